@@ -1,0 +1,303 @@
+//! English auction: a rising price clock with an activity rule.
+//!
+//! Each round the auctioneer announces a price; an active bidder must confirm it (`Stay`) before the
+//! round's deadline or it is out for good (activity rule: silence counts as dropping, and nobody
+//! re-enters). The clock rises by the increment while two or more bidders stay. The price a winner
+//! pays is within one increment of the second-highest value, which is why the English auction
+//! approximates Vickrey.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{result_notices, AuctionOutcome, AuctionReason, Award, Outgoing, ResultNotice};
+use crate::error::{ConfigError, Rejection};
+use crate::telemetry::{Telemetry, TelemetryEvent};
+use crate::types::{AgentId, Time};
+
+/// Upper bound on rounds so a misconfigured clock cannot run forever; the auction then sells to the
+/// earliest remaining bidder at the current price.
+pub const ENGLISH_ROUNDS_MAX: u64 = 1_000_000;
+
+/// Configuration of an English auction.
+#[derive(Debug, Clone)]
+pub struct EnglishConfig {
+    /// The resource sold.
+    pub item: String,
+    /// Opening price, which is also the reserve. Must be finite and >= 0.
+    pub start_price: f64,
+    /// Price rise per round. Must be finite and > 0; the winner's price is within this of Vickrey's.
+    pub increment: f64,
+    /// How long bidders have to confirm each price, in milliseconds.
+    pub round_ms: u64,
+    /// The admitted bidders.
+    pub participants: BTreeSet<AgentId>,
+}
+
+/// A bidder's answer to the announced price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnglishResponse {
+    /// I accept to pay the announced price.
+    Stay,
+    /// I leave the auction.
+    Drop,
+}
+
+/// Messages the auctioneer sends to bidders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EnglishNotice {
+    /// The clock price for `round`; answer before `respond_by`.
+    Price {
+        /// Round number, from 0.
+        round: u64,
+        /// The price to confirm.
+        price: f64,
+        /// Deadline for the answer.
+        respond_by: Time,
+    },
+    /// The auction decided.
+    Result(ResultNotice),
+}
+
+/// An English (ascending clock) auction.
+///
+/// Driver order: [`new`](Self::new) (announces round 0), [`respond`](Self::respond) for each answer,
+/// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout); drain
+/// [`drain_outbox`](Self::drain_outbox) after each call.
+#[derive(Debug)]
+pub struct EnglishAuction {
+    config: EnglishConfig,
+    started_at: Time,
+    round: u64,
+    round_deadline: Time,
+    active: BTreeSet<AgentId>,
+    /// Bidders that confirmed the current price, in arrival order (ties go to the earliest).
+    stayed: Vec<AgentId>,
+    dropped: BTreeSet<AgentId>,
+    /// Confirmations of the previous round, in arrival order.
+    previous_stayed: Vec<AgentId>,
+    responses: usize,
+    outcome: Option<AuctionOutcome>,
+    outbox: Vec<Outgoing<EnglishNotice>>,
+    telemetry: Telemetry,
+}
+
+impl EnglishAuction {
+    /// Opens the auction at `now` and announces the start price.
+    pub fn new(config: EnglishConfig, now: Time) -> Result<Self, ConfigError> {
+        validate(&config)?;
+        let mut telemetry = Telemetry::default();
+        telemetry.emit(TelemetryEvent::Started {
+            protocol: "english",
+            instance: config.item.clone(),
+            at: now,
+        });
+        let active = config.participants.clone();
+        let mut auction = EnglishAuction {
+            config,
+            started_at: now,
+            round: 0,
+            round_deadline: now,
+            active,
+            stayed: Vec::new(),
+            dropped: BTreeSet::new(),
+            previous_stayed: Vec::new(),
+            responses: 0,
+            outcome: None,
+            outbox: Vec::new(),
+            telemetry,
+        };
+        auction.announce(now);
+        Ok(auction)
+    }
+
+    /// The current clock price.
+    pub fn price(&self) -> f64 {
+        self.config.start_price + self.config.increment * self.round as f64
+    }
+
+    /// The current round.
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    fn announce(&mut self, now: Time) {
+        self.round_deadline = now.plus_ms(self.config.round_ms);
+        let (round, price, respond_by) = (self.round, self.price(), self.round_deadline);
+        for &to in &self.active {
+            let msg = EnglishNotice::Price {
+                round,
+                price,
+                respond_by,
+            };
+            self.outbox.push(Outgoing { to, msg });
+        }
+    }
+
+    /// Handles a bidder's answer for `round`. Rejections leave the auction unchanged.
+    pub fn respond(
+        &mut self,
+        now: Time,
+        agent: AgentId,
+        round: u64,
+        response: EnglishResponse,
+    ) -> Result<(), Rejection> {
+        let result = self.check(now, agent, round);
+        let amount = (response == EnglishResponse::Stay).then(|| self.price());
+        self.telemetry.input(now, agent, amount, &result);
+        result?;
+        self.responses += 1;
+        match response {
+            EnglishResponse::Stay => self.stayed.push(agent),
+            EnglishResponse::Drop => {
+                self.dropped.insert(agent);
+            }
+        }
+        if self.stayed.len() + self.dropped.len() == self.active.len() {
+            self.end_round(now);
+        }
+        Ok(())
+    }
+
+    fn check(&self, now: Time, agent: AgentId, round: u64) -> Result<(), Rejection> {
+        if self.outcome.is_some() {
+            return Err(Rejection::Closed);
+        }
+        if !self.config.participants.contains(&agent) {
+            return Err(Rejection::NotParticipant { agent });
+        }
+        if !self.active.contains(&agent) {
+            return Err(Rejection::Inactive { agent });
+        }
+        if round != self.round {
+            let what = format!("round {round}, current round is {}", self.round);
+            return Err(Rejection::InvalidReference { what });
+        }
+        if now >= self.round_deadline {
+            let deadline = self.round_deadline;
+            return Err(Rejection::Late { at: now, deadline });
+        }
+        if self.stayed.contains(&agent) || self.dropped.contains(&agent) {
+            return Err(Rejection::Duplicate { agent });
+        }
+        Ok(())
+    }
+
+    /// The current round's deadline, while the auction is open.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.outcome.is_none().then_some(self.round_deadline)
+    }
+
+    /// Ends the round if its deadline passed: silent bidders are dropped (activity rule).
+    pub fn handle_timeout(&mut self, now: Time) -> Option<AuctionOutcome> {
+        if self.outcome.is_none() && now >= self.round_deadline {
+            self.end_round(now);
+        }
+        self.outcome.clone()
+    }
+
+    fn end_round(&mut self, now: Time) {
+        let stayed = std::mem::take(&mut self.stayed);
+        self.dropped.clear();
+        match stayed.len() {
+            0 => self.decide_all_dropped(now),
+            1 => self.decide(now, stayed[0], self.price(), AuctionReason::LastActiveBidder),
+            _ if self.round + 1 >= ENGLISH_ROUNDS_MAX => {
+                self.decide(now, stayed[0], self.price(), AuctionReason::LastActiveBidder)
+            }
+            _ => {
+                self.active = stayed.iter().copied().collect();
+                self.previous_stayed = stayed;
+                self.round += 1;
+                self.announce(now);
+            }
+        }
+    }
+
+    fn decide_all_dropped(&mut self, now: Time) {
+        // Everyone left at this price; the earliest to confirm the previous price is committed to it.
+        match (self.round, self.previous_stayed.first().copied()) {
+            (0, _) | (_, None) => {
+                let reason = if self.responses == 0 {
+                    AuctionReason::NoBids
+                } else {
+                    AuctionReason::BelowReserve
+                };
+                self.finish(now, None, reason);
+            }
+            (_, Some(winner)) => {
+                let price = self.price() - self.config.increment;
+                self.decide(now, winner, price, AuctionReason::AllDroppedTogether);
+            }
+        }
+    }
+
+    fn decide(&mut self, now: Time, winner: AgentId, price: f64, reason: AuctionReason) {
+        let award = Award {
+            winner,
+            price,
+            winning_bid: price,
+        };
+        self.finish(now, Some(award), reason);
+    }
+
+    fn finish(&mut self, now: Time, award: Option<Award>, reason: AuctionReason) {
+        let notices = result_notices(self.config.participants.iter().copied(), award.as_ref());
+        self.outbox.extend(notices.into_iter().map(|o| Outgoing {
+            to: o.to,
+            msg: EnglishNotice::Result(o.msg),
+        }));
+        let outcome = AuctionOutcome {
+            item: self.config.item.clone(),
+            award,
+            reason,
+            bids_considered: self.responses,
+            decided_at: now,
+        };
+        self.telemetry.emit(TelemetryEvent::Decided {
+            protocol: "english",
+            summary: outcome.summary(),
+            at: now,
+            duration_ms: now.since(self.started_at),
+        });
+        self.outcome = Some(outcome);
+    }
+
+    /// The outcome, once decided.
+    pub fn outcome(&self) -> Option<&AuctionOutcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Takes the messages for bidders.
+    pub fn drain_outbox(&mut self) -> Vec<Outgoing<EnglishNotice>> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Takes the buffered telemetry events.
+    pub fn drain_telemetry(&mut self) -> Vec<TelemetryEvent> {
+        self.telemetry.drain()
+    }
+}
+
+fn validate(config: &EnglishConfig) -> Result<(), ConfigError> {
+    if !config.start_price.is_finite() || config.start_price < 0.0 {
+        return Err(ConfigError::Parameter {
+            name: "start_price",
+            value: config.start_price,
+            why: "must be finite and >= 0",
+        });
+    }
+    if !config.increment.is_finite() || config.increment <= 0.0 {
+        return Err(ConfigError::Parameter {
+            name: "increment",
+            value: config.increment,
+            why: "must be finite and > 0",
+        });
+    }
+    if config.participants.is_empty() {
+        return Err(ConfigError::Empty {
+            what: "participants",
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! # foundation-agents: MABEAM coordination mechanisms
+//!
+//! Agents coordinate shared resources and variables through real mechanisms: auctions, markets,
+//! negotiation, voting, bargaining and Shapley values. Every protocol here is a deterministic state
+//! machine (see DESIGN.md, "the one rule"):
+//!
+//! - input: `now` (a [`Time`] chosen by the driver) and one event: a message from an agent, a deadline
+//!   the driver observed, or a command;
+//! - output: messages to send, an outcome record saying what was decided and why, and
+//!   [`telemetry::TelemetryEvent`]s the driver drains;
+//! - no clock, sockets, global state or hash-map iteration order inside; randomness comes in as a seeded
+//!   RNG.
+//!
+//! A typical driver loop for a sealed-bid auction:
+//!
+//! ```
+//! use foundation_agents::{AgentId, Time};
+//! use foundation_agents::auction::sealed::{SealedBidAuction, SealedConfig, Pricing};
+//!
+//! let config = SealedConfig::new("gpu-slot", Pricing::SecondPrice)
+//!     .reserve(10.0)
+//!     .deadline(Time(1_000))
+//!     .participants([AgentId(1), AgentId(2), AgentId(3)]);
+//! let mut auction = SealedBidAuction::new(config, Time(0)).expect("valid config");
+//! auction.submit(Time(10), AgentId(1), 30.0).expect("accepted");
+//! auction.submit(Time(20), AgentId(2), 25.0).expect("accepted");
+//! // A bid with NaN is rejected with a reason and changes nothing.
+//! assert!(auction.submit(Time(30), AgentId(3), f64::NAN).is_err());
+//! let outcome = auction.close(Time(1_000));
+//! let award = outcome.award.expect("someone won");
+//! assert_eq!(award.winner, AgentId(1));
+//! assert_eq!(award.price, 25.0);
+//! let events = auction.drain_telemetry();
+//! assert!(!events.is_empty());
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod auction;
+pub mod error;
+pub mod game;
+pub mod learning;
+pub mod market;
+pub mod negotiation;
+pub mod telemetry;
+pub mod types;
+pub mod voting;
+
+pub use error::Rejection;
+pub use types::{AgentId, Time};

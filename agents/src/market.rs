@@ -1,0 +1,4 @@
+//! Markets: a call market (double auction) and Walrasian tatonnement.
+
+pub mod double;
+pub mod tatonnement;

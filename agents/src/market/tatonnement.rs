@@ -1,0 +1,329 @@
+//! Walrasian tatonnement: an auctioneer announces prices, agents answer with demands, prices of
+//! over-demanded goods rise and of over-supplied goods fall, until excess demand vanishes — or the
+//! auctioneer gives up after a bounded number of rounds and says so.
+//!
+//! Prices are normalised to sum to 1 (only relative prices matter). The update is multiplicative,
+//! `p_j ← p_j · (1 + step · z_j / supply_j)`, floored at a fraction of the old price so no price
+//! reaches zero or goes negative. Tatonnement converges for gross-substitutes economies such as
+//! Cobb-Douglas; it does not in general (Scarf 1960), which is why non-convergence is an outcome, not
+//! a silent "equilibrium".
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, Rejection};
+use crate::types::AgentId;
+
+/// A price can fall by at most this factor in one round, keeping prices strictly positive.
+pub const PRICE_FALL_FACTOR_MIN: f64 = 0.5;
+
+/// An agent in an exchange economy: an endowment and a demand function.
+pub trait Consumer {
+    /// Goods the agent owns before trade.
+    fn endowment(&self) -> &[f64];
+    /// Bundle the agent wants at `prices`, spending exactly the value of its endowment.
+    fn demand(&self, prices: &[f64]) -> Vec<f64>;
+
+    /// Demand minus endowment.
+    fn excess_demand(&self, prices: &[f64]) -> Vec<f64> {
+        self.demand(prices)
+            .iter()
+            .zip(self.endowment())
+            .map(|(x, e)| x - e)
+            .collect()
+    }
+}
+
+fn wealth(prices: &[f64], endowment: &[f64]) -> f64 {
+    prices.iter().zip(endowment).map(|(p, e)| p * e).sum()
+}
+
+/// Cobb-Douglas preferences `u(x) = Π x_j^{α_j}` with `Σ α_j = 1`: spend share `α_j` on good `j`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CobbDouglas {
+    /// Expenditure shares, non-negative, summing to 1.
+    pub alpha: Vec<f64>,
+    /// Initial holdings.
+    pub endowment: Vec<f64>,
+}
+
+impl Consumer for CobbDouglas {
+    fn endowment(&self) -> &[f64] {
+        &self.endowment
+    }
+
+    fn demand(&self, prices: &[f64]) -> Vec<f64> {
+        let w = wealth(prices, &self.endowment);
+        self.alpha.iter().zip(prices).map(|(a, p)| a * w / p).collect()
+    }
+}
+
+/// Leontief preferences `u(x) = min_j x_j / need_j`: buy the goods in fixed proportions.
+/// Scarf's example is three of these with endowment `e_i` and needs on goods `i` and `i+1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leontief {
+    /// Units of each good needed per unit of utility (0 for goods not needed).
+    pub need: Vec<f64>,
+    /// Initial holdings.
+    pub endowment: Vec<f64>,
+}
+
+impl Consumer for Leontief {
+    fn endowment(&self) -> &[f64] {
+        &self.endowment
+    }
+
+    fn demand(&self, prices: &[f64]) -> Vec<f64> {
+        let w = wealth(prices, &self.endowment);
+        let cost: f64 = self.need.iter().zip(prices).map(|(n, p)| n * p).sum();
+        let level = if cost > 0.0 { w / cost } else { 0.0 };
+        self.need.iter().map(|n| n * level).collect()
+    }
+}
+
+/// Scarf's (1960) three-good economy, whose unique equilibrium `(1/3, 1/3, 1/3)` tatonnement circles
+/// around instead of reaching.
+pub fn scarf_economy() -> Vec<Leontief> {
+    (0..3)
+        .map(|i| {
+            let mut need = vec![0.0; 3];
+            need[i] = 1.0;
+            need[(i + 1) % 3] = 1.0;
+            let mut endowment = vec![0.0; 3];
+            endowment[i] = 1.0;
+            Leontief { need, endowment }
+        })
+        .collect()
+}
+
+/// Tuning of the auctioneer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TatonnementConfig {
+    /// Price adjustment speed per round. Default 0.5; larger is faster but can overshoot.
+    pub step: f64,
+    /// Converged when every |excess demand| / supply is at most this. Default 1e-8.
+    pub tolerance: f64,
+    /// Rounds before giving up. Default 10,000.
+    pub rounds_max: usize,
+}
+
+impl Default for TatonnementConfig {
+    fn default() -> Self {
+        TatonnementConfig {
+            step: 0.5,
+            tolerance: 1e-8,
+            rounds_max: 10_000,
+        }
+    }
+}
+
+/// How a tatonnement ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TatonnementOutcome {
+    /// Excess demand fell within tolerance: `prices` clear the market.
+    Converged {
+        /// Equilibrium prices (sum 1).
+        prices: Vec<f64>,
+        /// Rounds used.
+        rounds: usize,
+        /// Largest |excess demand| / supply at `prices`.
+        residual: f64,
+    },
+    /// The round limit was reached with markets still not clearing: no equilibrium is claimed.
+    NotConverged {
+        /// Last prices tried (sum 1).
+        prices: Vec<f64>,
+        /// Rounds used.
+        rounds: usize,
+        /// Largest |excess demand| / supply at `prices`.
+        residual: f64,
+    },
+}
+
+/// The price-setting auctioneer as a state machine: one round per announced price vector.
+///
+/// Driver order per round: read [`prices`](Self::prices) and send them to the agents, feed each
+/// answer to [`submit`](Self::submit), then call [`end_round`](Self::end_round) when all have
+/// answered or the round's deadline passed. Agents that did not answer are treated as not trading
+/// that round (zero excess demand) and counted in [`absent_last_round`](Self::absent_last_round).
+#[derive(Debug, Clone)]
+pub struct Auctioneer {
+    config: TatonnementConfig,
+    supply: Vec<f64>,
+    participants: Vec<AgentId>,
+    prices: Vec<f64>,
+    round: usize,
+    answers: BTreeMap<AgentId, Vec<f64>>,
+    absent_last_round: usize,
+    outcome: Option<TatonnementOutcome>,
+}
+
+impl Auctioneer {
+    /// Starts at equal prices. `supply[j]` is the total endowment of good `j` (must be > 0).
+    pub fn new(
+        supply: Vec<f64>,
+        participants: impl IntoIterator<Item = AgentId>,
+        config: TatonnementConfig,
+    ) -> Result<Self, ConfigError> {
+        let goods = supply.len();
+        let start = vec![1.0 / goods.max(1) as f64; goods];
+        Self::with_prices(supply, participants, config, start)
+    }
+
+    /// Starts at the given prices (normalised to sum 1).
+    pub fn with_prices(
+        supply: Vec<f64>,
+        participants: impl IntoIterator<Item = AgentId>,
+        config: TatonnementConfig,
+        start: Vec<f64>,
+    ) -> Result<Self, ConfigError> {
+        validate(&config, &supply, &start)?;
+        Ok(Auctioneer {
+            config,
+            supply,
+            participants: participants.into_iter().collect(),
+            prices: normalise(start),
+            round: 0,
+            answers: BTreeMap::new(),
+            absent_last_round: 0,
+            outcome: None,
+        })
+    }
+
+    /// Prices announced for the current round.
+    pub fn prices(&self) -> &[f64] {
+        &self.prices
+    }
+
+    /// The current round, from 0.
+    pub fn round(&self) -> usize {
+        self.round
+    }
+
+    /// Agents that did not answer in the last completed round.
+    pub fn absent_last_round(&self) -> usize {
+        self.absent_last_round
+    }
+
+    /// Records an agent's excess demand at the current prices. Rejections change nothing.
+    pub fn submit(&mut self, agent: AgentId, round: usize, excess: Vec<f64>) -> Result<(), Rejection> {
+        if self.outcome.is_some() {
+            return Err(Rejection::Closed);
+        }
+        if !self.participants.contains(&agent) {
+            return Err(Rejection::NotParticipant { agent });
+        }
+        if round != self.round || excess.len() != self.supply.len() {
+            let what = format!("round {round} with {} goods", excess.len());
+            return Err(Rejection::InvalidReference { what });
+        }
+        if excess.iter().any(|z| !z.is_finite()) {
+            return Err(Rejection::NotFinite);
+        }
+        if self.answers.contains_key(&agent) {
+            return Err(Rejection::Duplicate { agent });
+        }
+        self.answers.insert(agent, excess);
+        Ok(())
+    }
+
+    /// Aggregates the round: finishes if converged or out of rounds, else moves prices.
+    pub fn end_round(&mut self) -> Option<TatonnementOutcome> {
+        if self.outcome.is_some() {
+            return self.outcome.clone();
+        }
+        let mut total = vec![0.0; self.supply.len()];
+        for excess in self.answers.values() {
+            total.iter_mut().zip(excess).for_each(|(t, z)| *t += z);
+        }
+        self.absent_last_round = self.participants.len() - self.answers.len();
+        self.answers.clear();
+        let residual = residual(&total, &self.supply);
+        let (prices, rounds) = (self.prices.clone(), self.round + 1);
+        if residual <= self.config.tolerance {
+            self.outcome = Some(TatonnementOutcome::Converged { prices, rounds, residual });
+        } else if rounds >= self.config.rounds_max {
+            self.outcome = Some(TatonnementOutcome::NotConverged { prices, rounds, residual });
+        } else {
+            self.prices = adjust(&self.prices, &total, &self.supply, self.config.step);
+            self.round = rounds;
+        }
+        self.outcome.clone()
+    }
+}
+
+/// Largest relative excess demand.
+pub fn residual(excess: &[f64], supply: &[f64]) -> f64 {
+    excess.iter().zip(supply).map(|(z, s)| (z / s).abs()).fold(0.0, f64::max)
+}
+
+fn adjust(prices: &[f64], excess: &[f64], supply: &[f64], step: f64) -> Vec<f64> {
+    let next = prices
+        .iter()
+        .zip(excess)
+        .zip(supply)
+        .map(|((p, z), s)| p * (1.0 + step * z / s).max(PRICE_FALL_FACTOR_MIN))
+        .collect();
+    normalise(next)
+}
+
+fn normalise(prices: Vec<f64>) -> Vec<f64> {
+    let sum: f64 = prices.iter().sum();
+    prices.into_iter().map(|p| p / sum).collect()
+}
+
+fn validate(config: &TatonnementConfig, supply: &[f64], start: &[f64]) -> Result<(), ConfigError> {
+    let param = |name, value, why| Err(ConfigError::Parameter { name, value, why });
+    if supply.is_empty() {
+        return Err(ConfigError::Empty { what: "goods" });
+    }
+    if !(config.step.is_finite() && config.step > 0.0) {
+        return param("step", config.step, "must be finite and > 0");
+    }
+    if !(config.tolerance.is_finite() && config.tolerance > 0.0) {
+        return param("tolerance", config.tolerance, "must be finite and > 0");
+    }
+    if let Some(&s) = supply.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return param("supply", s, "every good needs a finite supply > 0");
+    }
+    if start.len() != supply.len() {
+        return param("start prices", start.len() as f64, "need one price per good");
+    }
+    if let Some(&p) = start.iter().find(|p| !(p.is_finite() && **p > 0.0)) {
+        return param("start price", p, "must be finite and > 0");
+    }
+    Ok(())
+}
+
+/// Total endowment of each good.
+pub fn total_supply(consumers: &[&dyn Consumer]) -> Vec<f64> {
+    let goods = consumers.first().map_or(0, |c| c.endowment().len());
+    let mut supply = vec![0.0; goods];
+    for c in consumers {
+        supply.iter_mut().zip(c.endowment()).for_each(|(s, e)| *s += e);
+    }
+    supply
+}
+
+/// Runs a tatonnement locally: consumer `i` plays `AgentId(i)` and answers every round.
+pub fn run(
+    consumers: &[&dyn Consumer],
+    config: TatonnementConfig,
+    start: Option<Vec<f64>>,
+) -> Result<TatonnementOutcome, ConfigError> {
+    let supply = total_supply(consumers);
+    let ids = (0..consumers.len() as u64).map(AgentId);
+    let start = start.unwrap_or_else(|| vec![1.0; supply.len()]);
+    let mut auctioneer = Auctioneer::with_prices(supply, ids, config, start)?;
+    loop {
+        let (round, prices) = (auctioneer.round(), auctioneer.prices().to_vec());
+        for (i, c) in consumers.iter().enumerate() {
+            // Demands that come out non-finite (a zero price) are refused and count as absent.
+            let _ = auctioneer.submit(AgentId(i as u64), round, c.excess_demand(&prices));
+        }
+        if let Some(outcome) = auctioneer.end_round() {
+            return Ok(outcome);
+        }
+    }
+}
