@@ -1,0 +1,236 @@
+//! Last-writer-wins map with HLC timestamps, tombstones and horizon-based tombstone GC.
+//!
+//! Each key holds the entry with the greatest timestamp ever written to it. A remove writes a
+//! tombstone (an entry with no value) with its own timestamp, so a stale set delivered later
+//! loses to it and the key does not come back. Memory per entry is fixed (one timestamp, one node
+//! id) however many nodes have written the key, so this type needs no actor compaction.
+//!
+//! # Tombstone GC
+//!
+//! [`LwwMap::gc_tombstones`] drops tombstones older than a horizon and remembers the horizon;
+//! afterwards an op or state entry older than the horizon for a key that is absent here is
+//! ignored, so a late duplicate of a deleted write cannot resurrect it. This is safe — it loses
+//! nothing and keeps replicas convergent — when:
+//!
+//! 1. every replica has applied every op with a timestamp below the horizon (in the engine: the
+//!    horizon is at most the minimum, over live nodes, of the HLC time up to which each has
+//!    acknowledged all origins' ops), and
+//! 2. no node will issue a timestamp below the horizon again (HLCs are monotonic, and a node
+//!    restarting from old state must first `update` its clock past the horizon).
+//!
+//! Under those conditions an absent key below the horizon is indistinguishable from a collected
+//! tombstone on every replica. A write that broke condition 1 (never seen here, older than the
+//! horizon) is dropped rather than resurrected — the conservative failure.
+
+use std::collections::BTreeMap;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::encoding::{Canonical, InvariantError};
+use crate::Timestamp;
+
+/// One key's latest write: a value, or a tombstone (`value: None`) recording a remove.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LwwEntry<V> {
+    /// When the write happened; the greatest timestamp wins.
+    pub ts: Timestamp,
+    /// The value, or `None` for a remove.
+    pub value: Option<V>,
+}
+
+impl<V: Ord> LwwEntry<V> {
+    /// Whether `self` replaces `current`. Timestamps from correct HLCs are unique, so the
+    /// tiebreak only matters for a misbehaving node; it still has to be a total order so every
+    /// replica picks the same winner. On an exact tie a remove wins (the conservative choice).
+    fn beats(&self, current: &LwwEntry<V>) -> bool {
+        let rank = |e: &LwwEntry<V>| (e.ts, e.value.is_none());
+        match rank(self).cmp(&rank(current)) {
+            std::cmp::Ordering::Equal => self.value > current.value,
+            order => order.is_gt(),
+        }
+    }
+}
+
+/// An op: the write of one key (a set, or a remove when `value` is `None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LwwOp<K, V> {
+    /// The key written.
+    pub key: K,
+    /// The write itself.
+    pub entry: LwwEntry<V>,
+}
+
+/// A last-writer-wins map; see the module docs for removes and GC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LwwMap<K: Ord, V> {
+    entries: BTreeMap<K, LwwEntry<V>>,
+    horizon: Timestamp,
+}
+
+impl<K: Ord, V> Default for LwwMap<K, V> {
+    fn default() -> Self {
+        LwwMap {
+            entries: BTreeMap::new(),
+            horizon: Timestamp::ZERO,
+        }
+    }
+}
+
+impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value` at `ts` (from the local [`crate::Hlc::now`]), applies it, and
+    /// returns the op to ship to other replicas.
+    pub fn set(&mut self, key: K, value: V, ts: Timestamp) -> LwwOp<K, V> {
+        self.write(key, Some(value), ts)
+    }
+
+    /// Removes `key` at `ts`, leaving a tombstone, and returns the op to ship.
+    pub fn remove(&mut self, key: K, ts: Timestamp) -> LwwOp<K, V> {
+        self.write(key, None, ts)
+    }
+
+    fn write(&mut self, key: K, value: Option<V>, ts: Timestamp) -> LwwOp<K, V> {
+        let op = LwwOp {
+            key,
+            entry: LwwEntry { ts, value },
+        };
+        self.apply(&op);
+        op
+    }
+
+    /// Applies an op from any replica. Idempotent and commutative; returns whether the map
+    /// changed (false for a duplicate, a losing write, or a write older than the GC horizon).
+    pub fn apply(&mut self, op: &LwwOp<K, V>) -> bool {
+        let changed = match self.entries.get_mut(&op.key) {
+            Some(current) if op.entry.beats(current) => {
+                *current = op.entry.clone();
+                true
+            }
+            Some(_) => false,
+            None if op.entry.ts < self.horizon => false,
+            None => {
+                self.entries.insert(op.key.clone(), op.entry.clone());
+                true
+            }
+        };
+        if changed && op.entry.value.is_none() && op.entry.ts < self.horizon {
+            self.entries.remove(&op.key);
+        }
+        changed
+    }
+
+    /// Merges a full state from another replica (the fallback when ops were lost).
+    pub fn merge(&mut self, other: &LwwMap<K, V>) {
+        if other.horizon > Timestamp::ZERO {
+            // Our keys they lack, below their horizon, were deleted and collected there. The
+            // rule is the mirror of the `None` arm below, which keeps merge commutative.
+            let cut = other.horizon;
+            self.entries
+                .retain(|k, e| e.ts >= cut || other.entries.contains_key(k));
+        }
+        for (key, theirs) in &other.entries {
+            match self.entries.get_mut(key) {
+                Some(current) if theirs.beats(current) => *current = theirs.clone(),
+                Some(_) => {}
+                None if theirs.ts < self.horizon => {}
+                None => {
+                    self.entries.insert(key.clone(), theirs.clone());
+                }
+            }
+        }
+        self.horizon = self.horizon.max(other.horizon);
+        self.drop_tombstones_below_horizon();
+        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
+    }
+
+    /// Drops tombstones older than `horizon` and ignores older writes to absent keys from now on.
+    /// Returns how many tombstones were dropped. Read the module docs for when this is safe.
+    pub fn gc_tombstones(&mut self, horizon: Timestamp) -> usize {
+        self.horizon = self.horizon.max(horizon);
+        self.drop_tombstones_below_horizon()
+    }
+
+    fn drop_tombstones_below_horizon(&mut self) -> usize {
+        let before = self.entries.len();
+        let horizon = self.horizon;
+        self.entries
+            .retain(|_, e| e.value.is_some() || e.ts >= horizon);
+        before - self.entries.len()
+    }
+}
+
+impl<K: Ord, V> LwwMap<K, V> {
+    /// The live value of `key`.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.entries.get(key).and_then(|e| e.value.as_ref())
+    }
+
+    /// The latest write to `key`, tombstone included.
+    pub fn entry(&self, key: &K) -> Option<&LwwEntry<V>> {
+        self.entries.get(key)
+    }
+
+    /// Live keys and values, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries
+            .iter()
+            .filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v)))
+    }
+
+    /// Number of live keys. O(n): it skips tombstones.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// Number of tombstones held (the memory GC would reclaim).
+    pub fn tombstones(&self) -> usize {
+        self.entries.values().filter(|e| e.value.is_none()).count()
+    }
+
+    /// The GC horizon: tombstones and absent-key writes older than this are gone for good.
+    pub fn horizon(&self) -> Timestamp {
+        self.horizon
+    }
+
+    /// Checks that no tombstone older than the horizon is kept (GC normal form).
+    pub fn invariants(&self) -> Result<(), InvariantError> {
+        for entry in self.entries.values() {
+            InvariantError::check(entry.value.is_some() || entry.ts >= self.horizon, || {
+                format!(
+                    "tombstone at {:?} below horizon {:?}",
+                    entry.ts, self.horizon
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl<K, V> Canonical for LwwMap<K, V>
+where
+    K: Ord + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    fn validate(&self) -> Result<(), InvariantError> {
+        self.invariants()
+    }
+}
+
+impl<K, V> Canonical for LwwOp<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    fn validate(&self) -> Result<(), InvariantError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! Observed-remove set, add-wins, with dots per (actor, counter).
+//!
+//! An element is present while it has a live dot. An add creates a fresh dot and also retires the
+//! element's dots it observed, so an element holds only the dots of adds that were concurrent
+//! with each other: memory per element does not grow with the number of actors that ever added
+//! it. A remove retires exactly the dots it observed, so an add concurrent with a remove (whose
+//! dot the remove could not have observed) survives: add wins.
+//!
+//! Ops carry the observed dots (unlike `crdts`' Orswot removes), so they are correct on their own:
+//! the state after applying a set of ops, in any order with any duplicates, is "every added dot
+//! that no op observed", and the causal context remembers retired dots so they never come back.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::context::{CausalContext, Dot};
+use crate::encoding::{Canonical, InvariantError};
+use crate::NodeId;
+
+/// An op on an [`OrSet`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrSetOp<T> {
+    /// Add `elem` with the fresh `dot`, retiring the `observed` dots of the same element.
+    Add {
+        /// The element.
+        elem: T,
+        /// The new dot for this add.
+        dot: Dot,
+        /// The element's dots the adder had seen; they are replaced by `dot`.
+        observed: BTreeSet<Dot>,
+    },
+    /// Remove `elem` by retiring the dots the remover had seen.
+    Remove {
+        /// The element.
+        elem: T,
+        /// The element's dots the remover had seen.
+        observed: BTreeSet<Dot>,
+    },
+}
+
+/// An add-wins observed-remove set. See the module docs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrSet<T: Ord> {
+    entries: BTreeMap<T, BTreeSet<Dot>>,
+    context: CausalContext,
+}
+
+impl<T: Ord> Default for OrSet<T> {
+    fn default() -> Self {
+        OrSet {
+            entries: BTreeMap::new(),
+            context: CausalContext::new(),
+        }
+    }
+}
+
+impl<T: Ord + Clone> OrSet<T> {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `elem` as `actor` (this node's stable id), applies it, and returns the op to ship.
+    pub fn add(&mut self, actor: NodeId, elem: T) -> OrSetOp<T> {
+        let op = OrSetOp::Add {
+            dot: self.context.next_dot(actor),
+            observed: self.entries.get(&elem).cloned().unwrap_or_default(),
+            elem,
+        };
+        self.apply(&op);
+        op
+    }
+
+    /// Removes `elem`, applies it, and returns the op to ship, or `None` if it was not present
+    /// (there is nothing observed to remove).
+    pub fn remove(&mut self, elem: &T) -> Option<OrSetOp<T>> {
+        let observed = self.entries.get(elem)?.clone();
+        let op = OrSetOp::Remove {
+            elem: elem.clone(),
+            observed,
+        };
+        self.apply(&op);
+        Some(op)
+    }
+
+    /// Applies an op from any replica. Idempotent and commutative; returns whether the set of
+    /// live dots changed.
+    pub fn apply(&mut self, op: &OrSetOp<T>) -> bool {
+        let (elem, observed) = match op {
+            OrSetOp::Add { elem, observed, .. } | OrSetOp::Remove { elem, observed } => {
+                (elem, observed)
+            }
+        };
+        let mut changed = self.retire(elem, observed);
+        if let OrSetOp::Add { elem, dot, .. } = op {
+            if dot.counter > 0 && !self.context.contains(dot) {
+                self.entries.entry(elem.clone()).or_default().insert(*dot);
+                self.context.insert(*dot);
+                changed = true;
+            }
+        }
+        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
+        changed
+    }
+
+    /// Drops `observed` from `elem`'s live dots and records them as seen.
+    fn retire(&mut self, elem: &T, observed: &BTreeSet<Dot>) -> bool {
+        let mut changed = false;
+        if let Some(dots) = self.entries.get_mut(elem) {
+            let before = dots.len();
+            dots.retain(|d| !observed.contains(d));
+            changed = dots.len() != before;
+            if dots.is_empty() {
+                self.entries.remove(elem);
+            }
+        }
+        for dot in observed {
+            self.context.insert(*dot);
+        }
+        changed
+    }
+
+    /// Merges a full state from another replica: a dot survives if both sides have it live, or
+    /// one side has it live and the other has never seen it.
+    pub fn merge(&mut self, other: &OrSet<T>) {
+        let empty = BTreeSet::new();
+        self.entries.retain(|elem, dots| {
+            let theirs = other.entries.get(elem).unwrap_or(&empty);
+            dots.retain(|d| theirs.contains(d) || !other.context.contains(d));
+            !dots.is_empty()
+        });
+        for (elem, theirs) in &other.entries {
+            let fresh = theirs.iter().filter(|d| !self.context.contains(d));
+            let mut fresh = fresh.peekable();
+            if fresh.peek().is_some() {
+                self.entries.entry(elem.clone()).or_default().extend(fresh);
+            }
+        }
+        self.context.merge(&other.context);
+        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
+    }
+
+    /// Drops `actor`'s record from the causal context, keeping only its dots that are still
+    /// live. Use for epoch compaction after a node has left for good.
+    ///
+    /// Safe only when every replica has applied every op by `actor` and every op that observed
+    /// its dots (so all replicas hold the same live dots of it), and the caller refuses later
+    /// ops from `actor` (the engine's epoch check): a replayed old add of a removed dot would
+    /// otherwise come back, because the record that it was removed is gone.
+    pub fn forget_actor(&mut self, actor: NodeId) {
+        let live: Vec<Dot> = self
+            .entries
+            .values()
+            .flatten()
+            .filter(|d| d.actor == actor)
+            .copied()
+            .collect();
+        self.context.forget_actor(actor, live);
+    }
+}
+
+impl<T: Ord> OrSet<T> {
+    /// Whether `elem` is present.
+    pub fn contains(&self, elem: &T) -> bool {
+        self.entries.contains_key(elem)
+    }
+
+    /// Present elements, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.entries.keys()
+    }
+
+    /// Number of present elements.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The causal context (every dot seen); its actor count is the per-set cost of writers.
+    pub fn context(&self) -> &CausalContext {
+        &self.context
+    }
+
+    /// Checks: no element without dots, every live dot valid and in the context, no dot live
+    /// under two elements, and the context in normal form.
+    pub fn invariants(&self) -> Result<(), InvariantError> {
+        let mut seen = BTreeSet::new();
+        for dots in self.entries.values() {
+            InvariantError::check(!dots.is_empty(), || "element without dots".into())?;
+            for dot in dots {
+                InvariantError::check(dot.counter > 0 && self.context.contains(dot), || {
+                    format!("live dot {dot:?} missing from the context")
+                })?;
+                InvariantError::check(seen.insert(*dot), || {
+                    format!("dot {dot:?} live under two elements")
+                })?;
+            }
+        }
+        self.context.invariants()
+    }
+}
+
+impl<T: Ord + Serialize + DeserializeOwned> Canonical for OrSet<T> {
+    fn validate(&self) -> Result<(), InvariantError> {
+        self.invariants()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Canonical for OrSetOp<T> {
+    fn validate(&self) -> Result<(), InvariantError> {
+        let (dot, observed) = match self {
+            OrSetOp::Add { dot, observed, .. } => (Some(dot), observed),
+            OrSetOp::Remove { observed, .. } => (None, observed),
+        };
+        InvariantError::check(observed.iter().all(|d| d.counter > 0), || {
+            "observed dot with counter 0".into()
+        })?;
+        if let Some(dot) = dot {
+            InvariantError::check(dot.counter > 0 && !observed.contains(dot), || {
+                format!("add dot {dot:?} is zero or observes itself")
+            })?;
+        }
+        Ok(())
+    }
+}
