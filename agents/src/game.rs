@@ -1,1 +1,4 @@
-//! todo
+//! Cooperative game theory: the Nash bargaining solution and the Shapley value.
+
+pub mod nash;
+pub mod shapley;
