@@ -82,6 +82,7 @@ impl CausalContext {
         }
         self.cloud.insert(dot);
         self.compact(dot.actor);
+        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
 
     /// Union with `other`.
@@ -103,6 +104,7 @@ impl CausalContext {
         for actor in touched {
             self.compact(actor);
         }
+        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
 
     /// Forgets `actor` except for the dots in `keep` (its dots still live in the owning type),
@@ -140,7 +142,6 @@ impl CausalContext {
         if clock > 0 {
             self.clock.insert(actor, clock);
         }
-        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
 
     /// Checks the normal form described on the type.
