@@ -1,0 +1,243 @@
+//! Properties of the call market and of Walrasian tatonnement.
+
+use foundation_agents::market::double::{clear, CallMarket, ClearingReason, ClearingRule, Order, Side};
+use foundation_agents::market::tatonnement::{
+    self, scarf_economy, Auctioneer, CobbDouglas, Consumer, TatonnementConfig, TatonnementOutcome,
+};
+use foundation_agents::{AgentId, Rejection, Time};
+use proptest::prelude::*;
+
+fn order(i: usize, side: Side, quantity: u64, limit: f64) -> Order {
+    Order { agent: AgentId(i as u64), side, quantity, limit, seq: i as u64 }
+}
+
+/// Efficient quantity by expanding every order into units and pairing sorted units.
+fn brute_force_quantity(orders: &[Order]) -> u64 {
+    let units = |side: Side| -> Vec<f64> {
+        orders.iter().filter(|o| o.side == side).flat_map(|o| std::iter::repeat_n(o.limit, o.quantity as usize)).collect()
+    };
+    let mut buys = units(Side::Buy);
+    let mut sells = units(Side::Sell);
+    buys.sort_by(|a, b| b.total_cmp(a));
+    sells.sort_by(|a, b| a.total_cmp(b));
+    buys.iter().zip(&sells).take_while(|(b, s)| b >= s).count() as u64
+}
+
+fn orders() -> impl Strategy<Value = Vec<Order>> {
+    let one = (prop_oneof![Just(Side::Buy), Just(Side::Sell)], 1u64..5, 0u32..=40);
+    prop::collection::vec(one, 0..30).prop_map(|v| {
+        v.into_iter().enumerate().map(|(i, (side, q, limit))| order(i, side, q, f64::from(limit) * 0.5)).collect()
+    })
+}
+
+fn check_individually_rational(orders: &[Order], out: &foundation_agents::market::double::ClearingOutcome) {
+    for fill in &out.fills {
+        let limit = orders.iter().find(|o| o.agent == fill.agent && o.side == fill.side).map(|o| o.limit);
+        let limit = limit.expect("fills name real orders");
+        match fill.side {
+            Side::Buy => assert!(fill.price <= limit, "buyer pays {} above limit {limit}", fill.price),
+            Side::Sell => assert!(fill.price >= limit, "seller gets {} below limit {limit}", fill.price),
+        }
+    }
+}
+
+fn traded(out: &foundation_agents::market::double::ClearingOutcome, side: Side) -> u64 {
+    out.fills.iter().filter(|f| f.side == side).map(|f| f.quantity).sum()
+}
+
+#[test]
+fn a_textbook_market_clears_two_units_at_the_midpoint() {
+    let orders = vec![
+        order(0, Side::Buy, 1, 10.0),
+        order(1, Side::Buy, 1, 8.0),
+        order(2, Side::Buy, 1, 3.0),
+        order(3, Side::Sell, 1, 2.0),
+        order(4, Side::Sell, 1, 5.0),
+        order(5, Side::Sell, 1, 9.0),
+    ];
+    let out = clear(&orders, ClearingRule::Uniform);
+    assert_eq!(out.traded_quantity, 2);
+    // Clearing interval [max(s2 = 5, b3 = 3), min(b2 = 8, s3 = 9)] = [5, 8].
+    assert_eq!(out.buyer_price, Some(6.5));
+    let mcafee = clear(&orders, ClearingRule::McAfee);
+    // p0 = (3 + 9) / 2 = 6 lies in [5, 8], so no trade is lost.
+    assert_eq!((mcafee.traded_quantity, mcafee.buyer_price), (2, Some(6.0)));
+}
+
+#[test]
+fn mcafee_drops_the_marginal_trade_when_p0_is_outside_and_keeps_the_surplus() {
+    let orders = vec![
+        order(0, Side::Buy, 1, 10.0),
+        order(1, Side::Buy, 1, 8.0),
+        order(2, Side::Sell, 1, 2.0),
+        order(3, Side::Sell, 1, 5.0),
+    ];
+    let out = clear(&orders, ClearingRule::McAfee);
+    assert_eq!((out.efficient_quantity, out.traded_quantity), (2, 1));
+    assert_eq!((out.buyer_price, out.seller_price), (Some(8.0), Some(5.0)));
+    assert_eq!((out.surplus, out.reason), (3.0, ClearingReason::TradeReduction));
+}
+
+#[test]
+fn the_call_market_rejects_bad_orders_without_changing_the_result() {
+    let mut m = CallMarket::new("cpu", ClearingRule::Uniform, Time(100), Time(0));
+    m.submit(Time(1), AgentId(1), Side::Buy, 2, 10.0).expect("valid");
+    m.submit(Time(1), AgentId(2), Side::Sell, 2, 4.0).expect("valid");
+    let before = clear(&[order(1, Side::Buy, 2, 10.0), order(2, Side::Sell, 2, 4.0)], ClearingRule::Uniform);
+    assert_eq!(m.submit(Time(2), AgentId(3), Side::Buy, 1, f64::NAN), Err(Rejection::NotFinite));
+    assert!(matches!(m.submit(Time(2), AgentId(3), Side::Buy, 1, -2.0), Err(Rejection::Negative { .. })));
+    assert!(matches!(m.submit(Time(2), AgentId(3), Side::Buy, 0, 2.0), Err(Rejection::InvalidQuantity { .. })));
+    assert!(matches!(m.submit(Time(2), AgentId(1), Side::Buy, 1, 20.0), Err(Rejection::Duplicate { .. })));
+    assert!(matches!(m.submit(Time(100), AgentId(4), Side::Buy, 1, 20.0), Err(Rejection::Late { .. })));
+    let after = m.close(Time(100));
+    assert_eq!(after.fills, before.fills);
+    assert_eq!(after.buyer_price, Some(7.0));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn uniform_clearing_trades_the_efficient_quantity_rationally_and_balances_the_budget(orders in orders()) {
+        let out = clear(&orders, ClearingRule::Uniform);
+        prop_assert_eq!(out.efficient_quantity, brute_force_quantity(&orders));
+        prop_assert_eq!(out.traded_quantity, out.efficient_quantity);
+        prop_assert_eq!(traded(&out, Side::Buy), out.traded_quantity);
+        prop_assert_eq!(traded(&out, Side::Sell), out.traded_quantity);
+        check_individually_rational(&orders, &out);
+        prop_assert_eq!(out.surplus, 0.0);
+    }
+
+    #[test]
+    fn mcafee_loses_at_most_one_trade_is_rational_and_never_runs_a_deficit(orders in orders()) {
+        let out = clear(&orders, ClearingRule::McAfee);
+        let q = brute_force_quantity(&orders);
+        prop_assert_eq!(out.efficient_quantity, q);
+        prop_assert!(out.traded_quantity == q || out.traded_quantity + 1 == q);
+        prop_assert_eq!(traded(&out, Side::Buy), traded(&out, Side::Sell));
+        check_individually_rational(&orders, &out);
+        let paid: f64 = out.fills.iter().filter(|f| f.side == Side::Buy).map(|f| f.price * f.quantity as f64).sum();
+        let received: f64 = out.fills.iter().filter(|f| f.side == Side::Sell).map(|f| f.price * f.quantity as f64).sum();
+        prop_assert!(paid - received >= -1e-9);
+    }
+
+    #[test]
+    fn mcafee_is_truthful_for_a_unit_buyer_on_a_grid(
+        values in prop::collection::vec(0u32..=20, 2..8),
+        costs in prop::collection::vec(0u32..=20, 2..8),
+    ) {
+        // Distinct offsets keep limits apart so the unit ranking is strict, as McAfee assumes.
+        let limit = |k: u32, i: usize| f64::from(k) + i as f64 * 1e-3;
+        let market = |buyer0: f64| {
+            let mut orders: Vec<Order> = values.iter().enumerate().map(|(i, &v)| order(i, Side::Buy, 1, limit(v, i))).collect();
+            orders[0].limit = buyer0;
+            let n = orders.len();
+            orders.extend(costs.iter().enumerate().map(|(j, &c)| order(n + j, Side::Sell, 1, limit(c, j) + 5e-4)));
+            clear(&orders, ClearingRule::McAfee)
+        };
+        let true_value = limit(values[0], 0);
+        let utility = |report: f64| {
+            let out = market(report);
+            out.fills.iter().find(|f| f.agent == AgentId(0)).map_or(0.0, |f| true_value - f.price)
+        };
+        let honest = utility(true_value);
+        for k in 0..=42 {
+            let report = f64::from(k) * 0.5 + 0.0007;
+            prop_assert!(utility(report) <= honest + 1e-9, "report {} beats truth", report);
+        }
+    }
+}
+
+fn cobb_douglas_economy() -> impl Strategy<Value = Vec<CobbDouglas>> {
+    (2usize..5).prop_flat_map(|goods| {
+        let consumer = (prop::collection::vec(0.05f64..1.0, goods), prop::collection::vec(0.1f64..10.0, goods))
+            .prop_map(|(raw, endowment)| {
+                let sum: f64 = raw.iter().sum();
+                CobbDouglas { alpha: raw.iter().map(|a| a / sum).collect(), endowment }
+            });
+        prop::collection::vec(consumer, 1..6)
+    })
+}
+
+fn dyn_refs<C: Consumer>(cs: &[C]) -> Vec<&dyn Consumer> {
+    cs.iter().map(|c| c as &dyn Consumer).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn walras_law_holds_the_value_of_excess_demand_is_zero_at_any_prices(
+        economy in cobb_douglas_economy(),
+        raw_prices in prop::collection::vec(0.01f64..10.0, 4),
+    ) {
+        let goods = economy[0].endowment.len();
+        let prices = &raw_prices[..goods];
+        let mut value = 0.0;
+        let mut scale = 0.0;
+        for c in &economy {
+            for (z, p) in c.excess_demand(prices).iter().zip(prices) {
+                value += z * p;
+                scale += (z * p).abs();
+            }
+        }
+        prop_assert!(value.abs() <= 1e-9 * scale.max(1.0));
+        for c in scarf_economy() {
+            let v: f64 = c.excess_demand(&raw_prices[..3]).iter().zip(&raw_prices[..3]).map(|(z, p)| z * p).sum();
+            prop_assert!(v.abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn tatonnement_converges_on_cobb_douglas_economies(economy in cobb_douglas_economy()) {
+        let refs = dyn_refs(&economy);
+        let outcome = tatonnement::run(&refs, TatonnementConfig::default(), None).expect("valid");
+        let TatonnementOutcome::Converged { prices, residual, .. } = outcome else {
+            return Err(TestCaseError::fail(format!("did not converge: {outcome:?}")));
+        };
+        prop_assert!(residual <= 1e-8);
+        // At equilibrium prices every market clears.
+        let supply = tatonnement::total_supply(&refs);
+        let mut total = vec![0.0; supply.len()];
+        for c in &economy {
+            total.iter_mut().zip(c.excess_demand(&prices)).for_each(|(t, z)| *t += z);
+        }
+        prop_assert!(tatonnement::residual(&total, &supply) <= 1e-8);
+    }
+}
+
+#[test]
+fn tatonnement_reports_non_convergence_on_scarfs_example() {
+    let economy = scarf_economy();
+    let refs = dyn_refs(&economy);
+    let config = TatonnementConfig { rounds_max: 5_000, ..TatonnementConfig::default() };
+    let outcome = tatonnement::run(&refs, config, Some(vec![0.5, 0.3, 0.2])).expect("valid");
+    match outcome {
+        TatonnementOutcome::NotConverged { rounds, residual, .. } => {
+            assert_eq!(rounds, 5_000);
+            assert!(residual > 1e-3, "residual {residual}");
+        }
+        other => panic!("Scarf's economy must not converge, got {other:?}"),
+    }
+}
+
+#[test]
+fn scarfs_economy_started_at_its_equilibrium_is_recognised_at_once() {
+    let economy = scarf_economy();
+    let outcome = tatonnement::run(&dyn_refs(&economy), TatonnementConfig::default(), None).expect("valid");
+    assert!(matches!(outcome, TatonnementOutcome::Converged { rounds: 1, .. }), "{outcome:?}");
+}
+
+#[test]
+fn the_auctioneer_treats_silent_agents_as_not_trading_and_rejects_bad_answers() {
+    let config = TatonnementConfig::default();
+    let mut a = Auctioneer::new(vec![1.0, 1.0], [AgentId(1), AgentId(2)], config).expect("valid");
+    assert_eq!(a.submit(AgentId(1), 0, vec![f64::NAN, 0.0]), Err(Rejection::NotFinite));
+    assert!(matches!(a.submit(AgentId(9), 0, vec![0.0, 0.0]), Err(Rejection::NotParticipant { .. })));
+    assert!(matches!(a.submit(AgentId(1), 3, vec![0.0, 0.0]), Err(Rejection::InvalidReference { .. })));
+    a.submit(AgentId(1), 0, vec![0.5, -0.5]).expect("valid");
+    assert!(matches!(a.submit(AgentId(1), 0, vec![0.5, -0.5]), Err(Rejection::Duplicate { .. })));
+    assert_eq!(a.end_round(), None);
+    assert_eq!(a.absent_last_round(), 1);
+    assert!(a.prices()[0] > a.prices()[1], "the over-demanded good became dearer");
+}
