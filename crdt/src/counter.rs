@@ -51,7 +51,9 @@ impl GCounter {
     /// Adds `by` as `actor`, applies it, and returns the op to ship.
     pub fn increment(&mut self, actor: NodeId, by: u64) -> Result<GCounterOp, CounterOverflow> {
         let total = self.slot(actor);
-        let next = total.checked_add(by).ok_or(CounterOverflow { actor, total, by })?;
+        let next = total
+            .checked_add(by)
+            .ok_or(CounterOverflow { actor, total, by })?;
         let op = GCounterOp { actor, total: next };
         self.apply(&op);
         Ok(op)

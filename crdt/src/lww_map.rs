@@ -19,8 +19,11 @@
 //!    restarting from old state must first `update` its clock past the horizon).
 //!
 //! Under those conditions an absent key below the horizon is indistinguishable from a collected
-//! tombstone on every replica. A write that broke condition 1 (never seen here, older than the
-//! horizon) is dropped rather than resurrected — the conservative failure.
+//! tombstone on every replica, and merge stays commutative, associative and idempotent (the
+//! property tests check this). A write that broke condition 1 (never seen here, older than the
+//! horizon) is dropped rather than resurrected — the conservative failure — and merge remains
+//! commutative and idempotent, but replicas that collected at horizons some of them had not
+//! reached may then disagree about such writes: associativity needs the rule.
 
 use std::collections::BTreeMap;
 

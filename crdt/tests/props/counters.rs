@@ -6,7 +6,9 @@ use proptest::prelude::*;
 use crate::common::*;
 
 fn g_history(steps: &[Step<u64>]) -> (Vec<GCounterOp>, Vec<Replica<GCounter>>) {
-    run::<GCounter, u64>(steps, |me, replica, &by, _| me.state.increment(node(replica), by).ok())
+    run::<GCounter, u64>(steps, |me, replica, &by, _| {
+        me.state.increment(node(replica), by).ok()
+    })
 }
 
 fn pn_history(steps: &[Step<i64>]) -> (Vec<PnCounterOp>, Vec<Replica<PnCounter>>) {

@@ -34,15 +34,19 @@ fn try_all(bytes: &[u8]) {
 
 /// Arbitrary bytes, half of them behind the right version byte so the body parser is reached.
 fn arbitrary_bytes() -> impl Strategy<Value = Vec<u8>> {
-    (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..200)).prop_map(|(versioned, body)| {
-        if versioned {
-            let mut out = vec![FORMAT_VERSION];
-            out.extend(body);
-            out
-        } else {
-            body
-        }
-    })
+    (
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..200),
+    )
+        .prop_map(|(versioned, body)| {
+            if versioned {
+                let mut out = vec![FORMAT_VERSION];
+                out.extend(body);
+                out
+            } else {
+                body
+            }
+        })
 }
 
 /// A valid state's encoding with a few bytes overwritten.
@@ -104,5 +108,8 @@ fn errors_are_typed() {
     let mut zero_slot = vec![FORMAT_VERSION, 1];
     zero_slot.extend([0u8; 16]);
     zero_slot.extend([0, 0]);
-    assert!(matches!(GCounter::decode(&zero_slot), Err(DecodeError::Invalid(_))));
+    assert!(matches!(
+        GCounter::decode(&zero_slot),
+        Err(DecodeError::Invalid(_))
+    ));
 }

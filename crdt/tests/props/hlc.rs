@@ -12,15 +12,22 @@ enum Event {
     /// A local event on `node` whose wall clock reads `wall_ms`.
     Local { node: usize, wall_ms: u64 },
     /// `to` receives the latest message sent by `from`.
-    Receive { from: usize, to: usize, wall_ms: u64 },
+    Receive {
+        from: usize,
+        to: usize,
+        wall_ms: u64,
+    },
 }
 
 fn event() -> impl Strategy<Value = Event> {
     // Walls jump around (including backwards) and nodes are skewed by whole seconds.
     prop_oneof![
         (0..REPLICAS, 0u64..5_000).prop_map(|(node, wall_ms)| Event::Local { node, wall_ms }),
-        (0..REPLICAS, 0..REPLICAS, 0u64..5_000)
-            .prop_map(|(from, to, wall_ms)| Event::Receive { from, to, wall_ms }),
+        (0..REPLICAS, 0..REPLICAS, 0u64..5_000).prop_map(|(from, to, wall_ms)| Event::Receive {
+            from,
+            to,
+            wall_ms
+        }),
     ]
 }
 
@@ -78,7 +85,11 @@ proptest! {
 
 #[test]
 fn timestamps_order_by_wall_then_logical_then_node() {
-    let ts = |wall_ms, logical, id| Timestamp { wall_ms, logical, node: NodeId::from_u128(id) };
+    let ts = |wall_ms, logical, id| Timestamp {
+        wall_ms,
+        logical,
+        node: NodeId::from_u128(id),
+    };
     assert!(ts(1, 9, 9) < ts(2, 0, 0));
     assert!(ts(1, 1, 9) < ts(1, 2, 0));
     assert!(ts(1, 1, 1) < ts(1, 1, 2));

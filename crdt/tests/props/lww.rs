@@ -20,14 +20,29 @@ fn action() -> impl Strategy<Value = Action> {
 
 type Map = LwwMap<u8, u8>;
 
-fn history(steps: &[Step<Action>]) -> (Vec<LwwOp<u8, u8>>, Vec<Replica<Map>>) {
-    run::<Map, Action>(steps, |me, _, action, wall| {
-        let ts = me.hlc.now(wall);
-        Some(match *action {
-            Action::Set(k, v) => me.state.set(k, v, ts),
-            Action::Remove(k) => me.state.remove(k, ts),
-        })
+fn act(me: &mut Replica<Map>, _: usize, action: &Action, wall: u64) -> Option<LwwOp<u8, u8>> {
+    let ts = me.hlc.now(wall);
+    Some(match *action {
+        Action::Set(k, v) => me.state.set(k, v, ts),
+        Action::Remove(k) => me.state.remove(k, ts),
     })
+}
+
+fn history(steps: &[Step<Action>]) -> (Vec<LwwOp<u8, u8>>, Vec<Replica<Map>>) {
+    run::<Map, Action>(steps, act)
+}
+
+/// The steps moved `by_ms` later: fresh clocks then start past a horizon at `by_ms`, as the GC
+/// rule's condition 2 requires.
+fn shift(steps: &[Step<Action>], by_ms: u64) -> Vec<Step<Action>> {
+    steps
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            s.wall_ms += by_ms;
+            s
+        })
+        .collect()
 }
 
 /// No key comes back after a remove unless a write with a later timestamp set it again.
@@ -53,8 +68,9 @@ proptest! {
         check_merge_laws(&r[0].state, &r[1].state, &r[2].state);
     }
 
+    /// Commutativity and idempotence hold for any horizons, even ones that break the GC rule.
     #[test]
-    fn merge_laws_hold_with_arbitrary_gc_horizons(
+    fn merge_commutes_with_arbitrary_gc_horizons(
         steps in steps(action(), 40),
         walls in proptest::array::uniform3(proptest::option::of(0u64..2_000)),
     ) {
@@ -64,6 +80,32 @@ proptest! {
                 replica.state.gc_tombstones(Timestamp::at_wall(wall));
             }
         }
+        check_commutative_idempotent(&r[0].state, &r[1].state);
+        check_commutative_idempotent(&r[1].state, &r[2].state);
+    }
+
+    /// All three laws hold for states collected by the GC rule (each at its own horizon), which
+    /// then diverge with newer writes.
+    #[test]
+    fn merge_laws_hold_with_valid_gc(
+        before in steps(action(), 25),
+        after in steps(action(), 25),
+        horizons in proptest::array::uniform3(proptest::option::of(0u64..=2_001)),
+    ) {
+        let (old_ops, _) = history(&before);
+        let limit = old_ops.iter().map(|op| op.entry.ts.wall_ms + 1).max().unwrap_or(0);
+        let base = from_ops::<Map>(&old_ops);
+        let initial: Vec<Map> = horizons
+            .iter()
+            .map(|h| {
+                let mut state = base.clone();
+                if let Some(h) = h {
+                    state.gc_tombstones(Timestamp::at_wall((*h).min(limit)));
+                }
+                state
+            })
+            .collect();
+        let (_, r) = run_from::<Map, Action>(initial, &shift(&after, limit), act);
         check_merge_laws(&r[0].state, &r[1].state, &r[2].state);
     }
 
@@ -96,19 +138,13 @@ proptest! {
 /// that never collected until the end, and no phase-1 remove may be undone by a replay.
 fn gc_scenario(before: &[Step<Action>], after: &[Step<Action>], seeds: [u64; 3]) {
     let (old_ops, _) = history(before);
-    let horizon_wall = old_ops.iter().map(|op| op.entry.ts.wall_ms + 1).max().unwrap_or(0);
-    let horizon = Timestamp::at_wall(horizon_wall);
-    let shifted: Vec<Step<Action>> = after
+    let horizon_wall = old_ops
         .iter()
-        .cloned()
-        .map(|mut s| {
-            s.wall_ms += horizon_wall;
-            s
-        })
-        .collect();
-    let (mut new_ops, _) = history(&shifted);
-    // Phase-2 clocks start fresh, so move them past the horizon as condition 2 requires.
-    new_ops.retain(|op| op.entry.ts >= horizon);
+        .map(|op| op.entry.ts.wall_ms + 1)
+        .max()
+        .unwrap_or(0);
+    let horizon = Timestamp::at_wall(horizon_wall);
+    let (new_ops, _) = history(&shift(after, horizon_wall));
     let base = from_ops::<Map>(&old_ops);
     let mut late: Vec<LwwOp<u8, u8>> = new_ops.clone();
     late.extend(old_ops.iter().cloned());
@@ -139,7 +175,11 @@ fn gc_scenario(before: &[Step<Action>], after: &[Step<Action>], seeds: [u64; 3])
 #[test]
 fn stale_set_after_remove_does_not_resurrect() {
     let (a, b) = (node(0), node(1));
-    let t = |wall_ms, node| Timestamp { wall_ms, logical: 0, node };
+    let t = |wall_ms, node| Timestamp {
+        wall_ms,
+        logical: 0,
+        node,
+    };
     let mut writer = Map::new();
     let set = writer.set(7, 1, t(10, a));
     let remove = writer.remove(7, t(11, b));
@@ -154,19 +194,30 @@ fn stale_set_after_remove_does_not_resurrect() {
 #[test]
 fn replay_below_horizon_is_ignored_after_gc() {
     let a = node(0);
-    let t = |wall_ms| Timestamp { wall_ms, logical: 0, node: a };
+    let t = |wall_ms| Timestamp {
+        wall_ms,
+        logical: 0,
+        node: a,
+    };
     let mut map = Map::new();
     let set = map.set(1, 9, t(10));
     map.remove(1, t(20));
     assert_eq!(map.gc_tombstones(Timestamp::at_wall(30)), 1);
     assert_eq!(map.tombstones(), 0);
-    assert!(!map.apply(&set), "a stale replay must not bring the key back");
+    assert!(
+        !map.apply(&set),
+        "a stale replay must not bring the key back"
+    );
     assert_eq!(map.get(&1), None);
 }
 
 #[test]
 fn concurrent_writes_at_the_same_millisecond_break_ties_by_node() {
-    let ts = |node| Timestamp { wall_ms: 5, logical: 0, node };
+    let ts = |node| Timestamp {
+        wall_ms: 5,
+        logical: 0,
+        node,
+    };
     let mut x = Map::new();
     let mut y = Map::new();
     let low = x.set(0, 1, ts(node(0)));

@@ -129,7 +129,11 @@ fn forgetting_a_departed_actor_keeps_its_live_elements() {
     a.forget_actor(node(5));
     b.forget_actor(node(5));
     assert!(a.contains(&1) && !a.contains(&2));
-    assert_eq!(a.context().actors(), 1, "only the live dot of the departed actor is kept");
+    assert_eq!(
+        a.context().actors(),
+        1,
+        "only the live dot of the departed actor is kept"
+    );
     a.merge(&b);
     assert!(a.contains(&1));
     a.invariants().expect("invariants");
