@@ -123,7 +123,11 @@ fn orset_pair() -> (OrSet<String>, OrSet<String>) {
 fn bench_merges() {
     let (a, b) = lww_pair();
     let t = median(|| a.clone(), |mut x| x.merge(black_box(&b)));
-    row("LWW map: merge two 10k-entry states", ms(t), "target <= 5 ms");
+    row(
+        "LWW map: merge two 10k-entry states",
+        ms(t),
+        "target <= 5 ms",
+    );
     let (sa, sb) = orset_pair();
     let t = median(|| sa.clone(), |mut x| x.merge(black_box(&sb)));
     row("OR-set: merge two 10k-element states", ms(t), "");
@@ -141,23 +145,43 @@ fn size(value: &impl Canonical) -> usize {
 fn bench_sizes() {
     let (a, _) = lww_pair();
     let per = size(&a) as f64 / ENTRIES as f64;
-    row("LWW map: encoded bytes per entry", format!("{per:.1} B"), "key 17 B + value 8 B incl.");
+    row(
+        "LWW map: encoded bytes per entry",
+        format!("{per:.1} B"),
+        "key 17 B + value 8 B incl.",
+    );
     let (s, _) = orset_pair();
     let per = size(&s) as f64 / ENTRIES as f64;
-    row("OR-set: encoded bytes per element", format!("{per:.1} B"), "element 17 B incl.");
+    row(
+        "OR-set: encoded bytes per element",
+        format!("{per:.1} B"),
+        "element 17 B incl.",
+    );
     let mut m = Map::new();
     let set = m.set(key(1), value(1), ts(1, 0));
     let rm = m.remove(key(1), ts(2, 0));
-    row("LWW op: set (17 B key, 8 B value)", format!("{} B", size(&set)), "");
+    row(
+        "LWW op: set (17 B key, 8 B value)",
+        format!("{} B", size(&set)),
+        "",
+    );
     row("LWW op: remove", format!("{} B", size(&rm)), "");
     let mut o = OrSet::new();
     let first = o.add(node(0), key(1));
     let re_add = o.add(node(1), key(1));
     let remove = o.remove(&key(1));
     row("OR-set op: first add", format!("{} B", size(&first)), "");
-    row("OR-set op: re-add (observes 1 dot)", format!("{} B", size(&re_add)), "");
+    row(
+        "OR-set op: re-add (observes 1 dot)",
+        format!("{} B", size(&re_add)),
+        "",
+    );
     let remove_size = remove.as_ref().map_or(0, size);
-    row("OR-set op: remove (observes 1 dot)", format!("{remove_size} B"), "");
+    row(
+        "OR-set op: remove (observes 1 dot)",
+        format!("{remove_size} B"),
+        "",
+    );
     let mut g = GCounter::new();
     let inc = g.increment(node(0), 1);
     let inc_size = inc.as_ref().map_or(0, size);
@@ -165,7 +189,11 @@ fn bench_sizes() {
     let mut r = MvReg::new();
     r.write(node(0), value(1));
     let w = r.write(node(1), value(2));
-    row("MV register op: write over 1 sibling", format!("{} B", size(&w)), "");
+    row(
+        "MV register op: write over 1 sibling",
+        format!("{} B", size(&w)),
+        "",
+    );
 }
 
 /// Builds a 10k-key LWW map where each key got `WRITES_PER_KEY` writes from a pool of `writers`
@@ -186,7 +214,10 @@ fn lww_with_writers(writers: usize) -> (f64, f64) {
     let heap = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before);
     let encoded = size(&map);
     drop(black_box(map));
-    (heap as f64 / ENTRIES as f64, encoded as f64 / ENTRIES as f64)
+    (
+        heap as f64 / ENTRIES as f64,
+        encoded as f64 / ENTRIES as f64,
+    )
 }
 
 /// The same for an OR-set; also reports the encoded size after the writers are forgotten.
@@ -229,7 +260,10 @@ fn main() {
         println!("merge bench: skipped (run with `cargo bench -p foundation-crdt`)");
         return;
     }
-    println!("{:<58} {:>14}", "foundation-crdt micro benchmarks", "figure");
+    println!(
+        "{:<58} {:>14}",
+        "foundation-crdt micro benchmarks", "figure"
+    );
     bench_merges();
     bench_sizes();
     bench_writers();

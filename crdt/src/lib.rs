@@ -60,6 +60,7 @@ mod context;
 mod counter;
 mod encoding;
 mod hlc;
+mod join;
 mod lww_map;
 mod mvreg;
 mod node;

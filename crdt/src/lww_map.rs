@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::encoding::{Canonical, InvariantError};
+use crate::join::{join, Joined};
 use crate::Timestamp;
 
 /// One key's latest write: a value, or a tombstone (`value: None`) recording a remove.
@@ -127,26 +128,24 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
     }
 
     /// Merges a full state from another replica (the fallback when ops were lost).
+    ///
+    /// A key only one side has is kept unless it is older than the other side's horizon (the
+    /// other side collected it as a tombstone); the rule is symmetric, so merge commutes.
     pub fn merge(&mut self, other: &LwwMap<K, V>) {
-        if other.horizon > Timestamp::ZERO {
-            // Our keys they lack, below their horizon, were deleted and collected there. The
-            // rule is the mirror of the `None` arm below, which keeps merge commutative.
-            let cut = other.horizon;
-            self.entries
-                .retain(|k, e| e.ts >= cut || other.entries.contains_key(k));
-        }
-        for (key, theirs) in &other.entries {
-            match self.entries.get_mut(key) {
-                Some(current) if theirs.beats(current) => *current = theirs.clone(),
-                Some(_) => {}
-                None if theirs.ts < self.horizon => {}
-                None => {
-                    self.entries.insert(key.clone(), theirs.clone());
-                }
-            }
-        }
-        self.horizon = self.horizon.max(other.horizon);
-        self.drop_tombstones_below_horizon();
+        let (mine_h, theirs_h) = (self.horizon, other.horizon);
+        let horizon = mine_h.max(theirs_h);
+        let mine = std::mem::take(&mut self.entries);
+        self.entries = join(mine, &other.entries, |joined| {
+            let (key, entry) = match joined {
+                Joined::Both(key, mine, theirs) if theirs.beats(&mine) => (key, theirs.clone()),
+                Joined::Both(key, mine, _) => (key, mine),
+                Joined::Left(key, mine) if mine.ts >= theirs_h => (key, mine),
+                Joined::Right(key, theirs) if theirs.ts >= mine_h => (key.clone(), theirs.clone()),
+                Joined::Left(..) | Joined::Right(..) => return None,
+            };
+            (entry.value.is_some() || entry.ts >= horizon).then_some((key, entry))
+        });
+        self.horizon = horizon;
         debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
 

@@ -16,6 +16,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::context::{CausalContext, Dot};
 use crate::encoding::{Canonical, InvariantError};
+use crate::join::{join, Joined};
 use crate::NodeId;
 
 /// An op on an [`OrSet`].
@@ -40,9 +41,12 @@ pub enum OrSetOp<T> {
 }
 
 /// An add-wins observed-remove set. See the module docs.
+///
+/// Each element's live dots are a sorted `Vec` rather than a set: almost always one dot, and a
+/// one-element `Vec` costs 24 bytes of heap where a `BTreeSet` node costs hundreds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrSet<T: Ord> {
-    entries: BTreeMap<T, BTreeSet<Dot>>,
+    entries: BTreeMap<T, Vec<Dot>>,
     context: CausalContext,
 }
 
@@ -65,7 +69,7 @@ impl<T: Ord + Clone> OrSet<T> {
     pub fn add(&mut self, actor: NodeId, elem: T) -> OrSetOp<T> {
         let op = OrSetOp::Add {
             dot: self.context.next_dot(actor),
-            observed: self.entries.get(&elem).cloned().unwrap_or_default(),
+            observed: self.observed(&elem),
             elem,
         };
         self.apply(&op);
@@ -75,13 +79,23 @@ impl<T: Ord + Clone> OrSet<T> {
     /// Removes `elem`, applies it, and returns the op to ship, or `None` if it was not present
     /// (there is nothing observed to remove).
     pub fn remove(&mut self, elem: &T) -> Option<OrSetOp<T>> {
-        let observed = self.entries.get(elem)?.clone();
+        if !self.entries.contains_key(elem) {
+            return None;
+        }
+        let observed = self.observed(elem);
         let op = OrSetOp::Remove {
             elem: elem.clone(),
             observed,
         };
         self.apply(&op);
         Some(op)
+    }
+
+    fn observed(&self, elem: &T) -> BTreeSet<Dot> {
+        self.entries
+            .get(elem)
+            .map(|dots| dots.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Applies an op from any replica. Idempotent and commutative; returns whether the set of
@@ -95,7 +109,10 @@ impl<T: Ord + Clone> OrSet<T> {
         let mut changed = self.retire(elem, observed);
         if let OrSetOp::Add { elem, dot, .. } = op {
             if dot.counter > 0 && !self.context.contains(dot) {
-                self.entries.entry(elem.clone()).or_default().insert(*dot);
+                let dots = self.entries.entry(elem.clone()).or_default();
+                if let Err(at) = dots.binary_search(dot) {
+                    dots.insert(at, *dot);
+                }
                 self.context.insert(*dot);
                 changed = true;
             }
@@ -124,19 +141,22 @@ impl<T: Ord + Clone> OrSet<T> {
     /// Merges a full state from another replica: a dot survives if both sides have it live, or
     /// one side has it live and the other has never seen it.
     pub fn merge(&mut self, other: &OrSet<T>) {
-        let empty = BTreeSet::new();
-        self.entries.retain(|elem, dots| {
-            let theirs = other.entries.get(elem).unwrap_or(&empty);
-            dots.retain(|d| theirs.contains(d) || !other.context.contains(d));
-            !dots.is_empty()
+        let mine = std::mem::take(&mut self.entries);
+        let (my_ctx, their_ctx) = (&self.context, &other.context);
+        self.entries = join(mine, &other.entries, |joined| {
+            let (elem, dots) = match joined {
+                Joined::Left(elem, mine) => (elem, survivors(mine, &[], their_ctx)),
+                Joined::Right(elem, theirs) => (elem.clone(), unseen(theirs, my_ctx)),
+                Joined::Both(elem, mine, theirs) => {
+                    let mut dots = survivors(mine, theirs, their_ctx);
+                    // Disjoint from the survivors: those are all in our context.
+                    dots.extend(unseen(theirs, my_ctx));
+                    dots.sort_unstable();
+                    (elem, dots)
+                }
+            };
+            (!dots.is_empty()).then_some((elem, dots))
         });
-        for (elem, theirs) in &other.entries {
-            let fresh = theirs.iter().filter(|d| !self.context.contains(d));
-            let mut fresh = fresh.peekable();
-            if fresh.peek().is_some() {
-                self.entries.entry(elem.clone()).or_default().extend(fresh);
-            }
-        }
         self.context.merge(&other.context);
         debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
@@ -161,6 +181,11 @@ impl<T: Ord + Clone> OrSet<T> {
 }
 
 impl<T: Ord> OrSet<T> {
+    /// The live dots of `elem` (one per concurrent add that no op has removed), sorted.
+    pub fn dots(&self, elem: &T) -> &[Dot] {
+        self.entries.get(elem).map_or(&[], Vec::as_slice)
+    }
+
     /// Whether `elem` is present.
     pub fn contains(&self, elem: &T) -> bool {
         self.entries.contains_key(elem)
@@ -192,6 +217,9 @@ impl<T: Ord> OrSet<T> {
         let mut seen = BTreeSet::new();
         for dots in self.entries.values() {
             InvariantError::check(!dots.is_empty(), || "element without dots".into())?;
+            InvariantError::check(dots.windows(2).all(|w| w[0] < w[1]), || {
+                "element dots not sorted and unique".into()
+            })?;
             for dot in dots {
                 InvariantError::check(dot.counter > 0 && self.context.contains(dot), || {
                     format!("live dot {dot:?} missing from the context")
@@ -227,4 +255,19 @@ impl<T: Serialize + DeserializeOwned> Canonical for OrSetOp<T> {
         }
         Ok(())
     }
+}
+
+/// `mine` without the dots the other side has seen but no longer holds (it removed them).
+fn survivors(mut mine: Vec<Dot>, theirs: &[Dot], their_ctx: &CausalContext) -> Vec<Dot> {
+    mine.retain(|d| theirs.binary_search(d).is_ok() || !their_ctx.contains(d));
+    mine
+}
+
+/// The other side's live dots we have never seen.
+fn unseen(theirs: &[Dot], my_ctx: &CausalContext) -> Vec<Dot> {
+    theirs
+        .iter()
+        .filter(|d| !my_ctx.contains(d))
+        .copied()
+        .collect()
 }
