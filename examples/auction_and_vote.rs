@@ -47,7 +47,9 @@ fn agents() -> Vec<Agent> {
 
 fn run_auction(agents: &[Agent]) {
     println!("== auction for gpu-slot (Vickrey, reserve 20, deadline t=100ms)");
-    let mut config = SealedConfig::new("gpu-slot", Pricing::SecondPrice).reserve(20.0).deadline(Time(100));
+    let mut config = SealedConfig::new("gpu-slot", Pricing::SecondPrice)
+        .reserve(20.0)
+        .deadline(Time(100));
     for a in agents {
         config = config.budget(a.id, a.budget);
     }
@@ -64,13 +66,26 @@ fn run_auction(agents: &[Agent]) {
                 // A rejection changes nothing, so the agent may bid again, capped at its budget.
                 let capped = a.value.min(a.budget);
                 let retry = auction.submit(at.plus_ms(1), a.id, capped);
-                println!("  {:<10} bids {capped:>5.1} instead: {}", a.name, if retry.is_ok() { "accepted" } else { "rejected" });
+                println!(
+                    "  {:<10} bids {capped:>5.1} instead: {}",
+                    a.name,
+                    if retry.is_ok() {
+                        "accepted"
+                    } else {
+                        "rejected"
+                    }
+                );
             }
         }
     }
     let glitch = auction.submit(Time(60), AgentId(2), f64::NAN);
-    println!("  coder      sends a corrupted bid: {}", glitch.err().map_or("accepted?!".into(), |e| e.to_string()));
-    let outcome = auction.handle_timeout(Time(100)).unwrap_or_else(|| auction.close(Time(100)));
+    println!(
+        "  coder      sends a corrupted bid: {}",
+        glitch.err().map_or("accepted?!".into(), |e| e.to_string())
+    );
+    let outcome = auction
+        .handle_timeout(Time(100))
+        .unwrap_or_else(|| auction.close(Time(100)));
     println!("  outcome: {}", outcome.summary());
     for notice in auction.drain_outbox() {
         println!("  -> {} {:?}", notice.to, notice.msg);
@@ -95,14 +110,31 @@ fn run_vote(agents: &[Agent]) {
     };
     for (t, a) in agents.iter().enumerate().filter(|(_, a)| a.online) {
         let ranking: Vec<&str> = a.ranking.iter().map(|&c| TEMPERATURES[c]).collect();
-        let result = election.cast(Time(110 + t as u64), a.id, Ballot::Ranking(a.ranking.clone()));
-        println!("  {:<10} ranks {:?} {}", a.name, ranking, result.err().map(|e| e.to_string()).unwrap_or_default());
+        let result = election.cast(
+            Time(110 + t as u64),
+            a.id,
+            Ballot::Ranking(a.ranking.clone()),
+        );
+        println!(
+            "  {:<10} ranks {:?} {}",
+            a.name,
+            ranking,
+            result.err().map(|e| e.to_string()).unwrap_or_default()
+        );
     }
     match election.close(Time(200)) {
         Ok(outcome) => {
-            println!("  temperature = {} (Schulze scores {:?}, tie: {})", outcome.label, outcome.scores, outcome.tied);
+            println!(
+                "  temperature = {} (Schulze scores {:?}, tie: {})",
+                outcome.label, outcome.scores, outcome.tied
+            );
             let absent: Vec<String> = outcome.absent.iter().map(|a| a.to_string()).collect();
-            println!("  decided by weight {} of {}; absent: {}", outcome.voted_weight, agents.len(), absent.join(", "));
+            println!(
+                "  decided by weight {} of {}; absent: {}",
+                outcome.voted_weight,
+                agents.len(),
+                absent.join(", ")
+            );
         }
         Err(e) => println!("  no decision: {e}"),
     }
@@ -114,8 +146,15 @@ fn print_telemetry(events: Vec<TelemetryEvent>) {
         TelemetryEvent::Decided { duration_ms, .. } => Some(duration_ms.to_string()),
         _ => None,
     });
-    let rejected = events.iter().filter(|e| matches!(e, TelemetryEvent::Rejected { .. })).count();
-    println!("  telemetry: {} events, {rejected} rejected inputs, decided after {} ms", events.len(), decided.unwrap_or_else(|| "-".into()));
+    let rejected = events
+        .iter()
+        .filter(|e| matches!(e, TelemetryEvent::Rejected { .. }))
+        .count();
+    println!(
+        "  telemetry: {} events, {rejected} rejected inputs, decided after {} ms",
+        events.len(),
+        decided.unwrap_or_else(|| "-".into())
+    );
 }
 
 fn main() {

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use foundation_agents::auction::sealed::{Pricing, SealedBidAuction, SealedConfig};
 use foundation_agents::auction::vcg::{self, BundleBid, XorBids};
 use foundation_agents::market::double::{clear, ClearingRule, Order, Side};
-use foundation_agents::market::tatonnement::{self, CobbDouglas, Consumer, TatonnementConfig, TatonnementOutcome};
+use foundation_agents::market::tatonnement::{
+    self, CobbDouglas, Consumer, TatonnementConfig, TatonnementOutcome,
+};
 use foundation_agents::{AgentId, Time};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -38,10 +40,14 @@ fn ms(d: Duration) -> f64 {
 fn sealed_bid(rng: &mut StdRng) {
     let bids: Vec<f64> = (0..10_000).map(|_| rng.gen_range(0.0..1_000.0)).collect();
     println!("\n## sealed-bid auction, 10,000 bids (target <= 5 ms)");
-    println!("{:<14} {:>18} {:>14}", "pricing", "submit+close ms", "close ms");
+    println!(
+        "{:<14} {:>18} {:>14}",
+        "pricing", "submit+close ms", "close ms"
+    );
     for pricing in [Pricing::FirstPrice, Pricing::SecondPrice] {
         let fill = || {
-            let mut a = SealedBidAuction::new(SealedConfig::new("slot", pricing), Time(0)).expect("valid");
+            let mut a =
+                SealedBidAuction::new(SealedConfig::new("slot", pricing), Time(0)).expect("valid");
             for (i, &b) in bids.iter().enumerate() {
                 let _ = a.submit(Time(1), AgentId(i as u64), b);
             }
@@ -58,7 +64,12 @@ fn sealed_bid(rng: &mut StdRng) {
                 })
                 .collect(),
         );
-        println!("{:<14} {:>18.3} {:>14.3}", format!("{pricing:?}"), ms(total), ms(close));
+        println!(
+            "{:<14} {:>18.3} {:>14.3}",
+            format!("{pricing:?}"),
+            ms(total),
+            ms(close)
+        );
     }
 }
 
@@ -69,7 +80,10 @@ fn vcg_instance(rng: &mut StdRng, items: usize, bidders: usize, alternatives: us
                 .map(|_| {
                     let size = rng.gen_range(1..=3.min(items));
                     let bundle = (0..size).fold(0u32, |m, _| m | 1 << rng.gen_range(0..items));
-                    BundleBid { bundle, value: rng.gen_range(1.0..100.0) * f64::from(bundle.count_ones()) }
+                    BundleBid {
+                        bundle,
+                        value: rng.gen_range(1.0..100.0) * f64::from(bundle.count_ones()),
+                    }
                 })
                 .collect();
             alts.sort_by_key(|b| b.bundle);
@@ -81,8 +95,20 @@ fn vcg_instance(rng: &mut StdRng, items: usize, bidders: usize, alternatives: us
 
 fn vcg_sizes(rng: &mut StdRng) {
     println!("\n## VCG: exact winner determination + payments (5 XOR alternatives per bidder)");
-    println!("{:>6} {:>8} {:>12} {:>12}", "items", "bidders", "ms", "welfare");
-    for (items, bidders) in [(4, 10), (8, 10), (8, 50), (12, 20), (12, 100), (16, 20), (16, 100), (20, 7)] {
+    println!(
+        "{:>6} {:>8} {:>12} {:>12}",
+        "items", "bidders", "ms", "welfare"
+    );
+    for (items, bidders) in [
+        (4, 10),
+        (8, 10),
+        (8, 50),
+        (12, 20),
+        (12, 100),
+        (16, 20),
+        (16, 100),
+        (20, 7),
+    ] {
         let bids = vcg_instance(rng, items, bidders, 5);
         let mut welfare = 0.0;
         let d = time(|| {
@@ -92,19 +118,30 @@ fn vcg_sizes(rng: &mut StdRng) {
         println!("{items:>6} {bidders:>8} {:>12.3} {welfare:>12.1}", ms(d));
     }
     let too_big = vcg_instance(rng, 20, 10, 5);
-    println!("20 items, 10 bidders: {}", vcg::solve(20, &too_big).map(|_| "solved".to_string()).unwrap_or_else(|e| e.to_string()));
+    println!(
+        "20 items, 10 bidders: {}",
+        vcg::solve(20, &too_big)
+            .map(|_| "solved".to_string())
+            .unwrap_or_else(|e| e.to_string())
+    );
 }
 
 fn tatonnement_iterations(rng: &mut StdRng) {
     println!("\n## tatonnement on random Cobb-Douglas economies (step 0.5, tolerance 1e-8)");
-    println!("{:>6} {:>10} {:>10} {:>12} {:>10}", "goods", "consumers", "rounds", "residual", "ms");
+    println!(
+        "{:>6} {:>10} {:>10} {:>12} {:>10}",
+        "goods", "consumers", "rounds", "residual", "ms"
+    );
     for (goods, consumers) in [(2, 10), (5, 10), (10, 100), (20, 100), (50, 1_000)] {
         let economy: Vec<CobbDouglas> = (0..consumers)
             .map(|_| {
                 let raw: Vec<f64> = (0..goods).map(|_| rng.gen_range(0.05..1.0)).collect();
                 let sum: f64 = raw.iter().sum();
                 let endowment = (0..goods).map(|_| rng.gen_range(0.1..10.0)).collect();
-                CobbDouglas { alpha: raw.iter().map(|a| a / sum).collect(), endowment }
+                CobbDouglas {
+                    alpha: raw.iter().map(|a| a / sum).collect(),
+                    endowment,
+                }
             })
             .collect();
         let refs: Vec<&dyn Consumer> = economy.iter().map(|c| c as &dyn Consumer).collect();
@@ -112,10 +149,17 @@ fn tatonnement_iterations(rng: &mut StdRng) {
         let outcome = tatonnement::run(&refs, TatonnementConfig::default(), None).expect("valid");
         let elapsed = start.elapsed();
         let (rounds, residual, tag) = match outcome {
-            TatonnementOutcome::Converged { rounds, residual, .. } => (rounds, residual, ""),
-            TatonnementOutcome::NotConverged { rounds, residual, .. } => (rounds, residual, " (not converged)"),
+            TatonnementOutcome::Converged {
+                rounds, residual, ..
+            } => (rounds, residual, ""),
+            TatonnementOutcome::NotConverged {
+                rounds, residual, ..
+            } => (rounds, residual, " (not converged)"),
         };
-        println!("{goods:>6} {consumers:>10} {rounds:>10} {residual:>12.2e} {:>10.3}{tag}", ms(elapsed));
+        println!(
+            "{goods:>6} {consumers:>10} {rounds:>10} {residual:>12.2e} {:>10.3}{tag}",
+            ms(elapsed)
+        );
     }
 }
 
@@ -124,17 +168,32 @@ fn double_auction(rng: &mut StdRng) {
         .map(|i| {
             let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
             let limit = rng.gen_range(10.0..110.0);
-            Order { agent: AgentId(i), side, quantity: rng.gen_range(1..10), limit, seq: i }
+            Order {
+                agent: AgentId(i),
+                side,
+                quantity: rng.gen_range(1..10),
+                limit,
+                seq: i,
+            }
         })
         .collect();
     println!("\n## call market, 100,000 orders");
-    println!("{:<10} {:>10} {:>12} {:>10}", "rule", "ms", "traded", "price");
+    println!(
+        "{:<10} {:>10} {:>12} {:>10}",
+        "rule", "ms", "traded", "price"
+    );
     for rule in [ClearingRule::Uniform, ClearingRule::McAfee] {
         let mut out = None;
         let d = time(|| out = Some(clear(&orders, rule)));
         let out = out.expect("ran");
         let price = out.buyer_price.unwrap_or(f64::NAN);
-        println!("{:<10} {:>10.3} {:>12} {:>10.4}", format!("{rule:?}"), ms(d), out.traded_quantity, price);
+        println!(
+            "{:<10} {:>10.3} {:>12} {:>10.4}",
+            format!("{rule:?}"),
+            ms(d),
+            out.traded_quantity,
+            price
+        );
     }
 }
 

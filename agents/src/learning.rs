@@ -107,7 +107,13 @@ impl EpsilonGreedy {
     pub fn new(grid: Vec<f64>, epsilon: f64) -> Self {
         let grid = if grid.is_empty() { vec![1.0] } else { grid };
         let k = grid.len();
-        EpsilonGreedy { grid, estimates: vec![0.0; k], counts: vec![0; k], epsilon: epsilon.clamp(0.0, 1.0), last: 0 }
+        EpsilonGreedy {
+            grid,
+            estimates: vec![0.0; k],
+            counts: vec![0; k],
+            epsilon: epsilon.clamp(0.0, 1.0),
+            last: 0,
+        }
     }
 
     /// The factor with the best estimate (lowest index on ties).
@@ -153,13 +159,21 @@ impl MultiplicativeWeights {
     pub fn new(grid: Vec<f64>, eta: f64) -> Self {
         let grid = if grid.is_empty() { vec![1.0] } else { grid };
         let k = grid.len();
-        MultiplicativeWeights { grid, log_weights: vec![0.0; k], eta: if eta.is_finite() { eta.abs() } else { 0.1 } }
+        MultiplicativeWeights {
+            grid,
+            log_weights: vec![0.0; k],
+            eta: if eta.is_finite() { eta.abs() } else { 0.1 },
+        }
     }
 
     /// Current probability of each grid point.
     pub fn distribution(&self) -> Vec<f64> {
         // Weights are kept in log space so long runs cannot overflow; subtract the max before exp.
-        let max = self.log_weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let max = self
+            .log_weights
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         let w: Vec<f64> = self.log_weights.iter().map(|l| (l - max).exp()).collect();
         let total: f64 = w.iter().sum();
         w.iter().map(|x| x / total).collect()

@@ -98,8 +98,18 @@ impl Election {
         validate(&config)?;
         let mut telemetry = Telemetry::default();
         let instance = config.question.clone();
-        telemetry.emit(TelemetryEvent::Started { protocol: "vote", instance, at: now });
-        Ok(Election { config, started_at: now, ballots: BTreeMap::new(), outcome: None, telemetry })
+        telemetry.emit(TelemetryEvent::Started {
+            protocol: "vote",
+            instance,
+            at: now,
+        });
+        Ok(Election {
+            config,
+            started_at: now,
+            ballots: BTreeMap::new(),
+            outcome: None,
+            telemetry,
+        })
     }
 
     /// Records a ballot. Rejections change nothing.
@@ -119,7 +129,10 @@ impl Election {
             return Err(Rejection::NotParticipant { agent: voter });
         }
         if now >= self.config.deadline {
-            return Err(Rejection::Late { at: now, deadline: self.config.deadline });
+            return Err(Rejection::Late {
+                at: now,
+                deadline: self.config.deadline,
+            });
         }
         if self.ballots.contains_key(&voter) {
             return Err(Rejection::Duplicate { agent: voter });
@@ -139,23 +152,38 @@ impl Election {
         }
         let outcome = self.decide();
         let summary = match &outcome {
-            Ok(o) => format!("{}: {} wins, scores {:?}", self.config.question, o.label, o.scores),
+            Ok(o) => format!(
+                "{}: {} wins, scores {:?}",
+                self.config.question, o.label, o.scores
+            ),
             Err(e) => format!("{}: {e}", self.config.question),
         };
         let duration_ms = now.since(self.started_at);
-        self.telemetry.emit(TelemetryEvent::Decided { protocol: "vote", summary, at: now, duration_ms });
+        self.telemetry.emit(TelemetryEvent::Decided {
+            protocol: "vote",
+            summary,
+            at: now,
+            duration_ms,
+        });
         self.outcome = Some(outcome.clone());
         outcome
     }
 
     fn decide(&self) -> Result<VoteOutcome, VoteError> {
         let total_weight: f64 = self.config.voters.values().sum();
-        let weighted: Vec<(f64, &Ballot)> =
-            self.ballots.iter().map(|(v, b)| (self.config.voters.get(v).copied().unwrap_or(0.0), b)).collect();
+        let weighted: Vec<(f64, &Ballot)> = self
+            .ballots
+            .iter()
+            .map(|(v, b)| (self.config.voters.get(v).copied().unwrap_or(0.0), b))
+            .collect();
         let voted_weight: f64 = weighted.iter().map(|(w, _)| w).sum();
         let required_weight = self.config.quorum * total_weight;
         if voted_weight < required_weight || weighted.is_empty() {
-            return Err(VoteError::NoQuorum { voted_weight, total_weight, required_weight });
+            return Err(VoteError::NoQuorum {
+                voted_weight,
+                total_weight,
+                required_weight,
+            });
         }
         let n = self.config.candidates.len();
         let scores = match self.config.method {
@@ -167,9 +195,22 @@ impl Election {
         // `validate` guarantees at least one candidate, so argmax always finds one.
         let winner = tally::argmax(&scores).unwrap_or(0);
         let tied = scores.iter().filter(|&&s| s == scores[winner]).count() > 1;
-        let absent = self.config.voters.keys().filter(|v| !self.ballots.contains_key(v)).copied().collect();
+        let absent = self
+            .config
+            .voters
+            .keys()
+            .filter(|v| !self.ballots.contains_key(v))
+            .copied()
+            .collect();
         let label = self.config.candidates[winner].clone();
-        Ok(VoteOutcome { winner, label, scores, tied, voted_weight, absent })
+        Ok(VoteOutcome {
+            winner,
+            label,
+            scores,
+            tied,
+            voted_weight,
+            absent,
+        })
     }
 
     /// Takes the buffered telemetry events.
@@ -179,7 +220,11 @@ impl Election {
 }
 
 fn check_ballot(method: Method, candidates: usize, ballot: &Ballot) -> Result<(), Rejection> {
-    let invalid = |what: &str| Err(Rejection::InvalidReference { what: what.to_string() });
+    let invalid = |what: &str| {
+        Err(Rejection::InvalidReference {
+            what: what.to_string(),
+        })
+    };
     let listed = match (method, ballot) {
         (Method::Plurality, Ballot::Choice(c)) => std::slice::from_ref(c),
         (Method::Plurality | Method::Borda | Method::Schulze, Ballot::Ranking(r)) => &r[..],
@@ -209,10 +254,22 @@ fn validate(config: &ElectionConfig) -> Result<(), ConfigError> {
     }
     if !(0.0..=1.0).contains(&config.quorum) {
         let (value, why) = (config.quorum, "must be in [0, 1]");
-        return Err(ConfigError::Parameter { name: "quorum", value, why });
+        return Err(ConfigError::Parameter {
+            name: "quorum",
+            value,
+            why,
+        });
     }
-    if let Some(&w) = config.voters.values().find(|w| !(w.is_finite() && **w > 0.0)) {
-        return Err(ConfigError::Parameter { name: "weight", value: w, why: "must be finite and > 0" });
+    if let Some(&w) = config
+        .voters
+        .values()
+        .find(|w| !(w.is_finite() && **w > 0.0))
+    {
+        return Err(ConfigError::Parameter {
+            name: "weight",
+            value: w,
+            why: "must be finite and > 0",
+        });
     }
     Ok(())
 }

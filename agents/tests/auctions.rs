@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use foundation_agents::auction::dutch::{DutchAuction, DutchConfig, DutchNotice};
-use foundation_agents::auction::english::{EnglishAuction, EnglishConfig, EnglishNotice, EnglishResponse};
+use foundation_agents::auction::english::{
+    EnglishAuction, EnglishConfig, EnglishNotice, EnglishResponse,
+};
 use foundation_agents::auction::sealed::{Pricing, SealedBidAuction, SealedConfig};
 use foundation_agents::auction::vcg::{self, BundleBid, CombinatorialAuction, VcgError, XorBids};
 use foundation_agents::auction::{AuctionOutcome, AuctionReason};
@@ -18,10 +20,14 @@ fn ids(n: usize) -> Vec<AgentId> {
 }
 
 fn sealed(pricing: Pricing, reserve: f64, bids: &[f64]) -> AuctionOutcome {
-    let config = SealedConfig::new("item", pricing).reserve(reserve).participants(ids(bids.len()));
+    let config = SealedConfig::new("item", pricing)
+        .reserve(reserve)
+        .participants(ids(bids.len()));
     let mut auction = SealedBidAuction::new(config, Time(0)).expect("valid config");
     for (i, &b) in bids.iter().enumerate() {
-        auction.submit(Time(i as u64), AgentId(i as u64), b).expect("valid bid");
+        auction
+            .submit(Time(i as u64), AgentId(i as u64), b)
+            .expect("valid bid");
     }
     auction.close(Time(100))
 }
@@ -46,12 +52,19 @@ fn first_price_winner_pays_own_bid() {
 
 #[test]
 fn vickrey_winner_pays_second_price_with_reserve_as_floor() {
-    let award = sealed(Pricing::SecondPrice, 0.0, &[3.0, 7.0, 5.0]).award.expect("sold");
+    let award = sealed(Pricing::SecondPrice, 0.0, &[3.0, 7.0, 5.0])
+        .award
+        .expect("sold");
     assert_eq!((award.winner, award.price), (AgentId(1), 5.0));
-    let award = sealed(Pricing::SecondPrice, 6.0, &[3.0, 7.0, 5.0]).award.expect("sold");
+    let award = sealed(Pricing::SecondPrice, 6.0, &[3.0, 7.0, 5.0])
+        .award
+        .expect("sold");
     assert_eq!(award.price, 6.0);
     let outcome = sealed(Pricing::SecondPrice, 8.0, &[3.0, 7.0, 5.0]);
-    assert_eq!((outcome.award, outcome.reason), (None, AuctionReason::BelowReserve));
+    assert_eq!(
+        (outcome.award, outcome.reason),
+        (None, AuctionReason::BelowReserve)
+    );
 }
 
 #[test]
@@ -64,7 +77,10 @@ fn equal_bids_go_to_the_earliest_submission() {
 #[test]
 fn an_auction_without_bids_sells_nothing_and_says_so() {
     let outcome = sealed(Pricing::SecondPrice, 0.0, &[]);
-    assert_eq!((outcome.award, outcome.reason), (None, AuctionReason::NoBids));
+    assert_eq!(
+        (outcome.award, outcome.reason),
+        (None, AuctionReason::NoBids)
+    );
 }
 
 #[test]
@@ -74,14 +90,35 @@ fn every_kind_of_bad_bid_is_rejected_with_its_reason() {
         .budget(AgentId(3), 10.0)
         .deadline(Time(50));
     let mut a = SealedBidAuction::new(config, Time(0)).expect("valid");
-    assert_eq!(a.submit(Time(1), AgentId(1), f64::NAN), Err(Rejection::NotFinite));
-    assert_eq!(a.submit(Time(1), AgentId(1), f64::INFINITY), Err(Rejection::NotFinite));
-    assert!(matches!(a.submit(Time(1), AgentId(1), -1.0), Err(Rejection::Negative { .. })));
-    assert!(matches!(a.submit(Time(1), AgentId(3), 11.0), Err(Rejection::OverBudget { .. })));
-    assert!(matches!(a.submit(Time(1), AgentId(9), 1.0), Err(Rejection::NotParticipant { .. })));
+    assert_eq!(
+        a.submit(Time(1), AgentId(1), f64::NAN),
+        Err(Rejection::NotFinite)
+    );
+    assert_eq!(
+        a.submit(Time(1), AgentId(1), f64::INFINITY),
+        Err(Rejection::NotFinite)
+    );
+    assert!(matches!(
+        a.submit(Time(1), AgentId(1), -1.0),
+        Err(Rejection::Negative { .. })
+    ));
+    assert!(matches!(
+        a.submit(Time(1), AgentId(3), 11.0),
+        Err(Rejection::OverBudget { .. })
+    ));
+    assert!(matches!(
+        a.submit(Time(1), AgentId(9), 1.0),
+        Err(Rejection::NotParticipant { .. })
+    ));
     assert_eq!(a.submit(Time(2), AgentId(1), 5.0), Ok(()));
-    assert!(matches!(a.submit(Time(3), AgentId(1), 6.0), Err(Rejection::Duplicate { .. })));
-    assert!(matches!(a.submit(Time(50), AgentId(2), 6.0), Err(Rejection::Late { .. })));
+    assert!(matches!(
+        a.submit(Time(3), AgentId(1), 6.0),
+        Err(Rejection::Duplicate { .. })
+    ));
+    assert!(matches!(
+        a.submit(Time(50), AgentId(2), 6.0),
+        Err(Rejection::Late { .. })
+    ));
     assert_eq!(a.bids().len(), 1);
     let outcome = a.handle_timeout(Time(50)).expect("closed at deadline");
     assert_eq!(outcome.award.expect("sold").winner, AgentId(1));
@@ -99,7 +136,10 @@ fn telemetry_records_start_bids_rejections_and_the_decision() {
     assert!(matches!(events[0], TelemetryEvent::Started { .. }));
     assert!(matches!(events[1], TelemetryEvent::Accepted { .. }));
     assert!(matches!(events[2], TelemetryEvent::Rejected { .. }));
-    assert!(matches!(events[3], TelemetryEvent::Decided { duration_ms: 8, .. }));
+    assert!(matches!(
+        events[3],
+        TelemetryEvent::Decided { duration_ms: 8, .. }
+    ));
     assert!(a.drain_telemetry().is_empty());
     let notices = a.drain_outbox();
     assert_eq!(notices.len(), 1, "the one bidder is told it won");
@@ -108,7 +148,13 @@ fn telemetry_records_start_bids_rejections_and_the_decision() {
 /// Drives an English auction with straightforward bidders who stay while the price is within value.
 fn english(values: &[f64], start: f64, increment: f64) -> AuctionOutcome {
     let participants: BTreeSet<AgentId> = ids(values.len()).into_iter().collect();
-    let config = EnglishConfig { item: "item".into(), start_price: start, increment, round_ms: 10, participants };
+    let config = EnglishConfig {
+        item: "item".into(),
+        start_price: start,
+        increment,
+        round_ms: 10,
+        participants,
+    };
     let mut auction = EnglishAuction::new(config, Time(0)).expect("valid");
     let mut now = Time(0);
     for _ in 0..100_000 {
@@ -120,7 +166,11 @@ fn english(values: &[f64], start: f64, increment: f64) -> AuctionOutcome {
         for notice in notices {
             if let EnglishNotice::Price { round, price, .. } = notice.msg {
                 let stay = values[notice.to.0 as usize] >= price;
-                let response = if stay { EnglishResponse::Stay } else { EnglishResponse::Drop };
+                let response = if stay {
+                    EnglishResponse::Stay
+                } else {
+                    EnglishResponse::Drop
+                };
                 now = now.plus_ms(1);
                 let _ = auction.respond(now, notice.to, round, response);
             }
@@ -134,8 +184,16 @@ fn english(values: &[f64], start: f64, increment: f64) -> AuctionOutcome {
 
 /// Drives a Dutch auction where bidder i accepts as soon as the price is at most `bids[i]`.
 fn dutch(bids: &[f64], start: f64, decrement: f64, floor: f64) -> AuctionOutcome {
-    let participants: BTreeMap<AgentId, Option<f64>> = ids(bids.len()).into_iter().map(|a| (a, None)).collect();
-    let config = DutchConfig { item: "item".into(), start_price: start, decrement, floor, tick_ms: 10, participants };
+    let participants: BTreeMap<AgentId, Option<f64>> =
+        ids(bids.len()).into_iter().map(|a| (a, None)).collect();
+    let config = DutchConfig {
+        item: "item".into(),
+        start_price: start,
+        decrement,
+        floor,
+        tick_ms: 10,
+        participants,
+    };
     let mut auction = DutchAuction::new(config, Time(0)).expect("valid");
     let mut now = Time(0);
     for _ in 0..1_000_000 {
@@ -158,14 +216,26 @@ fn dutch(bids: &[f64], start: f64, decrement: f64, floor: f64) -> AuctionOutcome
 #[test]
 fn english_activity_rule_drops_silent_bidders() {
     let participants: BTreeSet<AgentId> = ids(3).into_iter().collect();
-    let config = EnglishConfig { item: "i".into(), start_price: 1.0, increment: 1.0, round_ms: 10, participants };
+    let config = EnglishConfig {
+        item: "i".into(),
+        start_price: 1.0,
+        increment: 1.0,
+        round_ms: 10,
+        participants,
+    };
     let mut a = EnglishAuction::new(config, Time(0)).expect("valid");
-    a.respond(Time(1), AgentId(0), 0, EnglishResponse::Stay).expect("active");
-    a.respond(Time(2), AgentId(1), 0, EnglishResponse::Stay).expect("active");
+    a.respond(Time(1), AgentId(0), 0, EnglishResponse::Stay)
+        .expect("active");
+    a.respond(Time(2), AgentId(1), 0, EnglishResponse::Stay)
+        .expect("active");
     a.handle_timeout(Time(10));
     assert_eq!(a.round(), 1);
-    assert!(matches!(a.respond(Time(11), AgentId(2), 1, EnglishResponse::Stay), Err(Rejection::Inactive { .. })));
-    a.respond(Time(12), AgentId(0), 1, EnglishResponse::Stay).expect("active");
+    assert!(matches!(
+        a.respond(Time(11), AgentId(2), 1, EnglishResponse::Stay),
+        Err(Rejection::Inactive { .. })
+    ));
+    a.respond(Time(12), AgentId(0), 1, EnglishResponse::Stay)
+        .expect("active");
     let outcome = a.handle_timeout(Time(20)).expect("decided");
     let award = outcome.award.expect("sold");
     assert_eq!((award.winner, award.price), (AgentId(0), 2.0));
@@ -181,14 +251,32 @@ fn all_bidders_dropping_together_sell_at_the_previous_price_to_the_earliest() {
 
 #[test]
 fn dutch_stale_acceptances_are_refused() {
-    let participants = [(AgentId(0), None), (AgentId(1), Some(5.0))].into_iter().collect();
-    let config = DutchConfig { item: "i".into(), start_price: 10.0, decrement: 1.0, floor: 2.0, tick_ms: 5, participants };
+    let participants = [(AgentId(0), None), (AgentId(1), Some(5.0))]
+        .into_iter()
+        .collect();
+    let config = DutchConfig {
+        item: "i".into(),
+        start_price: 10.0,
+        decrement: 1.0,
+        floor: 2.0,
+        tick_ms: 5,
+        participants,
+    };
     let mut a = DutchAuction::new(config, Time(0)).expect("valid");
     a.handle_timeout(Time(5));
-    assert!(matches!(a.accept(Time(6), AgentId(0), 0), Err(Rejection::InvalidReference { .. })));
-    assert!(matches!(a.accept(Time(6), AgentId(1), 1), Err(Rejection::OverBudget { .. })));
+    assert!(matches!(
+        a.accept(Time(6), AgentId(0), 0),
+        Err(Rejection::InvalidReference { .. })
+    ));
+    assert!(matches!(
+        a.accept(Time(6), AgentId(1), 1),
+        Err(Rejection::OverBudget { .. })
+    ));
     a.accept(Time(6), AgentId(0), 1).expect("current tick");
-    assert_eq!(a.outcome().and_then(|o| o.award.clone()).map(|w| w.price), Some(9.0));
+    assert_eq!(
+        a.outcome().and_then(|o| o.award.clone()).map(|w| w.price),
+        Some(9.0)
+    );
 }
 
 #[test]
@@ -206,9 +294,16 @@ fn first_and_second_price_have_equal_expected_revenue_by_monte_carlo() {
     let (mut first, mut second) = (0.0, 0.0);
     for _ in 0..trials {
         let values: Vec<f64> = (0..n).map(|_| rng.gen::<f64>()).collect();
-        let shaded: Vec<f64> = values.iter().map(|v| v * (n - 1) as f64 / n as f64).collect();
-        first += sealed(Pricing::FirstPrice, 0.0, &shaded).award.map_or(0.0, |a| a.price);
-        second += sealed(Pricing::SecondPrice, 0.0, &values).award.map_or(0.0, |a| a.price);
+        let shaded: Vec<f64> = values
+            .iter()
+            .map(|v| v * (n - 1) as f64 / n as f64)
+            .collect();
+        first += sealed(Pricing::FirstPrice, 0.0, &shaded)
+            .award
+            .map_or(0.0, |a| a.price);
+        second += sealed(Pricing::SecondPrice, 0.0, &values)
+            .award
+            .map_or(0.0, |a| a.price);
     }
     let (first, second) = (first / trials as f64, second / trials as f64);
     assert!((first - 0.5).abs() < 0.01, "first-price revenue {first}");
@@ -327,7 +422,10 @@ fn brute_force_welfare(bids: &[Vec<BundleBid>], used: u32, i: usize) -> f64 {
 }
 
 fn xor_bids(items: usize) -> impl Strategy<Value = Vec<Vec<BundleBid>>> {
-    let bid = (1u32..(1 << items), 0u32..=20).prop_map(|(bundle, v)| BundleBid { bundle, value: f64::from(v) });
+    let bid = (1u32..(1 << items), 0u32..=20).prop_map(|(bundle, v)| BundleBid {
+        bundle,
+        value: f64::from(v),
+    });
     let alternatives = prop::collection::vec(bid, 1..4).prop_map(|mut v| {
         v.sort_by_key(|b| b.bundle);
         v.dedup_by_key(|b| b.bundle);
@@ -337,21 +435,37 @@ fn xor_bids(items: usize) -> impl Strategy<Value = Vec<Vec<BundleBid>>> {
 }
 
 fn to_map(bids: &[Vec<BundleBid>]) -> XorBids {
-    bids.iter().enumerate().map(|(i, b)| (AgentId(i as u64), b.clone())).collect()
+    bids.iter()
+        .enumerate()
+        .map(|(i, b)| (AgentId(i as u64), b.clone()))
+        .collect()
 }
 
 /// True value of receiving `bundle` for a bidder whose true XOR valuation is `truth`.
 fn true_value(truth: &[BundleBid], bundle: u32) -> f64 {
-    truth.iter().filter(|b| b.bundle & !bundle == 0).map(|b| b.value).fold(0.0, f64::max)
+    truth
+        .iter()
+        .filter(|b| b.bundle & !bundle == 0)
+        .map(|b| b.value)
+        .fold(0.0, f64::max)
 }
 
 #[test]
 fn vcg_prices_the_classic_complements_example() {
     // Items A, B. Bidder 0 wants AB for 10; bidders 1 and 2 want A for 6 and B for 6.
     let bids = vec![
-        vec![BundleBid { bundle: 0b11, value: 10.0 }],
-        vec![BundleBid { bundle: 0b01, value: 6.0 }],
-        vec![BundleBid { bundle: 0b10, value: 6.0 }],
+        vec![BundleBid {
+            bundle: 0b11,
+            value: 10.0,
+        }],
+        vec![BundleBid {
+            bundle: 0b01,
+            value: 6.0,
+        }],
+        vec![BundleBid {
+            bundle: 0b10,
+            value: 6.0,
+        }],
     ];
     let s = vcg::solve(2, &to_map(&bids)).expect("small");
     assert_eq!(s.welfare, 12.0);
@@ -361,10 +475,29 @@ fn vcg_prices_the_classic_complements_example() {
 
 #[test]
 fn vcg_refuses_instances_too_large_to_solve_exactly() {
-    let bids = to_map(&[vec![BundleBid { bundle: 1, value: 1.0 }]]);
-    assert!(matches!(vcg::solve(21, &bids), Err(VcgError::TooLarge { .. })));
-    let many: XorBids = (0..200).map(|i| (AgentId(i), vec![BundleBid { bundle: 1, value: 1.0 }])).collect();
-    assert!(matches!(vcg::solve(16, &many), Err(VcgError::TooLarge { .. })));
+    let bids = to_map(&[vec![BundleBid {
+        bundle: 1,
+        value: 1.0,
+    }]]);
+    assert!(matches!(
+        vcg::solve(21, &bids),
+        Err(VcgError::TooLarge { .. })
+    ));
+    let many: XorBids = (0..200)
+        .map(|i| {
+            (
+                AgentId(i),
+                vec![BundleBid {
+                    bundle: 1,
+                    value: 1.0,
+                }],
+            )
+        })
+        .collect();
+    assert!(matches!(
+        vcg::solve(16, &many),
+        Err(VcgError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -375,7 +508,19 @@ fn combinatorial_auction_rejects_bad_xor_bids_and_late_bids() {
     assert!(a.submit(Time(1), AgentId(1), bad(0b1000, 1.0)).is_err());
     assert!(a.submit(Time(1), AgentId(1), bad(0, 1.0)).is_err());
     assert!(a.submit(Time(1), AgentId(1), bad(1, f64::NAN)).is_err());
-    assert!(a.submit(Time(1), AgentId(1), vec![BundleBid { bundle: 1, value: 1.0 }; 2]).is_err());
+    assert!(a
+        .submit(
+            Time(1),
+            AgentId(1),
+            vec![
+                BundleBid {
+                    bundle: 1,
+                    value: 1.0
+                };
+                2
+            ]
+        )
+        .is_err());
     a.submit(Time(1), AgentId(1), bad(1, 3.0)).expect("valid");
     assert!(a.submit(Time(2), AgentId(1), bad(2, 3.0)).is_err());
     assert!(a.submit(Time(100), AgentId(2), bad(2, 3.0)).is_err());

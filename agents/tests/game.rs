@@ -29,8 +29,14 @@ fn splitting_a_dollar_gives_half_each() {
 
 #[test]
 fn no_gain_over_disagreement_means_no_deal_and_bad_input_is_an_error() {
-    assert_eq!(nash_bargaining(&[(1.0, 1.0)], (2.0, 0.0)), Ok(NashOutcome::Disagreement));
-    assert_eq!(nash_bargaining(&[(f64::NAN, 1.0)], (0.0, 0.0)), Err(NashError::NotFinite));
+    assert_eq!(
+        nash_bargaining(&[(1.0, 1.0)], (2.0, 0.0)),
+        Ok(NashOutcome::Disagreement)
+    );
+    assert_eq!(
+        nash_bargaining(&[(f64::NAN, 1.0)], (0.0, 0.0)),
+        Err(NashError::NotFinite)
+    );
     assert_eq!(nash_bargaining(&[], (0.0, 0.0)), Err(NashError::Size(0)));
 }
 
@@ -100,14 +106,26 @@ proptest! {
 /// Glove game: players 0..left hold left gloves, the rest right gloves; a pair is worth 1.
 fn gloves(players: usize, left: usize) -> impl Game {
     let left_mask = (1u64 << left) - 1;
-    FnGame { players, worth: move |s: u64| f64::from((s & left_mask).count_ones().min((s & !left_mask).count_ones())) }
+    FnGame {
+        players,
+        worth: move |s: u64| {
+            f64::from(
+                (s & left_mask)
+                    .count_ones()
+                    .min((s & !left_mask).count_ones()),
+            )
+        },
+    }
 }
 
 #[test]
 fn shapley_of_the_one_left_two_right_glove_game_is_two_thirds_one_sixth_one_sixth() {
     let v = shapley::exact(&gloves(3, 1)).expect("small").values;
     let expected = [2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0];
-    assert!(v.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-12), "{v:?}");
+    assert!(
+        v.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-12),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -118,23 +136,42 @@ fn sampled_shapley_matches_exact_within_its_error_on_a_larger_game() {
     let est = shapley::sampled(&game, 4_000, &mut rng).expect("valid");
     for (i, (e, s)) in exact.values.iter().zip(&est.values).enumerate() {
         let err = est.standard_errors[i];
-        assert!((e - s).abs() <= 5.0 * err + 1e-9, "player {i}: exact {e}, sampled {s} ± {err}");
+        assert!(
+            (e - s).abs() <= 5.0 * err + 1e-9,
+            "player {i}: exact {e}, sampled {s} ± {err}"
+        );
     }
     let total: f64 = est.values.iter().sum();
-    assert!((total - 5.0).abs() < 1e-9, "sampling is efficient by construction");
+    assert!(
+        (total - 5.0).abs() < 1e-9,
+        "sampling is efficient by construction"
+    );
     let mut again = StdRng::seed_from_u64(42);
-    assert_eq!(shapley::sampled(&game, 4_000, &mut again).expect("valid"), est, "same seed, same estimate");
+    assert_eq!(
+        shapley::sampled(&game, 4_000, &mut again).expect("valid"),
+        est,
+        "same seed, same estimate"
+    );
 }
 
 #[test]
 fn shapley_refuses_sizes_it_cannot_handle() {
-    let big = FnGame { players: 30, worth: |s: u64| f64::from(s.count_ones()) };
+    let big = FnGame {
+        players: 30,
+        worth: |s: u64| f64::from(s.count_ones()),
+    };
     assert!(shapley::exact(&big).is_err());
     let mut rng = StdRng::seed_from_u64(1);
     assert!(shapley::sampled(&big, 0, &mut rng).is_err());
     let v = shapley::sampled(&big, 10, &mut rng).expect("valid").values;
-    assert!(v.iter().all(|x| (x - 1.0).abs() < 1e-12), "additive game: each gets its own worth");
-    let nan = FnGame { players: 2, worth: |_| f64::NAN };
+    assert!(
+        v.iter().all(|x| (x - 1.0).abs() < 1e-12),
+        "additive game: each gets its own worth"
+    );
+    let nan = FnGame {
+        players: 2,
+        worth: |_| f64::NAN,
+    };
     assert!(shapley::exact(&nan).is_err());
 }
 

@@ -3,8 +3,8 @@
 use foundation_agents::auction::sealed::Pricing;
 use foundation_agents::learning::repeated::run_repeated;
 use foundation_agents::learning::{
-    counterfactual_utility, shading_grid, BidStrategy, EpsilonGreedy, MultiplicativeWeights, RandomBidder, RoundFeedback,
-    Truthful,
+    counterfactual_utility, shading_grid, BidStrategy, EpsilonGreedy, MultiplicativeWeights,
+    RandomBidder, RoundFeedback, Truthful,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -15,7 +15,10 @@ const ROUNDS: u64 = 3_000;
 fn hedge_against_uniform(pricing: Pricing, seed: u64) -> (MultiplicativeWeights, f64) {
     let eta = (8.0 * (20f64).ln() / ROUNDS as f64).sqrt();
     let mut learner = MultiplicativeWeights::new(shading_grid(20), eta);
-    let mut opponent = RandomBidder { low: 0.0, high: 1.0 };
+    let mut opponent = RandomBidder {
+        low: 0.0,
+        high: 1.0,
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     let mut strategies: [&mut dyn BidStrategy; 2] = [&mut learner, &mut opponent];
     let outcome = run_repeated(&mut strategies, &[1.0, 1.0], pricing, ROUNDS, &mut rng);
@@ -36,16 +39,29 @@ fn hedge_learns_to_shade_to_half_its_value_in_first_price_against_a_uniform_oppo
 #[test]
 fn hedge_learns_to_bid_its_value_in_second_price() {
     let (learner, _) = hedge_against_uniform(Pricing::SecondPrice, 5);
-    assert!(learner.best_factor() >= 0.9, "learned factor {}", learner.best_factor());
+    assert!(
+        learner.best_factor() >= 0.9,
+        "learned factor {}",
+        learner.best_factor()
+    );
 }
 
 #[test]
 fn epsilon_greedy_finds_a_profitable_shade_from_its_own_payoffs() {
     let mut learner = EpsilonGreedy::new(shading_grid(10), 0.1);
-    let mut opponent = RandomBidder { low: 0.0, high: 1.0 };
+    let mut opponent = RandomBidder {
+        low: 0.0,
+        high: 1.0,
+    };
     let mut rng = StdRng::seed_from_u64(11);
     let mut strategies: [&mut dyn BidStrategy; 2] = [&mut learner, &mut opponent];
-    let outcome = run_repeated(&mut strategies, &[1.0, 1.0], Pricing::FirstPrice, ROUNDS, &mut rng);
+    let outcome = run_repeated(
+        &mut strategies,
+        &[1.0, 1.0],
+        Pricing::FirstPrice,
+        ROUNDS,
+        &mut rng,
+    );
     let best = learner.best_factor();
     assert!((0.3..=0.7).contains(&best), "learned factor {best}");
     assert!(outcome.utilities[0] / ROUNDS as f64 > 0.18);
@@ -70,13 +86,26 @@ fn a_strategy_that_emits_nan_simply_does_not_bid() {
     let (mut broken, mut honest) = (Broken, Truthful);
     let mut strategies: [&mut dyn BidStrategy; 2] = [&mut broken, &mut honest];
     let mut rng = StdRng::seed_from_u64(1);
-    let outcome = run_repeated(&mut strategies, &[5.0, 2.0], Pricing::SecondPrice, 10, &mut rng);
+    let outcome = run_repeated(
+        &mut strategies,
+        &[5.0, 2.0],
+        Pricing::SecondPrice,
+        10,
+        &mut rng,
+    );
     assert_eq!((outcome.wins.clone(), outcome.revenue), (vec![0, 10], 0.0));
 }
 
 #[test]
 fn counterfactual_utility_prices_each_rule_correctly() {
-    let fb = |pricing| RoundFeedback { value: 10.0, bid: 0.0, won: false, paid: 0.0, highest_other: Some(4.0), pricing };
+    let fb = |pricing| RoundFeedback {
+        value: 10.0,
+        bid: 0.0,
+        won: false,
+        paid: 0.0,
+        highest_other: Some(4.0),
+        pricing,
+    };
     assert_eq!(counterfactual_utility(0.6, &fb(Pricing::FirstPrice)), 0.4);
     assert_eq!(counterfactual_utility(0.6, &fb(Pricing::SecondPrice)), 0.6);
     assert_eq!(counterfactual_utility(0.3, &fb(Pricing::SecondPrice)), 0.0);

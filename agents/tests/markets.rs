@@ -1,6 +1,8 @@
 //! Properties of the call market and of Walrasian tatonnement.
 
-use foundation_agents::market::double::{clear, CallMarket, ClearingReason, ClearingRule, Order, Side};
+use foundation_agents::market::double::{
+    clear, CallMarket, ClearingReason, ClearingRule, Order, Side,
+};
 use foundation_agents::market::tatonnement::{
     self, scarf_economy, Auctioneer, CobbDouglas, Consumer, TatonnementConfig, TatonnementOutcome,
 };
@@ -8,13 +10,23 @@ use foundation_agents::{AgentId, Rejection, Time};
 use proptest::prelude::*;
 
 fn order(i: usize, side: Side, quantity: u64, limit: f64) -> Order {
-    Order { agent: AgentId(i as u64), side, quantity, limit, seq: i as u64 }
+    Order {
+        agent: AgentId(i as u64),
+        side,
+        quantity,
+        limit,
+        seq: i as u64,
+    }
 }
 
 /// Efficient quantity by expanding every order into units and pairing sorted units.
 fn brute_force_quantity(orders: &[Order]) -> u64 {
     let units = |side: Side| -> Vec<f64> {
-        orders.iter().filter(|o| o.side == side).flat_map(|o| std::iter::repeat_n(o.limit, o.quantity as usize)).collect()
+        orders
+            .iter()
+            .filter(|o| o.side == side)
+            .flat_map(|o| std::iter::repeat_n(o.limit, o.quantity as usize))
+            .collect()
     };
     let mut buys = units(Side::Buy);
     let mut sells = units(Side::Sell);
@@ -24,25 +36,50 @@ fn brute_force_quantity(orders: &[Order]) -> u64 {
 }
 
 fn orders() -> impl Strategy<Value = Vec<Order>> {
-    let one = (prop_oneof![Just(Side::Buy), Just(Side::Sell)], 1u64..5, 0u32..=40);
+    let one = (
+        prop_oneof![Just(Side::Buy), Just(Side::Sell)],
+        1u64..5,
+        0u32..=40,
+    );
     prop::collection::vec(one, 0..30).prop_map(|v| {
-        v.into_iter().enumerate().map(|(i, (side, q, limit))| order(i, side, q, f64::from(limit) * 0.5)).collect()
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (side, q, limit))| order(i, side, q, f64::from(limit) * 0.5))
+            .collect()
     })
 }
 
-fn check_individually_rational(orders: &[Order], out: &foundation_agents::market::double::ClearingOutcome) {
+fn check_individually_rational(
+    orders: &[Order],
+    out: &foundation_agents::market::double::ClearingOutcome,
+) {
     for fill in &out.fills {
-        let limit = orders.iter().find(|o| o.agent == fill.agent && o.side == fill.side).map(|o| o.limit);
+        let limit = orders
+            .iter()
+            .find(|o| o.agent == fill.agent && o.side == fill.side)
+            .map(|o| o.limit);
         let limit = limit.expect("fills name real orders");
         match fill.side {
-            Side::Buy => assert!(fill.price <= limit, "buyer pays {} above limit {limit}", fill.price),
-            Side::Sell => assert!(fill.price >= limit, "seller gets {} below limit {limit}", fill.price),
+            Side::Buy => assert!(
+                fill.price <= limit,
+                "buyer pays {} above limit {limit}",
+                fill.price
+            ),
+            Side::Sell => assert!(
+                fill.price >= limit,
+                "seller gets {} below limit {limit}",
+                fill.price
+            ),
         }
     }
 }
 
 fn traded(out: &foundation_agents::market::double::ClearingOutcome, side: Side) -> u64 {
-    out.fills.iter().filter(|f| f.side == side).map(|f| f.quantity).sum()
+    out.fills
+        .iter()
+        .filter(|f| f.side == side)
+        .map(|f| f.quantity)
+        .sum()
 }
 
 #[test]
@@ -75,20 +112,43 @@ fn mcafee_drops_the_marginal_trade_when_p0_is_outside_and_keeps_the_surplus() {
     let out = clear(&orders, ClearingRule::McAfee);
     assert_eq!((out.efficient_quantity, out.traded_quantity), (2, 1));
     assert_eq!((out.buyer_price, out.seller_price), (Some(8.0), Some(5.0)));
-    assert_eq!((out.surplus, out.reason), (3.0, ClearingReason::TradeReduction));
+    assert_eq!(
+        (out.surplus, out.reason),
+        (3.0, ClearingReason::TradeReduction)
+    );
 }
 
 #[test]
 fn the_call_market_rejects_bad_orders_without_changing_the_result() {
     let mut m = CallMarket::new("cpu", ClearingRule::Uniform, Time(100), Time(0));
-    m.submit(Time(1), AgentId(1), Side::Buy, 2, 10.0).expect("valid");
-    m.submit(Time(1), AgentId(2), Side::Sell, 2, 4.0).expect("valid");
-    let before = clear(&[order(1, Side::Buy, 2, 10.0), order(2, Side::Sell, 2, 4.0)], ClearingRule::Uniform);
-    assert_eq!(m.submit(Time(2), AgentId(3), Side::Buy, 1, f64::NAN), Err(Rejection::NotFinite));
-    assert!(matches!(m.submit(Time(2), AgentId(3), Side::Buy, 1, -2.0), Err(Rejection::Negative { .. })));
-    assert!(matches!(m.submit(Time(2), AgentId(3), Side::Buy, 0, 2.0), Err(Rejection::InvalidQuantity { .. })));
-    assert!(matches!(m.submit(Time(2), AgentId(1), Side::Buy, 1, 20.0), Err(Rejection::Duplicate { .. })));
-    assert!(matches!(m.submit(Time(100), AgentId(4), Side::Buy, 1, 20.0), Err(Rejection::Late { .. })));
+    m.submit(Time(1), AgentId(1), Side::Buy, 2, 10.0)
+        .expect("valid");
+    m.submit(Time(1), AgentId(2), Side::Sell, 2, 4.0)
+        .expect("valid");
+    let before = clear(
+        &[order(1, Side::Buy, 2, 10.0), order(2, Side::Sell, 2, 4.0)],
+        ClearingRule::Uniform,
+    );
+    assert_eq!(
+        m.submit(Time(2), AgentId(3), Side::Buy, 1, f64::NAN),
+        Err(Rejection::NotFinite)
+    );
+    assert!(matches!(
+        m.submit(Time(2), AgentId(3), Side::Buy, 1, -2.0),
+        Err(Rejection::Negative { .. })
+    ));
+    assert!(matches!(
+        m.submit(Time(2), AgentId(3), Side::Buy, 0, 2.0),
+        Err(Rejection::InvalidQuantity { .. })
+    ));
+    assert!(matches!(
+        m.submit(Time(2), AgentId(1), Side::Buy, 1, 20.0),
+        Err(Rejection::Duplicate { .. })
+    ));
+    assert!(matches!(
+        m.submit(Time(100), AgentId(4), Side::Buy, 1, 20.0),
+        Err(Rejection::Late { .. })
+    ));
     let after = m.close(Time(100));
     assert_eq!(after.fills, before.fills);
     assert_eq!(after.buyer_price, Some(7.0));
@@ -150,10 +210,16 @@ proptest! {
 
 fn cobb_douglas_economy() -> impl Strategy<Value = Vec<CobbDouglas>> {
     (2usize..5).prop_flat_map(|goods| {
-        let consumer = (prop::collection::vec(0.05f64..1.0, goods), prop::collection::vec(0.1f64..10.0, goods))
+        let consumer = (
+            prop::collection::vec(0.05f64..1.0, goods),
+            prop::collection::vec(0.1f64..10.0, goods),
+        )
             .prop_map(|(raw, endowment)| {
                 let sum: f64 = raw.iter().sum();
-                CobbDouglas { alpha: raw.iter().map(|a| a / sum).collect(), endowment }
+                CobbDouglas {
+                    alpha: raw.iter().map(|a| a / sum).collect(),
+                    endowment,
+                }
             });
         prop::collection::vec(consumer, 1..6)
     })
@@ -210,10 +276,15 @@ proptest! {
 fn tatonnement_reports_non_convergence_on_scarfs_example() {
     let economy = scarf_economy();
     let refs = dyn_refs(&economy);
-    let config = TatonnementConfig { rounds_max: 5_000, ..TatonnementConfig::default() };
+    let config = TatonnementConfig {
+        rounds_max: 5_000,
+        ..TatonnementConfig::default()
+    };
     let outcome = tatonnement::run(&refs, config, Some(vec![0.5, 0.3, 0.2])).expect("valid");
     match outcome {
-        TatonnementOutcome::NotConverged { rounds, residual, .. } => {
+        TatonnementOutcome::NotConverged {
+            rounds, residual, ..
+        } => {
             assert_eq!(rounds, 5_000);
             assert!(residual > 1e-3, "residual {residual}");
         }
@@ -224,20 +295,39 @@ fn tatonnement_reports_non_convergence_on_scarfs_example() {
 #[test]
 fn scarfs_economy_started_at_its_equilibrium_is_recognised_at_once() {
     let economy = scarf_economy();
-    let outcome = tatonnement::run(&dyn_refs(&economy), TatonnementConfig::default(), None).expect("valid");
-    assert!(matches!(outcome, TatonnementOutcome::Converged { rounds: 1, .. }), "{outcome:?}");
+    let outcome =
+        tatonnement::run(&dyn_refs(&economy), TatonnementConfig::default(), None).expect("valid");
+    assert!(
+        matches!(outcome, TatonnementOutcome::Converged { rounds: 1, .. }),
+        "{outcome:?}"
+    );
 }
 
 #[test]
 fn the_auctioneer_treats_silent_agents_as_not_trading_and_rejects_bad_answers() {
     let config = TatonnementConfig::default();
     let mut a = Auctioneer::new(vec![1.0, 1.0], [AgentId(1), AgentId(2)], config).expect("valid");
-    assert_eq!(a.submit(AgentId(1), 0, vec![f64::NAN, 0.0]), Err(Rejection::NotFinite));
-    assert!(matches!(a.submit(AgentId(9), 0, vec![0.0, 0.0]), Err(Rejection::NotParticipant { .. })));
-    assert!(matches!(a.submit(AgentId(1), 3, vec![0.0, 0.0]), Err(Rejection::InvalidReference { .. })));
+    assert_eq!(
+        a.submit(AgentId(1), 0, vec![f64::NAN, 0.0]),
+        Err(Rejection::NotFinite)
+    );
+    assert!(matches!(
+        a.submit(AgentId(9), 0, vec![0.0, 0.0]),
+        Err(Rejection::NotParticipant { .. })
+    ));
+    assert!(matches!(
+        a.submit(AgentId(1), 3, vec![0.0, 0.0]),
+        Err(Rejection::InvalidReference { .. })
+    ));
     a.submit(AgentId(1), 0, vec![0.5, -0.5]).expect("valid");
-    assert!(matches!(a.submit(AgentId(1), 0, vec![0.5, -0.5]), Err(Rejection::Duplicate { .. })));
+    assert!(matches!(
+        a.submit(AgentId(1), 0, vec![0.5, -0.5]),
+        Err(Rejection::Duplicate { .. })
+    ));
     assert_eq!(a.end_round(), None);
     assert_eq!(a.absent_last_round(), 1);
-    assert!(a.prices()[0] > a.prices()[1], "the over-demanded good became dearer");
+    assert!(
+        a.prices()[0] > a.prices()[1],
+        "the over-demanded good became dearer"
+    );
 }

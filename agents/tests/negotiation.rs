@@ -47,25 +47,61 @@ fn two_conceders_agree_earlier_than_two_boulware_agents() {
     let mut b = TimeDependent::boulware(Role::Buyer, 0.0, 80.0);
     let mut s = TimeDependent::boulware(Role::Seller, 100.0, 40.0);
     let slow = rounds(negotiate(config(40), &mut b, &mut s, Time(0)).expect("valid"));
-    assert!(fast < slow, "conceders {fast} rounds, boulware {slow} rounds");
+    assert!(
+        fast < slow,
+        "conceders {fast} rounds, boulware {slow} rounds"
+    );
 }
 
 #[test]
 fn linear_negotiators_with_overlapping_reservations_reach_a_deal() {
-    let mut b = TimeDependent { role: Role::Buyer, initial: 0.0, reservation: 60.0, beta: 1.0, k: 0.0 };
-    let mut s = TimeDependent { role: Role::Seller, initial: 100.0, reservation: 50.0, beta: 1.0, k: 0.0 };
+    let mut b = TimeDependent {
+        role: Role::Buyer,
+        initial: 0.0,
+        reservation: 60.0,
+        beta: 1.0,
+        k: 0.0,
+    };
+    let mut s = TimeDependent {
+        role: Role::Seller,
+        initial: 100.0,
+        reservation: 50.0,
+        beta: 1.0,
+        k: 0.0,
+    };
     let outcome = negotiate(config(20), &mut b, &mut s, Time(0)).expect("valid");
-    let NegotiationOutcome::Agreement { price, .. } = outcome else { panic!("{outcome:?}") };
+    let NegotiationOutcome::Agreement { price, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
     assert!((50.0..=60.0).contains(&price), "price {price}");
 }
 
 #[test]
 fn rubinstein_agents_agree_at_once_on_the_subgame_perfect_split() {
     let (ds, db) = (0.9, 0.8);
-    let mut seller = Rubinstein { role: Role::Seller, low: 0.0, high: 1.0, delta_own: ds, delta_other: db };
-    let mut buyer = Rubinstein { role: Role::Buyer, low: 0.0, high: 1.0, delta_own: db, delta_other: ds };
+    let mut seller = Rubinstein {
+        role: Role::Seller,
+        low: 0.0,
+        high: 1.0,
+        delta_own: ds,
+        delta_other: db,
+    };
+    let mut buyer = Rubinstein {
+        role: Role::Buyer,
+        low: 0.0,
+        high: 1.0,
+        delta_own: db,
+        delta_other: ds,
+    };
     let outcome = negotiate(config(10), &mut buyer, &mut seller, Time(0)).expect("valid");
-    let NegotiationOutcome::Agreement { price, rounds, accepted_by } = outcome else { panic!("{outcome:?}") };
+    let NegotiationOutcome::Agreement {
+        price,
+        rounds,
+        accepted_by,
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
     assert_eq!((rounds, accepted_by), (1, BUYER));
     assert!((price - rubinstein_share(ds, db)).abs() < 1e-12);
     // The more patient side gets more than half as proposer.
@@ -75,10 +111,21 @@ fn rubinstein_agents_agree_at_once_on_the_subgame_perfect_split() {
 #[test]
 fn an_absent_negotiator_ends_the_negotiation_without_agreement() {
     let mut m = AlternatingOffers::new(config(10), Time(0)).expect("valid");
-    m.handle(Time(10), SELLER, Move::Offer { round: 0, price: 90.0 }).expect("seller's turn");
+    m.handle(
+        Time(10),
+        SELLER,
+        Move::Offer {
+            round: 0,
+            price: 90.0,
+        },
+    )
+    .expect("seller's turn");
     assert_eq!(m.handle_timeout(Time(50)), None, "buyer still has time");
     let outcome = m.handle_timeout(Time(110)).expect("buyer missed its turn");
-    let expected = NegotiationOutcome::Disagreement { rounds: 1, reason: DisagreementReason::Absent(BUYER) };
+    let expected = NegotiationOutcome::Disagreement {
+        rounds: 1,
+        reason: DisagreementReason::Absent(BUYER),
+    };
     assert_eq!(outcome, expected);
 }
 
@@ -86,16 +133,39 @@ fn an_absent_negotiator_ends_the_negotiation_without_agreement() {
 fn out_of_turn_late_invalid_and_outsider_moves_are_rejected() {
     let mut m = AlternatingOffers::new(config(1), Time(0)).expect("valid");
     let offer = |round, price| Move::Offer { round, price };
-    assert!(matches!(m.handle(Time(1), BUYER, offer(0, 1.0)), Err(Rejection::InvalidReference { .. })));
-    assert!(matches!(m.handle(Time(1), AgentId(7), offer(0, 1.0)), Err(Rejection::NotParticipant { .. })));
-    assert_eq!(m.handle(Time(1), SELLER, offer(0, f64::NAN)), Err(Rejection::NotFinite));
-    assert!(matches!(m.handle(Time(1), SELLER, Move::Accept { round: 0 }), Err(Rejection::InvalidReference { .. })));
-    assert!(matches!(m.handle(Time(100), SELLER, offer(0, 5.0)), Err(Rejection::Late { .. })));
+    assert!(matches!(
+        m.handle(Time(1), BUYER, offer(0, 1.0)),
+        Err(Rejection::InvalidReference { .. })
+    ));
+    assert!(matches!(
+        m.handle(Time(1), AgentId(7), offer(0, 1.0)),
+        Err(Rejection::NotParticipant { .. })
+    ));
+    assert_eq!(
+        m.handle(Time(1), SELLER, offer(0, f64::NAN)),
+        Err(Rejection::NotFinite)
+    );
+    assert!(matches!(
+        m.handle(Time(1), SELLER, Move::Accept { round: 0 }),
+        Err(Rejection::InvalidReference { .. })
+    ));
+    assert!(matches!(
+        m.handle(Time(100), SELLER, offer(0, 5.0)),
+        Err(Rejection::Late { .. })
+    ));
     m.handle(Time(2), SELLER, offer(0, 5.0)).expect("valid");
     // The round budget is spent: the buyer may only accept or quit.
-    assert!(matches!(m.handle(Time(3), BUYER, offer(1, 4.0)), Err(Rejection::InvalidReference { .. })));
-    m.handle(Time(3), BUYER, Move::Accept { round: 0 }).expect("valid");
-    let expected = NegotiationOutcome::Agreement { price: 5.0, rounds: 1, accepted_by: BUYER };
+    assert!(matches!(
+        m.handle(Time(3), BUYER, offer(1, 4.0)),
+        Err(Rejection::InvalidReference { .. })
+    ));
+    m.handle(Time(3), BUYER, Move::Accept { round: 0 })
+        .expect("valid");
+    let expected = NegotiationOutcome::Agreement {
+        price: 5.0,
+        rounds: 1,
+        accepted_by: BUYER,
+    };
     assert_eq!(m.outcome(), Some(&expected));
 }
 
@@ -132,37 +202,73 @@ fn invited(n: u64) -> BTreeSet<AgentId> {
 fn contract_net_awards_the_cheapest_bid_and_tells_everyone() {
     let mut net = ContractNet::new("transcode", invited(3), Time(100), Some(50.0), Time(0));
     assert_eq!(net.drain_outbox().len(), 3, "announced to every invitee");
-    net.answer(Time(1), AgentId(1), ContractAnswer::Bid(30.0)).expect("valid");
-    net.answer(Time(2), AgentId(2), ContractAnswer::Bid(20.0)).expect("valid");
-    net.answer(Time(3), AgentId(3), ContractAnswer::Refuse).expect("valid");
+    net.answer(Time(1), AgentId(1), ContractAnswer::Bid(30.0))
+        .expect("valid");
+    net.answer(Time(2), AgentId(2), ContractAnswer::Bid(20.0))
+        .expect("valid");
+    net.answer(Time(3), AgentId(3), ContractAnswer::Refuse)
+        .expect("valid");
     let outbox = net.drain_outbox();
-    let awarded: Vec<AgentId> = outbox.iter().filter(|o| matches!(o.msg, ContractNotice::Award { .. })).map(|o| o.to).collect();
-    assert_eq!(awarded, vec![AgentId(2)], "decided early once everyone answered");
+    let awarded: Vec<AgentId> = outbox
+        .iter()
+        .filter(|o| matches!(o.msg, ContractNotice::Award { .. }))
+        .map(|o| o.to)
+        .collect();
+    assert_eq!(
+        awarded,
+        vec![AgentId(2)],
+        "decided early once everyone answered"
+    );
     let outcome = net.handle_timeout(Time(100)).expect("decided");
     assert_eq!(outcome.award, Some((AgentId(2), 20.0)));
-    assert_eq!((outcome.refused, outcome.absent), (vec![AgentId(3)], vec![]));
+    assert_eq!(
+        (outcome.refused, outcome.absent),
+        (vec![AgentId(3)], vec![])
+    );
 }
 
 #[test]
 fn contract_net_decides_at_the_deadline_with_whoever_answered() {
     let mut net = ContractNet::new("index", invited(4), Time(100), None, Time(0));
-    net.answer(Time(5), AgentId(3), ContractAnswer::Bid(9.0)).expect("valid");
-    net.answer(Time(6), AgentId(1), ContractAnswer::Bid(9.0)).expect("valid");
+    net.answer(Time(5), AgentId(3), ContractAnswer::Bid(9.0))
+        .expect("valid");
+    net.answer(Time(6), AgentId(1), ContractAnswer::Bid(9.0))
+        .expect("valid");
     assert_eq!(net.handle_timeout(Time(99)), None);
     let outcome = net.handle_timeout(Time(100)).expect("deadline");
-    assert_eq!(outcome.award, Some((AgentId(3), 9.0)), "equal costs go to the earlier bid");
+    assert_eq!(
+        outcome.award,
+        Some((AgentId(3), 9.0)),
+        "equal costs go to the earlier bid"
+    );
     assert_eq!(outcome.absent, vec![AgentId(2), AgentId(4)]);
 }
 
 #[test]
 fn contract_net_rejects_bad_bids_and_they_change_nothing() {
     let mut net = ContractNet::new("t", invited(2), Time(100), Some(10.0), Time(0));
-    assert!(matches!(net.answer(Time(1), AgentId(1), ContractAnswer::Bid(11.0)), Err(Rejection::OverBudget { .. })));
-    assert_eq!(net.answer(Time(1), AgentId(1), ContractAnswer::Bid(f64::NAN)), Err(Rejection::NotFinite));
-    assert!(matches!(net.answer(Time(1), AgentId(9), ContractAnswer::Bid(1.0)), Err(Rejection::NotParticipant { .. })));
-    assert!(matches!(net.answer(Time(100), AgentId(2), ContractAnswer::Bid(1.0)), Err(Rejection::Late { .. })));
-    net.answer(Time(2), AgentId(1), ContractAnswer::Bid(7.0)).expect("valid");
-    assert!(matches!(net.answer(Time(3), AgentId(1), ContractAnswer::Bid(1.0)), Err(Rejection::Duplicate { .. })));
+    assert!(matches!(
+        net.answer(Time(1), AgentId(1), ContractAnswer::Bid(11.0)),
+        Err(Rejection::OverBudget { .. })
+    ));
+    assert_eq!(
+        net.answer(Time(1), AgentId(1), ContractAnswer::Bid(f64::NAN)),
+        Err(Rejection::NotFinite)
+    );
+    assert!(matches!(
+        net.answer(Time(1), AgentId(9), ContractAnswer::Bid(1.0)),
+        Err(Rejection::NotParticipant { .. })
+    ));
+    assert!(matches!(
+        net.answer(Time(100), AgentId(2), ContractAnswer::Bid(1.0)),
+        Err(Rejection::Late { .. })
+    ));
+    net.answer(Time(2), AgentId(1), ContractAnswer::Bid(7.0))
+        .expect("valid");
+    assert!(matches!(
+        net.answer(Time(3), AgentId(1), ContractAnswer::Bid(1.0)),
+        Err(Rejection::Duplicate { .. })
+    ));
     let outcome = net.handle_timeout(Time(100)).expect("deadline");
     assert_eq!(outcome.award, Some((AgentId(1), 7.0)));
 }

@@ -111,7 +111,8 @@ impl DutchAuction {
     /// Accepts the price of `tick`. The first valid acceptance wins and closes the auction.
     pub fn accept(&mut self, now: Time, agent: AgentId, tick: u64) -> Result<(), Rejection> {
         let result = self.check(agent, tick);
-        self.telemetry.input(now, agent, Some(self.price()), &result);
+        self.telemetry
+            .input(now, agent, Some(self.price()), &result);
         result?;
         let price = self.price();
         let award = Award {
@@ -119,7 +120,12 @@ impl DutchAuction {
             price,
             winning_bid: price,
         };
-        self.finish(now, Some(award), AuctionReason::FirstToAcceptFallingPrice, 1);
+        self.finish(
+            now,
+            Some(award),
+            AuctionReason::FirstToAcceptFallingPrice,
+            1,
+        );
         Ok(())
     }
 
@@ -205,14 +211,24 @@ impl DutchAuction {
 
 fn validate(config: &DutchConfig) -> Result<(), ConfigError> {
     let checks = [
-        ("floor", config.floor, config.floor >= 0.0, "must be finite and >= 0"),
+        (
+            "floor",
+            config.floor,
+            config.floor >= 0.0,
+            "must be finite and >= 0",
+        ),
         (
             "start_price",
             config.start_price,
             config.start_price >= config.floor,
             "must be finite and >= floor",
         ),
-        ("decrement", config.decrement, config.decrement > 0.0, "must be finite and > 0"),
+        (
+            "decrement",
+            config.decrement,
+            config.decrement > 0.0,
+            "must be finite and > 0",
+        ),
     ];
     for (name, value, ok, why) in checks {
         if !value.is_finite() || !ok {

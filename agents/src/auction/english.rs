@@ -201,10 +201,18 @@ impl EnglishAuction {
         self.dropped.clear();
         match stayed.len() {
             0 => self.decide_all_dropped(now),
-            1 => self.decide(now, stayed[0], self.price(), AuctionReason::LastActiveBidder),
-            _ if self.round + 1 >= ENGLISH_ROUNDS_MAX => {
-                self.decide(now, stayed[0], self.price(), AuctionReason::LastActiveBidder)
-            }
+            1 => self.decide(
+                now,
+                stayed[0],
+                self.price(),
+                AuctionReason::LastActiveBidder,
+            ),
+            _ if self.round + 1 >= ENGLISH_ROUNDS_MAX => self.decide(
+                now,
+                stayed[0],
+                self.price(),
+                AuctionReason::LastActiveBidder,
+            ),
             _ => {
                 self.active = stayed.iter().copied().collect();
                 self.previous_stayed = stayed;

@@ -184,7 +184,10 @@ impl SealedBidAuction {
 
     /// The deadline the driver should arm a timer for, if any and still open.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.outcome.is_none().then_some(self.config.deadline).flatten()
+        self.outcome
+            .is_none()
+            .then_some(self.config.deadline)
+            .flatten()
     }
 
     /// Closes the auction if the deadline has passed.

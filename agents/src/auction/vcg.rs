@@ -265,7 +265,11 @@ impl CombinatorialAuction {
             let deadline = self.deadline;
             return Err(Rejection::Late { at: now, deadline });
         }
-        if self.participants.as_ref().is_some_and(|p| !p.contains(&agent)) {
+        if self
+            .participants
+            .as_ref()
+            .is_some_and(|p| !p.contains(&agent))
+        {
             return Err(Rejection::NotParticipant { agent });
         }
         if self.bids.contains_key(&agent) {
@@ -281,7 +285,12 @@ impl CombinatorialAuction {
         }
         let outcome = solve(self.items, &self.bids);
         let summary = match &outcome {
-            Ok(s) => format!("{}: welfare {:.4}, {} winners", self.name, s.welfare, s.awards.len()),
+            Ok(s) => format!(
+                "{}: welfare {:.4}, {} winners",
+                self.name,
+                s.welfare,
+                s.awards.len()
+            ),
             Err(e) => format!("{}: {e}", self.name),
         };
         self.telemetry.emit(TelemetryEvent::Decided {

@@ -61,8 +61,19 @@ pub fn nash_bargaining(points: &[Utilities], d: Utilities) -> Result<NashOutcome
             let (weight, product) = best_on_segment(points[i], points[j], d);
             if product > 0.0 && best.as_ref().is_none_or(|(b, _)| product > *b) {
                 let (a, b) = (points[i], points[j]);
-                let utilities = (weight * a.0 + (1.0 - weight) * b.0, weight * a.1 + (1.0 - weight) * b.1);
-                best = Some((product, NashOutcome::Agreement { utilities, from: i, to: j, weight }));
+                let utilities = (
+                    weight * a.0 + (1.0 - weight) * b.0,
+                    weight * a.1 + (1.0 - weight) * b.1,
+                );
+                best = Some((
+                    product,
+                    NashOutcome::Agreement {
+                        utilities,
+                        from: i,
+                        to: j,
+                        weight,
+                    },
+                ));
             }
         }
     }

@@ -67,9 +67,14 @@ fn worth(game: &dyn Game, coalition: u64) -> Result<f64, ShapleyError> {
 pub fn exact(game: &dyn Game) -> Result<ShapleyValues, ShapleyError> {
     let n = game.players();
     if n > SHAPLEY_EXACT_PLAYERS_MAX {
-        return Err(ShapleyError::TooManyPlayers { players: n, limit: SHAPLEY_EXACT_PLAYERS_MAX });
+        return Err(ShapleyError::TooManyPlayers {
+            players: n,
+            limit: SHAPLEY_EXACT_PLAYERS_MAX,
+        });
     }
-    let table = (0..1u64 << n).map(|s| worth(game, s)).collect::<Result<Vec<f64>, _>>()?;
+    let table = (0..1u64 << n)
+        .map(|s| worth(game, s))
+        .collect::<Result<Vec<f64>, _>>()?;
     // weight[k] = k! (n − k − 1)! / n!, built by ratios to stay in floating range.
     let mut weight = vec![0.0; n.max(1)];
     if n > 0 {
@@ -87,14 +92,25 @@ pub fn exact(game: &dyn Game) -> Result<ShapleyValues, ShapleyError> {
             }
         }
     }
-    Ok(ShapleyValues { standard_errors: vec![0.0; n], values, samples: 0 })
+    Ok(ShapleyValues {
+        standard_errors: vec![0.0; n],
+        values,
+        samples: 0,
+    })
 }
 
 /// Shapley values estimated from `samples` random player orders drawn from `rng`.
-pub fn sampled(game: &dyn Game, samples: usize, rng: &mut dyn RngCore) -> Result<ShapleyValues, ShapleyError> {
+pub fn sampled(
+    game: &dyn Game,
+    samples: usize,
+    rng: &mut dyn RngCore,
+) -> Result<ShapleyValues, ShapleyError> {
     let n = game.players();
     if n > SHAPLEY_PLAYERS_MAX {
-        return Err(ShapleyError::TooManyPlayers { players: n, limit: SHAPLEY_PLAYERS_MAX });
+        return Err(ShapleyError::TooManyPlayers {
+            players: n,
+            limit: SHAPLEY_PLAYERS_MAX,
+        });
     }
     if samples == 0 {
         return Err(ShapleyError::NoSamples);
@@ -121,7 +137,11 @@ pub fn sampled(game: &dyn Game, samples: usize, rng: &mut dyn RngCore) -> Result
         .zip(&sum_sq)
         .map(|(mean, sq)| ((sq / m - mean * mean).max(0.0) / m).sqrt())
         .collect();
-    Ok(ShapleyValues { values, standard_errors, samples })
+    Ok(ShapleyValues {
+        values,
+        standard_errors,
+        samples,
+    })
 }
 
 /// A game given by a closure, handy for tests and small programs.

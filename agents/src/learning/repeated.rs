@@ -30,27 +30,49 @@ pub fn run_repeated(
     rng: &mut dyn RngCore,
 ) -> RepeatedOutcome {
     let n = strategies.len().min(values.len());
-    let mut outcome = RepeatedOutcome { utilities: vec![0.0; n], wins: vec![0; n], revenue: 0.0, rounds };
+    let mut outcome = RepeatedOutcome {
+        utilities: vec![0.0; n],
+        wins: vec![0; n],
+        revenue: 0.0,
+        rounds,
+    };
     for round in 0..rounds {
         let now = Time(round);
         let config = SealedConfig::new(format!("round-{round}"), pricing);
-        let Ok(mut auction) = SealedBidAuction::new(config, now) else { break };
+        let Ok(mut auction) = SealedBidAuction::new(config, now) else {
+            break;
+        };
         let mut bids = vec![None; n];
         for i in 0..n {
             let bid = strategies[i].bid(values[i], rng);
-            bids[i] = auction.submit(now, AgentId(i as u64), bid).ok().map(|()| bid);
+            bids[i] = auction
+                .submit(now, AgentId(i as u64), bid)
+                .ok()
+                .map(|()| bid);
         }
         let award = auction.close(now).award;
         for i in 0..n {
-            let won = award.as_ref().is_some_and(|a| a.winner == AgentId(i as u64));
+            let won = award
+                .as_ref()
+                .is_some_and(|a| a.winner == AgentId(i as u64));
             let paid = award.as_ref().filter(|_| won).map_or(0.0, |a| a.price);
-            let highest_other = (0..n).filter(|&j| j != i).filter_map(|j| bids[j]).fold(None, |m: Option<f64>, b| Some(m.map_or(b, |m| m.max(b))));
+            let highest_other = (0..n)
+                .filter(|&j| j != i)
+                .filter_map(|j| bids[j])
+                .fold(None, |m: Option<f64>, b| Some(m.map_or(b, |m| m.max(b))));
             if won {
                 outcome.utilities[i] += values[i] - paid;
                 outcome.wins[i] += 1;
                 outcome.revenue += paid;
             }
-            let feedback = RoundFeedback { value: values[i], bid: bids[i].unwrap_or(0.0), won, paid, highest_other, pricing };
+            let feedback = RoundFeedback {
+                value: values[i],
+                bid: bids[i].unwrap_or(0.0),
+                won,
+                paid,
+                highest_other,
+                pricing,
+            };
             strategies[i].observe(&feedback);
         }
     }

@@ -157,8 +157,16 @@ fn efficient_quantity(buys: &Ladder, sells: &Ladder) -> u64 {
 
 /// Clears validated orders under `rule`.
 pub fn clear(orders: &[Order], rule: ClearingRule) -> ClearingOutcome {
-    let mut buys: Vec<Order> = orders.iter().copied().filter(|o| o.side == Side::Buy).collect();
-    let mut sells: Vec<Order> = orders.iter().copied().filter(|o| o.side == Side::Sell).collect();
+    let mut buys: Vec<Order> = orders
+        .iter()
+        .copied()
+        .filter(|o| o.side == Side::Buy)
+        .collect();
+    let mut sells: Vec<Order> = orders
+        .iter()
+        .copied()
+        .filter(|o| o.side == Side::Sell)
+        .collect();
     rank(&mut buys, Side::Buy);
     rank(&mut sells, Side::Sell);
     let (b, s) = (Ladder::new(&buys), Ladder::new(&sells));
@@ -302,7 +310,14 @@ impl CallMarket {
         Ok(())
     }
 
-    fn check(&self, now: Time, agent: AgentId, side: Side, qty: u64, limit: f64) -> Result<(), Rejection> {
+    fn check(
+        &self,
+        now: Time,
+        agent: AgentId,
+        side: Side,
+        qty: u64,
+        limit: f64,
+    ) -> Result<(), Rejection> {
         if self.outcome.is_some() {
             return Err(Rejection::Closed);
         }

@@ -55,7 +55,11 @@ impl Consumer for CobbDouglas {
 
     fn demand(&self, prices: &[f64]) -> Vec<f64> {
         let w = wealth(prices, &self.endowment);
-        self.alpha.iter().zip(prices).map(|(a, p)| a * w / p).collect()
+        self.alpha
+            .iter()
+            .zip(prices)
+            .map(|(a, p)| a * w / p)
+            .collect()
     }
 }
 
@@ -207,7 +211,12 @@ impl Auctioneer {
     }
 
     /// Records an agent's excess demand at the current prices. Rejections change nothing.
-    pub fn submit(&mut self, agent: AgentId, round: usize, excess: Vec<f64>) -> Result<(), Rejection> {
+    pub fn submit(
+        &mut self,
+        agent: AgentId,
+        round: usize,
+        excess: Vec<f64>,
+    ) -> Result<(), Rejection> {
         if self.outcome.is_some() {
             return Err(Rejection::Closed);
         }
@@ -242,9 +251,17 @@ impl Auctioneer {
         let residual = residual(&total, &self.supply);
         let (prices, rounds) = (self.prices.clone(), self.round + 1);
         if residual <= self.config.tolerance {
-            self.outcome = Some(TatonnementOutcome::Converged { prices, rounds, residual });
+            self.outcome = Some(TatonnementOutcome::Converged {
+                prices,
+                rounds,
+                residual,
+            });
         } else if rounds >= self.config.rounds_max {
-            self.outcome = Some(TatonnementOutcome::NotConverged { prices, rounds, residual });
+            self.outcome = Some(TatonnementOutcome::NotConverged {
+                prices,
+                rounds,
+                residual,
+            });
         } else {
             self.prices = adjust(&self.prices, &total, &self.supply, self.config.step);
             self.round = rounds;
@@ -255,7 +272,11 @@ impl Auctioneer {
 
 /// Largest relative excess demand.
 pub fn residual(excess: &[f64], supply: &[f64]) -> f64 {
-    excess.iter().zip(supply).map(|(z, s)| (z / s).abs()).fold(0.0, f64::max)
+    excess
+        .iter()
+        .zip(supply)
+        .map(|(z, s)| (z / s).abs())
+        .fold(0.0, f64::max)
 }
 
 fn adjust(prices: &[f64], excess: &[f64], supply: &[f64], step: f64) -> Vec<f64> {
@@ -288,7 +309,11 @@ fn validate(config: &TatonnementConfig, supply: &[f64], start: &[f64]) -> Result
         return param("supply", s, "every good needs a finite supply > 0");
     }
     if start.len() != supply.len() {
-        return param("start prices", start.len() as f64, "need one price per good");
+        return param(
+            "start prices",
+            start.len() as f64,
+            "need one price per good",
+        );
     }
     if let Some(&p) = start.iter().find(|p| !(p.is_finite() && **p > 0.0)) {
         return param("start price", p, "must be finite and > 0");
@@ -301,7 +326,10 @@ pub fn total_supply(consumers: &[&dyn Consumer]) -> Vec<f64> {
     let goods = consumers.first().map_or(0, |c| c.endowment().len());
     let mut supply = vec![0.0; goods];
     for c in consumers {
-        supply.iter_mut().zip(c.endowment()).for_each(|(s, e)| *s += e);
+        supply
+            .iter_mut()
+            .zip(c.endowment())
+            .for_each(|(s, e)| *s += e);
     }
     supply
 }

@@ -124,14 +124,24 @@ impl AlternatingOffers {
         if config.rounds_max == 0 {
             let value = 0.0;
             let why = "must be >= 1";
-            return Err(ConfigError::Parameter { name: "rounds_max", value, why });
+            return Err(ConfigError::Parameter {
+                name: "rounds_max",
+                value,
+                why,
+            });
         }
         if config.buyer == config.seller {
-            return Err(ConfigError::Empty { what: "counterparty (buyer and seller are the same agent)" });
+            return Err(ConfigError::Empty {
+                what: "counterparty (buyer and seller are the same agent)",
+            });
         }
         let mut telemetry = Telemetry::default();
         let instance = config.subject.clone();
-        telemetry.emit(TelemetryEvent::Started { protocol: "alternating-offers", instance, at: now });
+        telemetry.emit(TelemetryEvent::Started {
+            protocol: "alternating-offers",
+            instance,
+            at: now,
+        });
         Ok(AlternatingOffers {
             to_move: config.first_mover,
             turn_deadline: now.plus_ms(config.turn_ms),
@@ -186,7 +196,14 @@ impl AlternatingOffers {
             Move::Accept { .. } => {
                 let price = self.standing.unwrap_or_default();
                 let rounds = self.round;
-                self.finish(now, NegotiationOutcome::Agreement { price, rounds, accepted_by: agent });
+                self.finish(
+                    now,
+                    NegotiationOutcome::Agreement {
+                        price,
+                        rounds,
+                        accepted_by: agent,
+                    },
+                );
             }
             Move::Quit => {
                 let rounds = self.round;
@@ -205,22 +222,33 @@ impl AlternatingOffers {
             return Err(Rejection::NotParticipant { agent });
         }
         if agent != self.to_move() {
-            return Err(Rejection::InvalidReference { what: "not this agent's turn".into() });
+            return Err(Rejection::InvalidReference {
+                what: "not this agent's turn".into(),
+            });
         }
         if now >= self.turn_deadline {
-            return Err(Rejection::Late { at: now, deadline: self.turn_deadline });
+            return Err(Rejection::Late {
+                at: now,
+                deadline: self.turn_deadline,
+            });
         }
         let bad_round = |what: String| Err(Rejection::InvalidReference { what });
         match mv {
             Move::Offer { round, price } => {
                 validate_amount(price)?;
                 if round != self.round || self.round >= self.config.rounds_max {
-                    return bad_round(format!("offer {round}; next is {}, limit {}", self.round, self.config.rounds_max));
+                    return bad_round(format!(
+                        "offer {round}; next is {}, limit {}",
+                        self.round, self.config.rounds_max
+                    ));
                 }
                 Ok(())
             }
             Move::Accept { round } if self.standing.is_none() || round + 1 != self.round => {
-                bad_round(format!("accept of offer {round}, standing offer is {}", self.round.wrapping_sub(1)))
+                bad_round(format!(
+                    "accept of offer {round}, standing offer is {}",
+                    self.round.wrapping_sub(1)
+                ))
             }
             _ => Ok(()),
         }
@@ -236,8 +264,15 @@ impl AlternatingOffers {
         };
         self.turn_deadline = now.plus_ms(self.config.turn_ms);
         let respond_by = self.turn_deadline;
-        let msg = NegotiationNotice::Offered { round, price, respond_by };
-        self.outbox.push(Outgoing { to: self.to_move(), msg });
+        let msg = NegotiationNotice::Offered {
+            round,
+            price,
+            respond_by,
+        };
+        self.outbox.push(Outgoing {
+            to: self.to_move(),
+            msg,
+        });
     }
 
     /// The current turn's deadline, while open.
@@ -304,10 +339,19 @@ pub fn negotiate(
             return Ok(outcome.clone());
         }
         let agent = machine.to_move();
-        let policy: &mut dyn Negotiator = if agent == machine.config.buyer { &mut *buyer } else { &mut *seller };
+        let policy: &mut dyn Negotiator = if agent == machine.config.buyer {
+            &mut *buyer
+        } else {
+            &mut *seller
+        };
         let mv = match policy.act(machine.time_fraction(), machine.standing_offer()) {
-            Action::Offer(price) => Move::Offer { round: machine.round(), price },
-            Action::Accept => Move::Accept { round: machine.round().saturating_sub(1) },
+            Action::Offer(price) => Move::Offer {
+                round: machine.round(),
+                price,
+            },
+            Action::Accept => Move::Accept {
+                round: machine.round().saturating_sub(1),
+            },
             Action::Quit => Move::Quit,
         };
         now = now.plus_ms(1);

@@ -89,10 +89,20 @@ impl ContractNet {
         let task = task.into();
         let mut telemetry = Telemetry::default();
         let instance = task.clone();
-        telemetry.emit(TelemetryEvent::Started { protocol: "contract-net", instance, at: now });
+        telemetry.emit(TelemetryEvent::Started {
+            protocol: "contract-net",
+            instance,
+            at: now,
+        });
         let outbox = invited
             .iter()
-            .map(|&to| Outgoing { to, msg: ContractNotice::Announce { task: task.clone(), deadline } })
+            .map(|&to| Outgoing {
+                to,
+                msg: ContractNotice::Announce {
+                    task: task.clone(),
+                    deadline,
+                },
+            })
             .collect();
         ContractNet {
             task,
@@ -109,7 +119,12 @@ impl ContractNet {
     }
 
     /// Handles a contractor's answer. Rejections change nothing.
-    pub fn answer(&mut self, now: Time, agent: AgentId, answer: ContractAnswer) -> Result<(), Rejection> {
+    pub fn answer(
+        &mut self,
+        now: Time,
+        agent: AgentId,
+        answer: ContractAnswer,
+    ) -> Result<(), Rejection> {
         let result = self.check(now, agent, answer);
         let amount = match answer {
             ContractAnswer::Bid(cost) => Some(cost),
@@ -135,7 +150,10 @@ impl ContractNet {
             return Err(Rejection::NotParticipant { agent });
         }
         if now >= self.deadline {
-            return Err(Rejection::Late { at: now, deadline: self.deadline });
+            return Err(Rejection::Late {
+                at: now,
+                deadline: self.deadline,
+            });
         }
         if self.answered.contains_key(&agent) {
             return Err(Rejection::Duplicate { agent });
@@ -143,7 +161,10 @@ impl ContractNet {
         if let ContractAnswer::Bid(cost) = answer {
             validate_amount(cost)?;
             if let Some(budget) = self.max_cost.filter(|&m| cost > m) {
-                return Err(Rejection::OverBudget { amount: cost, budget });
+                return Err(Rejection::OverBudget {
+                    amount: cost,
+                    budget,
+                });
             }
         }
         Ok(())
@@ -164,14 +185,31 @@ impl ContractNet {
 
     fn decide(&mut self, now: Time) {
         // `bids` is in arrival order, so a strict `<` keeps the earliest of equal costs.
-        let award = self.bids.iter().copied().fold(None, |best: Option<(AgentId, f64)>, bid| match best {
-            Some(b) if b.1 <= bid.1 => Some(b),
-            _ => Some(bid),
-        });
-        let refused = self.answered.iter().filter(|(_, a)| **a == ContractAnswer::Refuse).map(|(id, _)| *id).collect();
-        let absent: Vec<AgentId> = self.invited.iter().filter(|a| !self.answered.contains_key(a)).copied().collect();
+        let award = self
+            .bids
+            .iter()
+            .copied()
+            .fold(None, |best: Option<(AgentId, f64)>, bid| match best {
+                Some(b) if b.1 <= bid.1 => Some(b),
+                _ => Some(bid),
+            });
+        let refused = self
+            .answered
+            .iter()
+            .filter(|(_, a)| **a == ContractAnswer::Refuse)
+            .map(|(id, _)| *id)
+            .collect();
+        let absent: Vec<AgentId> = self
+            .invited
+            .iter()
+            .filter(|a| !self.answered.contains_key(a))
+            .copied()
+            .collect();
         let reason = match award {
-            Some((agent, cost)) => format!("{agent} bid the lowest cost {cost:.4} of {} bids", self.bids.len()),
+            Some((agent, cost)) => format!(
+                "{agent} bid the lowest cost {cost:.4} of {} bids",
+                self.bids.len()
+            ),
             None => "no acceptable bid".to_string(),
         };
         for &to in &self.invited {
@@ -181,7 +219,14 @@ impl ContractNet {
             };
             self.outbox.push(Outgoing { to, msg });
         }
-        let outcome = ContractOutcome { task: self.task.clone(), award, bids: self.bids.len(), refused, absent, reason };
+        let outcome = ContractOutcome {
+            task: self.task.clone(),
+            award,
+            bids: self.bids.len(),
+            refused,
+            absent,
+            reason,
+        };
         self.telemetry.emit(TelemetryEvent::Decided {
             protocol: "contract-net",
             summary: format!("{}: {}", self.task, outcome.reason),

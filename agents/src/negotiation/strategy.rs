@@ -65,17 +65,33 @@ pub struct TimeDependent {
 impl TimeDependent {
     /// A Boulware tactic (β = 0.2): firm until close to the deadline.
     pub fn boulware(role: Role, initial: f64, reservation: f64) -> Self {
-        TimeDependent { role, initial, reservation, beta: 0.2, k: 0.0 }
+        TimeDependent {
+            role,
+            initial,
+            reservation,
+            beta: 0.2,
+            k: 0.0,
+        }
     }
 
     /// A Conceder tactic (β = 5): concedes most of the range early.
     pub fn conceder(role: Role, initial: f64, reservation: f64) -> Self {
-        TimeDependent { role, initial, reservation, beta: 5.0, k: 0.0 }
+        TimeDependent {
+            role,
+            initial,
+            reservation,
+            beta: 5.0,
+            k: 0.0,
+        }
     }
 
     /// The offer this tactic makes at fraction `t` of its time.
     pub fn offer_at(&self, t: f64) -> f64 {
-        let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 1.0 };
+        let t = if t.is_finite() {
+            t.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
         let alpha = self.k + (1.0 - self.k) * t.powf(1.0 / self.beta);
         self.initial + alpha * (self.reservation - self.initial)
     }

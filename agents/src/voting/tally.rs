@@ -73,7 +73,9 @@ pub fn approval(candidates: usize, ballots: &[(f64, &Ballot)]) -> Vec<f64> {
 pub fn pairwise(candidates: usize, ballots: &[(f64, &Ballot)]) -> Vec<Vec<f64>> {
     let mut d = vec![vec![0.0; candidates]; candidates];
     for (weight, ballot) in ballots {
-        let Ballot::Ranking(ranking) = ballot else { continue };
+        let Ballot::Ranking(ranking) = ballot else {
+            continue;
+        };
         let mut rank = vec![usize::MAX; candidates];
         for (position, &c) in ranking.iter().enumerate() {
             rank[c] = position;
