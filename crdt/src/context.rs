@@ -107,9 +107,9 @@ impl CausalContext {
         debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
 
-    /// Forgets `actor` except for the dots in `keep` (its dots still live in the owning type),
-    /// which stay as cloud entries. See the owning types' `forget_actor` for when this is safe.
-    pub fn forget_actor(&mut self, actor: NodeId, keep: impl IntoIterator<Item = Dot>) {
+    /// Drops every dot of `actor` from the context. Only for epoch compaction, after the owning
+    /// type has renamed the actor's live dots (see `compact_actor` on the types).
+    pub fn remove_actor(&mut self, actor: NodeId) {
         self.clock.remove(&actor);
         let stale: Vec<Dot> = self
             .cloud
@@ -118,9 +118,6 @@ impl CausalContext {
             .collect();
         for dot in stale {
             self.cloud.remove(&dot);
-        }
-        for dot in keep.into_iter().filter(|d| d.actor == actor) {
-            self.insert(dot);
         }
     }
 
@@ -185,14 +182,14 @@ mod tests {
     }
 
     #[test]
-    fn forget_keeps_only_live_dots() {
+    fn removing_an_actor_drops_clock_and_cloud() {
         let mut ctx = CausalContext::new();
-        for n in 1..=5 {
-            ctx.insert(dot(1, n));
-        }
-        ctx.forget_actor(NodeId::from_u128(1), [dot(1, 4)]);
-        assert!(ctx.contains(&dot(1, 4)));
-        assert!(!ctx.contains(&dot(1, 1)));
+        ctx.insert(dot(1, 1));
+        ctx.insert(dot(1, 5));
+        ctx.insert(dot(2, 1));
+        ctx.remove_actor(NodeId::from_u128(1));
+        assert_eq!(ctx.actors(), 1);
+        assert!(!ctx.contains(&dot(1, 5)));
         ctx.invariants().unwrap();
     }
 }

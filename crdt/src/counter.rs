@@ -34,12 +34,10 @@ pub struct GCounterOp {
 
 /// A grow-only counter.
 ///
-/// Normal form: no zero slots. `retired` holds the totals of actors compacted away by
-/// [`GCounter::retire_actor`].
+/// Normal form: no zero slots.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GCounter {
     slots: BTreeMap<NodeId, u64>,
-    retired: u128,
 }
 
 impl GCounter {
@@ -73,13 +71,11 @@ impl GCounter {
         for (&actor, &total) in &other.slots {
             self.apply(&GCounterOp { actor, total });
         }
-        self.retired = self.retired.max(other.retired);
     }
 
     /// The counter's value. A `u128` cannot overflow: it sums at most 2^64 slots of `u64`.
     pub fn value(&self) -> u128 {
-        let live: u128 = self.slots.values().map(|&v| u128::from(v)).sum();
-        live.saturating_add(self.retired)
+        self.slots.values().map(|&v| u128::from(v)).sum()
     }
 
     /// `actor`'s running total.
@@ -92,15 +88,17 @@ impl GCounter {
         self.slots.len()
     }
 
-    /// Folds `actor`'s slot into the retired total, freeing its slot, for epoch compaction after
-    /// a node has left for good.
-    ///
-    /// Safe only if every replica does it at the same point (the same slot total for `actor`, as
-    /// the engine's epoch switch guarantees), states from before and after the switch are never
-    /// merged, and later ops from `actor` are refused: otherwise its count would be counted twice.
-    pub fn retire_actor(&mut self, actor: NodeId) {
-        if let Some(total) = self.slots.remove(&actor) {
-            self.retired = self.retired.saturating_add(u128::from(total));
+    /// Epoch compaction: adds `departed`'s total to `into`'s slot and frees `departed`'s slot.
+    /// The value is unchanged. Read the safety rule in the crate docs ("Bounded memory") first;
+    /// here, in particular, `into` must be a slot no node increments, or the max-merge would hide
+    /// the folded count. Saturates at `u64::MAX` (2^64 events) rather than fail.
+    pub fn compact_actor(&mut self, departed: NodeId, into: NodeId) {
+        if departed == into {
+            return;
+        }
+        if let Some(total) = self.slots.remove(&departed) {
+            let folded = self.slot(into).saturating_add(total);
+            self.slots.insert(into, folded);
         }
     }
 
@@ -169,10 +167,10 @@ impl PnCounter {
         up.saturating_sub(down)
     }
 
-    /// Retires `actor` from both halves; same safety rule as [`GCounter::retire_actor`].
-    pub fn retire_actor(&mut self, actor: NodeId) {
-        self.increments.retire_actor(actor);
-        self.decrements.retire_actor(actor);
+    /// Compacts `departed` into `into` in both halves; see [`GCounter::compact_actor`].
+    pub fn compact_actor(&mut self, departed: NodeId, into: NodeId) {
+        self.increments.compact_actor(departed, into);
+        self.decrements.compact_actor(departed, into);
     }
 
     /// Checks both halves.

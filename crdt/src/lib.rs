@@ -43,10 +43,21 @@
 //! Actors are stable node ids ([`NodeId`]). Per-entry memory never depends on how many nodes
 //! wrote: an LWW entry holds one timestamp, an OR-set element and an MV register hold one dot
 //! per *concurrent* write. What does grow with every actor that ever wrote is one small record per
-//! type (a counter slot, a causal-context entry); when a node leaves for good the engine removes
-//! it under a new epoch with [`GCounter::retire_actor`], [`PnCounter::retire_actor`],
-//! [`OrSet::forget_actor`] and [`MvReg::forget_actor`] (each documents when that is safe). The LWW
-//! map has no per-actor record; its tombstones are bounded by [`LwwMap::gc_tombstones`].
+//! type (a counter slot, a causal-context entry). When a node leaves for good the engine removes
+//! it under a new epoch with `compact_actor(departed, into)` on [`GCounter`], [`PnCounter`],
+//! [`OrSet`] and [`MvReg`]: the departed node's contribution is renamed to (or, for counters,
+//! added to) `into`, an id reserved for compaction, and its record disappears. The LWW map has
+//! no per-actor record; its tombstones are bounded by [`LwwMap::gc_tombstones`].
+//!
+//! Compaction is safe only when all of these hold, which is what an epoch switch provides:
+//!
+//! 1. every replica has applied every op by `departed`, and every op that observed its dots, so
+//!    all replicas hold the same contribution from it;
+//! 2. every replica runs the same compactions, in the same order, on that state, before applying
+//!    any op of the new epoch (renamed dots are chosen deterministically from the state);
+//! 3. `into` is never used by a live node (derive it from the epoch number, for example);
+//! 4. ops from `departed` or from older epochs are refused afterwards, and states from before and
+//!    after the switch are never merged: the record that would have rejected them is gone.
 //!
 //! # Why not the `crdts` crate
 //!

@@ -90,16 +90,28 @@ impl<V: Clone> MvReg<V> {
         debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
 
-    /// Drops `actor` from the context, keeping its live sibling if any. Same safety rule as
-    /// [`crate::OrSet::forget_actor`].
-    pub fn forget_actor(&mut self, actor: NodeId) {
-        let live: Vec<Dot> = self
+    /// Epoch compaction: renames `departed`'s sibling (if any) to a fresh dot of `into` and
+    /// drops `departed` from the context. Same safety rule as [`crate::OrSet::compact_actor`].
+    pub fn compact_actor(&mut self, departed: NodeId, into: NodeId) {
+        if departed == into {
+            return;
+        }
+        let theirs: Vec<Dot> = self
             .values
             .keys()
-            .filter(|d| d.actor == actor)
+            .filter(|d| d.actor == departed)
             .copied()
             .collect();
-        self.context.forget_actor(actor, live);
+        let mut next = self.context.next_dot(into);
+        for dot in theirs {
+            if let Some(value) = self.values.remove(&dot) {
+                self.values.insert(next, value);
+                self.context.insert(next);
+                next = Dot::new(into, next.counter.saturating_add(1));
+            }
+        }
+        self.context.remove_actor(departed);
+        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
 }
 

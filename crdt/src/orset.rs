@@ -161,22 +161,32 @@ impl<T: Ord + Clone> OrSet<T> {
         debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
 
-    /// Drops `actor`'s record from the causal context, keeping only its dots that are still
-    /// live. Use for epoch compaction after a node has left for good.
-    ///
-    /// Safe only when every replica has applied every op by `actor` and every op that observed
-    /// its dots (so all replicas hold the same live dots of it), and the caller refuses later
-    /// ops from `actor` (the engine's epoch check): a replayed old add of a removed dot would
-    /// otherwise come back, because the record that it was removed is gone.
-    pub fn forget_actor(&mut self, actor: NodeId) {
-        let live: Vec<Dot> = self
-            .entries
-            .values()
-            .flatten()
-            .filter(|d| d.actor == actor)
-            .copied()
-            .collect();
-        self.context.forget_actor(actor, live);
+    /// Epoch compaction: renames the live dots of `departed` to fresh dots of `into` and drops
+    /// `departed` from the causal context, so a node that left for good costs nothing. Elements
+    /// stay present. Read the safety rule in the crate docs ("Bounded memory") first.
+    pub fn compact_actor(&mut self, departed: NodeId, into: NodeId) {
+        if departed == into {
+            return;
+        }
+        let first = self.context.next_dot(into).counter;
+        let mut next = first;
+        // Key order is the same on every replica, so every replica picks the same new dots.
+        for dots in self.entries.values_mut() {
+            let mut renamed = false;
+            for dot in dots.iter_mut().filter(|d| d.actor == departed) {
+                *dot = Dot::new(into, next);
+                next = next.saturating_add(1);
+                renamed = true;
+            }
+            if renamed {
+                dots.sort_unstable();
+            }
+        }
+        self.context.remove_actor(departed);
+        for counter in first..next {
+            self.context.insert(Dot::new(into, counter));
+        }
+        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
     }
 }
 

@@ -64,12 +64,17 @@ fn overflow_is_refused_without_change() {
 }
 
 #[test]
-fn retiring_an_actor_keeps_the_value_and_frees_its_slot() {
+fn compacting_an_actor_keeps_the_value_and_frees_its_slot() {
     let mut c = PnCounter::new();
     c.increment(node(0), 5).expect("fits");
     c.decrement(node(0), 2).expect("fits");
     c.increment(node(1), 1).expect("fits");
-    c.retire_actor(node(0));
+    let mut other = c.clone();
+    c.compact_actor(node(0), node(99));
+    other.compact_actor(node(0), node(99));
     assert_eq!(c.value(), 4);
+    other.increment(node(1), 1).expect("fits");
+    c.merge(&other);
+    assert_eq!(c.value(), 5);
     c.invariants().expect("invariants");
 }

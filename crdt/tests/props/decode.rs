@@ -97,17 +97,17 @@ proptest! {
 fn errors_are_typed() {
     assert!(matches!(GCounter::decode(&[]), Err(DecodeError::Empty)));
     assert!(matches!(
-        GCounter::decode(&[FORMAT_VERSION + 1, 0, 0]),
+        GCounter::decode(&[FORMAT_VERSION + 1, 0]),
         Err(DecodeError::UnsupportedVersion { .. })
     ));
     assert!(matches!(
-        GCounter::decode(&[FORMAT_VERSION, 0, 0, 7]),
+        GCounter::decode(&[FORMAT_VERSION, 0, 7]),
         Err(DecodeError::TrailingBytes(1))
     ));
     // One slot (actor 0) holding zero: well-formed postcard, but not in normal form.
     let mut zero_slot = vec![FORMAT_VERSION, 1];
     zero_slot.extend([0u8; 16]);
-    zero_slot.extend([0, 0]);
+    zero_slot.push(0);
     assert!(matches!(
         GCounter::decode(&zero_slot),
         Err(DecodeError::Invalid(_))

@@ -56,3 +56,21 @@ fn concurrent_writes_are_siblings_until_a_later_write() {
     b.apply(&resolve);
     assert_eq!(b.read(), vec![&3]);
 }
+
+#[test]
+fn compaction_keeps_siblings() {
+    let mut a = Reg::new();
+    let mut b = Reg::new();
+    let wa = a.write(node(5), 1);
+    let wb = b.write(node(1), 2);
+    a.apply(&wb);
+    b.apply(&wa);
+    a.compact_actor(node(5), node(99));
+    b.compact_actor(node(5), node(99));
+    assert_eq!(a, b);
+    assert_eq!(a.read(), vec![&2, &1]);
+    assert_eq!(a.context().actors(), 2);
+    let w = a.write(node(1), 3);
+    b.apply(&w);
+    assert_eq!(b.read(), vec![&3]);
+}

@@ -22,11 +22,15 @@ fn action() -> impl Strategy<Value = Action> {
 
 type Set = OrSet<u8>;
 
-fn history(steps: &[Step<Action>]) -> (Vec<OrSetOp<u8>>, Vec<Replica<Set>>) {
-    run::<Set, Action>(steps, |me, replica, action, _| match *action {
+fn act(me: &mut Replica<Set>, replica: usize, action: &Action, _: u64) -> Option<OrSetOp<u8>> {
+    match *action {
         Action::Add(e) => Some(me.state.add(node(replica), e)),
         Action::Remove(e) => me.state.remove(&e),
-    })
+    }
+}
+
+fn history(steps: &[Step<Action>]) -> (Vec<OrSetOp<u8>>, Vec<Replica<Set>>) {
+    run::<Set, Action>(steps, act)
 }
 
 /// The specification: an element is present iff some add's dot was observed by no op.
@@ -77,6 +81,39 @@ proptest! {
         let (ops, _) = history(&steps);
         check_ops_commute_with_merge::<Set>(&ops, split);
     }
+
+    /// Epoch compaction of a departed node (replica 2), done identically everywhere, keeps the
+    /// set's elements, and the survivors' later ops still converge in any order.
+    #[test]
+    fn compaction_keeps_elements_and_convergence(
+        before in steps(action(), 30),
+        after in steps(action(), 30),
+        seeds in any::<[u64; 2]>(),
+    ) {
+        let (old_ops, _) = history(&before);
+        let mut base = from_ops::<Set>(&old_ops);
+        let present: Vec<u8> = base.iter().copied().collect();
+        base.compact_actor(node(2), node(99));
+        prop_assert_eq!(base.iter().copied().collect::<Vec<u8>>(), present);
+        prop_assert!(base.context().actors() <= 3);
+        let survivors: Vec<Step<Action>> = after
+            .into_iter()
+            .filter(|s| s.replica != 2 && s.sync_from != Some(2))
+            .collect();
+        let (new_ops, r) = run_from::<Set, Action>(vec![base.clone(); REPLICAS], &survivors, act);
+        let mut reference = base.clone();
+        for op in &new_ops {
+            reference.apply(op);
+        }
+        for seed in seeds {
+            let mut other = base.clone();
+            for op in shuffled_with_dups(&new_ops, seed) {
+                other.apply(&op);
+            }
+            prop_assert_eq!(&other, &reference);
+        }
+        check_merge_laws(&r[0].state, &r[1].state, &reference);
+    }
 }
 
 #[test]
@@ -120,21 +157,23 @@ fn re_adds_by_many_actors_keep_one_dot_per_element() {
 }
 
 #[test]
-fn forgetting_a_departed_actor_keeps_its_live_elements() {
+fn compacting_a_departed_actor_keeps_its_elements_and_drops_its_record() {
+    let epoch = node(99);
     let mut a = Set::new();
     a.add(node(5), 1);
     a.add(node(5), 2);
+    a.add(node(6), 3);
     a.remove(&2);
     let mut b = a.clone();
-    a.forget_actor(node(5));
-    b.forget_actor(node(5));
-    assert!(a.contains(&1) && !a.contains(&2));
-    assert_eq!(
-        a.context().actors(),
-        1,
-        "only the live dot of the departed actor is kept"
-    );
-    a.merge(&b);
-    assert!(a.contains(&1));
+    a.compact_actor(node(5), epoch);
+    b.compact_actor(node(5), epoch);
+    assert_eq!(a, b, "compaction is deterministic");
+    assert!(a.contains(&1) && !a.contains(&2) && a.contains(&3));
+    assert_eq!(a.context().actors(), 2, "node 6 and the epoch actor");
+    let remove = a.remove(&1).expect("present");
+    let add = b.add(node(6), 4);
+    a.apply(&add);
+    b.apply(&remove);
+    assert_eq!(a, b);
     a.invariants().expect("invariants");
 }
