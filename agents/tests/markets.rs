@@ -6,6 +6,7 @@ use foundation_agents::market::double::{
 use foundation_agents::market::tatonnement::{
     self, scarf_economy, Auctioneer, CobbDouglas, Consumer, TatonnementConfig, TatonnementOutcome,
 };
+use foundation_agents::telemetry::TelemetryEvent;
 use foundation_agents::{AgentId, Rejection, Time};
 use proptest::prelude::*;
 
@@ -306,28 +307,36 @@ fn scarfs_economy_started_at_its_equilibrium_is_recognised_at_once() {
 #[test]
 fn the_auctioneer_treats_silent_agents_as_not_trading_and_rejects_bad_answers() {
     let config = TatonnementConfig::default();
-    let mut a = Auctioneer::new(vec![1.0, 1.0], [AgentId(1), AgentId(2)], config).expect("valid");
+    let mut a =
+        Auctioneer::new(vec![1.0, 1.0], [AgentId(1), AgentId(2)], config, Time(0)).expect("valid");
     assert_eq!(
-        a.submit(AgentId(1), 0, vec![f64::NAN, 0.0]),
+        a.submit(Time(1), AgentId(1), 0, vec![f64::NAN, 0.0]),
         Err(Rejection::NotFinite)
     );
     assert!(matches!(
-        a.submit(AgentId(9), 0, vec![0.0, 0.0]),
+        a.submit(Time(1), AgentId(9), 0, vec![0.0, 0.0]),
         Err(Rejection::NotParticipant { .. })
     ));
     assert!(matches!(
-        a.submit(AgentId(1), 3, vec![0.0, 0.0]),
+        a.submit(Time(1), AgentId(1), 3, vec![0.0, 0.0]),
         Err(Rejection::InvalidReference { .. })
     ));
-    a.submit(AgentId(1), 0, vec![0.5, -0.5]).expect("valid");
+    a.submit(Time(1), AgentId(1), 0, vec![0.5, -0.5])
+        .expect("valid");
     assert!(matches!(
-        a.submit(AgentId(1), 0, vec![0.5, -0.5]),
+        a.submit(Time(1), AgentId(1), 0, vec![0.5, -0.5]),
         Err(Rejection::Duplicate { .. })
     ));
-    assert_eq!(a.end_round(), None);
+    assert_eq!(a.end_round(Time(2)), None);
     assert_eq!(a.absent_last_round(), 1);
     assert!(
         a.prices()[0] > a.prices()[1],
         "the over-demanded good became dearer"
     );
+    let events = a.drain_telemetry();
+    assert!(matches!(events[0], TelemetryEvent::Started { .. }));
+    let rejected = events
+        .iter()
+        .filter(|e| matches!(e, TelemetryEvent::Rejected { .. }));
+    assert_eq!(rejected.count(), 4);
 }

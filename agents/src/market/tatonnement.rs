@@ -8,12 +8,13 @@
 //! Cobb-Douglas; it does not in general (Scarf 1960), which is why non-convergence is an outcome, not
 //! a silent "equilibrium".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, Rejection};
-use crate::types::AgentId;
+use crate::telemetry::{Telemetry, TelemetryEvent};
+use crate::types::{AgentId, Time};
 
 /// A price can fall by at most this factor in one round, keeping prices strictly positive.
 pub const PRICE_FALL_FACTOR_MIN: f64 = 0.5;
@@ -155,8 +156,10 @@ pub enum TatonnementOutcome {
 pub struct Auctioneer {
     config: TatonnementConfig,
     supply: Vec<f64>,
-    participants: Vec<AgentId>,
+    participants: BTreeSet<AgentId>,
     prices: Vec<f64>,
+    started_at: Time,
+    telemetry: Telemetry,
     round: usize,
     answers: BTreeMap<AgentId, Vec<f64>>,
     absent_last_round: usize,
@@ -169,10 +172,11 @@ impl Auctioneer {
         supply: Vec<f64>,
         participants: impl IntoIterator<Item = AgentId>,
         config: TatonnementConfig,
+        now: Time,
     ) -> Result<Self, ConfigError> {
         let goods = supply.len();
         let start = vec![1.0 / goods.max(1) as f64; goods];
-        Self::with_prices(supply, participants, config, start)
+        Self::with_prices(supply, participants, config, start, now)
     }
 
     /// Starts at the given prices (normalised to sum 1).
@@ -181,13 +185,23 @@ impl Auctioneer {
         participants: impl IntoIterator<Item = AgentId>,
         config: TatonnementConfig,
         start: Vec<f64>,
+        now: Time,
     ) -> Result<Self, ConfigError> {
         validate(&config, &supply, &start)?;
+        let mut telemetry = Telemetry::default();
+        let instance = format!("{} goods", supply.len());
+        telemetry.emit(TelemetryEvent::Started {
+            protocol: "tatonnement",
+            instance,
+            at: now,
+        });
         Ok(Auctioneer {
             config,
             supply,
             participants: participants.into_iter().collect(),
             prices: normalise(start),
+            started_at: now,
+            telemetry,
             round: 0,
             answers: BTreeMap::new(),
             absent_last_round: 0,
@@ -213,10 +227,19 @@ impl Auctioneer {
     /// Records an agent's excess demand at the current prices. Rejections change nothing.
     pub fn submit(
         &mut self,
+        now: Time,
         agent: AgentId,
         round: usize,
         excess: Vec<f64>,
     ) -> Result<(), Rejection> {
+        let result = self.check(agent, round, &excess);
+        self.telemetry.input(now, agent, None, &result);
+        result?;
+        self.answers.insert(agent, excess);
+        Ok(())
+    }
+
+    fn check(&self, agent: AgentId, round: usize, excess: &[f64]) -> Result<(), Rejection> {
         if self.outcome.is_some() {
             return Err(Rejection::Closed);
         }
@@ -233,12 +256,11 @@ impl Auctioneer {
         if self.answers.contains_key(&agent) {
             return Err(Rejection::Duplicate { agent });
         }
-        self.answers.insert(agent, excess);
         Ok(())
     }
 
     /// Aggregates the round: finishes if converged or out of rounds, else moves prices.
-    pub fn end_round(&mut self) -> Option<TatonnementOutcome> {
+    pub fn end_round(&mut self, now: Time) -> Option<TatonnementOutcome> {
         if self.outcome.is_some() {
             return self.outcome.clone();
         }
@@ -266,7 +288,20 @@ impl Auctioneer {
             self.prices = adjust(&self.prices, &total, &self.supply, self.config.step);
             self.round = rounds;
         }
+        if let Some(outcome) = &self.outcome {
+            self.telemetry.emit(TelemetryEvent::Decided {
+                protocol: "tatonnement",
+                summary: format!("{outcome:?}"),
+                at: now,
+                duration_ms: now.since(self.started_at),
+            });
+        }
         self.outcome.clone()
+    }
+
+    /// Takes the buffered telemetry events.
+    pub fn drain_telemetry(&mut self) -> Vec<TelemetryEvent> {
+        self.telemetry.drain()
     }
 }
 
@@ -334,7 +369,8 @@ pub fn total_supply(consumers: &[&dyn Consumer]) -> Vec<f64> {
     supply
 }
 
-/// Runs a tatonnement locally: consumer `i` plays `AgentId(i)` and answers every round.
+/// Runs a tatonnement locally: consumer `i` plays `AgentId(i)` and answers every round; round `r`
+/// happens at virtual time `r` milliseconds.
 pub fn run(
     consumers: &[&dyn Consumer],
     config: TatonnementConfig,
@@ -343,14 +379,19 @@ pub fn run(
     let supply = total_supply(consumers);
     let ids = (0..consumers.len() as u64).map(AgentId);
     let start = start.unwrap_or_else(|| vec![1.0; supply.len()]);
-    let mut auctioneer = Auctioneer::with_prices(supply, ids, config, start)?;
+    let mut auctioneer = Auctioneer::with_prices(supply, ids, config, start, Time(0))?;
     loop {
         let (round, prices) = (auctioneer.round(), auctioneer.prices().to_vec());
         for (i, c) in consumers.iter().enumerate() {
             // Demands that come out non-finite (a zero price) are refused and count as absent.
-            let _ = auctioneer.submit(AgentId(i as u64), round, c.excess_demand(&prices));
+            let _ = auctioneer.submit(
+                Time(round as u64),
+                AgentId(i as u64),
+                round,
+                c.excess_demand(&prices),
+            );
         }
-        if let Some(outcome) = auctioneer.end_round() {
+        if let Some(outcome) = auctioneer.end_round(Time(round as u64)) {
             return Ok(outcome);
         }
     }
