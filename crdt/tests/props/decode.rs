@@ -93,6 +93,36 @@ proptest! {
     }
 }
 
+fn round_trips<T: Canonical + PartialEq + std::fmt::Debug>(value: &T) {
+    let bytes = value.encode().expect("encodes");
+    assert_eq!(bytes[0], FORMAT_VERSION);
+    assert_eq!(&T::decode(&bytes).expect("decodes"), value);
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn ops_round_trip(steps in steps(0u8..6, 20)) {
+        let (ops, _) = run::<OrSet<u8>, u8>(&steps, |me, replica, &e, _| {
+            if e % 3 == 0 { me.state.remove(&e) } else { Some(me.state.add(node(replica), e)) }
+        });
+        ops.iter().for_each(round_trips);
+        let (ops, _) = run::<MvReg<u8>, u8>(&steps, |me, replica, &v, _| {
+            Some(me.state.write(node(replica), v))
+        });
+        ops.iter().for_each(round_trips);
+        let (ops, _) = run::<PnCounter, u8>(&steps, |me, replica, &by, _| {
+            me.state.decrement(node(replica), u64::from(by)).ok()
+        });
+        ops.iter().for_each(round_trips);
+        let (ops, _) = run::<LwwMap<u8, u8>, u8>(&steps, |me, _, &k, wall| {
+            Some(me.state.set(k, k, me.hlc.now(wall)))
+        });
+        ops.iter().for_each(round_trips);
+    }
+}
+
 #[test]
 fn errors_are_typed() {
     assert!(matches!(GCounter::decode(&[]), Err(DecodeError::Empty)));
