@@ -1,0 +1,207 @@
+//! Transport configuration: every field with its default, its unit and the reason for it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::channel::Channel;
+
+/// Largest membership datagram: the size QUIC can carry before path-MTU discovery has run
+/// (quinn reports ≈ 1162 bytes of datagram payload right after the handshake).
+pub const MEMBERSHIP_DATAGRAM_MAX: usize = 1200;
+
+/// How the endpoint behaves. Build with [`TransportConfig::default`] and override fields;
+/// [`validate`](Self::validate) runs when the endpoint starts.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// UDP address to bind. Default `127.0.0.1:0` (loopback, any port): nothing listens on a
+    /// public interface unless asked to.
+    pub bind: SocketAddr,
+    /// Address peers should use to reach us. Default: the bound address.
+    pub advertise: Option<SocketAddr>,
+    /// QUIC keep-alive interval. Default 1 s: keeps NAT bindings and lets the idle timeout detect
+    /// a dead peer quickly. Must be shorter than `idle_timeout`.
+    pub keep_alive: Duration,
+    /// A connection with no traffic (not even keep-alives) for this long is considered dead.
+    /// Default 5 s, instead of quinn's 30 s, so a dead peer is noticed within seconds.
+    pub idle_timeout: Duration,
+    /// Longest a TLS handshake plus hello may take. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// First reconnect delay after a failed dial; doubles up to `reconnect_max`. Default 50 ms.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay. Default 5 s.
+    pub reconnect_max: Duration,
+    /// Largest frame per channel, in bytes (for bulk: largest transfer).
+    pub limits: ChannelLimits,
+    /// Messages queued per peer and streamed channel before senders wait or fail. Default 8192.
+    pub stream_queue: usize,
+    /// Datagrams queued per peer while no connection is up; the oldest is dropped when full.
+    /// Default 256.
+    pub datagram_queue: usize,
+    /// Received messages buffered per channel before readers stop reading (which pushes back on
+    /// the sender through QUIC flow control). Default 65 536.
+    pub inbox_capacity: usize,
+    /// Concurrent incoming requests per connection. Default 1024.
+    pub max_concurrent_requests: u32,
+    /// Concurrent incoming bulk transfers per connection. Default 16.
+    pub max_concurrent_transfers: u32,
+}
+
+/// The largest frame each channel accepts, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelLimits {
+    /// Membership datagram, envelope included. Default and maximum 1200.
+    pub membership: usize,
+    /// Default 64 KiB: coordination messages are small and urgent.
+    pub coordination: usize,
+    /// Default 4 MiB.
+    pub replication: usize,
+    /// Default 1 MiB.
+    pub events: usize,
+    /// Request and response each. Default 4 MiB.
+    pub rpc: usize,
+    /// A whole bulk transfer. Default 1 GiB.
+    pub bulk: usize,
+}
+
+impl ChannelLimits {
+    /// The limit of `channel`.
+    pub const fn of(&self, channel: Channel) -> usize {
+        match channel {
+            Channel::Membership => self.membership,
+            Channel::Coordination => self.coordination,
+            Channel::Replication => self.replication,
+            Channel::Events => self.events,
+            Channel::Rpc => self.rpc,
+            Channel::Bulk => self.bulk,
+        }
+    }
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        Self {
+            membership: MEMBERSHIP_DATAGRAM_MAX,
+            coordination: 64 << 10,
+            replication: 4 << 20,
+            events: 1 << 20,
+            rpc: 4 << 20,
+            bulk: 1 << 30,
+        }
+    }
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            advertise: None,
+            keep_alive: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(5),
+            limits: ChannelLimits::default(),
+            stream_queue: 8192,
+            datagram_queue: 256,
+            inbox_capacity: 65_536,
+            max_concurrent_requests: 1024,
+            max_concurrent_transfers: 16,
+        }
+    }
+}
+
+/// A configuration field with an invalid value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid transport config: {field} {problem}")]
+pub struct ConfigError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl TransportConfig {
+    /// Checks the relationships between fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |field, problem: &str| {
+            Err(ConfigError {
+                field,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {
+            return fail(
+                "keep_alive",
+                "must be non-zero and shorter than idle_timeout",
+            );
+        }
+        if self.idle_timeout > Duration::from_secs(600) {
+            return fail("idle_timeout", "must be at most 600 s");
+        }
+        if self.handshake_timeout.is_zero() {
+            return fail("handshake_timeout", "must be non-zero");
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
+            return fail(
+                "reconnect_min",
+                "must be non-zero and at most reconnect_max",
+            );
+        }
+        if self.limits.membership < 2 || self.limits.membership > MEMBERSHIP_DATAGRAM_MAX {
+            return fail("limits.membership", "must be between 2 and 1200 bytes");
+        }
+        for channel in Channel::ALL {
+            if self.limits.of(channel) == 0 || self.limits.of(channel) > u32::MAX as usize {
+                return fail(
+                    "limits",
+                    "every channel limit must be between 1 byte and 4 GiB",
+                );
+            }
+        }
+        for (field, value) in [
+            ("stream_queue", self.stream_queue),
+            ("datagram_queue", self.datagram_queue),
+            ("inbox_capacity", self.inbox_capacity),
+            (
+                "max_concurrent_requests",
+                self.max_concurrent_requests as usize,
+            ),
+            (
+                "max_concurrent_transfers",
+                self.max_concurrent_transfers as usize,
+            ),
+        ] {
+            if value == 0 {
+                return fail(field, "must be at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_valid() {
+        assert_eq!(TransportConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut config = TransportConfig {
+            keep_alive: Duration::from_secs(9),
+            ..Default::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "keep_alive");
+        config = TransportConfig::default();
+        config.limits.membership = 1500;
+        assert_eq!(config.validate().unwrap_err().field, "limits.membership");
+        config = TransportConfig {
+            stream_queue: 0,
+            ..Default::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "stream_queue");
+    }
+}

@@ -1,0 +1,216 @@
+//! Establishing a connection: the TLS handshake, then the hello exchange that tells each side
+//! which node the other is. Failures are classified so operators see *why* a peer was refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quinn::{Connection, ConnectionError, RecvStream, SendStream};
+use tokio::time::timeout;
+
+use crate::endpoint::Shared;
+use crate::error::{ConnectError, HandshakeFailure};
+use crate::frame::{decode_message, encode_message, StreamHeader, StreamKind};
+use crate::identity::NodeId;
+use crate::stream_io::{header_and_frame, read_frame, read_header, ReadError};
+use crate::wire::{code, Hello, MAX_HELLO_LEN};
+
+/// A connection whose peer has introduced itself.
+pub(crate) struct Established {
+    pub conn: Connection,
+    pub hello: Hello,
+    /// Which side dialled: the duplicate tie-break needs it.
+    pub initiator: NodeId,
+}
+
+/// Dials `addr` and exchanges hellos.
+pub(crate) async fn dial(
+    shared: &Arc<Shared>,
+    addr: SocketAddr,
+) -> Result<Established, ConnectError> {
+    let server_name = shared.cluster.certificate_dns_name();
+    let connecting = shared
+        .quic
+        .connect(addr, &server_name)
+        .map_err(|e| HandshakeFailure::Other(e.to_string()))?;
+    let result = timeout(shared.config.handshake_timeout, async {
+        let conn = connecting.await.map_err(|e| classify(&e))?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| classify(&e))?;
+        let hello = exchange_as_dialer(shared, &conn, send, recv).await?;
+        Ok::<_, HandshakeFailure>((conn, hello))
+    })
+    .await
+    .unwrap_or(Err(HandshakeFailure::Timeout));
+    let (conn, hello) = result.inspect_err(|failure| shared.metrics.handshake_failed(failure))?;
+    check_not_self(shared, &conn, &hello)?;
+    Ok(Established {
+        conn,
+        hello,
+        initiator: shared.local.id,
+    })
+}
+
+/// Completes an incoming connection and exchanges hellos.
+pub(crate) async fn accept(
+    shared: &Arc<Shared>,
+    incoming: quinn::Incoming,
+) -> Result<Established, ConnectError> {
+    let result = timeout(shared.config.handshake_timeout, async {
+        let conn = incoming.await.map_err(|e| classify(&e))?;
+        let (send, recv) = conn.accept_bi().await.map_err(|e| classify(&e))?;
+        let hello = exchange_as_acceptor(shared, &conn, send, recv).await?;
+        Ok::<_, HandshakeFailure>((conn, hello))
+    })
+    .await
+    .unwrap_or(Err(HandshakeFailure::Timeout));
+    let (conn, hello) = result.inspect_err(|failure| shared.metrics.handshake_failed(failure))?;
+    check_not_self(shared, &conn, &hello)?;
+    let initiator = hello.node;
+    Ok(Established {
+        conn,
+        hello,
+        initiator,
+    })
+}
+
+async fn exchange_as_dialer(
+    shared: &Shared,
+    conn: &Connection,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) -> Result<Hello, HandshakeFailure> {
+    write_hello(shared, &mut send)
+        .await
+        .map_err(|e| lost(conn, e))?;
+    // The acceptor verifies our certificate only now, after our Finished: if it refuses us,
+    // the refusal arrives here as a closed connection, which `lost` classifies.
+    let hello = read_hello(&mut recv).await.map_err(|e| lost(conn, e))?;
+    check_hello(shared, conn, &hello)?;
+    let _ = send.finish();
+    Ok(hello)
+}
+
+async fn exchange_as_acceptor(
+    shared: &Shared,
+    conn: &Connection,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) -> Result<Hello, HandshakeFailure> {
+    let hello = read_hello(&mut recv).await.map_err(|e| lost(conn, e))?;
+    check_hello(shared, conn, &hello)?;
+    write_hello(shared, &mut send)
+        .await
+        .map_err(|e| lost(conn, e))?;
+    let _ = send.finish();
+    Ok(hello)
+}
+
+async fn write_hello(shared: &Shared, send: &mut SendStream) -> Result<(), String> {
+    let hello = Hello {
+        cluster: shared.cluster.to_string(),
+        node: shared.local.id,
+        advertise: shared.local.addr,
+        instance: shared.instance,
+    };
+    let payload = encode_message(&hello).map_err(|e| e.to_string())?;
+    let bytes = header_and_frame(StreamHeader::HELLO, &payload, MAX_HELLO_LEN)
+        .map_err(|e| e.to_string())?;
+    send.write_all(&bytes).await.map_err(|e| e.to_string())
+}
+
+async fn read_hello(recv: &mut RecvStream) -> Result<Hello, String> {
+    let header = read_header(recv).await.map_err(|e| e.to_string())?;
+    if header.kind != StreamKind::Hello {
+        return Err(format!("expected a hello stream, got {:?}", header.kind));
+    }
+    let frame = read_frame(recv, MAX_HELLO_LEN)
+        .await
+        .map_err(|e: ReadError| e.to_string())?;
+    decode_message(&frame).map_err(|e| e.to_string())
+}
+
+fn check_hello(shared: &Shared, conn: &Connection, hello: &Hello) -> Result<(), HandshakeFailure> {
+    if hello.cluster != shared.cluster.as_str() {
+        conn.close(code::BAD_HELLO.into(), b"foreign cluster");
+        return Err(HandshakeFailure::ForeignCluster);
+    }
+    Ok(())
+}
+
+fn check_not_self(shared: &Shared, conn: &Connection, hello: &Hello) -> Result<(), ConnectError> {
+    if hello.node == shared.local.id {
+        conn.close(code::BAD_HELLO.into(), b"connected to self");
+        return Err(ConnectError::SelfConnect);
+    }
+    Ok(())
+}
+
+/// A failed hello: if the connection was closed (typically by a TLS alert from the peer),
+/// that closure is the real reason; otherwise the hello itself was malformed.
+fn lost(conn: &Connection, error: String) -> HandshakeFailure {
+    match conn.close_reason() {
+        Some(reason) => classify(&reason),
+        None => {
+            conn.close(code::MALFORMED.into(), b"malformed hello");
+            HandshakeFailure::Protocol(error)
+        }
+    }
+}
+
+/// Maps a QUIC connection error to the handshake failure it means.
+///
+/// TLS failures travel as QUIC crypto errors: code 0x100 plus the TLS alert. The side that
+/// verified the certificate sees rustls' own reason; the refused side sees only the alert.
+pub(crate) fn classify(error: &ConnectionError) -> HandshakeFailure {
+    match error {
+        ConnectionError::TransportError(e) => from_tls(u64::from(e.code), &e.reason),
+        ConnectionError::ConnectionClosed(close) => from_tls(
+            u64::from(close.error_code),
+            &String::from_utf8_lossy(&close.reason),
+        ),
+        ConnectionError::ApplicationClosed(close)
+            if u64::from(close.error_code) == u64::from(code::BAD_HELLO) =>
+        {
+            match close.reason.as_ref() {
+                b"foreign cluster" => HandshakeFailure::ForeignCluster,
+                other => HandshakeFailure::Protocol(String::from_utf8_lossy(other).into_owned()),
+            }
+        }
+        ConnectionError::TimedOut => HandshakeFailure::Timeout,
+        other => HandshakeFailure::Other(other.to_string()),
+    }
+}
+
+/// TLS alerts (RFC 8446 §6) as they reach us inside QUIC crypto error codes.
+mod alert {
+    pub const BAD_CERTIFICATE: u64 = 42;
+    pub const CERTIFICATE_UNKNOWN: u64 = 46;
+    pub const UNKNOWN_CA: u64 = 48;
+    pub const DECRYPT_ERROR: u64 = 51;
+    pub const CERTIFICATE_REQUIRED: u64 = 116;
+    pub const NO_APPLICATION_PROTOCOL: u64 = 120;
+}
+
+fn from_tls(code: u64, reason: &str) -> HandshakeFailure {
+    const CRYPTO_ERROR_BASE: u64 = 0x100;
+    if reason.contains("NotValidForName") {
+        return HandshakeFailure::ForeignCluster;
+    }
+    if reason.contains("UnknownIssuer") || reason.contains("BadSignature") {
+        return HandshakeFailure::UntrustedCertificate;
+    }
+    if reason.contains("no certificates") {
+        return HandshakeFailure::NoCertificate;
+    }
+    match code.checked_sub(CRYPTO_ERROR_BASE) {
+        // Our verifiers raise "bad certificate" only for a certificate of another cluster.
+        Some(alert::BAD_CERTIFICATE) => HandshakeFailure::ForeignCluster,
+        Some(alert::UNKNOWN_CA | alert::DECRYPT_ERROR | alert::CERTIFICATE_UNKNOWN) => {
+            HandshakeFailure::UntrustedCertificate
+        }
+        Some(alert::CERTIFICATE_REQUIRED) => HandshakeFailure::NoCertificate,
+        Some(alert::NO_APPLICATION_PROTOCOL) => {
+            HandshakeFailure::Protocol("no common ALPN protocol".into())
+        }
+        _ => HandshakeFailure::Other(format!("code {code:#x}: {reason}")),
+    }
+}

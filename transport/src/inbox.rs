@@ -1,0 +1,121 @@
+//! What the endpoint delivers to the layers above: messages per channel, requests, transfers
+//! and peer events, each on its own bounded queue so one slow consumer never stalls another.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::bulk::IncomingTransfer;
+use crate::channel::Channel;
+use crate::config::TransportConfig;
+use crate::frame::{decode_message, FrameError};
+use crate::identity::{NodeAddr, NodeId};
+use crate::rpc::IncomingRequest;
+
+/// A message received on the membership, coordination, replication or events channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The channel it arrived on.
+    pub channel: Channel,
+    /// The payload, as sent.
+    pub payload: Bytes,
+}
+
+impl Message {
+    /// Decodes the payload as a typed message.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, FrameError> {
+        decode_message(&self.payload)
+    }
+}
+
+/// A change in our connectivity to a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// A first connection to the peer is up.
+    Connected {
+        /// The peer, at its advertised address.
+        peer: NodeAddr,
+    },
+    /// The last connection to the peer closed.
+    Disconnected {
+        /// The peer.
+        peer: NodeId,
+        /// Its address when it disconnected.
+        addr: SocketAddr,
+        /// Why, as QUIC reported it.
+        reason: String,
+    },
+}
+
+/// The receiving side of an endpoint. Each field is an independent bounded queue; a queue the
+/// application drops is treated as "not accepting" and the peer is told so.
+#[derive(Debug)]
+pub struct Inbox {
+    /// Membership datagrams.
+    pub membership: mpsc::Receiver<Message>,
+    /// Coordination messages.
+    pub coordination: mpsc::Receiver<Message>,
+    /// Replication messages.
+    pub replication: mpsc::Receiver<Message>,
+    /// Pub/sub event messages.
+    pub events: mpsc::Receiver<Message>,
+    /// Requests awaiting a response.
+    pub requests: mpsc::Receiver<IncomingRequest>,
+    /// Bulk transfers, readable as they arrive.
+    pub transfers: mpsc::Receiver<IncomingTransfer>,
+    /// Peers connecting and disconnecting.
+    pub peers: mpsc::Receiver<PeerEvent>,
+}
+
+/// The endpoint's ends of the inbox queues.
+#[derive(Debug)]
+pub(crate) struct InboxSenders {
+    pub membership: mpsc::Sender<Message>,
+    pub streamed: [mpsc::Sender<Message>; 3],
+    pub requests: mpsc::Sender<IncomingRequest>,
+    pub transfers: mpsc::Sender<IncomingTransfer>,
+    pub peers: mpsc::Sender<PeerEvent>,
+}
+
+impl InboxSenders {
+    /// The queue of a streamed channel, `None` for channels that are not streamed.
+    pub fn streamed(&self, channel: Channel) -> Option<&mpsc::Sender<Message>> {
+        streamed_index(channel).map(|i| &self.streamed[i])
+    }
+}
+
+/// Position of a streamed channel in per-streamed-channel arrays.
+pub(crate) fn streamed_index(channel: Channel) -> Option<usize> {
+    Channel::STREAMED.iter().position(|c| *c == channel)
+}
+
+pub(crate) fn inbox(config: &TransportConfig) -> (InboxSenders, Inbox) {
+    let cap = config.inbox_capacity;
+    let (membership_tx, membership) = mpsc::channel(cap);
+    let (coordination_tx, coordination) = mpsc::channel(cap);
+    let (replication_tx, replication) = mpsc::channel(cap);
+    let (events_tx, events) = mpsc::channel(cap);
+    let (requests_tx, requests) = mpsc::channel(cap);
+    let (transfers_tx, transfers) = mpsc::channel(config.max_concurrent_transfers as usize);
+    let (peers_tx, peers) = mpsc::channel(cap);
+    let senders = InboxSenders {
+        membership: membership_tx,
+        streamed: [coordination_tx, replication_tx, events_tx],
+        requests: requests_tx,
+        transfers: transfers_tx,
+        peers: peers_tx,
+    };
+    let inbox = Inbox {
+        membership,
+        coordination,
+        replication,
+        events,
+        requests,
+        transfers,
+        peers,
+    };
+    (senders, inbox)
+}

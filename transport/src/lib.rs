@@ -1,0 +1,47 @@
+//! Foundation's transport: one QUIC endpoint per node, mutual TLS on every connection, and
+//! logical channels that never block each other.
+//!
+//! ```text
+//!   Endpoint::start(identity, trust, config, metrics) -> (Endpoint, Inbox)
+//!
+//!   Endpoint (send side)                       Inbox (receive side, bounded queues)
+//!   ├─ send(peer, channel, bytes, mode)        ├─ membership / coordination /
+//!   ├─ send_datagram(peer, bytes)              │  replication / events: Message
+//!   ├─ request(peer, bytes, deadline)          ├─ requests: IncomingRequest -> respond()
+//!   ├─ send_bulk(peer, bytes, deadline)        ├─ transfers: IncomingTransfer -> read_chunk()
+//!   ├─ connect(seed addr) -> NodeAddr          └─ peers: PeerEvent (connected/disconnected)
+//!   └─ close()
+//! ```
+//!
+//! Connections are dialled on first use, deduplicated when two nodes dial each other at once,
+//! redialled with backoff while traffic waits, and kept alive so a dead peer is noticed within
+//! the idle timeout. Every queue is bounded. See [`channel::Channel`] for how channels map onto
+//! QUIC and [`security`] for how peers are trusted.
+
+pub mod bulk;
+pub mod channel;
+pub mod config;
+mod connection;
+mod endpoint;
+pub mod error;
+pub mod frame;
+mod handshake;
+pub mod identity;
+pub mod inbox;
+pub mod metrics;
+mod peer;
+pub mod rpc;
+pub mod security;
+mod stream_io;
+pub mod wire;
+
+pub use bulk::{IncomingTransfer, TransferError};
+pub use channel::Channel;
+pub use config::{ChannelLimits, TransportConfig};
+pub use endpoint::{Endpoint, LocalIdentity, SendMode};
+pub use error::{ConnectError, HandshakeFailure, RequestError, SendError, StartError};
+pub use identity::{ClusterName, NodeAddr, NodeId};
+pub use inbox::{Inbox, Message, PeerEvent};
+pub use metrics::TransportMetrics;
+pub use rpc::{IncomingRequest, Responder};
+pub use security::{CertificateFiles, ClusterSecret, Trust};

@@ -1,0 +1,249 @@
+//! The transport's Prometheus metrics, registered in a registry the caller owns.
+//!
+//! Hot-path handles (bytes and messages per channel and direction) are looked up once, at
+//! registration, so counting costs one atomic add.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::channel::Channel;
+use crate::error::HandshakeFailure;
+
+/// Which way traffic flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From us to a peer.
+    Sent,
+    /// From a peer to us.
+    Received,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Sent => "sent",
+            Direction::Received => "received",
+        }
+    }
+}
+
+/// Why a message was dropped or rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// A datagram queue was full and the oldest was discarded.
+    QueueFull,
+    /// A message was larger than its channel allows.
+    Oversized,
+    /// Received bytes did not parse.
+    Malformed,
+    /// A connection failed with the message queued or in flight.
+    ConnectionLost,
+    /// The local inbox was full (datagrams only: streams push back instead).
+    InboxFull,
+}
+
+impl DropReason {
+    fn name(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Oversized => "oversized",
+            DropReason::Malformed => "malformed",
+            DropReason::ConnectionLost => "connection_lost",
+            DropReason::InboxFull => "inbox_full",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrafficLabels {
+    channel: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    channel: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// The transport's metrics, all named `foundation_transport_*`.
+#[derive(Debug)]
+pub struct TransportMetrics {
+    bytes: [[Counter; 2]; 6],
+    messages: [[Counter; 2]; 6],
+    drops: Family<DropLabels, Counter>,
+    handshake_failures: Family<ReasonLabels, Counter>,
+    duplicate_connections: Counter,
+    connections: Gauge,
+    rtt: Histogram,
+}
+
+impl TransportMetrics {
+    /// Creates the metrics and registers them under `foundation_transport_` in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix("foundation_transport");
+        let bytes = Family::<TrafficLabels, Counter>::default();
+        let messages = Family::<TrafficLabels, Counter>::default();
+        let metrics = Self {
+            bytes: per_channel_and_direction(&bytes),
+            messages: per_channel_and_direction(&messages),
+            drops: Family::default(),
+            handshake_failures: Family::default(),
+            duplicate_connections: Counter::default(),
+            connections: Gauge::default(),
+            rtt: Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0,
+            ]),
+        };
+        registry.register_with_unit(
+            "traffic",
+            "Payload bytes by channel and direction",
+            Unit::Bytes,
+            bytes,
+        );
+        registry.register("messages", "Messages by channel and direction", messages);
+        registry.register(
+            "dropped",
+            "Messages dropped or rejected, by channel and reason",
+            metrics.drops.clone(),
+        );
+        registry.register(
+            "handshake_failures",
+            "Refused or failed handshakes, by reason",
+            metrics.handshake_failures.clone(),
+        );
+        registry.register(
+            "duplicate_connections",
+            "Connections closed by the duplicate tie-break",
+            metrics.duplicate_connections.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open peer connections",
+            metrics.connections.clone(),
+        );
+        registry.register_with_unit(
+            "rtt",
+            "Connection round-trip time samples",
+            Unit::Seconds,
+            metrics.rtt.clone(),
+        );
+        metrics
+    }
+
+    /// Metrics registered nowhere, for endpoints whose owner does not scrape them.
+    pub fn unregistered() -> Self {
+        Self::register(&mut Registry::default())
+    }
+
+    pub(crate) fn traffic(
+        &self,
+        channel: Channel,
+        direction: Direction,
+        messages: u64,
+        bytes: u64,
+    ) {
+        let d = direction as usize;
+        self.messages[channel.index()][d].inc_by(messages);
+        self.bytes[channel.index()][d].inc_by(bytes);
+    }
+
+    pub(crate) fn dropped(&self, channel: Channel, reason: DropReason, count: u64) {
+        let labels = DropLabels {
+            channel: channel.name(),
+            reason: reason.name(),
+        };
+        self.drops.get_or_create(&labels).inc_by(count);
+    }
+
+    /// A rejected stream; `None` when the stream did not even name a valid channel.
+    pub(crate) fn rejected(&self, channel: Option<Channel>, reason: DropReason) {
+        let channel = channel.map_or("unknown", Channel::name);
+        self.drops
+            .get_or_create(&DropLabels {
+                channel,
+                reason: reason.name(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn handshake_failed(&self, failure: &HandshakeFailure) {
+        self.handshake_failures
+            .get_or_create(&ReasonLabels {
+                reason: failure.label(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn duplicate_closed(&self) {
+        self.duplicate_connections.inc();
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub(crate) fn observe_rtt(&self, rtt: std::time::Duration) {
+        self.rtt.observe(rtt.as_secs_f64());
+    }
+
+    /// Handshake failures counted so far with `failure`'s reason.
+    pub fn handshake_failures(&self, failure: &HandshakeFailure) -> u64 {
+        self.handshake_failures
+            .get_or_create(&ReasonLabels {
+                reason: failure.label(),
+            })
+            .get()
+    }
+
+    /// Messages dropped so far on `channel` for `reason`.
+    pub fn drops(&self, channel: Channel, reason: DropReason) -> u64 {
+        self.drops
+            .get_or_create(&DropLabels {
+                channel: channel.name(),
+                reason: reason.name(),
+            })
+            .get()
+    }
+
+    /// Messages counted on `channel` in `direction`.
+    pub fn messages(&self, channel: Channel, direction: Direction) -> u64 {
+        self.messages[channel.index()][direction as usize].get()
+    }
+
+    /// Connections closed by the duplicate tie-break.
+    pub fn duplicates_closed(&self) -> u64 {
+        self.duplicate_connections.get()
+    }
+
+    /// Currently open connections.
+    pub fn open_connections(&self) -> i64 {
+        self.connections.get()
+    }
+}
+
+fn per_channel_and_direction(family: &Family<TrafficLabels, Counter>) -> [[Counter; 2]; 6] {
+    Channel::ALL.map(|channel| {
+        [Direction::Sent, Direction::Received].map(|direction| {
+            let labels = TrafficLabels {
+                channel: channel.name(),
+                direction: direction.name(),
+            };
+            family.get_or_create(&labels).clone()
+        })
+    })
+}

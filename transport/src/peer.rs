@@ -1,0 +1,312 @@
+//! One remote node as the endpoint sees it: its current connection, its outgoing queues, and
+//! the tasks that dial it and drain those queues.
+//!
+//! Queues live here, not on a connection, so that messages wait across a reconnect and a
+//! replaced duplicate connection instead of being tied to one QUIC connection.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use quinn::{Connection, SendStream};
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::{debug, warn};
+
+use crate::channel::Channel;
+use crate::endpoint::Shared;
+use crate::frame::{encode_frame, StreamHeader};
+use crate::identity::{NodeAddr, NodeId};
+use crate::metrics::{Direction, DropReason};
+
+/// Most messages a writer takes from its queue for one stream write. Batching many small frames
+/// into one write is what makes a million small messages per second possible; the cap bounds the
+/// memory of one write and how long one batch can delay the next message.
+const WRITE_BATCH_MAX: usize = 1024;
+
+/// Longest a writer waits for its old stream to be acknowledged when it moves to another
+/// connection. Past it, the old stream's unacknowledged data may arrive after the new one's.
+const STREAM_SWITCH_DRAIN_MAX: Duration = Duration::from_secs(1);
+
+/// A connection to the peer that completed the handshake and hello.
+#[derive(Clone, Debug)]
+pub(crate) struct Live {
+    pub conn: Connection,
+    /// The node that dialled this connection.
+    pub initiator: NodeId,
+    /// The peer's per-start instance number, from its hello.
+    pub instance: u64,
+}
+
+impl Live {
+    pub fn same_connection(&self, other: &Connection) -> bool {
+        self.conn.stable_id() == other.stable_id()
+    }
+}
+
+pub(crate) struct Peer {
+    pub id: NodeId,
+    addr: Mutex<SocketAddr>,
+    /// The current connection; `None` while disconnected.
+    pub live: watch::Sender<Option<Live>>,
+    /// Outgoing queues of the streamed channels, in `Channel::STREAMED` order.
+    pub queues: [mpsc::Sender<Bytes>; 3],
+    datagrams: Mutex<VecDeque<Bytes>>,
+    datagrams_queued: Notify,
+    /// Wakes the dialer.
+    pub demand: Notify,
+    /// Tasks waiting for a connection; the dialer keeps retrying while there are any.
+    waiting: AtomicUsize,
+    /// Held by the reader of each streamed channel's incoming stream, in `Channel::STREAMED`
+    /// order: one stream per channel is read at a time.
+    read_order: [tokio::sync::Mutex<()>; 3],
+}
+
+impl Peer {
+    /// Creates the peer and starts its dialer and queue writers.
+    pub fn spawn(shared: &Arc<Shared>, peer: NodeAddr) -> Arc<Peer> {
+        let mut receivers = Vec::with_capacity(Channel::STREAMED.len());
+        let queues = std::array::from_fn(|_| {
+            let (tx, rx) = mpsc::channel(shared.config.stream_queue);
+            receivers.push(rx);
+            tx
+        });
+        let (live, _) = watch::channel(None);
+        let this = Arc::new(Peer {
+            id: peer.id,
+            addr: Mutex::new(peer.addr),
+            live,
+            queues,
+            datagrams: Mutex::new(VecDeque::new()),
+            datagrams_queued: Notify::new(),
+            demand: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            read_order: Default::default(),
+        });
+        for (channel, rx) in Channel::STREAMED.into_iter().zip(receivers) {
+            tokio::spawn(write_stream(this.clone(), shared.clone(), channel, rx));
+        }
+        tokio::spawn(flush_datagrams(this.clone(), shared.clone()));
+        tokio::spawn(dial_on_demand(this.clone(), shared.clone()));
+        this
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        *self.addr.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn set_addr(&self, addr: SocketAddr) {
+        *self.addr.lock().unwrap_or_else(PoisonError::into_inner) = addr;
+    }
+
+    pub fn node_addr(&self) -> NodeAddr {
+        NodeAddr {
+            id: self.id,
+            addr: self.addr(),
+        }
+    }
+
+    /// The lock that keeps `channel`'s incoming streams from this peer read one at a time.
+    pub fn read_order(&self, channel: Channel) -> Option<&tokio::sync::Mutex<()>> {
+        crate::inbox::streamed_index(channel).map(|i| &self.read_order[i])
+    }
+
+    pub fn current(&self) -> Option<Live> {
+        self.live.borrow().clone()
+    }
+
+    /// The current connection, dialling if there is none; `None` once the endpoint shuts down.
+    pub async fn connected(&self, shared: &Shared) -> Option<Live> {
+        if let Some(live) = self.current() {
+            return Some(live);
+        }
+        let mut live = self.live.subscribe();
+        let mut shutdown = shared.shutdown.subscribe();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.demand.notify_one();
+        let result = tokio::select! {
+            found = live.wait_for(Option::is_some) => found.ok().and_then(|l| l.clone()),
+            _ = shutdown.wait_for(|down| *down) => None,
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn wants_connection(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0 && self.live.borrow().is_none()
+    }
+
+    /// Queues a datagram for when the connection is up, dropping the oldest if the queue is full.
+    pub fn queue_datagram(&self, shared: &Shared, datagram: Bytes) {
+        let mut queue = self
+            .datagrams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if queue.len() >= shared.config.datagram_queue {
+            queue.pop_front();
+            shared
+                .metrics
+                .dropped(Channel::Membership, DropReason::QueueFull, 1);
+        }
+        queue.push_back(datagram);
+        drop(queue);
+        self.datagrams_queued.notify_one();
+    }
+
+    fn next_datagram(&self) -> Option<Bytes> {
+        self.datagrams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+}
+
+/// Sends a datagram on a live connection, counting what quinn will discard to make room.
+pub(crate) fn send_datagram_now(shared: &Shared, conn: &Connection, datagram: Bytes) {
+    let len = datagram.len();
+    match conn.max_datagram_size() {
+        Some(max) if len <= max => {}
+        _ => {
+            shared
+                .metrics
+                .dropped(Channel::Membership, DropReason::Oversized, 1);
+            return;
+        }
+    }
+    if conn.datagram_send_buffer_space() < len {
+        // quinn makes room by discarding the oldest queued datagrams: count the loss.
+        shared
+            .metrics
+            .dropped(Channel::Membership, DropReason::QueueFull, 1);
+    }
+    match conn.send_datagram(datagram) {
+        Ok(()) => shared
+            .metrics
+            .traffic(Channel::Membership, Direction::Sent, 1, len as u64),
+        Err(_) => shared
+            .metrics
+            .dropped(Channel::Membership, DropReason::ConnectionLost, 1),
+    }
+}
+
+async fn flush_datagrams(peer: Arc<Peer>, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = peer.datagrams_queued.notified() => {}
+            _ = shutdown.wait_for(|down| *down) => return,
+        }
+        let Some(live) = peer.connected(&shared).await else {
+            return;
+        };
+        while let Some(datagram) = peer.next_datagram() {
+            send_datagram_now(&shared, &live.conn, datagram);
+        }
+    }
+}
+
+/// Dials whenever someone waits for a connection, backing off exponentially between failures.
+async fn dial_on_demand(peer: Arc<Peer>, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut backoff = shared.config.reconnect_min;
+    loop {
+        tokio::select! {
+            _ = peer.demand.notified() => {}
+            _ = shutdown.wait_for(|down| *down) => return,
+        }
+        while peer.wants_connection() && !*shutdown.borrow() {
+            match shared.dial_peer(&peer).await {
+                Ok(()) => backoff = shared.config.reconnect_min,
+                Err(error) => {
+                    debug!(peer = %peer.node_addr(), %error, ?backoff, "dial failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(jittered(backoff)) => {}
+                        _ = shutdown.wait_for(|down| *down) => return,
+                    }
+                    backoff = (backoff * 2).min(shared.config.reconnect_max);
+                }
+            }
+        }
+    }
+}
+
+/// Spreads reconnects of many nodes over time: between half and all of `backoff`.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+/// Drains one streamed channel's queue into a long-lived stream on the current connection.
+async fn write_stream(
+    peer: Arc<Peer>,
+    shared: Arc<Shared>,
+    channel: Channel,
+    mut queue: mpsc::Receiver<Bytes>,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH_MAX);
+    let mut stream: Option<(Connection, SendStream)> = None;
+    let max = shared.config.limits.of(channel);
+    loop {
+        batch.clear();
+        let taken = tokio::select! {
+            n = queue.recv_many(&mut batch, WRITE_BATCH_MAX) => n,
+            _ = shared.stopped() => 0,
+        };
+        if taken == 0 {
+            return;
+        }
+        let Some(live) = peer.connected(&shared).await else {
+            return;
+        };
+        let mut out = BytesMut::new();
+        let mut bytes = 0;
+        for message in &batch {
+            bytes += message.len() as u64;
+            // Sizes were checked when the message was queued, so this cannot fail.
+            let _ = encode_frame(&mut out, message, max);
+        }
+        match write_batch(&mut stream, &live, channel, out).await {
+            Ok(()) => shared
+                .metrics
+                .traffic(channel, Direction::Sent, taken as u64, bytes),
+            Err(error) => {
+                warn!(peer = %peer.node_addr(), %channel, %error, lost = taken, "stream write failed");
+                stream = None;
+                shared
+                    .metrics
+                    .dropped(channel, DropReason::ConnectionLost, taken as u64);
+            }
+        }
+    }
+}
+
+async fn write_batch(
+    stream: &mut Option<(Connection, SendStream)>,
+    live: &Live,
+    channel: Channel,
+    frames: BytesMut,
+) -> Result<(), String> {
+    let reusable = matches!(stream, Some((conn, _)) if live.same_connection(conn));
+    if !reusable {
+        if let Some((_, mut old)) = stream.take() {
+            // Moving to another connection: let the old stream be delivered completely first,
+            // so the receiver can keep the channel in order.
+            let _ = old.finish();
+            let _ = tokio::time::timeout(STREAM_SWITCH_DRAIN_MAX, old.stopped()).await;
+        }
+        let mut send = live.conn.open_uni().await.map_err(|e| e.to_string())?;
+        let _ = send.set_priority(channel.priority());
+        send.write_all(&StreamHeader::for_channel(channel).encode())
+            .await
+            .map_err(|e| e.to_string())?;
+        *stream = Some((live.conn.clone(), send));
+    }
+    match stream {
+        Some((_, send)) => send
+            .write_chunk(frames.freeze())
+            .await
+            .map_err(|e| e.to_string()),
+        None => Err("no stream".into()),
+    }
+}

@@ -1,0 +1,192 @@
+//! Every channel between real endpoints on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use foundation_transport::{Channel, PeerEvent, RequestError, SendMode};
+
+const WAIT: SendMode = SendMode::Wait(Duration::from_secs(2));
+
+#[tokio::test]
+async fn messages_arrive_in_order_on_every_streamed_channel() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to_b = b.endpoint.local();
+    for i in 0..100u32 {
+        for channel in Channel::STREAMED {
+            a.endpoint
+                .send_message(to_b, channel, &(channel.tag(), i), WAIT)
+                .await
+                .unwrap();
+        }
+    }
+    for channel in Channel::STREAMED {
+        let rx = match channel {
+            Channel::Coordination => &mut b.inbox.coordination,
+            Channel::Replication => &mut b.inbox.replication,
+            _ => &mut b.inbox.events,
+        };
+        for i in 0..100u32 {
+            let message = next_message(rx).await;
+            assert_eq!(message.from, a.endpoint.local().id);
+            assert_eq!(message.channel, channel);
+            assert_eq!(message.decode::<(u8, u32)>().unwrap(), (channel.tag(), i));
+        }
+    }
+}
+
+#[tokio::test]
+async fn datagrams_reach_the_membership_inbox() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    a.endpoint.connect(b.endpoint.local().addr).await.unwrap();
+    a.endpoint
+        .send_datagram(b.endpoint.local(), Bytes::from_static(b"ping"))
+        .unwrap();
+    let message = next_message(&mut b.inbox.membership).await;
+    assert_eq!(
+        (message.channel, &message.payload[..]),
+        (Channel::Membership, &b"ping"[..])
+    );
+    let too_big = Bytes::from(vec![0u8; 1200]);
+    assert!(a
+        .endpoint
+        .send_datagram(b.endpoint.local(), too_big)
+        .is_err());
+}
+
+#[tokio::test]
+async fn three_endpoints_talk_pairwise_and_report_connections() {
+    let mut nodes = vec![
+        node("orders").await,
+        node("orders").await,
+        node("orders").await,
+    ];
+    let addrs: Vec<_> = nodes.iter().map(|n| n.endpoint.local()).collect();
+    for (i, from) in nodes.iter().enumerate() {
+        for (j, to) in addrs.iter().enumerate() {
+            if i != j {
+                from.endpoint
+                    .send_message(*to, Channel::Events, &(i as u8), WAIT)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    for node in &mut nodes {
+        let mut senders = vec![
+            next_message(&mut node.inbox.events)
+                .await
+                .decode::<u8>()
+                .unwrap(),
+            next_message(&mut node.inbox.events)
+                .await
+                .decode::<u8>()
+                .unwrap(),
+        ];
+        senders.sort();
+        assert_eq!(senders.len(), 2);
+        let mut connected = Vec::new();
+        while connected.len() < 2 {
+            if let PeerEvent::Connected { peer } = next_peer_event(&mut node.inbox).await {
+                connected.push(peer);
+            }
+        }
+        assert_eq!(node.endpoint.connected_peers().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn requests_get_responses() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let server = tokio::spawn(async move {
+        while let Some(request) = b.inbox.requests.recv().await {
+            let mut reply = request.payload.to_vec();
+            reply.reverse();
+            request.respond(reply.into()).await.unwrap();
+        }
+    });
+    for i in 0..20u8 {
+        let response = a
+            .endpoint
+            .request(to, Bytes::from(vec![1, 2, i]), Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(&response[..], &[i, 2, 1]);
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_request_nobody_answers_fails_at_its_deadline() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let held = tokio::spawn(async move {
+        let request = b.inbox.requests.recv().await.unwrap();
+        let remaining = request
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        assert!(
+            remaining <= Duration::from_millis(300) && remaining > Duration::ZERO,
+            "deadline carried: {remaining:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(request);
+        b
+    });
+    let started = std::time::Instant::now();
+    let result = a
+        .endpoint
+        .request(to, Bytes::from_static(b"?"), Duration::from_millis(300))
+        .await;
+    assert_eq!(result, Err(RequestError::DeadlineExceeded));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let _ = held.await;
+}
+
+#[tokio::test]
+async fn a_dropped_request_reports_no_response_and_an_oversized_one_is_refused_locally() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let dropper = tokio::spawn(async move {
+        drop(b.inbox.requests.recv().await);
+        b
+    });
+    let result = a
+        .endpoint
+        .request(to, Bytes::from_static(b"?"), Duration::from_secs(2))
+        .await;
+    assert_eq!(result, Err(RequestError::NoResponse));
+    let huge = Bytes::from(vec![0u8; (4 << 20) + 1]);
+    assert!(matches!(
+        a.endpoint.request(to, huge, Duration::from_secs(2)).await,
+        Err(RequestError::TooLarge { .. })
+    ));
+    let _ = dropper.await;
+}
+
+#[tokio::test]
+async fn bulk_transfers_arrive_whole() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let expected = data.clone();
+    let to = b.endpoint.local();
+    let receiver = tokio::spawn(async move {
+        let transfer = within(Duration::from_secs(5), &mut b.inbox.transfers).await;
+        assert_eq!(transfer.len, 3_000_000);
+        transfer.read_to_end().await.unwrap()
+    });
+    a.endpoint
+        .send_bulk(to, data.into(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(receiver.await.unwrap(), expected);
+}

@@ -1,0 +1,74 @@
+//! Shared test harness: endpoints on 127.0.0.1 with short timers.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_transport::{
+    ClusterName, ClusterSecret, Endpoint, Inbox, LocalIdentity, Message, NodeId, PeerEvent,
+    TransportConfig, TransportMetrics, Trust,
+};
+use tokio::sync::mpsc;
+
+pub const SECRET: &str = "test secret of sufficient length";
+
+pub fn secret(text: &str) -> Trust {
+    Trust::Secret(ClusterSecret::new(text).expect("secret long enough"))
+}
+
+pub fn fast_config() -> TransportConfig {
+    TransportConfig {
+        keep_alive: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(1500),
+        handshake_timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(200),
+        ..TransportConfig::default()
+    }
+}
+
+pub struct Node {
+    pub endpoint: Endpoint,
+    pub inbox: Inbox,
+}
+
+pub async fn node_with(cluster: &str, trust: &Trust, config: TransportConfig) -> Node {
+    let identity = LocalIdentity {
+        id: NodeId::random(),
+        cluster: ClusterName::new(cluster).unwrap(),
+    };
+    let metrics = Arc::new(TransportMetrics::unregistered());
+    let (endpoint, inbox) = Endpoint::start(identity, trust, config, metrics)
+        .await
+        .expect("endpoint starts");
+    Node { endpoint, inbox }
+}
+
+pub async fn node(cluster: &str) -> Node {
+    node_with(cluster, &secret(SECRET), fast_config()).await
+}
+
+/// The next item from `rx`, failing the test after `limit`.
+pub async fn within<T>(limit: Duration, rx: &mut mpsc::Receiver<T>) -> T {
+    tokio::time::timeout(limit, rx.recv())
+        .await
+        .expect("timed out waiting")
+        .expect("queue closed")
+}
+
+pub async fn next_message(rx: &mut mpsc::Receiver<Message>) -> Message {
+    within(Duration::from_secs(5), rx).await
+}
+
+pub async fn next_peer_event(inbox: &mut Inbox) -> PeerEvent {
+    within(Duration::from_secs(5), &mut inbox.peers).await
+}
+
+/// Polls `condition` every 10 ms until it holds, failing after `limit`.
+pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
