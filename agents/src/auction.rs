@@ -10,16 +10,8 @@ pub mod vcg;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::types::Outgoing;
 use crate::types::{AgentId, Time};
-
-/// A message for one agent, produced by a machine for the driver to deliver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outgoing<M> {
-    /// The recipient.
-    pub to: AgentId,
-    /// The message.
-    pub msg: M,
-}
 
 /// The sale of a single item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

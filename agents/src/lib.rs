@@ -11,6 +11,19 @@
 //! - no clock, sockets, global state or hash-map iteration order inside; randomness comes in as a seeded
 //!   RNG.
 //!
+//! | module | mechanisms |
+//! |---|---|
+//! | [`auction`] | sealed-bid first-price and Vickrey, English (rising clock, activity rule), Dutch (falling clock), combinatorial with exact VCG |
+//! | [`market`] | call market / double auction (uniform price, McAfee trade reduction), Walrasian tatonnement |
+//! | [`negotiation`] | alternating offers with Boulware/Conceder and Rubinstein strategies, Contract Net |
+//! | [`voting`] | plurality, Borda, approval, Schulze; weights, quorum, deadlines |
+//! | [`game`] | Nash bargaining solution, Shapley value (exact and sampled) |
+//! | [`learning`] | epsilon-greedy and multiplicative-weights bidders, repeated auctions |
+//!
+//! Every input an agent sends is validated first: NaN, infinite or negative amounts, bids over
+//! budget, duplicates, outsiders and late arrivals are refused with a [`Rejection`] that leaves the
+//! machine exactly as it was. Ties are broken by arrival order, then by [`AgentId`].
+//!
 //! A typical driver loop for a sealed-bid auction:
 //!
 //! ```
@@ -47,4 +60,4 @@ pub mod types;
 pub mod voting;
 
 pub use error::Rejection;
-pub use types::{AgentId, Time};
+pub use types::{AgentId, Outgoing, Time};

@@ -16,6 +16,15 @@ impl std::fmt::Display for AgentId {
     }
 }
 
+/// A message for one agent, produced by a machine for the driver to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outgoing<M> {
+    /// The recipient.
+    pub to: AgentId,
+    /// The message.
+    pub msg: M,
+}
+
 /// A point in time, in milliseconds since an epoch the driver chooses.
 ///
 /// Machines never read a clock: the driver passes `now` in, so the simulator can run them on virtual

@@ -73,7 +73,7 @@ pub struct VoteOutcome {
     pub scores: Vec<f64>,
     /// Whether the top score was tied (the lowest index then won).
     pub tied: bool,
-    /// Weight that voted, and of whom.
+    /// Total weight of the ballots counted.
     pub voted_weight: f64,
     /// Voters that did not vote by the deadline.
     pub absent: Vec<AgentId>,

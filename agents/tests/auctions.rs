@@ -28,6 +28,7 @@ fn sealed(pricing: Pricing, reserve: f64, bids: &[f64]) -> AuctionOutcome {
         auction
             .submit(Time(i as u64), AgentId(i as u64), b)
             .expect("valid bid");
+        assert_eq!(auction.invariants(), Ok(()));
     }
     auction.close(Time(100))
 }
@@ -147,6 +148,15 @@ fn telemetry_records_start_bids_rejections_and_the_decision() {
 
 /// Drives an English auction with straightforward bidders who stay while the price is within value.
 fn english(values: &[f64], start: f64, increment: f64) -> AuctionOutcome {
+    english_traced(values, start, increment).0
+}
+
+/// As [`english`], also returning every telemetry event, to compare runs.
+fn english_traced(
+    values: &[f64],
+    start: f64,
+    increment: f64,
+) -> (AuctionOutcome, Vec<TelemetryEvent>) {
     let participants: BTreeSet<AgentId> = ids(values.len()).into_iter().collect();
     let config = EnglishConfig {
         item: "item".into(),
@@ -154,6 +164,7 @@ fn english(values: &[f64], start: f64, increment: f64) -> AuctionOutcome {
         increment,
         round_ms: 10,
         participants,
+        budgets: BTreeMap::new(),
     };
     let mut auction = EnglishAuction::new(config, Time(0)).expect("valid");
     let mut now = Time(0);
@@ -173,10 +184,11 @@ fn english(values: &[f64], start: f64, increment: f64) -> AuctionOutcome {
                 };
                 now = now.plus_ms(1);
                 let _ = auction.respond(now, notice.to, round, response);
+                assert_eq!(auction.invariants(), Ok(()));
             }
         }
         if let Some(outcome) = auction.outcome() {
-            return outcome.clone();
+            return (outcome.clone(), auction.drain_telemetry());
         }
     }
     panic!("English auction did not finish");
@@ -202,6 +214,7 @@ fn dutch(bids: &[f64], start: f64, decrement: f64, floor: f64) -> AuctionOutcome
                 if bids[notice.to.0 as usize] >= price {
                     let _ = auction.accept(now, notice.to, tick);
                 }
+                assert_eq!(auction.invariants(), Ok(()));
             }
         }
         if let Some(outcome) = auction.outcome() {
@@ -222,6 +235,7 @@ fn english_activity_rule_drops_silent_bidders() {
         increment: 1.0,
         round_ms: 10,
         participants,
+        budgets: [(AgentId(1), 1.5)].into_iter().collect(),
     };
     let mut a = EnglishAuction::new(config, Time(0)).expect("valid");
     a.respond(Time(1), AgentId(0), 0, EnglishResponse::Stay)
@@ -234,11 +248,24 @@ fn english_activity_rule_drops_silent_bidders() {
         a.respond(Time(11), AgentId(2), 1, EnglishResponse::Stay),
         Err(Rejection::Inactive { .. })
     ));
+    assert!(matches!(
+        a.respond(Time(12), AgentId(1), 1, EnglishResponse::Stay),
+        Err(Rejection::OverBudget { .. })
+    ));
     a.respond(Time(12), AgentId(0), 1, EnglishResponse::Stay)
         .expect("active");
     let outcome = a.handle_timeout(Time(20)).expect("decided");
     let award = outcome.award.expect("sold");
     assert_eq!((award.winner, award.price), (AgentId(0), 2.0));
+}
+
+#[test]
+fn the_same_inputs_replay_to_the_same_outcome_and_telemetry() {
+    let values = [12.5, 40.0, 39.0, 7.0];
+    assert_eq!(
+        english_traced(&values, 1.0, 0.5),
+        english_traced(&values, 1.0, 0.5)
+    );
 }
 
 #[test]

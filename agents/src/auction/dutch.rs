@@ -193,6 +193,20 @@ impl DutchAuction {
         self.outcome = Some(outcome);
     }
 
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        let price = self.price();
+        if price < self.config.floor || price > self.config.start_price {
+            return Err(format!("clock price {price} left [floor, start]"));
+        }
+        match self.outcome.as_ref().and_then(|o| o.award.as_ref()) {
+            Some(award) if !self.config.participants.contains_key(&award.winner) => {
+                Err("the winner is not a participant".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The outcome, once decided.
     pub fn outcome(&self) -> Option<&AuctionOutcome> {
         self.outcome.as_ref()

@@ -6,7 +6,7 @@
 //! pays is within one increment of the second-highest value, which is why the English auction
 //! approximates Vickrey.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,8 @@ pub struct EnglishConfig {
     pub round_ms: u64,
     /// The admitted bidders.
     pub participants: BTreeSet<AgentId>,
+    /// Budgets of bidders that declared one; confirming a price above it is refused.
+    pub budgets: BTreeMap<AgentId, f64>,
 }
 
 /// A bidder's answer to the announced price.
@@ -142,7 +144,7 @@ impl EnglishAuction {
         round: u64,
         response: EnglishResponse,
     ) -> Result<(), Rejection> {
-        let result = self.check(now, agent, round);
+        let result = self.check(now, agent, round, response);
         let amount = (response == EnglishResponse::Stay).then(|| self.price());
         self.telemetry.input(now, agent, amount, &result);
         result?;
@@ -159,7 +161,13 @@ impl EnglishAuction {
         Ok(())
     }
 
-    fn check(&self, now: Time, agent: AgentId, round: u64) -> Result<(), Rejection> {
+    fn check(
+        &self,
+        now: Time,
+        agent: AgentId,
+        round: u64,
+        response: EnglishResponse,
+    ) -> Result<(), Rejection> {
         if self.outcome.is_some() {
             return Err(Rejection::Closed);
         }
@@ -179,6 +187,32 @@ impl EnglishAuction {
         }
         if self.stayed.contains(&agent) || self.dropped.contains(&agent) {
             return Err(Rejection::Duplicate { agent });
+        }
+        match self.config.budgets.get(&agent) {
+            Some(&budget) if response == EnglishResponse::Stay && self.price() > budget => {
+                Err(Rejection::OverBudget {
+                    amount: self.price(),
+                    budget,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        let answered: BTreeSet<AgentId> = self.stayed.iter().copied().collect();
+        if answered.len() != self.stayed.len() {
+            return Err("a bidder confirmed twice in one round".into());
+        }
+        if !answered.is_disjoint(&self.dropped) {
+            return Err("a bidder both stayed and dropped".into());
+        }
+        if !answered.is_subset(&self.active) || !self.dropped.is_subset(&self.active) {
+            return Err("an inactive bidder answered".into());
+        }
+        if !self.active.is_subset(&self.config.participants) {
+            return Err("an outsider is active".into());
         }
         Ok(())
     }

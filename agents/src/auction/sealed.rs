@@ -230,6 +230,19 @@ impl SealedBidAuction {
         self.outcome = Some(outcome);
     }
 
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        if self.bidders.len() != self.bids.len() {
+            return Err("a bidder has more than one stored bid".into());
+        }
+        for (i, bid) in self.bids.iter().enumerate() {
+            if bid.seq != i as u64 || validate_amount(bid.amount).is_err() {
+                return Err(format!("bid {i} is out of order or invalid: {bid:?}"));
+            }
+        }
+        Ok(())
+    }
+
     /// The outcome, once decided.
     pub fn outcome(&self) -> Option<&AuctionOutcome> {
         self.outcome.as_ref()

@@ -8,10 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::strategy::{Action, Negotiator, Role};
-use crate::auction::Outgoing;
 use crate::error::{ConfigError, Rejection};
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{validate_amount, AgentId, Time};
+use crate::types::{validate_amount, AgentId, Outgoing, Time};
 
 /// Configuration of one bilateral negotiation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

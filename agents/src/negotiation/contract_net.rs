@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::auction::Outgoing;
 use crate::error::Rejection;
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{validate_amount, AgentId, Time};
+use crate::types::{validate_amount, AgentId, Outgoing, Time};
 
 /// Messages the manager sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
