@@ -108,6 +108,11 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
 
     /// Applies an op from any replica. Idempotent and commutative; returns whether the map
     /// changed (false for a duplicate, a losing write, or a write older than the GC horizon).
+    ///
+    /// Before applying a remote op, pass its timestamp to the local [`crate::Hlc::update`]: that
+    /// keeps later local writes ordered after it, and its drift check is the place to refuse an op
+    /// stamped far in the future (such a write would win every conflict until real time caught
+    /// up). This method does not check drift; it has no clock.
     pub fn apply(&mut self, op: &LwwOp<K, V>) -> bool {
         let changed = match self.entries.get_mut(&op.key) {
             Some(current) if op.entry.beats(current) => {
@@ -124,6 +129,10 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
         if changed && op.entry.value.is_none() && op.entry.ts < self.horizon {
             self.entries.remove(&op.key);
         }
+        debug_assert!(self
+            .entries
+            .get(&op.key)
+            .is_none_or(|e| e.value.is_some() || e.ts >= self.horizon));
         changed
     }
 

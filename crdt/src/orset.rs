@@ -117,8 +117,17 @@ impl<T: Ord + Clone> OrSet<T> {
                 changed = true;
             }
         }
-        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
+        // Only the touched element: a full check per op would make debug runs quadratic.
+        debug_assert!(self.element_is_valid(elem), "{:?}", self.entries.get(elem));
         changed
+    }
+
+    fn element_is_valid(&self, elem: &T) -> bool {
+        self.entries.get(elem).is_none_or(|dots| {
+            !dots.is_empty()
+                && dots.windows(2).all(|w| w[0] < w[1])
+                && dots.iter().all(|d| self.context.contains(d))
+        })
     }
 
     /// Drops `observed` from `elem`'s live dots and records them as seen.

@@ -13,7 +13,7 @@ pub const REPLICAS: usize = 3;
 
 /// Cases per property: enough to find ordering bugs, small enough for a debug run well under a
 /// minute for the whole crate.
-pub const CASES: u32 = 256;
+pub const CASES: u32 = 512;
 
 pub fn config() -> ProptestConfig {
     ProptestConfig {
