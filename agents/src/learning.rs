@@ -72,7 +72,7 @@ impl BidStrategy for RandomBidder {
 /// Utility (as a fraction of value) that bidding `factor × value` would have earned, given the
 /// highest competing bid. Ties count as losses: the learner cannot count on tie-breaking.
 pub fn counterfactual_utility(factor: f64, feedback: &RoundFeedback) -> f64 {
-    if feedback.value <= 0.0 {
+    if !(feedback.value.is_finite() && feedback.value > 0.0) {
         return 0.0;
     }
     let bid = factor * feedback.value;

@@ -111,7 +111,8 @@ impl<'a> Ladder<'a> {
         let cumulative = orders
             .iter()
             .map(|o| {
-                total += o.quantity;
+                // Saturating: 2^24 orders of the largest quantity would otherwise overflow.
+                total = total.saturating_add(o.quantity);
                 total
             })
             .collect();

@@ -1,7 +1,8 @@
 //! Counting rules: plurality, Borda, approval and Schulze, over weighted ballots.
 //!
 //! Every rule returns one score per candidate and a winner; ties go to the lowest candidate index, a
-//! fixed order every node agrees on.
+//! fixed order every node agrees on. [`crate::voting::Election`] validates ballots before counting;
+//! called directly, these functions ignore references to unknown candidates instead of panicking.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +37,8 @@ pub fn plurality(candidates: usize, ballots: &[(f64, &Ballot)]) -> Vec<f64> {
             Ballot::Ranking(r) => r.first().copied(),
             Ballot::Approval(_) => None,
         };
-        if let Some(c) = first {
-            scores[c] += weight;
+        if let Some(slot) = first.and_then(|c| scores.get_mut(c)) {
+            *slot += weight;
         }
     }
     scores
@@ -49,7 +50,10 @@ pub fn borda(candidates: usize, ballots: &[(f64, &Ballot)]) -> Vec<f64> {
     for (weight, ballot) in ballots {
         if let Ballot::Ranking(ranking) = ballot {
             for (position, &c) in ranking.iter().enumerate() {
-                scores[c] += weight * (candidates - 1 - position) as f64;
+                let points = candidates.saturating_sub(1 + position) as f64;
+                if let Some(slot) = scores.get_mut(c) {
+                    *slot += weight * points;
+                }
             }
         }
     }
@@ -62,7 +66,9 @@ pub fn approval(candidates: usize, ballots: &[(f64, &Ballot)]) -> Vec<f64> {
     for (weight, ballot) in ballots {
         if let Ballot::Approval(approved) = ballot {
             for &c in approved {
-                scores[c] += weight;
+                if let Some(slot) = scores.get_mut(c) {
+                    *slot += weight;
+                }
             }
         }
     }
@@ -78,7 +84,9 @@ pub fn pairwise(candidates: usize, ballots: &[(f64, &Ballot)]) -> Vec<Vec<f64>> 
         };
         let mut rank = vec![usize::MAX; candidates];
         for (position, &c) in ranking.iter().enumerate() {
-            rank[c] = position;
+            if let Some(slot) = rank.get_mut(c) {
+                *slot = position;
+            }
         }
         for a in 0..candidates {
             for b in 0..candidates {
