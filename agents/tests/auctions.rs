@@ -595,3 +595,69 @@ proptest! {
         }
     }
 }
+
+/// One arbitrary input to an English auction, possibly nonsense.
+#[derive(Debug, Clone)]
+enum EnglishInput {
+    Respond {
+        agent: u64,
+        round: u64,
+        stay: bool,
+        dt: u64,
+    },
+    Timeout {
+        dt: u64,
+    },
+}
+
+fn english_input() -> impl Strategy<Value = EnglishInput> {
+    prop_oneof![
+        (0u64..6, 0u64..4, any::<bool>(), 0u64..15).prop_map(|(agent, round, stay, dt)| {
+            EnglishInput::Respond {
+                agent,
+                round,
+                stay,
+                dt,
+            }
+        }),
+        (0u64..25).prop_map(|dt| EnglishInput::Timeout { dt }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn arbitrary_english_input_never_panics_and_keeps_invariants(
+        inputs in prop::collection::vec(english_input(), 0..60),
+    ) {
+        let config = EnglishConfig {
+            item: "x".into(),
+            start_price: 1.0,
+            increment: 1.0,
+            round_ms: 10,
+            participants: ids(4).into_iter().collect(),
+            budgets: [(AgentId(3), 2.5)].into_iter().collect(),
+        };
+        let mut a = EnglishAuction::new(config, Time(0)).expect("valid");
+        let mut now = Time(0);
+        for input in inputs {
+            match input {
+                EnglishInput::Respond { agent, round, stay, dt } => {
+                    now = now.plus_ms(dt);
+                    let response = if stay { EnglishResponse::Stay } else { EnglishResponse::Drop };
+                    let _ = a.respond(now, AgentId(agent), round, response);
+                }
+                EnglishInput::Timeout { dt } => {
+                    now = now.plus_ms(dt);
+                    a.handle_timeout(now);
+                }
+            }
+            prop_assert_eq!(a.invariants(), Ok(()));
+        }
+        if let Some(award) = a.outcome().and_then(|o| o.award.clone()) {
+            prop_assert!(award.winner.0 < 4 && award.price >= 1.0);
+            prop_assert!(award.winner != AgentId(3) || award.price <= 2.5, "budget respected");
+        }
+    }
+}
