@@ -161,6 +161,22 @@ fn tatonnement_iterations(rng: &mut StdRng) {
             ms(elapsed)
         );
     }
+    let scarf = tatonnement::scarf_economy();
+    let refs: Vec<&dyn Consumer> = scarf.iter().map(|c| c as &dyn Consumer).collect();
+    let start = Instant::now();
+    let outcome = tatonnement::run(
+        &refs,
+        TatonnementConfig::default(),
+        Some(vec![0.5, 0.3, 0.2]),
+    );
+    let elapsed = start.elapsed();
+    match outcome {
+        Ok(TatonnementOutcome::NotConverged { rounds, residual, .. }) => println!(
+            "Scarf's economy from (0.5, 0.3, 0.2): not converged after {rounds} rounds, residual {residual:.2e}, {:.3} ms",
+            ms(elapsed)
+        ),
+        other => println!("Scarf's economy: unexpected {other:?}"),
+    }
 }
 
 fn double_auction(rng: &mut StdRng) {
