@@ -249,16 +249,24 @@ async fn write_stream(
     let max = shared.config.limits.of(channel);
     loop {
         batch.clear();
-        let taken = tokio::select! {
-            n = queue.recv_many(&mut batch, WRITE_BATCH_MAX) => n,
-            _ = shared.stopped() => 0,
+        let first = tokio::select! {
+            first = queue.recv() => first,
+            _ = shared.stopped() => None,
         };
-        if taken == 0 {
-            return;
-        }
+        let Some(first) = first else { return };
+        // Only one message leaves the queue before a connection is up, so the queue's
+        // capacity is what bounds memory (and what senders wait on) while disconnected.
         let Some(live) = peer.connected(&shared).await else {
             return;
         };
+        batch.push(first);
+        while batch.len() < WRITE_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(message) => batch.push(message),
+                Err(_) => break,
+            }
+        }
+        let taken = batch.len();
         let mut out = BytesMut::new();
         let mut bytes = 0;
         for message in &batch {

@@ -60,7 +60,7 @@ async fn datagrams_reach_the_membership_inbox() {
 
 #[tokio::test]
 async fn three_endpoints_talk_pairwise_and_report_connections() {
-    let mut nodes = vec![
+    let mut nodes = [
         node("orders").await,
         node("orders").await,
         node("orders").await,
@@ -76,19 +76,15 @@ async fn three_endpoints_talk_pairwise_and_report_connections() {
             }
         }
     }
-    for node in &mut nodes {
-        let mut senders = vec![
-            next_message(&mut node.inbox.events)
-                .await
-                .decode::<u8>()
-                .unwrap(),
-            next_message(&mut node.inbox.events)
-                .await
-                .decode::<u8>()
-                .unwrap(),
-        ];
+    for (me, node) in nodes.iter_mut().enumerate() {
+        let mut senders = Vec::new();
+        for _ in 0..2 {
+            let message = next_message(&mut node.inbox.events).await;
+            senders.push(message.decode::<u8>().unwrap() as usize);
+        }
         senders.sort();
-        assert_eq!(senders.len(), 2);
+        let others: Vec<usize> = (0..3).filter(|i| *i != me).collect();
+        assert_eq!(senders, others);
         let mut connected = Vec::new();
         while connected.len() < 2 {
             if let PeerEvent::Connected { peer } = next_peer_event(&mut node.inbox).await {

@@ -72,3 +72,54 @@ pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A UDP relay between one client and `target` that can be cut: a peer behind it that is cut
+/// off is dead as far as QUIC can tell (no close frame ever arrives), like a killed process.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(target: std::net::SocketAddr) -> Relay {
+        let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = socket.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn(relay(socket, target, cut.clone()));
+        Relay { addr, cut, task }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay(
+    socket: Arc<tokio::net::UdpSocket>,
+    target: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut client = None;
+    let mut buf = vec![0u8; 65536];
+    while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+        if cut.load(std::sync::atomic::Ordering::SeqCst) {
+            continue;
+        }
+        let to = if from == target {
+            client
+        } else {
+            client = Some(from);
+            Some(target)
+        };
+        if let Some(to) = to {
+            let _ = socket.send_to(&buf[..len], to).await;
+        }
+    }
+}
