@@ -1,0 +1,7 @@
+//! Foundation's node: the deterministic core that runs one node's protocols, and the edges that
+//! connect it to the world — discovery, configuration, HTTP — plus the tokio runtime that drives it.
+
+pub mod config;
+pub mod discovery;
+pub mod http;
+pub mod membership;
