@@ -1,1 +1,757 @@
-fn main() {}
+//! Transport benchmark: two endpoints on 127.0.0.1 in one process, on a multi-threaded tokio
+//! runtime, with mutual TLS from a cluster secret.
+//!
+//! `cargo bench -p foundation-transport --bench transport`
+//!
+//! 1. 64-byte messages one way on the events channel: delivered messages per second;
+//! 2. 64-byte request/response round trip: p50 / p99;
+//! 3. bulk throughput on one connection: MiB/s;
+//! 4. head-of-line: latency of 64-byte coordination messages, one in flight at a time, while
+//!    bulk transfers saturate the same connection — against our own idle latency and against a
+//!    single TCP connection carrying both (a small length-prefixed framing written here).
+//!
+//! Prints a table; never fails on a missed target (timing is not a pass/fail test). Set
+//! `FOUNDATION_BENCH_QUICK=1` for a short run with smaller counts.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foundation_transport::{
+    Channel, ClusterName, ClusterSecret, Endpoint, Inbox, LocalIdentity, NodeAddr, NodeId,
+    SendMode, TransportConfig, TransportMetrics, Trust,
+};
+use tokio::sync::mpsc;
+
+const SECRET: &str = "benchmark cluster secret, long enough";
+const SMALL: usize = 64;
+const MIB: f64 = (1u64 << 20) as f64;
+const WAIT: SendMode = SendMode::Wait(Duration::from_secs(30));
+
+/// Sizes of one run.
+struct Plan {
+    events: u64,
+    events_time_cap: Duration,
+    requests: usize,
+    bulk_transfer: usize,
+    bulk_transfers: usize,
+    idle_probe: Duration,
+    loaded_probe: Duration,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            events: 2_000_000,
+            events_time_cap: Duration::from_secs(20),
+            requests: 20_000,
+            bulk_transfer: 64 << 20,
+            bulk_transfers: 8,
+            idle_probe: Duration::from_secs(2),
+            loaded_probe: Duration::from_secs(4),
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            events: 200_000,
+            events_time_cap: Duration::from_secs(5),
+            requests: 2_000,
+            bulk_transfer: 16 << 20,
+            bulk_transfers: 4,
+            idle_probe: Duration::from_millis(500),
+            loaded_probe: Duration::from_secs(1),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timestamps carried in payloads (both ends live in this process, so one clock serves both).
+
+static BASE: OnceLock<Instant> = OnceLock::new();
+
+fn now_ns() -> u64 {
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+fn stamped_payload() -> [u8; SMALL] {
+    let mut payload = [0u8; SMALL];
+    payload[..8].copy_from_slice(&now_ns().to_le_bytes());
+    payload
+}
+
+fn latency_of(payload: &[u8]) -> Duration {
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&payload[..8]);
+    Duration::from_nanos(now_ns().saturating_sub(u64::from_le_bytes(ts)))
+}
+
+/// Linux's system-wide count of UDP datagrams dropped because a socket's receive buffer was full
+/// (`RcvbufErrors` in /proc/net/snmp); `None` where it cannot be read.
+fn udp_rcvbuf_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let at = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+fn udp_drops_since(before: Option<u64>) -> String {
+    match (before, udp_rcvbuf_errors()) {
+        (Some(before), Some(after)) => thousands(after.saturating_sub(before) as f64),
+        _ => "n/a".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics.
+
+struct Percentiles {
+    n: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
+    samples.sort_unstable();
+    let n = samples.len();
+    if n == 0 {
+        return Percentiles {
+            n,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            max: Duration::ZERO,
+        };
+    }
+    let at = |q: f64| samples[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
+    Percentiles {
+        n,
+        p50: at(0.50),
+        p99: at(0.99),
+        max: samples[n - 1],
+    }
+}
+
+fn us(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints.
+
+struct Node {
+    endpoint: Endpoint,
+    inbox: Inbox,
+}
+
+fn trust() -> Trust {
+    Trust::Secret(ClusterSecret::new(SECRET).expect("secret long enough"))
+}
+
+fn config() -> TransportConfig {
+    TransportConfig {
+        // Deeper per-peer queues than the default 8192 so the sender rarely waits on the queue.
+        stream_queue: 65_536,
+        ..TransportConfig::default()
+    }
+}
+
+async fn node() -> Node {
+    let identity = LocalIdentity {
+        id: NodeId::random(),
+        cluster: ClusterName::new("bench").expect("valid cluster name"),
+    };
+    let metrics = Arc::new(TransportMetrics::unregistered());
+    let (endpoint, inbox) = Endpoint::start(identity, &trust(), config(), metrics)
+        .await
+        .expect("endpoint starts");
+    Node { endpoint, inbox }
+}
+
+/// Two endpoints, `a` already connected to `b`.
+async fn pair() -> (Node, Node, NodeAddr) {
+    let (a, b) = (node().await, node().await);
+    let to = b.endpoint.local();
+    a.endpoint.connect(to.addr).await.expect("a connects to b");
+    (a, b, to)
+}
+
+async fn close(a: Node, b: Node) {
+    tokio::join!(a.endpoint.close(), b.endpoint.close());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Events throughput.
+
+struct Throughput {
+    delivered: u64,
+    elapsed: Duration,
+    enqueue: Duration,
+}
+
+async fn events_throughput(plan: &Plan) -> Throughput {
+    let (a, mut b, to) = pair().await;
+    let payload = Bytes::from(vec![0x5a; SMALL]);
+    // Warm up: stream opened, congestion window grown, allocator primed.
+    let warm = 20_000;
+    for _ in 0..warm {
+        a.endpoint
+            .send(to, Channel::Events, payload.clone(), WAIT)
+            .await
+            .expect("send");
+    }
+    for _ in 0..warm {
+        b.inbox.events.recv().await.expect("warm-up message");
+    }
+
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let mut events = std::mem::replace(&mut b.inbox.events, mpsc::channel(1).1);
+    let receiver = {
+        let target = target.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                if n >= target.load(Ordering::Acquire) {
+                    break;
+                }
+                match tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
+                    Ok(Some(message)) => {
+                        debug_assert_eq!(message.payload.len(), SMALL);
+                        n += 1;
+                    }
+                    Ok(None) => break,
+                    Err(_) if target.load(Ordering::Acquire) != u64::MAX => {
+                        // Sender is done and nothing arrived for 100 ms: the rest is lost.
+                        if n < target.load(Ordering::Acquire) {
+                            break;
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            (n, Instant::now())
+        })
+    };
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < plan.events {
+        a.endpoint
+            .send(to, Channel::Events, payload.clone(), WAIT)
+            .await
+            .expect("send");
+        sent += 1;
+        if sent % 4096 == 0 && start.elapsed() > plan.events_time_cap {
+            break;
+        }
+    }
+    let enqueue = start.elapsed();
+    target.store(sent, Ordering::Release);
+    let (delivered, done) = receiver.await.expect("receiver task");
+    let elapsed = done - start;
+    close(a, b).await;
+    Throughput {
+        delivered,
+        elapsed,
+        enqueue: enqueue.min(elapsed),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Request/response RTT.
+
+async fn request_rtt(plan: &Plan) -> Percentiles {
+    let (a, mut b, to) = pair().await;
+    let mut requests = std::mem::replace(&mut b.inbox.requests, mpsc::channel(1).1);
+    let server = tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let echo = request.payload.clone();
+            let _ = request.respond(echo).await;
+        }
+    });
+    let payload = Bytes::from(vec![0x42; SMALL]);
+    let ask = || {
+        a.endpoint
+            .request(to, payload.clone(), Duration::from_secs(5))
+    };
+    for _ in 0..1_000 {
+        ask().await.expect("warm-up request");
+    }
+    let mut samples = Vec::with_capacity(plan.requests);
+    for _ in 0..plan.requests {
+        let t0 = Instant::now();
+        let response = ask().await.expect("request");
+        samples.push(t0.elapsed());
+        debug_assert_eq!(response.len(), SMALL);
+    }
+    close(a, b).await;
+    server.abort();
+    percentiles(samples)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Bulk throughput.
+
+/// Reads every incoming transfer to its end, counting bytes.
+fn drain_transfers(
+    mut transfers: mpsc::Receiver<foundation_transport::IncomingTransfer>,
+    received: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(mut transfer) = transfers.recv().await {
+            let received = received.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(chunk)) = transfer.read_chunk().await {
+                    received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    })
+}
+
+async fn bulk_throughput(plan: &Plan) -> (u64, Duration, String) {
+    let (a, mut b, to) = pair().await;
+    let received = Arc::new(AtomicU64::new(0));
+    let transfers = std::mem::replace(&mut b.inbox.transfers, mpsc::channel(1).1);
+    let drain = drain_transfers(transfers, received.clone());
+    let data = Bytes::from(vec![0xab; plan.bulk_transfer]);
+    // Warm up with one transfer so the congestion window is open.
+    a.endpoint
+        .send_bulk(
+            to,
+            data.slice(..plan.bulk_transfer / 4),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("warm-up transfer");
+    let base = received.load(Ordering::Relaxed);
+    let total = (plan.bulk_transfer * plan.bulk_transfers) as u64;
+    let drops = udp_rcvbuf_errors();
+    let start = Instant::now();
+    for _ in 0..plan.bulk_transfers {
+        a.endpoint
+            .send_bulk(to, data.clone(), Duration::from_secs(60))
+            .await
+            .expect("bulk transfer");
+    }
+    while received.load(Ordering::Relaxed) - base < total
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        tokio::task::yield_now().await;
+    }
+    let elapsed = start.elapsed();
+    let got = received.load(Ordering::Relaxed) - base;
+    let drops = udp_drops_since(drops);
+    close(a, b).await;
+    drain.abort();
+    (got, elapsed, drops)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Head-of-line: coordination latency, idle and under bulk, ours and TCP.
+
+struct Loaded {
+    latency: Percentiles,
+    /// Bulk bytes received per second while the probe ran.
+    bulk_mib_s: f64,
+    /// UDP datagrams the kernel dropped for full receive buffers while the probe ran.
+    udp_drops: String,
+}
+
+/// Sends stamped 64-byte coordination messages one at a time for `window`, each after the
+/// previous one arrived; returns their one-way latencies.
+async fn probe_coordination(
+    a: &Endpoint,
+    to: NodeAddr,
+    arrived: &mut mpsc::UnboundedReceiver<Duration>,
+    window: Duration,
+) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < window {
+        let payload = Bytes::copy_from_slice(&stamped_payload());
+        a.send(to, Channel::Coordination, payload, WAIT)
+            .await
+            .expect("coordination send");
+        match tokio::time::timeout(Duration::from_secs(5), arrived.recv()).await {
+            Ok(Some(latency)) => samples.push(latency),
+            _ => panic!("coordination message not delivered within 5 s"),
+        }
+    }
+    samples
+}
+
+async fn head_of_line(plan: &Plan) -> (Percentiles, Loaded) {
+    let (a, mut b, to) = pair().await;
+    let mut coordination = std::mem::replace(&mut b.inbox.coordination, mpsc::channel(1).1);
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+    let stamper = tokio::spawn(async move {
+        while let Some(message) = coordination.recv().await {
+            let _ = arrived_tx.send(latency_of(&message.payload));
+        }
+    });
+    // Warm-up, then idle.
+    probe_coordination(&a.endpoint, to, &mut arrived, Duration::from_millis(200)).await;
+    let idle =
+        percentiles(probe_coordination(&a.endpoint, to, &mut arrived, plan.idle_probe).await);
+
+    // Under bulk: transfers back to back on the same connection, same direction.
+    let received = Arc::new(AtomicU64::new(0));
+    let transfers = std::mem::replace(&mut b.inbox.transfers, mpsc::channel(1).1);
+    let drain = drain_transfers(transfers, received.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let (endpoint, stop) = (a.endpoint.clone(), stop.clone());
+        let data = Bytes::from(vec![0xcd; plan.bulk_transfer]);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(error) = endpoint
+                    .send_bulk(to, data.clone(), Duration::from_secs(60))
+                    .await
+                {
+                    eprintln!("bulk transfer failed during head-of-line probe: {error}");
+                    break;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = received.load(Ordering::Relaxed);
+    let drops = udp_rcvbuf_errors();
+    let t0 = Instant::now();
+    let samples = probe_coordination(&a.endpoint, to, &mut arrived, plan.loaded_probe).await;
+    let bulk_mib_s =
+        (received.load(Ordering::Relaxed) - before) as f64 / MIB / t0.elapsed().as_secs_f64();
+    let udp_drops = udp_drops_since(drops);
+    stop.store(true, Ordering::Relaxed);
+    let _ = flood.await;
+    close(a, b).await;
+    drain.abort();
+    stamper.abort();
+    (
+        idle,
+        Loaded {
+            latency: percentiles(samples),
+            bulk_mib_s,
+            udp_drops,
+        },
+    )
+}
+
+/// The TCP baseline: one connection carrying both the small messages and the bulk bytes.
+///
+/// Frames: kind (1 = small, 2 = bulk), length (u32 big-endian), payload. The writer sends any
+/// waiting small frames before each 64 KiB bulk frame (the best a single ordered byte stream
+/// can do); `TCP_NODELAY` is set. Blocking sockets on plain threads.
+fn tcp_head_of_line(window: Duration, with_bulk: bool) -> Loaded {
+    const BULK_FRAME: usize = 64 << 10;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let addr = listener.local_addr().expect("tcp addr");
+    let mut writer = TcpStream::connect(addr).expect("tcp connect");
+    let (mut reader, _) = listener.accept().expect("tcp accept");
+    writer.set_nodelay(true).expect("nodelay");
+    reader.set_nodelay(true).expect("nodelay");
+
+    let (small_tx, small_rx) = std_mpsc::channel::<[u8; SMALL]>();
+    let (arrived_tx, arrived) = std_mpsc::channel::<Duration>();
+    let bulk_on = Arc::new(AtomicBool::new(with_bulk));
+    let bulk_bytes = Arc::new(AtomicU64::new(0));
+
+    let write_thread = {
+        let bulk_on = bulk_on.clone();
+        std::thread::spawn(move || {
+            let mut bulk = vec![0u8; 5 + BULK_FRAME];
+            bulk[0] = 2;
+            bulk[1..5].copy_from_slice(&(BULK_FRAME as u32).to_be_bytes());
+            let mut small = [0u8; 5 + SMALL];
+            small[0] = 1;
+            small[1..5].copy_from_slice(&(SMALL as u32).to_be_bytes());
+            loop {
+                loop {
+                    match small_rx.try_recv() {
+                        Ok(payload) => {
+                            small[5..].copy_from_slice(&payload);
+                            if writer.write_all(&small).is_err() {
+                                return;
+                            }
+                        }
+                        Err(std_mpsc::TryRecvError::Empty) => break,
+                        Err(std_mpsc::TryRecvError::Disconnected) => return,
+                    }
+                }
+                if bulk_on.load(Ordering::Relaxed) {
+                    if writer.write_all(&bulk).is_err() {
+                        return;
+                    }
+                } else {
+                    match small_rx.recv_timeout(Duration::from_millis(10)) {
+                        Ok(payload) => {
+                            small[5..].copy_from_slice(&payload);
+                            if writer.write_all(&small).is_err() {
+                                return;
+                            }
+                        }
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            }
+        })
+    };
+    let read_thread = {
+        let bulk_bytes = bulk_bytes.clone();
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 1 << 20];
+            let mut head = [0u8; 5];
+            loop {
+                if reader.read_exact(&mut head).is_err() {
+                    return;
+                }
+                let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                if len > buffer.len() || reader.read_exact(&mut buffer[..len]).is_err() {
+                    return;
+                }
+                match head[0] {
+                    1 => {
+                        if arrived_tx.send(latency_of(&buffer[..len])).is_err() {
+                            return;
+                        }
+                    }
+                    _ => {
+                        bulk_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+
+    let probe = |window: Duration| {
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < window {
+            small_tx.send(stamped_payload()).expect("writer alive");
+            samples.push(
+                arrived
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("tcp small message delivered"),
+            );
+        }
+        samples
+    };
+    probe(Duration::from_millis(300)); // warm-up (and let the bulk stream fill the buffers)
+    let before = bulk_bytes.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let samples = probe(window);
+    let bulk_mib_s =
+        (bulk_bytes.load(Ordering::Relaxed) - before) as f64 / MIB / t0.elapsed().as_secs_f64();
+    bulk_on.store(false, Ordering::Relaxed);
+    drop(small_tx);
+    let _ = write_thread.join();
+    drop(arrived);
+    // The writer closed its socket: the reader sees EOF once it has drained what is in flight.
+    let _ = read_thread.join();
+    Loaded {
+        latency: percentiles(samples),
+        bulk_mib_s,
+        udp_drops: String::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+fn status(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn row(label: &str, result: String, target: &str, status: &str) {
+    println!("{label:<52} {result:>20}  {target:<16} {status}");
+}
+
+fn main() {
+    let quick = std::env::var_os("FOUNDATION_BENCH_QUICK").is_some();
+    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let _ = BASE.set(Instant::now());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let workers = runtime.metrics().num_workers();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+
+    let started = Instant::now();
+    eprintln!("running: events throughput ...");
+    let events = runtime.block_on(events_throughput(&plan));
+    eprintln!("running: request/response RTT ...");
+    let rtt = runtime.block_on(request_rtt(&plan));
+    eprintln!("running: bulk throughput ...");
+    let (bulk_bytes, bulk_time, bulk_drops) = runtime.block_on(bulk_throughput(&plan));
+    eprintln!("running: head-of-line (ours) ...");
+    let (idle, ours) = runtime.block_on(head_of_line(&plan));
+    eprintln!("running: head-of-line (TCP baseline) ...");
+    let tcp_idle = tcp_head_of_line(plan.idle_probe, false);
+    let tcp = tcp_head_of_line(plan.loaded_probe, true);
+    let total = started.elapsed();
+
+    let msgs = events.delivered as f64 / events.elapsed.as_secs_f64();
+    let bulk = bulk_bytes as f64 / MIB / bulk_time.as_secs_f64();
+    let hol_ratio = ours.latency.p99.as_secs_f64() / idle.p99.as_secs_f64().max(1e-9);
+    let tcp_ratio = ours.latency.p99.as_secs_f64() / tcp.latency.p99.as_secs_f64().max(1e-9);
+
+    println!();
+    println!(
+        "Foundation transport benchmark{} — loopback 127.0.0.1, two endpoints in one process, \
+         mutual TLS (cluster secret), tokio multi-thread ({workers} workers, {cores} cores)",
+        if quick { " (QUICK)" } else { "" }
+    );
+    println!("{}", "-".repeat(104));
+    row("measurement", "result".into(), "target", "status");
+    println!("{}", "-".repeat(104));
+    row(
+        &format!(
+            "1. events, 64 B one way, delivered ({} msgs)",
+            thousands(events.delivered as f64)
+        ),
+        format!("{} msg/s", thousands(msgs)),
+        ">= 1,000,000",
+        status(msgs >= 1_000_000.0),
+    );
+    row(
+        "   sender side: send() calls returned",
+        format!(
+            "{} msg/s",
+            thousands(events.delivered as f64 / events.enqueue.as_secs_f64())
+        ),
+        "",
+        "info",
+    );
+    row(
+        &format!(
+            "2. request/response 64 B RTT p50 ({} sequential)",
+            thousands(rtt.n as f64)
+        ),
+        us(rtt.p50),
+        "",
+        "info",
+    );
+    row("   request/response 64 B RTT p99", us(rtt.p99), "", "info");
+    row(
+        &format!(
+            "3. bulk, one connection ({} x {} MiB)",
+            plan.bulk_transfers,
+            plan.bulk_transfer >> 20
+        ),
+        format!("{bulk:.0} MiB/s"),
+        ">= 300 MiB/s",
+        status(bulk >= 300.0),
+    );
+    row(
+        "   UDP datagrams dropped, receive buffer full",
+        bulk_drops,
+        "",
+        "info",
+    );
+    row(
+        &format!("4. coordination 64 B one-way, idle p50 (n={})", idle.n),
+        us(idle.p50),
+        "",
+        "info",
+    );
+    row("   coordination idle p99", us(idle.p99), "", "info");
+    row(
+        &format!("   coordination under bulk p50 (n={})", ours.latency.n),
+        us(ours.latency.p50),
+        "",
+        "info",
+    );
+    row(
+        "   coordination under bulk p99",
+        us(ours.latency.p99),
+        "",
+        "info",
+    );
+    row(
+        "   coordination under bulk max",
+        us(ours.latency.max),
+        "",
+        "info",
+    );
+    row(
+        "   bulk rate while probing (ours)",
+        format!("{:.0} MiB/s", ours.bulk_mib_s),
+        "",
+        "info",
+    );
+    row(
+        "   UDP datagrams dropped while probing (ours)",
+        ours.udp_drops.clone(),
+        "",
+        "info",
+    );
+    row(
+        "   ratio: under-bulk p99 / idle p99",
+        format!("{hol_ratio:.2}x"),
+        "<= 2x",
+        status(hol_ratio <= 2.0),
+    );
+    row(
+        &format!("   TCP 1 conn idle p50 / p99 (n={})", tcp_idle.latency.n),
+        format!(
+            "{} / {}",
+            us(tcp_idle.latency.p50),
+            us(tcp_idle.latency.p99)
+        ),
+        "",
+        "info",
+    );
+    row(
+        &format!("   TCP 1 conn under bulk p50 (n={})", tcp.latency.n),
+        us(tcp.latency.p50),
+        "",
+        "info",
+    );
+    row(
+        "   TCP 1 conn under bulk p99",
+        us(tcp.latency.p99),
+        "",
+        "info",
+    );
+    row(
+        "   bulk rate while probing (TCP)",
+        format!("{:.0} MiB/s", tcp.bulk_mib_s),
+        "",
+        "info",
+    );
+    row(
+        "   ratio: ours / TCP, p99 under bulk",
+        format!("{tcp_ratio:.2}x"),
+        "",
+        "info",
+    );
+    println!("{}", "-".repeat(104));
+    println!("total time {:.1} s", total.as_secs_f64());
+}
