@@ -2,6 +2,12 @@
 //! connect it to the world — discovery, configuration, HTTP — plus the tokio runtime that drives it.
 
 pub mod config;
+pub mod core;
+pub mod effects;
 pub mod discovery;
 pub mod http;
 pub mod membership;
+pub mod time;
+
+pub use crate::core::{Command, Core, CoreConfig, CoreMessage, Input};
+pub use effects::{Effect, Event, Timer};

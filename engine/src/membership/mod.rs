@@ -1,6 +1,411 @@
-//! Membership: SWIM (foca) over the membership channel, plus push-pull state exchange and
-//! Lifeguard-style local health.
+//! Membership: SWIM (foca) over the membership channel, plus what foca lacks — push-pull
+//! exchange of the full membership and metadata, Lifeguard-style local health and dynamic
+//! suspicion, and a graceful leave that others see as "left", not "failed".
+//!
+//! A deterministic machine: every method takes `now` and writes effects to an [`Outbox`];
+//! randomness comes from a seeded RNG.
 
 pub mod config;
+pub mod identity;
+mod lifeguard;
+pub mod metadata;
+mod swim;
+pub mod view;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use foca::{Foca, Member, NoCustomBroadcast, OwnedNotification, PostcardCodec, State};
+use foundation_transport::{Channel, NodeAddr, NodeId};
+use rand10::rngs::StdRng;
+use rand10::{RngExt, SeedableRng};
 
 pub use config::{MembershipConfig, MembershipConfigError};
+pub use identity::MemberId;
+pub use metadata::{NodeMetadata, Versioned};
+pub use view::{MemberState, MemberView, MembershipEvent};
+pub use wire::{MembershipMessage, SuspectReport};
+
+use crate::effects::{self, Event, Outbox};
+use crate::time::Instant;
+use lifeguard::{LocalHealth, SuspicionPolicy, Suspicions};
+use swim::SwimIo;
+use wire::{datagram_kind, tagged};
+
+/// Membership's timers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MembershipTimer {
+    /// One of foca's.
+    Swim(foca::Timer<MemberId>),
+    /// Time for a push-pull exchange with a random member.
+    PushPull,
+    /// Time to forget stale suspicion reports.
+    Prune,
+}
+
+/// Most members or metadata entries accepted in one push-pull message.
+const PUSH_PULL_ENTRIES_MAX: usize = 16_384;
+/// How late (as a share of `probe_rtt`) a timer may fire before we take it as a sign that this
+/// node is stalled or overloaded.
+const LATE_TIMER_FRACTION: u32 = 2;
+
+type Swim = Foca<MemberId, PostcardCodec, StdRng, NoCustomBroadcast>;
+
+/// Counters the node exports as metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipStats {
+    /// Membership datagrams that could not be decoded or were refused by foca.
+    pub bad_datagrams: u64,
+    /// Probes of ours that failed (a suspicion started).
+    pub probe_failures: u64,
+    /// Independent suspicion reports received.
+    pub suspect_reports: u64,
+    /// Push-pull exchanges received.
+    pub push_pulls: u64,
+    /// Timers that fired late enough to count against our local health.
+    pub late_timers: u64,
+}
+
+/// One node's membership machine.
+pub struct Membership {
+    swim: Swim,
+    me: MemberId,
+    config: MembershipConfig,
+    rng: StdRng,
+    health: LocalHealth,
+    suspicions: Suspicions,
+    view: BTreeMap<NodeId, MemberView>,
+    metadata: BTreeMap<NodeId, Versioned>,
+    leaving: BTreeSet<MemberId>,
+    notes: Vec<OwnedNotification<MemberId>>,
+    stats: MembershipStats,
+}
+
+impl Membership {
+    /// A machine for `me`, not yet part of any cluster; `seed` drives every random choice.
+    pub fn new(me: MemberId, config: MembershipConfig, metadata: NodeMetadata, seed: u64, now: Instant, out: &mut Outbox) -> Self {
+        let swim = Foca::new(me, swim_config(&config), StdRng::seed_from_u64(seed), PostcardCodec);
+        let policy = SuspicionPolicy {
+            max: config.suspect_to_down_after,
+            min: config.suspect_to_down_min,
+            confirmations: config.suspicion_confirmations,
+        };
+        let machine = Self {
+            swim,
+            me,
+            health: LocalHealth::new(config.local_health_max),
+            suspicions: Suspicions::new(policy),
+            rng: StdRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15),
+            config,
+            view: BTreeMap::new(),
+            metadata: BTreeMap::from([(me.node, Versioned { version: 1, metadata })]),
+            leaving: BTreeSet::new(),
+            notes: Vec::new(),
+            stats: MembershipStats::default(),
+        };
+        machine.arm(now, out, MembershipTimer::PushPull, machine.config.push_pull_interval);
+        machine.arm(now, out, MembershipTimer::Prune, machine.config.suspect_to_down_after);
+        machine
+    }
+
+    /// Our current identity.
+    pub fn me(&self) -> MemberId {
+        self.me
+    }
+
+    /// Every member we know of (except ourselves), in node id order.
+    pub fn members(&self) -> impl Iterator<Item = &MemberView> {
+        self.view.values()
+    }
+
+    /// Members currently alive.
+    pub fn alive(&self) -> impl Iterator<Item = &MemberView> {
+        self.view.values().filter(|m| m.state == MemberState::Alive)
+    }
+
+    /// A node's metadata, ours included.
+    pub fn metadata_of(&self, node: NodeId) -> Option<&NodeMetadata> {
+        self.metadata.get(&node).map(|v| &v.metadata)
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &MembershipStats {
+        &self.stats
+    }
+
+    /// The local-health multiplier (1 = healthy).
+    pub fn local_health(&self) -> u32 {
+        self.health.multiplier()
+    }
+
+    /// Asks the node at `seed` to let us in, and exchanges full state with it.
+    pub fn join(&mut self, now: Instant, seed: NodeAddr, out: &mut Outbox) {
+        if seed.id == self.me.node {
+            return;
+        }
+        let dst = MemberId { node: seed.id, addr: seed.addr, generation: 0 };
+        self.drive(now, out, |swim, io| swim.announce(dst, io));
+        self.send_push_pull(seed, true, out);
+    }
+
+    /// Leaves on purpose: tells every live member directly (so they record "left" at once),
+    /// then lets SWIM gossip our departure.
+    pub fn leave(&mut self, now: Instant, out: &mut Outbox) {
+        let message = encode(MembershipMessage::Leaving(self.me));
+        for member in self.view.values().filter(|m| m.state == MemberState::Alive) {
+            out.send(member.node_addr(), Channel::Coordination, message.clone());
+        }
+        self.drive(now, out, |swim, io| swim.leave_cluster(io));
+    }
+
+    /// Changes our metadata and tells every live member.
+    pub fn set_metadata(&mut self, metadata: NodeMetadata, out: &mut Outbox) {
+        let version = self.metadata.get(&self.me.node).map_or(1, |v| v.version + 1);
+        let versioned = Versioned { version, metadata };
+        self.metadata.insert(self.me.node, versioned.clone());
+        let message = encode(MembershipMessage::Metadata { node: self.me.node, metadata: versioned });
+        for member in self.view.values().filter(|m| m.state == MemberState::Alive) {
+            out.send(member.node_addr(), Channel::Coordination, message.clone());
+        }
+    }
+
+    /// A membership datagram arrived.
+    pub fn handle_datagram(&mut self, now: Instant, payload: &[u8], out: &mut Outbox) {
+        match payload.split_first() {
+            Some((&datagram_kind::SWIM, packet)) => {
+                self.drive(now, out, |swim, io| swim.handle_data(packet, io));
+            }
+            Some((&datagram_kind::SUSPECT_REPORT, body)) => match postcard::from_bytes::<SuspectReport>(body) {
+                Ok(report) => self.handle_suspect_report(now, report, out),
+                Err(_) => self.stats.bad_datagrams += 1,
+            },
+            _ => self.stats.bad_datagrams += 1,
+        }
+    }
+
+    /// A membership message arrived on a stream.
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: MembershipMessage, out: &mut Outbox) {
+        match message {
+            MembershipMessage::PushPull { members, metadata, reply } => {
+                self.handle_push_pull(now, from, members, metadata, reply, out)
+            }
+            MembershipMessage::Metadata { node, metadata } => self.merge_metadata(node, metadata, out),
+            MembershipMessage::Leaving(member) if member.node == from => {
+                self.leaving.insert(member);
+                self.drive(now, out, |swim, io| swim.apply_many(std::iter::once(Member::down(member)), true, io));
+            }
+            MembershipMessage::Leaving(_) => self.stats.bad_datagrams += 1,
+        }
+    }
+
+    /// One of our timers fired; `scheduled` is when it was due.
+    pub fn handle_timer(&mut self, now: Instant, scheduled: Instant, timer: MembershipTimer, out: &mut Outbox) {
+        self.observe_lateness(now, scheduled, &timer);
+        match timer {
+            MembershipTimer::Swim(timer) => {
+                self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
+            }
+            MembershipTimer::PushPull => {
+                if let Some(target) = self.random_alive() {
+                    self.send_push_pull(target, true, out);
+                }
+                let interval = self.config.push_pull_interval.mul_f64(0.9 + 0.2 * self.rng.random::<f64>());
+                self.arm(now, out, MembershipTimer::PushPull, interval);
+            }
+            MembershipTimer::Prune => {
+                self.suspicions.prune(now);
+                self.arm(now, out, MembershipTimer::Prune, self.config.suspect_to_down_after);
+            }
+        }
+    }
+
+    /// Checks internal consistency; the simulator calls it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        if self.view.contains_key(&self.me.node) {
+            return Err("our own node is in the member view".into());
+        }
+        let active: BTreeSet<NodeId> = self.swim.iter_members().map(|m| m.id().node).collect();
+        for member in self.view.values() {
+            let alive = member.state == MemberState::Alive;
+            if alive != active.contains(&member.id) {
+                return Err(format!("view says {:?} for {} but SWIM disagrees", member.state, member.id.short()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one foca call with our adapter, then acts on what it reported.
+    fn drive(&mut self, now: Instant, out: &mut Outbox, call: impl FnOnce(&mut Swim, SwimIo<'_>) -> Result<(), foca::Error>) {
+        let io = SwimIo { now, out, notes: &mut self.notes, health: &self.health, suspicions: &mut self.suspicions };
+        if call(&mut self.swim, io).is_err() {
+            // foca refuses malformed, oversized, stale or self-addressed packets; none of them
+            // changed its state (foca's errors say so), so counting is all there is to do.
+            self.stats.bad_datagrams += 1;
+        }
+        let notes = std::mem::take(&mut self.notes);
+        for note in notes {
+            self.on_notification(now, note, out);
+        }
+    }
+
+    fn on_notification(&mut self, now: Instant, note: OwnedNotification<MemberId>, out: &mut Outbox) {
+        match note {
+            OwnedNotification::MemberUp(member) => self.member_up(now, member, out),
+            OwnedNotification::MemberDown(member) => self.member_down(now, member, out),
+            OwnedNotification::Rename(_, new) => self.member_up(now, new, out),
+            OwnedNotification::Rejoin(new) => self.me = new,
+            OwnedNotification::Active => out.event(Event::Membership(MembershipEvent::Joined)),
+            OwnedNotification::Idle => out.event(Event::Membership(MembershipEvent::Isolated)),
+            OwnedNotification::Defunct => {}
+            OwnedNotification::DataReceived(header) => {
+                if header.dst == self.me && matches!(header.message, foca::Message::Ack(_) | foca::Message::ForwardedAck { .. }) {
+                    self.health.probe_answered();
+                }
+            }
+            OwnedNotification::DataSent(_) => {}
+            OwnedNotification::ProbeFailed(_, member) => self.probe_failed(member, out),
+        }
+    }
+
+    fn member_up(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
+        self.suspicions.clear(member.node);
+        self.leaving.retain(|m| m.node != member.node);
+        let mut view = MemberView::new(&member, MemberState::Alive, now);
+        view.metadata = self.metadata_of(member.node).cloned();
+        if view.metadata.is_none() {
+            // A full exchange brings us its metadata (and it ours).
+            self.send_push_pull(member.node_addr(), true, out);
+        }
+        self.view.insert(member.node, view.clone());
+        out.event(Event::Membership(MembershipEvent::Up(view)));
+    }
+
+    fn member_down(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
+        self.suspicions.clear(member.node);
+        let Some(view) = self.view.get_mut(&member.node) else { return };
+        if view.generation > member.generation {
+            return; // news about a previous life of a node that has since come back
+        }
+        let left = self.leaving.remove(&member);
+        view.state = if left { MemberState::Left } else { MemberState::Failed };
+        view.generation = member.generation;
+        view.since = now;
+        let view = view.clone();
+        let event = if left { MembershipEvent::Left(view) } else { MembershipEvent::Failed(view) };
+        out.event(Event::Membership(event));
+    }
+
+    fn probe_failed(&mut self, member: MemberId, out: &mut Outbox) {
+        self.stats.probe_failures += 1;
+        let Some(incarnation) = self.swim.iter_membership_state().find(|m| m.id() == &member).map(|m| m.incarnation()) else { return };
+        let report = SuspectReport { reporter: self.me.node, member, incarnation };
+        let Ok(body) = postcard::to_stdvec(&report) else { return };
+        let payload = tagged(datagram_kind::SUSPECT_REPORT, &body);
+        for peer in self.view.values().filter(|m| m.state == MemberState::Alive && m.id != member.node) {
+            out.send(peer.node_addr(), Channel::Membership, payload.clone());
+        }
+    }
+
+    fn handle_suspect_report(&mut self, now: Instant, report: SuspectReport, out: &mut Outbox) {
+        self.stats.suspect_reports += 1;
+        if report.reporter == self.me.node || report.member.node == self.me.node {
+            return;
+        }
+        if let Some((at, timer)) = self.suspicions.confirm(now, report.member.node, report.incarnation, report.reporter) {
+            out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
+        }
+    }
+
+    fn handle_push_pull(&mut self, now: Instant, from: NodeId, members: Vec<Member<MemberId>>, metadata: Vec<(NodeId, Versioned)>, reply: bool, out: &mut Outbox) {
+        if members.len() > PUSH_PULL_ENTRIES_MAX || metadata.len() > PUSH_PULL_ENTRIES_MAX {
+            self.stats.bad_datagrams += 1;
+            return;
+        }
+        self.stats.push_pulls += 1;
+        let sender = members.iter().find(|m| m.id().node == from && m.state() != State::Down).map(|m| m.id().node_addr());
+        // What a push-pull teaches us is already known to the sender's side of the cluster:
+        // learn it without re-gossiping it.
+        self.drive(now, out, |swim, io| swim.apply_many(members.into_iter(), false, io));
+        for (node, versioned) in metadata {
+            self.merge_metadata(node, versioned, out);
+        }
+        if let (true, Some(sender)) = (reply, sender) {
+            self.send_push_pull(sender, false, out);
+        }
+    }
+
+    fn merge_metadata(&mut self, node: NodeId, incoming: Versioned, out: &mut Outbox) {
+        if node == self.me.node || encoded_len(&incoming) > metadata::METADATA_MAX_BYTES {
+            return;
+        }
+        if self.metadata.get(&node).is_some_and(|known| known.version >= incoming.version) {
+            return;
+        }
+        self.metadata.insert(node, incoming.clone());
+        if let Some(view) = self.view.get_mut(&node) {
+            view.metadata = Some(incoming.metadata);
+            out.event(Event::Membership(MembershipEvent::Updated(view.clone())));
+        }
+    }
+
+    fn send_push_pull(&mut self, to: NodeAddr, reply: bool, out: &mut Outbox) {
+        let mut members: Vec<Member<MemberId>> = self.swim.iter_membership_state().cloned().collect();
+        members.push(Member::alive(self.me));
+        let metadata = self.metadata.iter().map(|(node, v)| (*node, v.clone())).collect();
+        let message = MembershipMessage::PushPull { members, metadata, reply };
+        out.send(to, Channel::Replication, encode(message));
+    }
+
+    fn random_alive(&mut self) -> Option<NodeAddr> {
+        let alive: Vec<NodeAddr> = self.alive().map(MemberView::node_addr).collect();
+        if alive.is_empty() {
+            return None;
+        }
+        Some(alive[self.rng.random_range(0..alive.len())])
+    }
+
+    fn observe_lateness(&mut self, now: Instant, scheduled: Instant, timer: &MembershipTimer) {
+        if !matches!(timer, MembershipTimer::Swim(foca::Timer::ProbeRandomMember(_))) {
+            return;
+        }
+        if now.saturating_since(scheduled) > self.config.probe_rtt / LATE_TIMER_FRACTION {
+            self.stats.late_timers += 1;
+            self.health.probe_failed();
+        }
+    }
+
+    fn arm(&self, now: Instant, out: &mut Outbox, timer: MembershipTimer, after: std::time::Duration) {
+        out.timer(now + after, effects::Timer::Membership(timer));
+    }
+}
+
+fn swim_config(config: &MembershipConfig) -> foca::Config {
+    use std::num::{NonZeroU8, NonZeroUsize};
+    let fanout = NonZeroUsize::new(config.gossip_fanout).unwrap_or(NonZeroUsize::MIN);
+    foca::Config {
+        probe_period: config.probe_period,
+        probe_rtt: config.probe_rtt,
+        num_indirect_probes: NonZeroUsize::new(config.indirect_probes).unwrap_or(NonZeroUsize::MIN),
+        // Enough retransmissions for an update to reach ~all of 1000 nodes with high probability.
+        max_transmissions: NonZeroU8::new(12).unwrap_or(NonZeroU8::MIN),
+        suspect_to_down_after: config.suspect_to_down_after,
+        remove_down_after: Some(config.remember_down_for),
+        // Our datagrams carry one kind byte, and the transport adds one version byte.
+        max_packet_size: NonZeroUsize::new(config.max_packet_size - 2).unwrap_or(NonZeroUsize::MIN),
+        notify_down_members: true,
+        periodic_announce: Some(foca::PeriodicParams { frequency: config.push_pull_interval * 3, num_members: NonZeroUsize::MIN }),
+        // Re-contacting members we declared down is what heals a partition.
+        periodic_announce_to_down_members: Some(foca::PeriodicParams { frequency: config.push_pull_interval, num_members: NonZeroUsize::MIN.saturating_add(1) }),
+        periodic_gossip: Some(foca::PeriodicParams { frequency: config.gossip_interval, num_members: fanout }),
+    }
+}
+
+/// Encodes a membership message for a stream channel.
+pub fn encode(message: MembershipMessage) -> Bytes {
+    crate::core::encode_message(&crate::core::CoreMessage::Membership(message))
+}
+
+fn encoded_len(value: &Versioned) -> usize {
+    postcard::to_stdvec(value).map_or(usize::MAX, |bytes| bytes.len())
+}

@@ -1,0 +1,168 @@
+//! `Core`: one node's protocols as one deterministic state machine.
+//!
+//! A driver owns a `Core` and runs this loop:
+//!
+//! ```text
+//! let mut core = Core::new(config, now);
+//! loop {
+//!     while let Some(effect) = core.poll_effect() {
+//!         match effect {
+//!             Effect::Send { to, channel, payload } => /* hand to the transport */,
+//!             Effect::Timer { at, timer } => /* call back with Input::Timer at `at` */,
+//!             Effect::Event(event) => /* tell the application */,
+//!         }
+//!     }
+//!     let (now, input) = /* the next datagram, message, timer or command */;
+//!     core.handle(now, input);
+//! }
+//! ```
+//!
+//! `engine::runtime` drives it with tokio and QUIC; `foundation-sim` drives many of them with a
+//! virtual clock and a simulated network. Adding a protocol means adding a machine here and a
+//! variant to [`CoreMessage`], [`Timer`] and [`Event`] — never touching the drivers.
+
+use bytes::Bytes;
+use foundation_transport::{Channel, NodeAddr, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::effects::{Effect, Outbox, Timer};
+use crate::membership::{MemberId, MemberView, Membership, MembershipConfig, MembershipMessage, MembershipStats, NodeMetadata};
+use crate::time::Instant;
+
+/// Everything needed to build a node's core.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Who we are, and which life of the node this is.
+    pub me: MemberId,
+    /// Membership timers and limits.
+    pub membership: MembershipConfig,
+    /// What we say about ourselves.
+    pub metadata: NodeMetadata,
+    /// Seed of every random choice the core makes.
+    pub seed: u64,
+}
+
+/// One input to the core.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// Bytes from a peer on a channel.
+    Received {
+        /// The sender, as authenticated by the transport.
+        from: NodeId,
+        /// The channel.
+        channel: Channel,
+        /// The payload.
+        payload: Bytes,
+    },
+    /// A timer the core armed came due.
+    Timer {
+        /// When it was due (the core measures its own lateness from it).
+        scheduled: Instant,
+        /// Which.
+        timer: Timer,
+    },
+    /// A request from the local application.
+    Command(Command),
+}
+
+/// Requests from the local application.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Join the cluster through the node at this address.
+    Join(NodeAddr),
+    /// Leave the cluster gracefully.
+    Leave,
+    /// Replace our metadata.
+    SetMetadata(NodeMetadata),
+}
+
+/// The top-level message carried on the coordination and replication channels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CoreMessage {
+    /// For the membership machine.
+    Membership(MembershipMessage),
+}
+
+/// Encodes a core message.
+pub fn encode_message(message: &CoreMessage) -> Bytes {
+    // Encoding into a Vec cannot fail for these types; an empty payload would be refused by the
+    // receiver's decoder, never misread.
+    postcard::to_stdvec(message).map(Bytes::from).unwrap_or_default()
+}
+
+/// Counters of inputs the core refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Stream messages that did not decode.
+    pub bad_messages: u64,
+}
+
+/// One node's protocols.
+pub struct Core {
+    membership: Membership,
+    outbox: Outbox,
+    stats: CoreStats,
+}
+
+impl Core {
+    /// A core for one node, starting at `now`.
+    pub fn new(config: CoreConfig, now: Instant) -> Self {
+        let mut outbox = Outbox::default();
+        let membership = Membership::new(config.me, config.membership, config.metadata, config.seed, now, &mut outbox);
+        Self { membership, outbox, stats: CoreStats::default() }
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Received { from, channel, payload } => self.received(now, from, channel, &payload),
+            Input::Timer { scheduled, timer: Timer::Membership(timer) } => {
+                self.membership.handle_timer(now, scheduled, timer, &mut self.outbox)
+            }
+            Input::Command(command) => self.command(now, command),
+        }
+    }
+
+    /// The next effect to execute, in order.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.outbox.pop()
+    }
+
+    /// The membership machine, for queries.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Every known member but ourselves, in node id order.
+    pub fn members(&self) -> impl Iterator<Item = &MemberView> {
+        self.membership.members()
+    }
+
+    /// Counters of the core and its machines.
+    pub fn stats(&self) -> (&CoreStats, &MembershipStats) {
+        (&self.stats, self.membership.stats())
+    }
+
+    /// Checks every machine's invariants.
+    pub fn invariants(&self) -> Result<(), String> {
+        self.membership.invariants()
+    }
+
+    fn received(&mut self, now: Instant, from: NodeId, channel: Channel, payload: &[u8]) {
+        if channel == Channel::Membership {
+            return self.membership.handle_datagram(now, payload, &mut self.outbox);
+        }
+        match postcard::from_bytes::<CoreMessage>(payload) {
+            Ok(CoreMessage::Membership(message)) => self.membership.handle_message(now, from, message, &mut self.outbox),
+            Err(_) => self.stats.bad_messages += 1,
+        }
+    }
+
+    fn command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Join(seed) => self.membership.join(now, seed, &mut self.outbox),
+            Command::Leave => self.membership.leave(now, &mut self.outbox),
+            Command::SetMetadata(metadata) => self.membership.set_metadata(metadata, &mut self.outbox),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What the core asks its driver to do. The driver (runtime or simulator) executes effects in
+//! the order they were produced.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use foundation_transport::{Channel, NodeAddr};
+
+use crate::membership::{MembershipEvent, MembershipTimer};
+use crate::time::Instant;
+
+/// One thing for the driver to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Send `payload` to `to` on `channel`.
+    Send {
+        /// The recipient.
+        to: NodeAddr,
+        /// The channel.
+        channel: Channel,
+        /// The bytes, already encoded.
+        payload: Bytes,
+    },
+    /// Deliver `timer` back to the core at `at`. Timers are never cancelled: a timer that is no
+    /// longer wanted is recognised as stale when it fires and ignored.
+    Timer {
+        /// When.
+        at: Instant,
+        /// Which.
+        timer: Timer,
+    },
+    /// Tell the application something happened.
+    Event(Event),
+}
+
+/// Every timer of every protocol, so the driver can hand them back without knowing them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Timer {
+    /// A membership timer.
+    Membership(MembershipTimer),
+}
+
+/// Everything the core reports to the application.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A membership change.
+    Membership(MembershipEvent),
+}
+
+/// Effects produced while handling one input, in order.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    effects: VecDeque<Effect>,
+}
+
+impl Outbox {
+    /// Queues a send.
+    pub fn send(&mut self, to: NodeAddr, channel: Channel, payload: Bytes) {
+        self.effects.push_back(Effect::Send { to, channel, payload });
+    }
+
+    /// Queues a timer.
+    pub fn timer(&mut self, at: Instant, timer: Timer) {
+        self.effects.push_back(Effect::Timer { at, timer });
+    }
+
+    /// Queues an event.
+    pub fn event(&mut self, event: Event) {
+        self.effects.push_back(Effect::Event(event));
+    }
+
+    /// The oldest queued effect.
+    pub fn pop(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// Queued effects.
+    pub fn len(&self) -> usize {
+        self.effects.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.effects.is_empty()
+    }
+}

@@ -1,0 +1,46 @@
+//! The identity foca gossips about: a node id, where it listens, and a generation that tells a
+//! restarted node from its previous life.
+
+use std::net::SocketAddr;
+
+use foundation_transport::{NodeAddr, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// One incarnation of a node as SWIM knows it.
+///
+/// `generation` grows each time the node starts (the runtime uses its start time in seconds,
+/// the simulator a counter) and when the node must rejoin after being declared failed, so the
+/// cluster can tell the new life from the old one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct MemberId {
+    /// The node.
+    pub node: NodeId,
+    /// Its advertised address.
+    pub addr: SocketAddr,
+    /// Which life of the node this is.
+    pub generation: u64,
+}
+
+impl MemberId {
+    /// The node's transport address.
+    pub fn node_addr(&self) -> NodeAddr {
+        NodeAddr { id: self.node, addr: self.addr }
+    }
+}
+
+impl foca::Identity for MemberId {
+    // Two identities with the same node id are the same node: foca keeps only the winner.
+    type Addr = NodeId;
+
+    fn renew(&self) -> Option<Self> {
+        Some(MemberId { generation: self.generation.wrapping_add(1), ..*self })
+    }
+
+    fn addr(&self) -> NodeId {
+        self.node
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.generation > adversary.generation
+    }
+}

@@ -1,0 +1,216 @@
+//! Lifeguard's two ideas on top of SWIM (Dadgar et al., 2018), as far as foca lets us apply them:
+//!
+//! - **Local health**: a node whose own probes keep failing is more likely slow itself than
+//!   surrounded by dead peers, so it stretches its probe and suspicion timeouts by a multiplier
+//!   instead of accusing healthy members.
+//! - **Dynamic suspicion**: a suspicion starts with a long timeout that shrinks, logarithmically,
+//!   as independent members report that their probes failed too. One slow path cannot get a
+//!   healthy member declared failed quickly; many independent failures can.
+//!
+//! foca owns the suspicion itself; we only decide *when* its `ChangeSuspectToDown` timer fires.
+//! Firing it early is safe: foca ignores the timer if the member refuted in the meantime.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use foca::{Incarnation, Timer};
+use foundation_transport::NodeId;
+
+use super::identity::MemberId;
+use crate::time::Instant;
+
+/// The local-health score: 0 when healthy, up to `max - 1` when our own probes keep failing.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalHealth {
+    score: u32,
+    max: u32,
+}
+
+impl LocalHealth {
+    pub fn new(max: u32) -> Self {
+        Self { score: 0, max: max.max(1) }
+    }
+
+    /// The factor our timeouts are stretched by: 1 when healthy.
+    pub fn multiplier(&self) -> u32 {
+        self.score + 1
+    }
+
+    pub fn scale(&self, duration: Duration) -> Duration {
+        duration * self.multiplier()
+    }
+
+    pub fn probe_failed(&mut self) {
+        self.score = (self.score + 1).min(self.max - 1);
+    }
+
+    pub fn probe_answered(&mut self) {
+        self.score = self.score.saturating_sub(1);
+    }
+}
+
+/// Bounds of the suspicion timeout and how many confirmations reach the minimum.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SuspicionPolicy {
+    pub max: Duration,
+    pub min: Duration,
+    pub confirmations: usize,
+}
+
+impl SuspicionPolicy {
+    /// Lifeguard's timeout after `confirmations` independent reports:
+    /// `max - (max - min) · log(c + 1) / log(k + 1)`, never below `min`.
+    pub fn timeout(&self, max: Duration, confirmations: usize) -> Duration {
+        let k = self.confirmations.max(1) as f64;
+        let fraction = ((confirmations as f64 + 1.0).ln() / (k + 1.0).ln()).min(1.0);
+        let min = self.min.min(max);
+        max.saturating_sub((max - min).mul_f64(fraction)).max(min)
+    }
+}
+
+#[derive(Debug)]
+struct Suspicion {
+    incarnation: Incarnation,
+    reporters: BTreeSet<NodeId>,
+    first_seen: Instant,
+    armed: Option<Armed>,
+}
+
+#[derive(Debug)]
+struct Armed {
+    timer: Timer<MemberId>,
+    started: Instant,
+    max: Duration,
+    deadline: Instant,
+}
+
+/// Suspicions we know of, by member, with the reports that confirm them.
+#[derive(Debug)]
+pub(crate) struct Suspicions {
+    policy: SuspicionPolicy,
+    by_member: BTreeMap<NodeId, Suspicion>,
+}
+
+/// Reports about a member nobody here suspects are forgotten after this many maximum timeouts.
+const STALE_REPORT_FACTOR: u32 = 4;
+
+impl Suspicions {
+    pub fn new(policy: SuspicionPolicy) -> Self {
+        Self { policy, by_member: BTreeMap::new() }
+    }
+
+    /// foca suspects `member` and asked for its `ChangeSuspectToDown` timer after `max`
+    /// (already stretched by local health). Returns when the timer should fire.
+    pub fn arm(&mut self, now: Instant, member: &MemberId, incarnation: Incarnation, timer: Timer<MemberId>, max: Duration) -> Instant {
+        let policy = self.policy;
+        let entry = self.entry(now, member.node, incarnation);
+        let deadline = now + policy.timeout(max, entry.reporters.len());
+        entry.armed = Some(Armed { timer, started: now, max, deadline });
+        deadline
+    }
+
+    /// Another member's probe of `member` failed. Returns the timer to fire again, earlier, if
+    /// this confirmation moved our deadline forward.
+    pub fn confirm(&mut self, now: Instant, member: NodeId, incarnation: Incarnation, reporter: NodeId) -> Option<(Instant, Timer<MemberId>)> {
+        let policy = self.policy;
+        let entry = self.entry(now, member, incarnation);
+        if !entry.reporters.insert(reporter) {
+            return None;
+        }
+        let armed = entry.armed.as_mut()?;
+        let deadline = armed.started + policy.timeout(armed.max, entry.reporters.len());
+        if deadline >= armed.deadline {
+            return None;
+        }
+        armed.deadline = deadline;
+        Some((deadline.max(now), armed.timer.clone()))
+    }
+
+    /// The member refuted, failed or left: its suspicion is over.
+    pub fn clear(&mut self, member: NodeId) {
+        self.by_member.remove(&member);
+    }
+
+    /// Drops reports about members nobody here suspects, so memory stays bounded.
+    pub fn prune(&mut self, now: Instant) {
+        let horizon = self.policy.max * STALE_REPORT_FACTOR;
+        self.by_member.retain(|_, s| s.armed.is_some() || now.saturating_since(s.first_seen) < horizon);
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_member.len()
+    }
+
+    fn entry(&mut self, now: Instant, member: NodeId, incarnation: Incarnation) -> &mut Suspicion {
+        let entry = self.by_member.entry(member).or_insert_with(|| Suspicion {
+            incarnation,
+            reporters: BTreeSet::new(),
+            first_seen: now,
+            armed: None,
+        });
+        if incarnation > entry.incarnation {
+            // A newer incarnation refuted everything said about the older one.
+            *entry = Suspicion { incarnation, reporters: BTreeSet::new(), first_seen: now, armed: None };
+        }
+        entry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> SuspicionPolicy {
+        SuspicionPolicy { max: Duration::from_secs(4), min: Duration::from_secs(1), confirmations: 3 }
+    }
+
+    #[test]
+    fn confirmations_shrink_the_timeout_down_to_the_minimum() {
+        let p = policy();
+        let max = p.max;
+        assert_eq!(p.timeout(max, 0), max);
+        let one = p.timeout(max, 1);
+        assert!(one < max && one > p.min, "{one:?}");
+        assert!(p.timeout(max, 2) < one);
+        assert_eq!(p.timeout(max, 3), p.min);
+        assert_eq!(p.timeout(max, 30), p.min);
+    }
+
+    #[test]
+    fn local_health_stretches_timeouts_and_recovers() {
+        let mut health = LocalHealth::new(4);
+        for _ in 0..10 {
+            health.probe_failed();
+        }
+        assert_eq!(health.multiplier(), 4);
+        assert_eq!(health.scale(Duration::from_millis(100)), Duration::from_millis(400));
+        health.probe_answered();
+        assert_eq!(health.multiplier(), 3);
+    }
+
+    #[test]
+    fn a_confirmation_fires_the_suspicion_timer_earlier_once_per_reporter() {
+        let mut suspicions = Suspicions::new(policy());
+        let member = MemberId { node: NodeId::from_u128(9), addr: "127.0.0.1:1".parse().unwrap(), generation: 0 };
+        let timer = Timer::ChangeSuspectToDown { member_id: member, incarnation: 0, token: 0 };
+        let start = Instant::ZERO;
+        assert_eq!(suspicions.arm(start, &member, 0, timer.clone(), Duration::from_secs(4)), start + Duration::from_secs(4));
+        let reporter = NodeId::from_u128(1);
+        let (earlier, again) = suspicions.confirm(start, member.node, 0, reporter).unwrap();
+        assert!(earlier < start + Duration::from_secs(4));
+        assert_eq!(again, timer);
+        assert_eq!(suspicions.confirm(start, member.node, 0, reporter), None, "duplicates do not count");
+    }
+
+    #[test]
+    fn reports_that_arrive_before_our_own_suspicion_count_when_it_starts() {
+        let mut suspicions = Suspicions::new(policy());
+        let member = MemberId { node: NodeId::from_u128(9), addr: "127.0.0.1:1".parse().unwrap(), generation: 0 };
+        for reporter in 1..=3 {
+            assert_eq!(suspicions.confirm(Instant::ZERO, member.node, 0, NodeId::from_u128(reporter)), None);
+        }
+        let timer = Timer::ChangeSuspectToDown { member_id: member, incarnation: 0, token: 0 };
+        let deadline = suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
+        assert_eq!(deadline, Instant::ZERO + Duration::from_secs(1));
+    }
+}

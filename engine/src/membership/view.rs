@@ -1,0 +1,66 @@
+//! The membership table as the application sees it, and the events that change it.
+
+use foundation_transport::{NodeAddr, NodeId};
+use serde::Serialize;
+
+use super::identity::MemberId;
+use super::metadata::NodeMetadata;
+use crate::time::Instant;
+
+/// What we believe about a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Declared failed: stopped answering and did not refute the suspicion.
+    Failed,
+    /// Left the cluster on purpose.
+    Left,
+}
+
+/// One member, for [`crate::Core::members`] and events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberView {
+    /// The node.
+    pub id: NodeId,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Which life of the node.
+    pub generation: u64,
+    /// Its state.
+    pub state: MemberState,
+    /// What it says about itself, once known.
+    pub metadata: Option<NodeMetadata>,
+    /// When it entered this state, on the driver's clock.
+    #[serde(skip)]
+    pub since: Instant,
+}
+
+impl MemberView {
+    /// The member's transport address.
+    pub fn node_addr(&self) -> NodeAddr {
+        NodeAddr { id: self.id, addr: self.addr }
+    }
+
+    pub(crate) fn new(id: &MemberId, state: MemberState, since: Instant) -> Self {
+        Self { id: id.node, addr: id.addr, generation: id.generation, state, metadata: None, since }
+    }
+}
+
+/// A change in membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// A member is alive: new, rejoined after failing or leaving, or restarted.
+    Up(MemberView),
+    /// A member's metadata changed.
+    Updated(MemberView),
+    /// A member was declared failed.
+    Failed(MemberView),
+    /// A member left gracefully.
+    Left(MemberView),
+    /// We joined a cluster (have at least one live peer).
+    Joined,
+    /// We have no live peers left.
+    Isolated,
+}

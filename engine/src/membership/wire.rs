@@ -1,0 +1,59 @@
+//! Membership messages that travel outside foca's own packets.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use foca::{Incarnation, Member};
+use serde::{Deserialize, Serialize};
+
+use super::identity::MemberId;
+use super::metadata::Versioned;
+use foundation_transport::NodeId;
+
+/// First byte of a membership datagram: what follows.
+pub(crate) mod datagram_kind {
+    /// A foca packet.
+    pub const SWIM: u8 = 0;
+    /// A [`super::SuspectReport`].
+    pub const SUSPECT_REPORT: u8 = 1;
+}
+
+/// "My probe of `member` failed": an independent confirmation that shortens everyone else's
+/// suspicion timeout (Lifeguard).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspectReport {
+    /// Who reports.
+    pub reporter: NodeId,
+    /// Who is suspected.
+    pub member: MemberId,
+    /// At which incarnation.
+    pub incarnation: Incarnation,
+}
+
+/// Messages on the coordination and replication channels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MembershipMessage {
+    /// A full view of membership and metadata; `reply` asks the receiver to answer with its own.
+    PushPull {
+        /// Every member the sender knows, in any state.
+        members: Vec<Member<MemberId>>,
+        /// Every node's metadata the sender knows.
+        metadata: Vec<(NodeId, Versioned)>,
+        /// Whether the receiver should send its own view back.
+        reply: bool,
+    },
+    /// The sender's metadata changed.
+    Metadata {
+        /// Whose.
+        node: NodeId,
+        /// The new value.
+        metadata: Versioned,
+    },
+    /// The sender is leaving the cluster on purpose.
+    Leaving(MemberId),
+}
+
+pub(crate) fn tagged(kind: u8, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() + 1);
+    out.put_u8(kind);
+    out.put_slice(body);
+    out.freeze()
+}
