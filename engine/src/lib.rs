@@ -3,10 +3,11 @@
 
 pub mod config;
 pub mod core;
-pub mod effects;
 pub mod discovery;
+pub mod effects;
 pub mod http;
 pub mod membership;
+pub mod runtime;
 pub mod time;
 
 pub use crate::core::{Command, Core, CoreConfig, CoreMessage, Input};

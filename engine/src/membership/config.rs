@@ -80,15 +80,28 @@ impl MembershipConfig {
 
     /// Checks the relationships between fields; the error names the field.
     pub fn validate(&self) -> Result<(), MembershipConfigError> {
-        let fail = |field, problem: &str| Err(MembershipConfigError { field, problem: problem.into() });
+        let fail = |field, problem: &str| {
+            Err(MembershipConfigError {
+                field,
+                problem: problem.into(),
+            })
+        };
         if self.probe_rtt.is_zero() || self.probe_rtt >= self.probe_period {
-            return fail("probe_rtt", "must be non-zero and shorter than probe_period");
+            return fail(
+                "probe_rtt",
+                "must be non-zero and shorter than probe_period",
+            );
         }
         if self.indirect_probes == 0 {
             return fail("indirect_probes", "must be at least 1");
         }
-        if self.suspect_to_down_min.is_zero() || self.suspect_to_down_min > self.suspect_to_down_after {
-            return fail("suspect_to_down_min", "must be non-zero and at most suspect_to_down_after");
+        if self.suspect_to_down_min.is_zero()
+            || self.suspect_to_down_min > self.suspect_to_down_after
+        {
+            return fail(
+                "suspect_to_down_min",
+                "must be non-zero and at most suspect_to_down_after",
+            );
         }
         if self.local_health_max == 0 {
             return fail("local_health_max", "must be at least 1");
@@ -128,7 +141,10 @@ mod tests {
 
     #[test]
     fn a_probe_rtt_longer_than_the_period_is_refused_by_name() {
-        let config = MembershipConfig { probe_rtt: Duration::from_secs(5), ..MembershipConfig::development() };
+        let config = MembershipConfig {
+            probe_rtt: Duration::from_secs(5),
+            ..MembershipConfig::development()
+        };
         assert_eq!(config.validate().unwrap_err().field, "probe_rtt");
     }
 }

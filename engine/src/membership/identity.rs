@@ -24,7 +24,10 @@ pub struct MemberId {
 impl MemberId {
     /// The node's transport address.
     pub fn node_addr(&self) -> NodeAddr {
-        NodeAddr { id: self.node, addr: self.addr }
+        NodeAddr {
+            id: self.node,
+            addr: self.addr,
+        }
     }
 }
 
@@ -33,7 +36,10 @@ impl foca::Identity for MemberId {
     type Addr = NodeId;
 
     fn renew(&self) -> Option<Self> {
-        Some(MemberId { generation: self.generation.wrapping_add(1), ..*self })
+        Some(MemberId {
+            generation: self.generation.wrapping_add(1),
+            ..*self
+        })
     }
 
     fn addr(&self) -> NodeId {

@@ -28,7 +28,10 @@ pub(crate) struct LocalHealth {
 
 impl LocalHealth {
     pub fn new(max: u32) -> Self {
-        Self { score: 0, max: max.max(1) }
+        Self {
+            score: 0,
+            max: max.max(1),
+        }
     }
 
     /// The factor our timeouts are stretched by: 1 when healthy.
@@ -96,22 +99,43 @@ const STALE_REPORT_FACTOR: u32 = 4;
 
 impl Suspicions {
     pub fn new(policy: SuspicionPolicy) -> Self {
-        Self { policy, by_member: BTreeMap::new() }
+        Self {
+            policy,
+            by_member: BTreeMap::new(),
+        }
     }
 
     /// foca suspects `member` and asked for its `ChangeSuspectToDown` timer after `max`
     /// (already stretched by local health). Returns when the timer should fire.
-    pub fn arm(&mut self, now: Instant, member: &MemberId, incarnation: Incarnation, timer: Timer<MemberId>, max: Duration) -> Instant {
+    pub fn arm(
+        &mut self,
+        now: Instant,
+        member: &MemberId,
+        incarnation: Incarnation,
+        timer: Timer<MemberId>,
+        max: Duration,
+    ) -> Instant {
         let policy = self.policy;
         let entry = self.entry(now, member.node, incarnation);
         let deadline = now + policy.timeout(max, entry.reporters.len());
-        entry.armed = Some(Armed { timer, started: now, max, deadline });
+        entry.armed = Some(Armed {
+            timer,
+            started: now,
+            max,
+            deadline,
+        });
         deadline
     }
 
     /// Another member's probe of `member` failed. Returns the timer to fire again, earlier, if
     /// this confirmation moved our deadline forward.
-    pub fn confirm(&mut self, now: Instant, member: NodeId, incarnation: Incarnation, reporter: NodeId) -> Option<(Instant, Timer<MemberId>)> {
+    pub fn confirm(
+        &mut self,
+        now: Instant,
+        member: NodeId,
+        incarnation: Incarnation,
+        reporter: NodeId,
+    ) -> Option<(Instant, Timer<MemberId>)> {
         let policy = self.policy;
         let entry = self.entry(now, member, incarnation);
         if !entry.reporters.insert(reporter) {
@@ -134,11 +158,8 @@ impl Suspicions {
     /// Drops reports about members nobody here suspects, so memory stays bounded.
     pub fn prune(&mut self, now: Instant) {
         let horizon = self.policy.max * STALE_REPORT_FACTOR;
-        self.by_member.retain(|_, s| s.armed.is_some() || now.saturating_since(s.first_seen) < horizon);
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_member.len()
+        self.by_member
+            .retain(|_, s| s.armed.is_some() || now.saturating_since(s.first_seen) < horizon);
     }
 
     fn entry(&mut self, now: Instant, member: NodeId, incarnation: Incarnation) -> &mut Suspicion {
@@ -150,7 +171,12 @@ impl Suspicions {
         });
         if incarnation > entry.incarnation {
             // A newer incarnation refuted everything said about the older one.
-            *entry = Suspicion { incarnation, reporters: BTreeSet::new(), first_seen: now, armed: None };
+            *entry = Suspicion {
+                incarnation,
+                reporters: BTreeSet::new(),
+                first_seen: now,
+                armed: None,
+            };
         }
         entry
     }
@@ -161,7 +187,11 @@ mod tests {
     use super::*;
 
     fn policy() -> SuspicionPolicy {
-        SuspicionPolicy { max: Duration::from_secs(4), min: Duration::from_secs(1), confirmations: 3 }
+        SuspicionPolicy {
+            max: Duration::from_secs(4),
+            min: Duration::from_secs(1),
+            confirmations: 3,
+        }
     }
 
     #[test]
@@ -183,7 +213,10 @@ mod tests {
             health.probe_failed();
         }
         assert_eq!(health.multiplier(), 4);
-        assert_eq!(health.scale(Duration::from_millis(100)), Duration::from_millis(400));
+        assert_eq!(
+            health.scale(Duration::from_millis(100)),
+            Duration::from_millis(400)
+        );
         health.probe_answered();
         assert_eq!(health.multiplier(), 3);
     }
@@ -191,25 +224,51 @@ mod tests {
     #[test]
     fn a_confirmation_fires_the_suspicion_timer_earlier_once_per_reporter() {
         let mut suspicions = Suspicions::new(policy());
-        let member = MemberId { node: NodeId::from_u128(9), addr: "127.0.0.1:1".parse().unwrap(), generation: 0 };
-        let timer = Timer::ChangeSuspectToDown { member_id: member, incarnation: 0, token: 0 };
+        let member = MemberId {
+            node: NodeId::from_u128(9),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            generation: 0,
+        };
+        let timer = Timer::ChangeSuspectToDown {
+            member_id: member,
+            incarnation: 0,
+            token: 0,
+        };
         let start = Instant::ZERO;
-        assert_eq!(suspicions.arm(start, &member, 0, timer.clone(), Duration::from_secs(4)), start + Duration::from_secs(4));
+        assert_eq!(
+            suspicions.arm(start, &member, 0, timer.clone(), Duration::from_secs(4)),
+            start + Duration::from_secs(4)
+        );
         let reporter = NodeId::from_u128(1);
         let (earlier, again) = suspicions.confirm(start, member.node, 0, reporter).unwrap();
         assert!(earlier < start + Duration::from_secs(4));
         assert_eq!(again, timer);
-        assert_eq!(suspicions.confirm(start, member.node, 0, reporter), None, "duplicates do not count");
+        assert_eq!(
+            suspicions.confirm(start, member.node, 0, reporter),
+            None,
+            "duplicates do not count"
+        );
     }
 
     #[test]
     fn reports_that_arrive_before_our_own_suspicion_count_when_it_starts() {
         let mut suspicions = Suspicions::new(policy());
-        let member = MemberId { node: NodeId::from_u128(9), addr: "127.0.0.1:1".parse().unwrap(), generation: 0 };
+        let member = MemberId {
+            node: NodeId::from_u128(9),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            generation: 0,
+        };
         for reporter in 1..=3 {
-            assert_eq!(suspicions.confirm(Instant::ZERO, member.node, 0, NodeId::from_u128(reporter)), None);
+            assert_eq!(
+                suspicions.confirm(Instant::ZERO, member.node, 0, NodeId::from_u128(reporter)),
+                None
+            );
         }
-        let timer = Timer::ChangeSuspectToDown { member_id: member, incarnation: 0, token: 0 };
+        let timer = Timer::ChangeSuspectToDown {
+            member_id: member,
+            incarnation: 0,
+            token: 0,
+        };
         let deadline = suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
         assert_eq!(deadline, Instant::ZERO + Duration::from_secs(1));
     }

@@ -84,8 +84,20 @@ pub struct Membership {
 
 impl Membership {
     /// A machine for `me`, not yet part of any cluster; `seed` drives every random choice.
-    pub fn new(me: MemberId, config: MembershipConfig, metadata: NodeMetadata, seed: u64, now: Instant, out: &mut Outbox) -> Self {
-        let swim = Foca::new(me, swim_config(&config), StdRng::seed_from_u64(seed), PostcardCodec);
+    pub fn new(
+        me: MemberId,
+        config: MembershipConfig,
+        metadata: NodeMetadata,
+        seed: u64,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Self {
+        let swim = Foca::new(
+            me,
+            swim_config(&config),
+            StdRng::seed_from_u64(seed),
+            PostcardCodec,
+        );
         let policy = SuspicionPolicy {
             max: config.suspect_to_down_after,
             min: config.suspect_to_down_min,
@@ -99,13 +111,29 @@ impl Membership {
             rng: StdRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15),
             config,
             view: BTreeMap::new(),
-            metadata: BTreeMap::from([(me.node, Versioned { version: 1, metadata })]),
+            metadata: BTreeMap::from([(
+                me.node,
+                Versioned {
+                    version: 1,
+                    metadata,
+                },
+            )]),
             leaving: BTreeSet::new(),
             notes: Vec::new(),
             stats: MembershipStats::default(),
         };
-        machine.arm(now, out, MembershipTimer::PushPull, machine.config.push_pull_interval);
-        machine.arm(now, out, MembershipTimer::Prune, machine.config.suspect_to_down_after);
+        machine.arm(
+            now,
+            out,
+            MembershipTimer::PushPull,
+            machine.config.push_pull_interval,
+        );
+        machine.arm(
+            now,
+            out,
+            MembershipTimer::Prune,
+            machine.config.suspect_to_down_after,
+        );
         machine
     }
 
@@ -144,7 +172,11 @@ impl Membership {
         if seed.id == self.me.node {
             return;
         }
-        let dst = MemberId { node: seed.id, addr: seed.addr, generation: 0 };
+        let dst = MemberId {
+            node: seed.id,
+            addr: seed.addr,
+            generation: 0,
+        };
         self.drive(now, out, |swim, io| swim.announce(dst, io));
         self.send_push_pull(seed, true, out);
     }
@@ -152,19 +184,31 @@ impl Membership {
     /// Leaves on purpose: tells every live member directly (so they record "left" at once),
     /// then lets SWIM gossip our departure.
     pub fn leave(&mut self, now: Instant, out: &mut Outbox) {
+        // Both ways: the stream is reliable, the datagram races SWIM's own gossip of our departure.
         let message = encode(MembershipMessage::Leaving(self.me));
+        let datagram =
+            postcard::to_stdvec(&self.me).map(|body| tagged(datagram_kind::LEAVING, &body));
         for member in self.view.values().filter(|m| m.state == MemberState::Alive) {
             out.send(member.node_addr(), Channel::Coordination, message.clone());
+            if let Ok(datagram) = &datagram {
+                out.send(member.node_addr(), Channel::Membership, datagram.clone());
+            }
         }
         self.drive(now, out, |swim, io| swim.leave_cluster(io));
     }
 
     /// Changes our metadata and tells every live member.
     pub fn set_metadata(&mut self, metadata: NodeMetadata, out: &mut Outbox) {
-        let version = self.metadata.get(&self.me.node).map_or(1, |v| v.version + 1);
+        let version = self
+            .metadata
+            .get(&self.me.node)
+            .map_or(1, |v| v.version + 1);
         let versioned = Versioned { version, metadata };
         self.metadata.insert(self.me.node, versioned.clone());
-        let message = encode(MembershipMessage::Metadata { node: self.me.node, metadata: versioned });
+        let message = encode(MembershipMessage::Metadata {
+            node: self.me.node,
+            metadata: versioned,
+        });
         for member in self.view.values().filter(|m| m.state == MemberState::Alive) {
             out.send(member.node_addr(), Channel::Coordination, message.clone());
         }
@@ -176,8 +220,14 @@ impl Membership {
             Some((&datagram_kind::SWIM, packet)) => {
                 self.drive(now, out, |swim, io| swim.handle_data(packet, io));
             }
-            Some((&datagram_kind::SUSPECT_REPORT, body)) => match postcard::from_bytes::<SuspectReport>(body) {
-                Ok(report) => self.handle_suspect_report(now, report, out),
+            Some((&datagram_kind::SUSPECT_REPORT, body)) => {
+                match postcard::from_bytes::<SuspectReport>(body) {
+                    Ok(report) => self.handle_suspect_report(now, report, out),
+                    Err(_) => self.stats.bad_datagrams += 1,
+                }
+            }
+            Some((&datagram_kind::LEAVING, body)) => match postcard::from_bytes::<MemberId>(body) {
+                Ok(member) => self.member_leaving(now, member, out),
                 Err(_) => self.stats.bad_datagrams += 1,
             },
             _ => self.stats.bad_datagrams += 1,
@@ -185,22 +235,37 @@ impl Membership {
     }
 
     /// A membership message arrived on a stream.
-    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: MembershipMessage, out: &mut Outbox) {
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        message: MembershipMessage,
+        out: &mut Outbox,
+    ) {
         match message {
-            MembershipMessage::PushPull { members, metadata, reply } => {
-                self.handle_push_pull(now, from, members, metadata, reply, out)
+            MembershipMessage::PushPull {
+                members,
+                metadata,
+                reply,
+            } => self.handle_push_pull(now, from, members, metadata, reply, out),
+            MembershipMessage::Metadata { node, metadata } => {
+                self.merge_metadata(node, metadata, out)
             }
-            MembershipMessage::Metadata { node, metadata } => self.merge_metadata(node, metadata, out),
             MembershipMessage::Leaving(member) if member.node == from => {
-                self.leaving.insert(member);
-                self.drive(now, out, |swim, io| swim.apply_many(std::iter::once(Member::down(member)), true, io));
+                self.member_leaving(now, member, out)
             }
             MembershipMessage::Leaving(_) => self.stats.bad_datagrams += 1,
         }
     }
 
     /// One of our timers fired; `scheduled` is when it was due.
-    pub fn handle_timer(&mut self, now: Instant, scheduled: Instant, timer: MembershipTimer, out: &mut Outbox) {
+    pub fn handle_timer(
+        &mut self,
+        now: Instant,
+        scheduled: Instant,
+        timer: MembershipTimer,
+        out: &mut Outbox,
+    ) {
         self.observe_lateness(now, scheduled, &timer);
         match timer {
             MembershipTimer::Swim(timer) => {
@@ -210,12 +275,20 @@ impl Membership {
                 if let Some(target) = self.random_alive() {
                     self.send_push_pull(target, true, out);
                 }
-                let interval = self.config.push_pull_interval.mul_f64(0.9 + 0.2 * self.rng.random::<f64>());
+                let interval = self
+                    .config
+                    .push_pull_interval
+                    .mul_f64(0.9 + 0.2 * self.rng.random::<f64>());
                 self.arm(now, out, MembershipTimer::PushPull, interval);
             }
             MembershipTimer::Prune => {
                 self.suspicions.prune(now);
-                self.arm(now, out, MembershipTimer::Prune, self.config.suspect_to_down_after);
+                self.arm(
+                    now,
+                    out,
+                    MembershipTimer::Prune,
+                    self.config.suspect_to_down_after,
+                );
             }
         }
     }
@@ -229,15 +302,30 @@ impl Membership {
         for member in self.view.values() {
             let alive = member.state == MemberState::Alive;
             if alive != active.contains(&member.id) {
-                return Err(format!("view says {:?} for {} but SWIM disagrees", member.state, member.id.short()));
+                return Err(format!(
+                    "view says {:?} for {} but SWIM disagrees",
+                    member.state,
+                    member.id.short()
+                ));
             }
         }
         Ok(())
     }
 
     /// Runs one foca call with our adapter, then acts on what it reported.
-    fn drive(&mut self, now: Instant, out: &mut Outbox, call: impl FnOnce(&mut Swim, SwimIo<'_>) -> Result<(), foca::Error>) {
-        let io = SwimIo { now, out, notes: &mut self.notes, health: &self.health, suspicions: &mut self.suspicions };
+    fn drive(
+        &mut self,
+        now: Instant,
+        out: &mut Outbox,
+        call: impl FnOnce(&mut Swim, SwimIo<'_>) -> Result<(), foca::Error>,
+    ) {
+        let io = SwimIo {
+            now,
+            out,
+            notes: &mut self.notes,
+            health: &self.health,
+            suspicions: &mut self.suspicions,
+        };
         if call(&mut self.swim, io).is_err() {
             // foca refuses malformed, oversized, stale or self-addressed packets; none of them
             // changed its state (foca's errors say so), so counting is all there is to do.
@@ -249,7 +337,12 @@ impl Membership {
         }
     }
 
-    fn on_notification(&mut self, now: Instant, note: OwnedNotification<MemberId>, out: &mut Outbox) {
+    fn on_notification(
+        &mut self,
+        now: Instant,
+        note: OwnedNotification<MemberId>,
+        out: &mut Outbox,
+    ) {
         match note {
             OwnedNotification::MemberUp(member) => self.member_up(now, member, out),
             OwnedNotification::MemberDown(member) => self.member_down(now, member, out),
@@ -259,7 +352,12 @@ impl Membership {
             OwnedNotification::Idle => out.event(Event::Membership(MembershipEvent::Isolated)),
             OwnedNotification::Defunct => {}
             OwnedNotification::DataReceived(header) => {
-                if header.dst == self.me && matches!(header.message, foca::Message::Ack(_) | foca::Message::ForwardedAck { .. }) {
+                if header.dst == self.me
+                    && matches!(
+                        header.message,
+                        foca::Message::Ack(_) | foca::Message::ForwardedAck { .. }
+                    )
+                {
                     self.health.probe_answered();
                 }
             }
@@ -283,26 +381,70 @@ impl Membership {
 
     fn member_down(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
         self.suspicions.clear(member.node);
-        let Some(view) = self.view.get_mut(&member.node) else { return };
+        let Some(view) = self.view.get_mut(&member.node) else {
+            return;
+        };
         if view.generation > member.generation {
             return; // news about a previous life of a node that has since come back
         }
         let left = self.leaving.remove(&member);
-        view.state = if left { MemberState::Left } else { MemberState::Failed };
+        view.state = if left {
+            MemberState::Left
+        } else {
+            MemberState::Failed
+        };
         view.generation = member.generation;
         view.since = now;
         let view = view.clone();
-        let event = if left { MembershipEvent::Left(view) } else { MembershipEvent::Failed(view) };
+        let event = if left {
+            MembershipEvent::Left(view)
+        } else {
+            MembershipEvent::Failed(view)
+        };
         out.event(Event::Membership(event));
+    }
+
+    /// `member` announced it is leaving. If SWIM's gossip of its departure beat the notice and
+    /// we already recorded a failure of that same life, correct it to "left".
+    fn member_leaving(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
+        if let Some(view) = self.view.get_mut(&member.node) {
+            if view.state == MemberState::Failed && view.generation == member.generation {
+                view.state = MemberState::Left;
+                view.since = now;
+                out.event(Event::Membership(MembershipEvent::Left(view.clone())));
+                return;
+            }
+        }
+        self.leaving.insert(member);
+        self.drive(now, out, |swim, io| {
+            swim.apply_many(std::iter::once(Member::down(member)), true, io)
+        });
     }
 
     fn probe_failed(&mut self, member: MemberId, out: &mut Outbox) {
         self.stats.probe_failures += 1;
-        let Some(incarnation) = self.swim.iter_membership_state().find(|m| m.id() == &member).map(|m| m.incarnation()) else { return };
-        let report = SuspectReport { reporter: self.me.node, member, incarnation };
-        let Ok(body) = postcard::to_stdvec(&report) else { return };
+        let Some(incarnation) = self
+            .swim
+            .iter_membership_state()
+            .find(|m| m.id() == &member)
+            .map(|m| m.incarnation())
+        else {
+            return;
+        };
+        let report = SuspectReport {
+            reporter: self.me.node,
+            member,
+            incarnation,
+        };
+        let Ok(body) = postcard::to_stdvec(&report) else {
+            return;
+        };
         let payload = tagged(datagram_kind::SUSPECT_REPORT, &body);
-        for peer in self.view.values().filter(|m| m.state == MemberState::Alive && m.id != member.node) {
+        for peer in self
+            .view
+            .values()
+            .filter(|m| m.state == MemberState::Alive && m.id != member.node)
+        {
             out.send(peer.node_addr(), Channel::Membership, payload.clone());
         }
     }
@@ -312,21 +454,37 @@ impl Membership {
         if report.reporter == self.me.node || report.member.node == self.me.node {
             return;
         }
-        if let Some((at, timer)) = self.suspicions.confirm(now, report.member.node, report.incarnation, report.reporter) {
+        if let Some((at, timer)) =
+            self.suspicions
+                .confirm(now, report.member.node, report.incarnation, report.reporter)
+        {
             out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
         }
     }
 
-    fn handle_push_pull(&mut self, now: Instant, from: NodeId, members: Vec<Member<MemberId>>, metadata: Vec<(NodeId, Versioned)>, reply: bool, out: &mut Outbox) {
+    fn handle_push_pull(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        members: Vec<Member<MemberId>>,
+        metadata: Vec<(NodeId, Versioned)>,
+        reply: bool,
+        out: &mut Outbox,
+    ) {
         if members.len() > PUSH_PULL_ENTRIES_MAX || metadata.len() > PUSH_PULL_ENTRIES_MAX {
             self.stats.bad_datagrams += 1;
             return;
         }
         self.stats.push_pulls += 1;
-        let sender = members.iter().find(|m| m.id().node == from && m.state() != State::Down).map(|m| m.id().node_addr());
+        let sender = members
+            .iter()
+            .find(|m| m.id().node == from && m.state() != State::Down)
+            .map(|m| m.id().node_addr());
         // What a push-pull teaches us is already known to the sender's side of the cluster:
         // learn it without re-gossiping it.
-        self.drive(now, out, |swim, io| swim.apply_many(members.into_iter(), false, io));
+        self.drive(now, out, |swim, io| {
+            swim.apply_many(members.into_iter(), false, io)
+        });
         for (node, versioned) in metadata {
             self.merge_metadata(node, versioned, out);
         }
@@ -339,7 +497,11 @@ impl Membership {
         if node == self.me.node || encoded_len(&incoming) > metadata::METADATA_MAX_BYTES {
             return;
         }
-        if self.metadata.get(&node).is_some_and(|known| known.version >= incoming.version) {
+        if self
+            .metadata
+            .get(&node)
+            .is_some_and(|known| known.version >= incoming.version)
+        {
             return;
         }
         self.metadata.insert(node, incoming.clone());
@@ -350,10 +512,19 @@ impl Membership {
     }
 
     fn send_push_pull(&mut self, to: NodeAddr, reply: bool, out: &mut Outbox) {
-        let mut members: Vec<Member<MemberId>> = self.swim.iter_membership_state().cloned().collect();
+        let mut members: Vec<Member<MemberId>> =
+            self.swim.iter_membership_state().cloned().collect();
         members.push(Member::alive(self.me));
-        let metadata = self.metadata.iter().map(|(node, v)| (*node, v.clone())).collect();
-        let message = MembershipMessage::PushPull { members, metadata, reply };
+        let metadata = self
+            .metadata
+            .iter()
+            .map(|(node, v)| (*node, v.clone()))
+            .collect();
+        let message = MembershipMessage::PushPull {
+            members,
+            metadata,
+            reply,
+        };
         out.send(to, Channel::Replication, encode(message));
     }
 
@@ -366,7 +537,10 @@ impl Membership {
     }
 
     fn observe_lateness(&mut self, now: Instant, scheduled: Instant, timer: &MembershipTimer) {
-        if !matches!(timer, MembershipTimer::Swim(foca::Timer::ProbeRandomMember(_))) {
+        if !matches!(
+            timer,
+            MembershipTimer::Swim(foca::Timer::ProbeRandomMember(_))
+        ) {
             return;
         }
         if now.saturating_since(scheduled) > self.config.probe_rtt / LATE_TIMER_FRACTION {
@@ -375,7 +549,13 @@ impl Membership {
         }
     }
 
-    fn arm(&self, now: Instant, out: &mut Outbox, timer: MembershipTimer, after: std::time::Duration) {
+    fn arm(
+        &self,
+        now: Instant,
+        out: &mut Outbox,
+        timer: MembershipTimer,
+        after: std::time::Duration,
+    ) {
         out.timer(now + after, effects::Timer::Membership(timer));
     }
 }
@@ -394,10 +574,19 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
         // Our datagrams carry one kind byte, and the transport adds one version byte.
         max_packet_size: NonZeroUsize::new(config.max_packet_size - 2).unwrap_or(NonZeroUsize::MIN),
         notify_down_members: true,
-        periodic_announce: Some(foca::PeriodicParams { frequency: config.push_pull_interval * 3, num_members: NonZeroUsize::MIN }),
+        periodic_announce: Some(foca::PeriodicParams {
+            frequency: config.push_pull_interval * 3,
+            num_members: NonZeroUsize::MIN,
+        }),
         // Re-contacting members we declared down is what heals a partition.
-        periodic_announce_to_down_members: Some(foca::PeriodicParams { frequency: config.push_pull_interval, num_members: NonZeroUsize::MIN.saturating_add(1) }),
-        periodic_gossip: Some(foca::PeriodicParams { frequency: config.gossip_interval, num_members: fanout }),
+        periodic_announce_to_down_members: Some(foca::PeriodicParams {
+            frequency: config.push_pull_interval,
+            num_members: NonZeroUsize::MIN.saturating_add(1),
+        }),
+        periodic_gossip: Some(foca::PeriodicParams {
+            frequency: config.gossip_interval,
+            num_members: fanout,
+        }),
     }
 }
 

@@ -34,13 +34,21 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
 
     fn submit_after(&mut self, timer: Timer<MemberId>, after: Duration) {
         let at = match &timer {
-            Timer::ChangeSuspectToDown { member_id, incarnation, .. } => {
+            Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } => {
                 let max = self.health.scale(after);
-                self.suspicions.arm(self.now, member_id, *incarnation, timer.clone(), max)
+                self.suspicions
+                    .arm(self.now, member_id, *incarnation, timer.clone(), max)
             }
-            Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. } => self.now + self.health.scale(after),
+            Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. } => {
+                self.now + self.health.scale(after)
+            }
             _ => self.now + after,
         };
-        self.out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
+        self.out
+            .timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
     }
 }

@@ -40,11 +40,21 @@ pub struct MemberView {
 impl MemberView {
     /// The member's transport address.
     pub fn node_addr(&self) -> NodeAddr {
-        NodeAddr { id: self.id, addr: self.addr }
+        NodeAddr {
+            id: self.id,
+            addr: self.addr,
+        }
     }
 
     pub(crate) fn new(id: &MemberId, state: MemberState, since: Instant) -> Self {
-        Self { id: id.node, addr: id.addr, generation: id.generation, state, metadata: None, since }
+        Self {
+            id: id.node,
+            addr: id.addr,
+            generation: id.generation,
+            state,
+            metadata: None,
+            since,
+        }
     }
 }
 

@@ -14,6 +14,8 @@ pub(crate) mod datagram_kind {
     pub const SWIM: u8 = 0;
     /// A [`super::SuspectReport`].
     pub const SUSPECT_REPORT: u8 = 1;
+    /// A [`super::MemberId`] leaving on purpose (also sent on the coordination stream).
+    pub const LEAVING: u8 = 2;
 }
 
 /// "My probe of `member` failed": an independent confirmation that shortens everyone else's

@@ -1,0 +1,217 @@
+//! `engine::runtime`: drives a node's [`Core`](crate::Core) with tokio and the QUIC transport.
+//! This is what applications embed.
+//!
+//! ```no_run
+//! # async fn demo(settings: foundation_engine::runtime::NodeSettings) -> Result<(), foundation_engine::runtime::NodeError> {
+//! let node = foundation_engine::runtime::Node::start(settings).await?;
+//! let mut changes = node.membership_events();
+//! for member in node.members() {
+//!     println!("{} {:?}", member.id, member.state);
+//! }
+//! node.leave().await;
+//! # Ok(()) }
+//! ```
+
+mod driver;
+mod metrics;
+mod timers;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use foundation_transport::{
+    ClusterName, Endpoint, LocalIdentity, NodeAddr, NodeId, StartError, TransportConfig,
+    TransportMetrics, Trust,
+};
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::core::{Command, Core, CoreConfig};
+use crate::membership::{
+    MemberId, MemberView, MembershipConfig, MembershipConfigError, MembershipEvent, NodeMetadata,
+};
+use crate::time::Instant;
+use driver::{Candidate, Driver, Request};
+use metrics::MembershipMetrics;
+
+/// Events buffered per subscriber before the oldest are dropped.
+const EVENT_BUFFER: usize = 1024;
+/// Candidate addresses buffered between discovery and the driver.
+const CANDIDATE_BUFFER: usize = 1024;
+
+/// Everything a node needs to start.
+pub struct NodeSettings {
+    /// Node id and cluster name.
+    pub identity: LocalIdentity,
+    /// How peers are authenticated.
+    pub trust: Trust,
+    /// QUIC endpoint settings (bind address, timeouts, limits).
+    pub transport: TransportConfig,
+    /// Failure detector settings.
+    pub membership: MembershipConfig,
+    /// What this node says about itself.
+    pub metadata: NodeMetadata,
+    /// Addresses to join through at start, and again whenever no member is alive.
+    pub seeds: Vec<SocketAddr>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The transport could not start.
+    #[error(transparent)]
+    Transport(#[from] StartError),
+    /// The membership settings are invalid.
+    #[error(transparent)]
+    Membership(#[from] MembershipConfigError),
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    local: MemberId,
+    cluster: ClusterName,
+    endpoint: Endpoint,
+    requests: mpsc::Sender<Request>,
+    candidates: mpsc::Sender<Candidate>,
+    view: watch::Receiver<Vec<MemberView>>,
+    events: broadcast::Sender<MembershipEvent>,
+    registry: Arc<Registry>,
+}
+
+impl Node {
+    /// Binds the transport and starts the node's protocols.
+    pub async fn start(settings: NodeSettings) -> Result<Node, NodeError> {
+        settings.membership.validate()?;
+        let mut registry = Registry::default();
+        let transport_metrics = Arc::new(TransportMetrics::register(&mut registry));
+        let membership_metrics = MembershipMetrics::register(&mut registry);
+        let cluster = settings.identity.cluster.clone();
+        let (endpoint, inbox) = Endpoint::start(
+            settings.identity,
+            &settings.trust,
+            settings.transport,
+            transport_metrics,
+        )
+        .await?;
+        let local = MemberId {
+            node: endpoint.local().id,
+            addr: endpoint.local().addr,
+            generation: start_generation(),
+        };
+        let epoch = tokio::time::Instant::now();
+        let core_config = CoreConfig {
+            me: local,
+            membership: settings.membership,
+            metadata: settings.metadata,
+            seed: rand::random(),
+        };
+        let core = Core::new(core_config, Instant::ZERO);
+        let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
+        let (candidates_tx, candidates) = mpsc::channel(CANDIDATE_BUFFER);
+        let (view_tx, view) = watch::channel(Vec::new());
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let driver = Driver {
+            core,
+            endpoint: endpoint.clone(),
+            inbox,
+            epoch,
+            requests,
+            requests_tx: requests_tx.clone(),
+            candidates,
+            seeds: settings.seeds,
+            view: view_tx,
+            events: events.clone(),
+            metrics: membership_metrics,
+            timers: Default::default(),
+            join_attempts: BTreeMap::new(),
+        };
+        tokio::spawn(driver.run());
+        Ok(Node {
+            local,
+            cluster,
+            endpoint,
+            requests: requests_tx,
+            candidates: candidates_tx,
+            view,
+            events,
+            registry: Arc::new(registry),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.local.node
+    }
+
+    /// The address peers reach this node at.
+    pub fn addr(&self) -> SocketAddr {
+        self.local.addr
+    }
+
+    /// Id and address together.
+    pub fn node_addr(&self) -> NodeAddr {
+        self.endpoint.local()
+    }
+
+    /// The cluster this node belongs to.
+    pub fn cluster(&self) -> &ClusterName {
+        &self.cluster
+    }
+
+    /// Every other member this node knows, with state and metadata, in node id order.
+    pub fn members(&self) -> Vec<MemberView> {
+        self.view.borrow().clone()
+    }
+
+    /// A stream of membership changes from now on.
+    pub fn membership_events(&self) -> broadcast::Receiver<MembershipEvent> {
+        self.events.subscribe()
+    }
+
+    /// Joins the cluster through the node listening at `addr` (seed, or any member).
+    pub async fn join(&self, addr: SocketAddr) {
+        let _ = self.candidates.send(Candidate { addr, id: None }).await;
+    }
+
+    /// A sender discovery strategies report candidate addresses to.
+    pub(crate) fn candidate_sink(&self) -> mpsc::Sender<Candidate> {
+        self.candidates.clone()
+    }
+
+    /// Replaces this node's metadata; every member learns it.
+    pub async fn set_metadata(&self, metadata: NodeMetadata) {
+        let _ = self
+            .requests
+            .send(Request::Core(Command::SetMetadata(metadata)))
+            .await;
+    }
+
+    /// The node's metrics registry (transport, membership), for `/metrics`.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The transport endpoint, for the layers built on this node.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.
+    pub async fn leave(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.requests.send(Request::Stop(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+    }
+}
+
+/// A generation that grows across restarts of the same node id: the start time in milliseconds.
+/// A restarted node is thus a newer life of its id, and wins over stale news of the old one.
+fn start_generation() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
