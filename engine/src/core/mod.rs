@@ -26,7 +26,10 @@ use foundation_transport::{Channel, NodeAddr, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::effects::{Effect, Outbox, Timer};
-use crate::membership::{MemberId, MemberView, Membership, MembershipConfig, MembershipMessage, MembershipStats, NodeMetadata};
+use crate::membership::{
+    MemberId, MemberView, Membership, MembershipConfig, MembershipMessage, MembershipStats,
+    NodeMetadata,
+};
 use crate::time::Instant;
 
 /// Everything needed to build a node's core.
@@ -87,7 +90,9 @@ pub enum CoreMessage {
 pub fn encode_message(message: &CoreMessage) -> Bytes {
     // Encoding into a Vec cannot fail for these types; an empty payload would be refused by the
     // receiver's decoder, never misread.
-    postcard::to_stdvec(message).map(Bytes::from).unwrap_or_default()
+    postcard::to_stdvec(message)
+        .map(Bytes::from)
+        .unwrap_or_default()
 }
 
 /// Counters of inputs the core refused.
@@ -108,17 +113,35 @@ impl Core {
     /// A core for one node, starting at `now`.
     pub fn new(config: CoreConfig, now: Instant) -> Self {
         let mut outbox = Outbox::default();
-        let membership = Membership::new(config.me, config.membership, config.metadata, config.seed, now, &mut outbox);
-        Self { membership, outbox, stats: CoreStats::default() }
+        let membership = Membership::new(
+            config.me,
+            config.membership,
+            config.metadata,
+            config.seed,
+            now,
+            &mut outbox,
+        );
+        Self {
+            membership,
+            outbox,
+            stats: CoreStats::default(),
+        }
     }
 
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Received { from, channel, payload } => self.received(now, from, channel, &payload),
-            Input::Timer { scheduled, timer: Timer::Membership(timer) } => {
-                self.membership.handle_timer(now, scheduled, timer, &mut self.outbox)
-            }
+            Input::Received {
+                from,
+                channel,
+                payload,
+            } => self.received(now, from, channel, &payload),
+            Input::Timer {
+                scheduled,
+                timer: Timer::Membership(timer),
+            } => self
+                .membership
+                .handle_timer(now, scheduled, timer, &mut self.outbox),
             Input::Command(command) => self.command(now, command),
         }
     }
@@ -150,10 +173,15 @@ impl Core {
 
     fn received(&mut self, now: Instant, from: NodeId, channel: Channel, payload: &[u8]) {
         if channel == Channel::Membership {
-            return self.membership.handle_datagram(now, payload, &mut self.outbox);
+            return self
+                .membership
+                .handle_datagram(now, payload, &mut self.outbox);
         }
         match postcard::from_bytes::<CoreMessage>(payload) {
-            Ok(CoreMessage::Membership(message)) => self.membership.handle_message(now, from, message, &mut self.outbox),
+            Ok(CoreMessage::Membership(message)) => {
+                self.membership
+                    .handle_message(now, from, message, &mut self.outbox)
+            }
             Err(_) => self.stats.bad_messages += 1,
         }
     }
@@ -162,7 +190,9 @@ impl Core {
         match command {
             Command::Join(seed) => self.membership.join(now, seed, &mut self.outbox),
             Command::Leave => self.membership.leave(now, &mut self.outbox),
-            Command::SetMetadata(metadata) => self.membership.set_metadata(metadata, &mut self.outbox),
+            Command::SetMetadata(metadata) => {
+                self.membership.set_metadata(metadata, &mut self.outbox)
+            }
         }
     }
 }
