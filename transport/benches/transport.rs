@@ -603,6 +603,10 @@ fn main() {
     let workers = runtime.metrics().num_workers();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
 
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "n/a".into());
     let started = Instant::now();
     eprintln!("running: events throughput ...");
     let events = runtime.block_on(events_throughput(&plan));
@@ -670,7 +674,7 @@ fn main() {
         status(bulk >= 300.0),
     );
     row(
-        "   UDP datagrams dropped, receive buffer full",
+        "   UDP rcvbuf drops during it (system-wide)",
         bulk_drops,
         "",
         "info",
@@ -707,7 +711,7 @@ fn main() {
         "info",
     );
     row(
-        "   UDP datagrams dropped while probing (ours)",
+        "   UDP rcvbuf drops while probing (system-wide)",
         ours.udp_drops.clone(),
         "",
         "info",
@@ -753,5 +757,9 @@ fn main() {
         "info",
     );
     println!("{}", "-".repeat(104));
-    println!("total time {:.1} s", total.as_secs_f64());
+    println!(
+        "total time {:.1} s; 1-minute load average before the run: {load} (other work on the \
+         machine inflates the tails)",
+        total.as_secs_f64()
+    );
 }
