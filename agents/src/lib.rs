@@ -18,7 +18,10 @@
 //! | [`negotiation`] | alternating offers with Boulware/Conceder and Rubinstein strategies, Contract Net |
 //! | [`voting`] | plurality, Borda, approval, Schulze; weights, quorum, deadlines |
 //! | [`game`] | Nash bargaining solution, Shapley value (exact and sampled) |
-//! | [`learning`] | epsilon-greedy and multiplicative-weights bidders, repeated auctions |
+//! | [`learning`] | epsilon-greedy and multiplicative-weights bidders and negotiators, repeated rounds |
+//!
+//! Every machine implements [`Protocol`]: serde messages in through `handle(now, from, message)`,
+//! `poll_timeout`/`handle_timeout` for deadlines, notices and telemetry out, and `invariants()`.
 //!
 //! Every input an agent sends is validated first: NaN, infinite or negative amounts, bids over
 //! budget, duplicates, outsiders and late arrivals are refused with a [`Rejection`] that leaves the
@@ -55,9 +58,11 @@ pub mod game;
 pub mod learning;
 pub mod market;
 pub mod negotiation;
+pub mod protocol;
 pub mod telemetry;
 pub mod types;
 pub mod voting;
 
 pub use error::Rejection;
+pub use protocol::Protocol;
 pub use types::{AgentId, Outgoing, Time};

@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::error::{ConfigError, Rejection};
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{AgentId, Time};
+use crate::types::{AgentId, Outgoing, Time};
 pub use tally::Ballot;
 
 /// The counting rule.
@@ -79,16 +79,45 @@ pub struct VoteOutcome {
     pub absent: Vec<AgentId>,
 }
 
+/// What a voter sends to an election.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VoteMessage {
+    /// My ballot; one per voter.
+    Cast {
+        /// The ballot, of the kind the counting method accepts.
+        ballot: Ballot,
+    },
+}
+
+/// What an election tells every voter once it decides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum VoteNotice {
+    /// `winner` (index into the candidates) labelled `label` was elected.
+    Decided {
+        /// Index of the winning candidate.
+        winner: usize,
+        /// Its label.
+        label: String,
+    },
+    /// The election failed, e.g. without quorum.
+    Failed {
+        /// Why, for the voter's log.
+        reason: String,
+    },
+}
+
 /// An election as a state machine.
 ///
-/// Driver order: [`new`](Self::new), [`cast`](Self::cast) per ballot, [`close`](Self::close) at the
-/// deadline (or once every voter voted); drain telemetry afterwards.
+/// Driver order: [`new`](Self::new), [`handle`](Self::handle) per message,
+/// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout) (or
+/// [`close`](Self::close) once [`all_voted`](Self::all_voted)); drain the outbox and telemetry.
 #[derive(Debug)]
 pub struct Election {
     config: ElectionConfig,
     started_at: Time,
     ballots: BTreeMap<AgentId, Ballot>,
     outcome: Option<Result<VoteOutcome, VoteError>>,
+    outbox: Vec<Outgoing<VoteNotice>>,
     telemetry: Telemetry,
 }
 
@@ -108,8 +137,21 @@ impl Election {
             started_at: now,
             ballots: BTreeMap::new(),
             outcome: None,
+            outbox: Vec::new(),
             telemetry,
         })
+    }
+
+    /// Applies a message from `from`; the [`Protocol`](crate::Protocol) entry point.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        from: AgentId,
+        message: VoteMessage,
+    ) -> Result<(), Rejection> {
+        match message {
+            VoteMessage::Cast { ballot } => self.cast(now, from, ballot),
+        }
     }
 
     /// Records a ballot. Rejections change nothing.
@@ -165,8 +207,98 @@ impl Election {
             at: now,
             duration_ms,
         });
+        self.notify(&outcome);
         self.outcome = Some(outcome.clone());
         outcome
+    }
+
+    fn notify(&mut self, outcome: &Result<VoteOutcome, VoteError>) {
+        let msg = match outcome {
+            Ok(o) => VoteNotice::Decided {
+                winner: o.winner,
+                label: o.label.clone(),
+            },
+            Err(e) => VoteNotice::Failed {
+                reason: e.to_string(),
+            },
+        };
+        for &to in self.config.voters.keys() {
+            let msg = msg.clone();
+            self.outbox.push(Outgoing { to, msg });
+        }
+    }
+
+    /// The deadline, while undecided.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.outcome.is_none().then_some(self.config.deadline)
+    }
+
+    /// Decides with the ballots received once the deadline has passed.
+    pub fn handle_timeout(&mut self, now: Time) -> Option<Result<VoteOutcome, VoteError>> {
+        match self.outcome {
+            None if now >= self.config.deadline => Some(self.close(now)),
+            _ => self.outcome.clone(),
+        }
+    }
+
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        for (voter, ballot) in &self.ballots {
+            if !self.config.voters.contains_key(voter) {
+                return Err(format!("accepted a ballot from non-voter {voter}"));
+            }
+            check_ballot(self.config.method, self.config.candidates.len(), ballot)
+                .map_err(|e| format!("stored ballot of {voter} is invalid: {e}"))?;
+        }
+        match &self.outcome {
+            Some(Ok(outcome)) => self.outcome_consistent(outcome),
+            Some(Err(VoteError::NoQuorum {
+                voted_weight,
+                required_weight,
+                ..
+            })) => {
+                let short = voted_weight < required_weight || self.ballots.is_empty();
+                short
+                    .then_some(())
+                    .ok_or_else(|| "failed for lack of quorum with quorum".into())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The winner has the top score, the label is its own, and absent voters are exactly those
+    /// without a ballot.
+    fn outcome_consistent(&self, outcome: &VoteOutcome) -> Result<(), String> {
+        let top = outcome
+            .scores
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        let winner_ok = outcome.scores.len() == self.config.candidates.len()
+            && outcome.scores.get(outcome.winner) == Some(&top)
+            && self.config.candidates.get(outcome.winner) == Some(&outcome.label);
+        let absent: Vec<AgentId> = self
+            .config
+            .voters
+            .keys()
+            .filter(|v| !self.ballots.contains_key(v))
+            .copied()
+            .collect();
+        if winner_ok && absent == outcome.absent {
+            Ok(())
+        } else {
+            Err(format!("outcome {outcome:?} contradicts the ballots"))
+        }
+    }
+
+    /// The outcome, once decided.
+    pub fn outcome(&self) -> Option<&Result<VoteOutcome, VoteError>> {
+        self.outcome.as_ref()
+    }
+
+    /// Takes the notices for the voters.
+    pub fn drain_outbox(&mut self) -> Vec<Outgoing<VoteNotice>> {
+        std::mem::take(&mut self.outbox)
     }
 
     fn decide(&self) -> Result<VoteOutcome, VoteError> {
@@ -218,6 +350,13 @@ impl Election {
         self.telemetry.drain()
     }
 }
+
+crate::protocol::delegate_protocol!(
+    Election,
+    message = VoteMessage,
+    notice = VoteNotice,
+    outcome = Result<VoteOutcome, VoteError>
+);
 
 fn check_ballot(method: Method, candidates: usize, ballot: &Ballot) -> Result<(), Rejection> {
     let invalid = |what: &str| {

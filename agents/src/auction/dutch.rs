@@ -32,6 +32,16 @@ pub struct DutchConfig {
     pub participants: BTreeMap<AgentId, Option<f64>>,
 }
 
+/// What a bidder sends to a Dutch auction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DutchMessage {
+    /// I take the item at the price of `tick`; refused if the clock has moved on.
+    Accept {
+        /// The tick whose price is accepted.
+        tick: u64,
+    },
+}
+
 /// Messages the auctioneer sends to bidders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DutchNotice {
@@ -105,6 +115,18 @@ impl DutchAuction {
         for &to in self.config.participants.keys() {
             let msg = DutchNotice::Price { tick, price };
             self.outbox.push(Outgoing { to, msg });
+        }
+    }
+
+    /// Applies a message from `from`; the [`Protocol`](crate::Protocol) entry point.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        from: AgentId,
+        message: DutchMessage,
+    ) -> Result<(), Rejection> {
+        match message {
+            DutchMessage::Accept { tick } => self.accept(now, from, tick),
         }
     }
 
@@ -199,11 +221,20 @@ impl DutchAuction {
         if price < self.config.floor || price > self.config.start_price {
             return Err(format!("clock price {price} left [floor, start]"));
         }
-        match self.outcome.as_ref().and_then(|o| o.award.as_ref()) {
-            Some(award) if !self.config.participants.contains_key(&award.winner) => {
-                Err("the winner is not a participant".into())
+        if self.next_tick_at < self.started_at {
+            return Err("the next tick is before the start".into());
+        }
+        let Some(award) = self.outcome.as_ref().and_then(|o| o.award.as_ref()) else {
+            return Ok(());
+        };
+        match self.config.participants.get(&award.winner) {
+            None => Err("the winner is not a participant".into()),
+            Some(Some(budget)) if award.price > *budget => {
+                Err("the winner pays more than its budget".into())
             }
-            _ => Ok(()),
+            // The winner pays exactly the clock price it accepted, which is where the clock stopped.
+            Some(_) if award.price != price => Err("the winner's price is not the clock's".into()),
+            Some(_) => Ok(()),
         }
     }
 
@@ -222,6 +253,13 @@ impl DutchAuction {
         self.telemetry.drain()
     }
 }
+
+crate::protocol::delegate_protocol!(
+    DutchAuction,
+    message = DutchMessage,
+    notice = DutchNotice,
+    outcome = AuctionOutcome
+);
 
 fn validate(config: &DutchConfig) -> Result<(), ConfigError> {
     let checks = [

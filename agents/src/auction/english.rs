@@ -45,6 +45,21 @@ pub enum EnglishResponse {
     Drop,
 }
 
+/// What a bidder sends to an English auction: its answer to the price of `round`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnglishMessage {
+    /// I accept to pay the price announced for `round`.
+    Stay {
+        /// The round answered; answers to any other round are refused.
+        round: u64,
+    },
+    /// I leave the auction at `round`.
+    Drop {
+        /// The round answered.
+        round: u64,
+    },
+}
+
 /// Messages the auctioneer sends to bidders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EnglishNotice {
@@ -136,6 +151,20 @@ impl EnglishAuction {
         }
     }
 
+    /// Applies a message from `from`; the [`Protocol`](crate::Protocol) entry point.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        from: AgentId,
+        message: EnglishMessage,
+    ) -> Result<(), Rejection> {
+        let (round, response) = match message {
+            EnglishMessage::Stay { round } => (round, EnglishResponse::Stay),
+            EnglishMessage::Drop { round } => (round, EnglishResponse::Drop),
+        };
+        self.respond(now, from, round, response)
+    }
+
     /// Handles a bidder's answer for `round`. Rejections leave the auction unchanged.
     pub fn respond(
         &mut self,
@@ -213,6 +242,37 @@ impl EnglishAuction {
         }
         if !self.active.is_subset(&self.config.participants) {
             return Err("an outsider is active".into());
+        }
+        if self.round_deadline < self.started_at || self.price() < self.config.start_price {
+            return Err("the round deadline or the clock went backwards".into());
+        }
+        if let Some(agent) = self
+            .stayed
+            .iter()
+            .find(|a| !self.within_budget(a, self.price()))
+        {
+            return Err(format!("{agent} confirmed a price over its budget"));
+        }
+        self.award_consistent()
+    }
+
+    fn within_budget(&self, agent: &AgentId, price: f64) -> bool {
+        self.config.budgets.get(agent).is_none_or(|&b| price <= b)
+    }
+
+    /// A winner is a participant that confirmed the price it pays, within its budget.
+    fn award_consistent(&self) -> Result<(), String> {
+        let Some(award) = self.outcome.as_ref().and_then(|o| o.award.as_ref()) else {
+            return Ok(());
+        };
+        if !self.config.participants.contains(&award.winner) {
+            return Err("the winner is not a participant".into());
+        }
+        if !self.within_budget(&award.winner, award.price) {
+            return Err("the winner pays more than its budget".into());
+        }
+        if award.price < self.config.start_price || award.price > self.price() {
+            return Err(format!("price {} outside [start, clock]", award.price));
         }
         Ok(())
     }
@@ -320,6 +380,13 @@ impl EnglishAuction {
         self.telemetry.drain()
     }
 }
+
+crate::protocol::delegate_protocol!(
+    EnglishAuction,
+    message = EnglishMessage,
+    notice = EnglishNotice,
+    outcome = AuctionOutcome
+);
 
 fn validate(config: &EnglishConfig) -> Result<(), ConfigError> {
     if !config.start_price.is_finite() || config.start_price < 0.0 {

@@ -107,6 +107,16 @@ pub struct SealedBid {
     pub seq: u64,
 }
 
+/// What a bidder sends to a sealed-bid auction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum SealedMessage {
+    /// A sealed bid of `amount`; one per bidder.
+    Bid {
+        /// The amount bid.
+        amount: f64,
+    },
+}
+
 /// A sealed-bid auction.
 ///
 /// Driver order: [`SealedBidAuction::new`], then [`submit`](Self::submit) for each arriving bid,
@@ -143,6 +153,18 @@ impl SealedBidAuction {
             outbox: Vec::new(),
             telemetry,
         })
+    }
+
+    /// Applies a message from `from`; the [`Protocol`](crate::Protocol) entry point.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        from: AgentId,
+        message: SealedMessage,
+    ) -> Result<(), Rejection> {
+        match message {
+            SealedMessage::Bid { amount } => self.submit(now, from, amount),
+        }
     }
 
     /// Offers a bid. A rejected bid leaves the auction exactly as it was.
@@ -239,6 +261,38 @@ impl SealedBidAuction {
             if bid.seq != i as u64 || validate_amount(bid.amount).is_err() {
                 return Err(format!("bid {i} is out of order or invalid: {bid:?}"));
             }
+            self.admissible(bid)?;
+        }
+        self.outcome_consistent()
+    }
+
+    /// A stored bid came from a participant and stays within its budget.
+    fn admissible(&self, bid: &SealedBid) -> Result<(), String> {
+        let Some(map) = &self.config.participants else {
+            return Ok(());
+        };
+        match map.get(&bid.agent) {
+            None => Err(format!("accepted a bid from outsider {}", bid.agent)),
+            Some(Some(budget)) if bid.amount > *budget => {
+                Err(format!("accepted {bid:?} over budget {budget}"))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// A decided outcome is what clearing the stored bids gives.
+    fn outcome_consistent(&self) -> Result<(), String> {
+        let Some(outcome) = &self.outcome else {
+            return Ok(());
+        };
+        let (award, reason) = clear(&self.bids, self.config.pricing, self.config.reserve);
+        if outcome.award != award || outcome.reason != reason {
+            return Err(format!(
+                "outcome {outcome:?} differs from clearing the bids"
+            ));
+        }
+        if outcome.bids_considered != self.bids.len() {
+            return Err("outcome counts a different number of bids".into());
         }
         Ok(())
     }
@@ -263,6 +317,13 @@ impl SealedBidAuction {
         self.telemetry.drain()
     }
 }
+
+crate::protocol::delegate_protocol!(
+    SealedBidAuction,
+    message = SealedMessage,
+    notice = ResultNotice,
+    outcome = AuctionOutcome
+);
 
 fn protocol_name(pricing: Pricing) -> &'static str {
     match pricing {

@@ -9,14 +9,14 @@
 //! Instances beyond [`VCG_CELLS_MAX`] table cells are refused with [`VcgError::TooLarge`] instead of
 //! being approximated, because VCG with an approximate allocation is no longer truthful.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::error::Rejection;
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{validate_amount, AgentId, Time};
+use crate::types::{validate_amount, AgentId, Outgoing, Time};
 
 /// Most items an instance may have (bundles are bit masks over items).
 pub const VCG_ITEMS_MAX: usize = 20;
@@ -188,7 +188,7 @@ pub fn validate_xor_bid(items: usize, alternatives: &[BundleBid]) -> Result<(), 
     } else {
         (1u32 << items) - 1
     };
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     for bid in alternatives {
         validate_amount(bid.value)?;
         if bid.bundle == 0 || bid.bundle & !allowed != 0 || !seen.insert(bid.bundle) {
@@ -199,19 +199,50 @@ pub fn validate_xor_bid(items: usize, alternatives: &[BundleBid]) -> Result<(), 
     Ok(())
 }
 
+/// What a bidder sends to a combinatorial auction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum VcgMessage {
+    /// An XOR bid: at most one of `bundles` may win. One per bidder.
+    Bid {
+        /// The alternatives, each a bundle and its value.
+        bundles: Vec<BundleBid>,
+    },
+}
+
+/// What a combinatorial auction tells each bidder once it decides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum VcgNotice {
+    /// You receive `bundle` and pay `payment`.
+    Won {
+        /// Bundle won (bit mask).
+        bundle: u32,
+        /// VCG payment.
+        payment: f64,
+    },
+    /// You receive nothing and pay nothing.
+    Lost,
+    /// The auction could not be solved exactly; nothing is allocated.
+    Cancelled {
+        /// Why, for the bidder's log.
+        reason: String,
+    },
+}
+
 /// A sealed combinatorial auction with VCG pricing, as a state machine.
 ///
-/// Driver order: [`new`](Self::new), [`submit`](Self::submit) per XOR bid, then
-/// [`close`](Self::close) at the deadline; drain telemetry afterwards.
+/// Driver order: [`new`](Self::new), [`handle`](Self::handle) per message, then
+/// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout) (or
+/// [`close`](Self::close) when all bids are in); drain the outbox and telemetry afterwards.
 #[derive(Debug)]
 pub struct CombinatorialAuction {
     name: String,
     items: usize,
     deadline: Time,
-    participants: Option<std::collections::BTreeSet<AgentId>>,
+    participants: Option<BTreeSet<AgentId>>,
     started_at: Time,
     bids: XorBids,
     outcome: Option<Result<VcgSolution, VcgError>>,
+    outbox: Vec<Outgoing<VcgNotice>>,
     telemetry: Telemetry,
 }
 
@@ -221,7 +252,7 @@ impl CombinatorialAuction {
         name: impl Into<String>,
         items: usize,
         deadline: Time,
-        participants: Option<std::collections::BTreeSet<AgentId>>,
+        participants: Option<BTreeSet<AgentId>>,
         now: Time,
     ) -> Self {
         let name = name.into();
@@ -239,7 +270,20 @@ impl CombinatorialAuction {
             started_at: now,
             bids: XorBids::new(),
             outcome: None,
+            outbox: Vec::new(),
             telemetry,
+        }
+    }
+
+    /// Applies a message from `from`; the [`Protocol`](crate::Protocol) entry point.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        from: AgentId,
+        message: VcgMessage,
+    ) -> Result<(), Rejection> {
+        match message {
+            VcgMessage::Bid { bundles } => self.submit(now, from, bundles),
         }
     }
 
@@ -265,17 +309,30 @@ impl CombinatorialAuction {
             let deadline = self.deadline;
             return Err(Rejection::Late { at: now, deadline });
         }
-        if self
-            .participants
-            .as_ref()
-            .is_some_and(|p| !p.contains(&agent))
-        {
+        if !self.admits(&agent) {
             return Err(Rejection::NotParticipant { agent });
         }
         if self.bids.contains_key(&agent) {
             return Err(Rejection::Duplicate { agent });
         }
         validate_xor_bid(self.items, alts)
+    }
+
+    fn admits(&self, agent: &AgentId) -> bool {
+        self.participants.as_ref().is_none_or(|p| p.contains(agent))
+    }
+
+    /// The deadline, while undecided.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.outcome.is_none().then_some(self.deadline)
+    }
+
+    /// Decides with the bids received once the deadline has passed.
+    pub fn handle_timeout(&mut self, now: Time) -> Option<Result<VcgSolution, VcgError>> {
+        match self.outcome {
+            None if now >= self.deadline => Some(self.close(now)),
+            _ => self.outcome.clone(),
+        }
     }
 
     /// Decides with the bids received (idempotent).
@@ -299,8 +356,94 @@ impl CombinatorialAuction {
             at: now,
             duration_ms: now.since(self.started_at),
         });
+        self.notify(&outcome);
         self.outcome = Some(outcome.clone());
         outcome
+    }
+
+    /// Tells every participant (or, in an open auction, every bidder) what it won and pays.
+    fn notify(&mut self, outcome: &Result<VcgSolution, VcgError>) {
+        let recipients: Vec<AgentId> = match &self.participants {
+            Some(p) => p.iter().copied().collect(),
+            None => self.bids.keys().copied().collect(),
+        };
+        for to in recipients {
+            let msg = match outcome {
+                Err(e) => VcgNotice::Cancelled {
+                    reason: e.to_string(),
+                },
+                Ok(s) => match s.awards.iter().find(|a| a.agent == to) {
+                    Some(a) => VcgNotice::Won {
+                        bundle: a.bundle,
+                        payment: a.payment,
+                    },
+                    None => VcgNotice::Lost,
+                },
+            };
+            self.outbox.push(Outgoing { to, msg });
+        }
+    }
+
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        for (agent, alternatives) in &self.bids {
+            if !self.admits(agent) {
+                return Err(format!("accepted a bid from outsider {agent}"));
+            }
+            validate_xor_bid(self.items, alternatives)
+                .map_err(|e| format!("stored bid of {agent} is invalid: {e}"))?;
+        }
+        match &self.outcome {
+            Some(Ok(solution)) => self.solution_consistent(solution),
+            _ => Ok(()),
+        }
+    }
+
+    /// Winners bid for what they got, bundles are disjoint, payments lie in [0, value] and the
+    /// welfare is the sum of the winners' values.
+    fn solution_consistent(&self, solution: &VcgSolution) -> Result<(), String> {
+        let mut used = 0u32;
+        let mut welfare = 0.0;
+        for (i, award) in solution.awards.iter().enumerate() {
+            if i > 0 && solution.awards[i - 1].agent >= award.agent {
+                return Err("awards are not ordered by agent id".into());
+            }
+            let bid = self.bids.get(&award.agent).into_iter().flatten();
+            if !bid.into_iter().any(|b| {
+                *b == BundleBid {
+                    bundle: award.bundle,
+                    value: award.value,
+                }
+            }) {
+                return Err(format!("{} won a bundle it did not bid for", award.agent));
+            }
+            if used & award.bundle != 0 {
+                return Err(format!("bundle {:#b} overlaps another award", award.bundle));
+            }
+            if !(0.0..=award.value).contains(&award.payment) {
+                return Err(format!("payment {} outside [0, value]", award.payment));
+            }
+            used |= award.bundle;
+            welfare += award.value;
+        }
+        // Summation order differs from the DP's, so allow rounding proportional to the welfare.
+        if (welfare - solution.welfare).abs() > 1e-9 * welfare.abs().max(1.0) {
+            return Err(format!(
+                "welfare {} is not the sum {welfare}",
+                solution.welfare
+            ));
+        }
+        Ok(())
+    }
+
+    /// The outcome, once decided.
+    pub fn outcome(&self) -> Option<&Result<VcgSolution, VcgError>> {
+        self.outcome.as_ref()
+    }
+
+    /// Takes the notices for bidders.
+    pub fn drain_outbox(&mut self) -> Vec<Outgoing<VcgNotice>> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// Takes the buffered telemetry events.
@@ -308,3 +451,10 @@ impl CombinatorialAuction {
         self.telemetry.drain()
     }
 }
+
+crate::protocol::delegate_protocol!(
+    CombinatorialAuction,
+    message = VcgMessage,
+    notice = VcgNotice,
+    outcome = Result<VcgSolution, VcgError>
+);

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Rejection;
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{validate_amount, AgentId, Time};
+use crate::types::{validate_amount, AgentId, Outgoing, Time};
 
 /// Largest quantity one order may carry, so cumulative sums cannot overflow.
 pub const ORDER_QUANTITY_MAX: u64 = 1 << 40;
@@ -244,24 +244,65 @@ fn fill(ranked: &[Order], units: u64, price: f64) -> Vec<Fill> {
     fills
 }
 
+/// What a trader sends to a call market.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum MarketMessage {
+    /// Buy up to `quantity` units at no more than `limit` each.
+    Bid {
+        /// Units wanted, 1..=[`ORDER_QUANTITY_MAX`].
+        quantity: u64,
+        /// Highest acceptable price per unit.
+        limit: f64,
+    },
+    /// Sell up to `quantity` units at no less than `limit` each.
+    Ask {
+        /// Units offered, 1..=[`ORDER_QUANTITY_MAX`].
+        quantity: u64,
+        /// Lowest acceptable price per unit.
+        limit: f64,
+    },
+}
+
+/// What a call market tells each trader once it clears.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum MarketNotice {
+    /// Your order on `side` traded `quantity` units at `price` each.
+    Filled {
+        /// Buy or sell.
+        side: Side,
+        /// Units traded.
+        quantity: u64,
+        /// Per-unit price.
+        price: f64,
+    },
+    /// Your order on `side` did not trade.
+    Unfilled {
+        /// Buy or sell.
+        side: Side,
+    },
+}
+
 /// A call market as a state machine: orders until the deadline, one clearing at close.
 ///
-/// Driver order: [`new`](Self::new), [`submit`](Self::submit) per order, [`close`](Self::close) at
-/// [`deadline`](Self::deadline); then drain telemetry.
+/// Driver order: [`new`](Self::new), [`handle`](Self::handle) per message,
+/// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout) (or
+/// [`close`](Self::close)); then drain the outbox and telemetry.
 #[derive(Debug)]
 pub struct CallMarket {
     name: String,
     rule: ClearingRule,
     deadline: Time,
     started_at: Time,
+    participants: Option<BTreeSet<AgentId>>,
     orders: Vec<Order>,
     sides_seen: BTreeSet<(AgentId, Side)>,
     outcome: Option<ClearingOutcome>,
+    outbox: Vec<Outgoing<MarketNotice>>,
     telemetry: Telemetry,
 }
 
 impl CallMarket {
-    /// Opens a market at `now` that accepts orders until `deadline`.
+    /// Opens a market at `now`, open to any agent, that accepts orders until `deadline`.
     pub fn new(name: impl Into<String>, rule: ClearingRule, deadline: Time, now: Time) -> Self {
         let name = name.into();
         let mut telemetry = Telemetry::default();
@@ -275,16 +316,41 @@ impl CallMarket {
             rule,
             deadline,
             started_at: now,
+            participants: None,
             orders: Vec::new(),
             sides_seen: BTreeSet::new(),
             outcome: None,
+            outbox: Vec::new(),
             telemetry,
         }
+    }
+
+    /// Restricts trading to `agents`; orders from anyone else are refused.
+    pub fn with_participants(mut self, agents: impl IntoIterator<Item = AgentId>) -> Self {
+        self.participants = Some(agents.into_iter().collect());
+        self
     }
 
     /// The instant after which orders are late and the market should be closed.
     pub fn deadline(&self) -> Time {
         self.deadline
+    }
+
+    /// Applies a message from `from`; the [`Protocol`](crate::Protocol) entry point.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        from: AgentId,
+        message: MarketMessage,
+    ) -> Result<(), Rejection> {
+        match message {
+            MarketMessage::Bid { quantity, limit } => {
+                self.submit(now, from, Side::Buy, quantity, limit)
+            }
+            MarketMessage::Ask { quantity, limit } => {
+                self.submit(now, from, Side::Sell, quantity, limit)
+            }
+        }
     }
 
     /// Offers a limit order; one order per agent and side. Rejections leave the market unchanged.
@@ -326,6 +392,9 @@ impl CallMarket {
             let deadline = self.deadline;
             return Err(Rejection::Late { at: now, deadline });
         }
+        if !self.admits(&agent) {
+            return Err(Rejection::NotParticipant { agent });
+        }
         validate_amount(limit)?;
         if qty == 0 || qty > ORDER_QUANTITY_MAX {
             let what = format!("quantity {qty}, allowed 1..={ORDER_QUANTITY_MAX}");
@@ -335,6 +404,23 @@ impl CallMarket {
             return Err(Rejection::Duplicate { agent });
         }
         Ok(())
+    }
+
+    fn admits(&self, agent: &AgentId) -> bool {
+        self.participants.as_ref().is_none_or(|p| p.contains(agent))
+    }
+
+    /// The deadline, while the market is open.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.outcome.is_none().then_some(self.deadline)
+    }
+
+    /// Clears the market once the deadline has passed.
+    pub fn handle_timeout(&mut self, now: Time) -> Option<ClearingOutcome> {
+        match self.outcome {
+            None if now >= self.deadline => Some(self.close(now)),
+            _ => self.outcome.clone(),
+        }
     }
 
     /// Clears the market (idempotent).
@@ -352,8 +438,99 @@ impl CallMarket {
             at: now,
             duration_ms: now.since(self.started_at),
         });
+        self.notify(&outcome);
         self.outcome = Some(outcome.clone());
         outcome
+    }
+
+    /// One notice per order, in arrival order. Each agent has at most one order per side, so a
+    /// fill is found by (agent, side).
+    fn notify(&mut self, outcome: &ClearingOutcome) {
+        for order in &self.orders {
+            let fill = outcome
+                .fills
+                .iter()
+                .find(|f| f.agent == order.agent && f.side == order.side);
+            let msg = match fill {
+                Some(f) => MarketNotice::Filled {
+                    side: f.side,
+                    quantity: f.quantity,
+                    price: f.price,
+                },
+                None => MarketNotice::Unfilled { side: order.side },
+            };
+            self.outbox.push(Outgoing {
+                to: order.agent,
+                msg,
+            });
+        }
+    }
+
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        if self.sides_seen.len() != self.orders.len() {
+            return Err("an agent has two orders on one side".into());
+        }
+        for (i, order) in self.orders.iter().enumerate() {
+            let valid = validate_amount(order.limit).is_ok()
+                && (1..=ORDER_QUANTITY_MAX).contains(&order.quantity);
+            if order.seq != i as u64 || !valid || !self.admits(&order.agent) {
+                return Err(format!("stored order {i} is invalid: {order:?}"));
+            }
+        }
+        match &self.outcome {
+            Some(outcome) => self.clearing_consistent(outcome),
+            None => Ok(()),
+        }
+    }
+
+    /// Fills come from stored orders, respect their limits and sizes, balance across the sides and
+    /// leave no deficit.
+    fn clearing_consistent(&self, outcome: &ClearingOutcome) -> Result<(), String> {
+        if outcome.traded_quantity > outcome.efficient_quantity {
+            return Err("traded more than the efficient quantity".into());
+        }
+        for fill in &outcome.fills {
+            let order = self
+                .orders
+                .iter()
+                .find(|o| o.agent == fill.agent && o.side == fill.side)
+                .ok_or_else(|| format!("fill without an order: {fill:?}"))?;
+            let rational = match fill.side {
+                Side::Buy => fill.price <= order.limit,
+                Side::Sell => fill.price >= order.limit,
+            };
+            if fill.quantity > order.quantity || !rational {
+                return Err(format!("fill {fill:?} breaks its order {order:?}"));
+            }
+        }
+        for side in [Side::Buy, Side::Sell] {
+            let units = outcome
+                .fills
+                .iter()
+                .filter(|f| f.side == side)
+                .fold(0u64, |sum, f| sum.saturating_add(f.quantity));
+            if units != outcome.traded_quantity {
+                return Err(format!(
+                    "{side:?} fills sum to {units}, traded {}",
+                    outcome.traded_quantity
+                ));
+            }
+        }
+        if outcome.surplus < 0.0 {
+            return Err(format!("the market runs a deficit of {}", -outcome.surplus));
+        }
+        Ok(())
+    }
+
+    /// The outcome, once cleared.
+    pub fn outcome(&self) -> Option<&ClearingOutcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Takes the notices for traders.
+    pub fn drain_outbox(&mut self) -> Vec<Outgoing<MarketNotice>> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// Takes the buffered telemetry events.
@@ -361,3 +538,10 @@ impl CallMarket {
         self.telemetry.drain()
     }
 }
+
+crate::protocol::delegate_protocol!(
+    CallMarket,
+    message = MarketMessage,
+    notice = MarketNotice,
+    outcome = ClearingOutcome
+);

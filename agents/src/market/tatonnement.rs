@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, Rejection};
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{AgentId, Time};
+use crate::types::{AgentId, Outgoing, Time};
 
 /// A price can fall by at most this factor in one round, keeping prices strictly positive.
 pub const PRICE_FALL_FACTOR_MIN: f64 = 0.5;
@@ -111,6 +111,9 @@ pub struct TatonnementConfig {
     pub tolerance: f64,
     /// Rounds before giving up. Default 10,000.
     pub rounds_max: usize,
+    /// Milliseconds agents have to answer each round; silent agents then count as absent.
+    /// Default 1,000.
+    pub round_ms: u64,
 }
 
 impl Default for TatonnementConfig {
@@ -119,6 +122,7 @@ impl Default for TatonnementConfig {
             step: 0.5,
             tolerance: 1e-8,
             rounds_max: 10_000,
+            round_ms: 1_000,
         }
     }
 }
@@ -146,11 +150,45 @@ pub enum TatonnementOutcome {
     },
 }
 
+/// What an agent sends to the auctioneer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TatonnementMessage {
+    /// My excess demand (demand minus endowment, one entry per good) at the prices of `round`.
+    Excess {
+        /// The round answered; answers to any other round are refused.
+        round: usize,
+        /// Excess demand per good.
+        excess: Vec<f64>,
+    },
+}
+
+/// What the auctioneer tells the agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TatonnementNotice {
+    /// Prices of `round`; answer with your excess demand before `respond_by`.
+    Prices {
+        /// Round number, from 0.
+        round: usize,
+        /// Announced prices (sum 1).
+        prices: Vec<f64>,
+        /// Deadline for the answer.
+        respond_by: Time,
+    },
+    /// The process ended; `converged` says whether `prices` clear the market.
+    Finished {
+        /// True when the prices are an equilibrium within tolerance.
+        converged: bool,
+        /// The final prices.
+        prices: Vec<f64>,
+    },
+}
+
 /// The price-setting auctioneer as a state machine: one round per announced price vector.
 ///
-/// Driver order per round: read [`prices`](Self::prices) and send them to the agents, feed each
-/// answer to [`submit`](Self::submit), then call [`end_round`](Self::end_round) when all have
-/// answered or the round's deadline passed. Agents that did not answer are treated as not trading
+/// Driver order per round: deliver the [`TatonnementNotice::Prices`] from
+/// [`drain_outbox`](Self::drain_outbox), feed each answer to [`handle`](Self::handle), then call
+/// [`end_round`](Self::end_round) when all have answered, or [`handle_timeout`](Self::handle_timeout)
+/// at [`poll_timeout`](Self::poll_timeout), the round's deadline. Agents that did not answer are treated as not trading
 /// that round (zero excess demand) and counted in [`absent_last_round`](Self::absent_last_round).
 #[derive(Debug, Clone)]
 pub struct Auctioneer {
@@ -161,9 +199,11 @@ pub struct Auctioneer {
     started_at: Time,
     telemetry: Telemetry,
     round: usize,
+    round_deadline: Time,
     answers: BTreeMap<AgentId, Vec<f64>>,
     absent_last_round: usize,
     outcome: Option<TatonnementOutcome>,
+    outbox: Vec<Outgoing<TatonnementNotice>>,
 }
 
 impl Auctioneer {
@@ -195,7 +235,8 @@ impl Auctioneer {
             instance,
             at: now,
         });
-        Ok(Auctioneer {
+        let mut auctioneer = Auctioneer {
+            round_deadline: now.plus_ms(config.round_ms),
             config,
             supply,
             participants: participants.into_iter().collect(),
@@ -206,7 +247,33 @@ impl Auctioneer {
             answers: BTreeMap::new(),
             absent_last_round: 0,
             outcome: None,
-        })
+            outbox: Vec::new(),
+        };
+        auctioneer.announce();
+        Ok(auctioneer)
+    }
+
+    fn announce(&mut self) {
+        for &to in &self.participants {
+            let msg = TatonnementNotice::Prices {
+                round: self.round,
+                prices: self.prices.clone(),
+                respond_by: self.round_deadline,
+            };
+            self.outbox.push(Outgoing { to, msg });
+        }
+    }
+
+    /// Applies a message from `from`; the [`Protocol`](crate::Protocol) entry point.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        from: AgentId,
+        message: TatonnementMessage,
+    ) -> Result<(), Rejection> {
+        match message {
+            TatonnementMessage::Excess { round, excess } => self.submit(now, from, round, excess),
+        }
     }
 
     /// Prices announced for the current round.
@@ -232,16 +299,26 @@ impl Auctioneer {
         round: usize,
         excess: Vec<f64>,
     ) -> Result<(), Rejection> {
-        let result = self.check(agent, round, &excess);
+        let result = self.check(now, agent, round, &excess);
         self.telemetry.input(now, agent, None, &result);
         result?;
         self.answers.insert(agent, excess);
         Ok(())
     }
 
-    fn check(&self, agent: AgentId, round: usize, excess: &[f64]) -> Result<(), Rejection> {
+    fn check(
+        &self,
+        now: Time,
+        agent: AgentId,
+        round: usize,
+        excess: &[f64],
+    ) -> Result<(), Rejection> {
         if self.outcome.is_some() {
             return Err(Rejection::Closed);
+        }
+        if now >= self.round_deadline {
+            let deadline = self.round_deadline;
+            return Err(Rejection::Late { at: now, deadline });
         }
         if !self.participants.contains(&agent) {
             return Err(Rejection::NotParticipant { agent });
@@ -287,16 +364,100 @@ impl Auctioneer {
         } else {
             self.prices = adjust(&self.prices, &total, &self.supply, self.config.step);
             self.round = rounds;
+            // Never before the previous deadline, even if the driver's clock stepped back.
+            self.round_deadline = now.max(self.round_deadline).plus_ms(self.config.round_ms);
+            self.announce();
         }
-        if let Some(outcome) = &self.outcome {
-            self.telemetry.emit(TelemetryEvent::Decided {
-                protocol: "tatonnement",
-                summary: format!("{outcome:?}"),
-                at: now,
-                duration_ms: now.since(self.started_at),
-            });
+        if let Some(outcome) = self.outcome.clone() {
+            self.finish(now, &outcome);
         }
         self.outcome.clone()
+    }
+
+    fn finish(&mut self, now: Time, outcome: &TatonnementOutcome) {
+        self.telemetry.emit(TelemetryEvent::Decided {
+            protocol: "tatonnement",
+            summary: format!("{outcome:?}"),
+            at: now,
+            duration_ms: now.since(self.started_at),
+        });
+        let converged = matches!(outcome, TatonnementOutcome::Converged { .. });
+        for &to in &self.participants {
+            let prices = self.prices.clone();
+            let msg = TatonnementNotice::Finished { converged, prices };
+            self.outbox.push(Outgoing { to, msg });
+        }
+    }
+
+    /// The current round's deadline, while running.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.outcome.is_none().then_some(self.round_deadline)
+    }
+
+    /// Ends the round if its deadline has passed; agents that did not answer count as absent.
+    pub fn handle_timeout(&mut self, now: Time) -> Option<TatonnementOutcome> {
+        match self.outcome {
+            None if now >= self.round_deadline => self.end_round(now),
+            _ => self.outcome.clone(),
+        }
+    }
+
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        let sum: f64 = self.prices.iter().sum();
+        let positive = self.prices.iter().all(|p| p.is_finite() && *p > 0.0);
+        if self.prices.len() != self.supply.len() || !positive || (sum - 1.0).abs() > 1e-9 {
+            return Err(format!(
+                "prices {:?} are not a normalised positive vector",
+                self.prices
+            ));
+        }
+        for (agent, excess) in &self.answers {
+            let valid = excess.len() == self.supply.len() && excess.iter().all(|z| z.is_finite());
+            if !self.participants.contains(agent) || !valid {
+                return Err(format!("stored answer of {agent} is invalid"));
+            }
+        }
+        if self.absent_last_round > self.participants.len() || self.round_deadline < self.started_at
+        {
+            return Err("absent count or round deadline out of range".into());
+        }
+        self.outcome_consistent()
+    }
+
+    /// A claimed equilibrium is within tolerance, a failure only after the round budget, and both
+    /// report the prices the auctioneer holds.
+    fn outcome_consistent(&self) -> Result<(), String> {
+        let ok = match &self.outcome {
+            None => self.round < self.config.rounds_max,
+            Some(TatonnementOutcome::Converged {
+                prices, residual, ..
+            }) => *residual <= self.config.tolerance && *prices == self.prices,
+            Some(TatonnementOutcome::NotConverged {
+                prices,
+                rounds,
+                residual,
+            }) => {
+                *rounds >= self.config.rounds_max
+                    && *residual > self.config.tolerance
+                    && *prices == self.prices
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("outcome {:?} contradicts the state", self.outcome))
+        }
+    }
+
+    /// The outcome, once decided.
+    pub fn outcome(&self) -> Option<&TatonnementOutcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Takes the notices for the agents.
+    pub fn drain_outbox(&mut self) -> Vec<Outgoing<TatonnementNotice>> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// Takes the buffered telemetry events.
@@ -304,6 +465,13 @@ impl Auctioneer {
         self.telemetry.drain()
     }
 }
+
+crate::protocol::delegate_protocol!(
+    Auctioneer,
+    message = TatonnementMessage,
+    notice = TatonnementNotice,
+    outcome = TatonnementOutcome
+);
 
 /// Largest relative excess demand.
 pub fn residual(excess: &[f64], supply: &[f64]) -> f64 {
@@ -336,6 +504,9 @@ fn validate(config: &TatonnementConfig, supply: &[f64], start: &[f64]) -> Result
     }
     if !(config.step.is_finite() && config.step > 0.0) {
         return param("step", config.step, "must be finite and > 0");
+    }
+    if config.rounds_max == 0 {
+        return param("rounds_max", 0.0, "must be >= 1");
     }
     if !(config.tolerance.is_finite() && config.tolerance > 0.0) {
         return param("tolerance", config.tolerance, "must be finite and > 0");
@@ -394,5 +565,7 @@ pub fn run(
         if let Some(outcome) = auctioneer.end_round(Time(round as u64)) {
             return Ok(outcome);
         }
+        // The consumers here read prices directly; dropping the notices keeps memory flat.
+        auctioneer.drain_outbox();
     }
 }

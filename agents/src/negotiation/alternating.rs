@@ -274,6 +274,62 @@ impl AlternatingOffers {
         });
     }
 
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        if self.round > self.config.rounds_max {
+            return Err(format!(
+                "{} offers, limit {}",
+                self.round, self.config.rounds_max
+            ));
+        }
+        // Offers strictly alternate, so the mover is fixed by the first mover and the parity.
+        let expected = match (self.config.first_mover, self.round % 2) {
+            (role, 0) => role,
+            (Role::Buyer, _) => Role::Seller,
+            (Role::Seller, _) => Role::Buyer,
+        };
+        if self.to_move != expected {
+            return Err("the turn does not alternate".into());
+        }
+        match self.standing {
+            None if self.round > 0 => return Err("offers were made but none stands".into()),
+            Some(_) if self.round == 0 => return Err("a standing offer before any offer".into()),
+            Some(p) if validate_amount(p).is_err() => return Err(format!("standing offer {p}")),
+            _ => {}
+        }
+        if self.turn_deadline < self.started_at {
+            return Err("the turn deadline is before the start".into());
+        }
+        self.outcome_consistent()
+    }
+
+    /// An agreement is on the standing offer, accepted by the agent whose turn it was.
+    fn outcome_consistent(&self) -> Result<(), String> {
+        let ok = match &self.outcome {
+            None => true,
+            Some(NegotiationOutcome::Agreement {
+                price,
+                rounds,
+                accepted_by,
+            }) => {
+                Some(*price) == self.standing
+                    && *rounds == self.round
+                    && *accepted_by == self.to_move()
+            }
+            Some(NegotiationOutcome::Disagreement { rounds, reason }) => {
+                let agent = match reason {
+                    DisagreementReason::Quit(a) | DisagreementReason::Absent(a) => *a,
+                };
+                *rounds == self.round && agent == self.to_move()
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("outcome {:?} contradicts the state", self.outcome))
+        }
+    }
+
     /// The current turn's deadline, while open.
     pub fn poll_timeout(&self) -> Option<Time> {
         self.outcome.is_none().then_some(self.turn_deadline)
@@ -321,6 +377,13 @@ impl AlternatingOffers {
         self.telemetry.drain()
     }
 }
+
+crate::protocol::delegate_protocol!(
+    AlternatingOffers,
+    message = Move,
+    notice = NegotiationNotice,
+    outcome = NegotiationOutcome
+);
 
 /// Runs a negotiation locally between two policies, one move per millisecond from `start`.
 /// A policy move the machine refuses (for example an offer after the last round) ends the

@@ -40,6 +40,9 @@ pub enum ContractAnswer {
     Refuse,
 }
 
+/// What a contractor sends to the manager; the same type as [`ContractAnswer`].
+pub type ContractMessage = ContractAnswer;
+
 /// The manager's decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContractOutcome {
@@ -115,6 +118,16 @@ impl ContractNet {
             outbox,
             telemetry,
         }
+    }
+
+    /// Applies a message from `from`; the [`Protocol`](crate::Protocol) entry point.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        from: AgentId,
+        message: ContractAnswer,
+    ) -> Result<(), Rejection> {
+        self.answer(now, from, message)
     }
 
     /// Handles a contractor's answer. Rejections change nothing.
@@ -235,6 +248,56 @@ impl ContractNet {
         self.outcome = Some(outcome);
     }
 
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn invariants(&self) -> Result<(), String> {
+        if let Some(agent) = self.answered.keys().find(|a| !self.invited.contains(a)) {
+            return Err(format!("accepted an answer from outsider {agent}"));
+        }
+        let bids_in_answers = self
+            .answered
+            .values()
+            .filter(|a| matches!(a, ContractAnswer::Bid(_)))
+            .count();
+        if bids_in_answers != self.bids.len() {
+            return Err("stored bids and answers disagree".into());
+        }
+        for &(agent, cost) in &self.bids {
+            let within = self.max_cost.is_none_or(|m| cost <= m);
+            let answered = self.answered.get(&agent) == Some(&ContractAnswer::Bid(cost));
+            if validate_amount(cost).is_err() || !within || !answered {
+                return Err(format!("stored bid ({agent}, {cost}) is invalid"));
+            }
+        }
+        self.outcome_consistent()
+    }
+
+    /// The award is a received bid of the lowest cost, and absent plus answered is everyone.
+    fn outcome_consistent(&self) -> Result<(), String> {
+        let Some(outcome) = &self.outcome else {
+            return Ok(());
+        };
+        let lowest = self.bids.iter().map(|b| b.1).fold(f64::INFINITY, f64::min);
+        let award_ok = match outcome.award {
+            None => self.bids.is_empty(),
+            Some(bid) => self.bids.contains(&bid) && bid.1 == lowest,
+        };
+        let absent_ok = outcome.absent.len() + self.answered.len() == self.invited.len()
+            && outcome
+                .absent
+                .iter()
+                .all(|a| !self.answered.contains_key(a));
+        if award_ok && absent_ok && outcome.bids == self.bids.len() {
+            Ok(())
+        } else {
+            Err(format!("outcome {outcome:?} contradicts the answers"))
+        }
+    }
+
+    /// The outcome, once decided.
+    pub fn outcome(&self) -> Option<&ContractOutcome> {
+        self.outcome.as_ref()
+    }
+
     /// Takes the messages for contractors.
     pub fn drain_outbox(&mut self) -> Vec<Outgoing<ContractNotice>> {
         std::mem::take(&mut self.outbox)
@@ -245,3 +308,10 @@ impl ContractNet {
         self.telemetry.drain()
     }
 }
+
+crate::protocol::delegate_protocol!(
+    ContractNet,
+    message = ContractAnswer,
+    notice = ContractNotice,
+    outcome = ContractOutcome
+);
