@@ -6,8 +6,10 @@ use foundation_agents::auction::dutch::{DutchAuction, DutchConfig, DutchNotice};
 use foundation_agents::auction::english::{
     EnglishAuction, EnglishConfig, EnglishNotice, EnglishResponse,
 };
-use foundation_agents::auction::sealed::{Pricing, SealedBidAuction, SealedConfig};
-use foundation_agents::auction::vcg::{self, BundleBid, CombinatorialAuction, VcgError, XorBids};
+use foundation_agents::auction::sealed::{Pricing, SealedBidAuction, SealedConfig, SealedMessage};
+use foundation_agents::auction::vcg::{
+    self, BundleBid, CombinatorialAuction, VcgError, VcgMessage, VcgSolution, XorBids,
+};
 use foundation_agents::auction::{AuctionOutcome, AuctionReason};
 use foundation_agents::telemetry::TelemetryEvent;
 use foundation_agents::{AgentId, Rejection, Time};
@@ -427,10 +429,13 @@ proptest! {
                     4 => (AgentId(999), 99.0, Time(1)),
                     _ => (AgentId(i as u64), 99.0, Time(1_000)),
                 };
-                prop_assert!(noisy.submit(at, agent, amount).is_err());
+                let refused = noisy.handle(at, agent, SealedMessage::Bid { amount }).is_err();
+                prop_assert!(refused);
+                prop_assert_eq!(noisy.invariants(), Ok(()));
             }
         }
         prop_assert_eq!(clean.close(Time(1_000)).award, noisy.close(Time(1_000)).award);
+        prop_assert_eq!(noisy.invariants(), Ok(()));
     }
 }
 
@@ -466,6 +471,31 @@ fn to_map(bids: &[Vec<BundleBid>]) -> XorBids {
         .enumerate()
         .map(|(i, b)| (AgentId(i as u64), b.clone()))
         .collect()
+}
+
+/// Runs the bids through the combinatorial auction machine, one message per bidder, checking its
+/// invariants after every step and that it agrees with the pure solver.
+fn vcg_through_machine(items: usize, bids: &[Vec<BundleBid>]) -> VcgSolution {
+    let mut auction = CombinatorialAuction::new("prop", items, Time(100), None, Time(0));
+    for (i, bundles) in bids.iter().enumerate() {
+        let message = VcgMessage::Bid {
+            bundles: bundles.clone(),
+        };
+        auction
+            .handle(Time(i as u64), AgentId(i as u64), message)
+            .expect("valid bid");
+        assert_eq!(auction.invariants(), Ok(()));
+    }
+    let solution = auction.handle_timeout(Time(100)).expect("deadline");
+    assert_eq!(auction.invariants(), Ok(()));
+    assert_eq!(
+        auction.drain_outbox().len(),
+        bids.len(),
+        "every bidder told"
+    );
+    let solution = solution.expect("small");
+    assert_eq!(Ok(&solution), vcg::solve(items, &to_map(bids)).as_ref());
+    solution
 }
 
 /// True value of receiving `bundle` for a bidder whose true XOR valuation is `truth`.
@@ -560,7 +590,7 @@ proptest! {
 
     #[test]
     fn vcg_allocation_matches_brute_force_and_payments_stay_within_value(bids in xor_bids(4)) {
-        let s = vcg::solve(4, &to_map(&bids)).expect("small");
+        let s = vcg_through_machine(4, &bids);
         prop_assert_eq!(s.welfare, brute_force_welfare(&bids, 0, 0));
         let mut used = 0u32;
         let mut total = 0.0;

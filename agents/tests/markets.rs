@@ -1,13 +1,14 @@
 //! Properties of the call market and of Walrasian tatonnement.
 
 use foundation_agents::market::double::{
-    clear, CallMarket, ClearingReason, ClearingRule, Order, Side,
+    clear, CallMarket, ClearingOutcome, ClearingReason, ClearingRule, MarketMessage, Order, Side,
 };
 use foundation_agents::market::tatonnement::{
-    self, scarf_economy, Auctioneer, CobbDouglas, Consumer, TatonnementConfig, TatonnementOutcome,
+    self, scarf_economy, Auctioneer, CobbDouglas, Consumer, TatonnementConfig, TatonnementMessage,
+    TatonnementOutcome,
 };
 use foundation_agents::telemetry::TelemetryEvent;
-use foundation_agents::{AgentId, Rejection, Time};
+use foundation_agents::{AgentId, Protocol, Rejection, Time};
 use proptest::prelude::*;
 
 fn order(i: usize, side: Side, quantity: u64, limit: f64) -> Order {
@@ -18,6 +19,39 @@ fn order(i: usize, side: Side, quantity: u64, limit: f64) -> Order {
         limit,
         seq: i as u64,
     }
+}
+
+/// Clears `orders` through the market machine, one message each, checking its invariants after every
+/// step, and checks the machine agrees with the pure clearing function.
+fn through_market(orders: &[Order], rule: ClearingRule) -> ClearingOutcome {
+    let mut market = CallMarket::new("prop", rule, Time(1_000), Time(0));
+    for o in orders {
+        let (quantity, limit) = (o.quantity, o.limit);
+        let message = match o.side {
+            Side::Buy => MarketMessage::Bid { quantity, limit },
+            Side::Sell => MarketMessage::Ask { quantity, limit },
+        };
+        market
+            .handle(Time(o.seq), o.agent, message)
+            .expect("valid order");
+        assert_eq!(market.invariants(), Ok(()));
+    }
+    assert_eq!(
+        market.handle_timeout(Time(999)),
+        None,
+        "not before the deadline"
+    );
+    let out = market
+        .handle_timeout(Time(1_000))
+        .expect("cleared at the deadline");
+    assert_eq!(market.invariants(), Ok(()));
+    assert_eq!(
+        market.drain_outbox().len(),
+        orders.len(),
+        "one notice per order"
+    );
+    assert_eq!(out, clear(orders, rule));
+    out
 }
 
 /// Efficient quantity by expanding every order into units and pairing sorted units.
@@ -160,7 +194,7 @@ proptest! {
 
     #[test]
     fn uniform_clearing_trades_the_efficient_quantity_rationally_and_balances_the_budget(orders in orders()) {
-        let out = clear(&orders, ClearingRule::Uniform);
+        let out = through_market(&orders, ClearingRule::Uniform);
         prop_assert_eq!(out.efficient_quantity, brute_force_quantity(&orders));
         prop_assert_eq!(out.traded_quantity, out.efficient_quantity);
         prop_assert_eq!(traded(&out, Side::Buy), out.traded_quantity);
@@ -171,7 +205,7 @@ proptest! {
 
     #[test]
     fn mcafee_loses_at_most_one_trade_is_rational_and_never_runs_a_deficit(orders in orders()) {
-        let out = clear(&orders, ClearingRule::McAfee);
+        let out = through_market(&orders, ClearingRule::McAfee);
         let q = brute_force_quantity(&orders);
         prop_assert_eq!(out.efficient_quantity, q);
         prop_assert!(out.traded_quantity == q || out.traded_quantity + 1 == q);
@@ -226,6 +260,32 @@ fn cobb_douglas_economy() -> impl Strategy<Value = Vec<CobbDouglas>> {
     })
 }
 
+/// Runs a tatonnement through the auctioneer's [`Protocol`] interface, every consumer answering by
+/// message, with the invariants checked after every step.
+fn run_checked(consumers: &[&dyn Consumer], config: TatonnementConfig) -> TatonnementOutcome {
+    let supply = tatonnement::total_supply(consumers);
+    let ids = (0..consumers.len() as u64).map(AgentId);
+    let mut auctioneer = Auctioneer::new(supply, ids, config, Time(0)).expect("valid");
+    let mut now = Time(0);
+    loop {
+        let (round, prices) = (auctioneer.round(), auctioneer.prices().to_vec());
+        for (i, c) in consumers.iter().enumerate() {
+            let excess = c.excess_demand(&prices);
+            let message = TatonnementMessage::Excess { round, excess };
+            auctioneer
+                .handle(now, AgentId(i as u64), message)
+                .expect("valid answer");
+            assert_eq!(auctioneer.invariants(), Ok(()));
+        }
+        now = now.plus_ms(1);
+        let outcome = auctioneer.end_round(now);
+        assert_eq!(auctioneer.invariants(), Ok(()));
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
+    }
+}
+
 fn dyn_refs<C: Consumer>(cs: &[C]) -> Vec<&dyn Consumer> {
     cs.iter().map(|c| c as &dyn Consumer).collect()
 }
@@ -258,7 +318,7 @@ proptest! {
     #[test]
     fn tatonnement_converges_on_cobb_douglas_economies(economy in cobb_douglas_economy()) {
         let refs = dyn_refs(&economy);
-        let outcome = tatonnement::run(&refs, TatonnementConfig::default(), None).expect("valid");
+        let outcome = run_checked(&refs, TatonnementConfig::default());
         let TatonnementOutcome::Converged { prices, residual, .. } = outcome else {
             return Err(TestCaseError::fail(format!("did not converge: {outcome:?}")));
         };

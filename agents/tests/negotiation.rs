@@ -6,7 +6,9 @@ use foundation_agents::negotiation::alternating::{
     negotiate, AlternatingConfig, AlternatingOffers, DisagreementReason, Move, NegotiationOutcome,
 };
 use foundation_agents::negotiation::contract_net::{ContractAnswer, ContractNet, ContractNotice};
-use foundation_agents::negotiation::strategy::{rubinstein_share, Role, Rubinstein, TimeDependent};
+use foundation_agents::negotiation::strategy::{
+    rubinstein_share, Action, Negotiator, Role, Rubinstein, TimeDependent,
+};
 use foundation_agents::{AgentId, Rejection, Time};
 use proptest::prelude::*;
 
@@ -169,6 +171,42 @@ fn out_of_turn_late_invalid_and_outsider_moves_are_rejected() {
     assert_eq!(m.outcome(), Some(&expected));
 }
 
+/// The same loop as `negotiate`, but through the machine's message interface with its invariants
+/// checked after every step; the result must match `negotiate`'s.
+fn negotiate_checked(
+    config: AlternatingConfig,
+    buyer: &mut dyn Negotiator,
+    seller: &mut dyn Negotiator,
+) -> NegotiationOutcome {
+    let mut machine = AlternatingOffers::new(config, Time(0)).expect("valid");
+    let mut now = Time(0);
+    while machine.outcome().is_none() {
+        let agent = machine.to_move();
+        let policy: &mut dyn Negotiator = if agent == BUYER {
+            &mut *buyer
+        } else {
+            &mut *seller
+        };
+        let mv = match policy.act(machine.time_fraction(), machine.standing_offer()) {
+            Action::Offer(price) => Move::Offer {
+                round: machine.round(),
+                price,
+            },
+            Action::Accept => Move::Accept {
+                round: machine.round().saturating_sub(1),
+            },
+            Action::Quit => Move::Quit,
+        };
+        now = now.plus_ms(1);
+        if machine.handle(now, agent, mv).is_err() {
+            now = machine.poll_timeout().expect("open");
+            machine.handle_timeout(now);
+        }
+        assert_eq!(machine.invariants(), Ok(()));
+    }
+    machine.outcome().cloned().expect("decided")
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -182,7 +220,8 @@ proptest! {
     ) {
         let mut b = TimeDependent { role: Role::Buyer, initial: 0.0, reservation: buyer_max, beta: beta_b, k: 0.0 };
         let mut s = TimeDependent { role: Role::Seller, initial: 200.0, reservation: seller_min, beta: beta_s, k: 0.0 };
-        let outcome = negotiate(config(rounds_max), &mut b, &mut s, Time(0)).expect("valid");
+        let outcome = negotiate_checked(config(rounds_max), &mut b.clone(), &mut s.clone());
+        prop_assert_eq!(&outcome, &negotiate(config(rounds_max), &mut b, &mut s, Time(0)).expect("valid"));
         match outcome {
             NegotiationOutcome::Agreement { price, .. } => {
                 prop_assert!(price <= buyer_max + 1e-9 && price >= seller_min - 1e-9, "price {} outside [{}, {}]", price, seller_min, buyer_max);

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use foundation_agents::voting::tally::{self, Ballot};
-use foundation_agents::voting::{Election, ElectionConfig, Method, VoteError};
+use foundation_agents::voting::{Election, ElectionConfig, Method, VoteError, VoteMessage};
 use foundation_agents::{AgentId, Rejection, Time};
 use proptest::prelude::*;
 
@@ -162,9 +162,13 @@ proptest! {
             };
             let mut e = Election::new(config, Time(0)).expect("valid");
             for &i in order {
-                e.cast(Time(i as u64), AgentId(i as u64), Ballot::Ranking(profile[i].1.clone())).expect("valid");
+                let ballot = Ballot::Ranking(profile[i].1.clone());
+                e.handle(Time(i as u64), AgentId(i as u64), VoteMessage::Cast { ballot }).expect("valid");
+                assert_eq!(e.invariants(), Ok(()));
             }
-            e.close(Time(1_000)).expect("quorum 0")
+            let outcome = e.handle_timeout(Time(1_000)).expect("deadline").expect("quorum 0");
+            assert_eq!(e.invariants(), Ok(()));
+            outcome
         };
         let forward: Vec<usize> = (0..profile.len()).collect();
         let mut shuffled = forward.clone();
