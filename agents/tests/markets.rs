@@ -8,7 +8,7 @@ use foundation_agents::market::tatonnement::{
     TatonnementOutcome,
 };
 use foundation_agents::telemetry::TelemetryEvent;
-use foundation_agents::{AgentId, Protocol, Rejection, Time};
+use foundation_agents::{AgentId, Rejection, Time};
 use proptest::prelude::*;
 
 fn order(i: usize, side: Side, quantity: u64, limit: f64) -> Order {
