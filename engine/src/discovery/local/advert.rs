@@ -1,0 +1,202 @@
+//! The advertisement file: writing ours atomically, reading others' without trusting them.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use foundation_transport::NodeId;
+use serde::{Deserialize, Serialize};
+
+use super::super::{DiscoveryError, LocalNode};
+
+/// Larger files are not advertisements (ours is ~150 bytes); reading stops here.
+const MAX_FILE_BYTES: u64 = 4096;
+
+/// What a node writes about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Advert {
+    cluster: String,
+    /// The node id as 32 hex digits (JSON numbers cannot carry 128 bits safely).
+    id: String,
+    addr: SocketAddr,
+    pid: u32,
+    /// Seconds since the Unix epoch when the node started advertising.
+    started: u64,
+}
+
+/// A peer found in the directory.
+#[derive(Debug)]
+pub(super) struct Peer {
+    pub(super) id: NodeId,
+    pub(super) addr: SocketAddr,
+}
+
+/// The outcome of one directory listing.
+#[derive(Debug, Default)]
+pub(super) struct Scan {
+    pub(super) peers: Vec<Peer>,
+    /// Files that were not valid advertisements (skipped).
+    pub(super) malformed: usize,
+}
+
+impl Advert {
+    pub(super) fn of(me: &LocalNode) -> Self {
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Self {
+            cluster: me.cluster.as_str().to_owned(),
+            id: me.id.to_string(),
+            addr: me.addr,
+            pid: std::process::id(),
+            started,
+        }
+    }
+
+    pub(super) fn path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.json", self.id))
+    }
+
+    /// Writes the file atomically (temporary file, then rename), so readers never see half of it.
+    pub(super) fn write(&self, dir: &Path) -> Result<PathBuf, DiscoveryError> {
+        let path = self.path(dir);
+        let tmp = dir.join(format!(".{}.json.tmp", self.id));
+        let write = || -> io::Result<()> {
+            let json = serde_json::to_vec(self).map_err(io::Error::other)?;
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|source| DiscoveryError::Advertise {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    }
+
+    /// Rewrites the file if it disappeared.
+    pub(super) fn ensure_written(&self, dir: &Path) -> Result<(), DiscoveryError> {
+        if self.path(dir).exists() {
+            return Ok(());
+        }
+        self.write(dir).map(|_| ())
+    }
+}
+
+/// Lists `dir`: valid advertisements of other live nodes of our cluster become peers; files of
+/// dead processes are removed; anything else that looks like an advertisement is counted.
+pub(super) fn scan(dir: &Path, me: &Advert) -> Scan {
+    let mut scan = Scan::default();
+    let Ok(entries) = fs::read_dir(dir) else {
+        scan.malformed += 1;
+        return scan;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(stem) = advert_stem(&path) else {
+            continue; // temporary files, dotfiles, anything not named like an advertisement
+        };
+        if stem == me.id {
+            continue;
+        }
+        match read_peer(&path, &stem, &me.cluster) {
+            Some((peer, pid)) if pid_alive(pid) => scan.peers.push(peer),
+            Some(_) => remove_stale(&path),
+            None => scan.malformed += 1,
+        }
+    }
+    scan
+}
+
+/// The stem of `<stem>.json`, for names that do not start with a dot.
+fn advert_stem(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".json")?;
+    (!stem.starts_with('.')).then(|| stem.to_owned())
+}
+
+/// Reads and validates one file; `None` when it is not a valid advertisement of our cluster.
+fn read_peer(path: &Path, stem: &str, cluster: &str) -> Option<(Peer, u32)> {
+    let advert = read_advert(path)?;
+    let id: NodeId = advert.id.parse().ok()?;
+    let valid = advert.id == stem
+        && advert.cluster == cluster
+        && advert.pid != 0
+        && advert.addr.port() != 0
+        && !advert.addr.ip().is_unspecified();
+    if !valid {
+        tracing::debug!(file = %path.display(), "local discovery: skipping invalid advertisement");
+        return None;
+    }
+    Some((
+        Peer {
+            id,
+            addr: advert.addr,
+        },
+        advert.pid,
+    ))
+}
+
+fn read_advert(path: &Path) -> Option<Advert> {
+    // Only regular files: a symlink or a FIFO planted here must not make us block or wander.
+    let meta = fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_file() || meta.len() > MAX_FILE_BYTES {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .ok()?
+        .take(MAX_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn remove_stale(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            tracing::debug!(file = %path.display(), "local discovery: removed file of a dead process")
+        }
+        Err(error) => {
+            tracing::debug!(file = %path.display(), %error, "local discovery: cannot remove stale file")
+        }
+    }
+}
+
+/// Whether process `pid` exists. Where that cannot be checked, assume it does (a stale entry
+/// costs one failed dial; removing a live node's file would hide it).
+fn pid_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    if cfg!(target_os = "linux") && proc.join("self").exists() {
+        return proc.join(pid.to_string()).exists();
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_json_names_are_advertisements() {
+        assert_eq!(
+            advert_stem(Path::new("/d/ab12.json")).as_deref(),
+            Some("ab12")
+        );
+        assert_eq!(advert_stem(Path::new("/d/.ab12.json.tmp")), None);
+        assert_eq!(advert_stem(Path::new("/d/.ab12.json")), None);
+        assert_eq!(advert_stem(Path::new("/d/ab12.txt")), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_an_absurd_pid_is_not() {
+        assert!(pid_alive(std::process::id()));
+        if cfg!(target_os = "linux") {
+            assert!(!pid_alive(u32::MAX));
+        }
+    }
+}

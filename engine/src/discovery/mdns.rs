@@ -1,0 +1,272 @@
+//! `mdns`: zero-config discovery on the local network with mdns-sd.
+//!
+//! Each node registers `<node-id>._foundation._udp.local.` with TXT `cluster=<name>` and
+//! `id=<node id>`, browses the same type, and reports resolved instances of its own cluster.
+//! The daemon's event channel is drained promptly (since mdns-sd 0.21.6 a receiver that falls
+//! behind is closed silently); known peers are re-reported periodically instead of blocking.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, SocketAddrV6};
+use std::time::Duration;
+
+use foundation_transport::NodeId;
+use mdns_sd::{
+    IfKind, Receiver, ResolvedService, ScopedIp, ServiceDaemon, ServiceEvent, ServiceInfo,
+};
+use tokio::sync::mpsc;
+
+use super::handle::StopSignal;
+use super::report::{Closed, Reporter};
+use super::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, DiscoveryMetrics, LocalNode};
+
+const NAME: &str = "mdns";
+
+/// The DNS-SD service type every Foundation node registers.
+pub const MDNS_SERVICE_TYPE: &str = "_foundation._udp.local.";
+
+/// How long `stop` waits for the daemon to confirm the unregistration and shutdown.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// mDNS discovery, optionally restricted to some network interfaces.
+#[derive(Clone, Debug)]
+pub struct MdnsDiscovery {
+    interfaces: Vec<String>,
+    port: u16,
+    interval: Duration,
+    metrics: DiscoveryMetrics,
+}
+
+impl MdnsDiscovery {
+    /// How often known peers are reported again, by default.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// mDNS on `interfaces` (names such as `"eth0"`; empty: every interface) on port 5353.
+    pub fn new(interfaces: Vec<String>, metrics: DiscoveryMetrics) -> Self {
+        Self {
+            interfaces,
+            port: mdns_sd::MDNS_PORT,
+            interval: Self::DEFAULT_INTERVAL,
+            metrics,
+        }
+    }
+
+    /// Uses another UDP port than 5353 (every node must use the same one).
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Sets how often known peers are reported again.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    fn daemon(&self) -> Result<ServiceDaemon, DiscoveryError> {
+        let daemon =
+            ServiceDaemon::new_with_port(self.port).map_err(mdns_error("start the daemon"))?;
+        if !self.interfaces.is_empty() {
+            // Commands run in order: the restriction applies before anything is announced.
+            daemon
+                .disable_interface(IfKind::All)
+                .map_err(mdns_error("restrict interfaces"))?;
+            let names: Vec<IfKind> = self.interfaces.iter().map(IfKind::from).collect();
+            daemon
+                .enable_interface(names)
+                .map_err(mdns_error("enable the chosen interfaces"))?;
+        }
+        Ok(daemon)
+    }
+
+    fn service(&self, me: &LocalNode) -> Result<ServiceInfo, DiscoveryError> {
+        let id = me.id.to_string();
+        let txt = [("cluster", me.cluster.as_str()), ("id", id.as_str())];
+        let host = format!("{id}.local.");
+        let ip = me.addr.ip();
+        let info = if ip.is_unspecified() {
+            // Bound to every address: advertise whatever the chosen interfaces have.
+            ServiceInfo::new(MDNS_SERVICE_TYPE, &id, &host, (), me.addr.port(), &txt[..])
+                .map(ServiceInfo::enable_addr_auto)
+        } else {
+            ServiceInfo::new(MDNS_SERVICE_TYPE, &id, &host, ip, me.addr.port(), &txt[..])
+        };
+        info.map_err(mdns_error("describe our service"))
+    }
+}
+
+fn mdns_error(doing: &'static str) -> impl Fn(mdns_sd::Error) -> DiscoveryError {
+    move |e| DiscoveryError::Mdns(format!("cannot {doing}: {e}"))
+}
+
+impl Discovery for MdnsDiscovery {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn start(
+        self: Box<Self>,
+        me: LocalNode,
+        found: mpsc::Sender<Candidate>,
+    ) -> Result<DiscoveryHandle, DiscoveryError> {
+        let daemon = self.daemon()?;
+        let service = self.service(&me)?;
+        let fullname = service.get_fullname().to_owned();
+        let started = daemon
+            .register(service)
+            .map_err(mdns_error("register our service"))
+            .and_then(|()| {
+                daemon
+                    .browse(MDNS_SERVICE_TYPE)
+                    .map_err(mdns_error("browse"))
+            });
+        let events = match started {
+            Ok(events) => events,
+            Err(error) => {
+                let _ = daemon.shutdown();
+                return Err(error);
+            }
+        };
+        let reporter = Reporter::new(NAME, me, found, self.metrics.clone());
+        let running = Running {
+            daemon,
+            fullname,
+            peers: BTreeMap::new(),
+            reporter,
+        };
+        Ok(DiscoveryHandle::spawn(NAME, move |stop| {
+            running.run(events, self.interval, stop)
+        }))
+    }
+}
+
+/// A peer resolved through mDNS.
+#[derive(Debug)]
+struct Peer {
+    id: NodeId,
+    addrs: Vec<SocketAddr>,
+}
+
+/// The strategy's task state.
+struct Running {
+    daemon: ServiceDaemon,
+    fullname: String,
+    /// Known same-cluster peers, by instance full name.
+    peers: BTreeMap<String, Peer>,
+    reporter: Reporter,
+}
+
+impl Running {
+    async fn run(
+        mut self,
+        mut events: Receiver<ServiceEvent>,
+        interval: Duration,
+        mut stop: StopSignal,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            let outcome = tokio::select! {
+                _ = stop.stopped() => break,
+                _ = ticker.tick() => self.report_all(),
+                event = events.recv_async() => match event {
+                    Ok(event) => self.on_event(event),
+                    Err(_) => {
+                        events = self.browse_again().await;
+                        Ok(())
+                    }
+                },
+            };
+            if outcome.is_err() {
+                break;
+            }
+        }
+        self.withdraw().await;
+    }
+
+    fn on_event(&mut self, event: ServiceEvent) -> Result<(), Closed> {
+        match event {
+            ServiceEvent::ServiceResolved(service) => self.on_resolved(&service),
+            ServiceEvent::ServiceRemoved(_, fullname) => {
+                self.peers.remove(&fullname);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn on_resolved(&mut self, service: &ResolvedService) -> Result<(), Closed> {
+        if service.fullname == self.fullname {
+            return Ok(());
+        }
+        let Some(peer) = parse_peer(service, self.reporter.me().cluster.as_str()) else {
+            return Ok(()); // another cluster, or not a Foundation node we can use
+        };
+        for addr in &peer.addrs {
+            self.reporter.report(*addr, Some(peer.id))?;
+        }
+        self.peers.insert(service.fullname.clone(), peer);
+        Ok(())
+    }
+
+    fn report_all(&self) -> Result<(), Closed> {
+        for peer in self.peers.values() {
+            for addr in &peer.addrs {
+                self.reporter.report(*addr, Some(peer.id))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The event channel closed (we fell behind, or the daemon failed): browse afresh.
+    async fn browse_again(&self) -> Receiver<ServiceEvent> {
+        self.reporter.error();
+        tracing::warn!("mdns discovery: event channel closed; browsing again");
+        let _ = self.daemon.stop_browse(MDNS_SERVICE_TYPE);
+        loop {
+            match self.daemon.browse(MDNS_SERVICE_TYPE) {
+                Ok(events) => return events,
+                Err(error) => {
+                    self.reporter.error();
+                    tracing::warn!(%error, "mdns discovery: cannot browse; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Unregisters our service (peers see it go) and shuts the daemon down.
+    async fn withdraw(self) {
+        if let Ok(status) = self.daemon.unregister(&self.fullname) {
+            let _ = tokio::time::timeout(STOP_TIMEOUT, status.recv_async()).await;
+        }
+        if let Ok(status) = self.daemon.shutdown() {
+            let _ = tokio::time::timeout(STOP_TIMEOUT, status.recv_async()).await;
+        }
+    }
+}
+
+/// A same-cluster peer from a resolved service, or `None` for anything else. TXT values come
+/// from the network: they are parsed, never trusted.
+fn parse_peer(service: &ResolvedService, cluster: &str) -> Option<Peer> {
+    if service.get_property_val_str("cluster") != Some(cluster) || service.port == 0 {
+        return None;
+    }
+    let id: NodeId = service.get_property_val_str("id")?.parse().ok()?;
+    let mut addrs: Vec<SocketAddr> = service
+        .addresses
+        .iter()
+        .map(|ip| socket_addr(ip, service.port))
+        .filter(|a| !a.ip().is_unspecified())
+        .collect();
+    addrs.sort();
+    (!addrs.is_empty()).then_some(Peer { id, addrs })
+}
+
+/// The address to dial; an IPv6 link-local address needs the interface it was seen on.
+fn socket_addr(ip: &ScopedIp, port: u16) -> SocketAddr {
+    match ip {
+        ScopedIp::V6(v6) if v6.addr().is_unicast_link_local() => {
+            SocketAddr::V6(SocketAddrV6::new(*v6.addr(), port, 0, v6.scope_id().index))
+        }
+        other => SocketAddr::new(other.to_ip_addr(), port),
+    }
+}
