@@ -1,5 +1,6 @@
 //! Adaptive bidders that learn across repeated auctions, pluggable per agent through
-//! [`BidStrategy`].
+//! [`BidStrategy`], and negotiators that learn across repeated negotiations, pluggable through
+//! [`negotiator::AdaptiveNegotiator`] (see [`negotiator::LearningNegotiator`]).
 //!
 //! Learners choose a shading factor from a grid (bid = factor × value):
 //! - [`EpsilonGreedy`] learns from its own realised utility only (bandit feedback);
@@ -8,6 +9,7 @@
 //!
 //! Randomness comes from the caller's RNG so repeated runs replay exactly.
 
+pub mod negotiator;
 pub mod repeated;
 
 use rand::{Rng, RngCore};

@@ -1,13 +1,20 @@
 //! Learning bidders in repeated auctions.
 
 use foundation_agents::auction::sealed::Pricing;
+use foundation_agents::learning::negotiator::{
+    beta_grid, negotiation_utility, run_repeated_negotiations, AdaptiveNegotiator,
+    LearningNegotiator,
+};
 use foundation_agents::learning::repeated::run_repeated;
 use foundation_agents::learning::{
     counterfactual_utility, shading_grid, BidStrategy, EpsilonGreedy, MultiplicativeWeights,
     RandomBidder, RoundFeedback, Truthful,
 };
+use foundation_agents::negotiation::alternating::{AlternatingConfig, NegotiationOutcome};
+use foundation_agents::negotiation::strategy::{Action, Negotiator, Role, TimeDependent};
+use foundation_agents::AgentId;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 const ROUNDS: u64 = 3_000;
 
@@ -109,4 +116,148 @@ fn counterfactual_utility_prices_each_rule_correctly() {
     assert_eq!(counterfactual_utility(0.6, &fb(Pricing::FirstPrice)), 0.4);
     assert_eq!(counterfactual_utility(0.6, &fb(Pricing::SecondPrice)), 0.6);
     assert_eq!(counterfactual_utility(0.3, &fb(Pricing::SecondPrice)), 0.0);
+}
+
+/// A buyer with a linear tactic whose reservation price is redrawn in [120, 180) before every
+/// negotiation and who walks away on any turn with probability `hazard` (an outside option): a
+/// stationary but noisy opponent. A patient buyer opening low rewards a seller who holds out; an
+/// impatient one opening closer rewards a seller who concedes quickly.
+struct NoisyBuyer {
+    tactic: TimeDependent,
+    hazard: f64,
+    rng: StdRng,
+}
+
+impl NoisyBuyer {
+    fn new(initial: f64, hazard: f64, seed: u64) -> Self {
+        let tactic = TimeDependent {
+            role: Role::Buyer,
+            initial,
+            reservation: 150.0,
+            beta: 1.0,
+            k: 0.0,
+        };
+        let rng = StdRng::seed_from_u64(seed);
+        NoisyBuyer {
+            tactic,
+            hazard,
+            rng,
+        }
+    }
+}
+
+impl Negotiator for NoisyBuyer {
+    fn role(&self) -> Role {
+        Role::Buyer
+    }
+
+    fn act(&mut self, t: f64, standing: Option<f64>) -> Action {
+        if self.rng.gen::<f64>() < self.hazard {
+            return Action::Quit;
+        }
+        self.tactic.act(t, standing)
+    }
+}
+
+impl AdaptiveNegotiator for NoisyBuyer {
+    fn begin(&mut self) {
+        self.tactic.reservation = 120.0 + 60.0 * self.rng.gen::<f64>();
+    }
+
+    fn observe(&mut self, _outcome: &NegotiationOutcome) {}
+}
+
+fn negotiation_config() -> AlternatingConfig {
+    AlternatingConfig {
+        subject: "price".into(),
+        buyer: AgentId(1),
+        seller: AgentId(2),
+        first_mover: Role::Seller,
+        rounds_max: 20,
+        turn_ms: 100,
+    }
+}
+
+const SELLER_INITIAL: f64 = 200.0;
+const SELLER_RESERVATION: f64 = 50.0;
+const NEGOTIATIONS: u64 = 2_000;
+/// The learner is judged on the last quarter, after it had time to explore.
+const JUDGED_FROM: usize = 1_500;
+
+/// (opening price, hazard) of the patient and of the impatient buyer.
+const OPPONENTS: [(f64, f64); 2] = [(0.0, 0.0), (100.0, 0.1)];
+
+/// The seller's utility in each negotiation against a noisy buyer.
+fn seller_utilities<S: AdaptiveNegotiator>(seller: &mut S, opponent: (f64, f64)) -> Vec<f64> {
+    let mut buyer = NoisyBuyer::new(opponent.0, opponent.1, 11);
+    run_repeated_negotiations(&negotiation_config(), &mut buyer, seller, NEGOTIATIONS)
+        .iter()
+        .map(|o| negotiation_utility(Role::Seller, SELLER_RESERVATION, o))
+        .collect()
+}
+
+fn fixed(beta: f64) -> TimeDependent {
+    TimeDependent {
+        role: Role::Seller,
+        initial: SELLER_INITIAL,
+        reservation: SELLER_RESERVATION,
+        beta,
+        k: 0.0,
+    }
+}
+
+fn learner() -> LearningNegotiator {
+    let grid = beta_grid(0.1, 10.0, 9);
+    LearningNegotiator::new(
+        Role::Seller,
+        SELLER_INITIAL,
+        SELLER_RESERVATION,
+        grid,
+        0.1,
+        7,
+    )
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+#[test]
+fn a_learning_negotiator_finds_the_concession_speed_each_opponent_rewards() {
+    let mut best_betas = Vec::new();
+    for opponent in OPPONENTS {
+        let mut seller = learner();
+        let learned = mean(&seller_utilities(&mut seller, opponent)[JUDGED_FROM..]);
+        let fixed_late = |beta| mean(&seller_utilities(&mut fixed(beta), opponent)[JUDGED_FROM..]);
+        let linear = fixed_late(1.0);
+        let best_fixed = beta_grid(0.1, 10.0, 9)
+            .into_iter()
+            .map(fixed_late)
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            learned > linear + 2.0,
+            "{opponent:?}: learner {learned:.2} vs linear {linear:.2}"
+        );
+        // Exploring 10% of the time costs a little against the best β in hindsight, no more.
+        assert!(
+            learned >= 0.9 * best_fixed,
+            "{opponent:?}: learner {learned:.2} vs best fixed {best_fixed:.2}"
+        );
+        best_betas.push(seller.best_beta());
+    }
+    // No single β serves both: hold out against the patient buyer, concede to the impatient one.
+    assert!(
+        best_betas[0] < 0.5 && best_betas[1] > 2.0,
+        "best β per opponent: {best_betas:?}"
+    );
+}
+
+#[test]
+fn repeated_negotiations_replay_exactly_from_the_seeds() {
+    let run = || {
+        let mut seller = learner();
+        let utilities = seller_utilities(&mut seller, OPPONENTS[1]);
+        (utilities, seller.estimates())
+    };
+    assert_eq!(run(), run());
 }
