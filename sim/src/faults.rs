@@ -1,0 +1,350 @@
+//! What a scenario does to the cluster at a given time: faults (partitions, stalls, crashes,
+//! clock skew, a worse network) and the operator actions around them (restart, join, leave).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use foundation_engine::core::Command;
+
+use crate::network::{BlockRule, LinkModel, SlotSet};
+use crate::world::{NodeStatus, World};
+
+/// A selection of node slots, resolved against the cluster size when the fault is applied, so
+/// one scenario works at any `--nodes`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Nodes {
+    /// Every slot.
+    All,
+    /// One slot.
+    One(usize),
+    /// Slots `start..end`.
+    Range {
+        /// First slot.
+        start: usize,
+        /// One past the last slot.
+        end: usize,
+    },
+    /// These slots.
+    List(Vec<usize>),
+    /// Slots from `from` to `to` as fractions of the cluster size (`0.0..0.4` = the first 40 %).
+    Share {
+        /// Start, 0.0–1.0.
+        from: f64,
+        /// End, 0.0–1.0.
+        to: f64,
+    },
+    /// A group the scenario named.
+    Named(String),
+}
+
+impl Nodes {
+    /// The selected slots out of `n`, in order; an error names what does not fit.
+    pub fn resolve(
+        &self,
+        n: usize,
+        groups: &BTreeMap<String, Nodes>,
+    ) -> Result<Vec<usize>, String> {
+        let check = |i: usize| {
+            if i < n {
+                Ok(i)
+            } else {
+                Err(format!("node {i} does not exist (the cluster has {n})"))
+            }
+        };
+        match self {
+            Nodes::All => Ok((0..n).collect()),
+            Nodes::One(i) => Ok(vec![check(*i)?]),
+            Nodes::Range { start, end } if start <= end => (*start..*end).map(check).collect(),
+            Nodes::Range { start, end } => Err(format!("empty range {start}..{end}")),
+            Nodes::List(list) => list.iter().map(|&i| check(i)).collect(),
+            Nodes::Share { from, to }
+                if (0.0..=1.0).contains(from) && (0.0..=1.0).contains(to) && from <= to =>
+            {
+                Ok((share(*from, n)..share(*to, n)).collect())
+            }
+            Nodes::Share { from, to } => Err(format!("share {from}..{to} is not within 0..1")),
+            Nodes::Named(name) => match groups.get(name) {
+                Some(Nodes::Named(_)) => Err(format!("group {name:?} refers to another group")),
+                Some(nodes) => nodes.resolve(n, groups),
+                None => Err(format!("unknown group {name:?}")),
+            },
+        }
+    }
+
+    /// The selection as a bitmap over `n` slots.
+    pub fn slot_set(&self, n: usize, groups: &BTreeMap<String, Nodes>) -> Result<SlotSet, String> {
+        let mut set = vec![false; n];
+        for i in self.resolve(n, groups)? {
+            set[i] = true;
+        }
+        Ok(set)
+    }
+}
+
+fn share(fraction: f64, n: usize) -> usize {
+    ((fraction * n as f64).round() as usize).min(n)
+}
+
+impl fmt::Display for Nodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Nodes::All => write!(f, "all"),
+            Nodes::One(i) => write!(f, "n{i}"),
+            Nodes::Range { start, end } => write!(f, "n{start}..n{end}"),
+            Nodes::List(list) => write!(f, "{list:?}"),
+            Nodes::Share { from, to } => write!(f, "{:.0}%..{:.0}%", from * 100.0, to * 100.0),
+            Nodes::Named(name) => write!(f, "{name}"),
+        }
+    }
+}
+
+/// Which identity a restarted node comes back with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Identity {
+    /// The same node id with a higher generation (a process restart).
+    Same,
+    /// A new node id at the same address (a replaced machine or pod).
+    New,
+}
+
+/// One thing a scenario does at a point in time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Cuts traffic between two groups in both directions.
+    Partition(Nodes, Nodes),
+    /// Cuts traffic from the first group to the second only.
+    PartitionOneWay(Nodes, Nodes),
+    /// Removes every partition.
+    Heal,
+    /// The nodes stop processing for a while; what arrives meanwhile waits in their buffers and
+    /// their timers fire late.
+    Stall(Nodes, Duration),
+    /// The nodes stop at once, without a word to anyone.
+    Crash(Nodes),
+    /// The nodes leave gracefully, then shut down.
+    Stop(Nodes),
+    /// The nodes (crashed or stopped; running ones are crashed first) start again and join
+    /// through the first running node.
+    Restart(Nodes, Identity),
+    /// The nodes' clocks jump by `offset` (may be negative; local time stays monotonic) and run
+    /// `drift_ppm` parts per million fast (negative: slow).
+    ClockSkew {
+        /// Whose clock.
+        nodes: Nodes,
+        /// Step, in microseconds.
+        offset_us: i64,
+        /// Rate error, in parts per million.
+        drift_ppm: i64,
+    },
+    /// Every link without an override behaves like this from now on.
+    Network(LinkModel),
+    /// Links from the first group to the second behave like this from now on.
+    Link(Nodes, Nodes, LinkModel),
+    /// The nodes join the cluster through the node `via`.
+    Join(Nodes, usize),
+}
+
+impl Fault {
+    /// Whether this fault disturbs membership, so the cluster must converge again afterwards.
+    pub fn disturbs(&self) -> bool {
+        !matches!(
+            self,
+            Fault::Partition(..) | Fault::PartitionOneWay(..) | Fault::Network(_) | Fault::Link(..)
+        )
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Partition(a, b) => write!(f, "partition {a} | {b}"),
+            Fault::PartitionOneWay(a, b) => write!(f, "partition {a} -> {b} (one way)"),
+            Fault::Heal => write!(f, "heal all partitions"),
+            Fault::Stall(nodes, d) => write!(f, "stall {nodes} for {d:?}"),
+            Fault::Crash(nodes) => write!(f, "crash {nodes}"),
+            Fault::Stop(nodes) => write!(f, "stop {nodes} (graceful leave)"),
+            Fault::Restart(nodes, Identity::Same) => write!(f, "restart {nodes} (same id)"),
+            Fault::Restart(nodes, Identity::New) => write!(f, "restart {nodes} (new id)"),
+            Fault::ClockSkew {
+                nodes,
+                offset_us,
+                drift_ppm,
+            } => {
+                write!(f, "clock skew {nodes}: {offset_us:+} us, {drift_ppm:+} ppm")
+            }
+            Fault::Network(m) => write!(f, "network: {m:?}"),
+            Fault::Link(a, b, m) => write!(f, "link {a} -> {b}: {m:?}"),
+            Fault::Join(nodes, via) => write!(f, "join {nodes} via n{via}"),
+        }
+    }
+}
+
+/// A stall's duration, for scenario code: `stall(n, millis(2000))`.
+pub fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// Seconds, for scenario code: `at(secs(5), ...)`.
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// How long a stopping node keeps running after it announced its departure, so its goodbye
+/// messages go out before it shuts down.
+pub const LEAVE_GRACE: Duration = Duration::from_millis(500);
+
+impl World {
+    /// Applies `fault` now. Returns the slots it touched; an error names a selection that does
+    /// not fit the cluster (nothing was changed then).
+    pub fn apply(
+        &mut self,
+        fault: &Fault,
+        groups: &BTreeMap<String, Nodes>,
+    ) -> Result<Vec<usize>, String> {
+        let n = self.nodes().len();
+        self.note(format_args!("fault {fault}"));
+        match fault {
+            Fault::Partition(a, b) => {
+                let (a, b) = (a.slot_set(n, groups)?, b.slot_set(n, groups)?);
+                self.network_mut().block(BlockRule {
+                    from: a.clone(),
+                    to: b.clone(),
+                });
+                self.network_mut().block(BlockRule { from: b, to: a });
+                self.topology_changed();
+                Ok(Vec::new())
+            }
+            Fault::PartitionOneWay(a, b) => {
+                let rule = BlockRule {
+                    from: a.slot_set(n, groups)?,
+                    to: b.slot_set(n, groups)?,
+                };
+                self.network_mut().block(rule);
+                self.topology_changed();
+                Ok(Vec::new())
+            }
+            Fault::Heal => {
+                self.network_mut().heal();
+                self.topology_changed();
+                Ok(Vec::new())
+            }
+            Fault::Network(model) => {
+                model.validate()?;
+                self.network_mut().set_default(model.clone());
+                Ok(Vec::new())
+            }
+            Fault::Link(a, b, model) => {
+                model.validate()?;
+                let (a, b) = (a.slot_set(n, groups)?, b.slot_set(n, groups)?);
+                self.network_mut().set_link(a, b, model.clone());
+                Ok(Vec::new())
+            }
+            _ => self.apply_to_nodes(fault, groups),
+        }
+    }
+
+    fn apply_to_nodes(
+        &mut self,
+        fault: &Fault,
+        groups: &BTreeMap<String, Nodes>,
+    ) -> Result<Vec<usize>, String> {
+        let n = self.nodes().len();
+        let nodes = match fault {
+            Fault::Stall(nodes, _)
+            | Fault::Crash(nodes)
+            | Fault::Stop(nodes)
+            | Fault::Restart(nodes, _) => nodes,
+            Fault::ClockSkew { nodes, .. } | Fault::Join(nodes, _) => nodes,
+            _ => return Ok(Vec::new()),
+        };
+        if let Fault::Join(_, via) = fault {
+            if *via >= n {
+                return Err(format!("join via node {via}, but the cluster has {n}"));
+            }
+        }
+        let slots = nodes.resolve(n, groups)?;
+        for &slot in &slots {
+            self.apply_to_node(fault, slot);
+        }
+        Ok(slots)
+    }
+
+    fn apply_to_node(&mut self, fault: &Fault, slot: usize) {
+        match fault {
+            Fault::Stall(_, d) => self.stall(slot, d.as_micros() as u64),
+            Fault::Crash(_) => self.crash(slot),
+            Fault::Stop(_) => self.stop(slot),
+            Fault::Restart(_, identity) => self.restart(slot, *identity),
+            Fault::ClockSkew {
+                offset_us,
+                drift_ppm,
+                ..
+            } => self.skew(slot, *offset_us, *drift_ppm),
+            Fault::Join(_, via) => {
+                let seed = self.node_addr(*via);
+                self.command_after(slot, 0, Command::Join(seed));
+            }
+            _ => {}
+        }
+    }
+
+    fn stop(&mut self, slot: usize) {
+        if self.node(slot).is_up() {
+            self.command_after(slot, 0, Command::Leave);
+            self.shutdown_after(slot, LEAVE_GRACE.as_micros() as u64);
+        }
+    }
+
+    fn restart(&mut self, slot: usize, identity: Identity) {
+        let previous = self.node(slot).generation();
+        if self.node(slot).is_up() {
+            self.crash(slot);
+        }
+        let generation = match identity {
+            Identity::Same => previous + 1 + self.random_below(16),
+            Identity::New => {
+                self.new_identity(slot);
+                1 + self.random_below(1 << 20)
+            }
+        };
+        self.start(slot, generation);
+        // Every node's seed list is the whole cluster: the first one up and responsive answers.
+        let seed = (0..self.nodes().len())
+            .find(|&s| s != slot && self.node(s).status() == NodeStatus::Running);
+        if let Some(seed) = seed {
+            let seed = self.node_addr(seed);
+            self.command_after(slot, 0, Command::Join(seed));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_resolve_against_the_cluster_size_and_refuse_what_does_not_exist() {
+        let groups =
+            BTreeMap::from([("minority".to_string(), Nodes::Share { from: 0.0, to: 0.4 })]);
+        assert_eq!(
+            Nodes::Named("minority".into())
+                .resolve(10, &groups)
+                .unwrap(),
+            vec![0, 1, 2, 3]
+        );
+        assert!(Nodes::One(10).resolve(10, &groups).is_err());
+        assert!(Nodes::Named("nope".into()).resolve(10, &groups).is_err());
+        assert_eq!(
+            Nodes::Range { start: 2, end: 4 }
+                .resolve(10, &groups)
+                .unwrap(),
+            vec![2, 3]
+        );
+    }
+}

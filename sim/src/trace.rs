@@ -1,0 +1,114 @@
+//! The run's trace: every input delivered to a core, every effect it emitted and every fault,
+//! one line each, in order, folded into a hash. Two runs with the same seed must produce the same
+//! hash; `--trace` also keeps the lines.
+
+use std::fmt::{self, Write};
+
+/// FNV-1a, 64 bits: tiny, stable across platforms and Rust versions (unlike `DefaultHasher`).
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv64(u64);
+
+impl Fnv64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        Self(Self::OFFSET)
+    }
+
+    /// Folds in `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(Self::PRIME);
+        }
+    }
+
+    /// The hash so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+
+    /// The hash of `bytes`.
+    pub fn of(bytes: &[u8]) -> u64 {
+        let mut h = Self::new();
+        h.write(bytes);
+        h.finish()
+    }
+}
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The trace of one run.
+#[derive(Debug, Default)]
+pub struct Trace {
+    hash: Fnv64,
+    lines: u64,
+    kept: Option<Vec<String>>,
+    buffer: String,
+}
+
+impl Trace {
+    /// A trace that hashes lines, and keeps them if `keep`.
+    pub fn new(keep: bool) -> Self {
+        Self {
+            kept: keep.then(Vec::new),
+            ..Self::default()
+        }
+    }
+
+    /// Appends one line (without the newline).
+    pub fn line(&mut self, args: fmt::Arguments<'_>) {
+        self.buffer.clear();
+        // Writing into a String cannot fail.
+        let _ = self.buffer.write_fmt(args);
+        self.hash.write(self.buffer.as_bytes());
+        self.hash.write(b"\n");
+        self.lines += 1;
+        if let Some(kept) = &mut self.kept {
+            kept.push(self.buffer.clone());
+        }
+    }
+
+    /// The hash of every line so far, as 16 hex digits.
+    pub fn hash(&self) -> String {
+        format!("{:016x}", self.hash.finish())
+    }
+
+    /// How many lines were traced.
+    pub fn len(&self) -> u64 {
+        self.lines
+    }
+
+    /// Whether nothing was traced.
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
+    /// The kept lines, if keeping was asked for.
+    pub fn take_lines(&mut self) -> Option<Vec<String>> {
+        self.kept.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_depends_on_every_line_and_their_order() {
+        let mut a = Trace::new(false);
+        a.line(format_args!("one"));
+        a.line(format_args!("two"));
+        let mut b = Trace::new(true);
+        b.line(format_args!("two"));
+        b.line(format_args!("one"));
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(b.take_lines().unwrap(), vec!["two", "one"]);
+        assert_eq!(Fnv64::of(b""), Fnv64::OFFSET);
+    }
+}

@@ -1,0 +1,842 @@
+//! `World`: many node cores on one virtual clock, a seeded network and one event queue, all on
+//! one thread.
+//!
+//! Everything random comes from the world's seed: node ids, generations, each core's seed, and
+//! every network draw. Events are ordered by (time, sequence number), so two events due at the
+//! same microsecond run in the order they were queued — the same order on every run.
+//!
+//! A driver (the scenario runner) calls [`World::step`] until [`World::next_time`] passes where
+//! it wants to stop, applies faults with [`World::apply`], and reads nodes and the membership
+//! events they emitted ([`World::take_observed`]) to check invariants.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+
+use bytes::Bytes;
+use foundation_engine::core::{Command, Core, CoreConfig, Input};
+use foundation_engine::effects::{Effect, Event, Timer};
+use foundation_engine::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
+use foundation_engine::time::Instant;
+use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::clock::NodeClock;
+use crate::network::{BlockRule, LinkModel, Network};
+use crate::trace::{Fnv64, Trace};
+
+/// Datagrams a stalled node's socket buffer holds; later ones are dropped, as the kernel would
+/// (the transport's own datagram queue is 256 deep).
+pub const STALL_DATAGRAMS_MAX: usize = 256;
+/// The port every simulated node listens on (addresses are never opened as sockets).
+pub const SIM_PORT: u16 = 7946;
+/// The transport adds one version byte to every membership datagram.
+const DATAGRAM_ENVELOPE_BYTES: usize = 1;
+
+/// How to build a world.
+#[derive(Clone, Debug)]
+pub struct WorldConfig {
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Node slots; every slot starts with a running core that has not joined anyone.
+    pub nodes: usize,
+    /// Membership settings of every core.
+    pub membership: MembershipConfig,
+    /// How every link behaves at first.
+    pub network: LinkModel,
+    /// Keep trace lines (not only their hash).
+    pub keep_trace: bool,
+}
+
+/// Where a node slot is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Processing inputs.
+    Running,
+    /// Running, but not processing anything until its stall ends.
+    Stalled,
+    /// Crashed or shut down: no core.
+    Down,
+}
+
+/// What one node sent and received.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NodeTraffic {
+    /// Membership datagrams sent.
+    pub datagrams_sent: u64,
+    /// Their bytes, with the transport's version byte.
+    pub datagram_bytes_sent: u64,
+    /// Stream messages sent.
+    pub stream_messages_sent: u64,
+    /// Their bytes (payload only).
+    pub stream_bytes_sent: u64,
+    /// Inputs received from peers.
+    pub messages_received: u64,
+    /// Sends refused because they exceeded the transport's frame limit for their channel.
+    pub oversized: u64,
+    /// Sends to an address where no node with that id listens.
+    pub misaddressed: u64,
+}
+
+/// One node slot: an address that keeps its place while the node on it crashes and restarts.
+pub struct SimNode {
+    addr: SocketAddr,
+    id: NodeId,
+    generation: u64,
+    core: Option<Core>,
+    life: u64,
+    stalled_until: Option<u64>,
+    held: VecDeque<Pending>,
+    clock: NodeClock,
+    traffic: NodeTraffic,
+    stalls: Vec<(u64, u64)>,
+    started_us: u64,
+}
+
+impl SimNode {
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its current node id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The generation the running core goes by (it may renew it after being declared failed).
+    pub fn generation(&self) -> u64 {
+        self.core
+            .as_ref()
+            .map_or(self.generation, |c| c.membership().me().generation)
+    }
+
+    /// Its status.
+    pub fn status(&self) -> NodeStatus {
+        match (&self.core, self.stalled_until) {
+            (None, _) => NodeStatus::Down,
+            (Some(_), Some(_)) => NodeStatus::Stalled,
+            (Some(_), None) => NodeStatus::Running,
+        }
+    }
+
+    /// Whether a core is running (stalled or not).
+    pub fn is_up(&self) -> bool {
+        self.core.is_some()
+    }
+
+    /// Its core, unless it is down.
+    pub fn core(&self) -> Option<&Core> {
+        self.core.as_ref()
+    }
+
+    /// What it sent and received.
+    pub fn traffic(&self) -> &NodeTraffic {
+        &self.traffic
+    }
+
+    /// Every stall of this slot, as world-time microsecond spans.
+    pub fn stalls(&self) -> &[(u64, u64)] {
+        &self.stalls
+    }
+
+    /// When the current core started, in world microseconds.
+    pub fn started_us(&self) -> u64 {
+        self.started_us
+    }
+
+    fn node_addr(&self) -> NodeAddr {
+        NodeAddr {
+            id: self.id,
+            addr: self.addr,
+        }
+    }
+}
+
+/// A membership event a node emitted.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// World time.
+    pub at: Instant,
+    /// The slot of the node that emitted it.
+    pub observer: usize,
+    /// The event.
+    pub event: MembershipEvent,
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    Datagram {
+        to: usize,
+        from: usize,
+        from_id: NodeId,
+        payload: Bytes,
+    },
+    Stream {
+        to: usize,
+        from: usize,
+        from_id: NodeId,
+        channel: Channel,
+        payload: Bytes,
+        connection: u64,
+        lives: (u64, u64),
+    },
+    Timer {
+        node: usize,
+        life: u64,
+        scheduled: Instant,
+        timer: Timer,
+    },
+    Command {
+        node: usize,
+        life: u64,
+        command: Command,
+    },
+    Resume {
+        node: usize,
+        life: u64,
+    },
+    Shutdown {
+        node: usize,
+        life: u64,
+    },
+}
+
+impl Pending {
+    fn node(&self) -> usize {
+        match self {
+            Pending::Datagram { to, .. } | Pending::Stream { to, .. } => *to,
+            Pending::Timer { node, .. } | Pending::Command { node, .. } => *node,
+            Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => *node,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Queued {
+    at: u64,
+    seq: u64,
+    what: Pending,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest (time, sequence) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// The simulated cluster.
+pub struct World {
+    now_us: u64,
+    nodes: Vec<SimNode>,
+    by_addr: BTreeMap<SocketAddr, usize>,
+    by_id: BTreeMap<NodeId, usize>,
+    queue: BinaryHeap<Queued>,
+    seq: u64,
+    rng: StdRng,
+    network: Network,
+    membership: MembershipConfig,
+    limits: ChannelLimits,
+    trace: Trace,
+    observed: Vec<Observed>,
+    topology: Vec<(u64, Vec<BlockRule>)>,
+}
+
+impl World {
+    /// A world of `config.nodes` fresh cores at time zero.
+    pub fn new(config: WorldConfig) -> Self {
+        let mut world = World {
+            now_us: 0,
+            nodes: Vec::with_capacity(config.nodes),
+            by_addr: BTreeMap::new(),
+            by_id: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            rng: StdRng::seed_from_u64(config.seed),
+            network: Network::new(config.network),
+            membership: config.membership,
+            limits: ChannelLimits::default(),
+            trace: Trace::new(config.keep_trace),
+            observed: Vec::new(),
+            topology: vec![(0, Vec::new())],
+        };
+        for slot in 0..config.nodes {
+            world.add_slot(slot);
+        }
+        for slot in 0..config.nodes {
+            let generation = world.rng.gen_range(1..1 << 20);
+            world.start(slot, generation);
+        }
+        world
+    }
+
+    /// World time.
+    pub fn now(&self) -> Instant {
+        Instant::from_elapsed(std::time::Duration::from_micros(self.now_us))
+    }
+
+    /// World time in microseconds.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// Node slots.
+    pub fn nodes(&self) -> &[SimNode] {
+        &self.nodes
+    }
+
+    /// One slot.
+    pub fn node(&self, slot: usize) -> &SimNode {
+        &self.nodes[slot]
+    }
+
+    /// The slot a node id lives (or lived) in.
+    pub fn slot_of(&self, id: NodeId) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Every partition layout the run went through: (world µs it started, its block rules).
+    pub fn topology_history(&self) -> &[(u64, Vec<BlockRule>)] {
+        &self.topology
+    }
+
+    /// The trace so far.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The trace, to keep after the world is gone.
+    pub fn take_trace(&mut self) -> Trace {
+        std::mem::take(&mut self.trace)
+    }
+
+    /// Membership events emitted since the last call.
+    pub fn take_observed(&mut self) -> Vec<Observed> {
+        std::mem::take(&mut self.observed)
+    }
+
+    /// When the next event is due, if any.
+    pub fn next_time(&self) -> Option<u64> {
+        self.queue.peek().map(|q| q.at)
+    }
+
+    /// Moves the clock forward to `us` (never back) without running anything.
+    pub fn advance_to(&mut self, us: u64) {
+        self.now_us = self.now_us.max(us);
+    }
+
+    /// Runs the next event. Returns the slot whose core it reached, if it reached one.
+    pub fn step(&mut self) -> Option<usize> {
+        let queued = self.queue.pop()?;
+        self.now_us = self.now_us.max(queued.at);
+        self.dispatch(queued.what)
+    }
+
+    /// Queues a command for the node in `slot`, `after_us` from now.
+    pub fn command_after(&mut self, slot: usize, after_us: u64, command: Command) {
+        let life = self.nodes[slot].life;
+        self.push(
+            self.now_us + after_us,
+            Pending::Command {
+                node: slot,
+                life,
+                command,
+            },
+        );
+    }
+
+    /// The address a node in `slot` is reached at.
+    pub fn node_addr(&self, slot: usize) -> NodeAddr {
+        self.nodes[slot].node_addr()
+    }
+
+    /// A uniformly random number below `bound`, from the world's seeded stream.
+    pub fn random_below(&mut self, bound: u64) -> u64 {
+        if bound == 0 {
+            return 0;
+        }
+        self.rng.gen_range(0..bound)
+    }
+
+    /// Writes a line of the driver's own (faults, phases) into the trace.
+    pub fn note(&mut self, args: std::fmt::Arguments<'_>) {
+        let now = self.now_us;
+        self.trace.line(format_args!("{} * {}", Stamp(now), args));
+    }
+
+    // ---- node lifecycle, used by fault application ----
+
+    /// Starts a core in `slot` with `generation` (the slot must be down, or fresh).
+    pub(crate) fn start(&mut self, slot: usize, generation: u64) {
+        let seed = self.rng.gen::<u64>();
+        let node = &mut self.nodes[slot];
+        node.life += 1;
+        node.generation = generation;
+        node.started_us = self.now_us;
+        let me = MemberId {
+            node: node.id,
+            addr: node.addr,
+            generation,
+        };
+        let metadata = NodeMetadata {
+            name: Some(format!("n{slot}")),
+            version: "sim".into(),
+            ..NodeMetadata::default()
+        };
+        let config = CoreConfig {
+            me,
+            membership: self.membership.clone(),
+            metadata,
+            seed,
+        };
+        let local = node.clock.local(self.now_us);
+        node.core = Some(Core::new(config, local));
+        let (now, id) = (self.now_us, node.id.short());
+        self.trace.line(format_args!(
+            "{} n{slot} start {id} gen {generation}",
+            Stamp(now)
+        ));
+        self.drain(slot);
+    }
+
+    /// Stops the core in `slot` at once: its timers, buffers and connections are gone.
+    pub(crate) fn crash(&mut self, slot: usize) {
+        let node = &mut self.nodes[slot];
+        node.life += 1;
+        node.core = None;
+        node.stalled_until = None;
+        node.held.clear();
+    }
+
+    /// Shuts the node down `after_us` from now (after a graceful leave).
+    pub(crate) fn shutdown_after(&mut self, slot: usize, after_us: u64) {
+        let life = self.nodes[slot].life;
+        self.push(
+            self.now_us + after_us,
+            Pending::Shutdown { node: slot, life },
+        );
+    }
+
+    /// Gives `slot` a new random node id (its address stays).
+    pub(crate) fn new_identity(&mut self, slot: usize) {
+        let id = self.fresh_id();
+        self.nodes[slot].id = id;
+        self.by_id.insert(id, slot);
+    }
+
+    /// Freezes the node in `slot` for `for_us`.
+    pub(crate) fn stall(&mut self, slot: usize, for_us: u64) {
+        let (now, node) = (self.now_us, &mut self.nodes[slot]);
+        if node.core.is_none() {
+            return;
+        }
+        let until = node.stalled_until.unwrap_or(now).max(now + for_us);
+        node.stalled_until = Some(until);
+        node.stalls.push((now, until));
+        let life = node.life;
+        self.push(until, Pending::Resume { node: slot, life });
+    }
+
+    /// Changes the node's clock.
+    pub(crate) fn skew(&mut self, slot: usize, offset_us: i64, drift_ppm: i64) {
+        self.nodes[slot].clock.skew(offset_us, drift_ppm);
+    }
+
+    /// The network, to change.
+    pub(crate) fn network_mut(&mut self) -> &mut Network {
+        &mut self.network
+    }
+
+    /// Records the partition layout after a change.
+    pub(crate) fn topology_changed(&mut self) {
+        let rules = self.network.rules().to_vec();
+        self.topology.push((self.now_us, rules));
+    }
+
+    fn add_slot(&mut self, slot: usize) {
+        let n = slot as u32 + 1;
+        let addr = SocketAddr::from((
+            Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8),
+            SIM_PORT,
+        ));
+        let id = self.fresh_id();
+        self.by_addr.insert(addr, slot);
+        self.by_id.insert(id, slot);
+        self.nodes.push(SimNode {
+            addr,
+            id,
+            generation: 0,
+            core: None,
+            life: 0,
+            stalled_until: None,
+            held: VecDeque::new(),
+            clock: NodeClock::default(),
+            traffic: NodeTraffic::default(),
+            stalls: Vec::new(),
+            started_us: 0,
+        });
+    }
+
+    fn fresh_id(&mut self) -> NodeId {
+        loop {
+            let id = NodeId::from_u128(self.rng.gen::<u128>());
+            if !self.by_id.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn push(&mut self, at: u64, what: Pending) {
+        self.seq += 1;
+        self.queue.push(Queued {
+            at,
+            seq: self.seq,
+            what,
+        });
+    }
+
+    // ---- delivering events ----
+
+    fn dispatch(&mut self, what: Pending) -> Option<usize> {
+        let slot = what.node();
+        match what {
+            Pending::Resume { node, life } if self.nodes[node].life == life => {
+                self.resume(node);
+                return Some(node);
+            }
+            Pending::Shutdown { node, life } if self.nodes[node].life == life => {
+                self.crash(node);
+                self.trace
+                    .line(format_args!("{} n{node} shut down", Stamp(self.now_us)));
+                return None;
+            }
+            Pending::Resume { .. } | Pending::Shutdown { .. } => return None,
+            _ => {}
+        }
+        if !self.still_valid(&what) {
+            return None;
+        }
+        if self.nodes[slot].stalled_until.is_some() {
+            self.hold(slot, what);
+            return None;
+        }
+        self.deliver(what);
+        Some(slot)
+    }
+
+    /// Whether the event can still reach its node: the node is up, a timer or command belongs
+    /// to the node's current life, and a stream message's connection survived.
+    fn still_valid(&mut self, what: &Pending) -> bool {
+        let slot = what.node();
+        if self.nodes[slot].core.is_none() {
+            return false;
+        }
+        match what {
+            Pending::Timer { life, .. } | Pending::Command { life, .. } => {
+                self.nodes[slot].life == *life
+            }
+            Pending::Stream {
+                to,
+                from,
+                connection,
+                lives,
+                ..
+            } => {
+                let alive = self.network.connection(*from, *to) == *connection
+                    && (self.nodes[*from].life, self.nodes[*to].life) == *lives;
+                if !alive {
+                    self.network.count_stream_drop();
+                }
+                alive
+            }
+            _ => true,
+        }
+    }
+
+    fn hold(&mut self, slot: usize, what: Pending) {
+        let node = &mut self.nodes[slot];
+        let datagrams = node
+            .held
+            .iter()
+            .filter(|p| matches!(p, Pending::Datagram { .. }))
+            .count();
+        if matches!(what, Pending::Datagram { .. }) && datagrams >= STALL_DATAGRAMS_MAX {
+            return;
+        }
+        node.held.push_back(what);
+    }
+
+    fn resume(&mut self, slot: usize) {
+        let now = self.now_us;
+        if self.nodes[slot]
+            .stalled_until
+            .is_some_and(|until| until > now)
+        {
+            return; // a longer stall was added on top of this one
+        }
+        self.nodes[slot].stalled_until = None;
+        self.trace
+            .line(format_args!("{} n{slot} resumes", Stamp(now)));
+        while let Some(what) = self.nodes[slot].held.pop_front() {
+            if self.nodes[slot].core.is_none() {
+                break;
+            }
+            self.deliver(what);
+        }
+    }
+
+    fn deliver(&mut self, what: Pending) {
+        let (slot, input) = match what {
+            Pending::Datagram {
+                to,
+                from,
+                from_id,
+                payload,
+            } => (
+                to,
+                self.received(to, from, from_id, Channel::Membership, payload),
+            ),
+            Pending::Stream {
+                to,
+                from,
+                from_id,
+                channel,
+                payload,
+                ..
+            } => (to, self.received(to, from, from_id, channel, payload)),
+            Pending::Timer {
+                node,
+                scheduled,
+                timer,
+                ..
+            } => {
+                self.trace.line(format_args!(
+                    "{} n{node} <- timer {timer:?} due {scheduled:?}",
+                    Stamp(self.now_us)
+                ));
+                (node, Input::Timer { scheduled, timer })
+            }
+            Pending::Command { node, command, .. } => {
+                self.trace.line(format_args!(
+                    "{} n{node} <- command {command:?}",
+                    Stamp(self.now_us)
+                ));
+                (node, Input::Command(command))
+            }
+            Pending::Resume { .. } | Pending::Shutdown { .. } => return,
+        };
+        let node = &mut self.nodes[slot];
+        let local = node.clock.local(self.now_us);
+        if let Some(core) = node.core.as_mut() {
+            core.handle(local, input);
+        }
+        self.drain(slot);
+    }
+
+    fn received(
+        &mut self,
+        to: usize,
+        from: usize,
+        from_id: NodeId,
+        channel: Channel,
+        payload: Bytes,
+    ) -> Input {
+        self.nodes[to].traffic.messages_received += 1;
+        let hash = Fnv64::of(&payload) as u32;
+        let len = payload.len();
+        self.trace.line(format_args!(
+            "{} n{to} <- n{from} {channel:?} {len}B #{hash:08x}",
+            Stamp(self.now_us)
+        ));
+        Input::Received {
+            from: from_id,
+            channel,
+            payload,
+        }
+    }
+
+    /// Executes every effect the core in `slot` queued, in order.
+    fn drain(&mut self, slot: usize) {
+        loop {
+            let Some(effect) = self.nodes[slot].core.as_mut().and_then(Core::poll_effect) else {
+                return;
+            };
+            match effect {
+                Effect::Send {
+                    to,
+                    channel,
+                    payload,
+                } => self.send(slot, to, channel, payload),
+                Effect::Timer { at, timer } => self.arm(slot, at, timer),
+                Effect::Event(Event::Membership(event)) => self.observe(slot, event),
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: NodeAddr, channel: Channel, payload: Bytes) {
+        let len = payload.len();
+        let hash = Fnv64::of(&payload) as u32;
+        let target = self
+            .by_addr
+            .get(&to.addr)
+            .copied()
+            .filter(|&t| self.nodes[t].id == to.id);
+        let shown = target.map_or_else(|| to.to_string(), |t| format!("n{t}"));
+        self.trace.line(format_args!(
+            "{} n{from} -> {shown} {channel:?} {len}B #{hash:08x}",
+            Stamp(self.now_us)
+        ));
+        let envelope = if channel == Channel::Membership {
+            DATAGRAM_ENVELOPE_BYTES
+        } else {
+            0
+        };
+        let traffic = &mut self.nodes[from].traffic;
+        if len + envelope > self.limits.of(channel) {
+            traffic.oversized += 1;
+            return;
+        }
+        if channel == Channel::Membership {
+            traffic.datagrams_sent += 1;
+            traffic.datagram_bytes_sent += (len + envelope) as u64;
+        } else {
+            traffic.stream_messages_sent += 1;
+            traffic.stream_bytes_sent += len as u64;
+        }
+        // Mutual TLS refuses a peer whose id is not the one we dialled: nothing is delivered.
+        let Some(target) = target else {
+            self.nodes[from].traffic.misaddressed += 1;
+            return;
+        };
+        self.route(from, target, channel, payload);
+    }
+
+    fn route(&mut self, from: usize, to: usize, channel: Channel, payload: Bytes) {
+        let from_id = self.nodes[from].id;
+        if channel == Channel::Membership {
+            for at in self.network.datagram(&mut self.rng, from, to, self.now_us) {
+                self.push(
+                    at,
+                    Pending::Datagram {
+                        to,
+                        from,
+                        from_id,
+                        payload: payload.clone(),
+                    },
+                );
+            }
+            return;
+        }
+        if let Some((at, connection)) =
+            self.network
+                .stream(&mut self.rng, from, to, channel, self.now_us)
+        {
+            let lives = (self.nodes[from].life, self.nodes[to].life);
+            self.push(
+                at,
+                Pending::Stream {
+                    to,
+                    from,
+                    from_id,
+                    channel,
+                    payload,
+                    connection,
+                    lives,
+                },
+            );
+        }
+    }
+
+    fn arm(&mut self, slot: usize, at: Instant, timer: Timer) {
+        self.trace.line(format_args!(
+            "{} n{slot} -> timer {timer:?} at {at:?}",
+            Stamp(self.now_us)
+        ));
+        let node = &self.nodes[slot];
+        let world_at = node.clock.world_at(at, self.now_us);
+        let life = node.life;
+        self.push(
+            world_at,
+            Pending::Timer {
+                node: slot,
+                life,
+                scheduled: at,
+                timer,
+            },
+        );
+    }
+
+    fn observe(&mut self, slot: usize, event: MembershipEvent) {
+        let now = self.now_us;
+        match &event {
+            MembershipEvent::Up(v)
+            | MembershipEvent::Updated(v)
+            | MembershipEvent::Failed(v)
+            | MembershipEvent::Left(v) => {
+                let who = self
+                    .by_id
+                    .get(&v.id)
+                    .map_or_else(|| v.id.short(), |s| format!("n{s}"));
+                let kind = event_kind(&event);
+                self.trace.line(format_args!(
+                    "{} n{slot} -> event {kind} {who} gen {}",
+                    Stamp(now),
+                    v.generation
+                ));
+            }
+            MembershipEvent::Joined | MembershipEvent::Isolated => {
+                self.trace.line(format_args!(
+                    "{} n{slot} -> event {}",
+                    Stamp(now),
+                    event_kind(&event)
+                ));
+            }
+        }
+        self.observed.push(Observed {
+            at: self.now(),
+            observer: slot,
+            event,
+        });
+    }
+}
+
+/// A short name for a membership event.
+pub fn event_kind(event: &MembershipEvent) -> &'static str {
+    match event {
+        MembershipEvent::Up(_) => "up",
+        MembershipEvent::Updated(_) => "updated",
+        MembershipEvent::Failed(_) => "failed",
+        MembershipEvent::Left(_) => "left",
+        MembershipEvent::Joined => "joined",
+        MembershipEvent::Isolated => "isolated",
+    }
+}
+
+/// World microseconds printed as seconds with six decimals.
+struct Stamp(u64);
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
