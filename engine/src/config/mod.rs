@@ -1,1 +1,212 @@
-//! Configuration (being written).
+//! Node configuration: profiles, a TOML file, environment variables and the builder, merged in
+//! that order of precedence and validated with errors that name the field and what is wrong.
+//!
+//! ```text
+//!   profile defaults  <  TOML file  <  FOUNDATION_* environment  <  builder / CLI
+//! ```
+//!
+//! The profile is settled first (builder, then `FOUNDATION_PROFILE`, then the file's
+//! `profile`, else development) because it decides every default. Start from
+//! [`NodeConfig::builder`]:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), foundation_engine::config::ConfigError> {
+//! let config = foundation_engine::config::NodeConfig::builder()
+//!     .cluster("orders")
+//!     .file("foundation.toml")
+//!     .process_env()
+//!     .build()?;
+//! for warning in config.warnings() {
+//!     eprintln!("warning: {warning}");
+//! }
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod discovery;
+mod duration;
+mod env;
+mod error;
+mod origins;
+mod overrides;
+mod profile;
+mod resolve;
+mod security;
+mod toml_file;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use foundation_transport::{ClusterName, NodeId, TransportConfig};
+
+use crate::membership::MembershipConfig;
+
+pub use builder::ConfigBuilder;
+pub use discovery::{DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
+pub use duration::{format_duration, parse_duration, ParseDurationError};
+pub use error::{ConfigError, Origin};
+pub use profile::{ParseProfileError, Profile};
+pub use security::Security;
+
+/// The cluster name used when none is configured.
+pub const DEFAULT_CLUSTER: &str = "foundation";
+
+/// Everything a node needs to start. Build it with [`NodeConfig::builder`]; a value from the
+/// builder has been validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The cluster to join; nodes only talk to nodes of the same cluster. Default
+    /// `"foundation"`. TOML `cluster`, env `FOUNDATION_CLUSTER`.
+    pub cluster: ClusterName,
+    /// A stable node id, so a restarted node rejoins as itself (a higher incarnation) rather
+    /// than as a stranger. Default: none, a fresh random id each start. TOML `node_id`
+    /// (hex), env `FOUNDATION_NODE_ID`.
+    pub node_id: Option<NodeId>,
+    /// Which defaults were used. TOML `profile`, env `FOUNDATION_PROFILE`.
+    pub profile: Profile,
+    /// UDP address of the QUIC endpoint. Default `127.0.0.1:0` in development (loopback, any
+    /// port: nothing is exposed by accident) and `0.0.0.0:7400` in production. TOML `bind`,
+    /// env `FOUNDATION_BIND`.
+    pub bind: SocketAddr,
+    /// Address peers should dial, when it differs from `bind` (NAT, containers, `0.0.0.0`).
+    /// Default: none, the bound address. TOML `advertise`, env `FOUNDATION_ADVERTISE`.
+    pub advertise: Option<SocketAddr>,
+    /// TCP address of the HTTP server (`/metrics`, `/health`, `/members`); `None` disables it.
+    /// Default `127.0.0.1:0` in development (an ephemeral port, so many nodes fit on one
+    /// machine) and `127.0.0.1:7401` in production (a fixed port for scrapers, loopback until an
+    /// operator decides otherwise). TOML `http` (`"off"` disables), env `FOUNDATION_HTTP`.
+    pub http: Option<SocketAddr>,
+    /// How the node proves it belongs to the cluster. Default: the development secret in
+    /// development; production requires a secret or certificates. TOML `[security]`, env
+    /// `FOUNDATION_SECRET` or `FOUNDATION_CA`/`FOUNDATION_CERT`/`FOUNDATION_KEY`.
+    pub security: Security,
+    /// How the first peers are found; several strategies may run at once. Default `[auto]`
+    /// (local + mDNS on a laptop). Production needs an explicit strategy, seeds, a DNS name, or
+    /// a Kubernetes environment for `auto`. TOML `[[discovery]]`, env `FOUNDATION_DISCOVERY`,
+    /// `FOUNDATION_SEEDS`, `FOUNDATION_DNS_NAME`.
+    pub discovery: Vec<DiscoveryChoice>,
+    /// Failure-detector timers and limits. Default: the profile's preset
+    /// ([`MembershipConfig::development`] or [`MembershipConfig::production`]). TOML
+    /// `[membership]`, every field overridable.
+    pub membership: MembershipConfig,
+    /// QUIC connection liveness. TOML `[transport]`.
+    pub transport: TransportSettings,
+    /// What this node tells the cluster about itself. TOML `[metadata]`, env `FOUNDATION_NAME`,
+    /// `FOUNDATION_TAGS`.
+    pub metadata: NodeMetadata,
+}
+
+/// The transport settings a node configuration controls; the rest keep the transport's
+/// defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransportSettings {
+    /// QUIC keep-alive interval. Default 1 s: keeps NAT bindings open and lets a dead peer be
+    /// noticed quickly. Must be shorter than `idle_timeout`. TOML `transport.keep_alive`.
+    pub keep_alive: Duration,
+    /// A connection silent for this long is dead. Default 5 s (quinn's own is 30 s). At most
+    /// 600 s. TOML `transport.idle_timeout`.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        let transport = TransportConfig::default();
+        Self {
+            keep_alive: transport.keep_alive,
+            idle_timeout: transport.idle_timeout,
+        }
+    }
+}
+
+/// What a node advertises about itself alongside its membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeMetadata {
+    /// A human-friendly name for tables and logs. Default: none. TOML `metadata.name`, env
+    /// `FOUNDATION_NAME`.
+    pub name: Option<String>,
+    /// Free-form labels (zone, role, capabilities). Default: none. TOML `[metadata.tags]`, env
+    /// `FOUNDATION_TAGS="k=v,k2=v2"` (added to, and overriding, the file's tags).
+    pub tags: BTreeMap<String, String>,
+    /// The software version. Default: this crate's version. TOML `metadata.version`.
+    pub version: String,
+}
+
+impl Default for NodeMetadata {
+    fn default() -> Self {
+        Self {
+            name: None,
+            tags: BTreeMap::new(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// A builder that reads sources in precedence order; see the module documentation.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The defaults of `profile`, unvalidated: production's defaults lack a secret and
+    /// discovery on purpose, so the operator must supply them.
+    pub fn defaults(profile: Profile) -> Self {
+        let production = profile == Profile::Production;
+        Self {
+            cluster: default_cluster(),
+            node_id: None,
+            profile,
+            bind: if production {
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7400))
+            } else {
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+            },
+            advertise: None,
+            http: Some(SocketAddr::from((
+                Ipv4Addr::LOCALHOST,
+                if production { 7401 } else { 0 },
+            ))),
+            security: Security::DevelopmentSecret,
+            discovery: vec![DiscoveryChoice::Auto],
+            membership: if production {
+                MembershipConfig::production()
+            } else {
+                MembershipConfig::development()
+            },
+            transport: TransportSettings::default(),
+            metadata: NodeMetadata::default(),
+        }
+    }
+
+    /// The transport configuration: the transport's defaults with this node's bind and
+    /// advertise addresses and liveness timers.
+    pub fn transport_config(&self) -> TransportConfig {
+        TransportConfig {
+            bind: self.bind,
+            advertise: self.advertise,
+            keep_alive: self.transport.keep_alive,
+            idle_timeout: self.transport.idle_timeout,
+            ..TransportConfig::default()
+        }
+    }
+
+    /// Things that work but that an operator should know, to print at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.security.is_development() {
+            warnings.push(format!(
+                "SECURITY: cluster {:?} uses the development secret, derived from the cluster \
+                 name: anyone who can reach this node and knows the name can join. Set \
+                 FOUNDATION_SECRET (or [security] secret) before using this outside a laptop.",
+                self.cluster.as_str()
+            ));
+        }
+        warnings
+    }
+}
+
+fn default_cluster() -> ClusterName {
+    // A constant known to be valid, not input: this cannot fail.
+    ClusterName::new(DEFAULT_CLUSTER).expect("\"foundation\" is a valid cluster name")
+}

@@ -1,1 +1,26 @@
-//! HTTP (being written).
+//! The node's HTTP server — `/metrics`, `/health`, `/status` and JSON routes the engine
+//! registers — and a tiny client for the CLI.
+//!
+//! ```text
+//!   HttpServer::builder(addr)
+//!       .metrics(registry)                     GET /metrics  OpenMetrics text
+//!       .health(|| Health::healthy("member"))  GET /health   JSON, 200 or 503
+//!       .json("/members", || json!([...]))     GET /members  JSON
+//!       .start()? -> HttpHandle                GET /status   HTML page of the JSON routes
+//! ```
+//!
+//! Routes are closures, so a new feature adds a route without touching the server. The server
+//! is bounded (connections, header size and read time, connection age) and answers only `GET`.
+
+mod client;
+mod error;
+mod health;
+mod routes;
+mod server;
+mod status_page;
+
+pub use client::get_json;
+pub use error::HttpError;
+pub use health::Health;
+pub use routes::{MetricsSource, OPENMETRICS_CONTENT_TYPE};
+pub use server::{HttpHandle, HttpServer, HttpServerBuilder, Limits};

@@ -1,0 +1,124 @@
+//! The discovery strategies a configuration can ask for.
+//!
+//! This mirrors the discovery module's strategy list without depending on it, so configuration
+//! can be parsed and validated on its own; the engine maps each choice onto a strategy.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default UDP port peers listen on in production, used for DNS A/AAAA answers.
+pub const DEFAULT_PORT: u16 = 7400;
+
+/// How often DNS names are re-resolved by default: often enough to notice a rescheduled pod
+/// within a probe or two of a failure detector's patience, rarely enough not to load the resolver.
+pub const DEFAULT_DNS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// One way of finding the first peers. Several may run at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DiscoveryChoice {
+    /// Fixed seed addresses or `host:port` names.
+    Static {
+        /// `host:port` of each seed.
+        seeds: Vec<String>,
+    },
+    /// Nodes of one cluster on one machine advertise themselves in a per-user runtime directory.
+    Local {
+        /// The directory; default: the per-user runtime directory chosen by discovery.
+        dir: Option<PathBuf>,
+    },
+    /// Multicast DNS on the local network (same-cluster peers only).
+    Mdns,
+    /// DNS A/AAAA or SRV records, re-resolved periodically (a Kubernetes headless service).
+    Dns {
+        /// The name to resolve.
+        name: String,
+        /// Port to use with A/AAAA answers (SRV answers carry their own). Default 7400.
+        port: u16,
+        /// Resolve SRV records instead of A/AAAA.
+        srv: bool,
+        /// How often to re-resolve. Default 30 s.
+        #[serde(with = "super::duration::text")]
+        interval: Duration,
+    },
+    /// Chosen from the environment by discovery: a Kubernetes service → dns, otherwise
+    /// local + mdns. Configured seeds or a DNS name replace `auto` when the configuration is
+    /// built, since that is what auto would choose.
+    Auto,
+}
+
+/// The strategy names accepted in `FOUNDATION_DISCOVERY` and `kind = "..."`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DiscoveryKind {
+    Static,
+    Local,
+    Mdns,
+    Dns,
+    Auto,
+}
+
+impl FromStr for DiscoveryKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "static" => Ok(Self::Static),
+            "local" => Ok(Self::Local),
+            "mdns" => Ok(Self::Mdns),
+            "dns" => Ok(Self::Dns),
+            "auto" => Ok(Self::Auto),
+            _ => Err(format!(
+                "unknown discovery strategy {s:?}: expected static, local, mdns, dns or auto"
+            )),
+        }
+    }
+}
+
+impl DiscoveryChoice {
+    /// The strategy's name as written in configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DiscoveryChoice::Static { .. } => "static",
+            DiscoveryChoice::Local { .. } => "local",
+            DiscoveryChoice::Mdns => "mdns",
+            DiscoveryChoice::Dns { .. } => "dns",
+            DiscoveryChoice::Auto => "auto",
+        }
+    }
+
+    /// A strategy of `kind` with its settings left empty or at their defaults; seeds and DNS
+    /// names are filled in when the configuration is resolved.
+    pub(crate) fn empty(kind: DiscoveryKind) -> Self {
+        match kind {
+            DiscoveryKind::Static => DiscoveryChoice::Static { seeds: Vec::new() },
+            DiscoveryKind::Local => DiscoveryChoice::Local { dir: None },
+            DiscoveryKind::Mdns => DiscoveryChoice::Mdns,
+            DiscoveryKind::Dns => DiscoveryChoice::dns(String::new()),
+            DiscoveryKind::Auto => DiscoveryChoice::Auto,
+        }
+    }
+
+    /// A DNS A/AAAA strategy for `name` with the default port and interval.
+    pub fn dns(name: impl Into<String>) -> Self {
+        DiscoveryChoice::Dns {
+            name: name.into(),
+            port: DEFAULT_PORT,
+            srv: false,
+            interval: DEFAULT_DNS_INTERVAL,
+        }
+    }
+}
+
+/// Checks that `seed` looks like `host:port`, so a typo fails at start-up rather than at the
+/// first dial. Names are resolved later by discovery.
+pub(crate) fn check_seed(seed: &str) -> Result<(), String> {
+    let bad = || format!("seed {seed:?} is not host:port (for example \"10.0.0.1:7400\")");
+    let (host, port) = seed.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok(())
+}

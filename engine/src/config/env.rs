@@ -1,0 +1,313 @@
+//! `FOUNDATION_*` environment variables: parsed up front (each error names its variable),
+//! then applied above the file and below the builder.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use foundation_transport::{ClusterName, NodeId};
+
+use super::discovery::{check_seed, DiscoveryChoice, DiscoveryKind};
+use super::error::{ConfigError, Origin};
+use super::origins::{DiscoveryHints, Origins};
+use super::security::Security;
+use super::toml_file::parse_http;
+use super::{NodeConfig, Profile};
+
+/// Every variable this module reads; any other `FOUNDATION_*` variable is reported as unknown
+/// (a typo would otherwise be silently ignored).
+pub const VARIABLES: &[&str] = &[
+    "FOUNDATION_CONFIG",
+    "FOUNDATION_CLUSTER",
+    "FOUNDATION_PROFILE",
+    "FOUNDATION_NODE_ID",
+    "FOUNDATION_BIND",
+    "FOUNDATION_ADVERTISE",
+    "FOUNDATION_HTTP",
+    "FOUNDATION_SECRET",
+    "FOUNDATION_CA",
+    "FOUNDATION_CERT",
+    "FOUNDATION_KEY",
+    "FOUNDATION_SEEDS",
+    "FOUNDATION_DISCOVERY",
+    "FOUNDATION_DNS_NAME",
+    "FOUNDATION_NAME",
+    "FOUNDATION_TAGS",
+];
+
+/// Other programs' variables in the same namespace (the CLI's log filter), not typos.
+const OTHERS: &[&str] = &["FOUNDATION_LOG"];
+
+/// The environment's settings, parsed and checked.
+#[derive(Debug, Default)]
+pub(crate) struct EnvLayer {
+    pub config_file: Option<PathBuf>,
+    pub profile: Option<Profile>,
+    cluster: Option<ClusterName>,
+    node_id: Option<NodeId>,
+    bind: Option<SocketAddr>,
+    advertise: Option<SocketAddr>,
+    http: Option<Option<SocketAddr>>,
+    security: Option<(Security, &'static str)>,
+    seeds: Option<Vec<String>>,
+    discovery: Option<Vec<DiscoveryKind>>,
+    dns_name: Option<String>,
+    name: Option<String>,
+    tags: Vec<(String, String)>,
+    kubernetes: bool,
+    /// Unrecognised `FOUNDATION_*` variables.
+    pub unknown: Vec<String>,
+}
+
+impl EnvLayer {
+    /// Parses the variables in `vars`; empty values count as unset.
+    pub(crate) fn parse(vars: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let mut layer = EnvLayer {
+            config_file: get("FOUNDATION_CONFIG").map(PathBuf::from),
+            kubernetes: get("KUBERNETES_SERVICE_HOST").is_some(),
+            unknown: unknown_variables(vars),
+            ..Self::default()
+        };
+        layer.parse_identity(&get)?;
+        layer.parse_addresses(&get)?;
+        layer.security = parse_security(&get)?;
+        layer.parse_discovery(&get)?;
+        layer.name = get("FOUNDATION_NAME").map(str::to_owned);
+        if let Some(tags) = get("FOUNDATION_TAGS") {
+            layer.tags = parse_tags(tags).map_err(|e| ConfigError::env("FOUNDATION_TAGS", e))?;
+        }
+        Ok(layer)
+    }
+
+    fn parse_identity<'a>(
+        &mut self,
+        get: &impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<(), ConfigError> {
+        self.profile = parsed(get, "FOUNDATION_PROFILE", |v| v.parse::<Profile>())?;
+        self.cluster = parsed(get, "FOUNDATION_CLUSTER", ClusterName::new)?;
+        self.node_id = parsed(get, "FOUNDATION_NODE_ID", |v| v.parse::<NodeId>())?;
+        Ok(())
+    }
+
+    fn parse_addresses<'a>(
+        &mut self,
+        get: &impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<(), ConfigError> {
+        let addr = |v: &str| {
+            v.parse::<SocketAddr>().map_err(|_| {
+                format!("{v:?} is not an ip:port address (for example \"0.0.0.0:7400\")")
+            })
+        };
+        self.bind = parsed(get, "FOUNDATION_BIND", addr)?;
+        self.advertise = parsed(get, "FOUNDATION_ADVERTISE", addr)?;
+        self.http = parsed(get, "FOUNDATION_HTTP", parse_http)?;
+        Ok(())
+    }
+
+    fn parse_discovery<'a>(
+        &mut self,
+        get: &impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<(), ConfigError> {
+        self.seeds = parsed(get, "FOUNDATION_SEEDS", parse_seeds)?;
+        self.discovery = parsed(get, "FOUNDATION_DISCOVERY", |v| {
+            split_list(v)
+                .map(str::parse)
+                .collect::<Result<Vec<DiscoveryKind>, String>>()
+        })?;
+        self.dns_name = get("FOUNDATION_DNS_NAME").map(str::to_owned);
+        Ok(())
+    }
+
+    /// Applies every variable that is set on top of `config`.
+    pub(crate) fn apply(
+        &self,
+        config: &mut NodeConfig,
+        origins: &mut Origins,
+        hints: &mut DiscoveryHints,
+    ) {
+        let set = |origins: &mut Origins, field: &str, var| origins.set(field, &Origin::Env(var));
+        if let Some(cluster) = &self.cluster {
+            config.cluster = cluster.clone();
+            set(origins, "cluster", "FOUNDATION_CLUSTER");
+        }
+        if let Some(id) = self.node_id {
+            config.node_id = Some(id);
+            set(origins, "node_id", "FOUNDATION_NODE_ID");
+        }
+        self.apply_addresses(config, origins);
+        if let Some((security, var)) = &self.security {
+            config.security = security.clone();
+            set(origins, "security", var);
+        }
+        self.apply_discovery(config, origins, hints);
+        self.apply_metadata(config, origins);
+    }
+
+    fn apply_addresses(&self, config: &mut NodeConfig, origins: &mut Origins) {
+        if let Some(bind) = self.bind {
+            origins.put(
+                &mut config.bind,
+                bind,
+                "bind",
+                &Origin::Env("FOUNDATION_BIND"),
+            );
+        }
+        if let Some(advertise) = self.advertise {
+            origins.put(
+                &mut config.advertise,
+                Some(advertise),
+                "advertise",
+                &Origin::Env("FOUNDATION_ADVERTISE"),
+            );
+        }
+        if let Some(http) = self.http {
+            origins.put(
+                &mut config.http,
+                http,
+                "http",
+                &Origin::Env("FOUNDATION_HTTP"),
+            );
+        }
+    }
+
+    fn apply_discovery(
+        &self,
+        config: &mut NodeConfig,
+        origins: &mut Origins,
+        hints: &mut DiscoveryHints,
+    ) {
+        if let Some(kinds) = &self.discovery {
+            let choices = kinds
+                .iter()
+                .map(|&kind| DiscoveryChoice::empty(kind))
+                .collect();
+            origins.put(
+                &mut config.discovery,
+                choices,
+                "discovery",
+                &Origin::Env("FOUNDATION_DISCOVERY"),
+            );
+        }
+        if let Some(seeds) = &self.seeds {
+            hints.seeds = Some((seeds.clone(), Origin::Env("FOUNDATION_SEEDS")));
+        }
+        if let Some(name) = &self.dns_name {
+            hints.dns_name = Some((name.clone(), Origin::Env("FOUNDATION_DNS_NAME")));
+        }
+        hints.kubernetes |= self.kubernetes;
+    }
+
+    fn apply_metadata(&self, config: &mut NodeConfig, origins: &mut Origins) {
+        if let Some(name) = &self.name {
+            origins.put(
+                &mut config.metadata.name,
+                Some(name.clone()),
+                "metadata.name",
+                &Origin::Env("FOUNDATION_NAME"),
+            );
+        }
+        if !self.tags.is_empty() {
+            config.metadata.tags.extend(self.tags.iter().cloned());
+            origins.set("metadata.tags", &Origin::Env("FOUNDATION_TAGS"));
+        }
+    }
+}
+
+/// Parses variable `var` with `parse` when it is set; the error names the variable and
+/// quotes the value.
+fn parsed<'a, T, E: std::fmt::Display>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    var: &'static str,
+    parse: impl Fn(&'a str) -> Result<T, E>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = get(var) else {
+        return Ok(None);
+    };
+    parse(value).map(Some).map_err(|e| ConfigError::env(var, e))
+}
+
+/// A secret, or all three certificate files; a partial set of files is an error naming the
+/// missing variables.
+fn parse_security<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<Option<(Security, &'static str)>, ConfigError> {
+    let files = ["FOUNDATION_CA", "FOUNDATION_CERT", "FOUNDATION_KEY"];
+    let present: Vec<&str> = files
+        .iter()
+        .copied()
+        .filter(|var| get(var).is_some())
+        .collect();
+    let secret = get("FOUNDATION_SECRET");
+    if secret.is_some() && !present.is_empty() {
+        let problem = format!(
+            "set either FOUNDATION_SECRET or the certificate files ({}), not both",
+            present.join(", ")
+        );
+        return Err(ConfigError::env("FOUNDATION_SECRET", problem));
+    }
+    if let Some(secret) = secret {
+        return Ok(Some((
+            Security::Secret(secret.to_owned()),
+            "FOUNDATION_SECRET",
+        )));
+    }
+    match (get(files[0]), get(files[1]), get(files[2])) {
+        (None, None, None) => Ok(None),
+        (Some(ca), Some(cert), Some(key)) => {
+            let security = Security::Files {
+                ca: ca.into(),
+                certificate: cert.into(),
+                key: key.into(),
+            };
+            Ok(Some((security, "FOUNDATION_CA")))
+        }
+        _ => {
+            let missing: Vec<&str> = files
+                .iter()
+                .copied()
+                .filter(|var| get(var).is_none())
+                .collect();
+            let problem = format!("certificate files need FOUNDATION_CA, FOUNDATION_CERT and FOUNDATION_KEY; missing: {}", missing.join(", "));
+            Err(ConfigError::env(
+                present.first().copied().unwrap_or("FOUNDATION_CA"),
+                problem,
+            ))
+        }
+    }
+}
+
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+fn parse_seeds(value: &str) -> Result<Vec<String>, String> {
+    let seeds: Vec<String> = split_list(value).map(str::to_owned).collect();
+    seeds.iter().try_for_each(|seed| check_seed(seed))?;
+    Ok(seeds)
+}
+
+/// `k=v,k2=v2`: keys must be non-empty; values may be empty.
+fn parse_tags(value: &str) -> Result<Vec<(String, String)>, String> {
+    split_list(value)
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.trim().to_owned()))
+            }
+            _ => Err(format!(
+                "{pair:?} is not key=value (expected \"k=v,k2=v2\")"
+            )),
+        })
+        .collect()
+}
+
+fn unknown_variables(vars: &BTreeMap<String, String>) -> Vec<String> {
+    vars.keys()
+        .filter(|key| key.starts_with("FOUNDATION_"))
+        .filter(|key| !VARIABLES.contains(&key.as_str()) && !OTHERS.contains(&key.as_str()))
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,123 @@
+//! Values set on the builder (or the CLI): the highest-precedence source.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use foundation_transport::{ClusterName, NodeId};
+
+use super::discovery::DiscoveryChoice;
+use super::error::{ConfigError, Origin};
+use super::origins::{DiscoveryHints, Origins};
+use super::security::Security;
+use super::{NodeConfig, Profile};
+use crate::membership::MembershipConfig;
+
+/// Each field is `None` (or empty) unless its setter was called.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Overrides {
+    pub cluster: Option<String>,
+    pub profile: Option<Profile>,
+    pub node_id: Option<NodeId>,
+    pub bind: Option<SocketAddr>,
+    pub advertise: Option<SocketAddr>,
+    pub http: Option<Option<SocketAddr>>,
+    pub security: Option<Security>,
+    pub seeds: Option<Vec<String>>,
+    pub dns_name: Option<String>,
+    pub discovery: Option<Vec<DiscoveryChoice>>,
+    pub tags: BTreeMap<String, String>,
+    pub name: Option<String>,
+    pub membership: Option<MembershipConfig>,
+    pub keep_alive: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Overrides {
+    /// Applies every value that was set on top of `config`.
+    pub(crate) fn apply(
+        &self,
+        config: &mut NodeConfig,
+        origins: &mut Origins,
+        hints: &mut DiscoveryHints,
+    ) -> Result<(), ConfigError> {
+        let builder = &Origin::Builder;
+        if let Some(name) = &self.cluster {
+            let cluster = ClusterName::new(name.as_str())
+                .map_err(|e| ConfigError::invalid(Origin::Builder, "cluster", e))?;
+            origins.put(&mut config.cluster, cluster, "cluster", builder);
+        }
+        set(
+            &mut config.node_id,
+            self.node_id.map(Some),
+            "node_id",
+            origins,
+        );
+        set(&mut config.bind, self.bind, "bind", origins);
+        set(
+            &mut config.advertise,
+            self.advertise.map(Some),
+            "advertise",
+            origins,
+        );
+        set(&mut config.http, self.http, "http", origins);
+        set(
+            &mut config.security,
+            self.security.clone(),
+            "security",
+            origins,
+        );
+        set(
+            &mut config.discovery,
+            self.discovery.clone(),
+            "discovery",
+            origins,
+        );
+        set(
+            &mut config.membership,
+            self.membership.clone(),
+            "membership",
+            origins,
+        );
+        set(
+            &mut config.transport.keep_alive,
+            self.keep_alive,
+            "transport.keep_alive",
+            origins,
+        );
+        set(
+            &mut config.transport.idle_timeout,
+            self.idle_timeout,
+            "transport.idle_timeout",
+            origins,
+        );
+        set(
+            &mut config.metadata.name,
+            self.name.clone().map(Some),
+            "metadata.name",
+            origins,
+        );
+        if !self.tags.is_empty() {
+            config.metadata.tags.extend(self.tags.clone());
+            origins.set("metadata.tags", builder);
+        }
+        self.apply_hints(hints);
+        Ok(())
+    }
+
+    fn apply_hints(&self, hints: &mut DiscoveryHints) {
+        if let Some(seeds) = &self.seeds {
+            hints.seeds = Some((seeds.clone(), Origin::Builder));
+        }
+        if let Some(name) = &self.dns_name {
+            hints.dns_name = Some((name.clone(), Origin::Builder));
+        }
+    }
+}
+
+/// Stores `value` in `slot` when it was set, recording the builder as its origin.
+fn set<T>(slot: &mut T, value: Option<T>, field: &str, origins: &mut Origins) {
+    if let Some(value) = value {
+        origins.put(slot, value, field, &Origin::Builder);
+    }
+}

@@ -1,0 +1,111 @@
+//! Checks of the merged configuration: each error names the field and where its value came from.
+
+use std::net::SocketAddr;
+
+use super::discovery::DiscoveryChoice;
+use super::error::ConfigError;
+use super::origins::{DiscoveryHints, Origins};
+use super::security::PRODUCTION_NEEDS_SECURITY;
+use super::{NodeConfig, Profile};
+
+/// Largest total size of the name, tags and version, in bytes: metadata travels with
+/// membership, whose datagrams carry at most 1200 bytes.
+pub const METADATA_MAX_BYTES: usize = 512;
+
+const PRODUCTION_NEEDS_DISCOVERY: &str =
+    "the production profile needs explicit discovery (auto alone only works inside Kubernetes): \
+     set FOUNDATION_SEEDS=host:port,... or FOUNDATION_DNS_NAME=name (TOML: [[discovery]] with \
+     kind = \"static\" and seeds, or kind = \"dns\" and name), or FOUNDATION_DISCOVERY=mdns";
+
+/// Runs every check.
+pub(crate) fn all(
+    config: &NodeConfig,
+    origins: &Origins,
+    hints: &DiscoveryHints,
+) -> Result<(), ConfigError> {
+    membership(config, origins)?;
+    transport(config, origins)?;
+    advertise(config, origins)?;
+    config.security.check(&origins.of("security"))?;
+    metadata(config, origins)?;
+    if config.profile == Profile::Production {
+        production(config, origins, hints)?;
+    }
+    Ok(())
+}
+
+fn membership(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
+    config.membership.validate().map_err(|e| {
+        let field = format!("membership.{}", e.field);
+        ConfigError::invalid(origins.of(&field), field, e.problem)
+    })
+}
+
+fn transport(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
+    config.transport_config().validate().map_err(|e| {
+        let field = format!("transport.{}", e.field);
+        ConfigError::invalid(origins.of(&field), field, e.problem)
+    })
+}
+
+fn advertise(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
+    match config.advertise {
+        Some(addr) if !dialable(addr) => Err(ConfigError::invalid(
+            origins.of("advertise"),
+            "advertise",
+            format!("{addr} cannot be dialled by peers: it needs a specific IP address and a non-zero port"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn dialable(addr: SocketAddr) -> bool {
+    !addr.ip().is_unspecified() && addr.port() != 0
+}
+
+fn metadata(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
+    let metadata = &config.metadata;
+    if metadata.tags.keys().any(|key| key.trim().is_empty()) {
+        return Err(ConfigError::invalid(
+            origins.of("metadata.tags"),
+            "metadata.tags",
+            "tag keys must not be empty",
+        ));
+    }
+    let tags: usize = metadata.tags.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let size = tags + metadata.version.len() + metadata.name.as_ref().map_or(0, String::len);
+    if size > METADATA_MAX_BYTES {
+        let problem = format!(
+            "name, tags and version take {size} bytes; at most {METADATA_MAX_BYTES} fit in membership messages"
+        );
+        return Err(ConfigError::invalid(
+            origins.of("metadata.tags"),
+            "metadata",
+            problem,
+        ));
+    }
+    Ok(())
+}
+
+fn production(
+    config: &NodeConfig,
+    origins: &Origins,
+    hints: &DiscoveryHints,
+) -> Result<(), ConfigError> {
+    if config.security.is_development() {
+        return Err(ConfigError::invalid(
+            origins.of("security"),
+            "security",
+            PRODUCTION_NEEDS_SECURITY,
+        ));
+    }
+    let only_auto = config.discovery.iter().all(|c| *c == DiscoveryChoice::Auto);
+    if config.discovery.is_empty() || (only_auto && !hints.kubernetes) {
+        return Err(ConfigError::invalid(
+            origins.of("discovery"),
+            "discovery",
+            PRODUCTION_NEEDS_DISCOVERY,
+        ));
+    }
+    Ok(())
+}

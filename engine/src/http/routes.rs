@@ -1,0 +1,210 @@
+//! The route table and how a request becomes a response. No I/O here, so every answer can be
+//! checked without a socket.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Response, StatusCode};
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+
+use super::health::Health;
+use super::status_page;
+
+/// The content type of `/metrics` (OpenMetrics 1.0 text).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+
+/// A closure producing a JSON document on each request.
+pub(crate) type JsonRoute = Arc<dyn Fn() -> Value + Send + Sync>;
+/// A closure producing the node's health on each request.
+pub(crate) type HealthRoute = Arc<dyn Fn() -> Health + Send + Sync>;
+
+/// The registry `/metrics` encodes: shared read-only once built, or behind a lock when metrics
+/// are still being registered while the server runs.
+#[derive(Clone)]
+pub enum MetricsSource {
+    /// A registry no one registers into any more.
+    Shared(Arc<Registry>),
+    /// A registry that may still change.
+    Locked(Arc<Mutex<Registry>>),
+}
+
+impl fmt::Debug for MetricsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MetricsSource::Shared(_) => "MetricsSource::Shared",
+            MetricsSource::Locked(_) => "MetricsSource::Locked",
+        })
+    }
+}
+
+impl From<Arc<Registry>> for MetricsSource {
+    fn from(registry: Arc<Registry>) -> Self {
+        MetricsSource::Shared(registry)
+    }
+}
+
+impl From<Arc<Mutex<Registry>>> for MetricsSource {
+    fn from(registry: Arc<Mutex<Registry>>) -> Self {
+        MetricsSource::Locked(registry)
+    }
+}
+
+impl MetricsSource {
+    /// The registry as OpenMetrics text.
+    fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        match self {
+            MetricsSource::Shared(registry) => {
+                prometheus_client::encoding::text::encode(&mut text, registry)?
+            }
+            MetricsSource::Locked(registry) => {
+                // A panic elsewhere while holding the lock leaves the registry itself intact.
+                let registry = registry
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                prometheus_client::encoding::text::encode(&mut text, &registry)?;
+            }
+        }
+        Ok(text)
+    }
+}
+
+/// Everything the server answers.
+#[derive(Clone, Default)]
+pub(crate) struct Routes {
+    pub metrics: Option<MetricsSource>,
+    pub health: Option<HealthRoute>,
+    pub json: BTreeMap<String, JsonRoute>,
+}
+
+impl Routes {
+    /// The response to `method path`.
+    pub(crate) fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+        if method != Method::GET {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET"));
+            return response;
+        }
+        match path {
+            "/metrics" => self.metrics(),
+            "/health" => self.health_response(),
+            "/" | "/status" => self.status_page(),
+            _ => match self.json.get(path) {
+                Some(route) => json(StatusCode::OK, &route()),
+                None => plain(StatusCode::NOT_FOUND, "not found; see /status\n"),
+            },
+        }
+    }
+
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let Some(source) = &self.metrics else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "no metrics registry on this server\n",
+            );
+        };
+        match source.encode() {
+            Ok(text) => with_type(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, text),
+            Err(_) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics could not be encoded\n",
+            ),
+        }
+    }
+
+    /// The node's health; without a health closure the server being up is all there is to say.
+    pub(crate) fn health(&self) -> Health {
+        match &self.health {
+            Some(health) => health(),
+            None => Health::healthy("serving"),
+        }
+    }
+
+    fn health_response(&self) -> Response<Full<Bytes>> {
+        let health = self.health();
+        let status = if health.healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body = serde_json::to_value(&health).unwrap_or(Value::Null);
+        json(status, &body)
+    }
+
+    fn status_page(&self) -> Response<Full<Bytes>> {
+        let routes: Vec<(&str, Value)> = self
+            .json
+            .iter()
+            .map(|(path, route)| (path.as_str(), route()))
+            .collect();
+        let page = status_page::render(&self.health(), &routes, self.metrics.is_some());
+        with_type(StatusCode::OK, HTML, page)
+    }
+}
+
+fn json(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
+    // Serialising a `Value` cannot fail; the fallback keeps this path panic-free regardless.
+    let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned());
+    body.push('\n');
+    with_type(status, JSON, body)
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    with_type(status, TEXT, text.to_owned())
+}
+
+fn with_type(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_paths_and_methods() {
+        let routes = Routes::default();
+        assert_eq!(
+            routes.respond(&Method::GET, "/nope").status(),
+            StatusCode::NOT_FOUND
+        );
+        let post = routes.respond(&Method::POST, "/health");
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(post.headers()[ALLOW], "GET");
+    }
+
+    #[test]
+    fn health_decides_the_status() {
+        let mut routes = Routes::default();
+        assert_eq!(
+            routes.respond(&Method::GET, "/health").status(),
+            StatusCode::OK
+        );
+        routes.health = Some(Arc::new(|| Health::unhealthy("alone")));
+        assert_eq!(
+            routes.respond(&Method::GET, "/health").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

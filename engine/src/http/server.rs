@@ -1,0 +1,268 @@
+//! The server: a bounded accept loop, one hyper HTTP/1 connection per task, and graceful
+//! shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::error::HttpError;
+use super::health::Health;
+use super::routes::{MetricsSource, Routes};
+
+/// Bounds that keep a misbehaving client from exhausting the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; further clients wait in the kernel's backlog. Default 64:
+    /// far more than scrapers and operators need, few enough to be harmless.
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers. Default 5 s.
+    pub header_read_timeout: Duration,
+    /// Largest request head, in bytes. Default 16 KiB (hyper's minimum is 8 KiB).
+    pub max_header_bytes: usize,
+    /// A connection is closed (gracefully) after this long, so idle keep-alive clients cannot
+    /// hold slots forever. Default 60 s.
+    pub max_connection_age: Duration,
+    /// How long shutdown waits for requests in flight. Default 2 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(5),
+            max_header_bytes: 16 << 10,
+            max_connection_age: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Smallest read buffer hyper accepts; a smaller `max_header_bytes` is raised to it.
+const HYPER_MIN_BUF: usize = 8192;
+
+/// A configured, not yet started, HTTP server.
+#[derive(Clone)]
+pub struct HttpServer {
+    addr: SocketAddr,
+    routes: Routes,
+    limits: Limits,
+}
+
+/// Adds routes and limits to a server; see the [module documentation](super).
+#[derive(Clone)]
+pub struct HttpServerBuilder {
+    server: HttpServer,
+}
+
+impl HttpServer {
+    /// A server that will listen on `addr` (port 0 picks a free port).
+    pub fn builder(addr: SocketAddr) -> HttpServerBuilder {
+        HttpServerBuilder {
+            server: HttpServer {
+                addr,
+                routes: Routes::default(),
+                limits: Limits::default(),
+            },
+        }
+    }
+
+    /// Binds the address and starts serving on the current tokio runtime.
+    pub fn start(self) -> Result<HttpHandle, HttpError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| HttpError::NoRuntime)?;
+        let listener = bind(self.addr)?;
+        let local_addr = listener.local_addr().map_err(|source| HttpError::Bind {
+            addr: self.addr,
+            source,
+        })?;
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener).map_err(|source| HttpError::Bind {
+                addr: self.addr,
+                source,
+            })?
+        };
+        let (shutdown, signal) = watch::channel(false);
+        let task = runtime.spawn(accept_loop(
+            listener,
+            Arc::new(self.routes),
+            self.limits,
+            signal,
+        ));
+        tracing::info!(addr = %local_addr, "HTTP server listening");
+        Ok(HttpHandle {
+            local_addr,
+            shutdown,
+            task,
+        })
+    }
+}
+
+impl HttpServerBuilder {
+    /// Serves `registry` at `/metrics`.
+    pub fn metrics(mut self, registry: impl Into<MetricsSource>) -> Self {
+        self.server.routes.metrics = Some(registry.into());
+        self
+    }
+
+    /// Answers `/health` with `health()`: 200 when healthy, 503 otherwise. Without it, `/health`
+    /// says the server is serving.
+    pub fn health(mut self, health: impl Fn() -> Health + Send + Sync + 'static) -> Self {
+        self.server.routes.health = Some(Arc::new(health));
+        self
+    }
+
+    /// Answers `GET path` with the JSON `route()` returns at that moment; also listed on
+    /// `/status`. `path` starts with `/`; `/metrics`, `/health` and `/status` are taken.
+    pub fn json(
+        mut self,
+        path: impl Into<String>,
+        route: impl Fn() -> Value + Send + Sync + 'static,
+    ) -> Self {
+        self.server.routes.json.insert(path.into(), Arc::new(route));
+        self
+    }
+
+    /// Replaces the default limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.server.limits = limits;
+        self
+    }
+
+    /// The configured server.
+    pub fn build(self) -> HttpServer {
+        self.server
+    }
+
+    /// Builds and starts the server; see [`HttpServer::start`].
+    pub fn start(self) -> Result<HttpHandle, HttpError> {
+        self.server.start()
+    }
+}
+
+/// A running server. Dropping it stops the server too; [`shutdown`](Self::shutdown) also
+/// waits for requests in flight.
+#[derive(Debug)]
+pub struct HttpHandle {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HttpHandle {
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the grace period), and returns
+    /// when the server is gone.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        // The task ends on its own; an error here means it panicked, which there is nothing
+        // left to do about at shutdown.
+        let _ = self.task.await;
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, HttpError> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    Ok(listener)
+}
+
+/// Accepts connections while a slot is free, until shutdown is signalled or the handle dropped.
+async fn accept_loop(
+    listener: TcpListener,
+    routes: Arc<Routes>,
+    limits: Limits,
+    mut signal: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = accept(&listener, &slots) => accepted,
+            _ = signal.changed() => break,
+        };
+        if let Some((stream, slot)) = accepted {
+            connections.spawn(serve(stream, routes.clone(), limits, signal.clone(), slot));
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tracing::debug!("HTTP connections still open after the grace period are dropped");
+    }
+}
+
+/// Waits for a free slot, then a connection. Accept errors (out of file descriptors, a
+/// connection reset before it was accepted) are logged and retried after a pause.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    let slot = slots.clone().acquire_owned().await.ok()?;
+    match listener.accept().await {
+        Ok((stream, _peer)) => Some((stream, slot)),
+        Err(error) => {
+            tracing::warn!(%error, "HTTP accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+/// Serves one connection until the client closes it, it errs, it gets too old, or shutdown.
+async fn serve(
+    stream: TcpStream,
+    routes: Arc<Routes>,
+    limits: Limits,
+    mut signal: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let service = service_fn(move |request: Request<Incoming>| {
+        let response = routes.respond(request.method(), request.uri().path());
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF));
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let finished = tokio::select! {
+        result = connection.as_mut() => Some(result),
+        _ = signal.changed() => None,
+        _ = tokio::time::sleep(limits.max_connection_age) => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        None => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        // Bad requests and timeouts are the client's problem, not the node's.
+        tracing::debug!(%error, "HTTP connection ended with an error");
+    }
+}

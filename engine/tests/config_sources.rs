@@ -1,0 +1,463 @@
+//! Configuration from profile defaults, a TOML file, environment variables and the builder:
+//! precedence, defaults, and errors that say exactly what is wrong and where.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use foundation_engine::config::{ConfigError, DiscoveryChoice, NodeConfig, Profile, Security};
+use foundation_engine::membership::MembershipConfig;
+use foundation_transport::Trust;
+
+const SECRET: &str = "a-production-secret-of-32-bytes!";
+
+/// Writes `text` to a fresh `config.toml` for `test` and returns its path.
+fn config_file(test: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("foundation-config-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn build_env(pairs: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
+    NodeConfig::builder().env(env(pairs)).build()
+}
+
+fn error_of(result: Result<NodeConfig, ConfigError>) -> String {
+    match result {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("address")
+}
+
+#[test]
+fn development_defaults_need_no_configuration() {
+    let config = build_env(&[]).expect("zero config");
+    assert_eq!(config.profile, Profile::Development);
+    assert_eq!(config.cluster.as_str(), "foundation");
+    assert_eq!(config.node_id, None);
+    assert_eq!(config.bind, addr("127.0.0.1:0"));
+    assert_eq!(config.http, Some(addr("127.0.0.1:0")));
+    assert_eq!(config.security, Security::DevelopmentSecret);
+    assert_eq!(config.discovery, vec![DiscoveryChoice::Auto]);
+    assert_eq!(config.membership, MembershipConfig::development());
+    assert_eq!(config.metadata.version, env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn development_warns_loudly_about_its_secret() {
+    let config = build_env(&[]).expect("zero config");
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("development secret"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].contains("FOUNDATION_SECRET"), "{}", warnings[0]);
+    match config.security.trust(&config.cluster).expect("trust") {
+        Trust::Secret(secret) => assert!(secret.is_development()),
+        Trust::Files(_) => panic!("expected the development secret"),
+    }
+}
+
+#[test]
+fn production_defaults_with_a_secret_and_seeds() {
+    let config = build_env(&[
+        ("FOUNDATION_PROFILE", "prod"),
+        ("FOUNDATION_SECRET", SECRET),
+        ("FOUNDATION_SEEDS", "10.0.0.1:7400, seed.example:7400"),
+    ])
+    .expect("valid production config");
+    assert_eq!(config.profile, Profile::Production);
+    assert_eq!(config.bind, addr("0.0.0.0:7400"));
+    assert_eq!(config.http, Some(addr("127.0.0.1:7401")));
+    assert_eq!(config.membership, MembershipConfig::production());
+    let seeds = vec!["10.0.0.1:7400".to_owned(), "seed.example:7400".to_owned()];
+    assert_eq!(config.discovery, vec![DiscoveryChoice::Static { seeds }]);
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    match config.security.trust(&config.cluster).expect("trust") {
+        Trust::Secret(secret) => assert!(!secret.is_development()),
+        Trust::Files(_) => panic!("expected a secret"),
+    }
+}
+
+#[test]
+fn production_refuses_to_start_without_a_secret_or_certificates() {
+    let message = error_of(build_env(&[
+        ("FOUNDATION_PROFILE", "production"),
+        ("FOUNDATION_SEEDS", "10.0.0.1:7400"),
+    ]));
+    assert!(message.contains("FOUNDATION_SECRET"), "{message}");
+    assert!(message.contains("[security] secret"), "{message}");
+    assert!(message.contains("FOUNDATION_CA"), "{message}");
+}
+
+#[test]
+fn production_refuses_an_explicit_development_secret() {
+    let path = config_file("explicit-dev", "[security]\ndevelopment_secret = true\n");
+    let result = NodeConfig::builder()
+        .file(&path)
+        .profile(Profile::Production)
+        .seeds(["10.0.0.1:7400"])
+        .build();
+    let message = error_of(result);
+    assert!(
+        message.contains("config.toml line 1: security:"),
+        "{message}"
+    );
+    assert!(message.contains("FOUNDATION_SECRET"), "{message}");
+}
+
+#[test]
+fn production_refuses_to_start_without_discovery_unless_in_kubernetes() {
+    let production = [
+        ("FOUNDATION_PROFILE", "production"),
+        ("FOUNDATION_SECRET", SECRET),
+    ];
+    let message = error_of(build_env(&production));
+    assert!(message.starts_with("discovery:"), "{message}");
+    assert!(message.contains("FOUNDATION_SEEDS"), "{message}");
+    let mut kubernetes = production.to_vec();
+    kubernetes.push(("KUBERNETES_SERVICE_HOST", "10.96.0.1"));
+    assert_eq!(
+        build_env(&kubernetes)
+            .expect("auto in kubernetes")
+            .discovery,
+        vec![DiscoveryChoice::Auto]
+    );
+}
+
+#[test]
+fn precedence_is_defaults_then_file_then_env_then_builder() {
+    let path = config_file(
+        "precedence",
+        "cluster = \"from-file\"\nbind = \"127.0.0.1:7000\"\nadvertise = \"127.0.0.1:7001\"\n\
+         http = \"127.0.0.1:7002\"\n[metadata]\nname = \"file-name\"\ntags = { zone = \"a\", rack = \"1\" }\n",
+    );
+    let env = env(&[
+        ("FOUNDATION_CLUSTER", "from-env"),
+        ("FOUNDATION_BIND", "127.0.0.1:8000"),
+        ("FOUNDATION_TAGS", "zone=b,role=api"),
+    ]);
+    let config = NodeConfig::builder()
+        .file(&path)
+        .env(env.clone())
+        .cluster("from-builder")
+        .tag("role", "worker")
+        .build()
+        .expect("valid");
+    assert_eq!(config.cluster.as_str(), "from-builder");
+    assert_eq!(config.bind, addr("127.0.0.1:8000"), "env beats file");
+    assert_eq!(
+        config.advertise,
+        Some(addr("127.0.0.1:7001")),
+        "file beats default"
+    );
+    assert_eq!(config.http, Some(addr("127.0.0.1:7002")));
+    assert_eq!(config.metadata.name.as_deref(), Some("file-name"));
+    let tags: Vec<(&str, &str)> = config
+        .metadata
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(tags, [("rack", "1"), ("role", "worker"), ("zone", "b")]);
+
+    let without_builder = NodeConfig::builder()
+        .file(&path)
+        .env(env)
+        .build()
+        .expect("valid");
+    assert_eq!(without_builder.cluster.as_str(), "from-env");
+}
+
+#[test]
+fn the_profile_is_settled_first_and_picks_the_defaults() {
+    let text =
+        "profile = \"production\"\n[security]\nsecret = \"a-production-secret-of-32-bytes!\"\n\
+                [[discovery]]\nkind = \"static\"\nseeds = [\"10.0.0.1:7400\"]\n";
+    let path = config_file("profile-first", text);
+    let from_file = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(from_file.profile, Profile::Production);
+    assert_eq!(from_file.membership, MembershipConfig::production());
+    assert_eq!(from_file.bind, addr("0.0.0.0:7400"));
+
+    let env_wins = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[("FOUNDATION_PROFILE", "development")]))
+        .build()
+        .expect("valid");
+    assert_eq!(env_wins.profile, Profile::Development);
+    assert_eq!(env_wins.membership, MembershipConfig::development());
+
+    let builder_wins = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[("FOUNDATION_PROFILE", "development")]))
+        .profile(Profile::Production)
+        .build()
+        .expect("valid");
+    assert_eq!(builder_wins.profile, Profile::Production);
+}
+
+#[test]
+fn membership_fields_override_the_preset_one_by_one() {
+    let path = config_file(
+        "membership",
+        "[membership]\nprobe_period = \"2s\"\nindirect_probes = 5\n",
+    );
+    let config = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(config.membership.probe_period, Duration::from_secs(2));
+    assert_eq!(config.membership.indirect_probes, 5);
+    assert_eq!(
+        config.membership.probe_rtt,
+        MembershipConfig::development().probe_rtt
+    );
+}
+
+#[test]
+fn a_validation_error_names_file_line_and_field() {
+    let text =
+        "# a node\ncluster = \"orders\"\n\n[transport]\nkeep_alive = \"1s\"\n\n[membership]\n\
+                probe_period = \"1s\"\nprobe_rtt = \"2s\"\n";
+    let path = config_file("validation-line", text);
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(
+        message.ends_with("config.toml line 9: membership.probe_rtt: must be non-zero and shorter than probe_period"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bad_toml_reports_the_line() {
+    let path = config_file("syntax", "cluster = \"orders\"\n\nbind = \n");
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("config.toml line 3"), "{message}");
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_line() {
+    let path = config_file(
+        "unknown",
+        "cluster = \"orders\"\n[membership]\nprobe_perod = \"1s\"\n",
+    );
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("config.toml line 3"), "{message}");
+    assert!(message.contains("probe_perod"), "{message}");
+}
+
+#[test]
+fn bad_durations_name_the_key_and_line() {
+    let path = config_file(
+        "duration",
+        "[membership]\nprobe_period = \"1s\"\nprobe_rtt = \"5 parsecs\"\n",
+    );
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("config.toml line 3"), "{message}");
+    assert!(message.contains("membership.probe_rtt"), "{message}");
+    assert!(message.contains("\"5 parsecs\""), "{message}");
+}
+
+#[test]
+fn a_wrong_type_is_refused_with_its_line() {
+    let path = config_file(
+        "type",
+        "cluster = \"orders\"\n[membership]\nindirect_probes = \"three\"\n",
+    );
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("config.toml line 3"), "{message}");
+    assert!(message.contains("membership.indirect_probes"), "{message}");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let message = error_of(
+        NodeConfig::builder()
+            .file("/nonexistent/foundation.toml")
+            .build(),
+    );
+    assert!(
+        message.contains("/nonexistent/foundation.toml"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bad_environment_values_name_the_variable() {
+    let cases = [
+        ("FOUNDATION_BIND", "nowhere"),
+        ("FOUNDATION_ADVERTISE", "10.0.0.1"),
+        ("FOUNDATION_HTTP", "maybe"),
+        ("FOUNDATION_PROFILE", "staging"),
+        ("FOUNDATION_CLUSTER", "Not_A_Label"),
+        ("FOUNDATION_NODE_ID", "xyz"),
+        ("FOUNDATION_SEEDS", "10.0.0.1"),
+        ("FOUNDATION_DISCOVERY", "static,carrier-pigeon"),
+        ("FOUNDATION_TAGS", "zone=a,oops"),
+    ];
+    for (var, value) in cases {
+        let message = error_of(build_env(&[(var, value)]));
+        assert!(
+            message.starts_with(&format!("{var}: ")),
+            "{var}={value}: {message}"
+        );
+        assert!(
+            message.contains(value.split(',').next_back().unwrap_or(value)),
+            "{var}={value}: {message}"
+        );
+    }
+}
+
+#[test]
+fn a_short_secret_is_named_but_never_shown() {
+    let message = error_of(build_env(&[("FOUNDATION_SECRET", "hunter2")]));
+    assert!(
+        message.starts_with("FOUNDATION_SECRET: security.secret"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn certificate_variables_come_as_a_set() {
+    let message = error_of(build_env(&[("FOUNDATION_CA", "/etc/foundation/ca.pem")]));
+    assert!(message.contains("FOUNDATION_CERT"), "{message}");
+    assert!(message.contains("FOUNDATION_KEY"), "{message}");
+    let missing = error_of(build_env(&[
+        ("FOUNDATION_CA", "/nonexistent/ca.pem"),
+        ("FOUNDATION_CERT", "/nonexistent/cert.pem"),
+        ("FOUNDATION_KEY", "/nonexistent/key.pem"),
+    ]));
+    assert!(
+        missing.contains("/nonexistent/ca.pem is not a readable file"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn http_can_be_switched_off() {
+    assert_eq!(
+        build_env(&[("FOUNDATION_HTTP", "off")])
+            .expect("valid")
+            .http,
+        None
+    );
+    let path = config_file("http-off", "http = \"off\"\n");
+    assert_eq!(
+        NodeConfig::builder()
+            .file(&path)
+            .build()
+            .expect("valid")
+            .http,
+        None
+    );
+}
+
+#[test]
+fn strategies_by_name_take_seeds_and_dns_names_from_their_variables() {
+    let config = build_env(&[
+        ("FOUNDATION_DISCOVERY", "static, mdns, dns"),
+        ("FOUNDATION_SEEDS", "10.0.0.1:7400"),
+        (
+            "FOUNDATION_DNS_NAME",
+            "foundation.default.svc.cluster.local",
+        ),
+    ])
+    .expect("valid");
+    assert_eq!(
+        config.discovery,
+        vec![
+            DiscoveryChoice::Static {
+                seeds: vec!["10.0.0.1:7400".into()]
+            },
+            DiscoveryChoice::Mdns,
+            DiscoveryChoice::dns("foundation.default.svc.cluster.local"),
+        ]
+    );
+    let message = error_of(build_env(&[("FOUNDATION_DISCOVERY", "static")]));
+    assert!(message.contains("FOUNDATION_SEEDS"), "{message}");
+}
+
+#[test]
+fn discovery_entries_in_toml() {
+    let text = "[[discovery]]\nkind = \"dns\"\nname = \"peers.local\"\nport = 7500\nsrv = true\ninterval = \"10s\"\n\
+                [[discovery]]\nkind = \"local\"\n";
+    let config = NodeConfig::builder()
+        .file(config_file("discovery", text))
+        .build()
+        .expect("valid");
+    assert_eq!(
+        config.discovery,
+        vec![
+            DiscoveryChoice::Dns {
+                name: "peers.local".into(),
+                port: 7500,
+                srv: true,
+                interval: Duration::from_secs(10)
+            },
+            DiscoveryChoice::Local { dir: None },
+        ]
+    );
+    let wrong = "[[discovery]]\nkind = \"mdns\"\nseeds = [\"10.0.0.1:7400\"]\n";
+    let message = error_of(
+        NodeConfig::builder()
+            .file(config_file("discovery-wrong", wrong))
+            .build(),
+    );
+    assert!(
+        message.contains("config.toml line 1: discovery.seeds: does not apply"),
+        "{message}"
+    );
+}
+
+#[test]
+fn builder_values_are_validated_and_named() {
+    let message = error_of(
+        NodeConfig::builder()
+            .keep_alive(Duration::from_secs(10))
+            .idle_timeout(Duration::from_secs(5))
+            .build(),
+    );
+    assert!(
+        message.starts_with("builder: transport.keep_alive:"),
+        "{message}"
+    );
+    let message = error_of(NodeConfig::builder().cluster("Bad Name").build());
+    assert!(message.starts_with("builder: cluster:"), "{message}");
+}
+
+#[test]
+fn the_transport_config_carries_the_node_settings() {
+    let config = NodeConfig::builder()
+        .bind(addr("127.0.0.1:9000"))
+        .advertise(addr("127.0.0.1:9001"))
+        .keep_alive(Duration::from_millis(500))
+        .build()
+        .expect("valid");
+    let transport = config.transport_config();
+    assert_eq!(transport.bind, addr("127.0.0.1:9000"));
+    assert_eq!(transport.advertise, Some(addr("127.0.0.1:9001")));
+    assert_eq!(transport.keep_alive, Duration::from_millis(500));
+    assert_eq!(transport.validate(), Ok(()));
+}
+
+#[test]
+fn foundation_config_names_the_file() {
+    let path = config_file("env-file", "cluster = \"via-env-file\"\n");
+    let config =
+        build_env(&[("FOUNDATION_CONFIG", path.to_str().expect("utf-8 path"))]).expect("valid");
+    assert_eq!(config.cluster.as_str(), "via-env-file");
+}

@@ -1,0 +1,333 @@
+//! The node's HTTP server against real sockets on 127.0.0.1: routes, status codes, bounds and
+//! bad input, and the client the CLI uses.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use foundation_engine::http::{
+    get_json, Health, HttpError, HttpHandle, HttpServer, Limits, OPENMETRICS_CONTENT_TYPE,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A raw HTTP/1.1 response: status code, head (lowercased) and body.
+struct Raw {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Sends `request` as is and reads until the server closes the connection.
+async fn send_raw(addr: SocketAddr, request: &[u8]) -> Raw {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // The server may close (or reset) the connection before reading everything when the request
+    // is garbage; whatever arrived before that is the answer.
+    let _ = stream.write_all(request).await;
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut bytes)).await;
+    assert!(read.is_ok(), "the server must close the connection");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Raw {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Raw {
+    send_raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+}
+
+fn server_with_routes(healthy: Arc<AtomicBool>) -> (HttpServer, Counter) {
+    let mut registry = Registry::default();
+    let counter = Counter::<u64>::default();
+    registry.register(
+        "foundation_test_requests",
+        "Requests seen by the test",
+        counter.clone(),
+    );
+    let server = HttpServer::builder(loopback())
+        .metrics(Arc::new(registry))
+        .health(move || {
+            if healthy.load(Ordering::SeqCst) {
+                Health::healthy("member of 3").detail("members", 3)
+            } else {
+                Health::unhealthy("not part of a cluster")
+            }
+        })
+        .json(
+            "/members",
+            || json!([{ "id": "0a1b2c3d", "state": "alive" }]),
+        )
+        .build();
+    (server, counter)
+}
+
+fn start() -> (HttpHandle, Arc<AtomicBool>, Counter) {
+    let healthy = Arc::new(AtomicBool::new(true));
+    let (server, counter) = server_with_routes(healthy.clone());
+    (server.start().expect("start"), healthy, counter)
+}
+
+#[tokio::test]
+async fn metrics_are_openmetrics_text_from_the_registry() {
+    let (handle, _, counter) = start();
+    counter.inc_by(7);
+    let response = get(handle.local_addr(), "/metrics").await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .head
+            .contains(&format!("content-type: {OPENMETRICS_CONTENT_TYPE}")),
+        "{}",
+        response.head
+    );
+    assert!(
+        response.body.contains("foundation_test_requests_total 7"),
+        "{}",
+        response.body
+    );
+    assert!(
+        response.body.trim_end().ends_with("# EOF"),
+        "{}",
+        response.body
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_registry_behind_a_lock_can_change_while_serving() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let handle = HttpServer::builder(loopback())
+        .metrics(registry.clone())
+        .start()
+        .expect("start");
+    let counter = Counter::<u64>::default();
+    registry.lock().expect("lock").register(
+        "foundation_late",
+        "Registered after start",
+        counter.clone(),
+    );
+    counter.inc();
+    let response = get(handle.local_addr(), "/metrics").await;
+    assert!(
+        response.body.contains("foundation_late_total 1"),
+        "{}",
+        response.body
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_is_200_when_healthy_and_503_otherwise() {
+    let (handle, healthy, _) = start();
+    let addr = handle.local_addr();
+    let response = get(addr, "/health").await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response.head.contains("content-type: application/json"),
+        "{}",
+        response.head
+    );
+    let body: serde_json::Value = serde_json::from_str(&response.body).expect("json");
+    assert_eq!(
+        body,
+        json!({ "healthy": true, "status": "member of 3", "details": { "members": 3 } })
+    );
+
+    healthy.store(false, Ordering::SeqCst);
+    let response = get(addr, "/health").await;
+    assert_eq!(response.status, 503);
+    assert!(
+        response.body.contains("not part of a cluster"),
+        "{}",
+        response.body
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn json_routes_and_the_status_page() {
+    let (handle, _, _) = start();
+    let addr = handle.local_addr();
+    let members = get(addr, "/members?verbose=1").await;
+    assert_eq!(members.status, 200);
+    assert!(members.body.contains("\"alive\""), "{}", members.body);
+
+    let status = get(addr, "/status").await;
+    assert_eq!(status.status, 200);
+    assert!(
+        status.head.contains("content-type: text/html"),
+        "{}",
+        status.head
+    );
+    assert!(status.body.contains("href=\"/members\""), "{}", status.body);
+    assert!(status.body.contains("0a1b2c3d"), "{}", status.body);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_other_methods_405() {
+    let (handle, _, _) = start();
+    let addr = handle.local_addr();
+    assert_eq!(get(addr, "/nope").await.status, 404);
+    let post = send_raw(
+        addr,
+        b"POST /health HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .await;
+    assert_eq!(post.status, 405);
+    assert!(post.head.contains("allow: get"), "{}", post.head);
+    let delete = send_raw(
+        addr,
+        b"DELETE /members HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(delete.status, 405);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_is_refused_and_the_server_keeps_serving() {
+    let (handle, _, _) = start();
+    let addr = handle.local_addr();
+    let garbage: &[&[u8]] = &[
+        b"\x00\xff\xfe garbage \x01\x02\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: t\r\nBad Header Without Colon\r\n\r\n",
+        &[b'A'; 70_000],
+    ];
+    for bytes in garbage {
+        let response = send_raw(addr, bytes).await;
+        assert!(
+            response.status == 0 || response.status >= 400,
+            "status {}",
+            response.status
+        );
+    }
+    let long_header = format!(
+        "GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(40_000)
+    );
+    let response = send_raw(addr, long_header.as_bytes()).await;
+    assert!(
+        response.status == 0 || response.status == 431 || response.status == 400,
+        "status {}",
+        response.status
+    );
+    assert_eq!(get(addr, "/health").await.status, 200);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_connections_time_out_and_free_their_slot() {
+    let limits = Limits {
+        max_connections: 1,
+        header_read_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let handle = HttpServer::builder(loopback())
+        .limits(limits)
+        .json("/members", || json!([{ "state": "alive" }]))
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let _silent = TcpStream::connect(addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The only slot is held by a client that says nothing; it is cut off after the header read
+    // timeout and this request gets through.
+    let answer = get_json(addr, "/members", TIMEOUT)
+        .await
+        .expect("served after the timeout");
+    assert_eq!(answer[0]["state"], "alive");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn get_json_round_trip_and_errors() {
+    let (handle, healthy, _) = start();
+    let addr = handle.local_addr();
+    let members = get_json(addr, "/members", TIMEOUT).await.expect("members");
+    assert_eq!(members, json!([{ "id": "0a1b2c3d", "state": "alive" }]));
+
+    healthy.store(false, Ordering::SeqCst);
+    match get_json(addr, "/health", TIMEOUT).await {
+        Err(HttpError::Status {
+            status: 503, body, ..
+        }) => assert!(body.contains("not part of a cluster"), "{body}"),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    assert!(matches!(
+        get_json(addr, "/nope", TIMEOUT).await,
+        Err(HttpError::Status { status: 404, .. })
+    ));
+    assert!(matches!(
+        get_json(addr, "/metrics", TIMEOUT).await,
+        Err(HttpError::Json { .. })
+    ));
+    assert!(matches!(
+        get_json(addr, "members", TIMEOUT).await,
+        Err(HttpError::InvalidPath(_))
+    ));
+    handle.shutdown().await;
+
+    let refused = get_json(addr, "/members", TIMEOUT).await;
+    assert!(
+        matches!(refused, Err(HttpError::Connect { .. })),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn get_json_gives_up_after_its_timeout() {
+    let listener = tokio::net::TcpListener::bind(loopback())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let result = get_json(addr, "/members", Duration::from_millis(200)).await;
+    assert!(
+        matches!(result, Err(HttpError::Timeout { .. })),
+        "{result:?}"
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+async fn binding_a_taken_port_is_an_error_naming_the_address() {
+    let (handle, _, _) = start();
+    let taken = handle.local_addr();
+    let error = HttpServer::builder(taken)
+        .start()
+        .expect_err("port is taken");
+    assert!(error.to_string().contains(&taken.to_string()), "{error}");
+    handle.shutdown().await;
+}
+
+#[test]
+fn starting_outside_a_runtime_is_an_error() {
+    let error = HttpServer::builder(loopback())
+        .start()
+        .expect_err("no runtime");
+    assert!(matches!(error, HttpError::NoRuntime));
+}
