@@ -23,6 +23,8 @@ fn settings(seeds: Vec<std::net::SocketAddr>, name: &str) -> NodeSettings {
             ..Default::default()
         },
         seeds,
+        discovery: Vec::new(),
+        registry: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use super::metrics::MembershipMetrics;
 use super::timers::Timers;
 use crate::core::{Command, Core, Input};
+use crate::discovery::Candidate;
 use crate::effects::{Effect, Event};
 use crate::membership::{MemberView, MembershipEvent};
 use crate::time::Instant;
@@ -30,13 +31,6 @@ pub(crate) enum Request {
     Stop(oneshot::Sender<()>),
 }
 
-/// A candidate peer address, from discovery, configured seeds or the application.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Candidate {
-    pub addr: SocketAddr,
-    pub id: Option<foundation_transport::NodeId>,
-}
-
 pub(crate) struct Driver {
     pub core: Core,
     pub endpoint: Endpoint,
@@ -51,6 +45,8 @@ pub(crate) struct Driver {
     pub metrics: MembershipMetrics,
     pub timers: Timers,
     pub join_attempts: BTreeMap<SocketAddr, TokioInstant>,
+    /// Running discovery strategies, stopped (advertisements withdrawn) when the node stops.
+    pub discovery: Vec<crate::discovery::DiscoveryHandle>,
 }
 
 impl Driver {
@@ -60,6 +56,7 @@ impl Driver {
             self.consider(Candidate {
                 addr: seed,
                 id: None,
+                source: "seed",
             });
         }
         loop {
@@ -173,7 +170,9 @@ impl Driver {
                 Ok(Ok(peer)) => {
                     let _ = requests.send(Request::Core(Command::Join(peer))).await;
                 }
-                Ok(Err(error)) => debug!(addr = %candidate.addr, %error, "join attempt failed"),
+                Ok(Err(error)) => {
+                    debug!(addr = %candidate.addr, source = candidate.source, %error, "join attempt failed")
+                }
                 Err(_) => debug!(addr = %candidate.addr, "join attempt timed out"),
             }
         });
@@ -188,12 +187,16 @@ impl Driver {
                 self.consider(Candidate {
                     addr: seed,
                     id: None,
+                    source: "seed",
                 });
             }
         }
     }
 
     async fn stop(mut self, done: oneshot::Sender<()>) {
+        for handle in std::mem::take(&mut self.discovery) {
+            handle.stop().await;
+        }
         self.core.handle(self.now(), Input::Command(Command::Leave));
         self.carry_out_effects().await;
         // QUIC's close abandons unsent stream data: give the "leaving" notices a moment to go

@@ -29,11 +29,12 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::core::{Command, Core, CoreConfig};
+use crate::discovery::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, LocalNode};
 use crate::membership::{
     MemberId, MemberView, MembershipConfig, MembershipConfigError, MembershipEvent, NodeMetadata,
 };
 use crate::time::Instant;
-use driver::{Candidate, Driver, Request};
+use driver::{Driver, Request};
 use metrics::MembershipMetrics;
 
 /// Events buffered per subscriber before the oldest are dropped.
@@ -55,6 +56,10 @@ pub struct NodeSettings {
     pub metadata: NodeMetadata,
     /// Addresses to join through at start, and again whenever no member is alive.
     pub seeds: Vec<SocketAddr>,
+    /// Strategies that find peers (and advertise us), started once the endpoint is bound.
+    pub discovery: Vec<Box<dyn Discovery>>,
+    /// A registry to add the node's metrics to (the caller may have registered its own).
+    pub registry: Registry,
 }
 
 /// Why a node could not start.
@@ -66,6 +71,9 @@ pub enum NodeError {
     /// The membership settings are invalid.
     #[error(transparent)]
     Membership(#[from] MembershipConfigError),
+    /// A discovery strategy could not start.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
 }
 
 /// A running node. Cheap to clone.
@@ -85,7 +93,7 @@ impl Node {
     /// Binds the transport and starts the node's protocols.
     pub async fn start(settings: NodeSettings) -> Result<Node, NodeError> {
         settings.membership.validate()?;
-        let mut registry = Registry::default();
+        let mut registry = settings.registry;
         let transport_metrics = Arc::new(TransportMetrics::register(&mut registry));
         let membership_metrics = MembershipMetrics::register(&mut registry);
         let cluster = settings.identity.cluster.clone();
@@ -111,6 +119,12 @@ impl Node {
         let core = Core::new(core_config, Instant::ZERO);
         let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
         let (candidates_tx, candidates) = mpsc::channel(CANDIDATE_BUFFER);
+        let discovery = start_discovery(
+            settings.discovery,
+            &cluster,
+            endpoint.local(),
+            &candidates_tx,
+        )?;
         let (view_tx, view) = watch::channel(Vec::new());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let driver = Driver {
@@ -127,6 +141,7 @@ impl Node {
             metrics: membership_metrics,
             timers: Default::default(),
             join_attempts: BTreeMap::new(),
+            discovery,
         };
         tokio::spawn(driver.run());
         Ok(Node {
@@ -173,12 +188,14 @@ impl Node {
 
     /// Joins the cluster through the node listening at `addr` (seed, or any member).
     pub async fn join(&self, addr: SocketAddr) {
-        let _ = self.candidates.send(Candidate { addr, id: None }).await;
-    }
-
-    /// A sender discovery strategies report candidate addresses to.
-    pub(crate) fn candidate_sink(&self) -> mpsc::Sender<Candidate> {
-        self.candidates.clone()
+        let _ = self
+            .candidates
+            .send(Candidate {
+                addr,
+                id: None,
+                source: "application",
+            })
+            .await;
     }
 
     /// Replaces this node's metadata; every member learns it.
@@ -214,4 +231,21 @@ fn start_generation() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn start_discovery(
+    strategies: Vec<Box<dyn Discovery>>,
+    cluster: &ClusterName,
+    local: NodeAddr,
+    found: &mpsc::Sender<Candidate>,
+) -> Result<Vec<DiscoveryHandle>, DiscoveryError> {
+    let me = LocalNode {
+        cluster: cluster.clone(),
+        id: local.id,
+        addr: local.addr,
+    };
+    strategies
+        .into_iter()
+        .map(|strategy| strategy.start(me.clone(), found.clone()))
+        .collect()
 }
