@@ -17,7 +17,7 @@
 //! | [`market`] | call market / double auction (uniform price, McAfee trade reduction), Walrasian tatonnement |
 //! | [`negotiation`] | alternating offers with Boulware/Conceder and Rubinstein strategies, Contract Net |
 //! | [`voting`] | plurality, Borda, approval, Schulze; weights, quorum, deadlines |
-//! | [`game`] | Nash bargaining solution, Shapley value (exact and sampled) |
+//! | [`game`] | Nash bargaining (2 players; n players over outcomes; 3 over lotteries), Shapley value (exact and sampled) |
 //! | [`learning`] | epsilon-greedy and multiplicative-weights bidders and negotiators, repeated rounds |
 //!
 //! Every machine implements [`Protocol`]: serde messages in through `handle(now, from, message)`,

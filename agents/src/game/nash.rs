@@ -1,4 +1,5 @@
-//! The Nash bargaining solution for two agents.
+//! The Nash bargaining solution for two agents. For three players over lotteries, or any number
+//! over a finite set of outcomes, see [`super::nash_n`].
 //!
 //! The feasible set is the convex hull of a finite list of utility pairs (lotteries over outcomes
 //! are allowed, which is what makes the set convex). The solution maximises the Nash product
