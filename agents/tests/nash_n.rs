@@ -6,8 +6,10 @@ use foundation_agents::game::nash_n::{nash_bargaining_n, Feasible, NashNError, N
 use proptest::prelude::*;
 
 type Point = Vec<f64>;
+/// Agreed utilities and the lottery (point index, probability) that reaches them.
+type Agreement = (Vec<f64>, Vec<(usize, f64)>);
 
-fn solve(points: &[Point], d: &[f64]) -> Option<(Vec<f64>, Vec<(usize, f64)>)> {
+fn solve(points: &[Point], d: &[f64]) -> Option<Agreement> {
     match nash_bargaining_n(points, d, Feasible::ConvexHull).expect("valid") {
         NashNOutcome::Agreement { utilities, mix } => Some((utilities, mix)),
         NashNOutcome::Disagreement => None,
