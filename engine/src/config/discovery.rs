@@ -3,11 +3,8 @@
 //! This mirrors the discovery module's strategy list without depending on it, so configuration
 //! can be parsed and validated on its own; the engine maps each choice onto a strategy.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 /// Default UDP port peers listen on in production, used for DNS A/AAAA answers.
 pub const DEFAULT_PORT: u16 = 7400;
@@ -16,39 +13,8 @@ pub const DEFAULT_PORT: u16 = 7400;
 /// within a probe or two of a failure detector's patience, rarely enough not to load the resolver.
 pub const DEFAULT_DNS_INTERVAL: Duration = Duration::from_secs(30);
 
-/// One way of finding the first peers. Several may run at once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum DiscoveryChoice {
-    /// Fixed seed addresses or `host:port` names.
-    Static {
-        /// `host:port` of each seed.
-        seeds: Vec<String>,
-    },
-    /// Nodes of one cluster on one machine advertise themselves in a per-user runtime directory.
-    Local {
-        /// The directory; default: the per-user runtime directory chosen by discovery.
-        dir: Option<PathBuf>,
-    },
-    /// Multicast DNS on the local network (same-cluster peers only).
-    Mdns,
-    /// DNS A/AAAA or SRV records, re-resolved periodically (a Kubernetes headless service).
-    Dns {
-        /// The name to resolve.
-        name: String,
-        /// Port to use with A/AAAA answers (SRV answers carry their own). Default 7400.
-        port: u16,
-        /// Resolve SRV records instead of A/AAAA.
-        srv: bool,
-        /// How often to re-resolve. Default 30 s.
-        #[serde(with = "super::duration::text")]
-        interval: Duration,
-    },
-    /// Chosen from the environment by discovery: a Kubernetes service → dns, otherwise
-    /// local + mdns. Configured seeds or a DNS name replace `auto` when the configuration is
-    /// built, since that is what auto would choose.
-    Auto,
-}
+/// One way of finding the first peers; the same type the discovery module builds strategies from.
+pub use crate::discovery::DiscoverySpec as DiscoveryChoice;
 
 /// The strategy names accepted in `FOUNDATION_DISCOVERY` and `kind = "..."`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,7 +24,7 @@
 
 mod builder;
 mod discovery;
-mod duration;
+pub(crate) mod duration;
 mod env;
 mod error;
 mod origins;
@@ -35,7 +35,6 @@ mod security;
 mod toml_file;
 mod validate;
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -120,28 +119,10 @@ impl Default for TransportSettings {
     }
 }
 
-/// What a node advertises about itself alongside its membership.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeMetadata {
-    /// A human-friendly name for tables and logs. Default: none. TOML `metadata.name`, env
-    /// `FOUNDATION_NAME`.
-    pub name: Option<String>,
-    /// Free-form labels (zone, role, capabilities). Default: none. TOML `[metadata.tags]`, env
-    /// `FOUNDATION_TAGS="k=v,k2=v2"` (added to, and overriding, the file's tags).
-    pub tags: BTreeMap<String, String>,
-    /// The software version. Default: this crate's version. TOML `metadata.version`.
-    pub version: String,
-}
-
-impl Default for NodeMetadata {
-    fn default() -> Self {
-        Self {
-            name: None,
-            tags: BTreeMap::new(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        }
-    }
-}
+/// What a node advertises about itself: TOML `[metadata]` (`name`, `version`, `[metadata.tags]`),
+/// env `FOUNDATION_NAME` and `FOUNDATION_TAGS="k=v,k2=v2"`. The version defaults to this
+/// crate's; the HTTP address is filled in by the runtime.
+pub use crate::membership::NodeMetadata;
 
 impl NodeConfig {
     /// A builder that reads sources in precedence order; see the module documentation.
@@ -175,7 +156,10 @@ impl NodeConfig {
                 MembershipConfig::development()
             },
             transport: TransportSettings::default(),
-            metadata: NodeMetadata::default(),
+            metadata: NodeMetadata {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                ..NodeMetadata::default()
+            },
         }
     }
 

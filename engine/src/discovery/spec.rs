@@ -12,8 +12,8 @@ use super::{
 
 /// One discovery strategy as configured. In TOML: `kind = "static"`, `"local"`, `"mdns"`,
 /// `"dns"` or `"auto"`, with the variant's fields beside it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum DiscoverySpec {
     /// Seed addresses or host names: `"host:port"`, `"ip:port"`, `"[ipv6]:port"`.
     Static {
@@ -39,7 +39,10 @@ pub enum DiscoverySpec {
         #[serde(default)]
         srv: bool,
         /// How often the name is resolved.
-        #[serde(default = "default_dns_interval")]
+        #[serde(
+            default = "default_dns_interval",
+            with = "crate::config::duration::text"
+        )]
         interval: Duration,
     },
     /// Chosen from the environment by [`choose_auto`].
