@@ -5,13 +5,16 @@
 //! 2. They vote on the temperature with the Schulze method; one agent is offline, and the quorum rule
 //!    decides whether the rest may decide.
 //!
-//! Run: `cargo run -p foundation-agents --example auction_and_vote`
+//! Both machines are driven the same way, through their `Protocol` shape: a typed message in with
+//! `handle(now, from, message)`, the deadline through `handle_timeout`, notices out of the outbox.
+//!
+//! Run: `cargo run --example auction_and_vote`
 
 use std::collections::BTreeMap;
 
-use foundation_agents::auction::sealed::{Pricing, SealedBidAuction, SealedConfig};
+use foundation_agents::auction::sealed::{Pricing, SealedBidAuction, SealedConfig, SealedMessage};
 use foundation_agents::telemetry::TelemetryEvent;
-use foundation_agents::voting::{Ballot, Election, ElectionConfig, Method};
+use foundation_agents::voting::{Ballot, Election, ElectionConfig, Method, VoteMessage};
 use foundation_agents::{AgentId, Time};
 
 struct Agent {
@@ -59,13 +62,14 @@ fn run_auction(agents: &[Agent]) {
     };
     for (t, a) in agents.iter().enumerate().filter(|(_, a)| a.online) {
         let at = Time(10 * (t as u64 + 1));
-        match auction.submit(at, a.id, a.value) {
+        match auction.handle(at, a.id, SealedMessage::Bid { amount: a.value }) {
             Ok(()) => println!("  {:<10} bids {:>5.1}", a.name, a.value),
             Err(reason) => {
                 println!("  {:<10} bid {:>5.1} rejected: {reason}", a.name, a.value);
                 // A rejection changes nothing, so the agent may bid again, capped at its budget.
                 let capped = a.value.min(a.budget);
-                let retry = auction.submit(at.plus_ms(1), a.id, capped);
+                let retry =
+                    auction.handle(at.plus_ms(1), a.id, SealedMessage::Bid { amount: capped });
                 println!(
                     "  {:<10} bids {capped:>5.1} instead: {}",
                     a.name,
@@ -78,7 +82,11 @@ fn run_auction(agents: &[Agent]) {
             }
         }
     }
-    let glitch = auction.submit(Time(60), AgentId(2), f64::NAN);
+    let glitch = auction.handle(
+        Time(60),
+        AgentId(2),
+        SealedMessage::Bid { amount: f64::NAN },
+    );
     println!(
         "  coder      sends a corrupted bid: {}",
         glitch.err().map_or("accepted?!".into(), |e| e.to_string())
@@ -110,11 +118,8 @@ fn run_vote(agents: &[Agent]) {
     };
     for (t, a) in agents.iter().enumerate().filter(|(_, a)| a.online) {
         let ranking: Vec<&str> = a.ranking.iter().map(|&c| TEMPERATURES[c]).collect();
-        let result = election.cast(
-            Time(110 + t as u64),
-            a.id,
-            Ballot::Ranking(a.ranking.clone()),
-        );
+        let ballot = Ballot::Ranking(a.ranking.clone());
+        let result = election.handle(Time(110 + t as u64), a.id, VoteMessage::Cast { ballot });
         println!(
             "  {:<10} ranks {:?} {}",
             a.name,
@@ -122,7 +127,12 @@ fn run_vote(agents: &[Agent]) {
             result.err().map(|e| e.to_string()).unwrap_or_default()
         );
     }
-    match election.close(Time(200)) {
+    // The driver wakes the machine at the deadline it asked for; the offline agent never voted.
+    let deadline = election.poll_timeout().unwrap_or(Time(200));
+    let decided = election
+        .handle_timeout(deadline)
+        .unwrap_or_else(|| election.close(deadline));
+    match decided {
         Ok(outcome) => {
             println!(
                 "  temperature = {} (Schulze scores {:?}, tie: {})",
@@ -137,6 +147,9 @@ fn run_vote(agents: &[Agent]) {
             );
         }
         Err(e) => println!("  no decision: {e}"),
+    }
+    for notice in election.drain_outbox() {
+        println!("  -> {} {:?}", notice.to, notice.msg);
     }
     print_telemetry(election.drain_telemetry());
 }
