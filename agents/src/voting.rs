@@ -260,7 +260,7 @@ impl Election {
                 let short = voted_weight < required_weight || self.ballots.is_empty();
                 short
                     .then_some(())
-                    .ok_or_else(|| "failed for lack of quorum with quorum".into())
+                    .ok_or_else(|| "reported no quorum although the quorum was met".into())
             }
             None => Ok(()),
         }
