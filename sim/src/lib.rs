@@ -15,6 +15,9 @@
 
 pub mod clock;
 pub mod faults;
+pub mod invariants;
 pub mod network;
+pub mod report;
+pub mod scenario;
 pub mod trace;
 pub mod world;

@@ -94,6 +94,7 @@ pub struct SimNode {
     traffic: NodeTraffic,
     stalls: Vec<(u64, u64)>,
     started_us: u64,
+    leaving_us: Option<u64>,
 }
 
 impl SimNode {
@@ -146,6 +147,11 @@ impl SimNode {
     /// When the current core started, in world microseconds.
     pub fn started_us(&self) -> u64 {
         self.started_us
+    }
+
+    /// When the current core was told to leave, if it was.
+    pub fn leaving_us(&self) -> Option<u64> {
+        self.leaving_us
     }
 
     fn node_addr(&self) -> NodeAddr {
@@ -393,6 +399,7 @@ impl World {
         node.life += 1;
         node.generation = generation;
         node.started_us = self.now_us;
+        node.leaving_us = None;
         let me = MemberId {
             node: node.id,
             addr: node.addr,
@@ -422,6 +429,10 @@ impl World {
     /// Stops the core in `slot` at once: its timers, buffers and connections are gone.
     pub(crate) fn crash(&mut self, slot: usize) {
         let node = &mut self.nodes[slot];
+        if let Some(core) = &node.core {
+            // Remember the generation the core went by, for the restart and for reports.
+            node.generation = core.membership().me().generation;
+        }
         node.life += 1;
         node.core = None;
         node.stalled_until = None;
@@ -430,6 +441,7 @@ impl World {
 
     /// Shuts the node down `after_us` from now (after a graceful leave).
     pub(crate) fn shutdown_after(&mut self, slot: usize, after_us: u64) {
+        self.nodes[slot].leaving_us = Some(self.now_us);
         let life = self.nodes[slot].life;
         self.push(
             self.now_us + after_us,
@@ -494,6 +506,7 @@ impl World {
             traffic: NodeTraffic::default(),
             stalls: Vec::new(),
             started_us: 0,
+            leaving_us: None,
         });
     }
 

@@ -1,0 +1,511 @@
+//! Membership invariants: convergence, crash detection, and no false positives.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use foundation_engine::membership::{MembershipConfig, MembershipEvent};
+use foundation_transport::NodeId;
+
+use super::{Check, ConvergenceRecord, DetectionRecord, Invariant, Measurements};
+use crate::faults::{Fault, LEAVE_GRACE};
+use crate::network::BlockRule;
+use crate::world::{Observed, World};
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+/// The live set as each node should see it: every node that is up, with its current identity.
+fn live_set(world: &World) -> BTreeSet<(NodeId, u64)> {
+    world
+        .nodes()
+        .iter()
+        .filter(|n| n.is_up())
+        .map(|n| (n.id(), n.generation()))
+        .collect()
+}
+
+/// The first node whose alive set differs from the live set (minus itself), with a description.
+fn disagreement(world: &World) -> Option<String> {
+    let live = live_set(world);
+    for (slot, node) in world.nodes().iter().enumerate() {
+        let Some(core) = node.core() else { continue };
+        // Cheap test first: most disagreements show in the count.
+        if core.membership().alive().count() + 1 == live.len() {
+            let seen: BTreeSet<(NodeId, u64)> = core
+                .membership()
+                .alive()
+                .map(|m| (m.id, m.generation))
+                .collect();
+            let mut expected = live.clone();
+            expected.remove(&(node.id(), node.generation()));
+            if seen == expected {
+                continue;
+            }
+        }
+        let alive = core.membership().alive().count();
+        return Some(format!(
+            "n{slot} sees {alive} alive, the live set has {} others",
+            live.len() - 1
+        ));
+    }
+    None
+}
+
+/// After the cluster forms and after every disturbance, every live node agrees on the live set
+/// (same node ids, same generations) within `bound`. While a partition is in place the sides
+/// cannot agree, so the clock starts at the heal.
+pub struct Convergence {
+    bound: Duration,
+    armed: Option<(u64, u64, String)>,
+    /// No agreement is expected before this (a stall or a graceful stop is still under way).
+    not_before: u64,
+    deferred: Option<String>,
+    records: Vec<ConvergenceRecord>,
+}
+
+impl Convergence {
+    /// With this bound.
+    pub fn new(bound: Duration) -> Self {
+        Self {
+            bound,
+            armed: None,
+            not_before: 0,
+            deferred: None,
+            records: Vec::new(),
+        }
+    }
+
+    fn arm(&mut self, world: &World, extra_us: u64, cause: String) {
+        let now = world.now_us();
+        self.not_before = self.not_before.max(now + extra_us);
+        if let Some((since, _, previous)) = self.armed.take() {
+            // A new disturbance before the last settled: measure from the first.
+            let deadline = now + extra_us + self.bound.as_micros() as u64;
+            self.armed = Some((since, deadline, format!("{previous}; {cause}")));
+            return;
+        }
+        self.armed = Some((now, now + extra_us + self.bound.as_micros() as u64, cause));
+    }
+
+    fn settle(&mut self, took_us: Option<u64>) {
+        if let Some((since, _, after)) = self.armed.take() {
+            self.records.push(ConvergenceRecord {
+                after,
+                at_secs: secs(since),
+                took_secs: took_us.map(secs),
+            });
+        }
+    }
+}
+
+impl Invariant for Convergence {
+    fn name(&self) -> &'static str {
+        "convergence"
+    }
+
+    fn on_fault(&mut self, world: &World, fault: &Fault, _slots: &[usize]) {
+        let partitioned = !world.network().rules().is_empty();
+        if matches!(fault, Fault::Partition(..) | Fault::PartitionOneWay(..)) {
+            if let Some((_, _, cause)) = &self.armed {
+                self.deferred = Some(cause.clone());
+                self.settle(None);
+            }
+            return;
+        }
+        if !fault.disturbs() {
+            return;
+        }
+        let cause = match self.deferred.take() {
+            Some(earlier) => format!("{earlier}; {fault}"),
+            None => fault.to_string(),
+        };
+        if partitioned {
+            self.deferred = Some(cause);
+            return;
+        }
+        let extra = match fault {
+            Fault::Stall(_, d) => d.as_micros() as u64,
+            Fault::Stop(_) => LEAVE_GRACE.as_micros() as u64,
+            _ => 0,
+        };
+        self.arm(world, extra, cause);
+    }
+
+    fn on_tick(&mut self, world: &World) -> Check {
+        let Some((since, deadline, _)) = &self.armed else {
+            return Ok(());
+        };
+        let (since, deadline) = (*since, *deadline);
+        if world.now_us() <= self.not_before {
+            return Ok(());
+        }
+        match disagreement(world) {
+            None => {
+                self.settle(Some(world.now_us() - since));
+                Ok(())
+            }
+            Some(example) if world.now_us() > deadline => {
+                let cause = self.armed.as_ref().map(|a| a.2.clone()).unwrap_or_default();
+                self.settle(None);
+                Err(format!(
+                    "no agreement on the live set {:?} after \"{cause}\": {example}",
+                    self.bound
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn at_end(&mut self, world: &World) -> Check {
+        let Some((since, _, cause)) = self.armed.clone() else {
+            return Ok(());
+        };
+        match disagreement(world) {
+            None => {
+                self.settle(Some(world.now_us() - since));
+                Ok(())
+            }
+            Some(example) => {
+                self.settle(None);
+                Err(format!(
+                    "the run ended before the live set converged after \"{cause}\": {example}"
+                ))
+            }
+        }
+    }
+
+    fn measure(&self, out: &mut Measurements) {
+        out.convergence.extend(self.records.iter().cloned());
+    }
+}
+
+struct Down {
+    slot: usize,
+    id: NodeId,
+    at_us: u64,
+    graceful: bool,
+    observers: usize,
+    waiting: BTreeSet<usize>,
+    first_us: Option<u64>,
+    last_us: Option<u64>,
+    /// Observers whose last word on a gracefully stopped node was "failed", not "left".
+    failed_not_left: BTreeSet<usize>,
+}
+
+/// Every survivor that saw a node alive when it crashed (or stopped) marks it failed (or left)
+/// within `bound`. A node that restarts before that closes its case: the survivors then learn
+/// the new life instead, which [`Convergence`] checks.
+pub struct Detection {
+    bound: Duration,
+    open: Vec<Down>,
+    records: Vec<DetectionRecord>,
+}
+
+impl Detection {
+    /// With this bound.
+    pub fn new(bound: Duration) -> Self {
+        Self {
+            bound,
+            open: Vec::new(),
+            records: Vec::new(),
+        }
+    }
+
+    fn went_down(&mut self, world: &World, slot: usize, graceful: bool) {
+        let id = world.node(slot).id();
+        let waiting: BTreeSet<usize> = (0..world.nodes().len())
+            .filter(|&o| o != slot)
+            .filter(|&o| {
+                world
+                    .node(o)
+                    .core()
+                    .is_some_and(|c| c.membership().alive().any(|m| m.id == id))
+            })
+            .collect();
+        let observers = waiting.len();
+        let at_us = world.now_us();
+        self.open.push(Down {
+            slot,
+            id,
+            at_us,
+            graceful,
+            observers,
+            waiting,
+            first_us: None,
+            last_us: None,
+            failed_not_left: BTreeSet::new(),
+        });
+    }
+
+    fn close(&mut self, index: usize) {
+        let down = self.open.remove(index);
+        self.records.push(DetectionRecord {
+            node: down.slot,
+            graceful: down.graceful,
+            at_secs: secs(down.at_us),
+            observers: down.observers,
+            first_secs: down.first_us.map(|t| secs(t - down.at_us)),
+            all_secs: down
+                .waiting
+                .is_empty()
+                .then(|| secs(down.last_us.unwrap_or(down.at_us) - down.at_us)),
+        });
+    }
+}
+
+impl Invariant for Detection {
+    fn name(&self) -> &'static str {
+        "crash-detection"
+    }
+
+    fn on_fault(&mut self, world: &World, fault: &Fault, slots: &[usize]) {
+        // Observers that went down or restarted no longer have to notice anything.
+        if matches!(fault, Fault::Crash(_) | Fault::Restart(..)) {
+            for down in &mut self.open {
+                down.waiting.retain(|o| !slots.contains(o));
+            }
+        }
+        match fault {
+            Fault::Crash(_) => slots.iter().for_each(|&s| self.went_down(world, s, false)),
+            Fault::Stop(_) => slots.iter().for_each(|&s| self.went_down(world, s, true)),
+            Fault::Restart(..) => {
+                while let Some(i) = self.open.iter().position(|d| slots.contains(&d.slot)) {
+                    self.close(i);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_event(&mut self, world: &World, observed: &Observed) -> Check {
+        let (MembershipEvent::Failed(view) | MembershipEvent::Left(view)) = &observed.event else {
+            return Ok(());
+        };
+        let now = world.now_us();
+        let failed = matches!(observed.event, MembershipEvent::Failed(_));
+        for down in self.open.iter_mut().filter(|d| d.id == view.id) {
+            if down.graceful && failed {
+                down.failed_not_left.insert(observed.observer);
+            } else {
+                down.failed_not_left.remove(&observed.observer);
+            }
+            if down.waiting.remove(&observed.observer) {
+                down.first_us.get_or_insert(now);
+                down.last_us = Some(now);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, world: &World) -> Check {
+        let now = world.now_us();
+        let bound = self.bound.as_micros() as u64;
+        if let Some(i) = self.open.iter().position(|d| d.waiting.is_empty()) {
+            let down = &self.open[i];
+            let wrong: Vec<String> = down
+                .failed_not_left
+                .iter()
+                .take(8)
+                .map(|o| format!("n{o}"))
+                .collect();
+            let message = format!(
+                "n{} left gracefully but {} survivor(s) recorded it as failed (e.g. {})",
+                down.slot,
+                down.failed_not_left.len(),
+                wrong.join(", ")
+            );
+            let graceful_but_failed = !wrong.is_empty();
+            self.close(i);
+            if graceful_but_failed {
+                return Err(message);
+            }
+        }
+        let Some(i) = self.open.iter().position(|d| now > d.at_us + bound) else {
+            return Ok(());
+        };
+        let down = &self.open[i];
+        let late: Vec<String> = down
+            .waiting
+            .iter()
+            .take(8)
+            .map(|o| format!("n{o}"))
+            .collect();
+        let message = format!(
+            "n{} went down at {:.3}s; {} of {} survivors still see it alive after {:?} (e.g. {})",
+            down.slot,
+            secs(down.at_us),
+            down.waiting.len(),
+            down.observers,
+            self.bound,
+            late.join(", ")
+        );
+        self.close(i);
+        Err(message)
+    }
+
+    fn at_end(&mut self, _world: &World) -> Check {
+        while !self.open.is_empty() {
+            self.close(0);
+        }
+        Ok(())
+    }
+
+    fn measure(&self, out: &mut Measurements) {
+        out.detections.extend(self.records.iter().cloned());
+    }
+}
+
+/// Extra time allowed, beyond the detector's own timeouts, for a declaration to travel by
+/// gossip from the node that made it to the observer.
+const DISSEMINATION_SLACK: Duration = Duration::from_secs(1);
+
+/// No node is declared failed while it was up and reachable from the observer's side.
+///
+/// When observer `o` declares node `n` failed at time `t`, it is a **false positive** unless,
+/// at some point in the look-back window `[t - w, t]`:
+/// - `n` was down, or the declaration names an older life of `n` (an earlier generation or a
+///   replaced node id) — then it is simply correct;
+/// - `n` was stalled — a stalled node answers nothing, so to its peers it is indistinguishable
+///   from a crashed one; SWIM's contract for it is that it refutes and rejoins after the stall,
+///   which [`Convergence`] checks. Such declarations are counted, not failed;
+/// - `n` was not reachable from `o`'s side: the side is every node that can reach `o` (a
+///   directed path over open links — anything those nodes conclude can reach `o` by gossip),
+///   and `n` is reachable from it when every link between `n` and every live member of the
+///   side is open in both directions. Under a clean partition, a node on `o`'s own side stays
+///   reachable (declaring it failed is a false positive); under a one-way partition anything
+///   touching the cut is not. Counted, not failed.
+///
+/// The window `w` is how long a legitimate suspicion can take to become a declaration: two
+/// probe periods, a probe round trip, the suspicion timeout stretched by the observer's local
+/// health multiplier, and [`DISSEMINATION_SLACK`]. The observer's own stalls excuse nothing:
+/// Lifeguard's promise is precisely that a slow node does not accuse healthy ones.
+pub struct NoFalsePositives {
+    base_us: u64,
+    suspicion_us: u64,
+    enforce: bool,
+    sides: BTreeMap<(usize, usize), Vec<bool>>,
+    counts: Measurements,
+}
+
+impl NoFalsePositives {
+    /// For cores running `config`; if `enforce` is false, false positives are only counted.
+    pub fn new(config: &MembershipConfig, enforce: bool) -> Self {
+        let base = config.probe_period * 2 + config.probe_rtt + DISSEMINATION_SLACK;
+        Self {
+            base_us: base.as_micros() as u64,
+            suspicion_us: config.suspect_to_down_after.as_micros() as u64,
+            enforce,
+            sides: BTreeMap::new(),
+            counts: Measurements::default(),
+        }
+    }
+
+    fn window_start(&self, world: &World, observer: usize) -> u64 {
+        let health = world
+            .node(observer)
+            .core()
+            .map_or(1, |c| u64::from(c.membership().local_health()));
+        world
+            .now_us()
+            .saturating_sub(self.base_us + self.suspicion_us * health)
+    }
+
+    /// Whether `target` was reachable from `observer`'s side under every partition layout in
+    /// force since `from_us`.
+    fn reachable_throughout(
+        &mut self,
+        world: &World,
+        observer: usize,
+        target: usize,
+        from_us: u64,
+    ) -> bool {
+        let history = world.topology_history();
+        let first = history
+            .iter()
+            .rposition(|(start, _)| *start <= from_us)
+            .unwrap_or(0);
+        (first..history.len()).all(|layout| {
+            let rules = &history[layout].1;
+            if rules.is_empty() {
+                return true;
+            }
+            let side = self
+                .sides
+                .entry((layout, observer))
+                .or_insert_with(|| side_of(world, rules, observer));
+            let blocked = |a: usize, b: usize| rules.iter().any(|r| r.blocks(a, b));
+            (0..side.len())
+                .filter(|&m| side[m] && m != target && world.node(m).is_up())
+                .all(|m| !blocked(m, target) && !blocked(target, m))
+        })
+    }
+}
+
+/// Every slot with a directed path of open links to `observer` (itself included).
+fn side_of(world: &World, rules: &[BlockRule], observer: usize) -> Vec<bool> {
+    let n = world.nodes().len();
+    let blocked = |a: usize, b: usize| rules.iter().any(|r| r.blocks(a, b));
+    let mut side = vec![false; n];
+    side[observer] = true;
+    let mut frontier = vec![observer];
+    while let Some(reached) = frontier.pop() {
+        for m in 0..n {
+            if !side[m] && !blocked(m, reached) {
+                side[m] = true;
+                frontier.push(m);
+            }
+        }
+    }
+    side
+}
+
+impl Invariant for NoFalsePositives {
+    fn name(&self) -> &'static str {
+        "no-false-positives"
+    }
+
+    fn on_event(&mut self, world: &World, observed: &Observed) -> Check {
+        let MembershipEvent::Failed(view) = &observed.event else {
+            return Ok(());
+        };
+        let Some(target) = world.slot_of(view.id) else {
+            return Ok(());
+        };
+        let node = world.node(target);
+        let from = self.window_start(world, observed.observer);
+        let stale = view.generation < node.generation() || node.started_us() > from;
+        if !node.is_up() || node.id() != view.id || stale || node.leaving_us().is_some() {
+            return Ok(());
+        }
+        if node
+            .stalls()
+            .iter()
+            .any(|&(start, end)| end >= from && start <= world.now_us())
+        {
+            self.counts.failed_while_stalled += 1;
+            return Ok(());
+        }
+        if !self.reachable_throughout(world, observed.observer, target, from) {
+            self.counts.failed_across_partition += 1;
+            return Ok(());
+        }
+        self.counts.false_positives += 1;
+        if !self.enforce {
+            return Ok(());
+        }
+        Err(format!(
+            "n{} declared n{target} (gen {}) failed, but it was up, not stalled and reachable from n{}'s side since {:.3}s",
+            observed.observer,
+            view.generation,
+            observed.observer,
+            secs(from)
+        ))
+    }
+
+    fn measure(&self, out: &mut Measurements) {
+        out.false_positives += self.counts.false_positives;
+        out.failed_while_stalled += self.counts.failed_while_stalled;
+        out.failed_across_partition += self.counts.failed_across_partition;
+    }
+}

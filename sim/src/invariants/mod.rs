@@ -1,0 +1,156 @@
+//! What must hold during and after a run, and the trait to add a check.
+//!
+//! Checked by default:
+//! - [`core::CoreInvariants`]: every core's own `invariants()` after every step it takes.
+//! - [`core::TransportLimits`]: no core ever sends a message its transport would refuse (a
+//!   membership datagram over 1199 bytes, a stream frame over the channel's limit).
+//! - [`membership::Convergence`]: after the cluster forms, and after every disturbance (heal,
+//!   crash, restart, stop, stall, join), every live node agrees on the live set within a bound.
+//! - [`membership::Detection`]: a crashed or stopped node is marked failed (or left) by every
+//!   survivor that saw it alive, within a bound.
+//! - [`membership::NoFalsePositives`]: no node is marked failed while it was up and reachable
+//!   from the observer's side (defined precisely there).
+//! - no panics: the runner wraps each run in `catch_unwind` and reports a panic as a failure of
+//!   the `no-panics` invariant.
+//!
+//! Adding one: implement [`Invariant`] (every method has a default that checks nothing) and add
+//! a factory with [`crate::scenario::Scenario::invariant`].
+
+pub mod core;
+pub mod membership;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::faults::Fault;
+use crate::world::{Observed, World};
+
+/// A violation's description; the runner adds the invariant's name and the time.
+pub type Check = Result<(), String>;
+
+/// One property checked during a run. The runner calls the hooks in time order.
+pub trait Invariant: Send {
+    /// A short kebab-case name, used in reports.
+    fn name(&self) -> &'static str;
+
+    /// After the core in `slot` handled an input.
+    fn after_step(&mut self, _world: &World, _slot: usize) -> Check {
+        Ok(())
+    }
+
+    /// After a node emitted a membership event.
+    fn on_event(&mut self, _world: &World, _event: &Observed) -> Check {
+        Ok(())
+    }
+
+    /// After a fault was applied to `slots` (empty for network-wide faults).
+    fn on_fault(&mut self, _world: &World, _fault: &Fault, _slots: &[usize]) {}
+
+    /// Every check interval of simulated time.
+    fn on_tick(&mut self, _world: &World) -> Check {
+        Ok(())
+    }
+
+    /// Once, when the run ends.
+    fn at_end(&mut self, _world: &World) -> Check {
+        Ok(())
+    }
+
+    /// Adds what it measured to the run's report.
+    fn measure(&self, _out: &mut Measurements) {}
+}
+
+/// Builds a fresh invariant for each run (runs may happen on many threads at once).
+pub type InvariantFactory = Arc<dyn Fn() -> Box<dyn Invariant> + Send + Sync>;
+
+/// The bounds of the default invariants.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bounds {
+    /// How long after a disturbance every live node must agree on the live set.
+    pub convergence: Duration,
+    /// How long after a crash every survivor must see the node failed.
+    pub detection: Duration,
+    /// Whether false positives fail the run.
+    pub false_positives: bool,
+    /// Whether each core's `invariants()` runs after every step (costs time at large N).
+    pub core_invariants: bool,
+    /// How often continuous checks run, in simulated time.
+    pub interval: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            convergence: Duration::from_secs(30),
+            detection: Duration::from_secs(10),
+            false_positives: true,
+            core_invariants: true,
+            interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The default invariants with these bounds.
+pub fn defaults(
+    bounds: &Bounds,
+    probe: &foundation_engine::membership::MembershipConfig,
+) -> Vec<Box<dyn Invariant>> {
+    let mut all: Vec<Box<dyn Invariant>> = vec![
+        Box::new(core::TransportLimits),
+        Box::new(membership::Convergence::new(bounds.convergence)),
+        Box::new(membership::Detection::new(bounds.detection)),
+        Box::new(membership::NoFalsePositives::new(
+            probe,
+            bounds.false_positives,
+        )),
+    ];
+    if bounds.core_invariants {
+        all.insert(0, Box::new(core::CoreInvariants));
+    }
+    all
+}
+
+/// One convergence episode.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConvergenceRecord {
+    /// What disturbed the cluster.
+    pub after: String,
+    /// When, in simulated seconds.
+    pub at_secs: f64,
+    /// How long until every live node agreed, if it did.
+    pub took_secs: Option<f64>,
+}
+
+/// How a crashed (or stopped) node was detected.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DetectionRecord {
+    /// The node's slot.
+    pub node: usize,
+    /// Whether it left gracefully (stop) rather than crashed.
+    pub graceful: bool,
+    /// When it went down, in simulated seconds.
+    pub at_secs: f64,
+    /// Survivors that had to notice.
+    pub observers: usize,
+    /// Time until the first survivor marked it.
+    pub first_secs: Option<f64>,
+    /// Time until every survivor had, if they all did.
+    pub all_secs: Option<f64>,
+}
+
+/// What the invariants measured, for the report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Measurements {
+    /// Convergence episodes.
+    pub convergence: Vec<ConvergenceRecord>,
+    /// Crash detections.
+    pub detections: Vec<DetectionRecord>,
+    /// Declarations of failure about nodes that were up and reachable.
+    pub false_positives: u64,
+    /// Declarations about a node that was stalled in the look-back window (allowed).
+    pub failed_while_stalled: u64,
+    /// Declarations about a node cut off from the observer's side (allowed).
+    pub failed_across_partition: u64,
+}

@@ -1,0 +1,359 @@
+//! What a run and a sweep report: the data (serialisable as JSON) and a readable printer.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::invariants::Measurements;
+use crate::network::NetStats;
+use crate::world::World;
+
+/// One violation of one invariant.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    /// Simulated seconds.
+    pub at_secs: f64,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// One invariant's result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InvariantOutcome {
+    /// Its name.
+    pub name: String,
+    /// How many times it was violated.
+    pub violations: u64,
+    /// The first few violations.
+    pub first: Vec<Violation>,
+}
+
+/// Something that happened, for the timeline.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    /// Simulated seconds.
+    pub at_secs: f64,
+    /// What.
+    pub what: String,
+}
+
+/// Traffic per node, averaged over nodes and simulated time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Traffic {
+    /// Messages (datagrams and stream messages) sent per node per second.
+    pub messages_per_node_per_sec: f64,
+    /// Membership datagram bytes per node per second (with the transport's version byte).
+    pub datagram_bytes_per_node_per_sec: f64,
+    /// Stream bytes per node per second (push-pull, leave and metadata messages).
+    pub stream_bytes_per_node_per_sec: f64,
+    /// Everything membership sends, per node per second.
+    pub membership_bytes_per_node_per_sec: f64,
+    /// Sends refused for size.
+    pub oversized: u64,
+    /// Sends to an address with no node of that id.
+    pub misaddressed: u64,
+}
+
+impl Traffic {
+    /// Totals over every slot of `world`, over `seconds` of simulated time.
+    pub fn of(world: &World, seconds: f64) -> Self {
+        let per = |sum: u64| sum as f64 / world.nodes().len().max(1) as f64 / seconds.max(1e-9);
+        let total = |f: fn(&crate::world::NodeTraffic) -> u64| {
+            world.nodes().iter().map(|n| f(n.traffic())).sum::<u64>()
+        };
+        let datagram_bytes = total(|t| t.datagram_bytes_sent);
+        let stream_bytes = total(|t| t.stream_bytes_sent);
+        Self {
+            messages_per_node_per_sec: per(total(|t| t.datagrams_sent + t.stream_messages_sent)),
+            datagram_bytes_per_node_per_sec: per(datagram_bytes),
+            stream_bytes_per_node_per_sec: per(stream_bytes),
+            membership_bytes_per_node_per_sec: per(datagram_bytes + stream_bytes),
+            oversized: total(|t| t.oversized),
+            misaddressed: total(|t| t.misaddressed),
+        }
+    }
+}
+
+/// Everything about one run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// Node slots.
+    pub nodes: usize,
+    /// Whether every invariant held.
+    pub passed: bool,
+    /// Simulated seconds.
+    pub simulated_secs: f64,
+    /// Wall-clock seconds the run took (not part of the trace; varies between runs).
+    pub wall_secs: f64,
+    /// Faults and milestones in time order.
+    pub timeline: Vec<TimelineEntry>,
+    /// Convergence, detection and false-positive measurements.
+    pub measurements: Measurements,
+    /// Traffic.
+    pub traffic: Traffic,
+    /// What the network did.
+    pub network: NetStats,
+    /// Every invariant's result.
+    pub invariants: Vec<InvariantOutcome>,
+    /// A panic inside the run, if one happened.
+    pub panic: Option<String>,
+    /// Hash of the trace (same seed, same hash).
+    pub trace_hash: String,
+    /// Lines in the trace.
+    pub trace_lines: u64,
+    /// The trace itself, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<String>>,
+    /// The command that replays this run.
+    pub replay: String,
+}
+
+/// Summary statistics of one measurement over many runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Samples.
+    pub count: usize,
+    /// Median.
+    pub median: Option<f64>,
+    /// 99th percentile (nearest rank).
+    pub p99: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+impl Stats {
+    /// Of these samples.
+    pub fn of(mut samples: Vec<f64>) -> Self {
+        samples.sort_by(f64::total_cmp);
+        let rank = |q: f64| {
+            let i = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len().max(1)) - 1;
+            samples.get(i).copied()
+        };
+        Self {
+            count: samples.len(),
+            median: rank(0.5),
+            p99: rank(0.99),
+            max: samples.last().copied(),
+        }
+    }
+}
+
+/// Result of `foundation sim`: one run, or a sweep over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SimReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Node slots.
+    pub nodes: usize,
+    /// Runs.
+    pub runs: usize,
+    /// Seeds whose run failed.
+    pub failed_seeds: Vec<u64>,
+    /// Each run: seed, passed, trace hash.
+    pub seeds: Vec<(u64, bool, String)>,
+    /// Convergence times (seconds) over every episode of every run.
+    pub convergence: Stats,
+    /// Time until every survivor saw a crash, over every crash of every run.
+    pub detection_all: Stats,
+    /// False positives over all runs.
+    pub false_positives: u64,
+    /// Membership bytes per node per second, over runs.
+    pub membership_bytes_per_node_per_sec: Stats,
+    /// The full report of a single-seed run, or of every failed run of a sweep.
+    pub details: Vec<RunReport>,
+}
+
+impl SimReport {
+    /// Summarises `runs` (sorted by seed); `details` chooses which runs are kept whole.
+    pub fn of(runs: Vec<RunReport>) -> Self {
+        let first = runs.first();
+        let scenario = first.map(|r| r.scenario.clone()).unwrap_or_default();
+        let nodes = first.map_or(0, |r| r.nodes);
+        let episodes = runs.iter().flat_map(|r| {
+            r.measurements
+                .convergence
+                .iter()
+                .filter_map(|c| c.took_secs)
+        });
+        let detections = runs
+            .iter()
+            .flat_map(|r| r.measurements.detections.iter().filter_map(|d| d.all_secs));
+        let bytes = runs
+            .iter()
+            .map(|r| r.traffic.membership_bytes_per_node_per_sec);
+        let failed_seeds: Vec<u64> = runs.iter().filter(|r| !r.passed).map(|r| r.seed).collect();
+        Self {
+            scenario,
+            nodes,
+            runs: runs.len(),
+            seeds: runs
+                .iter()
+                .map(|r| (r.seed, r.passed, r.trace_hash.clone()))
+                .collect(),
+            convergence: Stats::of(episodes.collect()),
+            detection_all: Stats::of(detections.collect()),
+            false_positives: runs.iter().map(|r| r.measurements.false_positives).sum(),
+            membership_bytes_per_node_per_sec: Stats::of(bytes.collect()),
+            details: if runs.len() == 1 {
+                runs
+            } else {
+                runs.into_iter().filter(|r| !r.passed).collect()
+            },
+            failed_seeds,
+        }
+    }
+
+    /// Whether every run passed.
+    pub fn passed(&self) -> bool {
+        self.failed_seeds.is_empty()
+    }
+
+    /// As pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}s"))
+}
+
+/// Prints a readable summary.
+pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> {
+    if report.runs == 1 {
+        if let Some(run) = report.details.first() {
+            return print_run(run, out);
+        }
+    }
+    let passed = report.runs - report.failed_seeds.len();
+    writeln!(
+        out,
+        "scenario {} · {} nodes · {} seeds: {passed} passed, {} failed",
+        report.scenario,
+        report.nodes,
+        report.runs,
+        report.failed_seeds.len()
+    )?;
+    let c = &report.convergence;
+    writeln!(
+        out,
+        "  convergence     median {} p99 {} max {} ({} episodes)",
+        opt(c.median),
+        opt(c.p99),
+        opt(c.max),
+        c.count
+    )?;
+    let d = &report.detection_all;
+    writeln!(
+        out,
+        "  crash seen by all  median {} p99 {} max {} ({} crashes)",
+        opt(d.median),
+        opt(d.p99),
+        opt(d.max),
+        d.count
+    )?;
+    let b = &report.membership_bytes_per_node_per_sec;
+    writeln!(
+        out,
+        "  membership bytes/s per node  median {:.0}",
+        b.median.unwrap_or(0.0)
+    )?;
+    writeln!(out, "  false positives {}", report.false_positives)?;
+    for run in &report.details {
+        writeln!(out)?;
+        writeln!(out, "FAILED seed {} — replay: {}", run.seed, run.replay)?;
+        print_invariants(run, out)?;
+        print_trace(run, out)?;
+    }
+    Ok(())
+}
+
+fn print_run(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {
+    let verdict = if run.passed { "PASSED" } else { "FAILED" };
+    writeln!(
+        out,
+        "scenario {} · {} nodes · seed {} · {:.1}s simulated in {:.2}s — {verdict}",
+        run.scenario, run.nodes, run.seed, run.simulated_secs, run.wall_secs
+    )?;
+    writeln!(out, "\nwhat happened")?;
+    for entry in &run.timeline {
+        writeln!(out, "  {:>8.3}s  {}", entry.at_secs, entry.what)?;
+    }
+    let m = &run.measurements;
+    writeln!(out, "\nconvergence")?;
+    for c in &m.convergence {
+        writeln!(
+            out,
+            "  after {} (at {:.1}s): {}",
+            c.after,
+            c.at_secs,
+            c.took_secs
+                .map_or("did not converge".into(), |t| format!("{t:.2}s"))
+        )?;
+    }
+    writeln!(out, "\ndetection")?;
+    for d in &m.detections {
+        let how = if d.graceful { "stopped" } else { "crashed" };
+        writeln!(
+            out,
+            "  n{} {how} at {:.1}s: first seen {} · seen by all {} survivors {}",
+            d.node,
+            d.at_secs,
+            opt(d.first_secs),
+            d.observers,
+            opt(d.all_secs)
+        )?;
+    }
+    writeln!(
+        out,
+        "  false positives {} · declared failed while stalled {} · across a partition {}",
+        m.false_positives, m.failed_while_stalled, m.failed_across_partition
+    )?;
+    let t = &run.traffic;
+    writeln!(out, "\ntraffic per node: {:.1} msg/s · {:.0} B/s datagrams · {:.0} B/s streams · {:.0} B/s membership total", t.messages_per_node_per_sec, t.datagram_bytes_per_node_per_sec, t.stream_bytes_per_node_per_sec, t.membership_bytes_per_node_per_sec)?;
+    let n = &run.network;
+    writeln!(out, "network: {} lost · {} blocked · {} duplicated · {} reordered datagrams · {} stream messages dropped · {} retransmits", n.datagrams_lost, n.datagrams_blocked, n.datagrams_duplicated, n.datagrams_reordered, n.stream_messages_dropped, n.stream_retransmits)?;
+    writeln!(out, "\ninvariants")?;
+    print_invariants(run, out)?;
+    writeln!(
+        out,
+        "\ntrace {} ({} lines) · replay: {}",
+        run.trace_hash, run.trace_lines, run.replay
+    )?;
+    print_trace(run, out)
+}
+
+fn print_invariants(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {
+    if let Some(panic) = &run.panic {
+        writeln!(out, "  no-panics: FAILED — {panic}")?;
+    }
+    for inv in &run.invariants {
+        if inv.violations == 0 {
+            writeln!(out, "  {}: ok", inv.name)?;
+            continue;
+        }
+        writeln!(
+            out,
+            "  {}: FAILED ({} violations)",
+            inv.name, inv.violations
+        )?;
+        for v in &inv.first {
+            writeln!(out, "    at {:.3}s: {}", v.at_secs, v.message)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_trace(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {
+    if let Some(lines) = &run.trace {
+        writeln!(out, "\ntrace")?;
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}

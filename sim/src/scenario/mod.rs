@@ -1,0 +1,222 @@
+//! Scenarios: what happens when, and what is checked.
+//!
+//! ```
+//! use foundation_sim::faults::{secs, Fault, Nodes};
+//! use foundation_sim::scenario::{Check, Scenario};
+//!
+//! let scenario = Scenario::new("partition-heal")
+//!     .nodes(16)
+//!     .duration(secs(60))
+//!     .group("minority", Nodes::Share { from: 0.6, to: 1.0 })
+//!     .group("majority", Nodes::Share { from: 0.0, to: 0.6 })
+//!     .at(secs(10), Fault::Partition(Nodes::Named("minority".into()), Nodes::Named("majority".into())))
+//!     .at(secs(25), Fault::Heal)
+//!     .check(Check::ConvergesWithin(secs(30)));
+//! let report = foundation_sim::scenario::run(&scenario, 7, &Default::default());
+//! assert!(report.passed, "{:?}", report.invariants);
+//! ```
+//!
+//! Every run starts the same way: all cores start at time zero and every node joins through
+//! node 0. Faults follow at their times; checks run throughout.
+
+pub mod file;
+mod run;
+pub mod standard;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use foundation_engine::membership::MembershipConfig;
+
+use crate::faults::{Fault, Nodes};
+use crate::invariants::{Bounds, Invariant, InvariantFactory};
+use crate::network::LinkModel;
+
+pub use run::{run, RunOptions};
+
+/// One fault at one time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scheduled {
+    /// When, from the start of the run.
+    pub at: Duration,
+    /// What.
+    pub fault: Fault,
+    /// The scenario file line it came from, for error messages.
+    pub line: Option<usize>,
+}
+
+/// A check to turn on or tune.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Check {
+    /// Every live node agrees on the live set within this long after each disturbance.
+    ConvergesWithin(Duration),
+    /// Every survivor marks a crashed node failed within this long.
+    DetectsWithin(Duration),
+    /// Whether a false positive fails the run (always counted).
+    NoFalsePositives(bool),
+    /// Whether each core's `invariants()` runs after every step.
+    CoreInvariants(bool),
+}
+
+/// A scenario: cluster size, settings, network, faults over time, and checks.
+#[derive(Clone)]
+pub struct Scenario {
+    /// Its name.
+    pub name: String,
+    /// What it exercises, one line.
+    pub description: String,
+    /// Node slots.
+    pub nodes: usize,
+    /// Simulated time the run lasts.
+    pub duration: Duration,
+    /// Every core's membership settings.
+    pub membership: MembershipConfig,
+    /// How links behave at the start.
+    pub network: LinkModel,
+    /// Named node groups.
+    pub groups: BTreeMap<String, Nodes>,
+    /// Faults, in the order they were added (the runner sorts them by time, stably).
+    pub schedule: Vec<Scheduled>,
+    /// Bounds of the default invariants.
+    pub bounds: Bounds,
+    /// Invariants beyond the defaults.
+    pub extra: Vec<InvariantFactory>,
+    /// How to name this scenario on a command line (`--scenario x` or `--file x.toml`).
+    pub replay_source: String,
+}
+
+impl std::fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scenario")
+            .field("name", &self.name)
+            .field("nodes", &self.nodes)
+            .field("duration", &self.duration)
+            .field("schedule", &self.schedule)
+            .field("bounds", &self.bounds)
+            .field("extra", &self.extra.len())
+            .finish()
+    }
+}
+
+impl Scenario {
+    /// An empty scenario: 16 nodes with development timers on a LAN for 30 s.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: String::new(),
+            nodes: 16,
+            duration: Duration::from_secs(30),
+            membership: MembershipConfig::development(),
+            network: LinkModel::lan(),
+            groups: BTreeMap::new(),
+            schedule: Vec::new(),
+            bounds: Bounds::default(),
+            extra: Vec::new(),
+            replay_source: format!("--scenario {name}"),
+        }
+    }
+
+    /// Says what it exercises.
+    pub fn describe(mut self, text: &str) -> Self {
+        self.description = text.to_owned();
+        self
+    }
+
+    /// Sets the cluster size.
+    pub fn nodes(mut self, n: usize) -> Self {
+        self.nodes = n;
+        self
+    }
+
+    /// Sets how long the run lasts.
+    pub fn duration(mut self, d: Duration) -> Self {
+        self.duration = d;
+        self
+    }
+
+    /// Sets every core's membership settings.
+    pub fn membership(mut self, config: MembershipConfig) -> Self {
+        self.membership = config;
+        self
+    }
+
+    /// Sets how links behave at the start.
+    pub fn network(mut self, model: LinkModel) -> Self {
+        self.network = model;
+        self
+    }
+
+    /// Names a group of nodes.
+    pub fn group(mut self, name: &str, nodes: Nodes) -> Self {
+        self.groups.insert(name.to_owned(), nodes);
+        self
+    }
+
+    /// Applies `fault` at `at`.
+    pub fn at(mut self, at: Duration, fault: Fault) -> Self {
+        self.schedule.push(Scheduled {
+            at,
+            fault,
+            line: None,
+        });
+        self
+    }
+
+    /// Turns on or tunes a check.
+    pub fn check(mut self, check: Check) -> Self {
+        match check {
+            Check::ConvergesWithin(d) => self.bounds.convergence = d,
+            Check::DetectsWithin(d) => self.bounds.detection = d,
+            Check::NoFalsePositives(on) => self.bounds.false_positives = on,
+            Check::CoreInvariants(on) => self.bounds.core_invariants = on,
+        }
+        self
+    }
+
+    /// Adds an invariant; `make` builds a fresh one for every run.
+    pub fn invariant(
+        mut self,
+        make: impl Fn() -> Box<dyn Invariant> + Send + Sync + 'static,
+    ) -> Self {
+        self.extra.push(std::sync::Arc::new(make));
+        self
+    }
+
+    /// Checks that every node selection fits the cluster and every setting is sane; the error
+    /// names the scenario file line when there is one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nodes == 0 {
+            return Err("a scenario needs at least one node".into());
+        }
+        self.membership.validate().map_err(|e| e.to_string())?;
+        self.network.validate()?;
+        for entry in &self.schedule {
+            let at = |e: String| match entry.line {
+                Some(line) => format!("line {line}: {e}"),
+                None => format!("at {:?}: {e}", entry.at),
+            };
+            validate_fault(&entry.fault, self.nodes, &self.groups).map_err(at)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> Result<(), String> {
+    let selections: Vec<&Nodes> = match fault {
+        Fault::Partition(a, b) | Fault::PartitionOneWay(a, b) | Fault::Link(a, b, _) => vec![a, b],
+        Fault::Stall(a, _) | Fault::Crash(a) | Fault::Stop(a) | Fault::Restart(a, _) => vec![a],
+        Fault::ClockSkew { nodes, .. } => vec![nodes],
+        Fault::Join(a, via) if *via >= n => {
+            return Err(format!("join via node {via}, but the cluster has {n} {a}"))
+        }
+        Fault::Join(a, _) => vec![a],
+        Fault::Heal | Fault::Network(_) => vec![],
+    };
+    for nodes in selections {
+        nodes.resolve(n, groups)?;
+    }
+    match fault {
+        Fault::Network(m) | Fault::Link(_, _, m) => m.validate(),
+        _ => Ok(()),
+    }
+}

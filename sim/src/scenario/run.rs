@@ -1,0 +1,291 @@
+//! Runs one scenario with one seed: builds the world, applies faults at their times, steps the
+//! world, feeds every hook of every invariant, and writes the report.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use super::{Scenario, Scheduled};
+use crate::faults::{Fault, Nodes};
+use crate::invariants::{self, Check, Invariant, Measurements};
+use crate::report::{InvariantOutcome, RunReport, TimelineEntry, Traffic, Violation};
+use crate::trace::Trace;
+use crate::world::{World, WorldConfig};
+
+/// Violations kept per invariant (the count keeps going).
+const VIOLATIONS_KEPT: usize = 10;
+/// Events one node may cause per simulated second before the run is stopped as a message storm
+/// (a healthy node causes well under a hundred).
+const EVENTS_PER_NODE_SECOND_MAX: u64 = 20_000;
+
+/// How to run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Keep the trace lines in the report.
+    pub keep_trace: bool,
+}
+
+/// Runs `scenario` with `seed`. A panic anywhere inside is caught and reported as a failure of
+/// the `no-panics` invariant.
+pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
+    let started = std::time::Instant::now();
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        Runner::new(scenario, seed, options).run()
+    }));
+    let mut report = outcome.unwrap_or_else(|payload| panicked(scenario, seed, payload));
+    // Wall time is reported, never traced: it is the one thing that differs between runs.
+    report.wall_secs = started.elapsed().as_secs_f64();
+    report
+}
+
+fn panicked(scenario: &Scenario, seed: u64, payload: Box<dyn std::any::Any + Send>) -> RunReport {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    RunReport {
+        scenario: scenario.name.clone(),
+        seed,
+        nodes: scenario.nodes,
+        passed: false,
+        simulated_secs: 0.0,
+        wall_secs: 0.0,
+        timeline: Vec::new(),
+        measurements: Measurements::default(),
+        traffic: Traffic::default(),
+        network: Default::default(),
+        invariants: Vec::new(),
+        panic: Some(message),
+        trace_hash: Trace::new(false).hash(),
+        trace_lines: 0,
+        trace: None,
+        replay: replay_command(scenario, seed),
+    }
+}
+
+/// The one-line command that replays a run.
+pub fn replay_command(scenario: &Scenario, seed: u64) -> String {
+    format!(
+        "foundation sim {} --nodes {} --seed {seed}",
+        scenario.replay_source, scenario.nodes
+    )
+}
+
+struct Watched {
+    invariant: Box<dyn Invariant>,
+    outcome: InvariantOutcome,
+}
+
+struct Runner<'a> {
+    scenario: &'a Scenario,
+    seed: u64,
+    world: World,
+    watched: Vec<Watched>,
+    schedule: Vec<Scheduled>,
+    timeline: Vec<TimelineEntry>,
+    events: u64,
+}
+
+impl<'a> Runner<'a> {
+    fn new(scenario: &'a Scenario, seed: u64, options: &RunOptions) -> Self {
+        let world = World::new(WorldConfig {
+            seed,
+            nodes: scenario.nodes,
+            membership: scenario.membership.clone(),
+            network: scenario.network.clone(),
+            keep_trace: options.keep_trace,
+        });
+        let mut all = invariants::defaults(&scenario.bounds, &scenario.membership);
+        all.extend(scenario.extra.iter().map(|make| make()));
+        let watched = all
+            .into_iter()
+            .map(|invariant| {
+                let outcome = InvariantOutcome {
+                    name: invariant.name().into(),
+                    violations: 0,
+                    first: Vec::new(),
+                };
+                Watched { invariant, outcome }
+            })
+            .collect();
+        let mut schedule = scenario.schedule.clone();
+        // Stable: faults at the same time apply in the order the scenario lists them.
+        schedule.sort_by_key(|s| s.at);
+        Self {
+            scenario,
+            seed,
+            world,
+            watched,
+            schedule,
+            timeline: Vec::new(),
+            events: 0,
+        }
+    }
+
+    fn run(mut self) -> RunReport {
+        self.apply(&Fault::Join(Nodes::All, 0));
+        let end_us = self.scenario.duration.as_micros() as u64;
+        let tick_us = self.scenario.bounds.interval.as_micros().max(1) as u64;
+        let budget = EVENTS_PER_NODE_SECOND_MAX
+            * self.scenario.nodes as u64
+            * end_us.div_ceil(1_000_000).max(1);
+        let (mut next_tick, mut next_fault) = (tick_us, 0);
+        loop {
+            let event = self.world.next_time().unwrap_or(u64::MAX);
+            let fault = self
+                .schedule
+                .get(next_fault)
+                .map_or(u64::MAX, |s| s.at.as_micros() as u64);
+            if event.min(fault).min(next_tick) > end_us {
+                break;
+            }
+            if fault <= event && fault <= next_tick {
+                self.world.advance_to(fault);
+                let scheduled = self.schedule[next_fault].fault.clone();
+                self.apply(&scheduled);
+                next_fault += 1;
+            } else if next_tick < event {
+                self.world.advance_to(next_tick);
+                self.hook(|inv, world| inv.on_tick(world));
+                next_tick += tick_us;
+            } else if !self.step(budget) {
+                break;
+            }
+        }
+        self.world.advance_to(end_us);
+        self.hook(|inv, world| inv.at_end(world));
+        self.finish()
+    }
+
+    /// Runs one event; false when the event budget is spent.
+    fn step(&mut self, budget: u64) -> bool {
+        self.events += 1;
+        if self.events > budget {
+            let message =
+                format!("more than {budget} events: a message storm; the run was stopped");
+            self.record("event-budget", message);
+            return false;
+        }
+        if let Some(slot) = self.world.step() {
+            self.hook(|inv, world| inv.after_step(world, slot));
+        }
+        for observed in self.world.take_observed() {
+            self.hook(|inv, world| inv.on_event(world, &observed));
+        }
+        true
+    }
+
+    fn apply(&mut self, fault: &Fault) {
+        let at_secs = self.world.now_us() as f64 / 1e6;
+        match self.world.apply(fault, &self.scenario.groups) {
+            Ok(slots) => {
+                self.timeline.push(TimelineEntry {
+                    at_secs,
+                    what: fault.to_string(),
+                });
+                for w in &mut self.watched {
+                    w.invariant.on_fault(&self.world, fault, &slots);
+                }
+            }
+            Err(problem) => self.record("scenario", format!("{fault}: {problem}")),
+        }
+    }
+
+    fn hook(&mut self, mut call: impl FnMut(&mut dyn Invariant, &World) -> Check) {
+        let at_secs = self.world.now_us() as f64 / 1e6;
+        for w in &mut self.watched {
+            if let Err(message) = call(w.invariant.as_mut(), &self.world) {
+                w.outcome.violations += 1;
+                if w.outcome.first.len() < VIOLATIONS_KEPT {
+                    w.outcome.first.push(Violation { at_secs, message });
+                }
+            }
+        }
+    }
+
+    /// A violation that belongs to no invariant (a bad scenario, a storm).
+    fn record(&mut self, name: &str, message: String) {
+        let at_secs = self.world.now_us() as f64 / 1e6;
+        self.timeline.push(TimelineEntry {
+            at_secs,
+            what: format!("{name}: {message}"),
+        });
+        let violation = Violation { at_secs, message };
+        self.watched.push(Watched {
+            invariant: Box::new(Nothing),
+            outcome: InvariantOutcome {
+                name: name.into(),
+                violations: 1,
+                first: vec![violation],
+            },
+        });
+    }
+
+    fn finish(mut self) -> RunReport {
+        let mut measurements = Measurements::default();
+        for w in &self.watched {
+            w.invariant.measure(&mut measurements);
+        }
+        let mut timeline = self.timeline;
+        milestones(&measurements, &mut timeline);
+        let simulated_secs = self.world.now_us() as f64 / 1e6;
+        let invariants: Vec<InvariantOutcome> =
+            self.watched.into_iter().map(|w| w.outcome).collect();
+        let mut trace = self.world.take_trace();
+        RunReport {
+            scenario: self.scenario.name.clone(),
+            seed: self.seed,
+            nodes: self.scenario.nodes,
+            passed: invariants.iter().all(|i| i.violations == 0),
+            simulated_secs,
+            wall_secs: 0.0,
+            timeline,
+            traffic: Traffic::of(&self.world, simulated_secs),
+            network: self.world.network().stats().clone(),
+            measurements,
+            invariants,
+            panic: None,
+            trace_hash: trace.hash(),
+            trace_lines: trace.len(),
+            trace: trace.take_lines(),
+            replay: replay_command(self.scenario, self.seed),
+        }
+    }
+}
+
+/// Adds convergence and detection milestones to the timeline, in time order.
+fn milestones(m: &Measurements, timeline: &mut Vec<TimelineEntry>) {
+    for c in &m.convergence {
+        let what = match c.took_secs {
+            Some(t) => format!("converged after {t:.2}s ({})", c.after),
+            None => format!("did not converge ({})", c.after),
+        };
+        timeline.push(TimelineEntry {
+            at_secs: c.at_secs + c.took_secs.unwrap_or(0.0),
+            what,
+        });
+    }
+    for d in m.detections.iter() {
+        if let Some(all) = d.all_secs {
+            let what = format!(
+                "n{} seen {} by all {} survivors after {all:.2}s",
+                d.node,
+                if d.graceful { "gone" } else { "failed" },
+                d.observers
+            );
+            timeline.push(TimelineEntry {
+                at_secs: d.at_secs + all,
+                what,
+            });
+        }
+    }
+    timeline.sort_by(|a, b| a.at_secs.total_cmp(&b.at_secs));
+}
+
+/// Placeholder for violations recorded by the runner itself.
+struct Nothing;
+
+impl Invariant for Nothing {
+    fn name(&self) -> &'static str {
+        "runner"
+    }
+}
