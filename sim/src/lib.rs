@@ -13,11 +13,13 @@
 //! - [`sweep`]: many seeds on every core.
 //! - [`cli`]: the entry point behind `foundation sim`.
 
+pub mod cli;
 pub mod clock;
 pub mod faults;
 pub mod invariants;
 pub mod network;
 pub mod report;
 pub mod scenario;
+pub mod sweep;
 pub mod trace;
 pub mod world;

@@ -1,0 +1,161 @@
+//! The library side of `foundation sim`: arguments in, a report (or an error with an exit code)
+//! out. The binary parses flags into [`SimArgs`], calls [`run`], prints with
+//! [`crate::report::print_summary`] or [`crate::report::SimReport::to_json`], and exits with
+//! [`SimError::exit_code`].
+
+use std::fmt;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::report::SimReport;
+use crate::scenario::file::{self, ScenarioError};
+use crate::scenario::{standard, Scenario};
+use crate::sweep::sweep;
+
+/// `foundation sim` arguments.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SimArgs {
+    /// A standard scenario (`steady`, `partition-heal`, …). Default `steady` when no file.
+    pub scenario: Option<String>,
+    /// A scenario file (TOML); takes precedence over `scenario`.
+    pub file: Option<PathBuf>,
+    /// Cluster size; overrides the scenario's. Default 16 for standard scenarios.
+    pub nodes: Option<usize>,
+    /// One seed. Default 1.
+    pub seed: Option<u64>,
+    /// A seed range (`1..1000`), run on every core; overrides `seed`.
+    pub seeds: Option<SeedRange>,
+    /// Print JSON instead of the readable summary (the caller decides; kept here for it).
+    pub json: bool,
+    /// Keep the trace of the run (or of each failed run of a sweep) in the report.
+    pub trace: bool,
+    /// Threads for a sweep; 0 or none = every core.
+    pub threads: Option<usize>,
+}
+
+/// A half-open range of seeds, written `start..end`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedRange(pub Range<u64>);
+
+impl FromStr for SeedRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s
+            .split_once("..")
+            .ok_or_else(|| format!("seeds {s:?}: expected START..END, e.g. 1..1000"))?;
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("seeds {s:?}: {x:?} is not a number"))
+        };
+        let (start, end) = (parse(a)?, parse(b)?);
+        if start >= end {
+            return Err(format!("seeds {s:?}: the range is empty"));
+        }
+        Ok(SeedRange(start..end))
+    }
+}
+
+impl fmt::Display for SeedRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}..{}", self.0.start, self.0.end)
+    }
+}
+
+/// Why `foundation sim` did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// No standard scenario has this name.
+    #[error("unknown scenario {name:?}; the standard ones are: {}", standard::NAMES.join(", "))]
+    UnknownScenario {
+        /// The name given.
+        name: String,
+    },
+    /// The scenario file could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The scenario file is not valid.
+    #[error("{path}: {error}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and what.
+        error: ScenarioError,
+    },
+    /// The arguments do not make a valid run.
+    #[error("{0}")]
+    Args(String),
+    /// At least one invariant failed; the report says which, with seeds and replay commands.
+    #[error("invariants failed for seed(s) {:?}", .0.failed_seeds)]
+    InvariantFailed(Box<SimReport>),
+}
+
+impl SimError {
+    /// The process exit code: 1 when an invariant failed, 2 for bad input.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SimError::InvariantFailed(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Runs what `args` ask for.
+pub fn run(args: SimArgs) -> Result<SimReport, SimError> {
+    let scenario = scenario(&args)?;
+    let seeds = match (&args.seeds, args.seed) {
+        (Some(range), _) => range.0.clone(),
+        (None, seed) => {
+            let seed = seed.unwrap_or(1);
+            seed..seed.saturating_add(1)
+        }
+    };
+    let runs = if seeds.end - seeds.start == 1 {
+        let options = crate::scenario::RunOptions {
+            keep_trace: args.trace,
+        };
+        vec![crate::scenario::run(&scenario, seeds.start, &options)]
+    } else {
+        sweep(&scenario, seeds, args.threads.unwrap_or(0), args.trace)
+    };
+    let report = SimReport::of(runs);
+    if report.passed() {
+        Ok(report)
+    } else {
+        Err(SimError::InvariantFailed(Box::new(report)))
+    }
+}
+
+/// The scenario `args` name, sized by `--nodes`.
+pub fn scenario(args: &SimArgs) -> Result<Scenario, SimError> {
+    let mut scenario = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| SimError::File {
+                path: path.clone(),
+                source,
+            })?;
+            file::parse(&text, &path.display().to_string()).map_err(|error| SimError::Parse {
+                path: path.clone(),
+                error,
+            })?
+        }
+        None => {
+            let name = args.scenario.as_deref().unwrap_or("steady");
+            let nodes = args.nodes.unwrap_or(16);
+            standard::by_name(name, nodes)
+                .ok_or_else(|| SimError::UnknownScenario { name: name.into() })?
+        }
+    };
+    if let Some(nodes) = args.nodes {
+        scenario.nodes = nodes;
+    }
+    scenario.validate().map_err(SimError::Args)?;
+    Ok(scenario)
+}
