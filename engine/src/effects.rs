@@ -56,7 +56,11 @@ pub struct Outbox {
 impl Outbox {
     /// Queues a send.
     pub fn send(&mut self, to: NodeAddr, channel: Channel, payload: Bytes) {
-        self.effects.push_back(Effect::Send { to, channel, payload });
+        self.effects.push_back(Effect::Send {
+            to,
+            channel,
+            payload,
+        });
     }
 
     /// Queues a timer.

@@ -24,6 +24,7 @@ fn settings(seeds: Vec<std::net::SocketAddr>, name: &str) -> NodeSettings {
         },
         seeds,
         discovery: Vec::new(),
+        http: None,
         registry: Default::default(),
     }
 }
@@ -112,7 +113,7 @@ async fn five_nodes_form_a_cluster_from_one_seed_and_see_leave_failure_and_metad
 
     // A node that vanishes without a word is "failed".
     let dropped = nodes.remove(3);
-    dropped.endpoint().close().await;
+    dropped.abort().await;
     for node in &nodes {
         let (node, id) = (node.clone(), dropped.id());
         eventually(

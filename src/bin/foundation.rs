@@ -1,6 +1,7 @@
 //! The `foundation` command.
 
 use clap::{Parser, Subcommand};
+use foundation::cli::{members::MembersArgs, node::NodeArgs};
 
 #[derive(Parser)]
 #[command(
@@ -15,23 +16,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Two endpoints on loopback exchange traffic on every channel; a third with the wrong
-    /// secret is refused.
+    /// Start a local five-node cluster in this process and watch it form, lose a node and
+    /// see another leave.
     Demo,
+    /// Two QUIC endpoints on loopback exchange traffic on every channel; a third with the wrong
+    /// secret is refused.
+    TransportDemo,
+    /// Run a node (zero config in development: finds nodes of its cluster on this machine).
+    Node(NodeArgs),
+    /// Show the members table of a running node.
+    Members(MembersArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // The demos narrate for themselves; a node logs what its operator needs to see.
+    let quiet = matches!(cli.command, Command::Demo | Command::TransportDemo);
+    let default_level = if quiet { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOUNDATION_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => fail(&format!("cannot start the async runtime: {error}")),
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo => foundation::demo::run().await,
+            Command::Demo => foundation::demo::cluster().await,
+            Command::TransportDemo => foundation::demo::transport().await,
+            Command::Node(args) => foundation::cli::node::run(args).await,
+            Command::Members(args) => foundation::cli::members::run(args).await,
         }
     });
     if let Err(error) = result {

@@ -1,4 +1,4 @@
-//! `foundation demo`: two endpoints on loopback exchange traffic on every channel, and a third
+//! `foundation transport-demo`: two endpoints on loopback exchange traffic on every channel, and a third
 //! with the wrong secret is refused — the transport's whole contract in a few seconds.
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 const WAIT: SendMode = SendMode::Wait(Duration::from_secs(2));
 
 /// Runs the demo, printing each step.
-pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub async fn transport() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = ClusterName::new("demo")?;
     let trust = Trust::Secret(ClusterSecret::new("demo secret: not for production")?);
     let mut registry = Registry::default();

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tracing::{debug, info, warn};
 
@@ -21,6 +22,8 @@ use crate::wire::code;
 
 /// Largest chunk a reader takes from a stream at once.
 const READ_CHUNK_MAX: usize = 256 << 10;
+/// Frames smaller than this are copied out of the read buffer instead of sliced from it.
+const COPY_BELOW: usize = 4096;
 /// How long a connection that lost the duplicate tie-break stays open: long enough for both
 /// sides' writers to move to the winner and for data in flight on the loser to be read.
 const DUPLICATE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -231,7 +234,12 @@ async fn read_frames(
             Err(error) => return stream_ended(error),
         };
         decoder.extend(&chunk);
-        while let Some(payload) = decoder.next_frame()? {
+        while let Some(mut payload) = decoder.next_frame()? {
+            if payload.len() < COPY_BELOW {
+                // A small message kept by the application would otherwise pin the whole read
+                // buffer it was sliced from.
+                payload = Bytes::copy_from_slice(&payload);
+            }
             shared
                 .metrics
                 .traffic(channel, Direction::Received, 1, payload.len() as u64);

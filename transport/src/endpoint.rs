@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use tokio::sync::watch;
 use tokio::time::timeout;
 use tracing::{debug, info};
@@ -171,22 +172,21 @@ impl Endpoint {
             });
         }
         let queue = &self.shared.peer(to).queues[index];
+        // The common case — room in the queue — takes no timer: try first, wait only when full.
+        let payload = match queue.try_send(payload) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(SendError::ShutDown),
+            Err(TrySendError::Full(payload)) => payload,
+        };
         match mode {
-            SendMode::NoWait => queue.try_send(payload).map_err(|e| match e {
-                tokio::sync::mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
-                tokio::sync::mpsc::error::TrySendError::Closed(_) => SendError::ShutDown,
-            }),
+            SendMode::NoWait => Err(SendError::QueueFull),
             SendMode::Wait(limit) => {
                 queue
                     .send_timeout(payload, limit)
                     .await
                     .map_err(|e| match e {
-                        tokio::sync::mpsc::error::SendTimeoutError::Timeout(_) => {
-                            SendError::DeadlineExceeded
-                        }
-                        tokio::sync::mpsc::error::SendTimeoutError::Closed(_) => {
-                            SendError::ShutDown
-                        }
+                        SendTimeoutError::Timeout(_) => SendError::DeadlineExceeded,
+                        SendTimeoutError::Closed(_) => SendError::ShutDown,
                     })
             }
         }

@@ -28,7 +28,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the node handle asks of the driver.
 pub(crate) enum Request {
     Core(Command),
+    /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
+    /// Stop at once without telling anyone, as a crash would.
+    Abort(oneshot::Sender<()>),
 }
 
 pub(crate) struct Driver {
@@ -69,6 +72,7 @@ impl Driver {
                 request = self.requests.recv() => match request {
                     Some(Request::Core(command)) => self.core.handle(self.now(), Input::Command(command)),
                     Some(Request::Stop(done)) => return self.stop(done).await,
+                    Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
                 },
                 Some(message) = self.inbox.membership.recv() => self.deliver(message),
@@ -202,6 +206,16 @@ impl Driver {
         // QUIC's close abandons unsent stream data: give the "leaving" notices a moment to go
         // out, so peers record "left" rather than waiting to declare us failed.
         tokio::time::sleep(Duration::from_millis(300)).await;
+        self.endpoint.close().await;
+        let _ = done.send(());
+    }
+}
+
+impl Driver {
+    async fn abort(mut self, done: oneshot::Sender<()>) {
+        for handle in std::mem::take(&mut self.discovery) {
+            handle.stop().await;
+        }
         self.endpoint.close().await;
         let _ = done.send(());
     }

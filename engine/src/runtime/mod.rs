@@ -13,8 +13,12 @@
 //! ```
 
 mod driver;
+mod from_config;
+mod http;
 mod metrics;
 mod timers;
+
+pub use from_config::StartNodeError;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +62,8 @@ pub struct NodeSettings {
     pub seeds: Vec<SocketAddr>,
     /// Strategies that find peers (and advertise us), started once the endpoint is bound.
     pub discovery: Vec<Box<dyn Discovery>>,
+    /// Where to serve `/metrics`, `/health` and `/members`; `None` serves nothing.
+    pub http: Option<SocketAddr>,
     /// A registry to add the node's metrics to (the caller may have registered its own).
     pub registry: Registry,
 }
@@ -74,6 +80,9 @@ pub enum NodeError {
     /// A discovery strategy could not start.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// The HTTP server could not start.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 /// A running node. Cheap to clone.
@@ -87,55 +96,65 @@ pub struct Node {
     view: watch::Receiver<Vec<MemberView>>,
     events: broadcast::Sender<MembershipEvent>,
     registry: Arc<Registry>,
+    http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
 }
 
 impl Node {
-    /// Binds the transport and starts the node's protocols.
+    /// Binds the transport, starts HTTP and discovery, and starts the node's protocols.
     pub async fn start(settings: NodeSettings) -> Result<Node, NodeError> {
         settings.membership.validate()?;
-        let mut registry = settings.registry;
+        let NodeSettings {
+            identity,
+            trust,
+            transport,
+            membership,
+            mut metadata,
+            seeds,
+            discovery,
+            http,
+            mut registry,
+        } = settings;
         let transport_metrics = Arc::new(TransportMetrics::register(&mut registry));
         let membership_metrics = MembershipMetrics::register(&mut registry);
-        let cluster = settings.identity.cluster.clone();
-        let (endpoint, inbox) = Endpoint::start(
-            settings.identity,
-            &settings.trust,
-            settings.transport,
-            transport_metrics,
-        )
-        .await?;
+        let cluster = identity.cluster.clone();
+        let (endpoint, inbox) =
+            Endpoint::start(identity, &trust, transport, transport_metrics).await?;
         let local = MemberId {
             node: endpoint.local().id,
             addr: endpoint.local().addr,
             generation: start_generation(),
         };
-        let epoch = tokio::time::Instant::now();
+        let registry = Arc::new(registry);
+        let (view_tx, view) = watch::channel(Vec::new());
+        let http = match http {
+            Some(addr) => Some(http::serve(
+                addr,
+                registry.clone(),
+                view.clone(),
+                identity_json(&local, &cluster),
+            )?),
+            None => None,
+        };
+        metadata.http = http.as_ref().map(|h| h.local_addr());
         let core_config = CoreConfig {
             me: local,
-            membership: settings.membership,
-            metadata: settings.metadata,
+            membership,
+            metadata,
             seed: rand::random(),
         };
-        let core = Core::new(core_config, Instant::ZERO);
         let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
         let (candidates_tx, candidates) = mpsc::channel(CANDIDATE_BUFFER);
-        let discovery = start_discovery(
-            settings.discovery,
-            &cluster,
-            endpoint.local(),
-            &candidates_tx,
-        )?;
-        let (view_tx, view) = watch::channel(Vec::new());
+        let discovery = start_discovery(discovery, &cluster, endpoint.local(), &candidates_tx)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let driver = Driver {
-            core,
+            core: Core::new(core_config, Instant::ZERO),
             endpoint: endpoint.clone(),
             inbox,
-            epoch,
+            epoch: tokio::time::Instant::now(),
             requests,
             requests_tx: requests_tx.clone(),
             candidates,
-            seeds: settings.seeds,
+            seeds,
             view: view_tx,
             events: events.clone(),
             metrics: membership_metrics,
@@ -144,6 +163,7 @@ impl Node {
             discovery,
         };
         tokio::spawn(driver.run());
+        let http = Arc::new(std::sync::Mutex::new(http));
         Ok(Node {
             local,
             cluster,
@@ -152,8 +172,17 @@ impl Node {
             candidates: candidates_tx,
             view,
             events,
-            registry: Arc::new(registry),
+            registry,
+            http,
         })
+    }
+
+    /// Where this node serves HTTP, if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+            .lock()
+            .ok()
+            .and_then(|h| h.as_ref().map(|h| h.local_addr()))
     }
 
     /// This node's id.
@@ -216,12 +245,30 @@ impl Node {
         &self.endpoint
     }
 
+    /// Stops the node at once without telling its peers, as a crash would (they will declare
+    /// it failed). For tests, demos and fault drills; applications want [`leave`](Self::leave).
+    pub async fn abort(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.requests.send(Request::Abort(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+        self.shutdown_http().await;
+    }
+
+    async fn shutdown_http(&self) {
+        let http = self.http.lock().ok().and_then(|mut h| h.take());
+        if let Some(http) = http {
+            http.shutdown().await;
+        }
+    }
+
     /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.
     pub async fn leave(&self) {
         let (done, stopped) = oneshot::channel();
         if self.requests.send(Request::Stop(done)).await.is_ok() {
             let _ = stopped.await;
         }
+        self.shutdown_http().await;
     }
 }
 
@@ -248,4 +295,8 @@ fn start_discovery(
         .into_iter()
         .map(|strategy| strategy.start(me.clone(), found.clone()))
         .collect()
+}
+
+fn identity_json(local: &MemberId, cluster: &ClusterName) -> serde_json::Value {
+    serde_json::json!({ "id": local.node.to_string(), "addr": local.addr, "cluster": cluster.as_str() })
 }

@@ -1,0 +1,69 @@
+//! From a validated [`NodeConfig`] to a running [`Node`]: the one place configuration meets the
+//! runtime, so `Foundation::builder()…start()`, `foundation node` and tests all start nodes the
+//! same way.
+
+use foundation_transport::{LocalIdentity, NodeId};
+use prometheus_client::registry::Registry;
+use tracing::{info, warn};
+
+use super::{Node, NodeError, NodeSettings};
+use crate::config::{ConfigBuilder, ConfigError, DiscoveryChoice, NodeConfig};
+use crate::discovery::{self, choose_auto, DiscoveryMetrics, Environment};
+
+/// Why a node could not be started from configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum StartNodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The node failed to start.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+impl NodeSettings {
+    /// Settings for `config`, with discovery strategies built against the process environment.
+    pub fn from_config(config: &NodeConfig) -> Result<NodeSettings, StartNodeError> {
+        let mut registry = Registry::default();
+        let discovery_metrics = DiscoveryMetrics::register(&mut registry);
+        let environment = Environment::from_process();
+        let mut strategies = Vec::new();
+        for spec in &config.discovery {
+            if *spec == DiscoveryChoice::Auto {
+                info!(reason = %choose_auto(&environment).reason, "discovery: auto");
+            }
+            let built = discovery::build(spec, &environment, &discovery_metrics)
+                .map_err(NodeError::from)?;
+            strategies.extend(built);
+        }
+        let mut transport = config.transport_config();
+        transport.bind = config.bind;
+        transport.advertise = config.advertise;
+        Ok(NodeSettings {
+            identity: LocalIdentity {
+                id: config.node_id.unwrap_or_else(NodeId::random),
+                cluster: config.cluster.clone(),
+            },
+            trust: config.security.trust(&config.cluster)?,
+            transport,
+            membership: config.membership.clone(),
+            metadata: config.metadata.clone(),
+            seeds: Vec::new(),
+            discovery: strategies,
+            http: config.http,
+            registry,
+        })
+    }
+}
+
+impl ConfigBuilder {
+    /// Builds the configuration and starts a node with it, logging its warnings (such as the
+    /// development secret's).
+    pub async fn start(self) -> Result<Node, StartNodeError> {
+        let config = self.build()?;
+        for warning in config.warnings() {
+            warn!("{warning}");
+        }
+        Ok(Node::start(NodeSettings::from_config(&config)?).await?)
+    }
+}

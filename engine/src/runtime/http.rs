@@ -1,0 +1,47 @@
+//! The node's HTTP endpoints: `/metrics`, `/health` and `/members`, served from the state the
+//! driver publishes (nothing here touches the core).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::http::{Health, HttpError, HttpHandle, HttpServer};
+use crate::membership::{MemberState, MemberView};
+
+/// Starts the server on `addr` for a node whose member table is published on `view`.
+pub(crate) fn serve(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    view: watch::Receiver<Vec<MemberView>>,
+    identity: serde_json::Value,
+) -> Result<HttpHandle, HttpError> {
+    let health_view = view.clone();
+    let health_identity = identity.clone();
+    HttpServer::builder(addr)
+        .metrics(registry)
+        .health(move || health(&health_view.borrow(), &health_identity))
+        .json("/members", move || members(&view.borrow(), &identity))
+        .start()
+}
+
+/// Healthy while part of a cluster: at least one other member alive.
+fn health(view: &[MemberView], identity: &serde_json::Value) -> Health {
+    let alive = view
+        .iter()
+        .filter(|m| m.state == MemberState::Alive)
+        .count();
+    let health = if alive > 0 {
+        Health::healthy("in cluster")
+    } else {
+        Health::unhealthy("no live peers")
+    };
+    health
+        .detail("alive_peers", alive)
+        .detail("node", identity.clone())
+}
+
+fn members(view: &[MemberView], identity: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "self": identity, "members": view })
+}

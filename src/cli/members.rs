@@ -1,0 +1,57 @@
+//! `foundation members`: the members table of a running node, over its HTTP API.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Options of `foundation members`.
+#[derive(clap::Args, Debug)]
+pub struct MembersArgs {
+    /// The node's HTTP address (printed by `foundation node`).
+    #[arg(long, default_value = "127.0.0.1:7401")]
+    pub node: SocketAddr,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Fetches `/members` and prints it.
+pub async fn run(args: MembersArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let answer = foundation_engine::http::get_json(args.node, "/members", Duration::from_secs(3))
+        .await
+        .map_err(|e| format!("cannot reach the node at {}: {e}", args.node))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    print_table(&answer);
+    Ok(())
+}
+
+fn print_table(answer: &Value) {
+    let text = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let me = &answer["self"];
+    println!("{:<34} {:<22} {:<7} NAME", "NODE", "ADDRESS", "STATE");
+    println!(
+        "{:<34} {:<22} {:<7} (this node)",
+        text(&me["id"]),
+        text(&me["addr"]),
+        "alive"
+    );
+    let members = answer["members"].as_array().cloned().unwrap_or_default();
+    for member in &members {
+        let name = member["metadata"]["name"].as_str().unwrap_or("");
+        println!(
+            "{:<34} {:<22} {:<7} {}",
+            text(&member["id"]),
+            text(&member["addr"]),
+            text(&member["state"]),
+            name
+        );
+    }
+}

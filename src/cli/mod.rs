@@ -1,0 +1,4 @@
+//! The `foundation` command's subcommands.
+
+pub mod members;
+pub mod node;

@@ -1,0 +1,130 @@
+//! `foundation demo`: five nodes in this process form a cluster through zero-config local
+//! discovery, then one leaves gracefully and one crashes — watched from the others.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use foundation_engine::config::{DiscoveryChoice, NodeConfig, Profile};
+use foundation_engine::membership::MemberState;
+use foundation_engine::runtime::{Node, NodeSettings};
+
+type Error = Box<dyn std::error::Error>;
+
+const NODES: usize = 5;
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Runs the demo, printing each step and how long it took.
+pub async fn cluster() -> Result<(), Error> {
+    let dir = std::env::temp_dir().join(format!("foundation-demo-{}", std::process::id()));
+    let result = run(&dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(dir: &Path) -> Result<(), Error> {
+    println!(
+        "starting {NODES} nodes of cluster \"demo\" (development profile, local discovery in {})",
+        dir.display()
+    );
+    let started = Instant::now();
+    let mut nodes = Vec::new();
+    for i in 1..=NODES {
+        nodes.push(start(dir, i).await?);
+    }
+    wait_until("every node sees the other four alive", started, || {
+        nodes.iter().all(|n| alive(n) == NODES - 1)
+    })
+    .await?;
+    print_table(&nodes[0]);
+
+    let leaver = nodes.pop().ok_or("no node to stop")?;
+    println!("\n{} leaves gracefully", name(&leaver));
+    let left_at = Instant::now();
+    leaver.leave().await;
+    wait_until("every node records it as left", left_at, || {
+        nodes
+            .iter()
+            .all(|n| state(n, &leaver) == Some(MemberState::Left))
+    })
+    .await?;
+
+    let crashed = nodes.pop().ok_or("no node to crash")?;
+    println!("\n{} crashes (stops without a goodbye)", name(&crashed));
+    let crashed_at = Instant::now();
+    crashed.abort().await;
+    wait_until("every survivor marks it failed", crashed_at, || {
+        nodes
+            .iter()
+            .all(|n| state(n, &crashed) == Some(MemberState::Failed))
+    })
+    .await?;
+    print_table(&nodes[0]);
+    for node in &nodes {
+        node.leave().await;
+    }
+    println!("\ndone: the survivors left gracefully");
+    Ok(())
+}
+
+async fn start(dir: &Path, i: usize) -> Result<Node, Error> {
+    let config = NodeConfig::builder()
+        .profile(Profile::Development)
+        .cluster("demo")
+        .name(format!("node-{i}"))
+        .discovery([DiscoveryChoice::Local {
+            dir: Some(dir.to_path_buf()),
+        }])
+        .http(None)
+        .build()?;
+    let node = Node::start(NodeSettings::from_config(&config)?).await?;
+    println!("  node-{i}  {}  quic {}", node.id().short(), node.addr());
+    Ok(node)
+}
+
+async fn wait_until(what: &str, since: Instant, condition: impl Fn() -> bool) -> Result<(), Error> {
+    while !condition() {
+        if since.elapsed() > PATIENCE {
+            return Err(format!("gave up after {PATIENCE:?} waiting until {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("  {what}: {:.2} s", since.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn alive(node: &Node) -> usize {
+    node.members()
+        .iter()
+        .filter(|m| m.state == MemberState::Alive)
+        .count()
+}
+
+fn state(observer: &Node, of: &Node) -> Option<MemberState> {
+    observer
+        .members()
+        .into_iter()
+        .find(|m| m.id == of.id())
+        .map(|m| m.state)
+}
+
+fn name(node: &Node) -> String {
+    format!("node {}", node.id().short())
+}
+
+fn print_table(observer: &Node) {
+    println!("\nmembers as {} sees them:", name(observer));
+    for member in observer.members() {
+        let who = member
+            .metadata
+            .as_ref()
+            .and_then(|m| m.name.clone())
+            .unwrap_or_default();
+        println!(
+            "  {}  {:<8} {:<21} {:?}",
+            member.id.short(),
+            who,
+            member.addr.to_string(),
+            member.state
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! Demonstrations behind `foundation demo` and `foundation transport-demo`.
+
+mod cluster;
+mod transport;
+
+pub use cluster::cluster;
+pub use transport::transport;
