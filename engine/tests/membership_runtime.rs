@@ -133,3 +133,62 @@ async fn five_nodes_form_a_cluster_from_one_seed_and_see_leave_failure_and_metad
         );
     }
 }
+
+fn metric(node: &Node, name: &str) -> f64 {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, node.registry()).unwrap();
+    text.lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_the_wrong_secret_never_becomes_a_member_and_garbage_is_counted() {
+    let member = Node::start(settings(vec![], "member")).await.unwrap();
+    let mut intruder_settings = settings(vec![member.addr()], "intruder");
+    intruder_settings.trust =
+        Trust::Secret(ClusterSecret::new("not the cluster's secret").unwrap());
+    let intruder = Node::start(intruder_settings).await.unwrap();
+    let observer = member.clone();
+    eventually(
+        Duration::from_secs(5),
+        "the refusal is counted",
+        move || metric(&observer, "foundation_transport_handshake_failures_total") >= 1.0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        member.members().is_empty(),
+        "the intruder never appears: {:?}",
+        member.members()
+    );
+    assert!(intruder.members().is_empty());
+
+    // A peer with the right secret that sends garbage on the membership channel is ignored.
+    let (raw, _inbox) = foundation_transport::Endpoint::start(
+        LocalIdentity {
+            id: NodeId::random(),
+            cluster: ClusterName::new("membership-test").unwrap(),
+        },
+        &Trust::Secret(ClusterSecret::new("membership test secret").unwrap()),
+        TransportConfig::default(),
+        std::sync::Arc::new(foundation_transport::TransportMetrics::unregistered()),
+    )
+    .await
+    .unwrap();
+    let target = raw.connect(member.addr()).await.unwrap();
+    for garbage in [&[0u8, 1, 2, 3][..], &[1, 255, 255], &[9, 9, 9], &[]] {
+        raw.send_datagram(target, bytes::Bytes::copy_from_slice(garbage))
+            .unwrap();
+    }
+    let observer = member.clone();
+    eventually(
+        Duration::from_secs(5),
+        "garbage datagrams are counted",
+        move || metric(&observer, "foundation_membership_bad_inputs_total") >= 4.0,
+    )
+    .await;
+    assert!(member.members().is_empty());
+}

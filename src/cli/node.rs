@@ -1,6 +1,15 @@
 //! `foundation node`: start a node, print who it is, log membership changes, leave on Ctrl-C.
 
 use std::net::SocketAddr;
+
+/// Prints a line; a closed stdout (the operator piped us into something that exited) must not
+/// take the node down.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use std::path::PathBuf;
 
 use foundation_engine::config::{NodeConfig, Profile};
@@ -67,7 +76,7 @@ impl NodeArgs {
 pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.config()?;
     for warning in config.warnings() {
-        eprintln!("WARNING: {warning}");
+        esay!("WARNING: {warning}");
     }
     let node = Node::start(NodeSettings::from_config(&config)?).await?;
     print_identity(&node, &config);
@@ -76,30 +85,30 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             event = events.recv() => match event {
                 Ok(event) => print_event(&event),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} membership events skipped)"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => say!("({n} membership events skipped)"),
                 Err(_) => break,
             },
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    println!("leaving the cluster…");
+    say!("leaving the cluster…");
     node.leave().await;
-    println!("left");
+    say!("left");
     Ok(())
 }
 
 fn print_identity(node: &Node, config: &NodeConfig) {
-    println!("node     {}", node.id());
-    println!("cluster  {} ({} profile)", node.cluster(), config.profile);
-    println!("quic     {}", node.addr());
+    say!("node     {}", node.id());
+    say!("cluster  {} ({} profile)", node.cluster(), config.profile);
+    say!("quic     {}", node.addr());
     let kinds: Vec<_> = config.discovery.iter().map(|d| d.kind()).collect();
-    println!("discover {}", kinds.join(", "));
+    say!("discover {}", kinds.join(", "));
     match node.http_addr() {
         Some(http) => {
-            println!("http     http://{http}/ (metrics, health, members)");
-            println!("members  foundation members --node {http}");
+            say!("http     http://{http}/ (metrics, health, members)");
+            say!("members  foundation members --node {http}");
         }
-        None => println!("http     off"),
+        None => say!("http     off"),
     }
 }
 
@@ -113,11 +122,11 @@ fn print_event(event: &MembershipEvent) {
         format!("{} {} {}", m.id.short(), m.addr, name)
     };
     match event {
-        MembershipEvent::Up(m) => println!("up       {}", describe(m)),
-        MembershipEvent::Updated(m) => println!("updated  {}", describe(m)),
-        MembershipEvent::Failed(m) => println!("FAILED   {}", describe(m)),
-        MembershipEvent::Left(m) => println!("left     {}", describe(m)),
-        MembershipEvent::Joined => println!("joined the cluster"),
-        MembershipEvent::Isolated => println!("isolated: no live peers"),
+        MembershipEvent::Up(m) => say!("up       {}", describe(m)),
+        MembershipEvent::Updated(m) => say!("updated  {}", describe(m)),
+        MembershipEvent::Failed(m) => say!("FAILED   {}", describe(m)),
+        MembershipEvent::Left(m) => say!("left     {}", describe(m)),
+        MembershipEvent::Joined => say!("joined the cluster"),
+        MembershipEvent::Isolated => say!("isolated: no live peers"),
     }
 }

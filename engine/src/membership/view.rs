@@ -22,7 +22,8 @@ pub enum MemberState {
 /// One member, for [`crate::Core::members`] and events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MemberView {
-    /// The node.
+    /// The node (as hex text in JSON: a 128-bit number does not fit JSON's numbers).
+    #[serde(serialize_with = "as_text")]
     pub id: NodeId,
     /// Where it listens.
     pub addr: std::net::SocketAddr,
@@ -73,4 +74,8 @@ pub enum MembershipEvent {
     Joined,
     /// We have no live peers left.
     Isolated,
+}
+
+fn as_text<S: serde::Serializer>(id: &NodeId, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
 }

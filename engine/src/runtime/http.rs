@@ -43,5 +43,8 @@ fn health(view: &[MemberView], identity: &serde_json::Value) -> Health {
 }
 
 fn members(view: &[MemberView], identity: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({ "self": identity, "members": view })
+    // Serialising the view cannot fail (ids are text, no maps with non-string keys); if it
+    // ever did, the route answers null rather than taking the connection down.
+    let members = serde_json::to_value(view).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({ "self": identity, "members": members })
 }

@@ -298,5 +298,5 @@ fn start_discovery(
 }
 
 fn identity_json(local: &MemberId, cluster: &ClusterName) -> serde_json::Value {
-    serde_json::json!({ "id": local.node.to_string(), "addr": local.addr, "cluster": cluster.as_str() })
+    serde_json::json!({ "id": local.node.to_string(), "addr": local.addr.to_string(), "cluster": cluster.as_str() })
 }
