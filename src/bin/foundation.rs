@@ -1,7 +1,7 @@
 //! The `foundation` command.
 
 use clap::{Parser, Subcommand};
-use foundation::cli::{members::MembersArgs, node::NodeArgs};
+use foundation::cli::{members::MembersArgs, node::NodeArgs, sim::SimCommand};
 
 #[derive(Parser)]
 #[command(
@@ -26,12 +26,17 @@ enum Command {
     Node(NodeArgs),
     /// Show the members table of a running node.
     Members(MembersArgs),
+    /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
+    Sim(SimCommand),
 }
 
 fn main() {
     let cli = Cli::parse();
     // The demos narrate for themselves; a node logs what its operator needs to see.
-    let quiet = matches!(cli.command, Command::Demo | Command::TransportDemo);
+    let quiet = matches!(
+        cli.command,
+        Command::Demo | Command::TransportDemo | Command::Sim(_)
+    );
     let default_level = if quiet { "error" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FOUNDATION_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -39,12 +44,17 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    let command = match cli.command {
+        Command::Sim(sim) => std::process::exit(foundation::cli::sim::run(sim)),
+        other => other,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => fail(&format!("cannot start the async runtime: {error}")),
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
+            Command::Sim(_) => Ok(()),
             Command::Demo => foundation::demo::cluster().await,
             Command::TransportDemo => foundation::demo::transport().await,
             Command::Node(args) => foundation::cli::node::run(args).await,

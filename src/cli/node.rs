@@ -76,7 +76,7 @@ impl NodeArgs {
 pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.config()?;
     for warning in config.warnings() {
-        esay!("WARNING: {warning}");
+        eprintln!("WARNING: {warning}");
     }
     let node = Node::start(NodeSettings::from_config(&config)?).await?;
     print_identity(&node, &config);

@@ -1,0 +1,67 @@
+//! `foundation sim`: run a scenario of the deterministic simulator on the real engine core.
+
+use std::path::PathBuf;
+
+use foundation_sim::cli::{SeedRange, SimArgs, SimError};
+use foundation_sim::report::{print_summary, SimReport};
+
+/// Options of `foundation sim`.
+#[derive(clap::Args, Debug)]
+pub struct SimCommand {
+    /// A standard scenario: steady, partition-heal, flaky-network, crash-restart, slow-node,
+    /// mass-join, rolling-restart.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// A scenario file (TOML); see sim/scenarios/ for examples.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Cluster size (overrides the scenario's).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// The seed of one run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A range of seeds, START..END, run on every core.
+    #[arg(long)]
+    pub seeds: Option<SeedRange>,
+    /// Print JSON instead of the readable summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Include the trace of the run (of each failed run, for a range).
+    #[arg(long)]
+    pub trace: bool,
+}
+
+/// Runs the simulation and returns the process exit code: 0 passed, 1 an invariant failed,
+/// 2 bad input.
+pub fn run(command: SimCommand) -> i32 {
+    let json = command.json;
+    let args = SimArgs {
+        scenario: command.scenario,
+        file: command.file,
+        nodes: command.nodes,
+        seed: command.seed,
+        seeds: command.seeds,
+        json,
+        trace: command.trace,
+        threads: None,
+    };
+    match foundation_sim::cli::run(args) {
+        Ok(report) => print(&report, json).map_or(2, |()| 0),
+        Err(SimError::InvariantFailed(report)) => print(&report, json).map_or(2, |()| 1),
+        Err(error) => {
+            eprintln!("foundation sim: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+fn print(report: &SimReport, json: bool) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        use std::io::Write;
+        writeln!(out, "{}", report.to_json())
+    } else {
+        print_summary(report, &mut out)
+    }
+}
