@@ -80,6 +80,8 @@ pub struct Membership {
     leaving: BTreeSet<MemberId>,
     notes: Vec<OwnedNotification<MemberId>>,
     stats: MembershipStats,
+    /// Earliest time for the next push-pull triggered by a newly seen member.
+    eager_push_pull_after: Instant,
 }
 
 impl Membership {
@@ -121,6 +123,7 @@ impl Membership {
             leaving: BTreeSet::new(),
             notes: Vec::new(),
             stats: MembershipStats::default(),
+            eager_push_pull_after: Instant::ZERO,
         };
         machine.arm(
             now,
@@ -255,6 +258,13 @@ impl Membership {
                 self.member_leaving(now, member, out)
             }
             MembershipMessage::Leaving(_) => self.stats.bad_datagrams += 1,
+            MembershipMessage::Introduce { member, metadata } if member.node == from => {
+                self.merge_metadata(member.node, metadata, out);
+                if let Some(message) = self.own_metadata_message() {
+                    out.send(member.node_addr(), Channel::Coordination, message);
+                }
+            }
+            MembershipMessage::Introduce { .. } => self.stats.bad_datagrams += 1,
         }
     }
 
@@ -371,9 +381,23 @@ impl Membership {
         self.leaving.retain(|m| m.node != member.node);
         let mut view = MemberView::new(&member, MemberState::Alive, now);
         view.metadata = self.metadata_of(member.node).cloned();
-        if view.metadata.is_none() {
-            // A full exchange brings us its metadata (and it ours).
+        let new_member = !self.view.contains_key(&member.node);
+        if new_member && now >= self.eager_push_pull_after {
+            // A member new to us means our views differ: exchange them now rather than at the
+            // next periodic push-pull — at most once per probe period, so N nodes joining at
+            // once cost O(N) full exchanges per period, not one per newly seen member (O(N³)
+            // bytes).
+            self.eager_push_pull_after = now + self.config.probe_period;
             self.send_push_pull(member.node_addr(), true, out);
+        } else if view.metadata.is_none() {
+            // Ask for its metadata with ours.
+            if let Some(metadata) = self.metadata.get(&self.me.node).cloned() {
+                let message = encode(MembershipMessage::Introduce {
+                    member: self.me,
+                    metadata,
+                });
+                out.send(member.node_addr(), Channel::Coordination, message);
+            }
         }
         self.view.insert(member.node, view.clone());
         out.event(Event::Membership(MembershipEvent::Up(view)));
@@ -480,28 +504,34 @@ impl Membership {
             .iter()
             .find(|m| m.id().node == from && m.state() != State::Down)
             .map(|m| m.id().node_addr());
+        // Metadata first: a member that comes up below then already has its metadata, instead
+        // of asking for it with a push-pull of its own — one per new member, which at a mass
+        // join is N² full-state exchanges.
+        for (node, versioned) in metadata {
+            self.merge_metadata(node, versioned, out);
+        }
         // What a push-pull teaches us is already known to the sender's side of the cluster:
         // learn it without re-gossiping it.
         self.drive(now, out, |swim, io| {
             swim.apply_many(members.into_iter(), false, io)
         });
-        for (node, versioned) in metadata {
-            self.merge_metadata(node, versioned, out);
-        }
         if let (true, Some(sender)) = (reply, sender) {
             self.send_push_pull(sender, false, out);
         }
     }
 
     fn merge_metadata(&mut self, node: NodeId, incoming: Versioned, out: &mut Outbox) {
-        if node == self.me.node || encoded_len(&incoming) > metadata::METADATA_MAX_BYTES {
+        // The version test first: it is cheap and rejects nearly every entry of a push-pull,
+        // while the size test encodes the metadata.
+        if node == self.me.node
+            || self
+                .metadata
+                .get(&node)
+                .is_some_and(|known| known.version >= incoming.version)
+        {
             return;
         }
-        if self
-            .metadata
-            .get(&node)
-            .is_some_and(|known| known.version >= incoming.version)
-        {
+        if encoded_len(&incoming) > metadata::METADATA_MAX_BYTES {
             return;
         }
         self.metadata.insert(node, incoming.clone());
@@ -509,6 +539,15 @@ impl Membership {
             view.metadata = Some(incoming.metadata);
             out.event(Event::Membership(MembershipEvent::Updated(view.clone())));
         }
+    }
+
+    /// Our metadata as a [`MembershipMessage::Metadata`] message.
+    fn own_metadata_message(&self) -> Option<Bytes> {
+        let metadata = self.metadata.get(&self.me.node)?.clone();
+        Some(encode(MembershipMessage::Metadata {
+            node: self.me.node,
+            metadata,
+        }))
     }
 
     fn send_push_pull(&mut self, to: NodeAddr, reply: bool, out: &mut Outbox) {

@@ -51,6 +51,15 @@ pub enum MembershipMessage {
     },
     /// The sender is leaving the cluster on purpose.
     Leaving(MemberId),
+    /// The sender learnt of the receiver without its metadata: here is the sender's own, and
+    /// the receiver answers with [`MembershipMessage::Metadata`]. Two small messages per pair,
+    /// instead of a full push-pull per newly seen member.
+    Introduce {
+        /// The sender, with the address to answer at.
+        member: MemberId,
+        /// The sender's metadata.
+        metadata: Versioned,
+    },
 }
 
 pub(crate) fn tagged(kind: u8, body: &[u8]) -> Bytes {
