@@ -29,11 +29,18 @@ impl Fnv64 {
         self.0
     }
 
-    /// The hash of `bytes`.
+    /// A hash of `bytes` that takes eight bytes per step (FNV-1a's scheme over 64-bit words):
+    /// payloads are hashed on every send and receive, so this is on the simulator's hot path.
     pub fn of(bytes: &[u8]) -> u64 {
-        let mut h = Self::new();
-        h.write(bytes);
-        h.finish()
+        let mut h = Self::OFFSET ^ bytes.len() as u64;
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+            h = (h ^ word).wrapping_mul(Self::PRIME);
+        }
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        (h ^ u64::from_le_bytes(tail)).wrapping_mul(Self::PRIME)
     }
 }
 
@@ -109,6 +116,6 @@ mod tests {
         b.line(format_args!("one"));
         assert_ne!(a.hash(), b.hash());
         assert_eq!(b.take_lines().unwrap(), vec!["two", "one"]);
-        assert_eq!(Fnv64::of(b""), Fnv64::OFFSET);
+        assert_ne!(Fnv64::of(b"abc"), Fnv64::of(b"abd"));
     }
 }
