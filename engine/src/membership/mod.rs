@@ -191,7 +191,10 @@ impl Membership {
         let message = encode(MembershipMessage::Leaving(self.me));
         let datagram =
             postcard::to_stdvec(&self.me).map(|body| tagged(datagram_kind::LEAVING, &body));
-        for member in self.view.values().filter(|m| m.state == MemberState::Alive) {
+        // Every member we know, not only those we believe alive: one we saw leave or fail may
+        // already be back with a new generation we have not heard of (a rolling restart), and
+        // without this notice it learns our departure from SWIM alone and records a failure.
+        for member in self.view.values() {
             out.send(member.node_addr(), Channel::Coordination, message.clone());
             if let Ok(datagram) = &datagram {
                 out.send(member.node_addr(), Channel::Membership, datagram.clone());
