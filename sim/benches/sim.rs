@@ -106,6 +106,8 @@ fn detection_scenario(nodes: usize) -> Scenario {
         .at(secs(20), Fault::Crash(Nodes::One(nodes - 1)))
         .check(Check::CoreInvariants(false))
         .check(Check::ConvergesWithin(secs(30)))
+        // Traffic once the cluster has formed (the window includes the stall and the crash).
+        .traffic_from(secs(10))
 }
 
 fn detection(nodes: usize, seeds: std::ops::Range<u64>) -> Vec<RunReport> {

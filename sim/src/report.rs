@@ -54,22 +54,45 @@ pub struct Traffic {
     pub misaddressed: u64,
 }
 
+/// Traffic counters summed over every slot, at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficTotals {
+    messages: u64,
+    datagram_bytes: u64,
+    stream_bytes: u64,
+    oversized: u64,
+    misaddressed: u64,
+}
+
+impl TrafficTotals {
+    /// The counters of `world` now.
+    pub fn of(world: &World) -> Self {
+        let mut totals = Self::default();
+        for t in world.nodes().iter().map(|n| n.traffic()) {
+            totals.messages += t.datagrams_sent + t.stream_messages_sent;
+            totals.datagram_bytes += t.datagram_bytes_sent;
+            totals.stream_bytes += t.stream_bytes_sent;
+            totals.oversized += t.oversized;
+            totals.misaddressed += t.misaddressed;
+        }
+        totals
+    }
+}
+
 impl Traffic {
-    /// Totals over every slot of `world`, over `seconds` of simulated time.
-    pub fn of(world: &World, seconds: f64) -> Self {
-        let per = |sum: u64| sum as f64 / world.nodes().len().max(1) as f64 / seconds.max(1e-9);
-        let total = |f: fn(&crate::world::NodeTraffic) -> u64| {
-            world.nodes().iter().map(|n| f(n.traffic())).sum::<u64>()
-        };
-        let datagram_bytes = total(|t| t.datagram_bytes_sent);
-        let stream_bytes = total(|t| t.stream_bytes_sent);
+    /// Per-node rates between two snapshots `seconds` apart, over `nodes` slots.
+    pub fn between(start: TrafficTotals, end: TrafficTotals, nodes: usize, seconds: f64) -> Self {
+        let per =
+            |a: u64, b: u64| b.saturating_sub(a) as f64 / nodes.max(1) as f64 / seconds.max(1e-9);
+        let datagram = per(start.datagram_bytes, end.datagram_bytes);
+        let stream = per(start.stream_bytes, end.stream_bytes);
         Self {
-            messages_per_node_per_sec: per(total(|t| t.datagrams_sent + t.stream_messages_sent)),
-            datagram_bytes_per_node_per_sec: per(datagram_bytes),
-            stream_bytes_per_node_per_sec: per(stream_bytes),
-            membership_bytes_per_node_per_sec: per(datagram_bytes + stream_bytes),
-            oversized: total(|t| t.oversized),
-            misaddressed: total(|t| t.misaddressed),
+            messages_per_node_per_sec: per(start.messages, end.messages),
+            datagram_bytes_per_node_per_sec: datagram,
+            stream_bytes_per_node_per_sec: stream,
+            membership_bytes_per_node_per_sec: datagram + stream,
+            oversized: end.oversized,
+            misaddressed: end.misaddressed,
         }
     }
 }
@@ -93,7 +116,7 @@ pub struct RunReport {
     pub timeline: Vec<TimelineEntry>,
     /// Convergence, detection and false-positive measurements.
     pub measurements: Measurements,
-    /// Traffic.
+    /// Traffic, from the scenario's `traffic_from` time to the end.
     pub traffic: Traffic,
     /// What the network did.
     pub network: NetStats,

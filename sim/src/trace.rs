@@ -73,8 +73,10 @@ impl Trace {
         self.buffer.clear();
         // Writing into a String cannot fail.
         let _ = self.buffer.write_fmt(args);
-        self.hash.write(self.buffer.as_bytes());
-        self.hash.write(b"\n");
+        // Chained word-wise hashes of whole lines: order-sensitive, and eight times fewer
+        // multiplications than hashing byte by byte (the trace is on every event's path).
+        let line = Fnv64::of(self.buffer.as_bytes());
+        self.hash.write(&line.to_le_bytes());
         self.lines += 1;
         if let Some(kept) = &mut self.kept {
             kept.push(self.buffer.clone());

@@ -450,9 +450,9 @@ fn side_of(world: &World, rules: &[BlockRule], observer: usize) -> Vec<bool> {
     side[observer] = true;
     let mut frontier = vec![observer];
     while let Some(reached) = frontier.pop() {
-        for m in 0..n {
-            if !side[m] && !blocked(m, reached) {
-                side[m] = true;
+        for (m, in_side) in side.iter_mut().enumerate() {
+            if !*in_side && !blocked(m, reached) {
+                *in_side = true;
                 frontier.push(m);
             }
         }

@@ -83,6 +83,8 @@ pub struct Scenario {
     pub extra: Vec<InvariantFactory>,
     /// How to name this scenario on a command line (`--scenario x` or `--file x.toml`).
     pub replay_source: String,
+    /// Traffic is reported from this time on (to leave out the cluster forming). Default 0.
+    pub traffic_from: Duration,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -113,6 +115,7 @@ impl Scenario {
             bounds: Bounds::default(),
             extra: Vec::new(),
             replay_source: format!("--scenario {name}"),
+            traffic_from: Duration::ZERO,
         }
     }
 
@@ -143,6 +146,12 @@ impl Scenario {
     /// Sets how links behave at the start.
     pub fn network(mut self, model: LinkModel) -> Self {
         self.network = model;
+        self
+    }
+
+    /// Reports traffic from `from` on (to measure a steady state without the join).
+    pub fn traffic_from(mut self, from: Duration) -> Self {
+        self.traffic_from = from;
         self
     }
 

@@ -6,7 +6,9 @@ use std::panic::{self, AssertUnwindSafe};
 use super::{Scenario, Scheduled};
 use crate::faults::{Fault, Nodes};
 use crate::invariants::{self, Check, Invariant, Measurements};
-use crate::report::{InvariantOutcome, RunReport, TimelineEntry, Traffic, Violation};
+use crate::report::{
+    InvariantOutcome, RunReport, TimelineEntry, Traffic, TrafficTotals, Violation,
+};
 use crate::trace::Trace;
 use crate::world::{World, WorldConfig};
 
@@ -83,6 +85,7 @@ struct Runner<'a> {
     schedule: Vec<Scheduled>,
     timeline: Vec<TimelineEntry>,
     events: u64,
+    traffic_start: Option<(u64, TrafficTotals)>,
 }
 
 impl<'a> Runner<'a> {
@@ -118,6 +121,7 @@ impl<'a> Runner<'a> {
             schedule,
             timeline: Vec::new(),
             events: 0,
+            traffic_start: None,
         }
     }
 
@@ -158,6 +162,10 @@ impl<'a> Runner<'a> {
 
     /// Runs one event; false when the event budget is spent.
     fn step(&mut self, budget: u64) -> bool {
+        let from_us = self.scenario.traffic_from.as_micros() as u64;
+        if self.traffic_start.is_none() && self.world.next_time().is_some_and(|t| t >= from_us) {
+            self.traffic_start = Some((from_us, TrafficTotals::of(&self.world)));
+        }
         self.events += 1;
         if self.events > budget {
             let message =
@@ -220,7 +228,16 @@ impl<'a> Runner<'a> {
         });
     }
 
+    /// Per-node traffic from the scenario's `traffic_from` to now.
+    fn traffic(&self) -> Traffic {
+        let (start_us, start) = self.traffic_start.unwrap_or_default();
+        let seconds = self.world.now_us().saturating_sub(start_us) as f64 / 1e6;
+        let end = TrafficTotals::of(&self.world);
+        Traffic::between(start, end, self.scenario.nodes, seconds)
+    }
+
     fn finish(mut self) -> RunReport {
+        let traffic = self.traffic();
         let mut measurements = Measurements::default();
         for w in &self.watched {
             w.invariant.measure(&mut measurements);
@@ -239,7 +256,7 @@ impl<'a> Runner<'a> {
             simulated_secs,
             wall_secs: 0.0,
             timeline,
-            traffic: Traffic::of(&self.world, simulated_secs),
+            traffic,
             network: self.world.network().stats().clone(),
             measurements,
             invariants,
