@@ -7,6 +7,7 @@ use bytes::Bytes;
 use foundation_transport::{Channel, NodeAddr};
 
 use crate::membership::{MembershipEvent, MembershipTimer};
+use crate::replication::{ReplicationEvent, ReplicationTimer};
 use crate::time::Instant;
 
 /// One thing for the driver to do.
@@ -38,6 +39,8 @@ pub enum Effect {
 pub enum Timer {
     /// A membership timer.
     Membership(MembershipTimer),
+    /// A replication timer.
+    Replication(ReplicationTimer),
 }
 
 /// Everything the core reports to the application.
@@ -45,6 +48,8 @@ pub enum Timer {
 pub enum Event {
     /// A membership change.
     Membership(MembershipEvent),
+    /// A replicated key changed.
+    Replication(ReplicationEvent),
 }
 
 /// Effects produced while handling one input, in order.

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod effects;
 pub mod http;
 pub mod membership;
+pub mod replication;
 pub mod runtime;
 pub mod time;
 

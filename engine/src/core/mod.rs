@@ -30,6 +30,9 @@ use crate::membership::{
     MemberId, MemberView, Membership, MembershipConfig, MembershipMessage, MembershipStats,
     NodeMetadata,
 };
+use crate::replication::{
+    Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
+};
 use crate::time::Instant;
 
 /// Everything needed to build a node's core.
@@ -77,6 +80,23 @@ pub enum Command {
     Leave,
     /// Replace our metadata.
     SetMetadata(NodeMetadata),
+    /// Set a replicated key (refused writes are counted in the replication stats; use
+    /// [`Core::write`] to see the error).
+    Put {
+        /// The keyspace.
+        keyspace: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Delete a replicated key.
+    Delete {
+        /// The keyspace.
+        keyspace: String,
+        /// The key.
+        key: String,
+    },
 }
 
 /// The top-level message carried on the coordination and replication channels.
@@ -84,6 +104,8 @@ pub enum Command {
 pub enum CoreMessage {
     /// For the membership machine.
     Membership(MembershipMessage),
+    /// For the replication machine.
+    Replication(ReplicationMessage),
 }
 
 /// Encodes a core message.
@@ -105,6 +127,7 @@ pub struct CoreStats {
 /// One node's protocols.
 pub struct Core {
     membership: Membership,
+    replication: Replication,
     outbox: Outbox,
     stats: CoreStats,
 }
@@ -121,11 +144,24 @@ impl Core {
             now,
             &mut outbox,
         );
+        let replication = Replication::new(
+            origin(&config.me),
+            ReplicationConfig::default(),
+            config.seed ^ REPLICATION_SEED_SALT,
+        );
         Self {
             membership,
+            replication,
             outbox,
             stats: CoreStats::default(),
         }
+    }
+
+    /// Replaces the replication settings. Call right after [`Core::new`]: the replicated state
+    /// is reset.
+    pub fn with_replication(mut self, config: ReplicationConfig, seed: u64) -> Self {
+        self.replication = Replication::new(self.replication.me(), config, seed);
+        self
     }
 
     /// Feeds one input.
@@ -142,6 +178,14 @@ impl Core {
             } => self
                 .membership
                 .handle_timer(now, scheduled, timer, &mut self.outbox),
+            Input::Timer {
+                timer: Timer::Replication(timer),
+                ..
+            } => {
+                let peers = self.alive_addrs();
+                self.replication
+                    .handle_timer(now, timer, &peers, &mut self.outbox)
+            }
             Input::Command(command) => self.command(now, command),
         }
     }
@@ -156,6 +200,17 @@ impl Core {
         &self.membership
     }
 
+    /// The replication machine, for local reads of replicated keyspaces.
+    pub fn replication(&self) -> &Replication {
+        &self.replication
+    }
+
+    /// Applies a local write to a replicated keyspace and starts spreading it.
+    pub fn write(&mut self, now: Instant, write: Write) -> Result<(), ReplicationError> {
+        let peers = self.alive_addrs();
+        self.replication.write(now, write, &peers, &mut self.outbox)
+    }
+
     /// Every known member but ourselves, in node id order.
     pub fn members(&self) -> impl Iterator<Item = &MemberView> {
         self.membership.members()
@@ -168,7 +223,12 @@ impl Core {
 
     /// Checks every machine's invariants.
     pub fn invariants(&self) -> Result<(), String> {
-        self.membership.invariants()
+        self.membership.invariants()?;
+        self.replication.invariants()
+    }
+
+    fn alive_addrs(&self) -> Vec<NodeAddr> {
+        self.membership.alive().map(MemberView::node_addr).collect()
     }
 
     fn received(&mut self, now: Instant, from: NodeId, channel: Channel, payload: &[u8]) {
@@ -182,6 +242,17 @@ impl Core {
                 self.membership
                     .handle_message(now, from, message, &mut self.outbox)
             }
+            Ok(CoreMessage::Replication(message)) => {
+                // Any known member may be answered, even one we currently think failed: it
+                // evidently is not.
+                let from = self
+                    .membership
+                    .members()
+                    .find(|m| m.id == from)
+                    .map(MemberView::node_addr);
+                self.replication
+                    .handle_message(now, from, message, &mut self.outbox)
+            }
             Err(_) => self.stats.bad_messages += 1,
         }
     }
@@ -193,6 +264,37 @@ impl Core {
             Command::SetMetadata(metadata) => {
                 self.membership.set_metadata(metadata, &mut self.outbox)
             }
+            Command::Put {
+                keyspace,
+                key,
+                value,
+            } => {
+                let write = Write {
+                    keyspace,
+                    key,
+                    value: Some(value),
+                };
+                let _ = self.write(now, write);
+            }
+            Command::Delete { keyspace, key } => {
+                let write = Write {
+                    keyspace,
+                    key,
+                    value: None,
+                };
+                let _ = self.write(now, write);
+            }
         }
+    }
+}
+
+/// Mixed into the core's seed so replication's random choices are independent of membership's.
+const REPLICATION_SEED_SALT: u64 = 0x5EED_0F_4E91_1CA7;
+
+/// Our identity as a writer of replicated ops.
+fn origin(me: &MemberId) -> Origin {
+    Origin {
+        node: foundation_crdt::NodeId::from_u128(me.node.as_u128()),
+        generation: me.generation,
     }
 }

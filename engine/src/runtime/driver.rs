@@ -10,12 +10,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn};
 
+use super::cluster_config::{mirror_apply, Mirror};
 use super::metrics::MembershipMetrics;
 use super::timers::Timers;
 use crate::core::{Command, Core, Input};
 use crate::discovery::Candidate;
 use crate::effects::{Effect, Event};
 use crate::membership::{MemberView, MembershipEvent};
+use crate::replication::{ReplicationEvent, Write};
 use crate::time::Instant;
 
 /// Least time between two join attempts at the same address.
@@ -28,6 +30,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the node handle asks of the driver.
 pub(crate) enum Request {
     Core(Command),
+    /// A local write to a replicated keyspace, answered once applied here.
+    Write(
+        Write,
+        oneshot::Sender<Result<(), crate::replication::ReplicationError>>,
+    ),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
@@ -45,6 +52,10 @@ pub(crate) struct Driver {
     pub seeds: Vec<SocketAddr>,
     pub view: watch::Sender<Vec<MemberView>>,
     pub events: broadcast::Sender<MembershipEvent>,
+    /// Replicated key changes, for config watchers.
+    pub replication_events: broadcast::Sender<ReplicationEvent>,
+    /// Live replicated values, for local reads.
+    pub mirror: Mirror,
     pub metrics: MembershipMetrics,
     pub timers: Timers,
     pub join_attempts: BTreeMap<SocketAddr, TokioInstant>,
@@ -71,6 +82,7 @@ impl Driver {
             tokio::select! {
                 request = self.requests.recv() => match request {
                     Some(Request::Core(command)) => self.core.handle(self.now(), Input::Command(command)),
+                    Some(Request::Write(write, done)) => self.write(write, done).await,
                     Some(Request::Stop(done)) => return self.stop(done).await,
                     Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
@@ -119,8 +131,24 @@ impl Driver {
                     }
                 }
                 Effect::Event(Event::Membership(event)) => self.publish(event),
+                Effect::Event(Event::Replication(event)) => {
+                    mirror_apply(&self.mirror, &event);
+                    let _ = self.replication_events.send(event);
+                }
             }
         }
+    }
+
+    /// Applies a local write and answers only after its effects (the mirror update included)
+    /// are carried out, so a read right after the write sees it.
+    async fn write(
+        &mut self,
+        write: Write,
+        done: oneshot::Sender<Result<(), crate::replication::ReplicationError>>,
+    ) {
+        let result = self.core.write(self.now(), write);
+        self.carry_out_effects().await;
+        let _ = done.send(result);
     }
 
     async fn send(&mut self, to: NodeAddr, channel: Channel, payload: bytes::Bytes) {

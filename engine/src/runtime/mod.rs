@@ -12,12 +12,14 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster_config;
 mod driver;
 mod from_config;
 mod http;
 mod metrics;
 mod timers;
 
+pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
 pub use from_config::StartNodeError;
 
 use std::collections::BTreeMap;
@@ -37,7 +39,9 @@ use crate::discovery::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, Lo
 use crate::membership::{
     MemberId, MemberView, MembershipConfig, MembershipConfigError, MembershipEvent, NodeMetadata,
 };
+use crate::replication::ReplicationConfig;
 use crate::time::Instant;
+use cluster_config::Mirror;
 use driver::{Driver, Request};
 use metrics::MembershipMetrics;
 
@@ -95,6 +99,7 @@ pub struct Node {
     candidates: mpsc::Sender<Candidate>,
     view: watch::Receiver<Vec<MemberView>>,
     events: broadcast::Sender<MembershipEvent>,
+    config: ConfigHandle,
     registry: Arc<Registry>,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
 }
@@ -146,8 +151,19 @@ impl Node {
         let (candidates_tx, candidates) = mpsc::channel(CANDIDATE_BUFFER);
         let discovery = start_discovery(discovery, &cluster, endpoint.local(), &candidates_tx)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let replication = ReplicationConfig {
+            wall_ms_at_zero: unix_ms(),
+            ..ReplicationConfig::default()
+        };
+        let core =
+            Core::new(core_config, Instant::ZERO).with_replication(replication, rand::random());
+        let config = ConfigHandle {
+            requests: requests_tx.clone(),
+            mirror: Mirror::default(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+        };
         let driver = Driver {
-            core: Core::new(core_config, Instant::ZERO),
+            core,
             endpoint: endpoint.clone(),
             inbox,
             epoch: tokio::time::Instant::now(),
@@ -157,6 +173,8 @@ impl Node {
             seeds,
             view: view_tx,
             events: events.clone(),
+            replication_events: config.events.clone(),
+            mirror: config.mirror.clone(),
             metrics: membership_metrics,
             timers: Default::default(),
             join_attempts: BTreeMap::new(),
@@ -172,6 +190,7 @@ impl Node {
             candidates: candidates_tx,
             view,
             events,
+            config,
             registry,
             http,
         })
@@ -213,6 +232,11 @@ impl Node {
     /// A stream of membership changes from now on.
     pub fn membership_events(&self) -> broadcast::Receiver<MembershipEvent> {
         self.events.subscribe()
+    }
+
+    /// The cluster-wide config: local reads, writes from any node, watches.
+    pub fn config(&self) -> ConfigHandle {
+        self.config.clone()
     }
 
     /// Joins the cluster through the node listening at `addr` (seed, or any member).
@@ -278,6 +302,13 @@ fn start_generation() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Wall-clock Unix time in milliseconds (0 if the clock is before 1970).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn start_discovery(

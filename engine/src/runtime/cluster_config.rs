@@ -1,0 +1,207 @@
+//! Cluster-wide configuration: JSON values in the replicated `config` keyspace, readable locally
+//! on every node and changeable from any node.
+//!
+//! ```no_run
+//! # async fn demo(node: foundation_engine::runtime::Node) -> Result<(), foundation_engine::runtime::ConfigError> {
+//! let config = node.config();
+//! config.set("checkout.enabled", true).await?;
+//! let enabled: Option<bool> = config.get("checkout.enabled")?;
+//! let mut changes = config.watch("checkout.");
+//! while let Some(change) = changes.next().await {
+//!     println!("{}: {:?} -> {:?}", change.key, change.old, change.new);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::driver::Request;
+use crate::replication::{ReplicationError, ReplicationEvent, Write};
+
+/// The keyspace the config lives in.
+pub const CONFIG_KEYSPACE: &str = "config";
+
+/// Live values of every keyspace, kept by the driver from the core's change events so the
+/// application can read without a round trip to the driver task.
+pub(crate) type Mirror = Arc<RwLock<BTreeMap<String, BTreeMap<String, Vec<u8>>>>>;
+
+/// Applies a change event to the mirror.
+pub(crate) fn mirror_apply(mirror: &Mirror, event: &ReplicationEvent) {
+    let ReplicationEvent::KeyChanged {
+        keyspace, key, new, ..
+    } = event;
+    let Ok(mut all) = mirror.write() else {
+        return; // poisoned only if a reader panicked mid-read; reads stay as they were
+    };
+    let space = all.entry(keyspace.clone()).or_default();
+    match new {
+        Some(value) => {
+            space.insert(key.clone(), value.clone());
+        }
+        None => {
+            space.remove(key);
+        }
+    }
+}
+
+/// Why a config operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The value could not be turned into JSON.
+    #[error("config value for {key:?} cannot be encoded as JSON: {source}")]
+    Encode {
+        /// The key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The stored value is not the type asked for.
+    #[error("config value for {key:?} is not of the requested type: {source}")]
+    Decode {
+        /// The key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The write was refused (a size limit); nothing changed.
+    #[error(transparent)]
+    Refused(#[from] ReplicationError),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// One config change seen by a [`ConfigWatch`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigChange {
+    /// The key.
+    pub key: String,
+    /// The value before (`None`: absent).
+    pub old: Option<serde_json::Value>,
+    /// The value now (`None`: deleted).
+    pub new: Option<serde_json::Value>,
+}
+
+/// The cluster-wide config as seen from one node. Cheap to clone.
+#[derive(Clone)]
+pub struct ConfigHandle {
+    pub(crate) requests: mpsc::Sender<Request>,
+    pub(crate) mirror: Mirror,
+    pub(crate) events: broadcast::Sender<ReplicationEvent>,
+}
+
+impl ConfigHandle {
+    /// Sets `key` to `value` (as JSON) here and starts spreading it; returns once applied
+    /// locally. Other nodes get it within a few anti-entropy rounds.
+    pub async fn set(&self, key: &str, value: impl Serialize) -> Result<(), ConfigError> {
+        let json = serde_json::to_vec(&value).map_err(|source| ConfigError::Encode {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.write(key, Some(json)).await
+    }
+
+    /// Deletes `key` cluster-wide.
+    pub async fn delete(&self, key: &str) -> Result<(), ConfigError> {
+        self.write(key, None).await
+    }
+
+    async fn write(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), ConfigError> {
+        let write = Write {
+            keyspace: CONFIG_KEYSPACE.to_owned(),
+            key: key.to_owned(),
+            value,
+        };
+        let (done, result) = oneshot::channel();
+        self.requests
+            .send(Request::Write(write, done))
+            .await
+            .map_err(|_| ConfigError::Stopped)?;
+        Ok(result.await.map_err(|_| ConfigError::Stopped)??)
+    }
+
+    /// The local value of `key`, decoded as `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
+        let Some(bytes) = self.get_raw(key) else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| ConfigError::Decode {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// The local value of `key` as JSON bytes.
+    pub fn get_raw(&self, key: &str) -> Option<Vec<u8>> {
+        let all = self.mirror.read().ok()?;
+        all.get(CONFIG_KEYSPACE)?.get(key).cloned()
+    }
+
+    /// Every key and value, for `/config`-style snapshots (values that are not JSON are left out).
+    pub fn snapshot(&self) -> BTreeMap<String, serde_json::Value> {
+        let Ok(all) = self.mirror.read() else {
+            return BTreeMap::new();
+        };
+        all.get(CONFIG_KEYSPACE)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), serde_json::from_slice(v).ok()?)))
+            .collect()
+    }
+
+    /// Changes to keys starting with `prefix`, from now on, local and remote.
+    pub fn watch(&self, prefix: impl Into<String>) -> ConfigWatch {
+        ConfigWatch {
+            events: self.events.subscribe(),
+            prefix: prefix.into(),
+        }
+    }
+}
+
+/// A stream of config changes under a prefix; see [`ConfigHandle::watch`].
+pub struct ConfigWatch {
+    events: broadcast::Receiver<ReplicationEvent>,
+    prefix: String,
+}
+
+impl ConfigWatch {
+    /// The next change, or `None` once the node has stopped. A watcher that falls more than the
+    /// event buffer behind skips the oldest changes (read the current value with `get`).
+    pub async fn next(&mut self) -> Option<ConfigChange> {
+        loop {
+            match self.events.recv().await {
+                Ok(event) => {
+                    if let Some(change) = self.matching(event) {
+                        return Some(change);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    fn matching(&self, event: ReplicationEvent) -> Option<ConfigChange> {
+        let ReplicationEvent::KeyChanged {
+            keyspace,
+            key,
+            old,
+            new,
+        } = event;
+        if keyspace != CONFIG_KEYSPACE || !key.starts_with(&self.prefix) {
+            return None;
+        }
+        let json = |v: Option<Vec<u8>>| v.and_then(|v| serde_json::from_slice(&v).ok());
+        Some(ConfigChange {
+            key,
+            old: json(old),
+            new: json(new),
+        })
+    }
+}
