@@ -721,8 +721,6 @@ impl World {
                 } => self.send(slot, to, channel, payload),
                 Effect::Timer { at, timer } => self.arm(slot, at, timer),
                 Effect::Event(Event::Membership(event)) => self.observe(slot, event),
-                // Replicated key changes are checked by comparing state, not events.
-                Effect::Event(Event::Replication(_)) => {}
                 // Other protocols' events are traced; their invariants read them from the trace
                 // or from the cores until they need a hook of their own.
                 #[allow(unreachable_patterns)]
