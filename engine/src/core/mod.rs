@@ -289,7 +289,7 @@ impl Core {
 }
 
 /// Mixed into the core's seed so replication's random choices are independent of membership's.
-const REPLICATION_SEED_SALT: u64 = 0x5EED_0F_4E91_1CA7;
+const REPLICATION_SEED_SALT: u64 = 0x5EED_0F4E_911C_A7E5;
 
 /// Our identity as a writer of replicated ops.
 fn origin(me: &MemberId) -> Origin {
