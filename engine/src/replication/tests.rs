@@ -374,3 +374,12 @@ fn garbage_full_state_is_refused_without_panicking() {
     assert_eq!(net.peers[1].machine.stats().bad_states, 1);
     assert!(net.peers[1].machine.keyspace("ks").is_none());
 }
+
+#[test]
+fn a_small_write_costs_under_a_hundred_bytes_per_peer() {
+    let mut net = Net::new(4, ReplicationConfig::default());
+    net.write(0, "service.checkout", Some("true"), true);
+    let sizes: Vec<usize> = net.wire.iter().map(|(_, _, p)| p.len()).collect();
+    eprintln!("push of a 16-byte key, 4-byte value: {sizes:?} bytes per peer");
+    assert!(sizes.iter().all(|&s| s < 100), "{sizes:?}");
+}
