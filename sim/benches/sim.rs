@@ -45,6 +45,30 @@ fn main() {
         "B/s",
         "≤ 5000, flat",
     );
+    for (n, runs) in [(100, &small), (1000, &large)] {
+        let datagrams = Stats::of(
+            runs.iter()
+                .map(|r| r.traffic.datagram_bytes_per_node_per_sec)
+                .collect(),
+        );
+        let streams = Stats::of(
+            runs.iter()
+                .map(|r| r.traffic.stream_bytes_per_node_per_sec)
+                .collect(),
+        );
+        row(
+            &format!("  of which SWIM datagrams, N={n}"),
+            datagrams.median,
+            "B/s",
+            "-",
+        );
+        row(
+            &format!("  of which push-pull and other streams, N={n}"),
+            streams.median,
+            "B/s",
+            "-",
+        );
+    }
     let fp: u64 = small
         .iter()
         .chain(&large)
