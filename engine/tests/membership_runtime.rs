@@ -1,39 +1,25 @@
 //! Runtime nodes on loopback forming a cluster over real QUIC.
 
+mod common;
+
 use std::time::Duration;
 
-use foundation_engine::membership::{MemberState, MembershipConfig, MembershipEvent, NodeMetadata};
+use common::eventually;
+
+use foundation_engine::membership::{MemberState, MembershipEvent, NodeMetadata};
 use foundation_engine::runtime::{Node, NodeSettings};
 use foundation_transport::{
     ClusterName, ClusterSecret, LocalIdentity, NodeId, TransportConfig, Trust,
 };
 
 fn settings(seeds: Vec<std::net::SocketAddr>, name: &str) -> NodeSettings {
-    let cluster = ClusterName::new("membership-test").unwrap();
+    let metadata = NodeMetadata {
+        name: Some(name.into()),
+        ..Default::default()
+    };
     NodeSettings {
-        identity: LocalIdentity {
-            id: NodeId::random(),
-            cluster,
-        },
-        trust: Trust::Secret(ClusterSecret::new("membership test secret").unwrap()),
-        transport: TransportConfig::default(),
-        membership: MembershipConfig::development(),
-        metadata: NodeMetadata {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        seeds,
-        discovery: Vec::new(),
-        http: None,
-        registry: Default::default(),
-    }
-}
-
-async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let start = tokio::time::Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        metadata,
+        ..common::settings("membership-test", "membership test secret", seeds)
     }
 }
 

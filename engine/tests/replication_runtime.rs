@@ -1,38 +1,18 @@
 //! Replicated config across three runtime nodes over real QUIC on loopback.
 
+mod common;
+
 use std::time::Duration;
 
-use foundation_engine::membership::{MemberState, MembershipConfig, NodeMetadata};
+use common::eventually;
+
+use foundation_engine::membership::MemberState;
 use foundation_engine::replication::ReplicationError;
 use foundation_engine::runtime::{ConfigError, Node, NodeSettings};
-use foundation_transport::{
-    ClusterName, ClusterSecret, LocalIdentity, NodeId, TransportConfig, Trust,
-};
 use serde::{Deserialize, Serialize};
 
 fn settings(seeds: Vec<std::net::SocketAddr>) -> NodeSettings {
-    NodeSettings {
-        identity: LocalIdentity {
-            id: NodeId::random(),
-            cluster: ClusterName::new("replication-test").unwrap(),
-        },
-        trust: Trust::Secret(ClusterSecret::new("replication test secret").unwrap()),
-        transport: TransportConfig::default(),
-        membership: MembershipConfig::development(),
-        metadata: NodeMetadata::default(),
-        seeds,
-        discovery: Vec::new(),
-        http: None,
-        registry: Default::default(),
-    }
-}
-
-async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let start = tokio::time::Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::settings("replication-test", "replication test secret", seeds)
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]

@@ -72,6 +72,24 @@ pub struct NodeSettings {
     pub registry: Registry,
 }
 
+impl NodeSettings {
+    /// Settings with the development profile's membership timers, the default transport on
+    /// 127.0.0.1, no seeds, no discovery and no HTTP: the minimum to build on.
+    pub fn new(identity: LocalIdentity, trust: Trust) -> Self {
+        Self {
+            identity,
+            trust,
+            transport: TransportConfig::default(),
+            membership: MembershipConfig::development(),
+            metadata: NodeMetadata::default(),
+            seeds: Vec::new(),
+            discovery: Vec::new(),
+            http: None,
+            registry: Registry::default(),
+        }
+    }
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

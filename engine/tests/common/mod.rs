@@ -1,0 +1,30 @@
+//! Shared helpers of the runtime tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use foundation_engine::runtime::NodeSettings;
+use foundation_transport::{ClusterName, ClusterSecret, LocalIdentity, NodeId, Trust};
+
+/// Settings for a node of `cluster` sharing `secret`, joining through `seeds`.
+pub fn settings(cluster: &str, secret: &str, seeds: Vec<SocketAddr>) -> NodeSettings {
+    let identity = LocalIdentity {
+        id: NodeId::random(),
+        cluster: ClusterName::new(cluster).unwrap(),
+    };
+    let trust = Trust::Secret(ClusterSecret::new(secret).unwrap());
+    NodeSettings {
+        seeds,
+        ..NodeSettings::new(identity, trust)
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after `limit`.
+pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
