@@ -621,8 +621,10 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
             num_members: NonZeroUsize::MIN,
         }),
         // Re-contacting members we declared down is what heals a partition.
+        // One datagram to two down members every suspicion timeout: cheap, and it bounds how
+        // long a healed partition stays split to a few seconds instead of a push-pull interval.
         periodic_announce_to_down_members: Some(foca::PeriodicParams {
-            frequency: config.push_pull_interval,
+            frequency: config.suspect_to_down_after,
             num_members: NonZeroUsize::MIN.saturating_add(1),
         }),
         periodic_gossip: Some(foca::PeriodicParams {
