@@ -7,7 +7,7 @@ use foundation_agents::negotiation::alternating::{
 };
 use foundation_agents::negotiation::contract_net::{ContractAnswer, ContractNet, ContractNotice};
 use foundation_agents::negotiation::strategy::{
-    rubinstein_share, Action, Negotiator, Role, Rubinstein, TimeDependent,
+    rubinstein_share, Negotiator, Role, Rubinstein, TimeDependent,
 };
 use foundation_agents::{AgentId, Rejection, Time};
 use proptest::prelude::*;
@@ -187,16 +187,7 @@ fn negotiate_checked(
         } else {
             &mut *seller
         };
-        let mv = match policy.act(machine.time_fraction(), machine.standing_offer()) {
-            Action::Offer(price) => Move::Offer {
-                round: machine.round(),
-                price,
-            },
-            Action::Accept => Move::Accept {
-                round: machine.round().saturating_sub(1),
-            },
-            Action::Quit => Move::Quit,
-        };
+        let mv = machine.next_move(policy);
         now = now.plus_ms(1);
         if machine.handle(now, agent, mv).is_err() {
             now = machine.poll_timeout().expect("open");

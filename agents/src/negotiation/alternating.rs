@@ -181,6 +181,22 @@ impl AlternatingOffers {
         f64::from(self.round) / f64::from(self.config.rounds_max)
     }
 
+    /// Asks `policy`, the agent to move, for its action at this turn and returns it as the move to
+    /// pass to [`handle`](Self::handle): an offer numbered for this round, or an acceptance of the
+    /// standing offer.
+    pub fn next_move(&self, policy: &mut dyn Negotiator) -> Move {
+        match policy.act(self.time_fraction(), self.standing_offer()) {
+            Action::Offer(price) => Move::Offer {
+                round: self.round(),
+                price,
+            },
+            Action::Accept => Move::Accept {
+                round: self.round().saturating_sub(1),
+            },
+            Action::Quit => Move::Quit,
+        }
+    }
+
     /// Applies a move from `agent`. Rejected moves change nothing.
     pub fn handle(&mut self, now: Time, agent: AgentId, mv: Move) -> Result<(), Rejection> {
         let result = self.check(now, agent, mv);
@@ -406,16 +422,7 @@ pub fn negotiate(
         } else {
             &mut *seller
         };
-        let mv = match policy.act(machine.time_fraction(), machine.standing_offer()) {
-            Action::Offer(price) => Move::Offer {
-                round: machine.round(),
-                price,
-            },
-            Action::Accept => Move::Accept {
-                round: machine.round().saturating_sub(1),
-            },
-            Action::Quit => Move::Quit,
-        };
+        let mv = machine.next_move(policy);
         now = now.plus_ms(1);
         if machine.handle(now, agent, mv).is_err() {
             now = machine.turn_deadline;
