@@ -61,6 +61,18 @@ pub struct Telemetry {
 pub const TELEMETRY_EVENTS_MAX: usize = 1 << 16;
 
 impl Telemetry {
+    /// A buffer whose first event is [`Started`](TelemetryEvent::Started) for `protocol`'s
+    /// instance `instance` at `at`: how every machine's constructor begins.
+    pub fn started(protocol: &'static str, instance: String, at: Time) -> Self {
+        let mut telemetry = Telemetry::default();
+        telemetry.emit(TelemetryEvent::Started {
+            protocol,
+            instance,
+            at,
+        });
+        telemetry
+    }
+
     /// Records an event; the oldest half is discarded when the buffer is full.
     pub fn emit(&mut self, event: TelemetryEvent) {
         if self.events.len() >= TELEMETRY_EVENTS_MAX {

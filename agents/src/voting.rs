@@ -125,13 +125,7 @@ impl Election {
     /// Opens the election at `now`.
     pub fn new(config: ElectionConfig, now: Time) -> Result<Self, ConfigError> {
         validate(&config)?;
-        let mut telemetry = Telemetry::default();
-        let instance = config.question.clone();
-        telemetry.emit(TelemetryEvent::Started {
-            protocol: "vote",
-            instance,
-            at: now,
-        });
+        let telemetry = Telemetry::started("vote", config.question.clone(), now);
         Ok(Election {
             config,
             started_at: now,

@@ -76,12 +76,7 @@ impl DutchAuction {
     /// Opens the auction at `now` and announces the start price.
     pub fn new(config: DutchConfig, now: Time) -> Result<Self, ConfigError> {
         validate(&config)?;
-        let mut telemetry = Telemetry::default();
-        telemetry.emit(TelemetryEvent::Started {
-            protocol: "dutch",
-            instance: config.item.clone(),
-            at: now,
-        });
+        let telemetry = Telemetry::started("dutch", config.item.clone(), now);
         let mut auction = DutchAuction {
             next_tick_at: now.plus_ms(config.tick_ms),
             config,

@@ -103,12 +103,7 @@ impl EnglishAuction {
     /// Opens the auction at `now` and announces the start price.
     pub fn new(config: EnglishConfig, now: Time) -> Result<Self, ConfigError> {
         validate(&config)?;
-        let mut telemetry = Telemetry::default();
-        telemetry.emit(TelemetryEvent::Started {
-            protocol: "english",
-            instance: config.item.clone(),
-            at: now,
-        });
+        let telemetry = Telemetry::started("english", config.item.clone(), now);
         let active = config.participants.clone();
         let mut auction = EnglishAuction {
             config,

@@ -138,12 +138,7 @@ impl SealedBidAuction {
     /// Opens the auction at `now`.
     pub fn new(config: SealedConfig, now: Time) -> Result<Self, ConfigError> {
         config.validate()?;
-        let mut telemetry = Telemetry::default();
-        telemetry.emit(TelemetryEvent::Started {
-            protocol: protocol_name(config.pricing),
-            instance: config.item.clone(),
-            at: now,
-        });
+        let telemetry = Telemetry::started(protocol_name(config.pricing), config.item.clone(), now);
         Ok(SealedBidAuction {
             config,
             started_at: now,

@@ -256,12 +256,7 @@ impl CombinatorialAuction {
         now: Time,
     ) -> Self {
         let name = name.into();
-        let mut telemetry = Telemetry::default();
-        telemetry.emit(TelemetryEvent::Started {
-            protocol: "vcg",
-            instance: name.clone(),
-            at: now,
-        });
+        let telemetry = Telemetry::started("vcg", name.clone(), now);
         CombinatorialAuction {
             name,
             items,

@@ -305,12 +305,7 @@ impl CallMarket {
     /// Opens a market at `now`, open to any agent, that accepts orders until `deadline`.
     pub fn new(name: impl Into<String>, rule: ClearingRule, deadline: Time, now: Time) -> Self {
         let name = name.into();
-        let mut telemetry = Telemetry::default();
-        telemetry.emit(TelemetryEvent::Started {
-            protocol: "call-market",
-            instance: name.clone(),
-            at: now,
-        });
+        let telemetry = Telemetry::started("call-market", name.clone(), now);
         CallMarket {
             name,
             rule,

@@ -228,13 +228,7 @@ impl Auctioneer {
         now: Time,
     ) -> Result<Self, ConfigError> {
         validate(&config, &supply, &start)?;
-        let mut telemetry = Telemetry::default();
-        let instance = format!("{} goods", supply.len());
-        telemetry.emit(TelemetryEvent::Started {
-            protocol: "tatonnement",
-            instance,
-            at: now,
-        });
+        let telemetry = Telemetry::started("tatonnement", format!("{} goods", supply.len()), now);
         let mut auctioneer = Auctioneer {
             round_deadline: now.plus_ms(config.round_ms),
             config,

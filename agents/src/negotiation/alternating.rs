@@ -134,13 +134,7 @@ impl AlternatingOffers {
                 what: "counterparty (buyer and seller are the same agent)",
             });
         }
-        let mut telemetry = Telemetry::default();
-        let instance = config.subject.clone();
-        telemetry.emit(TelemetryEvent::Started {
-            protocol: "alternating-offers",
-            instance,
-            at: now,
-        });
+        let telemetry = Telemetry::started("alternating-offers", config.subject.clone(), now);
         Ok(AlternatingOffers {
             to_move: config.first_mover,
             turn_deadline: now.plus_ms(config.turn_ms),

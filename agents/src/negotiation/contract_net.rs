@@ -89,13 +89,7 @@ impl ContractNet {
         now: Time,
     ) -> Self {
         let task = task.into();
-        let mut telemetry = Telemetry::default();
-        let instance = task.clone();
-        telemetry.emit(TelemetryEvent::Started {
-            protocol: "contract-net",
-            instance,
-            at: now,
-        });
+        let telemetry = Telemetry::started("contract-net", task.clone(), now);
         let outbox = invited
             .iter()
             .map(|&to| Outgoing {
