@@ -271,14 +271,7 @@ impl Election {
         let winner_ok = outcome.scores.len() == self.config.candidates.len()
             && outcome.scores.get(outcome.winner) == Some(&top)
             && self.config.candidates.get(outcome.winner) == Some(&outcome.label);
-        let absent: Vec<AgentId> = self
-            .config
-            .voters
-            .keys()
-            .filter(|v| !self.ballots.contains_key(v))
-            .copied()
-            .collect();
-        if winner_ok && absent == outcome.absent {
+        if winner_ok && self.absent() == outcome.absent {
             Ok(())
         } else {
             Err(format!("outcome {outcome:?} contradicts the ballots"))
@@ -293,6 +286,16 @@ impl Election {
     /// Takes the notices for the voters.
     pub fn drain_outbox(&mut self) -> Vec<Outgoing<VoteNotice>> {
         std::mem::take(&mut self.outbox)
+    }
+
+    /// The registered voters who have not cast a ballot, in id order.
+    fn absent(&self) -> Vec<AgentId> {
+        self.config
+            .voters
+            .keys()
+            .filter(|v| !self.ballots.contains_key(v))
+            .copied()
+            .collect()
     }
 
     fn decide(&self) -> Result<VoteOutcome, VoteError> {
@@ -321,13 +324,7 @@ impl Election {
         // `validate` guarantees at least one candidate, so argmax always finds one.
         let winner = tally::argmax(&scores).unwrap_or(0);
         let tied = scores.iter().filter(|&&s| s == scores[winner]).count() > 1;
-        let absent = self
-            .config
-            .voters
-            .keys()
-            .filter(|v| !self.ballots.contains_key(v))
-            .copied()
-            .collect();
+        let absent = self.absent();
         let label = self.config.candidates[winner].clone();
         Ok(VoteOutcome {
             winner,
