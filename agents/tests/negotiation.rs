@@ -181,13 +181,7 @@ fn negotiate_checked(
     let mut machine = AlternatingOffers::new(config, Time(0)).expect("valid");
     let mut now = Time(0);
     while machine.outcome().is_none() {
-        let agent = machine.to_move();
-        let policy: &mut dyn Negotiator = if agent == BUYER {
-            &mut *buyer
-        } else {
-            &mut *seller
-        };
-        let mv = machine.next_move(policy);
+        let (agent, mv) = machine.next_move(buyer, seller);
         now = now.plus_ms(1);
         if machine.handle(now, agent, mv).is_err() {
             now = machine.poll_timeout().expect("open");

@@ -175,11 +175,21 @@ impl AlternatingOffers {
         f64::from(self.round) / f64::from(self.config.rounds_max)
     }
 
-    /// Asks `policy`, the agent to move, for its action at this turn and returns it as the move to
-    /// pass to [`handle`](Self::handle): an offer numbered for this round, or an acceptance of the
-    /// standing offer.
-    pub fn next_move(&self, policy: &mut dyn Negotiator) -> Move {
-        match policy.act(self.time_fraction(), self.standing_offer()) {
+    /// Asks the policy of the agent to move (`buyer`'s or `seller`'s) for its action at this turn
+    /// and returns that agent with the move to pass to [`handle`](Self::handle): an offer numbered
+    /// for this round, or an acceptance of the standing offer.
+    pub fn next_move(
+        &self,
+        buyer: &mut dyn Negotiator,
+        seller: &mut dyn Negotiator,
+    ) -> (AgentId, Move) {
+        let agent = self.to_move();
+        let policy: &mut dyn Negotiator = if agent == self.config.buyer {
+            &mut *buyer
+        } else {
+            &mut *seller
+        };
+        let mv = match policy.act(self.time_fraction(), self.standing_offer()) {
             Action::Offer(price) => Move::Offer {
                 round: self.round(),
                 price,
@@ -188,7 +198,8 @@ impl AlternatingOffers {
                 round: self.round().saturating_sub(1),
             },
             Action::Quit => Move::Quit,
-        }
+        };
+        (agent, mv)
     }
 
     /// Applies a move from `agent`. Rejected moves change nothing.
@@ -410,13 +421,7 @@ pub fn negotiate(
         if let Some(outcome) = machine.outcome() {
             return Ok(outcome.clone());
         }
-        let agent = machine.to_move();
-        let policy: &mut dyn Negotiator = if agent == machine.config.buyer {
-            &mut *buyer
-        } else {
-            &mut *seller
-        };
-        let mv = machine.next_move(policy);
+        let (agent, mv) = machine.next_move(buyer, seller);
         now = now.plus_ms(1);
         if machine.handle(now, agent, mv).is_err() {
             now = machine.turn_deadline;
