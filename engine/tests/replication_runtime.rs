@@ -145,3 +145,20 @@ async fn refused_and_mistyped_values_give_typed_errors() {
     assert_eq!(config.get::<u32>("absent").unwrap(), None);
     node.abort().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_snapshot_is_served_as_json() {
+    let node = Node::start(NodeSettings {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..settings(vec![])
+    })
+    .await
+    .unwrap();
+    node.config().set("checkout.enabled", true).await.unwrap();
+    let http = node.http_addr().expect("serving HTTP");
+    let config = foundation_engine::http::get_json(http, "/config", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(config["checkout.enabled"], serde_json::json!(true));
+    node.leave().await;
+}

@@ -1,5 +1,5 @@
-//! The node's HTTP endpoints: `/metrics`, `/health` and `/members`, served from the state the
-//! driver publishes (nothing here touches the core).
+//! The node's HTTP endpoints: `/metrics`, `/health`, `/members` and `/config`, served from the
+//! state the driver publishes (nothing here touches the core).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use super::ConfigHandle;
 use crate::http::{Health, HttpError, HttpHandle, HttpServer};
 use crate::membership::{MemberState, MemberView};
 
@@ -15,6 +16,7 @@ pub(crate) fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     view: watch::Receiver<Vec<MemberView>>,
+    config: ConfigHandle,
     identity: serde_json::Value,
 ) -> Result<HttpHandle, HttpError> {
     let health_view = view.clone();
@@ -23,6 +25,9 @@ pub(crate) fn serve(
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))
         .json("/members", move || members(&view.borrow(), &identity))
+        .json("/config", move || {
+            serde_json::Value::Object(config.snapshot().into_iter().collect())
+        })
         .start()
 }
 

@@ -149,11 +149,18 @@ impl Node {
         };
         let registry = Arc::new(registry);
         let (view_tx, view) = watch::channel(Vec::new());
+        let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
+        let config = ConfigHandle {
+            requests: requests_tx.clone(),
+            mirror: Mirror::default(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+        };
         let http = match http {
             Some(addr) => Some(http::serve(
                 addr,
                 registry.clone(),
                 view.clone(),
+                config.clone(),
                 identity_json(&local, &cluster),
             )?),
             None => None,
@@ -165,7 +172,6 @@ impl Node {
             metadata,
             seed: rand::random(),
         };
-        let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
         let (candidates_tx, candidates) = mpsc::channel(CANDIDATE_BUFFER);
         let discovery = start_discovery(discovery, &cluster, endpoint.local(), &candidates_tx)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -175,11 +181,6 @@ impl Node {
         };
         let core =
             Core::new(core_config, Instant::ZERO).with_replication(replication, rand::random());
-        let config = ConfigHandle {
-            requests: requests_tx.clone(),
-            mirror: Mirror::default(),
-            events: broadcast::channel(EVENT_BUFFER).0,
-        };
         let driver = Driver {
             core,
             endpoint: endpoint.clone(),
