@@ -441,12 +441,8 @@ fn foundation_run(
         }
         std::thread::sleep(POLL);
     }
-    result.join = joined_at
-        .iter()
-        .copied()
-        .collect::<Option<Vec<_>>>()
-        .map(max);
-    result.join_first = joined_at.iter().flatten().min().copied();
+    result.join = slowest(&joined_at);
+    result.join_first = fastest_except(&joined_at, None);
     if result.join.is_none() {
         let missing = joined_at.iter().filter(|j| j.is_none()).count();
         result.notes.push(format!(
@@ -526,17 +522,8 @@ fn foundation_run(
         }
         std::thread::sleep(POLL);
     }
-    result.detect = failed_at
-        .iter()
-        .copied()
-        .collect::<Option<Vec<_>>>()
-        .map(max);
-    result.detect_first = failed_at
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != VICTIM)
-        .filter_map(|(_, t)| *t)
-        .min();
+    result.detect = slowest(&failed_at);
+    result.detect_first = fastest_except(&failed_at, Some(VICTIM));
     if result.detect.is_none() {
         result.notes.push(format!(
             "not every survivor marked the killed node failed within {DETECT_LIMIT:?}"
@@ -740,12 +727,8 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
         }
         std::thread::sleep(POLL);
     }
-    result.join = joined_at
-        .iter()
-        .copied()
-        .collect::<Option<Vec<_>>>()
-        .map(max);
-    result.join_first = joined_at.iter().flatten().min().copied();
+    result.join = slowest(&joined_at);
+    result.join_first = fastest_except(&joined_at, None);
     if result.join.is_none() {
         result.notes.push(format!(
             "not every agent saw all {N} alive within {JOIN_LIMIT:?}"
@@ -804,17 +787,8 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
         }
         std::thread::sleep(POLL);
     }
-    result.detect = failed_at
-        .iter()
-        .copied()
-        .collect::<Option<Vec<_>>>()
-        .map(max);
-    result.detect_first = failed_at
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != VICTIM)
-        .filter_map(|(_, t)| *t)
-        .min();
+    result.detect = slowest(&failed_at);
+    result.detect_first = fastest_except(&failed_at, Some(VICTIM));
     if result.detect.is_none() {
         result.notes.push(format!(
             "not every survivor marked the killed agent failed within {DETECT_LIMIT:?}"
@@ -1028,12 +1002,8 @@ async fn chitchat_run_async(run: usize, in_netns: bool) -> Run {
         }
         tokio::time::sleep(POLL).await;
     }
-    result.join = joined_at
-        .iter()
-        .copied()
-        .collect::<Option<Vec<_>>>()
-        .map(max);
-    result.join_first = joined_at.iter().flatten().min().copied();
+    result.join = slowest(&joined_at);
+    result.join_first = fastest_except(&joined_at, None);
     if result.join.is_none() {
         result.notes.push(format!(
             "not every node saw all {N} alive within {JOIN_LIMIT:?}"
@@ -1090,17 +1060,8 @@ async fn chitchat_run_async(run: usize, in_netns: bool) -> Run {
         }
         tokio::time::sleep(POLL).await;
     }
-    result.detect = failed_at
-        .iter()
-        .copied()
-        .collect::<Option<Vec<_>>>()
-        .map(max);
-    result.detect_first = failed_at
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != VICTIM)
-        .filter_map(|(_, t)| *t)
-        .min();
+    result.detect = slowest(&failed_at);
+    result.detect_first = fastest_except(&failed_at, Some(VICTIM));
     if result.detect.is_none() {
         result.notes.push(format!(
             "not every survivor held the crashed node dead within {DETECT_LIMIT:?}"
@@ -1347,4 +1308,18 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
         IDLE_WINDOW.as_secs(),
         SETTLE.as_secs()
     );
+}
+
+/// When the last node got there, if every node did.
+fn slowest(at: &[Option<Duration>]) -> Option<Duration> {
+    at.iter().copied().collect::<Option<Vec<_>>>().map(max)
+}
+
+/// When the first node got there, leaving out `skip` (the killed node).
+fn fastest_except(at: &[Option<Duration>], skip: Option<usize>) -> Option<Duration> {
+    at.iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != skip)
+        .filter_map(|(_, t)| *t)
+        .min()
 }
