@@ -6,7 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::membership::{MemberState, MembershipStats};
+use crate::membership::MemberState;
 use crate::Core;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,8 +24,6 @@ pub(crate) struct MembershipMetrics {
     bad_inputs: Counter,
     late_timers: Counter,
     local_health: Gauge,
-    last: MembershipStats,
-    last_bad_messages: u64,
 }
 
 impl MembershipMetrics {
@@ -83,26 +81,20 @@ impl MembershipMetrics {
                 .set(count as i64);
         }
         let (core_stats, stats) = core.stats();
-        self.probe_failures.inc_by(
-            stats
-                .probe_failures
-                .saturating_sub(self.last.probe_failures),
+        advance(&self.probe_failures, stats.probe_failures);
+        advance(&self.suspect_reports, stats.suspect_reports);
+        advance(&self.push_pulls, stats.push_pulls);
+        advance(&self.late_timers, stats.late_timers);
+        advance(
+            &self.bad_inputs,
+            stats.bad_datagrams + core_stats.bad_messages,
         );
-        self.suspect_reports.inc_by(
-            stats
-                .suspect_reports
-                .saturating_sub(self.last.suspect_reports),
-        );
-        self.push_pulls
-            .inc_by(stats.push_pulls.saturating_sub(self.last.push_pulls));
-        self.late_timers
-            .inc_by(stats.late_timers.saturating_sub(self.last.late_timers));
-        let bad = stats.bad_datagrams + core_stats.bad_messages;
-        self.bad_inputs
-            .inc_by(bad.saturating_sub(self.last.bad_datagrams + self.last_bad_messages));
-        self.last = stats.clone();
-        self.last_bad_messages = core_stats.bad_messages;
         self.local_health
             .set(i64::from(core.membership().local_health()));
     }
+}
+
+/// Moves `counter` up to the core's running `total` (the core counts; the metric mirrors it).
+fn advance(counter: &Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
