@@ -334,16 +334,25 @@ enum Profile {
     Production,
 }
 
-struct NodeProcess {
-    child: Child,
-    http: SocketAddr,
+/// A child process that is killed (SIGKILL) and reaped when dropped or on request.
+struct Killable(Child);
+
+impl Killable {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for NodeProcess {
+impl Drop for Killable {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
+}
+
+struct NodeProcess {
+    child: Killable,
+    http: SocketAddr,
 }
 
 fn foundation_run(
@@ -398,7 +407,7 @@ fn foundation_run(
             }
         });
         NodeProcess {
-            child,
+            child: Killable(child),
             http: SocketAddr::from(([127, 0, 0, 1], http[i])),
         }
     };
@@ -500,8 +509,7 @@ fn foundation_run(
     // Detection: kill -9 one node, poll the survivors.
     let mut victim = nodes[VICTIM].take().unwrap();
     let t_kill = Instant::now();
-    let _ = victim.child.kill();
-    let _ = victim.child.wait();
+    victim.child.kill();
     let mut failed_at: Vec<Option<Duration>> = vec![None; N];
     failed_at[VICTIM] = Some(Duration::ZERO);
     while failed_at.iter().any(Option::is_none) && t_kill.elapsed() < DETECT_LIMIT {
@@ -609,15 +617,8 @@ fn dechunk(mut body: &str) -> String {
 // Serf: real `serf agent` processes.
 
 struct SerfAgent {
-    child: Child,
+    child: Killable,
     rpc: String,
-}
-
-impl Drop for SerfAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// memberlist's `udp.sent` and `tcp.sent` byte counters of one agent, read from its statsd
@@ -697,7 +698,7 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
         SerfAgent {
-            child: command.spawn().expect("serf agent starts"),
+            child: Killable(command.spawn().expect("serf agent starts")),
             rpc: format!("127.0.0.1:{}", rpc[i]),
         }
     };
@@ -773,8 +774,7 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
 
     let mut victim = agents[VICTIM].take().unwrap();
     let t_kill = Instant::now();
-    let _ = victim.child.kill();
-    let _ = victim.child.wait();
+    victim.child.kill();
     let mut failed_at: Vec<Option<Duration>> = vec![None; N];
     failed_at[VICTIM] = Some(Duration::ZERO);
     while failed_at.iter().any(Option::is_none) && t_kill.elapsed() < DETECT_LIMIT {
