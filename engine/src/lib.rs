@@ -9,6 +9,7 @@ pub mod http;
 pub mod membership;
 pub mod replication;
 pub mod runtime;
+pub mod services;
 pub mod time;
 
 pub use crate::core::{Command, Core, CoreConfig, CoreMessage, Input};

@@ -1,0 +1,3 @@
+//! The services layer's deterministic building blocks: topics, balancing, breakers, rate limits, tracing.
+
+pub mod topic;
