@@ -1,3 +1,4 @@
 //! The services layer's deterministic building blocks: topics, balancing, breakers, rate limits, tracing.
 
+pub mod balance;
 pub mod topic;
