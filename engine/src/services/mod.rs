@@ -1,4 +1,5 @@
 //! The services layer's deterministic building blocks: topics, balancing, breakers, rate limits, tracing.
 
 pub mod balance;
+pub mod breaker;
 pub mod topic;
