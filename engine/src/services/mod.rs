@@ -2,4 +2,5 @@
 
 pub mod balance;
 pub mod breaker;
+pub mod rate_limit;
 pub mod topic;
