@@ -4,3 +4,4 @@ pub mod balance;
 pub mod breaker;
 pub mod rate_limit;
 pub mod topic;
+pub mod trace;
