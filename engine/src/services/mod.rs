@@ -1,4 +1,4 @@
-//! The services layer's deterministic building blocks: topics, balancing, breakers, rate limits, tracing.
+//! Deterministic building blocks of the services layer: topics, balancing, breakers, limits, traces.
 
 pub mod balance;
 pub mod breaker;

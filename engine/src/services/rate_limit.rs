@@ -164,7 +164,8 @@ pub struct RateLimits<K> {
 }
 
 impl<K: Ord> RateLimits<K> {
-    /// Limits every caller to `limit`, tracking at most `max_callers` callers individually.
+    /// Limits every caller to `limit`, tracking at most `max_callers` callers individually
+    /// (0 makes every caller share the overflow bucket: one global limit).
     pub fn new(limit: RateLimit, max_callers: usize) -> Self {
         RateLimits {
             limit,
@@ -222,7 +223,8 @@ impl<K: Ord> RateLimits<K> {
         before - self.buckets.len()
     }
 
-    /// Whole tokens `caller` could use at `now` (a full burst for an untracked caller).
+    /// Whole tokens `caller` could use at `now`: a full burst for an untracked caller, though
+    /// while the caller cap is reached its next call would draw on the shared overflow bucket.
     pub fn available<Q>(&self, now: Instant, caller: &Q) -> u32
     where
         K: Borrow<Q>,
