@@ -41,6 +41,8 @@ pub enum Timer {
     Membership(MembershipTimer),
     /// A replication timer.
     Replication(ReplicationTimer),
+    /// Time to reconcile ephemeral entries (see [`crate::ephemeral`]).
+    EphemeralReconcile,
 }
 
 /// Everything the core reports to the application.

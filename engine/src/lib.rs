@@ -5,6 +5,7 @@ pub mod config;
 pub mod core;
 pub mod discovery;
 pub mod effects;
+pub mod ephemeral;
 pub mod http;
 pub mod membership;
 pub mod replication;
@@ -12,5 +13,5 @@ pub mod runtime;
 pub mod services;
 pub mod time;
 
-pub use crate::core::{Command, Core, CoreConfig, CoreMessage, Input};
+pub use crate::core::{Command, Core, CoreConfig, CoreMessage, Input, WriteError};
 pub use effects::{Effect, Event, Timer};

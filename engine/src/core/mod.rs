@@ -26,6 +26,7 @@ use foundation_transport::{Channel, NodeAddr, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::effects::{Effect, Outbox, Timer};
+use crate::ephemeral::{Ephemeral, EphemeralConfig, EphemeralError, Owner};
 use crate::membership::{
     MemberId, MemberView, Membership, MembershipConfig, MembershipMessage, MembershipStats,
     NodeMetadata,
@@ -97,6 +98,26 @@ pub enum Command {
         /// The key.
         key: String,
     },
+    /// Own (or, with `value: None`, stop owning) an ephemeral entry: see [`crate::ephemeral`].
+    SetEphemeral {
+        /// An ephemeral keyspace.
+        keyspace: String,
+        /// The entry's name, unique among this node's entries in the keyspace.
+        name: String,
+        /// The value, or `None` to remove the entry.
+        value: Option<Vec<u8>>,
+    },
+}
+
+/// Why a local write was refused. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// Replication refused it (a limit).
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// Not a valid ephemeral entry.
+    #[error(transparent)]
+    Ephemeral(#[from] EphemeralError),
 }
 
 /// The top-level message carried on the coordination and replication channels.
@@ -128,6 +149,7 @@ pub struct CoreStats {
 pub struct Core {
     membership: Membership,
     replication: Replication,
+    ephemeral: Ephemeral,
     outbox: Outbox,
     stats: CoreStats,
 }
@@ -152,6 +174,7 @@ impl Core {
         Self {
             membership,
             replication,
+            ephemeral: Ephemeral::new(EphemeralConfig::default()),
             outbox,
             stats: CoreStats::default(),
         }
@@ -164,8 +187,21 @@ impl Core {
         self
     }
 
+    /// Replaces the ephemeral entries' settings. Call right after [`Core::new`].
+    pub fn with_ephemeral(mut self, config: EphemeralConfig) -> Self {
+        self.ephemeral = Ephemeral::new(config);
+        self
+    }
+
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
+        self.dispatch(now, input);
+        if self.ephemeral.wants_ticking(&self.replication) && self.ephemeral.start_ticking() {
+            self.arm_reconcile(now);
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, input: Input) {
         match input {
             Input::Received {
                 from,
@@ -186,6 +222,10 @@ impl Core {
                 self.replication
                     .handle_timer(now, timer, &peers, &mut self.outbox)
             }
+            Input::Timer {
+                timer: Timer::EphemeralReconcile,
+                ..
+            } => self.reconcile(now),
             Input::Command(command) => self.command(now, command),
         }
     }
@@ -209,6 +249,44 @@ impl Core {
     pub fn write(&mut self, now: Instant, write: Write) -> Result<(), ReplicationError> {
         let peers = self.alive_addrs();
         self.replication.write(now, write, &peers, &mut self.outbox)
+    }
+
+    /// Owns (or stops owning) an ephemeral entry and starts spreading it.
+    pub fn set_ephemeral(
+        &mut self,
+        now: Instant,
+        keyspace: &str,
+        name: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), WriteError> {
+        let me = Owner::from(self.membership.me());
+        let write = self.ephemeral.set(me, keyspace, name, value)?;
+        self.write(now, write)?;
+        if self.ephemeral.start_ticking() {
+            self.arm_reconcile(now);
+        }
+        Ok(())
+    }
+
+    /// Whether `keyspace` holds ephemeral entries.
+    pub fn ephemeral_keyspace(&self, keyspace: &str) -> bool {
+        self.ephemeral.config().keyspaces.contains(keyspace)
+    }
+
+    fn reconcile(&mut self, now: Instant) {
+        self.arm_reconcile(now);
+        let writes = self
+            .ephemeral
+            .reconcile(now, &self.replication, &self.membership);
+        for write in writes {
+            // A refused repair is counted by replication and retried next round.
+            let _ = self.write(now, write);
+        }
+    }
+
+    fn arm_reconcile(&mut self, now: Instant) {
+        let at = now + self.ephemeral.config().reconcile_interval;
+        self.outbox.timer(at, Timer::EphemeralReconcile);
     }
 
     /// Every known member but ourselves, in node id order.
@@ -283,6 +361,13 @@ impl Core {
                     value: None,
                 };
                 let _ = self.write(now, write);
+            }
+            Command::SetEphemeral {
+                keyspace,
+                name,
+                value,
+            } => {
+                let _ = self.set_ephemeral(now, &keyspace, &name, value);
             }
         }
     }

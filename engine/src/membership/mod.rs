@@ -150,6 +150,11 @@ impl Membership {
         self.view.values()
     }
 
+    /// What we know of `node`, if anything (never ourselves).
+    pub fn member(&self, node: NodeId) -> Option<&MemberView> {
+        self.view.get(&node)
+    }
+
     /// Members currently alive.
     pub fn alive(&self) -> impl Iterator<Item = &MemberView> {
         self.view.values().filter(|m| m.state == MemberState::Alive)
