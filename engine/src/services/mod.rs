@@ -1,7 +1,15 @@
-//! Deterministic building blocks of the services layer: topics, balancing, breakers, limits, traces.
+//! Services: the registry of service instances, pub/sub and RPC routing — the deterministic
+//! parts. The runtime's handles ([`crate::runtime::services`]) drive them with tokio and QUIC.
 
 pub mod balance;
 pub mod breaker;
+pub mod directory;
 pub mod rate_limit;
+pub mod record;
+pub mod reliable;
 pub mod topic;
 pub mod trace;
+pub mod wire;
+
+pub use directory::{Directory, Instance, InstanceId, Interest};
+pub use record::{BadServiceName, Health, InstanceRecord, Target};

@@ -1,0 +1,234 @@
+//! The directory: every visible service instance and every node's pub/sub interest, built
+//! from a core's replicated state and membership. Reads are local; the runtime rebuilds it when
+//! either changes and publishes it for lock-free-enough lookups.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use foundation_transport::{NodeAddr, NodeId};
+use serde::{Deserialize, Serialize};
+
+use super::balance::{StableHash, StableHasher};
+use super::record::{parse_entry_name, InstanceRecord};
+use super::topic::{Pattern, Subscriptions, Topic};
+use crate::core::Core;
+use crate::ephemeral::{self, Owner, PUBSUB_KEYSPACE, SERVICES_KEYSPACE};
+use crate::membership::Membership;
+
+/// One instance, cluster-wide: the node life that registered it and its number there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InstanceId {
+    /// The owning node.
+    pub node: NodeId,
+    /// The owner's membership generation when it wrote the entry.
+    pub generation: u64,
+    /// The owner's number for the instance.
+    pub local: u64,
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}/{}",
+            self.node.short(),
+            self.generation,
+            self.local
+        )
+    }
+}
+
+impl StableHash for InstanceId {
+    fn stable_hash(&self, hasher: &mut StableHasher) {
+        (self.node.as_u128(), self.generation).stable_hash(hasher);
+        self.local.stable_hash(hasher);
+    }
+}
+
+/// A visible instance of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The service.
+    pub service: String,
+    /// Which instance.
+    pub id: InstanceId,
+    /// Where its node listens.
+    pub addr: SocketAddr,
+    /// What it registered.
+    pub record: InstanceRecord,
+    /// Whether it runs in this node.
+    pub local: bool,
+}
+
+impl Instance {
+    /// Its node's transport address.
+    pub fn node(&self) -> NodeAddr {
+        NodeAddr {
+            id: self.id.node,
+            addr: self.addr,
+        }
+    }
+}
+
+/// One node's subscription pattern.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interest {
+    /// The subscribing node.
+    pub node: NodeAddr,
+    /// Its pattern, as subscribed.
+    pub pattern: String,
+}
+
+/// Everything the registry and pub/sub route by, as one node sees it.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    services: BTreeMap<String, Arc<[Instance]>>,
+    interest: Vec<Interest>,
+    /// Which nodes have a subscriber for which patterns.
+    subscribers: Subscriptions<NodeAddr>,
+    /// Live members and this node, by id.
+    members: BTreeMap<NodeId, NodeAddr>,
+}
+
+impl Directory {
+    /// The directory as `core` sees it now.
+    pub fn build(core: &Core) -> Self {
+        let membership = core.membership();
+        let mut services: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+        for (owner, name, value) in visible_entries(core, SERVICES_KEYSPACE) {
+            let Some((service, local)) = parse_entry_name(name) else {
+                continue;
+            };
+            let (Some(record), Some(addr)) =
+                (InstanceRecord::decode(value), addr_of(owner, membership))
+            else {
+                continue;
+            };
+            services
+                .entry(service.to_owned())
+                .or_default()
+                .push(Instance {
+                    service: service.to_owned(),
+                    id: InstanceId {
+                        node: owner.node,
+                        generation: owner.generation,
+                        local,
+                    },
+                    addr,
+                    record,
+                    local: owner.node == membership.me().node,
+                });
+        }
+        let interest: Vec<Interest> = visible_entries(core, PUBSUB_KEYSPACE)
+            .filter_map(|(owner, pattern, _)| {
+                let addr = addr_of(owner, membership)?;
+                Some(Interest {
+                    node: NodeAddr {
+                        id: owner.node,
+                        addr,
+                    },
+                    pattern: pattern.to_owned(),
+                })
+            })
+            .collect();
+        let mut subscribers = Subscriptions::new();
+        for i in &interest {
+            // Entries that are not valid patterns were not written by a Foundation node.
+            if let Ok(pattern) = Pattern::parse(&i.pattern) {
+                subscribers.insert(&pattern, i.node);
+            }
+        }
+        let me = membership.me().node_addr();
+        let members = membership
+            .alive()
+            .map(|m| (m.id, m.node_addr()))
+            .chain([(me.id, me)])
+            .collect();
+        Self {
+            services: services.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            interest,
+            subscribers,
+            members,
+        }
+    }
+
+    /// Nodes with a subscriber whose pattern matches `topic`, each once, in id order.
+    pub fn subscribers(&self, topic: &Topic) -> impl Iterator<Item = NodeAddr> + '_ {
+        let nodes: std::collections::BTreeSet<NodeAddr> =
+            self.subscribers.matching(topic).copied().collect();
+        nodes.into_iter()
+    }
+
+    /// The address of `node` if it is this node or a live member.
+    pub fn node_addr(&self, node: NodeId) -> Option<NodeAddr> {
+        self.members.get(&node).copied()
+    }
+
+    /// The instances of `service`, healthy or not, in instance id order.
+    pub fn instances(&self, service: &str) -> Arc<[Instance]> {
+        self.services
+            .get(service)
+            .cloned()
+            .unwrap_or_else(|| Arc::from([]))
+    }
+
+    /// Names of the services with at least one visible instance.
+    pub fn service_names(&self) -> impl Iterator<Item = &str> {
+        self.services.keys().map(String::as_str)
+    }
+
+    /// Every visible instance, by service then id.
+    pub fn all(&self) -> impl Iterator<Item = &Instance> {
+        self.services.values().flat_map(|v| v.iter())
+    }
+
+    /// Instances that declared `capability`.
+    pub fn with_capability(&self, capability: &str) -> Vec<Instance> {
+        self.filtered(|i| i.record.capabilities.contains(capability))
+    }
+
+    /// Instances tagged `key=value`.
+    pub fn with_tag(&self, key: &str, value: &str) -> Vec<Instance> {
+        self.filtered(|i| i.record.tags.get(key).is_some_and(|v| v == value))
+    }
+
+    /// Instances running on `node`.
+    pub fn on_node(&self, node: NodeId) -> Vec<Instance> {
+        self.filtered(|i| i.id.node == node)
+    }
+
+    /// Every node's subscription patterns, in node then pattern order.
+    pub fn interest(&self) -> &[Interest] {
+        &self.interest
+    }
+
+    fn filtered(&self, keep: impl Fn(&Instance) -> bool) -> Vec<Instance> {
+        self.all().filter(|i| keep(i)).cloned().collect()
+    }
+}
+
+/// Live entries of an ephemeral keyspace whose owner is visible, as `(owner, name, value)`.
+fn visible_entries<'a>(
+    core: &'a Core,
+    keyspace: &str,
+) -> impl Iterator<Item = (Owner, &'a str, &'a [u8])> {
+    let membership = core.membership();
+    core.replication()
+        .keyspace(keyspace)
+        .into_iter()
+        .flat_map(|space| space.map().iter())
+        .filter_map(move |(key, value)| {
+            let (owner, name) = ephemeral::parse(key)?;
+            ephemeral::visible(owner, membership).then_some((owner, name, value.as_slice()))
+        })
+}
+
+fn addr_of(owner: Owner, membership: &Membership) -> Option<SocketAddr> {
+    let me = membership.me();
+    if owner.node == me.node {
+        return Some(me.addr);
+    }
+    membership.member(owner.node).map(|m| m.addr)
+}
