@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use foundation_transport::{Channel, Endpoint, Inbox, Message, NodeAddr, SendMode};
@@ -18,6 +19,7 @@ use crate::discovery::Candidate;
 use crate::effects::{Effect, Event};
 use crate::membership::{MemberView, MembershipEvent};
 use crate::replication::{ReplicationEvent, Write};
+use crate::services::Directory;
 use crate::time::Instant;
 
 /// Least time between two join attempts at the same address.
@@ -35,6 +37,14 @@ pub(crate) enum Request {
         Write,
         oneshot::Sender<Result<(), crate::replication::ReplicationError>>,
     ),
+    /// Own (or stop owning) an ephemeral entry, answered once applied here and the directory
+    /// reflects it.
+    SetEphemeral {
+        keyspace: &'static str,
+        name: String,
+        value: Option<Vec<u8>>,
+        done: oneshot::Sender<Result<(), crate::core::WriteError>>,
+    },
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
@@ -61,6 +71,8 @@ pub(crate) struct Driver {
     pub join_attempts: BTreeMap<SocketAddr, TokioInstant>,
     /// Running discovery strategies, stopped (advertisements withdrawn) when the node stops.
     pub discovery: Vec<crate::discovery::DiscoveryHandle>,
+    /// Where the services directory is published, rebuilt when what it is built from changes.
+    pub directory: watch::Sender<Arc<Directory>>,
 }
 
 impl Driver {
@@ -83,6 +95,11 @@ impl Driver {
                 request = self.requests.recv() => match request {
                     Some(Request::Core(command)) => self.core.handle(self.now(), Input::Command(command)),
                     Some(Request::Write(write, done)) => self.write(write, done).await,
+                    Some(Request::SetEphemeral { keyspace, name, value, done }) => {
+                        let result = self.core.set_ephemeral(self.now(), keyspace, &name, value);
+                        self.carry_out_effects().await;
+                        let _ = done.send(result);
+                    }
                     Some(Request::Stop(done)) => return self.stop(done).await,
                     Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
@@ -118,6 +135,7 @@ impl Driver {
     }
 
     async fn carry_out_effects(&mut self) {
+        let mut directory_changed = false;
         while let Some(effect) = self.core.poll_effect() {
             match effect {
                 Effect::Send {
@@ -130,12 +148,21 @@ impl Driver {
                         warn!("timer bound reached; dropping a timer");
                     }
                 }
-                Effect::Event(Event::Membership(event)) => self.publish(event),
+                Effect::Event(Event::Membership(event)) => {
+                    directory_changed = true;
+                    self.publish(event);
+                }
                 Effect::Event(Event::Replication(event)) => {
+                    let ReplicationEvent::KeyChanged { keyspace, .. } = &event;
+                    directory_changed |= self.core.ephemeral_keyspace(keyspace);
                     mirror_apply(&self.mirror, &event);
                     let _ = self.replication_events.send(event);
                 }
             }
+        }
+        if directory_changed {
+            self.directory
+                .send_replace(Arc::new(Directory::build(&self.core)));
         }
     }
 

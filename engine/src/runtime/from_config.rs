@@ -52,6 +52,7 @@ impl NodeSettings {
             discovery: strategies,
             http: config.http,
             registry,
+            rpc: Default::default(),
         })
     }
 }

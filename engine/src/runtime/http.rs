@@ -7,9 +7,11 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use super::services::ServicesHandle;
 use super::ConfigHandle;
 use crate::http::{Health, HttpError, HttpHandle, HttpServer};
 use crate::membership::{MemberState, MemberView};
+use crate::services::Directory;
 
 /// Starts the server on `addr` for a node whose member table is published on `view`.
 pub(crate) fn serve(
@@ -17,6 +19,7 @@ pub(crate) fn serve(
     registry: Arc<Registry>,
     view: watch::Receiver<Vec<MemberView>>,
     config: ConfigHandle,
+    services: ServicesHandle,
     identity: serde_json::Value,
 ) -> Result<HttpHandle, HttpError> {
     let health_view = view.clone();
@@ -28,6 +31,7 @@ pub(crate) fn serve(
         .json("/config", move || {
             serde_json::Value::Object(config.snapshot().into_iter().collect())
         })
+        .json("/services", move || services_json(&services.directory()))
         .start()
 }
 
@@ -52,4 +56,28 @@ fn members(view: &[MemberView], identity: &serde_json::Value) -> serde_json::Val
     // ever did, the route answers null rather than taking the connection down.
     let members = serde_json::to_value(view).unwrap_or(serde_json::Value::Null);
     serde_json::json!({ "self": identity, "members": members })
+}
+
+/// Every visible instance, grouped by service.
+fn services_json(directory: &Directory) -> serde_json::Value {
+    let services: serde_json::Map<String, serde_json::Value> = directory
+        .service_names()
+        .map(|name| {
+            let instances: Vec<serde_json::Value> = directory
+                .instances(name)
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "id": i.id.to_string(),
+                        "node": i.id.node.to_string(),
+                        "addr": i.addr.to_string(),
+                        "local": i.local,
+                        "record": i.record,
+                    })
+                })
+                .collect();
+            (name.to_owned(), serde_json::Value::Array(instances))
+        })
+        .collect();
+    serde_json::json!({ "services": services })
 }

@@ -17,6 +17,7 @@ mod driver;
 mod from_config;
 mod http;
 mod metrics;
+pub mod services;
 mod timers;
 
 pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
@@ -40,10 +41,12 @@ use crate::membership::{
     MemberId, MemberView, MembershipConfig, MembershipConfigError, MembershipEvent, NodeMetadata,
 };
 use crate::replication::ReplicationConfig;
+use crate::services::Directory;
 use crate::time::Instant;
 use cluster_config::Mirror;
 use driver::{Driver, Request};
 use metrics::MembershipMetrics;
+use services::{PubSubHandle, RpcConfig, RpcHandle, Services, ServicesHandle, ServicesInbox};
 
 /// Events buffered per subscriber before the oldest are dropped.
 const EVENT_BUFFER: usize = 1024;
@@ -70,6 +73,8 @@ pub struct NodeSettings {
     pub http: Option<SocketAddr>,
     /// A registry to add the node's metrics to (the caller may have registered its own).
     pub registry: Registry,
+    /// Circuit breakers, rate limits and concurrency of RPC.
+    pub rpc: RpcConfig,
 }
 
 impl NodeSettings {
@@ -86,6 +91,7 @@ impl NodeSettings {
             discovery: Vec::new(),
             http: None,
             registry: Registry::default(),
+            rpc: RpcConfig::default(),
         }
     }
 }
@@ -105,6 +111,9 @@ pub enum NodeError {
     /// The HTTP server could not start.
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
+    /// The RPC settings are invalid.
+    #[error("invalid RPC settings: {0}")]
+    Rpc(#[from] crate::services::breaker::BreakerConfigError),
 }
 
 /// A running node. Cheap to clone.
@@ -118,6 +127,7 @@ pub struct Node {
     view: watch::Receiver<Vec<MemberView>>,
     events: broadcast::Sender<MembershipEvent>,
     config: ConfigHandle,
+    services: Services,
     registry: Arc<Registry>,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
 }
@@ -126,6 +136,7 @@ impl Node {
     /// Binds the transport, starts HTTP and discovery, and starts the node's protocols.
     pub async fn start(settings: NodeSettings) -> Result<Node, NodeError> {
         settings.membership.validate()?;
+        settings.rpc.breaker.validate()?;
         let NodeSettings {
             identity,
             trust,
@@ -136,20 +147,34 @@ impl Node {
             discovery,
             http,
             mut registry,
+            rpc,
         } = settings;
         let transport_metrics = Arc::new(TransportMetrics::register(&mut registry));
         let membership_metrics = MembershipMetrics::register(&mut registry);
         let cluster = identity.cluster.clone();
-        let (endpoint, inbox) =
+        let (endpoint, mut inbox) =
             Endpoint::start(identity, &trust, transport, transport_metrics).await?;
+        let services_inbox = ServicesInbox {
+            requests: take_queue(&mut inbox.requests),
+            events: take_queue(&mut inbox.events),
+        };
         let local = MemberId {
             node: endpoint.local().id,
             addr: endpoint.local().addr,
             generation: start_generation(),
         };
-        let registry = Arc::new(registry);
         let (view_tx, view) = watch::channel(Vec::new());
         let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
+        let (directory_tx, directory) = watch::channel(Arc::new(Directory::default()));
+        let services = services::start(
+            requests_tx.clone(),
+            directory,
+            endpoint.clone(),
+            rpc,
+            services_inbox,
+            &mut registry,
+        )?;
+        let registry = Arc::new(registry);
         let config = ConfigHandle {
             requests: requests_tx.clone(),
             mirror: Mirror::default(),
@@ -161,6 +186,7 @@ impl Node {
                 registry.clone(),
                 view.clone(),
                 config.clone(),
+                services.registry.clone(),
                 identity_json(&local, &cluster),
             )?),
             None => None,
@@ -198,6 +224,7 @@ impl Node {
             timers: Default::default(),
             join_attempts: BTreeMap::new(),
             discovery,
+            directory: directory_tx,
         };
         tokio::spawn(driver.run());
         let http = Arc::new(std::sync::Mutex::new(http));
@@ -210,6 +237,7 @@ impl Node {
             view,
             events,
             config,
+            services,
             registry,
             http,
         })
@@ -256,6 +284,21 @@ impl Node {
     /// The cluster-wide config: local reads, writes from any node, watches.
     pub fn config(&self) -> ConfigHandle {
         self.config.clone()
+    }
+
+    /// The service registry: register instances, look them up locally, watch them.
+    pub fn services(&self) -> ServicesHandle {
+        self.services.registry.clone()
+    }
+
+    /// Calls services by name, load-balanced, with retries and circuit breakers.
+    pub fn rpc(&self) -> RpcHandle {
+        self.services.rpc.clone()
+    }
+
+    /// Publish and subscribe by topic.
+    pub fn pubsub(&self) -> PubSubHandle {
+        self.services.pubsub.clone()
     }
 
     /// Joins the cluster through the node listening at `addr` (seed, or any member).
@@ -321,6 +364,11 @@ fn start_generation() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Takes a queue out of the inbox for another task, leaving a closed one in its place.
+fn take_queue<T>(queue: &mut mpsc::Receiver<T>) -> mpsc::Receiver<T> {
+    std::mem::replace(queue, mpsc::channel(1).1)
 }
 
 /// Wall-clock Unix time in milliseconds (0 if the clock is before 1970).

@@ -1,0 +1,96 @@
+//! The services layer of a running node: the registry ([`ServicesHandle`]), RPC
+//! ([`RpcHandle`]) and pub/sub ([`PubSubHandle`]), built on the directory the driver publishes
+//! and on the transport's rpc and events channels.
+
+mod handler;
+mod health;
+mod metrics;
+mod pubsub;
+mod registry;
+mod rpc;
+
+pub use handler::{typed, BoxFuture, Call, Handler, HandlerError, HandlerResult};
+pub use health::{HealthCheck, Probe};
+pub use pubsub::{
+    Message, PubSubError, PubSubHandle, PublishOptions, SlowPolicy, SubscribeOptions, Subscription,
+};
+pub use registry::{Registration, ServiceError, ServiceOptions, ServiceWatch, ServicesHandle};
+pub use rpc::{current_trace, with_trace, CallOptions, RpcConfig, RpcError, RpcHandle};
+
+use std::sync::Arc;
+
+use foundation_transport::{Endpoint, IncomingRequest, Message as Received};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+
+use super::driver::Request;
+use crate::services::breaker::BreakerConfigError;
+use crate::services::Directory;
+use metrics::ServicesMetrics;
+
+/// The three handles of a node's services layer.
+#[derive(Clone)]
+pub(crate) struct Services {
+    pub registry: ServicesHandle,
+    pub rpc: RpcHandle,
+    pub pubsub: PubSubHandle,
+}
+
+/// What the services layer takes from the transport's inbox.
+pub(crate) struct ServicesInbox {
+    pub requests: mpsc::Receiver<IncomingRequest>,
+    pub events: mpsc::Receiver<Received>,
+}
+
+/// Starts the services layer's tasks and returns its handles.
+pub(crate) fn start(
+    requests: mpsc::Sender<Request>,
+    directory: watch::Receiver<Arc<Directory>>,
+    endpoint: Endpoint,
+    config: RpcConfig,
+    inbox: ServicesInbox,
+    registry: &mut Registry,
+) -> Result<Services, BreakerConfigError> {
+    let metrics = ServicesMetrics::register(registry);
+    let shared = Arc::new(registry::Shared::new(requests, directory.clone()));
+    let rpc = RpcHandle {
+        shared: shared.clone(),
+        state: Arc::new(rpc::RpcState::new(&config, metrics.clone())?),
+        endpoint: endpoint.clone(),
+    };
+    let pubsub = PubSubHandle {
+        shared: shared.clone(),
+        state: Arc::new(pubsub::PubSubState::new(metrics.clone())),
+        endpoint,
+    };
+    tokio::spawn(rpc::serve(
+        shared.clone(),
+        config,
+        metrics.clone(),
+        inbox.requests,
+    ));
+    tokio::spawn(pubsub::serve(pubsub.clone(), inbox.events));
+    tokio::spawn(follow_directory(directory, metrics, rpc.state.clone()));
+    Ok(Services {
+        registry: ServicesHandle { shared },
+        rpc,
+        pubsub,
+    })
+}
+
+/// Keeps the instance gauge in step with the directory, and forgets the routing state of
+/// instances that are gone.
+async fn follow_directory(
+    mut directory: watch::Receiver<Arc<Directory>>,
+    metrics: ServicesMetrics,
+    rpc: Arc<rpc::RpcState>,
+) {
+    loop {
+        let current = directory.borrow_and_update().clone();
+        metrics.instances.set(current.all().count() as i64);
+        rpc.forget_missing(&current);
+        if directory.changed().await.is_err() {
+            return;
+        }
+    }
+}
