@@ -1,7 +1,9 @@
 //! The `foundation` command.
 
 use clap::{Parser, Subcommand};
-use foundation::cli::{members::MembersArgs, node::NodeArgs, sim::SimCommand};
+use foundation::cli::{
+    members::MembersArgs, node::NodeArgs, services::ServicesArgs, sim::SimCommand,
+};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +28,8 @@ enum Command {
     Node(NodeArgs),
     /// Show the members table of a running node.
     Members(MembersArgs),
+    /// Show the service instances a running node sees.
+    Services(ServicesArgs),
     /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
     Sim(SimCommand),
 }
@@ -59,6 +63,7 @@ fn main() {
             Command::TransportDemo => foundation::demo::transport().await,
             Command::Node(args) => foundation::cli::node::run(args).await,
             Command::Members(args) => foundation::cli::members::run(args).await,
+            Command::Services(args) => foundation::cli::services::run(args).await,
         }
     });
     if let Err(error) = result {

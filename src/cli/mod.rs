@@ -2,4 +2,5 @@
 
 pub mod members;
 pub mod node;
+pub mod services;
 pub mod sim;

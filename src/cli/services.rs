@@ -1,0 +1,67 @@
+//! `foundation services`: the service instances a running node sees, over its HTTP API.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Options of `foundation services`.
+#[derive(clap::Args, Debug)]
+pub struct ServicesArgs {
+    /// The node's HTTP address (printed by `foundation node`).
+    #[arg(long, default_value = "127.0.0.1:7401")]
+    pub node: SocketAddr,
+    /// Only this service.
+    pub service: Option<String>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Fetches `/services` and prints it.
+pub async fn run(args: ServicesArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let answer = foundation_engine::http::get_json(args.node, "/services", Duration::from_secs(3))
+        .await
+        .map_err(|e| format!("cannot reach the node at {}: {e}", args.node))?;
+    let mut services = answer["services"].as_object().cloned().unwrap_or_default();
+    if let Some(only) = &args.service {
+        services.retain(|name, _| name == only);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&services)?);
+        return Ok(());
+    }
+    print_table(&services);
+    Ok(())
+}
+
+fn print_table(services: &serde_json::Map<String, Value>) {
+    println!(
+        "{:<24} {:<28} {:<22} {:<10} {:<8} {:<6} TAGS",
+        "SERVICE", "INSTANCE", "ADDRESS", "HEALTH", "VERSION", "WEIGHT"
+    );
+    for (name, instances) in services {
+        for instance in instances.as_array().into_iter().flatten() {
+            let record = &instance["record"];
+            let tags: Vec<String> = record["tags"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            println!(
+                "{:<24} {:<28} {:<22} {:<10} {:<8} {:<6} {}",
+                name,
+                instance["id"].as_str().unwrap_or_default(),
+                instance["addr"].as_str().unwrap_or_default(),
+                record["health"].as_str().unwrap_or_default(),
+                record["version"].as_str().unwrap_or_default(),
+                record["weight"],
+                tags.join(",")
+            );
+        }
+    }
+    if services.is_empty() {
+        println!("(no services registered)");
+    }
+}
