@@ -1,0 +1,500 @@
+//! The services layer on real QUIC nodes on loopback: registry, RPC routing and failover,
+//! deadlines, circuit breakers, rate limits, trace context and pub/sub delivery.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::eventually;
+use foundation_engine::runtime::services::{
+    typed, with_trace, Call, CallOptions, HandlerError, PublishOptions, RpcConfig, RpcError,
+    ServiceOptions, SlowPolicy, SubscribeOptions,
+};
+use foundation_engine::runtime::{Node, NodeSettings};
+use foundation_engine::services::breaker::BreakerConfig;
+use foundation_engine::services::rate_limit::RateLimit;
+use foundation_engine::services::trace::TraceContext;
+use foundation_engine::services::Health;
+
+const SECRET: &str = "services test secret";
+const SOON: Duration = Duration::from_secs(10);
+
+fn settings(seeds: Vec<std::net::SocketAddr>) -> NodeSettings {
+    common::settings("services-test", SECRET, seeds)
+}
+
+/// `n` nodes that all see each other alive.
+async fn cluster(n: usize, rpc: RpcConfig) -> Vec<Node> {
+    let seed = Node::start(NodeSettings {
+        rpc: rpc.clone(),
+        ..settings(vec![])
+    })
+    .await
+    .unwrap();
+    let mut nodes = vec![seed.clone()];
+    for _ in 1..n {
+        let settings = NodeSettings {
+            rpc: rpc.clone(),
+            ..settings(vec![seed.addr()])
+        };
+        nodes.push(Node::start(settings).await.unwrap());
+    }
+    for node in &nodes {
+        eventually(SOON, "everyone alive", || {
+            node.members()
+                .iter()
+                .filter(|m| m.state == foundation_engine::membership::MemberState::Alive)
+                .count()
+                == n - 1
+        })
+        .await;
+    }
+    nodes
+}
+
+async fn stop(nodes: &[Node]) {
+    for node in nodes {
+        node.abort().await;
+    }
+}
+
+fn doubler() -> impl foundation_engine::runtime::services::Handler {
+    typed(|n: u64| async move { Ok::<_, HandlerError>(n * 2) })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_service_is_found_and_called_from_every_node() {
+    let nodes = cluster(3, RpcConfig::default()).await;
+    let mut watch = nodes[2].services().watch("double");
+    let options = ServiceOptions::default()
+        .version("1.0.0")
+        .tag("zone", "eu-1")
+        .capability("math");
+    nodes[0]
+        .services()
+        .register("double", doubler(), options)
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes[0].services().lookup("double").len(),
+        1,
+        "seen locally at once"
+    );
+    let seen = tokio::time::timeout(SOON, watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].id.node, nodes[0].id());
+    assert_eq!(seen[0].record.version, "1.0.0");
+    for node in &nodes {
+        eventually(SOON, "lookup everywhere", || {
+            node.services().lookup("double").len() == 1
+        })
+        .await;
+        assert_eq!(node.services().with_capability("math").len(), 1);
+        assert_eq!(node.services().with_tag("zone", "eu-1").len(), 1);
+        let answer: u64 = node
+            .rpc()
+            .call("double", &21u64, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(answer, 42);
+    }
+    let missing = nodes[1]
+        .rpc()
+        .call::<u64, u64>("triple", &1, Duration::from_millis(200))
+        .await;
+    assert!(
+        matches!(missing, Err(RpcError::NoInstances { .. })),
+        "{missing:?}"
+    );
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_nodes_instances_vanish_and_calls_go_elsewhere() {
+    let nodes = cluster(3, RpcConfig::default()).await;
+    let (a, b, caller) = (&nodes[0], &nodes[1], &nodes[2]);
+    a.services()
+        .register("echo", echo(), ServiceOptions::default())
+        .await
+        .unwrap();
+    b.services()
+        .register("echo", echo(), ServiceOptions::default())
+        .await
+        .unwrap();
+    eventually(SOON, "both instances visible", || {
+        caller.services().lookup("echo").len() == 2
+    })
+    .await;
+    a.abort().await;
+    eventually(SOON, "the failed node's instance gone", || {
+        let instances = caller.services().lookup("echo");
+        instances.len() == 1 && instances[0].id.node == b.id()
+    })
+    .await;
+    for _ in 0..5 {
+        let reply = caller
+            .rpc()
+            .call_bytes(
+                "echo",
+                Bytes::from_static(b"hi"),
+                Duration::from_secs(2),
+                &CallOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(&reply[..], b"hi");
+    }
+    b.abort().await;
+    caller.abort().await;
+}
+
+fn echo() -> impl foundation_engine::runtime::services::Handler {
+    |call: Call| async move { Ok(call.body) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_instances_get_no_calls_and_deregistered_ones_disappear() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    let registration = nodes[0]
+        .services()
+        .register("echo", echo(), ServiceOptions::default())
+        .await
+        .unwrap();
+    let other = &nodes[1];
+    eventually(SOON, "visible", || {
+        other.services().healthy("echo").len() == 1
+    })
+    .await;
+    registration.set_health(Health::Unhealthy).await.unwrap();
+    eventually(SOON, "unhealthy seen", || {
+        other.services().healthy("echo").is_empty()
+    })
+    .await;
+    assert_eq!(other.services().lookup("echo").len(), 1, "still listed");
+    let refused = other
+        .rpc()
+        .call_bytes(
+            "echo",
+            Bytes::new(),
+            Duration::from_millis(300),
+            &CallOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(RpcError::NoInstances { .. })),
+        "{refused:?}"
+    );
+    registration.deregister().await.unwrap();
+    eventually(SOON, "gone", || other.services().lookup("echo").is_empty()).await;
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_fails_the_call_at_its_deadline() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    let slow = |_call: Call| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok(Bytes::new())
+    };
+    nodes[0]
+        .services()
+        .register("slow", slow, ServiceOptions::default())
+        .await
+        .unwrap();
+    eventually(SOON, "visible", || {
+        nodes[1].services().lookup("slow").len() == 1
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    let result = nodes[1]
+        .rpc()
+        .call_bytes(
+            "slow",
+            Bytes::new(),
+            Duration::from_millis(300),
+            &CallOptions::default(),
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            result,
+            Err(RpcError::DeadlineExceeded { .. }) | Err(RpcError::Unavailable { .. })
+        ),
+        "{result:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "returned after {took:?}, not at the deadline"
+    );
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_instance_trips_its_breaker_which_recovers_when_it_heals() {
+    let rpc = RpcConfig {
+        breaker: BreakerConfig {
+            consecutive_failures: Some(3),
+            failure_rate: None,
+            open_for: Duration::from_millis(500),
+            ..BreakerConfig::default()
+        },
+        ..RpcConfig::default()
+    };
+    let nodes = cluster(2, rpc).await;
+    let broken = Arc::new(AtomicBool::new(true));
+    let handler = {
+        let broken = broken.clone();
+        move |call: Call| {
+            let broken = broken.load(Ordering::SeqCst);
+            async move {
+                if broken {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Ok(call.body)
+            }
+        }
+    };
+    nodes[0]
+        .services()
+        .register("flaky", handler, ServiceOptions::default())
+        .await
+        .unwrap();
+    let caller = &nodes[1];
+    eventually(SOON, "visible", || {
+        caller.services().lookup("flaky").len() == 1
+    })
+    .await;
+    let options = CallOptions::default().idempotent();
+    let rpc = caller.rpc();
+    let call = || {
+        rpc.call_bytes(
+            "flaky",
+            Bytes::from_static(b"x"),
+            Duration::from_millis(150),
+            &options,
+        )
+    };
+    for _ in 0..3 {
+        assert!(call().await.is_err());
+    }
+    let started = tokio::time::Instant::now();
+    let open = call().await;
+    assert!(
+        matches!(open, Err(RpcError::CircuitOpen { .. })),
+        "{open:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "an open breaker fails fast"
+    );
+    broken.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        &call().await.unwrap()[..],
+        b"x",
+        "the half-open trial succeeds"
+    );
+    assert_eq!(&call().await.unwrap()[..], b"x", "and the breaker closed");
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_its_rate_limit_is_refused() {
+    let rpc = RpcConfig {
+        rate_limit: Some(RateLimit::per_second(1, 2).unwrap()),
+        ..RpcConfig::default()
+    };
+    let nodes = cluster(2, rpc).await;
+    nodes[0]
+        .services()
+        .register("echo", echo(), ServiceOptions::default())
+        .await
+        .unwrap();
+    let caller = &nodes[1];
+    eventually(SOON, "visible", || {
+        caller.services().lookup("echo").len() == 1
+    })
+    .await;
+    let (rpc, options) = (caller.rpc(), CallOptions::default());
+    let call = || rpc.call_bytes("echo", Bytes::new(), Duration::from_secs(1), &options);
+    assert!(call().await.is_ok());
+    assert!(call().await.is_ok());
+    let limited = call().await;
+    assert!(
+        matches!(&limited, Err(RpcError::Unavailable { last, .. }) if last.contains("rate limited")),
+        "{limited:?}"
+    );
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_travels_with_the_call() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let handler = {
+        let seen = seen.clone();
+        move |call: Call| {
+            *seen.lock().unwrap() = Some(call.trace);
+            async move { Ok(Bytes::new()) }
+        }
+    };
+    nodes[0]
+        .services()
+        .register("traced", handler, ServiceOptions::default())
+        .await
+        .unwrap();
+    eventually(SOON, "visible", || {
+        nodes[1].services().lookup("traced").len() == 1
+    })
+    .await;
+    let root = TraceContext::new_root(&mut rand10::rng(), true);
+    let rpc = nodes[1].rpc();
+    with_trace(root, async {
+        rpc.call_bytes(
+            "traced",
+            Bytes::new(),
+            Duration::from_secs(2),
+            &CallOptions::default(),
+        )
+        .await
+        .unwrap()
+    })
+    .await;
+    let seen = seen.lock().unwrap().expect("handler ran");
+    assert_eq!(seen.trace_id, root.trace_id, "same trace");
+    assert_ne!(seen.span_id, root.span_id, "a child span");
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_messages_reach_exactly_the_matching_subscribers() {
+    let nodes = cluster(3, RpcConfig::default()).await;
+    let mut eu = nodes[0].pubsub().subscribe("orders.eu.*").await.unwrap();
+    let mut all = nodes[1].pubsub().subscribe("orders.>").await.unwrap();
+    let mut other = nodes[1].pubsub().subscribe("invoices.>").await.unwrap();
+    let publisher = &nodes[2];
+    eventually(SOON, "interest replicated", || {
+        let directory = publisher.services().directory();
+        directory.interest().len() == 3
+    })
+    .await;
+    for i in 0..10u8 {
+        let topic = if i % 2 == 0 {
+            "orders.eu.created"
+        } else {
+            "orders.us.created"
+        };
+        publisher.pubsub().publish(topic, vec![i]).await.unwrap();
+    }
+    let mut got_all = Vec::new();
+    for _ in 0..10 {
+        got_all.push(
+            tokio::time::timeout(SOON, all.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .payload[0],
+        );
+    }
+    assert_eq!(
+        got_all,
+        (0..10).collect::<Vec<u8>>(),
+        "every message, in publish order"
+    );
+    let mut got_eu = Vec::new();
+    for _ in 0..5 {
+        got_eu.push(
+            tokio::time::timeout(SOON, eu.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .payload[0],
+        );
+    }
+    assert_eq!(got_eu, vec![0, 2, 4, 6, 8]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(eu.try_recv().is_none(), "no extra deliveries");
+    assert!(all.try_recv().is_none(), "no duplicates");
+    assert!(
+        other.try_recv().is_none(),
+        "no deliveries to a pattern that does not match"
+    );
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reliable_messages_are_delivered_once_each() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    let mut sub = nodes[0].pubsub().subscribe("jobs.>").await.unwrap();
+    eventually(SOON, "interest replicated", || {
+        nodes[1].services().directory().interest().len() == 1
+    })
+    .await;
+    let reliable = PublishOptions { reliable: true };
+    for i in 0..100u8 {
+        nodes[1]
+            .pubsub()
+            .publish_with("jobs.new", vec![i], reliable)
+            .await
+            .unwrap();
+    }
+    for i in 0..100u8 {
+        let message = tokio::time::timeout(SOON, sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.payload[0], i);
+        assert_eq!(message.publisher, nodes[1].id());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        sub.try_recv().is_none(),
+        "no redelivered duplicates once acknowledged"
+    );
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscribers_lose_the_oldest_or_are_disconnected() {
+    let nodes = cluster(1, RpcConfig::default()).await;
+    let pubsub = nodes[0].pubsub();
+    let mut dropping = pubsub
+        .subscribe_with(
+            "t",
+            SubscribeOptions {
+                capacity: 2,
+                policy: SlowPolicy::DropOldest,
+            },
+        )
+        .await
+        .unwrap();
+    let mut cut = pubsub
+        .subscribe_with(
+            "t",
+            SubscribeOptions {
+                capacity: 2,
+                policy: SlowPolicy::Disconnect,
+            },
+        )
+        .await
+        .unwrap();
+    for i in 0..5u8 {
+        pubsub.publish("t", vec![i]).await.unwrap();
+    }
+    assert_eq!(dropping.recv().await.unwrap().payload[0], 3);
+    assert_eq!(dropping.recv().await.unwrap().payload[0], 4);
+    assert_eq!(cut.recv().await.unwrap().payload[0], 0);
+    assert_eq!(cut.recv().await.unwrap().payload[0], 1);
+    assert!(
+        cut.recv().await.is_none(),
+        "disconnected when it fell behind"
+    );
+    stop(&nodes).await;
+}
