@@ -8,7 +8,9 @@ use foundation_engine::config::{DiscoveryChoice, NodeConfig, Profile};
 use foundation_engine::membership::MemberState;
 use foundation_engine::runtime::{Node, NodeSettings};
 
-type Error = Box<dyn std::error::Error>;
+use super::services;
+
+pub(crate) type Error = Box<dyn std::error::Error>;
 
 const NODES: usize = 5;
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -36,6 +38,7 @@ async fn run(dir: &Path) -> Result<(), Error> {
     })
     .await?;
     print_table(&nodes[0]);
+    demonstrate_services(&nodes).await?;
 
     let leaver = nodes.pop().ok_or("no node to stop")?;
     println!("\n{} leaves gracefully", name(&leaver));
@@ -47,6 +50,7 @@ async fn run(dir: &Path) -> Result<(), Error> {
             .all(|n| state(n, &leaver) == Some(MemberState::Left))
     })
     .await?;
+    services::call_greeters(&nodes[0], 2).await?;
 
     let crashed = nodes.pop().ok_or("no node to crash")?;
     println!("\n{} crashes (stops without a goodbye)", name(&crashed));
@@ -58,12 +62,27 @@ async fn run(dir: &Path) -> Result<(), Error> {
             .all(|n| state(n, &crashed) == Some(MemberState::Failed))
     })
     .await?;
+    services::call_greeters(&nodes[0], 1).await?;
     print_table(&nodes[0]);
     for node in &nodes {
         node.leave().await;
     }
     println!("\ndone: the survivors left gracefully");
     Ok(())
+}
+
+/// Registry, RPC, pub/sub and config across the formed cluster. The greeters run on the
+/// last three nodes: the two that later leave and crash, and one that stays.
+async fn demonstrate_services(nodes: &[Node]) -> Result<(), Error> {
+    println!(
+        "\nservices: \"{}\" registered on node-3, node-4 and node-5",
+        services::GREETER
+    );
+    let names: Vec<String> = (3..=NODES).map(|i| format!("node-{i}")).collect();
+    services::register_greeters(&nodes[2..], &names).await?;
+    services::call_greeters(&nodes[0], 3).await?;
+    services::publish_and_receive(&nodes[0], &nodes[1]).await?;
+    services::share_config(&nodes[0], &nodes[2]).await
 }
 
 async fn start(dir: &Path, i: usize) -> Result<Node, Error> {
@@ -81,7 +100,11 @@ async fn start(dir: &Path, i: usize) -> Result<Node, Error> {
     Ok(node)
 }
 
-async fn wait_until(what: &str, since: Instant, condition: impl Fn() -> bool) -> Result<(), Error> {
+pub(crate) async fn wait_until(
+    what: &str,
+    since: Instant,
+    condition: impl Fn() -> bool,
+) -> Result<(), Error> {
     while !condition() {
         if since.elapsed() > PATIENCE {
             return Err(format!("gave up after {PATIENCE:?} waiting until {what}").into());

@@ -1,6 +1,7 @@
 //! Demonstrations behind `foundation demo` and `foundation transport-demo`.
 
 mod cluster;
+mod services;
 mod transport;
 
 pub use cluster::cluster;
