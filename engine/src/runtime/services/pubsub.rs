@@ -184,6 +184,8 @@ struct Local {
 /// Pub/sub state shared by every clone of the handle and the receiving task.
 pub(crate) struct PubSubState {
     local: Mutex<Local>,
+    /// Serialises interest updates, so the last one written reflects the last subscriber count.
+    interest: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     outgoing: Mutex<BTreeMap<NodeId, Outgoing<Published>>>,
     incoming: Mutex<Incoming>,
@@ -195,6 +197,7 @@ impl PubSubState {
     pub fn new(metrics: ServicesMetrics) -> Self {
         Self {
             local: Mutex::default(),
+            interest: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             outgoing: Mutex::default(),
             incoming: Mutex::new(Incoming::new(INCOMING_STREAMS)),
@@ -277,9 +280,18 @@ impl PubSubHandle {
             handle: self.clone(),
         };
         if first {
-            set_interest(&self.shared, pattern, true).await?;
+            self.sync_interest(pattern).await?;
         }
         Ok(subscription)
+    }
+
+    /// Records interest in `pattern` if it has local subscribers, withdraws it if not. Runs one
+    /// at a time and reads the count under the lock, so a subscription dropped and another made
+    /// at once leave the interest as the final count says.
+    async fn sync_interest(&self, pattern: &str) -> Result<(), PubSubError> {
+        let _serial = self.state.interest.lock().await;
+        let wanted = lock(&self.state.local).per_pattern.contains_key(pattern);
+        set_interest(&self.shared, pattern, wanted).await
     }
 
     /// Publishes `payload` on `topic`, at most once to each matching subscriber.
@@ -440,13 +452,13 @@ impl Drop for Subscription {
         };
         state.metrics.subscriptions.dec();
         if last {
-            let shared = self.handle.shared.clone();
+            let handle = self.handle.clone();
             let pattern = self.pattern.as_str().to_owned();
             // Withdrawing interest is a write through the driver; if the runtime is gone, so
             // is the interest.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    let _ = set_interest(&shared, &pattern, false).await;
+                    let _ = handle.sync_interest(&pattern).await;
                 });
             }
         }

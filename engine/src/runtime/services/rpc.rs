@@ -372,15 +372,8 @@ impl RpcHandle {
         options: &CallOptions,
         tried: &mut Vec<InstanceId>,
     ) -> Result<Option<(Instance, Permit)>, RpcError> {
-        let instances: Vec<Instance> = self
-            .shared
-            .directory
-            .borrow()
-            .instances(service)
-            .iter()
-            .filter(|i| i.record.routable())
-            .cloned()
-            .collect();
+        let all = self.shared.directory.borrow().instances(service);
+        let instances: Vec<&Instance> = all.iter().filter(|i| i.record.routable()).collect();
         if instances.is_empty() {
             return Err(RpcError::NoInstances {
                 service: service.to_owned(),
@@ -402,7 +395,7 @@ impl RpcHandle {
             let Some(index) = picked else {
                 return Ok(None);
             };
-            let instance = &instances[index];
+            let instance = instances[index];
             let allowed = lock(&self.state.breakers).allow(self.state.now(), &instance.id);
             tried.push(instance.id);
             if let Ok(permit) = allowed {
@@ -414,7 +407,7 @@ impl RpcHandle {
         }
     }
 
-    fn candidates(&self, instances: &[Instance]) -> Vec<Candidate<InstanceId>> {
+    fn candidates(&self, instances: &[&Instance]) -> Vec<Candidate<InstanceId>> {
         let outstanding = lock(&self.state.outstanding);
         instances
             .iter()
