@@ -194,3 +194,44 @@ fn a_malformed_config_file_is_reported_with_its_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `foundation config ARGS --node NODE`; its stdout, or its stderr as the error.
+fn config_cli(node: &NodeProcess, args: &[&str]) -> Result<String, String> {
+    config_cli_at(node.http, args)
+}
+
+fn config_cli_at(http: SocketAddr, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(BINARY)
+        .arg("config")
+        .args(args)
+        .args(["--node", &http.to_string()])
+        .env_clear()
+        .output()
+        .expect("foundation binary runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+    if output.status.success() {
+        Ok(text(&output.stdout))
+    } else {
+        Err(text(&output.stderr))
+    }
+}
+
+#[test]
+fn config_set_on_one_process_is_read_on_another_and_deleted() {
+    let dir = scratch_dir("config");
+    let a = start(&dir, "config-cli", "a", None);
+    let b = start(&dir, "config-cli", "b", None);
+    eventually(Duration::from_secs(20), "a and b see each other", || {
+        state_of(&a, &b.id).as_deref() == Some("alive")
+    });
+    config_cli(&a, &["set", "limits.api", r#"{"rps":5}"#]).expect("set");
+    eventually(Duration::from_secs(10), "b reads a's write", || {
+        config_cli(&b, &["get", "limits.api"]).as_deref() == Ok(r#"{"rps":5}"#)
+    });
+    config_cli(&b, &["delete", "limits.api"]).expect("delete");
+    eventually(Duration::from_secs(10), "the delete reaches a", || {
+        config_cli(&a, &["get", "limits.api"]).is_err_and(|e| e.contains("no key"))
+    });
+    let unreachable = config_cli_at("127.0.0.1:1".parse().unwrap(), &["get"]);
+    assert!(unreachable.is_err_and(|e| e.contains("127.0.0.1:1")));
+}

@@ -162,3 +162,156 @@ async fn the_config_snapshot_is_served_as_json() {
     assert_eq!(config["checkout.enabled"], serde_json::json!(true));
     node.leave().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_majority_waits_for_a_majority_and_fails_without_one() {
+    let nodes = cluster_of_three().await;
+    let config = nodes[0].config();
+    config
+        .set_majority("quorum.key", 1, Duration::from_secs(5))
+        .await
+        .expect("majority of three");
+    // Returned only once another node holds it: at least one of them reads it already.
+    let held = nodes[1..]
+        .iter()
+        .filter(|n| n.config().get::<u32>("quorum.key").ok().flatten() == Some(1))
+        .count();
+    assert!(held >= 1, "a majority holds the write");
+    for node in &nodes[1..] {
+        node.abort().await;
+    }
+    // Membership has not noticed yet: the live set is still three, and no one else answers.
+    let timeout = Duration::from_millis(300);
+    let refused = config.set_majority("quorum.key", 2, timeout).await;
+    match refused {
+        Err(ConfigError::NoMajority {
+            acked,
+            needed,
+            timeout: waited,
+        }) => assert_eq!((acked, needed, waited), (1, 2, timeout)),
+        other => panic!("expected NoMajority, got {other:?}"),
+    }
+    // The write still applied here; only the confirmation is missing.
+    assert_eq!(config.get::<u32>("quorum.key").unwrap(), Some(2));
+    nodes[0].abort().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_state_reaches_a_new_node_over_the_bulk_channel() {
+    // A one-op log sends a newcomer the full state; above 1 KiB it goes as a bulk transfer.
+    let replication = foundation_engine::replication::ReplicationConfig {
+        op_log_max: 1,
+        bulk_threshold: 1024,
+        ..Default::default()
+    };
+    let seed = Node::start(NodeSettings {
+        replication: replication.clone(),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..settings(vec![])
+    })
+    .await
+    .unwrap();
+    let big = "x".repeat(30 * 1024);
+    for n in 0..4 {
+        seed.config().set(&format!("big.{n}"), &big).await.unwrap();
+    }
+    let newcomer = Node::start(NodeSettings {
+        replication,
+        ..settings(vec![seed.addr()])
+    })
+    .await
+    .unwrap();
+    let reader = newcomer.clone();
+    eventually(
+        Duration::from_secs(15),
+        "the newcomer holds the large keyspace",
+        move || reader.config().snapshot().len() == 4,
+    )
+    .await;
+    assert_eq!(
+        newcomer.config().get::<String>("big.0").unwrap().as_deref(),
+        Some(big.as_str())
+    );
+    let http = seed.http_addr().expect("serving HTTP");
+    let metrics = metrics_text(http).await;
+    assert!(
+        metrics.contains("foundation_replication_full_states_sent_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("foundation_replication_keys{keyspace=\"config\"} 4"));
+    // The transport counts one whole transfer per bulk message sent.
+    let bulk_sent = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("foundation_transport_messages_total")
+                && l.contains("channel=\"bulk\"")
+                && l.contains("direction=\"sent\"")
+        })
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        bulk_sent
+            .split_whitespace()
+            .last()
+            .is_some_and(|n| n != "0"),
+        "a bulk transfer was sent: {bulk_sent:?}"
+    );
+    seed.abort().await;
+    newcomer.abort().await;
+}
+
+/// `/metrics` as text, once the driver's housekeeping has refreshed it.
+async fn metrics_text(http: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_is_written_and_deleted_over_http() {
+    use foundation_engine::http::{percent_encode, send_json, HttpError, Method};
+    let node = Node::start(NodeSettings {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..settings(vec![])
+    })
+    .await
+    .unwrap();
+    let http = node.http_addr().expect("serving HTTP");
+    let wait = Duration::from_secs(2);
+    let path = format!("/config/{}", percent_encode("limits/api"));
+    let value = serde_json::json!({"rps": 7});
+    send_json(http, Method::PUT, &path, Some(&value), wait)
+        .await
+        .unwrap();
+    assert_eq!(
+        node.config()
+            .get::<serde_json::Value>("limits/api")
+            .unwrap(),
+        Some(value)
+    );
+    // Not JSON, or over a limit: refused with the reason, nothing written.
+    let garbage = send_json(http, Method::PUT, "/config/x", None, wait).await;
+    assert!(
+        matches!(garbage, Err(HttpError::Status { status: 400, .. })),
+        "{garbage:?}"
+    );
+    let big = serde_json::Value::String("x".repeat(70 * 1024));
+    let refused = send_json(http, Method::PUT, "/config/x", Some(&big), wait).await;
+    assert!(
+        matches!(refused, Err(HttpError::Status { status: 422, .. })),
+        "{refused:?}"
+    );
+    assert_eq!(node.config().get_raw("x"), None);
+    send_json(http, Method::DELETE, &path, None, wait)
+        .await
+        .unwrap();
+    assert_eq!(node.config().get_raw("limits/api"), None);
+    node.leave().await;
+}

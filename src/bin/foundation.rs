@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use foundation::cli::{
-    members::MembersArgs, node::NodeArgs, services::ServicesArgs, sim::SimCommand,
+    config::ConfigArgs, members::MembersArgs, node::NodeArgs, services::ServicesArgs,
+    sim::SimCommand,
 };
 
 #[derive(Parser)]
@@ -30,6 +31,8 @@ enum Command {
     Members(MembersArgs),
     /// Show the service instances a running node sees.
     Services(ServicesArgs),
+    /// Read, change or watch the cluster-wide config through a running node.
+    Config(ConfigArgs),
     /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
     Sim(SimCommand),
 }
@@ -64,6 +67,7 @@ fn main() {
             Command::Node(args) => foundation::cli::node::run(args).await,
             Command::Members(args) => foundation::cli::members::run(args).await,
             Command::Services(args) => foundation::cli::services::run(args).await,
+            Command::Config(args) => foundation::cli::config::run(args).await,
         }
     });
     if let Err(error) = result {

@@ -1,5 +1,6 @@
 //! The `foundation` command's subcommands.
 
+pub mod config;
 pub mod members;
 pub mod node;
 pub mod services;

@@ -21,6 +21,8 @@
 //! virtual clock and a simulated network. Adding a protocol means adding a machine here and a
 //! variant to [`CoreMessage`], [`Timer`] and [`Event`] — never touching the drivers.
 
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 use foundation_transport::{Channel, NodeAddr, NodeId};
 use serde::{Deserialize, Serialize};
@@ -28,11 +30,11 @@ use serde::{Deserialize, Serialize};
 use crate::effects::{Effect, Outbox, Timer};
 use crate::ephemeral::{Ephemeral, EphemeralConfig, EphemeralError, Owner};
 use crate::membership::{
-    MemberId, MemberView, Membership, MembershipConfig, MembershipMessage, MembershipStats,
-    NodeMetadata,
+    MemberId, MemberState, MemberView, Membership, MembershipConfig, MembershipMessage,
+    MembershipStats, NodeMetadata,
 };
 use crate::replication::{
-    Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
+    AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
 };
 use crate::time::Instant;
 
@@ -219,6 +221,7 @@ impl Core {
                 ..
             } => {
                 let peers = self.alive_addrs();
+                self.retire_departed(now, &peers);
                 self.replication
                     .handle_timer(now, timer, &peers, &mut self.outbox)
             }
@@ -289,6 +292,19 @@ impl Core {
         self.outbox.timer(at, Timer::EphemeralReconcile);
     }
 
+    /// Applies a local write and asks every live member to acknowledge it; progress comes as
+    /// [`crate::replication::ReplicationEvent::Acked`] events until `until`.
+    pub fn write_acked(
+        &mut self,
+        now: Instant,
+        write: Write,
+        until: Instant,
+    ) -> Result<AckTicket, ReplicationError> {
+        let peers = self.alive_addrs();
+        self.replication
+            .write_acked(now, write, &peers, until, &mut self.outbox)
+    }
+
     /// Every known member but ourselves, in node id order.
     pub fn members(&self) -> impl Iterator<Item = &MemberView> {
         self.membership.members()
@@ -307,6 +323,31 @@ impl Core {
 
     fn alive_addrs(&self) -> Vec<NodeAddr> {
         self.membership.alive().map(MemberView::node_addr).collect()
+    }
+
+    /// Tells replication which members are gone for good (not alive for `departed_after`) and
+    /// which of its origins are lives of those, or past lives of restarted nodes.
+    fn retire_departed(&mut self, now: Instant, peers: &[NodeAddr]) {
+        let after = self.replication.config().departed_after;
+        let members: Vec<&MemberView> = self.membership.members().collect();
+        let departed: BTreeSet<NodeId> = members
+            .iter()
+            .filter(|m| m.state != MemberState::Alive && now.saturating_since(m.since) >= after)
+            .map(|m| m.id)
+            .collect();
+        let gone = self
+            .replication
+            .origins()
+            .into_iter()
+            .filter(|o| {
+                let node = NodeId::from_u128(o.node.as_u128());
+                departed.contains(&node)
+                    || members
+                        .iter()
+                        .any(|m| m.id == node && m.generation > o.generation)
+            })
+            .collect();
+        self.replication.retire(&departed, &gone, peers);
     }
 
     fn received(&mut self, now: Instant, from: NodeId, channel: Channel, payload: &[u8]) {

@@ -1,12 +1,12 @@
-//! A tiny HTTP/1.1 client for the CLI (`foundation members --node ADDR`).
+//! A tiny HTTP/1.1 client for the CLI (`foundation members --node ADDR`, `foundation config`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{ACCEPT, HOST};
-use hyper::Request;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -25,10 +25,23 @@ const ERROR_BODY_BYTES: usize = 1024;
 /// A non-2xx answer is [`HttpError::Status`] with the body, which for `/health` says why the
 /// node is unhealthy.
 pub async fn get_json(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Value, HttpError> {
+    send_json(addr, Method::GET, path, None, timeout).await
+}
+
+/// `method path` with `body` as JSON (if any) to the node at `addr`, the answer parsed as
+/// JSON, all within `timeout`; a non-2xx answer is [`HttpError::Status`] with the body.
+pub async fn send_json(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<Value, HttpError> {
     if !path.starts_with('/') {
         return Err(HttpError::InvalidPath(path.to_owned()));
     }
-    match tokio::time::timeout(timeout, fetch(addr, path)).await {
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    match tokio::time::timeout(timeout, fetch(addr, method, path, body)).await {
         Ok(result) => result,
         Err(_) => Err(HttpError::Timeout {
             addr,
@@ -47,7 +60,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn fetch(addr: SocketAddr, path: &str) -> Result<Value, HttpError> {
+async fn fetch(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<Value, HttpError> {
     let protocol = |e: &dyn std::fmt::Display| HttpError::Protocol {
         addr,
         reason: e.to_string(),
@@ -61,10 +79,13 @@ async fn fetch(addr: SocketAddr, path: &str) -> Result<Value, HttpError> {
     let _driver = AbortOnDrop(tokio::spawn(async move {
         let _ = connection.await;
     }));
-    let request = Request::get(path)
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
         .header(HOST, addr.to_string())
         .header(ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
         .map_err(|_| HttpError::InvalidPath(path.to_owned()))?;
     let response = sender
         .send_request(request)

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Routes are closures, so a new feature adds a route without touching the server. The server
-//! is bounded (connections, header size and read time, connection age) and answers only `GET`.
+//! is bounded (connections, header size and read time, connection age) and answers `GET`, plus
+//! `PUT`/`POST`/`DELETE` under the prefixes of write routes (`.write("/config/", ...)`).
 
 mod client;
 mod error;
@@ -20,7 +21,13 @@ mod server;
 mod status_page;
 
 pub use client::get_json;
+pub use client::send_json;
 pub use error::HttpError;
 pub use health::Health;
-pub use routes::{MetricsSource, OPENMETRICS_CONTENT_TYPE};
+/// The request method of [`send_json`] and [`WriteRequest`].
+pub use hyper::Method;
+pub use routes::{
+    percent_decode, percent_encode, MetricsSource, WriteAnswer, WriteRequest,
+    OPENMETRICS_CONTENT_TYPE,
+};
 pub use server::{HttpHandle, HttpServer, HttpServerBuilder, Limits};

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -27,6 +29,21 @@ const HTML: &str = "text/html; charset=utf-8";
 pub(crate) type JsonRoute = Arc<dyn Fn() -> Value + Send + Sync>;
 /// A closure producing the node's health on each request.
 pub(crate) type HealthRoute = Arc<dyn Fn() -> Health + Send + Sync>;
+/// The answer of a write route: a status and a JSON body.
+pub type WriteAnswer = Pin<Box<dyn Future<Output = (StatusCode, Value)> + Send>>;
+/// A closure handling `PUT`, `POST` or `DELETE` under a path prefix.
+pub(crate) type WriteRoute = Arc<dyn Fn(WriteRequest) -> WriteAnswer + Send + Sync>;
+
+/// A request to a write route.
+#[derive(Clone, Debug)]
+pub struct WriteRequest {
+    /// `PUT`, `POST` or `DELETE`.
+    pub method: Method,
+    /// The path after the route's prefix, percent-decoded.
+    pub rest: String,
+    /// The body (at most the server's body limit).
+    pub body: Bytes,
+}
 
 /// The registry `/metrics` encodes: shared read-only once built, or behind a lock when metrics
 /// are still being registered while the server runs.
@@ -85,9 +102,22 @@ pub(crate) struct Routes {
     pub metrics: Option<MetricsSource>,
     pub health: Option<HealthRoute>,
     pub json: BTreeMap<String, JsonRoute>,
+    /// Write routes by path prefix.
+    pub writes: BTreeMap<String, WriteRoute>,
 }
 
 impl Routes {
+    /// The write route for `method path`, with the rest of the path, if there is one.
+    pub(crate) fn write_route(&self, method: &Method, path: &str) -> Option<(WriteRoute, String)> {
+        if ![Method::PUT, Method::POST, Method::DELETE].contains(method) {
+            return None;
+        }
+        self.writes.iter().find_map(|(prefix, route)| {
+            let rest = path.strip_prefix(prefix.as_str())?;
+            Some((route.clone(), percent_decode(rest)?))
+        })
+    }
+
     /// The response to `method path`.
     pub(crate) fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
         if method != Method::GET {
@@ -154,7 +184,37 @@ impl Routes {
     }
 }
 
-fn json(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
+/// Decodes `%XX` escapes; `None` for a malformed escape or bytes that are not UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Escapes every byte but unreserved URL characters, so any key fits in one path segment.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub(crate) fn json(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
     // Serialising a `Value` cannot fail; the fallback keeps this path panic-free regardless.
     let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned());
     body.push('\n');
@@ -192,6 +252,17 @@ mod tests {
         let post = routes.respond(&Method::POST, "/health");
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(post.headers()[ALLOW], "GET");
+    }
+
+    #[test]
+    fn percent_encoding_round_trips_and_refuses_garbage() {
+        let key = "limits/api key%é";
+        let encoded = percent_encode(key);
+        assert!(!encoded.contains('/') && !encoded.contains(' '));
+        assert_eq!(percent_decode(&encoded).as_deref(), Some(key));
+        assert_eq!(percent_decode("a%2"), None);
+        assert_eq!(percent_decode("a%zz"), None);
+        assert_eq!(percent_decode("%FF"), None);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
@@ -17,7 +19,10 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::error::HttpError;
 use super::health::Health;
-use super::routes::{MetricsSource, Routes};
+use super::routes::{json, MetricsSource, Routes, WriteAnswer, WriteRequest};
+
+/// Largest request body a write route accepts.
+const WRITE_BODY_MAX: usize = 1 << 20;
 
 /// Bounds that keep a misbehaving client from exhausting the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +138,21 @@ impl HttpServerBuilder {
         self
     }
 
+    /// Answers `PUT`, `POST` and `DELETE` on paths under `prefix` (which ends with `/`) with
+    /// what `route` returns for the request. Bind such a server to loopback only: there is no
+    /// authentication.
+    pub fn write(
+        mut self,
+        prefix: impl Into<String>,
+        route: impl Fn(WriteRequest) -> WriteAnswer + Send + Sync + 'static,
+    ) -> Self {
+        self.server
+            .routes
+            .writes
+            .insert(prefix.into(), Arc::new(route));
+        self
+    }
+
     /// Replaces the default limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.server.limits = limits;
@@ -230,6 +250,29 @@ async fn accept(
     }
 }
 
+/// A write route's answer, or the read-only routes'.
+async fn answer(
+    routes: &Routes,
+    request: Request<Incoming>,
+) -> hyper::Response<http_body_util::Full<Bytes>> {
+    let Some((route, rest)) = routes.write_route(request.method(), request.uri().path()) else {
+        return routes.respond(request.method(), request.uri().path());
+    };
+    let method = request.method().clone();
+    let body = match Limited::new(request.into_body(), WRITE_BODY_MAX)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(error) => {
+            let why = serde_json::json!({ "error": format!("unreadable body: {error}") });
+            return json(hyper::StatusCode::BAD_REQUEST, &why);
+        }
+    };
+    let (status, value) = route(WriteRequest { method, rest, body }).await;
+    json(status, &value)
+}
+
 /// Serves one connection until the client closes it, it errs, it gets too old, or shutdown.
 async fn serve(
     stream: TcpStream,
@@ -239,8 +282,8 @@ async fn serve(
     _slot: OwnedSemaphorePermit,
 ) {
     let service = service_fn(move |request: Request<Incoming>| {
-        let response = routes.respond(request.method(), request.uri().path());
-        async move { Ok::<_, Infallible>(response) }
+        let routes = routes.clone();
+        async move { Ok::<_, Infallible>(answer(&routes, request).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

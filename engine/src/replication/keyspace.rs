@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use foundation_crdt::Timestamp;
+
 use super::wire::{Envelope, Map, Op, Origin, Seen};
 
 /// A key whose live value changed: `None` means absent (never set, or removed).
@@ -147,8 +149,8 @@ impl Keyspace {
         })
     }
 
-    /// What a peer that has seen `theirs` lacks.
-    pub fn missing_for(&self, keyspace: &str, theirs: Option<&Seen>) -> Missing {
+    /// What a peer that has seen `theirs` lacks, in envelopes of `epoch`.
+    pub fn missing_for(&self, keyspace: &str, theirs: Option<&Seen>, epoch: u32) -> Missing {
         let mut missing = Missing::default();
         for (origin, log) in &self.origins {
             let after = theirs.and_then(|t| t.get(origin)).copied().unwrap_or(0);
@@ -159,7 +161,7 @@ impl Keyspace {
                         keyspace: keyspace.to_owned(),
                         origin: *origin,
                         seq,
-                        epoch: 0,
+                        epoch,
                         op: op.clone(),
                     })),
                 None => {
@@ -188,6 +190,41 @@ impl Keyspace {
         }
         self.bytes = self.map.iter().map(|(k, v)| k.len() + v.len()).sum();
         diff(&before, &self.map)
+    }
+
+    /// The timestamp of `origin`'s op `seq`, if the log still holds it.
+    pub fn op_ts(&self, origin: &Origin, seq: u64) -> Option<Timestamp> {
+        let log = self.origins.get(origin)?;
+        log.ops.get(&seq).map(|op| op.entry.ts)
+    }
+
+    /// Origins with bookkeeping here.
+    pub fn origins(&self) -> impl Iterator<Item = &Origin> {
+        self.origins.keys()
+    }
+
+    /// Number of origins with bookkeeping here (memory that compaction bounds).
+    pub fn origin_count(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// Forgets `origin`'s progress and log (it departed and every live member holds its ops).
+    pub fn retire(&mut self, origin: &Origin) -> bool {
+        self.origins.remove(origin).is_some()
+    }
+
+    /// Drops tombstones older than `horizon`; returns how many.
+    pub fn gc(&mut self, horizon: Timestamp) -> usize {
+        self.map.gc_tombstones(horizon)
+    }
+
+    /// Whether `state` holds a live entry that is absent here because it is older than our GC
+    /// horizon: its holder has data we collected (or never saw in time) and needs our state.
+    pub fn is_stale(&self, state: &Map) -> bool {
+        let horizon = self.map.horizon();
+        state.iter().any(|(key, _)| {
+            self.map.entry(key).is_none() && state.entry(key).is_some_and(|e| e.ts < horizon)
+        })
     }
 
     /// Checks the bookkeeping against the state.

@@ -9,35 +9,97 @@
 //! (the log was truncated), with the keyspace's full state — and, if it lacks something itself,
 //! with its own digest so the sender fills it in turn.
 //!
+//! # Acknowledged writes
+//!
+//! [`Replication::write_acked`] pushes the op to *every* live member as an
+//! [`ReplicationMessage::AckRequest`]; a member that holds the op afterwards (applied now, or a
+//! duplicate) answers [`ReplicationMessage::Ack`]. Each new holder is reported as
+//! [`ReplicationEvent::Acked`] with the count of distinct holders, ourselves included, and the
+//! size of the group asked; members that have not answered are asked again on every
+//! anti-entropy round until the caller's deadline. Counting a majority is the caller's job
+//! ([`AckTicket::majority`]).
+//!
+//! # Tombstone GC: an agreed horizon, not an age alone
+//!
+//! A remove leaves a tombstone so a late set cannot resurrect the key; it may go once no replica
+//! can still offer an older write of that key. We collect below a horizon derived from digests:
+//! the latest timestamp below which every member not yet departed (alive, or failed recently:
+//! it may come back with what it had) holds every op anyone has told us of. Per origin,
+//! timestamps grow with seqs, so a member that has seen origin `o` up to seq `s` holds all of
+//! `o`'s ops stamped before op `s + 1`; the horizon is the least such stamp over members and
+//! origins, and nothing is collected while a live member's digest is missing, of another epoch,
+//! or too far behind for our op log to tell. The horizon is also capped at
+//! [`ReplicationConfig::tombstone_ttl`] ago, which covers what digests cannot show: ops still in
+//! flight, and writers whose clocks run behind.
+//!
+//! An age alone would be simpler but is not safe: a replica that was away longer (or a new one
+//! that merged nothing yet) would drop live old entries as "below the horizon" in a merge. The
+//! price of agreement is that one silent live member holds GC back everywhere until it departs.
+//!
+//! A write that still arrives below our horizon for a key we lack (it was unknown to every
+//! member for longer than the TTL) is dropped here, and its sender gets our full state, whose
+//! horizon makes it drop the write too: the conservative failure is losing such a write, never
+//! diverging. A full state holding such entries is answered the same way.
+//!
+//! # Departed origins and epochs
+//!
+//! Every origin (node life) that ever wrote leaves an op log and a seen entry in each keyspace.
+//! [`Replication::retire`] (the core calls it each anti-entropy round) drops them for origins
+//! that are gone for good — a node not alive for [`ReplicationConfig::departed_after`], or a
+//! past life of a restarted node — once every member's digest shows the same seq for it, so no
+//! live replica lacks an op of it (dropping the bookkeeping never loses data). Dropping it
+//! moves us to a new epoch, a hash of the old epoch and the retired origins, so nodes that
+//! retire the same origins agree without talking. The epoch guarantees:
+//!
+//! - ops of another epoch are refused: a node that still tracks a retired origin would otherwise
+//!   re-send its ops and grow the bookkeeping back;
+//! - a digest of another epoch is answered with full states, and a full state of another epoch is
+//!   merged (a state merge is always safe) and answered with ours, so the two sides reconcile
+//!   both ways; the side with the lower epoch adopts the higher one and drops the origins the
+//!   newer state no longer tracks (a live one is rebuilt from its owner's next digest).
+//!
+//! This is the simplest version that keeps memory bounded by the origins still alive (plus those
+//! not yet agreed on), at the cost of a round of full states whenever two nodes' epochs differ.
+//!
+//! # Large states
+//!
+//! A full state larger than [`ReplicationConfig::bulk_threshold`] goes on [`Channel::Bulk`]: its
+//! own stream at the lowest priority, so it neither waits behind nor delays ops and digests.
+//!
 //! A deterministic machine like membership: time comes in as `now`, randomness from a seeded
 //! RNG, live members from the caller.
 
+mod acks;
+mod horizon;
 mod keyspace;
 #[cfg(test)]
 mod tests;
 pub mod wire;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
-use foundation_crdt::{Canonical, Hlc, HlcConfig, LwwEntry, DEFAULT_MAX_DRIFT_MS};
-use foundation_transport::{Channel, NodeAddr};
+use foundation_crdt::{Canonical, Hlc, HlcConfig, LwwEntry, Timestamp, DEFAULT_MAX_DRIFT_MS};
+use foundation_transport::{Channel, NodeAddr, NodeId};
 use rand10::rngs::StdRng;
 use rand10::{RngExt, SeedableRng};
 
+pub use acks::AckTicket;
 pub use keyspace::{Change, Keyspace};
 pub use wire::{Digest, Envelope, Map, Op, Origin, ReplicationMessage, Seen};
 
 use crate::effects::{self, Event, Outbox};
 use crate::time::Instant;
+use acks::{PendingAck, PENDING_ACKS_MAX};
+use horizon::PeerDigests;
 
 /// Largest batch of ops in one message, in (estimated) bytes: well under the replication
 /// channel's 4 MiB frame limit.
 const OPS_MESSAGE_BYTES_MAX: usize = 1 << 20;
-/// Largest full state we send on the replication channel (its frame limit is 4 MiB); larger
-/// states need the bulk channel, which is not wired yet.
-const FULL_STATE_BYTES_MAX: usize = 4 * 1024 * 1024 - 64 * 1024;
+/// Largest full state we send at all (on the bulk channel; the transport's bulk limit is 1 GiB).
+/// A keyspace is kept well under it by [`ReplicationConfig::keyspace_bytes_max`].
+pub const FULL_STATE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// Longest keyspace name.
 const KEYSPACE_NAME_MAX: usize = 64;
 /// Per-op overhead of an envelope on the wire beyond key and value, for batching estimates.
@@ -68,6 +130,17 @@ pub struct ReplicationConfig {
     /// Wall-clock time (Unix ms) at the driver's `Instant::ZERO`: HLC timestamps are wall time,
     /// and nodes' monotonic epochs differ. The simulator leaves it 0 (one virtual clock).
     pub wall_ms_at_zero: u64,
+    /// Least age of a tombstone before it may be collected (it also needs every member's
+    /// digest to show it seen). It bounds how far behind a writer's clock may be, and how long
+    /// an op may stay unknown to everyone, before its write could be dropped: see the module
+    /// docs.
+    pub tombstone_ttl: Duration,
+    /// A member not alive for this long is gone for good: its origins' bookkeeping is dropped
+    /// and the epoch changes. Keep it at least [`Self::tombstone_ttl`].
+    pub departed_after: Duration,
+    /// Full states larger than this, in bytes, go on the bulk channel (their own stream at the
+    /// lowest priority) instead of the replication stream.
+    pub bulk_threshold: usize,
 }
 
 impl Default for ReplicationConfig {
@@ -83,6 +156,9 @@ impl Default for ReplicationConfig {
             keyspaces_max: 64,
             max_drift_ms: DEFAULT_MAX_DRIFT_MS,
             wall_ms_at_zero: 0,
+            tombstone_ttl: Duration::from_secs(15 * 60),
+            departed_after: Duration::from_secs(15 * 60),
+            bulk_threshold: 64 * 1024,
         }
     }
 }
@@ -141,6 +217,12 @@ pub enum ReplicationError {
         /// The limit.
         max: usize,
     },
+    /// Too many acknowledged writes are waiting for answers; retry later.
+    #[error("{max} acknowledged writes are already waiting for answers")]
+    TooManyPendingAcks {
+        /// The limit.
+        max: usize,
+    },
     /// No more keyspaces may be created.
     #[error("cannot create keyspace {keyspace:?}: {max} keyspaces exist (keyspaces_max)")]
     TooManyKeyspaces {
@@ -172,6 +254,18 @@ pub enum ReplicationEvent {
         /// The value now.
         new: Option<Vec<u8>>,
     },
+    /// One more member holds a write that asked for acknowledgements
+    /// ([`Replication::write_acked`]).
+    Acked {
+        /// The keyspace written.
+        keyspace: String,
+        /// The write's seq.
+        seq: u64,
+        /// Distinct members holding it now, ourselves included.
+        holders: usize,
+        /// Members asked, ourselves included.
+        members: usize,
+    },
 }
 
 /// Counters for metrics and tests.
@@ -199,6 +293,20 @@ pub struct ReplicationStats {
     pub full_states_merged: u64,
     /// Full states that did not decode, or that were too large to send.
     pub bad_states: u64,
+    /// Full states sent on the bulk channel (also counted in `full_states_sent`).
+    pub bulk_states_sent: u64,
+    /// Payload bytes of every message sent.
+    pub bytes_sent: u64,
+    /// Acks sent for ops we hold.
+    pub acks_sent: u64,
+    /// New acks received for our writes.
+    pub acks_received: u64,
+    /// Tombstones collected below an agreed horizon.
+    pub tombstones_collected: u64,
+    /// Per-origin bookkeeping dropped for departed origins (one per origin per keyspace).
+    pub origins_retired: u64,
+    /// Times our compaction epoch changed (new departures, or adopting a peer's).
+    pub epoch_changes: u64,
 }
 
 /// One node's replicated keyspaces.
@@ -208,8 +316,16 @@ pub struct Replication {
     hlc: Hlc,
     rng: StdRng,
     keyspaces: BTreeMap<String, Keyspace>,
-    /// The compaction epoch; always 0 until compaction exists.
+    /// The compaction epoch: changes when members depart; see the module docs.
     epoch: u32,
+    /// Our writes waiting for acks, by (keyspace, seq).
+    pending: BTreeMap<(String, u64), PendingAck>,
+    /// What each member told us it has seen.
+    peer_digests: PeerDigests,
+    /// When tombstone GC runs next.
+    next_gc: Instant,
+    /// The peer and epoch we last adopted, so every keyspace it sends in that epoch is pruned.
+    adopted_from: Option<(NodeId, u32)>,
     /// Whether the anti-entropy timer is armed. It starts with the first state, so a node (or a
     /// simulated cluster) that never replicates anything sends nothing.
     ticking: bool,
@@ -232,6 +348,10 @@ impl Replication {
             rng: StdRng::seed_from_u64(seed),
             keyspaces: BTreeMap::new(),
             epoch: 0,
+            pending: BTreeMap::new(),
+            peer_digests: PeerDigests::default(),
+            next_gc: Instant::ZERO,
+            adopted_from: None,
             ticking: false,
             stats: ReplicationStats::default(),
         }
@@ -289,32 +409,41 @@ impl Replication {
         peers: &[NodeAddr],
         out: &mut Outbox,
     ) -> Result<(), ReplicationError> {
-        if let Err(error) = self.check(&write) {
-            self.stats.refused_writes += 1;
-            return Err(error);
-        }
-        let ts = self.hlc.now(self.wall_ms(now));
-        let keyspace = self.keyspaces.entry(write.keyspace.clone()).or_default();
-        let envelope = Envelope {
-            seq: keyspace.next_seq(self.me),
-            keyspace: write.keyspace,
-            origin: self.me,
-            epoch: self.epoch,
-            op: Op {
-                key: write.key,
-                entry: LwwEntry {
-                    ts,
-                    value: write.value,
-                },
-            },
-        };
-        if let Some(change) = keyspace.apply(&envelope, self.config.op_log_max) {
-            emit(&envelope.keyspace, change, out);
-        }
-        self.stats.writes += 1;
+        let envelope = self.apply_local(now, write, out)?;
         self.push(envelope, peers, out);
-        self.start_ticking(now, out);
         Ok(())
+    }
+
+    /// Applies a local write and asks every one of `peers` (the live members) to acknowledge
+    /// it. Each new holder is reported as [`ReplicationEvent::Acked`]; members that have not
+    /// answered are asked again on every anti-entropy round until `until`.
+    pub fn write_acked(
+        &mut self,
+        now: Instant,
+        write: Write,
+        peers: &[NodeAddr],
+        until: Instant,
+        out: &mut Outbox,
+    ) -> Result<AckTicket, ReplicationError> {
+        if self.pending.len() >= PENDING_ACKS_MAX {
+            self.stats.refused_writes += 1;
+            return Err(ReplicationError::TooManyPendingAcks {
+                max: PENDING_ACKS_MAX,
+            });
+        }
+        let envelope = self.apply_local(now, write, out)?;
+        let pending = PendingAck::new(envelope.clone(), peers, until);
+        let ticket = AckTicket {
+            keyspace: envelope.keyspace.clone(),
+            seq: envelope.seq,
+            members: pending.members(),
+        };
+        if !peers.is_empty() {
+            self.request_acks(&pending, out);
+            self.pending
+                .insert((ticket.keyspace.clone(), ticket.seq), pending);
+        }
+        Ok(ticket)
     }
 
     /// Handles a message from `from` (`None` if we cannot address the sender yet, in which
@@ -327,14 +456,22 @@ impl Replication {
         out: &mut Outbox,
     ) {
         match message {
-            ReplicationMessage::Ops(envelopes) => {
-                for envelope in &envelopes {
-                    self.apply_remote(now, envelope, out);
-                }
+            ReplicationMessage::Ops(envelopes) => self.apply_ops(now, from, &envelopes, false, out),
+            ReplicationMessage::AckRequest(envelopes) => {
+                self.apply_ops(now, from, &envelopes, true, out)
             }
-            ReplicationMessage::Digest { digest, reply } => {
+            ReplicationMessage::Ack {
+                keyspace,
+                origin,
+                seq,
+            } => self.acked(from, keyspace, origin, seq, out),
+            ReplicationMessage::Digest {
+                digest,
+                reply,
+                epoch,
+            } => {
                 if let Some(from) = from {
-                    self.answer_digest(from, &digest, reply, out);
+                    self.answer_digest(from, digest, reply, epoch, out);
                 }
             }
             ReplicationMessage::FullState {
@@ -342,7 +479,7 @@ impl Replication {
                 epoch,
                 state,
                 seen,
-            } => self.merge_full_state(now, &keyspace, epoch, &state, &seen, out),
+            } => self.merge_full_state(now, from, &keyspace, epoch, &state, &seen, out),
         }
         if !self.keyspaces.is_empty() {
             self.start_ticking(now, out);
@@ -360,11 +497,70 @@ impl Replication {
         match timer {
             ReplicationTimer::AntiEntropy => {
                 self.arm_anti_entropy(now, out);
+                self.retry_acks(now, out);
+                if now >= self.next_gc {
+                    self.next_gc = now + self.config.tombstone_ttl / GC_ROUNDS_PER_TTL;
+                    self.collect_tombstones(now, peers);
+                }
                 if let Some(&peer) = self.choose(peers, 1).first() {
                     self.send_digest(peer, true, out);
                 }
             }
         }
+    }
+
+    /// Compaction: forgets what we know of departed members and drops the bookkeeping of
+    /// `gone` origins (lives of departed or restarted nodes) in every keyspace where each
+    /// member's digest shows it holds all of their ops, moving to a new epoch if any was
+    /// dropped. `departed` are nodes not alive for [`ReplicationConfig::departed_after`];
+    /// `peers` the live members. Call it before each [`ReplicationTimer::AntiEntropy`].
+    pub fn retire(
+        &mut self,
+        departed: &BTreeSet<NodeId>,
+        gone: &BTreeSet<Origin>,
+        peers: &[NodeAddr],
+    ) {
+        self.peer_digests.forget(departed);
+        let mut retired = BTreeSet::new();
+        for (name, keyspace) in &mut self.keyspaces {
+            let Some(mut views) = self.peer_digests.views(peers, self.epoch, name) else {
+                continue;
+            };
+            views.push(keyspace.seen());
+            let held: BTreeSet<Origin> = keyspace
+                .origins()
+                .filter(|o| gone.contains(o) && **o != self.me)
+                .copied()
+                .collect();
+            for origin in horizon::settled(&held, &views) {
+                keyspace.retire(&origin);
+                self.stats.origins_retired += 1;
+                retired.insert(origin);
+            }
+        }
+        if !retired.is_empty() {
+            self.adopted_from = None;
+            self.epoch = next_epoch(self.epoch, &retired);
+            self.stats.epoch_changes += 1;
+        }
+    }
+
+    /// Every origin with bookkeeping in some keyspace.
+    pub fn origins(&self) -> BTreeSet<Origin> {
+        self.keyspaces
+            .values()
+            .flat_map(|k| k.origins().copied())
+            .collect()
+    }
+
+    /// The compaction epoch.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ReplicationConfig {
+        &self.config
     }
 
     /// Checks every keyspace's bookkeeping.
@@ -438,12 +634,75 @@ impl Replication {
         Ok(())
     }
 
-    fn apply_remote(&mut self, now: Instant, envelope: &Envelope, out: &mut Outbox) {
+    /// Checks and applies a local write; returns its envelope, ready to push.
+    fn apply_local(
+        &mut self,
+        now: Instant,
+        write: Write,
+        out: &mut Outbox,
+    ) -> Result<Envelope, ReplicationError> {
+        if let Err(error) = self.check(&write) {
+            self.stats.refused_writes += 1;
+            return Err(error);
+        }
+        let ts = self.hlc.now(self.wall_ms(now));
+        let keyspace = self.keyspaces.entry(write.keyspace.clone()).or_default();
+        let envelope = Envelope {
+            seq: keyspace.next_seq(self.me),
+            keyspace: write.keyspace,
+            origin: self.me,
+            epoch: self.epoch,
+            op: Op {
+                key: write.key,
+                entry: LwwEntry {
+                    ts,
+                    value: write.value,
+                },
+            },
+        };
+        if let Some(change) = keyspace.apply(&envelope, self.config.op_log_max) {
+            emit(&envelope.keyspace, change, out);
+        }
+        self.stats.writes += 1;
+        self.start_ticking(now, out);
+        Ok(envelope)
+    }
+
+    /// Applies remote ops; with `ack`, answers for each op we hold. A sender that offered a
+    /// write we had collected below our horizon gets our full state, so it drops it too.
+    fn apply_ops(
+        &mut self,
+        now: Instant,
+        from: Option<NodeAddr>,
+        envelopes: &[Envelope],
+        ack: bool,
+        out: &mut Outbox,
+    ) {
+        let mut stale = BTreeSet::new();
+        for envelope in envelopes {
+            let outcome = self.apply_remote(now, envelope, out);
+            if outcome == Outcome::Stale {
+                stale.insert(envelope.keyspace.clone());
+            }
+            if let (true, Some(to), true) = (ack, from, outcome != Outcome::Refused) {
+                self.send_ack(to, envelope, out);
+            }
+        }
+        if let Some(to) = from {
+            for name in stale {
+                self.send_full_state(to, &name, out);
+            }
+        }
+    }
+
+    fn apply_remote(&mut self, now: Instant, envelope: &Envelope, out: &mut Outbox) -> Outcome {
         let room = self.keyspaces.contains_key(&envelope.keyspace)
             || self.keyspaces.len() < self.config.keyspaces_max;
-        if envelope.epoch < self.epoch || !room {
+        // Another epoch's ops may come from a node that has not dropped a departed origin yet;
+        // the sender's next digest gets it full states instead.
+        if envelope.epoch != self.epoch || !room {
             self.stats.dropped += 1;
-            return;
+            return Outcome::Refused;
         }
         if self
             .keyspaces
@@ -451,7 +710,7 @@ impl Replication {
             .is_some_and(|k| k.has(envelope))
         {
             self.stats.duplicate_ops += 1;
-            return;
+            return Outcome::Held;
         }
         // The drift check refuses an op stamped far in the future: it would win every conflict
         // until real time caught up. Refused ops stay unseen, so they are offered again.
@@ -461,20 +720,121 @@ impl Replication {
             .is_err()
         {
             self.stats.drift_rejected += 1;
-            return;
+            return Outcome::Refused;
         }
         let keyspace = self.keyspaces.entry(envelope.keyspace.clone()).or_default();
+        let map = keyspace.map();
+        let below = map.entry(&envelope.op.key).is_none()
+            && envelope.op.entry.ts < map.horizon()
+            && envelope.op.entry.value.is_some();
         self.stats.ops_applied += 1;
         if let Some(change) = keyspace.apply(envelope, self.config.op_log_max) {
             emit(&envelope.keyspace, change, out);
         }
+        if below {
+            Outcome::Stale
+        } else {
+            Outcome::Held
+        }
     }
 
-    fn answer_digest(&mut self, to: NodeAddr, theirs: &Digest, reply: bool, out: &mut Outbox) {
+    fn send_ack(&mut self, to: NodeAddr, envelope: &Envelope, out: &mut Outbox) {
+        self.stats.acks_sent += 1;
+        let message = ReplicationMessage::Ack {
+            keyspace: envelope.keyspace.clone(),
+            origin: envelope.origin,
+            seq: envelope.seq,
+        };
+        self.send(to, Channel::Replication, encode(message), out);
+    }
+
+    fn acked(
+        &mut self,
+        from: Option<NodeAddr>,
+        keyspace: String,
+        origin: Origin,
+        seq: u64,
+        out: &mut Outbox,
+    ) {
+        let (Some(from), true) = (from, origin == self.me) else {
+            return;
+        };
+        let key = (keyspace, seq);
+        let Some(pending) = self.pending.get_mut(&key) else {
+            return;
+        };
+        if !pending.acked_by(from.id) {
+            return;
+        }
+        self.stats.acks_received += 1;
+        let (holders, members) = (pending.holders(), pending.members());
+        if holders == members {
+            self.pending.remove(&key);
+        }
+        out.event(Event::Replication(ReplicationEvent::Acked {
+            keyspace: key.0,
+            seq,
+            holders,
+            members,
+        }));
+    }
+
+    fn request_acks(&mut self, pending: &PendingAck, out: &mut Outbox) {
+        let mut envelope = pending.envelope.clone();
+        envelope.epoch = self.epoch;
+        let payload = encode(ReplicationMessage::AckRequest(vec![envelope]));
+        for to in pending.waiting() {
+            self.stats.ops_sent += 1;
+            self.send(to, Channel::Replication, payload.clone(), out);
+        }
+    }
+
+    /// Asks members that have not acked yet again; forgets writes past their deadline.
+    fn retry_acks(&mut self, now: Instant, out: &mut Outbox) {
+        self.pending.retain(|_, p| p.until > now);
+        let pending = std::mem::take(&mut self.pending);
+        for p in pending.values() {
+            self.request_acks(p, out);
+        }
+        self.pending = pending;
+    }
+
+    /// Drops tombstones every member has seen and that are older than the TTL; see the module
+    /// docs for why both.
+    fn collect_tombstones(&mut self, now: Instant, peers: &[NodeAddr]) {
+        let age_ms = u64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(u64::MAX);
+        let ceiling = Timestamp::at_wall(self.wall_ms(now).saturating_sub(age_ms));
+        for (name, keyspace) in &mut self.keyspaces {
+            let Some(mut views) = self.peer_digests.views(peers, self.epoch, name) else {
+                continue;
+            };
+            views.push(keyspace.seen());
+            if let Some(horizon) = horizon::stable_before(keyspace, &views, ceiling) {
+                self.stats.tombstones_collected += keyspace.gc(horizon) as u64;
+            }
+        }
+    }
+
+    fn answer_digest(
+        &mut self,
+        to: NodeAddr,
+        theirs: Digest,
+        reply: bool,
+        epoch: u32,
+        out: &mut Outbox,
+    ) {
+        if epoch != self.epoch {
+            // Their bookkeeping is of another compaction: whole states reconcile both ways.
+            let names: Vec<String> = self.keyspaces.keys().cloned().collect();
+            for name in names {
+                self.send_full_state(to, &name, out);
+            }
+            return;
+        }
         let mut ops = Vec::new();
         let mut full = Vec::new();
         for (name, keyspace) in &self.keyspaces {
-            let missing = keyspace.missing_for(name, theirs.get(name));
+            let missing = keyspace.missing_for(name, theirs.get(name), self.epoch);
             if missing.needs_full_state {
                 full.push(name.clone());
             }
@@ -484,9 +844,10 @@ impl Replication {
         for name in full {
             self.send_full_state(to, &name, out);
         }
-        if reply && self.lacks(theirs) {
+        if reply && self.lacks(&theirs) {
             self.send_digest(to, false, out);
         }
+        self.peer_digests.record(to.id, epoch, theirs);
     }
 
     /// Whether a peer with digest `theirs` has ops we have not seen.
@@ -499,9 +860,11 @@ impl Replication {
             })
     }
 
+    #[allow(clippy::too_many_arguments)] // one message's fields, unpacked
     fn merge_full_state(
         &mut self,
         now: Instant,
+        from: Option<NodeAddr>,
         name: &str,
         epoch: u32,
         bytes: &[u8],
@@ -510,7 +873,7 @@ impl Replication {
     ) {
         let room =
             self.keyspaces.contains_key(name) || self.keyspaces.len() < self.config.keyspaces_max;
-        if epoch < self.epoch || !room {
+        if !room {
             self.stats.dropped += 1;
             return;
         }
@@ -522,11 +885,45 @@ impl Replication {
             self.stats.drift_rejected += 1;
             return;
         }
+        let ours = self.epoch;
         let keyspace = self.keyspaces.entry(name.to_owned()).or_default();
+        let stale = keyspace.is_stale(&state);
         let changes = keyspace.merge_full(&state, seen);
+        // The sender's other keyspaces arrive after we adopted its epoch: prune those too.
+        let adopting = from.map(|f| (f.id, epoch));
+        if epoch > ours || (adopting.is_some() && adopting == self.adopted_from) {
+            self.adopted_from = adopting;
+            self.adopt_epoch(name, epoch, seen);
+        }
         self.stats.full_states_merged += 1;
         for change in changes {
             emit(name, change, out);
+        }
+        // A merge is one-way: when the sender may hold what we lack (another epoch's state, or
+        // entries below our horizon) it gets ours back, and the two converge.
+        if let (Some(to), true) = (from, stale || epoch != ours) {
+            self.send_full_state(to, name, out);
+        }
+    }
+
+    /// Moves to a newer epoch a peer is in: origins its state does not track were retired
+    /// there, so we drop them too (a live one is rebuilt from its owner's next digest).
+    fn adopt_epoch(&mut self, name: &str, epoch: u32, seen: &Seen) {
+        if self.epoch != epoch {
+            self.epoch = epoch;
+            self.stats.epoch_changes += 1;
+        }
+        let me = self.me;
+        if let Some(keyspace) = self.keyspaces.get_mut(name) {
+            let dropped: Vec<Origin> = keyspace
+                .origins()
+                .filter(|o| **o != me && !seen.contains_key(o))
+                .copied()
+                .collect();
+            for origin in dropped {
+                keyspace.retire(&origin);
+                self.stats.origins_retired += 1;
+            }
         }
     }
 
@@ -550,7 +947,7 @@ impl Replication {
         let payload = encode(ReplicationMessage::Ops(vec![envelope]));
         for to in targets {
             self.stats.ops_sent += 1;
-            out.send(to, Channel::Replication, payload.clone());
+            self.send(to, Channel::Replication, payload.clone(), out);
         }
     }
 
@@ -575,9 +972,11 @@ impl Replication {
         }
         self.stats.ops_sent += batch.len() as u64;
         let message = ReplicationMessage::Ops(std::mem::take(batch));
-        out.send(to, Channel::Replication, encode(message));
+        self.send(to, Channel::Replication, encode(message), out);
     }
 
+    /// Sends a keyspace's state: on the bulk channel when large, so it neither waits behind
+    /// nor delays the ops and digests on the replication stream.
     fn send_full_state(&mut self, to: NodeAddr, name: &str, out: &mut Outbox) {
         let Some(keyspace) = self.keyspaces.get(name) else {
             return;
@@ -589,6 +988,12 @@ impl Replication {
                 return;
             }
         };
+        let channel = if state.len() > self.config.bulk_threshold {
+            self.stats.bulk_states_sent += 1;
+            Channel::Bulk
+        } else {
+            Channel::Replication
+        };
         let message = ReplicationMessage::FullState {
             keyspace: name.to_owned(),
             epoch: self.epoch,
@@ -596,7 +1001,7 @@ impl Replication {
             seen: keyspace.seen(),
         };
         self.stats.full_states_sent += 1;
-        out.send(to, Channel::Replication, encode(message));
+        self.send(to, channel, encode(message), out);
     }
 
     fn send_digest(&mut self, to: NodeAddr, reply: bool, out: &mut Outbox) {
@@ -604,8 +1009,14 @@ impl Replication {
         let message = ReplicationMessage::Digest {
             digest: self.digest(),
             reply,
+            epoch: self.epoch,
         };
-        out.send(to, Channel::Replication, encode(message));
+        self.send(to, Channel::Replication, encode(message), out);
+    }
+
+    fn send(&mut self, to: NodeAddr, channel: Channel, payload: Bytes, out: &mut Outbox) {
+        self.stats.bytes_sent += payload.len() as u64;
+        out.send(to, channel, payload);
     }
 
     /// Up to `n` distinct members of `peers`, at random.
@@ -640,6 +1051,37 @@ impl Replication {
     fn wall_ms(&self, now: Instant) -> u64 {
         let elapsed = u64::try_from(now.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.config.wall_ms_at_zero.saturating_add(elapsed)
+    }
+}
+
+/// What became of a remote op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Applied now, or before.
+    Held,
+    /// Recorded, but a set for a key we collected below our horizon: the sender is stale.
+    Stale,
+    /// Not applied (another epoch, no room, clock drift); it will be offered again.
+    Refused,
+}
+
+/// Tombstone GC runs this many times per [`ReplicationConfig::tombstone_ttl`].
+const GC_ROUNDS_PER_TTL: u32 = 16;
+
+/// The epoch after retiring `retired` in `epoch`: a hash, so nodes that retire the same origins
+/// from the same epoch agree on the next one without talking, and any two that did not differ
+/// (and reconcile with full states).
+fn next_epoch(epoch: u32, retired: &BTreeSet<Origin>) -> u32 {
+    let mut bytes = epoch.to_be_bytes().to_vec();
+    for origin in retired {
+        bytes.extend_from_slice(&origin.node.as_u128().to_be_bytes());
+        bytes.extend_from_slice(&origin.generation.to_be_bytes());
+    }
+    let next = foundation_crdt::fnv1a64(&bytes) as u32;
+    if next == epoch {
+        next.wrapping_add(1)
+    } else {
+        next
     }
 }
 

@@ -383,3 +383,457 @@ fn a_small_write_costs_under_a_hundred_bytes_per_peer() {
     eprintln!("push of a 16-byte key, 4-byte value: {sizes:?} bytes per peer");
     assert!(sizes.iter().all(|&s| s < 100), "{sizes:?}");
 }
+
+impl Net {
+    /// Node `i`'s anti-entropy timer fires with `live` as its live members; whatever it sends
+    /// is delivered.
+    fn tick(&mut self, i: usize, live: &[usize]) {
+        let live: Vec<NodeAddr> = live.iter().map(|&j| addr(j)).collect();
+        let p = &mut self.peers[i];
+        p.machine
+            .handle_timer(self.now, ReplicationTimer::AntiEntropy, &live, &mut p.out);
+        self.collect(i);
+        self.deliver_all();
+    }
+
+    /// Node `i` writes `key` asking `targets` for acks, until `until` from now.
+    fn write_acked(&mut self, i: usize, key: &str, targets: &[usize]) -> AckTicket {
+        let peers: Vec<NodeAddr> = targets.iter().map(|&j| addr(j)).collect();
+        let write = Write {
+            keyspace: "ks".into(),
+            key: key.into(),
+            value: Some(b"v".to_vec()),
+        };
+        let until = self.now + Duration::from_secs(5);
+        let p = &mut self.peers[i];
+        let ticket = p
+            .machine
+            .write_acked(self.now, write, &peers, until, &mut p.out)
+            .expect("write accepted");
+        self.collect(i);
+        ticket
+    }
+
+    fn acks(&self, i: usize) -> Vec<(usize, usize)> {
+        self.peers[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ReplicationEvent::Acked {
+                    holders, members, ..
+                } => Some((*holders, *members)),
+                ReplicationEvent::KeyChanged { .. } => None,
+            })
+            .collect()
+    }
+
+    fn tombstones(&self, i: usize) -> usize {
+        self.peers[i]
+            .machine
+            .keyspace("ks")
+            .map_or(0, |k| k.map().tombstones())
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now = self.now + by;
+    }
+
+    /// Every pair of `nodes` exchanges digests, twice, so each ends up synced and holding the
+    /// others' up-to-date digests.
+    fn agree(&mut self, nodes: &[usize]) {
+        for _ in 0..2 {
+            for &i in nodes {
+                for &j in nodes {
+                    if i != j {
+                        self.exchange(i, j);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_acked_write_reports_each_new_holder() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    let ticket = net.write_acked(0, "a", &[1, 2]);
+    assert_eq!((ticket.members, ticket.majority()), (3, 2));
+    assert_eq!(net.wire.len(), 2);
+    net.deliver_all();
+    assert_eq!(net.acks(0), vec![(2, 3), (3, 3)]);
+    // A duplicate ack (the retry raced the answer) counts once.
+    let duplicate = ReplicationMessage::Ack {
+        keyspace: "ks".into(),
+        origin: origin(0, 1),
+        seq: ticket.seq,
+    };
+    net.deliver((1, 0, encode(duplicate)));
+    assert_eq!(net.acks(0).len(), 2);
+    assert_eq!(net.value(2, "a").as_deref(), Some("v"));
+}
+
+#[test]
+fn a_lost_ack_request_is_retried_on_the_anti_entropy_timer() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    net.write_acked(0, "a", &[1, 2]);
+    // The request to node 2 is lost.
+    net.wire.retain(|(_, to, _)| *to != 2);
+    net.deliver_all();
+    assert_eq!(net.acks(0), vec![(2, 3)]);
+    net.tick(0, &[]);
+    assert_eq!(net.acks(0), vec![(2, 3), (3, 3)]);
+    // Fully acked: nothing is asked again.
+    net.tick(0, &[]);
+    assert!(net.wire.is_empty());
+    assert_eq!(net.peers[0].machine.stats().acks_received, 2);
+}
+
+#[test]
+fn acks_stop_at_the_deadline_and_foreign_acks_are_ignored() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    let ticket = net.write_acked(0, "a", &[1]);
+    net.wire.clear();
+    // An ack for someone else's write, or from a member that was not asked, changes nothing.
+    let foreign = ReplicationMessage::Ack {
+        keyspace: "ks".into(),
+        origin: origin(1, 1),
+        seq: ticket.seq,
+    };
+    net.deliver((1, 0, encode(foreign)));
+    assert!(net.acks(0).is_empty());
+    net.advance(Duration::from_secs(6));
+    net.tick(0, &[]);
+    assert!(net.wire.is_empty(), "no retry after the deadline");
+}
+
+#[test]
+fn a_write_acked_with_no_live_peers_needs_only_us() {
+    let mut net = Net::new(1, ReplicationConfig::default());
+    let ticket = net.write_acked(0, "a", &[]);
+    assert_eq!((ticket.members, ticket.majority()), (1, 1));
+}
+
+fn gc_config() -> ReplicationConfig {
+    ReplicationConfig {
+        tombstone_ttl: Duration::from_secs(1),
+        op_log_max: 2,
+        ..ReplicationConfig::default()
+    }
+}
+
+#[test]
+fn a_tombstone_is_kept_while_a_live_member_has_not_seen_it() {
+    let mut net = Net::new(3, gc_config());
+    net.write(0, "a", Some("1"), true);
+    net.deliver_all();
+    // Node 2 tells node 0 what it has, then misses the delete.
+    net.exchange(2, 0);
+    net.write(0, "a", None, false);
+    net.agree(&[0, 1]);
+    net.advance(Duration::from_secs(5));
+    net.tick(0, &[1, 2]);
+    // Node 0's tick sent node 2 a digest, not the delete: node 2 still lacks it.
+    assert_eq!(net.tombstones(0), 1);
+    // Once node 2 has it and says so, node 0 may collect.
+    net.exchange(2, 0);
+    net.exchange(2, 0);
+    net.advance(Duration::from_secs(1));
+    net.tick(0, &[1, 2]);
+    assert_eq!(net.tombstones(0), 0);
+    assert_eq!(net.peers[0].machine.stats().tombstones_collected, 1);
+}
+
+#[test]
+fn a_tombstone_younger_than_the_ttl_is_kept() {
+    let mut net = Net::new(2, gc_config());
+    net.write(0, "a", Some("1"), true);
+    net.write(0, "a", None, true);
+    net.deliver_all();
+    net.agree(&[0, 1]);
+    net.tick(0, &[1]);
+    assert_eq!(net.tombstones(0), 1);
+}
+
+#[test]
+fn a_removed_key_does_not_resurrect_when_a_lagging_peer_syncs_after_gc() {
+    let mut net = Net::new(3, gc_config());
+    net.write(0, "a", Some("1"), true);
+    net.deliver_all();
+    // Node 2 drops out and departs; 0 and 1 delete `a`, write on (past the op log), agree.
+    net.peers[0]
+        .machine
+        .retire(&[addr(2).id].into(), &BTreeSet::new(), &[addr(1)]);
+    net.write(0, "a", None, false);
+    for n in 0..3 {
+        net.write(0, &format!("k{n}"), Some("v"), false);
+    }
+    net.agree(&[0, 1]);
+    net.advance(Duration::from_secs(5));
+    net.tick(0, &[1]);
+    assert_eq!(net.tombstones(0), 0, "collected");
+    // Node 2 comes back holding `a = 1` and syncs both ways.
+    assert_eq!(net.value(2, "a").as_deref(), Some("1"));
+    net.exchange(2, 0);
+    net.exchange(0, 2);
+    net.exchange(1, 2);
+    net.exchange(2, 1);
+    for i in 0..3 {
+        assert_eq!(net.value(i, "a"), None, "node {i}");
+    }
+    assert_eq!(net.value(2, "k2").as_deref(), Some("v"));
+    // Its stale push of `a = 1`, replayed, is a duplicate to node 0.
+    let stale = Envelope {
+        keyspace: "ks".into(),
+        origin: origin(0, 1),
+        seq: 1,
+        epoch: 0,
+        op: Op {
+            key: "a".into(),
+            entry: LwwEntry {
+                ts: Timestamp {
+                    wall_ms: 10_001,
+                    logical: 0,
+                    node: CrdtId::from_u128(1),
+                },
+                value: Some(b"1".to_vec()),
+            },
+        },
+    };
+    net.deliver((2, 0, encode(ReplicationMessage::Ops(vec![stale]))));
+    assert_eq!(net.value(0, "a"), None);
+}
+
+#[test]
+fn a_write_older_than_the_horizon_is_dropped_everywhere_not_just_here() {
+    let mut net = Net::new(2, gc_config());
+    net.write(0, "x", Some("1"), true);
+    net.deliver_all();
+    net.agree(&[0, 1]);
+    net.advance(Duration::from_secs(5));
+    net.tick(0, &[1]);
+    // A write stamped before node 0's horizon reaches it from node 1 (a clock far behind):
+    // node 0 drops it and sends node 1 its state, so node 1 drops it too.
+    let old = Envelope {
+        keyspace: "ks".into(),
+        origin: origin(1, 1),
+        seq: 1,
+        epoch: 0,
+        op: Op {
+            key: "late".into(),
+            entry: LwwEntry {
+                ts: Timestamp::at_wall(10_000),
+                value: Some(b"v".to_vec()),
+            },
+        },
+    };
+    let p = &mut net.peers[1];
+    p.machine
+        .keyspaces
+        .entry("ks".into())
+        .or_default()
+        .apply(&old, 8);
+    net.deliver((1, 0, encode(ReplicationMessage::Ops(vec![old]))));
+    net.deliver_all();
+    assert_eq!(net.value(0, "late"), None);
+    assert_eq!(net.value(1, "late"), None);
+    assert_eq!(
+        net.peers[0].machine.state_digests(),
+        net.peers[1].machine.state_digests()
+    );
+}
+
+/// Nodes 0–2 stay; nodes 3.. each write once and depart.
+fn transient_writers(writers: usize) -> Net {
+    let mut net = Net::new(3 + writers, ReplicationConfig::default());
+    net.write(0, "mine", Some("0"), false);
+    for w in 3..3 + writers {
+        net.write(w, &format!("w{w}"), Some("v"), false);
+        // A second keyspace, so compaction and epoch adoption cover more than one.
+        let p = &mut net.peers[w];
+        let other = Write {
+            keyspace: "other".into(),
+            key: "k".into(),
+            value: Some(vec![1]),
+        };
+        p.machine
+            .write(net.now, other, &[], &mut p.out)
+            .expect("fits");
+        net.exchange(w, 0);
+    }
+    net.agree(&[0, 1, 2]);
+    net
+}
+
+fn departed(writers: usize) -> (BTreeSet<NodeId>, BTreeSet<Origin>) {
+    let nodes = (3..3 + writers).map(|w| addr(w).id).collect();
+    let origins = (3..3 + writers).map(|w| origin(w, 1)).collect();
+    (nodes, origins)
+}
+
+fn origin_logs(net: &Net, i: usize) -> usize {
+    net.peers[i]
+        .machine
+        .keyspace("ks")
+        .map_or(0, Keyspace::origin_count)
+}
+
+#[test]
+fn departed_origins_are_compacted_so_bookkeeping_does_not_grow_with_writers() {
+    for writers in [5, 20] {
+        let mut net = transient_writers(writers);
+        assert_eq!(origin_logs(&net, 0), 1 + writers);
+        let (nodes, gone) = departed(writers);
+        for i in 0..3 {
+            let live: Vec<NodeAddr> = (0..3).filter(|&j| j != i).map(addr).collect();
+            let mut gone = gone.clone();
+            // A live member's origin is never retired, even if asked to.
+            gone.insert(origin(1, 1));
+            net.peers[i].machine.retire(&nodes, &gone, &live);
+        }
+        for i in 0..3 {
+            assert_eq!(origin_logs(&net, i), 1, "{writers} writers, node {i}");
+            assert_eq!(net.value(i, "w3").as_deref(), Some("v"), "data kept");
+        }
+        let epoch = net.peers[0].machine.epoch();
+        assert_ne!(epoch, 0);
+        assert!((0..3).all(|i| net.peers[i].machine.epoch() == epoch));
+        // A departed origin's op of the old epoch, offered again, is refused: nothing regrows.
+        let replay = net.peers[3]
+            .machine
+            .keyspace("ks")
+            .map(|k| k.missing_for("ks", None, 0).ops)
+            .unwrap_or_default();
+        net.deliver((3, 1, encode(ReplicationMessage::Ops(replay))));
+        assert_eq!(origin_logs(&net, 1), 1);
+        // The survivors still replicate in the new epoch.
+        net.write(1, "after", Some("1"), false);
+        net.agree(&[0, 1, 2]);
+        assert!((0..3).all(|i| origin_logs(&net, i) == 2));
+        for i in 0..3 {
+            assert_eq!(net.value(i, "after").as_deref(), Some("1"));
+        }
+    }
+}
+
+#[test]
+fn an_origin_some_member_lacks_ops_of_is_not_retired() {
+    let mut net = Net::new(4, ReplicationConfig::default());
+    net.write(3, "w", Some("1"), false);
+    net.write(3, "w", Some("2"), false);
+    // Node 0 got both ops, node 1 only the first and told node 0 so.
+    net.exchange(3, 0);
+    let first = net.peers[0]
+        .machine
+        .keyspace("ks")
+        .expect("ks")
+        .missing_for("ks", None, 0);
+    net.deliver((
+        0,
+        1,
+        encode(ReplicationMessage::Ops(first.ops[..1].to_vec())),
+    ));
+    net.wire.clear();
+    let p = &mut net.peers[1];
+    p.machine.handle_timer(
+        net.now,
+        ReplicationTimer::AntiEntropy,
+        &[addr(0)],
+        &mut p.out,
+    );
+    net.collect(1);
+    // Deliver node 1's digest only; node 0's answer is lost.
+    let digest = net.wire.remove(0);
+    net.wire.clear();
+    net.deliver(digest);
+    net.wire.clear();
+    net.peers[0]
+        .machine
+        .retire(&[addr(3).id].into(), &[origin(3, 1)].into(), &[addr(1)]);
+    assert_eq!(
+        origin_logs(&net, 0),
+        1,
+        "node 1 still lacks an op of node 3"
+    );
+    assert_eq!(net.peers[0].machine.epoch(), 0);
+}
+
+#[test]
+fn a_node_of_an_older_epoch_catches_up_through_full_states() {
+    let writers = 3;
+    let mut net = transient_writers(writers);
+    let (nodes, gone) = departed(writers);
+    // Only node 0 compacts; node 1 writes on in the old epoch meanwhile.
+    net.peers[0]
+        .machine
+        .retire(&nodes, &gone, &[addr(1), addr(2)]);
+    net.write(1, "old-epoch", Some("1"), true);
+    net.deliver_all();
+    assert_eq!(net.value(0, "old-epoch"), None, "refused across epochs");
+    net.exchange(1, 0);
+    net.exchange(0, 1);
+    assert_eq!(net.peers[1].machine.epoch(), net.peers[0].machine.epoch());
+    assert_eq!(origin_logs(&net, 1), origin_logs(&net, 0));
+    for i in 0..2 {
+        let other = net.peers[i].machine.keyspace("other").expect("other");
+        assert_eq!(
+            other.origin_count(),
+            0,
+            "node {i}: departed writers dropped everywhere"
+        );
+    }
+    assert_eq!(net.value(0, "old-epoch").as_deref(), Some("1"));
+    assert_eq!(
+        net.peers[0].machine.state_digests(),
+        net.peers[1].machine.state_digests()
+    );
+}
+
+#[test]
+fn a_large_full_state_goes_on_the_bulk_channel() {
+    let config = ReplicationConfig {
+        op_log_max: 1,
+        bulk_threshold: 100,
+        ..ReplicationConfig::default()
+    };
+    let mut machine = Replication::new(origin(0, 1), config, 0);
+    let mut out = Outbox::default();
+    for n in 0..4 {
+        let write = Write {
+            keyspace: if n < 2 { "small" } else { "large" }.into(),
+            key: format!("k{n}"),
+            value: Some(vec![7; if n < 2 { 4 } else { 200 }]),
+        };
+        machine
+            .write(Instant::ZERO, write, &[], &mut out)
+            .expect("fits");
+    }
+    while out.pop().is_some() {}
+    let ask = ReplicationMessage::Digest {
+        digest: Digest::new(),
+        reply: false,
+        epoch: 0,
+    };
+    machine.handle_message(Instant::ZERO, Some(addr(1)), ask, &mut out);
+    let mut channels = Vec::new();
+    while let Some(effect) = out.pop() {
+        if let Effect::Send {
+            channel, payload, ..
+        } = effect
+        {
+            let Ok(CoreMessage::Replication(ReplicationMessage::FullState { keyspace, .. })) =
+                postcard::from_bytes(&payload)
+            else {
+                continue;
+            };
+            channels.push((keyspace, channel));
+        }
+    }
+    assert_eq!(
+        channels,
+        vec![
+            ("large".to_owned(), Channel::Bulk),
+            ("small".to_owned(), Channel::Replication)
+        ]
+    );
+    assert_eq!(machine.stats().bulk_states_sent, 1);
+}

@@ -55,6 +55,8 @@ pub enum ReplicationMessage {
         /// Whether the receiver should answer with its own digest (false on the answer itself,
         /// so an exchange never loops).
         reply: bool,
+        /// The sender's compaction epoch: a receiver in another epoch answers with full states.
+        epoch: u32,
     },
     /// A whole keyspace, for a peer behind our op-log horizon.
     FullState {
@@ -66,5 +68,17 @@ pub enum ReplicationMessage {
         state: Vec<u8>,
         /// What the state includes: every op up to these seqs.
         seen: Seen,
+    },
+    /// Ops the sender wants acknowledged: the receiver applies them like [`Self::Ops`] and
+    /// answers [`Self::Ack`] for each one it holds afterwards (applied now or before).
+    AckRequest(Vec<Envelope>),
+    /// The sender holds the op `(origin, seq)` of `keyspace`.
+    Ack {
+        /// The keyspace.
+        keyspace: String,
+        /// Who wrote the op (the receiver, or the ack is ignored).
+        origin: Origin,
+        /// Its seq.
+        seq: u64,
     },
 }

@@ -15,9 +15,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::driver::Request;
 use crate::replication::{ReplicationError, ReplicationEvent, Write};
@@ -33,7 +34,10 @@ pub(crate) type Mirror = Arc<RwLock<BTreeMap<String, BTreeMap<String, Vec<u8>>>>
 pub(crate) fn mirror_apply(mirror: &Mirror, event: &ReplicationEvent) {
     let ReplicationEvent::KeyChanged {
         keyspace, key, new, ..
-    } = event;
+    } = event
+    else {
+        return;
+    };
     let Ok(mut all) = mirror.write() else {
         return; // poisoned only if a reader panicked mid-read; reads stay as they were
     };
@@ -70,10 +74,27 @@ pub enum ConfigError {
     /// The write was refused (a size limit); nothing changed.
     #[error(transparent)]
     Refused(#[from] ReplicationError),
+    /// A majority write was applied here but not confirmed by a majority in time. It still
+    /// spreads (it is not rolled back); only the confirmation is missing.
+    #[error(
+        "only {acked} of the {needed} members needed for a majority hold the write after {timeout:?}"
+    )]
+    NoMajority {
+        /// Members known to hold it, ourselves included.
+        acked: usize,
+        /// A majority of the live members at write time, ourselves included.
+        needed: usize,
+        /// How long we waited.
+        timeout: Duration,
+    },
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
 }
+
+/// What the driver answers a majority write with: the majority needed, and the count of
+/// holders as acks arrive.
+pub(crate) type MajorityWait = (usize, watch::Receiver<usize>);
 
 /// One config change seen by a [`ConfigWatch`].
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +124,47 @@ impl ConfigHandle {
             source,
         })?;
         self.write(key, Some(json)).await
+    }
+
+    /// Sets `key` to `value` like [`set`](Self::set), and returns once a majority of the
+    /// members alive at write time (ourselves included) hold it, or fails with
+    /// [`ConfigError::NoMajority`] after `timeout`.
+    ///
+    /// The majority is of this node's membership view: a node that believes it is alone
+    /// succeeds at once. The write is not undone on failure; it keeps spreading.
+    pub async fn set_majority(
+        &self,
+        key: &str,
+        value: impl Serialize,
+        timeout: Duration,
+    ) -> Result<(), ConfigError> {
+        let json = serde_json::to_vec(&value).map_err(|source| ConfigError::Encode {
+            key: key.to_owned(),
+            source,
+        })?;
+        let write = Write {
+            keyspace: CONFIG_KEYSPACE.to_owned(),
+            key: key.to_owned(),
+            value: Some(json),
+        };
+        let (done, result) = oneshot::channel();
+        self.requests
+            .send(Request::WriteMajority(write, timeout, done))
+            .await
+            .map_err(|_| ConfigError::Stopped)?;
+        let (needed, mut holders) = result.await.map_err(|_| ConfigError::Stopped)??;
+        let reached = tokio::time::timeout(timeout, holders.wait_for(|&h| h >= needed))
+            .await
+            .map(|waited| waited.is_ok());
+        match reached {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ConfigError::Stopped),
+            Err(_) => Err(ConfigError::NoMajority {
+                acked: *holders.borrow(),
+                needed,
+                timeout,
+            }),
+        }
     }
 
     /// Deletes `key` cluster-wide.
@@ -193,7 +255,10 @@ impl ConfigWatch {
             key,
             old,
             new,
-        } = event;
+        } = event
+        else {
+            return None;
+        };
         if keyspace != CONFIG_KEYSPACE || !key.starts_with(&self.prefix) {
             return None;
         }
@@ -204,4 +269,39 @@ impl ConfigWatch {
             new: json(new),
         })
     }
+}
+
+/// Answers `PUT` or `POST /config/{key}` (the body is the JSON value) and
+/// `DELETE /config/{key}` on the node's HTTP server.
+pub(crate) async fn http_write(
+    config: ConfigHandle,
+    request: crate::http::WriteRequest,
+) -> (hyper::StatusCode, serde_json::Value) {
+    use hyper::{Method, StatusCode};
+    let key = request.rest;
+    if key.is_empty() {
+        return http_error(StatusCode::BAD_REQUEST, "no key: use /config/{key}");
+    }
+    let result = if request.method == Method::DELETE {
+        config.delete(&key).await
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&request.body) {
+            Ok(value) => config.set(&key, value).await,
+            Err(error) => {
+                let why = format!("the body must be the JSON value: {error}");
+                return http_error(StatusCode::BAD_REQUEST, &why);
+            }
+        }
+    };
+    match result {
+        Ok(()) => (StatusCode::OK, serde_json::json!({ "key": key })),
+        Err(error @ ConfigError::Refused(_)) => {
+            http_error(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
+        }
+        Err(error) => http_error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
+    }
+}
+
+fn http_error(status: hyper::StatusCode, why: &str) -> (hyper::StatusCode, serde_json::Value) {
+    (status, serde_json::json!({ "error": why }))
 }

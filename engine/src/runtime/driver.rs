@@ -11,8 +11,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn};
 
-use super::cluster_config::{mirror_apply, Mirror};
-use super::metrics::MembershipMetrics;
+use super::cluster_config::{mirror_apply, MajorityWait, Mirror};
+use super::metrics::{MembershipMetrics, ReplicationMetrics};
 use super::timers::Timers;
 use crate::core::{Command, Core, Input};
 use crate::discovery::Candidate;
@@ -28,10 +28,17 @@ const JOIN_RETRY_MIN: Duration = Duration::from_secs(3);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest a join attempt (QUIC handshake and hello) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a bulk transfer (a large keyspace's full state) may take to send; anti-entropy
+/// offers it again later if it does not make it.
+const BULK_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest bulk transfer read into memory; the sender's own cap is lower.
+const BULK_RECEIVE_MAX: u64 = crate::replication::FULL_STATE_BYTES_MAX as u64 + 64 * 1024;
 
 /// What the node handle asks of the driver.
 pub(crate) enum Request {
     Core(Command),
+    /// Something that arrived outside the inbox's channels (a bulk transfer, read in full).
+    Input(Input),
     /// A local write to a replicated keyspace, answered once applied here.
     Write(
         Write,
@@ -45,6 +52,13 @@ pub(crate) enum Request {
         value: Option<Vec<u8>>,
         done: oneshot::Sender<Result<(), crate::core::WriteError>>,
     },
+    /// A local write that waits for a majority: answered with the majority needed and a
+    /// count of holders that the driver raises as acks arrive.
+    WriteMajority(
+        Write,
+        Duration,
+        oneshot::Sender<Result<MajorityWait, crate::replication::ReplicationError>>,
+    ),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
@@ -66,7 +80,10 @@ pub(crate) struct Driver {
     pub replication_events: broadcast::Sender<ReplicationEvent>,
     /// Live replicated values, for local reads.
     pub mirror: Mirror,
+    /// Holder counts of majority writes still awaited, by (keyspace, seq).
+    pub majority_waits: BTreeMap<(String, u64), tokio::sync::watch::Sender<usize>>,
     pub metrics: MembershipMetrics,
+    pub replication_metrics: ReplicationMetrics,
     pub timers: Timers,
     pub join_attempts: BTreeMap<SocketAddr, TokioInstant>,
     /// Running discovery strategies, stopped (advertisements withdrawn) when the node stops.
@@ -94,11 +111,15 @@ impl Driver {
             tokio::select! {
                 request = self.requests.recv() => match request {
                     Some(Request::Core(command)) => self.core.handle(self.now(), Input::Command(command)),
+                    Some(Request::Input(input)) => self.core.handle(self.now(), input),
                     Some(Request::Write(write, done)) => self.write(write, done).await,
                     Some(Request::SetEphemeral { keyspace, name, value, done }) => {
                         let result = self.core.set_ephemeral(self.now(), keyspace, &name, value);
                         self.carry_out_effects().await;
                         let _ = done.send(result);
+                    }
+                    Some(Request::WriteMajority(write, timeout, done)) => {
+                        self.write_majority(write, timeout, done).await
                     }
                     Some(Request::Stop(done)) => return self.stop(done).await,
                     Some(Request::Abort(done)) => return self.abort(done).await,
@@ -107,6 +128,7 @@ impl Driver {
                 Some(message) = self.inbox.membership.recv() => self.deliver(message),
                 Some(message) = self.inbox.coordination.recv() => self.deliver(message),
                 Some(message) = self.inbox.replication.recv() => self.deliver(message),
+                Some(transfer) = self.inbox.transfers.recv() => self.receive_bulk(transfer),
                 Some(candidate) = self.candidates.recv() => self.consider(candidate),
                 _ = sleep => self.fire_due_timers(),
                 _ = housekeeping.tick() => self.housekeeping(),
@@ -152,9 +174,20 @@ impl Driver {
                     directory_changed = true;
                     self.publish(event);
                 }
+                Effect::Event(Event::Replication(ReplicationEvent::Acked {
+                    keyspace,
+                    seq,
+                    holders,
+                    ..
+                })) => {
+                    if let Some(count) = self.majority_waits.get(&(keyspace, seq)) {
+                        count.send_replace(holders);
+                    }
+                }
                 Effect::Event(Event::Replication(event)) => {
-                    let ReplicationEvent::KeyChanged { keyspace, .. } = &event;
-                    directory_changed |= self.core.ephemeral_keyspace(keyspace);
+                    if let ReplicationEvent::KeyChanged { keyspace, .. } = &event {
+                        directory_changed |= self.core.ephemeral_keyspace(keyspace);
+                    }
                     mirror_apply(&self.mirror, &event);
                     let _ = self.replication_events.send(event);
                 }
@@ -178,11 +211,69 @@ impl Driver {
         let _ = done.send(result);
     }
 
+    /// Applies a local write that asks for acks, and answers with what to wait on once its
+    /// effects (the pushes, the mirror update) are carried out.
+    async fn write_majority(
+        &mut self,
+        write: Write,
+        timeout: Duration,
+        done: oneshot::Sender<Result<MajorityWait, crate::replication::ReplicationError>>,
+    ) {
+        // Waiters that gave up (their receiver is gone) need no more counting.
+        self.majority_waits.retain(|_, count| !count.is_closed());
+        let now = self.now();
+        let answer = self
+            .core
+            .write_acked(now, write, now + timeout)
+            .map(|ticket| {
+                let (count, holders) = tokio::sync::watch::channel(1);
+                self.majority_waits
+                    .insert((ticket.keyspace.clone(), ticket.seq), count);
+                (ticket.majority(), holders)
+            });
+        self.carry_out_effects().await;
+        let _ = done.send(answer);
+    }
+
+    /// Reads a bulk transfer in its own task (a large state must not hold up the driver) and
+    /// feeds it back as a request once complete.
+    fn receive_bulk(&mut self, transfer: foundation_transport::IncomingTransfer) {
+        let from = transfer.from;
+        if transfer.len > BULK_RECEIVE_MAX {
+            debug!(peer = %from, len = transfer.len, "bulk transfer too large; refused");
+            return;
+        }
+        let requests = self.requests_tx.clone();
+        tokio::spawn(async move {
+            match transfer.read_to_end().await {
+                Ok(payload) => {
+                    let input = Input::Received {
+                        from,
+                        channel: Channel::Bulk,
+                        payload: payload.into(),
+                    };
+                    let _ = requests.send(Request::Input(input)).await;
+                }
+                Err(error) => debug!(peer = %from, %error, "bulk transfer failed"),
+            }
+        });
+    }
+
     async fn send(&mut self, to: NodeAddr, channel: Channel, payload: bytes::Bytes) {
         // Never block the core: a full queue drops the message (and the transport counts it);
         // every protocol above tolerates loss.
         let result = match channel {
             Channel::Membership => self.endpoint.send_datagram(to, payload),
+            Channel::Bulk => {
+                // A transfer waits for the peer to take all of it: in its own task.
+                let endpoint = self.endpoint.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = endpoint.send_bulk(to, payload, BULK_SEND_TIMEOUT).await {
+                        debug!(peer = %to, %error, "bulk transfer dropped");
+                    }
+                });
+                Ok(())
+            }
             _ => {
                 self.endpoint
                     .send(to, channel, payload, SendMode::NoWait)
@@ -239,6 +330,7 @@ impl Driver {
 
     fn housekeeping(&mut self) {
         self.metrics.sync(&self.core);
+        self.replication_metrics.sync(&self.core);
         let horizon = TokioInstant::now() - JOIN_RETRY_MIN * 10;
         self.join_attempts.retain(|_, last| *last > horizon);
         if self.core.membership().alive().next().is_none() {

@@ -53,6 +53,7 @@ impl NodeSettings {
             http: config.http,
             registry,
             rpc: Default::default(),
+            replication: Default::default(),
         })
     }
 }

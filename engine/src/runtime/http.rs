@@ -1,5 +1,6 @@
-//! The node's HTTP endpoints: `/metrics`, `/health`, `/members` and `/config`, served from the
-//! state the driver publishes (nothing here touches the core).
+//! The node's HTTP endpoints: `/metrics`, `/health`, `/members` and `/config` (plus writes to
+//! `/config/{key}`), served from the state the driver publishes (writes go through the
+//! config handle, like the application's).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,8 +29,12 @@ pub(crate) fn serve(
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))
         .json("/members", move || members(&view.borrow(), &identity))
-        .json("/config", move || {
-            serde_json::Value::Object(config.snapshot().into_iter().collect())
+        .json("/config", {
+            let config = config.clone();
+            move || serde_json::Value::Object(config.snapshot().into_iter().collect())
+        })
+        .write("/config/", move |request| {
+            Box::pin(super::cluster_config::http_write(config.clone(), request))
         })
         .json("/services", move || services_json(&services.directory()))
         .start()

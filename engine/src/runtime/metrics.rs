@@ -1,10 +1,10 @@
-//! Membership metrics, refreshed from the core's counters.
+//! Membership and replication metrics, refreshed from the core's counters.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::membership::MemberState;
 use crate::Core;
@@ -97,4 +97,120 @@ impl MembershipMetrics {
 /// Moves `counter` up to the core's running `total` (the core counts; the metric mirrors it).
 fn advance(counter: &Counter, total: u64) {
     counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyspaceLabels {
+    // Bounded: at most `keyspaces_max` keyspaces exist.
+    keyspace: String,
+}
+
+/// `foundation_replication_*` metrics of one node: counters mirror the machine's totals.
+#[derive(Debug, Default)]
+pub(crate) struct ReplicationMetrics {
+    writes: Counter,
+    refused_writes: Counter,
+    ops_applied: Counter,
+    ops_sent: Counter,
+    duplicate_ops: Counter,
+    rejected: Counter,
+    digests_sent: Counter,
+    full_states_sent: Counter,
+    full_states_merged: Counter,
+    sent_bytes: Counter,
+    tombstones_collected: Counter,
+    origins_retired: Counter,
+    epoch_changes: Counter,
+    keys: Family<KeyspaceLabels, Gauge>,
+}
+
+impl ReplicationMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("foundation_replication");
+        let counters = [
+            ("writes", "Local writes applied", &m.writes),
+            (
+                "refused_writes",
+                "Local writes refused (limits)",
+                &m.refused_writes,
+            ),
+            ("ops_applied", "Remote ops applied", &m.ops_applied),
+            (
+                "ops_sent",
+                "Ops sent (pushes, ack requests, digest answers)",
+                &m.ops_sent,
+            ),
+            ("duplicate_ops", "Remote ops already held", &m.duplicate_ops),
+            (
+                "rejected",
+                "Remote ops and states refused: clock drift, another epoch, no room, undecodable",
+                &m.rejected,
+            ),
+            ("digests_sent", "Anti-entropy digests sent", &m.digests_sent),
+            (
+                "full_states_sent",
+                "Keyspace full states sent",
+                &m.full_states_sent,
+            ),
+            (
+                "full_states_merged",
+                "Keyspace full states merged",
+                &m.full_states_merged,
+            ),
+            (
+                "tombstones_collected",
+                "Tombstones collected below an agreed horizon",
+                &m.tombstones_collected,
+            ),
+            (
+                "origins_retired",
+                "Departed origins' bookkeeping dropped, per keyspace",
+                &m.origins_retired,
+            ),
+            (
+                "epoch_changes",
+                "Compaction epoch changes",
+                &m.epoch_changes,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        r.register_with_unit(
+            "sent",
+            "Payload bytes of replication messages sent",
+            Unit::Bytes,
+            m.sent_bytes.clone(),
+        );
+        r.register("keys", "Live keys per keyspace", m.keys.clone());
+        m
+    }
+
+    /// Brings the metrics up to date with the core's replication machine.
+    pub fn sync(&self, core: &Core) {
+        let replication = core.replication();
+        let s = replication.stats();
+        advance(&self.writes, s.writes);
+        advance(&self.refused_writes, s.refused_writes);
+        advance(&self.ops_applied, s.ops_applied);
+        advance(&self.ops_sent, s.ops_sent);
+        advance(&self.duplicate_ops, s.duplicate_ops);
+        advance(&self.rejected, s.drift_rejected + s.dropped + s.bad_states);
+        advance(&self.digests_sent, s.digests_sent);
+        advance(&self.full_states_sent, s.full_states_sent);
+        advance(&self.full_states_merged, s.full_states_merged);
+        advance(&self.sent_bytes, s.bytes_sent);
+        advance(&self.tombstones_collected, s.tombstones_collected);
+        advance(&self.origins_retired, s.origins_retired);
+        advance(&self.epoch_changes, s.epoch_changes);
+        for name in replication.keyspace_names() {
+            let keys = replication.keyspace(name).map_or(0, |k| k.map().len());
+            self.keys
+                .get_or_create(&KeyspaceLabels {
+                    keyspace: name.to_owned(),
+                })
+                .set(i64::try_from(keys).unwrap_or(i64::MAX));
+        }
+    }
 }

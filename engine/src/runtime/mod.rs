@@ -45,7 +45,7 @@ use crate::services::Directory;
 use crate::time::Instant;
 use cluster_config::Mirror;
 use driver::{Driver, Request};
-use metrics::MembershipMetrics;
+use metrics::{MembershipMetrics, ReplicationMetrics};
 use services::{PubSubHandle, RpcConfig, RpcHandle, Services, ServicesHandle, ServicesInbox};
 
 /// Events buffered per subscriber before the oldest are dropped.
@@ -75,6 +75,8 @@ pub struct NodeSettings {
     pub registry: Registry,
     /// Circuit breakers, rate limits and concurrency of RPC.
     pub rpc: RpcConfig,
+    /// Replicated keyspaces' settings (limits, anti-entropy, GC and compaction timing).
+    pub replication: ReplicationConfig,
 }
 
 impl NodeSettings {
@@ -92,6 +94,7 @@ impl NodeSettings {
             http: None,
             registry: Registry::default(),
             rpc: RpcConfig::default(),
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -148,9 +151,11 @@ impl Node {
             http,
             mut registry,
             rpc,
+            replication,
         } = settings;
         let transport_metrics = Arc::new(TransportMetrics::register(&mut registry));
         let membership_metrics = MembershipMetrics::register(&mut registry);
+        let replication_metrics = ReplicationMetrics::register(&mut registry);
         let cluster = identity.cluster.clone();
         let (endpoint, mut inbox) =
             Endpoint::start(identity, &trust, transport, transport_metrics).await?;
@@ -203,7 +208,7 @@ impl Node {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let replication = ReplicationConfig {
             wall_ms_at_zero: unix_ms(),
-            ..ReplicationConfig::default()
+            ..replication
         };
         let core =
             Core::new(core_config, Instant::ZERO).with_replication(replication, rand::random());
@@ -220,7 +225,9 @@ impl Node {
             events: events.clone(),
             replication_events: config.events.clone(),
             mirror: config.mirror.clone(),
+            majority_waits: BTreeMap::new(),
             metrics: membership_metrics,
+            replication_metrics,
             timers: Default::default(),
             join_attempts: BTreeMap::new(),
             discovery,

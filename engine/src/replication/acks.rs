@@ -1,0 +1,80 @@
+//! Writes waiting for acknowledgements: who was asked, who answered, until when to retry.
+
+use std::collections::BTreeMap;
+
+use foundation_transport::{NodeAddr, NodeId};
+
+use super::wire::Envelope;
+use crate::time::Instant;
+
+/// Most acknowledged writes in flight at once; each holds its op until acked or expired.
+pub(super) const PENDING_ACKS_MAX: usize = 4096;
+
+/// What a write that asked for acknowledgements was told it is waiting for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckTicket {
+    /// The keyspace written.
+    pub keyspace: String,
+    /// The write's seq in it (ours as origin).
+    pub seq: u64,
+    /// Live members at write time, ourselves included: the group a majority is counted in.
+    pub members: usize,
+}
+
+impl AckTicket {
+    /// Holders needed for a majority of [`AckTicket::members`].
+    pub fn majority(&self) -> usize {
+        self.members / 2 + 1
+    }
+}
+
+/// One write waiting for acks.
+#[derive(Debug)]
+pub(super) struct PendingAck {
+    /// The op, re-sent to members that have not answered.
+    pub envelope: Envelope,
+    /// Who was asked, with whether they answered.
+    pub targets: BTreeMap<NodeId, (NodeAddr, bool)>,
+    /// Retries stop after this.
+    pub until: Instant,
+}
+
+impl PendingAck {
+    pub fn new(envelope: Envelope, peers: &[NodeAddr], until: Instant) -> Self {
+        let targets = peers.iter().map(|p| (p.id, (*p, false))).collect();
+        Self {
+            envelope,
+            targets,
+            until,
+        }
+    }
+
+    /// Records `from`'s ack; true if it is new.
+    pub fn acked_by(&mut self, from: NodeId) -> bool {
+        match self.targets.get_mut(&from) {
+            Some((_, acked)) if !*acked => {
+                *acked = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Holders of the write: ourselves plus every member that acked.
+    pub fn holders(&self) -> usize {
+        1 + self.targets.values().filter(|(_, acked)| *acked).count()
+    }
+
+    /// Members asked, ourselves included.
+    pub fn members(&self) -> usize {
+        1 + self.targets.len()
+    }
+
+    /// Members asked that have not answered yet.
+    pub fn waiting(&self) -> impl Iterator<Item = NodeAddr> + '_ {
+        self.targets
+            .values()
+            .filter(|(_, acked)| !*acked)
+            .map(|(addr, _)| *addr)
+    }
+}
