@@ -2,7 +2,12 @@
 //! may change, converging after any partition.
 //!
 //! A local write becomes an op in an [`Envelope`] `(origin, seq, epoch)`, applied here and
-//! pushed to [`ReplicationConfig::fanout`] random live members. Anti-entropy repairs the rest:
+//! pushed at once to every live member while the cluster has at most
+//! [`ReplicationConfig::push_all_max`] of them, else to [`ReplicationConfig::fanout`] random
+//! ones. Pushing to all costs no more bytes than letting anti-entropy carry the op (each
+//! member receives it once either way) and makes a write visible everywhere in one hop instead
+//! of a few anti-entropy intervals; above the threshold the writer's own send cost wins, and
+//! anti-entropy spreads the op. Anti-entropy repairs the rest:
 //! every [`ReplicationConfig::anti_entropy_interval`] a node sends its [`Digest`] (highest
 //! contiguous seq per origin per keyspace) to a random live member, which answers with exactly
 //! the ops the sender lacks from its op log — or, when the sender is behind the log's horizon
@@ -108,8 +113,11 @@ const ENVELOPE_OVERHEAD: usize = 64;
 /// Replication's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicationConfig {
-    /// How many random live members a new op is pushed to.
+    /// How many random live members a new op is pushed to when there are more than
+    /// [`Self::push_all_max`].
     pub fanout: usize,
+    /// Up to this many live members, a new op is pushed to every one of them.
+    pub push_all_max: usize,
     /// How often a node starts an anti-entropy exchange.
     pub anti_entropy_interval: Duration,
     /// Ops kept per origin per keyspace to answer digests; a peer further behind gets the full
@@ -147,6 +155,7 @@ impl Default for ReplicationConfig {
     fn default() -> Self {
         Self {
             fanout: 3,
+            push_all_max: 64,
             anti_entropy_interval: Duration::from_secs(1),
             op_log_max: 1024,
             value_size_max: 64 * 1024,
@@ -401,7 +410,8 @@ impl Replication {
         &self.stats
     }
 
-    /// Applies a local write and pushes it to up to `fanout` of `peers` (the live members).
+    /// Applies a local write and pushes it to `peers` (the live members): to all of them, or to
+    /// `fanout` of them when there are more than `push_all_max`.
     pub fn write(
         &mut self,
         now: Instant,
@@ -940,7 +950,11 @@ impl Replication {
     }
 
     fn push(&mut self, envelope: Envelope, peers: &[NodeAddr], out: &mut Outbox) {
-        let targets = self.choose(peers, self.config.fanout);
+        let targets = if peers.len() <= self.config.push_all_max {
+            peers.to_vec()
+        } else {
+            self.choose(peers, self.config.fanout)
+        };
         if targets.is_empty() {
             return;
         }

@@ -141,7 +141,7 @@ impl Net {
 }
 
 #[test]
-fn a_write_is_pushed_to_every_peer_within_the_fanout() {
+fn a_write_is_pushed_to_every_live_peer_in_a_small_cluster() {
     let mut net = Net::new(3, ReplicationConfig::default());
     net.write(0, "a", Some("1"), true);
     assert_eq!(net.wire.len(), 2);
@@ -162,8 +162,19 @@ fn a_write_is_pushed_to_every_peer_within_the_fanout() {
 }
 
 #[test]
-fn fanout_limits_the_eager_push() {
+fn a_small_cluster_gets_every_write_in_one_hop() {
     let mut net = Net::new(6, ReplicationConfig::default());
+    net.write(0, "a", Some("1"), true);
+    assert_eq!(net.wire.len(), 5);
+}
+
+#[test]
+fn above_push_all_max_the_fanout_limits_the_eager_push() {
+    let config = ReplicationConfig {
+        push_all_max: 4,
+        ..ReplicationConfig::default()
+    };
+    let mut net = Net::new(6, config);
     net.write(0, "a", Some("1"), true);
     assert_eq!(net.wire.len(), 3);
 }
