@@ -265,6 +265,8 @@ pub struct World {
     trace: Trace,
     observed: Vec<Observed>,
     topology: Vec<(u64, Vec<BlockRule>)>,
+    /// What each slot's application registers in the service registry.
+    pub(crate) registrations: crate::services::Registrations,
 }
 
 impl World {
@@ -286,6 +288,7 @@ impl World {
             trace: Trace::new(config.keep_trace),
             observed: Vec::new(),
             topology: vec![(0, Vec::new())],
+            registrations: Default::default(),
         };
         for slot in 0..config.nodes {
             world.add_slot(slot);
