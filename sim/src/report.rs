@@ -189,6 +189,8 @@ pub struct SimReport {
     pub registry_listed: Stats,
     /// Death of a node life → its instances listed nowhere (seconds), over every such death.
     pub registry_gone: Stats,
+    /// Death of a node life → its entries in no live keyspace (seconds).
+    pub registry_reaped: Stats,
     /// Membership bytes per node per second, over runs.
     pub membership_bytes_per_node_per_sec: Stats,
     /// The full report of a single-seed run, or of every failed run of a sweep.
@@ -236,6 +238,7 @@ impl SimReport {
             false_positives: runs.iter().map(|r| r.measurements.false_positives).sum(),
             registry_listed: registry(RegistryKind::Register),
             registry_gone: registry(RegistryKind::Death),
+            registry_reaped: registry(RegistryKind::Reaped),
             membership_bytes_per_node_per_sec: Stats::of(bytes.collect()),
             details: if runs.len() == 1 {
                 runs
@@ -305,6 +308,7 @@ pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> 
     for (what, s) in [
         ("registered -> listed everywhere", &report.registry_listed),
         ("life ended -> gone everywhere  ", &report.registry_gone),
+        ("life ended -> reaped everywhere", &report.registry_reaped),
     ] {
         if s.count > 0 {
             writeln!(
@@ -391,6 +395,7 @@ fn print_registry(m: &Measurements, out: &mut dyn Write) -> io::Result<()> {
         let done = match r.kind {
             RegistryKind::Register => "listed everywhere",
             RegistryKind::Deregister | RegistryKind::Death => "gone everywhere",
+            RegistryKind::Reaped => "reaped everywhere",
             RegistryKind::Convergence => "converged",
         };
         writeln!(

@@ -58,10 +58,10 @@ fn assert_registry_measured(reports: &[RunReport]) {
             r.measurements.registry
         );
         assert!(
-            r.measurements
-                .registry
-                .iter()
-                .all(|m| m.kind == RegistryKind::Death || m.took_secs.is_some()),
+            r.measurements.registry.iter().all(|m| matches!(
+                m.kind,
+                RegistryKind::Death | RegistryKind::Reaped
+            ) || m.took_secs.is_some()),
             "seed {}: something never settled: {:?}",
             r.seed,
             r.measurements.registry

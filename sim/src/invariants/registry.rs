@@ -15,6 +15,11 @@
 //!   its node), no node may ever list that life's instances again: a node that comes back does
 //!   so as a new life, under new keys. Checked from that moment on, without a bound.
 //!
+//! **(c) Dead lives' entries are reaped.** Hiding is not enough: the keyspace must not keep
+//! them forever. Within the *reap bound* after the death bound — the reaper's patience
+//! ([`EphemeralConfig::reap_after`]) plus one reconcile interval plus the settle bound for the
+//! deletions to reach everyone — no live node's keyspace holds an entry of the ended life.
+//!
 //! **(b) The registry converges.** After every disturbance (heal, crash, restart, stop, stall,
 //! join, clock step, a registration or deregistration, a generation renewal, a node declaring
 //! a running one failed), within the *settle bound* — the convergence bound
@@ -26,15 +31,16 @@
 //! too: a transient one is counted, a lasting one fails the run.
 //!
 //! "Live" means up and not leaving; a stalled node is live (the bound starts when its stall
-//! ends). Measured: death → vanished from every live node's directory, registration → listed
-//! by every live node, deregistration → gone everywhere, and every convergence episode.
+//! ends). Measured: death → vanished from every live node's directory, death → reaped from
+//! every live keyspace, registration → listed by every live node, deregistration → gone
+//! everywhere, and every convergence episode.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use foundation_engine::core::Core;
-use foundation_engine::ephemeral::{EphemeralConfig, Owner};
+use foundation_engine::ephemeral::{self, EphemeralConfig, Owner, SERVICES_KEYSPACE};
 use foundation_engine::membership::{MemberState, MembershipEvent};
 use foundation_engine::replication::ReplicationConfig;
 use foundation_engine::services::directory::Directory;
@@ -67,6 +73,8 @@ pub enum RegistryKind {
     Death,
     /// A disturbance: until every live node listed exactly what is registered.
     Convergence,
+    /// A node life ended: until no live node's keyspace held any of its entries.
+    Reaped,
 }
 
 /// One registry measurement.
@@ -100,6 +108,10 @@ struct End {
     /// marked it dead: entries may still be spreading while a node still believes it alive).
     vanished_us: Option<u64>,
     late_reported: bool,
+    /// When no live node's keyspace held its entries any more.
+    reaped_us: Option<u64>,
+    reap_reported: bool,
+    reap_recorded: bool,
 }
 
 struct Life {
@@ -107,6 +119,8 @@ struct Life {
     end: Option<End>,
     /// Whether a live node other than itself ever listed one of its instances.
     listed: bool,
+    /// Whether a live node's keyspace ever held one of its entries.
+    held: bool,
     /// When every other running node had marked it failed or left.
     dead_everywhere_us: Option<u64>,
     resurrection_reported: bool,
@@ -133,6 +147,8 @@ struct Pending {
 pub struct RegistryConsistent {
     death_us: u64,
     settle_us: u64,
+    /// From the death bound to every live keyspace rid of the entries.
+    reap_us: u64,
     /// The life each slot runs (or last ran), as last seen.
     current: Vec<Option<Owner>>,
     lives: BTreeMap<Owner, Life>,
@@ -157,9 +173,11 @@ impl RegistryConsistent {
         ephemeral: &EphemeralConfig,
     ) -> Self {
         let round = replication.anti_entropy_interval + DELIVERY_SLACK;
+        let settle = bounds.convergence + ephemeral.reconcile_interval + round;
         Self {
             death_us: micros(bounds.detection + round),
-            settle_us: micros(bounds.convergence + ephemeral.reconcile_interval + round),
+            settle_us: micros(settle),
+            reap_us: micros(ephemeral.reap_after + ephemeral.reconcile_interval + settle),
             current: Vec::new(),
             lives: BTreeMap::new(),
             episode: None,
@@ -190,6 +208,11 @@ impl RegistryConsistent {
         )
     }
 
+    /// How long after a life's death bound its entries may still be in a live keyspace (c).
+    pub fn reap_bound(&self) -> Duration {
+        Duration::from_micros(self.reap_us)
+    }
+
     /// Starts tracking the life `slot` runs now, if it is a new one; ends the one it ran
     /// before (if not ended yet) as `how`.
     fn track(&mut self, world: &World, slot: usize, how: &'static str) {
@@ -209,6 +232,7 @@ impl RegistryConsistent {
                 slot,
                 end: None,
                 listed: false,
+                held: false,
                 dead_everywhere_us: None,
                 resurrection_reported: false,
                 recorded: false,
@@ -231,6 +255,9 @@ impl RegistryConsistent {
                 deadline,
                 vanished_us: None,
                 late_reported: false,
+                reaped_us: None,
+                reap_reported: false,
+                reap_recorded: false,
             });
         }
     }
@@ -352,6 +379,67 @@ impl RegistryConsistent {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Checks (c): the reaper (or the owner's next life) deletes a dead life's entries, and
+    /// the deletions reach every live node.
+    fn check_reaping(&mut self, world: &World) -> Check {
+        let now = world.now_us();
+        let mut holders: BTreeMap<Owner, Vec<usize>> = BTreeMap::new();
+        for slot in live_slots(world) {
+            let Some(core) = world.node(slot).core() else {
+                continue;
+            };
+            let owners: BTreeSet<Owner> = core
+                .replication()
+                .keyspace(SERVICES_KEYSPACE)
+                .into_iter()
+                .flat_map(|space| space.map().iter())
+                .filter_map(|(key, _)| ephemeral::parse(key).map(|(owner, _)| owner))
+                .collect();
+            for owner in owners {
+                holders.entry(owner).or_default().push(slot);
+            }
+        }
+        let mut first_error = None;
+        for (owner, life) in &mut self.lives {
+            let holding = holders.get(owner).map_or(&[][..], Vec::as_slice);
+            life.held |= !holding.is_empty();
+            let who = describe_life(*owner, life);
+            let Some(end) = &mut life.end else { continue };
+            if holding.is_empty() {
+                end.reaped_us.get_or_insert(now);
+            } else {
+                end.reaped_us = None;
+            }
+            let Some(deadline) = end.deadline.map(|d| d + self.reap_us) else {
+                continue;
+            };
+            if now <= deadline {
+                continue;
+            }
+            if !holding.is_empty() && !end.reap_reported && first_error.is_none() {
+                end.reap_reported = true;
+                first_error = Some(format!(
+                    "{who} {} at {:.3}s; {:.3}s later (bound {:?}) its entries are still in the keyspace of {}",
+                    end.how,
+                    secs(end.at_us),
+                    secs(now - end.at_us),
+                    Duration::from_micros(deadline - end.at_us),
+                    slots(holding),
+                ));
+            }
+            if !end.reap_recorded && life.held {
+                end.reap_recorded = true;
+                self.records.push(RegistryRecord {
+                    kind: RegistryKind::Reaped,
+                    what: format!("{who} {}", end.how),
+                    at_secs: secs(end.at_us),
+                    took_secs: end.reaped_us.map(|r| secs(r - end.at_us)),
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Checks (b) when armed; notices unexplained disagreement when not.
@@ -593,6 +681,10 @@ fn example_of(listings: &BTreeMap<usize, Listing>, slot: usize, owner: Owner) ->
         })
 }
 
+fn end_reap_recorded(life: &Life) -> bool {
+    life.end.as_ref().is_some_and(|e| e.reap_recorded)
+}
+
 fn describe_life(owner: Owner, life: &Life) -> String {
     format!("n{} gen {}", life.slot, owner.generation)
 }
@@ -616,8 +708,9 @@ impl RegistryConsistent {
             .collect();
         self.check_pending(world, &listings);
         let lives = self.check_lives(world, &listings);
+        let reaped = self.check_reaping(world);
         let converged = self.check_convergence(world, &listings);
-        lives.and(converged)
+        lives.and(reaped).and(converged)
     }
 }
 
@@ -786,6 +879,14 @@ impl Invariant for RegistryConsistent {
             });
         }
         for (owner, life) in &self.lives {
+            if let (Some(end), false, true) = (&life.end, end_reap_recorded(life), life.held) {
+                self.records.push(RegistryRecord {
+                    kind: RegistryKind::Reaped,
+                    what: format!("{} {}", describe_life(*owner, life), end.how),
+                    at_secs: secs(end.at_us),
+                    took_secs: end.reaped_us.map(|r| secs(r - end.at_us)),
+                });
+            }
             let (Some(end), false, true) = (&life.end, life.recorded, life.listed) else {
                 continue;
             };
