@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use foundation_engine::core::Command;
-use foundation_engine::ephemeral::SERVICES_KEYSPACE;
+use foundation_engine::ephemeral::{EphemeralConfig, SERVICES_KEYSPACE};
 use foundation_engine::membership::MembershipConfig;
+use foundation_engine::replication::ReplicationConfig;
 use foundation_sim::cli::{self, SimArgs, SimError};
 use foundation_sim::faults::{Fault, Nodes};
 use foundation_sim::invariants::registry::RegistryConsistent;
@@ -293,4 +294,55 @@ fn the_registry_invariant_catches_a_dead_life_still_listed() {
         "{}",
         first.message
     );
+}
+
+/// An invariant told the reaper is far quicker than the cores' (1 s and a tight convergence
+/// bound instead of 30 s): the crashed node's entries are still in the keyspaces when it expects
+/// them gone, and it says so.
+#[test]
+fn the_registry_invariant_catches_entries_left_unreaped() {
+    let impatient = || {
+        let bounds = Bounds {
+            convergence: Duration::from_secs(1),
+            ..Bounds::default()
+        };
+        let ephemeral = EphemeralConfig {
+            reap_after: Duration::from_secs(1),
+            ..EphemeralConfig::default()
+        };
+        RegistryConsistent::new(&bounds, &ReplicationConfig::default(), &ephemeral)
+    };
+    let scenario = Scenario::new("impatient-reaper")
+        .nodes(8)
+        .duration(Duration::from_secs(32))
+        .at(
+            Duration::from_secs(2),
+            Fault::Register {
+                nodes: Nodes::All,
+                service: "api".into(),
+                instances: 1,
+            },
+        )
+        .at(Duration::from_secs(5), Fault::Crash(Nodes::One(6)))
+        .invariant(move || Box::new(impatient()));
+    let (death, _) = impatient().bounds();
+    let reap = impatient().reap_bound();
+    let report = run(&scenario, 4, &RunOptions::default());
+    let outcomes: Vec<_> = report
+        .invariants
+        .iter()
+        .filter(|i| i.name == "registry-consistent")
+        .collect();
+    assert_eq!(outcomes.len(), 2, "the default one and the impatient one");
+    assert_eq!(outcomes[0].violations, 0, "{:?}", outcomes[0].first);
+    let unreaped = outcomes[1]
+        .first
+        .iter()
+        .find(|v| v.message.contains("still in the keyspace"))
+        .expect("the lingering entries are reported");
+    assert!(
+        unreaped.at_secs > 5.0 + (death + reap).as_secs_f64(),
+        "{unreaped:?}"
+    );
+    assert!(unreaped.message.starts_with("n6 gen"), "{unreaped:?}");
 }
