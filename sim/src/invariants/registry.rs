@@ -19,6 +19,10 @@
 //! them forever. Within the *reap bound* after the death bound — the reaper's patience
 //! ([`EphemeralConfig::reap_after`]) plus one reconcile interval plus the settle bound for the
 //! deletions to reach everyone — no live node's keyspace holds an entry of the ended life.
+//! The reaper (the live node with the smallest id) counts its patience from when *it* learned
+//! of the death, so when the role passes to a node that started after the death, the clock
+//! starts again from that node's start (plus the death bound for it to learn): the check is
+//! that a reaper that stays in place gets the job done.
 //!
 //! **(b) The registry converges.** After every disturbance (heal, crash, restart, stop, stall,
 //! join, clock step, a registration or deregistration, a generation renewal, a node declaring
@@ -401,6 +405,11 @@ impl RegistryConsistent {
                 holders.entry(owner).or_default().push(slot);
             }
         }
+        // The reaper as the engine picks it, and when it started.
+        let reaper_start = live_slots(world)
+            .into_iter()
+            .min_by_key(|&s| world.node(s).id())
+            .map_or(0, |s| world.node(s).started_us());
         let mut first_error = None;
         for (owner, life) in &mut self.lives {
             let holding = holders.get(owner).map_or(&[][..], Vec::as_slice);
@@ -412,7 +421,10 @@ impl RegistryConsistent {
             } else {
                 end.reaped_us = None;
             }
-            let Some(deadline) = end.deadline.map(|d| d + self.reap_us) else {
+            let Some(deadline) = end
+                .deadline
+                .map(|d| d.max(reaper_start + self.death_us) + self.reap_us)
+            else {
                 continue;
             };
             if now <= deadline {
