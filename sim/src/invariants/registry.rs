@@ -102,10 +102,31 @@ fn micros(d: Duration) -> u64 {
     d.as_micros() as u64
 }
 
+/// How a node life ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Crashed,
+    Stopped,
+    Restarted,
+    /// The node took a new generation (after learning it was declared failed).
+    Renewed,
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ending::Crashed => "crashed",
+            Ending::Stopped => "stopped",
+            Ending::Restarted => "was restarted",
+            Ending::Renewed => "renewed its generation",
+        })
+    }
+}
+
 /// How a tracked life ended.
 struct End {
     at_us: u64,
-    how: &'static str,
+    how: Ending,
     /// No live node may list it after this; `None` while a partition defers the clock.
     deadline: Option<u64>,
     /// When no live node listed it any more (reset if one lists it again before everyone has
@@ -219,7 +240,7 @@ impl RegistryConsistent {
 
     /// Starts tracking the life `slot` runs now, if it is a new one; ends the one it ran
     /// before (if not ended yet) as `how`.
-    fn track(&mut self, world: &World, slot: usize, how: &'static str) {
+    fn track(&mut self, world: &World, slot: usize, how: Ending) {
         if self.current.len() < world.nodes().len() {
             self.current.resize(world.nodes().len(), None);
         }
@@ -244,13 +265,14 @@ impl RegistryConsistent {
         }
     }
 
-    fn end(&mut self, world: &World, owner: Owner, how: &'static str) {
+    fn end(&mut self, world: &World, owner: Owner, how: Ending) {
         let partitioned = !world.network().rules().is_empty();
         let at_us = world.now_us();
         let deadline = match how {
-            "renewed its generation" if partitioned => None,
-            "renewed its generation" => Some(at_us + self.settle_us),
-            _ => Some(at_us + self.death_us),
+            // The rest of the cluster learns of a renewal by membership convergence.
+            Ending::Renewed if partitioned => None,
+            Ending::Renewed => Some(at_us + self.settle_us),
+            Ending::Crashed | Ending::Stopped | Ending::Restarted => Some(at_us + self.death_us),
         };
         if let Some(life) = self.lives.get_mut(&owner) {
             life.end.get_or_insert(End {
@@ -747,7 +769,7 @@ impl Invariant for RegistryConsistent {
 
     fn after_step(&mut self, world: &World, slot: usize) -> Check {
         let before = self.current.get(slot).copied().flatten();
-        self.track(world, slot, "renewed its generation");
+        self.track(world, slot, Ending::Renewed);
         let after = self.current.get(slot).copied().flatten();
         if before.is_some() && before != after && self.active {
             self.disturbed(world, 0, format!("n{slot} renewed its generation"));
@@ -778,29 +800,27 @@ impl Invariant for RegistryConsistent {
     }
 
     fn on_fault(&mut self, world: &World, fault: &Fault, slots: &[usize]) {
-        let how = match fault {
-            Fault::Crash(_) => "crashed",
-            Fault::Stop(_) => "stopped",
-            Fault::Restart(..) => "was restarted",
-            _ => "renewed its generation",
-        };
         match fault {
             Fault::Stop(_) => {
+                // Still running until its goodbye is out, but its life is over.
                 for &slot in slots {
-                    self.track(world, slot, how);
+                    self.track(world, slot, Ending::Stopped);
                     if let Some(owner) = owner_of(world, slot) {
-                        self.end(world, owner, how);
+                        self.end(world, owner, Ending::Stopped);
                     }
                 }
             }
             Fault::Crash(_) | Fault::Restart(..) => {
+                let how = if matches!(fault, Fault::Crash(_)) {
+                    Ending::Crashed
+                } else {
+                    Ending::Restarted
+                };
                 for &slot in slots {
-                    // A crashed slot has no core: end the life it ran.
-                    if self.current.get(slot).copied().flatten().is_some() {
-                        let old = self.current[slot].take();
-                        if let Some(old) = old {
-                            self.end(world, old, how);
-                        }
+                    // The core is gone (or replaced): end the life the slot ran, then track the
+                    // new one, if any.
+                    if let Some(old) = self.current.get_mut(slot).and_then(Option::take) {
+                        self.end(world, old, how);
                     }
                     self.track(world, slot, how);
                 }
