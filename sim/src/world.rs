@@ -269,6 +269,8 @@ pub struct World {
     observed: Vec<Observed>,
     topology: Vec<(u64, Vec<BlockRule>)>,
     replication: Option<ReplicationConfig>,
+    /// What each slot's application registers in the service registry.
+    pub(crate) registrations: crate::services::Registrations,
 }
 
 impl World {
@@ -291,6 +293,7 @@ impl World {
             observed: Vec::new(),
             topology: vec![(0, Vec::new())],
             replication: None,
+            registrations: Default::default(),
         };
         for slot in 0..config.nodes {
             world.add_slot(slot);

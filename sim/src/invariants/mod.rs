@@ -13,11 +13,17 @@
 //! - no panics: the runner wraps each run in `catch_unwind` and reports a panic as a failure of
 //!   the `no-panics` invariant.
 //!
+//! Checked when the scenario registers service instances ([`crate::faults::Fault::Register`]):
+//! - [`registry::RegistryConsistent`]: instances of dead node lives vanish from every directory
+//!   and never come back; after every disturbance every live node lists exactly what the live
+//!   nodes registered.
+//!
 //! Adding one: implement [`Invariant`] (every method has a default that checks nothing) and add
 //! a factory with [`crate::scenario::Scenario::invariant`].
 
 pub mod core;
 pub mod membership;
+pub mod registry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,4 +159,9 @@ pub struct Measurements {
     pub failed_while_stalled: u64,
     /// Declarations about a node cut off from the observer's side (allowed).
     pub failed_across_partition: u64,
+    /// The service registry: registration → listed everywhere, death → gone everywhere, and
+    /// convergence episodes (empty unless the scenario registers something).
+    pub registry: Vec<registry::RegistryRecord>,
+    /// Registry disagreements no disturbance explained (each had to settle within the bound).
+    pub registry_unexplained: u64,
 }
