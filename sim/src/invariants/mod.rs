@@ -10,6 +10,8 @@
 //!   survivor that saw it alive, within a bound.
 //! - [`membership::NoFalsePositives`]: no node is marked failed while it was up and reachable
 //!   from the observer's side (defined precisely there).
+//! - [`membership::NoNeedlessRenewal`]: a running node renews its generation only after some
+//!   node declared its life failed or left.
 //! - no panics: the runner wraps each run in `catch_unwind` and reports a panic as a failure of
 //!   the `no-panics` invariant.
 //!
@@ -111,6 +113,7 @@ pub fn defaults(
             probe,
             bounds.false_positives,
         )),
+        Box::new(membership::NoNeedlessRenewal::default()),
     ];
     if bounds.core_invariants {
         all.insert(0, Box::new(core::CoreInvariants));
