@@ -154,6 +154,8 @@ pub struct Core {
     ephemeral: Ephemeral,
     outbox: Outbox,
     stats: CoreStats,
+    /// Members we saw failed or leave and not come back yet.
+    seen_down: BTreeSet<NodeId>,
 }
 
 impl Core {
@@ -179,6 +181,7 @@ impl Core {
             ephemeral: Ephemeral::new(EphemeralConfig::default()),
             outbox,
             stats: CoreStats::default(),
+            seen_down: BTreeSet::new(),
         }
     }
 
@@ -222,6 +225,8 @@ impl Core {
                 ..
             } => {
                 let peers = self.alive_addrs();
+                let membership = &self.membership;
+                self.seen_down.retain(|id| membership.member(*id).is_some());
                 self.retire_departed(now, &peers);
                 self.replication
                     .handle_timer(now, timer, &peers, &mut self.outbox)
@@ -235,21 +240,27 @@ impl Core {
         self.members_came_up(now, mark);
     }
 
-    /// Tells replication of members that came up while handling the last input (a stateless
-    /// node pulls from the first one).
+    /// Tells replication of members that came up while handling the last input, and whether
+    /// we had seen them failed or gone (replication pulls from those: see its docs).
     fn members_came_up(&mut self, now: Instant, mark: usize) {
-        let up: Vec<NodeAddr> = self
-            .outbox
-            .since(mark)
-            .filter_map(|effect| match effect {
+        let mut up = Vec::new();
+        for effect in self.outbox.since(mark) {
+            match effect {
                 Effect::Event(Event::Membership(MembershipEvent::Up(view))) => {
-                    Some(view.node_addr())
+                    up.push(view.node_addr());
                 }
-                _ => None,
-            })
-            .collect();
+                Effect::Event(Event::Membership(
+                    MembershipEvent::Failed(view) | MembershipEvent::Left(view),
+                )) => {
+                    self.seen_down.insert(view.id);
+                }
+                _ => {}
+            }
+        }
         for peer in up {
-            self.replication.member_up(now, peer, &mut self.outbox);
+            let came_back = self.seen_down.remove(&peer.id);
+            self.replication
+                .member_up(now, peer, came_back, &mut self.outbox);
         }
     }
 

@@ -21,9 +21,12 @@
 //!   something from an answer starts another exchange at once with another random live member,
 //!   up to [`CHAINED_EXCHANGES_MAX`] per interval, so news crosses a healed partition in round
 //!   trips instead of intervals; an exchange that teaches nothing ends the chain.
-//! - **Pull on first contact.** A node with no state (new, or restarted) sends its empty digest
-//!   to the first member it sees come up, at most once per interval, rather than waiting to be
-//!   picked by a peer's anti-entropy.
+//! - **Pull on contact.** A node with no state (new, or restarted) sends its empty digest to the
+//!   first member it sees come up, and any node sends its digest to a member that comes back
+//!   after being failed or gone (a healed partition), at most once per interval, rather than
+//!   waiting for a random pick. Such a digest asks for no reply: the other side pulls for itself
+//!   when it sees us come back, and a fresh node asked by every member for their gaps would
+//!   otherwise draw a full state from each of them.
 //!
 //! A digest answer is either the missing ops or, when those would be larger than the whole
 //! keyspace (a peer far behind), the keyspace's full state.
@@ -579,17 +582,18 @@ impl Replication {
         }
     }
 
-    /// A member came up (joined, came back, or restarted). A node holding no state yet asks it
-    /// for everything, at most once per interval, instead of waiting to be picked.
-    pub fn member_up(&mut self, now: Instant, peer: NodeAddr, out: &mut Outbox) {
+    /// A member came up; `came_back` if we had seen it failed or gone before. A node holding no
+    /// state yet asks it for everything, and any node asks a member that came back for what it
+    /// missed meanwhile — at most once per interval, instead of waiting for a random pick.
+    pub fn member_up(&mut self, now: Instant, peer: NodeAddr, came_back: bool, out: &mut Outbox) {
         let recent = self
             .last_pull
             .is_some_and(|at| now.saturating_since(at) < self.config.anti_entropy_interval);
-        if !self.keyspaces.is_empty() || recent {
+        if recent || !(self.keyspaces.is_empty() || came_back) {
             return;
         }
         self.last_pull = Some(now);
-        self.send_digest(peer, true, out);
+        self.send_digest(peer, false, out);
     }
 
     /// Compaction: forgets what we know of departed members and drops the bookkeeping of

@@ -263,22 +263,43 @@ fn news_from_an_answer_asks_for_another_exchange_and_the_chain_is_capped() {
 fn a_stateless_node_pulls_from_the_first_member_up_once_per_interval() {
     let mut net = Net::new(3, ReplicationConfig::default());
     net.write(0, "a", Some("1"), false);
-    let up = |net: &mut Net, i: usize, peer: usize| {
-        let now = net.now;
-        let p = &mut net.peers[i];
-        p.machine.member_up(now, addr(peer), &mut p.out);
-        net.collect(i);
-    };
-    up(&mut net, 2, 0);
-    up(&mut net, 2, 1);
+    up(&mut net, 2, 0, false);
+    up(&mut net, 2, 1, false);
     assert_eq!(net.wire.len(), 1, "one pull per interval");
     net.deliver_all();
     assert_eq!(net.value(2, "a").as_deref(), Some("1"));
-    // A node with state leaves discovery to anti-entropy.
+    // A node with state leaves a new member to anti-entropy.
     net.now = net.now + Duration::from_secs(5);
-    up(&mut net, 0, 1);
-    up(&mut net, 2, 1);
+    up(&mut net, 0, 1, false);
+    up(&mut net, 2, 1, false);
     assert!(net.wire.is_empty());
+}
+
+#[test]
+fn a_member_that_comes_back_is_asked_for_what_it_wrote_meanwhile_without_a_reply() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    for n in 0..20 {
+        net.write(0, &format!("k{n}"), Some("x"), true);
+    }
+    net.deliver_all();
+    // Both sides write while apart.
+    net.write(0, "mine", Some("0"), false);
+    net.write(1, "theirs", Some("1"), false);
+    net.now = net.now + Duration::from_secs(5);
+    up(&mut net, 0, 1, true);
+    net.deliver_all();
+    assert_eq!(net.value(0, "theirs").as_deref(), Some("1"));
+    assert_eq!(net.value(1, "mine"), None, "a pull asks for no reply");
+    up(&mut net, 1, 0, true);
+    net.deliver_all();
+    net.assert_converged();
+}
+
+fn up(net: &mut Net, i: usize, peer: usize, came_back: bool) {
+    let now = net.now;
+    let p = &mut net.peers[i];
+    p.machine.member_up(now, addr(peer), came_back, &mut p.out);
+    net.collect(i);
 }
 
 #[test]
