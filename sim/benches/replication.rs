@@ -936,10 +936,10 @@ fn heal_section(quick: bool) {
     );
     if p99 > 2.0 {
         why(&format!(
-            "anti-entropy only picks peers membership shows alive, and the first node saw the \
-             other side alive {:.2} s p99 after the heal (all did after {:.2} s); from there, ops \
-             learnt by anti-entropy are not pushed on, so they cross each half by further \
-             rounds of one digest per node per {interval:?}: {:.2} s p99",
+            "replication talks only to members membership shows alive: the first node saw the \
+             other side alive {:.2} s p99 after the heal (all did after {:.2} s); from that \
+             first contact (a pull from each member seen coming back, then chained exchanges, \
+             at most one pull per {interval:?}) to equal keyspaces took {:.2} s p99",
             pct(&contact, 0.99),
             pct(&m_ours, 0.99),
             pct(&after_contact, 0.99)
@@ -1150,11 +1150,8 @@ fn resync_section(quick: bool) {
         if t99 >= 1.0 {
             let reason = match case {
                 Case::Restart { .. } => format!(
-                    "a restarted node holds no keyspace, so it arms no anti-entropy timer and \
-                     asks for nothing: it waits until a peer that sees it alive picks it for its \
-                     digest (each peer picks 1 of {} members per {interval:?}); membership took \
-                     it back after {:.2} s p99",
-                    N - 1,
+                    "a restarted node pulls from the first member it sees alive, so the time is \
+                     membership's: it took the node back after {:.2} s p99",
                     pct(&joins, 0.99)
                 ),
                 Case::Lagging { .. } => format!(
