@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo bench -p foundation-engine --bench services            # full run
 //! cargo bench -p foundation-engine --bench services -- quick   # short run, smaller counts
+//! cargo bench -p foundation-engine --bench services -- quick pubsub   # one section only
+//! cargo bench -p foundation-engine --bench services -- pubsub nopeers # Foundation alone
 //! ```
 //!
 //! 1. Registry, N = 10 nodes in this process: time from `register` on one node until every
@@ -90,14 +92,26 @@ fn main() {
         .build()
         .expect("tokio runtime");
     println!(
-        "services benchmark ({} run; {} cores; 127.0.0.1)",
+        "services benchmark ({} run; {} cores; 127.0.0.1; 1-minute load average before: {} — other work on the machine slows every figure)",
         plan.name,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
     );
+    // `-- registry`, `-- pubsub` or `-- rpc` runs only the sections named.
+    let sections: Vec<String> = std::env::args()
+        .filter(|a| ["registry", "pubsub", "rpc"].contains(&a.as_str()))
+        .collect();
+    let wanted = |section: &str| sections.is_empty() || sections.iter().any(|s| s == section);
     runtime.block_on(async {
-        registry(&plan).await;
-        pubsub(&plan).await;
-        rpc(&plan).await;
+        if wanted("registry") {
+            registry(&plan).await;
+        }
+        if wanted("pubsub") {
+            pubsub(&plan).await;
+        }
+        if wanted("rpc") {
+            rpc(&plan).await;
+        }
     });
 }
 
@@ -154,6 +168,29 @@ fn thousands(n: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// CPU time (user + system) used so far by process `pid` ("self" for this one), from
+/// /proc/<pid>/stat at the kernel's clock-tick resolution; `None` where it cannot be read.
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at state (field 3).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// `-- nopeers` measures Foundation alone (for profiling).
+fn skip_peers() -> bool {
+    std::env::args().any(|a| a == "nopeers")
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -352,6 +389,8 @@ fn time_per_op(n: u32, mut op: impl FnMut()) -> Duration {
 struct Burst {
     sent: u64,
     delivered: u64,
+    /// CPU time every process involved used during the burst, if known.
+    cpu: Option<Duration>,
     /// From the first publish to the last delivery.
     elapsed: Duration,
     /// From the first publish to the last publish returning.
@@ -373,6 +412,14 @@ impl Burst {
             100.0 * lost as f64 / self.sent.max(1) as f64,
             thousands(self.sent as f64 / self.publish.as_secs_f64().max(1e-9)),
         );
+        if let Some(cpu) = self.cpu {
+            println!(
+                "{:<22} CPU {:.2} s in all = {:.2} µs per delivered message (robust to other load on the machine)",
+                "",
+                cpu.as_secs_f64(),
+                cpu.as_secs_f64() * 1e6 / self.delivered.max(1) as f64
+            );
+        }
     }
 }
 
@@ -389,6 +436,9 @@ async fn pubsub(plan: &Plan) {
     );
     let foundation = foundation_burst(plan).await;
     foundation.print("Foundation");
+    if skip_peers() {
+        return;
+    }
     let nats = match NatsServer::start().await {
         Ok(server) => {
             let burst = nats_burst(&server, plan).await;
@@ -474,6 +524,7 @@ async fn foundation_burst(plan: &Plan) -> Burst {
             (n, last)
         })
     };
+    let cpu_before = cpu_time("self");
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < plan.burst {
@@ -489,10 +540,14 @@ async fn foundation_burst(plan: &Plan) -> Burst {
     let publish = start.elapsed();
     target.store(sent, Ordering::Release);
     let (delivered, last) = receiver.await.expect("receiver task");
+    let cpu = cpu_time("self")
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     stop(&nodes).await;
     Burst {
         sent,
         delivered,
+        cpu,
         elapsed: last.saturating_duration_since(start),
         publish,
     }
@@ -719,6 +774,8 @@ async fn nats_burst(server: &NatsServer, plan: &Plan) -> Result<Burst, String> {
     };
     // Publish in buffered writes, as NATS clients do, with a round trip at the end so the
     // server has read everything.
+    let server_pid = server.child.id().to_string();
+    let cpu_before = cpu_time("self").zip(cpu_time(&server_pid));
     let start = Instant::now();
     let mut sent = 0u64;
     let mut out = Vec::with_capacity(64 << 10);
@@ -741,12 +798,19 @@ async fn nats_burst(server: &NatsServer, plan: &Plan) -> Result<Burst, String> {
     let publish = start.elapsed();
     target.store(sent, Ordering::Release);
     let (delivered, last) = receiver.await.map_err(|e| e.to_string())?;
+    let cpu = cpu_time("self")
+        .zip(cpu_time(&server_pid))
+        .zip(cpu_before)
+        .map(|((me, server), (me0, server0))| {
+            me.saturating_sub(me0) + server.saturating_sub(server0)
+        });
     for error in errors.lock().unwrap().iter() {
         println!("  nats-server told the subscriber: {error}");
     }
     Ok(Burst {
         sent,
         delivered,
+        cpu,
         elapsed: last.saturating_duration_since(start),
         publish,
     })
@@ -835,6 +899,7 @@ fn erlang_burst(plan: &Plan) -> Result<Burst, String> {
         [sent, publish_us, total_us] => Ok(Burst {
             sent,
             delivered: sent,
+            cpu: None,
             elapsed: Duration::from_micros(total_us),
             publish: Duration::from_micros(publish_us),
         }),
@@ -944,6 +1009,9 @@ async fn rpc(plan: &Plan) {
         human(local.p50),
         human(local.p99)
     );
+    if skip_peers() {
+        return;
+    }
     match NatsServer::start().await {
         Ok(server) => match nats_rpc(&server, plan).await {
             Ok((latency, rate)) => {
