@@ -507,9 +507,21 @@ async fn foundation_burst(plan: &Plan) -> Burst {
     let receiver = {
         let target = target.clone();
         tokio::spawn(async move {
+            // Drain what is queued without a timer per message, as a real consumer would;
+            // wait (with a timer) only when the queue is empty.
             let mut n = 0u64;
             let mut last = Instant::now();
             while n < target.load(Ordering::Acquire) {
+                let mut got = false;
+                while let Some(message) = subscription.try_recv() {
+                    debug_assert_eq!(message.payload.len(), SMALL);
+                    n += 1;
+                    got = true;
+                }
+                if got {
+                    last = Instant::now();
+                    continue;
+                }
                 match tokio::time::timeout(QUIET, subscription.recv()).await {
                     Ok(Some(message)) => {
                         debug_assert_eq!(message.payload.len(), SMALL);
