@@ -507,28 +507,20 @@ async fn foundation_burst(plan: &Plan) -> Burst {
     let receiver = {
         let target = target.clone();
         tokio::spawn(async move {
-            // Drain what is queued without a timer per message, as a real consumer would;
-            // wait (with a timer) only when the queue is empty.
+            // Take what is queued in batches, as a real consumer would: one lock and one timer
+            // per batch, not per message.
             let mut n = 0u64;
             let mut last = Instant::now();
+            let mut batch = Vec::with_capacity(4096);
             while n < target.load(Ordering::Acquire) {
-                let mut got = false;
-                while let Some(message) = subscription.try_recv() {
-                    debug_assert_eq!(message.payload.len(), SMALL);
-                    n += 1;
-                    got = true;
-                }
-                if got {
-                    last = Instant::now();
-                    continue;
-                }
-                match tokio::time::timeout(QUIET, subscription.recv()).await {
-                    Ok(Some(message)) => {
-                        debug_assert_eq!(message.payload.len(), SMALL);
-                        n += 1;
+                match tokio::time::timeout(QUIET, subscription.recv_many(&mut batch, 4096)).await {
+                    Ok(0) => break,
+                    Ok(got) => {
+                        debug_assert!(batch.iter().all(|m| m.payload.len() == SMALL));
+                        n += got as u64;
                         last = Instant::now();
+                        batch.clear();
                     }
-                    Ok(None) => break,
                     Err(_) if target.load(Ordering::Acquire) != u64::MAX => break,
                     Err(_) => {}
                 }
