@@ -444,6 +444,6 @@ mod tests {
             assert_eq!(results.iter().filter(|r| r.is_ok()).count(), ok);
             assert!(results.last().unwrap().is_err(), "count {count}");
         }
-        assert!(decode_event(&[2, 5, 1, 0]).is_err(), "truncated");
+        assert!(decode_event(&[2, 5, 3, 0]).is_err(), "truncated");
     }
 }
