@@ -544,7 +544,11 @@ async fn a_burst_arrives_complete_and_in_order_across_batches() {
             }
         }
     }
-    assert_eq!(got, (0..n).collect::<Vec<_>>(), "every message once, in order");
+    assert_eq!(
+        got,
+        (0..n).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
     stop(&nodes).await;
 }
 
@@ -581,7 +585,10 @@ async fn many_reliable_messages_arrive_once_in_order() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(u32::from_le_bytes(message.payload[..].try_into().unwrap()), i);
+        assert_eq!(
+            u32::from_le_bytes(message.payload[..].try_into().unwrap()),
+            i
+        );
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(sub.try_recv().is_none(), "no redelivered duplicates");

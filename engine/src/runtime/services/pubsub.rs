@@ -392,10 +392,27 @@ impl PubSubState {
     }
 
     /// Hands `messages` (of one topic, in order) to every queue of `queues`.
-    fn deliver(&self, queues: &[Arc<Queue>], messages: &[Message]) {
-        for queue in queues {
+    /// The last queue takes the messages themselves; the others get clones.
+    fn deliver(&self, queues: &[Arc<Queue>], messages: &mut Vec<Message>) {
+        let Some((last, others)) = queues.split_last() else {
+            messages.clear();
+            return;
+        };
+        for queue in others {
             self.count(queue.push_all(messages.iter().cloned()));
         }
+        self.count(last.push_all(messages.drain(..)));
+    }
+
+    /// Hands one message to every queue of `queues`.
+    fn deliver_one(&self, queues: &[Arc<Queue>], message: Message) {
+        let Some((last, others)) = queues.split_last() else {
+            return;
+        };
+        for queue in others {
+            self.count(queue.push_all(std::iter::once(message.clone())));
+        }
+        self.count(last.push_all(std::iter::once(message)));
     }
 
     fn count(&self, pushed: Pushed) {
@@ -506,7 +523,7 @@ impl PubSubHandle {
                 publisher: self.endpoint.local().id,
                 trace,
             };
-            self.state.deliver(&route.local, &[message]);
+            self.state.deliver_one(&route.local, message);
         }
         for outbox in &route.remote {
             let message = Kept {
@@ -816,7 +833,7 @@ impl Run {
 
     fn flush(&mut self, state: &PubSubState) {
         if let Some(route) = self.route.take() {
-            state.deliver(&route.local, &self.messages);
+            state.deliver(&route.local, &mut self.messages);
         }
         self.messages.clear();
     }
