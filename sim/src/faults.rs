@@ -1,5 +1,6 @@
 //! What a scenario does to the cluster at a given time: faults (partitions, stalls, crashes,
-//! clock skew, a worse network) and the operator actions around them (restart, join, leave).
+//! clock skew, a worse network), the operator actions around them (restart, join, leave) and
+//! what the nodes' applications do (register and deregister service instances).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use foundation_engine::core::Command;
+use foundation_engine::services::record::check_service_name;
 
 use crate::network::{BlockRule, LinkModel, SlotSet};
 use crate::world::{NodeStatus, World};
@@ -148,6 +150,23 @@ pub enum Fault {
     Link(Nodes, Nodes, LinkModel),
     /// The nodes join the cluster through the node `via`.
     Join(Nodes, usize),
+    /// The application on each of the nodes registers `instances` more instances of `service`
+    /// (see [`crate::services`]: registered now if the node is up, and again at every start).
+    Register {
+        /// Whose application.
+        nodes: Nodes,
+        /// The service (a valid service name).
+        service: String,
+        /// How many instances each node adds (at least one).
+        instances: u64,
+    },
+    /// The application on each of the nodes deregisters every instance of `service` it has.
+    Deregister {
+        /// Whose application.
+        nodes: Nodes,
+        /// The service.
+        service: String,
+    },
 }
 
 impl Fault {
@@ -155,7 +174,12 @@ impl Fault {
     pub fn disturbs(&self) -> bool {
         !matches!(
             self,
-            Fault::Partition(..) | Fault::PartitionOneWay(..) | Fault::Network(_) | Fault::Link(..)
+            Fault::Partition(..)
+                | Fault::PartitionOneWay(..)
+                | Fault::Network(_)
+                | Fault::Link(..)
+                | Fault::Register { .. }
+                | Fault::Deregister { .. }
         )
     }
 }
@@ -181,6 +205,15 @@ impl fmt::Display for Fault {
             Fault::Network(m) => write!(f, "network: {m:?}"),
             Fault::Link(a, b, m) => write!(f, "link {a} -> {b}: {m:?}"),
             Fault::Join(nodes, via) => write!(f, "join {nodes} via n{via}"),
+            Fault::Register {
+                nodes,
+                service,
+                instances,
+            } => write!(
+                f,
+                "register {instances} instance(s) of {service} on {nodes}"
+            ),
+            Fault::Deregister { nodes, service } => write!(f, "deregister {service} on {nodes}"),
         }
     }
 }
@@ -261,12 +294,16 @@ impl World {
             | Fault::Stop(nodes)
             | Fault::Restart(nodes, _) => nodes,
             Fault::ClockSkew { nodes, .. } | Fault::Join(nodes, _) => nodes,
+            Fault::Register { nodes, .. } | Fault::Deregister { nodes, .. } => nodes,
             _ => return Ok(Vec::new()),
         };
         if let Fault::Join(_, via) = fault {
             if *via >= n {
                 return Err(format!("join via node {via}, but the cluster has {n}"));
             }
+        }
+        if let Fault::Register { service, .. } | Fault::Deregister { service, .. } = fault {
+            check_service_name(service).map_err(|e| e.to_string())?;
         }
         let slots = nodes.resolve(n, groups)?;
         for &slot in &slots {
@@ -289,6 +326,14 @@ impl World {
             Fault::Join(_, via) => {
                 let seed = self.node_addr(*via);
                 self.command_after(slot, 0, Command::Join(seed));
+            }
+            Fault::Register {
+                service, instances, ..
+            } => {
+                self.register(slot, service, *instances);
+            }
+            Fault::Deregister { service, .. } => {
+                self.deregister(slot, service);
             }
             _ => {}
         }
@@ -321,6 +366,7 @@ impl World {
             let seed = self.node_addr(seed);
             self.command_after(slot, 0, Command::Join(seed));
         }
+        self.register_at_start(slot);
     }
 }
 

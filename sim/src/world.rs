@@ -17,6 +17,7 @@ use bytes::Bytes;
 use foundation_engine::core::{Command, Core, CoreConfig, Input};
 use foundation_engine::effects::{Effect, Event, Timer};
 use foundation_engine::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
+use foundation_engine::replication::ReplicationConfig;
 use foundation_engine::time::Instant;
 use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
 use rand::rngs::StdRng;
@@ -75,6 +76,8 @@ pub struct NodeTraffic {
     pub stream_bytes_sent: u64,
     /// Inputs received from peers.
     pub messages_received: u64,
+    /// Payload bytes received on the replication and bulk channels (ops, digests, states).
+    pub replication_bytes_received: u64,
     /// Sends refused because they exceeded the transport's frame limit for their channel.
     pub oversized: u64,
     /// Sends to an address where no node with that id listens.
@@ -265,6 +268,9 @@ pub struct World {
     trace: Trace,
     observed: Vec<Observed>,
     topology: Vec<(u64, Vec<BlockRule>)>,
+    replication: Option<ReplicationConfig>,
+    /// What each slot's application registers in the service registry.
+    pub(crate) registrations: crate::services::Registrations,
 }
 
 impl World {
@@ -286,6 +292,8 @@ impl World {
             trace: Trace::new(config.keep_trace),
             observed: Vec::new(),
             topology: vec![(0, Vec::new())],
+            replication: None,
+            registrations: Default::default(),
         };
         for slot in 0..config.nodes {
             world.add_slot(slot);
@@ -366,6 +374,18 @@ impl World {
         self.dispatch(what)
     }
 
+    /// Gives every core these replication settings: the running ones now (their replicated state
+    /// is reset, so call it before anything is written) and every core started later.
+    pub fn set_replication(&mut self, config: ReplicationConfig) {
+        for slot in 0..self.nodes.len() {
+            let seed = self.rng.gen::<u64>();
+            if let Some(core) = self.nodes[slot].core.take() {
+                self.nodes[slot].core = Some(core.with_replication(config.clone(), seed));
+            }
+        }
+        self.replication = Some(config);
+    }
+
     /// Queues a command for the node in `slot`, `after_us` from now.
     pub fn command_after(&mut self, slot: usize, after_us: u64, command: Command) {
         let life = self.nodes[slot].life;
@@ -425,7 +445,11 @@ impl World {
             seed,
         };
         let local = node.clock.local(self.now_us);
-        node.core = Some(Core::new(config, local));
+        let core = Core::new(config, local);
+        node.core = Some(match &self.replication {
+            Some(replication) => core.with_replication(replication.clone(), seed.rotate_left(32)),
+            None => core,
+        });
         let (now, id) = (self.now_us, node.id.short());
         self.trace.line(format_args!(
             "{} n{slot} start {id} gen {generation}",
@@ -694,6 +718,9 @@ impl World {
         payload: Bytes,
     ) -> Input {
         self.nodes[to].traffic.messages_received += 1;
+        if matches!(channel, Channel::Replication | Channel::Bulk) {
+            self.nodes[to].traffic.replication_bytes_received += payload.len() as u64;
+        }
         let hash = Fnv64::of(&payload) as u32;
         let len = payload.len();
         self.trace.line(format_args!(

@@ -27,11 +27,11 @@ use bytes::Bytes;
 use foundation_transport::{Channel, NodeAddr, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::effects::{Effect, Outbox, Timer};
+use crate::effects::{Effect, Event, Outbox, Timer};
 use crate::ephemeral::{Ephemeral, EphemeralConfig, EphemeralError, Owner};
 use crate::membership::{
-    MemberId, MemberState, MemberView, Membership, MembershipConfig, MembershipMessage,
-    MembershipStats, NodeMetadata,
+    MemberId, MemberState, MemberView, Membership, MembershipConfig, MembershipEvent,
+    MembershipMessage, MembershipStats, NodeMetadata,
 };
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
@@ -204,6 +204,7 @@ impl Core {
     }
 
     fn dispatch(&mut self, now: Instant, input: Input) {
+        let mark = self.outbox.len();
         match input {
             Input::Received {
                 from,
@@ -230,6 +231,25 @@ impl Core {
                 ..
             } => self.reconcile(now),
             Input::Command(command) => self.command(now, command),
+        }
+        self.members_came_up(now, mark);
+    }
+
+    /// Tells replication of members that came up while handling the last input (a stateless
+    /// node pulls from the first one).
+    fn members_came_up(&mut self, now: Instant, mark: usize) {
+        let up: Vec<NodeAddr> = self
+            .outbox
+            .since(mark)
+            .filter_map(|effect| match effect {
+                Effect::Event(Event::Membership(MembershipEvent::Up(view))) => {
+                    Some(view.node_addr())
+                }
+                _ => None,
+            })
+            .collect();
+        for peer in up {
+            self.replication.member_up(now, peer, &mut self.outbox);
         }
     }
 
@@ -364,13 +384,17 @@ impl Core {
             Ok(CoreMessage::Replication(message)) => {
                 // Any known member may be answered, even one we currently think failed: it
                 // evidently is not.
-                let from = self
+                let sender = self
                     .membership
                     .members()
                     .find(|m| m.id == from)
                     .map(MemberView::node_addr);
                 self.replication
-                    .handle_message(now, from, message, &mut self.outbox)
+                    .handle_message(now, sender, message, &mut self.outbox);
+                if self.replication.take_chain_request() {
+                    let peers = self.alive_addrs();
+                    self.replication.chain(&peers, Some(from), &mut self.outbox);
+                }
             }
             Err(_) => self.stats.bad_messages += 1,
         }

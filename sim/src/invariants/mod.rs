@@ -10,14 +10,22 @@
 //!   survivor that saw it alive, within a bound.
 //! - [`membership::NoFalsePositives`]: no node is marked failed while it was up and reachable
 //!   from the observer's side (defined precisely there).
+//! - [`membership::NoNeedlessRenewal`]: a running node renews its generation only after some
+//!   node declared its life failed or left.
 //! - no panics: the runner wraps each run in `catch_unwind` and reports a panic as a failure of
 //!   the `no-panics` invariant.
+//!
+//! Checked when the scenario registers service instances ([`crate::faults::Fault::Register`]):
+//! - [`registry::RegistryConsistent`]: instances of dead node lives vanish from every directory
+//!   and never come back; after every disturbance every live node lists exactly what the live
+//!   nodes registered.
 //!
 //! Adding one: implement [`Invariant`] (every method has a default that checks nothing) and add
 //! a factory with [`crate::scenario::Scenario::invariant`].
 
 pub mod core;
 pub mod membership;
+pub mod registry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +113,7 @@ pub fn defaults(
             probe,
             bounds.false_positives,
         )),
+        Box::new(membership::NoNeedlessRenewal::default()),
     ];
     if bounds.core_invariants {
         all.insert(0, Box::new(core::CoreInvariants));
@@ -153,4 +162,9 @@ pub struct Measurements {
     pub failed_while_stalled: u64,
     /// Declarations about a node cut off from the observer's side (allowed).
     pub failed_across_partition: u64,
+    /// The service registry: registration → listed everywhere, death → gone everywhere, and
+    /// convergence episodes (empty unless the scenario registers something).
+    pub registry: Vec<registry::RegistryRecord>,
+    /// Registry disagreements no disturbance explained (each had to settle within the bound).
+    pub registry_unexplained: u64,
 }

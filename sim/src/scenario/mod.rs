@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use foundation_engine::membership::MembershipConfig;
+use foundation_engine::services::record::check_service_name;
 
 use crate::faults::{Fault, Nodes};
 use crate::invariants::{Bounds, Invariant, InvariantFactory};
@@ -219,6 +220,15 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
             return Err(format!("join via node {via}, but the cluster has {n} {a}"))
         }
         Fault::Join(a, _) => vec![a],
+        Fault::Register {
+            nodes, instances, ..
+        } if *instances == 0 => {
+            return Err(format!("register on {nodes} needs at least one instance"))
+        }
+        Fault::Register { nodes, service, .. } | Fault::Deregister { nodes, service } => {
+            check_service_name(service).map_err(|e| e.to_string())?;
+            vec![nodes]
+        }
         Fault::Heal | Fault::Network(_) => vec![],
     };
     for nodes in selections {

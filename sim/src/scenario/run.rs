@@ -5,6 +5,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use super::{Scenario, Scheduled};
 use crate::faults::{Fault, Nodes};
+use crate::invariants::registry::RegistryConsistent;
 use crate::invariants::{self, Check, Invariant, Measurements};
 use crate::report::{
     InvariantOutcome, RunReport, TimelineEntry, Traffic, TrafficTotals, Violation,
@@ -98,6 +99,15 @@ impl<'a> Runner<'a> {
             keep_trace: options.keep_trace,
         });
         let mut all = invariants::defaults(&scenario.bounds, &scenario.membership);
+        let registers = scenario
+            .schedule
+            .iter()
+            .any(|s| matches!(s.fault, Fault::Register { .. }));
+        if registers {
+            all.push(Box::new(RegistryConsistent::for_simulator(
+                &scenario.bounds,
+            )));
+        }
         all.extend(scenario.extra.iter().map(|make| make()));
         let watched = all
             .into_iter()
