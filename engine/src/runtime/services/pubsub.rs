@@ -38,7 +38,7 @@ use crate::runtime::driver::Request;
 use crate::services::reliable::{Backlogged, Incoming, Outgoing, Verdict};
 use crate::services::topic::{Pattern, Subscriptions, Topic, TopicError};
 use crate::services::trace::TraceContext;
-use crate::services::wire::{decode_event, BatchBuilder, EventMessage, Published, Raw};
+use crate::services::wire::{decode_event, BatchBuilder, EventMessage, Published, Raw, Sequenced};
 use crate::services::Directory;
 use crate::time::Instant;
 
@@ -317,6 +317,9 @@ impl OutboxState {
         Ok(())
     }
 }
+
+/// A reliable message due for resending: its place, the oldest unacknowledged number, itself.
+type Due = (Sequenced, u64, Kept);
 
 /// A reliable message kept until acknowledged.
 #[derive(Clone)]
@@ -632,11 +635,7 @@ impl PubSubHandle {
     }
 
     /// Numbers a reliable message in its stream to `node` and keeps it until acknowledged.
-    fn keep(
-        &self,
-        node: NodeId,
-        message: &Kept,
-    ) -> Result<(crate::services::wire::Sequenced, u64), PubSubError> {
+    fn keep(&self, node: NodeId, message: &Kept) -> Result<(Sequenced, u64), PubSubError> {
         let now = self.state.now();
         let mut outgoing = lock(&self.state.outgoing);
         let stream = outgoing
@@ -988,7 +987,7 @@ impl PubSubHandle {
     async fn resend(&self) {
         let directory = self.shared.directory.borrow().clone();
         let now = self.state.now();
-        let due: Vec<(NodeAddr, Vec<(crate::services::wire::Sequenced, u64, Kept)>)> = {
+        let due: Vec<(NodeAddr, Vec<Due>)> = {
             let mut outgoing = lock(&self.state.outgoing);
             outgoing.retain(|node, stream| {
                 let alive = directory.node_addr(*node).is_some();
