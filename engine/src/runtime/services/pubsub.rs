@@ -8,6 +8,14 @@
 //! a bounded queue; when it is full, [`SlowPolicy`] either drops the oldest message (counted)
 //! or closes the subscription — memory never grows without bound.
 //!
+//! Messages to one node wait, encoded, in that node's outbox (at most 1 MiB; a publish that
+//! finds it full waits up to a second, then the message is lost for that node, or kept for
+//! resending if reliable). A task per node sends the outbox as batch frames of up to 16 KiB:
+//! under load many messages share one frame, one stream write and one trip through the
+//! receiver's queues; a lone message goes at once in a frame of its own. What waits for a node
+//! is thus at most the outbox plus the transport's stream queue of batch frames. A topic is parsed and matched once: its route (local queues, receiving nodes) is
+//! cached until the local subscriptions or the directory change.
+//!
 //! ```no_run
 //! # async fn demo(node: foundation_engine::runtime::Node) -> Result<(), foundation_engine::runtime::services::PubSubError> {
 //! let pubsub = node.pubsub();
