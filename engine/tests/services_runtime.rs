@@ -498,3 +498,148 @@ async fn slow_subscribers_lose_the_oldest_or_are_disconnected() {
     );
     stop(&nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_arrives_complete_and_in_order_across_batches() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    let n = 20_000u32;
+    let mut sub = nodes[0]
+        .pubsub()
+        .subscribe_with(
+            "burst.>",
+            SubscribeOptions {
+                capacity: n as usize,
+                policy: SlowPolicy::Disconnect,
+            },
+        )
+        .await
+        .unwrap();
+    eventually(SOON, "interest replicated", || {
+        nodes[1].services().directory().interest().len() == 1
+    })
+    .await;
+    let publisher = nodes[1].pubsub();
+    // Small messages fill many batches; a large one in the middle travels in a frame of its
+    // own and must not overtake or fall behind its neighbours.
+    for i in 0..n {
+        let mut payload = i.to_le_bytes().to_vec();
+        if i == n / 2 {
+            payload.resize(100 << 10, 0xee);
+        }
+        publisher.publish("burst.data", payload).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let mut buffer = Vec::new();
+    while got.len() < n as usize {
+        let more = tokio::time::timeout(SOON, sub.recv_many(&mut buffer, 4096))
+            .await
+            .expect("messages keep coming");
+        assert!(more > 0, "the subscription stayed open");
+        for message in buffer.drain(..) {
+            assert_eq!(&*message.topic, "burst.data");
+            assert_eq!(message.publisher, nodes[1].id());
+            got.push(u32::from_le_bytes(message.payload[..4].try_into().unwrap()));
+            if got.len() == n as usize / 2 + 1 {
+                assert_eq!(message.payload.len(), 100 << 10);
+            }
+        }
+    }
+    assert_eq!(
+        got,
+        (0..n).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_reliable_messages_arrive_once_in_order() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    let n = 5_000u32;
+    let mut sub = nodes[0]
+        .pubsub()
+        .subscribe_with(
+            "jobs.>",
+            SubscribeOptions {
+                capacity: n as usize,
+                policy: SlowPolicy::Disconnect,
+            },
+        )
+        .await
+        .unwrap();
+    eventually(SOON, "interest replicated", || {
+        nodes[1].services().directory().interest().len() == 1
+    })
+    .await;
+    let reliable = PublishOptions { reliable: true };
+    for i in 0..n {
+        let topic = if i % 2 == 0 { "jobs.even" } else { "jobs.odd" };
+        nodes[1]
+            .pubsub()
+            .publish_with(topic, i.to_le_bytes().to_vec(), reliable)
+            .await
+            .unwrap();
+    }
+    for i in 0..n {
+        let message = tokio::time::timeout(SOON, sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            u32::from_le_bytes(message.payload[..].try_into().unwrap()),
+            i
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(sub.try_recv().is_none(), "no redelivered duplicates");
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_follow_subscriptions_made_and_dropped_after_publishing_began() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    let publisher = nodes[1].pubsub();
+    // Published with nobody subscribed: the topic's route is now known (and empty).
+    publisher.publish("late.topic", vec![0]).await.unwrap();
+
+    // A subscriber on the publishing node gets what is published after it subscribed.
+    let mut local = publisher.subscribe("late.topic").await.unwrap();
+    publisher.publish("late.topic", vec![1]).await.unwrap();
+    assert_eq!(local.recv().await.unwrap().payload[0], 1);
+
+    // So does one on another node, once its interest has reached the publisher.
+    let mut remote = nodes[0].pubsub().subscribe("late.*").await.unwrap();
+    eventually(SOON, "interest replicated", || {
+        nodes[1].services().directory().interest().len() == 2
+    })
+    .await;
+    publisher.publish("late.topic", vec![2]).await.unwrap();
+    let got = tokio::time::timeout(SOON, remote.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.payload[0], 2);
+    assert_eq!(local.recv().await.unwrap().payload[0], 2);
+
+    // A dropped local subscription gets nothing more; a new one on the same topic does.
+    drop(local);
+    let mut again = publisher.subscribe("late.topic").await.unwrap();
+    publisher.publish("late.topic", vec![3]).await.unwrap();
+    assert_eq!(again.recv().await.unwrap().payload[0], 3);
+    let got = tokio::time::timeout(SOON, remote.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.payload[0], 3);
+
+    // A remote subscription dropped: its interest leaves the directory and the publisher
+    // stops sending there.
+    drop(remote);
+    eventually(SOON, "interest withdrawn", || {
+        nodes[1].services().directory().interest().len() == 1
+    })
+    .await;
+    publisher.publish("late.topic", vec![4]).await.unwrap();
+    assert_eq!(again.recv().await.unwrap().payload[0], 4);
+    stop(&nodes).await;
+}

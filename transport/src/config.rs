@@ -44,6 +44,11 @@ pub struct TransportConfig {
     pub max_concurrent_requests: u32,
     /// Concurrent incoming bulk transfers per connection. Default 16.
     pub max_concurrent_transfers: u32,
+    /// Receive and send buffer requested for the UDP socket, in bytes. Default 4 MiB. The
+    /// kernel's default (≈ 208 KiB on Linux) overflows under bursts of small messages when the
+    /// process is busy, and every datagram lost there costs QUIC a loss recovery and a smaller
+    /// congestion window. Linux caps the request at `net.core.rmem_max` / `wmem_max`.
+    pub udp_buffer: usize,
 }
 
 /// The largest frame each channel accepts, in bytes.
@@ -106,6 +111,7 @@ impl Default for TransportConfig {
             inbox_capacity: 65_536,
             max_concurrent_requests: 1024,
             max_concurrent_transfers: 16,
+            udp_buffer: 4 << 20,
         }
     }
 }

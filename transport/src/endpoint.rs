@@ -87,16 +87,20 @@ impl Endpoint {
         let transport = Arc::new(quic_transport(&config));
         server.transport_config(transport.clone());
         client.transport_config(transport);
-        let mut quic =
-            quinn::Endpoint::server(server, config.bind).map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })?;
-        quic.set_default_client_config(client);
-        let bound = quic.local_addr().map_err(|source| StartError::Bind {
+        let bind_error = |source| StartError::Bind {
             addr: config.bind,
             source,
-        })?;
+        };
+        let socket = bind_udp(config.bind, config.udp_buffer).map_err(bind_error)?;
+        let mut quic = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
+        quic.set_default_client_config(client);
+        let bound = quic.local_addr().map_err(bind_error)?;
         let local = NodeAddr {
             id: identity.id,
             addr: config.advertise.unwrap_or(bound),
@@ -397,6 +401,22 @@ async fn accept_connections(shared: Arc<Shared>) {
             }
         });
     }
+}
+
+/// Binds the endpoint's UDP socket with `buffer` bytes of receive and send buffer requested.
+/// A refused size is not an error: the kernel's default still works, only with more loss under
+/// bursts.
+fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(error) = socket.set_recv_buffer_size(buffer) {
+        debug!(%error, buffer, "UDP receive buffer size refused");
+    }
+    if let Err(error) = socket.set_send_buffer_size(buffer) {
+        debug!(%error, buffer, "UDP send buffer size refused");
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {

@@ -8,6 +8,14 @@
 //! a bounded queue; when it is full, [`SlowPolicy`] either drops the oldest message (counted)
 //! or closes the subscription — memory never grows without bound.
 //!
+//! Messages to one node wait, encoded, in that node's outbox (at most 1 MiB; a publish that
+//! finds it full waits up to a second, then the message is lost for that node, or kept for
+//! resending if reliable). A task per node sends the outbox as batch frames of up to 16 KiB:
+//! under load many messages share one frame, one stream write and one trip through the
+//! receiver's queues; a lone message goes at once in a frame of its own. What waits for a node
+//! is thus at most the outbox plus the transport's stream queue of batch frames. A topic is parsed and matched once: its route (local queues, receiving nodes) is
+//! cached until the local subscriptions or the directory change.
+//!
 //! ```no_run
 //! # async fn demo(node: foundation_engine::runtime::Node) -> Result<(), foundation_engine::runtime::services::PubSubError> {
 //! let pubsub = node.pubsub();
@@ -19,7 +27,8 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,10 +46,11 @@ use crate::runtime::driver::Request;
 use crate::services::reliable::{Backlogged, Incoming, Outgoing, Verdict};
 use crate::services::topic::{Pattern, Subscriptions, Topic, TopicError};
 use crate::services::trace::TraceContext;
-use crate::services::wire::{EventMessage, Published};
+use crate::services::wire::{decode_event, BatchBuilder, EventMessage, Published, Raw, Sequenced};
+use crate::services::Directory;
 use crate::time::Instant;
 
-/// How long a publish waits for room in a peer's send queue before giving up on that peer.
+/// How long a publish waits for room in a node's outbox before giving up on that node.
 const SEND_WAIT: Duration = Duration::from_secs(1);
 /// How often unacknowledged reliable messages are checked for resending.
 const RESEND_TICK: Duration = Duration::from_millis(200);
@@ -50,8 +60,19 @@ const RESEND_AFTER: Duration = Duration::from_secs(1);
 const RELIABLE_BACKLOG: usize = 65_536;
 /// Reliable streams a receiver remembers.
 const INCOMING_STREAMS: usize = 4096;
-/// Most event messages handled before acknowledgements go out.
-const ACK_BATCH: usize = 256;
+/// Most event frames handled before acknowledgements go out and the task lets others run (a
+/// frame holds up to [`BATCH_BYTES`] of messages: subscribers on this runtime get to drain
+/// their queues between turns instead of finding them overflowed by one long turn).
+const FRAMES_PER_TURN: usize = 8;
+/// Encoded messages one batch frame carries, in bytes; a larger message goes in a frame alone.
+const BATCH_BYTES: usize = 16 << 10;
+/// Encoded messages waiting for one node, in bytes, before publishers wait for room.
+const OUTBOX_BYTES: usize = 1 << 20;
+/// Topics whose routes are remembered; past it the cache starts over.
+const ROUTES_MAX: usize = 1024;
+/// Received payloads smaller than this are copied out of their batch frame instead of sliced
+/// from it, so a kept message does not pin the whole frame.
+const COPY_BELOW: usize = 4096;
 
 /// Why a pub/sub operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +134,8 @@ pub struct PublishOptions {
 /// A message as a subscriber receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    /// Its topic.
-    pub topic: String,
+    /// Its topic (shared by every message of the topic, not copied per message).
+    pub topic: Arc<str>,
     /// Its payload.
     pub payload: Bytes,
     /// The publishing node.
@@ -138,38 +159,55 @@ struct QueueState {
 }
 
 impl Queue {
-    /// Queues `message`; returns whether one was dropped to make room (or the queue closed).
-    fn push(&self, message: Message) -> Option<&'static str> {
-        let outcome = {
+    /// Queues `messages` in order under one lock, dropping the oldest or closing the queue as
+    /// its policy says when it is full; wakes the subscriber once.
+    fn push_all(&self, messages: impl Iterator<Item = Message>) -> Pushed {
+        let mut pushed = Pushed::default();
+        {
             let mut state = lock(&self.items);
-            if state.closed {
-                return Some("subscriber_closed");
-            }
-            let mut outcome = None;
-            if state.messages.len() >= self.capacity {
-                match self.policy {
-                    SlowPolicy::DropOldest => {
-                        state.messages.pop_front();
-                        outcome = Some("slow_subscriber");
-                    }
-                    SlowPolicy::Disconnect => {
-                        state.closed = true;
-                        self.ready.notify_one();
-                        return Some("subscriber_disconnected");
+            for message in messages {
+                if state.closed {
+                    pushed.closed += 1;
+                    continue;
+                }
+                if state.messages.len() >= self.capacity {
+                    match self.policy {
+                        SlowPolicy::DropOldest => {
+                            state.messages.pop_front();
+                            pushed.dropped_oldest += 1;
+                        }
+                        SlowPolicy::Disconnect => {
+                            state.closed = true;
+                            pushed.disconnected += 1;
+                            continue;
+                        }
                     }
                 }
+                state.messages.push_back(message);
+                pushed.queued += 1;
             }
-            state.messages.push_back(message);
-            outcome
-        };
+        }
         self.ready.notify_one();
-        outcome
+        pushed
     }
 
     fn close(&self) {
         lock(&self.items).closed = true;
         self.ready.notify_one();
     }
+}
+
+/// What [`Queue::push_all`] did.
+#[derive(Default)]
+struct Pushed {
+    /// Messages queued (including those that pushed an older one out).
+    queued: u64,
+    /// Older messages dropped to make room.
+    dropped_oldest: u64,
+    /// Messages refused because the queue filled up and its policy closed it.
+    disconnected: u64,
+    /// Messages refused because the queue was already closed.
+    closed: u64,
 }
 
 /// Subscriptions of this node.
@@ -181,13 +219,137 @@ struct Local {
     per_pattern: BTreeMap<String, usize>,
 }
 
+/// Where messages of one topic go: the local subscribers' queues and, for a publish, the
+/// outboxes of the other nodes with a matching subscriber.
+struct Route {
+    topic: Arc<str>,
+    local: Vec<Arc<Queue>>,
+    remote: Vec<Arc<Outbox>>,
+}
+
+/// Routes by topic, valid for one generation of the local subscriptions and one directory:
+/// a topic is parsed and matched once, not per message.
+#[derive(Default)]
+struct Routes {
+    generation: u64,
+    directory: Option<Arc<Directory>>,
+    by_topic: HashMap<Arc<str>, Arc<Route>>,
+    /// The route used last: a stream of one topic skips the hash lookup.
+    last: Option<Arc<Route>>,
+}
+
+impl Routes {
+    /// The cached route of `topic` if it is still valid for `generation` and `directory`;
+    /// forgets everything when either changed.
+    fn get(
+        &mut self,
+        topic: &str,
+        generation: u64,
+        directory: Option<&Arc<Directory>>,
+    ) -> Option<Arc<Route>> {
+        let same_directory = match (&self.directory, directory) {
+            (Some(cached), Some(current)) => Arc::ptr_eq(cached, current),
+            (None, None) => true,
+            _ => false,
+        };
+        if self.generation != generation || !same_directory {
+            self.by_topic.clear();
+            self.last = None;
+            self.generation = generation;
+            self.directory = directory.cloned();
+            return None;
+        }
+        if let Some(last) = self.last.as_ref().filter(|r| &*r.topic == topic) {
+            return Some(last.clone());
+        }
+        let route = self.by_topic.get(topic).cloned();
+        if route.is_some() {
+            self.last.clone_from(&route);
+        }
+        route
+    }
+
+    /// Remembers `route` if it was computed for what is cached now.
+    fn insert(&mut self, route: &Arc<Route>, generation: u64, directory: Option<&Arc<Directory>>) {
+        let same_directory = match (&self.directory, directory) {
+            (Some(cached), Some(current)) => Arc::ptr_eq(cached, current),
+            (None, None) => true,
+            _ => false,
+        };
+        if self.generation != generation || !same_directory {
+            return;
+        }
+        if self.by_topic.len() >= ROUTES_MAX {
+            self.by_topic.clear();
+        }
+        self.by_topic.insert(route.topic.clone(), route.clone());
+        self.last = Some(route.clone());
+    }
+}
+
+/// Messages waiting to go to one node, encoded, in batches of up to [`BATCH_BYTES`]. A task
+/// per node sends one frame per batch, so many small messages cost one frame, not one each.
+struct Outbox {
+    node: NodeAddr,
+    state: Mutex<OutboxState>,
+    /// Wakes the sending task.
+    queued: Notify,
+    /// Wakes publishers waiting for room.
+    room: Notify,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    batches: VecDeque<BatchBuilder>,
+    bytes: usize,
+    closed: bool,
+}
+
+impl OutboxState {
+    /// Appends `message` to the last batch, or to a new one if it would overflow it.
+    fn append(&mut self, message: &Published<'_>) -> Result<(), postcard::Error> {
+        if self.batches.back().is_none_or(|b| b.len() >= BATCH_BYTES) {
+            self.batches.push_back(BatchBuilder::default());
+        }
+        let Some(batch) = self.batches.back_mut() else {
+            return Ok(());
+        };
+        let before = batch.len();
+        batch.push(message)?;
+        self.bytes += batch.len() - before;
+        if batch.count() > 1 && batch.len() > BATCH_BYTES {
+            // Too big to join this batch: it starts the next one.
+            let alone = batch.split_last(before);
+            self.batches.push_back(alone);
+        }
+        Ok(())
+    }
+}
+
+/// A reliable message due for resending: its place, the oldest unacknowledged number, itself.
+type Due = (Sequenced, u64, Kept);
+
+/// A reliable message kept until acknowledged.
+#[derive(Clone)]
+struct Kept {
+    topic: Arc<str>,
+    payload: Bytes,
+    trace: TraceContext,
+}
+
 /// Pub/sub state shared by every clone of the handle and the receiving task.
 pub(crate) struct PubSubState {
     local: Mutex<Local>,
+    /// Changes whenever a local subscription is added or removed (routes depend on it).
+    generation: AtomicU64,
+    /// Routes of published topics.
+    routes: Mutex<Routes>,
+    /// Outboxes of the nodes this node publishes to.
+    outboxes: Mutex<BTreeMap<NodeAddr, Arc<Outbox>>>,
     /// Serialises interest updates, so the last one written reflects the last subscriber count.
     interest: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
-    outgoing: Mutex<BTreeMap<NodeId, Outgoing<Published>>>,
+    outgoing: Mutex<BTreeMap<NodeId, Outgoing<Kept>>>,
     incoming: Mutex<Incoming>,
     epoch: TokioInstant,
     metrics: ServicesMetrics,
@@ -197,6 +359,9 @@ impl PubSubState {
     pub fn new(metrics: ServicesMetrics) -> Self {
         Self {
             local: Mutex::default(),
+            generation: AtomicU64::new(0),
+            routes: Mutex::default(),
+            outboxes: Mutex::default(),
             interest: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             outgoing: Mutex::default(),
@@ -210,28 +375,77 @@ impl PubSubState {
         Instant::from_elapsed(self.epoch.elapsed())
     }
 
-    /// Hands `message` to every local subscriber whose pattern matches its topic.
-    fn deliver_locally(&self, topic: &Topic, message: &Message) {
-        let queues: Vec<Arc<Queue>> = {
-            let local = lock(&self.local);
-            let ids: BTreeSet<u64> = local.index.matching(topic).copied().collect();
-            ids.iter()
-                .filter_map(|id| local.queues.get(id).cloned())
-                .collect()
+    /// The queues of the local subscribers whose pattern matches `topic`, in subscription
+    /// order, each once.
+    fn local_queues(&self, topic: &Topic) -> Vec<Arc<Queue>> {
+        let local = lock(&self.local);
+        local
+            .index
+            .matching(topic)
+            .filter_map(|id| local.queues.get(id).cloned())
+            .collect()
+    }
+
+    /// The local part of `topic`'s route, from `routes` when it is still valid.
+    fn local_route(&self, routes: &mut Routes, topic: &str) -> Result<Arc<Route>, TopicError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(route) = routes.get(topic, generation, None) {
+            return Ok(route);
+        }
+        let parsed = Topic::parse(topic)?;
+        let route = Arc::new(Route {
+            topic: Arc::from(topic),
+            local: self.local_queues(&parsed),
+            remote: Vec::new(),
+        });
+        routes.insert(&route, generation, None);
+        Ok(route)
+    }
+
+    /// Hands `messages` (of one topic, in order) to every queue of `queues`.
+    /// The last queue takes the messages themselves; the others get clones.
+    fn deliver(&self, queues: &[Arc<Queue>], messages: &mut Vec<Message>) {
+        let Some((last, others)) = queues.split_last() else {
+            messages.clear();
+            return;
         };
-        for queue in queues {
-            match queue.push(message.clone()) {
-                None => {
-                    self.metrics.delivered.inc();
-                }
-                Some(reason) => {
-                    self.metrics.drop_reason(reason);
-                    if reason == "slow_subscriber" {
-                        self.metrics.delivered.inc();
-                    }
-                }
+        for queue in others {
+            self.count(queue.push_all(messages.iter().cloned()));
+        }
+        self.count(last.push_all(messages.drain(..)));
+    }
+
+    /// Hands one message to every queue of `queues`.
+    fn deliver_one(&self, queues: &[Arc<Queue>], message: Message) {
+        let Some((last, others)) = queues.split_last() else {
+            return;
+        };
+        for queue in others {
+            self.count(queue.push_all(std::iter::once(message.clone())));
+        }
+        self.count(last.push_all(std::iter::once(message)));
+    }
+
+    fn count(&self, pushed: Pushed) {
+        let metrics = &self.metrics;
+        metrics.delivered.inc_by(pushed.queued);
+        for (reason, n) in [
+            ("slow_subscriber", pushed.dropped_oldest),
+            ("subscriber_disconnected", pushed.disconnected),
+            ("subscriber_closed", pushed.closed),
+        ] {
+            if n > 0 {
+                metrics
+                    .dropped
+                    .get_or_create(&super::metrics::Reason { reason })
+                    .inc_by(n);
             }
         }
+    }
+
+    /// A local subscription was added or removed: every cached route is stale.
+    fn subscriptions_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -268,6 +482,7 @@ impl PubSubHandle {
             let mut local = lock(&self.state.local);
             local.index.insert(&parsed, id);
             local.queues.insert(id, queue.clone());
+            self.state.subscriptions_changed();
             let count = local.per_pattern.entry(pattern.to_owned()).or_default();
             *count += 1;
             *count == 1
@@ -307,73 +522,189 @@ impl PubSubHandle {
         payload: impl Into<Bytes>,
         options: PublishOptions,
     ) -> Result<(), PubSubError> {
-        let parsed = Topic::parse(topic)?;
+        let route = self.route(topic)?;
         let payload = payload.into();
         let trace =
             current_trace().unwrap_or_else(|| TraceContext::new_root(&mut rand10::rng(), true));
-        let me = self.endpoint.local().id;
         self.state.metrics.published.inc();
-        let message = Message {
-            topic: topic.to_owned(),
-            payload: payload.clone(),
-            publisher: me,
-            trace,
-        };
-        self.state.deliver_locally(&parsed, &message);
-        let published = Published {
-            topic: topic.to_owned(),
-            payload: payload.to_vec(),
-            trace,
-            reliable: None,
-            oldest: 0,
-        };
-        for node in self.interested_nodes(&parsed, me) {
-            self.send(node, published.clone(), options).await?;
+        if !route.local.is_empty() {
+            let message = Message {
+                topic: route.topic.clone(),
+                payload: payload.clone(),
+                publisher: self.endpoint.local().id,
+                trace,
+            };
+            self.state.deliver_one(&route.local, message);
+        }
+        for outbox in &route.remote {
+            let message = Kept {
+                topic: route.topic.clone(),
+                payload: payload.clone(),
+                trace,
+            };
+            self.enqueue(outbox, message, options).await?;
         }
         Ok(())
     }
 
-    /// Nodes other than this one with a subscriber matching `topic`.
-    fn interested_nodes(&self, topic: &Topic, me: NodeId) -> BTreeSet<NodeAddr> {
+    /// Where messages on `topic` go now: cached per topic until the local subscriptions or
+    /// the directory change.
+    fn route(&self, topic: &str) -> Result<Arc<Route>, PubSubError> {
         let directory = self.shared.directory.borrow().clone();
-        directory
-            .subscribers(topic)
+        let generation = self.state.generation.load(Ordering::Acquire);
+        if let Some(route) = lock(&self.state.routes).get(topic, generation, Some(&directory)) {
+            return Ok(route);
+        }
+        let parsed = Topic::parse(topic)?;
+        let me = self.endpoint.local().id;
+        let remote = directory
+            .subscribers(&parsed)
             .filter(|node| node.id != me)
-            .collect()
+            .map(|node| self.outbox(node))
+            .collect();
+        let route = Arc::new(Route {
+            topic: Arc::from(topic),
+            local: self.state.local_queues(&parsed),
+            remote,
+        });
+        lock(&self.state.routes).insert(&route, generation, Some(&directory));
+        Ok(route)
     }
 
-    async fn send(
+    /// `node`'s outbox, created with its sending task on first use.
+    fn outbox(&self, node: NodeAddr) -> Arc<Outbox> {
+        let mut outboxes = lock(&self.state.outboxes);
+        outboxes
+            .entry(node)
+            .or_insert_with(|| {
+                let outbox = Arc::new(Outbox {
+                    node,
+                    state: Mutex::default(),
+                    queued: Notify::new(),
+                    room: Notify::new(),
+                });
+                tokio::spawn(send_batches(self.clone(), outbox.clone()));
+                outbox
+            })
+            .clone()
+    }
+
+    /// Puts `message` in `outbox`, waiting up to [`SEND_WAIT`] for room. A reliable message
+    /// is numbered in its stream first, so one that finds no room is still resent.
+    async fn enqueue(
         &self,
-        node: NodeAddr,
-        mut published: Published,
+        outbox: &Outbox,
+        message: Kept,
         options: PublishOptions,
     ) -> Result<(), PubSubError> {
-        if options.reliable {
-            let now = self.state.now();
-            let mut outgoing = lock(&self.state.outgoing);
-            let stream = outgoing
-                .entry(node.id)
-                .or_insert_with(|| Outgoing::new(rand::random(), RELIABLE_BACKLOG));
-            let (place, oldest) =
-                stream
-                    .push(now, published.clone())
-                    .map_err(|source| PubSubError::Backlogged {
-                        node: node.id,
-                        source,
-                    })?;
-            published.reliable = Some(place);
-            published.oldest = oldest;
+        let mut deadline = None;
+        loop {
+            let mut room = pin!(outbox.room.notified());
+            {
+                let mut state = lock(&outbox.state);
+                if state.closed {
+                    self.state.metrics.drop_reason("subscriber_gone");
+                    return Ok(());
+                }
+                if state.bytes < OUTBOX_BYTES || state.batches.is_empty() {
+                    let (reliable, oldest) = if options.reliable {
+                        let (place, oldest) = self.keep(outbox.node.id, &message)?;
+                        (Some(place), oldest)
+                    } else {
+                        (None, 0)
+                    };
+                    let published = Published {
+                        topic: &message.topic,
+                        payload: Raw(&message.payload),
+                        trace: message.trace,
+                        reliable,
+                        oldest,
+                    };
+                    if state.append(&published).is_err() {
+                        self.state.metrics.drop_reason("malformed");
+                        return Ok(());
+                    }
+                    drop(state);
+                    outbox.queued.notify_one();
+                    return Ok(());
+                }
+                room.as_mut().enable();
+            }
+            let until = *deadline.get_or_insert_with(|| TokioInstant::now() + SEND_WAIT);
+            if tokio::time::timeout_at(until, room).await.is_err() {
+                // At-most-once: lost. Reliable: kept, and the resend timer sends it.
+                if options.reliable {
+                    self.keep(outbox.node.id, &message)?;
+                }
+                self.state.metrics.drop_reason("send_failed");
+                return Ok(());
+            }
         }
-        let message = EventMessage::Publish(published);
-        let sent = self
+    }
+
+    /// Numbers a reliable message in its stream to `node` and keeps it until acknowledged.
+    fn keep(&self, node: NodeId, message: &Kept) -> Result<(Sequenced, u64), PubSubError> {
+        let now = self.state.now();
+        let mut outgoing = lock(&self.state.outgoing);
+        let stream = outgoing
+            .entry(node)
+            .or_insert_with(|| Outgoing::new(rand::random(), RELIABLE_BACKLOG));
+        stream
+            .push(now, message.clone())
+            .map_err(|source| PubSubError::Backlogged { node, source })
+    }
+}
+
+/// Sends `outbox`'s batches to its node, one frame each, until the outbox is closed.
+async fn send_batches(handle: PubSubHandle, outbox: Arc<Outbox>) {
+    loop {
+        let batch = loop {
+            let queued = outbox.queued.notified();
+            {
+                let mut state = lock(&outbox.state);
+                if state.closed {
+                    let left: u64 = state.batches.drain(..).map(|b| u64::from(b.count())).sum();
+                    if left > 0 {
+                        handle
+                            .state
+                            .metrics
+                            .dropped
+                            .get_or_create(&super::metrics::Reason {
+                                reason: "subscriber_gone",
+                            })
+                            .inc_by(left);
+                    }
+                    return;
+                }
+                if let Some(batch) = state.batches.pop_front() {
+                    state.bytes -= batch.len();
+                    break batch;
+                }
+            }
+            queued.await;
+        };
+        outbox.room.notify_waiters();
+        let count = u64::from(batch.count());
+        let sent = handle
             .endpoint
-            .send_message(node, Channel::Events, &message, SendMode::Wait(SEND_WAIT))
+            .send(
+                outbox.node,
+                Channel::Events,
+                batch.finish(),
+                SendMode::Wait(SEND_WAIT),
+            )
             .await;
         if sent.is_err() {
             // At-most-once: lost. Reliable: the resend timer tries again.
-            self.state.metrics.drop_reason("send_failed");
+            handle
+                .state
+                .metrics
+                .dropped
+                .get_or_create(&super::metrics::Reason {
+                    reason: "send_failed",
+                })
+                .inc_by(count);
         }
-        Ok(())
     }
 }
 
@@ -426,6 +757,30 @@ impl Subscription {
         lock(&self.queue.items).messages.pop_front()
     }
 
+    /// Waits for at least one message, then moves up to `limit` queued messages to the end of
+    /// `buffer`, oldest first, under one lock; returns how many. 0 means the subscription was
+    /// closed and its queue is empty (or `limit` is 0).
+    pub async fn recv_many(&mut self, buffer: &mut Vec<Message>, limit: usize) -> usize {
+        if limit == 0 {
+            return 0;
+        }
+        loop {
+            let notified = self.queue.ready.notified();
+            {
+                let mut state = lock(&self.queue.items);
+                let n = state.messages.len().min(limit);
+                if n > 0 {
+                    buffer.extend(state.messages.drain(..n));
+                    return n;
+                }
+                if state.closed {
+                    return 0;
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// The pattern subscribed to.
     pub fn pattern(&self) -> &str {
         self.pattern.as_str()
@@ -440,6 +795,7 @@ impl Drop for Subscription {
             let mut local = lock(&state.local);
             local.index.remove(&self.pattern, &self.id);
             local.queues.remove(&self.id);
+            state.subscriptions_changed();
             let pattern = self.pattern.as_str();
             let count = local.per_pattern.get_mut(pattern).map(|c| {
                 *c -= 1;
@@ -465,37 +821,93 @@ impl Drop for Subscription {
     }
 }
 
+/// Consecutive received messages of one route, handed to its queues together: one lock and
+/// one wake-up per queue for the run, not per message.
+#[derive(Default)]
+struct Run {
+    route: Option<Arc<Route>>,
+    messages: Vec<Message>,
+}
+
+impl Run {
+    fn add(&mut self, state: &PubSubState, route: Arc<Route>, message: Message) {
+        if !self.route.as_ref().is_some_and(|r| Arc::ptr_eq(r, &route)) {
+            self.flush(state);
+            self.route = Some(route);
+        }
+        self.messages.push(message);
+    }
+
+    fn flush(&mut self, state: &PubSubState) {
+        if let Some(route) = self.route.take() {
+            state.deliver(&route.local, &mut self.messages);
+        }
+        self.messages.clear();
+    }
+}
+
 /// Receives event messages for this node until the endpoint closes, and resends unacknowledged
 /// reliable messages.
 pub(crate) async fn serve(handle: PubSubHandle, mut events: mpsc::Receiver<Received>) {
     let mut resend = tokio::time::interval(RESEND_TICK);
+    // Routes of received topics: only this task uses them.
+    let mut routes = Routes::default();
     loop {
         tokio::select! {
             first = events.recv() => {
-                let Some(first) = first else { return };
+                let Some(first) = first else {
+                    // The endpoint has stopped: so do the outboxes' sending tasks.
+                    handle.close_outboxes(|_| true);
+                    return;
+                };
                 let mut acks = BTreeMap::new();
-                handle.receive(first, &mut acks);
-                for _ in 1..ACK_BATCH {
+                handle.receive(first, &mut acks, &mut routes);
+                for _ in 1..FRAMES_PER_TURN {
                     let Ok(next) = events.try_recv() else { break };
-                    handle.receive(next, &mut acks);
+                    handle.receive(next, &mut acks, &mut routes);
                 }
                 handle.send_acks(acks).await;
+                tokio::task::yield_now().await;
             }
-            _ = resend.tick() => handle.resend().await,
+            _ = resend.tick() => {
+                handle.resend().await;
+                let directory = handle.shared.directory.borrow().clone();
+                handle.close_outboxes(|node| directory.node_addr(node.id) != Some(*node));
+            }
         }
     }
 }
 
 impl PubSubHandle {
-    /// Handles one event message; collects the acknowledgements it calls for.
-    fn receive(&self, received: Received, acks: &mut BTreeMap<(NodeId, u64), u64>) {
-        let Ok(message) = received.decode::<EventMessage>() else {
+    /// Handles one event frame; collects the acknowledgements it calls for.
+    fn receive(
+        &self,
+        received: Received,
+        acks: &mut BTreeMap<(NodeId, u64), u64>,
+        routes: &mut Routes,
+    ) {
+        let Ok(message) = decode_event(&received.payload) else {
             self.state.metrics.drop_reason("malformed");
             return;
         };
+        let mut run = Run::default();
         match message {
             EventMessage::Publish(published) => {
-                self.receive_published(received.from, published, acks)
+                self.receive_published(&received, published, acks, routes, &mut run)
+            }
+            EventMessage::Batch(batch) => {
+                for published in batch.messages() {
+                    match published {
+                        Ok(published) => {
+                            self.receive_published(&received, published, acks, routes, &mut run)
+                        }
+                        Err(_) => {
+                            // The rest of the frame cannot be found without this one.
+                            self.state.metrics.drop_reason("malformed");
+                            break;
+                        }
+                    }
+                }
             }
             EventMessage::Ack { stream, seq } => {
                 if let Some(outgoing) = lock(&self.state.outgoing).get_mut(&received.from) {
@@ -503,15 +915,19 @@ impl PubSubHandle {
                 }
             }
         }
+        run.flush(&self.state);
     }
 
     fn receive_published(
         &self,
-        from: NodeId,
-        published: Published,
+        received: &Received,
+        published: Published<'_>,
         acks: &mut BTreeMap<(NodeId, u64), u64>,
+        routes: &mut Routes,
+        run: &mut Run,
     ) {
-        let Ok(topic) = Topic::parse(&published.topic) else {
+        let from = received.from;
+        let Ok(route) = self.state.local_route(routes, published.topic) else {
             self.state.metrics.drop_reason("malformed");
             return;
         };
@@ -525,13 +941,22 @@ impl PubSubHandle {
                 return;
             }
         }
+        if route.local.is_empty() {
+            return;
+        }
+        let bytes = published.payload.0;
+        let payload = if bytes.len() < COPY_BELOW {
+            Bytes::copy_from_slice(bytes)
+        } else {
+            received.payload.slice_ref(bytes)
+        };
         let message = Message {
-            topic: published.topic,
-            payload: published.payload.into(),
+            topic: route.topic.clone(),
+            payload,
             publisher: from,
             trace: published.trace,
         };
-        self.state.deliver_locally(&topic, &message);
+        run.add(&self.state, route, message);
     }
 
     async fn send_acks(&self, acks: BTreeMap<(NodeId, u64), u64>) {
@@ -548,11 +973,29 @@ impl PubSubHandle {
         }
     }
 
+    /// Closes the outboxes of the nodes `gone` selects (no longer members at that address, or
+    /// all when the node stops); their sending tasks end and what they held is counted as lost.
+    fn close_outboxes(&self, gone: impl Fn(&NodeAddr) -> bool) {
+        let mut closed = Vec::new();
+        lock(&self.state.outboxes).retain(|node, outbox| {
+            if gone(node) {
+                closed.push(outbox.clone());
+                return false;
+            }
+            true
+        });
+        for outbox in closed {
+            lock(&outbox.state).closed = true;
+            outbox.queued.notify_one();
+            outbox.room.notify_waiters();
+        }
+    }
+
     /// Resends overdue reliable messages; forgets streams to nodes with no interest left.
     async fn resend(&self) {
         let directory = self.shared.directory.borrow().clone();
         let now = self.state.now();
-        let due: Vec<(NodeAddr, Vec<Published>)> = {
+        let due: Vec<(NodeAddr, Vec<Due>)> = {
             let mut outgoing = lock(&self.state.outgoing);
             outgoing.retain(|node, stream| {
                 let alive = directory.node_addr(*node).is_some();
@@ -570,27 +1013,29 @@ impl PubSubHandle {
             outgoing
                 .iter_mut()
                 .filter_map(|(node, stream)| {
-                    let batch: Vec<Published> = stream
-                        .due(now, RESEND_AFTER)
-                        .into_iter()
-                        .map(|(place, oldest, mut published)| {
-                            published.reliable = Some(place);
-                            published.oldest = oldest;
-                            published
-                        })
-                        .collect();
+                    let batch = stream.due(now, RESEND_AFTER);
                     let addr = directory.node_addr(*node)?;
                     (!batch.is_empty()).then_some((addr, batch))
                 })
                 .collect()
         };
-        for (addr, batch) in due {
-            self.state.metrics.redelivered.inc_by(batch.len() as u64);
-            for published in batch {
-                let message = EventMessage::Publish(published);
+        for (addr, messages) in due {
+            self.state.metrics.redelivered.inc_by(messages.len() as u64);
+            let mut batch = OutboxState::default();
+            for (place, oldest, kept) in &messages {
+                let published = Published {
+                    topic: &kept.topic,
+                    payload: Raw(&kept.payload),
+                    trace: kept.trace,
+                    reliable: Some(*place),
+                    oldest: *oldest,
+                };
+                let _ = batch.append(&published);
+            }
+            for pending in batch.batches {
                 let _ = self
                     .endpoint
-                    .send_message(addr, Channel::Events, &message, SendMode::NoWait)
+                    .send(addr, Channel::Events, pending.finish(), SendMode::NoWait)
                     .await;
             }
         }

@@ -1,0 +1,1222 @@
+//! Services benchmark: the registry, pub/sub and RPC of real runtime nodes on 127.0.0.1, next to
+//! NATS (and distributed Erlang for pub/sub) measured in the same run.
+//!
+//! ```sh
+//! cargo bench -p foundation-engine --bench services            # full run
+//! cargo bench -p foundation-engine --bench services -- quick   # short run, smaller counts
+//! cargo bench -p foundation-engine --bench services -- quick pubsub   # one section only
+//! cargo bench -p foundation-engine --bench services -- pubsub nopeers # Foundation alone
+//! ```
+//!
+//! 1. Registry, N = 10 nodes in this process: time from `register` on one node until every
+//!    node's local lookup returns the instance, over many samples (p50/p99); local `lookup` and
+//!    `healthy` latency.
+//! 2. Pub/sub, 64-byte messages, one publisher on one node, one subscriber on another: a
+//!    flat-out burst, delivered messages per second and messages lost. NATS (`nats-server`,
+//!    Debian package, installed with apt-get when absent and we are root) is driven the same
+//!    way through a small client written here over TCP (the text protocol: CONNECT, SUB, PUB,
+//!    PING); distributed Erlang (`erl`, when installed) sends the same burst between two nodes.
+//! 3. RPC, 64-byte request/response through the registry between two nodes: p50/p99 of one
+//!    caller, calls per second of 64 concurrent callers, and a same-node call; NATS
+//!    request/reply measured the same way.
+//!
+//! Prints numbers, ratios and targets; never fails on a missed target (timing is not a
+//! pass/fail test). A peer that cannot be started is skipped with a message.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use foundation_engine::membership::MemberState;
+use foundation_engine::runtime::services::{Call, CallOptions, ServiceOptions, SubscribeOptions};
+use foundation_engine::runtime::{Node, NodeSettings};
+use foundation_transport::{ClusterName, ClusterSecret, LocalIdentity, NodeId, Trust};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+const SECRET: &str = "services benchmark secret, long enough";
+const SMALL: usize = 64;
+const TOPIC: &str = "bench.events";
+
+/// Sizes of one run.
+struct Plan {
+    name: &'static str,
+    registry_nodes: usize,
+    registry_samples: usize,
+    lookups: u32,
+    burst: u64,
+    burst_time_cap: Duration,
+    rpc_calls: usize,
+    concurrent_window: Duration,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            name: "full",
+            registry_nodes: 10,
+            registry_samples: 40,
+            lookups: 1_000_000,
+            burst: 2_000_000,
+            burst_time_cap: Duration::from_secs(20),
+            rpc_calls: 20_000,
+            concurrent_window: Duration::from_secs(4),
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            name: "quick",
+            registry_nodes: 10,
+            registry_samples: 10,
+            lookups: 200_000,
+            burst: 300_000,
+            burst_time_cap: Duration::from_secs(5),
+            rpc_calls: 2_000,
+            concurrent_window: Duration::from_secs(1),
+        }
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick" || a == "--quick")
+        || std::env::var_os("FOUNDATION_BENCH_QUICK").is_some();
+    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!(
+        "services benchmark ({} run; {} cores; 127.0.0.1; 1-minute load average before: {} — other work on the machine slows every figure)",
+        plan.name,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    // `-- registry`, `-- pubsub` or `-- rpc` runs only the sections named.
+    let sections: Vec<String> = std::env::args()
+        .filter(|a| ["registry", "pubsub", "rpc"].contains(&a.as_str()))
+        .collect();
+    let wanted = |section: &str| sections.is_empty() || sections.iter().any(|s| s == section);
+    runtime.block_on(async {
+        if wanted("registry") {
+            registry(&plan).await;
+        }
+        if wanted("pubsub") {
+            pubsub(&plan).await;
+        }
+        if wanted("rpc") {
+            rpc(&plan).await;
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and printing.
+
+struct Percentiles {
+    n: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
+    samples.sort_unstable();
+    let n = samples.len();
+    if n == 0 {
+        return Percentiles {
+            n,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            max: Duration::ZERO,
+        };
+    }
+    let at = |q: f64| samples[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
+    Percentiles {
+        n,
+        p50: at(0.50),
+        p99: at(0.99),
+        max: samples[n - 1],
+    }
+}
+
+fn human(d: Duration) -> String {
+    let ns = d.as_secs_f64() * 1e9;
+    if ns < 10_000.0 {
+        format!("{ns:.0} ns")
+    } else if ns < 10_000_000.0 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 10_000_000_000.0 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// CPU time (user + system) used so far by process `pid` ("self" for this one), from
+/// /proc/<pid>/stat at the kernel's clock-tick resolution; `None` where it cannot be read.
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at state (field 3).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// `-- nopeers` measures Foundation alone (for profiling).
+fn skip_peers() -> bool {
+    std::env::args().any(|a| a == "nopeers")
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Foundation nodes.
+
+fn settings(seeds: Vec<SocketAddr>) -> NodeSettings {
+    let identity = LocalIdentity {
+        id: NodeId::random(),
+        cluster: ClusterName::new("services-bench").expect("valid cluster name"),
+    };
+    let trust = Trust::Secret(ClusterSecret::new(SECRET).expect("secret long enough"));
+    NodeSettings {
+        seeds,
+        ..NodeSettings::new(identity, trust)
+    }
+}
+
+/// `n` nodes with default settings that all see each other alive.
+async fn cluster(n: usize) -> Vec<Node> {
+    let seed = Node::start(settings(vec![])).await.expect("seed starts");
+    let mut nodes = vec![seed.clone()];
+    for _ in 1..n {
+        nodes.push(
+            Node::start(settings(vec![seed.addr()]))
+                .await
+                .expect("node starts"),
+        );
+    }
+    let started = Instant::now();
+    loop {
+        let all = nodes.iter().all(|node| {
+            node.members()
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .count()
+                == n - 1
+        });
+        if all {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{n} nodes did not all see each other alive within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nodes
+}
+
+async fn stop(nodes: &[Node]) {
+    for node in nodes {
+        node.abort().await;
+    }
+}
+
+/// Waits until `check` holds, polling every millisecond; false after `limit`.
+async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !check() {
+        if started.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    true
+}
+
+fn echo() -> impl foundation_engine::runtime::services::Handler {
+    |call: Call| async move { Ok(call.body) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Registry.
+
+async fn registry(plan: &Plan) {
+    let n = plan.registry_nodes;
+    println!();
+    println!("== registry: {n} nodes ==");
+    let nodes = cluster(n).await;
+    let limit = Duration::from_secs(10);
+    let mut everywhere = Vec::new();
+    let mut per_node = Vec::new();
+    let mut timeouts = 0;
+    for sample in 0..plan.registry_samples {
+        let service = format!("reg-{sample}");
+        // Each node watches for the service before it is registered; the watch wakes on every
+        // directory change, so the time seen is when the lookup first returns it.
+        let mut waiters = Vec::new();
+        for node in &nodes[1..] {
+            let mut watch = node.services().watch(service.clone());
+            waiters.push(tokio::spawn(async move {
+                tokio::time::timeout(limit, async {
+                    while let Some(instances) = watch.next().await {
+                        if !instances.is_empty() {
+                            return Some(Instant::now());
+                        }
+                    }
+                    None
+                })
+                .await
+                .ok()
+                .flatten()
+            }));
+        }
+        let t0 = Instant::now();
+        let registration = nodes[0]
+            .services()
+            .register(&service, echo(), ServiceOptions::default())
+            .await
+            .expect("register");
+        let mut slowest = Some(Duration::ZERO);
+        for waiter in waiters {
+            match waiter.await.expect("watch task") {
+                Some(seen) => {
+                    let took = seen - t0;
+                    per_node.push(took);
+                    slowest = slowest.map(|s| s.max(took));
+                }
+                None => slowest = None,
+            }
+        }
+        match slowest {
+            Some(slowest) => everywhere.push(slowest),
+            None => timeouts += 1,
+        }
+        registration.deregister().await.expect("deregister");
+    }
+    let all = percentiles(everywhere);
+    let one = percentiles(per_node);
+    println!(
+        "register → every node's lookup returns it: p50 {}  p99 {}  max {}  ({} samples, {} not everywhere within {:?})",
+        human(all.p50),
+        human(all.p99),
+        human(all.max),
+        all.n,
+        timeouts,
+        limit
+    );
+    println!(
+        "register → one node's lookup returns it:   p50 {}  p99 {}  ({} node-samples)",
+        human(one.p50),
+        human(one.p99),
+        one.n
+    );
+    println!(
+        "  target p99 ≤ 50 ms (Horde syncs every 300 ms): {}",
+        verdict(timeouts == 0 && all.p99 <= Duration::from_millis(50))
+    );
+
+    // Local reads: one registered instance, looked up from another node.
+    let _kept = nodes[0]
+        .services()
+        .register("lookup-bench", echo(), ServiceOptions::default())
+        .await
+        .expect("register");
+    let reader = nodes[1].services();
+    wait_until(limit, || reader.lookup("lookup-bench").len() == 1).await;
+    let lookup = time_per_op(plan.lookups, || {
+        std::hint::black_box(reader.lookup(std::hint::black_box("lookup-bench")));
+    });
+    let healthy = time_per_op(plan.lookups, || {
+        std::hint::black_box(reader.healthy(std::hint::black_box("lookup-bench")));
+    });
+    println!(
+        "local lookup: {} per call;  healthy(): {} per call  (target ≤ 1 µs: {})",
+        human(lookup),
+        human(healthy),
+        verdict(lookup <= Duration::from_micros(1) && healthy <= Duration::from_micros(1))
+    );
+    stop(&nodes).await;
+}
+
+fn time_per_op(n: u32, mut op: impl FnMut()) -> Duration {
+    for _ in 0..n / 10 {
+        op();
+    }
+    let started = Instant::now();
+    for _ in 0..n {
+        op();
+    }
+    started.elapsed() / n
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Pub/sub.
+
+/// What one flat-out burst delivered.
+struct Burst {
+    sent: u64,
+    delivered: u64,
+    /// CPU time every process involved used during the burst, if known.
+    cpu: Option<Duration>,
+    /// From the first publish to the last delivery.
+    elapsed: Duration,
+    /// From the first publish to the last publish returning.
+    publish: Duration,
+}
+
+impl Burst {
+    fn rate(&self) -> f64 {
+        self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn print(&self, who: &str) {
+        let lost = self.sent.saturating_sub(self.delivered);
+        println!(
+            "{who:<22} {:>12} msg/s delivered   {:>10} sent  {:>10} lost ({:.2}%)   publish side {:>12} msg/s",
+            thousands(self.rate()),
+            thousands(self.sent as f64),
+            thousands(lost as f64),
+            100.0 * lost as f64 / self.sent.max(1) as f64,
+            thousands(self.sent as f64 / self.publish.as_secs_f64().max(1e-9)),
+        );
+        if let Some(cpu) = self.cpu {
+            println!(
+                "{:<22} CPU {:.2} s in all = {:.2} µs per delivered message (robust to other load on the machine)",
+                "",
+                cpu.as_secs_f64(),
+                cpu.as_secs_f64() * 1e6 / self.delivered.max(1) as f64
+            );
+        }
+    }
+}
+
+/// Subscriber queue bound in the benchmark: the NATS Go client's default pending-message limit.
+const SUBSCRIBER_QUEUE: usize = 65_536;
+/// A receiver that saw nothing for this long after the publisher finished stops counting.
+const QUIET: Duration = Duration::from_millis(500);
+
+async fn pubsub(plan: &Plan) {
+    println!();
+    println!(
+        "== pub/sub: {SMALL} B messages, one publisher, one subscriber on another node, flat-out burst of {} ==",
+        thousands(plan.burst as f64)
+    );
+    let foundation = foundation_burst(plan).await;
+    foundation.print("Foundation");
+    if skip_peers() {
+        return;
+    }
+    let nats = match NatsServer::start().await {
+        Ok(server) => {
+            let burst = nats_burst(&server, plan).await;
+            match &burst {
+                Ok(burst) => burst.print("NATS (nats-server)"),
+                Err(e) => println!("NATS: skipped: {e}"),
+            }
+            burst.ok()
+        }
+        Err(e) => {
+            println!("NATS: skipped: {e}");
+            None
+        }
+    };
+    match erlang_burst(plan) {
+        Ok(burst) => burst.print("distributed Erlang"),
+        Err(e) => println!("distributed Erlang: skipped: {e}"),
+    }
+    if let Some(nats) = nats {
+        let ratio = foundation.rate() / nats.rate().max(1e-9);
+        println!(
+            "Foundation/NATS delivered rate: {ratio:.2}×  (target ≥ 1× with zero loss: {})",
+            verdict(ratio >= 1.0 && foundation.delivered == foundation.sent)
+        );
+    }
+}
+
+async fn foundation_burst(plan: &Plan) -> Burst {
+    let nodes = cluster(2).await;
+    let (publisher, subscriber) = (&nodes[0], &nodes[1]);
+    let mut subscription = subscriber
+        .pubsub()
+        .subscribe_with(
+            TOPIC,
+            SubscribeOptions {
+                capacity: SUBSCRIBER_QUEUE,
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .expect("subscribe");
+    let directory_has_interest = || !publisher.services().directory().interest().is_empty();
+    assert!(
+        wait_until(Duration::from_secs(10), directory_has_interest).await,
+        "interest did not reach the publisher"
+    );
+    let payload = Bytes::from(vec![0x5a; SMALL]);
+    let pubsub = publisher.pubsub();
+    // Warm up: streams open, congestion window grown, allocator primed.
+    let warm = 20_000;
+    for _ in 0..warm {
+        pubsub
+            .publish(TOPIC, payload.clone())
+            .await
+            .expect("publish");
+    }
+    for _ in 0..warm {
+        let got = tokio::time::timeout(Duration::from_secs(10), subscription.recv()).await;
+        if !matches!(got, Ok(Some(_))) {
+            break;
+        }
+    }
+    while subscription.try_recv().is_some() {}
+
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let receiver = {
+        let target = target.clone();
+        tokio::spawn(async move {
+            // Take what is queued in batches, as a real consumer would: one lock and one timer
+            // per batch, not per message.
+            let mut n = 0u64;
+            let mut last = Instant::now();
+            let mut batch = Vec::with_capacity(4096);
+            while n < target.load(Ordering::Acquire) {
+                match tokio::time::timeout(QUIET, subscription.recv_many(&mut batch, 4096)).await {
+                    Ok(0) => break,
+                    Ok(got) => {
+                        debug_assert!(batch.iter().all(|m| m.payload.len() == SMALL));
+                        n += got as u64;
+                        last = Instant::now();
+                        batch.clear();
+                    }
+                    Err(_) if target.load(Ordering::Acquire) != u64::MAX => break,
+                    Err(_) => {}
+                }
+            }
+            (n, last)
+        })
+    };
+    let cpu_before = cpu_time("self");
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < plan.burst {
+        pubsub
+            .publish(TOPIC, payload.clone())
+            .await
+            .expect("publish");
+        sent += 1;
+        if sent % 4096 == 0 && start.elapsed() > plan.burst_time_cap {
+            break;
+        }
+    }
+    let publish = start.elapsed();
+    target.store(sent, Ordering::Release);
+    let (delivered, last) = receiver.await.expect("receiver task");
+    let cpu = cpu_time("self")
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    stop(&nodes).await;
+    Burst {
+        sent,
+        delivered,
+        cpu,
+        elapsed: last.saturating_duration_since(start),
+        publish,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// NATS: the server as a child process, and a minimal client over TCP.
+
+struct NatsServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs a Debian package when we are root and it is missing.
+fn ensure_installed(program: &str, package: &str) -> Result<(), String> {
+    if have(program) {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !root {
+        return Err(format!(
+            "`{program}` not found (install the Debian package `{package}`)"
+        ));
+    }
+    println!("installing `{package}` with apt-get …");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-q", package])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed && have(program) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{program}` not found and `apt-get install {package}` failed"
+        ))
+    }
+}
+
+impl NatsServer {
+    async fn start() -> Result<NatsServer, String> {
+        ensure_installed("nats-server", "nats-server")?;
+        let port = free_port().map_err(|e| e.to_string())?;
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("nats-server did not start: {e}"))?;
+        let server = NatsServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let started = Instant::now();
+        while TcpStream::connect(server.addr).await.is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("nats-server did not listen within 10 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(server)
+    }
+}
+
+/// One item of what a NATS server sends a client.
+enum Incoming {
+    /// `MSG <subject> <sid> [reply-to] <len>` and its payload: the reply-to subject, if any.
+    Msg {
+        reply: Option<Bytes>,
+        len: usize,
+    },
+    Ping,
+    Pong,
+    Err(String),
+    Other,
+}
+
+/// Incremental parser of the server's side of the NATS text protocol.
+#[derive(Default)]
+struct Parser {
+    buffer: BytesMut,
+}
+
+impl Parser {
+    fn next(&mut self) -> Option<Incoming> {
+        let end = self.buffer.windows(2).position(|w| w == b"\r\n")?;
+        let line = &self.buffer[..end];
+        if let Some(rest) = line.strip_prefix(b"MSG ") {
+            let fields: Vec<&[u8]> = rest.split(|b| *b == b' ').collect();
+            let len: usize = std::str::from_utf8(fields.last()?).ok()?.parse().ok()?;
+            if self.buffer.len() < end + 2 + len + 2 {
+                return None;
+            }
+            let reply = (fields.len() == 4).then(|| Bytes::copy_from_slice(fields[2]));
+            self.buffer.advance(end + 2 + len + 2);
+            return Some(Incoming::Msg { reply, len });
+        }
+        let item = match line {
+            b"PING" => Incoming::Ping,
+            b"PONG" => Incoming::Pong,
+            l if l.starts_with(b"-ERR") => Incoming::Err(String::from_utf8_lossy(l).into_owned()),
+            _ => Incoming::Other,
+        };
+        self.buffer.advance(end + 2);
+        Some(item)
+    }
+}
+
+/// A connection that has sent CONNECT and seen the server's first PONG.
+async fn nats_connect(addr: SocketAddr) -> std::io::Result<(TcpStream, Parser)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    stream
+        .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":false}\r\nPING\r\n")
+        .await?;
+    let mut parser = Parser::default();
+    loop {
+        while let Some(item) = parser.next() {
+            match item {
+                Incoming::Pong => return Ok((stream, parser)),
+                Incoming::Err(e) => return Err(std::io::Error::other(e)),
+                _ => {}
+            }
+        }
+        if stream.read_buf(&mut parser.buffer).await? == 0 {
+            return Err(std::io::Error::other("nats-server closed the connection"));
+        }
+    }
+}
+
+/// Reads until the PONG answering a PING sent earlier.
+async fn nats_pong(stream: &mut TcpStream, parser: &mut Parser) -> std::io::Result<()> {
+    loop {
+        while let Some(item) = parser.next() {
+            if let Incoming::Pong = item {
+                return Ok(());
+            }
+        }
+        if stream.read_buf(&mut parser.buffer).await? == 0 {
+            return Err(std::io::Error::other("nats-server closed the connection"));
+        }
+    }
+}
+
+fn nats_pub(out: &mut Vec<u8>, subject: &str, reply: Option<&[u8]>, payload: &[u8]) {
+    out.extend_from_slice(b"PUB ");
+    out.extend_from_slice(subject.as_bytes());
+    out.push(b' ');
+    if let Some(reply) = reply {
+        out.extend_from_slice(reply);
+        out.push(b' ');
+    }
+    out.extend_from_slice(payload.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+}
+
+async fn nats_burst(server: &NatsServer, plan: &Plan) -> Result<Burst, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let (mut sub, mut sub_parser) = nats_connect(server.addr).await.map_err(io)?;
+    sub.write_all(format!("SUB {TOPIC} 1\r\nPING\r\n").as_bytes())
+        .await
+        .map_err(io)?;
+    nats_pong(&mut sub, &mut sub_parser).await.map_err(io)?;
+    let (mut publisher, mut pub_parser) = nats_connect(server.addr).await.map_err(io)?;
+    let payload = [0x5au8; SMALL];
+
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let receiver = {
+        let (target, errors) = (target.clone(), errors.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut last = Instant::now();
+            'read: while n < target.load(Ordering::Acquire) {
+                while let Some(item) = sub_parser.next() {
+                    match item {
+                        Incoming::Msg { len, .. } => {
+                            debug_assert_eq!(len, SMALL);
+                            n += 1;
+                            last = Instant::now();
+                        }
+                        Incoming::Ping => {
+                            let _ = sub.write_all(b"PONG\r\n").await;
+                        }
+                        Incoming::Err(e) => errors.lock().unwrap().push(e),
+                        _ => {}
+                    }
+                }
+                match tokio::time::timeout(QUIET, sub.read_buf(&mut sub_parser.buffer)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break 'read,
+                    Ok(Ok(_)) => {}
+                    Err(_) if target.load(Ordering::Acquire) != u64::MAX => break 'read,
+                    Err(_) => {}
+                }
+            }
+            (n, last)
+        })
+    };
+    // Publish in buffered writes, as NATS clients do, with a round trip at the end so the
+    // server has read everything.
+    let server_pid = server.child.id().to_string();
+    let cpu_before = cpu_time("self").zip(cpu_time(&server_pid));
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut out = Vec::with_capacity(64 << 10);
+    while sent < plan.burst {
+        nats_pub(&mut out, TOPIC, None, &payload);
+        sent += 1;
+        if out.len() >= (64 << 10) - 128 {
+            publisher.write_all(&out).await.map_err(io)?;
+            out.clear();
+            if sent % 4096 < 800 && start.elapsed() > plan.burst_time_cap {
+                break;
+            }
+        }
+    }
+    out.extend_from_slice(b"PING\r\n");
+    publisher.write_all(&out).await.map_err(io)?;
+    nats_pong(&mut publisher, &mut pub_parser)
+        .await
+        .map_err(io)?;
+    let publish = start.elapsed();
+    target.store(sent, Ordering::Release);
+    let (delivered, last) = receiver.await.map_err(|e| e.to_string())?;
+    let cpu = cpu_time("self")
+        .zip(cpu_time(&server_pid))
+        .zip(cpu_before)
+        .map(|((me, server), (me0, server0))| {
+            me.saturating_sub(me0) + server.saturating_sub(server0)
+        });
+    for error in errors.lock().unwrap().iter() {
+        println!("  nats-server told the subscriber: {error}");
+    }
+    Ok(Burst {
+        sent,
+        delivered,
+        cpu,
+        elapsed: last.saturating_duration_since(start),
+        publish,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Distributed Erlang: two nodes, a sink process counting 64-byte binaries sent by the other.
+
+/// Kills the child on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn erlang_burst(plan: &Plan) -> Result<Burst, String> {
+    if !have("erl") {
+        return Err(
+            "`erl` not found (install the Debian package `erlang-base` for this column)".into(),
+        );
+    }
+    let cookie = "foundation_services_bench";
+    let tag = std::process::id();
+    let sink_node = format!("sink{tag}@127.0.0.1");
+    // The sink counts `Total` binaries after `{go, From, Total}`, then tells `From`.
+    let sink_code = "Loop = fun L(wait, _) -> receive {go, From, Total} -> L(Total, From) end; \
+                        L(0, From) -> From ! done, L(wait, none); \
+                        L(K, From) -> receive B when is_binary(B) -> L(K - 1, From) end end, \
+                     register(sink, spawn(fun() -> Loop(wait, none) end)).";
+    let _sink = Killed(
+        Command::new("erl")
+            .args([
+                "-noshell",
+                "-name",
+                &sink_node,
+                "-setcookie",
+                cookie,
+                "-eval",
+                sink_code,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("erl did not start: {e}"))?,
+    );
+    let burst = plan.burst.min(1_000_000);
+    let source_code = format!(
+        "Node = '{sink_node}', \
+         Wait = fun W(0) -> exit(no_sink); \
+                    W(K) -> case rpc:call(Node, erlang, whereis, [sink]) of \
+                        P when is_pid(P) -> ok; _ -> timer:sleep(100), W(K - 1) end end, \
+         Wait(100), \
+         Sink = {{sink, Node}}, Bin = binary:copy(<<90>>, {SMALL}), \
+         Send = fun S(0) -> ok; S(K) -> Sink ! Bin, S(K - 1) end, \
+         Sink ! {{go, self(), 20000}}, Send(20000), receive done -> ok end, \
+         T0 = erlang:monotonic_time(microsecond), \
+         Sink ! {{go, self(), {burst}}}, Send({burst}), \
+         T1 = erlang:monotonic_time(microsecond), \
+         receive done -> ok end, \
+         T2 = erlang:monotonic_time(microsecond), \
+         io:format(\"~p ~p ~p~n\", [{burst}, T1 - T0, T2 - T0]), halt()."
+    );
+    let output = Command::new("timeout")
+        .args([
+            "120",
+            "erl",
+            "-noshell",
+            "-name",
+            &format!("source{tag}@127.0.0.1"),
+            "-setcookie",
+            cookie,
+            "-eval",
+            &source_code,
+        ])
+        .output()
+        .map_err(|e| format!("erl did not run: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let numbers: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match numbers[..] {
+        [sent, publish_us, total_us] => Ok(Burst {
+            sent,
+            delivered: sent,
+            cpu: None,
+            elapsed: Duration::from_micros(total_us),
+            publish: Duration::from_micros(publish_us),
+        }),
+        _ => Err(format!(
+            "unexpected output from erl: {:?} {:?}",
+            text.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. RPC.
+
+const CALLERS: usize = 64;
+
+async fn rpc(plan: &Plan) {
+    println!();
+    println!("== RPC: {SMALL} B request/response through the registry ==");
+    let nodes = cluster(2).await;
+    let (caller, callee) = (&nodes[0], &nodes[1]);
+    callee
+        .services()
+        .register("echo", echo(), ServiceOptions::default())
+        .await
+        .expect("register");
+    caller
+        .services()
+        .register("echo-local", echo(), ServiceOptions::default())
+        .await
+        .expect("register");
+    let rpc = caller.rpc();
+    assert!(
+        wait_until(Duration::from_secs(10), || caller
+            .services()
+            .lookup("echo")
+            .len()
+            == 1)
+        .await,
+        "the echo service did not reach the caller"
+    );
+    let body = Bytes::from(vec![0x42; SMALL]);
+    let options = CallOptions::default();
+    let deadline = Duration::from_secs(5);
+    let one = move |service: &'static str| {
+        let (rpc, body, options) = (rpc.clone(), body.clone(), options.clone());
+        async move {
+            rpc.call_bytes(service, body, deadline, &options)
+                .await
+                .expect("call")
+        }
+    };
+    for _ in 0..1_000 {
+        one("echo").await;
+    }
+    let mut samples = Vec::with_capacity(plan.rpc_calls);
+    for _ in 0..plan.rpc_calls {
+        let t0 = Instant::now();
+        one("echo").await;
+        samples.push(t0.elapsed());
+    }
+    let remote = percentiles(samples);
+    let concurrent = {
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let (stop, calls, call) = (stop.clone(), calls.clone(), one.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        call("echo").await;
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (start, base) = (Instant::now(), calls.load(Ordering::Relaxed));
+        tokio::time::sleep(plan.concurrent_window).await;
+        let done = calls.load(Ordering::Relaxed) - base;
+        let elapsed = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            let _ = task.await;
+        }
+        done as f64 / elapsed.as_secs_f64()
+    };
+    let mut samples = Vec::with_capacity(plan.rpc_calls);
+    for _ in 0..plan.rpc_calls {
+        let t0 = Instant::now();
+        one("echo-local").await;
+        samples.push(t0.elapsed());
+    }
+    let local = percentiles(samples);
+    stop(&nodes).await;
+
+    println!(
+        "{:<22} p50 {:>9}  p99 {:>9}   {CALLERS} callers: {:>9} calls/s",
+        "Foundation",
+        human(remote.p50),
+        human(remote.p99),
+        thousands(concurrent)
+    );
+    println!(
+        "{:<22} p50 {:>9}  p99 {:>9}   (same node: no network)",
+        "Foundation same-node",
+        human(local.p50),
+        human(local.p99)
+    );
+    if skip_peers() {
+        return;
+    }
+    match NatsServer::start().await {
+        Ok(server) => match nats_rpc(&server, plan).await {
+            Ok((latency, rate)) => {
+                println!(
+                    "{:<22} p50 {:>9}  p99 {:>9}   {CALLERS} callers: {:>9} calls/s",
+                    "NATS request/reply",
+                    human(latency.p50),
+                    human(latency.p99),
+                    thousands(rate)
+                );
+                println!(
+                    "Foundation/NATS: p50 {:.2}×  p99 {:.2}×  (lower is better)   {CALLERS}-caller rate {:.2}× (higher is better)",
+                    remote.p50.as_secs_f64() / latency.p50.as_secs_f64().max(1e-12),
+                    remote.p99.as_secs_f64() / latency.p99.as_secs_f64().max(1e-12),
+                    concurrent / rate.max(1e-9)
+                );
+            }
+            Err(e) => println!("NATS: skipped: {e}"),
+        },
+        Err(e) => println!("NATS: skipped: {e}"),
+    }
+}
+
+/// A NATS requester shared by many callers: one connection, replies routed by inbox subject.
+struct NatsRequester {
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
+    next: AtomicU64,
+}
+
+impl NatsRequester {
+    async fn request(&self, payload: &[u8]) -> Result<(), String> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (done, answered) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id, done);
+        let mut message = Vec::with_capacity(payload.len() + 48);
+        let inbox = format!("_INBOX.bench.{id}");
+        nats_pub(&mut message, "rpc", Some(inbox.as_bytes()), payload);
+        self.out.send(message).map_err(|_| "writer gone")?;
+        answered.await.map_err(|_| "reader gone".into())
+    }
+}
+
+async fn nats_rpc(server: &NatsServer, plan: &Plan) -> Result<(Percentiles, f64), String> {
+    let io = |e: std::io::Error| e.to_string();
+    // The responder echoes each request to its reply subject.
+    let (mut responder, mut parser) = nats_connect(server.addr).await.map_err(io)?;
+    responder
+        .write_all(b"SUB rpc 1\r\nPING\r\n")
+        .await
+        .map_err(io)?;
+    nats_pong(&mut responder, &mut parser).await.map_err(io)?;
+    let responder_task = tokio::spawn(async move {
+        let payload = [0x42u8; SMALL];
+        let mut out = Vec::with_capacity(4096);
+        loop {
+            while let Some(item) = parser.next() {
+                match item {
+                    Incoming::Msg {
+                        reply: Some(reply), ..
+                    } => nats_pub(
+                        &mut out,
+                        std::str::from_utf8(&reply).unwrap_or("x"),
+                        None,
+                        &payload,
+                    ),
+                    Incoming::Ping => out.extend_from_slice(b"PONG\r\n"),
+                    _ => {}
+                }
+            }
+            if !out.is_empty() {
+                if responder.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+            match responder.read_buf(&mut parser.buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    // The requester: a writer task that coalesces queued requests, a reader that routes replies.
+    let (stream, mut parser) = nats_connect(server.addr).await.map_err(io)?;
+    let (mut read, mut write) = stream.into_split();
+    write
+        .write_all(b"SUB _INBOX.bench.* 2\r\nPING\r\n")
+        .await
+        .map_err(io)?;
+    loop {
+        if let Some(Incoming::Pong) = parser.next() {
+            break;
+        }
+        if parser.buffer.windows(2).any(|w| w == b"\r\n") {
+            continue;
+        }
+        if read.read_buf(&mut parser.buffer).await.map_err(io)? == 0 {
+            return Err("nats-server closed the connection".into());
+        }
+    }
+    let (out, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        let mut buffer = Vec::with_capacity(16 << 10);
+        while let Some(first) = queue.recv().await {
+            buffer.extend_from_slice(&first);
+            while let Ok(more) = queue.try_recv() {
+                buffer.extend_from_slice(&more);
+            }
+            if write.write_all(&buffer).await.is_err() {
+                return;
+            }
+            buffer.clear();
+        }
+    });
+    let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>> = Arc::default();
+    let reader = {
+        let pending = pending.clone();
+        tokio::spawn(async move {
+            loop {
+                route_replies(&mut parser, &pending);
+                match read.read_buf(&mut parser.buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+    };
+    let requester = Arc::new(NatsRequester {
+        out,
+        pending,
+        next: AtomicU64::new(0),
+    });
+    let payload = [0x42u8; SMALL];
+    for _ in 0..1_000 {
+        requester.request(&payload).await?;
+    }
+    let mut samples = Vec::with_capacity(plan.rpc_calls);
+    for _ in 0..plan.rpc_calls {
+        let t0 = Instant::now();
+        requester.request(&payload).await?;
+        samples.push(t0.elapsed());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let (stop, calls, requester) = (stop.clone(), calls.clone(), requester.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if requester.request(&payload).await.is_err() {
+                        return;
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (start, base) = (Instant::now(), calls.load(Ordering::Relaxed));
+    tokio::time::sleep(plan.concurrent_window).await;
+    let done = calls.load(Ordering::Relaxed) - base;
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    writer.abort();
+    reader.abort();
+    responder_task.abort();
+    Ok((percentiles(samples), done as f64 / elapsed.as_secs_f64()))
+}
+
+/// Completes the pending requests whose replies are in `parser`'s buffer
+/// (`MSG _INBOX.bench.<id> 2 <len>`).
+fn route_replies(parser: &mut Parser, pending: &Mutex<HashMap<u64, oneshot::Sender<()>>>) {
+    loop {
+        let Some(end) = parser.buffer.windows(2).position(|w| w == b"\r\n") else {
+            return;
+        };
+        let line = &parser.buffer[..end];
+        let Some(rest) = line.strip_prefix(b"MSG ") else {
+            parser.buffer.advance(end + 2);
+            continue;
+        };
+        let fields: Vec<&[u8]> = rest.split(|b| *b == b' ').collect();
+        let len: usize = fields
+            .last()
+            .and_then(|f| std::str::from_utf8(f).ok())
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0);
+        if parser.buffer.len() < end + 2 + len + 2 {
+            return;
+        }
+        let id = fields
+            .first()
+            .and_then(|s| s.rsplit(|b| *b == b'.').next())
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| s.parse::<u64>().ok());
+        parser.buffer.advance(end + 2 + len + 2);
+        if let Some(done) = id.and_then(|id| pending.lock().unwrap().remove(&id)) {
+            let _ = done.send(());
+        }
+    }
+}
