@@ -1,5 +1,6 @@
 //! What a scenario does to the cluster at a given time: faults (partitions, stalls, crashes,
-//! clock skew, a worse network) and the operator actions around them (restart, join, leave).
+//! clock skew, a worse network), the operator actions around them (restart, join, leave), and
+//! the application's writes to replicated keyspaces.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +12,7 @@ use foundation_engine::core::Command;
 
 use crate::network::{BlockRule, LinkModel, SlotSet};
 use crate::world::{NodeStatus, World};
+use crate::writes::{self, Workload, WriteRequest, Writes};
 
 /// A selection of node slots, resolved against the cluster size when the fault is applied, so
 /// one scenario works at any `--nodes`.
@@ -148,6 +150,12 @@ pub enum Fault {
     Link(Nodes, Nodes, LinkModel),
     /// The nodes join the cluster through the node `via`.
     Join(Nodes, usize),
+    /// Each selected node sets every key of the range to a new value (unique in the run).
+    Write(Writes),
+    /// Each selected node deletes every key of the range.
+    Delete(Writes),
+    /// A seeded random stream of writes and deletes, from now for the workload's duration.
+    Workload(Workload),
 }
 
 impl Fault {
@@ -155,7 +163,21 @@ impl Fault {
     pub fn disturbs(&self) -> bool {
         !matches!(
             self,
-            Fault::Partition(..) | Fault::PartitionOneWay(..) | Fault::Network(_) | Fault::Link(..)
+            Fault::Partition(..)
+                | Fault::PartitionOneWay(..)
+                | Fault::Network(_)
+                | Fault::Link(..)
+                | Fault::Write(_)
+                | Fault::Delete(_)
+                | Fault::Workload(_)
+        )
+    }
+
+    /// Whether this is a write to replicated keyspaces.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Fault::Write(_) | Fault::Delete(_) | Fault::Workload(_)
         )
     }
 }
@@ -181,6 +203,9 @@ impl fmt::Display for Fault {
             Fault::Network(m) => write!(f, "network: {m:?}"),
             Fault::Link(a, b, m) => write!(f, "link {a} -> {b}: {m:?}"),
             Fault::Join(nodes, via) => write!(f, "join {nodes} via n{via}"),
+            Fault::Write(w) => w.describe(f, "write"),
+            Fault::Delete(w) => w.describe(f, "delete"),
+            Fault::Workload(w) => write!(f, "{w}"),
         }
     }
 }
@@ -244,6 +269,30 @@ impl World {
                 let (a, b) = (a.slot_set(n, groups)?, b.slot_set(n, groups)?);
                 self.network_mut().set_link(a, b, model.clone());
                 Ok(Vec::new())
+            }
+            Fault::Write(w) | Fault::Delete(w) => {
+                w.validate()?;
+                let slots = w.nodes.resolve(n, groups)?;
+                let delete = matches!(fault, Fault::Delete(_));
+                for &slot in &slots {
+                    for i in w.keys.clone() {
+                        let request = WriteRequest {
+                            keyspace: w.keyspace.clone(),
+                            key: writes::key(i),
+                            delete,
+                            acked: w.acked.then_some(writes::ACK_DEADLINE),
+                            value_size: 0,
+                        };
+                        self.write(slot, request);
+                    }
+                }
+                Ok(slots)
+            }
+            Fault::Workload(w) => {
+                w.validate()?;
+                let slots = w.nodes.resolve(n, groups)?;
+                self.start_workload(w.clone(), slots.clone());
+                Ok(slots)
             }
             _ => self.apply_to_nodes(fault, groups),
         }
