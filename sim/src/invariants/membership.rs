@@ -260,8 +260,8 @@ impl Invariant for Detection {
     }
 
     fn on_fault(&mut self, world: &World, fault: &Fault, slots: &[usize]) {
-        // Observers that went down or restarted no longer have to notice anything.
-        if matches!(fault, Fault::Crash(_) | Fault::Restart(..)) {
+        // Observers that went down, are leaving or restarted no longer have to notice anything.
+        if matches!(fault, Fault::Crash(_) | Fault::Stop(_) | Fault::Restart(..)) {
             for down in &mut self.open {
                 down.waiting.retain(|o| !slots.contains(o));
             }
