@@ -832,6 +832,11 @@ impl Replication {
             for name in names {
                 self.send_full_state(to, &name, out);
             }
+            // Each state we send is answered with theirs; for a keyspace we lack (all of them
+            // on a node that starts empty), our digest asks for their states instead.
+            if reply && theirs.keys().any(|name| !self.keyspaces.contains_key(name)) {
+                self.send_digest(to, false, out);
+            }
             return;
         }
         let mut ops = Vec::new();

@@ -839,6 +839,32 @@ fn a_node_that_compacted_again_keeps_its_epoch_and_does_not_take_back_what_it_re
     }
 }
 
+/// Found by the simulator (`lagging-replica`, seed 3): a node that restarted empty (so it does
+/// not tick, and sends no digest of its own) answered a digest of another epoch with its full
+/// states — none — and nothing else, so it never received the cluster's data once the cluster
+/// had compacted.
+#[test]
+fn an_empty_node_catches_up_with_a_cluster_in_a_later_epoch() {
+    let mut net = transient_writers(2);
+    let (nodes, gone) = departed(2);
+    for i in 0..3 {
+        let live: Vec<NodeAddr> = (0..3).filter(|&j| j != i).map(addr).collect();
+        net.peers[i].machine.retire(&nodes, &gone, &live);
+    }
+    let epoch = net.peers[0].machine.epoch();
+    assert_ne!(epoch, 0);
+    // Node 3 comes back as a new life with nothing, and node 0 happens to pick it.
+    net.peers[3].machine = Replication::new(origin(3, 2), ReplicationConfig::default(), 33);
+    net.exchange(0, 3);
+    assert_eq!(net.value(3, "mine").as_deref(), Some("0"));
+    assert_eq!(net.value(3, "w4").as_deref(), Some("v"));
+    assert_eq!(net.peers[3].machine.epoch(), epoch);
+    assert_eq!(
+        net.peers[3].machine.state_digests(),
+        net.peers[0].machine.state_digests()
+    );
+}
+
 #[test]
 fn a_compaction_epoch_is_newer_than_the_one_it_came_from_even_when_the_count_wraps() {
     let retired: BTreeSet<Origin> = [origin(9, 1)].into();
