@@ -215,7 +215,7 @@ impl Detection {
     fn went_down(&mut self, world: &World, slot: usize, graceful: bool) {
         let id = world.node(slot).id();
         let waiting: BTreeSet<usize> = (0..world.nodes().len())
-            .filter(|&o| o != slot)
+            .filter(|&o| o != slot && world.node(o).leaving_us().is_none())
             .filter(|&o| {
                 world
                     .node(o)
