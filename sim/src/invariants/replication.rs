@@ -511,3 +511,165 @@ impl Invariant for OriginsRetired {
         Err(problems.join("; "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use foundation_engine::membership::MembershipConfig;
+    use foundation_engine::replication::Write;
+
+    use super::*;
+    use crate::faults::Nodes;
+    use crate::network::LinkModel;
+    use crate::world::WorldConfig;
+    use crate::writes::{WriteRequest, DEFAULT_KEYSPACE};
+
+    /// Three nodes that joined through node 0 and ran for 3 s.
+    fn world() -> World {
+        let mut world = World::new(WorldConfig {
+            seed: 5,
+            nodes: 3,
+            membership: MembershipConfig::development(),
+            network: LinkModel::lan(),
+            keep_trace: false,
+            replication: None,
+        });
+        apply(&mut world, Fault::Join(Nodes::All, 0));
+        run_until(&mut world, 3.0);
+        world
+    }
+
+    fn apply(world: &mut World, fault: Fault) {
+        world
+            .apply(&fault, &BTreeMap::new())
+            .expect("fault applies");
+    }
+
+    fn run_until(world: &mut World, secs: f64) {
+        let until = (secs * 1e6) as u64;
+        while world.next_time().is_some_and(|t| t <= until) {
+            world.step();
+        }
+        world.advance_to(until);
+    }
+
+    fn set(world: &mut World, slot: usize, key: &str) -> u64 {
+        let request = WriteRequest {
+            keyspace: DEFAULT_KEYSPACE.into(),
+            key: key.into(),
+            delete: false,
+            acked: None,
+            value_size: 0,
+        };
+        world.write(slot, request).expect("the node is up")
+    }
+
+    fn check(world: &World) -> Check {
+        AcknowledgedWritesPresent::new().at_end(world)
+    }
+
+    fn cut_off_n0() -> Fault {
+        Fault::Partition(Nodes::One(0), Nodes::Range { start: 1, end: 3 })
+    }
+
+    #[test]
+    fn a_write_of_a_running_node_that_never_spread_is_reported_missing_until_it_does() {
+        let mut world = world();
+        apply(&mut world, cut_off_n0());
+        let id = set(&mut world, 0, "a");
+        run_until(&mut world, 5.0);
+        let e = check(&world).unwrap_err();
+        assert!(
+            e.contains(&format!("w{id}")) && e.contains("absent on n1"),
+            "{e}"
+        );
+        apply(&mut world, Fault::Heal);
+        run_until(&mut world, 20.0);
+        check(&world).expect("spread after the heal");
+        assert!(divergence(&world).is_none());
+    }
+
+    #[test]
+    fn data_no_write_explains_is_reported() {
+        let mut world = world();
+        set(&mut world, 0, "a");
+        set(&mut world, 0, "b");
+        run_until(&mut world, 6.0);
+        check(&world).expect("both writes everywhere");
+        // A corrupted world: a delete and a set the log knows nothing of, which replicate.
+        world.write_unrecorded(
+            1,
+            Write {
+                keyspace: DEFAULT_KEYSPACE.into(),
+                key: "a".into(),
+                value: None,
+            },
+        );
+        world.write_unrecorded(
+            2,
+            Write {
+                keyspace: DEFAULT_KEYSPACE.into(),
+                key: "b".into(),
+                value: Some(b"forged".to_vec()),
+            },
+        );
+        run_until(&mut world, 10.0);
+        let e = check(&world).unwrap_err();
+        assert!(e.contains("kv/a is absent on n0"), "{e}");
+        assert!(e.contains("a value no write made"), "{e}");
+    }
+
+    #[test]
+    fn the_later_of_two_concurrent_writes_wins_and_a_crashed_writers_loss_is_allowed() {
+        let mut world = world();
+        apply(&mut world, cut_off_n0());
+        run_until(&mut world, 4.0);
+        let older = set(&mut world, 0, "k");
+        run_until(&mut world, 4.5);
+        let newer = set(&mut world, 1, "k");
+        // n2, cut off from everyone too, writes and crashes before anyone got it: not owed.
+        apply(&mut world, Fault::Partition(Nodes::One(2), Nodes::One(1)));
+        set(&mut world, 2, "lost");
+        apply(&mut world, Fault::Crash(Nodes::One(2)));
+        apply(&mut world, Fault::Heal);
+        run_until(&mut world, 20.0);
+        check(&world).expect("the newer write won everywhere; the crashed writer's is not owed");
+        let winner = format!("w{newer}");
+        for slot in [0, 1] {
+            let core = world.node(slot).core().expect("up");
+            let value = core.replication().get(DEFAULT_KEYSPACE, "k").expect("set");
+            assert!(value.starts_with(winner.as_bytes()), "n{slot}");
+        }
+        let ts = |id: u64| world.writes().iter().find(|w| w.id == id).map(|w| w.ts);
+        assert!(
+            ts(older) < ts(newer),
+            "the write on n1 came later in LWW order"
+        );
+        assert!(world.writes().iter().any(|w| w.key == "lost"));
+    }
+
+    #[test]
+    fn replicas_that_differ_past_the_bound_are_reported() {
+        let mut world = world();
+        let mut converge = ReplicasConverge::new(Duration::ZERO);
+        apply(&mut world, cut_off_n0());
+        set(&mut world, 0, "a");
+        // The writes are deferred while the sides are apart, then the clock starts at the heal.
+        let write = Fault::Write(crate::writes::Writes::new(Nodes::One(0), 0..1));
+        converge.on_fault(&world, &write, &[0]);
+        assert!(converge.on_tick(&world).is_ok());
+        apply(&mut world, Fault::Heal);
+        converge.on_fault(&world, &Fault::Heal, &[]);
+        run_until(&mut world, 3.1);
+        let e = converge.on_tick(&world).unwrap_err();
+        assert!(
+            e.contains("differ from n0") || e.contains("first difference"),
+            "{e}"
+        );
+        let mut measured = Measurements::default();
+        converge.measure(&mut measured);
+        assert_eq!(measured.replication.len(), 1);
+        assert_eq!(measured.replication[0].took_secs, None);
+    }
+}

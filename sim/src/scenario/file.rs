@@ -585,6 +585,7 @@ fn signed_micros(text: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::secs;
 
     const GOOD: &str = r#"
 name = "demo"
@@ -642,6 +643,105 @@ for = "1s"
         let unknown = GOOD.replace("nodes = 8", "nodez = 8");
         let e = parse(&unknown, "x").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    const WRITES: &str = r#"
+nodes = 4
+duration = "30s"
+
+[replication]
+tombstone_ttl = "5s"
+departed_after = "10s"
+
+[[at]]
+time = "2s"
+write = "all"
+keys = "10..20"
+acked = true
+
+[[at]]
+time = "3s"
+delete = 1
+keys = 5
+keyspace = "other"
+
+[[at]]
+time = "4s"
+workload = "0..2"
+rate = 50.0
+keys = 100
+for = "10s"
+deletes = 0.1
+acked = 0.25
+value_size = 64
+
+[checks]
+replication = "20s"
+"#;
+
+    #[test]
+    fn writes_deletes_workloads_and_replication_settings_parse() {
+        let s = parse(WRITES, "w.toml").unwrap();
+        assert!(s.has_writes());
+        let r = s.replication.as_ref().unwrap();
+        assert_eq!((r.tombstone_ttl, r.departed_after), (secs(5), secs(10)));
+        assert_eq!(s.bounds.replication, secs(20));
+        assert_eq!(
+            s.schedule[0].fault,
+            Fault::Write(Writes::new(Nodes::All, 10..20).acked())
+        );
+        let delete = Writes {
+            keyspace: "other".into(),
+            ..Writes::new(Nodes::One(1), 0..5)
+        };
+        assert_eq!(s.schedule[1].fault, Fault::Delete(delete));
+        let workload = Workload::new(Nodes::Range { start: 0, end: 2 }, 50.0, 100, secs(10))
+            .deletes(0.1)
+            .acked(0.25)
+            .value_size(64);
+        assert_eq!(s.schedule[2].fault, Fault::Workload(workload));
+        assert_eq!(
+            s.schedule[2].fault.to_string(),
+            "workload on n0..n2: 50 writes/s over k0..k100 of \"kv\" for 10s, 10 % deletes, 25 % acked, 64 B values"
+        );
+        assert_eq!(
+            s.schedule[0].fault.to_string(),
+            "write k10..k20 of \"kv\" on all (acked)"
+        );
+    }
+
+    #[test]
+    fn bad_writes_are_refused_with_their_line_and_what_to_do() {
+        let cases = [
+            ("keys = \"10..20\"\n", "", 9, "write needs `keys"),
+            ("acked = true", "acked = 0.5", 9, "true or false"),
+            ("rate = 50.0\n", "", 21, "workload needs `rate"),
+            ("keys = 100", "keys = \"0..100\"", 21, "is a count"),
+            ("deletes = 0.1", "deletes = 2.0", 21, "not within 0..1"),
+            ("keys = 5", "keys = \"5..2\"", 15, "empty"),
+            (
+                "departed_after = \"10s\"",
+                "departed_after = \"1s\"",
+                5,
+                "departed_after",
+            ),
+            (
+                "replication = \"20s\"",
+                "replication = \"20s\"\nrate = 3.0",
+                33,
+                "unknown field",
+            ),
+        ];
+        for (from, to, line, problem) in cases {
+            let text = WRITES.replacen(from, to, 1);
+            assert_ne!(text, WRITES, "{from:?} is in the file");
+            let e = parse(&text, "x").unwrap_err();
+            assert!(e.problem.contains(problem), "{from:?} -> {e}");
+            assert_eq!(e.line, line, "{from:?} -> {e}");
+        }
+        let stray = GOOD.replace("heal = true", "heal = true\nrate = 3.0");
+        let e = parse(&stray, "x").unwrap_err();
+        assert!(e.problem.contains("belong to a workload"), "{e}");
     }
 
     #[test]
