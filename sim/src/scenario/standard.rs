@@ -239,10 +239,11 @@ fn lagging_replica(nodes: usize) -> Scenario {
         .at(secs(33), Fault::Heal)
         .at(secs(33), Fault::Restart(crashed, Identity::Same))
         .check(Check::ConvergesWithin(secs(30)))
-        // A membership issue, not replication's: after the heal, the node that was cut off alone
-        // spreads the failures it declared, and a healthy node is then declared failed in some
-        // seeds (16 nodes: 8 of seeds 1..41, e.g. 2, 6, 8). Counted and reported, not failed here;
-        // partition-heal and the other membership scenarios enforce it.
+        // A membership issue, not replication's (not investigated further): about 1 s after the
+        // heal and the restart, n0 (which the restarted node joins through, and one of the two
+        // writers) declares a healthy node failed in some seeds (16 nodes: 8 of seeds 1..41, e.g.
+        // 2, 6, 8, all at 34.003 s). Counted and reported, not failed here; partition-heal and
+        // the other membership scenarios enforce it.
         .check(Check::NoFalsePositives(false))
 }
 
