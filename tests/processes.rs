@@ -228,6 +228,9 @@ fn config_set_on_one_process_is_read_on_another_and_deleted() {
     eventually(Duration::from_secs(10), "b reads a's write", || {
         config_cli(&b, &["get", "limits.api"]).as_deref() == Ok(r#"{"rps":5}"#)
     });
+    // With two live members a majority is both: the answer waits for b's acknowledgement.
+    config_cli(&b, &["set", "limits.db", "7", "--majority", "5000"]).expect("majority set");
+    assert_eq!(config_cli(&a, &["get", "limits.db"]).as_deref(), Ok("7"));
     config_cli(&b, &["delete", "limits.api"]).expect("delete");
     eventually(Duration::from_secs(10), "the delete reaches a", || {
         config_cli(&a, &["get", "limits.api"]).is_err_and(|e| e.contains("no key"))

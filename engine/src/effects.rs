@@ -90,6 +90,12 @@ impl Outbox {
         self.effects.len()
     }
 
+    /// Effects queued after the first `mark` (a [`Self::len`] taken earlier, with nothing
+    /// popped since).
+    pub fn since(&self, mark: usize) -> impl Iterator<Item = &Effect> {
+        self.effects.range(mark.min(self.effects.len())..)
+    }
+
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.effects.is_empty()

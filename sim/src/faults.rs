@@ -1,6 +1,7 @@
 //! What a scenario does to the cluster at a given time: faults (partitions, stalls, crashes,
 //! clock skew, a worse network), the operator actions around them (restart, join, leave), and
-//! the application's writes to replicated keyspaces.
+//! what the nodes' applications do (register and deregister service instances, write to
+//! replicated keyspaces).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use foundation_engine::core::Command;
+use foundation_engine::services::record::check_service_name;
 
 use crate::network::{BlockRule, LinkModel, SlotSet};
 use crate::world::{NodeStatus, World};
@@ -156,6 +158,23 @@ pub enum Fault {
     Delete(Writes),
     /// A seeded random stream of writes and deletes, from now for the workload's duration.
     Workload(Workload),
+    /// The application on each of the nodes registers `instances` more instances of `service`
+    /// (see [`crate::services`]: registered now if the node is up, and again at every start).
+    Register {
+        /// Whose application.
+        nodes: Nodes,
+        /// The service (a valid service name).
+        service: String,
+        /// How many instances each node adds (at least one).
+        instances: u64,
+    },
+    /// The application on each of the nodes deregisters every instance of `service` it has.
+    Deregister {
+        /// Whose application.
+        nodes: Nodes,
+        /// The service.
+        service: String,
+    },
 }
 
 impl Fault {
@@ -167,6 +186,8 @@ impl Fault {
                 | Fault::PartitionOneWay(..)
                 | Fault::Network(_)
                 | Fault::Link(..)
+                | Fault::Register { .. }
+                | Fault::Deregister { .. }
                 | Fault::Write(_)
                 | Fault::Delete(_)
                 | Fault::Workload(_)
@@ -206,6 +227,15 @@ impl fmt::Display for Fault {
             Fault::Write(w) => w.describe(f, "write"),
             Fault::Delete(w) => w.describe(f, "delete"),
             Fault::Workload(w) => write!(f, "{w}"),
+            Fault::Register {
+                nodes,
+                service,
+                instances,
+            } => write!(
+                f,
+                "register {instances} instance(s) of {service} on {nodes}"
+            ),
+            Fault::Deregister { nodes, service } => write!(f, "deregister {service} on {nodes}"),
         }
     }
 }
@@ -310,12 +340,16 @@ impl World {
             | Fault::Stop(nodes)
             | Fault::Restart(nodes, _) => nodes,
             Fault::ClockSkew { nodes, .. } | Fault::Join(nodes, _) => nodes,
+            Fault::Register { nodes, .. } | Fault::Deregister { nodes, .. } => nodes,
             _ => return Ok(Vec::new()),
         };
         if let Fault::Join(_, via) = fault {
             if *via >= n {
                 return Err(format!("join via node {via}, but the cluster has {n}"));
             }
+        }
+        if let Fault::Register { service, .. } | Fault::Deregister { service, .. } = fault {
+            check_service_name(service).map_err(|e| e.to_string())?;
         }
         let slots = nodes.resolve(n, groups)?;
         for &slot in &slots {
@@ -338,6 +372,14 @@ impl World {
             Fault::Join(_, via) => {
                 let seed = self.node_addr(*via);
                 self.command_after(slot, 0, Command::Join(seed));
+            }
+            Fault::Register {
+                service, instances, ..
+            } => {
+                self.register(slot, service, *instances);
+            }
+            Fault::Deregister { service, .. } => {
+                self.deregister(slot, service);
             }
             _ => {}
         }
@@ -370,6 +412,7 @@ impl World {
             let seed = self.node_addr(seed);
             self.command_after(slot, 0, Command::Join(seed));
         }
+        self.register_at_start(slot);
     }
 }
 

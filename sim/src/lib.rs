@@ -11,6 +11,7 @@
 //!   ([`writes`]).
 //! - [`scenario::Scenario`]: the builder, the TOML file format and the standard scenarios.
 //! - [`invariants`]: what is checked, and the trait to add a check.
+//! - [`services`]: what each node's application registers in the service registry.
 //! - [`sweep`]: many seeds on every core.
 //! - [`cli`]: the entry point behind `foundation sim`.
 
@@ -21,6 +22,7 @@ pub mod invariants;
 pub mod network;
 pub mod report;
 pub mod scenario;
+pub mod services;
 pub mod sweep;
 pub mod trace;
 pub mod world;

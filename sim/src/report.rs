@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::invariants::registry::RegistryKind;
 use crate::invariants::{Measurements, ReplicationEpisode};
 use crate::network::NetStats;
 use crate::world::World;
@@ -232,6 +233,12 @@ pub struct SimReport {
     pub detection_all: Stats,
     /// False positives over all runs.
     pub false_positives: u64,
+    /// Registration → listed by every live node (seconds), over every registration of every run.
+    pub registry_listed: Stats,
+    /// Death of a node life → its instances listed nowhere (seconds), over every such death.
+    pub registry_gone: Stats,
+    /// Death of a node life → its entries in no live keyspace (seconds).
+    pub registry_reaped: Stats,
     /// Membership bytes per node per second, over runs.
     pub membership_bytes_per_node_per_sec: Stats,
     /// Time until replicas held the same data, over every episode of every run (scenarios that
@@ -265,6 +272,15 @@ impl SimReport {
                 .iter()
                 .filter_map(|e| e.took_secs)
         });
+        let registry = |kind: RegistryKind| {
+            Stats::of(
+                runs.iter()
+                    .flat_map(|r| r.measurements.registry.iter())
+                    .filter(|m| m.kind == kind)
+                    .filter_map(|m| m.took_secs)
+                    .collect(),
+            )
+        };
         let failed_seeds: Vec<u64> = runs.iter().filter(|r| !r.passed).map(|r| r.seed).collect();
         Self {
             scenario,
@@ -277,6 +293,9 @@ impl SimReport {
             convergence: Stats::of(episodes.collect()),
             detection_all: Stats::of(detections.collect()),
             false_positives: runs.iter().map(|r| r.measurements.false_positives).sum(),
+            registry_listed: registry(RegistryKind::Register),
+            registry_gone: registry(RegistryKind::Death),
+            registry_reaped: registry(RegistryKind::Reaped),
             membership_bytes_per_node_per_sec: Stats::of(bytes.collect()),
             replication_convergence: Stats::of(replication.collect()),
             details: if runs.len() == 1 {
@@ -355,6 +374,22 @@ pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> 
             r.count
         )?;
     }
+    for (what, s) in [
+        ("registered -> listed everywhere", &report.registry_listed),
+        ("life ended -> gone everywhere  ", &report.registry_gone),
+        ("life ended -> reaped everywhere", &report.registry_reaped),
+    ] {
+        if s.count > 0 {
+            writeln!(
+                out,
+                "  {what}  median {} p99 {} max {} ({})",
+                opt(s.median),
+                opt(s.p99),
+                opt(s.max),
+                s.count
+            )?;
+        }
+    }
     for run in &report.details {
         writeln!(out)?;
         writeln!(out, "FAILED seed {} — replay: {}", run.seed, run.replay)?;
@@ -408,6 +443,7 @@ fn print_run(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {
     if let Some(r) = &run.replication {
         print_replication(r, &m.replication, out)?;
     }
+    print_registry(m, out)?;
     let t = &run.traffic;
     writeln!(out, "\ntraffic per node: {:.1} msg/s · {:.0} B/s datagrams · {:.0} B/s streams · {:.0} B/s membership total", t.messages_per_node_per_sec, t.datagram_bytes_per_node_per_sec, t.stream_bytes_per_node_per_sec, t.membership_bytes_per_node_per_sec)?;
     let n = &run.network;
@@ -470,6 +506,36 @@ fn print_replication(
         )?;
     }
     Ok(())
+}
+
+fn print_registry(m: &Measurements, out: &mut dyn Write) -> io::Result<()> {
+    if m.registry.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nservice registry")?;
+    for r in &m.registry {
+        let done = match r.kind {
+            RegistryKind::Register => "listed everywhere",
+            RegistryKind::Deregister | RegistryKind::Death => "gone everywhere",
+            RegistryKind::Reaped => "reaped everywhere",
+            RegistryKind::Convergence => "converged",
+        };
+        writeln!(
+            out,
+            "  {} (at {:.1}s): {}",
+            r.what,
+            r.at_secs,
+            r.took_secs.map_or_else(
+                || format!("not {done}"),
+                |t| format!("{done} after {t:.2}s")
+            )
+        )?;
+    }
+    writeln!(
+        out,
+        "  disagreements no disturbance explained {}",
+        m.registry_unexplained
+    )
 }
 
 fn print_invariants(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {

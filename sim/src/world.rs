@@ -35,9 +35,6 @@ use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord,
 /// Datagrams a stalled node's socket buffer holds; later ones are dropped, as the kernel would
 /// (the transport's own datagram queue is 256 deep).
 pub const STALL_DATAGRAMS_MAX: usize = 256;
-/// Mixed into a core's seed for its replication machine when the world sets replication's
-/// settings (the engine mixes its own salt in otherwise).
-const REPLICATION_SALT: u64 = 0x52E9_11CA_7E5E_ED00;
 /// The port every simulated node listens on (addresses are never opened as sockets).
 pub const SIM_PORT: u16 = 7946;
 /// The transport adds one version byte to every membership datagram.
@@ -56,8 +53,6 @@ pub struct WorldConfig {
     pub network: LinkModel,
     /// Keep trace lines (not only their hash).
     pub keep_trace: bool,
-    /// Replication settings of every core; `None` keeps the engine's defaults.
-    pub replication: Option<ReplicationConfig>,
 }
 
 /// Where a node slot is in its life.
@@ -85,6 +80,8 @@ pub struct NodeTraffic {
     pub stream_bytes_sent: u64,
     /// Inputs received from peers.
     pub messages_received: u64,
+    /// Payload bytes received on the replication and bulk channels (ops, digests, states).
+    pub replication_bytes_received: u64,
     /// Sends refused because they exceeded the transport's frame limit for their channel.
     pub oversized: u64,
     /// Sends to an address where no node with that id listens.
@@ -312,6 +309,8 @@ pub struct World {
     topology: Vec<(u64, Vec<BlockRule>)>,
     replication: Option<ReplicationConfig>,
     writes: WriteLog,
+    /// What each slot's application registers in the service registry.
+    pub(crate) registrations: crate::services::Registrations,
 }
 
 /// What the world wrote and what replication did, beyond each core's own counters.
@@ -352,8 +351,9 @@ impl World {
             trace: Trace::new(config.keep_trace),
             observed: Vec::new(),
             topology: vec![(0, Vec::new())],
-            replication: config.replication,
+            replication: None,
             writes: WriteLog::default(),
+            registrations: Default::default(),
         };
         for slot in 0..config.nodes {
             world.add_slot(slot);
@@ -432,6 +432,18 @@ impl World {
         let what = self.pending[queued.slot].take()?;
         self.free.push(queued.slot);
         self.dispatch(what)
+    }
+
+    /// Gives every core these replication settings: the running ones now (their replicated state
+    /// is reset, so call it before anything is written) and every core started later.
+    pub fn set_replication(&mut self, config: ReplicationConfig) {
+        for slot in 0..self.nodes.len() {
+            let seed = self.rng.gen::<u64>();
+            if let Some(core) = self.nodes[slot].core.take() {
+                self.nodes[slot].core = Some(core.with_replication(config.clone(), seed));
+            }
+        }
+        self.replication = Some(config);
     }
 
     /// Queues a command for the node in `slot`, `after_us` from now.
@@ -741,9 +753,7 @@ impl World {
         let local = node.clock.local(self.now_us);
         let core = Core::new(config, local);
         node.core = Some(match &self.replication {
-            Some(replication) => {
-                core.with_replication(replication.clone(), seed ^ REPLICATION_SALT)
-            }
+            Some(replication) => core.with_replication(replication.clone(), seed.rotate_left(32)),
             None => core,
         });
         let (now, id) = (self.now_us, node.id.short());
@@ -1036,6 +1046,9 @@ impl World {
         payload: Bytes,
     ) -> Input {
         self.nodes[to].traffic.messages_received += 1;
+        if matches!(channel, Channel::Replication | Channel::Bulk) {
+            self.nodes[to].traffic.replication_bytes_received += payload.len() as u64;
+        }
         let hash = Fnv64::of(&payload) as u32;
         let len = payload.len();
         self.trace.line(format_args!(

@@ -1,11 +1,22 @@
 //! A deliberately broken invariant is caught, reported with its seed and a replay command; a
 //! panic inside a run is caught too; the CLI entry point maps failures to exit code 1.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use foundation_engine::core::Command;
+use foundation_engine::ephemeral::{EphemeralConfig, SERVICES_KEYSPACE};
+use foundation_engine::membership::MembershipConfig;
+use foundation_engine::replication::ReplicationConfig;
 use foundation_sim::cli::{self, SimArgs, SimError};
-use foundation_sim::invariants::{Check, Invariant};
+use foundation_sim::faults::{Fault, Nodes};
+use foundation_sim::invariants::registry::RegistryConsistent;
+use foundation_sim::invariants::{Bounds, Check, Invariant};
+use foundation_sim::network::LinkModel;
 use foundation_sim::scenario::{run, standard, RunOptions, Scenario};
+use foundation_sim::services::record_for;
 use foundation_sim::sweep::sweep;
-use foundation_sim::world::World;
+use foundation_sim::world::{World, WorldConfig};
 
 /// Claims no node ever sees more than three others alive: false in any cluster of five or more.
 struct AtMostThreeAlive;
@@ -146,4 +157,192 @@ fn every_standard_scenario_shipped_as_a_file_parses() {
         assert!(parsed.is_ok(), "{}: {:?}", path.display(), parsed.err());
     }
     assert!(standard::by_name("partition-heal", 4).is_some());
+}
+
+/// Runs `world` until `until_us`, feeding `invariant` the way the runner does; returns the
+/// violations it reported, with their times.
+fn drive(world: &mut World, invariant: &mut dyn Invariant, until_us: u64) -> Vec<(u64, String)> {
+    const TICK_US: u64 = 100_000;
+    let mut violations = Vec::new();
+    let mut next_tick = world.now_us() + TICK_US;
+    loop {
+        let event = world.next_time().unwrap_or(u64::MAX);
+        if event.min(next_tick) > until_us {
+            break;
+        }
+        if next_tick < event {
+            world.advance_to(next_tick);
+            if let Err(e) = invariant.on_tick(world) {
+                violations.push((world.now_us(), e));
+            }
+            next_tick += TICK_US;
+            continue;
+        }
+        if let Some(slot) = world.step() {
+            if let Err(e) = invariant.after_step(world, slot) {
+                violations.push((world.now_us(), e));
+            }
+        }
+        for observed in world.take_observed() {
+            if let Err(e) = invariant.on_event(world, &observed) {
+                violations.push((world.now_us(), e));
+            }
+        }
+    }
+    violations
+}
+
+fn apply(world: &mut World, invariant: &mut dyn Invariant, fault: Fault) {
+    let slots = world
+        .apply(&fault, &BTreeMap::new())
+        .expect("the fault fits");
+    invariant.on_fault(world, &fault, &slots);
+}
+
+/// A node writes a service entry its application never registered (a write behind the
+/// registry's back): every node lists an instance nobody registered, and the invariant says so
+/// once the settle bound has passed — not before, and not for the registered ones.
+#[test]
+fn the_registry_invariant_catches_an_instance_nobody_registered() {
+    let mut world = World::new(WorldConfig {
+        seed: 3,
+        nodes: 8,
+        membership: MembershipConfig::development(),
+        network: LinkModel::lan(),
+        keep_trace: false,
+    });
+    let mut registry = RegistryConsistent::for_simulator(&Bounds::default());
+    let (_, settle) = registry.bounds();
+    apply(&mut world, &mut registry, Fault::Join(Nodes::All, 0));
+    apply(
+        &mut world,
+        &mut registry,
+        Fault::Register {
+            nodes: Nodes::All,
+            service: "api".into(),
+            instances: 2,
+        },
+    );
+    let clean = drive(&mut world, &mut registry, 10_000_000);
+    assert!(clean.is_empty(), "a clean cluster passes: {clean:?}");
+
+    let rogue = record_for(3, "rogue", 7).encode();
+    world.command_after(
+        3,
+        0,
+        Command::SetEphemeral {
+            keyspace: SERVICES_KEYSPACE.into(),
+            name: "rogue/7".into(),
+            value: Some(rogue),
+        },
+    );
+    let written_us = world.now_us();
+    let caught = drive(&mut world, &mut registry, 60_000_000);
+    assert!(!caught.is_empty(), "the rogue instance went unnoticed");
+    let (at_us, message) = &caught[0];
+    assert!(
+        *at_us > written_us + settle.as_micros() as u64,
+        "reported before the settle bound: {caught:?}"
+    );
+    assert!(
+        message.contains("did not converge")
+            && message.contains("1 extra")
+            && message.contains("rogue/7 of n3"),
+        "{message}"
+    );
+}
+
+/// Survivors that take a minute to notice a crash keep listing the dead node's instances: the
+/// invariant reports it once the death bound (derived from the detection bound) has passed.
+#[test]
+fn the_registry_invariant_catches_a_dead_life_still_listed() {
+    let slow_detector = MembershipConfig {
+        suspect_to_down_after: Duration::from_secs(60),
+        suspect_to_down_min: Duration::from_secs(50),
+        ..MembershipConfig::development()
+    };
+    let scenario = Scenario::new("slow-detector")
+        .nodes(8)
+        .duration(Duration::from_secs(30))
+        .membership(slow_detector)
+        .at(
+            Duration::from_secs(2),
+            Fault::Register {
+                nodes: Nodes::All,
+                service: "api".into(),
+                instances: 1,
+            },
+        )
+        .at(Duration::from_secs(8), Fault::Crash(Nodes::One(3)));
+    let (death, _) = RegistryConsistent::for_simulator(&scenario.bounds).bounds();
+    let report = run(&scenario, 11, &RunOptions::default());
+    assert!(!report.passed);
+    let registry = report
+        .invariants
+        .iter()
+        .find(|i| i.name == "registry-consistent")
+        .expect("the registry invariant runs when the scenario registers");
+    let first = registry.first.first().expect("a violation");
+    assert!(
+        first.at_secs > 8.0 + death.as_secs_f64(),
+        "reported before the death bound: {first:?}"
+    );
+    assert!(
+        first.message.contains("n3 gen")
+            && first.message.contains("crashed at 8.000s")
+            && first.message.contains("list its instances"),
+        "{}",
+        first.message
+    );
+}
+
+/// An invariant told the reaper is far quicker than the cores' (1 s and a tight convergence
+/// bound instead of 30 s): the crashed node's entries are still in the keyspaces when it expects
+/// them gone, and it says so.
+#[test]
+fn the_registry_invariant_catches_entries_left_unreaped() {
+    let impatient = || {
+        let bounds = Bounds {
+            convergence: Duration::from_secs(1),
+            ..Bounds::default()
+        };
+        let ephemeral = EphemeralConfig {
+            reap_after: Duration::from_secs(1),
+            ..EphemeralConfig::default()
+        };
+        RegistryConsistent::new(&bounds, &ReplicationConfig::default(), &ephemeral)
+    };
+    let scenario = Scenario::new("impatient-reaper")
+        .nodes(8)
+        .duration(Duration::from_secs(32))
+        .at(
+            Duration::from_secs(2),
+            Fault::Register {
+                nodes: Nodes::All,
+                service: "api".into(),
+                instances: 1,
+            },
+        )
+        .at(Duration::from_secs(5), Fault::Crash(Nodes::One(6)))
+        .invariant(move || Box::new(impatient()));
+    let (death, _) = impatient().bounds();
+    let reap = impatient().reap_bound();
+    let report = run(&scenario, 4, &RunOptions::default());
+    let outcomes: Vec<_> = report
+        .invariants
+        .iter()
+        .filter(|i| i.name == "registry-consistent")
+        .collect();
+    assert_eq!(outcomes.len(), 2, "the default one and the impatient one");
+    assert_eq!(outcomes[0].violations, 0, "{:?}", outcomes[0].first);
+    let unreaped = outcomes[1]
+        .first
+        .iter()
+        .find(|v| v.message.contains("still in the keyspace"))
+        .expect("the lingering entries are reported");
+    assert!(
+        unreaped.at_secs > 5.0 + (death + reap).as_secs_f64(),
+        "{unreaped:?}"
+    );
+    assert!(unreaped.message.starts_with("n6 gen"), "{unreaped:?}");
 }

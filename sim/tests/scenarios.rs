@@ -3,6 +3,7 @@
 //! The large sweep is a separate command (see the crate README section in the report):
 //! `cargo run --release -p foundation-sim --example sweep -- partition-heal 100 1..200`.
 
+use foundation_sim::invariants::registry::RegistryKind;
 use foundation_sim::report::{print_summary, ReplicationReport, RunReport, SimReport};
 use foundation_sim::scenario::{run, standard, RunOptions};
 use foundation_sim::sweep::sweep;
@@ -60,6 +61,46 @@ fn assert_replication_checked(reports: &[RunReport]) {
             "seed {}: {:?}",
             r.seed,
             r.measurements.replication
+        );
+    }
+}
+
+/// The registry runs were checked, not skipped: the invariant ran, and registrations and deaths
+/// were measured to completion.
+fn assert_registry_measured(reports: &[RunReport]) {
+    for r in reports {
+        assert!(
+            r.invariants.iter().any(|i| i.name == "registry-consistent"),
+            "seed {}: the registry invariant did not run",
+            r.seed
+        );
+        let done = |kind: RegistryKind| {
+            r.measurements
+                .registry
+                .iter()
+                .filter(|m| m.kind == kind && m.took_secs.is_some())
+                .count()
+        };
+        assert!(
+            done(RegistryKind::Register) >= 2,
+            "seed {}: registrations were not all listed everywhere: {:?}",
+            r.seed,
+            r.measurements.registry
+        );
+        assert!(
+            done(RegistryKind::Death) >= 2,
+            "seed {}: no death was seen to vanish everywhere: {:?}",
+            r.seed,
+            r.measurements.registry
+        );
+        assert!(
+            r.measurements.registry.iter().all(|m| matches!(
+                m.kind,
+                RegistryKind::Death | RegistryKind::Reaped
+            ) || m.took_secs.is_some()),
+            "seed {}: something never settled: {:?}",
+            r.seed,
+            r.measurements.registry
         );
     }
 }
@@ -213,6 +254,21 @@ fn replication_scenarios_hold_over_many_seeds() {
         let reports = check_all_pass_at(name, 16, 1..41);
         assert_replication_checked(&reports);
     }
+}
+
+#[test]
+fn registry_partition_holds() {
+    let mut reports = check_all_pass_at("registry-partition", 16, 1..3);
+    reports.extend(check_all_pass_at("registry-partition", 8, 3..5));
+    assert_registry_measured(&reports);
+}
+
+#[test]
+fn registry_churn_holds() {
+    let mut reports = check_all_pass_at("registry-churn", 12, 1..4);
+    reports.extend(check_all_pass_at("registry-churn", 8, 4..7));
+    reports.extend(check_all_pass_at("registry-churn", 16, 7..8));
+    assert_registry_measured(&reports);
 }
 
 #[test]

@@ -37,6 +37,10 @@ pub enum ConfigCommand {
         key: String,
         /// The value.
         value: String,
+        /// Return only once a majority of live members hold the write, waiting at most this
+        /// many milliseconds (fails otherwise; the write still spreads).
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        majority: Option<u64>,
     },
     /// Delete a key cluster-wide.
     Delete {
@@ -72,10 +76,19 @@ pub async fn run(args: ConfigArgs) -> Result<(), Box<dyn std::error::Error>> {
                 },
             }
         }
-        ConfigCommand::Set { key, value } => {
-            let path = key_path(&key);
+        ConfigCommand::Set {
+            key,
+            value,
+            majority,
+        } => {
+            let mut path = key_path(&key);
+            let mut timeout = REQUEST_TIMEOUT;
+            if let Some(ms) = majority {
+                path.push_str(&format!("?majority_ms={ms}"));
+                timeout += Duration::from_millis(ms);
+            }
             let value = parse_value(&value);
-            send_json(node, Method::PUT, &path, Some(&value), REQUEST_TIMEOUT)
+            send_json(node, Method::PUT, &path, Some(&value), timeout)
                 .await
                 .map_err(unreachable)?;
         }
@@ -176,9 +189,19 @@ mod tests {
             args.command,
             ConfigCommand::Set {
                 key: "checkout.enabled".into(),
-                value: "true".into()
+                value: "true".into(),
+                majority: None,
             }
         );
+        let args = parse(&["set", "k", "1", "--majority", "2000"]).expect("parses");
+        assert!(matches!(
+            args.command,
+            ConfigCommand::Set {
+                majority: Some(2000),
+                ..
+            }
+        ));
+        assert!(parse(&["set", "k", "1", "--majority", "0"]).is_err());
         let args = parse(&["get"]).expect("parses");
         assert_eq!(args.command, ConfigCommand::Get { key: None });
         assert_eq!(args.node, "127.0.0.1:7401".parse().unwrap());

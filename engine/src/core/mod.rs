@@ -27,11 +27,11 @@ use bytes::Bytes;
 use foundation_transport::{Channel, NodeAddr, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::effects::{Effect, Outbox, Timer};
+use crate::effects::{Effect, Event, Outbox, Timer};
 use crate::ephemeral::{Ephemeral, EphemeralConfig, EphemeralError, Owner};
 use crate::membership::{
-    MemberId, MemberState, MemberView, Membership, MembershipConfig, MembershipMessage,
-    MembershipStats, NodeMetadata,
+    MemberId, MemberState, MemberView, Membership, MembershipConfig, MembershipEvent,
+    MembershipMessage, MembershipStats, NodeMetadata,
 };
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
@@ -154,6 +154,8 @@ pub struct Core {
     ephemeral: Ephemeral,
     outbox: Outbox,
     stats: CoreStats,
+    /// Members we saw failed or leave and not come back yet.
+    seen_down: BTreeSet<NodeId>,
 }
 
 impl Core {
@@ -179,6 +181,7 @@ impl Core {
             ephemeral: Ephemeral::new(EphemeralConfig::default()),
             outbox,
             stats: CoreStats::default(),
+            seen_down: BTreeSet::new(),
         }
     }
 
@@ -204,6 +207,7 @@ impl Core {
     }
 
     fn dispatch(&mut self, now: Instant, input: Input) {
+        let mark = self.outbox.len();
         match input {
             Input::Received {
                 from,
@@ -221,6 +225,8 @@ impl Core {
                 ..
             } => {
                 let peers = self.alive_addrs();
+                let membership = &self.membership;
+                self.seen_down.retain(|id| membership.member(*id).is_some());
                 self.retire_departed(now, &peers);
                 self.replication
                     .handle_timer(now, timer, &peers, &mut self.outbox)
@@ -230,6 +236,31 @@ impl Core {
                 ..
             } => self.reconcile(now),
             Input::Command(command) => self.command(now, command),
+        }
+        self.members_came_up(now, mark);
+    }
+
+    /// Tells replication of members that came up while handling the last input, and whether
+    /// we had seen them failed or gone (replication pulls from those: see its docs).
+    fn members_came_up(&mut self, now: Instant, mark: usize) {
+        let mut up = Vec::new();
+        for effect in self.outbox.since(mark) {
+            match effect {
+                Effect::Event(Event::Membership(MembershipEvent::Up(view))) => {
+                    up.push(view.node_addr());
+                }
+                Effect::Event(Event::Membership(
+                    MembershipEvent::Failed(view) | MembershipEvent::Left(view),
+                )) => {
+                    self.seen_down.insert(view.id);
+                }
+                _ => {}
+            }
+        }
+        for peer in up {
+            let came_back = self.seen_down.remove(&peer.id);
+            self.replication
+                .member_up(now, peer, came_back, &mut self.outbox);
         }
     }
 
@@ -364,13 +395,17 @@ impl Core {
             Ok(CoreMessage::Replication(message)) => {
                 // Any known member may be answered, even one we currently think failed: it
                 // evidently is not.
-                let from = self
+                let sender = self
                     .membership
                     .members()
                     .find(|m| m.id == from)
                     .map(MemberView::node_addr);
                 self.replication
-                    .handle_message(now, from, message, &mut self.outbox)
+                    .handle_message(now, sender, message, &mut self.outbox);
+                if self.replication.take_chain_request() {
+                    let peers = self.alive_addrs();
+                    self.replication.chain(&peers, Some(from), &mut self.outbox);
+                }
             }
             Err(_) => self.stats.bad_messages += 1,
         }

@@ -41,6 +41,8 @@ pub struct WriteRequest {
     pub method: Method,
     /// The path after the route's prefix, percent-decoded.
     pub rest: String,
+    /// The query string (after `?`, as sent), empty if none.
+    pub query: String,
     /// The body (at most the server's body limit).
     pub body: Bytes,
 }

@@ -2,7 +2,7 @@
 //! shutdown.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,8 +218,9 @@ async fn accept_loop(
             accepted = accept(&listener, &slots) => accepted,
             _ = signal.changed() => break,
         };
-        if let Some((stream, slot)) = accepted {
-            connections.spawn(serve(stream, routes.clone(), limits, signal.clone(), slot));
+        if let Some((stream, peer, slot)) = accepted {
+            let routes = routes.clone();
+            connections.spawn(serve(stream, peer, routes, limits, signal.clone(), slot));
         }
         while connections.try_join_next().is_some() {}
     }
@@ -238,10 +239,10 @@ async fn accept_loop(
 async fn accept(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
-) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
     let slot = slots.clone().acquire_owned().await.ok()?;
     match listener.accept().await {
-        Ok((stream, _peer)) => Some((stream, slot)),
+        Ok((stream, peer)) => Some((stream, peer, slot)),
         Err(error) => {
             tracing::warn!(%error, "HTTP accept failed");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -250,15 +251,35 @@ async fn accept(
     }
 }
 
+/// Whether a client at `peer` may use the write routes. The API has no authentication, and an
+/// operator may well bind it to every interface for Prometheus; a write from another machine
+/// would change cluster-wide state, so only this machine may write.
+pub(crate) fn may_write(peer: SocketAddr) -> bool {
+    match peer.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
 /// A write route's answer, or the read-only routes'.
 async fn answer(
     routes: &Routes,
+    peer: SocketAddr,
     request: Request<Incoming>,
 ) -> hyper::Response<http_body_util::Full<Bytes>> {
     let Some((route, rest)) = routes.write_route(request.method(), request.uri().path()) else {
         return routes.respond(request.method(), request.uri().path());
     };
+    if !may_write(peer) {
+        let why = serde_json::json!({
+            "error": format!("writes are accepted only from this machine (loopback), not from {}", peer.ip())
+        });
+        return json(hyper::StatusCode::FORBIDDEN, &why);
+    }
     let method = request.method().clone();
+    let query = request.uri().query().unwrap_or_default().to_owned();
     let body = match Limited::new(request.into_body(), WRITE_BODY_MAX)
         .collect()
         .await
@@ -269,13 +290,20 @@ async fn answer(
             return json(hyper::StatusCode::BAD_REQUEST, &why);
         }
     };
-    let (status, value) = route(WriteRequest { method, rest, body }).await;
+    let (status, value) = route(WriteRequest {
+        method,
+        rest,
+        query,
+        body,
+    })
+    .await;
     json(status, &value)
 }
 
 /// Serves one connection until the client closes it, it errs, it gets too old, or shutdown.
 async fn serve(
     stream: TcpStream,
+    peer: SocketAddr,
     routes: Arc<Routes>,
     limits: Limits,
     mut signal: watch::Receiver<bool>,
@@ -283,7 +311,7 @@ async fn serve(
 ) {
     let service = service_fn(move |request: Request<Incoming>| {
         let routes = routes.clone();
-        async move { Ok::<_, Infallible>(answer(&routes, request).await) }
+        async move { Ok::<_, Infallible>(answer(&routes, peer, request).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -307,5 +335,30 @@ async fn serve(
     if let Err(error) = result {
         // Bad requests and timeouts are the client's problem, not the node's.
         tracing::debug!(%error, "HTTP connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_write;
+
+    #[test]
+    fn only_loopback_clients_may_write() {
+        for allowed in [
+            "127.0.0.1:9",
+            "127.3.2.1:9",
+            "[::1]:9",
+            "[::ffff:127.0.0.1]:9",
+        ] {
+            assert!(may_write(allowed.parse().unwrap()), "{allowed}");
+        }
+        for refused in [
+            "10.0.0.7:9",
+            "192.168.1.2:9",
+            "[fe80::1]:9",
+            "[::ffff:10.0.0.1]:9",
+        ] {
+            assert!(!may_write(refused.parse().unwrap()), "{refused}");
+        }
     }
 }

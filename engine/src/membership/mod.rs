@@ -65,6 +65,8 @@ pub struct MembershipStats {
     pub push_pulls: u64,
     /// Timers that fired late enough to count against our local health.
     pub late_timers: u64,
+    /// Suspicion timers dropped because the member refuted the suspicion before they fired.
+    pub refuted_suspicion_timers: u64,
 }
 
 /// One node's membership machine.
@@ -286,6 +288,9 @@ impl Membership {
     ) {
         self.observe_lateness(now, scheduled, &timer);
         match timer {
+            MembershipTimer::Swim(timer) if self.refuted(&timer) => {
+                self.stats.refuted_suspicion_timers += 1;
+            }
             MembershipTimer::Swim(timer) => {
                 self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
             }
@@ -331,6 +336,24 @@ impl Membership {
     }
 
     /// Runs one foca call with our adapter, then acts on what it reported.
+    /// Whether `timer` would declare down a member that has refuted that suspicion since. foca
+    /// (2.0) checks the incarnation before marking it down, but still sends it `TurnUndead`
+    /// when the check fails — making a healthy node renew its identity for nothing.
+    fn refuted(&self, timer: &foca::Timer<MemberId>) -> bool {
+        let foca::Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = timer
+        else {
+            return false;
+        };
+        self.swim
+            .iter_membership_state()
+            .find(|m| m.id() == member_id)
+            .is_some_and(|m| m.incarnation() != *incarnation)
+    }
+
     fn drive(
         &mut self,
         now: Instant,

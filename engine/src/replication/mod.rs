@@ -2,12 +2,34 @@
 //! may change, converging after any partition.
 //!
 //! A local write becomes an op in an [`Envelope`] `(origin, seq, epoch)`, applied here and
-//! pushed to [`ReplicationConfig::fanout`] random live members. Anti-entropy repairs the rest:
+//! pushed at once to every live member while the cluster has at most
+//! [`ReplicationConfig::push_all_max`] of them, else to [`ReplicationConfig::fanout`] random
+//! ones. Pushing to all costs no more bytes than letting anti-entropy carry the op (each
+//! member receives it once either way) and makes a write visible everywhere in one hop instead
+//! of a few anti-entropy intervals; above the threshold the writer's own send cost wins, and
+//! anti-entropy spreads the op. Anti-entropy repairs the rest:
 //! every [`ReplicationConfig::anti_entropy_interval`] a node sends its [`Digest`] (highest
 //! contiguous seq per origin per keyspace) to a random live member, which answers with exactly
 //! the ops the sender lacks from its op log — or, when the sender is behind the log's horizon
 //! (the log was truncated), with the keyspace's full state — and, if it lacks something itself,
 //! with its own digest so the sender fills it in turn.
+//!
+//! Two things make anti-entropy faster than one exchange per interval where it matters:
+//!
+//! - **Chained exchanges.** Ops (or a full state) learnt in answer to a digest are news the
+//!   rest of the cluster may lack too, and eager pushes never carry them on. A node that learns
+//!   something from an answer starts another exchange at once with another random live member,
+//!   up to [`CHAINED_EXCHANGES_MAX`] per interval, so news crosses a healed partition in round
+//!   trips instead of intervals; an exchange that teaches nothing ends the chain.
+//! - **Pull on contact.** A node with no state (new, or restarted) sends its empty digest to the
+//!   first member it sees come up, and any node sends its digest to a member that comes back
+//!   after being failed or gone (a healed partition), at most once per interval, rather than
+//!   waiting for a random pick. Such a digest asks for no reply: the other side pulls for itself
+//!   when it sees us come back, and a fresh node asked by every member for their gaps would
+//!   otherwise draw a full state from each of them.
+//!
+//! A digest answer is either the missing ops or, when those would be larger than the whole
+//! keyspace (a peer far behind), the keyspace's full state.
 //!
 //! # Acknowledged writes
 //!
@@ -107,12 +129,21 @@ pub const FULL_STATE_BYTES_MAX: usize = 256 * 1024 * 1024;
 const KEYSPACE_NAME_MAX: usize = 64;
 /// Per-op overhead of an envelope on the wire beyond key and value, for batching estimates.
 const ENVELOPE_OVERHEAD: usize = 64;
+/// Per-entry overhead of a full state beyond key and value (a timestamp and framing), for
+/// choosing between ops and a full state.
+const STATE_ENTRY_OVERHEAD: usize = 32;
+/// Most exchanges a node starts in one anti-entropy interval because an answer taught it
+/// something: each takes news one hop further; the cap bounds the traffic a burst can cause.
+pub const CHAINED_EXCHANGES_MAX: u32 = 4;
 
 /// Replication's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicationConfig {
-    /// How many random live members a new op is pushed to.
+    /// How many random live members a new op is pushed to when there are more than
+    /// [`Self::push_all_max`].
     pub fanout: usize,
+    /// Up to this many live members, a new op is pushed to every one of them.
+    pub push_all_max: usize,
     /// How often a node starts an anti-entropy exchange.
     pub anti_entropy_interval: Duration,
     /// Ops kept per origin per keyspace to answer digests; a peer further behind gets the full
@@ -150,6 +181,7 @@ impl Default for ReplicationConfig {
     fn default() -> Self {
         Self {
             fanout: 3,
+            push_all_max: 64,
             anti_entropy_interval: Duration::from_secs(1),
             op_log_max: 1024,
             value_size_max: 64 * 1024,
@@ -332,6 +364,12 @@ pub struct Replication {
     /// Whether the anti-entropy timer is armed. It starts with the first state, so a node (or a
     /// simulated cluster) that never replicates anything sends nothing.
     ticking: bool,
+    /// Exchanges started this interval because an answer taught us something.
+    chained: u32,
+    /// Whether an answer taught us something and another exchange should start.
+    chain_wanted: bool,
+    /// When a stateless node last pulled from a member that came up.
+    last_pull: Option<Instant>,
     stats: ReplicationStats,
 }
 
@@ -356,6 +394,9 @@ impl Replication {
             next_gc: Instant::ZERO,
             adopted_from: None,
             ticking: false,
+            chained: 0,
+            chain_wanted: false,
+            last_pull: None,
             stats: ReplicationStats::default(),
         }
     }
@@ -404,7 +445,8 @@ impl Replication {
         &self.stats
     }
 
-    /// Applies a local write and pushes it to up to `fanout` of `peers` (the live members).
+    /// Applies a local write and pushes it to `peers` (the live members): to all of them, or to
+    /// `fanout` of them when there are more than `push_all_max`.
     pub fn write(
         &mut self,
         now: Instant,
@@ -459,9 +501,16 @@ impl Replication {
         out: &mut Outbox,
     ) {
         match message {
-            ReplicationMessage::Ops(envelopes) => self.apply_ops(now, from, &envelopes, false, out),
+            ReplicationMessage::Ops(envelopes) => {
+                self.apply_ops(now, from, &envelopes, false, out);
+            }
             ReplicationMessage::AckRequest(envelopes) => {
-                self.apply_ops(now, from, &envelopes, true, out)
+                self.apply_ops(now, from, &envelopes, true, out);
+            }
+            ReplicationMessage::Repair(envelopes) => {
+                if self.apply_ops(now, from, &envelopes, false, out) {
+                    self.chain_wanted = true;
+                }
             }
             ReplicationMessage::Ack {
                 keyspace,
@@ -499,6 +548,7 @@ impl Replication {
     ) {
         match timer {
             ReplicationTimer::AntiEntropy => {
+                self.chained = 0;
                 self.arm_anti_entropy(now, out);
                 self.retry_acks(now, out);
                 if now >= self.next_gc {
@@ -510,6 +560,43 @@ impl Replication {
                 }
             }
         }
+    }
+
+    /// Whether an answer taught us something since the last call, so the caller should call
+    /// [`Self::chain`] with the live members.
+    pub fn take_chain_request(&mut self) -> bool {
+        std::mem::take(&mut self.chain_wanted)
+    }
+
+    /// Starts another exchange with a random live member other than `after` (who taught us the
+    /// news), unless this interval's chained exchanges are used up.
+    pub fn chain(&mut self, peers: &[NodeAddr], after: Option<NodeId>, out: &mut Outbox) {
+        if self.chained >= CHAINED_EXCHANGES_MAX {
+            return;
+        }
+        let others: Vec<NodeAddr> = peers
+            .iter()
+            .filter(|p| Some(p.id) != after)
+            .copied()
+            .collect();
+        if let Some(&peer) = self.choose(&others, 1).first() {
+            self.chained += 1;
+            self.send_digest(peer, true, out);
+        }
+    }
+
+    /// A member came up; `came_back` if we had seen it failed or gone before. A node holding no
+    /// state yet asks it for everything, and any node asks a member that came back for what it
+    /// missed meanwhile — at most once per interval, instead of waiting for a random pick.
+    pub fn member_up(&mut self, now: Instant, peer: NodeAddr, came_back: bool, out: &mut Outbox) {
+        let recent = self
+            .last_pull
+            .is_some_and(|at| now.saturating_since(at) < self.config.anti_entropy_interval);
+        if recent || !(self.keyspaces.is_empty() || came_back) {
+            return;
+        }
+        self.last_pull = Some(now);
+        self.send_digest(peer, false, out);
     }
 
     /// Compaction: forgets what we know of departed members and drops the bookkeeping of
@@ -673,6 +760,7 @@ impl Replication {
 
     /// Applies remote ops; with `ack`, answers for each op we hold. A sender that offered a
     /// write we had collected below our horizon gets our full state, so it drops it too.
+    /// Returns whether any op was new here.
     fn apply_ops(
         &mut self,
         now: Instant,
@@ -680,10 +768,12 @@ impl Replication {
         envelopes: &[Envelope],
         ack: bool,
         out: &mut Outbox,
-    ) {
+    ) -> bool {
         let mut stale = BTreeSet::new();
+        let mut news = false;
         for envelope in envelopes {
             let outcome = self.apply_remote(now, envelope, out);
+            news |= matches!(outcome, Outcome::Applied | Outcome::Stale);
             if outcome == Outcome::Stale {
                 stale.insert(envelope.keyspace.clone());
             }
@@ -696,6 +786,7 @@ impl Replication {
                 self.send_full_state(to, &name, out);
             }
         }
+        news
     }
 
     fn apply_remote(&mut self, now: Instant, envelope: &Envelope, out: &mut Outbox) -> Outcome {
@@ -713,7 +804,7 @@ impl Replication {
             .is_some_and(|k| k.has(envelope))
         {
             self.stats.duplicate_ops += 1;
-            return Outcome::Held;
+            return Outcome::Duplicate;
         }
         // The drift check refuses an op stamped far in the future: it would win every conflict
         // until real time caught up. Refused ops stay unseen, so they are offered again.
@@ -737,7 +828,7 @@ impl Replication {
         if below {
             Outcome::Stale
         } else {
-            Outcome::Held
+            Outcome::Applied
         }
     }
 
@@ -843,10 +934,12 @@ impl Replication {
         let mut full = Vec::new();
         for (name, keyspace) in &self.keyspaces {
             let missing = keyspace.missing_for(name, theirs.get(name), self.epoch);
-            if missing.needs_full_state {
+            let ops_size: usize = missing.ops.iter().map(envelope_size).sum();
+            if missing.needs_full_state || ops_size > state_size(keyspace) {
                 full.push(name.clone());
+            } else {
+                ops.extend(missing.ops);
             }
-            ops.extend(missing.ops);
         }
         self.send_ops(to, ops, out);
         for name in full {
@@ -915,6 +1008,7 @@ impl Replication {
             self.adopt_epoch(name, epoch, seen);
         }
         self.stats.full_states_merged += 1;
+        self.chain_wanted |= !changes.is_empty();
         for change in changes {
             emit(name, change, out);
         }
@@ -959,7 +1053,11 @@ impl Replication {
     }
 
     fn push(&mut self, envelope: Envelope, peers: &[NodeAddr], out: &mut Outbox) {
-        let targets = self.choose(peers, self.config.fanout);
+        let targets = if peers.len() <= self.config.push_all_max {
+            peers.to_vec()
+        } else {
+            self.choose(peers, self.config.fanout)
+        };
         if targets.is_empty() {
             return;
         }
@@ -990,7 +1088,7 @@ impl Replication {
             return;
         }
         self.stats.ops_sent += batch.len() as u64;
-        let message = ReplicationMessage::Ops(std::mem::take(batch));
+        let message = ReplicationMessage::Repair(std::mem::take(batch));
         self.send(to, Channel::Replication, encode(message), out);
     }
 
@@ -1076,8 +1174,10 @@ impl Replication {
 /// What became of a remote op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
-    /// Applied now, or before.
-    Held,
+    /// Applied now.
+    Applied,
+    /// Applied before.
+    Duplicate,
     /// Recorded, but a set for a key we collected below our horizon: the sender is stale.
     Stale,
     /// Not applied (another epoch, no room, clock drift); it will be offered again.
@@ -1123,6 +1223,12 @@ fn emit(keyspace: &str, change: Change, out: &mut Outbox) {
         old: change.old,
         new: change.new,
     }));
+}
+
+/// Estimated encoded size of a keyspace's full state.
+fn state_size(keyspace: &Keyspace) -> usize {
+    let map = keyspace.map();
+    keyspace.bytes() + (map.len() + map.tombstones()) * STATE_ENTRY_OVERHEAD
 }
 
 fn envelope_size(envelope: &Envelope) -> usize {

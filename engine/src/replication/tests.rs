@@ -141,7 +141,7 @@ impl Net {
 }
 
 #[test]
-fn a_write_is_pushed_to_every_peer_within_the_fanout() {
+fn a_write_is_pushed_to_every_live_peer_in_a_small_cluster() {
     let mut net = Net::new(3, ReplicationConfig::default());
     net.write(0, "a", Some("1"), true);
     assert_eq!(net.wire.len(), 2);
@@ -162,8 +162,19 @@ fn a_write_is_pushed_to_every_peer_within_the_fanout() {
 }
 
 #[test]
-fn fanout_limits_the_eager_push() {
+fn a_small_cluster_gets_every_write_in_one_hop() {
     let mut net = Net::new(6, ReplicationConfig::default());
+    net.write(0, "a", Some("1"), true);
+    assert_eq!(net.wire.len(), 5);
+}
+
+#[test]
+fn above_push_all_max_the_fanout_limits_the_eager_push() {
+    let config = ReplicationConfig {
+        push_all_max: 4,
+        ..ReplicationConfig::default()
+    };
+    let mut net = Net::new(6, config);
     net.write(0, "a", Some("1"), true);
     assert_eq!(net.wire.len(), 3);
 }
@@ -171,6 +182,11 @@ fn fanout_limits_the_eager_push() {
 #[test]
 fn a_digest_exchange_fills_gaps_both_ways() {
     let mut net = Net::new(2, ReplicationConfig::default());
+    // Shared keys first, so the gaps are small next to the keyspace and go as ops.
+    for n in 0..20 {
+        net.write(0, &format!("shared{n}"), Some("x"), true);
+    }
+    net.deliver_all();
     net.write(0, "a", Some("1"), false);
     net.write(0, "b", Some("2"), false);
     net.write(1, "c", Some("3"), false);
@@ -183,7 +199,107 @@ fn a_digest_exchange_fills_gaps_both_ways() {
     // Once equal, an exchange sends only the digest.
     net.exchange(1, 0);
     let sent: u64 = net.peers.iter().map(|p| p.machine.stats().ops_sent).sum();
-    assert_eq!(sent, 3);
+    assert_eq!(sent, 20 + 3);
+    let states: u64 = net
+        .peers
+        .iter()
+        .map(|p| p.machine.stats().full_states_sent)
+        .sum();
+    assert_eq!(states, 0);
+}
+
+#[test]
+fn a_peer_missing_more_than_the_keyspace_holds_gets_the_full_state() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    for n in 0..50 {
+        net.write(0, "hot", Some(&n.to_string()), false);
+    }
+    // Fifty ops of one key are far larger than the one-key state.
+    net.exchange(1, 0);
+    let stats = net.peers[0].machine.stats();
+    assert_eq!((stats.ops_sent, stats.full_states_sent), (0, 1));
+    assert_eq!(net.value(1, "hot").as_deref(), Some("49"));
+    net.assert_converged();
+}
+
+#[test]
+fn news_from_an_answer_asks_for_another_exchange_and_the_chain_is_capped() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    for n in 0..20 {
+        net.write(0, &format!("k{n}"), Some("x"), true);
+    }
+    net.deliver_all();
+    for i in 0..3 {
+        assert!(
+            !net.peers[i].machine.take_chain_request(),
+            "pushes are not news to pass on"
+        );
+    }
+    net.write(0, "new", Some("1"), false);
+    net.exchange(1, 0);
+    assert!(net.peers[1].machine.take_chain_request());
+    assert!(!net.peers[1].machine.take_chain_request(), "taken once");
+    // Node 1 chains to a member other than the one that taught it: node 2.
+    let peers = net.others(1);
+    for _ in 0..CHAINED_EXCHANGES_MAX + 2 {
+        let p = &mut net.peers[1];
+        p.machine.chain(&peers, Some(addr(0).id), &mut p.out);
+    }
+    net.collect(1);
+    assert_eq!(net.wire.len(), CHAINED_EXCHANGES_MAX as usize);
+    assert!(net.wire.iter().all(|(_, to, _)| *to == 2));
+    net.deliver_all();
+    assert_eq!(net.value(2, "new").as_deref(), Some("1"));
+    // A new interval allows new chained exchanges.
+    net.exchange(1, 2);
+    net.wire.clear();
+    let p = &mut net.peers[1];
+    p.machine.chain(&peers, None, &mut p.out);
+    net.collect(1);
+    assert_eq!(net.wire.len(), 1);
+}
+
+#[test]
+fn a_stateless_node_pulls_from_the_first_member_up_once_per_interval() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    net.write(0, "a", Some("1"), false);
+    up(&mut net, 2, 0, false);
+    up(&mut net, 2, 1, false);
+    assert_eq!(net.wire.len(), 1, "one pull per interval");
+    net.deliver_all();
+    assert_eq!(net.value(2, "a").as_deref(), Some("1"));
+    // A node with state leaves a new member to anti-entropy.
+    net.now = net.now + Duration::from_secs(5);
+    up(&mut net, 0, 1, false);
+    up(&mut net, 2, 1, false);
+    assert!(net.wire.is_empty());
+}
+
+#[test]
+fn a_member_that_comes_back_is_asked_for_what_it_wrote_meanwhile_without_a_reply() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    for n in 0..20 {
+        net.write(0, &format!("k{n}"), Some("x"), true);
+    }
+    net.deliver_all();
+    // Both sides write while apart.
+    net.write(0, "mine", Some("0"), false);
+    net.write(1, "theirs", Some("1"), false);
+    net.now = net.now + Duration::from_secs(5);
+    up(&mut net, 0, 1, true);
+    net.deliver_all();
+    assert_eq!(net.value(0, "theirs").as_deref(), Some("1"));
+    assert_eq!(net.value(1, "mine"), None, "a pull asks for no reply");
+    up(&mut net, 1, 0, true);
+    net.deliver_all();
+    net.assert_converged();
+}
+
+fn up(net: &mut Net, i: usize, peer: usize, came_back: bool) {
+    let now = net.now;
+    let p = &mut net.peers[i];
+    p.machine.member_up(now, addr(peer), came_back, &mut p.out);
+    net.collect(i);
 }
 
 #[test]
@@ -718,10 +834,11 @@ fn departed_origins_are_compacted_so_bookkeeping_does_not_grow_with_writers() {
 #[test]
 fn an_origin_some_member_lacks_ops_of_is_not_retired() {
     let mut net = Net::new(4, ReplicationConfig::default());
-    net.write(3, "w", Some("1"), false);
-    net.write(3, "w", Some("2"), false);
+    net.write(3, "w", Some("1"), true);
+    net.write(3, "w", Some("2"), true);
     // Node 0 got both ops, node 1 only the first and told node 0 so.
-    net.exchange(3, 0);
+    net.wire.retain(|(_, to, _)| *to == 0);
+    net.deliver_all();
     let first = net.peers[0]
         .machine
         .keyspace("ks")

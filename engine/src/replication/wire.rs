@@ -45,7 +45,7 @@ pub struct Envelope {
 /// Replication's messages, carried in [`crate::CoreMessage::Replication`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ReplicationMessage {
-    /// Ops, pushed eagerly after a write or sent in answer to a digest.
+    /// Ops pushed eagerly after a write.
     Ops(Vec<Envelope>),
     /// Anti-entropy: what the sender has. The receiver answers with the ops the sender lacks;
     /// if `reply`, it also sends its own digest back when it lacks something the sender has.
@@ -81,4 +81,7 @@ pub enum ReplicationMessage {
         /// Its seq.
         seq: u64,
     },
+    /// Ops sent in answer to a digest: applied like [`Self::Ops`]; a receiver that learns
+    /// something new from them passes it on at once with another exchange (see the module docs).
+    Repair(Vec<Envelope>),
 }

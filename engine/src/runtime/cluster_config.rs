@@ -271,8 +271,12 @@ impl ConfigWatch {
     }
 }
 
-/// Answers `PUT` or `POST /config/{key}` (the body is the JSON value) and
-/// `DELETE /config/{key}` on the node's HTTP server.
+/// Longest wait a `?majority_ms=` write may ask for.
+const HTTP_MAJORITY_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// Answers `PUT` or `POST /config/{key}` (the body is the JSON value; `?majority_ms=N` waits up
+/// to N ms for a majority of live members to hold it) and `DELETE /config/{key}` on the node's
+/// HTTP server.
 pub(crate) async fn http_write(
     config: ConfigHandle,
     request: crate::http::WriteRequest,
@@ -282,15 +286,23 @@ pub(crate) async fn http_write(
     if key.is_empty() {
         return http_error(StatusCode::BAD_REQUEST, "no key: use /config/{key}");
     }
+    let majority = match majority_wait(&request.query) {
+        Ok(wait) => wait,
+        Err(why) => return http_error(StatusCode::BAD_REQUEST, &why),
+    };
     let result = if request.method == Method::DELETE {
         config.delete(&key).await
     } else {
-        match serde_json::from_slice::<serde_json::Value>(&request.body) {
-            Ok(value) => config.set(&key, value).await,
+        let value = match serde_json::from_slice::<serde_json::Value>(&request.body) {
+            Ok(value) => value,
             Err(error) => {
                 let why = format!("the body must be the JSON value: {error}");
                 return http_error(StatusCode::BAD_REQUEST, &why);
             }
+        };
+        match majority {
+            Some(wait) => config.set_majority(&key, value, wait).await,
+            None => config.set(&key, value).await,
         }
     };
     match result {
@@ -298,10 +310,61 @@ pub(crate) async fn http_write(
         Err(error @ ConfigError::Refused(_)) => {
             http_error(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
         }
+        Err(error @ ConfigError::NoMajority { .. }) => {
+            http_error(StatusCode::GATEWAY_TIMEOUT, &error.to_string())
+        }
         Err(error) => http_error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
     }
 }
 
+/// The `majority_ms` of a write's query string, if any.
+fn majority_wait(query: &str) -> Result<Option<Duration>, String> {
+    let mut wait = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "majority_ms" {
+            return Err(format!(
+                "unknown query parameter {name:?}; only majority_ms is known"
+            ));
+        }
+        let ms: u64 = value
+            .parse()
+            .map_err(|_| format!("majority_ms must be a number of milliseconds, not {value:?}"))?;
+        let ms = Duration::from_millis(ms);
+        if ms.is_zero() || ms > HTTP_MAJORITY_WAIT_MAX {
+            return Err(format!(
+                "majority_ms must be between 1 and {}",
+                HTTP_MAJORITY_WAIT_MAX.as_millis()
+            ));
+        }
+        wait = Some(ms);
+    }
+    Ok(wait)
+}
+
 fn http_error(status: hyper::StatusCode, why: &str) -> (hyper::StatusCode, serde_json::Value) {
     (status, serde_json::json!({ "error": why }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn majority_wait_reads_milliseconds_and_refuses_the_rest() {
+        assert_eq!(majority_wait(""), Ok(None));
+        assert_eq!(
+            majority_wait("majority_ms=1500"),
+            Ok(Some(Duration::from_millis(1500)))
+        );
+        for bad in [
+            "majority_ms=",
+            "majority_ms=x",
+            "majority_ms=0",
+            "majority_ms=60001",
+            "wait=3",
+        ] {
+            assert!(majority_wait(bad).is_err(), "{bad}");
+        }
+    }
 }

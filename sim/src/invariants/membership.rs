@@ -509,3 +509,43 @@ impl Invariant for NoFalsePositives {
         out.failed_across_partition += self.counts.failed_across_partition;
     }
 }
+
+/// A running node renews its generation (a new identity for the same process) only after some
+/// node declared its current life failed or left: a renewal nobody caused churns everything
+/// keyed by the life (registry entries, replication origins) for nothing.
+#[derive(Default)]
+pub struct NoNeedlessRenewal {
+    /// Lives some node declared failed or left: (node, generation).
+    declared: BTreeSet<(NodeId, u64)>,
+    /// Per slot: the start time and generation of the life we last saw.
+    lives: BTreeMap<usize, (u64, u64)>,
+}
+
+impl Invariant for NoNeedlessRenewal {
+    fn name(&self) -> &'static str {
+        "no-needless-renewal"
+    }
+
+    fn on_event(&mut self, _world: &World, observed: &Observed) -> Check {
+        if let MembershipEvent::Failed(view) | MembershipEvent::Left(view) = &observed.event {
+            self.declared.insert((view.id, view.generation));
+        }
+        Ok(())
+    }
+
+    fn after_step(&mut self, world: &World, slot: usize) -> Check {
+        let node = world.node(slot);
+        let now = (node.started_us(), node.generation());
+        let Some(before) = self.lives.insert(slot, now) else {
+            return Ok(());
+        };
+        let renewed = before.0 == now.0 && before.1 != now.1;
+        if renewed && !self.declared.contains(&(node.id(), before.1)) {
+            return Err(format!(
+                "n{slot} renewed generation {} -> {} though no node declared it failed or left",
+                before.1, now.1
+            ));
+        }
+        Ok(())
+    }
+}

@@ -10,8 +10,15 @@
 //!   survivor that saw it alive, within a bound.
 //! - [`membership::NoFalsePositives`]: no node is marked failed while it was up and reachable
 //!   from the observer's side (defined precisely there).
+//! - [`membership::NoNeedlessRenewal`]: a running node renews its generation only after some
+//!   node declared its life failed or left.
 //! - no panics: the runner wraps each run in `catch_unwind` and reports a panic as a failure of
 //!   the `no-panics` invariant.
+//!
+//! Checked when the scenario registers service instances ([`crate::faults::Fault::Register`]):
+//! - [`registry::RegistryConsistent`]: instances of dead node lives vanish from every directory
+//!   and never come back; after every disturbance every live node lists exactly what the live
+//!   nodes registered.
 //!
 //! Checked by default when the scenario writes to replicated keyspaces ([`replication_defaults`]):
 //! - [`replication::ReplicasConverge`]: after every disturbance, burst of writes and end of a
@@ -28,6 +35,7 @@
 
 pub mod core;
 pub mod membership;
+pub mod registry;
 pub mod replication;
 
 use std::sync::Arc;
@@ -120,6 +128,7 @@ pub fn defaults(
             probe,
             bounds.false_positives,
         )),
+        Box::new(membership::NoNeedlessRenewal::default()),
     ];
     if bounds.core_invariants {
         all.insert(0, Box::new(core::CoreInvariants));
@@ -193,4 +202,9 @@ pub struct Measurements {
     pub replication: Vec<ReplicationEpisode>,
     /// Keys whose surviving writes were checked on every running node at the end.
     pub writes_checked: u64,
+    /// The service registry: registration → listed everywhere, death → gone everywhere, and
+    /// convergence episodes (empty unless the scenario registers something).
+    pub registry: Vec<registry::RegistryRecord>,
+    /// Registry disagreements no disturbance explained (each had to settle within the bound).
+    pub registry_unexplained: u64,
 }

@@ -533,7 +533,6 @@ mod tests {
             membership: MembershipConfig::development(),
             network: LinkModel::lan(),
             keep_trace: false,
-            replication: None,
         });
         apply(&mut world, Fault::Join(Nodes::All, 0));
         run_until(&mut world, 3.0);

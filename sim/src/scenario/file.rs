@@ -31,9 +31,22 @@
 //! stall = 3                   # with: for = "2s"
 //! for = "2s"
 //!
+//! [[at]]
+//! time = "35s"
+//! register = "all"            # each node's application registers service instances
+//! service = "billing"         # a service name: A-Z a-z 0-9 . _ -
+//! instances = 2               # how many each node adds; default 1
+//!
+//! [[at]]
+//! time = "50s"
+//! deregister = [1, 2]         # removes every instance of the service on these nodes
+//! service = "billing"
+//!
 //! # other actions: crash = sel · stop = sel · restart = sel (identity = "same" | "new")
 //! # skew = sel (offset = "250ms" or "-250ms", drift_ppm = 100) · network = { ...as above... }
 //! # join = sel (via = 0)
+//! # A scenario that registers anything is also checked by the `registry-consistent`
+//! # invariant (see `invariants::registry`).
 //!
 //! [[at]]                      # each selected node sets every key of the range
 //! time = "12s"
@@ -77,6 +90,7 @@ use std::time::Duration;
 
 use foundation_engine::membership::MembershipConfig;
 use foundation_engine::replication::ReplicationConfig;
+use foundation_engine::services::record::check_service_name;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -186,6 +200,10 @@ struct RawAt {
     rate: Option<f64>,
     deletes: Option<f64>,
     value_size: Option<usize>,
+    register: Option<RawNodes>,
+    deregister: Option<RawNodes>,
+    service: Option<String>,
+    instances: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -326,6 +344,7 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
     if let Some(n) = &raw.workload {
         found.push(("workload", Fault::Workload(workload(raw, n)?)));
     }
+    registry_actions(raw, &mut found)?;
     let writing = found.iter().any(|(_, f)| f.writes());
     if !writing && (raw.keys.is_some() || raw.keyspace.is_some() || raw.acked.is_some()) {
         return Err("keys, keyspace and acked belong to a write, delete or workload".into());
@@ -336,7 +355,7 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
     }
     match found.len() {
         1 => Ok((time, found.remove(0).1)),
-        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, skew, network, join, write, delete, workload)".into()),
+        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, skew, network, join, register, deregister, write, delete, workload)".into()),
         _ => {
             let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
             Err(format!("[[at]] entry has {} actions ({}); give each its own [[at]]", names.len(), names.join(", ")))
@@ -441,6 +460,61 @@ fn replication(raw: &RawReplication) -> Result<ReplicationConfig, String> {
     c.bulk_threshold = raw.bulk_threshold.unwrap_or(c.bulk_threshold);
     super::validate_replication(&c)?;
     Ok(c)
+}
+
+/// `register` and `deregister`, with the `service` and `instances` that go with them.
+fn registry_actions(raw: &RawAt, found: &mut Vec<(&str, Fault)>) -> Result<(), String> {
+    let service = || -> Result<String, String> {
+        let what = if raw.register.is_some() {
+            "register"
+        } else {
+            "deregister"
+        };
+        let service = raw
+            .service
+            .as_deref()
+            .ok_or_else(|| format!("{what} needs `service = \"<name>\"`"))?;
+        check_service_name(service).map_err(|e| e.to_string())?;
+        Ok(service.to_owned())
+    };
+    if let Some(n) = &raw.register {
+        let instances = raw.instances.unwrap_or(1);
+        if instances == 0 {
+            return Err("register needs at least one instance (`instances = 1` or more)".into());
+        }
+        found.push((
+            "register",
+            Fault::Register {
+                nodes: selection(n)?,
+                service: service()?,
+                instances,
+            },
+        ));
+    }
+    if let Some(n) = &raw.deregister {
+        if raw.instances.is_some() && raw.register.is_none() {
+            return Err(
+                "deregister removes every instance of the service: `instances` goes with register only"
+                    .into(),
+            );
+        }
+        found.push((
+            "deregister",
+            Fault::Deregister {
+                nodes: selection(n)?,
+                service: service()?,
+            },
+        ));
+    }
+    if raw.register.is_none() && raw.deregister.is_none() {
+        if raw.service.is_some() {
+            return Err("`service` goes with register or deregister".into());
+        }
+        if raw.instances.is_some() {
+            return Err("`instances` goes with register".into());
+        }
+    }
+    Ok(())
 }
 
 fn two(pair: &[RawNodes], what: &str) -> Result<(Nodes, Nodes), String> {
@@ -742,6 +816,101 @@ replication = "20s"
         let stray = GOOD.replace("heal = true", "heal = true\nrate = 3.0");
         let e = parse(&stray, "x").unwrap_err();
         assert!(e.problem.contains("belong to a workload"), "{e}");
+    }
+
+    const REGISTRY: &str = r#"
+nodes = 6
+
+[[at]]
+time = "2s"
+register = "all"
+service = "billing"
+instances = 2
+
+[[at]]
+time = "9s"
+deregister = [1, 2]
+service = "billing"
+"#;
+
+    #[test]
+    fn registrations_parse_and_read_back() {
+        let s = parse(REGISTRY, "r.toml").unwrap();
+        assert_eq!(
+            s.schedule[0].fault,
+            Fault::Register {
+                nodes: Nodes::All,
+                service: "billing".into(),
+                instances: 2
+            }
+        );
+        assert_eq!(
+            s.schedule[1].fault,
+            Fault::Deregister {
+                nodes: Nodes::List(vec![1, 2]),
+                service: "billing".into()
+            }
+        );
+        assert_eq!(
+            s.schedule[0].fault.to_string(),
+            "register 2 instance(s) of billing on all"
+        );
+        assert_eq!(
+            s.schedule[1].fault.to_string(),
+            "deregister billing on [1, 2]"
+        );
+        // One instance unless told otherwise.
+        let one = parse(&REGISTRY.replace("instances = 2\n", ""), "r.toml").unwrap();
+        assert!(matches!(
+            one.schedule[0].fault,
+            Fault::Register { instances: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn registration_errors_name_the_line_and_the_problem() {
+        let cases = [
+            (
+                REGISTRY.replace("service = \"billing\"\ninstances", "instances"),
+                4,
+                "register needs `service",
+            ),
+            (
+                REGISTRY.replace("\"billing\"\ninstances", "\"bil/ling\"\ninstances"),
+                4,
+                "A-Z a-z 0-9",
+            ),
+            (
+                REGISTRY.replace("instances = 2", "instances = 0"),
+                4,
+                "at least one instance",
+            ),
+            (
+                REGISTRY.replace("deregister = [1, 2]", "deregister = [1, 2]\ninstances = 1"),
+                10,
+                "goes with register only",
+            ),
+            (
+                REGISTRY.replace("deregister = [1, 2]", "crash = 1"),
+                10,
+                "`service` goes with register or deregister",
+            ),
+            (
+                REGISTRY.replace("deregister = [1, 2]", "deregister = 9"),
+                10,
+                "node 9 does not exist",
+            ),
+            (
+                REGISTRY.replace("instances = 2", "instances = 2\ncrash = 1"),
+                4,
+                "2 actions",
+            ),
+        ];
+        for (text, line, problem) in cases {
+            let e = parse(&text, "r.toml").unwrap_err();
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.problem.contains(problem), "{e}");
+        }
     }
 
     #[test]

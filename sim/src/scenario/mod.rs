@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use foundation_engine::membership::MembershipConfig;
 use foundation_engine::replication::ReplicationConfig;
+use foundation_engine::services::record::check_service_name;
 
 use crate::faults::{Fault, Nodes};
 use crate::invariants::{Bounds, Invariant, InvariantFactory};
@@ -267,6 +268,15 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
         Fault::Workload(w) => {
             w.validate()?;
             vec![&w.nodes]
+        }
+        Fault::Register {
+            nodes, instances, ..
+        } if *instances == 0 => {
+            return Err(format!("register on {nodes} needs at least one instance"))
+        }
+        Fault::Register { nodes, service, .. } | Fault::Deregister { nodes, service } => {
+            check_service_name(service).map_err(|e| e.to_string())?;
+            vec![nodes]
         }
         Fault::Heal | Fault::Network(_) => vec![],
     };

@@ -5,6 +5,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use super::{Scenario, Scheduled};
 use crate::faults::{Fault, Nodes};
+use crate::invariants::registry::RegistryConsistent;
 use crate::invariants::{self, Check, Invariant, Measurements};
 use crate::report::{
     InvariantOutcome, ReplicationReport, RunReport, TimelineEntry, Traffic, TrafficTotals,
@@ -92,17 +93,28 @@ struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     fn new(scenario: &'a Scenario, seed: u64, options: &RunOptions) -> Self {
-        let world = World::new(WorldConfig {
+        let mut world = World::new(WorldConfig {
             seed,
             nodes: scenario.nodes,
             membership: scenario.membership.clone(),
             network: scenario.network.clone(),
             keep_trace: options.keep_trace,
-            replication: scenario.replication.clone(),
         });
+        if let Some(replication) = &scenario.replication {
+            world.set_replication(replication.clone());
+        }
         let mut all = invariants::defaults(&scenario.bounds, &scenario.membership);
         if scenario.has_writes() {
             all.extend(invariants::replication_defaults(&scenario.bounds));
+        }
+        let registers = scenario
+            .schedule
+            .iter()
+            .any(|s| matches!(s.fault, Fault::Register { .. }));
+        if registers {
+            all.push(Box::new(RegistryConsistent::for_simulator(
+                &scenario.bounds,
+            )));
         }
         all.extend(scenario.extra.iter().map(|make| make()));
         let watched = all

@@ -11,7 +11,7 @@ use crate::network::LinkModel;
 use crate::writes::{Workload, Writes};
 
 /// Names of the standard scenarios.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 13] = [
     "steady",
     "partition-heal",
     "flaky-network",
@@ -19,6 +19,8 @@ pub const NAMES: [&str; 11] = [
     "slow-node",
     "mass-join",
     "rolling-restart",
+    "registry-partition",
+    "registry-churn",
     "split-writes",
     "replicated-chaos",
     "lagging-replica",
@@ -34,6 +36,8 @@ pub fn by_name(name: &str, nodes: usize) -> Option<Scenario> {
         "crash-restart" => crash_restart(),
         "slow-node" => slow_node(),
         "mass-join" => mass_join(),
+        "registry-partition" => registry_partition(),
+        "registry-churn" => registry_churn(),
         "rolling-restart" => return Some(rolling_restart(nodes)),
         "split-writes" => split_writes(),
         "replicated-chaos" => replicated_chaos(),
@@ -286,4 +290,64 @@ fn compaction(nodes: usize) -> Scenario {
         .at(secs(15), Fault::Crash(restarted.clone()))
         .at(secs(18), Fault::Restart(restarted, Identity::Same))
         .invariant(move || Box::new(OriginsRetired::new(retired_within)))
+}
+
+/// The service registry through a partition longer than the reaper's patience, a crash, a
+/// restart with the same id and graceful stops (checked by `registry-consistent`).
+fn registry_partition() -> Scenario {
+    let (minority, majority) = (
+        Nodes::Named("minority".into()),
+        Nodes::Named("majority".into()),
+    );
+    let register = |nodes: Nodes, service: &str, instances: u64| Fault::Register {
+        nodes,
+        service: service.into(),
+        instances,
+    };
+    Scenario::new("registry-partition")
+        .describe("services on every node; 40 % cut off for 38 s (both sides reap the other's entries), heal; a crash, a restart with the same id that registers again, a deregistration, graceful stops")
+        .duration(secs(125))
+        .group("majority", Nodes::Share { from: 0.0, to: 0.6 })
+        .group("minority", Nodes::Share { from: 0.6, to: 1.0 })
+        .at(secs(4), register(Nodes::All, "api", 2))
+        .at(secs(4), register(Nodes::Share { from: 0.0, to: 0.5 }, "billing", 1))
+        .at(secs(12), Fault::Partition(minority, majority))
+        .at(secs(50), Fault::Heal)
+        .at(secs(75), Fault::Crash(Nodes::One(1)))
+        .at(secs(85), Fault::Restart(Nodes::One(1), Identity::Same))
+        .at(secs(92), Fault::Deregister { nodes: Nodes::One(2), service: "billing".into() })
+        .at(secs(92), register(Nodes::One(3), "api", 1))
+        .at(secs(97), Fault::Stop(Nodes::One(4)))
+        .at(secs(102), Fault::Crash(Nodes::One(0)))
+}
+
+/// Crashes, restarts (same and new ids), graceful stops, a stall and registrations on a lossy,
+/// duplicating, reordering network (checked by `registry-consistent`).
+fn registry_churn() -> Scenario {
+    let last = Nodes::Share { from: 0.9, to: 1.0 };
+    let middle = Nodes::Share { from: 0.3, to: 0.4 };
+    let register = |nodes: Nodes, service: &str, instances: u64| Fault::Register {
+        nodes,
+        service: service.into(),
+        instances,
+    };
+    Scenario::new("registry-churn")
+        .describe("services on every node while nodes crash, restart with the same or a new id, stop and stall, on a network with loss, duplicates and reordering")
+        .duration(secs(120))
+        .at(secs(3), register(Nodes::All, "api", 2))
+        .at(secs(3), register(Nodes::Share { from: 0.0, to: 0.5 }, "cache", 1))
+        .at(secs(6), Fault::Network(LinkModel::flaky()))
+        .at(secs(10), Fault::Crash(last.clone()))
+        .at(secs(14), Fault::Stop(Nodes::One(2)))
+        .at(secs(20), Fault::Restart(last, Identity::Same))
+        .at(secs(24), Fault::Restart(Nodes::One(2), Identity::New))
+        .at(secs(28), Fault::Crash(Nodes::One(0)))
+        .at(secs(33), Fault::Deregister { nodes: Nodes::Share { from: 0.0, to: 0.25 }, service: "cache".into() })
+        .at(secs(38), Fault::Restart(Nodes::One(0), Identity::Same))
+        .at(secs(42), register(Nodes::Share { from: 0.5, to: 0.75 }, "api", 1))
+        .at(secs(46), Fault::Stall(Nodes::One(4), millis(3_000)))
+        .at(secs(52), Fault::Crash(middle.clone()))
+        .at(secs(90), Fault::Restart(middle, Identity::Same))
+        .at(secs(95), Fault::Network(LinkModel::lan()))
+        .at(secs(98), register(Nodes::One(1), "cache", 1))
 }
