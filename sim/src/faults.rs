@@ -1,6 +1,7 @@
 //! What a scenario does to the cluster at a given time: faults (partitions, stalls, crashes,
-//! clock skew, a worse network), the operator actions around them (restart, join, leave) and
-//! what the nodes' applications do (register and deregister service instances).
+//! clock skew, a worse network), the operator actions around them (restart, join, leave), and
+//! what the nodes' applications do (register and deregister service instances, write to
+//! replicated keyspaces).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +14,7 @@ use foundation_engine::services::record::check_service_name;
 
 use crate::network::{BlockRule, LinkModel, SlotSet};
 use crate::world::{NodeStatus, World};
+use crate::writes::{self, Workload, WriteRequest, Writes};
 
 /// A selection of node slots, resolved against the cluster size when the fault is applied, so
 /// one scenario works at any `--nodes`.
@@ -150,6 +152,12 @@ pub enum Fault {
     Link(Nodes, Nodes, LinkModel),
     /// The nodes join the cluster through the node `via`.
     Join(Nodes, usize),
+    /// Each selected node sets every key of the range to a new value (unique in the run).
+    Write(Writes),
+    /// Each selected node deletes every key of the range.
+    Delete(Writes),
+    /// A seeded random stream of writes and deletes, from now for the workload's duration.
+    Workload(Workload),
     /// The application on each of the nodes registers `instances` more instances of `service`
     /// (see [`crate::services`]: registered now if the node is up, and again at every start).
     Register {
@@ -180,6 +188,17 @@ impl Fault {
                 | Fault::Link(..)
                 | Fault::Register { .. }
                 | Fault::Deregister { .. }
+                | Fault::Write(_)
+                | Fault::Delete(_)
+                | Fault::Workload(_)
+        )
+    }
+
+    /// Whether this is a write to replicated keyspaces.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Fault::Write(_) | Fault::Delete(_) | Fault::Workload(_)
         )
     }
 }
@@ -205,6 +224,9 @@ impl fmt::Display for Fault {
             Fault::Network(m) => write!(f, "network: {m:?}"),
             Fault::Link(a, b, m) => write!(f, "link {a} -> {b}: {m:?}"),
             Fault::Join(nodes, via) => write!(f, "join {nodes} via n{via}"),
+            Fault::Write(w) => w.describe(f, "write"),
+            Fault::Delete(w) => w.describe(f, "delete"),
+            Fault::Workload(w) => write!(f, "{w}"),
             Fault::Register {
                 nodes,
                 service,
@@ -277,6 +299,30 @@ impl World {
                 let (a, b) = (a.slot_set(n, groups)?, b.slot_set(n, groups)?);
                 self.network_mut().set_link(a, b, model.clone());
                 Ok(Vec::new())
+            }
+            Fault::Write(w) | Fault::Delete(w) => {
+                w.validate()?;
+                let slots = w.nodes.resolve(n, groups)?;
+                let delete = matches!(fault, Fault::Delete(_));
+                for &slot in &slots {
+                    for i in w.keys.clone() {
+                        let request = WriteRequest {
+                            keyspace: w.keyspace.clone(),
+                            key: writes::key(i),
+                            delete,
+                            acked: w.acked.then_some(writes::ACK_DEADLINE),
+                            value_size: 0,
+                        };
+                        self.write(slot, request);
+                    }
+                }
+                Ok(slots)
+            }
+            Fault::Workload(w) => {
+                w.validate()?;
+                let slots = w.nodes.resolve(n, groups)?;
+                self.start_workload(w.clone(), slots.clone());
+                Ok(slots)
             }
             _ => self.apply_to_nodes(fault, groups),
         }

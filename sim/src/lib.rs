@@ -7,7 +7,8 @@
 //!
 //! - [`world::World`]: the cores, the clock, the event queue and the network.
 //! - [`network`]: the network model (datagrams and QUIC-like streams).
-//! - [`faults::Fault`]: what a scenario can do.
+//! - [`faults::Fault`]: what a scenario can do, writes to replicated keyspaces included
+//!   ([`writes`]).
 //! - [`scenario::Scenario`]: the builder, the TOML file format and the standard scenarios.
 //! - [`invariants`]: what is checked, and the trait to add a check.
 //! - [`services`]: what each node's application registers in the service registry.
@@ -25,3 +26,4 @@ pub mod services;
 pub mod sweep;
 pub mod trace;
 pub mod world;
+pub mod writes;

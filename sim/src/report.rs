@@ -5,9 +5,10 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::invariants::registry::RegistryKind;
-use crate::invariants::Measurements;
+use crate::invariants::{Measurements, ReplicationEpisode};
 use crate::network::NetStats;
 use crate::world::World;
+use crate::writes::ReplicationTotals;
 
 /// One violation of one invariant.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -98,6 +99,50 @@ impl Traffic {
     }
 }
 
+/// What replication did in a run that wrote to replicated keyspaces.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReplicationReport {
+    /// Writes the scenario issued.
+    pub writes_issued: u64,
+    /// Of them, applied by a core (the rest were refused, or their node went down first).
+    pub writes_applied: u64,
+    /// Applied writes that were deletes.
+    pub deletes: u64,
+    /// Writes a core refused.
+    pub writes_refused: u64,
+    /// Applied writes that asked for acknowledgements.
+    pub acked_writes: u64,
+    /// Of them, held by a majority of the members asked.
+    pub majority_acked: u64,
+    /// Anti-entropy rounds started, over every node.
+    pub anti_entropy_rounds: u64,
+    /// Every core's replication counters, summed over nodes and lives.
+    pub totals: ReplicationTotals,
+    /// Time until replicas held the same data, over this run's episodes.
+    pub convergence: Stats,
+    /// Episodes that did not converge.
+    pub not_converged: usize,
+}
+
+impl ReplicationReport {
+    /// Of `world` at the end of a run, with the run's convergence episodes.
+    pub fn of(world: &World, episodes: &[ReplicationEpisode]) -> Self {
+        let writes = world.writes();
+        Self {
+            writes_issued: world.writes_issued(),
+            writes_applied: writes.len() as u64,
+            deletes: writes.iter().filter(|w| w.value.is_none()).count() as u64,
+            writes_refused: world.writes_refused(),
+            acked_writes: writes.iter().filter(|w| w.acked.is_some()).count() as u64,
+            majority_acked: writes.iter().filter(|w| w.majority_acked()).count() as u64,
+            anti_entropy_rounds: world.anti_entropy_rounds(),
+            totals: world.replication_totals(),
+            convergence: Stats::of(episodes.iter().filter_map(|e| e.took_secs).collect()),
+            not_converged: episodes.iter().filter(|e| e.took_secs.is_none()).count(),
+        }
+    }
+}
+
 /// Everything about one run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunReport {
@@ -121,6 +166,9 @@ pub struct RunReport {
     pub traffic: Traffic,
     /// What the network did.
     pub network: NetStats,
+    /// What replication did, when the scenario wrote anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationReport>,
     /// Every invariant's result.
     pub invariants: Vec<InvariantOutcome>,
     /// A panic inside the run, if one happened.
@@ -193,6 +241,9 @@ pub struct SimReport {
     pub registry_reaped: Stats,
     /// Membership bytes per node per second, over runs.
     pub membership_bytes_per_node_per_sec: Stats,
+    /// Time until replicas held the same data, over every episode of every run (scenarios that
+    /// write).
+    pub replication_convergence: Stats,
     /// The full report of a single-seed run, or of every failed run of a sweep.
     pub details: Vec<RunReport>,
 }
@@ -215,6 +266,12 @@ impl SimReport {
         let bytes = runs
             .iter()
             .map(|r| r.traffic.membership_bytes_per_node_per_sec);
+        let replication = runs.iter().flat_map(|r| {
+            r.measurements
+                .replication
+                .iter()
+                .filter_map(|e| e.took_secs)
+        });
         let registry = |kind: RegistryKind| {
             Stats::of(
                 runs.iter()
@@ -240,6 +297,7 @@ impl SimReport {
             registry_gone: registry(RegistryKind::Death),
             registry_reaped: registry(RegistryKind::Reaped),
             membership_bytes_per_node_per_sec: Stats::of(bytes.collect()),
+            replication_convergence: Stats::of(replication.collect()),
             details: if runs.len() == 1 {
                 runs
             } else {
@@ -305,6 +363,17 @@ pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> 
         b.median.unwrap_or(0.0)
     )?;
     writeln!(out, "  false positives {}", report.false_positives)?;
+    let r = &report.replication_convergence;
+    if r.count > 0 {
+        writeln!(
+            out,
+            "  replicas equal  median {} p99 {} max {} ({} episodes)",
+            opt(r.median),
+            opt(r.p99),
+            opt(r.max),
+            r.count
+        )?;
+    }
     for (what, s) in [
         ("registered -> listed everywhere", &report.registry_listed),
         ("life ended -> gone everywhere  ", &report.registry_gone),
@@ -371,6 +440,9 @@ fn print_run(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {
         "  false positives {} · declared failed while stalled {} · across a partition {}",
         m.false_positives, m.failed_while_stalled, m.failed_across_partition
     )?;
+    if let Some(r) = &run.replication {
+        print_replication(r, &m.replication, out)?;
+    }
     print_registry(m, out)?;
     let t = &run.traffic;
     writeln!(out, "\ntraffic per node: {:.1} msg/s · {:.0} B/s datagrams · {:.0} B/s streams · {:.0} B/s membership total", t.messages_per_node_per_sec, t.datagram_bytes_per_node_per_sec, t.stream_bytes_per_node_per_sec, t.membership_bytes_per_node_per_sec)?;
@@ -384,6 +456,56 @@ fn print_run(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {
         run.trace_hash, run.trace_lines, run.replay
     )?;
     print_trace(run, out)
+}
+
+fn print_replication(
+    r: &ReplicationReport,
+    episodes: &[ReplicationEpisode],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let t = &r.totals;
+    writeln!(out, "\nreplication")?;
+    writeln!(
+        out,
+        "  writes: {} issued · {} applied ({} deletes) · {} refused · {} acked ({} by a majority)",
+        r.writes_issued,
+        r.writes_applied,
+        r.deletes,
+        r.writes_refused,
+        r.acked_writes,
+        r.majority_acked
+    )?;
+    writeln!(
+        out,
+        "  ops: {} sent · {} applied · {} duplicates · {} dropped · {} refused for drift",
+        t.ops_sent, t.ops_applied, t.duplicate_ops, t.dropped, t.drift_rejected
+    )?;
+    writeln!(
+        out,
+        "  anti-entropy: {} rounds · {} digests · {} full states sent ({} bulk) · {} merged",
+        r.anti_entropy_rounds,
+        t.digests_sent,
+        t.full_states_sent,
+        t.bulk_states_sent,
+        t.full_states_merged
+    )?;
+    writeln!(
+        out,
+        "  {} bytes sent · {} tombstones collected · {} origins retired · {} epoch changes",
+        t.bytes_sent, t.tombstones_collected, t.origins_retired, t.epoch_changes
+    )?;
+    for e in episodes {
+        writeln!(
+            out,
+            "  replicas equal after {} (at {:.1}s): {} · {:.1} anti-entropy rounds per node",
+            e.after,
+            e.at_secs,
+            e.took_secs
+                .map_or("did not converge".into(), |t| format!("{t:.2}s")),
+            e.rounds_per_node
+        )?;
+    }
+    Ok(())
 }
 
 fn print_registry(m: &Measurements, out: &mut dyn Write) -> io::Result<()> {

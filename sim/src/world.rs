@@ -14,10 +14,13 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
+use foundation_crdt::LwwEntry;
 use foundation_engine::core::{Command, Core, CoreConfig, Input};
 use foundation_engine::effects::{Effect, Event, Timer};
 use foundation_engine::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
-use foundation_engine::replication::ReplicationConfig;
+use foundation_engine::replication::{
+    Envelope, Op, ReplicationConfig, ReplicationEvent, ReplicationTimer, Write,
+};
 use foundation_engine::time::Instant;
 use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
 use rand::rngs::StdRng;
@@ -27,6 +30,7 @@ use serde::Serialize;
 use crate::clock::NodeClock;
 use crate::network::{BlockRule, LinkModel, Network};
 use crate::trace::{Fnv64, Trace};
+use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord, WriteRequest};
 
 /// Datagrams a stalled node's socket buffer holds; later ones are dropped, as the kernel would
 /// (the transport's own datagram queue is 256 deep).
@@ -98,6 +102,8 @@ pub struct SimNode {
     stalls: Vec<(u64, u64)>,
     started_us: u64,
     leaving_us: Option<u64>,
+    /// Lives that ended, with when (world µs).
+    ended: Vec<(u64, u64)>,
 }
 
 impl SimNode {
@@ -157,6 +163,25 @@ impl SimNode {
         self.leaving_us
     }
 
+    /// Which life of the slot this is: it grows on every start and every crash, so a
+    /// `(slot, life)` pair names one run of one core.
+    pub fn life(&self) -> u64 {
+        self.life
+    }
+
+    /// Whether the core of `life` is the one running now.
+    pub fn is_up_in(&self, life: u64) -> bool {
+        self.core.is_some() && self.life == life
+    }
+
+    /// When the core of `life` stopped (crashed, or shut down after leaving), in world µs.
+    pub fn life_ended_us(&self, life: u64) -> Option<u64> {
+        self.ended
+            .iter()
+            .find(|(l, _)| *l == life)
+            .map(|(_, at)| *at)
+    }
+
     fn node_addr(&self) -> NodeAddr {
         NodeAddr {
             id: self.id,
@@ -204,6 +229,17 @@ enum Pending {
         life: u64,
         command: Command,
     },
+    Write {
+        node: usize,
+        life: u64,
+        id: u64,
+        write: Write,
+        acked: Option<std::time::Duration>,
+    },
+    /// The next write of the workload with this index.
+    Workload {
+        index: usize,
+    },
     Resume {
         node: usize,
         life: u64,
@@ -215,11 +251,14 @@ enum Pending {
 }
 
 impl Pending {
-    fn node(&self) -> usize {
+    /// The slot it is for; `None` for the world's own events.
+    fn node(&self) -> Option<usize> {
         match self {
-            Pending::Datagram { to, .. } | Pending::Stream { to, .. } => *to,
-            Pending::Timer { node, .. } | Pending::Command { node, .. } => *node,
-            Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => *node,
+            Pending::Datagram { to, .. } | Pending::Stream { to, .. } => Some(*to),
+            Pending::Timer { node, .. } | Pending::Command { node, .. } => Some(*node),
+            Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => Some(*node),
+            Pending::Write { node, .. } => Some(*node),
+            Pending::Workload { .. } => None,
         }
     }
 }
@@ -269,8 +308,28 @@ pub struct World {
     observed: Vec<Observed>,
     topology: Vec<(u64, Vec<BlockRule>)>,
     replication: Option<ReplicationConfig>,
+    writes: WriteLog,
     /// What each slot's application registers in the service registry.
     pub(crate) registrations: crate::services::Registrations,
+}
+
+/// What the world wrote and what replication did, beyond each core's own counters.
+#[derive(Default)]
+struct WriteLog {
+    /// Every write a core applied, in order.
+    records: Vec<WriteRecord>,
+    /// `(slot, life, keyspace, seq)` to the record, for acks.
+    by_seq: BTreeMap<(usize, u64, String, u64), usize>,
+    /// Writes issued so far (applied, refused, or lost with their node).
+    issued: u64,
+    /// Writes a core refused.
+    refused: u64,
+    /// Running workloads: the workload, its slots, and when it ends (world µs).
+    workloads: Vec<(Workload, Vec<usize>, u64)>,
+    /// Counters of cores that are gone.
+    gone: ReplicationTotals,
+    /// Anti-entropy rounds started, over every node.
+    anti_entropy_rounds: u64,
 }
 
 impl World {
@@ -293,6 +352,7 @@ impl World {
             observed: Vec::new(),
             topology: vec![(0, Vec::new())],
             replication: None,
+            writes: WriteLog::default(),
             registrations: Default::default(),
         };
         for slot in 0..config.nodes {
@@ -412,6 +472,252 @@ impl World {
         self.rng.gen_range(0..bound)
     }
 
+    // ---- writes to replicated keyspaces ----
+
+    /// Has the node in `slot` make a local write now, or when its stall ends: sets
+    /// `request.key` to a value unique in the run (`w<id>`, padded), or deletes it. Returns the
+    /// write's id, or `None` if the node is down. Once a core applied it, it is in
+    /// [`World::writes`]; a refused write is only counted ([`World::writes_refused`]).
+    pub fn write(&mut self, slot: usize, request: WriteRequest) -> Option<u64> {
+        let node = &self.nodes[slot];
+        node.core.as_ref()?;
+        self.writes.issued += 1;
+        let id = self.writes.issued;
+        let value = (!request.delete).then(|| writes::value(id, request.value_size));
+        let write = Write {
+            keyspace: request.keyspace,
+            key: request.key,
+            value,
+        };
+        if node.stalled_until.is_some() {
+            let life = node.life;
+            let held = Pending::Write {
+                node: slot,
+                life,
+                id,
+                write,
+                acked: request.acked,
+            };
+            self.hold(slot, held);
+        } else {
+            self.apply_write(slot, id, write, request.acked);
+        }
+        Some(id)
+    }
+
+    /// Every write a core applied, in the order they were applied.
+    pub fn writes(&self) -> &[WriteRecord] {
+        &self.writes.records
+    }
+
+    /// Writes issued so far: applied, refused, or lost with a node that went down first.
+    pub fn writes_issued(&self) -> u64 {
+        self.writes.issued
+    }
+
+    /// Writes a core refused (a limit).
+    pub fn writes_refused(&self) -> u64 {
+        self.writes.refused
+    }
+
+    /// Replication counters over every node and every life (crashed cores' counters are kept).
+    pub fn replication_totals(&self) -> ReplicationTotals {
+        let mut totals = self.writes.gone.clone();
+        for core in self.nodes.iter().filter_map(SimNode::core) {
+            totals.add(core.replication().stats());
+        }
+        totals
+    }
+
+    /// Anti-entropy rounds started so far, over every node.
+    pub fn anti_entropy_rounds(&self) -> u64 {
+        self.writes.anti_entropy_rounds
+    }
+
+    /// Starts a workload on `slots`: its first write comes after one random gap.
+    pub(crate) fn start_workload(&mut self, workload: Workload, slots: Vec<usize>) {
+        let end = self.now_us + workload.duration.as_micros() as u64;
+        let gap = 1 + self.random_below(workload.max_gap_us());
+        let index = self.writes.workloads.len();
+        self.writes.workloads.push((workload, slots, end));
+        if self.now_us + gap <= end {
+            self.push(self.now_us + gap, Pending::Workload { index });
+        }
+    }
+
+    /// One write of workload `index` on a random running node of its selection, then the next
+    /// after a random gap.
+    fn workload_write(&mut self, index: usize) {
+        let (workload, slots, end) = &self.writes.workloads[index];
+        let running: Vec<usize> = slots
+            .iter()
+            .copied()
+            .filter(|&s| self.nodes[s].status() == NodeStatus::Running)
+            .collect();
+        let (keys, deletes, acked) = (workload.keys, workload.deletes, workload.acked);
+        let (value_size, max_gap, end) = (workload.value_size, workload.max_gap_us(), *end);
+        let keyspace = workload.keyspace.clone();
+        if !running.is_empty() {
+            let slot = running[self.random_below(running.len() as u64) as usize];
+            let key = writes::key(self.random_below(keys as u64) as usize);
+            let delete = deletes > 0.0 && self.rng.gen::<f64>() < deletes;
+            let acked = acked > 0.0 && self.rng.gen::<f64>() < acked;
+            let request = WriteRequest {
+                keyspace,
+                key,
+                delete,
+                acked: acked.then_some(writes::ACK_DEADLINE),
+                value_size,
+            };
+            self.write(slot, request);
+        }
+        let next = self.now_us + 1 + self.random_below(max_gap);
+        if next <= end {
+            self.push(next, Pending::Workload { index });
+        }
+    }
+
+    /// Applies a write on the running core in `slot` and records it.
+    fn apply_write(
+        &mut self,
+        slot: usize,
+        id: u64,
+        write: Write,
+        acked: Option<std::time::Duration>,
+    ) {
+        let now = self.now_us;
+        let node = &mut self.nodes[slot];
+        let (local, life) = (node.clock.local(now), node.life);
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let what = write
+            .value
+            .as_ref()
+            .map_or_else(|| "delete".to_string(), |v| format!("{}B", v.len()));
+        let asks = if acked.is_some() { " acked" } else { "" };
+        self.trace.line(format_args!(
+            "{} n{slot} <- write {}/{} w{id} {what}{asks}",
+            Stamp(now),
+            write.keyspace,
+            write.key
+        ));
+        let (keyspace, key, value) = (
+            write.keyspace.clone(),
+            write.key.clone(),
+            write.value.clone(),
+        );
+        let result = match acked {
+            None => core.write(local, write).map(|()| None),
+            Some(d) => core.write_acked(local, write, local + d).map(Some),
+        };
+        match result {
+            Ok(ticket) => {
+                let replication = core.replication();
+                let origin = replication.me();
+                let applied = replication.keyspace(&keyspace);
+                let ts = applied
+                    .and_then(|k| k.map().entry(&key))
+                    .map(|e| e.ts)
+                    .unwrap_or_default();
+                let seq = match &ticket {
+                    Some(ticket) => ticket.seq,
+                    None => applied.map_or(0, |k| k.next_seq(origin) - 1),
+                };
+                let acked = ticket.map(|t| {
+                    let mut progress = AckProgress {
+                        members: t.members,
+                        holders: 1,
+                        majority_at_us: None,
+                        holder_lives: [(slot, life)].into(),
+                    };
+                    if progress.majority() <= 1 {
+                        progress.majority_at_us = Some(now);
+                    }
+                    progress
+                });
+                let index = self.writes.records.len();
+                self.writes
+                    .by_seq
+                    .insert((slot, life, keyspace.clone(), seq), index);
+                self.writes.records.push(WriteRecord {
+                    id,
+                    at_us: now,
+                    slot,
+                    life,
+                    origin,
+                    seq,
+                    keyspace,
+                    key,
+                    value,
+                    ts,
+                    acked,
+                });
+            }
+            Err(error) => {
+                self.writes.refused += 1;
+                self.trace.line(format_args!(
+                    "{} n{slot} write w{id} refused: {error}",
+                    Stamp(now)
+                ));
+            }
+        }
+        self.drain(slot);
+    }
+
+    /// An ack for a write of the core in `slot`: counts it, and notes which lives hold the op.
+    fn acked(&mut self, slot: usize, keyspace: String, seq: u64, holders: usize, members: usize) {
+        let life = self.nodes[slot].life;
+        let Some(&index) = self.writes.by_seq.get(&(slot, life, keyspace, seq)) else {
+            return;
+        };
+        let record = &self.writes.records[index];
+        let envelope = Envelope {
+            keyspace: record.keyspace.clone(),
+            origin: record.origin,
+            seq,
+            epoch: 0,
+            op: Op {
+                key: record.key.clone(),
+                entry: LwwEntry {
+                    ts: record.ts,
+                    value: record.value.clone(),
+                },
+            },
+        };
+        let holding: Vec<(usize, u64)> = (0..self.nodes.len())
+            .filter(|&s| {
+                self.nodes[s].core.as_ref().is_some_and(|c| {
+                    c.replication()
+                        .keyspace(&envelope.keyspace)
+                        .is_some_and(|k| k.has(&envelope))
+                })
+            })
+            .map(|s| (s, self.nodes[s].life))
+            .collect();
+        let now = self.now_us;
+        let progress = self.writes.records[index]
+            .acked
+            .get_or_insert_with(AckProgress::default);
+        progress.members = progress.members.max(members);
+        progress.holders = progress.holders.max(holders);
+        progress.holder_lives.extend(holding);
+        if progress.majority_at_us.is_none() && progress.holders >= progress.majority() {
+            progress.majority_at_us = Some(now);
+        }
+    }
+
+    /// Applies a write on `slot`'s core without recording it: a corrupted world, for tests that
+    /// show the replication invariants catch data they cannot explain.
+    #[cfg(test)]
+    pub(crate) fn write_unrecorded(&mut self, slot: usize, write: Write) {
+        let local = self.nodes[slot].clock.local(self.now_us);
+        if let Some(core) = self.nodes[slot].core.as_mut() {
+            let _ = core.write(local, write);
+        }
+        self.drain(slot);
+    }
+
     /// Writes a line of the driver's own (faults, phases) into the trace.
     pub fn note(&mut self, args: std::fmt::Arguments<'_>) {
         let now = self.now_us;
@@ -464,6 +770,8 @@ impl World {
         if let Some(core) = &node.core {
             // Remember the generation the core went by, for the restart and for reports.
             node.generation = core.membership().me().generation;
+            self.writes.gone.add(core.replication().stats());
+            node.ended.push((node.life, self.now_us));
         }
         node.life += 1;
         node.core = None;
@@ -539,6 +847,7 @@ impl World {
             stalls: Vec::new(),
             started_us: 0,
             leaving_us: None,
+            ended: Vec::new(),
         });
     }
 
@@ -573,7 +882,14 @@ impl World {
     // ---- delivering events ----
 
     fn dispatch(&mut self, what: Pending) -> Option<usize> {
-        let slot = what.node();
+        let slot = match (&what, what.node()) {
+            (Pending::Workload { index }, _) => {
+                self.workload_write(*index);
+                return None;
+            }
+            (_, Some(slot)) => slot,
+            (_, None) => return None,
+        };
         match what {
             Pending::Resume { node, life } if self.nodes[node].life == life => {
                 self.resume(node);
@@ -602,14 +918,16 @@ impl World {
     /// Whether the event can still reach its node: the node is up, a timer or command belongs
     /// to the node's current life, and a stream message's connection survived.
     fn still_valid(&mut self, what: &Pending) -> bool {
-        let slot = what.node();
+        let Some(slot) = what.node() else {
+            return false;
+        };
         if self.nodes[slot].core.is_none() {
             return false;
         }
         match what {
-            Pending::Timer { life, .. } | Pending::Command { life, .. } => {
-                self.nodes[slot].life == *life
-            }
+            Pending::Timer { life, .. }
+            | Pending::Command { life, .. }
+            | Pending::Write { life, .. } => self.nodes[slot].life == *life,
             Pending::Stream {
                 to,
                 from,
@@ -679,12 +997,22 @@ impl World {
                 payload,
                 ..
             } => (to, self.received(to, from, from_id, channel, payload)),
+            Pending::Write {
+                node,
+                id,
+                write,
+                acked,
+                ..
+            } => return self.apply_write(node, id, write, acked),
             Pending::Timer {
                 node,
                 scheduled,
                 timer,
                 ..
             } => {
+                if matches!(timer, Timer::Replication(ReplicationTimer::AntiEntropy)) {
+                    self.writes.anti_entropy_rounds += 1;
+                }
                 let due = Stamp(scheduled.elapsed().as_micros() as u64);
                 self.trace.line(format_args!(
                     "{} n{node} <- timer {timer:?} due {due}",
@@ -699,7 +1027,7 @@ impl World {
                 ));
                 (node, Input::Command(command))
             }
-            Pending::Resume { .. } | Pending::Shutdown { .. } => return,
+            Pending::Resume { .. } | Pending::Shutdown { .. } | Pending::Workload { .. } => return,
         };
         let node = &mut self.nodes[slot];
         let local = node.clock.local(self.now_us);
@@ -749,12 +1077,22 @@ impl World {
                 Effect::Timer { at, timer } => self.arm(slot, at, timer),
                 Effect::Event(Event::Membership(event)) => self.observe(slot, event),
                 // Other protocols' events are traced; their invariants read them from the trace
-                // or from the cores until they need a hook of their own.
+                // or from the cores until they need a hook of their own. Acks also go to the
+                // write log.
                 #[allow(unreachable_patterns)]
                 Effect::Event(other) => {
                     let now = Stamp(self.now_us);
                     self.trace
                         .line(format_args!("{now} n{slot} -> event {other:?}"));
+                    if let Event::Replication(ReplicationEvent::Acked {
+                        keyspace,
+                        seq,
+                        holders,
+                        members,
+                    }) = other
+                    {
+                        self.acked(slot, keyspace, seq, holders, members);
+                    }
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! `cargo run --release -p foundation-sim --example sweep -- partition-heal 100 1..200`.
 
 use foundation_sim::invariants::registry::RegistryKind;
-use foundation_sim::report::RunReport;
+use foundation_sim::report::{print_summary, ReplicationReport, RunReport, SimReport};
 use foundation_sim::scenario::{run, standard, RunOptions};
 use foundation_sim::sweep::sweep;
 
@@ -15,6 +15,7 @@ fn check_all_pass(name: &str) {
     check_all_pass_at(name, NODES, SEEDS);
 }
 
+/// Runs `name` at `nodes` over `seeds`, asserts every run passed, and returns the reports.
 fn check_all_pass_at(name: &str, nodes: usize, seeds: std::ops::Range<u64>) -> Vec<RunReport> {
     let scenario = standard::by_name(name, nodes).expect("a standard scenario");
     let reports = sweep(&scenario, seeds, 0, false);
@@ -27,6 +28,41 @@ fn check_all_pass_at(name: &str, nodes: usize, seeds: std::ops::Range<u64>) -> V
     }
     assert!(failed.is_empty(), "{name}: {} seed(s) failed", failed.len());
     reports
+}
+
+/// The replication section of a run of a scenario that writes.
+fn replication(report: &RunReport) -> &ReplicationReport {
+    report
+        .replication
+        .as_ref()
+        .expect("a scenario that writes reports replication")
+}
+
+/// The replication invariants ran (and passed) in every run.
+fn assert_replication_checked(reports: &[RunReport]) {
+    for r in reports {
+        for name in ["replicas-converge", "acknowledged-writes-present"] {
+            assert!(
+                r.invariants.iter().any(|i| i.name == name),
+                "seed {}: {name} did not run",
+                r.seed
+            );
+        }
+        assert!(
+            r.measurements.writes_checked > 0,
+            "seed {}: no write was checked",
+            r.seed
+        );
+        assert!(
+            r.measurements
+                .replication
+                .iter()
+                .all(|e| e.took_secs.is_some()),
+            "seed {}: {:?}",
+            r.seed,
+            r.measurements.replication
+        );
+    }
 }
 
 /// The registry runs were checked, not skipped: the invariant ran, and registrations and deaths
@@ -104,6 +140,120 @@ fn rolling_restart_holds() {
     let scenario = standard::by_name("rolling-restart", 8).expect("a standard scenario");
     let report = run(&scenario, 1, &RunOptions::default());
     assert!(report.passed, "{:?}", report.invariants);
+}
+
+#[test]
+fn split_writes_converge_to_the_last_writer_and_keep_acknowledged_writes() {
+    let reports = check_all_pass_at("split-writes", NODES, SEEDS);
+    assert_replication_checked(&reports);
+    for r in &reports {
+        let rep = replication(r);
+        assert!(rep.majority_acked > 0 && rep.deletes > 0, "seed {}", r.seed);
+        // The episode that starts at the heal is the one that had work to do.
+        let heal = r
+            .measurements
+            .replication
+            .iter()
+            .find(|e| e.after.contains("heal"));
+        assert!(
+            heal.is_some_and(|e| e.took_secs.is_some()),
+            "seed {}",
+            r.seed
+        );
+    }
+    // The run summary has a replication section.
+    let mut text = Vec::new();
+    print_summary(&SimReport::of(vec![reports[0].clone()]), &mut text).expect("printed");
+    let text = String::from_utf8(text).expect("utf-8");
+    assert!(
+        text.contains("\nreplication\n") && text.contains("replicas equal after"),
+        "{text}"
+    );
+    assert!(text.contains("acknowledged-writes-present: ok"), "{text}");
+}
+
+#[test]
+fn replicated_chaos_holds() {
+    let reports = check_all_pass_at("replicated-chaos", NODES, SEEDS);
+    assert_replication_checked(&reports);
+    for r in &reports {
+        let rep = replication(r);
+        assert!(
+            rep.writes_applied > 1000 && rep.totals.duplicate_ops > 0,
+            "seed {}",
+            r.seed
+        );
+    }
+}
+
+#[test]
+fn a_lagging_replica_catches_up_through_full_states() {
+    let reports = check_all_pass_at("lagging-replica", 8, SEEDS);
+    assert_replication_checked(&reports);
+    for r in &reports {
+        let t = &replication(r).totals;
+        // Over the 1024-op log: only full states (large enough for the bulk channel) catch up.
+        assert!(
+            t.full_states_merged > 0 && t.bulk_states_sent > 0,
+            "seed {}: {t:?}",
+            r.seed
+        );
+    }
+}
+
+#[test]
+fn compaction_retires_departed_writers_and_collects_tombstones() {
+    let reports = check_all_pass_at("compaction", 8, SEEDS);
+    assert_replication_checked(&reports);
+    for r in &reports {
+        assert!(
+            r.invariants
+                .iter()
+                .any(|i| i.name == "departed-origins-retired"),
+            "seed {}",
+            r.seed
+        );
+        let t = &replication(r).totals;
+        assert!(
+            t.origins_retired > 0 && t.epoch_changes > 0 && t.tombstones_collected > 0,
+            "seed {}: {t:?}",
+            r.seed
+        );
+    }
+}
+
+/// Known bug, not fixed (see the report of the branch that added this test): a node declared
+/// failed rejoins with a renewed membership generation but keeps writing as its old replication
+/// origin, which peers take for a past life: they retire it, rebuild it from the owner's
+/// digests, retire it again — a new epoch and a round of full states every ~20 s, forever
+/// (split-writes, 16 nodes, seed 1, run for 300 s: 12 epoch changes per node). Renewing the
+/// origin with the generation stops the churn but exposes retirement on stale digests (an
+/// origin retired while a replica that was cut off holds ops of it others lack).
+#[test]
+#[ignore = "known bug: renewed identities make compaction epochs churn forever"]
+fn epochs_settle_after_a_partition_heals() {
+    let mut scenario = standard::by_name("split-writes", 16).expect("a standard scenario");
+    scenario.duration = std::time::Duration::from_secs(300);
+    let report = run(&scenario, 1, &RunOptions::default());
+    assert!(report.passed, "{:?}", report.invariants);
+    let changes = replication(&report).totals.epoch_changes;
+    assert!(changes <= 3 * 16, "{changes} epoch changes over 16 nodes");
+}
+
+/// More seeds of the replication scenarios than the normal run: `cargo test --release -p
+/// foundation-sim --test scenarios -- --ignored many_seeds`.
+#[test]
+#[ignore = "minutes in a debug build; run with --release"]
+fn replication_scenarios_hold_over_many_seeds() {
+    for name in [
+        "split-writes",
+        "replicated-chaos",
+        "lagging-replica",
+        "compaction",
+    ] {
+        let reports = check_all_pass_at(name, 16, 1..41);
+        assert_replication_checked(&reports);
+    }
 }
 
 #[test]

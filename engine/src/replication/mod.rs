@@ -70,15 +70,18 @@
 //! that are gone for good — a node not alive for [`ReplicationConfig::departed_after`], or a
 //! past life of a restarted node — once every member's digest shows the same seq for it, so no
 //! live replica lacks an op of it (dropping the bookkeeping never loses data). Dropping it
-//! moves us to a new epoch, a hash of the old epoch and the retired origins, so nodes that
-//! retire the same origins agree without talking. The epoch guarantees:
+//! moves us to a new epoch: a count of compactions, so an epoch is newer than the one it came
+//! from, and a hash of the old epoch and the retired origins, so nodes that retire the same
+//! origins agree without talking. The epoch guarantees:
 //!
 //! - ops of another epoch are refused: a node that still tracks a retired origin would otherwise
 //!   re-send its ops and grow the bookkeeping back;
 //! - a digest of another epoch is answered with full states, and a full state of another epoch is
 //!   merged (a state merge is always safe) and answered with ours, so the two sides reconcile
-//!   both ways; the side with the lower epoch adopts the higher one and drops the origins the
-//!   newer state no longer tracks (a live one is rebuilt from its owner's next digest).
+//!   both ways; the side with the older epoch adopts the newer one and drops the origins the
+//!   newer state no longer tracks (a live one is rebuilt from its owner's next digest), and the
+//!   side with the newer epoch takes no bookkeeping back from the older state (it would be the
+//!   origins it retired).
 //!
 //! This is the simplest version that keeps memory bounded by the origins still alive (plus those
 //! not yet agreed on), at the cost of a round of full states whenever two nodes' epochs differ.
@@ -920,6 +923,11 @@ impl Replication {
             for name in names {
                 self.send_full_state(to, &name, out);
             }
+            // Each state we send is answered with theirs; for a keyspace we lack (all of them
+            // on a node that starts empty), our digest asks for their states instead.
+            if reply && theirs.keys().any(|name| !self.keyspaces.contains_key(name)) {
+                self.send_digest(to, false, out);
+            }
             return;
         }
         let mut ops = Vec::new();
@@ -981,10 +989,21 @@ impl Replication {
         let ours = self.epoch;
         let keyspace = self.keyspaces.entry(name.to_owned()).or_default();
         let stale = keyspace.is_stale(&state);
-        let changes = keyspace.merge_full(&state, seen);
+        // An older epoch's state may still track origins we retired: take its data, and only
+        // the progress of origins we track.
+        let covered: Seen = if newer_epoch(ours, epoch) {
+            let tracked: BTreeSet<Origin> = keyspace.origins().copied().collect();
+            seen.iter()
+                .filter(|(origin, _)| tracked.contains(origin))
+                .map(|(origin, seq)| (*origin, *seq))
+                .collect()
+        } else {
+            seen.clone()
+        };
+        let changes = keyspace.merge_full(&state, &covered);
         // The sender's other keyspaces arrive after we adopted its epoch: prune those too.
         let adopting = from.map(|f| (f.id, epoch));
-        if epoch > ours || (adopting.is_some() && adopting == self.adopted_from) {
+        if newer_epoch(epoch, ours) || (adopting.is_some() && adopting == self.adopted_from) {
             self.adopted_from = adopting;
             self.adopt_epoch(name, epoch, seen);
         }
@@ -1168,20 +1187,32 @@ enum Outcome {
 /// Tombstone GC runs this many times per [`ReplicationConfig::tombstone_ttl`].
 const GC_ROUNDS_PER_TTL: u32 = 16;
 
-/// The epoch after retiring `retired` in `epoch`: a hash, so nodes that retire the same origins
-/// from the same epoch agree on the next one without talking, and any two that did not differ
-/// (and reconcile with full states).
+/// The epoch after retiring `retired` in `epoch`: one more compaction in the high 16 bits, so
+/// it is newer than `epoch` ([`newer_epoch`]), and a hash of `epoch` and the retired origins in
+/// the low 16, so nodes that retire the same origins from the same epoch agree on the next one
+/// without talking, and any two that did not (almost always) differ and reconcile with full
+/// states. (A hash alone does not say which of two epochs is newer: a node could go back to the
+/// epoch it came from, taking back the origins it had retired.)
 fn next_epoch(epoch: u32, retired: &BTreeSet<Origin>) -> u32 {
     let mut bytes = epoch.to_be_bytes().to_vec();
     for origin in retired {
         bytes.extend_from_slice(&origin.node.as_u128().to_be_bytes());
         bytes.extend_from_slice(&origin.generation.to_be_bytes());
     }
-    let next = foundation_crdt::fnv1a64(&bytes) as u32;
-    if next == epoch {
-        next.wrapping_add(1)
+    let hash = foundation_crdt::fnv1a64(&bytes) as u32 & 0xFFFF;
+    let count = (epoch >> 16).wrapping_add(1) & 0xFFFF;
+    count << 16 | hash
+}
+
+/// Whether epoch `a` is newer than `b`: it counts more compactions (in serial-number arithmetic,
+/// so the 16-bit count may wrap), or as many with a higher hash, so two nodes that compacted
+/// differently from one epoch pick the same of their two.
+fn newer_epoch(a: u32, b: u32) -> bool {
+    let (count_a, count_b) = ((a >> 16) as u16, (b >> 16) as u16);
+    if count_a == count_b {
+        a & 0xFFFF > b & 0xFFFF
     } else {
-        next
+        count_a.wrapping_sub(count_b) as i16 > 0
     }
 }
 

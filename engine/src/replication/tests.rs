@@ -905,6 +905,95 @@ fn a_node_of_an_older_epoch_catches_up_through_full_states() {
     );
 }
 
+/// Found by the simulator (`compaction`, seed 1): epochs were ordered by their hash, so a node
+/// that compacted a second time could take a state of the epoch it came from for the newer one,
+/// adopt it back with the origins it had just retired, retire them again, and so on: the
+/// cluster never agreed on an epoch, and tombstone GC (which needs one) never ran.
+#[test]
+fn a_node_that_compacted_again_keeps_its_epoch_and_does_not_take_back_what_it_retired() {
+    // Several second waves, so the epochs' hashes fall both ways.
+    for wave in 1..=6 {
+        let mut net = transient_writers(3 + wave);
+        let (nodes, _) = departed(3 + wave);
+        let first: BTreeSet<Origin> = (3..6).map(|w| origin(w, 1)).collect();
+        let second: BTreeSet<Origin> = (6..6 + wave).map(|w| origin(w, 1)).collect();
+        for i in 0..3 {
+            let live: Vec<NodeAddr> = (0..3).filter(|&j| j != i).map(addr).collect();
+            net.peers[i].machine.retire(&nodes, &first, &live);
+        }
+        let e1 = net.peers[0].machine.epoch();
+        assert!((0..3).all(|i| net.peers[i].machine.epoch() == e1));
+        net.agree(&[0, 1, 2]);
+        // Only node 0 retires the second wave.
+        net.peers[0]
+            .machine
+            .retire(&nodes, &second, &[addr(1), addr(2)]);
+        let e2 = net.peers[0].machine.epoch();
+        assert_ne!(e2, e1);
+        assert_eq!(origin_logs(&net, 0), 1);
+        // Node 0 gets node 1's state of the older epoch, and node 1 gets node 0's.
+        net.exchange(0, 1);
+        net.exchange(1, 0);
+        for i in 0..2 {
+            let epoch = net.peers[i].machine.epoch();
+            assert_eq!(epoch, e2, "wave {wave}: node {i} is in the newest epoch");
+            assert_eq!(
+                origin_logs(&net, i),
+                1,
+                "wave {wave}: node {i} tracks a departed writer"
+            );
+        }
+        net.agree(&[0, 1, 2]);
+        for i in 0..3 {
+            assert_eq!(net.peers[i].machine.epoch(), e2, "wave {wave}: node {i}");
+            assert_eq!(origin_logs(&net, i), 1, "wave {wave}: node {i}");
+            assert_eq!(net.value(i, "w8").as_deref(), (wave >= 3).then_some("v"));
+            assert_eq!(
+                net.peers[i].machine.state_digests(),
+                net.peers[0].machine.state_digests()
+            );
+        }
+    }
+}
+
+/// Found by the simulator (`lagging-replica`, seed 3): a node that restarted empty (so it does
+/// not tick, and sends no digest of its own) answered a digest of another epoch with its full
+/// states — none — and nothing else, so it never received the cluster's data once the cluster
+/// had compacted.
+#[test]
+fn an_empty_node_catches_up_with_a_cluster_in_a_later_epoch() {
+    let mut net = transient_writers(2);
+    let (nodes, gone) = departed(2);
+    for i in 0..3 {
+        let live: Vec<NodeAddr> = (0..3).filter(|&j| j != i).map(addr).collect();
+        net.peers[i].machine.retire(&nodes, &gone, &live);
+    }
+    let epoch = net.peers[0].machine.epoch();
+    assert_ne!(epoch, 0);
+    // Node 3 comes back as a new life with nothing, and node 0 happens to pick it.
+    net.peers[3].machine = Replication::new(origin(3, 2), ReplicationConfig::default(), 33);
+    net.exchange(0, 3);
+    assert_eq!(net.value(3, "mine").as_deref(), Some("0"));
+    assert_eq!(net.value(3, "w4").as_deref(), Some("v"));
+    assert_eq!(net.peers[3].machine.epoch(), epoch);
+    assert_eq!(
+        net.peers[3].machine.state_digests(),
+        net.peers[0].machine.state_digests()
+    );
+}
+
+#[test]
+fn a_compaction_epoch_is_newer_than_the_one_it_came_from_even_when_the_count_wraps() {
+    let retired: BTreeSet<Origin> = [origin(9, 1)].into();
+    let mut epoch = 0;
+    for _ in 0..70_000 {
+        let next = next_epoch(epoch, &retired);
+        assert!(newer_epoch(next, epoch) && !newer_epoch(epoch, next));
+        assert!(!newer_epoch(epoch, epoch));
+        epoch = next;
+    }
+}
+
 #[test]
 fn a_large_full_state_goes_on_the_bulk_channel() {
     let config = ReplicationConfig {

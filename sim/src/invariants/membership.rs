@@ -215,7 +215,7 @@ impl Detection {
     fn went_down(&mut self, world: &World, slot: usize, graceful: bool) {
         let id = world.node(slot).id();
         let waiting: BTreeSet<usize> = (0..world.nodes().len())
-            .filter(|&o| o != slot)
+            .filter(|&o| o != slot && world.node(o).leaving_us().is_none())
             .filter(|&o| {
                 world
                     .node(o)
@@ -260,8 +260,8 @@ impl Invariant for Detection {
     }
 
     fn on_fault(&mut self, world: &World, fault: &Fault, slots: &[usize]) {
-        // Observers that went down or restarted no longer have to notice anything.
-        if matches!(fault, Fault::Crash(_) | Fault::Restart(..)) {
+        // Observers that went down, are leaving or restarted no longer have to notice anything.
+        if matches!(fault, Fault::Crash(_) | Fault::Stop(_) | Fault::Restart(..)) {
             for down in &mut self.open {
                 down.waiting.retain(|o| !slots.contains(o));
             }

@@ -20,12 +20,23 @@
 //!   and never come back; after every disturbance every live node lists exactly what the live
 //!   nodes registered.
 //!
+//! Checked by default when the scenario writes to replicated keyspaces ([`replication_defaults`]):
+//! - [`replication::ReplicasConverge`]: after every disturbance, burst of writes and end of a
+//!   workload, every running node holds the same live data within a bound.
+//! - [`replication::AcknowledgedWritesPresent`]: at the end, no write that must have survived
+//!   (its writer is still running, or a majority acknowledged it and a holder is still running)
+//!   is missing or beaten by an older write on any running node.
+//!
+//! [`replication::OriginsRetired`] (departed writers' bookkeeping is compacted away) is added by
+//! the scenarios that set a short `departed_after`.
+//!
 //! Adding one: implement [`Invariant`] (every method has a default that checks nothing) and add
 //! a factory with [`crate::scenario::Scenario::invariant`].
 
 pub mod core;
 pub mod membership;
 pub mod registry;
+pub mod replication;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +97,9 @@ pub struct Bounds {
     pub core_invariants: bool,
     /// How often continuous checks run, in simulated time.
     pub interval: Duration,
+    /// How long after a disturbance, or the end of a burst of writes, every live node must hold
+    /// the same replicated data (only when the scenario writes).
+    pub replication: Duration,
 }
 
 impl Default for Bounds {
@@ -96,6 +110,7 @@ impl Default for Bounds {
             false_positives: true,
             core_invariants: true,
             interval: Duration::from_millis(100),
+            replication: Duration::from_secs(30),
         }
     }
 }
@@ -119,6 +134,27 @@ pub fn defaults(
         all.insert(0, Box::new(core::CoreInvariants));
     }
     all
+}
+
+/// The replication invariants a scenario that writes gets by default.
+pub fn replication_defaults(bounds: &Bounds) -> Vec<Box<dyn Invariant>> {
+    vec![
+        Box::new(replication::ReplicasConverge::new(bounds.replication)),
+        Box::new(replication::AcknowledgedWritesPresent::new()),
+    ]
+}
+
+/// One replication convergence episode.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReplicationEpisode {
+    /// What disturbed the replicas (a fault, a burst of writes, the end of a workload).
+    pub after: String,
+    /// When the clock started, in simulated seconds.
+    pub at_secs: f64,
+    /// How long until every running node held the same live data, if it did.
+    pub took_secs: Option<f64>,
+    /// Anti-entropy rounds started meanwhile, per running node.
+    pub rounds_per_node: f64,
 }
 
 /// One convergence episode.
@@ -162,6 +198,10 @@ pub struct Measurements {
     pub failed_while_stalled: u64,
     /// Declarations about a node cut off from the observer's side (allowed).
     pub failed_across_partition: u64,
+    /// Replication convergence episodes (scenarios that write).
+    pub replication: Vec<ReplicationEpisode>,
+    /// Keys whose surviving writes were checked on every running node at the end.
+    pub writes_checked: u64,
     /// The service registry: registration → listed everywhere, death → gone everywhere, and
     /// convergence episodes (empty unless the scenario registers something).
     pub registry: Vec<registry::RegistryRecord>,

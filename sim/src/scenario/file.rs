@@ -48,16 +48,48 @@
 //! # A scenario that registers anything is also checked by the `registry-consistent`
 //! # invariant (see `invariants::registry`).
 //!
+//! [[at]]                      # each selected node sets every key of the range
+//! time = "12s"
+//! write = "minority"
+//! keys = "0..20"              # or a count: keys = 20 means k0..k19
+//! keyspace = "kv"             # optional, default "kv"
+//! acked = true                # optional: ask every live member to acknowledge
+//!
+//! [[at]]                      # each selected node deletes every key of the range
+//! time = "14s"
+//! delete = 0
+//! keys = 5
+//!
+//! [[at]]                      # seeded random writes on random running nodes of the selection
+//! time = "5s"
+//! workload = "all"
+//! rate = 50.0                 # writes per second, the whole selection together
+//! keys = 200                  # key space k0..k199
+//! for = "20s"
+//! deletes = 0.1               # optional share of deletes
+//! acked = 0.2                 # optional share of acknowledged writes
+//! value_size = 64             # optional bytes per value (default 16)
+//!
+//! [replication]               # optional; engine defaults otherwise
+//! anti_entropy_interval = "1s"
+//! fanout = 3
+//! op_log_max = 1024
+//! tombstone_ttl = "15m"
+//! departed_after = "15m"
+//! bulk_threshold = 65536
+//!
 //! [checks]
 //! convergence = "30s"         # every live node agrees within this after each disturbance
 //! detection = "10s"           # every survivor sees a crash within this
 //! false_positives = true      # whether a false positive fails the run
+//! replication = "30s"         # replicas hold the same data within this (scenarios that write)
 //! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use foundation_engine::membership::MembershipConfig;
+use foundation_engine::replication::ReplicationConfig;
 use foundation_engine::services::record::check_service_name;
 use serde::Deserialize;
 use toml::Spanned;
@@ -65,6 +97,7 @@ use toml::Spanned;
 use super::{Check, Scenario, Scheduled};
 use crate::faults::{Fault, Identity, Nodes};
 use crate::network::LinkModel;
+use crate::writes::{Workload, Writes, DEFAULT_KEYSPACE};
 
 /// A scenario file that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +122,34 @@ struct RawScenario {
     #[serde(default)]
     at: Vec<Spanned<RawAt>>,
     checks: Option<Spanned<RawChecks>>,
+    replication: Option<Spanned<RawReplication>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplication {
+    anti_entropy_interval: Option<String>,
+    fanout: Option<usize>,
+    op_log_max: Option<usize>,
+    tombstone_ttl: Option<String>,
+    departed_after: Option<String>,
+    bulk_threshold: Option<usize>,
+}
+
+/// `keys = 20` (k0..k19) or `keys = "20..40"`.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawKeys {
+    Count(usize),
+    Range(String),
+}
+
+/// `acked = true` on a write, `acked = 0.2` (a share) on a workload.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum RawAcked {
+    Flag(bool),
+    Share(f64),
 }
 
 #[derive(Deserialize, Clone)]
@@ -130,6 +191,15 @@ struct RawAt {
     network: Option<RawLink>,
     join: Option<RawNodes>,
     via: Option<usize>,
+    write: Option<RawNodes>,
+    delete: Option<RawNodes>,
+    workload: Option<RawNodes>,
+    keyspace: Option<String>,
+    keys: Option<RawKeys>,
+    acked: Option<RawAcked>,
+    rate: Option<f64>,
+    deletes: Option<f64>,
+    value_size: Option<usize>,
     register: Option<RawNodes>,
     deregister: Option<RawNodes>,
     service: Option<String>,
@@ -142,6 +212,7 @@ struct RawChecks {
     convergence: Option<String>,
     detection: Option<String>,
     false_positives: Option<bool>,
+    replication: Option<String>,
 }
 
 /// Parses a scenario file. `source` names it in the replay command (`--file <source>`).
@@ -170,6 +241,9 @@ pub fn parse(text: &str, source: &str) -> Result<Scenario, ScenarioError> {
     }
     if let Some(n) = &raw.network {
         scenario.network = link(n.get_ref(), LinkModel::lan()).map_err(at(n.span()))?;
+    }
+    if let Some(r) = &raw.replication {
+        scenario.replication = Some(replication(r.get_ref()).map_err(at(r.span()))?);
     }
     for (name, nodes) in &raw.groups {
         let parsed = selection(nodes.get_ref()).map_err(at(nodes.span()))?;
@@ -261,15 +335,131 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
     if let Some(n) = &raw.join {
         found.push(("join", Fault::Join(selection(n)?, raw.via.unwrap_or(0))));
     }
+    if let Some(n) = &raw.write {
+        found.push(("write", Fault::Write(writes(raw, n, "write")?)));
+    }
+    if let Some(n) = &raw.delete {
+        found.push(("delete", Fault::Delete(writes(raw, n, "delete")?)));
+    }
+    if let Some(n) = &raw.workload {
+        found.push(("workload", Fault::Workload(workload(raw, n)?)));
+    }
     registry_actions(raw, &mut found)?;
+    let writing = found.iter().any(|(_, f)| f.writes());
+    if !writing && (raw.keys.is_some() || raw.keyspace.is_some() || raw.acked.is_some()) {
+        return Err("keys, keyspace and acked belong to a write, delete or workload".into());
+    }
+    let working = found.iter().any(|(_, f)| matches!(f, Fault::Workload(_)));
+    if !working && (raw.rate.is_some() || raw.deletes.is_some() || raw.value_size.is_some()) {
+        return Err("rate, deletes and value_size belong to a workload".into());
+    }
     match found.len() {
         1 => Ok((time, found.remove(0).1)),
-        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, skew, network, join, register, deregister)".into()),
+        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, skew, network, join, register, deregister, write, delete, workload)".into()),
         _ => {
             let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
             Err(format!("[[at]] entry has {} actions ({}); give each its own [[at]]", names.len(), names.join(", ")))
         }
     }
+}
+
+/// A `write` or `delete` entry: its keys, keyspace and whether it is acknowledged.
+fn writes(raw: &RawAt, nodes: &RawNodes, what: &str) -> Result<Writes, String> {
+    let keys = match &raw.keys {
+        None => {
+            return Err(format!(
+                "{what} needs `keys = <count>` or `keys = \"<first>..<end>\"`"
+            ))
+        }
+        Some(RawKeys::Count(n)) => 0..*n,
+        Some(RawKeys::Range(text)) => key_range(text)?,
+    };
+    let acked = match raw.acked {
+        None | Some(RawAcked::Flag(false)) => false,
+        Some(RawAcked::Flag(true)) => true,
+        Some(RawAcked::Share(share)) => {
+            return Err(format!(
+                "acked on a {what} is true or false, not {share} (a share is for a workload)"
+            ))
+        }
+    };
+    if raw.stall_for.is_some() {
+        return Err(format!(
+            "a {what} happens at once: `for` is for a workload or a stall"
+        ));
+    }
+    let w = Writes {
+        nodes: selection(nodes)?,
+        keyspace: raw
+            .keyspace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_KEYSPACE.into()),
+        keys,
+        acked,
+    };
+    w.validate()?;
+    Ok(w)
+}
+
+fn key_range(text: &str) -> Result<std::ops::Range<usize>, String> {
+    let bad = || format!("bad key range {text:?} (use a count, or \"20..40\")");
+    let (a, b) = text.split_once("..").ok_or_else(bad)?;
+    let parse = |s: &str| s.trim().parse::<usize>().map_err(|_| bad());
+    Ok(parse(a)?..parse(b)?)
+}
+
+/// A `workload` entry.
+fn workload(raw: &RawAt, nodes: &RawNodes) -> Result<Workload, String> {
+    let rate = raw
+        .rate
+        .ok_or("workload needs `rate = <writes per second>`")?;
+    let keys = match &raw.keys {
+        Some(RawKeys::Count(n)) => *n,
+        Some(RawKeys::Range(text)) => {
+            return Err(format!(
+                "a workload's keys is a count (the key space k0..k<count>), not {text:?}"
+            ))
+        }
+        None => return Err("workload needs `keys = <count>` (its key space)".into()),
+    };
+    let d = raw
+        .stall_for
+        .as_deref()
+        .ok_or("workload needs `for = \"<duration>\"`")?;
+    let acked = match raw.acked {
+        None => 0.0,
+        Some(RawAcked::Flag(flag)) => f64::from(u8::from(flag)),
+        Some(RawAcked::Share(share)) => share,
+    };
+    let mut w = Workload::new(selection(nodes)?, rate, keys, duration(d)?)
+        .deletes(raw.deletes.unwrap_or(0.0))
+        .acked(acked);
+    if let Some(keyspace) = &raw.keyspace {
+        w.keyspace = keyspace.clone();
+    }
+    if let Some(size) = raw.value_size {
+        w.value_size = size;
+    }
+    w.validate()?;
+    Ok(w)
+}
+
+fn replication(raw: &RawReplication) -> Result<ReplicationConfig, String> {
+    let mut c = ReplicationConfig::default();
+    let set = |text: &Option<String>, field: &mut std::time::Duration| -> Result<(), String> {
+        if let Some(text) = text {
+            *field = duration(text)?;
+        }
+        Ok(())
+    };
+    set(&raw.anti_entropy_interval, &mut c.anti_entropy_interval)?;
+    set(&raw.tombstone_ttl, &mut c.tombstone_ttl)?;
+    set(&raw.departed_after, &mut c.departed_after)?;
+    c.fanout = raw.fanout.unwrap_or(c.fanout);
+    c.op_log_max = raw.op_log_max.unwrap_or(c.op_log_max);
+    c.bulk_threshold = raw.bulk_threshold.unwrap_or(c.bulk_threshold);
+    super::validate_replication(&c)?;
+    Ok(c)
 }
 
 /// `register` and `deregister`, with the `service` and `instances` that go with them.
@@ -357,6 +547,9 @@ fn checks(scenario: Scenario, raw: &RawChecks) -> Result<Scenario, String> {
     }
     if let Some(on) = raw.false_positives {
         scenario = scenario.check(Check::NoFalsePositives(on));
+    }
+    if let Some(d) = &raw.replication {
+        scenario = scenario.check(Check::ReplicasConvergeWithin(duration(d)?));
     }
     Ok(scenario)
 }
@@ -466,6 +659,7 @@ fn signed_micros(text: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::secs;
 
     const GOOD: &str = r#"
 name = "demo"
@@ -523,6 +717,105 @@ for = "1s"
         let unknown = GOOD.replace("nodes = 8", "nodez = 8");
         let e = parse(&unknown, "x").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    const WRITES: &str = r#"
+nodes = 4
+duration = "30s"
+
+[replication]
+tombstone_ttl = "5s"
+departed_after = "10s"
+
+[[at]]
+time = "2s"
+write = "all"
+keys = "10..20"
+acked = true
+
+[[at]]
+time = "3s"
+delete = 1
+keys = 5
+keyspace = "other"
+
+[[at]]
+time = "4s"
+workload = "0..2"
+rate = 50.0
+keys = 100
+for = "10s"
+deletes = 0.1
+acked = 0.25
+value_size = 64
+
+[checks]
+replication = "20s"
+"#;
+
+    #[test]
+    fn writes_deletes_workloads_and_replication_settings_parse() {
+        let s = parse(WRITES, "w.toml").unwrap();
+        assert!(s.has_writes());
+        let r = s.replication.as_ref().unwrap();
+        assert_eq!((r.tombstone_ttl, r.departed_after), (secs(5), secs(10)));
+        assert_eq!(s.bounds.replication, secs(20));
+        assert_eq!(
+            s.schedule[0].fault,
+            Fault::Write(Writes::new(Nodes::All, 10..20).acked())
+        );
+        let delete = Writes {
+            keyspace: "other".into(),
+            ..Writes::new(Nodes::One(1), 0..5)
+        };
+        assert_eq!(s.schedule[1].fault, Fault::Delete(delete));
+        let workload = Workload::new(Nodes::Range { start: 0, end: 2 }, 50.0, 100, secs(10))
+            .deletes(0.1)
+            .acked(0.25)
+            .value_size(64);
+        assert_eq!(s.schedule[2].fault, Fault::Workload(workload));
+        assert_eq!(
+            s.schedule[2].fault.to_string(),
+            "workload on n0..n2: 50 writes/s over k0..k100 of \"kv\" for 10s, 10 % deletes, 25 % acked, 64 B values"
+        );
+        assert_eq!(
+            s.schedule[0].fault.to_string(),
+            "write k10..k20 of \"kv\" on all (acked)"
+        );
+    }
+
+    #[test]
+    fn bad_writes_are_refused_with_their_line_and_what_to_do() {
+        let cases = [
+            ("keys = \"10..20\"\n", "", 9, "write needs `keys"),
+            ("acked = true", "acked = 0.5", 9, "true or false"),
+            ("rate = 50.0\n", "", 21, "workload needs `rate"),
+            ("keys = 100", "keys = \"0..100\"", 21, "is a count"),
+            ("deletes = 0.1", "deletes = 2.0", 21, "not within 0..1"),
+            ("keys = 5", "keys = \"5..2\"", 15, "empty"),
+            (
+                "departed_after = \"10s\"",
+                "departed_after = \"1s\"",
+                5,
+                "departed_after",
+            ),
+            (
+                "replication = \"20s\"",
+                "replication = \"20s\"\nrate = 3.0",
+                33,
+                "unknown field",
+            ),
+        ];
+        for (from, to, line, problem) in cases {
+            let text = WRITES.replacen(from, to, 1);
+            assert_ne!(text, WRITES, "{from:?} is in the file");
+            let e = parse(&text, "x").unwrap_err();
+            assert!(e.problem.contains(problem), "{from:?} -> {e}");
+            assert_eq!(e.line, line, "{from:?} -> {e}");
+        }
+        let stray = GOOD.replace("heal = true", "heal = true\nrate = 3.0");
+        let e = parse(&stray, "x").unwrap_err();
+        assert!(e.problem.contains("belong to a workload"), "{e}");
     }
 
     const REGISTRY: &str = r#"

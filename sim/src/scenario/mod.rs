@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use foundation_engine::membership::MembershipConfig;
+use foundation_engine::replication::ReplicationConfig;
 use foundation_engine::services::record::check_service_name;
 
 use crate::faults::{Fault, Nodes};
@@ -57,6 +58,9 @@ pub enum Check {
     NoFalsePositives(bool),
     /// Whether each core's `invariants()` runs after every step.
     CoreInvariants(bool),
+    /// Every live node holds the same replicated data within this long after each disturbance
+    /// or burst of writes (checked only when the scenario writes).
+    ReplicasConvergeWithin(Duration),
 }
 
 /// A scenario: cluster size, settings, network, faults over time, and checks.
@@ -72,6 +76,8 @@ pub struct Scenario {
     pub duration: Duration,
     /// Every core's membership settings.
     pub membership: MembershipConfig,
+    /// Every core's replication settings; `None` keeps the engine's defaults.
+    pub replication: Option<ReplicationConfig>,
     /// How links behave at the start.
     pub network: LinkModel,
     /// Named node groups.
@@ -94,6 +100,7 @@ impl std::fmt::Debug for Scenario {
             .field("name", &self.name)
             .field("nodes", &self.nodes)
             .field("duration", &self.duration)
+            .field("replication", &self.replication)
             .field("schedule", &self.schedule)
             .field("bounds", &self.bounds)
             .field("extra", &self.extra.len())
@@ -110,6 +117,7 @@ impl Scenario {
             nodes: 16,
             duration: Duration::from_secs(30),
             membership: MembershipConfig::development(),
+            replication: None,
             network: LinkModel::lan(),
             groups: BTreeMap::new(),
             schedule: Vec::new(),
@@ -142,6 +150,18 @@ impl Scenario {
     pub fn membership(mut self, config: MembershipConfig) -> Self {
         self.membership = config;
         self
+    }
+
+    /// Sets every core's replication settings.
+    pub fn replication(mut self, config: ReplicationConfig) -> Self {
+        self.replication = Some(config);
+        self
+    }
+
+    /// Whether the scenario writes to replicated keyspaces (then the replication invariants
+    /// run, and the report has a replication section).
+    pub fn has_writes(&self) -> bool {
+        self.schedule.iter().any(|s| s.fault.writes())
     }
 
     /// Sets how links behave at the start.
@@ -179,6 +199,7 @@ impl Scenario {
             Check::DetectsWithin(d) => self.bounds.detection = d,
             Check::NoFalsePositives(on) => self.bounds.false_positives = on,
             Check::CoreInvariants(on) => self.bounds.core_invariants = on,
+            Check::ReplicasConvergeWithin(d) => self.bounds.replication = d,
         }
         self
     }
@@ -199,6 +220,9 @@ impl Scenario {
             return Err("a scenario needs at least one node".into());
         }
         self.membership.validate().map_err(|e| e.to_string())?;
+        if let Some(r) = &self.replication {
+            validate_replication(r)?;
+        }
         self.network.validate()?;
         for entry in &self.schedule {
             let at = |e: String| match entry.line {
@@ -211,6 +235,23 @@ impl Scenario {
     }
 }
 
+/// Checks replication settings a scenario may set.
+pub(crate) fn validate_replication(r: &ReplicationConfig) -> Result<(), String> {
+    if r.anti_entropy_interval.is_zero() {
+        return Err("replication anti_entropy_interval must be above zero".into());
+    }
+    if r.op_log_max == 0 || r.fanout == 0 {
+        return Err("replication op_log_max and fanout must be at least 1".into());
+    }
+    if r.tombstone_ttl.is_zero() || r.departed_after < r.tombstone_ttl {
+        return Err(format!(
+            "replication tombstone_ttl ({:?}) must be above zero and departed_after ({:?}) at least as long",
+            r.tombstone_ttl, r.departed_after
+        ));
+    }
+    Ok(())
+}
+
 fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> Result<(), String> {
     let selections: Vec<&Nodes> = match fault {
         Fault::Partition(a, b) | Fault::PartitionOneWay(a, b) | Fault::Link(a, b, _) => vec![a, b],
@@ -220,6 +261,14 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
             return Err(format!("join via node {via}, but the cluster has {n} {a}"))
         }
         Fault::Join(a, _) => vec![a],
+        Fault::Write(w) | Fault::Delete(w) => {
+            w.validate()?;
+            vec![&w.nodes]
+        }
+        Fault::Workload(w) => {
+            w.validate()?;
+            vec![&w.nodes]
+        }
         Fault::Register {
             nodes, instances, ..
         } if *instances == 0 => {

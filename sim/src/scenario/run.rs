@@ -8,7 +8,8 @@ use crate::faults::{Fault, Nodes};
 use crate::invariants::registry::RegistryConsistent;
 use crate::invariants::{self, Check, Invariant, Measurements};
 use crate::report::{
-    InvariantOutcome, RunReport, TimelineEntry, Traffic, TrafficTotals, Violation,
+    InvariantOutcome, ReplicationReport, RunReport, TimelineEntry, Traffic, TrafficTotals,
+    Violation,
 };
 use crate::trace::Trace;
 use crate::world::{World, WorldConfig};
@@ -57,6 +58,7 @@ fn panicked(scenario: &Scenario, seed: u64, payload: Box<dyn std::any::Any + Sen
         traffic: Traffic::default(),
         network: Default::default(),
         invariants: Vec::new(),
+        replication: None,
         panic: Some(message),
         trace_hash: Trace::new(false).hash(),
         trace_lines: 0,
@@ -91,14 +93,20 @@ struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     fn new(scenario: &'a Scenario, seed: u64, options: &RunOptions) -> Self {
-        let world = World::new(WorldConfig {
+        let mut world = World::new(WorldConfig {
             seed,
             nodes: scenario.nodes,
             membership: scenario.membership.clone(),
             network: scenario.network.clone(),
             keep_trace: options.keep_trace,
         });
+        if let Some(replication) = &scenario.replication {
+            world.set_replication(replication.clone());
+        }
         let mut all = invariants::defaults(&scenario.bounds, &scenario.membership);
+        if scenario.has_writes() {
+            all.extend(invariants::replication_defaults(&scenario.bounds));
+        }
         let registers = scenario
             .schedule
             .iter()
@@ -252,6 +260,10 @@ impl<'a> Runner<'a> {
         for w in &self.watched {
             w.invariant.measure(&mut measurements);
         }
+        let replication = self
+            .scenario
+            .has_writes()
+            .then(|| ReplicationReport::of(&self.world, &measurements.replication));
         let mut timeline = self.timeline;
         milestones(&measurements, &mut timeline);
         let simulated_secs = self.world.now_us() as f64 / 1e6;
@@ -269,6 +281,7 @@ impl<'a> Runner<'a> {
             traffic,
             network: self.world.network().stats().clone(),
             measurements,
+            replication,
             invariants,
             panic: None,
             trace_hash: trace.hash(),
@@ -288,6 +301,16 @@ fn milestones(m: &Measurements, timeline: &mut Vec<TimelineEntry>) {
         };
         timeline.push(TimelineEntry {
             at_secs: c.at_secs + c.took_secs.unwrap_or(0.0),
+            what,
+        });
+    }
+    for r in &m.replication {
+        let what = match r.took_secs {
+            Some(t) => format!("replicas equal after {t:.2}s ({})", r.after),
+            None => format!("replicas did not converge ({})", r.after),
+        };
+        timeline.push(TimelineEntry {
+            at_secs: r.at_secs + r.took_secs.unwrap_or(0.0),
             what,
         });
     }
