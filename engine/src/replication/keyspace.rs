@@ -1,6 +1,6 @@
 //! One keyspace: its CRDT state, what it has seen from each origin, and its recent ops.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use foundation_crdt::Timestamp;
 
@@ -91,6 +91,11 @@ pub struct Missing {
 pub struct Keyspace {
     map: Map,
     origins: BTreeMap<Origin, OriginLog>,
+    /// Logged ops in the order they were applied, to drop the oldest once the keyspace logs
+    /// more than its limit — over all origins together, so the log's memory does not grow
+    /// with the number of nodes that ever wrote. Entries already dropped by their origin's log
+    /// (or retired) are skipped.
+    logged: VecDeque<(Origin, u64)>,
     /// Sum of live key and value lengths, for the size limit.
     bytes: usize,
 }
@@ -138,6 +143,15 @@ impl Keyspace {
             envelope.op.clone(),
             log_max,
         );
+        self.logged.push_back((envelope.origin, envelope.seq));
+        while self.logged.len() > log_max {
+            let Some((origin, seq)) = self.logged.pop_front() else {
+                break;
+            };
+            if let Some(log) = self.origins.get_mut(&origin) {
+                log.ops.remove(&seq);
+            }
+        }
         let new = self.map.get(key).cloned();
         (changed && old != new).then(|| {
             self.bytes = self.bytes.saturating_sub(live_size(key, &old)) + live_size(key, &new);

@@ -146,8 +146,8 @@ pub struct ReplicationConfig {
     pub push_all_max: usize,
     /// How often a node starts an anti-entropy exchange.
     pub anti_entropy_interval: Duration,
-    /// Ops kept per origin per keyspace to answer digests; a peer further behind gets the full
-    /// state.
+    /// Ops kept per keyspace (over all origins) to answer digests; a peer further behind gets
+    /// the full state.
     pub op_log_max: usize,
     /// Largest value, in bytes.
     pub value_size_max: usize,

@@ -1043,3 +1043,33 @@ fn a_large_full_state_goes_on_the_bulk_channel() {
     );
     assert_eq!(machine.stats().bulk_states_sent, 1);
 }
+
+#[test]
+fn the_op_log_limit_covers_all_origins_together() {
+    let config = ReplicationConfig {
+        op_log_max: 4,
+        ..ReplicationConfig::default()
+    };
+    let mut net = Net::new(3, config);
+    for i in 0..3 {
+        for n in 0..4 {
+            net.write(i, &format!("n{i}k{n}"), Some("x"), true);
+        }
+    }
+    net.deliver_all();
+    let keyspace = net.peers[0].machine.keyspace("ks").expect("ks");
+    // Twelve ops by three origins, four logged: a peer that has seen nothing is past the log.
+    assert!(keyspace.missing_for("ks", None, 0).needs_full_state);
+    // A peer missing only the newest op is still served from the log.
+    let mut seen = keyspace.seen();
+    let newest = net.peers[0].machine.digest()["ks"].clone();
+    let (origin, seq) = newest
+        .iter()
+        .last()
+        .map(|(o, s)| (*o, *s))
+        .expect("an origin");
+    seen.insert(origin, seq - 1);
+    let missing = keyspace.missing_for("ks", Some(&seen), 0);
+    assert!(!missing.needs_full_state);
+    assert_eq!(missing.ops.len(), 1);
+}
