@@ -39,6 +39,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+#[path = "../../transport/benches/common/percentiles.rs"]
+mod percentiles;
+use percentiles::{percentiles, Percentiles};
+
 const SECRET: &str = "services benchmark secret, long enough";
 const SMALL: usize = 64;
 const TOPIC: &str = "bench.events";
@@ -117,33 +121,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------------------------
 // Statistics and printing.
-
-struct Percentiles {
-    n: usize,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
-    samples.sort_unstable();
-    let n = samples.len();
-    if n == 0 {
-        return Percentiles {
-            n,
-            p50: Duration::ZERO,
-            p99: Duration::ZERO,
-            max: Duration::ZERO,
-        };
-    }
-    let at = |q: f64| samples[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
-    Percentiles {
-        n,
-        p50: at(0.50),
-        p99: at(0.99),
-        max: samples[n - 1],
-    }
-}
 
 fn human(d: Duration) -> String {
     let ns = d.as_secs_f64() * 1e9;
@@ -966,31 +943,15 @@ async fn rpc(plan: &Plan) {
         samples.push(t0.elapsed());
     }
     let remote = percentiles(samples);
-    let concurrent = {
-        let stop = Arc::new(AtomicBool::new(false));
-        let calls = Arc::new(AtomicU64::new(0));
-        let tasks: Vec<_> = (0..CALLERS)
-            .map(|_| {
-                let (stop, calls, call) = (stop.clone(), calls.clone(), one.clone());
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        call("echo").await;
-                        calls.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let (start, base) = (Instant::now(), calls.load(Ordering::Relaxed));
-        tokio::time::sleep(plan.concurrent_window).await;
-        let done = calls.load(Ordering::Relaxed) - base;
-        let elapsed = start.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        for task in tasks {
-            let _ = task.await;
+    let caller = one.clone();
+    let concurrent = calls_per_second(plan.concurrent_window, move || {
+        let call = caller.clone();
+        async move {
+            call("echo").await;
+            true
         }
-        done as f64 / elapsed.as_secs_f64()
-    };
+    })
+    .await;
     let mut samples = Vec::with_capacity(plan.rpc_calls);
     for _ in 0..plan.rpc_calls {
         let t0 = Instant::now();
@@ -1158,14 +1119,32 @@ async fn nats_rpc(server: &NatsServer, plan: &Plan) -> Result<(Percentiles, f64)
         requester.request(&payload).await?;
         samples.push(t0.elapsed());
     }
+    let rate = calls_per_second(plan.concurrent_window, move || {
+        let requester = requester.clone();
+        async move { requester.request(&payload).await.is_ok() }
+    })
+    .await;
+    writer.abort();
+    reader.abort();
+    responder_task.abort();
+    Ok((percentiles(samples), rate))
+}
+
+/// Calls completed per second by [`CALLERS`] tasks calling `call` back to back over `window`,
+/// after a 200 ms warm-up. A caller stops early when `call` answers `false` (an error).
+async fn calls_per_second<F, Fut>(window: Duration, call: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..CALLERS)
         .map(|_| {
-            let (stop, calls, requester) = (stop.clone(), calls.clone(), requester.clone());
+            let (stop, calls, call) = (stop.clone(), calls.clone(), call.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    if requester.request(&payload).await.is_err() {
+                    if !call().await {
                         return;
                     }
                     calls.fetch_add(1, Ordering::Relaxed);
@@ -1175,17 +1154,14 @@ async fn nats_rpc(server: &NatsServer, plan: &Plan) -> Result<(Percentiles, f64)
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (start, base) = (Instant::now(), calls.load(Ordering::Relaxed));
-    tokio::time::sleep(plan.concurrent_window).await;
+    tokio::time::sleep(window).await;
     let done = calls.load(Ordering::Relaxed) - base;
     let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
     }
-    writer.abort();
-    reader.abort();
-    responder_task.abort();
-    Ok((percentiles(samples), done as f64 / elapsed.as_secs_f64()))
+    done as f64 / elapsed.as_secs_f64()
 }
 
 /// Completes the pending requests whose replies are in `parser`'s buffer

@@ -289,66 +289,7 @@ impl WriteRecord {
 
 /// Replication counters summed over every node and every life of every node (a crashed core's
 /// counters are kept when it goes).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ReplicationTotals {
-    /// Local writes applied.
-    pub writes: u64,
-    /// Local writes refused (limits).
-    pub refused_writes: u64,
-    /// Remote ops applied.
-    pub ops_applied: u64,
-    /// Remote ops already held.
-    pub duplicate_ops: u64,
-    /// Remote ops or states refused for clock drift.
-    pub drift_rejected: u64,
-    /// Remote ops or states of another epoch, or without room.
-    pub dropped: u64,
-    /// Ops sent (eager pushes and digest answers).
-    pub ops_sent: u64,
-    /// Digests sent.
-    pub digests_sent: u64,
-    /// Full states sent.
-    pub full_states_sent: u64,
-    /// Full states sent on the bulk channel.
-    pub bulk_states_sent: u64,
-    /// Full states merged.
-    pub full_states_merged: u64,
-    /// Full states that did not decode or were too large.
-    pub bad_states: u64,
-    /// Replication payload bytes sent.
-    pub bytes_sent: u64,
-    /// Acks sent.
-    pub acks_sent: u64,
-    /// Tombstones collected.
-    pub tombstones_collected: u64,
-    /// Departed origins' bookkeeping dropped (per origin per keyspace).
-    pub origins_retired: u64,
-    /// Compaction epoch changes.
-    pub epoch_changes: u64,
-}
-
-impl ReplicationTotals {
-    /// Adds one core's counters.
-    pub fn add(&mut self, s: &ReplicationStats) {
-        self.writes += s.writes;
-        self.refused_writes += s.refused_writes;
-        self.ops_applied += s.ops_applied;
-        self.duplicate_ops += s.duplicate_ops;
-        self.drift_rejected += s.drift_rejected;
-        self.dropped += s.dropped;
-        self.ops_sent += s.ops_sent;
-        self.digests_sent += s.digests_sent;
-        self.full_states_sent += s.full_states_sent;
-        self.bulk_states_sent += s.bulk_states_sent;
-        self.full_states_merged += s.full_states_merged;
-        self.bad_states += s.bad_states;
-        self.bytes_sent += s.bytes_sent;
-        self.acks_sent += s.acks_sent;
-        self.tombstones_collected += s.tombstones_collected;
-        self.origins_retired += s.origins_retired;
-        self.epoch_changes += s.epoch_changes;
-    }
-}
+pub type ReplicationTotals = ReplicationStats;
 
 #[cfg(test)]
 mod tests {

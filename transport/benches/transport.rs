@@ -26,6 +26,11 @@ use foundation_transport::{
 };
 use tokio::sync::mpsc;
 
+mod common {
+    pub mod percentiles;
+}
+use common::percentiles::{percentiles, Percentiles};
+
 const SECRET: &str = "benchmark cluster secret, long enough";
 const SMALL: usize = 64;
 const MIB: f64 = (1u64 << 20) as f64;
@@ -108,33 +113,6 @@ fn udp_drops_since(before: Option<u64>) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Statistics.
-
-struct Percentiles {
-    n: usize,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
-    samples.sort_unstable();
-    let n = samples.len();
-    if n == 0 {
-        return Percentiles {
-            n,
-            p50: Duration::ZERO,
-            p99: Duration::ZERO,
-            max: Duration::ZERO,
-        };
-    }
-    let at = |q: f64| samples[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
-    Percentiles {
-        n,
-        p50: at(0.50),
-        p99: at(0.99),
-        max: samples[n - 1],
-    }
-}
 
 fn us(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;

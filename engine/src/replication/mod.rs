@@ -304,7 +304,7 @@ pub enum ReplicationEvent {
 }
 
 /// Counters for metrics and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReplicationStats {
     /// Local writes applied.
     pub writes: u64,
@@ -342,6 +342,50 @@ pub struct ReplicationStats {
     pub origins_retired: u64,
     /// Times our compaction epoch changed (new departures, or adopting a peer's).
     pub epoch_changes: u64,
+}
+
+impl ReplicationStats {
+    /// Adds another machine's counters (totals over nodes, or over a node's lives).
+    pub fn add(&mut self, other: &Self) {
+        let Self {
+            writes,
+            refused_writes,
+            ops_applied,
+            duplicate_ops,
+            drift_rejected,
+            dropped,
+            ops_sent,
+            digests_sent,
+            full_states_sent,
+            full_states_merged,
+            bad_states,
+            bulk_states_sent,
+            bytes_sent,
+            acks_sent,
+            acks_received,
+            tombstones_collected,
+            origins_retired,
+            epoch_changes,
+        } = other;
+        self.writes += writes;
+        self.refused_writes += refused_writes;
+        self.ops_applied += ops_applied;
+        self.duplicate_ops += duplicate_ops;
+        self.drift_rejected += drift_rejected;
+        self.dropped += dropped;
+        self.ops_sent += ops_sent;
+        self.digests_sent += digests_sent;
+        self.full_states_sent += full_states_sent;
+        self.full_states_merged += full_states_merged;
+        self.bad_states += bad_states;
+        self.bulk_states_sent += bulk_states_sent;
+        self.bytes_sent += bytes_sent;
+        self.acks_sent += acks_sent;
+        self.acks_received += acks_received;
+        self.tombstones_collected += tombstones_collected;
+        self.origins_retired += origins_retired;
+        self.epoch_changes += epoch_changes;
+    }
 }
 
 /// One node's replicated keyspaces.
