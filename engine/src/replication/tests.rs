@@ -103,6 +103,14 @@ impl Net {
         self.collect(to);
     }
 
+    /// Node 0 writes `n` keys every node then holds.
+    fn share_keys(&mut self, n: usize) {
+        for k in 0..n {
+            self.write(0, &format!("shared{k}"), Some("x"), true);
+        }
+        self.deliver_all();
+    }
+
     fn deliver_all(&mut self) {
         while !self.wire.is_empty() {
             let message = self.wire.remove(0);
@@ -183,10 +191,7 @@ fn above_push_all_max_the_fanout_limits_the_eager_push() {
 fn a_digest_exchange_fills_gaps_both_ways() {
     let mut net = Net::new(2, ReplicationConfig::default());
     // Shared keys first, so the gaps are small next to the keyspace and go as ops.
-    for n in 0..20 {
-        net.write(0, &format!("shared{n}"), Some("x"), true);
-    }
-    net.deliver_all();
+    net.share_keys(20);
     net.write(0, "a", Some("1"), false);
     net.write(0, "b", Some("2"), false);
     net.write(1, "c", Some("3"), false);
@@ -225,10 +230,7 @@ fn a_peer_missing_more_than_the_keyspace_holds_gets_the_full_state() {
 #[test]
 fn news_from_an_answer_asks_for_another_exchange_and_the_chain_is_capped() {
     let mut net = Net::new(3, ReplicationConfig::default());
-    for n in 0..20 {
-        net.write(0, &format!("k{n}"), Some("x"), true);
-    }
-    net.deliver_all();
+    net.share_keys(20);
     for i in 0..3 {
         assert!(
             !net.peers[i].machine.take_chain_request(),
@@ -278,10 +280,7 @@ fn a_stateless_node_pulls_from_the_first_member_up_once_per_interval() {
 #[test]
 fn a_member_that_comes_back_is_asked_for_what_it_wrote_meanwhile_without_a_reply() {
     let mut net = Net::new(2, ReplicationConfig::default());
-    for n in 0..20 {
-        net.write(0, &format!("k{n}"), Some("x"), true);
-    }
-    net.deliver_all();
+    net.share_keys(20);
     // Both sides write while apart.
     net.write(0, "mine", Some("0"), false);
     net.write(1, "theirs", Some("1"), false);
