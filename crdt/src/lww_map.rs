@@ -21,9 +21,12 @@
 //! Under those conditions an absent key below the horizon is indistinguishable from a collected
 //! tombstone on every replica, and merge stays commutative, associative and idempotent (the
 //! property tests check this). A write that broke condition 1 (never seen here, older than the
-//! horizon) is dropped rather than resurrected — the conservative failure — and merge remains
-//! commutative and idempotent, but replicas that collected at horizons some of them had not
-//! reached may then disagree about such writes: associativity needs the rule.
+//! horizon) is dropped by [`LwwMap::apply`] and [`LwwMap::merge`] — and so lost, which is why a
+//! replica that can tell which writes each side has seen should use [`LwwMap::apply_new`] and
+//! [`LwwMap::merge_with`] instead: they never take a write's absence for its removal on the
+//! horizon's word alone. Merge remains commutative and idempotent either way, but replicas that
+//! collected at horizons some of them had not reached may disagree about such writes:
+//! associativity needs the rule.
 
 use std::collections::BTreeMap;
 
@@ -114,19 +117,34 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
     /// stamped far in the future (such a write would win every conflict until real time caught
     /// up). This method does not check drift; it has no clock.
     pub fn apply(&mut self, op: &LwwOp<K, V>) -> bool {
+        self.apply_op(op, false)
+    }
+
+    /// Applies an op the caller knows this replica never applied before (it tracks ops by
+    /// their origin's sequence numbers). Unlike [`Self::apply`], a write to an absent key older
+    /// than the horizon is taken: being new here, its absence is not a collected delete of it.
+    /// Only a delete newer than it whose tombstone was already collected could have beaten it,
+    /// and a horizon that follows the GC rule in the module docs rules that out.
+    pub fn apply_new(&mut self, op: &LwwOp<K, V>) -> bool {
+        self.apply_op(op, true)
+    }
+
+    /// Applies `op`; `new_here` takes a value older than the horizon for an absent key.
+    fn apply_op(&mut self, op: &LwwOp<K, V>, new_here: bool) -> bool {
+        let below = op.entry.ts < self.horizon;
         let changed = match self.entries.get_mut(&op.key) {
             Some(current) if op.entry.beats(current) => {
                 *current = op.entry.clone();
                 true
             }
             Some(_) => false,
-            None if op.entry.ts < self.horizon => false,
+            None if below && !(new_here && op.entry.value.is_some()) => false,
             None => {
                 self.entries.insert(op.key.clone(), op.entry.clone());
                 true
             }
         };
-        if changed && op.entry.value.is_none() && op.entry.ts < self.horizon {
+        if changed && below && op.entry.value.is_none() {
             self.entries.remove(&op.key);
         }
         debug_assert!(self
@@ -142,20 +160,49 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
     /// other side collected it as a tombstone); the rule is symmetric, so merge commutes.
     pub fn merge(&mut self, other: &LwwMap<K, V>) {
         let (mine_h, theirs_h) = (self.horizon, other.horizon);
-        let horizon = mine_h.max(theirs_h);
+        self.merge_with(other, |e| e.ts >= theirs_h, |e| e.ts >= mine_h);
+    }
+
+    /// Merges a full state from another replica, asking the caller about each live value only
+    /// one side holds: `keep_mine` for ours (false: the other side saw it and removed it since),
+    /// `keep_theirs` for theirs (false: we saw it and removed it since). A replica that tracks
+    /// which writes each side has seen answers exactly, where [`Self::merge`] can only compare
+    /// timestamps with horizons. Tombstones only one side holds are kept down to the greater
+    /// horizon, and keys on both sides take the last writer. Returns how many live values of
+    /// each side were dropped: `(mine, theirs)`.
+    pub fn merge_with(
+        &mut self,
+        other: &LwwMap<K, V>,
+        mut keep_mine: impl FnMut(&LwwEntry<V>) -> bool,
+        mut keep_theirs: impl FnMut(&LwwEntry<V>) -> bool,
+    ) -> (usize, usize) {
+        let horizon = self.horizon.max(other.horizon);
+        let mut dropped = (0, 0);
         let mine = std::mem::take(&mut self.entries);
         self.entries = join(mine, &other.entries, |joined| {
             let (key, entry) = match joined {
                 Joined::Both(key, mine, theirs) if theirs.beats(&mine) => (key, theirs.clone()),
                 Joined::Both(key, mine, _) => (key, mine),
-                Joined::Left(key, mine) if mine.ts >= theirs_h => (key, mine),
-                Joined::Right(key, theirs) if theirs.ts >= mine_h => (key.clone(), theirs.clone()),
-                Joined::Left(..) | Joined::Right(..) => return None,
+                Joined::Left(key, mine) => {
+                    if mine.value.is_some() && !keep_mine(&mine) {
+                        dropped.0 += 1;
+                        return None;
+                    }
+                    (key, mine)
+                }
+                Joined::Right(key, theirs) => {
+                    if theirs.value.is_some() && !keep_theirs(theirs) {
+                        dropped.1 += 1;
+                        return None;
+                    }
+                    (key.clone(), theirs.clone())
+                }
             };
             (entry.value.is_some() || entry.ts >= horizon).then_some((key, entry))
         });
         self.horizon = horizon;
         debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
+        dropped
     }
 
     /// Drops tombstones older than `horizon` and ignores older writes to absent keys from now on.

@@ -227,3 +227,66 @@ fn concurrent_writes_at_the_same_millisecond_break_ties_by_node() {
     assert_eq!(x.get(&0), Some(&2));
     assert_eq!(x, y);
 }
+
+#[test]
+fn apply_new_takes_a_write_below_the_horizon_that_apply_would_drop() {
+    let t = |wall_ms| Timestamp {
+        wall_ms,
+        logical: 0,
+        node: node(0),
+    };
+    let mut map = Map::new();
+    map.remove(2, t(20));
+    map.gc_tombstones(Timestamp::at_wall(30));
+    let op = LwwOp {
+        key: 1,
+        entry: foundation_crdt::LwwEntry {
+            ts: t(10),
+            value: Some(9),
+        },
+    };
+    let mut guarded = map.clone();
+    assert!(!guarded.apply(&op));
+    assert!(map.apply_new(&op));
+    assert_eq!(map.get(&1), Some(&9));
+    // A remove below the horizon still leaves no tombstone behind.
+    let remove = LwwOp {
+        key: 1,
+        entry: foundation_crdt::LwwEntry {
+            ts: t(11),
+            value: None,
+        },
+    };
+    assert!(map.apply_new(&remove));
+    assert_eq!((map.get(&1), map.tombstones()), (None, 0));
+}
+
+proptest! {
+    /// `merge_with` asks about exactly the live values one side alone holds, keeps those it is
+    /// told to keep whatever the horizons, and agrees with `merge` when told what `merge` decides.
+    #[test]
+    fn merge_with_judges_one_sided_values_by_the_callers_word(
+        a in steps(action(), 20),
+        b in steps(action(), 20),
+        horizon in 0u64..=2_001,
+    ) {
+        let (_, ra) = history(&a);
+        let (_, rb) = history(&b);
+        let (mut mine, mut theirs) = (ra[0].state.clone(), rb[1].state.clone());
+        theirs.gc_tombstones(Timestamp::at_wall(horizon));
+        mine.gc_tombstones(Timestamp::at_wall(horizon / 2));
+        let mut kept_all = mine.clone();
+        kept_all.merge_with(&theirs, |_| true, |_| true);
+        for (k, v) in mine.iter().chain(theirs.iter()) {
+            let both = mine.entry(k).is_some() && theirs.entry(k).is_some();
+            if !both {
+                prop_assert_eq!(kept_all.get(k), Some(v));
+            }
+        }
+        let (hm, ht) = (mine.horizon(), theirs.horizon());
+        let mut by_horizon = mine.clone();
+        by_horizon.merge_with(&theirs, |e| e.ts >= ht, |e| e.ts >= hm);
+        mine.merge(&theirs);
+        prop_assert_eq!(by_horizon, mine);
+    }
+}
