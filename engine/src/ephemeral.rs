@@ -197,7 +197,7 @@ impl Ephemeral {
             let Some(space) = replication.keyspace(&keyspace) else {
                 continue;
             };
-            for (key, _) in space.map().iter() {
+            for (key, _) in space.iter() {
                 let Some((owner, name)) = parse(key) else {
                     continue;
                 };
@@ -212,7 +212,7 @@ impl Ephemeral {
                 if delete {
                     writes.push(Write {
                         keyspace: keyspace.clone(),
-                        key: key.clone(),
+                        key: key.to_owned(),
                         value: None,
                     });
                 }

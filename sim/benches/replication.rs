@@ -31,7 +31,7 @@ use foundation_crdt::{Canonical, LwwEntry, LwwOp, NodeId as CrdtNodeId, Timestam
 use foundation_engine::core::{Command, Core};
 use foundation_engine::membership::{MemberState, MembershipConfig};
 use foundation_engine::replication::{
-    encode, Envelope, Keyspace, Map, Origin, ReplicationConfig, ReplicationMessage,
+    encode, Envelope, Keyspace, Map, Origin, ReplicationConfig, ReplicationMessage, Value,
 };
 use foundation_sim::faults::{Fault, Identity, Nodes};
 use foundation_sim::network::LinkModel;
@@ -121,6 +121,15 @@ fn key(i: usize) -> String {
 /// A value unique to each write, so equal values mean the same write won.
 fn value(serial: u64) -> Vec<u8> {
     format!("{serial:0width$}", width = VALUE_BYTES).into_bytes()
+}
+
+/// [`value`] as a keyspace stores it: named by the write (generation 1, `seq`) that made it.
+fn stored(serial: u64, seq: u64) -> Value {
+    Value {
+        bytes: value(serial),
+        generation: 1,
+        seq: seq.max(1),
+    }
 }
 
 /// Sums of every running core's replication counters.
@@ -287,7 +296,7 @@ impl Sim {
         for name in replication.keyspace_names() {
             name.hash(&mut hasher);
             if let Some(keyspace) = replication.keyspace(name) {
-                for (k, v) in keyspace.map().iter() {
+                for (k, v) in keyspace.iter() {
                     k.hash(&mut hasher);
                     v.hash(&mut hasher);
                 }
@@ -358,6 +367,8 @@ impl Sim {
             digest: r.digest(),
             reply: true,
             epoch: r.epoch(),
+            clock: Timestamp::ZERO,
+            retired: Default::default(),
         })
         .len()
     }
@@ -590,8 +601,8 @@ fn two_states() -> (Map, Map) {
     for i in 0..KEYS {
         let t = WALL_MS_AT_ZERO + i as u64;
         let (ta, tb) = if i % 2 == 0 { (t, t + 1) } else { (t + 1, t) };
-        a.set(key(i), value(i as u64), ts(ta, 1));
-        b.set(key(i), value(i as u64 + 1), ts(tb, 2));
+        a.set(key(i), stored(i as u64, i as u64), ts(ta, 1));
+        b.set(key(i), stored(i as u64 + 1, i as u64), ts(tb, 2));
     }
     (a, b)
 }
@@ -654,7 +665,7 @@ fn memory(origins: usize) -> Memory {
     for i in 0..KEYS {
         map.set(
             key(i),
-            value(i as u64),
+            stored(i as u64, i as u64 / origins as u64 + 1),
             ts(WALL_MS_AT_ZERO + i as u64, origin(i)),
         );
     }

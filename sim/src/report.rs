@@ -122,12 +122,16 @@ pub struct ReplicationReport {
     pub convergence: Stats,
     /// Episodes that did not converge.
     pub not_converged: usize,
+    /// Keys where a set won over a newer delete made across a partition longer than
+    /// `departed_after` (the documented exception to last-writer-wins).
+    pub sets_won_after_departure: u64,
 }
 
 impl ReplicationReport {
-    /// Of `world` at the end of a run, with the run's convergence episodes.
-    pub fn of(world: &World, episodes: &[ReplicationEpisode]) -> Self {
+    /// Of `world` at the end of a run, with what the run's invariants measured.
+    pub fn of(world: &World, measured: &Measurements) -> Self {
         let writes = world.writes();
+        let episodes = &measured.replication;
         Self {
             writes_issued: world.writes_issued(),
             writes_applied: writes.len() as u64,
@@ -139,6 +143,7 @@ impl ReplicationReport {
             totals: world.replication_totals(),
             convergence: Stats::of(episodes.iter().filter_map(|e| e.took_secs).collect()),
             not_converged: episodes.iter().filter(|e| e.took_secs.is_none()).count(),
+            sets_won_after_departure: measured.sets_won_after_departure,
         }
     }
 }
@@ -494,6 +499,13 @@ fn print_replication(
         "  {} bytes sent · {} tombstones collected · {} origins retired · {} epoch changes",
         t.bytes_sent, t.tombstones_collected, t.origins_retired, t.epoch_changes
     )?;
+    if r.sets_won_after_departure > 0 {
+        writeln!(
+            out,
+            "  {} keys where a set won over a newer delete made across a partition longer than departed_after",
+            r.sets_won_after_departure
+        )?;
+    }
     for e in episodes {
         writeln!(
             out,

@@ -19,7 +19,7 @@ use foundation_engine::core::{Command, Core, CoreConfig, Input};
 use foundation_engine::effects::{Effect, Event, Timer};
 use foundation_engine::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
 use foundation_engine::replication::{
-    Envelope, Op, ReplicationConfig, ReplicationEvent, ReplicationTimer, Write,
+    Envelope, Op, Origin, ReplicationConfig, ReplicationEvent, ReplicationTimer, Write,
 };
 use foundation_engine::time::Instant;
 use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
@@ -319,7 +319,7 @@ struct WriteLog {
     /// Every write a core applied, in order.
     records: Vec<WriteRecord>,
     /// `(slot, life, keyspace, seq)` to the record, for acks.
-    by_seq: BTreeMap<(usize, u64, String, u64), usize>,
+    by_seq: BTreeMap<(Origin, String, u64), usize>,
     /// Writes issued so far (applied, refused, or lost with their node).
     issued: u64,
     /// Writes a core refused.
@@ -520,6 +520,11 @@ impl World {
         self.writes.refused
     }
 
+    /// The replication settings every core runs with.
+    pub fn replication_config(&self) -> ReplicationConfig {
+        self.replication.clone().unwrap_or_default()
+    }
+
     /// Replication counters over every node and every life (crashed cores' counters are kept).
     pub fn replication_totals(&self) -> ReplicationTotals {
         let mut totals = self.writes.gone.clone();
@@ -617,7 +622,7 @@ impl World {
                 let origin = replication.me();
                 let applied = replication.keyspace(&keyspace);
                 let ts = applied
-                    .and_then(|k| k.map().entry(&key))
+                    .and_then(|k| k.entry(&key))
                     .map(|e| e.ts)
                     .unwrap_or_default();
                 let seq = match &ticket {
@@ -639,7 +644,7 @@ impl World {
                 let index = self.writes.records.len();
                 self.writes
                     .by_seq
-                    .insert((slot, life, keyspace.clone(), seq), index);
+                    .insert((origin, keyspace.clone(), seq), index);
                 self.writes.records.push(WriteRecord {
                     id,
                     at_us: now,
@@ -666,9 +671,15 @@ impl World {
     }
 
     /// An ack for a write of the core in `slot`: counts it, and notes which lives hold the op.
-    fn acked(&mut self, slot: usize, keyspace: String, seq: u64, holders: usize, members: usize) {
-        let life = self.nodes[slot].life;
-        let Some(&index) = self.writes.by_seq.get(&(slot, life, keyspace, seq)) else {
+    fn acked(
+        &mut self,
+        origin: Origin,
+        keyspace: String,
+        seq: u64,
+        holders: usize,
+        members: usize,
+    ) {
+        let Some(&index) = self.writes.by_seq.get(&(origin, keyspace, seq)) else {
             return;
         };
         let record = &self.writes.records[index];
@@ -1086,12 +1097,13 @@ impl World {
                         .line(format_args!("{now} n{slot} -> event {other:?}"));
                     if let Event::Replication(ReplicationEvent::Acked {
                         keyspace,
+                        origin,
                         seq,
                         holders,
                         members,
                     }) = other
                     {
-                        self.acked(slot, keyspace, seq, holders, members);
+                        self.acked(origin, keyspace, seq, holders, members);
                     }
                 }
             }

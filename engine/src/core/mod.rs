@@ -201,6 +201,11 @@ impl Core {
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.dispatch(now, input);
+        // Replication writes as our current life: see `Replication::renew`.
+        let me = origin(&self.membership.me());
+        if me != self.replication.me() {
+            self.replication.renew(me);
+        }
         if self.ephemeral.wants_ticking(&self.replication) && self.ephemeral.start_ticking() {
             self.arm_reconcile(now);
         }
@@ -227,9 +232,9 @@ impl Core {
                 let peers = self.alive_addrs();
                 let membership = &self.membership;
                 self.seen_down.retain(|id| membership.member(*id).is_some());
-                self.retire_departed(now, &peers);
+                let members = self.retire_departed(now);
                 self.replication
-                    .handle_timer(now, timer, &peers, &mut self.outbox)
+                    .handle_timer(now, timer, &peers, &members, &mut self.outbox)
             }
             Input::Timer {
                 timer: Timer::EphemeralReconcile,
@@ -357,8 +362,9 @@ impl Core {
     }
 
     /// Tells replication which members are gone for good (not alive for `departed_after`) and
-    /// which of its origins are lives of those, or past lives of restarted nodes.
-    fn retire_departed(&mut self, now: Instant, peers: &[NodeAddr]) {
+    /// which of its origins are lives of those, or past lives of restarted nodes. Returns the
+    /// other members: those not departed, whose digests replication's agreements need.
+    fn retire_departed(&mut self, now: Instant) -> Vec<NodeId> {
         let after = self.replication.config().departed_after;
         let members: Vec<&MemberView> = self.membership.members().collect();
         let departed: BTreeSet<NodeId> = members
@@ -366,19 +372,27 @@ impl Core {
             .filter(|m| m.state != MemberState::Alive && now.saturating_since(m.since) >= after)
             .map(|m| m.id)
             .collect();
+        let holding: Vec<NodeId> = members
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| !departed.contains(id))
+            .collect();
         let gone = self
             .replication
             .origins()
             .into_iter()
             .filter(|o| {
                 let node = NodeId::from_u128(o.node.as_u128());
+                let me = self.membership.me();
                 departed.contains(&node)
+                    || (node == me.node && me.generation > o.generation)
                     || members
                         .iter()
                         .any(|m| m.id == node && m.generation > o.generation)
             })
             .collect();
-        self.replication.retire(&departed, &gone, peers);
+        self.replication.retire(&departed, &gone, &holding);
+        holding
     }
 
     fn received(&mut self, now: Instant, from: NodeId, channel: Channel, payload: &[u8]) {
@@ -404,7 +418,8 @@ impl Core {
                     .handle_message(now, sender, message, &mut self.outbox);
                 if self.replication.take_chain_request() {
                     let peers = self.alive_addrs();
-                    self.replication.chain(&peers, Some(from), &mut self.outbox);
+                    self.replication
+                        .chain(now, &peers, Some(from), &mut self.outbox);
                 }
             }
             Err(_) => self.stats.bad_messages += 1,

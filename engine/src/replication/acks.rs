@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use foundation_transport::{NodeAddr, NodeId};
 
-use super::wire::Envelope;
+use super::wire::{Envelope, Origin};
 use crate::time::Instant;
 
 /// Most acknowledged writes in flight at once; each holds its op until acked or expired.
@@ -15,6 +15,8 @@ pub(super) const PENDING_ACKS_MAX: usize = 4096;
 pub struct AckTicket {
     /// The keyspace written.
     pub keyspace: String,
+    /// Who the write was issued as (ours, at the time).
+    pub origin: Origin,
     /// The write's seq in it (ours as origin).
     pub seq: u64,
     /// Live members at write time, ourselves included: the group a majority is counted in.

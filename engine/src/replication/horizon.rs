@@ -4,16 +4,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use foundation_crdt::Timestamp;
-use foundation_transport::{NodeAddr, NodeId};
+use foundation_transport::NodeId;
 
 use super::keyspace::Keyspace;
 use super::wire::{Digest, Origin, Seen};
 
-/// A peer's last digest, with the epoch it was sent in.
+/// A peer's last digest, with the epoch it was sent in and the sender's clock when it sent it.
 #[derive(Clone, Debug)]
 pub(super) struct PeerDigest {
     pub epoch: u32,
     pub digest: Digest,
+    pub clock: Timestamp,
 }
 
 /// The last digest of every member not yet departed (alive, or failed recently: a failed node
@@ -23,9 +24,23 @@ pub(super) struct PeerDigests {
     by_node: BTreeMap<NodeId, PeerDigest>,
 }
 
+/// What every member not departed has told us of one keyspace: the basis of an agreement.
+pub(super) struct Agreement {
+    /// Each one's view of the keyspace.
+    pub views: Vec<Seen>,
+    /// The earliest of their clocks (`None` with no peers): none of them wrote anything before
+    /// it that its view lacks.
+    pub witness: Option<Timestamp>,
+}
+
 impl PeerDigests {
-    pub fn record(&mut self, from: NodeId, epoch: u32, digest: Digest) {
-        self.by_node.insert(from, PeerDigest { epoch, digest });
+    pub fn record(&mut self, from: NodeId, epoch: u32, digest: Digest, clock: Timestamp) {
+        let digest = PeerDigest {
+            epoch,
+            digest,
+            clock,
+        };
+        self.by_node.insert(from, digest);
     }
 
     /// Forgets departed nodes.
@@ -33,21 +48,23 @@ impl PeerDigests {
         self.by_node.retain(|node, _| !departed.contains(node));
     }
 
-    /// Every recorded peer's view of `keyspace`, if each of `live` has told us its digest in
-    /// `epoch` (otherwise there is no agreement to build on).
-    pub fn views(&self, live: &[NodeAddr], epoch: u32, keyspace: &str) -> Option<Vec<Seen>> {
-        let complete = live
+    /// What every recorded peer told us of `keyspace`, if each of `members` (every member not
+    /// departed) has told us its digest in `epoch`; otherwise there is no agreement to build on.
+    pub fn agreement(&self, members: &[NodeId], epoch: u32, keyspace: &str) -> Option<Agreement> {
+        let complete = members
             .iter()
-            .all(|p| self.by_node.get(&p.id).is_some_and(|d| d.epoch == epoch));
+            .all(|id| self.by_node.get(id).is_some_and(|d| d.epoch == epoch));
         if !complete || self.by_node.values().any(|d| d.epoch != epoch) {
             return None;
         }
         let views = self.by_node.values();
-        Some(
-            views
+        Some(Agreement {
+            views: views
+                .clone()
                 .map(|d| d.digest.get(keyspace).cloned().unwrap_or_default())
                 .collect(),
-        )
+            witness: views.map(|d| d.clock).min(),
+        })
     }
 }
 

@@ -2,9 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use foundation_crdt::Timestamp;
+use foundation_crdt::{LwwEntry, LwwOp, Timestamp};
 
-use super::wire::{Envelope, Map, Op, Origin, Seen};
+use super::wire::{Envelope, Map, Op, Origin, Seen, Value};
+
+/// Retired origins whose coverage a keyspace remembers (see [`Keyspace::retire`]); beyond it the
+/// records of the lowest generations (the oldest lives) go. 32 bytes each: 32 KiB per keyspace.
+pub const RETIRED_RECORDS_MAX: usize = 1024;
 
 /// A key whose live value changed: `None` means absent (never set, or removed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,8 +45,9 @@ impl OriginLog {
         while self.ops.len() > max {
             self.ops.pop_first();
         }
-        // Out-of-order seqs beyond the log length are forgotten: they are applied already, so
-        // the worst case is a peer re-sending them, which is harmless.
+        // Out-of-order seqs beyond the log length are forgotten: a peer may offer them again,
+        // and they are applied again, which last-writer-wins makes harmless (no tombstone newer
+        // than them can have been collected while the gap below them holds the GC horizon back).
         while self.ahead.len() > max {
             self.ahead.pop_last();
         }
@@ -86,11 +91,43 @@ pub struct Missing {
     pub needs_full_state: bool,
 }
 
+/// What a full state told us and what it cost us to take it.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Keys whose live value changed here.
+    pub changes: Vec<Change>,
+    /// The sender holds values we saw removed: it needs our state to drop them too.
+    pub sender_stale: bool,
+}
+
+/// Which writes a full state includes: [`super::ReplicationMessage::FullState`]'s `seen` and
+/// `retired`.
+pub struct Coverage<'a> {
+    /// Origins the sender tracks, with their contiguous seq.
+    pub seen: &'a Seen,
+    /// Origins the sender retired, with the seq its state includes.
+    pub retired: &'a Seen,
+}
+
+impl Coverage<'_> {
+    fn covers(&self, origin: &Origin, seq: u64) -> bool {
+        let upto = |m: &Seen| m.get(origin).copied().unwrap_or(0);
+        seq <= upto(self.seen).max(upto(self.retired))
+    }
+}
+
 /// A keyspace's replica.
 #[derive(Clone, Debug, Default)]
 pub struct Keyspace {
     map: Map,
     origins: BTreeMap<Origin, OriginLog>,
+    /// Origins we do not track (retired here or by a peer whose state we took), with the seq up
+    /// to which our state reflects their ops. A value of theirs we lack is one we removed if its
+    /// seq is covered here, and a write new to us otherwise — which is what keeps a replica that
+    /// comes back after being taken for gone from losing the writes it made meanwhile. Bounded
+    /// by [`RETIRED_RECORDS_MAX`], by a rule that depends on the records alone, so replicas that
+    /// exchange them agree on which to keep.
+    retired: BTreeMap<Origin, u64>,
     /// Logged ops in the order they were applied, to drop the oldest once the keyspace logs
     /// more than its limit — over all origins together, so the log's memory does not grow
     /// with the number of nodes that ever wrote. Entries already dropped by their origin's log
@@ -104,6 +141,33 @@ impl Keyspace {
     /// The CRDT state.
     pub fn map(&self) -> &Map {
         &self.map
+    }
+
+    /// The live value of `key`.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.map.get(&key.to_owned()).map(|v| v.bytes.as_slice())
+    }
+
+    /// The latest write to `key`, tombstone included.
+    pub fn entry(&self, key: &str) -> Option<&LwwEntry<Value>> {
+        self.map.entry(&key.to_owned())
+    }
+
+    /// Live keys and values, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.map
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.bytes.as_slice()))
+    }
+
+    /// Number of live keys. O(n).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 
     /// Approximate size of live keys and values, in bytes.
@@ -120,6 +184,27 @@ impl Keyspace {
             .collect()
     }
 
+    /// Retired origins we remember, with the seq our state includes.
+    pub fn retired(&self) -> Seen {
+        self.retired.clone()
+    }
+
+    /// A hash of [`Self::retired`] (0 when there is none). Digests carry it: two replicas of one
+    /// epoch with equal seen-sets but different records hold different writes (taken from
+    /// states of origins neither tracks), which nothing else in a digest would show.
+    pub fn retired_fingerprint(&self) -> u64 {
+        if self.retired.is_empty() {
+            return 0;
+        }
+        let mut bytes = Vec::with_capacity(self.retired.len() * 32);
+        for (origin, seq) in &self.retired {
+            bytes.extend_from_slice(&origin.node.as_u128().to_be_bytes());
+            bytes.extend_from_slice(&origin.generation.to_be_bytes());
+            bytes.extend_from_slice(&seq.to_be_bytes());
+        }
+        foundation_crdt::fnv1a64(&bytes)
+    }
+
     /// The next seq `origin` would use here.
     pub fn next_seq(&self, origin: Origin) -> u64 {
         self.origins.get(&origin).map_or(0, |l| l.contiguous) + 1
@@ -127,22 +212,24 @@ impl Keyspace {
 
     /// Whether the op in `envelope` was applied here already.
     pub fn has(&self, envelope: &Envelope) -> bool {
-        self.origins
-            .get(&envelope.origin)
-            .is_some_and(|l| l.has(envelope.seq))
+        self.covers(&envelope.origin, envelope.seq)
     }
 
-    /// Applies an op (local or remote) and records it; returns the change if the live value
-    /// moved.
+    /// Whether `origin`'s op `seq` is reflected in our state (applied, or covered by a state we
+    /// merged or by a retired origin's record).
+    pub fn covers(&self, origin: &Origin, seq: u64) -> bool {
+        covered(&self.origins, &self.retired, origin, seq)
+    }
+
+    /// Applies an op (local or remote) the keyspace has not applied before, and records it;
+    /// returns the change if the live value moved.
     pub fn apply(&mut self, envelope: &Envelope, log_max: usize) -> Option<Change> {
+        debug_assert!(!self.has(envelope), "ops are applied once");
         let key = &envelope.op.key;
-        let old = self.map.get(key).cloned();
-        let changed = self.map.apply(&envelope.op);
-        self.origins.entry(envelope.origin).or_default().record(
-            envelope.seq,
-            envelope.op.clone(),
-            log_max,
-        );
+        let old = self.get(key).map(<[u8]>::to_vec);
+        let changed = self.map.apply_new(&stamped(envelope));
+        self.log_mut(envelope.origin)
+            .record(envelope.seq, envelope.op.clone(), log_max);
         self.logged.push_back((envelope.origin, envelope.seq));
         while self.logged.len() > log_max {
             let Some((origin, seq)) = self.logged.pop_front() else {
@@ -152,7 +239,7 @@ impl Keyspace {
                 log.ops.remove(&seq);
             }
         }
-        let new = self.map.get(key).cloned();
+        let new = self.get(key).map(<[u8]>::to_vec);
         (changed && old != new).then(|| {
             self.bytes = self.bytes.saturating_sub(live_size(key, &old)) + live_size(key, &new);
             Change {
@@ -161,6 +248,17 @@ impl Keyspace {
                 new,
             }
         })
+    }
+
+    /// `origin`'s log, tracking it from its record if it was retired (its owner writes again).
+    fn log_mut(&mut self, origin: Origin) -> &mut OriginLog {
+        let record = self.retired.get(&origin).copied();
+        let log = self.origins.entry(origin).or_default();
+        if let Some(seq) = record {
+            log.cover(seq);
+            self.retired.remove(&origin);
+        }
+        log
     }
 
     /// What a peer that has seen `theirs` lacks, in envelopes of `epoch`.
@@ -192,18 +290,64 @@ impl Keyspace {
     pub fn lacks_from(&self, theirs: &Seen) -> bool {
         theirs
             .iter()
-            .any(|(origin, &seq)| seq > self.origins.get(origin).map_or(0, |l| l.contiguous))
+            .any(|(origin, &seq)| !self.covers(origin, seq))
     }
 
-    /// Merges a peer's full state, which covers every op up to `seen`; returns what changed.
-    pub fn merge_full(&mut self, state: &Map, seen: &Seen) -> Vec<Change> {
+    /// Merges a peer's full state, which includes the writes `theirs` covers; returns what
+    /// changed. A live value only one side holds stays unless the other side covers its write
+    /// (it saw the write and removed it since). With `track_new`, origins the sender tracks and
+    /// we do not are tracked from now on; without (we retired origins the sender still tracks),
+    /// they only get a record of what our state now includes.
+    pub fn merge_full(&mut self, state: &Map, theirs: &Coverage<'_>, track_new: bool) -> Merged {
         let before = self.map.clone();
-        self.map.merge(state);
-        for (origin, &seq) in seen {
-            self.origins.entry(*origin).or_default().cover(seq);
+        let (origins, retired) = (&self.origins, &self.retired);
+        let (_, dropped_theirs) = self.map.merge_with(
+            state,
+            |mine| dot(mine).is_none_or(|(o, s)| !theirs.covers(&o, s)),
+            |their| dot(their).is_none_or(|(o, s)| !covered(origins, retired, &o, s)),
+        );
+        for (origin, &seq) in theirs.seen {
+            self.cover(*origin, seq, track_new);
         }
-        self.bytes = self.map.iter().map(|(k, v)| k.len() + v.len()).sum();
-        diff(&before, &self.map)
+        for (origin, &seq) in theirs.retired {
+            self.cover(*origin, seq, false);
+        }
+        self.bytes = self.map.iter().map(|(k, v)| k.len() + v.bytes.len()).sum();
+        Merged {
+            changes: diff(&before, &self.map),
+            sender_stale: dropped_theirs > 0,
+        }
+    }
+
+    /// Notes that our state includes `origin`'s ops up to `seq`: in its log if tracked (or
+    /// `track` asks to start), else in its record.
+    fn cover(&mut self, origin: Origin, seq: u64, track: bool) {
+        if track || self.origins.contains_key(&origin) {
+            self.log_mut(origin).cover(seq);
+        } else {
+            let upto = self.retired.entry(origin).or_default();
+            *upto = (*upto).max(seq);
+            self.bound_records();
+        }
+    }
+
+    /// Drops the records of the lowest generations (the oldest lives) beyond
+    /// [`RETIRED_RECORDS_MAX`]. A replica that comes back holding a value of such an origin
+    /// that we removed would bring it back: the price of bounded memory, paid only after that
+    /// many retirements. Which records stay depends on the records alone, so taking the union
+    /// of two replicas' records and bounding it is a merge that converges.
+    fn bound_records(&mut self) {
+        while self.retired.len() > RETIRED_RECORDS_MAX {
+            let oldest = self
+                .retired
+                .keys()
+                .min_by_key(|o| (o.generation, o.node))
+                .copied();
+            match oldest {
+                Some(origin) => self.retired.remove(&origin),
+                None => break,
+            };
+        }
     }
 
     /// The timestamp of `origin`'s op `seq`, if the log still holds it.
@@ -222,9 +366,14 @@ impl Keyspace {
         self.origins.len()
     }
 
-    /// Forgets `origin`'s progress and log (it departed and every live member holds its ops).
+    /// Stops tracking `origin` (it departed and every live member holds its ops), keeping only
+    /// a record of the seq our state includes. Returns whether it was tracked.
     pub fn retire(&mut self, origin: &Origin) -> bool {
-        self.origins.remove(origin).is_some()
+        let Some(log) = self.origins.remove(origin) else {
+            return false;
+        };
+        self.cover(*origin, log.contiguous, false);
+        true
     }
 
     /// Drops tombstones older than `horizon`; returns how many.
@@ -232,19 +381,10 @@ impl Keyspace {
         self.map.gc_tombstones(horizon)
     }
 
-    /// Whether `state` holds a live entry that is absent here because it is older than our GC
-    /// horizon: its holder has data we collected (or never saw in time) and needs our state.
-    pub fn is_stale(&self, state: &Map) -> bool {
-        let horizon = self.map.horizon();
-        state.iter().any(|(key, _)| {
-            self.map.entry(key).is_none() && state.entry(key).is_some_and(|e| e.ts < horizon)
-        })
-    }
-
     /// Checks the bookkeeping against the state.
     pub fn invariants(&self) -> Result<(), String> {
         self.map.invariants().map_err(|e| e.to_string())?;
-        let bytes: usize = self.map.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let bytes: usize = self.map.iter().map(|(k, v)| k.len() + v.bytes.len()).sum();
         if bytes != self.bytes {
             return Err(format!("size {} but counted {}", bytes, self.bytes));
         }
@@ -252,9 +392,53 @@ impl Keyspace {
             if log.ahead.iter().any(|&s| s <= log.contiguous + 1) {
                 return Err(format!("{origin:?}: out-of-order set not normalised"));
             }
+            if self.retired.contains_key(origin) {
+                return Err(format!("{origin:?}: both tracked and retired"));
+            }
+        }
+        if self.retired.len() > RETIRED_RECORDS_MAX {
+            return Err(format!("{} retired records", self.retired.len()));
         }
         Ok(())
     }
+}
+
+/// Whether a keyspace with these logs and records reflects `origin`'s op `seq`.
+fn covered(
+    origins: &BTreeMap<Origin, OriginLog>,
+    retired: &BTreeMap<Origin, u64>,
+    origin: &Origin,
+    seq: u64,
+) -> bool {
+    origins.get(origin).is_some_and(|l| l.has(seq))
+        || retired.get(origin).is_some_and(|upto| seq <= *upto)
+}
+
+/// The map op of an envelope: its write, with the write's name on the value.
+fn stamped(envelope: &Envelope) -> LwwOp<String, Value> {
+    let entry = &envelope.op.entry;
+    LwwOp {
+        key: envelope.op.key.clone(),
+        entry: LwwEntry {
+            ts: entry.ts,
+            value: entry.value.as_ref().map(|bytes| Value {
+                bytes: bytes.clone(),
+                generation: envelope.origin.generation,
+                seq: envelope.seq,
+            }),
+        },
+    }
+}
+
+/// The write that made a live value: its origin and seq (`None` for a tombstone).
+fn dot(entry: &LwwEntry<Value>) -> Option<(Origin, u64)> {
+    entry.value.as_ref().map(|v| {
+        let origin = Origin {
+            node: entry.ts.node,
+            generation: v.generation,
+        };
+        (origin, v.seq)
+    })
 }
 
 fn live_size(key: &str, value: &Option<Vec<u8>>) -> usize {
@@ -267,11 +451,12 @@ fn diff(before: &Map, after: &Map) -> Vec<Change> {
     keys.extend(after.iter().map(|(k, _)| k));
     keys.into_iter()
         .filter_map(|key| {
-            let (old, new) = (before.get(key), after.get(key));
+            let bytes = |m: &Map| m.get(key).map(|v| v.bytes.clone());
+            let (old, new) = (bytes(before), bytes(after));
             (old != new).then(|| Change {
                 key: key.clone(),
-                old: old.cloned(),
-                new: new.cloned(),
+                old,
+                new,
             })
         })
         .collect()

@@ -41,27 +41,45 @@
 //! anti-entropy round until the caller's deadline. Counting a majority is the caller's job
 //! ([`AckTicket::majority`]).
 //!
-//! # Tombstone GC: an agreed horizon, not an age alone
+//! # Which writes a replica holds, and removing what it saw removed
 //!
-//! A remove leaves a tombstone so a late set cannot resurrect the key; it may go once no replica
-//! can still offer an older write of that key. We collect below a horizon derived from digests:
-//! the latest timestamp below which every member not yet departed (alive, or failed recently:
-//! it may come back with what it had) holds every op anyone has told us of. Per origin,
-//! timestamps grow with seqs, so a member that has seen origin `o` up to seq `s` holds all of
-//! `o`'s ops stamped before op `s + 1`; the horizon is the least such stamp over members and
-//! origins, and nothing is collected while a live member's digest is missing, of another epoch,
-//! or too far behind for our op log to tell. The horizon is also capped at
-//! [`ReplicationConfig::tombstone_ttl`] ago, which covers what digests cannot show: ops still in
-//! flight, and writers whose clocks run behind.
+//! Every live value keeps the name of the write that made it: its origin (the timestamp's node,
+//! and a generation) and seq ([`Value`]). Each keyspace knows which writes its state reflects:
+//! per tracked origin, every seq up to its contiguous seen plus those applied out of order; per
+//! retired origin, a record of the seq its state includes ([`Keyspace::retired`]). A full
+//! state carries both, so a merge judges a live value only one side holds exactly: the other
+//! side either saw that write and removed it since (drop it), or never saw it (keep it). No
+//! horizon and no clock enters that judgement, so a merge never drops a write a replica has not
+//! seen, however long the two were apart. An op is applied once per replica, by its seq.
 //!
-//! An age alone would be simpler but is not safe: a replica that was away longer (or a new one
-//! that merged nothing yet) would drop live old entries as "below the horizon" in a merge. The
-//! price of agreement is that one silent live member holds GC back everywhere until it departs.
+//! # Tombstone GC: the rule that makes it safe
 //!
-//! A write that still arrives below our horizon for a key we lack (it was unknown to every
-//! member for longer than the TTL) is dropped here, and its sender gets our full state, whose
-//! horizon makes it drop the write too: the conservative failure is losing such a write, never
-//! diverging. A full state holding such entries is answered the same way.
+//! A remove leaves a tombstone so that an older write of the key, arriving later, loses to it.
+//! The tombstone may go once no such write can still arrive: a replica may collect tombstones
+//! stamped before a horizon `H` only when
+//!
+//! 1. every member not departed (alive, or failed or left less than
+//!    [`ReplicationConfig::departed_after`] ago: [`Replication::handle_timer`]'s `members`) has
+//!    sent us a digest in our epoch;
+//! 2. `H` is at most each of those digests' `clock` — the sender's clock when it sent it —
+//!    so every write any of them made before `H` is counted in a digest we hold (a member cut
+//!    off since, writing on the other side of a partition, holds `H` at its last digest);
+//! 3. every one of those digests, and ours, holds every op stamped before `H` that any of them
+//!    holds: for a view that lacks origin `o`'s op `s + 1`, that op's timestamp bounds `H`
+//!    (timestamps grow with seqs); if our log no longer has it, nothing is collected; and
+//! 4. `H` is at least [`ReplicationConfig::tombstone_ttl`] old.
+//!
+//! Then every replica that is not departed has every write stamped before `H`, so none can
+//! arrive late and be mistaken for new. A horizon travels with full states and the receiver
+//! collects below it too: the sender's agreement included the receiver unless the receiver was
+//! departed to it. Rule 4 only keeps deletes around for a while; rules 1–3 are the safety.
+//!
+//! **What departure gives up.** A member gone for `departed_after` no longer holds GC back. If
+//! it was cut off rather than dead and comes back, its writes are kept (they are new to us),
+//! but one stamped before a delete of the same key that we already collected wins over that
+//! delete, where last-writer-wins would have had the delete win: concurrent writes and deletes
+//! across a partition longer than `departed_after` resolve for the write. Nothing is lost, and
+//! every replica reaches the same value.
 //!
 //! # Departed origins and epochs
 //!
@@ -69,8 +87,11 @@
 //! [`Replication::retire`] (the core calls it each anti-entropy round) drops them for origins
 //! that are gone for good — a node not alive for [`ReplicationConfig::departed_after`], or a
 //! past life of a restarted node — once every member's digest shows the same seq for it, so no
-//! live replica lacks an op of it (dropping the bookkeeping never loses data). Dropping it
-//! moves us to a new epoch: a count of compactions, so an epoch is newer than the one it came
+//! live replica lacks an op of it (dropping the bookkeeping never loses data). What stays is a
+//! record of the seq the state includes (32 bytes, at most [`RETIRED_RECORDS_MAX`] per
+//! keyspace, oldest first out), so a replica that comes back holding a value we removed still
+//! sees it dropped, and one holding writes we never saw keeps them. Retiring moves us to a new
+//! epoch: a count of compactions, so an epoch is newer than the one it came
 //! from, and a hash of the old epoch and the retired origins, so nodes that retire the same
 //! origins agree without talking. The epoch guarantees:
 //!
@@ -79,12 +100,13 @@
 //! - a digest of another epoch is answered with full states, and a full state of another epoch is
 //!   merged (a state merge is always safe) and answered with ours, so the two sides reconcile
 //!   both ways; the side with the older epoch adopts the newer one and drops the origins the
-//!   newer state no longer tracks (a live one is rebuilt from its owner's next digest), and the
-//!   side with the newer epoch takes no bookkeeping back from the older state (it would be the
-//!   origins it retired).
+//!   newer state no longer tracks (keeping their records; a live one is tracked again from its
+//!   owner's next op), and the side with the newer epoch takes no bookkeeping back from the
+//!   older state (it would be the origins it retired), only records.
 //!
 //! This is the simplest version that keeps memory bounded by the origins still alive (plus those
-//! not yet agreed on), at the cost of a round of full states whenever two nodes' epochs differ.
+//! not yet agreed on, and the bounded records), at the cost of a round of full states whenever
+//! two nodes' epochs differ.
 //!
 //! # Large states
 //!
@@ -111,13 +133,14 @@ use rand10::rngs::StdRng;
 use rand10::{RngExt, SeedableRng};
 
 pub use acks::AckTicket;
-pub use keyspace::{Change, Keyspace};
-pub use wire::{Digest, Envelope, Map, Op, Origin, ReplicationMessage, Seen};
+pub use keyspace::{Change, Keyspace, RETIRED_RECORDS_MAX};
+pub use wire::{Digest, Envelope, Map, Op, Origin, ReplicationMessage, Seen, Value};
 
 use crate::effects::{self, Event, Outbox};
 use crate::time::Instant;
 use acks::{PendingAck, PENDING_ACKS_MAX};
 use horizon::PeerDigests;
+use keyspace::Coverage;
 
 /// Largest batch of ops in one message, in (estimated) bytes: well under the replication
 /// channel's 4 MiB frame limit.
@@ -294,6 +317,8 @@ pub enum ReplicationEvent {
     Acked {
         /// The keyspace written.
         keyspace: String,
+        /// Who the write was issued as.
+        origin: Origin,
         /// The write's seq.
         seq: u64,
         /// Distinct members holding it now, ourselves included.
@@ -318,6 +343,9 @@ pub struct ReplicationStats {
     pub drift_rejected: u64,
     /// Remote ops or states of an older epoch, or for a keyspace we have no room for.
     pub dropped: u64,
+    /// Remote ops that contradict themselves (seq 0, or a timestamp of another node than the
+    /// origin's): refused.
+    pub malformed: u64,
     /// Ops sent (eager pushes and digest answers).
     pub ops_sent: u64,
     /// Digests sent.
@@ -354,6 +382,7 @@ impl ReplicationStats {
             duplicate_ops,
             drift_rejected,
             dropped,
+            malformed,
             ops_sent,
             digests_sent,
             full_states_sent,
@@ -373,6 +402,7 @@ impl ReplicationStats {
         self.duplicate_ops += duplicate_ops;
         self.drift_rejected += drift_rejected;
         self.dropped += dropped;
+        self.malformed += malformed;
         self.ops_sent += ops_sent;
         self.digests_sent += digests_sent;
         self.full_states_sent += full_states_sent;
@@ -397,8 +427,9 @@ pub struct Replication {
     keyspaces: BTreeMap<String, Keyspace>,
     /// The compaction epoch: changes when members depart; see the module docs.
     epoch: u32,
-    /// Our writes waiting for acks, by (keyspace, seq).
-    pending: BTreeMap<(String, u64), PendingAck>,
+    /// Our writes waiting for acks, by (keyspace, origin, seq) — the origin changes when we
+    /// renew our identity, and seqs start again.
+    pending: BTreeMap<(String, Origin, u64), PendingAck>,
     /// What each member told us it has seen.
     peer_digests: PeerDigests,
     /// When tombstone GC runs next.
@@ -450,12 +481,19 @@ impl Replication {
         self.me
     }
 
+    /// Writes from now on as `origin`: a new life of our node (membership renewed our
+    /// identity after others took us for failed). Our previous origin becomes a past life that
+    /// every replica retires once all hold its ops, once — where writing on as an origin others
+    /// count as past would have them retire it, track it again from our next op, and retire it
+    /// again, forever. Seqs of the new origin start at 1.
+    pub fn renew(&mut self, origin: Origin) {
+        debug_assert_eq!(origin.node, self.me.node, "a node renews its own identity");
+        self.me = origin;
+    }
+
     /// The live value of `key` in `keyspace`.
     pub fn get(&self, keyspace: &str, key: &str) -> Option<&[u8]> {
-        self.keyspaces
-            .get(keyspace)
-            .and_then(|k| k.map().get(&key.to_owned()))
-            .map(Vec::as_slice)
+        self.keyspaces.get(keyspace).and_then(|k| k.get(key))
     }
 
     /// A keyspace's replica, for reads (`map().iter()`) and tests.
@@ -524,13 +562,14 @@ impl Replication {
         let pending = PendingAck::new(envelope.clone(), peers, until);
         let ticket = AckTicket {
             keyspace: envelope.keyspace.clone(),
+            origin: envelope.origin,
             seq: envelope.seq,
             members: pending.members(),
         };
         if !peers.is_empty() {
             self.request_acks(&pending, out);
-            self.pending
-                .insert((ticket.keyspace.clone(), ticket.seq), pending);
+            let key = (ticket.keyspace.clone(), ticket.origin, ticket.seq);
+            self.pending.insert(key, pending);
         }
         Ok(ticket)
     }
@@ -565,9 +604,17 @@ impl Replication {
                 digest,
                 reply,
                 epoch,
+                clock,
+                retired,
             } => {
                 if let Some(from) = from {
-                    self.answer_digest(from, digest, reply, epoch, out);
+                    let theirs = TheirDigest {
+                        digest,
+                        epoch,
+                        clock,
+                        retired,
+                    };
+                    self.answer_digest(now, from, theirs, reply, out);
                 }
             }
             ReplicationMessage::FullState {
@@ -575,19 +622,29 @@ impl Replication {
                 epoch,
                 state,
                 seen,
-            } => self.merge_full_state(now, from, &keyspace, epoch, &state, &seen, out),
+                retired,
+            } => {
+                let coverage = Coverage {
+                    seen: &seen,
+                    retired: &retired,
+                };
+                self.merge_full_state(now, from, &keyspace, epoch, &state, &coverage, out)
+            }
         }
         if !self.keyspaces.is_empty() {
             self.start_ticking(now, out);
         }
     }
 
-    /// Handles a timer; `peers` are the live members.
+    /// Handles a timer; `peers` are the live members, `members` every member not departed
+    /// (alive, or failed or left less than [`ReplicationConfig::departed_after`] ago): the ones
+    /// whose digests tombstone GC waits for.
     pub fn handle_timer(
         &mut self,
         now: Instant,
         timer: ReplicationTimer,
         peers: &[NodeAddr],
+        members: &[NodeId],
         out: &mut Outbox,
     ) {
         match timer {
@@ -595,12 +652,14 @@ impl Replication {
                 self.chained = 0;
                 self.arm_anti_entropy(now, out);
                 self.retry_acks(now, out);
+                let partner = self.choose(peers, 1).first().copied();
                 if now >= self.next_gc {
                     self.next_gc = now + self.config.tombstone_ttl / GC_ROUNDS_PER_TTL;
-                    self.collect_tombstones(now, peers);
+                    self.collect_tombstones(now, members);
+                    self.announce_digest(now, peers, partner, out);
                 }
-                if let Some(&peer) = self.choose(peers, 1).first() {
-                    self.send_digest(peer, true, out);
+                if let Some(peer) = partner {
+                    self.send_digest(now, peer, true, out);
                 }
             }
         }
@@ -614,7 +673,13 @@ impl Replication {
 
     /// Starts another exchange with a random live member other than `after` (who taught us the
     /// news), unless this interval's chained exchanges are used up.
-    pub fn chain(&mut self, peers: &[NodeAddr], after: Option<NodeId>, out: &mut Outbox) {
+    pub fn chain(
+        &mut self,
+        now: Instant,
+        peers: &[NodeAddr],
+        after: Option<NodeId>,
+        out: &mut Outbox,
+    ) {
         if self.chained >= CHAINED_EXCHANGES_MAX {
             return;
         }
@@ -625,7 +690,7 @@ impl Replication {
             .collect();
         if let Some(&peer) = self.choose(&others, 1).first() {
             self.chained += 1;
-            self.send_digest(peer, true, out);
+            self.send_digest(now, peer, true, out);
         }
     }
 
@@ -640,26 +705,28 @@ impl Replication {
             return;
         }
         self.last_pull = Some(now);
-        self.send_digest(peer, false, out);
+        self.send_digest(now, peer, false, out);
     }
 
     /// Compaction: forgets what we know of departed members and drops the bookkeeping of
     /// `gone` origins (lives of departed or restarted nodes) in every keyspace where each
     /// member's digest shows it holds all of their ops, moving to a new epoch if any was
     /// dropped. `departed` are nodes not alive for [`ReplicationConfig::departed_after`];
-    /// `peers` the live members. Call it before each [`ReplicationTimer::AntiEntropy`].
+    /// `members` every member not departed. Call it before each
+    /// [`ReplicationTimer::AntiEntropy`].
     pub fn retire(
         &mut self,
         departed: &BTreeSet<NodeId>,
         gone: &BTreeSet<Origin>,
-        peers: &[NodeAddr],
+        members: &[NodeId],
     ) {
         self.peer_digests.forget(departed);
         let mut retired = BTreeSet::new();
         for (name, keyspace) in &mut self.keyspaces {
-            let Some(mut views) = self.peer_digests.views(peers, self.epoch, name) else {
+            let Some(agreement) = self.peer_digests.agreement(members, self.epoch, name) else {
                 continue;
             };
+            let mut views = agreement.views;
             views.push(keyspace.seen());
             let held: BTreeSet<Origin> = keyspace
                 .origins()
@@ -747,9 +814,9 @@ impl Replication {
         let Some(value) = &write.value else {
             return Ok(()); // a delete never grows a keyspace
         };
-        let old = keyspace.map().get(&write.key);
+        let old = keyspace.get(&write.key);
         let max_keys = self.config.keyspace_keys_max;
-        if old.is_none() && keyspace.map().len() >= max_keys {
+        if old.is_none() && keyspace.len() >= max_keys {
             return Err(ReplicationError::KeyspaceFull {
                 keyspace: name.to_owned(),
                 max: max_keys,
@@ -802,9 +869,8 @@ impl Replication {
         Ok(envelope)
     }
 
-    /// Applies remote ops; with `ack`, answers for each op we hold. A sender that offered a
-    /// write we had collected below our horizon gets our full state, so it drops it too.
-    /// Returns whether any op was new here.
+    /// Applies remote ops; with `ack`, answers for each op we hold. Returns whether any op was
+    /// new here.
     fn apply_ops(
         &mut self,
         now: Instant,
@@ -813,27 +879,24 @@ impl Replication {
         ack: bool,
         out: &mut Outbox,
     ) -> bool {
-        let mut stale = BTreeSet::new();
         let mut news = false;
         for envelope in envelopes {
             let outcome = self.apply_remote(now, envelope, out);
-            news |= matches!(outcome, Outcome::Applied | Outcome::Stale);
-            if outcome == Outcome::Stale {
-                stale.insert(envelope.keyspace.clone());
-            }
+            news |= outcome == Outcome::Applied;
             if let (true, Some(to), true) = (ack, from, outcome != Outcome::Refused) {
                 self.send_ack(to, envelope, out);
-            }
-        }
-        if let Some(to) = from {
-            for name in stale {
-                self.send_full_state(to, &name, out);
             }
         }
         news
     }
 
     fn apply_remote(&mut self, now: Instant, envelope: &Envelope, out: &mut Outbox) -> Outcome {
+        // An op names its write by origin and seq, and its value keeps the name with the
+        // timestamp's node as the origin's: an op that disagrees would be misjudged in merges.
+        if envelope.seq == 0 || envelope.op.entry.ts.node != envelope.origin.node {
+            self.stats.malformed += 1;
+            return Outcome::Refused;
+        }
         let room = self.keyspaces.contains_key(&envelope.keyspace)
             || self.keyspaces.len() < self.config.keyspaces_max;
         // Another epoch's ops may come from a node that has not dropped a departed origin yet;
@@ -861,19 +924,11 @@ impl Replication {
             return Outcome::Refused;
         }
         let keyspace = self.keyspaces.entry(envelope.keyspace.clone()).or_default();
-        let map = keyspace.map();
-        let below = map.entry(&envelope.op.key).is_none()
-            && envelope.op.entry.ts < map.horizon()
-            && envelope.op.entry.value.is_some();
         self.stats.ops_applied += 1;
         if let Some(change) = keyspace.apply(envelope, self.config.op_log_max) {
             emit(&envelope.keyspace, change, out);
         }
-        if below {
-            Outcome::Stale
-        } else {
-            Outcome::Applied
-        }
+        Outcome::Applied
     }
 
     fn send_ack(&mut self, to: NodeAddr, envelope: &Envelope, out: &mut Outbox) {
@@ -894,10 +949,10 @@ impl Replication {
         seq: u64,
         out: &mut Outbox,
     ) {
-        let (Some(from), true) = (from, origin == self.me) else {
+        let Some(from) = from else {
             return;
         };
-        let key = (keyspace, seq);
+        let key = (keyspace, origin, seq);
         let Some(pending) = self.pending.get_mut(&key) else {
             return;
         };
@@ -911,6 +966,7 @@ impl Replication {
         }
         out.event(Event::Replication(ReplicationEvent::Acked {
             keyspace: key.0,
+            origin,
             seq,
             holders,
             members,
@@ -937,15 +993,17 @@ impl Replication {
         self.pending = pending;
     }
 
-    /// Drops tombstones every member has seen and that are older than the TTL; see the module
-    /// docs for why both.
-    fn collect_tombstones(&mut self, now: Instant, peers: &[NodeAddr]) {
+    /// Drops tombstones below the horizon of the GC rule (see the module docs): older than the
+    /// TTL, older than every member's last clock, and held by every member.
+    fn collect_tombstones(&mut self, now: Instant, members: &[NodeId]) {
         let age_ms = u64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(u64::MAX);
-        let ceiling = Timestamp::at_wall(self.wall_ms(now).saturating_sub(age_ms));
+        let aged = Timestamp::at_wall(self.wall_ms(now).saturating_sub(age_ms));
         for (name, keyspace) in &mut self.keyspaces {
-            let Some(mut views) = self.peer_digests.views(peers, self.epoch, name) else {
+            let Some(agreement) = self.peer_digests.agreement(members, self.epoch, name) else {
                 continue;
             };
+            let ceiling = agreement.witness.map_or(aged, |w| w.min(aged));
+            let mut views = agreement.views;
             views.push(keyspace.seen());
             if let Some(horizon) = horizon::stable_before(keyspace, &views, ceiling) {
                 self.stats.tombstones_collected += keyspace.gc(horizon) as u64;
@@ -955,12 +1013,13 @@ impl Replication {
 
     fn answer_digest(
         &mut self,
+        now: Instant,
         to: NodeAddr,
-        theirs: Digest,
+        theirs: TheirDigest,
         reply: bool,
-        epoch: u32,
         out: &mut Outbox,
     ) {
+        let epoch = theirs.epoch;
         if epoch != self.epoch {
             // Their bookkeeping is of another compaction: whole states reconcile both ways.
             let names: Vec<String> = self.keyspaces.keys().cloned().collect();
@@ -969,17 +1028,23 @@ impl Replication {
             }
             // Each state we send is answered with theirs; for a keyspace we lack (all of them
             // on a node that starts empty), our digest asks for their states instead.
-            if reply && theirs.keys().any(|name| !self.keyspaces.contains_key(name)) {
-                self.send_digest(to, false, out);
+            if reply
+                && theirs
+                    .digest
+                    .keys()
+                    .any(|name| !self.keyspaces.contains_key(name))
+            {
+                self.send_digest(now, to, false, out);
             }
             return;
         }
         let mut ops = Vec::new();
         let mut full = Vec::new();
         for (name, keyspace) in &self.keyspaces {
-            let missing = keyspace.missing_for(name, theirs.get(name), self.epoch);
+            let missing = keyspace.missing_for(name, theirs.digest.get(name), self.epoch);
             let ops_size: usize = missing.ops.iter().map(envelope_size).sum();
-            if missing.needs_full_state || ops_size > state_size(keyspace) {
+            let records_differ = theirs.records_differ(name, keyspace);
+            if missing.needs_full_state || records_differ || ops_size > state_size(keyspace) {
                 full.push(name.clone());
             } else {
                 ops.extend(missing.ops);
@@ -990,19 +1055,29 @@ impl Replication {
             self.send_full_state(to, &name, out);
         }
         if reply && self.lacks(&theirs) {
-            self.send_digest(to, false, out);
+            self.send_digest(now, to, false, out);
         }
-        self.peer_digests.record(to.id, epoch, theirs);
+        self.peer_digests
+            .record(to.id, epoch, theirs.digest, theirs.clock);
     }
 
-    /// Whether a peer with digest `theirs` has ops we have not seen.
-    fn lacks(&self, theirs: &Digest) -> bool {
-        theirs
+    /// Whether a peer with digest `theirs` has ops we have not seen, or records we lack.
+    fn lacks(&self, theirs: &TheirDigest) -> bool {
+        let ops = theirs
+            .digest
             .iter()
             .any(|(name, seen)| match self.keyspaces.get(name) {
                 Some(keyspace) => keyspace.lacks_from(seen),
                 None => !seen.is_empty(),
-            })
+            });
+        let records = theirs
+            .retired
+            .keys()
+            .any(|name| match self.keyspaces.get(name) {
+                Some(keyspace) => theirs.records_differ(name, keyspace),
+                None => true,
+            });
+        ops || records
     }
 
     #[allow(clippy::too_many_arguments)] // one message's fields, unpacked
@@ -1013,7 +1088,7 @@ impl Replication {
         name: &str,
         epoch: u32,
         bytes: &[u8],
-        seen: &Seen,
+        theirs: &Coverage<'_>,
         out: &mut Outbox,
     ) {
         let room =
@@ -1022,9 +1097,12 @@ impl Replication {
             self.stats.dropped += 1;
             return;
         }
-        let Ok(state) = Map::decode(bytes) else {
-            self.stats.bad_states += 1;
-            return;
+        let state = match Map::decode(bytes) {
+            Ok(state) if names_its_writes(&state) => state,
+            _ => {
+                self.stats.bad_states += 1;
+                return;
+            }
         };
         if !self.accept_timestamps(now, &state) {
             self.stats.drift_rejected += 1;
@@ -1032,33 +1110,23 @@ impl Replication {
         }
         let ours = self.epoch;
         let keyspace = self.keyspaces.entry(name.to_owned()).or_default();
-        let stale = keyspace.is_stale(&state);
         // An older epoch's state may still track origins we retired: take its data, and only
-        // the progress of origins we track.
-        let covered: Seen = if newer_epoch(ours, epoch) {
-            let tracked: BTreeSet<Origin> = keyspace.origins().copied().collect();
-            seen.iter()
-                .filter(|(origin, _)| tracked.contains(origin))
-                .map(|(origin, seq)| (*origin, *seq))
-                .collect()
-        } else {
-            seen.clone()
-        };
-        let changes = keyspace.merge_full(&state, &covered);
+        // a record of those origins' progress.
+        let merged = keyspace.merge_full(&state, theirs, !newer_epoch(ours, epoch));
         // The sender's other keyspaces arrive after we adopted its epoch: prune those too.
         let adopting = from.map(|f| (f.id, epoch));
         if newer_epoch(epoch, ours) || (adopting.is_some() && adopting == self.adopted_from) {
             self.adopted_from = adopting;
-            self.adopt_epoch(name, epoch, seen);
+            self.adopt_epoch(name, epoch, theirs.seen);
         }
         self.stats.full_states_merged += 1;
-        self.chain_wanted |= !changes.is_empty();
-        for change in changes {
+        self.chain_wanted |= !merged.changes.is_empty();
+        for change in merged.changes {
             emit(name, change, out);
         }
         // A merge is one-way: when the sender may hold what we lack (another epoch's state, or
-        // entries below our horizon) it gets ours back, and the two converge.
-        if let (Some(to), true) = (from, stale || epoch != ours) {
+        // values we saw removed) it gets ours back, and the two converge.
+        if let (Some(to), true) = (from, merged.sender_stale || epoch != ours) {
             self.send_full_state(to, name, out);
         }
     }
@@ -1160,17 +1228,52 @@ impl Replication {
             epoch: self.epoch,
             state,
             seen: keyspace.seen(),
+            retired: keyspace.retired(),
         };
         self.stats.full_states_sent += 1;
         self.send(to, channel, encode(message), out);
     }
 
-    fn send_digest(&mut self, to: NodeAddr, reply: bool, out: &mut Outbox) {
+    /// Sends our digest to every live member but this round's `partner` (to `fanout` random
+    /// ones above `push_all_max`), asking no reply, once per GC round: GC needs a recent digest
+    /// from every member, and one random exchange per interval takes about N·ln N intervals
+    /// to bring them all.
+    fn announce_digest(
+        &mut self,
+        now: Instant,
+        peers: &[NodeAddr],
+        partner: Option<NodeAddr>,
+        out: &mut Outbox,
+    ) {
+        let others: Vec<NodeAddr> = peers
+            .iter()
+            .filter(|p| Some(**p) != partner)
+            .copied()
+            .collect();
+        let targets = if others.len() <= self.config.push_all_max {
+            others
+        } else {
+            self.choose(&others, self.config.fanout)
+        };
+        for to in targets {
+            self.send_digest(now, to, false, out);
+        }
+    }
+
+    fn send_digest(&mut self, now: Instant, to: NodeAddr, reply: bool, out: &mut Outbox) {
         self.stats.digests_sent += 1;
+        let retired = self
+            .keyspaces
+            .iter()
+            .map(|(name, k)| (name.clone(), k.retired_fingerprint()))
+            .filter(|(_, fingerprint)| *fingerprint != 0)
+            .collect();
         let message = ReplicationMessage::Digest {
             digest: self.digest(),
             reply,
             epoch: self.epoch,
+            clock: self.hlc.now(self.wall_ms(now)),
+            retired,
         };
         self.send(to, Channel::Replication, encode(message), out);
     }
@@ -1215,6 +1318,21 @@ impl Replication {
     }
 }
 
+/// A digest as a peer sent it.
+struct TheirDigest {
+    digest: Digest,
+    epoch: u32,
+    clock: Timestamp,
+    retired: BTreeMap<String, u64>,
+}
+
+impl TheirDigest {
+    /// Whether their retired records of `keyspace` differ from `ours`.
+    fn records_differ(&self, keyspace: &str, ours: &Keyspace) -> bool {
+        self.retired.get(keyspace).copied().unwrap_or(0) != ours.retired_fingerprint()
+    }
+}
+
 /// What became of a remote op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
@@ -1222,9 +1340,8 @@ enum Outcome {
     Applied,
     /// Applied before.
     Duplicate,
-    /// Recorded, but a set for a key we collected below our horizon: the sender is stale.
-    Stale,
-    /// Not applied (another epoch, no room, clock drift); it will be offered again.
+    /// Not applied (malformed, another epoch, no room, clock drift); a well-formed one will be
+    /// offered again.
     Refused,
 }
 
@@ -1273,6 +1390,12 @@ fn emit(keyspace: &str, change: Change, out: &mut Outbox) {
 fn state_size(keyspace: &Keyspace) -> usize {
     let map = keyspace.map();
     keyspace.bytes() + (map.len() + map.tombstones()) * STATE_ENTRY_OVERHEAD
+}
+
+/// Whether every live value of a state names a write (seqs start at 1): a value that names
+/// none would pass for one every replica has seen and removed.
+fn names_its_writes(state: &Map) -> bool {
+    state.iter().all(|(_, value)| value.seq > 0)
 }
 
 fn envelope_size(envelope: &Envelope) -> usize {

@@ -25,6 +25,10 @@ struct Net {
     now: Instant,
 }
 
+fn ids(nodes: &[usize]) -> Vec<NodeId> {
+    nodes.iter().map(|&j| addr(j).id).collect()
+}
+
 fn addr(i: usize) -> NodeAddr {
     NodeAddr {
         id: NodeId::from_u128(i as u128 + 1),
@@ -125,6 +129,7 @@ impl Net {
             self.now,
             ReplicationTimer::AntiEntropy,
             &[addr(j)],
+            &[addr(j).id],
             &mut p.out,
         );
         self.collect(i);
@@ -245,7 +250,8 @@ fn news_from_an_answer_asks_for_another_exchange_and_the_chain_is_capped() {
     let peers = net.others(1);
     for _ in 0..CHAINED_EXCHANGES_MAX + 2 {
         let p = &mut net.peers[1];
-        p.machine.chain(&peers, Some(addr(0).id), &mut p.out);
+        p.machine
+            .chain(net.now, &peers, Some(addr(0).id), &mut p.out);
     }
     net.collect(1);
     assert_eq!(net.wire.len(), CHAINED_EXCHANGES_MAX as usize);
@@ -256,7 +262,7 @@ fn news_from_an_answer_asks_for_another_exchange_and_the_chain_is_capped() {
     net.exchange(1, 2);
     net.wire.clear();
     let p = &mut net.peers[1];
-    p.machine.chain(&peers, None, &mut p.out);
+    p.machine.chain(net.now, &peers, None, &mut p.out);
     net.collect(1);
     assert_eq!(net.wire.len(), 1);
 }
@@ -484,6 +490,7 @@ fn garbage_full_state_is_refused_without_panicking() {
         epoch: 0,
         state: vec![1, 0xff, 0xff, 0xff],
         seen: Seen::new(),
+        retired: Seen::new(),
     };
     net.deliver((0, 1, encode(message)));
     assert_eq!(net.peers[1].machine.stats().bad_states, 1);
@@ -503,10 +510,17 @@ impl Net {
     /// Node `i`'s anti-entropy timer fires with `live` as its live members; whatever it sends
     /// is delivered.
     fn tick(&mut self, i: usize, live: &[usize]) {
+        self.tick_with(i, live, live);
+    }
+
+    /// Like [`Self::tick`], with `members` the members not departed (`live` and the failed).
+    fn tick_with(&mut self, i: usize, live: &[usize], members: &[usize]) {
+        let members = ids(members);
         let live: Vec<NodeAddr> = live.iter().map(|&j| addr(j)).collect();
         let p = &mut self.peers[i];
+        let timer = ReplicationTimer::AntiEntropy;
         p.machine
-            .handle_timer(self.now, ReplicationTimer::AntiEntropy, &live, &mut p.out);
+            .handle_timer(self.now, timer, &live, &members, &mut p.out);
         self.collect(i);
         self.deliver_all();
     }
@@ -658,6 +672,110 @@ fn a_tombstone_is_kept_while_a_live_member_has_not_seen_it() {
     assert_eq!(net.peers[0].machine.stats().tombstones_collected, 1);
 }
 
+/// Issue 21's loss, in miniature: a side of a partition agreed on a GC horizon among itself,
+/// because only live members' digests were required, and a member cut off before it ever sent
+/// a digest counted for nothing. Every member not departed must have told us its digest.
+#[test]
+fn a_member_cut_off_before_it_sent_a_digest_holds_gc_back_until_it_departs() {
+    let mut net = Net::new(3, gc_config());
+    net.write(0, "a", Some("1"), true);
+    net.write(0, "a", None, true);
+    net.wire.retain(|(_, to, _)| *to != 2);
+    net.deliver_all();
+    net.agree(&[0, 1]);
+    net.advance(Duration::from_secs(5));
+    // Node 2 failed (cut off), not departed: no agreement without its digest.
+    net.tick_with(0, &[1], &[1, 2]);
+    assert_eq!(net.tombstones(0), 1);
+    // Departed: it no longer holds GC back.
+    net.advance(Duration::from_secs(1));
+    net.tick_with(0, &[1], &[1]);
+    assert_eq!(net.tombstones(0), 0);
+}
+
+/// A member's writes after its last digest are stamped after that digest's clock, so the
+/// horizon stays below the clock even when the member's view showed every op: the member
+/// may have written meanwhile, and its clock need not have moved past what it received.
+#[test]
+fn the_horizon_stays_below_every_members_last_clock() {
+    let mut net = Net::new(3, gc_config());
+    net.agree(&[0, 1, 2]);
+    net.advance(Duration::from_secs(3));
+    net.write(0, "a", Some("1"), true);
+    net.write(0, "a", None, true);
+    net.deliver_all();
+    net.agree(&[0, 1]);
+    net.advance(Duration::from_secs(5));
+    // Node 2 has the delete but has said nothing since before it: its clock holds the horizon.
+    net.tick_with(0, &[1], &[1, 2]);
+    assert_eq!(net.tombstones(0), 1);
+    let horizon = net.peers[0]
+        .machine
+        .keyspace("ks")
+        .expect("ks")
+        .map()
+        .horizon();
+    assert!(horizon < Timestamp::at_wall(13_000), "{horizon:?}");
+    net.agree(&[0, 1, 2]);
+    net.advance(Duration::from_secs(2));
+    net.tick(0, &[1, 2]);
+    assert_eq!(net.tombstones(0), 0);
+}
+
+/// The documented price of departure: a set made by a writer taken for gone, older than a
+/// delete the others already collected, comes back and wins — on every replica alike.
+#[test]
+fn after_departure_an_older_concurrent_set_wins_over_a_collected_delete_everywhere() {
+    let mut net = Net::new(3, gc_config());
+    net.write(0, "k", Some("before"), true);
+    net.deliver_all();
+    net.agree(&[0, 1, 2]);
+    // Node 2, cut off, sets `k`; then node 0 deletes it, later in LWW order.
+    net.write(2, "k", Some("cut-off"), false);
+    net.advance(Duration::from_millis(5));
+    net.write(0, "k", None, true);
+    net.wire.retain(|(_, to, _)| *to != 2);
+    net.deliver_all();
+    // Node 2 departs for 0 and 1; they agree and collect the delete.
+    for i in [0, 1] {
+        let other = 1 - i;
+        net.peers[i]
+            .machine
+            .retire(&[addr(2).id].into(), &BTreeSet::new(), &[addr(other).id]);
+    }
+    net.agree(&[0, 1]);
+    net.advance(Duration::from_secs(5));
+    net.tick(0, &[1]);
+    net.tick(1, &[0]);
+    assert_eq!((net.tombstones(0), net.tombstones(1)), (0, 0));
+    // Node 2 comes back: its set is new to them, and no tombstone is left to beat it.
+    net.exchange(2, 0);
+    net.exchange(0, 2);
+    net.exchange(2, 1);
+    net.exchange(1, 2);
+    for i in 0..3 {
+        assert_eq!(net.value(i, "k").as_deref(), Some("cut-off"), "node {i}");
+    }
+}
+
+#[test]
+fn a_renewed_node_writes_as_its_new_life_and_still_counts_acks_of_the_old_one() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    let before = net.write_acked(0, "a", &[1]);
+    net.peers[0].machine.renew(origin(0, 2));
+    let after = net.write_acked(0, "b", &[1]);
+    assert_eq!((before.origin, after.origin), (origin(0, 1), origin(0, 2)));
+    assert_eq!(
+        (before.seq, after.seq),
+        (1, 1),
+        "the new life counts from 1"
+    );
+    net.deliver_all();
+    assert_eq!(net.acks(0), vec![(2, 2), (2, 2)]);
+    assert_eq!(net.value(1, "a").as_deref(), Some("v"));
+    assert_eq!(net.value(1, "b").as_deref(), Some("v"));
+}
+
 #[test]
 fn a_tombstone_younger_than_the_ttl_is_kept() {
     let mut net = Net::new(2, gc_config());
@@ -677,7 +795,7 @@ fn a_removed_key_does_not_resurrect_when_a_lagging_peer_syncs_after_gc() {
     // Node 2 drops out and departs; 0 and 1 delete `a`, write on (past the op log), agree.
     net.peers[0]
         .machine
-        .retire(&[addr(2).id].into(), &BTreeSet::new(), &[addr(1)]);
+        .retire(&[addr(2).id].into(), &BTreeSet::new(), &[addr(1).id]);
     net.write(0, "a", None, false);
     for n in 0..3 {
         net.write(0, &format!("k{n}"), Some("v"), false);
@@ -718,16 +836,26 @@ fn a_removed_key_does_not_resurrect_when_a_lagging_peer_syncs_after_gc() {
     assert_eq!(net.value(0, "a"), None);
 }
 
+/// A write new to a replica is a write, whatever the horizon says: a writer that was taken
+/// for gone (a partition longer than `departed_after`) may come back with writes stamped below
+/// the horizon the others agreed on without it. They are kept, here and everywhere.
 #[test]
-fn a_write_older_than_the_horizon_is_dropped_everywhere_not_just_here() {
+fn a_write_new_here_is_kept_even_below_the_horizon_and_everywhere() {
     let mut net = Net::new(2, gc_config());
     net.write(0, "x", Some("1"), true);
+    net.write(0, "x", None, true);
     net.deliver_all();
     net.agree(&[0, 1]);
     net.advance(Duration::from_secs(5));
     net.tick(0, &[1]);
-    // A write stamped before node 0's horizon reaches it from node 1 (a clock far behind):
-    // node 0 drops it and sends node 1 its state, so node 1 drops it too.
+    assert_eq!(net.tombstones(0), 0, "collected");
+    let horizon = net.peers[0]
+        .machine
+        .keyspace("ks")
+        .expect("ks")
+        .map()
+        .horizon();
+    assert!(horizon > Timestamp::at_wall(10_000), "{horizon:?}");
     let old = Envelope {
         keyspace: "ks".into(),
         origin: origin(1, 1),
@@ -736,25 +864,52 @@ fn a_write_older_than_the_horizon_is_dropped_everywhere_not_just_here() {
         op: Op {
             key: "late".into(),
             entry: LwwEntry {
-                ts: Timestamp::at_wall(10_000),
+                ts: Timestamp {
+                    wall_ms: 10_000,
+                    logical: 0,
+                    node: origin(1, 1).node,
+                },
                 value: Some(b"v".to_vec()),
             },
         },
     };
-    let p = &mut net.peers[1];
-    p.machine
-        .keyspaces
-        .entry("ks".into())
-        .or_default()
-        .apply(&old, 8);
     net.deliver((1, 0, encode(ReplicationMessage::Ops(vec![old]))));
     net.deliver_all();
-    assert_eq!(net.value(0, "late"), None);
-    assert_eq!(net.value(1, "late"), None);
-    assert_eq!(
-        net.peers[0].machine.state_digests(),
-        net.peers[1].machine.state_digests()
-    );
+    assert_eq!(net.value(0, "late").as_deref(), Some("v"));
+    // A full state carries it on to a replica that never saw it, horizon or not.
+    net.exchange(1, 0);
+    net.exchange(0, 1);
+    assert_eq!(net.value(1, "late").as_deref(), Some("v"));
+}
+
+/// An op whose timestamp is another node's than its origin's, or with seq 0, would be
+/// misjudged in merges: refused, and counted.
+#[test]
+fn an_op_that_contradicts_itself_is_refused() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    let op = |seq: u64, node: u128| Envelope {
+        keyspace: "ks".into(),
+        origin: origin(1, 1),
+        seq,
+        epoch: 0,
+        op: Op {
+            key: "k".into(),
+            entry: LwwEntry {
+                ts: Timestamp {
+                    wall_ms: 10_000,
+                    logical: 0,
+                    node: CrdtId::from_u128(node),
+                },
+                value: Some(b"v".to_vec()),
+            },
+        },
+    };
+    let ops = vec![op(0, 2), op(1, 7)];
+    net.deliver((1, 0, encode(ReplicationMessage::Ops(ops))));
+    assert_eq!(net.peers[0].machine.stats().malformed, 2);
+    assert_eq!(net.value(0, "k"), None);
+    net.deliver((1, 0, encode(ReplicationMessage::Ops(vec![op(1, 2)]))));
+    assert_eq!(net.value(0, "k").as_deref(), Some("v"));
 }
 
 /// Nodes 0–2 stay; nodes 3.. each write once and depart.
@@ -799,7 +954,7 @@ fn departed_origins_are_compacted_so_bookkeeping_does_not_grow_with_writers() {
         assert_eq!(origin_logs(&net, 0), 1 + writers);
         let (nodes, gone) = departed(writers);
         for i in 0..3 {
-            let live: Vec<NodeAddr> = (0..3).filter(|&j| j != i).map(addr).collect();
+            let live: Vec<NodeId> = (0..3).filter(|&j| j != i).map(|j| addr(j).id).collect();
             let mut gone = gone.clone();
             // A live member's origin is never retired, even if asked to.
             gone.insert(origin(1, 1));
@@ -854,6 +1009,7 @@ fn an_origin_some_member_lacks_ops_of_is_not_retired() {
         net.now,
         ReplicationTimer::AntiEntropy,
         &[addr(0)],
+        &[addr(0).id],
         &mut p.out,
     );
     net.collect(1);
@@ -864,7 +1020,7 @@ fn an_origin_some_member_lacks_ops_of_is_not_retired() {
     net.wire.clear();
     net.peers[0]
         .machine
-        .retire(&[addr(3).id].into(), &[origin(3, 1)].into(), &[addr(1)]);
+        .retire(&[addr(3).id].into(), &[origin(3, 1)].into(), &[addr(1).id]);
     assert_eq!(
         origin_logs(&net, 0),
         1,
@@ -881,7 +1037,7 @@ fn a_node_of_an_older_epoch_catches_up_through_full_states() {
     // Only node 0 compacts; node 1 writes on in the old epoch meanwhile.
     net.peers[0]
         .machine
-        .retire(&nodes, &gone, &[addr(1), addr(2)]);
+        .retire(&nodes, &gone, &[addr(1).id, addr(2).id]);
     net.write(1, "old-epoch", Some("1"), true);
     net.deliver_all();
     assert_eq!(net.value(0, "old-epoch"), None, "refused across epochs");
@@ -917,7 +1073,7 @@ fn a_node_that_compacted_again_keeps_its_epoch_and_does_not_take_back_what_it_re
         let first: BTreeSet<Origin> = (3..6).map(|w| origin(w, 1)).collect();
         let second: BTreeSet<Origin> = (6..6 + wave).map(|w| origin(w, 1)).collect();
         for i in 0..3 {
-            let live: Vec<NodeAddr> = (0..3).filter(|&j| j != i).map(addr).collect();
+            let live: Vec<NodeId> = (0..3).filter(|&j| j != i).map(|j| addr(j).id).collect();
             net.peers[i].machine.retire(&nodes, &first, &live);
         }
         let e1 = net.peers[0].machine.epoch();
@@ -926,7 +1082,7 @@ fn a_node_that_compacted_again_keeps_its_epoch_and_does_not_take_back_what_it_re
         // Only node 0 retires the second wave.
         net.peers[0]
             .machine
-            .retire(&nodes, &second, &[addr(1), addr(2)]);
+            .retire(&nodes, &second, &[addr(1).id, addr(2).id]);
         let e2 = net.peers[0].machine.epoch();
         assert_ne!(e2, e1);
         assert_eq!(origin_logs(&net, 0), 1);
@@ -964,7 +1120,7 @@ fn an_empty_node_catches_up_with_a_cluster_in_a_later_epoch() {
     let mut net = transient_writers(2);
     let (nodes, gone) = departed(2);
     for i in 0..3 {
-        let live: Vec<NodeAddr> = (0..3).filter(|&j| j != i).map(addr).collect();
+        let live: Vec<NodeId> = (0..3).filter(|&j| j != i).map(|j| addr(j).id).collect();
         net.peers[i].machine.retire(&nodes, &gone, &live);
     }
     let epoch = net.peers[0].machine.epoch();
@@ -1017,6 +1173,8 @@ fn a_large_full_state_goes_on_the_bulk_channel() {
         digest: Digest::new(),
         reply: false,
         epoch: 0,
+        clock: Timestamp::ZERO,
+        retired: BTreeMap::new(),
     };
     machine.handle_message(Instant::ZERO, Some(addr(1)), ask, &mut out);
     let mut channels = Vec::new();

@@ -2,13 +2,30 @@
 
 use std::collections::BTreeMap;
 
-use foundation_crdt::{LwwMap, LwwOp, NodeId};
+use foundation_crdt::{LwwMap, LwwOp, NodeId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-/// A keyspace's state: string keys, opaque byte values (JSON for config).
-pub type Map = LwwMap<String, Vec<u8>>;
-/// One write to a keyspace.
+/// A keyspace's state: string keys, opaque byte values (JSON for config) with the write that
+/// made each of them.
+pub type Map = LwwMap<String, Value>;
+/// One write to a keyspace, as an [`Envelope`] carries it (the envelope names the write).
 pub type Op = LwwOp<String, Vec<u8>>;
+
+/// A live value as a keyspace holds it: the bytes, and which write made them.
+///
+/// The writer's node is the timestamp's (a write is stamped by its origin's clock), so the
+/// generation and seq complete the write's origin and dot. A full-state merge needs them to
+/// tell a value the other side never saw (kept) from one it saw and removed since (dropped),
+/// whatever the horizons say: see the replication module's GC rule.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Value {
+    /// The value's bytes.
+    pub bytes: Vec<u8>,
+    /// The writer's life ([`Origin::generation`]).
+    pub generation: u64,
+    /// The write's seq in its origin's sequence for this keyspace.
+    pub seq: u64,
+}
 /// Highest contiguous seq applied, per origin.
 pub type Seen = BTreeMap<Origin, u64>;
 /// A node's digest: [`Seen`] per keyspace.
@@ -57,6 +74,14 @@ pub enum ReplicationMessage {
         reply: bool,
         /// The sender's compaction epoch: a receiver in another epoch answers with full states.
         epoch: u32,
+        /// The sender's clock when it sent this: every op it wrote before is in `digest`, and
+        /// every op it writes later is stamped after `clock`. It is what lets a receiver count
+        /// the sender's unknown writes out of a GC horizon (see the module docs).
+        clock: Timestamp,
+        /// Per keyspace with retired records, their fingerprint
+        /// ([`super::Keyspace::retired_fingerprint`]): a receiver of the same epoch whose
+        /// records differ exchanges full states, since the seen-sets cannot show the difference.
+        retired: BTreeMap<String, u64>,
     },
     /// A whole keyspace, for a peer behind our op-log horizon.
     FullState {
@@ -68,6 +93,8 @@ pub enum ReplicationMessage {
         state: Vec<u8>,
         /// What the state includes: every op up to these seqs.
         seen: Seen,
+        /// Origins the sender retired, with the seq up to which the state includes their ops.
+        retired: Seen,
     },
     /// Ops the sender wants acknowledged: the receiver applies them like [`Self::Ops`] and
     /// answers [`Self::Ack`] for each one it holds afterwards (applied now or before).

@@ -18,7 +18,7 @@ use crate::core::{Command, Core, Input};
 use crate::discovery::Candidate;
 use crate::effects::{Effect, Event};
 use crate::membership::{MemberView, MembershipEvent};
-use crate::replication::{ReplicationEvent, Write};
+use crate::replication::{Origin, ReplicationEvent, Write};
 use crate::services::Directory;
 use crate::time::Instant;
 
@@ -80,8 +80,8 @@ pub(crate) struct Driver {
     pub replication_events: broadcast::Sender<ReplicationEvent>,
     /// Live replicated values, for local reads.
     pub mirror: Mirror,
-    /// Holder counts of majority writes still awaited, by (keyspace, seq).
-    pub majority_waits: BTreeMap<(String, u64), tokio::sync::watch::Sender<usize>>,
+    /// Holder counts of majority writes still awaited, by (keyspace, origin, seq).
+    pub majority_waits: BTreeMap<(String, Origin, u64), tokio::sync::watch::Sender<usize>>,
     pub metrics: MembershipMetrics,
     pub replication_metrics: ReplicationMetrics,
     pub timers: Timers,
@@ -176,11 +176,12 @@ impl Driver {
                 }
                 Effect::Event(Event::Replication(ReplicationEvent::Acked {
                     keyspace,
+                    origin,
                     seq,
                     holders,
                     ..
                 })) => {
-                    if let Some(count) = self.majority_waits.get(&(keyspace, seq)) {
+                    if let Some(count) = self.majority_waits.get(&(keyspace, origin, seq)) {
                         count.send_replace(holders);
                     }
                 }
@@ -228,7 +229,7 @@ impl Driver {
             .map(|ticket| {
                 let (count, holders) = tokio::sync::watch::channel(1);
                 self.majority_waits
-                    .insert((ticket.keyspace.clone(), ticket.seq), count);
+                    .insert((ticket.keyspace.clone(), ticket.origin, ticket.seq), count);
                 (ticket.majority(), holders)
             });
         self.carry_out_effects().await;

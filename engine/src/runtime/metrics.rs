@@ -205,7 +205,7 @@ impl ReplicationMetrics {
         advance(&self.origins_retired, s.origins_retired);
         advance(&self.epoch_changes, s.epoch_changes);
         for name in replication.keyspace_names() {
-            let keys = replication.keyspace(name).map_or(0, |k| k.map().len());
+            let keys = replication.keyspace(name).map_or(0, |k| k.len());
             self.keys
                 .get_or_create(&KeyspaceLabels {
                     keyspace: name.to_owned(),

@@ -218,10 +218,10 @@ fn visible_entries<'a>(
     core.replication()
         .keyspace(keyspace)
         .into_iter()
-        .flat_map(|space| space.map().iter())
+        .flat_map(|space| space.iter())
         .filter_map(move |(key, value)| {
             let (owner, name) = ephemeral::parse(key)?;
-            ephemeral::visible(owner, membership).then_some((owner, name, value.as_slice()))
+            ephemeral::visible(owner, membership).then_some((owner, name, value))
         })
 }
 

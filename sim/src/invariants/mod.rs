@@ -202,6 +202,9 @@ pub struct Measurements {
     pub replication: Vec<ReplicationEpisode>,
     /// Keys whose surviving writes were checked on every running node at the end.
     pub writes_checked: u64,
+    /// Keys where a set won over a newer delete made across a partition longer than
+    /// `departed_after` (allowed; see [`replication::AcknowledgedWritesPresent`]).
+    pub sets_won_after_departure: u64,
     /// The service registry: registration → listed everywhere, death → gone everywhere, and
     /// convergence episodes (empty unless the scenario registers something).
     pub registry: Vec<registry::RegistryRecord>,

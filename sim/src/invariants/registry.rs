@@ -420,7 +420,7 @@ impl RegistryConsistent {
                 .replication()
                 .keyspace(SERVICES_KEYSPACE)
                 .into_iter()
-                .flat_map(|space| space.map().iter())
+                .flat_map(|space| space.iter())
                 .filter_map(|(key, _)| ephemeral::parse(key).map(|(owner, _)| owner))
                 .collect();
             for owner in owners {

@@ -43,7 +43,7 @@ fn fingerprint(core: &Core) -> u64 {
             continue;
         };
         let mut live = 0u64;
-        for (key, value) in keyspace.map().iter() {
+        for (key, value) in keyspace.iter() {
             if live == 0 {
                 h.write(&(name.len() as u64).to_le_bytes());
                 h.write(name.as_bytes());
@@ -67,11 +67,7 @@ fn live_data(core: &Core) -> BTreeMap<&str, BTreeMap<&str, &[u8]>> {
         .keyspace_names()
         .filter_map(|name| {
             let keyspace = replication.keyspace(name)?;
-            let live: BTreeMap<&str, &[u8]> = keyspace
-                .map()
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice()))
-                .collect();
+            let live: BTreeMap<&str, &[u8]> = keyspace.iter().collect();
             (!live.is_empty()).then_some((name, live))
         })
         .collect()
@@ -348,15 +344,77 @@ pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
 ///
 /// Concurrent writes across a partition are not violations: the later one legitimately wins,
 /// and the check only asks the winner be at least as new as every write that must survive.
+///
+/// One documented exception (the replication module's "What departure gives up"): a set and a
+/// newer delete of the same key, made on two sides of a partition that lasted longer than
+/// `departed_after`, may resolve for the set — the side that deleted may have taken the other
+/// for gone and collected its tombstone. Only that pair of writes is excused, and only when
+/// the world really kept their writers apart that long.
 #[derive(Default)]
 pub struct AcknowledgedWritesPresent {
     checked: u64,
+    excused: BTreeSet<(String, String)>,
+    separations: Separations,
 }
 
 impl AcknowledgedWritesPresent {
     /// A fresh check.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+/// When pairs of slots were cut off from each other both ways.
+#[derive(Default)]
+struct Separations {
+    /// Pairs `(a, b)`, `a < b`, cut off now, since when (world µs).
+    open: BTreeMap<(usize, usize), u64>,
+    /// Pairs that were cut off, and over which interval.
+    closed: Vec<((usize, usize), u64, u64)>,
+}
+
+impl Separations {
+    /// Takes note of the network as it is after a fault.
+    fn update(&mut self, world: &World) {
+        let now = world.now_us();
+        let network = world.network();
+        let n = world.nodes().len();
+        for a in 0..n {
+            for b in a + 1..n {
+                let cut = network.blocked(a, b) && network.blocked(b, a);
+                match (cut, self.open.get(&(a, b)).copied()) {
+                    (true, None) => {
+                        self.open.insert((a, b), now);
+                    }
+                    (false, Some(since)) => {
+                        self.open.remove(&(a, b));
+                        self.closed.push(((a, b), since, now));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Whether slots `a` and `b` were cut off from each other over all of `[from, to]`, by one
+    /// separation that lasted longer than `longer_than` (µs); open ones count until `now`.
+    fn apart(
+        &self,
+        a: usize,
+        b: usize,
+        (from, to): (u64, u64),
+        longer_than: u64,
+        now: u64,
+    ) -> bool {
+        let pair = (a.min(b), a.max(b));
+        let open = self.open.get(&pair).map(|&since| (pair, since, now));
+        self.closed
+            .iter()
+            .copied()
+            .chain(open)
+            .any(|(p, since, until)| {
+                p == pair && since <= from && to <= until && until - since > longer_than
+            })
     }
 }
 
@@ -368,7 +426,29 @@ impl Invariant for AcknowledgedWritesPresent {
         "acknowledged-writes-present"
     }
 
+    fn on_fault(&mut self, world: &World, fault: &Fault, _slots: &[usize]) {
+        if matches!(
+            fault,
+            Fault::Partition(..) | Fault::PartitionOneWay(..) | Fault::Heal
+        ) {
+            self.separations.update(world);
+        }
+    }
+
     fn at_end(&mut self, world: &World) -> Check {
+        let departed_after = world.replication_config().departed_after.as_micros() as u64;
+        // A set may win over a newer delete made across a partition longer than departed_after.
+        let excused = |set: &WriteRecord, delete: &WriteRecord| {
+            set.value.is_some()
+                && delete.value.is_none()
+                && self.separations.apart(
+                    set.slot,
+                    delete.slot,
+                    (set.at_us.min(delete.at_us), set.at_us.max(delete.at_us)),
+                    departed_after,
+                    world.now_us(),
+                )
+        };
         let mut by_key: BTreeMap<(&str, &str), Vec<&WriteRecord>> = BTreeMap::new();
         for record in world.writes() {
             by_key
@@ -392,8 +472,8 @@ impl Invariant for AcknowledgedWritesPresent {
                 let entry = core
                     .replication()
                     .keyspace(keyspace)
-                    .and_then(|k| k.map().entry(&(*key).to_owned()));
-                let problem = match entry.and_then(|e| e.value.as_ref().map(|v| (e.ts, v))) {
+                    .and_then(|k| k.entry(key));
+                let problem = match entry.and_then(|e| e.value.as_ref().map(|v| (e.ts, &v.bytes))) {
                     Some((ts, value)) => match writes.iter().find(|r| r.value.as_ref() == Some(value)) {
                         None => Some(format!(
                             "n{slot} holds {} for {keyspace}/{key}, a value no write made",
@@ -403,6 +483,10 @@ impl Invariant for AcknowledgedWritesPresent {
                             "n{slot} holds w{} for {keyspace}/{key} with another timestamp than it was written with",
                             w.id
                         )),
+                        Some(w) if w.ts < newest.ts && excused(w, newest) => {
+                            self.excused.insert(((*keyspace).to_owned(), (*key).to_owned()));
+                            None
+                        }
                         Some(w) if w.ts < newest.ts => Some(format!(
                             "n{slot} holds w{} (written by n{} at {:.3}s) for {keyspace}/{key}, older than w{} (by n{} at {:.3}s) that must have survived",
                             w.id, w.slot, secs(w.at_us), newest.id, newest.slot, secs(newest.at_us)
@@ -438,6 +522,7 @@ impl Invariant for AcknowledgedWritesPresent {
 
     fn measure(&self, out: &mut Measurements) {
         out.writes_checked += self.checked;
+        out.sets_won_after_departure += self.excused.len() as u64;
     }
 }
 

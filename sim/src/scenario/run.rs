@@ -263,7 +263,7 @@ impl<'a> Runner<'a> {
         let replication = self
             .scenario
             .has_writes()
-            .then(|| ReplicationReport::of(&self.world, &measurements.replication));
+            .then(|| ReplicationReport::of(&self.world, &measurements));
         let mut timeline = self.timeline;
         milestones(&measurements, &mut timeline);
         let simulated_secs = self.world.now_us() as f64 / 1e6;
