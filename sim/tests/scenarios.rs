@@ -222,15 +222,13 @@ fn compaction_retires_departed_writers_and_collects_tombstones() {
     }
 }
 
-/// Known bug, not fixed (see the report of the branch that added this test): a node declared
-/// failed rejoins with a renewed membership generation but keeps writing as its old replication
-/// origin, which peers take for a past life: they retire it, rebuild it from the owner's
-/// digests, retire it again — a new epoch and a round of full states every ~20 s, forever
-/// (split-writes, 16 nodes, seed 1, run for 300 s: 12 epoch changes per node). Renewing the
-/// origin with the generation stops the churn but exposes retirement on stale digests (an
-/// origin retired while a replica that was cut off holds ops of it others lack).
+/// Was a known bug: a node declared failed rejoined with a renewed membership generation but
+/// kept writing as its old replication origin, which peers took for a past life: they retired
+/// it, rebuilt it from the owner's digests, retired it again — a new epoch and a round of full
+/// states every ~20 s, forever (split-writes, 16 nodes, seed 1, 300 s: 12 epoch changes per
+/// node). Replication now renews its origin with the generation, and retirement keeps records,
+/// so retiring on stale digests loses nothing.
 #[test]
-#[ignore = "known bug: renewed identities make compaction epochs churn forever"]
 fn epochs_settle_after_a_partition_heals() {
     let mut scenario = standard::by_name("split-writes", 16).expect("a standard scenario");
     scenario.duration = std::time::Duration::from_secs(300);
