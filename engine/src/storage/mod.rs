@@ -16,6 +16,20 @@
 //! that never returns a damaged record and never panics, a full disk that refuses writes and
 //! keeps reads) the tests check on both.
 //!
+//! # Driving it (for the replication core)
+//!
+//! ```text
+//!   core ── Effect::Persist { seq, batch } ─▶ driver ── Store::submit / SimDisk::write ─▶ disk
+//!   core ◀── Input::Persisted { upto: seq } ── driver ◀── receipt / simulated sync ───────┘
+//! ```
+//!
+//! The core emits a persist effect for every change to a durable keyspace, numbered in order,
+//! and holds back what depends on it (the local `set`'s reply, a replica's acknowledgement)
+//! until the driver reports that number durable. Receipts complete in submission order, so one
+//! number covers every earlier batch. A receipt that fails (a full disk) fails the writes that
+//! waited on it: they stay in memory and replicate, but nobody is told they are durable.
+//! At start-up the driver loads the [`StoredState`] and hands it to the core before any input.
+//!
 //! # What is stored
 //!
 //! Per keyspace, entries (key → encoded entry) and named metadata blobs ("seen", horizon,
