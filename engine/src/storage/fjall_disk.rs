@@ -35,6 +35,9 @@ const CACHE_BYTES: u64 = 8 << 20;
 /// Bytes written (and synced, then removed) next to the store to see whether the disk has room
 /// again before the store is reopened after a full disk.
 const SPACE_PROBE_BYTES: usize = 1 << 20;
+/// Opens tried after a failed one while its lock is still held: fjall's threads from the failed
+/// open let go of the lock file a little later (each try waits 200 ms inside fjall).
+const OPEN_RETRIES_MAX: u32 = 10;
 /// Bound on the `<what>-<n>` names tried in the quarantine directory.
 const QUARANTINE_SLOTS_MAX: u32 = 10_000;
 
@@ -249,7 +252,7 @@ fn open_with_recovery(
     quarantine: &Path,
     report: &mut LoadReport,
 ) -> Result<Open, StorageError> {
-    let damage = match open_db(path) {
+    let damage = match reopen_db(path) {
         Ok(opened) => return Ok(opened),
         Err(e) => damage_or_fatal(path, e)?,
     };
@@ -260,7 +263,7 @@ fn open_with_recovery(
         for file in &journals {
             move_aside(file, &moved.join(file_name(file)))?;
         }
-        match open_db(path) {
+        match reopen_db(path) {
             Ok(opened) => {
                 report.note(format!(
                     "the store would not open ({damage}): moved its journal to {}; writes not yet \
@@ -278,7 +281,18 @@ fn open_with_recovery(
         "the store would not open ({damage}): moved it to {} and started empty",
         moved.display()
     ));
-    open_db(path).map_err(|e| fatal(path, "create", e))
+    reopen_db(path).map_err(|e| fatal(path, "create", e))
+}
+
+/// Opens again after an open in this process failed or was closed, waiting for its lock.
+fn reopen_db(path: &Path) -> Result<Open, fjall::Error> {
+    let mut tries = 1;
+    loop {
+        match open_db(path) {
+            Err(fjall::Error::Locked) if tries < OPEN_RETRIES_MAX => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 fn damage_or_fatal(path: &Path, error: fjall::Error) -> Result<String, StorageError> {

@@ -193,7 +193,7 @@ fn flipped_bytes_in_the_journal_never_give_a_wrong_value() {
         model(&batches[..1]),
         model(&batches),
     ];
-    for flip in [40usize, 90, 150, 230, 300] {
+    for flip in [40usize, 150, 300] {
         let dir = TempDir::new("flip");
         let data = dir.data_dir();
         write_synced(&data, &batches);
