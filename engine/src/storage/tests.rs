@@ -376,6 +376,25 @@ proptest! {
         prop_assert!(kept, "the state after {} synced batches or more", synced);
     }
 
+    /// Without faults a crash loses exactly the writes after the last sync.
+    #[test]
+    fn a_crash_loses_exactly_the_unsynced_suffix(history in history(), seed in any::<u64>()) {
+        let mut disk = SimDisk::new();
+        let mut synced = 0;
+        for (n, (batch, sync)) in history.iter().enumerate() {
+            disk.write(batch).unwrap();
+            if *sync {
+                disk.sync().unwrap();
+                synced = n + 1;
+            }
+        }
+        disk.crash(&mut StdRng::seed_from_u64(seed));
+        let batches: Vec<Batch> = history.into_iter().map(|(b, _)| b).collect();
+        let loaded = disk.load().unwrap();
+        prop_assert_eq!(loaded.state, model(&batches[..synced]));
+        prop_assert!(loaded.report.is_clean());
+    }
+
     /// A flipped bit anywhere never yields a value that was not written: the state is the one
     /// after some prefix of the batches.
     #[test]
