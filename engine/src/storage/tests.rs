@@ -551,3 +551,13 @@ fn oversized_writes_are_refused_before_anything_is_written() {
     assert!(matches!(error, StorageError::TooLarge { .. }), "{error}");
     assert!(disk.load().unwrap().state.is_empty());
 }
+
+#[tokio::test]
+async fn receipts_can_be_awaited_from_async_code() {
+    let store = Store::new(SimDisk::new(), SyncPolicy::Always).unwrap();
+    let first = store.submit(sample_batches()[0].clone()).unwrap();
+    let second = store.submit(sample_batches()[1].clone()).unwrap();
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert!(first.seq < second.seq && first.synced && second.synced);
+    assert_eq!(store.load().unwrap().state, model(&sample_batches()));
+}
