@@ -22,7 +22,7 @@ use super::batch::Batch;
 use super::disk::Disk;
 use super::error::StorageError;
 use super::record::{self, RawOp};
-use super::state::{LoadReport, Loaded};
+use super::state::{LoadReport, Loaded, StoredState};
 
 /// The fjall keyspace that holds every record.
 const RECORDS: &str = "records";
@@ -52,9 +52,6 @@ pub struct FjallDisk {
     /// What opening had to do, handed to the next load's report.
     pending: LoadReport,
 }
-
-/// Records as read, in key order.
-type Records = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// An open database and the keyspace of records.
 struct Open {
@@ -102,29 +99,32 @@ impl FjallDisk {
         })
     }
 
-    /// Reads every record; on a damaged table, what was read before it and an error.
-    fn scan(&self) -> Result<(Records, Option<fjall::Error>), StorageError> {
-        let records = &self.inner()?.records;
-        let mut out = Vec::new();
-        for item in records.iter() {
+    /// Decodes every record into `state`; on a damaged table, stops there with the error.
+    fn scan(
+        &self,
+        state: &mut StoredState,
+        report: &mut LoadReport,
+    ) -> Result<Option<fjall::Error>, StorageError> {
+        for item in self.inner()?.records.iter() {
             match item.into_inner() {
-                Ok((key, value)) => out.push((key.to_vec(), value.to_vec())),
-                Err(error) => return Ok((out, Some(error))),
+                Ok((key, value)) => record::decode_into(state, &key, &value, report),
+                Err(error) => return Ok(Some(error)),
             }
         }
-        Ok((out, None))
+        Ok(None)
     }
 
     /// Moves the damaged store aside and writes `salvaged` into a fresh one.
-    fn rebuild(&mut self, salvaged: &Records, report: &mut LoadReport) -> Result<(), StorageError> {
+    fn rebuild(
+        &mut self,
+        salvaged: &StoredState,
+        report: &mut LoadReport,
+    ) -> Result<(), StorageError> {
         let moved = quarantine_path(&self.quarantine, "store")?;
         self.inner = None;
         move_aside(&self.path, &moved)?;
         let fresh = open_db(&self.path).map_err(|e| fatal(&self.path, "create", e))?;
-        let ops: Vec<RawOp> = salvaged
-            .iter()
-            .map(|(k, v)| RawOp::Put(k.clone(), v.clone()))
-            .collect();
+        let ops = record::encode(salvaged)?;
         write_ops(&fresh, &ops).map_err(|e| fatal(&self.path, "write", e))?;
         fresh
             .db
@@ -133,7 +133,7 @@ impl FjallDisk {
         self.inner = Some(fresh);
         report.note(format!(
             "a table was unreadable: kept the {} records read before it, moved the store to {}",
-            salvaged.len(),
+            ops.len(),
             moved.display()
         ));
         Ok(())
@@ -150,6 +150,16 @@ impl FjallDisk {
                 Err(self.fail(error))
             }
         }
+    }
+
+    /// Writes what the journal holds into a table and frees the memtable. After a load, the
+    /// state is in the caller's memory: keeping a second copy in fjall's memtable costs as much
+    /// again, and the next start would replay the same journal.
+    pub fn flush_to_tables(&self) -> Result<(), StorageError> {
+        self.inner()?
+            .records
+            .rotate_memtable_and_wait()
+            .map_err(|e| fatal(&self.path, "write", e))
     }
 
     /// Whether the volume has room again: writes, syncs and removes a probe file.
@@ -211,14 +221,14 @@ impl Disk for FjallDisk {
 
     fn load(&mut self) -> Result<Loaded, StorageError> {
         let mut report = std::mem::take(&mut self.pending);
-        let (records, error) = self.scan()?;
-        if let Some(error) = error {
+        let mut state = StoredState::default();
+        if let Some(error) = self.scan(&mut state, &mut report)? {
             match classify(&self.path, "read", error) {
                 Failure::Fatal(error) => return Err(error),
-                Failure::Damage(_) => self.rebuild(&records, &mut report)?,
+                Failure::Damage(_) => self.rebuild(&state, &mut report)?,
             }
         }
-        let state = record::decode(records.iter().map(|(k, v)| (&k[..], &v[..])), &mut report);
+        self.flush_to_tables()?;
         Ok(Loaded { state, report })
     }
 
