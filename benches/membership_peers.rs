@@ -394,7 +394,9 @@ fn foundation_run(
         if profile == Profile::Production {
             command
                 .env("FOUNDATION_PROFILE", "production")
-                .env("FOUNDATION_SECRET", "membership-bench-secret-0123456789");
+                .env("FOUNDATION_SECRET", "membership-bench-secret-0123456789")
+                // Membership only: nothing here needs durable state.
+                .env("FOUNDATION_STORAGE", "memory");
         }
         let mut child = command.spawn().expect("foundation node starts");
         let stdout = child.stdout.take().unwrap();

@@ -172,6 +172,30 @@ fn production_without_a_secret_refuses_to_start_with_a_clear_message() {
 }
 
 #[test]
+fn production_without_a_data_dir_refuses_to_start_naming_the_setting() {
+    let output = Command::new(BINARY)
+        .args([
+            "node",
+            "--profile",
+            "production",
+            "--seed",
+            "127.0.0.1:7400",
+        ])
+        .env_clear()
+        .env("FOUNDATION_SECRET", "a-production-secret-of-32-bytes!")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--data-dir"), "names the flag: {stderr}");
+    assert!(
+        stderr.contains("storage = \"memory\""),
+        "names the way out: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+}
+
+#[test]
 fn a_malformed_config_file_is_reported_with_its_line() {
     let dir = scratch_dir("badconfig");
     let file = dir.join("node.toml");

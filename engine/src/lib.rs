@@ -11,6 +11,7 @@ pub mod membership;
 pub mod replication;
 pub mod runtime;
 pub mod services;
+pub mod storage;
 pub mod time;
 
 pub use crate::core::{Command, Core, CoreConfig, CoreMessage, Input, WriteError};

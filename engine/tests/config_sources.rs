@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use foundation_engine::config::{ConfigError, DiscoveryChoice, NodeConfig, Profile, Security};
+use foundation_engine::config::{
+    ConfigError, DiscoveryChoice, NodeConfig, Profile, Security, StorageMode, SyncPolicy,
+};
 use foundation_engine::membership::MembershipConfig;
 use foundation_transport::Trust;
 
@@ -80,8 +82,11 @@ fn production_defaults_with_a_secret_and_seeds() {
         ("FOUNDATION_PROFILE", "prod"),
         ("FOUNDATION_SECRET", SECRET),
         ("FOUNDATION_SEEDS", "10.0.0.1:7400, seed.example:7400"),
+        ("FOUNDATION_DATA_DIR", "/var/lib/foundation-test-unused"),
     ])
     .expect("valid production config");
+    assert_eq!(config.storage, StorageMode::Disk);
+    assert_eq!(config.sync, SyncPolicy::Always);
     assert_eq!(config.profile, Profile::Production);
     assert_eq!(config.bind, addr("0.0.0.0:7400"));
     assert_eq!(config.http, Some(addr("127.0.0.1:7401")));
@@ -127,6 +132,7 @@ fn production_refuses_to_start_without_discovery_unless_in_kubernetes() {
     let production = [
         ("FOUNDATION_PROFILE", "production"),
         ("FOUNDATION_SECRET", SECRET),
+        ("FOUNDATION_STORAGE", "memory"),
     ];
     let message = error_of(build_env(&production));
     assert!(message.starts_with("discovery:"), "{message}");
@@ -187,8 +193,8 @@ fn precedence_is_defaults_then_file_then_env_then_builder() {
 
 #[test]
 fn the_profile_is_settled_first_and_picks_the_defaults() {
-    let text =
-        "profile = \"production\"\n[security]\nsecret = \"a-production-secret-of-32-bytes!\"\n\
+    let text = "profile = \"production\"\ndata_dir = \"/var/lib/foundation-test-unused\"\n\
+                [security]\nsecret = \"a-production-secret-of-32-bytes!\"\n\
                 [[discovery]]\nkind = \"static\"\nseeds = [\"10.0.0.1:7400\"]\n";
     let path = config_file("profile-first", text);
     let from_file = NodeConfig::builder().file(&path).build().expect("valid");
@@ -460,4 +466,138 @@ fn foundation_config_names_the_file() {
     let config =
         build_env(&[("FOUNDATION_CONFIG", path.to_str().expect("utf-8 path"))]).expect("valid");
     assert_eq!(config.cluster.as_str(), "via-env-file");
+}
+
+/// A production environment complete but for storage.
+const PRODUCTION: [(&str, &str); 3] = [
+    ("FOUNDATION_PROFILE", "production"),
+    ("FOUNDATION_SECRET", SECRET),
+    ("FOUNDATION_SEEDS", "10.0.0.1:7400"),
+];
+
+fn production_with(extra: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
+    let mut vars = PRODUCTION.to_vec();
+    vars.extend_from_slice(extra);
+    build_env(&vars)
+}
+
+#[test]
+fn production_refuses_to_keep_state_in_memory_by_default() {
+    let message = error_of(production_with(&[]));
+    assert!(message.starts_with("data_dir:"), "{message}");
+    for needed in ["FOUNDATION_DATA_DIR", "--data-dir", "storage = \"memory\""] {
+        assert!(message.contains(needed), "names {needed}: {message}");
+    }
+}
+
+#[test]
+fn production_accepts_an_explicit_choice_of_memory_with_a_warning() {
+    let config = production_with(&[("FOUNDATION_STORAGE", "memory")]).expect("valid");
+    assert_eq!(config.storage, StorageMode::Memory);
+    assert_eq!(config.data_dir, None);
+    let warnings = config.warnings();
+    assert!(
+        warnings.iter().any(|w| w.contains("data_dir")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn development_stays_in_memory_unless_a_data_dir_is_given() {
+    let config = build_env(&[]).expect("zero config");
+    assert_eq!(
+        (config.storage, config.data_dir),
+        (StorageMode::Memory, None)
+    );
+    let with_dir = NodeConfig::builder()
+        .data_dir("/tmp/foundation-dev-data")
+        .build()
+        .expect("valid");
+    assert_eq!(with_dir.storage, StorageMode::Disk);
+    assert_eq!(
+        with_dir.data_dir.as_deref(),
+        Some(std::path::Path::new("/tmp/foundation-dev-data"))
+    );
+    let memory_anyway = NodeConfig::builder()
+        .data_dir("/tmp/foundation-dev-data")
+        .storage(StorageMode::Memory)
+        .build()
+        .expect("valid");
+    assert_eq!(memory_anyway.storage, StorageMode::Memory);
+}
+
+#[test]
+fn disk_storage_without_a_data_dir_is_refused() {
+    let message = error_of(build_env(&[("FOUNDATION_STORAGE", "disk")]));
+    assert!(
+        message.starts_with("FOUNDATION_STORAGE: storage:"),
+        "{message}"
+    );
+    assert!(message.contains("FOUNDATION_DATA_DIR"), "{message}");
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_refused() {
+    let file = config_file("data-dir-file", "");
+    let message = error_of(NodeConfig::builder().data_dir(&file).build());
+    assert!(message.contains("not a directory"), "{message}");
+    assert!(message.contains("data_dir"), "{message}");
+}
+
+#[test]
+fn storage_settings_in_toml_with_env_and_builder_above() {
+    let path = config_file(
+        "storage",
+        "data_dir = \"/tmp/foundation-file-data\"\nsync = \"interval\"\nsync_interval = \"20ms\"\n",
+    );
+    let from_file = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(from_file.storage, StorageMode::Disk);
+    assert_eq!(
+        from_file.sync,
+        SyncPolicy::Interval(Duration::from_millis(20))
+    );
+
+    let env_wins = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[("FOUNDATION_SYNC", "never")]))
+        .build()
+        .expect("valid");
+    assert_eq!(env_wins.sync, SyncPolicy::Never);
+
+    let builder_wins = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[("FOUNDATION_SYNC", "never")]))
+        .sync(SyncPolicy::Always)
+        .data_dir("/tmp/foundation-builder-data")
+        .build()
+        .expect("valid");
+    assert_eq!(builder_wins.sync, SyncPolicy::Always);
+    assert_eq!(
+        builder_wins.data_dir.as_deref(),
+        Some(std::path::Path::new("/tmp/foundation-builder-data"))
+    );
+}
+
+#[test]
+fn bad_storage_settings_name_the_key_or_variable() {
+    let path = config_file(
+        "bad-sync",
+        "cluster = \"x\"\nsync = \"always\"\nsync_interval = \"20ms\"\n",
+    );
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("line 2"), "{message}");
+    assert!(message.contains("sync_interval applies only"), "{message}");
+
+    let message = error_of(build_env(&[("FOUNDATION_STORAGE", "tape")]));
+    assert!(message.starts_with("FOUNDATION_STORAGE:"), "{message}");
+    assert!(message.contains("\"memory\" or \"disk\""), "{message}");
+
+    let message = error_of(build_env(&[("FOUNDATION_SYNC_INTERVAL", "0s")]));
+    assert!(message.contains("sync_interval"), "{message}");
+    assert!(message.contains("above zero"), "{message}");
+
+    let path = config_file("bad-storage", "storage = \"floppy\"\n");
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("line 1"), "{message}");
+    assert!(message.contains("storage"), "{message}");
 }

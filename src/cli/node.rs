@@ -12,7 +12,7 @@ macro_rules! say {
 }
 use std::path::PathBuf;
 
-use foundation_engine::config::{NodeConfig, Profile};
+use foundation_engine::config::{NodeConfig, Profile, StorageMode};
 use foundation_engine::membership::MembershipEvent;
 use foundation_engine::runtime::{Node, NodeSettings};
 
@@ -41,6 +41,14 @@ pub struct NodeArgs {
     /// A human-friendly node name (env FOUNDATION_NAME).
     #[arg(long)]
     pub name: Option<String>,
+    /// Data directory: durable state in <dir>/store, the node's identity in <dir>/node-id
+    /// (env FOUNDATION_DATA_DIR). Required in production unless --storage memory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// memory, or disk in the data directory (env FOUNDATION_STORAGE; default disk when a
+    /// data directory is given).
+    #[arg(long)]
+    pub storage: Option<StorageMode>,
 }
 
 impl NodeArgs {
@@ -67,6 +75,12 @@ impl NodeArgs {
         }
         if let Some(name) = &self.name {
             builder = builder.name(name.clone());
+        }
+        if let Some(dir) = &self.data_dir {
+            builder = builder.data_dir(dir.clone());
+        }
+        if let Some(storage) = self.storage {
+            builder = builder.storage(storage);
         }
         builder.build()
     }
@@ -101,6 +115,17 @@ fn print_identity(node: &Node, config: &NodeConfig) {
     say!("node     {}", node.id());
     say!("cluster  {} ({} profile)", node.cluster(), config.profile);
     say!("quic     {}", node.addr());
+    match (&config.data_dir, config.storage) {
+        (Some(dir), StorageMode::Disk) => {
+            // Until replication persists through the store (issue 24, phase 2), say so.
+            say!(
+                "storage  disk in {} (sync {}); not yet used by replication",
+                dir.display(),
+                config.sync
+            )
+        }
+        _ => say!("storage  memory (lost when the node stops)"),
+    }
     let kinds: Vec<_> = config.discovery.iter().map(|d| d.kind()).collect();
     say!("discover {}", kinds.join(", "));
     match node.http_addr() {

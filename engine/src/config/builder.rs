@@ -14,7 +14,7 @@ use super::origins::{DiscoveryHints, Origins};
 use super::overrides::Overrides;
 use super::security::Security;
 use super::toml_file::FileLayer;
-use super::{resolve, validate, NodeConfig, Profile};
+use super::{resolve, validate, NodeConfig, Profile, StorageMode, SyncPolicy};
 use crate::membership::MembershipConfig;
 
 /// Collects configuration sources; [`build`](Self::build) merges them as
@@ -162,6 +162,25 @@ impl ConfigBuilder {
         self
     }
 
+    /// The data directory (durable state and the node's identity); implies `storage = disk`
+    /// unless storage is set to memory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.overrides.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Where replicated state lives.
+    pub fn storage(mut self, mode: StorageMode) -> Self {
+        self.overrides.storage = Some(mode);
+        self
+    }
+
+    /// When a durable write counts as done.
+    pub fn sync(mut self, policy: SyncPolicy) -> Self {
+        self.overrides.sync = Some(policy);
+        self
+    }
+
     /// Merges the sources and validates the result.
     pub fn build(self) -> Result<NodeConfig, ConfigError> {
         let env = EnvLayer::parse(&self.env)?;
@@ -179,6 +198,7 @@ impl ConfigBuilder {
         self.overrides
             .apply(&mut config, &mut origins, &mut hints)?;
         resolve::discovery(&mut config, &mut origins, &hints)?;
+        super::storage::resolve(&mut config, &origins);
         validate::all(&config, &origins, &hints)?;
         for var in &env.unknown {
             tracing::warn!(variable = %var, "ignoring unknown FOUNDATION_* environment variable");

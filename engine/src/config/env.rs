@@ -8,11 +8,13 @@ use std::path::PathBuf;
 use foundation_transport::{ClusterName, NodeId};
 
 use super::discovery::{check_seed, DiscoveryChoice, DiscoveryKind};
+use super::duration::parse_duration;
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
 use super::security::Security;
+use super::storage::sync_policy;
 use super::toml_file::parse_http;
-use super::{NodeConfig, Profile};
+use super::{NodeConfig, Profile, StorageMode, SyncPolicy};
 
 /// Every variable this module reads; any other `FOUNDATION_*` variable is reported as unknown
 /// (a typo would otherwise be silently ignored).
@@ -33,6 +35,10 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_DNS_NAME",
     "FOUNDATION_NAME",
     "FOUNDATION_TAGS",
+    "FOUNDATION_DATA_DIR",
+    "FOUNDATION_STORAGE",
+    "FOUNDATION_SYNC",
+    "FOUNDATION_SYNC_INTERVAL",
 ];
 
 /// Other programs' variables in the same namespace (the CLI's log filter), not typos.
@@ -54,6 +60,9 @@ pub(crate) struct EnvLayer {
     dns_name: Option<String>,
     name: Option<String>,
     tags: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
+    storage: Option<StorageMode>,
+    sync: Option<(SyncPolicy, &'static str)>,
     kubernetes: bool,
     /// Unrecognised `FOUNDATION_*` variables.
     pub unknown: Vec<String>,
@@ -73,6 +82,7 @@ impl EnvLayer {
         layer.parse_addresses(&get)?;
         layer.security = parse_security(&get)?;
         layer.parse_discovery(&get)?;
+        layer.parse_storage(&get)?;
         layer.name = get("FOUNDATION_NAME").map(str::to_owned);
         if let Some(tags) = get("FOUNDATION_TAGS") {
             layer.tags = parse_tags(tags).map_err(|e| ConfigError::env("FOUNDATION_TAGS", e))?;
@@ -119,6 +129,25 @@ impl EnvLayer {
         Ok(())
     }
 
+    fn parse_storage<'a>(
+        &mut self,
+        get: &impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<(), ConfigError> {
+        self.data_dir = get("FOUNDATION_DATA_DIR").map(PathBuf::from);
+        self.storage = parsed(get, "FOUNDATION_STORAGE", |v| v.parse::<StorageMode>())?;
+        let interval = parsed(get, "FOUNDATION_SYNC_INTERVAL", parse_duration)?;
+        let name = get("FOUNDATION_SYNC");
+        let var = if name.is_some() {
+            "FOUNDATION_SYNC"
+        } else {
+            "FOUNDATION_SYNC_INTERVAL"
+        };
+        self.sync = sync_policy(name, interval)
+            .map_err(|e| ConfigError::env(var, e))?
+            .map(|policy| (policy, var));
+        Ok(())
+    }
+
     /// Applies every variable that is set on top of `config`.
     pub(crate) fn apply(
         &self,
@@ -142,6 +171,21 @@ impl EnvLayer {
         }
         self.apply_discovery(config, origins, hints);
         self.apply_metadata(config, origins);
+        self.apply_storage(config, origins);
+    }
+
+    fn apply_storage(&self, config: &mut NodeConfig, origins: &mut Origins) {
+        if let Some(dir) = &self.data_dir {
+            let origin = Origin::Env("FOUNDATION_DATA_DIR");
+            origins.put(&mut config.data_dir, Some(dir.clone()), "data_dir", &origin);
+        }
+        if let Some(mode) = self.storage {
+            let origin = Origin::Env("FOUNDATION_STORAGE");
+            origins.put(&mut config.storage, mode, "storage", &origin);
+        }
+        if let Some((policy, var)) = self.sync {
+            origins.put(&mut config.sync, policy, "sync", &Origin::Env(var));
+        }
     }
 
     fn apply_addresses(&self, config: &mut NodeConfig, origins: &mut Origins) {

@@ -32,10 +32,12 @@ mod overrides;
 mod profile;
 mod resolve;
 mod security;
+mod storage;
 mod toml_file;
 mod validate;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use foundation_transport::{ClusterName, NodeId, TransportConfig};
@@ -48,6 +50,9 @@ pub use duration::{format_duration, parse_duration, ParseDurationError};
 pub use error::{ConfigError, Origin};
 pub use profile::{ParseProfileError, Profile};
 pub use security::Security;
+pub use storage::StorageMode;
+
+pub use crate::storage::SyncPolicy;
 
 /// The cluster name used when none is configured.
 pub const DEFAULT_CLUSTER: &str = "foundation";
@@ -95,6 +100,19 @@ pub struct NodeConfig {
     /// What this node tells the cluster about itself. TOML `[metadata]`, env `FOUNDATION_NAME`,
     /// `FOUNDATION_TAGS`.
     pub metadata: NodeMetadata,
+    /// The node's data directory: its durable state in `store/` and its stable identity in
+    /// `node-id` (layout: [`crate::storage::DataDir`]). Default: none. Required in production
+    /// unless `storage = "memory"`. TOML `data_dir`, env `FOUNDATION_DATA_DIR`, CLI
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Where replicated state lives. Default: `disk` when a data directory is given, else
+    /// `memory` (development only: production refuses to default to memory). TOML `storage`,
+    /// env `FOUNDATION_STORAGE`.
+    pub storage: StorageMode,
+    /// When a durable write counts as done. Default `always` (synced, with group commit).
+    /// TOML `sync` (`"always"`, `"interval"`, `"never"`) and `sync_interval` (default
+    /// 100ms), env `FOUNDATION_SYNC`, `FOUNDATION_SYNC_INTERVAL`.
+    pub sync: SyncPolicy,
 }
 
 /// The transport settings a node configuration controls; the rest keep the transport's
@@ -160,6 +178,9 @@ impl NodeConfig {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 ..NodeMetadata::default()
             },
+            data_dir: None,
+            storage: StorageMode::Memory,
+            sync: SyncPolicy::Always,
         }
     }
 
@@ -185,6 +206,13 @@ impl NodeConfig {
                  FOUNDATION_SECRET (or [security] secret) before using this outside a laptop.",
                 self.cluster.as_str()
             ));
+        }
+        if self.profile == Profile::Production && self.storage == StorageMode::Memory {
+            warnings.push(
+                "STORAGE: storage = \"memory\": replicated state is lost when every node stops \
+                 at once. Set data_dir to keep it on disk."
+                    .to_owned(),
+            );
         }
         warnings
     }

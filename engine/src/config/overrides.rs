@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use foundation_transport::{ClusterName, NodeId};
@@ -10,7 +11,7 @@ use super::discovery::DiscoveryChoice;
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
 use super::security::Security;
-use super::{NodeConfig, Profile};
+use super::{NodeConfig, Profile, StorageMode, SyncPolicy};
 use crate::membership::MembershipConfig;
 
 /// Each field is `None` (or empty) unless its setter was called.
@@ -31,6 +32,9 @@ pub(crate) struct Overrides {
     pub membership: Option<MembershipConfig>,
     pub keep_alive: Option<Duration>,
     pub idle_timeout: Option<Duration>,
+    pub data_dir: Option<PathBuf>,
+    pub storage: Option<StorageMode>,
+    pub sync: Option<SyncPolicy>,
 }
 
 impl Overrides {
@@ -101,8 +105,20 @@ impl Overrides {
             config.metadata.tags.extend(self.tags.clone());
             origins.set("metadata.tags", builder);
         }
+        self.apply_storage(config, origins);
         self.apply_hints(hints);
         Ok(())
+    }
+
+    fn apply_storage(&self, config: &mut NodeConfig, origins: &mut Origins) {
+        set(
+            &mut config.data_dir,
+            self.data_dir.clone().map(Some),
+            "data_dir",
+            origins,
+        );
+        set(&mut config.storage, self.storage, "storage", origins);
+        set(&mut config.sync, self.sync, "sync", origins);
     }
 
     fn apply_hints(&self, hints: &mut DiscoveryHints) {

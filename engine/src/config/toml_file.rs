@@ -34,6 +34,10 @@ struct FileConfig {
     membership: Option<FileMembership>,
     transport: Option<FileTransport>,
     metadata: Option<FileMetadata>,
+    data_dir: Option<Spanned<PathBuf>>,
+    storage: Option<Spanned<String>>,
+    sync: Option<Spanned<String>>,
+    sync_interval: Option<Spanned<TextDuration>>,
 }
 
 /// `[security]`: a secret, or the three certificate files, or `development_secret = true`.
@@ -155,6 +159,48 @@ impl FileLayer {
         self.apply_membership(config, origins);
         self.apply_transport(config, origins);
         self.apply_metadata(config, origins);
+        self.apply_storage(config, origins)
+    }
+
+    fn apply_storage(
+        &self,
+        config: &mut NodeConfig,
+        origins: &mut Origins,
+    ) -> Result<(), ConfigError> {
+        let file = &self.config;
+        if let Some(dir) = &file.data_dir {
+            let origin = self.origin(dir.span());
+            origins.put(
+                &mut config.data_dir,
+                Some(dir.get_ref().clone()),
+                "data_dir",
+                &origin,
+            );
+        }
+        if let Some(mode) = &file.storage {
+            let origin = self.origin(mode.span());
+            let parsed = mode
+                .get_ref()
+                .parse()
+                .map_err(|e| ConfigError::invalid(origin.clone(), "storage", e))?;
+            origins.put(&mut config.storage, parsed, "storage", &origin);
+        }
+        let span = file
+            .sync
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| file.sync_interval.as_ref().map(Spanned::span));
+        let Some(span) = span else {
+            return Ok(());
+        };
+        let origin = self.origin(span);
+        let name = file.sync.as_ref().map(|s| s.get_ref().as_str());
+        let interval = file.sync_interval.as_ref().map(|i| i.get_ref().0);
+        match super::storage::sync_policy(name, interval) {
+            Ok(Some(policy)) => origins.put(&mut config.sync, policy, "sync", &origin),
+            Ok(None) => {}
+            Err(problem) => return Err(ConfigError::invalid(origin, "sync", problem)),
+        }
         Ok(())
     }
 

@@ -31,7 +31,7 @@ pub(crate) fn all(
     if config.profile == Profile::Production {
         production(config, origins, hints)?;
     }
-    Ok(())
+    super::storage::validate(config, origins)
 }
 
 fn membership(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
