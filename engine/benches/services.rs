@@ -514,7 +514,7 @@ async fn foundation_burst(plan: &Plan) -> Burst {
             .await
             .expect("publish");
         sent += 1;
-        if sent % 4096 == 0 && start.elapsed() > plan.burst_time_cap {
+        if sent.is_multiple_of(4096) && start.elapsed() > plan.burst_time_cap {
             break;
         }
     }

@@ -236,7 +236,7 @@ async fn events_throughput(plan: &Plan) -> Throughput {
             .await
             .expect("send");
         sent += 1;
-        if sent % 4096 == 0 && start.elapsed() > plan.events_time_cap {
+        if sent.is_multiple_of(4096) && start.elapsed() > plan.events_time_cap {
             break;
         }
     }

@@ -49,7 +49,7 @@ pub fn format_duration(duration: Duration) -> String {
         ("s", 1_000_000),
         ("ms", 1_000),
     ] {
-        if micros != 0 && micros % scale == 0 {
+        if micros != 0 && micros.is_multiple_of(scale) {
             return format!("{}{unit}", micros / scale);
         }
     }
