@@ -291,6 +291,7 @@ impl Membership {
             MembershipTimer::Swim(timer) if self.refuted(&timer) => {
                 self.stats.refuted_suspicion_timers += 1;
             }
+            MembershipTimer::Swim(timer) if self.last_call(now, &timer, out) => {}
             MembershipTimer::Swim(timer) => {
                 self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
             }
@@ -352,6 +353,54 @@ impl Membership {
             .iter_membership_state()
             .find(|m| m.id() == member_id)
             .is_some_and(|m| m.incarnation() != *incarnation)
+    }
+
+    /// Before a suspicion becomes a declaration, tells the suspect directly, once, and waits a
+    /// probe round trip for its refutation ([`Self::refute`]); true if the declaration waits.
+    ///
+    /// A suspicion that started during a short partition can outlive it: its gossip was spent on
+    /// links that were cut, so nobody tells the suspect, which cannot refute. Declared anyway, a
+    /// member that was reachable again (and never cut off from its own side) would be taken for
+    /// failed by everyone who hears the news, and would have to renew its identity. A member
+    /// that is really gone costs one round trip more to declare.
+    fn last_call(&mut self, now: Instant, timer: &foca::Timer<MemberId>, out: &mut Outbox) -> bool {
+        let foca::Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = timer
+        else {
+            return false;
+        };
+        let wait = self.health.scale(self.config.probe_rtt);
+        let Some(at) = self.suspicions.last_call(now, member_id.node, wait) else {
+            return false;
+        };
+        if let Some(payload) = self.suspect_report(*member_id, *incarnation) {
+            out.send(member_id.node_addr(), Channel::Membership, payload);
+        }
+        let timer = effects::Timer::Membership(MembershipTimer::Swim(timer.clone()));
+        out.timer(at, timer);
+        true
+    }
+
+    /// Someone is about to declare us failed ([`Self::last_call`]): refute at once — foca raises
+    /// our incarnation and gossips it — and answer the caller directly, since gossip may not
+    /// reach it before its deadline.
+    fn refute(&mut self, now: Instant, report: &SuspectReport, out: &mut Outbox) {
+        let caller = self.view.get(&report.reporter).map(|m| MemberId {
+            node: m.id,
+            addr: m.addr,
+            generation: m.generation,
+        });
+        let suspected = Member::new(self.me, report.incarnation, State::Suspect);
+        self.drive(now, out, |swim, mut io| {
+            swim.apply_many(std::iter::once(suspected), true, &mut io)?;
+            match caller {
+                Some(caller) => swim.announce(caller, io),
+                None => Ok(()),
+            }
+        });
     }
 
     fn drive(
@@ -486,15 +535,9 @@ impl Membership {
         else {
             return;
         };
-        let report = SuspectReport {
-            reporter: self.me.node,
-            member,
-            incarnation,
-        };
-        let Ok(body) = postcard::to_stdvec(&report) else {
+        let Some(payload) = self.suspect_report(member, incarnation) else {
             return;
         };
-        let payload = tagged(datagram_kind::SUSPECT_REPORT, &body);
         for peer in self
             .view
             .values()
@@ -504,8 +547,22 @@ impl Membership {
         }
     }
 
+    /// "Our probe of `member` at `incarnation` failed", as a datagram.
+    fn suspect_report(&self, member: MemberId, incarnation: foca::Incarnation) -> Option<Bytes> {
+        let report = SuspectReport {
+            reporter: self.me.node,
+            member,
+            incarnation,
+        };
+        let body = postcard::to_stdvec(&report).ok()?;
+        Some(tagged(datagram_kind::SUSPECT_REPORT, &body))
+    }
+
     fn handle_suspect_report(&mut self, now: Instant, report: SuspectReport, out: &mut Outbox) {
         self.stats.suspect_reports += 1;
+        if report.member == self.me && report.reporter != self.me.node {
+            return self.refute(now, &report, out);
+        }
         if report.reporter == self.me.node || report.member.node == self.me.node {
             return;
         }

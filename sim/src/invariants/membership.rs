@@ -377,11 +377,13 @@ const DISSEMINATION_SLACK: Duration = Duration::from_secs(1);
 ///   touching the cut is not. Counted, not failed.
 ///
 /// The window `w` is how long a legitimate suspicion can take to become a declaration: two
-/// probe periods, a probe round trip, the suspicion timeout stretched by the observer's local
-/// health multiplier, and [`DISSEMINATION_SLACK`]. The observer's own stalls excuse nothing:
+/// probe periods, a probe round trip, the suspicion timeout and the last call to the suspect
+/// (one more probe round trip) both stretched by the observer's local health multiplier, and
+/// [`DISSEMINATION_SLACK`]. The observer's own stalls excuse nothing:
 /// Lifeguard's promise is precisely that a slow node does not accuse healthy ones.
 pub struct NoFalsePositives {
     base_us: u64,
+    /// The suspicion timeout and the last call, before the health multiplier.
     suspicion_us: u64,
     enforce: bool,
     sides: BTreeMap<(usize, usize), Vec<bool>>,
@@ -394,7 +396,7 @@ impl NoFalsePositives {
         let base = config.probe_period * 2 + config.probe_rtt + DISSEMINATION_SLACK;
         Self {
             base_us: base.as_micros() as u64,
-            suspicion_us: config.suspect_to_down_after.as_micros() as u64,
+            suspicion_us: (config.suspect_to_down_after + config.probe_rtt).as_micros() as u64,
             enforce,
             sides: BTreeMap::new(),
             counts: Measurements::default(),
