@@ -359,6 +359,9 @@ impl Core {
     /// Tells replication which members are gone for good (not alive for `departed_after`) and
     /// which of its origins are lives of those, or past lives of restarted nodes.
     fn retire_departed(&mut self, now: Instant, peers: &[NodeAddr]) {
+        if fault_on!(NeverRetire) {
+            return;
+        }
         let after = self.replication.config().departed_after;
         let members: Vec<&MemberView> = self.membership.members().collect();
         let departed: BTreeSet<NodeId> = members

@@ -373,6 +373,9 @@ impl Membership {
             return false;
         };
         let wait = self.health.scale(self.config.probe_rtt);
+        if fault_on!(NoLastCall) {
+            return false;
+        }
         let Some(at) = self.suspicions.last_call(now, member_id.node, wait) else {
             return false;
         };
@@ -393,7 +396,12 @@ impl Membership {
             addr: m.addr,
             generation: m.generation,
         });
-        let suspected = Member::new(self.me, report.incarnation, State::Suspect);
+        let state = if fault_on!(RenewWhenSuspected) {
+            State::Down
+        } else {
+            State::Suspect
+        };
+        let suspected = Member::new(self.me, report.incarnation, state);
         self.drive(now, out, |swim, mut io| {
             swim.apply_many(std::iter::once(suspected), true, &mut io)?;
             match caller {
@@ -485,6 +493,9 @@ impl Membership {
 
     fn member_down(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
         self.suspicions.clear(member.node);
+        if fault_on!(ViewKeepsDownMembers) {
+            return;
+        }
         let Some(view) = self.view.get_mut(&member.node) else {
             return;
         };
@@ -512,6 +523,8 @@ impl Membership {
     /// we already recorded a failure of that same life, correct it to "left".
     fn member_leaving(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
         if let Some(view) = self.view.get_mut(&member.node) {
+            let repeated = view.state == MemberState::Left && view.generation == member.generation;
+            assert!(!(repeated && fault_on!(PanicOnRepeatedLeave)), "left twice");
             if view.state == MemberState::Failed && view.generation == member.generation {
                 view.state = MemberState::Left;
                 view.since = now;
@@ -690,6 +703,11 @@ impl Membership {
 fn swim_config(config: &MembershipConfig) -> foca::Config {
     use std::num::{NonZeroU8, NonZeroUsize};
     let fanout = NonZeroUsize::new(config.gossip_fanout).unwrap_or(NonZeroUsize::MIN);
+    let framing = if fault_on!(PacketSizeWithoutFraming) {
+        0
+    } else {
+        2
+    };
     foca::Config {
         probe_period: config.probe_period,
         probe_rtt: config.probe_rtt,
@@ -699,7 +717,8 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
         suspect_to_down_after: config.suspect_to_down_after,
         remove_down_after: Some(config.remember_down_for),
         // Our datagrams carry one kind byte, and the transport adds one version byte.
-        max_packet_size: NonZeroUsize::new(config.max_packet_size - 2).unwrap_or(NonZeroUsize::MIN),
+        max_packet_size: NonZeroUsize::new(config.max_packet_size - framing)
+            .unwrap_or(NonZeroUsize::MIN),
         notify_down_members: true,
         periodic_announce: Some(foca::PeriodicParams {
             frequency: config.push_pull_interval * 3,
@@ -708,10 +727,12 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
         // Re-contacting members we declared down is what heals a partition.
         // One datagram to two down members every suspicion timeout: cheap, and it bounds how
         // long a healed partition stays split to a few seconds instead of a push-pull interval.
-        periodic_announce_to_down_members: Some(foca::PeriodicParams {
-            frequency: config.suspect_to_down_after,
-            num_members: NonZeroUsize::MIN.saturating_add(1),
-        }),
+        periodic_announce_to_down_members: (!fault_on!(NoAnnounceToDownMembers)).then_some(
+            foca::PeriodicParams {
+                frequency: config.suspect_to_down_after,
+                num_members: NonZeroUsize::MIN.saturating_add(1),
+            },
+        ),
         periodic_gossip: Some(foca::PeriodicParams {
             frequency: config.gossip_interval,
             num_members: fanout,

@@ -816,7 +816,10 @@ impl Replication {
         let mut stale = BTreeSet::new();
         let mut news = false;
         for envelope in envelopes {
-            let outcome = self.apply_remote(now, envelope, out);
+            let outcome = match ack && fault_on!(AckWithoutApplying) {
+                true => Outcome::Duplicate,
+                false => self.apply_remote(now, envelope, out),
+            };
             news |= matches!(outcome, Outcome::Applied | Outcome::Stale);
             if outcome == Outcome::Stale {
                 stale.insert(envelope.keyspace.clone());
@@ -852,11 +855,11 @@ impl Replication {
         }
         // The drift check refuses an op stamped far in the future: it would win every conflict
         // until real time caught up. Refused ops stay unseen, so they are offered again.
-        if self
-            .hlc
-            .update(envelope.op.entry.ts, self.wall_ms(now))
-            .is_err()
-        {
+        let remote = match fault_on!(HlcIgnoresReceive) {
+            true => Timestamp::ZERO,
+            false => envelope.op.entry.ts,
+        };
+        if self.hlc.update(remote, self.wall_ms(now)).is_err() {
             self.stats.drift_rejected += 1;
             return Outcome::Refused;
         }
@@ -1043,6 +1046,11 @@ impl Replication {
                 .collect()
         } else {
             seen.clone()
+        };
+        let state = if fault_on!(SeenWithoutApplying) {
+            Map::default()
+        } else {
+            state
         };
         let changes = keyspace.merge_full(&state, &covered);
         // The sender's other keyspaces arrive after we adopted its epoch: prune those too.
