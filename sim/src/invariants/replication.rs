@@ -24,7 +24,7 @@ fn secs(us: u64) -> f64 {
 }
 
 /// Slots whose core is running (not stalled, not down).
-fn running(world: &World) -> impl Iterator<Item = (usize, &Core)> + '_ {
+pub(crate) fn running(world: &World) -> impl Iterator<Item = (usize, &Core)> + '_ {
     world
         .nodes()
         .iter()
@@ -325,7 +325,8 @@ impl Invariant for ReplicasConverge {
 
 /// Whether a write must still be there at the end: it was applied by a core that is still
 /// running (the writer holds it, so anti-entropy must spread it), or it was acknowledged by a
-/// majority and some life seen holding it is still running. A write whose every known holder
+/// majority and some life seen holding it, or that acknowledged it, is still running (an ack
+/// says "I hold it": a running acker that lacks it lost it). A write whose every known holder
 /// went down may be lost: the simulator's nodes keep nothing across a crash.
 pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
     if world.node(record.slot).is_up_in(record.life) {
@@ -335,6 +336,7 @@ pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
         a.majority_at_us.is_some()
             && a.holder_lives
                 .iter()
+                .chain(&a.acker_lives)
                 .any(|&(slot, life)| world.node(slot).is_up_in(life))
     })
 }
