@@ -11,7 +11,7 @@ use crate::network::LinkModel;
 use crate::writes::{Workload, Writes};
 
 /// Names of the standard scenarios.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "steady",
     "partition-heal",
     "flaky-network",
@@ -25,6 +25,7 @@ pub const NAMES: [&str; 13] = [
     "replicated-chaos",
     "lagging-replica",
     "compaction",
+    "skewed-writes",
 ];
 
 /// The standard scenario `name` with `nodes` nodes.
@@ -43,6 +44,7 @@ pub fn by_name(name: &str, nodes: usize) -> Option<Scenario> {
         "replicated-chaos" => replicated_chaos(),
         "lagging-replica" => return Some(lagging_replica(nodes)),
         "compaction" => return Some(compaction(nodes)),
+        "skewed-writes" => skewed_writes(),
         _ => return None,
     };
     Some(scenario.nodes(nodes))
@@ -290,6 +292,33 @@ fn compaction(nodes: usize) -> Scenario {
         .at(secs(15), Fault::Crash(restarted.clone()))
         .at(secs(18), Fault::Restart(restarted, Identity::Same))
         .invariant(move || Box::new(OriginsRetired::new(retired_within)))
+}
+
+/// Clocks a quarter of a second ahead and behind (and drifting) while every node overwrites and
+/// deletes the same few keys, several times a second: a node whose clock is behind often writes
+/// a key right after applying a write of it stamped ahead of its own clock. Its write must still
+/// win (`causal-order`: the hybrid logical clock moves past every receive), and the replicas
+/// agree on the last writer.
+fn skewed_writes() -> Scenario {
+    let skew = |from: f64, to: f64, offset_us: i64, drift_ppm: i64| Fault::ClockSkew {
+        nodes: Nodes::Share { from, to },
+        offset_us,
+        drift_ppm,
+    };
+    Scenario::new("skewed-writes")
+        .describe("a quarter of the clocks 250 ms ahead, a quarter 250 ms behind, both drifting; 20 s of writes and deletes on 12 keys from every node, a stall; every write wins over what its writer had applied")
+        .duration(secs(45))
+        .at(secs(2), skew(0.0, 0.25, 250_000, 300))
+        .at(secs(2), skew(0.25, 0.5, -250_000, -300))
+        .at(
+            secs(5),
+            Fault::Workload(
+                Workload::new(Nodes::All, 40.0, 12, secs(20))
+                    .deletes(0.2)
+                    .acked(0.1),
+            ),
+        )
+        .at(secs(12), Fault::Stall(Nodes::One(1), millis(1_500)))
 }
 
 /// The service registry through a partition longer than the reaper's patience, a crash, a
