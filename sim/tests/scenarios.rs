@@ -284,6 +284,18 @@ fn registry_partition_holds() {
     let mut reports = check_all_pass_at("registry-partition", 16, 1..3);
     reports.extend(check_all_pass_at("registry-partition", 8, 3..5));
     assert_registry_measured(&reports);
+    for r in &reports {
+        // The run lasts until the last death's reap bound passed: its reaping was checked.
+        let last_reaped =
+            r.measurements.registry.iter().any(|m| {
+                m.kind == RegistryKind::Reaped && m.at_secs >= 102.0 && m.took_secs.is_some()
+            });
+        assert!(
+            last_reaped,
+            "seed {}: {:?}",
+            r.seed, r.measurements.registry
+        );
+    }
 }
 
 #[test]

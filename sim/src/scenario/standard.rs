@@ -6,7 +6,9 @@ use foundation_engine::replication::ReplicationConfig;
 
 use super::{Check, Scenario};
 use crate::faults::{millis, secs, Fault, Identity, Nodes};
+use crate::invariants::registry::RegistryConsistent;
 use crate::invariants::replication::OriginsRetired;
+use crate::invariants::Bounds;
 use crate::network::LinkModel;
 use crate::writes::{Workload, Writes};
 
@@ -321,8 +323,12 @@ fn skewed_writes() -> Scenario {
         .at(secs(12), Fault::Stall(Nodes::One(1), millis(1_500)))
 }
 
+/// When the last life of `registry_partition` ends.
+const REGISTRY_PARTITION_LAST_DEATH: Duration = Duration::from_secs(102);
+
 /// The service registry through a partition longer than the reaper's patience, a crash, a
-/// restart with the same id and graceful stops (checked by `registry-consistent`).
+/// restart with the same id and graceful stops (checked by `registry-consistent`). The run goes
+/// on until the last death's reap bound has passed, so a reaper that never deletes fails it.
 fn registry_partition() -> Scenario {
     let (minority, majority) = (
         Nodes::Named("minority".into()),
@@ -334,8 +340,8 @@ fn registry_partition() -> Scenario {
         instances,
     };
     Scenario::new("registry-partition")
-        .describe("services on every node; 40 % cut off for 38 s (both sides reap the other's entries), heal; a crash, a restart with the same id that registers again, a deregistration, graceful stops")
-        .duration(secs(125))
+        .describe("services on every node; 40 % cut off for 38 s (both sides reap the other's entries), heal; a crash, a restart with the same id that registers again, a deregistration, graceful stops; until the reaper must have deleted the last dead life's entries")
+        .duration(registry_reaped_by(REGISTRY_PARTITION_LAST_DEATH))
         .group("majority", Nodes::Share { from: 0.0, to: 0.6 })
         .group("minority", Nodes::Share { from: 0.6, to: 1.0 })
         .at(secs(4), register(Nodes::All, "api", 2))
@@ -347,7 +353,14 @@ fn registry_partition() -> Scenario {
         .at(secs(92), Fault::Deregister { nodes: Nodes::One(2), service: "billing".into() })
         .at(secs(92), register(Nodes::One(3), "api", 1))
         .at(secs(97), Fault::Stop(Nodes::One(4)))
-        .at(secs(102), Fault::Crash(Nodes::One(0)))
+        .at(REGISTRY_PARTITION_LAST_DEATH, Fault::Crash(Nodes::One(0)))
+}
+
+/// When `registry-consistent` must have seen the entries of a life that ended at `death` reaped
+/// everywhere (its death bound plus its reap bound), and one more check interval to look.
+fn registry_reaped_by(death: Duration) -> Duration {
+    let registry = RegistryConsistent::for_simulator(&Bounds::default());
+    death + registry.bounds().0 + registry.reap_bound() + Bounds::default().interval
 }
 
 /// Crashes, restarts (same and new ids), graceful stops, a stall and registrations on a lossy,
