@@ -5,7 +5,7 @@
 
 use foundation_sim::invariants::registry::RegistryKind;
 use foundation_sim::report::{print_summary, ReplicationReport, RunReport, SimReport};
-use foundation_sim::scenario::{run, standard, RunOptions};
+use foundation_sim::scenario::{file, run, standard, RunOptions};
 use foundation_sim::sweep::sweep;
 
 const NODES: usize = 16;
@@ -221,6 +221,19 @@ fn writes_on_skewed_clocks_win_over_what_their_writer_applied() {
             r.seed,
             r.measurements
         );
+    }
+}
+
+/// Issue 21, item 6: suspicions that outlive a 1 s partition do not get members of the other
+/// side declared failed (the last call); seed 2 is the one that failed before.
+#[test]
+fn a_short_partition_gets_no_healthy_node_declared_failed() {
+    let text = include_str!("../scenarios/short-partition.toml");
+    let scenario = file::parse(text, "sim/scenarios/short-partition.toml").expect("parses");
+    let reports = sweep(&scenario, 1..9, 0, false);
+    for r in &reports {
+        assert!(r.passed, "seed {}: {:?}", r.seed, r.invariants);
+        assert_eq!(r.measurements.false_positives, 0, "seed {}", r.seed);
     }
 }
 
