@@ -205,6 +205,14 @@ impl Suspicions {
 mod tests {
     use super::*;
 
+    fn member() -> MemberId {
+        MemberId {
+            node: NodeId::from_u128(9),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            generation: 0,
+        }
+    }
+
     fn policy() -> SuspicionPolicy {
         SuspicionPolicy {
             max: Duration::from_secs(4),
@@ -243,11 +251,7 @@ mod tests {
     #[test]
     fn a_confirmation_fires_the_suspicion_timer_earlier_once_per_reporter() {
         let mut suspicions = Suspicions::new(policy());
-        let member = MemberId {
-            node: NodeId::from_u128(9),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            generation: 0,
-        };
+        let member = member();
         let timer = Timer::ChangeSuspectToDown {
             member_id: member,
             incarnation: 0,
@@ -272,11 +276,7 @@ mod tests {
     #[test]
     fn reports_that_arrive_before_our_own_suspicion_count_when_it_starts() {
         let mut suspicions = Suspicions::new(policy());
-        let member = MemberId {
-            node: NodeId::from_u128(9),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            generation: 0,
-        };
+        let member = member();
         for reporter in 1..=3 {
             assert_eq!(
                 suspicions.confirm(Instant::ZERO, member.node, 0, NodeId::from_u128(reporter)),
@@ -295,11 +295,7 @@ mod tests {
     #[test]
     fn the_last_call_defers_the_declaration_once_and_confirmations_cannot_undercut_it() {
         let mut suspicions = Suspicions::new(policy());
-        let member = MemberId {
-            node: NodeId::from_u128(9),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            generation: 0,
-        };
+        let member = member();
         let wait = Duration::from_millis(200);
         assert_eq!(suspicions.last_call(Instant::ZERO, member.node, wait), None);
         let timer = Timer::ChangeSuspectToDown {

@@ -336,23 +336,17 @@ impl Membership {
         Ok(())
     }
 
-    /// Runs one foca call with our adapter, then acts on what it reported.
     /// Whether `timer` would declare down a member that has refuted that suspicion since. foca
     /// (2.0) checks the incarnation before marking it down, but still sends it `TurnUndead`
     /// when the check fails — making a healthy node renew its identity for nothing.
     fn refuted(&self, timer: &foca::Timer<MemberId>) -> bool {
-        let foca::Timer::ChangeSuspectToDown {
-            member_id,
-            incarnation,
-            ..
-        } = timer
-        else {
+        let Some((member, incarnation)) = suspect_of(timer) else {
             return false;
         };
         self.swim
             .iter_membership_state()
-            .find(|m| m.id() == member_id)
-            .is_some_and(|m| m.incarnation() != *incarnation)
+            .find(|m| *m.id() == member)
+            .is_some_and(|m| m.incarnation() != incarnation)
     }
 
     /// Before a suspicion becomes a declaration, tells the suspect directly, once, and waits a
@@ -364,23 +358,18 @@ impl Membership {
     /// failed by everyone who hears the news, and would have to renew its identity. A member
     /// that is really gone costs one round trip more to declare.
     fn last_call(&mut self, now: Instant, timer: &foca::Timer<MemberId>, out: &mut Outbox) -> bool {
-        let foca::Timer::ChangeSuspectToDown {
-            member_id,
-            incarnation,
-            ..
-        } = timer
-        else {
+        let Some((member, incarnation)) = suspect_of(timer) else {
             return false;
         };
         let wait = self.health.scale(self.config.probe_rtt);
         if fault_on!(NoLastCall) {
             return false;
         }
-        let Some(at) = self.suspicions.last_call(now, member_id.node, wait) else {
+        let Some(at) = self.suspicions.last_call(now, member.node, wait) else {
             return false;
         };
-        if let Some(payload) = self.suspect_report(*member_id, *incarnation) {
-            out.send(member_id.node_addr(), Channel::Membership, payload);
+        if let Some(payload) = self.suspect_report(member, incarnation) {
+            out.send(member.node_addr(), Channel::Membership, payload);
         }
         let timer = effects::Timer::Membership(MembershipTimer::Swim(timer.clone()));
         out.timer(at, timer);
@@ -411,6 +400,7 @@ impl Membership {
         });
     }
 
+    /// Runs one foca call with our adapter, then acts on what it reported.
     fn drive(
         &mut self,
         now: Instant,
@@ -697,6 +687,18 @@ impl Membership {
         after: std::time::Duration,
     ) {
         out.timer(now + after, effects::Timer::Membership(timer));
+    }
+}
+
+/// The member and incarnation a suspicion timer would declare down, if it is one.
+fn suspect_of(timer: &foca::Timer<MemberId>) -> Option<(MemberId, foca::Incarnation)> {
+    match timer {
+        foca::Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } => Some((*member_id, *incarnation)),
+        _ => None,
     }
 }
 
