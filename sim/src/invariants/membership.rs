@@ -379,8 +379,13 @@ const DISSEMINATION_SLACK: Duration = Duration::from_secs(1);
 /// The window `w` is how long a legitimate suspicion can take to become a declaration: two
 /// probe periods, a probe round trip, the suspicion timeout and the last call to the suspect
 /// (one more probe round trip) both stretched by the observer's local health multiplier, and
-/// [`DISSEMINATION_SLACK`]. The observer's own stalls excuse nothing:
+/// `DISSEMINATION_SLACK` (1 s). The observer's own stalls excuse nothing:
 /// Lifeguard's promise is precisely that a slow node does not accuse healthy ones.
+///
+/// A declaration `o` heard by gossip is judged like one `o` made: what its users see is the
+/// same. News from the other side of a healed partition is no excuse, because the engine does
+/// not make such news about a member it can reach again — before declaring, it makes a last call
+/// to the suspect, which refutes (issue 21, item 6; `scenarios/short-partition.toml`).
 pub struct NoFalsePositives {
     base_us: u64,
     /// The suspicion timeout and the last call, before the health multiplier.
