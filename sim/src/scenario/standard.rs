@@ -233,13 +233,14 @@ fn lagging_replica(nodes: usize) -> Scenario {
         end: last,
     };
     Scenario::new("lagging-replica")
-        .describe("a node cut off and a node crashed for 25 s or more while two writers make 2000 updates each (over the 1024-op log) of 100-byte values on 800 keys; both catch up from full states")
+        .describe("a node cut off and a node crashed for 24 s or more while two writers make 2000 updates each (over the 1024-op log) of 100-byte values on 800 keys; both catch up from full states")
         .nodes(nodes)
         .duration(secs(70))
         .at(secs(3), Fault::Write(Writes::new(Nodes::All, 0..5)))
-        // The crash comes first, so the node about to be cut off sees it too.
+        // The crash comes first, so the node about to be cut off sees it too: 4 s is enough to
+        // detect it at 16 nodes (at 64 it is not), with the last call's extra round trip.
         .at(secs(5), Fault::Crash(crashed.clone()))
-        .at(secs(8), Fault::Partition(laggard, rest))
+        .at(secs(9), Fault::Partition(laggard, rest))
         .at(
             secs(10),
             Fault::Workload(Workload::new(Nodes::List(vec![0, 1]), 200.0, 800, secs(20)).value_size(96)),
@@ -247,12 +248,6 @@ fn lagging_replica(nodes: usize) -> Scenario {
         .at(secs(33), Fault::Heal)
         .at(secs(33), Fault::Restart(crashed, Identity::Same))
         .check(Check::ConvergesWithin(secs(30)))
-        // A membership issue, not replication's (not investigated further): about 1 s after the
-        // heal and the restart, n0 (which the restarted node joins through, and one of the two
-        // writers) declares a healthy node failed in some seeds (16 nodes: 8 of seeds 1..41, e.g.
-        // 2, 6, 8, all at 34.003 s). Counted and reported, not failed here; partition-heal and
-        // the other membership scenarios enforce it.
-        .check(Check::NoFalsePositives(false))
 }
 
 /// Replication settings of the compaction scenario: tombstones may go after 5 s, a member not
