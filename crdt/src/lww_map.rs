@@ -232,6 +232,11 @@ impl<K: Ord, V> LwwMap<K, V> {
         self.entries.get(key)
     }
 
+    /// Every key's latest write, tombstones included, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&K, &LwwEntry<V>)> {
+        self.entries.iter()
+    }
+
     /// Live keys and values, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries

@@ -207,7 +207,9 @@ impl Ephemeral {
                             .owned
                             .contains_key(&(keyspace.clone(), name.to_owned()))
                 } else {
-                    reaper && self.expired(now, owner, membership, &mut seen_orphans)
+                    reaper
+                        && !fault_on!(ReaperNeverDeletes)
+                        && self.expired(now, owner, membership, &mut seen_orphans)
                 };
                 if delete {
                     writes.push(Write {

@@ -14,6 +14,35 @@
 //! - [`services`]: what each node's application registers in the service registry.
 //! - [`sweep`]: many seeds on every core.
 //! - [`cli`]: the entry point behind `foundation sim`.
+//!
+//! # How we know the checks can fail
+//!
+//! A check that never fails proves nothing. For each invariant, a deliberately broken variant of
+//! the engine — a `FaultSwitch` of `foundation_engine::fault_switch`, hooked at one place in the
+//! engine and compiled only into test builds (the engine's `fault-injection` feature, turned on
+//! by this crate's dev-dependencies alone; `cargo tree -e features -p foundation` shows it
+//! absent from the binary) — and a test in `tests/fault_switches.rs` that runs a scenario with
+//! the switch on and sees the invariant fail, then with it off and sees the run pass
+//! (`cargo test -p foundation-sim --test fault_switches -- --nocapture` prints each catch):
+//!
+//! | invariant | switch: the planted bug | test |
+//! |---|---|---|
+//! | `core-invariants` | `ViewKeepsDownMembers`: the member table keeps a member SWIM declared down | `core_invariants_catch_…` |
+//! | `transport-limits` | `PacketSizeWithoutFraming`: foca's packets leave no room for our two framing bytes | `transport_limits_catch_…` (64 nodes) |
+//! | `convergence` | `NoAnnounceToDownMembers`: nobody re-contacts members it declared down | `convergence_catches_…` |
+//! | `crash-detection` | `SuspicionNeverExpires`: suspicion timers are dropped | `crash_detection_catches_…` |
+//! | `no-false-positives` | `NoLastCall`: a suspicion that outlived a short partition is declared without asking the suspect | `no_false_positives_catches_…` (`scenarios/short-partition.toml`, seed 2) |
+//! | `no-needless-renewal` | `RenewWhenSuspected`: a suspect renews its identity instead of refuting | `no_needless_renewal_catches_…` |
+//! | `no-panics` | `PanicOnRepeatedLeave`: the second of a member's two leave notices panics | `no_panics_catches_…` |
+//! | `registry-consistent` | `ReaperNeverDeletes`: dead lives' registry entries stay | `registry_consistent_catches_…` (`registry-partition`) |
+//! | `replicas-converge` | `DigestAnswerOffByOne`: a digest is answered from one op too far | `replicas_converge_catches_…` (a gap only the op path repairs) |
+//! | `acknowledged-writes-present` | `AckWithoutApplying`: an ack request is acknowledged, not applied | `acknowledged_writes_present_catches_…` |
+//! | `seen-backed-by-data` | `SeenWithoutApplying`: a full state's progress is taken, its data not merged | `seen_backed_by_data_catches_…` |
+//! | `causal-order` | `HlcIgnoresReceive`: the clock does not move past received timestamps | `causal_order_catches_…` (`skewed-writes`) |
+//! | `departed-origins-retired` | `NeverRetire`: departed writers are never retired | `departed_origins_retired_catches_…` (`compaction`) |
+//!
+//! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
+//! a test.
 
 pub mod cli;
 pub mod clock;

@@ -14,12 +14,12 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
-use foundation_crdt::LwwEntry;
+use foundation_crdt::{LwwEntry, Timestamp};
 use foundation_engine::core::{Command, Core, CoreConfig, Input};
 use foundation_engine::effects::{Effect, Event, Timer};
 use foundation_engine::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
 use foundation_engine::replication::{
-    Envelope, Op, Origin, ReplicationConfig, ReplicationEvent, ReplicationTimer, Write,
+    AckTicket, Envelope, Op, Origin, ReplicationConfig, ReplicationEvent, ReplicationTimer, Write,
 };
 use foundation_engine::time::Instant;
 use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
@@ -330,6 +330,9 @@ struct WriteLog {
     gone: ReplicationTotals,
     /// Anti-entropy rounds started, over every node.
     anti_entropy_rounds: u64,
+    /// The life `(slot, life)` whose stream message the core being stepped is handling: an
+    /// ack event it emits came from that member.
+    sender: Option<(usize, u64)>,
 }
 
 impl World {
@@ -607,58 +610,28 @@ impl World {
             write.keyspace,
             write.key
         ));
-        let (keyspace, key, value) = (
-            write.keyspace.clone(),
-            write.key.clone(),
-            write.value.clone(),
-        );
+        let newest_before = newest_timestamp(core);
+        let record = WriteRecord {
+            id,
+            at_us: now,
+            slot,
+            life,
+            origin: core.replication().me(),
+            seq: 0,
+            keyspace: write.keyspace.clone(),
+            key: write.key.clone(),
+            value: write.value.clone(),
+            ts: Timestamp::ZERO,
+            newest_before,
+            read_back: None,
+            acked: None,
+        };
         let result = match acked {
             None => core.write(local, write).map(|()| None),
             Some(d) => core.write_acked(local, write, local + d).map(Some),
         };
         match result {
-            Ok(ticket) => {
-                let replication = core.replication();
-                let origin = replication.me();
-                let applied = replication.keyspace(&keyspace);
-                let ts = applied
-                    .and_then(|k| k.entry(&key))
-                    .map(|e| e.ts)
-                    .unwrap_or_default();
-                let seq = match &ticket {
-                    Some(ticket) => ticket.seq,
-                    None => applied.map_or(0, |k| k.next_seq(origin) - 1),
-                };
-                let acked = ticket.map(|t| {
-                    let mut progress = AckProgress {
-                        members: t.members,
-                        holders: 1,
-                        majority_at_us: None,
-                        holder_lives: [(slot, life)].into(),
-                    };
-                    if progress.majority() <= 1 {
-                        progress.majority_at_us = Some(now);
-                    }
-                    progress
-                });
-                let index = self.writes.records.len();
-                self.writes
-                    .by_seq
-                    .insert((origin, keyspace.clone(), seq), index);
-                self.writes.records.push(WriteRecord {
-                    id,
-                    at_us: now,
-                    slot,
-                    life,
-                    origin,
-                    seq,
-                    keyspace,
-                    key,
-                    value,
-                    ts,
-                    acked,
-                });
-            }
+            Ok(ticket) => self.record_write(record, ticket),
             Err(error) => {
                 self.writes.refused += 1;
                 self.trace.line(format_args!(
@@ -668,6 +641,44 @@ impl World {
             }
         }
         self.drain(slot);
+    }
+
+    /// Completes the record of a write its core applied (seq, timestamp, what the writer reads
+    /// back) and keeps it.
+    fn record_write(&mut self, mut record: WriteRecord, ticket: Option<AckTicket>) {
+        let Some(core) = self.nodes[record.slot].core.as_ref() else {
+            return;
+        };
+        let applied = core.replication().keyspace(&record.keyspace);
+        record.seq = match &ticket {
+            Some(ticket) => ticket.seq,
+            None => applied.map_or(0, |k| k.next_seq(record.origin) - 1),
+        };
+        // The op's own stamp, from the log (the key's entry may hold a write that beat it).
+        record.ts = applied
+            .and_then(|k| k.op_ts(&record.origin, record.seq))
+            .unwrap_or_default();
+        record.read_back = applied
+            .and_then(|k| k.map().entry(&record.key))
+            .map(|e| e.ts);
+        let lives = [(record.slot, record.life)];
+        record.acked = ticket.map(|t| {
+            let mut progress = AckProgress {
+                members: t.members,
+                holders: 1,
+                majority_at_us: None,
+                holder_lives: lives.into(),
+                acker_lives: Default::default(),
+            };
+            if progress.majority() <= 1 {
+                progress.majority_at_us = Some(record.at_us);
+            }
+            progress
+        });
+        let index = self.writes.records.len();
+        let key = (record.origin, record.keyspace.clone(), record.seq);
+        self.writes.by_seq.insert(key, index);
+        self.writes.records.push(record);
     }
 
     /// An ack for a write of the core in `slot`: counts it, and notes which lives hold the op.
@@ -713,6 +724,7 @@ impl World {
         progress.members = progress.members.max(members);
         progress.holders = progress.holders.max(holders);
         progress.holder_lives.extend(holding);
+        progress.acker_lives.extend(self.writes.sender);
         if progress.majority_at_us.is_none() && progress.holders >= progress.majority() {
             progress.majority_at_us = Some(now);
         }
@@ -1006,8 +1018,12 @@ impl World {
                 from_id,
                 channel,
                 payload,
+                lives,
                 ..
-            } => (to, self.received(to, from, from_id, channel, payload)),
+            } => {
+                self.writes.sender = Some((from, lives.0));
+                (to, self.received(to, from, from_id, channel, payload))
+            }
             Pending::Write {
                 node,
                 id,
@@ -1046,6 +1062,7 @@ impl World {
             core.handle(local, input);
         }
         self.drain(slot);
+        self.writes.sender = None;
     }
 
     fn received(
@@ -1236,6 +1253,17 @@ impl World {
             event,
         });
     }
+}
+
+/// The newest timestamp a core's keyspaces hold, tombstones included: no op it applied is newer.
+fn newest_timestamp(core: &Core) -> Timestamp {
+    let replication = core.replication();
+    replication
+        .keyspace_names()
+        .filter_map(|name| replication.keyspace(name))
+        .flat_map(|keyspace| keyspace.map().entries().map(|(_, e)| e.ts))
+        .max()
+        .unwrap_or_default()
 }
 
 /// A short name for a membership event.

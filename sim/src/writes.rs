@@ -242,6 +242,9 @@ pub struct AckProgress {
     /// Node lives `(slot, life)` seen holding the op when an ack arrived: with the writer, the
     /// copies that make an acknowledged write survive the writer.
     pub holder_lives: BTreeSet<(usize, u64)>,
+    /// Node lives `(slot, life)` whose ack arrived: each said it holds the op, so while one of
+    /// them runs the write must not be lost, whatever the world saw it hold.
+    pub acker_lives: BTreeSet<(usize, u64)>,
 }
 
 impl AckProgress {
@@ -274,6 +277,12 @@ pub struct WriteRecord {
     pub value: Option<Vec<u8>>,
     /// The op's timestamp: the last-writer-wins order.
     pub ts: Timestamp,
+    /// The newest timestamp in the writer's keyspaces (tombstones included) just before the
+    /// write: every op the writer had applied, which causally precede the write.
+    pub newest_before: Timestamp,
+    /// What the writer's own read of the key returned right after the write: the timestamp of
+    /// its entry (a tombstone for a delete), if any.
+    pub read_back: Option<Timestamp>,
     /// For a write that asked for acknowledgements.
     pub acked: Option<AckProgress>,
 }

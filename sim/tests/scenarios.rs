@@ -5,7 +5,7 @@
 
 use foundation_sim::invariants::registry::RegistryKind;
 use foundation_sim::report::{print_summary, ReplicationReport, RunReport, SimReport};
-use foundation_sim::scenario::{run, standard, RunOptions};
+use foundation_sim::scenario::{file, run, standard, RunOptions};
 use foundation_sim::sweep::sweep;
 
 const NODES: usize = 16;
@@ -41,15 +41,22 @@ fn replication(report: &RunReport) -> &ReplicationReport {
 /// The replication invariants ran (and passed) in every run.
 fn assert_replication_checked(reports: &[RunReport]) {
     for r in reports {
-        for name in ["replicas-converge", "acknowledged-writes-present"] {
+        let names = [
+            "replicas-converge",
+            "acknowledged-writes-present",
+            "seen-backed-by-data",
+            "causal-order",
+        ];
+        for name in names {
             assert!(
                 r.invariants.iter().any(|i| i.name == name),
                 "seed {}: {name} did not run",
                 r.seed
             );
         }
+        let m = &r.measurements;
         assert!(
-            r.measurements.writes_checked > 0,
+            m.writes_checked > 0 && m.claims_checked > 0 && m.causal_writes_checked > 0,
             "seed {}: no write was checked",
             r.seed
         );
@@ -202,6 +209,35 @@ fn a_lagging_replica_catches_up_through_full_states() {
 }
 
 #[test]
+fn writes_on_skewed_clocks_win_over_what_their_writer_applied() {
+    let reports = check_all_pass_at("skewed-writes", NODES, SEEDS);
+    assert_replication_checked(&reports);
+    for r in &reports {
+        // Most writes land on a key another node wrote moments before, often with a clock
+        // ahead of the writer's: the case the hybrid logical clock exists for.
+        assert!(
+            r.measurements.causal_writes_checked > 500,
+            "seed {}: {:?}",
+            r.seed,
+            r.measurements
+        );
+    }
+}
+
+/// Issue 21, item 6: suspicions that outlive a 1 s partition do not get members of the other
+/// side declared failed (the last call); seed 2 is the one that failed before.
+#[test]
+fn a_short_partition_gets_no_healthy_node_declared_failed() {
+    let text = include_str!("../scenarios/short-partition.toml");
+    let scenario = file::parse(text, "sim/scenarios/short-partition.toml").expect("parses");
+    let reports = sweep(&scenario, 1..9, 0, false);
+    for r in &reports {
+        assert!(r.passed, "seed {}: {:?}", r.seed, r.invariants);
+        assert_eq!(r.measurements.false_positives, 0, "seed {}", r.seed);
+    }
+}
+
+#[test]
 fn compaction_retires_departed_writers_and_collects_tombstones() {
     let reports = check_all_pass_at("compaction", 8, SEEDS);
     assert_replication_checked(&reports);
@@ -259,6 +295,18 @@ fn registry_partition_holds() {
     let mut reports = check_all_pass_at("registry-partition", 16, 1..3);
     reports.extend(check_all_pass_at("registry-partition", 8, 3..5));
     assert_registry_measured(&reports);
+    for r in &reports {
+        // The run lasts until the last death's reap bound passed: its reaping was checked.
+        let last_reaped =
+            r.measurements.registry.iter().any(|m| {
+                m.kind == RegistryKind::Reaped && m.at_secs >= 102.0 && m.took_secs.is_some()
+            });
+        assert!(
+            last_reaped,
+            "seed {}: {:?}",
+            r.seed, r.measurements.registry
+        );
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use foundation_sim::report::{print_summary, SimReport};
 pub struct SimCommand {
     /// A standard scenario: steady, partition-heal, flaky-network, crash-restart, slow-node,
     /// mass-join, rolling-restart, registry-partition, registry-churn; with replicated writes:
-    /// split-writes, replicated-chaos, lagging-replica, compaction.
+    /// split-writes, replicated-chaos, lagging-replica, compaction, skewed-writes.
     #[arg(long)]
     pub scenario: Option<String>,
     /// A scenario file (TOML); see sim/scenarios/ for examples.

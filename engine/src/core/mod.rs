@@ -391,7 +391,9 @@ impl Core {
                         .any(|m| m.id == node && m.generation > o.generation)
             })
             .collect();
-        self.replication.retire(&departed, &gone, &holding);
+        if !fault_on!(NeverRetire) {
+            self.replication.retire(&departed, &gone, &holding);
+        }
         holding
     }
 

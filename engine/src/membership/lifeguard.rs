@@ -77,6 +77,8 @@ struct Suspicion {
     reporters: BTreeSet<NodeId>,
     first_seen: Instant,
     armed: Option<Armed>,
+    /// Whether the suspect was told directly before being declared ([`Suspicions::last_call`]).
+    called: bool,
 }
 
 #[derive(Debug)]
@@ -138,7 +140,8 @@ impl Suspicions {
     ) -> Option<(Instant, Timer<MemberId>)> {
         let policy = self.policy;
         let entry = self.entry(now, member, incarnation);
-        if !entry.reporters.insert(reporter) {
+        // After the last call, only the suspect's answer (or its silence) decides.
+        if !entry.reporters.insert(reporter) || entry.called {
             return None;
         }
         let armed = entry.armed.as_mut()?;
@@ -148,6 +151,20 @@ impl Suspicions {
         }
         armed.deadline = deadline;
         Some((deadline.max(now), armed.timer.clone()))
+    }
+
+    /// Lifeguard's buddy system, at the last moment: before our suspicion of `member` becomes a
+    /// declaration, the suspect is told directly, once, and given `wait` to refute. Returns when
+    /// to fire the suspicion timer again, or `None` if the call was made already (declare now)
+    /// or no suspicion of ours is armed.
+    pub fn last_call(&mut self, now: Instant, member: NodeId, wait: Duration) -> Option<Instant> {
+        let suspicion = self.by_member.get_mut(&member)?;
+        let armed = suspicion.armed.as_mut()?;
+        if std::mem::replace(&mut suspicion.called, true) {
+            return None;
+        }
+        armed.deadline = now + wait;
+        Some(armed.deadline)
     }
 
     /// The member refuted, failed or left: its suspicion is over.
@@ -168,6 +185,7 @@ impl Suspicions {
             reporters: BTreeSet::new(),
             first_seen: now,
             armed: None,
+            called: false,
         });
         if incarnation > entry.incarnation {
             // A newer incarnation refuted everything said about the older one.
@@ -176,6 +194,7 @@ impl Suspicions {
                 reporters: BTreeSet::new(),
                 first_seen: now,
                 armed: None,
+                called: false,
             };
         }
         entry
@@ -185,6 +204,14 @@ impl Suspicions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn member() -> MemberId {
+        MemberId {
+            node: NodeId::from_u128(9),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            generation: 0,
+        }
+    }
 
     fn policy() -> SuspicionPolicy {
         SuspicionPolicy {
@@ -224,11 +251,7 @@ mod tests {
     #[test]
     fn a_confirmation_fires_the_suspicion_timer_earlier_once_per_reporter() {
         let mut suspicions = Suspicions::new(policy());
-        let member = MemberId {
-            node: NodeId::from_u128(9),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            generation: 0,
-        };
+        let member = member();
         let timer = Timer::ChangeSuspectToDown {
             member_id: member,
             incarnation: 0,
@@ -253,11 +276,7 @@ mod tests {
     #[test]
     fn reports_that_arrive_before_our_own_suspicion_count_when_it_starts() {
         let mut suspicions = Suspicions::new(policy());
-        let member = MemberId {
-            node: NodeId::from_u128(9),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            generation: 0,
-        };
+        let member = member();
         for reporter in 1..=3 {
             assert_eq!(
                 suspicions.confirm(Instant::ZERO, member.node, 0, NodeId::from_u128(reporter)),
@@ -271,5 +290,28 @@ mod tests {
         };
         let deadline = suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
         assert_eq!(deadline, Instant::ZERO + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_last_call_defers_the_declaration_once_and_confirmations_cannot_undercut_it() {
+        let mut suspicions = Suspicions::new(policy());
+        let member = member();
+        let wait = Duration::from_millis(200);
+        assert_eq!(suspicions.last_call(Instant::ZERO, member.node, wait), None);
+        let timer = Timer::ChangeSuspectToDown {
+            member_id: member,
+            incarnation: 0,
+            token: 0,
+        };
+        let due = suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
+        assert_eq!(
+            suspicions.last_call(due, member.node, wait),
+            Some(due + wait)
+        );
+        for reporter in 1..=3 {
+            let reporter = NodeId::from_u128(reporter);
+            assert_eq!(suspicions.confirm(due, member.node, 0, reporter), None);
+        }
+        assert_eq!(suspicions.last_call(due + wait, member.node, wait), None);
     }
 }

@@ -291,6 +291,7 @@ impl Membership {
             MembershipTimer::Swim(timer) if self.refuted(&timer) => {
                 self.stats.refuted_suspicion_timers += 1;
             }
+            MembershipTimer::Swim(timer) if self.last_call(now, &timer, out) => {}
             MembershipTimer::Swim(timer) => {
                 self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
             }
@@ -335,25 +336,71 @@ impl Membership {
         Ok(())
     }
 
-    /// Runs one foca call with our adapter, then acts on what it reported.
     /// Whether `timer` would declare down a member that has refuted that suspicion since. foca
     /// (2.0) checks the incarnation before marking it down, but still sends it `TurnUndead`
     /// when the check fails — making a healthy node renew its identity for nothing.
     fn refuted(&self, timer: &foca::Timer<MemberId>) -> bool {
-        let foca::Timer::ChangeSuspectToDown {
-            member_id,
-            incarnation,
-            ..
-        } = timer
-        else {
+        let Some((member, incarnation)) = suspect_of(timer) else {
             return false;
         };
         self.swim
             .iter_membership_state()
-            .find(|m| m.id() == member_id)
-            .is_some_and(|m| m.incarnation() != *incarnation)
+            .find(|m| *m.id() == member)
+            .is_some_and(|m| m.incarnation() != incarnation)
     }
 
+    /// Before a suspicion becomes a declaration, tells the suspect directly, once, and waits a
+    /// probe round trip for its refutation ([`Self::refute`]); true if the declaration waits.
+    ///
+    /// A suspicion that started during a short partition can outlive it: its gossip was spent on
+    /// links that were cut, so nobody tells the suspect, which cannot refute. Declared anyway, a
+    /// member that was reachable again (and never cut off from its own side) would be taken for
+    /// failed by everyone who hears the news, and would have to renew its identity. A member
+    /// that is really gone costs one round trip more to declare.
+    fn last_call(&mut self, now: Instant, timer: &foca::Timer<MemberId>, out: &mut Outbox) -> bool {
+        let Some((member, incarnation)) = suspect_of(timer) else {
+            return false;
+        };
+        let wait = self.health.scale(self.config.probe_rtt);
+        if fault_on!(NoLastCall) {
+            return false;
+        }
+        let Some(at) = self.suspicions.last_call(now, member.node, wait) else {
+            return false;
+        };
+        if let Some(payload) = self.suspect_report(member, incarnation) {
+            out.send(member.node_addr(), Channel::Membership, payload);
+        }
+        let timer = effects::Timer::Membership(MembershipTimer::Swim(timer.clone()));
+        out.timer(at, timer);
+        true
+    }
+
+    /// Someone is about to declare us failed ([`Self::last_call`]): refute at once — foca raises
+    /// our incarnation and gossips it — and answer the caller directly, since gossip may not
+    /// reach it before its deadline.
+    fn refute(&mut self, now: Instant, report: &SuspectReport, out: &mut Outbox) {
+        let caller = self.view.get(&report.reporter).map(|m| MemberId {
+            node: m.id,
+            addr: m.addr,
+            generation: m.generation,
+        });
+        let state = if fault_on!(RenewWhenSuspected) {
+            State::Down
+        } else {
+            State::Suspect
+        };
+        let suspected = Member::new(self.me, report.incarnation, state);
+        self.drive(now, out, |swim, mut io| {
+            swim.apply_many(std::iter::once(suspected), true, &mut io)?;
+            match caller {
+                Some(caller) => swim.announce(caller, io),
+                None => Ok(()),
+            }
+        });
+    }
+
+    /// Runs one foca call with our adapter, then acts on what it reported.
     fn drive(
         &mut self,
         now: Instant,
@@ -436,6 +483,9 @@ impl Membership {
 
     fn member_down(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
         self.suspicions.clear(member.node);
+        if fault_on!(ViewKeepsDownMembers) {
+            return;
+        }
         let Some(view) = self.view.get_mut(&member.node) else {
             return;
         };
@@ -463,6 +513,8 @@ impl Membership {
     /// we already recorded a failure of that same life, correct it to "left".
     fn member_leaving(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
         if let Some(view) = self.view.get_mut(&member.node) {
+            let repeated = view.state == MemberState::Left && view.generation == member.generation;
+            assert!(!(repeated && fault_on!(PanicOnRepeatedLeave)), "left twice");
             if view.state == MemberState::Failed && view.generation == member.generation {
                 view.state = MemberState::Left;
                 view.since = now;
@@ -486,15 +538,9 @@ impl Membership {
         else {
             return;
         };
-        let report = SuspectReport {
-            reporter: self.me.node,
-            member,
-            incarnation,
-        };
-        let Ok(body) = postcard::to_stdvec(&report) else {
+        let Some(payload) = self.suspect_report(member, incarnation) else {
             return;
         };
-        let payload = tagged(datagram_kind::SUSPECT_REPORT, &body);
         for peer in self
             .view
             .values()
@@ -504,8 +550,22 @@ impl Membership {
         }
     }
 
+    /// "Our probe of `member` at `incarnation` failed", as a datagram.
+    fn suspect_report(&self, member: MemberId, incarnation: foca::Incarnation) -> Option<Bytes> {
+        let report = SuspectReport {
+            reporter: self.me.node,
+            member,
+            incarnation,
+        };
+        let body = postcard::to_stdvec(&report).ok()?;
+        Some(tagged(datagram_kind::SUSPECT_REPORT, &body))
+    }
+
     fn handle_suspect_report(&mut self, now: Instant, report: SuspectReport, out: &mut Outbox) {
         self.stats.suspect_reports += 1;
+        if report.member == self.me && report.reporter != self.me.node {
+            return self.refute(now, &report, out);
+        }
         if report.reporter == self.me.node || report.member.node == self.me.node {
             return;
         }
@@ -630,9 +690,26 @@ impl Membership {
     }
 }
 
+/// The member and incarnation a suspicion timer would declare down, if it is one.
+fn suspect_of(timer: &foca::Timer<MemberId>) -> Option<(MemberId, foca::Incarnation)> {
+    match timer {
+        foca::Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } => Some((*member_id, *incarnation)),
+        _ => None,
+    }
+}
+
 fn swim_config(config: &MembershipConfig) -> foca::Config {
     use std::num::{NonZeroU8, NonZeroUsize};
     let fanout = NonZeroUsize::new(config.gossip_fanout).unwrap_or(NonZeroUsize::MIN);
+    let framing = if fault_on!(PacketSizeWithoutFraming) {
+        0
+    } else {
+        2
+    };
     foca::Config {
         probe_period: config.probe_period,
         probe_rtt: config.probe_rtt,
@@ -642,7 +719,8 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
         suspect_to_down_after: config.suspect_to_down_after,
         remove_down_after: Some(config.remember_down_for),
         // Our datagrams carry one kind byte, and the transport adds one version byte.
-        max_packet_size: NonZeroUsize::new(config.max_packet_size - 2).unwrap_or(NonZeroUsize::MIN),
+        max_packet_size: NonZeroUsize::new(config.max_packet_size - framing)
+            .unwrap_or(NonZeroUsize::MIN),
         notify_down_members: true,
         periodic_announce: Some(foca::PeriodicParams {
             frequency: config.push_pull_interval * 3,
@@ -651,10 +729,12 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
         // Re-contacting members we declared down is what heals a partition.
         // One datagram to two down members every suspicion timeout: cheap, and it bounds how
         // long a healed partition stays split to a few seconds instead of a push-pull interval.
-        periodic_announce_to_down_members: Some(foca::PeriodicParams {
-            frequency: config.suspect_to_down_after,
-            num_members: NonZeroUsize::MIN.saturating_add(1),
-        }),
+        periodic_announce_to_down_members: (!fault_on!(NoAnnounceToDownMembers)).then_some(
+            foca::PeriodicParams {
+                frequency: config.suspect_to_down_after,
+                num_members: NonZeroUsize::MIN.saturating_add(1),
+            },
+        ),
         periodic_gossip: Some(foca::PeriodicParams {
             frequency: config.gossip_interval,
             num_members: fanout,

@@ -34,6 +34,7 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
 
     fn submit_after(&mut self, timer: Timer<MemberId>, after: Duration) {
         let at = match &timer {
+            Timer::ChangeSuspectToDown { .. } if fault_on!(SuspicionNeverExpires) => return,
             Timer::ChangeSuspectToDown {
                 member_id,
                 incarnation,

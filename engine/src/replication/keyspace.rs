@@ -265,7 +265,8 @@ impl Keyspace {
     pub fn missing_for(&self, keyspace: &str, theirs: Option<&Seen>, epoch: u32) -> Missing {
         let mut missing = Missing::default();
         for (origin, log) in &self.origins {
-            let after = theirs.and_then(|t| t.get(origin)).copied().unwrap_or(0);
+            let seen = theirs.and_then(|t| t.get(origin)).copied().unwrap_or(0);
+            let after = seen + u64::from(fault_on!(DigestAnswerOffByOne));
             match log.since(after) {
                 Some(ops) => missing
                     .ops

@@ -881,7 +881,10 @@ impl Replication {
     ) -> bool {
         let mut news = false;
         for envelope in envelopes {
-            let outcome = self.apply_remote(now, envelope, out);
+            let outcome = match ack && fault_on!(AckWithoutApplying) {
+                true => Outcome::Duplicate,
+                false => self.apply_remote(now, envelope, out),
+            };
             news |= outcome == Outcome::Applied;
             if let (true, Some(to), true) = (ack, from, outcome != Outcome::Refused) {
                 self.send_ack(to, envelope, out);
@@ -915,11 +918,11 @@ impl Replication {
         }
         // The drift check refuses an op stamped far in the future: it would win every conflict
         // until real time caught up. Refused ops stay unseen, so they are offered again.
-        if self
-            .hlc
-            .update(envelope.op.entry.ts, self.wall_ms(now))
-            .is_err()
-        {
+        let remote = match fault_on!(HlcIgnoresReceive) {
+            true => Timestamp::ZERO,
+            false => envelope.op.entry.ts,
+        };
+        if self.hlc.update(remote, self.wall_ms(now)).is_err() {
             self.stats.drift_rejected += 1;
             return Outcome::Refused;
         }
@@ -1112,6 +1115,11 @@ impl Replication {
         let keyspace = self.keyspaces.entry(name.to_owned()).or_default();
         // An older epoch's state may still track origins we retired: take its data, and only
         // a record of those origins' progress.
+        let state = if fault_on!(SeenWithoutApplying) {
+            Map::default()
+        } else {
+            state
+        };
         let merged = keyspace.merge_full(&state, theirs, !newer_epoch(ours, epoch));
         // The sender's other keyspaces arrive after we adopted its epoch: prune those too.
         let adopting = from.map(|f| (f.id, epoch));
@@ -1154,10 +1162,8 @@ impl Replication {
 
     /// Passes the newest timestamp of a state through the HLC (the same drift rule as ops).
     fn accept_timestamps(&mut self, now: Instant, state: &Map) -> bool {
-        let newest = state
-            .iter()
-            .filter_map(|(k, _)| state.entry(k).map(|e| e.ts))
-            .max();
+        // Tombstones count: a delete taken from a state orders our later writes after it too.
+        let newest = state.entries().map(|(_, e)| e.ts).max();
         match newest {
             Some(ts) => self.hlc.update(ts, self.wall_ms(now)).is_ok(),
             None => true,

@@ -152,13 +152,19 @@ impl FjallDisk {
         }
     }
 
-    /// Writes what the journal holds into a table and frees the memtable. After a load, the
-    /// state is in the caller's memory: keeping a second copy in fjall's memtable costs as much
-    /// again, and the next start would replay the same journal.
+    /// Has what the journal holds written into a table in the background, which frees the
+    /// memtable. After a load, the state is in the caller's memory: keeping a second copy in
+    /// fjall's memtable costs as much again, and the next start would replay the same journal.
+    /// It does not wait: on a full disk the flush cannot finish, and fjall's waiting rotation
+    /// would then wait forever (seen: a load after a refused write hung).
     pub fn flush_to_tables(&self) -> Result<(), StorageError> {
+        if self.failure.is_some() {
+            return Ok(());
+        }
         self.inner()?
             .records
-            .rotate_memtable_and_wait()
+            .rotate_memtable()
+            .map(|_| ())
             .map_err(|e| fatal(&self.path, "write", e))
     }
 

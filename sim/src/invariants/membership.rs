@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use foundation_engine::membership::{MembershipConfig, MembershipEvent};
+use foundation_engine::membership::{MemberView, MembershipConfig, MembershipEvent};
 use foundation_transport::NodeId;
 
 use super::{Check, ConvergenceRecord, DetectionRecord, Invariant, Measurements};
@@ -360,32 +360,71 @@ impl Invariant for Detection {
 /// gossip from the node that made it to the observer.
 const DISSEMINATION_SLACK: Duration = Duration::from_secs(1);
 
-/// No node is declared failed while it was up and reachable from the observer's side.
+/// No node is declared failed while it was up and reachable from the side that declared it.
 ///
-/// When observer `o` declares node `n` failed at time `t`, it is a **false positive** unless,
-/// at some point in the look-back window `[t - w, t]`:
-/// - `n` was down, or the declaration names an older life of `n` (an earlier generation or a
-///   replaced node id) — then it is simply correct;
-/// - `n` was stalled — a stalled node answers nothing, so to its peers it is indistinguishable
-///   from a crashed one; SWIM's contract for it is that it refutes and rejoins after the stall,
-///   which [`Convergence`] checks. Such declarations are counted, not failed;
-/// - `n` was not reachable from `o`'s side: the side is every node that can reach `o` (a
-///   directed path over open links — anything those nodes conclude can reach `o` by gossip),
-///   and `n` is reachable from it when every link between `n` and every live member of the
-///   side is open in both directions. Under a clean partition, a node on `o`'s own side stays
-///   reachable (declaring it failed is a false positive); under a one-way partition anything
-///   touching the cut is not. Counted, not failed.
+/// SWIM's "failed" is final for a life (a node id and generation): one node decides it, and
+/// every node that hears the news repeats it. So a life's declaration is judged once, where it
+/// was first made, and every later declaration of the same life (news that travelled) shares
+/// that verdict. When observer `o` is the first to declare node `n` failed at time `t`, it is a
+/// **false positive** unless:
+/// - `n` was down at some point in the look-back window `[t - w, t]`, or the declaration names
+///   an older life of `n` (an earlier generation or a replaced node id) — then it is simply
+///   correct;
+/// - `n` was stalled at some point in `[t - w, t]` — a stalled node answers nothing, so to its
+///   peers it is indistinguishable from a crashed one; SWIM's contract for it is that it
+///   refutes and rejoins after the stall, which [`Convergence`] checks. Counted, not failed;
+/// - `n` was not reachable from `o`'s side at some point in the last call's window
+///   `[t - c, t]`: the side is every node that can reach `o` (a directed path over open links —
+///   anything those nodes conclude can reach `o` by gossip), and `n` is reachable from it when
+///   every link between `n` and every live member of the side is open in both directions.
+///   Under a clean partition, a node on `o`'s own side stays reachable; under a one-way
+///   partition anything touching the cut is not. Counted, not failed.
 ///
 /// The window `w` is how long a legitimate suspicion can take to become a declaration: two
-/// probe periods, a probe round trip, the suspicion timeout stretched by the observer's local
-/// health multiplier, and [`DISSEMINATION_SLACK`]. The observer's own stalls excuse nothing:
-/// Lifeguard's promise is precisely that a slow node does not accuse healthy ones.
+/// probe periods, a probe round trip, the suspicion timeout and the last call to the suspect
+/// (one more probe round trip) both stretched by the observer's local health multiplier, and
+/// `DISSEMINATION_SLACK` (1 s). The observer's own stalls excuse nothing: Lifeguard's promise is
+/// precisely that a slow node does not accuse healthy ones.
+///
+/// The last call's window `c` is the probe round trip the engine waits for a suspect's answer
+/// to its last call, stretched by the observer's health, plus one more round trip for the
+/// messages: before declaring, the engine tells the suspect, which refutes if it can hear
+/// (issue 21, item 6). A member that was unreachable earlier in a suspicion (a short partition)
+/// but answers the last call is not declared, so a declaration with `n` reachable throughout
+/// `c` is a false positive even though a partition fell in `w`; and news of it is one wherever
+/// it goes (`scenarios/short-partition.toml`). News made in a partition that reaches `n`'s own
+/// side after the heal, before `n` renewed its life, shares its maker's verdict: legitimate.
 pub struct NoFalsePositives {
     base_us: u64,
+    /// The suspicion timeout and the last call, before the health multiplier.
     suspicion_us: u64,
+    /// A probe round trip: the last call's wait, before the health multiplier.
+    probe_rtt_us: u64,
     enforce: bool,
     sides: BTreeMap<(usize, usize), Vec<bool>>,
+    /// Each life's first declaration, by (node id, generation).
+    first: BTreeMap<(NodeId, u64), FirstDeclaration>,
     counts: Measurements,
+}
+
+/// How a life's first declaration of failure was judged.
+#[derive(Clone, Copy, Debug)]
+enum Verdict {
+    Correct,
+    Stalled,
+    AcrossPartition,
+    /// The target's slot, and since when it had been reachable from the declaring side.
+    False {
+        target: usize,
+        since_us: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FirstDeclaration {
+    observer: usize,
+    at_us: u64,
+    verdict: Verdict,
 }
 
 impl NoFalsePositives {
@@ -394,18 +433,52 @@ impl NoFalsePositives {
         let base = config.probe_period * 2 + config.probe_rtt + DISSEMINATION_SLACK;
         Self {
             base_us: base.as_micros() as u64,
-            suspicion_us: config.suspect_to_down_after.as_micros() as u64,
+            suspicion_us: (config.suspect_to_down_after + config.probe_rtt).as_micros() as u64,
+            probe_rtt_us: config.probe_rtt.as_micros() as u64,
             enforce,
             sides: BTreeMap::new(),
+            first: BTreeMap::new(),
             counts: Measurements::default(),
         }
     }
 
-    fn window_start(&self, world: &World, observer: usize) -> u64 {
-        let health = world
+    fn health(world: &World, observer: usize) -> u64 {
+        world
             .node(observer)
             .core()
-            .map_or(1, |c| u64::from(c.membership().local_health()));
+            .map_or(1, |c| u64::from(c.membership().local_health()))
+    }
+
+    /// Where the last call's window `[t - c, t]` starts for a declaration by `observer` now.
+    fn last_call_start(&self, world: &World, observer: usize) -> u64 {
+        let rtts = Self::health(world, observer) + 1;
+        world.now_us().saturating_sub(self.probe_rtt_us * rtts)
+    }
+
+    /// Judges the first declaration of `view`'s life, made by `observer` now.
+    fn judge(&mut self, world: &World, observer: usize, view: &MemberView) -> Verdict {
+        let Some(target) = world.slot_of(view.id) else {
+            return Verdict::Correct;
+        };
+        let node = world.node(target);
+        let from = self.window_start(world, observer);
+        let stale = view.generation < node.generation() || node.started_us() > from;
+        if !node.is_up() || node.id() != view.id || stale || node.leaving_us().is_some() {
+            return Verdict::Correct;
+        }
+        let now = world.now_us();
+        if node.stalls().iter().any(|&(a, b)| b >= from && a <= now) {
+            return Verdict::Stalled;
+        }
+        let since_us = self.last_call_start(world, observer);
+        if !self.reachable_throughout(world, observer, target, since_us) {
+            return Verdict::AcrossPartition;
+        }
+        Verdict::False { target, since_us }
+    }
+
+    fn window_start(&self, world: &World, observer: usize) -> u64 {
+        let health = Self::health(world, observer);
         world
             .now_us()
             .saturating_sub(self.base_us + self.suspicion_us * health)
@@ -469,37 +542,50 @@ impl Invariant for NoFalsePositives {
         let MembershipEvent::Failed(view) = &observed.event else {
             return Ok(());
         };
-        let Some(target) = world.slot_of(view.id) else {
-            return Ok(());
+        let key = (view.id, view.generation);
+        let first = match self.first.get(&key) {
+            Some(first) => *first,
+            None => {
+                let verdict = self.judge(world, observed.observer, view);
+                let first = FirstDeclaration {
+                    observer: observed.observer,
+                    at_us: world.now_us(),
+                    verdict,
+                };
+                self.first.insert(key, first);
+                first
+            }
         };
-        let node = world.node(target);
-        let from = self.window_start(world, observed.observer);
-        let stale = view.generation < node.generation() || node.started_us() > from;
-        if !node.is_up() || node.id() != view.id || stale || node.leaving_us().is_some() {
-            return Ok(());
-        }
-        if node
-            .stalls()
-            .iter()
-            .any(|&(start, end)| end >= from && start <= world.now_us())
-        {
-            self.counts.failed_while_stalled += 1;
-            return Ok(());
-        }
-        if !self.reachable_throughout(world, observed.observer, target, from) {
-            self.counts.failed_across_partition += 1;
-            return Ok(());
-        }
+        let (target, since_us) = match first.verdict {
+            Verdict::Correct => return Ok(()),
+            Verdict::Stalled => {
+                self.counts.failed_while_stalled += 1;
+                return Ok(());
+            }
+            Verdict::AcrossPartition => {
+                self.counts.failed_across_partition += 1;
+                return Ok(());
+            }
+            Verdict::False { target, since_us } => (target, since_us),
+        };
         self.counts.false_positives += 1;
         if !self.enforce {
             return Ok(());
         }
+        let news = match first.observer == observed.observer {
+            true => String::new(),
+            false => format!(
+                " (news first declared by n{} at {:.3}s)",
+                first.observer,
+                secs(first.at_us)
+            ),
+        };
         Err(format!(
-            "n{} declared n{target} (gen {}) failed, but it was up, not stalled and reachable from n{}'s side since {:.3}s",
+            "n{} declared n{target} (gen {}) failed{news}, but it was up, not stalled and reachable from n{}'s side since {:.3}s",
             observed.observer,
             view.generation,
-            observed.observer,
-            secs(from)
+            first.observer,
+            secs(since_us)
         ))
     }
 

@@ -24,8 +24,12 @@
 //! - [`replication::ReplicasConverge`]: after every disturbance, burst of writes and end of a
 //!   workload, every running node holds the same live data within a bound.
 //! - [`replication::AcknowledgedWritesPresent`]: at the end, no write that must have survived
-//!   (its writer is still running, or a majority acknowledged it and a holder is still running)
-//!   is missing or beaten by an older write on any running node.
+//!   (its writer is still running, or a majority acknowledged it and a holder or acker is still
+//!   running) is missing or beaten by an older write on any running node.
+//! - [`seen::SeenBackedByData`]: every write a node's digest claims seen is in its data, or
+//!   superseded by a later write or delete.
+//! - [`causality::CausalOrder`]: no write loses to a write its writer had applied before it (read
+//!   your writes; the clock moves past every receive).
 //!
 //! [`replication::OriginsRetired`] (departed writers' bookkeeping is compacted away) is added by
 //! the scenarios that set a short `departed_after`.
@@ -33,10 +37,13 @@
 //! Adding one: implement [`Invariant`] (every method has a default that checks nothing) and add
 //! a factory with [`crate::scenario::Scenario::invariant`].
 
+pub mod causality;
 pub mod core;
 pub mod membership;
 pub mod registry;
 pub mod replication;
+pub mod seen;
+pub mod separations;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +148,8 @@ pub fn replication_defaults(bounds: &Bounds) -> Vec<Box<dyn Invariant>> {
     vec![
         Box::new(replication::ReplicasConverge::new(bounds.replication)),
         Box::new(replication::AcknowledgedWritesPresent::new()),
+        Box::new(seen::SeenBackedByData::new()),
+        Box::new(causality::CausalOrder::new()),
     ]
 }
 
@@ -205,6 +214,10 @@ pub struct Measurements {
     /// Keys where a set won over a newer delete made across a partition longer than
     /// `departed_after` (allowed; see [`replication::AcknowledgedWritesPresent`]).
     pub sets_won_after_departure: u64,
+    /// Writes checked against a node's data because its digest claimed them seen.
+    pub claims_checked: u64,
+    /// Writes checked against what their writer had applied before them.
+    pub causal_writes_checked: u64,
     /// The service registry: registration → listed everywhere, death → gone everywhere, and
     /// convergence episodes (empty unless the scenario registers something).
     pub registry: Vec<registry::RegistryRecord>,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use foundation_engine::core::Core;
 
+use super::separations::Separations;
 use super::{Check, Invariant, Measurements, ReplicationEpisode};
 use crate::faults::{Fault, LEAVE_GRACE};
 use crate::trace::Fnv64;
@@ -24,7 +25,7 @@ fn secs(us: u64) -> f64 {
 }
 
 /// Slots whose core is running (not stalled, not down).
-fn running(world: &World) -> impl Iterator<Item = (usize, &Core)> + '_ {
+pub(crate) fn running(world: &World) -> impl Iterator<Item = (usize, &Core)> + '_ {
     world
         .nodes()
         .iter()
@@ -321,7 +322,8 @@ impl Invariant for ReplicasConverge {
 
 /// Whether a write must still be there at the end: it was applied by a core that is still
 /// running (the writer holds it, so anti-entropy must spread it), or it was acknowledged by a
-/// majority and some life seen holding it is still running. A write whose every known holder
+/// majority and some life seen holding it, or that acknowledged it, is still running (an ack
+/// says "I hold it": a running acker that lacks it lost it). A write whose every known holder
 /// went down may be lost: the simulator's nodes keep nothing across a crash.
 pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
     if world.node(record.slot).is_up_in(record.life) {
@@ -331,6 +333,7 @@ pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
         a.majority_at_us.is_some()
             && a.holder_lives
                 .iter()
+                .chain(&a.acker_lives)
                 .any(|&(slot, life)| world.node(slot).is_up_in(life))
     })
 }
@@ -364,60 +367,6 @@ impl AcknowledgedWritesPresent {
     }
 }
 
-/// When pairs of slots were cut off from each other both ways.
-#[derive(Default)]
-struct Separations {
-    /// Pairs `(a, b)`, `a < b`, cut off now, since when (world µs).
-    open: BTreeMap<(usize, usize), u64>,
-    /// Pairs that were cut off, and over which interval.
-    closed: Vec<((usize, usize), u64, u64)>,
-}
-
-impl Separations {
-    /// Takes note of the network as it is after a fault.
-    fn update(&mut self, world: &World) {
-        let now = world.now_us();
-        let network = world.network();
-        let n = world.nodes().len();
-        for a in 0..n {
-            for b in a + 1..n {
-                let cut = network.blocked(a, b) && network.blocked(b, a);
-                match (cut, self.open.get(&(a, b)).copied()) {
-                    (true, None) => {
-                        self.open.insert((a, b), now);
-                    }
-                    (false, Some(since)) => {
-                        self.open.remove(&(a, b));
-                        self.closed.push(((a, b), since, now));
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    /// Whether slots `a` and `b` were cut off from each other over all of `[from, to]`, by one
-    /// separation that lasted longer than `longer_than` (µs); open ones count until `now`.
-    fn apart(
-        &self,
-        a: usize,
-        b: usize,
-        (from, to): (u64, u64),
-        longer_than: u64,
-        now: u64,
-    ) -> bool {
-        let pair = (a.min(b), a.max(b));
-        let open = self.open.get(&pair).map(|&since| (pair, since, now));
-        self.closed
-            .iter()
-            .copied()
-            .chain(open)
-            .any(|(p, since, until)| {
-                p == pair && since <= from && to <= until && until - since > longer_than
-            })
-    }
-}
-
 /// Problems kept in one violation's message.
 const PROBLEMS_SHOWN: usize = 4;
 
@@ -427,27 +376,12 @@ impl Invariant for AcknowledgedWritesPresent {
     }
 
     fn on_fault(&mut self, world: &World, fault: &Fault, _slots: &[usize]) {
-        if matches!(
-            fault,
-            Fault::Partition(..) | Fault::PartitionOneWay(..) | Fault::Heal
-        ) {
-            self.separations.update(world);
-        }
+        self.separations.on_fault(world, fault);
     }
 
     fn at_end(&mut self, world: &World) -> Check {
-        let departed_after = world.replication_config().departed_after.as_micros() as u64;
-        // A set may win over a newer delete made across a partition longer than departed_after.
         let excused = |set: &WriteRecord, delete: &WriteRecord| {
-            set.value.is_some()
-                && delete.value.is_none()
-                && self.separations.apart(
-                    set.slot,
-                    delete.slot,
-                    (set.at_us.min(delete.at_us), set.at_us.max(delete.at_us)),
-                    departed_after,
-                    world.now_us(),
-                )
+            self.separations.set_may_beat_delete(world, set, delete)
         };
         let mut by_key: BTreeMap<(&str, &str), Vec<&WriteRecord>> = BTreeMap::new();
         for record in world.writes() {

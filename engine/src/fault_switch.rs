@@ -1,0 +1,104 @@
+//! Deliberately broken engine variants, for tests only: each [`FaultSwitch`] turns one small,
+//! realistic bug on, so the simulator's tests can show that the invariant meant to catch that
+//! kind of bug does fail (`foundation-sim`'s `tests/fault_switches.rs`; the table is in the
+//! simulator's crate docs, "How we know the checks can fail").
+//!
+//! This module exists only with the `fault-injection` cargo feature, which only
+//! `foundation-sim`'s dev-dependencies turn on: the `foundation` binary and every normal build
+//! never compile it, and without it the engine's `fault_on!` is the constant `false`.
+//!
+//! A switch is on for the current thread only ([`engage`]), until its guard drops. A thread,
+//! not the process: the test harness runs tests on parallel threads, and a simulated world runs
+//! all its cores on the thread that steps it, so a switch reaches exactly the runs of the test
+//! that engaged it (run them with `scenario::run` on that thread, not with `sweep`).
+
+use std::cell::Cell;
+
+/// One deliberately broken variant of the engine. Each names the bug it plants and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultSwitch {
+    /// Membership keeps a member alive in its table after SWIM declared it down
+    /// (`membership::Membership::member_down`).
+    ViewKeepsDownMembers,
+    /// foca's packet size forgets the two framing bytes (our kind byte and the transport's
+    /// version byte), so a full packet is two bytes over the datagram limit (`swim_config`).
+    PacketSizeWithoutFraming,
+    /// Nobody re-contacts members it declared down, so the sides of a healed partition never
+    /// merge (`swim_config`).
+    NoAnnounceToDownMembers,
+    /// Suspicion timers are never armed: a crashed member stays suspected, never failed
+    /// (`membership::swim::SwimIo::submit_after`).
+    SuspicionNeverExpires,
+    /// No last call: a suspicion that outlived a short partition becomes a declaration though
+    /// the suspect is reachable again (`Membership::last_call`).
+    NoLastCall,
+    /// A member told it is suspected renews its identity instead of refuting
+    /// (`Membership::refute`).
+    RenewWhenSuspected,
+    /// A second leave notice of a member that already left panics (`Membership::member_leaving`).
+    PanicOnRepeatedLeave,
+    /// The service registry's reaper never deletes a dead life's entries
+    /// (`ephemeral::Ephemeral::reconcile`).
+    ReaperNeverDeletes,
+    /// A digest is answered from one op past what the peer has seen, so a peer missing exactly
+    /// one op never gets it (`replication::Keyspace::missing_for`).
+    DigestAnswerOffByOne,
+    /// An acknowledged-write request is acknowledged without applying the op
+    /// (`replication::Replication::apply_ops`).
+    AckWithoutApplying,
+    /// A full state's progress is taken as seen but its data is not merged
+    /// (`replication::Replication::merge_full_state`).
+    SeenWithoutApplying,
+    /// The hybrid logical clock does not advance past the timestamps of ops it receives
+    /// (`replication::Replication::apply_remote`).
+    HlcIgnoresReceive,
+    /// Departed origins are never retired (`core::Core::retire_departed`).
+    NeverRetire,
+}
+
+thread_local! {
+    static ON: Cell<Option<FaultSwitch>> = const { Cell::new(None) };
+}
+
+/// Whether `switch` is on for this thread.
+pub fn is_on(switch: FaultSwitch) -> bool {
+    ON.with(|on| on.get() == Some(switch))
+}
+
+/// Turns `switch` on for this thread until the returned guard drops (then the previous switch,
+/// if any, is back).
+#[must_use = "the switch is off again as soon as the guard drops"]
+pub fn engage(switch: FaultSwitch) -> Engaged {
+    let previous = ON.with(|on| on.replace(Some(switch)));
+    Engaged { previous }
+}
+
+/// Keeps a switch on; see [`engage`].
+#[derive(Debug)]
+pub struct Engaged {
+    previous: Option<FaultSwitch>,
+}
+
+impl Drop for Engaged {
+    fn drop(&mut self) {
+        ON.with(|on| on.set(self.previous));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_switch_is_on_while_its_guard_lives_and_on_this_thread_only() {
+        assert!(!is_on(FaultSwitch::NeverRetire));
+        {
+            let _on = engage(FaultSwitch::NeverRetire);
+            assert!(fault_on!(NeverRetire));
+            assert!(!fault_on!(HlcIgnoresReceive));
+            let elsewhere = std::thread::spawn(|| is_on(FaultSwitch::NeverRetire));
+            assert!(!elsewhere.join().expect("the thread ran"));
+        }
+        assert!(!is_on(FaultSwitch::NeverRetire));
+    }
+}

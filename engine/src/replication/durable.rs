@@ -1,0 +1,219 @@
+//! What of a keyspace outlives the process, how changes become storage batches, and how a
+//! keyspace is read back.
+//!
+//! A durable keyspace keeps, per key, its latest write (tombstones too, so a late older write
+//! still loses after a restart), and as metadata: per tracked origin the contiguous seq its
+//! state includes, its retired records and its GC horizon. The op log is not kept: a restarted
+//! node answers a lagging peer with its full state until its log fills again. What a keyspace
+//! changed while handling one input is collected as [`Dirty`] and written as one batch, so the
+//! stored seen-sets never claim a write whose entry is not stored with them.
+//!
+//! The machine's persistence state ([`Persistence`]) numbers the batches and holds back what
+//! must wait until they are durable: the acknowledgements of writes other nodes asked us to
+//! hold. The driver reports durability with `persisted(upto)`; batches complete in order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use foundation_crdt::{LwwEntry, Timestamp};
+use foundation_transport::NodeAddr;
+
+use super::keyspace::Keyspace;
+use super::wire::{Origin, Seen, Value};
+use crate::storage::{Batch, StoredKeyspace};
+
+/// Metadata blob names of a keyspace.
+const HORIZON: &str = "horizon";
+const RETIRED: &str = "retired";
+const SEEN_PREFIX: &str = "seen.";
+/// Node metadata blob: the compaction epoch.
+pub(super) const EPOCH: &str = "replication.epoch";
+
+/// What one keyspace changed since it was last written.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Dirty {
+    /// Keys whose entry changed or went.
+    pub keys: BTreeSet<String>,
+    /// Origins whose contiguous seq changed, or that stopped being tracked.
+    pub origins: BTreeSet<Origin>,
+    /// The retired records changed.
+    pub retired: bool,
+    /// The GC horizon moved.
+    pub horizon: bool,
+    /// Everything is to be written again (a batch failed: what is stored may lack some of it).
+    pub all: bool,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        !self.all
+            && self.keys.is_empty()
+            && self.origins.is_empty()
+            && !self.retired
+            && !self.horizon
+    }
+}
+
+/// Adds what `keyspace` (named `name`) changed, as `dirty` says, to `batch`.
+pub(super) fn write_changes(name: &str, keyspace: &Keyspace, dirty: &Dirty, batch: &mut Batch) {
+    if dirty.all {
+        return write_all(name, keyspace, batch);
+    }
+    for key in &dirty.keys {
+        match keyspace.entry(key).map(postcard::to_stdvec) {
+            Some(Ok(entry)) => batch.put_entry(name, key.as_bytes(), &entry),
+            _ => batch.remove_entry(name, key.as_bytes()),
+        };
+    }
+    for origin in &dirty.origins {
+        let blob = seen_name(origin);
+        match keyspace.contiguous(origin).map(|seq| postcard::to_stdvec(&seq)) {
+            Some(Ok(seq)) => batch.put_keyspace_meta(name, &blob, &seq),
+            _ => batch.remove_keyspace_meta(name, &blob),
+        };
+    }
+    if dirty.retired {
+        if let Ok(retired) = postcard::to_stdvec(&keyspace.retired()) {
+            batch.put_keyspace_meta(name, RETIRED, &retired);
+        }
+    }
+    if dirty.horizon {
+        if let Ok(horizon) = postcard::to_stdvec(&keyspace.map().horizon()) {
+            batch.put_keyspace_meta(name, HORIZON, &horizon);
+        }
+    }
+}
+
+/// Replaces whatever is stored of `keyspace` with all of it.
+fn write_all(name: &str, keyspace: &Keyspace, batch: &mut Batch) {
+    batch.clear_keyspace(name);
+    let everything = Dirty {
+        keys: keyspace.map().entries().map(|(k, _)| k.clone()).collect(),
+        origins: keyspace.origins().copied().collect(),
+        retired: true,
+        horizon: true,
+        all: false,
+    };
+    write_changes(name, keyspace, &everything, batch);
+}
+
+/// A keyspace as stored, with how many records did not decode (left out: anti-entropy refills
+/// them from peers).
+pub(super) fn read(stored: &StoredKeyspace) -> (Keyspace, usize) {
+    let mut skipped = 0;
+    let mut entries = Vec::with_capacity(stored.entries.len());
+    for (key, bytes) in &stored.entries {
+        let key = String::from_utf8(key.clone());
+        match (key, postcard::from_bytes::<LwwEntry<Value>>(bytes)) {
+            (Ok(key), Ok(entry)) if entry.value.as_ref().is_none_or(|v| v.seq > 0) => {
+                entries.push((key, entry))
+            }
+            _ => skipped += 1,
+        }
+    }
+    let mut seen = Seen::new();
+    let mut retired = Seen::new();
+    let mut horizon = Timestamp::ZERO;
+    for (name, bytes) in &stored.meta {
+        let decoded = match name.as_str() {
+            HORIZON => postcard::from_bytes(bytes).map(|h| horizon = h),
+            RETIRED => postcard::from_bytes(bytes).map(|r| retired = r),
+            _ => match parse_seen_name(name) {
+                Some(origin) => postcard::from_bytes(bytes).map(|s| {
+                    seen.insert(origin, s);
+                }),
+                None => Ok(()), // a blob of a later version: not ours to read
+            },
+        };
+        skipped += usize::from(decoded.is_err());
+    }
+    (Keyspace::restore(entries, horizon, &seen, retired), skipped)
+}
+
+fn seen_name(origin: &Origin) -> String {
+    format!(
+        "{SEEN_PREFIX}{:032x}.{}",
+        origin.node.as_u128(),
+        origin.generation
+    )
+}
+
+fn parse_seen_name(name: &str) -> Option<Origin> {
+    let (node, generation) = name.strip_prefix(SEEN_PREFIX)?.split_once('.')?;
+    Some(Origin {
+        node: foundation_crdt::NodeId::from_u128(u128::from_str_radix(node, 16).ok()?),
+        generation: generation.parse().ok()?,
+    })
+}
+
+/// An acknowledgement waiting for the batch that made its write durable here.
+#[derive(Clone, Debug)]
+pub(super) struct HeldAck {
+    pub to: NodeAddr,
+    pub keyspace: String,
+    pub origin: Origin,
+    pub seq: u64,
+}
+
+/// Batches handed out, what is durable, and what waits for it.
+#[derive(Debug, Default)]
+pub(super) struct Persistence {
+    /// Whether anything persists (a node with storage).
+    pub enabled: bool,
+    /// Keyspaces that never persist: entries owned by live nodes.
+    pub volatile: BTreeSet<String>,
+    /// The number of the last batch handed out.
+    pub last: u64,
+    /// Every batch up to this one is durable.
+    pub durable: u64,
+    /// The epoch changed since the last batch.
+    pub epoch_dirty: bool,
+    /// Acknowledgements gathered while handling the current input.
+    pub fresh: Vec<HeldAck>,
+    /// Acknowledgements waiting, by the batch they wait for.
+    pub held: BTreeMap<u64, Vec<HeldAck>>,
+}
+
+impl Persistence {
+    /// Whether writes to `keyspace` persist.
+    pub fn durable(&self, keyspace: &str) -> bool {
+        self.enabled && !self.volatile.contains(keyspace)
+    }
+
+    /// Numbers a batch, or, with none, finds the batch this input's acks wait for: the last
+    /// one not durable yet (their writes may be in it), or none at all. Returns the batch's
+    /// number and the acks that can go at once.
+    pub fn number(&mut self, has_batch: bool) -> (Option<u64>, Vec<HeldAck>) {
+        let fresh = std::mem::take(&mut self.fresh);
+        let wait_for = if has_batch {
+            self.last += 1;
+            Some(self.last)
+        } else {
+            (self.last > self.durable).then_some(self.last)
+        };
+        match wait_for {
+            Some(seq) => {
+                if !fresh.is_empty() {
+                    self.held.entry(seq).or_default().extend(fresh);
+                }
+                (has_batch.then_some(seq), Vec::new())
+            }
+            None => (None, fresh),
+        }
+    }
+
+    /// Batches up to `upto` are durable: the acks that waited for them.
+    pub fn persisted(&mut self, upto: u64) -> Vec<HeldAck> {
+        self.durable = self.durable.max(upto);
+        let later = self.held.split_off(&(self.durable + 1));
+        let ready = std::mem::replace(&mut self.held, later);
+        ready.into_values().flatten().collect()
+    }
+
+    /// Batches up to `upto` failed: their writes are not durable here, and nobody is told they
+    /// are (the writers ask again; a later batch may succeed).
+    pub fn failed(&mut self, upto: u64) -> usize {
+        let later = self.held.split_off(&(upto + 1));
+        let dropped = std::mem::replace(&mut self.held, later);
+        dropped.values().map(Vec::len).sum()
+    }
+}

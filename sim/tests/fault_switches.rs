@@ -1,0 +1,243 @@
+//! How we know the checks can fail: for every invariant, a deliberately broken engine variant
+//! (a `FaultSwitch`, compiled only into test builds through the `fault-injection` feature) that
+//! fails it, and the same run passing with the switch off. The table is in the crate docs.
+//!
+//! A switch is on for the thread that engaged it, so these runs use `run` on the test's own
+//! thread, never `sweep`.
+
+use foundation_engine::fault_switch::{self, FaultSwitch};
+use foundation_sim::faults::{millis, secs, Fault, Identity, Nodes};
+use foundation_sim::report::RunReport;
+use foundation_sim::scenario::{file, run, standard, Check, RunOptions, Scenario};
+use foundation_sim::writes::Writes;
+
+/// Runs `scenario` with `seed` and `switch` on.
+fn broken(switch: FaultSwitch, scenario: &Scenario, seed: u64) -> RunReport {
+    let _on = fault_switch::engage(switch);
+    run(scenario, seed, &RunOptions::default())
+}
+
+/// `invariant` fails with `switch` on (for `no-panics`: the run panicked) and the same run passes
+/// with it off.
+fn caught(switch: FaultSwitch, scenario: &Scenario, seed: u64, invariant: &str) {
+    caught_with_switch_on(switch, scenario, seed, invariant);
+    let sound = run(scenario, seed, &RunOptions::default());
+    assert!(
+        sound.passed,
+        "{switch:?} off: {} seed {seed} failed: {:?} {:?}",
+        scenario.name, sound.invariants, sound.panic
+    );
+}
+
+/// `invariant` fails with `switch` on; for runs whose switch-off twin a scenario test already
+/// runs (named at the call).
+fn caught_with_switch_on(switch: FaultSwitch, scenario: &Scenario, seed: u64, invariant: &str) {
+    let report = broken(switch, scenario, seed);
+    let first = match invariant {
+        "no-panics" => report.panic.clone(),
+        name => report
+            .invariants
+            .iter()
+            .find(|i| i.name == name && i.violations > 0)
+            .and_then(|i| i.first.first())
+            .map(|v| format!("at {:.3}s: {}", v.at_secs, v.message)),
+    };
+    let Some(first) = first else {
+        panic!(
+            "{switch:?}: {invariant} did not fail in {} seed {seed}: {:?} {:?}",
+            scenario.name, report.invariants, report.panic
+        );
+    };
+    // Shown with --nocapture: what the check says about the bug.
+    eprintln!("{switch:?} caught by {invariant}: {first}");
+}
+
+/// `nodes` nodes; the last one crashes at 3 s.
+fn one_crash(nodes: usize, duration_secs: u64) -> Scenario {
+    Scenario::new("one-crash")
+        .nodes(nodes)
+        .duration(secs(duration_secs))
+        .at(secs(3), Fault::Crash(Nodes::One(nodes - 1)))
+}
+
+/// The 1 s partition of issue 21, item 6 (`sim/scenarios/short-partition.toml`).
+fn short_partition() -> Scenario {
+    let text = include_str!("../scenarios/short-partition.toml");
+    file::parse(text, "sim/scenarios/short-partition.toml").expect("the file parses")
+}
+
+#[test]
+fn core_invariants_catch_a_member_table_that_disagrees_with_swim() {
+    let scenario = one_crash(6, 8);
+    caught(
+        FaultSwitch::ViewKeepsDownMembers,
+        &scenario,
+        1,
+        "core-invariants",
+    );
+}
+
+#[test]
+fn transport_limits_catch_full_datagrams_without_room_for_framing() {
+    // At 64 nodes the membership feed a joiner gets fills a whole packet.
+    let scenario = standard::by_name("mass-join", 64)
+        .expect("a standard scenario")
+        .duration(secs(3));
+    caught(
+        FaultSwitch::PacketSizeWithoutFraming,
+        &scenario,
+        1,
+        "transport-limits",
+    );
+}
+
+#[test]
+fn convergence_catches_sides_that_never_contact_the_members_they_declared_down() {
+    let (minority, majority) = (
+        Nodes::Range { start: 5, end: 8 },
+        Nodes::Range { start: 0, end: 5 },
+    );
+    let scenario = Scenario::new("split-and-heal")
+        .nodes(8)
+        .duration(secs(28))
+        .at(secs(4), Fault::Partition(minority, majority))
+        .at(secs(12), Fault::Heal)
+        .check(Check::ConvergesWithin(secs(15)));
+    caught(
+        FaultSwitch::NoAnnounceToDownMembers,
+        &scenario,
+        1,
+        "convergence",
+    );
+}
+
+#[test]
+fn crash_detection_catches_suspicions_that_never_expire() {
+    let scenario = one_crash(6, 15);
+    caught(
+        FaultSwitch::SuspicionNeverExpires,
+        &scenario,
+        1,
+        "crash-detection",
+    );
+}
+
+#[test]
+fn no_false_positives_catches_a_declaration_without_a_last_call_after_a_short_partition() {
+    caught(
+        FaultSwitch::NoLastCall,
+        &short_partition(),
+        2,
+        "no-false-positives",
+    );
+}
+
+#[test]
+fn no_needless_renewal_catches_a_member_that_renews_when_merely_suspected() {
+    caught(
+        FaultSwitch::RenewWhenSuspected,
+        &short_partition(),
+        2,
+        "no-needless-renewal",
+    );
+}
+
+#[test]
+fn no_panics_catches_a_panic_on_a_repeated_leave_notice() {
+    let scenario = Scenario::new("one-stop")
+        .nodes(5)
+        .duration(secs(8))
+        .at(secs(3), Fault::Stop(Nodes::One(4)));
+    caught(FaultSwitch::PanicOnRepeatedLeave, &scenario, 1, "no-panics");
+}
+
+#[test]
+fn registry_consistent_catches_a_reaper_that_never_deletes() {
+    // Switched off, this run is `registry_partition_holds` (8 nodes, seed 3).
+    let scenario = standard::by_name("registry-partition", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::ReaperNeverDeletes,
+        &scenario,
+        3,
+        "registry-consistent",
+    );
+}
+
+#[test]
+fn replicas_converge_catches_a_digest_answered_from_one_op_too_far() {
+    // n5 writes one key while cut off for 0.6 s (too short for anyone to be declared failed,
+    // so no full state follows): only the op path can repair the gap.
+    let rest = Nodes::Range { start: 0, end: 5 };
+    let scenario = Scenario::new("one-op-gap")
+        .nodes(6)
+        .duration(secs(16))
+        .at(secs(3), Fault::Partition(Nodes::One(5), rest))
+        .at(
+            millis(3_200),
+            Fault::Write(Writes::new(Nodes::One(5), 0..1)),
+        )
+        .at(millis(3_600), Fault::Heal)
+        .check(Check::ReplicasConvergeWithin(secs(10)));
+    caught(
+        FaultSwitch::DigestAnswerOffByOne,
+        &scenario,
+        1,
+        "replicas-converge",
+    );
+}
+
+#[test]
+fn acknowledged_writes_present_catches_acks_without_applying() {
+    // n0's acknowledged writes, then its crash before any anti-entropy round: only the nodes
+    // that acknowledged can still hold them.
+    let scenario = Scenario::new("acked-then-crash")
+        .nodes(5)
+        .duration(secs(10))
+        .at(
+            secs(3),
+            Fault::Write(Writes::new(Nodes::One(0), 0..5).acked()),
+        )
+        .at(millis(3_300), Fault::Crash(Nodes::One(0)));
+    caught(
+        FaultSwitch::AckWithoutApplying,
+        &scenario,
+        1,
+        "acknowledged-writes-present",
+    );
+}
+
+#[test]
+fn seen_backed_by_data_catches_a_full_state_marked_seen_but_not_merged() {
+    // n4 comes back empty and pulls: its answer is a full state (cheaper than 25 ops).
+    let scenario = Scenario::new("restart-and-pull")
+        .nodes(5)
+        .duration(secs(12))
+        .at(secs(3), Fault::Write(Writes::new(Nodes::All, 0..5)))
+        .at(secs(4), Fault::Crash(Nodes::One(4)))
+        .at(secs(6), Fault::Restart(Nodes::One(4), Identity::Same));
+    caught(
+        FaultSwitch::SeenWithoutApplying,
+        &scenario,
+        1,
+        "seen-backed-by-data",
+    );
+}
+
+#[test]
+fn causal_order_catches_a_clock_that_does_not_advance_on_receive() {
+    let scenario = standard::by_name("skewed-writes", 8).expect("a standard scenario");
+    caught(FaultSwitch::HlcIgnoresReceive, &scenario, 1, "causal-order");
+}
+
+#[test]
+fn departed_origins_retired_catches_origins_never_retired() {
+    // Switched off, this run is `compaction_retires_departed_writers_and_collects_tombstones`
+    // (8 nodes, seed 1).
+    let scenario = standard::by_name("compaction", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::NeverRetire,
+        &scenario,
+        1,
+        "departed-origins-retired",
+    );
+}
