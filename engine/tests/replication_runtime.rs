@@ -106,15 +106,17 @@ async fn set_on_one_node_fires_watches_on_the_others() {
         },
     )
     .await;
-    // Deletes replicate too.
+    // Deletes replicate too, to every node (each gets its own push: no order between them).
     nodes[1].config().delete("other").await.unwrap();
-    let third = nodes[2].clone();
-    eventually(
-        Duration::from_secs(10),
-        "delete reaches node 2",
-        move || third.config().get_raw("other").is_none(),
-    )
-    .await;
+    for (i, node) in nodes.iter().enumerate() {
+        let node = node.clone();
+        eventually(
+            Duration::from_secs(10),
+            &format!("delete reaches node {i}"),
+            move || node.config().get_raw("other").is_none(),
+        )
+        .await;
+    }
     assert_eq!(nodes[0].config().snapshot().len(), 1);
     for node in &nodes {
         node.abort().await;
