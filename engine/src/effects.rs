@@ -8,6 +8,7 @@ use foundation_transport::{Channel, NodeAddr};
 
 use crate::membership::{MembershipEvent, MembershipTimer};
 use crate::replication::{ReplicationEvent, ReplicationTimer};
+use crate::storage::Batch;
 use crate::time::Instant;
 
 /// One thing for the driver to do.
@@ -32,6 +33,15 @@ pub enum Effect {
     },
     /// Tell the application something happened.
     Event(Event),
+    /// Write `batch` to storage after every earlier batch, and report `seq` back as
+    /// `Input::Persisted` once it is durable (or `Input::PersistFailed`). Reports complete in
+    /// order: one for `seq` covers every batch before it.
+    Persist {
+        /// The batch's number, from 1, in order.
+        seq: u64,
+        /// The changes.
+        batch: Batch,
+    },
 }
 
 /// Every timer of every protocol, so the driver can hand them back without knowing them.
@@ -78,6 +88,11 @@ impl Outbox {
     /// Queues an event.
     pub fn event(&mut self, event: Event) {
         self.effects.push_back(Effect::Event(event));
+    }
+
+    /// Queues a storage batch.
+    pub fn persist(&mut self, seq: u64, batch: Batch) {
+        self.effects.push_back(Effect::Persist { seq, batch });
     }
 
     /// The oldest queued effect.

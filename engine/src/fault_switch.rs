@@ -52,6 +52,10 @@ pub enum FaultSwitch {
     /// The hybrid logical clock does not advance past the timestamps of ops it receives
     /// (`replication::Replication::apply_remote`).
     HlcIgnoresReceive,
+    /// A replica acknowledges an acked write as soon as it applied it, before the write is
+    /// durable on its disk (`replication::Replication::ack_when_durable`); the writer's own
+    /// reply waits for its disk as before.
+    AckBeforeDurable,
     /// Departed origins are never retired (`core::Core::retire_departed`).
     NeverRetire,
 }

@@ -1104,6 +1104,13 @@ impl World {
                 } => self.send(slot, to, channel, payload),
                 Effect::Timer { at, timer } => self.arm(slot, at, timer),
                 Effect::Event(Event::Membership(event)) => self.observe(slot, event),
+                // Simulated nodes keep no storage yet: no core here calls `start_persisting`,
+                // so none asks for a batch to be written.
+                Effect::Persist { seq, .. } => {
+                    let now = Stamp(self.now_us);
+                    self.trace
+                        .line(format_args!("{now} n{slot} -> persist #{seq} (no disk)"));
+                }
                 // Other protocols' events are traced; their invariants read them from the trace
                 // or from the cores until they need a hook of their own. Acks also go to the
                 // write log.

@@ -117,12 +117,7 @@ fn print_identity(node: &Node, config: &NodeConfig) {
     say!("quic     {}", node.addr());
     match (&config.data_dir, config.storage) {
         (Some(dir), StorageMode::Disk) => {
-            // Until replication persists through the store (issue 24, phase 2), say so.
-            say!(
-                "storage  disk in {} (sync {}); not yet used by replication",
-                dir.display(),
-                config.sync
-            )
+            say!("storage  disk in {} (sync {})", dir.display(), config.sync)
         }
         _ => say!("storage  memory (lost when the node stops)"),
     }

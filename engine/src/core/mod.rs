@@ -36,6 +36,7 @@ use crate::membership::{
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
 };
+use crate::storage::StoredState;
 use crate::time::Instant;
 
 /// Everything needed to build a node's core.
@@ -72,6 +73,16 @@ pub enum Input {
     },
     /// A request from the local application.
     Command(Command),
+    /// Storage made every batch up to `upto` durable ([`Effect::Persist`]).
+    Persisted {
+        /// The last durable batch.
+        upto: u64,
+    },
+    /// Storage could not write batch `seq` (a full or failing disk).
+    PersistFailed {
+        /// The batch.
+        seq: u64,
+    },
 }
 
 /// Requests from the local application.
@@ -198,9 +209,20 @@ impl Core {
         self
     }
 
+    /// Starts persisting replicated keyspaces (all but the ephemeral ones, whose entries belong
+    /// to live nodes) and takes up what a previous life of this node stored. Call right after
+    /// [`Core::new`] and its `with_*` settings, before any input. Returns how many stored
+    /// records did not decode.
+    pub fn start_persisting(&mut self, now: Instant, stored: &StoredState) -> usize {
+        let volatile = self.ephemeral.config().keyspaces.clone();
+        self.replication.enable_persistence(volatile);
+        self.replication.restore(now, stored, &mut self.outbox)
+    }
+
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.dispatch(now, input);
+        self.replication.flush_persistence(&mut self.outbox);
         // Replication writes as our current life: see `Replication::renew`.
         let me = origin(&self.membership.me());
         if me != self.replication.me() {
@@ -241,6 +263,8 @@ impl Core {
                 ..
             } => self.reconcile(now),
             Input::Command(command) => self.command(now, command),
+            Input::Persisted { upto } => self.replication.persisted(upto, &mut self.outbox),
+            Input::PersistFailed { seq } => self.replication.persist_failed(seq),
         }
         self.members_came_up(now, mark);
     }
@@ -287,7 +311,9 @@ impl Core {
     /// Applies a local write to a replicated keyspace and starts spreading it.
     pub fn write(&mut self, now: Instant, write: Write) -> Result<(), ReplicationError> {
         let peers = self.alive_addrs();
-        self.replication.write(now, write, &peers, &mut self.outbox)
+        let result = self.replication.write(now, write, &peers, &mut self.outbox);
+        self.replication.flush_persistence(&mut self.outbox);
+        result
     }
 
     /// Owns (or stops owning) an ephemeral entry and starts spreading it.
@@ -337,8 +363,11 @@ impl Core {
         until: Instant,
     ) -> Result<AckTicket, ReplicationError> {
         let peers = self.alive_addrs();
-        self.replication
-            .write_acked(now, write, &peers, until, &mut self.outbox)
+        let result = self
+            .replication
+            .write_acked(now, write, &peers, until, &mut self.outbox);
+        self.replication.flush_persistence(&mut self.outbox);
+        result
     }
 
     /// Every known member but ourselves, in node id order.

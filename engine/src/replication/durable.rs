@@ -66,7 +66,10 @@ pub(super) fn write_changes(name: &str, keyspace: &Keyspace, dirty: &Dirty, batc
     }
     for origin in &dirty.origins {
         let blob = seen_name(origin);
-        match keyspace.contiguous(origin).map(|seq| postcard::to_stdvec(&seq)) {
+        match keyspace
+            .contiguous(origin)
+            .map(|seq| postcard::to_stdvec(&seq))
+        {
             Some(Ok(seq)) => batch.put_keyspace_meta(name, &blob, &seq),
             _ => batch.remove_keyspace_meta(name, &blob),
         };
@@ -165,10 +168,18 @@ pub(super) struct Persistence {
     pub last: u64,
     /// Every batch up to this one is durable.
     pub durable: u64,
-    /// The epoch changed since the last batch.
-    pub epoch_dirty: bool,
+    /// The epoch as last written.
+    pub epoch_written: u32,
+    /// A batch failed: what is stored may lack some of what later batches would claim, so
+    /// nothing more is written until everything is written again in one batch.
+    pub rewrite_wanted: bool,
+    /// The rewrite may go in the next batch (once per anti-entropy round, so a disk that keeps
+    /// failing is not handed the whole state after every input).
+    pub rewrite_due: bool,
     /// Acknowledgements gathered while handling the current input.
     pub fresh: Vec<HeldAck>,
+    /// Acknowledgements waiting for the rewrite's batch to be numbered.
+    pub awaiting_rewrite: Vec<HeldAck>,
     /// Acknowledgements waiting, by the batch they wait for.
     pub held: BTreeMap<u64, Vec<HeldAck>>,
 }
@@ -179,11 +190,23 @@ impl Persistence {
         self.enabled && !self.volatile.contains(keyspace)
     }
 
-    /// Numbers a batch, or, with none, finds the batch this input's acks wait for: the last
-    /// one not durable yet (their writes may be in it), or none at all. Returns the batch's
-    /// number and the acks that can go at once.
-    pub fn number(&mut self, has_batch: bool) -> (Option<u64>, Vec<HeldAck>) {
-        let fresh = std::mem::take(&mut self.fresh);
+    /// The batch a write made now waits for: none if every batch so far is durable.
+    pub fn pending(&self) -> Option<u64> {
+        (self.last > self.durable).then_some(self.last)
+    }
+
+    /// Numbers a batch (`has_batch`; a rewrite of everything, when `rewrite`), or, with none,
+    /// finds the batch this input's acks wait for: the last one not durable yet (their writes
+    /// may be in it), or none at all. Returns the batch's number and the acks that can go at
+    /// once. While a rewrite is wanted, acks wait for it.
+    pub fn number(&mut self, has_batch: bool, rewrite: bool) -> (Option<u64>, Vec<HeldAck>) {
+        let mut fresh = std::mem::take(&mut self.fresh);
+        if rewrite {
+            self.rewrite_wanted = false;
+            fresh.append(&mut self.awaiting_rewrite);
+        } else if self.rewrite_wanted {
+            self.awaiting_rewrite.append(&mut fresh);
+        }
         let wait_for = if has_batch {
             self.last += 1;
             Some(self.last)
@@ -209,11 +232,13 @@ impl Persistence {
         ready.into_values().flatten().collect()
     }
 
-    /// Batches up to `upto` failed: their writes are not durable here, and nobody is told they
-    /// are (the writers ask again; a later batch may succeed).
+    /// A batch failed: its writes are not durable here, and batches written after it would
+    /// claim writes it lacked. Nobody waiting on any batch so far is told it is durable (the
+    /// writers ask again), and everything is written again once the caller allows.
     pub fn failed(&mut self, upto: u64) -> usize {
-        let later = self.held.split_off(&(upto + 1));
-        let dropped = std::mem::replace(&mut self.held, later);
+        self.durable = self.durable.max(upto);
+        self.rewrite_wanted = true;
+        let dropped = std::mem::take(&mut self.held);
         dropped.values().map(Vec::len).sum()
     }
 }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use foundation_crdt::{LwwEntry, LwwOp, Timestamp};
 
+use super::durable::Dirty;
 use super::wire::{Envelope, Map, Op, Origin, Seen, Value};
 
 /// Retired origins whose coverage a keyspace remembers (see [`Keyspace::retire`]); beyond it the
@@ -135,9 +136,37 @@ pub struct Keyspace {
     logged: VecDeque<(Origin, u64)>,
     /// Sum of live key and value lengths, for the size limit.
     bytes: usize,
+    /// What changed since the machine last wrote this keyspace to storage.
+    dirty: Dirty,
 }
 
 impl Keyspace {
+    /// A keyspace as stored: its entries (tombstones included), GC horizon, contiguous seq per
+    /// tracked origin and retired records. The op log starts empty.
+    pub fn restore(
+        entries: Vec<(String, LwwEntry<Value>)>,
+        horizon: Timestamp,
+        seen: &Seen,
+        retired: Seen,
+    ) -> Self {
+        let mut keyspace = Keyspace::default();
+        for (key, entry) in entries {
+            keyspace.map.apply(&LwwOp { key, entry });
+        }
+        keyspace.map.gc_tombstones(horizon);
+        for (origin, &seq) in seen {
+            keyspace.origins.entry(*origin).or_default().cover(seq);
+        }
+        keyspace.retired = retired;
+        keyspace
+            .retired
+            .retain(|o, _| !keyspace.origins.contains_key(o));
+        keyspace.bound_records();
+        keyspace.bytes = keyspace.live_bytes();
+        keyspace.dirty = Dirty::default();
+        keyspace
+    }
+
     /// The CRDT state.
     pub fn map(&self) -> &Map {
         &self.map
@@ -205,6 +234,21 @@ impl Keyspace {
         foundation_crdt::fnv1a64(&bytes)
     }
 
+    /// The contiguous seq of a tracked origin.
+    pub fn contiguous(&self, origin: &Origin) -> Option<u64> {
+        self.origins.get(origin).map(|log| log.contiguous)
+    }
+
+    /// What changed since the last call (or since the keyspace was made).
+    pub(super) fn take_dirty(&mut self) -> Dirty {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Marks all of the keyspace to be written again.
+    pub(super) fn mark_all_dirty(&mut self) {
+        self.dirty.all = true;
+    }
+
     /// The next seq `origin` would use here.
     pub fn next_seq(&self, origin: Origin) -> u64 {
         self.origins.get(&origin).map_or(0, |l| l.contiguous) + 1
@@ -228,6 +272,10 @@ impl Keyspace {
         let key = &envelope.op.key;
         let old = self.get(key).map(<[u8]>::to_vec);
         let changed = self.map.apply_new(&stamped(envelope));
+        if changed {
+            self.dirty.keys.insert(key.clone());
+        }
+        self.dirty.origins.insert(envelope.origin);
         self.log_mut(envelope.origin)
             .record(envelope.seq, envelope.op.clone(), log_max);
         self.logged.push_back((envelope.origin, envelope.seq));
@@ -253,10 +301,14 @@ impl Keyspace {
     /// `origin`'s log, tracking it from its record if it was retired (its owner writes again).
     fn log_mut(&mut self, origin: Origin) -> &mut OriginLog {
         let record = self.retired.get(&origin).copied();
+        if record.is_some() {
+            self.retired.remove(&origin);
+            self.dirty.retired = true;
+        }
+        self.dirty.origins.insert(origin);
         let log = self.origins.entry(origin).or_default();
         if let Some(seq) = record {
             log.cover(seq);
-            self.retired.remove(&origin);
         }
         log
     }
@@ -301,6 +353,7 @@ impl Keyspace {
     /// they only get a record of what our state now includes.
     pub fn merge_full(&mut self, state: &Map, theirs: &Coverage<'_>, track_new: bool) -> Merged {
         let before = self.map.clone();
+        let horizon_before = self.map.horizon();
         let (origins, retired) = (&self.origins, &self.retired);
         let (_, dropped_theirs) = self.map.merge_with(
             state,
@@ -313,7 +366,9 @@ impl Keyspace {
         for (origin, &seq) in theirs.retired {
             self.cover(*origin, seq, false);
         }
-        self.bytes = self.map.iter().map(|(k, v)| k.len() + v.bytes.len()).sum();
+        self.bytes = self.live_bytes();
+        self.dirty.keys.extend(changed_entries(&before, &self.map));
+        self.dirty.horizon |= self.map.horizon() != horizon_before;
         Merged {
             changes: diff(&before, &self.map),
             sender_stale: dropped_theirs > 0,
@@ -327,7 +382,10 @@ impl Keyspace {
             self.log_mut(origin).cover(seq);
         } else {
             let upto = self.retired.entry(origin).or_default();
-            *upto = (*upto).max(seq);
+            if seq > *upto {
+                *upto = seq;
+                self.dirty.retired = true;
+            }
             self.bound_records();
         }
     }
@@ -348,6 +406,7 @@ impl Keyspace {
                 Some(origin) => self.retired.remove(&origin),
                 None => break,
             };
+            self.dirty.retired = true;
         }
     }
 
@@ -373,19 +432,32 @@ impl Keyspace {
         let Some(log) = self.origins.remove(origin) else {
             return false;
         };
+        self.dirty.origins.insert(*origin);
         self.cover(*origin, log.contiguous, false);
         true
     }
 
     /// Drops tombstones older than `horizon`; returns how many.
     pub fn gc(&mut self, horizon: Timestamp) -> usize {
+        let below = horizon.max(self.map.horizon());
+        let collected = self
+            .map
+            .entries()
+            .filter(|(_, e)| e.value.is_none() && e.ts < below)
+            .map(|(k, _)| k.clone());
+        self.dirty.keys.extend(collected);
+        self.dirty.horizon |= below != self.map.horizon();
         self.map.gc_tombstones(horizon)
+    }
+
+    fn live_bytes(&self) -> usize {
+        self.map.iter().map(|(k, v)| k.len() + v.bytes.len()).sum()
     }
 
     /// Checks the bookkeeping against the state.
     pub fn invariants(&self) -> Result<(), String> {
         self.map.invariants().map_err(|e| e.to_string())?;
-        let bytes: usize = self.map.iter().map(|(k, v)| k.len() + v.bytes.len()).sum();
+        let bytes = self.live_bytes();
         if bytes != self.bytes {
             return Err(format!("size {} but counted {}", bytes, self.bytes));
         }
@@ -444,6 +516,15 @@ fn dot(entry: &LwwEntry<Value>) -> Option<(Origin, u64)> {
 
 fn live_size(key: &str, value: &Option<Vec<u8>>) -> usize {
     value.as_ref().map_or(0, |v| key.len() + v.len())
+}
+
+/// Keys whose latest write (tombstones included) differs between `before` and `after`.
+fn changed_entries<'a>(before: &'a Map, after: &'a Map) -> impl Iterator<Item = String> + 'a {
+    let mut keys: BTreeSet<&String> = before.entries().map(|(k, _)| k).collect();
+    keys.extend(after.entries().map(|(k, _)| k));
+    keys.into_iter()
+        .filter(|key| before.entry(key) != after.entry(key))
+        .cloned()
 }
 
 /// Live keys whose value differs between `before` and `after`, in key order.

@@ -117,6 +117,7 @@
 //! RNG, live members from the caller.
 
 mod acks;
+mod durable;
 mod horizon;
 mod keyspace;
 #[cfg(test)]
@@ -137,8 +138,10 @@ pub use keyspace::{Change, Keyspace, RETIRED_RECORDS_MAX};
 pub use wire::{Digest, Envelope, Map, Op, Origin, ReplicationMessage, Seen, Value};
 
 use crate::effects::{self, Event, Outbox};
+use crate::storage::{Batch, StoredState};
 use crate::time::Instant;
 use acks::{PendingAck, PENDING_ACKS_MAX};
+use durable::{HeldAck, Persistence};
 use horizon::PeerDigests;
 use keyspace::Coverage;
 
@@ -281,6 +284,13 @@ pub enum ReplicationError {
         /// The limit.
         max: usize,
     },
+    /// The write is applied and replicating, but could not be made durable here (the disk is
+    /// full or failing); it is not known to survive a restart of this node.
+    #[error("the write is applied but not durable here: {reason}")]
+    NotDurable {
+        /// What the storage reported.
+        reason: String,
+    },
     /// No more keyspaces may be created.
     #[error("cannot create keyspace {keyspace:?}: {max} keyspaces exist (keyspaces_max)")]
     TooManyKeyspaces {
@@ -289,6 +299,18 @@ pub enum ReplicationError {
         /// The limit.
         max: usize,
     },
+}
+
+/// When a local write to a keyspace is durable here (see [`Replication::durability`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Already, or never: the node keeps no storage, or the keyspace does not persist.
+    Now,
+    /// Once storage reports this batch durable.
+    After(u64),
+    /// Not until storage recovers from a failed batch: the write is applied and replicating,
+    /// but not durable here.
+    Failing,
 }
 
 /// Replication's timers.
@@ -370,6 +392,12 @@ pub struct ReplicationStats {
     pub origins_retired: u64,
     /// Times our compaction epoch changed (new departures, or adopting a peer's).
     pub epoch_changes: u64,
+    /// Storage batches handed to the driver.
+    pub batches_persisted: u64,
+    /// Storage batches that failed (then everything is written again).
+    pub persist_failures: u64,
+    /// Records left out of a restore because they did not decode.
+    pub restore_skipped: u64,
 }
 
 impl ReplicationStats {
@@ -395,6 +423,9 @@ impl ReplicationStats {
             tombstones_collected,
             origins_retired,
             epoch_changes,
+            batches_persisted,
+            persist_failures,
+            restore_skipped,
         } = other;
         self.writes += writes;
         self.refused_writes += refused_writes;
@@ -415,6 +446,9 @@ impl ReplicationStats {
         self.tombstones_collected += tombstones_collected;
         self.origins_retired += origins_retired;
         self.epoch_changes += epoch_changes;
+        self.batches_persisted += batches_persisted;
+        self.persist_failures += persist_failures;
+        self.restore_skipped += restore_skipped;
     }
 }
 
@@ -445,6 +479,11 @@ pub struct Replication {
     chain_wanted: bool,
     /// When a stateless node last pulled from a member that came up.
     last_pull: Option<Instant>,
+    /// Restored from storage and not yet caught up: pull from the first member that comes up,
+    /// as a node with no state would.
+    pull_first: bool,
+    /// What is written to storage, and the acks that wait for it.
+    persistence: Persistence,
     stats: ReplicationStats,
 }
 
@@ -472,6 +511,8 @@ impl Replication {
             chained: 0,
             chain_wanted: false,
             last_pull: None,
+            pull_first: false,
+            persistence: Persistence::default(),
             stats: ReplicationStats::default(),
         }
     }
@@ -525,6 +566,119 @@ impl Replication {
     /// Counters.
     pub fn stats(&self) -> &ReplicationStats {
         &self.stats
+    }
+
+    /// Starts persisting: from now on, what changes in a keyspace not in `volatile` is written
+    /// as numbered batches ([`effects::Effect::Persist`], one per [`Self::flush_persistence`]),
+    /// and acks of writes in those keyspaces wait until their batch is durable
+    /// ([`Self::persisted`]). Call before any input, and before [`Self::restore`].
+    pub fn enable_persistence(&mut self, volatile: BTreeSet<String>) {
+        self.persistence.enabled = true;
+        self.persistence.volatile = volatile;
+    }
+
+    /// Whether writes to `keyspace` persist.
+    pub fn persists(&self, keyspace: &str) -> bool {
+        self.persistence.durable(keyspace)
+    }
+
+    /// Takes up what a previous life of this node stored (persistence enabled first): its
+    /// keyspaces, with the writes each includes, and its epoch. The clock moves past every
+    /// stored write, so ours order after them, and the first member to come up is asked for
+    /// what we missed. Returns how many records did not decode (left out: peers refill them).
+    pub fn restore(&mut self, now: Instant, stored: &StoredState, out: &mut Outbox) -> usize {
+        let mut skipped = 0;
+        for (name, stored) in &stored.keyspaces {
+            if !self.persistence.durable(name) {
+                continue; // entries owned by a past life: never restored
+            }
+            let (keyspace, bad) = durable::read(stored);
+            skipped += bad;
+            if let Some(newest) = keyspace.map().entries().map(|(_, e)| e.ts).max() {
+                let wall = self.wall_ms(now).max(newest.wall_ms);
+                let _ = self.hlc.update(newest, wall);
+            }
+            self.keyspaces.insert(name.clone(), keyspace);
+        }
+        match stored
+            .node
+            .get(durable::EPOCH)
+            .map(|b| postcard::from_bytes(b))
+        {
+            Some(Ok(epoch)) => {
+                self.epoch = epoch;
+                self.persistence.epoch_written = epoch;
+            }
+            Some(Err(_)) => skipped += 1,
+            None => {}
+        }
+        self.stats.restore_skipped += skipped as u64;
+        if !self.keyspaces.is_empty() {
+            self.pull_first = true;
+            self.start_ticking(now, out);
+        }
+        skipped
+    }
+
+    /// Writes what changed since the last call as one batch, and sends the acks that no
+    /// longer wait. Call after every input. After a failed batch nothing is written until the
+    /// next anti-entropy round, which writes everything again in one batch.
+    pub fn flush_persistence(&mut self, out: &mut Outbox) {
+        let p = &mut self.persistence;
+        let rewrite = p.rewrite_wanted && std::mem::take(&mut p.rewrite_due);
+        let write = p.enabled && (rewrite || !p.rewrite_wanted);
+        let mut batch = Batch::new();
+        for (name, keyspace) in &mut self.keyspaces {
+            if rewrite {
+                keyspace.mark_all_dirty();
+            }
+            let dirty = keyspace.take_dirty();
+            if write && self.persistence.durable(name) && !dirty.is_empty() {
+                durable::write_changes(name, keyspace, &dirty, &mut batch);
+            }
+        }
+        if write && (rewrite || self.epoch != self.persistence.epoch_written) {
+            if let Ok(epoch) = postcard::to_stdvec(&self.epoch) {
+                batch.put_node_meta(durable::EPOCH, &epoch);
+            }
+            self.persistence.epoch_written = self.epoch;
+        }
+        let (seq, ready) = self.persistence.number(!batch.is_empty(), rewrite);
+        for ack in ready {
+            self.send_ack(ack, out);
+        }
+        if let Some(seq) = seq {
+            self.stats.batches_persisted += 1;
+            out.persist(seq, batch);
+        }
+    }
+
+    /// Every batch up to `upto` is durable: sends the acks that waited for them.
+    pub fn persisted(&mut self, upto: u64, out: &mut Outbox) {
+        for ack in self.persistence.persisted(upto) {
+            self.send_ack(ack, out);
+        }
+    }
+
+    /// Batch `seq` failed (a full or failing disk): acks waiting on any batch so far are
+    /// dropped (their writers ask again), and everything is written again next round.
+    pub fn persist_failed(&mut self, seq: u64) {
+        self.stats.persist_failures += 1;
+        self.persistence.failed(seq);
+    }
+
+    /// When a local write to `keyspace` made just now is durable here.
+    pub fn durability(&self, keyspace: &str) -> Durability {
+        if !self.persistence.durable(keyspace) || fault_on!(AckBeforeDurable) {
+            return Durability::Now;
+        }
+        if self.persistence.rewrite_wanted {
+            return Durability::Failing;
+        }
+        match self.persistence.pending() {
+            Some(seq) => Durability::After(seq),
+            None => Durability::Now,
+        }
     }
 
     /// Applies a local write and pushes it to `peers` (the live members): to all of them, or to
@@ -650,6 +804,7 @@ impl Replication {
         match timer {
             ReplicationTimer::AntiEntropy => {
                 self.chained = 0;
+                self.persistence.rewrite_due = self.persistence.rewrite_wanted;
                 self.arm_anti_entropy(now, out);
                 self.retry_acks(now, out);
                 let partner = self.choose(peers, 1).first().copied();
@@ -701,10 +856,11 @@ impl Replication {
         let recent = self
             .last_pull
             .is_some_and(|at| now.saturating_since(at) < self.config.anti_entropy_interval);
-        if recent || !(self.keyspaces.is_empty() || came_back) {
+        if recent || !(self.keyspaces.is_empty() || self.pull_first || came_back) {
             return;
         }
         self.last_pull = Some(now);
+        self.pull_first = false;
         self.send_digest(now, peer, false, out);
     }
 
@@ -887,7 +1043,7 @@ impl Replication {
             };
             news |= outcome == Outcome::Applied;
             if let (true, Some(to), true) = (ack, from, outcome != Outcome::Refused) {
-                self.send_ack(to, envelope, out);
+                self.ack_when_durable(to, envelope, out);
             }
         }
         news
@@ -934,14 +1090,31 @@ impl Replication {
         Outcome::Applied
     }
 
-    fn send_ack(&mut self, to: NodeAddr, envelope: &Envelope, out: &mut Outbox) {
-        self.stats.acks_sent += 1;
-        let message = ReplicationMessage::Ack {
+    /// Acknowledges an op we hold: at once for a keyspace that does not persist, else once
+    /// the batch that holds it is durable (see [`Self::flush_persistence`]), so an acked write
+    /// survives a restart of every node that acked it.
+    fn ack_when_durable(&mut self, to: NodeAddr, envelope: &Envelope, out: &mut Outbox) {
+        let held = HeldAck {
+            to,
             keyspace: envelope.keyspace.clone(),
             origin: envelope.origin,
             seq: envelope.seq,
         };
-        self.send(to, Channel::Replication, encode(message), out);
+        if self.persistence.durable(&envelope.keyspace) && !fault_on!(AckBeforeDurable) {
+            self.persistence.fresh.push(held);
+        } else {
+            self.send_ack(held, out);
+        }
+    }
+
+    fn send_ack(&mut self, ack: HeldAck, out: &mut Outbox) {
+        self.stats.acks_sent += 1;
+        let message = ReplicationMessage::Ack {
+            keyspace: ack.keyspace,
+            origin: ack.origin,
+            seq: ack.seq,
+        };
+        self.send(ack.to, Channel::Replication, encode(message), out);
     }
 
     fn acked(

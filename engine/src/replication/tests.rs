@@ -10,12 +10,19 @@ use foundation_transport::NodeId;
 use super::*;
 use crate::core::CoreMessage;
 use crate::effects::Effect;
+use crate::storage::{Disk, Op as StoredOp, SimDisk};
 
 struct Peer {
     addr: NodeAddr,
     machine: Replication,
     out: Outbox,
     events: Vec<ReplicationEvent>,
+    /// The node's disk, once it persists: batches are written at once, synced by the test.
+    disk: Option<SimDisk>,
+    /// Batches written and not synced yet, by number.
+    unsynced: Vec<u64>,
+    /// Every batch handed out, for tests that read them.
+    batches: Vec<Batch>,
 }
 
 /// Machines plus the messages in flight between them: `(from, to, payload)`.
@@ -51,6 +58,9 @@ impl Net {
                 machine: Replication::new(origin(i, 1), config.clone(), i as u64),
                 out: Outbox::default(),
                 events: Vec::new(),
+                disk: None,
+                unsynced: Vec::new(),
+                batches: Vec::new(),
             })
             .collect();
         Net {
@@ -77,6 +87,18 @@ impl Net {
                 }
                 Effect::Event(Event::Replication(event)) => self.peers[i].events.push(event),
                 Effect::Event(_) | Effect::Timer { .. } => {}
+                Effect::Persist { seq, batch } => {
+                    let p = &mut self.peers[i];
+                    let disk = p
+                        .disk
+                        .as_mut()
+                        .expect("batches only from a node with a disk");
+                    match disk.write(&batch) {
+                        Ok(()) => p.unsynced.push(seq),
+                        Err(_) => p.machine.persist_failed(seq),
+                    }
+                    p.batches.push(batch);
+                }
             }
         }
     }
@@ -1229,4 +1251,236 @@ fn the_op_log_limit_covers_all_origins_together() {
     let missing = keyspace.missing_for("ks", Some(&seen), 0);
     assert!(!missing.needs_full_state);
     assert_eq!(missing.ops.len(), 1);
+}
+
+// Persistence: what a node writes to its disk, what it reads back, and when it acknowledges.
+
+impl Net {
+    /// Gives node `i` a disk; `volatile` keyspaces do not persist.
+    fn persist(&mut self, i: usize, volatile: &[&str]) {
+        let p = &mut self.peers[i];
+        p.disk = Some(SimDisk::new());
+        let volatile = volatile.iter().map(|v| v.to_string()).collect();
+        p.machine.enable_persistence(volatile);
+    }
+
+    /// Node `i` ends an input: its changes become a batch.
+    fn flush(&mut self, i: usize) {
+        let p = &mut self.peers[i];
+        p.machine.flush_persistence(&mut p.out);
+        self.collect(i);
+    }
+
+    /// Node `i`'s disk syncs, and the machine hears that its batches are durable.
+    fn sync(&mut self, i: usize) {
+        let p = &mut self.peers[i];
+        p.disk.as_mut().expect("a disk").sync().expect("sync");
+        if let Some(&upto) = p.unsynced.iter().max() {
+            p.unsynced.clear();
+            p.machine.persisted(upto, &mut p.out);
+        }
+        self.collect(i);
+    }
+
+    /// Node `i` crashes (unsynced writes lost) and starts again as `generation`, from its disk.
+    fn restart(&mut self, i: usize, generation: u64) {
+        use rand::SeedableRng;
+        let config = self.peers[i].machine.config().clone();
+        let mut disk = self.peers[i].disk.take().expect("a disk");
+        disk.crash(&mut rand::rngs::StdRng::seed_from_u64(7));
+        let loaded = disk.load().expect("load");
+        let p = &mut self.peers[i];
+        p.machine = Replication::new(origin(i, generation), config, 99);
+        p.machine.enable_persistence(Default::default());
+        let skipped = p.machine.restore(self.now, &loaded.state, &mut p.out);
+        assert_eq!(skipped, 0, "every record decodes");
+        p.disk = Some(disk);
+        p.unsynced.clear();
+        self.collect(i);
+    }
+
+    /// Writes on `i` as an input: applied, pushed, and flushed to its disk.
+    fn durable_write(&mut self, i: usize, key: &str, value: &str) {
+        self.write(i, key, Some(value), true);
+        self.flush(i);
+    }
+
+    fn deliver_flushing(&mut self) {
+        while !self.wire.is_empty() {
+            let (from, to, payload) = self.wire.remove(0);
+            self.deliver((from, to, payload));
+            self.flush(to);
+        }
+    }
+
+    fn acks_on_wire(&self) -> usize {
+        self.wire
+            .iter()
+            .filter(|(_, _, payload)| {
+                matches!(
+                    postcard::from_bytes(payload),
+                    Ok(CoreMessage::Replication(ReplicationMessage::Ack { .. }))
+                )
+            })
+            .count()
+    }
+}
+
+#[test]
+fn a_restarted_node_has_what_it_synced_and_asks_only_for_what_it_missed() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    net.persist(1, &[]);
+    for k in 0..10 {
+        net.durable_write(0, &format!("k{k}"), "before");
+    }
+    net.deliver_flushing();
+    net.sync(1);
+    // While node 1 is down, node 0 writes three more.
+    net.wire.clear();
+    for k in 0..3 {
+        net.write(0, &format!("late{k}"), Some("during"), false);
+    }
+    net.restart(1, 2);
+    assert_eq!(net.value(1, "k9").as_deref(), Some("before"));
+    assert_eq!(net.value(1, "late0"), None);
+    let before = net.peers[0].machine.stats().clone();
+    let p = &mut net.peers[1];
+    p.machine.member_up(net.now, addr(0), false, &mut p.out);
+    net.collect(1);
+    net.deliver_flushing();
+    let after = net.peers[0].machine.stats();
+    assert_eq!(net.value(1, "late2").as_deref(), Some("during"));
+    assert_eq!(
+        after.full_states_sent, before.full_states_sent,
+        "no full state"
+    );
+    assert_eq!(after.ops_sent - before.ops_sent, 3, "only the missed ops");
+    net.assert_converged();
+}
+
+#[test]
+fn a_restarted_node_writes_after_everything_it_stored() {
+    let mut net = Net::new(1, ReplicationConfig::default());
+    net.persist(0, &[]);
+    net.durable_write(0, "k", "old");
+    net.sync(0);
+    // The wall clock went back across the restart: the new write must still win.
+    net.now = Instant::ZERO + Duration::from_secs(1);
+    net.restart(0, 2);
+    net.durable_write(0, "k", "new");
+    assert_eq!(net.value(0, "k").as_deref(), Some("new"));
+    net.sync(0);
+    net.restart(0, 3);
+    assert_eq!(net.value(0, "k").as_deref(), Some("new"));
+}
+
+#[test]
+fn what_was_not_synced_is_gone_after_a_crash_and_peers_refill_it() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    net.persist(1, &[]);
+    net.durable_write(0, "synced", "1");
+    net.deliver_flushing();
+    net.sync(1);
+    net.durable_write(0, "unsynced", "2");
+    net.deliver_flushing();
+    net.restart(1, 2);
+    assert_eq!(net.value(1, "synced").as_deref(), Some("1"));
+    assert_eq!(
+        net.value(1, "unsynced"),
+        None,
+        "an unsynced write does not survive"
+    );
+    net.exchange(1, 0);
+    assert_eq!(net.value(1, "unsynced").as_deref(), Some("2"));
+    net.assert_converged();
+}
+
+#[test]
+fn a_replica_acknowledges_only_once_the_write_is_durable_on_its_disk() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    net.persist(1, &[]);
+    net.now = net.now + Duration::from_millis(1);
+    let write = Write {
+        keyspace: "ks".into(),
+        key: "k".into(),
+        value: Some(b"v".to_vec()),
+    };
+    let p = &mut net.peers[0];
+    let until = net.now + Duration::from_secs(5);
+    p.machine
+        .write_acked(net.now, write, &[addr(1)], until, &mut p.out)
+        .expect("write");
+    net.collect(0);
+    let request = net.wire.remove(0);
+    net.deliver(request);
+    net.flush(1);
+    assert_eq!(net.value(1, "k").as_deref(), Some("v"));
+    assert_eq!(net.acks_on_wire(), 0, "applied but not durable: no ack yet");
+    assert_eq!(net.peers[1].machine.durability("ks"), Durability::After(1));
+    net.sync(1);
+    assert_eq!(net.acks_on_wire(), 1);
+    assert_eq!(net.peers[1].machine.durability("ks"), Durability::Now);
+}
+
+#[test]
+fn a_volatile_keyspace_acknowledges_at_once_and_writes_nothing() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    net.persist(1, &["ks"]);
+    net.durable_write(0, "k", "v");
+    net.deliver_flushing();
+    assert_eq!(net.value(1, "k").as_deref(), Some("v"));
+    assert!(net.peers[1].batches.is_empty());
+    assert_eq!(net.peers[1].machine.durability("ks"), Durability::Now);
+}
+
+#[test]
+fn after_a_failed_batch_nothing_is_written_until_everything_is_written_again() {
+    let mut net = Net::new(1, ReplicationConfig::default());
+    net.persist(0, &[]);
+    net.durable_write(0, "a", "1");
+    net.sync(0);
+    net.peers[0].disk.as_mut().expect("disk").fill();
+    net.durable_write(0, "b", "2");
+    assert_eq!(net.peers[0].machine.durability("ks"), Durability::Failing);
+    let written = net.peers[0].batches.len();
+    net.durable_write(0, "c", "3");
+    assert_eq!(
+        net.peers[0].batches.len(),
+        written,
+        "no batch on top of a lost one"
+    );
+    net.peers[0].disk.as_mut().expect("disk").set_capacity(None);
+    let p = &mut net.peers[0];
+    p.machine
+        .handle_timer(net.now, ReplicationTimer::AntiEntropy, &[], &[], &mut p.out);
+    net.flush(0);
+    let rewrite = net.peers[0].batches.last().expect("a rewrite").clone();
+    assert!(matches!(rewrite.ops()[0], StoredOp::ClearKeyspace { .. }));
+    net.sync(0);
+    assert_eq!(net.peers[0].machine.durability("ks"), Durability::Now);
+    net.restart(0, 2);
+    for (key, value) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        assert_eq!(net.value(0, key).as_deref(), Some(value));
+    }
+}
+
+#[test]
+fn a_restored_keyspace_keeps_tombstones_records_and_the_epoch() {
+    let mut net = Net::new(1, ReplicationConfig::default());
+    net.persist(0, &[]);
+    net.durable_write(0, "gone", "1");
+    net.write(0, "gone", None, true);
+    net.flush(0);
+    net.sync(0);
+    let before = net.peers[0].machine.keyspace("ks").expect("ks").clone();
+    net.restart(0, 2);
+    let after = net.peers[0].machine.keyspace("ks").expect("ks");
+    assert_eq!(
+        after.entry("gone"),
+        before.entry("gone"),
+        "the tombstone is back"
+    );
+    assert_eq!(after.seen(), before.seen());
+    assert_eq!(after.retired(), before.retired());
+    after.invariants().expect("invariants");
 }

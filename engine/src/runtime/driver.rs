@@ -13,12 +13,13 @@ use tracing::{debug, info, warn};
 
 use super::cluster_config::{mirror_apply, MajorityWait, Mirror};
 use super::metrics::{MembershipMetrics, ReplicationMetrics};
+use super::storage::NodeStorage;
 use super::timers::Timers;
 use crate::core::{Command, Core, Input};
 use crate::discovery::Candidate;
 use crate::effects::{Effect, Event};
 use crate::membership::{MemberView, MembershipEvent};
-use crate::replication::{Origin, ReplicationEvent, Write};
+use crate::replication::{Durability, Origin, ReplicationError, ReplicationEvent, Write};
 use crate::services::Directory;
 use crate::time::Instant;
 
@@ -59,6 +60,11 @@ pub(crate) enum Request {
         Duration,
         oneshot::Sender<Result<MajorityWait, crate::replication::ReplicationError>>,
     ),
+    /// Storage finished the core's batch `seq`.
+    Persisted {
+        seq: u64,
+        result: Result<(), crate::storage::StorageError>,
+    },
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
@@ -90,6 +96,32 @@ pub(crate) struct Driver {
     pub discovery: Vec<crate::discovery::DiscoveryHandle>,
     /// Where the services directory is published, rebuilt when what it is built from changes.
     pub directory: watch::Sender<Arc<Directory>>,
+    /// The node's store, if it keeps its keyspaces on disk.
+    pub storage: Option<NodeStorage>,
+    /// Answers to local writes that wait for their storage batch, by batch.
+    pub durable_replies: BTreeMap<u64, Vec<DurableReply>>,
+}
+
+/// An answer to a local write, owed once the write is durable here.
+pub(crate) enum DurableReply {
+    Write(oneshot::Sender<Result<(), ReplicationError>>),
+    Majority(
+        oneshot::Sender<Result<MajorityWait, ReplicationError>>,
+        MajorityWait,
+    ),
+}
+
+impl DurableReply {
+    fn send(self, result: Result<(), ReplicationError>) {
+        match self {
+            DurableReply::Write(done) => {
+                let _ = done.send(result);
+            }
+            DurableReply::Majority(done, wait) => {
+                let _ = done.send(result.map(|()| wait));
+            }
+        }
+    }
 }
 
 impl Driver {
@@ -121,6 +153,7 @@ impl Driver {
                     Some(Request::WriteMajority(write, timeout, done)) => {
                         self.write_majority(write, timeout, done).await
                     }
+                    Some(Request::Persisted { seq, result }) => self.persisted(seq, result),
                     Some(Request::Stop(done)) => return self.stop(done).await,
                     Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
@@ -174,6 +207,13 @@ impl Driver {
                     directory_changed = true;
                     self.publish(event);
                 }
+                Effect::Persist { seq, batch } => match &self.storage {
+                    Some(storage) => storage.submit(seq, batch, &self.requests_tx),
+                    None => warn!(
+                        seq,
+                        "a storage batch but no store; the core persists only with one"
+                    ),
+                },
                 Effect::Event(Event::Replication(ReplicationEvent::Acked {
                     keyspace,
                     origin,
@@ -207,9 +247,52 @@ impl Driver {
         write: Write,
         done: oneshot::Sender<Result<(), crate::replication::ReplicationError>>,
     ) {
+        let keyspace = write.keyspace.clone();
         let result = self.core.write(self.now(), write);
         self.carry_out_effects().await;
-        let _ = done.send(result);
+        match result {
+            Ok(()) => self.reply_when_durable(&keyspace, DurableReply::Write(done)),
+            Err(error) => {
+                let _ = done.send(Err(error));
+            }
+        }
+    }
+
+    /// Answers a local write that was applied once it is durable here.
+    fn reply_when_durable(&mut self, keyspace: &str, reply: DurableReply) {
+        match self.core.replication().durability(keyspace) {
+            Durability::Now => reply.send(Ok(())),
+            Durability::After(seq) => self.durable_replies.entry(seq).or_default().push(reply),
+            Durability::Failing => reply.send(Err(not_durable("an earlier batch failed"))),
+        }
+    }
+
+    /// Storage finished batch `seq`: tells the core, and answers the writes that waited. A
+    /// failure fails every write still waiting (later batches are not trusted until the core
+    /// has written everything again).
+    fn persisted(&mut self, seq: u64, result: Result<(), crate::storage::StorageError>) {
+        let now = self.now();
+        match result {
+            Ok(()) => {
+                self.core.handle(now, Input::Persisted { upto: seq });
+                let later = self.durable_replies.split_off(&(seq + 1));
+                let ready = std::mem::replace(&mut self.durable_replies, later);
+                for reply in ready.into_values().flatten() {
+                    reply.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                warn!(seq, %error, "a storage batch failed; writes are not durable until it recovers");
+                self.core.handle(now, Input::PersistFailed { seq });
+                let reason = error.to_string();
+                for reply in std::mem::take(&mut self.durable_replies)
+                    .into_values()
+                    .flatten()
+                {
+                    reply.send(Err(not_durable(&reason)));
+                }
+            }
+        }
     }
 
     /// Applies a local write that asks for acks, and answers with what to wait on once its
@@ -223,6 +306,7 @@ impl Driver {
         // Waiters that gave up (their receiver is gone) need no more counting.
         self.majority_waits.retain(|_, count| !count.is_closed());
         let now = self.now();
+        let keyspace = write.keyspace.clone();
         let answer = self
             .core
             .write_acked(now, write, now + timeout)
@@ -233,7 +317,12 @@ impl Driver {
                 (ticket.majority(), holders)
             });
         self.carry_out_effects().await;
-        let _ = done.send(answer);
+        match answer {
+            Ok(wait) => self.reply_when_durable(&keyspace, DurableReply::Majority(done, wait)),
+            Err(error) => {
+                let _ = done.send(Err(error));
+            }
+        }
     }
 
     /// Reads a bulk transfer in its own task (a large state must not hold up the driver) and
@@ -366,6 +455,12 @@ impl Driver {
         }
         self.endpoint.close().await;
         let _ = done.send(());
+    }
+}
+
+fn not_durable(reason: &str) -> ReplicationError {
+    ReplicationError::NotDurable {
+        reason: reason.to_owned(),
     }
 }
 

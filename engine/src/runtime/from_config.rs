@@ -6,8 +6,8 @@ use foundation_transport::{LocalIdentity, NodeId};
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
-use super::{Node, NodeError, NodeSettings};
-use crate::config::{ConfigBuilder, ConfigError, DiscoveryChoice, NodeConfig};
+use super::{Node, NodeError, NodeSettings, StorageSettings};
+use crate::config::{ConfigBuilder, ConfigError, DiscoveryChoice, NodeConfig, StorageMode};
 use crate::discovery::{self, choose_auto, DiscoveryMetrics, Environment};
 
 /// Why a node could not be started from configuration.
@@ -54,6 +54,13 @@ impl NodeSettings {
             registry,
             rpc: Default::default(),
             replication: Default::default(),
+            storage: match (&config.data_dir, config.storage) {
+                (Some(dir), StorageMode::Disk) => Some(StorageSettings {
+                    data_dir: dir.clone(),
+                    sync: config.sync,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -18,10 +18,12 @@ mod from_config;
 mod http;
 mod metrics;
 pub mod services;
+mod storage;
 mod timers;
 
 pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
 pub use from_config::StartNodeError;
+pub use storage::StorageSettings;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -77,6 +79,9 @@ pub struct NodeSettings {
     pub rpc: RpcConfig,
     /// Replicated keyspaces' settings (limits, anti-entropy, GC and compaction timing).
     pub replication: ReplicationConfig,
+    /// Where replicated keyspaces are kept on disk; `None`: in memory only, lost when the
+    /// node stops.
+    pub storage: Option<StorageSettings>,
 }
 
 impl NodeSettings {
@@ -95,6 +100,7 @@ impl NodeSettings {
             registry: Registry::default(),
             rpc: RpcConfig::default(),
             replication: ReplicationConfig::default(),
+            storage: None,
         }
     }
 }
@@ -117,6 +123,9 @@ pub enum NodeError {
     /// The RPC settings are invalid.
     #[error("invalid RPC settings: {0}")]
     Rpc(#[from] crate::services::breaker::BreakerConfigError),
+    /// The data directory could not be opened or written.
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 /// A running node. Cheap to clone.
@@ -152,7 +161,12 @@ impl Node {
             mut registry,
             rpc,
             replication,
+            storage,
         } = settings;
+        let opened = match &storage {
+            Some(settings) => Some(storage::open(settings, start_generation()).await?),
+            None => None,
+        };
         let transport_metrics = Arc::new(TransportMetrics::register(&mut registry));
         let membership_metrics = MembershipMetrics::register(&mut registry);
         let replication_metrics = ReplicationMetrics::register(&mut registry);
@@ -166,7 +180,9 @@ impl Node {
         let local = MemberId {
             node: endpoint.local().id,
             addr: endpoint.local().addr,
-            generation: start_generation(),
+            generation: opened
+                .as_ref()
+                .map_or_else(start_generation, |o| o.generation),
         };
         let (view_tx, view) = watch::channel(Vec::new());
         let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
@@ -210,8 +226,19 @@ impl Node {
             wall_ms_at_zero: unix_ms(),
             ..replication
         };
-        let core =
+        let mut core =
             Core::new(core_config, Instant::ZERO).with_replication(replication, rand::random());
+        let storage = opened.map(|opened| {
+            let skipped = core.start_persisting(Instant::ZERO, &opened.state);
+            if skipped > 0 {
+                tracing::warn!(
+                    skipped,
+                    "stored records that did not decode were left out; peers refill them"
+                );
+            }
+            fill_mirror(&config.mirror, &core);
+            opened.storage
+        });
         let driver = Driver {
             core,
             endpoint: endpoint.clone(),
@@ -232,6 +259,8 @@ impl Node {
             join_attempts: BTreeMap::new(),
             discovery,
             directory: directory_tx,
+            storage,
+            durable_replies: BTreeMap::new(),
         };
         tokio::spawn(driver.run());
         let http = Arc::new(std::sync::Mutex::new(http));
@@ -367,6 +396,20 @@ impl Node {
 
 /// A generation that grows across restarts of the same node id: the start time in milliseconds.
 /// A restarted node is thus a newer life of its id, and wins over stale news of the old one.
+/// Puts every restored keyspace's live values into the mirror local reads use.
+fn fill_mirror(mirror: &Mirror, core: &Core) {
+    let replication = core.replication();
+    let mut mirror = mirror
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for name in replication.keyspace_names() {
+        if let Some(keyspace) = replication.keyspace(name) {
+            let values = keyspace.iter().map(|(k, v)| (k.to_owned(), v.to_vec()));
+            mirror.insert(name.to_owned(), values.collect());
+        }
+    }
+}
+
 fn start_generation() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -33,6 +33,13 @@ pub enum Op {
         /// Its encoded value.
         value: Vec<u8>,
     },
+    /// Removes the keyspace's metadata blob called `name` (an origin no longer tracked).
+    RemoveKeyspaceMeta {
+        /// The keyspace's name.
+        keyspace: String,
+        /// Which blob.
+        name: String,
+    },
     /// Removes every entry and metadata blob of `keyspace` (a keyspace dropped, or about to be
     /// rewritten whole, as when it is compacted into a new epoch).
     ClearKeyspace {
@@ -92,6 +99,14 @@ impl Batch {
         })
     }
 
+    /// Removes a keyspace's metadata blob.
+    pub fn remove_keyspace_meta(&mut self, keyspace: &str, name: &str) -> &mut Self {
+        self.push(Op::RemoveKeyspaceMeta {
+            keyspace: keyspace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
     /// Removes a keyspace's entries and metadata.
     pub fn clear_keyspace(&mut self, keyspace: &str) -> &mut Self {
         self.push(Op::ClearKeyspace {
@@ -142,6 +157,9 @@ fn lower_op(op: &Op) -> Result<RawOp, StorageError> {
             name,
             value,
         } => put(record::keyspace_meta_key(keyspace, name)?, value)?,
+        Op::RemoveKeyspaceMeta { keyspace, name } => {
+            RawOp::Delete(record::keyspace_meta_key(keyspace, name)?)
+        }
         Op::ClearKeyspace { keyspace } => {
             RawOp::DeleteKeyspace(record::keyspace_prefixes(keyspace)?)
         }

@@ -48,6 +48,11 @@ fn apply_op(state: &mut StoredState, op: &Op) {
             let ks = state.keyspaces.entry(keyspace.clone()).or_default();
             ks.meta.insert(name.clone(), value.clone());
         }
+        Op::RemoveKeyspaceMeta { keyspace, name } => {
+            if let Some(ks) = state.keyspaces.get_mut(keyspace) {
+                ks.meta.remove(name);
+            }
+        }
         Op::ClearKeyspace { keyspace } => {
             state.keyspaces.remove(keyspace);
         }
@@ -71,7 +76,9 @@ fn sample_batches() -> Vec<Batch> {
         .remove_entry("config", b"b")
         .clear_keyspace("vars")
         .put_entry("vars", b"u", b"new")
-        .put_keyspace_meta("config", "seen", b"s2");
+        .put_keyspace_meta("config", "seen", b"s2")
+        .put_keyspace_meta("config", "gone", b"x")
+        .remove_keyspace_meta("config", "gone");
     vec![first, second]
 }
 

@@ -1,0 +1,88 @@
+//! The runtime's side of durable keyspaces: opening a node's store at start, handing the core's
+//! batches to it, and telling the core when they are durable.
+//!
+//! ```text
+//!   core ── Effect::Persist{seq} ─▶ NodeStorage::submit ─▶ Store (group commit) ─▶ fjall
+//!   core ◀── Input::Persisted{upto} ── driver ◀── Request::Persisted{seq} ◀── receipt task
+//! ```
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::driver::Request;
+use crate::storage::{Batch, DataDir, FjallDisk, StorageError, Store, StoredState, SyncPolicy};
+
+/// Node metadata blob: the generation (node life) of the last start, so the next one is later
+/// even if the wall clock went back.
+const GENERATION: &str = "node.generation";
+
+/// Where and how a node keeps its durable keyspaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageSettings {
+    /// The data directory (created if missing).
+    pub data_dir: PathBuf,
+    /// When a write counts as durable.
+    pub sync: SyncPolicy,
+}
+
+/// A node's open store.
+pub(crate) struct NodeStorage {
+    store: Store<FjallDisk>,
+}
+
+/// What opening found.
+pub(crate) struct Opened {
+    pub storage: NodeStorage,
+    /// What the previous lives stored.
+    pub state: StoredState,
+    /// This life's generation: at least `wanted`, and after every earlier life's.
+    pub generation: u64,
+}
+
+/// Opens the store in `settings.data_dir`, loads it, and records this life's generation
+/// (durably, before the node says anything to anyone).
+pub(crate) async fn open(settings: &StorageSettings, wanted: u64) -> Result<Opened, StorageError> {
+    let dir = DataDir::create(&settings.data_dir)?;
+    let disk = tokio::task::block_in_place(|| dir.open_disk())?;
+    let store = Store::new(disk, settings.sync)?;
+    let loaded = tokio::task::block_in_place(|| store.load())?;
+    if loaded.report.is_clean() {
+        info!(dir = %dir.root().display(), report = %loaded.report, "storage opened");
+    } else {
+        warn!(dir = %dir.root().display(), report = %loaded.report, "storage opened with damage; peers refill what was dropped");
+    }
+    let previous = loaded
+        .state
+        .node
+        .get(GENERATION)
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+        .map(u64::from_be_bytes);
+    let generation = previous.map_or(wanted, |p| wanted.max(p + 1));
+    let mut batch = Batch::new();
+    batch.put_node_meta(GENERATION, &generation.to_be_bytes());
+    store.submit(batch)?.await?;
+    store.sync()?.await?;
+    Ok(Opened {
+        storage: NodeStorage { store },
+        state: loaded.state,
+        generation,
+    })
+}
+
+impl NodeStorage {
+    /// Queues the core's batch `seq`; its outcome comes back to the driver as
+    /// [`Request::Persisted`].
+    pub fn submit(&self, seq: u64, batch: Batch, requests: &mpsc::Sender<Request>) {
+        let requests = requests.clone();
+        let receipt = self.store.submit(batch);
+        tokio::spawn(async move {
+            let result = match receipt {
+                Ok(receipt) => receipt.await.map(|_| ()),
+                Err(error) => Err(error),
+            };
+            let _ = requests.send(Request::Persisted { seq, result }).await;
+        });
+    }
+}
