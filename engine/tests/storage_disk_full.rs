@@ -1,12 +1,17 @@
 //! A real full disk: the store on a small tmpfs the test mounts. Writes are refused with a
-//! clear error while loads go on; once the volume grows, writes resume and every acknowledged
-//! write is there. Needs root to mount; skipped with a message otherwise.
+//! clear error while loads (and a node's reads) go on; once the volume grows, writes resume and
+//! every acknowledged write is there. Needs root to mount; skipped with a message otherwise.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use foundation_engine::replication::ReplicationError;
+use foundation_engine::runtime::{ConfigError, Node, StorageSettings};
 use foundation_engine::storage::{Batch, DataDir, Disk, StorageError, Store, SyncPolicy};
+use foundation_transport::NodeId;
 
 /// The volume's size at first: small enough to fill in well under a second.
 const SMALL: &str = "size=3m";
@@ -109,4 +114,75 @@ fn a_full_disk_refuses_writes_keeps_loads_and_recovers_when_space_is_freed() {
             "{key} acknowledged and kept"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_full_disk_refuses_durability_keeps_reading_and_writes_all_once_there_is_room()
+{
+    let Some(volume) = Tmpfs::mount("node-disk-full") else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    };
+    let id = NodeId::random();
+    let dir = volume.path().join("data");
+    let start = || {
+        let mut settings = common::settings("full", "disk-full-test-secret-0123456789", vec![]);
+        settings.identity.id = id;
+        settings.storage = Some(StorageSettings {
+            data_dir: dir.clone(),
+            sync: SyncPolicy::Always,
+        });
+        Node::start(settings)
+    };
+    let node = start().await.expect("starts");
+    let config = node.config();
+    let value = |round: usize| format!("{round:0>40000}");
+    let mut round = 0;
+    let error = loop {
+        round += 1;
+        assert!(round < 2_000, "a 3 MiB volume never filled");
+        if let Err(error) = config
+            .set(&format!("key-{}", round % 16), value(round))
+            .await
+        {
+            break error;
+        }
+    };
+    assert!(
+        matches!(
+            error,
+            ConfigError::Refused(ReplicationError::NotDurable { .. })
+        ),
+        "{error}"
+    );
+    let (refused_key, refused_value) = (format!("key-{}", round % 16), value(round));
+    assert_eq!(
+        config.get::<String>(&refused_key).expect("reads go on"),
+        Some(refused_value.clone()),
+        "the refused write is applied, only not durable"
+    );
+
+    volume.grow();
+    let resumed = async {
+        loop {
+            round += 1;
+            if config.set("after", round).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), resumed)
+        .await
+        .expect("durable writes resume once there is room");
+    node.abort().await;
+
+    let node = start().await.expect("starts again");
+    let config = node.config();
+    assert_eq!(
+        config.get::<String>(&refused_key).expect("decodes"),
+        Some(refused_value),
+        "everything in memory was written again once there was room"
+    );
+    node.leave().await;
 }

@@ -1,0 +1,109 @@
+//! Durable keyspaces through the runtime: real nodes on loopback with their keyspaces in a
+//! fjall store, stopped and started again on the same data directory.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{eventually, settings};
+use foundation_engine::runtime::{Node, NodeSettings, StorageSettings};
+use foundation_engine::storage::SyncPolicy;
+use foundation_transport::NodeId;
+
+fn data_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("foundation-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A node of the test cluster with its keyspaces in `dir`, under `id`.
+fn durable(id: NodeId, dir: &PathBuf, seeds: Vec<std::net::SocketAddr>) -> NodeSettings {
+    let mut settings = settings("durable", "durable-test-secret-0123456789", seeds);
+    settings.identity.id = id;
+    settings.storage = Some(StorageSettings {
+        data_dir: dir.clone(),
+        sync: SyncPolicy::Always,
+    });
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_reads_what_it_wrote_deletes_included_before_it_meets_anyone() {
+    let dir = data_dir("restart-alone");
+    let id = NodeId::random();
+    let node = Node::start(durable(id, &dir, vec![]))
+        .await
+        .expect("starts");
+    let config = node.config();
+    config.set("kept", 1).await.expect("set");
+    config.set("removed", 2).await.expect("set");
+    config.delete("removed").await.expect("delete");
+    config
+        .set_majority("majority", "yes", Duration::from_secs(2))
+        .await
+        .expect("alone, a majority of one");
+    let first_life = node.node_addr();
+    node.abort().await;
+
+    let node = Node::start(durable(id, &dir, vec![]))
+        .await
+        .expect("starts again");
+    let config = node.config();
+    assert_eq!(config.get::<u32>("kept").expect("decodes"), Some(1));
+    assert_eq!(config.get::<u32>("removed").expect("decodes"), None);
+    assert_eq!(
+        config
+            .get::<String>("majority")
+            .expect("decodes")
+            .as_deref(),
+        Some("yes")
+    );
+    assert_eq!(node.node_addr().id, first_life.id, "the same node");
+    // A later write of a restarted node wins over what it stored.
+    config.set("kept", 3).await.expect("set");
+    assert_eq!(config.get::<u32>("kept").expect("decodes"), Some(3));
+    node.leave().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_with_its_data_gets_what_it_missed_from_its_peers() {
+    let (dir_a, dir_b) = (data_dir("catch-up-a"), data_dir("catch-up-b"));
+    let a = Node::start(durable(NodeId::random(), &dir_a, vec![]))
+        .await
+        .expect("a starts");
+    let b_id = NodeId::random();
+    let b = Node::start(durable(b_id, &dir_b, vec![a.addr()]))
+        .await
+        .expect("b starts");
+    eventually(Duration::from_secs(10), "b joins a", || {
+        a.members().len() == 1
+    })
+    .await;
+    a.config().set("before", 1).await.expect("set");
+    let b_config = b.config();
+    eventually(Duration::from_secs(10), "b has the first write", || {
+        b_config.get::<u32>("before").ok().flatten() == Some(1)
+    })
+    .await;
+    b.abort().await;
+    a.config()
+        .set("during", 2)
+        .await
+        .expect("set while b is down");
+
+    let b = Node::start(durable(b_id, &dir_b, vec![a.addr()]))
+        .await
+        .expect("b starts again");
+    let b_config = b.config();
+    assert_eq!(b_config.get::<u32>("before").expect("decodes"), Some(1));
+    eventually(Duration::from_secs(15), "b catches up", || {
+        b_config.get::<u32>("during").ok().flatten() == Some(2)
+    })
+    .await;
+    b.leave().await;
+    a.leave().await;
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
+}
