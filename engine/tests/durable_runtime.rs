@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{eventually, settings};
@@ -18,11 +18,11 @@ fn data_dir(test: &str) -> PathBuf {
 }
 
 /// A node of the test cluster with its keyspaces in `dir`, under `id`.
-fn durable(id: NodeId, dir: &PathBuf, seeds: Vec<std::net::SocketAddr>) -> NodeSettings {
+fn durable(id: NodeId, dir: &Path, seeds: Vec<std::net::SocketAddr>) -> NodeSettings {
     let mut settings = settings("durable", "durable-test-secret-0123456789", seeds);
     settings.identity.id = id;
     settings.storage = Some(StorageSettings {
-        data_dir: dir.clone(),
+        data_dir: dir.to_path_buf(),
         sync: SyncPolicy::Always,
     });
     settings
