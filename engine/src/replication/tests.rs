@@ -1484,3 +1484,102 @@ fn a_restored_keyspace_keeps_tombstones_records_and_the_epoch() {
     assert_eq!(after.retired(), before.retired());
     after.invariants().expect("invariants");
 }
+
+mod stored_bytes {
+    //! Whatever bytes a damaged or foreign store hands back, a restore never panics and never
+    //! yields a keyspace that breaks its invariants; what does not decode is counted and left
+    //! out.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::storage::StoredKeyspace;
+
+    /// A valid stored keyspace: a node's batches after a few writes, deletes and an exchange.
+    fn valid() -> StoredState {
+        let mut net = Net::new(2, ReplicationConfig::default());
+        net.persist(1, &[]);
+        for k in 0..6 {
+            net.durable_write(0, &format!("k{k}"), "value");
+        }
+        net.write(0, "k1", None, true);
+        net.flush(0);
+        net.deliver_flushing();
+        net.sync(1);
+        net.peers[1]
+            .disk
+            .as_mut()
+            .expect("disk")
+            .load()
+            .expect("load")
+            .state
+    }
+
+    fn meta_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("horizon".to_owned()),
+            Just("retired".to_owned()),
+            Just(format!("seen.{:032x}.1", 1)),
+            "seen\\.[0-9a-f]{0,33}\\.[0-9]{0,3}",
+            ".{0,12}",
+        ]
+    }
+
+    fn stored() -> impl Strategy<Value = StoredKeyspace> {
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..48);
+        (
+            proptest::collection::btree_map(bytes(), bytes(), 0..8),
+            proptest::collection::btree_map(meta_name(), bytes(), 0..6),
+        )
+            .prop_map(|(entries, meta)| StoredKeyspace { meta, entries })
+    }
+
+    fn restore(state: &StoredState) -> Replication {
+        let mut machine = Replication::new(origin(0, 2), ReplicationConfig::default(), 1);
+        machine.enable_persistence(Default::default());
+        machine.restore(Instant::ZERO, state, &mut Outbox::default());
+        machine
+            .invariants()
+            .expect("a restored keyspace keeps its invariants");
+        machine
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_records_restore_without_panicking(keyspace in stored(), epoch in proptest::collection::vec(any::<u8>(), 0..6)) {
+            let mut state = StoredState::default();
+            state.keyspaces.insert("ks".into(), keyspace);
+            state.node.insert("replication.epoch".into(), epoch);
+            restore(&state);
+        }
+
+        #[test]
+        fn flipped_bytes_in_valid_records_restore_without_panicking(picks in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<u8>()), 1..6)) {
+            let mut state = valid();
+            let keyspace = state.keyspaces.get_mut("ks").expect("stored");
+            for (which, at, mask) in picks {
+                let values: Vec<&mut Vec<u8>> =
+                    keyspace.entries.values_mut().chain(keyspace.meta.values_mut()).collect();
+                let count = values.len();
+                if let Some(value) = values.into_iter().nth(which % count.max(1)) {
+                    if !value.is_empty() {
+                        let i = at % value.len();
+                        value[i] ^= mask | 1;
+                    }
+                }
+            }
+            restore(&state);
+        }
+    }
+
+    #[test]
+    fn a_valid_store_restores_every_record() {
+        let state = valid();
+        let machine = restore(&state);
+        assert_eq!(machine.stats().restore_skipped, 0);
+        assert_eq!(machine.get("ks", "k5"), Some(&b"value"[..]));
+        assert_eq!(machine.get("ks", "k1"), None);
+    }
+}
