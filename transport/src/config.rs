@@ -82,16 +82,22 @@ impl ChannelLimits {
     }
 }
 
+impl ChannelLimits {
+    /// The defaults, as a constant so limits above the transport can be checked against them
+    /// at compile time.
+    pub const DEFAULT: Self = Self {
+        membership: MEMBERSHIP_DATAGRAM_MAX,
+        coordination: 64 << 10,
+        replication: 4 << 20,
+        events: 1 << 20,
+        rpc: 4 << 20,
+        bulk: 1 << 30,
+    };
+}
+
 impl Default for ChannelLimits {
     fn default() -> Self {
-        Self {
-            membership: MEMBERSHIP_DATAGRAM_MAX,
-            coordination: 64 << 10,
-            replication: 4 << 20,
-            events: 1 << 20,
-            rpc: 4 << 20,
-            bulk: 1 << 30,
-        }
+        Self::DEFAULT
     }
 }
 

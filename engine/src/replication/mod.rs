@@ -117,6 +117,7 @@
 //! RNG, live members from the caller.
 
 mod acks;
+mod config;
 mod durable;
 mod horizon;
 mod keyspace;
@@ -125,15 +126,15 @@ mod tests;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use bytes::Bytes;
-use foundation_crdt::{Canonical, Hlc, HlcConfig, LwwEntry, Timestamp, DEFAULT_MAX_DRIFT_MS};
-use foundation_transport::{Channel, NodeAddr, NodeId};
+use foundation_crdt::{Canonical, Hlc, LwwEntry, Timestamp};
+use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
 use rand10::rngs::StdRng;
 use rand10::{RngExt, SeedableRng};
 
 pub use acks::AckTicket;
+pub use config::{ReplicationConfig, ReplicationConfigError};
 pub use keyspace::{Change, Keyspace, RETIRED_RECORDS_MAX};
 pub use wire::{Digest, Envelope, Map, Op, Origin, ReplicationMessage, Seen, Value};
 
@@ -147,82 +148,24 @@ use keyspace::Coverage;
 
 /// Largest batch of ops in one message, in (estimated) bytes: well under the replication
 /// channel's 4 MiB frame limit.
-const OPS_MESSAGE_BYTES_MAX: usize = 1 << 20;
+pub(crate) const OPS_MESSAGE_BYTES_MAX: usize = 1 << 20;
 /// Largest full state we send at all (on the bulk channel; the transport's bulk limit is 1 GiB).
 /// A keyspace is kept well under it by [`ReplicationConfig::keyspace_bytes_max`].
 pub const FULL_STATE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// Longest keyspace name.
-const KEYSPACE_NAME_MAX: usize = 64;
+pub(crate) const KEYSPACE_NAME_MAX: usize = 64;
 /// Per-op overhead of an envelope on the wire beyond key and value, for batching estimates.
-const ENVELOPE_OVERHEAD: usize = 64;
+pub(crate) const ENVELOPE_OVERHEAD: usize = 64;
 /// Per-entry overhead of a full state beyond key and value (a timestamp and framing), for
 /// choosing between ops and a full state.
-const STATE_ENTRY_OVERHEAD: usize = 32;
+pub(crate) const STATE_ENTRY_OVERHEAD: usize = 32;
+// An op message and a full state fit their channels' default frame limits.
+const _: () = assert!(OPS_MESSAGE_BYTES_MAX < ChannelLimits::DEFAULT.replication);
+const _: () = assert!(FULL_STATE_BYTES_MAX + 64 * 1024 <= ChannelLimits::DEFAULT.bulk);
+
 /// Most exchanges a node starts in one anti-entropy interval because an answer taught it
 /// something: each takes news one hop further; the cap bounds the traffic a burst can cause.
 pub const CHAINED_EXCHANGES_MAX: u32 = 4;
-
-/// Replication's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplicationConfig {
-    /// How many random live members a new op is pushed to when there are more than
-    /// [`Self::push_all_max`].
-    pub fanout: usize,
-    /// Up to this many live members, a new op is pushed to every one of them.
-    pub push_all_max: usize,
-    /// How often a node starts an anti-entropy exchange.
-    pub anti_entropy_interval: Duration,
-    /// Ops kept per keyspace (over all origins) to answer digests; a peer further behind gets
-    /// the full state.
-    pub op_log_max: usize,
-    /// Largest value, in bytes.
-    pub value_size_max: usize,
-    /// Largest key, in bytes.
-    pub key_size_max: usize,
-    /// Most live keys in one keyspace.
-    pub keyspace_keys_max: usize,
-    /// Most bytes (keys plus values) in one keyspace; keeps a full state within one message.
-    pub keyspace_bytes_max: usize,
-    /// Most keyspaces.
-    pub keyspaces_max: usize,
-    /// How far ahead of our wall clock a remote timestamp may be (see [`HlcConfig`]).
-    pub max_drift_ms: u64,
-    /// Wall-clock time (Unix ms) at the driver's `Instant::ZERO`: HLC timestamps are wall time,
-    /// and nodes' monotonic epochs differ. The simulator leaves it 0 (one virtual clock).
-    pub wall_ms_at_zero: u64,
-    /// Least age of a tombstone before it may be collected (it also needs every member's
-    /// digest to show it seen). It bounds how far behind a writer's clock may be, and how long
-    /// an op may stay unknown to everyone, before its write could be dropped: see the module
-    /// docs.
-    pub tombstone_ttl: Duration,
-    /// A member not alive for this long is gone for good: its origins' bookkeeping is dropped
-    /// and the epoch changes. Keep it at least [`Self::tombstone_ttl`].
-    pub departed_after: Duration,
-    /// Full states larger than this, in bytes, go on the bulk channel (their own stream at the
-    /// lowest priority) instead of the replication stream.
-    pub bulk_threshold: usize,
-}
-
-impl Default for ReplicationConfig {
-    fn default() -> Self {
-        Self {
-            fanout: 3,
-            push_all_max: 64,
-            anti_entropy_interval: Duration::from_secs(1),
-            op_log_max: 1024,
-            value_size_max: 64 * 1024,
-            key_size_max: 1024,
-            keyspace_keys_max: 10_000,
-            keyspace_bytes_max: 2 * 1024 * 1024,
-            keyspaces_max: 64,
-            max_drift_ms: DEFAULT_MAX_DRIFT_MS,
-            wall_ms_at_zero: 0,
-            tombstone_ttl: Duration::from_secs(15 * 60),
-            departed_after: Duration::from_secs(15 * 60),
-            bulk_threshold: 64 * 1024,
-        }
-    }
-}
 
 /// A local write: `value: None` deletes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -490,12 +433,7 @@ pub struct Replication {
 impl Replication {
     /// A machine for `me` holding nothing yet; `seed` drives every random choice.
     pub fn new(me: Origin, config: ReplicationConfig, seed: u64) -> Self {
-        let hlc = Hlc::new(
-            me.node,
-            HlcConfig {
-                max_drift_ms: config.max_drift_ms,
-            },
-        );
+        let hlc = Hlc::new(me.node, config.hlc());
         Self {
             me,
             config,

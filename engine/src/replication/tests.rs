@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use foundation_crdt::{NodeId as CrdtId, Timestamp};
+use foundation_crdt::{NodeId as CrdtId, Timestamp, DEFAULT_MAX_DRIFT_MS};
 use foundation_transport::NodeId;
 
 use super::*;

@@ -123,6 +123,9 @@ pub enum NodeError {
     /// The RPC settings are invalid.
     #[error("invalid RPC settings: {0}")]
     Rpc(#[from] crate::services::breaker::BreakerConfigError),
+    /// The replication settings are invalid.
+    #[error(transparent)]
+    Replication(#[from] crate::replication::ReplicationConfigError),
     /// The data directory could not be opened or written.
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
@@ -149,6 +152,7 @@ impl Node {
     pub async fn start(settings: NodeSettings) -> Result<Node, NodeError> {
         settings.membership.validate()?;
         settings.rpc.breaker.validate()?;
+        settings.replication.validate()?;
         let NodeSettings {
             identity,
             trust,

@@ -1,0 +1,209 @@
+//! Replication's settings, and the ranges in which they work together.
+
+use std::time::Duration;
+
+use foundation_crdt::{HlcConfig, DEFAULT_MAX_DRIFT_MS};
+
+use super::{
+    ENVELOPE_OVERHEAD, FULL_STATE_BYTES_MAX, KEYSPACE_NAME_MAX, OPS_MESSAGE_BYTES_MAX,
+    STATE_ENTRY_OVERHEAD,
+};
+
+/// Replication's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// How many random live members a new op is pushed to when there are more than
+    /// [`Self::push_all_max`].
+    pub fanout: usize,
+    /// Up to this many live members, a new op is pushed to every one of them.
+    pub push_all_max: usize,
+    /// How often a node starts an anti-entropy exchange.
+    pub anti_entropy_interval: Duration,
+    /// Ops kept per keyspace (over all origins) to answer digests; a peer further behind gets
+    /// the full state.
+    pub op_log_max: usize,
+    /// Largest value, in bytes.
+    pub value_size_max: usize,
+    /// Largest key, in bytes.
+    pub key_size_max: usize,
+    /// Most live keys in one keyspace.
+    pub keyspace_keys_max: usize,
+    /// Most bytes (keys plus values) in one keyspace; keeps a full state within one message.
+    pub keyspace_bytes_max: usize,
+    /// Most keyspaces.
+    pub keyspaces_max: usize,
+    /// How far ahead of our wall clock a remote timestamp may be (see [`HlcConfig`]).
+    pub max_drift_ms: u64,
+    /// Wall-clock time (Unix ms) at the driver's `Instant::ZERO`: HLC timestamps are wall time,
+    /// and nodes' monotonic epochs differ. The simulator leaves it 0 (one virtual clock).
+    pub wall_ms_at_zero: u64,
+    /// Least age of a tombstone before it may be collected (it also needs every member's
+    /// digest to show it seen). It bounds how far behind a writer's clock may be, and how long
+    /// an op may stay unknown to everyone, before its write could be dropped: see the module
+    /// docs.
+    pub tombstone_ttl: Duration,
+    /// A member not alive for this long is gone for good: its origins' bookkeeping is dropped
+    /// and the epoch changes. Keep it at least [`Self::tombstone_ttl`].
+    pub departed_after: Duration,
+    /// Full states larger than this, in bytes, go on the bulk channel (their own stream at the
+    /// lowest priority) instead of the replication stream.
+    pub bulk_threshold: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            fanout: 3,
+            push_all_max: 64,
+            anti_entropy_interval: Duration::from_secs(1),
+            op_log_max: 1024,
+            value_size_max: 64 * 1024,
+            key_size_max: 1024,
+            keyspace_keys_max: 10_000,
+            keyspace_bytes_max: 2 * 1024 * 1024,
+            keyspaces_max: 64,
+            max_drift_ms: DEFAULT_MAX_DRIFT_MS,
+            wall_ms_at_zero: 0,
+            tombstone_ttl: Duration::from_secs(15 * 60),
+            departed_after: Duration::from_secs(15 * 60),
+            bulk_threshold: 64 * 1024,
+        }
+    }
+}
+
+impl ReplicationConfig {
+    /// Checks each setting's range and the rules that tie them together; the error names the
+    /// first setting out of range.
+    pub fn validate(&self) -> Result<(), ReplicationConfigError> {
+        let fail = |field, problem: String| Err(ReplicationConfigError { field, problem });
+        if self.fanout == 0 {
+            return fail("fanout", "must be at least 1".into());
+        }
+        if self.anti_entropy_interval.is_zero() {
+            return fail("anti_entropy_interval", "must be non-zero".into());
+        }
+        if self.op_log_max == 0 {
+            return fail("op_log_max", "must be at least 1".into());
+        }
+        if self.keyspaces_max == 0 || self.keyspace_keys_max == 0 {
+            return fail(
+                "keyspaces_max",
+                "keyspaces_max and keyspace_keys_max must be at least 1".into(),
+            );
+        }
+        if self.key_size_max == 0 || self.value_size_max == 0 {
+            return fail(
+                "value_size_max",
+                "key_size_max and value_size_max must be at least 1".into(),
+            );
+        }
+        let op = ENVELOPE_OVERHEAD + KEYSPACE_NAME_MAX + self.key_size_max + self.value_size_max;
+        if op > OPS_MESSAGE_BYTES_MAX {
+            return fail(
+                "value_size_max",
+                format!("an op of the largest key and value ({op} bytes) must fit one message of {OPS_MESSAGE_BYTES_MAX} bytes"),
+            );
+        }
+        let state = self
+            .keyspace_bytes_max
+            .saturating_add(self.keyspace_keys_max.saturating_mul(STATE_ENTRY_OVERHEAD));
+        if state > FULL_STATE_BYTES_MAX {
+            return fail(
+                "keyspace_bytes_max",
+                format!("a full keyspace ({state} bytes with per-entry overhead) must fit a full state of {FULL_STATE_BYTES_MAX} bytes"),
+            );
+        }
+        if self.value_size_max > self.keyspace_bytes_max {
+            return fail(
+                "value_size_max",
+                "must be at most keyspace_bytes_max".into(),
+            );
+        }
+        if self.tombstone_ttl < self.anti_entropy_interval {
+            return fail(
+                "tombstone_ttl",
+                "must be at least anti_entropy_interval".into(),
+            );
+        }
+        if self.departed_after < self.tombstone_ttl {
+            return fail(
+                "departed_after",
+                "must be at least tombstone_ttl (see the GC rule in the replication docs)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The clock settings these imply.
+    pub(super) fn hlc(&self) -> HlcConfig {
+        HlcConfig {
+            max_drift_ms: self.max_drift_ms,
+        }
+    }
+}
+
+/// A replication setting with an invalid value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid replication setting {field}: {problem}")]
+pub struct ReplicationConfigError {
+    /// The setting.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        ReplicationConfig::default().validate().expect("valid");
+    }
+
+    #[test]
+    fn settings_out_of_range_are_named() {
+        let cases = [
+            (
+                "fanout",
+                ReplicationConfig {
+                    fanout: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "departed_after",
+                ReplicationConfig {
+                    departed_after: Duration::from_secs(1),
+                    ..Default::default()
+                },
+            ),
+            (
+                "value_size_max",
+                ReplicationConfig {
+                    value_size_max: 2 << 20,
+                    keyspace_bytes_max: 4 << 20,
+                    ..Default::default()
+                },
+            ),
+            (
+                "keyspace_bytes_max",
+                ReplicationConfig {
+                    keyspace_bytes_max: FULL_STATE_BYTES_MAX,
+                    ..Default::default()
+                },
+            ),
+            (
+                "tombstone_ttl",
+                ReplicationConfig {
+                    tombstone_ttl: Duration::from_millis(10),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (field, config) in cases {
+            let error = config.validate().expect_err(field);
+            assert_eq!(error.field, field, "{error}");
+        }
+    }
+}
