@@ -36,7 +36,7 @@ use crate::membership::{
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
 };
-use crate::storage::StoredState;
+use crate::storage::Loaded;
 use crate::time::Instant;
 
 /// Everything needed to build a node's core.
@@ -211,12 +211,14 @@ impl Core {
 
     /// Starts persisting replicated keyspaces (all but the ephemeral ones, whose entries belong
     /// to live nodes) and takes up what a previous life of this node stored. Call right after
-    /// [`Core::new`] and its `with_*` settings, before any input. Returns how many stored
-    /// records did not decode.
-    pub fn start_persisting(&mut self, now: Instant, stored: &StoredState) -> usize {
+    /// [`Core::new`] and its `with_*` settings, before any input, with what storage loaded.
+    /// Returns how many stored records did not decode.
+    pub fn start_persisting(&mut self, now: Instant, loaded: &Loaded) -> usize {
         let volatile = self.ephemeral.config().keyspaces.clone();
         self.replication.enable_persistence(volatile);
-        self.replication.restore(now, stored, &mut self.outbox)
+        let whole = !loaded.report.partial;
+        self.replication
+            .restore(now, &loaded.state, whole, &mut self.outbox)
     }
 
     /// Feeds one input.

@@ -101,7 +101,14 @@ fn write_all(name: &str, keyspace: &Keyspace, batch: &mut Batch) {
 
 /// A keyspace as stored, with how many records did not decode (left out: anti-entropy refills
 /// them from peers).
-pub(super) fn read(stored: &StoredKeyspace) -> (Keyspace, usize) {
+///
+/// Which writes the keyspace includes is taken from storage only when every record of it is
+/// there (`whole`, and nothing here fails to decode). Otherwise the seen-sets would claim
+/// writes whose entries are gone, and a merge would take a peer's copy of such a write for one
+/// we saw removed, and drop it — here and then everywhere. Without them the keyspace is a
+/// replica that has seen nothing: its values are judged by what peers have seen, and peers
+/// send it everything.
+pub(super) fn read(stored: &StoredKeyspace, whole: bool) -> (Keyspace, usize) {
     let mut skipped = 0;
     let mut entries = Vec::with_capacity(stored.entries.len());
     for (key, bytes) in &stored.entries {
@@ -116,6 +123,7 @@ pub(super) fn read(stored: &StoredKeyspace) -> (Keyspace, usize) {
     let mut seen = Seen::new();
     let mut retired = Seen::new();
     let mut horizon = Timestamp::ZERO;
+    let mut meta_skipped = 0;
     for (name, bytes) in &stored.meta {
         let decoded = match name.as_str() {
             HORIZON => postcard::from_bytes(bytes).map(|h| horizon = h),
@@ -127,9 +135,14 @@ pub(super) fn read(stored: &StoredKeyspace) -> (Keyspace, usize) {
                 None => Ok(()), // a blob of a later version: not ours to read
             },
         };
-        skipped += usize::from(decoded.is_err());
+        meta_skipped += usize::from(decoded.is_err());
     }
-    (Keyspace::restore(entries, horizon, &seen, retired), skipped)
+    if !whole || skipped + meta_skipped > 0 {
+        seen.clear();
+        retired.clear();
+    }
+    let keyspace = Keyspace::restore(entries, horizon, &seen, retired);
+    (keyspace, skipped + meta_skipped)
 }
 
 fn seen_name(origin: &Origin) -> String {

@@ -523,14 +523,23 @@ impl Replication {
     /// Takes up what a previous life of this node stored (persistence enabled first): its
     /// keyspaces, with the writes each includes, and its epoch. The clock moves past every
     /// stored write, so ours order after them, and the first member to come up is asked for
-    /// what we missed. Returns how many records did not decode (left out: peers refill them).
-    pub fn restore(&mut self, now: Instant, stored: &StoredState, out: &mut Outbox) -> usize {
+    /// what we missed. `whole`: storage kept every record of what it was given (a prefix of
+    /// the batches; see [`crate::storage::LoadReport::partial`]); if not, no keyspace's record
+    /// of which writes it includes is trusted (see `durable::read`). Returns how many records
+    /// did not decode (left out: peers refill them).
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        stored: &StoredState,
+        whole: bool,
+        out: &mut Outbox,
+    ) -> usize {
         let mut skipped = 0;
         for (name, stored) in &stored.keyspaces {
             if !self.persistence.durable(name) {
                 continue; // entries owned by a past life: never restored
             }
-            let (keyspace, bad) = durable::read(stored);
+            let (keyspace, bad) = durable::read(stored, whole);
             skipped += bad;
             if let Some(newest) = keyspace.map().entries().map(|(_, e)| e.ts).max() {
                 let wall = self.wall_ms(now).max(newest.wall_ms);

@@ -10,7 +10,7 @@ use foundation_transport::NodeId;
 use super::*;
 use crate::core::CoreMessage;
 use crate::effects::Effect;
-use crate::storage::{Disk, Op as StoredOp, SimDisk};
+use crate::storage::{Disk, Loaded, Op as StoredOp, SimDisk};
 
 struct Peer {
     addr: NodeAddr,
@@ -1284,15 +1284,24 @@ impl Net {
 
     /// Node `i` crashes (unsynced writes lost) and starts again as `generation`, from its disk.
     fn restart(&mut self, i: usize, generation: u64) {
+        self.restart_with(i, generation, |_| {});
+    }
+
+    /// As [`Self::restart`], with `damage` done to what the disk loaded.
+    fn restart_with(&mut self, i: usize, generation: u64, damage: impl FnOnce(&mut Loaded)) {
         use rand::SeedableRng;
         let config = self.peers[i].machine.config().clone();
         let mut disk = self.peers[i].disk.take().expect("a disk");
         disk.crash(&mut rand::rngs::StdRng::seed_from_u64(7));
-        let loaded = disk.load().expect("load");
+        let mut loaded = disk.load().expect("load");
+        damage(&mut loaded);
         let p = &mut self.peers[i];
         p.machine = Replication::new(origin(i, generation), config, 99);
         p.machine.enable_persistence(Default::default());
-        let skipped = p.machine.restore(self.now, &loaded.state, &mut p.out);
+        let whole = !loaded.report.partial;
+        let skipped = p
+            .machine
+            .restore(self.now, &loaded.state, whole, &mut p.out);
         assert_eq!(skipped, 0, "every record decodes");
         p.disk = Some(disk);
         p.unsynced.clear();
@@ -1465,6 +1474,39 @@ fn after_a_failed_batch_nothing_is_written_until_everything_is_written_again() {
 }
 
 #[test]
+fn a_record_lost_from_the_middle_of_a_store_comes_back_from_peers_and_is_dropped_nowhere() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    net.persist(1, &[]);
+    for k in 0..6 {
+        net.durable_write(0, &format!("k{k}"), "v");
+    }
+    net.deliver_flushing();
+    net.sync(1);
+    // A damaged record: the store drops it and says what it loaded is not a prefix.
+    net.restart_with(1, 2, |loaded| {
+        let keyspace = loaded.state.keyspaces.get_mut("ks").expect("stored");
+        keyspace.entries.remove(&b"k3"[..]).expect("k3 stored");
+        loaded.report.partial = true;
+    });
+    assert_eq!(net.value(1, "k3"), None);
+    assert!(
+        net.peers[1]
+            .machine
+            .keyspace("ks")
+            .expect("ks")
+            .seen()
+            .is_empty(),
+        "a partial store's seen-sets are not trusted"
+    );
+    net.exchange(1, 0);
+    net.exchange(0, 1);
+    for i in 0..2 {
+        assert_eq!(net.value(i, "k3").as_deref(), Some("v"), "node {i}");
+    }
+    net.assert_converged();
+}
+
+#[test]
 fn a_restored_keyspace_keeps_tombstones_records_and_the_epoch() {
     let mut net = Net::new(1, ReplicationConfig::default());
     net.persist(0, &[]);
@@ -1537,7 +1579,7 @@ mod stored_bytes {
     fn restore(state: &StoredState) -> Replication {
         let mut machine = Replication::new(origin(0, 2), ReplicationConfig::default(), 1);
         machine.enable_persistence(Default::default());
-        machine.restore(Instant::ZERO, state, &mut Outbox::default());
+        machine.restore(Instant::ZERO, state, true, &mut Outbox::default());
         machine
             .invariants()
             .expect("a restored keyspace keeps its invariants");

@@ -233,7 +233,7 @@ impl Node {
         let mut core =
             Core::new(core_config, Instant::ZERO).with_replication(replication, rand::random());
         let storage = opened.map(|opened| {
-            let skipped = core.start_persisting(Instant::ZERO, &opened.state);
+            let skipped = core.start_persisting(Instant::ZERO, &opened.loaded);
             if skipped > 0 {
                 tracing::warn!(
                     skipped,

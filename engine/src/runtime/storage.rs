@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::driver::Request;
-use crate::storage::{Batch, DataDir, FjallDisk, StorageError, Store, StoredState, SyncPolicy};
+use crate::storage::{Batch, DataDir, FjallDisk, Loaded, StorageError, Store, SyncPolicy};
 
 /// Node metadata blob: the generation (node life) of the last start, so the next one is later
 /// even if the wall clock went back.
@@ -35,8 +35,8 @@ pub(crate) struct NodeStorage {
 /// What opening found.
 pub(crate) struct Opened {
     pub storage: NodeStorage,
-    /// What the previous lives stored.
-    pub state: StoredState,
+    /// What the previous lives stored, and what loading it had to drop.
+    pub loaded: Loaded,
     /// This life's generation: at least `wanted`, and after every earlier life's.
     pub generation: u64,
 }
@@ -66,7 +66,7 @@ pub(crate) async fn open(settings: &StorageSettings, wanted: u64) -> Result<Open
     store.sync()?.await?;
     Ok(Opened {
         storage: NodeStorage { store },
-        state: loaded.state,
+        loaded,
         generation,
     })
 }

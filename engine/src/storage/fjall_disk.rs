@@ -131,7 +131,7 @@ impl FjallDisk {
             .persist(PersistMode::SyncAll)
             .map_err(|e| fatal(&self.path, "sync", e))?;
         self.inner = Some(fresh);
-        report.note(format!(
+        report.note_loss(format!(
             "a table was unreadable: kept the {} records read before it, moved the store to {}",
             ops.len(),
             moved.display()
@@ -281,7 +281,7 @@ fn open_with_recovery(
         }
         match reopen_db(path) {
             Ok(opened) => {
-                report.note(format!(
+                report.note_loss(format!(
                     "the store would not open ({damage}): moved its journal to {}; writes not yet \
                      in tables are lost here",
                     moved.display()

@@ -51,6 +51,11 @@ pub struct LoadReport {
     pub dropped_tail_bytes: usize,
     /// Descriptions of what was dropped and why (at most [`DROPPED_DETAILS_MAX`]).
     pub details: Vec<String>,
+    /// What was loaded may not be what any prefix of the batches wrote: records went missing
+    /// from the middle (a damaged record, an unreadable table, a lost journal), so bookkeeping
+    /// stored beside them may claim writes whose entries are gone. A torn tail alone keeps
+    /// a prefix (batches are atomic), and so does an empty store.
+    pub partial: bool,
 }
 
 impl LoadReport {
@@ -62,6 +67,7 @@ impl LoadReport {
     /// Notes a record left out.
     pub(crate) fn drop_record(&mut self, what: String, reason: &str) {
         self.dropped_records += 1;
+        self.partial = true;
         self.note(format!("dropped record {what}: {reason}"));
     }
 
@@ -69,6 +75,12 @@ impl LoadReport {
     pub(crate) fn drop_tail(&mut self, bytes: usize, reason: String) {
         self.dropped_tail_bytes += bytes;
         self.note(reason);
+    }
+
+    /// Notes a recovery step that lost records from the middle of what was written.
+    pub(crate) fn note_loss(&mut self, detail: String) {
+        self.partial = true;
+        self.note(detail);
     }
 
     /// Notes something done to recover (a file moved aside).
