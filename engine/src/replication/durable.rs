@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use foundation_crdt::{LwwEntry, Timestamp};
 use foundation_transport::NodeAddr;
 
-use super::keyspace::Keyspace;
+use super::keyspace::{Dirty, Keyspace};
 use super::wire::{Origin, Seen, Value};
 use crate::storage::{Batch, StoredKeyspace};
 
@@ -27,31 +27,6 @@ const RETIRED: &str = "retired";
 const SEEN_PREFIX: &str = "seen.";
 /// Node metadata blob: the compaction epoch.
 pub(super) const EPOCH: &str = "replication.epoch";
-
-/// What one keyspace changed since it was last written.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Dirty {
-    /// Keys whose entry changed or went.
-    pub keys: BTreeSet<String>,
-    /// Origins whose contiguous seq changed, or that stopped being tracked.
-    pub origins: BTreeSet<Origin>,
-    /// The retired records changed.
-    pub retired: bool,
-    /// The GC horizon moved.
-    pub horizon: bool,
-    /// Everything is to be written again (a batch failed: what is stored may lack some of it).
-    pub all: bool,
-}
-
-impl Dirty {
-    pub fn is_empty(&self) -> bool {
-        !self.all
-            && self.keys.is_empty()
-            && self.origins.is_empty()
-            && !self.retired
-            && !self.horizon
-    }
-}
 
 /// Adds what `keyspace` (named `name`) changed, as `dirty` says, to `batch`.
 pub(super) fn write_changes(name: &str, keyspace: &Keyspace, dirty: &Dirty, batch: &mut Batch) {

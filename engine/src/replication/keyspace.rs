@@ -4,12 +4,36 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use foundation_crdt::{LwwEntry, LwwOp, Timestamp};
 
-use super::durable::Dirty;
 use super::wire::{Envelope, Map, Op, Origin, Seen, Value};
 
 /// Retired origins whose coverage a keyspace remembers (see [`Keyspace::retire`]); beyond it the
 /// records of the lowest generations (the oldest lives) go. 32 bytes each: 32 KiB per keyspace.
 pub const RETIRED_RECORDS_MAX: usize = 1024;
+
+/// What one keyspace changed since it was last written.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Dirty {
+    /// Keys whose entry changed or went.
+    pub keys: BTreeSet<String>,
+    /// Origins whose contiguous seq changed, or that stopped being tracked.
+    pub origins: BTreeSet<Origin>,
+    /// The retired records changed.
+    pub retired: bool,
+    /// The GC horizon moved.
+    pub horizon: bool,
+    /// Everything is to be written again (a batch failed: what is stored may lack some of it).
+    pub all: bool,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        !self.all
+            && self.keys.is_empty()
+            && self.origins.is_empty()
+            && !self.retired
+            && !self.horizon
+    }
+}
 
 /// A key whose live value changed: `None` means absent (never set, or removed).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::cluster_config::{mirror_apply, MajorityWait, Mirror};
 use super::metrics::{MembershipMetrics, ReplicationMetrics};
-use super::storage::NodeStorage;
+use super::storage::{BatchOutcome, NodeStorage};
 use super::timers::Timers;
 use crate::core::{Command, Core, Input};
 use crate::discovery::Candidate;
@@ -60,11 +60,6 @@ pub(crate) enum Request {
         Duration,
         oneshot::Sender<Result<MajorityWait, crate::replication::ReplicationError>>,
     ),
-    /// Storage finished the core's batch `seq`.
-    Persisted {
-        seq: u64,
-        result: Result<(), crate::storage::StorageError>,
-    },
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
@@ -98,6 +93,8 @@ pub(crate) struct Driver {
     pub directory: watch::Sender<Arc<Directory>>,
     /// The node's store, if it keeps its keyspaces on disk.
     pub storage: Option<NodeStorage>,
+    /// What became of the batches handed to the store.
+    pub batch_outcomes: mpsc::UnboundedReceiver<BatchOutcome>,
     /// Answers to local writes that wait for their storage batch, by batch.
     pub durable_replies: BTreeMap<u64, Vec<DurableReply>>,
 }
@@ -153,7 +150,6 @@ impl Driver {
                     Some(Request::WriteMajority(write, timeout, done)) => {
                         self.write_majority(write, timeout, done).await
                     }
-                    Some(Request::Persisted { seq, result }) => self.persisted(seq, result),
                     Some(Request::Stop(done)) => return self.stop(done).await,
                     Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
@@ -163,6 +159,7 @@ impl Driver {
                 Some(message) = self.inbox.replication.recv() => self.deliver(message),
                 Some(transfer) = self.inbox.transfers.recv() => self.receive_bulk(transfer),
                 Some(candidate) = self.candidates.recv() => self.consider(candidate),
+                Some(outcome) = self.batch_outcomes.recv() => self.persisted(outcome),
                 _ = sleep => self.fire_due_timers(),
                 _ = housekeeping.tick() => self.housekeeping(),
             }
@@ -208,7 +205,7 @@ impl Driver {
                     self.publish(event);
                 }
                 Effect::Persist { seq, batch } => match &self.storage {
-                    Some(storage) => storage.submit(seq, batch, &self.requests_tx),
+                    Some(storage) => storage.submit(seq, batch),
                     None => warn!(
                         seq,
                         "a storage batch but no store; the core persists only with one"
@@ -270,7 +267,7 @@ impl Driver {
     /// Storage finished batch `seq`: tells the core, and answers the writes that waited. A
     /// failure fails every write still waiting (later batches are not trusted until the core
     /// has written everything again).
-    fn persisted(&mut self, seq: u64, result: Result<(), crate::storage::StorageError>) {
+    fn persisted(&mut self, BatchOutcome { seq, result }: BatchOutcome) {
         let now = self.now();
         match result {
             Ok(()) => {

@@ -167,8 +167,10 @@ impl Node {
             replication,
             storage,
         } = settings;
+        // The sender lives in the store; without one it is dropped and the branch stays idle.
+        let (outcomes, batch_outcomes) = mpsc::unbounded_channel();
         let opened = match &storage {
-            Some(settings) => Some(storage::open(settings, start_generation()).await?),
+            Some(settings) => Some(storage::open(settings, start_generation(), outcomes).await?),
             None => None,
         };
         let transport_metrics = Arc::new(TransportMetrics::register(&mut registry));
@@ -264,6 +266,7 @@ impl Node {
             discovery,
             directory: directory_tx,
             storage,
+            batch_outcomes,
             durable_replies: BTreeMap::new(),
         };
         tokio::spawn(driver.run());

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::driver::Request;
 use crate::storage::{Batch, DataDir, FjallDisk, Loaded, StorageError, Store, SyncPolicy};
 
 /// Node metadata blob: the generation (node life) of the last start, so the next one is later
@@ -30,6 +29,13 @@ pub struct StorageSettings {
 /// A node's open store.
 pub(crate) struct NodeStorage {
     store: Store<FjallDisk>,
+    outcomes: mpsc::UnboundedSender<BatchOutcome>,
+}
+
+/// What became of the core's batch `seq`.
+pub(crate) struct BatchOutcome {
+    pub seq: u64,
+    pub result: Result<(), StorageError>,
 }
 
 /// What opening found.
@@ -42,8 +48,12 @@ pub(crate) struct Opened {
 }
 
 /// Opens the store in `settings.data_dir`, loads it, and records this life's generation
-/// (durably, before the node says anything to anyone).
-pub(crate) async fn open(settings: &StorageSettings, wanted: u64) -> Result<Opened, StorageError> {
+/// (durably, before the node says anything to anyone). Batch outcomes go to `outcomes`.
+pub(crate) async fn open(
+    settings: &StorageSettings,
+    wanted: u64,
+    outcomes: mpsc::UnboundedSender<BatchOutcome>,
+) -> Result<Opened, StorageError> {
     let dir = DataDir::create(&settings.data_dir)?;
     let disk = tokio::task::block_in_place(|| dir.open_disk())?;
     let store = Store::new(disk, settings.sync)?;
@@ -65,24 +75,23 @@ pub(crate) async fn open(settings: &StorageSettings, wanted: u64) -> Result<Open
     store.submit(batch)?.await?;
     store.sync()?.await?;
     Ok(Opened {
-        storage: NodeStorage { store },
+        storage: NodeStorage { store, outcomes },
         loaded,
         generation,
     })
 }
 
 impl NodeStorage {
-    /// Queues the core's batch `seq`; its outcome comes back to the driver as
-    /// [`Request::Persisted`].
-    pub fn submit(&self, seq: u64, batch: Batch, requests: &mpsc::Sender<Request>) {
-        let requests = requests.clone();
+    /// Queues the core's batch `seq`; its outcome comes back as a [`BatchOutcome`].
+    pub fn submit(&self, seq: u64, batch: Batch) {
+        let outcomes = self.outcomes.clone();
         let receipt = self.store.submit(batch);
         tokio::spawn(async move {
             let result = match receipt {
                 Ok(receipt) => receipt.await.map(|_| ()),
                 Err(error) => Err(error),
             };
-            let _ = requests.send(Request::Persisted { seq, result }).await;
+            let _ = outcomes.send(BatchOutcome { seq, result });
         });
     }
 }
