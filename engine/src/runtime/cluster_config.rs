@@ -18,9 +18,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::driver::Request;
+use super::request::Request;
 use crate::replication::{ReplicationError, ReplicationEvent, Write};
 
 /// The keyspace the config lives in.
@@ -91,10 +91,6 @@ pub enum ConfigError {
     #[error("the node has stopped")]
     Stopped,
 }
-
-/// What the driver answers a majority write with: the majority needed, and the count of
-/// holders as acks arrive.
-pub(crate) type MajorityWait = (usize, watch::Receiver<usize>);
 
 /// One config change seen by a [`ConfigWatch`].
 #[derive(Clone, Debug, PartialEq)]

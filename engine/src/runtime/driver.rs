@@ -11,8 +11,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn};
 
-use super::cluster_config::{mirror_apply, MajorityWait, Mirror};
+use super::cluster_config::{mirror_apply, Mirror};
 use super::metrics::{MembershipMetrics, ReplicationMetrics};
+use super::request::{MajorityWait, Request};
 use super::storage::{BatchOutcome, NodeStorage};
 use super::timers::Timers;
 use crate::core::{Command, Core, Input};
@@ -34,37 +35,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BULK_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest bulk transfer read into memory; the sender's own cap is lower.
 const BULK_RECEIVE_MAX: u64 = crate::replication::FULL_STATE_BYTES_MAX as u64 + 64 * 1024;
-
-/// What the node handle asks of the driver.
-pub(crate) enum Request {
-    Core(Command),
-    /// Something that arrived outside the inbox's channels (a bulk transfer, read in full).
-    Input(Input),
-    /// A local write to a replicated keyspace, answered once applied here.
-    Write(
-        Write,
-        oneshot::Sender<Result<(), crate::replication::ReplicationError>>,
-    ),
-    /// Own (or stop owning) an ephemeral entry, answered once applied here and the directory
-    /// reflects it.
-    SetEphemeral {
-        keyspace: &'static str,
-        name: String,
-        value: Option<Vec<u8>>,
-        done: oneshot::Sender<Result<(), crate::core::WriteError>>,
-    },
-    /// A local write that waits for a majority: answered with the majority needed and a
-    /// count of holders that the driver raises as acks arrive.
-    WriteMajority(
-        Write,
-        Duration,
-        oneshot::Sender<Result<MajorityWait, crate::replication::ReplicationError>>,
-    ),
-    /// Leave gracefully, then stop.
-    Stop(oneshot::Sender<()>),
-    /// Stop at once without telling anyone, as a crash would.
-    Abort(oneshot::Sender<()>),
-}
 
 pub(crate) struct Driver {
     pub core: Core,

@@ -17,6 +17,7 @@ mod driver;
 mod from_config;
 mod http;
 mod metrics;
+mod request;
 pub mod services;
 mod storage;
 mod timers;
@@ -46,8 +47,9 @@ use crate::replication::ReplicationConfig;
 use crate::services::Directory;
 use crate::time::Instant;
 use cluster_config::Mirror;
-use driver::{Driver, Request};
+use driver::Driver;
 use metrics::{MembershipMetrics, ReplicationMetrics};
+use request::Request;
 use services::{PubSubHandle, RpcConfig, RpcHandle, Services, ServicesHandle, ServicesInbox};
 
 /// Events buffered per subscriber before the oldest are dropped.

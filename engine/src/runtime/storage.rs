@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   core ── Effect::Persist{seq} ─▶ NodeStorage::submit ─▶ Store (group commit) ─▶ fjall
-//!   core ◀── Input::Persisted{upto} ── driver ◀── Request::Persisted{seq} ◀── receipt task
+//!   core ◀── Input::Persisted{upto} ── driver ◀── BatchOutcome{seq} ◀── receipt task
 //! ```
 
 use std::path::PathBuf;

@@ -23,7 +23,7 @@ use foundation_transport::{Endpoint, IncomingRequest, Message as Received};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
-use super::driver::Request;
+use super::request::Request;
 use crate::services::breaker::BreakerConfigError;
 use crate::services::Directory;
 use metrics::ServicesMetrics;

@@ -42,7 +42,7 @@ use super::metrics::ServicesMetrics;
 use super::registry::{lock, Shared};
 use super::rpc::current_trace;
 use crate::ephemeral::PUBSUB_KEYSPACE;
-use crate::runtime::driver::Request;
+use crate::runtime::request::Request;
 use crate::services::reliable::{Backlogged, Incoming, Outgoing, Verdict};
 use crate::services::topic::{Pattern, Subscriptions, Topic, TopicError};
 use crate::services::trace::TraceContext;

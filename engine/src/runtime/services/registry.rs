@@ -26,7 +26,7 @@ use super::handler::Handler;
 use super::health::{spawn_check, HealthCheck};
 use crate::core::WriteError;
 use crate::ephemeral::SERVICES_KEYSPACE;
-use crate::runtime::driver::Request;
+use crate::runtime::request::Request;
 use crate::services::record::{check_service_name, entry_name};
 use crate::services::{BadServiceName, Directory, Health, Instance, InstanceRecord, Target};
 

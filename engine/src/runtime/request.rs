@@ -1,0 +1,43 @@
+//! What the node's handles ask of the driver task, and what it answers with.
+
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+use crate::core::{Command, Input};
+use crate::replication::Write;
+
+/// What the driver answers a majority write with: the majority needed, and the count of
+/// holders as acks arrive.
+pub(crate) type MajorityWait = (usize, watch::Receiver<usize>);
+
+/// What the node handle asks of the driver.
+pub(crate) enum Request {
+    Core(Command),
+    /// Something that arrived outside the inbox's channels (a bulk transfer, read in full).
+    Input(Input),
+    /// A local write to a replicated keyspace, answered once applied here.
+    Write(
+        Write,
+        oneshot::Sender<Result<(), crate::replication::ReplicationError>>,
+    ),
+    /// Own (or stop owning) an ephemeral entry, answered once applied here and the directory
+    /// reflects it.
+    SetEphemeral {
+        keyspace: &'static str,
+        name: String,
+        value: Option<Vec<u8>>,
+        done: oneshot::Sender<Result<(), crate::core::WriteError>>,
+    },
+    /// A local write that waits for a majority: answered with the majority needed and a
+    /// count of holders that the driver raises as acks arrive.
+    WriteMajority(
+        Write,
+        Duration,
+        oneshot::Sender<Result<MajorityWait, crate::replication::ReplicationError>>,
+    ),
+    /// Leave gracefully, then stop.
+    Stop(oneshot::Sender<()>),
+    /// Stop at once without telling anyone, as a crash would.
+    Abort(oneshot::Sender<()>),
+}
