@@ -133,22 +133,15 @@ pub enum WriteError {
     Ephemeral(#[from] EphemeralError),
 }
 
-/// The top-level message carried on the coordination and replication channels.
+/// The top-level message carried on the coordination and replication channels. Machines
+/// encode their own variant (`membership::encode`, `replication::encode`, by their
+/// `ENVELOPE_TAG`); the core decodes the whole.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CoreMessage {
     /// For the membership machine.
     Membership(MembershipMessage),
     /// For the replication machine.
     Replication(ReplicationMessage),
-}
-
-/// Encodes a core message.
-pub fn encode_message(message: &CoreMessage) -> Bytes {
-    // Encoding into a Vec cannot fail for these types; an empty payload would be refused by the
-    // receiver's decoder, never misread.
-    postcard::to_stdvec(message)
-        .map(Bytes::from)
-        .unwrap_or_default()
 }
 
 /// Counters of inputs the core refused.
@@ -505,5 +498,40 @@ fn origin(me: &MemberId) -> Origin {
     Origin {
         node: foundation_crdt::NodeId::from_u128(me.node.as_u128()),
         generation: me.generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{membership, replication};
+
+    /// Machines encode their own variant of the envelope by tag; what they write must be
+    /// exactly what the core decodes.
+    #[test]
+    fn each_machine_encodes_its_variant_of_the_core_envelope() {
+        let leaving = MembershipMessage::Leaving(MemberId {
+            node: NodeId::from_u128(7),
+            addr: "127.0.0.1:7000".parse().expect("address"),
+            generation: 3,
+        });
+        let ack = ReplicationMessage::Ack {
+            keyspace: "ks".into(),
+            origin: origin(&MemberId {
+                node: NodeId::from_u128(9),
+                addr: "127.0.0.1:7001".parse().expect("address"),
+                generation: 1,
+            }),
+            seq: 42,
+        };
+        let whole = |m: CoreMessage| postcard::to_stdvec(&m).expect("encodes");
+        assert_eq!(
+            membership::encode(leaving.clone()).as_ref(),
+            whole(CoreMessage::Membership(leaving)).as_slice()
+        );
+        assert_eq!(
+            replication::encode(ack.clone()).as_ref(),
+            whole(CoreMessage::Replication(ack)).as_slice()
+        );
     }
 }

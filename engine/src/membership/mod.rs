@@ -742,9 +742,12 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
     }
 }
 
-/// Encodes a membership message for a stream channel.
+/// Membership's tag in the core's message envelope (`CoreMessage::Membership`).
+pub const ENVELOPE_TAG: u8 = 0;
+
+/// Encodes a membership message for a stream channel, in the core's envelope.
 pub fn encode(message: MembershipMessage) -> Bytes {
-    crate::core::encode_message(&crate::core::CoreMessage::Membership(message))
+    crate::effects::encode_tagged(ENVELOPE_TAG, &message)
 }
 
 fn encoded_len(value: &Versioned) -> usize {

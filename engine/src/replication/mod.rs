@@ -1529,7 +1529,10 @@ fn envelope_size(envelope: &Envelope) -> usize {
     ENVELOPE_OVERHEAD + envelope.keyspace.len() + envelope.op.key.len() + value
 }
 
-/// Encodes a replication message as a core message.
+/// Replication's tag in the core's message envelope (`CoreMessage::Replication`).
+pub const ENVELOPE_TAG: u8 = 1;
+
+/// Encodes a replication message in the core's envelope.
 pub fn encode(message: ReplicationMessage) -> Bytes {
-    crate::core::encode_message(&crate::core::CoreMessage::Replication(message))
+    effects::encode_tagged(ENVELOPE_TAG, &message)
 }
