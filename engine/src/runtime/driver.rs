@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn};
 
-use super::cluster_config::{mirror_apply, Mirror};
+use super::cluster_config::{mirror_apply, Mirror, CONFIG_KEYSPACE};
 use super::metrics::{MembershipMetrics, ReplicationMetrics};
 use super::request::{MajorityWait, Request};
 use super::storage::{BatchOutcome, NodeStorage};
@@ -47,8 +47,8 @@ pub(crate) struct Driver {
     pub seeds: Vec<SocketAddr>,
     pub view: watch::Sender<Vec<MemberView>>,
     pub events: broadcast::Sender<MembershipEvent>,
-    /// Replicated key changes, for config watchers.
-    pub replication_events: broadcast::Sender<ReplicationEvent>,
+    /// Changes of config keys, for config watchers.
+    pub config_events: broadcast::Sender<ReplicationEvent>,
     /// Live replicated values, for local reads.
     pub mirror: Mirror,
     /// Holder counts of majority writes still awaited, by (keyspace, origin, seq).
@@ -193,11 +193,16 @@ impl Driver {
                     }
                 }
                 Effect::Event(Event::Replication(event)) => {
-                    if let ReplicationEvent::KeyChanged { keyspace, .. } = &event {
-                        directory_changed |= self.core.ephemeral_keyspace(keyspace);
-                    }
+                    let ReplicationEvent::KeyChanged { keyspace, .. } = &event else {
+                        continue;
+                    };
+                    directory_changed |= self.core.ephemeral_keyspace(keyspace);
+                    let config = keyspace == CONFIG_KEYSPACE;
                     mirror_apply(&self.mirror, &event);
-                    let _ = self.replication_events.send(event);
+                    // Config watchers hear only config changes, not every registry update.
+                    if config {
+                        let _ = self.config_events.send(event);
+                    }
                 }
             }
         }

@@ -258,7 +258,7 @@ impl Node {
             seeds,
             view: view_tx,
             events: events.clone(),
-            replication_events: config.events.clone(),
+            config_events: config.events.clone(),
             mirror: config.mirror.clone(),
             majority_waits: BTreeMap::new(),
             metrics: membership_metrics,
