@@ -4,6 +4,8 @@
 //! - [`LwwMap`]: last-writer-wins map on HLC timestamps, with tombstones and horizon GC.
 //! - [`OrSet`]: add-wins observed-remove set with dots.
 //! - [`GCounter`], [`PnCounter`]: counters.
+//! - [`BoundedCounter`]: a counter that never goes below zero cluster-wide (rights held per
+//!   actor: the escrow technique), for budgets and pools.
 //! - [`MvReg`]: multi-value register, for conflicts a person must resolve.
 //! - [`Canonical`]: versioned canonical bytes, [`Canonical::digest`], and decoding that never
 //!   panics.
@@ -67,6 +69,7 @@
 //! Map stores the whole map clock per value, and it has no LWW map with correct removes. The dot
 //! machinery here is small (see [`CausalContext`]) and written against our normal form.
 
+mod bounded_counter;
 mod context;
 mod counter;
 mod encoding;
@@ -77,6 +80,7 @@ mod mvreg;
 mod node;
 mod orset;
 
+pub use bounded_counter::{BoundedCounter, BoundedError, Insufficient};
 pub use context::{CausalContext, Dot};
 pub use counter::{CounterOverflow, GCounter, GCounterOp, PnCounter, PnCounterOp};
 pub use encoding::{fnv1a64, Canonical, DecodeError, EncodeError, InvariantError, FORMAT_VERSION};
