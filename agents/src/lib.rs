@@ -19,6 +19,7 @@
 //! | [`voting`] | plurality, Borda, approval, Schulze; weights, quorum, deadlines |
 //! | [`game`] | Nash bargaining (2 players; n players over outcomes; 3 over lotteries), Shapley value (exact and sampled) |
 //! | [`learning`] | epsilon-greedy and multiplicative-weights bidders and negotiators, repeated rounds |
+//! | [`supervisor`] | a node's agent supervisor: one-for-one and one-for-all, restart policies, intensity, backoff, ordered shutdown |
 //!
 //! Every machine implements [`Protocol`]: serde messages in through `handle(now, from, message)`,
 //! `poll_timeout`/`handle_timeout` for deadlines, notices and telemetry out, and `invariants()`.
@@ -59,6 +60,7 @@ pub mod learning;
 pub mod market;
 pub mod negotiation;
 pub mod protocol;
+pub mod supervisor;
 pub mod telemetry;
 pub mod types;
 pub mod voting;
