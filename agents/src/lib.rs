@@ -19,6 +19,7 @@
 //! | [`voting`] | plurality, Borda, approval, Schulze; weights, quorum, deadlines |
 //! | [`game`] | Nash bargaining (2 players; n players over outcomes; 3 over lotteries), Shapley value (exact and sampled) |
 //! | [`learning`] | epsilon-greedy and multiplicative-weights bidders and negotiators, repeated rounds |
+//! | [`variable`] | typed, constrained variable values (ranges, choices, bools, records) and their conflict policies: the check every value passes |
 //! | [`supervisor`] | a node's agent supervisor: one-for-one and one-for-all, restart policies, intensity, backoff, ordered shutdown |
 //!
 //! Every machine implements [`Protocol`]: serde messages in through `handle(now, from, message)`,
@@ -63,6 +64,7 @@ pub mod protocol;
 pub mod supervisor;
 pub mod telemetry;
 pub mod types;
+pub mod variable;
 pub mod voting;
 
 pub use error::Rejection;
