@@ -446,6 +446,17 @@ fn dir_bytes(path: &Path) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Catch-up after a restart.
 
+/// The value of the metric whose line starts with `prefix`, 0 if none.
+fn metric(node: &Node, prefix: &str) -> u64 {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, node.registry()).is_err() {
+        return 0;
+    }
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// Payload bytes `node` received on `channel` (transport metrics).
 fn received_bytes(node: &Node, channel: &str) -> u64 {
     let mut text = String::new();
@@ -553,6 +564,15 @@ async fn catch_up(base: &Path) {
             bulk as f64 / 1e3,
             (replication + bulk) as f64 / missed_payload as f64,
             membership as f64 / 1e3
+        );
+        // The replication counters are refreshed once a second: read them after one refresh.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let counter = |name: &str| metric(&c, &format!("foundation_replication_{name}_total "));
+        println!(
+            "catchup    c back {label}: then {} ops applied, {} duplicate ops, {} full states merged",
+            counter("ops_applied"),
+            counter("duplicate_ops"),
+            counter("full_states_merged")
         );
         c.abort().await;
         // Let a and b see it go before the next life comes.
