@@ -154,12 +154,10 @@ fn every_confirmed_write_survives_kill_9_of_the_whole_cluster() {
         .collect();
     wait_for_cluster(&nodes);
 
-    // Two writers wait for a majority (on a and b), two do plain sets (on c and d); e only
-    // replicates.
+    // Two writers per node: one waits for a majority, one does plain sets.
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = [(0, true), (1, true), (2, false), (3, false)]
-        .into_iter()
-        .map(|(n, majority)| writer(n, nodes[n].http, majority, stop.clone()))
+    let writers: Vec<_> = (0..2 * nodes.len())
+        .map(|n| writer(n, nodes[n / 2].http, n % 2 == 0, stop.clone()))
         .collect();
     std::thread::sleep(STREAM);
     // kill -9 all five, back to back, while the writers are still writing.

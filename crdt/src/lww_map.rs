@@ -254,6 +254,11 @@ impl<K: Ord, V> LwwMap<K, V> {
         self.iter().next().is_none()
     }
 
+    /// Number of keys held, tombstones included: an upper bound of [`Self::len`] in O(1).
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Number of tombstones held (the memory GC would reclaim).
     pub fn tombstones(&self) -> usize {
         self.entries.values().filter(|e| e.value.is_none()).count()

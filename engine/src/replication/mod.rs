@@ -919,7 +919,9 @@ impl Replication {
         };
         let old = keyspace.get(&write.key);
         let max_keys = self.config.keyspace_keys_max;
-        if old.is_none() && keyspace.len() >= max_keys {
+        // Counting live keys is O(n) (tombstones are skipped): only when the O(1) count of
+        // every held key, tombstones included, says the limit may be reached.
+        if old.is_none() && keyspace.map().entry_count() >= max_keys && keyspace.len() >= max_keys {
             return Err(ReplicationError::KeyspaceFull {
                 keyspace: name.to_owned(),
                 max: max_keys,

@@ -502,6 +502,21 @@ fn limits_refuse_writes_with_typed_errors() {
         Err(ReplicationError::BadKeyspaceName { .. })
     ));
     assert_eq!(machine.stats().refused_writes, 4);
+    // A tombstone takes no room: with "b" deleted, a new key fits again, and then no more.
+    let mut write = |key: &str, value: Option<&str>| {
+        let write = Write {
+            keyspace: "ks".into(),
+            key: key.into(),
+            value: value.map(|v| v.as_bytes().to_vec()),
+        };
+        machine.write(Instant::ZERO, write, &[], &mut out)
+    };
+    write("b", None).expect("a delete needs no room");
+    write("c", Some("1")).expect("the tombstone's room is free");
+    assert!(matches!(
+        write("d", Some("1")),
+        Err(ReplicationError::KeyspaceFull { max: 2, .. })
+    ));
 }
 
 #[test]
