@@ -20,6 +20,7 @@
 //! | [`game`] | Nash bargaining (2 players; n players over outcomes; 3 over lotteries), Shapley value (exact and sampled) |
 //! | [`learning`] | epsilon-greedy and multiplicative-weights bidders and negotiators, repeated rounds |
 //! | [`variable`] | typed, constrained variable values (ranges, choices, bools, records) and their conflict policies: the check every value passes |
+//! | [`cas`] | compare-and-set on a versioned value, one Paxos instance per version among a fixed member set: exactly one of concurrent writers wins |
 //! | [`supervisor`] | a node's agent supervisor: one-for-one and one-for-all, restart policies, intensity, backoff, ordered shutdown |
 //!
 //! Every machine implements [`Protocol`]: serde messages in through `handle(now, from, message)`,
@@ -55,6 +56,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auction;
+pub mod cas;
 pub mod error;
 pub mod game;
 pub mod learning;

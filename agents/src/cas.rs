@@ -1,0 +1,545 @@
+//! Compare-and-set on a versioned value, agreed by a majority of a fixed set of nodes: of any
+//! writers that expect the same version, exactly one wins it, cluster-wide.
+//!
+//! Each version is one instance of single-decree Paxos among the register's `members` (the
+//! cluster's configured or last agreed membership, never "whoever one side of a partition
+//! still sees"): a writer expecting version `v` proposes its value for slot `v + 1`; a
+//! majority of members promising (phase 1) and then accepting (phase 2) decides it, and the
+//! decision is told to everyone (commit). A minority side of a partition never gathers a
+//! majority, so its writes fail with [`CasOutcome::NoMajority`] at their deadline instead of
+//! forking the value.
+//!
+//! Every node runs one [`CasRegister`] per variable: acceptor, learner and proposer of its own
+//! writes. The driver carries [`CasMessage`]s between nodes (to itself too), feeds the time, and
+//! calls [`CasRegister::handle_timeout`] at [`CasRegister::poll_timeout`]. Deterministic: no
+//! clock, no randomness, ordered maps only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::Time;
+
+/// First delay before a writer whose ballot was beaten prepares again; it doubles with each
+/// attempt (up to 16×) and is longer for members later in the member order, so two duelling
+/// writers stop pre-empting each other.
+pub const RETRY_MS: u64 = 2;
+
+/// Slots ahead of the committed version an acceptor keeps state for; further ones are refused
+/// until it learns the versions in between, so a peer cannot make it hold unbounded state.
+pub const SLOT_WINDOW: u64 = 16;
+
+/// A proposal number: higher rounds win, ties broken by proposer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Ballot<P> {
+    /// The round.
+    pub round: u64,
+    /// Who proposes.
+    pub proposer: P,
+}
+
+/// A value proposed for a version, named by who proposed it and their request number, so two
+/// writers of equal payloads are still told apart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal<P, V> {
+    /// The writer.
+    pub writer: P,
+    /// The writer's request number.
+    pub request: u64,
+    /// The value.
+    pub value: V,
+}
+
+/// What registers say to each other about slot `slot` (the version being decided).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CasMessage<P, V> {
+    /// Phase 1: promise to ignore lower ballots for `slot`.
+    Prepare {
+        /// The slot.
+        slot: u64,
+        /// The ballot.
+        ballot: Ballot<P>,
+    },
+    /// Phase 1 answer, with what the acceptor already accepted for the slot.
+    Promise {
+        /// The slot.
+        slot: u64,
+        /// The ballot promised.
+        ballot: Ballot<P>,
+        /// The highest-ballot proposal it accepted for the slot, if any.
+        accepted: Option<(Ballot<P>, Proposal<P, V>)>,
+    },
+    /// Phase 2: accept this proposal for `slot`.
+    Accept {
+        /// The slot.
+        slot: u64,
+        /// The ballot.
+        ballot: Ballot<P>,
+        /// The proposal.
+        proposal: Proposal<P, V>,
+    },
+    /// Phase 2 answer.
+    Accepted {
+        /// The slot.
+        slot: u64,
+        /// The ballot accepted.
+        ballot: Ballot<P>,
+    },
+    /// A higher ballot was promised for the slot: try again above it.
+    Rejected {
+        /// The slot.
+        slot: u64,
+        /// The ballot refused.
+        ballot: Ballot<P>,
+        /// The ballot promised instead.
+        promised: Ballot<P>,
+    },
+    /// The slot is decided (an answer to a stale request, or the decision being spread).
+    Decided {
+        /// The slot: the version it decided.
+        slot: u64,
+        /// The winning proposal.
+        proposal: Proposal<P, V>,
+    },
+}
+
+/// How a compare-and-set ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CasOutcome<P> {
+    /// Ours won: the value is now at `version`.
+    Won {
+        /// The new version.
+        version: u64,
+    },
+    /// Another writer won the version we expected to replace.
+    Lost {
+        /// The version decided.
+        version: u64,
+        /// Its writer.
+        winner: P,
+    },
+    /// The value was not at the expected version here.
+    VersionMismatch {
+        /// The version here.
+        current: u64,
+    },
+    /// No majority answered before the deadline (a minority partition, or members down). The
+    /// write may still be decided later by another writer's proposal carrying it.
+    NoMajority,
+    /// A write of ours is already under way.
+    Busy,
+}
+
+/// Our write under way.
+#[derive(Clone, Debug)]
+struct Proposing<P, V> {
+    slot: u64,
+    ballot: Ballot<P>,
+    ours: Proposal<P, V>,
+    deadline: Time,
+    phase: Phase<P, V>,
+    /// Beaten by a higher ballot: prepare again at this time.
+    retry_at: Option<Time>,
+    attempts: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Phase<P, V> {
+    /// Collecting promises, and the highest-ballot proposal they carry.
+    Preparing {
+        promised: BTreeSet<P>,
+        highest: Option<(Ballot<P>, Proposal<P, V>)>,
+    },
+    /// Collecting acceptances of `proposal`.
+    Accepting {
+        accepted: BTreeSet<P>,
+        proposal: Proposal<P, V>,
+    },
+}
+
+/// An acceptor's state for one undecided slot.
+#[derive(Clone, Debug)]
+struct SlotState<P, V> {
+    promised: Option<Ballot<P>>,
+    accepted: Option<(Ballot<P>, Proposal<P, V>)>,
+}
+
+/// One node's part in one register; see the module docs.
+#[derive(Clone, Debug)]
+pub struct CasRegister<P, V> {
+    me: P,
+    members: BTreeSet<P>,
+    /// The decided versions we know, by version (version 0 is the initial value).
+    decided: BTreeMap<u64, Proposal<P, V>>,
+    /// The highest version decided contiguously from 0: the current value.
+    version: u64,
+    slots: BTreeMap<u64, SlotState<P, V>>,
+    proposing: Option<Proposing<P, V>>,
+    /// Highest round seen, so our next ballot is above it.
+    round: u64,
+    next_request: u64,
+}
+
+/// Messages to send: `(to, message)`.
+pub type Sends<P, V> = Vec<(P, CasMessage<P, V>)>;
+
+impl<P, V> CasRegister<P, V>
+where
+    P: Copy + Ord + Debug,
+    V: Clone + PartialEq + Debug,
+{
+    /// A register at version 0 holding `initial`, decided among `members` (`me` among them).
+    pub fn new(me: P, members: BTreeSet<P>, initial: V) -> Self {
+        let genesis = Proposal {
+            writer: me,
+            request: 0,
+            value: initial,
+        };
+        Self {
+            me,
+            members,
+            decided: BTreeMap::from([(0, genesis)]),
+            version: 0,
+            slots: BTreeMap::new(),
+            proposing: None,
+            round: 0,
+            next_request: 1,
+        }
+    }
+
+    /// The current version and value here.
+    pub fn current(&self) -> (u64, &V) {
+        let value = &self.decided[&self.version].value;
+        (self.version, value)
+    }
+
+    /// Proposes `value` to replace version `expected`, deciding by `deadline`. Returns the
+    /// messages to send, or the outcome at once (a version mismatch here, or a write of ours
+    /// already under way).
+    pub fn compare_and_set(
+        &mut self,
+        now: Time,
+        expected: u64,
+        value: V,
+        deadline: Time,
+    ) -> Result<Sends<P, V>, CasOutcome<P>> {
+        if self.proposing.is_some() {
+            return Err(CasOutcome::Busy);
+        }
+        if expected != self.version {
+            return Err(CasOutcome::VersionMismatch {
+                current: self.version,
+            });
+        }
+        let ours = Proposal {
+            writer: self.me,
+            request: self.next_request,
+            value,
+        };
+        self.next_request += 1;
+        let slot = expected + 1;
+        let ballot = self.next_ballot();
+        self.proposing = Some(Proposing {
+            slot,
+            ballot,
+            ours,
+            deadline: deadline.max(now),
+            phase: Phase::Preparing {
+                promised: BTreeSet::new(),
+                highest: None,
+            },
+            retry_at: None,
+            attempts: 0,
+        });
+        Ok(self.to_all(CasMessage::Prepare { slot, ballot }))
+    }
+
+    /// Handles a message from `from` at `now`: the messages to send, and the outcome of our
+    /// write if this decided it.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        from: P,
+        message: CasMessage<P, V>,
+    ) -> (Sends<P, V>, Option<CasOutcome<P>>) {
+        if !self.members.contains(&from) {
+            return (Vec::new(), None); // not one of the register's members: ignored
+        }
+        match message {
+            CasMessage::Prepare { slot, ballot } => (self.on_prepare(from, slot, ballot), None),
+            CasMessage::Accept {
+                slot,
+                ballot,
+                proposal,
+            } => (self.on_accept(from, slot, ballot, proposal), None),
+            CasMessage::Decided { slot, proposal } => {
+                self.learn(slot, proposal);
+                (Vec::new(), self.resolve())
+            }
+            CasMessage::Promise {
+                slot,
+                ballot,
+                accepted,
+            } => self.on_promise(from, slot, ballot, accepted),
+            CasMessage::Accepted { slot, ballot } => self.on_accepted(from, slot, ballot),
+            CasMessage::Rejected {
+                slot,
+                ballot,
+                promised,
+            } => {
+                self.on_rejected(now, slot, ballot, promised);
+                (Vec::new(), None)
+            }
+        }
+    }
+
+    /// When our write next needs [`Self::handle_timeout`]: a retry, or its deadline.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let p = self.proposing.as_ref()?;
+        Some(p.retry_at.map_or(p.deadline, |r| r.min(p.deadline)))
+    }
+
+    /// Ends our write with [`CasOutcome::NoMajority`] if its deadline passed, or prepares it
+    /// again if its retry is due.
+    pub fn handle_timeout(&mut self, now: Time) -> (Sends<P, V>, Option<CasOutcome<P>>) {
+        let Some(p) = &self.proposing else {
+            return (Vec::new(), None);
+        };
+        if now >= p.deadline {
+            self.proposing = None;
+            return (Vec::new(), Some(CasOutcome::NoMajority));
+        }
+        if p.retry_at.is_none_or(|r| now < r) {
+            return (Vec::new(), None);
+        }
+        let (slot, ballot) = (p.slot, p.ballot);
+        if let Some(p) = self.proposing.as_mut() {
+            p.retry_at = None;
+        }
+        (self.to_all(CasMessage::Prepare { slot, ballot }), None)
+    }
+
+    /// The decided proposal of `version`, if known here.
+    pub fn decided(&self, version: u64) -> Option<&Proposal<P, V>> {
+        self.decided.get(&version)
+    }
+
+    fn majority(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+
+    fn next_ballot(&mut self) -> Ballot<P> {
+        self.round += 1;
+        Ballot {
+            round: self.round,
+            proposer: self.me,
+        }
+    }
+
+    fn to_all(&self, message: CasMessage<P, V>) -> Sends<P, V> {
+        self.members.iter().map(|&m| (m, message.clone())).collect()
+    }
+
+    /// The acceptor's state for `slot`, unless it is decided here (then the decision) or too
+    /// far ahead.
+    fn slot_state(&mut self, slot: u64) -> Result<&mut SlotState<P, V>, Option<CasMessage<P, V>>> {
+        if let Some(proposal) = self.decided.get(&slot) {
+            return Err(Some(CasMessage::Decided {
+                slot,
+                proposal: proposal.clone(),
+            }));
+        }
+        if slot == 0 || slot > self.version + SLOT_WINDOW {
+            return Err(None);
+        }
+        Ok(self.slots.entry(slot).or_insert(SlotState {
+            promised: None,
+            accepted: None,
+        }))
+    }
+
+    fn on_prepare(&mut self, from: P, slot: u64, ballot: Ballot<P>) -> Sends<P, V> {
+        self.round = self.round.max(ballot.round);
+        let state = match self.slot_state(slot) {
+            Ok(state) => state,
+            Err(answer) => return answer.map(|m| vec![(from, m)]).unwrap_or_default(),
+        };
+        let answer = match state.promised {
+            Some(promised) if promised > ballot => CasMessage::Rejected {
+                slot,
+                ballot,
+                promised,
+            },
+            _ => {
+                state.promised = Some(ballot);
+                CasMessage::Promise {
+                    slot,
+                    ballot,
+                    accepted: state.accepted.clone(),
+                }
+            }
+        };
+        vec![(from, answer)]
+    }
+
+    fn on_accept(
+        &mut self,
+        from: P,
+        slot: u64,
+        ballot: Ballot<P>,
+        proposal: Proposal<P, V>,
+    ) -> Sends<P, V> {
+        self.round = self.round.max(ballot.round);
+        let state = match self.slot_state(slot) {
+            Ok(state) => state,
+            Err(answer) => return answer.map(|m| vec![(from, m)]).unwrap_or_default(),
+        };
+        let answer = match state.promised {
+            Some(promised) if promised > ballot => CasMessage::Rejected {
+                slot,
+                ballot,
+                promised,
+            },
+            _ => {
+                state.promised = Some(ballot);
+                state.accepted = Some((ballot, proposal));
+                CasMessage::Accepted { slot, ballot }
+            }
+        };
+        vec![(from, answer)]
+    }
+
+    fn on_promise(
+        &mut self,
+        from: P,
+        slot: u64,
+        ballot: Ballot<P>,
+        accepted: Option<(Ballot<P>, Proposal<P, V>)>,
+    ) -> (Sends<P, V>, Option<CasOutcome<P>>) {
+        let majority = self.majority();
+        let Some(p) = self
+            .proposing
+            .as_mut()
+            .filter(|p| p.slot == slot && p.ballot == ballot)
+        else {
+            return (Vec::new(), None);
+        };
+        let Phase::Preparing { promised, highest } = &mut p.phase else {
+            return (Vec::new(), None);
+        };
+        promised.insert(from);
+        if let Some((b, proposal)) = accepted {
+            if highest.as_ref().is_none_or(|(h, _)| b > *h) {
+                *highest = Some((b, proposal));
+            }
+        }
+        if promised.len() < majority {
+            return (Vec::new(), None);
+        }
+        // Paxos's rule: a value some acceptor may already have accepted must be proposed
+        // again, so a decided value is never replaced.
+        let proposal = match highest.take() {
+            Some((_, proposal)) => proposal,
+            None => p.ours.clone(),
+        };
+        p.phase = Phase::Accepting {
+            accepted: BTreeSet::new(),
+            proposal: proposal.clone(),
+        };
+        let message = CasMessage::Accept {
+            slot,
+            ballot,
+            proposal,
+        };
+        (self.to_all(message), None)
+    }
+
+    fn on_accepted(
+        &mut self,
+        from: P,
+        slot: u64,
+        ballot: Ballot<P>,
+    ) -> (Sends<P, V>, Option<CasOutcome<P>>) {
+        let majority = self.majority();
+        let Some(p) = self
+            .proposing
+            .as_mut()
+            .filter(|p| p.slot == slot && p.ballot == ballot)
+        else {
+            return (Vec::new(), None);
+        };
+        let Phase::Accepting { accepted, proposal } = &mut p.phase else {
+            return (Vec::new(), None);
+        };
+        accepted.insert(from);
+        if accepted.len() < majority {
+            return (Vec::new(), None);
+        }
+        let proposal = proposal.clone();
+        self.learn(slot, proposal.clone());
+        let sends = self.to_all(CasMessage::Decided { slot, proposal });
+        (sends, self.resolve())
+    }
+
+    /// Our ballot was beaten: wait, then prepare again above it (see [`RETRY_MS`]); the
+    /// deadline bounds it all. The new ballot is taken now, so late or duplicated answers to
+    /// the beaten one are ignored: a ballot never carries two different proposals.
+    fn on_rejected(&mut self, now: Time, slot: u64, ballot: Ballot<P>, promised: Ballot<P>) {
+        self.round = self.round.max(promised.round);
+        let current = self.proposing.as_ref().map(|p| (p.slot, p.ballot));
+        if current != Some((slot, ballot)) {
+            return;
+        }
+        let rank = self.members.iter().position(|m| *m == self.me).unwrap_or(0) as u64;
+        let fresh = self.next_ballot();
+        if let Some(p) = self.proposing.as_mut() {
+            let delay = (RETRY_MS * (1 + rank)) << p.attempts.min(4);
+            p.attempts += 1;
+            p.ballot = fresh;
+            p.retry_at = Some(now.plus_ms(delay));
+            p.phase = Phase::Preparing {
+                promised: BTreeSet::new(),
+                highest: None,
+            };
+        }
+    }
+
+    /// Records that `slot` decided `proposal`, and moves the current version over every
+    /// contiguous decision.
+    fn learn(&mut self, slot: u64, proposal: Proposal<P, V>) {
+        if slot > self.version + SLOT_WINDOW || slot == 0 {
+            return; // too far ahead to keep: learnt again later, in order
+        }
+        // A second, different decision for a slot can only come from a member that breaks the
+        // protocol: the first one stays.
+        self.decided.entry(slot).or_insert(proposal);
+        while self.decided.contains_key(&(self.version + 1)) {
+            self.version += 1;
+        }
+        let version = self.version;
+        self.slots.retain(|&s, _| s > version);
+        // Older decisions are kept for one window, to answer stale requests with them.
+        self.decided
+            .retain(|&v, _| v + SLOT_WINDOW >= version || v == version);
+    }
+
+    /// Ends our write if its slot is decided.
+    fn resolve(&mut self) -> Option<CasOutcome<P>> {
+        let p = self.proposing.as_ref()?;
+        let decided = self.decided.get(&p.slot)?;
+        let outcome = if decided.writer == p.ours.writer && decided.request == p.ours.request {
+            CasOutcome::Won { version: p.slot }
+        } else {
+            CasOutcome::Lost {
+                version: p.slot,
+                winner: decided.writer,
+            }
+        };
+        self.proposing = None;
+        Some(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,324 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest, TestCaseError};
+
+use super::*;
+
+type Register = CasRegister<u8, u32>;
+/// Acceptors that accepted one ballot's proposal, and the proposal.
+type Votes = (usize, Proposal<u8, u32>);
+
+/// Registers on `n` nodes and the messages in flight: `(from, to, message)`.
+struct Cluster {
+    now: Time,
+    nodes: Vec<Register>,
+    wire: Vec<(u8, u8, CasMessage<u8, u32>)>,
+    outcomes: Vec<(u8, CasOutcome<u8>)>,
+    /// The value a majority of acceptors accepted first in each slot: chosen, whoever learns it.
+    chosen: BTreeMap<u64, Proposal<u8, u32>>,
+}
+
+impl Cluster {
+    fn new(n: u8) -> Self {
+        let members: BTreeSet<u8> = (0..n).collect();
+        let nodes = (0..n)
+            .map(|i| CasRegister::new(i, members.clone(), 0))
+            .collect();
+        Self {
+            now: Time(0),
+            nodes,
+            wire: Vec::new(),
+            outcomes: Vec::new(),
+            chosen: BTreeMap::new(),
+        }
+    }
+
+    fn cas(&mut self, node: u8, expected: u64, value: u32) -> Option<CasOutcome<u8>> {
+        let deadline = self.now.plus_ms(1_000);
+        match self.nodes[node as usize].compare_and_set(self.now, expected, value, deadline) {
+            Ok(sends) => {
+                self.queue(node, sends);
+                None
+            }
+            Err(outcome) => Some(outcome),
+        }
+    }
+
+    fn queue(&mut self, from: u8, sends: Sends<u8, u32>) {
+        self.wire
+            .extend(sends.into_iter().map(|(to, m)| (from, to, m)));
+    }
+
+    fn deliver(&mut self, index: usize) {
+        let (from, to, message) = self.wire.remove(index);
+        let (sends, outcome) = self.nodes[to as usize].handle(self.now, from, message);
+        self.queue(to, sends);
+        if let Some(outcome) = outcome {
+            self.outcomes.push((to, outcome));
+        }
+    }
+
+    /// Moves time to the earliest retry or deadline of any node and fires it.
+    fn tick(&mut self) -> bool {
+        let Some(next) = self.nodes.iter().filter_map(Register::poll_timeout).min() else {
+            return false;
+        };
+        self.now = self.now.max(next);
+        for i in 0..self.nodes.len() {
+            let (sends, outcome) = self.nodes[i].handle_timeout(self.now);
+            self.queue(i as u8, sends);
+            if let Some(outcome) = outcome {
+                self.outcomes.push((i as u8, outcome));
+            }
+        }
+        true
+    }
+
+    /// Delivers everything, firing retries and deadlines when the wire is empty, until no
+    /// write is under way.
+    fn deliver_all(&mut self) {
+        loop {
+            while !self.wire.is_empty() {
+                self.deliver(0);
+            }
+            if !self.tick() {
+                return;
+            }
+        }
+    }
+
+    /// Records what a majority of acceptors has accepted in one ballot (chosen, in Paxos's
+    /// sense), and fails if a slot ever has two chosen values.
+    fn note_chosen(&mut self) -> Result<(), String> {
+        let majority = self.nodes.len() / 2 + 1;
+        let mut votes: BTreeMap<(u64, Ballot<u8>), Votes> = BTreeMap::new();
+        for node in &self.nodes {
+            for (&slot, state) in &node.slots {
+                if let Some((ballot, proposal)) = &state.accepted {
+                    let vote = votes
+                        .entry((slot, *ballot))
+                        .or_insert((0, proposal.clone()));
+                    vote.0 += 1;
+                }
+            }
+        }
+        for ((slot, _), (count, proposal)) in votes {
+            if count < majority {
+                continue;
+            }
+            match self.chosen.get(&slot) {
+                Some(first) if *first != proposal => {
+                    return Err(format!("slot {slot}: chose {first:?}, then {proposal:?}"))
+                }
+                _ => {
+                    self.chosen.insert(slot, proposal);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every version decided anywhere was decided the same everywhere it is known, and is the
+    /// value chosen.
+    fn agreement(&mut self) -> Result<BTreeMap<u64, Proposal<u8, u32>>, String> {
+        self.note_chosen()?;
+        let mut seen: BTreeMap<u64, Proposal<u8, u32>> = BTreeMap::new();
+        for node in &self.nodes {
+            for version in 1..=node.version + SLOT_WINDOW {
+                let Some(decided) = node.decided(version) else {
+                    continue;
+                };
+                match seen.get(&version) {
+                    Some(other) if other != decided => {
+                        return Err(format!("version {version}: {other:?} and {decided:?}"))
+                    }
+                    _ => {
+                        seen.insert(version, decided.clone());
+                    }
+                }
+                if let Some(chosen) = self.chosen.get(&version) {
+                    if chosen != decided {
+                        return Err(format!(
+                            "version {version}: learnt {decided:?}, chose {chosen:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(seen)
+    }
+}
+
+#[test]
+fn a_lone_writer_wins_and_everyone_learns_the_value() {
+    let mut cluster = Cluster::new(5);
+    assert_eq!(cluster.cas(2, 0, 7), None);
+    cluster.deliver_all();
+    assert_eq!(cluster.outcomes, vec![(2, CasOutcome::Won { version: 1 })]);
+    for node in &cluster.nodes {
+        assert_eq!(node.current(), (1, &7));
+    }
+}
+
+#[test]
+fn of_two_writers_expecting_the_same_version_exactly_one_wins() {
+    let mut cluster = Cluster::new(5);
+    cluster.cas(0, 0, 10);
+    cluster.cas(4, 0, 40);
+    cluster.deliver_all();
+    let won: Vec<_> = cluster
+        .outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, CasOutcome::Won { .. }))
+        .collect();
+    assert_eq!(won.len(), 1, "{:?}", cluster.outcomes);
+    let lost = cluster
+        .outcomes
+        .iter()
+        .find(|(_, o)| matches!(o, CasOutcome::Lost { .. }));
+    assert!(
+        lost.is_some(),
+        "the other learns it lost: {:?}",
+        cluster.outcomes
+    );
+    cluster.agreement().expect("agreement");
+}
+
+#[test]
+fn a_value_a_majority_accepted_is_the_one_a_later_writer_decides() {
+    let mut cluster = Cluster::new(5);
+    cluster.cas(0, 0, 10);
+    // Node 0's prepare reaches 0, 1 and 2, who promise; its accept reaches them too, and
+    // every answer to node 0 after that is lost: a is chosen, and nobody knows it.
+    type Pick = dyn Fn(u8, u8, &CasMessage<u8, u32>) -> bool;
+    let deliver_where = |cluster: &mut Cluster, pick: &Pick| {
+        while let Some(i) = cluster.wire.iter().position(|(f, t, m)| pick(*f, *t, m)) {
+            cluster.deliver(i);
+        }
+    };
+    let phase_one = |f: u8, t: u8, m: &CasMessage<u8, u32>| match m {
+        CasMessage::Prepare { .. } => f == 0 && t <= 2,
+        CasMessage::Promise { .. } => t == 0 && f <= 2,
+        _ => false,
+    };
+    deliver_where(&mut cluster, &phase_one);
+    deliver_where(&mut cluster, &|f, t, m| {
+        matches!(m, CasMessage::Accept { .. }) && f == 0 && t <= 2
+    });
+    cluster.wire.clear();
+    assert!(cluster.outcomes.is_empty(), "node 0 has not heard back");
+    cluster.agreement().expect("one value chosen");
+    assert_eq!(cluster.chosen.get(&1).map(|p| p.value), Some(10));
+    // Node 4 now writes for the same version through 2, 3 and 4.
+    cluster.cas(4, 0, 40);
+    deliver_where(&mut cluster, &|f, t, _| {
+        (2..=4).contains(&f) && (2..=4).contains(&t)
+    });
+    cluster.agreement().expect("the chosen value stays chosen");
+    assert_eq!(
+        cluster.outcomes,
+        vec![(
+            4,
+            CasOutcome::Lost {
+                version: 1,
+                winner: 0
+            }
+        )]
+    );
+    assert_eq!(cluster.nodes[4].current(), (1, &10));
+}
+
+#[test]
+fn a_stale_version_is_refused_at_once_and_a_second_write_waits_its_turn() {
+    let mut cluster = Cluster::new(3);
+    cluster.cas(0, 0, 1);
+    assert_eq!(cluster.cas(0, 0, 2), Some(CasOutcome::Busy));
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.cas(1, 0, 3),
+        Some(CasOutcome::VersionMismatch { current: 1 })
+    );
+}
+
+#[test]
+fn a_minority_side_never_decides_and_times_out() {
+    let mut cluster = Cluster::new(5);
+    cluster.cas(0, 0, 1);
+    // Only nodes 0 and 1 are reachable from node 0's side.
+    while let Some(i) = cluster.wire.iter().position(|(f, t, _)| *f < 2 && *t < 2) {
+        cluster.deliver(i);
+    }
+    assert!(cluster.outcomes.is_empty());
+    assert_eq!(cluster.nodes[0].poll_timeout(), Some(Time(1_000)));
+    assert_eq!(
+        cluster.nodes[0].handle_timeout(Time(1_000)),
+        (Vec::new(), Some(CasOutcome::NoMajority))
+    );
+    assert_eq!(cluster.nodes[0].current(), (0, &0));
+}
+
+#[test]
+fn messages_from_outside_the_members_are_ignored() {
+    let mut register: Register = CasRegister::new(0, [0, 1, 2].into(), 0);
+    let forged = CasMessage::Decided {
+        slot: 1,
+        proposal: Proposal {
+            writer: 9,
+            request: 1,
+            value: 666,
+        },
+    };
+    let (sends, outcome) = register.handle(Time(0), 9, forged);
+    assert!(sends.is_empty() && outcome.is_none());
+    assert_eq!(register.current(), (0, &0));
+}
+
+proptest! {
+    /// Writers on five nodes propose for whatever version they last saw, while the network
+    /// delivers in any order, drops and duplicates: no two nodes ever learn different values
+    /// for one version, at most one writer is told it won each version, and its value is the
+    /// one decided.
+    #[test]
+    fn any_schedule_decides_one_value_per_version(
+        steps in proptest::collection::vec((0..4u8, any::<u16>(), 0..5u8), 1..300),
+    ) {
+        let mut cluster = Cluster::new(5);
+        let mut value = 0;
+        for (kind, pick, node) in steps {
+            match kind {
+                0 => {
+                    value += 1;
+                    let expected = cluster.nodes[node as usize].current().0;
+                    cluster.cas(node, expected, value);
+                }
+                1 if !cluster.wire.is_empty() => {
+                    let i = pick as usize % cluster.wire.len();
+                    cluster.wire.remove(i); // lost
+                }
+                2 if !cluster.wire.is_empty() => {
+                    let i = pick as usize % cluster.wire.len();
+                    let copy = cluster.wire[i].clone();
+                    cluster.wire.push(copy); // duplicated
+                }
+                _ if !cluster.wire.is_empty() => {
+                    let i = pick as usize % cluster.wire.len();
+                    cluster.deliver(i);
+                }
+                _ => {
+                    cluster.now = cluster.now.plus_ms(u64::from(pick % 64));
+                    cluster.tick();
+                }
+            }
+            cluster.agreement().map_err(TestCaseError::fail)?;
+        }
+        cluster.deliver_all();
+        let decided = cluster.agreement().map_err(TestCaseError::fail)?.clone();
+        let mut winners: BTreeMap<u64, u8> = BTreeMap::new();
+        for (node, outcome) in &cluster.outcomes {
+            if let CasOutcome::Won { version } = outcome {
+                prop_assert!(winners.insert(*version, *node).is_none(), "two winners of {}", version);
+                prop_assert_eq!(decided.get(version).map(|p| p.writer), Some(*node));
+            }
+        }
+    }
+}
