@@ -25,7 +25,9 @@
 //!   workload, every running node holds the same live data within a bound.
 //! - [`replication::AcknowledgedWritesPresent`]: at the end, no write that must have survived
 //!   (its writer is still running, or a majority acknowledged it and a holder or acker is still
-//!   running) is missing or beaten by an older write on any running node.
+//!   running) is missing or beaten by an older write on any running node. With storage
+//!   (`[storage]`), also every write durable on a disk a node runs on again: the writer's once
+//!   its reply came, each acknowledger's — across crashes of the whole cluster.
 //! - [`seen::SeenBackedByData`]: every write a node's digest claims seen is in its data, or
 //!   superseded by a later write or delete.
 //! - [`causality::CausalOrder`]: no write loses to a write its writer had applied before it (read

@@ -323,19 +323,46 @@ impl Invariant for ReplicasConverge {
 /// Whether a write must still be there at the end: it was applied by a core that is still
 /// running (the writer holds it, so anti-entropy must spread it), or it was acknowledged by a
 /// majority and some life seen holding it, or that acknowledged it, is still running (an ack
-/// says "I hold it": a running acker that lacks it lost it). A write whose every known holder
-/// went down may be lost: the simulator's nodes keep nothing across a crash.
+/// says "I hold it": a running acker that lacks it lost it). Without storage, a write whose
+/// every known holder went down may be lost: nodes keep nothing across a crash.
+///
+/// With storage, a write also survives on disk ([`durable_on_a_running_disk`]), whole-cluster
+/// crashes included.
 pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
     if world.node(record.slot).is_up_in(record.life) {
         return true;
     }
-    record.acked.as_ref().is_some_and(|a| {
+    let in_memory = record.acked.as_ref().is_some_and(|a| {
         a.majority_at_us.is_some()
             && a.holder_lives
                 .iter()
                 .chain(&a.acker_lives)
                 .any(|&(slot, life)| world.node(slot).is_up_in(life))
-    })
+    });
+    in_memory || durable_on_a_running_disk(world, record)
+}
+
+/// With storage: some node made the write durable and runs now on the same disk (a restart
+/// with the same identity; a new identity is a new machine with an empty disk). The durable
+/// copies are the writer's once its reply could be given (`durable_at_us`: its batch synced),
+/// and each acknowledger's (a replica acknowledges only once its batch synced). A majority
+/// write whose reply came is therefore owed after any crash of every node, and so is every
+/// plain write that returned on its writer, as long as that node comes back.
+pub fn durable_on_a_running_disk(world: &World, record: &WriteRecord) -> bool {
+    if world.storage().is_none() {
+        return false;
+    }
+    let writer = record
+        .durable_at_us
+        .map(|_| (record.slot, record.life))
+        .into_iter();
+    let ackers = record
+        .acked
+        .iter()
+        .flat_map(|a| a.acker_lives.iter().copied());
+    writer
+        .chain(ackers)
+        .any(|(slot, life)| world.node(slot).up_with_disk_of(life))
 }
 
 /// `acknowledged-writes-present`: at the end, for every key with a write that must survive
@@ -365,6 +392,21 @@ impl AcknowledgedWritesPresent {
     pub fn new() -> Self {
         Self::default()
     }
+}
+
+/// How a write that must survive was acknowledged, for a violation's message.
+fn acked(record: &WriteRecord) -> String {
+    let returned = record
+        .durable_at_us
+        .map(|t| format!(", returned at {:.3}s", secs(t)))
+        .unwrap_or_default();
+    let majority = match &record.acked {
+        Some(a) if a.majority_at_us.is_some() => {
+            format!(", acked by a majority ({} of {})", a.holders, a.members)
+        }
+        _ => String::new(),
+    };
+    format!("{returned}{majority}")
 }
 
 /// Problems kept in one violation's message.
@@ -422,8 +464,8 @@ impl Invariant for AcknowledgedWritesPresent {
                             None
                         }
                         Some(w) if w.ts < newest.ts => Some(format!(
-                            "n{slot} holds w{} (written by n{} at {:.3}s) for {keyspace}/{key}, older than w{} (by n{} at {:.3}s) that must have survived",
-                            w.id, w.slot, secs(w.at_us), newest.id, newest.slot, secs(newest.at_us)
+                            "n{slot} holds w{} (written by n{} at {:.3}s) for {keyspace}/{key}, older than w{} (by n{} at {:.3}s{}) that must have survived",
+                            w.id, w.slot, secs(w.at_us), newest.id, newest.slot, secs(newest.at_us), acked(newest)
                         )),
                         Some(_) => None,
                     },
@@ -434,7 +476,7 @@ impl Invariant for AcknowledgedWritesPresent {
                         newest.id,
                         newest.slot,
                         secs(newest.at_us),
-                        if newest.majority_acked() { ", acked by a majority" } else { "" }
+                        acked(newest)
                     )),
                 };
                 if let Some(problem) = problem {
