@@ -581,8 +581,9 @@ mod tests {
     use foundation_engine::replication::Write;
 
     use super::*;
-    use crate::faults::Nodes;
+    use crate::faults::{Identity, Nodes};
     use crate::network::LinkModel;
+    use crate::storage::StorageConfig;
     use crate::world::WorldConfig;
     use crate::writes::{WriteRequest, DEFAULT_KEYSPACE};
 
@@ -707,6 +708,42 @@ mod tests {
             "the write on n1 came later in LWW order"
         );
         assert!(world.writes().iter().any(|w| w.key == "lost"));
+    }
+
+    #[test]
+    fn with_disks_what_returned_outlives_every_node_and_what_did_not_is_not_owed() {
+        let mut world = World::new(WorldConfig {
+            seed: 5,
+            nodes: 3,
+            membership: MembershipConfig::development(),
+            network: LinkModel::lan(),
+            keep_trace: false,
+        });
+        world.set_storage(StorageConfig::new(Duration::from_millis(20)));
+        apply(&mut world, Fault::Join(Nodes::All, 0));
+        run_until(&mut world, 3.0);
+        let kept = set(&mut world, 0, "kept");
+        run_until(&mut world, 3.5);
+        // Written and crashed in the same instant: not synced, not even sent.
+        let lost = set(&mut world, 1, "lost");
+        apply(&mut world, Fault::Crash(Nodes::All));
+        apply(&mut world, Fault::Restart(Nodes::All, Identity::Same));
+        run_until(&mut world, 15.0);
+        let record = |id: u64| world.writes().iter().find(|w| w.id == id).expect("made");
+        let (kept, lost) = (record(kept), record(lost));
+        assert!(kept.durable_at_us.is_some() && lost.durable_at_us.is_none());
+        assert!(must_survive(&world, kept) && !must_survive(&world, lost));
+        check(&world).expect("what returned came back from the disks");
+        for slot in 0..3 {
+            let core = world.node(slot).core().expect("restarted");
+            let value = core.replication().get(DEFAULT_KEYSPACE, "kept");
+            assert!(value.is_some(), "n{slot} lacks the write that returned");
+        }
+        assert!(
+            world.disk_totals().restores >= 3,
+            "{:?}",
+            world.disk_totals()
+        );
     }
 
     #[test]
