@@ -114,6 +114,8 @@ pub(crate) struct NodeDisk {
     waiting: BTreeMap<u64, Vec<usize>>,
     /// The first life whose writes this disk holds: a new identity is a new, empty disk.
     since_life: u64,
+    /// Full until this time (world µs), if filled.
+    full_until_us: Option<u64>,
     totals: DiskTotals,
 }
 
@@ -125,6 +127,7 @@ impl NodeDisk {
             refusing: false,
             waiting: BTreeMap::new(),
             since_life,
+            full_until_us: None,
             totals: DiskTotals::default(),
         }
     }
@@ -205,6 +208,20 @@ impl NodeDisk {
         let loaded = self.disk.load().unwrap_or_default();
         self.totals.restores += u64::from(!loaded.state.is_empty());
         loaded
+    }
+
+    /// The disk is full until `until_us`: every write is refused.
+    pub fn fill(&mut self, until_us: u64) {
+        self.disk.fill();
+        self.full_until_us = Some(self.full_until_us.unwrap_or(0).max(until_us));
+    }
+
+    /// Room again at `now_us`, unless a later fill is still on.
+    pub fn free(&mut self, now_us: u64) {
+        if self.full_until_us.is_some_and(|until| until <= now_us) {
+            self.full_until_us = None;
+            self.disk.set_capacity(None);
+        }
     }
 
     /// The machine is replaced: a new, empty disk that holds lives from `since_life` on.

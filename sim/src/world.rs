@@ -251,6 +251,10 @@ enum Pending {
     Workload {
         index: usize,
     },
+    /// The slot's disk has room again (its disk outlives its cores: no life).
+    DiskFree {
+        node: usize,
+    },
     Resume {
         node: usize,
         life: u64,
@@ -276,7 +280,7 @@ impl Pending {
             Pending::Timer { node, .. } | Pending::Command { node, .. } => Some(*node),
             Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => Some(*node),
             Pending::Write { node, .. } | Pending::Synced { node, .. } => Some(*node),
-            Pending::Workload { .. } => None,
+            Pending::Workload { .. } | Pending::DiskFree { .. } => None,
         }
     }
 }
@@ -975,6 +979,15 @@ impl World {
         self.by_id.insert(id, slot);
     }
 
+    /// The disk of `slot` refuses every write for `for_us` (nothing without storage).
+    pub(crate) fn fill_disk(&mut self, slot: usize, for_us: u64) {
+        let until = self.now_us + for_us;
+        if let Some(disk) = self.nodes[slot].disk.as_mut() {
+            disk.fill(until);
+            self.push(until, Pending::DiskFree { node: slot });
+        }
+    }
+
     /// Freezes the node in `slot` for `for_us`.
     pub(crate) fn stall(&mut self, slot: usize, for_us: u64) {
         let (now, node) = (self.now_us, &mut self.nodes[slot]);
@@ -1065,6 +1078,15 @@ impl World {
         let slot = match (&what, what.node()) {
             (Pending::Workload { index }, _) => {
                 self.workload_write(*index);
+                return None;
+            }
+            (Pending::DiskFree { node }, _) => {
+                let (node, now) = (*node, self.now_us);
+                if let Some(disk) = self.nodes[node].disk.as_mut() {
+                    disk.free(now);
+                }
+                self.trace
+                    .line(format_args!("{} n{node} disk has room", Stamp(now)));
                 return None;
             }
             (_, Some(slot)) => slot,
@@ -1215,7 +1237,10 @@ impl World {
                 ));
                 (node, Input::Command(command))
             }
-            Pending::Resume { .. } | Pending::Shutdown { .. } | Pending::Workload { .. } => return,
+            Pending::Resume { .. }
+            | Pending::Shutdown { .. }
+            | Pending::Workload { .. }
+            | Pending::DiskFree { .. } => return,
         };
         let node = &mut self.nodes[slot];
         let local = node.clock.local(self.now_us);

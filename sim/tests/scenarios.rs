@@ -343,6 +343,16 @@ fn torn_and_lost_unsynced_writes_lose_nothing_that_returned() {
         .map(|d| d.torn)
         .sum();
     assert!(torn > 0, "no crash tore a write");
+    for r in &reports {
+        let rep = replication(r);
+        let refused = rep.disks.map_or(0, |d| d.refused);
+        assert!(
+            refused > 0,
+            "seed {}: the full disk refused nothing",
+            r.seed
+        );
+        assert!(rep.totals.persist_failures > 0, "seed {}", r.seed);
+    }
 }
 
 /// Many seeds of the storage scenarios: `cargo test --release -p foundation-sim --test

@@ -43,6 +43,7 @@
 //! service = "billing"
 //!
 //! # other actions: crash = sel · stop = sel · restart = sel (identity = "same" | "new")
+//! # disk_full = sel (for = "2s"; needs [storage]: the disks refuse every write meanwhile)
 //! # skew = sel (offset = "250ms" or "-250ms", drift_ppm = 100) · network = { ...as above... }
 //! # join = sel (via = 0)
 //! # A scenario that registers anything is also checked by the `registry-consistent`
@@ -205,6 +206,7 @@ struct RawAt {
     stop: Option<RawNodes>,
     restart: Option<RawNodes>,
     identity: Option<String>,
+    disk_full: Option<RawNodes>,
     skew: Option<RawNodes>,
     offset: Option<String>,
     drift_ppm: Option<i64>,
@@ -340,6 +342,13 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
             Fault::Restart(selection(n)?, identity(raw.identity.as_deref())?),
         ));
     }
+    if let Some(n) = &raw.disk_full {
+        let d = raw
+            .stall_for
+            .as_deref()
+            .ok_or("disk_full needs `for = \"<duration>\"`")?;
+        found.push(("disk_full", Fault::DiskFull(selection(n)?, duration(d)?)));
+    }
     if let Some(n) = &raw.skew {
         let offset_us = raw.offset.as_deref().map_or(Ok(0), signed_micros)?;
         let drift_ppm = raw.drift_ppm.unwrap_or(0);
@@ -378,7 +387,7 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
     }
     match found.len() {
         1 => Ok((time, found.remove(0).1)),
-        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, skew, network, join, register, deregister, write, delete, workload)".into()),
+        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, disk_full, skew, network, join, register, deregister, write, delete, workload)".into()),
         _ => {
             let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
             Err(format!("[[at]] entry has {} actions ({}); give each its own [[at]]", names.len(), names.join(", ")))

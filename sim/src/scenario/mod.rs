@@ -244,6 +244,9 @@ impl Scenario {
                 None => format!("at {:?}: {e}", entry.at),
             };
             validate_fault(&entry.fault, self.nodes, &self.groups).map_err(at)?;
+            if matches!(entry.fault, Fault::DiskFull(..)) && self.storage.is_none() {
+                return Err(at("disk_full needs storage (a [storage] table)".into()));
+            }
         }
         Ok(())
     }
@@ -270,6 +273,7 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
     let selections: Vec<&Nodes> = match fault {
         Fault::Partition(a, b) | Fault::PartitionOneWay(a, b) | Fault::Link(a, b, _) => vec![a, b],
         Fault::Stall(a, _) | Fault::Crash(a) | Fault::Stop(a) | Fault::Restart(a, _) => vec![a],
+        Fault::DiskFull(a, _) => vec![a],
         Fault::ClockSkew { nodes, .. } => vec![nodes],
         Fault::Join(a, via) if *via >= n => {
             return Err(format!("join via node {via}, but the cluster has {n} {a}"))
