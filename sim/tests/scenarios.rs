@@ -325,6 +325,12 @@ fn disks_hold(name: &str, seeds: std::ops::Range<u64>) -> Vec<RunReport> {
             "{name} seed {}",
             r.seed
         );
+        // The point of the disks: after the whole cluster crashed, writes were owed to them.
+        assert!(
+            r.measurements.writes_kept_by_disks > 0,
+            "{name} seed {}: no write was owed to a disk",
+            r.seed
+        );
     }
     reports
 }

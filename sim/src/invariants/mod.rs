@@ -213,6 +213,9 @@ pub struct Measurements {
     pub replication: Vec<ReplicationEpisode>,
     /// Keys whose surviving writes were checked on every running node at the end.
     pub writes_checked: u64,
+    /// Of them, keys whose newest surviving write was owed only to a disk: no life that held
+    /// it in memory still runs (with storage; see [`replication::durable_on_a_running_disk`]).
+    pub writes_kept_by_disks: u64,
     /// Keys where a set won over a newer delete made across a partition longer than
     /// `departed_after` (allowed; see [`replication::AcknowledgedWritesPresent`]).
     pub sets_won_after_departure: u64,

@@ -329,17 +329,21 @@ impl Invariant for ReplicasConverge {
 /// With storage, a write also survives on disk ([`durable_on_a_running_disk`]), whole-cluster
 /// crashes included.
 pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
+    survives_in_memory(world, record) || durable_on_a_running_disk(world, record)
+}
+
+/// The first two reasons of [`must_survive`]: a life that holds the write still runs.
+fn survives_in_memory(world: &World, record: &WriteRecord) -> bool {
     if world.node(record.slot).is_up_in(record.life) {
         return true;
     }
-    let in_memory = record.acked.as_ref().is_some_and(|a| {
+    record.acked.as_ref().is_some_and(|a| {
         a.majority_at_us.is_some()
             && a.holder_lives
                 .iter()
                 .chain(&a.acker_lives)
                 .any(|&(slot, life)| world.node(slot).is_up_in(life))
-    });
-    in_memory || durable_on_a_running_disk(world, record)
+    })
 }
 
 /// With storage: some node made the write durable and runs now on the same disk (a restart
@@ -383,6 +387,7 @@ pub fn durable_on_a_running_disk(world: &World, record: &WriteRecord) -> bool {
 #[derive(Default)]
 pub struct AcknowledgedWritesPresent {
     checked: u64,
+    kept_by_disks: u64,
     excused: BTreeSet<(String, String)>,
     separations: Separations,
 }
@@ -444,6 +449,9 @@ impl Invariant for AcknowledgedWritesPresent {
                 continue;
             };
             self.checked += 1;
+            if !survives_in_memory(world, newest) {
+                self.kept_by_disks += 1;
+            }
             for &(slot, core) in &nodes {
                 let entry = core
                     .replication()
@@ -498,6 +506,7 @@ impl Invariant for AcknowledgedWritesPresent {
 
     fn measure(&self, out: &mut Measurements) {
         out.writes_checked += self.checked;
+        out.writes_kept_by_disks += self.kept_by_disks;
         out.sets_won_after_departure += self.excused.len() as u64;
     }
 }
