@@ -298,8 +298,8 @@ fn scenario_file(name: &str) -> foundation_sim::scenario::Scenario {
 }
 
 /// Runs the scenario file `name` over `seeds`: every run passes, the replication checks ran,
-/// and the disks were really put to work — crashes lost unsynced bytes, restarts found data,
-/// and writes returned only once durable.
+/// and the disks were really put to work — restarts found data, writes were owed to disks
+/// alone, and crashes lost unsynced bytes (in some seed).
 fn disks_hold(name: &str, seeds: std::ops::Range<u64>) -> Vec<RunReport> {
     let reports = sweep(&scenario_file(name), seeds, 0, false);
     for r in reports.iter().filter(|r| !r.passed) {
@@ -316,7 +316,7 @@ fn disks_hold(name: &str, seeds: std::ops::Range<u64>) -> Vec<RunReport> {
             .disks
             .expect("a scenario with storage reports its disks");
         assert!(
-            disks.crashes > 0 && disks.lost_bytes > 0 && disks.restores > 0,
+            disks.crashes > 0 && disks.restores > 0,
             "{name} seed {}: {disks:?}",
             r.seed
         );
@@ -332,6 +332,14 @@ fn disks_hold(name: &str, seeds: std::ops::Range<u64>) -> Vec<RunReport> {
             r.seed
         );
     }
+    // A crash finds unsynced writes only when one came in its last sync latency: not every
+    // seed, but some.
+    let lost: u64 = reports
+        .iter()
+        .filter_map(|r| replication(r).disks)
+        .map(|d| d.lost_bytes)
+        .sum();
+    assert!(lost > 0, "{name}: no crash lost an unsynced write");
     reports
 }
 
