@@ -15,7 +15,9 @@
 //! - a crash loses what was not synced (and may keep or tear some of it, as
 //!   [`SimDiskFaults`] say); a restart with the same identity loads what the disk kept; a
 //!   restart as a new node is a replaced machine and starts from an empty disk;
-//! - a graceful stop syncs before it shuts down, as a process that exits cleanly would.
+//! - a graceful stop syncs before it shuts down, as a process that exits cleanly would;
+//! - a restart's generation (later than every earlier life's) comes from the world, which
+//!   remembers the last one, where the runtime reads it back from its store.
 //!
 //! Nothing here reads a clock or iterates a hash map; every draw comes from the world's RNG.
 

@@ -991,5 +991,19 @@ service = "billing"
         assert!(e.problem.contains("sync_latency"), "{e}");
         let e = parse(&with("sync = true\n"), "s").unwrap_err();
         assert!(e.problem.contains("unknown field"), "{e}");
+        let full = "\n[[at]]\ntime = \"13s\"\ndisk_full = 2\nfor = \"1s\"\n";
+        let s = parse(&format!("{GOOD}{full}\n[storage]\n"), "s").unwrap();
+        assert_eq!(
+            s.schedule[3].fault,
+            Fault::DiskFull(Nodes::One(2), Duration::from_secs(1))
+        );
+        let e = parse(&format!("{GOOD}{full}"), "s").unwrap_err();
+        assert!(e.problem.contains("needs storage"), "{e}");
+        let e = parse(
+            &format!("{GOOD}{}\n[storage]\n", full.replace("for = \"1s\"\n", "")),
+            "s",
+        )
+        .unwrap_err();
+        assert!(e.problem.contains("disk_full needs `for"), "{e}");
     }
 }
