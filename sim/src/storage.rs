@@ -110,7 +110,10 @@ pub(crate) struct NodeDisk {
     /// When the last completion is due (world µs): later ones never overtake it.
     due_us: u64,
     /// A write was refused and the core not told yet: later batches are refused too, as the
-    /// runtime's store refuses after a full disk, so none lands after the one that failed.
+    /// runtime's store refuses after a full disk, so none lands after the one that failed. It
+    /// matters: a later batch that lands claims (in its seen-sets) the refused one's writes, and
+    /// a node restarted from that disk would claim ops it lacks (`seen-backed-by-data` fails
+    /// at once when this is switched off and a nearly full disk takes small batches only).
     refusing: bool,
     /// Local writes waiting to be durable, by the batch they wait for (write record indexes).
     waiting: BTreeMap<u64, Vec<usize>>,
@@ -255,5 +258,52 @@ impl DiskTotals {
         self.torn += other.torn;
         self.lost_bytes += other.lost_bytes;
         self.restores += other.restores;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(key: &[u8], bytes: usize) -> Batch {
+        let mut batch = Batch::new();
+        batch.put_entry("kv", key, &vec![7; bytes]);
+        batch
+    }
+
+    #[test]
+    fn after_a_refused_batch_nothing_lands_until_the_core_heard_of_it() {
+        let mut disk = NodeDisk::new(&StorageConfig::new(Duration::from_millis(2)), 0);
+        disk.disk.set_capacity(Some(200));
+        assert!(disk.write(&batch(b"big", 500)).is_err());
+        let small = batch(b"small", 1);
+        assert!(
+            disk.write(&small).is_err(),
+            "a later batch that fits must not land after the refused one"
+        );
+        assert_eq!(disk.complete(1, false).0, Input::PersistFailed { seq: 1 });
+        assert!(disk.write(&small).is_ok());
+    }
+
+    #[test]
+    fn a_completion_answers_the_writes_up_to_its_batch_and_a_crash_forgets_the_rest() {
+        let mut disk = NodeDisk::new(&StorageConfig::new(Duration::from_millis(2)), 0);
+        for (seq, index) in [(1, 10), (2, 20), (3, 30)] {
+            disk.write(&batch(b"k", 8)).expect("room");
+            disk.await_batch(seq, index);
+        }
+        let (input, ready) = disk.complete(2, true);
+        assert_eq!((input, ready), (Input::Persisted { upto: 2 }, vec![10, 20]));
+        disk.crash(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1));
+        assert!(
+            disk.complete(3, true).1.is_empty(),
+            "the crash lost batch 3's waiter"
+        );
+        assert_eq!(disk.due(100, 5), 105);
+        assert_eq!(
+            disk.due(101, 1),
+            105,
+            "completions never overtake earlier ones"
+        );
     }
 }
