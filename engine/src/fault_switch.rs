@@ -53,8 +53,9 @@ pub enum FaultSwitch {
     /// (`replication::Replication::apply_remote`).
     HlcIgnoresReceive,
     /// A replica acknowledges an acked write as soon as it applied it, before the write is
-    /// durable on its disk (`replication::Replication::ack_when_durable`); the writer's own
-    /// reply waits for its disk as before.
+    /// durable on its disk (`replication::Replication::ack_when_durable`), and
+    /// `replication::Replication::durability` says `Now`, so the writer's own reply does not
+    /// wait for its disk either.
     AckBeforeDurable,
     /// Departed origins are never retired (`core::Core::retire_departed`).
     NeverRetire,

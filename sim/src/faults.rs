@@ -134,8 +134,11 @@ pub enum Fault {
     /// The nodes leave gracefully, then shut down.
     Stop(Nodes),
     /// The nodes (crashed or stopped; running ones are crashed first) start again and join
-    /// through the first running node.
+    /// through the first running node. With storage, the same identity takes up the slot's
+    /// disk; a new identity is a replaced machine with an empty disk.
     Restart(Nodes, Identity),
+    /// The nodes' disks are full for a while: every write is refused (needs storage).
+    DiskFull(Nodes, Duration),
     /// The nodes' clocks jump by `offset` (may be negative; local time stays monotonic) and run
     /// `drift_ppm` parts per million fast (negative: slow).
     ClockSkew {
@@ -184,6 +187,7 @@ impl Fault {
             self,
             Fault::Partition(..)
                 | Fault::PartitionOneWay(..)
+                | Fault::DiskFull(..)
                 | Fault::Network(_)
                 | Fault::Link(..)
                 | Fault::Register { .. }
@@ -214,6 +218,7 @@ impl fmt::Display for Fault {
             Fault::Stop(nodes) => write!(f, "stop {nodes} (graceful leave)"),
             Fault::Restart(nodes, Identity::Same) => write!(f, "restart {nodes} (same id)"),
             Fault::Restart(nodes, Identity::New) => write!(f, "restart {nodes} (new id)"),
+            Fault::DiskFull(nodes, d) => write!(f, "disk full on {nodes} for {d:?}"),
             Fault::ClockSkew {
                 nodes,
                 offset_us,
@@ -338,7 +343,8 @@ impl World {
             Fault::Stall(nodes, _)
             | Fault::Crash(nodes)
             | Fault::Stop(nodes)
-            | Fault::Restart(nodes, _) => nodes,
+            | Fault::Restart(nodes, _)
+            | Fault::DiskFull(nodes, _) => nodes,
             Fault::ClockSkew { nodes, .. } | Fault::Join(nodes, _) => nodes,
             Fault::Register { nodes, .. } | Fault::Deregister { nodes, .. } => nodes,
             _ => return Ok(Vec::new()),
@@ -364,6 +370,7 @@ impl World {
             Fault::Crash(_) => self.crash(slot),
             Fault::Stop(_) => self.stop(slot),
             Fault::Restart(_, identity) => self.restart(slot, *identity),
+            Fault::DiskFull(_, d) => self.fill_disk(slot, d.as_micros() as u64),
             Fault::ClockSkew {
                 offset_us,
                 drift_ppm,

@@ -12,6 +12,10 @@
 //! - [`scenario::Scenario`]: the builder, the TOML file format and the standard scenarios.
 //! - [`invariants`]: what is checked, and the trait to add a check.
 //! - [`services`]: what each node's application registers in the service registry.
+//! - [`storage`]: a simulated disk per node (`[storage]` in a scenario): batches the cores
+//!   persist are written at once and synced a seeded latency later; a crash loses (or tears)
+//!   what was not synced, a restart takes up what the disk kept, so acknowledged writes are
+//!   checked across crashes of the whole cluster.
 //! - [`sweep`]: many seeds on every core.
 //! - [`cli`]: the entry point behind `foundation sim`.
 //!
@@ -37,6 +41,7 @@
 //! | `registry-consistent` | `ReaperNeverDeletes`: dead lives' registry entries stay | `registry_consistent_catches_…` (`registry-partition`) |
 //! | `replicas-converge` | `DigestAnswerOffByOne`: a digest is answered from one op too far | `replicas_converge_catches_…` (a gap only the op path repairs) |
 //! | `acknowledged-writes-present` | `AckWithoutApplying`: an ack request is acknowledged, not applied | `acknowledged_writes_present_catches_…` |
+//! | `acknowledged-writes-present` (storage) | `AckBeforeDurable`: replicas acknowledge, and writers answer, before the batch is synced | `acknowledged_writes_present_catches_acks_before_durable_…` (`whole-cluster-crash`) |
 //! | `seen-backed-by-data` | `SeenWithoutApplying`: a full state's progress is taken, its data not merged | `seen_backed_by_data_catches_…` |
 //! | `causal-order` | `HlcIgnoresReceive`: the clock does not move past received timestamps | `causal_order_catches_…` (`skewed-writes`) |
 //! | `departed-origins-retired` | `NeverRetire`: departed writers are never retired | `departed_origins_retired_catches_…` (`compaction`) |
@@ -52,6 +57,7 @@ pub mod network;
 pub mod report;
 pub mod scenario;
 pub mod services;
+pub mod storage;
 pub mod sweep;
 pub mod trace;
 pub mod world;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::invariants::registry::RegistryKind;
 use crate::invariants::{Measurements, ReplicationEpisode};
 use crate::network::NetStats;
+use crate::storage::DiskTotals;
 use crate::world::World;
 use crate::writes::ReplicationTotals;
 
@@ -125,6 +126,11 @@ pub struct ReplicationReport {
     /// Keys where a set won over a newer delete made across a partition longer than
     /// `departed_after` (the documented exception to last-writer-wins).
     pub sets_won_after_departure: u64,
+    /// Writes whose reply could be given (durable on the writer; every write without storage).
+    pub writes_returned: u64,
+    /// What the nodes' disks did, when they had storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disks: Option<DiskTotals>,
 }
 
 impl ReplicationReport {
@@ -144,6 +150,8 @@ impl ReplicationReport {
             convergence: Stats::of(episodes.iter().filter_map(|e| e.took_secs).collect()),
             not_converged: episodes.iter().filter(|e| e.took_secs.is_none()).count(),
             sets_won_after_departure: measured.sets_won_after_departure,
+            writes_returned: writes.iter().filter(|w| w.durable_at_us.is_some()).count() as u64,
+            disks: world.storage().map(|_| world.disk_totals()),
         }
     }
 }
@@ -499,6 +507,13 @@ fn print_replication(
         "  {} bytes sent · {} tombstones collected · {} origins retired · {} epoch changes",
         t.bytes_sent, t.tombstones_collected, t.origins_retired, t.epoch_changes
     )?;
+    if let Some(d) = &r.disks {
+        writeln!(
+            out,
+            "  disks: {} returned writes · {} batches · {} syncs · {} refused · {} crashes ({} torn, {} B unsynced lost) · {} restores",
+            r.writes_returned, d.writes, d.syncs, d.refused, d.crashes, d.torn, d.lost_bytes, d.restores
+        )?;
+    }
     if r.sets_won_after_departure > 0 {
         writeln!(
             out,

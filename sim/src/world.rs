@@ -19,8 +19,10 @@ use foundation_engine::core::{Command, Core, CoreConfig, Input};
 use foundation_engine::effects::{Effect, Event, Timer};
 use foundation_engine::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
 use foundation_engine::replication::{
-    AckTicket, Envelope, Op, Origin, ReplicationConfig, ReplicationEvent, ReplicationTimer, Write,
+    AckTicket, Durability, Envelope, Op, Origin, ReplicationConfig, ReplicationEvent,
+    ReplicationTimer, Write,
 };
+use foundation_engine::storage::Batch;
 use foundation_engine::time::Instant;
 use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
 use rand::rngs::StdRng;
@@ -29,6 +31,7 @@ use serde::Serialize;
 
 use crate::clock::NodeClock;
 use crate::network::{BlockRule, LinkModel, Network};
+use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
 use crate::trace::{Fnv64, Trace};
 use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord, WriteRequest};
 
@@ -104,6 +107,8 @@ pub struct SimNode {
     leaving_us: Option<u64>,
     /// Lives that ended, with when (world µs).
     ended: Vec<(u64, u64)>,
+    /// Its disk, when the scenario gives nodes storage; it outlives the cores.
+    disk: Option<NodeDisk>,
 }
 
 impl SimNode {
@@ -182,6 +187,12 @@ impl SimNode {
             .map(|(_, at)| *at)
     }
 
+    /// Whether a core runs now that took up what life `life` of this slot made durable: the
+    /// slot has a disk, and it was not replaced since (a new identity is a new machine).
+    pub fn up_with_disk_of(&self, life: u64) -> bool {
+        self.core.is_some() && self.disk.as_ref().is_some_and(|d| d.holds_life(life))
+    }
+
     fn node_addr(&self) -> NodeAddr {
         NodeAddr {
             id: self.id,
@@ -240,9 +251,20 @@ enum Pending {
     Workload {
         index: usize,
     },
+    /// The slot's disk has room again (its disk outlives its cores: no life).
+    DiskFree {
+        node: usize,
+    },
     Resume {
         node: usize,
         life: u64,
+    },
+    /// A storage batch completes: synced, or refused when it was written.
+    Synced {
+        node: usize,
+        life: u64,
+        seq: u64,
+        written: bool,
     },
     Shutdown {
         node: usize,
@@ -257,8 +279,8 @@ impl Pending {
             Pending::Datagram { to, .. } | Pending::Stream { to, .. } => Some(*to),
             Pending::Timer { node, .. } | Pending::Command { node, .. } => Some(*node),
             Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => Some(*node),
-            Pending::Write { node, .. } => Some(*node),
-            Pending::Workload { .. } => None,
+            Pending::Write { node, .. } | Pending::Synced { node, .. } => Some(*node),
+            Pending::Workload { .. } | Pending::DiskFree { .. } => None,
         }
     }
 }
@@ -308,6 +330,7 @@ pub struct World {
     observed: Vec<Observed>,
     topology: Vec<(u64, Vec<BlockRule>)>,
     replication: Option<ReplicationConfig>,
+    storage: Option<StorageConfig>,
     writes: WriteLog,
     /// What each slot's application registers in the service registry.
     pub(crate) registrations: crate::services::Registrations,
@@ -355,6 +378,7 @@ impl World {
             observed: Vec::new(),
             topology: vec![(0, Vec::new())],
             replication: None,
+            storage: None,
             writes: WriteLog::default(),
             registrations: Default::default(),
         };
@@ -444,9 +468,37 @@ impl World {
             let seed = self.rng.gen::<u64>();
             if let Some(core) = self.nodes[slot].core.take() {
                 self.nodes[slot].core = Some(core.with_replication(config.clone(), seed));
+                self.take_up_disk(slot);
             }
         }
         self.replication = Some(config);
+    }
+
+    /// Gives every node slot a disk with these settings, and has every running core persist
+    /// to it from now on (call after [`World::set_replication`], before anything is written).
+    pub fn set_storage(&mut self, config: StorageConfig) {
+        for node in &mut self.nodes {
+            node.disk = Some(NodeDisk::new(&config, 0));
+        }
+        self.storage = Some(config);
+        for slot in 0..self.nodes.len() {
+            self.take_up_disk(slot);
+            self.drain(slot);
+        }
+    }
+
+    /// The nodes' storage, if they have any.
+    pub fn storage(&self) -> Option<&StorageConfig> {
+        self.storage.as_ref()
+    }
+
+    /// What every disk did so far.
+    pub fn disk_totals(&self) -> DiskTotals {
+        let mut totals = DiskTotals::default();
+        for disk in self.nodes.iter().filter_map(|n| n.disk.as_ref()) {
+            totals.add(disk.totals());
+        }
+        totals
     }
 
     /// Queues a command for the node in `slot`, `after_us` from now.
@@ -625,6 +677,7 @@ impl World {
             newest_before,
             read_back: None,
             acked: None,
+            durable_at_us: None,
         };
         let result = match acked {
             None => core.write(local, write).map(|()| None),
@@ -661,6 +714,7 @@ impl World {
         record.read_back = applied
             .and_then(|k| k.map().entry(&record.key))
             .map(|e| e.ts);
+        let durability = core.replication().durability(&record.keyspace);
         let lives = [(record.slot, record.life)];
         record.acked = ticket.map(|t| {
             let mut progress = AckProgress {
@@ -676,6 +730,16 @@ impl World {
             progress
         });
         let index = self.writes.records.len();
+        // The reply waits until the write is durable here, as the runtime's does.
+        match durability {
+            Durability::Now => record.durable_at_us = Some(record.at_us),
+            Durability::After(seq) => {
+                if let Some(disk) = self.nodes[record.slot].disk.as_mut() {
+                    disk.await_batch(seq, index);
+                }
+            }
+            Durability::Failing => {}
+        }
         let key = (record.origin, record.keyspace.clone(), record.seq);
         self.writes.by_seq.insert(key, index);
         self.writes.records.push(record);
@@ -784,11 +848,101 @@ impl World {
             "{} n{slot} start {id} gen {generation}",
             Stamp(now)
         ));
+        self.take_up_disk(slot);
         self.drain(slot);
     }
 
-    /// Stops the core in `slot` at once: its timers, buffers and connections are gone.
+    /// Has the core in `slot` persist to the slot's disk and take up what it holds (nothing
+    /// without storage). Before the core's first input, as the runtime does.
+    fn take_up_disk(&mut self, slot: usize) {
+        let now = self.now_us;
+        let node = &mut self.nodes[slot];
+        let (Some(disk), Some(core)) = (node.disk.as_mut(), node.core.as_mut()) else {
+            return;
+        };
+        let loaded = disk.load();
+        let skipped = core.start_persisting(node.clock.local(now), &loaded.state);
+        let entries = loaded.state.entry_count();
+        self.trace.line(format_args!(
+            "{} n{slot} loads {entries} entries ({}); {skipped} did not decode",
+            Stamp(now),
+            loaded.report
+        ));
+    }
+
+    /// The core in `slot` asks for batch `seq` to be made durable: it is written to the
+    /// slot's disk now and completes a sync latency later.
+    fn persist(&mut self, slot: usize, seq: u64, batch: &Batch) {
+        let now = self.now_us;
+        let node = &mut self.nodes[slot];
+        let (Some(config), Some(disk)) = (self.storage.as_ref(), node.disk.as_mut()) else {
+            // A core persists only when `take_up_disk` started it, which needs a disk.
+            self.trace.line(format_args!(
+                "{} n{slot} -> persist #{seq} (no disk)",
+                Stamp(now)
+            ));
+            return;
+        };
+        let written = disk.write(batch).is_ok();
+        let at = disk.due(now, config.sync_delay_us(&mut self.rng));
+        let life = node.life;
+        let refused = if written { "" } else { " refused" };
+        self.trace.line(format_args!(
+            "{} n{slot} -> persist #{seq} {} ops{refused}, done at {}",
+            Stamp(now),
+            batch.ops().len(),
+            Stamp(at)
+        ));
+        let synced = Pending::Synced {
+            node: slot,
+            life,
+            seq,
+            written,
+        };
+        self.push(at, synced);
+    }
+
+    /// Batch `seq` of the core in `slot` completes: the disk syncs, and the core and the
+    /// writes that waited hear of it.
+    fn synced(&mut self, slot: usize, seq: u64, written: bool) {
+        let now = self.now_us;
+        let node = &mut self.nodes[slot];
+        let Some(disk) = node.disk.as_mut() else {
+            return;
+        };
+        let (input, durable) = disk.complete(seq, written);
+        self.trace
+            .line(format_args!("{} n{slot} <- {input:?}", Stamp(now)));
+        if let Some(core) = node.core.as_mut() {
+            core.handle(node.clock.local(now), input);
+        }
+        for index in durable {
+            self.writes.records[index].durable_at_us = Some(now);
+        }
+        self.drain(slot);
+    }
+
+    /// Stops the core in `slot` at once: its timers, buffers and connections are gone, and
+    /// its disk loses what was not synced.
     pub(crate) fn crash(&mut self, slot: usize) {
+        let node = &mut self.nodes[slot];
+        if let (Some(disk), Some(_)) = (node.disk.as_mut(), &node.core) {
+            let lost = disk.crash(&mut self.rng);
+            self.trace
+                .line(format_args!("{} n{slot} disk {lost}", Stamp(self.now_us)));
+        }
+        self.end_life(slot);
+    }
+
+    /// The core in `slot` exits cleanly: its disk syncs first.
+    fn shut_down(&mut self, slot: usize) {
+        if let Some(disk) = self.nodes[slot].disk.as_mut() {
+            disk.shut_down();
+        }
+        self.end_life(slot);
+    }
+
+    fn end_life(&mut self, slot: usize) {
         let node = &mut self.nodes[slot];
         if let Some(core) = &node.core {
             // Remember the generation the core went by, for the restart and for reports.
@@ -812,11 +966,26 @@ impl World {
         );
     }
 
-    /// Gives `slot` a new random node id (its address stays).
+    /// Gives `slot` a new random node id (its address stays). A new identity is a replaced
+    /// machine: with storage, it comes with a new, empty disk, so what earlier lives made
+    /// durable is on its peers only.
     pub(crate) fn new_identity(&mut self, slot: usize) {
         let id = self.fresh_id();
-        self.nodes[slot].id = id;
+        let node = &mut self.nodes[slot];
+        node.id = id;
+        if let (Some(config), Some(disk)) = (self.storage.as_ref(), node.disk.as_mut()) {
+            disk.replace(config, node.life + 1);
+        }
         self.by_id.insert(id, slot);
+    }
+
+    /// The disk of `slot` refuses every write for `for_us` (nothing without storage).
+    pub(crate) fn fill_disk(&mut self, slot: usize, for_us: u64) {
+        let until = self.now_us + for_us;
+        if let Some(disk) = self.nodes[slot].disk.as_mut() {
+            disk.fill(until);
+            self.push(until, Pending::DiskFree { node: slot });
+        }
     }
 
     /// Freezes the node in `slot` for `for_us`.
@@ -871,6 +1040,7 @@ impl World {
             started_us: 0,
             leaving_us: None,
             ended: Vec::new(),
+            disk: None,
         });
     }
 
@@ -910,6 +1080,15 @@ impl World {
                 self.workload_write(*index);
                 return None;
             }
+            (Pending::DiskFree { node }, _) => {
+                let (node, now) = (*node, self.now_us);
+                if let Some(disk) = self.nodes[node].disk.as_mut() {
+                    disk.free(now);
+                }
+                self.trace
+                    .line(format_args!("{} n{node} disk has room", Stamp(now)));
+                return None;
+            }
             (_, Some(slot)) => slot,
             (_, None) => return None,
         };
@@ -919,7 +1098,7 @@ impl World {
                 return Some(node);
             }
             Pending::Shutdown { node, life } if self.nodes[node].life == life => {
-                self.crash(node);
+                self.shut_down(node);
                 self.trace
                     .line(format_args!("{} n{node} shut down", Stamp(self.now_us)));
                 return None;
@@ -950,7 +1129,8 @@ impl World {
         match what {
             Pending::Timer { life, .. }
             | Pending::Command { life, .. }
-            | Pending::Write { life, .. } => self.nodes[slot].life == *life,
+            | Pending::Write { life, .. }
+            | Pending::Synced { life, .. } => self.nodes[slot].life == *life,
             Pending::Stream {
                 to,
                 from,
@@ -1031,6 +1211,9 @@ impl World {
                 acked,
                 ..
             } => return self.apply_write(node, id, write, acked),
+            Pending::Synced {
+                node, seq, written, ..
+            } => return self.synced(node, seq, written),
             Pending::Timer {
                 node,
                 scheduled,
@@ -1054,7 +1237,10 @@ impl World {
                 ));
                 (node, Input::Command(command))
             }
-            Pending::Resume { .. } | Pending::Shutdown { .. } | Pending::Workload { .. } => return,
+            Pending::Resume { .. }
+            | Pending::Shutdown { .. }
+            | Pending::Workload { .. }
+            | Pending::DiskFree { .. } => return,
         };
         let node = &mut self.nodes[slot];
         let local = node.clock.local(self.now_us);
@@ -1104,13 +1290,7 @@ impl World {
                 } => self.send(slot, to, channel, payload),
                 Effect::Timer { at, timer } => self.arm(slot, at, timer),
                 Effect::Event(Event::Membership(event)) => self.observe(slot, event),
-                // Simulated nodes keep no storage yet: no core here calls `start_persisting`,
-                // so none asks for a batch to be written.
-                Effect::Persist { seq, .. } => {
-                    let now = Stamp(self.now_us);
-                    self.trace
-                        .line(format_args!("{now} n{slot} -> persist #{seq} (no disk)"));
-                }
+                Effect::Persist { seq, batch } => self.persist(slot, seq, &batch),
                 // Other protocols' events are traced; their invariants read them from the trace
                 // or from the cores until they need a hook of their own. Acks also go to the
                 // write log.

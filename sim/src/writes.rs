@@ -285,6 +285,10 @@ pub struct WriteRecord {
     pub read_back: Option<Timestamp>,
     /// For a write that asked for acknowledgements.
     pub acked: Option<AckProgress>,
+    /// When its reply could be given, in world µs: once durable on the writer's disk
+    /// (`Replication::durability`; at once without storage). `None`: never — not durable
+    /// yet, its batch failed, or the writer went down first.
+    pub durable_at_us: Option<u64>,
 }
 
 impl WriteRecord {

@@ -290,6 +290,105 @@ fn replication_scenarios_hold_over_many_seeds() {
     }
 }
 
+/// A scenario file of `sim/scenarios/`.
+fn scenario_file(name: &str) -> foundation_sim::scenario::Scenario {
+    let path = format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("the scenario file");
+    file::parse(&text, &path).expect("a valid scenario")
+}
+
+/// Runs the scenario file `name` over `seeds`: every run passes, the replication checks ran,
+/// and the disks were really put to work — restarts found data, writes were owed to disks
+/// alone, and crashes lost unsynced bytes (in some seed).
+fn disks_hold(name: &str, seeds: std::ops::Range<u64>) -> Vec<RunReport> {
+    let reports = sweep(&scenario_file(name), seeds, 0, false);
+    for r in reports.iter().filter(|r| !r.passed) {
+        eprintln!(
+            "{name} seed {} failed: {:?} {:?}\nreplay: {}",
+            r.seed, r.invariants, r.panic, r.replay
+        );
+    }
+    assert!(reports.iter().all(|r| r.passed), "{name}");
+    assert_replication_checked(&reports);
+    for r in &reports {
+        let rep = replication(r);
+        let disks = rep
+            .disks
+            .expect("a scenario with storage reports its disks");
+        assert!(
+            disks.crashes > 0 && disks.restores > 0,
+            "{name} seed {}: {disks:?}",
+            r.seed
+        );
+        assert!(
+            rep.majority_acked > 0 && rep.writes_returned > 0,
+            "{name} seed {}",
+            r.seed
+        );
+        // The point of the disks: after the whole cluster crashed, writes were owed to them.
+        assert!(
+            r.measurements.writes_kept_by_disks > 0,
+            "{name} seed {}: no write was owed to a disk",
+            r.seed
+        );
+    }
+    // A crash finds unsynced writes only when one came in its last sync latency: not every
+    // seed, but some.
+    let lost: u64 = reports
+        .iter()
+        .filter_map(|r| replication(r).disks)
+        .map(|d| d.lost_bytes)
+        .sum();
+    assert!(lost > 0, "{name}: no crash lost an unsynced write");
+    reports
+}
+
+#[test]
+fn writes_that_returned_survive_a_crash_of_the_whole_cluster() {
+    disks_hold("whole-cluster-crash", 1..3);
+}
+
+#[test]
+fn torn_and_lost_unsynced_writes_lose_nothing_that_returned() {
+    let reports = disks_hold("crash-restart-disks", 1..3);
+    let torn: u64 = reports
+        .iter()
+        .filter_map(|r| replication(r).disks)
+        .map(|d| d.torn)
+        .sum();
+    assert!(torn > 0, "no crash tore a write");
+    for r in &reports {
+        let rep = replication(r);
+        let refused = rep.disks.map_or(0, |d| d.refused);
+        assert!(
+            refused > 0,
+            "seed {}: the full disk refused nothing",
+            r.seed
+        );
+        assert!(rep.totals.persist_failures > 0, "seed {}", r.seed);
+    }
+}
+
+/// Many seeds of the storage scenarios: `cargo test --release -p foundation-sim --test
+/// scenarios -- --ignored disks_over_many_seeds`.
+#[test]
+#[ignore = "minutes in a debug build; run with --release"]
+fn disks_over_many_seeds() {
+    disks_hold("whole-cluster-crash", 1..61);
+    disks_hold("crash-restart-disks", 1..61);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace_with_disks() {
+    let scenario = scenario_file("crash-restart-disks");
+    let a = run(&scenario, 42, &RunOptions::default());
+    let b = run(&scenario, 42, &RunOptions::default());
+    assert_eq!(a.trace_hash, b.trace_hash, "same seed, different trace");
+    assert_eq!(replication(&a).disks, replication(&b).disks);
+    let c = run(&scenario, 43, &RunOptions::default());
+    assert_ne!(a.trace_hash, c.trace_hash, "the seed changes nothing");
+}
+
 #[test]
 fn registry_partition_holds() {
     let mut reports = check_all_pass_at("registry-partition", 16, 1..3);

@@ -25,7 +25,9 @@
 //!   workload, every running node holds the same live data within a bound.
 //! - [`replication::AcknowledgedWritesPresent`]: at the end, no write that must have survived
 //!   (its writer is still running, or a majority acknowledged it and a holder or acker is still
-//!   running) is missing or beaten by an older write on any running node.
+//!   running) is missing or beaten by an older write on any running node. With storage
+//!   (`[storage]`), also every write durable on a disk a node runs on again: the writer's once
+//!   its reply came, each acknowledger's — across crashes of the whole cluster.
 //! - [`seen::SeenBackedByData`]: every write a node's digest claims seen is in its data, or
 //!   superseded by a later write or delete.
 //! - [`causality::CausalOrder`]: no write loses to a write its writer had applied before it (read
@@ -211,6 +213,9 @@ pub struct Measurements {
     pub replication: Vec<ReplicationEpisode>,
     /// Keys whose surviving writes were checked on every running node at the end.
     pub writes_checked: u64,
+    /// Of them, keys whose newest surviving write was owed only to a disk: no life that held
+    /// it in memory still runs (with storage; see [`replication::durable_on_a_running_disk`]).
+    pub writes_kept_by_disks: u64,
     /// Keys where a set won over a newer delete made across a partition longer than
     /// `departed_after` (allowed; see [`replication::AcknowledgedWritesPresent`]).
     pub sets_won_after_departure: u64,

@@ -323,9 +323,17 @@ impl Invariant for ReplicasConverge {
 /// Whether a write must still be there at the end: it was applied by a core that is still
 /// running (the writer holds it, so anti-entropy must spread it), or it was acknowledged by a
 /// majority and some life seen holding it, or that acknowledged it, is still running (an ack
-/// says "I hold it": a running acker that lacks it lost it). A write whose every known holder
-/// went down may be lost: the simulator's nodes keep nothing across a crash.
+/// says "I hold it": a running acker that lacks it lost it). Without storage, a write whose
+/// every known holder went down may be lost: nodes keep nothing across a crash.
+///
+/// With storage, a write also survives on disk ([`durable_on_a_running_disk`]), whole-cluster
+/// crashes included.
 pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
+    survives_in_memory(world, record) || durable_on_a_running_disk(world, record)
+}
+
+/// The first two reasons of [`must_survive`]: a life that holds the write still runs.
+fn survives_in_memory(world: &World, record: &WriteRecord) -> bool {
     if world.node(record.slot).is_up_in(record.life) {
         return true;
     }
@@ -336,6 +344,29 @@ pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
                 .chain(&a.acker_lives)
                 .any(|&(slot, life)| world.node(slot).is_up_in(life))
     })
+}
+
+/// With storage: some node made the write durable and runs now on the same disk (a restart
+/// with the same identity; a new identity is a new machine with an empty disk). The durable
+/// copies are the writer's once its reply could be given (`durable_at_us`: its batch synced),
+/// and each acknowledger's (a replica acknowledges only once its batch synced). A majority
+/// write whose reply came is therefore owed after any crash of every node, and so is every
+/// plain write that returned on its writer, as long as that node comes back.
+pub fn durable_on_a_running_disk(world: &World, record: &WriteRecord) -> bool {
+    if world.storage().is_none() {
+        return false;
+    }
+    let writer = record
+        .durable_at_us
+        .map(|_| (record.slot, record.life))
+        .into_iter();
+    let ackers = record
+        .acked
+        .iter()
+        .flat_map(|a| a.acker_lives.iter().copied());
+    writer
+        .chain(ackers)
+        .any(|(slot, life)| world.node(slot).up_with_disk_of(life))
 }
 
 /// `acknowledged-writes-present`: at the end, for every key with a write that must survive
@@ -356,6 +387,7 @@ pub fn must_survive(world: &World, record: &WriteRecord) -> bool {
 #[derive(Default)]
 pub struct AcknowledgedWritesPresent {
     checked: u64,
+    kept_by_disks: u64,
     excused: BTreeSet<(String, String)>,
     separations: Separations,
 }
@@ -365,6 +397,21 @@ impl AcknowledgedWritesPresent {
     pub fn new() -> Self {
         Self::default()
     }
+}
+
+/// How a write that must survive was acknowledged, for a violation's message.
+fn acked(record: &WriteRecord) -> String {
+    let returned = record
+        .durable_at_us
+        .map(|t| format!(", returned at {:.3}s", secs(t)))
+        .unwrap_or_default();
+    let majority = match &record.acked {
+        Some(a) if a.majority_at_us.is_some() => {
+            format!(", acked by a majority ({} of {})", a.holders, a.members)
+        }
+        _ => String::new(),
+    };
+    format!("{returned}{majority}")
 }
 
 /// Problems kept in one violation's message.
@@ -402,6 +449,9 @@ impl Invariant for AcknowledgedWritesPresent {
                 continue;
             };
             self.checked += 1;
+            if !survives_in_memory(world, newest) {
+                self.kept_by_disks += 1;
+            }
             for &(slot, core) in &nodes {
                 let entry = core
                     .replication()
@@ -422,8 +472,8 @@ impl Invariant for AcknowledgedWritesPresent {
                             None
                         }
                         Some(w) if w.ts < newest.ts => Some(format!(
-                            "n{slot} holds w{} (written by n{} at {:.3}s) for {keyspace}/{key}, older than w{} (by n{} at {:.3}s) that must have survived",
-                            w.id, w.slot, secs(w.at_us), newest.id, newest.slot, secs(newest.at_us)
+                            "n{slot} holds w{} (written by n{} at {:.3}s) for {keyspace}/{key}, older than w{} (by n{} at {:.3}s{}) that must have survived",
+                            w.id, w.slot, secs(w.at_us), newest.id, newest.slot, secs(newest.at_us), acked(newest)
                         )),
                         Some(_) => None,
                     },
@@ -434,7 +484,7 @@ impl Invariant for AcknowledgedWritesPresent {
                         newest.id,
                         newest.slot,
                         secs(newest.at_us),
-                        if newest.majority_acked() { ", acked by a majority" } else { "" }
+                        acked(newest)
                     )),
                 };
                 if let Some(problem) = problem {
@@ -456,6 +506,7 @@ impl Invariant for AcknowledgedWritesPresent {
 
     fn measure(&self, out: &mut Measurements) {
         out.writes_checked += self.checked;
+        out.writes_kept_by_disks += self.kept_by_disks;
         out.sets_won_after_departure += self.excused.len() as u64;
     }
 }
@@ -539,8 +590,9 @@ mod tests {
     use foundation_engine::replication::Write;
 
     use super::*;
-    use crate::faults::Nodes;
+    use crate::faults::{Identity, Nodes};
     use crate::network::LinkModel;
+    use crate::storage::StorageConfig;
     use crate::world::WorldConfig;
     use crate::writes::{WriteRequest, DEFAULT_KEYSPACE};
 
@@ -665,6 +717,42 @@ mod tests {
             "the write on n1 came later in LWW order"
         );
         assert!(world.writes().iter().any(|w| w.key == "lost"));
+    }
+
+    #[test]
+    fn with_disks_what_returned_outlives_every_node_and_what_did_not_is_not_owed() {
+        let mut world = World::new(WorldConfig {
+            seed: 5,
+            nodes: 3,
+            membership: MembershipConfig::development(),
+            network: LinkModel::lan(),
+            keep_trace: false,
+        });
+        world.set_storage(StorageConfig::new(Duration::from_millis(20)));
+        apply(&mut world, Fault::Join(Nodes::All, 0));
+        run_until(&mut world, 3.0);
+        let kept = set(&mut world, 0, "kept");
+        run_until(&mut world, 3.5);
+        // Written and crashed in the same instant: not synced, not even sent.
+        let lost = set(&mut world, 1, "lost");
+        apply(&mut world, Fault::Crash(Nodes::All));
+        apply(&mut world, Fault::Restart(Nodes::All, Identity::Same));
+        run_until(&mut world, 15.0);
+        let record = |id: u64| world.writes().iter().find(|w| w.id == id).expect("made");
+        let (kept, lost) = (record(kept), record(lost));
+        assert!(kept.durable_at_us.is_some() && lost.durable_at_us.is_none());
+        assert!(must_survive(&world, kept) && !must_survive(&world, lost));
+        check(&world).expect("what returned came back from the disks");
+        for slot in 0..3 {
+            let core = world.node(slot).core().expect("restarted");
+            let value = core.replication().get(DEFAULT_KEYSPACE, "kept");
+            assert!(value.is_some(), "n{slot} lacks the write that returned");
+        }
+        assert!(
+            world.disk_totals().restores >= 3,
+            "{:?}",
+            world.disk_totals()
+        );
     }
 
     #[test]

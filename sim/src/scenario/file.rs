@@ -43,6 +43,7 @@
 //! service = "billing"
 //!
 //! # other actions: crash = sel · stop = sel · restart = sel (identity = "same" | "new")
+//! # disk_full = sel (for = "2s"; needs [storage]: the disks refuse every write meanwhile)
 //! # skew = sel (offset = "250ms" or "-250ms", drift_ppm = 100) · network = { ...as above... }
 //! # join = sel (via = 0)
 //! # A scenario that registers anything is also checked by the `registry-consistent`
@@ -78,6 +79,12 @@
 //! departed_after = "15m"
 //! bulk_threshold = 65536
 //!
+//! [storage]                   # optional: each node keeps its keyspaces on a simulated disk
+//! enabled = true              # optional, default true; false is the same as no table
+//! sync_latency = "2ms"        # mean time from a write to its sync (jittered ±50 %)
+//! crash_keeps_unsynced = 0.5  # optional: chance a crash keeps a prefix of unsynced writes
+//! crash_tears = 0.5           # optional: chance a crash leaves the first lost write torn
+//!
 //! [checks]
 //! convergence = "30s"         # every live node agrees within this after each disturbance
 //! detection = "10s"           # every survivor sees a crash within this
@@ -97,7 +104,11 @@ use toml::Spanned;
 use super::{Check, Scenario, Scheduled};
 use crate::faults::{Fault, Identity, Nodes};
 use crate::network::LinkModel;
+use crate::storage::StorageConfig;
 use crate::writes::{Workload, Writes, DEFAULT_KEYSPACE};
+
+/// A disk's sync latency when the `[storage]` table names none.
+const SYNC_LATENCY: Duration = Duration::from_millis(2);
 
 /// A scenario file that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +134,16 @@ struct RawScenario {
     at: Vec<Spanned<RawAt>>,
     checks: Option<Spanned<RawChecks>>,
     replication: Option<Spanned<RawReplication>>,
+    storage: Option<Spanned<RawStorage>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    enabled: Option<bool>,
+    sync_latency: Option<String>,
+    crash_keeps_unsynced: Option<f64>,
+    crash_tears: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +206,7 @@ struct RawAt {
     stop: Option<RawNodes>,
     restart: Option<RawNodes>,
     identity: Option<String>,
+    disk_full: Option<RawNodes>,
     skew: Option<RawNodes>,
     offset: Option<String>,
     drift_ppm: Option<i64>,
@@ -244,6 +266,9 @@ pub fn parse(text: &str, source: &str) -> Result<Scenario, ScenarioError> {
     }
     if let Some(r) = &raw.replication {
         scenario.replication = Some(replication(r.get_ref()).map_err(at(r.span()))?);
+    }
+    if let Some(s) = &raw.storage {
+        scenario.storage = storage(s.get_ref()).map_err(at(s.span()))?;
     }
     for (name, nodes) in &raw.groups {
         let parsed = selection(nodes.get_ref()).map_err(at(nodes.span()))?;
@@ -317,6 +342,13 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
             Fault::Restart(selection(n)?, identity(raw.identity.as_deref())?),
         ));
     }
+    if let Some(n) = &raw.disk_full {
+        let d = raw
+            .stall_for
+            .as_deref()
+            .ok_or("disk_full needs `for = \"<duration>\"`")?;
+        found.push(("disk_full", Fault::DiskFull(selection(n)?, duration(d)?)));
+    }
     if let Some(n) = &raw.skew {
         let offset_us = raw.offset.as_deref().map_or(Ok(0), signed_micros)?;
         let drift_ppm = raw.drift_ppm.unwrap_or(0);
@@ -355,7 +387,7 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
     }
     match found.len() {
         1 => Ok((time, found.remove(0).1)),
-        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, skew, network, join, register, deregister, write, delete, workload)".into()),
+        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, disk_full, skew, network, join, register, deregister, write, delete, workload)".into()),
         _ => {
             let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
             Err(format!("[[at]] entry has {} actions ({}); give each its own [[at]]", names.len(), names.join(", ")))
@@ -460,6 +492,22 @@ fn replication(raw: &RawReplication) -> Result<ReplicationConfig, String> {
     c.bulk_threshold = raw.bulk_threshold.unwrap_or(c.bulk_threshold);
     super::validate_replication(&c)?;
     Ok(c)
+}
+
+/// The `[storage]` table: `None` when it says `enabled = false`.
+fn storage(raw: &RawStorage) -> Result<Option<StorageConfig>, String> {
+    if raw.enabled == Some(false) {
+        return Ok(None);
+    }
+    let latency = raw
+        .sync_latency
+        .as_deref()
+        .map_or(Ok(SYNC_LATENCY), duration)?;
+    let mut config = StorageConfig::new(latency);
+    config.faults.crash_keeps_unsynced = raw.crash_keeps_unsynced.unwrap_or(0.0);
+    config.faults.crash_tears = raw.crash_tears.unwrap_or(0.0);
+    config.validate()?;
+    Ok(Some(config))
 }
 
 /// `register` and `deregister`, with the `service` and `instances` that go with them.
@@ -918,5 +966,44 @@ service = "billing"
         let e = parse(&GOOD.replace("\"n3\"", "\"n30\""), "x").unwrap_err();
         assert_eq!(e.line, 18, "{e}");
         assert!(e.problem.contains("node 30"), "{e}");
+    }
+
+    #[test]
+    fn storage_parses_and_bad_settings_name_their_line() {
+        let with = |table: &str| format!("{GOOD}\n[storage]\n{table}");
+        let s = parse(&with("sync_latency = \"5ms\"\ncrash_tears = 0.25\n"), "s").unwrap();
+        let storage = s.storage.expect("storage");
+        assert_eq!(storage.sync_latency, Duration::from_millis(5));
+        assert_eq!(storage.faults.crash_tears, 0.25);
+        assert_eq!(storage.faults.crash_keeps_unsynced, 0.0);
+        assert_eq!(
+            parse(&with(""), "s").unwrap().storage.unwrap().sync_latency,
+            SYNC_LATENCY
+        );
+        assert!(parse(&with("enabled = false\n"), "s")
+            .unwrap()
+            .storage
+            .is_none());
+        let e = parse(&with("crash_tears = 1.5\n"), "s").unwrap_err();
+        assert_eq!(e.line, 23, "{e}");
+        assert!(e.problem.contains("crash_tears"), "{e}");
+        let e = parse(&with("sync_latency = \"5s\"\n"), "s").unwrap_err();
+        assert!(e.problem.contains("sync_latency"), "{e}");
+        let e = parse(&with("sync = true\n"), "s").unwrap_err();
+        assert!(e.problem.contains("unknown field"), "{e}");
+        let full = "\n[[at]]\ntime = \"13s\"\ndisk_full = 2\nfor = \"1s\"\n";
+        let s = parse(&format!("{GOOD}{full}\n[storage]\n"), "s").unwrap();
+        assert_eq!(
+            s.schedule[3].fault,
+            Fault::DiskFull(Nodes::One(2), Duration::from_secs(1))
+        );
+        let e = parse(&format!("{GOOD}{full}"), "s").unwrap_err();
+        assert!(e.problem.contains("needs storage"), "{e}");
+        let e = parse(
+            &format!("{GOOD}{}\n[storage]\n", full.replace("for = \"1s\"\n", "")),
+            "s",
+        )
+        .unwrap_err();
+        assert!(e.problem.contains("disk_full needs `for"), "{e}");
     }
 }

@@ -33,6 +33,7 @@ use foundation_engine::services::record::check_service_name;
 use crate::faults::{Fault, Nodes};
 use crate::invariants::{Bounds, Invariant, InvariantFactory};
 use crate::network::LinkModel;
+use crate::storage::StorageConfig;
 
 pub use run::{run, RunOptions};
 
@@ -78,6 +79,8 @@ pub struct Scenario {
     pub membership: MembershipConfig,
     /// Every core's replication settings; `None` keeps the engine's defaults.
     pub replication: Option<ReplicationConfig>,
+    /// Each node's simulated disk; `None`: nodes keep nothing across a crash.
+    pub storage: Option<StorageConfig>,
     /// How links behave at the start.
     pub network: LinkModel,
     /// Named node groups.
@@ -101,6 +104,7 @@ impl std::fmt::Debug for Scenario {
             .field("nodes", &self.nodes)
             .field("duration", &self.duration)
             .field("replication", &self.replication)
+            .field("storage", &self.storage)
             .field("schedule", &self.schedule)
             .field("bounds", &self.bounds)
             .field("extra", &self.extra.len())
@@ -118,6 +122,7 @@ impl Scenario {
             duration: Duration::from_secs(30),
             membership: MembershipConfig::development(),
             replication: None,
+            storage: None,
             network: LinkModel::lan(),
             groups: BTreeMap::new(),
             schedule: Vec::new(),
@@ -155,6 +160,12 @@ impl Scenario {
     /// Sets every core's replication settings.
     pub fn replication(mut self, config: ReplicationConfig) -> Self {
         self.replication = Some(config);
+        self
+    }
+
+    /// Gives every node a simulated disk (see [`crate::storage`]).
+    pub fn storage(mut self, config: StorageConfig) -> Self {
+        self.storage = Some(config);
         self
     }
 
@@ -223,6 +234,9 @@ impl Scenario {
         if let Some(r) = &self.replication {
             validate_replication(r)?;
         }
+        if let Some(s) = &self.storage {
+            s.validate()?;
+        }
         self.network.validate()?;
         for entry in &self.schedule {
             let at = |e: String| match entry.line {
@@ -230,6 +244,9 @@ impl Scenario {
                 None => format!("at {:?}: {e}", entry.at),
             };
             validate_fault(&entry.fault, self.nodes, &self.groups).map_err(at)?;
+            if matches!(entry.fault, Fault::DiskFull(..)) && self.storage.is_none() {
+                return Err(at("disk_full needs storage (a [storage] table)".into()));
+            }
         }
         Ok(())
     }
@@ -256,6 +273,7 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
     let selections: Vec<&Nodes> = match fault {
         Fault::Partition(a, b) | Fault::PartitionOneWay(a, b) | Fault::Link(a, b, _) => vec![a, b],
         Fault::Stall(a, _) | Fault::Crash(a) | Fault::Stop(a) | Fault::Restart(a, _) => vec![a],
+        Fault::DiskFull(a, _) => vec![a],
         Fault::ClockSkew { nodes, .. } => vec![nodes],
         Fault::Join(a, via) if *via >= n => {
             return Err(format!("join via node {via}, but the cluster has {n} {a}"))

@@ -103,6 +103,9 @@ impl<'a> Runner<'a> {
         if let Some(replication) = &scenario.replication {
             world.set_replication(replication.clone());
         }
+        if let Some(storage) = &scenario.storage {
+            world.set_storage(storage.clone());
+        }
         let mut all = invariants::defaults(&scenario.bounds, &scenario.membership);
         if scenario.has_writes() {
             all.extend(invariants::replication_defaults(&scenario.bounds));
