@@ -98,8 +98,11 @@ fn a_full_disk_refuses_writes_keeps_loads_and_recovers_when_space_is_freed() {
 
     volume.grow();
     std::thread::sleep(retry * 2);
+    // Only a rewrite of the whole state lands first (see `Batch::mark_rewrite`).
+    let mut rewrite = batch(acknowledged);
+    rewrite.mark_rewrite();
     store
-        .submit(batch(acknowledged))
+        .submit(rewrite)
         .expect("queued")
         .wait()
         .expect("writes resume once there is room");

@@ -109,8 +109,8 @@ pub(crate) struct NodeDisk {
     disk: SimDisk,
     /// When the last completion is due (world µs): later ones never overtake it.
     due_us: u64,
-    /// A write was refused and the core not told yet: later batches are refused too, as the
-    /// runtime's store refuses after a full disk, so none lands after the one that failed. It
+    /// A write was refused: later batches are refused too until the core's rewrite of the whole
+    /// state lands, as the runtime's store does, so none lands after the one that failed. It
     /// matters: a later batch that lands claims (in its seen-sets) the refused one's writes, and
     /// a node restarted from that disk would claim ops it lacks (`seen-backed-by-data` fails
     /// at once when this is switched off and a nearly full disk takes small batches only).
@@ -144,7 +144,7 @@ impl NodeDisk {
 
     /// Writes `batch` now; an error is a refusal the core hears of at the completion.
     pub fn write(&mut self, batch: &Batch) -> Result<(), StorageError> {
-        if self.refusing {
+        if self.refusing && !batch.is_rewrite() {
             return Err(StorageError::DiskFull {
                 path: "sim-disk".into(),
             });
@@ -173,7 +173,6 @@ impl NodeDisk {
         }
         // As the runtime does: a failure fails every write still waiting (later batches are
         // not trusted until the core has written everything again).
-        self.refusing = false;
         self.waiting.clear();
         (Input::PersistFailed { seq }, Vec::new())
     }
@@ -272,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_refused_batch_nothing_lands_until_the_core_heard_of_it() {
+    fn after_a_refused_batch_nothing_lands_until_the_rewrite_of_everything() {
         let mut disk = NodeDisk::new(&StorageConfig::new(Duration::from_millis(2)), 0);
         disk.disk.set_capacity(Some(200));
         assert!(disk.write(&batch(b"big", 500)).is_err());
@@ -282,7 +281,17 @@ mod tests {
             "a later batch that fits must not land after the refused one"
         );
         assert_eq!(disk.complete(1, false).0, Input::PersistFailed { seq: 1 });
-        assert!(disk.write(&small).is_ok());
+        assert!(
+            disk.write(&small).is_err(),
+            "not even once the core heard of it"
+        );
+        let mut rewrite = small.clone();
+        rewrite.mark_rewrite();
+        assert!(disk.write(&rewrite).is_ok());
+        assert!(
+            disk.write(&small).is_ok(),
+            "ordinary batches land after the rewrite"
+        );
     }
 
     #[test]

@@ -861,7 +861,7 @@ impl World {
             return;
         };
         let loaded = disk.load();
-        let skipped = core.start_persisting(node.clock.local(now), &loaded.state);
+        let skipped = core.start_persisting(node.clock.local(now), &loaded);
         let entries = loaded.state.entry_count();
         self.trace.line(format_args!(
             "{} n{slot} loads {entries} entries ({}); {skipped} did not decode",

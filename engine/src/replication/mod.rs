@@ -590,6 +590,9 @@ impl Replication {
             }
             self.persistence.epoch_written = self.epoch;
         }
+        if rewrite {
+            batch.mark_rewrite();
+        }
         let (seq, ready) = self.persistence.number(!batch.is_empty(), rewrite);
         for ack in ready {
             self.send_ack(ack, out);

@@ -59,6 +59,8 @@ pub enum Op {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     ops: Vec<Op>,
+    /// It rewrites the whole durable state (after a failed batch): see [`Batch::mark_rewrite`].
+    rewrite: bool,
 }
 
 impl Batch {
@@ -120,6 +122,19 @@ impl Batch {
             name: name.to_owned(),
             value: value.to_vec(),
         })
+    }
+
+    /// Marks the batch as writing the whole durable state again. After a batch failed, a store
+    /// takes nothing else until such a batch lands: a later ordinary batch would claim (in its
+    /// bookkeeping) writes that only the failed one held.
+    pub fn mark_rewrite(&mut self) -> &mut Self {
+        self.rewrite = true;
+        self
+    }
+
+    /// Whether the batch writes the whole durable state again.
+    pub fn is_rewrite(&self) -> bool {
+        self.rewrite
     }
 
     /// The changes, in order.

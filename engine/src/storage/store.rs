@@ -116,6 +116,7 @@ impl<D: Disk> Store<D> {
             policy,
             retry,
             refusing: None,
+            failed: None,
             next_sync: None,
         };
         let handle = std::thread::Builder::new()
@@ -222,6 +223,9 @@ struct Committer<D: Disk> {
     retry: Duration,
     /// Since when writes have been refused because the disk was full, and why.
     refusing: Option<(Instant, StorageError)>,
+    /// A batch failed: every later batch is refused with this error until a rewrite of the
+    /// whole state lands ([`Batch::is_rewrite`]), whatever the disk could take meanwhile.
+    failed: Option<StorageError>,
     /// Under `interval`: when the next sync is due, if anything is unsynced.
     next_sync: Option<Instant>,
 }
@@ -294,8 +298,23 @@ impl<D: Disk> Committer<D> {
         }
     }
 
-    /// One batch, unless writes are being refused after a full disk.
+    /// One batch, unless an earlier one failed and this is not the rewrite, or writes are being
+    /// refused after a full disk.
     fn write(&mut self, disk: &mut D, batch: &Batch) -> Result<(), StorageError> {
+        match &self.failed {
+            Some(error) if !batch.is_rewrite() => return Err(error.clone()),
+            _ => {}
+        }
+        let result = self.write_through(disk, batch);
+        match &result {
+            Ok(()) if batch.is_rewrite() => self.failed = None,
+            Ok(()) => {}
+            Err(error) => self.failed = Some(error.clone()),
+        }
+        result
+    }
+
+    fn write_through(&mut self, disk: &mut D, batch: &Batch) -> Result<(), StorageError> {
         if let Some((since, error)) = &self.refusing {
             if since.elapsed() < self.retry {
                 return Err(error.clone());
@@ -316,7 +335,10 @@ impl<D: Disk> Committer<D> {
 
     fn after_commit(&mut self, synced: bool, outcome: &Result<(), StorageError>) {
         match outcome {
-            Err(error) => self.note_failure(error),
+            Err(error) => {
+                self.failed = Some(error.clone());
+                self.note_failure(error);
+            }
             Ok(()) if synced => self.next_sync = None,
             Ok(()) => {
                 if let SyncPolicy::Interval(every) = self.policy {

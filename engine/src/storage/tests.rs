@@ -504,8 +504,21 @@ fn a_full_disk_fails_receipts_keeps_loads_and_recovers() {
     assert_eq!(store.load().unwrap().state, model(&batches[..1]));
     store.with_disk(|disk| disk.set_capacity(None));
     std::thread::sleep(retry * 2);
-    store.submit(batches[1].clone()).unwrap().wait().unwrap();
+    // With room again, nothing but a rewrite of the whole state lands after the failed batch:
+    // a later ordinary one could claim writes only the failed one held.
+    let mut ordinary = Batch::new();
+    ordinary.put_entry("config", b"later", b"x");
+    let refused = store.submit(ordinary.clone()).unwrap().wait();
+    assert!(refused.is_err_and(|e| e.is_disk_full()));
+    let mut rewrite = batches[1].clone();
+    rewrite.mark_rewrite();
+    store.submit(rewrite).unwrap().wait().unwrap();
     assert_eq!(store.load().unwrap().state, model(&batches));
+    store
+        .submit(ordinary)
+        .unwrap()
+        .wait()
+        .expect("ordinary batches resume");
 }
 
 #[test]
