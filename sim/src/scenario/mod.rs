@@ -254,19 +254,8 @@ impl Scenario {
 
 /// Checks replication settings a scenario may set.
 pub(crate) fn validate_replication(r: &ReplicationConfig) -> Result<(), String> {
-    if r.anti_entropy_interval.is_zero() {
-        return Err("replication anti_entropy_interval must be above zero".into());
-    }
-    if r.op_log_max == 0 || r.fanout == 0 {
-        return Err("replication op_log_max and fanout must be at least 1".into());
-    }
-    if r.tombstone_ttl.is_zero() || r.departed_after < r.tombstone_ttl {
-        return Err(format!(
-            "replication tombstone_ttl ({:?}) must be above zero and departed_after ({:?}) at least as long",
-            r.tombstone_ttl, r.departed_after
-        ));
-    }
-    Ok(())
+    // The engine's own rules, so a scenario cannot run settings a node would refuse.
+    r.validate().map_err(|e| e.to_string())
 }
 
 fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> Result<(), String> {
