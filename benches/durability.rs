@@ -9,11 +9,12 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../engine/benches/common/host.rs"]
+mod host;
 #[path = "../transport/benches/common/percentiles.rs"]
 mod percentiles;
 
 use std::ffi::OsStr;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -65,7 +66,7 @@ fn main() {
         load_average()
     );
     if run("fsync") {
-        fsync_cost(&base);
+        host::fsync_cost(&base, 128);
     }
     if run("writes") {
         let runtime = runtime();
@@ -208,29 +209,6 @@ async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 // ---------------------------------------------------------------------------------------------
 // fsync.
 
-/// What one `fdatasync` costs on this disk after a small append (as engine/benches/storage.rs
-/// measures it).
-fn fsync_cost(base: &Path) {
-    let path = base.join("fsync-probe");
-    let mut file = std::fs::File::create(&path).expect("probe file");
-    let samples: Vec<Duration> = (0..1_000)
-        .map(|_| {
-            let start = Instant::now();
-            file.write_all(&[7u8; 128]).expect("append");
-            file.sync_data().expect("sync");
-            start.elapsed()
-        })
-        .collect();
-    let total: Duration = samples.iter().sum();
-    let p = percentiles(samples);
-    println!(
-        "fsync      append 128 B + fdatasync: p50 {:?} p99 {:?} ({:.0}/s in a row)",
-        p.p50,
-        p.p99,
-        p.n as f64 / total.as_secs_f64()
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Durable writes through the engine API.
 
@@ -337,7 +315,7 @@ fn restart(base: &Path) {
         filled.1,
         restart_value(0).len(),
         filled.0,
-        dir_bytes(&dir) / 1024
+        host::dir_bytes(&dir) / 1024
     );
     println!("restart    (limits raised for this: keyspace_keys_max 250,000, keyspace_bytes_max 64 MiB; one keyspace, `config`)");
     let empty = base.join("restart-empty");
@@ -390,7 +368,7 @@ fn child(task: &str) {
         std::process::exit(2);
     };
     let id: NodeId = id.parse().expect("node id");
-    let rss_before = memory_kib("VmRSS:");
+    let rss_before = host::memory_kib("VmRSS:");
     let runtime = runtime();
     runtime.block_on(async {
         let started = Instant::now();
@@ -404,8 +382,8 @@ fn child(task: &str) {
         .await
         .expect("node starts");
         let took = started.elapsed();
-        let rss = memory_kib("VmRSS:");
-        let peak = memory_kib("VmHWM:");
+        let rss = host::memory_kib("VmRSS:");
+        let peak = host::memory_kib("VmHWM:");
         let present = (0..RESTART_KEYS)
             .filter(|&i| node.config().get_raw(&restart_key(i)).is_some())
             .count();
@@ -417,30 +395,6 @@ fn child(task: &str) {
         );
         node.abort().await;
     });
-}
-
-fn memory_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|entry| match entry.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&entry.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 // ---------------------------------------------------------------------------------------------

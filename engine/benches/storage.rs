@@ -5,12 +5,13 @@
 //! `cargo bench -p foundation-engine --bench storage`. The data goes under the system's
 //! temporary directory, or `FOUNDATION_BENCH_DIR` to measure another disk.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/host.rs"]
+mod host;
 #[path = "../../transport/benches/common/percentiles.rs"]
 mod percentiles;
 use percentiles::percentiles;
@@ -42,7 +43,7 @@ fn main() {
         "storage benchmark in {} (fjall, sync = always unless noted)",
         base.display()
     );
-    fsync_cost(&base);
+    host::fsync_cost(&base, VALUE_BYTES);
     for writers in [1, 16, 256] {
         durable_writes(&base, writers, SyncPolicy::Always);
     }
@@ -53,35 +54,6 @@ fn main() {
     );
     restart(&base);
     let _ = std::fs::remove_dir_all(&base);
-}
-
-/// What one `fdatasync` costs on this disk, after a small append and with nothing to write.
-fn fsync_cost(base: &Path) {
-    let path = base.join("fsync-probe");
-    let mut file = std::fs::File::create(&path).expect("probe file");
-    let rounds = 1_000;
-    let mut appended = Vec::with_capacity(rounds);
-    let mut idle = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let start = Instant::now();
-        file.write_all(&[7u8; VALUE_BYTES]).expect("append");
-        file.sync_data().expect("sync");
-        appended.push(start.elapsed());
-        let start = Instant::now();
-        file.sync_data().expect("sync");
-        idle.push(start.elapsed());
-    }
-    let in_a_row = rounds as f64 / appended.iter().sum::<Duration>().as_secs_f64();
-    let p = percentiles(appended);
-    println!(
-        "fsync      append {VALUE_BYTES} B + fdatasync: p50 {:?} p99 {:?} ({in_a_row:.0}/s in a row)",
-        p.p50, p.p99
-    );
-    let p = percentiles(idle);
-    println!(
-        "fsync      fdatasync with nothing to write: p50 {:?} p99 {:?}",
-        p.p50, p.p99
-    );
 }
 
 /// A disk that counts syncs, to show how many writes each one carried.
@@ -188,7 +160,7 @@ fn restart(base: &Path) {
     run_child(&format!("reopen:{}", dir.display()), "after a clean close");
     run_child(&format!("kill:{}", dir.display()), "");
     run_child(&format!("reopen:{}", dir.display()), "after kill -9");
-    let bytes = dir_bytes(&dir);
+    let bytes = host::dir_bytes(&dir);
     println!(
         "restart    {RESTART_KEYS} keys take {} KiB on disk",
         bytes / 1024
@@ -220,7 +192,7 @@ fn child(task: &str) {
 }
 
 fn reopen(data: &DataDir) {
-    let before = rss_kib();
+    let before = host::memory_kib("VmRSS:");
     let start = Instant::now();
     let mut disk: FjallDisk = data.open_disk().expect("opens");
     let opened = start.elapsed();
@@ -230,7 +202,7 @@ fn reopen(data: &DataDir) {
         "restart    open {opened:?}, open + load {total:?} ({} entries, report: {}), RSS +{} KiB",
         loaded.state.entry_count(),
         loaded.report,
-        rss_kib().saturating_sub(before)
+        host::memory_kib("VmRSS:").saturating_sub(before)
     );
 }
 
@@ -245,28 +217,4 @@ fn kill_mid_stream(data: &DataDir) {
             .expect("durable");
     }
     std::process::abort();
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|entry| match entry.metadata() {
-            Ok(meta) if meta.is_dir() => dir_bytes(&entry.path()),
-            Ok(meta) => meta.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
