@@ -360,27 +360,14 @@ where
     }
 
     fn on_prepare(&mut self, from: P, slot: u64, ballot: Ballot<P>) -> Sends<P, V> {
-        self.round = self.round.max(ballot.round);
-        let state = match self.slot_state(slot) {
-            Ok(state) => state,
-            Err(answer) => return answer.map(|m| vec![(from, m)]).unwrap_or_default(),
-        };
-        let answer = match state.promised {
-            Some(promised) if promised > ballot => CasMessage::Rejected {
+        self.as_acceptor(from, slot, ballot, |state| {
+            state.promised = Some(ballot);
+            CasMessage::Promise {
                 slot,
                 ballot,
-                promised,
-            },
-            _ => {
-                state.promised = Some(ballot);
-                CasMessage::Promise {
-                    slot,
-                    ballot,
-                    accepted: state.accepted.clone(),
-                }
+                accepted: state.accepted.clone(),
             }
-        };
-        vec![(from, answer)]
+        })
     }
 
     fn on_accept(
@@ -389,6 +376,23 @@ where
         slot: u64,
         ballot: Ballot<P>,
         proposal: Proposal<P, V>,
+    ) -> Sends<P, V> {
+        self.as_acceptor(from, slot, ballot, |state| {
+            state.promised = Some(ballot);
+            state.accepted = Some((ballot, proposal));
+            CasMessage::Accepted { slot, ballot }
+        })
+    }
+
+    /// The acceptor's answer to a prepare or accept of `ballot` for `slot`: the decision if the
+    /// slot is decided here, a rejection if a higher ballot was promised, else what `grant`
+    /// does to the slot's state.
+    fn as_acceptor(
+        &mut self,
+        from: P,
+        slot: u64,
+        ballot: Ballot<P>,
+        grant: impl FnOnce(&mut SlotState<P, V>) -> CasMessage<P, V>,
     ) -> Sends<P, V> {
         self.round = self.round.max(ballot.round);
         let state = match self.slot_state(slot) {
@@ -401,11 +405,7 @@ where
                 ballot,
                 promised,
             },
-            _ => {
-                state.promised = Some(ballot);
-                state.accepted = Some((ballot, proposal));
-                CasMessage::Accepted { slot, ballot }
-            }
+            _ => grant(state),
         };
         vec![(from, answer)]
     }
