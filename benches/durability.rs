@@ -14,6 +14,10 @@ mod host;
 #[path = "../transport/benches/common/percentiles.rs"]
 mod percentiles;
 
+#[path = "../engine/benches/common/wait.rs"]
+mod wait;
+use wait::wait_until;
+
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -192,18 +196,6 @@ async fn cluster(
         "{n} nodes did not all see each other alive within 30 s"
     );
     nodes
-}
-
-/// Waits until `check` holds, polling every millisecond; false after `limit`.
-async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while !check() {
-        if started.elapsed() > limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    true
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,10 @@
 //! Prints numbers, ratios and targets; never fails on a missed target (timing is not a
 //! pass/fail test). A peer that cannot be started is skipped with a message.
 
+#[path = "common/wait.rs"]
+mod wait;
+use wait::wait_until;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
@@ -229,18 +233,6 @@ async fn stop(nodes: &[Node]) {
     for node in nodes {
         node.abort().await;
     }
-}
-
-/// Waits until `check` holds, polling every millisecond; false after `limit`.
-async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while !check() {
-        if started.elapsed() > limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    true
 }
 
 fn echo() -> impl foundation_engine::runtime::services::Handler {
