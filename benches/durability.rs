@@ -332,11 +332,7 @@ fn restart_value(i: usize) -> String {
 }
 
 fn run_child(task: &str, label: &str) {
-    let exe = std::env::current_exe().expect("own path");
-    let output = std::process::Command::new(exe)
-        .env(CHILD, task)
-        .output()
-        .expect("child runs");
+    let output = host::run_child(CHILD, task);
     let text = String::from_utf8_lossy(&output.stdout);
     if output.status.success() {
         println!("restart    {label}: {}", text.trim());

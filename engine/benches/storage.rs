@@ -168,11 +168,7 @@ fn restart(base: &Path) {
 }
 
 fn run_child(task: &str, label: &str) {
-    let exe = std::env::current_exe().expect("own path");
-    let output = std::process::Command::new(exe)
-        .env(CHILD, task)
-        .output()
-        .expect("child runs");
+    let output = host::run_child(CHILD, task);
     let stdout = String::from_utf8_lossy(&output.stdout);
     for line in stdout.lines() {
         println!("{line} {label}");

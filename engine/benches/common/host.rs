@@ -38,6 +38,16 @@ pub fn fsync_cost(base: &Path, bytes: usize) {
     );
 }
 
+/// Runs this benchmark's own executable again with `var=task` in its environment (a fresh
+/// process, for timings and memory a long-running one would blur), and returns what it did.
+pub fn run_child(var: &str, task: &str) -> std::process::Output {
+    let exe = std::env::current_exe().expect("own path");
+    std::process::Command::new(exe)
+        .env(var, task)
+        .output()
+        .expect("child runs")
+}
+
 /// A `/proc/self/status` field in KiB (`"VmRSS:"`, `"VmHWM:"`), or 0 where there is none.
 pub fn memory_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
