@@ -663,7 +663,7 @@ impl World {
             write.key
         ));
         let newest_before = newest_timestamp(core);
-        let record = WriteRecord {
+        let mut record = WriteRecord {
             id,
             at_us: now,
             slot,
@@ -680,11 +680,17 @@ impl World {
             durable_at_us: None,
         };
         let result = match acked {
-            None => core.write(local, write).map(|()| None),
-            Some(d) => core.write_acked(local, write, local + d).map(Some),
+            None => core.write(local, write).map(|w| (w.seq, w.ts, None)),
+            Some(d) => core
+                .write_acked(local, write, local + d)
+                .map(|t| (t.seq, t.ts, Some(t))),
         };
         match result {
-            Ok(ticket) => self.record_write(record, ticket),
+            Ok((seq, ts, ticket)) => {
+                record.seq = seq;
+                record.ts = ts;
+                self.record_write(record, ticket)
+            }
             Err(error) => {
                 self.writes.refused += 1;
                 self.trace.line(format_args!(
@@ -696,21 +702,13 @@ impl World {
         self.drain(slot);
     }
 
-    /// Completes the record of a write its core applied (seq, timestamp, what the writer reads
-    /// back) and keeps it.
+    /// Completes the record of a write its core applied (what the writer reads back, what
+    /// waits for acks and the disk) and keeps it.
     fn record_write(&mut self, mut record: WriteRecord, ticket: Option<AckTicket>) {
         let Some(core) = self.nodes[record.slot].core.as_ref() else {
             return;
         };
         let applied = core.replication().keyspace(&record.keyspace);
-        record.seq = match &ticket {
-            Some(ticket) => ticket.seq,
-            None => applied.map_or(0, |k| k.next_seq(record.origin) - 1),
-        };
-        // The op's own stamp, from the log (the key's entry may hold a write that beat it).
-        record.ts = applied
-            .and_then(|k| k.op_ts(&record.origin, record.seq))
-            .unwrap_or_default();
         record.read_back = applied
             .and_then(|k| k.map().entry(&record.key))
             .map(|e| e.ts);

@@ -35,6 +35,7 @@ use crate::membership::{
 };
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
+    Written,
 };
 use crate::storage::Loaded;
 use crate::time::Instant;
@@ -303,8 +304,9 @@ impl Core {
         &self.replication
     }
 
-    /// Applies a local write to a replicated keyspace and starts spreading it.
-    pub fn write(&mut self, now: Instant, write: Write) -> Result<(), ReplicationError> {
+    /// Applies a local write to a replicated keyspace and starts spreading it; returns the
+    /// write's name and stamp.
+    pub fn write(&mut self, now: Instant, write: Write) -> Result<Written, ReplicationError> {
         let peers = self.alive_addrs();
         let result = self.replication.write(now, write, &peers, &mut self.outbox);
         self.replication.flush_persistence(&mut self.outbox);

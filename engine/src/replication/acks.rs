@@ -4,11 +4,38 @@ use std::collections::BTreeMap;
 
 use foundation_transport::{NodeAddr, NodeId};
 
+use foundation_crdt::Timestamp;
+
 use super::wire::{Envelope, Origin};
 use crate::time::Instant;
 
 /// Most acknowledged writes in flight at once; each holds its op until acked or expired.
 pub(super) const PENDING_ACKS_MAX: usize = 4096;
+
+/// What a local write produced: its name (origin and seq) and its stamp, so callers need not
+/// read them back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The keyspace written.
+    pub keyspace: String,
+    /// Who the write was issued as (ours, at the time).
+    pub origin: Origin,
+    /// The write's seq in it (ours as origin).
+    pub seq: u64,
+    /// Its timestamp.
+    pub ts: Timestamp,
+}
+
+impl Written {
+    pub(super) fn of(envelope: &Envelope) -> Self {
+        Self {
+            keyspace: envelope.keyspace.clone(),
+            origin: envelope.origin,
+            seq: envelope.seq,
+            ts: envelope.op.entry.ts,
+        }
+    }
+}
 
 /// What a write that asked for acknowledgements was told it is waiting for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +46,8 @@ pub struct AckTicket {
     pub origin: Origin,
     /// The write's seq in it (ours as origin).
     pub seq: u64,
+    /// Its timestamp.
+    pub ts: Timestamp,
     /// Live members at write time, ourselves included: the group a majority is counted in.
     pub members: usize,
 }

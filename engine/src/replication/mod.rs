@@ -133,7 +133,7 @@ use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
 use rand10::rngs::StdRng;
 use rand10::{RngExt, SeedableRng};
 
-pub use acks::AckTicket;
+pub use acks::{AckTicket, Written};
 pub use config::{ReplicationConfig, ReplicationConfigError};
 pub use keyspace::{Change, Keyspace, RETIRED_RECORDS_MAX};
 pub use wire::{Digest, Envelope, Map, Op, Origin, ReplicationMessage, Seen, Value};
@@ -639,10 +639,11 @@ impl Replication {
         write: Write,
         peers: &[NodeAddr],
         out: &mut Outbox,
-    ) -> Result<(), ReplicationError> {
+    ) -> Result<Written, ReplicationError> {
         let envelope = self.apply_local(now, write, out)?;
+        let written = Written::of(&envelope);
         self.push(envelope, peers, out);
-        Ok(())
+        Ok(written)
     }
 
     /// Applies a local write and asks every one of `peers` (the live members) to acknowledge
@@ -668,6 +669,7 @@ impl Replication {
             keyspace: envelope.keyspace.clone(),
             origin: envelope.origin,
             seq: envelope.seq,
+            ts: envelope.op.entry.ts,
             members: pending.members(),
         };
         if !peers.is_empty() {

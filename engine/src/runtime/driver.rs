@@ -223,7 +223,7 @@ impl Driver {
         let result = self.core.write(self.now(), write);
         self.carry_out_effects().await;
         match result {
-            Ok(()) => self.reply_when_durable(&keyspace, DurableReply::Write(done)),
+            Ok(_) => self.reply_when_durable(&keyspace, DurableReply::Write(done)),
             Err(error) => {
                 let _ = done.send(Err(error));
             }
