@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use foundation_transport::{Channel, NodeAddr};
 
-use crate::membership::{MembershipEvent, MembershipTimer};
-use crate::replication::{ReplicationEvent, ReplicationTimer};
+use crate::membership::view::{MembershipEvent, MembershipTimer};
+use crate::replication::events::{ReplicationEvent, ReplicationTimer};
 use crate::storage::Batch;
 use crate::time::Instant;
 

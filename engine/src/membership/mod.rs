@@ -24,7 +24,7 @@ use rand10::{RngExt, SeedableRng};
 pub use config::{MembershipConfig, MembershipConfigError};
 pub use identity::MemberId;
 pub use metadata::{NodeMetadata, Versioned};
-pub use view::{MemberState, MemberView, MembershipEvent};
+pub use view::{MemberState, MemberView, MembershipEvent, MembershipTimer};
 pub use wire::{MembershipMessage, SuspectReport};
 
 use crate::effects::{self, Event, Outbox};
@@ -32,17 +32,6 @@ use crate::time::Instant;
 use lifeguard::{LocalHealth, SuspicionPolicy, Suspicions};
 use swim::SwimIo;
 use wire::{datagram_kind, tagged};
-
-/// Membership's timers.
-#[derive(Clone, Debug, PartialEq)]
-pub enum MembershipTimer {
-    /// One of foca's.
-    Swim(foca::Timer<MemberId>),
-    /// Time for a push-pull exchange with a random member.
-    PushPull,
-    /// Time to forget stale suspicion reports.
-    Prune,
-}
 
 /// Most members or metadata entries accepted in one push-pull message.
 const PUSH_PULL_ENTRIES_MAX: usize = 16_384;

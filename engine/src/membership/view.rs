@@ -7,6 +7,17 @@ use super::identity::MemberId;
 use super::metadata::NodeMetadata;
 use crate::time::Instant;
 
+/// Membership's timers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MembershipTimer {
+    /// One of foca's.
+    Swim(foca::Timer<MemberId>),
+    /// Time for a push-pull exchange with a random member.
+    PushPull,
+    /// Time to forget stale suspicion reports.
+    Prune,
+}
+
 /// What we believe about a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -119,6 +119,7 @@
 mod acks;
 mod config;
 mod durable;
+pub mod events;
 mod horizon;
 mod keyspace;
 #[cfg(test)]
@@ -135,6 +136,7 @@ use rand10::{RngExt, SeedableRng};
 
 pub use acks::{AckTicket, Written};
 pub use config::{ReplicationConfig, ReplicationConfigError};
+pub use events::{ReplicationEvent, ReplicationTimer};
 pub use keyspace::{Change, Keyspace, RETIRED_RECORDS_MAX};
 pub use wire::{Digest, Envelope, Map, Op, Origin, ReplicationMessage, Seen, Value};
 
@@ -254,43 +256,6 @@ pub enum Durability {
     /// Not until storage recovers from a failed batch: the write is applied and replicating,
     /// but not durable here.
     Failing,
-}
-
-/// Replication's timers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReplicationTimer {
-    /// Time to send our digest to a random live member.
-    AntiEntropy,
-}
-
-/// What replication reports to the application.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReplicationEvent {
-    /// A key's live value changed, by a local write or a remote one (`None`: absent).
-    KeyChanged {
-        /// The keyspace.
-        keyspace: String,
-        /// The key.
-        key: String,
-        /// The value before.
-        old: Option<Vec<u8>>,
-        /// The value now.
-        new: Option<Vec<u8>>,
-    },
-    /// One more member holds a write that asked for acknowledgements
-    /// ([`Replication::write_acked`]).
-    Acked {
-        /// The keyspace written.
-        keyspace: String,
-        /// Who the write was issued as.
-        origin: Origin,
-        /// The write's seq.
-        seq: u64,
-        /// Distinct members holding it now, ourselves included.
-        holders: usize,
-        /// Members asked, ourselves included.
-        members: usize,
-    },
 }
 
 /// Counters for metrics and tests.
