@@ -4,14 +4,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::handler::BoxFuture;
-use super::registry::Shared;
 use crate::services::Health;
 
 /// What a check does.
@@ -91,12 +90,13 @@ impl HealthCheck {
     }
 }
 
-/// Runs `check` for instance `id` until the registry is gone (or the task is aborted).
-pub(crate) fn spawn_check(
-    check: HealthCheck,
-    shared: Weak<Shared>,
-    id: u64,
-) -> tokio::task::JoinHandle<()> {
+/// Runs `check` in a task of its own, handing every change of health to `report`, until
+/// `report` answers false (whoever listened is gone) or the task is aborted.
+pub(crate) fn spawn_check<F, Fut>(check: HealthCheck, mut report: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut(Health) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     tokio::spawn(async move {
         let mut streak = Streak::default();
         let mut ticker = tokio::time::interval(check.interval);
@@ -109,11 +109,8 @@ pub(crate) fn spawn_check(
             let Some(health) = streak.record(passed, check.fall, check.rise) else {
                 continue;
             };
-            let Some(shared) = shared.upgrade() else {
+            if !report(health).await {
                 return;
-            };
-            if shared.set_health(id, health).await.is_err() {
-                return; // the node stopped
             }
         }
     })

@@ -214,9 +214,19 @@ impl ServicesHandle {
         self.shared
             .publish(service, id, Some(&options.record))
             .await?;
-        let check = options
-            .check
-            .map(|check| spawn_check(check, Arc::downgrade(&self.shared), id));
+        let check = options.check.map(|check| {
+            let shared = Arc::downgrade(&self.shared);
+            spawn_check(check, move |health| {
+                let shared = shared.clone();
+                async move {
+                    // The registry gone, or the node stopped: nobody is listening any more.
+                    match shared.upgrade() {
+                        Some(shared) => shared.set_health(id, health).await.is_ok(),
+                        None => false,
+                    }
+                }
+            })
+        });
         lock(&self.shared.registrations).insert(
             id,
             LocalInstance {
