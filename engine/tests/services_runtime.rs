@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::eventually;
 use foundation_engine::runtime::services::{
-    typed, with_trace, Call, CallOptions, HandlerError, PublishOptions, RpcConfig, RpcError,
-    ServiceOptions, SlowPolicy, SubscribeOptions,
+    typed, with_trace, Call, CallOptions, HandlerError, HealthCheck, PublishOptions, RpcConfig,
+    RpcError, ServiceOptions, SlowPolicy, SubscribeOptions,
 };
 use foundation_engine::runtime::{Node, NodeSettings};
 use foundation_engine::services::breaker::BreakerConfig;
@@ -192,6 +192,32 @@ async fn unhealthy_instances_get_no_calls_and_deregistered_ones_disappear() {
     );
     registration.deregister().await.unwrap();
     eventually(SOON, "gone", || other.services().lookup("echo").is_empty()).await;
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_run_check_turns_an_instance_unhealthy_and_healthy_again_everywhere() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    let up = Arc::new(AtomicBool::new(true));
+    let probe = up.clone();
+    let check = HealthCheck::custom(move || {
+        let up = probe.load(Ordering::SeqCst);
+        async move { up }
+    })
+    .every(Duration::from_millis(20))
+    .thresholds(2, 2);
+    let _registration = nodes[0]
+        .services()
+        .register("checked", echo(), ServiceOptions::default().check(check))
+        .await
+        .unwrap();
+    let other = &nodes[1];
+    let healthy = |n: usize| other.services().healthy("checked").len() == n;
+    eventually(SOON, "visible and healthy", || healthy(1)).await;
+    up.store(false, Ordering::SeqCst);
+    eventually(SOON, "the failing check is seen", || healthy(0)).await;
+    up.store(true, Ordering::SeqCst);
+    eventually(SOON, "healthy again", || healthy(1)).await;
     stop(&nodes).await;
 }
 
