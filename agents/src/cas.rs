@@ -410,6 +410,14 @@ where
         vec![(from, answer)]
     }
 
+    /// Our write under way, if it is in `slot` under `ballot` (answers to anything else are
+    /// stale).
+    fn proposing_in(&mut self, slot: u64, ballot: Ballot<P>) -> Option<&mut Proposing<P, V>> {
+        self.proposing
+            .as_mut()
+            .filter(|p| p.slot == slot && p.ballot == ballot)
+    }
+
     fn on_promise(
         &mut self,
         from: P,
@@ -418,11 +426,7 @@ where
         accepted: Option<(Ballot<P>, Proposal<P, V>)>,
     ) -> (Sends<P, V>, Option<CasOutcome<P>>) {
         let majority = self.majority();
-        let Some(p) = self
-            .proposing
-            .as_mut()
-            .filter(|p| p.slot == slot && p.ballot == ballot)
-        else {
+        let Some(p) = self.proposing_in(slot, ballot) else {
             return (Vec::new(), None);
         };
         let Phase::Preparing { promised, highest } = &mut p.phase else {
@@ -462,11 +466,7 @@ where
         ballot: Ballot<P>,
     ) -> (Sends<P, V>, Option<CasOutcome<P>>) {
         let majority = self.majority();
-        let Some(p) = self
-            .proposing
-            .as_mut()
-            .filter(|p| p.slot == slot && p.ballot == ballot)
-        else {
+        let Some(p) = self.proposing_in(slot, ballot) else {
             return (Vec::new(), None);
         };
         let Phase::Accepting { accepted, proposal } = &mut p.phase else {
@@ -487,8 +487,7 @@ where
     /// the beaten one are ignored: a ballot never carries two different proposals.
     fn on_rejected(&mut self, now: Time, slot: u64, ballot: Ballot<P>, promised: Ballot<P>) {
         self.round = self.round.max(promised.round);
-        let current = self.proposing.as_ref().map(|p| (p.slot, p.ballot));
-        if current != Some((slot, ballot)) {
+        if self.proposing_in(slot, ballot).is_none() {
             return;
         }
         let rank = self.members.iter().position(|m| *m == self.me).unwrap_or(0) as u64;
