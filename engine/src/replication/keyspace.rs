@@ -160,8 +160,9 @@ pub struct Keyspace {
     logged: VecDeque<(Origin, u64)>,
     /// Sum of live key and value lengths, for the size limit.
     bytes: usize,
-    /// What changed since the machine last wrote this keyspace to storage.
-    dirty: Dirty,
+    /// What changed since the machine last wrote this keyspace to storage; `None` when the
+    /// keyspace does not persist, so a node without storage pays nothing for it.
+    dirty: Option<Dirty>,
 }
 
 impl Keyspace {
@@ -187,7 +188,7 @@ impl Keyspace {
             .retain(|o, _| !keyspace.origins.contains_key(o));
         keyspace.bound_records();
         keyspace.bytes = keyspace.live_bytes();
-        keyspace.dirty = Dirty::default();
+        keyspace.dirty = None;
         keyspace
     }
 
@@ -265,12 +266,24 @@ impl Keyspace {
 
     /// What changed since the last call (or since the keyspace was made).
     pub(super) fn take_dirty(&mut self) -> Dirty {
-        std::mem::take(&mut self.dirty)
+        self.dirty.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Starts tracking what changes, for storage.
+    pub(super) fn track_changes(&mut self) {
+        self.dirty.get_or_insert_with(Dirty::default);
+    }
+
+    /// Where changes are noted, if they are tracked.
+    fn noted(&mut self) -> Option<&mut Dirty> {
+        self.dirty.as_mut()
     }
 
     /// Marks all of the keyspace to be written again.
     pub(super) fn mark_all_dirty(&mut self) {
-        self.dirty.all = true;
+        if let Some(dirty) = self.noted() {
+            dirty.all = true;
+        }
     }
 
     /// The next seq `origin` would use here.
@@ -296,10 +309,12 @@ impl Keyspace {
         let key = &envelope.op.key;
         let old = self.get(key).map(<[u8]>::to_vec);
         let changed = self.map.apply_new(&stamped(envelope));
-        if changed {
-            self.dirty.keys.insert(key.clone());
+        if let Some(dirty) = self.dirty.as_mut() {
+            if changed {
+                dirty.keys.insert(key.clone());
+            }
+            dirty.origins.insert(envelope.origin);
         }
-        self.dirty.origins.insert(envelope.origin);
         self.log_mut(envelope.origin)
             .record(envelope.seq, envelope.op.clone(), log_max);
         self.logged.push_back((envelope.origin, envelope.seq));
@@ -327,9 +342,11 @@ impl Keyspace {
         let record = self.retired.get(&origin).copied();
         if record.is_some() {
             self.retired.remove(&origin);
-            self.dirty.retired = true;
         }
-        self.dirty.origins.insert(origin);
+        if let Some(dirty) = self.noted() {
+            dirty.retired |= record.is_some();
+            dirty.origins.insert(origin);
+        }
         let log = self.origins.entry(origin).or_default();
         if let Some(seq) = record {
             log.cover(seq);
@@ -391,8 +408,10 @@ impl Keyspace {
             self.cover(*origin, seq, false);
         }
         self.bytes = self.live_bytes();
-        self.dirty.keys.extend(changed_entries(&before, &self.map));
-        self.dirty.horizon |= self.map.horizon() != horizon_before;
+        if let Some(dirty) = self.dirty.as_mut() {
+            dirty.keys.extend(changed_entries(&before, &self.map));
+            dirty.horizon |= self.map.horizon() != horizon_before;
+        }
         Merged {
             changes: diff(&before, &self.map),
             sender_stale: dropped_theirs > 0,
@@ -408,7 +427,9 @@ impl Keyspace {
             let upto = self.retired.entry(origin).or_default();
             if seq > *upto {
                 *upto = seq;
-                self.dirty.retired = true;
+                if let Some(dirty) = self.dirty.as_mut() {
+                    dirty.retired = true;
+                }
             }
             self.bound_records();
         }
@@ -430,7 +451,9 @@ impl Keyspace {
                 Some(origin) => self.retired.remove(&origin),
                 None => break,
             };
-            self.dirty.retired = true;
+            if let Some(dirty) = self.noted() {
+                dirty.retired = true;
+            }
         }
     }
 
@@ -456,7 +479,9 @@ impl Keyspace {
         let Some(log) = self.origins.remove(origin) else {
             return false;
         };
-        self.dirty.origins.insert(*origin);
+        if let Some(dirty) = self.noted() {
+            dirty.origins.insert(*origin);
+        }
         self.cover(*origin, log.contiguous, false);
         true
     }
@@ -464,13 +489,15 @@ impl Keyspace {
     /// Drops tombstones older than `horizon`; returns how many.
     pub fn gc(&mut self, horizon: Timestamp) -> usize {
         let below = horizon.max(self.map.horizon());
-        let collected = self
-            .map
-            .entries()
-            .filter(|(_, e)| e.value.is_none() && e.ts < below)
-            .map(|(k, _)| k.clone());
-        self.dirty.keys.extend(collected);
-        self.dirty.horizon |= below != self.map.horizon();
+        if let Some(dirty) = self.dirty.as_mut() {
+            let collected = self
+                .map
+                .entries()
+                .filter(|(_, e)| e.value.is_none() && e.ts < below)
+                .map(|(k, _)| k.clone());
+            dirty.keys.extend(collected);
+            dirty.horizon |= below != self.map.horizon();
+        }
         self.map.gc_tombstones(horizon)
     }
 

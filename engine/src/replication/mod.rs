@@ -504,7 +504,8 @@ impl Replication {
             if !self.persistence.durable(name) {
                 continue; // entries owned by a past life: never restored
             }
-            let (keyspace, bad) = durable::read(stored, whole);
+            let (mut keyspace, bad) = durable::read(stored, whole);
+            keyspace.track_changes();
             skipped += bad;
             if let Some(newest) = keyspace.map().entries().map(|(_, e)| e.ts).max() {
                 let wall = self.wall_ms(now).max(newest.wall_ms);
@@ -922,7 +923,7 @@ impl Replication {
             return Err(error);
         }
         let ts = self.hlc.now(self.wall_ms(now));
-        let keyspace = self.keyspaces.entry(write.keyspace.clone()).or_default();
+        let keyspace = open(&mut self.keyspaces, &self.persistence, &write.keyspace);
         let envelope = Envelope {
             seq: keyspace.next_seq(self.me),
             keyspace: write.keyspace,
@@ -1001,7 +1002,7 @@ impl Replication {
             self.stats.drift_rejected += 1;
             return Outcome::Refused;
         }
-        let keyspace = self.keyspaces.entry(envelope.keyspace.clone()).or_default();
+        let keyspace = open(&mut self.keyspaces, &self.persistence, &envelope.keyspace);
         self.stats.ops_applied += 1;
         if let Some(change) = keyspace.apply(envelope, self.config.op_log_max) {
             emit(&envelope.keyspace, change, out);
@@ -1204,7 +1205,7 @@ impl Replication {
             return;
         }
         let ours = self.epoch;
-        let keyspace = self.keyspaces.entry(name.to_owned()).or_default();
+        let keyspace = open(&mut self.keyspaces, &self.persistence, name);
         // An older epoch's state may still track origins we retired: take its data, and only
         // a record of those origins' progress.
         let state = if fault_on!(SeenWithoutApplying) {
@@ -1473,6 +1474,21 @@ fn newer_epoch(a: u32, b: u32) -> bool {
     } else {
         count_a.wrapping_sub(count_b) as i16 > 0
     }
+}
+
+/// The keyspace called `name`, created if new; its changes are tracked if it persists.
+fn open<'a>(
+    keyspaces: &'a mut BTreeMap<String, Keyspace>,
+    persistence: &Persistence,
+    name: &str,
+) -> &'a mut Keyspace {
+    keyspaces.entry(name.to_owned()).or_insert_with(|| {
+        let mut keyspace = Keyspace::default();
+        if persistence.durable(name) {
+            keyspace.track_changes();
+        }
+        keyspace
+    })
 }
 
 fn emit(keyspace: &str, change: Change, out: &mut Outbox) {
