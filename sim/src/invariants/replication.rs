@@ -598,6 +598,11 @@ mod tests {
 
     /// Three nodes that joined through node 0 and ran for 3 s.
     fn world() -> World {
+        world_with(None)
+    }
+
+    /// As [`world`], the nodes keeping their keyspaces on disks as `storage` says.
+    fn world_with(storage: Option<StorageConfig>) -> World {
         let mut world = World::new(WorldConfig {
             seed: 5,
             nodes: 3,
@@ -605,6 +610,9 @@ mod tests {
             network: LinkModel::lan(),
             keep_trace: false,
         });
+        if let Some(storage) = storage {
+            world.set_storage(storage);
+        }
         apply(&mut world, Fault::Join(Nodes::All, 0));
         run_until(&mut world, 3.0);
         world
@@ -721,16 +729,7 @@ mod tests {
 
     #[test]
     fn with_disks_what_returned_outlives_every_node_and_what_did_not_is_not_owed() {
-        let mut world = World::new(WorldConfig {
-            seed: 5,
-            nodes: 3,
-            membership: MembershipConfig::development(),
-            network: LinkModel::lan(),
-            keep_trace: false,
-        });
-        world.set_storage(StorageConfig::new(Duration::from_millis(20)));
-        apply(&mut world, Fault::Join(Nodes::All, 0));
-        run_until(&mut world, 3.0);
+        let mut world = world_with(Some(StorageConfig::new(Duration::from_millis(20))));
         let kept = set(&mut world, 0, "kept");
         run_until(&mut world, 3.5);
         // Written and crashed in the same instant: not synced, not even sent.
