@@ -27,12 +27,12 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use foundation_crdt::{Canonical, LwwEntry, LwwOp, NodeId as CrdtNodeId, Timestamp};
-use foundation_engine::core::{Command, Core};
-use foundation_engine::membership::{MemberState, MembershipConfig};
-use foundation_engine::replication::{
+use foundation_core::membership::{MemberState, MembershipConfig};
+use foundation_core::node::{Command, Core};
+use foundation_core::replication::{
     encode, Envelope, Keyspace, Map, Origin, ReplicationConfig, ReplicationMessage, Value,
 };
+use foundation_crdt::{Canonical, LwwEntry, LwwOp, NodeId as CrdtNodeId, Timestamp};
 use foundation_sim::faults::{Fault, Identity, Nodes};
 use foundation_sim::network::LinkModel;
 use foundation_sim::world::{World, WorldConfig};

@@ -1,7 +1,7 @@
 //! A node's own clock: the world's virtual time with an offset and a rate error, kept monotonic
 //! (like `std::time::Instant` on a machine whose wall clock is stepped).
 
-use foundation_engine::time::Instant;
+use foundation_core::time::Instant;
 
 const PPM: i128 = 1_000_000;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use foundation_engine::core::Command;
-use foundation_engine::services::record::check_service_name;
+use foundation_core::node::Command;
+use foundation_core::services::record::check_service_name;
 
 use crate::network::{BlockRule, LinkModel, SlotSet};
 use crate::world::{NodeStatus, World};

@@ -1,6 +1,6 @@
 //! Foundation's deterministic simulator.
 //!
-//! Many real [`foundation_engine::Core`]s — the same code that ships — run on one virtual clock
+//! Many real [`foundation_core::Core`]s — the same code that ships — run on one virtual clock
 //! over a seeded, faulty network, all on one thread. A scenario says what happens when
 //! (partitions, stalls, crashes, restarts, clock skew, a worse network); invariants are checked
 //! as the run goes; and the whole run is reproduced, byte for byte, from its seed.
@@ -22,7 +22,7 @@
 //! # How we know the checks can fail
 //!
 //! A check that never fails proves nothing. For each invariant, a deliberately broken variant of
-//! the engine — a `FaultSwitch` of `foundation_engine::fault_switch`, hooked at one place in the
+//! the engine — a `FaultSwitch` of `foundation_core::fault_switch`, hooked at one place in the
 //! engine and compiled only into test builds (the engine's `fault-injection` feature, turned on
 //! by this crate's dev-dependencies alone; `cargo tree -e features -p foundation` shows it
 //! absent from the binary) — and a test in `tests/fault_switches.rs` that runs a scenario with

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foundation_transport::Channel;
+use foundation_core::Channel;
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::Serialize;

@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use foundation_engine::core::Command;
-use foundation_engine::ephemeral::SERVICES_KEYSPACE;
-use foundation_engine::services::record::{entry_name, InstanceRecord};
+use foundation_core::ephemeral::SERVICES_KEYSPACE;
+use foundation_core::node::Command;
+use foundation_core::services::record::{entry_name, InstanceRecord};
 
 use crate::world::World;
 

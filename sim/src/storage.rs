@@ -2,7 +2,7 @@
 //! [`SimDisk`] of the engine, which the world writes at the instant the core asks and syncs a
 //! seeded, jittered while later, so crashes find writes that are not durable yet.
 //!
-//! The driver's half of the storage seam (see `foundation_engine::storage`), as the runtime
+//! The driver's half of the storage seam (see `foundation_core::storage`), as the runtime
 //! does it with a real store:
 //!
 //! - the core emits `Effect::Persist { seq, batch }`: the batch goes to the node's disk at once,
@@ -24,8 +24,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foundation_engine::core::Input;
-use foundation_engine::storage::{Batch, Disk, Loaded, SimDisk, SimDiskFaults, StorageError};
+use foundation_core::node::Input;
+use foundation_core::storage::{Batch, Disk, Loaded, SimDisk, SimDiskFaults, StorageError};
 use rand::Rng;
 use serde::Serialize;
 

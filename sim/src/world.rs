@@ -14,17 +14,17 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
-use foundation_crdt::{LwwEntry, Timestamp};
-use foundation_engine::core::{Command, Core, CoreConfig, Input};
-use foundation_engine::effects::{Effect, Event, Timer};
-use foundation_engine::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
-use foundation_engine::replication::{
+use foundation_core::effects::{Effect, Event, Timer};
+use foundation_core::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
+use foundation_core::node::{Command, Core, CoreConfig, Input};
+use foundation_core::replication::{
     AckTicket, Durability, Envelope, Op, Origin, ReplicationConfig, ReplicationEvent,
     ReplicationTimer, Write,
 };
-use foundation_engine::storage::Batch;
-use foundation_engine::time::Instant;
-use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
+use foundation_core::storage::Batch;
+use foundation_core::time::Instant;
+use foundation_core::{Channel, ChannelLimits, NodeAddr, NodeId};
+use foundation_crdt::{LwwEntry, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;

@@ -10,8 +10,8 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+use foundation_core::replication::{Origin, ReplicationStats};
 use foundation_crdt::Timestamp;
-use foundation_engine::replication::{Origin, ReplicationStats};
 use serde::Serialize;
 
 use crate::faults::Nodes;

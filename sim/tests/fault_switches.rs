@@ -5,7 +5,7 @@
 //! A switch is on for the thread that engaged it, so these runs use `run` on the test's own
 //! thread, never `sweep`.
 
-use foundation_engine::fault_switch::{self, FaultSwitch};
+use foundation_core::fault_switch::{self, FaultSwitch};
 use foundation_sim::faults::{millis, secs, Fault, Identity, Nodes};
 use foundation_sim::report::RunReport;
 use foundation_sim::scenario::{file, run, standard, Check, RunOptions, Scenario};

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foundation_engine::core::Command;
-use foundation_engine::ephemeral::{EphemeralConfig, SERVICES_KEYSPACE};
-use foundation_engine::membership::MembershipConfig;
-use foundation_engine::replication::ReplicationConfig;
+use foundation_core::ephemeral::{EphemeralConfig, SERVICES_KEYSPACE};
+use foundation_core::membership::MembershipConfig;
+use foundation_core::node::Command;
+use foundation_core::replication::ReplicationConfig;
 use foundation_sim::cli::{self, SimArgs, SimError};
 use foundation_sim::faults::{Fault, Nodes};
 use foundation_sim::invariants::registry::RegistryConsistent;

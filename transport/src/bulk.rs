@@ -8,16 +8,18 @@
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 
-use crate::channel::Channel;
+use foundation_core::Channel;
+
+use crate::channel::priority;
 use crate::connection::reject_stream;
 use crate::endpoint::Shared;
 use crate::error::SendError;
 use crate::frame::{FrameError, StreamHeader};
-use crate::identity::NodeId;
 use crate::metrics::{Direction, TransportMetrics};
 use crate::peer::Live;
 use crate::stream_io::{read_u64, ReadError};
 use crate::wire::code;
+use foundation_core::identity::NodeId;
 
 /// Largest chunk handed to the application at once.
 const CHUNK_MAX: usize = 1 << 20;
@@ -99,7 +101,7 @@ impl IncomingTransfer {
 pub(crate) async fn send(shared: &Shared, live: &Live, data: Bytes) -> Result<(), SendError> {
     let lost = |e: &dyn std::fmt::Display| SendError::ConnectionLost(e.to_string());
     let mut send: SendStream = live.conn.open_uni().await.map_err(|e| lost(&e))?;
-    let _ = send.set_priority(Channel::Bulk.priority());
+    let _ = send.set_priority(priority(Channel::Bulk));
     let mut head = Vec::with_capacity(11);
     head.extend_from_slice(&StreamHeader::for_channel(Channel::Bulk).encode());
     head.extend_from_slice(&(data.len() as u64).to_be_bytes());

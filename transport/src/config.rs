@@ -3,11 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::channel::Channel;
-
-/// Largest membership datagram: the size QUIC can carry before path-MTU discovery has run
-/// (quinn reports ≈ 1162 bytes of datagram payload right after the handshake).
-pub const MEMBERSHIP_DATAGRAM_MAX: usize = 1200;
+use foundation_core::{Channel, ChannelLimits, MEMBERSHIP_DATAGRAM_MAX};
 
 /// How the endpoint behaves. Build with [`TransportConfig::default`] and override fields;
 /// [`validate`](Self::validate) runs when the endpoint starts.
@@ -49,56 +45,6 @@ pub struct TransportConfig {
     /// process is busy, and every datagram lost there costs QUIC a loss recovery and a smaller
     /// congestion window. Linux caps the request at `net.core.rmem_max` / `wmem_max`.
     pub udp_buffer: usize,
-}
-
-/// The largest frame each channel accepts, in bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChannelLimits {
-    /// Membership datagram, envelope included. Default and maximum 1200.
-    pub membership: usize,
-    /// Default 64 KiB: coordination messages are small and urgent.
-    pub coordination: usize,
-    /// Default 4 MiB.
-    pub replication: usize,
-    /// Default 1 MiB.
-    pub events: usize,
-    /// Request and response each. Default 4 MiB.
-    pub rpc: usize,
-    /// A whole bulk transfer. Default 1 GiB.
-    pub bulk: usize,
-}
-
-impl ChannelLimits {
-    /// The limit of `channel`.
-    pub const fn of(&self, channel: Channel) -> usize {
-        match channel {
-            Channel::Membership => self.membership,
-            Channel::Coordination => self.coordination,
-            Channel::Replication => self.replication,
-            Channel::Events => self.events,
-            Channel::Rpc => self.rpc,
-            Channel::Bulk => self.bulk,
-        }
-    }
-}
-
-impl ChannelLimits {
-    /// The defaults, as a constant so limits above the transport can be checked against them
-    /// at compile time.
-    pub const DEFAULT: Self = Self {
-        membership: MEMBERSHIP_DATAGRAM_MAX,
-        coordination: 64 << 10,
-        replication: 4 << 20,
-        events: 1 << 20,
-        rpc: 4 << 20,
-        bulk: 1 << 30,
-    };
-}
-
-impl Default for ChannelLimits {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
 }
 
 impl Default for TransportConfig {

@@ -8,17 +8,17 @@ use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tracing::{debug, info, warn};
 
 use crate::bulk;
-use crate::channel::Channel;
 use crate::endpoint::Shared;
 use crate::frame::{decode_datagram, FrameDecoder, FrameError, StreamKind};
 use crate::handshake::Established;
-use crate::identity::NodeId;
 use crate::inbox::{Message, PeerEvent};
 use crate::metrics::{Direction, DropReason};
 use crate::peer::{Live, Peer};
 use crate::rpc;
 use crate::stream_io::{read_header, ReadError};
 use crate::wire::code;
+use foundation_core::identity::NodeId;
+use foundation_core::Channel;
 
 /// Largest chunk a reader takes from a stream at once.
 const READ_CHUNK_MAX: usize = 256 << 10;

@@ -12,18 +12,18 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 use tracing::{debug, info};
 
-use crate::channel::Channel;
 use crate::config::TransportConfig;
 use crate::error::{ConnectError, RequestError, SendError, StartError};
 use crate::frame::{encode_datagram, encode_message};
 use crate::handshake::{self, Established};
-use crate::identity::{ClusterName, NodeAddr, NodeId};
 use crate::inbox::{inbox, streamed_index, Inbox, InboxSenders};
 use crate::metrics::TransportMetrics;
 use crate::peer::{send_datagram_now, Peer};
 use crate::security::{quic_configs, Credentials, Trust};
 use crate::wire::code;
 use crate::{bulk, connection, rpc};
+use foundation_core::identity::{ClusterName, NodeAddr, NodeId};
+use foundation_core::Channel;
 
 /// How long [`Endpoint::close`] waits for peers to acknowledge the close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);

@@ -10,7 +10,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::channel::Channel;
+use foundation_core::Channel;
 
 /// First byte of every stream.
 pub const STREAM_MAGIC: u8 = 0xF0;

@@ -10,9 +10,9 @@ use tokio::time::timeout;
 use crate::endpoint::Shared;
 use crate::error::{ConnectError, HandshakeFailure};
 use crate::frame::{decode_message, encode_message, StreamHeader, StreamKind};
-use crate::identity::NodeId;
 use crate::stream_io::{header_and_frame, read_frame, read_header, ReadError};
 use crate::wire::{code, Hello, MAX_HELLO_LEN};
+use foundation_core::identity::NodeId;
 
 /// A connection whose peer has introduced itself.
 pub(crate) struct Established {

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::bulk::IncomingTransfer;
-use crate::channel::Channel;
 use crate::config::TransportConfig;
 use crate::frame::{decode_message, FrameError};
-use crate::identity::{NodeAddr, NodeId};
 use crate::rpc::IncomingRequest;
+use foundation_core::identity::{NodeAddr, NodeId};
+use foundation_core::Channel;
 
 /// A message received on the membership, coordination, replication or events channel.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,18 +15,17 @@
 //!
 //! Connections are dialled on first use, deduplicated when two nodes dial each other at once,
 //! redialled with backoff while traffic waits, and kept alive so a dead peer is noticed within
-//! the idle timeout. Every queue is bounded. See [`channel::Channel`] for how channels map onto
+//! the idle timeout. Every queue is bounded. See [`Channel`] for the channels, and `channel.rs` for how they map onto
 //! QUIC and [`security`] for how peers are trusted.
 
 pub mod bulk;
-pub mod channel;
+mod channel;
 pub mod config;
 mod connection;
 mod endpoint;
 pub mod error;
 pub mod frame;
 mod handshake;
-pub mod identity;
 pub mod inbox;
 pub mod metrics;
 mod peer;
@@ -35,12 +34,16 @@ pub mod security;
 mod stream_io;
 pub mod wire;
 
+// The shared types live in the core, which every protocol uses without the transport.
+pub use foundation_core::identity;
+pub use foundation_core::{
+    Channel, ChannelLimits, ClusterName, NodeAddr, NodeId, MEMBERSHIP_DATAGRAM_MAX,
+};
+
 pub use bulk::{IncomingTransfer, TransferError};
-pub use channel::Channel;
-pub use config::{ChannelLimits, TransportConfig};
+pub use config::TransportConfig;
 pub use endpoint::{Endpoint, LocalIdentity, SendMode};
 pub use error::{ConnectError, HandshakeFailure, RequestError, SendError, StartError};
-pub use identity::{ClusterName, NodeAddr, NodeId};
 pub use inbox::{Inbox, Message, PeerEvent};
 pub use metrics::TransportMetrics;
 pub use rpc::{IncomingRequest, Responder};

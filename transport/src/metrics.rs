@@ -10,8 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::channel::Channel;
 use crate::error::HandshakeFailure;
+use foundation_core::Channel;
 
 /// Which way traffic flows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,11 +15,13 @@ use quinn::{Connection, SendStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{debug, warn};
 
-use crate::channel::Channel;
+use foundation_core::Channel;
+
+use crate::channel::priority;
 use crate::endpoint::Shared;
 use crate::frame::{encode_frame, StreamHeader};
-use crate::identity::{NodeAddr, NodeId};
 use crate::metrics::{Direction, DropReason};
+use foundation_core::identity::{NodeAddr, NodeId};
 
 /// Most messages a writer takes from its queue for one stream write. Batching many small frames
 /// into one write is what makes a million small messages per second possible; the cap bounds the
@@ -304,7 +306,7 @@ async fn write_batch(
             let _ = tokio::time::timeout(STREAM_SWITCH_DRAIN_MAX, old.stopped()).await;
         }
         let mut send = live.conn.open_uni().await.map_err(|e| e.to_string())?;
-        let _ = send.set_priority(channel.priority());
+        let _ = send.set_priority(priority(channel));
         send.write_all(&StreamHeader::for_channel(channel).encode())
             .await
             .map_err(|e| e.to_string())?;

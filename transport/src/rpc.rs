@@ -12,15 +12,17 @@ use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use tokio::time::Instant;
 
-use crate::channel::Channel;
+use foundation_core::Channel;
+
+use crate::channel::priority;
 use crate::endpoint::Shared;
 use crate::error::{RequestError, SendError};
 use crate::frame::{decode_message, encode_frame, FrameDecoder, FrameError, StreamHeader};
-use crate::identity::NodeId;
 use crate::metrics::{Direction, TransportMetrics};
 use crate::peer::Live;
 use crate::stream_io::{read_frame, read_u32, ReadError};
 use crate::wire::code;
+use foundation_core::identity::NodeId;
 
 /// A request from a peer, waiting for [`respond`](IncomingRequest::respond).
 #[derive(Debug)]
@@ -91,7 +93,7 @@ pub(crate) async fn call(
         .open_bi()
         .await
         .map_err(|e| RequestError::Unreachable(e.to_string()))?;
-    let _ = send.set_priority(Channel::Rpc.priority());
+    let _ = send.set_priority(priority(Channel::Rpc));
     let mut out = bytes::BytesMut::with_capacity(payload.len() + 16);
     out.extend_from_slice(&StreamHeader::for_channel(Channel::Rpc).encode());
     let deadline_ms = u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX);

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::NodeId;
+use foundation_core::identity::NodeId;
 
 /// Sent by both sides on the hello stream right after the TLS handshake.
 ///

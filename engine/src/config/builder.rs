@@ -15,7 +15,7 @@ use super::overrides::Overrides;
 use super::security::Security;
 use super::toml_file::FileLayer;
 use super::{resolve, validate, NodeConfig, Profile, StorageMode, SyncPolicy};
-use crate::membership::MembershipConfig;
+use foundation_core::membership::MembershipConfig;
 
 /// Collects configuration sources; [`build`](Self::build) merges them as
 /// profile defaults < file < environment < the setters here, and validates the result.

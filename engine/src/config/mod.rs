@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use foundation_transport::{ClusterName, NodeId, TransportConfig};
 
-use crate::membership::MembershipConfig;
+use foundation_core::membership::MembershipConfig;
 
 pub use builder::ConfigBuilder;
 pub use discovery::{DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
@@ -140,7 +140,7 @@ impl Default for TransportSettings {
 /// What a node advertises about itself: TOML `[metadata]` (`name`, `version`, `[metadata.tags]`),
 /// env `FOUNDATION_NAME` and `FOUNDATION_TAGS="k=v,k2=v2"`. The version defaults to this
 /// crate's; the HTTP address is filled in by the runtime.
-pub use crate::membership::NodeMetadata;
+pub use foundation_core::membership::NodeMetadata;
 
 impl NodeConfig {
     /// A builder that reads sources in precedence order; see the module documentation.

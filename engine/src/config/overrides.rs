@@ -12,7 +12,7 @@ use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
 use super::security::Security;
 use super::{NodeConfig, Profile, StorageMode, SyncPolicy};
-use crate::membership::MembershipConfig;
+use foundation_core::membership::MembershipConfig;
 
 /// Each field is `None` (or empty) unless its setter was called.
 #[derive(Clone, Debug, Default)]

@@ -64,7 +64,7 @@ struct FileDiscovery {
     interval: Option<TextDuration>,
 }
 
-/// `[membership]`: every field of [`crate::membership::MembershipConfig`], optional.
+/// `[membership]`: every field of [`foundation_core::membership::MembershipConfig`], optional.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileMembership {

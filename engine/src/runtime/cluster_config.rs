@@ -21,7 +21,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::request::Request;
-use crate::replication::{ReplicationError, ReplicationEvent, Write};
+use foundation_core::replication::{ReplicationError, ReplicationEvent, Write};
 
 /// The keyspace the config lives in.
 pub const CONFIG_KEYSPACE: &str = "config";

@@ -16,13 +16,13 @@ use super::metrics::{MembershipMetrics, ReplicationMetrics};
 use super::request::{MajorityWait, Request};
 use super::storage::{BatchOutcome, NodeStorage};
 use super::timers::Timers;
-use crate::core::{Command, Core, Input};
 use crate::discovery::Candidate;
-use crate::effects::{Effect, Event};
-use crate::membership::{MemberView, MembershipEvent};
-use crate::replication::{Durability, Origin, ReplicationError, ReplicationEvent, Write};
-use crate::services::Directory;
-use crate::time::Instant;
+use foundation_core::effects::{Effect, Event};
+use foundation_core::membership::{MemberView, MembershipEvent};
+use foundation_core::node::{Command, Core, Input};
+use foundation_core::replication::{Durability, Origin, ReplicationError, ReplicationEvent, Write};
+use foundation_core::services::Directory;
+use foundation_core::time::Instant;
 
 /// Least time between two join attempts at the same address.
 const JOIN_RETRY_MIN: Duration = Duration::from_secs(3);
@@ -34,7 +34,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// offers it again later if it does not make it.
 const BULK_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest bulk transfer read into memory; the sender's own cap is lower.
-const BULK_RECEIVE_MAX: u64 = crate::replication::FULL_STATE_BYTES_MAX as u64 + 64 * 1024;
+const BULK_RECEIVE_MAX: u64 = foundation_core::replication::FULL_STATE_BYTES_MAX as u64 + 64 * 1024;
 
 pub(crate) struct Driver {
     pub core: Core,
@@ -217,7 +217,7 @@ impl Driver {
     async fn write(
         &mut self,
         write: Write,
-        done: oneshot::Sender<Result<(), crate::replication::ReplicationError>>,
+        done: oneshot::Sender<Result<(), foundation_core::replication::ReplicationError>>,
     ) {
         let keyspace = write.keyspace.clone();
         let result = self.core.write(self.now(), write);
@@ -273,7 +273,7 @@ impl Driver {
         &mut self,
         write: Write,
         timeout: Duration,
-        done: oneshot::Sender<Result<MajorityWait, crate::replication::ReplicationError>>,
+        done: oneshot::Sender<Result<MajorityWait, foundation_core::replication::ReplicationError>>,
     ) {
         // Waiters that gave up (their receiver is gone) need no more counting.
         self.majority_waits.retain(|_, count| !count.is_closed());

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use super::services::ServicesHandle;
 use super::ConfigHandle;
 use crate::http::{Health, HttpError, HttpHandle, HttpServer};
-use crate::membership::{MemberState, MemberView};
-use crate::services::Directory;
+use foundation_core::membership::{MemberState, MemberView};
+use foundation_core::services::Directory;
 
 /// Starts the server on `addr` for a node whose member table is published on `view`.
 pub(crate) fn serve(

@@ -1,4 +1,4 @@
-//! `engine::runtime`: drives a node's [`Core`](crate::Core) with tokio and the QUIC transport.
+//! `engine::runtime`: drives a node's [`Core`](foundation_core::Core) with tokio and the QUIC transport.
 //! This is what applications embed.
 //!
 //! ```no_run
@@ -38,16 +38,16 @@ use foundation_transport::{
 use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::core::{Command, Core, CoreConfig};
 use crate::discovery::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, LocalNode};
-use crate::membership::{
-    MemberId, MemberView, MembershipConfig, MembershipConfigError, MembershipEvent, NodeMetadata,
-};
-use crate::replication::ReplicationConfig;
-use crate::services::Directory;
-use crate::time::Instant;
 use cluster_config::Mirror;
 use driver::Driver;
+use foundation_core::membership::{
+    MemberId, MemberView, MembershipConfig, MembershipConfigError, MembershipEvent, NodeMetadata,
+};
+use foundation_core::node::{Command, Core, CoreConfig};
+use foundation_core::replication::ReplicationConfig;
+use foundation_core::services::Directory;
+use foundation_core::time::Instant;
 use metrics::{MembershipMetrics, ReplicationMetrics};
 use request::Request;
 use services::{PubSubHandle, RpcConfig, RpcHandle, Services, ServicesHandle, ServicesInbox};
@@ -124,10 +124,10 @@ pub enum NodeError {
     Http(#[from] crate::http::HttpError),
     /// The RPC settings are invalid.
     #[error("invalid RPC settings: {0}")]
-    Rpc(#[from] crate::services::breaker::BreakerConfigError),
+    Rpc(#[from] foundation_core::services::breaker::BreakerConfigError),
     /// The replication settings are invalid.
     #[error(transparent)]
-    Replication(#[from] crate::replication::ReplicationConfigError),
+    Replication(#[from] foundation_core::replication::ReplicationConfigError),
     /// The data directory could not be opened or written.
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),

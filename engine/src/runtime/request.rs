@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
-use crate::core::{Command, Input};
-use crate::replication::Write;
+use foundation_core::node::{Command, Input};
+use foundation_core::replication::Write;
 
 /// What the driver answers a majority write with: the majority needed, and the count of
 /// holders as acks arrive.
@@ -19,7 +19,7 @@ pub(crate) enum Request {
     /// A local write to a replicated keyspace, answered once applied here.
     Write(
         Write,
-        oneshot::Sender<Result<(), crate::replication::ReplicationError>>,
+        oneshot::Sender<Result<(), foundation_core::replication::ReplicationError>>,
     ),
     /// Own (or stop owning) an ephemeral entry, answered once applied here and the directory
     /// reflects it.
@@ -27,14 +27,14 @@ pub(crate) enum Request {
         keyspace: &'static str,
         name: String,
         value: Option<Vec<u8>>,
-        done: oneshot::Sender<Result<(), crate::core::WriteError>>,
+        done: oneshot::Sender<Result<(), foundation_core::node::WriteError>>,
     },
     /// A local write that waits for a majority: answered with the majority needed and a
     /// count of holders that the driver raises as acks arrive.
     WriteMajority(
         Write,
         Duration,
-        oneshot::Sender<Result<MajorityWait, crate::replication::ReplicationError>>,
+        oneshot::Sender<Result<MajorityWait, foundation_core::replication::ReplicationError>>,
     ),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),

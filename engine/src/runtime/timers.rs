@@ -3,8 +3,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::effects::Timer;
-use crate::time::Instant;
+use foundation_core::effects::Timer;
+use foundation_core::time::Instant;
 
 /// Most timers pending at once. The core arms a bounded number per member; this bound only
 /// guards against a bug turning into unbounded memory.

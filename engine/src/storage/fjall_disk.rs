@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, LsmError, PersistMode};
 
-use super::batch::Batch;
-use super::disk::Disk;
-use super::error::StorageError;
 use super::record::{self, RawOp};
-use super::state::{LoadReport, Loaded, StoredState};
+use super::Batch;
+use super::Disk;
+use super::StorageError;
+use super::{LoadReport, Loaded, StoredState};
 
 /// The fjall keyspace that holds every record.
 const RECORDS: &str = "records";

@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::error::StorageError;
 use super::fjall_disk::FjallDisk;
+use super::StorageError;
 
 /// A node's data directory. Creating it creates the directory (and its parents) if missing.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::batch::Batch;
-use super::disk::Disk;
-use super::error::StorageError;
 use super::policy::SyncPolicy;
-use super::state::Loaded;
+use super::Batch;
+use super::Disk;
+use super::Loaded;
+use super::StorageError;
 
 /// Batches that may wait for the disk at once; more are refused with
 /// [`StorageError::Overloaded`] rather than queued without bound.

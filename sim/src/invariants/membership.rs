@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use foundation_engine::membership::{MemberView, MembershipConfig, MembershipEvent};
-use foundation_transport::NodeId;
+use foundation_core::membership::{MemberView, MembershipConfig, MembershipEvent};
+use foundation_core::NodeId;
 
 use super::{Check, ConvergenceRecord, DetectionRecord, Invariant, Measurements};
 use crate::faults::{Fault, LEAVE_GRACE};

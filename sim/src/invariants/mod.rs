@@ -127,7 +127,7 @@ impl Default for Bounds {
 /// The default invariants with these bounds.
 pub fn defaults(
     bounds: &Bounds,
-    probe: &foundation_engine::membership::MembershipConfig,
+    probe: &foundation_core::membership::MembershipConfig,
 ) -> Vec<Box<dyn Invariant>> {
     let mut all: Vec<Box<dyn Invariant>> = vec![
         Box::new(core::TransportLimits),

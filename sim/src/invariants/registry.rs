@@ -2,7 +2,7 @@
 //! [`Directory`]) matches which node lives are alive and what their applications registered.
 //!
 //! A *life* is one node id with one membership generation; the registry's entries are keyed by
-//! it (see [`foundation_engine::ephemeral`]). A life ends when its node crashes, stops (leaves
+//! it (see [`foundation_core::ephemeral`]). A life ends when its node crashes, stops (leaves
 //! gracefully) or restarts, or when the node renews its generation after being declared failed.
 //!
 //! **(a) Dead lives vanish, and stay gone.**
@@ -43,12 +43,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use foundation_engine::core::Core;
-use foundation_engine::ephemeral::{self, EphemeralConfig, Owner, SERVICES_KEYSPACE};
-use foundation_engine::membership::{MemberState, MembershipEvent};
-use foundation_engine::replication::ReplicationConfig;
-use foundation_engine::services::directory::Directory;
-use foundation_engine::services::record::InstanceRecord;
+use foundation_core::ephemeral::{self, EphemeralConfig, Owner, SERVICES_KEYSPACE};
+use foundation_core::membership::{MemberState, MembershipEvent};
+use foundation_core::node::Core;
+use foundation_core::replication::ReplicationConfig;
+use foundation_core::services::directory::Directory;
+use foundation_core::services::record::InstanceRecord;
 use serde::Serialize;
 
 use super::{Bounds, Check, Invariant, Measurements};

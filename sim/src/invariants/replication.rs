@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use foundation_engine::core::Core;
+use foundation_core::node::Core;
 
 use super::separations::Separations;
 use super::{Check, Invariant, Measurements, ReplicationEpisode};
@@ -586,8 +586,8 @@ impl Invariant for OriginsRetired {
 mod tests {
     use std::collections::BTreeMap;
 
-    use foundation_engine::membership::MembershipConfig;
-    use foundation_engine::replication::Write;
+    use foundation_core::membership::MembershipConfig;
+    use foundation_core::replication::Write;
 
     use super::*;
     use crate::faults::{Identity, Nodes};

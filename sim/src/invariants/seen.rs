@@ -16,9 +16,9 @@
 
 use std::collections::BTreeMap;
 
+use foundation_core::node::Core;
+use foundation_core::replication::{Keyspace, Origin, Seen, Value};
 use foundation_crdt::LwwEntry;
-use foundation_engine::core::Core;
-use foundation_engine::replication::{Keyspace, Origin, Seen, Value};
 
 use super::separations::Separations;
 use super::{Check, Invariant, Measurements};

@@ -95,9 +95,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foundation_engine::membership::MembershipConfig;
-use foundation_engine::replication::ReplicationConfig;
-use foundation_engine::services::record::check_service_name;
+use foundation_core::membership::MembershipConfig;
+use foundation_core::replication::ReplicationConfig;
+use foundation_core::services::record::check_service_name;
 use serde::Deserialize;
 use toml::Spanned;
 

@@ -26,9 +26,9 @@ pub mod standard;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foundation_engine::membership::MembershipConfig;
-use foundation_engine::replication::ReplicationConfig;
-use foundation_engine::services::record::check_service_name;
+use foundation_core::membership::MembershipConfig;
+use foundation_core::replication::ReplicationConfig;
+use foundation_core::services::record::check_service_name;
 
 use crate::faults::{Fault, Nodes};
 use crate::invariants::{Bounds, Invariant, InvariantFactory};

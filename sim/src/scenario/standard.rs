@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use foundation_engine::replication::ReplicationConfig;
+use foundation_core::replication::ReplicationConfig;
 
 use super::{Check, Scenario};
 use crate::faults::{millis, secs, Fault, Identity, Nodes};

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::identity::ClusterName;
+use foundation_core::identity::ClusterName;
 
 pub use files::CertificateFiles;
 pub use secret::ClusterSecret;

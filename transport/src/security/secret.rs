@@ -10,7 +10,7 @@ use ring::hkdf;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::{Credentials, SecurityError};
-use crate::identity::ClusterName;
+use foundation_core::identity::ClusterName;
 
 /// A shared secret from which every node of a cluster derives the same CA.
 ///

@@ -11,7 +11,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 use super::{SecurityError, ALPN};
-use crate::identity::ClusterName;
+use foundation_core::identity::ClusterName;
 
 pub(super) fn server_tls(
     provider: &Arc<CryptoProvider>,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use foundation_transport::NodeId;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::services::trace::TraceContext;
+use foundation_core::services::trace::TraceContext;
 
 /// A boxed, sendable future, as handlers return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::handler::BoxFuture;
-use crate::services::Health;
+use foundation_core::services::Health;
 
 /// What a check does.
 #[derive(Clone)]

@@ -24,8 +24,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
 use super::request::Request;
-use crate::services::breaker::BreakerConfigError;
-use crate::services::Directory;
+use foundation_core::services::breaker::BreakerConfigError;
+use foundation_core::services::Directory;
 use metrics::ServicesMetrics;
 
 /// The three handles of a node's services layer.

@@ -4,7 +4,7 @@
 //!
 //! Delivery is at-most-once by default and in order per publisher and topic (one ordered
 //! stream per peer). [`PublishOptions::reliable`] adds acknowledgements and resends, so a
-//! message survives a lost connection (see [`crate::services::reliable`]). Each subscriber has
+//! message survives a lost connection (see [`foundation_core::services::reliable`]). Each subscriber has
 //! a bounded queue; when it is full, [`SlowPolicy`] either drops the oldest message (counted)
 //! or closes the subscription — memory never grows without bound.
 //!
@@ -41,14 +41,16 @@ use tokio::time::Instant as TokioInstant;
 use super::metrics::ServicesMetrics;
 use super::registry::{lock, Shared};
 use super::rpc::current_trace;
-use crate::ephemeral::PUBSUB_KEYSPACE;
 use crate::runtime::request::Request;
-use crate::services::reliable::{Backlogged, Incoming, Outgoing, Verdict};
-use crate::services::topic::{Pattern, Subscriptions, Topic, TopicError};
-use crate::services::trace::TraceContext;
-use crate::services::wire::{decode_event, BatchBuilder, EventMessage, Published, Raw, Sequenced};
-use crate::services::Directory;
-use crate::time::Instant;
+use foundation_core::ephemeral::PUBSUB_KEYSPACE;
+use foundation_core::services::reliable::{Backlogged, Incoming, Outgoing, Verdict};
+use foundation_core::services::topic::{Pattern, Subscriptions, Topic, TopicError};
+use foundation_core::services::trace::TraceContext;
+use foundation_core::services::wire::{
+    decode_event, BatchBuilder, EventMessage, Published, Raw, Sequenced,
+};
+use foundation_core::services::Directory;
+use foundation_core::time::Instant;
 
 /// How long a publish waits for room in a node's outbox before giving up on that node.
 const SEND_WAIT: Duration = Duration::from_secs(1);
@@ -90,7 +92,7 @@ pub enum PubSubError {
     },
     /// The interest could not be recorded (a replication limit).
     #[error(transparent)]
-    Refused(#[from] crate::core::WriteError),
+    Refused(#[from] foundation_core::node::WriteError),
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,

@@ -24,11 +24,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::handler::Handler;
 use super::health::{spawn_check, HealthCheck};
-use crate::core::WriteError;
-use crate::ephemeral::SERVICES_KEYSPACE;
 use crate::runtime::request::Request;
-use crate::services::record::{check_service_name, entry_name};
-use crate::services::{BadServiceName, Directory, Health, Instance, InstanceRecord, Target};
+use foundation_core::ephemeral::SERVICES_KEYSPACE;
+use foundation_core::node::WriteError;
+use foundation_core::services::record::{check_service_name, entry_name};
+use foundation_core::services::{
+    BadServiceName, Directory, Health, Instance, InstanceRecord, Target,
+};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -27,16 +27,16 @@ use tracing::Instrument;
 use super::handler::{Call, Handler};
 use super::metrics::{Outcome, Service, ServicesMetrics, State};
 use super::registry::{lock, Shared};
-use crate::services::balance::{Balancer, Candidate, Strategy};
-use crate::services::breaker::{
+use foundation_core::services::balance::{Balancer, Candidate, Strategy};
+use foundation_core::services::breaker::{
     BreakerConfig, BreakerConfigError, Breakers, Outcome as CallOutcome, Permit,
     State as BreakerState, Transition,
 };
-use crate::services::rate_limit::{RateLimit, RateLimits};
-use crate::services::trace::TraceContext;
-use crate::services::wire::{RemoteError, RpcReply, RpcRequest};
-use crate::services::{Directory, Instance, InstanceId};
-use crate::time::Instant;
+use foundation_core::services::rate_limit::{RateLimit, RateLimits};
+use foundation_core::services::trace::TraceContext;
+use foundation_core::services::wire::{RemoteError, RpcReply, RpcRequest};
+use foundation_core::services::{Directory, Instance, InstanceId};
+use foundation_core::time::Instant;
 
 tokio::task_local! {
     static CURRENT_TRACE: TraceContext;

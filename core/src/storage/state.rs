@@ -78,13 +78,13 @@ impl LoadReport {
     }
 
     /// Notes a recovery step that lost records from the middle of what was written.
-    pub(crate) fn note_loss(&mut self, detail: String) {
+    pub fn note_loss(&mut self, detail: String) {
         self.partial = true;
         self.note(detail);
     }
 
     /// Notes something done to recover (a file moved aside).
-    pub(crate) fn note(&mut self, detail: String) {
+    pub fn note(&mut self, detail: String) {
         if self.details.len() < DROPPED_DETAILS_MAX {
             self.details.push(detail);
         }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use foundation_transport::{NodeAddr, NodeId};
+use crate::{NodeAddr, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// One incarnation of a node as SWIM knows it.

@@ -291,7 +291,8 @@ mod tests {
     use super::*;
 
     fn trace() -> TraceContext {
-        TraceContext::new_root(&mut rand10::rng(), true)
+        use rand10::SeedableRng;
+        TraceContext::new_root(&mut rand10::rngs::StdRng::seed_from_u64(7), true)
     }
 
     /// The wire layout of a single published message, as nodes before batching sent it.

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use foundation_transport::NodeId;
+use crate::NodeId;
 
 use crate::membership::{MemberId, MemberState, Membership};
 use crate::replication::{Replication, Write};

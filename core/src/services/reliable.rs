@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use foundation_transport::NodeId;
+use crate::NodeId;
 
 use super::wire::Sequenced;
 use crate::time::Instant;

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::NodeId;
 use foundation_crdt::Timestamp;
-use foundation_transport::NodeId;
 
 use super::keyspace::Keyspace;
 use super::wire::{Digest, Origin, Seen};

@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::NodeId;
 use foca::{Incarnation, Timer};
-use foundation_transport::NodeId;
 
 use super::identity::MemberId;
 use crate::time::Instant;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::MemberId;
 use super::metadata::Versioned;
-use foundation_transport::NodeId;
+use crate::NodeId;
 
 /// First byte of a membership datagram: what follows.
 pub(crate) mod datagram_kind {

@@ -128,9 +128,9 @@ pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::{Channel, ChannelLimits, NodeAddr, NodeId};
 use bytes::Bytes;
 use foundation_crdt::{Canonical, Hlc, LwwEntry, Timestamp};
-use foundation_transport::{Channel, ChannelLimits, NodeAddr, NodeId};
 use rand10::rngs::StdRng;
 use rand10::{RngExt, SeedableRng};
 
@@ -140,7 +140,8 @@ pub use events::{ReplicationEvent, ReplicationTimer};
 pub use keyspace::{Change, Keyspace, RETIRED_RECORDS_MAX};
 pub use wire::{Digest, Envelope, Map, Op, Origin, ReplicationMessage, Seen, Value};
 
-use crate::effects::{self, Event, Outbox};
+use crate::effects::{Event, Outbox};
+use crate::envelope;
 use crate::storage::{Batch, StoredState};
 use crate::time::Instant;
 use acks::{PendingAck, PENDING_ACKS_MAX};
@@ -1407,7 +1408,7 @@ impl Replication {
         let after = self.config.anti_entropy_interval.mul_f64(jitter);
         out.timer(
             now + after,
-            effects::Timer::Replication(ReplicationTimer::AntiEntropy),
+            crate::Timer::Replication(ReplicationTimer::AntiEntropy),
         );
     }
 
@@ -1517,10 +1518,7 @@ fn envelope_size(envelope: &Envelope) -> usize {
     ENVELOPE_OVERHEAD + envelope.keyspace.len() + envelope.op.key.len() + value
 }
 
-/// Replication's tag in the core's message envelope (`CoreMessage::Replication`).
-pub const ENVELOPE_TAG: u8 = 1;
-
 /// Encodes a replication message in the core's envelope.
 pub fn encode(message: ReplicationMessage) -> Bytes {
-    effects::encode_tagged(ENVELOPE_TAG, &message)
+    envelope::encode(envelope::REPLICATION, &message)
 }

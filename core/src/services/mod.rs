@@ -1,5 +1,5 @@
 //! Services: the registry of service instances, pub/sub and RPC routing — the deterministic
-//! parts. The runtime's handles ([`crate::runtime::services`]) drive them with tokio and QUIC.
+//! parts. The engine's runtime handles (`foundation_engine::runtime::services`) drive them with tokio and QUIC.
 
 pub mod balance;
 pub mod breaker;

@@ -154,7 +154,7 @@ impl Batch {
 
     /// The batch as changes to store keys, each value checksummed; refuses what is too large
     /// before anything is written.
-    pub(crate) fn lower(&self) -> Result<Vec<RawOp>, StorageError> {
+    pub fn lower(&self) -> Result<Vec<RawOp>, StorageError> {
         self.ops.iter().map(lower_op).collect()
     }
 }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::Channel;
 use foca::{Notification, OwnedNotification, Timer};
-use foundation_transport::Channel;
 
 use super::identity::MemberId;
 use super::lifeguard::{LocalHealth, Suspicions};

@@ -14,8 +14,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::NodeAddr;
 use foundation_crdt::{LwwEntry, Timestamp};
-use foundation_transport::NodeAddr;
 
 use super::keyspace::{Dirty, Keyspace};
 use super::wire::{Origin, Seen, Value};

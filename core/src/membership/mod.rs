@@ -15,9 +15,9 @@ pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::{Channel, NodeAddr, NodeId};
 use bytes::Bytes;
 use foca::{Foca, Member, NoCustomBroadcast, OwnedNotification, PostcardCodec, State};
-use foundation_transport::{Channel, NodeAddr, NodeId};
 use rand10::rngs::StdRng;
 use rand10::{RngExt, SeedableRng};
 
@@ -731,12 +731,9 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
     }
 }
 
-/// Membership's tag in the core's message envelope (`CoreMessage::Membership`).
-pub const ENVELOPE_TAG: u8 = 0;
-
 /// Encodes a membership message for a stream channel, in the core's envelope.
 pub fn encode(message: MembershipMessage) -> Bytes {
-    crate::effects::encode_tagged(ENVELOPE_TAG, &message)
+    crate::envelope::encode(crate::envelope::MEMBERSHIP, &message)
 }
 
 fn encoded_len(value: &Versioned) -> usize {

@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 
+use crate::{Channel, NodeAddr};
 use bytes::Bytes;
-use foundation_transport::{Channel, NodeAddr};
 
 use crate::membership::view::{MembershipEvent, MembershipTimer};
 use crate::replication::events::{ReplicationEvent, ReplicationTimer};
@@ -62,16 +62,6 @@ pub enum Event {
     Membership(MembershipEvent),
     /// A replicated key changed.
     Replication(ReplicationEvent),
-}
-
-/// Encodes a machine's message in the core's envelope: its tag, then the message. This is what
-/// the core decodes as `CoreMessage` (a postcard enum is its variant index, then the variant),
-/// without the machine naming its parent's type. An empty payload (encoding into a Vec cannot
-/// fail for these types) would be refused by the receiver, never misread.
-pub fn encode_tagged<T: serde::Serialize>(tag: u8, message: &T) -> Bytes {
-    postcard::to_extend(message, vec![tag])
-        .map(Bytes::from)
-        .unwrap_or_default()
 }
 
 /// Effects produced while handling one input, in order.

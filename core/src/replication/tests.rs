@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use crate::NodeId;
 use bytes::Bytes;
 use foundation_crdt::{NodeId as CrdtId, Timestamp, DEFAULT_MAX_DRIFT_MS};
-use foundation_transport::NodeId;
 
 use super::*;
-use crate::core::CoreMessage;
 use crate::effects::Effect;
+use crate::node::CoreMessage;
 use crate::storage::{Disk, Loaded, Op as StoredOp, SimDisk};
 
 struct Peer {

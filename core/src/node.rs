@@ -23,8 +23,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::{Channel, NodeAddr, NodeId};
 use bytes::Bytes;
-use foundation_transport::{Channel, NodeAddr, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::effects::{Effect, Event, Outbox, Timer};
@@ -135,8 +135,8 @@ pub enum WriteError {
 }
 
 /// The top-level message carried on the coordination and replication channels. Machines
-/// encode their own variant (`membership::encode`, `replication::encode`, by their
-/// `ENVELOPE_TAG`); the core decodes the whole.
+/// encode their own variant (`membership::encode`, `replication::encode`, by their tag in
+/// [`crate::envelope`]); the core decodes the whole. Variant order is the tags' order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CoreMessage {
     /// For the membership machine.

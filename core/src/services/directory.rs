@@ -7,15 +7,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use foundation_transport::{NodeAddr, NodeId};
+use crate::{NodeAddr, NodeId};
 use serde::{Deserialize, Serialize};
 
 use super::balance::{StableHash, StableHasher};
 use super::record::{parse_entry_name, InstanceRecord};
 use super::topic::{Pattern, Subscriptions, Topic};
-use crate::core::Core;
 use crate::ephemeral::{self, Owner, PUBSUB_KEYSPACE, SERVICES_KEYSPACE};
 use crate::membership::Membership;
+use crate::node::Core;
 
 /// One instance, cluster-wide: the node life that registered it and its number there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use foundation_transport::{NodeAddr, NodeId};
+use crate::{NodeAddr, NodeId};
 
 use foundation_crdt::Timestamp;
 

@@ -1,6 +1,6 @@
 //! The membership table as the application sees it, and the events that change it.
 
-use foundation_transport::{NodeAddr, NodeId};
+use crate::{NodeAddr, NodeId};
 use serde::Serialize;
 
 use super::identity::MemberId;

@@ -1,0 +1,20 @@
+//! The wire envelope of the stream channels: one tag byte naming the machine a message is for,
+//! then that machine's message. The node's `CoreMessage` decodes the whole (a postcard enum is
+//! its variant index, then the variant); each machine encodes its own variant here without
+//! naming its parent's type, so no machine imports the node that composes it.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// The membership machine's tag (`CoreMessage::Membership`).
+pub const MEMBERSHIP: u8 = 0;
+/// The replication machine's tag (`CoreMessage::Replication`).
+pub const REPLICATION: u8 = 1;
+
+/// Encodes `message` behind `tag`. Encoding these types into a `Vec` cannot fail; if it ever
+/// did, the empty payload would be refused by the receiver, never misread.
+pub fn encode<T: Serialize>(tag: u8, message: &T) -> Bytes {
+    postcard::to_extend(message, vec![tag])
+        .map(Bytes::from)
+        .unwrap_or_default()
+}
