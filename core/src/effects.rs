@@ -10,6 +10,7 @@ use crate::membership::view::{MembershipEvent, MembershipTimer};
 use crate::replication::events::{ReplicationEvent, ReplicationTimer};
 use crate::storage::Batch;
 use crate::time::Instant;
+use crate::timers::Timers;
 
 /// One thing for the driver to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,14 +23,6 @@ pub enum Effect {
         channel: Channel,
         /// The bytes, already encoded.
         payload: Bytes,
-    },
-    /// Deliver `timer` back to the core at `at`. Timers are never cancelled: a timer that is no
-    /// longer wanted is recognised as stale when it fires and ignored.
-    Timer {
-        /// When.
-        at: Instant,
-        /// Which.
-        timer: Timer,
     },
     /// Tell the application something happened.
     Event(Event),
@@ -44,7 +37,8 @@ pub enum Effect {
     },
 }
 
-/// Every timer of every protocol, so the driver can hand them back without knowing them.
+/// Every timer of every protocol. The core keeps them ([`crate::timers`]); drivers only see
+/// the next deadline.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Timer {
     /// A membership timer.
@@ -64,10 +58,12 @@ pub enum Event {
     Replication(ReplicationEvent),
 }
 
-/// Effects produced while handling one input, in order.
+/// Effects produced while handling one input, in order, and the timers the machines armed.
 #[derive(Debug, Default)]
 pub struct Outbox {
     effects: VecDeque<Effect>,
+    timers: Timers,
+    timers_dropped: u64,
 }
 
 impl Outbox {
@@ -80,9 +76,27 @@ impl Outbox {
         });
     }
 
-    /// Queues a timer.
+    /// Arms a timer. Timers are never cancelled: one that is no longer wanted is recognised as
+    /// stale when it fires and ignored.
     pub fn timer(&mut self, at: Instant, timer: Timer) {
-        self.effects.push_back(Effect::Timer { at, timer });
+        if !self.timers.arm(at, timer) {
+            self.timers_dropped += 1;
+        }
+    }
+
+    /// The armed timers.
+    pub fn timers(&mut self) -> &mut Timers {
+        &mut self.timers
+    }
+
+    /// When the earliest armed timer is due.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.timers.next_due()
+    }
+
+    /// Timers refused because too many were pending (a bug's symptom, never expected).
+    pub fn timers_dropped(&self) -> u64 {
+        self.timers_dropped
     }
 
     /// Queues an event.

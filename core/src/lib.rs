@@ -34,6 +34,7 @@ pub mod replication;
 pub mod services;
 pub mod storage;
 pub mod time;
+pub mod timers;
 
 pub use channel::{Channel, ChannelLimits, MEMBERSHIP_DATAGRAM_MAX};
 pub use effects::{Effect, Event, Timer};

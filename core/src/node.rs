@@ -8,18 +8,21 @@
 //!     while let Some(effect) = core.poll_effect() {
 //!         match effect {
 //!             Effect::Send { to, channel, payload } => /* hand to the transport */,
-//!             Effect::Timer { at, timer } => /* call back with Input::Timer at `at` */,
 //!             Effect::Event(event) => /* tell the application */,
+//!             Effect::Persist { seq, batch } => /* write, then Input::Persisted */,
 //!         }
 //!     }
-//!     let (now, input) = /* the next datagram, message, timer or command */;
-//!     core.handle(now, input);
+//!     match /* the next datagram, message or command, or core.poll_timeout() passing */ {
+//!         Input(now, input) => core.handle(now, input),
+//!         Deadline(now) => core.handle_timeout(now),
+//!     }
 //! }
 //! ```
 //!
 //! `engine::runtime` drives it with tokio and QUIC; `foundation-sim` drives many of them with a
 //! virtual clock and a simulated network. Adding a protocol means adding a machine here and a
-//! variant to [`CoreMessage`], [`Timer`] and [`Event`] — never touching the drivers.
+//! variant to [`CoreMessage`], [`Timer`] and [`Event`] — never touching the drivers. The core
+//! keeps its own timers, so a driver holds one deadline, not a timer wheel.
 
 use std::collections::BTreeSet;
 
@@ -64,13 +67,6 @@ pub enum Input {
         channel: Channel,
         /// The payload.
         payload: Bytes,
-    },
-    /// A timer the core armed came due.
-    Timer {
-        /// When it was due (the core measures its own lateness from it).
-        scheduled: Instant,
-        /// Which.
-        timer: Timer,
     },
     /// A request from the local application.
     Command(Command),
@@ -217,7 +213,31 @@ impl Core {
 
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
+        let mark = self.outbox.len();
         self.dispatch(now, input);
+        self.settle(now, mark);
+    }
+
+    /// When [`Core::handle_timeout`] next has something to do: the earliest armed timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.outbox.next_timer()
+    }
+
+    /// Fires every timer due at `now` that was armed before this call (one armed while firing
+    /// waits for the next call, which [`Core::poll_timeout`] then asks for at once).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let armed = self.outbox.timers().armed();
+        while let Some((scheduled, timer)) = self.outbox.timers().pop_due(now, armed) {
+            let mark = self.outbox.len();
+            self.fire(now, scheduled, timer);
+            self.settle(now, mark);
+        }
+    }
+
+    /// What follows every input and every timer: replication hears of members that came up,
+    /// persists what changed, and writes as our current life.
+    fn settle(&mut self, now: Instant, mark: usize) {
+        self.members_came_up(now, mark);
         self.replication.flush_persistence(&mut self.outbox);
         // Replication writes as our current life: see `Replication::renew`.
         let me = origin(&self.membership.me());
@@ -230,23 +250,25 @@ impl Core {
     }
 
     fn dispatch(&mut self, now: Instant, input: Input) {
-        let mark = self.outbox.len();
         match input {
             Input::Received {
                 from,
                 channel,
                 payload,
             } => self.received(now, from, channel, &payload),
-            Input::Timer {
-                scheduled,
-                timer: Timer::Membership(timer),
-            } => self
-                .membership
-                .handle_timer(now, scheduled, timer, &mut self.outbox),
-            Input::Timer {
-                timer: Timer::Replication(timer),
-                ..
-            } => {
+            Input::Command(command) => self.command(now, command),
+            Input::Persisted { upto } => self.replication.persisted(upto, &mut self.outbox),
+            Input::PersistFailed { seq } => self.replication.persist_failed(seq),
+        }
+    }
+
+    fn fire(&mut self, now: Instant, scheduled: Instant, timer: Timer) {
+        match timer {
+            Timer::Membership(timer) => {
+                self.membership
+                    .handle_timer(now, scheduled, timer, &mut self.outbox)
+            }
+            Timer::Replication(timer) => {
                 let peers = self.alive_addrs();
                 let membership = &self.membership;
                 self.seen_down.retain(|id| membership.member(*id).is_some());
@@ -254,15 +276,8 @@ impl Core {
                 self.replication
                     .handle_timer(now, timer, &peers, &members, &mut self.outbox)
             }
-            Input::Timer {
-                timer: Timer::EphemeralReconcile,
-                ..
-            } => self.reconcile(now),
-            Input::Command(command) => self.command(now, command),
-            Input::Persisted { upto } => self.replication.persisted(upto, &mut self.outbox),
-            Input::PersistFailed { seq } => self.replication.persist_failed(seq),
+            Timer::EphemeralReconcile => self.reconcile(now),
         }
-        self.members_came_up(now, mark);
     }
 
     /// Tells replication of members that came up while handling the last input, and whether
@@ -287,6 +302,11 @@ impl Core {
             self.replication
                 .member_up(now, peer, came_back, &mut self.outbox);
         }
+    }
+
+    /// Timers refused because too many were pending: never expected, a bug's symptom.
+    pub fn timers_dropped(&self) -> u64 {
+        self.outbox.timers_dropped()
     }
 
     /// The next effect to execute, in order.

@@ -10,16 +10,15 @@
 //! events they emitted ([`World::take_observed`]) to check invariants.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
-use foundation_core::effects::{Effect, Event, Timer};
+use foundation_core::effects::{Effect, Event};
 use foundation_core::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
 use foundation_core::node::{Command, Core, CoreConfig, Input};
 use foundation_core::replication::{
-    AckTicket, Durability, Envelope, Op, Origin, ReplicationConfig, ReplicationEvent,
-    ReplicationTimer, Write,
+    AckTicket, Durability, Envelope, Op, Origin, ReplicationConfig, ReplicationEvent, Write,
 };
 use foundation_core::storage::Batch;
 use foundation_core::time::Instant;
@@ -100,6 +99,8 @@ pub struct SimNode {
     life: u64,
     stalled_until: Option<u64>,
     held: VecDeque<Pending>,
+    /// World instants of the wake-ups queued for this life, so one deadline is queued once.
+    wakes: BTreeSet<u64>,
     clock: NodeClock,
     traffic: NodeTraffic,
     stalls: Vec<(u64, u64)>,
@@ -229,11 +230,11 @@ enum Pending {
         connection: u64,
         lives: (u64, u64),
     },
-    Timer {
+    /// The node's core has a timer due by now (its `poll_timeout`, in world time).
+    Wake {
         node: usize,
         life: u64,
-        scheduled: Instant,
-        timer: Timer,
+        at: u64,
     },
     Command {
         node: usize,
@@ -277,7 +278,7 @@ impl Pending {
     fn node(&self) -> Option<usize> {
         match self {
             Pending::Datagram { to, .. } | Pending::Stream { to, .. } => Some(*to),
-            Pending::Timer { node, .. } | Pending::Command { node, .. } => Some(*node),
+            Pending::Wake { node, .. } | Pending::Command { node, .. } => Some(*node),
             Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => Some(*node),
             Pending::Write { node, .. } | Pending::Synced { node, .. } => Some(*node),
             Pending::Workload { .. } | Pending::DiskFree { .. } => None,
@@ -351,8 +352,6 @@ struct WriteLog {
     workloads: Vec<(Workload, Vec<usize>, u64)>,
     /// Counters of cores that are gone.
     gone: ReplicationTotals,
-    /// Anti-entropy rounds started, over every node.
-    anti_entropy_rounds: u64,
     /// The life `(slot, life)` whose stream message the core being stepped is handling: an
     /// ack event it emits came from that member.
     sender: Option<(usize, u64)>,
@@ -589,9 +588,9 @@ impl World {
         totals
     }
 
-    /// Anti-entropy rounds started so far, over every node.
+    /// Anti-entropy rounds started so far, over every node and every life.
     pub fn anti_entropy_rounds(&self) -> u64 {
-        self.writes.anti_entropy_rounds
+        self.replication_totals().anti_entropy_rounds
     }
 
     /// Starts a workload on `slots`: its first write comes after one random gap.
@@ -816,6 +815,7 @@ impl World {
         let seed = self.rng.gen::<u64>();
         let node = &mut self.nodes[slot];
         node.life += 1;
+        node.wakes.clear();
         node.generation = generation;
         node.started_us = self.now_us;
         node.leaving_us = None;
@@ -952,6 +952,7 @@ impl World {
         node.core = None;
         node.stalled_until = None;
         node.held.clear();
+        node.wakes.clear();
     }
 
     /// Shuts the node down `after_us` from now (after a graceful leave).
@@ -1032,6 +1033,7 @@ impl World {
             life: 0,
             stalled_until: None,
             held: VecDeque::new(),
+            wakes: BTreeSet::new(),
             clock: NodeClock::default(),
             traffic: NodeTraffic::default(),
             stalls: Vec::new(),
@@ -1125,7 +1127,7 @@ impl World {
             return false;
         }
         match what {
-            Pending::Timer { life, .. }
+            Pending::Wake { life, .. }
             | Pending::Command { life, .. }
             | Pending::Write { life, .. }
             | Pending::Synced { life, .. } => self.nodes[slot].life == *life,
@@ -1212,22 +1214,7 @@ impl World {
             Pending::Synced {
                 node, seq, written, ..
             } => return self.synced(node, seq, written),
-            Pending::Timer {
-                node,
-                scheduled,
-                timer,
-                ..
-            } => {
-                if matches!(timer, Timer::Replication(ReplicationTimer::AntiEntropy)) {
-                    self.writes.anti_entropy_rounds += 1;
-                }
-                let due = Stamp(scheduled.elapsed().as_micros() as u64);
-                self.trace.line(format_args!(
-                    "{} n{node} <- timer {timer:?} due {due}",
-                    Stamp(self.now_us)
-                ));
-                (node, Input::Timer { scheduled, timer })
-            }
+            Pending::Wake { node, at, .. } => return self.wake(node, at),
             Pending::Command { node, command, .. } => {
                 self.trace.line(format_args!(
                     "{} n{node} <- command {command:?}",
@@ -1274,10 +1261,46 @@ impl World {
         }
     }
 
-    /// Executes every effect the core in `slot` queued, in order.
+    /// Fires the timers of the core in `slot` that are due.
+    fn wake(&mut self, slot: usize, at: u64) {
+        let node = &mut self.nodes[slot];
+        node.wakes.remove(&at);
+        let local = node.clock.local(self.now_us);
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        self.trace
+            .line(format_args!("{} n{slot} <- wake", Stamp(self.now_us)));
+        core.handle_timeout(local);
+        self.drain(slot);
+    }
+
+    /// Queues a wake-up for the core in `slot` at its next timer, unless one is queued then.
+    fn schedule_wake(&mut self, slot: usize) {
+        let node = &mut self.nodes[slot];
+        let Some(due) = node.core.as_ref().and_then(Core::poll_timeout) else {
+            return;
+        };
+        let at = node.clock.world_at(due, self.now_us);
+        if !node.wakes.insert(at) {
+            return;
+        }
+        let life = node.life;
+        self.push(
+            at,
+            Pending::Wake {
+                node: slot,
+                life,
+                at,
+            },
+        );
+    }
+
+    /// Executes every effect the core in `slot` queued, in order, then queues its next wake-up.
     fn drain(&mut self, slot: usize) {
         loop {
             let Some(effect) = self.nodes[slot].core.as_mut().and_then(Core::poll_effect) else {
+                self.schedule_wake(slot);
                 return;
             };
             match effect {
@@ -1286,7 +1309,6 @@ impl World {
                     channel,
                     payload,
                 } => self.send(slot, to, channel, payload),
-                Effect::Timer { at, timer } => self.arm(slot, at, timer),
                 Effect::Event(Event::Membership(event)) => self.observe(slot, event),
                 Effect::Persist { seq, batch } => self.persist(slot, seq, &batch),
                 // Other protocols' events are traced; their invariants read them from the trace
@@ -1384,26 +1406,6 @@ impl World {
                 },
             );
         }
-    }
-
-    fn arm(&mut self, slot: usize, at: Instant, timer: Timer) {
-        let local = Stamp(at.elapsed().as_micros() as u64);
-        self.trace.line(format_args!(
-            "{} n{slot} -> timer {timer:?} at {local}",
-            Stamp(self.now_us)
-        ));
-        let node = &self.nodes[slot];
-        let world_at = node.clock.world_at(at, self.now_us);
-        let life = node.life;
-        self.push(
-            world_at,
-            Pending::Timer {
-                node: slot,
-                life,
-                scheduled: at,
-                timer,
-            },
-        );
     }
 
     fn observe(&mut self, slot: usize, event: MembershipEvent) {

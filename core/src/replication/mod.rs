@@ -281,6 +281,8 @@ pub struct ReplicationStats {
     pub ops_sent: u64,
     /// Digests sent.
     pub digests_sent: u64,
+    /// Anti-entropy rounds started (one per anti-entropy timer).
+    pub anti_entropy_rounds: u64,
     /// Full states sent.
     pub full_states_sent: u64,
     /// Full states merged.
@@ -322,6 +324,7 @@ impl ReplicationStats {
             malformed,
             ops_sent,
             digests_sent,
+            anti_entropy_rounds,
             full_states_sent,
             full_states_merged,
             bad_states,
@@ -345,6 +348,7 @@ impl ReplicationStats {
         self.malformed += malformed;
         self.ops_sent += ops_sent;
         self.digests_sent += digests_sent;
+        self.anti_entropy_rounds += anti_entropy_rounds;
         self.full_states_sent += full_states_sent;
         self.full_states_merged += full_states_merged;
         self.bad_states += bad_states;
@@ -722,6 +726,7 @@ impl Replication {
     ) {
         match timer {
             ReplicationTimer::AntiEntropy => {
+                self.stats.anti_entropy_rounds += 1;
                 self.chained = 0;
                 self.persistence.rewrite_due = self.persistence.rewrite_wanted;
                 self.arm_anti_entropy(now, out);

@@ -86,7 +86,7 @@ impl Net {
                     self.wire.push((i, to, payload));
                 }
                 Effect::Event(Event::Replication(event)) => self.peers[i].events.push(event),
-                Effect::Event(_) | Effect::Timer { .. } => {}
+                Effect::Event(_) => {}
                 Effect::Persist { seq, batch } => {
                     let p = &mut self.peers[i];
                     let disk = p

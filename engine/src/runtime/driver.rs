@@ -15,7 +15,6 @@ use super::cluster_config::{mirror_apply, Mirror, CONFIG_KEYSPACE};
 use super::metrics::{MembershipMetrics, ReplicationMetrics};
 use super::request::{MajorityWait, Request};
 use super::storage::{BatchOutcome, NodeStorage};
-use super::timers::Timers;
 use crate::discovery::Candidate;
 use foundation_core::effects::{Effect, Event};
 use foundation_core::membership::{MemberView, MembershipEvent};
@@ -55,8 +54,9 @@ pub(crate) struct Driver {
     pub majority_waits: BTreeMap<(String, Origin, u64), tokio::sync::watch::Sender<usize>>,
     pub metrics: MembershipMetrics,
     pub replication_metrics: ReplicationMetrics,
-    pub timers: Timers,
     pub join_attempts: BTreeMap<SocketAddr, TokioInstant>,
+    /// Timers the core refused (its bound reached) that a warning already reported.
+    pub timers_dropped: u64,
     /// Running discovery strategies, stopped (advertisements withdrawn) when the node stops.
     pub discovery: Vec<crate::discovery::DiscoveryHandle>,
     /// Where the services directory is published, rebuilt when what it is built from changes.
@@ -103,7 +103,7 @@ impl Driver {
         }
         loop {
             self.carry_out_effects().await;
-            let next_timer = self.timers.next_due().map(|at| self.epoch + at.elapsed());
+            let next_timer = self.core.poll_timeout().map(|at| self.epoch + at.elapsed());
             let sleep = tokio::time::sleep_until(
                 next_timer.unwrap_or_else(|| TokioInstant::now() + HOUSEKEEPING_INTERVAL),
             );
@@ -130,7 +130,7 @@ impl Driver {
                 Some(transfer) = self.inbox.transfers.recv() => self.receive_bulk(transfer),
                 Some(candidate) = self.candidates.recv() => self.consider(candidate),
                 Some(outcome) = self.batch_outcomes.recv() => self.persisted(outcome),
-                _ = sleep => self.fire_due_timers(),
+                _ = sleep => self.core.handle_timeout(self.now()),
                 _ = housekeeping.tick() => self.housekeeping(),
             }
         }
@@ -149,13 +149,6 @@ impl Driver {
         self.core.handle(self.now(), input);
     }
 
-    fn fire_due_timers(&mut self) {
-        let now = self.now();
-        while let Some((scheduled, timer)) = self.timers.pop_due(now) {
-            self.core.handle(now, Input::Timer { scheduled, timer });
-        }
-    }
-
     async fn carry_out_effects(&mut self) {
         let mut directory_changed = false;
         while let Some(effect) = self.core.poll_effect() {
@@ -165,11 +158,6 @@ impl Driver {
                     channel,
                     payload,
                 } => self.send(to, channel, payload).await,
-                Effect::Timer { at, timer } => {
-                    if !self.timers.arm(at, timer) {
-                        warn!("timer bound reached; dropping a timer");
-                    }
-                }
                 Effect::Event(Event::Membership(event)) => {
                     directory_changed = true;
                     self.publish(event);
@@ -391,6 +379,11 @@ impl Driver {
     }
 
     fn housekeeping(&mut self) {
+        let dropped = self.core.timers_dropped();
+        if dropped > self.timers_dropped {
+            warn!(dropped, "timer bound reached; the core dropped timers");
+            self.timers_dropped = dropped;
+        }
         self.metrics.sync(&self.core);
         self.replication_metrics.sync(&self.core);
         let horizon = TokioInstant::now() - JOIN_RETRY_MIN * 10;

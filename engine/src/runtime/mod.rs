@@ -20,7 +20,6 @@ mod metrics;
 mod request;
 pub mod services;
 mod storage;
-mod timers;
 
 pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
 pub use from_config::StartNodeError;
@@ -263,7 +262,7 @@ impl Node {
             majority_waits: BTreeMap::new(),
             metrics: membership_metrics,
             replication_metrics,
-            timers: Default::default(),
+            timers_dropped: 0,
             join_attempts: BTreeMap::new(),
             discovery,
             directory: directory_tx,

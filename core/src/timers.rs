@@ -1,18 +1,20 @@
-//! The runtime's timer wheel: a min-heap of the core's timers by due time.
+//! The core's timers: a min-heap by due time. The core owns them, the quinn way: a driver asks
+//! [`crate::Core::poll_timeout`] when to wake and calls [`crate::Core::handle_timeout`] then, so
+//! the runtime and the simulator sleep on one deadline and keep no timer state of their own.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use foundation_core::effects::Timer;
-use foundation_core::time::Instant;
+use crate::effects::Timer;
+use crate::time::Instant;
 
 /// Most timers pending at once. The core arms a bounded number per member; this bound only
 /// guards against a bug turning into unbounded memory.
 const PENDING_MAX: usize = 1 << 20;
 
 #[derive(Debug, Default)]
-pub(crate) struct Timers {
-    // (due, sequence) orders equal due times by arming order, like the simulator.
+pub struct Timers {
+    // (due, sequence) orders equal due times by arming order, so a run is reproducible.
     heap: BinaryHeap<Reverse<(Instant, u64, TimerSlot)>>,
     next_sequence: u64,
 }
@@ -54,10 +56,17 @@ impl Timers {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
-    /// The earliest timer if it is due at `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
+    /// How many timers were armed so far: a mark for [`Self::pop_due`].
+    pub fn armed(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// The earliest timer if it is due at `now` and was armed by `mark` (an [`Self::armed`]
+    /// taken earlier): timers armed while firing wait for the next call, so a machine that
+    /// re-arms at `now` cannot keep one call going forever.
+    pub fn pop_due(&mut self, now: Instant, mark: u64) -> Option<(Instant, Timer)> {
         match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => {
+            Some(Reverse((at, sequence, _))) if *at <= now && *sequence <= mark => {
                 self.heap.pop().map(|Reverse((at, _, slot))| (at, slot.0))
             }
             _ => None,
