@@ -228,7 +228,13 @@ impl Node {
             seed: rand::random(),
         };
         let (candidates_tx, candidates) = mpsc::channel(CANDIDATE_BUFFER);
-        let discovery = start_discovery(discovery, &cluster, endpoint.local(), &candidates_tx)?;
+        let discovery = start_discovery(
+            discovery,
+            &cluster,
+            endpoint.local(),
+            core_config.metadata.http,
+            &candidates_tx,
+        )?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let replication = ReplicationConfig {
             wall_ms_at_zero: unix_ms(),
@@ -441,12 +447,14 @@ fn start_discovery(
     strategies: Vec<Box<dyn Discovery>>,
     cluster: &ClusterName,
     local: NodeAddr,
+    http: Option<SocketAddr>,
     found: &mpsc::Sender<Candidate>,
 ) -> Result<Vec<DiscoveryHandle>, DiscoveryError> {
     let me = LocalNode {
         cluster: cluster.clone(),
         id: local.id,
         addr: local.addr,
+        http,
     };
     strategies
         .into_iter()
