@@ -5,3 +5,4 @@ pub mod members;
 pub mod node;
 pub mod services;
 pub mod sim;
+pub mod target;
