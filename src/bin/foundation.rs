@@ -50,6 +50,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .init();
     let command = match cli.command {
         Command::Sim(sim) => std::process::exit(foundation::cli::sim::run(sim)),
@@ -73,6 +74,14 @@ fn main() {
     if let Err(error) = result {
         fail(&error.to_string());
     }
+}
+
+/// Colour only for a person at a terminal: never into a file or a pipe, and never when
+/// `NO_COLOR` is set (<https://no-color.org>).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 fn fail(message: &str) -> ! {
