@@ -4,5 +4,6 @@ pub mod config;
 pub mod members;
 pub mod node;
 pub mod services;
+pub mod signals;
 pub mod sim;
 pub mod target;
