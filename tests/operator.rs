@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, scratch_dir, start, state_of, NodeProcess, BINARY};
+use common::{eventually, get, scratch_dir, start, state_of, NodeProcess, BINARY};
 
 /// Generous: these wait for states, they do not measure anything.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -93,8 +93,20 @@ fn members_without_flags_finds_the_local_node_of_the_cluster() {
     // config and services find it the same way.
     let set = foundation(&dir, Some(&cluster), &["config", "set", "op.k", "42"]);
     assert!(set.status.success(), "{}", stderr(&set));
-    let get = foundation(&dir, Some(&cluster), &["config", "get", "op.k"]);
-    assert_eq!(stdout(&get).trim(), "42", "{}", stderr(&get));
+    let read = foundation(&dir, Some(&cluster), &["config", "get", "op.k"]);
+    assert_eq!(stdout(&read).trim(), "42", "{}", stderr(&read));
+    assert_eq!(get(a.http, "/config/op.k"), Some(serde_json::json!(42)));
+    assert_eq!(
+        get(a.http, "/config/op.missing"),
+        None,
+        "404 for a missing key"
+    );
+    let missing = foundation(&dir, Some(&cluster), &["config", "get", "op.missing"]);
+    assert!(
+        stderr(&missing).contains("no key \"op.missing\""),
+        "{}",
+        stderr(&missing)
+    );
     let services = foundation(&dir, Some(&cluster), &["services"]);
     assert!(services.status.success(), "{}", stderr(&services));
 
@@ -187,6 +199,46 @@ fn sigint_makes_a_node_leave_gracefully_too() {
     });
     assert!(!discovery_file(&dir, &cluster, &b.id).exists());
     drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn foundation_leave_makes_a_running_node_leave_and_refuses_to_guess_which() {
+    let dir = scratch_dir("op-leave");
+    let cluster = format!("leave-{}", std::process::id());
+    let a = start(&dir, &cluster, "a", None);
+    let mut b = start(&dir, &cluster, "b", None);
+    eventually(PATIENCE, "a sees b alive", || {
+        state_of(&a, &b.id).as_deref() == Some("alive")
+    });
+
+    let ambiguous = foundation(&dir, Some(&cluster), &["leave"]);
+    assert!(!ambiguous.status.success(), "two local nodes: which one?");
+    let message = stderr(&ambiguous);
+    assert!(
+        message.contains("2 nodes") && message.contains("--node") && message.contains(&b.id),
+        "{message}"
+    );
+    assert_eq!(state_of(&a, &b.id).as_deref(), Some("alive"), "nobody left");
+
+    let left = foundation(
+        &dir,
+        None,
+        &["leave", "--node", &format!("http://{}/", b.http)],
+    );
+    assert!(left.status.success(), "{}", stderr(&left));
+    assert!(stdout(&left).contains(&b.id), "{}", stdout(&left));
+    assert_eq!(wait_for_exit(&mut b, "b's process exits"), Some(0));
+    eventually(PATIENCE, "a records b as left", || {
+        state_of(&a, &b.id).as_deref() == Some("left")
+    });
+    assert!(!discovery_file(&dir, &cluster, &b.id).exists());
+
+    // One node left: no need to say which.
+    let mut a = a;
+    let last = foundation(&dir, Some(&cluster), &["leave"]);
+    assert!(last.status.success(), "{}", stderr(&last));
+    assert_eq!(wait_for_exit(&mut a, "a's process exits"), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

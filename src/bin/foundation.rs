@@ -2,8 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use foundation::cli::{
-    config::ConfigArgs, members::MembersArgs, node::NodeArgs, services::ServicesArgs,
-    sim::SimCommand,
+    config::ConfigArgs, leave::LeaveArgs, members::MembersArgs, node::NodeArgs,
+    services::ServicesArgs, sim::SimCommand,
 };
 
 #[derive(Parser)]
@@ -33,6 +33,8 @@ enum Command {
     Services(ServicesArgs),
     /// Read, change or watch the cluster-wide config through a running node.
     Config(ConfigArgs),
+    /// Make a running node leave the cluster gracefully (its peers record it as left).
+    Leave(LeaveArgs),
     /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
     Sim(SimCommand),
 }
@@ -69,6 +71,7 @@ fn main() {
             Command::Members(args) => foundation::cli::members::run(args).await,
             Command::Services(args) => foundation::cli::services::run(args).await,
             Command::Config(args) => foundation::cli::config::run(args).await,
+            Command::Leave(args) => foundation::cli::leave::run(args).await,
         }
     });
     if let Err(error) = result {

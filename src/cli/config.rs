@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use foundation_engine::http::{get_json, percent_encode, send_json, Method};
+use foundation_engine::http::{get_json, percent_encode, send_json, HttpError, Method};
 use serde_json::Value;
 
 use super::target::NodeTarget;
@@ -68,14 +68,17 @@ pub async fn run(args: ConfigArgs) -> Result<(), Box<dyn std::error::Error>> {
         format!("node at {node}: {e}").into()
     };
     match args.command {
-        ConfigCommand::Get { key } => {
+        ConfigCommand::Get { key: None } => {
             let all = snapshot(node).await.map_err(unreachable)?;
-            match key {
-                None => println!("{}", serde_json::to_string_pretty(&all)?),
-                Some(key) => match all.get(&key) {
-                    Some(value) => println!("{value}"),
-                    None => return Err(format!("no key {key:?}").into()),
-                },
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        ConfigCommand::Get { key: Some(key) } => {
+            match get_json(node, &key_path(&key), REQUEST_TIMEOUT).await {
+                Ok(value) => println!("{value}"),
+                Err(HttpError::Status { status: 404, .. }) => {
+                    return Err(format!("no key {key:?}").into())
+                }
+                Err(error) => return Err(unreachable(error)),
             }
         }
         ConfigCommand::Set {

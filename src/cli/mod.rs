@@ -1,6 +1,7 @@
 //! The `foundation` command's subcommands.
 
 pub mod config;
+pub mod leave;
 pub mod members;
 pub mod node;
 pub mod services;

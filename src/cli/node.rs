@@ -114,6 +114,8 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 Err(_) => break None,
             },
             signal = signals.recv() => break Some(signal),
+            // An operator's `foundation leave` (POST /leave) already did the leaving.
+            () = node.stopped() => break None,
         }
     };
     match signal {
@@ -121,7 +123,7 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
             "{} {signal}: leaving the cluster (send another signal to exit at once)",
             timestamp()
         ),
-        None => say!("{} leaving the cluster", timestamp()),
+        None => say!("{} the node has stopped; closing", timestamp()),
     }
     tokio::select! {
         () = node.leave() => {}

@@ -151,9 +151,19 @@ struct LocalView {
 
 impl NodeTarget {
     /// The node's HTTP address: `--node`, else a local node of the cluster that accepts a
-    /// connection, else the configured fixed address. The error says what was tried and how
-    /// to fix it.
+    /// connection (the longest running), else the configured fixed address. The error says what
+    /// was tried and how to fix it.
     pub async fn resolve(&self) -> Result<SocketAddr, String> {
+        self.resolve_with(false).await
+    }
+
+    /// As [`resolve`](Self::resolve), but without `--node` it refuses to choose among several
+    /// running nodes of the cluster: for commands that change the node they reach (`leave`).
+    pub async fn resolve_exactly_one(&self) -> Result<SocketAddr, String> {
+        self.resolve_with(true).await
+    }
+
+    async fn resolve_with(&self, exactly_one: bool) -> Result<SocketAddr, String> {
         if let Some(node) = &self.node {
             return node.resolve().await;
         }
@@ -170,12 +180,34 @@ impl NodeTarget {
             }
         }
         let with_http: Vec<&RunningNode> = found.iter().filter(|n| n.http.is_some()).collect();
+        let mut answering: Vec<(&RunningNode, SocketAddr)> = Vec::new();
         for node in &with_http {
             let Some(http) = node.http.map(reachable_form) else {
                 continue;
             };
             if accepts(http).await {
-                return Ok(http);
+                answering.push((node, http));
+                if !exactly_one {
+                    break;
+                }
+            }
+        }
+        match answering.as_slice() {
+            [(_, http)] => return Ok(*http),
+            [(_, http), ..] if !exactly_one => return Ok(*http),
+            [] => {}
+            several => {
+                let listed: Vec<String> = several
+                    .iter()
+                    .map(|(node, http)| format!("{} at {http}", node.id))
+                    .collect();
+                return Err(format!(
+                    "{} nodes of cluster {:?} run on this machine ({}); say which with \
+                     --node HOST:PORT",
+                    several.len(),
+                    view.cluster.as_str(),
+                    listed.join(", ")
+                ));
             }
         }
         if let Some(http) = view.fixed_http {

@@ -217,6 +217,7 @@ impl Node {
                 config.clone(),
                 services.registry.clone(),
                 identity_json(&local, &cluster),
+                requests_tx.clone(),
             )?),
             None => None,
         };
@@ -397,6 +398,16 @@ impl Node {
         if let Some(http) = http {
             http.shutdown().await;
         }
+    }
+
+    /// Resolves once the node has stopped: it left (through [`leave`](Self::leave) or an
+    /// operator's `POST /leave` over HTTP) or was [aborted](Self::abort). An application that
+    /// serves HTTP waits on this beside its own shutdown signal, then calls `leave` to finish
+    /// (it returns at once for a node that has already left, after closing the HTTP server).
+    pub async fn stopped(&self) {
+        let mut view = self.view.clone();
+        // The driver holds the only sender; it is dropped when the driver ends.
+        while view.changed().await.is_ok() {}
     }
 
     /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.
