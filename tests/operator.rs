@@ -324,3 +324,31 @@ fn starts_with_timestamp(line: &str) -> bool {
             .next()
             .is_some_and(|t| t.ends_with('Z'))
 }
+
+#[test]
+fn a_mistyped_command_gets_a_suggestion_and_help_shows_examples() {
+    let dir = scratch_dir("op-help");
+    let typo = foundation(&dir, None, &["memebrs"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(stderr(&typo).contains("'members'"), "{}", stderr(&typo));
+    let nested = foundation(&dir, None, &["config", "gte", "k"]);
+    assert!(stderr(&nested).contains("'get'"), "{}", stderr(&nested));
+    let flag = foundation(&dir, None, &["members", "--nod", "127.0.0.1:1"]);
+    assert!(stderr(&flag).contains("'--node'"), "{}", stderr(&flag));
+    for command in [
+        &["--help"][..],
+        &["members", "--help"],
+        &["leave", "--help"],
+        &["node", "--help"],
+    ] {
+        let help = foundation(&dir, None, command);
+        assert!(help.status.success());
+        assert!(
+            stdout(&help).contains("Examples:"),
+            "{command:?}: {}",
+            stdout(&help)
+        );
+    }
+    assert!(stdout(&foundation(&dir, None, &["--help"])).contains("FOUNDATION_LOG"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

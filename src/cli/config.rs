@@ -15,6 +15,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Options of `foundation config`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  foundation config get                                every key and value
+  foundation config get checkout.enabled
+  foundation config set checkout.enabled true
+  foundation config set limits.api '{\"rps\": 5}' --majority 2000
+  foundation config delete limits.api
+  foundation config watch limits.                      print changes under a prefix
+  foundation config get --cluster orders --node http://127.0.0.1:7401/")]
 pub struct ConfigArgs {
     /// Which node to ask.
     #[command(flatten)]

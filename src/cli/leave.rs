@@ -12,6 +12,14 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Options of `foundation leave`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  foundation leave                           the node of cluster \"foundation\" on this machine
+  foundation leave --cluster orders
+  foundation leave --node 127.0.0.1:7401     one of several local nodes, or a node elsewhere
+
+The node tells its peers it is leaving (they record it as left, not failed), withdraws its
+discovery advertisement and exits, as it does on SIGTERM or Ctrl-C.")]
 pub struct LeaveArgs {
     /// Which node leaves. Without --node, the one node of the cluster running on this
     /// machine; when several run, --node must say which.

@@ -8,6 +8,11 @@ use super::target::NodeTarget;
 
 /// Options of `foundation members`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  foundation members                            a node of cluster \"foundation\" on this machine
+  foundation members --cluster orders           a node of cluster \"orders\" on this machine
+  foundation members --node http://10.0.0.5:7401/ --json")]
 pub struct MembersArgs {
     /// Which node to ask.
     #[command(flatten)]

@@ -7,4 +7,5 @@ pub mod node;
 pub mod services;
 pub mod signals;
 pub mod sim;
+pub mod suggest;
 pub mod target;

@@ -24,6 +24,17 @@ use super::signals::Signals;
 /// Options of `foundation node`; anything not given comes from the environment, the file or
 /// the profile's defaults.
 #[derive(clap::Args, Debug, Default)]
+#[command(after_help = "\
+Examples:
+  foundation node                                   zero config: joins the nodes of cluster
+                                                    \"foundation\" on this machine
+  foundation node --cluster orders --name api-1
+  foundation node --data-dir /var/lib/foundation    keep keyspaces and the node id on disk
+  FOUNDATION_NODE_ID=5f0e… foundation node           the same member across restarts
+  FOUNDATION_LOG=info foundation node 2>node.log    more logs, into a file (no colour codes)
+
+Stopping: SIGTERM or Ctrl-C (SIGINT) makes the node leave gracefully (peers record it as left)
+and exit; a second signal exits at once. `foundation leave` does the same from another terminal.")]
 pub struct NodeArgs {
     /// Cluster name (env FOUNDATION_CLUSTER; default "foundation").
     #[arg(long)]

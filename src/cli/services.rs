@@ -8,6 +8,11 @@ use super::target::NodeTarget;
 
 /// Options of `foundation services`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  foundation services                     every instance a node on this machine sees
+  foundation services billing --json      one service, as JSON
+  foundation services --node 127.0.0.1:7401")]
 pub struct ServicesArgs {
     /// Which node to ask.
     #[command(flatten)]
