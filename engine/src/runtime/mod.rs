@@ -216,6 +216,7 @@ impl Node {
                 config.clone(),
                 services.registry.clone(),
                 identity_json(&local, &cluster),
+                requests_tx.clone(),
             )?),
             None => None,
         };
@@ -227,7 +228,13 @@ impl Node {
             seed: rand::random(),
         };
         let (candidates_tx, candidates) = mpsc::channel(CANDIDATE_BUFFER);
-        let discovery = start_discovery(discovery, &cluster, endpoint.local(), &candidates_tx)?;
+        let discovery = start_discovery(
+            discovery,
+            &cluster,
+            endpoint.local(),
+            core_config.metadata.http,
+            &candidates_tx,
+        )?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let replication = ReplicationConfig {
             wall_ms_at_zero: unix_ms(),
@@ -392,6 +399,16 @@ impl Node {
         }
     }
 
+    /// Resolves once the node has stopped: it left (through [`leave`](Self::leave) or an
+    /// operator's `POST /leave` over HTTP) or was [aborted](Self::abort). An application that
+    /// serves HTTP waits on this beside its own shutdown signal, then calls `leave` to finish
+    /// (it returns at once for a node that has already left, after closing the HTTP server).
+    pub async fn stopped(&self) {
+        let mut view = self.view.clone();
+        // The driver holds the only sender; it is dropped when the driver ends.
+        while view.changed().await.is_ok() {}
+    }
+
     /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.
     pub async fn leave(&self) {
         let (done, stopped) = oneshot::channel();
@@ -440,12 +457,14 @@ fn start_discovery(
     strategies: Vec<Box<dyn Discovery>>,
     cluster: &ClusterName,
     local: NodeAddr,
+    http: Option<SocketAddr>,
     found: &mpsc::Sender<Candidate>,
 ) -> Result<Vec<DiscoveryHandle>, DiscoveryError> {
     let me = LocalNode {
         cluster: cluster.clone(),
         id: local.id,
         addr: local.addr,
+        http,
     };
     strategies
         .into_iter()
