@@ -35,6 +35,7 @@ pub mod services;
 pub mod storage;
 pub mod time;
 pub mod timers;
+pub mod vars;
 
 pub use channel::{Channel, ChannelLimits, MEMBERSHIP_DATAGRAM_MAX};
 pub use effects::{Effect, Event, Timer};

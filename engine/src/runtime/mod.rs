@@ -20,10 +20,12 @@ mod metrics;
 mod request;
 pub mod services;
 mod storage;
+mod vars;
 
 pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
 pub use from_config::StartNodeError;
 pub use storage::StorageSettings;
+pub use vars::{VarsCallError, VarsHandle};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,6 +49,7 @@ use foundation_core::node::{Command, Core, CoreConfig};
 use foundation_core::replication::ReplicationConfig;
 use foundation_core::services::Directory;
 use foundation_core::time::Instant;
+use foundation_core::vars::Life;
 use metrics::{MembershipMetrics, ReplicationMetrics};
 use request::Request;
 use services::{PubSubHandle, RpcConfig, RpcHandle, Services, ServicesHandle, ServicesInbox};
@@ -145,6 +148,7 @@ pub struct Node {
     config: ConfigHandle,
     services: Services,
     registry: Arc<Registry>,
+    vars: VarsHandle,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
 }
 
@@ -236,6 +240,15 @@ impl Node {
             &candidates_tx,
         )?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let vars = VarsHandle {
+            me: Life {
+                node: local.node,
+                generation: local.generation,
+            },
+            requests: requests_tx.clone(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            view: view.clone(),
+        };
         let replication = ReplicationConfig {
             wall_ms_at_zero: unix_ms(),
             ..replication
@@ -270,6 +283,8 @@ impl Node {
             metrics: membership_metrics,
             replication_metrics,
             timers_dropped: 0,
+            cas_waits: BTreeMap::new(),
+            vars_events: vars.events.clone(),
             join_attempts: BTreeMap::new(),
             discovery,
             directory: directory_tx,
@@ -290,6 +305,7 @@ impl Node {
             config,
             services,
             registry,
+            vars,
             http,
         })
     }
@@ -345,6 +361,11 @@ impl Node {
     /// Calls services by name, load-balanced, with retries and circuit breakers.
     pub fn rpc(&self) -> RpcHandle {
         self.services.rpc.clone()
+    }
+
+    /// Variables agents coordinate on: compare-and-set decided by a majority of acceptors.
+    pub fn vars(&self) -> VarsHandle {
+        self.vars.clone()
     }
 
     /// Publish and subscribe by topic.

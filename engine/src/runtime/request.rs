@@ -36,6 +36,8 @@ pub(crate) enum Request {
         Duration,
         oneshot::Sender<Result<MajorityWait, foundation_core::replication::ReplicationError>>,
     ),
+    /// Declare, read or compare-and-set a variable.
+    Vars(super::vars::VarsRequest),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
