@@ -237,6 +237,12 @@ impl Vars {
         self.variables.get(name).map(|v| v.register.current())
     }
 
+    /// The writer and value decided for `version` of `name`, if known here.
+    pub fn decided(&self, name: &str, version: u64) -> Option<(Life, &VarValue)> {
+        let proposal = self.variables.get(name)?.register.decided(version)?;
+        Some((proposal.writer, &proposal.value))
+    }
+
     /// The spec of `name`.
     pub fn spec(&self, name: &str) -> Option<&VarSpec> {
         self.variables.get(name).map(|v| &v.spec)
