@@ -38,12 +38,12 @@ use crate::membership::{
     MembershipMessage, MembershipStats, NodeMetadata,
 };
 use crate::replication::{
-    AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
-    Written,
+    AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationEvent,
+    ReplicationMessage, Write, Written,
 };
 use crate::storage::Loaded;
 use crate::time::Instant;
-use crate::vars::{Life, Outgoing, VarSpec, Vars, VarsError, VarsMessage};
+use crate::vars::{Life, Outgoing, VarSpec, Vars, VarsError, VarsMessage, VARS_KEYSPACE};
 use crate::{Channel, NodeAddr, NodeId};
 
 /// Everything needed to build a node's core.
@@ -251,6 +251,7 @@ impl Core {
     /// persists what changed, and writes as our current life.
     fn settle(&mut self, now: Instant, mark: usize) {
         self.members_came_up(now, mark);
+        self.adopt_declarations(now, mark);
         self.replication.flush_persistence(&mut self.outbox);
         // Replication writes as our current life: see `Replication::renew`.
         let me = origin(&self.membership.me());
@@ -419,7 +420,15 @@ impl Core {
     /// Checks every machine's invariants.
     pub fn invariants(&self) -> Result<(), String> {
         self.membership.invariants()?;
-        self.replication.invariants()
+        self.replication.invariants()?;
+        self.vars.invariants()?;
+        // A write under way has its retry or deadline armed.
+        match (self.vars.poll_timeout(), self.vars_timer) {
+            (Some(due), armed) if armed.is_none_or(|armed| armed > due) => Err(format!(
+                "the variables' next deadline {due:?} is not armed (armed: {armed:?})"
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn alive_addrs(&self) -> Vec<NodeAddr> {
@@ -537,9 +546,58 @@ impl Core {
             .map(MemberView::node_addr)
     }
 
-    /// Declares a variable here (see [`crate::vars`]).
-    pub fn declare_var(&mut self, name: &str, spec: VarSpec) -> Result<(), VarsError> {
-        self.vars.declare(name, spec)
+    /// Declares a variable here and replicates the declaration, so every acceptor takes it up
+    /// (see [`crate::vars`]). A name already declared cluster-wide with another spec is a
+    /// conflict.
+    pub fn declare_var(
+        &mut self,
+        now: Instant,
+        name: &str,
+        spec: VarSpec,
+    ) -> Result<(), VarsError> {
+        let bytes = spec.encode();
+        let replicated = self.replication.get(VARS_KEYSPACE, name);
+        if replicated.is_some_and(|held| held != bytes.as_slice()) {
+            return Err(VarsError::Conflict(name.to_owned()));
+        }
+        let first = replicated.is_none();
+        self.vars.declare(name, spec)?;
+        self.deliver_vars(now, Outgoing::new());
+        if first {
+            let write = Write {
+                keyspace: VARS_KEYSPACE.to_owned(),
+                key: name.to_owned(),
+                value: Some(bytes),
+            };
+            self.write(now, write)
+                .map_err(|e| VarsError::NotReplicated(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes up declarations of variables that arrived while handling the last input.
+    fn adopt_declarations(&mut self, now: Instant, mark: usize) {
+        let mut adopted = false;
+        let declared: Vec<(String, Vec<u8>)> = self
+            .outbox
+            .since(mark)
+            .filter_map(|effect| match effect {
+                Effect::Event(Event::Replication(ReplicationEvent::KeyChanged {
+                    keyspace,
+                    key,
+                    new: Some(bytes),
+                    ..
+                })) if keyspace == VARS_KEYSPACE => Some((key.clone(), bytes.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, bytes) in declared {
+            self.vars.adopt(&name, &bytes);
+            adopted = true;
+        }
+        if adopted {
+            self.deliver_vars(now, Outgoing::new());
+        }
     }
 
     /// Proposes `value` to replace version `expected` of variable `name`, decided within

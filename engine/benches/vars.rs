@@ -39,12 +39,25 @@ async fn cluster() -> Vec<Node> {
     let seed = Node::start(settings(vec![])).await.expect("starts");
     let mut nodes = vec![seed.clone()];
     for _ in 1..NODES {
-        nodes.push(Node::start(settings(vec![seed.addr()])).await.expect("starts"));
+        nodes.push(
+            Node::start(settings(vec![seed.addr()]))
+                .await
+                .expect("starts"),
+        );
     }
     let start = Instant::now();
     for node in &nodes {
-        while node.members().iter().filter(|m| m.state == MemberState::Alive).count() < NODES - 1 {
-            assert!(start.elapsed() < Duration::from_secs(20), "the cluster never formed");
+        while node
+            .members()
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .count()
+            < NODES - 1
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the cluster never formed"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -53,13 +66,19 @@ async fn cluster() -> Vec<Node> {
 
 async fn declare(nodes: &[Node], name: &str) {
     let spec = VarSpec {
-        ty: VarType::Int { min: 0, max: i64::MAX },
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
         policy: Policy::Cas,
         initial: VarValue::Int(0),
         acceptors: nodes[0].vars().alive_lives(),
     };
+    nodes[0].vars().declare(name, spec).await.expect("declares");
     for node in nodes {
-        node.vars().declare(name, spec.clone()).await.expect("declares");
+        while node.vars().get(name).is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -74,7 +93,12 @@ async fn commit_latency(nodes: &[Node], rounds: usize) {
             .compare_and_set("solo", version, VarValue::Int(version as i64 + 1), TIMEOUT)
             .await
             .expect("answered");
-        assert_eq!(outcome, CasOutcome::Won { version: version + 1 });
+        assert_eq!(
+            outcome,
+            CasOutcome::Won {
+                version: version + 1
+            }
+        );
         samples.push(start.elapsed());
     }
     let p = percentiles(samples);
@@ -96,7 +120,7 @@ async fn contended(nodes: &[Node], writers: usize, run_for: Duration) {
             let (won, attempts) = (won.clone(), attempts.clone());
             tokio::spawn(async move {
                 while Instant::now() < end {
-                    let (version, _) = vars.get("hot").await.expect("up").expect("declared");
+                    let (version, _) = vars.get("hot").expect("declared");
                     let value = VarValue::Int(version as i64 + 1);
                     attempts.fetch_add(1, Ordering::Relaxed);
                     if let Ok(CasOutcome::Won { .. }) =
@@ -113,8 +137,11 @@ async fn contended(nodes: &[Node], writers: usize, run_for: Duration) {
     for task in tasks {
         task.await.expect("writer ran");
     }
-    let (won, attempts) = (won.load(Ordering::Relaxed), attempts.load(Ordering::Relaxed));
-    let (version, _) = nodes[0].vars().get("hot").await.expect("up").expect("declared");
+    let (won, attempts) = (
+        won.load(Ordering::Relaxed),
+        attempts.load(Ordering::Relaxed),
+    );
+    let (version, _) = nodes[0].vars().get("hot").expect("declared");
     println!(
         "cas contended, {writers} writers on {NODES} nodes: {:.0} committed versions/s ({won} won of {attempts} attempts; version {version})",
         won as f64 / run_for.as_secs_f64()

@@ -5,11 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::eventually;
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_engine::membership::MemberState;
-use foundation_engine::runtime::{Node, VarsCallError};
+use foundation_engine::runtime::{Node, NodeSettings, VarsCallError};
 use foundation_engine::vars::{VarSpec, VarsError};
 
 const SECRET: &str = "vars test secret";
@@ -22,21 +21,12 @@ async fn cluster(n: usize) -> Vec<Node> {
     for _ in 1..n {
         nodes.push(Node::start(settings(vec![seed.addr()])).await.unwrap());
     }
-    for node in &nodes {
-        eventually(SOON, "everyone alive", || {
-            let alive = node
-                .members()
-                .iter()
-                .filter(|m| m.state == MemberState::Alive)
-                .count();
-            alive == n - 1
-        })
-        .await;
-    }
+    wait_alive(&nodes).await;
     nodes
 }
 
-/// Declares "slots" (an integer in 0..=100) on every node, with every node's life an acceptor.
+/// Declares "slots" (an integer in 0..=100) from the first node, with every node's life an
+/// acceptor, and waits until every node has taken the declaration up.
 async fn declare(nodes: &[Node]) -> VarSpec {
     let spec = VarSpec {
         ty: VarType::Int { min: 0, max: 100 },
@@ -45,9 +35,35 @@ async fn declare(nodes: &[Node]) -> VarSpec {
         acceptors: nodes[0].vars().alive_lives(),
     };
     assert_eq!(spec.acceptors.len(), nodes.len());
+    nodes[0]
+        .vars()
+        .declare("slots", spec.clone())
+        .await
+        .unwrap();
     for node in nodes {
-        node.vars().declare("slots", spec.clone()).await.unwrap();
+        let deadline = tokio::time::Instant::now() + SOON;
+        while node.vars().get("slots").is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the declaration never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
+    // Declaring the same spec again is fine; another spec for the name is a conflict.
+    nodes[1]
+        .vars()
+        .declare("slots", spec.clone())
+        .await
+        .unwrap();
+    let other = VarSpec {
+        initial: VarValue::Int(1),
+        ..spec.clone()
+    };
+    assert!(matches!(
+        nodes[2].vars().declare("slots", other).await,
+        Err(VarsCallError::Refused(VarsError::Conflict(_)))
+    ));
     spec
 }
 
@@ -73,7 +89,7 @@ async fn of_writers_on_every_node_expecting_one_version_exactly_one_wins() {
     let expected = VarValue::Int(10 * (won[0].0 as i64 + 1));
     for node in &nodes {
         let deadline = tokio::time::Instant::now() + SOON;
-        while node.vars().get("slots").await.unwrap() != Some((1, expected.clone())) {
+        while node.vars().get("slots") != Some((1, expected.clone())) {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "a node never learned version 1"
@@ -123,10 +139,7 @@ async fn bad_writes_are_typed_errors_and_a_minority_cannot_write() {
         cas("slots", 0, VarValue::Int(5)).await,
         Ok(CasOutcome::NoMajority)
     ));
-    assert_eq!(
-        vars.get("slots").await.unwrap(),
-        Some((0, VarValue::Int(0)))
-    );
+    assert_eq!(vars.get("slots"), Some((0, VarValue::Int(0))));
     nodes[0].abort().await;
 }
 
@@ -143,4 +156,87 @@ where
         outputs.push(handle.await.expect("the write task ran"));
     }
     outputs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_are_listed_and_written_over_http_with_typed_answers() {
+    use foundation_engine::http::{get_json, send_json, HttpError, Method};
+    use serde_json::json;
+
+    let seed = Node::start(NodeSettings {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..common::settings("vars-test", SECRET, vec![])
+    })
+    .await
+    .unwrap();
+    let mut nodes = vec![seed.clone()];
+    for _ in 0..2 {
+        let settings = common::settings("vars-test", SECRET, vec![seed.addr()]);
+        nodes.push(Node::start(settings).await.unwrap());
+    }
+    wait_alive(&nodes).await;
+    declare(&nodes).await;
+    let http = seed.http_addr().expect("serves HTTP");
+    let limit = Duration::from_secs(5);
+    let post = |body: serde_json::Value| async move {
+        send_json(http, Method::POST, "/variables/slots", Some(&body), limit).await
+    };
+    let status = |result: Result<serde_json::Value, HttpError>| match result {
+        Err(HttpError::Status { status, .. }) => status,
+        other => panic!("expected an error status, got {other:?}"),
+    };
+
+    let won = post(json!({ "expected": 0, "value": 7 })).await.unwrap();
+    assert_eq!(won, json!({ "won": true, "version": 1 }));
+    assert_eq!(
+        status(post(json!({ "expected": 0, "value": 8 })).await),
+        409
+    );
+    assert_eq!(
+        status(post(json!({ "expected": 1, "value": 500 })).await),
+        400
+    );
+    assert_eq!(
+        status(post(json!({ "expected": 1, "value": "eight" })).await),
+        400
+    );
+    assert_eq!(status(post(json!({ "value": 8 })).await), 400);
+    let missing = send_json(
+        http,
+        Method::POST,
+        "/variables/nope",
+        Some(&json!({})),
+        limit,
+    )
+    .await;
+    assert_eq!(status(missing), 404);
+
+    let all = get_json(http, "/variables", limit).await.unwrap();
+    assert_eq!(all["slots"]["version"], 1);
+    assert_eq!(all["slots"]["value"], 7);
+    assert_eq!(all["slots"]["type"], json!({ "int": [0, 100] }));
+    assert_eq!(all["slots"]["acceptors"].as_array().map(Vec::len), Some(3));
+    assert_eq!(status(get_json(http, "/variables/nope", limit).await), 404);
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+async fn wait_alive(nodes: &[Node]) {
+    for node in nodes {
+        let deadline = tokio::time::Instant::now() + SOON;
+        while node
+            .members()
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .count()
+            < nodes.len() - 1
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cluster never formed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -21,11 +21,17 @@ fn secs(s: u64) -> u64 {
     s * 1_000_000
 }
 
-fn run_to(world: &mut World, us: u64) {
+/// Runs the world to `us`, checking the stepped core's invariants after every step.
+fn run_to(world: &mut World, us: u64) -> Result<(), String> {
     while world.next_time().is_some_and(|t| t <= us) {
-        world.step();
+        if let Some(slot) = world.step() {
+            if let Some(core) = world.node(slot).core() {
+                core.invariants().map_err(|e| format!("n{slot}: {e}"))?;
+            }
+        }
     }
     world.advance_to(us);
+    Ok(())
 }
 
 /// One seeded run; returns a description of the first violation.
@@ -38,7 +44,7 @@ fn run(seed: u64) -> Result<(usize, usize), String> {
         keep_trace: false,
     });
     world.apply(&Fault::Join(Nodes::All, 0), &BTreeMap::new())?;
-    run_to(&mut world, secs(3));
+    run_to(&mut world, secs(3))?;
     let acceptors = (0..NODES)
         .map(|slot| Life {
             node: world.node(slot).id(),
@@ -51,11 +57,17 @@ fn run(seed: u64) -> Result<(usize, usize), String> {
         initial: VarValue::Int(0),
         acceptors,
     };
+    // Declared on one node; the others take the replicated declaration up.
+    world
+        .with_core(0, |core, now| core.declare_var(now, "x", spec))
+        .expect("up")
+        .map_err(|e| e.to_string())?;
+    run_to(&mut world, secs(4))?;
     for slot in 0..NODES {
-        world
-            .with_core(slot, |core, _| core.declare_var("x", spec.clone()))
-            .expect("up")
-            .map_err(|e| e.to_string())?;
+        let held = world.node(slot).core().and_then(|c| c.vars().get("x"));
+        if held.is_none() {
+            return Err(format!("n{slot} never took the declaration up"));
+        }
     }
     let minority = Nodes::List(vec![0, 1]);
     let majority = Nodes::List(vec![2, 3, 4]);
@@ -65,10 +77,10 @@ fn run(seed: u64) -> Result<(usize, usize), String> {
         (secs(18), Fault::Crash(Nodes::One(4))),
     ];
     let mut events = Vec::new();
-    let mut t = secs(3);
+    let mut t = secs(4);
     while t < secs(25) {
         t += 50_000 + world.random_below(400_000);
-        run_to(&mut world, t);
+        run_to(&mut world, t)?;
         // The disturbances, each once, at the first step past its time.
         while faults.first().is_some_and(|(at, _)| *at <= t) {
             let (_, fault) = faults.remove(0);
@@ -82,7 +94,7 @@ fn run(seed: u64) -> Result<(usize, usize), String> {
         });
         events.extend(world.take_vars_events());
     }
-    run_to(&mut world, secs(30));
+    run_to(&mut world, secs(30))?;
     events.extend(world.take_vars_events());
     check(&world, &events)
 }
@@ -134,7 +146,7 @@ fn check(world: &World, events: &[(usize, VarsEvent)]) -> Result<(usize, usize),
                     ));
                 }
             }
-            VarsEvent::CasDone { .. } => {}
+            VarsEvent::CasDone { .. } | VarsEvent::Declared { .. } => {}
         }
     }
     Ok((decided.len().saturating_sub(1), won.len()))

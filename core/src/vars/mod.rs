@@ -13,13 +13,16 @@
 //!
 //! # Declaring
 //!
-//! A variable is declared on each of its acceptors with the same spec (schema in code, or sent
-//! by the application). Its messages carry the spec's fingerprint, and a node refuses messages
-//! for a spec other than its own, so nodes that disagree on a variable's type or acceptors
-//! never decide together. The acceptor set does not change once declared; a variable whose
-//! majority of acceptors is gone for good can no longer be written (reads still answer).
-//! Declarations are not replicated yet: that, `lww` and `coordinated` variables and resource
-//! counters on the cluster are not built in this machine.
+//! A node declares a variable once, naming its acceptors (usually every member alive then); the
+//! declaration is replicated in the [`VARS_KEYSPACE`] keyspace, and every acceptor takes it up
+//! as it arrives ([`Vars::adopt`]). Declaring the same spec again anywhere does nothing.
+//! Messages carry the spec's fingerprint and a node refuses messages for a spec other than its
+//! own, so nodes that disagree on a variable never decide together: if two nodes declare one
+//! name with different specs at the same moment, each acceptor keeps the first it saw and
+//! counts the other ([`VarsStats::conflicting_declarations`]) — declare from one place. The
+//! acceptor set does not change once declared; a variable whose majority of acceptors is gone
+//! for good can no longer be written (reads still answer). `lww` and `coordinated` variables
+//! and resource counters on the cluster are not built in this machine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -36,6 +39,9 @@ use crate::NodeId;
 
 /// Most variables one node holds.
 pub const VARIABLES_MAX: usize = 4096;
+
+/// The replicated keyspace holding declarations: variable name → encoded [`VarSpec`].
+pub const VARS_KEYSPACE: &str = "vars";
 
 /// What a variable is: its type, its policy, its first value, and (for `cas`) who decides it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -63,10 +69,19 @@ pub struct Life {
 }
 
 impl VarSpec {
+    /// The bytes a declaration is replicated as.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// A declaration from its bytes (types decode depth-bounded, whoever sent them).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        postcard::from_bytes(bytes).ok()
+    }
+
     /// A fingerprint of the whole spec, carried by every message about the variable.
     pub fn fingerprint(&self) -> u64 {
-        let bytes = postcard::to_stdvec(self).unwrap_or_default();
-        foundation_crdt::fnv1a64(&bytes)
+        foundation_crdt::fnv1a64(&self.encode())
     }
 }
 
@@ -94,6 +109,11 @@ pub fn encode(message: &VarsMessage) -> Bytes {
 /// What the machine tells the application.
 #[derive(Clone, Debug, PartialEq)]
 pub enum VarsEvent {
+    /// A variable was declared here (by this node, or taken up from another's declaration).
+    Declared {
+        /// The variable.
+        name: String,
+    },
     /// A variable reached a new version here.
     Changed {
         /// The variable.
@@ -156,6 +176,9 @@ pub enum VarsError {
     /// Too many variables here.
     #[error("too many variables (at most {VARIABLES_MAX})")]
     Full,
+    /// The declaration could not be replicated (a limit of the replicated keyspace).
+    #[error("the declaration could not be replicated: {0}")]
+    NotReplicated(String),
 }
 
 /// Counters of what the machine refused.
@@ -166,6 +189,9 @@ pub struct VarsStats {
     pub foreign_messages: u64,
     /// Proposals carrying a value outside the variable's constraints.
     pub invalid_values: u64,
+    /// Declarations of a name already declared here with another spec, or that did not
+    /// decode.
+    pub conflicting_declarations: u64,
     /// Compare-and-sets won here.
     pub cas_won: u64,
     /// Compare-and-sets that ended without a majority.
@@ -229,7 +255,25 @@ impl Vars {
             reported: 0,
         };
         self.variables.insert(name.to_owned(), variable);
+        self.events.push(VarsEvent::Declared {
+            name: name.to_owned(),
+        });
         Ok(())
+    }
+
+    /// Takes up another node's replicated declaration of `name`, if this node's life is one
+    /// of its acceptors.
+    pub fn adopt(&mut self, name: &str, bytes: &[u8]) {
+        let Some(spec) = VarSpec::decode(bytes) else {
+            self.stats.conflicting_declarations += 1;
+            return;
+        };
+        if !spec.acceptors.contains(&self.me) {
+            return;
+        }
+        if let Err(VarsError::Conflict(_)) = self.declare(name, spec) {
+            self.stats.conflicting_declarations += 1;
+        }
     }
 
     /// The version and value of `name` here.
@@ -349,6 +393,26 @@ impl Vars {
             push_sends(out, &name, variable.fingerprint, self.me, sends);
             self.settle(&name, outcome);
         }
+    }
+
+    /// Checks what must always hold: every variable's current value is decided and fits its
+    /// type, and it was reported.
+    pub fn invariants(&self) -> Result<(), String> {
+        for (name, variable) in &self.variables {
+            let (version, value) = variable.register.current();
+            variable
+                .spec
+                .ty
+                .check(value)
+                .map_err(|e| format!("variable {name:?} holds a value outside its type: {e}"))?;
+            if variable.register.decided(version).is_none() || variable.reported > version {
+                return Err(format!(
+                    "variable {name:?}: version {version} not decided here, or reported {} ahead",
+                    variable.reported
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Events since the last call, in order.

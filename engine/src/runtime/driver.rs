@@ -61,6 +61,8 @@ pub(crate) struct Driver {
     pub cas_waits: super::vars::CasWaits,
     /// Variable changes, for `node.vars().watch()`.
     pub vars_events: broadcast::Sender<foundation_core::vars::VarsEvent>,
+    /// What the node holds of each variable, for local reads.
+    pub vars_view: watch::Sender<Arc<super::vars::VarsView>>,
     /// Running discovery strategies, stopped (advertisements withdrawn) when the node stops.
     pub discovery: Vec<crate::discovery::DiscoveryHandle>,
     /// Where the services directory is published, rebuilt when what it is built from changes.

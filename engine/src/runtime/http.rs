@@ -1,5 +1,6 @@
 //! The node's HTTP endpoints: `/metrics`, `/health`, `/members`, `/config` and
-//! `/config/{key}` (plus writes to `/config/{key}`), `/services`, and `POST /leave`, served
+//! `/config/{key}` (plus writes to `/config/{key}`), `/services`, `/variables` (see
+//! `vars/http.rs`), and `POST /leave`, served
 //! from the state the driver publishes (writes go through the config handle, like the
 //! application's; a leave is the same request as [`Node::leave`](super::Node::leave)'s).
 
@@ -17,20 +18,35 @@ use foundation_core::membership::{MemberState, MemberView};
 use foundation_core::services::Directory;
 use hyper::StatusCode;
 
-/// Starts the server on `addr` for a node whose member table is published on `view`.
-pub(crate) fn serve(
-    addr: SocketAddr,
-    registry: Arc<Registry>,
-    view: watch::Receiver<Vec<MemberView>>,
-    config: ConfigHandle,
-    services: ServicesHandle,
-    identity: serde_json::Value,
-    requests: mpsc::Sender<Request>,
-) -> Result<HttpHandle, HttpError> {
+/// What the endpoints read and act through: the node's published state and its handles.
+pub(crate) struct Api {
+    pub registry: Arc<Registry>,
+    /// The member table.
+    pub view: watch::Receiver<Vec<MemberView>>,
+    pub config: ConfigHandle,
+    pub services: ServicesHandle,
+    pub vars: super::vars::VarsHandle,
+    /// This node, as `/members` and `/health` name it.
+    pub identity: serde_json::Value,
+    pub requests: mpsc::Sender<Request>,
+}
+
+/// Starts the server on `addr` for a node served through `api`.
+pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError> {
+    let Api {
+        registry,
+        view,
+        config,
+        services,
+        vars,
+        identity,
+        requests,
+    } = api;
     let health_view = view.clone();
     let health_identity = identity.clone();
     let leave_identity = identity.clone();
-    HttpServer::builder(addr)
+    let server = HttpServer::builder(addr);
+    super::vars::routes(server, vars)
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))
         .json("/members", move || members(&view.borrow(), &identity))

@@ -212,15 +212,29 @@ impl Node {
             mirror: Mirror::default(),
             events: broadcast::channel(EVENT_BUFFER).0,
         };
+        let (vars_view, held) = watch::channel(Arc::default());
+        let vars = VarsHandle {
+            me: Life {
+                node: local.node,
+                generation: local.generation,
+            },
+            requests: requests_tx.clone(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            members: view.clone(),
+            held,
+        };
         let http = match http {
             Some(addr) => Some(http::serve(
                 addr,
-                registry.clone(),
-                view.clone(),
-                config.clone(),
-                services.registry.clone(),
-                identity_json(&local, &cluster),
-                requests_tx.clone(),
+                http::Api {
+                    registry: registry.clone(),
+                    view: view.clone(),
+                    config: config.clone(),
+                    services: services.registry.clone(),
+                    vars: vars.clone(),
+                    identity: identity_json(&local, &cluster),
+                    requests: requests_tx.clone(),
+                },
             )?),
             None => None,
         };
@@ -240,15 +254,6 @@ impl Node {
             &candidates_tx,
         )?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let vars = VarsHandle {
-            me: Life {
-                node: local.node,
-                generation: local.generation,
-            },
-            requests: requests_tx.clone(),
-            events: broadcast::channel(EVENT_BUFFER).0,
-            view: view.clone(),
-        };
         let replication = ReplicationConfig {
             wall_ms_at_zero: unix_ms(),
             ..replication
@@ -285,6 +290,7 @@ impl Node {
             timers_dropped: 0,
             cas_waits: BTreeMap::new(),
             vars_events: vars.events.clone(),
+            vars_view,
             join_attempts: BTreeMap::new(),
             discovery,
             directory: directory_tx,

@@ -1,13 +1,21 @@
 //! `node.vars()`: variables agents coordinate on, decided across the cluster (see
-//! `foundation_core::vars` for the protocol and what is not built yet).
+//! `foundation_core::vars` for the protocol and what is not built yet), and their HTTP
+//! endpoints.
+
+mod http;
+pub mod json;
+
+pub(crate) use http::routes;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
 use foundation_core::membership::{MemberState, MemberView};
 use foundation_core::vars::{Life, VarSpec, VarsError, VarsEvent};
+use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::driver::Driver;
@@ -19,10 +27,6 @@ pub(crate) enum VarsRequest {
         name: String,
         spec: VarSpec,
         done: oneshot::Sender<Result<(), VarsError>>,
-    },
-    Get {
-        name: String,
-        done: oneshot::Sender<Option<(u64, VarValue)>>,
     },
     CompareAndSet {
         name: String,
@@ -36,6 +40,20 @@ pub(crate) enum VarsRequest {
 /// Compare-and-sets of this node under way, by variable and request number.
 pub(crate) type CasWaits =
     BTreeMap<(String, u64), oneshot::Sender<Result<CasOutcome<Life>, VarsError>>>;
+
+/// One variable as this node holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VarState {
+    /// Its version here.
+    pub version: u64,
+    /// Its value at that version.
+    pub value: VarValue,
+    /// What it is.
+    pub spec: VarSpec,
+}
+
+/// Every variable this node holds, by name: what the driver publishes after each change.
+pub type VarsView = BTreeMap<String, VarState>;
 
 /// Why a variables call did not get an answer.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +72,8 @@ pub struct VarsHandle {
     pub(crate) me: Life,
     pub(crate) requests: mpsc::Sender<Request>,
     pub(crate) events: broadcast::Sender<VarsEvent>,
-    pub(crate) view: watch::Receiver<Vec<MemberView>>,
+    pub(crate) members: watch::Receiver<Vec<MemberView>>,
+    pub(crate) held: watch::Receiver<Arc<VarsView>>,
 }
 
 impl VarsHandle {
@@ -66,7 +85,7 @@ impl VarsHandle {
     /// This node and every member it sees alive: the acceptors a `cas` variable declared now
     /// would have. Every acceptor must declare the variable with the same spec.
     pub fn alive_lives(&self) -> std::collections::BTreeSet<Life> {
-        let view = self.view.borrow();
+        let view = self.members.borrow();
         let alive = view.iter().filter(|m| m.state == MemberState::Alive);
         alive
             .map(|m| Life {
@@ -77,7 +96,9 @@ impl VarsHandle {
             .collect()
     }
 
-    /// Declares `name` with `spec` here; again with the same spec does nothing.
+    /// Declares `name` with `spec` cluster-wide: here at once, and on every other acceptor as
+    /// the replicated declaration reaches it. Again with the same spec does nothing; another
+    /// spec for a declared name is [`VarsError::Conflict`].
     pub async fn declare(&self, name: &str, spec: VarSpec) -> Result<(), VarsCallError> {
         let (done, answer) = oneshot::channel();
         let name = name.to_owned();
@@ -86,11 +107,16 @@ impl VarsHandle {
             .map_err(Into::into)
     }
 
-    /// The version and value of `name` on this node, if declared here.
-    pub async fn get(&self, name: &str) -> Result<Option<(u64, VarValue)>, VarsCallError> {
-        let (done, answer) = oneshot::channel();
-        let name = name.to_owned();
-        self.ask(VarsRequest::Get { name, done }, answer).await
+    /// The version and value of `name` on this node, if declared here (a local read: a node
+    /// cut off from the acceptors may be behind).
+    pub fn get(&self, name: &str) -> Option<(u64, VarValue)> {
+        let held = self.held.borrow();
+        held.get(name).map(|v| (v.version, v.value.clone()))
+    }
+
+    /// Every variable held here.
+    pub fn all(&self) -> Arc<VarsView> {
+        self.held.borrow().clone()
     }
 
     /// Replaces version `expected` of `name` with `value` if a majority of its acceptors
@@ -138,11 +164,7 @@ impl Driver {
         let now = self.now();
         match request {
             VarsRequest::Declare { name, spec, done } => {
-                let _ = done.send(self.core.declare_var(&name, spec));
-            }
-            VarsRequest::Get { name, done } => {
-                let current = self.core.vars().get(&name);
-                let _ = done.send(current.map(|(version, value)| (version, value.clone())));
+                let _ = done.send(self.core.declare_var(now, &name, spec));
             }
             VarsRequest::CompareAndSet {
                 name,
@@ -166,16 +188,36 @@ impl Driver {
 
     /// Answers the write an event ends, and tells watchers.
     pub(crate) fn vars_event(&mut self, event: VarsEvent) {
-        if let VarsEvent::CasDone {
-            name,
-            request,
-            outcome,
-        } = &event
-        {
-            if let Some(done) = self.cas_waits.remove(&(name.clone(), *request)) {
-                let _ = done.send(Ok(outcome.clone()));
+        match &event {
+            VarsEvent::CasDone {
+                name,
+                request,
+                outcome,
+            } => {
+                if let Some(done) = self.cas_waits.remove(&(name.clone(), *request)) {
+                    let _ = done.send(Ok(outcome.clone()));
+                }
+            }
+            VarsEvent::Changed { name, .. } | VarsEvent::Declared { name } => {
+                publish(&self.vars_view, &self.core, name)
             }
         }
         let _ = self.vars_events.send(event);
     }
+}
+
+/// Publishes what the core holds of `name` for local reads.
+fn publish(view: &watch::Sender<Arc<VarsView>>, core: &Core, name: &str) {
+    let vars = core.vars();
+    let (Some((version, value)), Some(spec)) = (vars.get(name), vars.spec(name)) else {
+        return;
+    };
+    let state = VarState {
+        version,
+        value: value.clone(),
+        spec: spec.clone(),
+    };
+    view.send_modify(|held| {
+        Arc::make_mut(held).insert(name.to_owned(), state);
+    });
 }
