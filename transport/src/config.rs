@@ -49,6 +49,16 @@ pub struct TransportConfig {
     /// process is busy, and every datagram lost there costs QUIC a loss recovery and a smaller
     /// congestion window. Linux caps the request at `net.core.rmem_max` / `wmem_max`.
     pub udp_buffer: usize,
+    /// Queueing delay a bulk transfer may add to the path. Default 250 µs.
+    ///
+    /// With `Some`, each node sends its bulk transfers to a peer on a connection of their own,
+    /// dialled on first use and closed after `idle_timeout` unused, whose congestion controller
+    /// is delay-based ([`crate::congestion::LedbatConfig`]): it keeps the queue its transfers
+    /// build in socket buffers and in the receiver below this target, so urgent messages on the
+    /// regular connection are not stuck behind megabytes of bulk data (issue 16). With `None`,
+    /// bulk transfers share the regular connection and its loss-based controller, which fills
+    /// every buffer on the path before it slows down.
+    pub bulk_queue_target: Option<Duration>,
 }
 
 /// The largest frame each channel accepts, in bytes.
@@ -118,6 +128,7 @@ impl Default for TransportConfig {
             max_concurrent_requests: 1024,
             max_concurrent_transfers: 16,
             udp_buffer: 4 << 20,
+            bulk_queue_target: Some(Duration::from_micros(250)),
         }
     }
 }
@@ -152,6 +163,11 @@ impl TransportConfig {
         }
         if self.handshake_timeout.is_zero() {
             return fail("handshake_timeout", "must be non-zero");
+        }
+        if let Some(target) = self.bulk_queue_target {
+            if target.is_zero() || target > Duration::from_secs(1) {
+                return fail("bulk_queue_target", "must be between 1 µs and 1 s when set");
+            }
         }
         if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
             return fail(

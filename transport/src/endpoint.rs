@@ -14,6 +14,7 @@ use tracing::{debug, info};
 
 use crate::channel::Channel;
 use crate::config::TransportConfig;
+use crate::congestion::LedbatConfig;
 use crate::error::{ConnectError, RequestError, SendError, StartError};
 use crate::frame::{encode_datagram, encode_message};
 use crate::handshake::{self, Established};
@@ -21,7 +22,7 @@ use crate::identity::{ClusterName, NodeAddr, NodeId};
 use crate::inbox::{inbox, streamed_index, Inbox, InboxSenders};
 use crate::metrics::TransportMetrics;
 use crate::peer::{send_datagram_now, Peer};
-use crate::security::{quic_configs, Credentials, Trust};
+use crate::security::{quic_configs_with_bulk, Credentials, Trust};
 use crate::wire::code;
 use crate::{bulk, connection, rpc};
 
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub instance: u64,
     pub config: TransportConfig,
     pub quic: quinn::Endpoint,
+    /// Client configuration of bulk-only connections (see [`crate::bulk`]).
+    pub bulk_client: quinn::ClientConfig,
     pub metrics: Arc<TransportMetrics>,
     pub inbox: InboxSenders,
     pub shutdown: watch::Sender<bool>,
@@ -83,10 +86,14 @@ impl Endpoint {
     ) -> Result<(Endpoint, Inbox), StartError> {
         config.validate()?;
         let credentials = Credentials::load(trust, &identity.cluster)?;
-        let (mut server, mut client) = quic_configs(credentials, &identity.cluster)?;
+        let (mut server, mut client, mut bulk_client) =
+            quic_configs_with_bulk(credentials, &identity.cluster)?;
         let transport = Arc::new(quic_transport(&config));
         server.transport_config(transport.clone());
         client.transport_config(transport);
+        if let Some(target) = config.bulk_queue_target {
+            bulk_client.transport_config(Arc::new(bulk_transport(&config, target)));
+        }
         let bind_error = |source| StartError::Bind {
             addr: config.bind,
             source,
@@ -112,6 +119,7 @@ impl Endpoint {
             instance: rand::random(),
             config,
             quic,
+            bulk_client,
             metrics,
             inbox: senders,
             shutdown: watch::channel(false).0,
@@ -276,15 +284,9 @@ impl Endpoint {
             });
         }
         let peer = self.shared.peer(to);
-        timeout(deadline, async {
-            let live = peer
-                .connected(&self.shared)
-                .await
-                .ok_or(SendError::ShutDown)?;
-            bulk::send(&self.shared, &live, data).await
-        })
-        .await
-        .unwrap_or(Err(SendError::DeadlineExceeded))
+        timeout(deadline, bulk::send_to(&self.shared, &peer, data))
+            .await
+            .unwrap_or(Err(SendError::DeadlineExceeded))
     }
 
     /// Peers with a live connection, in node id order.
@@ -396,6 +398,7 @@ async fn accept_connections(shared: Arc<Shared>) {
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             match handshake::accept(&shared, incoming).await {
+                Ok(established) if established.bulk => connection::serve_bulk(&shared, established),
                 Ok(established) => shared.install_accepted(established),
                 Err(error) => debug!(%remote, %error, "refused incoming connection"),
             }
@@ -435,5 +438,18 @@ fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
     transport.send_window(64 << 20);
     transport.datagram_receive_buffer_size(Some(1 << 20));
     transport.datagram_send_buffer_size(1 << 20);
+    transport
+}
+
+/// The transport settings of the bulk-only connections this node dials: the regular ones, with
+/// the delay-based congestion controller, and without keep-alives (an unused bulk connection
+/// is closed, not kept).
+fn bulk_transport(config: &TransportConfig, target: Duration) -> quinn::TransportConfig {
+    let mut transport = quic_transport(config);
+    transport.keep_alive_interval(None);
+    transport.congestion_controller_factory(Arc::new(LedbatConfig {
+        target,
+        ..LedbatConfig::default()
+    }));
     transport
 }
