@@ -378,6 +378,23 @@ struct Loaded {
     bulk_mib_s: f64,
     /// UDP datagrams the kernel dropped for full receive buffers while the probe ran.
     udp_drops: String,
+    /// How late a plain thread woke from 200 µs sleeps while the probe ran: the share of the
+    /// tail that is the operating system's scheduling, not the transport.
+    oversleep: Percentiles,
+}
+
+/// A thread that sleeps 200 µs at a time until `stop`, recording how late it wakes.
+fn watch_wakeups(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Percentiles> {
+    std::thread::spawn(move || {
+        let nap = Duration::from_micros(200);
+        let mut late = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let t0 = Instant::now();
+            std::thread::sleep(nap);
+            late.push(t0.elapsed().saturating_sub(nap));
+        }
+        percentiles(late)
+    })
 }
 
 /// Sends stamped 64-byte coordination messages one at a time for `window`, each after the
@@ -440,10 +457,14 @@ async fn head_of_line(plan: &Plan, bulk: BulkPath) -> (Percentiles, Loaded) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = received.load(Ordering::Relaxed);
     let drops = udp_rcvbuf_errors();
+    let watching = Arc::new(AtomicBool::new(false));
+    let watcher = watch_wakeups(watching.clone());
     let t0 = Instant::now();
     let samples = probe_coordination(&a.endpoint, to, &mut arrived, plan.loaded_probe).await;
     let bulk_mib_s =
         (received.load(Ordering::Relaxed) - before) as f64 / MIB / t0.elapsed().as_secs_f64();
+    watching.store(true, Ordering::Relaxed);
+    let oversleep = watcher.join().expect("wake-up watcher");
     let udp_drops = udp_drops_since(drops);
     stop.store(true, Ordering::Relaxed);
     let _ = flood.await;
@@ -456,6 +477,7 @@ async fn head_of_line(plan: &Plan, bulk: BulkPath) -> (Percentiles, Loaded) {
             latency: percentiles(samples),
             bulk_mib_s,
             udp_drops,
+            oversleep,
         },
     )
 }
@@ -562,10 +584,14 @@ fn tcp_head_of_line(window: Duration, with_bulk: bool) -> Loaded {
     };
     probe(Duration::from_millis(300)); // warm-up (and let the bulk stream fill the buffers)
     let before = bulk_bytes.load(Ordering::Relaxed);
+    let watching = Arc::new(AtomicBool::new(false));
+    let watcher = watch_wakeups(watching.clone());
     let t0 = Instant::now();
     let samples = probe(window);
     let bulk_mib_s =
         (bulk_bytes.load(Ordering::Relaxed) - before) as f64 / MIB / t0.elapsed().as_secs_f64();
+    watching.store(true, Ordering::Relaxed);
+    let oversleep = watcher.join().expect("wake-up watcher");
     bulk_on.store(false, Ordering::Relaxed);
     drop(small_tx);
     let _ = write_thread.join();
@@ -576,6 +602,7 @@ fn tcp_head_of_line(window: Duration, with_bulk: bool) -> Loaded {
         latency: percentiles(samples),
         bulk_mib_s,
         udp_drops: String::new(),
+        oversleep,
     }
 }
 
@@ -752,6 +779,12 @@ fn main() {
         "info",
     );
     row(
+        "   OS wake-up lateness of a sleeping thread p50 / p99",
+        format!("{} / {}", us(ours.oversleep.p50), us(ours.oversleep.p99)),
+        "",
+        "info",
+    );
+    row(
         "   ratio: under-bulk p99 / idle p99",
         format!("{hol_ratio:.2}x"),
         "<= 2x",
@@ -797,6 +830,12 @@ fn main() {
     row(
         "   bulk rate while probing (TCP)",
         format!("{:.0} MiB/s", tcp.bulk_mib_s),
+        "",
+        "info",
+    );
+    row(
+        "   OS wake-up lateness during TCP p50 / p99",
+        format!("{} / {}", us(tcp.oversleep.p50), us(tcp.oversleep.p99)),
         "",
         "info",
     );
