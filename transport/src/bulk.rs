@@ -27,7 +27,7 @@ use tracing::debug;
 use crate::channel::Channel;
 use crate::connection::reject_stream;
 use crate::endpoint::Shared;
-use crate::error::{ConnectError, SendError};
+use crate::error::{ConnectError, HandshakeFailure, SendError};
 use crate::frame::{FrameError, StreamHeader};
 use crate::handshake;
 use crate::identity::NodeId;
@@ -112,6 +112,18 @@ impl IncomingTransfer {
     }
 }
 
+/// How long a peer whose bulk connection could not be dialled gets its transfers on the regular
+/// connection before the next attempt: a peer that does not offer the bulk protocol is not
+/// dialled again for every transfer.
+const BULK_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Our bulk connection to one peer, if any, and when to try again after a failed dial.
+#[derive(Debug, Default)]
+pub(crate) struct BulkState {
+    link: Option<BulkLink>,
+    retry_after: Option<Instant>,
+}
+
 /// Our bulk-only connection to one peer, and how much it is in use.
 #[derive(Clone, Debug)]
 pub(crate) struct BulkLink {
@@ -177,11 +189,27 @@ pub(crate) async fn send_to(
 
 /// Our bulk connection to `peer`, dialled if there is none.
 async fn bulk_link(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<BulkLink, ConnectError> {
-    let mut slot = peer.bulk.lock().await;
-    if let Some(link) = slot.as_ref().filter(|l| l.conn.close_reason().is_none()) {
+    let mut state = peer.bulk.lock().await;
+    if let Some(link) = state
+        .link
+        .as_ref()
+        .filter(|l| l.conn.close_reason().is_none())
+    {
         return Ok(link.clone());
     }
-    let established = handshake::dial_bulk(shared, peer.addr()).await?;
+    if let Some(after) = state.retry_after.filter(|after| Instant::now() < *after) {
+        return Err(ConnectError::Handshake(HandshakeFailure::Other(format!(
+            "bulk connection failed recently; next attempt in {:?}",
+            after - Instant::now()
+        ))));
+    }
+    let established = match handshake::dial_bulk(shared, peer.addr()).await {
+        Ok(established) => established,
+        Err(error) => {
+            state.retry_after = Some(Instant::now() + BULK_RETRY_AFTER);
+            return Err(error);
+        }
+    };
     if established.hello.node != peer.id {
         established
             .conn
@@ -200,7 +228,10 @@ async fn bulk_link(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<BulkLink, C
     };
     shared.metrics.bulk_connection_opened(true);
     tokio::spawn(close_when_unused(shared.clone(), link.clone()));
-    *slot = Some(link.clone());
+    *state = BulkState {
+        link: Some(link.clone()),
+        retry_after: None,
+    };
     Ok(link)
 }
 

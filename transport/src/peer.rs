@@ -63,7 +63,7 @@ pub(crate) struct Peer {
     /// order: one stream per channel is read at a time.
     read_order: [tokio::sync::Mutex<()>; 3],
     /// Our bulk-only connection to the peer, dialled on the first transfer (see [`crate::bulk`]).
-    pub bulk: tokio::sync::Mutex<Option<crate::bulk::BulkLink>>,
+    pub bulk: tokio::sync::Mutex<crate::bulk::BulkState>,
 }
 
 impl Peer {
@@ -86,7 +86,7 @@ impl Peer {
             demand: Notify::new(),
             waiting: AtomicUsize::new(0),
             read_order: Default::default(),
-            bulk: tokio::sync::Mutex::new(None),
+            bulk: tokio::sync::Mutex::new(Default::default()),
         });
         for (channel, rx) in Channel::STREAMED.into_iter().zip(receivers) {
             tokio::spawn(write_stream(this.clone(), shared.clone(), channel, rx));
