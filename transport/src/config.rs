@@ -59,6 +59,13 @@ pub struct TransportConfig {
     /// bulk transfers share the regular connection and its loss-based controller, which fills
     /// every buffer on the path before it slows down.
     pub bulk_queue_target: Option<Duration>,
+    /// Incoming handshakes in progress at once. Default 256. An incoming handshake holds about
+    /// 100 KB until it completes or `handshake_timeout` passes, and anyone who can send UDP
+    /// can start one: once half this many are in progress, a sender whose address has not been
+    /// validated is first asked to prove it with a QUIC Retry (no state kept for it); past the
+    /// limit, new handshakes are refused. Both are counted in
+    /// `foundation_transport_incoming_turned_away_total`.
+    pub max_pending_handshakes: usize,
 }
 
 /// The largest frame each channel accepts, in bytes.
@@ -129,6 +136,7 @@ impl Default for TransportConfig {
             max_concurrent_transfers: 16,
             udp_buffer: 4 << 20,
             bulk_queue_target: Some(Duration::from_micros(250)),
+            max_pending_handshakes: 256,
         }
     }
 }
@@ -198,6 +206,7 @@ impl TransportConfig {
                 "max_concurrent_transfers",
                 self.max_concurrent_transfers as usize,
             ),
+            ("max_pending_handshakes", self.max_pending_handshakes),
         ] {
             if value == 0 {
                 return fail(field, "must be at least 1");

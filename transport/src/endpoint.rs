@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 use tracing::{debug, info};
 
@@ -392,12 +392,36 @@ impl Shared {
     }
 }
 
+/// Accepts incoming connections, at most `max_pending_handshakes` handshaking at once.
+///
+/// Every decision here is stateless for the sender: a Retry or a refusal costs one small packet
+/// (smaller than the sender's padded Initial, so it reflects less than it receives) and no
+/// memory. Only a handshake holding a permit keeps state, until it completes or times out.
 async fn accept_connections(shared: Arc<Shared>) {
+    let limit = shared.config.max_pending_handshakes;
+    let permits = Arc::new(Semaphore::new(limit));
     while let Some(incoming) = shared.quic.accept().await {
+        let pending = limit - permits.available_permits();
+        if pending >= limit / 2 && !incoming.remote_address_validated() && incoming.may_retry() {
+            // Under load: a sender that cannot receive at its address never comes back.
+            shared.metrics.retried_incoming();
+            let _ = incoming.retry();
+            continue;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!(remote = %incoming.remote_address(), limit, "refusing handshake: too many in progress");
+            shared.metrics.refused_incoming();
+            incoming.refuse();
+            continue;
+        };
+        shared.metrics.handshake_started();
         let shared = shared.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            match handshake::accept(&shared, incoming).await {
+            let result = handshake::accept(&shared, incoming).await;
+            shared.metrics.handshake_ended();
+            drop(permit);
+            match result {
                 Ok(established) if established.bulk => connection::serve_bulk(&shared, established),
                 Ok(established) => shared.install_accepted(established),
                 Err(error) => debug!(%remote, %error, "refused incoming connection"),

@@ -71,6 +71,11 @@ struct DropLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SideLabels {
     side: &'static str,
 }
@@ -93,6 +98,9 @@ pub struct TransportMetrics {
     /// Bulk-only connections: [dialled, accepted].
     bulk_connections: [Counter; 2],
     bulk_fallbacks: Counter,
+    handshakes_in_progress: Gauge,
+    /// Incoming handshakes turned away: [asked to retry, refused].
+    turned_away: [Counter; 2],
 }
 
 impl TransportMetrics {
@@ -102,6 +110,7 @@ impl TransportMetrics {
         let bytes = Family::<TrafficLabels, Counter>::default();
         let messages = Family::<TrafficLabels, Counter>::default();
         let bulk_connections = Family::<SideLabels, Counter>::default();
+        let turned_away = Family::<ActionLabels, Counter>::default();
         let metrics = Self {
             bytes: per_channel_and_direction(&bytes),
             messages: per_channel_and_direction(&messages),
@@ -116,6 +125,9 @@ impl TransportMetrics {
             bulk_connections: ["dialled", "accepted"]
                 .map(|side| bulk_connections.get_or_create(&SideLabels { side }).clone()),
             bulk_fallbacks: Counter::default(),
+            handshakes_in_progress: Gauge::default(),
+            turned_away: ["retry", "refused"]
+                .map(|action| turned_away.get_or_create(&ActionLabels { action }).clone()),
         };
         registry.register_with_unit(
             "traffic",
@@ -159,6 +171,17 @@ impl TransportMetrics {
             "bulk_fallbacks",
             "Bulk transfers sent on the regular connection because no bulk connection could be had",
             metrics.bulk_fallbacks.clone(),
+        );
+        registry.register(
+            "handshakes_in_progress",
+            "Incoming handshakes in progress",
+            metrics.handshakes_in_progress.clone(),
+        );
+        registry.register(
+            "incoming_turned_away",
+            "Incoming handshakes turned away under load: asked to prove their address with a \
+             QUIC Retry, or refused at the limit",
+            turned_away,
         );
         metrics
     }
@@ -227,6 +250,22 @@ impl TransportMetrics {
         self.bulk_fallbacks.inc();
     }
 
+    pub(crate) fn handshake_started(&self) {
+        self.handshakes_in_progress.inc();
+    }
+
+    pub(crate) fn handshake_ended(&self) {
+        self.handshakes_in_progress.dec();
+    }
+
+    pub(crate) fn retried_incoming(&self) {
+        self.turned_away[0].inc();
+    }
+
+    pub(crate) fn refused_incoming(&self) {
+        self.turned_away[1].inc();
+    }
+
     pub(crate) fn observe_rtt(&self, rtt: std::time::Duration) {
         self.rtt.observe(rtt.as_secs_f64());
     }
@@ -268,6 +307,21 @@ impl TransportMetrics {
     /// Bulk transfers sent on the regular connection for want of a bulk connection.
     pub fn bulk_fallbacks(&self) -> u64 {
         self.bulk_fallbacks.get()
+    }
+
+    /// Incoming handshakes in progress now.
+    pub fn handshakes_in_progress(&self) -> i64 {
+        self.handshakes_in_progress.get()
+    }
+
+    /// Incoming handshakes asked to prove their address with a QUIC Retry so far.
+    pub fn incoming_retried(&self) -> u64 {
+        self.turned_away[0].get()
+    }
+
+    /// Incoming handshakes refused at the limit so far.
+    pub fn incoming_refused(&self) -> u64 {
+        self.turned_away[1].get()
     }
 
     /// Currently open connections.
