@@ -235,6 +235,15 @@ async fn bulk_link(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<BulkLink, C
     Ok(link)
 }
 
+/// Closes our bulk connection to `peer`, if there is one and no dial is under way.
+pub(crate) fn close(peer: &Peer) {
+    if let Ok(mut state) = peer.bulk.try_lock() {
+        if let Some(link) = state.link.take() {
+            link.conn.close(code::NORMAL.into(), b"disconnect");
+        }
+    }
+}
+
 /// Closes a bulk connection once no transfer has used it for the idle timeout.
 async fn close_when_unused(shared: Arc<Shared>, link: BulkLink) {
     let idle = shared.config.idle_timeout;

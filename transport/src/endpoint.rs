@@ -301,9 +301,13 @@ impl Endpoint {
 
     /// Closes the connection to `peer`, if any, telling it why.
     pub fn disconnect(&self, peer: NodeId) {
-        if let Some(live) = self.shared.existing_peer(peer).and_then(|p| p.current()) {
+        let Some(peer) = self.shared.existing_peer(peer) else {
+            return;
+        };
+        if let Some(live) = peer.current() {
             live.conn.close(code::NORMAL.into(), b"disconnect");
         }
+        bulk::close(&peer);
     }
 
     /// Shuts down: closes every connection with a normal close, stops all tasks, and waits

@@ -219,19 +219,45 @@ async fn bulk_transfers_go_on_a_bulk_connection_of_their_own_which_closes_when_u
     tokio::time::sleep(fast_config().idle_timeout * 2).await;
     let mut b = b;
     let receiver = tokio::spawn(async move {
-        within(Duration::from_secs(5), &mut b.inbox.transfers)
+        let data = within(Duration::from_secs(5), &mut b.inbox.transfers)
             .await
             .read_to_end()
             .await
-            .unwrap()
+            .unwrap();
+        (data, b)
     });
     a.endpoint
         .send_bulk(to, Bytes::from_static(b"again"), Duration::from_secs(10))
         .await
         .unwrap();
-    assert_eq!(receiver.await.unwrap(), b"again");
+    let mut b = receiver_done(receiver, b"again").await;
     assert_eq!(a.endpoint.metrics().bulk_connections(true), 2);
     assert_eq!(a.endpoint.connected_peers(), vec![to]);
+    // Disconnecting the peer closes the bulk connection too: the next transfer dials again.
+    a.endpoint.disconnect(to.id);
+    let receiver = tokio::spawn(async move {
+        let data = within(Duration::from_secs(5), &mut b.inbox.transfers)
+            .await
+            .read_to_end()
+            .await
+            .unwrap();
+        (data, b)
+    });
+    a.endpoint
+        .send_bulk(to, Bytes::from_static(b"after"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    receiver_done(receiver, b"after").await;
+    assert_eq!(a.endpoint.metrics().bulk_connections(true), 3);
+}
+
+async fn receiver_done(
+    receiver: tokio::task::JoinHandle<(Vec<u8>, Node)>,
+    expected: &[u8],
+) -> Node {
+    let (data, node) = receiver.await.unwrap();
+    assert_eq!(data, expected);
+    node
 }
 
 #[tokio::test]
