@@ -55,7 +55,9 @@ pub struct TransportConfig {
     /// dialled on first use and closed after `idle_timeout` unused, whose congestion controller
     /// is delay-based ([`crate::congestion::LedbatConfig`]): it keeps the queue its transfers
     /// build in socket buffers and in the receiver below this target, so urgent messages on the
-    /// regular connection are not stuck behind megabytes of bulk data (issue 16). With `None`,
+    /// regular connection are not stuck behind megabytes of bulk data (issue 16); on a path
+    /// whose base round trip is long, a quarter of it is allowed instead when that is more,
+    /// so WAN jitter alone does not starve bulk. With `None`,
     /// bulk transfers share the regular connection and its loss-based controller, which fills
     /// every buffer on the path before it slows down.
     pub bulk_queue_target: Option<Duration>,

@@ -19,7 +19,9 @@
 //! - slow start (doubling per round trip) until the queue first reaches half the target, as
 //!   LEDBAT++ does, so a transfer reaches the path's rate within a few round trips;
 //! - above the target the window shrinks in proportion to how far above it is, at most by half
-//!   per ack, instead of only linearly, so a queue drains within about one round trip.
+//!   per round trip, instead of only linearly, so a queue drains within about one round trip;
+//! - the target is at least a quarter of the base delay, so on a long path bulk is not starved
+//!   by jitter larger than a target sized for a LAN.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -41,7 +43,9 @@ const MIN_WINDOW_PACKETS: u64 = 4;
 #[derive(Clone, Debug)]
 pub struct LedbatConfig {
     /// Queueing delay the background traffic may add to the path. Smaller keeps urgent traffic
-    /// faster and costs background throughput when delays are noisy.
+    /// faster and costs background throughput when delays are noisy. On a long path the
+    /// controller allows a quarter of the base delay instead when that is more, so a path whose
+    /// jitter alone exceeds a LAN-sized target (a WAN link) still carries bulk.
     pub target: Duration,
     /// How fast the window moves towards the target (RFC 6817's GAIN); 1 adds at most one
     /// packet per round trip while below the target.
@@ -161,7 +165,8 @@ impl Ledbat {
         let Some(queueing) = self.queueing_delay() else {
             return;
         };
-        let target = self.config.target.as_secs_f64().max(1e-6);
+        let base = self.base_delay().unwrap_or_default();
+        let target = self.config.target.max(base / 4).as_secs_f64().max(1e-6);
         let off_target = ((target - queueing.as_secs_f64()) / target).clamp(-1.0, 1.0);
         if self.slow_start {
             if queueing.as_secs_f64() < target / 2.0 {
@@ -324,6 +329,30 @@ mod tests {
         ack(&mut c, now, Duration::from_millis(25), 1);
         assert_eq!(c.queueing_delay(), Some(Duration::ZERO));
         assert!(c.window() >= after);
+    }
+
+    #[test]
+    fn on_a_long_path_the_target_scales_with_the_base_delay() {
+        let mut now = Instant::now();
+        let mut c = controller(now);
+        let base = Duration::from_millis(40);
+        // Leave slow start with a queue above half the 10 ms scaled target.
+        for _ in 0..4 {
+            now += base;
+            ack(&mut c, now, base, 2);
+        }
+        for _ in 0..4 {
+            now += base;
+            ack(&mut c, now, base + Duration::from_millis(6), 2);
+        }
+        assert!(!c.slow_start);
+        // 2 ms of jitter is eight times the 250 µs target, but a fifth of the scaled one.
+        let before = c.window();
+        for _ in 0..20 {
+            now += base;
+            ack(&mut c, now, base + Duration::from_millis(2), 2);
+        }
+        assert!(c.window() > before, "{} <= {before}", c.window());
     }
 
     #[test]
