@@ -15,8 +15,9 @@
 //!
 //! Prints a table; never fails on a missed target (timing is not a pass/fail test). Set
 //! `FOUNDATION_BENCH_QUICK=1` for a short run with smaller counts, `FOUNDATION_BENCH_BULK_ONLY=1`
-//! to run sections 3 and 4 only, and `FOUNDATION_BENCH_BULK_TARGET_US=<µs>` to try another
-//! `bulk_queue_target` (0 for none).
+//! to run sections 3 and 4 only, and `FOUNDATION_BENCH_BULK_TARGET_US=<µs>` /
+//! `FOUNDATION_BENCH_BULK_YIELD_US=<µs>` to try another `bulk_queue_target` /
+//! `bulk_yield_target` (0 for none).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -174,10 +175,19 @@ fn config(bulk: BulkPath) -> TransportConfig {
             None => default.bulk_queue_target,
         },
     };
+    let bulk_yield_target = match std::env::var("FOUNDATION_BENCH_BULK_YIELD_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(0) => None,
+        Some(us) => Some(Duration::from_micros(us)),
+        None => default.bulk_yield_target,
+    };
     TransportConfig {
         // Deeper per-peer queues than the default 8192 so the sender rarely waits on the queue.
         stream_queue: 65_536,
         bulk_queue_target,
+        bulk_yield_target,
         ..default
     }
 }
@@ -671,9 +681,14 @@ fn main() {
     let bulk_shared = shared_bytes as f64 / MIB / shared_time.as_secs_f64();
     let hol_ratio = ratio(ours.latency.p99, idle.p99);
     let tcp_ratio = ratio(ours.latency.p99, tcp.latency.p99);
-    let target = config(BulkPath::Own)
-        .bulk_queue_target
-        .map_or("none".to_owned(), |t| format!("{} µs", t.as_micros()));
+    let micros =
+        |t: Option<Duration>| t.map_or("none".to_owned(), |t| format!("{} µs", t.as_micros()));
+    let own = config(BulkPath::Own);
+    let target = format!(
+        "{}, yielding to coordination: {}",
+        micros(own.bulk_queue_target),
+        micros(own.bulk_yield_target)
+    );
 
     println!();
     println!(

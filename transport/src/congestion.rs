@@ -25,6 +25,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,44 @@ pub struct LedbatConfig {
     pub max_window: u64,
     /// Length of one bucket of base-delay history.
     pub base_bucket: Duration,
+    /// Urgent traffic to yield to: while it is active, `yield_target` replaces `target`.
+    pub urgent: Option<Arc<UrgentTraffic>>,
+    /// The queueing delay allowed while urgent traffic is active.
+    pub yield_target: Duration,
+}
+
+/// Tells delay-based controllers that urgent traffic is flowing from this node, so that
+/// background transfers keep a shorter queue for as long as it does.
+#[derive(Debug)]
+pub struct UrgentTraffic {
+    epoch: Instant,
+    /// Nanoseconds after `epoch` until which urgent traffic counts as active.
+    until: AtomicU64,
+    hold: Duration,
+}
+
+impl UrgentTraffic {
+    /// Urgent traffic stays active for `hold` after each [`mark`](Self::mark).
+    pub fn new(hold: Duration) -> Self {
+        Self {
+            epoch: Instant::now(),
+            until: AtomicU64::new(0),
+            hold,
+        }
+    }
+
+    /// Urgent traffic was just sent.
+    pub fn mark(&self, now: Instant) {
+        let until = now.saturating_duration_since(self.epoch) + self.hold;
+        self.until
+            .fetch_max(until.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether urgent traffic was sent within the hold time before `now`.
+    pub fn active(&self, now: Instant) -> bool {
+        (now.saturating_duration_since(self.epoch).as_nanos() as u64)
+            < self.until.load(Ordering::Relaxed)
+    }
 }
 
 impl Default for LedbatConfig {
@@ -66,6 +105,8 @@ impl Default for LedbatConfig {
             initial_window: 14_720,
             max_window: 64 << 20,
             base_bucket: Duration::from_secs(2),
+            urgent: None,
+            yield_target: Duration::from_micros(25),
         }
     }
 }
@@ -166,7 +207,11 @@ impl Ledbat {
             return;
         };
         let base = self.base_delay().unwrap_or_default();
-        let target = self.config.target.max(base / 4).as_secs_f64().max(1e-6);
+        let configured = match &self.config.urgent {
+            Some(urgent) if urgent.active(now) => self.config.yield_target,
+            _ => self.config.target,
+        };
+        let target = configured.max(base / 4).as_secs_f64().max(1e-6);
         let off_target = ((target - queueing.as_secs_f64()) / target).clamp(-1.0, 1.0);
         if self.slow_start {
             if queueing.as_secs_f64() < target / 2.0 {
@@ -353,6 +398,49 @@ mod tests {
             ack(&mut c, now, base + Duration::from_millis(2), 2);
         }
         assert!(c.window() > before, "{} <= {before}", c.window());
+    }
+
+    #[test]
+    fn while_urgent_traffic_flows_the_yield_target_applies() {
+        let mut now = Instant::now();
+        let urgent = Arc::new(UrgentTraffic::new(Duration::from_millis(10)));
+        let config = LedbatConfig {
+            target: Duration::from_micros(250),
+            urgent: Some(urgent.clone()),
+            yield_target: Duration::from_micros(25),
+            ..LedbatConfig::default()
+        };
+        let mut c = Ledbat::new(Arc::new(config), now, MTU);
+        for _ in 0..100 {
+            now += BASE;
+            ack(&mut c, now, BASE, 2);
+        }
+        // 100 µs of queueing is under the target: the window keeps growing.
+        let queued = BASE + Duration::from_micros(100);
+        let before = c.window();
+        for _ in 0..8 {
+            now += queued;
+            ack(&mut c, now, queued, 2);
+        }
+        let grown = c.window();
+        assert!(grown > before);
+        // A coordination message: the same queue is now four times the yield target.
+        urgent.mark(now);
+        assert!(urgent.active(now));
+        for _ in 0..8 {
+            now += queued;
+            ack(&mut c, now, queued, 2);
+        }
+        assert!(c.window() < grown / 2, "{} of {grown}", c.window());
+        // 10 ms later urgent traffic is over and the window grows again.
+        now += Duration::from_millis(10);
+        assert!(!urgent.active(now));
+        let low = c.window();
+        for _ in 0..8 {
+            now += queued;
+            ack(&mut c, now, queued, 2);
+        }
+        assert!(c.window() > low);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tracing::{debug, info};
 
 use crate::channel::Channel;
 use crate::config::TransportConfig;
-use crate::congestion::LedbatConfig;
+use crate::congestion::{LedbatConfig, UrgentTraffic};
 use crate::error::{ConnectError, RequestError, SendError, StartError};
 use crate::frame::{encode_datagram, encode_message};
 use crate::handshake::{self, Established};
@@ -25,6 +25,9 @@ use crate::peer::{send_datagram_now, Peer};
 use crate::security::{quic_configs_with_bulk, Credentials, Trust};
 use crate::wire::code;
 use crate::{bulk, connection, rpc};
+
+/// How long bulk connections keep the shorter queue target after a coordination message.
+const URGENT_HOLD: Duration = Duration::from_millis(10);
 
 /// How long [`Endpoint::close`] waits for peers to acknowledge the close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -56,6 +59,8 @@ pub(crate) struct Shared {
     pub quic: quinn::Endpoint,
     /// Client configuration of bulk-only connections (see [`crate::bulk`]).
     pub bulk_client: quinn::ClientConfig,
+    /// Marked whenever coordination messages are written; bulk connections yield to it.
+    pub urgent: Arc<UrgentTraffic>,
     pub metrics: Arc<TransportMetrics>,
     pub inbox: InboxSenders,
     pub shutdown: watch::Sender<bool>,
@@ -91,8 +96,9 @@ impl Endpoint {
         let transport = Arc::new(quic_transport(&config));
         server.transport_config(transport.clone());
         client.transport_config(transport);
+        let urgent = Arc::new(UrgentTraffic::new(URGENT_HOLD));
         if let Some(target) = config.bulk_queue_target {
-            bulk_client.transport_config(Arc::new(bulk_transport(&config, target)));
+            bulk_client.transport_config(Arc::new(bulk_transport(&config, target, urgent.clone())));
         }
         let bind_error = |source| StartError::Bind {
             addr: config.bind,
@@ -120,6 +126,7 @@ impl Endpoint {
             config,
             quic,
             bulk_client,
+            urgent,
             metrics,
             inbox: senders,
             shutdown: watch::channel(false).0,
@@ -470,13 +477,19 @@ fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
 }
 
 /// The transport settings of the bulk-only connections this node dials: the regular ones, with
-/// the delay-based congestion controller, and without keep-alives (an unused bulk connection
-/// is closed, not kept).
-fn bulk_transport(config: &TransportConfig, target: Duration) -> quinn::TransportConfig {
+/// the delay-based congestion controller (which yields to this node's coordination traffic),
+/// and without keep-alives (an unused bulk connection is closed, not kept).
+fn bulk_transport(
+    config: &TransportConfig,
+    target: Duration,
+    urgent: Arc<UrgentTraffic>,
+) -> quinn::TransportConfig {
     let mut transport = quic_transport(config);
     transport.keep_alive_interval(None);
     transport.congestion_controller_factory(Arc::new(LedbatConfig {
         target,
+        urgent: Some(urgent),
+        yield_target: config.bulk_yield_target.unwrap_or(target),
         ..LedbatConfig::default()
     }));
     transport

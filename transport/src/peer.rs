@@ -277,6 +277,9 @@ async fn write_stream(
             // Sizes were checked when the message was queued, so this cannot fail.
             let _ = encode_frame(&mut out, message, max);
         }
+        if channel == Channel::Coordination {
+            shared.urgent.mark(std::time::Instant::now());
+        }
         match write_batch(&mut stream, &live, channel, out).await {
             Ok(()) => shared
                 .metrics
