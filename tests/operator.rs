@@ -352,3 +352,71 @@ fn a_mistyped_command_gets_a_suggestion_and_help_shows_examples() {
     assert!(stdout(&foundation(&dir, None, &["--help"])).contains("FOUNDATION_LOG"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `foundation vars`: declare a variable through one node of three, see every node take the
+/// declaration up, win a compare-and-set, lose the next one that expects the old version, and
+/// get typed refusals for a bad value and an unknown variable.
+#[test]
+fn vars_are_declared_set_and_refused_from_the_command_line() {
+    let dir = scratch_dir("op-vars");
+    let cluster = format!("vars-{}", std::process::id());
+    let a = start(&dir, &cluster, "a", None);
+    let b = start(&dir, &cluster, "b", None);
+    let c = start(&dir, &cluster, "c", None);
+    for (observer, other) in [(&a, &b), (&a, &c), (&b, &c)] {
+        eventually(PATIENCE, "the three nodes see each other", || {
+            state_of(observer, &other.id).as_deref() == Some("alive")
+                && state_of(other, &observer.id).as_deref() == Some("alive")
+        });
+    }
+    let node = format!("{}", a.http);
+    let vars = |args: &[&str]| {
+        let mut all = vec!["vars", "--node", node.as_str()];
+        all.extend_from_slice(args);
+        foundation(&dir, Some(&cluster), &all)
+    };
+    let declared = vars(&[
+        "declare",
+        "gpu.slots",
+        "--type",
+        r#"{"int": [0, 8]}"#,
+        "--initial",
+        "8",
+    ]);
+    assert!(declared.status.success(), "{}", stderr(&declared));
+    for other in [&b, &c] {
+        eventually(PATIENCE, "the declaration reaches every acceptor", || {
+            get(other.http, "/variables/gpu.slots").is_some()
+        });
+    }
+    let won = vars(&["set", "gpu.slots", "7", "--expected", "0"]);
+    assert!(won.status.success(), "{}", stderr(&won));
+    assert!(stdout(&won).contains("\"won\": true"), "{}", stdout(&won));
+    let stale = vars(&["set", "gpu.slots", "6", "--expected", "0"]);
+    assert!(!stale.status.success());
+    assert!(
+        stderr(&stale).contains("version mismatch"),
+        "{}",
+        stderr(&stale)
+    );
+    let out_of_range = vars(&["set", "gpu.slots", "9", "--expected", "1"]);
+    assert!(
+        stderr(&out_of_range).contains("outside"),
+        "{}",
+        stderr(&out_of_range)
+    );
+    let unknown = vars(&["get", "nope"]);
+    assert!(
+        stderr(&unknown).contains("no variable"),
+        "{}",
+        stderr(&unknown)
+    );
+    eventually(PATIENCE, "every node learns version 1", || {
+        [&a, &b, &c].iter().all(|n| {
+            get(n.http, "/variables/gpu.slots")
+                .is_some_and(|v| v["version"] == 1 && v["value"] == 7)
+        })
+    });
+    drop((a, b, c));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,6 +14,7 @@ Examples:
   foundation members                         the members of a node running on this machine
   foundation members --node 127.0.0.1:7401   ... of the node serving HTTP there
   foundation config set checkout.enabled true
+  foundation vars set gpu.slots 7 --expected 0  compare-and-set, decided by a majority
   foundation leave                           make the local node leave gracefully
   foundation sim --scenario partition-heal --nodes 100 --seed 7
 
@@ -55,6 +56,8 @@ enum Command {
     Config(ConfigArgs),
     /// Make a running node leave the cluster gracefully (its peers record it as left).
     Leave(LeaveArgs),
+    /// Declare, read and compare-and-set variables through a running node.
+    Vars(foundation::cli::vars::VarsArgs),
     /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
     Sim(SimCommand),
 }
@@ -102,6 +105,7 @@ fn main() {
             Command::Services(args) => foundation::cli::services::run(args).await,
             Command::Config(args) => foundation::cli::config::run(args).await,
             Command::Leave(args) => foundation::cli::leave::run(args).await,
+            Command::Vars(args) => foundation::cli::vars::run(args).await,
         }
     });
     if let Err(error) = result {

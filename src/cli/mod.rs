@@ -9,3 +9,4 @@ pub mod signals;
 pub mod sim;
 pub mod suggest;
 pub mod target;
+pub mod vars;

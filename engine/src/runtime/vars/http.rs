@@ -1,5 +1,6 @@
-//! `GET /variables`, `GET /variables/{name}` and `POST /variables/{name}` (a compare-and-set,
-//! from this machine only, like every write of the API).
+//! `GET /variables`, `GET /variables/{name}`, `PUT /variables/{name}` (declare, with this
+//! node and every member alive as the acceptors) and `POST /variables/{name}` (a
+//! compare-and-set); writes from this machine only, like every write of the API.
 
 use std::time::Duration;
 
@@ -8,9 +9,11 @@ use foundation_core::vars::{Life, VarsError};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::json::{type_to_json, value_from_json, value_to_json};
+use super::json::{type_from_json, type_to_json, value_from_json, value_to_json};
 use super::{VarState, VarsCallError, VarsHandle};
 use crate::http::{HttpServerBuilder, WriteRequest};
+use foundation_agents::variable::Policy;
+use foundation_core::vars::VarSpec;
 
 /// How long a compare-and-set over HTTP may wait for its majority unless the body says.
 const DEFAULT_TIMEOUT_MS: u64 = 2_000;
@@ -34,7 +37,17 @@ pub(crate) fn routes(server: HttpServerBuilder, vars: VarsHandle) -> HttpServerB
             None => not_found(name),
         })
         .write("/variables/", move |request| {
-            Box::pin(compare_and_set(vars.clone(), request))
+            let vars = vars.clone();
+            Box::pin(async move {
+                match request.method {
+                    Method::PUT => declare(vars, request).await,
+                    Method::POST => compare_and_set(vars, request).await,
+                    _ => {
+                        let error = "PUT /variables/{name} declares, POST compare-and-sets";
+                        (StatusCode::METHOD_NOT_ALLOWED, json!({ "error": error }))
+                    }
+                }
+            })
         })
 }
 
@@ -64,12 +77,44 @@ fn bad_request(error: impl std::fmt::Display) -> (StatusCode, Value) {
     )
 }
 
+/// `PUT /variables/{name}` with `{"type": {"int": [0, 100]}, "initial": 0}`: a `cas`
+/// variable whose acceptors are this node and every member alive now.
+async fn declare(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
+    let body: Value = match serde_json::from_slice(&request.body) {
+        Ok(body) => body,
+        Err(e) => return bad_request(format!("the body is not JSON: {e}")),
+    };
+    let ty = match type_from_json(body.get("type").unwrap_or(&Value::Null)) {
+        Ok(ty) => ty,
+        Err(e) => return bad_request(format!("\"type\": {e}")),
+    };
+    let initial = match value_from_json(&ty, body.get("initial").unwrap_or(&Value::Null)) {
+        Ok(value) => value,
+        Err(e) => return bad_request(format!("\"initial\": {e}")),
+    };
+    let spec = VarSpec {
+        ty,
+        policy: Policy::Cas,
+        initial,
+        acceptors: vars.alive_lives(),
+    };
+    match vars.declare(&request.rest, spec).await {
+        Ok(()) => match vars.all().get(&request.rest) {
+            Some(state) => (StatusCode::OK, state_json(state)),
+            None => not_found(&request.rest),
+        },
+        Err(VarsCallError::Refused(refused)) => refusal_json(refused),
+        Err(VarsCallError::Stopped) => stopped(),
+    }
+}
+
+fn stopped() -> (StatusCode, Value) {
+    let error = "the node stopped";
+    (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }))
+}
+
 /// `POST /variables/{name}` with `{"expected": 3, "value": …, "timeout_ms": 2000}`.
 async fn compare_and_set(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
-    if request.method != Method::POST {
-        let error = "use POST /variables/{name} with {\"expected\": N, \"value\": V}";
-        return (StatusCode::METHOD_NOT_ALLOWED, json!({ "error": error }));
-    }
     let name = request.rest;
     let Some(state) = vars.all().get(&name).cloned() else {
         return not_found(&name);
@@ -95,10 +140,7 @@ async fn compare_and_set(vars: VarsHandle, request: WriteRequest) -> (StatusCode
     match vars.compare_and_set(&name, expected, value, timeout).await {
         Ok(outcome) => outcome_json(outcome),
         Err(VarsCallError::Refused(refused)) => refusal_json(refused),
-        Err(VarsCallError::Stopped) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "error": "the node stopped" }),
-        ),
+        Err(VarsCallError::Stopped) => stopped(),
     }
 }
 

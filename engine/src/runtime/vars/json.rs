@@ -62,19 +62,85 @@ pub fn value_to_json(value: &VarValue) -> Value {
     }
 }
 
-/// `ty` as JSON, for listings: `{"int": [0, 100]}`, `{"choice": ["a", "b"]}`, `"bool"`, …
+/// `ty` as JSON: `{"int": [0, 100]}`, `{"float": [0.0, 1.0]}`, `{"choice": ["a", "b"]}`,
+/// `"bool"`, `{"record": {"field": <type>, …}}`.
 pub fn type_to_json(ty: &VarType) -> Value {
     match ty {
         VarType::Float { min, max } => serde_json::json!({ "float": [min, max] }),
         VarType::Int { min, max } => serde_json::json!({ "int": [min, max] }),
         VarType::Choice(options) => serde_json::json!({ "choice": options }),
         VarType::Bool => Value::from("bool"),
-        VarType::Record(fields) => Value::Object(
-            fields
+        VarType::Record(fields) => {
+            let fields: serde_json::Map<String, Value> = fields
                 .iter()
                 .map(|(name, field)| (name.clone(), type_to_json(field)))
-                .collect(),
-        ),
+                .collect();
+            serde_json::json!({ "record": fields })
+        }
+    }
+}
+
+/// The type `json` describes, in the form [`type_to_json`] writes; the type's own validation
+/// (ranges, sizes, depth) runs when it is declared.
+pub fn type_from_json(json: &Value) -> Result<VarType, String> {
+    type_from_json_at(json, 0)
+}
+
+fn type_from_json_at(json: &Value, depth: usize) -> Result<VarType, String> {
+    if depth > RECORD_DEPTH_MAX {
+        return Err(format!("records nest deeper than {RECORD_DEPTH_MAX}"));
+    }
+    if json == "bool" {
+        return Ok(VarType::Bool);
+    }
+    let unknown = || format!("not a type: {json} (int, float, choice, bool or record)");
+    let Some((kind, body)) = json
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.iter().next())
+    else {
+        return Err(unknown());
+    };
+    let pair = |body: &Value| match body.as_array().map(Vec::as_slice) {
+        Some([min, max]) => Ok((min.clone(), max.clone())),
+        _ => Err(format!("{kind}: expected [min, max], got {body}")),
+    };
+    match kind.as_str() {
+        "int" => match pair(body)? {
+            (Value::Number(min), Value::Number(max)) => match (min.as_i64(), max.as_i64()) {
+                (Some(min), Some(max)) => Ok(VarType::Int { min, max }),
+                _ => Err(format!("int: bounds must be integers, got {body}")),
+            },
+            _ => Err(format!("int: bounds must be integers, got {body}")),
+        },
+        "float" => match pair(body)? {
+            (Value::Number(min), Value::Number(max)) => Ok(VarType::Float {
+                min: min.as_f64().unwrap_or(f64::NAN),
+                max: max.as_f64().unwrap_or(f64::NAN),
+            }),
+            _ => Err(format!("float: bounds must be numbers, got {body}")),
+        },
+        "choice" => body
+            .as_array()
+            .and_then(|options| {
+                options
+                    .iter()
+                    .map(|o| o.as_str().map(String::from))
+                    .collect()
+            })
+            .map(VarType::Choice)
+            .ok_or_else(|| format!("choice: expected a list of strings, got {body}")),
+        "record" => {
+            let fields = body
+                .as_object()
+                .ok_or_else(|| format!("record: expected an object of fields, got {body}"))?;
+            let mut types = BTreeMap::new();
+            for (name, field) in fields {
+                types.insert(name.clone(), type_from_json_at(field, depth + 1)?);
+            }
+            Ok(VarType::Record(types))
+        }
+        _ => Err(unknown()),
     }
 }
 
@@ -96,6 +162,29 @@ mod tests {
         assert_eq!(value_to_json(&value), json);
         let int = VarType::Int { min: 0, max: 9 };
         assert_eq!(value_from_json(&int, &Value::from(7)), Ok(VarValue::Int(7)));
+    }
+
+    #[test]
+    fn types_round_trip_through_json_and_nonsense_is_refused() {
+        let ty = VarType::Record(BTreeMap::from([
+            ("rate".into(), VarType::Float { min: 0.0, max: 1.0 }),
+            (
+                "mode".into(),
+                VarType::Choice(["a".into(), "b".into()].into()),
+            ),
+            ("n".into(), VarType::Int { min: -1, max: 9 }),
+            ("on".into(), VarType::Bool),
+        ]));
+        assert_eq!(type_from_json(&type_to_json(&ty)), Ok(ty));
+        for bad in [
+            serde_json::json!("boolean"),
+            serde_json::json!({ "int": [1] }),
+            serde_json::json!({ "int": [0.5, 2] }),
+            serde_json::json!({ "choice": [1, 2] }),
+            serde_json::json!({ "int": [0, 1], "float": [0, 1] }),
+        ] {
+            assert!(type_from_json(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
