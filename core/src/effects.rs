@@ -67,7 +67,7 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub struct Outbox {
     effects: VecDeque<Effect>,
-    timers: Timers,
+    timers: Timers<Timer>,
     timers_dropped: u64,
 }
 
@@ -90,7 +90,7 @@ impl Outbox {
     }
 
     /// The armed timers.
-    pub fn timers(&mut self) -> &mut Timers {
+    pub fn timers(&mut self) -> &mut Timers<Timer> {
         &mut self.timers
     }
 

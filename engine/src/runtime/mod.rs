@@ -25,7 +25,8 @@ mod vars;
 pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
 pub use from_config::StartNodeError;
 pub use storage::StorageSettings;
-pub use vars::{VarsCallError, VarsHandle};
+use vars::VarsRuntime;
+pub use vars::{VarState, VarsCallError, VarsHandle, VarsView};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -288,9 +289,7 @@ impl Node {
             metrics: membership_metrics,
             replication_metrics,
             timers_dropped: 0,
-            cas_waits: BTreeMap::new(),
-            vars_events: vars.events.clone(),
-            vars_view,
+            vars: VarsRuntime::new(&vars, vars_view),
             join_attempts: BTreeMap::new(),
             discovery,
             directory: directory_tx,

@@ -18,28 +18,19 @@ use foundation_core::vars::{Life, VarSpec, VarsError, VarsEvent};
 use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::driver::Driver;
-use super::request::Request;
-
-/// What a [`VarsHandle`] asks of the driver.
-pub(crate) enum VarsRequest {
-    Declare {
-        name: String,
-        spec: VarSpec,
-        done: oneshot::Sender<Result<(), VarsError>>,
-    },
-    CompareAndSet {
-        name: String,
-        expected: u64,
-        value: VarValue,
-        timeout: Duration,
-        done: oneshot::Sender<Result<CasOutcome<Life>, VarsError>>,
-    },
-}
+use super::request::{Request, VarsRequest};
+use foundation_core::time::Instant;
 
 /// Compare-and-sets of this node under way, by variable and request number.
-pub(crate) type CasWaits =
-    BTreeMap<(String, u64), oneshot::Sender<Result<CasOutcome<Life>, VarsError>>>;
+type CasWaits = BTreeMap<(String, u64), oneshot::Sender<Result<CasOutcome<Life>, VarsError>>>;
+
+/// The driver's side of the variables: writes awaiting their outcome, the view local reads
+/// see, and the watchers.
+pub(crate) struct VarsRuntime {
+    cas_waits: CasWaits,
+    view: watch::Sender<Arc<VarsView>>,
+    events: broadcast::Sender<VarsEvent>,
+}
 
 /// One variable as this node holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -159,12 +150,21 @@ impl VarsHandle {
     }
 }
 
-impl Driver {
-    pub(crate) fn vars_request(&mut self, request: VarsRequest) {
-        let now = self.now();
+impl VarsRuntime {
+    /// The runtime of the handle `handle`, publishing on `view`.
+    pub(crate) fn new(handle: &VarsHandle, view: watch::Sender<Arc<VarsView>>) -> Self {
+        Self {
+            cas_waits: BTreeMap::new(),
+            view,
+            events: handle.events.clone(),
+        }
+    }
+
+    /// Carries out a handle's request on the core.
+    pub(crate) fn request(&mut self, core: &mut Core, now: Instant, request: VarsRequest) {
         match request {
             VarsRequest::Declare { name, spec, done } => {
-                let _ = done.send(self.core.declare_var(now, &name, spec));
+                let _ = done.send(core.declare_var(now, &name, spec));
             }
             VarsRequest::CompareAndSet {
                 name,
@@ -172,10 +172,7 @@ impl Driver {
                 value,
                 timeout,
                 done,
-            } => match self
-                .core
-                .compare_and_set(now, &name, expected, value, timeout)
-            {
+            } => match core.compare_and_set(now, &name, expected, value, timeout) {
                 Ok(request) => {
                     self.cas_waits.insert((name, request), done);
                 }
@@ -186,8 +183,8 @@ impl Driver {
         }
     }
 
-    /// Answers the write an event ends, and tells watchers.
-    pub(crate) fn vars_event(&mut self, event: VarsEvent) {
+    /// Answers the write an event ends, publishes what changed, and tells watchers.
+    pub(crate) fn event(&mut self, core: &Core, event: VarsEvent) {
         match &event {
             VarsEvent::CasDone {
                 name,
@@ -199,10 +196,10 @@ impl Driver {
                 }
             }
             VarsEvent::Changed { name, .. } | VarsEvent::Declared { name } => {
-                publish(&self.vars_view, &self.core, name)
+                publish(&self.view, core, name)
             }
         }
-        let _ = self.vars_events.send(event);
+        let _ = self.events.send(event);
     }
 }
 
