@@ -212,15 +212,7 @@ async fn bulk_link(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<BulkLink, C
             return Err(error);
         }
     };
-    if established.hello.node != peer.id {
-        established
-            .conn
-            .close(code::BAD_HELLO.into(), b"unexpected node");
-        return Err(ConnectError::WrongNode {
-            expected: peer.id.to_string(),
-            found: established.hello.node.to_string(),
-        });
-    }
+    established.expect_node(peer.id)?;
     let link = BulkLink {
         conn: established.conn,
         usage: Arc::new(Usage {

@@ -380,15 +380,7 @@ impl Shared {
     /// Dials `peer` at its known address and installs the connection.
     pub(crate) async fn dial_peer(self: &Arc<Self>, peer: &Arc<Peer>) -> Result<(), ConnectError> {
         let established = handshake::dial(self, peer.addr()).await?;
-        if established.hello.node != peer.id {
-            established
-                .conn
-                .close(code::BAD_HELLO.into(), b"unexpected node");
-            return Err(ConnectError::WrongNode {
-                expected: peer.id.to_string(),
-                found: established.hello.node.to_string(),
-            });
-        }
+        established.expect_node(peer.id)?;
         connection::install(self, peer, established);
         Ok(())
     }

@@ -26,6 +26,21 @@ pub(crate) struct Established {
     pub bulk: bool,
 }
 
+impl Established {
+    /// Closes the connection unless the peer introduced itself as `expected`, the node we
+    /// meant to dial.
+    pub(crate) fn expect_node(&self, expected: NodeId) -> Result<(), ConnectError> {
+        if self.hello.node == expected {
+            return Ok(());
+        }
+        self.conn.close(code::BAD_HELLO.into(), b"unexpected node");
+        Err(ConnectError::WrongNode {
+            expected: expected.to_string(),
+            found: self.hello.node.to_string(),
+        })
+    }
+}
+
 /// Dials `addr` and exchanges hellos.
 pub(crate) async fn dial(
     shared: &Arc<Shared>,
