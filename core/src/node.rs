@@ -229,6 +229,7 @@ impl Core {
         let mark = self.outbox.len();
         self.dispatch(now, input);
         self.settle(now, mark);
+        self.debug_check();
     }
 
     /// When [`Core::handle_timeout`] next has something to do: the earliest armed timer.
@@ -244,6 +245,31 @@ impl Core {
             let mark = self.outbox.len();
             self.fire(now, scheduled, timer);
             self.settle(now, mark);
+        }
+        self.debug_check();
+    }
+
+    /// In debug builds, the invariants that are cheap enough to check after every input
+    /// (everything but replication's, which walk every key; the simulator checks those too).
+    /// Not while the test-only fault switch that breaks the member table is on: that switch
+    /// is there to show the simulator's own check catching it.
+    fn debug_check(&self) {
+        if cfg!(debug_assertions) && !fault_on!(ViewKeepsDownMembers) {
+            if let Err(broken) = self.quick_invariants() {
+                panic!("a core invariant is broken: {broken}");
+            }
+        }
+    }
+
+    fn quick_invariants(&self) -> Result<(), String> {
+        self.membership.invariants()?;
+        self.vars.invariants()?;
+        // A write under way has its retry or deadline armed.
+        match (self.vars.poll_timeout(), self.vars_timer) {
+            (Some(due), armed) if armed.is_none_or(|armed| armed > due) => Err(format!(
+                "the variables' next deadline {due:?} is not armed (armed: {armed:?})"
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -419,16 +445,8 @@ impl Core {
 
     /// Checks every machine's invariants.
     pub fn invariants(&self) -> Result<(), String> {
-        self.membership.invariants()?;
-        self.replication.invariants()?;
-        self.vars.invariants()?;
-        // A write under way has its retry or deadline armed.
-        match (self.vars.poll_timeout(), self.vars_timer) {
-            (Some(due), armed) if armed.is_none_or(|armed| armed > due) => Err(format!(
-                "the variables' next deadline {due:?} is not armed (armed: {armed:?})"
-            )),
-            _ => Ok(()),
-        }
+        self.quick_invariants()?;
+        self.replication.invariants()
     }
 
     fn alive_addrs(&self) -> Vec<NodeAddr> {
