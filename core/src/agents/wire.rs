@@ -127,6 +127,34 @@ pub enum DeliveryError {
     /// The request did not decode.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A typed message did not encode, or an answer did not decode as the type asked for.
+    #[error("codec: {0}")]
+    Codec(String),
+    /// The agent's node could not be reached.
+    #[error("agent's node unreachable: {0}")]
+    Unreachable(String),
+    /// This node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+impl DeliveryError {
+    /// A short name for metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DeliveryError::UnknownAgent(_) => "unknown_agent",
+            DeliveryError::DeadAgent { .. } => "dead_agent",
+            DeliveryError::Panicked { .. } => "panicked",
+            DeliveryError::Handler { .. } => "handler_error",
+            DeliveryError::DeadlineExceeded => "deadline_exceeded",
+            DeliveryError::MailboxFull(_) => "mailbox_full",
+            DeliveryError::TooLarge { .. } => "too_large",
+            DeliveryError::BadRequest(_) => "bad_request",
+            DeliveryError::Codec(_) => "codec",
+            DeliveryError::Unreachable(_) => "unreachable",
+            DeliveryError::Stopped => "stopped",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agents;
 mod cluster_config;
 mod driver;
 mod from_config;
@@ -37,6 +38,7 @@ use foundation_transport::{
 use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use agents::{AgentsConfig, AgentsHandle};
 use crate::discovery::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, LocalNode};
 use cluster_config::Mirror;
 use driver::Driver;
@@ -83,6 +85,8 @@ pub struct NodeSettings {
     /// Where replicated keyspaces are kept on disk; `None`: in memory only, lost when the
     /// node stops.
     pub storage: Option<StorageSettings>,
+    /// Agents' supervision defaults, mailboxes and message limits.
+    pub agents: AgentsConfig,
 }
 
 impl NodeSettings {
@@ -102,6 +106,7 @@ impl NodeSettings {
             rpc: RpcConfig::default(),
             replication: ReplicationConfig::default(),
             storage: None,
+            agents: AgentsConfig::default(),
         }
     }
 }
@@ -144,6 +149,7 @@ pub struct Node {
     events: broadcast::Sender<MembershipEvent>,
     config: ConfigHandle,
     services: Services,
+    agents: AgentsHandle,
     registry: Arc<Registry>,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
 }
@@ -167,6 +173,7 @@ impl Node {
             rpc,
             replication,
             storage,
+            agents,
         } = settings;
         // The sender lives in the store; without one it is dropped and the branch stays idle.
         let (outcomes, batch_outcomes) = mpsc::unbounded_channel();
@@ -180,8 +187,10 @@ impl Node {
         let cluster = identity.cluster.clone();
         let (endpoint, mut inbox) =
             Endpoint::start(identity, &trust, transport, transport_metrics).await?;
+        let (service_requests, agent_requests) =
+            agents::split_requests(take_queue(&mut inbox.requests));
         let services_inbox = ServicesInbox {
-            requests: take_queue(&mut inbox.requests),
+            requests: service_requests,
             events: take_queue(&mut inbox.events),
         };
         let local = MemberId {
@@ -194,6 +203,14 @@ impl Node {
         let (view_tx, view) = watch::channel(Vec::new());
         let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
         let (directory_tx, directory) = watch::channel(Arc::new(Directory::default()));
+        let agents = agents::start(
+            agents,
+            requests_tx.clone(),
+            directory.clone(),
+            endpoint.clone(),
+            agent_requests,
+            &mut registry,
+        );
         let services = services::start(
             requests_tx.clone(),
             directory,
@@ -282,6 +299,7 @@ impl Node {
             events,
             config,
             services,
+            agents,
             registry,
             http,
         })
@@ -345,6 +363,11 @@ impl Node {
         self.services.pubsub.clone()
     }
 
+    /// MABEAM agents: spawn supervised agents, find any agent of the cluster, message them.
+    pub fn agents(&self) -> AgentsHandle {
+        self.agents.clone()
+    }
+
     /// Joins the cluster through the node listening at `addr` (seed, or any member).
     pub async fn join(&self, addr: SocketAddr) {
         let _ = self
@@ -378,6 +401,7 @@ impl Node {
     /// Stops the node at once without telling its peers, as a crash would (they will declare
     /// it failed). For tests, demos and fault drills; applications want [`leave`](Self::leave).
     pub async fn abort(&self) {
+        self.agents.abort().await;
         let (done, stopped) = oneshot::channel();
         if self.requests.send(Request::Abort(done)).await.is_ok() {
             let _ = stopped.await;
@@ -393,7 +417,10 @@ impl Node {
     }
 
     /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.
+    /// Its agents are stopped first (the last spawned first), so they leave the directory
+    /// while the node is still a member and can still tell its peers.
     pub async fn leave(&self) {
+        self.agents.shutdown().await;
         let (done, stopped) = oneshot::channel();
         if self.requests.send(Request::Stop(done)).await.is_ok() {
             let _ = stopped.await;

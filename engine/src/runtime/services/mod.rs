@@ -14,6 +14,8 @@ pub use health::{HealthCheck, Probe};
 pub use pubsub::{
     Message, PubSubError, PubSubHandle, PublishOptions, SlowPolicy, SubscribeOptions, Subscription,
 };
+pub(crate) use metrics::latency_histogram;
+pub(crate) use registry::lock;
 pub use registry::{Registration, ServiceError, ServiceOptions, ServiceWatch, ServicesHandle};
 pub use rpc::{current_trace, with_trace, CallOptions, RpcConfig, RpcError, RpcHandle};
 
