@@ -6,7 +6,7 @@
 //! Each group has its own machine, so restart intensity is counted per group: a single agent
 //! spawned alone that fails too often stops alone, and the rest of the node carries on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use foundation_agents::supervisor::{Action, ChildId, ChildState, Exit, Supervisor};
@@ -46,7 +46,14 @@ struct Group {
     spec: GroupSpec,
     running: Vec<Option<Running>>,
     starts: Vec<u64>,
+    /// Children the machine asked to stop, in its order, not yet told: each is told only once
+    /// the one before has exited, so a child never outlives what was started after it.
+    stops: VecDeque<ChildId>,
+    /// The child told to stop whose exit is awaited.
+    stopping_now: Option<ChildId>,
     gave_up: bool,
+    /// Why the machine gave up, until the states say `Failed` and it is announced.
+    gave_up_reason: Option<String>,
     /// Callers waiting for the group to stop; non-empty once a stop was asked for.
     stopping: Vec<oneshot::Sender<Result<(), AgentsError>>>,
     stop_requested: bool,
@@ -147,7 +154,10 @@ impl Task {
             spec,
             running: (0..children).map(|_| None).collect(),
             starts: vec![0; children],
+            stops: VecDeque::new(),
+            stopping_now: None,
             gave_up: false,
+            gave_up_reason: None,
             stopping: Vec::new(),
             stop_requested: false,
         };
@@ -177,6 +187,10 @@ impl Task {
         };
         if let Some(slot) = group.running.get_mut(child.0) {
             *slot = None;
+        }
+        group.stops.retain(|&c| c != child);
+        if group.stopping_now == Some(child) {
+            group.stopping_now = None;
         }
         if exit != Exit::Normal {
             let name = &group.spec.agents[child.0].name;
@@ -210,13 +224,29 @@ impl Task {
             match action {
                 Action::Start(child) => self.start_child(id, child),
                 Action::Stop(child) => {
-                    let grace = self.shared.config.stop_grace;
-                    let group = self.groups.get_mut(&id);
-                    if let Some(running) = group.and_then(|g| g.running.get_mut(child.0)) {
-                        running.as_mut().map(|r| r.stop(grace));
+                    if let Some(group) = self.groups.get_mut(&id) {
+                        group.stops.push_back(child);
                     }
                 }
                 Action::GaveUp { reason } => self.gave_up(id, reason),
+            }
+        }
+        self.next_stop(id);
+    }
+
+    /// Tells the next child in the stop queue to stop, unless one is still stopping.
+    fn next_stop(&mut self, id: u64) {
+        let grace = self.shared.config.stop_grace;
+        let Some(group) = self.groups.get_mut(&id) else {
+            return;
+        };
+        while group.stopping_now.is_none() {
+            let Some(child) = group.stops.pop_front() else {
+                return;
+            };
+            if let Some(running) = group.running.get_mut(child.0).and_then(Option::as_mut) {
+                running.stop(grace);
+                group.stopping_now = Some(child);
             }
         }
     }
@@ -257,10 +287,7 @@ impl Task {
         group.gave_up = true;
         tracing::error!(group = %group.name, %reason, "agent supervisor gave up");
         self.shared.metrics.gave_up.inc();
-        let _ = self.shared.events.send(AgentEvent::GaveUp {
-            group: group.name.clone(),
-            reason,
-        });
+        group.gave_up_reason = Some(reason);
     }
 
     /// Publishes the states of group `id`'s agents that changed, and removes the group once a
@@ -274,6 +301,15 @@ impl Task {
             .collect();
         for (name, state) in states {
             self.shared.set_state(&name, state).await;
+        }
+        let Some(group) = self.groups.get_mut(&id) else {
+            return;
+        };
+        if let Some(reason) = group.gave_up_reason.take() {
+            let _ = self.shared.events.send(AgentEvent::GaveUp {
+                group: group.name.clone(),
+                reason,
+            });
         }
         let group = &self.groups[&id];
         let finished = group.stop_requested
