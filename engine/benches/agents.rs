@@ -93,12 +93,16 @@ async fn round_trips(nodes: &[Node], n: usize) {
                 .expect("answer");
             samples.push(start.elapsed());
         }
-        let p = percentiles(samples);
-        println!(
-            "request    64 B round trip, {label}: p50 {:?} p99 {:?} max {:?} (n = {})",
-            p.p50, p.p99, p.max, p.n
-        );
+        report(&format!("request    64 B round trip, {label}"), samples);
     }
+}
+
+fn report(what: &str, samples: Vec<Duration>) {
+    let p = percentiles(samples);
+    println!(
+        "{what}: p50 {:?} p99 {:?} max {:?} (n = {})",
+        p.p50, p.p99, p.max, p.n
+    );
 }
 
 /// From the panicking request's error to the restarted agent's first answer, with no backoff
@@ -119,11 +123,20 @@ async fn restart_time(node: &Node, n: usize) {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        let crash = agents.request_bytes("crasher", Bytes::new(), DEADLINE).await;
-        assert!(matches!(crash, Err(DeliveryError::Panicked { .. })), "{crash:?}");
+        let crash = agents
+            .request_bytes("crasher", Bytes::new(), DEADLINE)
+            .await;
+        assert!(
+            matches!(crash, Err(DeliveryError::Panicked { .. })),
+            "{crash:?}"
+        );
         loop {
             match events.recv().await {
-                Ok(AgentEvent::State { name, state }) if name == "crasher" && state == AgentState::Running => break,
+                Ok(AgentEvent::State { name, state })
+                    if name == "crasher" && state == AgentState::Running =>
+                {
+                    break
+                }
                 Ok(_) => {}
                 Err(e) => panic!("events: {e}"),
             }
@@ -134,10 +147,9 @@ async fn restart_time(node: &Node, n: usize) {
             .expect("restarted agent answers");
         samples.push(start.elapsed());
     }
-    let p = percentiles(samples);
-    println!(
-        "restart    panic -> restarted agent answers (no backoff): p50 {:?} p99 {:?} max {:?} (n = {})",
-        p.p50, p.p99, p.max, p.n
+    report(
+        "restart    panic -> restarted agent answers (no backoff)",
+        samples,
     );
 }
 

@@ -37,10 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use foundation_engine::membership::MemberState;
 use foundation_engine::runtime::services::{Call, CallOptions, ServiceOptions, SubscribeOptions};
-use foundation_engine::runtime::{Node, NodeSettings};
-use foundation_transport::{ClusterName, ClusterSecret, LocalIdentity, NodeId, Trust};
+use foundation_engine::runtime::Node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};

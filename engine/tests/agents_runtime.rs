@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::eventually;
 use foundation_engine::runtime::agents::{
-    answer, Agent, AgentEvent, AgentSpec, AgentState, Context, DeliveryError, HandlerError,
-    Health, Message, StopReason, SupervisorConfig,
+    answer, Agent, AgentEvent, AgentSpec, AgentState, Context, DeliveryError, HandlerError, Health,
+    Message, StopReason, SupervisorConfig,
 };
 use foundation_engine::runtime::Node;
 
@@ -78,12 +78,18 @@ struct Recorder {
 impl Agent for Recorder {
     async fn handle(&mut self, _: &Context, message: Message) -> Result<Bytes, HandlerError> {
         let text: String = message.decode()?;
-        self.log.lock().unwrap().push(format!("{}:{text}", self.name));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}:{text}", self.name));
         Ok(Bytes::new())
     }
 
     async fn terminate(&mut self, _: &Context, _: StopReason) {
-        self.log.lock().unwrap().push(format!("terminate:{}", self.name));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("terminate:{}", self.name));
     }
 }
 
@@ -113,7 +119,11 @@ async fn a_panicking_handler_is_reported_and_the_agent_restarted() {
     // Restarting, then running again; the next request is answered by a new instance.
     let mut seen = Vec::new();
     while seen.last() != Some(&AgentState::Running) {
-        match tokio::time::timeout(SOON, events.recv()).await.unwrap().unwrap() {
+        match tokio::time::timeout(SOON, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             AgentEvent::State { state, .. } => seen.push(state),
             other => panic!("unexpected {other:?}"),
         }
@@ -126,8 +136,14 @@ async fn a_panicking_handler_is_reported_and_the_agent_restarted() {
         Health::Degraded("doubling only".into())
     );
     let metrics = metrics_text(&nodes[0]);
-    assert!(metrics.contains("foundation_agent_restarts_total 1"), "{metrics}");
-    assert!(metrics.contains("foundation_agents{state=\"running\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("foundation_agent_restarts_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("foundation_agents{state=\"running\"} 1"),
+        "{metrics}"
+    );
     stop(&nodes).await;
 }
 
@@ -149,7 +165,11 @@ async fn an_agent_failing_past_its_intensity_is_stopped_and_reported_everywhere(
         .unwrap();
     agents.spawn(doubler("healthy")).await.unwrap();
     let reason = loop {
-        match tokio::time::timeout(SOON, events.recv()).await.unwrap().unwrap() {
+        match tokio::time::timeout(SOON, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             AgentEvent::GaveUp { group, reason } => {
                 assert_eq!(group, "broken");
                 break reason;
@@ -160,7 +180,16 @@ async fn an_agent_failing_past_its_intensity_is_stopped_and_reported_everywhere(
     assert!(reason.contains("broken"), "{reason}");
     assert_eq!(agents.state("broken"), Some(AgentState::Failed));
     let dead = agents.send("broken", &1u64).await;
-    assert!(matches!(dead, Err(DeliveryError::DeadAgent { state: AgentState::Failed, .. })), "{dead:?}");
+    assert!(
+        matches!(
+            dead,
+            Err(DeliveryError::DeadAgent {
+                state: AgentState::Failed,
+                ..
+            })
+        ),
+        "{dead:?}"
+    );
 
     // The other node sees it failed, and gets the same typed error.
     let remote = nodes[1].agents();
@@ -171,7 +200,10 @@ async fn an_agent_failing_past_its_intensity_is_stopped_and_reported_everywhere(
     })
     .await;
     let dead = remote.request::<_, u64>("broken", &1u64, DEADLINE).await;
-    assert!(matches!(dead, Err(DeliveryError::DeadAgent { .. })), "{dead:?}");
+    assert!(
+        matches!(dead, Err(DeliveryError::DeadAgent { .. })),
+        "{dead:?}"
+    );
 
     // Its neighbour was never touched, and stopping the failed one removes it everywhere.
     let ten: u64 = remote.request("healthy", &5u64, DEADLINE).await.unwrap();
@@ -182,7 +214,10 @@ async fn an_agent_failing_past_its_intensity_is_stopped_and_reported_everywhere(
     })
     .await;
     let metrics = metrics_text(&nodes[0]);
-    assert!(metrics.contains("foundation_agent_supervisor_gave_up_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("foundation_agent_supervisor_gave_up_total 1"),
+        "{metrics}"
+    );
     stop(&nodes).await;
 }
 
@@ -190,8 +225,16 @@ async fn an_agent_failing_past_its_intensity_is_stopped_and_reported_everywhere(
 async fn agents_are_found_by_capability_and_messaged_from_other_nodes() {
     let nodes = cluster(3).await;
     let log = Arc::new(Mutex::new(Vec::new()));
-    nodes[0].agents().spawn(recorder("rec-a", &log)).await.unwrap();
-    nodes[1].agents().spawn(recorder("rec-b", &log)).await.unwrap();
+    nodes[0]
+        .agents()
+        .spawn(recorder("rec-a", &log))
+        .await
+        .unwrap();
+    nodes[1]
+        .agents()
+        .spawn(recorder("rec-b", &log))
+        .await
+        .unwrap();
     nodes[1].agents().spawn(doubler("doubler")).await.unwrap();
     let far = nodes[2].agents();
     eventually(SOON, "both recorders visible from the third node", || {
@@ -211,7 +254,10 @@ async fn agents_are_found_by_capability_and_messaged_from_other_nodes() {
     assert_eq!(answer, 42);
 
     // Multicast reaches both recorders, on two other nodes.
-    let delivered = far.multicast("recorder", &"hello".to_owned()).await.unwrap();
+    let delivered = far
+        .multicast("recorder", &"hello".to_owned())
+        .await
+        .unwrap();
     assert_eq!(delivered.len(), 2);
     assert!(delivered.iter().all(|d| d.result.is_ok()), "{delivered:?}");
     eventually(SOON, "both got it", || log.lock().unwrap().len() == 2).await;
@@ -221,19 +267,34 @@ async fn agents_are_found_by_capability_and_messaged_from_other_nodes() {
 
     // Typed errors, and the nodes stay up.
     let unknown = far.send("nobody", &1u64).await;
-    assert!(matches!(unknown, Err(DeliveryError::UnknownAgent(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(DeliveryError::UnknownAgent(_))),
+        "{unknown:?}"
+    );
     let late = far
         .request::<_, u64>("doubler", &1u64, Duration::from_millis(200))
         .await;
-    assert!(matches!(late, Err(DeliveryError::DeadlineExceeded)), "{late:?}");
+    assert!(
+        matches!(late, Err(DeliveryError::DeadlineExceeded)),
+        "{late:?}"
+    );
     let huge = vec![7u8; 2 << 20];
     let too_large = far.send_bytes("doubler", huge.into()).await;
-    assert!(matches!(too_large, Err(DeliveryError::TooLarge { .. })), "{too_large:?}");
+    assert!(
+        matches!(too_large, Err(DeliveryError::TooLarge { .. })),
+        "{too_large:?}"
+    );
     let panicked = far.request::<_, u64>("doubler", &0u64, DEADLINE).await;
-    assert!(matches!(panicked, Err(DeliveryError::Panicked { .. })), "{panicked:?}");
+    assert!(
+        matches!(panicked, Err(DeliveryError::Panicked { .. })),
+        "{panicked:?}"
+    );
     // An empty body does not decode as the number the handler expects: its error comes back.
     let wrong_type = far.request_bytes("doubler", Bytes::new(), DEADLINE).await;
-    assert!(matches!(wrong_type, Err(DeliveryError::Handler { .. })), "{wrong_type:?}");
+    assert!(
+        matches!(wrong_type, Err(DeliveryError::Handler { .. })),
+        "{wrong_type:?}"
+    );
     eventually(SOON, "doubler back", || {
         nodes[1].agents().state("doubler") == Some(AgentState::Running)
     })
@@ -259,7 +320,10 @@ async fn a_killed_nodes_agents_vanish_from_the_other_nodes() {
         })
         .await;
         let gone = agents.request::<_, u64>("doomed", &2u64, DEADLINE).await;
-        assert!(matches!(gone, Err(DeliveryError::UnknownAgent(_))), "{gone:?}");
+        assert!(
+            matches!(gone, Err(DeliveryError::UnknownAgent(_))),
+            "{gone:?}"
+        );
     }
     stop(&nodes[..2]).await;
 }
@@ -278,7 +342,11 @@ async fn leaving_stops_agents_in_reverse_order_and_removes_them_everywhere() {
         .spawn_group("pipeline", SupervisorConfig::default(), group)
         .await
         .unwrap();
-    nodes[0].agents().spawn(recorder("alone", &log)).await.unwrap();
+    nodes[0]
+        .agents()
+        .spawn(recorder("alone", &log))
+        .await
+        .unwrap();
     let other = nodes[1].agents();
     eventually(SOON, "four agents visible", || {
         other.with_capability("recorder").len() == 4

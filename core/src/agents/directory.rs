@@ -70,9 +70,7 @@ impl AgentDirectory {
                 })
             })
             .collect();
-        entries.sort_by(|a, b| {
-            (&a.name, !a.local, a.node.id).cmp(&(&b.name, !b.local, b.node.id))
-        });
+        entries.sort_by(|a, b| (&a.name, !a.local, a.node.id).cmp(&(&b.name, !b.local, b.node.id)));
         let mut by_capability: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, entry) in entries.iter().enumerate() {
             for capability in &entry.record.capabilities {
@@ -159,7 +157,11 @@ mod tests {
             1,
             &[
                 (2, "bidder-b", record(&["bidder"], AgentState::Running)),
-                (1, "bidder-a", record(&["bidder", "gpu"], AgentState::Running)),
+                (
+                    1,
+                    "bidder-a",
+                    record(&["bidder", "gpu"], AgentState::Running),
+                ),
                 (2, "planner", record(&["plan"], AgentState::Restarting)),
             ],
         );
@@ -181,7 +183,10 @@ mod tests {
             .map(|e| e.name.as_str())
             .collect();
         assert_eq!(on_two, ["bidder-b", "planner"]);
-        assert_eq!(dir.capabilities().collect::<Vec<_>>(), ["bidder", "gpu", "plan"]);
+        assert_eq!(
+            dir.capabilities().collect::<Vec<_>>(),
+            ["bidder", "gpu", "plan"]
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub const CAPABILITY_MAX: usize = 64;
 pub const CAPABILITIES_MAX: usize = 32;
 
 /// Where an agent is in its lifecycle, as the directory shows it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentState {
     /// Running: takes messages.

@@ -38,8 +38,8 @@ use foundation_transport::{
 use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use agents::{AgentsConfig, AgentsHandle};
 use crate::discovery::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, LocalNode};
+use agents::{AgentsConfig, AgentsHandle};
 use cluster_config::Mirror;
 use driver::Driver;
 use foundation_core::membership::{

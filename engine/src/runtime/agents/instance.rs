@@ -22,7 +22,10 @@ pub(super) type Reply = oneshot::Sender<Result<Bytes, DeliveryError>>;
 /// What a mailbox carries.
 pub(super) enum Envelope {
     /// A message, and where its answer goes if someone waits for one.
-    Message { message: Message, reply: Option<Reply> },
+    Message {
+        message: Message,
+        reply: Option<Reply>,
+    },
     /// A question for the agent's health.
     Health(oneshot::Sender<Health>),
 }
@@ -183,8 +186,9 @@ fn exit_of(name: &str, mailbox: &Mailbox, error: JoinError) -> Exit {
 fn panic_message(payload: Box<dyn Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(message) => *message,
-        Err(payload) => payload
-            .downcast_ref::<&str>()
-            .map_or_else(|| "a panic without a message".to_owned(), |s| (*s).to_owned()),
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(
+            || "a panic without a message".to_owned(),
+            |s| (*s).to_owned(),
+        ),
     }
 }

@@ -65,7 +65,10 @@ impl AgentsHandle {
         let started = TokioInstant::now();
         let until = started + self.shared.config.send_timeout;
         let result = match self.resolve(name) {
-            Ok(target) => self.deliver(target, name, Delivery::Send, body, until).await,
+            Ok(target) => {
+                self.deliver(target, name, Delivery::Send, body, until)
+                    .await
+            }
             Err(e) => Err(e),
         };
         self.shared.metrics.message("send", started, &result);
@@ -241,7 +244,14 @@ impl AgentsHandle {
         until: TokioInstant,
     ) -> Result<Bytes, DeliveryError> {
         if !message.expects_answer {
-            enqueue(name, mailbox, Envelope::Message { message, reply: None })?;
+            enqueue(
+                name,
+                mailbox,
+                Envelope::Message {
+                    message,
+                    reply: None,
+                },
+            )?;
             return Ok(Bytes::new());
         }
         let (reply, answer) = oneshot::channel();

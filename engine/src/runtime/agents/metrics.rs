@@ -94,7 +94,9 @@ impl AgentsMetrics {
         result: &Result<T, DeliveryError>,
     ) {
         let outcome = result.as_ref().err().map_or("ok", DeliveryError::label);
-        self.messages.get_or_create(&Outcome { kind, outcome }).inc();
+        self.messages
+            .get_or_create(&Outcome { kind, outcome })
+            .inc();
         self.seconds
             .get_or_create(&Kind { kind })
             .observe(started.elapsed().as_secs_f64());

@@ -399,17 +399,19 @@ impl AgentsHandle {
     /// Stops every group, the last spawned first, and deletes their directory entries; the
     /// node calls it before it leaves.
     pub(crate) async fn shutdown(&self) {
-        let (done, stopped) = oneshot::channel();
-        if self.shared.commands.send(Command::Shutdown(done)).await.is_ok() {
-            let _ = stopped.await;
-        }
+        self.end(Command::Shutdown).await;
     }
 
     /// Kills every agent instance without `terminate`, as a crash would.
     pub(crate) async fn abort(&self) {
-        let (done, stopped) = oneshot::channel();
-        if self.shared.commands.send(Command::Abort(done)).await.is_ok() {
-            let _ = stopped.await;
+        self.end(Command::Abort).await;
+    }
+
+    /// Sends the supervisor task a command that ends it, and waits until it has.
+    async fn end(&self, command: fn(oneshot::Sender<()>) -> Command) {
+        let (done, ended) = oneshot::channel();
+        if self.shared.commands.send(command(done)).await.is_ok() {
+            let _ = ended.await;
         }
     }
 

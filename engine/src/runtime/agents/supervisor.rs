@@ -297,7 +297,12 @@ impl Task {
             return;
         };
         let states: Vec<(String, AgentState)> = (0..group.spec.agents.len())
-            .map(|i| (group.spec.agents[i].name.clone(), state_of(group, ChildId(i))))
+            .map(|i| {
+                (
+                    group.spec.agents[i].name.clone(),
+                    state_of(group, ChildId(i)),
+                )
+            })
             .collect();
         for (name, state) in states {
             self.shared.set_state(&name, state).await;
