@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::eventually;
 use foundation_engine::runtime::agents::{
     answer, Agent, AgentEvent, AgentSpec, AgentState, Context, DeliveryError, HandlerError, Health,
-    Message, StopReason, SupervisorConfig,
+    Message, StopReason, Strategy, SupervisorConfig,
 };
 use foundation_engine::runtime::Node;
 
@@ -144,6 +144,46 @@ async fn a_panicking_handler_is_reported_and_the_agent_restarted() {
         metrics.contains("foundation_agents{state=\"running\"} 1"),
         "{metrics}"
     );
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_for_all_restarts_every_agent_of_the_group() {
+    let nodes = cluster(1).await;
+    let agents = nodes[0].agents();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let config = SupervisorConfig {
+        strategy: Strategy::OneForAll,
+        ..SupervisorConfig::default()
+    };
+    let group = vec![recorder("sibling", &log), doubler("crashy")];
+    agents.spawn_group("pair", config, group).await.unwrap();
+    let mut events = agents.events();
+    let panicked = agents.request::<_, u64>("crashy", &0u64, DEADLINE).await;
+    assert!(
+        matches!(panicked, Err(DeliveryError::Panicked { .. })),
+        "{panicked:?}"
+    );
+    // The sibling is stopped (terminate runs) and started again along with the one that failed.
+    let mut running = Vec::new();
+    while running.len() < 2 {
+        let event = tokio::time::timeout(SOON, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let AgentEvent::State {
+            name,
+            state: AgentState::Running,
+        } = event
+        {
+            running.push(name);
+        }
+    }
+    running.sort();
+    assert_eq!(running, ["crashy", "sibling"]);
+    assert_eq!(*log.lock().unwrap(), ["terminate:sibling"]);
+    let answer: u64 = agents.request("crashy", &5u64, DEADLINE).await.unwrap();
+    assert_eq!(answer, 10);
     stop(&nodes).await;
 }
 

@@ -218,4 +218,37 @@ mod tests {
         assert_eq!(names, ["good"]);
         assert_eq!(dir.get("good").unwrap().record.state, AgentState::Failed);
     }
+
+    #[test]
+    fn the_core_publishes_its_own_agents_through_the_ephemeral_keyspace() {
+        use crate::membership::{MemberId, MembershipConfig, NodeMetadata};
+        use crate::node::CoreConfig;
+        use crate::replication::ReplicationConfig;
+        use crate::time::Instant;
+
+        let me = node(1);
+        let config = CoreConfig {
+            me: MemberId {
+                node: me.id,
+                addr: me.addr,
+                generation: 1,
+            },
+            membership: MembershipConfig::development(),
+            metadata: NodeMetadata::default(),
+            seed: 7,
+        };
+        let mut core =
+            Core::new(config, Instant::ZERO).with_replication(ReplicationConfig::default(), 7);
+        let bytes = record(&["bidder"], AgentState::Running);
+        core.set_ephemeral(Instant::ZERO, AGENTS_KEYSPACE, "bidder", Some(bytes))
+            .unwrap();
+        let built = crate::services::Directory::build(&core);
+        let entry = built.agents().get("bidder").unwrap();
+        assert!(entry.local);
+        assert_eq!(entry.node, me);
+        assert_eq!(built.agents().with_capability("bidder").len(), 1);
+        core.set_ephemeral(Instant::ZERO, AGENTS_KEYSPACE, "bidder", None)
+            .unwrap();
+        assert!(AgentDirectory::build(&core).all().is_empty());
+    }
 }
