@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::eventually;
 use foundation_engine::runtime::agents::{
-    answer, Agent, AgentEvent, AgentSpec, AgentState, Context, DeliveryError, HandlerError, Health,
-    Message, StopReason, Strategy, SupervisorConfig,
+    answer, Agent, AgentEvent, AgentSpec, AgentState, AgentsConfig, AgentsError, Context,
+    DeliveryError, HandlerError, Health, Message, StopReason, Strategy, SupervisorConfig,
 };
-use foundation_engine::runtime::Node;
+use foundation_engine::runtime::{Node, NodeSettings};
 
 const SOON: Duration = Duration::from_secs(20);
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -107,6 +107,10 @@ async fn a_panicking_handler_is_reported_and_the_agent_restarted() {
     let nodes = cluster(1).await;
     let agents = nodes[0].agents();
     agents.spawn(doubler("doubler")).await.unwrap();
+    let bad = agents.spawn(AgentSpec::new("no/slash", || Doubler)).await;
+    assert!(matches!(bad, Err(AgentsError::Bad(_))), "{bad:?}");
+    let taken = agents.spawn(doubler("doubler")).await;
+    assert!(matches!(taken, Err(AgentsError::NameTaken(_))), "{taken:?}");
     let mut events = agents.events();
     let four: u64 = agents.request("doubler", &2u64, DEADLINE).await.unwrap();
     assert_eq!(four, 4);
@@ -407,6 +411,40 @@ async fn leaving_stops_agents_in_reverse_order_and_removes_them_everywhere() {
     })
     .await;
     stop(&nodes[1..]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mailbox_refuses_messages_instead_of_waiting() {
+    let nodes = common::cluster(1, |seeds| NodeSettings {
+        agents: AgentsConfig {
+            mailbox: 1,
+            ..AgentsConfig::default()
+        },
+        ..common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await;
+    let agents = nodes[0].agents();
+    agents.spawn(doubler("slow")).await.unwrap();
+    // Every message keeps the handler busy for seconds: of four sent at once, one is being
+    // handled, one fills the slot, and the rest find the mailbox full (whatever their order).
+    let busy = agents.clone();
+    let slow = tokio::spawn(async move {
+        busy.request::<_, u64>("slow", &1u64, DEADLINE)
+            .await
+            .map(drop)
+    });
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        outcomes.push(agents.send("slow", &1u64).await);
+    }
+    outcomes.push(slow.await.unwrap());
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(DeliveryError::MailboxFull(_)))),
+        "{outcomes:?}"
+    );
+    stop(&nodes).await;
 }
 
 fn metrics_text(node: &Node) -> String {

@@ -15,14 +15,19 @@ pub use crate::runtime::services::HandlerError;
 pub struct Message {
     /// The sending node (this node for a local message).
     pub from: NodeId,
-    /// Whether the sender waits for an answer ([`AgentsHandle::request`]); a sent message's
-    /// answer is thrown away.
-    pub expects_answer: bool,
+    /// When the sender of a request ([`AgentsHandle::request`]) stops waiting for the answer;
+    /// `None` for a sent message, whose answer is thrown away.
+    pub deadline: Option<tokio::time::Instant>,
     /// The message as sent.
     pub body: Bytes,
 }
 
 impl Message {
+    /// Whether the sender waits for an answer.
+    pub fn expects_answer(&self) -> bool {
+        self.deadline.is_some()
+    }
+
     /// Decodes the body as a typed message (postcard, as [`AgentsHandle::send`] encodes it).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
         postcard::from_bytes(&self.body)

@@ -99,6 +99,16 @@ async fn run<A: Agent>(
                 let _ = reply.send(agent.health());
             }
             Some(Envelope::Message { message, reply }) => {
+                // Nobody waits for this answer any more: the work would be wasted.
+                if message
+                    .deadline
+                    .is_some_and(|d| d <= tokio::time::Instant::now())
+                {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(DeliveryError::DeadlineExceeded));
+                    }
+                    continue;
+                }
                 *lock(&mailbox.pending) = reply;
                 let result = agent.handle(&ctx, message).await;
                 if let Some(reply) = lock(&mailbox.pending).take() {

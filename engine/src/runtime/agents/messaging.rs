@@ -205,7 +205,7 @@ impl AgentsHandle {
             Target::Local(mailbox) => {
                 let message = Message {
                     from: self.node(),
-                    expects_answer: delivery == Delivery::Request,
+                    deadline: (delivery == Delivery::Request).then_some(until),
                     body,
                 };
                 self.deliver_local(name, &mailbox, message, until).await
@@ -243,7 +243,7 @@ impl AgentsHandle {
         message: Message,
         until: TokioInstant,
     ) -> Result<Bytes, DeliveryError> {
-        if !message.expects_answer {
+        if !message.expects_answer() {
             enqueue(
                 name,
                 mailbox,

@@ -95,7 +95,7 @@ async fn receive(
     let mailbox = handle.local_mailbox(&request.to)?;
     let message = Message {
         from,
-        expects_answer: request.delivery == Delivery::Request,
+        deadline: (request.delivery == Delivery::Request).then_some(deadline),
         body: request.body.into(),
     };
     let answer = handle
