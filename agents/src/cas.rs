@@ -129,6 +129,13 @@ pub enum CasOutcome<P> {
     NoMajority,
     /// A write of ours is already under way.
     Busy,
+    /// The value moved past the version we wrote before this node learned who won that
+    /// version (it was far behind and caught up by a jump): ours may or may not be the one
+    /// decided. Read the value to see.
+    Superseded {
+        /// The version here now.
+        current: u64,
+    },
 }
 
 /// Our write under way.
@@ -350,7 +357,17 @@ where
                 proposal: proposal.clone(),
             }));
         }
-        if slot == 0 || slot > self.version + SLOT_WINDOW {
+        if slot <= self.version {
+            // Decided, and forgotten here (older than the window): the latest decision
+            // instead, so a writer that far behind jumps ahead rather than deciding the slot
+            // a second time.
+            let proposal = self.decided[&self.version].clone();
+            return Err(Some(CasMessage::Decided {
+                slot: self.version,
+                proposal,
+            }));
+        }
+        if slot > self.version + SLOT_WINDOW {
             return Err(None);
         }
         Ok(self.slots.entry(slot).or_insert(SlotState {
@@ -507,15 +524,16 @@ where
     /// Records that `slot` decided `proposal`, and moves the current version over every
     /// contiguous decision.
     fn learn(&mut self, slot: u64, proposal: Proposal<P, V>) {
-        if slot > self.version + SLOT_WINDOW || slot == 0 {
-            return; // too far ahead to keep: learnt again later, in order
+        if slot == 0 {
+            return;
         }
         // A second, different decision for a slot can only come from a member that breaks the
         // protocol: the first one stays.
         self.decided.entry(slot).or_insert(proposal);
-        while self.decided.contains_key(&(self.version + 1)) {
-            self.version += 1;
-        }
+        // A version is proposed only by a writer that learnt the one before, so a decided
+        // version means every earlier one is decided too: the value moves to the latest one
+        // known, even past versions that never reached us.
+        self.version = self.version.max(slot);
         let version = self.version;
         self.slots.retain(|&s, _| s > version);
         // Older decisions are kept for one window, to answer stale requests with them.
@@ -526,7 +544,15 @@ where
     /// Ends our write if its slot is decided.
     fn resolve(&mut self) -> Option<CasOutcome<P>> {
         let p = self.proposing.as_ref()?;
-        let decided = self.decided.get(&p.slot)?;
+        let Some(decided) = self.decided.get(&p.slot) else {
+            if self.version < p.slot {
+                return None;
+            }
+            self.proposing = None;
+            return Some(CasOutcome::Superseded {
+                current: self.version,
+            });
+        };
         let outcome = if decided.writer == p.ours.writer && decided.request == p.ours.request {
             CasOutcome::Won { version: p.slot }
         } else {

@@ -12,7 +12,7 @@ use std::fmt;
 /// | replication  | one long-lived stream per direction           |
 /// | events       | one long-lived stream per direction           |
 /// | rpc          | one bidirectional stream per request          |
-/// | bulk         | one stream per transfer, lowest priority      |
+/// | bulk         | one stream per transfer, on a connection of its own whose congestion control yields to queueing delay |
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Channel {
     /// SWIM probes and gossip.

@@ -11,6 +11,7 @@ use crate::replication::events::{ReplicationEvent, ReplicationTimer};
 use crate::storage::Batch;
 use crate::time::Instant;
 use crate::timers::Timers;
+use crate::vars::VarsEvent;
 
 /// One thing for the driver to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +48,8 @@ pub enum Timer {
     Replication(ReplicationTimer),
     /// Time to reconcile ephemeral entries (see [`crate::ephemeral`]).
     EphemeralReconcile,
+    /// A variable's write is due for a retry or its deadline (see [`crate::vars`]).
+    Vars,
 }
 
 /// Everything the core reports to the application.
@@ -56,13 +59,15 @@ pub enum Event {
     Membership(MembershipEvent),
     /// A replicated key changed.
     Replication(ReplicationEvent),
+    /// A variable changed, or a write of ours on one ended.
+    Vars(VarsEvent),
 }
 
 /// Effects produced while handling one input, in order, and the timers the machines armed.
 #[derive(Debug, Default)]
 pub struct Outbox {
     effects: VecDeque<Effect>,
-    timers: Timers,
+    timers: Timers<Timer>,
     timers_dropped: u64,
 }
 
@@ -85,7 +90,7 @@ impl Outbox {
     }
 
     /// The armed timers.
-    pub fn timers(&mut self) -> &mut Timers {
+    pub fn timers(&mut self) -> &mut Timers<Timer> {
         &mut self.timers
     }
 

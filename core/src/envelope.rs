@@ -10,6 +10,8 @@ use serde::Serialize;
 pub const MEMBERSHIP: u8 = 0;
 /// The replication machine's tag (`CoreMessage::Replication`).
 pub const REPLICATION: u8 = 1;
+/// The variables machine's tag (`CoreMessage::Vars`).
+pub const VARS: u8 = 2;
 
 /// Encodes `message` behind `tag`. Encoding these types into a `Vec` cannot fail; if it ever
 /// did, the empty payload would be refused by the receiver, never misread.

@@ -1,5 +1,5 @@
 //! Foundation's core: every protocol of one node as a deterministic state machine — membership,
-//! replication, ephemeral entries and services — and the types they share (node identity,
+//! replication, ephemeral entries, services and MABEAM variables — and the types they share (node identity,
 //! addresses, channels). Nothing here does I/O, reads a clock or spawns a task: time, randomness
 //! and bytes come in as arguments, and what a machine wants done comes out as effects.
 //!
@@ -36,6 +36,7 @@ pub mod services;
 pub mod storage;
 pub mod time;
 pub mod timers;
+pub mod vars;
 
 pub use channel::{Channel, ChannelLimits, MEMBERSHIP_DATAGRAM_MAX};
 pub use effects::{Effect, Event, Timer};

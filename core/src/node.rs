@@ -24,10 +24,11 @@
 //! variant to [`CoreMessage`], [`Timer`] and [`Event`] — never touching the drivers. The core
 //! keeps its own timers, so a driver holds one deadline, not a timer wheel.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
 
-use crate::{Channel, NodeAddr, NodeId};
 use bytes::Bytes;
+use foundation_agents::variable::VarValue;
 use serde::{Deserialize, Serialize};
 
 use crate::effects::{Effect, Event, Outbox, Timer};
@@ -37,11 +38,13 @@ use crate::membership::{
     MembershipMessage, MembershipStats, NodeMetadata,
 };
 use crate::replication::{
-    AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationMessage, Write,
-    Written,
+    AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationEvent,
+    ReplicationMessage, Write, Written,
 };
 use crate::storage::Loaded;
 use crate::time::Instant;
+use crate::vars::{Life, Outgoing, VarSpec, Vars, VarsError, VarsMessage, VARS_KEYSPACE};
+use crate::{Channel, NodeAddr, NodeId};
 
 /// Everything needed to build a node's core.
 #[derive(Clone, Debug)]
@@ -139,6 +142,8 @@ pub enum CoreMessage {
     Membership(MembershipMessage),
     /// For the replication machine.
     Replication(ReplicationMessage),
+    /// For the variables machine.
+    Vars(VarsMessage),
 }
 
 /// Counters of inputs the core refused.
@@ -153,6 +158,9 @@ pub struct Core {
     membership: Membership,
     replication: Replication,
     ephemeral: Ephemeral,
+    vars: Vars,
+    /// When the variables' timer is armed for, if it is.
+    vars_timer: Option<Instant>,
     outbox: Outbox,
     stats: CoreStats,
     /// Members we saw failed or leave and not come back yet.
@@ -180,6 +188,11 @@ impl Core {
             membership,
             replication,
             ephemeral: Ephemeral::new(EphemeralConfig::default()),
+            vars: Vars::new(Life {
+                node: config.me.node,
+                generation: config.me.generation,
+            }),
+            vars_timer: None,
             outbox,
             stats: CoreStats::default(),
             seen_down: BTreeSet::new(),
@@ -238,6 +251,7 @@ impl Core {
     /// persists what changed, and writes as our current life.
     fn settle(&mut self, now: Instant, mark: usize) {
         self.members_came_up(now, mark);
+        self.adopt_declarations(now, mark);
         self.replication.flush_persistence(&mut self.outbox);
         // Replication writes as our current life: see `Replication::renew`.
         let me = origin(&self.membership.me());
@@ -277,6 +291,12 @@ impl Core {
                     .handle_timer(now, timer, &peers, &members, &mut self.outbox)
             }
             Timer::EphemeralReconcile => self.reconcile(now),
+            Timer::Vars => {
+                self.vars_timer = None;
+                let mut out = Outgoing::new();
+                self.vars.handle_timeout(now, &mut out);
+                self.deliver_vars(now, out);
+            }
         }
     }
 
@@ -400,7 +420,15 @@ impl Core {
     /// Checks every machine's invariants.
     pub fn invariants(&self) -> Result<(), String> {
         self.membership.invariants()?;
-        self.replication.invariants()
+        self.replication.invariants()?;
+        self.vars.invariants()?;
+        // A write under way has its retry or deadline armed.
+        match (self.vars.poll_timeout(), self.vars_timer) {
+            (Some(due), armed) if armed.is_none_or(|armed| armed > due) => Err(format!(
+                "the variables' next deadline {due:?} is not armed (armed: {armed:?})"
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn alive_addrs(&self) -> Vec<NodeAddr> {
@@ -470,8 +498,129 @@ impl Core {
                         .chain(now, &peers, Some(from), &mut self.outbox);
                 }
             }
+            Ok(CoreMessage::Vars(message)) => {
+                let mut out = Outgoing::new();
+                self.vars.received(now, from, message, &mut out);
+                self.deliver_vars(now, out);
+            }
             Err(_) => self.stats.bad_messages += 1,
         }
+    }
+
+    /// Sends the variables machine's messages (its own straight back to it), then reports its
+    /// events and arms its timer.
+    fn deliver_vars(&mut self, now: Instant, mut out: Outgoing) {
+        let me = self.membership.me().node;
+        let mut local = VecDeque::new();
+        loop {
+            for (to, payload) in out.drain(..) {
+                if to == me {
+                    local.push_back(payload);
+                } else if let Some(addr) = self.known_addr(to) {
+                    self.outbox.send(addr, Channel::Coordination, payload);
+                }
+            }
+            let Some(payload) = local.pop_front() else {
+                break;
+            };
+            if let Ok(CoreMessage::Vars(message)) = postcard::from_bytes(&payload) {
+                self.vars.received(now, me, message, &mut out);
+            }
+        }
+        for event in self.vars.take_events() {
+            self.outbox.event(Event::Vars(event));
+        }
+        let due = self.vars.poll_timeout();
+        if let Some(at) = due.filter(|at| self.vars_timer.is_none_or(|armed| *at < armed)) {
+            self.vars_timer = Some(at);
+            self.outbox.timer(at, Timer::Vars);
+        }
+    }
+
+    /// The address of `id` if it is a known member, even one we think failed (a message to it
+    /// costs little, and it may be back).
+    fn known_addr(&self, id: NodeId) -> Option<NodeAddr> {
+        self.membership
+            .members()
+            .find(|m| m.id == id)
+            .map(MemberView::node_addr)
+    }
+
+    /// Declares a variable here and replicates the declaration, so every acceptor takes it up
+    /// (see [`crate::vars`]). A name already declared cluster-wide with another spec is a
+    /// conflict.
+    pub fn declare_var(
+        &mut self,
+        now: Instant,
+        name: &str,
+        spec: VarSpec,
+    ) -> Result<(), VarsError> {
+        let bytes = spec.encode();
+        let replicated = self.replication.get(VARS_KEYSPACE, name);
+        if replicated.is_some_and(|held| held != bytes.as_slice()) {
+            return Err(VarsError::Conflict(name.to_owned()));
+        }
+        let first = replicated.is_none();
+        self.vars.declare(name, spec)?;
+        self.deliver_vars(now, Outgoing::new());
+        if first {
+            let write = Write {
+                keyspace: VARS_KEYSPACE.to_owned(),
+                key: name.to_owned(),
+                value: Some(bytes),
+            };
+            self.write(now, write)
+                .map_err(|e| VarsError::NotReplicated(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes up declarations of variables that arrived while handling the last input.
+    fn adopt_declarations(&mut self, now: Instant, mark: usize) {
+        let mut adopted = false;
+        let declared: Vec<(String, Vec<u8>)> = self
+            .outbox
+            .since(mark)
+            .filter_map(|effect| match effect {
+                Effect::Event(Event::Replication(ReplicationEvent::KeyChanged {
+                    keyspace,
+                    key,
+                    new: Some(bytes),
+                    ..
+                })) if keyspace == VARS_KEYSPACE => Some((key.clone(), bytes.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, bytes) in declared {
+            self.vars.adopt(&name, &bytes);
+            adopted = true;
+        }
+        if adopted {
+            self.deliver_vars(now, Outgoing::new());
+        }
+    }
+
+    /// Proposes `value` to replace version `expected` of variable `name`, decided within
+    /// `timeout`; the outcome comes as [`VarsEvent::CasDone`] with the returned request number.
+    pub fn compare_and_set(
+        &mut self,
+        now: Instant,
+        name: &str,
+        expected: u64,
+        value: VarValue,
+        timeout: Duration,
+    ) -> Result<u64, VarsError> {
+        let mut out = Outgoing::new();
+        let request = self
+            .vars
+            .compare_and_set(now, name, expected, value, timeout, &mut out)?;
+        self.deliver_vars(now, out);
+        Ok(request)
+    }
+
+    /// The variables machine, for queries.
+    pub fn vars(&self) -> &Vars {
+        &self.vars
     }
 
     fn command(&mut self, now: Instant, command: Command) {
@@ -554,6 +703,28 @@ mod tests {
         assert_eq!(
             replication::encode(ack.clone()).as_ref(),
             whole(CoreMessage::Replication(ack)).as_slice()
+        );
+        let step = VarsMessage::Cas {
+            name: "x".into(),
+            spec: 7,
+            from: Life {
+                node: NodeId::from_u128(9),
+                generation: 1,
+            },
+            message: foundation_agents::cas::CasMessage::Prepare {
+                slot: 1,
+                ballot: foundation_agents::cas::Ballot {
+                    round: 1,
+                    proposer: Life {
+                        node: NodeId::from_u128(9),
+                        generation: 1,
+                    },
+                },
+            },
+        };
+        assert_eq!(
+            crate::vars::encode(&step).as_ref(),
+            whole(CoreMessage::Vars(step)).as_slice()
         );
     }
 }

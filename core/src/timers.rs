@@ -5,43 +5,51 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::effects::Timer;
 use crate::time::Instant;
 
 /// Most timers pending at once. The core arms a bounded number per member; this bound only
 /// guards against a bug turning into unbounded memory.
 const PENDING_MAX: usize = 1 << 20;
 
-#[derive(Debug, Default)]
-pub struct Timers {
+#[derive(Debug)]
+pub struct Timers<T> {
     // (due, sequence) orders equal due times by arming order, so a run is reproducible.
-    heap: BinaryHeap<Reverse<(Instant, u64, TimerSlot)>>,
+    heap: BinaryHeap<Reverse<(Instant, u64, TimerSlot<T>)>>,
     next_sequence: u64,
 }
 
 #[derive(Debug)]
-struct TimerSlot(Timer);
+struct TimerSlot<T>(T);
 
-impl PartialEq for TimerSlot {
+impl<T> PartialEq for TimerSlot<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
-impl Eq for TimerSlot {}
-impl PartialOrd for TimerSlot {
+impl<T> Eq for TimerSlot<T> {}
+impl<T> PartialOrd for TimerSlot<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for TimerSlot {
+impl<T> Ord for TimerSlot<T> {
     fn cmp(&self, _: &Self) -> std::cmp::Ordering {
         std::cmp::Ordering::Equal
     }
 }
 
-impl Timers {
+impl<T> Default for Timers<T> {
+    fn default() -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+            next_sequence: 0,
+        }
+    }
+}
+
+impl<T> Timers<T> {
     /// Arms `timer` for `at`; returns false if the bound is reached.
-    pub fn arm(&mut self, at: Instant, timer: Timer) -> bool {
+    pub fn arm(&mut self, at: Instant, timer: T) -> bool {
         if self.heap.len() >= PENDING_MAX {
             return false;
         }
@@ -64,7 +72,7 @@ impl Timers {
     /// The earliest timer if it is due at `now` and was armed by `mark` (an [`Self::armed`]
     /// taken earlier): timers armed while firing wait for the next call, so a machine that
     /// re-arms at `now` cannot keep one call going forever.
-    pub fn pop_due(&mut self, now: Instant, mark: u64) -> Option<(Instant, Timer)> {
+    pub fn pop_due(&mut self, now: Instant, mark: u64) -> Option<(Instant, T)> {
         match self.heap.peek() {
             Some(Reverse((at, sequence, _))) if *at <= now && *sequence <= mark => {
                 self.heap.pop().map(|Reverse((at, _, slot))| (at, slot.0))

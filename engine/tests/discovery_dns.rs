@@ -79,6 +79,7 @@ fn me() -> LocalNode {
         cluster: ClusterName::new("alpha").expect("cluster"),
         id: NodeId::from_u128(1),
         addr: SocketAddr::from(([127, 0, 0, 1], 7000)),
+        http: None,
     }
 }
 

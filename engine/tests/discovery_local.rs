@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use foundation_engine::discovery::{
-    Candidate, Discovery, DiscoveryHandle, DiscoveryMetrics, LocalDiscovery, LocalNode,
+    running_nodes, Candidate, Discovery, DiscoveryHandle, DiscoveryMetrics, LocalDiscovery,
+    LocalNode,
 };
 use foundation_transport::{ClusterName, NodeId};
 use tokio::sync::mpsc;
@@ -38,6 +39,7 @@ fn node(cluster: &str, id: u128, port: u16) -> LocalNode {
         cluster: ClusterName::new(cluster).expect("cluster name"),
         id: NodeId::from_u128(id),
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        http: None,
     }
 }
 
@@ -206,4 +208,61 @@ async fn a_removed_own_file_is_written_again() {
     }
     assert!(file.exists(), "own file not rewritten within 10 s");
     handle.stop().await;
+}
+
+#[tokio::test]
+async fn running_nodes_lists_live_advertisements_with_their_http_address_and_changes_nothing() {
+    let dir = TempDir::new("running");
+    let alpha = ClusterName::new("alpha").expect("cluster");
+    assert!(
+        running_nodes(&dir.0, &alpha)
+            .expect("missing dir")
+            .is_empty(),
+        "a cluster directory that does not exist holds no nodes"
+    );
+    let http = SocketAddr::from(([127, 0, 0, 1], 8123));
+    let me = LocalNode {
+        http: Some(http),
+        ..node("alpha", 1, 7001)
+    };
+    let (handle, _rx) = start(&dir.0, me.clone(), &DiscoveryMetrics::default());
+    let cluster_dir = dir.0.join("alpha");
+    // A node of an older version (no http field), a dead process, and garbage.
+    let old = NodeId::from_u128(2);
+    std::fs::write(
+        cluster_dir.join(format!("{old}.json")),
+        format!(
+            r#"{{"cluster":"alpha","id":"{old}","addr":"127.0.0.1:7002","pid":{},"started":1}}"#,
+            std::process::id()
+        ),
+    )
+    .expect("write old-style file");
+    let dead = NodeId::from_u128(3);
+    let stale = cluster_dir.join(format!("{dead}.json"));
+    std::fs::write(
+        &stale,
+        format!(
+            r#"{{"cluster":"alpha","id":"{dead}","addr":"127.0.0.1:7003","pid":4294967294,"started":0,"http":"127.0.0.1:8003"}}"#
+        ),
+    )
+    .expect("write stale file");
+    std::fs::write(cluster_dir.join("junk.json"), b"{not json").expect("write junk");
+
+    let nodes = running_nodes(&dir.0, &alpha).expect("list");
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+    assert_eq!(ids, vec![old, me.id], "live nodes, oldest first: {nodes:?}");
+    assert_eq!(nodes[0].http, None, "an old-style file has no HTTP address");
+    assert_eq!(nodes[1].http, Some(http));
+    assert_eq!(nodes[1].addr, me.addr);
+    assert_eq!(nodes[1].pid, std::process::id());
+    assert!(stale.exists(), "listing removes nothing");
+    let beta = ClusterName::new("beta").expect("cluster");
+    assert!(running_nodes(&dir.0, &beta).expect("list").is_empty());
+    handle.stop().await;
+    let ids: Vec<NodeId> = running_nodes(&dir.0, &alpha)
+        .expect("list")
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(ids, vec![old], "a stopped node is no longer listed");
 }

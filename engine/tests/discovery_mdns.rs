@@ -143,6 +143,7 @@ fn node(cluster: &str, id: u128, port: u16) -> LocalNode {
         cluster: ClusterName::new(cluster).expect("cluster"),
         id: NodeId::from_u128(id),
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        http: None,
     }
 }
 

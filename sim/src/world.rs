@@ -22,6 +22,7 @@ use foundation_core::replication::{
 };
 use foundation_core::storage::Batch;
 use foundation_core::time::Instant;
+use foundation_core::vars::VarsEvent;
 use foundation_core::{Channel, ChannelLimits, NodeAddr, NodeId};
 use foundation_crdt::{LwwEntry, Timestamp};
 use rand::rngs::StdRng;
@@ -329,6 +330,8 @@ pub struct World {
     limits: ChannelLimits,
     trace: Trace,
     observed: Vec<Observed>,
+    /// Variables events, with the slot that emitted them, since the last take.
+    vars_events: Vec<(usize, VarsEvent)>,
     topology: Vec<(u64, Vec<BlockRule>)>,
     replication: Option<ReplicationConfig>,
     storage: Option<StorageConfig>,
@@ -375,6 +378,7 @@ impl World {
             limits: ChannelLimits::default(),
             trace: Trace::new(config.keep_trace),
             observed: Vec::new(),
+            vars_events: Vec::new(),
             topology: vec![(0, Vec::new())],
             replication: None,
             storage: None,
@@ -439,6 +443,26 @@ impl World {
     /// Membership events emitted since the last call.
     pub fn take_observed(&mut self) -> Vec<Observed> {
         std::mem::take(&mut self.observed)
+    }
+
+    /// Variables events emitted since the last call, with the slot of the node that emitted
+    /// each.
+    pub fn take_vars_events(&mut self) -> Vec<(usize, VarsEvent)> {
+        std::mem::take(&mut self.vars_events)
+    }
+
+    /// Runs `act` on the core in `slot` at its local now, then carries out what it queued.
+    /// `None` when the node is down.
+    pub fn with_core<R>(
+        &mut self,
+        slot: usize,
+        act: impl FnOnce(&mut Core, Instant) -> R,
+    ) -> Option<R> {
+        let node = &mut self.nodes[slot];
+        let local = node.clock.local(self.now_us);
+        let result = act(node.core.as_mut()?, local);
+        self.drain(slot);
+        Some(result)
     }
 
     /// When the next event is due, if any.
@@ -1314,6 +1338,12 @@ impl World {
                 // Other protocols' events are traced; their invariants read them from the trace
                 // or from the cores until they need a hook of their own. Acks also go to the
                 // write log.
+                Effect::Event(Event::Vars(event)) => {
+                    let now = Stamp(self.now_us);
+                    self.trace
+                        .line(format_args!("{now} n{slot} -> event {event:?}"));
+                    self.vars_events.push((slot, event));
+                }
                 #[allow(unreachable_patterns)]
                 Effect::Event(other) => {
                     let now = Stamp(self.now_us);

@@ -1,16 +1,37 @@
 //! The `foundation` command.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use foundation::cli::{
-    config::ConfigArgs, members::MembersArgs, node::NodeArgs, services::ServicesArgs,
-    sim::SimCommand,
+    config::ConfigArgs, leave::LeaveArgs, members::MembersArgs, node::NodeArgs,
+    services::ServicesArgs, sim::SimCommand,
 };
+
+const EXAMPLES: &str = "\
+Examples:
+  foundation node                            start a node; zero config: it joins the nodes of
+                                             cluster \"foundation\" on this machine
+  foundation node --cluster orders --name api-1
+  foundation members                         the members of a node running on this machine
+  foundation members --node 127.0.0.1:7401   ... of the node serving HTTP there
+  foundation config set checkout.enabled true
+  foundation vars set gpu.slots 7 --expected 0  compare-and-set, decided by a majority
+  foundation leave                           make the local node leave gracefully
+  foundation sim --scenario partition-heal --nodes 100 --seed 7
+
+Commands that talk to a node find one of their cluster (--cluster, FOUNDATION_CLUSTER, else
+\"foundation\") on this machine; --node HOST:PORT or http://HOST:PORT names one anywhere.
+
+Environment: FOUNDATION_LOG sets the log filter (error, warn [default], info, debug, trace, or
+per module: foundation_engine=debug); logs go to stderr with UTC timestamps, in colour only on a
+terminal (NO_COLOR turns it off). FOUNDATION_CLUSTER, FOUNDATION_NODE_ID, FOUNDATION_CONFIG and
+the other FOUNDATION_* settings are described in the README.";
 
 #[derive(Parser)]
 #[command(
     name = "foundation",
     version,
-    about = "Foundation: a cluster engine for services and agents"
+    about = "Foundation: a cluster engine for services and agents",
+    after_help = EXAMPLES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,12 +54,26 @@ enum Command {
     Services(ServicesArgs),
     /// Read, change or watch the cluster-wide config through a running node.
     Config(ConfigArgs),
+    /// Make a running node leave the cluster gracefully (its peers record it as left).
+    Leave(LeaveArgs),
+    /// Declare, read and compare-and-set variables through a running node.
+    Vars(foundation::cli::vars::VarsArgs),
     /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
     Sim(SimCommand),
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let words: Vec<String> = argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            foundation::cli::suggest::with_suggestion(error, &Cli::command(), &words).exit()
+        }
+    };
     // The demos narrate for themselves; a node logs what its operator needs to see.
     let quiet = matches!(
         cli.command,
@@ -50,6 +85,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .init();
     let command = match cli.command {
         Command::Sim(sim) => std::process::exit(foundation::cli::sim::run(sim)),
@@ -68,11 +104,21 @@ fn main() {
             Command::Members(args) => foundation::cli::members::run(args).await,
             Command::Services(args) => foundation::cli::services::run(args).await,
             Command::Config(args) => foundation::cli::config::run(args).await,
+            Command::Leave(args) => foundation::cli::leave::run(args).await,
+            Command::Vars(args) => foundation::cli::vars::run(args).await,
         }
     });
     if let Err(error) = result {
         fail(&error.to_string());
     }
+}
+
+/// Colour only for a person at a terminal: never into a file or a pipe, and never when
+/// `NO_COLOR` is set (<https://no-color.org>).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 fn fail(message: &str) -> ! {

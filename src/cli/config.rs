@@ -5,18 +5,29 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use foundation_engine::http::{get_json, percent_encode, send_json, Method};
+use foundation_engine::http::{get_json, percent_encode, send_json, HttpError, Method};
 use serde_json::Value;
+
+use super::target::NodeTarget;
 
 /// Longest one HTTP exchange with the node may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Options of `foundation config`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  foundation config get                                every key and value
+  foundation config get checkout.enabled
+  foundation config set checkout.enabled true
+  foundation config set limits.api '{\"rps\": 5}' --majority 2000
+  foundation config delete limits.api
+  foundation config watch limits.                      print changes under a prefix
+  foundation config get --cluster orders --node http://127.0.0.1:7401/")]
 pub struct ConfigArgs {
-    /// The node's HTTP address (printed by `foundation node`).
-    #[arg(long, global = true, default_value = "127.0.0.1:7401")]
-    pub node: SocketAddr,
+    /// Which node to ask.
+    #[command(flatten)]
+    pub target: NodeTarget,
     /// What to do.
     #[command(subcommand)]
     pub command: ConfigCommand,
@@ -61,19 +72,22 @@ pub enum ConfigCommand {
 
 /// Runs the subcommand against the node.
 pub async fn run(args: ConfigArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let node = args.node;
+    let node = args.target.resolve().await?;
     let unreachable = |e: foundation_engine::http::HttpError| -> Box<dyn std::error::Error> {
         format!("node at {node}: {e}").into()
     };
     match args.command {
-        ConfigCommand::Get { key } => {
+        ConfigCommand::Get { key: None } => {
             let all = snapshot(node).await.map_err(unreachable)?;
-            match key {
-                None => println!("{}", serde_json::to_string_pretty(&all)?),
-                Some(key) => match all.get(&key) {
-                    Some(value) => println!("{value}"),
-                    None => return Err(format!("no key {key:?}").into()),
-                },
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        ConfigCommand::Get { key: Some(key) } => {
+            match get_json(node, &key_path(&key), REQUEST_TIMEOUT).await {
+                Ok(value) => println!("{value}"),
+                Err(HttpError::Status { status: 404, .. }) => {
+                    return Err(format!("no key {key:?}").into())
+                }
+                Err(error) => return Err(unreachable(error)),
             }
         }
         ConfigCommand::Set {
@@ -184,7 +198,7 @@ mod tests {
             "127.0.0.1:9000",
         ])
         .expect("parses");
-        assert_eq!(args.node, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(args.target.node, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(
             args.command,
             ConfigCommand::Set {
@@ -204,7 +218,11 @@ mod tests {
         assert!(parse(&["set", "k", "1", "--majority", "0"]).is_err());
         let args = parse(&["get"]).expect("parses");
         assert_eq!(args.command, ConfigCommand::Get { key: None });
-        assert_eq!(args.node, "127.0.0.1:7401".parse().unwrap());
+        assert_eq!(args.target.node, None, "found on this machine when absent");
+        let args = parse(&["--node", "http://127.0.0.1:9000/", "get", "k"]).expect("parses");
+        assert_eq!(args.target.node, Some("127.0.0.1:9000".parse().unwrap()));
+        let args = parse(&["get", "--cluster", "orders"]).expect("parses");
+        assert_eq!(args.target.cluster.as_deref(), Some("orders"));
         let args = parse(&["watch", "limits."]).expect("parses");
         assert_eq!(
             args.command,

@@ -1,16 +1,22 @@
 //! `foundation members`: the members table of a running node, over its HTTP API.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::target::NodeTarget;
+
 /// Options of `foundation members`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  foundation members                            a node of cluster \"foundation\" on this machine
+  foundation members --cluster orders           a node of cluster \"orders\" on this machine
+  foundation members --node http://10.0.0.5:7401/ --json")]
 pub struct MembersArgs {
-    /// The node's HTTP address (printed by `foundation node`).
-    #[arg(long, default_value = "127.0.0.1:7401")]
-    pub node: SocketAddr,
+    /// Which node to ask.
+    #[command(flatten)]
+    pub target: NodeTarget,
     /// Print the raw JSON.
     #[arg(long)]
     pub json: bool,
@@ -18,9 +24,10 @@ pub struct MembersArgs {
 
 /// Fetches `/members` and prints it.
 pub async fn run(args: MembersArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let answer = foundation_engine::http::get_json(args.node, "/members", Duration::from_secs(3))
+    let node = args.target.resolve().await?;
+    let answer = foundation_engine::http::get_json(node, "/members", Duration::from_secs(3))
         .await
-        .map_err(|e| format!("cannot reach the node at {}: {e}", args.node))?;
+        .map_err(|e| format!("cannot reach the node at {node}: {e}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());

@@ -1,16 +1,22 @@
 //! `foundation services`: the service instances a running node sees, over its HTTP API.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::target::NodeTarget;
+
 /// Options of `foundation services`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  foundation services                     every instance a node on this machine sees
+  foundation services billing --json      one service, as JSON
+  foundation services --node 127.0.0.1:7401")]
 pub struct ServicesArgs {
-    /// The node's HTTP address (printed by `foundation node`).
-    #[arg(long, default_value = "127.0.0.1:7401")]
-    pub node: SocketAddr,
+    /// Which node to ask.
+    #[command(flatten)]
+    pub target: NodeTarget,
     /// Only this service.
     pub service: Option<String>,
     /// Print the raw JSON.
@@ -20,9 +26,10 @@ pub struct ServicesArgs {
 
 /// Fetches `/services` and prints it.
 pub async fn run(args: ServicesArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let answer = foundation_engine::http::get_json(args.node, "/services", Duration::from_secs(3))
+    let node = args.target.resolve().await?;
+    let answer = foundation_engine::http::get_json(node, "/services", Duration::from_secs(3))
         .await
-        .map_err(|e| format!("cannot reach the node at {}: {e}", args.node))?;
+        .map_err(|e| format!("cannot reach the node at {node}: {e}"))?;
     let mut services = answer["services"].as_object().cloned().unwrap_or_default();
     if let Some(only) = &args.service {
         services.retain(|name, _| name == only);

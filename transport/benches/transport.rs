@@ -5,13 +5,19 @@
 //!
 //! 1. 64-byte messages one way on the events channel: delivered messages per second;
 //! 2. 64-byte request/response round trip: p50 / p99;
-//! 3. bulk throughput on one connection: MiB/s;
+//! 3. bulk throughput to one peer: MiB/s, with the default configuration (transfers on a bulk
+//!    connection of their own, delay-based congestion control) and with bulk sharing the regular
+//!    connection (`bulk_queue_target: None`, quinn's default Cubic);
 //! 4. head-of-line: latency of 64-byte coordination messages, one in flight at a time, while
-//!    bulk transfers saturate the same connection — against our own idle latency and against a
-//!    single TCP connection carrying both (a small length-prefixed framing written here).
+//!    bulk transfers run back to back to the same peer — against our own idle latency, against
+//!    bulk sharing the regular connection, and against a single TCP connection carrying both
+//!    (a small length-prefixed framing written here).
 //!
 //! Prints a table; never fails on a missed target (timing is not a pass/fail test). Set
-//! `FOUNDATION_BENCH_QUICK=1` for a short run with smaller counts.
+//! `FOUNDATION_BENCH_QUICK=1` for a short run with smaller counts, `FOUNDATION_BENCH_BULK_ONLY=1`
+//! to run sections 3 and 4 only, and `FOUNDATION_BENCH_BULK_TARGET_US=<µs>` /
+//! `FOUNDATION_BENCH_BULK_YIELD_US=<µs>` to try another `bulk_queue_target` /
+//! `bulk_yield_target` (0 for none).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -147,29 +153,60 @@ fn trust() -> Trust {
     Trust::Secret(ClusterSecret::new(SECRET).expect("secret long enough"))
 }
 
-fn config() -> TransportConfig {
+/// How bulk transfers travel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BulkPath {
+    /// The default: a bulk-only connection with the delay-based controller.
+    Own,
+    /// Sharing the regular connection and its controller (the behaviour before issue 16).
+    Shared,
+}
+
+fn config(bulk: BulkPath) -> TransportConfig {
+    let default = TransportConfig::default();
+    let bulk_queue_target = match bulk {
+        BulkPath::Shared => None,
+        BulkPath::Own => match std::env::var("FOUNDATION_BENCH_BULK_TARGET_US")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            Some(0) => None,
+            Some(us) => Some(Duration::from_micros(us)),
+            None => default.bulk_queue_target,
+        },
+    };
+    let bulk_yield_target = match std::env::var("FOUNDATION_BENCH_BULK_YIELD_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(0) => None,
+        Some(us) => Some(Duration::from_micros(us)),
+        None => default.bulk_yield_target,
+    };
     TransportConfig {
         // Deeper per-peer queues than the default 8192 so the sender rarely waits on the queue.
         stream_queue: 65_536,
-        ..TransportConfig::default()
+        bulk_queue_target,
+        bulk_yield_target,
+        ..default
     }
 }
 
-async fn node() -> Node {
+async fn node(bulk: BulkPath) -> Node {
     let identity = LocalIdentity {
         id: NodeId::random(),
         cluster: ClusterName::new("bench").expect("valid cluster name"),
     };
     let metrics = Arc::new(TransportMetrics::unregistered());
-    let (endpoint, inbox) = Endpoint::start(identity, &trust(), config(), metrics)
+    let (endpoint, inbox) = Endpoint::start(identity, &trust(), config(bulk), metrics)
         .await
         .expect("endpoint starts");
     Node { endpoint, inbox }
 }
 
 /// Two endpoints, `a` already connected to `b`.
-async fn pair() -> (Node, Node, NodeAddr) {
-    let (a, b) = (node().await, node().await);
+async fn pair(bulk: BulkPath) -> (Node, Node, NodeAddr) {
+    let (a, b) = (node(bulk).await, node(bulk).await);
     let to = b.endpoint.local();
     a.endpoint.connect(to.addr).await.expect("a connects to b");
     (a, b, to)
@@ -189,7 +226,7 @@ struct Throughput {
 }
 
 async fn events_throughput(plan: &Plan) -> Throughput {
-    let (a, mut b, to) = pair().await;
+    let (a, mut b, to) = pair(BulkPath::Own).await;
     let payload = Bytes::from(vec![0x5a; SMALL]);
     // Warm up: stream opened, congestion window grown, allocator primed.
     let warm = 20_000;
@@ -256,7 +293,7 @@ async fn events_throughput(plan: &Plan) -> Throughput {
 // 2. Request/response RTT.
 
 async fn request_rtt(plan: &Plan) -> Percentiles {
-    let (a, mut b, to) = pair().await;
+    let (a, mut b, to) = pair(BulkPath::Own).await;
     let mut requests = std::mem::replace(&mut b.inbox.requests, mpsc::channel(1).1);
     let server = tokio::spawn(async move {
         while let Some(request) = requests.recv().await {
@@ -304,8 +341,8 @@ fn drain_transfers(
     })
 }
 
-async fn bulk_throughput(plan: &Plan) -> (u64, Duration, String) {
-    let (a, mut b, to) = pair().await;
+async fn bulk_throughput(plan: &Plan, bulk: BulkPath) -> (u64, Duration, String) {
+    let (a, mut b, to) = pair(bulk).await;
     let received = Arc::new(AtomicU64::new(0));
     let transfers = std::mem::replace(&mut b.inbox.transfers, mpsc::channel(1).1);
     let drain = drain_transfers(transfers, received.clone());
@@ -351,6 +388,23 @@ struct Loaded {
     bulk_mib_s: f64,
     /// UDP datagrams the kernel dropped for full receive buffers while the probe ran.
     udp_drops: String,
+    /// How late a plain thread woke from 200 µs sleeps while the probe ran: the share of the
+    /// tail that is the operating system's scheduling, not the transport.
+    oversleep: Percentiles,
+}
+
+/// A thread that sleeps 200 µs at a time until `stop`, recording how late it wakes.
+fn watch_wakeups(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Percentiles> {
+    std::thread::spawn(move || {
+        let nap = Duration::from_micros(200);
+        let mut late = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let t0 = Instant::now();
+            std::thread::sleep(nap);
+            late.push(t0.elapsed().saturating_sub(nap));
+        }
+        percentiles(late)
+    })
 }
 
 /// Sends stamped 64-byte coordination messages one at a time for `window`, each after the
@@ -376,8 +430,8 @@ async fn probe_coordination(
     samples
 }
 
-async fn head_of_line(plan: &Plan) -> (Percentiles, Loaded) {
-    let (a, mut b, to) = pair().await;
+async fn head_of_line(plan: &Plan, bulk: BulkPath) -> (Percentiles, Loaded) {
+    let (a, mut b, to) = pair(bulk).await;
     let mut coordination = std::mem::replace(&mut b.inbox.coordination, mpsc::channel(1).1);
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
     let stamper = tokio::spawn(async move {
@@ -413,10 +467,14 @@ async fn head_of_line(plan: &Plan) -> (Percentiles, Loaded) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = received.load(Ordering::Relaxed);
     let drops = udp_rcvbuf_errors();
+    let watching = Arc::new(AtomicBool::new(false));
+    let watcher = watch_wakeups(watching.clone());
     let t0 = Instant::now();
     let samples = probe_coordination(&a.endpoint, to, &mut arrived, plan.loaded_probe).await;
     let bulk_mib_s =
         (received.load(Ordering::Relaxed) - before) as f64 / MIB / t0.elapsed().as_secs_f64();
+    watching.store(true, Ordering::Relaxed);
+    let oversleep = watcher.join().expect("wake-up watcher");
     let udp_drops = udp_drops_since(drops);
     stop.store(true, Ordering::Relaxed);
     let _ = flood.await;
@@ -429,6 +487,7 @@ async fn head_of_line(plan: &Plan) -> (Percentiles, Loaded) {
             latency: percentiles(samples),
             bulk_mib_s,
             udp_drops,
+            oversleep,
         },
     )
 }
@@ -535,10 +594,14 @@ fn tcp_head_of_line(window: Duration, with_bulk: bool) -> Loaded {
     };
     probe(Duration::from_millis(300)); // warm-up (and let the bulk stream fill the buffers)
     let before = bulk_bytes.load(Ordering::Relaxed);
+    let watching = Arc::new(AtomicBool::new(false));
+    let watcher = watch_wakeups(watching.clone());
     let t0 = Instant::now();
     let samples = probe(window);
     let bulk_mib_s =
         (bulk_bytes.load(Ordering::Relaxed) - before) as f64 / MIB / t0.elapsed().as_secs_f64();
+    watching.store(true, Ordering::Relaxed);
+    let oversleep = watcher.join().expect("wake-up watcher");
     bulk_on.store(false, Ordering::Relaxed);
     drop(small_tx);
     let _ = write_thread.join();
@@ -549,6 +612,7 @@ fn tcp_head_of_line(window: Duration, with_bulk: bool) -> Loaded {
         latency: percentiles(samples),
         bulk_mib_s,
         udp_drops: String::new(),
+        oversleep,
     }
 }
 
@@ -567,8 +631,20 @@ fn row(label: &str, result: String, target: &str, status: &str) {
     println!("{label:<52} {result:>20}  {target:<16} {status}");
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
 fn main() {
     let quick = std::env::var_os("FOUNDATION_BENCH_QUICK").is_some();
+    let bulk_only = std::env::var_os("FOUNDATION_BENCH_BULK_ONLY").is_some();
     let plan = if quick { Plan::quick() } else { Plan::full() };
     let _ = BASE.set(Instant::now());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -578,69 +654,89 @@ fn main() {
     let workers = runtime.metrics().num_workers();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
 
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "n/a".into());
+    let load = loadavg();
     let started = Instant::now();
-    eprintln!("running: events throughput ...");
-    let events = runtime.block_on(events_throughput(&plan));
-    eprintln!("running: request/response RTT ...");
-    let rtt = runtime.block_on(request_rtt(&plan));
-    eprintln!("running: bulk throughput ...");
-    let (bulk_bytes, bulk_time, bulk_drops) = runtime.block_on(bulk_throughput(&plan));
-    eprintln!("running: head-of-line (ours) ...");
-    let (idle, ours) = runtime.block_on(head_of_line(&plan));
+    let small = (!bulk_only).then(|| {
+        eprintln!("running: events throughput ...");
+        let events = runtime.block_on(events_throughput(&plan));
+        eprintln!("running: request/response RTT ...");
+        let rtt = runtime.block_on(request_rtt(&plan));
+        (events, rtt)
+    });
+    eprintln!("running: bulk throughput (own connection) ...");
+    let (bulk_bytes, bulk_time, bulk_drops) =
+        runtime.block_on(bulk_throughput(&plan, BulkPath::Own));
+    eprintln!("running: bulk throughput (shared connection) ...");
+    let (shared_bytes, shared_time, _) = runtime.block_on(bulk_throughput(&plan, BulkPath::Shared));
+    eprintln!("running: head-of-line (ours, bulk on its own connection) ...");
+    let (idle, ours) = runtime.block_on(head_of_line(&plan, BulkPath::Own));
+    eprintln!("running: head-of-line (ours, bulk sharing the connection) ...");
+    let (_, shared) = runtime.block_on(head_of_line(&plan, BulkPath::Shared));
     eprintln!("running: head-of-line (TCP baseline) ...");
     let tcp_idle = tcp_head_of_line(plan.idle_probe, false);
     let tcp = tcp_head_of_line(plan.loaded_probe, true);
     let total = started.elapsed();
 
-    let msgs = events.delivered as f64 / events.elapsed.as_secs_f64();
     let bulk = bulk_bytes as f64 / MIB / bulk_time.as_secs_f64();
-    let hol_ratio = ours.latency.p99.as_secs_f64() / idle.p99.as_secs_f64().max(1e-9);
-    let tcp_ratio = ours.latency.p99.as_secs_f64() / tcp.latency.p99.as_secs_f64().max(1e-9);
+    let bulk_shared = shared_bytes as f64 / MIB / shared_time.as_secs_f64();
+    let hol_ratio = ratio(ours.latency.p99, idle.p99);
+    let tcp_ratio = ratio(ours.latency.p99, tcp.latency.p99);
+    let micros =
+        |t: Option<Duration>| t.map_or("none".to_owned(), |t| format!("{} µs", t.as_micros()));
+    let own = config(BulkPath::Own);
+    let target = format!(
+        "{}, yielding to coordination: {}",
+        micros(own.bulk_queue_target),
+        micros(own.bulk_yield_target)
+    );
 
     println!();
     println!(
         "Foundation transport benchmark{} — loopback 127.0.0.1, two endpoints in one process, \
-         mutual TLS (cluster secret), tokio multi-thread ({workers} workers, {cores} cores)",
+         mutual TLS (cluster secret), tokio multi-thread ({workers} workers, {cores} cores), \
+         bulk_queue_target {target}",
         if quick { " (QUICK)" } else { "" }
     );
     println!("{}", "-".repeat(104));
     row("measurement", "result".into(), "target", "status");
     println!("{}", "-".repeat(104));
+    match &small {
+        Some((events, rtt)) => {
+            let msgs = events.delivered as f64 / events.elapsed.as_secs_f64();
+            row(
+                &format!(
+                    "1. events, 64 B one way, delivered ({} msgs)",
+                    thousands(events.delivered as f64)
+                ),
+                format!("{} msg/s", thousands(msgs)),
+                ">= 1,000,000",
+                status(msgs >= 1_000_000.0),
+            );
+            row(
+                "   sender side: send() calls returned",
+                format!(
+                    "{} msg/s",
+                    thousands(events.delivered as f64 / events.enqueue.as_secs_f64())
+                ),
+                "",
+                "info",
+            );
+            row(
+                &format!(
+                    "2. request/response 64 B RTT p50 ({} sequential)",
+                    thousands(rtt.n as f64)
+                ),
+                us(rtt.p50),
+                "",
+                "info",
+            );
+            row("   request/response 64 B RTT p99", us(rtt.p99), "", "info");
+        }
+        None => row("1.-2. events, request/response", "skipped".into(), "", ""),
+    }
     row(
         &format!(
-            "1. events, 64 B one way, delivered ({} msgs)",
-            thousands(events.delivered as f64)
-        ),
-        format!("{} msg/s", thousands(msgs)),
-        ">= 1,000,000",
-        status(msgs >= 1_000_000.0),
-    );
-    row(
-        "   sender side: send() calls returned",
-        format!(
-            "{} msg/s",
-            thousands(events.delivered as f64 / events.enqueue.as_secs_f64())
-        ),
-        "",
-        "info",
-    );
-    row(
-        &format!(
-            "2. request/response 64 B RTT p50 ({} sequential)",
-            thousands(rtt.n as f64)
-        ),
-        us(rtt.p50),
-        "",
-        "info",
-    );
-    row("   request/response 64 B RTT p99", us(rtt.p99), "", "info");
-    row(
-        &format!(
-            "3. bulk, one connection ({} x {} MiB)",
+            "3. bulk to one peer ({} x {} MiB), own connection",
             plan.bulk_transfers,
             plan.bulk_transfer >> 20
         ),
@@ -651,6 +747,12 @@ fn main() {
     row(
         "   UDP rcvbuf drops during it (system-wide)",
         bulk_drops,
+        "",
+        "info",
+    );
+    row(
+        "   bulk sharing the regular connection (Cubic)",
+        format!("{bulk_shared:.0} MiB/s"),
         "",
         "info",
     );
@@ -692,10 +794,31 @@ fn main() {
         "info",
     );
     row(
+        "   OS wake-up lateness of a sleeping thread p50 / p99",
+        format!("{} / {}", us(ours.oversleep.p50), us(ours.oversleep.p99)),
+        "",
+        "info",
+    );
+    row(
         "   ratio: under-bulk p99 / idle p99",
         format!("{hol_ratio:.2}x"),
         "<= 2x",
         status(hol_ratio <= 2.0),
+    );
+    row(
+        &format!(
+            "   bulk sharing the connection: p50 / p99 (n={})",
+            shared.latency.n
+        ),
+        format!("{} / {}", us(shared.latency.p50), us(shared.latency.p99)),
+        "",
+        "info",
+    );
+    row(
+        "   bulk sharing the connection: bulk rate",
+        format!("{:.0} MiB/s", shared.bulk_mib_s),
+        "",
+        "info",
     );
     row(
         &format!("   TCP 1 conn idle p50 / p99 (n={})", tcp_idle.latency.n),
@@ -726,15 +849,22 @@ fn main() {
         "info",
     );
     row(
-        "   ratio: ours / TCP, p99 under bulk",
-        format!("{tcp_ratio:.2}x"),
+        "   OS wake-up lateness during TCP p50 / p99",
+        format!("{} / {}", us(tcp.oversleep.p50), us(tcp.oversleep.p99)),
         "",
         "info",
     );
+    row(
+        "   ratio: ours / TCP, p99 under bulk",
+        format!("{tcp_ratio:.2}x"),
+        "<= 1x",
+        status(tcp_ratio <= 1.0),
+    );
     println!("{}", "-".repeat(104));
     println!(
-        "total time {:.1} s; 1-minute load average before the run: {load} (other work on the \
-         machine inflates the tails)",
-        total.as_secs_f64()
+        "total time {:.1} s; load average (1, 5, 15 min) before the run: {load}, after: {} \
+         (other work on the machine inflates the tails)",
+        total.as_secs_f64(),
+        loadavg()
     );
 }

@@ -45,6 +45,30 @@ pub struct TransportConfig {
     /// process is busy, and every datagram lost there costs QUIC a loss recovery and a smaller
     /// congestion window. Linux caps the request at `net.core.rmem_max` / `wmem_max`.
     pub udp_buffer: usize,
+    /// Queueing delay a bulk transfer may add to the path. Default 250 µs.
+    ///
+    /// With `Some`, each node sends its bulk transfers to a peer on a connection of their own,
+    /// dialled on first use and closed after `idle_timeout` unused, whose congestion controller
+    /// is delay-based ([`crate::congestion::LedbatConfig`]): it keeps the queue its transfers
+    /// build in socket buffers and in the receiver below this target, so urgent messages on the
+    /// regular connection are not stuck behind megabytes of bulk data (issue 16); on a path
+    /// whose base round trip is long, a quarter of it is allowed instead when that is more,
+    /// so WAN jitter alone does not starve bulk. With `None`,
+    /// bulk transfers share the regular connection and its loss-based controller, which fills
+    /// every buffer on the path before it slows down.
+    pub bulk_queue_target: Option<Duration>,
+    /// The queueing delay bulk transfers may add while this node is sending coordination
+    /// messages (one sent within the last 10 ms). Default 25 µs: background traffic yields
+    /// to urgent traffic and takes the path back once it stops, so a transfer alone keeps its
+    /// rate. `None`: `bulk_queue_target` always. Ignored when `bulk_queue_target` is `None`.
+    pub bulk_yield_target: Option<Duration>,
+    /// Incoming handshakes in progress at once. Default 256. An incoming handshake holds about
+    /// 100 KB until it completes or `handshake_timeout` passes, and anyone who can send UDP
+    /// can start one: once half this many are in progress, a sender whose address has not been
+    /// validated is first asked to prove it with a QUIC Retry (no state kept for it); past the
+    /// limit, new handshakes are refused. Both are counted in
+    /// `foundation_transport_incoming_turned_away_total`.
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for TransportConfig {
@@ -64,6 +88,9 @@ impl Default for TransportConfig {
             max_concurrent_requests: 1024,
             max_concurrent_transfers: 16,
             udp_buffer: 4 << 20,
+            bulk_queue_target: Some(Duration::from_micros(250)),
+            bulk_yield_target: Some(Duration::from_micros(25)),
+            max_pending_handshakes: 256,
         }
     }
 }
@@ -99,6 +126,14 @@ impl TransportConfig {
         if self.handshake_timeout.is_zero() {
             return fail("handshake_timeout", "must be non-zero");
         }
+        for (field, target) in [
+            ("bulk_queue_target", self.bulk_queue_target),
+            ("bulk_yield_target", self.bulk_yield_target),
+        ] {
+            if target.is_some_and(|t| t.is_zero() || t > Duration::from_secs(1)) {
+                return fail(field, "must be between 1 µs and 1 s when set");
+            }
+        }
         if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
             return fail(
                 "reconnect_min",
@@ -128,6 +163,7 @@ impl TransportConfig {
                 "max_concurrent_transfers",
                 self.max_concurrent_transfers as usize,
             ),
+            ("max_pending_handshakes", self.max_pending_handshakes),
         ] {
             if value == 0 {
                 return fail(field, "must be at least 1");

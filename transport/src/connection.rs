@@ -186,6 +186,32 @@ async fn serve_uni(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream) {
     }
 }
 
+/// Serves a bulk-only connection a peer dialled to send us its transfers: every stream on it
+/// must be a bulk transfer. It is not the peer's connection: nothing else is read from it, and
+/// its closing is not a disconnect.
+pub(crate) fn serve_bulk(shared: &Arc<Shared>, established: Established) {
+    let (shared, from, conn) = (shared.clone(), established.hello.node, established.conn);
+    debug!(peer = %from.short(), "bulk connection accepted");
+    shared.metrics.bulk_connection_opened(false);
+    tokio::spawn(async move {
+        while let Ok(mut recv) = conn.accept_uni().await {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                match read_header(&mut recv).await {
+                    Ok(header) if header.kind == StreamKind::Channel(Channel::Bulk) => {
+                        bulk::receive(&shared, from, recv).await;
+                    }
+                    Ok(header) => {
+                        let error = misplaced(header.kind);
+                        reject_stream(&shared, from, header.channel(), &mut recv, &error);
+                    }
+                    Err(error) => reject_stream(&shared, from, None, &mut recv, &error),
+                }
+            });
+        }
+    });
+}
+
 async fn serve_bi(shared: Arc<Shared>, from: NodeId, send: SendStream, mut recv: RecvStream) {
     let result = match read_header(&mut recv).await {
         Ok(header) if header.kind == StreamKind::Channel(Channel::Rpc) => {

@@ -8,22 +8,26 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 use tracing::{debug, info};
 
 use crate::config::TransportConfig;
+use crate::congestion::{LedbatConfig, UrgentTraffic};
 use crate::error::{ConnectError, RequestError, SendError, StartError};
 use crate::frame::{encode_datagram, encode_message};
 use crate::handshake::{self, Established};
 use crate::inbox::{inbox, streamed_index, Inbox, InboxSenders};
 use crate::metrics::TransportMetrics;
 use crate::peer::{send_datagram_now, Peer};
-use crate::security::{quic_configs, Credentials, Trust};
+use crate::security::{quic_configs_with_bulk, Credentials, Trust};
 use crate::wire::code;
 use crate::{bulk, connection, rpc};
 use foundation_core::identity::{ClusterName, NodeAddr, NodeId};
 use foundation_core::Channel;
+
+/// How long bulk connections keep the shorter queue target after a coordination message.
+const URGENT_HOLD: Duration = Duration::from_millis(10);
 
 /// How long [`Endpoint::close`] waits for peers to acknowledge the close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -53,6 +57,10 @@ pub(crate) struct Shared {
     pub instance: u64,
     pub config: TransportConfig,
     pub quic: quinn::Endpoint,
+    /// Client configuration of bulk-only connections (see [`crate::bulk`]).
+    pub bulk_client: quinn::ClientConfig,
+    /// Marked whenever coordination messages are written; bulk connections yield to it.
+    pub urgent: Arc<UrgentTraffic>,
     pub metrics: Arc<TransportMetrics>,
     pub inbox: InboxSenders,
     pub shutdown: watch::Sender<bool>,
@@ -83,10 +91,15 @@ impl Endpoint {
     ) -> Result<(Endpoint, Inbox), StartError> {
         config.validate()?;
         let credentials = Credentials::load(trust, &identity.cluster)?;
-        let (mut server, mut client) = quic_configs(credentials, &identity.cluster)?;
+        let (mut server, mut client, mut bulk_client) =
+            quic_configs_with_bulk(credentials, &identity.cluster)?;
         let transport = Arc::new(quic_transport(&config));
         server.transport_config(transport.clone());
         client.transport_config(transport);
+        let urgent = Arc::new(UrgentTraffic::new(URGENT_HOLD));
+        if let Some(target) = config.bulk_queue_target {
+            bulk_client.transport_config(Arc::new(bulk_transport(&config, target, urgent.clone())));
+        }
         let bind_error = |source| StartError::Bind {
             addr: config.bind,
             source,
@@ -112,6 +125,8 @@ impl Endpoint {
             instance: rand::random(),
             config,
             quic,
+            bulk_client,
+            urgent,
             metrics,
             inbox: senders,
             shutdown: watch::channel(false).0,
@@ -276,15 +291,9 @@ impl Endpoint {
             });
         }
         let peer = self.shared.peer(to);
-        timeout(deadline, async {
-            let live = peer
-                .connected(&self.shared)
-                .await
-                .ok_or(SendError::ShutDown)?;
-            bulk::send(&self.shared, &live, data).await
-        })
-        .await
-        .unwrap_or(Err(SendError::DeadlineExceeded))
+        timeout(deadline, bulk::send_to(&self.shared, &peer, data))
+            .await
+            .unwrap_or(Err(SendError::DeadlineExceeded))
     }
 
     /// Peers with a live connection, in node id order.
@@ -299,9 +308,13 @@ impl Endpoint {
 
     /// Closes the connection to `peer`, if any, telling it why.
     pub fn disconnect(&self, peer: NodeId) {
-        if let Some(live) = self.shared.existing_peer(peer).and_then(|p| p.current()) {
+        let Some(peer) = self.shared.existing_peer(peer) else {
+            return;
+        };
+        if let Some(live) = peer.current() {
             live.conn.close(code::NORMAL.into(), b"disconnect");
         }
+        bulk::close(&peer);
     }
 
     /// Shuts down: closes every connection with a normal close, stops all tasks, and waits
@@ -367,15 +380,7 @@ impl Shared {
     /// Dials `peer` at its known address and installs the connection.
     pub(crate) async fn dial_peer(self: &Arc<Self>, peer: &Arc<Peer>) -> Result<(), ConnectError> {
         let established = handshake::dial(self, peer.addr()).await?;
-        if established.hello.node != peer.id {
-            established
-                .conn
-                .close(code::BAD_HELLO.into(), b"unexpected node");
-            return Err(ConnectError::WrongNode {
-                expected: peer.id.to_string(),
-                found: established.hello.node.to_string(),
-            });
-        }
+        established.expect_node(peer.id)?;
         connection::install(self, peer, established);
         Ok(())
     }
@@ -390,12 +395,37 @@ impl Shared {
     }
 }
 
+/// Accepts incoming connections, at most `max_pending_handshakes` handshaking at once.
+///
+/// Every decision here is stateless for the sender: a Retry or a refusal costs one small packet
+/// (smaller than the sender's padded Initial, so it reflects less than it receives) and no
+/// memory. Only a handshake holding a permit keeps state, until it completes or times out.
 async fn accept_connections(shared: Arc<Shared>) {
+    let limit = shared.config.max_pending_handshakes;
+    let permits = Arc::new(Semaphore::new(limit));
     while let Some(incoming) = shared.quic.accept().await {
+        let pending = limit - permits.available_permits();
+        if pending >= limit / 2 && !incoming.remote_address_validated() && incoming.may_retry() {
+            // Under load: a sender that cannot receive at its address never comes back.
+            shared.metrics.retried_incoming();
+            let _ = incoming.retry();
+            continue;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!(remote = %incoming.remote_address(), limit, "refusing handshake: too many in progress");
+            shared.metrics.refused_incoming();
+            incoming.refuse();
+            continue;
+        };
+        shared.metrics.handshake_started();
         let shared = shared.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            match handshake::accept(&shared, incoming).await {
+            let result = handshake::accept(&shared, incoming).await;
+            shared.metrics.handshake_ended();
+            drop(permit);
+            match result {
+                Ok(established) if established.bulk => connection::serve_bulk(&shared, established),
                 Ok(established) => shared.install_accepted(established),
                 Err(error) => debug!(%remote, %error, "refused incoming connection"),
             }
@@ -435,5 +465,24 @@ fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
     transport.send_window(64 << 20);
     transport.datagram_receive_buffer_size(Some(1 << 20));
     transport.datagram_send_buffer_size(1 << 20);
+    transport
+}
+
+/// The transport settings of the bulk-only connections this node dials: the regular ones, with
+/// the delay-based congestion controller (which yields to this node's coordination traffic),
+/// and without keep-alives (an unused bulk connection is closed, not kept).
+fn bulk_transport(
+    config: &TransportConfig,
+    target: Duration,
+    urgent: Arc<UrgentTraffic>,
+) -> quinn::TransportConfig {
+    let mut transport = quic_transport(config);
+    transport.keep_alive_interval(None);
+    transport.congestion_controller_factory(Arc::new(LedbatConfig {
+        target,
+        urgent: Some(urgent),
+        yield_target: config.bulk_yield_target.unwrap_or(target),
+        ..LedbatConfig::default()
+    }));
     transport
 }

@@ -10,6 +10,7 @@ use tokio::time::timeout;
 use crate::endpoint::Shared;
 use crate::error::{ConnectError, HandshakeFailure};
 use crate::frame::{decode_message, encode_message, StreamHeader, StreamKind};
+use crate::security::BULK_ALPN;
 use crate::stream_io::{header_and_frame, read_frame, read_header, ReadError};
 use crate::wire::{code, Hello, MAX_HELLO_LEN};
 use foundation_core::identity::NodeId;
@@ -20,6 +21,24 @@ pub(crate) struct Established {
     pub hello: Hello,
     /// Which side dialled: the duplicate tie-break needs it.
     pub initiator: NodeId,
+    /// A connection that carries only the dialler's bulk transfers (ALPN
+    /// [`BULK_ALPN`](crate::security::BULK_ALPN)), never installed as the peer's connection.
+    pub bulk: bool,
+}
+
+impl Established {
+    /// Closes the connection unless the peer introduced itself as `expected`, the node we
+    /// meant to dial.
+    pub(crate) fn expect_node(&self, expected: NodeId) -> Result<(), ConnectError> {
+        if self.hello.node == expected {
+            return Ok(());
+        }
+        self.conn.close(code::BAD_HELLO.into(), b"unexpected node");
+        Err(ConnectError::WrongNode {
+            expected: expected.to_string(),
+            found: self.hello.node.to_string(),
+        })
+    }
 }
 
 /// Dials `addr` and exchanges hellos.
@@ -27,11 +46,29 @@ pub(crate) async fn dial(
     shared: &Arc<Shared>,
     addr: SocketAddr,
 ) -> Result<Established, ConnectError> {
+    dial_with(shared, addr, None).await
+}
+
+/// Dials a bulk-only connection to `addr` (see [`crate::bulk`]) and exchanges hellos.
+pub(crate) async fn dial_bulk(
+    shared: &Arc<Shared>,
+    addr: SocketAddr,
+) -> Result<Established, ConnectError> {
+    dial_with(shared, addr, Some(shared.bulk_client.clone())).await
+}
+
+async fn dial_with(
+    shared: &Arc<Shared>,
+    addr: SocketAddr,
+    client: Option<quinn::ClientConfig>,
+) -> Result<Established, ConnectError> {
     let server_name = shared.cluster.certificate_dns_name();
-    let connecting = shared
-        .quic
-        .connect(addr, &server_name)
-        .map_err(|e| HandshakeFailure::Other(e.to_string()))?;
+    let bulk = client.is_some();
+    let connecting = match client {
+        Some(client) => shared.quic.connect_with(client, addr, &server_name),
+        None => shared.quic.connect(addr, &server_name),
+    }
+    .map_err(|e| HandshakeFailure::Other(e.to_string()))?;
     let result = timeout(shared.config.handshake_timeout, async {
         let conn = connecting.await.map_err(|e| classify(&e))?;
         let (send, recv) = conn.open_bi().await.map_err(|e| classify(&e))?;
@@ -46,6 +83,7 @@ pub(crate) async fn dial(
         conn,
         hello,
         initiator: shared.local.id,
+        bulk,
     })
 }
 
@@ -65,11 +103,21 @@ pub(crate) async fn accept(
     let (conn, hello) = result.inspect_err(|failure| shared.metrics.handshake_failed(failure))?;
     check_not_self(shared, &conn, &hello)?;
     let initiator = hello.node;
+    let bulk = negotiated_bulk(&conn);
     Ok(Established {
         conn,
         hello,
         initiator,
+        bulk,
     })
+}
+
+/// Whether the dialler asked for a bulk-only connection.
+fn negotiated_bulk(conn: &Connection) -> bool {
+    conn.handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+        .is_some_and(|protocol| protocol == BULK_ALPN)
 }
 
 async fn exchange_as_dialer(

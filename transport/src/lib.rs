@@ -21,6 +21,7 @@
 pub mod bulk;
 mod channel;
 pub mod config;
+pub mod congestion;
 mod connection;
 mod endpoint;
 pub mod error;

@@ -71,6 +71,16 @@ struct DropLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SideLabels {
+    side: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -85,6 +95,12 @@ pub struct TransportMetrics {
     duplicate_connections: Counter,
     connections: Gauge,
     rtt: Histogram,
+    /// Bulk-only connections: [dialled, accepted].
+    bulk_connections: [Counter; 2],
+    bulk_fallbacks: Counter,
+    handshakes_in_progress: Gauge,
+    /// Incoming handshakes turned away: [asked to retry, refused].
+    turned_away: [Counter; 2],
 }
 
 impl TransportMetrics {
@@ -93,6 +109,8 @@ impl TransportMetrics {
         let registry = registry.sub_registry_with_prefix("foundation_transport");
         let bytes = Family::<TrafficLabels, Counter>::default();
         let messages = Family::<TrafficLabels, Counter>::default();
+        let bulk_connections = Family::<SideLabels, Counter>::default();
+        let turned_away = Family::<ActionLabels, Counter>::default();
         let metrics = Self {
             bytes: per_channel_and_direction(&bytes),
             messages: per_channel_and_direction(&messages),
@@ -104,6 +122,12 @@ impl TransportMetrics {
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                 1.0,
             ]),
+            bulk_connections: ["dialled", "accepted"]
+                .map(|side| bulk_connections.get_or_create(&SideLabels { side }).clone()),
+            bulk_fallbacks: Counter::default(),
+            handshakes_in_progress: Gauge::default(),
+            turned_away: ["retry", "refused"]
+                .map(|action| turned_away.get_or_create(&ActionLabels { action }).clone()),
         };
         registry.register_with_unit(
             "traffic",
@@ -137,6 +161,27 @@ impl TransportMetrics {
             "Connection round-trip time samples",
             Unit::Seconds,
             metrics.rtt.clone(),
+        );
+        registry.register(
+            "bulk_connections",
+            "Bulk-only connections opened, by side (dialled by us, accepted from a peer)",
+            bulk_connections,
+        );
+        registry.register(
+            "bulk_fallbacks",
+            "Bulk transfers sent on the regular connection because no bulk connection could be had",
+            metrics.bulk_fallbacks.clone(),
+        );
+        registry.register(
+            "handshakes_in_progress",
+            "Incoming handshakes in progress",
+            metrics.handshakes_in_progress.clone(),
+        );
+        registry.register(
+            "incoming_turned_away",
+            "Incoming handshakes turned away under load: asked to prove their address with a \
+             QUIC Retry, or refused at the limit",
+            turned_away,
         );
         metrics
     }
@@ -197,6 +242,30 @@ impl TransportMetrics {
         self.connections.dec();
     }
 
+    pub(crate) fn bulk_connection_opened(&self, dialled: bool) {
+        self.bulk_connections[usize::from(!dialled)].inc();
+    }
+
+    pub(crate) fn bulk_fallback(&self) {
+        self.bulk_fallbacks.inc();
+    }
+
+    pub(crate) fn handshake_started(&self) {
+        self.handshakes_in_progress.inc();
+    }
+
+    pub(crate) fn handshake_ended(&self) {
+        self.handshakes_in_progress.dec();
+    }
+
+    pub(crate) fn retried_incoming(&self) {
+        self.turned_away[0].inc();
+    }
+
+    pub(crate) fn refused_incoming(&self) {
+        self.turned_away[1].inc();
+    }
+
     pub(crate) fn observe_rtt(&self, rtt: std::time::Duration) {
         self.rtt.observe(rtt.as_secs_f64());
     }
@@ -228,6 +297,31 @@ impl TransportMetrics {
     /// Connections closed by the duplicate tie-break.
     pub fn duplicates_closed(&self) -> u64 {
         self.duplicate_connections.get()
+    }
+
+    /// Bulk-only connections opened so far: dialled by us (`true`) or accepted (`false`).
+    pub fn bulk_connections(&self, dialled: bool) -> u64 {
+        self.bulk_connections[usize::from(!dialled)].get()
+    }
+
+    /// Bulk transfers sent on the regular connection for want of a bulk connection.
+    pub fn bulk_fallbacks(&self) -> u64 {
+        self.bulk_fallbacks.get()
+    }
+
+    /// Incoming handshakes in progress now.
+    pub fn handshakes_in_progress(&self) -> i64 {
+        self.handshakes_in_progress.get()
+    }
+
+    /// Incoming handshakes asked to prove their address with a QUIC Retry so far.
+    pub fn incoming_retried(&self) -> u64 {
+        self.turned_away[0].get()
+    }
+
+    /// Incoming handshakes refused at the limit so far.
+    pub fn incoming_refused(&self) -> u64 {
+        self.turned_away[1].get()
     }
 
     /// Currently open connections.

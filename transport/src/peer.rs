@@ -64,6 +64,8 @@ pub(crate) struct Peer {
     /// Held by the reader of each streamed channel's incoming stream, in `Channel::STREAMED`
     /// order: one stream per channel is read at a time.
     read_order: [tokio::sync::Mutex<()>; 3],
+    /// Our bulk-only connection to the peer, dialled on the first transfer (see [`crate::bulk`]).
+    pub bulk: tokio::sync::Mutex<crate::bulk::BulkState>,
 }
 
 impl Peer {
@@ -86,6 +88,7 @@ impl Peer {
             demand: Notify::new(),
             waiting: AtomicUsize::new(0),
             read_order: Default::default(),
+            bulk: tokio::sync::Mutex::new(Default::default()),
         });
         for (channel, rx) in Channel::STREAMED.into_iter().zip(receivers) {
             tokio::spawn(write_stream(this.clone(), shared.clone(), channel, rx));
@@ -275,6 +278,9 @@ async fn write_stream(
             bytes += message.len() as u64;
             // Sizes were checked when the message was queued, so this cannot fail.
             let _ = encode_frame(&mut out, message, max);
+        }
+        if channel == Channel::Coordination {
+            shared.urgent.mark(std::time::Instant::now());
         }
         match write_batch(&mut stream, &live, channel, out).await {
             Ok(()) => shared

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use foundation_transport::{Channel, PeerEvent, RequestError, SendMode};
+use foundation_transport::{Channel, PeerEvent, RequestError, SendMode, TransportConfig};
 
 const WAIT: SendMode = SendMode::Wait(Duration::from_secs(2));
 
@@ -185,4 +185,101 @@ async fn bulk_transfers_arrive_whole() {
         .await
         .unwrap();
     assert_eq!(receiver.await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn bulk_transfers_go_on_a_bulk_connection_of_their_own_which_closes_when_unused() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let receiver = tokio::spawn(async move {
+        for _ in 0..2 {
+            let transfer = within(Duration::from_secs(5), &mut b.inbox.transfers).await;
+            assert_eq!(transfer.read_to_end().await.unwrap().len(), 100_000);
+        }
+        b
+    });
+    for _ in 0..2 {
+        let data = Bytes::from(vec![7u8; 100_000]);
+        a.endpoint
+            .send_bulk(to, data, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let b = receiver.await.unwrap();
+    let (sent, got) = (a.endpoint.metrics(), b.endpoint.metrics());
+    // One bulk connection carried both transfers; the regular connection is still the only
+    // peer connection on either side.
+    assert_eq!((sent.bulk_connections(true), sent.bulk_fallbacks()), (1, 0));
+    assert_eq!(got.bulk_connections(false), 1);
+    assert_eq!(a.endpoint.connected_peers(), vec![to]);
+    assert_eq!(sent.open_connections(), 1);
+    assert_eq!(got.open_connections(), 1);
+    // Unused for the idle timeout, the bulk connection closes; the next transfer dials again.
+    tokio::time::sleep(fast_config().idle_timeout * 2).await;
+    let mut b = b;
+    let receiver = tokio::spawn(async move {
+        let data = within(Duration::from_secs(5), &mut b.inbox.transfers)
+            .await
+            .read_to_end()
+            .await
+            .unwrap();
+        (data, b)
+    });
+    a.endpoint
+        .send_bulk(to, Bytes::from_static(b"again"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut b = receiver_done(receiver, b"again").await;
+    assert_eq!(a.endpoint.metrics().bulk_connections(true), 2);
+    assert_eq!(a.endpoint.connected_peers(), vec![to]);
+    // Disconnecting the peer closes the bulk connection too: the next transfer dials again.
+    a.endpoint.disconnect(to.id);
+    let receiver = tokio::spawn(async move {
+        let data = within(Duration::from_secs(5), &mut b.inbox.transfers)
+            .await
+            .read_to_end()
+            .await
+            .unwrap();
+        (data, b)
+    });
+    a.endpoint
+        .send_bulk(to, Bytes::from_static(b"after"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    receiver_done(receiver, b"after").await;
+    assert_eq!(a.endpoint.metrics().bulk_connections(true), 3);
+}
+
+async fn receiver_done(
+    receiver: tokio::task::JoinHandle<(Vec<u8>, Node)>,
+    expected: &[u8],
+) -> Node {
+    let (data, node) = receiver.await.unwrap();
+    assert_eq!(data, expected);
+    node
+}
+
+#[tokio::test]
+async fn without_a_bulk_queue_target_transfers_share_the_regular_connection() {
+    let config = TransportConfig {
+        bulk_queue_target: None,
+        ..fast_config()
+    };
+    let a = node_with("orders", &secret(SECRET), config).await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let receiver = tokio::spawn(async move {
+        within(Duration::from_secs(5), &mut b.inbox.transfers)
+            .await
+            .read_to_end()
+            .await
+            .unwrap()
+    });
+    a.endpoint
+        .send_bulk(to, Bytes::from_static(b"shared"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(receiver.await.unwrap(), b"shared");
+    assert_eq!(a.endpoint.metrics().bulk_connections(true), 0);
 }

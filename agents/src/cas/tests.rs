@@ -257,6 +257,30 @@ fn a_minority_side_never_decides_and_times_out() {
     assert_eq!(cluster.nodes[0].current(), (0, &0));
 }
 
+/// A node cut off while the others decide more versions than its window holds catches up by
+/// jumping to the latest decision when it next writes; nobody decides an old slot again.
+#[test]
+fn a_writer_far_behind_jumps_to_the_latest_version_and_decides_nothing_twice() {
+    let mut cluster = Cluster::new(3);
+    let versions = SLOT_WINDOW + 4;
+    for v in 0..versions {
+        cluster.cas(0, v, v as u32 + 1);
+        // Node 2 hears nothing.
+        while let Some(i) = cluster.wire.iter().position(|(f, t, _)| *f < 2 && *t < 2) {
+            cluster.deliver(i);
+        }
+        cluster.wire.clear();
+    }
+    assert_eq!(cluster.nodes[0].current().0, versions);
+    assert_eq!(cluster.nodes[2].current(), (0, &0));
+    cluster.cas(2, 0, 99);
+    cluster.deliver_all();
+    assert_eq!(cluster.nodes[2].current(), (versions, &(versions as u32)));
+    let (_, last) = cluster.outcomes.last().expect("node 2's write ended");
+    assert_eq!(last, &CasOutcome::Superseded { current: versions });
+    cluster.agreement().expect("no slot decided twice");
+}
+
 #[test]
 fn messages_from_outside_the_members_are_ignored() {
     let mut register: Register = CasRegister::new(0, [0, 1, 2].into(), 0);

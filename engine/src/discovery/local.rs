@@ -1,7 +1,7 @@
 //! `local`: zero-config discovery on one machine (the Erlang epmd idea, without a daemon).
 //!
 //! Each node of cluster `C` writes `<base>/C/<node-id>.json` ({cluster, id, addr, pid,
-//! started}) and periodically lists the directory. `<base>` is per user
+//! started, http}) and periodically lists the directory. `<base>` is per user
 //! (`$XDG_RUNTIME_DIR/foundation`, else `<tmp>/foundation-<uid>`), so two terminals of one user
 //! running `foundation node` just cluster. Files are untrusted input: anything malformed is
 //! skipped and counted, and the file of a process that no longer exists is removed.
@@ -9,8 +9,11 @@
 mod advert;
 mod dir;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use foundation_transport::{ClusterName, NodeId};
 
 use tokio::sync::mpsc;
 
@@ -35,6 +38,29 @@ pub fn default_base_dir(env: &Environment) -> PathBuf {
         .or_else(|| env.user.clone())
         .unwrap_or_else(|| "unknown".to_owned());
     std::env::temp_dir().join(format!("foundation-{who}"))
+}
+
+/// A node found in the local discovery directory, as its advertisement describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningNode {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its QUIC address.
+    pub addr: SocketAddr,
+    /// Its HTTP address, if it serves HTTP (and is recent enough to say so).
+    pub http: Option<SocketAddr>,
+    /// Its process id (checked alive when the directory was read).
+    pub pid: u32,
+    /// When it started advertising, in seconds since the Unix epoch.
+    pub started: u64,
+}
+
+/// The live nodes of `cluster` advertising below `base` (the same base a [`LocalDiscovery`] is
+/// given, e.g. [`default_base_dir`]), oldest first. Reading changes nothing: files of dead
+/// processes are skipped, not removed, and malformed files are ignored. A directory that does
+/// not exist yet holds no nodes; one that cannot be listed is an error.
+pub fn running_nodes(base: &Path, cluster: &ClusterName) -> std::io::Result<Vec<RunningNode>> {
+    advert::running(&base.join(cluster.as_str()), cluster.as_str())
 }
 
 /// Discovery through a per-user runtime directory.

@@ -31,7 +31,7 @@ pub use dns::DnsDiscovery;
 pub use environment::Environment;
 pub use error::DiscoveryError;
 pub use handle::DiscoveryHandle;
-pub use local::{default_base_dir, LocalDiscovery};
+pub use local::{default_base_dir, running_nodes, LocalDiscovery, RunningNode};
 pub use mdns::{MdnsDiscovery, MDNS_SERVICE_TYPE};
 pub use metrics::DiscoveryMetrics;
 pub use spec::{build, DiscoverySpec};
@@ -47,6 +47,10 @@ pub struct LocalNode {
     pub id: NodeId,
     /// The QUIC address peers should dial.
     pub addr: SocketAddr,
+    /// Where the node serves its HTTP API, if it does. Local discovery writes it into the
+    /// node's advertisement, so `foundation` commands on the same machine find the node
+    /// without being told its address.
+    pub http: Option<SocketAddr>,
 }
 
 /// A possible peer: an address to try, and its node id when the strategy knows it.

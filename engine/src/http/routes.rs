@@ -27,6 +27,9 @@ const HTML: &str = "text/html; charset=utf-8";
 
 /// A closure producing a JSON document on each request.
 pub(crate) type JsonRoute = Arc<dyn Fn() -> Value + Send + Sync>;
+/// A closure answering `GET` on paths under a prefix, given the rest of the path
+/// (percent-decoded).
+pub(crate) type JsonUnderRoute = Arc<dyn Fn(&str) -> (StatusCode, Value) + Send + Sync>;
 /// A closure producing the node's health on each request.
 pub(crate) type HealthRoute = Arc<dyn Fn() -> Health + Send + Sync>;
 /// The answer of a write route: a status and a JSON body.
@@ -104,6 +107,8 @@ pub(crate) struct Routes {
     pub metrics: Option<MetricsSource>,
     pub health: Option<HealthRoute>,
     pub json: BTreeMap<String, JsonRoute>,
+    /// `GET` routes by path prefix (`/config/` answers `/config/{key}`).
+    pub json_under: BTreeMap<String, JsonUnderRoute>,
     /// Write routes by path prefix.
     pub writes: BTreeMap<String, WriteRoute>,
 }
@@ -135,8 +140,29 @@ impl Routes {
             "/" | "/status" => self.status_page(),
             _ => match self.json.get(path) {
                 Some(route) => json(StatusCode::OK, &route()),
-                None => plain(StatusCode::NOT_FOUND, "not found; see /status\n"),
+                None => self.respond_under(path),
             },
+        }
+    }
+
+    /// The answer of the `GET` prefix route `path` falls under, if any.
+    fn respond_under(&self, path: &str) -> Response<Full<Bytes>> {
+        let found = self.json_under.iter().find_map(|(prefix, route)| {
+            let rest = path.strip_prefix(prefix.as_str())?;
+            (!rest.is_empty()).then_some((route, rest))
+        });
+        let Some((route, rest)) = found else {
+            return plain(StatusCode::NOT_FOUND, "not found; see /status\n");
+        };
+        match percent_decode(rest) {
+            Some(rest) => {
+                let (status, value) = route(&rest);
+                json(status, &value)
+            }
+            None => json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({ "error": "malformed percent-encoding in the path" }),
+            ),
         }
     }
 
@@ -254,6 +280,37 @@ mod tests {
         let post = routes.respond(&Method::POST, "/health");
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(post.headers()[ALLOW], "GET");
+    }
+
+    #[test]
+    fn prefix_routes_get_the_decoded_rest_of_the_path() {
+        let mut routes = Routes::default();
+        routes.json_under.insert(
+            "/config/".to_owned(),
+            Arc::new(|key: &str| match key {
+                "a b" => (StatusCode::OK, serde_json::json!(1)),
+                _ => (StatusCode::NOT_FOUND, serde_json::json!({ "error": key })),
+            }),
+        );
+        let found = routes.respond(&Method::GET, "/config/a%20b");
+        assert_eq!(found.status(), StatusCode::OK);
+        assert_eq!(found.headers()[CONTENT_TYPE], JSON);
+        let missing = routes.respond(&Method::GET, "/config/zz");
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(missing.headers()[CONTENT_TYPE], JSON);
+        assert_eq!(
+            routes.respond(&Method::GET, "/config/%zz").status(),
+            StatusCode::BAD_REQUEST
+        );
+        // The prefix alone is not a key, and other paths are not under it.
+        assert_eq!(
+            routes.respond(&Method::GET, "/config/").status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            routes.respond(&Method::GET, "/configx").status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]

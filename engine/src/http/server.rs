@@ -138,6 +138,22 @@ impl HttpServerBuilder {
         self
     }
 
+    /// Answers `GET` on paths under `prefix` (which ends with `/`), other than the prefix
+    /// itself, with the status and JSON `route` returns for the rest of the path
+    /// (percent-decoded); e.g. `/config/` answers `/config/{key}`. Exact [`json`](Self::json)
+    /// routes take precedence.
+    pub fn json_under(
+        mut self,
+        prefix: impl Into<String>,
+        route: impl Fn(&str) -> (hyper::StatusCode, Value) + Send + Sync + 'static,
+    ) -> Self {
+        self.server
+            .routes
+            .json_under
+            .insert(prefix.into(), Arc::new(route));
+        self
+    }
+
     /// Answers `PUT`, `POST` and `DELETE` on paths under `prefix` (which ends with `/`) with
     /// what `route` returns for the request. Bind such a server to loopback only: there is no
     /// authentication.

@@ -57,6 +57,8 @@ pub(crate) struct Driver {
     pub join_attempts: BTreeMap<SocketAddr, TokioInstant>,
     /// Timers the core refused (its bound reached) that a warning already reported.
     pub timers_dropped: u64,
+    /// Variables: writes awaiting their outcome, the published view, the watchers.
+    pub vars: super::vars::VarsRuntime,
     /// Running discovery strategies, stopped (advertisements withdrawn) when the node stops.
     pub discovery: Vec<crate::discovery::DiscoveryHandle>,
     /// Where the services directory is published, rebuilt when what it is built from changes.
@@ -120,6 +122,10 @@ impl Driver {
                     Some(Request::WriteMajority(write, timeout, done)) => {
                         self.write_majority(write, timeout, done).await
                     }
+                    Some(Request::Vars(request)) => {
+                        let now = self.now();
+                        self.vars.request(&mut self.core, now, request);
+                    }
                     Some(Request::Stop(done)) => return self.stop(done).await,
                     Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
@@ -158,6 +164,7 @@ impl Driver {
                     channel,
                     payload,
                 } => self.send(to, channel, payload).await,
+                Effect::Event(Event::Vars(event)) => self.vars.event(&self.core, event),
                 Effect::Event(Event::Membership(event)) => {
                     directory_changed = true;
                     self.publish(event);

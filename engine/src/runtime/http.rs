@@ -1,31 +1,52 @@
-//! The node's HTTP endpoints: `/metrics`, `/health`, `/members` and `/config` (plus writes to
-//! `/config/{key}`), served from the state the driver publishes (writes go through the
-//! config handle, like the application's).
+//! The node's HTTP endpoints: `/metrics`, `/health`, `/members`, `/config` and
+//! `/config/{key}` (plus writes to `/config/{key}`), `/services`, `/variables` (see
+//! `vars/http.rs`), and `POST /leave`, served
+//! from the state the driver publishes (writes go through the config handle, like the
+//! application's; a leave is the same request as [`Node::leave`](super::Node::leave)'s).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::request::Request;
 use super::services::ServicesHandle;
 use super::ConfigHandle;
 use crate::http::{Health, HttpError, HttpHandle, HttpServer};
 use foundation_core::membership::{MemberState, MemberView};
 use foundation_core::services::Directory;
+use hyper::StatusCode;
 
-/// Starts the server on `addr` for a node whose member table is published on `view`.
-pub(crate) fn serve(
-    addr: SocketAddr,
-    registry: Arc<Registry>,
-    view: watch::Receiver<Vec<MemberView>>,
-    config: ConfigHandle,
-    services: ServicesHandle,
-    identity: serde_json::Value,
-) -> Result<HttpHandle, HttpError> {
+/// What the endpoints read and act through: the node's published state and its handles.
+pub(crate) struct Api {
+    pub registry: Arc<Registry>,
+    /// The member table.
+    pub view: watch::Receiver<Vec<MemberView>>,
+    pub config: ConfigHandle,
+    pub services: ServicesHandle,
+    pub vars: super::vars::VarsHandle,
+    /// This node, as `/members` and `/health` name it.
+    pub identity: serde_json::Value,
+    pub requests: mpsc::Sender<Request>,
+}
+
+/// Starts the server on `addr` for a node served through `api`.
+pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError> {
+    let Api {
+        registry,
+        view,
+        config,
+        services,
+        vars,
+        identity,
+        requests,
+    } = api;
     let health_view = view.clone();
     let health_identity = identity.clone();
-    HttpServer::builder(addr)
+    let leave_identity = identity.clone();
+    let server = HttpServer::builder(addr);
+    super::vars::routes(server, vars)
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))
         .json("/members", move || members(&view.borrow(), &identity))
@@ -33,11 +54,67 @@ pub(crate) fn serve(
             let config = config.clone();
             move || serde_json::Value::Object(config.snapshot().into_iter().collect())
         })
+        .json_under("/config/", {
+            let config = config.clone();
+            move |key| config_value(&config, key)
+        })
         .write("/config/", move |request| {
             Box::pin(super::cluster_config::http_write(config.clone(), request))
         })
+        .write("/leave", move |request| {
+            Box::pin(leave(requests.clone(), leave_identity.clone(), request))
+        })
         .json("/services", move || services_json(&services.directory()))
         .start()
+}
+
+/// `GET /config/{key}`: the key's value as JSON, 404 when the key is not set.
+fn config_value(config: &ConfigHandle, key: &str) -> (StatusCode, serde_json::Value) {
+    match config.get::<serde_json::Value>(key) {
+        Ok(Some(value)) => (StatusCode::OK, value),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": format!("no key {key:?}"), "key": key }),
+        ),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "error": error.to_string(), "key": key }),
+        ),
+    }
+}
+
+/// `POST /leave`: leaves the cluster gracefully, as [`Node::leave`](super::Node::leave) does,
+/// and answers once the node has left (peers record it as left). The HTTP server itself stays
+/// up until the application notices ([`Node::stopped`](super::Node::stopped)) and finishes.
+async fn leave(
+    requests: mpsc::Sender<Request>,
+    identity: serde_json::Value,
+    request: crate::http::WriteRequest,
+) -> (StatusCode, serde_json::Value) {
+    if !request.rest.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": "not found; did you mean POST /leave?" }),
+        );
+    }
+    if request.method != hyper::Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({ "error": "use POST /leave" }),
+        );
+    }
+    tracing::warn!("leaving the cluster: asked over HTTP (POST /leave)");
+    let (done, stopped) = oneshot::channel();
+    if requests.send(Request::Stop(done)).await.is_err() || stopped.await.is_err() {
+        return (
+            StatusCode::CONFLICT,
+            serde_json::json!({ "error": "the node has already stopped", "node": identity }),
+        );
+    }
+    (
+        StatusCode::OK,
+        serde_json::json!({ "left": true, "node": identity }),
+    )
 }
 
 /// Healthy while part of a cluster: at least one other member alive.

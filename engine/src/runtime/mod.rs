@@ -21,10 +21,13 @@ mod metrics;
 mod request;
 pub mod services;
 mod storage;
+mod vars;
 
 pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
 pub use from_config::StartNodeError;
 pub use storage::StorageSettings;
+use vars::VarsRuntime;
+pub use vars::{VarState, VarsCallError, VarsHandle, VarsView};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -49,6 +52,7 @@ use foundation_core::node::{Command, Core, CoreConfig};
 use foundation_core::replication::ReplicationConfig;
 use foundation_core::services::Directory;
 use foundation_core::time::Instant;
+use foundation_core::vars::Life;
 use metrics::{MembershipMetrics, ReplicationMetrics};
 use request::Request;
 use services::{PubSubHandle, RpcConfig, RpcHandle, Services, ServicesHandle, ServicesInbox};
@@ -151,6 +155,7 @@ pub struct Node {
     services: Services,
     agents: AgentsHandle,
     registry: Arc<Registry>,
+    vars: VarsHandle,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
 }
 
@@ -225,14 +230,29 @@ impl Node {
             mirror: Mirror::default(),
             events: broadcast::channel(EVENT_BUFFER).0,
         };
+        let (vars_view, held) = watch::channel(Arc::default());
+        let vars = VarsHandle {
+            me: Life {
+                node: local.node,
+                generation: local.generation,
+            },
+            requests: requests_tx.clone(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            members: view.clone(),
+            held,
+        };
         let http = match http {
             Some(addr) => Some(http::serve(
                 addr,
-                registry.clone(),
-                view.clone(),
-                config.clone(),
-                services.registry.clone(),
-                identity_json(&local, &cluster),
+                http::Api {
+                    registry: registry.clone(),
+                    view: view.clone(),
+                    config: config.clone(),
+                    services: services.registry.clone(),
+                    vars: vars.clone(),
+                    identity: identity_json(&local, &cluster),
+                    requests: requests_tx.clone(),
+                },
             )?),
             None => None,
         };
@@ -244,7 +264,13 @@ impl Node {
             seed: rand::random(),
         };
         let (candidates_tx, candidates) = mpsc::channel(CANDIDATE_BUFFER);
-        let discovery = start_discovery(discovery, &cluster, endpoint.local(), &candidates_tx)?;
+        let discovery = start_discovery(
+            discovery,
+            &cluster,
+            endpoint.local(),
+            core_config.metadata.http,
+            &candidates_tx,
+        )?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let replication = ReplicationConfig {
             wall_ms_at_zero: unix_ms(),
@@ -280,6 +306,7 @@ impl Node {
             metrics: membership_metrics,
             replication_metrics,
             timers_dropped: 0,
+            vars: VarsRuntime::new(&vars, vars_view),
             join_attempts: BTreeMap::new(),
             discovery,
             directory: directory_tx,
@@ -301,6 +328,7 @@ impl Node {
             services,
             agents,
             registry,
+            vars,
             http,
         })
     }
@@ -356,6 +384,11 @@ impl Node {
     /// Calls services by name, load-balanced, with retries and circuit breakers.
     pub fn rpc(&self) -> RpcHandle {
         self.services.rpc.clone()
+    }
+
+    /// Variables agents coordinate on: compare-and-set decided by a majority of acceptors.
+    pub fn vars(&self) -> VarsHandle {
+        self.vars.clone()
     }
 
     /// Publish and subscribe by topic.
@@ -416,6 +449,16 @@ impl Node {
         }
     }
 
+    /// Resolves once the node has stopped: it left (through [`leave`](Self::leave) or an
+    /// operator's `POST /leave` over HTTP) or was [aborted](Self::abort). An application that
+    /// serves HTTP waits on this beside its own shutdown signal, then calls `leave` to finish
+    /// (it returns at once for a node that has already left, after closing the HTTP server).
+    pub async fn stopped(&self) {
+        let mut view = self.view.clone();
+        // The driver holds the only sender; it is dropped when the driver ends.
+        while view.changed().await.is_ok() {}
+    }
+
     /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.
     /// Its agents are stopped first (the last spawned first), so they leave the directory
     /// while the node is still a member and can still tell its peers.
@@ -467,12 +510,14 @@ fn start_discovery(
     strategies: Vec<Box<dyn Discovery>>,
     cluster: &ClusterName,
     local: NodeAddr,
+    http: Option<SocketAddr>,
     found: &mpsc::Sender<Candidate>,
 ) -> Result<Vec<DiscoveryHandle>, DiscoveryError> {
     let me = LocalNode {
         cluster: cluster.clone(),
         id: local.id,
         addr: local.addr,
+        http,
     };
     strategies
         .into_iter()

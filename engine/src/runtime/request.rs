@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use foundation_agents::cas::CasOutcome;
+use foundation_agents::variable::VarValue;
 use foundation_core::node::{Command, Input};
 use foundation_core::replication::Write;
+use foundation_core::vars::{Life, VarSpec, VarsError};
 
 /// What the driver answers a majority write with: the majority needed, and the count of
 /// holders as acks arrive.
@@ -36,6 +39,8 @@ pub(crate) enum Request {
         Duration,
         oneshot::Sender<Result<MajorityWait, foundation_core::replication::ReplicationError>>,
     ),
+    /// Declare or compare-and-set a variable.
+    Vars(VarsRequest),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
@@ -63,4 +68,20 @@ pub(crate) async fn set_ephemeral(
     };
     requests.send(request).await.map_err(|_| Stopped)?;
     result.await.map_err(|_| Stopped)
+}
+
+/// What a `VarsHandle` asks of the driver.
+pub(crate) enum VarsRequest {
+    Declare {
+        name: String,
+        spec: VarSpec,
+        done: oneshot::Sender<Result<(), VarsError>>,
+    },
+    CompareAndSet {
+        name: String,
+        expected: u64,
+        value: VarValue,
+        timeout: Duration,
+        done: oneshot::Sender<Result<CasOutcome<Life>, VarsError>>,
+    },
 }

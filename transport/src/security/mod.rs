@@ -29,6 +29,11 @@ pub use secret::ClusterSecret;
 /// The ALPN protocol both sides must offer.
 pub const ALPN: &[u8] = b"foundation/1";
 
+/// The ALPN protocol of a connection that carries only bulk transfers (see [`crate::bulk`]).
+/// A server offers both; a peer that knows only [`ALPN`] refuses a bulk connection, and the
+/// sender falls back to its regular connection.
+pub const BULK_ALPN: &[u8] = b"foundation-bulk/1";
+
 /// How this node proves its identity and decides whom to trust.
 #[derive(Clone, Debug)]
 pub enum Trust {
@@ -92,6 +97,23 @@ pub(crate) fn quic_configs(
     credentials: Credentials,
     cluster: &ClusterName,
 ) -> Result<(quinn::ServerConfig, quinn::ClientConfig), SecurityError> {
+    let (server, client, _bulk) = quic_configs_with_bulk(credentials, cluster)?;
+    Ok((server, client))
+}
+
+/// The server configuration, the client configuration of regular connections and the client
+/// configuration of bulk connections (the same credentials, ALPN [`BULK_ALPN`]).
+pub(crate) fn quic_configs_with_bulk(
+    credentials: Credentials,
+    cluster: &ClusterName,
+) -> Result<
+    (
+        quinn::ServerConfig,
+        quinn::ClientConfig,
+        quinn::ClientConfig,
+    ),
+    SecurityError,
+> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(credentials.ca).map_err(SecurityError::Tls)?;
@@ -104,12 +126,18 @@ pub(crate) fn quic_configs(
         &credentials.key,
     )?;
     let client = verifier::client_tls(&provider, &roots, credentials.chain, credentials.key)?;
+    let mut bulk = client.clone();
+    bulk.alpn_protocols = vec![BULK_ALPN.to_vec()];
     let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
         .map_err(|e| SecurityError::Certificate(e.to_string()))?;
-    let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
-        .map_err(|e| SecurityError::Certificate(e.to_string()))?;
+    let quic_client = |tls: rustls::ClientConfig| {
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map(|c| quinn::ClientConfig::new(Arc::new(c)))
+            .map_err(|e| SecurityError::Certificate(e.to_string()))
+    };
     Ok((
         quinn::ServerConfig::with_crypto(Arc::new(server)),
-        quinn::ClientConfig::new(Arc::new(client)),
+        quic_client(client)?,
+        quic_client(bulk)?,
     ))
 }

@@ -10,7 +10,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
-use super::{SecurityError, ALPN};
+use super::{SecurityError, ALPN, BULK_ALPN};
 use foundation_core::identity::ClusterName;
 
 pub(super) fn server_tls(
@@ -28,7 +28,7 @@ pub(super) fn server_tls(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.to_vec(), key.clone_key())?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![ALPN.to_vec(), BULK_ALPN.to_vec()];
     Ok(config)
 }
 

@@ -24,6 +24,9 @@ pub(super) struct Advert {
     pid: u32,
     /// Seconds since the Unix epoch when the node started advertising.
     started: u64,
+    /// The node's HTTP address, where it serves one (absent in files of older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<SocketAddr>,
 }
 
 /// A peer found in the directory.
@@ -53,6 +56,7 @@ impl Advert {
             addr: me.addr,
             pid: std::process::id(),
             started,
+            http: me.http,
         }
     }
 
@@ -112,6 +116,38 @@ pub(super) fn scan(dir: &Path, me: &Advert) -> Scan {
     scan
 }
 
+/// Every valid advertisement of `cluster` in `dir` whose process is alive, oldest first, without
+/// changing anything in the directory (this is what the `foundation` commands read to find a
+/// node). A directory that does not exist holds no nodes.
+pub(super) fn running(dir: &Path, cluster: &str) -> io::Result<Vec<super::RunningNode>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut nodes = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(stem) = advert_stem(&path) else {
+            continue;
+        };
+        let Some((advert, peer)) = read_valid(&path, &stem, cluster) else {
+            continue;
+        };
+        if pid_alive(advert.pid) {
+            nodes.push(super::RunningNode {
+                id: peer.id,
+                addr: peer.addr,
+                http: advert.http,
+                pid: advert.pid,
+                started: advert.started,
+            });
+        }
+    }
+    nodes.sort_by_key(|n| (n.started, n.id));
+    Ok(nodes)
+}
+
 /// The stem of `<stem>.json`, for names that do not start with a dot.
 fn advert_stem(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
@@ -121,6 +157,11 @@ fn advert_stem(path: &Path) -> Option<String> {
 
 /// Reads and validates one file; `None` when it is not a valid advertisement of our cluster.
 fn read_peer(path: &Path, stem: &str, cluster: &str) -> Option<(Peer, u32)> {
+    read_valid(path, stem, cluster).map(|(advert, peer)| (peer, advert.pid))
+}
+
+/// Reads one file and checks it is an advertisement of `cluster` named after its node.
+fn read_valid(path: &Path, stem: &str, cluster: &str) -> Option<(Advert, Peer)> {
     let advert = read_advert(path)?;
     let id: NodeId = advert.id.parse().ok()?;
     let valid = advert.id == stem
@@ -132,13 +173,8 @@ fn read_peer(path: &Path, stem: &str, cluster: &str) -> Option<(Peer, u32)> {
         tracing::debug!(file = %path.display(), "local discovery: skipping invalid advertisement");
         return None;
     }
-    Some((
-        Peer {
-            id,
-            addr: advert.addr,
-        },
-        advert.pid,
-    ))
+    let addr = advert.addr;
+    Some((advert, Peer { id, addr }))
 }
 
 fn read_advert(path: &Path) -> Option<Advert> {

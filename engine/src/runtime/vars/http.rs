@@ -1,0 +1,189 @@
+//! `GET /variables`, `GET /variables/{name}`, `PUT /variables/{name}` (declare, with this
+//! node and every member alive as the acceptors) and `POST /variables/{name}` (a
+//! compare-and-set); writes from this machine only, like every write of the API.
+
+use std::time::Duration;
+
+use foundation_agents::cas::CasOutcome;
+use foundation_core::vars::{Life, VarsError};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::json::{type_from_json, type_to_json, value_from_json, value_to_json};
+use super::{VarState, VarsCallError, VarsHandle};
+use crate::http::{HttpServerBuilder, WriteRequest};
+use foundation_agents::variable::Policy;
+use foundation_core::vars::VarSpec;
+
+/// How long a compare-and-set over HTTP may wait for its majority unless the body says.
+const DEFAULT_TIMEOUT_MS: u64 = 2_000;
+/// The longest it may be told to wait.
+const TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// Adds the variables' routes to `server`.
+pub(crate) fn routes(server: HttpServerBuilder, vars: VarsHandle) -> HttpServerBuilder {
+    let (listing, one) = (vars.clone(), vars.clone());
+    server
+        .json("/variables", move || {
+            let all = listing.all();
+            Value::Object(
+                all.iter()
+                    .map(|(n, v)| (n.clone(), state_json(v)))
+                    .collect(),
+            )
+        })
+        .json_under("/variables/", move |name| match one.all().get(name) {
+            Some(state) => (StatusCode::OK, state_json(state)),
+            None => not_found(name),
+        })
+        .write("/variables/", move |request| {
+            let vars = vars.clone();
+            Box::pin(async move {
+                match request.method {
+                    Method::PUT => declare(vars, request).await,
+                    Method::POST => compare_and_set(vars, request).await,
+                    _ => {
+                        let error = "PUT /variables/{name} declares, POST compare-and-sets";
+                        (StatusCode::METHOD_NOT_ALLOWED, json!({ "error": error }))
+                    }
+                }
+            })
+        })
+}
+
+fn state_json(state: &VarState) -> Value {
+    json!({
+        "version": state.version,
+        "value": value_to_json(&state.value),
+        "type": type_to_json(&state.spec.ty),
+        "policy": format!("{:?}", state.spec.policy).to_lowercase(),
+        "acceptors": state.spec.acceptors.iter().map(life_json).collect::<Vec<_>>(),
+    })
+}
+
+fn life_json(life: &Life) -> Value {
+    json!({ "node": life.node.to_string(), "generation": life.generation })
+}
+
+fn not_found(name: &str) -> (StatusCode, Value) {
+    let error = format!("no variable {name:?} on this node");
+    (StatusCode::NOT_FOUND, json!({ "error": error }))
+}
+
+fn bad_request(error: impl std::fmt::Display) -> (StatusCode, Value) {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({ "error": error.to_string() }),
+    )
+}
+
+/// `PUT /variables/{name}` with `{"type": {"int": [0, 100]}, "initial": 0}`: a `cas`
+/// variable whose acceptors are this node and every member alive now.
+async fn declare(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
+    let body: Value = match serde_json::from_slice(&request.body) {
+        Ok(body) => body,
+        Err(e) => return bad_request(format!("the body is not JSON: {e}")),
+    };
+    let ty = match type_from_json(body.get("type").unwrap_or(&Value::Null)) {
+        Ok(ty) => ty,
+        Err(e) => return bad_request(format!("\"type\": {e}")),
+    };
+    let initial = match value_from_json(&ty, body.get("initial").unwrap_or(&Value::Null)) {
+        Ok(value) => value,
+        Err(e) => return bad_request(format!("\"initial\": {e}")),
+    };
+    let spec = VarSpec {
+        ty,
+        policy: Policy::Cas,
+        initial,
+        acceptors: vars.alive_lives(),
+    };
+    match vars.declare(&request.rest, spec).await {
+        Ok(()) => match vars.all().get(&request.rest) {
+            Some(state) => (StatusCode::OK, state_json(state)),
+            None => not_found(&request.rest),
+        },
+        Err(VarsCallError::Refused(refused)) => refusal_json(refused),
+        Err(VarsCallError::Stopped) => stopped(),
+    }
+}
+
+fn stopped() -> (StatusCode, Value) {
+    let error = "the node stopped";
+    (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }))
+}
+
+/// `POST /variables/{name}` with `{"expected": 3, "value": …, "timeout_ms": 2000}`.
+async fn compare_and_set(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
+    let name = request.rest;
+    let Some(state) = vars.all().get(&name).cloned() else {
+        return not_found(&name);
+    };
+    let body: Value = match serde_json::from_slice(&request.body) {
+        Ok(body) => body,
+        Err(e) => return bad_request(format!("the body is not JSON: {e}")),
+    };
+    let Some(expected) = body.get("expected").and_then(Value::as_u64) else {
+        return bad_request("\"expected\" (the version to replace) is missing or not a number");
+    };
+    let timeout_ms = match body.get("timeout_ms").map(Value::as_u64) {
+        None => DEFAULT_TIMEOUT_MS,
+        Some(Some(ms)) if (1..=TIMEOUT_MS_MAX).contains(&ms) => ms,
+        Some(_) => return bad_request(format!("\"timeout_ms\" must be 1 to {TIMEOUT_MS_MAX}")),
+    };
+    let json_value = body.get("value").unwrap_or(&Value::Null);
+    let value = match value_from_json(&state.spec.ty, json_value) {
+        Ok(value) => value,
+        Err(e) => return bad_request(format!("\"value\": {e}")),
+    };
+    let timeout = Duration::from_millis(timeout_ms);
+    match vars.compare_and_set(&name, expected, value, timeout).await {
+        Ok(outcome) => outcome_json(outcome),
+        Err(VarsCallError::Refused(refused)) => refusal_json(refused),
+        Err(VarsCallError::Stopped) => stopped(),
+    }
+}
+
+fn outcome_json(outcome: CasOutcome<Life>) -> (StatusCode, Value) {
+    match outcome {
+        CasOutcome::Won { version } => (StatusCode::OK, json!({ "won": true, "version": version })),
+        CasOutcome::Lost { version, winner } => (
+            StatusCode::CONFLICT,
+            json!({ "won": false, "version": version, "winner": life_json(&winner) }),
+        ),
+        CasOutcome::VersionMismatch { current } => (
+            StatusCode::CONFLICT,
+            json!({ "won": false, "error": "version mismatch", "current": current }),
+        ),
+        CasOutcome::NoMajority => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "won": false, "error": "no majority of the acceptors answered in time" }),
+        ),
+        CasOutcome::Busy => (
+            StatusCode::CONFLICT,
+            json!({ "won": false, "error": "a write of this node on the variable is under way" }),
+        ),
+        CasOutcome::Superseded { current } => (
+            StatusCode::CONFLICT,
+            json!({ "won": null, "error": "the variable moved past this write before its outcome was learnt; read it", "current": current }),
+        ),
+    }
+}
+
+fn refusal_json(refused: VarsError) -> (StatusCode, Value) {
+    let status = match refused {
+        VarsError::Unknown(_) => StatusCode::NOT_FOUND,
+        VarsError::VersionMismatch { .. } | VarsError::Busy | VarsError::Conflict(_) => {
+            StatusCode::CONFLICT
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let current = match refused {
+        VarsError::VersionMismatch { current } => Some(current),
+        _ => None,
+    };
+    (
+        status,
+        json!({ "won": false, "error": refused.to_string(), "current": current }),
+    )
+}

@@ -1,0 +1,220 @@
+//! `node.vars()`: variables agents coordinate on, decided across the cluster (see
+//! `foundation_core::vars` for the protocol and what is not built yet), and their HTTP
+//! endpoints.
+
+mod http;
+pub mod json;
+
+pub(crate) use http::routes;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_agents::cas::CasOutcome;
+use foundation_agents::variable::VarValue;
+use foundation_core::membership::{MemberState, MemberView};
+use foundation_core::vars::{Life, VarSpec, VarsError, VarsEvent};
+use foundation_core::Core;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::request::{Request, VarsRequest};
+use foundation_core::time::Instant;
+
+/// Compare-and-sets of this node under way, by variable and request number.
+type CasWaits = BTreeMap<(String, u64), oneshot::Sender<Result<CasOutcome<Life>, VarsError>>>;
+
+/// The driver's side of the variables: writes awaiting their outcome, the view local reads
+/// see, and the watchers.
+pub(crate) struct VarsRuntime {
+    cas_waits: CasWaits,
+    view: watch::Sender<Arc<VarsView>>,
+    events: broadcast::Sender<VarsEvent>,
+}
+
+/// One variable as this node holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VarState {
+    /// Its version here.
+    pub version: u64,
+    /// Its value at that version.
+    pub value: VarValue,
+    /// What it is.
+    pub spec: VarSpec,
+}
+
+/// Every variable this node holds, by name: what the driver publishes after each change.
+pub type VarsView = BTreeMap<String, VarState>;
+
+/// Why a variables call did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum VarsCallError {
+    /// The machine refused it.
+    #[error(transparent)]
+    Refused(#[from] VarsError),
+    /// The node stopped.
+    #[error("the node stopped")]
+    Stopped,
+}
+
+/// Declare, read, compare-and-set and watch variables. Cheap to clone.
+#[derive(Clone)]
+pub struct VarsHandle {
+    pub(crate) me: Life,
+    pub(crate) requests: mpsc::Sender<Request>,
+    pub(crate) events: broadcast::Sender<VarsEvent>,
+    pub(crate) members: watch::Receiver<Vec<MemberView>>,
+    pub(crate) held: watch::Receiver<Arc<VarsView>>,
+}
+
+impl VarsHandle {
+    /// This node's life, as a spec's acceptors name it.
+    pub fn me(&self) -> Life {
+        self.me
+    }
+
+    /// This node and every member it sees alive: the acceptors a `cas` variable declared now
+    /// would have. Every acceptor must declare the variable with the same spec.
+    pub fn alive_lives(&self) -> std::collections::BTreeSet<Life> {
+        let view = self.members.borrow();
+        let alive = view.iter().filter(|m| m.state == MemberState::Alive);
+        alive
+            .map(|m| Life {
+                node: m.id,
+                generation: m.generation,
+            })
+            .chain([self.me])
+            .collect()
+    }
+
+    /// Declares `name` with `spec` cluster-wide: here at once, and on every other acceptor as
+    /// the replicated declaration reaches it. Again with the same spec does nothing; another
+    /// spec for a declared name is [`VarsError::Conflict`].
+    pub async fn declare(&self, name: &str, spec: VarSpec) -> Result<(), VarsCallError> {
+        let (done, answer) = oneshot::channel();
+        let name = name.to_owned();
+        self.ask(VarsRequest::Declare { name, spec, done }, answer)
+            .await?
+            .map_err(Into::into)
+    }
+
+    /// The version and value of `name` on this node, if declared here (a local read: a node
+    /// cut off from the acceptors may be behind).
+    pub fn get(&self, name: &str) -> Option<(u64, VarValue)> {
+        let held = self.held.borrow();
+        held.get(name).map(|v| (v.version, v.value.clone()))
+    }
+
+    /// Every variable held here.
+    pub fn all(&self) -> Arc<VarsView> {
+        self.held.borrow().clone()
+    }
+
+    /// Replaces version `expected` of `name` with `value` if a majority of its acceptors
+    /// agree within `timeout`: of concurrent writers expecting the same version, exactly one
+    /// wins cluster-wide. The outcome says which, or that no majority answered.
+    pub async fn compare_and_set(
+        &self,
+        name: &str,
+        expected: u64,
+        value: VarValue,
+        timeout: Duration,
+    ) -> Result<CasOutcome<Life>, VarsCallError> {
+        let (done, answer) = oneshot::channel();
+        let request = VarsRequest::CompareAndSet {
+            name: name.to_owned(),
+            expected,
+            value,
+            timeout,
+            done,
+        };
+        self.ask(request, answer).await?.map_err(Into::into)
+    }
+
+    /// Changes of every variable here from now on (new versions, and how this node's writes
+    /// ended).
+    pub fn watch(&self) -> broadcast::Receiver<VarsEvent> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(
+        &self,
+        request: VarsRequest,
+        answer: oneshot::Receiver<T>,
+    ) -> Result<T, VarsCallError> {
+        self.requests
+            .send(Request::Vars(request))
+            .await
+            .map_err(|_| VarsCallError::Stopped)?;
+        answer.await.map_err(|_| VarsCallError::Stopped)
+    }
+}
+
+impl VarsRuntime {
+    /// The runtime of the handle `handle`, publishing on `view`.
+    pub(crate) fn new(handle: &VarsHandle, view: watch::Sender<Arc<VarsView>>) -> Self {
+        Self {
+            cas_waits: BTreeMap::new(),
+            view,
+            events: handle.events.clone(),
+        }
+    }
+
+    /// Carries out a handle's request on the core.
+    pub(crate) fn request(&mut self, core: &mut Core, now: Instant, request: VarsRequest) {
+        match request {
+            VarsRequest::Declare { name, spec, done } => {
+                let _ = done.send(core.declare_var(now, &name, spec));
+            }
+            VarsRequest::CompareAndSet {
+                name,
+                expected,
+                value,
+                timeout,
+                done,
+            } => match core.compare_and_set(now, &name, expected, value, timeout) {
+                Ok(request) => {
+                    self.cas_waits.insert((name, request), done);
+                }
+                Err(refused) => {
+                    let _ = done.send(Err(refused));
+                }
+            },
+        }
+    }
+
+    /// Answers the write an event ends, publishes what changed, and tells watchers.
+    pub(crate) fn event(&mut self, core: &Core, event: VarsEvent) {
+        match &event {
+            VarsEvent::CasDone {
+                name,
+                request,
+                outcome,
+            } => {
+                if let Some(done) = self.cas_waits.remove(&(name.clone(), *request)) {
+                    let _ = done.send(Ok(outcome.clone()));
+                }
+            }
+            VarsEvent::Changed { name, .. } | VarsEvent::Declared { name } => {
+                publish(&self.view, core, name)
+            }
+        }
+        let _ = self.events.send(event);
+    }
+}
+
+/// Publishes what the core holds of `name` for local reads.
+fn publish(view: &watch::Sender<Arc<VarsView>>, core: &Core, name: &str) {
+    let vars = core.vars();
+    let (Some((version, value)), Some(spec)) = (vars.get(name), vars.spec(name)) else {
+        return;
+    };
+    let state = VarState {
+        version,
+        value: value.clone(),
+        spec: spec.clone(),
+    };
+    view.send_modify(|held| {
+        Arc::make_mut(held).insert(name.to_owned(), state);
+    });
+}

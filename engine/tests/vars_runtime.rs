@@ -1,0 +1,242 @@
+//! Variables on real nodes over QUIC on 127.0.0.1: compare-and-set decided by a majority of
+//! acceptors, one winner per version, typed refusals.
+
+mod common;
+
+use std::time::Duration;
+
+use foundation_agents::cas::CasOutcome;
+use foundation_agents::variable::{Policy, VarType, VarValue};
+use foundation_engine::membership::MemberState;
+use foundation_engine::runtime::{Node, NodeSettings, VarsCallError};
+use foundation_engine::vars::{VarSpec, VarsError};
+
+const SECRET: &str = "vars test secret";
+const SOON: Duration = Duration::from_secs(10);
+
+async fn cluster(n: usize) -> Vec<Node> {
+    let settings = |seeds| common::settings("vars-test", SECRET, seeds);
+    let seed = Node::start(settings(vec![])).await.unwrap();
+    let mut nodes = vec![seed.clone()];
+    for _ in 1..n {
+        nodes.push(Node::start(settings(vec![seed.addr()])).await.unwrap());
+    }
+    wait_alive(&nodes).await;
+    nodes
+}
+
+/// Declares "slots" (an integer in 0..=100) from the first node, with every node's life an
+/// acceptor, and waits until every node has taken the declaration up.
+async fn declare(nodes: &[Node]) -> VarSpec {
+    let spec = VarSpec {
+        ty: VarType::Int { min: 0, max: 100 },
+        policy: Policy::Cas,
+        initial: VarValue::Int(0),
+        acceptors: nodes[0].vars().alive_lives(),
+    };
+    assert_eq!(spec.acceptors.len(), nodes.len());
+    nodes[0]
+        .vars()
+        .declare("slots", spec.clone())
+        .await
+        .unwrap();
+    for node in nodes {
+        let deadline = tokio::time::Instant::now() + SOON;
+        while node.vars().get("slots").is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the declaration never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Declaring the same spec again is fine; another spec for the name is a conflict.
+    nodes[1]
+        .vars()
+        .declare("slots", spec.clone())
+        .await
+        .unwrap();
+    let other = VarSpec {
+        initial: VarValue::Int(1),
+        ..spec.clone()
+    };
+    assert!(matches!(
+        nodes[2].vars().declare("slots", other).await,
+        Err(VarsCallError::Refused(VarsError::Conflict(_)))
+    ));
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_writers_on_every_node_expecting_one_version_exactly_one_wins() {
+    let nodes = cluster(3).await;
+    declare(&nodes).await;
+    let writes = nodes.iter().enumerate().map(|(i, node)| {
+        let vars = node.vars();
+        async move {
+            let value = VarValue::Int(10 * (i as i64 + 1));
+            vars.compare_and_set("slots", 0, value, Duration::from_secs(5))
+                .await
+        }
+    });
+    let outcomes = futures_join(writes).await;
+    let won: Vec<_> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Ok(CasOutcome::Won { version: 1 })))
+        .collect();
+    assert_eq!(won.len(), 1, "{outcomes:?}");
+    let expected = VarValue::Int(10 * (won[0].0 as i64 + 1));
+    for node in &nodes {
+        let deadline = tokio::time::Instant::now() + SOON;
+        while node.vars().get("slots") != Some((1, expected.clone())) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a node never learned version 1"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_writes_are_typed_errors_and_a_minority_cannot_write() {
+    let nodes = cluster(3).await;
+    declare(&nodes).await;
+    let vars = nodes[0].vars();
+    let cas = |name: &'static str, expected, value| {
+        let vars = vars.clone();
+        async move {
+            vars.compare_and_set(name, expected, value, Duration::from_secs(1))
+                .await
+        }
+    };
+    assert!(matches!(
+        cas("nope", 0, VarValue::Int(1)).await,
+        Err(VarsCallError::Refused(VarsError::Unknown(_)))
+    ));
+    assert!(matches!(
+        cas("slots", 0, VarValue::Int(101)).await,
+        Err(VarsCallError::Refused(VarsError::Invalid(_)))
+    ));
+    assert!(matches!(
+        cas("slots", 0, VarValue::Bool(true)).await,
+        Err(VarsCallError::Refused(VarsError::Invalid(_)))
+    ));
+    assert!(matches!(
+        cas("slots", 4, VarValue::Int(1)).await,
+        Err(VarsCallError::Refused(VarsError::VersionMismatch {
+            current: 0
+        }))
+    ));
+    // Two of three acceptors gone: the survivor is a minority and its write fails typed.
+    nodes[1].abort().await;
+    nodes[2].abort().await;
+    assert!(matches!(
+        cas("slots", 0, VarValue::Int(5)).await,
+        Ok(CasOutcome::NoMajority)
+    ));
+    assert_eq!(vars.get("slots"), Some((0, VarValue::Int(0))));
+    nodes[0].abort().await;
+}
+
+/// Runs the futures concurrently on the test's runtime.
+async fn futures_join<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for handle in handles {
+        outputs.push(handle.await.expect("the write task ran"));
+    }
+    outputs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_are_listed_and_written_over_http_with_typed_answers() {
+    use foundation_engine::http::{get_json, send_json, HttpError, Method};
+    use serde_json::json;
+
+    let seed = Node::start(NodeSettings {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..common::settings("vars-test", SECRET, vec![])
+    })
+    .await
+    .unwrap();
+    let mut nodes = vec![seed.clone()];
+    for _ in 0..2 {
+        let settings = common::settings("vars-test", SECRET, vec![seed.addr()]);
+        nodes.push(Node::start(settings).await.unwrap());
+    }
+    wait_alive(&nodes).await;
+    declare(&nodes).await;
+    let http = seed.http_addr().expect("serves HTTP");
+    let limit = Duration::from_secs(5);
+    let post = |body: serde_json::Value| async move {
+        send_json(http, Method::POST, "/variables/slots", Some(&body), limit).await
+    };
+    let status = |result: Result<serde_json::Value, HttpError>| match result {
+        Err(HttpError::Status { status, .. }) => status,
+        other => panic!("expected an error status, got {other:?}"),
+    };
+
+    let won = post(json!({ "expected": 0, "value": 7 })).await.unwrap();
+    assert_eq!(won, json!({ "won": true, "version": 1 }));
+    assert_eq!(
+        status(post(json!({ "expected": 0, "value": 8 })).await),
+        409
+    );
+    assert_eq!(
+        status(post(json!({ "expected": 1, "value": 500 })).await),
+        400
+    );
+    assert_eq!(
+        status(post(json!({ "expected": 1, "value": "eight" })).await),
+        400
+    );
+    assert_eq!(status(post(json!({ "value": 8 })).await), 400);
+    let missing = send_json(
+        http,
+        Method::POST,
+        "/variables/nope",
+        Some(&json!({})),
+        limit,
+    )
+    .await;
+    assert_eq!(status(missing), 404);
+
+    let all = get_json(http, "/variables", limit).await.unwrap();
+    assert_eq!(all["slots"]["version"], 1);
+    assert_eq!(all["slots"]["value"], 7);
+    assert_eq!(all["slots"]["type"], json!({ "int": [0, 100] }));
+    assert_eq!(all["slots"]["acceptors"].as_array().map(Vec::len), Some(3));
+    assert_eq!(status(get_json(http, "/variables/nope", limit).await), 404);
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+async fn wait_alive(nodes: &[Node]) {
+    for node in nodes {
+        let deadline = tokio::time::Instant::now() + SOON;
+        while node
+            .members()
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .count()
+            < nodes.len() - 1
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cluster never formed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

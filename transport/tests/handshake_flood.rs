@@ -1,0 +1,154 @@
+//! A flood of QUIC handshake starts that never finish (issue 16, target 5): the node keeps its
+//! state bounded, tells the flood to prove its address with Retry, and its members keep talking.
+//!
+//! Alone in its own test binary so the process's memory is this test's alone.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use foundation_transport::security::raw_quic_configs;
+use foundation_transport::{Channel, ClusterName, SendMode, TransportConfig};
+
+/// Handshake starts sent by the flood.
+const FLOOD: usize = 2_000;
+/// The node's limit on handshakes in progress.
+const LIMIT: usize = 16;
+/// How much the process may grow during the flood. Without the limit every start would hold
+/// its handshake state (≈ 100 KB) until the handshake timeout: ≈ 200 MB for this flood.
+const RSS_GROWTH_MAX: u64 = 48 << 20;
+
+/// The first datagram of a fresh client connection (an Initial packet carrying a TLS
+/// ClientHello, padded to 1200 bytes), built with quinn's protocol state machine and thrown away:
+/// the flood never reads an answer, so it never finishes a handshake and keeps no state.
+fn initial(client: &quinn::ClientConfig, to: SocketAddr) -> Vec<u8> {
+    let mut endpoint = quinn_proto::Endpoint::new(
+        Arc::new(quinn_proto::EndpointConfig::default()),
+        None,
+        false,
+        None,
+    );
+    let now = Instant::now();
+    let (_, mut conn) = endpoint
+        .connect(now, client.clone(), to, "orders.foundation")
+        .expect("client connection");
+    let mut buf = Vec::new();
+    let transmit = conn.poll_transmit(now, 1, &mut buf).expect("an Initial");
+    buf.truncate(transmit.size);
+    buf
+}
+
+/// Resident memory of this process, in bytes (Linux); `None` elsewhere.
+fn rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unfinished_handshakes_is_bounded_and_members_keep_talking() {
+    let config = TransportConfig {
+        max_pending_handshakes: LIMIT,
+        ..fast_config()
+    };
+    let mut seed = node_with("orders", &secret(SECRET), config).await;
+    let member = node("orders").await;
+    let seed_addr = seed.endpoint.local();
+    member.endpoint.connect(seed_addr.addr).await.unwrap();
+    let send = |payload: &'static [u8]| {
+        member.endpoint.send(
+            seed_addr,
+            Channel::Coordination,
+            Bytes::from_static(payload),
+            SendMode::Wait(Duration::from_secs(2)),
+        )
+    };
+    send(b"before").await.unwrap();
+    assert_eq!(
+        next_message(&mut seed.inbox.coordination).await.payload,
+        "before"
+    );
+
+    // The flood: fresh handshake starts from a few source ports, as fast as they can be built.
+    let (_, client) = raw_quic_configs(&secret("someone without the secret"), &cluster())
+        .expect("attacker's configs");
+    let sockets: Vec<UdpSocket> = (0..4)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let metrics = seed.endpoint.metrics().clone();
+    let before = rss();
+    let mut most_in_progress = 0;
+    for i in 0..FLOOD {
+        let packet = initial(&client, seed_addr.addr);
+        let _ = sockets[i % sockets.len()].send_to(&packet, seed_addr.addr);
+        if i % 64 == 0 {
+            tokio::task::yield_now().await;
+            most_in_progress = most_in_progress.max(metrics.handshakes_in_progress());
+        }
+    }
+    // Everything sent has been looked at: each start either holds a slot or was turned away.
+    wait_until("the flood is processed", || {
+        most_in_progress = most_in_progress.max(metrics.handshakes_in_progress());
+        metrics.incoming_retried() + metrics.incoming_refused() >= (FLOOD - LIMIT) as u64 / 2
+    })
+    .await;
+    most_in_progress = most_in_progress.max(metrics.handshakes_in_progress());
+    assert!(
+        most_in_progress <= LIMIT as i64,
+        "{most_in_progress} handshakes in progress, limit {LIMIT}"
+    );
+    // Unvalidated senders were asked to retry long before the limit was reached.
+    assert!(metrics.incoming_retried() > 0);
+    assert_eq!(metrics.incoming_refused(), 0);
+
+    // Members are intact: the existing connection carries messages, and a new node can join
+    // while the flood's handshakes still hold their slots (it answers the Retry).
+    send(b"during").await.unwrap();
+    assert_eq!(
+        next_message(&mut seed.inbox.coordination).await.payload,
+        "during"
+    );
+    let newcomer = node("orders").await;
+    let found = newcomer.endpoint.connect(seed_addr.addr).await.unwrap();
+    assert_eq!(found.id, seed_addr.id);
+    if let (Some(before), Some(after)) = (before, rss()) {
+        let growth = after.saturating_sub(before);
+        assert!(
+            growth <= RSS_GROWTH_MAX,
+            "the flood grew the process by {} MiB",
+            growth >> 20
+        );
+    }
+
+    // The flood's handshakes time out and give their slots (and memory) back.
+    wait_until("the flood's handshakes time out", || {
+        metrics.handshakes_in_progress() == 0
+    })
+    .await;
+    assert!(seed
+        .endpoint
+        .connected_peers()
+        .contains(&member.endpoint.local()));
+    send(b"after").await.unwrap();
+    assert_eq!(
+        next_message(&mut seed.inbox.coordination).await.payload,
+        "after"
+    );
+}
+
+fn cluster() -> ClusterName {
+    ClusterName::new("orders").unwrap()
+}
