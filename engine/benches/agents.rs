@@ -56,11 +56,7 @@ fn main() {
     } else {
         (5_000, 300, 2_000)
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = nodes::runtime();
     runtime.block_on(async {
         let nodes = nodes::cluster("agents-bench", SECRET, 2).await;
         round_trips(&nodes, requests).await;

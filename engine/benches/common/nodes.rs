@@ -1,5 +1,5 @@
 //! Runtime nodes on 127.0.0.1 for the engine's benchmarks. Included by path from
-//! `engine/benches/services.rs` and `engine/benches/agents.rs`.
+//! `engine/benches/services.rs`, `vars.rs` and `agents.rs`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -50,4 +50,15 @@ pub async fn cluster(cluster: &str, secret: &str, n: usize) -> Vec<Node> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     nodes
+}
+
+/// The runtime the benchmarks run nodes on: two workers, as the development machine has two
+/// cores.
+#[allow(dead_code)] // the services benchmark builds its own, with a worker per core
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
