@@ -235,7 +235,7 @@ async fn a_large_state_reaches_a_new_node_over_the_bulk_channel() {
         Some(big.as_str())
     );
     let http = seed.http_addr().expect("serving HTTP");
-    let metrics = metrics_text(http).await;
+    let metrics = common::metrics_text(http).await;
     assert!(
         metrics.contains("foundation_replication_full_states_sent_total"),
         "{metrics}"
@@ -260,20 +260,6 @@ async fn a_large_state_reaches_a_new_node_over_the_bulk_channel() {
     );
     seed.abort().await;
     newcomer.abort().await;
-}
-
-/// `/metrics` as text, once the driver's housekeeping has refreshed it.
-async fn metrics_text(http: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,6 +217,14 @@ async fn variables_are_listed_and_written_over_http_with_typed_answers() {
     assert_eq!(all["slots"]["type"], json!({ "int": [0, 100] }));
     assert_eq!(all["slots"]["acceptors"].as_array().map(Vec::len), Some(3));
     assert_eq!(status(get_json(http, "/variables/nope", limit).await), 404);
+    let metrics = common::metrics_text(http).await;
+    for line in [
+        "foundation_vars_variables 1",
+        "foundation_vars_cas_won_total 1",
+        "foundation_vars_refused_total{reason=\"invalid_value\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     for node in &nodes {
         node.abort().await;
     }

@@ -95,7 +95,8 @@ impl MembershipMetrics {
 }
 
 /// Moves `counter` up to the core's running `total` (the core counts; the metric mirrors it).
-fn advance(counter: &Counter, total: u64) {
+/// Raises `counter` to the core's running `total`.
+pub(crate) fn advance(counter: &Counter, total: u64) {
     counter.inc_by(total.saturating_sub(counter.get()));
 }
 

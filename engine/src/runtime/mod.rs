@@ -224,12 +224,6 @@ impl Node {
             services_inbox,
             &mut registry,
         )?;
-        let registry = Arc::new(registry);
-        let config = ConfigHandle {
-            requests: requests_tx.clone(),
-            mirror: Mirror::default(),
-            events: broadcast::channel(EVENT_BUFFER).0,
-        };
         let (vars_view, held) = watch::channel(Arc::default());
         let vars = VarsHandle {
             me: Life {
@@ -240,6 +234,13 @@ impl Node {
             events: broadcast::channel(EVENT_BUFFER).0,
             members: view.clone(),
             held,
+        };
+        let vars_runtime = VarsRuntime::new(&vars, vars_view, &mut registry);
+        let registry = Arc::new(registry);
+        let config = ConfigHandle {
+            requests: requests_tx.clone(),
+            mirror: Mirror::default(),
+            events: broadcast::channel(EVENT_BUFFER).0,
         };
         let http = match http {
             Some(addr) => Some(http::serve(
@@ -306,7 +307,7 @@ impl Node {
             metrics: membership_metrics,
             replication_metrics,
             timers_dropped: 0,
-            vars: VarsRuntime::new(&vars, vars_view),
+            vars: vars_runtime,
             join_attempts: BTreeMap::new(),
             discovery,
             directory: directory_tx,

@@ -4,6 +4,7 @@
 
 mod http;
 pub mod json;
+mod metrics;
 
 pub(crate) use http::routes;
 
@@ -30,6 +31,7 @@ pub(crate) struct VarsRuntime {
     cas_waits: CasWaits,
     view: watch::Sender<Arc<VarsView>>,
     events: broadcast::Sender<VarsEvent>,
+    metrics: metrics::VarsMetrics,
 }
 
 /// One variable as this node holds it.
@@ -151,13 +153,24 @@ impl VarsHandle {
 }
 
 impl VarsRuntime {
-    /// The runtime of the handle `handle`, publishing on `view`.
-    pub(crate) fn new(handle: &VarsHandle, view: watch::Sender<Arc<VarsView>>) -> Self {
+    /// The runtime of the handle `handle`, publishing on `view`, with its metrics in
+    /// `registry`.
+    pub(crate) fn new(
+        handle: &VarsHandle,
+        view: watch::Sender<Arc<VarsView>>,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Self {
         Self {
             cas_waits: BTreeMap::new(),
             view,
             events: handle.events.clone(),
+            metrics: metrics::VarsMetrics::register(registry),
         }
+    }
+
+    /// Brings the metrics up to date with the core.
+    pub(crate) fn sync_metrics(&self, core: &Core) {
+        self.metrics.sync(core);
     }
 
     /// Carries out a handle's request on the core.
