@@ -29,6 +29,8 @@ use crate::time::Instant;
 pub const SERVICES_KEYSPACE: &str = "services";
 /// The keyspace of pub/sub subscription interest.
 pub const PUBSUB_KEYSPACE: &str = "pubsub";
+/// The keyspace of the agent directory.
+pub const AGENTS_KEYSPACE: &str = "agents";
 
 /// Ephemeral entries' settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +47,7 @@ pub struct EphemeralConfig {
 impl Default for EphemeralConfig {
     fn default() -> Self {
         Self {
-            keyspaces: [SERVICES_KEYSPACE, PUBSUB_KEYSPACE]
+            keyspaces: [SERVICES_KEYSPACE, PUBSUB_KEYSPACE, AGENTS_KEYSPACE]
                 .into_iter()
                 .map(String::from)
                 .collect(),
@@ -88,6 +90,16 @@ pub fn parse(key: &str) -> Option<(Owner, &str)> {
     let node = NodeId::from_u128(u128::from_str_radix(node, 16).ok()?);
     let generation = generation.parse().ok()?;
     Some((Owner { node, generation }, name))
+}
+
+/// Whether `name` is 1 to `max` characters of `A-Z a-z 0-9 . _ -`: the names (services,
+/// agents) that go into entry keys, where `/` separates key parts.
+pub fn plain_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Whether `owner`'s entries should be shown by a node whose membership is `membership`: the

@@ -21,6 +21,7 @@ macro_rules! fault_on {
     }};
 }
 
+pub mod agents;
 pub mod channel;
 pub mod effects;
 pub mod envelope;

@@ -23,6 +23,8 @@
 //! Prints numbers, ratios and targets; never fails on a missed target (timing is not a
 //! pass/fail test). A peer that cannot be started is skipped with a message.
 
+#[path = "common/nodes.rs"]
+mod nodes;
 #[path = "common/wait.rs"]
 mod wait;
 use wait::wait_until;
@@ -35,10 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use foundation_engine::membership::MemberState;
 use foundation_engine::runtime::services::{Call, CallOptions, ServiceOptions, SubscribeOptions};
-use foundation_engine::runtime::{Node, NodeSettings};
-use foundation_transport::{ClusterName, ClusterSecret, LocalIdentity, NodeId, Trust};
+use foundation_engine::runtime::Node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -185,48 +185,9 @@ fn verdict(met: bool) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // Foundation nodes.
 
-fn settings(seeds: Vec<SocketAddr>) -> NodeSettings {
-    let identity = LocalIdentity {
-        id: NodeId::random(),
-        cluster: ClusterName::new("services-bench").expect("valid cluster name"),
-    };
-    let trust = Trust::Secret(ClusterSecret::new(SECRET).expect("secret long enough"));
-    NodeSettings {
-        seeds,
-        ..NodeSettings::new(identity, trust)
-    }
-}
-
 /// `n` nodes with default settings that all see each other alive.
 async fn cluster(n: usize) -> Vec<Node> {
-    let seed = Node::start(settings(vec![])).await.expect("seed starts");
-    let mut nodes = vec![seed.clone()];
-    for _ in 1..n {
-        nodes.push(
-            Node::start(settings(vec![seed.addr()]))
-                .await
-                .expect("node starts"),
-        );
-    }
-    let started = Instant::now();
-    loop {
-        let all = nodes.iter().all(|node| {
-            node.members()
-                .iter()
-                .filter(|m| m.state == MemberState::Alive)
-                .count()
-                == n - 1
-        });
-        if all {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{n} nodes did not all see each other alive within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    nodes
+    nodes::cluster("services-bench", SECRET, n).await
 }
 
 async fn stop(nodes: &[Node]) {

@@ -5,6 +5,8 @@
 //!
 //! `cargo bench -p foundation-engine --bench vars` (`-- quick` for fewer rounds).
 
+#[path = "common/nodes.rs"]
+mod nodes;
 #[path = "../../transport/benches/common/percentiles.rs"]
 mod percentiles;
 
@@ -14,54 +16,15 @@ use std::time::{Duration, Instant};
 
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::{Policy, VarType, VarValue};
-use foundation_engine::membership::MemberState;
-use foundation_engine::runtime::{Node, NodeSettings};
+use foundation_engine::runtime::Node;
 use foundation_engine::vars::VarSpec;
-use foundation_transport::{ClusterName, ClusterSecret, LocalIdentity, NodeId, Trust};
 use percentiles::percentiles;
 
 const NODES: usize = 5;
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-fn settings(seeds: Vec<std::net::SocketAddr>) -> NodeSettings {
-    let identity = LocalIdentity {
-        id: NodeId::random(),
-        cluster: ClusterName::new("vars-bench").expect("name"),
-    };
-    let trust = Trust::Secret(ClusterSecret::new("vars bench secret").expect("secret"));
-    NodeSettings {
-        seeds,
-        ..NodeSettings::new(identity, trust)
-    }
-}
-
 async fn cluster() -> Vec<Node> {
-    let seed = Node::start(settings(vec![])).await.expect("starts");
-    let mut nodes = vec![seed.clone()];
-    for _ in 1..NODES {
-        nodes.push(
-            Node::start(settings(vec![seed.addr()]))
-                .await
-                .expect("starts"),
-        );
-    }
-    let start = Instant::now();
-    for node in &nodes {
-        while node
-            .members()
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .count()
-            < NODES - 1
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the cluster never formed"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    nodes
+    nodes::cluster("vars-bench", "vars bench secret", NODES).await
 }
 
 async fn declare(nodes: &[Node], name: &str) {
@@ -150,11 +113,7 @@ async fn contended(nodes: &[Node], writers: usize, run_for: Duration) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = nodes::runtime();
     runtime.block_on(async {
         let nodes = cluster().await;
         commit_latency(&nodes, if quick { 300 } else { 2_000 }).await;

@@ -28,31 +28,11 @@ fn settings(seeds: Vec<std::net::SocketAddr>) -> NodeSettings {
 
 /// `n` nodes that all see each other alive.
 async fn cluster(n: usize, rpc: RpcConfig) -> Vec<Node> {
-    let seed = Node::start(NodeSettings {
+    common::cluster(n, |seeds| NodeSettings {
         rpc: rpc.clone(),
-        ..settings(vec![])
+        ..settings(seeds)
     })
     .await
-    .unwrap();
-    let mut nodes = vec![seed.clone()];
-    for _ in 1..n {
-        let settings = NodeSettings {
-            rpc: rpc.clone(),
-            ..settings(vec![seed.addr()])
-        };
-        nodes.push(Node::start(settings).await.unwrap());
-    }
-    for node in &nodes {
-        eventually(SOON, "everyone alive", || {
-            node.members()
-                .iter()
-                .filter(|m| m.state == foundation_engine::membership::MemberState::Alive)
-                .count()
-                == n - 1
-        })
-        .await;
-    }
-    nodes
 }
 
 async fn stop(nodes: &[Node]) {

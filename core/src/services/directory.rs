@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::balance::{StableHash, StableHasher};
 use super::record::{parse_entry_name, InstanceRecord};
 use super::topic::{Pattern, Subscriptions, Topic};
+use crate::agents::AgentDirectory;
 use crate::ephemeral::{self, Owner, PUBSUB_KEYSPACE, SERVICES_KEYSPACE};
 use crate::membership::Membership;
 use crate::node::Core;
@@ -90,6 +91,8 @@ pub struct Directory {
     subscribers: Subscriptions<NodeAddr>,
     /// Live members and this node, by id.
     members: BTreeMap<NodeId, NodeAddr>,
+    /// The agents, built from the same replicated state and membership at the same moment.
+    agents: Arc<AgentDirectory>,
 }
 
 impl Directory {
@@ -151,7 +154,13 @@ impl Directory {
             interest,
             subscribers,
             members,
+            agents: Arc::new(AgentDirectory::build(core)),
         }
+    }
+
+    /// Every visible agent, by name, capability and node.
+    pub fn agents(&self) -> &Arc<AgentDirectory> {
+        &self.agents
     }
 
     /// Nodes with a subscriber whose pattern matches `topic`, each once, in id order.
@@ -210,7 +219,7 @@ impl Directory {
 }
 
 /// Live entries of an ephemeral keyspace whose owner is visible, as `(owner, name, value)`.
-fn visible_entries<'a>(
+pub(crate) fn visible_entries<'a>(
     core: &'a Core,
     keyspace: &str,
 ) -> impl Iterator<Item = (Owner, &'a str, &'a [u8])> {
@@ -225,7 +234,8 @@ fn visible_entries<'a>(
         })
 }
 
-fn addr_of(owner: Owner, membership: &Membership) -> Option<SocketAddr> {
+/// Where `owner`'s node listens, if membership knows it.
+pub(crate) fn addr_of(owner: Owner, membership: &Membership) -> Option<SocketAddr> {
     let me = membership.me();
     if owner.node == me.node {
         return Some(me.addr);

@@ -86,12 +86,7 @@ pub struct BadServiceName(pub String);
 
 /// Checks a service name: short, and free of the `/` that separates key parts.
 pub fn check_service_name(name: &str) -> Result<(), BadServiceName> {
-    let ok = !name.is_empty()
-        && name.len() <= SERVICE_NAME_MAX
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if crate::ephemeral::plain_name(name, SERVICE_NAME_MAX) {
         Ok(())
     } else {
         Err(BadServiceName(name.to_owned()))

@@ -61,6 +61,7 @@ impl NodeSettings {
                 }),
                 _ => None,
             },
+            agents: Default::default(),
         })
     }
 }

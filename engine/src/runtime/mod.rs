@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agents;
 mod cluster_config;
 mod driver;
 mod from_config;
@@ -41,6 +42,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::discovery::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, LocalNode};
+use agents::{AgentsConfig, AgentsHandle};
 use cluster_config::Mirror;
 use driver::Driver;
 use foundation_core::membership::{
@@ -87,6 +89,8 @@ pub struct NodeSettings {
     /// Where replicated keyspaces are kept on disk; `None`: in memory only, lost when the
     /// node stops.
     pub storage: Option<StorageSettings>,
+    /// Agents' supervision defaults, mailboxes and message limits.
+    pub agents: AgentsConfig,
 }
 
 impl NodeSettings {
@@ -106,6 +110,7 @@ impl NodeSettings {
             rpc: RpcConfig::default(),
             replication: ReplicationConfig::default(),
             storage: None,
+            agents: AgentsConfig::default(),
         }
     }
 }
@@ -148,6 +153,7 @@ pub struct Node {
     events: broadcast::Sender<MembershipEvent>,
     config: ConfigHandle,
     services: Services,
+    agents: AgentsHandle,
     registry: Arc<Registry>,
     vars: VarsHandle,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
@@ -172,6 +178,7 @@ impl Node {
             rpc,
             replication,
             storage,
+            agents,
         } = settings;
         // The sender lives in the store; without one it is dropped and the branch stays idle.
         let (outcomes, batch_outcomes) = mpsc::unbounded_channel();
@@ -185,8 +192,10 @@ impl Node {
         let cluster = identity.cluster.clone();
         let (endpoint, mut inbox) =
             Endpoint::start(identity, &trust, transport, transport_metrics).await?;
+        let (service_requests, agent_requests) =
+            agents::split_requests(take_queue(&mut inbox.requests));
         let services_inbox = ServicesInbox {
-            requests: take_queue(&mut inbox.requests),
+            requests: service_requests,
             events: take_queue(&mut inbox.events),
         };
         let local = MemberId {
@@ -199,6 +208,14 @@ impl Node {
         let (view_tx, view) = watch::channel(Vec::new());
         let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
         let (directory_tx, directory) = watch::channel(Arc::new(Directory::default()));
+        let agents = agents::start(
+            agents,
+            requests_tx.clone(),
+            directory.clone(),
+            endpoint.clone(),
+            agent_requests,
+            &mut registry,
+        );
         let services = services::start(
             requests_tx.clone(),
             directory,
@@ -310,6 +327,7 @@ impl Node {
             events,
             config,
             services,
+            agents,
             registry,
             vars,
             http,
@@ -379,6 +397,11 @@ impl Node {
         self.services.pubsub.clone()
     }
 
+    /// MABEAM agents: spawn supervised agents, find any agent of the cluster, message them.
+    pub fn agents(&self) -> AgentsHandle {
+        self.agents.clone()
+    }
+
     /// Joins the cluster through the node listening at `addr` (seed, or any member).
     pub async fn join(&self, addr: SocketAddr) {
         let _ = self
@@ -412,6 +435,7 @@ impl Node {
     /// Stops the node at once without telling its peers, as a crash would (they will declare
     /// it failed). For tests, demos and fault drills; applications want [`leave`](Self::leave).
     pub async fn abort(&self) {
+        self.agents.abort().await;
         let (done, stopped) = oneshot::channel();
         if self.requests.send(Request::Abort(done)).await.is_ok() {
             let _ = stopped.await;
@@ -437,7 +461,10 @@ impl Node {
     }
 
     /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.
+    /// Its agents are stopped first (the last spawned first), so they leave the directory
+    /// while the node is still a member and can still tell its peers.
     pub async fn leave(&self) {
+        self.agents.shutdown().await;
         let (done, stopped) = oneshot::channel();
         if self.requests.send(Request::Stop(done)).await.is_ok() {
             let _ = stopped.await;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
@@ -45,6 +45,29 @@ pub(crate) enum Request {
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
     Abort(oneshot::Sender<()>),
+}
+
+/// The driver task has ended: the node stopped.
+#[derive(Debug)]
+pub(crate) struct Stopped;
+
+/// Asks the driver to own (`Some`) or stop owning (`None`) the ephemeral entry `name` of
+/// `keyspace`, and waits until it is applied here and the directory reflects it.
+pub(crate) async fn set_ephemeral(
+    requests: &mpsc::Sender<Request>,
+    keyspace: &'static str,
+    name: String,
+    value: Option<Vec<u8>>,
+) -> Result<Result<(), foundation_core::node::WriteError>, Stopped> {
+    let (done, result) = oneshot::channel();
+    let request = Request::SetEphemeral {
+        keyspace,
+        name,
+        value,
+        done,
+    };
+    requests.send(request).await.map_err(|_| Stopped)?;
+    result.await.map_err(|_| Stopped)
 }
 
 /// What a `VarsHandle` asks of the driver.

@@ -29,6 +29,31 @@ pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut()
     }
 }
 
+/// `n` started nodes that all see each other alive; `settings` makes each node's settings
+/// from its seeds (none for the first, the first's address for the others).
+pub async fn cluster(
+    n: usize,
+    settings: impl Fn(Vec<SocketAddr>) -> NodeSettings,
+) -> Vec<foundation_engine::runtime::Node> {
+    use foundation_engine::runtime::Node;
+    let seed = Node::start(settings(vec![])).await.unwrap();
+    let mut nodes = vec![seed.clone()];
+    for _ in 1..n {
+        nodes.push(Node::start(settings(vec![seed.addr()])).await.unwrap());
+    }
+    for node in &nodes {
+        eventually(Duration::from_secs(10), "everyone alive", || {
+            node.members()
+                .iter()
+                .filter(|m| m.state == foundation_engine::membership::MemberState::Alive)
+                .count()
+                == n - 1
+        })
+        .await;
+    }
+    nodes
+}
+
 /// `/metrics` as text, once the driver's housekeeping has refreshed it.
 pub async fn metrics_text(http: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

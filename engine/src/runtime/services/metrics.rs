@@ -28,7 +28,7 @@ pub(crate) struct Reason {
     pub reason: &'static str,
 }
 
-fn latency_histogram() -> Histogram {
+pub(crate) fn latency_histogram() -> Histogram {
     // 50 µs to about 50 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 21))
 }

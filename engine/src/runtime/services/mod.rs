@@ -11,9 +11,11 @@ mod rpc;
 
 pub use handler::{typed, BoxFuture, Call, Handler, HandlerError, HandlerResult};
 pub use health::{HealthCheck, Probe};
+pub(crate) use metrics::latency_histogram;
 pub use pubsub::{
     Message, PubSubError, PubSubHandle, PublishOptions, SlowPolicy, SubscribeOptions, Subscription,
 };
+pub(crate) use registry::lock;
 pub use registry::{Registration, ServiceError, ServiceOptions, ServiceWatch, ServicesHandle};
 pub use rpc::{current_trace, with_trace, CallOptions, RpcConfig, RpcError, RpcHandle};
 

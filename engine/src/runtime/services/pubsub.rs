@@ -35,13 +35,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foundation_transport::{Channel, Endpoint, Message as Received, NodeAddr, NodeId, SendMode};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant as TokioInstant;
 
 use super::metrics::ServicesMetrics;
 use super::registry::{lock, Shared};
 use super::rpc::current_trace;
-use crate::runtime::request::Request;
+use crate::runtime::request::set_ephemeral;
 use foundation_core::ephemeral::PUBSUB_KEYSPACE;
 use foundation_core::services::reliable::{Backlogged, Incoming, Outgoing, Verdict};
 use foundation_core::services::topic::{Pattern, Subscriptions, Topic, TopicError};
@@ -712,19 +712,11 @@ async fn send_batches(handle: PubSubHandle, outbox: Arc<Outbox>) {
 
 /// Records or withdraws this node's interest in `pattern`.
 async fn set_interest(shared: &Shared, pattern: &str, on: bool) -> Result<(), PubSubError> {
-    let (done, result) = oneshot::channel();
-    let request = Request::SetEphemeral {
-        keyspace: PUBSUB_KEYSPACE,
-        name: pattern.to_owned(),
-        value: on.then(Vec::new),
-        done,
-    };
-    shared
-        .requests
-        .send(request)
+    let value = on.then(Vec::new);
+    set_ephemeral(&shared.requests, PUBSUB_KEYSPACE, pattern.to_owned(), value)
         .await
-        .map_err(|_| PubSubError::Stopped)?;
-    Ok(result.await.map_err(|_| PubSubError::Stopped)??)
+        .map_err(|_| PubSubError::Stopped)?
+        .map_err(PubSubError::from)
 }
 
 /// A subscription; dropping it unsubscribes.

@@ -20,11 +20,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::handler::Handler;
 use super::health::{spawn_check, HealthCheck};
-use crate::runtime::request::Request;
+use crate::runtime::request::{set_ephemeral, Request};
 use foundation_core::ephemeral::SERVICES_KEYSPACE;
 use foundation_core::node::WriteError;
 use foundation_core::services::record::{check_service_name, entry_name};
@@ -123,18 +123,12 @@ impl Shared {
         id: u64,
         record: Option<&InstanceRecord>,
     ) -> Result<(), ServiceError> {
-        let (done, result) = oneshot::channel();
-        let request = Request::SetEphemeral {
-            keyspace: SERVICES_KEYSPACE,
-            name: entry_name(service, id),
-            value: record.map(InstanceRecord::encode),
-            done,
-        };
-        self.requests
-            .send(request)
+        let value = record.map(InstanceRecord::encode);
+        let name = entry_name(service, id);
+        set_ephemeral(&self.requests, SERVICES_KEYSPACE, name, value)
             .await
-            .map_err(|_| ServiceError::Stopped)?;
-        Ok(result.await.map_err(|_| ServiceError::Stopped)??)
+            .map_err(|_| ServiceError::Stopped)?
+            .map_err(ServiceError::from)
     }
 
     /// Changes instance `id`'s health, if it is still registered and the health differs.

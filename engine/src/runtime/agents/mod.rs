@@ -1,0 +1,425 @@
+//! MABEAM agents on a running node: spawn supervised [`Agent`]s, find any agent of the
+//! cluster by name, capability or node, and send them messages.
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use foundation_engine::runtime::agents::{answer, Agent, AgentSpec, Context, HandlerError, Message};
+//! struct Doubler;
+//! impl Agent for Doubler {
+//!     async fn handle(&mut self, _: &Context, m: Message) -> Result<bytes::Bytes, HandlerError> {
+//!         answer(&(m.decode::<u64>()? * 2))
+//!     }
+//! }
+//! # async fn demo(node: foundation_engine::runtime::Node) -> Result<(), Box<dyn std::error::Error>> {
+//! let agents = node.agents();
+//! agents.spawn(AgentSpec::new("doubler", || Doubler).capability("math")).await?;
+//! let four: u64 = agents.request("doubler", &2u64, Duration::from_secs(1)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces: [`agent`] (the trait), [`group`] (what is spawned), `instance` (one running
+//! instance and how its end is observed), `supervisor` (the task that runs the pure supervisor
+//! machines and publishes lifecycle states), `messaging` (send, request, multicast), `remote`
+//! (the rpc channel), `metrics`.
+
+mod agent;
+mod group;
+mod instance;
+mod messaging;
+mod metrics;
+mod remote;
+mod supervisor;
+
+pub use agent::{answer, Agent, Context, HandlerError, Health, Message, StopReason};
+pub use foundation_agents::supervisor::{Restart, Strategy, SupervisorConfig};
+pub use foundation_core::agents::{AgentDirectory, AgentEntry, AgentState, DeliveryError};
+pub use group::AgentSpec;
+pub use messaging::Delivered;
+pub(crate) use remote::split_requests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use foundation_agents::supervisor::SupervisorError;
+use foundation_core::agents::record::AgentRecord;
+use foundation_core::agents::BadAgent;
+use foundation_core::ephemeral::AGENTS_KEYSPACE;
+use foundation_core::node::WriteError;
+use foundation_core::services::Directory;
+use foundation_transport::{Endpoint, IncomingRequest, NodeId};
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::runtime::request::{set_ephemeral, Request};
+use group::GroupSpec;
+use instance::{Envelope, Mailbox};
+use metrics::AgentsMetrics;
+use supervisor::Command;
+
+/// Settings of a node's agents.
+#[derive(Clone, Debug)]
+pub struct AgentsConfig {
+    /// The supervisor of an agent spawned alone with [`AgentsHandle::spawn`].
+    pub supervisor: SupervisorConfig,
+    /// Messages queued per agent; a message to a full mailbox is refused, not waited for.
+    pub mailbox: usize,
+    /// Largest message, sent or received.
+    pub max_message_bytes: usize,
+    /// How long a `send` to another node waits for the message to be queued there.
+    pub send_timeout: Duration,
+    /// How long a stopped instance may take to finish its message and `terminate` before it
+    /// is aborted.
+    pub stop_grace: Duration,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            supervisor: SupervisorConfig::default(),
+            mailbox: 1024,
+            max_message_bytes: 1 << 20,
+            send_timeout: Duration::from_secs(5),
+            stop_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why spawning or stopping agents failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentsError {
+    /// A name or capability is not acceptable.
+    #[error(transparent)]
+    Bad(#[from] BadAgent),
+    /// The supervisor settings are invalid, or two agents of a group share a name.
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    /// An agent or group of this node already has the name.
+    #[error("an agent or group named {0:?} already runs in this node")]
+    NameTaken(String),
+    /// No group of this name runs in this node.
+    #[error("no agent group named {0:?} in this node")]
+    UnknownGroup(String),
+    /// The directory write was refused (a size limit).
+    #[error(transparent)]
+    Refused(#[from] WriteError),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// A change in the lifecycle of this node's agents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// An agent entered `state`.
+    State {
+        /// The agent.
+        name: String,
+        /// Its new state.
+        state: AgentState,
+    },
+    /// A group's supervisor gave up after too many restarts; its agents are `Failed`.
+    GaveUp {
+        /// The group (an agent spawned alone is a group of its own name).
+        group: String,
+        /// Which agent failed once too often.
+        reason: String,
+    },
+}
+
+/// One local agent, as messaging and the supervisor share it.
+struct LocalAgent {
+    mailbox: Arc<Mailbox>,
+    capabilities: BTreeSet<String>,
+    state: AgentState,
+    /// Whether `state` is in the directory yet.
+    published: bool,
+}
+
+/// State every clone of the handle, the supervisor task and the rpc server share.
+pub(crate) struct Shared {
+    node: NodeId,
+    config: AgentsConfig,
+    requests: mpsc::Sender<Request>,
+    directory: watch::Receiver<Arc<Directory>>,
+    endpoint: Endpoint,
+    local: RwLock<BTreeMap<String, LocalAgent>>,
+    commands: mpsc::Sender<Command>,
+    metrics: AgentsMetrics,
+    events: broadcast::Sender<AgentEvent>,
+}
+
+/// Events buffered per subscriber before the oldest are dropped.
+const EVENT_BUFFER: usize = 1024;
+/// Commands queued for the supervisor task.
+const COMMAND_BUFFER: usize = 1024;
+
+/// Starts the node's supervisor task and the server of remote agent messages.
+pub(crate) fn start(
+    config: AgentsConfig,
+    requests: mpsc::Sender<Request>,
+    directory: watch::Receiver<Arc<Directory>>,
+    endpoint: Endpoint,
+    incoming: mpsc::Receiver<IncomingRequest>,
+    registry: &mut Registry,
+) -> AgentsHandle {
+    let (commands, commands_rx) = mpsc::channel(COMMAND_BUFFER);
+    let shared = Arc::new(Shared {
+        node: endpoint.local().id,
+        config,
+        requests,
+        directory,
+        endpoint,
+        local: RwLock::default(),
+        commands,
+        metrics: AgentsMetrics::register(registry),
+        events: broadcast::channel(EVENT_BUFFER).0,
+    });
+    tokio::spawn(supervisor::Task::new(shared.clone(), commands_rx).run());
+    let handle = AgentsHandle { shared };
+    tokio::spawn(remote::serve(handle.clone(), incoming));
+    handle
+}
+
+impl Shared {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, LocalAgent>> {
+        self.local
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, LocalAgent>> {
+        self.local
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the names of `spec`'s agents for this node, with empty mailboxes.
+    fn claim_names(&self, spec: &GroupSpec) -> Result<(), AgentsError> {
+        let mut local = self.write();
+        if let Some(taken) = spec.agents.iter().find(|a| local.contains_key(&a.name)) {
+            return Err(AgentsError::NameTaken(taken.name.clone()));
+        }
+        for agent in &spec.agents {
+            let entry = LocalAgent {
+                mailbox: Mailbox::new(self.config.mailbox),
+                capabilities: agent.capabilities.clone(),
+                state: AgentState::Restarting,
+                published: false,
+            };
+            local.insert(agent.name.clone(), entry);
+        }
+        Ok(())
+    }
+
+    fn mailbox(&self, name: &str) -> Option<Arc<Mailbox>> {
+        self.read().get(name).map(|a| a.mailbox.clone())
+    }
+
+    fn context(self: &Arc<Self>, name: &str) -> Context {
+        Context {
+            name: name.to_owned(),
+            agents: AgentsHandle {
+                shared: self.clone(),
+            },
+        }
+    }
+
+    /// Records agent `name`'s state, and if it changed tells the directory, the metrics and
+    /// the event subscribers.
+    async fn set_state(&self, name: &str, state: AgentState) {
+        let record = {
+            let mut local = self.write();
+            let Some(agent) = local.get_mut(name) else {
+                return;
+            };
+            if agent.published && agent.state == state {
+                return;
+            }
+            agent.state = state;
+            agent.published = true;
+            AgentRecord {
+                capabilities: agent.capabilities.clone(),
+                state,
+            }
+        };
+        self.count_states();
+        let _ = self.events.send(AgentEvent::State {
+            name: name.to_owned(),
+            state,
+        });
+        self.publish(name, Some(record)).await;
+    }
+
+    /// Forgets agent `name`: its mailbox closes and its directory entry is deleted.
+    async fn release(&self, name: &str) {
+        self.write().remove(name);
+        self.count_states();
+        self.publish(name, None).await;
+    }
+
+    async fn publish(&self, name: &str, record: Option<AgentRecord>) {
+        let value = record.as_ref().map(AgentRecord::encode);
+        let result = set_ephemeral(&self.requests, AGENTS_KEYSPACE, name.to_owned(), value).await;
+        if let Ok(Err(e)) = result {
+            tracing::warn!(agent = %name, error = %e, "agent directory entry not written");
+        }
+    }
+
+    fn count_states(&self) {
+        let local = self.read();
+        for state in AgentState::ALL {
+            let count = local.values().filter(|a| a.state == state).count();
+            self.metrics.set_agents(state, count);
+        }
+    }
+}
+
+/// The agents of one node, and its view of every agent in the cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct AgentsHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl AgentsHandle {
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.shared.node
+    }
+
+    /// Spawns `agent` under a supervisor of its own with the node's default settings
+    /// ([`AgentsConfig::supervisor`]); the group is named after the agent.
+    pub async fn spawn(&self, agent: AgentSpec) -> Result<(), AgentsError> {
+        let config = self.shared.config.supervisor.clone();
+        self.spawn_with(agent, config).await
+    }
+
+    /// Spawns `agent` under a supervisor of its own with `config`.
+    pub async fn spawn_with(
+        &self,
+        agent: AgentSpec,
+        config: SupervisorConfig,
+    ) -> Result<(), AgentsError> {
+        let name = agent.name.clone();
+        self.spawn_group(name, config, vec![agent]).await
+    }
+
+    /// Spawns `agents` under one supervisor called `group`, started in the given order and
+    /// stopped in reverse. Returns once every agent has started and is in the directory here.
+    pub async fn spawn_group(
+        &self,
+        group: impl Into<String>,
+        config: SupervisorConfig,
+        agents: Vec<AgentSpec>,
+    ) -> Result<(), AgentsError> {
+        let spec = GroupSpec {
+            name: group.into(),
+            config,
+            agents,
+        };
+        self.command(|done| Command::Spawn { spec, done }).await
+    }
+
+    /// Stops group `group` (or the agent spawned alone under that name): its agents
+    /// terminate in reverse start order and leave the directory.
+    pub async fn stop(&self, group: &str) -> Result<(), AgentsError> {
+        let group = group.to_owned();
+        self.command(|done| Command::Stop { group, done }).await
+    }
+
+    async fn command(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<(), AgentsError>>) -> Command,
+    ) -> Result<(), AgentsError> {
+        let (done, result) = oneshot::channel();
+        self.shared
+            .commands
+            .send(command(done))
+            .await
+            .map_err(|_| AgentsError::Stopped)?;
+        result.await.map_err(|_| AgentsError::Stopped)?
+    }
+
+    /// The state of this node's agent `name`, if it has one.
+    pub fn state(&self, name: &str) -> Option<AgentState> {
+        self.shared.read().get(name).map(|a| a.state)
+    }
+
+    /// Names of this node's agents.
+    pub fn local_names(&self) -> Vec<String> {
+        self.shared.read().keys().cloned().collect()
+    }
+
+    /// Asks this node's agent `name` how it is doing (between two of its messages).
+    pub async fn health(&self, name: &str, deadline: Duration) -> Result<Health, DeliveryError> {
+        let mailbox = self
+            .shared
+            .mailbox(name)
+            .ok_or_else(|| DeliveryError::UnknownAgent(name.to_owned()))?;
+        let (reply, answer) = oneshot::channel();
+        messaging::enqueue(name, &mailbox, Envelope::Health(reply))?;
+        match tokio::time::timeout(deadline, answer).await {
+            Ok(Ok(health)) => Ok(health),
+            Ok(Err(_)) => Err(self.dead(name)),
+            Err(_) => Err(DeliveryError::DeadlineExceeded),
+        }
+    }
+
+    /// The cluster's agents as this node sees them now.
+    pub fn directory(&self) -> Arc<AgentDirectory> {
+        self.shared.directory.borrow().agents().clone()
+    }
+
+    /// The agent a message to `name` goes to: this node's, else the one on the smallest node.
+    pub fn lookup(&self, name: &str) -> Option<AgentEntry> {
+        self.directory().get(name).cloned()
+    }
+
+    /// Every visible agent that declared `capability`.
+    pub fn with_capability(&self, capability: &str) -> Vec<AgentEntry> {
+        let directory = self.directory();
+        directory
+            .with_capability(capability)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Every visible agent running in `node`.
+    pub fn on_node(&self, node: NodeId) -> Vec<AgentEntry> {
+        let directory = self.directory();
+        directory.on_node(node).into_iter().cloned().collect()
+    }
+
+    /// Lifecycle changes of this node's agents from now on.
+    pub fn events(&self) -> broadcast::Receiver<AgentEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Stops every group, the last spawned first, and deletes their directory entries; the
+    /// node calls it before it leaves.
+    pub(crate) async fn shutdown(&self) {
+        self.end(Command::Shutdown).await;
+    }
+
+    /// Kills every agent instance without `terminate`, as a crash would.
+    pub(crate) async fn abort(&self) {
+        self.end(Command::Abort).await;
+    }
+
+    /// Sends the supervisor task a command that ends it, and waits until it has.
+    async fn end(&self, command: fn(oneshot::Sender<()>) -> Command) {
+        let (done, ended) = oneshot::channel();
+        if self.shared.commands.send(command(done)).await.is_ok() {
+            let _ = ended.await;
+        }
+    }
+
+    /// The error for a local agent that took no more messages.
+    fn dead(&self, name: &str) -> DeliveryError {
+        DeliveryError::DeadAgent {
+            name: name.to_owned(),
+            state: self.state(name).unwrap_or(AgentState::Stopped),
+        }
+    }
+}

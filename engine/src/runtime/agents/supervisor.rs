@@ -1,0 +1,398 @@
+//! The node's supervisor task: it runs the pure `foundation_agents::supervisor::Supervisor`
+//! machine of every agent group, carries out its actions (start and stop instances, give up),
+//! arms its `poll_timeout` with tokio, and publishes every agent's lifecycle state to the
+//! cluster-wide directory, the local table messages are delivered by, metrics and events.
+//!
+//! Each group has its own machine, so restart intensity is counted per group: a single agent
+//! spawned alone that fails too often stops alone, and the rest of the node carries on.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use foundation_agents::supervisor::{Action, ChildId, ChildState, Exit, Supervisor};
+use foundation_agents::Time;
+use foundation_core::agents::AgentState;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant as TokioInstant;
+
+use super::group::GroupSpec;
+use super::instance::{self, Running};
+use super::{AgentEvent, AgentsError, Shared};
+
+/// What the supervisor task is asked to do, and told.
+pub(super) enum Command {
+    Spawn {
+        spec: GroupSpec,
+        done: oneshot::Sender<Result<(), AgentsError>>,
+    },
+    Stop {
+        group: String,
+        done: oneshot::Sender<Result<(), AgentsError>>,
+    },
+    Exited {
+        group: u64,
+        child: ChildId,
+        exit: Exit,
+    },
+    /// Stop every group, the last spawned first, then end.
+    Shutdown(oneshot::Sender<()>),
+    /// Kill every instance without `terminate`, as a crash would, then end.
+    Abort(oneshot::Sender<()>),
+}
+
+struct Group {
+    name: String,
+    machine: Supervisor,
+    spec: GroupSpec,
+    running: Vec<Option<Running>>,
+    starts: Vec<u64>,
+    /// Children the machine asked to stop, in its order, not yet told: each is told only once
+    /// the one before has exited, so a child never outlives what was started after it.
+    stops: VecDeque<ChildId>,
+    /// The child told to stop whose exit is awaited.
+    stopping_now: Option<ChildId>,
+    gave_up: bool,
+    /// Why the machine gave up, until the states say `Failed` and it is announced.
+    gave_up_reason: Option<String>,
+    /// Callers waiting for the group to stop; non-empty once a stop was asked for.
+    stopping: Vec<oneshot::Sender<Result<(), AgentsError>>>,
+    stop_requested: bool,
+}
+
+pub(super) struct Task {
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    groups: BTreeMap<u64, Group>,
+    next_group: u64,
+    epoch: TokioInstant,
+    shutdown: Option<oneshot::Sender<()>>,
+    /// The shutdown is answered: the task ends.
+    finished: bool,
+}
+
+impl Task {
+    pub fn new(shared: Arc<Shared>, commands: mpsc::Receiver<Command>) -> Self {
+        Self {
+            shared,
+            commands,
+            groups: BTreeMap::new(),
+            next_group: 1,
+            epoch: TokioInstant::now(),
+            shutdown: None,
+            finished: false,
+        }
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            let wake = self.next_deadline();
+            let sleep = tokio::time::sleep_until(wake.unwrap_or_else(far_future));
+            let command = tokio::select! {
+                command = self.commands.recv() => command,
+                _ = sleep, if wake.is_some() => {
+                    self.timeouts().await;
+                    continue;
+                }
+            };
+            let Some(command) = command else { return };
+            self.handle(command).await;
+            if self.finished {
+                return;
+            }
+        }
+    }
+
+    /// Carries out one command.
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Spawn { spec, done } => {
+                let result = self.spawn(spec).await;
+                let _ = done.send(result);
+            }
+            Command::Stop { group, done } => self.stop(&group, done).await,
+            Command::Exited { group, child, exit } => self.exited(group, child, exit).await,
+            Command::Shutdown(done) => {
+                self.shutdown = Some(done);
+                self.stop_last_group().await;
+            }
+            Command::Abort(done) => {
+                self.abort();
+                let _ = done.send(());
+                self.finished = true;
+            }
+        }
+    }
+
+    fn now(&self) -> Time {
+        Time(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn next_deadline(&self) -> Option<TokioInstant> {
+        let at = self
+            .groups
+            .values()
+            .filter_map(|g| g.machine.poll_timeout())
+            .min()?;
+        Some(self.epoch + std::time::Duration::from_millis(at.0))
+    }
+
+    async fn spawn(&mut self, spec: GroupSpec) -> Result<(), AgentsError> {
+        if self.shutdown.is_some() {
+            return Err(AgentsError::Stopped);
+        }
+        if self.groups.values().any(|g| g.name == spec.name) {
+            return Err(AgentsError::NameTaken(spec.name));
+        }
+        let machine = spec.machine()?;
+        self.shared.claim_names(&spec)?;
+        let id = self.next_group;
+        self.next_group += 1;
+        let children = spec.agents.len();
+        let mut group = Group {
+            name: spec.name.clone(),
+            machine,
+            spec,
+            running: (0..children).map(|_| None).collect(),
+            starts: vec![0; children],
+            stops: VecDeque::new(),
+            stopping_now: None,
+            gave_up: false,
+            gave_up_reason: None,
+            stopping: Vec::new(),
+            stop_requested: false,
+        };
+        let actions = group.machine.start(self.now());
+        self.groups.insert(id, group);
+        self.apply(id, actions);
+        self.sync(id).await;
+        Ok(())
+    }
+
+    async fn stop(&mut self, name: &str, done: oneshot::Sender<Result<(), AgentsError>>) {
+        let Some((&id, group)) = self.groups.iter_mut().find(|(_, g)| g.name == name) else {
+            let _ = done.send(Err(AgentsError::UnknownGroup(name.to_owned())));
+            return;
+        };
+        group.stopping.push(done);
+        group.stop_requested = true;
+        let actions = group.machine.shutdown();
+        self.apply(id, actions);
+        self.sync(id).await;
+    }
+
+    async fn exited(&mut self, id: u64, child: ChildId, exit: Exit) {
+        let now = self.now();
+        let Some(group) = self.groups.get_mut(&id) else {
+            return;
+        };
+        if let Some(slot) = group.running.get_mut(child.0) {
+            *slot = None;
+        }
+        group.stops.retain(|&c| c != child);
+        if group.stopping_now == Some(child) {
+            group.stopping_now = None;
+        }
+        if exit != Exit::Normal {
+            let name = &group.spec.agents[child.0].name;
+            tracing::warn!(agent = %name, ?exit, "agent instance ended abnormally");
+        }
+        let actions = group.machine.exited(now, child, exit);
+        self.apply(id, actions);
+        self.sync(id).await;
+    }
+
+    async fn timeouts(&mut self) {
+        let now = self.now();
+        let due: Vec<u64> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.machine.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            if let Some(group) = self.groups.get_mut(&id) {
+                let actions = group.machine.handle_timeout(now);
+                self.apply(id, actions);
+                self.sync(id).await;
+            }
+        }
+    }
+
+    /// Carries out the machine's actions for group `id`.
+    fn apply(&mut self, id: u64, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Start(child) => self.start_child(id, child),
+                Action::Stop(child) => {
+                    if let Some(group) = self.groups.get_mut(&id) {
+                        group.stops.push_back(child);
+                    }
+                }
+                Action::GaveUp { reason } => self.gave_up(id, reason),
+            }
+        }
+        self.next_stop(id);
+    }
+
+    /// Tells the next child in the stop queue to stop, unless one is still stopping.
+    fn next_stop(&mut self, id: u64) {
+        let grace = self.shared.config.stop_grace;
+        let Some(group) = self.groups.get_mut(&id) else {
+            return;
+        };
+        while group.stopping_now.is_none() {
+            let Some(child) = group.stops.pop_front() else {
+                return;
+            };
+            if let Some(running) = group.running.get_mut(child.0).and_then(Option::as_mut) {
+                running.stop(grace);
+                group.stopping_now = Some(child);
+            }
+        }
+    }
+
+    fn start_child(&mut self, id: u64, child: ChildId) {
+        let Some(group) = self.groups.get_mut(&id) else {
+            return;
+        };
+        let spec = &group.spec.agents[child.0];
+        let Some(mailbox) = self.shared.mailbox(&spec.name) else {
+            return;
+        };
+        if group.starts[child.0] > 0 {
+            self.shared.metrics.restarts.inc();
+        }
+        group.starts[child.0] += 1;
+        let commands = self.shared.commands.clone();
+        let ctx = self.shared.context(&spec.name);
+        let running = instance::start(&spec.launch, ctx, mailbox, move |exit| {
+            Box::pin(async move {
+                // The supervisor task gone: the node stopped, nobody to tell.
+                let _ = commands
+                    .send(Command::Exited {
+                        group: id,
+                        child,
+                        exit,
+                    })
+                    .await;
+            })
+        });
+        group.running[child.0] = Some(running);
+    }
+
+    fn gave_up(&mut self, id: u64, reason: String) {
+        let Some(group) = self.groups.get_mut(&id) else {
+            return;
+        };
+        group.gave_up = true;
+        tracing::error!(group = %group.name, %reason, "agent supervisor gave up");
+        self.shared.metrics.gave_up.inc();
+        group.gave_up_reason = Some(reason);
+    }
+
+    /// Publishes the states of group `id`'s agents that changed, and removes the group once a
+    /// stop asked for has finished.
+    async fn sync(&mut self, id: u64) {
+        let Some(group) = self.groups.get(&id) else {
+            return;
+        };
+        let states: Vec<(String, AgentState)> = (0..group.spec.agents.len())
+            .map(|i| {
+                (
+                    group.spec.agents[i].name.clone(),
+                    state_of(group, ChildId(i)),
+                )
+            })
+            .collect();
+        for (name, state) in states {
+            self.shared.set_state(&name, state).await;
+        }
+        let Some(group) = self.groups.get_mut(&id) else {
+            return;
+        };
+        if let Some(reason) = group.gave_up_reason.take() {
+            let _ = self.shared.events.send(AgentEvent::GaveUp {
+                group: group.name.clone(),
+                reason,
+            });
+        }
+        let group = &self.groups[&id];
+        let finished = group.stop_requested
+            && group.machine.state() == foundation_agents::supervisor::SupervisorState::Stopped;
+        if finished {
+            self.remove(id).await;
+        }
+    }
+
+    async fn remove(&mut self, id: u64) {
+        let Some(group) = self.groups.remove(&id) else {
+            return;
+        };
+        for agent in &group.spec.agents {
+            self.shared.release(&agent.name).await;
+        }
+        for done in group.stopping {
+            let _ = done.send(Ok(()));
+        }
+        if self.shutdown.is_some() {
+            self.stop_last_group_boxed().await;
+        }
+    }
+
+    /// During shutdown: stops the most recently spawned group still running (the reverse of
+    /// spawn order, as each group stops its agents in reverse start order); once none is
+    /// left, answers the shutdown.
+    async fn stop_last_group(&mut self) {
+        let next = self
+            .groups
+            .iter()
+            .rev()
+            .find(|(_, g)| !g.stop_requested)
+            .map(|(_, g)| g.name.clone());
+        match next {
+            Some(name) => {
+                let (done, _) = oneshot::channel();
+                self.stop(&name, done).await;
+            }
+            None if self.groups.is_empty() => {
+                if let Some(done) = self.shutdown.take() {
+                    let _ = done.send(());
+                }
+                self.finished = true;
+            }
+            None => {}
+        }
+    }
+
+    /// The recursion remove → stop_last_group → stop → sync → remove needs a boxed future.
+    fn stop_last_group_boxed(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.stop_last_group())
+    }
+
+    fn abort(&mut self) {
+        for group in self.groups.values() {
+            for running in group.running.iter().flatten() {
+                running.kill();
+            }
+        }
+    }
+}
+
+/// The state the directory shows for child `id` of `group`.
+fn state_of(group: &Group, id: ChildId) -> AgentState {
+    if group.gave_up {
+        return AgentState::Failed;
+    }
+    match group.machine.child_state(id) {
+        Some(ChildState::Running { .. }) => AgentState::Running,
+        Some(ChildState::Waiting { .. } | ChildState::Idle) => AgentState::Restarting,
+        Some(ChildState::Stopping) if !group.stop_requested => AgentState::Restarting,
+        _ => AgentState::Stopped,
+    }
+}
+
+fn far_future() -> TokioInstant {
+    TokioInstant::now() + std::time::Duration::from_secs(86_400)
+}

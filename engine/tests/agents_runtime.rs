@@ -1,0 +1,454 @@
+//! Agents on real QUIC nodes on loopback: supervision (restart after a panic, giving up after
+//! the restart intensity, shutdown order), the cluster-wide directory (lookup by capability
+//! from another node, a killed node's agents vanishing) and messages (requests across nodes,
+//! multicast, typed errors). No timing is asserted: every wait has a generous deadline.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::eventually;
+use foundation_engine::runtime::agents::{
+    answer, Agent, AgentEvent, AgentSpec, AgentState, AgentsConfig, AgentsError, Context,
+    DeliveryError, HandlerError, Health, Message, StopReason, Strategy, SupervisorConfig,
+};
+use foundation_engine::runtime::{Node, NodeSettings};
+
+const SOON: Duration = Duration::from_secs(20);
+const DEADLINE: Duration = Duration::from_secs(5);
+
+async fn cluster(n: usize) -> Vec<Node> {
+    common::cluster(n, |seeds| {
+        common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await
+}
+
+async fn stop(nodes: &[Node]) {
+    for node in nodes {
+        node.abort().await;
+    }
+}
+
+/// Doubles numbers; panics on 0; sleeps on 1 (to miss deadlines); reports itself degraded.
+struct Doubler;
+
+impl Agent for Doubler {
+    async fn handle(&mut self, _: &Context, message: Message) -> Result<Bytes, HandlerError> {
+        match message.decode::<u64>()? {
+            0 => panic!("zero is not allowed"),
+            1 => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                answer(&2u64)
+            }
+            n => answer(&(n * 2)),
+        }
+    }
+
+    fn health(&self) -> Health {
+        Health::Degraded("doubling only".into())
+    }
+}
+
+fn doubler(name: &str) -> AgentSpec {
+    AgentSpec::new(name, || Doubler).capability("math")
+}
+
+/// Fails its `init` every time.
+struct Broken;
+
+impl Agent for Broken {
+    async fn init(&mut self, _: &Context) -> Result<(), HandlerError> {
+        Err(HandlerError::new("cannot start"))
+    }
+
+    async fn handle(&mut self, _: &Context, _: Message) -> Result<Bytes, HandlerError> {
+        Ok(Bytes::new())
+    }
+}
+
+/// Records the messages it gets and the order of terminations.
+struct Recorder {
+    name: &'static str,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent for Recorder {
+    async fn handle(&mut self, _: &Context, message: Message) -> Result<Bytes, HandlerError> {
+        let text: String = message.decode()?;
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}:{text}", self.name));
+        Ok(Bytes::new())
+    }
+
+    async fn terminate(&mut self, _: &Context, _: StopReason) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("terminate:{}", self.name));
+    }
+}
+
+fn recorder(name: &'static str, log: &Arc<Mutex<Vec<String>>>) -> AgentSpec {
+    let log = log.clone();
+    AgentSpec::new(name, move || Recorder {
+        name,
+        log: log.clone(),
+    })
+    .capability("recorder")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_reported_and_the_agent_restarted() {
+    let nodes = cluster(1).await;
+    let agents = nodes[0].agents();
+    agents.spawn(doubler("doubler")).await.unwrap();
+    let bad = agents.spawn(AgentSpec::new("no/slash", || Doubler)).await;
+    assert!(matches!(bad, Err(AgentsError::Bad(_))), "{bad:?}");
+    let taken = agents.spawn(doubler("doubler")).await;
+    assert!(matches!(taken, Err(AgentsError::NameTaken(_))), "{taken:?}");
+    let mut events = agents.events();
+    let four: u64 = agents.request("doubler", &2u64, DEADLINE).await.unwrap();
+    assert_eq!(four, 4);
+
+    let panicked = agents.request::<_, u64>("doubler", &0u64, DEADLINE).await;
+    assert!(
+        matches!(&panicked, Err(DeliveryError::Panicked { message, .. }) if message.contains("zero")),
+        "{panicked:?}"
+    );
+    // Restarting, then running again; the next request is answered by a new instance.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&AgentState::Running) {
+        match tokio::time::timeout(SOON, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            AgentEvent::State { state, .. } => seen.push(state),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, [AgentState::Restarting, AgentState::Running]);
+    let six: u64 = agents.request("doubler", &3u64, DEADLINE).await.unwrap();
+    assert_eq!(six, 6);
+    assert_eq!(
+        agents.health("doubler", DEADLINE).await.unwrap(),
+        Health::Degraded("doubling only".into())
+    );
+    let metrics = metrics_text(&nodes[0]);
+    assert!(
+        metrics.contains("foundation_agent_restarts_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("foundation_agents{state=\"running\"} 1"),
+        "{metrics}"
+    );
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_for_all_restarts_every_agent_of_the_group() {
+    let nodes = cluster(1).await;
+    let agents = nodes[0].agents();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let config = SupervisorConfig {
+        strategy: Strategy::OneForAll,
+        ..SupervisorConfig::default()
+    };
+    let group = vec![recorder("sibling", &log), doubler("crashy")];
+    agents.spawn_group("pair", config, group).await.unwrap();
+    let mut events = agents.events();
+    let panicked = agents.request::<_, u64>("crashy", &0u64, DEADLINE).await;
+    assert!(
+        matches!(panicked, Err(DeliveryError::Panicked { .. })),
+        "{panicked:?}"
+    );
+    // The sibling is stopped (terminate runs) and started again along with the one that failed.
+    let mut running = Vec::new();
+    while running.len() < 2 {
+        let event = tokio::time::timeout(SOON, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let AgentEvent::State {
+            name,
+            state: AgentState::Running,
+        } = event
+        {
+            running.push(name);
+        }
+    }
+    running.sort();
+    assert_eq!(running, ["crashy", "sibling"]);
+    assert_eq!(*log.lock().unwrap(), ["terminate:sibling"]);
+    let answer: u64 = agents.request("crashy", &5u64, DEADLINE).await.unwrap();
+    assert_eq!(answer, 10);
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_failing_past_its_intensity_is_stopped_and_reported_everywhere() {
+    let nodes = cluster(2).await;
+    let agents = nodes[0].agents();
+    let mut events = agents.events();
+    let config = SupervisorConfig {
+        max_restarts: 2,
+        period_ms: 60_000,
+        backoff_initial_ms: 10,
+        backoff_max_ms: 50,
+        ..SupervisorConfig::default()
+    };
+    agents
+        .spawn_with(AgentSpec::new("broken", || Broken), config)
+        .await
+        .unwrap();
+    agents.spawn(doubler("healthy")).await.unwrap();
+    let reason = loop {
+        match tokio::time::timeout(SOON, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            AgentEvent::GaveUp { group, reason } => {
+                assert_eq!(group, "broken");
+                break reason;
+            }
+            AgentEvent::State { .. } => {}
+        }
+    };
+    assert!(reason.contains("broken"), "{reason}");
+    assert_eq!(agents.state("broken"), Some(AgentState::Failed));
+    let dead = agents.send("broken", &1u64).await;
+    assert!(
+        matches!(
+            dead,
+            Err(DeliveryError::DeadAgent {
+                state: AgentState::Failed,
+                ..
+            })
+        ),
+        "{dead:?}"
+    );
+
+    // The other node sees it failed, and gets the same typed error.
+    let remote = nodes[1].agents();
+    eventually(SOON, "failed state replicated", || {
+        remote
+            .lookup("broken")
+            .is_some_and(|e| e.record.state == AgentState::Failed)
+    })
+    .await;
+    let dead = remote.request::<_, u64>("broken", &1u64, DEADLINE).await;
+    assert!(
+        matches!(dead, Err(DeliveryError::DeadAgent { .. })),
+        "{dead:?}"
+    );
+
+    // Its neighbour was never touched, and stopping the failed one removes it everywhere.
+    let ten: u64 = remote.request("healthy", &5u64, DEADLINE).await.unwrap();
+    assert_eq!(ten, 10);
+    agents.stop("broken").await.unwrap();
+    eventually(SOON, "stopped agent leaves the directory", || {
+        remote.lookup("broken").is_none()
+    })
+    .await;
+    let metrics = metrics_text(&nodes[0]);
+    assert!(
+        metrics.contains("foundation_agent_supervisor_gave_up_total 1"),
+        "{metrics}"
+    );
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_are_found_by_capability_and_messaged_from_other_nodes() {
+    let nodes = cluster(3).await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    nodes[0]
+        .agents()
+        .spawn(recorder("rec-a", &log))
+        .await
+        .unwrap();
+    nodes[1]
+        .agents()
+        .spawn(recorder("rec-b", &log))
+        .await
+        .unwrap();
+    nodes[1].agents().spawn(doubler("doubler")).await.unwrap();
+    let far = nodes[2].agents();
+    eventually(SOON, "both recorders visible from the third node", || {
+        far.with_capability("recorder").len() == 2
+    })
+    .await;
+    let found = far.with_capability("recorder");
+    assert_eq!(found[0].name, "rec-a");
+    assert_eq!(found[0].node.id, nodes[0].id());
+    assert_eq!(found[1].node.id, nodes[1].id());
+    assert!(!found[0].local);
+
+    // A request across nodes.
+    eventually(SOON, "doubler visible", || far.lookup("doubler").is_some()).await;
+    assert_eq!(far.on_node(nodes[1].id()).len(), 2);
+    let answer: u64 = far.request("doubler", &21u64, DEADLINE).await.unwrap();
+    assert_eq!(answer, 42);
+
+    // Multicast reaches both recorders, on two other nodes.
+    let delivered = far
+        .multicast("recorder", &"hello".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 2);
+    assert!(delivered.iter().all(|d| d.result.is_ok()), "{delivered:?}");
+    eventually(SOON, "both got it", || log.lock().unwrap().len() == 2).await;
+    let mut got = log.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, ["rec-a:hello", "rec-b:hello"]);
+
+    // Typed errors, and the nodes stay up.
+    let unknown = far.send("nobody", &1u64).await;
+    assert!(
+        matches!(unknown, Err(DeliveryError::UnknownAgent(_))),
+        "{unknown:?}"
+    );
+    let late = far
+        .request::<_, u64>("doubler", &1u64, Duration::from_millis(200))
+        .await;
+    assert!(
+        matches!(late, Err(DeliveryError::DeadlineExceeded)),
+        "{late:?}"
+    );
+    let huge = vec![7u8; 2 << 20];
+    let too_large = far.send_bytes("doubler", huge.into()).await;
+    assert!(
+        matches!(too_large, Err(DeliveryError::TooLarge { .. })),
+        "{too_large:?}"
+    );
+    let panicked = far.request::<_, u64>("doubler", &0u64, DEADLINE).await;
+    assert!(
+        matches!(panicked, Err(DeliveryError::Panicked { .. })),
+        "{panicked:?}"
+    );
+    // An empty body does not decode as the number the handler expects: its error comes back.
+    let wrong_type = far.request_bytes("doubler", Bytes::new(), DEADLINE).await;
+    assert!(
+        matches!(wrong_type, Err(DeliveryError::Handler { .. })),
+        "{wrong_type:?}"
+    );
+    eventually(SOON, "doubler back", || {
+        nodes[1].agents().state("doubler") == Some(AgentState::Running)
+    })
+    .await;
+    let answer: u64 = far.request("doubler", &4u64, DEADLINE).await.unwrap();
+    assert_eq!(answer, 8);
+    stop(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_agents_vanish_from_the_other_nodes() {
+    let nodes = cluster(3).await;
+    nodes[2].agents().spawn(doubler("doomed")).await.unwrap();
+    for node in &nodes[..2] {
+        let agents = node.agents();
+        eventually(SOON, "agent visible", || agents.lookup("doomed").is_some()).await;
+    }
+    nodes[2].abort().await;
+    for node in &nodes[..2] {
+        let agents = node.agents();
+        eventually(SOON, "killed node's agent gone", || {
+            agents.lookup("doomed").is_none()
+        })
+        .await;
+        let gone = agents.request::<_, u64>("doomed", &2u64, DEADLINE).await;
+        assert!(
+            matches!(gone, Err(DeliveryError::UnknownAgent(_))),
+            "{gone:?}"
+        );
+    }
+    stop(&nodes[..2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_stops_agents_in_reverse_order_and_removes_them_everywhere() {
+    let nodes = cluster(2).await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let group = vec![
+        recorder("first", &log),
+        recorder("second", &log),
+        recorder("third", &log),
+    ];
+    nodes[0]
+        .agents()
+        .spawn_group("pipeline", SupervisorConfig::default(), group)
+        .await
+        .unwrap();
+    nodes[0]
+        .agents()
+        .spawn(recorder("alone", &log))
+        .await
+        .unwrap();
+    let other = nodes[1].agents();
+    eventually(SOON, "four agents visible", || {
+        other.with_capability("recorder").len() == 4
+    })
+    .await;
+    nodes[0].leave().await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "terminate:alone",
+            "terminate:third",
+            "terminate:second",
+            "terminate:first"
+        ]
+    );
+    eventually(SOON, "left node's agents gone", || {
+        other.with_capability("recorder").is_empty()
+    })
+    .await;
+    stop(&nodes[1..]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mailbox_refuses_messages_instead_of_waiting() {
+    let nodes = common::cluster(1, |seeds| NodeSettings {
+        agents: AgentsConfig {
+            mailbox: 1,
+            ..AgentsConfig::default()
+        },
+        ..common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await;
+    let agents = nodes[0].agents();
+    agents.spawn(doubler("slow")).await.unwrap();
+    // Every message keeps the handler busy for seconds: of four sent at once, one is being
+    // handled, one fills the slot, and the rest find the mailbox full (whatever their order).
+    let busy = agents.clone();
+    let slow = tokio::spawn(async move {
+        busy.request::<_, u64>("slow", &1u64, DEADLINE)
+            .await
+            .map(drop)
+    });
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        outcomes.push(agents.send("slow", &1u64).await);
+    }
+    outcomes.push(slow.await.unwrap());
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(DeliveryError::MailboxFull(_)))),
+        "{outcomes:?}"
+    );
+    stop(&nodes).await;
+}
+
+fn metrics_text(node: &Node) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, node.registry()).unwrap();
+    text
+}
