@@ -26,7 +26,15 @@ fn run_to(world: &mut World, us: u64) -> Result<(), String> {
     while world.next_time().is_some_and(|t| t <= us) {
         if let Some(slot) = world.step() {
             if let Some(core) = world.node(slot).core() {
-                core.invariants().map_err(|e| format!("n{slot}: {e}"))?;
+                if let Err(e) = core.invariants() {
+                    if std::env::var("VARS_TRACE").is_ok() {
+                        let lines = world.take_trace().take_lines().unwrap_or_default();
+                        for line in lines.iter().rev().take(80).rev() {
+                            eprintln!("{line}");
+                        }
+                    }
+                    return Err(format!("n{slot}: {e}"));
+                }
             }
         }
     }
@@ -41,7 +49,7 @@ fn run(seed: u64) -> Result<(usize, usize), String> {
         nodes: NODES,
         membership: MembershipConfig::development(),
         network: LinkModel::lan(),
-        keep_trace: false,
+        keep_trace: std::env::var("VARS_TRACE").is_ok(),
     });
     world.apply(&Fault::Join(Nodes::All, 0), &BTreeMap::new())?;
     run_to(&mut world, secs(3))?;
@@ -168,11 +176,16 @@ fn cas_versions_are_linear_and_won_once_across_partitions_loss_and_crashes() {
 }
 
 /// The same over many more seeds; release builds only (`cargo test --release -p
-/// foundation-sim --test vars -- --ignored`).
+/// foundation-sim --test vars -- --ignored`; `VARS_SEED=N` runs one seed, `VARS_TRACE=1` prints
+/// the trace before a broken invariant). Open: seed 287 breaks a *membership* invariant — a
+/// node reports a crashed member up again from gossip while SWIM holds it down (n1 at 20.60 s:
+/// "view says Alive for a045a963 but SWIM disagrees"); the variables' own invariants hold on
+/// all 300 seeds.
 #[test]
 #[ignore]
 fn cas_sweep_over_many_seeds() {
-    for seed in 1..=300 {
+    let only: Option<u64> = std::env::var("VARS_SEED").ok().and_then(|s| s.parse().ok());
+    for seed in (1..=300).filter(|s| only.is_none_or(|o| o == *s)) {
         run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     }
 }
