@@ -452,3 +452,43 @@ fn metrics_text(node: &Node) -> String {
     prometheus_client::encoding::text::encode(&mut text, node.registry()).unwrap();
     text
 }
+
+/// `GET /agents` lists every agent the node sees, its own and other nodes', with state and
+/// capabilities.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_are_listed_over_http() {
+    use foundation_engine::http::get_json;
+    let nodes = common::cluster(2, |seeds| NodeSettings {
+        http: seeds.is_empty().then(|| "127.0.0.1:0".parse().unwrap()),
+        ..common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await;
+    nodes[0].agents().spawn(doubler("here")).await.unwrap();
+    nodes[1].agents().spawn(doubler("there")).await.unwrap();
+    let http = nodes[0].http_addr().expect("serves HTTP");
+    let listed = |name: &'static str| async move {
+        let answer = get_json(http, "/agents", DEADLINE).await.unwrap();
+        answer["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["name"] == name)
+            .cloned()
+    };
+    let deadline = tokio::time::Instant::now() + SOON;
+    while listed("there").await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the remote agent never listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let here = listed("here").await.expect("the local agent is listed");
+    assert_eq!(here["state"], "running");
+    assert_eq!(here["local"], true);
+    assert_eq!(here["capabilities"], serde_json::json!(["math"]));
+    let there = listed("there").await.expect("listed");
+    assert_eq!(there["local"], false);
+    assert_eq!(there["node"], nodes[1].id().to_string());
+    stop(&nodes).await;
+}

@@ -56,6 +56,8 @@ enum Command {
     Config(ConfigArgs),
     /// Make a running node leave the cluster gracefully (its peers record it as left).
     Leave(LeaveArgs),
+    /// Show the MABEAM agents a running node sees anywhere in the cluster.
+    Agents(foundation::cli::agents::AgentsArgs),
     /// Declare, read and compare-and-set variables through a running node.
     Vars(foundation::cli::vars::VarsArgs),
     /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
@@ -106,6 +108,7 @@ fn main() {
             Command::Config(args) => foundation::cli::config::run(args).await,
             Command::Leave(args) => foundation::cli::leave::run(args).await,
             Command::Vars(args) => foundation::cli::vars::run(args).await,
+            Command::Agents(args) => foundation::cli::agents::run(args).await,
         }
     });
     if let Err(error) = result {

@@ -1,5 +1,6 @@
 //! The `foundation` command's subcommands.
 
+pub mod agents;
 pub mod config;
 pub mod leave;
 pub mod members;

@@ -26,6 +26,7 @@ pub(crate) struct Api {
     pub config: ConfigHandle,
     pub services: ServicesHandle,
     pub vars: super::vars::VarsHandle,
+    pub agents: super::agents::AgentsHandle,
     /// This node, as `/members` and `/health` name it.
     pub identity: serde_json::Value,
     pub requests: mpsc::Sender<Request>,
@@ -39,6 +40,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         config,
         services,
         vars,
+        agents,
         identity,
         requests,
     } = api;
@@ -65,6 +67,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
             Box::pin(leave(requests.clone(), leave_identity.clone(), request))
         })
         .json("/services", move || services_json(&services.directory()))
+        .json("/agents", move || agents_json(&agents.directory()))
         .start()
 }
 
@@ -138,6 +141,26 @@ fn members(view: &[MemberView], identity: &serde_json::Value) -> serde_json::Val
     // ever did, the route answers null rather than taking the connection down.
     let members = serde_json::to_value(view).unwrap_or(serde_json::Value::Null);
     serde_json::json!({ "self": identity, "members": members })
+}
+
+/// Every agent visible from this node, in name order.
+fn agents_json(directory: &foundation_core::agents::AgentDirectory) -> serde_json::Value {
+    let agents: Vec<serde_json::Value> = directory
+        .all()
+        .iter()
+        .map(|agent| {
+            serde_json::json!({
+                "name": agent.name,
+                "node": agent.node.id.to_string(),
+                "addr": agent.node.addr.to_string(),
+                "generation": agent.generation,
+                "state": format!("{:?}", agent.record.state).to_lowercase(),
+                "capabilities": agent.record.capabilities,
+                "local": agent.local,
+            })
+        })
+        .collect();
+    serde_json::json!({ "agents": agents })
 }
 
 /// Every visible instance, grouped by service.

@@ -251,6 +251,7 @@ impl Node {
                     config: config.clone(),
                     services: services.registry.clone(),
                     vars: vars.clone(),
+                    agents: agents.clone(),
                     identity: identity_json(&local, &cluster),
                     requests: requests_tx.clone(),
                 },
