@@ -420,3 +420,23 @@ fn vars_are_declared_set_and_refused_from_the_command_line() {
     drop((a, b, c));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node started on a data directory keeps its id across restarts: a restart is the same
+/// member coming back, not a new one.
+#[test]
+fn a_node_on_a_data_directory_keeps_its_id_across_restarts() {
+    let dir = scratch_dir("op-id");
+    let cluster = format!("id-{}", std::process::id());
+    let data = dir.join("data");
+    let args = [std::ffi::OsStr::new("--data-dir"), data.as_os_str()];
+    let mut first = common::start_with(&dir, &cluster, "a", None, &args, &[]);
+    let id = first.id.clone();
+    send_signal(&first, "TERM");
+    wait_for_exit(&mut first, "the first life");
+    let stored = std::fs::read_to_string(data.join("node-id")).expect("the id is kept");
+    assert_eq!(stored.trim(), id.trim());
+    let second = common::start_with(&dir, &cluster, "a", None, &args, &[]);
+    assert_eq!(second.id, id, "the restarted node is the same member");
+    drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,7 +29,7 @@ Examples:
   foundation node                                   zero config: joins the nodes of cluster
                                                     \"foundation\" on this machine
   foundation node --cluster orders --name api-1
-  foundation node --data-dir /var/lib/foundation    keep the replicated keyspaces on disk
+  foundation node --data-dir /var/lib/foundation    keep keyspaces and the node id on disk
   FOUNDATION_NODE_ID=5f0e… foundation node           the same member across restarts
   FOUNDATION_LOG=info foundation node 2>node.log    more logs, into a file (no colour codes)
 
@@ -57,9 +57,9 @@ pub struct NodeArgs {
     /// A human-friendly node name (env FOUNDATION_NAME).
     #[arg(long)]
     pub name: Option<String>,
-    /// Data directory: durable state in <dir>/store (env FOUNDATION_DATA_DIR). The node id is
-    /// not kept there yet: set FOUNDATION_NODE_ID for a stable one. Required in production
-    /// unless --storage memory.
+    /// Data directory: durable state in <dir>/store, the node's id in <dir>/node-id (env
+    /// FOUNDATION_DATA_DIR; FOUNDATION_NODE_ID overrides the id). Required in production unless
+    /// --storage memory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// memory, or disk in the data directory (env FOUNDATION_STORAGE; default disk when a

@@ -57,6 +57,17 @@ pub enum StorageError {
         /// What the store reported.
         detail: String,
     },
+    /// The data directory's node-id file does not hold a node id.
+    #[error(
+        "{path} does not hold a node id ({detail}): fix it, or delete it to start as a new \
+         member"
+    )]
+    BadNodeId {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The store refuses writes after an earlier failure it could not recover from.
     #[error(
         "the store in {path} refuses writes after an earlier failure ({cause}); restart the \

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use super::{Node, NodeError, NodeSettings, StorageSettings};
 use crate::config::{ConfigBuilder, ConfigError, DiscoveryChoice, NodeConfig, StorageMode};
 use crate::discovery::{self, choose_auto, DiscoveryMetrics, Environment};
+use crate::storage::DataDir;
 
 /// Why a node could not be started from configuration.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,7 @@ impl NodeSettings {
         transport.advertise = config.advertise;
         Ok(NodeSettings {
             identity: LocalIdentity {
-                id: config.node_id.unwrap_or_else(NodeId::random),
+                id: node_id(config)?,
                 cluster: config.cluster.clone(),
             },
             trust: config.security.trust(&config.cluster)?,
@@ -63,6 +64,18 @@ impl NodeSettings {
             },
             agents: Default::default(),
         })
+    }
+}
+
+/// The configured id; else, with a data directory, the one kept there, so a restart is the same
+/// member coming back; else a new random one.
+fn node_id(config: &NodeConfig) -> Result<NodeId, NodeError> {
+    if let Some(id) = config.node_id {
+        return Ok(id);
+    }
+    match &config.data_dir {
+        Some(dir) => Ok(DataDir::create(dir.clone())?.stable_node_id()?),
+        None => Ok(NodeId::random()),
     }
 }
 

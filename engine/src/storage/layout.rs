@@ -3,12 +3,15 @@
 //! ```text
 //!   <data_dir>/
 //!     store/         the node's durable replicated state (a fjall database)
-//!     node-id        the node's stable identity (issue 17): written once, read at every start
+//!     node-id        the node's stable identity: written at the first start, read at every
+//!                    later one (unless the configuration names an id)
 //!     quarantine/    damaged store files moved aside by recovery, kept for inspection; an
 //!                    operator may delete them once the node has caught up
 //! ```
 
 use std::path::{Path, PathBuf};
+
+use foundation_core::{NodeId, ParseNodeIdError};
 
 use super::fjall_disk::FjallDisk;
 use super::StorageError;
@@ -40,6 +43,34 @@ impl DataDir {
     /// Where the node's stable identity lives.
     pub fn node_id(&self) -> PathBuf {
         self.root.join("node-id")
+    }
+
+    /// The node's stable id: the one in `node-id`, or a new random one written there (through
+    /// a temporary file and a rename, so a crash leaves the old file or the new one, never half
+    /// of one). A file that does not hold an id is an error, never overwritten.
+    pub fn stable_node_id(&self) -> Result<NodeId, StorageError> {
+        let path = self.node_id();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                text.trim()
+                    .parse()
+                    .map_err(|e: ParseNodeIdError| StorageError::BadNodeId {
+                        path: path.clone(),
+                        detail: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = NodeId::random();
+                let fresh = self.root.join("node-id.new");
+                std::fs::write(&fresh, format!("{id}\n"))
+                    .and_then(|()| std::fs::File::open(&fresh)?.sync_all())
+                    .map_err(|e| StorageError::io("write", &fresh, &e))?;
+                std::fs::rename(&fresh, &path)
+                    .map_err(|e| StorageError::io("rename", &path, &e))?;
+                Ok(id)
+            }
+            Err(e) => Err(StorageError::io("read", &path, &e)),
+        }
     }
 
     /// Where damaged files are moved.

@@ -637,3 +637,25 @@ fn flipped_bytes_in_a_table_never_give_a_wrong_value() {
         assert_eq!(again.state, loaded.state);
     }
 }
+
+#[test]
+fn the_data_directory_keeps_the_node_id_and_refuses_a_damaged_one() {
+    let dir = TempDir::new("node-id");
+    let data = dir.data_dir();
+    let first = data.stable_node_id().unwrap();
+    assert_eq!(
+        data.stable_node_id().unwrap(),
+        first,
+        "read back at the next start"
+    );
+    std::fs::write(data.node_id(), "not hex\n").unwrap();
+    assert!(matches!(
+        data.stable_node_id(),
+        Err(StorageError::BadNodeId { .. })
+    ));
+    assert_eq!(
+        std::fs::read_to_string(data.node_id()).unwrap(),
+        "not hex\n",
+        "a damaged file is left for the operator, not overwritten"
+    );
+}
