@@ -250,9 +250,8 @@ impl Core {
     }
 
     /// In debug builds, the invariants that are cheap enough to check after every input.
-    /// Replication's walk every key and membership's can still break (a crashed member
-    /// reported up again, seed 287 of `sim/tests/vars.rs`'s sweep): the simulator checks
-    /// those after every step instead of a debug build panicking.
+    /// Replication's walk every key and membership's build a set of every member: the
+    /// simulator checks those after every step.
     fn debug_check(&self) {
         if cfg!(debug_assertions) {
             if let Err(broken) = self.quick_invariants() {

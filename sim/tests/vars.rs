@@ -177,10 +177,8 @@ fn cas_versions_are_linear_and_won_once_across_partitions_loss_and_crashes() {
 
 /// The same over many more seeds; release builds only (`cargo test --release -p
 /// foundation-sim --test vars -- --ignored`; `VARS_SEED=N` runs one seed, `VARS_TRACE=1` prints
-/// the trace before a broken invariant). Open: seed 287 breaks a *membership* invariant — a
-/// node reports a crashed member up again from gossip while SWIM holds it down (n1 at 20.60 s:
-/// "view says Alive for a045a963 but SWIM disagrees"); the variables' own invariants hold on
-/// all 300 seeds.
+/// the trace before a broken invariant). Seed 287 found a membership bug this way: a rename of
+/// a member held down was taken as "up" (fixed in `Membership::renamed`).
 #[test]
 #[ignore]
 fn cas_sweep_over_many_seeds() {

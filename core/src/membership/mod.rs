@@ -423,7 +423,7 @@ impl Membership {
         match note {
             OwnedNotification::MemberUp(member) => self.member_up(now, member, out),
             OwnedNotification::MemberDown(member) => self.member_down(now, member, out),
-            OwnedNotification::Rename(_, new) => self.member_up(now, new, out),
+            OwnedNotification::Rename(_, new) => self.renamed(now, new, out),
             OwnedNotification::Rejoin(new) => self.me = new,
             OwnedNotification::Active => out.event(Event::Membership(MembershipEvent::Joined)),
             OwnedNotification::Idle => out.event(Event::Membership(MembershipEvent::Isolated)),
@@ -468,6 +468,20 @@ impl Membership {
         }
         self.view.insert(member.node, view.clone());
         out.event(Event::Membership(MembershipEvent::Up(view)));
+    }
+
+    /// foca kept a newer identity of a member. It says so alone when liveness did not change
+    /// (both identities active, or both down) and follows with `MemberUp`/`MemberDown` when
+    /// it did, so a rename of a member we hold down only records the new identity: taking it
+    /// as "up" would list a crashed node alive that SWIM holds down.
+    fn renamed(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
+        match self.view.get_mut(&member.node) {
+            Some(view) if view.state != MemberState::Alive => {
+                view.generation = view.generation.max(member.generation);
+                view.addr = member.addr;
+            }
+            _ => self.member_up(now, member, out),
+        }
     }
 
     fn member_down(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
@@ -738,4 +752,48 @@ pub fn encode(message: MembershipMessage) -> Bytes {
 
 fn encoded_len(value: &Versioned) -> usize {
     postcard::to_stdvec(value).map_or(usize::MAX, |bytes| bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(node: u128, generation: u64) -> MemberId {
+        MemberId {
+            node: NodeId::from_u128(node),
+            addr: "127.0.0.1:7000".parse().expect("address"),
+            generation,
+        }
+    }
+
+    /// foca renames a member without a liveness change when both identities are down: the
+    /// view records the newer identity and keeps the member down (seed 287 of the variables
+    /// sweep listed a crashed node alive this way). A rename of a live member stays up.
+    #[test]
+    fn a_rename_of_a_member_held_down_keeps_it_down() {
+        let mut out = Outbox::default();
+        let me = member(1, 1);
+        let config = MembershipConfig::development();
+        let mut m = Membership::new(
+            me,
+            config,
+            NodeMetadata::default(),
+            7,
+            Instant::ZERO,
+            &mut out,
+        );
+        let now = Instant::ZERO;
+        m.on_notification(now, OwnedNotification::MemberUp(member(4, 10)), &mut out);
+        m.on_notification(now, OwnedNotification::MemberDown(member(4, 10)), &mut out);
+        let renamed = OwnedNotification::Rename(member(4, 10), member(4, 11));
+        m.on_notification(now, renamed, &mut out);
+        let view = m.member(NodeId::from_u128(4)).expect("known");
+        assert_eq!((view.state, view.generation), (MemberState::Failed, 11));
+
+        m.on_notification(now, OwnedNotification::MemberUp(member(5, 1)), &mut out);
+        let renamed = OwnedNotification::Rename(member(5, 1), member(5, 2));
+        m.on_notification(now, renamed, &mut out);
+        let view = m.member(NodeId::from_u128(5)).expect("known");
+        assert_eq!((view.state, view.generation), (MemberState::Alive, 2));
+    }
 }
