@@ -502,11 +502,7 @@ impl Core {
             Ok(CoreMessage::Replication(message)) => {
                 // Any known member may be answered, even one we currently think failed: it
                 // evidently is not.
-                let sender = self
-                    .membership
-                    .members()
-                    .find(|m| m.id == from)
-                    .map(MemberView::node_addr);
+                let sender = self.known_addr(from);
                 self.replication
                     .handle_message(now, sender, message, &mut self.outbox);
                 if self.replication.take_chain_request() {
@@ -594,7 +590,6 @@ impl Core {
 
     /// Takes up declarations of variables that arrived while handling the last input.
     fn adopt_declarations(&mut self, now: Instant, mark: usize) {
-        let mut adopted = false;
         let declared: Vec<(String, Vec<u8>)> = self
             .outbox
             .since(mark)
@@ -608,13 +603,13 @@ impl Core {
                 _ => None,
             })
             .collect();
+        if declared.is_empty() {
+            return;
+        }
         for (name, bytes) in declared {
             self.vars.adopt(&name, &bytes);
-            adopted = true;
         }
-        if adopted {
-            self.deliver_vars(now, Outgoing::new());
-        }
+        self.deliver_vars(now, Outgoing::new());
     }
 
     /// Proposes `value` to replace version `expected` of variable `name`, decided within
