@@ -116,6 +116,10 @@ pub enum Policy {
     Cas,
     /// Changed only as the outcome of a coordination protocol; a direct write is refused.
     Coordinated,
+    /// A bounded resource counter (a budget or a pool): a non-negative integer that agents
+    /// draw from and refill, never below zero cluster-wide (escrow: each node spends only the
+    /// rights it holds).
+    Counter,
 }
 
 /// Why a type or value was refused. Nothing changed.

@@ -59,6 +59,15 @@ pub enum FaultSwitch {
     AckBeforeDurable,
     /// Departed origins are never retired (`core::Core::retire_departed`).
     NeverRetire,
+    /// An `lww` write another node replicated is shown without checking it against the
+    /// variable's type (`vars::Vars::lww_entry`).
+    VarsTakeOutOfRange,
+    /// `lww` writes of other nodes are never taken up, so replicas keep their own writes
+    /// (`vars::Vars::lww_entry`).
+    VarsIgnorePeersLww,
+    /// A draw beyond the rights a node holds reports success without spending anything, as if
+    /// the node spent rights it does not hold (`vars::Vars::draw`).
+    CounterDrawsUnbacked,
 }
 
 thread_local! {

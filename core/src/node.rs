@@ -43,7 +43,10 @@ use crate::replication::{
 };
 use crate::storage::Loaded;
 use crate::time::Instant;
-use crate::vars::{Life, Outgoing, VarSpec, Vars, VarsError, VarsMessage, VARS_KEYSPACE};
+use crate::vars::{
+    Life, Outgoing, VarSpec, Vars, VarsError, VarsMessage, COUNTERS_KEYSPACE, LWW_KEYSPACE,
+    VARS_KEYSPACE,
+};
 use crate::{Channel, NodeAddr, NodeId};
 
 /// Everything needed to build a node's core.
@@ -540,6 +543,7 @@ impl Core {
                 self.vars.received(now, me, message, &mut out);
             }
         }
+        self.publish_vars(now);
         for event in self.vars.take_events() {
             self.outbox.event(Event::Vars(event));
         }
@@ -547,6 +551,47 @@ impl Core {
         if let Some(at) = due.filter(|at| self.vars_timer.is_none_or(|armed| *at < armed)) {
             self.vars_timer = Some(at);
             self.outbox.timer(at, Timer::Vars);
+        }
+    }
+
+    /// Makes the variables machine's writes (`lww` values, counter states) and hands each back
+    /// to it as the keyspace now holds it, stamp included.
+    fn publish_vars(&mut self, now: Instant) {
+        for write in self.vars.take_publications() {
+            let (keyspace, key) = (write.keyspace.clone(), write.key.clone());
+            // A refused write (a keyspace limit) is counted by replication; the value stays
+            // as it was, since the machine shows only what the keyspace holds.
+            if self.write(now, write).is_ok() {
+                self.feed_var_entry(now, &keyspace, &key);
+            }
+        }
+    }
+
+    /// Hands the variables machine what keyspace `keyspace` holds under `key`.
+    fn feed_var_entry(&mut self, now: Instant, keyspace: &str, key: &str) {
+        let entry = self
+            .replication
+            .keyspace(keyspace)
+            .and_then(|k| k.entry(key));
+        if let Some(entry) = entry {
+            let bytes = entry.value.as_ref().map(|v| v.bytes.as_slice());
+            self.vars.entry_changed(now, keyspace, key, entry.ts, bytes);
+        }
+    }
+
+    /// Hands the variables machine every write its keyspaces hold for variable `name` (one
+    /// just declared here).
+    fn feed_var_entries(&mut self, now: Instant, name: &str) {
+        let prefix = format!("{name}\0");
+        for keyspace in [LWW_KEYSPACE, COUNTERS_KEYSPACE] {
+            let keys: Vec<String> = self
+                .replication
+                .keyspace(keyspace)
+                .map(|k| k.map().entries().map(|(key, _)| key.clone()).collect())
+                .unwrap_or_default();
+            for key in keys.iter().filter(|k| k.starts_with(&prefix)) {
+                self.feed_var_entry(now, keyspace, key);
+            }
         }
     }
 
@@ -575,6 +620,7 @@ impl Core {
         }
         let first = replicated.is_none();
         self.vars.declare(name, spec)?;
+        self.feed_var_entries(now, name);
         self.deliver_vars(now, Outgoing::new());
         if first {
             let write = Write {
@@ -588,26 +634,38 @@ impl Core {
         Ok(())
     }
 
-    /// Takes up declarations of variables that arrived while handling the last input.
+    /// Takes up declarations of variables, `lww` writes and counter states that arrived while
+    /// handling the last input.
     fn adopt_declarations(&mut self, now: Instant, mark: usize) {
-        let declared: Vec<(String, Vec<u8>)> = self
+        let changed: Vec<(String, String, Option<Vec<u8>>)> = self
             .outbox
             .since(mark)
             .filter_map(|effect| match effect {
                 Effect::Event(Event::Replication(ReplicationEvent::KeyChanged {
                     keyspace,
                     key,
-                    new: Some(bytes),
+                    new,
                     ..
-                })) if keyspace == VARS_KEYSPACE => Some((key.clone(), bytes.clone())),
+                })) if [VARS_KEYSPACE, LWW_KEYSPACE, COUNTERS_KEYSPACE]
+                    .contains(&keyspace.as_str()) =>
+                {
+                    Some((keyspace.clone(), key.clone(), new.clone()))
+                }
                 _ => None,
             })
             .collect();
-        if declared.is_empty() {
+        if changed.is_empty() {
             return;
         }
-        for (name, bytes) in declared {
-            self.vars.adopt(&name, &bytes);
+        for (keyspace, key, new) in changed {
+            match (keyspace.as_str(), new) {
+                (VARS_KEYSPACE, Some(bytes)) => {
+                    self.vars.adopt(&key, &bytes);
+                    self.feed_var_entries(now, &key);
+                }
+                (VARS_KEYSPACE, None) => {}
+                _ => self.feed_var_entry(now, &keyspace, &key),
+            }
         }
         self.deliver_vars(now, Outgoing::new());
     }
@@ -628,6 +686,61 @@ impl Core {
             .compare_and_set(now, name, expected, value, timeout, &mut out)?;
         self.deliver_vars(now, out);
         Ok(request)
+    }
+
+    /// Commits `value` as version `expected + 1` of `coordinated` variable `name`, decided like
+    /// a compare-and-set within `timeout` (see [`Vars::commit`]): the path a coordination
+    /// protocol's outcome takes. The outcome comes as [`VarsEvent::CasDone`].
+    pub fn commit_var(
+        &mut self,
+        now: Instant,
+        name: &str,
+        expected: u64,
+        value: VarValue,
+        timeout: Duration,
+    ) -> Result<u64, VarsError> {
+        let mut out = Outgoing::new();
+        let request = self
+            .vars
+            .commit(now, name, expected, value, timeout, &mut out)?;
+        self.deliver_vars(now, out);
+        Ok(request)
+    }
+
+    /// Writes `value` to `lww` variable `name` and replicates it (see [`Vars::set`]).
+    pub fn set_var(&mut self, now: Instant, name: &str, value: VarValue) -> Result<(), VarsError> {
+        self.vars.set(name, value)?;
+        self.deliver_vars(now, Outgoing::new());
+        Ok(())
+    }
+
+    /// Draws `amount` units of counter `name` from this node's rights (see [`Vars::draw`]).
+    pub fn draw(&mut self, now: Instant, name: &str, amount: u64) -> Result<(), VarsError> {
+        let mut out = Outgoing::new();
+        let result = self.vars.draw(now, name, amount, &mut out);
+        // Even a refused draw may have asked for rights.
+        self.deliver_vars(now, out);
+        result
+    }
+
+    /// Adds `amount` units to counter `name` as this node's rights (see [`Vars::refill`]).
+    pub fn refill(&mut self, now: Instant, name: &str, amount: u64) -> Result<(), VarsError> {
+        self.vars.refill(now, name, amount)?;
+        self.deliver_vars(now, Outgoing::new());
+        Ok(())
+    }
+
+    /// Asks the node holding the most of counter `name`'s rights for `amount` of them.
+    pub fn request_rights(
+        &mut self,
+        now: Instant,
+        name: &str,
+        amount: u64,
+    ) -> Result<(), VarsError> {
+        let mut out = Outgoing::new();
+        self.vars.request_rights(now, name, amount, &mut out)?;
+        self.deliver_vars(now, out);
+        Ok(())
     }
 
     /// The variables machine, for queries.

@@ -1,28 +1,42 @@
 //! Variables agents coordinate on, across the cluster: typed, constrained values whose
-//! concurrent changes are resolved by an enforced policy.
+//! concurrent changes are resolved by an enforced policy, one per variable:
 //!
-//! This machine runs the `cas` policy: each variable is a [`CasRegister`] (single-decree Paxos
-//! per version, `foundation_agents::cas`) among a fixed set of acceptors named in its
-//! [`VarSpec`]. Of any writers that expect the same version exactly one wins, and only with a
-//! majority of those acceptors: a majority of the *declared* set, never of whoever one side of a
-//! partition still sees, so a minority side's writes end with [`CasOutcome::NoMajority`].
+//! - `cas`: each variable is a [`CasRegister`] (single-decree Paxos per version,
+//!   `foundation_agents::cas`) among a fixed set of acceptors named in its [`VarSpec`]. Of any
+//!   writers that expect the same version exactly one wins, and only with a majority of those
+//!   acceptors: a majority of the *declared* set, never of whoever one side of a partition still
+//!   sees, so a minority side's writes end with [`CasOutcome::NoMajority`].
+//! - `coordinated`: the same register, but written only through [`Vars::commit`], the path a
+//!   coordination protocol's outcome takes (issue 14); a direct write is
+//!   [`VarsError::WrongPolicy`].
+//! - `lww`: every node's latest write sits under its own key of the [`LWW_KEYSPACE`]
+//!   replicated keyspace and the valid write with the highest HLC stamp shows (see [`lww`]).
+//! - counters (`Policy::Counter`): a never-negative pool drawn from without coordination by
+//!   the rights each node life holds (escrow; see [`counter`]).
 //!
-//! Every value passes [`VarType::check`] before it can be proposed, accepted or learned: a
-//! value outside its constraints that a misbehaving node sends is refused and counted
-//! ([`VarsStats::invalid_values`]) and never becomes visible.
+//! Every value passes [`VarType::check`] before it can be proposed, accepted, learned or
+//! shown: a value outside its constraints that a misbehaving node sends (a Paxos step, or an
+//! `lww` write under its key) is refused and counted ([`VarsStats::invalid_values`]) and never
+//! becomes visible; a counter state that shows anyone overdrawn is refused whole.
 //!
 //! # Declaring
 //!
-//! A node declares a variable once, naming its acceptors (usually every member alive then); the
-//! declaration is replicated in the [`VARS_KEYSPACE`] keyspace, and every acceptor takes it up
-//! as it arrives ([`Vars::adopt`]). Declaring the same spec again anywhere does nothing.
-//! Messages carry the spec's fingerprint and a node refuses messages for a spec other than its
-//! own, so nodes that disagree on a variable never decide together: if two nodes declare one
-//! name with different specs at the same moment, each acceptor keeps the first it saw and
-//! counts the other ([`VarsStats::conflicting_declarations`]) — declare from one place. The
-//! acceptor set does not change once declared; a variable whose majority of acceptors is gone
-//! for good can no longer be written (reads still answer). `lww` and `coordinated` variables
-//! and resource counters on the cluster are not built in this machine.
+//! A node declares a variable once; the declaration is replicated in the [`VARS_KEYSPACE`]
+//! keyspace, and every node concerned takes it up as it arrives ([`Vars::adopt`]): a `cas` or
+//! `coordinated` variable's acceptors, every node for `lww` variables and counters. Declaring
+//! the same spec again anywhere does nothing. Messages carry the spec's fingerprint and a
+//! node refuses messages for a spec other than its own, so nodes that disagree on a variable
+//! never decide together: if two nodes declare one name with different specs at the same
+//! moment, each node keeps the first it saw and counts the other
+//! ([`VarsStats::conflicting_declarations`]) — declare from one place. The acceptor set does
+//! not change once declared; a variable whose majority of acceptors is gone for good can no
+//! longer be written (reads still answer).
+//!
+//! # History and statistics
+//!
+//! Each variable keeps its last [`HISTORY_MAX`] changes as this node saw them (version, value,
+//! writer, time) and [`VarStatistics`]. Versions of `lww` variables and counters count the
+//! changes this node saw; only a register's versions are the same on every node.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -31,11 +45,22 @@ use bytes::Bytes;
 use foundation_agents::cas::{CasMessage, CasOutcome, CasRegister, Proposal};
 use foundation_agents::variable::{Policy, VarError, VarType, VarValue, NAME_BYTES_MAX};
 use foundation_agents::Time;
+use foundation_crdt::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope;
+use crate::replication::Write;
 use crate::time::Instant;
 use crate::NodeId;
+
+pub mod counter;
+mod history;
+pub mod lww;
+
+use counter::{CounterRecord, CounterVar};
+use history::History;
+pub use history::{Change, VarStatistics, HISTORY_MAX};
+use lww::{LwwRecord, LwwVar};
 
 /// Most variables one node holds.
 pub const VARIABLES_MAX: usize = 4096;
@@ -43,16 +68,28 @@ pub const VARIABLES_MAX: usize = 4096;
 /// The replicated keyspace holding declarations: variable name → encoded [`VarSpec`].
 pub const VARS_KEYSPACE: &str = "vars";
 
-/// What a variable is: its type, its policy, its first value, and (for `cas`) who decides it.
+/// The replicated keyspace holding `lww` writes: `name`, NUL, writer node id → its latest write.
+pub const LWW_KEYSPACE: &str = "vars.lww";
+
+/// The replicated keyspace holding counter states: `name`, NUL, writer life → its whole state.
+pub const COUNTERS_KEYSPACE: &str = "vars.counters";
+
+/// How long a node waits before asking for a counter's rights again: a burst of refused
+/// draws asks once.
+pub const RIGHTS_ASK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What a variable is: its type, its policy, its first value, and who decides it (`cas`,
+/// `coordinated`) or holds its first units (counters, in equal shares).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VarSpec {
     /// What it may hold.
     pub ty: VarType,
     /// How concurrent changes are resolved.
     pub policy: Policy,
-    /// The value at version 0.
+    /// The value at version 0 (for a counter, its units).
     pub initial: VarValue,
-    /// The node lives whose majority decides each version.
+    /// The node lives whose majority decides each version (`cas`, `coordinated`), or that
+    /// hold a counter's initial units; empty for `lww`.
     pub acceptors: BTreeSet<Life>,
 }
 
@@ -98,6 +135,17 @@ pub enum VarsMessage {
         from: Life,
         /// The step.
         message: CasMessage<Life, VarValue>,
+    },
+    /// A life short of a counter's rights asks the receiver to hand it some.
+    Rights {
+        /// The counter.
+        name: String,
+        /// Its spec's fingerprint.
+        spec: u64,
+        /// The asking life (its id must be the one the transport authenticated).
+        from: Life,
+        /// How many units it wants.
+        wanted: u64,
     },
 }
 
@@ -176,9 +224,21 @@ pub enum VarsError {
     /// Too many variables here.
     #[error("too many variables (at most {VARIABLES_MAX})")]
     Full,
-    /// The declaration could not be replicated (a limit of the replicated keyspace).
-    #[error("the declaration could not be replicated: {0}")]
+    /// The declaration or write could not be replicated (a limit of the replicated keyspace).
+    #[error("not replicated: {0}")]
     NotReplicated(String),
+    /// This node holds too few of the counter's rights; it asked the node holding the most
+    /// for the rest, so a later draw may succeed.
+    #[error("this node holds {holds} of the counter's units and cannot draw {wanted}; it asked for more, retry")]
+    Insufficient {
+        /// The units this node may draw now.
+        holds: u64,
+        /// What was asked.
+        wanted: u64,
+    },
+    /// A counter's total would overflow.
+    #[error("counter: {0}")]
+    Counter(String),
 }
 
 /// Counters of what the machine refused.
@@ -187,7 +247,8 @@ pub struct VarsStats {
     /// Messages for a variable we do not hold, under another spec, or whose sender is not who
     /// the transport says.
     pub foreign_messages: u64,
-    /// Proposals carrying a value outside the variable's constraints.
+    /// Proposals or `lww` writes carrying a value outside the variable's constraints, and
+    /// counter states showing an actor overdrawn.
     pub invalid_values: u64,
     /// Declarations of a name already declared here with another spec, or that did not
     /// decode.
@@ -196,16 +257,61 @@ pub struct VarsStats {
     pub cas_won: u64,
     /// Compare-and-sets that ended without a majority.
     pub cas_no_majority: u64,
+    /// `lww` writes made here.
+    pub lww_writes: u64,
+    /// Draws refused because this node held too few rights.
+    pub insufficient: u64,
+    /// Counter units this node handed to lives that asked.
+    pub rights_handed: u64,
 }
 
 struct Variable {
     spec: VarSpec,
     fingerprint: u64,
-    register: CasRegister<Life, VarValue>,
-    /// Our compare-and-set under way: its request number.
-    request: Option<u64>,
+    kind: Kind,
     /// The version last reported as changed.
     reported: u64,
+    history: History,
+    statistics: VarStatistics,
+}
+
+/// How a variable's changes are decided, by policy.
+enum Kind {
+    /// `cas` and `coordinated`: one Paxos instance per version among the acceptors.
+    Register {
+        register: Box<CasRegister<Life, VarValue>>,
+        /// Our write under way: its request number.
+        request: Option<u64>,
+    },
+    /// `lww`: the valid write with the highest stamp among every writer's key.
+    Lww(LwwVar),
+    /// A resource counter.
+    Counter(CounterVar),
+}
+
+impl Variable {
+    fn current(&self) -> (u64, &VarValue) {
+        match &self.kind {
+            Kind::Register { register, .. } => register.current(),
+            Kind::Lww(lww) => (lww.version, &lww.value),
+            Kind::Counter(counter) => (counter.version, &counter.value),
+        }
+    }
+
+    fn register(&self) -> Option<&CasRegister<Life, VarValue>> {
+        match &self.kind {
+            Kind::Register { register, .. } => Some(register.as_ref()),
+            _ => None,
+        }
+    }
+
+    fn wrong_policy(&self, name: &str, why: &'static str) -> VarsError {
+        VarsError::WrongPolicy {
+            name: name.to_owned(),
+            policy: self.spec.policy,
+            why,
+        }
+    }
 }
 
 /// Messages to send: `(to, payload)`, to ourselves included.
@@ -217,6 +323,8 @@ pub struct Vars {
     variables: BTreeMap<String, Variable>,
     next_request: u64,
     events: Vec<VarsEvent>,
+    /// Writes to the replicated keyspaces the core is to make (`lww` values, counter states).
+    publications: Vec<Write>,
     stats: VarsStats,
 }
 
@@ -228,6 +336,7 @@ impl Vars {
             variables: BTreeMap::new(),
             next_request: 1,
             events: Vec::new(),
+            publications: Vec::new(),
             stats: VarsStats::default(),
         }
     }
@@ -246,13 +355,28 @@ impl Vars {
         if self.variables.len() >= VARIABLES_MAX {
             return Err(VarsError::Full);
         }
-        let register = CasRegister::new(self.me, spec.acceptors.clone(), spec.initial.clone());
+        let kind = match (spec.policy, &spec.initial) {
+            (Policy::Lww, _) => Kind::Lww(LwwVar::new(spec.initial.clone())),
+            (Policy::Counter, VarValue::Int(units)) => {
+                let units = u64::try_from(*units).unwrap_or(0);
+                Kind::Counter(CounterVar::new(units, &spec.acceptors))
+            }
+            _ => Kind::Register {
+                register: Box::new(CasRegister::new(
+                    self.me,
+                    spec.acceptors.clone(),
+                    spec.initial.clone(),
+                )),
+                request: None,
+            },
+        };
         let variable = Variable {
             spec,
             fingerprint,
-            register,
-            request: None,
+            kind,
             reported: 0,
+            history: History::default(),
+            statistics: VarStatistics::default(),
         };
         self.variables.insert(name.to_owned(), variable);
         self.events.push(VarsEvent::Declared {
@@ -261,14 +385,15 @@ impl Vars {
         Ok(())
     }
 
-    /// Takes up another node's replicated declaration of `name`, if this node's life is one
-    /// of its acceptors.
+    /// Takes up another node's replicated declaration of `name`: every node holds `lww`
+    /// variables and counters; `cas` and `coordinated` ones only their acceptors.
     pub fn adopt(&mut self, name: &str, bytes: &[u8]) {
         let Some(spec) = VarSpec::decode(bytes) else {
             self.stats.conflicting_declarations += 1;
             return;
         };
-        if !spec.acceptors.contains(&self.me) {
+        let everywhere = matches!(spec.policy, Policy::Lww | Policy::Counter);
+        if !everywhere && !spec.acceptors.contains(&self.me) {
             return;
         }
         if let Err(VarsError::Conflict(_)) = self.declare(name, spec) {
@@ -278,12 +403,13 @@ impl Vars {
 
     /// The version and value of `name` here.
     pub fn get(&self, name: &str) -> Option<(u64, &VarValue)> {
-        self.variables.get(name).map(|v| v.register.current())
+        self.variables.get(name).map(Variable::current)
     }
 
-    /// The writer and value decided for `version` of `name`, if known here.
+    /// The writer and value decided for `version` of a `cas` or `coordinated` variable
+    /// `name`, if known here.
     pub fn decided(&self, name: &str, version: u64) -> Option<(Life, &VarValue)> {
-        let proposal = self.variables.get(name)?.register.decided(version)?;
+        let proposal = self.variables.get(name)?.register()?.decided(version)?;
         Some((proposal.writer, &proposal.value))
     }
 
@@ -302,8 +428,26 @@ impl Vars {
         &self.stats
     }
 
-    /// Proposes `value` to replace version `expected` of `name`, decided within `timeout`.
-    /// Returns the request number its [`VarsEvent::CasDone`] will carry.
+    /// The last changes of `name` seen here (at most [`HISTORY_MAX`]), oldest first.
+    pub fn history(&self, name: &str) -> Option<impl Iterator<Item = &Change>> {
+        self.variables.get(name).map(|v| v.history.iter())
+    }
+
+    /// What happened to `name` here since it was declared here.
+    pub fn statistics(&self, name: &str) -> Option<&VarStatistics> {
+        self.variables.get(name).map(|v| &v.statistics)
+    }
+
+    /// The rights this node's life holds of counter `name`: what it may draw without asking.
+    pub fn rights(&self, name: &str) -> Option<u64> {
+        match &self.variables.get(name)?.kind {
+            Kind::Counter(counter) => Some(counter.counter.rights(counter::actor(self.me))),
+            _ => None,
+        }
+    }
+
+    /// Proposes `value` to replace version `expected` of `cas` variable `name`, decided
+    /// within `timeout`. Returns the request number its [`VarsEvent::CasDone`] will carry.
     pub fn compare_and_set(
         &mut self,
         now: Instant,
@@ -313,28 +457,315 @@ impl Vars {
         timeout: Duration,
         out: &mut Outgoing,
     ) -> Result<u64, VarsError> {
+        let why = "only a compare-and-set variable takes compare_and_set";
+        self.propose(now, name, Policy::Cas, why, (expected, value), timeout, out)
+    }
+
+    /// Commits `value` as version `expected + 1` of `coordinated` variable `name`: the way a
+    /// coordination protocol's outcome lands in a variable (issue 14). It is decided like a
+    /// compare-and-set — one winner per version, and only with a majority of the acceptors
+    /// — so a session that commits on a minority side ends with [`CasOutcome::NoMajority`]
+    /// and two sessions never both commit over one version. A direct write of a
+    /// `coordinated` variable ([`Self::compare_and_set`], [`Self::set`]) is refused.
+    pub fn commit(
+        &mut self,
+        now: Instant,
+        name: &str,
+        expected: u64,
+        value: VarValue,
+        timeout: Duration,
+        out: &mut Outgoing,
+    ) -> Result<u64, VarsError> {
+        let why = "only a coordination protocol's outcome commits a coordinated variable";
+        self.propose(
+            now,
+            name,
+            Policy::Coordinated,
+            why,
+            (expected, value),
+            timeout,
+            out,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn propose(
+        &mut self,
+        now: Instant,
+        name: &str,
+        policy: Policy,
+        why: &'static str,
+        (expected, value): (u64, VarValue),
+        timeout: Duration,
+        out: &mut Outgoing,
+    ) -> Result<u64, VarsError> {
         let variable = self
             .variables
             .get_mut(name)
             .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
-        if variable.spec.policy != Policy::Cas {
-            return Err(VarsError::WrongPolicy {
-                name: name.to_owned(),
-                policy: variable.spec.policy,
-                why: "only a compare-and-set variable takes compare_and_set",
-            });
+        if variable.spec.policy != policy {
+            return Err(variable.wrong_policy(name, why));
         }
         variable.spec.ty.check(&value)?;
+        let Kind::Register { register, request } = &mut variable.kind else {
+            return Err(variable.wrong_policy(name, why));
+        };
         let deadline = time(now + timeout);
-        let sends = variable
-            .register
+        let sends = register
             .compare_and_set(time(now), expected, value, deadline)
             .map_err(refusal)?;
-        let request = self.next_request;
+        let number = self.next_request;
         self.next_request += 1;
-        variable.request = Some(request);
+        *request = Some(number);
         push_sends(out, name, variable.fingerprint, self.me, sends);
-        Ok(request)
+        Ok(number)
+    }
+
+    /// Writes `value` to `lww` variable `name`: shown here at once, and on every node as the
+    /// write replicates, unless a write with a later stamp is there first.
+    pub fn set(&mut self, name: &str, value: VarValue) -> Result<(), VarsError> {
+        let variable = self
+            .variables
+            .get_mut(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        if variable.spec.policy != Policy::Lww {
+            let why = match variable.spec.policy {
+                Policy::Coordinated => "only a coordination protocol's outcome changes it",
+                Policy::Counter => "a counter changes by draw and refill",
+                _ => "a compare-and-set variable changes by compare_and_set",
+            };
+            return Err(variable.wrong_policy(name, why));
+        }
+        variable.spec.ty.check(&value)?;
+        let record = LwwRecord {
+            spec: variable.fingerprint,
+            value,
+            writer: self.me,
+        };
+        self.publications.push(Write {
+            keyspace: LWW_KEYSPACE.to_owned(),
+            key: lww::key(name, self.me.node),
+            value: Some(record.encode()),
+        });
+        self.stats.lww_writes += 1;
+        Ok(())
+    }
+
+    /// Draws `amount` units from counter `name` out of the rights this node holds, without
+    /// asking anyone. With too few rights it fails with [`VarsError::Insufficient`] and asks
+    /// the node that holds the most for the shortfall (at most once per
+    /// [`RIGHTS_ASK_INTERVAL`]), so a later draw may succeed.
+    pub fn draw(
+        &mut self,
+        now: Instant,
+        name: &str,
+        amount: u64,
+        out: &mut Outgoing,
+    ) -> Result<(), VarsError> {
+        let me = self.me;
+        let (fingerprint, counter) = self.counter_mut(name)?;
+        let holds = counter.counter.rights(counter::actor(me));
+        if amount > holds && fault_on!(CounterDrawsUnbacked) {
+            return Ok(());
+        }
+        if amount > holds {
+            ask_rights(now, name, fingerprint, me, counter, amount - holds, out);
+            self.note_insufficient(name);
+            return Err(VarsError::Insufficient {
+                holds,
+                wanted: amount,
+            });
+        }
+        counter
+            .counter
+            .draw(counter::actor(me), amount)
+            .map_err(|e| VarsError::Counter(e.to_string()))?;
+        self.counter_changed(now, name, |s| s.drawn += amount);
+        Ok(())
+    }
+
+    /// Adds `amount` units to counter `name`, as rights of this node.
+    pub fn refill(&mut self, now: Instant, name: &str, amount: u64) -> Result<(), VarsError> {
+        let me = counter::actor(self.me);
+        let (_, counter) = self.counter_mut(name)?;
+        let room = (i64::MAX as u128).saturating_sub(counter.counter.value());
+        if u128::from(amount) > room {
+            return Err(VarsError::Counter(format!(
+                "refilling {amount} would take the counter past {}",
+                i64::MAX
+            )));
+        }
+        counter
+            .counter
+            .add(me, amount)
+            .map_err(|e| VarsError::Counter(e.to_string()))?;
+        self.counter_changed(now, name, |s| s.refilled += amount);
+        Ok(())
+    }
+
+    /// Asks for `amount` rights of counter `name` from the node that holds the most.
+    pub fn request_rights(
+        &mut self,
+        now: Instant,
+        name: &str,
+        amount: u64,
+        out: &mut Outgoing,
+    ) -> Result<(), VarsError> {
+        let me = self.me;
+        let (fingerprint, counter) = self.counter_mut(name)?;
+        counter.asked = None;
+        ask_rights(now, name, fingerprint, me, counter, amount, out);
+        Ok(())
+    }
+
+    fn counter_mut(&mut self, name: &str) -> Result<(u64, &mut CounterVar), VarsError> {
+        let variable = self
+            .variables
+            .get_mut(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        let why = "only a counter is drawn from and refilled";
+        if !matches!(variable.kind, Kind::Counter(_)) {
+            return Err(variable.wrong_policy(name, why));
+        }
+        let fingerprint = variable.fingerprint;
+        match &mut variable.kind {
+            Kind::Counter(counter) => Ok((fingerprint, counter)),
+            _ => Err(VarsError::Unknown(name.to_owned())),
+        }
+    }
+
+    fn note_insufficient(&mut self, name: &str) {
+        self.stats.insufficient += 1;
+        if let Some(variable) = self.variables.get_mut(name) {
+            variable.statistics.insufficient += 1;
+        }
+    }
+
+    /// After a local change of counter `name`: publishes this life's state, counts it, and
+    /// reports a new value.
+    fn counter_changed(
+        &mut self,
+        now: Instant,
+        name: &str,
+        count: impl FnOnce(&mut VarStatistics),
+    ) {
+        let me = self.me;
+        let Some(variable) = self.variables.get_mut(name) else {
+            return;
+        };
+        count(&mut variable.statistics);
+        let Kind::Counter(counter) = &mut variable.kind else {
+            return;
+        };
+        let record = CounterRecord {
+            spec: variable.fingerprint,
+            state: counter.counter.clone(),
+        };
+        self.publications.push(Write {
+            keyspace: COUNTERS_KEYSPACE.to_owned(),
+            key: counter::key(name, me),
+            value: Some(record.encode()),
+        });
+        if counter.refresh() {
+            self.changed(now, name, me);
+        }
+    }
+
+    /// Takes up what replicated keyspace `keyspace` now holds under `key`: its latest write's
+    /// stamp and bytes (`None` bytes for a removed key). Every value is checked against its
+    /// variable's type and every counter state against overdrawing before it can show; what
+    /// fails is refused and counted.
+    pub fn entry_changed(
+        &mut self,
+        now: Instant,
+        keyspace: &str,
+        key: &str,
+        ts: Timestamp,
+        bytes: Option<&[u8]>,
+    ) {
+        match keyspace {
+            LWW_KEYSPACE => self.lww_entry(now, key, ts, bytes),
+            COUNTERS_KEYSPACE => self.counter_entry(now, key, bytes),
+            _ => {}
+        }
+    }
+
+    fn lww_entry(&mut self, now: Instant, key: &str, ts: Timestamp, bytes: Option<&[u8]>) {
+        let Some((name, node)) = lww::parse_key(key) else {
+            self.stats.foreign_messages += 1;
+            return;
+        };
+        let Some(variable) = self.variables.get_mut(name) else {
+            return; // Taken up with the rest of the keyspace when it is declared here.
+        };
+        let Kind::Lww(lww) = &mut variable.kind else {
+            self.stats.foreign_messages += 1;
+            return;
+        };
+        if node != self.me.node && fault_on!(VarsIgnorePeersLww) {
+            return;
+        }
+        let record = bytes.and_then(LwwRecord::decode);
+        let write = match record {
+            None if bytes.is_none() => None,
+            Some(r) if r.spec == variable.fingerprint && r.writer.node == node => {
+                let fits = variable.spec.ty.check(&r.value).is_ok();
+                if fits || fault_on!(VarsTakeOutOfRange) {
+                    Some((ts, r.value, r.writer))
+                } else {
+                    self.stats.invalid_values += 1;
+                    variable.statistics.refused += 1;
+                    None
+                }
+            }
+            _ => {
+                // Undecodable, another spec's, or written under another node's key.
+                self.stats.foreign_messages += 1;
+                variable.statistics.refused += 1;
+                None
+            }
+        };
+        if lww.take(node, write) {
+            let writer = lww.shown.map_or(self.me, |(_, w)| w);
+            self.changed(now, name, writer);
+        }
+    }
+
+    fn counter_entry(&mut self, now: Instant, key: &str, bytes: Option<&[u8]>) {
+        let Some((name, life)) = counter::parse_key(key) else {
+            self.stats.foreign_messages += 1;
+            return;
+        };
+        let Some(variable) = self.variables.get_mut(name) else {
+            return; // Taken up with the rest of the keyspace when it is declared here.
+        };
+        let Kind::Counter(counter) = &mut variable.kind else {
+            self.stats.foreign_messages += 1;
+            return;
+        };
+        let Some(bytes) = bytes else {
+            return; // A removed state takes nothing away: merges only ever raise totals.
+        };
+        let record = CounterRecord::decode(bytes).filter(|r| r.spec == variable.fingerprint);
+        let Some(record) = record else {
+            self.stats.foreign_messages += 1;
+            variable.statistics.refused += 1;
+            return;
+        };
+        counter.lives.insert(counter::actor(life), life);
+        if counter.counter.merge(&record.state).is_err() {
+            self.stats.invalid_values += 1;
+            variable.statistics.refused += 1;
+            return;
+        }
+        if counter.refresh() {
+            self.changed(now, name, life);
+        }
+    }
+
+    /// Writes to replicated keyspaces since the last call, for the core to make.
+    pub fn take_publications(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.publications)
     }
 
     /// Handles a message from `from`.
@@ -345,34 +776,93 @@ impl Vars {
         message: VarsMessage,
         out: &mut Outgoing,
     ) {
-        let VarsMessage::Cas {
-            name,
-            spec,
-            from: life,
-            message,
-        } = message;
+        match message {
+            VarsMessage::Cas {
+                name,
+                spec,
+                from: life,
+                message,
+            } => self.cas_step(now, from, (name, spec, life), message, out),
+            VarsMessage::Rights {
+                name,
+                spec,
+                from: life,
+                wanted,
+            } => self.rights_asked(now, from, (name, spec, life), wanted),
+        }
+    }
+
+    fn cas_step(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        (name, spec, life): (String, u64, Life),
+        message: CasMessage<Life, VarValue>,
+        out: &mut Outgoing,
+    ) {
         let Some(variable) = self.variables.get_mut(&name) else {
             self.stats.foreign_messages += 1;
             return;
         };
-        if variable.fingerprint != spec || life.node != from {
+        let fingerprint = variable.fingerprint;
+        let Kind::Register { register, .. } = &mut variable.kind else {
+            self.stats.foreign_messages += 1;
+            return;
+        };
+        if fingerprint != spec || life.node != from {
             self.stats.foreign_messages += 1;
             return;
         }
         if !values_fit(&variable.spec.ty, &message) {
             self.stats.invalid_values += 1;
+            variable.statistics.refused += 1;
             return;
         }
-        let (sends, outcome) = variable.register.handle(time(now), life, message);
-        push_sends(out, &name, variable.fingerprint, self.me, sends);
-        self.settle(&name, outcome);
+        let (sends, outcome) = register.handle(time(now), life, message);
+        push_sends(out, &name, fingerprint, self.me, sends);
+        self.settle(now, &name, outcome);
+    }
+
+    /// Another life asked for rights of a counter: hands it what it wanted, or what this node
+    /// holds if less.
+    fn rights_asked(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        (name, spec, life): (String, u64, Life),
+        wanted: u64,
+    ) {
+        let me = self.me;
+        let Ok((fingerprint, counter)) = self.counter_mut(&name) else {
+            self.stats.foreign_messages += 1;
+            return;
+        };
+        if fingerprint != spec || life.node != from || life == me {
+            self.stats.foreign_messages += 1;
+            return;
+        }
+        counter.lives.insert(counter::actor(life), life);
+        let given = wanted.min(counter.counter.rights(counter::actor(me)));
+        if given == 0 {
+            return;
+        }
+        // Cannot fail: `given` is at most what this life holds.
+        if counter
+            .counter
+            .hand_over(counter::actor(me), counter::actor(life), given)
+            .is_err()
+        {
+            return;
+        }
+        self.stats.rights_handed += given;
+        self.counter_changed(now, &name, |s| s.handed += given);
     }
 
     /// When [`Self::handle_timeout`] next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.variables
             .values()
-            .filter_map(|v| v.register.poll_timeout())
+            .filter_map(|v| v.register()?.poll_timeout())
             .min()
             .map(instant)
     }
@@ -382,32 +872,47 @@ impl Vars {
         let due: Vec<String> = self
             .variables
             .iter()
-            .filter(|(_, v)| v.register.poll_timeout().is_some_and(|t| t <= time(now)))
+            .filter(|(_, v)| {
+                v.register()
+                    .and_then(CasRegister::poll_timeout)
+                    .is_some_and(|t| t <= time(now))
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
             let Some(variable) = self.variables.get_mut(&name) else {
                 continue;
             };
-            let (sends, outcome) = variable.register.handle_timeout(time(now));
+            let Kind::Register { register, .. } = &mut variable.kind else {
+                continue;
+            };
+            let (sends, outcome) = register.handle_timeout(time(now));
             push_sends(out, &name, variable.fingerprint, self.me, sends);
-            self.settle(&name, outcome);
+            self.settle(now, &name, outcome);
         }
     }
 
-    /// Checks what must always hold: every variable's current value is decided and fits its
-    /// type, and it was reported.
+    /// Checks what must always hold: every variable's current value fits its type and was
+    /// reported; a register's is decided, an `lww` variable shows its best write, a counter's
+    /// state has nobody overdrawn and shows its units.
     pub fn invariants(&self) -> Result<(), String> {
         for (name, variable) in &self.variables {
-            let (version, value) = variable.register.current();
+            let (version, value) = variable.current();
             variable
                 .spec
                 .ty
                 .check(value)
                 .map_err(|e| format!("variable {name:?} holds a value outside its type: {e}"))?;
-            if variable.register.decided(version).is_none() || variable.reported > version {
+            let sound = match &variable.kind {
+                Kind::Register { register, .. } => register.decided(version).is_some(),
+                Kind::Lww(lww) => lww.consistent(),
+                Kind::Counter(c) => {
+                    c.counter.invariants().is_ok() && *value == counter::shown(&c.counter)
+                }
+            };
+            if !sound || variable.reported > version {
                 return Err(format!(
-                    "variable {name:?}: version {version} not decided here, or reported {} ahead",
+                    "variable {name:?}: version {version} not what its state holds, or reported {} ahead",
                     variable.reported
                 ));
             }
@@ -420,27 +925,22 @@ impl Vars {
         std::mem::take(&mut self.events)
     }
 
-    /// Reports a new version and the end of our write, if this step brought either.
-    fn settle(&mut self, name: &str, outcome: Option<CasOutcome<Life>>) {
+    /// Reports a new version of a register and the end of our write, if this step brought
+    /// either.
+    fn settle(&mut self, now: Instant, name: &str, outcome: Option<CasOutcome<Life>>) {
         let Some(variable) = self.variables.get_mut(name) else {
             return;
         };
-        let (version, value) = variable.register.current();
-        if version > variable.reported {
-            variable.reported = version;
-            let writer = variable
-                .register
-                .decided(version)
-                .map_or(self.me, |p: &Proposal<Life, VarValue>| p.writer);
-            self.events.push(VarsEvent::Changed {
-                name: name.to_owned(),
-                version,
-                value: value.clone(),
-                writer,
-            });
-        }
-        let Some(outcome) = outcome else { return };
-        let Some(request) = variable.request.take() else {
+        let Kind::Register { register, request } = &mut variable.kind else {
+            return;
+        };
+        let (version, _) = register.current();
+        let writer = register
+            .decided(version)
+            .map_or(self.me, |p: &Proposal<Life, VarValue>| p.writer);
+        let request = outcome.as_ref().and_then(|_| request.take());
+        self.changed(now, name, writer);
+        let (Some(outcome), Some(request)) = (outcome, request) else {
             return;
         };
         match outcome {
@@ -454,6 +954,60 @@ impl Vars {
             outcome,
         });
     }
+
+    /// Reports the current version of `name` as changed by `writer`, with its history, if it
+    /// was not reported yet.
+    fn changed(&mut self, now: Instant, name: &str, writer: Life) {
+        let Some(variable) = self.variables.get_mut(name) else {
+            return;
+        };
+        let (version, value) = variable.current();
+        if version <= variable.reported {
+            return;
+        }
+        let value = value.clone();
+        variable.reported = version;
+        variable.statistics.changes += 1;
+        variable.history.push(Change {
+            version,
+            value: value.clone(),
+            writer,
+            at: now,
+        });
+        self.events.push(VarsEvent::Changed {
+            name: name.to_owned(),
+            version,
+            value,
+            writer,
+        });
+    }
+}
+
+/// Asks the life holding the most rights of a counter (other than `me`) for `amount`, unless
+/// this node asked within [`RIGHTS_ASK_INTERVAL`].
+fn ask_rights(
+    now: Instant,
+    name: &str,
+    spec: u64,
+    me: Life,
+    counter: &mut CounterVar,
+    amount: u64,
+    out: &mut Outgoing,
+) {
+    let recent = counter
+        .asked
+        .is_some_and(|at| now.saturating_since(at) < RIGHTS_ASK_INTERVAL);
+    let Some((holder, _)) = counter.richest_other(me).filter(|_| !recent) else {
+        return;
+    };
+    counter.asked = Some(now);
+    let message = VarsMessage::Rights {
+        name: name.to_owned(),
+        spec,
+        from: me,
+        wanted: amount,
+    };
+    out.push((holder.node, encode(&message)));
 }
 
 fn check_name(name: &str) -> Result<(), VarsError> {
@@ -466,15 +1020,33 @@ fn check_name(name: &str) -> Result<(), VarsError> {
 fn check_spec(me: Life, spec: &VarSpec) -> Result<(), VarsError> {
     spec.ty.validate()?;
     spec.ty.check(&spec.initial)?;
-    if spec.policy != Policy::Cas {
+    match spec.policy {
+        Policy::Cas | Policy::Coordinated if !spec.acceptors.contains(&me) => Err(
+            VarsError::BadSpec("this node's life must be one of the acceptors".into()),
+        ),
+        Policy::Lww if !spec.acceptors.is_empty() => Err(VarsError::BadSpec(
+            "an lww variable has no acceptors: every node writes".into(),
+        )),
+        Policy::Counter => check_counter(spec),
+        _ => Ok(()),
+    }
+}
+
+/// A counter counts units: its type is every non-negative integer, and whoever holds its
+/// initial units is named.
+fn check_counter(spec: &VarSpec) -> Result<(), VarsError> {
+    let units = VarType::Int {
+        min: 0,
+        max: i64::MAX,
+    };
+    if spec.ty != units {
         return Err(VarsError::BadSpec(format!(
-            "{:?} variables are not built on the cluster yet; only cas",
-            spec.policy
+            "a counter's type is {units:?} (its units)"
         )));
     }
-    if !spec.acceptors.contains(&me) {
+    if spec.initial != VarValue::Int(0) && spec.acceptors.is_empty() {
         return Err(VarsError::BadSpec(
-            "this node's life must be one of the acceptors".into(),
+            "a counter's initial units need holders (the spec's acceptors)".into(),
         ));
     }
     Ok(())

@@ -327,9 +327,9 @@ proptest! {
         let mut decided: BTreeMap<u64, Proposal<Life, VarValue>> = BTreeMap::new();
         for vars in net.nodes.values() {
             let variable = &vars.variables["x"];
-            let (version, _) = variable.register.current();
+            let (version, _) = variable.register().expect("a register").current();
             for v in 1..=version {
-                let p = variable.register.decided(v).expect("contiguous").clone();
+                let p = variable.register().expect("a register").decided(v).expect("contiguous").clone();
                 prop_assert_eq!(decided.entry(v).or_insert_with(|| p.clone()), &p);
             }
         }
@@ -366,4 +366,371 @@ fn a_replicated_declaration_is_taken_up_by_acceptors_only_and_a_conflict_is_coun
     outsider.adopt("x", &spec(3).encode());
     assert_eq!(outsider.get("x"), None);
     assert_eq!(outsider.stats().conflicting_declarations, 0);
+}
+
+/// Nodes whose replicated keyspaces the test plays: each publication is stamped in the order
+/// the test flushes it and handed to the nodes it reaches.
+struct Board {
+    nodes: BTreeMap<NodeId, Vars>,
+    clock: u64,
+    now: Instant,
+}
+
+impl Board {
+    fn new(n: u128, name: &str, spec: &VarSpec) -> Self {
+        let mut nodes = BTreeMap::new();
+        for i in 1..=n {
+            let mut vars = Vars::new(life(i));
+            vars.declare(name, spec.clone()).expect("declares");
+            nodes.insert(id(i), vars);
+        }
+        Self {
+            nodes,
+            clock: 0,
+            now: Instant::ZERO,
+        }
+    }
+
+    fn node(&mut self, n: u128) -> &mut Vars {
+        self.nodes.get_mut(&id(n)).expect("node")
+    }
+
+    /// Stamps node `from`'s publications and hands them to the nodes in `to`.
+    fn flush(&mut self, from: u128, to: &[u128]) {
+        for write in self.node(from).take_publications() {
+            self.clock += 1;
+            let ts = foundation_crdt::Timestamp {
+                wall_ms: self.clock,
+                logical: 0,
+                node: foundation_crdt::NodeId::from_u128(from),
+            };
+            self.hand(to, &write.keyspace, &write.key, ts, write.value.as_deref());
+        }
+    }
+
+    fn hand(
+        &mut self,
+        to: &[u128],
+        keyspace: &str,
+        key: &str,
+        ts: foundation_crdt::Timestamp,
+        bytes: Option<&[u8]>,
+    ) {
+        let now = self.now;
+        for n in to {
+            self.node(*n).entry_changed(now, keyspace, key, ts, bytes);
+        }
+    }
+
+    /// Delivers messages (rights requests) to their nodes, and what they publish to everyone.
+    fn deliver(&mut self, from: u128, out: Outgoing, all: &[u128]) {
+        for (to, payload) in out {
+            let Ok(crate::CoreMessage::Vars(message)) = postcard::from_bytes(&payload) else {
+                panic!("a variables message");
+            };
+            let now = self.now;
+            let mut more = Outgoing::new();
+            self.nodes
+                .get_mut(&to)
+                .expect("node")
+                .received(now, id(from), message, &mut more);
+            assert!(
+                more.is_empty(),
+                "a rights request is answered by a publication"
+            );
+            self.flush(to.as_u128(), all);
+        }
+    }
+
+    fn shown(&self, n: u128, name: &str) -> VarValue {
+        self.nodes[&id(n)].get(name).expect("declared").1.clone()
+    }
+}
+
+fn lww_spec() -> VarSpec {
+    VarSpec {
+        ty: VarType::Int { min: 0, max: 100 },
+        policy: Policy::Lww,
+        initial: VarValue::Int(0),
+        acceptors: BTreeSet::new(),
+    }
+}
+
+fn counter_spec(initial: i64, holders: u128) -> VarSpec {
+    VarSpec {
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        policy: Policy::Counter,
+        initial: VarValue::Int(initial),
+        acceptors: (1..=holders).map(life).collect(),
+    }
+}
+
+#[test]
+fn lww_replicas_show_the_latest_stamp_whatever_order_writes_arrive_in() {
+    let mut board = Board::new(3, "t", &lww_spec());
+    board.node(1).set("t", VarValue::Int(10)).expect("writes");
+    board.flush(1, &[1]);
+    board.node(2).set("t", VarValue::Int(20)).expect("writes");
+    board.flush(2, &[2, 3]);
+    assert_eq!(
+        board.shown(1, "t"),
+        VarValue::Int(10),
+        "2's write not here yet"
+    );
+    // Node 1's write reaches 2 and 3 late: its stamp is older, so 20 stays.
+    let write = board.nodes[&id(1)].get("t").map(|(v, _)| v);
+    assert_eq!(write, Some(1));
+    let old = LwwRecord {
+        spec: lww_spec().fingerprint(),
+        value: VarValue::Int(10),
+        writer: life(1),
+    };
+    let ts1 = foundation_crdt::Timestamp {
+        wall_ms: 1,
+        logical: 0,
+        node: foundation_crdt::NodeId::from_u128(1),
+    };
+    board.hand(
+        &[2, 3],
+        LWW_KEYSPACE,
+        &lww::key("t", id(1)),
+        ts1,
+        Some(&old.encode()),
+    );
+    let ts2 = foundation_crdt::Timestamp {
+        wall_ms: 2,
+        logical: 0,
+        node: foundation_crdt::NodeId::from_u128(2),
+    };
+    let new = LwwRecord {
+        spec: lww_spec().fingerprint(),
+        value: VarValue::Int(20),
+        writer: life(2),
+    };
+    board.hand(
+        &[1],
+        LWW_KEYSPACE,
+        &lww::key("t", id(2)),
+        ts2,
+        Some(&new.encode()),
+    );
+    for n in 1..=3 {
+        assert_eq!(board.shown(n, "t"), VarValue::Int(20), "node {n}");
+    }
+    let last = board.nodes[&id(1)]
+        .history("t")
+        .expect("declared")
+        .last()
+        .cloned();
+    assert_eq!(
+        last.map(|c| (c.value, c.writer)),
+        Some((VarValue::Int(20), life(2)))
+    );
+    assert_eq!(
+        board.nodes[&id(1)].statistics("t").map(|s| s.changes),
+        Some(2)
+    );
+}
+
+#[test]
+fn an_out_of_range_lww_write_from_a_misbehaving_node_is_refused_and_never_shows() {
+    let mut board = Board::new(2, "t", &lww_spec());
+    board.node(1).set("t", VarValue::Int(5)).expect("writes");
+    board.flush(1, &[1, 2]);
+    assert!(matches!(
+        board.node(2).set("t", VarValue::Int(101)),
+        Err(VarsError::Invalid(VarError::OutOfRange { .. }))
+    ));
+    assert!(
+        board.node(2).take_publications().is_empty(),
+        "nothing written"
+    );
+    // Node 3 bypasses its own checks and writes 1000 under its key, with a later stamp.
+    let bogus = LwwRecord {
+        spec: lww_spec().fingerprint(),
+        value: VarValue::Int(1_000),
+        writer: life(3),
+    };
+    let late = foundation_crdt::Timestamp {
+        wall_ms: 99,
+        logical: 0,
+        node: foundation_crdt::NodeId::from_u128(3),
+    };
+    board.hand(
+        &[1, 2],
+        LWW_KEYSPACE,
+        &lww::key("t", id(3)),
+        late,
+        Some(&bogus.encode()),
+    );
+    for n in 1..=2 {
+        assert_eq!(board.shown(n, "t"), VarValue::Int(5), "node {n}");
+        assert_eq!(board.nodes[&id(n)].stats().invalid_values, 1, "node {n}");
+    }
+    // Under another node's key it is refused too (that key no longer holds a valid write).
+    board.hand(
+        &[1, 2],
+        LWW_KEYSPACE,
+        &lww::key("t", id(1)),
+        late,
+        Some(&bogus.encode()),
+    );
+    for n in 1..=2 {
+        assert_eq!(board.shown(n, "t"), VarValue::Int(0), "node {n}");
+        assert!(board.nodes[&id(n)].invariants().is_ok());
+        assert_eq!(board.nodes[&id(n)].stats().foreign_messages, 1, "node {n}");
+    }
+}
+
+#[test]
+fn coordinated_variables_refuse_direct_writes_and_take_a_majority_commit() {
+    let mut coordinated = spec(3);
+    coordinated.policy = Policy::Coordinated;
+    let mut net = Net::new(0);
+    for i in 1..=3 {
+        let mut vars = Vars::new(life(i));
+        vars.declare("x", coordinated.clone()).expect("declares");
+        net.nodes.insert(id(i), vars);
+    }
+    let refused = net.cas(1, 0, 5);
+    assert!(matches!(
+        refused,
+        Err(VarsError::WrongPolicy {
+            policy: Policy::Coordinated,
+            ..
+        })
+    ));
+    let node = net.nodes.get_mut(&id(1)).expect("node");
+    assert!(matches!(
+        node.set("x", VarValue::Int(5)),
+        Err(VarsError::WrongPolicy { .. })
+    ));
+    let mut out = Outgoing::new();
+    let request = node
+        .commit(net.now, "x", 0, VarValue::Int(7), SECOND, &mut out)
+        .expect("a protocol's outcome commits");
+    net.queue(id(1), out);
+    net.run();
+    assert!(net
+        .done
+        .contains(&(id(1), request, CasOutcome::Won { version: 1 })));
+    for n in 1..=3 {
+        assert_eq!(net.value(n), (1, VarValue::Int(7)));
+    }
+    // And the commit path is refused for a cas variable.
+    let mut plain = Vars::new(life(1));
+    plain.declare("y", spec(1)).expect("declares");
+    let mut out = Outgoing::new();
+    let commit = plain.commit(Instant::ZERO, "y", 0, VarValue::Int(1), SECOND, &mut out);
+    assert!(matches!(commit, Err(VarsError::WrongPolicy { .. })));
+}
+
+#[test]
+fn a_counter_draws_from_local_rights_asks_for_more_and_never_goes_negative() {
+    let all = [1, 2, 3];
+    let mut board = Board::new(3, "pool", &counter_spec(9, 3));
+    assert_eq!(board.node(1).rights("pool"), Some(3));
+    let mut out = Outgoing::new();
+    let now = board.now;
+    board
+        .node(1)
+        .draw(now, "pool", 2, &mut out)
+        .expect("within rights");
+    assert!(out.is_empty(), "no coordination within one's rights");
+    board.flush(1, &all);
+    for n in all {
+        assert_eq!(board.shown(n, "pool"), VarValue::Int(7), "node {n}");
+    }
+    // 5 more than node 1 holds: refused, and it asks the richest other node for the rest.
+    let refused = board.node(1).draw(now, "pool", 5, &mut out);
+    assert_eq!(
+        refused,
+        Err(VarsError::Insufficient {
+            holds: 1,
+            wanted: 5
+        })
+    );
+    assert_eq!(out.len(), 1);
+    board.deliver(1, std::mem::take(&mut out), &all);
+    assert_eq!(
+        board.node(1).rights("pool"),
+        Some(4),
+        "three more were handed over"
+    );
+    board
+        .node(1)
+        .draw(now, "pool", 4, &mut out)
+        .expect("now within rights");
+    board.flush(1, &all);
+    for n in all {
+        assert_eq!(board.shown(n, "pool"), VarValue::Int(3), "node {n}");
+        assert!(board.nodes[&id(n)].invariants().is_ok());
+    }
+    let statistics = board.nodes[&id(1)]
+        .statistics("pool")
+        .cloned()
+        .expect("declared");
+    assert_eq!((statistics.drawn, statistics.insufficient), (6, 1));
+    // A refill is this node's to spend.
+    board.node(2).refill(now, "pool", 10).expect("refills");
+    board.flush(2, &all);
+    assert_eq!(board.shown(3, "pool"), VarValue::Int(13));
+    assert_eq!(board.node(2).rights("pool"), Some(10));
+}
+
+#[test]
+fn a_counter_state_showing_someone_overdrawn_is_refused_whole() {
+    let mut board = Board::new(2, "pool", &counter_spec(4, 2));
+    // Node 3 refills 1 and draws it: an honest state.
+    let mut honest = counter::genesis(4, &counter_spec(4, 2).acceptors);
+    honest.add(counter::actor(life(3)), 1).expect("adds");
+    honest.draw(counter::actor(life(3)), 1).expect("draws");
+    let record = |state| counter::CounterRecord {
+        spec: counter_spec(4, 2).fingerprint(),
+        state,
+    };
+    let ts = foundation_crdt::Timestamp::at_wall(5);
+    let bytes = record(honest).encode();
+    board.hand(
+        &[1, 2],
+        COUNTERS_KEYSPACE,
+        &counter::key("pool", life(3)),
+        ts,
+        Some(&bytes),
+    );
+    assert_eq!(board.shown(1, "pool"), VarValue::Int(4), "added 1, drew 1");
+    // Then it claims to have drawn 9 with 1 added: a state no honest replica produces,
+    // forged through its encoding.
+    let overdrawn: foundation_crdt::BoundedCounter = postcard::from_bytes(&{
+        // `drawn` 9 against `added` 1 for node 3's actor.
+        let mut other = foundation_crdt::BoundedCounter::new();
+        other.add(counter::actor(life(3)), 9).expect("adds");
+        other.draw(counter::actor(life(3)), 9).expect("draws");
+        let mut bytes = postcard::to_stdvec(&other).expect("encodes");
+        // Postcard writes the added total before drawn: make added 1.
+        let pos = bytes.iter().position(|b| *b == 9).expect("the added total");
+        bytes[pos] = 1;
+        bytes
+    })
+    .expect("decodes");
+    assert!(
+        overdrawn.invariants().is_err(),
+        "the forged state is overdrawn"
+    );
+    let bad = record(overdrawn).encode();
+    board.hand(
+        &[1, 2],
+        COUNTERS_KEYSPACE,
+        &counter::key("pool", life(3)),
+        ts,
+        Some(&bad),
+    );
+    for n in 1..=2 {
+        assert_eq!(board.shown(n, "pool"), VarValue::Int(4), "node {n}");
+        assert_eq!(board.nodes[&id(n)].stats().invalid_values, 1);
+        assert!(board.nodes[&id(n)].invariants().is_ok());
+    }
 }
