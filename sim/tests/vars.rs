@@ -2,6 +2,12 @@
 //! a minority side, lossy links and a crash mid-write; over many seeds, every version is decided
 //! the same on every node that learns it, each version is won by at most one writer (and the
 //! one that won is the one decided), and no value outside the type is ever seen.
+//!
+//! Then `lww` variables and resource counters through a partition, its heal, a crash and a
+//! restart: no value outside the type is ever shown though one node writes out-of-range
+//! values by hand, replicas converge after every disturbance, counters never go below zero
+//! and never spend more than the initial units plus the refills. `can_fail` plants the bug
+//! each of those checks is for and shows it fails.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,8 +15,11 @@ use std::time::Duration;
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_core::membership::MembershipConfig;
-use foundation_core::vars::{Life, VarSpec, VarsEvent};
-use foundation_sim::faults::{Fault, Nodes};
+use foundation_core::replication::Write;
+use foundation_core::vars::{
+    lww, Life, VarSpec, VarsError, VarsEvent, COUNTERS_KEYSPACE, LWW_KEYSPACE,
+};
+use foundation_sim::faults::{Fault, Identity, Nodes};
 use foundation_sim::network::LinkModel;
 use foundation_sim::world::{World, WorldConfig};
 
@@ -185,5 +194,395 @@ fn cas_sweep_over_many_seeds() {
     let only: Option<u64> = std::env::var("VARS_SEED").ok().and_then(|s| s.parse().ok());
     for seed in (1..=300).filter(|s| only.is_none_or(|o| o == *s)) {
         run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+}
+
+/// The `lww` variable of the replicated scenarios, and what its misbehaving node writes.
+const LWW_TYPE: VarType = VarType::Int { min: 0, max: 100 };
+/// The node that writes out-of-range values by hand, bypassing its own checks.
+const LIAR: usize = 3;
+
+/// A world of `NODES` joined nodes at 3 s.
+fn joined(seed: u64) -> Result<World, String> {
+    let mut world = World::new(WorldConfig {
+        seed,
+        nodes: NODES,
+        membership: MembershipConfig::development(),
+        network: LinkModel::lan(),
+        keep_trace: false,
+    });
+    world.apply(&Fault::Join(Nodes::All, 0), &BTreeMap::new())?;
+    run_to(&mut world, secs(3))?;
+    Ok(world)
+}
+
+fn lives(world: &World) -> std::collections::BTreeSet<Life> {
+    (0..NODES)
+        .map(|slot| Life {
+            node: world.node(slot).id(),
+            generation: world.node(slot).generation(),
+        })
+        .collect()
+}
+
+/// Declares `name` on node 0 and checks every node took it up a second later.
+fn declare_everywhere(world: &mut World, name: &str, spec: VarSpec) -> Result<(), String> {
+    world
+        .with_core(0, |core, now| core.declare_var(now, name, spec))
+        .ok_or("node 0 is down")?
+        .map_err(|e| e.to_string())?;
+    let at = world.now_us() + secs(1);
+    run_to(world, at)?;
+    for slot in 0..NODES {
+        if world
+            .node(slot)
+            .core()
+            .and_then(|c| c.vars().get(name))
+            .is_none()
+        {
+            return Err(format!("n{slot} never took {name:?} up"));
+        }
+    }
+    Ok(())
+}
+
+/// The disturbances of the replicated scenarios, and the quiet points after each, where every
+/// running node must show the same value: a partition, its heal, a crash and a restart.
+fn disturbances() -> Vec<(u64, Fault)> {
+    vec![
+        (
+            secs(8),
+            Fault::Partition(Nodes::List(vec![0, 1]), Nodes::List(vec![2, 3, 4])),
+        ),
+        (secs(12), Fault::Heal),
+        (secs(30), Fault::Crash(Nodes::One(4))),
+        (secs(37), Fault::Restart(Nodes::One(4), Identity::Same)),
+    ]
+}
+
+/// Quiet windows (no writes), in seconds, whose end is a convergence check: after the heal
+/// (the sides of a partition long enough to declare each other down merge again through
+/// membership's periodic push-pull, every 10 s in development), after the crash, after the
+/// restart, and at the end.
+const QUIET: [(u64, u64); 4] = [(12, 27), (30, 34), (37, 45), (48, 55)];
+
+/// When the replicated scenarios end.
+const END: u64 = 55_000_000;
+
+fn quiet(us: u64) -> bool {
+    QUIET
+        .iter()
+        .any(|(from, to)| us >= secs(*from) && us < secs(*to))
+}
+
+/// Every running node shows the same value of `name`.
+fn converged(world: &World, name: &str, at: &str) -> Result<(), String> {
+    let mut shown: Option<(usize, VarValue)> = None;
+    for slot in 0..NODES {
+        let Some(core) = world.node(slot).core() else {
+            continue;
+        };
+        let (_, value) = core
+            .vars()
+            .get(name)
+            .ok_or(format!("n{slot} lost {name}"))?;
+        match &shown {
+            Some((first, v)) if v != value => {
+                let digests = |s: usize| {
+                    world.node(s).core().map(|c| {
+                        let d = c.replication().state_digests();
+                        (
+                            d.get(LWW_KEYSPACE).copied(),
+                            d.get(COUNTERS_KEYSPACE).copied(),
+                        )
+                    })
+                };
+                if std::env::var("VARS_TRACE").is_ok() {
+                    for s in 0..NODES {
+                        let Some(c) = world.node(s).core() else {
+                            continue;
+                        };
+                        let alive: Vec<_> = c.membership().alive().map(|m| m.id.short()).collect();
+                        eprintln!("n{s} alive {alive:?}");
+                        if let Some(k) = c.replication().keyspace(LWW_KEYSPACE) {
+                            for (key, e) in k.map().entries() {
+                                let v = e
+                                    .value
+                                    .as_ref()
+                                    .and_then(|v| lww::LwwRecord::decode(&v.bytes));
+                                eprintln!(
+                                    "  {:?} {:?} {:?}",
+                                    key.split('\0').nth(1),
+                                    e.ts.wall_ms,
+                                    v.map(|r| r.value)
+                                );
+                            }
+                        }
+                    }
+                }
+                return Err(format!(
+                    "{at}: {name} shows {v:?} on n{first} but {value:?} on n{slot} (keyspace digests {:?} and {:?})",
+                    digests(*first),
+                    digests(slot)
+                ));
+            }
+            Some(_) => {}
+            None => shown = Some((slot, value.clone())),
+        }
+    }
+    Ok(())
+}
+
+/// The `lww` scenario: every node writes at random through the disturbances, the liar also
+/// writes out-of-range values under its key by hand; no value outside the type is ever shown,
+/// and replicas converge at the end of every quiet window. Returns (writes, lies).
+fn run_lww(seed: u64) -> Result<(u64, u64), String> {
+    let mut world = joined(seed)?;
+    let spec = VarSpec {
+        ty: LWW_TYPE,
+        policy: Policy::Lww,
+        initial: VarValue::Int(0),
+        acceptors: Default::default(),
+    };
+    declare_everywhere(&mut world, "t", spec.clone())?;
+    let (mut writes, mut lies) = (0, 0);
+    let mut faults = disturbances();
+    let mut checks: Vec<u64> = QUIET.iter().map(|(_, to)| secs(*to)).collect();
+    let mut t = world.now_us();
+    while t < END {
+        t += 50_000 + world.random_below(300_000);
+        run_to(&mut world, t)?;
+        while faults.first().is_some_and(|(at, _)| *at <= t) {
+            let (_, fault) = faults.remove(0);
+            world.apply(&fault, &BTreeMap::new())?;
+        }
+        while checks.first().is_some_and(|at| *at <= t) {
+            checks.remove(0);
+            converged(&world, "t", &format!("{:.1}s", t as f64 / 1e6))?;
+        }
+        if quiet(t) || t >= END {
+            continue;
+        }
+        let slot = world.random_below(NODES as u64) as usize;
+        let value = world.random_below(101) as i64;
+        if slot == LIAR && world.random_below(2) == 0 {
+            lies += lie(&mut world, &spec, value + 101);
+        } else if let Some(result) = world.with_core(slot, |core, now| {
+            core.set_var(now, "t", VarValue::Int(value))
+        }) {
+            result.map_err(|e| format!("n{slot}: a valid write refused: {e}"))?;
+            writes += 1;
+        }
+        check_shown(world.take_vars_events(), "t", &LWW_TYPE)?;
+    }
+    Ok((writes, lies))
+}
+
+/// The liar writes `value` (out of range) under its own key of the `lww` keyspace, as a node
+/// without the type check would. Returns 1 if it was running.
+fn lie(world: &mut World, spec: &VarSpec, value: i64) -> u64 {
+    let life = Life {
+        node: world.node(LIAR).id(),
+        generation: world.node(LIAR).generation(),
+    };
+    let record = lww::LwwRecord {
+        spec: spec.fingerprint(),
+        value: VarValue::Int(value),
+        writer: life,
+    };
+    let write = Write {
+        keyspace: LWW_KEYSPACE.to_owned(),
+        key: lww::key("t", life.node),
+        value: Some(record.encode()),
+    };
+    let written = world.with_core(LIAR, |core, now| core.write(now, write).is_ok());
+    u64::from(written == Some(true))
+}
+
+/// Every value a `Changed` event showed for `name` fits `ty`.
+fn check_shown(events: Vec<(usize, VarsEvent)>, name: &str, ty: &VarType) -> Result<(), String> {
+    for (slot, event) in events {
+        if let VarsEvent::Changed {
+            name: n,
+            value,
+            version,
+            ..
+        } = event
+        {
+            if n == name {
+                ty.check(&value)
+                    .map_err(|e| format!("n{slot} showed {name} version {version}: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn lww_replicas_converge_after_every_disturbance_and_never_show_a_liars_value() {
+    let (mut writes, mut lies) = (0, 0);
+    for seed in 1..=6 {
+        let (w, l) = run_lww(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        writes += w;
+        lies += l;
+    }
+    assert!(writes >= 100 && lies >= 10, "{writes} writes, {lies} lies");
+}
+
+/// The counter of the replicated scenarios: its initial units, shared among every node.
+const POOL: u64 = 40;
+
+/// What the counter scenario counts, outside the engine: every draw and refill a node
+/// reported done.
+#[derive(Debug, Default)]
+struct Ledger {
+    drawn: u64,
+    refilled: u64,
+    refused: u64,
+}
+
+/// The counter scenario: nodes draw and refill at random through the disturbances, asking
+/// each other for rights when short. At every step no node shows the counter below zero or
+/// anyone overdrawn (the core's invariants), and the units drawn never exceed the initial
+/// units plus the refills; replicas converge at the end of every quiet window.
+fn run_counter(seed: u64) -> Result<Ledger, String> {
+    let mut world = joined(seed)?;
+    let spec = VarSpec {
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        policy: Policy::Counter,
+        initial: VarValue::Int(POOL as i64),
+        acceptors: lives(&world),
+    };
+    declare_everywhere(&mut world, "pool", spec)?;
+    let mut ledger = Ledger::default();
+    let mut faults = disturbances();
+    let mut checks: Vec<u64> = QUIET.iter().map(|(_, to)| secs(*to)).collect();
+    let mut t = world.now_us();
+    while t < END {
+        t += 20_000 + world.random_below(150_000);
+        run_to(&mut world, t)?;
+        while faults.first().is_some_and(|(at, _)| *at <= t) {
+            let (_, fault) = faults.remove(0);
+            world.apply(&fault, &BTreeMap::new())?;
+        }
+        while checks.first().is_some_and(|at| *at <= t) {
+            checks.remove(0);
+            converged(&world, "pool", &format!("{:.1}s", t as f64 / 1e6))?;
+        }
+        if quiet(t) || t >= END {
+            continue;
+        }
+        counter_step(&mut world, &mut ledger)?;
+        if ledger.drawn > POOL + ledger.refilled {
+            return Err(format!(
+                "{} units drawn of {POOL} and {} refilled",
+                ledger.drawn, ledger.refilled
+            ));
+        }
+    }
+    Ok(ledger)
+}
+
+/// One random draw (mostly) or refill on a random node.
+fn counter_step(world: &mut World, ledger: &mut Ledger) -> Result<(), String> {
+    let slot = world.random_below(NODES as u64) as usize;
+    let refill = world.random_below(8) == 0;
+    let amount = 1 + world.random_below(3);
+    let result = world.with_core(slot, |core, now| match refill {
+        true => core.refill(now, "pool", amount),
+        false => core.draw(now, "pool", amount),
+    });
+    match (result, refill) {
+        (None, _) => {}
+        (Some(Ok(())), true) => ledger.refilled += amount,
+        (Some(Ok(())), false) => ledger.drawn += amount,
+        (Some(Err(VarsError::Insufficient { .. })), _) => ledger.refused += 1,
+        (Some(Err(e)), _) => return Err(format!("n{slot}: {e}")),
+    }
+    Ok(())
+}
+
+#[test]
+fn counters_never_go_negative_nor_spend_more_than_they_hold_through_disturbances() {
+    let mut total = Ledger::default();
+    for seed in 1..=6 {
+        let ledger = run_counter(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        total.drawn += ledger.drawn;
+        total.refilled += ledger.refilled;
+        total.refused += ledger.refused;
+    }
+    // Not vacuous: the pool runs dry and rights move on request.
+    assert!(
+        total.drawn >= 6 * POOL / 2 && total.refused >= 6,
+        "{total:?}"
+    );
+}
+
+/// Both replicated scenarios over many more seeds; release builds only (`cargo test --release
+/// -p foundation-sim --test vars -- --ignored replicated`; `VARS_SEED=N` runs one seed).
+#[test]
+#[ignore]
+fn replicated_sweep_over_many_seeds() {
+    let only: Option<u64> = std::env::var("VARS_SEED").ok().and_then(|s| s.parse().ok());
+    let (mut writes, mut lies, mut ledger) = (0, 0, Ledger::default());
+    for seed in (1..=200).filter(|s| only.is_none_or(|o| o == *s)) {
+        let (w, l) = run_lww(seed).unwrap_or_else(|e| panic!("lww seed {seed}: {e}"));
+        let c = run_counter(seed).unwrap_or_else(|e| panic!("counter seed {seed}: {e}"));
+        writes += w;
+        lies += l;
+        ledger.drawn += c.drawn;
+        ledger.refilled += c.refilled;
+        ledger.refused += c.refused;
+    }
+    eprintln!("lww: {writes} writes, {lies} out-of-range writes refused; counters: {ledger:?}");
+}
+
+/// Each replicated invariant fails with the bug it is meant to catch planted.
+mod can_fail {
+    use super::*;
+    use foundation_core::fault_switch::{self, FaultSwitch};
+
+    /// The first violation `run` reports with `switch` on, or the core's debug check panicking
+    /// on it (which is what a test build does first with a broken invariant).
+    fn first_failing(switch: FaultSwitch, run: impl Fn(u64) -> Result<(), String>) -> String {
+        let _on = fault_switch::engage(switch);
+        (1..=6)
+            .find_map(|seed| {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed)));
+                match outcome {
+                    Ok(result) => result.err(),
+                    Err(panic) => Some(panic_text(panic.as_ref())),
+                }
+            })
+            .unwrap_or_else(|| panic!("{switch:?} was not caught in 6 seeds"))
+    }
+
+    fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+        let text = panic.downcast_ref::<String>().cloned();
+        text.or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_unchecked_remote_lww_value_is_seen() {
+        let caught = first_failing(FaultSwitch::VarsTakeOutOfRange, |s| run_lww(s).map(drop));
+        assert!(caught.contains("outside its type"), "{caught}");
+    }
+
+    #[test]
+    fn replicas_that_ignore_peers_writes_do_not_converge() {
+        let caught = first_failing(FaultSwitch::VarsIgnorePeersLww, |s| run_lww(s).map(drop));
+        assert!(caught.contains("shows"), "{caught}");
+    }
+
+    #[test]
+    fn draws_beyond_the_rights_held_overspend() {
+        let caught = first_failing(FaultSwitch::CounterDrawsUnbacked, |s| {
+            run_counter(s).map(drop)
+        });
+        assert!(caught.contains("units drawn"), "{caught}");
     }
 }

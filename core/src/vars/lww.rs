@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 use super::Life;
 use crate::NodeId;
 
-/// What a node writes under its key for a variable.
+/// What a node writes under its key for a variable (public so a test can play a misbehaving
+/// node that writes one by hand).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct LwwRecord {
+pub struct LwwRecord {
     /// The variable's spec fingerprint: a write under another spec is not taken.
     pub spec: u64,
     /// The value.
@@ -30,10 +31,12 @@ pub(crate) struct LwwRecord {
 }
 
 impl LwwRecord {
+    /// The bytes it is replicated as.
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).unwrap_or_default()
     }
 
+    /// A record from its bytes, whoever wrote them.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         postcard::from_bytes(bytes).ok()
     }
@@ -108,7 +111,7 @@ impl LwwVar {
 }
 
 /// The key node `node` writes variable `name` under.
-pub(crate) fn key(name: &str, node: NodeId) -> String {
+pub fn key(name: &str, node: NodeId) -> String {
     format!("{name}\0{node}")
 }
 
