@@ -374,6 +374,22 @@ impl Core {
     /// Applies a local write to a replicated keyspace and starts spreading it; returns the
     /// write's name and stamp.
     pub fn write(&mut self, now: Instant, write: Write) -> Result<Written, ReplicationError> {
+        let (keyspace, key) = (write.keyspace.clone(), write.key.clone());
+        let result = self.write_replicated(now, write);
+        // A write to a variables keyspace that did not come from the variables machine (the
+        // generic key-value API, or a misbehaving caller) is checked like a peer's.
+        if result.is_ok() && [LWW_KEYSPACE, COUNTERS_KEYSPACE].contains(&keyspace.as_str()) {
+            self.feed_var_entry(now, &keyspace, &key);
+            self.deliver_vars(now, Outgoing::new());
+        }
+        result
+    }
+
+    fn write_replicated(
+        &mut self,
+        now: Instant,
+        write: Write,
+    ) -> Result<Written, ReplicationError> {
         let peers = self.alive_addrs();
         let result = self.replication.write(now, write, &peers, &mut self.outbox);
         self.replication.flush_persistence(&mut self.outbox);
@@ -561,7 +577,7 @@ impl Core {
             let (keyspace, key) = (write.keyspace.clone(), write.key.clone());
             // A refused write (a keyspace limit) is counted by replication; the value stays
             // as it was, since the machine shows only what the keyspace holds.
-            if self.write(now, write).is_ok() {
+            if self.write_replicated(now, write).is_ok() {
                 self.feed_var_entry(now, &keyspace, &key);
             }
         }

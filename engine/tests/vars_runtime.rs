@@ -225,6 +225,29 @@ async fn variables_are_listed_and_written_over_http_with_typed_answers() {
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
+
+    // An lww variable and a counter, declared and written by policy.
+    let send = |method, path: &'static str, body: serde_json::Value| async move {
+        send_json(http, method, path, Some(&body), limit).await
+    };
+    let lww = json!({ "policy": "lww", "type": { "int": [0, 10] }, "initial": 1 });
+    send(Method::PUT, "/variables/mode", lww).await.unwrap();
+    let written = send(Method::POST, "/variables/mode", json!({ "value": 5 })).await;
+    let written = written.unwrap();
+    assert_eq!(written["value"], 5);
+    assert_eq!(written["history"][0]["value"], 5);
+    let out_of_range = send(Method::POST, "/variables/mode", json!({ "value": 11 })).await;
+    assert_eq!(status(out_of_range), 400);
+    let counter = json!({ "policy": "counter", "initial": 3 });
+    send(Method::PUT, "/variables/pool", counter).await.unwrap();
+    let drawn = send(Method::POST, "/variables/pool", json!({ "draw": 1 })).await;
+    let drawn = drawn.unwrap();
+    assert_eq!(
+        (drawn["value"].clone(), drawn["rights"].clone()),
+        (json!(2), json!(0))
+    );
+    let short = send(Method::POST, "/variables/pool", json!({ "draw": 100 })).await;
+    assert_eq!(status(short), 409);
     for node in &nodes {
         node.abort().await;
     }
@@ -246,5 +269,135 @@ async fn wait_alive(nodes: &[Node]) {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Waits until `check` holds on every node.
+async fn on_every_node(nodes: &[Node], what: &str, check: impl Fn(&Node) -> bool) {
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !nodes.iter().all(&check) {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Declares `name` with `spec` from the first node and waits until every node holds it.
+async fn declare_spec(nodes: &[Node], name: &str, spec: VarSpec) {
+    nodes[0].vars().declare(name, spec).await.unwrap();
+    on_every_node(nodes, "the declaration arrived", |n| {
+        n.vars().get(name).is_some()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lww_writes_show_everywhere_and_coordinated_variables_refuse_direct_writes() {
+    let nodes = cluster(3).await;
+    let lww = VarSpec {
+        ty: VarType::Int { min: 0, max: 100 },
+        policy: Policy::Lww,
+        initial: VarValue::Int(0),
+        acceptors: Default::default(),
+    };
+    declare_spec(&nodes, "mode", lww).await;
+    for (writer, value) in [(1, 42), (2, 7), (0, 9)] {
+        nodes[writer]
+            .vars()
+            .set("mode", VarValue::Int(value))
+            .await
+            .unwrap();
+        on_every_node(&nodes, "the write shows", |n| {
+            n.vars().get("mode").map(|(_, v)| v) == Some(VarValue::Int(value))
+        })
+        .await;
+    }
+    assert!(matches!(
+        nodes[1].vars().set("mode", VarValue::Int(101)).await,
+        Err(VarsCallError::Refused(VarsError::Invalid(_)))
+    ));
+    let history = nodes[2].vars().history("mode").expect("declared");
+    let seen: Vec<_> = history
+        .iter()
+        .map(|c| (c.value.clone(), c.writer))
+        .collect();
+    assert_eq!(
+        seen.last(),
+        Some(&(VarValue::Int(9), nodes[0].vars().me())),
+        "{seen:?}"
+    );
+
+    let coordinated = VarSpec {
+        ty: VarType::Int { min: 0, max: 100 },
+        policy: Policy::Coordinated,
+        initial: VarValue::Int(0),
+        acceptors: nodes[0].vars().alive_lives(),
+    };
+    declare_spec(&nodes, "plan", coordinated).await;
+    let direct = nodes[1].vars().set("plan", VarValue::Int(1)).await;
+    assert!(matches!(
+        direct,
+        Err(VarsCallError::Refused(VarsError::WrongPolicy { .. }))
+    ));
+    let cas = nodes[1]
+        .vars()
+        .compare_and_set("plan", 0, VarValue::Int(1), SOON)
+        .await;
+    assert!(matches!(
+        cas,
+        Err(VarsCallError::Refused(VarsError::WrongPolicy { .. }))
+    ));
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_draws_locally_moves_rights_on_request_and_never_overdraws() {
+    let nodes = cluster(3).await;
+    let counter = VarSpec {
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        policy: Policy::Counter,
+        initial: VarValue::Int(6),
+        acceptors: nodes[0].vars().alive_lives(),
+    };
+    declare_spec(&nodes, "gpu", counter).await;
+    let vars = nodes[0].vars();
+    vars.draw("gpu", 2).await.expect("two of its own");
+    // Short now: refused, and it asks the others; a retry succeeds once rights arrive.
+    assert!(matches!(
+        vars.draw("gpu", 3).await,
+        Err(VarsCallError::Refused(VarsError::Insufficient {
+            holds: 0,
+            wanted: 3
+        }))
+    ));
+    let deadline = tokio::time::Instant::now() + SOON;
+    while vars.draw("gpu", 2).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no rights arrived");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    on_every_node(&nodes, "2 units left", |n| {
+        n.vars().get("gpu").map(|(_, v)| v) == Some(VarValue::Int(2))
+    })
+    .await;
+    nodes[1].vars().refill("gpu", 5).await.unwrap();
+    on_every_node(&nodes, "7 units after the refill", |n| {
+        n.vars().get("gpu").map(|(_, v)| v) == Some(VarValue::Int(7))
+    })
+    .await;
+    // Nobody can draw more than the pool holds, however long it asks.
+    for _ in 0..5 {
+        assert!(nodes[2].vars().draw("gpu", 8).await.is_err());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    assert!(matches!(
+        nodes[2].vars().set("gpu", VarValue::Int(1)).await,
+        Err(VarsCallError::Refused(VarsError::WrongPolicy { .. }))
+    ));
+    for node in &nodes {
+        node.abort().await;
     }
 }

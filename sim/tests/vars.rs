@@ -389,6 +389,7 @@ fn lie(world: &mut World, spec: &VarSpec, value: i64) -> u64 {
         spec: spec.fingerprint(),
         value: VarValue::Int(value),
         writer: life,
+        seq: value as u64,
     };
     let write = Write {
         keyspace: LWW_KEYSPACE.to_owned(),

@@ -28,6 +28,10 @@ pub struct LwwRecord {
     pub value: VarValue,
     /// The life that wrote it.
     pub writer: Life,
+    /// The writer's count of its writes: it makes every write's bytes differ from the one
+    /// before, since replication reports a key as changed only when its bytes change, and a
+    /// write of the same value again must still move its stamp here.
+    pub seq: u64,
 }
 
 impl LwwRecord {

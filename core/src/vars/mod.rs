@@ -537,17 +537,18 @@ impl Vars {
             return Err(variable.wrong_policy(name, why));
         }
         variable.spec.ty.check(&value)?;
+        self.stats.lww_writes += 1;
         let record = LwwRecord {
             spec: variable.fingerprint,
             value,
             writer: self.me,
+            seq: self.stats.lww_writes,
         };
         self.publications.push(Write {
             keyspace: LWW_KEYSPACE.to_owned(),
             key: lww::key(name, self.me.node),
             value: Some(record.encode()),
         });
-        self.stats.lww_writes += 1;
         Ok(())
     }
 

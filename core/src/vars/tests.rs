@@ -487,6 +487,7 @@ fn lww_replicas_show_the_latest_stamp_whatever_order_writes_arrive_in() {
         spec: lww_spec().fingerprint(),
         value: VarValue::Int(10),
         writer: life(1),
+        seq: 1,
     };
     let ts1 = foundation_crdt::Timestamp {
         wall_ms: 1,
@@ -509,6 +510,7 @@ fn lww_replicas_show_the_latest_stamp_whatever_order_writes_arrive_in() {
         spec: lww_spec().fingerprint(),
         value: VarValue::Int(20),
         writer: life(2),
+        seq: 1,
     };
     board.hand(
         &[1],
@@ -553,6 +555,7 @@ fn an_out_of_range_lww_write_from_a_misbehaving_node_is_refused_and_never_shows(
         spec: lww_spec().fingerprint(),
         value: VarValue::Int(1_000),
         writer: life(3),
+        seq: 1,
     };
     let late = foundation_crdt::Timestamp {
         wall_ms: 99,
@@ -733,4 +736,18 @@ fn a_counter_state_showing_someone_overdrawn_is_refused_whole() {
         assert_eq!(board.nodes[&id(n)].stats().invalid_values, 1);
         assert!(board.nodes[&id(n)].invariants().is_ok());
     }
+}
+
+/// Replication reports a key only when its bytes change: writing the same value again must
+/// still be new bytes, or replicas would keep the earlier write's stamp for that writer.
+#[test]
+fn writing_the_same_lww_value_twice_publishes_different_bytes() {
+    let mut vars = Vars::new(life(1));
+    vars.declare("t", lww_spec()).expect("declares");
+    vars.set("t", VarValue::Int(5)).expect("writes");
+    vars.set("t", VarValue::Int(5)).expect("writes");
+    let writes = vars.take_publications();
+    assert_eq!(writes.len(), 2);
+    assert_eq!(writes[0].key, writes[1].key);
+    assert_ne!(writes[0].value, writes[1].value);
 }

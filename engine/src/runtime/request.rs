@@ -84,4 +84,17 @@ pub(crate) enum VarsRequest {
         timeout: Duration,
         done: oneshot::Sender<Result<CasOutcome<Life>, VarsError>>,
     },
+    /// An `lww` write.
+    Set {
+        name: String,
+        value: VarValue,
+        done: oneshot::Sender<Result<(), VarsError>>,
+    },
+    /// A counter's draw (`refill: false`) or refill.
+    Counter {
+        name: String,
+        amount: u64,
+        refill: bool,
+        done: oneshot::Sender<Result<(), VarsError>>,
+    },
 }

@@ -1,11 +1,15 @@
-//! `GET /variables`, `GET /variables/{name}`, `PUT /variables/{name}` (declare, with this
-//! node and every member alive as the acceptors) and `POST /variables/{name}` (a
-//! compare-and-set); writes from this machine only, like every write of the API.
+//! `GET /variables`, `GET /variables/{name}` (with its last changes, statistics and, for a
+//! counter, this node's rights), `PUT /variables/{name}` (declare: `cas` by default, with this
+//! node and every member alive as the acceptors; `"policy": "lww"`, `"coordinated"` or
+//! `"counter"`) and `POST /variables/{name}` (a compare-and-set, an `lww` write, or a
+//! counter's draw or refill, by the variable's policy); writes from this machine only, like
+//! every write of the API.
 
 use std::time::Duration;
 
 use foundation_agents::cas::CasOutcome;
-use foundation_core::vars::{Life, VarsError};
+use foundation_agents::variable::VarType;
+use foundation_core::vars::{Change, Life, VarsError};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -41,9 +45,9 @@ pub(crate) fn routes(server: HttpServerBuilder, vars: VarsHandle) -> HttpServerB
             Box::pin(async move {
                 match request.method {
                     Method::PUT => declare(vars, request).await,
-                    Method::POST => compare_and_set(vars, request).await,
+                    Method::POST => write(vars, request).await,
                     _ => {
-                        let error = "PUT /variables/{name} declares, POST compare-and-sets";
+                        let error = "PUT /variables/{name} declares, POST writes";
                         (StatusCode::METHOD_NOT_ALLOWED, json!({ "error": error }))
                     }
                 }
@@ -52,12 +56,33 @@ pub(crate) fn routes(server: HttpServerBuilder, vars: VarsHandle) -> HttpServerB
 }
 
 fn state_json(state: &VarState) -> Value {
+    let s = &state.statistics;
     json!({
         "version": state.version,
         "value": value_to_json(&state.value),
         "type": type_to_json(&state.spec.ty),
         "policy": format!("{:?}", state.spec.policy).to_lowercase(),
         "acceptors": state.spec.acceptors.iter().map(life_json).collect::<Vec<_>>(),
+        "history": state.history.iter().map(change_json).collect::<Vec<_>>(),
+        "statistics": {
+            "changes": s.changes,
+            "refused": s.refused,
+            "drawn": s.drawn,
+            "refilled": s.refilled,
+            "insufficient": s.insufficient,
+            "handed": s.handed,
+        },
+        "rights": state.rights,
+    })
+}
+
+fn change_json(change: &Change) -> Value {
+    json!({
+        "version": change.version,
+        "value": value_to_json(&change.value),
+        "writer": life_json(&change.writer),
+        // The node's clock: milliseconds since it started.
+        "at_ms": change.at.elapsed().as_millis() as u64,
     })
 }
 
@@ -77,14 +102,37 @@ fn bad_request(error: impl std::fmt::Display) -> (StatusCode, Value) {
     )
 }
 
+/// A counter's type: its units.
+const UNITS: VarType = VarType::Int {
+    min: 0,
+    max: i64::MAX,
+};
+
 /// `PUT /variables/{name}` with `{"type": {"int": [0, 100]}, "initial": 0}`: a `cas`
-/// variable whose acceptors are this node and every member alive now.
+/// variable whose acceptors are this node and every member alive now. With `"policy":
+/// "coordinated"` the same acceptors; `"lww"` has none; `"counter"` needs no type, and its
+/// initial units are shared among this node and every member alive now.
 async fn declare(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
     let body: Value = match serde_json::from_slice(&request.body) {
         Ok(body) => body,
         Err(e) => return bad_request(format!("the body is not JSON: {e}")),
     };
-    let ty = match type_from_json(body.get("type").unwrap_or(&Value::Null)) {
+    let policy = match body.get("policy").map(Value::as_str) {
+        None | Some(Some("cas")) => Policy::Cas,
+        Some(Some("lww")) => Policy::Lww,
+        Some(Some("coordinated")) => Policy::Coordinated,
+        Some(Some("counter")) => Policy::Counter,
+        Some(_) => {
+            return bad_request(
+                "\"policy\" is one of \"cas\", \"lww\", \"coordinated\", \"counter\"",
+            )
+        }
+    };
+    let ty = match (policy, body.get("type")) {
+        (Policy::Counter, _) => Ok(UNITS),
+        (_, ty) => type_from_json(ty.unwrap_or(&Value::Null)),
+    };
+    let ty = match ty {
         Ok(ty) => ty,
         Err(e) => return bad_request(format!("\"type\": {e}")),
     };
@@ -92,11 +140,15 @@ async fn declare(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value)
         Ok(value) => value,
         Err(e) => return bad_request(format!("\"initial\": {e}")),
     };
+    let acceptors = match policy {
+        Policy::Lww => Default::default(),
+        _ => vars.alive_lives(),
+    };
     let spec = VarSpec {
         ty,
-        policy: Policy::Cas,
+        policy,
         initial,
-        acceptors: vars.alive_lives(),
+        acceptors,
     };
     match vars.declare(&request.rest, spec).await {
         Ok(()) => match vars.all().get(&request.rest) {
@@ -113,8 +165,8 @@ fn stopped() -> (StatusCode, Value) {
     (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }))
 }
 
-/// `POST /variables/{name}` with `{"expected": 3, "value": …, "timeout_ms": 2000}`.
-async fn compare_and_set(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
+/// `POST /variables/{name}`, by the variable's policy.
+async fn write(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
     let name = request.rest;
     let Some(state) = vars.all().get(&name).cloned() else {
         return not_found(&name);
@@ -123,6 +175,53 @@ async fn compare_and_set(vars: VarsHandle, request: WriteRequest) -> (StatusCode
         Ok(body) => body,
         Err(e) => return bad_request(format!("the body is not JSON: {e}")),
     };
+    match state.spec.policy {
+        Policy::Lww => set(vars, &name, &state, &body).await,
+        Policy::Counter => draw_or_refill(vars, &name, &body).await,
+        Policy::Cas | Policy::Coordinated => compare_and_set(vars, name, state, body).await,
+    }
+}
+
+/// An `lww` write: `{"value": …}`.
+async fn set(vars: VarsHandle, name: &str, state: &VarState, body: &Value) -> (StatusCode, Value) {
+    let value = match value_from_json(&state.spec.ty, body.get("value").unwrap_or(&Value::Null)) {
+        Ok(value) => value,
+        Err(e) => return bad_request(format!("\"value\": {e}")),
+    };
+    done(&vars, name, vars.set(name, value).await)
+}
+
+/// A counter's `{"draw": N}` or `{"refill": N}`.
+async fn draw_or_refill(vars: VarsHandle, name: &str, body: &Value) -> (StatusCode, Value) {
+    let draw = body.get("draw").map(Value::as_u64);
+    let refill = body.get("refill").map(Value::as_u64);
+    let result = match (draw, refill) {
+        (Some(Some(amount)), None) => vars.draw(name, amount).await,
+        (None, Some(Some(amount))) => vars.refill(name, amount).await,
+        _ => return bad_request("a counter takes {\"draw\": UNITS} or {\"refill\": UNITS}"),
+    };
+    done(&vars, name, result)
+}
+
+/// The variable as it is now, or why the write was refused.
+fn done(vars: &VarsHandle, name: &str, result: Result<(), VarsCallError>) -> (StatusCode, Value) {
+    match result {
+        Ok(()) => match vars.all().get(name) {
+            Some(state) => (StatusCode::OK, state_json(state)),
+            None => not_found(name),
+        },
+        Err(VarsCallError::Refused(refused)) => refusal_json(refused),
+        Err(VarsCallError::Stopped) => stopped(),
+    }
+}
+
+/// `{"expected": 3, "value": …, "timeout_ms": 2000}`.
+async fn compare_and_set(
+    vars: VarsHandle,
+    name: String,
+    state: VarState,
+    body: Value,
+) -> (StatusCode, Value) {
     let Some(expected) = body.get("expected").and_then(Value::as_u64) else {
         return bad_request("\"expected\" (the version to replace) is missing or not a number");
     };
@@ -173,9 +272,10 @@ fn outcome_json(outcome: CasOutcome<Life>) -> (StatusCode, Value) {
 fn refusal_json(refused: VarsError) -> (StatusCode, Value) {
     let status = match refused {
         VarsError::Unknown(_) => StatusCode::NOT_FOUND,
-        VarsError::VersionMismatch { .. } | VarsError::Busy | VarsError::Conflict(_) => {
-            StatusCode::CONFLICT
-        }
+        VarsError::VersionMismatch { .. }
+        | VarsError::Busy
+        | VarsError::Conflict(_)
+        | VarsError::Insufficient { .. } => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     };
     let current = match refused {

@@ -20,6 +20,9 @@ pub(crate) struct VarsMetrics {
     variables: Gauge,
     cas_won: Counter,
     cas_no_majority: Counter,
+    lww_writes: Counter,
+    draws_insufficient: Counter,
+    rights_handed: Counter,
     refused: Family<ReasonLabels, Counter>,
 }
 
@@ -50,6 +53,21 @@ impl VarsMetrics {
             metrics.cas_no_majority.clone(),
         );
         r.register(
+            "lww_writes",
+            "Writes of lww variables made on this node",
+            metrics.lww_writes.clone(),
+        );
+        r.register(
+            "draws_insufficient",
+            "Counter draws refused because this node held too few rights",
+            metrics.draws_insufficient.clone(),
+        );
+        r.register(
+            "rights_handed",
+            "Counter units this node handed to nodes that asked for rights",
+            metrics.rights_handed.clone(),
+        );
+        r.register(
             "refused",
             "What the variables machine refused: values outside their type, messages for another spec or sender, conflicting declarations",
             metrics.refused.clone(),
@@ -69,6 +87,9 @@ impl VarsMetrics {
             .set(i64::try_from(vars.names().count()).unwrap_or(i64::MAX));
         advance(&self.cas_won, s.cas_won);
         advance(&self.cas_no_majority, s.cas_no_majority);
+        advance(&self.lww_writes, s.lww_writes);
+        advance(&self.draws_insufficient, s.insufficient);
+        advance(&self.rights_handed, s.rights_handed);
         let counts = [
             s.invalid_values,
             s.foreign_messages,

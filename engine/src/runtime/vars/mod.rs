@@ -15,7 +15,7 @@ use std::time::Duration;
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
 use foundation_core::membership::{MemberState, MemberView};
-use foundation_core::vars::{Life, VarSpec, VarsError, VarsEvent};
+use foundation_core::vars::{Change, Life, VarSpec, VarStatistics, VarsError, VarsEvent};
 use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -43,6 +43,13 @@ pub struct VarState {
     pub value: VarValue,
     /// What it is.
     pub spec: VarSpec,
+    /// Its last changes as this node saw them, oldest first (at most
+    /// `foundation_core::vars::HISTORY_MAX`).
+    pub history: Vec<Change>,
+    /// What happened to it here.
+    pub statistics: VarStatistics,
+    /// For a counter, the units this node may draw without asking.
+    pub rights: Option<u64>,
 }
 
 /// Every variable this node holds, by name: what the driver publishes after each change.
@@ -59,7 +66,8 @@ pub enum VarsCallError {
     Stopped,
 }
 
-/// Declare, read, compare-and-set and watch variables. Cheap to clone.
+/// Declare, read, write and watch variables: compare-and-set for `cas` variables, `set` for
+/// `lww` ones, `draw` and `refill` for counters. Cheap to clone.
 #[derive(Clone)]
 pub struct VarsHandle {
     pub(crate) me: Life,
@@ -133,6 +141,46 @@ impl VarsHandle {
         self.ask(request, answer).await?.map_err(Into::into)
     }
 
+    /// Writes `value` to `lww` variable `name`: shown here at once and everywhere as it
+    /// replicates, unless a later write (by hybrid logical clock) gets there. Another policy's
+    /// variable is [`VarsError::WrongPolicy`] (a `coordinated` one changes only as a
+    /// coordination protocol's outcome).
+    pub async fn set(&self, name: &str, value: VarValue) -> Result<(), VarsCallError> {
+        let (done, answer) = oneshot::channel();
+        let name = name.to_owned();
+        self.ask(VarsRequest::Set { name, value, done }, answer)
+            .await?
+            .map_err(Into::into)
+    }
+
+    /// Draws `amount` units from counter `name` out of this node's rights, without asking
+    /// anyone. With too few, [`VarsError::Insufficient`]: the node asked the one holding the
+    /// most for the rest, so a retry a little later may succeed.
+    pub async fn draw(&self, name: &str, amount: u64) -> Result<(), VarsCallError> {
+        self.counter(name, amount, false).await
+    }
+
+    /// Adds `amount` units to counter `name`, as rights of this node.
+    pub async fn refill(&self, name: &str, amount: u64) -> Result<(), VarsCallError> {
+        self.counter(name, amount, true).await
+    }
+
+    async fn counter(&self, name: &str, amount: u64, refill: bool) -> Result<(), VarsCallError> {
+        let (done, answer) = oneshot::channel();
+        let request = VarsRequest::Counter {
+            name: name.to_owned(),
+            amount,
+            refill,
+            done,
+        };
+        self.ask(request, answer).await?.map_err(Into::into)
+    }
+
+    /// The last changes of `name` this node saw, oldest first.
+    pub fn history(&self, name: &str) -> Option<Vec<Change>> {
+        self.held.borrow().get(name).map(|v| v.history.clone())
+    }
+
     /// Changes of every variable here from now on (new versions, and how this node's writes
     /// ended).
     pub fn watch(&self) -> broadcast::Receiver<VarsEvent> {
@@ -168,9 +216,20 @@ impl VarsRuntime {
         }
     }
 
-    /// Brings the metrics up to date with the core.
+    /// Brings the metrics up to date with the core, and the counters' rights here: they move
+    /// when a peer hands some over, which changes no value.
     pub(crate) fn sync_metrics(&self, core: &Core) {
         self.metrics.sync(core);
+        let stale: Vec<String> = self
+            .view
+            .borrow()
+            .iter()
+            .filter(|(name, held)| held.rights.is_some() && core.vars().rights(name) != held.rights)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            publish(&self.view, core, &name);
+        }
     }
 
     /// Carries out a handle's request on the core.
@@ -193,6 +252,23 @@ impl VarsRuntime {
                     let _ = done.send(Err(refused));
                 }
             },
+            VarsRequest::Set { name, value, done } => {
+                let _ = done.send(core.set_var(now, &name, value));
+            }
+            VarsRequest::Counter {
+                name,
+                amount,
+                refill,
+                done,
+            } => {
+                let result = match refill {
+                    true => core.refill(now, &name, amount),
+                    false => core.draw(now, &name, amount),
+                };
+                // Rights and statistics change without a new value: show them.
+                publish(&self.view, core, &name);
+                let _ = done.send(result);
+            }
         }
     }
 
@@ -226,6 +302,9 @@ fn publish(view: &watch::Sender<Arc<VarsView>>, core: &Core, name: &str) {
         version,
         value: value.clone(),
         spec: spec.clone(),
+        history: vars.history(name).into_iter().flatten().cloned().collect(),
+        statistics: vars.statistics(name).cloned().unwrap_or_default(),
+        rights: vars.rights(name),
     };
     view.send_modify(|held| {
         Arc::make_mut(held).insert(name.to_owned(), state);
