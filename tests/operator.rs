@@ -417,6 +417,51 @@ fn vars_are_declared_set_and_refused_from_the_command_line() {
                 .is_some_and(|v| v["version"] == 1 && v["value"] == 7)
         })
     });
+
+    // An lww variable written through one node and watched through another; a counter drawn
+    // from until this node's rights run out.
+    let on_b = format!("{}", b.http);
+    let declared = vars(&[
+        "declare",
+        "mode",
+        "--policy",
+        "lww",
+        "--type",
+        r#"{"int": [0, 9]}"#,
+        "--initial",
+        "1",
+    ]);
+    assert!(declared.status.success(), "{}", stderr(&declared));
+    eventually(PATIENCE, "the lww declaration reaches b", || {
+        get(b.http, "/variables/mode").is_some()
+    });
+    let written = vars(&["set", "mode", "4"]);
+    assert!(written.status.success(), "{}", stderr(&written));
+    let watched = foundation(
+        &dir,
+        Some(&cluster),
+        &["vars", "--node", &on_b, "watch", "mode", "--count", "1"],
+    );
+    assert!(watched.status.success(), "{}", stderr(&watched));
+    assert!(
+        stdout(&watched).contains("value 4 writer"),
+        "{}",
+        stdout(&watched)
+    );
+    let declared = vars(&["declare", "budget", "--policy", "counter", "--initial", "3"]);
+    assert!(declared.status.success(), "{}", stderr(&declared));
+    let drawn = vars(&["draw", "budget", "1"]);
+    assert!(
+        stdout(&drawn).contains("\"value\": 2"),
+        "{}",
+        stderr(&drawn)
+    );
+    let short = vars(&["draw", "budget", "5"]);
+    assert!(
+        stderr(&short).contains("cannot draw 5"),
+        "{}",
+        stderr(&short)
+    );
     drop((a, b, c));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,7 @@
-//! `foundation vars get|declare|set`: variables agents coordinate on, through a running node's
-//! HTTP API (`GET /variables[/{name}]`, `PUT` and `POST /variables/{name}`).
+//! `foundation vars get|declare|set|draw|refill|watch`: variables agents coordinate on,
+//! through a running node's HTTP API (`GET /variables[/{name}]`, `PUT` and `POST
+//! /variables/{name}`). `watch` polls the variable and prints each change in its history
+//! once, in order.
 
 use std::time::Duration;
 
@@ -21,9 +23,18 @@ Examples:
   foundation vars declare gpu.slots --type '{\"int\": [0, 8]}' --initial 8
   foundation vars declare mode --type '{\"choice\": [\"fast\", \"safe\"]}' --initial '\"safe\"'
   foundation vars set gpu.slots 7 --expected 0           wins only if still at version 0
+  foundation vars declare temperature --policy lww --type '{\"float\": [0, 2]}' --initial 0.7
+  foundation vars set temperature 0.9                    last writer wins
+  foundation vars declare budget --policy counter --initial 1000
+  foundation vars draw budget 25                         spends this node's rights
+  foundation vars refill budget 100
+  foundation vars watch temperature                      one line per change, until Ctrl-C
 
-A declared variable is decided by a majority of its acceptors (this node and every member alive
-when it was declared): `set` replaces the version it expects, or says who got there first.")]
+Policies: `cas` (default) is decided by a majority of its acceptors (this node and every member
+alive when it was declared): `set --expected` replaces the version it expects, or says who got
+there first. `lww`: the last writer by hybrid logical clock wins. `coordinated`: only a
+coordination protocol's outcome changes it. `counter`: units every node draws from its own
+rights without asking; a draw beyond them is refused (and more are asked for): retry.")]
 pub struct VarsArgs {
     /// Which node to ask.
     #[command(flatten)]
@@ -41,56 +52,114 @@ pub enum VarsCommand {
         /// The variable; all when absent.
         name: Option<String>,
     },
-    /// Declare a compare-and-set variable cluster-wide.
+    /// Declare a variable cluster-wide.
     Declare {
         /// The variable.
         name: String,
         /// Its type as JSON: {"int": [MIN, MAX]}, {"float": [MIN, MAX]}, {"choice": [..]},
-        /// "bool", or {"record": {"FIELD": TYPE, ..}}.
+        /// "bool", or {"record": {"FIELD": TYPE, ..}}. A counter needs none.
         #[arg(long = "type", value_name = "JSON")]
-        ty: String,
-        /// Its value at version 0, as JSON.
+        ty: Option<String>,
+        /// Its value at version 0, as JSON (a counter's initial units).
         #[arg(long, value_name = "JSON")]
         initial: String,
+        /// How concurrent changes are resolved.
+        #[arg(long, default_value = "cas", value_parser = ["cas", "lww", "coordinated", "counter"])]
+        policy: String,
     },
-    /// Replace version --expected of a variable with a value (JSON), if a majority agrees.
+    /// Write a value (JSON): with --expected, a compare-and-set of that version, won if a
+    /// majority agrees; without, an `lww` write.
     Set {
         /// The variable.
         name: String,
         /// The new value, as JSON.
         value: String,
-        /// The version to replace (see `get`).
+        /// The version to replace (see `get`); `cas` variables only.
         #[arg(long)]
-        expected: u64,
+        expected: Option<u64>,
         /// Longest wait for a majority, in milliseconds.
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         timeout_ms: u64,
+    },
+    /// Draw units from a counter out of this node's rights.
+    Draw {
+        /// The counter.
+        name: String,
+        /// How many units.
+        units: u64,
+    },
+    /// Add units to a counter, as this node's rights.
+    Refill {
+        /// The counter.
+        name: String,
+        /// How many units.
+        units: u64,
+    },
+    /// Print every change of a variable as it happens: version, value, writer.
+    Watch {
+        /// The variable.
+        name: String,
+        /// How often to look, in milliseconds.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+        interval_ms: u64,
+        /// Stop after this many changes (by default, run until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
     },
 }
 
 /// Runs the subcommand against the node.
 pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let node = args.target.resolve().await?;
+    if let VarsCommand::Watch {
+        name,
+        interval_ms,
+        count,
+    } = args.command
+    {
+        return watch(node, &name, Duration::from_millis(interval_ms), count).await;
+    }
     let (method, path, body, timeout) = match args.command {
         VarsCommand::Get { name: None } => {
             (Method::GET, "/variables".into(), None, REQUEST_TIMEOUT)
         }
         VarsCommand::Get { name: Some(name) } => (Method::GET, path(&name), None, REQUEST_TIMEOUT),
-        VarsCommand::Declare { name, ty, initial } => {
-            let ty: Value = serde_json::from_str(&ty).map_err(|e| format!("--type: {e}"))?;
-            let body = json!({ "type": ty, "initial": parse_value(&initial) });
+        VarsCommand::Declare {
+            name,
+            ty,
+            initial,
+            policy,
+        } => {
+            let mut body = json!({ "policy": policy, "initial": parse_value(&initial) });
+            if let Some(ty) = ty {
+                let ty: Value = serde_json::from_str(&ty).map_err(|e| format!("--type: {e}"))?;
+                body["type"] = ty;
+            }
             (Method::PUT, path(&name), Some(body), REQUEST_TIMEOUT)
         }
         VarsCommand::Set {
             name,
             value,
-            expected,
+            expected: Some(expected),
             timeout_ms,
         } => {
             let body = json!({ "expected": expected, "value": parse_value(&value), "timeout_ms": timeout_ms });
             let timeout = REQUEST_TIMEOUT + Duration::from_millis(timeout_ms);
             (Method::POST, path(&name), Some(body), timeout)
         }
+        VarsCommand::Set { name, value, .. } => {
+            let body = json!({ "value": parse_value(&value) });
+            (Method::POST, path(&name), Some(body), REQUEST_TIMEOUT)
+        }
+        VarsCommand::Draw { name, units } => {
+            let body = json!({ "draw": units });
+            (Method::POST, path(&name), Some(body), REQUEST_TIMEOUT)
+        }
+        VarsCommand::Refill { name, units } => {
+            let body = json!({ "refill": units });
+            (Method::POST, path(&name), Some(body), REQUEST_TIMEOUT)
+        }
+        VarsCommand::Watch { .. } => unreachable!("handled above"),
     };
     let answer = match method {
         Method::GET => get_json(node, &path, timeout).await,
@@ -106,6 +175,68 @@ pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// Polls `name` every `interval` and prints each change of its history not printed yet, one
+/// line each, oldest first; stops after `count` changes if given. Changes older than the
+/// node's history (more than it keeps between two looks) are reported as skipped.
+async fn watch(
+    node: std::net::SocketAddr,
+    name: &str,
+    interval: Duration,
+    count: Option<u64>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut last: Option<u64> = None;
+    let mut printed = 0;
+    loop {
+        let state = match get_json(node, &path(name), REQUEST_TIMEOUT).await {
+            Ok(state) => state,
+            Err(HttpError::Status { status, body, .. }) => {
+                return Err(refusal(status, &body).into())
+            }
+            Err(error) => return Err(format!("node at {node}: {error}").into()),
+        };
+        let changes = state["history"].as_array().cloned().unwrap_or_default();
+        for line in new_changes(&changes, &mut last) {
+            println!("{line}");
+            printed += 1;
+            if count.is_some_and(|c| printed >= c) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// The lines for `changes` (a variable's history, oldest first) after version `last`, which
+/// moves on to the newest printed. The first look prints only the newest change.
+fn new_changes(changes: &[Value], last: &mut Option<u64>) -> Vec<String> {
+    let version = |c: &Value| c["version"].as_u64().unwrap_or(0);
+    let fresh: Vec<&Value> = match *last {
+        None => changes.iter().last().into_iter().collect(),
+        Some(seen) => changes.iter().filter(|c| version(c) > seen).collect(),
+    };
+    let mut lines = Vec::new();
+    if let (Some(seen), Some(first)) = (*last, fresh.first()) {
+        if version(first) > seen + 1 {
+            lines.push(format!(
+                "({} changes skipped: more than the node keeps)",
+                version(first) - seen - 1
+            ));
+        }
+    }
+    for change in fresh {
+        *last = Some(version(change));
+        let writer = &change["writer"];
+        lines.push(format!(
+            "version {} value {} writer {}/{}",
+            version(change),
+            change["value"],
+            writer["node"].as_str().unwrap_or("?"),
+            writer["generation"]
+        ));
+    }
+    lines
+}
+
 fn path(name: &str) -> String {
     format!("/variables/{}", percent_encode(name))
 }
@@ -117,4 +248,26 @@ fn refusal(status: u16, body: &str) -> String {
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| body.to_owned());
     format!("refused ({status}): {error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(version: u64, value: i64) -> Value {
+        json!({ "version": version, "value": value, "writer": { "node": "ab", "generation": 1 } })
+    }
+
+    #[test]
+    fn watch_prints_each_change_once_in_order_and_says_when_some_were_skipped() {
+        let mut last = None;
+        let first = new_changes(&[change(1, 5), change(2, 6)], &mut last);
+        assert_eq!(first, vec!["version 2 value 6 writer ab/1"]);
+        assert!(new_changes(&[change(1, 5), change(2, 6)], &mut last).is_empty());
+        let next = new_changes(&[change(2, 6), change(3, 7), change(4, 8)], &mut last);
+        assert_eq!(next.len(), 2);
+        let gap = new_changes(&[change(9, 1)], &mut last);
+        assert_eq!(gap[0], "(4 changes skipped: more than the node keeps)");
+        assert_eq!(last, Some(9));
+    }
 }
