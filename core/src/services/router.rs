@@ -358,7 +358,8 @@ impl Router {
                 self.outstanding.remove(&id);
             }
         }
-        let (healthy, verdict) = judge(&call.service, end, call.options.idempotent);
+        let idempotent = call.options.idempotent || fault_on!(RetryEveryLostCall);
+        let (healthy, verdict) = judge(&call.service, end, idempotent);
         let outcome = if healthy {
             BreakerOutcome::Success
         } else {
@@ -406,6 +407,9 @@ impl Router {
 /// The time an attempt may take. An idempotent call keeps time for the attempts after this
 /// one, so one hung instance cannot eat the whole deadline.
 fn attempt_budget(now: Instant, call: &CallPlan) -> Duration {
+    if fault_on!(BudgetIgnoresDeadline) {
+        return call.deadline;
+    }
     let left = call.until.saturating_since(now);
     if !call.options.idempotent {
         return left;
