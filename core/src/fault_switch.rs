@@ -65,6 +65,12 @@ pub enum FaultSwitch {
     /// The RPC router gives every attempt the call's whole deadline instead of what is left of
     /// it, so a retried call overruns its deadline (`services::router::attempt_budget`).
     BudgetIgnoresDeadline,
+    /// Reliable pub/sub never resends: a message lost with its connection stays lost
+    /// (`services::reliable::Outgoing::due`).
+    ReliableNeverResends,
+    /// A reliable receiver takes a message past a gap as the next one, so what the gap held
+    /// arrives later, out of order (`services::reliable::Incoming::accept`).
+    ReliableAcceptsGaps,
 }
 
 thread_local! {

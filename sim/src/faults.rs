@@ -13,6 +13,7 @@ use foundation_core::node::Command;
 use foundation_core::services::record::check_service_name;
 
 use crate::network::{BlockRule, LinkModel, SlotSet};
+use crate::pubsub::Publishes;
 use crate::rpc::Calls;
 use crate::world::{NodeStatus, World};
 use crate::writes::{self, Workload, WriteRequest, Writes};
@@ -181,6 +182,16 @@ pub enum Fault {
     },
     /// A seeded stream of RPC calls, from now for its duration (see [`crate::rpc`]).
     Calls(Calls),
+    /// The application on each of the nodes subscribes to `pattern` (see [`crate::pubsub`]:
+    /// now if the node is up, and again at every start).
+    Subscribe {
+        /// Whose application.
+        nodes: Nodes,
+        /// The topic pattern.
+        pattern: String,
+    },
+    /// A seeded stream of publications, from now for its duration.
+    Publish(Publishes),
 }
 
 impl Fault {
@@ -199,6 +210,8 @@ impl Fault {
                 | Fault::Delete(_)
                 | Fault::Workload(_)
                 | Fault::Calls(_)
+                | Fault::Subscribe { .. }
+                | Fault::Publish(_)
         )
     }
 
@@ -246,6 +259,8 @@ impl fmt::Display for Fault {
             ),
             Fault::Deregister { nodes, service } => write!(f, "deregister {service} on {nodes}"),
             Fault::Calls(calls) => write!(f, "{calls}"),
+            Fault::Subscribe { nodes, pattern } => write!(f, "subscribe {nodes} to {pattern}"),
+            Fault::Publish(publishes) => write!(f, "{publishes}"),
         }
     }
 }
@@ -340,6 +355,19 @@ impl World {
                 self.start_calls(calls.clone(), slots.clone());
                 Ok(slots)
             }
+            Fault::Publish(publishes) => {
+                publishes.validate()?;
+                let slots = publishes.nodes.resolve(n, groups)?;
+                self.start_publishes(publishes.clone(), slots.clone());
+                Ok(slots)
+            }
+            Fault::Subscribe { nodes, pattern } => {
+                let slots = nodes.resolve(n, groups)?;
+                for &slot in &slots {
+                    self.subscribe(slot, pattern)?;
+                }
+                Ok(slots)
+            }
             _ => self.apply_to_nodes(fault, groups),
         }
     }
@@ -431,6 +459,7 @@ impl World {
             self.command_after(slot, 0, Command::Join(seed));
         }
         self.register_at_start(slot);
+        self.subscribe_at_start(slot);
     }
 }
 

@@ -46,6 +46,8 @@
 //! | `causal-order` | `HlcIgnoresReceive`: the clock does not move past received timestamps | `causal_order_catches_…` (`skewed-writes`) |
 //! | `departed-origins-retired` | `NeverRetire`: departed writers are never retired | `departed_origins_retired_catches_…` (`compaction`) |
 //! | `rpc-calls` (at most once) | `RetryEveryLostCall`: the router retries a call that is not idempotent after its answer was lost | `rpc_calls_catch_a_router_that_retries_…` (`rpc-partition`) |
+//! | `pubsub-delivery` (reliable) | `ReliableNeverResends`: unacknowledged messages are never sent again | `pubsub_delivery_catches_reliable_…` (`pubsub-partition`) |
+//! | `pubsub-delivery` (order) | `ReliableAcceptsGaps`: a receiver takes a message past a gap as the next | `pubsub_delivery_catches_a_receiver_that_skips_gaps` (`pubsub-partition`) |
 //! | `rpc-calls` (deadline) | `BudgetIgnoresDeadline`: every attempt gets the call's whole deadline | `rpc_calls_catch_attempts_that_overrun_…` (`rpc-partition`) |
 //!
 //! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
@@ -56,6 +58,7 @@ pub mod clock;
 pub mod faults;
 pub mod invariants;
 pub mod network;
+pub mod pubsub;
 pub mod report;
 pub mod rpc;
 pub mod scenario;

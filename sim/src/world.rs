@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use crate::clock::NodeClock;
 use crate::network::{BlockRule, LinkModel, Network};
+use crate::pubsub::{PubSubEvent, PubSubLayer};
 use crate::rpc::{RpcEvent, RpcLayer};
 use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
 use crate::trace::{Fnv64, Trace};
@@ -241,7 +242,7 @@ enum Pending {
     Command {
         node: usize,
         life: u64,
-        command: Command,
+        request: AppRequest,
     },
     Write {
         node: usize,
@@ -275,6 +276,8 @@ enum Pending {
     },
     /// RPC traffic between the nodes' applications.
     Rpc(RpcEvent),
+    /// Pub/sub traffic between the nodes' applications.
+    PubSub(PubSubEvent),
 }
 
 impl Pending {
@@ -287,8 +290,27 @@ impl Pending {
             Pending::Write { node, .. } | Pending::Synced { node, .. } => Some(*node),
             Pending::Workload { .. } | Pending::DiskFree { .. } => None,
             Pending::Rpc(event) => event.slot(),
+            Pending::PubSub(event) => event.slot(),
         }
     }
+}
+
+/// What the application on a node asks of its core at a queued time.
+#[derive(Clone, Debug)]
+pub enum AppRequest {
+    /// A command (join, leave, metadata).
+    Command(Command),
+    /// A write to a replicated keyspace, outside the world's write log (benchmarks).
+    Write(Write),
+    /// Own (`Some`) or stop owning (`None`) an ephemeral entry.
+    Ephemeral {
+        /// The ephemeral keyspace.
+        keyspace: String,
+        /// The entry's name.
+        name: String,
+        /// Its value.
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// A queue entry: the event itself waits in `World::slots`, so the heap moves 24 bytes, not a
@@ -344,6 +366,8 @@ pub struct World {
     pub(crate) registrations: crate::services::Registrations,
     /// The applications' calls to each other.
     pub(crate) rpc: RpcLayer,
+    /// The applications' subscriptions and publications.
+    pub(crate) pubsub: PubSubLayer,
 }
 
 /// What the world wrote and what replication did, beyond each core's own counters.
@@ -391,6 +415,7 @@ impl World {
             writes: WriteLog::default(),
             registrations: Default::default(),
             rpc: RpcLayer::default(),
+            pubsub: PubSubLayer::default(),
         };
         for slot in 0..config.nodes {
             world.add_slot(slot);
@@ -533,18 +558,23 @@ impl World {
 
     /// Queues a command for the node in `slot`, `after_us` from now.
     pub fn command_after(&mut self, slot: usize, after_us: u64, command: Command) {
+        self.request_after(slot, after_us, AppRequest::Command(command));
+    }
+
+    /// Queues what the application on `slot` asks of its core, `after_us` from now (dropped if
+    /// the node's life ends first).
+    pub fn request_after(&mut self, slot: usize, after_us: u64, request: AppRequest) {
         let life = self.nodes[slot].life;
         self.push(
             self.now_us + after_us,
             Pending::Command {
                 node: slot,
                 life,
-                command,
+                request,
             },
         );
     }
 
-    /// The address a node in `slot` is reached at.
     /// The local time of the node in `slot` now.
     pub(crate) fn local_now(&mut self, slot: usize) -> Instant {
         self.nodes[slot].clock.local(self.now_us)
@@ -560,6 +590,11 @@ impl World {
         self.push(at, Pending::Rpc(event));
     }
 
+    /// Queues a pub/sub event.
+    pub(crate) fn push_pubsub(&mut self, at: u64, event: PubSubEvent) {
+        self.push(at, Pending::PubSub(event));
+    }
+
     /// Sends a stream message on `channel` from `from` to `to` now: when it arrives and on
     /// which connection, or `None` when the connection is cut.
     pub(crate) fn stream_send(
@@ -572,6 +607,7 @@ impl World {
             .stream(&mut self.rng, from, to, channel, self.now_us)
     }
 
+    /// The address a node in `slot` is reached at.
     pub fn node_addr(&self, slot: usize) -> NodeAddr {
         self.nodes[slot].node_addr()
     }
@@ -1143,6 +1179,10 @@ impl World {
                 self.next_load_call(*load);
                 return None;
             }
+            (Pending::PubSub(event @ PubSubEvent::NextPublish { .. }), _) => {
+                self.pubsub_deliver(event.clone());
+                return None;
+            }
             (Pending::DiskFree { node }, _) => {
                 let (node, now) = (*node, self.now_us);
                 if let Some(disk) = self.nodes[node].disk.as_mut() {
@@ -1279,12 +1319,16 @@ impl World {
             } => return self.synced(node, seq, written),
             Pending::Wake { node, at, .. } => return self.wake(node, at),
             Pending::Rpc(event) => return self.rpc_deliver(event),
-            Pending::Command { node, command, .. } => {
+            Pending::PubSub(event) => return self.pubsub_deliver(event),
+            Pending::Command { node, request, .. } => {
                 self.trace.line(format_args!(
-                    "{} n{node} <- command {command:?}",
+                    "{} n{node} <- {request:?}",
                     Stamp(self.now_us)
                 ));
-                (node, Input::Command(command))
+                match request {
+                    AppRequest::Command(command) => (node, Input::Command(command)),
+                    other => return self.app_write(node, other),
+                }
             }
             Pending::Resume { .. }
             | Pending::Shutdown { .. }
@@ -1323,6 +1367,31 @@ impl World {
             channel,
             payload,
         }
+    }
+
+    /// Carries out a queued write or ephemeral change on `slot`'s core; a refusal is traced and
+    /// counted with the refused writes.
+    fn app_write(&mut self, slot: usize, request: AppRequest) {
+        let node = &mut self.nodes[slot];
+        let local = node.clock.local(self.now_us);
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let result = match request {
+            AppRequest::Write(write) => core.write(local, write).map(|_| ()).map_err(Into::into),
+            AppRequest::Ephemeral {
+                keyspace,
+                name,
+                value,
+            } => core.set_ephemeral(local, &keyspace, &name, value),
+            AppRequest::Command(_) => Ok(()),
+        };
+        if let Err(e) = result {
+            self.writes.refused += 1;
+            self.trace
+                .line(format_args!("{} n{slot} refused: {e}", Stamp(self.now_us)));
+        }
+        self.drain(slot);
     }
 
     /// Fires the timers of the core in `slot` that are due.

@@ -312,3 +312,27 @@ fn rpc_calls_catch_attempts_that_overrun_the_call_deadline() {
         "rpc-calls",
     );
 }
+
+#[test]
+fn pubsub_delivery_catches_reliable_messages_never_resent() {
+    // Switched off, this run is `pubsub_partition_holds` (8 nodes, seed 1).
+    let scenario = standard::by_name("pubsub-partition", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::ReliableNeverResends,
+        &scenario,
+        1,
+        "pubsub-delivery",
+    );
+}
+
+#[test]
+fn pubsub_delivery_catches_a_receiver_that_skips_gaps() {
+    // Switched off, this run is `pubsub_partition_holds` (8 nodes, seed 1).
+    let scenario = standard::by_name("pubsub-partition", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::ReliableAcceptsGaps,
+        &scenario,
+        1,
+        "pubsub-delivery",
+    );
+}

@@ -445,6 +445,15 @@ fn rpc_partition_over_many_seeds() {
 }
 
 #[test]
+fn pubsub_partition_holds() {
+    let reports = check_all_pass_at("pubsub-partition", 8, 1..3);
+    for r in &reports {
+        let delivered = r.measurements.publications_delivered;
+        assert!(delivered > 5000, "seed {}: {delivered} delivered", r.seed);
+    }
+}
+
+#[test]
 fn registry_churn_holds() {
     let mut reports = check_all_pass_at("registry-churn", 12, 1..4);
     reports.extend(check_all_pass_at("registry-churn", 8, 4..7));

@@ -280,6 +280,15 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
             calls.validate()?;
             vec![&calls.nodes]
         }
+        Fault::Publish(publishes) => {
+            publishes.validate()?;
+            vec![&publishes.nodes]
+        }
+        Fault::Subscribe { nodes, pattern } => {
+            foundation_core::services::topic::Pattern::parse(pattern)
+                .map_err(|e| format!("pattern {pattern:?}: {e}"))?;
+            vec![nodes]
+        }
         Fault::Register {
             nodes, instances, ..
         } if *instances == 0 => {

@@ -5,6 +5,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use super::{Scenario, Scheduled};
 use crate::faults::{Fault, Nodes};
+use crate::invariants::pubsub::Delivery;
 use crate::invariants::registry::RegistryConsistent;
 use crate::invariants::rpc::CallsEnd;
 use crate::invariants::{self, Check, Invariant, Measurements};
@@ -126,6 +127,13 @@ impl<'a> Runner<'a> {
             .any(|s| matches!(s.fault, Fault::Calls(_)));
         if calls {
             all.push(Box::new(CallsEnd::new(&scenario.bounds)));
+        }
+        let publishes = scenario
+            .schedule
+            .iter()
+            .any(|s| matches!(s.fault, Fault::Publish(_)));
+        if publishes {
+            all.push(Box::new(Delivery::new()));
         }
         all.extend(scenario.extra.iter().map(|make| make()));
         let watched = all

@@ -10,11 +10,12 @@ use crate::invariants::registry::RegistryConsistent;
 use crate::invariants::replication::OriginsRetired;
 use crate::invariants::Bounds;
 use crate::network::LinkModel;
+use crate::pubsub::Publishes;
 use crate::rpc::Calls;
 use crate::writes::{Workload, Writes};
 
 /// Names of the standard scenarios.
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "steady",
     "partition-heal",
     "flaky-network",
@@ -25,6 +26,7 @@ pub const NAMES: [&str; 15] = [
     "registry-partition",
     "registry-churn",
     "rpc-partition",
+    "pubsub-partition",
     "split-writes",
     "replicated-chaos",
     "lagging-replica",
@@ -44,6 +46,7 @@ pub fn by_name(name: &str, nodes: usize) -> Option<Scenario> {
         "registry-partition" => registry_partition(),
         "registry-churn" => registry_churn(),
         "rpc-partition" => rpc_partition(),
+        "pubsub-partition" => pubsub_partition(),
         "rolling-restart" => return Some(rolling_restart(nodes)),
         "split-writes" => split_writes(),
         "replicated-chaos" => replicated_chaos(),
@@ -398,6 +401,36 @@ fn rpc_partition() -> Scenario {
         .at(secs(36), Fault::Network(LinkModel::flaky()))
         .at(secs(40), Fault::Network(LinkModel::lan()))
         .at(RPC_PARTITION_LAST_DISTURBANCE, Fault::Stall(Nodes::One(2), millis(1500)))
+}
+
+/// Publications from every node, half reliable, to subscribers on every node (a wildcard
+/// pattern) and on a third (a literal topic), through a partition, a crash and restart, a lossy
+/// spell and a stall (checked by `pubsub-delivery`).
+fn pubsub_partition() -> Scenario {
+    let (minority, majority) = (
+        Nodes::Named("minority".into()),
+        Nodes::Named("majority".into()),
+    );
+    let subscribe = |nodes: Nodes, pattern: &str| Fault::Subscribe {
+        nodes,
+        pattern: pattern.into(),
+    };
+    let topics = ["orders.eu.created", "orders.us.created", "audit"];
+    Scenario::new("pubsub-partition")
+        .describe("publications from every node, half reliable, to a wildcard subscriber on every node and a literal one on a third; 40 % cut off for 10 s, heal; a crash and restart, a lossy spell, a stall; quiet to the end")
+        .duration(secs(60))
+        .group("majority", Nodes::Share { from: 0.0, to: 0.6 })
+        .group("minority", Nodes::Share { from: 0.6, to: 1.0 })
+        .at(secs(3), subscribe(Nodes::All, "orders.*.created"))
+        .at(secs(3), subscribe(Nodes::Share { from: 0.3, to: 0.65 }, "audit"))
+        .at(secs(5), Fault::Publish(Publishes::new(Nodes::All, &topics, 150.0, secs(50))))
+        .at(secs(12), Fault::Partition(minority, majority))
+        .at(secs(22), Fault::Heal)
+        .at(secs(26), Fault::Crash(Nodes::One(1)))
+        .at(secs(30), Fault::Restart(Nodes::One(1), Identity::Same))
+        .at(secs(34), Fault::Network(LinkModel::flaky()))
+        .at(secs(38), Fault::Network(LinkModel::lan()))
+        .at(secs(42), Fault::Stall(Nodes::One(2), millis(1500)))
 }
 
 /// When `registry-consistent` must have seen the entries of a life that ended at `death` reaped
