@@ -45,6 +45,10 @@
 //! | `seen-backed-by-data` | `SeenWithoutApplying`: a full state's progress is taken, its data not merged | `seen_backed_by_data_catches_…` |
 //! | `causal-order` | `HlcIgnoresReceive`: the clock does not move past received timestamps | `causal_order_catches_…` (`skewed-writes`) |
 //! | `departed-origins-retired` | `NeverRetire`: departed writers are never retired | `departed_origins_retired_catches_…` (`compaction`) |
+//! | `rpc-calls` (at most once) | `RetryEveryLostCall`: the router retries a call that is not idempotent after its answer was lost | `rpc_calls_catch_a_router_that_retries_…` (`rpc-partition`) |
+//! | `pubsub-delivery` (reliable) | `ReliableNeverResends`: unacknowledged messages are never sent again | `pubsub_delivery_catches_reliable_…` (`pubsub-partition`) |
+//! | `pubsub-delivery` (order) | `ReliableAcceptsGaps`: a receiver takes a message past a gap as the next | `pubsub_delivery_catches_a_receiver_that_skips_gaps` (`pubsub-partition`) |
+//! | `rpc-calls` (deadline) | `BudgetIgnoresDeadline`: every attempt gets the call's whole deadline | `rpc_calls_catch_attempts_that_overrun_…` (`rpc-partition`) |
 //! | variables: no value outside its type shown | `VarsTakeOutOfRange`: a replicated `lww` write is shown unchecked | `tests/vars.rs`, `can_fail::an_unchecked_remote_lww_value_is_seen` |
 //! | variables: `lww` replicas converge | `VarsIgnorePeersLww`: other nodes' `lww` writes are not taken up | `tests/vars.rs`, `can_fail::replicas_that_ignore_…` |
 //! | variables: counters spend at most initial + refills | `CounterDrawsUnbacked`: a draw beyond the rights held reports success | `tests/vars.rs`, `can_fail::draws_beyond_…` |
@@ -57,7 +61,9 @@ pub mod clock;
 pub mod faults;
 pub mod invariants;
 pub mod network;
+pub mod pubsub;
 pub mod report;
+pub mod rpc;
 pub mod scenario;
 pub mod services;
 pub mod storage;
