@@ -570,7 +570,7 @@ mod can_fail {
     #[test]
     fn an_unchecked_remote_lww_value_is_seen() {
         let caught = first_failing(FaultSwitch::VarsTakeOutOfRange, |s| run_lww(s).map(drop));
-        assert!(caught.contains("outside its type"), "{caught}");
+        assert!(caught.contains("is outside [0, 100]"), "{caught}");
     }
 
     #[test]
