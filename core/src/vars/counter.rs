@@ -18,7 +18,8 @@
 //! # How states travel
 //!
 //! Each life writes its whole counter state under its own key of the
-//! [`COUNTERS_KEYSPACE`](super::COUNTERS_KEYSPACE) keyspace after every change it makes; every
+//! [`COUNTERS_KEYSPACE`](super::COUNTERS_KEYSPACE) keyspace after the changes it makes (at most
+//! every [`COUNTER_PUBLISH_EVERY`](super::COUNTER_PUBLISH_EVERY), at once for a hand-over); every
 //! node merges every key's state into its own. Whole states, because a draw is justified by the
 //! hand-overs that funded it (see `foundation_crdt::bounded_counter`): a state that shows an
 //! actor overdrawn did not come from honest replicas and is refused whole.
@@ -93,6 +94,8 @@ pub(crate) struct CounterVar {
     pub lives: BTreeMap<Actor, Life>,
     /// When this node last asked for rights, so a burst of refused draws asks once.
     pub asked: Option<Instant>,
+    /// When the first change of this life's state not yet written was made.
+    pub unpublished: Option<Instant>,
 }
 
 impl CounterVar {
@@ -105,6 +108,7 @@ impl CounterVar {
             version: 0,
             lives,
             asked: None,
+            unpublished: None,
         }
     }
 

@@ -74,6 +74,10 @@ pub const LWW_KEYSPACE: &str = "vars.lww";
 /// The replicated keyspace holding counter states: `name`, NUL, writer life → its whole state.
 pub const COUNTERS_KEYSPACE: &str = "vars.counters";
 
+/// A counter's state is written at most this often after local changes: a burst of draws
+/// replicates as one write instead of one per draw.
+pub const COUNTER_PUBLISH_EVERY: Duration = Duration::from_millis(5);
+
 /// How long a node waits before asking for a counter's rights again: a burst of refused
 /// draws asks once.
 pub const RIGHTS_ASK_INTERVAL: Duration = Duration::from_millis(100);
@@ -642,8 +646,9 @@ impl Vars {
         }
     }
 
-    /// After a local change of counter `name`: publishes this life's state, counts it, and
-    /// reports a new value.
+    /// After a local change of counter `name`: counts it, reports a new value, and has this
+    /// life's state written within [`COUNTER_PUBLISH_EVERY`] (a burst of draws replicates as
+    /// one write; the rights are spent here at once either way).
     fn counter_changed(
         &mut self,
         now: Instant,
@@ -658,6 +663,22 @@ impl Vars {
         let Kind::Counter(counter) = &mut variable.kind else {
             return;
         };
+        counter.unpublished.get_or_insert(now);
+        if counter.refresh() {
+            self.changed(now, name, me);
+        }
+    }
+
+    /// Writes this life's state of counter `name` now.
+    fn publish_counter(&mut self, name: &str) {
+        let me = self.me;
+        let Some(variable) = self.variables.get_mut(name) else {
+            return;
+        };
+        let Kind::Counter(counter) = &mut variable.kind else {
+            return;
+        };
+        counter.unpublished = None;
         let record = CounterRecord {
             spec: variable.fingerprint,
             state: counter.counter.clone(),
@@ -667,8 +688,13 @@ impl Vars {
             key: counter::key(name, me),
             value: Some(record.encode()),
         });
-        if counter.refresh() {
-            self.changed(now, name, me);
+    }
+
+    /// When counter `name`'s unpublished changes are due to be written.
+    fn publish_due(variable: &Variable) -> Option<Instant> {
+        match &variable.kind {
+            Kind::Counter(c) => c.unpublished.map(|since| since + COUNTER_PUBLISH_EVERY),
+            _ => None,
         }
     }
 
@@ -857,19 +883,33 @@ impl Vars {
         }
         self.stats.rights_handed += given;
         self.counter_changed(now, &name, |s| s.handed += given);
+        // The asker is waiting for these rights: no reason to batch.
+        self.publish_counter(&name);
     }
 
     /// When [`Self::handle_timeout`] next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.variables
+        let registers = self
+            .variables
             .values()
             .filter_map(|v| v.register()?.poll_timeout())
-            .min()
-            .map(instant)
+            .map(instant);
+        let counters = self.variables.values().filter_map(Self::publish_due);
+        registers.chain(counters).min()
     }
 
-    /// Retries and deadlines of our writes that are due at `now`.
+    /// Retries and deadlines of our writes, and counter states to write, that are due at
+    /// `now`.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Outgoing) {
+        let publish: Vec<String> = self
+            .variables
+            .iter()
+            .filter(|(_, v)| Self::publish_due(v).is_some_and(|at| at <= now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in publish {
+            self.publish_counter(&name);
+        }
         let due: Vec<String> = self
             .variables
             .iter()

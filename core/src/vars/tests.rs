@@ -397,6 +397,11 @@ impl Board {
 
     /// Stamps node `from`'s publications and hands them to the nodes in `to`.
     fn flush(&mut self, from: u128, to: &[u128]) {
+        // Counter states are written once their batching interval has passed.
+        let mut out = Outgoing::new();
+        let due = self.now + COUNTER_PUBLISH_EVERY;
+        self.node(from).handle_timeout(due, &mut out);
+        assert!(out.is_empty(), "no register here has anything due");
         for write in self.node(from).take_publications() {
             self.clock += 1;
             let ts = foundation_crdt::Timestamp {
@@ -750,4 +755,34 @@ fn writing_the_same_lww_value_twice_publishes_different_bytes() {
     assert_eq!(writes.len(), 2);
     assert_eq!(writes[0].key, writes[1].key);
     assert_ne!(writes[0].value, writes[1].value);
+}
+
+#[test]
+fn a_burst_of_draws_is_written_once_when_the_batching_interval_ends() {
+    let mut vars = Vars::new(life(1));
+    vars.declare("pool", counter_spec(10, 1)).expect("declares");
+    let mut out = Outgoing::new();
+    for _ in 0..4 {
+        vars.draw(Instant::ZERO, "pool", 1, &mut out)
+            .expect("within rights");
+    }
+    assert_eq!(
+        vars.get("pool"),
+        Some((4, &VarValue::Int(6))),
+        "shown at once"
+    );
+    assert!(vars.take_publications().is_empty(), "not written yet");
+    assert_eq!(
+        vars.poll_timeout(),
+        Some(Instant::ZERO + COUNTER_PUBLISH_EVERY)
+    );
+    vars.handle_timeout(Instant::ZERO + COUNTER_PUBLISH_EVERY, &mut out);
+    let writes = vars.take_publications();
+    assert_eq!(writes.len(), 1);
+    let record = writes[0]
+        .value
+        .as_deref()
+        .and_then(counter::CounterRecord::decode);
+    assert_eq!(record.map(|r| r.state.value()), Some(6));
+    assert_eq!(vars.poll_timeout(), None, "nothing left to write");
 }
