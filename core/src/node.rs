@@ -639,7 +639,10 @@ impl Core {
                 })) if [VARS_KEYSPACE, LWW_KEYSPACE, COUNTERS_KEYSPACE]
                     .contains(&keyspace.as_str()) =>
                 {
-                    Some((keyspace.clone(), key.clone(), new.clone()))
+                    // Only a declaration's bytes are needed: writes are read from the keyspace
+                    // with their stamps.
+                    let bytes = new.as_ref().filter(|_| keyspace == VARS_KEYSPACE).cloned();
+                    Some((keyspace.clone(), key.clone(), bytes))
                 }
                 _ => None,
             })
