@@ -328,9 +328,13 @@ proptest! {
         for vars in net.nodes.values() {
             let variable = &vars.variables["x"];
             let (version, _) = variable.register().expect("a register").current();
+            // A node may jump to a later version whose earlier decisions never reached it
+            // (`CasRegister::learn`): gaps are allowed, disagreement is not.
             for v in 1..=version {
-                let p = variable.register().expect("a register").decided(v).expect("contiguous").clone();
-                prop_assert_eq!(decided.entry(v).or_insert_with(|| p.clone()), &p);
+                let Some(p) = variable.register().expect("a register").decided(v) else {
+                    continue;
+                };
+                prop_assert_eq!(decided.entry(v).or_insert_with(|| p.clone()), p);
             }
         }
         let mut winners: BTreeMap<u64, usize> = BTreeMap::new();
