@@ -454,6 +454,21 @@ fn pubsub_partition_holds() {
 }
 
 #[test]
+fn services_on_a_flaky_network_hold() {
+    let scenario = scenario_file("services-flaky");
+    let reports = sweep(&scenario, 1..2, 0, false);
+    for r in &reports {
+        assert!(
+            r.passed,
+            "seed {}: {:?} {:?}",
+            r.seed, r.invariants, r.panic
+        );
+        assert!(r.measurements.calls.get("ok").copied().unwrap_or(0) > 1000);
+        assert!(r.measurements.publications_delivered > 1000);
+    }
+}
+
+#[test]
 fn registry_churn_holds() {
     let mut reports = check_all_pass_at("registry-churn", 12, 1..4);
     reports.extend(check_all_pass_at("registry-churn", 8, 4..7));
