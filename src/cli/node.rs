@@ -251,6 +251,7 @@ fn print_event(event: &MembershipEvent) {
         MembershipEvent::Updated(m) => say!("{now} updated  {}", describe(m)),
         MembershipEvent::Failed(m) => say!("{now} FAILED   {}", describe(m)),
         MembershipEvent::Left(m) => say!("{now} left     {}", describe(m)),
+        MembershipEvent::Removed(m) => say!("{now} removed  {}", describe(m)),
         MembershipEvent::Joined => say!("{now} joined the cluster"),
         MembershipEvent::Isolated => say!("{now} isolated: no live peers"),
     }

@@ -445,6 +445,7 @@ fn log_event(event: &MembershipEvent) {
             warn!(member = %m.id.short(), addr = %m.addr, "member failed")
         }
         MembershipEvent::Left(m) => info!(member = %m.id.short(), "member left"),
+        MembershipEvent::Removed(m) => info!(member = %m.id.short(), "member removed from the table"),
         MembershipEvent::Joined => info!("joined the cluster"),
         MembershipEvent::Isolated => warn!("no live members: isolated"),
     }
