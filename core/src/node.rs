@@ -35,8 +35,7 @@ use crate::effects::{Effect, Event, Outbox, Timer};
 use crate::ephemeral::{Ephemeral, EphemeralConfig, EphemeralError, Owner};
 use crate::membership::{
     ForceLeaveError, MemberId, MemberState, MemberView, Membership, MembershipConfig,
-    MembershipEvent,
-    MembershipMessage, MembershipStats, NodeMetadata,
+    MembershipEvent, MembershipMessage, MembershipStats, NodeMetadata,
 };
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationEvent,

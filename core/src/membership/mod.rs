@@ -891,7 +891,11 @@ mod tests {
 
         let renamed = OwnedNotification::Rename(member(4, 10), member(4, 11));
         m.on_notification(t0, renamed, &mut out);
-        assert_eq!(m.member(NodeId::from_u128(4)), None, "a rename of a down life");
+        assert_eq!(
+            m.member(NodeId::from_u128(4)),
+            None,
+            "a rename of a down life"
+        );
 
         m.on_notification(t0, OwnedNotification::MemberUp(member(4, 12)), &mut out);
         let back = m.member(NodeId::from_u128(4)).expect("listed again");

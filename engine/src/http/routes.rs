@@ -13,6 +13,7 @@ use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::health::Health;
 use super::status_page;
@@ -36,6 +37,22 @@ pub(crate) type HealthRoute = Arc<dyn Fn() -> Health + Send + Sync>;
 pub type WriteAnswer = Pin<Box<dyn Future<Output = (StatusCode, Value)> + Send>>;
 /// A closure handling `PUT`, `POST` or `DELETE` under a path prefix.
 pub(crate) type WriteRoute = Arc<dyn Fn(WriteRequest) -> WriteAnswer + Send + Sync>;
+
+/// The answer of a stream route: the receiving end of a stream of chunks (see
+/// [`LineSender`](super::LineSender)), or a status and JSON body when there is nothing to stream.
+pub type StreamAnswer =
+    Pin<Box<dyn Future<Output = Result<mpsc::Receiver<Bytes>, (StatusCode, Value)>> + Send>>;
+/// A closure answering `GET` under a path prefix with a stream.
+pub(crate) type StreamRoute = Arc<dyn Fn(StreamRequest) -> StreamAnswer + Send + Sync>;
+
+/// A request to a stream route.
+#[derive(Clone, Debug)]
+pub struct StreamRequest {
+    /// The path after the route's prefix, percent-decoded.
+    pub rest: String,
+    /// The query string (after `?`, as sent), empty if none.
+    pub query: String,
+}
 
 /// A request to a write route.
 #[derive(Clone, Debug)]
@@ -111,6 +128,8 @@ pub(crate) struct Routes {
     pub json_under: BTreeMap<String, JsonUnderRoute>,
     /// Write routes by path prefix.
     pub writes: BTreeMap<String, WriteRoute>,
+    /// Streaming `GET` routes by path prefix.
+    pub streams: BTreeMap<String, StreamRoute>,
 }
 
 impl Routes {
@@ -122,6 +141,21 @@ impl Routes {
         self.writes.iter().find_map(|(prefix, route)| {
             let rest = path.strip_prefix(prefix.as_str())?;
             Some((route.clone(), percent_decode(rest)?))
+        })
+    }
+
+    /// The stream route for `GET path`, with the rest of the path, if there is one.
+    pub(crate) fn stream_route(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Option<(StreamRoute, Option<String>)> {
+        if method != Method::GET {
+            return None;
+        }
+        self.streams.iter().find_map(|(prefix, route)| {
+            let rest = path.strip_prefix(prefix.as_str())?;
+            Some((route.clone(), percent_decode(rest)))
         })
     }
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,7 +20,13 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::error::HttpError;
 use super::health::Health;
-use super::routes::{json, MetricsSource, Routes, WriteAnswer, WriteRequest};
+use super::routes::{
+    json, MetricsSource, Routes, StreamAnswer, StreamRequest, WriteAnswer, WriteRequest,
+};
+use super::stream::ChannelBody;
+
+/// A response: whole, or streamed from a channel.
+type Answer = hyper::Response<Either<Full<Bytes>, ChannelBody>>;
 
 /// Largest request body a write route accepts.
 const WRITE_BODY_MAX: usize = 1 << 20;
@@ -169,6 +176,21 @@ impl HttpServerBuilder {
         self
     }
 
+    /// Answers `GET` on paths under `prefix` with the stream `route` returns (or its error);
+    /// the response lasts until the route's sender is dropped or the client goes away. A
+    /// stream holds one of the server's connections while it lasts.
+    pub fn stream(
+        mut self,
+        prefix: impl Into<String>,
+        route: impl Fn(StreamRequest) -> StreamAnswer + Send + Sync + 'static,
+    ) -> Self {
+        self.server
+            .routes
+            .streams
+            .insert(prefix.into(), Arc::new(route));
+        self
+    }
+
     /// Replaces the default limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.server.limits = limits;
@@ -279,12 +301,46 @@ pub(crate) fn may_write(peer: SocketAddr) -> bool {
     }
 }
 
+/// A stream's, a write route's, or the read-only routes' answer.
+async fn answer(routes: &Routes, peer: SocketAddr, request: Request<Incoming>) -> Answer {
+    if let Some((route, rest)) = routes.stream_route(request.method(), request.uri().path()) {
+        return stream(route, rest, request.uri().query()).await;
+    }
+    write(routes, peer, request).await.map(Either::Left)
+}
+
+/// Starts the stream route's producer and answers with its chunks as they come.
+async fn stream(
+    route: super::routes::StreamRoute,
+    rest: Option<String>,
+    query: Option<&str>,
+) -> Answer {
+    let Some(rest) = rest else {
+        let why = serde_json::json!({ "error": "malformed percent-encoding in the path" });
+        return json(hyper::StatusCode::BAD_REQUEST, &why).map(Either::Left);
+    };
+    let query = query.unwrap_or_default().to_owned();
+    match route(StreamRequest { rest, query }).await {
+        Ok(chunks) => {
+            let mut response = hyper::Response::new(Either::Right(ChannelBody(chunks)));
+            let headers = response.headers_mut();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err((status, value)) => json(status, &value).map(Either::Left),
+    }
+}
+
 /// A write route's answer, or the read-only routes'.
-async fn answer(
+async fn write(
     routes: &Routes,
     peer: SocketAddr,
     request: Request<Incoming>,
-) -> hyper::Response<http_body_util::Full<Bytes>> {
+) -> hyper::Response<Full<Bytes>> {
     let Some((route, rest)) = routes.write_route(request.method(), request.uri().path()) else {
         return routes.respond(request.method(), request.uri().path());
     };

@@ -126,6 +126,11 @@ impl Driver {
                         let now = self.now();
                         self.vars.request(&mut self.core, now, request);
                     }
+                    Some(Request::ForceLeave(node, done)) => {
+                        let result = self.core.force_leave(node);
+                        self.carry_out_effects().await;
+                        let _ = done.send(result);
+                    }
                     Some(Request::Stop(done)) => return self.stop(done).await,
                     Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
@@ -445,7 +450,9 @@ fn log_event(event: &MembershipEvent) {
             warn!(member = %m.id.short(), addr = %m.addr, "member failed")
         }
         MembershipEvent::Left(m) => info!(member = %m.id.short(), "member left"),
-        MembershipEvent::Removed(m) => info!(member = %m.id.short(), "member removed from the table"),
+        MembershipEvent::Removed(m) => {
+            info!(member = %m.id.short(), "member removed from the table")
+        }
         MembershipEvent::Joined => info!("joined the cluster"),
         MembershipEvent::Isolated => warn!("no live members: isolated"),
     }

@@ -1,6 +1,6 @@
 //! The node's HTTP endpoints: `/metrics`, `/health`, `/members`, `/config` and
 //! `/config/{key}` (plus writes to `/config/{key}`), `/services`, `/variables` (see
-//! `vars/http.rs`), and `POST /leave`, served
+//! `vars/http.rs`), `POST /leave`, and the operator's actions (`operator.rs`), served
 //! from the state the driver publishes (writes go through the config handle, like the
 //! application's; a leave is the same request as [`Node::leave`](super::Node::leave)'s).
 
@@ -30,6 +30,8 @@ pub(crate) struct Api {
     /// This node, as `/members` and `/health` name it.
     pub identity: serde_json::Value,
     pub requests: mpsc::Sender<Request>,
+    /// What the operator's actions go through (`operator.rs`).
+    pub operator: super::operator::OperatorApi,
 }
 
 /// Starts the server on `addr` for a node served through `api`.
@@ -43,11 +45,13 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         agents,
         identity,
         requests,
+        operator,
     } = api;
     let health_view = view.clone();
     let health_identity = identity.clone();
     let leave_identity = identity.clone();
     let server = HttpServer::builder(addr);
+    let server = super::operator::routes(server, operator);
     super::vars::routes(server, vars)
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))

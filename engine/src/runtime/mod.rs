@@ -18,6 +18,7 @@ mod driver;
 mod from_config;
 mod http;
 mod metrics;
+mod operator;
 mod request;
 pub mod services;
 mod storage;
@@ -26,6 +27,17 @@ mod vars;
 pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
 pub use from_config::StartNodeError;
 pub use storage::StorageSettings;
+
+/// Why [`Node::force_leave`] removed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ForceLeaveFailed {
+    /// The member is alive, unknown, or this node.
+    #[error(transparent)]
+    Refused(#[from] foundation_core::membership::ForceLeaveError),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
 use vars::VarsRuntime;
 pub use vars::{VarState, VarsCallError, VarsHandle, VarsView};
 
@@ -216,6 +228,7 @@ impl Node {
             agent_requests,
             &mut registry,
         );
+        let directory_watch = directory.clone();
         let services = services::start(
             requests_tx.clone(),
             directory,
@@ -242,6 +255,18 @@ impl Node {
             mirror: Mirror::default(),
             events: broadcast::channel(EVENT_BUFFER).0,
         };
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let identity = identity_json(&local, &cluster);
+        let operator = operator::OperatorApi {
+            requests: requests_tx.clone(),
+            services: services.registry.clone(),
+            rpc: services.rpc.clone(),
+            pubsub: services.pubsub.clone(),
+            config: config.clone(),
+            events: events.clone(),
+            directory: directory_watch,
+            identity: identity.clone(),
+        };
         let http = match http {
             Some(addr) => Some(http::serve(
                 addr,
@@ -252,8 +277,9 @@ impl Node {
                     services: services.registry.clone(),
                     vars: vars.clone(),
                     agents: agents.clone(),
-                    identity: identity_json(&local, &cluster),
+                    identity,
                     requests: requests_tx.clone(),
+                    operator,
                 },
             )?),
             None => None,
@@ -273,7 +299,6 @@ impl Node {
             core_config.metadata.http,
             &candidates_tx,
         )?;
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let replication = ReplicationConfig {
             wall_ms_at_zero: unix_ms(),
             ..replication
@@ -459,6 +484,16 @@ impl Node {
         let mut view = self.view.clone();
         // The driver holds the only sender; it is dropped when the driver ends.
         while view.changed().await.is_ok() {}
+    }
+
+    /// Removes a failed or departed member from the members table now, on this node and on
+    /// every live member (otherwise it goes after `reap_after`). An alive member, an unknown
+    /// one and this node are refused.
+    pub async fn force_leave(&self, node: NodeId) -> Result<MemberView, ForceLeaveFailed> {
+        match operator::force_leave(&self.requests, node).await {
+            Ok(result) => result.map_err(ForceLeaveFailed::Refused),
+            Err(_) => Err(ForceLeaveFailed::Stopped),
+        }
     }
 
     /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.

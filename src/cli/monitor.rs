@@ -1,0 +1,97 @@
+//! `foundation monitor`: a node's events as they happen — members, config changes, service
+//! instances — from the stream `GET /monitor`, like `serf monitor`.
+
+use serde_json::Value;
+
+use super::act::follow;
+use super::node::timestamp;
+use super::target::NodeTarget;
+
+/// Options of `foundation monitor`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  foundation monitor                       events seen by the local node of cluster \"foundation\"
+  foundation monitor --json                one JSON document per event
+  foundation monitor --node 127.0.0.1:7401
+
+Lines: UTC time, then `member up|updated|failed|left|removed ID ADDR gen N`, `config KEY = VALUE`
+(or `deleted`), `service up|down NAME INSTANCE ADDR`. Runs until Ctrl-C or the node stops.")]
+pub struct MonitorArgs {
+    /// Print each event as the JSON the node sends.
+    #[arg(long)]
+    pub json: bool,
+    /// Which node to watch.
+    #[command(flatten)]
+    pub target: NodeTarget,
+}
+
+/// Prints events until the stream ends.
+pub async fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let node = args.target.resolve().await?;
+    follow(node, "/monitor", |event| {
+        if args.json {
+            println!("{event}");
+        } else {
+            println!("{} {}", timestamp(), describe(&event));
+        }
+        true
+    })
+    .await?;
+    eprintln!("the node at {node} ended the stream (it stopped)");
+    Ok(())
+}
+
+/// One event as a line of text.
+fn describe(event: &Value) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    match event["kind"].as_str() {
+        Some("monitoring") => format!(
+            "monitoring node {} (Ctrl-C to stop)",
+            text(&event["node"]["id"])
+        ),
+        Some("member") if event["member"].is_object() => {
+            let m = &event["member"];
+            let (id, addr) = (text(&m["id"]), text(&m["addr"]));
+            format!(
+                "member {} {id} {addr} gen {}",
+                text(&event["event"]),
+                m["generation"]
+            )
+        }
+        Some("member") => format!("member {}: this node", text(&event["event"])),
+        Some("config") if event["new"].is_null() => {
+            format!("config {} deleted", text(&event["key"]))
+        }
+        Some("config") => format!("config {} = {}", text(&event["key"]), event["new"]),
+        Some("service") => format!(
+            "service {} {} {} {}",
+            text(&event["event"]),
+            text(&event["service"]),
+            text(&event["instance"]),
+            text(&event["addr"])
+        ),
+        Some("lagged") => format!(
+            "(missed {} events: this monitor fell behind)",
+            event["missed"]
+        ),
+        _ => event.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_read_as_one_line_each() {
+        let up = json!({"kind": "member", "event": "failed",
+            "member": {"id": "ab", "addr": "127.0.0.1:1", "generation": 7}});
+        assert_eq!(describe(&up), "member failed ab 127.0.0.1:1 gen 7");
+        let set = json!({"kind": "config", "key": "k", "old": null, "new": 42});
+        assert_eq!(describe(&set), "config k = 42");
+        let gone = json!({"kind": "config", "key": "k", "old": 42, "new": null});
+        assert_eq!(describe(&gone), "config k deleted");
+    }
+}
