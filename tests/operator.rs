@@ -800,3 +800,105 @@ fn foundation_monitor_prints_members_config_and_services_as_they_change() {
     drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The status page as headless Chromium draws it after `budget` of (virtual) time, or `None`
+/// when Chromium is not installed. The flags keep it off the network and away from the
+/// user's profile.
+fn chromium_dom(scratch: &Path, url: &str, budget: Duration) -> Option<String> {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    if !Path::new(CHROMIUM).exists() {
+        return None;
+    }
+    let profile = scratch.join(format!("chromium-{}", std::process::id()));
+    let output = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--virtual-time-budget={}", budget.as_millis()))
+        .args(["--dump-dom", url])
+        .stderr(Stdio::null())
+        .output()
+        .expect("chromium runs");
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The attributes of the page's row for member `id`, as drawn.
+fn drawn_row<'p>(page: &'p str, id: &str) -> Option<&'p str> {
+    let attribute = page.find(&format!("data-id=\"{id}\""))?;
+    let at = page[..attribute].rfind("<tr")?;
+    let end = page[at..].find('>')?;
+    Some(&page[at..at + end])
+}
+
+fn status_row(node: &NodeProcess, id: &str) -> Option<serde_json::Value> {
+    get(node.http, "/status.json")?["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == id)
+        .cloned()
+}
+
+/// `/status` in a real browser: three members with this node marked, a stopped (SIGSTOP) node
+/// shown suspect, then alive again once it answers, and a killed node shown failed. With
+/// Chromium absent only `/status.json` is checked, and the test says so.
+#[test]
+fn the_status_page_shows_members_suspicion_and_failure_live() {
+    let dir = scratch_dir("op-status");
+    let cluster = format!("status-{}", std::process::id());
+    // Suspicion lasts 8 s, however many confirm it: long enough to watch.
+    let config = dir.join("slow-suspicion.toml");
+    let toml = "[membership]\nsuspect_to_down_after = \"8s\"\nsuspect_to_down_min = \"8s\"\n";
+    std::fs::write(&config, toml).expect("config file");
+    let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
+    let [a, b, mut c] = three_nodes(&dir, &cluster, &args);
+    let url = format!("http://{}/status", a.http);
+    let page = chromium_dom(&dir, &url, Duration::from_secs(2));
+    match &page {
+        Some(page) => {
+            let own = drawn_row(page, &a.id).expect("a row for the node itself");
+            assert!(own.contains("class=\"self\""), "{own}");
+            for other in [&b, &c] {
+                let row = drawn_row(page, &other.id).expect("a row per member");
+                assert!(row.contains("data-state=\"alive\""), "{row}");
+            }
+            assert!(page.contains("Members (3)"), "{page}");
+        }
+        None => eprintln!("/usr/bin/chromium is not installed: checking /status.json only"),
+    }
+    let html = Command::new("curl").arg("-s").arg(&url).output();
+    if let Ok(html) = html {
+        assert!(stdout(&html).contains("fetch(\"/status.json\""));
+    }
+
+    send_signal(&c, "STOP");
+    eventually(PATIENCE, "a suspects the stopped c", || {
+        status_row(&a, &c.id).is_some_and(|m| m["suspect"] == true && m["state"] == "alive")
+    });
+    if let Some(page) = chromium_dom(&dir, &url, Duration::from_secs(2)) {
+        let row = drawn_row(&page, &c.id).expect("c's row");
+        assert!(row.contains("data-suspect=\"yes\""), "{row}");
+    }
+    send_signal(&c, "CONT");
+    eventually(PATIENCE, "c refutes and is no longer suspected", || {
+        status_row(&a, &c.id).is_some_and(|m| m["suspect"] == false && m["state"] == "alive")
+    });
+
+    c.kill();
+    eventually(PATIENCE, "a declares c failed", || {
+        status_row(&a, &c.id).is_some_and(|m| m["state"] == "failed")
+    });
+    if let Some(page) = chromium_dom(&dir, &url, Duration::from_secs(2)) {
+        let row = drawn_row(&page, &c.id).expect("c's row");
+        assert!(row.contains("data-state=\"failed\""), "{row}");
+    }
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -155,6 +155,14 @@ impl Membership {
         self.view.values().filter(|m| m.state == MemberState::Alive)
     }
 
+    /// Members SWIM suspects now: listed alive until they are declared failed or refute.
+    pub fn suspects(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.swim
+            .iter_membership_state()
+            .filter(|m| m.state() == State::Suspect)
+            .map(|m| m.id().node)
+    }
+
     /// A node's metadata, ours included.
     pub fn metadata_of(&self, node: NodeId) -> Option<&NodeMetadata> {
         self.metadata.get(&node).map(|v| &v.metadata)

@@ -6,7 +6,8 @@
 //!       .metrics(registry)                     GET /metrics  OpenMetrics text
 //!       .health(|| Health::healthy("member"))  GET /health   JSON, 200 or 503
 //!       .json("/members", || json!([...]))     GET /members  JSON
-//!       .start()? -> HttpHandle                GET /status   HTML page of the JSON routes
+//!       .status(|| json!({...}))               GET /status.json  what the page draws
+//!       .start()? -> HttpHandle                GET /status   live page (fetches /status.json)
 //! ```
 //!
 //! Routes are closures, so a new feature adds a route without touching the server. The server

@@ -130,6 +130,8 @@ pub(crate) struct Routes {
     pub writes: BTreeMap<String, WriteRoute>,
     /// Streaming `GET` routes by path prefix.
     pub streams: BTreeMap<String, StreamRoute>,
+    /// What `/status.json` shows; without it, health and every JSON route.
+    pub status: Option<JsonRoute>,
 }
 
 impl Routes {
@@ -171,7 +173,8 @@ impl Routes {
         match path {
             "/metrics" => self.metrics(),
             "/health" => self.health_response(),
-            "/" | "/status" => self.status_page(),
+            "/" | "/status" => with_type(StatusCode::OK, HTML, status_page::PAGE.to_owned()),
+            "/status.json" => json(StatusCode::OK, &self.status_json()),
             _ => match self.json.get(path) {
                 Some(route) => json(StatusCode::OK, &route()),
                 None => self.respond_under(path),
@@ -235,14 +238,18 @@ impl Routes {
         json(status, &body)
     }
 
-    fn status_page(&self) -> Response<Full<Bytes>> {
-        let routes: Vec<(&str, Value)> = self
+    /// The document the status page draws: the server's own, or its health and JSON routes.
+    fn status_json(&self) -> Value {
+        if let Some(status) = &self.status {
+            return status();
+        }
+        let routes: serde_json::Map<String, Value> = self
             .json
             .iter()
-            .map(|(path, route)| (path.as_str(), route()))
+            .map(|(path, route)| (path.clone(), route()))
             .collect();
-        let page = status_page::render(&self.health(), &routes, self.metrics.is_some());
-        with_type(StatusCode::OK, HTML, page)
+        let health = serde_json::to_value(self.health()).unwrap_or(Value::Null);
+        serde_json::json!({ "health": health, "routes": routes })
     }
 }
 

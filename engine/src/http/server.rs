@@ -191,6 +191,15 @@ impl HttpServerBuilder {
         self
     }
 
+    /// Answers `/status.json`, which the `/status` page draws, with `status()`: an object with
+    /// any of `node`, `health`, `members`, `services`, `variables`, `agents` (drawn as tables)
+    /// and `routes` (shown as JSON). Without it, `/status.json` holds the health and every
+    /// [`json`](Self::json) route.
+    pub fn status(mut self, status: impl Fn() -> Value + Send + Sync + 'static) -> Self {
+        self.server.routes.status = Some(Arc::new(status));
+        self
+    }
+
     /// Replaces the default limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.server.limits = limits;

@@ -41,7 +41,7 @@ pub enum ForceLeaveFailed {
 use vars::VarsRuntime;
 pub use vars::{VarState, VarsCallError, VarsHandle, VarsView};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -218,6 +218,7 @@ impl Node {
                 .map_or_else(start_generation, |o| o.generation),
         };
         let (view_tx, view) = watch::channel(Vec::new());
+        let (suspects_tx, suspects) = watch::channel(BTreeSet::new());
         let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
         let (directory_tx, directory) = watch::channel(Arc::new(Directory::default()));
         let agents = agents::start(
@@ -256,7 +257,7 @@ impl Node {
             events: broadcast::channel(EVENT_BUFFER).0,
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let identity = identity_json(&local, &cluster);
+        let identity = identity_json(&local, &cluster, &metadata);
         let operator = operator::OperatorApi {
             requests: requests_tx.clone(),
             services: services.registry.clone(),
@@ -280,6 +281,7 @@ impl Node {
                     identity,
                     requests: requests_tx.clone(),
                     operator,
+                    suspects,
                 },
             )?),
             None => None,
@@ -326,6 +328,7 @@ impl Node {
             candidates,
             seeds,
             view: view_tx,
+            suspects: suspects_tx,
             events: events.clone(),
             config_events: config.events.clone(),
             mirror: config.mirror.clone(),
@@ -562,6 +565,16 @@ fn start_discovery(
         .collect()
 }
 
-fn identity_json(local: &MemberId, cluster: &ClusterName) -> serde_json::Value {
-    serde_json::json!({ "id": local.node.to_string(), "addr": local.addr.to_string(), "cluster": cluster.as_str() })
+fn identity_json(
+    local: &MemberId,
+    cluster: &ClusterName,
+    metadata: &NodeMetadata,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": local.node.to_string(),
+        "addr": local.addr.to_string(),
+        "cluster": cluster.as_str(),
+        "generation": local.generation,
+        "name": metadata.name,
+    })
 }
