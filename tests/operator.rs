@@ -472,11 +472,22 @@ struct Follower {
 
 impl Follower {
     fn start(runtime_dir: &Path, args: &[&str]) -> Self {
+        Self::start_in(runtime_dir, None, args)
+    }
+
+    /// As [`start`](Self::start), finding the node of `cluster` as an operator would.
+    fn start_in(runtime_dir: &Path, cluster: Option<&str>, args: &[&str]) -> Self {
         use std::io::BufRead;
-        let mut child = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        command
             .args(args)
             .env_clear()
             .env("XDG_RUNTIME_DIR", runtime_dir)
+            .env("FOUNDATION_DISCOVERY", "local");
+        if let Some(cluster) = cluster {
+            command.env("FOUNDATION_CLUSTER", cluster);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .stdin(Stdio::null())
@@ -899,6 +910,46 @@ fn the_status_page_shows_members_suspicion_and_failure_live() {
         let row = drawn_row(&page, &c.id).expect("c's row");
         assert!(row.contains("data-state=\"failed\""), "{row}");
     }
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without `--node`, `foundation monitor` follows another local node of the cluster when its
+/// node stops, and goes on printing that node's events.
+#[test]
+fn foundation_monitor_follows_another_local_node_when_its_node_stops() {
+    let dir = scratch_dir("op-monitor-next");
+    let cluster = format!("monitor-next-{}", std::process::id());
+    let mut a = start(&dir, &cluster, "a", None);
+    let mut b = start(&dir, &cluster, "b", None);
+    eventually(PATIENCE, "a sees b", || {
+        state_of(&a, &b.id).as_deref() == Some("alive")
+    });
+    let monitor = Follower::start_in(&dir, Some(&cluster), &["monitor"]);
+    let first = monitor.line_where("saying which node it follows", |l| {
+        l.contains("monitoring node")
+    });
+    let (followed, other) = if first.contains(&a.id) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    send_signal(followed, "TERM");
+    wait_for_exit(followed, "the followed node leaves");
+    let other_id = other.id.clone();
+    monitor.line_where("following the other node", |l| {
+        l.contains("monitoring node") && l.contains(&other_id)
+    });
+    let at_other = format!("{}", other.http);
+    let set = foundation(
+        &dir,
+        None,
+        &["config", "set", "next.k", "1", "--node", &at_other],
+    );
+    assert!(set.status.success(), "{}", stderr(&set));
+    monitor.line_where("for the change on the other node", |l| {
+        l.ends_with("config next.k = 1")
+    });
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

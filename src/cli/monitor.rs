@@ -1,6 +1,9 @@
 //! `foundation monitor`: a node's events as they happen — members, config changes, service
 //! instances — from the stream `GET /monitor`, like `serf monitor`.
 
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 
 use super::act::follow;
@@ -15,7 +18,8 @@ Examples:
   foundation monitor --json                one JSON document per event
   foundation monitor --node 127.0.0.1:7401
 
-Lines: UTC time, then `member up|updated|failed|left|removed ID ADDR gen N`, `config KEY = VALUE`
+Without --node, when the node stops the monitor follows another node of the cluster running on
+this machine, if any. Lines: UTC time, then `member up|updated|failed|left|removed ID ADDR gen N`, `config KEY = VALUE`
 (or `deleted`), `service up|down NAME INSTANCE ADDR`. Runs until Ctrl-C or the node stops.")]
 pub struct MonitorArgs {
     /// Print each event as the JSON the node sends.
@@ -26,20 +30,53 @@ pub struct MonitorArgs {
     pub target: NodeTarget,
 }
 
-/// Prints events until the stream ends.
+/// How long to look for another local node when the followed one goes away.
+const FIND_ANOTHER_FOR: Duration = Duration::from_secs(5);
+
+/// Prints events until the stream ends. Without --node, when the node goes away the monitor
+/// follows another running node of the cluster on this machine, if there is one.
 pub async fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let node = args.target.resolve().await?;
-    follow(node, "/monitor", |event| {
-        if args.json {
-            println!("{event}");
-        } else {
-            println!("{} {}", timestamp(), describe(&event));
+    let mut node = args.target.resolve().await?;
+    loop {
+        let ended = follow(node, "/monitor", |event| {
+            if args.json {
+                println!("{event}");
+            } else {
+                println!("{} {}", timestamp(), describe(&event));
+            }
+            true
+        })
+        .await;
+        let next = match args.target.node {
+            Some(_) => None,
+            None => another_node(&args.target, node).await,
+        };
+        let Some(next) = next else {
+            ended?;
+            eprintln!("the node at {node} ended the stream (it stopped)");
+            return Ok(());
+        };
+        eprintln!(
+            "{} the node at {node} went away; following the node at {next}",
+            timestamp()
+        );
+        node = next;
+    }
+}
+
+/// A running local node of the cluster other than `gone`, looked for a few seconds: a node
+/// that is leaving may still accept connections for a moment.
+async fn another_node(target: &NodeTarget, gone: SocketAddr) -> Option<SocketAddr> {
+    let started = Instant::now();
+    while started.elapsed() < FIND_ANOTHER_FOR {
+        if let Ok(found) = target.resolve().await {
+            if found != gone {
+                return Some(found);
+            }
         }
-        true
-    })
-    .await?;
-    eprintln!("the node at {node} ended the stream (it stopped)");
-    Ok(())
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }
 
 /// One event as a line of text.
