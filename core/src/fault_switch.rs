@@ -59,6 +59,12 @@ pub enum FaultSwitch {
     AckBeforeDurable,
     /// Departed origins are never retired (`core::Core::retire_departed`).
     NeverRetire,
+    /// The RPC router retries every call after a lost answer, as if all were idempotent, so a
+    /// handler may run twice for a call that must run once (`services::router::judge`).
+    RetryEveryLostCall,
+    /// The RPC router gives every attempt the call's whole deadline instead of what is left of
+    /// it, so a retried call overruns its deadline (`services::router::attempt_budget`).
+    BudgetIgnoresDeadline,
 }
 
 thread_local! {

@@ -13,6 +13,7 @@ use foundation_core::node::Command;
 use foundation_core::services::record::check_service_name;
 
 use crate::network::{BlockRule, LinkModel, SlotSet};
+use crate::rpc::Calls;
 use crate::world::{NodeStatus, World};
 use crate::writes::{self, Workload, WriteRequest, Writes};
 
@@ -178,6 +179,8 @@ pub enum Fault {
         /// The service.
         service: String,
     },
+    /// A seeded stream of RPC calls, from now for its duration (see [`crate::rpc`]).
+    Calls(Calls),
 }
 
 impl Fault {
@@ -195,6 +198,7 @@ impl Fault {
                 | Fault::Write(_)
                 | Fault::Delete(_)
                 | Fault::Workload(_)
+                | Fault::Calls(_)
         )
     }
 
@@ -241,6 +245,7 @@ impl fmt::Display for Fault {
                 "register {instances} instance(s) of {service} on {nodes}"
             ),
             Fault::Deregister { nodes, service } => write!(f, "deregister {service} on {nodes}"),
+            Fault::Calls(calls) => write!(f, "{calls}"),
         }
     }
 }
@@ -327,6 +332,12 @@ impl World {
                 w.validate()?;
                 let slots = w.nodes.resolve(n, groups)?;
                 self.start_workload(w.clone(), slots.clone());
+                Ok(slots)
+            }
+            Fault::Calls(calls) => {
+                calls.validate()?;
+                let slots = calls.nodes.resolve(n, groups)?;
+                self.start_calls(calls.clone(), slots.clone());
                 Ok(slots)
             }
             _ => self.apply_to_nodes(fault, groups),

@@ -45,6 +45,8 @@
 //! | `seen-backed-by-data` | `SeenWithoutApplying`: a full state's progress is taken, its data not merged | `seen_backed_by_data_catches_…` |
 //! | `causal-order` | `HlcIgnoresReceive`: the clock does not move past received timestamps | `causal_order_catches_…` (`skewed-writes`) |
 //! | `departed-origins-retired` | `NeverRetire`: departed writers are never retired | `departed_origins_retired_catches_…` (`compaction`) |
+//! | `rpc-calls` (at most once) | `RetryEveryLostCall`: the router retries a call that is not idempotent after its answer was lost | `rpc_calls_catch_a_router_that_retries_…` (`rpc-partition`) |
+//! | `rpc-calls` (deadline) | `BudgetIgnoresDeadline`: every attempt gets the call's whole deadline | `rpc_calls_catch_attempts_that_overrun_…` (`rpc-partition`) |
 //!
 //! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
 //! a test.
@@ -55,6 +57,7 @@ pub mod faults;
 pub mod invariants;
 pub mod network;
 pub mod report;
+pub mod rpc;
 pub mod scenario;
 pub mod services;
 pub mod storage;

@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use crate::clock::NodeClock;
 use crate::network::{BlockRule, LinkModel, Network};
+use crate::rpc::{RpcEvent, RpcLayer};
 use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
 use crate::trace::{Fnv64, Trace};
 use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord, WriteRequest};
@@ -272,6 +273,8 @@ enum Pending {
         node: usize,
         life: u64,
     },
+    /// RPC traffic between the nodes' applications.
+    Rpc(RpcEvent),
 }
 
 impl Pending {
@@ -283,6 +286,7 @@ impl Pending {
             Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => Some(*node),
             Pending::Write { node, .. } | Pending::Synced { node, .. } => Some(*node),
             Pending::Workload { .. } | Pending::DiskFree { .. } => None,
+            Pending::Rpc(event) => event.slot(),
         }
     }
 }
@@ -338,6 +342,8 @@ pub struct World {
     writes: WriteLog,
     /// What each slot's application registers in the service registry.
     pub(crate) registrations: crate::services::Registrations,
+    /// The applications' calls to each other.
+    pub(crate) rpc: RpcLayer,
 }
 
 /// What the world wrote and what replication did, beyond each core's own counters.
@@ -384,6 +390,7 @@ impl World {
             storage: None,
             writes: WriteLog::default(),
             registrations: Default::default(),
+            rpc: RpcLayer::default(),
         };
         for slot in 0..config.nodes {
             world.add_slot(slot);
@@ -538,6 +545,33 @@ impl World {
     }
 
     /// The address a node in `slot` is reached at.
+    /// The local time of the node in `slot` now.
+    pub(crate) fn local_now(&mut self, slot: usize) -> Instant {
+        self.nodes[slot].clock.local(self.now_us)
+    }
+
+    /// When the clock of the node in `slot` reads `local`, in world µs.
+    pub(crate) fn world_at(&self, slot: usize, local: Instant) -> u64 {
+        self.nodes[slot].clock.world_at(local, self.now_us)
+    }
+
+    /// Queues an RPC event.
+    pub(crate) fn push_rpc(&mut self, at: u64, event: RpcEvent) {
+        self.push(at, Pending::Rpc(event));
+    }
+
+    /// Sends a stream message on `channel` from `from` to `to` now: when it arrives and on
+    /// which connection, or `None` when the connection is cut.
+    pub(crate) fn stream_send(
+        &mut self,
+        from: usize,
+        to: usize,
+        channel: Channel,
+    ) -> Option<(u64, u64)> {
+        self.network
+            .stream(&mut self.rng, from, to, channel, self.now_us)
+    }
+
     pub fn node_addr(&self, slot: usize) -> NodeAddr {
         self.nodes[slot].node_addr()
     }
@@ -965,6 +999,7 @@ impl World {
     }
 
     fn end_life(&mut self, slot: usize) {
+        self.rpc_end_life(slot);
         let node = &mut self.nodes[slot];
         if let Some(core) = &node.core {
             // Remember the generation the core went by, for the restart and for reports.
@@ -1104,6 +1139,10 @@ impl World {
                 self.workload_write(*index);
                 return None;
             }
+            (Pending::Rpc(RpcEvent::NextCall { load }), _) => {
+                self.next_load_call(*load);
+                return None;
+            }
             (Pending::DiskFree { node }, _) => {
                 let (node, now) = (*node, self.now_us);
                 if let Some(disk) = self.nodes[node].disk.as_mut() {
@@ -1239,6 +1278,7 @@ impl World {
                 node, seq, written, ..
             } => return self.synced(node, seq, written),
             Pending::Wake { node, at, .. } => return self.wake(node, at),
+            Pending::Rpc(event) => return self.rpc_deliver(event),
             Pending::Command { node, command, .. } => {
                 self.trace.line(format_args!(
                     "{} n{node} <- command {command:?}",

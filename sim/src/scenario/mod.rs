@@ -276,6 +276,10 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
             w.validate()?;
             vec![&w.nodes]
         }
+        Fault::Calls(calls) => {
+            calls.validate()?;
+            vec![&calls.nodes]
+        }
         Fault::Register {
             nodes, instances, ..
         } if *instances == 0 => {
