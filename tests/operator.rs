@@ -531,6 +531,13 @@ impl Drop for Follower {
     }
 }
 
+/// A node configuration file in `dir` holding `toml`.
+fn config_file(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("node.toml");
+    std::fs::write(&path, toml).expect("config file");
+    path
+}
+
 fn member_ids(node: &NodeProcess) -> Vec<String> {
     common::members(node)
         .iter()
@@ -545,8 +552,7 @@ fn member_ids(node: &NodeProcess) -> Vec<String> {
 fn failed_members_are_reaped_from_every_table_and_come_back_as_the_same_member() {
     let dir = scratch_dir("op-reap");
     let cluster = format!("reap-{}", std::process::id());
-    let config = dir.join("reap.toml");
-    std::fs::write(&config, "[membership]\nreap_after = \"3s\"\n").expect("config file");
+    let config = config_file(&dir, "[membership]\nreap_after = \"3s\"\n");
     let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
     let [a, b, mut c] = three_nodes(&dir, &cluster, &args);
     let c_id = c.id.clone();
@@ -865,9 +871,8 @@ fn the_status_page_shows_members_suspicion_and_failure_live() {
     let dir = scratch_dir("op-status");
     let cluster = format!("status-{}", std::process::id());
     // Suspicion lasts 8 s, however many confirm it: long enough to watch.
-    let config = dir.join("slow-suspicion.toml");
     let toml = "[membership]\nsuspect_to_down_after = \"8s\"\nsuspect_to_down_min = \"8s\"\n";
-    std::fs::write(&config, toml).expect("config file");
+    let config = config_file(&dir, toml);
     let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
     let [a, b, mut c] = three_nodes(&dir, &cluster, &args);
     let url = format!("http://{}/status", a.http);
