@@ -6,6 +6,7 @@ use std::time::Duration;
 use foundation_engine::http::{get_json, percent_encode, send_json, HttpError, Method};
 use serde_json::{json, Value};
 
+use super::act::refusal;
 use super::config::parse_value;
 use super::target::NodeTarget;
 
@@ -108,13 +109,4 @@ pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 fn path(name: &str) -> String {
     format!("/variables/{}", percent_encode(name))
-}
-
-/// The node's refusal as one line: its error text when it sent one.
-fn refusal(status: u16, body: &str) -> String {
-    let error = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| body.to_owned());
-    format!("refused ({status}): {error}")
 }
