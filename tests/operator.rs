@@ -340,6 +340,13 @@ fn a_mistyped_command_gets_a_suggestion_and_help_shows_examples() {
         &["members", "--help"],
         &["leave", "--help"],
         &["node", "--help"],
+        &["force-leave", "--help"],
+        &["publish", "--help"],
+        &["subscribe", "--help"],
+        &["call", "--help"],
+        &["register", "--help"],
+        &["deregister", "--help"],
+        &["monitor", "--help"],
     ] {
         let help = foundation(&dir, None, command);
         assert!(help.status.success());
@@ -483,5 +490,516 @@ fn a_node_on_a_data_directory_keeps_its_id_across_restarts() {
     let second = common::start_with(&dir, &cluster, "a", None, &args, &[]);
     assert_eq!(second.id, id, "the restarted node is the same member");
     drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Three nodes that see each other alive.
+fn three_nodes(dir: &Path, cluster: &str, args: &[&std::ffi::OsStr]) -> [NodeProcess; 3] {
+    let nodes = ["a", "b", "c"].map(|name| common::start_with(dir, cluster, name, None, args, &[]));
+    for observer in &nodes {
+        for other in &nodes {
+            if observer.id != other.id {
+                eventually(PATIENCE, "the three nodes see each other", || {
+                    state_of(observer, &other.id).as_deref() == Some("alive")
+                });
+            }
+        }
+    }
+    nodes
+}
+
+/// A `foundation` command that runs until stopped (subscribe, monitor), its stdout lines
+/// arriving on a channel. Killed when dropped.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Follower {
+    fn start(runtime_dir: &Path, args: &[&str]) -> Self {
+        Self::start_in(runtime_dir, None, args)
+    }
+
+    /// As [`start`](Self::start), finding the node of `cluster` as an operator would.
+    fn start_in(runtime_dir: &Path, cluster: Option<&str>, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut command = Command::new(BINARY);
+        command
+            .args(args)
+            .env_clear()
+            .env("XDG_RUNTIME_DIR", runtime_dir)
+            .env("FOUNDATION_DISCOVERY", "local");
+        if let Some(cluster) = cluster {
+            command.env("FOUNDATION_CLUSTER", cluster);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("foundation binary runs");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The first line, within PATIENCE, for which `wanted` holds; fails the test otherwise.
+    fn line_where(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        while start.elapsed() < PATIENCE {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => {}
+            }
+        }
+        panic!(
+            "no line {what} within {PATIENCE:?}; saw:\n{}",
+            seen.join("\n")
+        );
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node configuration file in `dir` holding `toml`.
+fn config_file(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("node.toml");
+    std::fs::write(&path, toml).expect("config file");
+    path
+}
+
+fn member_ids(node: &NodeProcess) -> Vec<String> {
+    common::members(node)
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// With `reap_after = "3s"`, a killed member is listed failed, then removed from every table;
+/// a node that joins afterwards never lists it; the node restarted with its id is the same
+/// member again, alive.
+#[test]
+fn failed_members_are_reaped_from_every_table_and_come_back_as_the_same_member() {
+    let dir = scratch_dir("op-reap");
+    let cluster = format!("reap-{}", std::process::id());
+    let config = config_file(&dir, "[membership]\nreap_after = \"3s\"\n");
+    let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
+    let [a, b, mut c] = three_nodes(&dir, &cluster, &args);
+    let c_id = c.id.clone();
+    c.kill();
+    eventually(PATIENCE, "a and b list c failed, then remove it", || {
+        [&a, &b].iter().all(|n| !member_ids(n).contains(&c_id))
+    });
+    let d = common::start_with(&dir, &cluster, "d", None, &args, &[]);
+    eventually(PATIENCE, "d joins and sees a and b", || {
+        state_of(&d, &a.id).as_deref() == Some("alive")
+            && state_of(&d, &b.id).as_deref() == Some("alive")
+    });
+    assert!(
+        !member_ids(&d).contains(&c_id),
+        "d never lists the reaped c"
+    );
+
+    let c = common::start_with(&dir, &cluster, "c", Some(&c_id), &args, &[]);
+    assert_eq!(c.id, c_id);
+    eventually(
+        PATIENCE,
+        "every node lists c alive again, under its id",
+        || {
+            [&a, &b, &d]
+                .iter()
+                .all(|n| state_of(n, &c_id).as_deref() == Some("alive"))
+        },
+    );
+    drop((a, b, c, d));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `foundation force-leave` removes a failed member from every live node's table at once
+/// (the default reap interval is 15 minutes), and refuses an alive member or a bad id clearly.
+#[test]
+fn force_leave_removes_a_failed_member_from_every_table_now() {
+    let dir = scratch_dir("op-force");
+    let cluster = format!("force-{}", std::process::id());
+    let [a, b, mut c] = three_nodes(&dir, &cluster, &[]);
+    let at_a = format!("{}", a.http);
+    let force = |id: &str| foundation(&dir, None, &["force-leave", id, "--node", &at_a]);
+
+    let alive = force(&b.id);
+    assert!(!alive.status.success());
+    assert!(stderr(&alive).contains("is alive"), "{}", stderr(&alive));
+    let bad = force("not-an-id");
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("not a node id"), "{}", stderr(&bad));
+
+    let c_id = c.id.clone();
+    c.kill();
+    eventually(PATIENCE, "a and b list c failed", || {
+        [&a, &b]
+            .iter()
+            .all(|n| state_of(n, &c_id).as_deref() == Some("failed"))
+    });
+    let removed = force(&c_id);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(stdout(&removed).contains(&c_id), "{}", stdout(&removed));
+    assert!(!member_ids(&a).contains(&c_id), "gone from a at once");
+    eventually(PATIENCE, "b was told and removed c too", || {
+        !member_ids(&b).contains(&c_id)
+    });
+    let again = force(&c_id);
+    assert!(stderr(&again).contains("no member"), "{}", stderr(&again));
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `foundation subscribe` on one node prints, with a timestamp, a message `foundation publish`
+/// sent through another; a malformed topic is refused with the reason.
+#[test]
+fn a_message_published_on_one_node_is_printed_by_a_subscriber_on_another() {
+    let dir = scratch_dir("op-pubsub");
+    let cluster = format!("pubsub-{}", std::process::id());
+    let [a, b, c] = three_nodes(&dir, &cluster, &[]);
+    let at_b = format!("{}", b.http);
+    let subscriber = Follower::start(
+        &dir,
+        &[
+            "subscribe",
+            "orders.*.created",
+            "--count",
+            "1",
+            "--node",
+            &at_b,
+        ],
+    );
+    let at_a = format!("{}", a.http);
+    // The subscription's interest spreads to a in a replication push; publish until it has.
+    let mut printed = None;
+    let start = Instant::now();
+    while printed.is_none() && start.elapsed() < PATIENCE {
+        let sent = foundation(
+            &dir,
+            None,
+            &["publish", "orders.eu.created", "order 17", "--node", &at_a],
+        );
+        assert!(sent.status.success(), "{}", stderr(&sent));
+        printed = subscriber
+            .lines
+            .recv_timeout(Duration::from_millis(300))
+            .ok();
+    }
+    let line = printed.expect("the subscriber prints the message");
+    assert!(starts_with_timestamp(&line), "{line}");
+    assert!(line.ends_with(" orders.eu.created order 17"), "{line}");
+
+    let bad = foundation(
+        &dir,
+        None,
+        &["publish", "orders..created", "x", "--node", &at_a],
+    );
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("refused (400)"), "{}", stderr(&bad));
+    drop((a, b, c));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `foundation call` reaches a service served by another node and prints its answer; a
+/// missing service and a bad timeout are refused with the reason.
+#[test]
+fn foundation_call_reaches_a_service_on_another_node() {
+    let dir = scratch_dir("op-call");
+    let cluster = format!("call-{}", std::process::id());
+    let echo = [
+        std::ffi::OsStr::new("--echo-service"),
+        std::ffi::OsStr::new("echo"),
+    ];
+    let a = start(&dir, &cluster, "a", None);
+    let b = common::start_with(&dir, &cluster, "b", None, &echo, &[]);
+    let at_a = format!("{}", a.http);
+    eventually(PATIENCE, "a sees b's echo service", || {
+        get(a.http, "/services").is_some_and(|s| s["services"]["echo"].is_array())
+    });
+    let answered = foundation(
+        &dir,
+        None,
+        &[
+            "call",
+            "echo",
+            "hello there",
+            "--timeout",
+            "2s",
+            "--node",
+            &at_a,
+        ],
+    );
+    assert!(answered.status.success(), "{}", stderr(&answered));
+    assert_eq!(stdout(&answered).trim(), "hello there");
+
+    let missing = foundation(&dir, None, &["call", "nobody", "x", "--node", &at_a]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("no healthy instance of \"nobody\""),
+        "{}",
+        stderr(&missing)
+    );
+    let bad = foundation(&dir, None, &["call", "echo", "x", "--timeout", "forever"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `foundation register` puts an outside endpoint in the registry, seen from every node with
+/// its address and tags; `deregister` removes it, and a second `deregister` says there is none.
+#[test]
+fn an_outside_endpoint_is_registered_and_deregistered_from_the_command_line() {
+    let dir = scratch_dir("op-register");
+    let cluster = format!("register-{}", std::process::id());
+    let a = start(&dir, &cluster, "a", None);
+    let b = start(&dir, &cluster, "b", None);
+    eventually(PATIENCE, "a sees b", || {
+        state_of(&a, &b.id).as_deref() == Some("alive")
+    });
+    let at_a = format!("{}", a.http);
+    let registered = foundation(
+        &dir,
+        None,
+        &[
+            "register",
+            "pg",
+            "--addr",
+            "10.0.0.5:5432",
+            "--tag",
+            "role=primary",
+            "--node",
+            &at_a,
+        ],
+    );
+    assert!(registered.status.success(), "{}", stderr(&registered));
+    let at_b = format!("{}", b.http);
+    let listed = || {
+        stdout(&foundation(
+            &dir,
+            None,
+            &["services", "pg", "--node", &at_b],
+        ))
+    };
+    eventually(PATIENCE, "b lists the endpoint", || {
+        let table = listed();
+        table.contains("10.0.0.5:5432") && table.contains("role=primary")
+    });
+
+    let removed = foundation(&dir, None, &["deregister", "pg", "--node", &at_a]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    eventually(PATIENCE, "b no longer lists it", || {
+        !listed().contains("10.0.0.5")
+    });
+    let again = foundation(&dir, None, &["deregister", "pg", "--node", &at_a]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("no endpoint of \"pg\""),
+        "{}",
+        stderr(&again)
+    );
+    let bad_tag = foundation(
+        &dir,
+        None,
+        &["register", "pg", "--addr", "x:1", "--tag", "oops"],
+    );
+    assert_eq!(bad_tag.status.code(), Some(2), "{}", stderr(&bad_tag));
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `foundation monitor` prints membership, config and service events as they happen.
+#[test]
+fn foundation_monitor_prints_members_config_and_services_as_they_change() {
+    let dir = scratch_dir("op-monitor");
+    let cluster = format!("monitor-{}", std::process::id());
+    let a = start(&dir, &cluster, "a", None);
+    let at_a = format!("{}", a.http);
+    let monitor = Follower::start(&dir, &["monitor", "--node", &at_a]);
+    monitor.line_where("saying it monitors a", |l| l.contains("monitoring node"));
+
+    let mut b = start(&dir, &cluster, "b", None);
+    let up = monitor.line_where("for b coming up", |l| {
+        l.contains("member up") && l.contains(&b.id)
+    });
+    assert!(starts_with_timestamp(&up), "{up}");
+    let set = foundation(
+        &dir,
+        None,
+        &["config", "set", "mon.k", "7", "--node", &at_a],
+    );
+    assert!(set.status.success(), "{}", stderr(&set));
+    monitor.line_where("for the config change", |l| l.ends_with("config mon.k = 7"));
+    let registered = foundation(
+        &dir,
+        None,
+        &["register", "web", "--addr", "127.0.0.1:9", "--node", &at_a],
+    );
+    assert!(registered.status.success(), "{}", stderr(&registered));
+    monitor.line_where("for the new instance", |l| {
+        l.contains("service up web") && l.ends_with("127.0.0.1:9")
+    });
+    b.kill();
+    monitor.line_where("for b failing", |l| {
+        l.contains("member failed") && l.contains(&b.id)
+    });
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The status page as headless Chromium draws it after `budget` of (virtual) time, or `None`
+/// when Chromium is not installed. The flags keep it off the network and away from the
+/// user's profile.
+fn chromium_dom(scratch: &Path, url: &str, budget: Duration) -> Option<String> {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    if !Path::new(CHROMIUM).exists() {
+        return None;
+    }
+    let profile = scratch.join(format!("chromium-{}", std::process::id()));
+    let output = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--virtual-time-budget={}", budget.as_millis()))
+        .args(["--dump-dom", url])
+        .stderr(Stdio::null())
+        .output()
+        .expect("chromium runs");
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The attributes of the page's row for member `id`, as drawn.
+fn drawn_row<'p>(page: &'p str, id: &str) -> Option<&'p str> {
+    let attribute = page.find(&format!("data-id=\"{id}\""))?;
+    let at = page[..attribute].rfind("<tr")?;
+    let end = page[at..].find('>')?;
+    Some(&page[at..at + end])
+}
+
+fn status_row(node: &NodeProcess, id: &str) -> Option<serde_json::Value> {
+    get(node.http, "/status.json")?["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == id)
+        .cloned()
+}
+
+/// `/status` in a real browser: three members with this node marked, a stopped (SIGSTOP) node
+/// shown suspect, then alive again once it answers, and a killed node shown failed. With
+/// Chromium absent only `/status.json` is checked, and the test says so.
+#[test]
+fn the_status_page_shows_members_suspicion_and_failure_live() {
+    let dir = scratch_dir("op-status");
+    let cluster = format!("status-{}", std::process::id());
+    // Suspicion lasts 8 s, however many confirm it: long enough to watch.
+    let toml = "[membership]\nsuspect_to_down_after = \"8s\"\nsuspect_to_down_min = \"8s\"\n";
+    let config = config_file(&dir, toml);
+    let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
+    let [a, b, mut c] = three_nodes(&dir, &cluster, &args);
+    let url = format!("http://{}/status", a.http);
+    let page = chromium_dom(&dir, &url, Duration::from_secs(2));
+    match &page {
+        Some(page) => {
+            let own = drawn_row(page, &a.id).expect("a row for the node itself");
+            assert!(own.contains("class=\"self\""), "{own}");
+            for other in [&b, &c] {
+                let row = drawn_row(page, &other.id).expect("a row per member");
+                assert!(row.contains("data-state=\"alive\""), "{row}");
+            }
+            assert!(page.contains("Members (3)"), "{page}");
+        }
+        None => eprintln!("/usr/bin/chromium is not installed: checking /status.json only"),
+    }
+    let html = Command::new("curl").arg("-s").arg(&url).output();
+    if let Ok(html) = html {
+        assert!(stdout(&html).contains("fetch(\"/status.json\""));
+    }
+
+    send_signal(&c, "STOP");
+    eventually(PATIENCE, "a suspects the stopped c", || {
+        status_row(&a, &c.id).is_some_and(|m| m["suspect"] == true && m["state"] == "alive")
+    });
+    if let Some(page) = chromium_dom(&dir, &url, Duration::from_secs(2)) {
+        let row = drawn_row(&page, &c.id).expect("c's row");
+        assert!(row.contains("data-suspect=\"yes\""), "{row}");
+    }
+    send_signal(&c, "CONT");
+    eventually(PATIENCE, "c refutes and is no longer suspected", || {
+        status_row(&a, &c.id).is_some_and(|m| m["suspect"] == false && m["state"] == "alive")
+    });
+
+    c.kill();
+    eventually(PATIENCE, "a declares c failed", || {
+        status_row(&a, &c.id).is_some_and(|m| m["state"] == "failed")
+    });
+    if let Some(page) = chromium_dom(&dir, &url, Duration::from_secs(2)) {
+        let row = drawn_row(&page, &c.id).expect("c's row");
+        assert!(row.contains("data-state=\"failed\""), "{row}");
+    }
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without `--node`, `foundation monitor` follows another local node of the cluster when its
+/// node stops, and goes on printing that node's events.
+#[test]
+fn foundation_monitor_follows_another_local_node_when_its_node_stops() {
+    let dir = scratch_dir("op-monitor-next");
+    let cluster = format!("monitor-next-{}", std::process::id());
+    let mut a = start(&dir, &cluster, "a", None);
+    let mut b = start(&dir, &cluster, "b", None);
+    eventually(PATIENCE, "a sees b", || {
+        state_of(&a, &b.id).as_deref() == Some("alive")
+    });
+    let monitor = Follower::start_in(&dir, Some(&cluster), &["monitor"]);
+    let first = monitor.line_where("saying which node it follows", |l| {
+        l.contains("monitoring node")
+    });
+    let (followed, other) = if first.contains(&a.id) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    send_signal(followed, "TERM");
+    wait_for_exit(followed, "the followed node leaves");
+    let other_id = other.id.clone();
+    monitor.line_where("following the other node", |l| {
+        l.contains("monitoring node") && l.contains(&other_id)
+    });
+    let at_other = format!("{}", other.http);
+    let set = foundation(
+        &dir,
+        None,
+        &["config", "set", "next.k", "1", "--node", &at_other],
+    );
+    assert!(set.status.success(), "{}", stderr(&set));
+    monitor.line_where("for the change on the other node", |l| {
+        l.ends_with("config next.k = 1")
+    });
+    drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::effects::{Effect, Event, Outbox, Timer};
 use crate::ephemeral::{Ephemeral, EphemeralConfig, EphemeralError, Owner};
 use crate::membership::{
-    MemberId, MemberState, MemberView, Membership, MembershipConfig, MembershipEvent,
-    MembershipMessage, MembershipStats, NodeMetadata,
+    ForceLeaveError, MemberId, MemberState, MemberView, Membership, MembershipConfig,
+    MembershipEvent, MembershipMessage, MembershipStats, NodeMetadata,
 };
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationEvent,
@@ -370,6 +370,12 @@ impl Core {
         result
     }
 
+    /// Removes a failed or departed member from the table now, here and on every live member
+    /// (an operator's `force-leave`); see [`Membership::force_leave`].
+    pub fn force_leave(&mut self, node: NodeId) -> Result<MemberView, ForceLeaveError> {
+        self.membership.force_leave(node, &mut self.outbox)
+    }
+
     /// Owns (or stops owning) an ephemeral entry and starts spreading it.
     pub fn set_ephemeral(
         &mut self,
@@ -451,10 +457,12 @@ impl Core {
     fn retire_departed(&mut self, now: Instant) -> Vec<NodeId> {
         let after = self.replication.config().departed_after;
         let members: Vec<&MemberView> = self.membership.members().collect();
+        // Members removed from the table (reaped or forced out) are gone for good too.
         let departed: BTreeSet<NodeId> = members
             .iter()
             .filter(|m| m.state != MemberState::Alive && now.saturating_since(m.since) >= after)
             .map(|m| m.id)
+            .chain(self.membership.removed())
             .collect();
         let holding: Vec<NodeId> = members
             .iter()
@@ -478,6 +486,14 @@ impl Core {
         if !fault_on!(NeverRetire) {
             self.replication.retire(&departed, &gone, &holding);
         }
+        let writers: BTreeSet<NodeId> = self
+            .replication
+            .origins()
+            .iter()
+            .map(|o| NodeId::from_u128(o.node.as_u128()))
+            .collect();
+        self.membership
+            .retain_removed(|node| writers.contains(&node));
         holding
     }
 

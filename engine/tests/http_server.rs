@@ -182,8 +182,13 @@ async fn json_routes_and_the_status_page() {
         "{}",
         status.head
     );
-    assert!(status.body.contains("href=\"/members\""), "{}", status.body);
-    assert!(status.body.contains("0a1b2c3d"), "{}", status.body);
+    assert!(status.body.contains("/status.json"), "{}", status.body);
+    // What the page draws: the health and every JSON route, for a server without its own.
+    let drawn = get(addr, "/status.json").await;
+    assert_eq!(drawn.status, 200);
+    assert!(drawn.body.contains("\"/members\""), "{}", drawn.body);
+    assert!(drawn.body.contains("0a1b2c3d"), "{}", drawn.body);
+    assert!(drawn.body.contains("\"health\""), "{}", drawn.body);
     handle.shutdown().await;
 }
 

@@ -1553,7 +1553,8 @@ impl World {
             MembershipEvent::Up(v)
             | MembershipEvent::Updated(v)
             | MembershipEvent::Failed(v)
-            | MembershipEvent::Left(v) => {
+            | MembershipEvent::Left(v)
+            | MembershipEvent::Removed(v) => {
                 let who = self
                     .by_id
                     .get(&v.id)
@@ -1599,6 +1600,7 @@ pub fn event_kind(event: &MembershipEvent) -> &'static str {
         MembershipEvent::Updated(_) => "updated",
         MembershipEvent::Failed(_) => "failed",
         MembershipEvent::Left(_) => "left",
+        MembershipEvent::Removed(_) => "removed",
         MembershipEvent::Joined => "joined",
         MembershipEvent::Isolated => "isolated",
     }

@@ -424,24 +424,29 @@ fn rpc_partition_holds() {
     }
 }
 
-/// `rpc-partition` over many seeds at 8 and 16 nodes: `cargo test --release -p foundation-sim
-/// --test scenarios -- --ignored rpc_partition_over`. `RPC_SEEDS=N` sets the count (default 100).
+/// `rpc-partition` and `pubsub-partition` over many seeds at 8 and 16 nodes: `cargo test
+/// --release -p foundation-sim --test scenarios -- --ignored services_over`. `SERVICES_SEEDS=N`
+/// sets the count (default 100).
 #[test]
 #[ignore = "minutes in a debug build; run with --release"]
-fn rpc_partition_over_many_seeds() {
-    let seeds: u64 = std::env::var("RPC_SEEDS")
+fn services_over_many_seeds() {
+    let seeds: u64 = std::env::var("SERVICES_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
-    for nodes in [8, 16] {
-        for r in check_all_pass_at("rpc-partition", nodes, 1..seeds + 1) {
-            for (outcome, n) in &r.measurements.calls {
-                *outcomes.entry(outcome.clone()).or_default() += n;
+    for name in ["rpc-partition", "pubsub-partition"] {
+        let mut calls = std::collections::BTreeMap::<String, u64>::new();
+        let mut delivered = 0;
+        for nodes in [8, 16] {
+            for r in check_all_pass_at(name, nodes, 1..seeds + 1) {
+                for (outcome, n) in &r.measurements.calls {
+                    *calls.entry(outcome.clone()).or_default() += n;
+                }
+                delivered += r.measurements.publications_delivered;
             }
         }
+        eprintln!("{name}: {seeds} seeds at 8 and at 16 nodes passed; calls by outcome {calls:?}, publications delivered {delivered}");
     }
-    eprintln!("rpc-partition, {seeds} seeds at 8 and at 16 nodes, calls by outcome: {outcomes:?}");
 }
 
 #[test]
@@ -450,6 +455,21 @@ fn pubsub_partition_holds() {
     for r in &reports {
         let delivered = r.measurements.publications_delivered;
         assert!(delivered > 5000, "seed {}: {delivered} delivered", r.seed);
+    }
+}
+
+#[test]
+fn services_on_a_flaky_network_hold() {
+    let scenario = scenario_file("services-flaky");
+    let reports = sweep(&scenario, 1..2, 0, false);
+    for r in &reports {
+        assert!(
+            r.passed,
+            "seed {}: {:?} {:?}",
+            r.seed, r.invariants, r.panic
+        );
+        assert!(r.measurements.calls.get("ok").copied().unwrap_or(0) > 1000);
+        assert!(r.measurements.publications_delivered > 1000);
     }
 }
 

@@ -16,6 +16,12 @@ Examples:
   foundation config set checkout.enabled true
   foundation vars set gpu.slots 7 --expected 0  compare-and-set, decided by a majority
   foundation leave                           make the local node leave gracefully
+  foundation force-leave ID                  remove a failed member from every table now
+  foundation publish orders.eu.created 'order 17'
+  foundation subscribe 'orders.>'            print messages until Ctrl-C
+  foundation call greeter world --timeout 500ms
+  foundation register postgres --addr 10.0.0.5:5432 --tag role=primary
+  foundation monitor                         members, config and services as they change
   foundation sim --scenario partition-heal --nodes 100 --seed 7
 
 Commands that talk to a node find one of their cluster (--cluster, FOUNDATION_CLUSTER, else
@@ -56,6 +62,20 @@ enum Command {
     Config(ConfigArgs),
     /// Make a running node leave the cluster gracefully (its peers record it as left).
     Leave(LeaveArgs),
+    /// Remove a failed member from the members table of every node now.
+    ForceLeave(foundation::cli::force_leave::ForceLeaveArgs),
+    /// Publish a message on a topic through a running node.
+    Publish(foundation::cli::pubsub::PublishArgs),
+    /// Print the messages of a topic pattern as they arrive, until Ctrl-C.
+    Subscribe(foundation::cli::pubsub::SubscribeArgs),
+    /// Call a service by RPC through a running node and print its answer.
+    Call(foundation::cli::call::CallArgs),
+    /// Register an endpoint outside Foundation (URL or HOST:PORT) in the cluster's registry.
+    Register(foundation::cli::register::RegisterArgs),
+    /// Remove endpoints registered with `foundation register`.
+    Deregister(foundation::cli::register::DeregisterArgs),
+    /// Print a node's events (members, config, services) as they happen, until Ctrl-C.
+    Monitor(foundation::cli::monitor::MonitorArgs),
     /// Show the MABEAM agents a running node sees anywhere in the cluster.
     Agents(foundation::cli::agents::AgentsArgs),
     /// Declare, read and compare-and-set variables through a running node.
@@ -109,6 +129,13 @@ fn main() {
             Command::Leave(args) => foundation::cli::leave::run(args).await,
             Command::Vars(args) => foundation::cli::vars::run(args).await,
             Command::Agents(args) => foundation::cli::agents::run(args).await,
+            Command::ForceLeave(args) => foundation::cli::force_leave::run(args).await,
+            Command::Publish(args) => foundation::cli::pubsub::publish(args).await,
+            Command::Subscribe(args) => foundation::cli::pubsub::subscribe(args).await,
+            Command::Call(args) => foundation::cli::call::run(args).await,
+            Command::Register(args) => foundation::cli::register::register(args).await,
+            Command::Deregister(args) => foundation::cli::register::deregister(args).await,
+            Command::Monitor(args) => foundation::cli::monitor::run(args).await,
         }
     });
     if let Err(error) = result {

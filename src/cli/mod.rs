@@ -1,10 +1,16 @@
 //! The `foundation` command's subcommands.
 
+pub mod act;
 pub mod agents;
+pub mod call;
 pub mod config;
+pub mod force_leave;
 pub mod leave;
 pub mod members;
+pub mod monitor;
 pub mod node;
+pub mod pubsub;
+pub mod register;
 pub mod services;
 pub mod signals;
 pub mod sim;

@@ -66,6 +66,11 @@ pub struct NodeArgs {
     /// data directory is given).
     #[arg(long)]
     pub storage: Option<StorageMode>,
+    /// Also serve a service of this name that answers each request with the request itself:
+    /// a smoke test for RPC across the cluster (`foundation call NAME hello`), as `nats reply`
+    /// is for NATS.
+    #[arg(long, value_name = "NAME")]
+    pub echo_service: Option<String>,
 }
 
 impl NodeArgs {
@@ -115,6 +120,9 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let node = Node::start(NodeSettings::from_config(&config)?).await?;
     print_identity(&node, &config);
+    if let Some(name) = &args.echo_service {
+        serve_echo(&node, name).await?;
+    }
     let mut events = node.membership_events();
     let signal = loop {
         tokio::select! {
@@ -158,6 +166,18 @@ pub fn timestamp() -> String {
         text.push('-');
     }
     text
+}
+
+/// Registers `name`, answered by the request's own body.
+async fn serve_echo(node: &Node, name: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use foundation_engine::runtime::services::{Call, HandlerError, ServiceOptions};
+    let echo = |call: Call| async move { Ok::<_, HandlerError>(call.body) };
+    node.services()
+        .register(name, echo, ServiceOptions::default())
+        .await
+        .map_err(|e| format!("--echo-service {name}: {e}"))?;
+    say!("echo     service {name:?} answers every call with its request");
+    Ok(())
 }
 
 fn print_identity(node: &Node, config: &NodeConfig) {
@@ -251,6 +271,7 @@ fn print_event(event: &MembershipEvent) {
         MembershipEvent::Updated(m) => say!("{now} updated  {}", describe(m)),
         MembershipEvent::Failed(m) => say!("{now} FAILED   {}", describe(m)),
         MembershipEvent::Left(m) => say!("{now} left     {}", describe(m)),
+        MembershipEvent::Removed(m) => say!("{now} removed  {}", describe(m)),
         MembershipEvent::Joined => say!("{now} joined the cluster"),
         MembershipEvent::Isolated => say!("{now} isolated: no live peers"),
     }

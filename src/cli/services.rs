@@ -60,7 +60,11 @@ fn print_table(services: &serde_json::Map<String, Value>) {
                 "{:<24} {:<28} {:<22} {:<10} {:<8} {:<6} {}",
                 name,
                 instance["id"].as_str().unwrap_or_default(),
-                instance["addr"].as_str().unwrap_or_default(),
+                // An outside endpoint is reached at its own address, not its node's.
+                record["target"]["endpoint"]
+                    .as_str()
+                    .or(instance["addr"].as_str())
+                    .unwrap_or_default(),
                 record["health"].as_str().unwrap_or_default(),
                 record["version"].as_str().unwrap_or_default(),
                 record["weight"],

@@ -8,6 +8,7 @@ use std::time::Duration;
 use foundation_engine::http::{get_json, percent_encode, send_json, HttpError, Method};
 use serde_json::{json, Value};
 
+use super::act::refusal;
 use super::config::parse_value;
 use super::target::NodeTarget;
 
@@ -239,15 +240,6 @@ fn new_changes(changes: &[Value], last: &mut Option<u64>) -> Vec<String> {
 
 fn path(name: &str) -> String {
     format!("/variables/{}", percent_encode(name))
-}
-
-/// The node's refusal as one line: its error text when it sent one.
-fn refusal(status: u16, body: &str) -> String {
-    let error = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| body.to_owned());
-    format!("refused ({status}): {error}")
 }
 
 #[cfg(test)]

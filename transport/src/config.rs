@@ -12,7 +12,9 @@ pub struct TransportConfig {
     /// UDP address to bind. Default `127.0.0.1:0` (loopback, any port): nothing listens on a
     /// public interface unless asked to.
     pub bind: SocketAddr,
-    /// Address peers should use to reach us. Default: the bound address.
+    /// Address peers should use to reach us. Default: the bound address, or when that is
+    /// unspecified (`0.0.0.0`, `::`) the default route's interface address on the bound port
+    /// (see [`crate::advertise`]); the unspecified address is never advertised.
     pub advertise: Option<SocketAddr>,
     /// QUIC keep-alive interval. Default 1 s: keeps NAT bindings and lets the idle timeout detect
     /// a dead peer quickly. Must be shorter than `idle_timeout`.

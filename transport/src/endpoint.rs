@@ -116,7 +116,7 @@ impl Endpoint {
         let bound = quic.local_addr().map_err(bind_error)?;
         let local = NodeAddr {
             id: identity.id,
-            addr: config.advertise.unwrap_or(bound),
+            addr: crate::advertise::advertised(bound, config.advertise),
         };
         let (senders, inbox) = inbox(&config);
         let shared = Arc::new(Shared {

@@ -43,6 +43,13 @@ pub struct MembershipConfig {
     /// How long a failed or departed member is remembered (so it is not re-added by stale
     /// gossip). Default 60 s.
     pub remember_down_for: Duration,
+    /// How long a failed or departed member stays in the members table before it is removed
+    /// (reaped), on every node by its own clock, so tables converge: a node that joined later
+    /// never saw it. Serf's reconnect/tombstone timeouts play this part. A removed member
+    /// counts as gone for good for replication (as after `departed_after`). It is listed again
+    /// the moment it comes back, with its stable id the same member. Default 15 min, the
+    /// default `departed_after` of replication.
+    pub reap_after: Duration,
     /// Largest membership datagram. Default and maximum 1200 bytes (one QUIC datagram).
     pub max_packet_size: usize,
 }
@@ -62,6 +69,7 @@ impl MembershipConfig {
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: 3,
             remember_down_for: Duration::from_secs(60),
+            reap_after: Duration::from_secs(15 * 60),
             max_packet_size: 1200,
         }
     }
@@ -111,6 +119,11 @@ impl MembershipConfig {
         }
         if self.gossip_interval.is_zero() || self.gossip_fanout == 0 {
             return fail("gossip_interval", "interval and fanout must be non-zero");
+        }
+        if self.reap_after < self.suspect_to_down_after {
+            // Shorter would remove a member before others are done declaring it failed, and
+            // their gossip would bring it back.
+            return fail("reap_after", "must be at least suspect_to_down_after");
         }
         if !(512..=1200).contains(&self.max_packet_size) {
             return fail("max_packet_size", "must be between 512 and 1200 bytes");

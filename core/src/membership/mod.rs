@@ -24,7 +24,7 @@ use rand10::{RngExt, SeedableRng};
 pub use config::{MembershipConfig, MembershipConfigError};
 pub use identity::MemberId;
 pub use metadata::{NodeMetadata, Versioned};
-pub use view::{MemberState, MemberView, MembershipEvent, MembershipTimer};
+pub use view::{ForceLeaveError, MemberState, MemberView, MembershipEvent, MembershipTimer};
 pub use wire::{MembershipMessage, SuspectReport};
 
 use crate::effects::{self, Event, Outbox};
@@ -69,6 +69,9 @@ pub struct Membership {
     view: BTreeMap<NodeId, MemberView>,
     metadata: BTreeMap<NodeId, Versioned>,
     leaving: BTreeSet<MemberId>,
+    /// Members removed from the table (reaped or forced out) and the life removed:
+    /// replication counts them as departed until it holds none of their writes.
+    removed: BTreeMap<NodeId, u64>,
     notes: Vec<OwnedNotification<MemberId>>,
     stats: MembershipStats,
     /// Earliest time for the next push-pull triggered by a newly seen member.
@@ -112,6 +115,7 @@ impl Membership {
                 },
             )]),
             leaving: BTreeSet::new(),
+            removed: BTreeMap::new(),
             notes: Vec::new(),
             stats: MembershipStats::default(),
             eager_push_pull_after: Instant::ZERO,
@@ -149,6 +153,14 @@ impl Membership {
     /// Members currently alive.
     pub fn alive(&self) -> impl Iterator<Item = &MemberView> {
         self.view.values().filter(|m| m.state == MemberState::Alive)
+    }
+
+    /// Members SWIM suspects now: listed alive until they are declared failed or refute.
+    pub fn suspects(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.swim
+            .iter_membership_state()
+            .filter(|m| m.state() == State::Suspect)
+            .map(|m| m.id().node)
     }
 
     /// A node's metadata, ours included.
@@ -264,6 +276,12 @@ impl Membership {
                 }
             }
             MembershipMessage::Introduce { .. } => self.stats.bad_datagrams += 1,
+            MembershipMessage::Forget(member) => {
+                let older_or_same = |m: &MemberView| m.generation <= member.generation;
+                if self.view.get(&member.node).is_some_and(older_or_same) {
+                    self.remove(member.node, out);
+                }
+            }
         }
     }
 
@@ -296,6 +314,7 @@ impl Membership {
             }
             MembershipTimer::Prune => {
                 self.suspicions.prune(now);
+                self.reap(now, out);
                 self.arm(
                     now,
                     out,
@@ -306,10 +325,72 @@ impl Membership {
         }
     }
 
+    /// Removes a failed or departed member from the table now, and tells every live member to
+    /// do the same (an operator's `force-leave`). Members that miss the message remove it
+    /// after `reap_after` anyway.
+    pub fn force_leave(
+        &mut self,
+        node: NodeId,
+        out: &mut Outbox,
+    ) -> Result<MemberView, ForceLeaveError> {
+        if node == self.me.node {
+            return Err(ForceLeaveError::Myself(node));
+        }
+        let view = self.view.get(&node).ok_or(ForceLeaveError::Unknown(node))?;
+        if view.state == MemberState::Alive {
+            return Err(ForceLeaveError::Alive(node));
+        }
+        let forget = encode(MembershipMessage::Forget(view.member_id()));
+        for member in self.alive() {
+            out.send(member.node_addr(), Channel::Coordination, forget.clone());
+        }
+        self.remove(node, out).ok_or(ForceLeaveError::Unknown(node))
+    }
+
+    /// Nodes removed from the table (reaped or forced out) whose writes replication may still
+    /// hold: it takes them as departed.
+    pub fn removed(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.removed.keys().copied()
+    }
+
+    /// Forgets removed nodes for which `still_needed` is false (replication holds nothing of
+    /// theirs any more), so the record does not grow with every node that ever existed.
+    pub fn retain_removed(&mut self, still_needed: impl Fn(NodeId) -> bool) {
+        self.removed.retain(|node, _| still_needed(*node));
+    }
+
+    /// Removes members failed or departed for `reap_after` or longer.
+    fn reap(&mut self, now: Instant, out: &mut Outbox) {
+        let after = self.config.reap_after;
+        let due: Vec<NodeId> = self
+            .view
+            .values()
+            .filter(|m| m.state != MemberState::Alive && now.saturating_since(m.since) >= after)
+            .map(|m| m.id)
+            .collect();
+        for node in due {
+            self.remove(node, out);
+        }
+    }
+
+    /// Takes a member that is not alive out of the table, and says so.
+    fn remove(&mut self, node: NodeId, out: &mut Outbox) -> Option<MemberView> {
+        if self.view.get(&node)?.state == MemberState::Alive {
+            return None;
+        }
+        let view = self.view.remove(&node)?;
+        self.removed.insert(node, view.generation);
+        out.event(Event::Membership(MembershipEvent::Removed(view.clone())));
+        Some(view)
+    }
+
     /// Checks internal consistency; the simulator calls it after every step.
     pub fn invariants(&self) -> Result<(), String> {
         if self.view.contains_key(&self.me.node) {
             return Err("our own node is in the member view".into());
+        }
+        if let Some(node) = self.removed.keys().find(|n| self.view.contains_key(n)) {
+            return Err(format!("{} is both removed and in the view", node.short()));
         }
         let active: BTreeSet<NodeId> = self.swim.iter_members().map(|m| m.id().node).collect();
         for member in self.view.values() {
@@ -446,6 +527,7 @@ impl Membership {
     fn member_up(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
         self.suspicions.clear(member.node);
         self.leaving.retain(|m| m.node != member.node);
+        self.removed.remove(&member.node);
         let mut view = MemberView::new(&member, MemberState::Alive, now);
         view.metadata = self.metadata_of(member.node).cloned();
         let new_member = !self.view.contains_key(&member.node);
@@ -473,14 +555,19 @@ impl Membership {
     /// foca kept a newer identity of a member. It says so alone when liveness did not change
     /// (both identities active, or both down) and follows with `MemberUp`/`MemberDown` when
     /// it did, so a rename of a member we hold down only records the new identity: taking it
-    /// as "up" would list a crashed node alive that SWIM holds down.
+    /// as "up" would list a crashed node alive that SWIM holds down. A member no longer in
+    /// the view (removed) stays out unless SWIM holds it active.
     fn renamed(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
         match self.view.get_mut(&member.node) {
             Some(view) if view.state != MemberState::Alive => {
                 view.generation = view.generation.max(member.generation);
                 view.addr = member.addr;
             }
-            _ => self.member_up(now, member, out),
+            Some(_) => self.member_up(now, member, out),
+            None if self.swim.iter_members().any(|m| *m.id() == member) => {
+                self.member_up(now, member, out)
+            }
+            None => {}
         }
     }
 
@@ -757,6 +844,8 @@ fn encoded_len(value: &Versioned) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::effects::Effect;
+    use std::time::Duration;
 
     fn member(node: u128, generation: u64) -> MemberId {
         MemberId {
@@ -764,6 +853,128 @@ mod tests {
             addr: "127.0.0.1:7000".parse().expect("address"),
             generation,
         }
+    }
+
+    fn machine(config: MembershipConfig, out: &mut Outbox) -> Membership {
+        let me = member(1, 1);
+        Membership::new(me, config, NodeMetadata::default(), 7, Instant::ZERO, out)
+    }
+
+    fn removed_events(out: &mut Outbox) -> Vec<NodeId> {
+        let mut removed = Vec::new();
+        while let Some(effect) = out.pop() {
+            if let Effect::Event(Event::Membership(MembershipEvent::Removed(view))) = effect {
+                removed.push(view.id);
+            }
+        }
+        removed
+    }
+
+    /// A member failed for `reap_after` is removed at the next prune, said with an event and
+    /// kept for replication as removed; the same node coming back is listed again. A rename of
+    /// the removed life (foca still holds it down) does not bring it back.
+    #[test]
+    fn failed_members_are_reaped_and_listed_again_when_they_come_back() {
+        let mut out = Outbox::default();
+        let config = MembershipConfig {
+            reap_after: Duration::from_secs(30),
+            ..MembershipConfig::development()
+        };
+        let mut m = machine(config, &mut out);
+        let t0 = Instant::ZERO;
+        m.on_notification(t0, OwnedNotification::MemberUp(member(4, 10)), &mut out);
+        m.on_notification(t0, OwnedNotification::MemberDown(member(4, 10)), &mut out);
+        let prune = |m: &mut Membership, at: Instant, out: &mut Outbox| {
+            m.handle_timer(at, at, MembershipTimer::Prune, out)
+        };
+        prune(&mut m, t0 + Duration::from_secs(29), &mut out);
+        assert!(m.member(NodeId::from_u128(4)).is_some(), "not yet");
+        let _ = removed_events(&mut out);
+
+        prune(&mut m, t0 + Duration::from_secs(30), &mut out);
+        assert_eq!(m.member(NodeId::from_u128(4)), None);
+        assert_eq!(removed_events(&mut out), vec![NodeId::from_u128(4)]);
+        assert_eq!(m.removed().collect::<Vec<_>>(), vec![NodeId::from_u128(4)]);
+        assert_eq!(m.invariants(), Ok(()));
+
+        let renamed = OwnedNotification::Rename(member(4, 10), member(4, 11));
+        m.on_notification(t0, renamed, &mut out);
+        assert_eq!(
+            m.member(NodeId::from_u128(4)),
+            None,
+            "a rename of a down life"
+        );
+
+        m.on_notification(t0, OwnedNotification::MemberUp(member(4, 12)), &mut out);
+        let back = m.member(NodeId::from_u128(4)).expect("listed again");
+        assert_eq!((back.state, back.generation), (MemberState::Alive, 12));
+        assert_eq!(m.removed().count(), 0);
+        m.retain_removed(|_| true);
+    }
+
+    /// force-leave removes a failed member at once and tells live members, who remove it too
+    /// unless they hold it alive; alive, unknown and our own node are refused.
+    #[test]
+    fn force_leave_removes_a_failed_member_everywhere_and_refuses_the_rest() {
+        let mut out = Outbox::default();
+        let mut m = machine(MembershipConfig::development(), &mut out);
+        let (now, failed, peer) = (Instant::ZERO, member(4, 10), member(5, 1));
+        let peer = MemberId {
+            addr: "127.0.0.1:7005".parse().expect("address"),
+            ..peer
+        };
+        for note in [
+            OwnedNotification::MemberUp(failed),
+            OwnedNotification::MemberUp(peer),
+            OwnedNotification::MemberDown(failed),
+        ] {
+            m.on_notification(now, note, &mut out);
+        }
+        let _ = removed_events(&mut out);
+        let err = |r: Result<MemberView, ForceLeaveError>| r.expect_err("refused");
+        assert_eq!(
+            err(m.force_leave(peer.node, &mut out)),
+            ForceLeaveError::Alive(peer.node)
+        );
+        let unknown = NodeId::from_u128(9);
+        assert_eq!(
+            err(m.force_leave(unknown, &mut out)),
+            ForceLeaveError::Unknown(unknown)
+        );
+        let me = m.me().node;
+        assert_eq!(
+            err(m.force_leave(me, &mut out)),
+            ForceLeaveError::Myself(me)
+        );
+
+        let gone = m.force_leave(failed.node, &mut out).expect("removed");
+        assert_eq!((gone.id, gone.state), (failed.node, MemberState::Failed));
+        assert_eq!(m.member(failed.node), None);
+        let mut told_peer = false;
+        while let Some(effect) = out.pop() {
+            if let Effect::Send { to, channel, .. } = effect {
+                told_peer |= to.addr == peer.addr && channel == Channel::Coordination;
+            }
+        }
+        assert!(told_peer, "the live member is told");
+
+        // A peer that holds the member failed removes it; one that holds it alive does not.
+        let mut other = machine(MembershipConfig::development(), &mut out);
+        other.on_notification(now, OwnedNotification::MemberUp(failed), &mut out);
+        other.handle_message(now, peer.node, MembershipMessage::Forget(failed), &mut out);
+        assert!(other.member(failed.node).is_some(), "alive there: kept");
+        other.on_notification(now, OwnedNotification::MemberDown(failed), &mut out);
+        other.handle_message(now, peer.node, MembershipMessage::Forget(failed), &mut out);
+        assert_eq!(other.member(failed.node), None);
+    }
+
+    #[test]
+    fn a_reap_interval_shorter_than_suspicion_is_refused() {
+        let config = MembershipConfig {
+            reap_after: Duration::from_secs(1),
+            ..MembershipConfig::development()
+        };
+        assert_eq!(config.validate().expect_err("refused").field, "reap_after");
     }
 
     /// foca renames a member without a liveness change when both identities are down: the

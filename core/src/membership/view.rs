@@ -58,6 +58,15 @@ impl MemberView {
         }
     }
 
+    /// The life this entry describes.
+    pub fn member_id(&self) -> MemberId {
+        MemberId {
+            node: self.id,
+            addr: self.addr,
+            generation: self.generation,
+        }
+    }
+
     pub(crate) fn new(id: &MemberId, state: MemberState, since: Instant) -> Self {
         Self {
             id: id.node,
@@ -68,6 +77,21 @@ impl MemberView {
             since,
         }
     }
+}
+
+/// Why a member cannot be forced out of the table.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ForceLeaveError {
+    /// No member with this id is in the table.
+    #[error("no member {0} in the table")]
+    Unknown(NodeId),
+    /// The member answers probes (or is only suspected): forcing it out would be undone by its
+    /// next answer.
+    #[error("member {0} is alive; force-leave removes only failed or left members (make it leave with `foundation leave --node` on it)")]
+    Alive(NodeId),
+    /// This node itself.
+    #[error("{0} is this node; use `foundation leave` to make it leave")]
+    Myself(NodeId),
 }
 
 /// A change in membership.
@@ -81,6 +105,9 @@ pub enum MembershipEvent {
     Failed(MemberView),
     /// A member left gracefully.
     Left(MemberView),
+    /// A failed or departed member was removed from the table: `reap_after` passed, or an
+    /// operator forced it out. It is listed again when it comes back.
+    Removed(MemberView),
     /// We joined a cluster (have at least one live peer).
     Joined,
     /// We have no live peers left.

@@ -60,6 +60,9 @@ pub enum MembershipMessage {
         /// The sender's metadata.
         metadata: Versioned,
     },
+    /// An operator removed this failed or departed member from the sender's table
+    /// (`foundation force-leave`): remove it too, unless it is alive here or in a newer life.
+    Forget(MemberId),
 }
 
 pub(crate) fn tagged(kind: u8, body: &[u8]) -> Bytes {

@@ -79,6 +79,7 @@ struct FileMembership {
     gossip_interval: Option<Spanned<TextDuration>>,
     gossip_fanout: Option<Spanned<usize>>,
     remember_down_for: Option<Spanned<TextDuration>>,
+    reap_after: Option<Spanned<TextDuration>>,
     max_packet_size: Option<Spanned<usize>>,
 }
 
@@ -313,6 +314,7 @@ impl FileLayer {
             gossip_interval,
             gossip_fanout,
             remember_down_for,
+            reap_after,
             max_packet_size,
         );
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper::header::{ACCEPT, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
@@ -37,10 +38,22 @@ pub async fn send_json(
     body: Option<&Value>,
     timeout: Duration,
 ) -> Result<Value, HttpError> {
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    send_bytes(addr, method, path, body, timeout).await
+}
+
+/// `method path` with `body` as it is (a message to publish, a request to pass on), the
+/// answer parsed as JSON, all within `timeout`; a non-2xx answer is [`HttpError::Status`].
+pub async fn send_bytes(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Value, HttpError> {
     if !path.starts_with('/') {
         return Err(HttpError::InvalidPath(path.to_owned()));
     }
-    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
     match tokio::time::timeout(timeout, fetch(addr, method, path, body)).await {
         Ok(result) => result,
         Err(_) => Err(HttpError::Timeout {
@@ -49,6 +62,79 @@ pub async fn send_json(
             after: timeout,
         }),
     }
+}
+
+/// `GET path` from the node at `addr` as a stream of newline-delimited JSON documents, each
+/// handed to `on_line` as it arrives, until the node ends the stream (`Ok`), `on_line` returns
+/// false (`Ok`), or the connection fails. Connecting and the answer's head must come within
+/// `timeout`; the stream itself may last forever. A non-2xx answer is [`HttpError::Status`].
+pub async fn stream_lines(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    mut on_line: impl FnMut(Value) -> bool,
+) -> Result<(), HttpError> {
+    if !path.starts_with('/') {
+        return Err(HttpError::InvalidPath(path.to_owned()));
+    }
+    let opened = tokio::time::timeout(timeout, open(addr, Method::GET, path, Bytes::new()));
+    let (response, _driver) = opened.await.map_err(|_| HttpError::Timeout {
+        addr,
+        path: path.to_owned(),
+        after: timeout,
+    })??;
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let bytes = Limited::new(body, MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(status_error(addr, path, status.as_u16(), &bytes));
+    }
+    let mut pending = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| HttpError::Protocol {
+            addr,
+            reason: e.to_string(),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        if pending.len() > MAX_BODY_BYTES {
+            return Err(HttpError::Protocol {
+                addr,
+                reason: "a streamed line longer than 16 MiB".into(),
+            });
+        }
+        for line in take_lines(&mut pending) {
+            let value = serde_json::from_slice(&line).map_err(|e| HttpError::Json {
+                addr,
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+            if !on_line(value) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the complete (newline-terminated, non-empty) lines from the front of `pending`.
+fn take_lines(pending: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let Some(end) = pending.iter().rposition(|b| *b == b'\n') else {
+        return Vec::new();
+    };
+    let rest = pending.split_off(end + 1);
+    let complete = std::mem::replace(pending, rest);
+    complete
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// Aborts the connection driver when the request is done or abandoned.
@@ -70,27 +156,7 @@ async fn fetch(
         addr,
         reason: e.to_string(),
     };
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|source| HttpError::Connect { addr, source })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| protocol(&e))?;
-    let _driver = AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(HOST, addr.to_string())
-        .header(ACCEPT, "application/json")
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .map_err(|_| HttpError::InvalidPath(path.to_owned()))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| protocol(&e))?;
+    let (response, _driver) = open(addr, method, path, body).await?;
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
         .collect()
@@ -107,6 +173,42 @@ async fn fetch(
     })
 }
 
+/// Connects, sends the request and returns the response's head with its body still to read,
+/// and the connection's driver, which must live as long as the body is read.
+async fn open(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<(hyper::Response<Incoming>, AbortOnDrop), HttpError> {
+    let protocol = |e: &dyn std::fmt::Display| HttpError::Protocol {
+        addr,
+        reason: e.to_string(),
+    };
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| HttpError::Connect { addr, source })?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| protocol(&e))?;
+    let driver = AbortOnDrop(tokio::spawn(async move {
+        let _ = connection.await;
+    }));
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, addr.to_string())
+        .header(ACCEPT, "application/json")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|_| HttpError::InvalidPath(path.to_owned()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| protocol(&e))?;
+    Ok((response, driver))
+}
+
 fn status_error(addr: SocketAddr, path: &str, status: u16, body: &[u8]) -> HttpError {
     let body = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)]);
     HttpError::Status {
@@ -114,5 +216,19 @@ fn status_error(addr: SocketAddr, path: &str, status: u16, body: &[u8]) -> HttpE
         path: path.to_owned(),
         status,
         body: body.trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_lines;
+
+    #[test]
+    fn only_complete_lines_are_taken_and_the_rest_waits() {
+        let mut pending = b"{\"a\":1}\n\n{\"b\":2}\n{\"c\"".to_vec();
+        let lines = take_lines(&mut pending);
+        assert_eq!(lines, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]);
+        assert_eq!(pending, b"{\"c\"".to_vec());
+        assert!(take_lines(&mut pending).is_empty());
     }
 }

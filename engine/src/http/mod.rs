@@ -6,12 +6,15 @@
 //!       .metrics(registry)                     GET /metrics  OpenMetrics text
 //!       .health(|| Health::healthy("member"))  GET /health   JSON, 200 or 503
 //!       .json("/members", || json!([...]))     GET /members  JSON
-//!       .start()? -> HttpHandle                GET /status   HTML page of the JSON routes
+//!       .status(|| json!({...}))               GET /status.json  what the page draws
+//!       .start()? -> HttpHandle                GET /status   live page (fetches /status.json)
 //! ```
 //!
 //! Routes are closures, so a new feature adds a route without touching the server. The server
 //! is bounded (connections, header size and read time, connection age) and answers `GET`, plus
-//! `PUT`/`POST`/`DELETE` under the prefixes of write routes (`.write("/config/", ...)`).
+//! `PUT`/`POST`/`DELETE` under the prefixes of write routes (`.write("/config/", ...)`), and
+//! streams newline-delimited JSON from stream routes (`.stream("/monitor", ...)`) as chunked
+//! responses that last until the client or the producer goes away.
 
 mod client;
 mod error;
@@ -19,15 +22,19 @@ mod health;
 mod routes;
 mod server;
 mod status_page;
+mod stream;
 
 pub use client::get_json;
+pub use client::send_bytes;
 pub use client::send_json;
+pub use client::stream_lines;
 pub use error::HttpError;
 pub use health::Health;
 /// The request method of [`send_json`] and [`WriteRequest`].
 pub use hyper::Method;
 pub use routes::{
-    percent_decode, percent_encode, MetricsSource, WriteAnswer, WriteRequest,
-    OPENMETRICS_CONTENT_TYPE,
+    percent_decode, percent_encode, MetricsSource, StreamAnswer, StreamRequest, WriteAnswer,
+    WriteRequest, OPENMETRICS_CONTENT_TYPE,
 };
 pub use server::{HttpHandle, HttpServer, HttpServerBuilder, Limits};
+pub use stream::{LineSender, STREAM_BUFFER};

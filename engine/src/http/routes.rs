@@ -13,6 +13,7 @@ use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::health::Health;
 use super::status_page;
@@ -36,6 +37,22 @@ pub(crate) type HealthRoute = Arc<dyn Fn() -> Health + Send + Sync>;
 pub type WriteAnswer = Pin<Box<dyn Future<Output = (StatusCode, Value)> + Send>>;
 /// A closure handling `PUT`, `POST` or `DELETE` under a path prefix.
 pub(crate) type WriteRoute = Arc<dyn Fn(WriteRequest) -> WriteAnswer + Send + Sync>;
+
+/// The answer of a stream route: the receiving end of a stream of chunks (see
+/// [`LineSender`](super::LineSender)), or a status and JSON body when there is nothing to stream.
+pub type StreamAnswer =
+    Pin<Box<dyn Future<Output = Result<mpsc::Receiver<Bytes>, (StatusCode, Value)>> + Send>>;
+/// A closure answering `GET` under a path prefix with a stream.
+pub(crate) type StreamRoute = Arc<dyn Fn(StreamRequest) -> StreamAnswer + Send + Sync>;
+
+/// A request to a stream route.
+#[derive(Clone, Debug)]
+pub struct StreamRequest {
+    /// The path after the route's prefix, percent-decoded.
+    pub rest: String,
+    /// The query string (after `?`, as sent), empty if none.
+    pub query: String,
+}
 
 /// A request to a write route.
 #[derive(Clone, Debug)]
@@ -111,6 +128,10 @@ pub(crate) struct Routes {
     pub json_under: BTreeMap<String, JsonUnderRoute>,
     /// Write routes by path prefix.
     pub writes: BTreeMap<String, WriteRoute>,
+    /// Streaming `GET` routes by path prefix.
+    pub streams: BTreeMap<String, StreamRoute>,
+    /// What `/status.json` shows; without it, health and every JSON route.
+    pub status: Option<JsonRoute>,
 }
 
 impl Routes {
@@ -122,6 +143,21 @@ impl Routes {
         self.writes.iter().find_map(|(prefix, route)| {
             let rest = path.strip_prefix(prefix.as_str())?;
             Some((route.clone(), percent_decode(rest)?))
+        })
+    }
+
+    /// The stream route for `GET path`, with the rest of the path, if there is one.
+    pub(crate) fn stream_route(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Option<(StreamRoute, Option<String>)> {
+        if method != Method::GET {
+            return None;
+        }
+        self.streams.iter().find_map(|(prefix, route)| {
+            let rest = path.strip_prefix(prefix.as_str())?;
+            Some((route.clone(), percent_decode(rest)))
         })
     }
 
@@ -137,7 +173,8 @@ impl Routes {
         match path {
             "/metrics" => self.metrics(),
             "/health" => self.health_response(),
-            "/" | "/status" => self.status_page(),
+            "/" | "/status" => with_type(StatusCode::OK, HTML, status_page::PAGE.to_owned()),
+            "/status.json" => json(StatusCode::OK, &self.status_json()),
             _ => match self.json.get(path) {
                 Some(route) => json(StatusCode::OK, &route()),
                 None => self.respond_under(path),
@@ -201,14 +238,18 @@ impl Routes {
         json(status, &body)
     }
 
-    fn status_page(&self) -> Response<Full<Bytes>> {
-        let routes: Vec<(&str, Value)> = self
+    /// The document the status page draws: the server's own, or its health and JSON routes.
+    fn status_json(&self) -> Value {
+        if let Some(status) = &self.status {
+            return status();
+        }
+        let routes: serde_json::Map<String, Value> = self
             .json
             .iter()
-            .map(|(path, route)| (path.as_str(), route()))
+            .map(|(path, route)| (path.clone(), route()))
             .collect();
-        let page = status_page::render(&self.health(), &routes, self.metrics.is_some());
-        with_type(StatusCode::OK, HTML, page)
+        let health = serde_json::to_value(self.health()).unwrap_or(Value::Null);
+        serde_json::json!({ "health": health, "routes": routes })
     }
 }
 

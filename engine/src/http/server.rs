@@ -7,19 +7,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::error::HttpError;
 use super::health::Health;
-use super::routes::{json, MetricsSource, Routes, WriteAnswer, WriteRequest};
+use super::routes::{
+    json, MetricsSource, Routes, StreamAnswer, StreamRequest, WriteAnswer, WriteRequest,
+};
+use super::stream::ChannelBody;
+
+/// A response: whole, or streamed from a channel.
+type Answer = hyper::Response<Either<Full<Bytes>, ChannelBody>>;
 
 /// Largest request body a write route accepts.
 const WRITE_BODY_MAX: usize = 1 << 20;
@@ -169,6 +176,30 @@ impl HttpServerBuilder {
         self
     }
 
+    /// Answers `GET` on paths under `prefix` with the stream `route` returns (or its error);
+    /// the response lasts until the route's sender is dropped or the client goes away. A
+    /// stream holds one of the server's connections while it lasts.
+    pub fn stream(
+        mut self,
+        prefix: impl Into<String>,
+        route: impl Fn(StreamRequest) -> StreamAnswer + Send + Sync + 'static,
+    ) -> Self {
+        self.server
+            .routes
+            .streams
+            .insert(prefix.into(), Arc::new(route));
+        self
+    }
+
+    /// Answers `/status.json`, which the `/status` page draws, with `status()`: an object with
+    /// any of `node`, `health`, `members`, `services`, `variables`, `agents` (drawn as tables)
+    /// and `routes` (shown as JSON). Without it, `/status.json` holds the health and every
+    /// [`json`](Self::json) route.
+    pub fn status(mut self, status: impl Fn() -> Value + Send + Sync + 'static) -> Self {
+        self.server.routes.status = Some(Arc::new(status));
+        self
+    }
+
     /// Replaces the default limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.server.limits = limits;
@@ -279,12 +310,76 @@ pub(crate) fn may_write(peer: SocketAddr) -> bool {
     }
 }
 
-/// A write route's answer, or the read-only routes'.
+/// A stream's, a write route's, or the read-only routes' answer.
 async fn answer(
     routes: &Routes,
     peer: SocketAddr,
     request: Request<Incoming>,
-) -> hyper::Response<http_body_util::Full<Bytes>> {
+    shutdown: watch::Receiver<bool>,
+) -> Answer {
+    if let Some((route, rest)) = routes.stream_route(request.method(), request.uri().path()) {
+        return stream(route, rest, request.uri().query(), shutdown).await;
+    }
+    write(routes, peer, request).await.map(Either::Left)
+}
+
+/// Starts the stream route's producer and answers with its chunks as they come.
+async fn stream(
+    route: super::routes::StreamRoute,
+    rest: Option<String>,
+    query: Option<&str>,
+    shutdown: watch::Receiver<bool>,
+) -> Answer {
+    let Some(rest) = rest else {
+        let why = serde_json::json!({ "error": "malformed percent-encoding in the path" });
+        return json(hyper::StatusCode::BAD_REQUEST, &why).map(Either::Left);
+    };
+    let query = query.unwrap_or_default().to_owned();
+    match route(StreamRequest { rest, query }).await {
+        Ok(chunks) => {
+            let chunks = until_shutdown(chunks, shutdown);
+            let mut response = hyper::Response::new(Either::Right(ChannelBody(chunks)));
+            let headers = response.headers_mut();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err((status, value)) => json(status, &value).map(Either::Left),
+    }
+}
+
+/// The chunks of `chunks` until the server shuts down: a stream never finishes by itself, and
+/// a graceful shutdown waits for responses in flight, so without this every open stream would
+/// hold the shutdown for its whole grace period.
+fn until_shutdown(
+    mut chunks: mpsc::Receiver<Bytes>,
+    mut shutdown: watch::Receiver<bool>,
+) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            let chunk = tokio::select! {
+                chunk = chunks.recv() => chunk,
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            let Some(chunk) = chunk else { return };
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A write route's answer, or the read-only routes'.
+async fn write(
+    routes: &Routes,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
     let Some((route, rest)) = routes.write_route(request.method(), request.uri().path()) else {
         return routes.respond(request.method(), request.uri().path());
     };
@@ -325,9 +420,11 @@ async fn serve(
     mut signal: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
+    let streams_stop = signal.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         let routes = routes.clone();
-        async move { Ok::<_, Infallible>(answer(&routes, peer, request).await) }
+        let shutdown = streams_stop.clone();
+        async move { Ok::<_, Infallible>(answer(&routes, peer, request, shutdown).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -356,7 +453,44 @@ async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::may_write;
+    use super::*;
+    use crate::http::{stream_lines, LineSender};
+
+    /// A stream that would last forever ends when the server shuts down, well within the
+    /// grace period, after the lines sent before.
+    #[tokio::test]
+    async fn open_streams_end_at_shutdown() {
+        let (lines, chunks) = LineSender::channel();
+        let chunks = std::sync::Mutex::new(Some(chunks));
+        let server = HttpServer::builder("127.0.0.1:0".parse().unwrap())
+            .stream("/forever", move |_| {
+                let taken = chunks.lock().unwrap().take();
+                Box::pin(async move { taken.ok_or((hyper::StatusCode::GONE, Value::Null)) })
+            })
+            .start()
+            .unwrap();
+        let addr = server.local_addr();
+        assert!(lines.send(&serde_json::json!(1)).await);
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let client = tokio::spawn(async move {
+            stream_lines(addr, "/forever", Duration::from_secs(5), |line| {
+                let _ = seen_tx.send(line);
+                true
+            })
+            .await
+        });
+        assert_eq!(seen.recv().await, Some(serde_json::json!(1)));
+        let started = std::time::Instant::now();
+        server.shutdown().await;
+        let ended = tokio::time::timeout(Duration::from_secs(5), client).await;
+        assert!(ended.is_ok(), "the client's stream ended");
+        assert!(
+            started.elapsed() < Limits::default().shutdown_grace,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(lines);
+    }
 
     #[test]
     fn only_loopback_clients_may_write() {

@@ -1,7 +1,7 @@
 //! The task that owns a node's `Core`: it feeds the core what arrives from the transport, the
 //! clock and the application, and carries out the effects the core produces.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use foundation_core::node::{Command, Core, Input};
 use foundation_core::replication::{Durability, Origin, ReplicationError, ReplicationEvent, Write};
 use foundation_core::services::Directory;
 use foundation_core::time::Instant;
+use foundation_core::NodeId;
 
 /// Least time between two join attempts at the same address.
 const JOIN_RETRY_MIN: Duration = Duration::from_secs(3);
@@ -45,6 +46,8 @@ pub(crate) struct Driver {
     pub candidates: mpsc::Receiver<Candidate>,
     pub seeds: Vec<SocketAddr>,
     pub view: watch::Sender<Vec<MemberView>>,
+    /// Members SWIM suspects, refreshed on every membership event and housekeeping tick.
+    pub suspects: watch::Sender<BTreeSet<NodeId>>,
     pub events: broadcast::Sender<MembershipEvent>,
     /// Changes of config keys, for config watchers.
     pub config_events: broadcast::Sender<ReplicationEvent>,
@@ -125,6 +128,11 @@ impl Driver {
                     Some(Request::Vars(request)) => {
                         let now = self.now();
                         self.vars.request(&mut self.core, now, request);
+                    }
+                    Some(Request::ForceLeave(node, done)) => {
+                        let result = self.core.force_leave(node);
+                        self.carry_out_effects().await;
+                        let _ = done.send(result);
                     }
                     Some(Request::Stop(done)) => return self.stop(done).await,
                     Some(Request::Abort(done)) => return self.abort(done).await,
@@ -346,6 +354,7 @@ impl Driver {
         log_event(&event);
         self.view
             .send_replace(self.core.members().cloned().collect());
+        self.publish_suspects();
         self.metrics.sync(&self.core);
         // No subscriber is fine; a lagging one loses the oldest events (tokio broadcast).
         let _ = self.events.send(event);
@@ -385,7 +394,19 @@ impl Driver {
         });
     }
 
+    /// Tells watchers which members are suspected, when that changed. Foca does not report
+    /// suspicions, so this is polled: on every membership event and once a second.
+    fn publish_suspects(&self) {
+        let now: BTreeSet<NodeId> = self.core.membership().suspects().collect();
+        self.suspects.send_if_modified(|held| {
+            let changed = *held != now;
+            *held = now;
+            changed
+        });
+    }
+
     fn housekeeping(&mut self) {
+        self.publish_suspects();
         let dropped = self.core.timers_dropped();
         if dropped > self.timers_dropped {
             warn!(dropped, "timer bound reached; the core dropped timers");
@@ -445,6 +466,9 @@ fn log_event(event: &MembershipEvent) {
             warn!(member = %m.id.short(), addr = %m.addr, "member failed")
         }
         MembershipEvent::Left(m) => info!(member = %m.id.short(), "member left"),
+        MembershipEvent::Removed(m) => {
+            info!(member = %m.id.short(), "member removed from the table")
+        }
         MembershipEvent::Joined => info!("joined the cluster"),
         MembershipEvent::Isolated => warn!("no live members: isolated"),
     }

@@ -1,9 +1,10 @@
 //! The node's HTTP endpoints: `/metrics`, `/health`, `/members`, `/config` and
 //! `/config/{key}` (plus writes to `/config/{key}`), `/services`, `/variables` (see
-//! `vars/http.rs`), and `POST /leave`, served
+//! `vars/http.rs`), `POST /leave`, and the operator's actions (`operator.rs`), served
 //! from the state the driver publishes (writes go through the config handle, like the
 //! application's; a leave is the same request as [`Node::leave`](super::Node::leave)'s).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use super::ConfigHandle;
 use crate::http::{Health, HttpError, HttpHandle, HttpServer};
 use foundation_core::membership::{MemberState, MemberView};
 use foundation_core::services::Directory;
+use foundation_core::NodeId;
 use hyper::StatusCode;
 
 /// What the endpoints read and act through: the node's published state and its handles.
@@ -30,6 +32,10 @@ pub(crate) struct Api {
     /// This node, as `/members` and `/health` name it.
     pub identity: serde_json::Value,
     pub requests: mpsc::Sender<Request>,
+    /// What the operator's actions go through (`operator.rs`).
+    pub operator: super::operator::OperatorApi,
+    /// Members SWIM suspects now.
+    pub suspects: watch::Receiver<BTreeSet<NodeId>>,
 }
 
 /// Starts the server on `addr` for a node served through `api`.
@@ -43,15 +49,29 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         agents,
         identity,
         requests,
+        operator,
+        suspects,
     } = api;
     let health_view = view.clone();
     let health_identity = identity.clone();
     let leave_identity = identity.clone();
+    let status = StatusSources {
+        view: view.clone(),
+        suspects: suspects.clone(),
+        identity: identity.clone(),
+        services: services.clone(),
+        vars: vars.clone(),
+        agents: agents.clone(),
+    };
     let server = HttpServer::builder(addr);
+    let server = super::operator::routes(server, operator);
     super::vars::routes(server, vars)
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))
-        .json("/members", move || members(&view.borrow(), &identity))
+        .status(move || status.json())
+        .json("/members", move || {
+            members(&view.borrow(), &suspects.borrow(), &identity)
+        })
         .json("/config", {
             let config = config.clone();
             move || serde_json::Value::Object(config.snapshot().into_iter().collect())
@@ -136,11 +156,65 @@ fn health(view: &[MemberView], identity: &serde_json::Value) -> Health {
         .detail("node", identity.clone())
 }
 
-fn members(view: &[MemberView], identity: &serde_json::Value) -> serde_json::Value {
-    // Serialising the view cannot fail (ids are text, no maps with non-string keys); if it
-    // ever did, the route answers null rather than taking the connection down.
-    let members = serde_json::to_value(view).unwrap_or(serde_json::Value::Null);
-    serde_json::json!({ "self": identity, "members": members })
+fn members(
+    view: &[MemberView],
+    suspects: &BTreeSet<NodeId>,
+    identity: &serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({ "self": identity, "members": member_rows(view, suspects) })
+}
+
+/// Each member as JSON, with whether SWIM suspects it.
+fn member_rows(view: &[MemberView], suspects: &BTreeSet<NodeId>) -> Vec<serde_json::Value> {
+    view.iter()
+        .map(|member| {
+            // Serialising a view cannot fail (ids are text, no maps with non-string keys); if
+            // it ever did, the row is null rather than the connection taken down.
+            let mut row = serde_json::to_value(member).unwrap_or(serde_json::Value::Null);
+            if let Some(fields) = row.as_object_mut() {
+                fields.insert("suspect".into(), suspects.contains(&member.id).into());
+            }
+            row
+        })
+        .collect()
+}
+
+/// What the status page draws, read afresh on each request.
+struct StatusSources {
+    view: watch::Receiver<Vec<MemberView>>,
+    suspects: watch::Receiver<BTreeSet<NodeId>>,
+    identity: serde_json::Value,
+    services: ServicesHandle,
+    vars: super::vars::VarsHandle,
+    agents: super::agents::AgentsHandle,
+}
+
+impl StatusSources {
+    /// The node, its health, every member with this node first, services, variables, agents.
+    fn json(&self) -> serde_json::Value {
+        let view = self.view.borrow().clone();
+        let mut rows = vec![self.own_row()];
+        rows.extend(member_rows(&view, &self.suspects.borrow()));
+        let health = serde_json::to_value(health(&view, &self.identity)).unwrap_or_default();
+        serde_json::json!({
+            "node": self.identity,
+            "health": health,
+            "members": rows,
+            "services": services_json(&self.services.directory())["services"],
+            "variables": super::vars::all_json(&self.vars),
+            "agents": agents_json(&self.agents.directory())["agents"],
+        })
+    }
+
+    /// This node as a member row: alive, by definition, while it serves the page.
+    fn own_row(&self) -> serde_json::Value {
+        let me = &self.identity;
+        serde_json::json!({
+            "id": me["id"], "addr": me["addr"], "generation": me["generation"],
+            "state": "alive", "suspect": false, "self": true,
+            "metadata": { "name": me["name"] },
+        })
+    }
 }
 
 /// Every agent visible from this node, in name order.

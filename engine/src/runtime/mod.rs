@@ -18,6 +18,7 @@ mod driver;
 mod from_config;
 mod http;
 mod metrics;
+mod operator;
 mod request;
 pub mod services;
 mod storage;
@@ -26,10 +27,21 @@ mod vars;
 pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
 pub use from_config::StartNodeError;
 pub use storage::StorageSettings;
+
+/// Why [`Node::force_leave`] removed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ForceLeaveFailed {
+    /// The member is alive, unknown, or this node.
+    #[error(transparent)]
+    Refused(#[from] foundation_core::membership::ForceLeaveError),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
 use vars::VarsRuntime;
 pub use vars::{VarState, VarsCallError, VarsHandle, VarsView};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -206,6 +218,7 @@ impl Node {
                 .map_or_else(start_generation, |o| o.generation),
         };
         let (view_tx, view) = watch::channel(Vec::new());
+        let (suspects_tx, suspects) = watch::channel(BTreeSet::new());
         let (requests_tx, requests) = mpsc::channel(CANDIDATE_BUFFER);
         let (directory_tx, directory) = watch::channel(Arc::new(Directory::default()));
         let agents = agents::start(
@@ -216,6 +229,7 @@ impl Node {
             agent_requests,
             &mut registry,
         );
+        let directory_watch = directory.clone();
         let services = services::start(
             requests_tx.clone(),
             directory,
@@ -242,6 +256,18 @@ impl Node {
             mirror: Mirror::default(),
             events: broadcast::channel(EVENT_BUFFER).0,
         };
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let identity = identity_json(&local, &cluster, &metadata);
+        let operator = operator::OperatorApi {
+            requests: requests_tx.clone(),
+            services: services.registry.clone(),
+            rpc: services.rpc.clone(),
+            pubsub: services.pubsub.clone(),
+            config: config.clone(),
+            events: events.clone(),
+            directory: directory_watch,
+            identity: identity.clone(),
+        };
         let http = match http {
             Some(addr) => Some(http::serve(
                 addr,
@@ -252,8 +278,10 @@ impl Node {
                     services: services.registry.clone(),
                     vars: vars.clone(),
                     agents: agents.clone(),
-                    identity: identity_json(&local, &cluster),
+                    identity,
                     requests: requests_tx.clone(),
+                    operator,
+                    suspects,
                 },
             )?),
             None => None,
@@ -273,7 +301,6 @@ impl Node {
             core_config.metadata.http,
             &candidates_tx,
         )?;
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let replication = ReplicationConfig {
             wall_ms_at_zero: unix_ms(),
             ..replication
@@ -301,6 +328,7 @@ impl Node {
             candidates,
             seeds,
             view: view_tx,
+            suspects: suspects_tx,
             events: events.clone(),
             config_events: config.events.clone(),
             mirror: config.mirror.clone(),
@@ -461,6 +489,16 @@ impl Node {
         while view.changed().await.is_ok() {}
     }
 
+    /// Removes a failed or departed member from the members table now, on this node and on
+    /// every live member (otherwise it goes after `reap_after`). An alive member, an unknown
+    /// one and this node are refused.
+    pub async fn force_leave(&self, node: NodeId) -> Result<MemberView, ForceLeaveFailed> {
+        match operator::force_leave(&self.requests, node).await {
+            Ok(result) => result.map_err(ForceLeaveFailed::Refused),
+            Err(_) => Err(ForceLeaveFailed::Stopped),
+        }
+    }
+
     /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.
     /// Its agents are stopped first (the last spawned first), so they leave the directory
     /// while the node is still a member and can still tell its peers.
@@ -524,6 +562,16 @@ fn start_discovery(
         .collect()
 }
 
-fn identity_json(local: &MemberId, cluster: &ClusterName) -> serde_json::Value {
-    serde_json::json!({ "id": local.node.to_string(), "addr": local.addr.to_string(), "cluster": cluster.as_str() })
+fn identity_json(
+    local: &MemberId,
+    cluster: &ClusterName,
+    metadata: &NodeMetadata,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": local.node.to_string(),
+        "addr": local.addr.to_string(),
+        "cluster": cluster.as_str(),
+        "generation": local.generation,
+        "name": metadata.name,
+    })
 }

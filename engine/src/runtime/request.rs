@@ -6,6 +6,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
+use foundation_core::membership::{ForceLeaveError, MemberView};
 use foundation_core::node::{Command, Input};
 use foundation_core::replication::Write;
 use foundation_core::vars::{Life, VarSpec, VarsError};
@@ -41,6 +42,11 @@ pub(crate) enum Request {
     ),
     /// Declare or compare-and-set a variable.
     Vars(VarsRequest),
+    /// Remove a failed or departed member from every table now (`force-leave`).
+    ForceLeave(
+        foundation_core::NodeId,
+        oneshot::Sender<Result<MemberView, ForceLeaveError>>,
+    ),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.

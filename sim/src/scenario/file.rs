@@ -49,6 +49,30 @@
 //! # A scenario that registers anything is also checked by the `registry-consistent`
 //! # invariant (see `invariants::registry`).
 //!
+//! [[at]]                      # seeded RPC calls from random running nodes of the selection
+//! time = "5s"
+//! calls = "all"
+//! service = "billing"
+//! rate = 100.0                # calls per second, the whole selection together
+//! for = "30s"
+//! deadline = "500ms"          # optional, default 500ms
+//! idempotent = 0.5            # optional share of idempotent calls (default 0.5)
+//! # checked by `rpc-calls` (see `invariants::rpc`); services named `slow…` answer in 20–700 ms
+//!
+//! [[at]]                      # each node's application subscribes (now, and at every start)
+//! time = "3s"
+//! subscribe = "all"
+//! pattern = "orders.*.created"
+//!
+//! [[at]]                      # seeded publications from random running nodes
+//! time = "5s"
+//! publish = "all"
+//! topics = ["orders.eu.created", "audit"]
+//! rate = 100.0
+//! for = "30s"
+//! reliable = 0.5              # optional share of reliable publications (default 0.5)
+//! # checked by `pubsub-delivery` (see `invariants::pubsub`)
+//!
 //! [[at]]                      # each selected node sets every key of the range
 //! time = "12s"
 //! write = "minority"
@@ -104,6 +128,8 @@ use toml::Spanned;
 use super::{Check, Scenario, Scheduled};
 use crate::faults::{Fault, Identity, Nodes};
 use crate::network::LinkModel;
+use crate::pubsub::Publishes;
+use crate::rpc::Calls;
 use crate::storage::StorageConfig;
 use crate::writes::{Workload, Writes, DEFAULT_KEYSPACE};
 
@@ -226,6 +252,14 @@ struct RawAt {
     deregister: Option<RawNodes>,
     service: Option<String>,
     instances: Option<u64>,
+    calls: Option<RawNodes>,
+    deadline: Option<String>,
+    idempotent: Option<f64>,
+    subscribe: Option<RawNodes>,
+    pattern: Option<String>,
+    publish: Option<RawNodes>,
+    topics: Option<Vec<String>>,
+    reliable: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -377,22 +411,90 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
         found.push(("workload", Fault::Workload(workload(raw, n)?)));
     }
     registry_actions(raw, &mut found)?;
+    services_actions(raw, &mut found)?;
     let writing = found.iter().any(|(_, f)| f.writes());
     if !writing && (raw.keys.is_some() || raw.keyspace.is_some() || raw.acked.is_some()) {
         return Err("keys, keyspace and acked belong to a write, delete or workload".into());
     }
     let working = found.iter().any(|(_, f)| matches!(f, Fault::Workload(_)));
-    if !working && (raw.rate.is_some() || raw.deletes.is_some() || raw.value_size.is_some()) {
-        return Err("rate, deletes and value_size belong to a workload".into());
+    if !working && (raw.deletes.is_some() || raw.value_size.is_some()) {
+        return Err("deletes and value_size belong to a workload".into());
+    }
+    let streaming = found
+        .iter()
+        .any(|(_, f)| matches!(f, Fault::Workload(_) | Fault::Calls(_) | Fault::Publish(_)));
+    if !streaming && raw.rate.is_some() {
+        return Err("rate belongs to a workload, calls or publish".into());
     }
     match found.len() {
         1 => Ok((time, found.remove(0).1)),
-        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, disk_full, skew, network, join, register, deregister, write, delete, workload)".into()),
+        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, disk_full, skew, network, join, register, deregister, write, delete, workload, calls, subscribe, publish)".into()),
         _ => {
             let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
             Err(format!("[[at]] entry has {} actions ({}); give each its own [[at]]", names.len(), names.join(", ")))
         }
     }
+}
+
+/// `calls`, `subscribe` and `publish` entries.
+fn services_actions(raw: &RawAt, found: &mut Vec<(&str, Fault)>) -> Result<(), String> {
+    let rate = |what: &str| {
+        raw.rate
+            .ok_or_else(|| format!("{what} needs `rate = <per second>`"))
+    };
+    let lasting = |what: &str| -> Result<Duration, String> {
+        let d = raw
+            .stall_for
+            .as_deref()
+            .ok_or_else(|| format!("{what} needs `for = \"<duration>\"`"))?;
+        duration(d)
+    };
+    if let Some(n) = &raw.calls {
+        let service = raw
+            .service
+            .as_deref()
+            .ok_or("calls needs `service = \"<name>\"`")?;
+        let mut calls = Calls::new(selection(n)?, service, rate("calls")?, lasting("calls")?);
+        if let Some(d) = &raw.deadline {
+            calls = calls.deadline(duration(d)?);
+        }
+        if let Some(share) = raw.idempotent {
+            calls.idempotent = share;
+        }
+        calls.validate()?;
+        found.push(("calls", Fault::Calls(calls)));
+    } else if raw.deadline.is_some() || raw.idempotent.is_some() {
+        return Err("deadline and idempotent belong to calls".into());
+    }
+    if let Some(n) = &raw.subscribe {
+        let pattern = raw
+            .pattern
+            .clone()
+            .ok_or("subscribe needs `pattern = \"<topic pattern>\"`")?;
+        let nodes = selection(n)?;
+        found.push(("subscribe", Fault::Subscribe { nodes, pattern }));
+    }
+    if let Some(n) = &raw.publish {
+        let topics = raw
+            .topics
+            .clone()
+            .ok_or("publish needs `topics = [\"<topic>\", …]`")?;
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let mut publishes = Publishes::new(
+            selection(n)?,
+            &topics,
+            rate("publish")?,
+            lasting("publish")?,
+        );
+        if let Some(share) = raw.reliable {
+            publishes.reliable = share;
+        }
+        publishes.validate()?;
+        found.push(("publish", Fault::Publish(publishes)));
+    } else if raw.topics.is_some() || raw.reliable.is_some() {
+        return Err("topics and reliable belong to publish".into());
+    }
+    Ok(())
 }
 
 /// A `write` or `delete` entry: its keys, keyspace and whether it is acknowledged.
@@ -555,8 +657,8 @@ fn registry_actions(raw: &RawAt, found: &mut Vec<(&str, Fault)>) -> Result<(), S
         ));
     }
     if raw.register.is_none() && raw.deregister.is_none() {
-        if raw.service.is_some() {
-            return Err("`service` goes with register or deregister".into());
+        if raw.service.is_some() && raw.calls.is_none() {
+            return Err("`service` goes with register, deregister or calls".into());
         }
         if raw.instances.is_some() {
             return Err("`instances` goes with register".into());
@@ -863,7 +965,7 @@ replication = "20s"
         }
         let stray = GOOD.replace("heal = true", "heal = true\nrate = 3.0");
         let e = parse(&stray, "x").unwrap_err();
-        assert!(e.problem.contains("belong to a workload"), "{e}");
+        assert!(e.problem.contains("belongs to a workload"), "{e}");
     }
 
     const REGISTRY: &str = r#"
@@ -941,7 +1043,7 @@ service = "billing"
             (
                 REGISTRY.replace("deregister = [1, 2]", "crash = 1"),
                 10,
-                "`service` goes with register or deregister",
+                "`service` goes with register, deregister or calls",
             ),
             (
                 REGISTRY.replace("deregister = [1, 2]", "deregister = 9"),

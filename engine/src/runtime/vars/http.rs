@@ -28,14 +28,7 @@ const TIMEOUT_MS_MAX: u64 = 60_000;
 pub(crate) fn routes(server: HttpServerBuilder, vars: VarsHandle) -> HttpServerBuilder {
     let (listing, one) = (vars.clone(), vars.clone());
     server
-        .json("/variables", move || {
-            let all = listing.all();
-            Value::Object(
-                all.iter()
-                    .map(|(n, v)| (n.clone(), state_json(v)))
-                    .collect(),
-            )
-        })
+        .json("/variables", move || all_json(&listing))
         .json_under("/variables/", move |name| match one.all().get(name) {
             Some(state) => (StatusCode::OK, state_json(state)),
             None => not_found(name),
@@ -53,6 +46,16 @@ pub(crate) fn routes(server: HttpServerBuilder, vars: VarsHandle) -> HttpServerB
                 }
             })
         })
+}
+
+/// Every variable this node holds, by name (`GET /variables`, and the status page).
+pub(crate) fn all_json(vars: &VarsHandle) -> Value {
+    let all = vars.all();
+    Value::Object(
+        all.iter()
+            .map(|(n, v)| (n.clone(), state_json(v)))
+            .collect(),
+    )
 }
 
 fn state_json(state: &VarState) -> Value {

@@ -6,7 +6,7 @@ mod http;
 pub mod json;
 mod metrics;
 
-pub(crate) use http::routes;
+pub(crate) use http::{all_json, routes};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
