@@ -451,7 +451,7 @@ fn vars_are_declared_set_and_refused_from_the_command_line() {
     );
     assert!(watched.status.success(), "{}", stderr(&watched));
     assert!(
-        stdout(&watched).contains("value 4 writer"),
+        stdout(&watched).contains("value 4 (current)"),
         "{}",
         stdout(&watched)
     );

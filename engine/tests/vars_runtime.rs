@@ -238,6 +238,34 @@ async fn variables_are_listed_and_written_over_http_with_typed_answers() {
     assert_eq!(written["history"][0]["value"], 5);
     let out_of_range = send(Method::POST, "/variables/mode", json!({ "value": 11 })).await;
     assert_eq!(status(out_of_range), 400);
+    // Watched as a stream: the current value, then a change with the value before it.
+    let watching = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        let _ =
+            foundation_engine::http::stream_lines(http, "/watch/variables/mode", limit, |line| {
+                lines.push(line);
+                lines.len() < 2
+            })
+            .await;
+        lines
+    });
+    let writer = nodes[1].vars();
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !watching.is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "no change streamed");
+        let _ = writer.set("mode", VarValue::Int(3)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines = watching.await.unwrap();
+    assert_eq!(lines[0]["kind"], "current");
+    // The watch may start before or after the first write of 3 arrives: either way a change
+    // names the value it replaced.
+    assert_eq!(lines[1]["kind"], "changed");
+    assert_eq!(lines[1]["old"], lines[0]["value"]);
+    assert_eq!(lines[1]["value"], 3);
+    let missing =
+        foundation_engine::http::stream_lines(http, "/watch/variables/nope", limit, |_| true).await;
+    assert_eq!(status(missing.map(|()| json!(null))), 404);
     let counter = json!({ "policy": "counter", "initial": 3 });
     send(Method::PUT, "/variables/pool", counter).await.unwrap();
     let drawn = send(Method::POST, "/variables/pool", json!({ "draw": 1 })).await;

@@ -1,11 +1,12 @@
 //! `foundation vars get|declare|set|draw|refill|watch`: variables agents coordinate on,
 //! through a running node's HTTP API (`GET /variables[/{name}]`, `PUT` and `POST
-//! /variables/{name}`). `watch` polls the variable and prints each change in its history
-//! once, in order.
+//! /variables/{name}`), and `watch` follows `GET /watch/variables/{name}`.
 
 use std::time::Duration;
 
-use foundation_engine::http::{get_json, percent_encode, send_json, HttpError, Method};
+use foundation_engine::http::{
+    get_json, percent_encode, send_json, stream_lines, HttpError, Method,
+};
 use serde_json::{json, Value};
 
 use super::act::refusal;
@@ -29,7 +30,7 @@ Examples:
   foundation vars declare budget --policy counter --initial 1000
   foundation vars draw budget 25                         spends this node's rights
   foundation vars refill budget 100
-  foundation vars watch temperature                      one line per change, until Ctrl-C
+  foundation vars watch temperature                      one line per change (old and new value, writer), until Ctrl-C
 
 Policies: `cas` (default) is decided by a majority of its acceptors (this node and every member
 alive when it was declared): `set --expected` replaces the version it expects, or says who got
@@ -100,10 +101,8 @@ pub enum VarsCommand {
     Watch {
         /// The variable.
         name: String,
-        /// How often to look, in milliseconds.
-        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
-        interval_ms: u64,
-        /// Stop after this many changes (by default, run until interrupted).
+        /// Stop after this many lines, the current value's included (by default, run until
+        /// interrupted).
         #[arg(long)]
         count: Option<u64>,
     },
@@ -112,13 +111,8 @@ pub enum VarsCommand {
 /// Runs the subcommand against the node.
 pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let node = args.target.resolve().await?;
-    if let VarsCommand::Watch {
-        name,
-        interval_ms,
-        count,
-    } = args.command
-    {
-        return watch(node, &name, Duration::from_millis(interval_ms), count).await;
+    if let VarsCommand::Watch { name, count } = args.command {
+        return watch(node, &name, count).await;
     }
     let (method, path, body, timeout) = match args.command {
         VarsCommand::Get { name: None } => {
@@ -176,66 +170,50 @@ pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Polls `name` every `interval` and prints each change of its history not printed yet, one
-/// line each, oldest first; stops after `count` changes if given. Changes older than the
-/// node's history (more than it keeps between two looks) are reported as skipped.
+/// Follows `GET /watch/variables/{name}` and prints one line per value: the current one,
+/// then each change; stops after `count` lines if given.
 async fn watch(
     node: std::net::SocketAddr,
     name: &str,
-    interval: Duration,
     count: Option<u64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut last: Option<u64> = None;
     let mut printed = 0;
-    loop {
-        let state = match get_json(node, &path(name), REQUEST_TIMEOUT).await {
-            Ok(state) => state,
-            Err(HttpError::Status { status, body, .. }) => {
-                return Err(refusal(status, &body).into())
-            }
-            Err(error) => return Err(format!("node at {node}: {error}").into()),
-        };
-        let changes = state["history"].as_array().cloned().unwrap_or_default();
-        for line in new_changes(&changes, &mut last) {
-            println!("{line}");
-            printed += 1;
-            if count.is_some_and(|c| printed >= c) {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(interval).await;
+    let path = format!("/watch/variables/{}", percent_encode(name));
+    let followed = stream_lines(node, &path, REQUEST_TIMEOUT, |line| {
+        println!("{}", watch_line(&line));
+        printed += 1;
+        count.is_none_or(|c| printed < c)
+    })
+    .await;
+    match followed {
+        Ok(()) => Ok(()),
+        Err(HttpError::Status { status, body, .. }) => Err(refusal(status, &body).into()),
+        Err(error) => Err(format!("node at {node}: {error}").into()),
     }
 }
 
-/// The lines for `changes` (a variable's history, oldest first) after version `last`, which
-/// moves on to the newest printed. The first look prints only the newest change.
-fn new_changes(changes: &[Value], last: &mut Option<u64>) -> Vec<String> {
-    let version = |c: &Value| c["version"].as_u64().unwrap_or(0);
-    let fresh: Vec<&Value> = match *last {
-        None => changes.iter().last().into_iter().collect(),
-        Some(seen) => changes.iter().filter(|c| version(c) > seen).collect(),
-    };
-    let mut lines = Vec::new();
-    if let (Some(seen), Some(first)) = (*last, fresh.first()) {
-        if version(first) > seen + 1 {
-            lines.push(format!(
-                "({} changes skipped: more than the node keeps)",
-                version(first) - seen - 1
-            ));
-        }
-    }
-    for change in fresh {
-        *last = Some(version(change));
-        let writer = &change["writer"];
-        lines.push(format!(
-            "version {} value {} writer {}/{}",
-            version(change),
-            change["value"],
+/// One line of the watch stream, for people.
+fn watch_line(line: &Value) -> String {
+    let writer = &line["writer"];
+    match line["kind"].as_str() {
+        Some("current") => format!(
+            "version {} value {} (current)",
+            line["version"], line["value"]
+        ),
+        Some("changed") => format!(
+            "version {} value {} (was {}) writer {}/{}",
+            line["version"],
+            line["value"],
+            line["old"],
             writer["node"].as_str().unwrap_or("?"),
             writer["generation"]
-        ));
+        ),
+        Some("lagged") => format!(
+            "({} events went by faster than this watch read them; changes may be missing)",
+            line["skipped_events"]
+        ),
+        _ => line.to_string(),
     }
-    lines
 }
 
 fn path(name: &str) -> String {
@@ -246,20 +224,17 @@ fn path(name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn change(version: u64, value: i64) -> Value {
-        json!({ "version": version, "value": value, "writer": { "node": "ab", "generation": 1 } })
-    }
-
     #[test]
-    fn watch_prints_each_change_once_in_order_and_says_when_some_were_skipped() {
-        let mut last = None;
-        let first = new_changes(&[change(1, 5), change(2, 6)], &mut last);
-        assert_eq!(first, vec!["version 2 value 6 writer ab/1"]);
-        assert!(new_changes(&[change(1, 5), change(2, 6)], &mut last).is_empty());
-        let next = new_changes(&[change(2, 6), change(3, 7), change(4, 8)], &mut last);
-        assert_eq!(next.len(), 2);
-        let gap = new_changes(&[change(9, 1)], &mut last);
-        assert_eq!(gap[0], "(4 changes skipped: more than the node keeps)");
-        assert_eq!(last, Some(9));
+    fn watch_lines_show_the_value_what_it_was_and_who_changed_it() {
+        let current = json!({ "kind": "current", "version": 2, "value": 6 });
+        assert_eq!(watch_line(&current), "version 2 value 6 (current)");
+        let changed = json!({ "kind": "changed", "version": 3, "old": 6, "value": 7,
+            "writer": { "node": "ab", "generation": 1 } });
+        assert_eq!(
+            watch_line(&changed),
+            "version 3 value 7 (was 6) writer ab/1"
+        );
+        let lagged = json!({ "kind": "lagged", "skipped_events": 4 });
+        assert!(watch_line(&lagged).starts_with("(4 events"));
     }
 }

@@ -1,5 +1,7 @@
 //! `GET /variables`, `GET /variables/{name}` (with its last changes, statistics and, for a
-//! counter, this node's rights), `PUT /variables/{name}` (declare: `cas` by default, with this
+//! counter, this node's rights), `GET /watch/variables/{name}` (a stream of newline-delimited
+//! JSON: the current value, then every change with the value before it and its writer),
+//! `PUT /variables/{name}` (declare: `cas` by default, with this
 //! node and every member alive as the acceptors; `"policy": "lww"`, `"coordinated"` or
 //! `"counter"`) and `POST /variables/{name}` (a compare-and-set, an `lww` write, or a
 //! counter's draw or refill, by the variable's policy); writes from this machine only, like
@@ -15,9 +17,11 @@ use serde_json::{json, Value};
 
 use super::json::{type_from_json, type_to_json, value_from_json, value_to_json};
 use super::{VarState, VarsCallError, VarsHandle};
-use crate::http::{HttpServerBuilder, WriteRequest};
+use crate::http::{HttpServerBuilder, LineSender, StreamAnswer, StreamRequest, WriteRequest};
 use foundation_agents::variable::Policy;
 use foundation_core::vars::VarSpec;
+use foundation_core::vars::VarsEvent;
+use tokio::sync::broadcast;
 
 /// How long a compare-and-set over HTTP may wait for its majority unless the body says.
 const DEFAULT_TIMEOUT_MS: u64 = 2_000;
@@ -26,8 +30,11 @@ const TIMEOUT_MS_MAX: u64 = 60_000;
 
 /// Adds the variables' routes to `server`.
 pub(crate) fn routes(server: HttpServerBuilder, vars: VarsHandle) -> HttpServerBuilder {
-    let (listing, one) = (vars.clone(), vars.clone());
+    let (listing, one, watched) = (vars.clone(), vars.clone(), vars.clone());
     server
+        .stream("/watch/variables/", move |request| {
+            watch(watched.clone(), request)
+        })
         .json("/variables", move || all_json(&listing))
         .json_under("/variables/", move |name| match one.all().get(name) {
             Some(state) => (StatusCode::OK, state_json(state)),
@@ -56,6 +63,64 @@ pub(crate) fn all_json(vars: &VarsHandle) -> Value {
             .map(|(n, v)| (n.clone(), state_json(v)))
             .collect(),
     )
+}
+
+/// `GET /watch/variables/{name}`: the current value, then each change as this node sees it.
+fn watch(vars: VarsHandle, request: StreamRequest) -> StreamAnswer {
+    Box::pin(async move {
+        let name = request.rest;
+        // Subscribed before reading the current value, so no change falls between the two.
+        let events = vars.watch();
+        let Some(state) = vars.all().get(&name).cloned() else {
+            return Err(not_found(&name));
+        };
+        let (lines, chunks) = LineSender::channel();
+        tokio::spawn(forward_changes(name, state, events, lines));
+        Ok(chunks)
+    })
+}
+
+/// Sends `name`'s current value, then every change of it, until the client goes away.
+async fn forward_changes(
+    name: String,
+    state: VarState,
+    mut events: broadcast::Receiver<VarsEvent>,
+    lines: LineSender,
+) {
+    let current = json!({ "kind": "current", "version": state.version, "value": value_to_json(&state.value) });
+    if !lines.send(&current).await {
+        return;
+    }
+    let (mut version, mut old) = (state.version, value_to_json(&state.value));
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = lines.closed() => return,
+        };
+        let line = match event {
+            Ok(VarsEvent::Changed {
+                name: n,
+                version: v,
+                value,
+                writer,
+            }) if n == name && v > version => {
+                version = v;
+                let new = value_to_json(&value);
+                let line = json!({ "kind": "changed", "version": v, "old": old, "value": new, "writer": life_json(&writer) });
+                old = new;
+                line
+            }
+            Ok(_) => continue,
+            // Changes went by faster than this client read them: say so, go on from here.
+            Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                json!({ "kind": "lagged", "skipped_events": skipped })
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if !lines.send(&line).await {
+            return;
+        }
+    }
 }
 
 fn state_json(state: &VarState) -> Value {

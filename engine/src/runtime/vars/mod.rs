@@ -253,7 +253,11 @@ impl VarsRuntime {
                 }
             },
             VarsRequest::Set { name, value, done } => {
-                let _ = done.send(core.set_var(now, &name, value));
+                let result = core.set_var(now, &name, value);
+                // The write shows here before the caller hears it is done (its event is
+                // handled after this request).
+                publish(&self.view, core, &name);
+                let _ = done.send(result);
             }
             VarsRequest::Counter {
                 name,
