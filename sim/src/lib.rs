@@ -61,6 +61,7 @@ pub mod clock;
 pub mod faults;
 pub mod invariants;
 pub mod network;
+mod pace;
 pub mod pubsub;
 pub mod report;
 pub mod rpc;

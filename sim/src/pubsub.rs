@@ -28,6 +28,7 @@ use foundation_core::Channel;
 use serde::Serialize;
 
 use crate::faults::Nodes;
+use crate::pace::{check_share, Pace};
 use crate::world::{AppRequest, NodeStatus, World};
 
 /// How often a publisher looks for reliable messages to resend (the runtime's tick).
@@ -76,26 +77,15 @@ impl Publishes {
         for topic in &self.topics {
             Topic::parse(topic).map_err(|e| format!("topic {topic:?}: {e}"))?;
         }
-        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1e5) {
-            return Err(format!(
-                "publish rate {} must be above 0 and at most 100000 per second",
-                self.rate
-            ));
-        }
-        if self.duration.is_zero() {
-            return Err("publications need a duration above zero".into());
-        }
-        if !(0.0..=1.0).contains(&self.reliable) {
-            return Err(format!(
-                "reliable share {} is not within 0..1",
-                self.reliable
-            ));
-        }
-        Ok(())
+        self.pace().check("publish", 1e5)?;
+        check_share("reliable", self.reliable)
     }
 
-    fn max_gap_us(&self) -> u64 {
-        ((2e6 / self.rate).round() as u64).max(1)
+    fn pace(&self) -> Pace {
+        Pace {
+            rate: self.rate,
+            duration: self.duration,
+        }
     }
 }
 
@@ -237,7 +227,7 @@ impl World {
     /// Starts a publication load now.
     pub(crate) fn start_publishes(&mut self, publishes: Publishes, slots: Vec<usize>) {
         let end = self.now_us() + publishes.duration.as_micros() as u64;
-        let gap = 1 + self.random_below(publishes.max_gap_us());
+        let gap = 1 + self.random_below(publishes.pace().max_gap_us());
         let load = self.pubsub.loads.len();
         self.pubsub.loads.push((publishes, slots, end));
         if self.now_us() + gap <= end {
@@ -260,7 +250,7 @@ impl World {
             let reliable = self.random_below(1_000_000) < (publishes.reliable * 1e6) as u64;
             self.publish(slot, topic, reliable);
         }
-        let next = self.now_us() + 1 + self.random_below(publishes.max_gap_us());
+        let next = self.now_us() + 1 + self.random_below(publishes.pace().max_gap_us());
         if next <= end {
             self.push_pubsub(next, PubSubEvent::NextPublish { load });
         }

@@ -33,6 +33,7 @@ use rand10::SeedableRng;
 use serde::Serialize;
 
 use crate::faults::Nodes;
+use crate::pace::{check_share, Pace};
 use crate::world::{NodeStatus, World};
 
 /// The most calls one node's handlers run at once, as the runtime's default allows.
@@ -94,26 +95,18 @@ impl Calls {
     pub fn validate(&self) -> Result<(), String> {
         foundation_core::services::record::check_service_name(&self.service)
             .map_err(|e| e.to_string())?;
-        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1e5) {
-            return Err(format!(
-                "call rate {} must be above 0 and at most 100000 per second",
-                self.rate
-            ));
+        self.pace().check("call", 1e5)?;
+        if self.deadline.is_zero() {
+            return Err("calls need a deadline above zero".into());
         }
-        if self.duration.is_zero() || self.deadline.is_zero() {
-            return Err("calls need a duration and a deadline above zero".into());
-        }
-        if !(0.0..=1.0).contains(&self.idempotent) {
-            return Err(format!(
-                "idempotent share {} is not within 0..1",
-                self.idempotent
-            ));
-        }
-        Ok(())
+        check_share("idempotent", self.idempotent)
     }
 
-    fn max_gap_us(&self) -> u64 {
-        ((2e6 / self.rate).round() as u64).max(1)
+    fn pace(&self) -> Pace {
+        Pace {
+            rate: self.rate,
+            duration: self.duration,
+        }
     }
 }
 
@@ -255,7 +248,7 @@ impl World {
     /// Starts a call load now.
     pub(crate) fn start_calls(&mut self, calls: Calls, slots: Vec<usize>) {
         let end = self.now_us() + calls.duration.as_micros() as u64;
-        let gap = 1 + self.random_below(calls.max_gap_us());
+        let gap = 1 + self.random_below(calls.pace().max_gap_us());
         let load = self.rpc.loads.len();
         self.rpc.loads.push((calls, slots, end));
         if self.now_us() + gap <= end {
@@ -278,7 +271,7 @@ impl World {
             let idempotent = self.random_below(1_000_000) < (calls.idempotent * 1e6) as u64;
             self.call(slot, &calls.service, idempotent, calls.deadline);
         }
-        let next = self.now_us() + 1 + self.random_below(calls.max_gap_us());
+        let next = self.now_us() + 1 + self.random_below(calls.pace().max_gap_us());
         if next <= end {
             self.push_rpc(next, RpcEvent::NextCall { load });
         }

@@ -15,6 +15,7 @@ use foundation_crdt::Timestamp;
 use serde::Serialize;
 
 use crate::faults::Nodes;
+use crate::pace::{check_share, Pace};
 
 /// The keyspace scenarios write to unless they name another.
 pub const DEFAULT_KEYSPACE: &str = "kv";
@@ -163,23 +164,12 @@ impl Workload {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), String> {
         keyspace_name(&self.keyspace)?;
-        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1e6) {
-            return Err(format!(
-                "workload rate {} must be above 0 and at most 1000000 writes per second",
-                self.rate
-            ));
-        }
+        self.pace().check("workload", 1e6)?;
         if self.keys == 0 {
             return Err("a workload needs at least one key".into());
         }
-        for (name, share) in [("deletes", self.deletes), ("acked", self.acked)] {
-            if !(0.0..=1.0).contains(&share) {
-                return Err(format!("workload {name} share {share} is not within 0..1"));
-            }
-        }
-        if self.duration.is_zero() {
-            return Err("a workload needs a duration above zero".into());
-        }
+        check_share("workload deletes", self.deletes)?;
+        check_share("workload acked", self.acked)?;
         if self.value_size > VALUE_SIZE_MAX {
             return Err(format!(
                 "value size {} is over {VALUE_SIZE_MAX} bytes",
@@ -191,7 +181,14 @@ impl Workload {
 
     /// The gap between two writes is drawn uniformly from `1..=max_gap_us()` microseconds.
     pub(crate) fn max_gap_us(&self) -> u64 {
-        ((2e6 / self.rate).round() as u64).max(1)
+        self.pace().max_gap_us()
+    }
+
+    fn pace(&self) -> Pace {
+        Pace {
+            rate: self.rate,
+            duration: self.duration,
+        }
     }
 }
 
