@@ -54,6 +54,7 @@ pub mod clock;
 pub mod faults;
 pub mod invariants;
 pub mod network;
+pub mod placement;
 pub mod report;
 pub mod scenario;
 pub mod services;

@@ -273,6 +273,9 @@ pub struct PlacementStats {
 
 /// Grants needed, given our agreed membership and the largest one any registrar reported.
 fn quorum_size(policy: SplitBrain, agreed: usize, reported: usize) -> usize {
+    if fault_on!(PlacementQuorumOfOne) {
+        return 1;
+    }
     match policy {
         SplitBrain::KeepMajority => agreed.max(reported) / 2 + 1,
         SplitBrain::StaticQuorum(n) => n as usize,

@@ -69,7 +69,10 @@ impl Registrar {
         let mut granted = Vec::new();
         for instance in claims {
             let free = match self.held.get(instance) {
-                Some((holder, promised)) => holder.node == life.node || *promised <= now,
+                Some((holder, promised)) => {
+                    let ran_out = *promised <= now && !fault_on!(PlacementRegistrationsNeverExpire);
+                    holder.node == life.node || ran_out || fault_on!(PlacementGrantsHeld)
+                }
                 None => true,
             };
             if free {
@@ -82,7 +85,9 @@ impl Registrar {
 
     /// Drops registrations whose promise ran out, and the rounds of lives holding nothing.
     pub fn expire(&mut self, now: Instant) {
-        self.held.retain(|_, (_, until)| *until > now);
+        if !fault_on!(PlacementRegistrationsNeverExpire) {
+            self.held.retain(|_, (_, until)| *until > now);
+        }
         // Rounds of idle nodes are kept so late duplicates stay recognised; past this many
         // nodes the idle ones go (a bound on memory under churn of node ids).
         if self.rounds.len() > 4096 {
