@@ -44,7 +44,35 @@ struct Outcome {
 fn run_to(world: &mut World, check: &mut PlacementCheck, us: u64) {
     while world.next_time().is_some_and(|t| t <= us) {
         if world.step().is_some() {
+            let before = check.violations.len();
             check.after_step(world);
+            if before == 0
+                && !check.violations.is_empty()
+                && std::env::var("PLACEMENT_DEBUG").is_ok()
+            {
+                for slot in 0..world.nodes().len() {
+                    if let Some(core) = world.node(slot).core() {
+                        let p = core.placement();
+                        let agreed: Vec<String> = p.agreed().iter().map(|n| n.short()).collect();
+                        let held: Vec<String> = p
+                            .registrar()
+                            .held()
+                            .map(|(i, (l, u))| format!("{i}:{}@{u:?}", l.node.short()))
+                            .collect();
+                        let running: Vec<String> =
+                            p.running().map(|(i, u)| format!("{i}@{u:?}")).collect();
+                        eprintln!(
+                            "n{slot} {} agreed {agreed:?} running {running:?} held {held:?}",
+                            world.node(slot).id().short()
+                        );
+                        let alive: Vec<String> = core
+                            .members()
+                            .map(|m| format!("{}:{:?}", m.id.short(), m.state))
+                            .collect();
+                        eprintln!("   members {alive:?}");
+                    }
+                }
+            }
         }
     }
     world.advance_to(us);
@@ -284,6 +312,9 @@ fn placement_sweep_over_many_seeds() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    let only: Option<u64> = std::env::var("PLACEMENT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok());
     for plan in [
         Plan::Crash,
         Plan::OwnerInMinority,
@@ -291,15 +322,17 @@ fn placement_sweep_over_many_seeds() {
         Plan::Churn,
     ] {
         let mut failovers = Vec::new();
-        for seed in 1..=seeds {
+        let mut runs = 0;
+        for seed in (1..=seeds).filter(|s| only.is_none_or(|o| o == *s)) {
             let outcome = run(plan, seed);
             assert_clean(plan, seed, &outcome);
+            runs += 1;
             failovers.extend(outcome.failover_us);
         }
         failovers.sort_unstable();
         let at = |q: usize| failovers.get(failovers.len() * q / 100).copied();
         eprintln!(
-            "{plan:?}: {seeds} seeds clean; failovers {} (p50 {:?} µs, p99 {:?} µs)",
+            "{plan:?}: {runs} seeds clean; failovers {} (p50 {:?} µs, p99 {:?} µs)",
             failovers.len(),
             at(50),
             at(99)

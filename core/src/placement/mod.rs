@@ -16,10 +16,9 @@
 //! **Split brain.** A side without a quorum gets no grants and stops everything when its
 //! lease runs out — before the registrars on the other side release it, so before the other side
 //! can start anything. The quorum is [`SplitBrain::KeepMajority`] (a majority of the *agreed*
-//! membership: members join it when seen alive, leave it when they leave gracefully, and a
-//! failed member is dropped only by a node that sees a majority of it alive, after
-//! `remove_failed_after`, so a minority never shrinks its way into a majority) or
-//! [`SplitBrain::StaticQuorum`].
+//! membership: members join it when seen alive and leave it only when they leave gracefully, so
+//! no side shrinks its way into a majority; registrars grant only members of their own agreed
+//! membership, so a node they do not count cannot win with them) or [`SplitBrain::StaticQuorum`].
 //!
 //! Failover after a crash takes the failure detector's time (views change) or the lease,
 //! whichever is longer, plus a round trip: the lease defaults to shorter than detection.
@@ -155,8 +154,6 @@ pub struct PlacementConfig {
     pub drift_ppm: u32,
     /// Which side may own.
     pub split_brain: SplitBrain,
-    /// How long a failed member stays in the agreed membership before the majority drops it.
-    pub remove_failed_after: Duration,
 }
 
 impl PlacementConfig {
@@ -170,7 +167,6 @@ impl PlacementConfig {
             renew: lease / 4,
             drift_ppm: 100_000,
             split_brain: SplitBrain::KeepMajority,
-            remove_failed_after: membership.suspect_to_down_after * 5,
         }
     }
 
@@ -421,7 +417,7 @@ impl Placement {
             self.rounds.clear();
             self.claimed.clear();
         }
-        self.update_agreed(now, members);
+        self.update_agreed(members);
         self.candidates = std::iter::once(me)
             .chain(
                 members
@@ -434,13 +430,14 @@ impl Placement {
         self.decide(now);
     }
 
-    /// Members join the agreed membership when seen alive and leave it when they leave; a
-    /// failed (or forgotten) member is dropped only after `remove_failed_after`, and only while
-    /// we see a majority of the agreed membership alive — a minority side keeps the members it
-    /// cannot see, so it never has a majority.
-    fn update_agreed(&mut self, now: Instant, members: &[Member]) {
+    /// Members join the agreed membership when seen alive and leave it only when they leave
+    /// gracefully. A failed member stays: dropping members on what one side sees is how two
+    /// sides of a healed partition each end up with a majority of their own (the simulator's
+    /// sweep found it: both sides dropped the other after the heal, while one member saw
+    /// everyone alive). A member that never comes back keeps counting against the quorum until
+    /// it is removed on purpose, which is not built yet.
+    fn update_agreed(&mut self, members: &[Member]) {
         self.agreed.insert(self.me.node);
-        let mut stale = BTreeSet::new();
         for m in members {
             match m.state {
                 MemberState::Alive => {
@@ -449,27 +446,8 @@ impl Placement {
                 MemberState::Left => {
                     self.agreed.remove(&m.candidate.id);
                 }
-                MemberState::Failed => {
-                    if now.saturating_since(m.since) >= self.config.remove_failed_after {
-                        stale.insert(m.candidate.id);
-                    }
-                }
+                MemberState::Failed => {}
             }
-        }
-        let known: BTreeSet<NodeId> = members.iter().map(|m| m.candidate.id).collect();
-        stale.extend(
-            self.agreed
-                .iter()
-                .filter(|id| **id != self.me.node && !known.contains(id))
-                .copied(),
-        );
-        let alive = members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive && self.agreed.contains(&m.candidate.id))
-            .count()
-            + 1;
-        if !stale.is_empty() && alive * 2 > self.agreed.len() {
-            self.agreed.retain(|id| !stale.contains(id));
         }
     }
 
@@ -499,7 +477,13 @@ impl Placement {
                     self.stats.refused += 1;
                     return;
                 }
-                let claims: BTreeSet<Instance> = claims.into_iter().collect();
+                let claims: BTreeSet<Instance> = if self.agreed.contains(&from) {
+                    claims.into_iter().collect()
+                } else {
+                    // Not (yet) a member we count: its claims take nothing, and what it held
+                    // is released.
+                    BTreeSet::new()
+                };
                 self.registrar.expire(now);
                 if let Some(granted) = self.registrar.claim(now, life, round, &claims) {
                     let members = u32::try_from(self.agreed.len()).unwrap_or(u32::MAX);

@@ -26,7 +26,6 @@ fn config() -> PlacementConfig {
         renew: Duration::from_millis(250),
         drift_ppm: 100_000,
         split_brain: SplitBrain::KeepMajority,
-        remove_failed_after: Duration::from_secs(10),
     }
 }
 
