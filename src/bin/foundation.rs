@@ -58,6 +58,8 @@ enum Command {
     Leave(LeaveArgs),
     /// Show the MABEAM agents a running node sees anywhere in the cluster.
     Agents(foundation::cli::agents::AgentsArgs),
+    /// Singletons and shards a node declared: owners, and what runs there.
+    Placement(foundation::cli::placement::PlacementArgs),
     /// Declare, read and compare-and-set variables through a running node.
     Vars(foundation::cli::vars::VarsArgs),
     /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
@@ -109,6 +111,7 @@ fn main() {
             Command::Leave(args) => foundation::cli::leave::run(args).await,
             Command::Vars(args) => foundation::cli::vars::run(args).await,
             Command::Agents(args) => foundation::cli::agents::run(args).await,
+            Command::Placement(args) => foundation::cli::placement::run(args).await,
         }
     });
     if let Err(error) = result {

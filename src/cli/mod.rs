@@ -5,6 +5,7 @@ pub mod config;
 pub mod leave;
 pub mod members;
 pub mod node;
+pub mod placement;
 pub mod services;
 pub mod signals;
 pub mod sim;

@@ -18,6 +18,7 @@ mod driver;
 mod from_config;
 mod http;
 mod metrics;
+pub mod placement;
 mod request;
 pub mod services;
 mod storage;
@@ -156,6 +157,7 @@ pub struct Node {
     agents: AgentsHandle,
     registry: Arc<Registry>,
     vars: VarsHandle,
+    placement: placement::PlacementHandle,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
 }
 
@@ -236,6 +238,7 @@ impl Node {
             held,
         };
         let vars_runtime = VarsRuntime::new(&vars, vars_view, &mut registry);
+        let (placement, placement_runtime) = placement::start(requests_tx.clone(), local.node);
         let registry = Arc::new(registry);
         let config = ConfigHandle {
             requests: requests_tx.clone(),
@@ -251,6 +254,7 @@ impl Node {
                     config: config.clone(),
                     services: services.registry.clone(),
                     vars: vars.clone(),
+                    placement: placement.clone(),
                     agents: agents.clone(),
                     identity: identity_json(&local, &cluster),
                     requests: requests_tx.clone(),
@@ -315,6 +319,7 @@ impl Node {
             storage,
             batch_outcomes,
             durable_replies: BTreeMap::new(),
+            placement: placement_runtime,
         };
         tokio::spawn(driver.run());
         let http = Arc::new(std::sync::Mutex::new(http));
@@ -331,6 +336,7 @@ impl Node {
             agents,
             registry,
             vars,
+            placement,
             http,
         })
     }
@@ -391,6 +397,11 @@ impl Node {
     /// Variables agents coordinate on: compare-and-set decided by a majority of acceptors.
     pub fn vars(&self) -> VarsHandle {
         self.vars.clone()
+    }
+
+    /// Singletons and sharded workloads, placed across the cluster with failover.
+    pub fn placement(&self) -> placement::PlacementHandle {
+        self.placement.clone()
     }
 
     /// Publish and subscribe by topic.

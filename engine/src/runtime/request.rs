@@ -41,6 +41,8 @@ pub(crate) enum Request {
     ),
     /// Declare or compare-and-set a variable.
     Vars(VarsRequest),
+    /// Declare a placed workload.
+    Placement(super::placement::PlacementRequest),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
