@@ -45,6 +45,9 @@
 //! | `seen-backed-by-data` | `SeenWithoutApplying`: a full state's progress is taken, its data not merged | `seen_backed_by_data_catches_…` |
 //! | `causal-order` | `HlcIgnoresReceive`: the clock does not move past received timestamps | `causal_order_catches_…` (`skewed-writes`) |
 //! | `departed-origins-retired` | `NeverRetire`: departed writers are never retired | `departed_origins_retired_catches_…` (`compaction`) |
+//! | `one-owner` (placement) | `PlacementGrantsHeld`: a registrar grants an instance another node holds | `tests/placement.rs`: `one_owner_catches_…` |
+//! | `no-minority-owner` (placement) | `PlacementQuorumOfOne`: a claimant takes a lease from its own grant alone | `tests/placement.rs`: `no_minority_owner_catches_…` |
+//! | `owned-after-heal` (placement) | `PlacementRegistrationsNeverExpire`: a gone owner's registrations never run out | `tests/placement.rs`: `owned_after_heal_catches_…` (churn) |
 //!
 //! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
 //! a test.
