@@ -68,6 +68,18 @@ pub enum FaultSwitch {
     /// Placement registrations never run out, so a crashed owner's instances are never freed
     /// (`placement::Registrar::claim`).
     PlacementRegistrationsNeverExpire,
+    /// The RPC router retries every call after a lost answer, as if all were idempotent, so a
+    /// handler may run twice for a call that must run once (`services::router::judge`).
+    RetryEveryLostCall,
+    /// The RPC router gives every attempt the call's whole deadline instead of what is left of
+    /// it, so a retried call overruns its deadline (`services::router::attempt_budget`).
+    BudgetIgnoresDeadline,
+    /// Reliable pub/sub never resends: a message lost with its connection stays lost
+    /// (`services::reliable::Outgoing::due`).
+    ReliableNeverResends,
+    /// A reliable receiver takes a message past a gap as the next one, so what the gap held
+    /// arrives later, out of order (`services::reliable::Incoming::accept`).
+    ReliableAcceptsGaps,
 }
 
 thread_local! {

@@ -97,32 +97,6 @@ pub enum Command {
     Leave,
     /// Replace our metadata.
     SetMetadata(NodeMetadata),
-    /// Set a replicated key (refused writes are counted in the replication stats; use
-    /// [`Core::write`] to see the error).
-    Put {
-        /// The keyspace.
-        keyspace: String,
-        /// The key.
-        key: String,
-        /// The value.
-        value: Vec<u8>,
-    },
-    /// Delete a replicated key.
-    Delete {
-        /// The keyspace.
-        keyspace: String,
-        /// The key.
-        key: String,
-    },
-    /// Own (or, with `value: None`, stop owning) an ephemeral entry: see [`crate::ephemeral`].
-    SetEphemeral {
-        /// An ephemeral keyspace.
-        keyspace: String,
-        /// The entry's name, unique among this node's entries in the keyspace.
-        name: String,
-        /// The value, or `None` to remove the entry.
-        value: Option<Vec<u8>>,
-    },
 }
 
 /// Why a local write was refused. Nothing changed.
@@ -777,33 +751,6 @@ impl Core {
             }
             Command::SetMetadata(metadata) => {
                 self.membership.set_metadata(metadata, &mut self.outbox)
-            }
-            Command::Put {
-                keyspace,
-                key,
-                value,
-            } => {
-                let write = Write {
-                    keyspace,
-                    key,
-                    value: Some(value),
-                };
-                let _ = self.write(now, write);
-            }
-            Command::Delete { keyspace, key } => {
-                let write = Write {
-                    keyspace,
-                    key,
-                    value: None,
-                };
-                let _ = self.write(now, write);
-            }
-            Command::SetEphemeral {
-                keyspace,
-                name,
-                value,
-            } => {
-                let _ = self.set_ephemeral(now, &keyspace, &name, value);
             }
         }
     }

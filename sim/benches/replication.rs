@@ -28,14 +28,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use foundation_core::membership::{MemberState, MembershipConfig};
-use foundation_core::node::{Command, Core};
+use foundation_core::node::Core;
 use foundation_core::replication::{
-    encode, Envelope, Keyspace, Map, Origin, ReplicationConfig, ReplicationMessage, Value,
+    encode, Envelope, Keyspace, Map, Origin, ReplicationConfig, ReplicationMessage, Value, Write,
 };
 use foundation_crdt::{Canonical, LwwEntry, LwwOp, NodeId as CrdtNodeId, Timestamp};
 use foundation_sim::faults::{Fault, Identity, Nodes};
 use foundation_sim::network::LinkModel;
-use foundation_sim::world::{World, WorldConfig};
+use foundation_sim::world::{AppRequest, World, WorldConfig};
 
 // ---- a counting allocator, for memory per entry ----
 
@@ -310,12 +310,13 @@ impl Sim {
     /// Queues a write of key `k` on `slot`, `after_us` from now.
     fn put(&mut self, slot: usize, after_us: u64, k: usize) {
         self.serial += 1;
-        let command = Command::Put {
+        let write = Write {
             keyspace: KEYSPACE.into(),
             key: key(k),
-            value: value(self.serial),
+            value: Some(value(self.serial)),
         };
-        self.world.command_after(slot, after_us, command);
+        self.world
+            .request_after(slot, after_us, AppRequest::Write(write));
     }
 
     /// Writes every key once over `over_us`, from `writers` (round robin), and waits until

@@ -13,6 +13,8 @@ use foundation_core::node::Command;
 use foundation_core::services::record::check_service_name;
 
 use crate::network::{BlockRule, LinkModel, SlotSet};
+use crate::pubsub::Publishes;
+use crate::rpc::Calls;
 use crate::world::{NodeStatus, World};
 use crate::writes::{self, Workload, WriteRequest, Writes};
 
@@ -178,6 +180,18 @@ pub enum Fault {
         /// The service.
         service: String,
     },
+    /// A seeded stream of RPC calls, from now for its duration (see [`crate::rpc`]).
+    Calls(Calls),
+    /// The application on each of the nodes subscribes to `pattern` (see [`crate::pubsub`]:
+    /// now if the node is up, and again at every start).
+    Subscribe {
+        /// Whose application.
+        nodes: Nodes,
+        /// The topic pattern.
+        pattern: String,
+    },
+    /// A seeded stream of publications, from now for its duration.
+    Publish(Publishes),
 }
 
 impl Fault {
@@ -195,6 +209,9 @@ impl Fault {
                 | Fault::Write(_)
                 | Fault::Delete(_)
                 | Fault::Workload(_)
+                | Fault::Calls(_)
+                | Fault::Subscribe { .. }
+                | Fault::Publish(_)
         )
     }
 
@@ -241,6 +258,9 @@ impl fmt::Display for Fault {
                 "register {instances} instance(s) of {service} on {nodes}"
             ),
             Fault::Deregister { nodes, service } => write!(f, "deregister {service} on {nodes}"),
+            Fault::Calls(calls) => write!(f, "{calls}"),
+            Fault::Subscribe { nodes, pattern } => write!(f, "subscribe {nodes} to {pattern}"),
+            Fault::Publish(publishes) => write!(f, "{publishes}"),
         }
     }
 }
@@ -327,6 +347,25 @@ impl World {
                 w.validate()?;
                 let slots = w.nodes.resolve(n, groups)?;
                 self.start_workload(w.clone(), slots.clone());
+                Ok(slots)
+            }
+            Fault::Calls(calls) => {
+                calls.validate()?;
+                let slots = calls.nodes.resolve(n, groups)?;
+                self.start_calls(calls.clone(), slots.clone());
+                Ok(slots)
+            }
+            Fault::Publish(publishes) => {
+                publishes.validate()?;
+                let slots = publishes.nodes.resolve(n, groups)?;
+                self.start_publishes(publishes.clone(), slots.clone());
+                Ok(slots)
+            }
+            Fault::Subscribe { nodes, pattern } => {
+                let slots = nodes.resolve(n, groups)?;
+                for &slot in &slots {
+                    self.subscribe(slot, pattern)?;
+                }
                 Ok(slots)
             }
             _ => self.apply_to_nodes(fault, groups),
@@ -420,6 +459,7 @@ impl World {
             self.command_after(slot, 0, Command::Join(seed));
         }
         self.register_at_start(slot);
+        self.subscribe_at_start(slot);
     }
 }
 

@@ -59,7 +59,7 @@ impl World {
         let mut runners: BTreeMap<Instance, Vec<usize>> = BTreeMap::new();
         for (slot, node) in self.nodes().iter().enumerate() {
             let Some(core) = node.core() else { continue };
-            let now = self.local_now(slot);
+            let now = self.local_time(slot);
             for (instance, _) in core.placement().running() {
                 if core.placement().is_running(instance, now) {
                     runners.entry(instance.clone()).or_default().push(slot);

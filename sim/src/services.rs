@@ -4,16 +4,15 @@
 //! Registrations belong to the slot's application, not to one life of its node: the
 //! application registers them as soon as it is asked to (if its node is up) and again every
 //! time its node starts, as an application registers its services at startup. A deregistration
-//! removes them for good. Every registration is an ordinary [`Command::SetEphemeral`] in the
-//! services keyspace, queued like any other command, so it is traced and reproducible.
+//! removes them for good. Every registration is an ephemeral entry of the services keyspace, set through
+//! a queued [`AppRequest::Ephemeral`] like any other request of the application, so it is traced and reproducible.
 
 use std::collections::BTreeMap;
 
 use foundation_core::ephemeral::SERVICES_KEYSPACE;
-use foundation_core::node::Command;
 use foundation_core::services::record::{entry_name, InstanceRecord};
 
-use crate::world::World;
+use crate::world::{AppRequest, World};
 
 /// One instance the application on a slot has registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,14 +131,11 @@ impl World {
     }
 
     fn set_entry(&mut self, slot: usize, service: &str, local: u64, value: Option<Vec<u8>>) {
-        self.command_after(
-            slot,
-            0,
-            Command::SetEphemeral {
-                keyspace: SERVICES_KEYSPACE.to_owned(),
-                name: entry_name(service, local),
-                value,
-            },
-        );
+        let request = AppRequest::Ephemeral {
+            keyspace: SERVICES_KEYSPACE.to_owned(),
+            name: entry_name(service, local),
+            value,
+        };
+        self.request_after(slot, 0, request);
     }
 }

@@ -31,6 +31,8 @@ use serde::Serialize;
 
 use crate::clock::NodeClock;
 use crate::network::{BlockRule, LinkModel, Network};
+use crate::pubsub::{PubSubEvent, PubSubLayer};
+use crate::rpc::{RpcEvent, RpcLayer};
 use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
 use crate::trace::{Fnv64, Trace};
 use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord, WriteRequest};
@@ -240,7 +242,7 @@ enum Pending {
     Command {
         node: usize,
         life: u64,
-        command: Command,
+        request: AppRequest,
     },
     Write {
         node: usize,
@@ -272,6 +274,10 @@ enum Pending {
         node: usize,
         life: u64,
     },
+    /// RPC traffic between the nodes' applications.
+    Rpc(RpcEvent),
+    /// Pub/sub traffic between the nodes' applications.
+    PubSub(PubSubEvent),
 }
 
 impl Pending {
@@ -283,8 +289,28 @@ impl Pending {
             Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => Some(*node),
             Pending::Write { node, .. } | Pending::Synced { node, .. } => Some(*node),
             Pending::Workload { .. } | Pending::DiskFree { .. } => None,
+            Pending::Rpc(event) => event.slot(),
+            Pending::PubSub(event) => event.slot(),
         }
     }
+}
+
+/// What the application on a node asks of its core at a queued time.
+#[derive(Clone, Debug)]
+pub enum AppRequest {
+    /// A command (join, leave, metadata).
+    Command(Command),
+    /// A write to a replicated keyspace, outside the world's write log (benchmarks).
+    Write(Write),
+    /// Own (`Some`) or stop owning (`None`) an ephemeral entry.
+    Ephemeral {
+        /// The ephemeral keyspace.
+        keyspace: String,
+        /// The entry's name.
+        name: String,
+        /// Its value.
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// A queue entry: the event itself waits in `World::slots`, so the heap moves 24 bytes, not a
@@ -340,6 +366,10 @@ pub struct World {
     pub(crate) registrations: crate::services::Registrations,
     /// Placed workloads every node declares, and the decisions the cores made.
     pub(crate) placements: crate::placement::Placements,
+    /// The applications' calls to each other.
+    pub(crate) rpc: RpcLayer,
+    /// The applications' subscriptions and publications.
+    pub(crate) pubsub: PubSubLayer,
 }
 
 /// What the world wrote and what replication did, beyond each core's own counters.
@@ -387,6 +417,8 @@ impl World {
             writes: WriteLog::default(),
             registrations: Default::default(),
             placements: Default::default(),
+            rpc: RpcLayer::default(),
+            pubsub: PubSubLayer::default(),
         };
         for slot in 0..config.nodes {
             world.add_slot(slot);
@@ -468,8 +500,9 @@ impl World {
         Some(result)
     }
 
-    /// The time on the clock of the node in `slot` now (its own, skewed clock).
-    pub fn local_now(&self, slot: usize) -> Instant {
+    /// The time on the clock of the node in `slot` now (its own, skewed clock), read without
+    /// moving it.
+    pub fn local_time(&self, slot: usize) -> Instant {
         self.nodes[slot].clock.clone().local(self.now_us)
     }
 
@@ -534,15 +567,53 @@ impl World {
 
     /// Queues a command for the node in `slot`, `after_us` from now.
     pub fn command_after(&mut self, slot: usize, after_us: u64, command: Command) {
+        self.request_after(slot, after_us, AppRequest::Command(command));
+    }
+
+    /// Queues what the application on `slot` asks of its core, `after_us` from now (dropped if
+    /// the node's life ends first).
+    pub fn request_after(&mut self, slot: usize, after_us: u64, request: AppRequest) {
         let life = self.nodes[slot].life;
         self.push(
             self.now_us + after_us,
             Pending::Command {
                 node: slot,
                 life,
-                command,
+                request,
             },
         );
+    }
+
+    /// The local time of the node in `slot` now.
+    pub(crate) fn local_now(&mut self, slot: usize) -> Instant {
+        self.nodes[slot].clock.local(self.now_us)
+    }
+
+    /// When the clock of the node in `slot` reads `local`, in world µs.
+    pub(crate) fn world_at(&self, slot: usize, local: Instant) -> u64 {
+        self.nodes[slot].clock.world_at(local, self.now_us)
+    }
+
+    /// Queues an RPC event.
+    pub(crate) fn push_rpc(&mut self, at: u64, event: RpcEvent) {
+        self.push(at, Pending::Rpc(event));
+    }
+
+    /// Queues a pub/sub event.
+    pub(crate) fn push_pubsub(&mut self, at: u64, event: PubSubEvent) {
+        self.push(at, Pending::PubSub(event));
+    }
+
+    /// Sends a stream message on `channel` from `from` to `to` now: when it arrives and on
+    /// which connection, or `None` when the connection is cut.
+    pub(crate) fn stream_send(
+        &mut self,
+        from: usize,
+        to: usize,
+        channel: Channel,
+    ) -> Option<(u64, u64)> {
+        self.network
+            .stream(&mut self.rng, from, to, channel, self.now_us)
     }
 
     /// The address a node in `slot` is reached at.
@@ -974,6 +1045,7 @@ impl World {
     }
 
     fn end_life(&mut self, slot: usize) {
+        self.rpc_end_life(slot);
         let node = &mut self.nodes[slot];
         if let Some(core) = &node.core {
             // Remember the generation the core went by, for the restart and for reports.
@@ -1113,6 +1185,14 @@ impl World {
                 self.workload_write(*index);
                 return None;
             }
+            (Pending::Rpc(RpcEvent::NextCall { load }), _) => {
+                self.next_load_call(*load);
+                return None;
+            }
+            (Pending::PubSub(event @ PubSubEvent::NextPublish { .. }), _) => {
+                self.pubsub_deliver(event.clone());
+                return None;
+            }
             (Pending::DiskFree { node }, _) => {
                 let (node, now) = (*node, self.now_us);
                 if let Some(disk) = self.nodes[node].disk.as_mut() {
@@ -1248,12 +1328,17 @@ impl World {
                 node, seq, written, ..
             } => return self.synced(node, seq, written),
             Pending::Wake { node, at, .. } => return self.wake(node, at),
-            Pending::Command { node, command, .. } => {
+            Pending::Rpc(event) => return self.rpc_deliver(event),
+            Pending::PubSub(event) => return self.pubsub_deliver(event),
+            Pending::Command { node, request, .. } => {
                 self.trace.line(format_args!(
-                    "{} n{node} <- command {command:?}",
+                    "{} n{node} <- {request:?}",
                     Stamp(self.now_us)
                 ));
-                (node, Input::Command(command))
+                match request {
+                    AppRequest::Command(command) => (node, Input::Command(command)),
+                    other => return self.app_write(node, other),
+                }
             }
             Pending::Resume { .. }
             | Pending::Shutdown { .. }
@@ -1292,6 +1377,31 @@ impl World {
             channel,
             payload,
         }
+    }
+
+    /// Carries out a queued write or ephemeral change on `slot`'s core; a refusal is traced and
+    /// counted with the refused writes.
+    fn app_write(&mut self, slot: usize, request: AppRequest) {
+        let node = &mut self.nodes[slot];
+        let local = node.clock.local(self.now_us);
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let result = match request {
+            AppRequest::Write(write) => core.write(local, write).map(|_| ()).map_err(Into::into),
+            AppRequest::Ephemeral {
+                keyspace,
+                name,
+                value,
+            } => core.set_ephemeral(local, &keyspace, &name, value),
+            AppRequest::Command(_) => Ok(()),
+        };
+        if let Err(e) = result {
+            self.writes.refused += 1;
+            self.trace
+                .line(format_args!("{} n{slot} refused: {e}", Stamp(self.now_us)));
+        }
+        self.drain(slot);
     }
 
     /// Fires the timers of the core in `slot` that are due.

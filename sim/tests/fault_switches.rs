@@ -293,3 +293,46 @@ fn departed_origins_retired_catches_origins_never_retired() {
         "departed-origins-retired",
     );
 }
+
+#[test]
+fn rpc_calls_catch_a_router_that_retries_calls_whose_handler_may_have_run() {
+    // Switched off, this run is `rpc_partition_holds` (8 nodes, seed 1).
+    let scenario = standard::by_name("rpc-partition", 8).expect("a standard scenario");
+    caught_with_switch_on(FaultSwitch::RetryEveryLostCall, &scenario, 1, "rpc-calls");
+}
+
+#[test]
+fn rpc_calls_catch_attempts_that_overrun_the_call_deadline() {
+    // Switched off, this run is `rpc_partition_holds` (8 nodes, seed 1).
+    let scenario = standard::by_name("rpc-partition", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::BudgetIgnoresDeadline,
+        &scenario,
+        1,
+        "rpc-calls",
+    );
+}
+
+#[test]
+fn pubsub_delivery_catches_reliable_messages_never_resent() {
+    // Switched off, this run is `pubsub_partition_holds` (8 nodes, seed 1).
+    let scenario = standard::by_name("pubsub-partition", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::ReliableNeverResends,
+        &scenario,
+        1,
+        "pubsub-delivery",
+    );
+}
+
+#[test]
+fn pubsub_delivery_catches_a_receiver_that_skips_gaps() {
+    // Switched off, this run is `pubsub_partition_holds` (8 nodes, seed 1).
+    let scenario = standard::by_name("pubsub-partition", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::ReliableAcceptsGaps,
+        &scenario,
+        1,
+        "pubsub-delivery",
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use foundation_core::ephemeral::{EphemeralConfig, SERVICES_KEYSPACE};
 use foundation_core::membership::MembershipConfig;
-use foundation_core::node::Command;
+
 use foundation_core::replication::ReplicationConfig;
 use foundation_sim::cli::{self, SimArgs, SimError};
 use foundation_sim::faults::{Fault, Nodes};
@@ -16,7 +16,7 @@ use foundation_sim::network::LinkModel;
 use foundation_sim::scenario::{run, standard, RunOptions, Scenario};
 use foundation_sim::services::record_for;
 use foundation_sim::sweep::sweep;
-use foundation_sim::world::{World, WorldConfig};
+use foundation_sim::world::{AppRequest, World, WorldConfig};
 
 /// Claims no node ever sees more than three others alive: false in any cluster of five or more.
 struct AtMostThreeAlive;
@@ -227,10 +227,10 @@ fn the_registry_invariant_catches_an_instance_nobody_registered() {
     assert!(clean.is_empty(), "a clean cluster passes: {clean:?}");
 
     let rogue = record_for(3, "rogue", 7).encode();
-    world.command_after(
+    world.request_after(
         3,
         0,
-        Command::SetEphemeral {
+        AppRequest::Ephemeral {
             keyspace: SERVICES_KEYSPACE.into(),
             name: "rogue/7".into(),
             value: Some(rogue),

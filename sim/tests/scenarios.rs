@@ -409,6 +409,51 @@ fn registry_partition_holds() {
 }
 
 #[test]
+fn rpc_partition_holds() {
+    let reports = check_all_pass_at("rpc-partition", 8, 1..3);
+    for r in &reports {
+        let calls = &r.measurements.calls;
+        let ok = calls.get("ok").copied().unwrap_or(0);
+        // Calls were made and judged, and the disturbances cost some of them.
+        assert!(ok > 1000, "seed {}: {calls:?}", r.seed);
+        assert!(
+            calls.len() > 1,
+            "seed {}: nothing failed: {calls:?}",
+            r.seed
+        );
+    }
+}
+
+/// `rpc-partition` over many seeds at 8 and 16 nodes: `cargo test --release -p foundation-sim
+/// --test scenarios -- --ignored rpc_partition_over`. `RPC_SEEDS=N` sets the count (default 100).
+#[test]
+#[ignore = "minutes in a debug build; run with --release"]
+fn rpc_partition_over_many_seeds() {
+    let seeds: u64 = std::env::var("RPC_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
+    for nodes in [8, 16] {
+        for r in check_all_pass_at("rpc-partition", nodes, 1..seeds + 1) {
+            for (outcome, n) in &r.measurements.calls {
+                *outcomes.entry(outcome.clone()).or_default() += n;
+            }
+        }
+    }
+    eprintln!("rpc-partition, {seeds} seeds at 8 and at 16 nodes, calls by outcome: {outcomes:?}");
+}
+
+#[test]
+fn pubsub_partition_holds() {
+    let reports = check_all_pass_at("pubsub-partition", 8, 1..3);
+    for r in &reports {
+        let delivered = r.measurements.publications_delivered;
+        assert!(delivered > 5000, "seed {}: {delivered} delivered", r.seed);
+    }
+}
+
+#[test]
 fn registry_churn_holds() {
     let mut reports = check_all_pass_at("registry-churn", 12, 1..4);
     reports.extend(check_all_pass_at("registry-churn", 8, 4..7));

@@ -96,6 +96,24 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// A directory that lists only `instances` (for routing tests and tools).
+    pub fn of_instances(instances: impl IntoIterator<Item = Instance>) -> Self {
+        let mut services: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+        for instance in instances {
+            services
+                .entry(instance.service.clone())
+                .or_default()
+                .push(instance);
+        }
+        Self {
+            services: services
+                .into_iter()
+                .map(|(name, list)| (name, list.into()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
     /// The directory as `core` sees it now.
     pub fn build(core: &Core) -> Self {
         let membership = core.membership();

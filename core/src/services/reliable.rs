@@ -81,7 +81,7 @@ impl<M: Clone> Outgoing<M> {
             .unacked
             .front()
             .is_some_and(|(_, _, sent)| now.saturating_since(*sent) >= timeout);
-        if !overdue {
+        if !overdue || fault_on!(ReliableNeverResends) {
             return Vec::new();
         }
         let oldest = self.oldest();
@@ -164,6 +164,10 @@ impl Incoming {
                 Verdict::Deliver
             }
             std::cmp::Ordering::Less => Verdict::Duplicate,
+            std::cmp::Ordering::Greater if fault_on!(ReliableAcceptsGaps) => {
+                *expected = place.seq + 1;
+                Verdict::Deliver
+            }
             std::cmp::Ordering::Greater => Verdict::Gap,
         }
     }

@@ -26,11 +26,13 @@ use foundation_core::replication::{ReplicationError, ReplicationEvent, Write};
 /// The keyspace the config lives in.
 pub const CONFIG_KEYSPACE: &str = "config";
 
-/// Live values of every keyspace, kept by the driver from the core's change events so the
-/// application can read without a round trip to the driver task.
-pub(crate) type Mirror = Arc<RwLock<BTreeMap<String, BTreeMap<String, Vec<u8>>>>>;
+/// Live values of the config keyspace, kept by the driver from the core's change events so the
+/// application can read config without a round trip to the driver task. Only config: the
+/// other keyspaces are read through their own views (the directory, the variables' published
+/// view), so a copy of them here would be one copy too many.
+pub(crate) type Mirror = Arc<RwLock<BTreeMap<String, Vec<u8>>>>;
 
-/// Applies a change event to the mirror.
+/// Applies a change event to the mirror (changes of other keyspaces are not mirrored).
 pub(crate) fn mirror_apply(mirror: &Mirror, event: &ReplicationEvent) {
     let ReplicationEvent::KeyChanged {
         keyspace, key, new, ..
@@ -38,10 +40,12 @@ pub(crate) fn mirror_apply(mirror: &Mirror, event: &ReplicationEvent) {
     else {
         return;
     };
-    let Ok(mut all) = mirror.write() else {
+    if keyspace != CONFIG_KEYSPACE {
+        return;
+    }
+    let Ok(mut space) = mirror.write() else {
         return; // poisoned only if a reader panicked mid-read; reads stay as they were
     };
-    let space = all.entry(keyspace.clone()).or_default();
     match new {
         Some(value) => {
             space.insert(key.clone(), value.clone());
@@ -197,8 +201,7 @@ impl ConfigHandle {
 
     /// The local value of `key` as JSON bytes.
     pub fn get_raw(&self, key: &str) -> Option<Vec<u8>> {
-        let all = self.mirror.read().ok()?;
-        all.get(CONFIG_KEYSPACE)?.get(key).cloned()
+        self.mirror.read().ok()?.get(key).cloned()
     }
 
     /// Every key and value, for `/config`-style snapshots (values that are not JSON are left out).
@@ -206,9 +209,7 @@ impl ConfigHandle {
         let Ok(all) = self.mirror.read() else {
             return BTreeMap::new();
         };
-        all.get(CONFIG_KEYSPACE)
-            .into_iter()
-            .flatten()
+        all.iter()
             .filter_map(|(k, v)| Some((k.clone(), serde_json::from_slice(v).ok()?)))
             .collect()
     }

@@ -485,22 +485,19 @@ impl Node {
     }
 }
 
-/// A generation that grows across restarts of the same node id: the start time in milliseconds.
-/// A restarted node is thus a newer life of its id, and wins over stale news of the old one.
-/// Puts every restored keyspace's live values into the mirror local reads use.
+/// Puts the restored config's live values into the mirror config reads use.
 fn fill_mirror(mirror: &Mirror, core: &Core) {
-    let replication = core.replication();
+    let Some(config) = core.replication().keyspace(cluster_config::CONFIG_KEYSPACE) else {
+        return;
+    };
     let mut mirror = mirror
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for name in replication.keyspace_names() {
-        if let Some(keyspace) = replication.keyspace(name) {
-            let values = keyspace.iter().map(|(k, v)| (k.to_owned(), v.to_vec()));
-            mirror.insert(name.to_owned(), values.collect());
-        }
-    }
+    mirror.extend(config.iter().map(|(k, v)| (k.to_owned(), v.to_vec())));
 }
 
+/// A generation that grows across restarts of the same node id: the start time in milliseconds.
+/// A restarted node is thus a newer life of its id, and wins over stale news of the old one.
 fn start_generation() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -20,6 +20,14 @@
 //!   and never come back; after every disturbance every live node lists exactly what the live
 //!   nodes registered.
 //!
+//! Checked when the scenario makes calls ([`crate::faults::Fault::Calls`]):
+//! - [`rpc::CallsEnd`]: every call ends by its deadline, a handler runs at most once for a
+//!   call that is not idempotent, and calls started on a quiet cluster succeed.
+//!
+//! Checked when the scenario publishes ([`crate::faults::Fault::Publish`]):
+//! - [`pubsub::Delivery`]: each publication reaches each subscribing application once, only
+//!   where routed, in order per publisher; reliable ones despite lost connections.
+//!
 //! Checked by default when the scenario writes to replicated keyspaces ([`replication_defaults`]):
 //! - [`replication::ReplicasConverge`]: after every disturbance, burst of writes and end of a
 //!   workload, every running node holds the same live data within a bound.
@@ -42,8 +50,10 @@
 pub mod causality;
 pub mod core;
 pub mod membership;
+pub mod pubsub;
 pub mod registry;
 pub mod replication;
+pub mod rpc;
 pub mod seen;
 pub mod separations;
 
@@ -228,4 +238,8 @@ pub struct Measurements {
     pub registry: Vec<registry::RegistryRecord>,
     /// Registry disagreements no disturbance explained (each had to settle within the bound).
     pub registry_unexplained: u64,
+    /// RPC calls by how they ended (`ok`, `unavailable`, …; empty unless the scenario calls).
+    pub calls: std::collections::BTreeMap<String, u64>,
+    /// Publications handed to subscribing applications (zero unless the scenario publishes).
+    pub publications_delivered: u64,
 }

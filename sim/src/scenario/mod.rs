@@ -276,6 +276,19 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
             w.validate()?;
             vec![&w.nodes]
         }
+        Fault::Calls(calls) => {
+            calls.validate()?;
+            vec![&calls.nodes]
+        }
+        Fault::Publish(publishes) => {
+            publishes.validate()?;
+            vec![&publishes.nodes]
+        }
+        Fault::Subscribe { nodes, pattern } => {
+            foundation_core::services::topic::Pattern::parse(pattern)
+                .map_err(|e| format!("pattern {pattern:?}: {e}"))?;
+            vec![nodes]
+        }
         Fault::Register {
             nodes, instances, ..
         } if *instances == 0 => {

@@ -5,7 +5,9 @@ use std::panic::{self, AssertUnwindSafe};
 
 use super::{Scenario, Scheduled};
 use crate::faults::{Fault, Nodes};
+use crate::invariants::pubsub::Delivery;
 use crate::invariants::registry::RegistryConsistent;
+use crate::invariants::rpc::CallsEnd;
 use crate::invariants::{self, Check, Invariant, Measurements};
 use crate::report::{
     InvariantOutcome, ReplicationReport, RunReport, TimelineEntry, Traffic, TrafficTotals,
@@ -118,6 +120,20 @@ impl<'a> Runner<'a> {
             all.push(Box::new(RegistryConsistent::for_simulator(
                 &scenario.bounds,
             )));
+        }
+        let calls = scenario
+            .schedule
+            .iter()
+            .any(|s| matches!(s.fault, Fault::Calls(_)));
+        if calls {
+            all.push(Box::new(CallsEnd::new(&scenario.bounds)));
+        }
+        let publishes = scenario
+            .schedule
+            .iter()
+            .any(|s| matches!(s.fault, Fault::Publish(_)));
+        if publishes {
+            all.push(Box::new(Delivery::new()));
         }
         all.extend(scenario.extra.iter().map(|make| make()));
         let watched = all

@@ -10,10 +10,12 @@ use crate::invariants::registry::RegistryConsistent;
 use crate::invariants::replication::OriginsRetired;
 use crate::invariants::Bounds;
 use crate::network::LinkModel;
+use crate::pubsub::Publishes;
+use crate::rpc::Calls;
 use crate::writes::{Workload, Writes};
 
 /// Names of the standard scenarios.
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 16] = [
     "steady",
     "partition-heal",
     "flaky-network",
@@ -23,6 +25,8 @@ pub const NAMES: [&str; 14] = [
     "rolling-restart",
     "registry-partition",
     "registry-churn",
+    "rpc-partition",
+    "pubsub-partition",
     "split-writes",
     "replicated-chaos",
     "lagging-replica",
@@ -41,6 +45,8 @@ pub fn by_name(name: &str, nodes: usize) -> Option<Scenario> {
         "mass-join" => mass_join(),
         "registry-partition" => registry_partition(),
         "registry-churn" => registry_churn(),
+        "rpc-partition" => rpc_partition(),
+        "pubsub-partition" => pubsub_partition(),
         "rolling-restart" => return Some(rolling_restart(nodes)),
         "split-writes" => split_writes(),
         "replicated-chaos" => replicated_chaos(),
@@ -349,6 +355,82 @@ fn registry_partition() -> Scenario {
         .at(secs(92), register(Nodes::One(3), "api", 1))
         .at(secs(97), Fault::Stop(Nodes::One(4)))
         .at(REGISTRY_PARTITION_LAST_DEATH, Fault::Crash(Nodes::One(0)))
+}
+
+/// When `rpc_partition`'s last disturbance happens.
+const RPC_PARTITION_LAST_DISTURBANCE: Duration = Duration::from_secs(44);
+
+/// RPC calls from every node through a partition, a crash and restart, a lossy spell and a
+/// stall, then a quiet stretch long enough for the registry to settle (checked by
+/// `rpc-calls`: deadlines kept, no second run of a call that is not idempotent, and calls on
+/// the quiet cluster succeed).
+fn rpc_partition() -> Scenario {
+    let (minority, majority) = (
+        Nodes::Named("minority".into()),
+        Nodes::Named("majority".into()),
+    );
+    let register = |nodes: Nodes, service: &str| Fault::Register {
+        nodes,
+        service: service.into(),
+        instances: 1,
+    };
+    let settle = RegistryConsistent::for_simulator(&Bounds::default())
+        .bounds()
+        .1;
+    let end = RPC_PARTITION_LAST_DISTURBANCE + settle + secs(10);
+    let calls = |service: &str, rate: f64| {
+        Fault::Calls(Calls::new(Nodes::All, service, rate, end - secs(5)))
+    };
+    Scenario::new("rpc-partition")
+        .describe("calls from every node to a service on every node, one on half and a slow one (handlers of 20–700 ms against 500 ms deadlines); 40 % cut off for 14 s with a crash and restart inside, heal; a crash and restart, a lossy spell, a stall; then quiet until the registry must have settled, when every call must reach a handler")
+        .duration(end)
+        .group("majority", Nodes::Share { from: 0.0, to: 0.6 })
+        .group("minority", Nodes::Share { from: 0.6, to: 1.0 })
+        .at(secs(3), register(Nodes::All, "api"))
+        .at(secs(3), register(Nodes::Share { from: 0.0, to: 0.5 }, "billing"))
+        .at(secs(3), register(Nodes::All, "slow-report"))
+        .at(secs(5), calls("api", 200.0))
+        .at(secs(5), calls("billing", 100.0))
+        .at(secs(5), calls("slow-report", 40.0))
+        .at(secs(10), Fault::Partition(minority, majority))
+        .at(secs(16), Fault::Crash(Nodes::One(3)))
+        .at(secs(20), Fault::Restart(Nodes::One(3), Identity::Same))
+        .at(secs(24), Fault::Heal)
+        .at(secs(28), Fault::Crash(Nodes::One(1)))
+        .at(secs(33), Fault::Restart(Nodes::One(1), Identity::Same))
+        .at(secs(36), Fault::Network(LinkModel::flaky()))
+        .at(secs(40), Fault::Network(LinkModel::lan()))
+        .at(RPC_PARTITION_LAST_DISTURBANCE, Fault::Stall(Nodes::One(2), millis(1500)))
+}
+
+/// Publications from every node, half reliable, to subscribers on every node (a wildcard
+/// pattern) and on a third (a literal topic), through a partition, a crash and restart, a lossy
+/// spell and a stall (checked by `pubsub-delivery`).
+fn pubsub_partition() -> Scenario {
+    let (minority, majority) = (
+        Nodes::Named("minority".into()),
+        Nodes::Named("majority".into()),
+    );
+    let subscribe = |nodes: Nodes, pattern: &str| Fault::Subscribe {
+        nodes,
+        pattern: pattern.into(),
+    };
+    let topics = ["orders.eu.created", "orders.us.created", "audit"];
+    Scenario::new("pubsub-partition")
+        .describe("publications from every node, half reliable, to a wildcard subscriber on every node and a literal one on a third; 40 % cut off for 10 s, heal; a crash and restart, a lossy spell, a stall; quiet to the end")
+        .duration(secs(60))
+        .group("majority", Nodes::Share { from: 0.0, to: 0.6 })
+        .group("minority", Nodes::Share { from: 0.6, to: 1.0 })
+        .at(secs(3), subscribe(Nodes::All, "orders.*.created"))
+        .at(secs(3), subscribe(Nodes::Share { from: 0.3, to: 0.65 }, "audit"))
+        .at(secs(5), Fault::Publish(Publishes::new(Nodes::All, &topics, 150.0, secs(50))))
+        .at(secs(12), Fault::Partition(minority, majority))
+        .at(secs(22), Fault::Heal)
+        .at(secs(26), Fault::Crash(Nodes::One(1)))
+        .at(secs(30), Fault::Restart(Nodes::One(1), Identity::Same))
+        .at(secs(34), Fault::Network(LinkModel::flaky()))
+        .at(secs(38), Fault::Network(LinkModel::lan()))
+        .at(secs(42), Fault::Stall(Nodes::One(2), millis(1500)))
 }
 
 /// When `registry-consistent` must have seen the entries of a life that ended at `death` reaped

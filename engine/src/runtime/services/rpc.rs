@@ -11,7 +11,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,22 +19,23 @@ use foundation_transport::{Endpoint, IncomingRequest, NodeId, RequestError};
 use rand10::rngs::StdRng;
 use rand10::SeedableRng;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::Instant as TokioInstant;
 use tracing::Instrument;
 
 use super::handler::{Call, Handler};
 use super::metrics::{Outcome, Service, ServicesMetrics, State};
 use super::registry::{lock, Shared};
-use foundation_core::services::balance::{Balancer, Candidate, Strategy};
+use foundation_core::services::admission::Admission;
 use foundation_core::services::breaker::{
-    BreakerConfig, BreakerConfigError, Breakers, Outcome as CallOutcome, Permit,
-    State as BreakerState, Transition,
+    BreakerConfig, BreakerConfigError, State as BreakerState,
 };
-use foundation_core::services::rate_limit::{RateLimit, RateLimits};
+use foundation_core::services::rate_limit::RateLimit;
+use foundation_core::services::router::{Attempt, AttemptEnd, CallPlan, Router, Step};
+pub use foundation_core::services::router::{CallOptions, RpcError};
 use foundation_core::services::trace::TraceContext;
 use foundation_core::services::wire::{RemoteError, RpcReply, RpcRequest};
-use foundation_core::services::{Directory, Instance, InstanceId};
+use foundation_core::services::{Directory, Instance};
 use foundation_core::time::Instant;
 
 tokio::task_local! {
@@ -51,102 +51,6 @@ pub fn current_trace() -> Option<TraceContext> {
 /// Runs `future` with `trace` as the current trace.
 pub async fn with_trace<F: std::future::Future>(trace: TraceContext, future: F) -> F::Output {
     CURRENT_TRACE.scope(trace, future).await
-}
-
-/// How one call is routed.
-#[derive(Clone, Debug)]
-pub struct CallOptions {
-    /// How an instance is chosen.
-    pub strategy: Strategy,
-    /// The key for [`Strategy::ConsistentHash`].
-    pub key: Option<Vec<u8>>,
-    /// Whether running the request twice is harmless, so a timeout or a lost connection may
-    /// be retried on another instance.
-    pub idempotent: bool,
-    /// Most instances tried.
-    pub max_attempts: u32,
-}
-
-impl Default for CallOptions {
-    fn default() -> Self {
-        Self {
-            strategy: Strategy::RoundRobin,
-            key: None,
-            idempotent: false,
-            max_attempts: 3,
-        }
-    }
-}
-
-impl CallOptions {
-    /// Routes by `strategy`.
-    pub fn strategy(mut self, strategy: Strategy) -> Self {
-        self.strategy = strategy;
-        self
-    }
-
-    /// Consistent hashing on `key`: the same key goes to the same instance.
-    pub fn hash_key(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.strategy = Strategy::ConsistentHash;
-        self.key = Some(key.into());
-        self
-    }
-
-    /// Marks the call idempotent (retried after timeouts and lost connections).
-    pub fn idempotent(mut self) -> Self {
-        self.idempotent = true;
-        self
-    }
-}
-
-/// Why a call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RpcError {
-    /// No healthy instance of the service is visible.
-    #[error("no healthy instance of {service:?}")]
-    NoInstances {
-        /// The service.
-        service: String,
-    },
-    /// Every healthy instance's circuit breaker is open.
-    #[error("every instance of {service:?} is failing (circuit open)")]
-    CircuitOpen {
-        /// The service.
-        service: String,
-    },
-    /// The deadline passed.
-    #[error(
-        "call to {service:?} exceeded its deadline of {deadline:?} after {attempts} attempt(s)"
-    )]
-    DeadlineExceeded {
-        /// The service.
-        service: String,
-        /// The deadline given.
-        deadline: Duration,
-        /// Instances tried.
-        attempts: u32,
-    },
-    /// The handler answered with an error.
-    #[error("{service:?} failed: {message}")]
-    Handler {
-        /// The service.
-        service: String,
-        /// The handler's message.
-        message: String,
-    },
-    /// Every attempt failed without an answer.
-    #[error("{service:?} unavailable after {attempts} attempt(s): {last}")]
-    Unavailable {
-        /// The service.
-        service: String,
-        /// Instances tried.
-        attempts: u32,
-        /// The last failure.
-        last: String,
-    },
-    /// The request could not be encoded, or the response decoded.
-    #[error("{0}")]
-    Codec(String),
 }
 
 /// Settings of the RPC layer.
@@ -170,26 +74,27 @@ impl Default for RpcConfig {
     }
 }
 
-/// Routing state shared by every clone of the handle.
+/// Routing state shared by every clone of the handle: the core's router and the randomness
+/// it and new traces draw from, under one lock.
 pub(crate) struct RpcState {
-    balancer: Mutex<Balancer<String>>,
-    breakers: Mutex<Breakers<InstanceId>>,
-    outstanding: Mutex<BTreeMap<InstanceId, u32>>,
-    rng: Mutex<StdRng>,
+    routing: Mutex<Routing>,
     epoch: TokioInstant,
     metrics: ServicesMetrics,
 }
 
-/// Calling nodes whose rate-limit buckets a node keeps; callers beyond share one bucket.
-const RATE_LIMITED_CALLERS_MAX: usize = 10_000;
+struct Routing {
+    router: Router,
+    rng: StdRng,
+}
 
 impl RpcState {
     pub fn new(config: &RpcConfig, metrics: ServicesMetrics) -> Result<Self, BreakerConfigError> {
+        let routing = Routing {
+            router: Router::new(config.breaker)?,
+            rng: StdRng::from_rng(&mut rand10::rng()),
+        };
         Ok(Self {
-            balancer: Mutex::new(Balancer::new()),
-            breakers: Mutex::new(Breakers::new(config.breaker)?),
-            outstanding: Mutex::default(),
-            rng: Mutex::new(StdRng::from_rng(&mut rand10::rng())),
+            routing: Mutex::new(routing),
             epoch: TokioInstant::now(),
             metrics,
         })
@@ -199,27 +104,54 @@ impl RpcState {
         Instant::from_elapsed(self.epoch.elapsed())
     }
 
-    /// Drops breakers and counters of instances no longer in `directory`, so they do not
-    /// accumulate over instance churn.
+    /// Drops the routing state of instances no longer in `directory`.
     pub fn forget_missing(&self, directory: &Directory) {
-        let visible: BTreeSet<InstanceId> = directory.all().map(|i| i.id).collect();
-        let mut breakers = lock(&self.breakers);
-        let gone: Vec<InstanceId> = breakers
-            .states()
-            .map(|(id, _)| *id)
-            .filter(|id| !visible.contains(id))
-            .collect();
-        for id in &gone {
-            breakers.remove(id);
-        }
-        lock(&self.outstanding).retain(|id, _| visible.contains(id));
+        lock(&self.routing).router.forget_missing(directory);
     }
 
     fn new_trace(&self) -> TraceContext {
-        let mut rng = lock(&self.rng);
+        let rng = &mut lock(&self.routing).rng;
         match current_trace() {
-            Some(parent) => parent.child(&mut *rng),
-            None => TraceContext::new_root(&mut *rng, true),
+            Some(parent) => parent.child(rng),
+            None => TraceContext::new_root(rng, true),
+        }
+    }
+
+    /// The call's next step, with breaker changes counted.
+    fn next(&self, call: &mut CallPlan, directory: &Directory) -> Step {
+        let now = self.now();
+        let routing = &mut *lock(&self.routing);
+        let step = routing.router.next(now, call, directory, &mut routing.rng);
+        self.count_transitions(&mut routing.router);
+        step
+    }
+
+    /// Takes in how an attempt ended: the call's answer, or `None` to go on.
+    fn finish(
+        &self,
+        call: &mut CallPlan,
+        attempt: Attempt,
+        end: AttemptEnd,
+    ) -> Option<Result<Vec<u8>, RpcError>> {
+        let now = self.now();
+        let router = &mut lock(&self.routing).router;
+        let answer = router.finish(now, call, attempt, end);
+        self.count_transitions(router);
+        answer
+    }
+
+    fn count_transitions(&self, router: &mut Router) {
+        for (instance, transition) in router.take_transitions() {
+            let state = match transition.to {
+                BreakerState::Closed => "closed",
+                BreakerState::Open => "open",
+                BreakerState::HalfOpen => "half_open",
+            };
+            tracing::info!(%instance, state, "circuit breaker changed state");
+            self.metrics
+                .breaker_transitions
+                .get_or_create(&State { state })
+                .inc();
         }
     }
 }
@@ -230,13 +162,6 @@ pub struct RpcHandle {
     pub(crate) shared: Arc<Shared>,
     pub(crate) state: Arc<RpcState>,
     pub(crate) endpoint: Endpoint,
-}
-
-/// How one attempt ended.
-enum Attempt {
-    Done(Result<Bytes, RpcError>),
-    /// Failed in a way that allows another instance.
-    Retry(String),
 }
 
 impl RpcHandle {
@@ -278,17 +203,9 @@ impl RpcHandle {
         let trace = self.state.new_trace();
         let span = tracing::debug_span!("rpc.call", service, trace_id = %trace.trace_id);
         let result = self
-            .route(service, body, started + deadline, options, trace)
+            .route(service, body, deadline, options, trace)
             .instrument(span)
-            .await
-            .map_err(|e| match e {
-                RpcError::DeadlineExceeded { attempts, .. } => RpcError::DeadlineExceeded {
-                    service: service.to_owned(),
-                    deadline,
-                    attempts,
-                },
-                other => other,
-            });
+            .await;
         self.record(service, started, &result);
         result
     }
@@ -297,31 +214,18 @@ impl RpcHandle {
         &self,
         service: &str,
         body: Bytes,
-        until: TokioInstant,
+        deadline: Duration,
         options: &CallOptions,
         trace: TraceContext,
     ) -> Result<Bytes, RpcError> {
-        let mut tried: Vec<InstanceId> = Vec::new();
-        let mut last = None;
-        let mut attempts = 0;
-        while attempts < options.max_attempts.max(1) {
-            let Some((instance, permit)) = self.pick(service, options, &mut tried)? else {
-                break;
+        let mut call = CallPlan::new(service, options.clone(), self.state.now(), deadline);
+        loop {
+            let directory = self.shared.directory.borrow().clone();
+            let attempt = match self.state.next(&mut call, &directory) {
+                Step::Attempt(attempt) => attempt,
+                Step::Done(result) => return result.map(Bytes::from),
             };
-            let now = TokioInstant::now();
-            if now >= until {
-                return Err(self.deadline(service, attempts));
-            }
-            // An idempotent call keeps time for the attempts after this one, so one hung
-            // instance cannot eat the whole deadline.
-            let left = options.max_attempts.saturating_sub(attempts).max(1);
-            let budget = if options.idempotent {
-                (until - now) / left
-            } else {
-                until - now
-            };
-            attempts += 1;
-            if attempts > 1 {
+            if attempt.number > 1 {
                 self.state
                     .metrics
                     .retries
@@ -330,197 +234,34 @@ impl RpcHandle {
                     })
                     .inc();
             }
-            match self
-                .attempt(&instance, permit, &body, budget, options, trace)
-                .await
-            {
-                Attempt::Done(result) => return result,
-                Attempt::Retry(reason) => last = Some(reason),
-            }
-        }
-        if TokioInstant::now() >= until {
-            return Err(self.deadline(service, attempts));
-        }
-        match last {
-            Some(last) => Err(RpcError::Unavailable {
-                service: service.to_owned(),
-                attempts,
-                last,
-            }),
-            None if attempts == 0 && !tried.is_empty() => Err(RpcError::CircuitOpen {
-                service: service.to_owned(),
-            }),
-            None => Err(RpcError::NoInstances {
-                service: service.to_owned(),
-            }),
-        }
-    }
-
-    fn deadline(&self, service: &str, attempts: u32) -> RpcError {
-        RpcError::DeadlineExceeded {
-            service: service.to_owned(),
-            deadline: Duration::ZERO,
-            attempts,
-        }
-    }
-
-    /// The next instance to try: routable, not tried, breaker closed (or granting a trial).
-    /// Instances whose breaker refuses are added to `tried` without costing an attempt.
-    fn pick(
-        &self,
-        service: &str,
-        options: &CallOptions,
-        tried: &mut Vec<InstanceId>,
-    ) -> Result<Option<(Instance, Permit)>, RpcError> {
-        let all = self.shared.directory.borrow().instances(service);
-        let instances: Vec<&Instance> = all.iter().filter(|i| i.record.routable()).collect();
-        if instances.is_empty() {
-            return Err(RpcError::NoInstances {
-                service: service.to_owned(),
-            });
-        }
-        let candidates = self.candidates(&instances);
-        loop {
-            let picked = {
-                let mut rng = lock(&self.state.rng);
-                lock(&self.state.balancer).pick_excluding(
-                    service,
-                    &options.strategy,
-                    &candidates,
-                    options.key.as_deref(),
-                    tried,
-                    &mut *rng,
-                )
-            };
-            let Some(index) = picked else {
-                return Ok(None);
-            };
-            let instance = instances[index];
-            let allowed = lock(&self.state.breakers).allow(self.state.now(), &instance.id);
-            tried.push(instance.id);
-            if let Ok(permit) = allowed {
-                if let Some(transition) = permit.transition() {
-                    self.count_transition(transition);
-                }
-                return Ok(Some((instance.clone(), permit)));
+            let end = self.carry(&attempt, &body, trace).await;
+            if let Some(answer) = self.state.finish(&mut call, attempt, end) {
+                return answer.map(Bytes::from);
             }
         }
     }
 
-    fn candidates(&self, instances: &[&Instance]) -> Vec<Candidate<InstanceId>> {
-        let outstanding = lock(&self.state.outstanding);
-        instances
-            .iter()
-            .map(|i| Candidate {
-                id: i.id,
-                weight: i.record.weight,
-                outstanding: outstanding.get(&i.id).copied().unwrap_or(0),
-                is_local: i.local,
-            })
-            .collect()
-    }
-
-    async fn attempt(
-        &self,
-        instance: &Instance,
-        permit: Permit,
-        body: &Bytes,
-        budget: Duration,
-        options: &CallOptions,
-        trace: TraceContext,
-    ) -> Attempt {
-        *lock(&self.state.outstanding)
-            .entry(instance.id)
-            .or_default() += 1;
-        let result = if instance.local {
-            self.call_local(instance, body.clone(), budget, trace).await
-        } else {
-            self.call_remote(instance, body, budget, trace).await
-        };
+    /// Carries one attempt to its instance, in this node or over the network.
+    async fn carry(&self, attempt: &Attempt, body: &Bytes, trace: TraceContext) -> AttemptEnd {
+        let instance = &attempt.instance;
+        if instance.local {
+            let reply = self
+                .call_local(instance, body.clone(), attempt.budget, trace)
+                .await;
+            return AttemptEnd::Reply(reply);
+        }
+        match self
+            .call_remote(instance, body, attempt.budget, trace)
+            .await
         {
-            let mut outstanding = lock(&self.state.outstanding);
-            if let Some(n) = outstanding.get_mut(&instance.id) {
-                *n -= 1;
-                if *n == 0 {
-                    outstanding.remove(&instance.id);
-                }
-            }
-        }
-        self.classify(instance, permit, result, options.idempotent)
-    }
-
-    /// Turns an attempt's result into an answer or a retry, and tells the breaker.
-    fn classify(
-        &self,
-        instance: &Instance,
-        permit: Permit,
-        result: Result<RpcReply, RequestError>,
-        idempotent: bool,
-    ) -> Attempt {
-        let service = instance.service.clone();
-        let (healthy, attempt) = match result {
-            Ok(RpcReply::Ok(body)) => (true, Attempt::Done(Ok(body.into()))),
-            // A handler's own error is an answer: the instance works.
-            Ok(RpcReply::Err(RemoteError::Handler(message))) => (
-                true,
-                Attempt::Done(Err(RpcError::Handler { service, message })),
-            ),
-            Ok(RpcReply::Err(RemoteError::RateLimited { retry_after_ms })) => (
-                true,
-                Attempt::Retry(format!("rate limited; retry after {retry_after_ms} ms")),
-            ),
-            Ok(RpcReply::Err(e)) if e.not_executed() => (false, Attempt::Retry(e.to_string())),
-            Ok(RpcReply::Err(e)) if idempotent => (false, Attempt::Retry(e.to_string())),
-            Ok(RpcReply::Err(e)) => (
-                false,
-                Attempt::Done(Err(RpcError::Unavailable {
-                    service,
-                    attempts: 1,
-                    last: e.to_string(),
-                })),
-            ),
-            Err(RequestError::Unreachable(e)) => (false, Attempt::Retry(e)),
+            Ok(reply) => AttemptEnd::Reply(reply),
+            Err(RequestError::Unreachable(e)) => AttemptEnd::NotDelivered(e),
             Err(RequestError::Refused(code)) => {
-                (false, Attempt::Retry(format!("refused (code {code})")))
+                AttemptEnd::NotDelivered(format!("refused (code {code})"))
             }
-            Err(e @ RequestError::TooLarge { .. }) => {
-                (true, Attempt::Done(Err(RpcError::Codec(e.to_string()))))
-            }
-            Err(e) if idempotent => (false, Attempt::Retry(e.to_string())),
-            Err(e) => (
-                false,
-                Attempt::Done(Err(RpcError::Unavailable {
-                    service,
-                    attempts: 1,
-                    last: e.to_string(),
-                })),
-            ),
-        };
-        let outcome = if healthy {
-            CallOutcome::Success
-        } else {
-            CallOutcome::Failure
-        };
-        let transition =
-            lock(&self.state.breakers).record(self.state.now(), &instance.id, permit, outcome);
-        if let Some(transition) = transition {
-            self.count_transition(transition);
+            Err(e @ RequestError::TooLarge { .. }) => AttemptEnd::TooLarge(e.to_string()),
+            Err(e) => AttemptEnd::Lost(e.to_string()),
         }
-        attempt
-    }
-
-    fn count_transition(&self, transition: Transition) {
-        let state = match transition.to {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        };
-        tracing::info!(state, "circuit breaker changed state");
-        self.state
-            .metrics
-            .breaker_transitions
-            .get_or_create(&State { state })
-            .inc();
     }
 
     async fn call_remote(
@@ -554,7 +295,7 @@ impl RpcHandle {
         body: Bytes,
         budget: Duration,
         trace: TraceContext,
-    ) -> Result<RpcReply, RequestError> {
+    ) -> RpcReply {
         let call = Call {
             service: instance.service.clone(),
             caller: self.endpoint.local().id,
@@ -562,18 +303,13 @@ impl RpcHandle {
             deadline: TokioInstant::now() + budget,
             body,
         };
-        Ok(run_handler(&self.shared, instance.id.local, call).await)
+        run_handler(&self.shared, instance.id.local, call).await
     }
 
     fn record(&self, service: &str, started: TokioInstant, result: &Result<Bytes, RpcError>) {
         let outcome = match result {
             Ok(_) => "ok",
-            Err(RpcError::Handler { .. }) => "handler_error",
-            Err(RpcError::DeadlineExceeded { .. }) => "deadline_exceeded",
-            Err(RpcError::NoInstances { .. }) => "no_instances",
-            Err(RpcError::CircuitOpen { .. }) => "circuit_open",
-            Err(RpcError::Unavailable { .. }) => "unavailable",
-            Err(RpcError::Codec(_)) => "codec",
+            Err(e) => e.outcome(),
         };
         let metrics = &self.state.metrics;
         metrics
@@ -621,35 +357,32 @@ pub(crate) async fn serve(
     metrics: ServicesMetrics,
     mut requests: mpsc::Receiver<IncomingRequest>,
 ) {
-    let running = Arc::new(Semaphore::new(config.max_concurrent_calls));
-    let limits = config.rate_limit.map(|limit| {
-        Arc::new(Mutex::new(RateLimits::<NodeId>::new(
-            limit,
-            RATE_LIMITED_CALLERS_MAX,
-        )))
-    });
+    let gate = Arc::new(Mutex::new(Admission::new(
+        config.rate_limit,
+        config.max_concurrent_calls,
+    )));
     let epoch = TokioInstant::now();
     while let Some(request) = requests.recv().await {
         let (from, payload, deadline, responder) = request.into_parts();
-        let limited = limits.as_ref().and_then(|limits| {
-            let now = Instant::from_elapsed(epoch.elapsed());
-            lock(limits).try_acquire(now, &from).err()
-        });
-        let shared = shared.clone();
-        let metrics = metrics.clone();
-        let permit = running.clone().try_acquire_owned();
+        let now = Instant::from_elapsed(epoch.elapsed());
+        let admitted = lock(&gate).admit(now, from, &payload);
+        let (shared, metrics, gate) = (shared.clone(), metrics.clone(), gate.clone());
         tokio::spawn(async move {
-            let (service, reply) = match (limited, permit) {
-                (Some(limited), _) => {
-                    metrics.rate_limited.inc();
-                    let retry_after_ms = limited.retry_after.as_millis() as u64;
+            let (service, reply) = match admitted {
+                Ok(request) => {
+                    let _running = Running(gate);
+                    let service = request.service.clone();
                     (
-                        None,
-                        RpcReply::Err(RemoteError::RateLimited { retry_after_ms }),
+                        Some(service),
+                        answer(&shared, from, request, deadline).await,
                     )
                 }
-                (None, Err(_)) => (None, RpcReply::Err(RemoteError::Overloaded)),
-                (None, Ok(_permit)) => answer(&shared, from, &payload, deadline).await,
+                Err(refused) => {
+                    if matches!(refused, RemoteError::RateLimited { .. }) {
+                        metrics.rate_limited.inc();
+                    }
+                    (None, RpcReply::Err(refused))
+                }
             };
             count_served(&metrics, service, &reply);
             let bytes = postcard::to_stdvec(&reply).unwrap_or_default();
@@ -659,25 +392,29 @@ pub(crate) async fn serve(
     }
 }
 
+/// An admitted call, counted as running until dropped (also when its task is cancelled).
+struct Running(Arc<Mutex<Admission>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        lock(&self.0).finished();
+    }
+}
+
 async fn answer(
     shared: &Shared,
     from: NodeId,
-    payload: &[u8],
+    request: RpcRequest,
     deadline: TokioInstant,
-) -> (Option<String>, RpcReply) {
-    let request: RpcRequest = match postcard::from_bytes(payload) {
-        Ok(request) => request,
-        Err(e) => return (None, RpcReply::Err(RemoteError::BadRequest(e.to_string()))),
-    };
+) -> RpcReply {
     let call = Call {
-        service: request.service.clone(),
+        service: request.service,
         caller: from,
         trace: request.trace,
         deadline,
         body: request.body.into(),
     };
-    let reply = run_handler(shared, request.instance, call).await;
-    (Some(request.service), reply)
+    run_handler(shared, request.instance, call).await
 }
 
 fn count_served(metrics: &ServicesMetrics, service: Option<String>, reply: &RpcReply) {

@@ -1,0 +1,466 @@
+//! Where an RPC call goes: the deterministic routing machine behind `node.rpc()`.
+//!
+//! A call is a [`CallPlan`]; the [`Router`] picks each attempt's instance (load balancing over
+//! the healthy instances the directory shows, skipping those whose circuit breaker refuses),
+//! gives it a share of the deadline, and judges how the attempt ended: an answer, a retry on
+//! another instance, or a final failure. It never performs I/O and never reads a clock; the
+//! runtime carries attempts over QUIC and the simulator over its faulty network, both through
+//! this same code.
+//!
+//! Retry rule: any call may move to another instance when the handler certainly did not run
+//! (unreachable, refused, no such instance, rate limited, overloaded); an idempotent call also
+//! after a timeout or a lost connection, where the handler may have run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use rand10::Rng;
+
+use super::balance::{Balancer, Candidate, Strategy};
+use super::breaker::{
+    BreakerConfig, BreakerConfigError, Breakers, Outcome as BreakerOutcome, Permit, Transition,
+};
+use super::directory::{Directory, Instance, InstanceId};
+use super::wire::{RemoteError, RpcReply};
+use crate::time::Instant;
+
+/// How one call is routed.
+#[derive(Clone, Debug)]
+pub struct CallOptions {
+    /// How an instance is chosen.
+    pub strategy: Strategy,
+    /// The key for [`Strategy::ConsistentHash`].
+    pub key: Option<Vec<u8>>,
+    /// Whether running the request twice is harmless, so a timeout or a lost connection may
+    /// be retried on another instance.
+    pub idempotent: bool,
+    /// Most instances tried.
+    pub max_attempts: u32,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::RoundRobin,
+            key: None,
+            idempotent: false,
+            max_attempts: 3,
+        }
+    }
+}
+
+impl CallOptions {
+    /// Routes by `strategy`.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Consistent hashing on `key`: the same key goes to the same instance.
+    pub fn hash_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.strategy = Strategy::ConsistentHash;
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Marks the call idempotent (retried after timeouts and lost connections).
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+}
+
+/// Why a call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    /// No healthy instance of the service is visible.
+    #[error("no healthy instance of {service:?}")]
+    NoInstances {
+        /// The service.
+        service: String,
+    },
+    /// Every healthy instance's circuit breaker is open.
+    #[error("every instance of {service:?} is failing (circuit open)")]
+    CircuitOpen {
+        /// The service.
+        service: String,
+    },
+    /// The deadline passed.
+    #[error(
+        "call to {service:?} exceeded its deadline of {deadline:?} after {attempts} attempt(s)"
+    )]
+    DeadlineExceeded {
+        /// The service.
+        service: String,
+        /// The deadline given.
+        deadline: Duration,
+        /// Instances tried.
+        attempts: u32,
+    },
+    /// The handler answered with an error.
+    #[error("{service:?} failed: {message}")]
+    Handler {
+        /// The service.
+        service: String,
+        /// The handler's message.
+        message: String,
+    },
+    /// Every attempt failed without an answer.
+    #[error("{service:?} unavailable after {attempts} attempt(s): {last}")]
+    Unavailable {
+        /// The service.
+        service: String,
+        /// Instances tried.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// The request could not be encoded, or the response decoded.
+    #[error("{0}")]
+    Codec(String),
+}
+
+impl RpcError {
+    /// A short stable name of the outcome, for metrics and traces.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            RpcError::Handler { .. } => "handler_error",
+            RpcError::DeadlineExceeded { .. } => "deadline_exceeded",
+            RpcError::NoInstances { .. } => "no_instances",
+            RpcError::CircuitOpen { .. } => "circuit_open",
+            RpcError::Unavailable { .. } => "unavailable",
+            RpcError::Codec(_) => "codec",
+        }
+    }
+}
+
+/// How an attempt ended, as whoever carried it saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// The instance's node answered.
+    Reply(RpcReply),
+    /// The request never reached a handler (no connection, refused before reading it).
+    NotDelivered(String),
+    /// The request is larger than the transport carries: no instance can take it.
+    TooLarge(String),
+    /// No answer arrived (time ran out, the connection broke): the handler may have run.
+    Lost(String),
+}
+
+/// One attempt to carry out: call `instance` and give up after `budget`.
+#[derive(Debug)]
+pub struct Attempt {
+    /// The instance to call.
+    pub instance: Instance,
+    /// How long this attempt may take.
+    pub budget: Duration,
+    /// Which attempt of its call this is, from 1.
+    pub number: u32,
+    permit: Permit,
+}
+
+/// What a call does next.
+#[derive(Debug)]
+pub enum Step {
+    /// Carry out this attempt, then report its end to [`Router::finish`].
+    Attempt(Attempt),
+    /// The call is over.
+    Done(Result<Vec<u8>, RpcError>),
+}
+
+/// One call in flight: what it asked for and what its attempts have done so far.
+#[derive(Clone, Debug)]
+pub struct CallPlan {
+    service: String,
+    options: CallOptions,
+    deadline: Duration,
+    until: Instant,
+    tried: Vec<InstanceId>,
+    attempts: u32,
+    last: Option<String>,
+}
+
+impl CallPlan {
+    /// A call to `service`, started at `now`, that must end within `deadline`.
+    pub fn new(service: &str, options: CallOptions, now: Instant, deadline: Duration) -> Self {
+        Self {
+            service: service.to_owned(),
+            options,
+            deadline,
+            until: now + deadline,
+            tried: Vec::new(),
+            attempts: 0,
+            last: None,
+        }
+    }
+
+    /// The service called.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Attempts made so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// When the call's deadline passes.
+    pub fn until(&self) -> Instant {
+        self.until
+    }
+
+    fn deadline_exceeded(&self) -> RpcError {
+        RpcError::DeadlineExceeded {
+            service: self.service.clone(),
+            deadline: self.deadline,
+            attempts: self.attempts,
+        }
+    }
+
+    /// The error when no further attempt is possible.
+    fn exhausted(&mut self, now: Instant) -> RpcError {
+        if now >= self.until {
+            return self.deadline_exceeded();
+        }
+        let service = self.service.clone();
+        match self.last.take() {
+            Some(last) => RpcError::Unavailable {
+                service,
+                attempts: self.attempts,
+                last,
+            },
+            None if self.attempts == 0 && !self.tried.is_empty() => {
+                RpcError::CircuitOpen { service }
+            }
+            None => RpcError::NoInstances { service },
+        }
+    }
+}
+
+/// Routing state of one calling node: round-robin cursors, a circuit breaker and a count of
+/// outstanding attempts per instance.
+#[derive(Debug)]
+pub struct Router {
+    balancer: Balancer<String>,
+    breakers: Breakers<InstanceId>,
+    outstanding: BTreeMap<InstanceId, u32>,
+    transitions: Vec<(InstanceId, Transition)>,
+}
+
+impl Router {
+    /// A router whose breakers follow `breaker`.
+    pub fn new(breaker: BreakerConfig) -> Result<Self, BreakerConfigError> {
+        Ok(Self {
+            balancer: Balancer::new(),
+            breakers: Breakers::new(breaker)?,
+            outstanding: BTreeMap::new(),
+            transitions: Vec::new(),
+        })
+    }
+
+    /// The next step of `call`: an attempt on a routable instance it has not tried whose
+    /// breaker grants one, or the call's end. Instances whose breaker refuses are marked tried
+    /// without costing an attempt.
+    pub fn next(
+        &mut self,
+        now: Instant,
+        call: &mut CallPlan,
+        directory: &Directory,
+        rng: &mut impl Rng,
+    ) -> Step {
+        if call.attempts >= call.options.max_attempts.max(1) {
+            return Step::Done(Err(call.exhausted(now)));
+        }
+        let all = directory.instances(&call.service);
+        let instances: Vec<&Instance> = all.iter().filter(|i| i.record.routable()).collect();
+        if instances.is_empty() {
+            let service = call.service.clone();
+            return Step::Done(Err(match call.last.take() {
+                Some(last) => RpcError::Unavailable {
+                    service,
+                    attempts: call.attempts,
+                    last,
+                },
+                None => RpcError::NoInstances { service },
+            }));
+        }
+        let Some((instance, permit)) = self.pick(now, call, &instances, rng) else {
+            return Step::Done(Err(call.exhausted(now)));
+        };
+        if now >= call.until {
+            self.breakers
+                .record(now, &instance.id, permit, BreakerOutcome::Cancelled);
+            return Step::Done(Err(call.deadline_exceeded()));
+        }
+        call.attempts += 1;
+        *self.outstanding.entry(instance.id).or_default() += 1;
+        Step::Attempt(Attempt {
+            budget: attempt_budget(now, call),
+            number: call.attempts,
+            instance,
+            permit,
+        })
+    }
+
+    fn pick(
+        &mut self,
+        now: Instant,
+        call: &mut CallPlan,
+        instances: &[&Instance],
+        rng: &mut impl Rng,
+    ) -> Option<(Instance, Permit)> {
+        let candidates = self.candidates(instances);
+        loop {
+            let index = self.balancer.pick_excluding(
+                call.service.as_str(),
+                &call.options.strategy,
+                &candidates,
+                call.options.key.as_deref(),
+                &call.tried,
+                rng,
+            )?;
+            let instance = instances[index];
+            call.tried.push(instance.id);
+            if let Ok(permit) = self.breakers.allow(now, &instance.id) {
+                if let Some(transition) = permit.transition() {
+                    self.transitions.push((instance.id, transition));
+                }
+                return Some((instance.clone(), permit));
+            }
+        }
+    }
+
+    fn candidates(&self, instances: &[&Instance]) -> Vec<Candidate<InstanceId>> {
+        instances
+            .iter()
+            .map(|i| Candidate {
+                id: i.id,
+                weight: i.record.weight,
+                outstanding: self.outstanding.get(&i.id).copied().unwrap_or(0),
+                is_local: i.local,
+            })
+            .collect()
+    }
+
+    /// Takes in how `attempt` of `call` ended: the call's answer, or `None` when it goes on
+    /// (ask [`Router::next`] for the next step).
+    pub fn finish(
+        &mut self,
+        now: Instant,
+        call: &mut CallPlan,
+        attempt: Attempt,
+        end: AttemptEnd,
+    ) -> Option<Result<Vec<u8>, RpcError>> {
+        let id = attempt.instance.id;
+        if let Some(n) = self.outstanding.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.outstanding.remove(&id);
+            }
+        }
+        let idempotent = call.options.idempotent || fault_on!(RetryEveryLostCall);
+        let (healthy, verdict) = judge(&call.service, end, idempotent);
+        let outcome = if healthy {
+            BreakerOutcome::Success
+        } else {
+            BreakerOutcome::Failure
+        };
+        if let Some(transition) = self.breakers.record(now, &id, attempt.permit, outcome) {
+            self.transitions.push((id, transition));
+        }
+        match verdict {
+            Verdict::Answer(answer) => Some(answer),
+            Verdict::Retry(reason) => {
+                call.last = Some(reason);
+                None
+            }
+        }
+    }
+
+    /// Breaker state changes since the last call, for metrics and logs.
+    pub fn take_transitions(&mut self) -> Vec<(InstanceId, Transition)> {
+        std::mem::take(&mut self.transitions)
+    }
+
+    /// Drops breakers and counts of instances no longer in `directory`, and cursors of
+    /// services it no longer lists, so they do not pile up over churn.
+    pub fn forget_missing(&mut self, directory: &Directory) {
+        let visible: BTreeSet<InstanceId> = directory.all().map(|i| i.id).collect();
+        let gone: Vec<InstanceId> = self
+            .breakers
+            .states()
+            .map(|(id, _)| *id)
+            .filter(|id| !visible.contains(id))
+            .collect();
+        for id in &gone {
+            self.breakers.remove(id);
+        }
+        self.outstanding.retain(|id, _| visible.contains(id));
+    }
+
+    /// Instances with a breaker (each called at least once and still visible).
+    pub fn breakers(&self) -> &Breakers<InstanceId> {
+        &self.breakers
+    }
+}
+
+/// The time an attempt may take. An idempotent call keeps time for the attempts after this
+/// one, so one hung instance cannot eat the whole deadline.
+fn attempt_budget(now: Instant, call: &CallPlan) -> Duration {
+    if fault_on!(BudgetIgnoresDeadline) {
+        return call.deadline;
+    }
+    let left = call.until.saturating_since(now);
+    if !call.options.idempotent {
+        return left;
+    }
+    let remaining_attempts = call
+        .options
+        .max_attempts
+        .saturating_sub(call.attempts)
+        .saturating_add(1)
+        .max(1);
+    left / remaining_attempts
+}
+
+enum Verdict {
+    Answer(Result<Vec<u8>, RpcError>),
+    Retry(String),
+}
+
+/// What an attempt's end means: whether the instance worked (for its breaker), and whether
+/// the call has its answer or may move on.
+fn judge(service: &str, end: AttemptEnd, idempotent: bool) -> (bool, Verdict) {
+    let unavailable = |last: String| {
+        Verdict::Answer(Err(RpcError::Unavailable {
+            service: service.to_owned(),
+            attempts: 1,
+            last,
+        }))
+    };
+    match end {
+        AttemptEnd::Reply(RpcReply::Ok(body)) => (true, Verdict::Answer(Ok(body))),
+        // A handler's own error is an answer: the instance works.
+        AttemptEnd::Reply(RpcReply::Err(RemoteError::Handler(message))) => (
+            true,
+            Verdict::Answer(Err(RpcError::Handler {
+                service: service.to_owned(),
+                message,
+            })),
+        ),
+        AttemptEnd::Reply(RpcReply::Err(e @ RemoteError::RateLimited { .. })) => {
+            (true, Verdict::Retry(e.to_string()))
+        }
+        AttemptEnd::Reply(RpcReply::Err(e)) if e.not_executed() || idempotent => {
+            (false, Verdict::Retry(e.to_string()))
+        }
+        AttemptEnd::Reply(RpcReply::Err(e)) => (false, unavailable(e.to_string())),
+        AttemptEnd::NotDelivered(reason) => (false, Verdict::Retry(reason)),
+        AttemptEnd::TooLarge(reason) => (true, Verdict::Answer(Err(RpcError::Codec(reason)))),
+        AttemptEnd::Lost(reason) if idempotent => (false, Verdict::Retry(reason)),
+        AttemptEnd::Lost(reason) => (false, unavailable(reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
