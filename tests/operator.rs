@@ -449,7 +449,11 @@ fn placement_lists_what_a_node_declared() {
     let cluster = format!("placement-{}", std::process::id());
     let a = start(&dir, &cluster, "a", None);
     let node = format!("{}", a.http);
-    let listed = foundation(&dir, Some(&cluster), &["placement", "--node", node.as_str()]);
+    let listed = foundation(
+        &dir,
+        Some(&cluster),
+        &["placement", "--node", node.as_str()],
+    );
     assert!(listed.status.success(), "{}", stderr(&listed));
     assert!(
         stdout(&listed).contains("no workloads declared"),
@@ -463,7 +467,9 @@ fn placement_lists_what_a_node_declared() {
     );
     let answer: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(answer["node"], a.id.as_str());
-    assert!(answer["workloads"].as_object().is_some_and(|w| w.is_empty()));
+    assert!(answer["workloads"]
+        .as_object()
+        .is_some_and(|w| w.is_empty()));
     drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }
