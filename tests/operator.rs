@@ -1003,3 +1003,36 @@ fn foundation_monitor_follows_another_local_node_when_its_node_stops() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `foundation placement` lists what a node declared; a node started from the command line
+/// declares nothing (workloads are declared in code), and says so.
+#[test]
+fn placement_lists_what_a_node_declared() {
+    let dir = scratch_dir("op-placement");
+    let cluster = format!("placement-{}", std::process::id());
+    let a = start(&dir, &cluster, "a", None);
+    let node = format!("{}", a.http);
+    let listed = foundation(
+        &dir,
+        Some(&cluster),
+        &["placement", "--node", node.as_str()],
+    );
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stdout(&listed).contains("no workloads declared"),
+        "{}",
+        stdout(&listed)
+    );
+    let json = foundation(
+        &dir,
+        Some(&cluster),
+        &["placement", "--node", node.as_str(), "--json"],
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(answer["node"], a.id.as_str());
+    assert!(answer["workloads"]
+        .as_object()
+        .is_some_and(|w| w.is_empty()));
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,7 @@ use crate::{Channel, NodeAddr};
 use bytes::Bytes;
 
 use crate::membership::view::{MembershipEvent, MembershipTimer};
+use crate::placement::PlacementEvent;
 use crate::replication::events::{ReplicationEvent, ReplicationTimer};
 use crate::storage::Batch;
 use crate::time::Instant;
@@ -50,6 +51,8 @@ pub enum Timer {
     EphemeralReconcile,
     /// A variable's write is due for a retry or its deadline (see [`crate::vars`]).
     Vars,
+    /// A placement round or lease end is due (see [`crate::placement`]).
+    Placement,
 }
 
 /// Everything the core reports to the application.
@@ -61,6 +64,8 @@ pub enum Event {
     Replication(ReplicationEvent),
     /// A variable changed, or a write of ours on one ended.
     Vars(VarsEvent),
+    /// Start or stop a placed instance here.
+    Placement(PlacementEvent),
 }
 
 /// Effects produced while handling one input, in order, and the timers the machines armed.

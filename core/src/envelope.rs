@@ -12,6 +12,8 @@ pub const MEMBERSHIP: u8 = 0;
 pub const REPLICATION: u8 = 1;
 /// The variables machine's tag (`CoreMessage::Vars`).
 pub const VARS: u8 = 2;
+/// The placement machine's tag (`CoreMessage::Placement`).
+pub const PLACEMENT: u8 = 3;
 
 /// Encodes `message` behind `tag`. Encoding these types into a `Vec` cannot fail; if it ever
 /// did, the empty payload would be refused by the receiver, never misread.

@@ -59,6 +59,15 @@ pub enum FaultSwitch {
     AckBeforeDurable,
     /// Departed origins are never retired (`core::Core::retire_departed`).
     NeverRetire,
+    /// A placement registrar grants an instance another node holds
+    /// (`placement::Registrar::claim`).
+    PlacementGrantsHeld,
+    /// A placement claimant takes a lease from a single grant, its own, instead of a quorum
+    /// (`placement::quorum_size`).
+    PlacementQuorumOfOne,
+    /// Placement registrations never run out, so a crashed owner's instances are never freed
+    /// (`placement::Registrar::claim`).
+    PlacementRegistrationsNeverExpire,
     /// The RPC router retries every call after a lost answer, as if all were idempotent, so a
     /// handler may run twice for a call that must run once (`services::router::judge`).
     RetryEveryLostCall,

@@ -31,6 +31,7 @@ pub mod fault_switch;
 pub mod identity;
 pub mod membership;
 pub mod node;
+pub mod placement;
 pub mod replication;
 pub mod services;
 pub mod storage;

@@ -37,6 +37,9 @@ use crate::membership::{
     ForceLeaveError, MemberId, MemberState, MemberView, Membership, MembershipConfig,
     MembershipEvent, MembershipMessage, MembershipStats, NodeMetadata,
 };
+use crate::placement::{
+    Candidate, Member, Placement, PlacementConfig, PlacementError, PlacementMessage, WorkloadSpec,
+};
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationEvent,
     ReplicationMessage, Write, Written,
@@ -121,6 +124,8 @@ pub enum CoreMessage {
     Replication(ReplicationMessage),
     /// For the variables machine.
     Vars(VarsMessage),
+    /// For the placement machine.
+    Placement(PlacementMessage),
 }
 
 /// Counters of inputs the core refused.
@@ -142,12 +147,23 @@ pub struct Core {
     stats: CoreStats,
     /// Members we saw failed or leave and not come back yet.
     seen_down: BTreeSet<NodeId>,
+    placement: Placement,
+    /// When the placement timer is armed for, if it is.
+    placement_timer: Option<Instant>,
 }
 
 impl Core {
     /// A core for one node, starting at `now`.
     pub fn new(config: CoreConfig, now: Instant) -> Self {
         let mut outbox = Outbox::default();
+        let placement = Placement::new(
+            Life {
+                node: config.me.node,
+                generation: config.me.generation,
+            },
+            PlacementConfig::for_membership(&config.membership),
+            now,
+        );
         let membership = Membership::new(
             config.me,
             config.membership,
@@ -173,7 +189,22 @@ impl Core {
             outbox,
             stats: CoreStats::default(),
             seen_down: BTreeSet::new(),
+            placement,
+            placement_timer: None,
         }
+    }
+
+    /// Replaces the placement settings (checked). Call right after [`Core::new`].
+    pub fn with_placement(mut self, config: PlacementConfig, now: Instant) -> Self {
+        if config.validate().is_ok() {
+            let me = self.membership.me();
+            let life = Life {
+                node: me.node,
+                generation: me.generation,
+            };
+            self.placement = Placement::new(life, config, now);
+        }
+        self
     }
 
     /// Replaces the replication settings. Call right after [`Core::new`]: the replicated state
@@ -239,6 +270,12 @@ impl Core {
 
     fn quick_invariants(&self) -> Result<(), String> {
         self.vars.invariants()?;
+        self.placement.invariants()?;
+        if let Some(due) = self.placement.poll_timeout() {
+            if self.placement_timer.is_none_or(|armed| armed > due) {
+                return Err(format!("placement's next deadline {due:?} is not armed"));
+            }
+        }
         // A write under way has its retry or deadline armed.
         match (self.vars.poll_timeout(), self.vars_timer) {
             (Some(due), armed) if armed.is_none_or(|armed| armed > due) => Err(format!(
@@ -252,6 +289,7 @@ impl Core {
     /// persists what changed, and writes as our current life.
     fn settle(&mut self, now: Instant, mark: usize) {
         self.members_came_up(now, mark);
+        self.placement_view(now, mark);
         self.adopt_declarations(now, mark);
         self.replication.flush_persistence(&mut self.outbox);
         // Replication writes as our current life: see `Replication::renew`.
@@ -292,6 +330,11 @@ impl Core {
                     .handle_timer(now, timer, &peers, &members, &mut self.outbox)
             }
             Timer::EphemeralReconcile => self.reconcile(now),
+            Timer::Placement => {
+                self.placement_timer = None;
+                self.placement.handle_timeout(now);
+                self.deliver_placement();
+            }
             Timer::Vars => {
                 self.vars_timer = None;
                 let mut out = Outgoing::new();
@@ -519,6 +562,10 @@ impl Core {
                     self.replication
                         .chain(now, &peers, Some(from), &mut self.outbox);
                 }
+            }
+            Ok(CoreMessage::Placement(message)) => {
+                self.placement.received(now, from, message);
+                self.deliver_placement();
             }
             Ok(CoreMessage::Vars(message)) => {
                 let mut out = Outgoing::new();
@@ -757,10 +804,99 @@ impl Core {
         &self.vars
     }
 
+    /// The placement machine, for queries (who owns what, what runs here).
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Declares a workload for placement on this node (every node that may run it declares it
+    /// the same); starts and stops come as [`Event::Placement`].
+    pub fn declare_placement(
+        &mut self,
+        now: Instant,
+        name: &str,
+        spec: WorkloadSpec,
+    ) -> Result<(), PlacementError> {
+        self.placement.declare(now, name, spec)?;
+        self.deliver_placement();
+        Ok(())
+    }
+
+    /// Removes a workload here: its instances here stop and are released.
+    pub fn remove_placement(&mut self, now: Instant, name: &str) -> Result<(), PlacementError> {
+        self.placement.remove(now, name)?;
+        self.deliver_placement();
+        Ok(())
+    }
+
+    /// Gives placement the current view when membership changed while handling the last input.
+    fn placement_view(&mut self, now: Instant, mark: usize) {
+        let changed = self
+            .outbox
+            .since(mark)
+            .any(|e| matches!(e, Effect::Event(Event::Membership(_))));
+        if !changed {
+            return;
+        }
+        let me = self.membership.me();
+        let tags = |node| {
+            self.membership
+                .metadata_of(node)
+                .map(|m| m.tags.clone())
+                .unwrap_or_default()
+        };
+        let own = Candidate {
+            id: me.node,
+            generation: me.generation,
+            tags: tags(me.node),
+        };
+        let members: Vec<Member> = self
+            .membership
+            .members()
+            .map(|m| Member {
+                candidate: Candidate {
+                    id: m.id,
+                    generation: m.generation,
+                    tags: m
+                        .metadata
+                        .as_ref()
+                        .map(|d| d.tags.clone())
+                        .unwrap_or_default(),
+                },
+                state: m.state,
+                since: m.since,
+            })
+            .collect();
+        self.placement.update_view(now, own, &members);
+        self.deliver_placement();
+    }
+
+    /// Sends placement's messages, reports its decisions and arms its timer.
+    fn deliver_placement(&mut self) {
+        for (to, payload) in self.placement.take_messages() {
+            if let Some(addr) = self.known_addr(to) {
+                self.outbox.send(addr, Channel::Coordination, payload);
+            }
+        }
+        for event in self.placement.take_events() {
+            self.outbox.event(Event::Placement(event));
+        }
+        let due = self.placement.poll_timeout();
+        if let Some(at) = due.filter(|at| self.placement_timer.is_none_or(|armed| *at < armed)) {
+            self.placement_timer = Some(at);
+            self.outbox.timer(at, Timer::Placement);
+        }
+    }
+
     fn command(&mut self, now: Instant, command: Command) {
         match command {
             Command::Join(seed) => self.membership.join(now, seed, &mut self.outbox),
-            Command::Leave => self.membership.leave(now, &mut self.outbox),
+            Command::Leave => {
+                // Hand over first: placement releases what it ran before we stop answering.
+                self.placement.leave(now);
+                self.deliver_placement();
+                self.membership.leave(now, &mut self.outbox)
+            }
             Command::SetMetadata(metadata) => {
                 self.membership.set_metadata(metadata, &mut self.outbox)
             }

@@ -45,6 +45,9 @@
 //! | `seen-backed-by-data` | `SeenWithoutApplying`: a full state's progress is taken, its data not merged | `seen_backed_by_data_catches_…` |
 //! | `causal-order` | `HlcIgnoresReceive`: the clock does not move past received timestamps | `causal_order_catches_…` (`skewed-writes`) |
 //! | `departed-origins-retired` | `NeverRetire`: departed writers are never retired | `departed_origins_retired_catches_…` (`compaction`) |
+//! | `one-owner` (placement) | `PlacementGrantsHeld`: a registrar grants an instance another node holds | `tests/placement.rs`: `one_owner_catches_…` |
+//! | `no-minority-owner` (placement) | `PlacementQuorumOfOne`: a claimant takes a lease from its own grant alone | `tests/placement.rs`: `no_minority_owner_catches_…` |
+//! | `owned-after-heal` (placement) | `PlacementRegistrationsNeverExpire`: a gone owner's registrations never run out | `tests/placement.rs`: `owned_after_heal_catches_…` (churn) |
 //! | `rpc-calls` (at most once) | `RetryEveryLostCall`: the router retries a call that is not idempotent after its answer was lost | `rpc_calls_catch_a_router_that_retries_…` (`rpc-partition`) |
 //! | `pubsub-delivery` (reliable) | `ReliableNeverResends`: unacknowledged messages are never sent again | `pubsub_delivery_catches_reliable_…` (`pubsub-partition`) |
 //! | `pubsub-delivery` (order) | `ReliableAcceptsGaps`: a receiver takes a message past a gap as the next | `pubsub_delivery_catches_a_receiver_that_skips_gaps` (`pubsub-partition`) |
@@ -62,6 +65,7 @@ pub mod faults;
 pub mod invariants;
 pub mod network;
 mod pace;
+pub mod placement;
 pub mod pubsub;
 pub mod report;
 pub mod rpc;

@@ -364,6 +364,8 @@ pub struct World {
     writes: WriteLog,
     /// What each slot's application registers in the service registry.
     pub(crate) registrations: crate::services::Registrations,
+    /// Placed workloads every node declares, and the decisions the cores made.
+    pub(crate) placements: crate::placement::Placements,
     /// The applications' calls to each other.
     pub(crate) rpc: RpcLayer,
     /// The applications' subscriptions and publications.
@@ -414,6 +416,7 @@ impl World {
             storage: None,
             writes: WriteLog::default(),
             registrations: Default::default(),
+            placements: Default::default(),
             rpc: RpcLayer::default(),
             pubsub: PubSubLayer::default(),
         };
@@ -495,6 +498,12 @@ impl World {
         let result = act(node.core.as_mut()?, local);
         self.drain(slot);
         Some(result)
+    }
+
+    /// The time on the clock of the node in `slot` now (its own, skewed clock), read without
+    /// moving it.
+    pub fn local_time(&self, slot: usize) -> Instant {
+        self.nodes[slot].clock.clone().local(self.now_us)
     }
 
     /// When the next event is due, if any.
@@ -941,6 +950,7 @@ impl World {
             Stamp(now)
         ));
         self.take_up_disk(slot);
+        self.declare_placements(slot);
         self.drain(slot);
     }
 
@@ -1447,6 +1457,12 @@ impl World {
                 // Other protocols' events are traced; their invariants read them from the trace
                 // or from the cores until they need a hook of their own. Acks also go to the
                 // write log.
+                Effect::Event(Event::Placement(event)) => {
+                    let now = Stamp(self.now_us);
+                    self.trace
+                        .line(format_args!("{now} n{slot} -> event {event:?}"));
+                    self.placements.events.push((self.now_us, slot, event));
+                }
                 Effect::Event(Event::Vars(event)) => {
                     let now = Stamp(self.now_us);
                     self.trace

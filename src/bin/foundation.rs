@@ -78,6 +78,8 @@ enum Command {
     Monitor(foundation::cli::monitor::MonitorArgs),
     /// Show the MABEAM agents a running node sees anywhere in the cluster.
     Agents(foundation::cli::agents::AgentsArgs),
+    /// Singletons and shards a node declared: owners, and what runs there.
+    Placement(foundation::cli::placement::PlacementArgs),
     /// Declare, read and compare-and-set variables through a running node.
     Vars(foundation::cli::vars::VarsArgs),
     /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
@@ -136,6 +138,7 @@ fn main() {
             Command::Register(args) => foundation::cli::register::register(args).await,
             Command::Deregister(args) => foundation::cli::register::deregister(args).await,
             Command::Monitor(args) => foundation::cli::monitor::run(args).await,
+            Command::Placement(args) => foundation::cli::placement::run(args).await,
         }
     });
     if let Err(error) = result {

@@ -9,6 +9,7 @@ pub mod leave;
 pub mod members;
 pub mod monitor;
 pub mod node;
+pub mod placement;
 pub mod pubsub;
 pub mod register;
 pub mod services;

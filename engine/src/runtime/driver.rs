@@ -72,6 +72,8 @@ pub(crate) struct Driver {
     pub batch_outcomes: mpsc::UnboundedReceiver<BatchOutcome>,
     /// Answers to local writes that wait for their storage batch, by batch.
     pub durable_replies: BTreeMap<u64, Vec<DurableReply>>,
+    /// Placement: decisions to the supervisor, the published view.
+    pub placement: super::placement::PlacementRuntime,
 }
 
 /// An answer to a local write, owed once the write is durable here.
@@ -134,6 +136,10 @@ impl Driver {
                         self.carry_out_effects().await;
                         let _ = done.send(result);
                     }
+                    Some(Request::Placement(request)) => {
+                        let now = self.now();
+                        self.placement.request(&mut self.core, now, request);
+                    }
                     Some(Request::Stop(done)) => return self.stop(done).await,
                     Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
@@ -173,8 +179,10 @@ impl Driver {
                     payload,
                 } => self.send(to, channel, payload).await,
                 Effect::Event(Event::Vars(event)) => self.vars.event(&self.core, event),
+                Effect::Event(Event::Placement(event)) => self.placement.event(&self.core, event),
                 Effect::Event(Event::Membership(event)) => {
                     directory_changed = true;
+                    self.placement.publish(&self.core);
                     self.publish(event);
                 }
                 Effect::Persist { seq, batch } => match &self.storage {

@@ -1,6 +1,7 @@
 //! The node's HTTP endpoints: `/metrics`, `/health`, `/members`, `/config` and
 //! `/config/{key}` (plus writes to `/config/{key}`), `/services`, `/variables` (see
-//! `vars/http.rs`), `POST /leave`, and the operator's actions (`operator.rs`), served
+//! `vars/http.rs`), `/placement` (see `placement/http.rs`), `POST /leave`, and the operator's actions
+//! (`operator.rs`), served
 //! from the state the driver publishes (writes go through the config handle, like the
 //! application's; a leave is the same request as [`Node::leave`](super::Node::leave)'s).
 
@@ -28,6 +29,7 @@ pub(crate) struct Api {
     pub config: ConfigHandle,
     pub services: ServicesHandle,
     pub vars: super::vars::VarsHandle,
+    pub placement: super::placement::PlacementHandle,
     pub agents: super::agents::AgentsHandle,
     /// This node, as `/members` and `/health` name it.
     pub identity: serde_json::Value,
@@ -46,6 +48,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         config,
         services,
         vars,
+        placement,
         agents,
         identity,
         requests,
@@ -65,6 +68,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
     };
     let server = HttpServer::builder(addr);
     let server = super::operator::routes(server, operator);
+    let server = super::placement::routes(server, placement);
     super::vars::routes(server, vars)
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))

@@ -19,6 +19,7 @@ mod from_config;
 mod http;
 mod metrics;
 mod operator;
+pub mod placement;
 mod request;
 pub mod services;
 mod storage;
@@ -168,6 +169,7 @@ pub struct Node {
     agents: AgentsHandle,
     registry: Arc<Registry>,
     vars: VarsHandle,
+    placement: placement::PlacementHandle,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
 }
 
@@ -250,6 +252,7 @@ impl Node {
             held,
         };
         let vars_runtime = VarsRuntime::new(&vars, vars_view, &mut registry);
+        let (placement, placement_runtime) = placement::start(requests_tx.clone(), local.node);
         let registry = Arc::new(registry);
         let config = ConfigHandle {
             requests: requests_tx.clone(),
@@ -277,6 +280,7 @@ impl Node {
                     config: config.clone(),
                     services: services.registry.clone(),
                     vars: vars.clone(),
+                    placement: placement.clone(),
                     agents: agents.clone(),
                     identity,
                     requests: requests_tx.clone(),
@@ -343,6 +347,7 @@ impl Node {
             storage,
             batch_outcomes,
             durable_replies: BTreeMap::new(),
+            placement: placement_runtime,
         };
         tokio::spawn(driver.run());
         let http = Arc::new(std::sync::Mutex::new(http));
@@ -359,6 +364,7 @@ impl Node {
             agents,
             registry,
             vars,
+            placement,
             http,
         })
     }
@@ -419,6 +425,11 @@ impl Node {
     /// Variables agents coordinate on: compare-and-set decided by a majority of acceptors.
     pub fn vars(&self) -> VarsHandle {
         self.vars.clone()
+    }
+
+    /// Singletons and sharded workloads, placed across the cluster with failover.
+    pub fn placement(&self) -> placement::PlacementHandle {
+        self.placement.clone()
     }
 
     /// Publish and subscribe by topic.

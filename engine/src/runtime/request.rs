@@ -47,6 +47,8 @@ pub(crate) enum Request {
         foundation_core::NodeId,
         oneshot::Sender<Result<MemberView, ForceLeaveError>>,
     ),
+    /// Declare a placed workload.
+    Placement(super::placement::PlacementRequest),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.

@@ -1,0 +1,792 @@
+//! Placement: which node runs each singleton and each shard, as a deterministic machine.
+//!
+//! Every node declares the same workloads (a singleton is one instance, a sharded workload
+//! `shards` instances). From its membership view each node computes the owner of every instance
+//! ([`rendezvous`]: rendezvous hashing over the eligible members, or the oldest one), and claims
+//! the instances it should own.
+//!
+//! **Uniqueness does not rest on views agreeing.** A claimant runs an instance only while it
+//! holds a *lease* on it from a quorum of registrars (every member of the agreed membership is
+//! one, [`registrar`]): it sends its claims in rounds; a registrar registers an instance for
+//! the claimant unless another node holds it, and promises to register nobody else until
+//! `lease` after the round arrived. The claimant's lease runs from when it *sent* the round,
+//! shortened by a clock-drift margin, so it always ends before the registrars' promises do. Two
+//! quorums share a registrar, so two nodes never hold one instance at once, whatever their views.
+//!
+//! **Split brain.** A side without a quorum gets no grants and stops everything when its
+//! lease runs out — before the registrars on the other side release it, so before the other side
+//! can start anything. The quorum is [`SplitBrain::KeepMajority`] (a majority of the *agreed*
+//! membership: members join it when seen alive and leave it only when they leave gracefully, so
+//! no side shrinks its way into a majority; registrars grant only members of their own agreed
+//! membership, so a node they do not count cannot win with them) or [`SplitBrain::StaticQuorum`].
+//!
+//! Failover after a crash takes the failure detector's time (views change) or the lease,
+//! whichever is longer, plus a round trip: the lease defaults to shorter than detection.
+//! A graceful leave or a move hands over in about one round: the old owner stops, its next
+//! round releases the instance, and the new owner's next round wins it.
+//!
+//! Time comes in as arguments; what to send and what to start or stop come out
+//! ([`Placement::take_messages`], [`Placement::take_events`]).
+
+pub mod registrar;
+pub mod rendezvous;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::membership::{MemberState, MembershipConfig};
+use crate::time::Instant;
+use crate::vars::Life;
+use crate::NodeId;
+
+pub use registrar::Registrar;
+pub use rendezvous::{shard_of, Candidate, Rule};
+pub use wire::{encode, PlacementMessage, MAX_CLAIMS};
+
+/// One placed instance: a singleton (shard 0 of a singleton workload) or one shard.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Instance {
+    /// The workload's name.
+    pub workload: String,
+    /// The shard; 0 for a singleton.
+    pub shard: u32,
+}
+
+impl Instance {
+    /// Shard `shard` of `workload`.
+    pub fn new(workload: &str, shard: u32) -> Self {
+        Self {
+            workload: workload.to_owned(),
+            shard,
+        }
+    }
+}
+
+impl fmt::Display for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.workload, self.shard)
+    }
+}
+
+/// What a workload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Exactly one instance cluster-wide.
+    Singleton,
+    /// `shards` instances, keys mapped onto them by hash.
+    Sharded {
+        /// How many shards (at least 1; fixed once declared).
+        shards: u32,
+    },
+}
+
+/// A workload's declaration. Every node that may run it declares it with the same spec.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    /// Singleton or sharded.
+    pub kind: Kind,
+    /// How owners are chosen.
+    pub rule: Rule,
+    /// Tags a member must carry (same value) to be eligible; empty: every member.
+    pub require: BTreeMap<String, String>,
+    /// Eligible members this node must see (itself included) before any instance starts. Set
+    /// it to a majority of the expected cluster so nodes that boot apart never each start one.
+    pub min_members: usize,
+}
+
+impl WorkloadSpec {
+    /// One instance, by rendezvous hashing, on any member.
+    pub fn singleton() -> Self {
+        Self {
+            kind: Kind::Singleton,
+            rule: Rule::Rendezvous,
+            require: BTreeMap::new(),
+            min_members: 1,
+        }
+    }
+
+    /// `shards` instances by rendezvous hashing, on any member.
+    pub fn sharded(shards: u32) -> Self {
+        Self {
+            kind: Kind::Sharded { shards },
+            ..Self::singleton()
+        }
+    }
+
+    /// How many instances the workload has.
+    pub fn shards(&self) -> u32 {
+        match self.kind {
+            Kind::Singleton => 1,
+            Kind::Sharded { shards } => shards,
+        }
+    }
+}
+
+/// Which side of a partition may own instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitBrain {
+    /// A majority of the agreed membership (not of who is visible now).
+    KeepMajority,
+    /// At least this many registrars; safe only if more than half the cluster.
+    StaticQuorum(u32),
+}
+
+/// Placement's timing and policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacementConfig {
+    /// How long a registration lasts after its round arrived.
+    pub lease: Duration,
+    /// How often a claimant sends a round (well under `lease`, so leases never lapse on a
+    /// healthy network).
+    pub renew: Duration,
+    /// Clock-rate error allowed between any two nodes, in parts per million: a claimant's lease
+    /// is shortened by this much (and a little more for in-flight timers).
+    pub drift_ppm: u32,
+    /// Which side may own.
+    pub split_brain: SplitBrain,
+}
+
+impl PlacementConfig {
+    /// Timing bounded by the failure detector's: the lease is no longer than the shortest time
+    /// SWIM takes to declare a member failed (one probe period plus the shortest suspicion), so
+    /// failover after a crash waits for detection, not for the lease.
+    pub fn for_membership(membership: &MembershipConfig) -> Self {
+        let lease = membership.probe_period + membership.suspect_to_down_min;
+        Self {
+            lease,
+            renew: lease / 4,
+            drift_ppm: 100_000,
+            split_brain: SplitBrain::KeepMajority,
+        }
+    }
+
+    /// Refuses settings that would let leases lapse on a healthy network or overlap.
+    pub fn validate(&self) -> Result<(), PlacementError> {
+        let bad = |why: &str| Err(PlacementError::Invalid(why.to_owned()));
+        if self.drift_ppm >= 500_000 {
+            return bad("drift_ppm must be under 500000 (50 %)");
+        }
+        if self.renew.is_zero() || self.renew * 2 > self.claimant_lease() {
+            return bad("renew must be positive and at most half the drift-shortened lease");
+        }
+        if matches!(self.split_brain, SplitBrain::StaticQuorum(0)) {
+            return bad("a static quorum needs at least 1 member");
+        }
+        Ok(())
+    }
+
+    /// How long after sending a round its grants let the claimant run: the lease shortened by
+    /// the drift margin, so it ends before any registrar's promise does.
+    pub fn claimant_lease(&self) -> Duration {
+        let micros = self.lease.as_micros() as u64;
+        let kept = 1_000_000u64.saturating_sub(u64::from(self.drift_ppm));
+        Duration::from_micros(micros / 1_000_000 * kept + micros % 1_000_000 * kept / 1_000_000)
+    }
+}
+
+/// Why a local placement request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    /// No workload of that name is declared here.
+    #[error("no workload named {0:?} is declared on this node")]
+    Unknown(String),
+    /// Declared already with another spec; shard counts never change without a migration.
+    #[error("workload {0:?} is already declared with another spec (shard counts cannot change without a migration)")]
+    Conflict(String),
+    /// A name or setting that cannot be used.
+    #[error("invalid placement setting: {0}")]
+    Invalid(String),
+}
+
+/// Why an instance stopped here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// Another member should own it now (a join, a view change).
+    Moved,
+    /// The lease ran out: this side has no quorum.
+    LostQuorum,
+    /// The workload was removed here.
+    Removed,
+    /// This node is leaving the cluster.
+    Leaving,
+    /// This node took a new life (it had been declared failed).
+    Renewed,
+}
+
+/// What placement tells the application: start or stop an instance on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlacementEvent {
+    /// Run this instance here, from now until told to stop.
+    Start {
+        /// The instance.
+        instance: Instance,
+    },
+    /// Stop this instance now.
+    Stop {
+        /// The instance.
+        instance: Instance,
+        /// Why.
+        reason: StopReason,
+    },
+}
+
+/// A member as placement sees it: built by the core from its membership view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Who, and its tags.
+    pub candidate: Candidate,
+    /// Alive, failed or left.
+    pub state: MemberState,
+    /// Since when, on our clock.
+    pub since: Instant,
+}
+
+/// Counters for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlacementStats {
+    /// Rounds sent.
+    pub rounds: u64,
+    /// Instances started here.
+    pub started: u64,
+    /// Instances stopped here because the lease ran out.
+    pub lost_quorum: u64,
+    /// Instances stopped here to move elsewhere (or to leave).
+    pub moved: u64,
+    /// Messages refused (a claim under another node's name, an unknown round).
+    pub refused: u64,
+}
+
+/// Grants needed, given our agreed membership and the largest one any registrar reported.
+fn quorum_size(policy: SplitBrain, agreed: usize, reported: usize) -> usize {
+    if fault_on!(PlacementQuorumOfOne) {
+        return 1;
+    }
+    match policy {
+        SplitBrain::KeepMajority => agreed.max(reported) / 2 + 1,
+        SplitBrain::StaticQuorum(n) => n as usize,
+    }
+}
+
+/// One round a claimant sent, and what came back.
+#[derive(Debug)]
+struct Round {
+    sent: Instant,
+    /// Instance → registrars that granted it in this round.
+    grants: BTreeMap<Instance, BTreeSet<NodeId>>,
+    /// The largest agreed membership a registrar reported.
+    members: usize,
+}
+
+/// One node's placement machine: claimant and registrar.
+#[derive(Debug)]
+pub struct Placement {
+    me: Life,
+    config: PlacementConfig,
+    workloads: BTreeMap<String, WorkloadSpec>,
+    /// The agreed membership (ourselves included): the registrars a quorum is counted among.
+    agreed: BTreeSet<NodeId>,
+    /// Ourselves and the members alive in our view.
+    candidates: Vec<Candidate>,
+    /// What our view says we should own.
+    wanted: BTreeSet<Instance>,
+    /// What the last round claimed.
+    claimed: BTreeSet<Instance>,
+    /// Running here, with the end of the lease on our clock.
+    running: BTreeMap<Instance, Instant>,
+    /// Leases won for instances not started yet (or renewed ahead), by instance.
+    leases: BTreeMap<Instance, Instant>,
+    rounds: BTreeMap<u64, Round>,
+    next_round: u64,
+    round_due: Option<Instant>,
+    leaving: bool,
+    /// Whether `wanted` must be computed again (the view or the workloads changed).
+    dirty: bool,
+    registrar: Registrar,
+    out: Vec<(NodeId, Bytes)>,
+    events: Vec<PlacementEvent>,
+    stats: PlacementStats,
+}
+
+impl Placement {
+    /// The machine of life `me`, started at `now`.
+    pub fn new(me: Life, config: PlacementConfig, now: Instant) -> Self {
+        let registrar = Registrar::new(now, config.lease);
+        Self {
+            me,
+            agreed: BTreeSet::from([me.node]),
+            config,
+            workloads: BTreeMap::new(),
+            candidates: Vec::new(),
+            wanted: BTreeSet::new(),
+            claimed: BTreeSet::new(),
+            running: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            rounds: BTreeMap::new(),
+            next_round: 1,
+            round_due: None,
+            leaving: false,
+            dirty: true,
+            registrar,
+            out: Vec::new(),
+            events: Vec::new(),
+            stats: PlacementStats::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PlacementConfig {
+        &self.config
+    }
+
+    /// Declares a workload here. Declaring the same spec again is a no-op.
+    pub fn declare(
+        &mut self,
+        now: Instant,
+        name: &str,
+        spec: WorkloadSpec,
+    ) -> Result<(), PlacementError> {
+        if name.is_empty() || name.len() > 256 {
+            return Err(PlacementError::Invalid(
+                "a workload name has 1 to 256 bytes".into(),
+            ));
+        }
+        if spec.shards() == 0 || spec.shards() > MAX_CLAIMS as u32 {
+            return Err(PlacementError::Invalid(format!(
+                "a sharded workload has 1 to {MAX_CLAIMS} shards"
+            )));
+        }
+        match self.workloads.get(name) {
+            Some(held) if *held == spec => return Ok(()),
+            Some(_) => return Err(PlacementError::Conflict(name.to_owned())),
+            None => {}
+        }
+        self.workloads.insert(name.to_owned(), spec);
+        self.dirty = true;
+        self.decide(now);
+        Ok(())
+    }
+
+    /// Removes a workload here: its instances stop, and their next round releases them.
+    pub fn remove(&mut self, now: Instant, name: &str) -> Result<(), PlacementError> {
+        if self.workloads.remove(name).is_none() {
+            return Err(PlacementError::Unknown(name.to_owned()));
+        }
+        let gone: Vec<Instance> = self
+            .running
+            .keys()
+            .filter(|i| i.workload == name)
+            .cloned()
+            .collect();
+        for instance in gone {
+            self.stop(&instance, StopReason::Removed);
+        }
+        self.dirty = true;
+        self.decide(now);
+        Ok(())
+    }
+
+    /// This node is leaving: stop everything and release it at once, so the members that
+    /// stay take over in about one round instead of waiting for the lease.
+    pub fn leave(&mut self, now: Instant) {
+        self.leaving = true;
+        self.dirty = true;
+        self.stop_all(StopReason::Leaving);
+        self.decide(now);
+    }
+
+    /// Takes up a new membership view: `me` is our own life and tags, `members` everyone else.
+    pub fn update_view(&mut self, now: Instant, me: Candidate, members: &[Member]) {
+        if me.generation != self.me.generation || me.id != self.me.node {
+            // A new life of this node: what the old one ran stops before the new one claims.
+            self.stop_all(StopReason::Renewed);
+            self.me = Life {
+                node: me.id,
+                generation: me.generation,
+            };
+            self.rounds.clear();
+            self.claimed.clear();
+        }
+        self.update_agreed(members);
+        self.candidates = std::iter::once(me)
+            .chain(
+                members
+                    .iter()
+                    .filter(|m| m.state == MemberState::Alive)
+                    .map(|m| m.candidate.clone()),
+            )
+            .collect();
+        self.dirty = true;
+        self.decide(now);
+    }
+
+    /// Members join the agreed membership when seen alive and leave it only when they leave
+    /// gracefully. A failed member stays: dropping members on what one side sees is how two
+    /// sides of a healed partition each end up with a majority of their own (the simulator's
+    /// sweep found it: both sides dropped the other after the heal, while one member saw
+    /// everyone alive). A member that never comes back keeps counting against the quorum until
+    /// it is removed on purpose, which is not built yet.
+    fn update_agreed(&mut self, members: &[Member]) {
+        self.agreed.insert(self.me.node);
+        for m in members {
+            match m.state {
+                MemberState::Alive => {
+                    self.agreed.insert(m.candidate.id);
+                }
+                MemberState::Left => {
+                    self.agreed.remove(&m.candidate.id);
+                }
+                MemberState::Failed => {}
+            }
+        }
+    }
+
+    /// Fires what is due at `now`: lease ends and the next round.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.decide(now);
+    }
+
+    /// When [`Placement::handle_timeout`] next has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let lease_end = self.running.values().min().copied();
+        match (self.round_due, lease_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes a message from `from` (as authenticated by the transport).
+    pub fn received(&mut self, now: Instant, from: NodeId, message: PlacementMessage) {
+        match message {
+            PlacementMessage::Claim {
+                life,
+                round,
+                claims,
+            } => {
+                if life.node != from || claims.len() > MAX_CLAIMS {
+                    self.stats.refused += 1;
+                    return;
+                }
+                let claims: BTreeSet<Instance> = if self.agreed.contains(&from) {
+                    claims.into_iter().collect()
+                } else {
+                    // Not (yet) a member we count: its claims take nothing, and what it held
+                    // is released.
+                    BTreeSet::new()
+                };
+                self.registrar.expire(now);
+                if let Some(granted) = self.registrar.claim(now, life, round, &claims) {
+                    let members = u32::try_from(self.agreed.len()).unwrap_or(u32::MAX);
+                    let reply = PlacementMessage::Granted {
+                        round,
+                        granted,
+                        members,
+                    };
+                    self.out.push((from, encode(&reply)));
+                }
+            }
+            PlacementMessage::Granted {
+                round,
+                granted,
+                members,
+            } => {
+                let members = usize::try_from(members).unwrap_or(usize::MAX);
+                self.granted(now, from, round, granted, members);
+                self.decide(now);
+            }
+        }
+    }
+
+    /// Records registrar `from`'s grants for our round `round`; leases follow in `decide`.
+    fn granted(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        round: u64,
+        granted: Vec<Instance>,
+        members: usize,
+    ) {
+        let Some(r) = self.rounds.get_mut(&round) else {
+            self.stats.refused += 1;
+            return;
+        };
+        // Cap what a registrar may claim to count: no larger than any sane cluster's size.
+        r.members = r.members.max(members.min(1 << 20));
+        for instance in granted {
+            if self.claimed.contains(&instance) {
+                r.grants.entry(instance).or_default().insert(from);
+            }
+        }
+        let until = r.sent + self.config.claimant_lease();
+        if until <= now {
+            return;
+        }
+        let quorum = quorum_size(self.config.split_brain, self.agreed.len(), r.members);
+        for (instance, set) in &r.grants {
+            let counted = match self.config.split_brain {
+                SplitBrain::KeepMajority => set.iter().filter(|n| self.agreed.contains(n)).count(),
+                SplitBrain::StaticQuorum(_) => set.len(),
+            };
+            if counted >= quorum {
+                let lease = self.leases.entry(instance.clone()).or_insert(until);
+                *lease = (*lease).max(until);
+            }
+        }
+    }
+
+    /// Brings what runs here in line with the view and the leases, and sends a round if one
+    /// is due or what we want changed.
+    fn decide(&mut self, now: Instant) {
+        self.registrar.expire(now);
+        if std::mem::take(&mut self.dirty) {
+            self.wanted = self.compute_wanted();
+        }
+        self.leases
+            .retain(|instance, until| *until > now && self.wanted.contains(instance));
+        let expired: Vec<Instance> = self
+            .running
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(i, _)| i.clone())
+            .collect();
+        for instance in expired {
+            self.stop(&instance, StopReason::LostQuorum);
+        }
+        let moved: Vec<Instance> = self
+            .running
+            .keys()
+            .filter(|i| !self.wanted.contains(*i))
+            .cloned()
+            .collect();
+        for instance in moved {
+            self.stop(&instance, StopReason::Moved);
+        }
+        self.start_leased(now);
+        let due = self.round_due.is_some_and(|at| at <= now);
+        if self.wanted != self.claimed || (due && !self.wanted.is_empty()) {
+            self.send_round(now);
+        } else if self.wanted.is_empty() {
+            self.round_due = None;
+        }
+        let horizon = self.config.lease;
+        self.rounds
+            .retain(|_, r| now.saturating_since(r.sent) < horizon);
+    }
+
+    /// Starts each wanted instance we hold a lease on, and extends the running ones' leases.
+    fn start_leased(&mut self, now: Instant) {
+        for (instance, until) in &self.leases {
+            match self.running.get_mut(instance) {
+                Some(end) => *end = (*end).max(*until),
+                None if *until > now => {
+                    self.running.insert(instance.clone(), *until);
+                    self.stats.started += 1;
+                    self.events.push(PlacementEvent::Start {
+                        instance: instance.clone(),
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// What our view says we should own: each instance whose owner among the eligible members
+    /// is us, for workloads with enough eligible members (at most [`MAX_CLAIMS`], so one round
+    /// claims all of them).
+    fn compute_wanted(&self) -> BTreeSet<Instance> {
+        let mut wanted = BTreeSet::new();
+        if self.leaving {
+            return wanted;
+        }
+        for (name, spec) in &self.workloads {
+            let eligible: Vec<Candidate> = self
+                .candidates
+                .iter()
+                .filter(|c| c.eligible(&spec.require))
+                .cloned()
+                .collect();
+            if eligible.len() < spec.min_members.max(1) {
+                continue;
+            }
+            for shard in 0..spec.shards() {
+                if wanted.len() < MAX_CLAIMS
+                    && rendezvous::owner(spec.rule, name, shard, &eligible) == Some(self.me.node)
+                {
+                    wanted.insert(Instance::new(name, shard));
+                }
+            }
+        }
+        wanted
+    }
+
+    /// Sends our claims to every registrar (and registers them with our own).
+    fn send_round(&mut self, now: Instant) {
+        let round = self.next_round;
+        self.next_round += 1;
+        self.stats.rounds += 1;
+        let claims = self.wanted.clone();
+        if !claims.is_superset(&self.claimed) {
+            // This round releases something: a late grant of an earlier round must not count
+            // for it any more (the registrar may give it to another node once released).
+            self.rounds.clear();
+        }
+        self.rounds.insert(
+            round,
+            Round {
+                sent: now,
+                grants: BTreeMap::new(),
+                members: 0,
+            },
+        );
+        self.claimed = claims.clone();
+        let message = encode(&PlacementMessage::Claim {
+            life: self.me,
+            round,
+            claims: claims.iter().cloned().collect(),
+        });
+        for node in &self.agreed {
+            if *node != self.me.node {
+                self.out.push((*node, message.clone()));
+            }
+        }
+        if let Some(granted) = self.registrar.claim(now, self.me, round, &claims) {
+            let members = self.agreed.len();
+            self.granted(now, self.me.node, round, granted, members);
+            self.start_leased(now);
+        }
+        self.round_due = (!claims.is_empty()).then(|| now + self.config.renew);
+    }
+
+    fn stop(&mut self, instance: &Instance, reason: StopReason) {
+        if self.running.remove(instance).is_none() {
+            return;
+        }
+        self.leases.remove(instance);
+        match reason {
+            StopReason::LostQuorum => self.stats.lost_quorum += 1,
+            _ => self.stats.moved += 1,
+        }
+        self.events.push(PlacementEvent::Stop {
+            instance: instance.clone(),
+            reason,
+        });
+    }
+
+    fn stop_all(&mut self, reason: StopReason) {
+        let all: Vec<Instance> = self.running.keys().cloned().collect();
+        for instance in all {
+            self.stop(&instance, reason);
+        }
+        self.leases.clear();
+    }
+
+    /// Messages to send: (recipient, encoded `CoreMessage::Placement`).
+    pub fn take_messages(&mut self) -> Vec<(NodeId, Bytes)> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Start and stop decisions, in order.
+    pub fn take_events(&mut self) -> Vec<PlacementEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Whether `instance` runs here at `now` (a lease that ran out no longer counts, even
+    /// before the timer that stops it has fired).
+    pub fn is_running(&self, instance: &Instance, now: Instant) -> bool {
+        self.running.get(instance).is_some_and(|until| *until > now)
+    }
+
+    /// The instances running here, with their lease ends.
+    pub fn running(&self) -> impl Iterator<Item = (&Instance, &Instant)> {
+        self.running.iter()
+    }
+
+    /// The declared workloads.
+    pub fn workloads(&self) -> impl Iterator<Item = (&String, &WorkloadSpec)> {
+        self.workloads.iter()
+    }
+
+    /// The agreed membership.
+    pub fn agreed(&self) -> &BTreeSet<NodeId> {
+        &self.agreed
+    }
+
+    /// The registrations this node holds as a registrar.
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &PlacementStats {
+        &self.stats
+    }
+
+    /// Who our view says should own `instance` (it runs there once that node wins its
+    /// lease); `None` when too few members are eligible.
+    pub fn owner(&self, instance: &Instance) -> Result<Option<NodeId>, PlacementError> {
+        let spec = self
+            .workloads
+            .get(&instance.workload)
+            .ok_or_else(|| PlacementError::Unknown(instance.workload.clone()))?;
+        if instance.shard >= spec.shards() {
+            return Err(PlacementError::Invalid(format!(
+                "{} has {} shards",
+                instance.workload,
+                spec.shards()
+            )));
+        }
+        let eligible: Vec<Candidate> = self
+            .candidates
+            .iter()
+            .filter(|c| c.eligible(&spec.require))
+            .cloned()
+            .collect();
+        if eligible.len() < spec.min_members.max(1) {
+            return Ok(None);
+        }
+        Ok(rendezvous::owner(
+            spec.rule,
+            &instance.workload,
+            instance.shard,
+            &eligible,
+        ))
+    }
+
+    /// The shard `key` maps to in `workload`, and who our view says owns it.
+    pub fn owner_of_key(
+        &self,
+        workload: &str,
+        key: &[u8],
+    ) -> Result<(Instance, Option<NodeId>), PlacementError> {
+        let spec = self
+            .workloads
+            .get(workload)
+            .ok_or_else(|| PlacementError::Unknown(workload.to_owned()))?;
+        let instance = Instance::new(workload, shard_of(key, spec.shards()));
+        let owner = self.owner(&instance)?;
+        Ok((instance, owner))
+    }
+
+    /// The machine's own consistency: every running instance is wanted and was leased.
+    pub fn invariants(&self) -> Result<(), String> {
+        for instance in self.running.keys() {
+            if !self.wanted.contains(instance) {
+                return Err(format!("{instance} runs here but is not wanted"));
+            }
+            if !self.claimed.contains(instance) {
+                return Err(format!("{instance} runs here but was not claimed"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,535 @@
+//! The placement machine alone: a few machines on a hand-driven network whose views the test
+//! sets, so partitions, late messages, drifting clocks and wrong views can be tried directly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn node(i: u8) -> NodeId {
+    NodeId::from_u128(u128::from(i) * 0x1000_0000_0000_0001 + 7)
+}
+
+fn candidate(i: u8) -> Candidate {
+    Candidate {
+        id: node(i),
+        generation: 10 + u64::from(i),
+        tags: BTreeMap::new(),
+    }
+}
+
+fn config() -> PlacementConfig {
+    PlacementConfig {
+        lease: Duration::from_millis(1000),
+        renew: Duration::from_millis(250),
+        drift_ppm: 100_000,
+        split_brain: SplitBrain::KeepMajority,
+    }
+}
+
+fn at(ms: u64) -> Instant {
+    Instant::from_elapsed(Duration::from_millis(ms))
+}
+
+/// A message in flight: (delivery time ms, from, to, bytes).
+type Flight = (u64, usize, usize, Bytes);
+
+/// `n` machines, world time in ms, each with a clock rate (ppm off true time), a network with
+/// a fixed delay that drops messages between `cut` pairs, and views the test sets.
+struct Cluster {
+    machines: Vec<Option<Placement>>,
+    rate_ppm: Vec<i64>,
+    now: u64,
+    delay: u64,
+    flights: Vec<Flight>,
+    cut: BTreeSet<(usize, usize)>,
+    /// (world ms, slot, event)
+    events: Vec<(u64, usize, PlacementEvent)>,
+}
+
+impl Cluster {
+    fn new(n: usize, spec: WorkloadSpec, config: PlacementConfig) -> Self {
+        let mut c = Cluster {
+            machines: Vec::new(),
+            rate_ppm: vec![0; n],
+            now: 0,
+            delay: 5,
+            flights: Vec::new(),
+            cut: BTreeSet::new(),
+            events: Vec::new(),
+        };
+        for i in 0..n {
+            let me = Life {
+                node: node(i as u8),
+                generation: 10 + i as u64,
+            };
+            let mut p = Placement::new(me, config.clone(), at(0));
+            p.declare(at(0), "w", spec.clone()).expect("declares");
+            c.machines.push(Some(p));
+        }
+        c
+    }
+
+    fn local(&self, slot: usize) -> Instant {
+        let ms = self.now as i64 * (1_000_000 + self.rate_ppm[slot]) / 1_000_000;
+        at(ms.max(0) as u64)
+    }
+
+    /// Gives `slot` a view in which exactly the slots in `alive` are alive and the others
+    /// failed since `failed_since` (ms, world).
+    fn view(&mut self, slot: usize, alive: &[usize], failed_since: u64) {
+        let n = self.machines.len();
+        let since = at(failed_since);
+        let members: Vec<Member> = (0..n)
+            .filter(|i| *i != slot)
+            .map(|i| Member {
+                candidate: candidate(i as u8),
+                state: if alive.contains(&i) {
+                    MemberState::Alive
+                } else {
+                    MemberState::Failed
+                },
+                since,
+            })
+            .collect();
+        let now = self.local(slot);
+        if let Some(p) = self.machines[slot].as_mut() {
+            p.update_view(now, candidate(slot as u8), &members);
+        }
+        self.collect(slot);
+    }
+
+    fn all_see(&mut self, alive: &[usize]) {
+        for slot in 0..self.machines.len() {
+            self.view(slot, alive, 0);
+        }
+    }
+
+    fn collect(&mut self, slot: usize) {
+        let Some(p) = self.machines[slot].as_mut() else {
+            return;
+        };
+        for (to, bytes) in p.take_messages() {
+            let to = (to.as_u128() - 7) / 0x1000_0000_0000_0001;
+            self.flights
+                .push((self.now + self.delay, slot, to as usize, bytes));
+        }
+        for e in p.take_events() {
+            self.events.push((self.now, slot, e));
+        }
+    }
+
+    /// Runs to `until` ms in 1 ms steps, checking at every step that no instance runs on two
+    /// nodes (each judged on its own clock) — the property everything else serves.
+    fn run_to(&mut self, until: u64) {
+        while self.now < until {
+            self.now += 1;
+            let due: Vec<Flight> = self
+                .flights
+                .iter()
+                .filter(|f| f.0 <= self.now)
+                .cloned()
+                .collect();
+            self.flights.retain(|f| f.0 > self.now);
+            for (_, from, to, bytes) in due {
+                if self.cut.contains(&(from, to)) || self.cut.contains(&(to, from)) {
+                    continue;
+                }
+                let now = self.local(to);
+                if let Some(p) = self.machines[to].as_mut() {
+                    let Ok(crate::CoreMessage::Placement(m)) = postcard::from_bytes(&bytes) else {
+                        panic!("undecodable placement message");
+                    };
+                    p.received(now, node(from as u8), m);
+                }
+                self.collect(to);
+            }
+            for slot in 0..self.machines.len() {
+                let now = self.local(slot);
+                let due = self.machines[slot]
+                    .as_ref()
+                    .and_then(Placement::poll_timeout)
+                    .is_some_and(|t| t <= now);
+                if due {
+                    if let Some(p) = self.machines[slot].as_mut() {
+                        p.handle_timeout(now);
+                    }
+                    self.collect(slot);
+                }
+            }
+            self.check_unique();
+        }
+    }
+
+    fn runners(&self, instance: &Instance) -> Vec<usize> {
+        (0..self.machines.len())
+            .filter(|s| {
+                self.machines[*s]
+                    .as_ref()
+                    .is_some_and(|p| p.is_running(instance, self.local(*s)))
+            })
+            .collect()
+    }
+
+    fn check_unique(&self) {
+        let mut all = BTreeSet::new();
+        for p in self.machines.iter().flatten() {
+            all.extend(p.running().map(|(i, _)| i.clone()));
+        }
+        for instance in all {
+            let runners = self.runners(&instance);
+            assert!(
+                runners.len() <= 1,
+                "{instance} runs on {runners:?} at {} ms",
+                self.now
+            );
+        }
+    }
+
+    fn partition(&mut self, a: &[usize], b: &[usize]) {
+        for x in a {
+            for y in b {
+                self.cut.insert((*x, *y));
+            }
+        }
+    }
+
+    fn running_total(&self, instance: &Instance) -> usize {
+        self.runners(instance).len()
+    }
+}
+
+fn singleton() -> Instance {
+    Instance::new("w", 0)
+}
+
+#[test]
+fn one_singleton_starts_on_the_rendezvous_owner() {
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config());
+    c.all_see(&[0, 1, 2]);
+    c.run_to(3000);
+    let runners = c.runners(&singleton());
+    let candidates: Vec<Candidate> = (0..3).map(candidate).collect();
+    let owner = rendezvous::owner(Rule::Rendezvous, "w", 0, &candidates).expect("owner");
+    assert_eq!(runners.len(), 1);
+    assert_eq!(node(runners[0] as u8), owner);
+    // Started once, never stopped while nothing changed.
+    assert_eq!(c.events.len(), 1, "{:?}", c.events);
+}
+
+#[test]
+fn the_oldest_rule_picks_the_lowest_generation() {
+    let spec = WorkloadSpec {
+        rule: Rule::Oldest,
+        ..WorkloadSpec::singleton()
+    };
+    let mut c = Cluster::new(3, spec, config());
+    c.all_see(&[0, 1, 2]);
+    c.run_to(3000);
+    assert_eq!(c.runners(&singleton()), vec![0]);
+}
+
+/// The owner ends up alone on the minority side: it stops when its lease runs out, and the
+/// majority's new owner starts only after that (`run_to` checks every millisecond), within
+/// about a lease of the views changing.
+#[test]
+fn a_partitioned_owner_stops_before_the_majority_starts_it_elsewhere() {
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config());
+    c.all_see(&[0, 1, 2]);
+    c.run_to(3000);
+    let owner = c.runners(&singleton())[0];
+    let others: Vec<usize> = (0..3).filter(|s| *s != owner).collect();
+    c.partition(&[owner], &others);
+    c.run_to(3500);
+    // The failure detector takes its time; the views change after it (the minority side's
+    // view goes too: it sees the other two failed).
+    c.view(owner, &[owner], 3500);
+    for s in &others {
+        c.view(*s, &others, 3500);
+    }
+    c.run_to(6000);
+    let runners = c.runners(&singleton());
+    assert_eq!(runners.len(), 1, "{:?}", c.events);
+    assert_ne!(runners[0], owner);
+    let stopped = c
+        .events
+        .iter()
+        .find(|(_, s, e)| *s == owner && matches!(e, PlacementEvent::Stop { .. }))
+        .expect("the old owner stopped");
+    assert!(matches!(
+        stopped.2,
+        PlacementEvent::Stop {
+            reason: StopReason::LostQuorum,
+            ..
+        }
+    ));
+    // Heal: everyone sees everyone; exactly one runs, and it stays unique.
+    c.cut.clear();
+    c.all_see(&[0, 1, 2]);
+    c.run_to(9000);
+    assert_eq!(c.running_total(&singleton()), 1);
+}
+
+/// Views that disagree (each side believes it is the owner) never produce two runners: the
+/// registrars decide.
+#[test]
+fn disagreeing_views_never_run_two() {
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config());
+    c.all_see(&[0, 1, 2]);
+    c.run_to(2000);
+    let owner = c.runners(&singleton())[0];
+    // Every other node wrongly thinks the owner failed and one of them should own it.
+    for s in (0..3).filter(|s| *s != owner) {
+        let alive: Vec<usize> = (0..3).filter(|x| *x != owner).collect();
+        c.view(s, &alive, 2000);
+    }
+    c.run_to(6000);
+    assert_eq!(c.running_total(&singleton()), 1);
+}
+
+/// A node alone can never own with keep-majority of three, however long it waits.
+#[test]
+fn an_isolated_node_never_owns() {
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config());
+    c.all_see(&[0, 1, 2]);
+    c.run_to(100);
+    // Slot 2 alone, cut off before anything started; its agreed membership still has 3.
+    c.partition(&[2], &[0, 1]);
+    c.view(2, &[2], 100);
+    c.view(0, &[0, 1], 100);
+    c.view(1, &[0, 1], 100);
+    c.run_to(8000);
+    assert!(c.events.iter().all(|(_, s, _)| *s != 2), "{:?}", c.events);
+    // It keeps the members it cannot see: it never shrank its way into a majority.
+    let two = c.machines[2].as_ref().expect("up");
+    assert_eq!(two.agreed().len(), 3);
+    assert_eq!(c.running_total(&singleton()), 1);
+}
+
+#[test]
+fn static_quorum_counts_registrars_not_the_membership() {
+    let config = PlacementConfig {
+        split_brain: SplitBrain::StaticQuorum(3),
+        ..config()
+    };
+    let mut c = Cluster::new(4, WorkloadSpec::singleton(), config);
+    c.all_see(&[0, 1, 2, 3]);
+    c.run_to(100);
+    // 2 | 2: neither side reaches three registrars, so nothing starts.
+    let split = |c: &mut Cluster, a: &[usize], b: &[usize]| {
+        c.cut.clear();
+        c.partition(a, b);
+        for s in a {
+            c.view(*s, a, c.now);
+        }
+        for s in b {
+            c.view(*s, b, c.now);
+        }
+    };
+    split(&mut c, &[0, 1], &[2, 3]);
+    c.run_to(5000);
+    assert!(c.events.is_empty(), "{:?}", c.events);
+    // 3 | 1: the side of three owns.
+    split(&mut c, &[0, 1, 2], &[3]);
+    c.run_to(8000);
+    let runners = c.runners(&singleton());
+    assert_eq!(runners.len(), 1);
+    assert_ne!(runners[0], 3);
+}
+
+#[test]
+fn a_graceful_leave_hands_over_within_a_few_rounds() {
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config());
+    c.all_see(&[0, 1, 2]);
+    c.run_to(2000);
+    let owner = c.runners(&singleton())[0];
+    let now = c.local(owner);
+    c.machines[owner].as_mut().expect("up").leave(now);
+    c.collect(owner);
+    let others: Vec<usize> = (0..3).filter(|s| *s != owner).collect();
+    for s in &others {
+        c.view(*s, &others, 2000);
+    }
+    // Well under a lease (1 s): the release reached the registrars, no expiry was awaited.
+    c.run_to(2100);
+    let runners = c.runners(&singleton());
+    assert_eq!(runners.len(), 1);
+    assert_ne!(runners[0], owner);
+}
+
+/// Shards spread, each runs exactly once, and a join moves only shards to the new member.
+#[test]
+fn shards_spread_and_a_join_moves_only_what_must_move() {
+    let mut c = Cluster::new(4, WorkloadSpec::sharded(32), config());
+    c.all_see(&[0, 1, 2]);
+    c.view(3, &[3], 0);
+    c.run_to(2000);
+    let before: BTreeMap<u32, usize> = (0..32)
+        .map(|s| {
+            let r = c.runners(&Instance::new("w", s));
+            assert_eq!(r.len(), 1, "shard {s}: {r:?}");
+            (s, r[0])
+        })
+        .collect();
+    assert!(before.values().all(|s| *s < 3));
+    c.all_see(&[0, 1, 2, 3]);
+    c.run_to(5000);
+    for s in 0..32 {
+        let r = c.runners(&Instance::new("w", s));
+        assert_eq!(r.len(), 1, "shard {s}: {r:?}");
+        assert!(
+            r[0] == before[&s] || r[0] == 3,
+            "shard {s} moved between old members"
+        );
+    }
+    assert!((0..32).any(|s| c.runners(&Instance::new("w", s)) == vec![3]));
+}
+
+#[test]
+fn min_members_holds_everything_back_until_enough_are_seen() {
+    let spec = WorkloadSpec {
+        min_members: 3,
+        ..WorkloadSpec::singleton()
+    };
+    let mut c = Cluster::new(3, spec, config());
+    c.view(0, &[0, 1], 0);
+    c.view(1, &[0, 1], 0);
+    c.view(2, &[2], 0);
+    c.run_to(3000);
+    assert!(c.events.is_empty(), "{:?}", c.events);
+    c.all_see(&[0, 1, 2]);
+    c.run_to(5000);
+    assert_eq!(c.running_total(&singleton()), 1);
+}
+
+#[test]
+fn declarations_are_checked() {
+    let mut p = Placement::new(
+        Life {
+            node: node(0),
+            generation: 1,
+        },
+        config(),
+        at(0),
+    );
+    p.declare(at(0), "w", WorkloadSpec::sharded(4)).expect("ok");
+    p.declare(at(0), "w", WorkloadSpec::sharded(4))
+        .expect("same again");
+    assert_eq!(
+        p.declare(at(0), "w", WorkloadSpec::sharded(8)),
+        Err(PlacementError::Conflict("w".into()))
+    );
+    assert!(matches!(
+        p.declare(at(0), "", WorkloadSpec::singleton()),
+        Err(PlacementError::Invalid(_))
+    ));
+    assert!(matches!(
+        p.declare(at(0), "z", WorkloadSpec::sharded(0)),
+        Err(PlacementError::Invalid(_))
+    ));
+    assert_eq!(
+        p.remove(at(0), "nope"),
+        Err(PlacementError::Unknown("nope".into()))
+    );
+    assert!(matches!(
+        p.owner(&Instance::new("w", 9)),
+        Err(PlacementError::Invalid(_))
+    ));
+    let (instance, _) = p.owner_of_key("w", b"customer-7").expect("known");
+    assert!(instance.shard < 4);
+    assert!(config().validate().is_ok());
+    let bad = PlacementConfig {
+        renew: Duration::from_millis(800),
+        ..config()
+    };
+    assert!(bad.validate().is_err());
+}
+
+#[test]
+fn a_registrar_ignores_late_rounds_and_grants_nothing_while_quiet() {
+    let mut r = Registrar::new(at(0), Duration::from_secs(1));
+    let a = Life {
+        node: node(1),
+        generation: 1,
+    };
+    let b = Life {
+        node: node(2),
+        generation: 1,
+    };
+    let x: BTreeSet<Instance> = [singleton()].into();
+    assert_eq!(r.claim(at(10), a, 1, &x), Some(vec![]), "quiet after start");
+    assert_eq!(r.claim(at(1500), a, 2, &x), Some(vec![singleton()]));
+    assert_eq!(r.claim(at(1600), b, 1, &x), Some(vec![]), "held by a");
+    assert_eq!(r.claim(at(1700), a, 2, &BTreeSet::new()), None, "late");
+    // An older life's late round must not release what the newer life holds.
+    let a2 = Life { generation: 2, ..a };
+    assert_eq!(r.claim(at(1800), a2, 1, &x), Some(vec![singleton()]));
+    assert_eq!(r.claim(at(1900), a, 3, &BTreeSet::new()), None);
+    assert_eq!(r.holder(&singleton()).map(|(l, _)| l), Some(a2));
+    // Released, b gets it at once.
+    assert_eq!(r.claim(at(2000), a2, 2, &BTreeSet::new()), Some(vec![]));
+    assert_eq!(r.claim(at(2001), b, 2, &x), Some(vec![singleton()]));
+}
+
+proptest! {
+    /// Adding a member moves a shard only to that member (rendezvous hashing's bounded
+    /// movement), and removing one moves only that member's shards.
+    #[test]
+    fn rendezvous_moves_only_what_must_move(
+        ids in proptest::collection::btree_set(1u128..1_000_000, 2..12),
+        shards in 1u32..200,
+    ) {
+        let all: Vec<Candidate> = ids.iter().map(|i| Candidate {
+            id: NodeId::from_u128(*i), generation: 1, tags: BTreeMap::new(),
+        }).collect();
+        let fewer = &all[..all.len() - 1];
+        let new = all[all.len() - 1].id;
+        for s in 0..shards {
+            let before = rendezvous::owner(Rule::Rendezvous, "w", s, fewer);
+            let after = rendezvous::owner(Rule::Rendezvous, "w", s, &all);
+            prop_assert!(after == before || after == Some(new));
+        }
+    }
+
+    /// Random partitions, heals, wrong views and clock rates within the drift margin: no
+    /// instance ever runs on two nodes at once (checked every simulated millisecond).
+    #[test]
+    fn never_two_runners_under_random_disturbances(
+        steps in proptest::collection::vec((0u8..5, 0u8..32, 100u64..1500), 1..8),
+        rates in proptest::collection::vec(-40_000i64..40_000, 5),
+        shards in 1u32..4,
+    ) {
+        let mut c = Cluster::new(5, WorkloadSpec::sharded(shards), config());
+        c.rate_ppm = rates;
+        c.all_see(&[0, 1, 2, 3, 4]);
+        c.run_to(1500);
+        for (kind, mask, wait) in steps {
+            let side: Vec<usize> = (0..5).filter(|i| mask & (1 << i) != 0).collect();
+            let rest: Vec<usize> = (0..5).filter(|i| mask & (1 << i) == 0).collect();
+            match kind {
+                0 => {
+                    c.partition(&side, &rest);
+                    for s in &side { c.view(*s, &side, c.now); }
+                    for s in &rest { c.view(*s, &rest, c.now); }
+                }
+                1 => { c.cut.clear(); c.all_see(&[0, 1, 2, 3, 4]); }
+                // A wrong view on one side only: no network change.
+                2 => { for s in &side { c.view(*s, &side, c.now); } }
+                3 => c.partition(&side, &rest),
+                _ => c.delay = 1 + u64::from(mask) * 10,
+            }
+            let until = c.now + wait;
+            c.run_to(until);
+        }
+        c.cut.clear();
+        c.delay = 5;
+        c.all_see(&[0, 1, 2, 3, 4]);
+        let until = c.now + 4000;
+        c.run_to(until);
+        for s in 0..shards {
+            prop_assert_eq!(c.running_total(&Instance::new("w", s)), 1);
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! `node.placement()`: singletons and sharded workloads placed by the core's placement machine
+//! (`foundation_core::placement`: rendezvous hashing, keep-majority, leases from a quorum of
+//! registrars), run here as tokio tasks by a supervisor ([`supervisor`]), listed on
+//! `GET /placement`.
+//!
+//! Every node that may run a workload declares it with the same name and kind; the factory
+//! makes the instance's future each time it starts here. A future that panics or returns while
+//! this node still owns the instance is started again with backoff.
+
+mod http;
+pub mod supervisor;
+
+pub(crate) use http::routes;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use foundation_core::placement::{
+    shard_of, Instance, PlacementError, PlacementEvent, WorkloadSpec,
+};
+use foundation_core::time::Instant;
+use foundation_core::{Core, NodeId};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::request::Request;
+use supervisor::{Decision, Factory, Registration, SupervisorCounters};
+
+/// One instance as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InstanceView {
+    /// The shard (0 for a singleton).
+    pub shard: u32,
+    /// Who this node's view says owns it (it runs there once that node holds its lease).
+    #[serde(serialize_with = "node_text")]
+    pub owner: Option<NodeId>,
+    /// Whether it runs here now.
+    pub running_here: bool,
+}
+
+/// One declared workload as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkloadView {
+    /// `singleton` or `sharded`.
+    pub kind: &'static str,
+    /// Its instances, by shard.
+    pub instances: Vec<InstanceView>,
+}
+
+/// Every workload declared here, by name: what the driver publishes after each change.
+pub type PlacementView = BTreeMap<String, WorkloadView>;
+
+fn node_text<S: serde::Serializer>(id: &Option<NodeId>, s: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.collect_str(id),
+        None => s.serialize_none(),
+    }
+}
+
+/// Why a placement call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementCallError {
+    /// The machine refused it (unknown workload, another spec under the name, a bad setting).
+    #[error(transparent)]
+    Refused(#[from] PlacementError),
+    /// The node stopped.
+    #[error("the node stopped")]
+    Stopped,
+}
+
+/// What a handle asks of the driver.
+pub(crate) enum PlacementRequest {
+    Declare {
+        name: String,
+        spec: WorkloadSpec,
+        done: oneshot::Sender<Result<(), PlacementError>>,
+    },
+}
+
+/// Declare singletons and sharded workloads, and find who owns what. Cheap to clone.
+#[derive(Clone)]
+pub struct PlacementHandle {
+    requests: mpsc::Sender<Request>,
+    registrations: mpsc::UnboundedSender<Registration>,
+    view: watch::Receiver<Arc<PlacementView>>,
+    counters: Arc<SupervisorCounters>,
+    me: NodeId,
+}
+
+impl PlacementHandle {
+    /// Runs exactly one instance of `name` cluster-wide: `factory` makes its future whenever
+    /// it starts on this node. Every node that may run it declares it the same way. Declaring
+    /// a name again keeps the first factory (another kind under the name is refused).
+    pub async fn singleton<F, Fut>(&self, name: &str, factory: F) -> Result<(), PlacementCallError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.singleton_with(name, WorkloadSpec::singleton(), factory)
+            .await
+    }
+
+    /// [`PlacementHandle::singleton`] with a spec: the owner rule, tags, minimum members.
+    pub async fn singleton_with<F, Fut>(
+        &self,
+        name: &str,
+        spec: WorkloadSpec,
+        factory: F,
+    ) -> Result<(), PlacementCallError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let factory: Factory = Arc::new(move |_| Box::pin(factory()));
+        self.declare(name, spec, factory).await
+    }
+
+    /// Spreads `shards` instances of `name` over the members: `factory(shard)` makes a shard's
+    /// future whenever it starts on this node. Keys map to shards with
+    /// [`PlacementHandle::owner_of`]. The shard count is fixed once declared.
+    pub async fn sharded<F, Fut>(
+        &self,
+        name: &str,
+        shards: u32,
+        factory: F,
+    ) -> Result<(), PlacementCallError>
+    where
+        F: Fn(u32) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.sharded_with(name, WorkloadSpec::sharded(shards), factory)
+            .await
+    }
+
+    /// [`PlacementHandle::sharded`] with a spec.
+    pub async fn sharded_with<F, Fut>(
+        &self,
+        name: &str,
+        spec: WorkloadSpec,
+        factory: F,
+    ) -> Result<(), PlacementCallError>
+    where
+        F: Fn(u32) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let factory: Factory = Arc::new(move |shard| Box::pin(factory(shard)));
+        self.declare(name, spec, factory).await
+    }
+
+    async fn declare(
+        &self,
+        name: &str,
+        spec: WorkloadSpec,
+        factory: Factory,
+    ) -> Result<(), PlacementCallError> {
+        // Registered before the declaration, so the factory is there for the first start.
+        let registration = Registration {
+            name: name.to_owned(),
+            factory,
+        };
+        self.registrations
+            .send(registration)
+            .map_err(|_| PlacementCallError::Stopped)?;
+        let (done, answer) = oneshot::channel();
+        let request = PlacementRequest::Declare {
+            name: name.to_owned(),
+            spec,
+            done,
+        };
+        self.requests
+            .send(Request::Placement(request))
+            .await
+            .map_err(|_| PlacementCallError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| PlacementCallError::Stopped)?
+            .map_err(Into::into)
+    }
+
+    /// The shard `key` maps to in `workload`, and who this node's view says owns it (`None`
+    /// while too few members are eligible).
+    pub fn owner_of(
+        &self,
+        workload: &str,
+        key: &[u8],
+    ) -> Result<(u32, Option<NodeId>), PlacementCallError> {
+        let view = self.view.borrow();
+        let w = view
+            .get(workload)
+            .ok_or_else(|| PlacementError::Unknown(workload.to_owned()))?;
+        let shards = u32::try_from(w.instances.len()).unwrap_or(u32::MAX);
+        let shard = shard_of(key, shards);
+        let owner = w.instances.get(shard as usize).and_then(|i| i.owner);
+        Ok((shard, owner))
+    }
+
+    /// Whether `instance` of `workload` runs on this node now.
+    pub fn running_here(&self, workload: &str, shard: u32) -> bool {
+        self.view
+            .borrow()
+            .get(workload)
+            .and_then(|w| w.instances.get(shard as usize))
+            .is_some_and(|i| i.running_here)
+    }
+
+    /// Every workload declared here, with owners.
+    pub fn all(&self) -> Arc<PlacementView> {
+        self.view.borrow().clone()
+    }
+
+    /// Waits until the published view changes.
+    pub async fn changed(&mut self) -> Result<(), PlacementCallError> {
+        self.view
+            .changed()
+            .await
+            .map_err(|_| PlacementCallError::Stopped)
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// How many times an instance was started again here after it panicked or returned.
+    pub fn restarts(&self) -> u64 {
+        self.counters.restarts.load(Ordering::Relaxed)
+    }
+
+    /// How many runs of instances panicked here.
+    pub fn panics(&self) -> u64 {
+        self.counters.panics.load(Ordering::Relaxed)
+    }
+
+    /// How many instances the core started here.
+    pub fn started(&self) -> u64 {
+        self.counters.started.load(Ordering::Relaxed)
+    }
+}
+
+/// The driver's side: it carries out requests on the core, hands decisions to the supervisor
+/// and publishes the view.
+pub(crate) struct PlacementRuntime {
+    decisions: mpsc::UnboundedSender<Decision>,
+    view: watch::Sender<Arc<PlacementView>>,
+}
+
+/// A handle and the driver's runtime for it, with the supervisor running.
+pub(crate) fn start(
+    requests: mpsc::Sender<Request>,
+    me: NodeId,
+) -> (PlacementHandle, PlacementRuntime) {
+    let (registrations, registrations_rx) = mpsc::unbounded_channel();
+    let (decisions, decisions_rx) = mpsc::unbounded_channel();
+    let counters = Arc::new(SupervisorCounters::default());
+    supervisor::spawn(registrations_rx, decisions_rx, counters.clone());
+    let (view_tx, view) = watch::channel(Arc::default());
+    let handle = PlacementHandle {
+        requests,
+        registrations,
+        view,
+        counters,
+        me,
+    };
+    let runtime = PlacementRuntime {
+        decisions,
+        view: view_tx,
+    };
+    (handle, runtime)
+}
+
+impl PlacementRuntime {
+    /// Carries out a handle's request on the core.
+    pub(crate) fn request(&mut self, core: &mut Core, now: Instant, request: PlacementRequest) {
+        match request {
+            PlacementRequest::Declare { name, spec, done } => {
+                let _ = done.send(core.declare_placement(now, &name, spec));
+                self.publish(core);
+            }
+        }
+    }
+
+    /// Hands a decision to the supervisor and publishes the view.
+    pub(crate) fn event(&mut self, core: &Core, event: PlacementEvent) {
+        let decision = match event {
+            PlacementEvent::Start { instance } => Decision::Start(instance),
+            PlacementEvent::Stop { instance, .. } => Decision::Stop(instance),
+        };
+        let _ = self.decisions.send(decision);
+        self.publish(core);
+    }
+
+    /// Publishes who owns what, as the core sees it now.
+    pub(crate) fn publish(&self, core: &Core) {
+        let placement = core.placement();
+        let mut view = PlacementView::new();
+        for (name, spec) in placement.workloads() {
+            let instances = (0..spec.shards())
+                .map(|shard| {
+                    let instance = Instance::new(name, shard);
+                    InstanceView {
+                        shard,
+                        owner: placement.owner(&instance).ok().flatten(),
+                        running_here: placement.running().any(|(i, _)| *i == instance),
+                    }
+                })
+                .collect();
+            let kind = match spec.kind {
+                foundation_core::placement::Kind::Singleton => "singleton",
+                foundation_core::placement::Kind::Sharded { .. } => "sharded",
+            };
+            view.insert(name.clone(), WorkloadView { kind, instances });
+        }
+        self.view.send_if_modified(|held| {
+            if **held == view {
+                return false;
+            }
+            *held = Arc::new(view);
+            true
+        });
+    }
+}

@@ -1,0 +1,250 @@
+//! Placement on real nodes over QUIC on 127.0.0.1: a singleton runs on exactly one of three
+//! nodes, moves to another when its node is killed, never runs twice at once, and is started
+//! again after it panics; shards run once each and every node routes a key to the same owner;
+//! `GET /placement` lists them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use foundation_core::placement::WorkloadSpec;
+use foundation_engine::runtime::placement::PlacementCallError;
+use foundation_engine::runtime::NodeSettings;
+
+const SECRET: &str = "placement test secret";
+const SOON: Duration = Duration::from_secs(15);
+
+fn settings(seeds: Vec<std::net::SocketAddr>) -> NodeSettings {
+    NodeSettings {
+        http: Some("127.0.0.1:0".parse().expect("address")),
+        ..common::settings("placement-test", SECRET, seeds)
+    }
+}
+
+/// Who runs what, across every node of the test (they share the process): each running
+/// instance holds a guard that counts it and uncounts it when its future is dropped (an abort
+/// drops it, at the task's next turn: a run aborted on a node may still be dropping while the
+/// same node starts the instance again, so runs are told apart by a number).
+#[derive(Default)]
+struct Runs {
+    /// (workload, shard) → (node index, run) of each run now.
+    now: Mutex<BTreeMap<(String, u32), Vec<Run>>>,
+    /// The most distinct nodes that ever ran one instance at once.
+    most: AtomicUsize,
+    next: AtomicUsize,
+}
+
+/// (node index, run number).
+type Run = (usize, usize);
+
+struct Guard {
+    runs: Arc<Runs>,
+    key: (String, u32),
+    run: Run,
+}
+
+impl Runs {
+    fn enter(self: &Arc<Self>, workload: &str, shard: u32, node: usize) -> Guard {
+        let key = (workload.to_owned(), shard);
+        let mut now = self.now.lock().expect("lock");
+        let runners = now.entry(key.clone()).or_default();
+        let run = (node, self.next.fetch_add(1, Ordering::SeqCst));
+        runners.push(run);
+        let mut nodes: Vec<usize> = runners.iter().map(|(n, _)| *n).collect();
+        nodes.dedup();
+        self.most.fetch_max(nodes.len(), Ordering::SeqCst);
+        Guard {
+            runs: self.clone(),
+            key,
+            run,
+        }
+    }
+
+    fn runners(&self, workload: &str, shard: u32) -> Vec<usize> {
+        let now = self.now.lock().expect("lock");
+        let mut nodes: Vec<usize> = now
+            .get(&(workload.to_owned(), shard))
+            .into_iter()
+            .flatten()
+            .map(|(n, _)| *n)
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(mut now) = self.runs.now.lock() {
+            if let Some(runners) = now.get_mut(&self.key) {
+                runners.retain(|r| *r != self.run);
+            }
+        }
+    }
+}
+
+/// A majority of three must be seen before anything starts, so nodes that have not joined yet
+/// never each start one.
+fn majority() -> WorkloadSpec {
+    WorkloadSpec {
+        min_members: 2,
+        ..WorkloadSpec::singleton()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_singleton_restarts_elsewhere_and_never_runs_twice() {
+    let nodes = common::cluster(3, settings).await;
+    let runs = Arc::new(Runs::default());
+    // The first run anywhere panics: the supervisor starts it again.
+    let panicked = Arc::new(AtomicBool::new(false));
+    for (index, node) in nodes.iter().enumerate() {
+        let (runs, panicked) = (runs.clone(), panicked.clone());
+        node.placement()
+            .singleton_with("ticker", majority(), move || {
+                let (runs, panicked) = (runs.clone(), panicked.clone());
+                async move {
+                    if !panicked.swap(true, Ordering::SeqCst) {
+                        panic!("the first run fails on purpose");
+                    }
+                    let _guard = runs.enter("ticker", 0, index);
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await
+            .expect("declared");
+    }
+    common::eventually(SOON, "the singleton runs", || {
+        runs.runners("ticker", 0).len() == 1
+    })
+    .await;
+    let first = runs.runners("ticker", 0)[0];
+    assert!(
+        nodes[first].placement().restarts() >= 1,
+        "the panic was restarted"
+    );
+    assert!(nodes[first].placement().running_here("ticker", 0));
+    // Another spec under the same name is refused with a typed error.
+    let other = nodes[0]
+        .placement()
+        .sharded("ticker", 4, |_| async {})
+        .await;
+    assert!(matches!(other, Err(PlacementCallError::Refused(_))));
+
+    nodes[first].abort().await;
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let runners = runs.runners("ticker", 0);
+        if runners.len() == 1 && runners[0] != first {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let views: Vec<String> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != first)
+                .map(|(i, n)| {
+                    let p = n.placement();
+                    let states: Vec<_> = n.members().iter().map(|m| (m.id, m.state)).collect();
+                    format!(
+                        "n{i} {:?} started {} restarts {} panics {} members {states:?}",
+                        p.all(),
+                        p.started(),
+                        p.restarts(),
+                        p.panics()
+                    )
+                })
+                .collect();
+            panic!("no failover within {SOON:?}: runners {runners:?}; {views:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let it settle, then check no duplicate ever ran.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs.runners("ticker", 0).len(), 1);
+    assert_eq!(runs.most.load(Ordering::SeqCst), 1, "a duplicate ran");
+    for (i, node) in nodes.iter().enumerate() {
+        if i != first {
+            node.abort().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_run_once_each_and_every_node_routes_a_key_to_the_same_owner() {
+    const SHARDS: u32 = 6;
+    let nodes = common::cluster(3, settings).await;
+    let runs = Arc::new(Runs::default());
+    for (index, node) in nodes.iter().enumerate() {
+        let runs = runs.clone();
+        let spec = WorkloadSpec {
+            min_members: 2,
+            ..WorkloadSpec::sharded(SHARDS)
+        };
+        node.placement()
+            .sharded_with("orders", spec, move |shard| {
+                let runs = runs.clone();
+                async move {
+                    let _guard = runs.enter("orders", shard, index);
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await
+            .expect("declared");
+    }
+    common::eventually(SOON, "every shard runs once", || {
+        (0..SHARDS).all(|s| runs.runners("orders", s).len() == 1)
+    })
+    .await;
+    for key in ["customer-1", "customer-2", "customer-3", "x"] {
+        let answers: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                n.placement()
+                    .owner_of("orders", key.as_bytes())
+                    .expect("known")
+            })
+            .collect();
+        assert!(
+            answers.windows(2).all(|w| w[0] == w[1]),
+            "{key}: {answers:?}"
+        );
+        let (shard, owner) = answers[0];
+        let owner = owner.expect("an owner");
+        let runner = runs.runners("orders", shard)[0];
+        assert_eq!(nodes[runner].id(), owner, "{key} is routed where it runs");
+    }
+    assert!(matches!(
+        nodes[0].placement().owner_of("nope", b"k"),
+        Err(PlacementCallError::Refused(_))
+    ));
+    // GET /placement lists the workload, its owners and what runs here.
+    let http = nodes[0].http_addr().expect("http");
+    let body = get(http, "/placement").await;
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let instances = json["workloads"]["orders"]["instances"]
+        .as_array()
+        .expect("instances");
+    assert_eq!(instances.len(), SHARDS as usize);
+    assert!(instances.iter().all(|i| i["owner"].is_string()));
+    assert_eq!(runs.most.load(Ordering::SeqCst), 1, "a duplicate ran");
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.expect("read");
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,341 @@
+//! Placement in the simulator: a singleton and a sharded workload on 5 nodes under a crash of
+//! the singleton's owner, a partition with the owner on either side, and join/leave churn of
+//! the shards' owners; the checks of `foundation_sim::placement` after every step. Each check
+//! is shown failing on a deliberately broken engine (the `Placement*` fault switches).
+//!
+//! `PLACEMENT_SEEDS=N` sets how many seeds the sweep runs (release: `cargo test --release -p
+//! foundation-sim --test placement -- --ignored --nocapture`).
+
+use std::collections::BTreeMap;
+
+use foundation_core::fault_switch::{self, FaultSwitch};
+use foundation_core::membership::MembershipConfig;
+use foundation_core::placement::{Instance, PlacementConfig, WorkloadSpec};
+use foundation_sim::faults::{Fault, Identity, Nodes};
+use foundation_sim::network::LinkModel;
+use foundation_sim::placement::PlacementCheck;
+use foundation_sim::world::{World, WorldConfig};
+
+const NODES: usize = 5;
+const SHARDS: u32 = 8;
+
+fn secs(s: u64) -> u64 {
+    s * 1_000_000
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    /// The singleton's owner crashes, and comes back later.
+    Crash,
+    /// A 2 | 3 partition with the singleton's owner on the side of two.
+    OwnerInMinority,
+    /// A 2 | 3 partition with the singleton's owner on the side of three.
+    OwnerInMajority,
+    /// Nodes leave, crash, come back and are replaced, one after another.
+    Churn,
+}
+
+/// What a run saw: the checks, and how long the singleton had no owner after the failure.
+struct Outcome {
+    check: PlacementCheck,
+    failover_us: Option<u64>,
+}
+
+fn run_to(world: &mut World, check: &mut PlacementCheck, us: u64) {
+    while world.next_time().is_some_and(|t| t <= us) {
+        if world.step().is_some() {
+            let before = check.violations.len();
+            check.after_step(world);
+            if before == 0
+                && !check.violations.is_empty()
+                && std::env::var("PLACEMENT_DEBUG").is_ok()
+            {
+                for slot in 0..world.nodes().len() {
+                    if let Some(core) = world.node(slot).core() {
+                        let p = core.placement();
+                        let agreed: Vec<String> = p.agreed().iter().map(|n| n.short()).collect();
+                        let held: Vec<String> = p
+                            .registrar()
+                            .held()
+                            .map(|(i, (l, u))| format!("{i}:{}@{u:?}", l.node.short()))
+                            .collect();
+                        let running: Vec<String> =
+                            p.running().map(|(i, u)| format!("{i}@{u:?}")).collect();
+                        eprintln!(
+                            "n{slot} {} agreed {agreed:?} running {running:?} held {held:?}",
+                            world.node(slot).id().short()
+                        );
+                        let alive: Vec<String> = core
+                            .members()
+                            .map(|m| format!("{}:{:?}", m.id.short(), m.state))
+                            .collect();
+                        eprintln!("   members {alive:?}");
+                    }
+                }
+            }
+        }
+    }
+    world.advance_to(us);
+}
+
+fn singleton_owner(world: &World) -> Option<usize> {
+    world
+        .placement_runners()
+        .get(&Instance::new("s", 0))
+        .and_then(|slots| slots.first().copied())
+}
+
+fn run(plan: Plan, seed: u64) -> Outcome {
+    let membership = MembershipConfig::development();
+    let mut world = World::new(WorldConfig {
+        seed,
+        nodes: NODES,
+        membership: membership.clone(),
+        network: LinkModel::lan(),
+        keep_trace: false,
+    });
+    let lease = PlacementConfig::for_membership(&membership);
+    let mut instances = vec![Instance::new("s", 0)];
+    instances.extend((0..SHARDS).map(|s| Instance::new("sh", s)));
+    // A lease, a renewal and a round trip, plus a generous slack for the check's sampling.
+    let stop_bound = (lease.lease + lease.renew).as_micros() as u64 + 200_000;
+    let mut check = PlacementCheck::new(instances, stop_bound);
+    let apply = |world: &mut World, fault: Fault| {
+        world
+            .apply(&fault, &BTreeMap::new())
+            .expect("the fault applies");
+    };
+    apply(&mut world, Fault::Join(Nodes::All, 0));
+    let majority = WorkloadSpec {
+        min_members: 3,
+        ..WorkloadSpec::singleton()
+    };
+    world.declare_placement("s", majority.clone()).expect("s");
+    let sharded = WorkloadSpec {
+        min_members: 3,
+        ..WorkloadSpec::sharded(SHARDS)
+    };
+    world.declare_placement("sh", sharded).expect("sh");
+    run_to(&mut world, &mut check, secs(6));
+    let jitter = world.random_below(2_000_000);
+    let t0 = secs(6) + jitter;
+    run_to(&mut world, &mut check, t0);
+    let owner = singleton_owner(&world);
+    let mut failover_us = None;
+    let heal_at = match (plan, owner) {
+        (_, None) => {
+            check.exactly_one(&world);
+            return Outcome { check, failover_us };
+        }
+        (Plan::Crash, Some(owner)) => {
+            apply(&mut world, Fault::Crash(Nodes::One(owner)));
+            failover_us = measure_failover(&mut world, &mut check, t0, secs(10));
+            run_to(&mut world, &mut check, t0 + secs(10));
+            apply(
+                &mut world,
+                Fault::Restart(Nodes::One(owner), Identity::Same),
+            );
+            t0 + secs(10)
+        }
+        (Plan::OwnerInMinority | Plan::OwnerInMajority, Some(owner)) => {
+            let others: Vec<usize> = (0..NODES).filter(|s| *s != owner).collect();
+            let pick = world.random_below(others.len() as u64) as usize;
+            let (small, big) = match plan {
+                Plan::OwnerInMinority => {
+                    let small = vec![owner, others[pick]];
+                    let big = (0..NODES).filter(|s| !small.contains(s)).collect();
+                    (small, big)
+                }
+                _ => {
+                    let mut rest = others.clone();
+                    let a = rest.remove(pick);
+                    let b = rest.remove(world.random_below(rest.len() as u64) as usize);
+                    let small = vec![a, b];
+                    let big = (0..NODES).filter(|s| !small.contains(s)).collect();
+                    (small, big)
+                }
+            };
+            apply(
+                &mut world,
+                Fault::Partition(Nodes::List(small.clone()), Nodes::List(big)),
+            );
+            check.minority(&world, small);
+            if matches!(plan, Plan::OwnerInMinority) {
+                failover_us = measure_failover(&mut world, &mut check, t0, secs(10));
+            }
+            run_to(&mut world, &mut check, t0 + secs(10));
+            apply(&mut world, Fault::Heal);
+            check.healed();
+            t0 + secs(10)
+        }
+        (Plan::Churn, Some(_)) => churn(&mut world, &mut check, t0),
+    };
+    // Every instance has exactly one owner within a bound of the last disturbance.
+    run_to(&mut world, &mut check, heal_at + secs(12));
+    check.exactly_one(&world);
+    Outcome { check, failover_us }
+}
+
+/// Runs until the singleton runs again (or `limit` passes); returns how long it had no owner.
+fn measure_failover(
+    world: &mut World,
+    check: &mut PlacementCheck,
+    from: u64,
+    limit: u64,
+) -> Option<u64> {
+    let mut t = from;
+    // The old owner may still hold its lease for a moment: wait for it to end first.
+    while t < from + limit && singleton_owner(world).is_some() {
+        t += 10_000;
+        run_to(world, check, t);
+    }
+    while t < from + limit {
+        t += 10_000;
+        run_to(world, check, t);
+        if singleton_owner(world).is_some() {
+            return Some(t - from);
+        }
+    }
+    None
+}
+
+/// Leaves, crashes, restarts and a replacement, a few seconds apart; returns when the last
+/// disturbance happened.
+fn churn(world: &mut World, check: &mut PlacementCheck, t0: u64) -> u64 {
+    let steps = [
+        Fault::Stop(Nodes::One(4)),
+        Fault::Restart(Nodes::One(4), Identity::Same),
+        Fault::Crash(Nodes::One(3)),
+        Fault::Restart(Nodes::One(3), Identity::New),
+        Fault::Stop(Nodes::One(1)),
+        Fault::Restart(Nodes::One(1), Identity::Same),
+    ];
+    let mut t = t0;
+    for fault in steps {
+        world.apply(&fault, &BTreeMap::new()).expect("applies");
+        t += secs(3) + world.random_below(2_000_000);
+        run_to(world, check, t);
+    }
+    t
+}
+
+fn assert_clean(plan: Plan, seed: u64, outcome: &Outcome) {
+    assert!(
+        outcome.check.violations.is_empty(),
+        "{plan:?} seed {seed}: {:?}",
+        outcome.check.violations.first()
+    );
+}
+
+#[test]
+fn singleton_fails_over_after_a_crash_once_and_only_once() {
+    for seed in 1..=4 {
+        let outcome = run(Plan::Crash, seed);
+        assert_clean(Plan::Crash, seed, &outcome);
+        let failover = outcome.failover_us.expect("the singleton ran again");
+        // Detection (≈ 2–3 s with development timers) plus a round; never the full 10 s.
+        assert!(failover < secs(6), "seed {seed}: {failover} µs");
+    }
+}
+
+#[test]
+fn partition_with_the_owner_on_the_minority_side_moves_it_to_the_majority() {
+    for seed in 1..=4 {
+        let outcome = run(Plan::OwnerInMinority, seed);
+        assert_clean(Plan::OwnerInMinority, seed, &outcome);
+        assert!(outcome.failover_us.is_some(), "seed {seed}: no failover");
+    }
+}
+
+#[test]
+fn partition_with_the_owner_on_the_majority_side_keeps_it_there() {
+    for seed in 1..=4 {
+        assert_clean(
+            Plan::OwnerInMajority,
+            seed,
+            &run(Plan::OwnerInMajority, seed),
+        );
+    }
+}
+
+#[test]
+fn shards_keep_one_owner_each_under_join_and_leave_churn() {
+    for seed in 1..=3 {
+        assert_clean(Plan::Churn, seed, &run(Plan::Churn, seed));
+    }
+}
+
+/// Each check fails on an engine with the bug it is meant to catch.
+fn caught(switch: FaultSwitch, plan: Plan, invariant: &str) {
+    let _on = fault_switch::engage(switch);
+    for seed in 1..=5 {
+        if let Some(first) = run(plan, seed).check.first(invariant) {
+            eprintln!("{switch:?} caught by {first}");
+            return;
+        }
+    }
+    panic!("{switch:?}: {invariant} never failed in {plan:?}");
+}
+
+#[test]
+fn one_owner_catches_a_registrar_that_grants_a_held_instance() {
+    caught(
+        FaultSwitch::PlacementGrantsHeld,
+        Plan::OwnerInMinority,
+        "one-owner",
+    );
+}
+
+#[test]
+fn no_minority_owner_catches_a_lease_without_a_quorum() {
+    caught(
+        FaultSwitch::PlacementQuorumOfOne,
+        Plan::OwnerInMinority,
+        "no-minority-owner",
+    );
+}
+
+#[test]
+fn owned_after_heal_catches_registrations_that_never_expire() {
+    caught(
+        FaultSwitch::PlacementRegistrationsNeverExpire,
+        Plan::Churn,
+        "owned-after-heal",
+    );
+}
+
+/// Many seeds of every plan; release builds (`PLACEMENT_SEEDS`, default 200).
+#[test]
+#[ignore]
+fn placement_sweep_over_many_seeds() {
+    let seeds: u64 = std::env::var("PLACEMENT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let only: Option<u64> = std::env::var("PLACEMENT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for plan in [
+        Plan::Crash,
+        Plan::OwnerInMinority,
+        Plan::OwnerInMajority,
+        Plan::Churn,
+    ] {
+        let mut failovers = Vec::new();
+        let mut runs = 0;
+        for seed in (1..=seeds).filter(|s| only.is_none_or(|o| o == *s)) {
+            let outcome = run(plan, seed);
+            assert_clean(plan, seed, &outcome);
+            runs += 1;
+            failovers.extend(outcome.failover_us);
+        }
+        failovers.sort_unstable();
+        let at = |q: usize| failovers.get(failovers.len() * q / 100).copied();
+        eprintln!(
+            "{plan:?}: {runs} seeds clean; failovers {} (p50 {:?} µs, p99 {:?} µs)",
+            failovers.len(),
+            at(50),
+            at(99)
+        );
+    }
+}
