@@ -17,8 +17,8 @@ pub enum Rule {
     /// Highest rendezvous hash of (instance, member): spreads shards, moves few on churn.
     #[default]
     Rendezvous,
-    /// The member with the lowest generation (the runtime's generation is its start time in
-    /// seconds), ties broken by node id: a singleton stays put while its node lives.
+    /// The member with the lowest generation (the runtime's generation is its start time),
+    /// ties broken by node id: a singleton stays put while its node lives.
     Oldest,
 }
 
