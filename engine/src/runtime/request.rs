@@ -8,6 +8,7 @@ use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
 use foundation_core::membership::{ForceLeaveError, MemberView};
 use foundation_core::node::{Command, Input};
+use foundation_core::placement::{PlacementError, WorkloadSpec};
 use foundation_core::replication::Write;
 use foundation_core::vars::{Life, VarSpec, VarsError};
 
@@ -48,7 +49,7 @@ pub(crate) enum Request {
         oneshot::Sender<Result<MemberView, ForceLeaveError>>,
     ),
     /// Declare a placed workload.
-    Placement(super::placement::PlacementRequest),
+    Placement(PlacementRequest),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
@@ -104,5 +105,14 @@ pub(crate) enum VarsRequest {
         amount: u64,
         refill: bool,
         done: oneshot::Sender<Result<(), VarsError>>,
+    },
+}
+
+/// What a `PlacementHandle` asks of the driver.
+pub(crate) enum PlacementRequest {
+    Declare {
+        name: String,
+        spec: WorkloadSpec,
+        done: oneshot::Sender<Result<(), PlacementError>>,
     },
 }

@@ -25,7 +25,7 @@ use foundation_core::{Core, NodeId};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::request::Request;
+use super::request::{PlacementRequest, Request};
 use supervisor::{Decision, Factory, Registration, SupervisorCounters};
 
 /// One instance as this node sees it.
@@ -68,15 +68,6 @@ pub enum PlacementCallError {
     /// The node stopped.
     #[error("the node stopped")]
     Stopped,
-}
-
-/// What a handle asks of the driver.
-pub(crate) enum PlacementRequest {
-    Declare {
-        name: String,
-        spec: WorkloadSpec,
-        done: oneshot::Sender<Result<(), PlacementError>>,
-    },
 }
 
 /// Declare singletons and sharded workloads, and find who owns what. Cheap to clone.
