@@ -26,6 +26,9 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_BIND",
     "FOUNDATION_ADVERTISE",
     "FOUNDATION_HTTP",
+    "FOUNDATION_HTTP_TOKEN",
+    "FOUNDATION_HTTP_ORIGINS",
+    "FOUNDATION_HTTP_HOSTS",
     "FOUNDATION_SECRET",
     "FOUNDATION_CA",
     "FOUNDATION_CERT",
@@ -54,6 +57,9 @@ pub(crate) struct EnvLayer {
     bind: Option<SocketAddr>,
     advertise: Option<SocketAddr>,
     http: Option<Option<SocketAddr>>,
+    http_token: Option<String>,
+    http_origins: Option<Vec<String>>,
+    http_hosts: Option<Vec<String>>,
     security: Option<(Security, &'static str)>,
     seeds: Option<Vec<String>>,
     discovery: Option<Vec<DiscoveryKind>>,
@@ -78,6 +84,7 @@ impl EnvLayer {
             unknown: unknown_variables(vars),
             ..Self::default()
         };
+        refuse_empty_secrets(vars)?;
         layer.parse_identity(&get)?;
         layer.parse_addresses(&get)?;
         layer.security = parse_security(&get)?;
@@ -112,6 +119,10 @@ impl EnvLayer {
         self.bind = parsed(get, "FOUNDATION_BIND", addr)?;
         self.advertise = parsed(get, "FOUNDATION_ADVERTISE", addr)?;
         self.http = parsed(get, "FOUNDATION_HTTP", parse_http)?;
+        self.http_token = parsed(get, "FOUNDATION_HTTP_TOKEN", parse_token)?;
+        let list = |v: &str| Ok::<_, String>(split_list(v).map(str::to_owned).collect());
+        self.http_origins = parsed(get, "FOUNDATION_HTTP_ORIGINS", list)?;
+        self.http_hosts = parsed(get, "FOUNDATION_HTTP_HOSTS", list)?;
         Ok(())
     }
 
@@ -212,6 +223,23 @@ impl EnvLayer {
                 "http",
                 &Origin::Env("FOUNDATION_HTTP"),
             );
+        }
+        self.apply_http_access(config, origins);
+    }
+
+    fn apply_http_access(&self, config: &mut NodeConfig, origins: &mut Origins) {
+        let access = &mut config.http_access;
+        if let Some(token) = &self.http_token {
+            access.token = Some(token.clone());
+            origins.set("http_access", &Origin::Env("FOUNDATION_HTTP_TOKEN"));
+        }
+        if let Some(allowed) = &self.http_origins {
+            access.allowed_origins = allowed.clone();
+            origins.set("http_access", &Origin::Env("FOUNDATION_HTTP_ORIGINS"));
+        }
+        if let Some(allowed) = &self.http_hosts {
+            access.allowed_hosts = allowed.clone();
+            origins.set("http_access", &Origin::Env("FOUNDATION_HTTP_HOSTS"));
         }
     }
 
@@ -319,6 +347,31 @@ fn parse_security<'a>(
             ))
         }
     }
+}
+
+/// Shortest HTTP token accepted: a guessable token is no protection.
+const HTTP_TOKEN_MIN: usize = 16;
+
+fn parse_token(value: &str) -> Result<String, String> {
+    if value.chars().count() < HTTP_TOKEN_MIN || value.contains(char::is_whitespace) {
+        return Err(format!(
+            "the token must be at least {HTTP_TOKEN_MIN} characters without spaces (e.g. `openssl rand -hex 24`)"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// A secret variable that is set but empty is a mistake (an unexpanded `$SECRET`, an empty
+/// Kubernetes secret), not a request for the default: falling back to the development secret
+/// would quietly open the cluster.
+fn refuse_empty_secrets(vars: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for var in ["FOUNDATION_SECRET", "FOUNDATION_HTTP_TOKEN"] {
+        if vars.get(var).is_some_and(|value| value.trim().is_empty()) {
+            let why = "is set but empty; give it a value, or unset it";
+            return Err(ConfigError::env(var, why));
+        }
+    }
+    Ok(())
 }
 
 fn split_list(value: &str) -> impl Iterator<Item = &str> {

@@ -11,12 +11,16 @@
 //! ```
 //!
 //! Routes are closures, so a new feature adds a route without touching the server. The server
-//! is bounded (connections, header size and read time, connection age) and answers `GET`, plus
-//! `PUT`/`POST`/`DELETE` under the prefixes of write routes (`.write("/config/", ...)`), and
-//! streams newline-delimited JSON from stream routes (`.stream("/monitor", ...)`) as chunked
-//! responses that last until the client or the producer goes away.
+//! is bounded (connections that give way when idle, head and body deadlines and sizes, writes
+//! and streams at once, connection age), answers `GET` and `HEAD`, plus the methods each write
+//! route documents under its prefix (`.write("/config/", &[PUT, DELETE], ...)`) as the
+//! [`Access`] policy allows (token, `Host`, `Origin`), and streams newline-delimited JSON from
+//! stream routes (`.stream("/monitor", ...)`) as chunked responses that last until the client or
+//! the producer goes away.
 
+mod access;
 mod client;
+mod connections;
 mod error;
 mod health;
 mod routes;
@@ -24,6 +28,7 @@ mod server;
 mod status_page;
 mod stream;
 
+pub use access::Access;
 pub use client::get_json;
 pub use client::send_bytes;
 pub use client::send_json;

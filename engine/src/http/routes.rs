@@ -38,6 +38,25 @@ pub type WriteAnswer = Pin<Box<dyn Future<Output = (StatusCode, Value)> + Send>>
 /// A closure handling `PUT`, `POST` or `DELETE` under a path prefix.
 pub(crate) type WriteRoute = Arc<dyn Fn(WriteRequest) -> WriteAnswer + Send + Sync>;
 
+/// A write route and the methods it documents.
+#[derive(Clone)]
+pub(crate) struct WriteEntry {
+    pub methods: Vec<Method>,
+    pub route: WriteRoute,
+}
+
+/// How a request matches the write routes.
+pub(crate) enum WriteMatch {
+    /// No write route's prefix: a read.
+    None,
+    /// A documented method on a write route, with the decoded rest of the path.
+    Route(WriteRoute, String),
+    /// A write route's prefix with a method it does not take; the methods it does take.
+    WrongMethod(Vec<Method>),
+    /// A write route's prefix followed by malformed percent-encoding or bytes that are not UTF-8.
+    BadPath,
+}
+
 /// The answer of a stream route: the receiving end of a stream of chunks (see
 /// [`LineSender`](super::LineSender)), or a status and JSON body when there is nothing to stream.
 pub type StreamAnswer =
@@ -127,7 +146,7 @@ pub(crate) struct Routes {
     /// `GET` routes by path prefix (`/config/` answers `/config/{key}`).
     pub json_under: BTreeMap<String, JsonUnderRoute>,
     /// Write routes by path prefix.
-    pub writes: BTreeMap<String, WriteRoute>,
+    pub writes: BTreeMap<String, WriteEntry>,
     /// Streaming `GET` routes by path prefix.
     pub streams: BTreeMap<String, StreamRoute>,
     /// What `/status.json` shows; without it, health and every JSON route.
@@ -135,15 +154,25 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    /// The write route for `method path`, with the rest of the path, if there is one.
-    pub(crate) fn write_route(&self, method: &Method, path: &str) -> Option<(WriteRoute, String)> {
-        if ![Method::PUT, Method::POST, Method::DELETE].contains(method) {
-            return None;
+    /// How `method path` matches the write routes. `GET` and `HEAD` are reads wherever they go.
+    pub(crate) fn write_route(&self, method: &Method, path: &str) -> WriteMatch {
+        if is_read(method) {
+            return WriteMatch::None;
         }
-        self.writes.iter().find_map(|(prefix, route)| {
+        let found = self.writes.iter().find_map(|(prefix, entry)| {
             let rest = path.strip_prefix(prefix.as_str())?;
-            Some((route.clone(), percent_decode(rest)?))
-        })
+            Some((entry, rest))
+        });
+        let Some((entry, rest)) = found else {
+            return WriteMatch::None;
+        };
+        if !entry.methods.contains(method) {
+            return WriteMatch::WrongMethod(entry.methods.clone());
+        }
+        match percent_decode(rest) {
+            Some(rest) => WriteMatch::Route(entry.route.clone(), rest),
+            None => WriteMatch::BadPath,
+        }
     }
 
     /// The stream route for `GET path`, with the rest of the path, if there is one.
@@ -161,14 +190,11 @@ impl Routes {
         })
     }
 
-    /// The response to `method path`.
+    /// The response to `method path` (a read: `HEAD` answers as `GET`, and the server sends
+    /// the head alone).
     pub(crate) fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
-        if method != Method::GET {
-            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET"));
-            return response;
+        if !is_read(method) {
+            return method_not_allowed(&[Method::GET, Method::HEAD]);
         }
         match path {
             "/metrics" => self.metrics(),
@@ -283,6 +309,26 @@ pub fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// Whether `method` only reads.
+pub(crate) fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// 405, naming the methods the path takes.
+pub(crate) fn method_not_allowed(methods: &[Method]) -> Response<Full<Bytes>> {
+    let allow = methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let why = serde_json::json!({ "error": format!("this path takes {allow}") });
+    let mut response = json(StatusCode::METHOD_NOT_ALLOWED, &why);
+    if let Ok(allow) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    response
+}
+
 pub(crate) fn json(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
     // Serialising a `Value` cannot fail; the fallback keeps this path panic-free regardless.
     let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned());
@@ -320,7 +366,11 @@ mod tests {
         );
         let post = routes.respond(&Method::POST, "/health");
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(post.headers()[ALLOW], "GET");
+        assert_eq!(post.headers()[ALLOW], "GET, HEAD");
+        assert_eq!(
+            routes.respond(&Method::HEAD, "/health").status(),
+            StatusCode::OK
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Shared helpers of the runtime tests.
 #![allow(dead_code)]
 
+pub mod raw_http;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
