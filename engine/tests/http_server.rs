@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foundation_engine::http::{
-    get_json, Health, HttpError, HttpHandle, HttpServer, Limits, OPENMETRICS_CONTENT_TYPE,
+    get_json, Health, HttpError, HttpHandle, HttpServer, Limits, CLASSIC_CONTENT_TYPE,
+    OPENMETRICS_CONTENT_TYPE,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -53,29 +54,41 @@ fn start() -> (HttpHandle, Arc<AtomicBool>, Counter) {
     (server.start().expect("start"), healthy, counter)
 }
 
+/// Prometheus asks for OpenMetrics and gets it; a scraper that asks for nothing gets the
+/// classic text format, whose TYPE line names the counter as its samples do.
 #[tokio::test]
-async fn metrics_are_openmetrics_text_from_the_registry() {
+async fn metrics_speak_openmetrics_when_asked_and_the_classic_format_otherwise() {
     let (handle, _, counter) = start();
     counter.inc_by(7);
-    let response = get(handle.local_addr(), "/metrics").await;
-    assert_eq!(response.status, 200);
-    assert!(
-        response
-            .head
-            .contains(&format!("content-type: {OPENMETRICS_CONTENT_TYPE}")),
-        "{}",
-        response.head
+    let addr = handle.local_addr();
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3\r\nConnection: close\r\n\r\n"
     );
+    let open = send_raw(addr, request.as_bytes()).await;
+    assert_eq!(open.status, 200);
+    let content_type = |raw: &common::raw_http::Raw, expected: &str| {
+        assert!(
+            raw.head.contains(&format!("content-type: {expected}")),
+            "{}",
+            raw.head
+        );
+    };
+    content_type(&open, OPENMETRICS_CONTENT_TYPE);
+    assert!(open
+        .body
+        .contains("# TYPE foundation_test_requests counter"));
+    assert!(open.body.contains("foundation_test_requests_total 7"));
+    assert!(open.body.trim_end().ends_with("# EOF"), "{}", open.body);
+    let classic = get(addr, "/metrics").await;
+    content_type(&classic, CLASSIC_CONTENT_TYPE);
     assert!(
-        response.body.contains("foundation_test_requests_total 7"),
+        classic.body.contains(
+            "# TYPE foundation_test_requests_total counter\nfoundation_test_requests_total 7\n"
+        ),
         "{}",
-        response.body
+        classic.body
     );
-    assert!(
-        response.body.trim_end().ends_with("# EOF"),
-        "{}",
-        response.body
-    );
+    assert!(!classic.body.contains("# EOF"), "{}", classic.body);
     handle.shutdown().await;
 }
 

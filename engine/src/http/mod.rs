@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   HttpServer::builder(addr)
-//!       .metrics(registry)                     GET /metrics  OpenMetrics text
+//!       .metrics(registry)                     GET /metrics  OpenMetrics or classic text
 //!       .health(|| Health::healthy("member"))  GET /health   JSON, 200 or 503
 //!       .json("/members", || json!([...]))     GET /members  JSON
 //!       .status(|| json!({...}))               GET /status.json  what the page draws
@@ -22,6 +22,7 @@ mod access;
 mod client;
 mod connections;
 mod error;
+mod exposition;
 mod health;
 mod routes;
 mod server;
@@ -34,12 +35,13 @@ pub use client::send_bytes;
 pub use client::send_json;
 pub use client::stream_lines;
 pub use error::HttpError;
+pub use exposition::{CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 pub use health::Health;
 /// The request method of [`send_json`] and [`WriteRequest`].
 pub use hyper::Method;
 pub use routes::{
     percent_decode, percent_encode, MetricsSource, StreamAnswer, StreamRequest, WriteAnswer,
-    WriteRequest, OPENMETRICS_CONTENT_TYPE,
+    WriteRequest,
 };
 pub use server::{HttpHandle, HttpServer, HttpServerBuilder, Limits};
 pub use stream::{LineSender, STREAM_BUFFER};

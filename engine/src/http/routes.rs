@@ -15,12 +15,11 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::exposition::{
+    to_classic, wants_openmetrics, CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE,
+};
 use super::health::Health;
 use super::status_page;
-
-/// The content type of `/metrics` (OpenMetrics 1.0 text).
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -192,12 +191,18 @@ impl Routes {
 
     /// The response to `method path` (a read: `HEAD` answers as `GET`, and the server sends
     /// the head alone).
-    pub(crate) fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    /// `accept` is the request's `Accept` header, which picks the format of `/metrics`.
+    pub(crate) fn respond(
+        &self,
+        method: &Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Response<Full<Bytes>> {
         if !is_read(method) {
             return method_not_allowed(&[Method::GET, Method::HEAD]);
         }
         match path {
-            "/metrics" => self.metrics(),
+            "/metrics" => self.metrics(accept),
             "/health" => self.health_response(),
             "/" | "/status" => with_type(StatusCode::OK, HTML, status_page::PAGE.to_owned()),
             "/status.json" => json(StatusCode::OK, &self.status_json()),
@@ -229,7 +234,7 @@ impl Routes {
         }
     }
 
-    fn metrics(&self) -> Response<Full<Bytes>> {
+    fn metrics(&self, accept: Option<&str>) -> Response<Full<Bytes>> {
         let Some(source) = &self.metrics else {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -237,7 +242,10 @@ impl Routes {
             );
         };
         match source.encode() {
-            Ok(text) => with_type(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, text),
+            Ok(text) if wants_openmetrics(accept) => {
+                with_type(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, text)
+            }
+            Ok(text) => with_type(StatusCode::OK, CLASSIC_CONTENT_TYPE, to_classic(&text)),
             Err(_) => plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "metrics could not be encoded\n",
@@ -361,14 +369,14 @@ mod tests {
     fn unknown_paths_and_methods() {
         let routes = Routes::default();
         assert_eq!(
-            routes.respond(&Method::GET, "/nope").status(),
+            routes.respond(&Method::GET, "/nope", None).status(),
             StatusCode::NOT_FOUND
         );
-        let post = routes.respond(&Method::POST, "/health");
+        let post = routes.respond(&Method::POST, "/health", None);
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(post.headers()[ALLOW], "GET, HEAD");
         assert_eq!(
-            routes.respond(&Method::HEAD, "/health").status(),
+            routes.respond(&Method::HEAD, "/health", None).status(),
             StatusCode::OK
         );
     }
@@ -383,23 +391,23 @@ mod tests {
                 _ => (StatusCode::NOT_FOUND, serde_json::json!({ "error": key })),
             }),
         );
-        let found = routes.respond(&Method::GET, "/config/a%20b");
+        let found = routes.respond(&Method::GET, "/config/a%20b", None);
         assert_eq!(found.status(), StatusCode::OK);
         assert_eq!(found.headers()[CONTENT_TYPE], JSON);
-        let missing = routes.respond(&Method::GET, "/config/zz");
+        let missing = routes.respond(&Method::GET, "/config/zz", None);
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
         assert_eq!(missing.headers()[CONTENT_TYPE], JSON);
         assert_eq!(
-            routes.respond(&Method::GET, "/config/%zz").status(),
+            routes.respond(&Method::GET, "/config/%zz", None).status(),
             StatusCode::BAD_REQUEST
         );
         // The prefix alone is not a key, and other paths are not under it.
         assert_eq!(
-            routes.respond(&Method::GET, "/config/").status(),
+            routes.respond(&Method::GET, "/config/", None).status(),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            routes.respond(&Method::GET, "/configx").status(),
+            routes.respond(&Method::GET, "/configx", None).status(),
             StatusCode::NOT_FOUND
         );
     }
@@ -419,12 +427,12 @@ mod tests {
     fn health_decides_the_status() {
         let mut routes = Routes::default();
         assert_eq!(
-            routes.respond(&Method::GET, "/health").status(),
+            routes.respond(&Method::GET, "/health", None).status(),
             StatusCode::OK
         );
         routes.health = Some(Arc::new(|| Health::unhealthy("alone")));
         assert_eq!(
-            routes.respond(&Method::GET, "/health").status(),
+            routes.respond(&Method::GET, "/health", None).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }

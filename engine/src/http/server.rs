@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN,
+    HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN,
     RETRY_AFTER,
 };
 use hyper::service::service_fn;
@@ -389,7 +389,10 @@ impl Connection {
                 .await;
         }
         let answer = match write {
-            WriteMatch::None => routes.respond(&method, &path),
+            WriteMatch::None => {
+                let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+                routes.respond(&method, &path, accept)
+            }
             WriteMatch::WrongMethod(methods) => method_not_allowed(&methods),
             WriteMatch::BadPath => {
                 bad_request("malformed percent-encoding or non-UTF-8 bytes in the path")
