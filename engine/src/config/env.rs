@@ -36,6 +36,7 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_SEEDS",
     "FOUNDATION_DISCOVERY",
     "FOUNDATION_DNS_NAME",
+    "FOUNDATION_DNS_PORT",
     "FOUNDATION_NAME",
     "FOUNDATION_TAGS",
     "FOUNDATION_DATA_DIR",
@@ -46,6 +47,12 @@ pub const VARIABLES: &[&str] = &[
 
 /// Other programs' variables in the same namespace (the CLI's log filter), not typos.
 const OTHERS: &[&str] = &["FOUNDATION_LOG"];
+
+/// Whether `name` is a `FOUNDATION_*` variable something in Foundation reads (deployment files
+/// are checked against this, so a typo there is caught before it is silently ignored).
+pub fn is_known_variable(name: &str) -> bool {
+    VARIABLES.contains(&name) || OTHERS.contains(&name)
+}
 
 /// The environment's settings, parsed and checked.
 #[derive(Debug, Default)]

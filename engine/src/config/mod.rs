@@ -49,6 +49,7 @@ use foundation_core::membership::MembershipConfig;
 pub use builder::ConfigBuilder;
 pub use discovery::{DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
 pub use duration::{format_duration, parse_duration, ParseDurationError};
+pub use env::is_known_variable;
 pub use error::{ConfigError, Origin};
 pub use profile::{ParseProfileError, Profile};
 pub use security::Security;
