@@ -3,6 +3,7 @@
 pub mod act;
 pub mod agents;
 pub mod call;
+pub mod check;
 pub mod config;
 pub mod force_leave;
 pub mod leave;
