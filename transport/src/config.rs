@@ -68,9 +68,10 @@ pub struct TransportConfig {
     /// Default `true`. Sharing the regular endpoint, a transfer's packets wait in the same
     /// socket buffer as urgent ones and its packet processing runs on the application's tokio
     /// workers, ahead of urgent tasks; apart, urgent packets never queue behind bulk ones and
-    /// the kernel's scheduler, not tokio's run queue, decides between them. The port is
-    /// announced in the hello; a peer that announces none is sent transfers on its regular
-    /// port. Ignored when `bulk_queue_target` is `None`.
+    /// the kernel's scheduler, not tokio's run queue, decides between them. The bulk socket
+    /// binds `bind`'s IP on a port the kernel picks, announced in the hello (a firewall must
+    /// let it through, or set this to `false`); a peer that announces none is sent transfers
+    /// on its regular port. Ignored when `bulk_queue_target` is `None`.
     pub bulk_endpoint: bool,
     /// How much lower the bulk thread's scheduling priority is than the rest of the process
     /// (Linux nice increment, 0–19). Default 0.

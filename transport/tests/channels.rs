@@ -294,7 +294,11 @@ async fn nodes_with_and_without_a_bulk_endpoint_send_each_other_transfers_on_bul
     let mut apart = node("orders").await;
     let (to_plain, to_apart) = (plain.endpoint.local(), apart.endpoint.local());
     plain.endpoint.connect(to_apart.addr).await.unwrap();
-    let data = Bytes::from((0..1_000_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>());
+    let data = Bytes::from(
+        (0..1_000_000u32)
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<_>>(),
+    );
     let (sent_to_apart, sent_to_plain) = tokio::join!(
         plain
             .endpoint
