@@ -165,6 +165,14 @@ impl Endpoint {
         self.shared.local
     }
 
+    /// Where peers dial this node's bulk endpoint: the advertised IP on the bulk socket's port;
+    /// `None` without a bulk endpoint ([`TransportConfig::bulk_endpoint`]). A firewall must let
+    /// this port through as well as the regular one.
+    pub fn bulk_addr(&self) -> Option<SocketAddr> {
+        let port = self.shared.bulk_port()?;
+        Some(SocketAddr::new(self.shared.local.addr.ip(), port))
+    }
+
     /// The cluster this endpoint serves.
     pub fn cluster(&self) -> &ClusterName {
         &self.shared.cluster
