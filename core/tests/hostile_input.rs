@@ -260,3 +260,27 @@ proptest! {
         }
     }
 }
+
+/// Writes real payloads as seeds for the `core_input` fuzz target (first byte: the channel),
+/// into the directory `FUZZ_SEED_DIR` names: `FUZZ_SEED_DIR=fuzz/corpus/core_input cargo test
+/// -p foundation-core --test hostile_input -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let Ok(dir) = std::env::var("FUZZ_SEED_DIR") else {
+        return;
+    };
+    let mut per_channel = std::collections::BTreeMap::<usize, usize>::new();
+    for (channel, _, payload) in corpus() {
+        let index = CHANNELS.iter().position(|c| c == channel).unwrap_or(0);
+        let count = per_channel.entry(index).or_default();
+        if *count >= 12 {
+            continue;
+        }
+        *count += 1;
+        let mut seed = vec![index as u8];
+        seed.extend_from_slice(payload);
+        let path = std::path::Path::new(&dir).join(format!("ch{index}-{count:02}"));
+        std::fs::write(path, seed).expect("write a seed");
+    }
+}

@@ -245,6 +245,13 @@ fn a_validation_error_names_file_line_and_field() {
         message.ends_with("config.toml line 9: membership.probe_rtt: must be non-zero and shorter than probe_period"),
         "{message}"
     );
+    // A zero period is the field at fault, not the default probe_rtt measured against it.
+    let path = config_file("zero-period", "[membership]\nprobe_period = \"0s\"\n");
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(
+        message.ends_with("config.toml line 2: membership.probe_period: must be non-zero"),
+        "{message}"
+    );
 }
 
 #[test]

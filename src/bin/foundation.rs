@@ -54,6 +54,8 @@ enum Command {
     TransportDemo,
     /// Run a node (zero config in development: finds nodes of its cluster on this machine).
     Node(NodeArgs),
+    /// Check that this node's configuration and host are ready for production (OK/WARN/FAIL).
+    Check(foundation::cli::check::CheckArgs),
     /// Show the members table of a running node.
     Members(MembersArgs),
     /// Show the service instances a running node sees.
@@ -125,6 +127,7 @@ fn main() {
             Command::Demo => foundation::demo::cluster().await,
             Command::TransportDemo => foundation::demo::transport().await,
             Command::Node(args) => foundation::cli::node::run(args).await,
+            Command::Check(args) => foundation::cli::check::run(args).await,
             Command::Members(args) => foundation::cli::members::run(args).await,
             Command::Services(args) => foundation::cli::services::run(args).await,
             Command::Config(args) => foundation::cli::config::run(args).await,
