@@ -6,18 +6,21 @@
 //! 1. 64-byte messages one way on the events channel: delivered messages per second;
 //! 2. 64-byte request/response round trip: p50 / p99;
 //! 3. bulk throughput to one peer: MiB/s, with the default configuration (transfers on a bulk
-//!    connection of their own, delay-based congestion control) and with bulk sharing the regular
-//!    connection (`bulk_queue_target: None`, quinn's default Cubic);
+//!    connection of their own, delay-based congestion control, on an endpoint and thread of
+//!    their own), with the bulk connection on the regular endpoint (`bulk_endpoint: false`) and
+//!    with bulk sharing the regular connection (`bulk_queue_target: None`, quinn's Cubic);
 //! 4. head-of-line: latency of 64-byte coordination messages, one in flight at a time, while
 //!    bulk transfers run back to back to the same peer — against our own idle latency, against
-//!    bulk sharing the regular connection, and against a single TCP connection carrying both
-//!    (a small length-prefixed framing written here).
+//!    the bulk connection on the regular endpoint, bulk sharing the regular connection, and
+//!    against a single TCP connection carrying both (a small length-prefixed framing written
+//!    here). Idle and loaded slices alternate (250 ms idle, 500 ms under bulk), so that the
+//!    load other work puts on the machine falls on both alike.
 //!
 //! Prints a table; never fails on a missed target (timing is not a pass/fail test). Set
 //! `FOUNDATION_BENCH_QUICK=1` for a short run with smaller counts, `FOUNDATION_BENCH_BULK_ONLY=1`
 //! to run sections 3 and 4 only, and `FOUNDATION_BENCH_BULK_TARGET_US=<µs>` /
-//! `FOUNDATION_BENCH_BULK_YIELD_US=<µs>` to try another `bulk_queue_target` /
-//! `bulk_yield_target` (0 for none).
+//! `FOUNDATION_BENCH_BULK_YIELD_US=<µs>` / `FOUNDATION_BENCH_BULK_NICE=<0-19>` to try another
+//! `bulk_queue_target` / `bulk_yield_target` (0 for none) / `bulk_thread_nice`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -49,9 +52,18 @@ struct Plan {
     requests: usize,
     bulk_transfer: usize,
     bulk_transfers: usize,
-    idle_probe: Duration,
-    loaded_probe: Duration,
+    /// Head-of-line probes: this many idle slices, each followed by a loaded one.
+    slices: u32,
 }
+
+/// One idle slice of the head-of-line probe; a loaded slice is twice as long. Idle and loaded
+/// slices alternate so that both see the same load from the rest of the machine (on a shared
+/// machine, minutes of back-to-back phases measure the neighbours as much as the transport).
+const SLICE: Duration = Duration::from_millis(250);
+/// Time for bulk to reach its rate after a pause, before a loaded slice is measured.
+const RAMP: Duration = Duration::from_millis(30);
+/// Size of each transfer while probing: small enough that a pause takes effect quickly.
+const HOL_TRANSFER: usize = 4 << 20;
 
 impl Plan {
     fn full() -> Plan {
@@ -61,8 +73,7 @@ impl Plan {
             requests: 20_000,
             bulk_transfer: 64 << 20,
             bulk_transfers: 8,
-            idle_probe: Duration::from_secs(2),
-            loaded_probe: Duration::from_secs(4),
+            slices: 8,
         }
     }
 
@@ -73,8 +84,7 @@ impl Plan {
             requests: 2_000,
             bulk_transfer: 16 << 20,
             bulk_transfers: 4,
-            idle_probe: Duration::from_millis(500),
-            loaded_probe: Duration::from_secs(1),
+            slices: 2,
         }
     }
 }
@@ -156,8 +166,12 @@ fn trust() -> Trust {
 /// How bulk transfers travel.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BulkPath {
-    /// The default: a bulk-only connection with the delay-based controller.
+    /// The default: a bulk-only connection with the delay-based controller, on an endpoint
+    /// (UDP socket) and thread of its own.
     Own,
+    /// A bulk-only connection with the delay-based controller on the regular endpoint, its
+    /// packets processed on the application's tokio workers (`bulk_endpoint: false`).
+    OwnConnection,
     /// Sharing the regular connection and its controller (the behaviour before issue 16).
     Shared,
 }
@@ -166,14 +180,16 @@ fn config(bulk: BulkPath) -> TransportConfig {
     let default = TransportConfig::default();
     let bulk_queue_target = match bulk {
         BulkPath::Shared => None,
-        BulkPath::Own => match std::env::var("FOUNDATION_BENCH_BULK_TARGET_US")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            Some(0) => None,
-            Some(us) => Some(Duration::from_micros(us)),
-            None => default.bulk_queue_target,
-        },
+        BulkPath::Own | BulkPath::OwnConnection => {
+            match std::env::var("FOUNDATION_BENCH_BULK_TARGET_US")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                Some(0) => None,
+                Some(us) => Some(Duration::from_micros(us)),
+                None => default.bulk_queue_target,
+            }
+        }
     };
     let bulk_yield_target = match std::env::var("FOUNDATION_BENCH_BULK_YIELD_US")
         .ok()
@@ -183,11 +199,17 @@ fn config(bulk: BulkPath) -> TransportConfig {
         Some(us) => Some(Duration::from_micros(us)),
         None => default.bulk_yield_target,
     };
+    let bulk_thread_nice = std::env::var("FOUNDATION_BENCH_BULK_NICE")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(default.bulk_thread_nice);
     TransportConfig {
         // Deeper per-peer queues than the default 8192 so the sender rarely waits on the queue.
         stream_queue: 65_536,
         bulk_queue_target,
         bulk_yield_target,
+        bulk_endpoint: bulk == BulkPath::Own,
+        bulk_thread_nice,
         ..default
     }
 }
@@ -366,10 +388,12 @@ async fn bulk_throughput(plan: &Plan, bulk: BulkPath) -> (u64, Duration, String)
             .await
             .expect("bulk transfer");
     }
+    // Polled with short sleeps, not yield_now: a spinning worker takes a core from the bulk
+    // thread on a 2-core machine.
     while received.load(Ordering::Relaxed) - base < total
         && start.elapsed() < Duration::from_secs(60)
     {
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = start.elapsed();
     let got = received.load(Ordering::Relaxed) - base;
@@ -439,21 +463,34 @@ async fn head_of_line(plan: &Plan, bulk: BulkPath) -> (Percentiles, Loaded) {
             let _ = arrived_tx.send(latency_of(&message.payload));
         }
     });
-    // Warm-up, then idle.
     probe_coordination(&a.endpoint, to, &mut arrived, Duration::from_millis(200)).await;
-    let idle =
-        percentiles(probe_coordination(&a.endpoint, to, &mut arrived, plan.idle_probe).await);
 
-    // Under bulk: transfers back to back on the same connection, same direction.
+    // Bulk transfers back to back on the same connection, same direction, paused for the idle
+    // slices.
     let received = Arc::new(AtomicU64::new(0));
     let transfers = std::mem::replace(&mut b.inbox.transfers, mpsc::channel(1).1);
     let drain = drain_transfers(transfers, received.clone());
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, paused, busy) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let flood = {
-        let (endpoint, stop) = (a.endpoint.clone(), stop.clone());
-        let data = Bytes::from(vec![0xcd; plan.bulk_transfer]);
+        let (endpoint, stop, paused, busy) = (
+            a.endpoint.clone(),
+            stop.clone(),
+            paused.clone(),
+            busy.clone(),
+        );
+        let data = Bytes::from(vec![0xcd; HOL_TRANSFER]);
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
+                if paused.load(Ordering::Acquire) {
+                    busy.store(false, Ordering::Release);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                busy.store(true, Ordering::Release);
                 if let Err(error) = endpoint
                     .send_bulk(to, data.clone(), Duration::from_secs(60))
                     .await
@@ -464,15 +501,24 @@ async fn head_of_line(plan: &Plan, bulk: BulkPath) -> (Percentiles, Loaded) {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = received.load(Ordering::Relaxed);
     let drops = udp_rcvbuf_errors();
     let watching = Arc::new(AtomicBool::new(false));
     let watcher = watch_wakeups(watching.clone());
-    let t0 = Instant::now();
-    let samples = probe_coordination(&a.endpoint, to, &mut arrived, plan.loaded_probe).await;
-    let bulk_mib_s =
-        (received.load(Ordering::Relaxed) - before) as f64 / MIB / t0.elapsed().as_secs_f64();
+    let (mut idle, mut loaded) = (Vec::new(), Vec::new());
+    let (mut bulk_bytes, mut loaded_time) = (0u64, Duration::ZERO);
+    for _ in 0..plan.slices {
+        paused.store(true, Ordering::Release);
+        while busy.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        idle.extend(probe_coordination(&a.endpoint, to, &mut arrived, SLICE).await);
+        paused.store(false, Ordering::Release);
+        tokio::time::sleep(RAMP).await;
+        let (before, t0) = (received.load(Ordering::Relaxed), Instant::now());
+        loaded.extend(probe_coordination(&a.endpoint, to, &mut arrived, 2 * SLICE).await);
+        bulk_bytes += received.load(Ordering::Relaxed) - before;
+        loaded_time += t0.elapsed();
+    }
     watching.store(true, Ordering::Relaxed);
     let oversleep = watcher.join().expect("wake-up watcher");
     let udp_drops = udp_drops_since(drops);
@@ -482,10 +528,10 @@ async fn head_of_line(plan: &Plan, bulk: BulkPath) -> (Percentiles, Loaded) {
     drain.abort();
     stamper.abort();
     (
-        idle,
+        percentiles(idle),
         Loaded {
-            latency: percentiles(samples),
-            bulk_mib_s,
+            latency: percentiles(loaded),
+            bulk_mib_s: bulk_bytes as f64 / MIB / loaded_time.as_secs_f64(),
             udp_drops,
             oversleep,
         },
@@ -497,7 +543,7 @@ async fn head_of_line(plan: &Plan, bulk: BulkPath) -> (Percentiles, Loaded) {
 /// Frames: kind (1 = small, 2 = bulk), length (u32 big-endian), payload. The writer sends any
 /// waiting small frames before each 64 KiB bulk frame (the best a single ordered byte stream
 /// can do); `TCP_NODELAY` is set. Blocking sockets on plain threads.
-fn tcp_head_of_line(window: Duration, with_bulk: bool) -> Loaded {
+fn tcp_head_of_line(slices: u32) -> (Percentiles, Loaded) {
     const BULK_FRAME: usize = 64 << 10;
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
     let addr = listener.local_addr().expect("tcp addr");
@@ -508,7 +554,7 @@ fn tcp_head_of_line(window: Duration, with_bulk: bool) -> Loaded {
 
     let (small_tx, small_rx) = std_mpsc::channel::<[u8; SMALL]>();
     let (arrived_tx, arrived) = std_mpsc::channel::<Duration>();
-    let bulk_on = Arc::new(AtomicBool::new(with_bulk));
+    let bulk_on = Arc::new(AtomicBool::new(false));
     let bulk_bytes = Arc::new(AtomicU64::new(0));
 
     let write_thread = {
@@ -592,14 +638,27 @@ fn tcp_head_of_line(window: Duration, with_bulk: bool) -> Loaded {
         }
         samples
     };
-    probe(Duration::from_millis(300)); // warm-up (and let the bulk stream fill the buffers)
-    let before = bulk_bytes.load(Ordering::Relaxed);
+    probe(Duration::from_millis(200)); // warm-up
     let watching = Arc::new(AtomicBool::new(false));
     let watcher = watch_wakeups(watching.clone());
-    let t0 = Instant::now();
-    let samples = probe(window);
-    let bulk_mib_s =
-        (bulk_bytes.load(Ordering::Relaxed) - before) as f64 / MIB / t0.elapsed().as_secs_f64();
+    let (mut idle, mut loaded) = (Vec::new(), Vec::new());
+    let (mut bytes, mut loaded_time) = (0u64, Duration::ZERO);
+    for _ in 0..slices {
+        bulk_on.store(false, Ordering::Relaxed);
+        // Idle once the bulk bytes already in the socket buffers have been read.
+        let mut seen = u64::MAX;
+        while seen != bulk_bytes.load(Ordering::Relaxed) {
+            seen = bulk_bytes.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        idle.extend(probe(SLICE));
+        bulk_on.store(true, Ordering::Relaxed);
+        std::thread::sleep(RAMP);
+        let (before, t0) = (bulk_bytes.load(Ordering::Relaxed), Instant::now());
+        loaded.extend(probe(2 * SLICE));
+        bytes += bulk_bytes.load(Ordering::Relaxed) - before;
+        loaded_time += t0.elapsed();
+    }
     watching.store(true, Ordering::Relaxed);
     let oversleep = watcher.join().expect("wake-up watcher");
     bulk_on.store(false, Ordering::Relaxed);
@@ -608,12 +667,15 @@ fn tcp_head_of_line(window: Duration, with_bulk: bool) -> Loaded {
     drop(arrived);
     // The writer closed its socket: the reader sees EOF once it has drained what is in flight.
     let _ = read_thread.join();
-    Loaded {
-        latency: percentiles(samples),
-        bulk_mib_s,
-        udp_drops: String::new(),
-        oversleep,
-    }
+    (
+        percentiles(idle),
+        Loaded {
+            latency: percentiles(loaded),
+            bulk_mib_s: bytes as f64 / MIB / loaded_time.as_secs_f64(),
+            udp_drops: String::new(),
+            oversleep,
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -666,28 +728,34 @@ fn main() {
     eprintln!("running: bulk throughput (own connection) ...");
     let (bulk_bytes, bulk_time, bulk_drops) =
         runtime.block_on(bulk_throughput(&plan, BulkPath::Own));
+    eprintln!("running: bulk throughput (own connection, regular endpoint) ...");
+    let (conn_bytes, conn_time, _) =
+        runtime.block_on(bulk_throughput(&plan, BulkPath::OwnConnection));
     eprintln!("running: bulk throughput (shared connection) ...");
     let (shared_bytes, shared_time, _) = runtime.block_on(bulk_throughput(&plan, BulkPath::Shared));
     eprintln!("running: head-of-line (ours, bulk on its own connection) ...");
     let (idle, ours) = runtime.block_on(head_of_line(&plan, BulkPath::Own));
+    eprintln!("running: head-of-line (ours, bulk connection on the regular endpoint) ...");
+    let (conn_idle, conn) = runtime.block_on(head_of_line(&plan, BulkPath::OwnConnection));
     eprintln!("running: head-of-line (ours, bulk sharing the connection) ...");
     let (_, shared) = runtime.block_on(head_of_line(&plan, BulkPath::Shared));
     eprintln!("running: head-of-line (TCP baseline) ...");
-    let tcp_idle = tcp_head_of_line(plan.idle_probe, false);
-    let tcp = tcp_head_of_line(plan.loaded_probe, true);
+    let (tcp_idle, tcp) = tcp_head_of_line(plan.slices);
     let total = started.elapsed();
 
     let bulk = bulk_bytes as f64 / MIB / bulk_time.as_secs_f64();
     let bulk_shared = shared_bytes as f64 / MIB / shared_time.as_secs_f64();
+    let bulk_conn = conn_bytes as f64 / MIB / conn_time.as_secs_f64();
     let hol_ratio = ratio(ours.latency.p99, idle.p99);
     let tcp_ratio = ratio(ours.latency.p99, tcp.latency.p99);
     let micros =
         |t: Option<Duration>| t.map_or("none".to_owned(), |t| format!("{} µs", t.as_micros()));
     let own = config(BulkPath::Own);
     let target = format!(
-        "{}, yielding to coordination: {}",
+        "{}, yielding to coordination: {}, bulk thread nice {}",
         micros(own.bulk_queue_target),
-        micros(own.bulk_yield_target)
+        micros(own.bulk_yield_target),
+        own.bulk_thread_nice
     );
 
     println!();
@@ -736,7 +804,7 @@ fn main() {
     }
     row(
         &format!(
-            "3. bulk to one peer ({} x {} MiB), own connection",
+            "3. bulk to one peer ({} x {} MiB), own endpoint+thread",
             plan.bulk_transfers,
             plan.bulk_transfer >> 20
         ),
@@ -747,6 +815,12 @@ fn main() {
     row(
         "   UDP rcvbuf drops during it (system-wide)",
         bulk_drops,
+        "",
+        "info",
+    );
+    row(
+        "   bulk connection on the regular endpoint",
+        format!("{bulk_conn:.0} MiB/s"),
         "",
         "info",
     );
@@ -807,6 +881,34 @@ fn main() {
     );
     row(
         &format!(
+            "   bulk conn. on the regular endpoint: idle p50 / p99 (n={})",
+            conn_idle.n
+        ),
+        format!("{} / {}", us(conn_idle.p50), us(conn_idle.p99)),
+        "",
+        "info",
+    );
+    row(
+        &format!(
+            "   bulk conn. on the regular endpoint: p50 / p99 (n={})",
+            conn.latency.n
+        ),
+        format!("{} / {}", us(conn.latency.p50), us(conn.latency.p99)),
+        "",
+        "info",
+    );
+    row(
+        "   bulk conn. on the regular endpoint: ratio, bulk rate",
+        format!(
+            "{:.2}x, {:.0} MiB/s",
+            ratio(conn.latency.p99, conn_idle.p99),
+            conn.bulk_mib_s
+        ),
+        "",
+        "info",
+    );
+    row(
+        &format!(
             "   bulk sharing the connection: p50 / p99 (n={})",
             shared.latency.n
         ),
@@ -821,12 +923,8 @@ fn main() {
         "info",
     );
     row(
-        &format!("   TCP 1 conn idle p50 / p99 (n={})", tcp_idle.latency.n),
-        format!(
-            "{} / {}",
-            us(tcp_idle.latency.p50),
-            us(tcp_idle.latency.p99)
-        ),
+        &format!("   TCP 1 conn idle p50 / p99 (n={})", tcp_idle.n),
+        format!("{} / {}", us(tcp_idle.p50), us(tcp_idle.p99)),
         "",
         "info",
     );

@@ -64,6 +64,18 @@ pub struct TransportConfig {
     /// to urgent traffic and takes the path back once it stops, so a transfer alone keeps its
     /// rate. `None`: `bulk_queue_target` always. Ignored when `bulk_queue_target` is `None`.
     pub bulk_yield_target: Option<Duration>,
+    /// Whether bulk connections get a UDP socket, a QUIC endpoint and a thread of their own.
+    /// Default `true`. Sharing the regular endpoint, a transfer's packets wait in the same
+    /// socket buffer as urgent ones and its packet processing runs on the application's tokio
+    /// workers, ahead of urgent tasks; apart, urgent packets never queue behind bulk ones and
+    /// the kernel's scheduler, not tokio's run queue, decides between them. The bulk socket
+    /// binds `bind`'s IP on a port the kernel picks, announced in the hello (a firewall must
+    /// let it through, or set this to `false`); a peer that announces none is sent transfers
+    /// on its regular port. Ignored when `bulk_queue_target` is `None`.
+    pub bulk_endpoint: bool,
+    /// How much lower the bulk thread's scheduling priority is than the rest of the process
+    /// (Linux nice increment, 0–19). Default 0.
+    pub bulk_thread_nice: i32,
     /// Incoming handshakes in progress at once. Default 256. An incoming handshake holds about
     /// 100 KB until it completes or `handshake_timeout` passes, and anyone who can send UDP
     /// can start one: once half this many are in progress, a sender whose address has not been
@@ -92,6 +104,8 @@ impl Default for TransportConfig {
             udp_buffer: 4 << 20,
             bulk_queue_target: Some(Duration::from_micros(250)),
             bulk_yield_target: Some(Duration::from_micros(25)),
+            bulk_endpoint: true,
+            bulk_thread_nice: 0,
             max_pending_handshakes: 256,
         }
     }
@@ -135,6 +149,9 @@ impl TransportConfig {
             if target.is_some_and(|t| t.is_zero() || t > Duration::from_secs(1)) {
                 return fail(field, "must be between 1 µs and 1 s when set");
             }
+        }
+        if !(0..=19).contains(&self.bulk_thread_nice) {
+            return fail("bulk_thread_nice", "must be between 0 and 19");
         }
         if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
             return fail(

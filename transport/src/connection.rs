@@ -72,6 +72,7 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
     }
     if installed {
         peer.set_addr(established.hello.advertise);
+        peer.set_bulk_port(established.hello.bulk_port);
     }
     if first {
         info!(peer = %peer.node_addr(), "peer connected");

@@ -12,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 use tracing::{debug, info};
 
+use crate::bulk_runtime::BulkThread;
 use crate::config::TransportConfig;
 use crate::congestion::{LedbatConfig, UrgentTraffic};
 use crate::error::{ConnectError, RequestError, SendError, StartError};
@@ -59,12 +60,21 @@ pub(crate) struct Shared {
     pub quic: quinn::Endpoint,
     /// Client configuration of bulk-only connections (see [`crate::bulk`]).
     pub bulk_client: quinn::ClientConfig,
+    /// The bulk endpoint and its thread, when bulk connections have their own
+    /// ([`TransportConfig::bulk_endpoint`]).
+    pub bulk: Option<BulkSide>,
     /// Marked whenever coordination messages are written; bulk connections yield to it.
     pub urgent: Arc<UrgentTraffic>,
     pub metrics: Arc<TransportMetrics>,
     pub inbox: InboxSenders,
     pub shutdown: watch::Sender<bool>,
     peers: Mutex<BTreeMap<NodeId, Arc<Peer>>>,
+}
+
+/// A second QUIC endpoint, on a UDP socket and a thread of its own, for bulk connections only.
+pub(crate) struct BulkSide {
+    pub quic: quinn::Endpoint,
+    pub thread: BulkThread,
 }
 
 /// A node's QUIC endpoint. Cheap to clone; call [`close`](Endpoint::close) to shut it down.
@@ -100,6 +110,10 @@ impl Endpoint {
         if let Some(target) = config.bulk_queue_target {
             bulk_client.transport_config(Arc::new(bulk_transport(&config, target, urgent.clone())));
         }
+        let bulk = match config.bulk_queue_target.is_some() && config.bulk_endpoint {
+            true => Some(bulk_side(&config, server.clone(), bulk_client.clone())?),
+            false => None,
+        };
         let bind_error = |source| StartError::Bind {
             addr: config.bind,
             source,
@@ -126,13 +140,22 @@ impl Endpoint {
             config,
             quic,
             bulk_client,
+            bulk,
             urgent,
             metrics,
             inbox: senders,
             shutdown: watch::channel(false).0,
             peers: Mutex::new(BTreeMap::new()),
         });
-        tokio::spawn(accept_connections(shared.clone()));
+        tokio::spawn(accept_connections(
+            shared.clone(),
+            shared.quic.clone(),
+            false,
+        ));
+        if let Some(bulk) = &shared.bulk {
+            bulk.thread
+                .spawn(accept_connections(shared.clone(), bulk.quic.clone(), true));
+        }
         info!(node = %local, cluster = %shared.cluster, "transport listening");
         Ok((Endpoint { shared }, inbox))
     }
@@ -140,6 +163,14 @@ impl Endpoint {
     /// This node's id and advertised address.
     pub fn local(&self) -> NodeAddr {
         self.shared.local
+    }
+
+    /// Where peers dial this node's bulk endpoint: the advertised IP on the bulk socket's port;
+    /// `None` without a bulk endpoint ([`TransportConfig::bulk_endpoint`]). A firewall must let
+    /// this port through as well as the regular one.
+    pub fn bulk_addr(&self) -> Option<SocketAddr> {
+        let port = self.shared.bulk_port()?;
+        Some(SocketAddr::new(self.shared.local.addr.ip(), port))
     }
 
     /// The cluster this endpoint serves.
@@ -322,7 +353,17 @@ impl Endpoint {
     pub async fn close(&self) {
         self.shared.shutdown.send_replace(true);
         self.shared.quic.close(code::NORMAL.into(), b"shutdown");
-        let _ = timeout(CLOSE_GRACE, self.shared.quic.wait_idle()).await;
+        let bulk = self.shared.bulk.as_ref().map(|bulk| {
+            bulk.quic.close(code::NORMAL.into(), b"shutdown");
+            bulk.quic.clone()
+        });
+        let _ = timeout(CLOSE_GRACE, async {
+            self.shared.quic.wait_idle().await;
+            if let Some(bulk) = bulk {
+                bulk.wait_idle().await;
+            }
+        })
+        .await;
         self.shared
             .peers
             .lock()
@@ -367,6 +408,12 @@ impl Shared {
             .collect()
     }
 
+    /// The port of our bulk endpoint, announced in hellos.
+    pub(crate) fn bulk_port(&self) -> Option<u16> {
+        let bulk = self.bulk.as_ref()?;
+        bulk.quic.local_addr().ok().map(|a| a.port())
+    }
+
     pub(crate) fn is_shut_down(&self) -> bool {
         *self.shutdown.borrow()
     }
@@ -400,10 +447,12 @@ impl Shared {
 /// Every decision here is stateless for the sender: a Retry or a refusal costs one small packet
 /// (smaller than the sender's padded Initial, so it reflects less than it receives) and no
 /// memory. Only a handshake holding a permit keeps state, until it completes or times out.
-async fn accept_connections(shared: Arc<Shared>) {
+///
+/// The bulk endpoint runs its own loop, with its own limit, and serves bulk connections only.
+async fn accept_connections(shared: Arc<Shared>, quic: quinn::Endpoint, bulk_only: bool) {
     let limit = shared.config.max_pending_handshakes;
     let permits = Arc::new(Semaphore::new(limit));
-    while let Some(incoming) = shared.quic.accept().await {
+    while let Some(incoming) = quic.accept().await {
         let pending = limit - permits.available_permits();
         if pending >= limit / 2 && !incoming.remote_address_validated() && incoming.may_retry() {
             // Under load: a sender that cannot receive at its address never comes back.
@@ -426,6 +475,11 @@ async fn accept_connections(shared: Arc<Shared>) {
             drop(permit);
             match result {
                 Ok(established) if established.bulk => connection::serve_bulk(&shared, established),
+                Ok(established) if bulk_only => {
+                    established
+                        .conn
+                        .close(code::BAD_HELLO.into(), b"bulk endpoint");
+                }
                 Ok(established) => shared.install_accepted(established),
                 Err(error) => debug!(%remote, %error, "refused incoming connection"),
             }
@@ -447,6 +501,33 @@ fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<std::net::UdpSoc
     }
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Starts the bulk thread and binds the bulk endpoint on the bound IP, any port.
+fn bulk_side(
+    config: &TransportConfig,
+    mut server: quinn::ServerConfig,
+    client: quinn::ClientConfig,
+) -> Result<BulkSide, StartError> {
+    let thread = BulkThread::start(config.bulk_thread_nice).map_err(StartError::BulkThread)?;
+    let addr = SocketAddr::new(config.bind.ip(), 0);
+    let bind_error = |source| StartError::Bind { addr, source };
+    let socket = bind_udp(addr, config.udp_buffer).map_err(bind_error)?;
+    let mut receive = quic_transport(config);
+    receive.keep_alive_interval(None);
+    server.transport_config(Arc::new(receive));
+    let mut quic = {
+        let _on = thread.enter();
+        quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            thread.quinn_runtime(),
+        )
+        .map_err(bind_error)?
+    };
+    quic.set_default_client_config(client);
+    Ok(BulkSide { quic, thread })
 }
 
 fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {

@@ -20,6 +20,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The thread of bulk transfers could not be started.
+    #[error("cannot start the bulk transfer thread: {0}")]
+    BulkThread(std::io::Error),
 }
 
 /// Why a TLS handshake or hello failed. Each is counted under its [`label`](Self::label).

@@ -57,6 +57,11 @@ pub(crate) async fn dial_bulk(
     dial_with(shared, addr, Some(shared.bulk_client.clone())).await
 }
 
+/// The endpoint bulk connections are dialled from: the bulk endpoint if there is one.
+fn bulk_dialler(shared: &Shared) -> &quinn::Endpoint {
+    shared.bulk.as_ref().map_or(&shared.quic, |bulk| &bulk.quic)
+}
+
 async fn dial_with(
     shared: &Arc<Shared>,
     addr: SocketAddr,
@@ -65,7 +70,7 @@ async fn dial_with(
     let server_name = shared.cluster.certificate_dns_name();
     let bulk = client.is_some();
     let connecting = match client {
-        Some(client) => shared.quic.connect_with(client, addr, &server_name),
+        Some(client) => bulk_dialler(shared).connect_with(client, addr, &server_name),
         None => shared.quic.connect(addr, &server_name),
     }
     .map_err(|e| HandshakeFailure::Other(e.to_string()))?;
@@ -158,6 +163,7 @@ async fn write_hello(shared: &Shared, send: &mut SendStream) -> Result<(), Strin
         node: shared.local.id,
         advertise: shared.local.addr,
         instance: shared.instance,
+        bulk_port: shared.bulk_port(),
     };
     let payload = encode_message(&hello).map_err(|e| e.to_string())?;
     let bytes = header_and_frame(StreamHeader::HELLO, &payload, MAX_HELLO_LEN)

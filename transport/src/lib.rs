@@ -20,6 +20,7 @@
 
 pub mod advertise;
 pub mod bulk;
+mod bulk_runtime;
 mod channel;
 pub mod config;
 pub mod congestion;

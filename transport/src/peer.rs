@@ -51,6 +51,8 @@ impl Live {
 pub(crate) struct Peer {
     pub id: NodeId,
     addr: Mutex<SocketAddr>,
+    /// The port of the peer's bulk endpoint, from its hello.
+    bulk_port: Mutex<Option<u16>>,
     /// The current connection; `None` while disconnected.
     pub live: watch::Sender<Option<Live>>,
     /// Outgoing queues of the streamed channels, in `Channel::STREAMED` order.
@@ -81,6 +83,7 @@ impl Peer {
         let this = Arc::new(Peer {
             id: peer.id,
             addr: Mutex::new(peer.addr),
+            bulk_port: Mutex::new(None),
             live,
             queues,
             datagrams: Mutex::new(VecDeque::new()),
@@ -104,6 +107,24 @@ impl Peer {
 
     pub fn set_addr(&self, addr: SocketAddr) {
         *self.addr.lock().unwrap_or_else(PoisonError::into_inner) = addr;
+    }
+
+    pub fn set_bulk_port(&self, port: Option<u16>) {
+        *self
+            .bulk_port
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = port;
+    }
+
+    /// Where to dial our bulk connection: the peer's bulk endpoint, or its regular one if it
+    /// announced none.
+    pub fn bulk_addr(&self) -> SocketAddr {
+        let port = *self
+            .bulk_port
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let addr = self.addr();
+        port.map_or(addr, |port| SocketAddr::new(addr.ip(), port))
     }
 
     pub fn node_addr(&self) -> NodeAddr {

@@ -20,6 +20,9 @@ pub struct Hello {
     pub advertise: SocketAddr,
     /// Random per endpoint start: tells a restarted peer from a second connection of the same run.
     pub instance: u64,
+    /// The port of the sender's bulk endpoint, on the advertised address's IP, if it has one
+    /// (see [`crate::bulk`]).
+    pub bulk_port: Option<u16>,
 }
 
 /// Largest hello we accept.

@@ -40,6 +40,7 @@ impl RawPeer {
             node: NodeId::random(),
             advertise: endpoint.local_addr().unwrap(),
             instance: 1,
+            bulk_port: None,
         };
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let mut out = BytesMut::from(&StreamHeader::HELLO.encode()[..]);

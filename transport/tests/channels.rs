@@ -283,3 +283,49 @@ async fn without_a_bulk_queue_target_transfers_share_the_regular_connection() {
     assert_eq!(receiver.await.unwrap(), b"shared");
     assert_eq!(a.endpoint.metrics().bulk_connections(true), 0);
 }
+
+#[tokio::test]
+async fn nodes_with_and_without_a_bulk_endpoint_send_each_other_transfers_on_bulk_connections() {
+    let config = TransportConfig {
+        bulk_endpoint: false,
+        ..fast_config()
+    };
+    let mut plain = node_with("orders", &secret(SECRET), config).await;
+    let mut apart = node("orders").await;
+    let (to_plain, to_apart) = (plain.endpoint.local(), apart.endpoint.local());
+    plain.endpoint.connect(to_apart.addr).await.unwrap();
+    let data = Bytes::from(
+        (0..1_000_000u32)
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<_>>(),
+    );
+    let (sent_to_apart, sent_to_plain) = tokio::join!(
+        plain
+            .endpoint
+            .send_bulk(to_apart, data.clone(), Duration::from_secs(10)),
+        apart
+            .endpoint
+            .send_bulk(to_plain, data.clone(), Duration::from_secs(10)),
+    );
+    sent_to_apart.unwrap();
+    sent_to_plain.unwrap();
+    for inbox in [&mut plain.inbox, &mut apart.inbox] {
+        let mut transfer = within(Duration::from_secs(5), &mut inbox.transfers).await;
+        let mut got = Vec::new();
+        while let Some(chunk) = transfer.read_chunk().await.unwrap() {
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, data);
+        // The end stays the end.
+        assert_eq!(transfer.read_chunk().await, Ok(None));
+    }
+    for endpoint in [&plain.endpoint, &apart.endpoint] {
+        let metrics = endpoint.metrics();
+        assert_eq!(
+            (metrics.bulk_connections(true), metrics.bulk_fallbacks()),
+            (1, 0)
+        );
+        assert_eq!(metrics.bulk_connections(false), 1);
+        assert_eq!(metrics.open_connections(), 1);
+    }
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use foundation_transport::security::raw_quic_configs;
-use foundation_transport::{Channel, ClusterName, SendMode, TransportConfig};
+use foundation_transport::{Channel, ClusterName, SendMode, TransportConfig, TransportMetrics};
 
 /// Handshake starts sent by the flood.
 const FLOOD: usize = 2_000;
@@ -85,34 +85,9 @@ async fn a_flood_of_unfinished_handshakes_is_bounded_and_members_keep_talking() 
     // The flood: fresh handshake starts from a few source ports, as fast as they can be built.
     let (_, client) = raw_quic_configs(&secret("someone without the secret"), &cluster())
         .expect("attacker's configs");
-    let sockets: Vec<UdpSocket> = (0..4)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
     let metrics = seed.endpoint.metrics().clone();
     let before = rss();
-    let mut most_in_progress = 0;
-    for i in 0..FLOOD {
-        let packet = initial(&client, seed_addr.addr);
-        let _ = sockets[i % sockets.len()].send_to(&packet, seed_addr.addr);
-        if i % 64 == 0 {
-            tokio::task::yield_now().await;
-            most_in_progress = most_in_progress.max(metrics.handshakes_in_progress());
-        }
-    }
-    // Everything sent has been looked at: each start either holds a slot or was turned away.
-    wait_until("the flood is processed", || {
-        most_in_progress = most_in_progress.max(metrics.handshakes_in_progress());
-        metrics.incoming_retried() + metrics.incoming_refused() >= (FLOOD - LIMIT) as u64 / 2
-    })
-    .await;
-    most_in_progress = most_in_progress.max(metrics.handshakes_in_progress());
-    assert!(
-        most_in_progress <= LIMIT as i64,
-        "{most_in_progress} handshakes in progress, limit {LIMIT}"
-    );
-    // Unvalidated senders were asked to retry long before the limit was reached.
-    assert!(metrics.incoming_retried() > 0);
-    assert_eq!(metrics.incoming_refused(), 0);
+    flood(&client, seed_addr.addr, &metrics, 0).await;
 
     // Members are intact: the existing connection carries messages, and a new node can join
     // while the flood's handshakes still hold their slots (it answers the Retry).
@@ -147,6 +122,62 @@ async fn a_flood_of_unfinished_handshakes_is_bounded_and_members_keep_talking() 
         next_message(&mut seed.inbox.coordination).await.payload,
         "after"
     );
+
+    // The bulk endpoint is bounded alike, and a transfer still gets its bulk connection.
+    let bulk_addr = seed.endpoint.bulk_addr().expect("a bulk endpoint");
+    let turned_away = metrics.incoming_retried();
+    flood(&client, bulk_addr, &metrics, turned_away).await;
+    member
+        .endpoint
+        .send_bulk(
+            seed_addr,
+            Bytes::from(vec![3u8; 50_000]),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let transfer = within(Duration::from_secs(5), &mut seed.inbox.transfers).await;
+    assert_eq!(transfer.read_to_end().await.unwrap().len(), 50_000);
+    let sent = member.endpoint.metrics();
+    assert_eq!((sent.bulk_connections(true), sent.bulk_fallbacks()), (1, 0));
+}
+
+/// Sends `FLOOD` handshake starts to `to` from a few source ports, as fast as they can be
+/// built, and checks that at most `LIMIT` were ever in progress while the rest were asked to
+/// retry (`retried_before`: what the metrics counted before this flood).
+async fn flood(
+    client: &quinn::ClientConfig,
+    to: SocketAddr,
+    metrics: &TransportMetrics,
+    retried_before: u64,
+) {
+    let sockets: Vec<UdpSocket> = (0..4)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut most_in_progress = 0;
+    for i in 0..FLOOD {
+        let packet = initial(client, to);
+        let _ = sockets[i % sockets.len()].send_to(&packet, to);
+        if i % 64 == 0 {
+            tokio::task::yield_now().await;
+            most_in_progress = most_in_progress.max(metrics.handshakes_in_progress());
+        }
+    }
+    // Everything sent has been looked at: each start either holds a slot or was turned away.
+    wait_until("the flood is processed", || {
+        most_in_progress = most_in_progress.max(metrics.handshakes_in_progress());
+        let turned_away = metrics.incoming_retried() - retried_before + metrics.incoming_refused();
+        turned_away >= (FLOOD - LIMIT) as u64 / 2
+    })
+    .await;
+    most_in_progress = most_in_progress.max(metrics.handshakes_in_progress());
+    assert!(
+        most_in_progress <= LIMIT as i64,
+        "{most_in_progress} handshakes in progress, limit {LIMIT}"
+    );
+    // Unvalidated senders were asked to retry long before the limit was reached.
+    assert!(metrics.incoming_retried() > retried_before);
+    assert_eq!(metrics.incoming_refused(), 0);
 }
 
 fn cluster() -> ClusterName {
