@@ -15,7 +15,7 @@ pub const MINOR_PER_UNIT: f64 = 1_000_000.0;
 pub fn to_minor(bid: f64) -> Option<Money> {
     let minor = (bid * MINOR_PER_UNIT).round();
     // `u64::MAX as f64` rounds up to 2^64, so `<` keeps the cast exact and in range.
-    (minor.is_finite() && minor >= 0.0 && minor < u64::MAX as f64).then(|| Money(minor as u64))
+    (minor.is_finite() && minor >= 0.0 && minor < u64::MAX as f64).then_some(Money(minor as u64))
 }
 
 fn to_units(amount: Money) -> f64 {

@@ -8,7 +8,9 @@
 //!   sees, so a minority side's writes end with [`CasOutcome::NoMajority`].
 //! - `coordinated`: the same register, but written only through [`Vars::commit`], the path a
 //!   coordination protocol's outcome takes (issue 14); a direct write is
-//!   [`VarsError::WrongPolicy`].
+//!   [`VarsError::WrongPolicy`]. A `coordinated` record can be a *ledger* that takes a
+//!   session's whole [`Outcome`] (several fields and budget debits) in one majority-decided
+//!   step, once per session ([`Vars::commit_outcome`], see [`outcome`]).
 //! - `lww`: every node's latest write sits under its own key of the [`LWW_KEYSPACE`]
 //!   replicated keyspace and the valid write with the highest HLC stamp shows (see [`lww`]).
 //! - counters (`Policy::Counter`): a never-negative pool drawn from without coordination by
@@ -56,11 +58,14 @@ use crate::NodeId;
 pub mod counter;
 mod history;
 pub mod lww;
+pub mod outcome;
 
 use counter::{CounterRecord, CounterVar};
 use history::History;
 pub use history::{Change, VarStatistics, HISTORY_MAX};
 use lww::{LwwRecord, LwwVar};
+use outcome::SessionIndex;
+pub use outcome::{Outcome, SessionId};
 
 /// Most variables one node holds.
 pub const VARIABLES_MAX: usize = 4096;
@@ -243,6 +248,18 @@ pub enum VarsError {
     /// A counter's total would overflow.
     #[error("counter: {0}")]
     Counter(String),
+    /// A session's outcome does not apply to the ledger (a field it lacks, a debit below a
+    /// budget's floor, a variable that is not a ledger).
+    #[error("outcome refused: {0}")]
+    Outcome(String),
+    /// This session's outcome is already committed: a ledger takes one per session.
+    #[error("session {session:?} already committed version {version}")]
+    SessionDecided {
+        /// The session.
+        session: SessionId,
+        /// The version its outcome wrote.
+        version: u64,
+    },
 }
 
 /// Counters of what the machine refused.
@@ -286,6 +303,8 @@ enum Kind {
         register: Box<CasRegister<Life, VarValue>>,
         /// Our write under way: its request number.
         request: Option<u64>,
+        /// The versions sessions wrote, for a ledger (see [`outcome`]).
+        sessions: SessionIndex,
     },
     /// `lww`: the valid write with the highest stamp among every writer's key.
     Lww(LwwVar),
@@ -372,6 +391,7 @@ impl Vars {
                     spec.initial.clone(),
                 )),
                 request: None,
+                sessions: SessionIndex::default(),
             },
         };
         let variable = Variable {
@@ -492,6 +512,46 @@ impl Vars {
         )
     }
 
+    /// Commits session `outcome` to ledger `name` (a `coordinated` record, see [`outcome`]) as
+    /// its next version, in one step decided like a compare-and-set within `timeout`: every
+    /// write and debit lands together or none does, and a session commits at most once. The
+    /// request's [`VarsEvent::CasDone`] says how it ended; a version mismatch (this node was
+    /// behind, or another session won the version) means: apply it again to the new value.
+    pub fn commit_outcome(
+        &mut self,
+        now: Instant,
+        name: &str,
+        outcome: &Outcome,
+        timeout: Duration,
+        out: &mut Outgoing,
+    ) -> Result<u64, VarsError> {
+        let variable = self
+            .variables
+            .get(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        let Kind::Register {
+            register, sessions, ..
+        } = &variable.kind
+        else {
+            return Err(VarsError::Outcome(format!("{name:?} is not a ledger")));
+        };
+        if let Some(version) = sessions.version_of(outcome.session) {
+            let session = outcome.session;
+            return Err(VarsError::SessionDecided { session, version });
+        }
+        let (expected, current) = register.current();
+        let next = outcome::apply(&variable.spec.ty, current, outcome)?;
+        self.commit(now, name, expected, next, timeout, out)
+    }
+
+    /// The version session `session` committed to ledger `name`, if this node knows it.
+    pub fn session_version(&self, name: &str, session: SessionId) -> Option<u64> {
+        match &self.variables.get(name)?.kind {
+            Kind::Register { sessions, .. } => sessions.version_of(session),
+            _ => None,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn propose(
         &mut self,
@@ -511,7 +571,10 @@ impl Vars {
             return Err(variable.wrong_policy(name, why));
         }
         variable.spec.ty.check(&value)?;
-        let Kind::Register { register, request } = &mut variable.kind else {
+        let Kind::Register {
+            register, request, ..
+        } = &mut variable.kind
+        else {
             return Err(variable.wrong_policy(name, why));
         };
         let deadline = time(now + timeout);
@@ -972,9 +1035,15 @@ impl Vars {
         let Some(variable) = self.variables.get_mut(name) else {
             return;
         };
-        let Kind::Register { register, request } = &mut variable.kind else {
+        let Kind::Register {
+            register,
+            request,
+            sessions,
+        } = &mut variable.kind
+        else {
             return;
         };
+        sessions.refresh(register);
         let (version, _) = register.current();
         let writer = register
             .decided(version)
@@ -1141,5 +1210,7 @@ fn instant(at: Time) -> Instant {
     Instant::from_elapsed(Duration::from_millis(at.0))
 }
 
+#[cfg(test)]
+mod outcome_tests;
 #[cfg(test)]
 mod tests;
