@@ -28,6 +28,7 @@ mod instance;
 mod messaging;
 mod metrics;
 mod remote;
+pub mod sessions;
 mod supervisor;
 
 pub use agent::{answer, Agent, Context, HandlerError, Health, Message, StopReason};
