@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use foundation_agents::voting::{Ballot, Method};
 use foundation_agents::Money;
 use foundation_engine::runtime::agents::sessions::{
     Answer, Ask, Commit, CommitState, Decision, Mechanism, Session, SessionAnswer, SessionMessage,
+    Settled,
 };
 use foundation_engine::runtime::agents::{
     answer, Agent, AgentSpec, Context, HandlerError, Message,
@@ -54,6 +56,7 @@ impl Agent for Bidder {
             session,
             ask,
             within_ms,
+            ..
         } = message.decode()?
         else {
             return Ok(Bytes::new()); // A notice: nothing to answer.
@@ -289,4 +292,115 @@ async fn a_coordinator_without_a_majority_commits_nothing() {
     assert_eq!(version, 0, "nothing of the outcome shows");
     assert_eq!(field(&nodes[0], "gpu", "budget"), Some(VarValue::Int(100)));
     nodes[0].abort().await;
+}
+
+/// Bids, and if no notice comes by the deadline plus the commit time, settles the session
+/// itself; records every invitation and how it settled.
+struct Settler {
+    log: Arc<Mutex<Vec<String>>>,
+    settled: Arc<Mutex<Vec<Settled>>>,
+}
+
+impl Agent for Settler {
+    async fn handle(&mut self, ctx: &Context, message: Message) -> Result<Bytes, HandlerError> {
+        let invite = message.decode()?;
+        let SessionMessage::Invite {
+            session,
+            within_ms,
+            ledger: Some(ledger),
+            commit_ms,
+            ..
+        } = invite
+        else {
+            self.log.lock().unwrap().push("notice".into());
+            return Ok(Bytes::new());
+        };
+        self.log.lock().unwrap().push("invite".into());
+        let (agents, log, settled) = (ctx.agents().clone(), self.log.clone(), self.settled.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(within_ms + commit_ms + 300)).await;
+            if !log.lock().unwrap().contains(&"notice".to_owned()) {
+                let fate = agents
+                    .settle_session(&ledger, session, Duration::from_secs(3))
+                    .await;
+                settled.lock().unwrap().push(fate);
+            }
+        });
+        // Thinks before bidding, long enough for the coordinator to die meanwhile.
+        tokio::time::sleep(Duration::from_millis(within_ms / 2)).await;
+        answer(&SessionAnswer {
+            session,
+            answer: Answer::Bid(Money(50)),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_coordinator_dies_mid_session_the_participants_settle_it_once() {
+    let nodes = cluster(3).await;
+    let names = ["nobody", "ann", "bob"];
+    declare_everywhere(&nodes, "gpu", gpu_ledger(&nodes[0], &names)).await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let settled = Arc::new(Mutex::new(Vec::new()));
+    for (node, name) in [(0, "ann"), (1, "bob")] {
+        let (log, settled) = (log.clone(), settled.clone());
+        let spec = AgentSpec::new(name, move || Settler {
+            log: log.clone(),
+            settled: settled.clone(),
+        });
+        nodes[node]
+            .agents()
+            .spawn(spec.capability(BIDDERS))
+            .await
+            .unwrap();
+    }
+    eventually(SOON, "the bidders are visible from the coordinator", || {
+        nodes[2].agents().with_capability(BIDDERS).len() == 2
+    })
+    .await;
+    let coordinator = nodes[2].agents();
+    let mut session = auction(11);
+    session.answer_within = Duration::from_millis(2_000);
+    let run = tokio::spawn(async move { coordinator.run(session).await });
+    eventually(SOON, "both bidders are invited", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "invite")
+            .count()
+            == 2
+    })
+    .await;
+    // The coordinator crashes mid-session: its task and its node are gone before the deadline.
+    run.abort();
+    nodes[2].abort().await;
+    eventually(SOON, "both participants settle the session", || {
+        settled.lock().unwrap().len() == 2
+    })
+    .await;
+    let fates = settled.lock().unwrap().clone();
+    let aborted = fates
+        .iter()
+        .filter(|f| **f == Settled::Aborted { version: 1 })
+        .count();
+    let learned = fates
+        .iter()
+        .filter(|f| **f == Settled::Decided { version: 1 })
+        .count();
+    assert_eq!(
+        (aborted, learned),
+        (1, 1),
+        "one abort, learned by the other: {fates:?}"
+    );
+    for node in &nodes[..2] {
+        eventually(SOON, "the abort shows, and nothing of an award", || {
+            node.vars().get("gpu").map(|(v, _)| v) == Some(1)
+                && field(node, "gpu", "session") == Some(VarValue::Int(11))
+                && field(node, "gpu", "budget") == Some(VarValue::Int(100))
+        })
+        .await;
+    }
+    for node in &nodes[..2] {
+        node.abort().await;
+    }
 }

@@ -14,6 +14,14 @@
 //! answer naming another session (a replay of an old one), an answer of the wrong kind, an
 //! answer after the deadline, and anything the machine itself refuses (over budget, malformed).
 //! A participant that does not answer is silent, not agreeing: it is counted absent.
+//!
+//! Coordinator failure: the invitation names the ledger. A participant that hears no notice
+//! within the deadline plus the commit time may call [`AgentsHandle::settle_session`], which
+//! commits an *empty* outcome for the session (it aborts the session) — or learns that the
+//! session already committed. Either way the ledger holds exactly one outcome for the session,
+//! every participant that asks learns the same version, and a coordinator that comes back
+//! finds its session settled ([`CommitState::AlreadyCommitted`]). Resuming a session on a new
+//! coordinator from replicated session state is not built.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -108,6 +116,10 @@ pub enum SessionMessage {
         ask: Ask,
         /// Milliseconds left to answer.
         within_ms: u64,
+        /// The ledger the outcome commits to, to settle the session if the coordinator fails.
+        ledger: Option<String>,
+        /// How long the coordinator may take to commit after the deadline.
+        commit_ms: u64,
     },
     /// How the session ended.
     Notice {
@@ -205,6 +217,24 @@ pub struct SessionReport {
     pub commit: CommitState,
 }
 
+/// How [`AgentsHandle::settle_session`] found a session.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settled {
+    /// The session had committed its outcome (or another participant's abort) as this ledger
+    /// version.
+    Decided {
+        /// The version.
+        version: u64,
+    },
+    /// This call aborted it: the ledger version holds no writes of the session.
+    Aborted {
+        /// The version.
+        version: u64,
+    },
+    /// Not settled (no majority, or the ledger refused): ask again later.
+    Unknown(String),
+}
+
 /// Why a session could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -214,6 +244,16 @@ pub enum SessionError {
     /// The mechanism's configuration is invalid.
     #[error("invalid mechanism: {0}")]
     Config(String),
+}
+
+/// How a commit to a ledger ended.
+enum Landing {
+    /// This outcome wrote the version.
+    Won(u64),
+    /// The session had already written the version.
+    Decided(u64),
+    /// Nothing landed: why.
+    Failed(String),
 }
 
 /// One participant's reply as it arrived.
@@ -264,10 +304,13 @@ impl AgentsHandle {
         let within = session.answer_within + LATE_GRACE;
         let mut asks = tokio::task::JoinSet::new();
         for name in names {
+            let commit = session.commit.as_ref();
             let message = SessionMessage::Invite {
                 session: session.id,
                 ask: ask.clone(),
                 within_ms: millis(session.answer_within),
+                ledger: commit.map(|c| c.ledger.clone()),
+                commit_ms: commit.map_or(0, |c| millis(c.timeout)),
             };
             let (handle, name) = (self.clone(), name.clone());
             asks.spawn(async move {
@@ -299,24 +342,51 @@ impl AgentsHandle {
         let Some(outcome) = ledger_outcome(session.id, commit, names, decision) else {
             return CommitState::NotRequested;
         };
-        let requests = &self.shared.requests;
+        match self.land(&commit.ledger, &outcome, commit.timeout).await {
+            Landing::Won(version) => CommitState::Committed { version },
+            Landing::Decided(version) => CommitState::AlreadyCommitted { version },
+            Landing::Failed(why) => CommitState::NotCommitted(why),
+        }
+    }
+
+    /// Commits `outcome` to `ledger`, applying it again to the newest record while other
+    /// sessions win the versions it aimed at, until it lands or its session is found settled.
+    async fn land(&self, ledger: &str, outcome: &Outcome, timeout: Duration) -> Landing {
         for _ in 0..COMMIT_ATTEMPTS {
             let write = VarWrite::Outcome(outcome.clone());
-            match propose(requests, &commit.ledger, write, commit.timeout).await {
-                Ok(CasOutcome::Won { version }) => return CommitState::Committed { version },
+            match propose(&self.shared.requests, ledger, write, timeout).await {
+                Ok(CasOutcome::Won { version }) => return Landing::Won(version),
                 Ok(CasOutcome::NoMajority) => {
-                    return CommitState::NotCommitted(
-                        "no majority of the ledger's acceptors".into(),
-                    )
+                    return Landing::Failed("no majority of the ledger's acceptors".into())
                 }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 Err(VarsCallError::Refused(VarsError::SessionDecided { version, .. })) => {
-                    return CommitState::AlreadyCommitted { version }
+                    return Landing::Decided(version)
                 }
-                Err(e) => return CommitState::NotCommitted(e.to_string()),
+                Err(e) => return Landing::Failed(e.to_string()),
             }
         }
-        CommitState::NotCommitted("other outcomes kept winning the ledger".into())
+        Landing::Failed("other outcomes kept winning the ledger".into())
+    }
+
+    /// Settles session `session` on ledger `ledger` when its coordinator went silent: commits
+    /// an empty outcome for it (the session is aborted) unless it already committed one.
+    pub async fn settle_session(
+        &self,
+        ledger: &str,
+        session: SessionId,
+        timeout: Duration,
+    ) -> Settled {
+        let abort = Outcome {
+            session,
+            writes: BTreeMap::new(),
+            debits: BTreeMap::new(),
+        };
+        match self.land(ledger, &abort, timeout).await {
+            Landing::Won(version) => Settled::Aborted { version },
+            Landing::Decided(version) => Settled::Decided { version },
+            Landing::Failed(why) => Settled::Unknown(why),
+        }
     }
 
     /// Tells every participant how the session ended (at most once each, not waited for).
