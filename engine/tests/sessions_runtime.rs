@@ -22,7 +22,7 @@ use foundation_engine::runtime::agents::sessions::{
     Settled,
 };
 use foundation_engine::runtime::agents::{
-    answer, Agent, AgentSpec, Context, HandlerError, Message,
+    answer, Agent, AgentEvent, AgentSpec, Context, HandlerError, Message,
 };
 use foundation_engine::runtime::Node;
 use foundation_engine::vars::{SessionId, VarSpec};
@@ -169,6 +169,7 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
     })
     .await;
 
+    let mut events = nodes[0].agents().events();
     let report = nodes[0].agents().run(auction(7)).await.unwrap();
     let Decision::Auction(outcome) = &report.decision else {
         panic!("an auction decides an auction: {report:?}");
@@ -189,6 +190,19 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
     assert!(reasons["dan"].contains("deadline"), "{reasons:?}");
     assert!(reasons["eve"].contains("session"), "{reasons:?}");
     assert_eq!(report.commit, CommitState::Committed { version: 1 });
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let AgentEvent::Session { session, what, .. } = event {
+            seen.push((session, what));
+        }
+    }
+    assert_eq!(seen.len(), 2, "opened and ended: {seen:?}");
+    assert!(seen[1].1.contains("3 of 5 answered, 2 refused"), "{seen:?}");
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, nodes[0].registry()).unwrap();
+    let committed =
+        "foundation_agent_sessions_total{mechanism=\"sealed-bid\",outcome=\"committed\"} 1";
+    assert!(metrics.contains(committed), "{metrics}");
     for node in &nodes {
         eventually(SOON, "the outcome shows on every node, whole", || {
             field(node, "gpu", "holder") == Some(VarValue::Choice("bob".into()))

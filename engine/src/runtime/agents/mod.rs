@@ -126,6 +126,16 @@ pub enum AgentEvent {
         /// Which agent failed once too often.
         reason: String,
     },
+    /// A coordination session this node coordinates opened or ended.
+    Session {
+        /// The session.
+        session: foundation_core::vars::SessionId,
+        /// Its mechanism (`sealed-bid`, `vote`).
+        mechanism: &'static str,
+        /// What happened, in words: `opened with N participants`, or the decision, how many
+        /// answered, and whether it committed.
+        what: String,
+    },
 }
 
 /// One local agent, as messaging and the supervisor share it.

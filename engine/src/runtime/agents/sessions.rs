@@ -73,6 +73,28 @@ pub enum Mechanism {
     },
 }
 
+impl Mechanism {
+    /// Its name in metrics and events.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mechanism::SealedBid { .. } => "sealed-bid",
+            Mechanism::Vote { .. } => "vote",
+        }
+    }
+}
+
+impl CommitState {
+    /// Its label in metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CommitState::NotRequested => "decided",
+            CommitState::Committed { .. } => "committed",
+            CommitState::AlreadyCommitted { .. } => "already_committed",
+            CommitState::NotCommitted(_) => "not_committed",
+        }
+    }
+}
+
 /// Where a session's outcome lands: fields of a ledger (a `coordinated` record, see
 /// `foundation_core::vars::outcome`).
 #[derive(Clone, Debug)]
@@ -283,11 +305,27 @@ impl AgentsHandle {
             .collect();
         let deadline = Time(millis(session.answer_within));
         let (ask, mut machine) = open(&session, &ids, deadline)?;
+        let opened = Instant::now();
+        let mechanism = session.mechanism.name();
+        self.session_event(
+            &session,
+            format!("opened with {} participants", names.len()),
+        );
         let arrivals = self.invite(&session, &names, ask).await;
         let (answered, rejected) = machine.feed(session.id, &ids, arrivals);
         let decision = machine.close(deadline);
         let commit = self.commit(&session, &names, &decision).await;
         self.notify(&session, &names, &decision, &commit).await;
+        self.shared
+            .metrics
+            .session(mechanism, commit.label(), opened);
+        let what = format!(
+            "{}; {answered} of {} answered, {} refused; {commit:?}",
+            summary(&decision),
+            names.len(),
+            rejected.len()
+        );
+        self.session_event(&session, what);
         Ok(SessionReport {
             session: session.id,
             participants: names,
@@ -296,6 +334,14 @@ impl AgentsHandle {
             decision,
             commit,
         })
+    }
+
+    fn session_event(&self, session: &Session, what: String) {
+        let _ = self.shared.events.send(super::AgentEvent::Session {
+            session: session.id,
+            mechanism: session.mechanism.name(),
+            what,
+        });
     }
 
     /// Invites every participant at once and collects the replies with their arrival times.
