@@ -64,7 +64,6 @@ use counter::{CounterRecord, CounterVar};
 use history::History;
 pub use history::{Change, VarStatistics, HISTORY_MAX};
 use lww::{LwwRecord, LwwVar};
-use outcome::SessionIndex;
 pub use outcome::{Outcome, SessionId};
 
 /// Most variables one node holds.
@@ -260,6 +259,15 @@ pub enum VarsError {
         /// The version its outcome wrote.
         version: u64,
     },
+    /// A later session already committed to the ledger, so this one can no longer (sessions
+    /// commit in increasing order; it may have committed before that one).
+    #[error("session {session:?} comes before the ledger's last session {last}")]
+    SessionStale {
+        /// The session.
+        session: SessionId,
+        /// The ledger's last session.
+        last: u64,
+    },
 }
 
 /// Counters of what the machine refused.
@@ -303,8 +311,6 @@ enum Kind {
         register: Box<CasRegister<Life, VarValue>>,
         /// Our write under way: its request number.
         request: Option<u64>,
-        /// The versions sessions wrote, for a ledger (see [`outcome`]).
-        sessions: SessionIndex,
     },
     /// `lww`: the valid write with the highest stamp among every writer's key.
     Lww(LwwVar),
@@ -391,7 +397,6 @@ impl Vars {
                     spec.initial.clone(),
                 )),
                 request: None,
-                sessions: SessionIndex::default(),
             },
         };
         let variable = Variable {
@@ -529,27 +534,23 @@ impl Vars {
             .variables
             .get(name)
             .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
-        let Kind::Register {
-            register, sessions, ..
-        } = &variable.kind
-        else {
+        let Kind::Register { register, .. } = &variable.kind else {
             return Err(VarsError::Outcome(format!("{name:?} is not a ledger")));
         };
-        if let Some(version) = sessions.version_of(outcome.session) {
-            let session = outcome.session;
-            return Err(VarsError::SessionDecided { session, version });
-        }
         let (expected, current) = register.current();
+        let session = outcome.session;
+        match outcome::session_of(current) {
+            Some(last) if last == session.0 => {
+                let version = expected;
+                return Err(VarsError::SessionDecided { session, version });
+            }
+            Some(last) if last > session.0 => {
+                return Err(VarsError::SessionStale { session, last });
+            }
+            _ => {}
+        }
         let next = outcome::apply(&variable.spec.ty, current, outcome)?;
         self.commit(now, name, expected, next, timeout, out)
-    }
-
-    /// The version session `session` committed to ledger `name`, if this node knows it.
-    pub fn session_version(&self, name: &str, session: SessionId) -> Option<u64> {
-        match &self.variables.get(name)?.kind {
-            Kind::Register { sessions, .. } => sessions.version_of(session),
-            _ => None,
-        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -571,10 +572,7 @@ impl Vars {
             return Err(variable.wrong_policy(name, why));
         }
         variable.spec.ty.check(&value)?;
-        let Kind::Register {
-            register, request, ..
-        } = &mut variable.kind
-        else {
+        let Kind::Register { register, request } = &mut variable.kind else {
             return Err(variable.wrong_policy(name, why));
         };
         let deadline = time(now + timeout);
@@ -1035,15 +1033,9 @@ impl Vars {
         let Some(variable) = self.variables.get_mut(name) else {
             return;
         };
-        let Kind::Register {
-            register,
-            request,
-            sessions,
-        } = &mut variable.kind
-        else {
+        let Kind::Register { register, request } = &mut variable.kind else {
             return;
         };
-        sessions.refresh(register);
         let (version, _) = register.current();
         let writer = register
             .decided(version)

@@ -13,20 +13,25 @@
 //! outcome shows anywhere. (Like any Paxos proposal that reached some acceptor, it may still
 //! be decided later, whole, by a proposal that carries it — never in part.)
 //!
-//! Once per session: the proposer refuses an outcome whose session already wrote a version it
-//! knows ([`super::VarsError::SessionDecided`]). Versions are learned contiguously, so a
-//! proposal for version `v + 1` is only made after checking versions `1..=v`; two proposals
-//! for one session racing for the same version are one Paxos instance, of which one wins.
+//! Once per session: sessions commit to a ledger in increasing order of their ids. The record's
+//! [`SESSION_FIELD`] holds the last session committed, and an outcome is only applied on top of
+//! a record whose session is lower ([`super::VarsError::SessionDecided`] when it is the same
+//! session, [`super::VarsError::SessionStale`] when a later one is there). Each version is
+//! proposed on top of the version before it, so along the ledger's versions the sessions
+//! strictly increase and none can appear twice — a property of the values themselves, which
+//! holds even on a node that caught up by jumping over versions it never learned (the
+//! register forgets old decisions, so a list of decided versions could not be trusted). The
+//! price: a session whose id is below one already committed can no longer commit; take ids
+//! that grow with time (a coordinator's clock and a counter).
 //!
 //! [`CasOutcome::NoMajority`]: foundation_agents::cas::CasOutcome::NoMajority
 
 use std::collections::BTreeMap;
 
-use foundation_agents::cas::CasRegister;
 use foundation_agents::variable::{VarType, VarValue};
 use serde::{Deserialize, Serialize};
 
-use super::{Life, VarsError};
+use super::VarsError;
 
 /// The ledger field naming the session whose outcome wrote the current version.
 pub const SESSION_FIELD: &str = "session";
@@ -50,6 +55,13 @@ pub struct Outcome {
 /// written field exists and takes its value, every debited budget stays at or above its floor,
 /// and [`SESSION_FIELD`] names the session.
 pub fn apply(ty: &VarType, current: &VarValue, outcome: &Outcome) -> Result<VarValue, VarsError> {
+    if session_of(current).is_some_and(|last| last >= outcome.session.0) {
+        let why = format!(
+            "session {:?} is not after the ledger's last",
+            outcome.session
+        );
+        return Err(VarsError::Outcome(why));
+    }
     let (VarType::Record(fields), VarValue::Record(values)) = (ty, current) else {
         return Err(not_a_ledger("its type is not a record"));
     };
@@ -91,33 +103,6 @@ fn debit(ty: Option<&VarType>, value: Option<&VarValue>, amount: u64) -> Result<
 
 fn not_a_ledger(why: &str) -> VarsError {
     VarsError::Outcome(format!("not a ledger: {why}"))
-}
-
-/// Which version each session wrote, over the versions decided contiguously so far.
-#[derive(Clone, Debug, Default)]
-pub struct SessionIndex {
-    upto: u64,
-    by_session: BTreeMap<u64, u64>,
-}
-
-impl SessionIndex {
-    /// Takes in the versions `register` decided since the last call.
-    pub fn refresh(&mut self, register: &CasRegister<Life, VarValue>) {
-        let (current, _) = register.current();
-        for version in self.upto + 1..=current {
-            let session = register.decided(version).and_then(|p| session_of(&p.value));
-            if let Some(session) = session {
-                // The first version a session wrote is its outcome; none can follow it.
-                self.by_session.entry(session).or_insert(version);
-            }
-        }
-        self.upto = self.upto.max(current);
-    }
-
-    /// The version session `session` wrote, if any so far.
-    pub fn version_of(&self, session: SessionId) -> Option<u64> {
-        self.by_session.get(&session.0).copied()
-    }
 }
 
 /// The session a ledger record names, if it is a ledger record at all.

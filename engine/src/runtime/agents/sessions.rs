@@ -18,7 +18,8 @@
 //! Coordinator failure: the invitation names the ledger. A participant that hears no notice
 //! within the deadline plus the commit time may call [`AgentsHandle::settle_session`], which
 //! commits an *empty* outcome for the session (it aborts the session) — or learns that the
-//! session already committed. Either way the ledger holds exactly one outcome for the session,
+//! session already committed, or that a later session did (sessions commit to a ledger in
+//! increasing id order, see `foundation_core::vars::outcome`). Either way the ledger holds exactly one outcome for the session,
 //! every participant that asks learns the same version, and a coordinator that comes back
 //! finds its session settled ([`CommitState::AlreadyCommitted`]). Resuming a session on a new
 //! coordinator from replicated session state is not built.
@@ -115,7 +116,8 @@ pub struct Commit {
 /// One session to run.
 #[derive(Clone, Debug)]
 pub struct Session {
-    /// Its identity, unique in the cluster: a ledger takes one outcome per session.
+    /// Its identity, unique in the cluster: a ledger takes one outcome per session, in
+    /// increasing order of ids (take ids that grow with time).
     pub id: SessionId,
     /// The mechanism.
     pub mechanism: Mechanism,
@@ -253,6 +255,12 @@ pub enum Settled {
         /// The version.
         version: u64,
     },
+    /// A later session committed to the ledger, so this one never can any more (it may have
+    /// committed before that one: read the ledger's history).
+    Closed {
+        /// The ledger's last session.
+        last: u64,
+    },
     /// Not settled (no majority, or the ledger refused): ask again later.
     Unknown(String),
 }
@@ -274,6 +282,8 @@ enum Landing {
     Won(u64),
     /// The session had already written the version.
     Decided(u64),
+    /// A later session (this one) committed first: this session can no longer commit.
+    Closed(u64),
     /// Nothing landed: why.
     Failed(String),
 }
@@ -391,6 +401,9 @@ impl AgentsHandle {
         match self.land(&commit.ledger, &outcome, commit.timeout).await {
             Landing::Won(version) => CommitState::Committed { version },
             Landing::Decided(version) => CommitState::AlreadyCommitted { version },
+            Landing::Closed(last) => {
+                CommitState::NotCommitted(format!("a later session, {last}, committed first"))
+            }
             Landing::Failed(why) => CommitState::NotCommitted(why),
         }
     }
@@ -408,6 +421,9 @@ impl AgentsHandle {
                 Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 Err(VarsCallError::Refused(VarsError::SessionDecided { version, .. })) => {
                     return Landing::Decided(version)
+                }
+                Err(VarsCallError::Refused(VarsError::SessionStale { last, .. })) => {
+                    return Landing::Closed(last)
                 }
                 Err(e) => return Landing::Failed(e.to_string()),
             }
@@ -431,6 +447,7 @@ impl AgentsHandle {
         match self.land(ledger, &abort, timeout).await {
             Landing::Won(version) => Settled::Aborted { version },
             Landing::Decided(version) => Settled::Decided { version },
+            Landing::Closed(last) => Settled::Closed { last },
             Landing::Failed(why) => Settled::Unknown(why),
         }
     }
