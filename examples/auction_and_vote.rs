@@ -15,14 +15,15 @@ use std::collections::BTreeMap;
 use foundation_agents::auction::sealed::{Pricing, SealedBidAuction, SealedConfig, SealedMessage};
 use foundation_agents::telemetry::TelemetryEvent;
 use foundation_agents::voting::{Ballot, Election, ElectionConfig, Method, VoteMessage};
-use foundation_agents::{AgentId, Time};
+use foundation_agents::{AgentId, Money, Time};
 
 struct Agent {
     id: AgentId,
     name: &'static str,
-    /// What the GPU slot is worth to this agent (it bids this: truthful bidding is dominant).
-    value: f64,
-    budget: f64,
+    /// What the GPU slot is worth to this agent in credits (it bids this: truthful bidding is
+    /// dominant). Money is integer minor units, so prices are exact on every node.
+    value: Money,
+    budget: Money,
     /// Preferred temperatures, best first, as indices into `TEMPERATURES`.
     ranking: Vec<usize>,
     online: bool,
@@ -34,24 +35,24 @@ fn agents() -> Vec<Agent> {
     let agent = |id, name, value, budget, ranking: &[usize], online| Agent {
         id: AgentId(id),
         name,
-        value,
-        budget,
+        value: Money(value),
+        budget: Money(budget),
         ranking: ranking.to_vec(),
         online,
     };
     vec![
-        agent(1, "planner", 42.0, 50.0, &[1, 2, 0, 3], true),
-        agent(2, "coder", 55.0, 60.0, &[0, 1, 2, 3], true),
-        agent(3, "critic", 38.0, 40.0, &[2, 1, 3, 0], true),
-        agent(4, "writer", 61.0, 50.0, &[3, 1, 2, 0], true),
-        agent(5, "researcher", 47.0, 80.0, &[1, 0, 2, 3], false),
+        agent(1, "planner", 42, 50, &[1, 2, 0, 3], true),
+        agent(2, "coder", 55, 60, &[0, 1, 2, 3], true),
+        agent(3, "critic", 38, 40, &[2, 1, 3, 0], true),
+        agent(4, "writer", 61, 50, &[3, 1, 2, 0], true),
+        agent(5, "researcher", 47, 80, &[1, 0, 2, 3], false),
     ]
 }
 
 fn run_auction(agents: &[Agent]) {
     println!("== auction for gpu-slot (Vickrey, reserve 20, deadline t=100ms)");
     let mut config = SealedConfig::new("gpu-slot", Pricing::SecondPrice)
-        .reserve(20.0)
+        .reserve(Money(20))
         .deadline(Time(100));
     for a in agents {
         config = config.budget(a.id, a.budget);
@@ -63,15 +64,15 @@ fn run_auction(agents: &[Agent]) {
     for (t, a) in agents.iter().enumerate().filter(|(_, a)| a.online) {
         let at = Time(10 * (t as u64 + 1));
         match auction.handle(at, a.id, SealedMessage::Bid { amount: a.value }) {
-            Ok(()) => println!("  {:<10} bids {:>5.1}", a.name, a.value),
+            Ok(()) => println!("  {:<10} bids {:>5}", a.name, a.value),
             Err(reason) => {
-                println!("  {:<10} bid {:>5.1} rejected: {reason}", a.name, a.value);
+                println!("  {:<10} bid {:>5} rejected: {reason}", a.name, a.value);
                 // A rejection changes nothing, so the agent may bid again, capped at its budget.
                 let capped = a.value.min(a.budget);
                 let retry =
                     auction.handle(at.plus_ms(1), a.id, SealedMessage::Bid { amount: capped });
                 println!(
-                    "  {:<10} bids {capped:>5.1} instead: {}",
+                    "  {:<10} bids {capped:>5} instead: {}",
                     a.name,
                     if retry.is_ok() {
                         "accepted"
@@ -85,10 +86,10 @@ fn run_auction(agents: &[Agent]) {
     let glitch = auction.handle(
         Time(60),
         AgentId(2),
-        SealedMessage::Bid { amount: f64::NAN },
+        SealedMessage::Bid { amount: Money(1) },
     );
     println!(
-        "  coder      sends a corrupted bid: {}",
+        "  coder      sends a second bid: {}",
         glitch.err().map_or("accepted?!".into(), |e| e.to_string())
     );
     let outcome = auction

@@ -10,7 +10,7 @@ use foundation_agents::market::double::{clear, ClearingRule, Order, Side};
 use foundation_agents::market::tatonnement::{
     self, CobbDouglas, Consumer, TatonnementConfig, TatonnementOutcome,
 };
-use foundation_agents::{AgentId, Time};
+use foundation_agents::{AgentId, Money, Time};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -38,7 +38,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn sealed_bid(rng: &mut StdRng) {
-    let bids: Vec<f64> = (0..10_000).map(|_| rng.gen_range(0.0..1_000.0)).collect();
+    let bids: Vec<Money> = (0..10_000)
+        .map(|_| Money(rng.gen_range(0..100_000)))
+        .collect();
     println!("\n## sealed-bid auction, 10,000 bids (target <= 5 ms)");
     println!(
         "{:<14} {:>18} {:>14}",
@@ -82,7 +84,7 @@ fn vcg_instance(rng: &mut StdRng, items: usize, bidders: usize, alternatives: us
                     let bundle = (0..size).fold(0u32, |m, _| m | 1 << rng.gen_range(0..items));
                     BundleBid {
                         bundle,
-                        value: rng.gen_range(1.0..100.0) * f64::from(bundle.count_ones()),
+                        value: Money(rng.gen_range(100..10_000) * u64::from(bundle.count_ones())),
                     }
                 })
                 .collect();
@@ -110,12 +112,16 @@ fn vcg_sizes(rng: &mut StdRng) {
         (20, 7),
     ] {
         let bids = vcg_instance(rng, items, bidders, 5);
-        let mut welfare = 0.0;
+        let mut welfare = Money::ZERO;
         let d = time(|| {
             let s = vcg::solve(items, &bids).expect("within limits");
             welfare = s.welfare;
         });
-        println!("{items:>6} {bidders:>8} {:>12.3} {welfare:>12.1}", ms(d));
+        println!(
+            "{items:>6} {bidders:>8} {:>12.3} {:>12}",
+            ms(d),
+            welfare.to_string()
+        );
     }
     let too_big = vcg_instance(rng, 20, 10, 5);
     println!(
@@ -151,13 +157,14 @@ fn tatonnement_iterations(rng: &mut StdRng) {
         let (rounds, residual, tag) = match outcome {
             TatonnementOutcome::Converged {
                 rounds, residual, ..
-            } => (rounds, residual, ""),
+            } => (rounds, Some(residual), ""),
             TatonnementOutcome::NotConverged {
                 rounds, residual, ..
             } => (rounds, residual, " (not converged)"),
         };
         println!(
-            "{goods:>6} {consumers:>10} {rounds:>10} {residual:>12.2e} {:>10.3}{tag}",
+            "{goods:>6} {consumers:>10} {rounds:>10} {:>12} {:>10.3}{tag}",
+            residual.map_or("unknown".into(), |r| format!("{r:.2e}")),
             ms(elapsed)
         );
     }
@@ -172,7 +179,7 @@ fn tatonnement_iterations(rng: &mut StdRng) {
     let elapsed = start.elapsed();
     match outcome {
         Ok(TatonnementOutcome::NotConverged { rounds, residual, .. }) => println!(
-            "Scarf's economy from (0.5, 0.3, 0.2): not converged after {rounds} rounds, residual {residual:.2e}, {:.3} ms",
+            "Scarf's economy from (0.5, 0.3, 0.2): not converged after {rounds} rounds, residual {residual:?}, {:.3} ms",
             ms(elapsed)
         ),
         other => println!("Scarf's economy: unexpected {other:?}"),

@@ -11,17 +11,17 @@ pub mod vcg;
 use serde::{Deserialize, Serialize};
 
 pub use crate::types::Outgoing;
-use crate::types::{AgentId, Time};
+use crate::types::{AgentId, Money, Time};
 
 /// The sale of a single item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Award {
     /// Who receives the item.
     pub winner: AgentId,
-    /// What the winner pays.
-    pub price: f64,
+    /// What the winner pays, in minor units.
+    pub price: Money,
     /// The winner's own bid (its last accepted price in clock auctions).
-    pub winning_bid: f64,
+    pub winning_bid: Money,
 }
 
 /// Why an auction ended the way it did.
@@ -49,6 +49,9 @@ pub enum AuctionReason {
 }
 
 /// The record of a decided single-item auction.
+///
+/// Prices are [`Money`]: integer minor units, so the price a winner pays is the same on every node
+/// and no bid near the top of the range turns into an infinity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuctionOutcome {
     /// Name of the auctioned resource.
@@ -68,7 +71,7 @@ impl AuctionOutcome {
     pub fn summary(&self) -> String {
         match &self.award {
             Some(a) => format!(
-                "{} won {} at {:.4} ({:?})",
+                "{} won {} at {} ({:?})",
                 a.winner, self.item, a.price, self.reason
             ),
             None => format!("{} not sold ({:?})", self.item, self.reason),
@@ -82,7 +85,7 @@ pub enum ResultNotice {
     /// You won and pay this price.
     Won {
         /// The price to pay.
-        price: f64,
+        price: Money,
     },
     /// You did not win.
     Lost,

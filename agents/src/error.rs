@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::types::{AgentId, Time};
+use crate::types::{AgentId, Money, Overflow, Time};
 
 /// Reason an input (a bid, an order, a ballot, an offer) was refused. State is unchanged.
 #[derive(Debug, Clone, PartialEq, Error, Serialize, Deserialize)]
@@ -24,9 +24,9 @@ pub enum Rejection {
     #[error("amount {amount} exceeds the budget {budget}")]
     OverBudget {
         /// The refused amount.
-        amount: f64,
+        amount: Money,
         /// The agent's budget.
-        budget: f64,
+        budget: Money,
     },
     /// The agent already submitted; protocols here accept one submission per agent and round.
     #[error("{agent} already submitted")]
@@ -69,6 +69,9 @@ pub enum Rejection {
         /// What was wrong.
         what: String,
     },
+    /// Accepting the input would make the machine's money arithmetic overflow.
+    #[error("{0}")]
+    Overflow(#[from] Overflow),
 }
 
 /// A configuration that cannot run; returned by constructors, before any state exists.
@@ -90,4 +93,7 @@ pub enum ConfigError {
         /// What was empty.
         what: &'static str,
     },
+    /// The configuration's money arithmetic (a clock's last price, a sum of budgets) overflows.
+    #[error("{0}")]
+    Overflow(#[from] Overflow),
 }

@@ -26,29 +26,38 @@
 //! Every machine implements [`Protocol`]: serde messages in through `handle(now, from, message)`,
 //! `poll_timeout`/`handle_timeout` for deadlines, notices and telemetry out, and `invariants()`.
 //!
-//! Every input an agent sends is validated first: NaN, infinite or negative amounts, bids over
-//! budget, duplicates, outsiders and late arrivals are refused with a [`Rejection`] that leaves the
-//! machine exactly as it was. Ties are broken by arrival order, then by [`AgentId`].
+//! Every input an agent sends is validated first: bids over budget, duplicates, outsiders, late
+//! arrivals and amounts whose arithmetic would overflow are refused with a [`Rejection`] that leaves
+//! the machine exactly as it was. Ties are broken by arrival order, then by [`AgentId`].
+//!
+//! Prices and payments of auctions and Contract Net are [`Money`]: integer minor units, so no
+//! decision depends on binary floating-point rounding and a NaN or negative amount cannot even be
+//! written. Still `f64`: the double auction's limits, tatonnement's relative prices, negotiation
+//! offers, votes' weights and the game-theoretic solutions (they are real-valued by nature).
+//!
+//! Silence is not agreement: a machine never reports consensus or convergence from a round in
+//! which participants did not answer; outcomes count who answered (`bids_considered`, `absent`,
+//! `answered`).
 //!
 //! A typical driver loop for a sealed-bid auction:
 //!
 //! ```
-//! use foundation_agents::{AgentId, Time};
+//! use foundation_agents::{AgentId, Money, Time};
 //! use foundation_agents::auction::sealed::{SealedBidAuction, SealedConfig, Pricing};
 //!
 //! let config = SealedConfig::new("gpu-slot", Pricing::SecondPrice)
-//!     .reserve(10.0)
+//!     .reserve(Money(1_000)) // in cents
 //!     .deadline(Time(1_000))
 //!     .participants([AgentId(1), AgentId(2), AgentId(3)]);
 //! let mut auction = SealedBidAuction::new(config, Time(0)).expect("valid config");
-//! auction.submit(Time(10), AgentId(1), 30.0).expect("accepted");
-//! auction.submit(Time(20), AgentId(2), 25.0).expect("accepted");
-//! // A bid with NaN is rejected with a reason and changes nothing.
-//! assert!(auction.submit(Time(30), AgentId(3), f64::NAN).is_err());
+//! auction.submit(Time(10), AgentId(1), Money(3_000)).expect("accepted");
+//! auction.submit(Time(20), AgentId(2), Money(2_550)).expect("accepted");
+//! // A bid from an agent that is not a participant is rejected with a reason and changes nothing.
+//! assert!(auction.submit(Time(30), AgentId(9), Money(9_999)).is_err());
 //! let outcome = auction.close(Time(1_000));
 //! let award = outcome.award.expect("someone won");
 //! assert_eq!(award.winner, AgentId(1));
-//! assert_eq!(award.price, 25.0);
+//! assert_eq!(award.price, Money(2_550));
 //! let events = auction.drain_telemetry();
 //! assert!(!events.is_empty());
 //! ```
@@ -71,4 +80,4 @@ pub mod voting;
 
 pub use error::Rejection;
 pub use protocol::Protocol;
-pub use types::{AgentId, Outgoing, Time};
+pub use types::{AgentId, Money, Outgoing, Overflow, Time};

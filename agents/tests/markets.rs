@@ -1,11 +1,12 @@
 //! Properties of the call market and of Walrasian tatonnement.
 
+use foundation_agents::error::ConfigError;
 use foundation_agents::market::double::{
     clear, CallMarket, ClearingOutcome, ClearingReason, ClearingRule, MarketMessage, Order, Side,
 };
 use foundation_agents::market::tatonnement::{
     self, scarf_economy, Auctioneer, CobbDouglas, Consumer, TatonnementConfig, TatonnementMessage,
-    TatonnementOutcome,
+    TatonnementNotice, TatonnementOutcome,
 };
 use foundation_agents::telemetry::TelemetryEvent;
 use foundation_agents::{AgentId, Rejection, Time};
@@ -347,7 +348,7 @@ fn tatonnement_reports_non_convergence_on_scarfs_example() {
             rounds, residual, ..
         } => {
             assert_eq!(rounds, 5_000);
-            assert!(residual > 1e-3, "residual {residual}");
+            assert!(residual.is_some_and(|r| r > 1e-3), "residual {residual:?}");
         }
         other => panic!("Scarf's economy must not converge, got {other:?}"),
     }
@@ -365,7 +366,7 @@ fn scarfs_economy_started_at_its_equilibrium_is_recognised_at_once() {
 }
 
 #[test]
-fn the_auctioneer_treats_silent_agents_as_not_trading_and_rejects_bad_answers() {
+fn the_auctioneer_repeats_a_round_with_silent_agents_and_rejects_bad_answers() {
     let config = TatonnementConfig::default();
     let mut a =
         Auctioneer::new(vec![1.0, 1.0], [AgentId(1), AgentId(2)], config, Time(0)).expect("valid");
@@ -387,11 +388,24 @@ fn the_auctioneer_treats_silent_agents_as_not_trading_and_rejects_bad_answers() 
         a.submit(Time(1), AgentId(1), 0, vec![0.5, -0.5]),
         Err(Rejection::Duplicate { .. })
     ));
+    let before = a.prices().to_vec();
     assert_eq!(a.end_round(Time(2)), None);
     assert_eq!(a.absent_last_round(), 1);
+    assert_eq!(a.round(), 1);
+    assert_eq!(
+        a.prices(),
+        &before[..],
+        "one agent's answer does not steer everyone's prices"
+    );
+    a.submit(Time(3), AgentId(1), 1, vec![0.5, -0.5])
+        .expect("valid");
+    a.submit(Time(3), AgentId(2), 1, vec![0.0, 0.0])
+        .expect("valid");
+    assert_eq!(a.end_round(Time(4)), None);
+    assert_eq!(a.absent_last_round(), 0);
     assert!(
         a.prices()[0] > a.prices()[1],
-        "the over-demanded good became dearer"
+        "a complete round moves prices: the over-demanded good became dearer"
     );
     let events = a.drain_telemetry();
     assert!(matches!(events[0], TelemetryEvent::Started { .. }));
@@ -399,4 +413,48 @@ fn the_auctioneer_treats_silent_agents_as_not_trading_and_rejects_bad_answers() 
         .iter()
         .filter(|e| matches!(e, TelemetryEvent::Rejected { .. }));
     assert_eq!(rejected.count(), 4);
+}
+
+#[test]
+fn silence_is_never_reported_as_convergence() {
+    // Agent 1 says its market clears; agent 2 never answers. Counting the silent agent as zero
+    // excess demand would report an equilibrium after one round.
+    let config = TatonnementConfig {
+        rounds_max: 3,
+        ..TatonnementConfig::default()
+    };
+    let mut a =
+        Auctioneer::new(vec![1.0, 1.0], [AgentId(1), AgentId(2)], config, Time(0)).expect("valid");
+    let mut outcome = None;
+    for round in 0..3 {
+        let at = Time(round as u64 * 1_000 + 1);
+        a.submit(at, AgentId(1), round, vec![0.0, 0.0])
+            .expect("valid");
+        outcome = a.handle_timeout(a.poll_timeout().expect("running"));
+        assert_eq!(a.invariants(), Ok(()));
+    }
+    assert_eq!(
+        outcome,
+        Some(TatonnementOutcome::NotConverged {
+            prices: vec![0.5, 0.5],
+            rounds: 3,
+            residual: None,
+            answered: 1,
+            participants: 2,
+        })
+    );
+    let finished = a.drain_outbox().into_iter().any(|o| {
+        matches!(
+            o.msg,
+            TatonnementNotice::Finished {
+                converged: false,
+                ..
+            }
+        )
+    });
+    assert!(finished, "agents learn that nothing was agreed");
+    assert!(matches!(
+        Auctioneer::new(vec![1.0], [], TatonnementConfig::default(), Time(0)),
+        Err(ConfigError::Empty { .. })
+    ));
 }

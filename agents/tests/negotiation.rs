@@ -9,7 +9,7 @@ use foundation_agents::negotiation::contract_net::{ContractAnswer, ContractNet, 
 use foundation_agents::negotiation::strategy::{
     rubinstein_share, Negotiator, Role, Rubinstein, TimeDependent,
 };
-use foundation_agents::{AgentId, Rejection, Time};
+use foundation_agents::{AgentId, Money, Rejection, Time};
 use proptest::prelude::*;
 
 const BUYER: AgentId = AgentId(1);
@@ -224,11 +224,11 @@ fn invited(n: u64) -> BTreeSet<AgentId> {
 
 #[test]
 fn contract_net_awards_the_cheapest_bid_and_tells_everyone() {
-    let mut net = ContractNet::new("transcode", invited(3), Time(100), Some(50.0), Time(0));
+    let mut net = ContractNet::new("transcode", invited(3), Time(100), Some(Money(50)), Time(0));
     assert_eq!(net.drain_outbox().len(), 3, "announced to every invitee");
-    net.answer(Time(1), AgentId(1), ContractAnswer::Bid(30.0))
+    net.answer(Time(1), AgentId(1), ContractAnswer::Bid(Money(30)))
         .expect("valid");
-    net.answer(Time(2), AgentId(2), ContractAnswer::Bid(20.0))
+    net.answer(Time(2), AgentId(2), ContractAnswer::Bid(Money(20)))
         .expect("valid");
     net.answer(Time(3), AgentId(3), ContractAnswer::Refuse)
         .expect("valid");
@@ -244,7 +244,7 @@ fn contract_net_awards_the_cheapest_bid_and_tells_everyone() {
         "decided early once everyone answered"
     );
     let outcome = net.handle_timeout(Time(100)).expect("decided");
-    assert_eq!(outcome.award, Some((AgentId(2), 20.0)));
+    assert_eq!(outcome.award, Some((AgentId(2), Money(20))));
     assert_eq!(
         (outcome.refused, outcome.absent),
         (vec![AgentId(3)], vec![])
@@ -254,15 +254,15 @@ fn contract_net_awards_the_cheapest_bid_and_tells_everyone() {
 #[test]
 fn contract_net_decides_at_the_deadline_with_whoever_answered() {
     let mut net = ContractNet::new("index", invited(4), Time(100), None, Time(0));
-    net.answer(Time(5), AgentId(3), ContractAnswer::Bid(9.0))
+    net.answer(Time(5), AgentId(3), ContractAnswer::Bid(Money(9)))
         .expect("valid");
-    net.answer(Time(6), AgentId(1), ContractAnswer::Bid(9.0))
+    net.answer(Time(6), AgentId(1), ContractAnswer::Bid(Money(9)))
         .expect("valid");
     assert_eq!(net.handle_timeout(Time(99)), None);
     let outcome = net.handle_timeout(Time(100)).expect("deadline");
     assert_eq!(
         outcome.award,
-        Some((AgentId(3), 9.0)),
+        Some((AgentId(3), Money(9))),
         "equal costs go to the earlier bid"
     );
     assert_eq!(outcome.absent, vec![AgentId(2), AgentId(4)]);
@@ -270,31 +270,27 @@ fn contract_net_decides_at_the_deadline_with_whoever_answered() {
 
 #[test]
 fn contract_net_rejects_bad_bids_and_they_change_nothing() {
-    let mut net = ContractNet::new("t", invited(2), Time(100), Some(10.0), Time(0));
+    let mut net = ContractNet::new("t", invited(2), Time(100), Some(Money(10)), Time(0));
     assert!(matches!(
-        net.answer(Time(1), AgentId(1), ContractAnswer::Bid(11.0)),
+        net.answer(Time(1), AgentId(1), ContractAnswer::Bid(Money(11))),
         Err(Rejection::OverBudget { .. })
     ));
-    assert_eq!(
-        net.answer(Time(1), AgentId(1), ContractAnswer::Bid(f64::NAN)),
-        Err(Rejection::NotFinite)
-    );
     assert!(matches!(
-        net.answer(Time(1), AgentId(9), ContractAnswer::Bid(1.0)),
+        net.answer(Time(1), AgentId(9), ContractAnswer::Bid(Money(1))),
         Err(Rejection::NotParticipant { .. })
     ));
     assert!(matches!(
-        net.answer(Time(100), AgentId(2), ContractAnswer::Bid(1.0)),
+        net.answer(Time(100), AgentId(2), ContractAnswer::Bid(Money(1))),
         Err(Rejection::Late { .. })
     ));
-    net.answer(Time(2), AgentId(1), ContractAnswer::Bid(7.0))
+    net.answer(Time(2), AgentId(1), ContractAnswer::Bid(Money(7)))
         .expect("valid");
     assert!(matches!(
-        net.answer(Time(3), AgentId(1), ContractAnswer::Bid(1.0)),
+        net.answer(Time(3), AgentId(1), ContractAnswer::Bid(Money(1))),
         Err(Rejection::Duplicate { .. })
     ));
     let outcome = net.handle_timeout(Time(100)).expect("deadline");
-    assert_eq!(outcome.award, Some((AgentId(1), 7.0)));
+    assert_eq!(outcome.award, Some((AgentId(1), Money(7))));
 }
 
 #[test]

@@ -18,7 +18,7 @@ use foundation_agents::negotiation::alternating::{AlternatingConfig, Alternating
 use foundation_agents::negotiation::contract_net::{ContractAnswer, ContractNet};
 use foundation_agents::negotiation::strategy::Role;
 use foundation_agents::voting::{Ballot, Election, ElectionConfig, Method, VoteMessage};
-use foundation_agents::{AgentId, Protocol, Time};
+use foundation_agents::{AgentId, Money, Protocol, Time};
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -118,6 +118,15 @@ fn check<P: Protocol>(make: impl Fn() -> P, mut steps: Vec<Step<P::Message>>) {
     );
 }
 
+/// Money amounts, including the top of the range, whose sums overflow.
+fn money() -> impl Strategy<Value = Money> {
+    prop_oneof![
+        6 => (0u64..=100).prop_map(Money),
+        1 => Just(Money::MAX),
+        1 => Just(Money(u64::MAX / 2 + 1)),
+    ]
+}
+
 fn amount() -> impl Strategy<Value = f64> {
     prop_oneof![
         6 => (0u32..=100).prop_map(f64::from),
@@ -146,8 +155,8 @@ fn participants() -> BTreeSet<AgentId> {
 fn sealed(pricing: Pricing) -> SealedBidAuction {
     let config = SealedConfig::new("slot", pricing)
         .participants(participants())
-        .budget(AgentId(1), 50.0)
-        .reserve(5.0)
+        .budget(AgentId(1), Money(50))
+        .reserve(Money(5))
         .deadline(Time(150));
     SealedBidAuction::new(config, Time(0)).expect("valid")
 }
@@ -155,24 +164,24 @@ fn sealed(pricing: Pricing) -> SealedBidAuction {
 fn english() -> EnglishAuction {
     let config = EnglishConfig {
         item: "slot".into(),
-        start_price: 10.0,
-        increment: 5.0,
+        start_price: Money(10),
+        increment: Money(5),
         round_ms: 20,
         participants: participants(),
-        budgets: BTreeMap::from([(AgentId(2), 40.0)]),
+        budgets: BTreeMap::from([(AgentId(2), Money(40))]),
     };
     EnglishAuction::new(config, Time(0)).expect("valid")
 }
 
 fn dutch() -> DutchAuction {
-    let mut participants: BTreeMap<AgentId, Option<f64>> =
+    let mut participants: BTreeMap<AgentId, Option<Money>> =
         participants().into_iter().map(|a| (a, None)).collect();
-    participants.insert(AgentId(3), Some(45.0));
+    participants.insert(AgentId(3), Some(Money(45)));
     let config = DutchConfig {
         item: "slot".into(),
-        start_price: 100.0,
-        decrement: 10.0,
-        floor: 10.0,
+        start_price: Money(100),
+        decrement: Money(10),
+        floor: Money(10),
         tick_ms: 15,
         participants,
     };
@@ -225,7 +234,7 @@ proptest! {
 
     #[test]
     fn sealed_bid_auctions_keep_their_invariants_and_ignore_rejections(
-        script in steps(amount().prop_map(|amount| SealedMessage::Bid { amount })),
+        script in steps(money().prop_map(|amount| SealedMessage::Bid { amount })),
         first in any::<bool>(),
     ) {
         let pricing = if first { Pricing::FirstPrice } else { Pricing::SecondPrice };
@@ -250,7 +259,7 @@ proptest! {
 
     #[test]
     fn vcg_auctions_keep_their_invariants_and_ignore_rejections(
-        script in steps(prop::collection::vec((0u32..10, amount()), 0..4).prop_map(|alts| {
+        script in steps(prop::collection::vec((0u32..10, money()), 0..4).prop_map(|alts| {
             let bundles = alts.into_iter().map(|(bundle, value)| BundleBid { bundle, value }).collect();
             VcgMessage::Bid { bundles }
         })),
@@ -290,9 +299,9 @@ proptest! {
 
     #[test]
     fn contract_net_keeps_its_invariants_and_ignores_rejections(
-        script in steps(prop_oneof![4 => amount().prop_map(ContractAnswer::Bid), 1 => Just(ContractAnswer::Refuse)]),
+        script in steps(prop_oneof![4 => money().prop_map(ContractAnswer::Bid), 1 => Just(ContractAnswer::Refuse)]),
     ) {
-        check(|| ContractNet::new("task", participants(), Time(150), Some(60.0), Time(0)), script);
+        check(|| ContractNet::new("task", participants(), Time(150), Some(Money(60)), Time(0)), script);
     }
 
     #[test]

@@ -47,8 +47,8 @@ use crate::replication::{
 use crate::storage::Loaded;
 use crate::time::Instant;
 use crate::vars::{
-    Life, Outgoing, VarSpec, Vars, VarsError, VarsMessage, COUNTERS_KEYSPACE, LWW_KEYSPACE,
-    VARS_KEYSPACE,
+    Life, Outcome, Outgoing, VarSpec, Vars, VarsError, VarsMessage, COUNTERS_KEYSPACE,
+    LWW_KEYSPACE, VARS_KEYSPACE,
 };
 use crate::{Channel, NodeAddr, NodeId};
 
@@ -736,12 +736,9 @@ impl Core {
         value: VarValue,
         timeout: Duration,
     ) -> Result<u64, VarsError> {
-        let mut out = Outgoing::new();
-        let request = self
-            .vars
-            .compare_and_set(now, name, expected, value, timeout, &mut out)?;
-        self.deliver_vars(now, out);
-        Ok(request)
+        self.with_vars(now, |vars, out| {
+            vars.compare_and_set(now, name, expected, value, timeout, out)
+        })
     }
 
     /// Commits `value` as version `expected + 1` of `coordinated` variable `name`, decided like
@@ -755,12 +752,38 @@ impl Core {
         value: VarValue,
         timeout: Duration,
     ) -> Result<u64, VarsError> {
+        self.with_vars(now, |vars, out| {
+            vars.commit(now, name, expected, value, timeout, out)
+        })
+    }
+
+    /// Commits a session's whole `outcome` (writes and budget debits) to ledger `name` in one
+    /// majority-decided step, once per session (see [`Vars::commit_outcome`]). The outcome
+    /// comes as [`VarsEvent::CasDone`] with the returned request number.
+    pub fn commit_outcome(
+        &mut self,
+        now: Instant,
+        name: &str,
+        outcome: &Outcome,
+        timeout: Duration,
+    ) -> Result<u64, VarsError> {
+        self.with_vars(now, |vars, out| {
+            vars.commit_outcome(now, name, outcome, timeout, out)
+        })
+    }
+
+    /// The one path of every variables request that may send messages: runs `request` with an
+    /// outbox, then delivers what it produced — even when it was refused, since a refused draw
+    /// may still have asked for rights.
+    fn with_vars<T>(
+        &mut self,
+        now: Instant,
+        request: impl FnOnce(&mut Vars, &mut Outgoing) -> Result<T, VarsError>,
+    ) -> Result<T, VarsError> {
         let mut out = Outgoing::new();
-        let request = self
-            .vars
-            .commit(now, name, expected, value, timeout, &mut out)?;
+        let result = request(&mut self.vars, &mut out);
         self.deliver_vars(now, out);
-        Ok(request)
+        result
     }
 
     /// Writes `value` to `lww` variable `name` and replicates it (see [`Vars::set`]).
@@ -772,11 +795,7 @@ impl Core {
 
     /// Draws `amount` units of counter `name` from this node's rights (see [`Vars::draw`]).
     pub fn draw(&mut self, now: Instant, name: &str, amount: u64) -> Result<(), VarsError> {
-        let mut out = Outgoing::new();
-        let result = self.vars.draw(now, name, amount, &mut out);
-        // Even a refused draw may have asked for rights.
-        self.deliver_vars(now, out);
-        result
+        self.with_vars(now, |vars, out| vars.draw(now, name, amount, out))
     }
 
     /// Adds `amount` units to counter `name` as this node's rights (see [`Vars::refill`]).
@@ -793,10 +812,7 @@ impl Core {
         name: &str,
         amount: u64,
     ) -> Result<(), VarsError> {
-        let mut out = Outgoing::new();
-        self.vars.request_rights(now, name, amount, &mut out)?;
-        self.deliver_vars(now, out);
-        Ok(())
+        self.with_vars(now, |vars, out| vars.request_rights(now, name, amount, out))
     }
 
     /// The variables machine, for queries.

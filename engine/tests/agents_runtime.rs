@@ -218,7 +218,7 @@ async fn an_agent_failing_past_its_intensity_is_stopped_and_reported_everywhere(
                 assert_eq!(group, "broken");
                 break reason;
             }
-            AgentEvent::State { .. } => {}
+            AgentEvent::State { .. } | AgentEvent::Session { .. } => {}
         }
     };
     assert!(reason.contains("broken"), "{reason}");

@@ -13,23 +13,23 @@ use serde::{Deserialize, Serialize};
 use super::{result_notices, AuctionOutcome, AuctionReason, Award, Outgoing, ResultNotice};
 use crate::error::{ConfigError, Rejection};
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{AgentId, Time};
+use crate::types::{AgentId, Money, Time};
 
 /// Configuration of a Dutch auction.
 #[derive(Debug, Clone)]
 pub struct DutchConfig {
     /// The resource sold.
     pub item: String,
-    /// Opening (highest) price. Finite, >= floor.
-    pub start_price: f64,
-    /// Price fall per tick. Finite, > 0.
-    pub decrement: f64,
-    /// Lowest price offered (the reserve). Finite, >= 0.
-    pub floor: f64,
+    /// Opening (highest) price in minor units, >= floor.
+    pub start_price: Money,
+    /// Price fall per tick, at least one minor unit so the clock always reaches the floor.
+    pub decrement: Money,
+    /// Lowest price offered (the reserve).
+    pub floor: Money,
     /// Milliseconds between ticks.
     pub tick_ms: u64,
     /// Admitted bidders with their budgets (`None`: no budget declared).
-    pub participants: BTreeMap<AgentId, Option<f64>>,
+    pub participants: BTreeMap<AgentId, Option<Money>>,
 }
 
 /// What a bidder sends to a Dutch auction.
@@ -50,7 +50,7 @@ pub enum DutchNotice {
         /// Tick number, from 0.
         tick: u64,
         /// The price on offer.
-        price: f64,
+        price: Money,
     },
     /// The auction decided.
     Result(ResultNotice),
@@ -91,12 +91,23 @@ impl DutchAuction {
     }
 
     /// The price at `tick`, never below the floor.
-    pub fn price_at(&self, tick: u64) -> f64 {
-        (self.config.start_price - self.config.decrement * tick as f64).max(self.config.floor)
+    pub fn price_at(&self, tick: u64) -> Money {
+        // A fall larger than representable lands below any start price: the floor.
+        let fall = self
+            .config
+            .decrement
+            .checked_mul(tick)
+            .unwrap_or(Money::MAX);
+        let price = self
+            .config
+            .start_price
+            .checked_sub(fall)
+            .unwrap_or(Money::ZERO);
+        price.max(self.config.floor)
     }
 
     /// The price currently on offer.
-    pub fn price(&self) -> f64 {
+    pub fn price(&self) -> Money {
         self.price_at(self.tick)
     }
 
@@ -129,7 +140,7 @@ impl DutchAuction {
     pub fn accept(&mut self, now: Time, agent: AgentId, tick: u64) -> Result<(), Rejection> {
         let result = self.check(agent, tick);
         self.telemetry
-            .input(now, agent, Some(self.price()), &result);
+            .input(now, agent, Some(self.price().approx_f64()), &result);
         result?;
         let price = self.price();
         let award = Award {
@@ -257,30 +268,19 @@ crate::protocol::delegate_protocol!(
 );
 
 fn validate(config: &DutchConfig) -> Result<(), ConfigError> {
-    let checks = [
-        (
-            "floor",
-            config.floor,
-            config.floor >= 0.0,
-            "must be finite and >= 0",
-        ),
-        (
-            "start_price",
-            config.start_price,
-            config.start_price >= config.floor,
-            "must be finite and >= floor",
-        ),
-        (
-            "decrement",
-            config.decrement,
-            config.decrement > 0.0,
-            "must be finite and > 0",
-        ),
-    ];
-    for (name, value, ok, why) in checks {
-        if !value.is_finite() || !ok {
-            return Err(ConfigError::Parameter { name, value, why });
-        }
+    if config.start_price < config.floor {
+        return Err(ConfigError::Parameter {
+            name: "start_price",
+            value: config.start_price.approx_f64(),
+            why: "must be >= floor",
+        });
+    }
+    if config.decrement == Money::ZERO {
+        return Err(ConfigError::Parameter {
+            name: "decrement",
+            value: 0.0,
+            why: "must be at least one minor unit, or the clock never falls",
+        });
     }
     if config.participants.is_empty() {
         return Err(ConfigError::Empty {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{result_notices, AuctionOutcome, AuctionReason, Award, Outgoing, ResultNotice};
 use crate::error::{ConfigError, Rejection};
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{AgentId, Time};
+use crate::types::{AgentId, Money, Time};
 
 /// Upper bound on rounds so a misconfigured clock cannot run forever; the auction then sells to the
 /// earliest remaining bidder at the current price.
@@ -24,16 +24,18 @@ pub const ENGLISH_ROUNDS_MAX: u64 = 1_000_000;
 pub struct EnglishConfig {
     /// The resource sold.
     pub item: String,
-    /// Opening price, which is also the reserve. Must be finite and >= 0.
-    pub start_price: f64,
-    /// Price rise per round. Must be finite and > 0; the winner's price is within this of Vickrey's.
-    pub increment: f64,
+    /// Opening price, which is also the reserve, in minor units.
+    pub start_price: Money,
+    /// Price rise per round, at least one minor unit so the clock always moves; the winner's price
+    /// is within this of Vickrey's. `start_price + increment · ENGLISH_ROUNDS_MAX` must fit in
+    /// [`Money`], so no round's price can overflow.
+    pub increment: Money,
     /// How long bidders have to confirm each price, in milliseconds.
     pub round_ms: u64,
     /// The admitted bidders.
     pub participants: BTreeSet<AgentId>,
     /// Budgets of bidders that declared one; confirming a price above it is refused.
-    pub budgets: BTreeMap<AgentId, f64>,
+    pub budgets: BTreeMap<AgentId, Money>,
 }
 
 /// A bidder's answer to the announced price.
@@ -68,7 +70,7 @@ pub enum EnglishNotice {
         /// Round number, from 0.
         round: u64,
         /// The price to confirm.
-        price: f64,
+        price: Money,
         /// Deadline for the answer.
         respond_by: Time,
     },
@@ -123,9 +125,10 @@ impl EnglishAuction {
         Ok(auction)
     }
 
-    /// The current clock price.
-    pub fn price(&self) -> f64 {
-        self.config.start_price + self.config.increment * self.round as f64
+    /// The current clock price. `validate` proved the price of the last possible round fits, so
+    /// this cannot overflow for any round the auction reaches.
+    pub fn price(&self) -> Money {
+        clock_price(&self.config, self.round).unwrap_or(Money::MAX)
     }
 
     /// The current round.
@@ -169,7 +172,7 @@ impl EnglishAuction {
         response: EnglishResponse,
     ) -> Result<(), Rejection> {
         let result = self.check(now, agent, round, response);
-        let amount = (response == EnglishResponse::Stay).then(|| self.price());
+        let amount = (response == EnglishResponse::Stay).then(|| self.price().approx_f64());
         self.telemetry.input(now, agent, amount, &result);
         result?;
         self.responses += 1;
@@ -251,7 +254,7 @@ impl EnglishAuction {
         self.award_consistent()
     }
 
-    fn within_budget(&self, agent: &AgentId, price: f64) -> bool {
+    fn within_budget(&self, agent: &AgentId, price: Money) -> bool {
         self.config.budgets.get(agent).is_none_or(|&b| price <= b)
     }
 
@@ -323,13 +326,13 @@ impl EnglishAuction {
                 self.finish(now, None, reason);
             }
             (_, Some(winner)) => {
-                let price = self.price() - self.config.increment;
+                let price = clock_price(&self.config, self.round - 1).unwrap_or(Money::MAX);
                 self.decide(now, winner, price, AuctionReason::AllDroppedTogether);
             }
         }
     }
 
-    fn decide(&mut self, now: Time, winner: AgentId, price: f64, reason: AuctionReason) {
+    fn decide(&mut self, now: Time, winner: AgentId, price: Money, reason: AuctionReason) {
         let award = Award {
             winner,
             price,
@@ -383,21 +386,24 @@ crate::protocol::delegate_protocol!(
     outcome = AuctionOutcome
 );
 
+/// The clock price of `round`: `start + increment · round`, or [`Overflow`](crate::Overflow).
+pub fn clock_price(config: &EnglishConfig, round: u64) -> Result<Money, crate::Overflow> {
+    config
+        .increment
+        .checked_mul(round)
+        .and_then(|rise| config.start_price.checked_add(rise))
+}
+
 fn validate(config: &EnglishConfig) -> Result<(), ConfigError> {
-    if !config.start_price.is_finite() || config.start_price < 0.0 {
-        return Err(ConfigError::Parameter {
-            name: "start_price",
-            value: config.start_price,
-            why: "must be finite and >= 0",
-        });
-    }
-    if !config.increment.is_finite() || config.increment <= 0.0 {
+    if config.increment == Money::ZERO {
         return Err(ConfigError::Parameter {
             name: "increment",
-            value: config.increment,
-            why: "must be finite and > 0",
+            value: 0.0,
+            why: "must be at least one minor unit, or the clock never rises",
         });
     }
+    // The round cap bounds the clock, so checking its last price once keeps every price exact.
+    clock_price(config, ENGLISH_ROUNDS_MAX)?;
     if config.participants.is_empty() {
         return Err(ConfigError::Empty {
             what: "participants",

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{result_notices, AuctionOutcome, AuctionReason, Award, Outgoing, ResultNotice};
 use crate::error::{ConfigError, Rejection};
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{validate_amount, AgentId, Time};
+use crate::types::{AgentId, Money, Time};
 
 /// How the winner's price is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,9 +27,9 @@ pub enum Pricing {
 pub struct SealedConfig {
     item: String,
     pricing: Pricing,
-    reserve: f64,
+    reserve: Money,
     deadline: Option<Time>,
-    participants: Option<BTreeMap<AgentId, Option<f64>>>,
+    participants: Option<BTreeMap<AgentId, Option<Money>>>,
 }
 
 impl SealedConfig {
@@ -38,7 +38,7 @@ impl SealedConfig {
         SealedConfig {
             item: item.into(),
             pricing,
-            reserve: 0.0,
+            reserve: Money::ZERO,
             deadline: None,
             participants: None,
         }
@@ -46,7 +46,7 @@ impl SealedConfig {
 
     /// Minimum acceptable bid and, under second price, the lowest price the winner can pay.
     /// Default 0.
-    pub fn reserve(mut self, reserve: f64) -> Self {
+    pub fn reserve(mut self, reserve: Money) -> Self {
         self.reserve = reserve;
         self
     }
@@ -67,53 +67,42 @@ impl SealedConfig {
     }
 
     /// Admits `agent` with a budget its bids may not exceed.
-    pub fn budget(mut self, agent: AgentId, budget: f64) -> Self {
+    pub fn budget(mut self, agent: AgentId, budget: Money) -> Self {
         let map = self.participants.get_or_insert_with(BTreeMap::new);
         map.insert(agent, Some(budget));
         self
     }
 
-    /// Checks the parameters; run by [`SealedBidAuction::new`].
+    /// Checks the parameters; run by [`SealedBidAuction::new`]. Money amounts are valid by type,
+    /// so what is left is an explicitly empty participant list (an auction nobody may bid in).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.reserve.is_finite() || self.reserve < 0.0 {
-            return Err(ConfigError::Parameter {
-                name: "reserve",
-                value: self.reserve,
-                why: "must be finite and >= 0",
-            });
+        match &self.participants {
+            Some(map) if map.is_empty() => Err(ConfigError::Empty {
+                what: "participants",
+            }),
+            _ => Ok(()),
         }
-        let budgets = self.participants.iter().flat_map(|m| m.values().flatten());
-        for &b in budgets {
-            if !b.is_finite() || b < 0.0 {
-                return Err(ConfigError::Parameter {
-                    name: "budget",
-                    value: b,
-                    why: "must be finite and >= 0",
-                });
-            }
-        }
-        Ok(())
     }
 }
 
 /// A valid bid as the auction stores it; `seq` is its arrival rank.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedBid {
     /// The bidder.
     pub agent: AgentId,
     /// The amount bid.
-    pub amount: f64,
+    pub amount: Money,
     /// Arrival rank, 0 for the first accepted bid; breaks ties.
     pub seq: u64,
 }
 
 /// What a bidder sends to a sealed-bid auction.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SealedMessage {
     /// A sealed bid of `amount`; one per bidder.
     Bid {
-        /// The amount bid.
-        amount: f64,
+        /// The amount bid, in minor units.
+        amount: Money,
     },
 }
 
@@ -163,9 +152,10 @@ impl SealedBidAuction {
     }
 
     /// Offers a bid. A rejected bid leaves the auction exactly as it was.
-    pub fn submit(&mut self, now: Time, agent: AgentId, amount: f64) -> Result<(), Rejection> {
+    pub fn submit(&mut self, now: Time, agent: AgentId, amount: Money) -> Result<(), Rejection> {
         let result = self.check(now, agent, amount);
-        self.telemetry.input(now, agent, Some(amount), &result);
+        self.telemetry
+            .input(now, agent, Some(amount.approx_f64()), &result);
         if result.is_ok() {
             let seq = self.bids.len() as u64;
             self.bids.push(SealedBid { agent, amount, seq });
@@ -174,7 +164,7 @@ impl SealedBidAuction {
         result
     }
 
-    fn check(&self, now: Time, agent: AgentId, amount: f64) -> Result<(), Rejection> {
+    fn check(&self, now: Time, agent: AgentId, amount: Money) -> Result<(), Rejection> {
         if self.outcome.is_some() {
             return Err(Rejection::Closed);
         }
@@ -187,7 +177,6 @@ impl SealedBidAuction {
             Some(map) => *map.get(&agent).ok_or(Rejection::NotParticipant { agent })?,
             None => None,
         };
-        let amount = validate_amount(amount)?;
         if let Some(budget) = budget {
             if amount > budget {
                 return Err(Rejection::OverBudget { amount, budget });
@@ -253,7 +242,7 @@ impl SealedBidAuction {
             return Err("a bidder has more than one stored bid".into());
         }
         for (i, bid) in self.bids.iter().enumerate() {
-            if bid.seq != i as u64 || validate_amount(bid.amount).is_err() {
+            if bid.seq != i as u64 {
                 return Err(format!("bid {i} is out of order or invalid: {bid:?}"));
             }
             self.admissible(bid)?;
@@ -336,7 +325,11 @@ fn ranks_above(a: &SealedBid, b: &SealedBid) -> bool {
 }
 
 /// Clears a sealed-bid auction over already-validated bids in one pass (no sort: O(n)).
-pub fn clear(bids: &[SealedBid], pricing: Pricing, reserve: f64) -> (Option<Award>, AuctionReason) {
+pub fn clear(
+    bids: &[SealedBid],
+    pricing: Pricing,
+    reserve: Money,
+) -> (Option<Award>, AuctionReason) {
     let mut best: Option<&SealedBid> = None;
     let mut second: Option<&SealedBid> = None;
     for bid in bids.iter().filter(|b| b.amount >= reserve) {

@@ -8,6 +8,12 @@
 //! suffix table combined with the stored prefix tables gives in one more pass instead of `n` re-solves.
 //! Instances beyond [`VCG_CELLS_MAX`] table cells are refused with [`VcgError::TooLarge`] instead of
 //! being approximated, because VCG with an approximate allocation is no longer truthful.
+//!
+//! Values and payments are [`Money`] (integer minor units). Every table entry is a sum of some
+//! bidders' values, so it is at most the sum of each bidder's largest value; [`solve`] checks that
+//! bound once and refuses instances beyond it with [`VcgError::Overflow`], after which the
+//! arithmetic inside is exact and cannot wrap. (With `f64`, bids near `f64::MAX` made welfare
+//! infinite and every Clarke payment `inf - inf`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,26 +22,26 @@ use thiserror::Error;
 
 use crate::error::Rejection;
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{validate_amount, AgentId, Outgoing, Time};
+use crate::types::{AgentId, Money, Outgoing, Overflow, Time};
 
 /// Most items an instance may have (bundles are bit masks over items).
 pub const VCG_ITEMS_MAX: usize = 20;
-/// Most dynamic-programming cells, `(bidders + 1) · 2^items`; 2^23 cells of `f64` is 64 MiB.
+/// Most dynamic-programming cells, `(bidders + 1) · 2^items`; 2^23 cells of `u64` is 64 MiB.
 pub const VCG_CELLS_MAX: usize = 1 << 23;
 /// Most alternatives in one XOR bid.
 pub const VCG_BIDS_PER_AGENT_MAX: usize = 256;
 
 /// One alternative of an XOR bid: a set of items (bit `k` set means item `k`) and its value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleBid {
     /// Bit mask of the items wanted together.
     pub bundle: u32,
-    /// Value of the whole bundle to the bidder.
-    pub value: f64,
+    /// Value of the whole bundle to the bidder, in minor units.
+    pub value: Money,
 }
 
 /// The instance is too large to solve exactly.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum VcgError {
     /// Too many items or too many bidders for exact winner determination.
     #[error("{items} items and {bidders} bidders exceed the exact solver's limit ({VCG_ITEMS_MAX} items, {VCG_CELLS_MAX} cells); split the auction or bundle items")]
@@ -45,26 +51,30 @@ pub enum VcgError {
         /// Bidders in the instance.
         bidders: usize,
     },
+    /// The sum of the bidders' largest values does not fit in [`Money`], so welfare could not be
+    /// computed exactly.
+    #[error("{0}")]
+    Overflow(#[from] Overflow),
 }
 
 /// What one bidder receives and pays.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VcgAward {
     /// The bidder.
     pub agent: AgentId,
     /// Bundle won (bit mask).
     pub bundle: u32,
     /// The bidder's reported value of that bundle.
-    pub value: f64,
+    pub value: Money,
     /// VCG payment: the welfare the others lose because this bidder takes part.
-    pub payment: f64,
+    pub payment: Money,
 }
 
 /// Welfare-maximising allocation and VCG payments.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VcgSolution {
     /// Total reported value of the allocation.
-    pub welfare: f64,
+    pub welfare: Money,
     /// Winners, ordered by agent id; bidders not listed receive nothing and pay nothing.
     pub awards: Vec<VcgAward>,
 }
@@ -86,13 +96,14 @@ pub fn solve(items: usize, bids: &XorBids) -> Result<VcgSolution, VcgError> {
     if masks.saturating_mul(bidders.len() + 1) > VCG_CELLS_MAX {
         return Err(too_large);
     }
-    let mut prefix = vec![vec![0.0; masks]];
+    welfare_bound(bids.values().map(Vec::as_slice))?;
+    let mut prefix = vec![vec![0u64; masks]];
     for (_, alternatives) in &bidders {
         let next = add_bidder(prefix.last().map_or(&[][..], |v| v), alternatives);
         prefix.push(next);
     }
     let full = masks - 1;
-    let welfare = prefix[bidders.len()][full];
+    let welfare = Money(prefix[bidders.len()][full]);
     let bundles = reconstruct(&prefix, &bidders, full);
     let without = welfare_without_each(&prefix, &bidders, full);
     let awards = bidders
@@ -101,8 +112,10 @@ pub fn solve(items: usize, bids: &XorBids) -> Result<VcgSolution, VcgError> {
         .zip(without)
         .filter_map(|(((agent, _), won), w_without)| {
             let (bundle, value) = won?;
-            // Rounding can push the Clarke term a hair outside [0, value]; theory says it cannot.
-            let payment = (w_without - (welfare - value)).clamp(0.0, value);
+            // Exact: the others' best without this bidder is at least what they get with it, and
+            // `value` is part of `welfare`, so neither subtraction goes below zero.
+            let others_with = welfare.0.saturating_sub(value.0);
+            let payment = Money(w_without.saturating_sub(others_with));
             Some(VcgAward {
                 agent: **agent,
                 bundle,
@@ -115,13 +128,20 @@ pub fn solve(items: usize, bids: &XorBids) -> Result<VcgSolution, VcgError> {
 }
 
 /// One DP layer: the best welfare within each mask after adding one bidder's XOR bid.
-fn add_bidder(previous: &[f64], alternatives: &[BundleBid]) -> Vec<f64> {
+/// The largest welfare any allocation can reach: the sum of each bidder's largest value.
+fn welfare_bound<'a>(bids: impl Iterator<Item = &'a [BundleBid]>) -> Result<Money, Overflow> {
+    Money::checked_sum(bids.map(|alts| alts.iter().map(|b| b.value).max().unwrap_or_default()))
+}
+
+/// One DP layer: the best welfare within each mask after adding one bidder's XOR bid. Entries
+/// stay within [`welfare_bound`], which `solve` checked fits, so `+` cannot wrap.
+fn add_bidder(previous: &[u64], alternatives: &[BundleBid]) -> Vec<u64> {
     let mut next = previous.to_vec();
     for (mask, best) in next.iter_mut().enumerate() {
         let mask = mask as u32;
         for bid in alternatives {
             if bid.bundle & !mask == 0 {
-                let candidate = previous[(mask ^ bid.bundle) as usize] + bid.value;
+                let candidate = previous[(mask ^ bid.bundle) as usize] + bid.value.0;
                 if candidate > *best {
                     *best = candidate;
                 }
@@ -133,10 +153,10 @@ fn add_bidder(previous: &[f64], alternatives: &[BundleBid]) -> Vec<f64> {
 
 /// Walks the prefix tables back from the full set to find which alternative each bidder won.
 fn reconstruct(
-    prefix: &[Vec<f64>],
+    prefix: &[Vec<u64>],
     bidders: &[(&AgentId, &Vec<BundleBid>)],
     full: usize,
-) -> Vec<Option<(u32, f64)>> {
+) -> Vec<Option<(u32, Money)>> {
     let mut won = vec![None; bidders.len()];
     let mut mask = full as u32;
     for i in (0..bidders.len()).rev() {
@@ -146,7 +166,8 @@ fn reconstruct(
         }
         // Same arithmetic as `add_bidder`, so the winning alternative matches bit for bit.
         let chosen = bidders[i].1.iter().find(|bid| {
-            bid.bundle & !mask == 0 && prefix[i][(mask ^ bid.bundle) as usize] + bid.value == target
+            bid.bundle & !mask == 0
+                && prefix[i][(mask ^ bid.bundle) as usize] + bid.value.0 == target
         });
         debug_assert!(chosen.is_some(), "DP table inconsistent");
         if let Some(bid) = chosen {
@@ -159,16 +180,17 @@ fn reconstruct(
 
 /// Optimal welfare with each bidder removed: max over S of prefix(<i)[S] + suffix(>i)[complement].
 fn welfare_without_each(
-    prefix: &[Vec<f64>],
+    prefix: &[Vec<u64>],
     bidders: &[(&AgentId, &Vec<BundleBid>)],
     full: usize,
-) -> Vec<f64> {
-    let mut suffix = vec![0.0; full + 1];
-    let mut without = vec![0.0; bidders.len()];
+) -> Vec<u64> {
+    let mut suffix = vec![0u64; full + 1];
+    let mut without = vec![0u64; bidders.len()];
     for i in (0..bidders.len()).rev() {
         without[i] = (0..=full)
             .map(|mask| prefix[i][mask] + suffix[full ^ mask])
-            .fold(0.0, f64::max);
+            .max()
+            .unwrap_or(0);
         suffix = add_bidder(&suffix, bidders[i].1);
     }
     without
@@ -190,7 +212,6 @@ pub fn validate_xor_bid(items: usize, alternatives: &[BundleBid]) -> Result<(), 
     };
     let mut seen = BTreeSet::new();
     for bid in alternatives {
-        validate_amount(bid.value)?;
         if bid.bundle == 0 || bid.bundle & !allowed != 0 || !seen.insert(bid.bundle) {
             let what = format!("bundle {:#b} is empty, unknown or repeated", bid.bundle);
             return Err(Rejection::InvalidReference { what });
@@ -217,7 +238,7 @@ pub enum VcgNotice {
         /// Bundle won (bit mask).
         bundle: u32,
         /// VCG payment.
-        payment: f64,
+        payment: Money,
     },
     /// You receive nothing and pay nothing.
     Lost,
@@ -297,6 +318,15 @@ impl CombinatorialAuction {
     }
 
     fn check(&self, now: Time, agent: AgentId, alts: &[BundleBid]) -> Result<(), Rejection> {
+        self.check_admission(now, agent)?;
+        validate_xor_bid(self.items, alts)?;
+        // Refused now rather than at the close, so one bidder cannot void everyone's auction.
+        let with_this = self.bids.values().map(Vec::as_slice).chain([alts]);
+        welfare_bound(with_this)?;
+        Ok(())
+    }
+
+    fn check_admission(&self, now: Time, agent: AgentId) -> Result<(), Rejection> {
         if self.outcome.is_some() {
             return Err(Rejection::Closed);
         }
@@ -310,7 +340,7 @@ impl CombinatorialAuction {
         if self.bids.contains_key(&agent) {
             return Err(Rejection::Duplicate { agent });
         }
-        validate_xor_bid(self.items, alts)
+        Ok(())
     }
 
     fn admits(&self, agent: &AgentId) -> bool {
@@ -338,7 +368,7 @@ impl CombinatorialAuction {
         let outcome = solve(self.items, &self.bids);
         let summary = match &outcome {
             Ok(s) => format!(
-                "{}: welfare {:.4}, {} winners",
+                "{}: welfare {}, {} winners",
                 self.name,
                 s.welfare,
                 s.awards.len()
@@ -398,7 +428,7 @@ impl CombinatorialAuction {
     /// welfare is the sum of the winners' values.
     fn solution_consistent(&self, solution: &VcgSolution) -> Result<(), String> {
         let mut used = 0u32;
-        let mut welfare = 0.0;
+        let mut welfare = Money::ZERO;
         for (i, award) in solution.awards.iter().enumerate() {
             if i > 0 && solution.awards[i - 1].agent >= award.agent {
                 return Err("awards are not ordered by agent id".into());
@@ -415,14 +445,15 @@ impl CombinatorialAuction {
             if used & award.bundle != 0 {
                 return Err(format!("bundle {:#b} overlaps another award", award.bundle));
             }
-            if !(0.0..=award.value).contains(&award.payment) {
+            if award.payment > award.value {
                 return Err(format!("payment {} outside [0, value]", award.payment));
             }
             used |= award.bundle;
-            welfare += award.value;
+            welfare = welfare
+                .checked_add(award.value)
+                .map_err(|e| e.to_string())?;
         }
-        // Summation order differs from the DP's, so allow rounding proportional to the welfare.
-        if (welfare - solution.welfare).abs() > 1e-9 * welfare.abs().max(1.0) {
+        if welfare != solution.welfare {
             return Err(format!(
                 "welfare {} is not the sum {welfare}",
                 solution.welfare

@@ -4,7 +4,23 @@ use rand::RngCore;
 
 use super::{BidStrategy, RoundFeedback};
 use crate::auction::sealed::{Pricing, SealedBidAuction, SealedConfig};
-use crate::types::{AgentId, Time};
+use crate::types::{AgentId, Money, Time};
+
+/// Minor units per unit of value: strategies think in real-valued values, the auction clears in
+/// exact micro-units.
+pub const MINOR_PER_UNIT: f64 = 1_000_000.0;
+
+/// A strategy's real-valued bid in minor units; `None` for NaN, negative or unrepresentable bids,
+/// which the runner treats as not bidding.
+pub fn to_minor(bid: f64) -> Option<Money> {
+    let minor = (bid * MINOR_PER_UNIT).round();
+    // `u64::MAX as f64` rounds up to 2^64, so `<` keeps the cast exact and in range.
+    (minor.is_finite() && minor >= 0.0 && minor < u64::MAX as f64).then_some(Money(minor as u64))
+}
+
+fn to_units(amount: Money) -> f64 {
+    amount.approx_f64() / MINOR_PER_UNIT
+}
 
 /// Totals of a repeated auction.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,18 +60,20 @@ pub fn run_repeated(
         };
         let mut bids = vec![None; n];
         for i in 0..n {
-            let bid = strategies[i].bid(values[i], rng);
-            bids[i] = auction
-                .submit(now, AgentId(i as u64), bid)
-                .ok()
-                .map(|()| bid);
+            let bid = to_minor(strategies[i].bid(values[i], rng));
+            bids[i] = bid
+                .filter(|&b| auction.submit(now, AgentId(i as u64), b).is_ok())
+                .map(to_units);
         }
         let award = auction.close(now).award;
         for i in 0..n {
             let won = award
                 .as_ref()
                 .is_some_and(|a| a.winner == AgentId(i as u64));
-            let paid = award.as_ref().filter(|_| won).map_or(0.0, |a| a.price);
+            let paid = award
+                .as_ref()
+                .filter(|_| won)
+                .map_or(0.0, |a| to_units(a.price));
             let highest_other = (0..n)
                 .filter(|&j| j != i)
                 .filter_map(|j| bids[j])

@@ -7,6 +7,12 @@
 //! reaches zero or goes negative. Tatonnement converges for gross-substitutes economies such as
 //! Cobb-Douglas; it does not in general (Scarf 1960), which is why non-convergence is an outcome, not
 //! a silent "equilibrium".
+//!
+//! Silence is not agreement: the market's excess demand is the sum over *every* participant, so a
+//! round in which someone did not answer says nothing about whether markets clear. Such a round
+//! neither converges nor moves prices (the answers of some agents would steer prices for all); it
+//! is repeated at the same prices and counts against the round budget. Outcomes say how many
+//! participants answered the last round.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -130,7 +136,7 @@ impl Default for TatonnementConfig {
 /// How a tatonnement ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TatonnementOutcome {
-    /// Excess demand fell within tolerance: `prices` clear the market.
+    /// Every participant answered and excess demand fell within tolerance: `prices` clear the market.
     Converged {
         /// Equilibrium prices (sum 1).
         prices: Vec<f64>,
@@ -138,15 +144,23 @@ pub enum TatonnementOutcome {
         rounds: usize,
         /// Largest |excess demand| / supply at `prices`.
         residual: f64,
+        /// Participants, all of whom answered the deciding round.
+        answered: usize,
     },
-    /// The round limit was reached with markets still not clearing: no equilibrium is claimed.
+    /// The round limit was reached without a round in which every participant answered and markets
+    /// cleared: no equilibrium is claimed.
     NotConverged {
         /// Last prices tried (sum 1).
         prices: Vec<f64>,
         /// Rounds used.
         rounds: usize,
-        /// Largest |excess demand| / supply at `prices`.
-        residual: f64,
+        /// Largest |excess demand| / supply at `prices`; `None` when someone was silent in the last
+        /// round, so the market's excess demand is unknown.
+        residual: Option<f64>,
+        /// Participants that answered the last round.
+        answered: usize,
+        /// Participants admitted.
+        participants: usize,
     },
 }
 
@@ -188,8 +202,9 @@ pub enum TatonnementNotice {
 /// Driver order per round: deliver the [`TatonnementNotice::Prices`] from
 /// [`drain_outbox`](Self::drain_outbox), feed each answer to [`handle`](Self::handle), then call
 /// [`end_round`](Self::end_round) when all have answered, or [`handle_timeout`](Self::handle_timeout)
-/// at [`poll_timeout`](Self::poll_timeout), the round's deadline. Agents that did not answer are treated as not trading
-/// that round (zero excess demand) and counted in [`absent_last_round`](Self::absent_last_round).
+/// at [`poll_timeout`](Self::poll_timeout), the round's deadline. A round with silent agents is
+/// repeated at the same prices (see the module docs) and they are counted in
+/// [`absent_last_round`](Self::absent_last_round).
 #[derive(Debug, Clone)]
 pub struct Auctioneer {
     config: TatonnementConfig,
@@ -228,12 +243,19 @@ impl Auctioneer {
         now: Time,
     ) -> Result<Self, ConfigError> {
         validate(&config, &supply, &start)?;
+        let participants: BTreeSet<AgentId> = participants.into_iter().collect();
+        if participants.is_empty() {
+            // With nobody to ask, every round would "clear" vacuously.
+            return Err(ConfigError::Empty {
+                what: "participants",
+            });
+        }
         let telemetry = Telemetry::started("tatonnement", format!("{} goods", supply.len()), now);
         let mut auctioneer = Auctioneer {
             round_deadline: now.plus_ms(config.round_ms),
             config,
             supply,
-            participants: participants.into_iter().collect(),
+            participants,
             prices: normalise(start),
             started_at: now,
             telemetry,
@@ -339,33 +361,48 @@ impl Auctioneer {
         for excess in self.answers.values() {
             total.iter_mut().zip(excess).for_each(|(t, z)| *t += z);
         }
-        self.absent_last_round = self.participants.len() - self.answers.len();
+        let answered = self.answers.len();
+        let participants = self.participants.len();
+        self.absent_last_round = participants - answered;
         self.answers.clear();
-        let residual = residual(&total, &self.supply);
+        // Only a round everyone answered measures the market.
+        let residual = (answered == participants).then(|| residual(&total, &self.supply));
         let (prices, rounds) = (self.prices.clone(), self.round + 1);
-        if residual <= self.config.tolerance {
-            self.outcome = Some(TatonnementOutcome::Converged {
-                prices,
-                rounds,
-                residual,
-            });
-        } else if rounds >= self.config.rounds_max {
-            self.outcome = Some(TatonnementOutcome::NotConverged {
-                prices,
-                rounds,
-                residual,
-            });
-        } else {
-            self.prices = adjust(&self.prices, &total, &self.supply, self.config.step);
-            self.round = rounds;
-            // Never before the previous deadline, even if the driver's clock stepped back.
-            self.round_deadline = now.max(self.round_deadline).plus_ms(self.config.round_ms);
-            self.announce();
+        match residual {
+            Some(residual) if residual <= self.config.tolerance => {
+                self.outcome = Some(TatonnementOutcome::Converged {
+                    prices,
+                    rounds,
+                    residual,
+                    answered,
+                });
+            }
+            _ if rounds >= self.config.rounds_max => {
+                self.outcome = Some(TatonnementOutcome::NotConverged {
+                    prices,
+                    rounds,
+                    residual,
+                    answered,
+                    participants,
+                });
+            }
+            _ => self.next_round(now, residual.is_some(), &total),
         }
         if let Some(outcome) = self.outcome.clone() {
             self.finish(now, &outcome);
         }
         self.outcome.clone()
+    }
+
+    /// Moves prices on a complete round (an incomplete one repeats its prices) and announces.
+    fn next_round(&mut self, now: Time, complete: bool, total: &[f64]) {
+        if complete {
+            self.prices = adjust(&self.prices, total, &self.supply, self.config.step);
+        }
+        self.round += 1;
+        // Never before the previous deadline, even if the driver's clock stepped back.
+        self.round_deadline = now.max(self.round_deadline).plus_ms(self.config.round_ms);
+        self.announce();
     }
 
     fn finish(&mut self, now: Time, outcome: &TatonnementOutcome) {
@@ -425,15 +462,26 @@ impl Auctioneer {
         let ok = match &self.outcome {
             None => self.round < self.config.rounds_max,
             Some(TatonnementOutcome::Converged {
-                prices, residual, ..
-            }) => *residual <= self.config.tolerance && *prices == self.prices,
+                prices,
+                residual,
+                answered,
+                ..
+            }) => {
+                *residual <= self.config.tolerance
+                    && *prices == self.prices
+                    && *answered == self.participants.len()
+            }
             Some(TatonnementOutcome::NotConverged {
                 prices,
                 rounds,
                 residual,
+                answered,
+                participants,
             }) => {
                 *rounds >= self.config.rounds_max
-                    && *residual > self.config.tolerance
+                    && residual.is_none_or(|r| r > self.config.tolerance)
+                    && residual.is_some() == (answered == participants)
+                    && *participants == self.participants.len()
                     && *prices == self.prices
             }
         };

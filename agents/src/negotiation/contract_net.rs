@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Rejection;
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{validate_amount, AgentId, Outgoing, Time};
+use crate::types::{AgentId, Money, Outgoing, Time};
 
 /// Messages the manager sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,18 +24,18 @@ pub enum ContractNotice {
     },
     /// You are awarded the task at your bid.
     Award {
-        /// The cost you bid.
-        cost: f64,
+        /// The cost you bid, in minor units.
+        cost: Money,
     },
     /// Your bid was not chosen (or you did not answer).
     Reject,
 }
 
 /// A contractor's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ContractAnswer {
-    /// I will do it for this cost.
-    Bid(f64),
+    /// I will do it for this cost, in minor units.
+    Bid(Money),
     /// I will not do it.
     Refuse,
 }
@@ -49,7 +49,7 @@ pub struct ContractOutcome {
     /// The task.
     pub task: String,
     /// Winner and its cost, if any acceptable bid arrived.
-    pub award: Option<(AgentId, f64)>,
+    pub award: Option<(AgentId, Money)>,
     /// Valid bids received.
     pub bids: usize,
     /// Contractors that refused.
@@ -69,10 +69,10 @@ pub struct ContractOutcome {
 pub struct ContractNet {
     task: String,
     deadline: Time,
-    max_cost: Option<f64>,
+    max_cost: Option<Money>,
     invited: BTreeSet<AgentId>,
     started_at: Time,
-    bids: Vec<(AgentId, f64)>,
+    bids: Vec<(AgentId, Money)>,
     answered: BTreeMap<AgentId, ContractAnswer>,
     outcome: Option<ContractOutcome>,
     outbox: Vec<Outgoing<ContractNotice>>,
@@ -85,7 +85,7 @@ impl ContractNet {
         task: impl Into<String>,
         invited: BTreeSet<AgentId>,
         deadline: Time,
-        max_cost: Option<f64>,
+        max_cost: Option<Money>,
         now: Time,
     ) -> Self {
         let task = task.into();
@@ -133,7 +133,7 @@ impl ContractNet {
     ) -> Result<(), Rejection> {
         let result = self.check(now, agent, answer);
         let amount = match answer {
-            ContractAnswer::Bid(cost) => Some(cost),
+            ContractAnswer::Bid(cost) => Some(cost.approx_f64()),
             ContractAnswer::Refuse => None,
         };
         self.telemetry.input(now, agent, amount, &result);
@@ -165,7 +165,6 @@ impl ContractNet {
             return Err(Rejection::Duplicate { agent });
         }
         if let ContractAnswer::Bid(cost) = answer {
-            validate_amount(cost)?;
             if let Some(budget) = self.max_cost.filter(|&m| cost > m) {
                 return Err(Rejection::OverBudget {
                     amount: cost,
@@ -195,7 +194,7 @@ impl ContractNet {
             .bids
             .iter()
             .copied()
-            .fold(None, |best: Option<(AgentId, f64)>, bid| match best {
+            .fold(None, |best: Option<(AgentId, Money)>, bid| match best {
                 Some(b) if b.1 <= bid.1 => Some(b),
                 _ => Some(bid),
             });
@@ -213,7 +212,7 @@ impl ContractNet {
             .collect();
         let reason = match award {
             Some((agent, cost)) => format!(
-                "{agent} bid the lowest cost {cost:.4} of {} bids",
+                "{agent} bid the lowest cost {cost} of {} bids",
                 self.bids.len()
             ),
             None => "no acceptable bid".to_string(),
@@ -258,7 +257,7 @@ impl ContractNet {
         for &(agent, cost) in &self.bids {
             let within = self.max_cost.is_none_or(|m| cost <= m);
             let answered = self.answered.get(&agent) == Some(&ContractAnswer::Bid(cost));
-            if validate_amount(cost).is_err() || !within || !answered {
+            if !within || !answered {
                 return Err(format!("stored bid ({agent}, {cost}) is invalid"));
             }
         }
@@ -270,10 +269,10 @@ impl ContractNet {
         let Some(outcome) = &self.outcome else {
             return Ok(());
         };
-        let lowest = self.bids.iter().map(|b| b.1).fold(f64::INFINITY, f64::min);
+        let lowest = self.bids.iter().map(|b| b.1).min();
         let award_ok = match outcome.award {
             None => self.bids.is_empty(),
-            Some(bid) => self.bids.contains(&bid) && bid.1 == lowest,
+            Some(bid) => self.bids.contains(&bid) && Some(bid.1) == lowest,
         };
         let absent_ok = outcome.absent.len() + self.answered.len() == self.invited.len()
             && outcome

@@ -8,7 +8,9 @@
 //!   sees, so a minority side's writes end with [`CasOutcome::NoMajority`].
 //! - `coordinated`: the same register, but written only through [`Vars::commit`], the path a
 //!   coordination protocol's outcome takes (issue 14); a direct write is
-//!   [`VarsError::WrongPolicy`].
+//!   [`VarsError::WrongPolicy`]. A `coordinated` record can be a *ledger* that takes a
+//!   session's whole [`Outcome`] (several fields and budget debits) in one majority-decided
+//!   step, once per session ([`Vars::commit_outcome`], see [`outcome`]).
 //! - `lww`: every node's latest write sits under its own key of the [`LWW_KEYSPACE`]
 //!   replicated keyspace and the valid write with the highest HLC stamp shows (see [`lww`]).
 //! - counters (`Policy::Counter`): a never-negative pool drawn from without coordination by
@@ -56,11 +58,13 @@ use crate::NodeId;
 pub mod counter;
 mod history;
 pub mod lww;
+pub mod outcome;
 
 use counter::{CounterRecord, CounterVar};
 use history::History;
 pub use history::{Change, VarStatistics, HISTORY_MAX};
 use lww::{LwwRecord, LwwVar};
+pub use outcome::{Outcome, SessionId};
 
 /// Most variables one node holds.
 pub const VARIABLES_MAX: usize = 4096;
@@ -243,6 +247,27 @@ pub enum VarsError {
     /// A counter's total would overflow.
     #[error("counter: {0}")]
     Counter(String),
+    /// A session's outcome does not apply to the ledger (a field it lacks, a debit below a
+    /// budget's floor, a variable that is not a ledger).
+    #[error("outcome refused: {0}")]
+    Outcome(String),
+    /// This session's outcome is already committed: a ledger takes one per session.
+    #[error("session {session:?} already committed version {version}")]
+    SessionDecided {
+        /// The session.
+        session: SessionId,
+        /// The version its outcome wrote.
+        version: u64,
+    },
+    /// A later session already committed to the ledger, so this one can no longer (sessions
+    /// commit in increasing order; it may have committed before that one).
+    #[error("session {session:?} comes before the ledger's last session {last}")]
+    SessionStale {
+        /// The session.
+        session: SessionId,
+        /// The ledger's last session.
+        last: u64,
+    },
 }
 
 /// Counters of what the machine refused.
@@ -490,6 +515,42 @@ impl Vars {
             timeout,
             out,
         )
+    }
+
+    /// Commits session `outcome` to ledger `name` (a `coordinated` record, see [`outcome`]) as
+    /// its next version, in one step decided like a compare-and-set within `timeout`: every
+    /// write and debit lands together or none does, and a session commits at most once. The
+    /// request's [`VarsEvent::CasDone`] says how it ended; a version mismatch (this node was
+    /// behind, or another session won the version) means: apply it again to the new value.
+    pub fn commit_outcome(
+        &mut self,
+        now: Instant,
+        name: &str,
+        outcome: &Outcome,
+        timeout: Duration,
+        out: &mut Outgoing,
+    ) -> Result<u64, VarsError> {
+        let variable = self
+            .variables
+            .get(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        let Kind::Register { register, .. } = &variable.kind else {
+            return Err(VarsError::Outcome(format!("{name:?} is not a ledger")));
+        };
+        let (expected, current) = register.current();
+        let session = outcome.session;
+        match outcome::session_of(current) {
+            Some(last) if last == session.0 => {
+                let version = expected;
+                return Err(VarsError::SessionDecided { session, version });
+            }
+            Some(last) if last > session.0 => {
+                return Err(VarsError::SessionStale { session, last });
+            }
+            _ => {}
+        }
+        let next = outcome::apply(&variable.spec.ty, current, outcome)?;
+        self.commit(now, name, expected, next, timeout, out)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1141,5 +1202,7 @@ fn instant(at: Time) -> Instant {
     Instant::from_elapsed(Duration::from_millis(at.0))
 }
 
+#[cfg(test)]
+mod outcome_tests;
 #[cfg(test)]
 mod tests;

@@ -5,11 +5,11 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn id(n: u128) -> NodeId {
+pub(super) fn id(n: u128) -> NodeId {
     NodeId::from_u128(n)
 }
 
-fn life(n: u128) -> Life {
+pub(super) fn life(n: u128) -> Life {
     Life {
         node: id(n),
         generation: 1,
@@ -25,20 +25,20 @@ fn spec(acceptors: u128) -> VarSpec {
     }
 }
 
-const SECOND: Duration = Duration::from_secs(1);
+pub(super) const SECOND: Duration = Duration::from_secs(1);
 
 /// `n` nodes holding variable "x", and the messages between them, delivered in an order the
 /// test chooses; nodes in `cut` exchange nothing with the others.
-struct Net {
-    nodes: BTreeMap<NodeId, Vars>,
-    wire: Vec<(NodeId, NodeId, Bytes)>,
-    cut: BTreeSet<NodeId>,
-    now: Instant,
-    done: Vec<(NodeId, u64, CasOutcome<Life>)>,
+pub(super) struct Net {
+    pub(super) nodes: BTreeMap<NodeId, Vars>,
+    pub(super) wire: Vec<(NodeId, NodeId, Bytes)>,
+    pub(super) cut: BTreeSet<NodeId>,
+    pub(super) now: Instant,
+    pub(super) done: Vec<(NodeId, u64, CasOutcome<Life>)>,
 }
 
 impl Net {
-    fn new(n: u128) -> Self {
+    pub(super) fn new(n: u128) -> Self {
         let mut nodes = BTreeMap::new();
         for i in 1..=n {
             let mut vars = Vars::new(life(i));
@@ -69,7 +69,7 @@ impl Net {
         result
     }
 
-    fn queue(&mut self, from: NodeId, out: Outgoing) {
+    pub(super) fn queue(&mut self, from: NodeId, out: Outgoing) {
         for (to, payload) in out {
             let crosses = self.cut.contains(&from) != self.cut.contains(&to);
             if !crosses {
@@ -91,7 +91,7 @@ impl Net {
     }
 
     /// Delivers the message at `index` of the wire.
-    fn deliver(&mut self, index: usize) {
+    pub(super) fn deliver(&mut self, index: usize) {
         let (from, to, payload) = self.wire.remove(index);
         let Ok(crate::CoreMessage::Vars(message)) = postcard::from_bytes(&payload) else {
             panic!("a variables message");
@@ -102,14 +102,14 @@ impl Net {
         self.queue(to, out);
     }
 
-    fn run(&mut self) {
+    pub(super) fn run(&mut self) {
         while !self.wire.is_empty() {
             self.deliver(0);
         }
     }
 
     /// Moves time on by `by` and fires what is due everywhere.
-    fn advance(&mut self, by: Duration) {
+    pub(super) fn advance(&mut self, by: Duration) {
         self.now = self.now + by;
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for node in ids {

@@ -79,6 +79,14 @@ pub(crate) async fn set_ephemeral(
     result.await.map_err(|_| Stopped)
 }
 
+/// What a majority-decided write proposes.
+pub(crate) enum VarWrite {
+    /// Replace version `expected` with `value`.
+    Cas { expected: u64, value: VarValue },
+    /// Apply a session's outcome to a ledger's current record.
+    Outcome(foundation_core::vars::Outcome),
+}
+
 /// What a `VarsHandle` asks of the driver.
 pub(crate) enum VarsRequest {
     Declare {
@@ -86,10 +94,11 @@ pub(crate) enum VarsRequest {
         spec: VarSpec,
         done: oneshot::Sender<Result<(), VarsError>>,
     },
-    CompareAndSet {
+    /// A write decided by the variable's acceptors: a compare-and-set, or a session's outcome
+    /// committed to a ledger.
+    Propose {
         name: String,
-        expected: u64,
-        value: VarValue,
+        write: VarWrite,
         timeout: Duration,
         done: oneshot::Sender<Result<CasOutcome<Life>, VarsError>>,
     },

@@ -28,6 +28,17 @@ struct Kind {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    mechanism: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MechanismLabel {
+    mechanism: &'static str,
+}
+
 /// The agents' metrics; cheap to clone (every field is a shared handle).
 #[derive(Clone, Debug)]
 pub(super) struct AgentsMetrics {
@@ -41,6 +52,10 @@ pub(super) struct AgentsMetrics {
     messages: Family<Outcome, Counter>,
     /// Time from sending to delivery (sends) or to the answer (requests), by kind.
     seconds: Family<Kind, Histogram, fn() -> Histogram>,
+    /// Coordination sessions this node coordinated, by mechanism and how they ended.
+    sessions: Family<SessionLabels, Counter>,
+    /// Time from opening a session to its outcome committed (or not), by mechanism.
+    session_seconds: Family<MechanismLabel, Histogram, fn() -> Histogram>,
 }
 
 impl AgentsMetrics {
@@ -51,6 +66,8 @@ impl AgentsMetrics {
             gave_up: Counter::default(),
             messages: Family::default(),
             seconds: Family::new_with_constructor(latency_histogram),
+            sessions: Family::default(),
+            session_seconds: Family::new_with_constructor(latency_histogram),
         };
         registry.register(
             "foundation_agents",
@@ -78,7 +95,26 @@ impl AgentsMetrics {
             "Time to deliver a message, or to answer a request, by kind",
             Declared(metrics.seconds.clone()),
         );
+        agent.register(
+            "sessions",
+            "Coordination sessions this node coordinated, by mechanism and outcome",
+            metrics.sessions.clone(),
+        );
+        agent.register(
+            "session_duration_seconds",
+            "Time from opening a coordination session to its commit, by mechanism",
+            metrics.session_seconds.clone(),
+        );
         metrics
+    }
+
+    /// Counts one ended session of `mechanism` and times it from `opened`.
+    pub fn session(&self, mechanism: &'static str, outcome: &'static str, opened: TokioInstant) {
+        let labels = SessionLabels { mechanism, outcome };
+        self.sessions.get_or_create(&labels).inc();
+        self.session_seconds
+            .get_or_create(&MechanismLabel { mechanism })
+            .observe(opened.elapsed().as_secs_f64());
     }
 
     pub fn set_agents(&self, state: AgentState, count: usize) {

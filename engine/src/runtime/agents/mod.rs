@@ -28,6 +28,7 @@ mod instance;
 mod messaging;
 mod metrics;
 mod remote;
+pub mod sessions;
 mod supervisor;
 
 pub use agent::{answer, Agent, Context, HandlerError, Health, Message, StopReason};
@@ -124,6 +125,16 @@ pub enum AgentEvent {
         group: String,
         /// Which agent failed once too often.
         reason: String,
+    },
+    /// A coordination session this node coordinates opened or ended.
+    Session {
+        /// The session.
+        session: foundation_core::vars::SessionId,
+        /// Its mechanism (`sealed-bid`, `vote`).
+        mechanism: &'static str,
+        /// What happened, in words: `opened with N participants`, or the decision, how many
+        /// answered, and whether it committed.
+        what: String,
     },
 }
 

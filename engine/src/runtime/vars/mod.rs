@@ -15,11 +15,11 @@ use std::time::Duration;
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
 use foundation_core::membership::{MemberState, MemberView};
-use foundation_core::vars::{Change, Life, VarSpec, VarStatistics, VarsError, VarsEvent};
+use foundation_core::vars::{Change, Life, Outcome, VarSpec, VarStatistics, VarsError, VarsEvent};
 use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::request::{Request, VarsRequest};
+use super::request::{Request, VarWrite, VarsRequest};
 use foundation_core::time::Instant;
 
 /// Compare-and-sets of this node under way, by variable and request number.
@@ -130,15 +130,21 @@ impl VarsHandle {
         value: VarValue,
         timeout: Duration,
     ) -> Result<CasOutcome<Life>, VarsCallError> {
-        let (done, answer) = oneshot::channel();
-        let request = VarsRequest::CompareAndSet {
-            name: name.to_owned(),
-            expected,
-            value,
-            timeout,
-            done,
-        };
-        self.ask(request, answer).await?.map_err(Into::into)
+        let write = VarWrite::Cas { expected, value };
+        propose(&self.requests, name, write, timeout).await
+    }
+
+    /// Commits session `outcome` (field writes and budget debits) to ledger `name` in one step
+    /// decided by a majority of its acceptors within `timeout`: all of it or nothing, and once
+    /// per session (see `foundation_core::vars::outcome`). A version mismatch means another
+    /// outcome won the version: the caller may apply it again to the new record.
+    pub async fn commit_outcome(
+        &self,
+        name: &str,
+        outcome: Outcome,
+        timeout: Duration,
+    ) -> Result<CasOutcome<Life>, VarsCallError> {
+        propose(&self.requests, name, VarWrite::Outcome(outcome), timeout).await
     }
 
     /// Writes `value` to `lww` variable `name`: shown here at once and everywhere as it
@@ -200,6 +206,29 @@ impl VarsHandle {
     }
 }
 
+/// Asks the driver for a majority-decided write and waits for how it ended.
+pub(crate) async fn propose(
+    requests: &mpsc::Sender<Request>,
+    name: &str,
+    write: VarWrite,
+    timeout: Duration,
+) -> Result<CasOutcome<Life>, VarsCallError> {
+    let (done, answer) = oneshot::channel();
+    let name = name.to_owned();
+    let request = VarsRequest::Propose {
+        name,
+        write,
+        timeout,
+        done,
+    };
+    requests
+        .send(Request::Vars(request))
+        .await
+        .map_err(|_| VarsCallError::Stopped)?;
+    let outcome = answer.await.map_err(|_| VarsCallError::Stopped)?;
+    outcome.map_err(Into::into)
+}
+
 impl VarsRuntime {
     /// The runtime of the handle `handle`, publishing on `view`, with its metrics in
     /// `registry`.
@@ -238,13 +267,12 @@ impl VarsRuntime {
             VarsRequest::Declare { name, spec, done } => {
                 let _ = done.send(core.declare_var(now, &name, spec));
             }
-            VarsRequest::CompareAndSet {
+            VarsRequest::Propose {
                 name,
-                expected,
-                value,
+                write,
                 timeout,
                 done,
-            } => match core.compare_and_set(now, &name, expected, value, timeout) {
+            } => match propose_on(core, now, &name, write, timeout) {
                 Ok(request) => {
                     self.cas_waits.insert((name, request), done);
                 }
@@ -293,6 +321,21 @@ impl VarsRuntime {
             }
         }
         let _ = self.events.send(event);
+    }
+}
+
+fn propose_on(
+    core: &mut Core,
+    now: Instant,
+    name: &str,
+    write: VarWrite,
+    timeout: Duration,
+) -> Result<u64, VarsError> {
+    match write {
+        VarWrite::Cas { expected, value } => {
+            core.compare_and_set(now, name, expected, value, timeout)
+        }
+        VarWrite::Outcome(outcome) => core.commit_outcome(now, name, &outcome, timeout),
     }
 }
 
