@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use foundation_agents::supervisor::{ChildSpec, Restart, Supervisor, SupervisorConfig};
+use foundation_core::agents::supervisor::{ChildSpec, Restart, Supervisor, SupervisorConfig};
 use foundation_core::agents::record::{check_agent_name, check_capabilities};
 
 use super::agent::Agent;

@@ -31,7 +31,7 @@ mod remote;
 mod supervisor;
 
 pub use agent::{answer, Agent, Context, HandlerError, Health, Message, StopReason};
-pub use foundation_agents::supervisor::{Restart, Strategy, SupervisorConfig};
+pub use foundation_core::agents::supervisor::{Restart, Strategy, SupervisorConfig};
 pub use foundation_core::agents::{AgentDirectory, AgentEntry, AgentState, DeliveryError};
 pub use group::AgentSpec;
 pub use messaging::Delivered;
@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use foundation_agents::supervisor::SupervisorError;
+use foundation_core::agents::supervisor::SupervisorError;
 use foundation_core::agents::record::AgentRecord;
 use foundation_core::agents::BadAgent;
 use foundation_core::ephemeral::AGENTS_KEYSPACE;
