@@ -59,6 +59,7 @@
 //! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
 //! a test.
 
+pub mod agents;
 pub mod cli;
 pub mod clock;
 pub mod faults;

@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 
-use foundation_agents::Time;
+pub use foundation_agents::Time;
 use serde::{Deserialize, Serialize};
 
 use super::record::AgentState;
