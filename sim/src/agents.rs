@@ -53,6 +53,8 @@ pub const MAILBOX_MAX: usize = 64;
 const HANDLE_US: std::ops::Range<u64> = 100..3_000;
 /// How long a message into a cut link or to a down node takes to fail.
 const REFUSED_AFTER_US: u64 = 1_000;
+/// How soon a deadline that a wake should have cleared is looked at again.
+const STALE_RETRY_US: u64 = 1_000;
 /// Most agents in one group.
 const GROUP_MAX: usize = 32;
 
@@ -531,7 +533,9 @@ impl World {
             slot,
             life,
             group: group.name.clone(),
-            agents: (0..group.agents).map(|i| group.agent_name(slot, i)).collect(),
+            agents: (0..group.agents)
+                .map(|i| group.agent_name(slot, i))
+                .collect(),
             max_restarts: group.supervisor.max_restarts,
             period_ms: group.supervisor.period_ms,
             failures: Vec::new(),
@@ -616,7 +620,10 @@ impl World {
                 child: c,
                 instance,
             };
-            self.push_agents(self.now_us() + lifetime, AgentEvent::Crash { slot, life, at });
+            self.push_agents(
+                self.now_us() + lifetime,
+                AgentEvent::Crash { slot, life, at },
+            );
         }
         self.next_work(slot, g, c);
     }
@@ -787,7 +794,14 @@ impl World {
                 None => return,
             },
         };
-        let at = self.world_at(slot, due).max(self.now_us());
+        let now = self.now_us();
+        let mut at = self.world_at(slot, due).max(now);
+        let queued_by_now = self.node_agents(slot).wakes.range(..=now).next().is_some();
+        if at == now && !queued_by_now {
+            // Due and not cleared by the wake that was due: only a broken machine does that.
+            // Looking again a millisecond later keeps the run going, not spinning in place.
+            at = now + STALE_RETRY_US;
+        }
         let life = self.node(slot).life();
         if self.node_agents(slot).wakes.insert(at) {
             self.push_agents(at, AgentEvent::Wake { slot, life, at });
@@ -881,7 +895,14 @@ impl World {
         Some(id)
     }
 
-    fn send_to_node(&mut self, slot: usize, to: Option<usize>, id: u64, agent: &str, request: bool) {
+    fn send_to_node(
+        &mut self,
+        slot: usize,
+        to: Option<usize>,
+        id: u64,
+        agent: &str,
+        request: bool,
+    ) {
         let life = self.node(slot).life();
         let refused = |reason: &str| AgentEvent::Reply {
             to: slot,
@@ -912,7 +933,14 @@ impl World {
 
     /// A message for agent `agent` reached node `slot`: refused, or queued for the agent (a
     /// send is answered once queued, a request once handled).
-    fn arrive_agent(&mut self, slot: usize, caller: (usize, u64), id: u64, agent: &str, request: bool) {
+    fn arrive_agent(
+        &mut self,
+        slot: usize,
+        caller: (usize, u64),
+        id: u64,
+        agent: &str,
+        request: bool,
+    ) {
         let work = Work {
             caller,
             id,
@@ -922,16 +950,29 @@ impl World {
         if let Err(error) = route::admit(agent, local) {
             return self.reply(slot, &work, Err(error));
         }
-        let place = self.node_agents(slot).groups.iter().enumerate().find_map(|(g, group)| {
-            let c = group.children.iter().position(|c| c.name == agent)?;
-            Some((g, c))
-        });
+        let place = self
+            .node_agents(slot)
+            .groups
+            .iter()
+            .enumerate()
+            .find_map(|(g, group)| {
+                let c = group.children.iter().position(|c| c.name == agent)?;
+                Some((g, c))
+            });
         let Some((g, c)) = place else {
-            return self.reply(slot, &work, Err(DeliveryError::UnknownAgent(agent.to_owned())));
+            return self.reply(
+                slot,
+                &work,
+                Err(DeliveryError::UnknownAgent(agent.to_owned())),
+            );
         };
         let child = &mut self.node_agents(slot).groups[g].children[c];
         if child.mailbox.len() >= MAILBOX_MAX {
-            return self.reply(slot, &work, Err(DeliveryError::MailboxFull(agent.to_owned())));
+            return self.reply(
+                slot,
+                &work,
+                Err(DeliveryError::MailboxFull(agent.to_owned())),
+            );
         }
         child.mailbox.push_back(work.clone());
         if !request {

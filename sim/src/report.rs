@@ -582,9 +582,11 @@ fn print_agents(m: &Measurements, out: &mut dyn Write) -> io::Result<()> {
         "  {} restarts · {} supervisors gave up",
         m.agent_restarts, m.agent_give_ups
     )?;
-    let slowest = m.agents_vanished.iter().copied().fold(None, |a: Option<f64>, t| {
-        Some(a.map_or(t, |a| a.max(t)))
-    });
+    let slowest = m
+        .agents_vanished
+        .iter()
+        .copied()
+        .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
     if let Some(slowest) = slowest {
         writeln!(
             out,

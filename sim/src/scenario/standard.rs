@@ -483,10 +483,17 @@ fn registry_churn() -> Scenario {
 fn agent_groups(scenario: Scenario) -> Scenario {
     use foundation_core::agents::supervisor::Strategy;
     let workers = AgentGroup::new(Nodes::All, "worker", 3).failure(0.005);
-    let flaky = AgentGroup::new(Nodes::Share { from: 0.0, to: 0.25 }, "flaky", 2)
-        .strategy(Strategy::OneForAll)
-        .failure(0.0)
-        .crash_every(millis(400));
+    let flaky = AgentGroup::new(
+        Nodes::Share {
+            from: 0.0,
+            to: 0.25,
+        },
+        "flaky",
+        2,
+    )
+    .strategy(Strategy::OneForAll)
+    .failure(0.0)
+    .crash_every(millis(400));
     let planners = AgentGroup::new(Nodes::Share { from: 0.5, to: 1.0 }, "planner", 1)
         .failure(0.0)
         .crash_every(secs(8));
@@ -510,7 +517,10 @@ fn agents_partition() -> Scenario {
         .group("majority", Nodes::Share { from: 0.0, to: 0.6 })
         .group("minority", Nodes::Share { from: 0.6, to: 1.0 });
     agent_groups(scenario)
-        .at(secs(5), Fault::AgentMessages(AgentMessages::new(Nodes::All, 150.0, secs(45))))
+        .at(
+            secs(5),
+            Fault::AgentMessages(AgentMessages::new(Nodes::All, 150.0, secs(45))),
+        )
         .at(secs(12), Fault::Partition(minority, majority))
         .at(secs(16), Fault::Crash(Nodes::One(3)))
         .at(secs(20), Fault::Restart(Nodes::One(3), Identity::Same))
@@ -523,13 +533,19 @@ fn agents_partition() -> Scenario {
 /// Agents through crashes, a graceful stop, restarts as the same and as new nodes, and a lossy
 /// spell: every dead life's agents must vanish from every directory within the detection bound.
 fn agents_crash() -> Scenario {
-    let crashed = Nodes::Share { from: 0.25, to: 0.4 };
+    let crashed = Nodes::Share {
+        from: 0.25,
+        to: 0.4,
+    };
     let replaced = Nodes::Share { from: 0.9, to: 1.0 };
     let scenario = Scenario::new("agents-crash")
         .describe("supervised agents on every node exchange messages while 15 % crash and come back, one leaves, 10 % are replaced by new nodes, and the network turns lossy for 4 s")
         .duration(secs(55));
     agent_groups(scenario)
-        .at(secs(5), Fault::AgentMessages(AgentMessages::new(Nodes::All, 100.0, secs(45))))
+        .at(
+            secs(5),
+            Fault::AgentMessages(AgentMessages::new(Nodes::All, 100.0, secs(45))),
+        )
         .at(secs(10), Fault::Crash(crashed.clone()))
         .at(secs(14), Fault::Stop(Nodes::One(4)))
         .at(secs(20), Fault::Restart(crashed, Identity::Same))

@@ -180,7 +180,10 @@ impl AgentsHandle {
     }
 
     fn mailbox_of(&self, name: &str) -> Option<Arc<Mailbox>> {
-        self.shared.read().get(name).map(|agent| agent.mailbox.clone())
+        self.shared
+            .read()
+            .get(name)
+            .map(|agent| agent.mailbox.clone())
     }
 
     async fn deliver(

@@ -41,8 +41,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use foundation_core::agents::supervisor::SupervisorError;
 use foundation_core::agents::record::AgentRecord;
+use foundation_core::agents::supervisor::SupervisorError;
 use foundation_core::agents::BadAgent;
 use foundation_core::ephemeral::AGENTS_KEYSPACE;
 use foundation_core::node::WriteError;

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use foundation_core::agents::supervisor::{directory_state, Action, ChildId, Exit, Supervisor};
 use foundation_agents::Time;
+use foundation_core::agents::supervisor::{directory_state, Action, ChildId, Exit, Supervisor};
 use foundation_core::agents::AgentState;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
@@ -315,7 +315,8 @@ impl Task {
         }
         let group = &self.groups[&id];
         let finished = group.stop_requested
-            && group.machine.state() == foundation_core::agents::supervisor::SupervisorState::Stopped;
+            && group.machine.state()
+                == foundation_core::agents::supervisor::SupervisorState::Stopped;
         if finished {
             self.remove(id).await;
         }
