@@ -768,6 +768,7 @@ impl World {
             let record = AgentRecord {
                 capabilities: BTreeSet::from([capability.clone()]),
                 state,
+                ..AgentRecord::default()
             };
             let request = AppRequest::Ephemeral {
                 keyspace: AGENTS_KEYSPACE.to_owned(),

@@ -157,6 +157,7 @@ mod tests {
         AgentRecord {
             capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
             state,
+            ..AgentRecord::default()
         }
         .encode()
     }

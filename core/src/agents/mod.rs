@@ -15,5 +15,5 @@ pub mod supervisor;
 pub mod wire;
 
 pub use directory::{AgentDirectory, AgentEntry};
-pub use record::{AgentRecord, AgentState, BadAgent};
+pub use record::{AgentRecord, AgentState, BadAgent, Health};
 pub use wire::DeliveryError;

@@ -71,6 +71,9 @@ pub struct AgentsConfig {
     /// How long a stopped instance may take to finish its message and `terminate` before it
     /// is aborted.
     pub stop_grace: Duration,
+    /// How often every running agent is asked for its health; a change is written to its
+    /// directory entry, so every node shows it.
+    pub health_interval: Duration,
 }
 
 impl Default for AgentsConfig {
@@ -81,6 +84,7 @@ impl Default for AgentsConfig {
             max_message_bytes: 1 << 20,
             send_timeout: Duration::from_secs(5),
             stop_grace: Duration::from_secs(5),
+            health_interval: Duration::from_secs(1),
         }
     }
 }
@@ -132,6 +136,8 @@ struct LocalAgent {
     mailbox: Arc<Mailbox>,
     capabilities: BTreeSet<String>,
     state: AgentState,
+    /// Its latest health report.
+    health: Health,
     /// Whether `state` is in the directory yet.
     published: bool,
 }
@@ -178,7 +184,32 @@ pub(crate) fn start(
     tokio::spawn(supervisor::Task::new(shared.clone(), commands_rx).run());
     let handle = AgentsHandle { shared };
     tokio::spawn(remote::serve(handle.clone(), incoming));
+    tokio::spawn(report_health(handle.clone()));
     handle
+}
+
+/// Asks every running agent of this node for its health every `health_interval` and writes
+/// changes to the directory, until the supervisor task has ended (the node stopped). An agent
+/// busy past the interval keeps its last report.
+async fn report_health(handle: AgentsHandle) {
+    let interval = handle.shared.config.health_interval;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !handle.shared.commands.is_closed() {
+        ticks.tick().await;
+        let running: Vec<String> = handle
+            .shared
+            .read()
+            .iter()
+            .filter(|(_, a)| a.state == AgentState::Running)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in running {
+            if let Ok(health) = handle.health(&name, interval).await {
+                handle.shared.set_health(&name, health).await;
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -205,6 +236,7 @@ impl Shared {
                 mailbox: Mailbox::new(self.config.mailbox),
                 capabilities: agent.capabilities.clone(),
                 state: AgentState::Restarting,
+                health: Health::Healthy,
                 published: false,
             };
             local.insert(agent.name.clone(), entry);
@@ -241,6 +273,7 @@ impl Shared {
             AgentRecord {
                 capabilities: agent.capabilities.clone(),
                 state,
+                health: agent.health.clone(),
             }
         };
         self.count_states();
@@ -248,6 +281,27 @@ impl Shared {
             name: name.to_owned(),
             state,
         });
+        self.publish(name, Some(record)).await;
+    }
+
+    /// Records agent `name`'s health report, and if it changed writes it to the directory.
+    async fn set_health(&self, name: &str, health: Health) {
+        let health = health.bounded();
+        let record = {
+            let mut local = self.write();
+            let Some(agent) = local.get_mut(name) else {
+                return;
+            };
+            if agent.health == health || !agent.published {
+                return;
+            }
+            agent.health = health.clone();
+            AgentRecord {
+                capabilities: agent.capabilities.clone(),
+                state: agent.state,
+                health,
+            }
+        };
         self.publish(name, Some(record)).await;
     }
 
