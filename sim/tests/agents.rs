@@ -1,23 +1,12 @@
 //! Agents in the simulator: the agents scenarios pass their invariants, the supervisors and
 //! messages did what the scenarios set out to make them do, and a sweep over many seeds.
 
-use foundation_sim::report::RunReport;
-use foundation_sim::scenario::{file, standard};
-use foundation_sim::sweep::sweep;
+mod common;
 
-fn check_all_pass_at(name: &str, nodes: usize, seeds: std::ops::Range<u64>) -> Vec<RunReport> {
-    let scenario = standard::by_name(name, nodes).expect("a standard scenario");
-    let reports = sweep(&scenario, seeds, 0, false);
-    let failed: Vec<&RunReport> = reports.iter().filter(|r| !r.passed).collect();
-    for r in &failed {
-        eprintln!(
-            "{name} seed {} failed: {:?} {:?}\nreplay: {}",
-            r.seed, r.invariants, r.panic, r.replay
-        );
-    }
-    assert!(failed.is_empty(), "{name}: {} seed(s) failed", failed.len());
-    reports
-}
+use common::check_all_pass_at;
+use foundation_sim::report::RunReport;
+use foundation_sim::scenario::file;
+use foundation_sim::sweep::sweep;
 
 fn outcome(report: &RunReport, name: &str) -> u64 {
     report

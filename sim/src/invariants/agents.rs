@@ -24,7 +24,7 @@ use foundation_core::agents::AgentState;
 use foundation_core::NodeId;
 
 use super::registry::DELIVERY_SLACK;
-use super::{Bounds, Check, Invariant, Measurements};
+use super::{stalled_during, Bounds, Check, Invariant, Measurements};
 use crate::world::World;
 
 fn micros(d: Duration) -> u64 {
@@ -194,11 +194,7 @@ impl AgentRequests {
         *self.outcomes.entry(outcome).or_default() += 1;
         let ended = m.ended_local.unwrap_or(m.until_local);
         let ended_us = m.ended_us.unwrap_or(m.started_us);
-        let stalled = world
-            .node(m.slot)
-            .stalls()
-            .iter()
-            .any(|&(from, to)| from <= ended_us && to >= m.started_us);
+        let stalled = stalled_during(world, m.slot, m.started_us, ended_us);
         if ended > m.until_local && !stalled {
             return Err(format!(
                 "message #{id} from n{} to {} ended {outcome} {:?} past its deadline",

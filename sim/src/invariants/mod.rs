@@ -143,6 +143,16 @@ impl Default for Bounds {
     }
 }
 
+/// Whether the node in `slot` was stalled at some point from `from_us` to `to_us`: a stopped
+/// process ends nothing on time, so deadlines are not judged across a stall.
+pub(crate) fn stalled_during(world: &World, slot: usize, from_us: u64, to_us: u64) -> bool {
+    world
+        .node(slot)
+        .stalls()
+        .iter()
+        .any(|&(from, to)| from <= to_us && to >= from_us)
+}
+
 /// The default invariants with these bounds.
 pub fn defaults(
     bounds: &Bounds,
