@@ -245,6 +245,13 @@ fn a_validation_error_names_file_line_and_field() {
         message.ends_with("config.toml line 9: membership.probe_rtt: must be non-zero and shorter than probe_period"),
         "{message}"
     );
+    // A zero period is the field at fault, not the default probe_rtt measured against it.
+    let path = config_file("zero-period", "[membership]\nprobe_period = \"0s\"\n");
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(
+        message.ends_with("config.toml line 2: membership.probe_period: must be non-zero"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -600,4 +607,39 @@ fn bad_storage_settings_name_the_key_or_variable() {
     let message = error_of(NodeConfig::builder().file(&path).build());
     assert!(message.contains("line 1"), "{message}");
     assert!(message.contains("storage"), "{message}");
+}
+
+#[test]
+fn an_empty_secret_is_an_error_not_the_development_secret() {
+    for var in ["FOUNDATION_SECRET", "FOUNDATION_HTTP_TOKEN"] {
+        let message = error_of(build_env(&[(var, "  ")]));
+        assert!(message.starts_with(&format!("{var}: ")), "{message}");
+        assert!(message.contains("empty"), "{message}");
+    }
+}
+
+#[test]
+fn http_access_comes_from_the_environment() {
+    let message = error_of(build_env(&[("FOUNDATION_HTTP_TOKEN", "short1")]));
+    assert!(message.starts_with("FOUNDATION_HTTP_TOKEN: "), "{message}");
+    assert!(
+        !message.contains("short1"),
+        "the token is never shown: {message}"
+    );
+    let config = build_env(&[
+        ("FOUNDATION_HTTP_TOKEN", "0123456789abcdef0123"),
+        (
+            "FOUNDATION_HTTP_ORIGINS",
+            "https://ops.example, https://grafana.example",
+        ),
+        ("FOUNDATION_HTTP_HOSTS", "node-1.internal"),
+    ])
+    .expect("valid");
+    let access = &config.http_access;
+    assert_eq!(access.token.as_deref(), Some("0123456789abcdef0123"));
+    assert_eq!(
+        access.allowed_origins,
+        ["https://ops.example", "https://grafana.example"]
+    );
+    assert_eq!(access.allowed_hosts, ["node-1.internal"]);
 }

@@ -224,7 +224,7 @@ async fn shards_run_once_each_and_every_node_routes_a_key_to_the_same_owner() {
     ));
     // GET /placement lists the workload, its owners and what runs here.
     let http = nodes[0].http_addr().expect("http");
-    let body = get(http, "/placement").await;
+    let body = common::raw_http::get(http, "/placement").await.body;
     let json: serde_json::Value = serde_json::from_str(&body).expect("json");
     let instances = json["workloads"]["orders"]["instances"]
         .as_array()
@@ -235,16 +235,4 @@ async fn shards_run_once_each_and_every_node_routes_a_key_to_the_same_owner() {
     for node in &nodes {
         node.abort().await;
     }
-}
-
-async fn get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.expect("read");
-    text.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
 }

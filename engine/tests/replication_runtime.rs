@@ -139,6 +139,16 @@ async fn refused_and_mistyped_values_give_typed_errors() {
         config.set("big", big).await,
         Err(ConfigError::Refused(ReplicationError::ValueTooLarge { .. }))
     ));
+    for bad_key in ["", "a\0b", "line\nbreak", "\u{1b}[31mred"] {
+        assert!(
+            matches!(
+                config.set(bad_key, 1).await,
+                Err(ConfigError::BadKey { .. })
+            ),
+            "{bad_key:?}"
+        );
+    }
+    assert_eq!(config.snapshot().len(), 0, "nothing was written");
     config.set("n", "not a number").await.unwrap();
     assert!(matches!(
         config.get::<u32>("n"),
@@ -282,7 +292,7 @@ async fn config_is_written_and_deleted_over_http() {
         node.config()
             .get::<serde_json::Value>("limits/api")
             .unwrap(),
-        Some(value)
+        Some(value.clone())
     );
     // Not JSON, or over a limit: refused with the reason, nothing written.
     let garbage = send_json(http, Method::PUT, "/config/x", None, wait).await;
@@ -296,7 +306,19 @@ async fn config_is_written_and_deleted_over_http() {
         matches!(refused, Err(HttpError::Status { status: 422, .. })),
         "{refused:?}"
     );
+    let control = send_json(http, Method::PUT, "/config/a%00b", Some(&value), wait).await;
+    assert!(
+        matches!(control, Err(HttpError::Status { status: 422, .. })),
+        "{control:?}"
+    );
+    // POST is not a documented way to write config.
+    let post = send_json(http, Method::POST, "/config/x", Some(&value), wait).await;
+    assert!(
+        matches!(post, Err(HttpError::Status { status: 405, .. })),
+        "{post:?}"
+    );
     assert_eq!(node.config().get_raw("x"), None);
+    assert_eq!(node.config().get_raw("a\0b"), None);
     send_json(http, Method::DELETE, &path, None, wait)
         .await
         .unwrap();

@@ -19,6 +19,7 @@ use foundation_engine::discovery::{choose_auto, default_base_dir, DiscoverySpec,
 use foundation_engine::membership::MembershipEvent;
 use foundation_engine::runtime::{Node, NodeSettings};
 
+use super::open_secret::OpenSecretWarning;
 use super::signals::Signals;
 
 /// Options of `foundation node`; anything not given comes from the environment, the file or
@@ -124,10 +125,20 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
         serve_echo(&node, name).await?;
     }
     let mut events = node.membership_events();
+    let mut open_secret = OpenSecretWarning::new(config.security.is_development());
     let signal = loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(event) => print_event(&event),
+                Ok(event) => {
+                    print_event(&event);
+                    if let MembershipEvent::Up(member) = &event {
+                        let cluster = config.cluster.as_str();
+                        if let Some(warning) = open_secret.check(cluster, member.addr.ip()) {
+                            say!("{} WARNING: {warning}", timestamp());
+                            tracing::warn!("{warning}");
+                        }
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     say!("{} ({n} membership events skipped)", timestamp())
                 }

@@ -24,6 +24,7 @@ mod channel;
 pub mod config;
 pub mod congestion;
 mod connection;
+pub mod declared;
 mod endpoint;
 pub mod error;
 pub mod frame;
@@ -44,6 +45,7 @@ pub use foundation_core::{
 
 pub use bulk::{IncomingTransfer, TransferError};
 pub use config::TransportConfig;
+pub use declared::Declared;
 pub use endpoint::{Endpoint, LocalIdentity, SendMode};
 pub use error::{ConnectError, HandshakeFailure, RequestError, SendError, StartError};
 pub use inbox::{Inbox, Message, PeerEvent};

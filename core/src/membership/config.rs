@@ -94,6 +94,10 @@ impl MembershipConfig {
                 problem: problem.into(),
             })
         };
+        // Checked before probe_rtt, which is judged against it: an error names the field to fix.
+        if self.probe_period.is_zero() {
+            return fail("probe_period", "must be non-zero");
+        }
         if self.probe_rtt.is_zero() || self.probe_rtt >= self.probe_period {
             return fail(
                 "probe_rtt",

@@ -26,6 +26,9 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_BIND",
     "FOUNDATION_ADVERTISE",
     "FOUNDATION_HTTP",
+    "FOUNDATION_HTTP_TOKEN",
+    "FOUNDATION_HTTP_ORIGINS",
+    "FOUNDATION_HTTP_HOSTS",
     "FOUNDATION_SECRET",
     "FOUNDATION_CA",
     "FOUNDATION_CERT",
@@ -33,6 +36,7 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_SEEDS",
     "FOUNDATION_DISCOVERY",
     "FOUNDATION_DNS_NAME",
+    "FOUNDATION_DNS_PORT",
     "FOUNDATION_NAME",
     "FOUNDATION_TAGS",
     "FOUNDATION_DATA_DIR",
@@ -44,6 +48,12 @@ pub const VARIABLES: &[&str] = &[
 /// Other programs' variables in the same namespace (the CLI's log filter), not typos.
 const OTHERS: &[&str] = &["FOUNDATION_LOG"];
 
+/// Whether `name` is a `FOUNDATION_*` variable something in Foundation reads (deployment files
+/// are checked against this, so a typo there is caught before it is silently ignored).
+pub fn is_known_variable(name: &str) -> bool {
+    VARIABLES.contains(&name) || OTHERS.contains(&name)
+}
+
 /// The environment's settings, parsed and checked.
 #[derive(Debug, Default)]
 pub(crate) struct EnvLayer {
@@ -54,6 +64,9 @@ pub(crate) struct EnvLayer {
     bind: Option<SocketAddr>,
     advertise: Option<SocketAddr>,
     http: Option<Option<SocketAddr>>,
+    http_token: Option<String>,
+    http_origins: Option<Vec<String>>,
+    http_hosts: Option<Vec<String>>,
     security: Option<(Security, &'static str)>,
     seeds: Option<Vec<String>>,
     discovery: Option<Vec<DiscoveryKind>>,
@@ -78,6 +91,7 @@ impl EnvLayer {
             unknown: unknown_variables(vars),
             ..Self::default()
         };
+        refuse_empty_secrets(vars)?;
         layer.parse_identity(&get)?;
         layer.parse_addresses(&get)?;
         layer.security = parse_security(&get)?;
@@ -112,6 +126,10 @@ impl EnvLayer {
         self.bind = parsed(get, "FOUNDATION_BIND", addr)?;
         self.advertise = parsed(get, "FOUNDATION_ADVERTISE", addr)?;
         self.http = parsed(get, "FOUNDATION_HTTP", parse_http)?;
+        self.http_token = parsed(get, "FOUNDATION_HTTP_TOKEN", parse_token)?;
+        let list = |v: &str| Ok::<_, String>(split_list(v).map(str::to_owned).collect());
+        self.http_origins = parsed(get, "FOUNDATION_HTTP_ORIGINS", list)?;
+        self.http_hosts = parsed(get, "FOUNDATION_HTTP_HOSTS", list)?;
         Ok(())
     }
 
@@ -212,6 +230,23 @@ impl EnvLayer {
                 "http",
                 &Origin::Env("FOUNDATION_HTTP"),
             );
+        }
+        self.apply_http_access(config, origins);
+    }
+
+    fn apply_http_access(&self, config: &mut NodeConfig, origins: &mut Origins) {
+        let access = &mut config.http_access;
+        if let Some(token) = &self.http_token {
+            access.token = Some(token.clone());
+            origins.set("http_access", &Origin::Env("FOUNDATION_HTTP_TOKEN"));
+        }
+        if let Some(allowed) = &self.http_origins {
+            access.allowed_origins = allowed.clone();
+            origins.set("http_access", &Origin::Env("FOUNDATION_HTTP_ORIGINS"));
+        }
+        if let Some(allowed) = &self.http_hosts {
+            access.allowed_hosts = allowed.clone();
+            origins.set("http_access", &Origin::Env("FOUNDATION_HTTP_HOSTS"));
         }
     }
 
@@ -319,6 +354,31 @@ fn parse_security<'a>(
             ))
         }
     }
+}
+
+/// Shortest HTTP token accepted: a guessable token is no protection.
+const HTTP_TOKEN_MIN: usize = 16;
+
+fn parse_token(value: &str) -> Result<String, String> {
+    if value.chars().count() < HTTP_TOKEN_MIN || value.contains(char::is_whitespace) {
+        return Err(format!(
+            "the token must be at least {HTTP_TOKEN_MIN} characters without spaces (e.g. `openssl rand -hex 24`)"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// A secret variable that is set but empty is a mistake (an unexpanded `$SECRET`, an empty
+/// Kubernetes secret), not a request for the default: falling back to the development secret
+/// would quietly open the cluster.
+fn refuse_empty_secrets(vars: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for var in ["FOUNDATION_SECRET", "FOUNDATION_HTTP_TOKEN"] {
+        if vars.get(var).is_some_and(|value| value.trim().is_empty()) {
+            let why = "is set but empty; give it a value, or unset it";
+            return Err(ConfigError::env(var, why));
+        }
+    }
+    Ok(())
 }
 
 fn split_list(value: &str) -> impl Iterator<Item = &str> {

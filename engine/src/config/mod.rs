@@ -42,11 +42,14 @@ use std::time::Duration;
 
 use foundation_transport::{ClusterName, NodeId, TransportConfig};
 
+use crate::http::Access;
+
 use foundation_core::membership::MembershipConfig;
 
 pub use builder::ConfigBuilder;
 pub use discovery::{DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
 pub use duration::{format_duration, parse_duration, ParseDurationError};
+pub use env::is_known_variable;
 pub use error::{ConfigError, Origin};
 pub use profile::{ParseProfileError, Profile};
 pub use security::Security;
@@ -82,6 +85,11 @@ pub struct NodeConfig {
     /// machine) and `127.0.0.1:7401` in production (a fixed port for scrapers, loopback until an
     /// operator decides otherwise). TOML `http` (`"off"` disables), env `FOUNDATION_HTTP`.
     pub http: Option<SocketAddr>,
+    /// Who may use the HTTP API: a bearer token for writes (required for writes when `http`
+    /// is not loopback), and the web origins and host names allowed besides the node's own.
+    /// Default: no token, no extra origins or hosts. Env `FOUNDATION_HTTP_TOKEN` (at least 16
+    /// characters), `FOUNDATION_HTTP_ORIGINS`, `FOUNDATION_HTTP_HOSTS` (comma-separated).
+    pub http_access: Access,
     /// How the node proves it belongs to the cluster. Default: the development secret in
     /// development; production requires a secret or certificates. TOML `[security]`, env
     /// `FOUNDATION_SECRET` or `FOUNDATION_CA`/`FOUNDATION_CERT`/`FOUNDATION_KEY`.
@@ -166,6 +174,7 @@ impl NodeConfig {
                 Ipv4Addr::LOCALHOST,
                 if production { 7401 } else { 0 },
             ))),
+            http_access: Access::default(),
             security: Security::DevelopmentSecret,
             discovery: vec![DiscoveryChoice::Auto],
             membership: if production {

@@ -1,5 +1,6 @@
 //! Discovery metrics: what each strategy found, and how often it failed.
 
+use foundation_transport::Declared;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,12 +30,12 @@ impl DiscoveryMetrics {
         registry.register(
             "foundation_discovery_candidates",
             "Candidate peer addresses reported by discovery (re-reports included)",
-            metrics.candidates.clone(),
+            Declared(metrics.candidates.clone()),
         );
         registry.register(
             "foundation_discovery_errors",
             "Discovery failures: lookups that failed, malformed advertisements, daemon errors",
-            metrics.errors.clone(),
+            Declared(metrics.errors.clone()),
         );
         metrics
     }

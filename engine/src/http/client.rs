@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -194,12 +194,16 @@ async fn open(
     let driver = AbortOnDrop(tokio::spawn(async move {
         let _ = connection.await;
     }));
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
         .uri(path)
         .header(HOST, addr.to_string())
         .header(ACCEPT, "application/json")
-        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_TYPE, "application/json");
+    if let Some(token) = token_from_env() {
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
         .body(Full::new(body))
         .map_err(|_| HttpError::InvalidPath(path.to_owned()))?;
     let response = sender
@@ -207,6 +211,14 @@ async fn open(
         .await
         .map_err(|e| protocol(&e))?;
     Ok((response, driver))
+}
+
+/// The token a node configured with `FOUNDATION_HTTP_TOKEN` asks of writers; the CLI runs in
+/// the same environment as the node, or the operator exports it.
+fn token_from_env() -> Option<String> {
+    let token = std::env::var("FOUNDATION_HTTP_TOKEN").ok()?;
+    let token = token.trim();
+    (!token.is_empty()).then(|| token.to_owned())
 }
 
 fn status_error(addr: SocketAddr, path: &str, status: u16, body: &[u8]) -> HttpError {

@@ -15,12 +15,11 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::exposition::{
+    to_classic, wants_openmetrics, CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE,
+};
 use super::health::Health;
 use super::status_page;
-
-/// The content type of `/metrics` (OpenMetrics 1.0 text).
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -37,6 +36,25 @@ pub(crate) type HealthRoute = Arc<dyn Fn() -> Health + Send + Sync>;
 pub type WriteAnswer = Pin<Box<dyn Future<Output = (StatusCode, Value)> + Send>>;
 /// A closure handling `PUT`, `POST` or `DELETE` under a path prefix.
 pub(crate) type WriteRoute = Arc<dyn Fn(WriteRequest) -> WriteAnswer + Send + Sync>;
+
+/// A write route and the methods it documents.
+#[derive(Clone)]
+pub(crate) struct WriteEntry {
+    pub methods: Vec<Method>,
+    pub route: WriteRoute,
+}
+
+/// How a request matches the write routes.
+pub(crate) enum WriteMatch {
+    /// No write route's prefix: a read.
+    None,
+    /// A documented method on a write route, with the decoded rest of the path.
+    Route(WriteRoute, String),
+    /// A write route's prefix with a method it does not take; the methods it does take.
+    WrongMethod(Vec<Method>),
+    /// A write route's prefix followed by malformed percent-encoding or bytes that are not UTF-8.
+    BadPath,
+}
 
 /// The answer of a stream route: the receiving end of a stream of chunks (see
 /// [`LineSender`](super::LineSender)), or a status and JSON body when there is nothing to stream.
@@ -127,7 +145,7 @@ pub(crate) struct Routes {
     /// `GET` routes by path prefix (`/config/` answers `/config/{key}`).
     pub json_under: BTreeMap<String, JsonUnderRoute>,
     /// Write routes by path prefix.
-    pub writes: BTreeMap<String, WriteRoute>,
+    pub writes: BTreeMap<String, WriteEntry>,
     /// Streaming `GET` routes by path prefix.
     pub streams: BTreeMap<String, StreamRoute>,
     /// What `/status.json` shows; without it, health and every JSON route.
@@ -135,15 +153,25 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    /// The write route for `method path`, with the rest of the path, if there is one.
-    pub(crate) fn write_route(&self, method: &Method, path: &str) -> Option<(WriteRoute, String)> {
-        if ![Method::PUT, Method::POST, Method::DELETE].contains(method) {
-            return None;
+    /// How `method path` matches the write routes. `GET` and `HEAD` are reads wherever they go.
+    pub(crate) fn write_route(&self, method: &Method, path: &str) -> WriteMatch {
+        if is_read(method) {
+            return WriteMatch::None;
         }
-        self.writes.iter().find_map(|(prefix, route)| {
+        let found = self.writes.iter().find_map(|(prefix, entry)| {
             let rest = path.strip_prefix(prefix.as_str())?;
-            Some((route.clone(), percent_decode(rest)?))
-        })
+            Some((entry, rest))
+        });
+        let Some((entry, rest)) = found else {
+            return WriteMatch::None;
+        };
+        if !entry.methods.contains(method) {
+            return WriteMatch::WrongMethod(entry.methods.clone());
+        }
+        match percent_decode(rest) {
+            Some(rest) => WriteMatch::Route(entry.route.clone(), rest),
+            None => WriteMatch::BadPath,
+        }
     }
 
     /// The stream route for `GET path`, with the rest of the path, if there is one.
@@ -161,17 +189,20 @@ impl Routes {
         })
     }
 
-    /// The response to `method path`.
-    pub(crate) fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
-        if method != Method::GET {
-            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET"));
-            return response;
+    /// The response to `method path` (a read: `HEAD` answers as `GET`, and the server sends
+    /// the head alone).
+    /// `accept` is the request's `Accept` header, which picks the format of `/metrics`.
+    pub(crate) fn respond(
+        &self,
+        method: &Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Response<Full<Bytes>> {
+        if !is_read(method) {
+            return method_not_allowed(&[Method::GET, Method::HEAD]);
         }
         match path {
-            "/metrics" => self.metrics(),
+            "/metrics" => self.metrics(accept),
             "/health" => self.health_response(),
             "/" | "/status" => with_type(StatusCode::OK, HTML, status_page::PAGE.to_owned()),
             "/status.json" => json(StatusCode::OK, &self.status_json()),
@@ -203,7 +234,7 @@ impl Routes {
         }
     }
 
-    fn metrics(&self) -> Response<Full<Bytes>> {
+    fn metrics(&self, accept: Option<&str>) -> Response<Full<Bytes>> {
         let Some(source) = &self.metrics else {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -211,7 +242,10 @@ impl Routes {
             );
         };
         match source.encode() {
-            Ok(text) => with_type(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, text),
+            Ok(text) if wants_openmetrics(accept) => {
+                with_type(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, text)
+            }
+            Ok(text) => with_type(StatusCode::OK, CLASSIC_CONTENT_TYPE, to_classic(&text)),
             Err(_) => plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "metrics could not be encoded\n",
@@ -283,6 +317,26 @@ pub fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// Whether `method` only reads.
+pub(crate) fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// 405, naming the methods the path takes.
+pub(crate) fn method_not_allowed(methods: &[Method]) -> Response<Full<Bytes>> {
+    let allow = methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let why = serde_json::json!({ "error": format!("this path takes {allow}") });
+    let mut response = json(StatusCode::METHOD_NOT_ALLOWED, &why);
+    if let Ok(allow) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    response
+}
+
 pub(crate) fn json(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
     // Serialising a `Value` cannot fail; the fallback keeps this path panic-free regardless.
     let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned());
@@ -315,12 +369,16 @@ mod tests {
     fn unknown_paths_and_methods() {
         let routes = Routes::default();
         assert_eq!(
-            routes.respond(&Method::GET, "/nope").status(),
+            routes.respond(&Method::GET, "/nope", None).status(),
             StatusCode::NOT_FOUND
         );
-        let post = routes.respond(&Method::POST, "/health");
+        let post = routes.respond(&Method::POST, "/health", None);
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(post.headers()[ALLOW], "GET");
+        assert_eq!(post.headers()[ALLOW], "GET, HEAD");
+        assert_eq!(
+            routes.respond(&Method::HEAD, "/health", None).status(),
+            StatusCode::OK
+        );
     }
 
     #[test]
@@ -333,23 +391,23 @@ mod tests {
                 _ => (StatusCode::NOT_FOUND, serde_json::json!({ "error": key })),
             }),
         );
-        let found = routes.respond(&Method::GET, "/config/a%20b");
+        let found = routes.respond(&Method::GET, "/config/a%20b", None);
         assert_eq!(found.status(), StatusCode::OK);
         assert_eq!(found.headers()[CONTENT_TYPE], JSON);
-        let missing = routes.respond(&Method::GET, "/config/zz");
+        let missing = routes.respond(&Method::GET, "/config/zz", None);
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
         assert_eq!(missing.headers()[CONTENT_TYPE], JSON);
         assert_eq!(
-            routes.respond(&Method::GET, "/config/%zz").status(),
+            routes.respond(&Method::GET, "/config/%zz", None).status(),
             StatusCode::BAD_REQUEST
         );
         // The prefix alone is not a key, and other paths are not under it.
         assert_eq!(
-            routes.respond(&Method::GET, "/config/").status(),
+            routes.respond(&Method::GET, "/config/", None).status(),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            routes.respond(&Method::GET, "/configx").status(),
+            routes.respond(&Method::GET, "/configx", None).status(),
             StatusCode::NOT_FOUND
         );
     }
@@ -369,12 +427,12 @@ mod tests {
     fn health_decides_the_status() {
         let mut routes = Routes::default();
         assert_eq!(
-            routes.respond(&Method::GET, "/health").status(),
+            routes.respond(&Method::GET, "/health", None).status(),
             StatusCode::OK
         );
         routes.health = Some(Arc::new(|| Health::unhealthy("alone")));
         assert_eq!(
-            routes.respond(&Method::GET, "/health").status(),
+            routes.respond(&Method::GET, "/health", None).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }

@@ -2,26 +2,32 @@
 //! shutdown.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN,
+    RETRY_AFTER,
+};
 use hyper::service::service_fn;
-use hyper::Request;
+use hyper::{Method, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::access::{Access, Facts, Refusal, RouteKind};
+use super::connections::{Activity, Table};
 use super::error::HttpError;
 use super::health::Health;
 use super::routes::{
-    json, MetricsSource, Routes, StreamAnswer, StreamRequest, WriteAnswer, WriteRequest,
+    json, method_not_allowed, MetricsSource, Routes, StreamAnswer, StreamRequest, WriteAnswer,
+    WriteEntry, WriteMatch, WriteRequest,
 };
 use super::stream::ChannelBody;
 
@@ -34,13 +40,21 @@ const WRITE_BODY_MAX: usize = 1 << 20;
 /// Bounds that keep a misbehaving client from exhausting the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once; further clients wait in the kernel's backlog. Default 64:
-    /// far more than scrapers and operators need, few enough to be harmless.
+    /// Connections open at once. When all are open, the oldest one with no request in
+    /// progress is closed for the newcomer (see `connections`), so silent clients cannot lock
+    /// out `/health`. Default 256.
     pub max_connections: usize,
     /// Longest a client may take to send a request's headers. Default 5 s.
     pub header_read_timeout: Duration,
-    /// Largest request head, in bytes. Default 16 KiB (hyper's minimum is 8 KiB).
+    /// Longest a client may take to send a write's body once its headers are in. Default 10 s.
+    pub body_read_timeout: Duration,
+    /// Largest request head, in bytes; a larger one is answered 431. Default 16 KiB (hyper's
+    /// minimum is 8 KiB).
     pub max_header_bytes: usize,
+    /// Writes in progress at once; more are answered 503 at once. Default 16.
+    pub max_writes: usize,
+    /// Streams open at once; more are answered 503. Default 32.
+    pub max_streams: usize,
     /// A connection is closed (gracefully) after this long, so idle keep-alive clients cannot
     /// hold slots forever. Default 60 s.
     pub max_connection_age: Duration,
@@ -51,9 +65,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_connections: 64,
+            max_connections: 256,
             header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 << 10,
+            max_writes: 16,
+            max_streams: 32,
             max_connection_age: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(2),
         }
@@ -69,6 +86,7 @@ pub struct HttpServer {
     addr: SocketAddr,
     routes: Routes,
     limits: Limits,
+    access: Access,
 }
 
 /// Adds routes and limits to a server; see the [module documentation](super).
@@ -85,6 +103,7 @@ impl HttpServer {
                 addr,
                 routes: Routes::default(),
                 limits: Limits::default(),
+                access: Access::default(),
             },
         }
     }
@@ -105,12 +124,18 @@ impl HttpServer {
             })?
         };
         let (shutdown, signal) = watch::channel(false);
-        let task = runtime.spawn(accept_loop(
-            listener,
-            Arc::new(self.routes),
-            self.limits,
-            signal,
-        ));
+        if !self.access.writes_possible(local_addr) {
+            tracing::warn!(addr = %local_addr, "the HTTP API is bound to a non-loopback address without a token: it serves reads only; set FOUNDATION_HTTP_TOKEN to allow writes");
+        }
+        let shared = Arc::new(Shared {
+            bound: local_addr,
+            writes: Arc::new(Semaphore::new(self.limits.max_writes.max(1))),
+            streams: Arc::new(Semaphore::new(self.limits.max_streams.max(1))),
+            routes: self.routes,
+            limits: self.limits,
+            access: self.access,
+        });
+        let task = runtime.spawn(accept_loop(listener, shared, signal));
         tracing::info!(addr = %local_addr, "HTTP server listening");
         Ok(HttpHandle {
             local_addr,
@@ -161,18 +186,26 @@ impl HttpServerBuilder {
         self
     }
 
-    /// Answers `PUT`, `POST` and `DELETE` on paths under `prefix` (which ends with `/`) with
-    /// what `route` returns for the request. Bind such a server to loopback only: there is no
-    /// authentication.
+    /// Answers `methods` (some of `PUT`, `POST`, `DELETE`) on paths under `prefix` (which ends
+    /// with `/`) with what `route` returns for the request; other write methods there get 405.
+    /// Who may write is the server's [`Access`] policy.
     pub fn write(
         mut self,
         prefix: impl Into<String>,
+        methods: &[Method],
         route: impl Fn(WriteRequest) -> WriteAnswer + Send + Sync + 'static,
     ) -> Self {
-        self.server
-            .routes
-            .writes
-            .insert(prefix.into(), Arc::new(route));
+        let entry = WriteEntry {
+            methods: methods.to_vec(),
+            route: Arc::new(route),
+        };
+        self.server.routes.writes.insert(prefix.into(), entry);
+        self
+    }
+
+    /// Replaces the default access policy (loopback writes, no token).
+    pub fn access(mut self, access: Access) -> Self {
+        self.server.access = access;
         self
     }
 
@@ -251,29 +284,61 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, HttpError> {
     Ok(listener)
 }
 
-/// Accepts connections while a slot is free, until shutdown is signalled or the handle dropped.
+/// What every connection of one server shares.
+struct Shared {
+    routes: Routes,
+    limits: Limits,
+    access: Access,
+    /// The address actually bound, which the access policy judges.
+    bound: SocketAddr,
+    /// Permits for writes in progress.
+    writes: Arc<Semaphore>,
+    /// Permits for open streams.
+    streams: Arc<Semaphore>,
+}
+
+/// Accepts connections until shutdown is signalled or the handle dropped, closing the oldest
+/// idle connection when the table is full.
 async fn accept_loop(
     listener: TcpListener,
-    routes: Arc<Routes>,
-    limits: Limits,
+    shared: Arc<Shared>,
     mut signal: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut table = Table::new(shared.limits.max_connections);
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            accepted = accept(&listener, &slots) => accepted,
+            accepted = accept(&listener) => accepted,
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if let Ok(id) = ended {
+                    table.closed(id);
+                }
+                continue;
+            }
             _ = signal.changed() => break,
         };
-        if let Some((stream, peer, slot)) = accepted {
-            let routes = routes.clone();
-            connections.spawn(serve(stream, peer, routes, limits, signal.clone(), slot));
-        }
-        while connections.try_join_next().is_some() {}
+        let Some((stream, peer)) = accepted else {
+            continue;
+        };
+        let Some(admitted) = table.admit() else {
+            // Every connection has a request in progress: shed this one rather than queue it.
+            tracing::debug!(%peer, "HTTP connection refused: every connection is busy");
+            continue;
+        };
+        let connection = Connection {
+            peer,
+            shared: shared.clone(),
+            activity: admitted.activity,
+        };
+        let serving = serve(stream, connection, signal.clone(), admitted.give_way);
+        connections.spawn(async move {
+            serving.await;
+            admitted.id
+        });
     }
     drop(listener);
     let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(limits.shutdown_grace, drain)
+    if tokio::time::timeout(shared.limits.shutdown_grace, drain)
         .await
         .is_err()
     {
@@ -281,15 +346,11 @@ async fn accept_loop(
     }
 }
 
-/// Waits for a free slot, then a connection. Accept errors (out of file descriptors, a
-/// connection reset before it was accepted) are logged and retried after a pause.
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-    let slot = slots.clone().acquire_owned().await.ok()?;
+/// The next connection. Accept errors (out of file descriptors, a connection reset before it
+/// was accepted) are logged and retried after a pause.
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     match listener.accept().await {
-        Ok((stream, peer)) => Some((stream, peer, slot)),
+        Ok(accepted) => Some(accepted),
         Err(error) => {
             tracing::warn!(%error, "HTTP accept failed");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -298,68 +359,193 @@ async fn accept(
     }
 }
 
-/// Whether a client at `peer` may use the write routes. The API has no authentication, and an
-/// operator may well bind it to every interface for Prometheus; a write from another machine
-/// would change cluster-wide state, so only this machine may write.
-pub(crate) fn may_write(peer: SocketAddr) -> bool {
-    match peer.ip() {
-        IpAddr::V4(ip) => ip.is_loopback(),
-        IpAddr::V6(ip) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
-}
-
-/// A stream's, a write route's, or the read-only routes' answer.
-async fn answer(
-    routes: &Routes,
+/// One client connection's view of the server.
+#[derive(Clone)]
+struct Connection {
     peer: SocketAddr,
-    request: Request<Incoming>,
-    shutdown: watch::Receiver<bool>,
-) -> Answer {
-    if let Some((route, rest)) = routes.stream_route(request.method(), request.uri().path()) {
-        return stream(route, rest, request.uri().query(), shutdown).await;
-    }
-    write(routes, peer, request).await.map(Either::Left)
+    shared: Arc<Shared>,
+    activity: Arc<Activity>,
 }
 
-/// Starts the stream route's producer and answers with its chunks as they come.
-async fn stream(
-    route: super::routes::StreamRoute,
-    rest: Option<String>,
-    query: Option<&str>,
-    shutdown: watch::Receiver<bool>,
-) -> Answer {
-    let Some(rest) = rest else {
-        let why = serde_json::json!({ "error": "malformed percent-encoding in the path" });
-        return json(hyper::StatusCode::BAD_REQUEST, &why).map(Either::Left);
-    };
-    let query = query.unwrap_or_default().to_owned();
-    match route(StreamRequest { rest, query }).await {
-        Ok(chunks) => {
-            let chunks = until_shutdown(chunks, shutdown);
-            let mut response = hyper::Response::new(Either::Right(ChannelBody(chunks)));
-            let headers = response.headers_mut();
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-ndjson"),
-            );
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
+impl Connection {
+    /// The answer to one request: refused by the access policy, a stream, a write, or a read.
+    async fn answer(&self, request: Request<Incoming>, shutdown: watch::Receiver<bool>) -> Answer {
+        let _busy = self.activity.begin();
+        let routes = &self.shared.routes;
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let write = routes.write_route(&method, &path);
+        let kind = match (&write, path.as_str()) {
+            (WriteMatch::None, "/health" | "/metrics") => RouteKind::Probe,
+            (WriteMatch::None, _) => RouteKind::Read,
+            _ => RouteKind::Write,
+        };
+        if let Err(refusal) = self.admit(&request, kind) {
+            let why = serde_json::json!({ "error": refusal.reason });
+            return json(refusal.status, &why).map(Either::Left);
         }
-        Err((status, value)) => json(status, &value).map(Either::Left),
+        if let Some((route, rest)) = routes.stream_route(&method, &path) {
+            return self
+                .stream(route, rest, request.uri().query(), shutdown)
+                .await;
+        }
+        let answer = match write {
+            WriteMatch::None => {
+                let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+                routes.respond(&method, &path, accept)
+            }
+            WriteMatch::WrongMethod(methods) => method_not_allowed(&methods),
+            WriteMatch::BadPath => {
+                bad_request("malformed percent-encoding or non-UTF-8 bytes in the path")
+            }
+            WriteMatch::Route(route, rest) => self.write(route, rest, request).await,
+        };
+        answer.map(Either::Left)
     }
+
+    fn admit(&self, request: &Request<Incoming>, kind: RouteKind) -> Result<(), Refusal> {
+        let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+        // HTTP/1.1 names the host in the header; an absolute-form target names it in the URI.
+        let host = header(HOST).or_else(|| request.uri().authority().map(|a| a.as_str()));
+        self.shared.access.admit(&Facts {
+            peer: self.peer,
+            bound: self.shared.bound,
+            kind,
+            host,
+            origin: header(ORIGIN),
+            authorization: header(AUTHORIZATION),
+        })
+    }
+
+    /// Starts the stream route's producer and answers with its chunks as they come.
+    async fn stream(
+        &self,
+        route: super::routes::StreamRoute,
+        rest: Option<String>,
+        query: Option<&str>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Answer {
+        let Some(rest) = rest else {
+            return bad_request("malformed percent-encoding in the path").map(Either::Left);
+        };
+        let Ok(permit) = self.shared.streams.clone().try_acquire_owned() else {
+            return busy("too many streams are open on this node").map(Either::Left);
+        };
+        let query = query.unwrap_or_default().to_owned();
+        match route(StreamRequest { rest, query }).await {
+            Ok(chunks) => {
+                let held = (permit, self.activity.begin());
+                let chunks = until_shutdown(chunks, shutdown, held);
+                let mut response = hyper::Response::new(Either::Right(ChannelBody(chunks)));
+                let headers = response.headers_mut();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-ndjson"),
+                );
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+            Err((status, value)) => json(status, &value).map(Either::Left),
+        }
+    }
+
+    /// A write route's answer: the body read within its deadline and size, then the route.
+    async fn write(
+        &self,
+        route: super::routes::WriteRoute,
+        rest: String,
+        request: Request<Incoming>,
+    ) -> hyper::Response<Full<Bytes>> {
+        if let Some(refusal) = body_refusal(request.headers()) {
+            return refusal;
+        }
+        let Ok(_permit) = self.shared.writes.clone().try_acquire_owned() else {
+            return busy("too many writes are in progress on this node");
+        };
+        let method = request.method().clone();
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        let body = Limited::new(request.into_body(), WRITE_BODY_MAX).collect();
+        let body = match tokio::time::timeout(self.shared.limits.body_read_timeout, body).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => return too_large(),
+            Ok(Err(error)) => return bad_request(&format!("unreadable body: {error}")),
+            Err(_) => {
+                let why = serde_json::json!({ "error": "the body did not arrive in time" });
+                return json(hyper::StatusCode::REQUEST_TIMEOUT, &why);
+            }
+        };
+        let (status, value) = route(WriteRequest {
+            method,
+            rest,
+            query,
+            body,
+        })
+        .await;
+        json(status, &value)
+    }
+}
+
+/// The answer to a write whose headers already rule it out: a declared body over the limit
+/// (413), or a body type the API does not take (415). Only JSON and raw bytes are taken: the
+/// types a web form can send without the browser asking first are refused.
+fn body_refusal(headers: &hyper::HeaderMap) -> Option<hyper::Response<Full<Bytes>>> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > WRITE_BODY_MAX as u64) {
+        return Some(too_large());
+    }
+    let content_type = headers.get(CONTENT_TYPE)?.to_str().unwrap_or("?");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let taken = ["application/json", "application/octet-stream"]
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t));
+    (!taken).then(|| {
+        let why = serde_json::json!({
+            "error": format!("bodies of type {content_type:?} are not taken; send application/json or application/octet-stream")
+        });
+        json(hyper::StatusCode::UNSUPPORTED_MEDIA_TYPE, &why)
+    })
+}
+
+fn too_large() -> hyper::Response<Full<Bytes>> {
+    let why = serde_json::json!({
+        "error": format!("the body is over the limit of {WRITE_BODY_MAX} bytes")
+    });
+    json(hyper::StatusCode::PAYLOAD_TOO_LARGE, &why)
+}
+
+fn bad_request(why: &str) -> hyper::Response<Full<Bytes>> {
+    json(
+        hyper::StatusCode::BAD_REQUEST,
+        &serde_json::json!({ "error": why }),
+    )
+}
+
+/// 503 with a hint to retry: the node is fine, only this kind of request is at its limit.
+fn busy(why: &str) -> hyper::Response<Full<Bytes>> {
+    let mut response = json(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({ "error": why }),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// The chunks of `chunks` until the server shuts down: a stream never finishes by itself, and
 /// a graceful shutdown waits for responses in flight, so without this every open stream would
-/// hold the shutdown for its whole grace period.
-fn until_shutdown(
+/// hold the shutdown for its whole grace period. `held` (the stream's permit and its
+/// connection's busy mark) lasts as long as the stream.
+fn until_shutdown<Held: Send + 'static>(
     mut chunks: mpsc::Receiver<Bytes>,
     mut shutdown: watch::Receiver<bool>,
+    held: Held,
 ) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
+        let _held = held;
         loop {
             let chunk = tokio::select! {
                 chunk = chunks.recv() => chunk,
@@ -374,75 +560,47 @@ fn until_shutdown(
     rx
 }
 
-/// A write route's answer, or the read-only routes'.
-async fn write(
-    routes: &Routes,
-    peer: SocketAddr,
-    request: Request<Incoming>,
-) -> hyper::Response<Full<Bytes>> {
-    let Some((route, rest)) = routes.write_route(request.method(), request.uri().path()) else {
-        return routes.respond(request.method(), request.uri().path());
-    };
-    if !may_write(peer) {
-        let why = serde_json::json!({
-            "error": format!("writes are accepted only from this machine (loopback), not from {}", peer.ip())
-        });
-        return json(hyper::StatusCode::FORBIDDEN, &why);
-    }
-    let method = request.method().clone();
-    let query = request.uri().query().unwrap_or_default().to_owned();
-    let body = match Limited::new(request.into_body(), WRITE_BODY_MAX)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(error) => {
-            let why = serde_json::json!({ "error": format!("unreadable body: {error}") });
-            return json(hyper::StatusCode::BAD_REQUEST, &why);
-        }
-    };
-    let (status, value) = route(WriteRequest {
-        method,
-        rest,
-        query,
-        body,
-    })
-    .await;
-    json(status, &value)
-}
-
-/// Serves one connection until the client closes it, it errs, it gets too old, or shutdown.
+/// Serves one connection until the client closes it, it errs, it gets too old, it must give
+/// way to a newer connection, or shutdown.
 async fn serve(
     stream: TcpStream,
-    peer: SocketAddr,
-    routes: Arc<Routes>,
-    limits: Limits,
+    connection: Connection,
     mut signal: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    give_way: oneshot::Receiver<()>,
 ) {
+    let limits = connection.shared.limits;
+    let activity = connection.activity.clone();
     let streams_stop = signal.clone();
     let service = service_fn(move |request: Request<Incoming>| {
-        let routes = routes.clone();
+        let connection = connection.clone();
         let shutdown = streams_stop.clone();
-        async move { Ok::<_, Infallible>(answer(&routes, peer, request, shutdown).await) }
+        async move { Ok::<_, Infallible>(connection.answer(request, shutdown).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF));
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
+    let http = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(http);
     let finished = tokio::select! {
-        result = connection.as_mut() => Some(result),
+        result = http.as_mut() => Some(result),
         _ = signal.changed() => None,
         _ = tokio::time::sleep(limits.max_connection_age) => None,
+        Ok(()) = give_way => {
+            // Chosen while idle, and requests only start while `http` is polled, which it is
+            // not now: closing loses at most a head still being sent.
+            if activity.is_idle() {
+                return;
+            }
+            None
+        }
     };
     let result = match finished {
         Some(result) => result,
         None => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            http.as_mut().graceful_shutdown();
+            http.await
         }
     };
     if let Err(error) = result {
@@ -490,25 +648,5 @@ mod tests {
             started.elapsed()
         );
         drop(lines);
-    }
-
-    #[test]
-    fn only_loopback_clients_may_write() {
-        for allowed in [
-            "127.0.0.1:9",
-            "127.3.2.1:9",
-            "[::1]:9",
-            "[::ffff:127.0.0.1]:9",
-        ] {
-            assert!(may_write(allowed.parse().unwrap()), "{allowed}");
-        }
-        for refused in [
-            "10.0.0.7:9",
-            "192.168.1.2:9",
-            "[fe80::1]:9",
-            "[::ffff:10.0.0.1]:9",
-        ] {
-            assert!(!may_write(refused.parse().unwrap()), "{refused}");
-        }
     }
 }

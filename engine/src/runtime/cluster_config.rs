@@ -78,6 +78,13 @@ pub enum ConfigError {
     /// The write was refused (a size limit); nothing changed.
     #[error(transparent)]
     Refused(#[from] ReplicationError),
+    /// The key is empty or holds control characters (NUL, newlines, escapes), which would
+    /// corrupt logs, the CLI's output and tools that read keys as lines; nothing changed.
+    #[error("config key {key:?} is empty or contains control characters")]
+    BadKey {
+        /// The key.
+        key: String,
+    },
     /// A majority write was applied here but not confirmed by a majority in time. It still
     /// spreads (it is not rolled back); only the confirmation is missing.
     #[error(
@@ -119,6 +126,7 @@ impl ConfigHandle {
     /// Sets `key` to `value` (as JSON) here and starts spreading it; returns once applied
     /// locally. Other nodes get it within a few anti-entropy rounds.
     pub async fn set(&self, key: &str, value: impl Serialize) -> Result<(), ConfigError> {
+        check_key(key)?;
         let json = serde_json::to_vec(&value).map_err(|source| ConfigError::Encode {
             key: key.to_owned(),
             source,
@@ -138,6 +146,7 @@ impl ConfigHandle {
         value: impl Serialize,
         timeout: Duration,
     ) -> Result<(), ConfigError> {
+        check_key(key)?;
         let json = serde_json::to_vec(&value).map_err(|source| ConfigError::Encode {
             key: key.to_owned(),
             source,
@@ -169,6 +178,7 @@ impl ConfigHandle {
 
     /// Deletes `key` cluster-wide.
     pub async fn delete(&self, key: &str) -> Result<(), ConfigError> {
+        check_key(key)?;
         self.write(key, None).await
     }
 
@@ -304,7 +314,7 @@ pub(crate) async fn http_write(
     };
     match result {
         Ok(()) => (StatusCode::OK, serde_json::json!({ "key": key })),
-        Err(error @ ConfigError::Refused(_)) => {
+        Err(error @ (ConfigError::Refused(_) | ConfigError::BadKey { .. })) => {
             http_error(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
         }
         Err(error @ ConfigError::NoMajority { .. }) => {
@@ -312,6 +322,16 @@ pub(crate) async fn http_write(
         }
         Err(error) => http_error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
     }
+}
+
+/// Refuses keys no tool could show faithfully.
+fn check_key(key: &str) -> Result<(), ConfigError> {
+    if key.is_empty() || key.chars().any(char::is_control) {
+        return Err(ConfigError::BadKey {
+            key: key.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// The `majority_ms` of a write's query string, if any.

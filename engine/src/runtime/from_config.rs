@@ -52,6 +52,7 @@ impl NodeSettings {
             seeds: Vec::new(),
             discovery: strategies,
             http: config.http,
+            http_access: config.http_access.clone(),
             registry,
             rpc: Default::default(),
             replication: Default::default(),

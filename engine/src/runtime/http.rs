@@ -15,11 +15,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::request::Request;
 use super::services::ServicesHandle;
 use super::ConfigHandle;
-use crate::http::{Health, HttpError, HttpHandle, HttpServer};
+use crate::http::{Access, Health, HttpError, HttpHandle, HttpServer};
 use foundation_core::membership::{MemberState, MemberView};
 use foundation_core::services::Directory;
 use foundation_core::NodeId;
-use hyper::StatusCode;
+use hyper::{Method, StatusCode};
 
 /// What the endpoints read and act through: the node's published state and its handles.
 pub(crate) struct Api {
@@ -38,6 +38,8 @@ pub(crate) struct Api {
     pub operator: super::operator::OperatorApi,
     /// Members SWIM suspects now.
     pub suspects: watch::Receiver<BTreeSet<NodeId>>,
+    /// Who may use the API.
+    pub access: Access,
 }
 
 /// Starts the server on `addr` for a node served through `api`.
@@ -54,6 +56,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         requests,
         operator,
         suspects,
+        access,
     } = api;
     let health_view = view.clone();
     let health_identity = identity.clone();
@@ -66,7 +69,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         vars: vars.clone(),
         agents: agents.clone(),
     };
-    let server = HttpServer::builder(addr);
+    let server = HttpServer::builder(addr).access(access);
     let server = super::operator::routes(server, operator);
     let server = super::placement::routes(server, placement);
     super::vars::routes(server, vars)
@@ -84,10 +87,10 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
             let config = config.clone();
             move |key| config_value(&config, key)
         })
-        .write("/config/", move |request| {
+        .write("/config/", &[Method::PUT, Method::DELETE], move |request| {
             Box::pin(super::cluster_config::http_write(config.clone(), request))
         })
-        .write("/leave", move |request| {
+        .write("/leave", &[Method::POST], move |request| {
             Box::pin(leave(requests.clone(), leave_identity.clone(), request))
         })
         .json("/services", move || services_json(&services.directory()))
@@ -122,12 +125,6 @@ async fn leave(
         return (
             StatusCode::NOT_FOUND,
             serde_json::json!({ "error": "not found; did you mean POST /leave?" }),
-        );
-    }
-    if request.method != hyper::Method::POST {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            serde_json::json!({ "error": "use POST /leave" }),
         );
     }
     tracing::warn!("leaving the cluster: asked over HTTP (POST /leave)");

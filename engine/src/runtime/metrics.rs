@@ -1,5 +1,6 @@
 //! Membership and replication metrics, refreshed from the core's counters.
 
+use foundation_transport::Declared;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,7 +34,7 @@ impl MembershipMetrics {
         registry.register(
             "members",
             "Known members by state (ourselves excluded)",
-            metrics.members.clone(),
+            Declared(metrics.members.clone()),
         );
         registry.register(
             "probe_failures",
@@ -184,7 +185,7 @@ impl ReplicationMetrics {
             Unit::Bytes,
             m.sent_bytes.clone(),
         );
-        r.register("keys", "Live keys per keyspace", m.keys.clone());
+        r.register("keys", "Live keys per keyspace", Declared(m.keys.clone()));
         m
     }
 

@@ -95,6 +95,8 @@ pub struct NodeSettings {
     pub discovery: Vec<Box<dyn Discovery>>,
     /// Where to serve `/metrics`, `/health` and `/members`; `None` serves nothing.
     pub http: Option<SocketAddr>,
+    /// Who may use the HTTP API (token, allowed origins and hosts).
+    pub http_access: crate::http::Access,
     /// A registry to add the node's metrics to (the caller may have registered its own).
     pub registry: Registry,
     /// Circuit breakers, rate limits and concurrency of RPC.
@@ -121,6 +123,7 @@ impl NodeSettings {
             seeds: Vec::new(),
             discovery: Vec::new(),
             http: None,
+            http_access: crate::http::Access::default(),
             registry: Registry::default(),
             rpc: RpcConfig::default(),
             replication: ReplicationConfig::default(),
@@ -190,6 +193,7 @@ impl Node {
             seeds,
             discovery,
             http,
+            http_access: settings_access,
             mut registry,
             rpc,
             replication,
@@ -288,6 +292,7 @@ impl Node {
                     requests: requests_tx.clone(),
                     operator,
                     suspects,
+                    access: settings_access,
                 },
             )?),
             None => None,

@@ -67,12 +67,16 @@ pub(crate) fn routes(server: HttpServerBuilder, api: OperatorApi) -> HttpServerB
     let registrations = Registrations::default();
     let subscriber = pubsub.clone();
     server
-        .write("/force-leave/", move |r| {
+        .write("/force-leave/", &[Method::POST], move |r| {
             Box::pin(force_leave_route(requests.clone(), r))
         })
-        .write("/publish/", move |r| Box::pin(publish(pubsub.clone(), r)))
-        .write("/call/", move |r| Box::pin(call(rpc.clone(), r)))
-        .write("/services/", move |r| {
+        .write("/publish/", &[Method::POST], move |r| {
+            Box::pin(publish(pubsub.clone(), r))
+        })
+        .write("/call/", &[Method::POST], move |r| {
+            Box::pin(call(rpc.clone(), r))
+        })
+        .write("/services/", &[Method::PUT, Method::DELETE], move |r| {
             Box::pin(register(services.clone(), registrations.clone(), r))
         })
         .stream("/subscribe/", move |r| subscribe(subscriber.clone(), r))
@@ -106,9 +110,6 @@ async fn force_leave_route(
     requests: mpsc::Sender<Request>,
     request: WriteRequest,
 ) -> (StatusCode, Value) {
-    if request.method != Method::POST {
-        return refuse(StatusCode::METHOD_NOT_ALLOWED, "use POST /force-leave/{id}");
-    }
     let Ok(node) = request.rest.parse::<NodeId>() else {
         let why = format!(
             "{:?} is not a node id (32 hex digits, as `foundation members` shows)",
@@ -126,9 +127,6 @@ async fn force_leave_route(
 
 /// `POST /publish/{topic}`: the body is the message, as is.
 async fn publish(pubsub: PubSubHandle, request: WriteRequest) -> (StatusCode, Value) {
-    if request.method != Method::POST {
-        return refuse(StatusCode::METHOD_NOT_ALLOWED, "use POST /publish/{topic}");
-    }
     let bytes = request.body.len();
     match pubsub.publish(&request.rest, request.body).await {
         Ok(()) => (
@@ -142,9 +140,6 @@ async fn publish(pubsub: PubSubHandle, request: WriteRequest) -> (StatusCode, Va
 /// `POST /call/{service}?timeout_ms=N`: the body is the request, as is; the answer carries the
 /// response as text when it is UTF-8, else as hex.
 async fn call(rpc: RpcHandle, request: WriteRequest) -> (StatusCode, Value) {
-    if request.method != Method::POST {
-        return refuse(StatusCode::METHOD_NOT_ALLOWED, "use POST /call/{service}");
-    }
     let timeout = match call_timeout(&request.query) {
         Ok(timeout) => timeout,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
@@ -233,13 +228,11 @@ async fn register(
     registrations: Registrations,
     request: WriteRequest,
 ) -> (StatusCode, Value) {
-    match request.method {
-        Method::PUT => register_endpoint(services, registrations, request).await,
-        Method::DELETE => deregister(registrations, request).await,
-        _ => refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "use PUT /services/{name} to register an endpoint, DELETE to deregister",
-        ),
+    // The server lets only PUT and DELETE through.
+    if request.method == Method::PUT {
+        register_endpoint(services, registrations, request).await
+    } else {
+        deregister(registrations, request).await
     }
 }
 

@@ -1,6 +1,8 @@
 //! Shared helpers of the runtime tests.
 #![allow(dead_code)]
 
+pub mod raw_http;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -54,16 +56,9 @@ pub async fn cluster(
     nodes
 }
 
-/// `/metrics` as text, once the driver's housekeeping has refreshed it.
+/// `/metrics` as text (the classic format, as a scraper that asks for nothing gets it), once
+/// the driver's housekeeping has refreshed it.
 pub async fn metrics_text(http: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text
+    raw_http::get(http, "/metrics").await.body
 }

@@ -1,5 +1,6 @@
 //! `foundation_agents{state}` and `foundation_agent_*` metrics of one node.
 
+use foundation_transport::Declared;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -54,7 +55,7 @@ impl AgentsMetrics {
         registry.register(
             "foundation_agents",
             "This node's agents, by lifecycle state",
-            metrics.agents.clone(),
+            Declared(metrics.agents.clone()),
         );
         let agent = registry.sub_registry_with_prefix("foundation_agent");
         agent.register(
@@ -70,12 +71,12 @@ impl AgentsMetrics {
         agent.register(
             "messages",
             "Agent messages, by kind and outcome",
-            metrics.messages.clone(),
+            Declared(metrics.messages.clone()),
         );
         agent.register(
             "message_duration_seconds",
             "Time to deliver a message, or to answer a request, by kind",
-            metrics.seconds.clone(),
+            Declared(metrics.seconds.clone()),
         );
         metrics
     }

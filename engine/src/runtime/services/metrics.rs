@@ -1,5 +1,6 @@
 //! `foundation_services_*`, `foundation_rpc_*` and `foundation_pubsub_*` metrics of one node.
 
+use foundation_transport::Declared;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -88,27 +89,27 @@ impl ServicesMetrics {
         rpc.register(
             "calls",
             "Calls made, by service and outcome",
-            metrics.calls.clone(),
+            Declared(metrics.calls.clone()),
         );
         rpc.register(
             "call_duration_seconds",
             "Duration of calls made, retries included",
-            metrics.call_seconds.clone(),
+            Declared(metrics.call_seconds.clone()),
         );
         rpc.register(
             "retries",
             "Attempts beyond the first",
-            metrics.retries.clone(),
+            Declared(metrics.retries.clone()),
         );
         rpc.register(
             "served",
             "Calls answered, by service and outcome",
-            metrics.served.clone(),
+            Declared(metrics.served.clone()),
         );
         rpc.register(
             "breaker_transitions",
             "Circuit breaker transitions, by state entered",
-            metrics.breaker_transitions.clone(),
+            Declared(metrics.breaker_transitions.clone()),
         );
         rpc.register(
             "rate_limited",
@@ -129,7 +130,7 @@ impl ServicesMetrics {
         pubsub.register(
             "dropped",
             "Messages not delivered, by reason",
-            metrics.dropped.clone(),
+            Declared(metrics.dropped.clone()),
         );
         pubsub.register(
             "redelivered",

@@ -42,19 +42,21 @@ pub(crate) fn routes(server: HttpServerBuilder, vars: VarsHandle) -> HttpServerB
             Some(state) => (StatusCode::OK, state_json(state)),
             None => not_found(name),
         })
-        .write("/variables/", move |request| {
-            let vars = vars.clone();
-            Box::pin(async move {
-                match request.method {
-                    Method::PUT => declare(vars, request).await,
-                    Method::POST => write(vars, request).await,
-                    _ => {
-                        let error = "PUT /variables/{name} declares, POST writes";
-                        (StatusCode::METHOD_NOT_ALLOWED, json!({ "error": error }))
+        .write(
+            "/variables/",
+            &[Method::PUT, Method::POST],
+            move |request| {
+                let vars = vars.clone();
+                Box::pin(async move {
+                    // PUT declares, POST writes; the server lets no other method through.
+                    if request.method == Method::PUT {
+                        declare(vars, request).await
+                    } else {
+                        write(vars, request).await
                     }
-                }
-            })
-        })
+                })
+            },
+        )
 }
 
 /// Every variable this node holds, by name (`GET /variables`, and the status page).

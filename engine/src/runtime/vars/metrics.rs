@@ -1,5 +1,6 @@
 //! `foundation_vars_*` metrics, refreshed from the core's variables machine.
 
+use foundation_transport::Declared;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -70,7 +71,7 @@ impl VarsMetrics {
         r.register(
             "refused",
             "What the variables machine refused: values outside their type, messages for another spec or sender, conflicting declarations",
-            metrics.refused.clone(),
+            Declared(metrics.refused.clone()),
         );
         // Every reason shows from the start, so alerts can be written before the first refusal.
         for reason in REASONS {

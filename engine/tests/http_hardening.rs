@@ -1,0 +1,248 @@
+//! The HTTP server against hostile clients on 127.0.0.1: slow and silent connections that must
+//! not silence `/health`, cross-site and DNS-rebinding writes, the write token, and the status
+//! code of each kind of bad request. A refused write never reaches its route.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_engine::http::{Access, HttpHandle, HttpServer, Limits, LineSender, Method};
+use hyper::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+mod common;
+
+use common::raw_http::{get, send_raw, Raw};
+
+/// A server with a `/config/` write route (PUT, DELETE) that counts what reaches it, and a
+/// `/forever/` stream that never ends.
+fn start(limits: Limits, access: Access) -> (HttpHandle, Arc<AtomicUsize>) {
+    let writes = Arc::new(AtomicUsize::new(0));
+    let seen = writes.clone();
+    let handle = HttpServer::builder(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .limits(limits)
+        .access(access)
+        .json("/members", || json!([]))
+        .write("/config/", &[Method::PUT, Method::DELETE], move |request| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let key = request.rest;
+            Box::pin(async move { (StatusCode::OK, json!({ "key": key })) })
+        })
+        .stream("/forever/", |_| {
+            Box::pin(async {
+                let (lines, chunks) = LineSender::channel();
+                // The sender lives as long as the stream would: forever, for the test.
+                tokio::spawn(async move {
+                    let _lines = lines;
+                    std::future::pending::<()>().await;
+                });
+                Ok(chunks)
+            })
+        })
+        .start()
+        .expect("start");
+    (handle, writes)
+}
+
+fn put(addr: SocketAddr, path: &str, headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn assert_probes_answer(addr: SocketAddr) {
+    for path in ["/health", "/metrics", "/members"] {
+        let status = get(addr, path).await.status;
+        assert!(status == 200 || status == 404, "{path}: {status}");
+    }
+    assert_eq!(get(addr, "/health").await.status, 200);
+}
+
+/// The attack: writers that send a head and one byte of a 100-byte body, far more of
+/// them than the server has slots. `/health` keeps answering, the writers beyond the write
+/// limit are told 503 at once, and those admitted are cut off at the body deadline with 408.
+#[tokio::test]
+async fn slow_writers_cannot_silence_health() {
+    let limits = Limits {
+        max_connections: 16,
+        max_writes: 4,
+        body_read_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    };
+    let (handle, writes) = start(limits, Access::default());
+    let addr = handle.local_addr();
+    let mut writers = Vec::new();
+    for _ in 0..64 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "PUT /config/k HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.expect("send");
+        writers.push(stream);
+    }
+    assert_probes_answer(addr).await;
+    let mut statuses = Vec::new();
+    for mut writer in writers {
+        let mut answer = vec![0u8; 512];
+        let read = tokio::time::timeout(Duration::from_secs(5), writer.read(&mut answer)).await;
+        let text = match read {
+            Ok(Ok(n)) => String::from_utf8_lossy(&answer[..n]).into_owned(),
+            _ => String::new(),
+        };
+        statuses.push(text.split(' ').nth(1).unwrap_or("closed").to_owned());
+    }
+    let count = |s: &str| statuses.iter().filter(|x| *x == s).count();
+    assert!(count("503") > 0, "{statuses:?}");
+    assert!(count("408") > 0 && count("408") <= 4, "{statuses:?}");
+    assert_eq!(
+        writes.load(Ordering::SeqCst),
+        0,
+        "no partial body was written"
+    );
+    handle.shutdown().await;
+}
+
+/// Silent connections, many more than the connection limit and with a header timeout far
+/// longer than the test: the oldest idle one gives way to each newcomer.
+#[tokio::test]
+async fn silent_connections_beyond_the_limit_give_way() {
+    let limits = Limits {
+        max_connections: 8,
+        header_read_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let (handle, _) = start(limits, Access::default());
+    let addr = handle.local_addr();
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        silent.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    assert_probes_answer(addr).await;
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn cross_site_and_rebinding_requests_are_refused() {
+    let (handle, writes) = start(Limits::default(), Access::default());
+    let addr = handle.local_addr();
+    let json_type = "Content-Type: application/json\r\n";
+    let cross_site = format!("{json_type}Origin: https://evil.example\r\n");
+    let refused = send_raw(addr, &put(addr, "/config/k", &cross_site, "1")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let rebound = b"GET /members HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n";
+    assert_eq!(send_raw(addr, rebound).await.status, 403);
+    let rebound_write: &[u8] = b"PUT /config/k HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 1\r\nConnection: close\r\n\r\n1";
+    assert_eq!(send_raw(addr, rebound_write).await.status, 403);
+    assert_eq!(
+        writes.load(Ordering::SeqCst),
+        0,
+        "nothing reached the route"
+    );
+    // Probes answer under any name; the node's own page may write.
+    let probe = b"GET /health HTTP/1.1\r\nHost: node-3.cluster.local\r\nConnection: close\r\n\r\n";
+    assert_eq!(send_raw(addr, probe).await.status, 200);
+    let own = format!("{json_type}Origin: http://{addr}\r\n");
+    assert_eq!(
+        send_raw(addr, &put(addr, "/config/k", &own, "1"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(writes.load(Ordering::SeqCst), 1);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_bad_request_gets_its_own_status() {
+    let (handle, writes) = start(Limits::default(), Access::default());
+    let addr = handle.local_addr();
+    let post = format!(
+        "POST /config/k HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1\r\nConnection: close\r\n\r\n1"
+    );
+    let wrong_method = send_raw(addr, post.as_bytes()).await;
+    assert_eq!(wrong_method.status, 405);
+    assert!(
+        wrong_method.head.contains("allow: put, delete"),
+        "{}",
+        wrong_method.head
+    );
+    let huge = format!(
+        "PUT /config/k HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        4 << 20
+    );
+    assert_eq!(send_raw(addr, huge.as_bytes()).await.status, 413);
+    let mut chunked = format!(
+        "PUT /config/k HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    for _ in 0..20 {
+        chunked.push_str(&format!("10000\r\n{}\r\n", "a".repeat(0x10000)));
+    }
+    chunked.push_str("0\r\n\r\n");
+    assert_eq!(send_raw(addr, chunked.as_bytes()).await.status, 413);
+    for form in [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data",
+    ] {
+        let headers = format!("Content-Type: {form}\r\n");
+        let answer = send_raw(addr, &put(addr, "/config/k", &headers, "a=1")).await;
+        assert_eq!(answer.status, 415, "{form}");
+    }
+    let bad_key = send_raw(addr, &put(addr, "/config/%FF%FE", "", "1")).await;
+    assert_eq!(bad_key.status, 400, "{}", bad_key.body);
+    let no_host = b"GET /members HTTP/1.0\r\n\r\n";
+    assert_eq!(send_raw(addr, no_host).await.status, 400);
+    assert_eq!(writes.load(Ordering::SeqCst), 0);
+    let head = format!("HEAD /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let head = send_raw(addr, head.as_bytes()).await;
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_guards_writes() {
+    let access = Access {
+        token: Some("0123456789abcdef-token".into()),
+        ..Access::default()
+    };
+    let (handle, writes) = start(Limits::default(), access);
+    let addr = handle.local_addr();
+    let write = |auth: &str| put(addr, "/config/k", auth, "1");
+    let answer = |raw: Raw| raw.status;
+    assert_eq!(answer(send_raw(addr, &write("")).await), 401);
+    let wrong = "Authorization: Bearer 0123456789abcdef-toke\r\n";
+    assert_eq!(answer(send_raw(addr, &write(wrong)).await), 401);
+    assert_eq!(writes.load(Ordering::SeqCst), 0);
+    let right = "Authorization: Bearer 0123456789abcdef-token\r\n";
+    assert_eq!(answer(send_raw(addr, &write(right)).await), 200);
+    assert_eq!(writes.load(Ordering::SeqCst), 1);
+    // Reads need no token.
+    assert_eq!(get(addr, "/members").await.status, 200);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn streams_beyond_their_limit_are_refused() {
+    let limits = Limits {
+        max_streams: 1,
+        ..Limits::default()
+    };
+    let (handle, _) = start(limits, Access::default());
+    let addr = handle.local_addr();
+    let mut open = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET /forever/a HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    open.write_all(request.as_bytes()).await.expect("send");
+    let mut head = [0u8; 64];
+    let n = open.read(&mut head).await.expect("the stream's head");
+    assert!(String::from_utf8_lossy(&head[..n]).contains(" 200 "));
+    let second = get(addr, "/forever/b").await;
+    assert_eq!(second.status, 503);
+    assert!(second.head.contains("retry-after"), "{}", second.head);
+    assert_probes_answer(addr).await;
+    handle.shutdown().await;
+}
