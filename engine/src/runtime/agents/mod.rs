@@ -190,7 +190,8 @@ pub(crate) fn start(
 
 /// Asks every running agent of this node for its health every `health_interval` and writes
 /// changes to the directory, until the supervisor task has ended (the node stopped). An agent
-/// busy past the interval keeps its last report.
+/// busy past the interval keeps its last report, and one whose mailbox is more than half full
+/// is not asked that round: the question takes a mailbox slot a message may need.
 async fn report_health(handle: AgentsHandle) {
     let interval = handle.shared.config.health_interval;
     let mut ticks = tokio::time::interval(interval);
@@ -202,6 +203,7 @@ async fn report_health(handle: AgentsHandle) {
             .read()
             .iter()
             .filter(|(_, a)| a.state == AgentState::Running)
+            .filter(|(_, a)| a.mailbox.sender.capacity() * 2 > a.mailbox.sender.max_capacity())
             .map(|(name, _)| name.clone())
             .collect();
         for name in running {
