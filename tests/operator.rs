@@ -455,6 +455,20 @@ fn vars_are_declared_set_and_refused_from_the_command_line() {
         "{}",
         stdout(&watched)
     );
+    // By prefix: each line names its variable.
+    let by_prefix = foundation(
+        &dir,
+        Some(&cluster),
+        &[
+            "vars", "--node", &on_b, "watch", "--prefix", "mode", "--count", "1",
+        ],
+    );
+    assert!(by_prefix.status.success(), "{}", stderr(&by_prefix));
+    assert!(
+        stdout(&by_prefix).contains("mode version") && stdout(&by_prefix).contains("(current)"),
+        "{}",
+        stdout(&by_prefix)
+    );
     let declared = vars(&["declare", "budget", "--policy", "counter", "--initial", "3"]);
     assert!(declared.status.success(), "{}", stderr(&declared));
     let drawn = vars(&["draw", "budget", "1"]);

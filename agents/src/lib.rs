@@ -21,7 +21,6 @@
 //! | [`learning`] | epsilon-greedy and multiplicative-weights bidders and negotiators, repeated rounds |
 //! | [`variable`] | typed, constrained variable values (ranges, choices, bools, records) and their conflict policies: the check every value passes |
 //! | [`cas`] | compare-and-set on a versioned value, one Paxos instance per version among a fixed member set: exactly one of concurrent writers wins |
-//! | [`supervisor`] | a node's agent supervisor: one-for-one and one-for-all, restart policies, intensity, backoff, ordered shutdown |
 //!
 //! Every machine implements [`Protocol`]: serde messages in through `handle(now, from, message)`,
 //! `poll_timeout`/`handle_timeout` for deadlines, notices and telemetry out, and `invariants()`.
@@ -72,7 +71,6 @@ pub mod learning;
 pub mod market;
 pub mod negotiation;
 pub mod protocol;
-pub mod supervisor;
 pub mod telemetry;
 pub mod types;
 pub mod variable;

@@ -89,6 +89,15 @@ pub enum FaultSwitch {
     /// A draw beyond the rights a node holds reports success without spending anything, as if
     /// the node spent rights it does not hold (`vars::Vars::draw`).
     CounterDrawsUnbacked,
+    /// An agent supervisor never counts a restart as one too many, so a failing agent is
+    /// restarted forever (`agents::supervisor::Supervisor::too_many_restarts`).
+    SupervisorNeverGivesUp,
+    /// The agent directory lists every entry of the `agents` keyspace, also those of node lives
+    /// membership holds dead (`agents::directory::AgentDirectory::build`).
+    AgentDirectoryShowsDeadLives,
+    /// A caller's requests never expire: one whose answer is lost waits past its deadline,
+    /// and one whose answer is late ends late (`agents::requests::Outstanding::expire`).
+    AgentRequestsNeverExpire,
 }
 
 thread_local! {

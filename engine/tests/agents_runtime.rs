@@ -475,11 +475,16 @@ async fn agents_are_listed_over_http() {
             .find(|a| a["name"] == name)
             .cloned()
     };
+    // The remote agent's own health report reaches this node with its directory entry.
     let deadline = tokio::time::Instant::now() + SOON;
-    while listed("there").await.is_none() {
+    while listed("there")
+        .await
+        .is_none_or(|a| a["health"] != "degraded")
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the remote agent never listed"
+            "the remote agent never listed as degraded: {:?}",
+            listed("there").await
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -490,5 +495,7 @@ async fn agents_are_listed_over_http() {
     let there = listed("there").await.expect("listed");
     assert_eq!(there["local"], false);
     assert_eq!(there["node"], nodes[1].id().to_string());
+    assert_eq!(there["state"], "running");
+    assert_eq!(there["health_reason"], "doubling only");
     stop(&nodes).await;
 }

@@ -266,6 +266,37 @@ async fn variables_are_listed_and_written_over_http_with_typed_answers() {
     let missing =
         foundation_engine::http::stream_lines(http, "/watch/variables/nope", limit, |_| true).await;
     assert_eq!(status(missing.map(|()| json!(null))), 404);
+    // Watched by prefix: the current value of each variable under it, then changes, each
+    // line naming its variable.
+    let watching = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        let path = "/watch/variables?prefix=mo";
+        let _ = foundation_engine::http::stream_lines(http, path, limit, |line| {
+            lines.push(line);
+            lines.len() < 2
+        })
+        .await;
+        lines
+    });
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !watching.is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "no change streamed");
+        let _ = writer.set("mode", VarValue::Int(4)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines = watching.await.unwrap();
+    assert_eq!(
+        (&lines[0]["kind"], &lines[0]["name"]),
+        (&json!("current"), &json!("mode"))
+    );
+    assert_eq!(
+        (&lines[1]["kind"], &lines[1]["name"]),
+        (&json!("changed"), &json!("mode"))
+    );
+    assert_eq!(lines[1]["value"], 4);
+    let unknown = "/watch/variables?pattern=x";
+    let refused = foundation_engine::http::stream_lines(http, unknown, limit, |_| true).await;
+    assert_eq!(status(refused.map(|()| json!(null))), 400);
     let counter = json!({ "policy": "counter", "initial": 3 });
     send(Method::PUT, "/variables/pool", counter).await.unwrap();
     let drawn = send(Method::POST, "/variables/pool", json!({ "draw": 1 })).await;
@@ -425,6 +456,56 @@ async fn a_counter_draws_locally_moves_rights_on_request_and_never_overdraws() {
         nodes[2].vars().set("gpu", VarValue::Int(1)).await,
         Err(VarsCallError::Refused(VarsError::WrongPolicy { .. }))
     ));
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_watch_follows_every_variable_under_it_with_old_values_and_writers() {
+    let nodes = cluster(2).await;
+    let lww = || VarSpec {
+        ty: VarType::Int { min: 0, max: 100 },
+        policy: Policy::Lww,
+        initial: VarValue::Int(0),
+        acceptors: Default::default(),
+    };
+    declare_spec(&nodes, "room.a", lww()).await;
+    declare_spec(&nodes, "hall.x", lww()).await;
+    let mut watch = nodes[1].vars().watch_prefix("room.");
+    assert_eq!(
+        watch.current().keys().collect::<Vec<_>>(),
+        ["room.a"],
+        "only names under the prefix"
+    );
+    let writer = nodes[0].vars();
+    writer.set("hall.x", VarValue::Int(1)).await.unwrap();
+    writer.set("room.a", VarValue::Int(5)).await.unwrap();
+    declare_spec(&nodes, "room.b", lww()).await;
+    writer.set("room.b", VarValue::Int(6)).await.unwrap();
+    let mut changes = Vec::new();
+    while changes.len() < 2 {
+        let change = tokio::time::timeout(SOON, watch.next())
+            .await
+            .expect("a change in time")
+            .expect("the node runs");
+        changes.push(change);
+    }
+    let a = changes
+        .iter()
+        .find(|c| c.name == "room.a")
+        .expect("room.a changed");
+    assert_eq!(
+        (a.old.clone(), a.value.clone()),
+        (Some(VarValue::Int(0)), VarValue::Int(5))
+    );
+    assert_eq!(a.writer, writer.me());
+    let b = changes
+        .iter()
+        .find(|c| c.name == "room.b")
+        .expect("room.b, declared later");
+    assert_eq!(b.value, VarValue::Int(6));
+    assert!(changes.iter().all(|c| c.name.starts_with("room.")));
     for node in &nodes {
         node.abort().await;
     }

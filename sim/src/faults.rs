@@ -12,6 +12,7 @@ use serde::Serialize;
 use foundation_core::node::Command;
 use foundation_core::services::record::check_service_name;
 
+use crate::agents::{AgentGroup, AgentMessages};
 use crate::network::{BlockRule, LinkModel, SlotSet};
 use crate::pubsub::Publishes;
 use crate::rpc::Calls;
@@ -192,6 +193,11 @@ pub enum Fault {
     },
     /// A seeded stream of publications, from now for its duration.
     Publish(Publishes),
+    /// The application on each of the nodes spawns a supervised group of agents (see
+    /// [`crate::agents`]: now if the node is up, and again at every start).
+    Agents(AgentGroup),
+    /// A seeded stream of agent messages, from now for its duration.
+    AgentMessages(AgentMessages),
 }
 
 impl Fault {
@@ -212,6 +218,8 @@ impl Fault {
                 | Fault::Calls(_)
                 | Fault::Subscribe { .. }
                 | Fault::Publish(_)
+                | Fault::Agents(_)
+                | Fault::AgentMessages(_)
         )
     }
 
@@ -261,6 +269,8 @@ impl fmt::Display for Fault {
             Fault::Calls(calls) => write!(f, "{calls}"),
             Fault::Subscribe { nodes, pattern } => write!(f, "subscribe {nodes} to {pattern}"),
             Fault::Publish(publishes) => write!(f, "{publishes}"),
+            Fault::Agents(group) => write!(f, "{group}"),
+            Fault::AgentMessages(messages) => write!(f, "{messages}"),
         }
     }
 }
@@ -368,6 +378,18 @@ impl World {
                 }
                 Ok(slots)
             }
+            Fault::Agents(group) => {
+                group.validate()?;
+                let slots = group.nodes.resolve(n, groups)?;
+                self.declare_agents(group.clone(), slots.clone());
+                Ok(slots)
+            }
+            Fault::AgentMessages(messages) => {
+                messages.validate()?;
+                let slots = messages.nodes.resolve(n, groups)?;
+                self.start_agent_messages(messages.clone(), slots.clone());
+                Ok(slots)
+            }
             _ => self.apply_to_nodes(fault, groups),
         }
     }
@@ -460,6 +482,7 @@ impl World {
         }
         self.register_at_start(slot);
         self.subscribe_at_start(slot);
+        self.spawn_agents_at_start(slot);
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`scenario::Scenario`]: the builder, the TOML file format and the standard scenarios.
 //! - [`invariants`]: what is checked, and the trait to add a check.
 //! - [`services`]: what each node's application registers in the service registry.
+//! - [`agents`]: supervised agents on every node (the core's supervisor machine), the agent
+//!   directory, and `send`/`request` between agents over the simulated network.
 //! - [`storage`]: a simulated disk per node (`[storage]` in a scenario): batches the cores
 //!   persist are written at once and synced a seeded latency later; a crash loses (or tears)
 //!   what was not synced, a restart takes up what the disk kept, so acknowledged writes are
@@ -55,10 +57,14 @@
 //! | variables: no value outside its type shown | `VarsTakeOutOfRange`: a replicated `lww` write is shown unchecked | `tests/vars.rs`, `can_fail::an_unchecked_remote_lww_value_is_seen` |
 //! | variables: `lww` replicas converge | `VarsIgnorePeersLww`: other nodes' `lww` writes are not taken up | `tests/vars.rs`, `can_fail::replicas_that_ignore_…` |
 //! | variables: counters spend at most initial + refills | `CounterDrawsUnbacked`: a draw beyond the rights held reports success | `tests/vars.rs`, `can_fail::draws_beyond_…` |
+//! | `supervisor-intensity` (agents) | `SupervisorNeverGivesUp`: the supervisor never counts a restart as one too many | `supervisor_intensity_catches_…` (`agents-partition`) |
+//! | `agents-vanish` (agents) | `AgentDirectoryShowsDeadLives`: the agent directory lists dead lives' entries | `agents_vanish_catches_…` (`agents-crash`) |
+//! | `agent-requests` (agents) | `AgentRequestsNeverExpire`: a caller's requests never expire | `agent_requests_catch_…` (`agents-partition`) |
 //!
 //! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
 //! a test.
 
+pub mod agents;
 pub mod cli;
 pub mod clock;
 pub mod faults;

@@ -457,6 +457,7 @@ fn print_run(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {
         print_replication(r, &m.replication, out)?;
     }
     print_registry(m, out)?;
+    print_agents(m, out)?;
     let t = &run.traffic;
     writeln!(out, "\ntraffic per node: {:.1} msg/s · {:.0} B/s datagrams · {:.0} B/s streams · {:.0} B/s membership total", t.messages_per_node_per_sec, t.datagram_bytes_per_node_per_sec, t.stream_bytes_per_node_per_sec, t.membership_bytes_per_node_per_sec)?;
     let n = &run.network;
@@ -563,6 +564,37 @@ fn print_registry(m: &Measurements, out: &mut dyn Write) -> io::Result<()> {
         "  disagreements no disturbance explained {}",
         m.registry_unexplained
     )
+}
+
+fn print_agents(m: &Measurements, out: &mut dyn Write) -> io::Result<()> {
+    if m.agent_messages.is_empty() && m.agent_restarts == 0 && m.agents_vanished.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nagents")?;
+    let outcomes: Vec<String> = m
+        .agent_messages
+        .iter()
+        .map(|(outcome, n)| format!("{n} {outcome}"))
+        .collect();
+    writeln!(out, "  messages: {}", outcomes.join(" · "))?;
+    writeln!(
+        out,
+        "  {} restarts · {} supervisors gave up",
+        m.agent_restarts, m.agent_give_ups
+    )?;
+    let slowest = m
+        .agents_vanished
+        .iter()
+        .copied()
+        .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
+    if let Some(slowest) = slowest {
+        writeln!(
+            out,
+            "  {} ended lives: their agents gone from every live directory within {slowest:.2}s",
+            m.agents_vanished.len()
+        )?;
+    }
+    Ok(())
 }
 
 fn print_invariants(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {

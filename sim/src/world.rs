@@ -29,6 +29,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::agents::{AgentEvent, AgentsLayer};
 use crate::clock::NodeClock;
 use crate::network::{BlockRule, LinkModel, Network};
 use crate::pubsub::{PubSubEvent, PubSubLayer};
@@ -278,6 +279,8 @@ enum Pending {
     Rpc(RpcEvent),
     /// Pub/sub traffic between the nodes' applications.
     PubSub(PubSubEvent),
+    /// The nodes' agents: their messages, work, failures and supervisors' timers.
+    Agents(AgentEvent),
 }
 
 impl Pending {
@@ -291,6 +294,7 @@ impl Pending {
             Pending::Workload { .. } | Pending::DiskFree { .. } => None,
             Pending::Rpc(event) => event.slot(),
             Pending::PubSub(event) => event.slot(),
+            Pending::Agents(event) => event.slot(),
         }
     }
 }
@@ -370,6 +374,8 @@ pub struct World {
     pub(crate) rpc: RpcLayer,
     /// The applications' subscriptions and publications.
     pub(crate) pubsub: PubSubLayer,
+    /// The applications' agents and their messages.
+    pub(crate) agents: AgentsLayer,
 }
 
 /// What the world wrote and what replication did, beyond each core's own counters.
@@ -419,6 +425,7 @@ impl World {
             placements: Default::default(),
             rpc: RpcLayer::default(),
             pubsub: PubSubLayer::default(),
+            agents: AgentsLayer::default(),
         };
         for slot in 0..config.nodes {
             world.add_slot(slot);
@@ -602,6 +609,11 @@ impl World {
     /// Queues a pub/sub event.
     pub(crate) fn push_pubsub(&mut self, at: u64, event: PubSubEvent) {
         self.push(at, Pending::PubSub(event));
+    }
+
+    /// Queues an agents event.
+    pub(crate) fn push_agents(&mut self, at: u64, event: AgentEvent) {
+        self.push(at, Pending::Agents(event));
     }
 
     /// Sends a stream message on `channel` from `from` to `to` now: when it arrives and on
@@ -1046,6 +1058,7 @@ impl World {
 
     fn end_life(&mut self, slot: usize) {
         self.rpc_end_life(slot);
+        self.agents_end_life(slot);
         let node = &mut self.nodes[slot];
         if let Some(core) = &node.core {
             // Remember the generation the core went by, for the restart and for reports.
@@ -1193,6 +1206,10 @@ impl World {
                 self.pubsub_deliver(event.clone());
                 return None;
             }
+            (Pending::Agents(event @ AgentEvent::NextMessage { .. }), _) => {
+                self.agents_deliver(event.clone());
+                return None;
+            }
             (Pending::DiskFree { node }, _) => {
                 let (node, now) = (*node, self.now_us);
                 if let Some(disk) = self.nodes[node].disk.as_mut() {
@@ -1330,6 +1347,7 @@ impl World {
             Pending::Wake { node, at, .. } => return self.wake(node, at),
             Pending::Rpc(event) => return self.rpc_deliver(event),
             Pending::PubSub(event) => return self.pubsub_deliver(event),
+            Pending::Agents(event) => return self.agents_deliver(event),
             Pending::Command { node, request, .. } => {
                 self.trace.line(format_args!(
                     "{} n{node} <- {request:?}",

@@ -336,3 +336,39 @@ fn pubsub_delivery_catches_a_receiver_that_skips_gaps() {
         "pubsub-delivery",
     );
 }
+
+#[test]
+fn supervisor_intensity_catches_a_supervisor_that_never_gives_up() {
+    // Switched off, this run is `agents_partition_holds` in tests/agents.rs (8 nodes, seed 1).
+    let scenario = standard::by_name("agents-partition", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::SupervisorNeverGivesUp,
+        &scenario,
+        1,
+        "supervisor-intensity",
+    );
+}
+
+#[test]
+fn agents_vanish_catches_a_directory_that_shows_dead_lives() {
+    // Switched off, this run is `agents_crash_holds` in tests/agents.rs (8 nodes, seed 1).
+    let scenario = standard::by_name("agents-crash", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::AgentDirectoryShowsDeadLives,
+        &scenario,
+        1,
+        "agents-vanish",
+    );
+}
+
+#[test]
+fn agent_requests_catch_requests_that_never_expire() {
+    // Switched off, this run is `agents_partition_holds` in tests/agents.rs (8 nodes, seed 1).
+    let scenario = standard::by_name("agents-partition", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::AgentRequestsNeverExpire,
+        &scenario,
+        1,
+        "agent-requests",
+    );
+}

@@ -3,6 +3,9 @@
 //! The large sweep is a separate command (see the crate README section in the report):
 //! `cargo run --release -p foundation-sim --example sweep -- partition-heal 100 1..200`.
 
+mod common;
+
+use common::check_all_pass_at;
 use foundation_sim::invariants::registry::RegistryKind;
 use foundation_sim::report::{print_summary, ReplicationReport, RunReport, SimReport};
 use foundation_sim::scenario::{file, run, standard, RunOptions};
@@ -13,21 +16,6 @@ const SEEDS: std::ops::Range<u64> = 1..4;
 
 fn check_all_pass(name: &str) {
     check_all_pass_at(name, NODES, SEEDS);
-}
-
-/// Runs `name` at `nodes` over `seeds`, asserts every run passed, and returns the reports.
-fn check_all_pass_at(name: &str, nodes: usize, seeds: std::ops::Range<u64>) -> Vec<RunReport> {
-    let scenario = standard::by_name(name, nodes).expect("a standard scenario");
-    let reports = sweep(&scenario, seeds, 0, false);
-    let failed: Vec<&RunReport> = reports.iter().filter(|r| !r.passed).collect();
-    for r in &failed {
-        eprintln!(
-            "{name} seed {} failed: {:?} {:?}\nreplay: {}",
-            r.seed, r.invariants, r.panic, r.replay
-        );
-    }
-    assert!(failed.is_empty(), "{name}: {} seed(s) failed", failed.len());
-    reports
 }
 
 /// The replication section of a run of a scenario that writes.

@@ -41,8 +41,8 @@ pub async fn run(args: AgentsArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     println!(
-        "{:<24} {:<10} {:<22} {:<10} CAPABILITIES",
-        "AGENT", "NODE", "ADDRESS", "STATE"
+        "{:<24} {:<10} {:<22} {:<10} {:<10} CAPABILITIES",
+        "AGENT", "NODE", "ADDRESS", "STATE", "HEALTH"
     );
     for agent in &agents {
         let node = agent["node"].as_str().unwrap_or_default();
@@ -51,12 +51,17 @@ pub async fn run(args: AgentsArgs) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             ""
         };
+        // A reason, when the agent gave one, follows the capabilities.
+        let reason = agent["health_reason"]
+            .as_str()
+            .map_or_else(String::new, |r| format!(" — {r}"));
         println!(
-            "{:<24} {:<10} {:<22} {:<10} {}{local}",
+            "{:<24} {:<10} {:<22} {:<10} {:<10} {}{local}{reason}",
             agent["name"].as_str().unwrap_or_default(),
             node.get(..8).unwrap_or(node),
             agent["addr"].as_str().unwrap_or_default(),
             agent["state"].as_str().unwrap_or_default(),
+            agent["health"].as_str().unwrap_or("healthy"),
             capabilities(agent).join(","),
         );
     }

@@ -9,8 +9,9 @@ use foundation_sim::report::{print_summary, SimReport};
 #[derive(clap::Args, Debug)]
 pub struct SimCommand {
     /// A standard scenario: steady, partition-heal, flaky-network, crash-restart, slow-node,
-    /// mass-join, rolling-restart, registry-partition, registry-churn; with replicated writes:
-    /// split-writes, replicated-chaos, lagging-replica, compaction, skewed-writes.
+    /// mass-join, rolling-restart, registry-partition, registry-churn; services: rpc-partition,
+    /// pubsub-partition; with replicated writes: split-writes, replicated-chaos,
+    /// lagging-replica, compaction, skewed-writes; agents: agents-partition, agents-crash.
     #[arg(long)]
     pub scenario: Option<String>,
     /// A scenario file (TOML); see sim/scenarios/ for examples.

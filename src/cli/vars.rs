@@ -1,6 +1,6 @@
 //! `foundation vars get|declare|set|draw|refill|watch`: variables agents coordinate on,
 //! through a running node's HTTP API (`GET /variables[/{name}]`, `PUT` and `POST
-//! /variables/{name}`), and `watch` follows `GET /watch/variables/{name}`.
+//! /variables/{name}`), and `watch` follows `GET /watch/variables/{name}` (or `?prefix=`).
 
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ Examples:
   foundation vars draw budget 25                         spends this node's rights
   foundation vars refill budget 100
   foundation vars watch temperature                      one line per change (old and new value, writer), until Ctrl-C
+  foundation vars watch --prefix room.                   ... of every variable whose name starts with room.
 
 Policies: `cas` (default) is decided by a majority of its acceptors (this node and every member
 alive when it was declared): `set --expected` replaces the version it expects, or says who got
@@ -97,10 +98,15 @@ pub enum VarsCommand {
         /// How many units.
         units: u64,
     },
-    /// Print every change of a variable as it happens: version, value, writer.
+    /// Print every change of a variable, or of every variable under a prefix, as it happens:
+    /// version, value, writer.
     Watch {
-        /// The variable.
-        name: String,
+        /// The variable (or give --prefix).
+        #[arg(required_unless_present = "prefix", conflicts_with = "prefix")]
+        name: Option<String>,
+        /// Every variable whose name starts with this, those declared later included.
+        #[arg(long)]
+        prefix: Option<String>,
         /// Stop after this many lines, the current value's included (by default, run until
         /// interrupted).
         #[arg(long)]
@@ -111,8 +117,20 @@ pub enum VarsCommand {
 /// Runs the subcommand against the node.
 pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let node = args.target.resolve().await?;
-    if let VarsCommand::Watch { name, count } = args.command {
-        return watch(node, &name, count).await;
+    if let VarsCommand::Watch {
+        name,
+        prefix,
+        count,
+    } = args.command
+    {
+        let path = match (name, prefix) {
+            (Some(name), _) => format!("/watch/variables/{}", percent_encode(&name)),
+            (None, prefix) => format!(
+                "/watch/variables?prefix={}",
+                percent_encode(&prefix.unwrap_or_default())
+            ),
+        };
+        return watch(node, &path, count).await;
     }
     let (method, path, body, timeout) = match args.command {
         VarsCommand::Get { name: None } => {
@@ -170,16 +188,15 @@ pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Follows `GET /watch/variables/{name}` and prints one line per value: the current one,
-/// then each change; stops after `count` lines if given.
+/// Follows `GET /watch/variables/{name}` (or `?prefix=`) and prints one line per value: the
+/// current ones, then each change; stops after `count` lines if given.
 async fn watch(
     node: std::net::SocketAddr,
-    name: &str,
+    path: &str,
     count: Option<u64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut printed = 0;
-    let path = format!("/watch/variables/{}", percent_encode(name));
-    let followed = stream_lines(node, &path, REQUEST_TIMEOUT, |line| {
+    let followed = stream_lines(node, path, REQUEST_TIMEOUT, |line| {
         println!("{}", watch_line(&line));
         printed += 1;
         count.is_none_or(|c| printed < c)
@@ -195,13 +212,16 @@ async fn watch(
 /// One line of the watch stream, for people.
 fn watch_line(line: &Value) -> String {
     let writer = &line["writer"];
+    let name = line["name"]
+        .as_str()
+        .map_or_else(String::new, |n| format!("{n} "));
     match line["kind"].as_str() {
         Some("current") => format!(
-            "version {} value {} (current)",
+            "{name}version {} value {} (current)",
             line["version"], line["value"]
         ),
         Some("changed") => format!(
-            "version {} value {} (was {}) writer {}/{}",
+            "{name}version {} value {} (was {}) writer {}/{}",
             line["version"],
             line["value"],
             line["old"],
@@ -234,6 +254,8 @@ mod tests {
             watch_line(&changed),
             "version 3 value 7 (was 6) writer ab/1"
         );
+        let named = json!({ "kind": "current", "name": "room.a", "version": 1, "value": 0 });
+        assert_eq!(watch_line(&named), "room.a version 1 value 0 (current)");
         let lagged = json!({ "kind": "lagged", "skipped_events": 4 });
         assert!(watch_line(&lagged).starts_with("(4 events"));
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::record::AgentRecord;
-use crate::ephemeral::AGENTS_KEYSPACE;
+use crate::ephemeral::{self, Owner, AGENTS_KEYSPACE};
 use crate::node::Core;
 use crate::services::directory::{addr_of, visible_entries};
 use crate::{NodeAddr, NodeId};
@@ -26,6 +26,19 @@ pub struct AgentEntry {
     pub local: bool,
 }
 
+/// Every entry of the `agents` keyspace, dead lives' too (only the fault switch that plants
+/// that bug reads them).
+fn every_entry(core: &Core) -> impl Iterator<Item = (Owner, &str, &[u8])> {
+    core.replication()
+        .keyspace(AGENTS_KEYSPACE)
+        .into_iter()
+        .flat_map(|space| space.iter())
+        .filter_map(|(key, value)| {
+            let (owner, name) = ephemeral::parse(key)?;
+            Some((owner, name, value))
+        })
+}
+
 /// One raw directory entry: the owner's address and generation, the name, the replicated bytes.
 pub type RawEntry<'a> = (NodeAddr, u64, &'a str, &'a [u8]);
 
@@ -43,7 +56,13 @@ impl AgentDirectory {
     /// The directory as `core` sees it now.
     pub fn build(core: &Core) -> Self {
         let membership = core.membership();
-        let entries = visible_entries(core, AGENTS_KEYSPACE).filter_map(|(owner, name, value)| {
+        let shown: Box<dyn Iterator<Item = (Owner, &str, &[u8])>> =
+            if fault_on!(AgentDirectoryShowsDeadLives) {
+                Box::new(every_entry(core))
+            } else {
+                Box::new(visible_entries(core, AGENTS_KEYSPACE))
+            };
+        let entries = shown.filter_map(|(owner, name, value)| {
             let addr = addr_of(owner, membership)?;
             let node = NodeAddr {
                 id: owner.node,
@@ -138,6 +157,7 @@ mod tests {
         AgentRecord {
             capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
             state,
+            ..AgentRecord::default()
         }
         .encode()
     }

@@ -59,6 +59,57 @@ impl AgentState {
     }
 }
 
+/// Longest reason a health report carries in the directory; longer ones are cut.
+pub const HEALTH_REASON_MAX: usize = 200;
+
+/// An agent's own account of how it is doing, as it last reported it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Health {
+    /// Working.
+    #[default]
+    Healthy,
+    /// Working, with a problem worth knowing.
+    Degraded(String),
+    /// Not able to do its work.
+    Unhealthy(String),
+}
+
+impl Health {
+    /// The lowercase name of its kind: `healthy`, `degraded`, `unhealthy`.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded(_) => "degraded",
+            Health::Unhealthy(_) => "unhealthy",
+        }
+    }
+
+    /// Why it is not healthy, if it is not.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Health::Healthy => None,
+            Health::Degraded(r) | Health::Unhealthy(r) => Some(r),
+        }
+    }
+
+    /// The same report with its reason cut to [`HEALTH_REASON_MAX`] characters, as it is
+    /// replicated to every node.
+    pub fn bounded(self) -> Self {
+        let cut = |r: String| {
+            if r.chars().count() <= HEALTH_REASON_MAX {
+                r
+            } else {
+                r.chars().take(HEALTH_REASON_MAX).collect()
+            }
+        };
+        match self {
+            Health::Healthy => Health::Healthy,
+            Health::Degraded(r) => Health::Degraded(cut(r)),
+            Health::Unhealthy(r) => Health::Unhealthy(cut(r)),
+        }
+    }
+}
+
 /// One agent, as replicated (its name and node are in the entry's key).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
@@ -66,6 +117,8 @@ pub struct AgentRecord {
     pub capabilities: BTreeSet<String>,
     /// Where it is in its lifecycle.
     pub state: AgentState,
+    /// Its latest health report (healthy until it reports otherwise).
+    pub health: Health,
 }
 
 impl AgentRecord {
@@ -80,6 +133,13 @@ impl AgentRecord {
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let record: Self = postcard::from_bytes(bytes).ok()?;
         check_capabilities(&record.capabilities).ok()?;
+        if record
+            .health
+            .reason()
+            .is_some_and(|r| r.chars().count() > HEALTH_REASON_MAX)
+        {
+            return None;
+        }
         Some(record)
     }
 }
@@ -131,6 +191,7 @@ mod tests {
         let record = AgentRecord {
             capabilities: caps(&["bidder", "gpu"]),
             state: AgentState::Restarting,
+            health: Health::Degraded("queue 80% full".into()),
         };
         assert_eq!(AgentRecord::decode(&record.encode()), Some(record));
         assert_eq!(AgentRecord::decode(&[0xff, 0xff, 0xff]), None);
@@ -142,6 +203,20 @@ mod tests {
         let record = AgentRecord {
             capabilities: caps(&["ok", "not/ok"]),
             state: AgentState::Running,
+            health: Health::Healthy,
+        };
+        assert_eq!(AgentRecord::decode(&record.encode()), None);
+    }
+
+    #[test]
+    fn health_reasons_are_bounded_and_an_unbounded_one_does_not_decode() {
+        let long = "x".repeat(HEALTH_REASON_MAX + 10);
+        let cut = Health::Unhealthy(long.clone()).bounded();
+        assert_eq!(cut.reason().map(str::len), Some(HEALTH_REASON_MAX));
+        assert_eq!(cut.name(), "unhealthy");
+        let record = AgentRecord {
+            health: Health::Degraded(long),
+            ..AgentRecord::default()
         };
         assert_eq!(AgentRecord::decode(&record.encode()), None);
     }

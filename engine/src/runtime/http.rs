@@ -230,6 +230,8 @@ fn agents_json(directory: &foundation_core::agents::AgentDirectory) -> serde_jso
                 "addr": agent.node.addr.to_string(),
                 "generation": agent.generation,
                 "state": format!("{:?}", agent.record.state).to_lowercase(),
+                "health": agent.record.health.name(),
+                "health_reason": agent.record.health.reason(),
                 "capabilities": agent.record.capabilities,
                 "local": agent.local,
             })

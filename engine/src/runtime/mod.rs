@@ -40,7 +40,9 @@ pub enum ForceLeaveFailed {
     Stopped,
 }
 use vars::VarsRuntime;
-pub use vars::{VarState, VarsCallError, VarsHandle, VarsView};
+pub use vars::{
+    VarChange, VarState, VarWatch, VarsCallError, VarsHandle, VarsView, WatchError, Watched,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

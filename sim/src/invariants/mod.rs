@@ -28,6 +28,14 @@
 //! - [`pubsub::Delivery`]: each publication reaches each subscribing application once, only
 //!   where routed, in order per publisher; reliable ones despite lost connections.
 //!
+//! Checked when the scenario spawns agents ([`crate::faults::Fault::Agents`]):
+//! - [`agents::AgentsVanish`]: a dead node life's agents vanish from every live node's
+//!   directory within the failure-detection bound, and never come back.
+//! - [`agents::AgentRequests`]: a message to an agent is answered at most once and ends by its
+//!   deadline.
+//! - [`agents::SupervisorIntensity`]: a supervisor gives up at the restart one too many within
+//!   its period, never restarts afterwards, and its agents show `failed`.
+//!
 //! Checked by default when the scenario writes to replicated keyspaces ([`replication_defaults`]):
 //! - [`replication::ReplicasConverge`]: after every disturbance, burst of writes and end of a
 //!   workload, every running node holds the same live data within a bound.
@@ -47,6 +55,7 @@
 //! Adding one: implement [`Invariant`] (every method has a default that checks nothing) and add
 //! a factory with [`crate::scenario::Scenario::invariant`].
 
+pub mod agents;
 pub mod causality;
 pub mod core;
 pub mod membership;
@@ -132,6 +141,16 @@ impl Default for Bounds {
             replication: Duration::from_secs(30),
         }
     }
+}
+
+/// Whether the node in `slot` was stalled at some point from `from_us` to `to_us`: a stopped
+/// process ends nothing on time, so deadlines are not judged across a stall.
+pub(crate) fn stalled_during(world: &World, slot: usize, from_us: u64, to_us: u64) -> bool {
+    world
+        .node(slot)
+        .stalls()
+        .iter()
+        .any(|&(from, to)| from <= to_us && to >= from_us)
 }
 
 /// The default invariants with these bounds.
@@ -242,4 +261,13 @@ pub struct Measurements {
     pub calls: std::collections::BTreeMap<String, u64>,
     /// Publications handed to subscribing applications (zero unless the scenario publishes).
     pub publications_delivered: u64,
+    /// Agent messages by how they ended (`ok`, `deadline_exceeded`, …; empty unless the
+    /// scenario sends them).
+    pub agent_messages: std::collections::BTreeMap<String, u64>,
+    /// Agent restarts their supervisors decided.
+    pub agent_restarts: u64,
+    /// Supervisors that gave up.
+    pub agent_give_ups: u64,
+    /// For each ended node life: seconds until no live directory listed its agents.
+    pub agents_vanished: Vec<f64>,
 }

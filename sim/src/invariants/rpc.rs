@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use super::registry::RegistryConsistent;
-use super::{Bounds, Check, Invariant, Measurements};
+use super::{stalled_during, Bounds, Check, Invariant, Measurements};
 use crate::faults::Fault;
 use crate::rpc::is_slow;
 use crate::world::World;
@@ -60,11 +60,7 @@ impl CallsEnd {
         *self.outcomes.entry(outcome).or_default() += 1;
         let ended = call.ended_local.unwrap_or(call.until_local);
         let ended_us = call.ended_us.unwrap_or(call.started_us);
-        let stalled = world
-            .node(call.slot)
-            .stalls()
-            .iter()
-            .any(|&(from, to)| from <= ended_us && to >= call.started_us);
+        let stalled = stalled_during(world, call.slot, call.started_us, ended_us);
         if ended > call.until_local && !stalled {
             return Err(format!(
                 "call #{id} from n{} ended {:?} past its deadline",

@@ -73,6 +73,29 @@
 //! reliable = 0.5              # optional share of reliable publications (default 0.5)
 //! # checked by `pubsub-delivery` (see `invariants::pubsub`)
 //!
+//! [[at]]                      # each node's application spawns a supervised group of agents
+//! time = "3s"                 # (now, and again at every start); its agents are <agent>-<slot>-<i>
+//! agents = "all"
+//! agent = "worker"            # the group's name: A-Z a-z 0-9 . _ -
+//! count = 3                   # optional, agents per node (default 1, at most 32)
+//! capability = "worker"       # optional, default the group's name
+//! strategy = "one_for_all"    # optional, default "one_for_one"
+//! max_restarts = 3            # optional: more restarts than this within `period` and the
+//! period = "5s"               #   supervisor gives up (defaults 3 and 5s)
+//! backoff = "10ms"            # optional first restart delay (doubles up to backoff_max, 5s)
+//! failure = 0.01              # optional share of handled messages that make an agent panic
+//! crash_every = "2s"          # optional: each instance also fails after a seeded lifetime
+//!
+//! [[at]]                      # seeded sends and requests to random agents from random nodes
+//! time = "5s"
+//! agent_messages = "all"
+//! rate = 100.0
+//! for = "30s"
+//! deadline = "500ms"          # optional, default 500ms
+//! requests = 0.7              # optional share of requests (the rest are sends; default 0.7)
+//! # agents are checked by `agents-vanish`, `agent-requests` and `supervisor-intensity`
+//! # (see `invariants::agents`)
+//!
 //! [[at]]                      # each selected node sets every key of the range
 //! time = "12s"
 //! write = "minority"
@@ -119,6 +142,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use foundation_core::agents::supervisor::Strategy;
 use foundation_core::membership::MembershipConfig;
 use foundation_core::replication::ReplicationConfig;
 use foundation_core::services::record::check_service_name;
@@ -126,6 +150,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Check, Scenario, Scheduled};
+use crate::agents::{AgentGroup, AgentMessages};
 use crate::faults::{Fault, Identity, Nodes};
 use crate::network::LinkModel;
 use crate::pubsub::Publishes;
@@ -260,6 +285,19 @@ struct RawAt {
     publish: Option<RawNodes>,
     topics: Option<Vec<String>>,
     reliable: Option<f64>,
+    agents: Option<RawNodes>,
+    agent: Option<String>,
+    count: Option<usize>,
+    capability: Option<String>,
+    strategy: Option<String>,
+    max_restarts: Option<u32>,
+    period: Option<String>,
+    backoff: Option<String>,
+    backoff_max: Option<String>,
+    failure: Option<f64>,
+    crash_every: Option<String>,
+    agent_messages: Option<RawNodes>,
+    requests: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -412,6 +450,7 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
     }
     registry_actions(raw, &mut found)?;
     services_actions(raw, &mut found)?;
+    agents_actions(raw, &mut found)?;
     let writing = found.iter().any(|(_, f)| f.writes());
     if !writing && (raw.keys.is_some() || raw.keyspace.is_some() || raw.acked.is_some()) {
         return Err("keys, keyspace and acked belong to a write, delete or workload".into());
@@ -420,15 +459,18 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
     if !working && (raw.deletes.is_some() || raw.value_size.is_some()) {
         return Err("deletes and value_size belong to a workload".into());
     }
-    let streaming = found
-        .iter()
-        .any(|(_, f)| matches!(f, Fault::Workload(_) | Fault::Calls(_) | Fault::Publish(_)));
+    let streaming = found.iter().any(|(_, f)| {
+        matches!(
+            f,
+            Fault::Workload(_) | Fault::Calls(_) | Fault::Publish(_) | Fault::AgentMessages(_)
+        )
+    });
     if !streaming && raw.rate.is_some() {
-        return Err("rate belongs to a workload, calls or publish".into());
+        return Err("rate belongs to a workload, calls, publish or agent_messages".into());
     }
     match found.len() {
         1 => Ok((time, found.remove(0).1)),
-        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, disk_full, skew, network, join, register, deregister, write, delete, workload, calls, subscribe, publish)".into()),
+        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, disk_full, skew, network, join, register, deregister, write, delete, workload, calls, subscribe, publish, agents, agent_messages)".into()),
         _ => {
             let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
             Err(format!("[[at]] entry has {} actions ({}); give each its own [[at]]", names.len(), names.join(", ")))
@@ -463,8 +505,10 @@ fn services_actions(raw: &RawAt, found: &mut Vec<(&str, Fault)>) -> Result<(), S
         }
         calls.validate()?;
         found.push(("calls", Fault::Calls(calls)));
-    } else if raw.deadline.is_some() || raw.idempotent.is_some() {
-        return Err("deadline and idempotent belong to calls".into());
+    } else if raw.idempotent.is_some() {
+        return Err("idempotent belongs to calls".into());
+    } else if raw.deadline.is_some() && raw.agent_messages.is_none() {
+        return Err("deadline belongs to calls or agent_messages".into());
     }
     if let Some(n) = &raw.subscribe {
         let pattern = raw
@@ -495,6 +539,88 @@ fn services_actions(raw: &RawAt, found: &mut Vec<(&str, Fault)>) -> Result<(), S
         return Err("topics and reliable belong to publish".into());
     }
     Ok(())
+}
+
+/// `agents` and `agent_messages` entries.
+fn agents_actions(raw: &RawAt, found: &mut Vec<(&str, Fault)>) -> Result<(), String> {
+    let group_fields = raw.agent.is_some()
+        || raw.count.is_some()
+        || raw.capability.is_some()
+        || raw.strategy.is_some()
+        || raw.max_restarts.is_some()
+        || raw.period.is_some()
+        || raw.backoff.is_some()
+        || raw.backoff_max.is_some()
+        || raw.failure.is_some()
+        || raw.crash_every.is_some();
+    if let Some(n) = &raw.agents {
+        found.push(("agents", Fault::Agents(agent_group(raw, n)?)));
+    } else if group_fields {
+        return Err("agent, count, capability, strategy, max_restarts, period, backoff, backoff_max, failure and crash_every belong to agents".into());
+    }
+    if let Some(n) = &raw.agent_messages {
+        let rate = raw
+            .rate
+            .ok_or("agent_messages needs `rate = <per second>`")?;
+        let lasting = raw
+            .stall_for
+            .as_deref()
+            .ok_or("agent_messages needs `for = \"<duration>\"`")?;
+        let mut messages = AgentMessages::new(selection(n)?, rate, duration(lasting)?);
+        if let Some(d) = &raw.deadline {
+            messages.deadline = duration(d)?;
+        }
+        if let Some(share) = raw.requests {
+            messages.requests = share;
+        }
+        messages.validate()?;
+        found.push(("agent_messages", Fault::AgentMessages(messages)));
+    } else if raw.requests.is_some() {
+        return Err("requests belongs to agent_messages".into());
+    }
+    Ok(())
+}
+
+fn agent_group(raw: &RawAt, nodes: &RawNodes) -> Result<AgentGroup, String> {
+    let name = raw
+        .agent
+        .as_deref()
+        .ok_or("agents needs `agent = \"<group name>\"`")?;
+    let mut group = AgentGroup::new(selection(nodes)?, name, raw.count.unwrap_or(1));
+    if let Some(capability) = &raw.capability {
+        group.capability = capability.clone();
+    }
+    let c = &mut group.supervisor;
+    c.strategy = match raw.strategy.as_deref() {
+        None | Some("one_for_one") => Strategy::OneForOne,
+        Some("one_for_all") => Strategy::OneForAll,
+        Some(other) => {
+            return Err(format!(
+                "strategy {other:?} is not one_for_one or one_for_all"
+            ))
+        }
+    };
+    if let Some(max) = raw.max_restarts {
+        c.max_restarts = max;
+    }
+    let ms = |d: &str| duration(d).map(|d| d.as_millis() as u64);
+    if let Some(d) = &raw.period {
+        c.period_ms = ms(d)?;
+    }
+    if let Some(d) = &raw.backoff {
+        c.backoff_initial_ms = ms(d)?;
+    }
+    if let Some(d) = &raw.backoff_max {
+        c.backoff_max_ms = ms(d)?;
+    }
+    if let Some(share) = raw.failure {
+        group.failure = share;
+    }
+    if let Some(d) = &raw.crash_every {
+        group.crash_every = Some(duration(d)?);
+    }
+    group.validate()?;
+    Ok(group)
 }
 
 /// A `write` or `delete` entry: its keys, keyspace and whether it is acknowledged.

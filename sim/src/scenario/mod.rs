@@ -284,6 +284,14 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
             publishes.validate()?;
             vec![&publishes.nodes]
         }
+        Fault::Agents(group) => {
+            group.validate()?;
+            vec![&group.nodes]
+        }
+        Fault::AgentMessages(messages) => {
+            messages.validate()?;
+            vec![&messages.nodes]
+        }
         Fault::Subscribe { nodes, pattern } => {
             foundation_core::services::topic::Pattern::parse(pattern)
                 .map_err(|e| format!("pattern {pattern:?}: {e}"))?;

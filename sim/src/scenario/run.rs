@@ -5,6 +5,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use super::{Scenario, Scheduled};
 use crate::faults::{Fault, Nodes};
+use crate::invariants::agents::{AgentRequests, AgentsVanish, SupervisorIntensity};
 use crate::invariants::pubsub::Delivery;
 use crate::invariants::registry::RegistryConsistent;
 use crate::invariants::rpc::CallsEnd;
@@ -134,6 +135,15 @@ impl<'a> Runner<'a> {
             .any(|s| matches!(s.fault, Fault::Publish(_)));
         if publishes {
             all.push(Box::new(Delivery::new()));
+        }
+        let spawns = scenario
+            .schedule
+            .iter()
+            .any(|s| matches!(s.fault, Fault::Agents(_)));
+        if spawns {
+            all.push(Box::new(AgentsVanish::new(&scenario.bounds)));
+            all.push(Box::new(AgentRequests::new()));
+            all.push(Box::new(SupervisorIntensity::new()));
         }
         all.extend(scenario.extra.iter().map(|make| make()));
         let watched = all

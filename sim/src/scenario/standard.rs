@@ -5,6 +5,7 @@ use std::time::Duration;
 use foundation_core::replication::ReplicationConfig;
 
 use super::{Check, Scenario};
+use crate::agents::{AgentGroup, AgentMessages};
 use crate::faults::{millis, secs, Fault, Identity, Nodes};
 use crate::invariants::registry::RegistryConsistent;
 use crate::invariants::replication::OriginsRetired;
@@ -15,7 +16,7 @@ use crate::rpc::Calls;
 use crate::writes::{Workload, Writes};
 
 /// Names of the standard scenarios.
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 18] = [
     "steady",
     "partition-heal",
     "flaky-network",
@@ -32,6 +33,8 @@ pub const NAMES: [&str; 16] = [
     "lagging-replica",
     "compaction",
     "skewed-writes",
+    "agents-partition",
+    "agents-crash",
 ];
 
 /// The standard scenario `name` with `nodes` nodes.
@@ -53,6 +56,8 @@ pub fn by_name(name: &str, nodes: usize) -> Option<Scenario> {
         "lagging-replica" => return Some(lagging_replica(nodes)),
         "compaction" => return Some(compaction(nodes)),
         "skewed-writes" => skewed_writes(),
+        "agents-partition" => agents_partition(),
+        "agents-crash" => agents_crash(),
         _ => return None,
     };
     Some(scenario.nodes(nodes))
@@ -469,4 +474,83 @@ fn registry_churn() -> Scenario {
         .at(secs(90), Fault::Restart(middle, Identity::Same))
         .at(secs(95), Fault::Network(LinkModel::lan()))
         .at(secs(98), register(Nodes::One(1), "cache", 1))
+}
+
+/// The agent groups of the agents scenarios: three workers on every node (one-for-one, 0.5 %
+/// of messages make one panic), two flaky agents on a quarter of the nodes (one-for-all, each
+/// instance fails after 0.4 s on average, so their supervisors soon give up), and a planner on
+/// the other half that fails every 8 s on average and is restarted.
+fn agent_groups(scenario: Scenario) -> Scenario {
+    use foundation_core::agents::supervisor::Strategy;
+    let workers = AgentGroup::new(Nodes::All, "worker", 3).failure(0.005);
+    let flaky = AgentGroup::new(
+        Nodes::Share {
+            from: 0.0,
+            to: 0.25,
+        },
+        "flaky",
+        2,
+    )
+    .strategy(Strategy::OneForAll)
+    .failure(0.0)
+    .crash_every(millis(400));
+    let planners = AgentGroup::new(Nodes::Share { from: 0.5, to: 1.0 }, "planner", 1)
+        .failure(0.0)
+        .crash_every(secs(8));
+    scenario
+        .at(secs(3), Fault::Agents(workers))
+        .at(secs(3), Fault::Agents(flaky))
+        .at(secs(3), Fault::Agents(planners))
+}
+
+/// Agents on every node send and request across a partition, a crash and restart inside it,
+/// a replaced node and a stall (checked by `agents-vanish`, `agent-requests` and
+/// `supervisor-intensity`).
+fn agents_partition() -> Scenario {
+    let (minority, majority) = (
+        Nodes::Named("minority".into()),
+        Nodes::Named("majority".into()),
+    );
+    let scenario = Scenario::new("agents-partition")
+        .describe("supervised agents on every node (workers that panic on 0.5 % of messages, flaky ones whose supervisors give up, planners restarted now and then) exchange sends and requests with 500 ms deadlines; 40 % cut off for 12 s with a crash and restart inside, heal; a node replaced, a stall")
+        .duration(secs(55))
+        .group("majority", Nodes::Share { from: 0.0, to: 0.6 })
+        .group("minority", Nodes::Share { from: 0.6, to: 1.0 });
+    agent_groups(scenario)
+        .at(
+            secs(5),
+            Fault::AgentMessages(AgentMessages::new(Nodes::All, 150.0, secs(45))),
+        )
+        .at(secs(12), Fault::Partition(minority, majority))
+        .at(secs(16), Fault::Crash(Nodes::One(3)))
+        .at(secs(20), Fault::Restart(Nodes::One(3), Identity::Same))
+        .at(secs(24), Fault::Heal)
+        .at(secs(30), Fault::Crash(Nodes::One(1)))
+        .at(secs(35), Fault::Restart(Nodes::One(1), Identity::New))
+        .at(secs(38), Fault::Stall(Nodes::One(2), millis(1500)))
+}
+
+/// Agents through crashes, a graceful stop, restarts as the same and as new nodes, and a lossy
+/// spell: every dead life's agents must vanish from every directory within the detection bound.
+fn agents_crash() -> Scenario {
+    let crashed = Nodes::Share {
+        from: 0.25,
+        to: 0.4,
+    };
+    let replaced = Nodes::Share { from: 0.9, to: 1.0 };
+    let scenario = Scenario::new("agents-crash")
+        .describe("supervised agents on every node exchange messages while 15 % crash and come back, one leaves, 10 % are replaced by new nodes, and the network turns lossy for 4 s")
+        .duration(secs(55));
+    agent_groups(scenario)
+        .at(
+            secs(5),
+            Fault::AgentMessages(AgentMessages::new(Nodes::All, 100.0, secs(45))),
+        )
+        .at(secs(10), Fault::Crash(crashed.clone()))
+        .at(secs(14), Fault::Stop(Nodes::One(4)))
+        .at(secs(20), Fault::Restart(crashed, Identity::Same))
+        .at(secs(26), Fault::Crash(replaced.clone()))
+        .at(secs(32), Fault::Restart(replaced, Identity::New))
+        .at(secs(36), Fault::Network(LinkModel::flaky()))
+        .at(secs(40), Fault::Network(LinkModel::lan()))
 }

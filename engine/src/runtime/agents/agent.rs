@@ -42,17 +42,8 @@ pub fn answer<T: Serialize>(value: &T) -> Result<Bytes, HandlerError> {
         .map_err(|e| HandlerError::new(format!("answer does not encode: {e}")))
 }
 
-/// An agent's own account of how it is doing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Health {
-    /// Working.
-    #[default]
-    Healthy,
-    /// Working, with a problem worth knowing.
-    Degraded(String),
-    /// Not able to do its work.
-    Unhealthy(String),
-}
+/// An agent's own account of how it is doing; replicated with its directory entry.
+pub use foundation_core::agents::Health;
 
 /// Why an agent instance is being terminated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use foundation_agents::supervisor::{ChildSpec, Restart, Supervisor, SupervisorConfig};
 use foundation_core::agents::record::{check_agent_name, check_capabilities};
+use foundation_core::agents::supervisor::{ChildSpec, Restart, Supervisor, SupervisorConfig};
 
 use super::agent::Agent;
 use super::instance::{launcher, Launch};

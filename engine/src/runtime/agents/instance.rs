@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use foundation_agents::supervisor::Exit;
+use foundation_core::agents::supervisor::Exit;
 use foundation_core::agents::{AgentState, DeliveryError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinError};

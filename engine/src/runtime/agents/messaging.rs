@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use foundation_core::agents::route;
 use foundation_core::agents::wire::{AgentReply, AgentRequest, Delivery};
 use foundation_core::NodeAddr;
 use serde::{de::DeserializeOwned, Serialize};
@@ -150,46 +151,39 @@ impl AgentsHandle {
     }
 
     /// Where a message to `name` goes: this node's agent if it has one (no directory, no
-    /// network), else the one the directory resolves the name to.
+    /// network), else the one the directory resolves the name to (the core's rule).
     fn resolve(&self, name: &str) -> Result<Target, DeliveryError> {
-        if let Some(target) = self.local_target(name)? {
-            return Ok(target);
-        }
-        let entry = self
-            .lookup(name)
-            .ok_or_else(|| DeliveryError::UnknownAgent(name.to_owned()))?;
-        self.target_of(&entry)
+        let directory = self.directory();
+        let target = route::resolve(name, self.local_state(name), &directory)?;
+        self.target(name, target)
     }
 
     /// Where a message to the agent `entry` of the directory goes.
     fn target_of(&self, entry: &AgentEntry) -> Result<Target, DeliveryError> {
-        if entry.local {
-            return self
-                .local_target(&entry.name)?
-                .ok_or_else(|| DeliveryError::UnknownAgent(entry.name.clone()));
-        }
-        if !entry.record.state.accepts_messages() {
-            return Err(DeliveryError::DeadAgent {
-                name: entry.name.clone(),
-                state: entry.record.state,
-            });
-        }
-        Ok(Target::Remote(entry.node))
+        let target = route::target_of(entry, self.local_state(&entry.name))?;
+        self.target(&entry.name, target)
     }
 
-    /// This node's agent `name`: `None` if there is none, an error if it takes no messages.
-    fn local_target(&self, name: &str) -> Result<Option<Target>, DeliveryError> {
-        let local = self.shared.read();
-        let Some(agent) = local.get(name) else {
-            return Ok(None);
-        };
-        if !agent.state.accepts_messages() {
-            return Err(DeliveryError::DeadAgent {
-                name: name.to_owned(),
-                state: agent.state,
-            });
+    fn target(&self, name: &str, target: route::Target<'_>) -> Result<Target, DeliveryError> {
+        match target {
+            route::Target::Remote(entry) => Ok(Target::Remote(entry.node)),
+            route::Target::Local => self
+                .mailbox_of(name)
+                .map(Target::Local)
+                .ok_or_else(|| DeliveryError::UnknownAgent(name.to_owned())),
         }
-        Ok(Some(Target::Local(agent.mailbox.clone())))
+    }
+
+    /// The state of this node's agent `name`, if it has one.
+    fn local_state(&self, name: &str) -> Option<AgentState> {
+        self.shared.read().get(name).map(|agent| agent.state)
+    }
+
+    fn mailbox_of(&self, name: &str) -> Option<Arc<Mailbox>> {
+        self.shared
+            .read()
+            .get(name)
+            .map(|agent| agent.mailbox.clone())
     }
 
     async fn deliver(
@@ -270,9 +264,8 @@ impl AgentsHandle {
 
     /// This node's agent `name`, for a message that arrived from another node.
     pub(super) fn local_mailbox(&self, name: &str) -> Result<Arc<Mailbox>, DeliveryError> {
-        match self.local_target(name)? {
-            Some(Target::Local(mailbox)) => Ok(mailbox),
-            _ => Err(DeliveryError::UnknownAgent(name.to_owned())),
-        }
+        route::admit(name, self.local_state(name))?;
+        self.mailbox_of(name)
+            .ok_or_else(|| DeliveryError::UnknownAgent(name.to_owned()))
     }
 }

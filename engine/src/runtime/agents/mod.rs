@@ -32,7 +32,7 @@ pub mod sessions;
 mod supervisor;
 
 pub use agent::{answer, Agent, Context, HandlerError, Health, Message, StopReason};
-pub use foundation_agents::supervisor::{Restart, Strategy, SupervisorConfig};
+pub use foundation_core::agents::supervisor::{Restart, Strategy, SupervisorConfig};
 pub use foundation_core::agents::{AgentDirectory, AgentEntry, AgentState, DeliveryError};
 pub use group::AgentSpec;
 pub use messaging::Delivered;
@@ -42,8 +42,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use foundation_agents::supervisor::SupervisorError;
 use foundation_core::agents::record::AgentRecord;
+use foundation_core::agents::supervisor::SupervisorError;
 use foundation_core::agents::BadAgent;
 use foundation_core::ephemeral::AGENTS_KEYSPACE;
 use foundation_core::node::WriteError;
@@ -72,6 +72,9 @@ pub struct AgentsConfig {
     /// How long a stopped instance may take to finish its message and `terminate` before it
     /// is aborted.
     pub stop_grace: Duration,
+    /// How often every running agent is asked for its health; a change is written to its
+    /// directory entry, so every node shows it.
+    pub health_interval: Duration,
 }
 
 impl Default for AgentsConfig {
@@ -82,6 +85,7 @@ impl Default for AgentsConfig {
             max_message_bytes: 1 << 20,
             send_timeout: Duration::from_secs(5),
             stop_grace: Duration::from_secs(5),
+            health_interval: Duration::from_secs(1),
         }
     }
 }
@@ -143,6 +147,8 @@ struct LocalAgent {
     mailbox: Arc<Mailbox>,
     capabilities: BTreeSet<String>,
     state: AgentState,
+    /// Its latest health report.
+    health: Health,
     /// Whether `state` is in the directory yet.
     published: bool,
 }
@@ -189,7 +195,34 @@ pub(crate) fn start(
     tokio::spawn(supervisor::Task::new(shared.clone(), commands_rx).run());
     let handle = AgentsHandle { shared };
     tokio::spawn(remote::serve(handle.clone(), incoming));
+    tokio::spawn(report_health(handle.clone()));
     handle
+}
+
+/// Asks every running agent of this node for its health every `health_interval` and writes
+/// changes to the directory, until the supervisor task has ended (the node stopped). An agent
+/// busy past the interval keeps its last report, and one whose mailbox is more than half full
+/// is not asked that round: the question takes a mailbox slot a message may need.
+async fn report_health(handle: AgentsHandle) {
+    let interval = handle.shared.config.health_interval;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !handle.shared.commands.is_closed() {
+        ticks.tick().await;
+        let running: Vec<String> = handle
+            .shared
+            .read()
+            .iter()
+            .filter(|(_, a)| a.state == AgentState::Running)
+            .filter(|(_, a)| a.mailbox.sender.capacity() * 2 > a.mailbox.sender.max_capacity())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in running {
+            if let Ok(health) = handle.health(&name, interval).await {
+                handle.shared.set_health(&name, health).await;
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -216,6 +249,7 @@ impl Shared {
                 mailbox: Mailbox::new(self.config.mailbox),
                 capabilities: agent.capabilities.clone(),
                 state: AgentState::Restarting,
+                health: Health::Healthy,
                 published: false,
             };
             local.insert(agent.name.clone(), entry);
@@ -252,6 +286,7 @@ impl Shared {
             AgentRecord {
                 capabilities: agent.capabilities.clone(),
                 state,
+                health: agent.health.clone(),
             }
         };
         self.count_states();
@@ -259,6 +294,27 @@ impl Shared {
             name: name.to_owned(),
             state,
         });
+        self.publish(name, Some(record)).await;
+    }
+
+    /// Records agent `name`'s health report, and if it changed writes it to the directory.
+    async fn set_health(&self, name: &str, health: Health) {
+        let health = health.bounded();
+        let record = {
+            let mut local = self.write();
+            let Some(agent) = local.get_mut(name) else {
+                return;
+            };
+            if agent.health == health || !agent.published {
+                return;
+            }
+            agent.health = health.clone();
+            AgentRecord {
+                capabilities: agent.capabilities.clone(),
+                state: agent.state,
+                health,
+            }
+        };
         self.publish(name, Some(record)).await;
     }
 

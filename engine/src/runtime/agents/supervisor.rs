@@ -1,4 +1,4 @@
-//! The node's supervisor task: it runs the pure `foundation_agents::supervisor::Supervisor`
+//! The node's supervisor task: it runs the pure `foundation_core::agents::supervisor::Supervisor`
 //! machine of every agent group, carries out its actions (start and stop instances, give up),
 //! arms its `poll_timeout` with tokio, and publishes every agent's lifecycle state to the
 //! cluster-wide directory, the local table messages are delivered by, metrics and events.
@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use foundation_agents::supervisor::{Action, ChildId, ChildState, Exit, Supervisor};
 use foundation_agents::Time;
+use foundation_core::agents::supervisor::{directory_state, Action, ChildId, Exit, Supervisor};
 use foundation_core::agents::AgentState;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
@@ -51,7 +51,6 @@ struct Group {
     stops: VecDeque<ChildId>,
     /// The child told to stop whose exit is awaited.
     stopping_now: Option<ChildId>,
-    gave_up: bool,
     /// Why the machine gave up, until the states say `Failed` and it is announced.
     gave_up_reason: Option<String>,
     /// Callers waiting for the group to stop; non-empty once a stop was asked for.
@@ -156,7 +155,6 @@ impl Task {
             starts: vec![0; children],
             stops: VecDeque::new(),
             stopping_now: None,
-            gave_up: false,
             gave_up_reason: None,
             stopping: Vec::new(),
             stop_requested: false,
@@ -284,7 +282,6 @@ impl Task {
         let Some(group) = self.groups.get_mut(&id) else {
             return;
         };
-        group.gave_up = true;
         tracing::error!(group = %group.name, %reason, "agent supervisor gave up");
         self.shared.metrics.gave_up.inc();
         group.gave_up_reason = Some(reason);
@@ -300,7 +297,7 @@ impl Task {
             .map(|i| {
                 (
                     group.spec.agents[i].name.clone(),
-                    state_of(group, ChildId(i)),
+                    directory_state(&group.machine, ChildId(i), group.stop_requested),
                 )
             })
             .collect();
@@ -318,7 +315,8 @@ impl Task {
         }
         let group = &self.groups[&id];
         let finished = group.stop_requested
-            && group.machine.state() == foundation_agents::supervisor::SupervisorState::Stopped;
+            && group.machine.state()
+                == foundation_core::agents::supervisor::SupervisorState::Stopped;
         if finished {
             self.remove(id).await;
         }
@@ -377,19 +375,6 @@ impl Task {
                 running.kill();
             }
         }
-    }
-}
-
-/// The state the directory shows for child `id` of `group`.
-fn state_of(group: &Group, id: ChildId) -> AgentState {
-    if group.gave_up {
-        return AgentState::Failed;
-    }
-    match group.machine.child_state(id) {
-        Some(ChildState::Running { .. }) => AgentState::Running,
-        Some(ChildState::Waiting { .. } | ChildState::Idle) => AgentState::Restarting,
-        Some(ChildState::Stopping) if !group.stop_requested => AgentState::Restarting,
-        _ => AgentState::Stopped,
     }
 }
 

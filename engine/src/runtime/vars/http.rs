@@ -1,6 +1,8 @@
 //! `GET /variables`, `GET /variables/{name}` (with its last changes, statistics and, for a
 //! counter, this node's rights), `GET /watch/variables/{name}` (a stream of newline-delimited
 //! JSON: the current value, then every change with the value before it and its writer),
+//! `GET /watch/variables?prefix=P` (the same for every variable whose name starts with `P`,
+//! those declared later included; each line names its variable),
 //! `PUT /variables/{name}` (declare: `cas` by default, with this
 //! node and every member alive as the acceptors; `"policy": "lww"`, `"coordinated"` or
 //! `"counter"`) and `POST /variables/{name}` (a compare-and-set, an `lww` write, or a
@@ -16,12 +18,12 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::json::{type_from_json, type_to_json, value_from_json, value_to_json};
-use super::{VarState, VarsCallError, VarsHandle};
-use crate::http::{HttpServerBuilder, LineSender, StreamAnswer, StreamRequest, WriteRequest};
+use super::{VarState, VarWatch, VarsCallError, VarsHandle, WatchError};
+use crate::http::{
+    percent_decode, HttpServerBuilder, LineSender, StreamAnswer, StreamRequest, WriteRequest,
+};
 use foundation_agents::variable::Policy;
 use foundation_core::vars::VarSpec;
-use foundation_core::vars::VarsEvent;
-use tokio::sync::broadcast;
 
 /// How long a compare-and-set over HTTP may wait for its majority unless the body says.
 const DEFAULT_TIMEOUT_MS: u64 = 2_000;
@@ -32,7 +34,7 @@ const TIMEOUT_MS_MAX: u64 = 60_000;
 pub(crate) fn routes(server: HttpServerBuilder, vars: VarsHandle) -> HttpServerBuilder {
     let (listing, one, watched) = (vars.clone(), vars.clone(), vars.clone());
     server
-        .stream("/watch/variables/", move |request| {
+        .stream("/watch/variables", move |request| {
             watch(watched.clone(), request)
         })
         .json("/variables", move || all_json(&listing))
@@ -67,57 +69,72 @@ pub(crate) fn all_json(vars: &VarsHandle) -> Value {
     )
 }
 
-/// `GET /watch/variables/{name}`: the current value, then each change as this node sees it.
+/// `GET /watch/variables/{name}` or `GET /watch/variables?prefix=P`: the current values, then
+/// each change as this node sees it.
 fn watch(vars: VarsHandle, request: StreamRequest) -> StreamAnswer {
     Box::pin(async move {
-        let name = request.rest;
-        // Subscribed before reading the current value, so no change falls between the two.
-        let events = vars.watch();
-        let Some(state) = vars.all().get(&name).cloned() else {
-            return Err(not_found(&name));
+        let watch = match request.rest.strip_prefix('/') {
+            Some(name) => {
+                let watch = vars.watch_variable(name);
+                if watch.current().is_empty() {
+                    return Err(not_found(name));
+                }
+                watch
+            }
+            None if request.rest.is_empty() => vars.watch_prefix(&prefix_of(&request.query)?),
+            None => return Err(not_found(&request.rest)),
         };
         let (lines, chunks) = LineSender::channel();
-        tokio::spawn(forward_changes(name, state, events, lines));
+        tokio::spawn(forward_changes(watch, lines));
         Ok(chunks)
     })
 }
 
-/// Sends `name`'s current value, then every change of it, until the client goes away.
-async fn forward_changes(
-    name: String,
-    state: VarState,
-    mut events: broadcast::Receiver<VarsEvent>,
-    lines: LineSender,
-) {
-    let current = json!({ "kind": "current", "version": state.version, "value": value_to_json(&state.value) });
-    if !lines.send(&current).await {
-        return;
+/// The `prefix` parameter of a prefix watch (empty when absent: every variable).
+fn prefix_of(query: &str) -> Result<String, (StatusCode, Value)> {
+    let mut prefix = String::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "prefix" {
+            let error = format!("unknown query parameter {key:?}; only prefix is known");
+            return Err((StatusCode::BAD_REQUEST, json!({ "error": error })));
+        }
+        prefix = percent_decode(value).ok_or_else(|| {
+            let error = "malformed percent-encoding in prefix";
+            (StatusCode::BAD_REQUEST, json!({ "error": error }))
+        })?;
     }
-    let (mut version, mut old) = (state.version, value_to_json(&state.value));
+    Ok(prefix)
+}
+
+/// Sends the watched variables' current values, then every change of them, until the client
+/// goes away.
+async fn forward_changes(mut watch: VarWatch, lines: LineSender) {
+    let current: Vec<Value> = watch
+        .current()
+        .iter()
+        .map(|(name, (version, value))| json!({ "kind": "current", "name": name, "version": version, "value": value_to_json(value) }))
+        .collect();
+    for line in &current {
+        if !lines.send(line).await {
+            return;
+        }
+    }
     loop {
-        let event = tokio::select! {
-            event = events.recv() => event,
+        let change = tokio::select! {
+            change = watch.next() => change,
             _ = lines.closed() => return,
         };
-        let line = match event {
-            Ok(VarsEvent::Changed {
-                name: n,
-                version: v,
-                value,
-                writer,
-            }) if n == name && v > version => {
-                version = v;
-                let new = value_to_json(&value);
-                let line = json!({ "kind": "changed", "version": v, "old": old, "value": new, "writer": life_json(&writer) });
-                old = new;
-                line
+        let line = match change {
+            Ok(c) => {
+                let old = c.old.as_ref().map(value_to_json);
+                json!({ "kind": "changed", "name": c.name, "version": c.version, "old": old, "value": value_to_json(&c.value), "writer": life_json(&c.writer) })
             }
-            Ok(_) => continue,
             // Changes went by faster than this client read them: say so, go on from here.
-            Err(broadcast::error::RecvError::Lagged(skipped)) => {
+            Err(WatchError::Lagged(skipped)) => {
                 json!({ "kind": "lagged", "skipped_events": skipped })
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+            Err(WatchError::Stopped) => return,
         };
         if !lines.send(&line).await {
             return;

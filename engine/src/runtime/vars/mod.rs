@@ -5,6 +5,9 @@
 mod http;
 pub mod json;
 mod metrics;
+mod watching;
+
+pub use watching::{VarChange, VarWatch, WatchError, Watched};
 
 pub(crate) use http::{all_json, routes};
 
@@ -191,6 +194,17 @@ impl VarsHandle {
     /// ended).
     pub fn watch(&self) -> broadcast::Receiver<VarsEvent> {
         self.events.subscribe()
+    }
+
+    /// Follows variable `name`: each newer version with the value before it and its writer.
+    pub fn watch_variable(&self, name: &str) -> VarWatch {
+        VarWatch::new(self, Watched::Name(name.to_owned()))
+    }
+
+    /// Follows every variable whose name starts with `prefix`, those declared later included
+    /// (`""`: every variable): each newer version with the value before it and its writer.
+    pub fn watch_prefix(&self, prefix: &str) -> VarWatch {
+        VarWatch::new(self, Watched::Prefix(prefix.to_owned()))
     }
 
     async fn ask<T>(

@@ -16,13 +16,16 @@
 //!
 //! Driving it: call [`Supervisor::start`], carry out the [`Action`]s, report every exit with
 //! [`Supervisor::exited`] (the exits of children it asked to stop too), and call
-//! [`Supervisor::handle_timeout`] at [`Supervisor::poll_timeout`].
+//! [`Supervisor::handle_timeout`] at [`Supervisor::poll_timeout`]. [`directory_state`] is what
+//! the agent directory shows for a child. The engine's runtime drives it with tokio and real
+//! agents; the simulator drives the same machine with simulated agents on a virtual clock.
 
 use std::collections::VecDeque;
 
+pub use foundation_agents::Time;
 use serde::{Deserialize, Serialize};
 
-use crate::types::Time;
+use super::record::AgentState;
 
 /// Which children a failure restarts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +190,8 @@ pub struct Supervisor {
     recent: VecDeque<Time>,
     /// Restarts decided so far.
     restarts: u64,
+    /// Whether it gave up (it stays stopped afterwards).
+    gave_up: bool,
 }
 
 impl Supervisor {
@@ -216,6 +221,7 @@ impl Supervisor {
             state: SupervisorState::Idle,
             recent: VecDeque::new(),
             restarts: 0,
+            gave_up: false,
         })
     }
 
@@ -320,6 +326,26 @@ impl Supervisor {
         self.restarts
     }
 
+    /// Whether it gave up after too many restarts.
+    pub fn gave_up(&self) -> bool {
+        self.gave_up
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &SupervisorConfig {
+        &self.config
+    }
+
+    /// How many children it supervises.
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    /// Whether it supervises no child.
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
     /// Checks the bookkeeping.
     pub fn invariants(&self) -> Result<(), String> {
         if self.recent.len() > self.config.max_restarts as usize + 1 {
@@ -369,7 +395,7 @@ impl Supervisor {
         {
             self.recent.pop_front();
         }
-        self.recent.len() > self.config.max_restarts as usize
+        self.recent.len() > self.config.max_restarts as usize && !fault_on!(SupervisorNeverGivesUp)
     }
 
     fn backoff(&self, i: usize) -> u64 {
@@ -432,6 +458,7 @@ impl Supervisor {
 
     fn give_up(&mut self, failed: usize) -> Vec<Action> {
         self.state = SupervisorState::GivingUp;
+        self.gave_up = true;
         let reason = format!(
             "{} failed: {} restarts within {} ms, more than the {} allowed",
             self.children[failed].spec.name,
@@ -476,6 +503,21 @@ impl Supervisor {
         if stopping && !active {
             self.state = SupervisorState::Stopped;
         }
+    }
+}
+
+/// What the agent directory shows for child `id`: `Failed` once the supervisor gave up,
+/// `Restarting` while it waits to run again (or is stopped by a one-for-all restart), `Stopped`
+/// when it ended for good or its group is being stopped on request (`stop_requested`).
+pub fn directory_state(machine: &Supervisor, id: ChildId, stop_requested: bool) -> AgentState {
+    if machine.gave_up() {
+        return AgentState::Failed;
+    }
+    match machine.child_state(id) {
+        Some(ChildState::Running { .. }) => AgentState::Running,
+        Some(ChildState::Waiting { .. } | ChildState::Idle) => AgentState::Restarting,
+        Some(ChildState::Stopping) if !stop_requested => AgentState::Restarting,
+        _ => AgentState::Stopped,
     }
 }
 
