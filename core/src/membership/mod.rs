@@ -83,6 +83,8 @@ pub struct Membership {
     eager_push_pull_after: Instant,
     /// Members listed alive in `view`, kept so that agreement with SWIM's count costs O(1).
     alive_count: usize,
+    /// Whether a [`MembershipTimer::Reconcile`] is armed.
+    reconcile_armed: bool,
     /// The last members whose view entry or SWIM state changed, and how many changes there
     /// were in all: the checker's cursor into them.
     changes: std::collections::VecDeque<NodeId>,
@@ -131,6 +133,7 @@ impl Membership {
             stats: MembershipStats::default(),
             eager_push_pull_after: Instant::ZERO,
             alive_count: 0,
+            reconcile_armed: false,
             changes: std::collections::VecDeque::new(),
             changes_total: 0,
         };
@@ -331,14 +334,12 @@ impl Membership {
             MembershipTimer::Swim(timer) => {
                 self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
             }
+            MembershipTimer::Reconcile => {
+                self.reconcile_armed = false;
+                self.send_digest(out);
+            }
             MembershipTimer::PushPull => {
-                if let Some(target) = self.random_alive() {
-                    let digest = encode(MembershipMessage::Digest {
-                        from: self.me,
-                        digest: self.digest(),
-                    });
-                    out.send(target, Channel::Coordination, digest);
-                }
+                self.send_digest(out);
                 let interval = self
                     .config
                     .push_pull_interval
@@ -606,7 +607,7 @@ impl Membership {
             OwnedNotification::MemberUp(member) => self.member_up(now, member, out),
             OwnedNotification::MemberDown(member) => self.member_down(now, member, out),
             OwnedNotification::Rename(_, new) => self.renamed(now, new, out),
-            OwnedNotification::Rejoin(new) => self.rejoined(new, out),
+            OwnedNotification::Rejoin(new) => self.rejoined(now, new, out),
             OwnedNotification::Active => out.event(Event::Membership(MembershipEvent::Joined)),
             OwnedNotification::Idle => out.event(Event::Membership(MembershipEvent::Isolated)),
             OwnedNotification::Defunct => {}
@@ -631,8 +632,9 @@ impl Membership {
     /// failed is likely across the former cut, where our side is held failed too: it learns
     /// that, renews, and does the same — so renewals and views cross the cut in a chain
     /// instead of a datagram at a time.
-    fn rejoined(&mut self, new: MemberId, out: &mut Outbox) {
+    fn rejoined(&mut self, now: Instant, new: MemberId, out: &mut Outbox) {
         self.me = new;
+        self.arm_reconcile(now, out);
         let failed: Vec<NodeAddr> = self
             .view
             .values()
@@ -659,6 +661,9 @@ impl Membership {
             .view
             .get(&member.node)
             .is_some_and(|v| v.state != MemberState::Alive);
+        if returning {
+            self.arm_reconcile(now, out);
+        }
         if (new_member || returning) && now >= self.eager_push_pull_after {
             // A member new to us means our views differ: exchange them now rather than at the
             // next periodic push-pull — at most once per probe period, so N nodes joining at
@@ -906,6 +911,30 @@ impl Membership {
             .fold(entry(self.me.node, self.me.generation), u64::wrapping_add)
     }
 
+    /// Opens a push-pull with a random live member: a digest, answered with full state only
+    /// if our views differ.
+    fn send_digest(&mut self, out: &mut Outbox) {
+        if let Some(target) = self.random_alive() {
+            let digest = encode(MembershipMessage::Digest {
+                from: self.me,
+                digest: self.digest(),
+            });
+            out.send(target, Channel::Coordination, digest);
+        }
+    }
+
+    /// Arms one digest check a couple of probe periods from now, unless one is armed: after a
+    /// heal, a node that missed a renewal (its gossip ran out while the node was renewing
+    /// itself) learns it then, not at the next periodic push-pull. Each check that brings a
+    /// member back arms the next, so checks stop once views agree.
+    fn arm_reconcile(&mut self, now: Instant, out: &mut Outbox) {
+        if !self.reconcile_armed {
+            self.reconcile_armed = true;
+            let after = self.config.probe_period * 2;
+            self.arm(now, out, MembershipTimer::Reconcile, after);
+        }
+    }
+
     fn random_alive(&mut self) -> Option<NodeAddr> {
         let alive: Vec<NodeAddr> = self.alive().map(MemberView::node_addr).collect();
         if alive.is_empty() {
@@ -982,13 +1011,16 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
             frequency: config.push_pull_interval * 3,
             num_members: NonZeroUsize::MIN,
         }),
-        // Re-contacting members we declared down is what heals a partition.
-        // One datagram to two down members every suspicion timeout: cheap, and it bounds how
-        // long a healed partition stays split to a few seconds instead of a push-pull interval.
+        // Re-contacting members we declared down is what heals a partition: the first answer
+        // across the former cut starts the push-pulls that merge the sides (`rejoined`,
+        // `member_up`). One small datagram to one down member per probe period: with every
+        // node doing it, the first contact comes a fraction of a period after the heal, not
+        // up to a whole suspicion timeout (2 s) later, and a cluster with no down members
+        // sends nothing.
         periodic_announce_to_down_members: (!fault_on!(NoAnnounceToDownMembers)).then_some(
             foca::PeriodicParams {
-                frequency: config.suspect_to_down_after,
-                num_members: NonZeroUsize::MIN.saturating_add(1),
+                frequency: config.probe_period,
+                num_members: NonZeroUsize::MIN,
             },
         ),
         periodic_gossip: Some(foca::PeriodicParams {
