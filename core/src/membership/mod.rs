@@ -1166,6 +1166,47 @@ mod tests {
         assert_eq!(other.member(failed.node), None);
     }
 
+    /// The incremental check catches a view that disagrees with SWIM: on the member that
+    /// changed, and by the live counts when the checker is already past the change.
+    #[test]
+    fn the_incremental_check_catches_a_view_swim_disagrees_with() {
+        let mut out = Outbox::default();
+        let mut m = machine(MembershipConfig::development(), &mut out);
+        let before = m.changes();
+        assert_eq!(m.invariants_since(before), Ok(()));
+        // SWIM never heard of this member: listing it alive is the bug.
+        m.on_notification(
+            Instant::ZERO,
+            OwnedNotification::MemberUp(member(4, 10)),
+            &mut out,
+        );
+        assert!(m.invariants_since(before).is_err(), "the changed member");
+        assert!(m.invariants_since(m.changes()).is_err(), "the live counts");
+        assert!(m.invariants().is_err(), "the full check agrees");
+    }
+
+    /// Nodes that agree on the live members, their lives and metadata versions have the same
+    /// digest whatever order they learnt them in; a renewed life changes it.
+    #[test]
+    fn digests_match_exactly_when_live_views_do() {
+        let mut out = Outbox::default();
+        let (mut a, mut b) = (
+            machine(MembershipConfig::development(), &mut out),
+            machine(MembershipConfig::development(), &mut out),
+        );
+        let up = |m: &mut Membership, id: MemberId, out: &mut Outbox| {
+            m.on_notification(Instant::ZERO, OwnedNotification::MemberUp(id), out)
+        };
+        up(&mut a, member(4, 10), &mut out);
+        up(&mut a, member(5, 3), &mut out);
+        up(&mut b, member(5, 3), &mut out);
+        assert_ne!(a.digest(), b.digest());
+        up(&mut b, member(4, 10), &mut out);
+        assert_eq!(a.digest(), b.digest());
+        up(&mut b, member(4, 11), &mut out);
+        assert_ne!(a.digest(), b.digest(), "a renewed life");
+    }
+
     #[test]
     fn a_reap_interval_shorter_than_suspicion_is_refused() {
         let config = MembershipConfig {
