@@ -490,6 +490,14 @@ impl Core {
         self.replication.invariants()
     }
 
+    /// [`Self::invariants`] for a checker that checked up to `membership_cursor` (a value of
+    /// `self.membership().changes()`): membership checks only the members that changed since.
+    pub fn invariants_since(&self, membership_cursor: u64) -> Result<(), String> {
+        self.membership.invariants_since(membership_cursor)?;
+        self.quick_invariants()?;
+        self.replication.invariants()
+    }
+
     fn alive_addrs(&self) -> Vec<NodeAddr> {
         self.membership.alive().map(MemberView::node_addr).collect()
     }

@@ -1386,10 +1386,22 @@ impl World {
         }
         let hash = Fnv64::of(&payload) as u32;
         let len = payload.len();
-        self.trace.line(format_args!(
-            "{} n{to} <- n{from} {channel:?} {len}B #{hash:08x}",
-            Stamp(self.now_us)
-        ));
+        let words = [
+            TRACE_RECEIVE,
+            self.now_us,
+            to as u64,
+            from as u64,
+            channel as u64,
+            len as u64,
+            u64::from(hash),
+        ];
+        self.trace.words(
+            &words,
+            format_args!(
+                "{} n{to} <- n{from} {channel:?} {len}B #{hash:08x}",
+                Stamp(self.now_us)
+            ),
+        );
         Input::Received {
             from: from_id,
             channel,
@@ -1430,8 +1442,11 @@ impl World {
         let Some(core) = node.core.as_mut() else {
             return;
         };
-        self.trace
-            .line(format_args!("{} n{slot} <- wake", Stamp(self.now_us)));
+        let words = [TRACE_WAKE, self.now_us, slot as u64];
+        self.trace.words(
+            &words,
+            format_args!("{} n{slot} <- wake", Stamp(self.now_us)),
+        );
         core.handle_timeout(local);
         self.drain(slot);
     }
@@ -1515,11 +1530,25 @@ impl World {
             .get(&to.addr)
             .copied()
             .filter(|&t| self.nodes[t].id == to.id);
-        let shown = target.map_or_else(|| to.to_string(), |t| format!("n{t}"));
-        self.trace.line(format_args!(
-            "{} n{from} -> {shown} {channel:?} {len}B #{hash:08x}",
-            Stamp(self.now_us)
-        ));
+        // A target outside the cluster is known by its id's hash (the text shows its address).
+        let target_word = target.map_or(Fnv64::of(&to.id.as_u128().to_le_bytes()), |t| t as u64);
+        let words = [
+            TRACE_SEND,
+            self.now_us,
+            from as u64,
+            target_word,
+            channel as u64,
+            len as u64,
+            u64::from(hash),
+        ];
+        let shown = Shown(target, to);
+        self.trace.words(
+            &words,
+            format_args!(
+                "{} n{from} -> {shown} {channel:?} {len}B #{hash:08x}",
+                Stamp(self.now_us)
+            ),
+        );
         let envelope = if channel == Channel::Membership {
             DATAGRAM_ENVELOPE_BYTES
         } else {
@@ -1637,6 +1666,23 @@ pub fn event_kind(event: &MembershipEvent) -> &'static str {
         MembershipEvent::Removed(_) => "removed",
         MembershipEvent::Joined => "joined",
         MembershipEvent::Isolated => "isolated",
+    }
+}
+
+/// Tags of the trace's word lines ([`Trace::words`]).
+const TRACE_SEND: u64 = 1;
+const TRACE_RECEIVE: u64 = 2;
+const TRACE_WAKE: u64 = 3;
+
+/// A send's target as the trace shows it: its slot, or the address nobody in the cluster has.
+struct Shown(Option<usize>, NodeAddr);
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(slot) => write!(f, "n{slot}"),
+            None => write!(f, "{}", self.1),
+        }
     }
 }
 

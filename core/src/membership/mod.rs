@@ -35,6 +35,9 @@ use wire::{datagram_kind, tagged};
 
 /// Most members or metadata entries accepted in one push-pull message.
 const PUSH_PULL_ENTRIES_MAX: usize = 16_384;
+/// Member changes remembered for [`Membership::invariants_since`]; a checker that falls further
+/// behind gets the full check.
+const CHANGES_KEPT: usize = 256;
 /// How late (as a share of `probe_rtt`) a timer may fire before we take it as a sign that this
 /// node is stalled or overloaded.
 const LATE_TIMER_FRACTION: u32 = 2;
@@ -52,6 +55,8 @@ pub struct MembershipStats {
     pub suspect_reports: u64,
     /// Push-pull exchanges received.
     pub push_pulls: u64,
+    /// Push-pull digests received (each costs a full exchange only when views differ).
+    pub digests: u64,
     /// Timers that fired late enough to count against our local health.
     pub late_timers: u64,
     /// Suspicion timers dropped because the member refuted the suspicion before they fired.
@@ -76,6 +81,14 @@ pub struct Membership {
     stats: MembershipStats,
     /// Earliest time for the next push-pull triggered by a newly seen member.
     eager_push_pull_after: Instant,
+    /// Members listed alive in `view`, kept so that agreement with SWIM's count costs O(1).
+    alive_count: usize,
+    /// Whether a [`MembershipTimer::Reconcile`] is armed.
+    reconcile_armed: bool,
+    /// The last members whose view entry or SWIM state changed, and how many changes there
+    /// were in all: the checker's cursor into them.
+    changes: std::collections::VecDeque<NodeId>,
+    changes_total: u64,
 }
 
 impl Membership {
@@ -119,6 +132,10 @@ impl Membership {
             notes: Vec::new(),
             stats: MembershipStats::default(),
             eager_push_pull_after: Instant::ZERO,
+            alive_count: 0,
+            reconcile_armed: false,
+            changes: std::collections::VecDeque::new(),
+            changes_total: 0,
         };
         machine.arm(
             now,
@@ -153,6 +170,11 @@ impl Membership {
     /// Members currently alive.
     pub fn alive(&self) -> impl Iterator<Item = &MemberView> {
         self.view.values().filter(|m| m.state == MemberState::Alive)
+    }
+
+    /// How many members are alive, in O(1).
+    pub fn alive_count(&self) -> usize {
+        self.alive_count
     }
 
     /// Members SWIM suspects now: listed alive until they are declared failed or refute.
@@ -276,6 +298,16 @@ impl Membership {
                 }
             }
             MembershipMessage::Introduce { .. } => self.stats.bad_datagrams += 1,
+            MembershipMessage::Digest {
+                from: sender,
+                digest,
+            } if sender.node == from => {
+                self.stats.digests += 1;
+                if digest != self.digest() {
+                    self.send_push_pull(sender.node_addr(), true, out);
+                }
+            }
+            MembershipMessage::Digest { .. } => self.stats.bad_datagrams += 1,
             MembershipMessage::Forget(member) => {
                 let older_or_same = |m: &MemberView| m.generation <= member.generation;
                 if self.view.get(&member.node).is_some_and(older_or_same) {
@@ -302,10 +334,12 @@ impl Membership {
             MembershipTimer::Swim(timer) => {
                 self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
             }
+            MembershipTimer::Reconcile => {
+                self.reconcile_armed = false;
+                self.send_digest(out);
+            }
             MembershipTimer::PushPull => {
-                if let Some(target) = self.random_alive() {
-                    self.send_push_pull(target, true, out);
-                }
+                self.send_digest(out);
                 let interval = self
                     .config
                     .push_pull_interval
@@ -379,6 +413,7 @@ impl Membership {
             return None;
         }
         let view = self.view.remove(&node)?;
+        self.changed(node);
         self.removed.insert(node, view.generation);
         out.event(Event::Membership(MembershipEvent::Removed(view.clone())));
         Some(view)
@@ -396,14 +431,75 @@ impl Membership {
         for member in self.view.values() {
             let alive = member.state == MemberState::Alive;
             if alive != active.contains(&member.id) {
-                return Err(format!(
-                    "view says {:?} for {} but SWIM disagrees",
-                    member.state,
-                    member.id.short()
-                ));
+                return Err(disagrees(member));
             }
         }
+        let counted = self.alive().count();
+        if counted != self.alive_count {
+            return Err(format!(
+                "{counted} members alive but {} counted",
+                self.alive_count
+            ));
+        }
+        self.counts_agree()
+    }
+
+    /// How many member changes there were so far: a cursor for [`Self::invariants_since`].
+    pub fn changes(&self) -> u64 {
+        self.changes_total
+    }
+
+    /// [`Self::invariants`], for a checker that already checked up to change `cursor`: only
+    /// members changed since are looked at (the others cannot have diverged: the view changes
+    /// only where a change is recorded, and SWIM's liveness changes come with a notification,
+    /// which records one), plus the O(1) count of live members on both sides. A cursor older
+    /// than the changes kept gets the full check.
+    pub fn invariants_since(&self, cursor: u64) -> Result<(), String> {
+        let kept_from = self.changes_total - self.changes.len() as u64;
+        if cursor < kept_from {
+            return self.invariants();
+        }
+        if self.view.contains_key(&self.me.node) {
+            return Err("our own node is in the member view".into());
+        }
+        let skip = usize::try_from(cursor - kept_from).unwrap_or(usize::MAX);
+        for node in self.changes.iter().skip(skip) {
+            if self.removed.contains_key(node) && self.view.contains_key(node) {
+                return Err(format!("{} is both removed and in the view", node.short()));
+            }
+            let active = self.swim.iter_members().any(|m| m.id().node == *node);
+            let alive = self.view.get(node).map(|m| m.state == MemberState::Alive);
+            if alive.unwrap_or(false) != active {
+                return match self.view.get(node) {
+                    Some(member) => Err(disagrees(member)),
+                    None => Err(format!(
+                        "SWIM has {} active, the view lacks it",
+                        node.short()
+                    )),
+                };
+            }
+        }
+        self.counts_agree()
+    }
+
+    fn counts_agree(&self) -> Result<(), String> {
+        if self.alive_count != self.swim.num_members() {
+            return Err(format!(
+                "{} members alive in the view but {} in SWIM",
+                self.alive_count,
+                self.swim.num_members()
+            ));
+        }
         Ok(())
+    }
+
+    /// Notes that `node`'s entry or SWIM state changed, for [`Self::invariants_since`].
+    fn changed(&mut self, node: NodeId) {
+        if self.changes.len() == CHANGES_KEPT {
+            self.changes.pop_front();
+        }
+        self.changes.push_back(node);
+        self.changes_total += 1;
     }
 
     /// Whether `timer` would declare down a member that has refuted that suspicion since. foca
@@ -501,11 +597,17 @@ impl Membership {
         note: OwnedNotification<MemberId>,
         out: &mut Outbox,
     ) {
+        if let OwnedNotification::MemberUp(member)
+        | OwnedNotification::MemberDown(member)
+        | OwnedNotification::Rename(_, member) = &note
+        {
+            self.changed(member.node);
+        }
         match note {
             OwnedNotification::MemberUp(member) => self.member_up(now, member, out),
             OwnedNotification::MemberDown(member) => self.member_down(now, member, out),
             OwnedNotification::Rename(_, new) => self.renamed(now, new, out),
-            OwnedNotification::Rejoin(new) => self.me = new,
+            OwnedNotification::Rejoin(new) => self.rejoined(now, new, out),
             OwnedNotification::Active => out.event(Event::Membership(MembershipEvent::Joined)),
             OwnedNotification::Idle => out.event(Event::Membership(MembershipEvent::Isolated)),
             OwnedNotification::Defunct => {}
@@ -524,6 +626,27 @@ impl Membership {
         }
     }
 
+    /// We renewed our identity, having been declared failed: nobody knows the new life yet,
+    /// and SWIM gossips it at its own pace. A push-pull hands it, and everything we know, to a
+    /// live member and to one we hold failed at once. After a partition heals, the one held
+    /// failed is likely across the former cut, where our side is held failed too: it learns
+    /// that, renews, and does the same — so renewals and views cross the cut in a chain
+    /// instead of a datagram at a time.
+    fn rejoined(&mut self, now: Instant, new: MemberId, out: &mut Outbox) {
+        self.me = new;
+        self.arm_reconcile(now, out);
+        let failed: Vec<NodeAddr> = self
+            .view
+            .values()
+            .filter(|m| m.state == MemberState::Failed)
+            .map(MemberView::node_addr)
+            .collect();
+        let across = (!failed.is_empty()).then(|| failed[self.rng.random_range(0..failed.len())]);
+        for target in self.random_alive().into_iter().chain(across) {
+            self.send_push_pull(target, true, out);
+        }
+    }
+
     fn member_up(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
         self.suspicions.clear(member.node);
         self.leaving.retain(|m| m.node != member.node);
@@ -531,7 +654,17 @@ impl Membership {
         let mut view = MemberView::new(&member, MemberState::Alive, now);
         view.metadata = self.metadata_of(member.node).cloned();
         let new_member = !self.view.contains_key(&member.node);
-        if new_member && now >= self.eager_push_pull_after {
+        // A member we held failed or departed that is back — after a partition heals, every
+        // node of the other side, each in a renewed life — knows what its side learnt
+        // meanwhile, which SWIM's gossip would trickle over at a dozen updates a datagram.
+        let returning = self
+            .view
+            .get(&member.node)
+            .is_some_and(|v| v.state != MemberState::Alive);
+        if returning {
+            self.arm_reconcile(now, out);
+        }
+        if (new_member || returning) && now >= self.eager_push_pull_after {
             // A member new to us means our views differ: exchange them now rather than at the
             // next periodic push-pull — at most once per probe period, so N nodes joining at
             // once cost O(N) full exchanges per period, not one per newly seen member (O(N³)
@@ -548,7 +681,13 @@ impl Membership {
                 out.send(member.node_addr(), Channel::Coordination, message);
             }
         }
-        self.view.insert(member.node, view.clone());
+        if let Some(before) = self.view.insert(member.node, view.clone()) {
+            if before.state == MemberState::Alive {
+                self.alive_count -= 1;
+            }
+        }
+        self.alive_count += 1;
+        self.changed(member.node);
         out.event(Event::Membership(MembershipEvent::Up(view)));
     }
 
@@ -562,6 +701,7 @@ impl Membership {
             Some(view) if view.state != MemberState::Alive => {
                 view.generation = view.generation.max(member.generation);
                 view.addr = member.addr;
+                self.changed(member.node);
             }
             Some(_) => self.member_up(now, member, out),
             None if self.swim.iter_members().any(|m| *m.id() == member) => {
@@ -583,6 +723,9 @@ impl Membership {
             return; // news about a previous life of a node that has since come back
         }
         let left = self.leaving.remove(&member);
+        if view.state == MemberState::Alive {
+            self.alive_count -= 1;
+        }
         view.state = if left {
             MemberState::Left
         } else {
@@ -591,6 +734,7 @@ impl Membership {
         view.generation = member.generation;
         view.since = now;
         let view = view.clone();
+        self.changed(member.node);
         let event = if left {
             MembershipEvent::Left(view)
         } else {
@@ -609,6 +753,7 @@ impl Membership {
                 view.state = MemberState::Left;
                 view.since = now;
                 out.event(Event::Membership(MembershipEvent::Left(view.clone())));
+                self.changed(member.node);
                 return;
             }
         }
@@ -748,6 +893,48 @@ impl Membership {
         out.send(to, Channel::Replication, encode(message));
     }
 
+    /// A digest of what a push-pull would tell: every live member (ourselves included) with
+    /// its generation and metadata version. Two nodes with the same digest agree on who is
+    /// alive, in which life, with which metadata. Order-independent (a sum of per-member
+    /// hashes), so nothing is sorted or allocated.
+    pub fn digest(&self) -> u64 {
+        let entry = |node: NodeId, generation: u64| {
+            let version = self.metadata.get(&node).map_or(0, |v| v.version);
+            let mut bytes = [0u8; 32];
+            bytes[..16].copy_from_slice(&node.as_u128().to_le_bytes());
+            bytes[16..24].copy_from_slice(&generation.to_le_bytes());
+            bytes[24..].copy_from_slice(&version.to_le_bytes());
+            xxhash_rust::xxh3::xxh3_64(&bytes)
+        };
+        self.alive()
+            .map(|m| entry(m.id, m.generation))
+            .fold(entry(self.me.node, self.me.generation), u64::wrapping_add)
+    }
+
+    /// Opens a push-pull with a random live member: a digest, answered with full state only
+    /// if our views differ.
+    fn send_digest(&mut self, out: &mut Outbox) {
+        if let Some(target) = self.random_alive() {
+            let digest = encode(MembershipMessage::Digest {
+                from: self.me,
+                digest: self.digest(),
+            });
+            out.send(target, Channel::Coordination, digest);
+        }
+    }
+
+    /// Arms one digest check a couple of probe periods from now, unless one is armed: after a
+    /// heal, a node that missed a renewal (its gossip ran out while the node was renewing
+    /// itself) learns it then, not at the next periodic push-pull. Each check that brings a
+    /// member back arms the next, so checks stop once views agree.
+    fn arm_reconcile(&mut self, now: Instant, out: &mut Outbox) {
+        if !self.reconcile_armed {
+            self.reconcile_armed = true;
+            let after = self.config.probe_period * 2;
+            self.arm(now, out, MembershipTimer::Reconcile, after);
+        }
+    }
+
     fn random_alive(&mut self) -> Option<NodeAddr> {
         let alive: Vec<NodeAddr> = self.alive().map(MemberView::node_addr).collect();
         if alive.is_empty() {
@@ -778,6 +965,14 @@ impl Membership {
     ) {
         out.timer(now + after, effects::Timer::Membership(timer));
     }
+}
+
+fn disagrees(member: &MemberView) -> String {
+    format!(
+        "view says {:?} for {} but SWIM disagrees",
+        member.state,
+        member.id.short()
+    )
 }
 
 /// The member and incarnation a suspicion timer would declare down, if it is one.
@@ -816,13 +1011,16 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
             frequency: config.push_pull_interval * 3,
             num_members: NonZeroUsize::MIN,
         }),
-        // Re-contacting members we declared down is what heals a partition.
-        // One datagram to two down members every suspicion timeout: cheap, and it bounds how
-        // long a healed partition stays split to a few seconds instead of a push-pull interval.
+        // Re-contacting members we declared down is what heals a partition: the first answer
+        // across the former cut starts the push-pulls that merge the sides (`rejoined`,
+        // `member_up`). One small datagram to one down member per probe period: with every
+        // node doing it, the first contact comes a fraction of a period after the heal, not
+        // up to a whole suspicion timeout (2 s) later, and a cluster with no down members
+        // sends nothing.
         periodic_announce_to_down_members: (!fault_on!(NoAnnounceToDownMembers)).then_some(
             foca::PeriodicParams {
-                frequency: config.suspect_to_down_after,
-                num_members: NonZeroUsize::MIN.saturating_add(1),
+                frequency: config.probe_period,
+                num_members: NonZeroUsize::MIN,
             },
         ),
         periodic_gossip: Some(foca::PeriodicParams {
@@ -966,6 +1164,47 @@ mod tests {
         other.on_notification(now, OwnedNotification::MemberDown(failed), &mut out);
         other.handle_message(now, peer.node, MembershipMessage::Forget(failed), &mut out);
         assert_eq!(other.member(failed.node), None);
+    }
+
+    /// The incremental check catches a view that disagrees with SWIM: on the member that
+    /// changed, and by the live counts when the checker is already past the change.
+    #[test]
+    fn the_incremental_check_catches_a_view_swim_disagrees_with() {
+        let mut out = Outbox::default();
+        let mut m = machine(MembershipConfig::development(), &mut out);
+        let before = m.changes();
+        assert_eq!(m.invariants_since(before), Ok(()));
+        // SWIM never heard of this member: listing it alive is the bug.
+        m.on_notification(
+            Instant::ZERO,
+            OwnedNotification::MemberUp(member(4, 10)),
+            &mut out,
+        );
+        assert!(m.invariants_since(before).is_err(), "the changed member");
+        assert!(m.invariants_since(m.changes()).is_err(), "the live counts");
+        assert!(m.invariants().is_err(), "the full check agrees");
+    }
+
+    /// Nodes that agree on the live members, their lives and metadata versions have the same
+    /// digest whatever order they learnt them in; a renewed life changes it.
+    #[test]
+    fn digests_match_exactly_when_live_views_do() {
+        let mut out = Outbox::default();
+        let (mut a, mut b) = (
+            machine(MembershipConfig::development(), &mut out),
+            machine(MembershipConfig::development(), &mut out),
+        );
+        let up = |m: &mut Membership, id: MemberId, out: &mut Outbox| {
+            m.on_notification(Instant::ZERO, OwnedNotification::MemberUp(id), out)
+        };
+        up(&mut a, member(4, 10), &mut out);
+        up(&mut a, member(5, 3), &mut out);
+        up(&mut b, member(5, 3), &mut out);
+        assert_ne!(a.digest(), b.digest());
+        up(&mut b, member(4, 10), &mut out);
+        assert_eq!(a.digest(), b.digest());
+        up(&mut b, member(4, 11), &mut out);
+        assert_ne!(a.digest(), b.digest(), "a renewed life");
     }
 
     #[test]

@@ -63,6 +63,16 @@ pub enum MembershipMessage {
     /// An operator removed this failed or departed member from the sender's table
     /// (`foundation force-leave`): remove it too, unless it is alive here or in a newer life.
     Forget(MemberId),
+    /// The periodic push-pull's opening: a digest of the sender's live membership. A receiver
+    /// whose own digest differs answers with a full [`MembershipMessage::PushPull`] asking for
+    /// the sender's; one whose digest matches has nothing to exchange. Clusters that agree —
+    /// nearly always — then pay a few dozen bytes per interval instead of the whole table.
+    Digest {
+        /// The sender, with the address to answer at.
+        from: MemberId,
+        /// See [`super::Membership::digest`].
+        digest: u64,
+    },
 }
 
 pub(crate) fn tagged(kind: u8, body: &[u8]) -> Bytes {

@@ -3,8 +3,15 @@
 use super::{Check, Invariant};
 use crate::world::World;
 
-/// Runs the core's own `invariants()` after every step it takes.
-pub struct CoreInvariants;
+/// Runs the core's own invariants after every step it takes. Membership's check is
+/// incremental: each core is checked in full on its first step, then only for the members that
+/// changed since the step before (`Core::invariants_since`), so a step costs what it changed,
+/// not O(N).
+#[derive(Default)]
+pub struct CoreInvariants {
+    /// Per slot: the life last checked and membership's change cursor after that check.
+    checked: Vec<Option<(u64, u64)>>,
+}
 
 impl Invariant for CoreInvariants {
     fn name(&self) -> &'static str {
@@ -12,10 +19,19 @@ impl Invariant for CoreInvariants {
     }
 
     fn after_step(&mut self, world: &World, slot: usize) -> Check {
-        match world.node(slot).core() {
-            Some(core) => core.invariants().map_err(|e| format!("n{slot}: {e}")),
-            None => Ok(()),
+        let node = world.node(slot);
+        let Some(core) = node.core() else {
+            return Ok(());
+        };
+        if self.checked.len() <= slot {
+            self.checked.resize(slot + 1, None);
         }
+        let result = match self.checked[slot] {
+            Some((life, cursor)) if life == node.life() => core.invariants_since(cursor),
+            _ => core.invariants(),
+        };
+        self.checked[slot] = Some((node.life(), core.membership().changes()));
+        result.map_err(|e| format!("n{slot}: {e}"))
     }
 }
 

@@ -31,15 +31,11 @@ fn disagreement(world: &World) -> Option<String> {
     for (slot, node) in world.nodes().iter().enumerate() {
         let Some(core) = node.core() else { continue };
         // Cheap test first: most disagreements show in the count.
-        if core.membership().alive().count() + 1 == live.len() {
-            let seen: BTreeSet<(NodeId, u64)> = core
-                .membership()
-                .alive()
-                .map(|m| (m.id, m.generation))
-                .collect();
-            let mut expected = live.clone();
-            expected.remove(&(node.id(), node.generation()));
-            if seen == expected {
+        if core.membership().alive_count() + 1 == live.len() {
+            // Both in node id order (ids of running nodes are unique): compared in one pass.
+            let me = (node.id(), node.generation());
+            let seen = core.membership().alive().map(|m| (m.id, m.generation));
+            if seen.eq(live.iter().copied().filter(|l| *l != me)) {
                 continue;
             }
         }
@@ -604,7 +600,7 @@ pub struct NoNeedlessRenewal {
     /// Lives some node declared failed or left: (node, generation).
     declared: BTreeSet<(NodeId, u64)>,
     /// Per slot: the start time and generation of the life we last saw.
-    lives: BTreeMap<usize, (u64, u64)>,
+    lives: Vec<Option<(u64, u64)>>,
 }
 
 impl Invariant for NoNeedlessRenewal {
@@ -622,7 +618,10 @@ impl Invariant for NoNeedlessRenewal {
     fn after_step(&mut self, world: &World, slot: usize) -> Check {
         let node = world.node(slot);
         let now = (node.started_us(), node.generation());
-        let Some(before) = self.lives.insert(slot, now) else {
+        if self.lives.len() <= slot {
+            self.lives.resize(slot + 1, None);
+        }
+        let Some(before) = self.lives[slot].replace(now) else {
             return Ok(());
         };
         let renewed = before.0 == now.0 && before.1 != now.1;

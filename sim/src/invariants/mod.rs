@@ -1,7 +1,8 @@
 //! What must hold during and after a run, and the trait to add a check.
 //!
 //! Checked by default:
-//! - [`core::CoreInvariants`]: every core's own `invariants()` after every step it takes.
+//! - [`core::CoreInvariants`]: every core's own invariants after every step it takes
+//!   (membership's incrementally: the members changed since the core's previous step).
 //! - [`core::TransportLimits`]: no core ever sends a message its transport would refuse (a
 //!   membership datagram over 1199 bytes, a stream frame over the channel's limit).
 //! - [`membership::Convergence`]: after the cluster forms, and after every disturbance (heal,
@@ -169,7 +170,7 @@ pub fn defaults(
         Box::new(membership::NoNeedlessRenewal::default()),
     ];
     if bounds.core_invariants {
-        all.insert(0, Box::new(core::CoreInvariants));
+        all.insert(0, Box::<core::CoreInvariants>::default());
     }
     all
 }
