@@ -18,14 +18,7 @@ use foundation_core::time::Instant;
 use foundation_core::{Channel, Command, Core, CoreConfig, Effect, Input, NodeAddr, NodeId};
 use proptest::prelude::*;
 
-const CHANNELS: [Channel; 6] = [
-    Channel::Membership,
-    Channel::Coordination,
-    Channel::Replication,
-    Channel::Events,
-    Channel::Rpc,
-    Channel::Bulk,
-];
+const CHANNELS: [Channel; 6] = Channel::ALL;
 
 fn addr(i: u128) -> NodeAddr {
     NodeAddr {

@@ -16,14 +16,7 @@ use foundation_core::time::Instant;
 use foundation_core::{Channel, Core, CoreConfig, Input, NodeId};
 use libfuzzer_sys::fuzz_target;
 
-const CHANNELS: [Channel; 6] = [
-    Channel::Membership,
-    Channel::Coordination,
-    Channel::Replication,
-    Channel::Events,
-    Channel::Rpc,
-    Channel::Bulk,
-];
+const CHANNELS: [Channel; 6] = Channel::ALL;
 
 fn core() -> Core {
     let config = CoreConfig {
