@@ -5,7 +5,6 @@
 mod certificate;
 mod host;
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use foundation_engine::config::{NodeConfig, Profile, Security};
@@ -273,8 +272,7 @@ fn http(config: &NodeConfig) -> Finding {
             "FOUNDATION_HTTP=127.0.0.1:7401",
         );
     };
-    let bound: SocketAddr = addr;
-    if config.http_access.writes_possible(bound) {
+    if config.http_access.writes_possible(addr) {
         return Finding::ok("HTTP API", format!("{addr}"));
     }
     Finding::warn(
