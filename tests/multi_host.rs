@@ -16,6 +16,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_foundation");
 const NODES: usize = 5;
 const SECRET: &str = "multi-host-test-secret-0123456789";
 const PATIENCE: Duration = Duration::from_secs(40);
+/// Production's default bulk port.
+const BULK_PORT: u16 = 7402;
 
 /// The namespaces, links and bridge of the test network; deleted on drop.
 struct Lan {
@@ -82,6 +84,54 @@ impl Lan {
             .and_then(|text| serde_json::from_str::<Value>(&text).ok())
             .and_then(|v| v["members"].as_array().cloned())
             .unwrap_or_default()
+    }
+
+    /// Discards UDP to `port` of host `i` as it leaves every other host, as a firewall in front
+    /// of host `i` would drop it (a routing rule: this kernel may lack tc's drop action).
+    fn block_udp_towards(&self, i: usize, port: u16) -> Result<(), String> {
+        let (to, port) = (self.addr(i), port.to_string());
+        for other in (0..NODES).filter(|&other| other != i) {
+            let host = self.host(other);
+            let rule = [
+                "-n",
+                &host,
+                "rule",
+                "add",
+                "pref",
+                "100",
+                "to",
+                &to,
+                "ipproto",
+                "udp",
+                "dport",
+                &port,
+                "blackhole",
+            ];
+            let status = Command::new("ip").args(rule).stderr(Stdio::null()).status();
+            if !status.is_ok_and(|s| s.success()) {
+                return Err("`ip rule ... dport` is not supported here".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The sum of `foundation_transport_bulk_fallbacks_total` over `hosts`; `None` without curl.
+    fn bulk_fallbacks(&self, hosts: std::ops::Range<usize>) -> Option<u64> {
+        let mut total = 0;
+        for i in hosts {
+            let output = Command::new("ip")
+                .args(["netns", "exec", &self.host(i), "curl", "-sf"])
+                .arg("http://127.0.0.1:7401/metrics")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())?;
+            let text = String::from_utf8_lossy(&output.stdout);
+            total += text
+                .lines()
+                .find_map(|line| line.strip_prefix("foundation_transport_bulk_fallbacks_total "))
+                .and_then(|value| value.trim().parse::<f64>().ok())? as u64;
+        }
+        Some(total)
     }
 
     fn config_get(&self, i: usize, key: &str) -> Option<String> {
@@ -263,4 +313,45 @@ fn five_hosts_form_a_cluster_and_lose_no_write_through_a_rolling_restart() {
          kill -9 seen failed by all in {detected:?}; rolling restart of 3: {} writes, 0 lost",
         written.len()
     );
+    a_host_whose_bulk_port_is_blocked_still_gets_the_full_state(&lan, &mut nodes);
+}
+
+/// A firewall that lets 7400/udp through but not the bulk port: the host restarted behind it
+/// must still receive a full state too large for the regular channel, sent instead on the
+/// regular connection once the bulk handshake gives up.
+fn a_host_whose_bulk_port_is_blocked_still_gets_the_full_state(
+    lan: &Lan,
+    nodes: &mut Vec<HostNode>,
+) {
+    let blocked = NODES - 1;
+    if let Err(why) = lan.block_udp_towards(blocked, BULK_PORT) {
+        println!("SKIPPED blocked-bulk-port check: {why}");
+        return;
+    }
+    // Two values of 40 kB: together past the 64 KiB above which a full state goes on bulk.
+    let big = format!("\"{}\"", "x".repeat(40_000));
+    for key in ["big-1", "big-2"] {
+        lan.cli(0, &["config", "set", key, &big])
+            .expect("big write");
+    }
+    let fallbacks_before = lan.bulk_fallbacks(0..blocked);
+    nodes.push(start(lan, blocked, None));
+    let received = wait_for("the host behind the firewall gets the full state", || {
+        ["big-1", "big-2"].iter().all(|key| {
+            lan.config_get(blocked, key)
+                .is_some_and(|v| v.len() > 40_000)
+        })
+    });
+    match (fallbacks_before, lan.bulk_fallbacks(0..blocked)) {
+        (Some(before), Some(after)) => {
+            assert!(after > before, "the full state went on the regular connection");
+            println!(
+                "multi-host: bulk port {BULK_PORT}/udp blocked towards host{blocked}: full state \
+                 ({} kB) received in {received:?}, {} transfers fell back to 7400",
+                2 * big.len() / 1000,
+                after - before
+            );
+        }
+        _ => println!("multi-host: full state received in {received:?} behind a blocked bulk port (no curl: fallbacks not counted)"),
+    }
 }

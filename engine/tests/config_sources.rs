@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use foundation_engine::config::{
-    ConfigError, DiscoveryChoice, NodeConfig, Profile, Security, StorageMode, SyncPolicy,
+    BulkPort, ConfigError, DiscoveryChoice, NodeConfig, Profile, Security, StorageMode, SyncPolicy,
+    DEFAULT_BULK_PORT,
 };
 use foundation_engine::membership::MembershipConfig;
 use foundation_transport::Trust;
@@ -642,4 +643,51 @@ fn http_access_comes_from_the_environment() {
         ["https://ops.example", "https://grafana.example"]
     );
     assert_eq!(access.allowed_hosts, ["node-1.internal"]);
+}
+
+#[test]
+fn the_bulk_port_is_auto_on_a_laptop_fixed_in_production_and_settable_everywhere() {
+    let transport = build_env(&[]).expect("zero config").transport_config();
+    assert!(transport.bulk_endpoint);
+    assert_eq!(transport.bulk_port, 0, "development lets the kernel pick");
+    let production = production_with(&[("FOUNDATION_STORAGE", "memory")]).expect("valid");
+    assert_eq!(
+        production.transport.bulk_port,
+        BulkPort::Fixed(DEFAULT_BULK_PORT)
+    );
+    assert_eq!(production.transport_config().bulk_port, 7402);
+
+    let off = build_env(&[("FOUNDATION_BULK_PORT", "off")]).expect("valid");
+    assert!(!off.transport_config().bulk_endpoint);
+    let path = config_file("bulk-port", "[transport]\nbulk_port = 7500\n");
+    let from_file = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(from_file.transport_config().bulk_port, 7500);
+    let path = config_file("bulk-port-auto", "[transport]\nbulk_port = \"auto\"\n");
+    let from_file = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(from_file.transport.bulk_port, BulkPort::Auto);
+    let built = NodeConfig::builder()
+        .bulk_port(BulkPort::Fixed(7600))
+        .build()
+        .expect("valid");
+    assert_eq!(built.transport_config().bulk_port, 7600);
+}
+
+#[test]
+fn a_bad_bulk_port_is_named_with_where_it_came_from() {
+    let message = error_of(build_env(&[("FOUNDATION_BULK_PORT", "0")]));
+    assert!(message.contains("FOUNDATION_BULK_PORT"), "{message}");
+    assert!(message.contains("\"auto\", \"off\""), "{message}");
+    let path = config_file("bulk-port-range", "[transport]\nbulk_port = 70000\n");
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("line 2"), "{message}");
+    let clash = build_env(&[
+        ("FOUNDATION_BIND", "127.0.0.1:7500"),
+        ("FOUNDATION_BULK_PORT", "7500"),
+    ]);
+    let message = error_of(clash);
+    assert!(
+        message.contains("transport.bulk_port: must differ from the port of bind"),
+        "{message}"
+    );
+    assert!(message.contains("FOUNDATION_BULK_PORT"), "{message}");
 }

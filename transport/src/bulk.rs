@@ -28,6 +28,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, RecvStream, SendStream};
@@ -188,7 +189,16 @@ impl TransferReader {
 /// How long a peer whose bulk connection could not be dialled gets its transfers on the regular
 /// connection before the next attempt: a peer that does not offer the bulk protocol is not
 /// dialled again for every transfer.
-const BULK_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+const BULK_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How long a bulk handshake may take before the transfer goes on the regular connection
+/// instead: a fixed allowance (one retransmission of a lost first packet, and the handshake's
+/// CPU on a busy host) plus a few round trips of the regular connection, which has just proved
+/// the peer reachable. A firewall that drops the bulk port then costs about a second, not the
+/// whole handshake timeout.
+fn bulk_dial_limit(rtt: Duration) -> Duration {
+    Duration::from_secs(1) + rtt.saturating_mul(8)
+}
 
 /// Our bulk connection to one peer, if any, and when to try again after a failed dial.
 #[derive(Debug, Default)]
@@ -247,17 +257,18 @@ pub(crate) async fn send_to(
     if shared.config.bulk_queue_target.is_none() {
         return send(shared, &live.conn, data).await;
     }
+    let limit = bulk_dial_limit(live.conn.rtt());
     let outcome = match &shared.bulk {
         Some(side) => {
             let (shared, peer) = (shared.clone(), peer.clone());
-            let task = async move { on_bulk_link(&shared, &peer, data).await };
+            let task = async move { on_bulk_link(&shared, &peer, data, limit).await };
             side.thread
                 .run(task)
                 .result()
                 .await
                 .ok_or(SendError::ShutDown)?
         }
-        None => on_bulk_link(shared, peer, data).await,
+        None => on_bulk_link(shared, peer, data, limit).await,
     };
     let (error, data) = match outcome {
         Ok(sent) => return sent,
@@ -277,8 +288,9 @@ async fn on_bulk_link(
     shared: &Arc<Shared>,
     peer: &Arc<Peer>,
     data: Bytes,
+    dial_limit: Duration,
 ) -> Result<Result<(), SendError>, (ConnectError, Bytes)> {
-    match bulk_link(shared, peer).await {
+    match bulk_link(shared, peer, dial_limit).await {
         Ok(link) => {
             let _in_use = InUse::new(&link.usage);
             Ok(send(shared, &link.conn, data).await)
@@ -288,7 +300,11 @@ async fn on_bulk_link(
 }
 
 /// Our bulk connection to `peer`, dialled if there is none.
-async fn bulk_link(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<BulkLink, ConnectError> {
+async fn bulk_link(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    dial_limit: Duration,
+) -> Result<BulkLink, ConnectError> {
     let mut state = peer.bulk.lock().await;
     if let Some(link) = state
         .link
@@ -303,7 +319,7 @@ async fn bulk_link(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<BulkLink, C
             after - Instant::now()
         ))));
     }
-    let established = match handshake::dial_bulk(shared, peer.bulk_addr()).await {
+    let established = match handshake::dial_bulk(shared, peer.bulk_addr(), dial_limit).await {
         Ok(established) => established,
         Err(error) => {
             state.retry_after = Some(Instant::now() + BULK_RETRY_AFTER);

@@ -73,6 +73,9 @@ pub struct TransportConfig {
     /// let it through, or set this to `false`); a peer that announces none is sent transfers
     /// on its regular port. Ignored when `bulk_queue_target` is `None`.
     pub bulk_endpoint: bool,
+    /// The UDP port of the bulk endpoint; 0 (the default) lets the kernel pick one. A fixed
+    /// port is what a firewall can be told to open. Must differ from `bind`'s port.
+    pub bulk_port: u16,
     /// How much lower the bulk thread's scheduling priority is than the rest of the process
     /// (Linux nice increment, 0–19). Default 0.
     pub bulk_thread_nice: i32,
@@ -105,6 +108,7 @@ impl Default for TransportConfig {
             bulk_queue_target: Some(Duration::from_micros(250)),
             bulk_yield_target: Some(Duration::from_micros(25)),
             bulk_endpoint: true,
+            bulk_port: 0,
             bulk_thread_nice: 0,
             max_pending_handshakes: 256,
         }
@@ -149,6 +153,9 @@ impl TransportConfig {
             if target.is_some_and(|t| t.is_zero() || t > Duration::from_secs(1)) {
                 return fail(field, "must be between 1 µs and 1 s when set");
             }
+        }
+        if self.bulk_port != 0 && self.bulk_port == self.bind.port() {
+            return fail("bulk_port", "must differ from the port of bind");
         }
         if !(0..=19).contains(&self.bulk_thread_nice) {
             return fail("bulk_thread_nice", "must be between 0 and 19");

@@ -510,8 +510,8 @@ fn bulk_side(
     client: quinn::ClientConfig,
 ) -> Result<BulkSide, StartError> {
     let thread = BulkThread::start(config.bulk_thread_nice).map_err(StartError::BulkThread)?;
-    let addr = SocketAddr::new(config.bind.ip(), 0);
-    let bind_error = |source| StartError::Bind { addr, source };
+    let addr = SocketAddr::new(config.bind.ip(), config.bulk_port);
+    let bind_error = |source| StartError::BindBulk { addr, source };
     let socket = bind_udp(addr, config.udp_buffer).map_err(bind_error)?;
     let mut receive = quic_transport(config);
     receive.keep_alive_interval(None);

@@ -20,6 +20,15 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The bulk endpoint's UDP socket could not be bound
+    /// ([`TransportConfig::bulk_port`](crate::TransportConfig::bulk_port)).
+    #[error("cannot bind the bulk transfer port {addr}: {source}")]
+    BindBulk {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The thread of bulk transfers could not be started.
     #[error("cannot start the bulk transfer thread: {0}")]
     BulkThread(std::io::Error),

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use quinn::{Connection, ConnectionError, RecvStream, SendStream};
 use tokio::time::timeout;
@@ -46,15 +47,18 @@ pub(crate) async fn dial(
     shared: &Arc<Shared>,
     addr: SocketAddr,
 ) -> Result<Established, ConnectError> {
-    dial_with(shared, addr, None).await
+    dial_with(shared, addr, None, shared.config.handshake_timeout).await
 }
 
-/// Dials a bulk-only connection to `addr` (see [`crate::bulk`]) and exchanges hellos.
+/// Dials a bulk-only connection to `addr` (see [`crate::bulk`]) and exchanges hellos, giving up
+/// after `limit` (at most the handshake timeout).
 pub(crate) async fn dial_bulk(
     shared: &Arc<Shared>,
     addr: SocketAddr,
+    limit: Duration,
 ) -> Result<Established, ConnectError> {
-    dial_with(shared, addr, Some(shared.bulk_client.clone())).await
+    let limit = limit.min(shared.config.handshake_timeout);
+    dial_with(shared, addr, Some(shared.bulk_client.clone()), limit).await
 }
 
 /// The endpoint bulk connections are dialled from: the bulk endpoint if there is one.
@@ -66,6 +70,7 @@ async fn dial_with(
     shared: &Arc<Shared>,
     addr: SocketAddr,
     client: Option<quinn::ClientConfig>,
+    limit: Duration,
 ) -> Result<Established, ConnectError> {
     let server_name = shared.cluster.certificate_dns_name();
     let bulk = client.is_some();
@@ -74,7 +79,7 @@ async fn dial_with(
         None => shared.quic.connect(addr, &server_name),
     }
     .map_err(|e| HandshakeFailure::Other(e.to_string()))?;
-    let result = timeout(shared.config.handshake_timeout, async {
+    let result = timeout(limit, async {
         let conn = connecting.await.map_err(|e| classify(&e))?;
         let (send, recv) = conn.open_bi().await.map_err(|e| classify(&e))?;
         let hello = exchange_as_dialer(shared, &conn, send, recv).await?;

@@ -329,3 +329,32 @@ async fn nodes_with_and_without_a_bulk_endpoint_send_each_other_transfers_on_bul
         assert_eq!(metrics.open_connections(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_fixed_bulk_port_is_the_one_bound_and_a_taken_one_is_named_at_start() {
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let config = TransportConfig {
+        bulk_port: port,
+        ..fast_config()
+    };
+    let fixed = node_with("orders", &secret(SECRET), config.clone()).await;
+    assert_eq!(fixed.endpoint.bulk_addr().map(|a| a.port()), Some(port));
+
+    let identity = foundation_transport::LocalIdentity {
+        id: foundation_transport::NodeId::random(),
+        cluster: foundation_transport::ClusterName::new("orders").unwrap(),
+    };
+    let metrics = std::sync::Arc::new(foundation_transport::TransportMetrics::unregistered());
+    let started =
+        foundation_transport::Endpoint::start(identity, &secret(SECRET), config, metrics).await;
+    let Err(taken) = started else {
+        panic!("started although the bulk port is taken");
+    };
+    let message = taken.to_string();
+    assert!(
+        message.contains(&format!("bulk transfer port 127.0.0.1:{port}")),
+        "{message}"
+    );
+}

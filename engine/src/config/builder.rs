@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use foundation_transport::NodeId;
 
+use super::bulk_port::BulkPort;
 use super::discovery::DiscoveryChoice;
 use super::env::EnvLayer;
 use super::error::{ConfigError, Origin};
@@ -159,6 +160,13 @@ impl ConfigBuilder {
     /// The QUIC idle timeout.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.overrides.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// The UDP port bulk transfers arrive on: `Auto`, a fixed port, or `Off` to share the
+    /// regular port.
+    pub fn bulk_port(mut self, port: BulkPort) -> Self {
+        self.overrides.bulk_port = Some(port);
         self
     }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use foundation_transport::{ClusterName, NodeId};
 
+use super::bulk_port::BulkPort;
 use super::discovery::{check_seed, DiscoveryChoice, DiscoveryKind};
 use super::duration::parse_duration;
 use super::error::{ConfigError, Origin};
@@ -25,6 +26,7 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_NODE_ID",
     "FOUNDATION_BIND",
     "FOUNDATION_ADVERTISE",
+    "FOUNDATION_BULK_PORT",
     "FOUNDATION_HTTP",
     "FOUNDATION_HTTP_TOKEN",
     "FOUNDATION_HTTP_ORIGINS",
@@ -64,6 +66,7 @@ pub(crate) struct EnvLayer {
     node_id: Option<NodeId>,
     bind: Option<SocketAddr>,
     advertise: Option<SocketAddr>,
+    bulk_port: Option<BulkPort>,
     http: Option<Option<SocketAddr>>,
     http_token: Option<String>,
     http_origins: Option<Vec<String>>,
@@ -126,6 +129,7 @@ impl EnvLayer {
         };
         self.bind = parsed(get, "FOUNDATION_BIND", addr)?;
         self.advertise = parsed(get, "FOUNDATION_ADVERTISE", addr)?;
+        self.bulk_port = parsed(get, "FOUNDATION_BULK_PORT", |v| v.parse::<BulkPort>())?;
         self.http = parsed(get, "FOUNDATION_HTTP", parse_http)?;
         self.http_token = parsed(get, "FOUNDATION_HTTP_TOKEN", parse_token)?;
         let list = |v: &str| Ok::<_, String>(split_list(v).map(str::to_owned).collect());
@@ -222,6 +226,14 @@ impl EnvLayer {
                 Some(advertise),
                 "advertise",
                 &Origin::Env("FOUNDATION_ADVERTISE"),
+            );
+        }
+        if let Some(port) = self.bulk_port {
+            origins.put(
+                &mut config.transport.bulk_port,
+                port,
+                "transport.bulk_port",
+                &Origin::Env("FOUNDATION_BULK_PORT"),
             );
         }
         if let Some(http) = self.http {

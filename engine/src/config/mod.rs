@@ -23,6 +23,7 @@
 //! ```
 
 mod builder;
+mod bulk_port;
 mod discovery;
 pub(crate) mod duration;
 mod env;
@@ -47,6 +48,7 @@ use crate::http::Access;
 use foundation_core::membership::MembershipConfig;
 
 pub use builder::ConfigBuilder;
+pub use bulk_port::{BulkPort, DEFAULT_BULK_PORT};
 pub use discovery::{DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
 pub use duration::{format_duration, parse_duration, ParseDurationError};
 pub use env::is_known_variable;
@@ -133,6 +135,11 @@ pub struct TransportSettings {
     /// A connection silent for this long is dead. Default 5 s (quinn's own is 30 s). At most
     /// 600 s. TOML `transport.idle_timeout`.
     pub idle_timeout: Duration,
+    /// The UDP port bulk transfers arrive on, apart from urgent traffic. Default `auto` (any
+    /// free port, announced to peers) in development and 7402 in production, which a firewall
+    /// must let through besides `bind`'s port; `off` sends transfers on `bind`'s port. TOML
+    /// `transport.bulk_port` (`"auto"`, `"off"` or a port), env `FOUNDATION_BULK_PORT`.
+    pub bulk_port: BulkPort,
 }
 
 impl Default for TransportSettings {
@@ -141,6 +148,7 @@ impl Default for TransportSettings {
         Self {
             keep_alive: transport.keep_alive,
             idle_timeout: transport.idle_timeout,
+            bulk_port: BulkPort::Auto,
         }
     }
 }
@@ -182,7 +190,14 @@ impl NodeConfig {
             } else {
                 MembershipConfig::development()
             },
-            transport: TransportSettings::default(),
+            transport: TransportSettings {
+                bulk_port: if production {
+                    BulkPort::Fixed(DEFAULT_BULK_PORT)
+                } else {
+                    BulkPort::Auto
+                },
+                ..TransportSettings::default()
+            },
             metadata: NodeMetadata {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 ..NodeMetadata::default()
@@ -194,13 +209,15 @@ impl NodeConfig {
     }
 
     /// The transport configuration: the transport's defaults with this node's bind and
-    /// advertise addresses and liveness timers.
+    /// advertise addresses, liveness timers and bulk port.
     pub fn transport_config(&self) -> TransportConfig {
         TransportConfig {
             bind: self.bind,
             advertise: self.advertise,
             keep_alive: self.transport.keep_alive,
             idle_timeout: self.transport.idle_timeout,
+            bulk_endpoint: self.transport.bulk_port.enabled(),
+            bulk_port: self.transport.bulk_port.port().unwrap_or(0),
             ..TransportConfig::default()
         }
     }

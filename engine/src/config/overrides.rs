@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use foundation_transport::{ClusterName, NodeId};
 
+use super::bulk_port::BulkPort;
 use super::discovery::DiscoveryChoice;
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
@@ -32,6 +33,7 @@ pub(crate) struct Overrides {
     pub membership: Option<MembershipConfig>,
     pub keep_alive: Option<Duration>,
     pub idle_timeout: Option<Duration>,
+    pub bulk_port: Option<BulkPort>,
     pub data_dir: Option<PathBuf>,
     pub storage: Option<StorageMode>,
     pub sync: Option<SyncPolicy>,
@@ -93,6 +95,12 @@ impl Overrides {
             &mut config.transport.idle_timeout,
             self.idle_timeout,
             "transport.idle_timeout",
+            origins,
+        );
+        set(
+            &mut config.transport.bulk_port,
+            self.bulk_port,
+            "transport.bulk_port",
             origins,
         );
         set(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::bulk_port::BulkPort;
 use super::discovery::{DiscoveryChoice, DiscoveryKind};
 use super::duration::TextDuration;
 use super::error::{ConfigError, Origin};
@@ -89,6 +90,7 @@ struct FileMembership {
 struct FileTransport {
     keep_alive: Option<Spanned<TextDuration>>,
     idle_timeout: Option<Spanned<TextDuration>>,
+    bulk_port: Option<Spanned<BulkPort>>,
 }
 
 /// `[metadata]`.
@@ -336,6 +338,14 @@ impl FileLayer {
                 &mut config.transport.idle_timeout,
                 value.get_ref().0,
                 "transport.idle_timeout",
+                &self.origin(value.span()),
+            );
+        }
+        if let Some(value) = &file.bulk_port {
+            origins.put(
+                &mut config.transport.bulk_port,
+                *value.get_ref(),
+                "transport.bulk_port",
                 &self.origin(value.span()),
             );
         }

@@ -68,32 +68,46 @@ pub fn udp_buffers() -> Vec<Finding> {
         .collect()
 }
 
-pub fn udp_port_free(addr: SocketAddr) -> Finding {
-    let what = format!("QUIC port {addr}");
-    if addr.port() == 0 {
-        return Finding::ok(&what, "any free port is taken at start".into());
-    }
-    match UdpSocket::bind(addr) {
-        Ok(_) => Finding::ok(&what, "free".into()),
-        Err(error) => Finding::fail(
-            &what,
-            format!("cannot bind: {error}"),
-            "stop what holds it (`ss -ulpn`), or choose another FOUNDATION_BIND",
-        ),
-    }
+/// Whether UDP port `addr` (`what`: "QUIC", "bulk") can be bound; `variable` names the setting
+/// that moves it.
+pub fn udp_port_free(what: &str, addr: SocketAddr, variable: &str) -> Finding {
+    let free = UdpSocket::bind(addr).map(drop);
+    port_finding(
+        &format!("{what} port {addr}"),
+        addr,
+        free,
+        "ss -ulpn",
+        variable,
+    )
 }
 
 pub fn tcp_port_free(addr: SocketAddr) -> Finding {
-    let what = format!("HTTP port {addr}");
+    let free = TcpListener::bind(addr).map(drop);
+    port_finding(
+        &format!("HTTP port {addr}"),
+        addr,
+        free,
+        "ss -tlpn",
+        "FOUNDATION_HTTP",
+    )
+}
+
+fn port_finding(
+    what: &str,
+    addr: SocketAddr,
+    free: std::io::Result<()>,
+    tool: &str,
+    variable: &str,
+) -> Finding {
     if addr.port() == 0 {
-        return Finding::ok(&what, "any free port is taken at start".into());
+        return Finding::ok(what, "any free port is taken at start".into());
     }
-    match TcpListener::bind(addr) {
-        Ok(_) => Finding::ok(&what, "free".into()),
+    match free {
+        Ok(()) => Finding::ok(what, "free".into()),
         Err(error) => Finding::fail(
-            &what,
+            what,
             format!("cannot bind: {error}"),
-            "stop what holds it (`ss -tlpn`), or choose another FOUNDATION_HTTP",
+            &format!("stop what holds it (`{tool}`), or choose another {variable}"),
         ),
     }
 }
@@ -140,7 +154,7 @@ mod tests {
         assert_eq!(tcp_port_free(addr).level, super::super::Level::Ok);
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         assert_eq!(
-            udp_port_free(udp.local_addr().unwrap()).level,
+            udp_port_free("QUIC", udp.local_addr().unwrap(), "FOUNDATION_BIND").level,
             super::super::Level::Fail
         );
     }

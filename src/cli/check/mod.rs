@@ -5,6 +5,7 @@
 mod certificate;
 mod host;
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use foundation_engine::config::{NodeConfig, Profile, Security};
@@ -114,7 +115,11 @@ pub async fn check(config: &NodeConfig) -> Vec<Finding> {
     findings.extend(security(&config.security, SystemTime::now()));
     findings.extend(discovery(config).await);
     findings.push(advertised(config));
-    findings.push(host::udp_port_free(config.bind));
+    findings.push(host::udp_port_free("QUIC", config.bind, "FOUNDATION_BIND"));
+    if let Some(port) = config.transport.bulk_port.port() {
+        let bulk = SocketAddr::new(config.bind.ip(), port);
+        findings.push(host::udp_port_free("bulk", bulk, "FOUNDATION_BULK_PORT"));
+    }
     findings.push(http(config));
     if let Some(addr) = config.http {
         findings.push(host::tcp_port_free(addr));
