@@ -255,7 +255,7 @@ proptest! {
 }
 
 /// Writes real payloads as seeds for the `core_input` fuzz target (first byte: the channel),
-/// into the directory `FUZZ_SEED_DIR` names: `FUZZ_SEED_DIR=fuzz/corpus/core_input cargo test
+/// into the directory `FUZZ_SEED_DIR` names: `FUZZ_SEED_DIR=$PWD/fuzz/seeds/core_input cargo test
 /// -p foundation-core --test hostile_input -- --ignored`.
 #[test]
 #[ignore]
