@@ -29,6 +29,12 @@ impl MemberId {
             addr: self.addr,
         }
     }
+
+    /// Whether `other` is another node listed at this one's address. This node holds the
+    /// address, so `other` cannot be there: it is a previous life of whoever held it before.
+    pub fn holds_address_of(&self, other: NodeAddr) -> bool {
+        other.addr == self.addr && other.id != self.node
+    }
 }
 
 impl foca::Identity for MemberId {

@@ -225,9 +225,21 @@ impl Membership {
         // already be back with a new generation we have not heard of (a rolling restart), and
         // without this notice it learns our departure from SWIM alone and records a failure.
         for member in self.view.values() {
-            out.send(member.node_addr(), Channel::Coordination, message.clone());
+            send(
+                self.me,
+                out,
+                member.node_addr(),
+                Channel::Coordination,
+                message.clone(),
+            );
             if let Ok(datagram) = &datagram {
-                out.send(member.node_addr(), Channel::Membership, datagram.clone());
+                send(
+                    self.me,
+                    out,
+                    member.node_addr(),
+                    Channel::Membership,
+                    datagram.clone(),
+                );
             }
         }
         self.drive(now, out, |swim, io| swim.leave_cluster(io));
@@ -246,7 +258,13 @@ impl Membership {
             metadata: versioned,
         });
         for member in self.view.values().filter(|m| m.state == MemberState::Alive) {
-            out.send(member.node_addr(), Channel::Coordination, message.clone());
+            send(
+                self.me,
+                out,
+                member.node_addr(),
+                Channel::Coordination,
+                message.clone(),
+            );
         }
     }
 
@@ -294,7 +312,13 @@ impl Membership {
             MembershipMessage::Introduce { member, metadata } if member.node == from => {
                 self.merge_metadata(member.node, metadata, out);
                 if let Some(message) = self.own_metadata_message() {
-                    out.send(member.node_addr(), Channel::Coordination, message);
+                    send(
+                        self.me,
+                        out,
+                        member.node_addr(),
+                        Channel::Coordination,
+                        message,
+                    );
                 }
             }
             MembershipMessage::Introduce { .. } => self.stats.bad_datagrams += 1,
@@ -376,7 +400,13 @@ impl Membership {
         }
         let forget = encode(MembershipMessage::Forget(view.member_id()));
         for member in self.alive() {
-            out.send(member.node_addr(), Channel::Coordination, forget.clone());
+            send(
+                self.me,
+                out,
+                member.node_addr(),
+                Channel::Coordination,
+                forget.clone(),
+            );
         }
         self.remove(node, out).ok_or(ForceLeaveError::Unknown(node))
     }
@@ -535,7 +565,13 @@ impl Membership {
             return false;
         };
         if let Some(payload) = self.suspect_report(member, incarnation) {
-            out.send(member.node_addr(), Channel::Membership, payload);
+            send(
+                self.me,
+                out,
+                member.node_addr(),
+                Channel::Membership,
+                payload,
+            );
         }
         let timer = effects::Timer::Membership(MembershipTimer::Swim(timer.clone()));
         out.timer(at, timer);
@@ -574,6 +610,7 @@ impl Membership {
         call: impl FnOnce(&mut Swim, SwimIo<'_>) -> Result<(), foca::Error>,
     ) {
         let io = SwimIo {
+            me: self.me,
             now,
             out,
             notes: &mut self.notes,
@@ -678,7 +715,13 @@ impl Membership {
                     member: self.me,
                     metadata,
                 });
-                out.send(member.node_addr(), Channel::Coordination, message);
+                send(
+                    self.me,
+                    out,
+                    member.node_addr(),
+                    Channel::Coordination,
+                    message,
+                );
             }
         }
         if let Some(before) = self.view.insert(member.node, view.clone()) {
@@ -781,7 +824,13 @@ impl Membership {
             .values()
             .filter(|m| m.state == MemberState::Alive && m.id != member.node)
         {
-            out.send(peer.node_addr(), Channel::Membership, payload.clone());
+            send(
+                self.me,
+                out,
+                peer.node_addr(),
+                Channel::Membership,
+                payload.clone(),
+            );
         }
     }
 
@@ -890,7 +939,7 @@ impl Membership {
             metadata,
             reply,
         };
-        out.send(to, Channel::Replication, encode(message));
+        send(self.me, out, to, Channel::Replication, encode(message));
     }
 
     /// A digest of what a push-pull would tell: every live member (ourselves included) with
@@ -919,7 +968,7 @@ impl Membership {
                 from: self.me,
                 digest: self.digest(),
             });
-            out.send(target, Channel::Coordination, digest);
+            send(self.me, out, target, Channel::Coordination, digest);
         }
     }
 
@@ -1039,6 +1088,17 @@ fn encoded_len(value: &Versioned) -> usize {
     postcard::to_stdvec(value).map_or(usize::MAX, |bytes| bytes.len())
 }
 
+/// Sends `payload` to `to`, unless `to` is another node at our own address: a previous life of
+/// whoever held the address (ours, after a restart under a new id), which cannot be there any
+/// more. Sending would dial ourselves, fail, and count a handshake failure each time, until
+/// that life is reaped; foca takes the silence as any other failed probe.
+fn send(me: MemberId, out: &mut Outbox, to: NodeAddr, channel: Channel, payload: Bytes) {
+    if me.holds_address_of(to) {
+        return;
+    }
+    out.send(to, channel, payload);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1048,7 +1108,7 @@ mod tests {
     fn member(node: u128, generation: u64) -> MemberId {
         MemberId {
             node: NodeId::from_u128(node),
-            addr: "127.0.0.1:7000".parse().expect("address"),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 7000 + node as u16)),
             generation,
         }
     }
@@ -1108,6 +1168,31 @@ mod tests {
         assert_eq!((back.state, back.generation), (MemberState::Alive, 12));
         assert_eq!(m.removed().count(), 0);
         m.retain_removed(|_| true);
+    }
+
+    /// A restarted node under a new id at its old address never sends to its previous life
+    /// there (that would dial itself), over SWIM or push-pull; another member is sent to.
+    #[test]
+    fn nothing_is_sent_to_a_previous_life_at_our_own_address() {
+        let mut out = Outbox::default();
+        let mut m = machine(MembershipConfig::development(), &mut out);
+        let previous = NodeAddr {
+            id: NodeId::from_u128(2),
+            addr: m.me().addr,
+        };
+        let other = member(3, 1).node_addr();
+        while out.pop().is_some() {}
+        for seed in [previous, other] {
+            m.join(Instant::ZERO, seed, &mut out);
+        }
+        let mut sent_to = Vec::new();
+        while let Some(effect) = out.pop() {
+            if let Effect::Send { to, .. } = effect {
+                sent_to.push(to);
+            }
+        }
+        assert!(!sent_to.contains(&previous), "{sent_to:?}");
+        assert!(sent_to.contains(&other), "{sent_to:?}");
     }
 
     /// force-leave removes a failed member at once and tells live members, who remove it too

@@ -15,6 +15,7 @@ use crate::effects::{self, Outbox};
 use crate::time::Instant;
 
 pub(crate) struct SwimIo<'a> {
+    pub me: MemberId,
     pub now: Instant,
     pub out: &'a mut Outbox,
     pub notes: &'a mut Vec<OwnedNotification<MemberId>>,
@@ -28,6 +29,9 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
     }
 
     fn send_to(&mut self, to: MemberId, data: &[u8]) {
+        if self.me.holds_address_of(to.node_addr()) {
+            return; // a previous life at our own address: see `membership::send`
+        }
         let payload = tagged(datagram_kind::SWIM, data);
         self.out.send(to.node_addr(), Channel::Membership, payload);
     }
