@@ -19,6 +19,7 @@ use crate::error::{ConnectError, RequestError, SendError, StartError};
 use crate::frame::{encode_datagram, encode_message};
 use crate::handshake::{self, Established};
 use crate::inbox::{inbox, streamed_index, Inbox, InboxSenders};
+use crate::intruders::IntruderLog;
 use crate::metrics::TransportMetrics;
 use crate::peer::{send_datagram_now, Peer};
 use crate::security::{quic_configs_with_bulk, Credentials, Trust};
@@ -68,6 +69,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<TransportMetrics>,
     pub inbox: InboxSenders,
     pub shutdown: watch::Sender<bool>,
+    /// Refused strangers, told at warn level.
+    pub intruders: IntruderLog,
     peers: Mutex<BTreeMap<NodeId, Arc<Peer>>>,
 }
 
@@ -145,6 +148,7 @@ impl Endpoint {
             metrics,
             inbox: senders,
             shutdown: watch::channel(false).0,
+            intruders: IntruderLog::default(),
             peers: Mutex::new(BTreeMap::new()),
         });
         tokio::spawn(accept_connections(

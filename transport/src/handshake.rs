@@ -11,6 +11,7 @@ use tokio::time::timeout;
 use crate::endpoint::Shared;
 use crate::error::{ConnectError, HandshakeFailure};
 use crate::frame::{decode_message, encode_message, StreamHeader, StreamKind};
+use crate::intruders::Side;
 use crate::security::BULK_ALPN;
 use crate::stream_io::{header_and_frame, read_frame, read_header, ReadError};
 use crate::wire::{code, Hello, MAX_HELLO_LEN};
@@ -87,7 +88,8 @@ async fn dial_with(
     })
     .await
     .unwrap_or(Err(HandshakeFailure::Timeout));
-    let (conn, hello) = result.inspect_err(|failure| shared.metrics.handshake_failed(failure))?;
+    let (conn, hello) =
+        result.inspect_err(|failure| failed(shared, addr, Side::Dialled, failure))?;
     check_not_self(shared, &conn, &hello)?;
     Ok(Established {
         conn,
@@ -97,11 +99,18 @@ async fn dial_with(
     })
 }
 
+/// Counts a failed handshake, and tells the operator of a stranger.
+fn failed(shared: &Shared, remote: SocketAddr, side: Side, failure: &HandshakeFailure) {
+    shared.metrics.handshake_failed(failure);
+    shared.intruders.failed(remote, side, failure);
+}
+
 /// Completes an incoming connection and exchanges hellos.
 pub(crate) async fn accept(
     shared: &Arc<Shared>,
     incoming: quinn::Incoming,
 ) -> Result<Established, ConnectError> {
+    let remote = incoming.remote_address();
     let result = timeout(shared.config.handshake_timeout, async {
         let conn = incoming.await.map_err(|e| classify(&e))?;
         let (send, recv) = conn.accept_bi().await.map_err(|e| classify(&e))?;
@@ -110,7 +119,8 @@ pub(crate) async fn accept(
     })
     .await
     .unwrap_or(Err(HandshakeFailure::Timeout));
-    let (conn, hello) = result.inspect_err(|failure| shared.metrics.handshake_failed(failure))?;
+    let (conn, hello) =
+        result.inspect_err(|failure| failed(shared, remote, Side::Accepted, failure))?;
     check_not_self(shared, &conn, &hello)?;
     let initiator = hello.node;
     let bulk = negotiated_bulk(&conn);

@@ -31,6 +31,7 @@ pub mod error;
 pub mod frame;
 mod handshake;
 pub mod inbox;
+mod intruders;
 pub mod metrics;
 mod peer;
 pub mod rpc;
