@@ -13,7 +13,8 @@
 //! - Foundation: real `foundation node` processes (`target/release/foundation`), development
 //!   profile (the default of `foundation node`: its fast timers), static discovery with the first
 //!   node as seed, polled through `GET /members` and `GET /metrics`. Set
-//!   `MEMBERSHIP_BENCH_PRODUCTION=1` to add the production profile's timers as a column.
+//!   `MEMBERSHIP_BENCH_PRODUCTION=1` to add the production profile's timers as a column, and
+//!   `MEMBERSHIP_BENCH_CONFIG=FILE` to give every node a TOML file (say, other transport timers).
 //! - Serf: real `serf agent` processes (Debian package `serf`, installed with apt-get when absent
 //!   and we are root; otherwise the column is skipped with a message), default LAN profile,
 //!   `-join` to the first agent, polled with `serf members -format=json`; bytes from memberlist's
@@ -396,7 +397,12 @@ fn foundation_run(
                 .env("FOUNDATION_PROFILE", "production")
                 .env("FOUNDATION_SECRET", "membership-bench-secret-0123456789")
                 // Membership only: nothing here needs durable state.
-                .env("FOUNDATION_STORAGE", "memory");
+                .env("FOUNDATION_STORAGE", "memory")
+                // Ten production nodes share one host: production's fixed bulk port would clash.
+                .env("FOUNDATION_BULK_PORT", "auto");
+        }
+        if let Some(file) = std::env::var_os("MEMBERSHIP_BENCH_CONFIG") {
+            command.env("FOUNDATION_CONFIG", file);
         }
         let mut child = command.spawn().expect("foundation node starts");
         let stdout = child.stdout.take().unwrap();
