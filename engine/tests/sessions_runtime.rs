@@ -72,6 +72,7 @@ impl Agent for Bidder {
         let answer_to = match ask {
             Ask::Bid { .. } => Answer::Bid(Money(bid)),
             Ask::Vote { .. } => Answer::Ballot(Ballot::Choice(choice)),
+            _ => Answer::Decline,
         };
         answer(&SessionAnswer {
             session,
@@ -196,8 +197,10 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
             seen.push((session, what));
         }
     }
-    assert_eq!(seen.len(), 2, "opened and ended: {seen:?}");
-    assert!(seen[1].1.contains("3 of 5 answered, 2 refused"), "{seen:?}");
+    assert_eq!(seen.len(), 3, "opened, one round of asks, ended: {seen:?}");
+    assert!(seen[1].1.contains("round 1: asked 5"), "{seen:?}");
+    assert!(seen[2].1.contains("bob won gpu-slot at 40"), "{seen:?}");
+    assert!(seen[2].1.contains("3 of 5 answered, 2 refused"), "{seen:?}");
     let mut metrics = String::new();
     prometheus_client::encoding::text::encode(&mut metrics, nodes[0].registry()).unwrap();
     let committed =

@@ -134,10 +134,11 @@ pub enum AgentEvent {
     Session {
         /// The session.
         session: foundation_core::vars::SessionId,
-        /// Its mechanism (`sealed-bid`, `vote`).
+        /// Its mechanism (`sealed-bid`, `vote`, `english`, `dutch`, `contract-net`, `vcg`,
+        /// `market`).
         mechanism: &'static str,
-        /// What happened, in words: `opened with N participants`, or the decision, how many
-        /// answered, and whether it committed.
+        /// What happened, in words: `opened with N participants`, `round K: asked N
+        /// participants`, or the decision, how many answered, and whether it committed.
         what: String,
     },
 }

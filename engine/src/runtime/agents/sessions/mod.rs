@@ -1,12 +1,14 @@
 //! Coordination sessions across the cluster: `node.agents().run(session)` runs one of the
-//! `foundation_agents` mechanisms between agents found by capability on any node, and commits
-//! its outcome to a ledger variable in one majority-decided step.
+//! `foundation_agents` mechanisms — sealed-bid, English, Dutch and combinatorial (VCG)
+//! auctions, votes, Contract Net, a call market — between agents found by capability on any
+//! node, and commits its outcome to a ledger variable in one majority-decided step.
 //!
-//! The coordinator is the calling node. It invites every agent that declared the session's
-//! capability (a [`SessionMessage::Invite`] request over the agents' messaging), feeds the
-//! answers that arrive to the mechanism's `foundation_agents::Protocol` machine at the time they arrive
-//! (milliseconds since the session opened), closes the machine at the deadline, commits the
-//! outcome to the ledger ([`crate::runtime::vars::VarsHandle::commit_outcome`]: every field and
+//! The coordinator is the calling node. It drives the mechanism's `foundation_agents::Protocol`
+//! machine (see `drive`): every notice the machine has for an agent that wants an answer is
+//! a [`SessionMessage::Invite`] request over the agents' messaging, carrying an [`Ask`]; the
+//! answers are fed to the machine at the time they arrive (milliseconds since the session
+//! opened); its deadlines fire as timeouts, round after round for the clock auctions. Once
+//! the machine decides, the coordinator commits the outcome to the ledger ([`crate::runtime::vars::VarsHandle::commit_outcome`]: every field and
 //! debit together or nothing, once per session), and tells each participant how it ended
 //! ([`SessionMessage::Notice`]).
 //!
@@ -27,14 +29,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foundation_agents::auction::sealed::{Pricing, SealedBidAuction, SealedConfig, SealedMessage};
+mod drive;
+mod mechanisms;
+
+use foundation_agents::auction::sealed::Pricing;
+use foundation_agents::auction::vcg::{BundleBid, VcgError, VcgSolution};
 use foundation_agents::auction::AuctionOutcome;
 use foundation_agents::cas::CasOutcome;
+use foundation_agents::market::double::{ClearingOutcome, ClearingRule, Side};
+use foundation_agents::negotiation::contract_net::ContractOutcome;
 use foundation_agents::variable::VarValue;
-use foundation_agents::voting::{
-    Ballot, Election, ElectionConfig, Method, VoteError, VoteMessage, VoteOutcome,
-};
-use foundation_agents::{AgentId, Money, Rejection, Time};
+use foundation_agents::voting::{Ballot, Method, VoteError, VoteOutcome};
+use foundation_agents::Money;
 use foundation_core::vars::{Outcome, SessionId, VarsError};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -42,10 +48,6 @@ use tokio::time::Instant;
 use super::AgentsHandle;
 use crate::runtime::request::VarWrite;
 use crate::runtime::vars::{propose, VarsCallError};
-
-/// How long past the deadline the coordinator still listens, so that a late answer is refused
-/// as late (with its reason) rather than lost as a timeout.
-const LATE_GRACE: Duration = Duration::from_millis(250);
 /// Attempts to commit when other outcomes keep winning the ledger's next version.
 const COMMIT_ATTEMPTS: usize = 8;
 
@@ -72,6 +74,57 @@ pub enum Mechanism {
         /// Fraction of the participants that must vote, in [0, 1].
         quorum: f64,
     },
+    /// An English auction of `item`: a price clock rising from `start` by `increment` each
+    /// round while two or more bidders stay; each round lasts the session's `answer_within`.
+    /// Participants answer [`Ask::Stay`] with [`Answer::Accept`] (stay in) or
+    /// [`Answer::Decline`] (drop out); a silent bidder is out (the activity rule).
+    English {
+        /// What is sold.
+        item: String,
+        /// The opening price, which is also the reserve.
+        start: Money,
+        /// The rise per round, at least one minor unit.
+        increment: Money,
+    },
+    /// A Dutch auction of `item`: a price clock falling from `start` by `decrement` each tick
+    /// (the session's `answer_within`) down to `floor`; the first [`Answer::Accept`] of an
+    /// [`Ask::Take`] wins at that tick's price.
+    Dutch {
+        /// What is sold.
+        item: String,
+        /// The opening (highest) price.
+        start: Money,
+        /// The fall per tick, at least one minor unit.
+        decrement: Money,
+        /// The lowest price offered.
+        floor: Money,
+    },
+    /// Contract Net: `task` goes to the cheapest contractor; participants answer
+    /// [`Ask::Task`] with [`Answer::Bid`] (a cost) or [`Answer::Decline`] (refuse).
+    ContractNet {
+        /// The task.
+        task: String,
+        /// Costs above this are refused.
+        max_cost: Option<Money>,
+    },
+    /// A combinatorial auction of `items` with exact winner determination and VCG payments;
+    /// participants answer [`Ask::Bundles`] with [`Answer::Bundles`] (an XOR bid, bit `k` of a
+    /// bundle standing for `items[k]`).
+    Combinatorial {
+        /// The auction's name.
+        name: String,
+        /// The items, at most `foundation_agents::auction::vcg::VCG_ITEMS_MAX`.
+        items: Vec<String>,
+    },
+    /// A call market (double auction) cleared once at the deadline; participants answer
+    /// [`Ask::Order`] with [`Answer::Order`]. Its prices are real numbers, so a market's
+    /// clearing is reported and not committed to a ledger.
+    Market {
+        /// The market's name.
+        name: String,
+        /// Uniform price or McAfee trade reduction.
+        rule: ClearingRule,
+    },
 }
 
 impl Mechanism {
@@ -80,6 +133,23 @@ impl Mechanism {
         match self {
             Mechanism::SealedBid { .. } => "sealed-bid",
             Mechanism::Vote { .. } => "vote",
+            Mechanism::English { .. } => "english",
+            Mechanism::Dutch { .. } => "dutch",
+            Mechanism::ContractNet { .. } => "contract-net",
+            Mechanism::Combinatorial { .. } => "vcg",
+            Mechanism::Market { .. } => "market",
+        }
+    }
+
+    /// What it decides about: the item, question, task or market.
+    pub fn subject(&self) -> &str {
+        match self {
+            Mechanism::SealedBid { item, .. }
+            | Mechanism::English { item, .. }
+            | Mechanism::Dutch { item, .. } => item,
+            Mechanism::Vote { question, .. } => question,
+            Mechanism::ContractNet { task, .. } => task,
+            Mechanism::Combinatorial { name, .. } | Mechanism::Market { name, .. } => name,
         }
     }
 }
@@ -97,7 +167,10 @@ impl CommitState {
 }
 
 /// Where a session's outcome lands: fields of a ledger (a `coordinated` record, see
-/// `foundation_core::vars::outcome`).
+/// `foundation_core::vars::outcome`). An auction, an English or Dutch auction and Contract
+/// Net write their winner, price (a contract's cost) and debit; a vote writes the label
+/// elected; a combinatorial auction writes each item's winner into the field named as the
+/// item (not `winner_field`) and the sum of the VCG payments as price and debit.
 #[derive(Clone, Debug)]
 pub struct Commit {
     /// The ledger variable.
@@ -173,6 +246,60 @@ pub enum Ask {
         /// The options.
         candidates: Vec<String>,
     },
+    /// An English auction's round: [`Answer::Accept`] to stay in at `price`,
+    /// [`Answer::Decline`] to drop out for good.
+    Stay {
+        /// What is sold.
+        item: String,
+        /// The round.
+        round: u64,
+        /// The price to pay if the clock stops here.
+        price: Money,
+    },
+    /// A Dutch auction's tick: [`Answer::Accept`] to take `item` at `price` now,
+    /// [`Answer::Decline`] to wait for a lower price.
+    Take {
+        /// What is sold.
+        item: String,
+        /// The tick.
+        tick: u64,
+        /// The price on offer.
+        price: Money,
+    },
+    /// A Contract Net call for proposals: [`Answer::Bid`] a cost, or [`Answer::Decline`].
+    Task {
+        /// The task.
+        task: String,
+        /// Costs above this are refused.
+        max_cost: Option<Money>,
+    },
+    /// A combinatorial auction: [`Answer::Bundles`] (bit `k` of a bundle is `items[k]`).
+    Bundles {
+        /// The auction.
+        auction: String,
+        /// The items.
+        items: Vec<String>,
+    },
+    /// A call market: [`Answer::Order`], or [`Answer::Decline`].
+    Order {
+        /// The market.
+        market: String,
+    },
+}
+
+impl Ask {
+    /// What is asked, in a word, for refusals.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ask::Bid { .. } => "a sealed bid",
+            Ask::Vote { .. } => "a ballot",
+            Ask::Stay { .. } => "an English auction's price",
+            Ask::Take { .. } => "a Dutch auction's price",
+            Ask::Task { .. } => "a call for proposals",
+            Ask::Bundles { .. } => "a combinatorial bid",
+            Ask::Order { .. } => "a market order",
+        }
+    }
 }
 
 /// A participant's answer to an invitation.
@@ -187,21 +314,40 @@ pub struct SessionAnswer {
 /// A participant's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
-    /// A sealed bid.
+    /// A sealed bid, or a contractor's cost.
     Bid(Money),
     /// A ballot.
     Ballot(Ballot),
-    /// No bid, no vote.
+    /// Yes to the price asked: stay in (English), take it (Dutch).
+    Accept,
+    /// An XOR bid of a combinatorial auction: at most one of the bundles may win.
+    Bundles(Vec<BundleBid>),
+    /// A limit order of a call market.
+    Order {
+        /// Buy or sell.
+        side: Side,
+        /// Units.
+        quantity: u64,
+        /// The per-unit limit price.
+        limit: f64,
+    },
+    /// No bid, no vote, no order; drop out (English); refuse (Contract Net).
     Decline,
 }
 
 /// What the mechanism decided.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
-    /// An auction's outcome.
+    /// A single-item auction's outcome (sealed-bid, English, Dutch).
     Auction(AuctionOutcome),
     /// An election's outcome, or why it could not decide.
     Vote(Result<VoteOutcome, VoteError>),
+    /// Contract Net's award.
+    Contract(ContractOutcome),
+    /// A combinatorial auction's allocation and payments, or why it could not be solved.
+    Combinatorial(Result<VcgSolution, VcgError>),
+    /// A call market's clearing.
+    Market(ClearingOutcome),
 }
 
 /// Whether the outcome reached the ledger.
@@ -235,6 +381,8 @@ pub struct SessionReport {
     pub answered: usize,
     /// Answers refused, with the reason: `(agent, reason)`.
     pub rejected: Vec<(String, String)>,
+    /// Rounds of asks (1 for a single-round mechanism; a clock auction's rounds or ticks).
+    pub rounds: u64,
     /// What the mechanism decided.
     pub decision: Decision,
     /// Whether it reached the ledger.
@@ -288,13 +436,6 @@ enum Landing {
     Failed(String),
 }
 
-/// One participant's reply as it arrived.
-struct Arrival {
-    name: String,
-    at: Time,
-    reply: Option<SessionAnswer>,
-}
-
 impl AgentsHandle {
     /// Runs `session` with every agent of the cluster that has its capability, coordinated by
     /// this node; see the [module docs](self).
@@ -309,39 +450,38 @@ impl AgentsHandle {
         if names.is_empty() {
             return Err(SessionError::NoParticipants(session.capability.clone()));
         }
-        let ids: BTreeMap<String, AgentId> = (0u64..)
-            .zip(&names)
-            .map(|(i, n)| (n.clone(), AgentId(i)))
-            .collect();
-        let deadline = Time(millis(session.answer_within));
-        let (ask, mut machine) = open(&session, &ids, deadline)?;
+        if matches!(session.mechanism, Mechanism::Market { .. }) && session.commit.is_some() {
+            let why = "a market's clearing prices are real numbers and do not commit to a ledger";
+            return Err(SessionError::Config(why.into()));
+        }
         let opened = Instant::now();
         let mechanism = session.mechanism.name();
         self.session_event(
             &session,
             format!("opened with {} participants", names.len()),
         );
-        let arrivals = self.invite(&session, &names, ask).await;
-        let (answered, rejected) = machine.feed(session.id, &ids, arrivals);
-        let decision = machine.close(deadline);
-        let commit = self.commit(&session, &names, &decision).await;
-        self.notify(&session, &names, &decision, &commit).await;
+        let drove = mechanisms::run_machine(self, &session, &names).await?;
+        let commit = self.commit(&session, &names, &drove.decision).await;
+        self.notify(&session, &names, &drove.decision, &commit)
+            .await;
         self.shared
             .metrics
             .session(mechanism, commit.label(), opened);
         let what = format!(
-            "{}; {answered} of {} answered, {} refused; {commit:?}",
-            summary(&decision),
+            "{}; {} of {} answered, {} refused; {commit:?}",
+            summary(&drove.decision, &names),
+            drove.answered,
             names.len(),
-            rejected.len()
+            drove.rejected.len()
         );
         self.session_event(&session, what);
         Ok(SessionReport {
             session: session.id,
             participants: names,
-            answered,
-            rejected,
-            decision,
+            answered: drove.answered,
+            rejected: drove.rejected,
+            rounds: drove.rounds,
+            decision: drove.decision,
             commit,
         })
     }
@@ -352,36 +492,6 @@ impl AgentsHandle {
             mechanism: session.mechanism.name(),
             what,
         });
-    }
-
-    /// Invites every participant at once and collects the replies with their arrival times.
-    async fn invite(&self, session: &Session, names: &[String], ask: Ask) -> Vec<Arrival> {
-        let opened = Instant::now();
-        let within = session.answer_within + LATE_GRACE;
-        let mut asks = tokio::task::JoinSet::new();
-        for name in names {
-            let commit = session.commit.as_ref();
-            let message = SessionMessage::Invite {
-                session: session.id,
-                ask: ask.clone(),
-                within_ms: millis(session.answer_within),
-                ledger: commit.map(|c| c.ledger.clone()),
-                commit_ms: commit.map_or(0, |c| millis(c.timeout)),
-            };
-            let (handle, name) = (self.clone(), name.clone());
-            asks.spawn(async move {
-                let reply = handle.request(&name, &message, within).await.ok();
-                let at = Time(millis(opened.elapsed()));
-                Arrival { name, at, reply }
-            });
-        }
-        let mut arrivals = Vec::with_capacity(names.len());
-        while let Some(joined) = asks.join_next().await {
-            arrivals.extend(joined.ok());
-        }
-        // In arrival order, then by name: the order the machine breaks ties by.
-        arrivals.sort_by(|a, b| (a.at, &a.name).cmp(&(b.at, &b.name)));
-        arrivals
     }
 
     /// Commits the decision to the session's ledger, applying it again to the newest record
@@ -395,7 +505,7 @@ impl AgentsHandle {
         let Some(commit) = &session.commit else {
             return CommitState::NotRequested;
         };
-        let Some(outcome) = ledger_outcome(session.id, commit, names, decision) else {
+        let Some(outcome) = ledger_outcome(session, commit, names, decision) else {
             return CommitState::NotRequested;
         };
         match self.land(&commit.ledger, &outcome, commit.timeout).await {
@@ -466,7 +576,7 @@ impl AgentsHandle {
         };
         let notice = SessionMessage::Notice {
             session: session.id,
-            decided: summary(decision),
+            decided: summary(decision, names),
             committed,
         };
         for name in names {
@@ -475,150 +585,96 @@ impl AgentsHandle {
     }
 }
 
-/// The machine of a session's mechanism, opened at time 0.
-enum Machine {
-    Sealed(SealedBidAuction),
-    Vote(Election),
-}
-
-fn open(
-    session: &Session,
-    ids: &BTreeMap<String, AgentId>,
-    deadline: Time,
-) -> Result<(Ask, Machine), SessionError> {
-    let config_error =
-        |e: foundation_agents::error::ConfigError| SessionError::Config(e.to_string());
-    match &session.mechanism {
-        Mechanism::SealedBid {
-            item,
-            pricing,
-            reserve,
-        } => {
-            let config = SealedConfig::new(item.clone(), *pricing)
-                .reserve(*reserve)
-                .deadline(deadline)
-                .participants(ids.values().copied());
-            let machine = SealedBidAuction::new(config, Time(0)).map_err(config_error)?;
-            let ask = Ask::Bid {
-                item: item.clone(),
-                reserve: *reserve,
-            };
-            Ok((ask, Machine::Sealed(machine)))
-        }
-        Mechanism::Vote {
-            question,
-            candidates,
-            method,
-            quorum,
-        } => {
-            let config = ElectionConfig {
-                question: question.clone(),
-                candidates: candidates.clone(),
-                voters: ids.values().map(|id| (*id, 1.0)).collect(),
-                method: *method,
-                quorum: *quorum,
-                deadline,
-            };
-            let machine = Election::new(config, Time(0)).map_err(config_error)?;
-            let ask = Ask::Vote {
-                question: question.clone(),
-                candidates: candidates.clone(),
-            };
-            Ok((ask, Machine::Vote(machine)))
-        }
-    }
-}
-
-impl Machine {
-    /// Feeds the replies in arrival order; returns how many were accepted and the refusals.
-    fn feed(
-        &mut self,
-        session: SessionId,
-        ids: &BTreeMap<String, AgentId>,
-        arrivals: Vec<Arrival>,
-    ) -> (usize, Vec<(String, String)>) {
-        let mut answered = 0;
-        let mut rejected = Vec::new();
-        for Arrival { name, at, reply } in arrivals {
-            let Some(reply) = reply else {
-                continue; // Silent: absent, never counted as agreeing.
-            };
-            let result = match ids.get(&name) {
-                Some(&id) if reply.session == session => self.take(at, id, reply.answer),
-                Some(_) => Err(format!(
-                    "answer names session {:?}, this is {session:?}",
-                    reply.session
-                )),
-                None => Err("not a participant".into()),
-            };
-            match result {
-                Ok(()) => answered += 1,
-                Err(reason) => rejected.push((name, reason)),
-            }
-        }
-        (answered, rejected)
-    }
-
-    fn take(&mut self, at: Time, id: AgentId, answer: Answer) -> Result<(), String> {
-        let reason = |r: Rejection| r.to_string();
-        match (self, answer) {
-            (_, Answer::Decline) => Ok(()),
-            (Machine::Sealed(m), Answer::Bid(amount)) => m
-                .handle(at, id, SealedMessage::Bid { amount })
-                .map_err(reason),
-            (Machine::Vote(m), Answer::Ballot(ballot)) => m
-                .handle(at, id, VoteMessage::Cast { ballot })
-                .map_err(reason),
-            _ => Err("an answer of the wrong kind for this mechanism".into()),
-        }
-    }
-
-    fn close(&mut self, deadline: Time) -> Decision {
-        match self {
-            Machine::Sealed(m) => Decision::Auction(m.close(deadline)),
-            Machine::Vote(m) => Decision::Vote(m.close(deadline)),
-        }
-    }
-}
-
 /// The ledger writes and debit a decision makes, if it decided anything to commit.
 fn ledger_outcome(
-    session: SessionId,
+    session: &Session,
     commit: &Commit,
     names: &[String],
     decision: &Decision,
 ) -> Option<Outcome> {
+    let name_of = |agent: foundation_agents::AgentId| {
+        let i = usize::try_from(agent.0).ok()?;
+        names.get(i).cloned()
+    };
     let mut outcome = Outcome {
-        session,
+        session: session.id,
         writes: BTreeMap::new(),
         debits: BTreeMap::new(),
     };
-    let winner = match decision {
+    let (winner, paid) = match decision {
         Decision::Auction(auction) => {
             let award = auction.award.as_ref()?;
-            if let Some(field) = &commit.price_field {
-                let price = i64::try_from(award.price.minor()).ok()?;
-                outcome.writes.insert(field.clone(), VarValue::Int(price));
-            }
-            if let Some(field) = &commit.budget_field {
-                outcome.debits.insert(field.clone(), award.price.minor());
-            }
-            names.get(usize::try_from(award.winner.0).ok()?)?.clone()
+            (Some(name_of(award.winner)?), award.price)
         }
-        Decision::Vote(Ok(vote)) => vote.label.clone(),
-        Decision::Vote(Err(_)) => return None,
+        Decision::Contract(contract) => {
+            let (agent, cost) = contract.award?;
+            (Some(name_of(agent)?), cost)
+        }
+        Decision::Vote(Ok(vote)) => (Some(vote.label.clone()), Money::ZERO),
+        Decision::Combinatorial(Ok(solution)) if !solution.awards.is_empty() => {
+            let Mechanism::Combinatorial { items, .. } = &session.mechanism else {
+                return None;
+            };
+            for award in &solution.awards {
+                let winner = VarValue::Choice(name_of(award.agent)?);
+                for (k, item) in items.iter().enumerate() {
+                    if award.bundle & (1 << k) != 0 {
+                        outcome.writes.insert(item.clone(), winner.clone());
+                    }
+                }
+            }
+            let payments = solution.awards.iter().map(|a| a.payment);
+            (None, Money::checked_sum(payments).ok()?)
+        }
+        Decision::Vote(Err(_)) | Decision::Combinatorial(_) | Decision::Market(_) => return None,
     };
-    outcome
-        .writes
-        .insert(commit.winner_field.clone(), VarValue::Choice(winner));
+    if let Some(winner) = winner {
+        outcome
+            .writes
+            .insert(commit.winner_field.clone(), VarValue::Choice(winner));
+    }
+    if !matches!(decision, Decision::Vote(_)) {
+        if let Some(field) = &commit.price_field {
+            let price = i64::try_from(paid.minor()).ok()?;
+            outcome.writes.insert(field.clone(), VarValue::Int(price));
+        }
+        if let Some(field) = &commit.budget_field {
+            outcome.debits.insert(field.clone(), paid.minor());
+        }
+    }
     Some(outcome)
 }
 
-fn summary(decision: &Decision) -> String {
+/// The decision in words, participants by name.
+fn summary(decision: &Decision, names: &[String]) -> String {
+    let name = |agent: foundation_agents::AgentId| {
+        let i = usize::try_from(agent.0).ok();
+        i.and_then(|i| names.get(i))
+            .map_or_else(|| agent.to_string(), Clone::clone)
+    };
     match decision {
-        Decision::Auction(a) => a.summary(),
+        Decision::Auction(a) => match &a.award {
+            Some(w) => format!(
+                "{} won {} at {} ({:?})",
+                name(w.winner),
+                a.item,
+                w.price,
+                a.reason
+            ),
+            None => format!("{} not sold ({:?})", a.item, a.reason),
+        },
         Decision::Vote(Ok(v)) => format!("elected {:?}", v.label),
         Decision::Vote(Err(e)) => e.to_string(),
+        Decision::Contract(c) => match c.award {
+            Some((agent, cost)) => format!("{} awarded to {} at {cost}", c.task, name(agent)),
+            None => format!("{} not awarded ({})", c.task, c.reason),
+        },
+        Decision::Combinatorial(Ok(s)) => {
+            let winners: Vec<String> = s.awards.iter().map(|a| name(a.agent)).collect();
+            format!("bundles to {}, welfare {}", winners.join(", "), s.welfare)
+        }
+        Decision::Combinatorial(Err(e)) => e.to_string(),
+        Decision::Market(m) => format!("{} units traded ({:?})", m.traded_quantity, m.reason),
     }
 }
 
