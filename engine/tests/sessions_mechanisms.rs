@@ -19,7 +19,8 @@ use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_agents::voting::Ballot;
 use foundation_agents::Money;
 use foundation_engine::runtime::agents::sessions::{
-    Answer, Ask, Commit, CommitState, Decision, Mechanism, Session, SessionAnswer, SessionMessage,
+    Answer, Ask, Commit, CommitState, Coordinator, Decision, Mechanism, Session, SessionAnswer,
+    SessionMessage,
 };
 use foundation_engine::runtime::agents::{
     answer, Agent, AgentSpec, Context, HandlerError, Message,
@@ -218,6 +219,7 @@ fn session(id: u64, mechanism: Mechanism, ledger: Option<&str>) -> Session {
             budget_field: Some("budget".into()),
             timeout: Duration::from_secs(3),
         }),
+        coordinator: Coordinator::Caller,
     }
 }
 

@@ -18,8 +18,8 @@ use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_agents::voting::{Ballot, Method};
 use foundation_agents::Money;
 use foundation_engine::runtime::agents::sessions::{
-    Answer, Ask, Commit, CommitState, Decision, Mechanism, Session, SessionAnswer, SessionMessage,
-    Settled,
+    Answer, Ask, Commit, CommitState, Coordinator, Decision, Mechanism, Session, SessionAnswer,
+    SessionError, SessionMessage, Settled,
 };
 use foundation_engine::runtime::agents::{
     answer, Agent, AgentEvent, AgentSpec, Context, HandlerError, Message,
@@ -146,6 +146,7 @@ fn auction(id: u64) -> Session {
             budget_field: Some("budget".into()),
             timeout: Duration::from_secs(3),
         }),
+        coordinator: Coordinator::Caller,
     }
 }
 
@@ -257,6 +258,7 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
             budget_field: None,
             timeout: Duration::from_secs(3),
         }),
+        coordinator: Coordinator::Caller,
     };
     let report = nodes[1].agents().run(vote).await.unwrap();
     let Decision::Vote(Ok(elected)) = &report.decision else {
@@ -414,6 +416,87 @@ async fn when_the_coordinator_dies_mid_session_the_participants_settle_it_once()
             node.vars().get("gpu").map(|(v, _)| v) == Some(1)
                 && field(node, "gpu", "session") == Some(VarValue::Int(11))
                 && field(node, "gpu", "budget") == Some(VarValue::Int(100))
+        })
+        .await;
+    }
+    for node in &nodes[..2] {
+        node.abort().await;
+    }
+}
+
+/// The first session id above `after` that node 0 would place on `node`.
+fn placed_on(nodes: &[Node], node: usize, after: u64) -> u64 {
+    let target = nodes[node].id();
+    (after + 1..)
+        .find(|id| nodes[0].agents().coordinator_of(SessionId(*id)).id == target)
+        .expect("some session id lands on every member")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_placed_by_rendezvous_runs_there_and_is_aborted_once_when_that_node_dies() {
+    let nodes = cluster(3).await;
+    let names = ["nobody", "ann", "bob", "dan"];
+    declare_everywhere(&nodes, "gpu", gpu_ledger(&nodes[0], &names)).await;
+    let spawns = [
+        (0, bidder("ann", Style::Honest { bid: 30, choice: 0 })),
+        (1, bidder("bob", Style::Honest { bid: 45, choice: 0 })),
+        (0, bidder("dan", Style::Late)),
+    ];
+    for (node, spec) in spawns {
+        nodes[node].agents().spawn(spec).await.unwrap();
+    }
+    eventually(SOON, "every bidder is visible from node 0", || {
+        nodes[0].agents().with_capability(BIDDERS).len() == 3
+    })
+    .await;
+
+    // Placed on node 1 by the session id: node 1 coordinates, node 0 gets the report.
+    let first = placed_on(&nodes, 1, 0);
+    let mut on_coordinator = nodes[1].agents().events();
+    let mut session = auction(first);
+    session.coordinator = Coordinator::Rendezvous;
+    let report = nodes[0].agents().run(session).await.unwrap();
+    assert_eq!(report.commit, CommitState::Committed { version: 1 });
+    let Decision::Auction(outcome) = &report.decision else {
+        panic!("an auction: {report:?}");
+    };
+    assert_eq!(outcome.award.as_ref().map(|a| a.price), Some(Money(30)));
+    let mut coordinated = false;
+    while let Ok(event) = on_coordinator.try_recv() {
+        coordinated |= matches!(event, AgentEvent::Session { session, .. } if session.0 == first);
+    }
+    assert!(coordinated, "node 1 ran the session");
+
+    // Placed on node 2, which dies mid-session (dan keeps it open past the deadline).
+    let second = placed_on(&nodes, 2, first);
+    let mut on_doomed = nodes[2].agents().events();
+    let mut session = auction(second);
+    session.coordinator = Coordinator::Rendezvous;
+    session.answer_within = Duration::from_millis(3_000);
+    let caller = nodes[0].agents();
+    let run = tokio::spawn(async move { caller.run(session).await });
+    loop {
+        let event = tokio::time::timeout(SOON, on_doomed.recv()).await;
+        if let Ok(Ok(AgentEvent::Session { what, .. })) = event {
+            if what.starts_with("round") {
+                break;
+            }
+        }
+    }
+    nodes[2].abort().await;
+    let lost = tokio::time::timeout(SOON, run).await.unwrap().unwrap();
+    match lost {
+        Err(SessionError::CoordinatorLost {
+            settled: Some(Settled::Aborted { version: 2 }),
+            ..
+        }) => {}
+        other => panic!("aborted as version 2 by the caller: {other:?}"),
+    }
+    for node in &nodes[..2] {
+        eventually(SOON, "the abort shows, and nothing of an award", || {
+            node.vars().get("gpu").map(|(v, _)| v) == Some(2)
+                && field(node, "gpu", "session") == Some(VarValue::Int(second as i64))
+                && field(node, "gpu", "budget") == Some(VarValue::Int(70))
         })
         .await;
     }

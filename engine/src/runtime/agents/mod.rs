@@ -46,6 +46,7 @@ use foundation_core::agents::record::AgentRecord;
 use foundation_core::agents::supervisor::SupervisorError;
 use foundation_core::agents::BadAgent;
 use foundation_core::ephemeral::AGENTS_KEYSPACE;
+use foundation_core::membership::MemberView;
 use foundation_core::node::WriteError;
 use foundation_core::services::Directory;
 use foundation_transport::{Endpoint, IncomingRequest, NodeId};
@@ -160,6 +161,8 @@ pub(crate) struct Shared {
     config: AgentsConfig,
     requests: mpsc::Sender<Request>,
     directory: watch::Receiver<Arc<Directory>>,
+    /// The member table, for placing session coordinators.
+    members: watch::Receiver<Vec<MemberView>>,
     endpoint: Endpoint,
     local: RwLock<BTreeMap<String, LocalAgent>>,
     commands: mpsc::Sender<Command>,
@@ -177,6 +180,7 @@ pub(crate) fn start(
     config: AgentsConfig,
     requests: mpsc::Sender<Request>,
     directory: watch::Receiver<Arc<Directory>>,
+    members: watch::Receiver<Vec<MemberView>>,
     endpoint: Endpoint,
     incoming: mpsc::Receiver<IncomingRequest>,
     registry: &mut Registry,
@@ -187,6 +191,7 @@ pub(crate) fn start(
         config,
         requests,
         directory,
+        members,
         endpoint,
         local: RwLock::default(),
         commands,

@@ -17,20 +17,27 @@
 //! answer after the deadline, and anything the machine itself refuses (over budget, malformed).
 //! A participant that does not answer is silent, not agreeing: it is counted absent.
 //!
-//! Coordinator failure: the invitation names the ledger. A participant that hears no notice
-//! within the deadline plus the commit time may call [`AgentsHandle::settle_session`], which
-//! commits an *empty* outcome for the session (it aborts the session) — or learns that the
-//! session already committed, or that a later session did (sessions commit to a ledger in
-//! increasing id order, see `foundation_core::vars::outcome`). Either way the ledger holds exactly one outcome for the session,
-//! every participant that asks learns the same version, and a coordinator that comes back
-//! finds its session settled ([`CommitState::AlreadyCommitted`]). Resuming a session on a new
-//! coordinator from replicated session state is not built.
+//! The coordinator is the caller, or the member rendezvous hashing of the session id picks
+//! ([`Coordinator::Rendezvous`], see `placement`).
+//!
+//! Coordinator failure: the session is aborted, never resumed (why: `placement`). The
+//! invitation names the ledger. A participant that hears no notice within the deadline plus
+//! the commit time may call [`AgentsHandle::settle_session`], which commits an *empty*
+//! outcome for the session (it aborts the session) — or learns that the session already
+//! committed, or that a later session did (sessions commit to a ledger in increasing id
+//! order, see `foundation_core::vars::outcome`); a caller whose placed coordinator dies does
+//! the same ([`SessionError::CoordinatorLost`]). Either way the ledger holds exactly one
+//! outcome for the session, everyone who asks learns the same version, and a coordinator that
+//! comes back finds its session settled ([`CommitState::AlreadyCommitted`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod drive;
 mod mechanisms;
+pub(super) mod placement;
+
+pub(crate) use placement::COORDINATOR;
 
 use foundation_agents::auction::sealed::Pricing;
 use foundation_agents::auction::vcg::{BundleBid, VcgError, VcgSolution};
@@ -52,7 +59,7 @@ use crate::runtime::vars::{propose, VarsCallError};
 const COMMIT_ATTEMPTS: usize = 8;
 
 /// What a session decides, and how.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Mechanism {
     /// A sealed-bid auction of `item`; participants answer [`Answer::Bid`].
     SealedBid {
@@ -171,7 +178,7 @@ impl CommitState {
 /// Net write their winner, price (a contract's cost) and debit; a vote writes the label
 /// elected; a combinatorial auction writes each item's winner into the field named as the
 /// item (not `winner_field`) and the sum of the VCG payments as price and debit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Commit {
     /// The ledger variable.
     pub ledger: String,
@@ -187,7 +194,7 @@ pub struct Commit {
 }
 
 /// One session to run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Session {
     /// Its identity, unique in the cluster: a ledger takes one outcome per session, in
     /// increasing order of ids (take ids that grow with time).
@@ -200,6 +207,20 @@ pub struct Session {
     pub answer_within: Duration,
     /// Where the outcome commits, if anywhere.
     pub commit: Option<Commit>,
+    /// Which node coordinates it.
+    pub coordinator: Coordinator,
+}
+
+/// Which node coordinates a session (drives its machine and commits its outcome).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Coordinator {
+    /// The node that calls [`AgentsHandle::run`].
+    #[default]
+    Caller,
+    /// The live member with the highest rendezvous weight for the session id, this node
+    /// included: every node that sees the same members picks the same one, and sessions
+    /// spread over the cluster. See `placement`.
+    Rendezvous,
 }
 
 /// What a coordinator sends a participant agent.
@@ -336,7 +357,7 @@ pub enum Answer {
 }
 
 /// What the mechanism decided.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Decision {
     /// A single-item auction's outcome (sealed-bid, English, Dutch).
     Auction(AuctionOutcome),
@@ -351,7 +372,7 @@ pub enum Decision {
 }
 
 /// Whether the outcome reached the ledger.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CommitState {
     /// No ledger was named, or nothing was decided to commit.
     NotRequested,
@@ -371,7 +392,7 @@ pub enum CommitState {
 }
 
 /// How a session ended.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionReport {
     /// The session.
     pub session: SessionId,
@@ -390,7 +411,7 @@ pub struct SessionReport {
 }
 
 /// How [`AgentsHandle::settle_session`] found a session.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Settled {
     /// The session had committed its outcome (or another participant's abort) as this ledger
     /// version.
@@ -422,6 +443,25 @@ pub enum SessionError {
     /// The mechanism's configuration is invalid.
     #[error("invalid mechanism: {0}")]
     Config(String),
+    /// The node placed to coordinate the session could not run it.
+    #[error("coordinator {coordinator} could not run the session: {why}")]
+    Remote {
+        /// The coordinator.
+        coordinator: foundation_core::NodeId,
+        /// Why.
+        why: String,
+    },
+    /// The node placed to coordinate the session was lost before it reported; the session
+    /// was settled on its ledger (see `placement`): aborted by this call, or found decided.
+    #[error("coordinator {coordinator} lost mid-session ({why}); settled: {settled:?}")]
+    CoordinatorLost {
+        /// The coordinator.
+        coordinator: foundation_core::NodeId,
+        /// How it was lost.
+        why: String,
+        /// How the session was settled on its ledger; `None` without a ledger.
+        settled: Option<Settled>,
+    },
 }
 
 /// How a commit to a ledger ended.
@@ -438,8 +478,22 @@ enum Landing {
 
 impl AgentsHandle {
     /// Runs `session` with every agent of the cluster that has its capability, coordinated by
-    /// this node; see the [module docs](self).
+    /// this node or the one [`Session::coordinator`] places it on; see the [module
+    /// docs](self).
     pub async fn run(&self, session: Session) -> Result<SessionReport, SessionError> {
+        let at = match session.coordinator {
+            Coordinator::Caller => return self.run_here(session).await,
+            Coordinator::Rendezvous => self.coordinator_of(session.id),
+        };
+        if at.id == self.node() {
+            self.run_here(session).await
+        } else {
+            self.run_at(at, session).await
+        }
+    }
+
+    /// Runs `session` coordinated by this node, wherever it was placed.
+    async fn run_here(&self, session: Session) -> Result<SessionReport, SessionError> {
         let mut names: Vec<String> = self
             .with_capability(&session.capability)
             .into_iter()
