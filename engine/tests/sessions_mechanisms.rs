@@ -25,7 +25,7 @@ use foundation_engine::runtime::agents::sessions::{
 use foundation_engine::runtime::agents::{
     answer, Agent, AgentSpec, Context, HandlerError, Message,
 };
-use foundation_engine::runtime::Node;
+use foundation_engine::runtime::{Node, NodeSettings};
 use foundation_engine::vars::{SessionId, VarSpec};
 
 const SOON: Duration = Duration::from_secs(20);
@@ -114,8 +114,9 @@ fn bundle(bits: u32, value: u64) -> BundleBid {
 }
 
 async fn cluster_with_traders() -> Vec<Node> {
-    let nodes = common::cluster(3, |seeds| {
-        common::settings("mechanisms-test", "mechanisms test secret", seeds)
+    let nodes = common::cluster(3, |seeds| NodeSettings {
+        http: seeds.is_empty().then(|| "127.0.0.1:0".parse().unwrap()),
+        ..common::settings("mechanisms-test", "mechanisms test secret", seeds)
     })
     .await;
     let honest = |value, cost, bundles, order| Trader::Honest {
@@ -331,6 +332,20 @@ async fn clock_auctions_run_round_after_round_across_nodes_and_commit() {
         "{report:?}"
     );
     assert_eq!(field(&nodes[1], "gpu", "budget"), Some(VarValue::Int(5)));
+
+    // Node 0 lists the session it coordinated, over HTTP as `foundation agents sessions` reads it.
+    let http = nodes[0].http_addr().expect("serves HTTP");
+    let listed = foundation_engine::http::get_json(http, "/agents/sessions", SOON)
+        .await
+        .unwrap();
+    let rows = listed["sessions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 1, "only session 1 was coordinated here: {rows:?}");
+    assert_eq!(rows[0]["mechanism"], "english");
+    assert_eq!(rows[0]["state"], "committed");
+    assert_eq!(rows[0]["answered"], 3);
+    assert_eq!(rows[0]["rounds"], 8);
+    assert_eq!(rows[0]["commit"], "version 1");
+    assert!(rows[0]["outcome"].as_str().unwrap().contains("bob won gpu at 45"));
     for node in &nodes {
         node.abort().await;
     }

@@ -168,6 +168,8 @@ pub(crate) struct Shared {
     commands: mpsc::Sender<Command>,
     metrics: AgentsMetrics,
     events: broadcast::Sender<AgentEvent>,
+    /// The sessions this node coordinated.
+    sessions: sessions::SessionLog,
 }
 
 /// Events buffered per subscriber before the oldest are dropped.
@@ -197,6 +199,7 @@ pub(crate) fn start(
         commands,
         metrics: AgentsMetrics::register(registry),
         events: broadcast::channel(EVENT_BUFFER).0,
+        sessions: sessions::SessionLog::default(),
     });
     tokio::spawn(supervisor::Task::new(shared.clone(), commands_rx).run());
     let handle = AgentsHandle { shared };

@@ -34,9 +34,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod drive;
+mod log;
 mod mechanisms;
 pub(super) mod placement;
 
+pub(crate) use log::SessionLog;
+pub use log::SessionRow;
 pub(crate) use placement::COORDINATOR;
 
 use foundation_agents::auction::sealed::Pricing;
@@ -509,6 +512,7 @@ impl AgentsHandle {
             return Err(SessionError::Config(why.into()));
         }
         let opened = Instant::now();
+        let entry = self.shared.sessions.opened(&session, names.len());
         let mechanism = session.mechanism.name();
         self.session_event(
             &session,
@@ -521,15 +525,15 @@ impl AgentsHandle {
         self.shared
             .metrics
             .session(mechanism, commit.label(), opened);
+        let decided = summary(&drove.decision, &names);
         let what = format!(
-            "{}; {} of {} answered, {} refused; {commit:?}",
-            summary(&drove.decision, &names),
+            "{decided}; {} of {} answered, {} refused; {commit:?}",
             drove.answered,
             names.len(),
             drove.rejected.len()
         );
         self.session_event(&session, what);
-        Ok(SessionReport {
+        let report = SessionReport {
             session: session.id,
             participants: names,
             answered: drove.answered,
@@ -537,7 +541,17 @@ impl AgentsHandle {
             rounds: drove.rounds,
             decision: drove.decision,
             commit,
-        })
+        };
+        self.shared
+            .sessions
+            .ended(entry, &report, decided, opened.elapsed());
+        Ok(report)
+    }
+
+    /// The sessions this node coordinated: running ones and the most recent that ended,
+    /// oldest first.
+    pub fn sessions(&self) -> Vec<SessionRow> {
+        self.shared.sessions.rows()
     }
 
     fn session_event(&self, session: &Session, what: String) {
