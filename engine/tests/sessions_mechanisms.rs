@@ -339,13 +339,20 @@ async fn clock_auctions_run_round_after_round_across_nodes_and_commit() {
         .await
         .unwrap();
     let rows = listed["sessions"].as_array().cloned().unwrap_or_default();
-    assert_eq!(rows.len(), 1, "only session 1 was coordinated here: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        1,
+        "only session 1 was coordinated here: {rows:?}"
+    );
     assert_eq!(rows[0]["mechanism"], "english");
     assert_eq!(rows[0]["state"], "committed");
     assert_eq!(rows[0]["answered"], 3);
     assert_eq!(rows[0]["rounds"], 8);
     assert_eq!(rows[0]["commit"], "version 1");
-    assert!(rows[0]["outcome"].as_str().unwrap().contains("bob won gpu at 45"));
+    assert!(rows[0]["outcome"]
+        .as_str()
+        .unwrap()
+        .contains("bob won gpu at 45"));
     for node in &nodes {
         node.abort().await;
     }
