@@ -218,6 +218,7 @@ fn session(id: u64, mechanism: Mechanism, ledger: Option<&str>) -> Session {
             winner_field: "holder".into(),
             price_field: Some("price".into()),
             budget_field: Some("budget".into()),
+            elected_writes: BTreeMap::new(),
             timeout: Duration::from_secs(3),
         }),
         coordinator: Coordinator::Caller,

@@ -144,6 +144,7 @@ fn auction(id: u64) -> Session {
             winner_field: "holder".into(),
             price_field: Some("price".into()),
             budget_field: Some("budget".into()),
+            elected_writes: BTreeMap::new(),
             timeout: Duration::from_secs(3),
         }),
         coordinator: Coordinator::Caller,
@@ -225,6 +226,7 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
     let plan = VarSpec {
         ty: VarType::Record(BTreeMap::from([
             ("temperature".to_owned(), choice(&["0.2", "0.7"])),
+            ("level".to_owned(), VarType::Float { min: 0.0, max: 2.0 }),
             (
                 "session".to_owned(),
                 VarType::Int {
@@ -236,6 +238,7 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
         policy: Policy::Coordinated,
         initial: VarValue::Record(BTreeMap::from([
             ("temperature".to_owned(), VarValue::Choice("0.2".into())),
+            ("level".to_owned(), VarValue::Float(0.2)),
             ("session".to_owned(), VarValue::Int(0)),
         ])),
         acceptors: nodes[0].vars().alive_lives(),
@@ -256,6 +259,16 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
             winner_field: "temperature".into(),
             price_field: None,
             budget_field: None,
+            // The elected candidate also sets the float it stands for.
+            elected_writes: ["0.2", "0.7"]
+                .map(|label| {
+                    let level = VarValue::Float(label.parse().unwrap());
+                    (
+                        label.to_owned(),
+                        BTreeMap::from([("level".to_owned(), level)]),
+                    )
+                })
+                .into(),
             timeout: Duration::from_secs(3),
         }),
         coordinator: Coordinator::Caller,
@@ -274,6 +287,7 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
     for node in &nodes {
         eventually(SOON, "the elected value shows everywhere", || {
             field(node, "plan", "temperature") == Some(VarValue::Choice("0.7".into()))
+                && field(node, "plan", "level") == Some(VarValue::Float(0.7))
         })
         .await;
     }

@@ -192,6 +192,9 @@ pub struct Commit {
     pub price_field: Option<String>,
     /// The budget an auction's price is debited from, an `Int` field.
     pub budget_field: Option<String>,
+    /// For a vote: the other fields the elected candidate sets, by candidate label (a
+    /// candidate standing for a whole configuration, e.g. a temperature and a strategy).
+    pub elected_writes: BTreeMap<String, BTreeMap<String, VarValue>>,
     /// How long the commit may take.
     pub timeout: Duration,
 }
@@ -678,7 +681,13 @@ fn ledger_outcome(
             let (agent, cost) = contract.award?;
             (Some(name_of(agent)?), cost)
         }
-        Decision::Vote(Ok(vote)) => (Some(vote.label.clone()), Money::ZERO),
+        Decision::Vote(Ok(vote)) => {
+            let sets = commit.elected_writes.get(&vote.label).into_iter().flatten();
+            outcome
+                .writes
+                .extend(sets.map(|(f, v)| (f.clone(), v.clone())));
+            (Some(vote.label.clone()), Money::ZERO)
+        }
         Decision::Combinatorial(Ok(solution)) if !solution.awards.is_empty() => {
             let Mechanism::Combinatorial { items, .. } = &session.mechanism else {
                 return None;
