@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::eventually;
+use common::ledgers::{declare_everywhere, field};
 use foundation_agents::auction::vcg::BundleBid;
 use foundation_agents::auction::AuctionReason;
 use foundation_agents::market::double::{ClearingRule, Side};
@@ -190,23 +191,6 @@ fn ledger(node: &Node, choices: &[&str]) -> VarSpec {
     }
 }
 
-async fn declare(nodes: &[Node], name: &str, spec: VarSpec) {
-    nodes[0].vars().declare(name, spec).await.unwrap();
-    for node in nodes {
-        eventually(SOON, "the ledger is declared everywhere", || {
-            node.vars().get(name).is_some()
-        })
-        .await;
-    }
-}
-
-fn field(node: &Node, ledger: &str, name: &str) -> Option<VarValue> {
-    match node.vars().get(ledger)?.1 {
-        VarValue::Record(fields) => fields.get(name).cloned(),
-        _ => None,
-    }
-}
-
 fn session(id: u64, mechanism: Mechanism, ledger: Option<&str>) -> Session {
     Session {
         id: SessionId(id),
@@ -246,7 +230,7 @@ async fn everywhere(nodes: &[Node], ledger: &str, expected: &[(&str, VarValue)])
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_auctions_run_round_after_round_across_nodes_and_commit() {
     let nodes = cluster_with_traders().await;
-    declare(&nodes, "gpu", ledger(&nodes[0], &["holder"])).await;
+    declare_everywhere(&nodes, "gpu", ledger(&nodes[0], &["holder"])).await;
 
     let english = Mechanism::English {
         item: "gpu".into(),
@@ -362,8 +346,8 @@ async fn clock_auctions_run_round_after_round_across_nodes_and_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_net_vcg_and_a_market_decide_across_nodes() {
     let nodes = cluster_with_traders().await;
-    declare(&nodes, "jobs", ledger(&nodes[0], &["holder"])).await;
-    declare(&nodes, "slots", ledger(&nodes[0], &["gpu-a", "gpu-b"])).await;
+    declare_everywhere(&nodes, "jobs", ledger(&nodes[0], &["holder"])).await;
+    declare_everywhere(&nodes, "slots", ledger(&nodes[0], &["gpu-a", "gpu-b"])).await;
 
     let contract = Mechanism::ContractNet {
         task: "render".into(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::eventually;
+use common::ledgers::{declare_everywhere, field};
 use foundation_agents::auction::sealed::Pricing;
 use foundation_agents::auction::AuctionReason;
 use foundation_agents::variable::{Policy, VarType, VarValue};
@@ -109,23 +110,6 @@ fn gpu_ledger(node: &Node, holders: &[&str]) -> VarSpec {
         policy: Policy::Coordinated,
         initial,
         acceptors: node.vars().alive_lives(),
-    }
-}
-
-async fn declare_everywhere(nodes: &[Node], name: &str, spec: VarSpec) {
-    nodes[0].vars().declare(name, spec).await.unwrap();
-    for node in nodes {
-        eventually(SOON, "the ledger is declared everywhere", || {
-            node.vars().get(name).is_some()
-        })
-        .await;
-    }
-}
-
-fn field(node: &Node, ledger: &str, name: &str) -> Option<VarValue> {
-    match node.vars().get(ledger)?.1 {
-        VarValue::Record(fields) => fields.get(name).cloned(),
-        _ => None,
     }
 }
 
