@@ -318,6 +318,11 @@ async fn clock_auctions_run_round_after_round_across_nodes_and_commit() {
     );
     assert_eq!(field(&nodes[1], "gpu", "budget"), Some(VarValue::Int(5)));
 
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, nodes[0].registry()).unwrap();
+    let rounds = "foundation_agent_session_rounds_total{mechanism=\"english\"} 8";
+    assert!(metrics.contains(rounds), "{metrics}");
+
     // Node 0 lists the session it coordinated, over HTTP as `foundation agents sessions` reads it.
     let http = nodes[0].http_addr().expect("serves HTTP");
     let listed = foundation_engine::http::get_json(http, "/agents/sessions", SOON)

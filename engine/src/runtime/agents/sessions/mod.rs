@@ -525,9 +525,8 @@ impl AgentsHandle {
         let commit = self.commit(&session, &names, &drove.decision).await;
         self.notify(&session, &names, &drove.decision, &commit)
             .await;
-        self.shared
-            .metrics
-            .session(mechanism, commit.label(), opened);
+        let labels = (mechanism, commit.label());
+        self.shared.metrics.session(labels, drove.rounds, opened);
         let decided = summary(&drove.decision, &names);
         let what = format!(
             "{decided}; {} of {} answered, {} refused; {commit:?}",
