@@ -107,7 +107,7 @@ async fn sessions(
         return Ok(());
     }
     println!(
-        "{:<20} {:<13} {:<18} {:<18} {:<10} {:<7} OUTCOME",
+        "{:<10} {:<13} {:<26} {:<18} {:<10} {:<7} OUTCOME",
         "SESSION", "MECHANISM", "SUBJECT", "STATE", "ANSWERED", "ROUNDS"
     );
     for s in &sessions {
@@ -121,7 +121,7 @@ async fn sessions(
             .as_str()
             .map_or_else(String::new, |c| format!(" [{c}]"));
         println!(
-            "{:<20} {:<13} {:<18} {:<18} {:<10} {:<7} {}{commit}",
+            "{:<10} {:<13} {:<26} {:<18} {:<10} {:<7} {}{commit}",
             number("session"),
             text("mechanism"),
             text("subject"),
