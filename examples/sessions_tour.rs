@@ -1,6 +1,6 @@
 //! One coordination session per mechanism family, between agents on three nodes: a sealed-bid
 //! (Vickrey) auction, an English and a Dutch auction, a combinatorial auction with VCG
-//! payments, Contract Net, a call market and a vote. Each line printed is what the session
+//! payments, Contract Net, a call market, a negotiation and a vote. Each line printed is what the session
 //! decided, how many traders answered and how many rounds of asks it took; the auctions and
 //! Contract Net commit their winner and price to a ledger, the vote its elected value.
 //!
@@ -17,6 +17,8 @@ use bytes::Bytes;
 use foundation::agents::auction::sealed::Pricing;
 use foundation::agents::auction::vcg::BundleBid;
 use foundation::agents::market::double::{ClearingRule, Side};
+use foundation::agents::negotiation::alternating::NegotiationOutcome;
+use foundation::agents::negotiation::strategy::Role;
 use foundation::agents::variable::{Policy, VarType, VarValue};
 use foundation::agents::voting::{Ballot, Method};
 use foundation::agents::Money;
@@ -74,6 +76,22 @@ impl Agent for Trader {
                 limit: self.order.1,
             },
             Ask::Vote { .. } => Answer::Ballot(Ballot::Choice(self.favourite)),
+            // Bargaining: take a price within its limit, else concede 2 an offer from 10 away.
+            Ask::Negotiate {
+                role,
+                standing,
+                next_round,
+                ..
+            } => {
+                let (limit, toward) = match role {
+                    Role::Buyer => (self.value as f64, 1.0),
+                    Role::Seller => (self.cost as f64, -1.0),
+                };
+                match standing {
+                    Some(p) if (p - limit) * toward <= 0.0 => Answer::Accept,
+                    _ => Answer::Offer(limit - toward * (10.0 - 2.0 * f64::from(next_round))),
+                }
+            }
             _ => Answer::Decline,
         };
         answer(&SessionAnswer {
@@ -175,6 +193,13 @@ async fn run(dir: &Path) -> Result<(), Error> {
             name: "gpu-hours".into(),
             rule: ClearingRule::Uniform,
         },
+        Mechanism::Negotiation {
+            subject: "gpu-hour".into(),
+            buyer: "ann".into(),
+            seller: "cat".into(),
+            first_mover: Role::Seller,
+            rounds_max: 10,
+        },
         Mechanism::Vote {
             question: "mode".into(),
             candidates: vec!["fast".into(), "safe".into()],
@@ -184,7 +209,8 @@ async fn run(dir: &Path) -> Result<(), Error> {
     ];
     for (i, mechanism) in mechanisms.into_iter().enumerate() {
         let commit = match &mechanism {
-            Mechanism::Market { .. } => None, // Its prices are real numbers: reported only.
+            // Their prices are real numbers: reported only.
+            Mechanism::Market { .. } | Mechanism::Negotiation { .. } => None,
             Mechanism::Vote { .. } => Some(commit("mode")),
             _ => Some(commit("holder")),
         };
@@ -206,6 +232,11 @@ async fn run(dir: &Path) -> Result<(), Error> {
             report.commit
         );
     }
+    let last = nodes[0].vars().get("deal").map_or(0, |(v, _)| v);
+    wait_until("n3 has the last version", || {
+        nodes[2].vars().get("deal").is_some_and(|(v, _)| v >= last)
+    })
+    .await?;
     if let Some((version, value)) = nodes[2].vars().get("deal") {
         println!("the ledger on n3 at version {version}: {value:?}");
     }
@@ -239,6 +270,15 @@ fn decided(decision: &Decision, names: &[String]) -> String {
         Decision::Market(m) => {
             format!("{} unit(s) trade at {:?}", m.traded_quantity, m.buyer_price)
         }
+        Decision::Negotiation(NegotiationOutcome::Agreement {
+            price,
+            rounds,
+            accepted_by,
+        }) => format!(
+            "{} accepts {price} after {rounds} offers",
+            name(accepted_by.0)
+        ),
+        Decision::Negotiation(no) => format!("{no:?}"),
         Decision::Vote(Ok(v)) => format!("elected {:?}", v.label),
         Decision::Vote(Err(e)) => e.to_string(),
     }

@@ -2,7 +2,7 @@
 //! an English auction (rounds over the network, a silent bidder dropped by the activity rule,
 //! a malformed answer and one of the wrong kind refused with their reasons), a Dutch auction,
 //! Contract Net, a combinatorial VCG auction (each item's winner and the payments committed
-//! in one step) and a call market. Each outcome is the one the mechanism's machine gives for
+//! in one step), a call market and alternating-offers bargaining between two agents. Each outcome is the one the mechanism's machine gives for
 //! the answers accepted. No timing is asserted: waits have generous deadlines.
 
 mod common;
@@ -16,6 +16,8 @@ use common::ledgers::{declare_everywhere, field};
 use foundation_agents::auction::vcg::BundleBid;
 use foundation_agents::auction::AuctionReason;
 use foundation_agents::market::double::{ClearingRule, Side};
+use foundation_agents::negotiation::alternating::NegotiationOutcome;
+use foundation_agents::negotiation::strategy::Role;
 use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_agents::voting::Ballot;
 use foundation_agents::Money;
@@ -104,6 +106,24 @@ fn honest(
             limit: order.2,
         },
         Ask::Vote { .. } => Answer::Decline,
+        Ask::Negotiate {
+            role,
+            standing,
+            next_round,
+            ..
+        } => bargain(role, standing, next_round, value, cost),
+    }
+}
+
+/// A buyer opens at 20 and concedes 2 an offer, taking any price up to its value; a seller
+/// opens at 40 and concedes 2 an offer, taking any price down to its cost less 10.
+fn bargain(role: Role, standing: Option<f64>, round: u32, value: u64, cost: u64) -> Answer {
+    let step = 2.0 * f64::from(round);
+    match (role, standing) {
+        (Role::Buyer, Some(p)) if p <= value as f64 => Answer::Accept,
+        (Role::Seller, Some(p)) if p >= cost as f64 - 10.0 => Answer::Accept,
+        (Role::Buyer, _) => Answer::Offer(20.0 + step),
+        (Role::Seller, _) => Answer::Offer(40.0 - step),
     }
 }
 
@@ -349,7 +369,7 @@ async fn clock_auctions_run_round_after_round_across_nodes_and_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn contract_net_vcg_and_a_market_decide_across_nodes() {
+async fn contract_net_vcg_a_market_and_a_negotiation_decide_across_nodes() {
     let nodes = cluster_with_traders().await;
     declare_everywhere(&nodes, "jobs", ledger(&nodes[0], &["holder"])).await;
     declare_everywhere(&nodes, "slots", ledger(&nodes[0], &["gpu-a", "gpu-b"])).await;
@@ -434,6 +454,28 @@ async fn contract_net_vcg_and_a_market_decide_across_nodes() {
         Some("jobs"),
     );
     assert!(nodes[2].agents().run(committed_market).await.is_err());
+
+    // ann (buyer, value 30) and bob (seller, cost 35: takes 25 or more) bargain from node 0:
+    // 20, 38, 24, 34, 28 — which bob takes. The others are not asked.
+    let negotiation = Mechanism::Negotiation {
+        subject: "gpu-hour".into(),
+        buyer: "ann".into(),
+        seller: "bob".into(),
+        first_mover: Role::Buyer,
+        rounds_max: 10,
+    };
+    let report = nodes[0]
+        .agents()
+        .run(session(5, negotiation, None))
+        .await
+        .unwrap();
+    let Decision::Negotiation(NegotiationOutcome::Agreement { price, rounds, .. }) =
+        report.decision
+    else {
+        panic!("an agreement: {report:?}");
+    };
+    assert_eq!((price, rounds), (28.0, 5), "{report:?}");
+    assert_eq!((report.answered, report.rounds), (2, 6), "{report:?}");
     for node in &nodes {
         node.abort().await;
     }

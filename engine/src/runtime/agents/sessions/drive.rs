@@ -32,9 +32,9 @@ const LATE_GRACE: Duration = Duration::from_millis(250);
 
 /// A mechanism's machine, as the session loop drives it.
 pub(super) trait Mechanic: Protocol {
-    /// What a participant is asked for `notice`; `None` for a notice that wants no answer (a
-    /// result: the session's own [`SessionMessage::Notice`] tells how it ended).
-    fn ask(mechanism: &Mechanism, notice: &Self::Notice) -> Option<Ask>;
+    /// What participant `to` is asked for `notice`; `None` for a notice that wants no answer
+    /// (a result: the session's own [`SessionMessage::Notice`] tells how it ended).
+    fn ask(mechanism: &Mechanism, to: &str, notice: &Self::Notice) -> Option<Ask>;
     /// The machine's message for `answer` to `asked`; `Ok(None)` when the machine needs none
     /// (a decline it has no message for); `Err` for an answer of the wrong kind.
     fn message(asked: &Ask, answer: Answer) -> Result<Option<Self::Message>, String>;
@@ -109,14 +109,14 @@ struct Run<'a, M> {
 }
 
 /// Drives `machine` (opened at session time 0 over participants `names`, agent `i` being
-/// `AgentId(i)`) to its outcome; `opening`, if any, is asked of every participant first (the
-/// single-round machines announce nothing themselves).
+/// `AgentId(i)`) to its outcome; the `opening` asks go out first (the single-round machines,
+/// and a negotiation's first mover, are told nothing by the machine itself).
 pub(super) async fn drive<M: Mechanic>(
     handle: &AgentsHandle,
     session: &Session,
     names: &[String],
     machine: M,
-    opening: Option<Ask>,
+    opening: Vec<(AgentId, Ask)>,
 ) -> Drove {
     let (sender, replies) = mpsc::unbounded_channel();
     let mut run = Run {
@@ -136,10 +136,7 @@ pub(super) async fn drive<M: Mechanic>(
         rejected: Vec::new(),
         rounds: 0,
     };
-    if let Some(ask) = opening {
-        let everyone = (0..names.len() as u64).map(|i| (AgentId(i), ask.clone()));
-        run.ask_all(everyone.collect());
-    }
+    run.ask_all(opening);
     let outcome = run.until_decided().await;
     run.hear_stragglers().await;
     Drove {
@@ -192,9 +189,13 @@ impl<M: Mechanic> Run<'_, M> {
 
     fn ask_notices(&mut self, notices: Vec<Outgoing<M::Notice>>) {
         let mechanism = &self.session.mechanism;
+        let name = |to: AgentId| usize::try_from(to.0).ok().and_then(|i| self.names.get(i));
         let asks = notices
             .iter()
-            .filter_map(|n| M::ask(mechanism, &n.msg).map(|ask| (n.to, ask)))
+            .filter_map(|n| {
+                let to = name(n.to)?;
+                M::ask(mechanism, to, &n.msg).map(|ask| (n.to, ask))
+            })
             .collect();
         self.ask_all(asks);
     }

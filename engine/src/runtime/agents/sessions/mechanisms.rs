@@ -13,7 +13,11 @@ use foundation_agents::auction::sealed::{SealedBidAuction, SealedConfig, SealedM
 use foundation_agents::auction::vcg::{CombinatorialAuction, VcgMessage};
 use foundation_agents::auction::{AuctionOutcome, ResultNotice};
 use foundation_agents::market::double::{CallMarket, MarketMessage, MarketNotice, Side};
+use foundation_agents::negotiation::alternating::{
+    AlternatingConfig, AlternatingOffers, Move, NegotiationNotice, NegotiationOutcome,
+};
 use foundation_agents::negotiation::contract_net::{ContractAnswer, ContractNet, ContractNotice};
+use foundation_agents::negotiation::strategy::Role;
 use foundation_agents::voting::{Election, ElectionConfig, VoteMessage, VoteNotice};
 use foundation_agents::{AgentId, Time};
 
@@ -24,6 +28,11 @@ use crate::runtime::agents::AgentsHandle;
 /// The refusal of an answer that does not fit what was asked.
 fn wrong_kind(asked: &Ask) -> String {
     format!("an answer of the wrong kind for {}", asked.kind())
+}
+
+/// `ask` for every participant.
+fn everyone(ids: &BTreeSet<AgentId>, ask: Ask) -> Vec<(AgentId, Ask)> {
+    ids.iter().map(|&id| (id, ask.clone())).collect()
 }
 
 /// Opens the session's machine at session time 0 over `names` (agent `i` is `AgentId(i)`) and
@@ -46,13 +55,13 @@ pub(super) async fn run_machine(
             let config = SealedConfig::new(item.clone(), *pricing)
                 .reserve(*reserve)
                 .deadline(deadline)
-                .participants(ids);
+                .participants(ids.clone());
             let machine = SealedBidAuction::new(config, Time(0)).map_err(invalid)?;
             let ask = Ask::Bid {
                 item: item.clone(),
                 reserve: *reserve,
             };
-            drive(handle, session, names, machine, Some(ask)).await
+            drive(handle, session, names, machine, everyone(&ids, ask)).await
         }
         Mechanism::Vote {
             question,
@@ -73,7 +82,7 @@ pub(super) async fn run_machine(
                 question: question.clone(),
                 candidates: candidates.clone(),
             };
-            drive(handle, session, names, machine, Some(ask)).await
+            drive(handle, session, names, machine, everyone(&ids, ask)).await
         }
         Mechanism::English {
             item,
@@ -89,7 +98,7 @@ pub(super) async fn run_machine(
                 budgets: BTreeMap::new(),
             };
             let machine = EnglishAuction::new(config, Time(0)).map_err(invalid)?;
-            drive(handle, session, names, machine, None).await
+            drive(handle, session, names, machine, Vec::new()).await
         }
         Mechanism::Dutch {
             item,
@@ -106,35 +115,117 @@ pub(super) async fn run_machine(
                 participants: ids.into_iter().map(|id| (id, None)).collect(),
             };
             let machine = DutchAuction::new(config, Time(0)).map_err(invalid)?;
-            drive(handle, session, names, machine, None).await
+            drive(handle, session, names, machine, Vec::new()).await
         }
         Mechanism::ContractNet { task, max_cost } => {
             let machine = ContractNet::new(task.clone(), ids, deadline, *max_cost, Time(0));
-            drive(handle, session, names, machine, None).await
+            drive(handle, session, names, machine, Vec::new()).await
         }
         Mechanism::Combinatorial { name, items } => {
-            let machine =
-                CombinatorialAuction::new(name.clone(), items.len(), deadline, Some(ids), Time(0));
+            let machine = CombinatorialAuction::new(
+                name.clone(),
+                items.len(),
+                deadline,
+                Some(ids.clone()),
+                Time(0),
+            );
             let ask = Ask::Bundles {
                 auction: name.clone(),
                 items: items.clone(),
             };
-            drive(handle, session, names, machine, Some(ask)).await
+            drive(handle, session, names, machine, everyone(&ids, ask)).await
         }
         Mechanism::Market { name, rule } => {
-            let machine =
-                CallMarket::new(name.clone(), *rule, deadline, Time(0)).with_participants(ids);
+            let machine = CallMarket::new(name.clone(), *rule, deadline, Time(0))
+                .with_participants(ids.clone());
             let ask = Ask::Order {
                 market: name.clone(),
             };
-            drive(handle, session, names, machine, Some(ask)).await
+            drive(handle, session, names, machine, everyone(&ids, ask)).await
+        }
+        Mechanism::Negotiation {
+            subject,
+            buyer,
+            seller,
+            first_mover,
+            rounds_max,
+        } => {
+            let id_of = |name: &str| {
+                let i = names.iter().position(|n| n == name);
+                i.map(|i| AgentId(i as u64)).ok_or_else(|| {
+                    SessionError::Config(format!("{name:?} does not have the capability"))
+                })
+            };
+            let config = AlternatingConfig {
+                subject: subject.clone(),
+                buyer: id_of(buyer)?,
+                seller: id_of(seller)?,
+                first_mover: *first_mover,
+                rounds_max: *rounds_max,
+                turn_ms: within,
+            };
+            let first = match first_mover {
+                Role::Buyer => config.buyer,
+                Role::Seller => config.seller,
+            };
+            let machine = AlternatingOffers::new(config, Time(0)).map_err(invalid)?;
+            let ask = Ask::Negotiate {
+                subject: subject.clone(),
+                role: *first_mover,
+                standing: None,
+                next_round: 0,
+            };
+            drive(handle, session, names, machine, vec![(first, ask)]).await
         }
     };
     Ok(drove)
 }
 
+impl Mechanic for AlternatingOffers {
+    fn ask(mechanism: &Mechanism, to: &str, notice: &NegotiationNotice) -> Option<Ask> {
+        let Mechanism::Negotiation { subject, buyer, .. } = mechanism else {
+            return None;
+        };
+        let NegotiationNotice::Offered { round, price, .. } = *notice else {
+            return None; // Agreed or failed: the session's notice tells.
+        };
+        let role = if to == buyer {
+            Role::Buyer
+        } else {
+            Role::Seller
+        };
+        Some(Ask::Negotiate {
+            subject: subject.clone(),
+            role,
+            standing: Some(price),
+            next_round: round + 1,
+        })
+    }
+
+    fn message(asked: &Ask, answer: Answer) -> Result<Option<Move>, String> {
+        let Ask::Negotiate { next_round, .. } = *asked else {
+            return Err(wrong_kind(asked));
+        };
+        match answer {
+            Answer::Offer(price) => Ok(Some(Move::Offer {
+                round: next_round,
+                price,
+            })),
+            Answer::Accept => Ok(Some(Move::Accept {
+                round: next_round.wrapping_sub(1),
+            })),
+            Answer::Decline => Ok(Some(Move::Quit)),
+            _ => Err(wrong_kind(asked)),
+        }
+    }
+
+    fn decision(outcome: NegotiationOutcome) -> Decision {
+        Decision::Negotiation(outcome)
+    }
+}
+
 impl Mechanic for SealedBidAuction {
-    fn ask(_: &Mechanism, _: &ResultNotice) -> Option<Ask> {
+    fn ask(_: &Mechanism, _: &str, _: &ResultNotice) -> Option<Ask> {
         None
     }
 
@@ -152,7 +243,7 @@ impl Mechanic for SealedBidAuction {
 }
 
 impl Mechanic for Election {
-    fn ask(_: &Mechanism, _: &VoteNotice) -> Option<Ask> {
+    fn ask(_: &Mechanism, _: &str, _: &VoteNotice) -> Option<Ask> {
         None
     }
 
@@ -170,7 +261,7 @@ impl Mechanic for Election {
 }
 
 impl Mechanic for EnglishAuction {
-    fn ask(mechanism: &Mechanism, notice: &EnglishNotice) -> Option<Ask> {
+    fn ask(mechanism: &Mechanism, _: &str, notice: &EnglishNotice) -> Option<Ask> {
         match notice {
             EnglishNotice::Price { round, price, .. } => Some(Ask::Stay {
                 item: mechanism.subject().to_owned(),
@@ -198,7 +289,7 @@ impl Mechanic for EnglishAuction {
 }
 
 impl Mechanic for DutchAuction {
-    fn ask(mechanism: &Mechanism, notice: &DutchNotice) -> Option<Ask> {
+    fn ask(mechanism: &Mechanism, _: &str, notice: &DutchNotice) -> Option<Ask> {
         match notice {
             DutchNotice::Price { tick, price } => Some(Ask::Take {
                 item: mechanism.subject().to_owned(),
@@ -226,7 +317,7 @@ impl Mechanic for DutchAuction {
 }
 
 impl Mechanic for ContractNet {
-    fn ask(mechanism: &Mechanism, notice: &ContractNotice) -> Option<Ask> {
+    fn ask(mechanism: &Mechanism, _: &str, notice: &ContractNotice) -> Option<Ask> {
         let Mechanism::ContractNet { max_cost, .. } = mechanism else {
             return None;
         };
@@ -253,7 +344,7 @@ impl Mechanic for ContractNet {
 }
 
 impl Mechanic for CombinatorialAuction {
-    fn ask(_: &Mechanism, _: &Self::Notice) -> Option<Ask> {
+    fn ask(_: &Mechanism, _: &str, _: &Self::Notice) -> Option<Ask> {
         None
     }
 
@@ -271,7 +362,7 @@ impl Mechanic for CombinatorialAuction {
 }
 
 impl Mechanic for CallMarket {
-    fn ask(_: &Mechanism, _: &MarketNotice) -> Option<Ask> {
+    fn ask(_: &Mechanism, _: &str, _: &MarketNotice) -> Option<Ask> {
         None
     }
 

@@ -47,7 +47,9 @@ use foundation_agents::auction::vcg::{BundleBid, VcgError, VcgSolution};
 use foundation_agents::auction::AuctionOutcome;
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::market::double::{ClearingOutcome, ClearingRule, Side};
+use foundation_agents::negotiation::alternating::NegotiationOutcome;
 use foundation_agents::negotiation::contract_net::ContractOutcome;
+use foundation_agents::negotiation::strategy::Role;
 use foundation_agents::variable::VarValue;
 use foundation_agents::voting::{Ballot, Method, VoteError, VoteOutcome};
 use foundation_agents::Money;
@@ -126,6 +128,24 @@ pub enum Mechanism {
         /// The items, at most `foundation_agents::auction::vcg::VCG_ITEMS_MAX`.
         items: Vec<String>,
     },
+    /// Alternating-offers bargaining over a price between agents `buyer` and `seller` (both
+    /// must have the session's capability; other participants are not asked): the mover
+    /// answers [`Ask::Negotiate`] with [`Answer::Offer`], [`Answer::Accept`] (the standing
+    /// offer) or [`Answer::Decline`] (quit); a mover silent for the session's `answer_within`
+    /// ends it without agreement. Its prices are real numbers, so the agreement is reported
+    /// and not committed to a ledger.
+    Negotiation {
+        /// What is negotiated.
+        subject: String,
+        /// The buying agent.
+        buyer: String,
+        /// The selling agent.
+        seller: String,
+        /// Who offers first.
+        first_mover: Role,
+        /// Offers before the last responder may only accept or quit.
+        rounds_max: u32,
+    },
     /// A call market (double auction) cleared once at the deadline; participants answer
     /// [`Ask::Order`] with [`Answer::Order`]. Its prices are real numbers, so a market's
     /// clearing is reported and not committed to a ledger.
@@ -148,6 +168,7 @@ impl Mechanism {
             Mechanism::ContractNet { .. } => "contract-net",
             Mechanism::Combinatorial { .. } => "vcg",
             Mechanism::Market { .. } => "market",
+            Mechanism::Negotiation { .. } => "negotiation",
         }
     }
 
@@ -160,7 +181,16 @@ impl Mechanism {
             Mechanism::Vote { question, .. } => question,
             Mechanism::ContractNet { task, .. } => task,
             Mechanism::Combinatorial { name, .. } | Mechanism::Market { name, .. } => name,
+            Mechanism::Negotiation { subject, .. } => subject,
         }
+    }
+
+    /// Whether its outcome can commit to a ledger (prices that are real numbers cannot).
+    fn commits(&self) -> bool {
+        !matches!(
+            self,
+            Mechanism::Market { .. } | Mechanism::Negotiation { .. }
+        )
     }
 }
 
@@ -312,6 +342,18 @@ pub enum Ask {
         /// The market.
         market: String,
     },
+    /// Your move in a negotiation: [`Answer::Offer`] a price, [`Answer::Accept`] the standing
+    /// offer (if any), or [`Answer::Decline`] to quit.
+    Negotiate {
+        /// What is negotiated.
+        subject: String,
+        /// Your side.
+        role: Role,
+        /// The other side's offer on the table, if any.
+        standing: Option<f64>,
+        /// The number of the offer you would make.
+        next_round: u32,
+    },
 }
 
 impl Ask {
@@ -325,6 +367,7 @@ impl Ask {
             Ask::Task { .. } => "a call for proposals",
             Ask::Bundles { .. } => "a combinatorial bid",
             Ask::Order { .. } => "a market order",
+            Ask::Negotiate { .. } => "a negotiation move",
         }
     }
 }
@@ -358,7 +401,9 @@ pub enum Answer {
         /// The per-unit limit price.
         limit: f64,
     },
-    /// No bid, no vote, no order; drop out (English); refuse (Contract Net).
+    /// A negotiation offer: the price proposed.
+    Offer(f64),
+    /// No bid, no vote, no order; drop out (English); refuse (Contract Net); quit (negotiation).
     Decline,
 }
 
@@ -375,6 +420,8 @@ pub enum Decision {
     Combinatorial(Result<VcgSolution, VcgError>),
     /// A call market's clearing.
     Market(ClearingOutcome),
+    /// A negotiation's agreement, or why there was none.
+    Negotiation(NegotiationOutcome),
 }
 
 /// Whether the outcome reached the ledger.
@@ -510,9 +557,10 @@ impl AgentsHandle {
         if names.is_empty() {
             return Err(SessionError::NoParticipants(session.capability.clone()));
         }
-        if matches!(session.mechanism, Mechanism::Market { .. }) && session.commit.is_some() {
-            let why = "a market's clearing prices are real numbers and do not commit to a ledger";
-            return Err(SessionError::Config(why.into()));
+        if !session.mechanism.commits() && session.commit.is_some() {
+            let why = "its prices are real numbers and do not commit to a ledger";
+            let why = format!("{}: {why}", session.mechanism.name());
+            return Err(SessionError::Config(why));
         }
         let opened = Instant::now();
         let entry = self.shared.sessions.opened(&session, names.len());
@@ -702,7 +750,10 @@ fn ledger_outcome(
             let payments = solution.awards.iter().map(|a| a.payment);
             (None, Money::checked_sum(payments).ok()?)
         }
-        Decision::Vote(Err(_)) | Decision::Combinatorial(_) | Decision::Market(_) => return None,
+        Decision::Vote(Err(_))
+        | Decision::Combinatorial(_)
+        | Decision::Market(_)
+        | Decision::Negotiation(_) => return None,
     };
     if let Some(winner) = winner {
         outcome
@@ -751,6 +802,12 @@ fn summary(decision: &Decision, names: &[String]) -> String {
         }
         Decision::Combinatorial(Err(e)) => e.to_string(),
         Decision::Market(m) => format!("{} units traded ({:?})", m.traded_quantity, m.reason),
+        Decision::Negotiation(NegotiationOutcome::Agreement { price, rounds, .. }) => {
+            format!("agreed at {price} after {rounds} offers")
+        }
+        Decision::Negotiation(NegotiationOutcome::Disagreement { rounds, reason }) => {
+            format!("no agreement after {rounds} offers ({reason:?})")
+        }
     }
 }
 
