@@ -585,6 +585,7 @@ impl Search {
             winner_field: "slot".into(),
             price_field: Some("price".into()),
             budget_field: Some("credits".into()),
+            counter: None,
             elected_writes: BTreeMap::new(),
             timeout: Duration::from_secs(5),
         };
@@ -620,6 +621,7 @@ impl Search {
             winner_field: "candidate".into(),
             price_field: None,
             budget_field: None,
+            counter: None,
             elected_writes: finalists
                 .iter()
                 .map(|(l, (c, _))| (l.clone(), c.fields()))

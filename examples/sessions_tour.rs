@@ -292,6 +292,7 @@ fn commit(winner: &str) -> Commit {
         winner_field: winner.into(),
         price_field: Some("price".into()),
         budget_field: Some("budget".into()),
+        counter: None,
         elected_writes: BTreeMap::new(),
         timeout: Duration::from_secs(5),
     }

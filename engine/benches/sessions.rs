@@ -173,6 +173,7 @@ async fn measure(
                 winner_field: "winner".into(),
                 price_field: Some("price".into()),
                 budget_field: Some("budget".into()),
+                counter: None,
                 elected_writes: BTreeMap::new(),
                 timeout: Duration::from_secs(10),
             }),

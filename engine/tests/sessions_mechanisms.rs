@@ -222,6 +222,7 @@ fn session(id: u64, mechanism: Mechanism, ledger: Option<&str>) -> Session {
             winner_field: "holder".into(),
             price_field: Some("price".into()),
             budget_field: Some("budget".into()),
+            counter: None,
             elected_writes: BTreeMap::new(),
             timeout: Duration::from_secs(3),
         }),
@@ -374,13 +375,29 @@ async fn contract_net_vcg_a_market_and_a_negotiation_decide_across_nodes() {
     declare_everywhere(&nodes, "jobs", ledger(&nodes[0], &["holder"])).await;
     declare_everywhere(&nodes, "slots", ledger(&nodes[0], &["gpu-a", "gpu-b"])).await;
 
+    // The contract's cost is also drawn from an escrow counter of 300 credits (100 rights on
+    // each node), on the coordinator's rights, together with the ledger's commit.
+    let credits = VarSpec {
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        policy: Policy::Counter,
+        initial: VarValue::Int(300),
+        acceptors: nodes[0].vars().alive_lives(),
+    };
+    declare_everywhere(&nodes, "credits", credits).await;
     let contract = Mechanism::ContractNet {
         task: "render".into(),
         max_cost: Some(Money(30)),
     };
+    let mut paid_from_credits = session(1, contract, Some("jobs"));
+    if let Some(commit) = paid_from_credits.commit.as_mut() {
+        commit.counter = Some("credits".into());
+    }
     let report = nodes[1]
         .agents()
-        .run(session(1, contract, Some("jobs")))
+        .run(paid_from_credits.clone())
         .await
         .unwrap();
     let Decision::Contract(outcome) = &report.decision else {
@@ -399,6 +416,22 @@ async fn contract_net_vcg_a_market_and_a_negotiation_decide_across_nodes() {
         ],
     )
     .await;
+    let credits_left = |node: &Node| node.vars().get("credits").map(|(_, v)| v);
+    assert_eq!(credits_left(&nodes[1]), Some(VarValue::Int(280)));
+    // The same session again: it draws, finds the session committed, and refills.
+    let again = nodes[1].agents().run(paid_from_credits).await.unwrap();
+    assert_eq!(again.commit, CommitState::AlreadyCommitted { version: 1 });
+    assert_eq!(
+        credits_left(&nodes[1]),
+        Some(VarValue::Int(280)),
+        "refilled"
+    );
+    for node in &nodes {
+        eventually(SOON, "280 credits left everywhere", || {
+            credits_left(node) == Some(VarValue::Int(280))
+        })
+        .await;
+    }
 
     let vcg = Mechanism::Combinatorial {
         name: "slots".into(),

@@ -128,6 +128,7 @@ fn auction(id: u64) -> Session {
             winner_field: "holder".into(),
             price_field: Some("price".into()),
             budget_field: Some("budget".into()),
+            counter: None,
             elected_writes: BTreeMap::new(),
             timeout: Duration::from_secs(3),
         }),
@@ -243,6 +244,7 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
             winner_field: "temperature".into(),
             price_field: None,
             budget_field: None,
+            counter: None,
             // The elected candidate also sets the float it stands for.
             elected_writes: ["0.2", "0.7"]
                 .map(|label| {

@@ -59,7 +59,7 @@ use tokio::time::Instant;
 
 use super::AgentsHandle;
 use crate::runtime::request::VarWrite;
-use crate::runtime::vars::{propose, VarsCallError};
+use crate::runtime::vars::{counter, propose, VarsCallError};
 /// Attempts to commit when other outcomes keep winning the ledger's next version.
 const COMMIT_ATTEMPTS: usize = 8;
 
@@ -222,6 +222,12 @@ pub struct Commit {
     pub price_field: Option<String>,
     /// The budget an auction's price is debited from, an `Int` field.
     pub budget_field: Option<String>,
+    /// An escrow counter (a `counter` variable) the price is also drawn from, on this
+    /// coordinator's rights, just before the commit: a price it cannot draw is not committed;
+    /// units drawn for an outcome that certainly did not land are refilled; when the commit's
+    /// fate is unknown (no majority, a timeout) they stay drawn — the counter is never
+    /// overspent, at the cost of units lost to the pool.
+    pub counter: Option<String>,
     /// For a vote: the other fields the elected candidate sets, by candidate label (a
     /// candidate standing for a whole configuration, e.g. a temperature and a strategy).
     pub elected_writes: BTreeMap<String, BTreeMap<String, VarValue>>,
@@ -525,8 +531,10 @@ enum Landing {
     Decided(u64),
     /// A later session (this one) committed first: this session can no longer commit.
     Closed(u64),
-    /// Nothing landed: why.
+    /// Nothing landed, and nothing will: why.
     Failed(String),
+    /// Nothing landed yet, but a proposal that reached some acceptor may still be decided.
+    Uncertain(String),
 }
 
 impl AgentsHandle {
@@ -613,7 +621,8 @@ impl AgentsHandle {
     }
 
     /// Commits the decision to the session's ledger, applying it again to the newest record
-    /// while other outcomes win the versions it aimed at.
+    /// while other outcomes win the versions it aimed at; draws the price from the escrow
+    /// counter first, if one is named.
     async fn commit(
         &self,
         session: &Session,
@@ -623,16 +632,36 @@ impl AgentsHandle {
         let Some(commit) = &session.commit else {
             return CommitState::NotRequested;
         };
-        let Some(outcome) = ledger_outcome(session, commit, names, decision) else {
+        let Some((outcome, paid)) = ledger_outcome(session, commit, names, decision) else {
             return CommitState::NotRequested;
         };
-        match self.land(&commit.ledger, &outcome, commit.timeout).await {
+        let escrow = commit.counter.as_deref().filter(|_| paid > Money::ZERO);
+        if let Some(name) = escrow {
+            let drawn = counter(&self.shared.requests, name, paid.minor(), false).await;
+            if let Err(e) = drawn {
+                return CommitState::NotCommitted(format!(
+                    "counter {name:?} cannot pay {paid}: {e}"
+                ));
+            }
+        }
+        let landing = self.land(&commit.ledger, &outcome, commit.timeout).await;
+        let refund = !matches!(landing, Landing::Won(_) | Landing::Uncertain(_));
+        if let Some(name) = escrow.filter(|_| refund) {
+            if let Err(e) = counter(&self.shared.requests, name, paid.minor(), true).await {
+                tracing::warn!(counter = name, error = %e, "units drawn for an outcome that did not land were not refilled");
+            }
+        }
+        match landing {
             Landing::Won(version) => CommitState::Committed { version },
             Landing::Decided(version) => CommitState::AlreadyCommitted { version },
             Landing::Closed(last) => {
                 CommitState::NotCommitted(format!("a later session, {last}, committed first"))
             }
             Landing::Failed(why) => CommitState::NotCommitted(why),
+            Landing::Uncertain(why) => CommitState::NotCommitted(match escrow {
+                Some(name) => format!("{why}; {paid} of counter {name:?} stay drawn: the outcome may still be decided"),
+                None => why,
+            }),
         }
     }
 
@@ -644,7 +673,7 @@ impl AgentsHandle {
             match propose(&self.shared.requests, ledger, write, timeout).await {
                 Ok(CasOutcome::Won { version }) => return Landing::Won(version),
                 Ok(CasOutcome::NoMajority) => {
-                    return Landing::Failed("no majority of the ledger's acceptors".into())
+                    return Landing::Uncertain("no majority of the ledger's acceptors".into())
                 }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 Err(VarsCallError::Refused(VarsError::SessionDecided { version, .. })) => {
@@ -653,7 +682,8 @@ impl AgentsHandle {
                 Err(VarsCallError::Refused(VarsError::SessionStale { last, .. })) => {
                     return Landing::Closed(last)
                 }
-                Err(e) => return Landing::Failed(e.to_string()),
+                Err(e @ VarsCallError::Refused(_)) => return Landing::Failed(e.to_string()),
+                Err(e) => return Landing::Uncertain(e.to_string()),
             }
         }
         Landing::Failed("other outcomes kept winning the ledger".into())
@@ -676,7 +706,7 @@ impl AgentsHandle {
             Landing::Won(version) => Settled::Aborted { version },
             Landing::Decided(version) => Settled::Decided { version },
             Landing::Closed(last) => Settled::Closed { last },
-            Landing::Failed(why) => Settled::Unknown(why),
+            Landing::Failed(why) | Landing::Uncertain(why) => Settled::Unknown(why),
         }
     }
 
@@ -703,13 +733,14 @@ impl AgentsHandle {
     }
 }
 
-/// The ledger writes and debit a decision makes, if it decided anything to commit.
+/// The ledger writes and debit a decision makes, and the price paid, if it decided anything
+/// to commit.
 fn ledger_outcome(
     session: &Session,
     commit: &Commit,
     names: &[String],
     decision: &Decision,
-) -> Option<Outcome> {
+) -> Option<(Outcome, Money)> {
     let name_of = |agent: foundation_agents::AgentId| {
         let i = usize::try_from(agent.0).ok()?;
         names.get(i).cloned()
@@ -769,7 +800,7 @@ fn ledger_outcome(
             outcome.debits.insert(field.clone(), paid.minor());
         }
     }
-    Some(outcome)
+    Some((outcome, paid))
 }
 
 /// The decision in words, participants by name.
