@@ -27,6 +27,10 @@
 //!
 //! Run: `cargo run --release --example distributed_optimization`
 
+mod common;
+
+use common::{start, wait_until, Error, PATIENCE};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +42,6 @@ use foundation::agents::auction::sealed::Pricing;
 use foundation::agents::variable::{Policy, VarType, VarValue};
 use foundation::agents::voting::{Ballot, Method};
 use foundation::agents::Money;
-use foundation::engine::config::DiscoveryChoice;
 use foundation::engine::membership::MemberState;
 use foundation::engine::runtime::agents::sessions::{
     Answer, Ask, Commit, CommitState, Coordinator, Decision, Mechanism, Session, SessionAnswer,
@@ -48,12 +51,9 @@ use foundation::engine::runtime::agents::{
     answer, Agent, AgentSpec, Context, HandlerError, Message,
 };
 use foundation::engine::vars::{SessionId, VarSpec};
-use foundation::{Foundation, Node};
+use foundation::Node;
 use serde::{Deserialize, Serialize};
 
-type Error = Box<dyn std::error::Error>;
-
-const PATIENCE: Duration = Duration::from_secs(30);
 const EVALUATORS: &str = "evaluator";
 /// Credits the whole search may spend on evaluation slots.
 const CREDITS: i64 = 1_500;
@@ -70,10 +70,10 @@ async fn main() -> Result<(), Error> {
 
 async fn run(dir: &Path) -> Result<(), Error> {
     let started = Instant::now();
-    let optimizer = start(dir, "optimizer").await?;
+    let optimizer = start(dir, "optimize", "optimizer").await?;
     let mut evaluators = Vec::new();
     for name in ["eval-a", "eval-b", "eval-c"] {
-        evaluators.push(start(dir, name).await?);
+        evaluators.push(start(dir, "optimize", name).await?);
     }
     wait_until("the four nodes see each other", || {
         [&optimizer].into_iter().chain(&evaluators).all(|n| {
@@ -701,30 +701,3 @@ async fn report(search: &Search, optimizer: &Node, survivor: &Node) {
 }
 
 // ---- nodes ----
-
-async fn start(dir: &Path, name: &str) -> Result<Node, Error> {
-    let node = Foundation::builder()
-        .cluster("optimize")
-        .name(name)
-        .discovery([DiscoveryChoice::Local {
-            dir: Some(dir.to_path_buf()),
-        }])
-        .http(Some("127.0.0.1:0".parse()?))
-        .start()
-        .await?;
-    let http = node.http_addr().map_or("off".into(), |a| a.to_string());
-    println!("{name}: node {} http {http}", node.id().short());
-    Ok(node)
-}
-
-async fn wait_until(what: &str, condition: impl Fn() -> bool) -> Result<(), Error> {
-    let started = Instant::now();
-    while !condition() {
-        if started.elapsed() > PATIENCE {
-            return Err(format!("gave up waiting until {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    println!("{what} ({} ms)", started.elapsed().as_millis());
-    Ok(())
-}

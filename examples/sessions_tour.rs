@@ -9,9 +9,13 @@
 //!
 //! Run: `cargo run --example sessions_tour`
 
+mod common;
+
+use common::{start, wait_until, Error};
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use foundation::agents::auction::sealed::Pricing;
@@ -22,7 +26,6 @@ use foundation::agents::negotiation::strategy::Role;
 use foundation::agents::variable::{Policy, VarType, VarValue};
 use foundation::agents::voting::{Ballot, Method};
 use foundation::agents::Money;
-use foundation::engine::config::DiscoveryChoice;
 use foundation::engine::membership::MemberState;
 use foundation::engine::runtime::agents::sessions::{
     Answer, Ask, Commit, Coordinator, Decision, Mechanism, Session, SessionAnswer, SessionMessage,
@@ -31,11 +34,8 @@ use foundation::engine::runtime::agents::{
     answer, Agent, AgentSpec, Context, HandlerError, Message,
 };
 use foundation::engine::vars::{SessionId, VarSpec};
-use foundation::{Foundation, Node};
+use foundation::Node;
 
-type Error = Box<dyn std::error::Error>;
-
-const PATIENCE: Duration = Duration::from_secs(30);
 const TRADERS: &str = "trader";
 const NAMES: [&str; 3] = ["ann", "bob", "cat"];
 
@@ -112,7 +112,7 @@ async fn main() -> Result<(), Error> {
 async fn run(dir: &Path) -> Result<(), Error> {
     let mut nodes = Vec::new();
     for name in ["n1", "n2", "n3"] {
-        nodes.push(start(dir, name).await?);
+        nodes.push(start(dir, "tour", name).await?);
     }
     wait_until("the three nodes see each other", || {
         nodes.iter().all(|n| {
@@ -333,27 +333,4 @@ fn ledger(node: &Node) -> VarSpec {
         ),
         acceptors: node.vars().alive_lives(),
     }
-}
-
-async fn start(dir: &Path, name: &str) -> Result<Node, Error> {
-    let node = Foundation::builder()
-        .cluster("tour")
-        .name(name)
-        .discovery([DiscoveryChoice::Local {
-            dir: Some(dir.to_path_buf()),
-        }])
-        .start()
-        .await?;
-    Ok(node)
-}
-
-async fn wait_until(what: &str, condition: impl Fn() -> bool) -> Result<(), Error> {
-    let started = Instant::now();
-    while !condition() {
-        if started.elapsed() > PATIENCE {
-            return Err(format!("gave up waiting until {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
 }
