@@ -18,17 +18,14 @@
 //!
 //! Run: `cargo run --example embedded_service`
 
+mod common;
+
+use common::{start, wait_until, Error, PATIENCE};
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use foundation::engine::config::DiscoveryChoice;
 use foundation::engine::runtime::services::{typed, HandlerError, ServiceOptions};
-use foundation::{Foundation, Node};
-
-type Error = Box<dyn std::error::Error>;
-
-/// Long enough for anything here on a loaded machine; each step prints how long it took.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -39,8 +36,8 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn run(dir: &Path) -> Result<(), Error> {
-    let shop = start(dir, "shop").await?;
-    let billing = start(dir, "billing").await?;
+    let shop = start(dir, "example", "shop").await?;
+    let billing = start(dir, "example", "billing").await?;
     wait_until("the two nodes see each other", || {
         shop.members().iter().any(|m| m.id == billing.id())
             && billing.members().iter().any(|m| m.id == shop.id())
@@ -98,37 +95,5 @@ async fn run(dir: &Path) -> Result<(), Error> {
     // Leaving gracefully: the other node records "left", not "failed".
     billing.leave().await;
     shop.leave().await;
-    Ok(())
-}
-
-/// A development node of cluster "example" that finds its peers in `dir` only.
-async fn start(dir: &Path, name: &str) -> Result<Node, Error> {
-    let node = Foundation::builder()
-        .cluster("example")
-        .name(name)
-        .discovery([DiscoveryChoice::Local {
-            dir: Some(dir.to_path_buf()),
-        }])
-        .http(Some("127.0.0.1:0".parse()?))
-        .start()
-        .await?;
-    let http = node.http_addr().map_or("off".into(), |a| a.to_string());
-    println!(
-        "{name}: node {} quic {} http {http}",
-        node.id().short(),
-        node.addr()
-    );
-    Ok(node)
-}
-
-async fn wait_until(what: &str, condition: impl Fn() -> bool) -> Result<(), Error> {
-    let started = Instant::now();
-    while !condition() {
-        if started.elapsed() > PATIENCE {
-            return Err(format!("gave up waiting until {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    println!("{what} ({} ms)", started.elapsed().as_millis());
     Ok(())
 }

@@ -12,14 +12,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::eventually;
+use common::ledgers::{declare_everywhere, field};
 use foundation_agents::auction::sealed::Pricing;
 use foundation_agents::auction::AuctionReason;
 use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_agents::voting::{Ballot, Method};
 use foundation_agents::Money;
 use foundation_engine::runtime::agents::sessions::{
-    Answer, Ask, Commit, CommitState, Decision, Mechanism, Session, SessionAnswer, SessionMessage,
-    Settled,
+    Answer, Ask, Commit, CommitState, Coordinator, Decision, Mechanism, Session, SessionAnswer,
+    SessionError, SessionMessage, Settled,
 };
 use foundation_engine::runtime::agents::{
     answer, Agent, AgentEvent, AgentSpec, Context, HandlerError, Message,
@@ -72,6 +73,7 @@ impl Agent for Bidder {
         let answer_to = match ask {
             Ask::Bid { .. } => Answer::Bid(Money(bid)),
             Ask::Vote { .. } => Answer::Ballot(Ballot::Choice(choice)),
+            _ => Answer::Decline,
         };
         answer(&SessionAnswer {
             session,
@@ -111,23 +113,6 @@ fn gpu_ledger(node: &Node, holders: &[&str]) -> VarSpec {
     }
 }
 
-async fn declare_everywhere(nodes: &[Node], name: &str, spec: VarSpec) {
-    nodes[0].vars().declare(name, spec).await.unwrap();
-    for node in nodes {
-        eventually(SOON, "the ledger is declared everywhere", || {
-            node.vars().get(name).is_some()
-        })
-        .await;
-    }
-}
-
-fn field(node: &Node, ledger: &str, name: &str) -> Option<VarValue> {
-    match node.vars().get(ledger)?.1 {
-        VarValue::Record(fields) => fields.get(name).cloned(),
-        _ => None,
-    }
-}
-
 fn auction(id: u64) -> Session {
     Session {
         id: SessionId(id),
@@ -143,8 +128,11 @@ fn auction(id: u64) -> Session {
             winner_field: "holder".into(),
             price_field: Some("price".into()),
             budget_field: Some("budget".into()),
+            counter: None,
+            elected_writes: BTreeMap::new(),
             timeout: Duration::from_secs(3),
         }),
+        coordinator: Coordinator::Caller,
     }
 }
 
@@ -196,8 +184,10 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
             seen.push((session, what));
         }
     }
-    assert_eq!(seen.len(), 2, "opened and ended: {seen:?}");
-    assert!(seen[1].1.contains("3 of 5 answered, 2 refused"), "{seen:?}");
+    assert_eq!(seen.len(), 3, "opened, one round of asks, ended: {seen:?}");
+    assert!(seen[1].1.contains("round 1: asked 5"), "{seen:?}");
+    assert!(seen[2].1.contains("bob won gpu-slot at 40"), "{seen:?}");
+    assert!(seen[2].1.contains("3 of 5 answered, 2 refused"), "{seen:?}");
     let mut metrics = String::new();
     prometheus_client::encoding::text::encode(&mut metrics, nodes[0].registry()).unwrap();
     let committed =
@@ -221,6 +211,7 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
     let plan = VarSpec {
         ty: VarType::Record(BTreeMap::from([
             ("temperature".to_owned(), choice(&["0.2", "0.7"])),
+            ("level".to_owned(), VarType::Float { min: 0.0, max: 2.0 }),
             (
                 "session".to_owned(),
                 VarType::Int {
@@ -232,6 +223,7 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
         policy: Policy::Coordinated,
         initial: VarValue::Record(BTreeMap::from([
             ("temperature".to_owned(), VarValue::Choice("0.2".into())),
+            ("level".to_owned(), VarValue::Float(0.2)),
             ("session".to_owned(), VarValue::Int(0)),
         ])),
         acceptors: nodes[0].vars().alive_lives(),
@@ -252,8 +244,20 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
             winner_field: "temperature".into(),
             price_field: None,
             budget_field: None,
+            counter: None,
+            // The elected candidate also sets the float it stands for.
+            elected_writes: ["0.2", "0.7"]
+                .map(|label| {
+                    let level = VarValue::Float(label.parse().unwrap());
+                    (
+                        label.to_owned(),
+                        BTreeMap::from([("level".to_owned(), level)]),
+                    )
+                })
+                .into(),
             timeout: Duration::from_secs(3),
         }),
+        coordinator: Coordinator::Caller,
     };
     let report = nodes[1].agents().run(vote).await.unwrap();
     let Decision::Vote(Ok(elected)) = &report.decision else {
@@ -269,6 +273,7 @@ async fn an_auction_across_three_nodes_commits_winner_price_and_debit_once_every
     for node in &nodes {
         eventually(SOON, "the elected value shows everywhere", || {
             field(node, "plan", "temperature") == Some(VarValue::Choice("0.7".into()))
+                && field(node, "plan", "level") == Some(VarValue::Float(0.7))
         })
         .await;
     }
@@ -411,6 +416,87 @@ async fn when_the_coordinator_dies_mid_session_the_participants_settle_it_once()
             node.vars().get("gpu").map(|(v, _)| v) == Some(1)
                 && field(node, "gpu", "session") == Some(VarValue::Int(11))
                 && field(node, "gpu", "budget") == Some(VarValue::Int(100))
+        })
+        .await;
+    }
+    for node in &nodes[..2] {
+        node.abort().await;
+    }
+}
+
+/// The first session id above `after` that node 0 would place on `node`.
+fn placed_on(nodes: &[Node], node: usize, after: u64) -> u64 {
+    let target = nodes[node].id();
+    (after + 1..)
+        .find(|id| nodes[0].agents().coordinator_of(SessionId(*id)).id == target)
+        .expect("some session id lands on every member")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_placed_by_rendezvous_runs_there_and_is_aborted_once_when_that_node_dies() {
+    let nodes = cluster(3).await;
+    let names = ["nobody", "ann", "bob", "dan"];
+    declare_everywhere(&nodes, "gpu", gpu_ledger(&nodes[0], &names)).await;
+    let spawns = [
+        (0, bidder("ann", Style::Honest { bid: 30, choice: 0 })),
+        (1, bidder("bob", Style::Honest { bid: 45, choice: 0 })),
+        (0, bidder("dan", Style::Late)),
+    ];
+    for (node, spec) in spawns {
+        nodes[node].agents().spawn(spec).await.unwrap();
+    }
+    eventually(SOON, "every bidder is visible from node 0", || {
+        nodes[0].agents().with_capability(BIDDERS).len() == 3
+    })
+    .await;
+
+    // Placed on node 1 by the session id: node 1 coordinates, node 0 gets the report.
+    let first = placed_on(&nodes, 1, 0);
+    let mut on_coordinator = nodes[1].agents().events();
+    let mut session = auction(first);
+    session.coordinator = Coordinator::Rendezvous;
+    let report = nodes[0].agents().run(session).await.unwrap();
+    assert_eq!(report.commit, CommitState::Committed { version: 1 });
+    let Decision::Auction(outcome) = &report.decision else {
+        panic!("an auction: {report:?}");
+    };
+    assert_eq!(outcome.award.as_ref().map(|a| a.price), Some(Money(30)));
+    let mut coordinated = false;
+    while let Ok(event) = on_coordinator.try_recv() {
+        coordinated |= matches!(event, AgentEvent::Session { session, .. } if session.0 == first);
+    }
+    assert!(coordinated, "node 1 ran the session");
+
+    // Placed on node 2, which dies mid-session (dan keeps it open past the deadline).
+    let second = placed_on(&nodes, 2, first);
+    let mut on_doomed = nodes[2].agents().events();
+    let mut session = auction(second);
+    session.coordinator = Coordinator::Rendezvous;
+    session.answer_within = Duration::from_millis(3_000);
+    let caller = nodes[0].agents();
+    let run = tokio::spawn(async move { caller.run(session).await });
+    loop {
+        let event = tokio::time::timeout(SOON, on_doomed.recv()).await;
+        if let Ok(Ok(AgentEvent::Session { what, .. })) = event {
+            if what.starts_with("round") {
+                break;
+            }
+        }
+    }
+    nodes[2].abort().await;
+    let lost = tokio::time::timeout(SOON, run).await.unwrap().unwrap();
+    match lost {
+        Err(SessionError::CoordinatorLost {
+            settled: Some(Settled::Aborted { version: 2 }),
+            ..
+        }) => {}
+        other => panic!("aborted as version 2 by the caller: {other:?}"),
+    }
+    for node in &nodes[..2] {
+        eventually(SOON, "the abort shows, and nothing of an award", || {
+            node.vars().get("gpu").map(|(v, _)| v) == Some(2)
+                && field(node, "gpu", "session") == Some(VarValue::Int(second as i64))
+                && field(node, "gpu", "budget") == Some(VarValue::Int(70))
         })
         .await;
     }

@@ -1,7 +1,7 @@
 //! `/status`: a self-contained page an operator keeps open. It fetches `/status.json` every
 //! second and draws what it finds: the node and its health, the members table (this node
-//! included, suspicion shown), services, variables and agents; any other JSON a server without
-//! those sections serves is shown as it is. No external assets (it works offline), and every
+//! included, suspicion shown), services, variables, agents and coordination sessions; any
+//! other JSON a server without those sections serves is shown as it is. No external assets (it works offline), and every
 //! value is put in the page as text, never as markup.
 
 /// The page; the same for every server, since the data comes from `/status.json`.
@@ -82,6 +82,11 @@ function agents(list) {
     (list || []).map(a => ({ cells: [a.name, { text: a.node + (a.local ? " (this node)" : ""), cls: "mono" },
       { text: a.state, cls: a.state }, (a.capabilities || []).join(", ")] })));
 }
+function sessions(list) {
+  return section("Coordination sessions", ["session", "mechanism", "subject", "state", "answered", "outcome", "commit"],
+    (list || []).map(x => ({ cells: [x.session, x.mechanism, x.subject, { text: x.state, cls: x.state },
+      x.answered === null ? "" : x.answered + " of " + x.participants, x.outcome || "", x.commit || ""] })));
+}
 function others(routes) {
   return Object.entries(routes || {}).map(([path, value]) => {
     const box = el("section");
@@ -101,6 +106,7 @@ function render(s) {
   if (s.services) parts.push(services(s.services));
   if (s.variables) parts.push(variables(s.variables));
   if (s.agents) parts.push(agents(s.agents));
+  if (s.sessions && s.sessions.length) parts.push(sessions(s.sessions));
   parts.push(...others(s.routes));
   document.getElementById("sections").replaceChildren(...parts);
 }

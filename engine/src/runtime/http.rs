@@ -1,5 +1,6 @@
 //! The node's HTTP endpoints: `/metrics`, `/health`, `/members`, `/config` and
-//! `/config/{key}` (plus writes to `/config/{key}`), `/services`, `/variables` (see
+//! `/config/{key}` (plus writes to `/config/{key}`), `/services`, `/agents`,
+//! `/agents/sessions` (the coordination sessions this node coordinated), `/variables` (see
 //! `vars/http.rs`), `/placement` (see `placement/http.rs`), `POST /leave`, and the operator's actions
 //! (`operator.rs`), served
 //! from the state the driver publishes (writes go through the config handle, like the
@@ -94,6 +95,10 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
             Box::pin(leave(requests.clone(), leave_identity.clone(), request))
         })
         .json("/services", move || services_json(&services.directory()))
+        .json("/agents/sessions", {
+            let agents = agents.clone();
+            move || serde_json::json!({ "sessions": agents.sessions() })
+        })
         .json("/agents", move || agents_json(&agents.directory()))
         .start()
 }
@@ -204,6 +209,7 @@ impl StatusSources {
             "services": services_json(&self.services.directory())["services"],
             "variables": super::vars::all_json(&self.vars),
             "agents": agents_json(&self.agents.directory())["agents"],
+            "sessions": self.agents.sessions(),
         })
     }
 

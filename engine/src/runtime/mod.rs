@@ -233,6 +233,7 @@ impl Node {
             agents,
             requests_tx.clone(),
             directory.clone(),
+            view.clone(),
             endpoint.clone(),
             agent_requests,
             &mut registry,

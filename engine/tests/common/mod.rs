@@ -1,6 +1,7 @@
 //! Shared helpers of the runtime tests.
 #![allow(dead_code)]
 
+pub mod ledgers;
 pub mod raw_http;
 
 use std::net::SocketAddr;

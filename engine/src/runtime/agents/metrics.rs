@@ -56,6 +56,8 @@ pub(super) struct AgentsMetrics {
     sessions: Family<SessionLabels, Counter>,
     /// Time from opening a session to its outcome committed (or not), by mechanism.
     session_seconds: Family<MechanismLabel, Histogram, fn() -> Histogram>,
+    /// Rounds of asks of the sessions this node coordinated, by mechanism.
+    session_rounds: Family<MechanismLabel, Counter>,
 }
 
 impl AgentsMetrics {
@@ -68,6 +70,7 @@ impl AgentsMetrics {
             seconds: Family::new_with_constructor(latency_histogram),
             sessions: Family::default(),
             session_seconds: Family::new_with_constructor(latency_histogram),
+            session_rounds: Family::default(),
         };
         registry.register(
             "foundation_agents",
@@ -105,13 +108,26 @@ impl AgentsMetrics {
             "Time from opening a coordination session to its commit, by mechanism",
             metrics.session_seconds.clone(),
         );
+        agent.register(
+            "session_rounds",
+            "Rounds of asks (a clock auction's rounds or ticks) of coordination sessions, by mechanism",
+            metrics.session_rounds.clone(),
+        );
         metrics
     }
 
-    /// Counts one ended session of `mechanism` and times it from `opened`.
-    pub fn session(&self, mechanism: &'static str, outcome: &'static str, opened: TokioInstant) {
+    /// Counts one ended session of `mechanism` and its `rounds`, and times it from `opened`.
+    pub fn session(
+        &self,
+        (mechanism, outcome): (&'static str, &'static str),
+        rounds: u64,
+        opened: TokioInstant,
+    ) {
         let labels = SessionLabels { mechanism, outcome };
         self.sessions.get_or_create(&labels).inc();
+        self.session_rounds
+            .get_or_create(&MechanismLabel { mechanism })
+            .inc_by(rounds);
         self.session_seconds
             .get_or_create(&MechanismLabel { mechanism })
             .observe(opened.elapsed().as_secs_f64());

@@ -46,6 +46,7 @@ use foundation_core::agents::record::AgentRecord;
 use foundation_core::agents::supervisor::SupervisorError;
 use foundation_core::agents::BadAgent;
 use foundation_core::ephemeral::AGENTS_KEYSPACE;
+use foundation_core::membership::MemberView;
 use foundation_core::node::WriteError;
 use foundation_core::services::Directory;
 use foundation_transport::{Endpoint, IncomingRequest, NodeId};
@@ -134,10 +135,11 @@ pub enum AgentEvent {
     Session {
         /// The session.
         session: foundation_core::vars::SessionId,
-        /// Its mechanism (`sealed-bid`, `vote`).
+        /// Its mechanism (`sealed-bid`, `vote`, `english`, `dutch`, `contract-net`, `vcg`,
+        /// `market`).
         mechanism: &'static str,
-        /// What happened, in words: `opened with N participants`, or the decision, how many
-        /// answered, and whether it committed.
+        /// What happened, in words: `opened with N participants`, `round K: asked N
+        /// participants`, or the decision, how many answered, and whether it committed.
         what: String,
     },
 }
@@ -159,11 +161,15 @@ pub(crate) struct Shared {
     config: AgentsConfig,
     requests: mpsc::Sender<Request>,
     directory: watch::Receiver<Arc<Directory>>,
+    /// The member table, for placing session coordinators.
+    members: watch::Receiver<Vec<MemberView>>,
     endpoint: Endpoint,
     local: RwLock<BTreeMap<String, LocalAgent>>,
     commands: mpsc::Sender<Command>,
     metrics: AgentsMetrics,
     events: broadcast::Sender<AgentEvent>,
+    /// The sessions this node coordinated.
+    sessions: sessions::SessionLog,
 }
 
 /// Events buffered per subscriber before the oldest are dropped.
@@ -176,6 +182,7 @@ pub(crate) fn start(
     config: AgentsConfig,
     requests: mpsc::Sender<Request>,
     directory: watch::Receiver<Arc<Directory>>,
+    members: watch::Receiver<Vec<MemberView>>,
     endpoint: Endpoint,
     incoming: mpsc::Receiver<IncomingRequest>,
     registry: &mut Registry,
@@ -186,11 +193,13 @@ pub(crate) fn start(
         config,
         requests,
         directory,
+        members,
         endpoint,
         local: RwLock::default(),
         commands,
         metrics: AgentsMetrics::register(registry),
         events: broadcast::channel(EVENT_BUFFER).0,
+        sessions: sessions::SessionLog::default(),
     });
     tokio::spawn(supervisor::Task::new(shared.clone(), commands_rx).run());
     let handle = AgentsHandle { shared };

@@ -92,6 +92,10 @@ async fn receive(
 ) -> Result<AgentReply, DeliveryError> {
     let request = AgentRequest::decode(payload)?;
     handle.check_size(request.body.len())?;
+    if request.to == super::sessions::COORDINATOR && request.delivery == Delivery::Request {
+        let report = super::sessions::placement::serve(handle, &request.body).await?;
+        return Ok(AgentReply::Answer(report));
+    }
     let mailbox = handle.local_mailbox(&request.to)?;
     let message = Message {
         from,

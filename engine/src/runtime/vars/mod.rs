@@ -175,14 +175,7 @@ impl VarsHandle {
     }
 
     async fn counter(&self, name: &str, amount: u64, refill: bool) -> Result<(), VarsCallError> {
-        let (done, answer) = oneshot::channel();
-        let request = VarsRequest::Counter {
-            name: name.to_owned(),
-            amount,
-            refill,
-            done,
-        };
-        self.ask(request, answer).await?.map_err(Into::into)
+        counter(&self.requests, name, amount, refill).await
     }
 
     /// The last changes of `name` this node saw, oldest first.
@@ -218,6 +211,28 @@ impl VarsHandle {
             .map_err(|_| VarsCallError::Stopped)?;
         answer.await.map_err(|_| VarsCallError::Stopped)
     }
+}
+
+/// Draws (or with `refill`, adds) `amount` units of counter `name` on this node's rights.
+pub(crate) async fn counter(
+    requests: &mpsc::Sender<Request>,
+    name: &str,
+    amount: u64,
+    refill: bool,
+) -> Result<(), VarsCallError> {
+    let (done, answer) = oneshot::channel();
+    let request = VarsRequest::Counter {
+        name: name.to_owned(),
+        amount,
+        refill,
+        done,
+    };
+    requests
+        .send(Request::Vars(request))
+        .await
+        .map_err(|_| VarsCallError::Stopped)?;
+    let drawn = answer.await.map_err(|_| VarsCallError::Stopped)?;
+    drawn.map_err(Into::into)
 }
 
 /// Asks the driver for a majority-decided write and waits for how it ended.
