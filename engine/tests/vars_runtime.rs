@@ -510,3 +510,68 @@ async fn a_prefix_watch_follows_every_variable_under_it_with_old_values_and_writ
         node.abort().await;
     }
 }
+
+/// The rights a counter's node held beyond what its holders allowed it to spend come back
+/// when it dies: a majority of the holders fences the dead life and one heir takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_nodes_counter_rights_beyond_its_allowance_go_to_one_heir() {
+    let nodes = cluster(3).await;
+    let counter = VarSpec {
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        policy: Policy::Counter,
+        initial: VarValue::Int(30),
+        acceptors: nodes[0].vars().alive_lives(),
+    };
+    declare_spec(&nodes, "pool", counter).await;
+    // Each holds 10 and may give up 5 from the start; the victim draws 2.
+    nodes[2].vars().draw("pool", 2).await.expect("its own");
+    on_every_node(&nodes, "28 units left", |n| {
+        n.vars().get("pool").map(|(_, v)| v) == Some(VarValue::Int(28))
+    })
+    .await;
+    let rights = |n: &Node| n.vars().all().get("pool").and_then(|v| v.rights);
+    let before: u64 = nodes[..2].iter().filter_map(rights).sum();
+    nodes[2].abort().await;
+    let survivors = &nodes[..2];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now: u64 = survivors.iter().filter_map(rights).sum();
+        if now > before {
+            // What the dead life was given (10) beyond what it was ever allowed: at least the
+            // 5 of its first allowance, unless a raise was allowed before it died.
+            assert!(
+                now - before <= 10 - 2,
+                "took {} of a life that held 8",
+                now - before
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead node's rights never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The value is unchanged, and the survivors can spend what came back.
+    for node in survivors {
+        assert_eq!(
+            node.vars().get("pool").map(|(_, v)| v),
+            Some(VarValue::Int(28))
+        );
+    }
+    let heir = survivors
+        .iter()
+        .max_by_key(|n| rights(n))
+        .expect("two survivors");
+    let all = rights(heir).expect("a counter");
+    heir.vars()
+        .draw("pool", all)
+        .await
+        .expect("every right it holds");
+    for node in survivors {
+        node.abort().await;
+    }
+}
