@@ -31,8 +31,8 @@
 //! never decide together: if two nodes declare one name with different specs at the same
 //! moment, each node keeps the first it saw and counts the other
 //! ([`VarsStats::conflicting_declarations`]) — declare from one place. The acceptor set does
-//! not change once declared; a variable whose majority of acceptors is gone for good can no
-//! longer be written (reads still answer).
+//! not change once declared (asking is a typed error, see [`reconfigure`]); a variable whose
+//! majority of acceptors is gone for good can no longer be written (reads still answer).
 //!
 //! # History and statistics
 //!
@@ -61,6 +61,7 @@ mod history;
 pub mod lww;
 pub mod outcome;
 mod reclaim;
+pub mod reconfigure;
 
 use counter::{CounterRecord, CounterVar};
 use history::History;
@@ -265,6 +266,14 @@ pub enum VarsError {
         allowed: u64,
         /// What was asked.
         wanted: u64,
+    },
+    /// The variable's acceptors cannot be changed (see [`reconfigure`]).
+    #[error("variable {name:?}: {why}")]
+    Reconfiguration {
+        /// The variable.
+        name: String,
+        /// What is not built, and what to do instead.
+        why: &'static str,
     },
     /// A counter's total would overflow.
     #[error("counter: {0}")]

@@ -18,7 +18,9 @@ use std::time::Duration;
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
 use foundation_core::membership::{MemberState, MemberView};
-use foundation_core::vars::{Change, Life, Outcome, VarSpec, VarStatistics, VarsError, VarsEvent};
+use foundation_core::vars::{
+    reconfigure, Change, Life, Outcome, VarSpec, VarStatistics, VarsError, VarsEvent,
+};
 use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -204,6 +206,22 @@ impl VarsHandle {
             done,
         };
         self.ask(request, answer).await?.map_err(Into::into)
+    }
+
+    /// Moves `name` to other acceptors. Only keeping the same set is accepted: changing a
+    /// declared variable's acceptors is not built and is [`VarsError::Reconfiguration`]
+    /// (see `foundation_core::vars::reconfigure` for why and what to do instead).
+    pub fn change_acceptors(
+        &self,
+        name: &str,
+        acceptors: &std::collections::BTreeSet<Life>,
+    ) -> Result<(), VarsCallError> {
+        let held = self.held.borrow();
+        let variable = held
+            .get(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        reconfigure::check_acceptor_change(name, &variable.spec, acceptors)?;
+        Ok(())
     }
 
     /// The last changes of `name` this node saw, oldest first.
