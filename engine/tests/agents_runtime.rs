@@ -102,6 +102,29 @@ fn recorder(name: &'static str, log: &Arc<Mutex<Vec<String>>>) -> AgentSpec {
     .capability("recorder")
 }
 
+/// The names of the next `n` agents to enter `Running`, sorted.
+async fn running_again(
+    events: &mut tokio::sync::broadcast::Receiver<AgentEvent>,
+    n: usize,
+) -> Vec<String> {
+    let mut running = Vec::new();
+    while running.len() < n {
+        let event = tokio::time::timeout(SOON, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let AgentEvent::State {
+            name,
+            state: AgentState::Running,
+        } = event
+        {
+            running.push(name);
+        }
+    }
+    running.sort();
+    running
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_is_reported_and_the_agent_restarted() {
     let nodes = cluster(1).await;
@@ -169,22 +192,7 @@ async fn one_for_all_restarts_every_agent_of_the_group() {
         "{panicked:?}"
     );
     // The sibling is stopped (terminate runs) and started again along with the one that failed.
-    let mut running = Vec::new();
-    while running.len() < 2 {
-        let event = tokio::time::timeout(SOON, events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if let AgentEvent::State {
-            name,
-            state: AgentState::Running,
-        } = event
-        {
-            running.push(name);
-        }
-    }
-    running.sort();
-    assert_eq!(running, ["crashy", "sibling"]);
+    assert_eq!(running_again(&mut events, 2).await, ["crashy", "sibling"]);
     assert_eq!(*log.lock().unwrap(), ["terminate:sibling"]);
     let answer: u64 = agents.request("crashy", &5u64, DEADLINE).await.unwrap();
     assert_eq!(answer, 10);
@@ -228,22 +236,7 @@ async fn an_agent_added_to_a_running_group_is_supervised_with_it() {
         matches!(panicked, Err(DeliveryError::Panicked { .. })),
         "{panicked:?}"
     );
-    let mut running = Vec::new();
-    while running.len() < 2 {
-        let event = tokio::time::timeout(SOON, events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if let AgentEvent::State {
-            name,
-            state: AgentState::Running,
-        } = event
-        {
-            running.push(name);
-        }
-    }
-    running.sort();
-    assert_eq!(running, ["first", "joiner"]);
+    assert_eq!(running_again(&mut events, 2).await, ["first", "joiner"]);
     assert_eq!(*log.lock().unwrap(), ["terminate:first"]);
     // Added last, stopped first: the recorder added now terminates before "first".
     agents

@@ -340,6 +340,19 @@ async fn on_every_node(nodes: &[Node], what: &str, check: impl Fn(&Node) -> bool
     }
 }
 
+/// A counter of `initial` units, every node's life a holder.
+fn counter_spec(initial: i64, nodes: &[Node]) -> VarSpec {
+    VarSpec {
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        policy: Policy::Counter,
+        initial: VarValue::Int(initial),
+        acceptors: nodes[0].vars().alive_lives(),
+    }
+}
+
 /// Declares `name` with `spec` from the first node and waits until every node holds it.
 async fn declare_spec(nodes: &[Node], name: &str, spec: VarSpec) {
     nodes[0].vars().declare(name, spec).await.unwrap();
@@ -413,15 +426,7 @@ async fn lww_writes_show_everywhere_and_coordinated_variables_refuse_direct_writ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_draws_locally_moves_rights_on_request_and_never_overdraws() {
     let nodes = cluster(3).await;
-    let counter = VarSpec {
-        ty: VarType::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-        policy: Policy::Counter,
-        initial: VarValue::Int(6),
-        acceptors: nodes[0].vars().alive_lives(),
-    };
+    let counter = counter_spec(6, &nodes);
     declare_spec(&nodes, "gpu", counter).await;
     let vars = nodes[0].vars();
     vars.draw("gpu", 2).await.expect("two of its own");
@@ -516,15 +521,7 @@ async fn a_prefix_watch_follows_every_variable_under_it_with_old_values_and_writ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_nodes_counter_rights_beyond_its_allowance_go_to_one_heir() {
     let nodes = cluster(3).await;
-    let counter = VarSpec {
-        ty: VarType::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-        policy: Policy::Counter,
-        initial: VarValue::Int(30),
-        acceptors: nodes[0].vars().alive_lives(),
-    };
+    let counter = counter_spec(30, &nodes);
     declare_spec(&nodes, "pool", counter).await;
     // Each holds 10 and may give up 5 from the start; the victim draws 2.
     nodes[2].vars().draw("pool", 2).await.expect("its own");

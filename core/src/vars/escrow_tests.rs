@@ -8,20 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::escrow::{Escrow, Step, ESCROW_RETRY};
-use super::tests::{id, life};
+use super::tests::{counter_spec, declared, id, life};
 use super::*;
-
-fn counter_spec(initial: i64, holders: u128) -> VarSpec {
-    VarSpec {
-        ty: VarType::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-        policy: Policy::Counter,
-        initial: VarValue::Int(initial),
-        acceptors: (1..=holders).map(life).collect(),
-    }
-}
 
 /// Nodes holding counter "pool": messages wait on a wire until the test delivers them, and
 /// counter states reach every node on the writer's side of the cut when the test flushes.
@@ -39,12 +27,7 @@ struct Pool {
 
 impl Pool {
     fn new(n: u128, spec: &VarSpec) -> Self {
-        let mut nodes = BTreeMap::new();
-        for i in 1..=n {
-            let mut vars = Vars::new(life(i));
-            vars.declare("pool", spec.clone()).expect("declares");
-            nodes.insert(id(i), vars);
-        }
+        let nodes = declared(n, "pool", spec);
         Self {
             nodes,
             wire: Vec::new(),

@@ -25,6 +25,17 @@ fn spec(acceptors: u128) -> VarSpec {
     }
 }
 
+/// `n` nodes (lives 1 to `n`) that declared `name` with `spec`.
+pub(super) fn declared(n: u128, name: &str, spec: &VarSpec) -> BTreeMap<NodeId, Vars> {
+    let mut nodes = BTreeMap::new();
+    for i in 1..=n {
+        let mut vars = Vars::new(life(i));
+        vars.declare(name, spec.clone()).expect("declares");
+        nodes.insert(id(i), vars);
+    }
+    nodes
+}
+
 pub(super) const SECOND: Duration = Duration::from_secs(1);
 
 /// `n` nodes holding variable "x", and the messages between them, delivered in an order the
@@ -39,12 +50,7 @@ pub(super) struct Net {
 
 impl Net {
     pub(super) fn new(n: u128) -> Self {
-        let mut nodes = BTreeMap::new();
-        for i in 1..=n {
-            let mut vars = Vars::new(life(i));
-            vars.declare("x", spec(n)).expect("declares");
-            nodes.insert(id(i), vars);
-        }
+        let nodes = declared(n, "x", &spec(n));
         Self {
             nodes,
             wire: Vec::new(),
@@ -382,12 +388,7 @@ struct Board {
 
 impl Board {
     fn new(n: u128, name: &str, spec: &VarSpec) -> Self {
-        let mut nodes = BTreeMap::new();
-        for i in 1..=n {
-            let mut vars = Vars::new(life(i));
-            vars.declare(name, spec.clone()).expect("declares");
-            nodes.insert(id(i), vars);
-        }
+        let nodes = declared(n, name, spec);
         Self {
             nodes,
             clock: 0,
@@ -445,7 +446,7 @@ fn lww_spec() -> VarSpec {
     }
 }
 
-fn counter_spec(initial: i64, holders: u128) -> VarSpec {
+pub(super) fn counter_spec(initial: i64, holders: u128) -> VarSpec {
     VarSpec {
         ty: VarType::Int {
             min: 0,

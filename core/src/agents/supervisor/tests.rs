@@ -28,6 +28,11 @@ fn three(strategy: Strategy) -> Supervisor {
     Supervisor::new(config(strategy), children).expect("valid")
 }
 
+/// Stop actions for these children, in this order.
+fn stops_of(children: &[usize]) -> Vec<Action> {
+    children.iter().map(|&i| Action::Stop(ChildId(i))).collect()
+}
+
 fn failed() -> Exit {
     Exit::Failed("boom".into())
 }
@@ -43,14 +48,7 @@ fn children_start_in_order_and_stop_in_reverse() {
             .collect::<Vec<_>>()
     );
     let stops = sup.shutdown();
-    assert_eq!(
-        stops,
-        vec![
-            Action::Stop(ChildId(2)),
-            Action::Stop(ChildId(1)),
-            Action::Stop(ChildId(0))
-        ]
-    );
+    assert_eq!(stops, stops_of(&[2, 1, 0]));
     for i in [2, 1] {
         sup.exited(Time(5), ChildId(i), Exit::Normal);
         assert_eq!(sup.state(), SupervisorState::ShuttingDown);
@@ -166,14 +164,7 @@ fn a_child_added_to_a_running_supervisor_starts_at_once_and_stops_first() {
     assert_eq!(sup.child("d"), Some(ChildId(3)));
     // One-for-all now takes it along: its failure restarts the others, and theirs it.
     let stops = sup.exited(Time(100), ChildId(3), failed());
-    assert_eq!(
-        stops,
-        vec![
-            Action::Stop(ChildId(2)),
-            Action::Stop(ChildId(1)),
-            Action::Stop(ChildId(0))
-        ]
-    );
+    assert_eq!(stops, stops_of(&[2, 1, 0]));
     // Added while that restart waits for the others to stop: it starts with them.
     let (late, actions) = sup
         .start_child(Time(101), spec("e", Restart::Permanent))
