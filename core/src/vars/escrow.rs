@@ -132,7 +132,9 @@ pub(crate) struct Escrow {
     /// The highest ceiling each holder told us it allowed.
     acks: BTreeMap<Life, u64>,
     raising: Option<Raising>,
-    /// A holder told us we are fenced: no more raises.
+    /// Holders that told us they fenced us.
+    fenced_by: BTreeSet<Life>,
+    /// So many holders fenced us that no majority can allow more: no more raises.
     fenced: bool,
     /// As a holder: the highest ceiling allowed to each life that asked.
     allowed: BTreeMap<Life, u64>,
@@ -158,6 +160,7 @@ impl Escrow {
             genesis,
             acks: BTreeMap::new(),
             raising: None,
+            fenced_by: BTreeSet::new(),
             fenced: false,
             allowed: BTreeMap::new(),
             heirs: BTreeMap::new(),
@@ -214,7 +217,12 @@ impl Escrow {
         if !self.holders.contains(&holder) {
             return;
         }
-        self.fenced |= fenced;
+        if fenced {
+            // One holder's record (it may have seen us dead wrongly) does not stop us; enough
+            // of them that the rest are no majority does.
+            self.fenced_by.insert(holder);
+            self.fenced = self.fenced_by.len() > self.holders.len() - self.majority();
+        }
         let ack = self.acks.entry(holder).or_default();
         *ack = (*ack).max(ceiling);
         // The highest ceiling at least a majority allowed.

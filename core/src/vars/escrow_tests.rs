@@ -343,6 +343,32 @@ fn a_life_cut_off_and_fenced_cannot_spend_what_its_heir_reclaimed() {
 /// in every order the other holders can hear them in, at most one gets a majority, and one
 /// does whenever three holders heard it first.
 #[test]
+fn a_life_one_holder_fenced_by_mistake_keeps_raising_with_the_others() {
+    let holders: BTreeSet<Life> = (1..=3).map(life).collect();
+    let shares: BTreeMap<Life, u64> = holders.iter().map(|h| (*h, 10)).collect();
+    let mut me = Escrow::new(life(3), &holders, &shares);
+    let mut counter = counter::genesis(30, &holders);
+    counter
+        .draw(counter::actor(life(3)), 5)
+        .expect("its allowance");
+    let steps = me.plan_raise(Instant::ZERO, &counter, 0);
+    let Some((_, Step::Raise { ceiling })) = steps.first().cloned() else {
+        panic!("a raise: {steps:?}");
+    };
+    // Holder 1 fenced it (it alone saw it dead); holder 2 and itself allow the raise.
+    me.allowed(life(1), 5, true);
+    me.allowed(life(2), ceiling, false);
+    me.allowed(life(3), ceiling, false);
+    assert_eq!(me.headroom(&counter), ceiling - 5, "a majority allowed it");
+    // A second holder fenced it: no majority is left to allow more, so it stops asking.
+    me.allowed(life(2), ceiling, true);
+    counter
+        .draw(counter::actor(life(3)), ceiling - 5)
+        .expect("allowed");
+    assert!(me.plan_raise(Instant::ZERO, &counter, 1).is_empty());
+}
+
+#[test]
 fn of_two_would_be_heirs_at_most_one_gets_a_majority() {
     let holders: BTreeSet<Life> = (1..=5).map(life).collect();
     let shares: BTreeMap<Life, u64> = holders.iter().map(|h| (*h, 10)).collect();
