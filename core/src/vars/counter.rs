@@ -113,7 +113,7 @@ pub(crate) struct CounterVar {
     /// When the first change of this life's state not yet written was made.
     pub unpublished: Option<Instant>,
     /// What this life may give up, and the reclaiming of dead lives' rights.
-    pub escrow: Escrow,
+    pub escrow: Box<Escrow>,
 }
 
 impl CounterVar {
@@ -127,7 +127,7 @@ impl CounterVar {
             lives,
             asked: None,
             unpublished: None,
-            escrow: Escrow::new(me, holders, &shares(initial, holders)),
+            escrow: Box::new(Escrow::new(me, holders, &shares(initial, holders))),
         }
     }
 
