@@ -89,6 +89,10 @@ pub enum FaultSwitch {
     /// A draw beyond the rights a node holds reports success without spending anything, as if
     /// the node spent rights it does not hold (`vars::Vars::draw`).
     CounterDrawsUnbacked,
+    /// The heir of a counter holder declared dead takes every right the dead life holds as it
+    /// sees them, at once, without a majority fencing the dead life first, so a life that was
+    /// only cut off keeps spending the same rights (`vars::Vars::member_down`).
+    CounterReclaimUnfenced,
     /// An agent supervisor never counts a restart as one too many, so a failing agent is
     /// restarted forever (`agents::supervisor::Supervisor::too_many_restarts`).
     SupervisorNeverGivesUp,

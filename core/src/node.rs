@@ -348,18 +348,25 @@ impl Core {
     /// we had seen them failed or gone (replication pulls from those: see its docs).
     fn members_came_up(&mut self, now: Instant, mark: usize) {
         let mut up = Vec::new();
+        let mut vars_changed = false;
         for effect in self.outbox.since(mark) {
             match effect {
                 Effect::Event(Event::Membership(MembershipEvent::Up(view))) => {
                     up.push(view.node_addr());
+                    self.vars.member_up(view.id, view.generation);
                 }
                 Effect::Event(Event::Membership(
                     MembershipEvent::Failed(view) | MembershipEvent::Left(view),
                 )) => {
                     self.seen_down.insert(view.id);
+                    self.vars.member_down(now, view.id, view.generation);
+                    vars_changed = true;
                 }
                 _ => {}
             }
+        }
+        if vars_changed {
+            self.deliver_vars(now, Outgoing::new());
         }
         for peer in up {
             let came_back = self.seen_down.remove(&peer.id);
@@ -590,6 +597,7 @@ impl Core {
         let me = self.membership.me().node;
         let mut local = VecDeque::new();
         loop {
+            out.extend(self.vars.take_messages());
             for (to, payload) in out.drain(..) {
                 if to == me {
                     local.push_back(payload);
@@ -605,6 +613,11 @@ impl Core {
             }
         }
         self.publish_vars(now);
+        // Taking up our own writes may call for messages (a raise of a counter's allowance).
+        let more = self.vars.take_messages();
+        if !more.is_empty() {
+            return self.deliver_vars(now, more);
+        }
         for event in self.vars.take_events() {
             self.outbox.event(Event::Vars(event));
         }

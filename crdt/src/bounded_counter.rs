@@ -91,6 +91,18 @@ impl BoundedCounter {
         u64::try_from(self.balance(actor).max(0)).unwrap_or(u64::MAX)
     }
 
+    /// What `actor` has given up on this replica: drawn plus handed to others, in total.
+    pub fn spent(&self, actor: NodeId) -> u64 {
+        let Some(own) = self.accounts.get(&actor) else {
+            return 0;
+        };
+        let handed = own
+            .handed
+            .values()
+            .fold(0u64, |sum, t| sum.saturating_add(*t));
+        own.drawn.saturating_add(handed)
+    }
+
     /// Adds `by` to the counter, as rights of `actor`. Ship the state afterwards.
     pub fn add(&mut self, actor: NodeId, by: u64) -> Result<(), BoundedError> {
         let account = self.accounts.entry(actor).or_default();
@@ -236,6 +248,11 @@ mod tests {
         counter.hand_over(a, b, 4).expect("a holds 10");
         counter.draw(b, 4).expect("b holds 4");
         assert_eq!((counter.rights(a), counter.rights(b)), (6, 0));
+        assert_eq!(
+            (counter.spent(a), counter.spent(b)),
+            (4, 4),
+            "handed, drawn"
+        );
         assert_eq!(counter.value(), 6);
         counter.invariants().expect("invariants");
     }

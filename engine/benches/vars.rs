@@ -1,11 +1,15 @@
 //! Variables on 5 in-process nodes over QUIC on 127.0.0.1: compare-and-set commit latency of
 //! one writer (target p99 ≤ 10 ms), committed versions per second with 64 writers spread over
 //! the nodes contending for one variable, `lww` write-to-visible-everywhere latency, and
-//! counter draws per second. No peer runs the same protocols here; etcd is not packaged for
-//! this machine, so no ratio is printed.
+//! counter draws per second, and the memory a variable costs (`lww` and `cas`, every node's
+//! replica). No peer runs the same protocols here; etcd is not packaged for this machine, so
+//! no ratio is printed.
 //!
 //! `cargo bench -p foundation-engine --bench vars` (`-- quick` for fewer rounds).
 
+#[path = "common/host.rs"]
+#[allow(dead_code)] // shared with the storage benchmark, which uses the rest
+mod host;
 #[path = "common/nodes.rs"]
 mod nodes;
 #[path = "../../transport/benches/common/percentiles.rs"]
@@ -223,6 +227,43 @@ async fn counter_draws(nodes: &[Node], per_node: usize, run_for: Duration) {
     );
 }
 
+/// Resident memory grown by declaring `n` variables of `policy` from one node and waiting
+/// until all five nodes (one process) hold them, divided by `n`: the cost of one variable on
+/// every node of the cluster. RSS includes allocator slack, so this is an upper bound.
+async fn memory_per_variable(nodes: &[Node], n: usize, policy: Policy) {
+    let spec = VarSpec {
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        policy,
+        initial: VarValue::Int(0),
+        acceptors: match policy {
+            Policy::Lww => Default::default(),
+            _ => nodes[0].vars().alive_lives(),
+        },
+    };
+    let names: Vec<String> = (0..n).map(|i| format!("mem-{policy:?}-{i}")).collect();
+    let before = host::memory_kib("VmRSS:");
+    for name in &names {
+        nodes[0]
+            .vars()
+            .declare(name, spec.clone())
+            .await
+            .expect("declares");
+    }
+    for node in nodes {
+        while names.iter().any(|name| node.vars().get(name).is_none()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let grown = host::memory_kib("VmRSS:").saturating_sub(before);
+    println!(
+        "memory, {n} {policy:?} variables on {NODES} nodes: RSS +{grown} KiB, about {:.0} B per variable with its {NODES} replicas (upper bound)",
+        grown as f64 * 1024.0 / n as f64
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let runtime = nodes::runtime();
@@ -232,6 +273,9 @@ fn main() {
         contended(&nodes, 64, Duration::from_secs(if quick { 2 } else { 5 })).await;
         lww_visible_everywhere(&nodes, if quick { 300 } else { 2_000 }).await;
         counter_draws(&nodes, 4, Duration::from_secs(if quick { 2 } else { 5 })).await;
+        let variables = if quick { 500 } else { 2_000 };
+        memory_per_variable(&nodes, variables, Policy::Lww).await;
+        memory_per_variable(&nodes, variables, Policy::Cas).await;
         for node in &nodes {
             node.abort().await;
         }

@@ -102,6 +102,29 @@ fn recorder(name: &'static str, log: &Arc<Mutex<Vec<String>>>) -> AgentSpec {
     .capability("recorder")
 }
 
+/// The names of the next `n` agents to enter `Running`, sorted.
+async fn running_again(
+    events: &mut tokio::sync::broadcast::Receiver<AgentEvent>,
+    n: usize,
+) -> Vec<String> {
+    let mut running = Vec::new();
+    while running.len() < n {
+        let event = tokio::time::timeout(SOON, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let AgentEvent::State {
+            name,
+            state: AgentState::Running,
+        } = event
+        {
+            running.push(name);
+        }
+    }
+    running.sort();
+    running
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_is_reported_and_the_agent_restarted() {
     let nodes = cluster(1).await;
@@ -169,25 +192,67 @@ async fn one_for_all_restarts_every_agent_of_the_group() {
         "{panicked:?}"
     );
     // The sibling is stopped (terminate runs) and started again along with the one that failed.
-    let mut running = Vec::new();
-    while running.len() < 2 {
-        let event = tokio::time::timeout(SOON, events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if let AgentEvent::State {
-            name,
-            state: AgentState::Running,
-        } = event
-        {
-            running.push(name);
-        }
-    }
-    running.sort();
-    assert_eq!(running, ["crashy", "sibling"]);
+    assert_eq!(running_again(&mut events, 2).await, ["crashy", "sibling"]);
     assert_eq!(*log.lock().unwrap(), ["terminate:sibling"]);
     let answer: u64 = agents.request("crashy", &5u64, DEADLINE).await.unwrap();
     assert_eq!(answer, 10);
+    stop(&nodes).await;
+}
+
+/// An agent added to a running one-for-all group answers at once (also from another node),
+/// is restarted with its siblings when it fails, and is stopped first when the group stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_added_to_a_running_group_is_supervised_with_it() {
+    let nodes = cluster(2).await;
+    let agents = nodes[0].agents();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let config = SupervisorConfig {
+        strategy: Strategy::OneForAll,
+        ..SupervisorConfig::default()
+    };
+    let first = vec![recorder("first", &log)];
+    agents.spawn_group("team", config, first).await.unwrap();
+    agents.start_child("team", doubler("joiner")).await.unwrap();
+    assert_eq!(agents.state("joiner"), Some(AgentState::Running));
+    let far = nodes[1].agents();
+    eventually(SOON, "the joiner is in the other node's directory", || {
+        far.lookup("joiner").is_some()
+    })
+    .await;
+    let eight: u64 = far.request("joiner", &4u64, DEADLINE).await.unwrap();
+    assert_eq!(eight, 8);
+    // Refusals: a taken name, a group that does not run here.
+    let taken = agents.start_child("team", doubler("first")).await;
+    assert!(matches!(taken, Err(AgentsError::NameTaken(_))), "{taken:?}");
+    let unknown = agents.start_child("nobody", doubler("x")).await;
+    assert!(
+        matches!(unknown, Err(AgentsError::UnknownGroup(_))),
+        "{unknown:?}"
+    );
+    // Its failure restarts its sibling: the group's strategy covers it.
+    let mut events = agents.events();
+    let panicked = agents.request::<_, u64>("joiner", &0u64, DEADLINE).await;
+    assert!(
+        matches!(panicked, Err(DeliveryError::Panicked { .. })),
+        "{panicked:?}"
+    );
+    assert_eq!(running_again(&mut events, 2).await, ["first", "joiner"]);
+    assert_eq!(*log.lock().unwrap(), ["terminate:first"]);
+    // Added last, stopped first: the recorder added now terminates before "first".
+    agents
+        .start_child("team", recorder("last", &log))
+        .await
+        .unwrap();
+    agents.stop("team").await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["terminate:first", "terminate:last", "terminate:first"]
+    );
+    let gone = agents.start_child("team", doubler("late")).await;
+    assert!(
+        matches!(gone, Err(AgentsError::UnknownGroup(_))),
+        "{gone:?}"
+    );
     stop(&nodes).await;
 }
 

@@ -340,6 +340,19 @@ async fn on_every_node(nodes: &[Node], what: &str, check: impl Fn(&Node) -> bool
     }
 }
 
+/// A counter of `initial` units, every node's life a holder.
+fn counter_spec(initial: i64, nodes: &[Node]) -> VarSpec {
+    VarSpec {
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        policy: Policy::Counter,
+        initial: VarValue::Int(initial),
+        acceptors: nodes[0].vars().alive_lives(),
+    }
+}
+
 /// Declares `name` with `spec` from the first node and waits until every node holds it.
 async fn declare_spec(nodes: &[Node], name: &str, spec: VarSpec) {
     nodes[0].vars().declare(name, spec).await.unwrap();
@@ -413,15 +426,7 @@ async fn lww_writes_show_everywhere_and_coordinated_variables_refuse_direct_writ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_draws_locally_moves_rights_on_request_and_never_overdraws() {
     let nodes = cluster(3).await;
-    let counter = VarSpec {
-        ty: VarType::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-        policy: Policy::Counter,
-        initial: VarValue::Int(6),
-        acceptors: nodes[0].vars().alive_lives(),
-    };
+    let counter = counter_spec(6, &nodes);
     declare_spec(&nodes, "gpu", counter).await;
     let vars = nodes[0].vars();
     vars.draw("gpu", 2).await.expect("two of its own");
@@ -507,6 +512,69 @@ async fn a_prefix_watch_follows_every_variable_under_it_with_old_values_and_writ
     assert_eq!(b.value, VarValue::Int(6));
     assert!(changes.iter().all(|c| c.name.starts_with("room.")));
     for node in &nodes {
+        node.abort().await;
+    }
+}
+
+/// The rights a counter's node held beyond what its holders allowed it to spend come back
+/// when it dies: a majority of the holders fences the dead life and one heir takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_nodes_counter_rights_beyond_its_allowance_go_to_one_heir() {
+    let nodes = cluster(3).await;
+    let counter = counter_spec(30, &nodes);
+    declare_spec(&nodes, "pool", counter).await;
+    // Each holds 10 and may give up 5 from the start; the victim draws 2.
+    nodes[2].vars().draw("pool", 2).await.expect("its own");
+    on_every_node(&nodes, "28 units left", |n| {
+        n.vars().get("pool").map(|(_, v)| v) == Some(VarValue::Int(28))
+    })
+    .await;
+    let rights = |n: &Node| n.vars().all().get("pool").and_then(|v| v.rights);
+    let before: u64 = nodes[..2].iter().filter_map(rights).sum();
+    nodes[2].abort().await;
+    let survivors = &nodes[..2];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now: u64 = survivors.iter().filter_map(rights).sum();
+        if now > before {
+            // What the dead life was given (10) beyond what it was ever allowed: at least the
+            // 5 of its first allowance, unless a raise was allowed before it died.
+            assert!(
+                now - before <= 10 - 2,
+                "took {} of a life that held 8",
+                now - before
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead node's rights never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The value is unchanged, and the survivors can spend what came back.
+    for node in survivors {
+        assert_eq!(
+            node.vars().get("pool").map(|(_, v)| v),
+            Some(VarValue::Int(28))
+        );
+    }
+    // Dropping the dead holder from the holders is not built: a typed error says so.
+    let alive = survivors[0].vars().alive_lives();
+    assert!(matches!(
+        survivors[0].vars().change_acceptors("pool", &alive),
+        Err(VarsCallError::Refused(VarsError::Reconfiguration { .. }))
+    ));
+    let heir = survivors
+        .iter()
+        .max_by_key(|n| rights(n))
+        .expect("two survivors");
+    let all = rights(heir).expect("a counter");
+    heir.vars()
+        .draw("pool", all)
+        .await
+        .expect("every right it holds");
+    for node in survivors {
         node.abort().await;
     }
 }

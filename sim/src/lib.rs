@@ -57,6 +57,7 @@
 //! | variables: no value outside its type shown | `VarsTakeOutOfRange`: a replicated `lww` write is shown unchecked | `tests/vars.rs`, `can_fail::an_unchecked_remote_lww_value_is_seen` |
 //! | variables: `lww` replicas converge | `VarsIgnorePeersLww`: other nodes' `lww` writes are not taken up | `tests/vars.rs`, `can_fail::replicas_that_ignore_…` |
 //! | variables: counters spend at most initial + refills | `CounterDrawsUnbacked`: a draw beyond the rights held reports success | `tests/vars.rs`, `can_fail::draws_beyond_…` |
+//! | variables: counters spend at most initial + refills, with dead lives' rights reclaimed | `CounterReclaimUnfenced`: an heir takes a dead life's rights without a majority fencing it | `tests/vars.rs`, `can_fail::an_unfenced_reclaim_…` |
 //! | `supervisor-intensity` (agents) | `SupervisorNeverGivesUp`: the supervisor never counts a restart as one too many | `supervisor_intensity_catches_…` (`agents-partition`) |
 //! | `agents-vanish` (agents) | `AgentDirectoryShowsDeadLives`: the agent directory lists dead lives' entries | `agents_vanish_catches_…` (`agents-crash`) |
 //! | `agent-requests` (agents) | `AgentRequestsNeverExpire`: a caller's requests never expire | `agent_requests_catch_…` (`agents-partition`) |

@@ -440,6 +440,8 @@ struct Ledger {
     drawn: u64,
     refilled: u64,
     refused: u64,
+    /// Units heirs took from lives fenced dead (the crashed node's, and the cut-off side's).
+    reclaimed: u64,
 }
 
 /// The counter scenario: nodes draw and refill at random through the disturbances, asking
@@ -484,6 +486,10 @@ fn run_counter(seed: u64) -> Result<Ledger, String> {
             ));
         }
     }
+    ledger.reclaimed = (0..NODES)
+        .filter_map(|slot| world.node(slot).core())
+        .map(|core| core.vars().stats().rights_reclaimed)
+        .sum();
     Ok(ledger)
 }
 
@@ -500,7 +506,9 @@ fn counter_step(world: &mut World, ledger: &mut Ledger) -> Result<(), String> {
         (None, _) => {}
         (Some(Ok(())), true) => ledger.refilled += amount,
         (Some(Ok(())), false) => ledger.drawn += amount,
-        (Some(Err(VarsError::Insufficient { .. })), _) => ledger.refused += 1,
+        (Some(Err(VarsError::Insufficient { .. } | VarsError::Allowance { .. })), _) => {
+            ledger.refused += 1
+        }
         (Some(Err(e)), _) => return Err(format!("n{slot}: {e}")),
     }
     Ok(())
@@ -514,10 +522,11 @@ fn counters_never_go_negative_nor_spend_more_than_they_hold_through_disturbances
         total.drawn += ledger.drawn;
         total.refilled += ledger.refilled;
         total.refused += ledger.refused;
+        total.reclaimed += ledger.reclaimed;
     }
-    // Not vacuous: the pool runs dry and rights move on request.
+    // Not vacuous: the pool runs dry, rights move on request, and heirs reclaim.
     assert!(
-        total.drawn >= 6 * POOL / 2 && total.refused >= 6,
+        total.drawn >= 6 * POOL / 2 && total.refused >= 6 && total.reclaimed > 0,
         "{total:?}"
     );
 }
@@ -537,6 +546,7 @@ fn replicated_sweep_over_many_seeds() {
         ledger.drawn += c.drawn;
         ledger.refilled += c.refilled;
         ledger.refused += c.refused;
+        ledger.reclaimed += c.reclaimed;
     }
     eprintln!("lww: {writes} writes, {lies} out-of-range writes refused; counters: {ledger:?}");
 }
@@ -585,5 +595,20 @@ mod can_fail {
             run_counter(s).map(drop)
         });
         assert!(caught.contains("units drawn"), "{caught}");
+    }
+
+    /// Without the fence, the side that declares the cut-off lives dead takes their rights
+    /// while they keep spending them: units are spent twice, which shows as a cut-off life
+    /// overdrawn once the sides' states merge (the debug check), or as more units drawn than
+    /// the pool ever held.
+    #[test]
+    fn an_unfenced_reclaim_spends_rights_twice() {
+        let caught = first_failing(FaultSwitch::CounterReclaimUnfenced, |s| {
+            run_counter(s).map(drop)
+        });
+        assert!(
+            caught.contains("units drawn") || caught.contains("overdrawn"),
+            "{caught}"
+        );
     }
 }

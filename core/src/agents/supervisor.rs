@@ -132,6 +132,10 @@ pub enum SupervisorError {
     /// Two children share a name.
     #[error("two children are named {0:?}")]
     DuplicateName(String),
+    /// The supervisor is stopping or has stopped (on request or after giving up): no child
+    /// joins it any more.
+    #[error("the supervisor is stopping or stopped: no child can join it")]
+    NotRunning,
 }
 
 /// Where a child is.
@@ -234,6 +238,42 @@ impl Supervisor {
         (0..self.children.len())
             .map(|i| self.launch(now, i))
             .collect()
+    }
+
+    /// Adds `spec` as the last child (started last, stopped first). A running supervisor
+    /// starts it at once — or, while a one-for-all restart is stopping the others, with them
+    /// once they have stopped; an idle one starts it with the rest. Its restarts count
+    /// towards the same intensity as its siblings'.
+    pub fn start_child(
+        &mut self,
+        now: Time,
+        spec: ChildSpec,
+    ) -> Result<(ChildId, Vec<Action>), SupervisorError> {
+        if !matches!(self.state, SupervisorState::Idle | SupervisorState::Running) {
+            return Err(SupervisorError::NotRunning);
+        }
+        if self.children.iter().any(|c| c.spec.name == spec.name) {
+            return Err(SupervisorError::DuplicateName(spec.name));
+        }
+        let id = ChildId(self.children.len());
+        self.children.push(Child {
+            spec,
+            state: ChildState::Idle,
+            consecutive: 0,
+            then: None,
+        });
+        if self.state == SupervisorState::Idle {
+            return Ok((id, Vec::new()));
+        }
+        let restarting = self
+            .children
+            .iter()
+            .any(|c| c.state == ChildState::Stopping);
+        if restarting {
+            self.children[id.0].state = ChildState::Waiting { until: now };
+            return Ok((id, Vec::new()));
+        }
+        Ok((id, vec![self.launch(now, id.0)]))
     }
 
     /// Child `id` exited as `exit`: what to do about it.

@@ -1,14 +1,15 @@
 //! Resource counters: a budget or a pool agents draw from, never below zero cluster-wide,
 //! built on [`BoundedCounter`] (escrow: every unit is a right held by one node life, which
-//! spends it without asking anyone; rights move between lives by hand-over).
+//! spends it without asking anyone up to an allowance; rights move between lives by
+//! hand-over).
 //!
 //! # Who holds rights
 //!
 //! The actors of the counter are node *lives*, not node ids: a life keeps its totals in memory,
 //! and a restarted node that spent again under its old actor could not know what its earlier
-//! life spent last, so it could spend a unit twice. Each life gets a fresh actor; rights an
-//! ended life held are lost to the pool (safe: never spent twice; reclaiming them would need
-//! the holders to agree, which is not built).
+//! life spent last, so it could spend a unit twice. Each life gets a fresh actor; what an
+//! ended life held beyond what a majority of the holders allowed it to spend is reclaimed by
+//! one heir after that majority fenced it (see [`escrow`](super::escrow)).
 //!
 //! The declared initial value is created by a *genesis* account every node derives from the
 //! spec alone, handed in equal shares to the lives the spec names as holders
@@ -30,6 +31,7 @@ use foundation_agents::variable::VarValue;
 use foundation_crdt::{fnv1a64, BoundedCounter, NodeId as Actor};
 use serde::{Deserialize, Serialize};
 
+use super::escrow::Escrow;
 use super::Life;
 use crate::time::Instant;
 use crate::NodeId;
@@ -70,17 +72,31 @@ pub(crate) fn actor(life: Life) -> Actor {
 /// first holder (in order) takes the remainder of an uneven split.
 pub(crate) fn genesis(initial: u64, holders: &BTreeSet<Life>) -> BoundedCounter {
     let mut counter = BoundedCounter::new();
-    let count = holders.len() as u64;
-    if initial == 0 || count == 0 {
+    let shares = shares(initial, holders);
+    if shares.is_empty() {
         return counter;
     }
     // Cannot fail: one add from zero, hand-overs that sum to exactly what was added.
     let _ = counter.add(GENESIS, initial);
-    for (i, holder) in holders.iter().enumerate() {
-        let share = initial / count + if i == 0 { initial % count } else { 0 };
-        let _ = counter.hand_over(GENESIS, actor(*holder), share);
+    for (holder, share) in shares {
+        let _ = counter.hand_over(GENESIS, actor(holder), share);
     }
     counter
+}
+
+/// Each holder's share of `initial` units: the first holder (in order) takes the remainder of
+/// an uneven split. Empty when there is nothing to share.
+pub(crate) fn shares(initial: u64, holders: &BTreeSet<Life>) -> BTreeMap<Life, u64> {
+    let count = holders.len() as u64;
+    if initial == 0 || count == 0 {
+        return BTreeMap::new();
+    }
+    let share = |i: usize| initial / count + if i == 0 { initial % count } else { 0 };
+    holders
+        .iter()
+        .enumerate()
+        .map(|(i, holder)| (*holder, share(i)))
+        .collect()
 }
 
 /// One counter as this node holds it.
@@ -96,10 +112,12 @@ pub(crate) struct CounterVar {
     pub asked: Option<Instant>,
     /// When the first change of this life's state not yet written was made.
     pub unpublished: Option<Instant>,
+    /// What this life may give up, and the reclaiming of dead lives' rights.
+    pub escrow: Box<Escrow>,
 }
 
 impl CounterVar {
-    pub fn new(initial: u64, holders: &BTreeSet<Life>) -> Self {
+    pub fn new(me: Life, initial: u64, holders: &BTreeSet<Life>) -> Self {
         let counter = genesis(initial, holders);
         let lives = holders.iter().map(|l| (actor(*l), *l)).collect();
         Self {
@@ -109,6 +127,7 @@ impl CounterVar {
             lives,
             asked: None,
             unpublished: None,
+            escrow: Box::new(Escrow::new(me, holders, &shares(initial, holders))),
         }
     }
 
@@ -187,7 +206,7 @@ mod tests {
         assert_ne!(actor(life(1, 1)), actor(life(1, 2)));
         assert_ne!(actor(life(1, 1)), actor(life(2, 1)));
         let holders = BTreeSet::from([life(1, 1)]);
-        let counter = CounterVar::new(5, &holders);
+        let counter = CounterVar::new(life(1, 2), 5, &holders);
         assert_eq!(counter.counter.rights(actor(life(1, 2))), 0);
         assert_eq!(counter.richest_other(life(1, 2)), Some((life(1, 1), 5)));
         assert_eq!(counter.richest_other(life(1, 1)), None);

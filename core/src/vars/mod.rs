@@ -31,8 +31,8 @@
 //! never decide together: if two nodes declare one name with different specs at the same
 //! moment, each node keeps the first it saw and counts the other
 //! ([`VarsStats::conflicting_declarations`]) — declare from one place. The acceptor set does
-//! not change once declared; a variable whose majority of acceptors is gone for good can no
-//! longer be written (reads still answer).
+//! not change once declared (asking is a typed error, see [`reconfigure`]); a variable whose
+//! majority of acceptors is gone for good can no longer be written (reads still answer).
 //!
 //! # History and statistics
 //!
@@ -56,9 +56,12 @@ use crate::time::Instant;
 use crate::NodeId;
 
 pub mod counter;
+pub mod escrow;
 mod history;
 pub mod lww;
 pub mod outcome;
+mod reclaim;
+pub mod reconfigure;
 
 use counter::{CounterRecord, CounterVar};
 use history::History;
@@ -155,6 +158,17 @@ pub enum VarsMessage {
         /// How many units it wants.
         wanted: u64,
     },
+    /// A step of a counter's allowances and reclaiming (see [`escrow`]).
+    Escrow {
+        /// The counter.
+        name: String,
+        /// Its spec's fingerprint.
+        spec: u64,
+        /// The sending life (its id must be the one the transport authenticated).
+        from: Life,
+        /// The step.
+        step: escrow::Step,
+    },
 }
 
 /// Encodes a variables message in the core's envelope.
@@ -244,6 +258,23 @@ pub enum VarsError {
         /// What was asked.
         wanted: u64,
     },
+    /// This node holds the rights, but a majority of the counter's holders allowed it to
+    /// give up only `allowed` more so far (see [`escrow`]); it asked for more, retry shortly.
+    #[error("this node may give up {allowed} more of the counter's units until its holders allow more; it asked, retry")]
+    Allowance {
+        /// The units this node may draw now.
+        allowed: u64,
+        /// What was asked.
+        wanted: u64,
+    },
+    /// The variable's acceptors cannot be changed (see [`reconfigure`]).
+    #[error("variable {name:?}: {why}")]
+    Reconfiguration {
+        /// The variable.
+        name: String,
+        /// What is not built, and what to do instead.
+        why: &'static str,
+    },
     /// A counter's total would overflow.
     #[error("counter: {0}")]
     Counter(String),
@@ -292,6 +323,8 @@ pub struct VarsStats {
     pub insufficient: u64,
     /// Counter units this node handed to lives that asked.
     pub rights_handed: u64,
+    /// Counter units this node took, as heir, from lives fenced dead.
+    pub rights_reclaimed: u64,
 }
 
 struct Variable {
@@ -354,6 +387,12 @@ pub struct Vars {
     events: Vec<VarsEvent>,
     /// Writes to the replicated keyspaces the core is to make (`lww` values, counter states).
     publications: Vec<Write>,
+    /// Messages made outside a call that takes an [`Outgoing`] (a replicated counter state
+    /// that calls for a raise, a membership change): see [`Vars::take_messages`].
+    pending: Outgoing,
+    /// The highest generation membership reported down, by node: its lives up to that
+    /// generation are over (see [`escrow`]).
+    down: BTreeMap<NodeId, u64>,
     stats: VarsStats,
 }
 
@@ -366,6 +405,8 @@ impl Vars {
             next_request: 1,
             events: Vec::new(),
             publications: Vec::new(),
+            pending: Outgoing::new(),
+            down: BTreeMap::new(),
             stats: VarsStats::default(),
         }
     }
@@ -388,7 +429,7 @@ impl Vars {
             (Policy::Lww, _) => Kind::Lww(LwwVar::new(spec.initial.clone())),
             (Policy::Counter, VarValue::Int(units)) => {
                 let units = u64::try_from(*units).unwrap_or(0);
-                Kind::Counter(CounterVar::new(units, &spec.acceptors))
+                Kind::Counter(CounterVar::new(self.me, units, &spec.acceptors))
             }
             _ => Kind::Register {
                 register: Box::new(CasRegister::new(
@@ -642,10 +683,19 @@ impl Vars {
                 wanted: amount,
             });
         }
+        let allowed = counter.escrow.headroom(&counter.counter);
+        out.extend(reclaim::plan_raise(now, name, fingerprint, counter, amount));
+        if amount > allowed {
+            return Err(VarsError::Allowance {
+                allowed,
+                wanted: amount,
+            });
+        }
         counter
             .counter
             .draw(counter::actor(me), amount)
             .map_err(|e| VarsError::Counter(e.to_string()))?;
+        out.extend(reclaim::plan_raise(now, name, fingerprint, counter, 0));
         self.counter_changed(now, name, |s| s.drawn += amount);
         Ok(())
     }
@@ -846,6 +896,9 @@ impl Vars {
             variable.statistics.refused += 1;
             return;
         }
+        let fingerprint = variable.fingerprint;
+        let raise = reclaim::plan_raise(now, name, fingerprint, counter, 0);
+        self.pending.extend(raise);
         if counter.refresh() {
             self.changed(now, name, life);
         }
@@ -877,6 +930,12 @@ impl Vars {
                 from: life,
                 wanted,
             } => self.rights_asked(now, from, (name, spec, life), wanted),
+            VarsMessage::Escrow {
+                name,
+                spec,
+                from: life,
+                step,
+            } => self.escrow_step(now, from, (name, spec, life), step, out),
         }
     }
 
@@ -930,16 +989,19 @@ impl Vars {
             return;
         }
         counter.lives.insert(counter::actor(life), life);
-        let given = wanted.min(counter.counter.rights(counter::actor(me)));
-        if given == 0 {
-            return;
-        }
+        let allowed = counter.escrow.headroom(&counter.counter);
+        let given = wanted
+            .min(counter.counter.rights(counter::actor(me)))
+            .min(allowed);
         // Cannot fail: `given` is at most what this life holds.
-        if counter
+        let handed = counter
             .counter
-            .hand_over(counter::actor(me), counter::actor(life), given)
-            .is_err()
-        {
+            .hand_over(counter::actor(me), counter::actor(life), given);
+        // Short of allowance for the rest: ask for it, so the asker's retry finds it.
+        let short = wanted - given;
+        let raise = reclaim::plan_raise(now, &name, fingerprint, counter, short);
+        self.pending.extend(raise);
+        if given == 0 || handed.is_err() {
             return;
         }
         self.stats.rights_handed += given;
@@ -956,7 +1018,11 @@ impl Vars {
             .filter_map(|v| v.register()?.poll_timeout())
             .map(instant);
         let counters = self.variables.values().filter_map(Self::publish_due);
-        registers.chain(counters).min()
+        let escrows = self.variables.values().filter_map(|v| match &v.kind {
+            Kind::Counter(c) => c.escrow.due(),
+            _ => None,
+        });
+        registers.chain(counters).chain(escrows).min()
     }
 
     /// Retries and deadlines of our writes, and counter states to write, that are due at
@@ -971,6 +1037,7 @@ impl Vars {
         for name in publish {
             self.publish_counter(&name);
         }
+        self.escrow_timeouts(now, out);
         let due: Vec<String> = self
             .variables
             .iter()
@@ -1202,6 +1269,8 @@ fn instant(at: Time) -> Instant {
     Instant::from_elapsed(Duration::from_millis(at.0))
 }
 
+#[cfg(test)]
+mod escrow_tests;
 #[cfg(test)]
 mod outcome_tests;
 #[cfg(test)]

@@ -25,6 +25,17 @@ fn spec(acceptors: u128) -> VarSpec {
     }
 }
 
+/// `n` nodes (lives 1 to `n`) that declared `name` with `spec`.
+pub(super) fn declared(n: u128, name: &str, spec: &VarSpec) -> BTreeMap<NodeId, Vars> {
+    let mut nodes = BTreeMap::new();
+    for i in 1..=n {
+        let mut vars = Vars::new(life(i));
+        vars.declare(name, spec.clone()).expect("declares");
+        nodes.insert(id(i), vars);
+    }
+    nodes
+}
+
 pub(super) const SECOND: Duration = Duration::from_secs(1);
 
 /// `n` nodes holding variable "x", and the messages between them, delivered in an order the
@@ -39,12 +50,7 @@ pub(super) struct Net {
 
 impl Net {
     pub(super) fn new(n: u128) -> Self {
-        let mut nodes = BTreeMap::new();
-        for i in 1..=n {
-            let mut vars = Vars::new(life(i));
-            vars.declare("x", spec(n)).expect("declares");
-            nodes.insert(id(i), vars);
-        }
+        let nodes = declared(n, "x", &spec(n));
         Self {
             nodes,
             wire: Vec::new(),
@@ -382,12 +388,7 @@ struct Board {
 
 impl Board {
     fn new(n: u128, name: &str, spec: &VarSpec) -> Self {
-        let mut nodes = BTreeMap::new();
-        for i in 1..=n {
-            let mut vars = Vars::new(life(i));
-            vars.declare(name, spec.clone()).expect("declares");
-            nodes.insert(id(i), vars);
-        }
+        let nodes = declared(n, name, spec);
         Self {
             nodes,
             clock: 0,
@@ -431,26 +432,6 @@ impl Board {
         }
     }
 
-    /// Delivers messages (rights requests) to their nodes, and what they publish to everyone.
-    fn deliver(&mut self, from: u128, out: Outgoing, all: &[u128]) {
-        for (to, payload) in out {
-            let Ok(crate::CoreMessage::Vars(message)) = postcard::from_bytes(&payload) else {
-                panic!("a variables message");
-            };
-            let now = self.now;
-            let mut more = Outgoing::new();
-            self.nodes
-                .get_mut(&to)
-                .expect("node")
-                .received(now, id(from), message, &mut more);
-            assert!(
-                more.is_empty(),
-                "a rights request is answered by a publication"
-            );
-            self.flush(to.as_u128(), all);
-        }
-    }
-
     fn shown(&self, n: u128, name: &str) -> VarValue {
         self.nodes[&id(n)].get(name).expect("declared").1.clone()
     }
@@ -465,7 +446,7 @@ fn lww_spec() -> VarSpec {
     }
 }
 
-fn counter_spec(initial: i64, holders: u128) -> VarSpec {
+pub(super) fn counter_spec(initial: i64, holders: u128) -> VarSpec {
     VarSpec {
         ty: VarType::Int {
             min: 0,
@@ -641,59 +622,6 @@ fn coordinated_variables_refuse_direct_writes_and_take_a_majority_commit() {
 }
 
 #[test]
-fn a_counter_draws_from_local_rights_asks_for_more_and_never_goes_negative() {
-    let all = [1, 2, 3];
-    let mut board = Board::new(3, "pool", &counter_spec(9, 3));
-    assert_eq!(board.node(1).rights("pool"), Some(3));
-    let mut out = Outgoing::new();
-    let now = board.now;
-    board
-        .node(1)
-        .draw(now, "pool", 2, &mut out)
-        .expect("within rights");
-    assert!(out.is_empty(), "no coordination within one's rights");
-    board.flush(1, &all);
-    for n in all {
-        assert_eq!(board.shown(n, "pool"), VarValue::Int(7), "node {n}");
-    }
-    // 5 more than node 1 holds: refused, and it asks the richest other node for the rest.
-    let refused = board.node(1).draw(now, "pool", 5, &mut out);
-    assert_eq!(
-        refused,
-        Err(VarsError::Insufficient {
-            holds: 1,
-            wanted: 5
-        })
-    );
-    assert_eq!(out.len(), 1);
-    board.deliver(1, std::mem::take(&mut out), &all);
-    assert_eq!(
-        board.node(1).rights("pool"),
-        Some(4),
-        "three more were handed over"
-    );
-    board
-        .node(1)
-        .draw(now, "pool", 4, &mut out)
-        .expect("now within rights");
-    board.flush(1, &all);
-    for n in all {
-        assert_eq!(board.shown(n, "pool"), VarValue::Int(3), "node {n}");
-        assert!(board.nodes[&id(n)].invariants().is_ok());
-    }
-    let statistics = board.nodes[&id(1)]
-        .statistics("pool")
-        .cloned()
-        .expect("declared");
-    assert_eq!((statistics.drawn, statistics.insufficient), (6, 1));
-    // A refill is this node's to spend.
-    board.node(2).refill(now, "pool", 10).expect("refills");
-    board.flush(2, &all);
-    assert_eq!(board.shown(3, "pool"), VarValue::Int(13));
-    assert_eq!(board.node(2).rights("pool"), Some(10));
-}
-
-#[test]
 fn a_counter_state_showing_someone_overdrawn_is_refused_whole() {
     let mut board = Board::new(2, "pool", &counter_spec(4, 2));
     // Node 3 refills 1 and draws it: an honest state.
@@ -780,6 +708,17 @@ fn a_burst_of_draws_is_written_once_when_the_batching_interval_ends() {
         vars.poll_timeout(),
         Some(Instant::ZERO + COUNTER_PUBLISH_EVERY)
     );
+    // Its allowance ran low: a raise went out, answered by itself (the only holder).
+    assert_eq!(out.len(), 1);
+    let Ok(crate::CoreMessage::Vars(raise)) = postcard::from_bytes(&out.remove(0).1) else {
+        panic!("a variables message");
+    };
+    vars.received(Instant::ZERO, id(1), raise, &mut out);
+    let Ok(crate::CoreMessage::Vars(allowed)) = postcard::from_bytes(&out.remove(0).1) else {
+        panic!("a variables message");
+    };
+    vars.received(Instant::ZERO, id(1), allowed, &mut out);
+    assert!(out.is_empty());
     vars.handle_timeout(Instant::ZERO + COUNTER_PUBLISH_EVERY, &mut out);
     let writes = vars.take_publications();
     assert_eq!(writes.len(), 1);

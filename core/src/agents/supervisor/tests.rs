@@ -28,6 +28,11 @@ fn three(strategy: Strategy) -> Supervisor {
     Supervisor::new(config(strategy), children).expect("valid")
 }
 
+/// Stop actions for these children, in this order.
+fn stops_of(children: &[usize]) -> Vec<Action> {
+    children.iter().map(|&i| Action::Stop(ChildId(i))).collect()
+}
+
 fn failed() -> Exit {
     Exit::Failed("boom".into())
 }
@@ -43,14 +48,7 @@ fn children_start_in_order_and_stop_in_reverse() {
             .collect::<Vec<_>>()
     );
     let stops = sup.shutdown();
-    assert_eq!(
-        stops,
-        vec![
-            Action::Stop(ChildId(2)),
-            Action::Stop(ChildId(1)),
-            Action::Stop(ChildId(0))
-        ]
-    );
+    assert_eq!(stops, stops_of(&[2, 1, 0]));
     for i in [2, 1] {
         sup.exited(Time(5), ChildId(i), Exit::Normal);
         assert_eq!(sup.state(), SupervisorState::ShuttingDown);
@@ -153,6 +151,63 @@ fn transient_children_end_normally_and_temporary_ones_are_never_restarted() {
     assert!(sup.exited(Time(1), ChildId(1), failed()).is_empty());
     assert_eq!(sup.poll_timeout(), None);
     assert_eq!(sup.restarts(), 0);
+}
+
+#[test]
+fn a_child_added_to_a_running_supervisor_starts_at_once_and_stops_first() {
+    let mut sup = three(Strategy::OneForAll);
+    sup.start(Time(0));
+    let (id, actions) = sup
+        .start_child(Time(50), spec("d", Restart::Permanent))
+        .expect("joins");
+    assert_eq!((id, actions), (ChildId(3), vec![Action::Start(ChildId(3))]));
+    assert_eq!(sup.child("d"), Some(ChildId(3)));
+    // One-for-all now takes it along: its failure restarts the others, and theirs it.
+    let stops = sup.exited(Time(100), ChildId(3), failed());
+    assert_eq!(stops, stops_of(&[2, 1, 0]));
+    // Added while that restart waits for the others to stop: it starts with them.
+    let (late, actions) = sup
+        .start_child(Time(101), spec("e", Restart::Permanent))
+        .expect("joins");
+    assert!(actions.is_empty(), "not while the others are stopping");
+    for i in [2, 1] {
+        assert!(sup.exited(Time(102), ChildId(i), Exit::Normal).is_empty());
+    }
+    let restarted = sup.exited(Time(110), ChildId(0), Exit::Normal);
+    assert_eq!(
+        restarted,
+        (0..=late.0)
+            .map(|i| Action::Start(ChildId(i)))
+            .collect::<Vec<_>>()
+    );
+    // Shutdown stops the last added first.
+    let stops = sup.shutdown();
+    assert_eq!(stops.first(), Some(&Action::Stop(late)));
+    sup.invariants().expect("invariants");
+}
+
+#[test]
+fn a_child_cannot_join_under_a_taken_name_or_a_stopping_supervisor() {
+    let mut idle = three(Strategy::OneForOne);
+    let (id, actions) = idle
+        .start_child(Time(0), spec("d", Restart::Permanent))
+        .expect("joins an idle supervisor");
+    assert!(actions.is_empty());
+    assert_eq!(idle.start(Time(1)).len(), 4, "it starts with the rest");
+    assert_eq!(
+        idle.child_state(id),
+        Some(&ChildState::Running { since: Time(1) })
+    );
+    assert_eq!(
+        idle.start_child(Time(2), spec("a", Restart::Permanent)),
+        Err(SupervisorError::DuplicateName("a".into()))
+    );
+    idle.shutdown();
+    assert_eq!(
+        idle.start_child(Time(3), spec("x", Restart::Permanent)),
+        Err(SupervisorError::NotRunning)
+    );
+    assert_eq!(idle.len(), 4, "nothing was added");
 }
 
 #[test]

@@ -62,6 +62,13 @@ impl AgentSpec {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Checks its name and capabilities.
+    pub(super) fn check(&self) -> Result<(), AgentsError> {
+        check_agent_name(&self.name)?;
+        check_capabilities(&self.capabilities)?;
+        Ok(())
+    }
 }
 
 /// Agents supervised together by one machine: one-for-all restarts all of them when one fails,
@@ -78,8 +85,7 @@ impl GroupSpec {
     pub fn machine(&self) -> Result<Supervisor, AgentsError> {
         check_agent_name(&self.name)?;
         for agent in &self.agents {
-            check_agent_name(&agent.name)?;
-            check_capabilities(&agent.capabilities)?;
+            agent.check()?;
         }
         let children = self
             .agents

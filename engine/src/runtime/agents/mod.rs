@@ -248,12 +248,12 @@ impl Shared {
     }
 
     /// Takes the names of `spec`'s agents for this node, with empty mailboxes.
-    fn claim_names(&self, spec: &GroupSpec) -> Result<(), AgentsError> {
+    fn claim_names(&self, agents: &[AgentSpec]) -> Result<(), AgentsError> {
         let mut local = self.write();
-        if let Some(taken) = spec.agents.iter().find(|a| local.contains_key(&a.name)) {
+        if let Some(taken) = agents.iter().find(|a| local.contains_key(&a.name)) {
             return Err(AgentsError::NameTaken(taken.name.clone()));
         }
-        for agent in &spec.agents {
+        for agent in agents {
             let entry = LocalAgent {
                 mailbox: Mailbox::new(self.config.mailbox),
                 capabilities: agent.capabilities.clone(),
@@ -394,6 +394,18 @@ impl AgentsHandle {
             agents,
         };
         self.command(|done| Command::Spawn { spec, done }).await
+    }
+
+    /// Adds `agent` to the running group `group` (or to the supervisor of an agent spawned
+    /// alone under that name) as its last agent: started now — with the others, if a
+    /// one-for-all restart is stopping them — stopped first, and restarted under the group's
+    /// strategy and intensity. Returns once it has started and is in the directory here. A
+    /// name taken on this node is [`AgentsError::NameTaken`]; a group that is stopping or gave
+    /// up refuses with [`SupervisorError::NotRunning`].
+    pub async fn start_child(&self, group: &str, agent: AgentSpec) -> Result<(), AgentsError> {
+        let group = group.to_owned();
+        self.command(|done| Command::AddChild { group, agent, done })
+            .await
     }
 
     /// Stops group `group` (or the agent spawned alone under that name): its agents

@@ -10,12 +10,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use foundation_agents::Time;
-use foundation_core::agents::supervisor::{directory_state, Action, ChildId, Exit, Supervisor};
+use foundation_core::agents::supervisor::{
+    directory_state, Action, ChildId, ChildSpec, Exit, Supervisor, SupervisorError,
+};
 use foundation_core::agents::AgentState;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 
-use super::group::GroupSpec;
+use super::group::{AgentSpec, GroupSpec};
 use super::instance::{self, Running};
 use super::{AgentEvent, AgentsError, Shared};
 
@@ -27,6 +29,12 @@ pub(super) enum Command {
     },
     Stop {
         group: String,
+        done: oneshot::Sender<Result<(), AgentsError>>,
+    },
+    /// Add an agent to a running group.
+    AddChild {
+        group: String,
+        agent: AgentSpec,
         done: oneshot::Sender<Result<(), AgentsError>>,
     },
     Exited {
@@ -109,6 +117,10 @@ impl Task {
                 let _ = done.send(result);
             }
             Command::Stop { group, done } => self.stop(&group, done).await,
+            Command::AddChild { group, agent, done } => {
+                let result = self.add_child(&group, agent).await;
+                let _ = done.send(result);
+            }
             Command::Exited { group, child, exit } => self.exited(group, child, exit).await,
             Command::Shutdown(done) => {
                 self.shutdown = Some(done);
@@ -143,7 +155,7 @@ impl Task {
             return Err(AgentsError::NameTaken(spec.name));
         }
         let machine = spec.machine()?;
-        self.shared.claim_names(&spec)?;
+        self.shared.claim_names(&spec.agents)?;
         let id = self.next_group;
         self.next_group += 1;
         let children = spec.agents.len();
@@ -161,6 +173,35 @@ impl Task {
         };
         let actions = group.machine.start(self.now());
         self.groups.insert(id, group);
+        self.apply(id, actions);
+        self.sync(id).await;
+        Ok(())
+    }
+
+    async fn add_child(&mut self, name: &str, agent: AgentSpec) -> Result<(), AgentsError> {
+        let now = self.now();
+        let Some((&id, group)) = self.groups.iter_mut().find(|(_, g)| g.name == name) else {
+            return Err(AgentsError::UnknownGroup(name.to_owned()));
+        };
+        agent.check()?;
+        if group.stop_requested {
+            return Err(SupervisorError::NotRunning.into());
+        }
+        self.shared.claim_names(std::slice::from_ref(&agent))?;
+        let child = ChildSpec {
+            name: agent.name.clone(),
+            restart: agent.restart,
+        };
+        let actions = match group.machine.start_child(now, child) {
+            Ok((_, actions)) => actions,
+            Err(refused) => {
+                self.shared.release(&agent.name).await;
+                return Err(refused.into());
+            }
+        };
+        group.spec.agents.push(agent);
+        group.running.push(None);
+        group.starts.push(0);
         self.apply(id, actions);
         self.sync(id).await;
         Ok(())

@@ -362,7 +362,8 @@ fn refusal_json(refused: VarsError) -> (StatusCode, Value) {
         VarsError::VersionMismatch { .. }
         | VarsError::Busy
         | VarsError::Conflict(_)
-        | VarsError::Insufficient { .. } => StatusCode::CONFLICT,
+        | VarsError::Insufficient { .. }
+        | VarsError::Allowance { .. } => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     };
     let current = match refused {

@@ -24,6 +24,7 @@ pub(crate) struct VarsMetrics {
     lww_writes: Counter,
     draws_insufficient: Counter,
     rights_handed: Counter,
+    rights_reclaimed: Counter,
     refused: Family<ReasonLabels, Counter>,
 }
 
@@ -69,6 +70,11 @@ impl VarsMetrics {
             metrics.rights_handed.clone(),
         );
         r.register(
+            "rights_reclaimed",
+            "Counter units this node took, as heir, from node lives a majority fenced dead",
+            metrics.rights_reclaimed.clone(),
+        );
+        r.register(
             "refused",
             "What the variables machine refused: values outside their type, messages for another spec or sender, conflicting declarations",
             Declared(metrics.refused.clone()),
@@ -91,6 +97,7 @@ impl VarsMetrics {
         advance(&self.lww_writes, s.lww_writes);
         advance(&self.draws_insufficient, s.insufficient);
         advance(&self.rights_handed, s.rights_handed);
+        advance(&self.rights_reclaimed, s.rights_reclaimed);
         let counts = [
             s.invalid_values,
             s.foreign_messages,

@@ -18,12 +18,20 @@ use std::time::Duration;
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
 use foundation_core::membership::{MemberState, MemberView};
-use foundation_core::vars::{Change, Life, Outcome, VarSpec, VarStatistics, VarsError, VarsEvent};
+use foundation_core::vars::{
+    reconfigure, Change, Life, Outcome, VarSpec, VarStatistics, VarsError, VarsEvent,
+};
 use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::request::{Request, VarWrite, VarsRequest};
 use foundation_core::time::Instant;
+
+/// How long [`VarsHandle::draw`] waits for a counter's holders to allow this node more.
+pub const ALLOWANCE_WAIT: Duration = Duration::from_millis(500);
+
+/// How often a draw waiting for its allowance tries again.
+const ALLOWANCE_POLL: Duration = Duration::from_millis(2);
 
 /// Compare-and-sets of this node under way, by variable and request number.
 type CasWaits = BTreeMap<(String, u64), oneshot::Sender<Result<CasOutcome<Life>, VarsError>>>;
@@ -164,9 +172,24 @@ impl VarsHandle {
 
     /// Draws `amount` units from counter `name` out of this node's rights, without asking
     /// anyone. With too few, [`VarsError::Insufficient`]: the node asked the one holding the
-    /// most for the rest, so a retry a little later may succeed.
+    /// most for the rest, so a retry a little later may succeed. Holding enough but allowed
+    /// to spend too few of them so far (see `foundation_core::vars::escrow`), it waits up to
+    /// [`ALLOWANCE_WAIT`] for the holders to allow more, then returns
+    /// [`VarsError::Allowance`].
     pub async fn draw(&self, name: &str, amount: u64) -> Result<(), VarsCallError> {
-        self.counter(name, amount, false).await
+        let started = tokio::time::Instant::now();
+        loop {
+            let drawn = self.counter(name, amount, false).await;
+            let short = matches!(
+                drawn,
+                Err(VarsCallError::Refused(VarsError::Allowance { .. }))
+            );
+            if !short || started.elapsed() >= ALLOWANCE_WAIT {
+                return drawn;
+            }
+            // A raise is one round trip to the holders: look again soon.
+            tokio::time::sleep(ALLOWANCE_POLL).await;
+        }
     }
 
     /// Adds `amount` units to counter `name`, as rights of this node.
@@ -176,6 +199,22 @@ impl VarsHandle {
 
     async fn counter(&self, name: &str, amount: u64, refill: bool) -> Result<(), VarsCallError> {
         counter(&self.requests, name, amount, refill).await
+    }
+
+    /// Moves `name` to other acceptors. Only keeping the same set is accepted: changing a
+    /// declared variable's acceptors is not built and is [`VarsError::Reconfiguration`]
+    /// (see `foundation_core::vars::reconfigure` for why and what to do instead).
+    pub fn change_acceptors(
+        &self,
+        name: &str,
+        acceptors: &std::collections::BTreeSet<Life>,
+    ) -> Result<(), VarsCallError> {
+        let held = self.held.borrow();
+        let variable = held
+            .get(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        reconfigure::check_acceptor_change(name, &variable.spec, acceptors)?;
+        Ok(())
     }
 
     /// The last changes of `name` this node saw, oldest first.
