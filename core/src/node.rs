@@ -38,7 +38,8 @@ use crate::membership::{
     MembershipEvent, MembershipMessage, MembershipStats, NodeMetadata,
 };
 use crate::placement::{
-    Candidate, Member, Placement, PlacementConfig, PlacementError, PlacementMessage, WorkloadSpec,
+    Candidate, Instance, Member, Placement, PlacementConfig, PlacementError, PlacementMessage,
+    RouteId, WorkloadSpec,
 };
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationEvent,
@@ -150,6 +151,8 @@ pub struct Core {
     placement: Placement,
     /// When the placement timer is armed for, if it is.
     placement_timer: Option<Instant>,
+    /// A leave waits for placement's handoffs before it tells the membership.
+    leave_after_handoffs: bool,
 }
 
 impl Core {
@@ -191,6 +194,7 @@ impl Core {
             seen_down: BTreeSet::new(),
             placement,
             placement_timer: None,
+            leave_after_handoffs: false,
         }
     }
 
@@ -333,7 +337,7 @@ impl Core {
             Timer::Placement => {
                 self.placement_timer = None;
                 self.placement.handle_timeout(now);
-                self.deliver_placement();
+                self.deliver_placement(now);
             }
             Timer::Vars => {
                 self.vars_timer = None;
@@ -458,7 +462,10 @@ impl Core {
     }
 
     /// Applies a local write and asks every live member to acknowledge it; progress comes as
-    /// [`crate::replication::ReplicationEvent::Acked`] events until `until`.
+    /// [`crate::replication::ReplicationEvent::Acked`] events until `until`. The majority is
+    /// of the agreed membership, placement's (members leave it only by leaving gracefully), so
+    /// a node on a minority side is refused ([`ReplicationError::MinoritySide`]) instead of
+    /// confirming a write that too few members hold.
     pub fn write_acked(
         &mut self,
         now: Instant,
@@ -466,9 +473,10 @@ impl Core {
         until: Instant,
     ) -> Result<AckTicket, ReplicationError> {
         let peers = self.alive_addrs();
-        let result = self
-            .replication
-            .write_acked(now, write, &peers, until, &mut self.outbox);
+        let agreed = self.placement.agreed().len();
+        let result =
+            self.replication
+                .write_acked(now, write, &peers, agreed, until, &mut self.outbox);
         self.replication.flush_persistence(&mut self.outbox);
         result
     }
@@ -573,7 +581,7 @@ impl Core {
             }
             Ok(CoreMessage::Placement(message)) => {
                 self.placement.received(now, from, message);
-                self.deliver_placement();
+                self.deliver_placement(now);
             }
             Ok(CoreMessage::Vars(message)) => {
                 let mut out = Outgoing::new();
@@ -842,15 +850,43 @@ impl Core {
         spec: WorkloadSpec,
     ) -> Result<(), PlacementError> {
         self.placement.declare(now, name, spec)?;
-        self.deliver_placement();
+        self.deliver_placement(now);
         Ok(())
     }
 
     /// Removes a workload here: its instances here stop and are released.
     pub fn remove_placement(&mut self, now: Instant, name: &str) -> Result<(), PlacementError> {
         self.placement.remove(now, name)?;
-        self.deliver_placement();
+        self.deliver_placement(now);
         Ok(())
+    }
+
+    /// Routes `payload` by `key` to the instance of `workload` it maps to, wherever that
+    /// runs; the outcome comes as a [`crate::placement::PlacementEvent::Routed`] event.
+    pub fn route(
+        &mut self,
+        now: Instant,
+        workload: &str,
+        key: &[u8],
+        payload: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<RouteId, PlacementError> {
+        let id = self.placement.route(now, workload, key, payload, ttl)?;
+        self.deliver_placement(now);
+        Ok(id)
+    }
+
+    /// The state of an instance being handed over from here (after
+    /// [`crate::placement::PlacementEvent::BeginHandoff`]).
+    pub fn hand_off(
+        &mut self,
+        now: Instant,
+        instance: &Instance,
+        state: Vec<u8>,
+    ) -> Result<(), PlacementError> {
+        let result = self.placement.hand_off(now, instance, state);
+        self.deliver_placement(now);
+        result
     }
 
     /// Gives placement the current view when membership changed while handling the last input.
@@ -892,15 +928,24 @@ impl Core {
             })
             .collect();
         self.placement.update_view(now, own, &members);
-        self.deliver_placement();
+        self.deliver_placement(now);
     }
 
-    /// Sends placement's messages, reports its decisions and arms its timer.
-    fn deliver_placement(&mut self) {
-        for (to, payload) in self.placement.take_messages() {
+    /// Sends placement's messages, reports its decisions and arms its timer; a leave that
+    /// waited for handoffs goes on once they are done.
+    fn deliver_placement(&mut self, now: Instant) {
+        let coordination = self.placement.take_messages().into_iter();
+        let coordination = coordination.map(|(to, payload)| (to, Channel::Coordination, payload));
+        let bulk = self.placement.take_bulk_messages().into_iter();
+        let bulk = bulk.map(|(to, payload)| (to, Channel::Bulk, payload));
+        for (to, channel, payload) in coordination.chain(bulk) {
             if let Some(addr) = self.known_addr(to) {
-                self.outbox.send(addr, Channel::Coordination, payload);
+                self.outbox.send(addr, channel, payload);
             }
+        }
+        if self.leave_after_handoffs && !self.placement.is_handing_off() {
+            self.leave_after_handoffs = false;
+            self.membership.leave(now, &mut self.outbox);
         }
         for event in self.placement.take_events() {
             self.outbox.event(Event::Placement(event));
@@ -916,10 +961,12 @@ impl Core {
         match command {
             Command::Join(seed) => self.membership.join(now, seed, &mut self.outbox),
             Command::Leave => {
-                // Hand over first: placement releases what it ran before we stop answering.
+                // Hand over first: placement releases what it ran before we stop answering,
+                // and the membership hears of the leave once handoffs are done (registrars
+                // stop counting a member that left, so its claims would no longer hold).
+                self.leave_after_handoffs = true;
                 self.placement.leave(now);
-                self.deliver_placement();
-                self.membership.leave(now, &mut self.outbox)
+                self.deliver_placement(now);
             }
             Command::SetMetadata(metadata) => {
                 self.membership.set_metadata(metadata, &mut self.outbox)

@@ -28,8 +28,10 @@
 //! Time comes in as arguments; what to send and what to start or stop come out
 //! ([`Placement::take_messages`], [`Placement::take_events`]).
 
+pub mod handoff;
 pub mod registrar;
 pub mod rendezvous;
+pub mod routing;
 pub mod wire;
 
 #[cfg(test)]
@@ -47,9 +49,17 @@ use crate::time::Instant;
 use crate::vars::Life;
 use crate::NodeId;
 
+pub use handoff::HandoffStats;
 pub use registrar::Registrar;
 pub use rendezvous::{shard_of, Candidate, Rule};
+pub use routing::{RouteAnswer, RouteError, RouteId, RouteStats, ROUTE_PAYLOAD_MAX};
 pub use wire::{encode, PlacementMessage, MAX_CLAIMS};
+
+use handoff::Handoffs;
+use routing::Routing;
+
+/// Largest `handoff_max_bytes`: what a node accepts in one bulk transfer.
+pub const HANDOFF_STATE_MAX: usize = crate::replication::FULL_STATE_BYTES_MAX;
 
 /// One placed instance: a singleton (shard 0 of a singleton workload) or one shard.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -101,6 +111,11 @@ pub struct WorkloadSpec {
     /// Eligible members this node must see (itself included) before any instance starts. Set
     /// it to a majority of the expected cluster so nodes that boot apart never each start one.
     pub min_members: usize,
+    /// Whether an instance that moves (a join, a graceful leave) hands its state to its next
+    /// owner before it stops there ([`handoff`]); otherwise it stops at once and the next
+    /// owner starts afresh.
+    #[serde(default)]
+    pub handoff: bool,
 }
 
 impl WorkloadSpec {
@@ -111,6 +126,7 @@ impl WorkloadSpec {
             rule: Rule::Rendezvous,
             require: BTreeMap::new(),
             min_members: 1,
+            handoff: false,
         }
     }
 
@@ -154,6 +170,11 @@ pub struct PlacementConfig {
     pub drift_ppm: u32,
     /// Which side may own.
     pub split_brain: SplitBrain,
+    /// How long a handoff may take (the application giving the state, the next owner taking
+    /// it) before the instance stops without one.
+    pub handoff_timeout: Duration,
+    /// Largest handed-over state, in bytes (at most [`HANDOFF_STATE_MAX`]).
+    pub handoff_max_bytes: usize,
 }
 
 impl PlacementConfig {
@@ -167,6 +188,8 @@ impl PlacementConfig {
             renew: lease / 4,
             drift_ppm: 100_000,
             split_brain: SplitBrain::KeepMajority,
+            handoff_timeout: lease * 2,
+            handoff_max_bytes: 16 << 20,
         }
     }
 
@@ -181,6 +204,9 @@ impl PlacementConfig {
         }
         if matches!(self.split_brain, SplitBrain::StaticQuorum(0)) {
             return bad("a static quorum needs at least 1 member");
+        }
+        if self.handoff_timeout.is_zero() || self.handoff_max_bytes > HANDOFF_STATE_MAX {
+            return bad("handoff_timeout must be positive and handoff_max_bytes at most 256 MiB");
         }
         Ok(())
     }
@@ -206,6 +232,20 @@ pub enum PlacementError {
     /// A name or setting that cannot be used.
     #[error("invalid placement setting: {0}")]
     Invalid(String),
+    /// A routed message or a handed-over state over its limit.
+    #[error("{size} bytes is over the limit of {max} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A state was given for an instance that is not being handed over from here.
+    #[error("{0} is not being handed over from this node")]
+    NotHandingOff(Instance),
+    /// Too many routed messages wait for an outcome; retry later.
+    #[error("{0} routed messages already wait for an outcome")]
+    Busy(usize),
 }
 
 /// Why an instance stopped here.
@@ -238,6 +278,40 @@ pub enum PlacementEvent {
         instance: Instance,
         /// Why.
         reason: StopReason,
+    },
+    /// `begin_handoff`: this instance moves to `to`. Stop its work and give its state with
+    /// [`Placement::hand_off`]; a `Stop` follows once `to` holds it (or the handoff timed out).
+    BeginHandoff {
+        /// The instance.
+        instance: Instance,
+        /// Its next owner.
+        to: NodeId,
+    },
+    /// `end_handoff`: the state the previous owner handed over, just before this instance's
+    /// `Start` here.
+    EndHandoff {
+        /// The instance.
+        instance: Instance,
+        /// The previous owner.
+        from: NodeId,
+        /// Its state.
+        state: Bytes,
+    },
+    /// A message routed by key to this instance, which runs here.
+    Deliver {
+        /// The instance.
+        instance: Instance,
+        /// The message's name.
+        id: RouteId,
+        /// What the origin sent.
+        payload: Bytes,
+    },
+    /// What became of a message this node routed ([`Placement::route`]).
+    Routed {
+        /// The message.
+        id: RouteId,
+        /// Delivered, or why not confirmed.
+        outcome: Result<(), RouteError>,
     },
 }
 
@@ -313,7 +387,11 @@ pub struct Placement {
     /// Whether `wanted` must be computed again (the view or the workloads changed).
     dirty: bool,
     registrar: Registrar,
+    routing: Routing,
+    handoffs: Handoffs,
     out: Vec<(NodeId, Bytes)>,
+    /// Messages for the bulk channel (handed-over states).
+    bulk_out: Vec<(NodeId, Bytes)>,
     events: Vec<PlacementEvent>,
     stats: PlacementStats,
 }
@@ -338,7 +416,10 @@ impl Placement {
             leaving: false,
             dirty: true,
             registrar,
+            routing: Routing::default(),
+            handoffs: Handoffs::default(),
             out: Vec::new(),
+            bulk_out: Vec::new(),
             events: Vec::new(),
             stats: PlacementStats::default(),
         }
@@ -397,11 +478,12 @@ impl Placement {
     }
 
     /// This node is leaving: stop everything and release it at once, so the members that
-    /// stay take over in about one round instead of waiting for the lease.
+    /// stay take over in about one round instead of waiting for the lease. Instances of
+    /// workloads with `handoff` are handed to their next owners first (the core leaves the
+    /// membership once [`Placement::is_handing_off`] is false).
     pub fn leave(&mut self, now: Instant) {
         self.leaving = true;
         self.dirty = true;
-        self.stop_all(StopReason::Leaving);
         self.decide(now);
     }
 
@@ -459,10 +541,15 @@ impl Placement {
     /// When [`Placement::handle_timeout`] next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let lease_end = self.running.values().min().copied();
-        match (self.round_due, lease_end) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.round_due,
+            lease_end,
+            self.routing.poll_timeout(),
+            self.handoffs.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Takes a message from `from` (as authenticated by the transport).
@@ -503,6 +590,30 @@ impl Placement {
                 let members = usize::try_from(members).unwrap_or(usize::MAX);
                 self.granted(now, from, round, granted, members);
                 self.decide(now);
+            }
+            PlacementMessage::Route {
+                id,
+                instance,
+                payload,
+                ttl_us,
+            } => {
+                if id.origin.node != from || payload.len() > ROUTE_PAYLOAD_MAX {
+                    self.stats.refused += 1;
+                    return;
+                }
+                let until = now + Duration::from_micros(ttl_us.min(3_600_000_000));
+                self.take_routed(now, id, from, instance, payload, until);
+            }
+            PlacementMessage::RouteAnswer { id, answer } => {
+                self.route_answered(now, from, id, answer);
+            }
+            PlacementMessage::HandoffState {
+                instance,
+                life,
+                state,
+            } => self.state_received(now, from, instance, life, state),
+            PlacementMessage::HandoffTaken { instance } => {
+                self.handoff_taken(now, from, &instance);
             }
         }
     }
@@ -551,8 +662,10 @@ impl Placement {
         if std::mem::take(&mut self.dirty) {
             self.wanted = self.compute_wanted();
         }
-        self.leases
-            .retain(|instance, until| *until > now && self.wanted.contains(instance));
+        let handing_off = &self.handoffs;
+        self.leases.retain(|instance, until| {
+            *until > now && (self.wanted.contains(instance) || handing_off.is_handing_off(instance))
+        });
         let expired: Vec<Instance> = self
             .running
             .iter()
@@ -562,20 +675,23 @@ impl Placement {
         for instance in expired {
             self.stop(&instance, StopReason::LostQuorum);
         }
+        self.expire_handoffs(now);
         let moved: Vec<Instance> = self
             .running
             .keys()
-            .filter(|i| !self.wanted.contains(*i))
+            .filter(|i| !self.wanted.contains(*i) && !self.handoffs.is_handing_off(i))
             .cloned()
             .collect();
         for instance in moved {
-            self.stop(&instance, StopReason::Moved);
+            self.move_away(now, instance);
         }
         self.start_leased(now);
+        self.advance_routes(now);
+        let claims = self.claims();
         let due = self.round_due.is_some_and(|at| at <= now);
-        if self.wanted != self.claimed || (due && !self.wanted.is_empty()) {
+        if claims != self.claimed || (due && !claims.is_empty()) {
             self.send_round(now);
-        } else if self.wanted.is_empty() {
+        } else if claims.is_empty() {
             self.round_due = None;
         }
         let horizon = self.config.lease;
@@ -583,17 +699,56 @@ impl Placement {
             .retain(|_, r| now.saturating_since(r.sent) < horizon);
     }
 
+    /// An instance running here that should run elsewhere: handed over if its workload asks
+    /// for it and another member may own it, else stopped now.
+    fn move_away(&mut self, now: Instant, instance: Instance) {
+        let reason = if self.leaving {
+            StopReason::Leaving
+        } else {
+            StopReason::Moved
+        };
+        let handoff = self
+            .workloads
+            .get(&instance.workload)
+            .is_some_and(|spec| spec.handoff);
+        match self.successor(&instance).filter(|_| handoff) {
+            Some(to) => self.begin_handoff(now, instance, to, reason),
+            None => self.stop(&instance, reason),
+        }
+    }
+
+    /// Who should own `instance` if not us: the owner among the other eligible members.
+    fn successor(&self, instance: &Instance) -> Option<NodeId> {
+        let spec = self.workloads.get(&instance.workload)?;
+        let others: Vec<Candidate> = self
+            .candidates
+            .iter()
+            .filter(|c| c.id != self.me.node && c.eligible(&spec.require))
+            .cloned()
+            .collect();
+        rendezvous::owner(spec.rule, &instance.workload, instance.shard, &others)
+    }
+
+    /// What our rounds claim: what we want, and what we are handing over (still ours until
+    /// the next owner holds its state).
+    fn claims(&self) -> BTreeSet<Instance> {
+        let mut claims = self.wanted.clone();
+        claims.extend(self.handoffs.handing_off().cloned());
+        claims
+    }
+
     /// Starts each wanted instance we hold a lease on, and extends the running ones' leases.
     fn start_leased(&mut self, now: Instant) {
-        for (instance, until) in &self.leases {
-            match self.running.get_mut(instance) {
-                Some(end) => *end = (*end).max(*until),
-                None if *until > now => {
-                    self.running.insert(instance.clone(), *until);
+        let leases: Vec<(Instance, Instant)> =
+            self.leases.iter().map(|(i, u)| (i.clone(), *u)).collect();
+        for (instance, until) in leases {
+            match self.running.get_mut(&instance) {
+                Some(end) => *end = (*end).max(until),
+                None if until > now => {
+                    self.running.insert(instance.clone(), until);
                     self.stats.started += 1;
-                    self.events.push(PlacementEvent::Start {
-                        instance: instance.clone(),
-                    });
+                    self.resume_handed_over(&instance);
+                    self.events.push(PlacementEvent::Start { instance });
                 }
                 None => {}
             }
@@ -634,7 +789,7 @@ impl Placement {
         let round = self.next_round;
         self.next_round += 1;
         self.stats.rounds += 1;
-        let claims = self.wanted.clone();
+        let claims = self.claims();
         if !claims.is_superset(&self.claimed) {
             // This round releases something: a late grant of an earlier round must not count
             // for it any more (the registrar may give it to another node once released).
@@ -668,6 +823,7 @@ impl Placement {
     }
 
     fn stop(&mut self, instance: &Instance, reason: StopReason) {
+        self.handoffs.forget(instance);
         if self.running.remove(instance).is_none() {
             return;
         }
@@ -690,9 +846,16 @@ impl Placement {
         self.leases.clear();
     }
 
-    /// Messages to send: (recipient, encoded `CoreMessage::Placement`).
+    /// Messages to send on the coordination channel: (recipient, encoded
+    /// `CoreMessage::Placement`).
     pub fn take_messages(&mut self) -> Vec<(NodeId, Bytes)> {
         std::mem::take(&mut self.out)
+    }
+
+    /// Messages to send on the bulk channel (handed-over states), like
+    /// [`Placement::take_messages`].
+    pub fn take_bulk_messages(&mut self) -> Vec<(NodeId, Bytes)> {
+        std::mem::take(&mut self.bulk_out)
     }
 
     /// Start and stop decisions, in order.
@@ -780,8 +943,10 @@ impl Placement {
     /// The machine's own consistency: every running instance is wanted and was leased.
     pub fn invariants(&self) -> Result<(), String> {
         for instance in self.running.keys() {
-            if !self.wanted.contains(instance) {
-                return Err(format!("{instance} runs here but is not wanted"));
+            if !self.wanted.contains(instance) && !self.handoffs.is_handing_off(instance) {
+                return Err(format!(
+                    "{instance} runs here but is neither wanted nor handed over"
+                ));
             }
             if !self.claimed.contains(instance) {
                 return Err(format!("{instance} runs here but was not claimed"));
