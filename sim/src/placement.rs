@@ -116,7 +116,11 @@ impl World {
                 let instance = instance.clone();
                 self.request_after(slot, 0, AppRequest::HandOff { instance, state });
             }
-            PlacementEvent::Start { .. } | PlacementEvent::Stop { .. } => {}
+            // Its state was taken at `BeginHandoff` if it was handed over; else it is lost.
+            PlacementEvent::Stop { instance, .. } => {
+                p.app_state.remove(&(slot, instance.clone()));
+            }
+            PlacementEvent::Start { .. } => {}
         }
         self.placements.events.push((now, slot, event));
     }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use foundation_core::fault_switch::{self, FaultSwitch};
 use foundation_core::membership::MembershipConfig;
-use foundation_core::placement::{Instance, PlacementConfig, WorkloadSpec};
+use foundation_core::placement::{Instance, PlacementConfig, PlacementEvent, WorkloadSpec};
 use foundation_sim::faults::{Fault, Identity, Nodes};
 use foundation_sim::network::LinkModel;
 use foundation_sim::placement::PlacementCheck;
@@ -340,4 +340,117 @@ fn placement_sweep_over_many_seeds() {
             at(99)
         );
     }
+}
+
+/// A run of messages routed by key to a sharded workload with handoff, while members leave and
+/// come back (and, with `crash`, one crashes): the `routed-delivery` check on every step and at
+/// the end, `owned-after-heal`, and without a crash `handoff-state`.
+fn routed_run(seed: u64, crash: bool) -> PlacementCheck {
+    let membership = MembershipConfig::development();
+    let mut world = World::new(WorldConfig {
+        seed,
+        nodes: NODES,
+        membership: membership.clone(),
+        network: LinkModel::lan(),
+        keep_trace: false,
+    });
+    let lease = PlacementConfig::for_membership(&membership);
+    let instances = (0..SHARDS).map(|s| Instance::new("rt", s)).collect();
+    let stop_bound = (lease.lease + lease.renew).as_micros() as u64 + 200_000;
+    let mut check = PlacementCheck::new(instances, stop_bound);
+    let apply = |world: &mut World, fault: &Fault| {
+        world
+            .apply(fault, &BTreeMap::new())
+            .expect("the fault applies");
+    };
+    apply(&mut world, &Fault::Join(Nodes::All, 0));
+    let spec = WorkloadSpec {
+        min_members: 3,
+        handoff: true,
+        ..WorkloadSpec::sharded(SHARDS)
+    };
+    world.declare_placement("rt", spec).expect("rt");
+    run_to(&mut world, &mut check, secs(6));
+    let mut steps = vec![
+        Fault::Stop(Nodes::One(4)),
+        Fault::Restart(Nodes::One(4), Identity::Same),
+        Fault::Stop(Nodes::One(1)),
+        Fault::Restart(Nodes::One(1), Identity::Same),
+    ];
+    if crash {
+        steps.insert(2, Fault::Crash(Nodes::One(2)));
+        steps.insert(3, Fault::Restart(Nodes::One(2), Identity::Same));
+    }
+    let mut t = secs(6);
+    let mut next_fault = t + secs(1);
+    let end_of_faults = t + secs(3) * (steps.len() as u64 + 1);
+    let mut steps = steps.into_iter();
+    // Messages every 20 ms from a random member, until a while after the last fault.
+    while t < end_of_faults + secs(4) {
+        t += 20_000;
+        if t >= next_fault {
+            if let Some(fault) = steps.next() {
+                apply(&mut world, &fault);
+            }
+            next_fault += secs(3);
+        }
+        let slot = world.random_below(NODES as u64) as usize;
+        let key = world.random_below(1000).to_le_bytes();
+        world.route_by_key(slot, "rt", &key, std::time::Duration::from_secs(1));
+        run_to(&mut world, &mut check, t);
+    }
+    run_to(&mut world, &mut check, t + secs(2));
+    check.routes_settled(&world);
+    check.exactly_one(&world);
+    if !crash {
+        check.state_carried(&world);
+    }
+    let handed_over = world
+        .take_placement_events()
+        .iter()
+        .filter(|(_, _, e)| matches!(e, PlacementEvent::EndHandoff { .. }))
+        .count();
+    let routes = world.routes();
+    let delivered = routes
+        .values()
+        .filter(|r| matches!(r.outcome, Some((_, Ok(())))))
+        .count();
+    eprintln!(
+        "seed {seed} crash {crash}: {} routed, {delivered} confirmed delivered, {handed_over} handoffs",
+        routes.len()
+    );
+    assert!(handed_over > 0, "no shard was handed over");
+    assert!(
+        delivered * 10 >= routes.len() * 9,
+        "fewer than 90 % delivered"
+    );
+    check
+}
+
+#[test]
+fn routed_messages_during_handoffs_are_delivered_once_or_fail_by_their_deadline() {
+    for seed in 1..=3 {
+        for crash in [false, true] {
+            let check = routed_run(seed, crash);
+            assert!(
+                check.violations.is_empty(),
+                "seed {seed} crash {crash}: {:?}",
+                check.violations.first()
+            );
+        }
+    }
+}
+
+/// The check fails on a node that delivers a message for an instance it is about to run
+/// instead of keeping it until it runs.
+#[test]
+fn routed_delivery_catches_a_node_that_delivers_before_the_instance_runs() {
+    let _on = fault_switch::engage(FaultSwitch::PlacementRouteNoBuffer);
+    for seed in 1..=10 {
+        if let Some(first) = routed_run(seed, false).first("routed-delivery") {
+            eprintln!("PlacementRouteNoBuffer caught by {first}");
+            return;
+        }
+    }
+    panic!("routed-delivery never failed with PlacementRouteNoBuffer");
 }
