@@ -364,3 +364,48 @@ async fn routed_messages_and_handed_over_state_survive_a_graceful_leave() {
         node.abort().await;
     }
 }
+
+/// A replicated workload runs once on every member; a local one on the node that declared it
+/// only; both are listed as running there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_runs_on_every_member_and_local_on_its_node() {
+    let nodes = common::cluster(3, settings).await;
+    let runs = Arc::new(Runs::default());
+    for (index, node) in nodes.iter().enumerate() {
+        let runs = runs.clone();
+        node.placement()
+            .replicated("everywhere", BTreeMap::new(), move || {
+                let runs = runs.clone();
+                async move {
+                    let _guard = runs.enter("everywhere", 0, index);
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await
+            .expect("declared");
+    }
+    let only = runs.clone();
+    nodes[1]
+        .placement()
+        .local("mine", move || {
+            let runs = only.clone();
+            async move {
+                let _guard = runs.enter("mine", 0, 1);
+                std::future::pending::<()>().await;
+            }
+        })
+        .await
+        .expect("declared");
+    common::eventually(SOON, "one run on every node, and the local one", || {
+        runs.runners("everywhere", 0) == vec![0, 1, 2] && runs.runners("mine", 0) == vec![1]
+    })
+    .await;
+    assert!(nodes
+        .iter()
+        .all(|n| n.placement().running_here("everywhere", 0)));
+    assert!(nodes[1].placement().running_here("mine", 0));
+    assert_eq!(nodes[1].placement().all()["mine"].kind, "local");
+    for node in &nodes {
+        node.abort().await;
+    }
+}

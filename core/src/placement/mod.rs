@@ -29,6 +29,7 @@
 //! ([`Placement::take_messages`], [`Placement::take_events`]).
 
 pub mod handoff;
+mod per_node;
 pub mod registrar;
 pub mod rendezvous;
 pub mod routing;
@@ -97,6 +98,10 @@ pub enum Kind {
         /// How many shards (at least 1; fixed once declared).
         shards: u32,
     },
+    /// One instance on every eligible member (by tags).
+    Replicated,
+    /// One instance on this node, declared here only.
+    Local,
 }
 
 /// A workload's declaration. Every node that may run it declares it with the same spec.
@@ -141,7 +146,7 @@ impl WorkloadSpec {
     /// How many instances the workload has.
     pub fn shards(&self) -> u32 {
         match self.kind {
-            Kind::Singleton => 1,
+            Kind::Singleton | Kind::Replicated | Kind::Local => 1,
             Kind::Sharded { shards } => shards,
         }
     }
@@ -378,6 +383,8 @@ pub struct Placement {
     claimed: BTreeSet<Instance>,
     /// Running here, with the end of the lease on our clock.
     running: BTreeMap<Instance, Instant>,
+    /// Running here, of per-node workloads (replicated, local): no lease.
+    per_node: BTreeSet<Instance>,
     /// Leases won for instances not started yet (or renewed ahead), by instance.
     leases: BTreeMap<Instance, Instant>,
     rounds: BTreeMap<u64, Round>,
@@ -409,6 +416,7 @@ impl Placement {
             wanted: BTreeSet::new(),
             claimed: BTreeSet::new(),
             running: BTreeMap::new(),
+            per_node: BTreeSet::new(),
             leases: BTreeMap::new(),
             rounds: BTreeMap::new(),
             next_round: 1,
@@ -492,6 +500,7 @@ impl Placement {
         if me.generation != self.me.generation || me.id != self.me.node {
             // A new life of this node: what the old one ran stops before the new one claims.
             self.stop_all(StopReason::Renewed);
+            self.stop_per_node(StopReason::Renewed);
             self.me = Life {
                 node: me.id,
                 generation: me.generation,
@@ -661,6 +670,7 @@ impl Placement {
         self.registrar.expire(now);
         if std::mem::take(&mut self.dirty) {
             self.wanted = self.compute_wanted();
+            self.decide_per_node();
         }
         let handing_off = &self.handoffs;
         self.leases.retain(|instance, until| {
@@ -763,7 +773,7 @@ impl Placement {
         if self.leaving {
             return wanted;
         }
-        for (name, spec) in &self.workloads {
+        for (name, spec) in self.workloads.iter().filter(|(_, s)| !s.per_node()) {
             let eligible: Vec<Candidate> = self
                 .candidates
                 .iter()
@@ -867,6 +877,12 @@ impl Placement {
     /// before the timer that stops it has fired).
     pub fn is_running(&self, instance: &Instance, now: Instant) -> bool {
         self.running.get(instance).is_some_and(|until| *until > now)
+            || self.per_node.contains(instance)
+    }
+
+    /// Whether `instance` was started here and not stopped since (lease ends not judged).
+    pub fn runs_here(&self, instance: &Instance) -> bool {
+        self.running.contains_key(instance) || self.per_node.contains(instance)
     }
 
     /// The instances running here, with their lease ends.
@@ -907,6 +923,10 @@ impl Placement {
                 instance.workload,
                 spec.shards()
             )));
+        }
+        if spec.per_node() {
+            // Every node that runs one owns its own: ours, if we do.
+            return Ok(self.per_node.contains(instance).then_some(self.me.node));
         }
         let eligible: Vec<Candidate> = self
             .candidates

@@ -796,3 +796,65 @@ fn a_message_with_no_owner_fails_by_its_deadline() {
     );
     assert_eq!(unknown, Err(PlacementError::Unknown("nope".into())));
 }
+
+fn tagged(i: u8, role: &str) -> Candidate {
+    Candidate {
+        tags: BTreeMap::from([("role".to_owned(), role.to_owned())]),
+        ..candidate(i)
+    }
+}
+
+fn starts_and_stops(p: &mut Placement) -> Vec<String> {
+    p.take_events()
+        .iter()
+        .map(|e| match e {
+            PlacementEvent::Start { instance } => format!("start {instance}"),
+            PlacementEvent::Stop { instance, reason } => format!("stop {instance} {reason:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// A replicated workload runs on each member carrying its tags, once enough of them are seen,
+/// without waiting for any lease; a local one runs here whatever the members; both stop on a
+/// leave.
+#[test]
+fn replicated_runs_on_every_eligible_member_and_local_runs_here() {
+    let me = Life {
+        node: node(0),
+        generation: 10,
+    };
+    let mut p = Placement::new(me, config(), at(0));
+    let workers = WorkloadSpec {
+        require: BTreeMap::from([("role".to_owned(), "worker".to_owned())]),
+        min_members: 2,
+        ..WorkloadSpec::replicated()
+    };
+    p.declare(at(0), "agent", workers).expect("declared");
+    p.declare(at(0), "cache", WorkloadSpec::local())
+        .expect("declared");
+    let alone = p.take_events();
+    assert_eq!(alone.len(), 1, "only the local one runs: {alone:?}");
+    let worker = |i: u8, state| Member {
+        candidate: tagged(i, "worker"),
+        state,
+        since: at(0),
+    };
+    // One eligible member is too few; a second one (not ourselves: a web node) changes
+    // nothing either; with another worker there are two.
+    p.update_view(at(1), tagged(0, "worker"), &[]);
+    assert!(starts_and_stops(&mut p).is_empty());
+    p.update_view(at(2), tagged(0, "worker"), &[worker(1, MemberState::Alive)]);
+    assert_eq!(starts_and_stops(&mut p), vec!["start agent/0"]);
+    assert_eq!(p.owner(&Instance::new("agent", 0)), Ok(Some(node(0))));
+    assert!(p.is_running(&Instance::new("agent", 0), at(2)));
+    assert!(
+        p.take_messages().is_empty(),
+        "no claims for per-node workloads"
+    );
+    // Not a worker any more: it stops here.
+    p.update_view(at(3), tagged(0, "web"), &[worker(1, MemberState::Alive)]);
+    assert_eq!(starts_and_stops(&mut p), vec!["stop agent/0 Moved"]);
+    p.leave(at(4));
+    assert_eq!(starts_and_stops(&mut p), vec!["stop cache/0 Leaving"]);
+}

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use foundation_core::placement::{
-    shard_of, Instance, PlacementError, PlacementEvent, RouteError, RouteId, WorkloadSpec,
+    shard_of, Instance, Kind, PlacementError, PlacementEvent, RouteError, RouteId, WorkloadSpec,
 };
 use foundation_core::time::Instant;
 use foundation_core::{Core, NodeId};
@@ -48,7 +48,7 @@ pub struct InstanceView {
 /// One declared workload as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WorkloadView {
-    /// `singleton` or `sharded`.
+    /// `singleton`, `sharded`, `replicated` or `local`.
     pub kind: &'static str,
     /// Its instances, by shard.
     pub instances: Vec<InstanceView>,
@@ -148,6 +148,36 @@ impl PlacementHandle {
     {
         let factory: Factory = Arc::new(move |_| Box::pin(factory()));
         self.declare(name, spec, factory).await
+    }
+
+    /// Runs one instance of `name` on every member that carries the tags in `require` (all of
+    /// them when empty): `factory` makes its future on this node when this node is one.
+    pub async fn replicated<F, Fut>(
+        &self,
+        name: &str,
+        require: BTreeMap<String, String>,
+        factory: F,
+    ) -> Result<(), PlacementCallError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let spec = WorkloadSpec {
+            require,
+            ..WorkloadSpec::replicated()
+        };
+        self.singleton_with(name, spec, factory).await
+    }
+
+    /// Runs one instance of `name` on this node, supervised like placed ones (restarted with
+    /// backoff, listed on `GET /placement`) until the node leaves.
+    pub async fn local<F, Fut>(&self, name: &str, factory: F) -> Result<(), PlacementCallError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.singleton_with(name, WorkloadSpec::local(), factory)
+            .await
     }
 
     /// Declares `name` with any spec (a singleton, shards, `handoff`): `factory` makes a
@@ -432,13 +462,15 @@ impl PlacementRuntime {
                     InstanceView {
                         shard,
                         owner: placement.owner(&instance).ok().flatten(),
-                        running_here: placement.running().any(|(i, _)| *i == instance),
+                        running_here: placement.runs_here(&instance),
                     }
                 })
                 .collect();
             let kind = match spec.kind {
-                foundation_core::placement::Kind::Singleton => "singleton",
-                foundation_core::placement::Kind::Sharded { .. } => "sharded",
+                Kind::Singleton => "singleton",
+                Kind::Sharded { .. } => "sharded",
+                Kind::Replicated => "replicated",
+                Kind::Local => "local",
             };
             view.insert(name.clone(), WorkloadView { kind, instances });
         }
