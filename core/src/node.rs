@@ -200,15 +200,32 @@ impl Core {
 
     /// Replaces the placement settings (checked). Call right after [`Core::new`].
     pub fn with_placement(mut self, config: PlacementConfig, now: Instant) -> Self {
-        if config.validate().is_ok() {
-            let me = self.membership.me();
-            let life = Life {
-                node: me.node,
-                generation: me.generation,
-            };
-            self.placement = Placement::new(life, config, now);
-        }
+        let _ = self.set_placement(now, config);
         self
+    }
+
+    /// Replaces the placement settings, if they are valid, before any workload is declared
+    /// (the machine starts afresh: what it ran and registered is forgotten).
+    pub fn set_placement(
+        &mut self,
+        now: Instant,
+        config: PlacementConfig,
+    ) -> Result<(), PlacementError> {
+        config.validate()?;
+        if self.placement.workloads().next().is_some() {
+            return Err(PlacementError::Invalid(
+                "placement settings change only before any workload is declared".into(),
+            ));
+        }
+        let me = self.membership.me();
+        let life = Life {
+            node: me.node,
+            generation: me.generation,
+        };
+        self.placement = Placement::new(life, config, now);
+        // Membership may have changed already: the new machine takes up the current view.
+        self.placement_view_now(now);
+        Ok(())
     }
 
     /// Replaces the replication settings. Call right after [`Core::new`]: the replicated state
@@ -895,9 +912,13 @@ impl Core {
             .outbox
             .since(mark)
             .any(|e| matches!(e, Effect::Event(Event::Membership(_))));
-        if !changed {
-            return;
+        if changed {
+            self.placement_view_now(now);
         }
+    }
+
+    /// Gives placement the current membership view.
+    fn placement_view_now(&mut self, now: Instant) {
         let me = self.membership.me();
         let tags = |node| {
             self.membership

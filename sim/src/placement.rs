@@ -21,7 +21,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foundation_core::placement::{Instance, PlacementEvent, RouteError, RouteId, WorkloadSpec};
+use foundation_core::placement::{
+    Instance, PlacementConfig, PlacementEvent, RouteError, RouteId, WorkloadSpec,
+};
 
 use crate::world::{AppRequest, World};
 
@@ -43,6 +45,8 @@ pub struct RouteRecord {
 /// The workloads the application on every node declares, and what the cores decided.
 #[derive(Default)]
 pub struct Placements {
+    /// Placement settings for every core (`None`: the core's defaults).
+    config: Option<PlacementConfig>,
     workloads: BTreeMap<String, WorkloadSpec>,
     /// (world µs, slot, decision), since the last take.
     pub(crate) events: Vec<(u64, usize, PlacementEvent)>,
@@ -65,8 +69,26 @@ impl World {
         Ok(())
     }
 
-    /// Declares every workload on the core in `slot`, if it is up.
+    /// Gives every core these placement settings (split-brain policy, timing): those up now
+    /// and every later start. Call before any workload is declared.
+    pub fn set_placement(&mut self, config: PlacementConfig) -> Result<(), String> {
+        config.validate().map_err(|e| e.to_string())?;
+        self.placements.config = Some(config.clone());
+        for slot in 0..self.nodes().len() {
+            let set = self.with_core(slot, |core, now| core.set_placement(now, config.clone()));
+            if let Some(Err(e)) = set {
+                return Err(e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares every workload on the core in `slot`, if it is up (with the world's placement
+    /// settings first, on a core just started).
     pub(crate) fn declare_placements(&mut self, slot: usize) {
+        if let Some(config) = self.placements.config.clone() {
+            let _ = self.with_core(slot, |core, now| core.set_placement(now, config));
+        }
         let workloads: Vec<(String, WorkloadSpec)> = self
             .placements
             .workloads

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use foundation_core::fault_switch::{self, FaultSwitch};
 use foundation_core::membership::MembershipConfig;
-use foundation_core::placement::{Instance, PlacementConfig, PlacementEvent, WorkloadSpec};
+use foundation_core::placement::{
+    Instance, PlacementConfig, PlacementEvent, SplitBrain, WorkloadSpec,
+};
 use foundation_sim::faults::{Fault, Identity, Nodes};
 use foundation_sim::network::LinkModel;
 use foundation_sim::placement::PlacementCheck;
@@ -453,4 +455,92 @@ fn routed_delivery_catches_a_node_that_delivers_before_the_instance_runs() {
         }
     }
     panic!("routed-delivery never failed with PlacementRouteNoBuffer");
+}
+
+/// Which split-brain policy a run uses: the named member decides.
+#[derive(Clone, Copy, Debug)]
+enum Decider {
+    /// keep-referee, with the first node as the referee.
+    Referee,
+    /// keep-oldest.
+    Oldest,
+}
+
+/// A 2 | 3 partition with the deciding member (the referee, or the oldest) on the side of
+/// two: that side owns the singleton, the side of three never does once its leases are out,
+/// and after the heal exactly one runs.
+fn decider_run(decider: Decider, seed: u64) -> PlacementCheck {
+    let membership = MembershipConfig::development();
+    let mut world = World::new(WorldConfig {
+        seed,
+        nodes: NODES,
+        membership: membership.clone(),
+        network: LinkModel::lan(),
+        keep_trace: false,
+    });
+    let deciding = match decider {
+        Decider::Referee => 0,
+        Decider::Oldest => (0..NODES)
+            .min_by_key(|&s| (world.node(s).generation(), world.node(s).id()))
+            .expect("nodes"),
+    };
+    let split_brain = match decider {
+        Decider::Referee => SplitBrain::KeepReferee(world.node(deciding).id()),
+        Decider::Oldest => SplitBrain::KeepOldest,
+    };
+    let config = PlacementConfig {
+        split_brain,
+        ..PlacementConfig::for_membership(&membership)
+    };
+    world.set_placement(config.clone()).expect("valid");
+    let stop_bound = (config.lease + config.renew).as_micros() as u64 + 200_000;
+    let mut check = PlacementCheck::new(vec![Instance::new("s", 0)], stop_bound);
+    world
+        .apply(&Fault::Join(Nodes::All, 0), &BTreeMap::new())
+        .expect("joins");
+    let spec = WorkloadSpec {
+        min_members: 2,
+        ..WorkloadSpec::singleton()
+    };
+    world.declare_placement("s", spec).expect("s");
+    run_to(&mut world, &mut check, secs(6));
+    let partner = (deciding + 1 + world.random_below(NODES as u64 - 1) as usize) % NODES;
+    let small = vec![deciding, partner];
+    let big: Vec<usize> = (0..NODES).filter(|s| !small.contains(s)).collect();
+    world
+        .apply(
+            &Fault::Partition(Nodes::List(small.clone()), Nodes::List(big.clone())),
+            &BTreeMap::new(),
+        )
+        .expect("partition");
+    check.minority(&world, big);
+    run_to(&mut world, &mut check, secs(14));
+    let runners = world.placement_runners();
+    let owner = runners
+        .get(&Instance::new("s", 0))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        owner.len() == 1 && small.contains(&owner[0]),
+        "{decider:?} seed {seed}: the deciding side {small:?} does not own it: {owner:?}"
+    );
+    world.apply(&Fault::Heal, &BTreeMap::new()).expect("heal");
+    check.healed();
+    run_to(&mut world, &mut check, secs(26));
+    check.exactly_one(&world);
+    check
+}
+
+#[test]
+fn keep_referee_and_keep_oldest_give_the_singleton_to_the_deciding_side() {
+    for seed in 1..=3 {
+        for decider in [Decider::Referee, Decider::Oldest] {
+            let check = decider_run(decider, seed);
+            assert!(
+                check.violations.is_empty(),
+                "{decider:?} seed {seed}: {:?}",
+                check.violations.first()
+            );
+        }
+    }
 }

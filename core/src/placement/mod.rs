@@ -160,6 +160,14 @@ pub enum SplitBrain {
     KeepMajority,
     /// At least this many registrars; safe only if more than half the cluster.
     StaticQuorum(u32),
+    /// The side with the oldest member of the agreed membership (lowest generation): a lease
+    /// needs that member's grant, and a registrar grants only while it is the oldest it knows
+    /// of (and a lease after it became so, so the previous oldest's grants have run out). If
+    /// the oldest crashes, nothing is owned until it comes back (a younger life: the next
+    /// oldest then decides) or leaves.
+    KeepOldest,
+    /// The side with this node: a lease needs its grant. While it is down nothing is owned.
+    KeepReferee(NodeId),
 }
 
 /// Placement's timing and policy.
@@ -346,7 +354,8 @@ pub struct PlacementStats {
     pub refused: u64,
 }
 
-/// Grants needed, given our agreed membership and the largest one any registrar reported.
+/// Grants needed, given our agreed membership and the largest one any registrar reported
+/// (for the policies that count; the others need one given member's grant).
 fn quorum_size(policy: SplitBrain, agreed: usize, reported: usize) -> usize {
     if fault_on!(PlacementQuorumOfOne) {
         return 1;
@@ -354,6 +363,7 @@ fn quorum_size(policy: SplitBrain, agreed: usize, reported: usize) -> usize {
     match policy {
         SplitBrain::KeepMajority => agreed.max(reported) / 2 + 1,
         SplitBrain::StaticQuorum(n) => n as usize,
+        SplitBrain::KeepOldest | SplitBrain::KeepReferee(_) => 1,
     }
 }
 
@@ -375,6 +385,11 @@ pub struct Placement {
     workloads: BTreeMap<String, WorkloadSpec>,
     /// The agreed membership (ourselves included): the registrars a quorum is counted among.
     agreed: BTreeSet<NodeId>,
+    /// The latest generation seen of each agreed member (for keep-oldest).
+    generations: BTreeMap<NodeId, u64>,
+    /// Since when we are the oldest agreed member, if we are (keep-oldest grants wait a
+    /// lease after it).
+    oldest_since: Option<Instant>,
     /// Ourselves and the members alive in our view.
     candidates: Vec<Candidate>,
     /// What our view says we should own.
@@ -410,6 +425,8 @@ impl Placement {
         Self {
             me,
             agreed: BTreeSet::from([me.node]),
+            generations: BTreeMap::from([(me.node, me.generation)]),
+            oldest_since: None,
             config,
             workloads: BTreeMap::new(),
             candidates: Vec::new(),
@@ -508,7 +525,7 @@ impl Placement {
             self.rounds.clear();
             self.claimed.clear();
         }
-        self.update_agreed(members);
+        self.update_agreed(now, members);
         self.candidates = std::iter::once(me)
             .chain(
                 members
@@ -527,18 +544,56 @@ impl Placement {
     /// sweep found it: both sides dropped the other after the heal, while one member saw
     /// everyone alive). A member that never comes back keeps counting against the quorum until
     /// it is removed on purpose, which is not built yet.
-    fn update_agreed(&mut self, members: &[Member]) {
+    fn update_agreed(&mut self, now: Instant, members: &[Member]) {
         self.agreed.insert(self.me.node);
+        self.generations.insert(self.me.node, self.me.generation);
         for m in members {
             match m.state {
                 MemberState::Alive => {
                     self.agreed.insert(m.candidate.id);
+                    self.generations
+                        .insert(m.candidate.id, m.candidate.generation);
                 }
                 MemberState::Left => {
                     self.agreed.remove(&m.candidate.id);
+                    self.generations.remove(&m.candidate.id);
                 }
                 MemberState::Failed => {}
             }
+        }
+        if self.oldest() != Some(self.me.node) {
+            self.oldest_since = None;
+        } else if self.oldest_since.is_none() {
+            self.oldest_since = Some(now);
+        }
+    }
+
+    /// The oldest member of the agreed membership: lowest generation, then node id.
+    fn oldest(&self) -> Option<NodeId> {
+        self.generations
+            .iter()
+            .filter(|(id, _)| self.agreed.contains(id))
+            .min_by_key(|(id, generation)| (**generation, **id))
+            .map(|(id, _)| *id)
+    }
+
+    /// Whether our registrar may grant now: under keep-oldest only while we are the oldest,
+    /// from a lease after we became it.
+    fn may_grant(&self, now: Instant) -> bool {
+        match self.config.split_brain {
+            SplitBrain::KeepOldest => self
+                .oldest_since
+                .is_some_and(|since| now >= since + self.config.lease),
+            _ => true,
+        }
+    }
+
+    /// The one member whose grant a lease needs, for the policies that name one.
+    fn referee(&self) -> Option<NodeId> {
+        match self.config.split_brain {
+            SplitBrain::KeepOldest => self.oldest(),
+            SplitBrain::KeepReferee(node) => Some(node),
+            SplitBrain::KeepMajority | SplitBrain::StaticQuorum(_) => None,
         }
     }
 
@@ -573,13 +628,14 @@ impl Placement {
                     self.stats.refused += 1;
                     return;
                 }
-                let claims: BTreeSet<Instance> = if self.agreed.contains(&from) {
-                    claims.into_iter().collect()
-                } else {
-                    // Not (yet) a member we count: its claims take nothing, and what it held
-                    // is released.
-                    BTreeSet::new()
-                };
+                let claims: BTreeSet<Instance> =
+                    if self.agreed.contains(&from) && self.may_grant(now) {
+                        claims.into_iter().collect()
+                    } else {
+                        // Not (yet) a member we count: its claims take nothing, and what it held
+                        // is released.
+                        BTreeSet::new()
+                    };
                 self.registrar.expire(now);
                 if let Some(granted) = self.registrar.claim(now, life, round, &claims) {
                     let members = u32::try_from(self.agreed.len()).unwrap_or(u32::MAX);
@@ -636,6 +692,7 @@ impl Placement {
         granted: Vec<Instance>,
         members: usize,
     ) {
+        let referee = self.referee();
         let Some(r) = self.rounds.get_mut(&round) else {
             self.stats.refused += 1;
             return;
@@ -656,6 +713,9 @@ impl Placement {
             let counted = match self.config.split_brain {
                 SplitBrain::KeepMajority => set.iter().filter(|n| self.agreed.contains(n)).count(),
                 SplitBrain::StaticQuorum(_) => set.len(),
+                SplitBrain::KeepOldest | SplitBrain::KeepReferee(_) => {
+                    usize::from(referee.is_some_and(|r| set.contains(&r)))
+                }
             };
             if counted >= quorum {
                 let lease = self.leases.entry(instance.clone()).or_insert(until);
@@ -824,7 +884,12 @@ impl Placement {
                 self.out.push((*node, message.clone()));
             }
         }
-        if let Some(granted) = self.registrar.claim(now, self.me, round, &claims) {
+        let ours = if self.may_grant(now) {
+            claims.clone()
+        } else {
+            BTreeSet::new()
+        };
+        if let Some(granted) = self.registrar.claim(now, self.me, round, &ours) {
             let members = self.agreed.len();
             self.granted(now, self.me.node, round, granted, members);
             self.start_leased(now);

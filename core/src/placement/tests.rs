@@ -858,3 +858,81 @@ fn replicated_runs_on_every_eligible_member_and_local_runs_here() {
     p.leave(at(4));
     assert_eq!(starts_and_stops(&mut p), vec!["stop cache/0 Leaving"]);
 }
+
+/// keep-referee: the side with the referee owns, even when it is the smaller one; the other
+/// side never runs it again once its lease is out (`run_to` checks uniqueness throughout).
+#[test]
+fn keep_referee_gives_ownership_to_the_referees_side() {
+    let config = PlacementConfig {
+        split_brain: SplitBrain::KeepReferee(node(2)),
+        ..config()
+    };
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config);
+    c.all_see(&[0, 1, 2]);
+    c.run_to(3000);
+    assert_eq!(c.running_total(&singleton()), 1);
+    c.partition(&[0, 1], &[2]);
+    c.run_to(3500);
+    c.view(0, &[0, 1], 3500);
+    c.view(1, &[0, 1], 3500);
+    c.view(2, &[2], 3500);
+    c.run_to(7000);
+    assert_eq!(c.runners(&singleton()), vec![2]);
+    c.cut.clear();
+    c.all_see(&[0, 1, 2]);
+    c.run_to(10_000);
+    assert_eq!(c.running_total(&singleton()), 1);
+}
+
+/// keep-oldest: the side with the oldest member (slot 0, the lowest generation) owns, even
+/// alone against two; once it leaves gracefully the next oldest decides, a lease later.
+#[test]
+fn keep_oldest_gives_ownership_to_the_oldest_members_side() {
+    let config = PlacementConfig {
+        split_brain: SplitBrain::KeepOldest,
+        ..config()
+    };
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config);
+    c.all_see(&[0, 1, 2]);
+    c.run_to(3000);
+    assert_eq!(c.running_total(&singleton()), 1);
+    c.partition(&[0], &[1, 2]);
+    c.run_to(3500);
+    c.view(0, &[0], 3500);
+    c.view(1, &[1, 2], 3500);
+    c.view(2, &[1, 2], 3500);
+    c.run_to(7000);
+    assert_eq!(
+        c.runners(&singleton()),
+        vec![0],
+        "the oldest's side keeps it"
+    );
+    // Slot 0 leaves gracefully: the others record it left, slot 1 is the oldest now.
+    let now = c.local(0);
+    c.machines[0].as_mut().expect("up").leave(now);
+    c.collect(0);
+    for slot in [1, 2] {
+        let members = vec![
+            Member {
+                candidate: candidate(0),
+                state: MemberState::Left,
+                since: at(7000),
+            },
+            Member {
+                candidate: candidate(3 - slot as u8),
+                state: MemberState::Alive,
+                since: at(0),
+            },
+        ];
+        let now = c.local(slot);
+        c.machines[slot]
+            .as_mut()
+            .expect("up")
+            .update_view(now, candidate(slot as u8), &members);
+        c.collect(slot);
+    }
+    c.cut.clear();
+    c.run_to(12_000);
+    assert_eq!(c.running_total(&singleton()), 1);
+    assert!(c.runners(&singleton())[0] != 0);
+}
