@@ -18,7 +18,15 @@
 //! can start anything. The quorum is [`SplitBrain::KeepMajority`] (a majority of the *agreed*
 //! membership: members join it when seen alive and leave it only when they leave gracefully, so
 //! no side shrinks its way into a majority; registrars grant only members of their own agreed
-//! membership, so a node they do not count cannot win with them) or [`SplitBrain::StaticQuorum`].
+//! membership, so a node they do not count cannot win with them), [`SplitBrain::StaticQuorum`],
+//! or one member's grant: [`SplitBrain::KeepReferee`] (a named node) and
+//! [`SplitBrain::KeepOldest`] (the oldest agreed member; a registrar grants only while it is the
+//! oldest it knows of, from a lease after it became so). One registrar holds one claimant per
+//! instance, so those are unique too.
+//!
+//! Singletons and shards are unique; [`Kind::Replicated`] and [`Kind::Local`] workloads run one
+//! instance per node without leases (`per_node`). Messages are routed by key to the owner
+//! ([`routing`]), and an instance that moves may hand its state over ([`handoff`]).
 //!
 //! Failover after a crash takes the failure detector's time (views change) or the lease,
 //! whichever is longer, plus a round trip: the lease defaults to shorter than detection.
