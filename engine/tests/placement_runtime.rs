@@ -351,6 +351,18 @@ async fn routed_messages_and_handed_over_state_survive_a_graceful_leave() {
         moved,
         "each oversized state refused"
     );
+    // The sender's metrics count its 40 messages delivered (refreshed every second).
+    let http = nodes[0].http_addr().expect("http");
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let body = common::raw_http::get(http, "/metrics").await.body;
+        if body.contains("foundation_placement_routed_total{outcome=\"delivered\"} 40") {
+            assert!(body.contains("foundation_placement_stops_total{reason=\"lost-quorum\"} 0"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "metrics: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
         nodes[0]
             .placement()

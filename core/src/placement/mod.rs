@@ -360,6 +360,46 @@ pub struct PlacementStats {
     pub moved: u64,
     /// Messages refused (a claim under another node's name, an unknown round).
     pub refused: u64,
+    /// Stops by reason: moved (or handed over), lost quorum, removed, leaving, renewed.
+    pub stops_by_reason: [u64; 5],
+    /// Time instances waited here between this node's view naming it their owner and their
+    /// start (the lease, the previous owner's stop or handoff), in microseconds: the part of
+    /// a failover this node saw. Summed over nodes it approaches the time without owner after
+    /// detection.
+    pub waited_micros: u64,
+}
+
+impl StopReason {
+    /// Its index in [`PlacementStats::stops_by_reason`].
+    pub fn index(self) -> usize {
+        match self {
+            StopReason::Moved => 0,
+            StopReason::LostQuorum => 1,
+            StopReason::Removed => 2,
+            StopReason::Leaving => 3,
+            StopReason::Renewed => 4,
+        }
+    }
+
+    /// Every reason, in index order.
+    pub const ALL: [StopReason; 5] = [
+        StopReason::Moved,
+        StopReason::LostQuorum,
+        StopReason::Removed,
+        StopReason::Leaving,
+        StopReason::Renewed,
+    ];
+
+    /// Its name, as in serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Moved => "moved",
+            StopReason::LostQuorum => "lost-quorum",
+            StopReason::Removed => "removed",
+            StopReason::Leaving => "leaving",
+            StopReason::Renewed => "renewed",
+        }
+    }
 }
 
 /// Grants needed, given our agreed membership and the largest one any registrar reported
@@ -402,6 +442,8 @@ pub struct Placement {
     candidates: Vec<Candidate>,
     /// What our view says we should own.
     wanted: BTreeSet<Instance>,
+    /// Since when each wanted instance that does not run here yet has been wanted.
+    wanted_since: BTreeMap<Instance, Instant>,
     /// What the last round claimed.
     claimed: BTreeSet<Instance>,
     /// Running here, with the end of the lease on our clock.
@@ -439,6 +481,7 @@ impl Placement {
             workloads: BTreeMap::new(),
             candidates: Vec::new(),
             wanted: BTreeSet::new(),
+            wanted_since: BTreeMap::new(),
             claimed: BTreeSet::new(),
             running: BTreeMap::new(),
             per_node: BTreeSet::new(),
@@ -739,6 +782,15 @@ impl Placement {
         if std::mem::take(&mut self.dirty) {
             self.wanted = self.compute_wanted();
             self.decide_per_node();
+            let (wanted, running) = (&self.wanted, &self.running);
+            self.wanted_since
+                .retain(|i, _| wanted.contains(i) && !running.contains_key(i));
+            for instance in self
+                .wanted
+                .difference(&self.running.keys().cloned().collect())
+            {
+                self.wanted_since.entry(instance.clone()).or_insert(now);
+            }
         }
         let handing_off = &self.handoffs;
         self.leases.retain(|instance, until| {
@@ -825,6 +877,10 @@ impl Placement {
                 None if until > now => {
                     self.running.insert(instance.clone(), until);
                     self.stats.started += 1;
+                    if let Some(since) = self.wanted_since.remove(&instance) {
+                        let waited = now.saturating_since(since).as_micros();
+                        self.stats.waited_micros += u64::try_from(waited).unwrap_or(u64::MAX);
+                    }
                     self.resume_handed_over(&instance);
                     self.events.push(PlacementEvent::Start { instance });
                 }
@@ -915,6 +971,7 @@ impl Placement {
             StopReason::LostQuorum => self.stats.lost_quorum += 1,
             _ => self.stats.moved += 1,
         }
+        self.stats.stops_by_reason[reason.index()] += 1;
         self.events.push(PlacementEvent::Stop {
             instance: instance.clone(),
             reason,

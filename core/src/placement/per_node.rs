@@ -74,6 +74,7 @@ impl Placement {
                 StopReason::Moved
             };
             self.stats.moved += 1;
+            self.stats.stops_by_reason[reason.index()] += 1;
             self.events.push(PlacementEvent::Stop { instance, reason });
         }
         let new: Vec<Instance> = should.difference(&self.per_node).cloned().collect();

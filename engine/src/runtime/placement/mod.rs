@@ -12,6 +12,7 @@
 //! ([`PlacementHandle::route`]) and of handoff requests (for a spec with `handoff`).
 
 mod http;
+mod metrics;
 pub mod supervisor;
 
 pub(crate) use http::routes;
@@ -360,12 +361,14 @@ pub(crate) struct PlacementRuntime {
     routes: BTreeMap<RouteId, oneshot::Sender<Result<(), PlacementCallError>>>,
     /// A stop waiting for this node's handoffs to finish before it closes the endpoint.
     pub(crate) stop_after_handoffs: Option<oneshot::Sender<()>>,
+    metrics: metrics::PlacementMetrics,
 }
 
 /// A handle and the driver's runtime for it, with the supervisor running.
 pub(crate) fn start(
     requests: mpsc::Sender<Request>,
     me: NodeId,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> (PlacementHandle, PlacementRuntime) {
     let (registrations, registrations_rx) = mpsc::unbounded_channel();
     let (decisions, decisions_rx) = mpsc::unbounded_channel();
@@ -389,6 +392,7 @@ pub(crate) fn start(
         view: view_tx,
         routes: BTreeMap::new(),
         stop_after_handoffs: None,
+        metrics: metrics::PlacementMetrics::register(registry),
     };
     (handle, runtime)
 }
@@ -449,6 +453,11 @@ impl PlacementRuntime {
         };
         let _ = self.decisions.send(decision);
         self.publish(core);
+    }
+
+    /// Brings the `foundation_placement_*` metrics up to date.
+    pub(crate) fn sync_metrics(&self, core: &Core) {
+        self.metrics.sync(core);
     }
 
     /// Publishes who owns what, as the core sees it now.
