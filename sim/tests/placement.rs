@@ -35,6 +35,11 @@ enum Plan {
     OwnerInMajority,
     /// Nodes leave, crash, come back and are replaced, one after another.
     Churn,
+    /// The singleton owner's links to everyone else go down and up every few hundred
+    /// milliseconds for eight seconds.
+    FlappingLink,
+    /// Every node in turn leaves gracefully and starts again (a rolling upgrade).
+    RollingRestart,
 }
 
 /// What a run saw: the checks, and how long the singleton had no owner after the failure.
@@ -171,6 +176,8 @@ fn run(plan: Plan, seed: u64) -> Outcome {
             t0 + secs(10)
         }
         (Plan::Churn, Some(_)) => churn(&mut world, &mut check, t0),
+        (Plan::FlappingLink, Some(owner)) => flap(&mut world, &mut check, t0, owner),
+        (Plan::RollingRestart, Some(_)) => rolling_restart(&mut world, &mut check, t0),
     };
     // Every instance has exactly one owner within a bound of the last disturbance.
     run_to(&mut world, &mut check, heal_at + secs(12));
@@ -221,6 +228,44 @@ fn churn(world: &mut World, check: &mut PlacementCheck, t0: u64) -> u64 {
     t
 }
 
+/// Cuts the owner off and heals, every 200–800 ms for eight seconds; returns the last heal.
+fn flap(world: &mut World, check: &mut PlacementCheck, t0: u64, owner: usize) -> u64 {
+    let others: Vec<usize> = (0..NODES).filter(|s| *s != owner).collect();
+    let mut t = t0;
+    let mut cut = false;
+    while t < t0 + secs(8) {
+        let fault = if cut {
+            Fault::Heal
+        } else {
+            Fault::Partition(Nodes::One(owner), Nodes::List(others.clone()))
+        };
+        world.apply(&fault, &BTreeMap::new()).expect("applies");
+        cut = !cut;
+        t += 200_000 + world.random_below(600_000);
+        run_to(world, check, t);
+    }
+    world.apply(&Fault::Heal, &BTreeMap::new()).expect("heals");
+    t
+}
+
+/// Each node in turn leaves gracefully and starts again, 3–4 s apart; returns the last start.
+fn rolling_restart(world: &mut World, check: &mut PlacementCheck, t0: u64) -> u64 {
+    let mut t = t0;
+    for slot in 0..NODES {
+        world
+            .apply(&Fault::Stop(Nodes::One(slot)), &BTreeMap::new())
+            .expect("stops");
+        t += secs(1);
+        run_to(world, check, t);
+        world
+            .apply(&Fault::Restart(Nodes::One(slot), Identity::Same), &BTreeMap::new())
+            .expect("starts");
+        t += secs(2) + world.random_below(1_000_000);
+        run_to(world, check, t);
+    }
+    t
+}
+
 fn assert_clean(plan: Plan, seed: u64, outcome: &Outcome) {
     assert!(
         outcome.check.violations.is_empty(),
@@ -257,6 +302,20 @@ fn partition_with_the_owner_on_the_majority_side_keeps_it_there() {
             seed,
             &run(Plan::OwnerInMajority, seed),
         );
+    }
+}
+
+#[test]
+fn a_flapping_link_to_the_owner_never_runs_two() {
+    for seed in 1..=3 {
+        assert_clean(Plan::FlappingLink, seed, &run(Plan::FlappingLink, seed));
+    }
+}
+
+#[test]
+fn a_rolling_restart_keeps_one_owner_each() {
+    for seed in 1..=3 {
+        assert_clean(Plan::RollingRestart, seed, &run(Plan::RollingRestart, seed));
     }
 }
 
@@ -324,6 +383,8 @@ fn placement_sweep_over_many_seeds() {
         Plan::OwnerInMinority,
         Plan::OwnerInMajority,
         Plan::Churn,
+        Plan::FlappingLink,
+        Plan::RollingRestart,
     ] {
         let mut failovers = Vec::new();
         let mut runs = 0;
