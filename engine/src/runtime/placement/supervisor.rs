@@ -177,15 +177,15 @@ impl Supervisor {
                 };
                 // A run that is not there (between restarts) cannot answer: the core ends the
                 // handoff at its deadline.
-                self.to_inbox(&instance, Inbox::HandOff(reply));
+                self.put_in_inbox(&instance, Inbox::HandOff(reply));
             }
             Decision::Deliver(instance, payload) => {
-                self.to_inbox(&instance, Inbox::Message(payload));
+                self.put_in_inbox(&instance, Inbox::Message(payload));
             }
         }
     }
 
-    fn to_inbox(&mut self, instance: &Instance, item: Inbox) {
+    fn put_in_inbox(&mut self, instance: &Instance, item: Inbox) {
         let sent = self
             .running
             .get(instance)
