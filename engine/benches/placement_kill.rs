@@ -238,7 +238,12 @@ fn main() {
         // Settle: the singleton runs somewhere and nothing has been said for 3 s.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            drain(&lines, Duration::from_secs(3), Duration::from_secs(10), &mut seen);
+            drain(
+                &lines,
+                Duration::from_secs(3),
+                Duration::from_secs(10),
+                &mut seen,
+            );
             if runner(&seen, &alive).is_some() || Instant::now() > deadline {
                 break;
             }

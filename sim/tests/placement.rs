@@ -85,6 +85,17 @@ fn run_to(world: &mut World, check: &mut PlacementCheck, us: u64) {
     world.advance_to(us);
 }
 
+/// The world of these tests: five nodes with development timers on LAN links.
+fn five_nodes(seed: u64) -> World {
+    World::new(WorldConfig {
+        seed,
+        nodes: NODES,
+        membership: MembershipConfig::development(),
+        network: LinkModel::lan(),
+        keep_trace: false,
+    })
+}
+
 fn singleton_owner(world: &World) -> Option<usize> {
     world
         .placement_runners()
@@ -94,13 +105,7 @@ fn singleton_owner(world: &World) -> Option<usize> {
 
 fn run(plan: Plan, seed: u64) -> Outcome {
     let membership = MembershipConfig::development();
-    let mut world = World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: membership.clone(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    });
+    let mut world = five_nodes(seed);
     let lease = PlacementConfig::for_membership(&membership);
     let mut instances = vec![Instance::new("s", 0)];
     instances.extend((0..SHARDS).map(|s| Instance::new("sh", s)));
@@ -258,7 +263,10 @@ fn rolling_restart(world: &mut World, check: &mut PlacementCheck, t0: u64) -> u6
         t += secs(1);
         run_to(world, check, t);
         world
-            .apply(&Fault::Restart(Nodes::One(slot), Identity::Same), &BTreeMap::new())
+            .apply(
+                &Fault::Restart(Nodes::One(slot), Identity::Same),
+                &BTreeMap::new(),
+            )
             .expect("starts");
         t += secs(2) + world.random_below(1_000_000);
         run_to(world, check, t);
@@ -410,13 +418,7 @@ fn placement_sweep_over_many_seeds() {
 /// the end, `owned-after-heal`, and without a crash `handoff-state`.
 fn routed_run(seed: u64, crash: bool) -> PlacementCheck {
     let membership = MembershipConfig::development();
-    let mut world = World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: membership.clone(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    });
+    let mut world = five_nodes(seed);
     let lease = PlacementConfig::for_membership(&membership);
     let instances = (0..SHARDS).map(|s| Instance::new("rt", s)).collect();
     let stop_bound = (lease.lease + lease.renew).as_micros() as u64 + 200_000;
@@ -532,13 +534,7 @@ enum Decider {
 /// and after the heal exactly one runs.
 fn decider_run(decider: Decider, seed: u64) -> PlacementCheck {
     let membership = MembershipConfig::development();
-    let mut world = World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: membership.clone(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    });
+    let mut world = five_nodes(seed);
     let deciding = match decider {
         Decider::Referee => 0,
         Decider::Oldest => (0..NODES)

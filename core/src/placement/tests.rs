@@ -668,23 +668,28 @@ fn event_instance(e: &PlacementEvent) -> Option<&Instance> {
     }
 }
 
-/// A state over `handoff_max_bytes` is refused with a typed error; the handoff then times out,
-/// the old owner stops, and the next owner starts without a state.
-#[test]
-fn a_state_over_the_limit_is_refused_and_the_handoff_times_out() {
+/// Two members and one shard with handoff, whose owner starts leaving at 1.5 s with the
+/// application not answering handoffs yet: (cluster, owner, the other member).
+fn owner_leaving() -> (Cluster, usize, usize) {
     let mut c = Cluster::new(2, handoff_shards(1), config());
     c.answer_handoffs = false;
     c.all_see(&[0, 1]);
     // Registrars grant nothing in their first lease (they may have promised something in a
     // previous life).
     c.run_to(1500);
-    let instance = Instance::new("w", 0);
-    let owner = c.runners(&instance)[0];
-    let other = 1 - owner;
+    let owner = c.runners(&Instance::new("w", 0))[0];
     let now = c.local(owner);
-    let p = c.machines[owner].as_mut().expect("up");
-    p.leave(now);
+    c.machines[owner].as_mut().expect("up").leave(now);
     c.collect(owner);
+    (c, owner, 1 - owner)
+}
+
+/// A state over `handoff_max_bytes` is refused with a typed error; the handoff then times out,
+/// the old owner stops, and the next owner starts without a state.
+#[test]
+fn a_state_over_the_limit_is_refused_and_the_handoff_times_out() {
+    let (mut c, owner, other) = owner_leaving();
+    let instance = Instance::new("w", 0);
     let (_, slot, _) = c
         .events
         .iter()
@@ -744,16 +749,8 @@ fn routed_messages_reach_the_owner_once() {
 /// is delivered there once it runs, with the state handed over.
 #[test]
 fn a_message_routed_during_a_handoff_waits_for_the_next_owner() {
-    let mut c = Cluster::new(2, handoff_shards(1), config());
-    c.answer_handoffs = false;
-    c.all_see(&[0, 1]);
-    c.run_to(1500);
+    let (mut c, _, other) = owner_leaving();
     let instance = Instance::new("w", 0);
-    let owner = c.runners(&instance)[0];
-    let other = 1 - owner;
-    let now = c.local(owner);
-    c.machines[owner].as_mut().expect("up").leave(now);
-    c.collect(owner);
     c.view(other, &[other], 1500);
     c.run_to(1510);
     let id = c.route(other, "k", "during", 3000);
