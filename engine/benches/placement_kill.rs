@@ -23,6 +23,10 @@ use foundation_transport::{ClusterName, ClusterSecret, LocalIdentity, NodeId, Tr
 const NODES: usize = 5;
 const CHILD: &str = "FOUNDATION_PLACEMENT_BENCH_CHILD";
 const SEED: &str = "FOUNDATION_PLACEMENT_BENCH_SEED";
+/// The node id a restarted process takes up again (as a node with a data directory does):
+/// a new id would leave the dead one counting in the agreed membership, and after a few kills
+/// the survivors would no longer be a majority of it.
+const ID: &str = "FOUNDATION_PLACEMENT_BENCH_ID";
 
 fn unix_ms() -> u64 {
     SystemTime::now()
@@ -46,7 +50,7 @@ impl Drop for Running {
 }
 
 /// A child: one node that declares the singleton and reports what happens to it.
-fn child(seed: Option<SocketAddr>) {
+fn child(seed: Option<SocketAddr>, id: Option<NodeId>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -54,7 +58,7 @@ fn child(seed: Option<SocketAddr>) {
         .expect("a runtime");
     runtime.block_on(async move {
         let identity = LocalIdentity {
-            id: NodeId::random(),
+            id: id.unwrap_or_else(NodeId::random),
             cluster: ClusterName::new("placement-kill-bench").expect("name"),
         };
         let trust = Trust::Secret(ClusterSecret::new("placement kill bench").expect("secret"));
@@ -106,7 +110,12 @@ struct Proc {
 /// (child index, line) as the children print them.
 type Lines = mpsc::Receiver<(usize, String)>;
 
-fn spawn(index: usize, seed: Option<SocketAddr>, tx: &mpsc::Sender<(usize, String)>) -> Proc {
+fn spawn(
+    index: usize,
+    seed: Option<SocketAddr>,
+    id: Option<&str>,
+    tx: &mpsc::Sender<(usize, String)>,
+) -> Proc {
     let exe = std::env::current_exe().expect("own path");
     let mut command = Command::new(exe);
     command
@@ -116,6 +125,9 @@ fn spawn(index: usize, seed: Option<SocketAddr>, tx: &mpsc::Sender<(usize, Strin
         .stderr(Stdio::null());
     if let Some(seed) = seed {
         command.env(SEED, seed.to_string());
+    }
+    if let Some(id) = id {
+        command.env(ID, id);
     }
     let mut child = command.spawn().expect("a child process");
     let stdout = child.stdout.take().expect("piped");
@@ -216,7 +228,8 @@ fn overlap_ms(seen: &[(usize, String)], end: u64) -> u64 {
 fn main() {
     if std::env::var(CHILD).is_ok() {
         let seed = std::env::var(SEED).ok().and_then(|s| s.parse().ok());
-        return child(seed);
+        let id = std::env::var(ID).ok().and_then(|s| s.parse().ok());
+        return child(seed, id);
     }
     let rounds = if std::env::args().any(|a| a == "quick") {
         2
@@ -225,11 +238,11 @@ fn main() {
     };
     let (tx, lines) = mpsc::channel();
     let mut procs: Vec<Proc> = Vec::new();
-    let first = spawn(0, None, &tx);
+    let first = spawn(0, None, None, &tx);
     let seed = first.addr;
     procs.push(first);
     for i in 1..NODES {
-        procs.push(spawn(i, Some(seed), &tx));
+        procs.push(spawn(i, Some(seed), None, &tx));
     }
     let mut seen = Vec::new();
     let mut alive = vec![true; NODES];
@@ -294,9 +307,10 @@ fn main() {
             r.detect_first, r.detect_last, r.failover, r.overlap_ms
         );
         results.push(r);
-        // The killed process comes back as a new one, joining through a survivor.
+        // The killed process comes back (same node id, a new life), joining through a survivor.
         let via = (0..NODES).find(|i| alive[*i]).map(|i| procs[i].addr);
-        procs[owner] = spawn(owner, via, &tx);
+        let id = procs[owner].id.clone();
+        procs[owner] = spawn(owner, via, Some(&id), &tx);
         alive[owner] = true;
     }
     for p in &mut procs {
