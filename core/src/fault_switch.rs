@@ -72,6 +72,9 @@ pub enum FaultSwitch {
     /// instead of keeping it until the instance runs there, so a message routed during a
     /// handoff reaches an instance that does not run (`placement::Placement::take_routed`).
     PlacementRouteNoBuffer,
+    /// The next owner drops a handed-over state instead of giving it to the instance it
+    /// starts (`placement::Placement::resume_handed_over`).
+    PlacementHandoffDropsState,
     /// A majority write counts its majority among the members visible now instead of the
     /// agreed membership, so a node alone on a minority side confirms it with one copy
     /// (`replication::Replication::write_acked`).

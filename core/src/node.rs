@@ -436,8 +436,16 @@ impl Core {
 
     /// Removes a failed or departed member from the table now, here and on every live member
     /// (an operator's `force-leave`); see [`Membership::force_leave`].
-    pub fn force_leave(&mut self, node: NodeId) -> Result<MemberView, ForceLeaveError> {
-        self.membership.force_leave(node, &mut self.outbox)
+    /// It stops counting in the agreed membership (placement's quorum and majority writes).
+    pub fn force_leave(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+    ) -> Result<MemberView, ForceLeaveError> {
+        let removed = self.membership.force_leave(node, &mut self.outbox)?;
+        self.placement.forget_member(now, node);
+        self.deliver_placement(now);
+        Ok(removed)
     }
 
     /// Owns (or stops owning) an ephemeral entry and starts spreading it.
@@ -581,8 +589,18 @@ impl Core {
         }
         match postcard::from_bytes::<CoreMessage>(payload) {
             Ok(CoreMessage::Membership(message)) => {
+                let forgotten = match &message {
+                    MembershipMessage::Forget(member) => Some(member.node),
+                    _ => None,
+                };
                 self.membership
-                    .handle_message(now, from, message, &mut self.outbox)
+                    .handle_message(now, from, message, &mut self.outbox);
+                // Another node's force-leave: once the member is out of our table too, it
+                // stops counting in the agreed membership here as well.
+                if let Some(node) = forgotten.filter(|n| self.membership.member(*n).is_none()) {
+                    self.placement.forget_member(now, node);
+                    self.deliver_placement(now);
+                }
             }
             Ok(CoreMessage::Replication(message)) => {
                 // Any known member may be answered, even one we currently think failed: it

@@ -124,6 +124,25 @@ fn across_a_partition_only_the_side_of_two_confirms() {
     }
 }
 
+/// The dead two are removed on purpose (`force-leave`, an operator's decision): the lone node
+/// is the whole agreed membership, and its majority is its own.
+#[test]
+fn after_a_force_leave_of_the_dead_the_survivor_is_a_majority() {
+    let mut world = three_nodes(2);
+    apply(&mut world, Fault::Crash(Nodes::List(vec![1, 2])));
+    let until = world.now_us() + secs(8);
+    run_to(&mut world, until);
+    assert_eq!(majority_write(&mut world, 0, "refused"), None);
+    for slot in [1, 2] {
+        let id = world.node(slot).id();
+        let removed = world.with_core(0, |core, now| core.force_leave(now, id));
+        assert!(matches!(removed, Some(Ok(_))), "{removed:?}");
+    }
+    let agreed = world.node(0).core().expect("up").placement().agreed().len();
+    assert_eq!(agreed, 1);
+    assert_eq!(majority_write(&mut world, 0, "alone"), Some(true));
+}
+
 /// The check fails on the old behaviour: counted among the visible, the lone node's write is
 /// confirmed with its own copy alone.
 #[test]

@@ -416,7 +416,7 @@ fn placement_sweep_over_many_seeds() {
 /// A run of messages routed by key to a sharded workload with handoff, while members leave and
 /// come back (and, with `crash`, one crashes): the `routed-delivery` check on every step and at
 /// the end, `owned-after-heal`, and without a crash `handoff-state`.
-fn routed_run(seed: u64, crash: bool) -> PlacementCheck {
+fn routed_run(seed: u64, crash: bool) -> RoutedOutcome {
     let membership = MembershipConfig::development();
     let mut world = five_nodes(seed);
     let lease = PlacementConfig::for_membership(&membership);
@@ -484,23 +484,37 @@ fn routed_run(seed: u64, crash: bool) -> PlacementCheck {
         "seed {seed} crash {crash}: {} routed, {delivered} confirmed delivered, {handed_over} handoffs",
         routes.len()
     );
-    assert!(handed_over > 0, "no shard was handed over");
-    assert!(
-        delivered * 10 >= routes.len() * 9,
-        "fewer than 90 % delivered"
-    );
-    check
+    RoutedOutcome {
+        routed: routes.len(),
+        delivered,
+        handed_over,
+        check,
+    }
+}
+
+/// What a routed run saw.
+struct RoutedOutcome {
+    routed: usize,
+    delivered: usize,
+    /// States taken up by next owners (`EndHandoff`).
+    handed_over: usize,
+    check: PlacementCheck,
 }
 
 #[test]
 fn routed_messages_during_handoffs_are_delivered_once_or_fail_by_their_deadline() {
     for seed in 1..=3 {
         for crash in [false, true] {
-            let check = routed_run(seed, crash);
+            let outcome = routed_run(seed, crash);
             assert!(
-                check.violations.is_empty(),
+                outcome.check.violations.is_empty(),
                 "seed {seed} crash {crash}: {:?}",
-                check.violations.first()
+                outcome.check.violations.first()
+            );
+            assert!(outcome.handed_over > 0, "no shard was handed over");
+            assert!(
+                outcome.delivered * 10 >= outcome.routed * 9,
+                "fewer than 90 % delivered"
             );
         }
     }
@@ -512,7 +526,7 @@ fn routed_messages_during_handoffs_are_delivered_once_or_fail_by_their_deadline(
 fn routed_delivery_catches_a_node_that_delivers_before_the_instance_runs() {
     let _on = fault_switch::engage(FaultSwitch::PlacementRouteNoBuffer);
     for seed in 1..=10 {
-        if let Some(first) = routed_run(seed, false).first("routed-delivery") {
+        if let Some(first) = routed_run(seed, false).check.first("routed-delivery") {
             eprintln!("PlacementRouteNoBuffer caught by {first}");
             return;
         }
@@ -600,4 +614,17 @@ fn keep_referee_and_keep_oldest_give_the_singleton_to_the_deciding_side() {
             );
         }
     }
+}
+
+/// The check fails on a next owner that drops the state it was handed.
+#[test]
+fn handoff_state_catches_a_next_owner_that_drops_the_state() {
+    let _on = fault_switch::engage(FaultSwitch::PlacementHandoffDropsState);
+    for seed in 1..=10 {
+        if let Some(first) = routed_run(seed, false).check.first("handoff-state") {
+            eprintln!("PlacementHandoffDropsState caught by {first}");
+            return;
+        }
+    }
+    panic!("handoff-state never failed with PlacementHandoffDropsState");
 }

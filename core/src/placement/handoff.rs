@@ -214,6 +214,9 @@ impl Placement {
     /// Before `instance` starts here: the state handed over for it, as an event.
     pub(super) fn resume_handed_over(&mut self, instance: &Instance) {
         if let Some(r) = self.handoffs.received.remove(instance) {
+            if fault_on!(PlacementHandoffDropsState) {
+                return;
+            }
             self.handoffs.stats.resumed += 1;
             self.events.push(PlacementEvent::EndHandoff {
                 instance: instance.clone(),

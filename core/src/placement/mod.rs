@@ -612,11 +612,30 @@ impl Placement {
                 MemberState::Failed => {}
             }
         }
+        self.note_oldest(now);
+    }
+
+    /// Whether we are the oldest agreed member now, and since when.
+    fn note_oldest(&mut self, now: Instant) {
         if self.oldest() != Some(self.me.node) {
             self.oldest_since = None;
         } else if self.oldest_since.is_none() {
             self.oldest_since = Some(now);
         }
+    }
+
+    /// An operator removed `node` from the cluster on purpose (`force-leave`): it no longer
+    /// counts in the agreed membership. Only for a member known to be gone for good: one
+    /// alive on the other side of a partition would let both sides reach a majority.
+    pub fn forget_member(&mut self, now: Instant, node: NodeId) {
+        if node == self.me.node {
+            return;
+        }
+        self.agreed.remove(&node);
+        self.generations.remove(&node);
+        self.note_oldest(now);
+        self.dirty = true;
+        self.decide(now);
     }
 
     /// The oldest member of the agreed membership: lowest generation, then node id.

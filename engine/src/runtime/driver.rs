@@ -137,7 +137,7 @@ impl Driver {
                         self.vars.request(&mut self.core, now, request);
                     }
                     Some(Request::ForceLeave(node, done)) => {
-                        let result = self.core.force_leave(node);
+                        let result = self.core.force_leave(self.now(), node);
                         self.carry_out_effects().await;
                         let _ = done.send(result);
                     }
