@@ -68,6 +68,17 @@ pub enum FaultSwitch {
     /// Placement registrations never run out, so a crashed owner's instances are never freed
     /// (`placement::Registrar::claim`).
     PlacementRegistrationsNeverExpire,
+    /// A node that expects to own an instance soon delivers a routed message to it at once
+    /// instead of keeping it until the instance runs there, so a message routed during a
+    /// handoff reaches an instance that does not run (`placement::Placement::take_routed`).
+    PlacementRouteNoBuffer,
+    /// The next owner drops a handed-over state instead of giving it to the instance it
+    /// starts (`placement::Placement::resume_handed_over`).
+    PlacementHandoffDropsState,
+    /// A majority write counts its majority among the members visible now instead of the
+    /// agreed membership, so a node alone on a minority side confirms it with one copy
+    /// (`replication::Replication::write_acked`).
+    MajorityOfVisible,
     /// The RPC router retries every call after a lost answer, as if all were idempotent, so a
     /// handler may run twice for a call that must run once (`services::router::judge`).
     RetryEveryLostCall,

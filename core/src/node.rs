@@ -38,7 +38,8 @@ use crate::membership::{
     MembershipEvent, MembershipMessage, MembershipStats, NodeMetadata,
 };
 use crate::placement::{
-    Candidate, Member, Placement, PlacementConfig, PlacementError, PlacementMessage, WorkloadSpec,
+    Candidate, Instance, Member, Placement, PlacementConfig, PlacementError, PlacementMessage,
+    RouteId, WorkloadSpec,
 };
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationEvent,
@@ -150,6 +151,8 @@ pub struct Core {
     placement: Placement,
     /// When the placement timer is armed for, if it is.
     placement_timer: Option<Instant>,
+    /// A leave waits for placement's handoffs before it tells the membership.
+    leave_after_handoffs: bool,
 }
 
 impl Core {
@@ -191,20 +194,38 @@ impl Core {
             seen_down: BTreeSet::new(),
             placement,
             placement_timer: None,
+            leave_after_handoffs: false,
         }
     }
 
     /// Replaces the placement settings (checked). Call right after [`Core::new`].
     pub fn with_placement(mut self, config: PlacementConfig, now: Instant) -> Self {
-        if config.validate().is_ok() {
-            let me = self.membership.me();
-            let life = Life {
-                node: me.node,
-                generation: me.generation,
-            };
-            self.placement = Placement::new(life, config, now);
-        }
+        let _ = self.set_placement(now, config);
         self
+    }
+
+    /// Replaces the placement settings, if they are valid, before any workload is declared
+    /// (the machine starts afresh: what it ran and registered is forgotten).
+    pub fn set_placement(
+        &mut self,
+        now: Instant,
+        config: PlacementConfig,
+    ) -> Result<(), PlacementError> {
+        config.validate()?;
+        if self.placement.workloads().next().is_some() {
+            return Err(PlacementError::Invalid(
+                "placement settings change only before any workload is declared".into(),
+            ));
+        }
+        let me = self.membership.me();
+        let life = Life {
+            node: me.node,
+            generation: me.generation,
+        };
+        self.placement = Placement::new(life, config, now);
+        // Membership may have changed already: the new machine takes up the current view.
+        self.placement_view_now(now);
+        Ok(())
     }
 
     /// Replaces the replication settings. Call right after [`Core::new`]: the replicated state
@@ -333,7 +354,7 @@ impl Core {
             Timer::Placement => {
                 self.placement_timer = None;
                 self.placement.handle_timeout(now);
-                self.deliver_placement();
+                self.deliver_placement(now);
             }
             Timer::Vars => {
                 self.vars_timer = None;
@@ -422,8 +443,16 @@ impl Core {
 
     /// Removes a failed or departed member from the table now, here and on every live member
     /// (an operator's `force-leave`); see [`Membership::force_leave`].
-    pub fn force_leave(&mut self, node: NodeId) -> Result<MemberView, ForceLeaveError> {
-        self.membership.force_leave(node, &mut self.outbox)
+    /// It stops counting in the agreed membership (placement's quorum and majority writes).
+    pub fn force_leave(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+    ) -> Result<MemberView, ForceLeaveError> {
+        let removed = self.membership.force_leave(node, &mut self.outbox)?;
+        self.placement.forget_member(now, node);
+        self.deliver_placement(now);
+        Ok(removed)
     }
 
     /// Owns (or stops owning) an ephemeral entry and starts spreading it.
@@ -465,7 +494,10 @@ impl Core {
     }
 
     /// Applies a local write and asks every live member to acknowledge it; progress comes as
-    /// [`crate::replication::ReplicationEvent::Acked`] events until `until`.
+    /// [`crate::replication::ReplicationEvent::Acked`] events until `until`. The majority is
+    /// of the agreed membership, placement's (members leave it only by leaving gracefully), so
+    /// a node on a minority side is refused ([`ReplicationError::MinoritySide`]) instead of
+    /// confirming a write that too few members hold.
     pub fn write_acked(
         &mut self,
         now: Instant,
@@ -473,9 +505,10 @@ impl Core {
         until: Instant,
     ) -> Result<AckTicket, ReplicationError> {
         let peers = self.alive_addrs();
-        let result = self
-            .replication
-            .write_acked(now, write, &peers, until, &mut self.outbox);
+        let agreed = self.placement.agreed().len();
+        let result =
+            self.replication
+                .write_acked(now, write, &peers, agreed, until, &mut self.outbox);
         self.replication.flush_persistence(&mut self.outbox);
         result
     }
@@ -563,8 +596,18 @@ impl Core {
         }
         match postcard::from_bytes::<CoreMessage>(payload) {
             Ok(CoreMessage::Membership(message)) => {
+                let forgotten = match &message {
+                    MembershipMessage::Forget(member) => Some(member.node),
+                    _ => None,
+                };
                 self.membership
-                    .handle_message(now, from, message, &mut self.outbox)
+                    .handle_message(now, from, message, &mut self.outbox);
+                // Another node's force-leave: once the member is out of our table too, it
+                // stops counting in the agreed membership here as well.
+                if let Some(node) = forgotten.filter(|n| self.membership.member(*n).is_none()) {
+                    self.placement.forget_member(now, node);
+                    self.deliver_placement(now);
+                }
             }
             Ok(CoreMessage::Replication(message)) => {
                 // Any known member may be answered, even one we currently think failed: it
@@ -580,7 +623,7 @@ impl Core {
             }
             Ok(CoreMessage::Placement(message)) => {
                 self.placement.received(now, from, message);
-                self.deliver_placement();
+                self.deliver_placement(now);
             }
             Ok(CoreMessage::Vars(message)) => {
                 let mut out = Outgoing::new();
@@ -855,15 +898,43 @@ impl Core {
         spec: WorkloadSpec,
     ) -> Result<(), PlacementError> {
         self.placement.declare(now, name, spec)?;
-        self.deliver_placement();
+        self.deliver_placement(now);
         Ok(())
     }
 
     /// Removes a workload here: its instances here stop and are released.
     pub fn remove_placement(&mut self, now: Instant, name: &str) -> Result<(), PlacementError> {
         self.placement.remove(now, name)?;
-        self.deliver_placement();
+        self.deliver_placement(now);
         Ok(())
+    }
+
+    /// Routes `payload` by `key` to the instance of `workload` it maps to, wherever that
+    /// runs; the outcome comes as a [`crate::placement::PlacementEvent::Routed`] event.
+    pub fn route(
+        &mut self,
+        now: Instant,
+        workload: &str,
+        key: &[u8],
+        payload: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<RouteId, PlacementError> {
+        let id = self.placement.route(now, workload, key, payload, ttl)?;
+        self.deliver_placement(now);
+        Ok(id)
+    }
+
+    /// The state of an instance being handed over from here (after
+    /// [`crate::placement::PlacementEvent::BeginHandoff`]).
+    pub fn hand_off(
+        &mut self,
+        now: Instant,
+        instance: &Instance,
+        state: Vec<u8>,
+    ) -> Result<(), PlacementError> {
+        let result = self.placement.hand_off(now, instance, state);
+        self.deliver_placement(now);
+        result
     }
 
     /// Gives placement the current view when membership changed while handling the last input.
@@ -872,9 +943,13 @@ impl Core {
             .outbox
             .since(mark)
             .any(|e| matches!(e, Effect::Event(Event::Membership(_))));
-        if !changed {
-            return;
+        if changed {
+            self.placement_view_now(now);
         }
+    }
+
+    /// Gives placement the current membership view.
+    fn placement_view_now(&mut self, now: Instant) {
         let me = self.membership.me();
         let tags = |node| {
             self.membership
@@ -905,15 +980,24 @@ impl Core {
             })
             .collect();
         self.placement.update_view(now, own, &members);
-        self.deliver_placement();
+        self.deliver_placement(now);
     }
 
-    /// Sends placement's messages, reports its decisions and arms its timer.
-    fn deliver_placement(&mut self) {
-        for (to, payload) in self.placement.take_messages() {
+    /// Sends placement's messages, reports its decisions and arms its timer; a leave that
+    /// waited for handoffs goes on once they are done.
+    fn deliver_placement(&mut self, now: Instant) {
+        let coordination = self.placement.take_messages().into_iter();
+        let coordination = coordination.map(|(to, payload)| (to, Channel::Coordination, payload));
+        let bulk = self.placement.take_bulk_messages().into_iter();
+        let bulk = bulk.map(|(to, payload)| (to, Channel::Bulk, payload));
+        for (to, channel, payload) in coordination.chain(bulk) {
             if let Some(addr) = self.known_addr(to) {
-                self.outbox.send(addr, Channel::Coordination, payload);
+                self.outbox.send(addr, channel, payload);
             }
+        }
+        if self.leave_after_handoffs && !self.placement.is_handing_off() {
+            self.leave_after_handoffs = false;
+            self.membership.leave(now, &mut self.outbox);
         }
         for event in self.placement.take_events() {
             self.outbox.event(Event::Placement(event));
@@ -929,10 +1013,12 @@ impl Core {
         match command {
             Command::Join(seed) => self.membership.join(now, seed, &mut self.outbox),
             Command::Leave => {
-                // Hand over first: placement releases what it ran before we stop answering.
+                // Hand over first: placement releases what it ran before we stop answering,
+                // and the membership hears of the leave once handoffs are done (registrars
+                // stop counting a member that left, so its claims would no longer hold).
+                self.leave_after_handoffs = true;
                 self.placement.leave(now);
-                self.deliver_placement();
-                self.membership.leave(now, &mut self.outbox)
+                self.deliver_placement(now);
             }
             Command::SetMetadata(metadata) => {
                 self.membership.set_metadata(metadata, &mut self.outbox)

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use foundation_core::placement::WorkloadSpec;
-use foundation_engine::runtime::placement::PlacementCallError;
+use foundation_core::placement::{PlacementError, WorkloadSpec};
+use foundation_engine::runtime::placement::{Inbox, InstanceContext, PlacementCallError};
 use foundation_engine::runtime::NodeSettings;
 
 const SECRET: &str = "placement test secret";
@@ -232,6 +232,191 @@ async fn shards_run_once_each_and_every_node_routes_a_key_to_the_same_owner() {
     assert_eq!(instances.len(), SHARDS as usize);
     assert!(instances.iter().all(|i| i["owner"].is_string()));
     assert_eq!(runs.most.load(Ordering::SeqCst), 1, "a duplicate ran");
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+/// Messages routed by key reach each shard's instance on whichever node runs it; when a node
+/// leaves gracefully, its shards hand their state — the count of messages each took — to their
+/// next owners, so the counts still add up to every message sent. A state over the limit is
+/// refused with a typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_messages_and_handed_over_state_survive_a_graceful_leave() {
+    const SHARDS: u32 = 4;
+    let nodes = common::cluster(3, settings).await;
+    // Shard → the count its latest run reported; how many runs started with a state.
+    let counts: Arc<Mutex<BTreeMap<u32, u64>>> = Arc::default();
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    for node in &nodes {
+        let (counts, resumed, refused) = (counts.clone(), resumed.clone(), refused.clone());
+        let spec = WorkloadSpec {
+            min_members: 2,
+            handoff: true,
+            ..WorkloadSpec::sharded(SHARDS)
+        };
+        node.placement()
+            .place("acc", spec, move |mut context: InstanceContext| {
+                let (counts, resumed, refused) = (counts.clone(), resumed.clone(), refused.clone());
+                async move {
+                    let handed = context.handed_over.as_deref().map(<[u8; 8]>::try_from);
+                    let mut count = match handed {
+                        Some(Ok(bytes)) => {
+                            resumed.fetch_add(1, Ordering::SeqCst);
+                            u64::from_le_bytes(bytes)
+                        }
+                        _ => 0,
+                    };
+                    while let Some(item) = context.recv().await {
+                        match item {
+                            Inbox::Message(_) => {
+                                count += 1;
+                                counts.lock().expect("lock").insert(context.shard, count);
+                            }
+                            Inbox::HandOff(reply) => {
+                                // 20 MiB is over the 16 MiB default limit.
+                                let big = reply.hand_over(vec![0; 20 << 20]).await;
+                                if matches!(
+                                    big,
+                                    Err(PlacementCallError::Refused(
+                                        PlacementError::TooLarge { .. }
+                                    ))
+                                ) {
+                                    refused.fetch_add(1, Ordering::SeqCst);
+                                }
+                                reply
+                                    .hand_over(count.to_le_bytes().to_vec())
+                                    .await
+                                    .expect("handed over");
+                            }
+                        }
+                    }
+                }
+            })
+            .await
+            .expect("declared");
+    }
+    let placed = |nodes: &[foundation_engine::runtime::Node]| {
+        (0..SHARDS).all(|s| {
+            nodes
+                .iter()
+                .filter(|n| n.placement().running_here("acc", s))
+                .count()
+                == 1
+        })
+    };
+    common::eventually(SOON, "every shard runs once", || placed(&nodes)).await;
+    let send = |round: usize| {
+        let sender = nodes[0].placement();
+        async move {
+            for i in 0..20 {
+                let key = format!("key-{round}-{i}");
+                sender
+                    .route("acc", key.as_bytes(), b"m".to_vec(), SOON)
+                    .await
+                    .expect("delivered");
+            }
+        }
+    };
+    send(1).await;
+    // A node other than the sender that runs a shard leaves; its shards are handed over.
+    let leaver = (1..3)
+        .find(|&i| (0..SHARDS).any(|s| nodes[i].placement().running_here("acc", s)))
+        .expect("nodes 1 and 2 run something");
+    let moved = (0..SHARDS)
+        .filter(|&s| nodes[leaver].placement().running_here("acc", s))
+        .count();
+    nodes[leaver].leave().await;
+    let stay: Vec<_> = (0..3).filter(|&i| i != leaver).map(|i| &nodes[i]).collect();
+    common::eventually(SOON, "every shard runs once after the leave", || {
+        (0..SHARDS).all(|s| {
+            stay.iter()
+                .filter(|n| n.placement().running_here("acc", s))
+                .count()
+                == 1
+        })
+    })
+    .await;
+    send(2).await;
+    let total: u64 = counts.lock().expect("lock").values().sum();
+    assert_eq!(total, 40, "every message counted once, across the handoff");
+    assert_eq!(
+        resumed.load(Ordering::SeqCst),
+        moved,
+        "each moved shard resumed"
+    );
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        moved,
+        "each oversized state refused"
+    );
+    // The sender's metrics count its 40 messages delivered (refreshed every second).
+    let http = nodes[0].http_addr().expect("http");
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let body = common::raw_http::get(http, "/metrics").await.body;
+        if body.contains("foundation_placement_routed_total{outcome=\"delivered\"} 40") {
+            assert!(body.contains("foundation_placement_stops_total{reason=\"lost-quorum\"} 0"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "metrics: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        nodes[0]
+            .placement()
+            .route("nope", b"k", Vec::new(), SOON)
+            .await
+            .err()
+            .map(|e| e.to_string()),
+        Some(PlacementError::Unknown("nope".into()).to_string())
+    );
+    for node in stay {
+        node.abort().await;
+    }
+}
+
+/// A replicated workload runs once on every member; a local one on the node that declared it
+/// only; both are listed as running there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_runs_on_every_member_and_local_on_its_node() {
+    let nodes = common::cluster(3, settings).await;
+    let runs = Arc::new(Runs::default());
+    for (index, node) in nodes.iter().enumerate() {
+        let runs = runs.clone();
+        node.placement()
+            .replicated("everywhere", BTreeMap::new(), move || {
+                let runs = runs.clone();
+                async move {
+                    let _guard = runs.enter("everywhere", 0, index);
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await
+            .expect("declared");
+    }
+    let only = runs.clone();
+    nodes[1]
+        .placement()
+        .local("mine", move || {
+            let runs = only.clone();
+            async move {
+                let _guard = runs.enter("mine", 0, 1);
+                std::future::pending::<()>().await;
+            }
+        })
+        .await
+        .expect("declared");
+    common::eventually(SOON, "one run on every node, and the local one", || {
+        runs.runners("everywhere", 0) == vec![0, 1, 2] && runs.runners("mine", 0) == vec![1]
+    })
+    .await;
+    assert!(nodes
+        .iter()
+        .all(|n| n.placement().running_here("everywhere", 0)));
+    assert!(nodes[1].placement().running_here("mine", 0));
+    assert_eq!(nodes[1].placement().all()["mine"].kind, "local");
     for node in &nodes {
         node.abort().await;
     }

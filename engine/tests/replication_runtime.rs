@@ -205,6 +205,33 @@ async fn set_majority_waits_for_a_majority_and_fails_without_one() {
     }
     // The write still applied here; only the confirmation is missing.
     assert_eq!(config.get::<u32>("quorum.key").unwrap(), Some(2));
+    // Once membership marks the other two failed, the majority is still of the three agreed
+    // members: the lone node is refused at once and writes nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while nodes[0]
+        .members()
+        .iter()
+        .any(|m| m.state != MemberState::Failed)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the others never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let alone = config.set_majority("quorum.key", 3, timeout).await;
+    assert!(
+        matches!(
+            alone,
+            Err(ConfigError::Refused(ReplicationError::MinoritySide {
+                visible: 1,
+                agreed: 3,
+                needed: 2
+            }))
+        ),
+        "{alone:?}"
+    );
+    assert_eq!(config.get::<u32>("quorum.key").unwrap(), Some(2));
     nodes[0].abort().await;
 }
 

@@ -50,6 +50,9 @@
 //! | `one-owner` (placement) | `PlacementGrantsHeld`: a registrar grants an instance another node holds | `tests/placement.rs`: `one_owner_catches_…` |
 //! | `no-minority-owner` (placement) | `PlacementQuorumOfOne`: a claimant takes a lease from its own grant alone | `tests/placement.rs`: `no_minority_owner_catches_…` |
 //! | `owned-after-heal` (placement) | `PlacementRegistrationsNeverExpire`: a gone owner's registrations never run out | `tests/placement.rs`: `owned_after_heal_catches_…` (churn) |
+//! | `routed-delivery` (placement) | `PlacementRouteNoBuffer`: a node about to run an instance delivers a routed message to it at once | `tests/placement.rs`: `routed_delivery_catches_…` |
+//! | `handoff-state` (placement) | `PlacementHandoffDropsState`: the next owner drops the state it was handed | `tests/placement.rs`: `handoff_state_catches_…` |
+//! | majority writes refused on a minority side | `MajorityOfVisible`: a majority write counts its majority among the visible members | `tests/majority_writes.rs`: `counting_the_visible_members_confirms_…` |
 //! | `rpc-calls` (at most once) | `RetryEveryLostCall`: the router retries a call that is not idempotent after its answer was lost | `rpc_calls_catch_a_router_that_retries_…` (`rpc-partition`) |
 //! | `pubsub-delivery` (reliable) | `ReliableNeverResends`: unacknowledged messages are never sent again | `pubsub_delivery_catches_reliable_…` (`pubsub-partition`) |
 //! | `pubsub-delivery` (order) | `ReliableAcceptsGaps`: a receiver takes a message past a gap as the next | `pubsub_delivery_catches_a_receiver_that_skips_gaps` (`pubsub-partition`) |

@@ -315,6 +315,13 @@ pub enum AppRequest {
         /// Its value.
         value: Option<Vec<u8>>,
     },
+    /// The state of a placed instance being handed over (see [`crate::placement`]).
+    HandOff {
+        /// The instance.
+        instance: foundation_core::placement::Instance,
+        /// Its state.
+        state: Vec<u8>,
+    },
 }
 
 /// A queue entry: the event itself waits in `World::slots`, so the heap moves 24 bytes, not a
@@ -1355,6 +1362,9 @@ impl World {
                 ));
                 match request {
                     AppRequest::Command(command) => (node, Input::Command(command)),
+                    AppRequest::HandOff { instance, state } => {
+                        return self.hand_off(node, &instance, state)
+                    }
                     other => return self.app_write(node, other),
                 }
             }
@@ -1424,7 +1434,7 @@ impl World {
                 name,
                 value,
             } => core.set_ephemeral(local, &keyspace, &name, value),
-            AppRequest::Command(_) => Ok(()),
+            AppRequest::Command(_) | AppRequest::HandOff { .. } => Ok(()),
         };
         if let Err(e) = result {
             self.writes.refused += 1;
@@ -1494,7 +1504,7 @@ impl World {
                     let now = Stamp(self.now_us);
                     self.trace
                         .line(format_args!("{now} n{slot} -> event {event:?}"));
-                    self.placements.events.push((self.now_us, slot, event));
+                    self.placement_event(slot, event);
                 }
                 Effect::Event(Event::Vars(event)) => {
                     let now = Stamp(self.now_us);

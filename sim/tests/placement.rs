@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use foundation_core::fault_switch::{self, FaultSwitch};
 use foundation_core::membership::MembershipConfig;
-use foundation_core::placement::{Instance, PlacementConfig, WorkloadSpec};
+use foundation_core::placement::{
+    Instance, PlacementConfig, PlacementEvent, SplitBrain, WorkloadSpec,
+};
 use foundation_sim::faults::{Fault, Identity, Nodes};
 use foundation_sim::network::LinkModel;
 use foundation_sim::placement::PlacementCheck;
@@ -33,6 +35,11 @@ enum Plan {
     OwnerInMajority,
     /// Nodes leave, crash, come back and are replaced, one after another.
     Churn,
+    /// The singleton owner's links to everyone else go down and up every few hundred
+    /// milliseconds for eight seconds.
+    FlappingLink,
+    /// Every node in turn leaves gracefully and starts again (a rolling upgrade).
+    RollingRestart,
 }
 
 /// What a run saw: the checks, and how long the singleton had no owner after the failure.
@@ -78,6 +85,17 @@ fn run_to(world: &mut World, check: &mut PlacementCheck, us: u64) {
     world.advance_to(us);
 }
 
+/// The world of these tests: five nodes with development timers on LAN links.
+fn five_nodes(seed: u64) -> World {
+    World::new(WorldConfig {
+        seed,
+        nodes: NODES,
+        membership: MembershipConfig::development(),
+        network: LinkModel::lan(),
+        keep_trace: false,
+    })
+}
+
 fn singleton_owner(world: &World) -> Option<usize> {
     world
         .placement_runners()
@@ -87,13 +105,7 @@ fn singleton_owner(world: &World) -> Option<usize> {
 
 fn run(plan: Plan, seed: u64) -> Outcome {
     let membership = MembershipConfig::development();
-    let mut world = World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: membership.clone(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    });
+    let mut world = five_nodes(seed);
     let lease = PlacementConfig::for_membership(&membership);
     let mut instances = vec![Instance::new("s", 0)];
     instances.extend((0..SHARDS).map(|s| Instance::new("sh", s)));
@@ -169,6 +181,8 @@ fn run(plan: Plan, seed: u64) -> Outcome {
             t0 + secs(10)
         }
         (Plan::Churn, Some(_)) => churn(&mut world, &mut check, t0),
+        (Plan::FlappingLink, Some(owner)) => flap(&mut world, &mut check, t0, owner),
+        (Plan::RollingRestart, Some(_)) => rolling_restart(&mut world, &mut check, t0),
     };
     // Every instance has exactly one owner within a bound of the last disturbance.
     run_to(&mut world, &mut check, heal_at + secs(12));
@@ -219,6 +233,47 @@ fn churn(world: &mut World, check: &mut PlacementCheck, t0: u64) -> u64 {
     t
 }
 
+/// Cuts the owner off and heals, every 200–800 ms for eight seconds; returns the last heal.
+fn flap(world: &mut World, check: &mut PlacementCheck, t0: u64, owner: usize) -> u64 {
+    let others: Vec<usize> = (0..NODES).filter(|s| *s != owner).collect();
+    let mut t = t0;
+    let mut cut = false;
+    while t < t0 + secs(8) {
+        let fault = if cut {
+            Fault::Heal
+        } else {
+            Fault::Partition(Nodes::One(owner), Nodes::List(others.clone()))
+        };
+        world.apply(&fault, &BTreeMap::new()).expect("applies");
+        cut = !cut;
+        t += 200_000 + world.random_below(600_000);
+        run_to(world, check, t);
+    }
+    world.apply(&Fault::Heal, &BTreeMap::new()).expect("heals");
+    t
+}
+
+/// Each node in turn leaves gracefully and starts again, 3–4 s apart; returns the last start.
+fn rolling_restart(world: &mut World, check: &mut PlacementCheck, t0: u64) -> u64 {
+    let mut t = t0;
+    for slot in 0..NODES {
+        world
+            .apply(&Fault::Stop(Nodes::One(slot)), &BTreeMap::new())
+            .expect("stops");
+        t += secs(1);
+        run_to(world, check, t);
+        world
+            .apply(
+                &Fault::Restart(Nodes::One(slot), Identity::Same),
+                &BTreeMap::new(),
+            )
+            .expect("starts");
+        t += secs(2) + world.random_below(1_000_000);
+        run_to(world, check, t);
+    }
+    t
+}
+
 fn assert_clean(plan: Plan, seed: u64, outcome: &Outcome) {
     assert!(
         outcome.check.violations.is_empty(),
@@ -255,6 +310,20 @@ fn partition_with_the_owner_on_the_majority_side_keeps_it_there() {
             seed,
             &run(Plan::OwnerInMajority, seed),
         );
+    }
+}
+
+#[test]
+fn a_flapping_link_to_the_owner_never_runs_two() {
+    for seed in 1..=3 {
+        assert_clean(Plan::FlappingLink, seed, &run(Plan::FlappingLink, seed));
+    }
+}
+
+#[test]
+fn a_rolling_restart_keeps_one_owner_each() {
+    for seed in 1..=3 {
+        assert_clean(Plan::RollingRestart, seed, &run(Plan::RollingRestart, seed));
     }
 }
 
@@ -322,6 +391,8 @@ fn placement_sweep_over_many_seeds() {
         Plan::OwnerInMinority,
         Plan::OwnerInMajority,
         Plan::Churn,
+        Plan::FlappingLink,
+        Plan::RollingRestart,
     ] {
         let mut failovers = Vec::new();
         let mut runs = 0;
@@ -340,4 +411,220 @@ fn placement_sweep_over_many_seeds() {
             at(99)
         );
     }
+}
+
+/// A run of messages routed by key to a sharded workload with handoff, while members leave and
+/// come back (and, with `crash`, one crashes): the `routed-delivery` check on every step and at
+/// the end, `owned-after-heal`, and without a crash `handoff-state`.
+fn routed_run(seed: u64, crash: bool) -> RoutedOutcome {
+    let membership = MembershipConfig::development();
+    let mut world = five_nodes(seed);
+    let lease = PlacementConfig::for_membership(&membership);
+    let instances = (0..SHARDS).map(|s| Instance::new("rt", s)).collect();
+    let stop_bound = (lease.lease + lease.renew).as_micros() as u64 + 200_000;
+    let mut check = PlacementCheck::new(instances, stop_bound);
+    let apply = |world: &mut World, fault: &Fault| {
+        world
+            .apply(fault, &BTreeMap::new())
+            .expect("the fault applies");
+    };
+    apply(&mut world, &Fault::Join(Nodes::All, 0));
+    let spec = WorkloadSpec {
+        min_members: 3,
+        handoff: true,
+        ..WorkloadSpec::sharded(SHARDS)
+    };
+    world.declare_placement("rt", spec).expect("rt");
+    run_to(&mut world, &mut check, secs(6));
+    let mut steps = vec![
+        Fault::Stop(Nodes::One(4)),
+        Fault::Restart(Nodes::One(4), Identity::Same),
+        Fault::Stop(Nodes::One(1)),
+        Fault::Restart(Nodes::One(1), Identity::Same),
+    ];
+    if crash {
+        steps.insert(2, Fault::Crash(Nodes::One(2)));
+        steps.insert(3, Fault::Restart(Nodes::One(2), Identity::Same));
+    }
+    let mut t = secs(6);
+    let mut next_fault = t + secs(1);
+    let end_of_faults = t + secs(3) * (steps.len() as u64 + 1);
+    let mut steps = steps.into_iter();
+    // Messages every 20 ms from a random member, until a while after the last fault.
+    while t < end_of_faults + secs(4) {
+        t += 20_000;
+        if t >= next_fault {
+            if let Some(fault) = steps.next() {
+                apply(&mut world, &fault);
+            }
+            next_fault += secs(3);
+        }
+        let slot = world.random_below(NODES as u64) as usize;
+        let key = world.random_below(1000).to_le_bytes();
+        world.route_by_key(slot, "rt", &key, std::time::Duration::from_secs(1));
+        run_to(&mut world, &mut check, t);
+    }
+    run_to(&mut world, &mut check, t + secs(2));
+    check.routes_settled(&world);
+    check.exactly_one(&world);
+    if !crash {
+        check.state_carried(&world);
+    }
+    let handed_over = world
+        .take_placement_events()
+        .iter()
+        .filter(|(_, _, e)| matches!(e, PlacementEvent::EndHandoff { .. }))
+        .count();
+    let routes = world.routes();
+    let delivered = routes
+        .values()
+        .filter(|r| matches!(r.outcome, Some((_, Ok(())))))
+        .count();
+    eprintln!(
+        "seed {seed} crash {crash}: {} routed, {delivered} confirmed delivered, {handed_over} handoffs",
+        routes.len()
+    );
+    RoutedOutcome {
+        routed: routes.len(),
+        delivered,
+        handed_over,
+        check,
+    }
+}
+
+/// What a routed run saw.
+struct RoutedOutcome {
+    routed: usize,
+    delivered: usize,
+    /// States taken up by next owners (`EndHandoff`).
+    handed_over: usize,
+    check: PlacementCheck,
+}
+
+#[test]
+fn routed_messages_during_handoffs_are_delivered_once_or_fail_by_their_deadline() {
+    for seed in 1..=3 {
+        for crash in [false, true] {
+            let outcome = routed_run(seed, crash);
+            assert!(
+                outcome.check.violations.is_empty(),
+                "seed {seed} crash {crash}: {:?}",
+                outcome.check.violations.first()
+            );
+            assert!(outcome.handed_over > 0, "no shard was handed over");
+            assert!(
+                outcome.delivered * 10 >= outcome.routed * 9,
+                "fewer than 90 % delivered"
+            );
+        }
+    }
+}
+
+/// The check fails on a node that delivers a message for an instance it is about to run
+/// instead of keeping it until it runs.
+#[test]
+fn routed_delivery_catches_a_node_that_delivers_before_the_instance_runs() {
+    let _on = fault_switch::engage(FaultSwitch::PlacementRouteNoBuffer);
+    for seed in 1..=10 {
+        if let Some(first) = routed_run(seed, false).check.first("routed-delivery") {
+            eprintln!("PlacementRouteNoBuffer caught by {first}");
+            return;
+        }
+    }
+    panic!("routed-delivery never failed with PlacementRouteNoBuffer");
+}
+
+/// Which split-brain policy a run uses: the named member decides.
+#[derive(Clone, Copy, Debug)]
+enum Decider {
+    /// keep-referee, with the first node as the referee.
+    Referee,
+    /// keep-oldest.
+    Oldest,
+}
+
+/// A 2 | 3 partition with the deciding member (the referee, or the oldest) on the side of
+/// two: that side owns the singleton, the side of three never does once its leases are out,
+/// and after the heal exactly one runs.
+fn decider_run(decider: Decider, seed: u64) -> PlacementCheck {
+    let membership = MembershipConfig::development();
+    let mut world = five_nodes(seed);
+    let deciding = match decider {
+        Decider::Referee => 0,
+        Decider::Oldest => (0..NODES)
+            .min_by_key(|&s| (world.node(s).generation(), world.node(s).id()))
+            .expect("nodes"),
+    };
+    let split_brain = match decider {
+        Decider::Referee => SplitBrain::KeepReferee(world.node(deciding).id()),
+        Decider::Oldest => SplitBrain::KeepOldest,
+    };
+    let config = PlacementConfig {
+        split_brain,
+        ..PlacementConfig::for_membership(&membership)
+    };
+    world.set_placement(config.clone()).expect("valid");
+    let stop_bound = (config.lease + config.renew).as_micros() as u64 + 200_000;
+    let mut check = PlacementCheck::new(vec![Instance::new("s", 0)], stop_bound);
+    world
+        .apply(&Fault::Join(Nodes::All, 0), &BTreeMap::new())
+        .expect("joins");
+    let spec = WorkloadSpec {
+        min_members: 2,
+        ..WorkloadSpec::singleton()
+    };
+    world.declare_placement("s", spec).expect("s");
+    run_to(&mut world, &mut check, secs(6));
+    let partner = (deciding + 1 + world.random_below(NODES as u64 - 1) as usize) % NODES;
+    let small = vec![deciding, partner];
+    let big: Vec<usize> = (0..NODES).filter(|s| !small.contains(s)).collect();
+    world
+        .apply(
+            &Fault::Partition(Nodes::List(small.clone()), Nodes::List(big.clone())),
+            &BTreeMap::new(),
+        )
+        .expect("partition");
+    check.minority(&world, big);
+    run_to(&mut world, &mut check, secs(14));
+    let runners = world.placement_runners();
+    let owner = runners
+        .get(&Instance::new("s", 0))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        owner.len() == 1 && small.contains(&owner[0]),
+        "{decider:?} seed {seed}: the deciding side {small:?} does not own it: {owner:?}"
+    );
+    world.apply(&Fault::Heal, &BTreeMap::new()).expect("heal");
+    check.healed();
+    run_to(&mut world, &mut check, secs(26));
+    check.exactly_one(&world);
+    check
+}
+
+#[test]
+fn keep_referee_and_keep_oldest_give_the_singleton_to_the_deciding_side() {
+    for seed in 1..=3 {
+        for decider in [Decider::Referee, Decider::Oldest] {
+            let check = decider_run(decider, seed);
+            assert!(
+                check.violations.is_empty(),
+                "{decider:?} seed {seed}: {:?}",
+                check.violations.first()
+            );
+        }
+    }
+}
+
+/// The check fails on a next owner that drops the state it was handed.
+#[test]
+fn handoff_state_catches_a_next_owner_that_drops_the_state() {
+    let _on = fault_switch::engage(FaultSwitch::PlacementHandoffDropsState);
+    for seed in 1..=10 {
+        if let Some(first) = routed_run(seed, false).check.first("handoff-state") {
+            eprintln!("PlacementHandoffDropsState caught by {first}");
+            return;
+        }
+    }
+    panic!("handoff-state never failed with PlacementHandoffDropsState");
 }

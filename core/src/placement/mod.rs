@@ -18,7 +18,15 @@
 //! can start anything. The quorum is [`SplitBrain::KeepMajority`] (a majority of the *agreed*
 //! membership: members join it when seen alive and leave it only when they leave gracefully, so
 //! no side shrinks its way into a majority; registrars grant only members of their own agreed
-//! membership, so a node they do not count cannot win with them) or [`SplitBrain::StaticQuorum`].
+//! membership, so a node they do not count cannot win with them), [`SplitBrain::StaticQuorum`],
+//! or one member's grant: [`SplitBrain::KeepReferee`] (a named node) and
+//! [`SplitBrain::KeepOldest`] (the oldest agreed member; a registrar grants only while it is the
+//! oldest it knows of, from a lease after it became so). One registrar holds one claimant per
+//! instance, so those are unique too.
+//!
+//! Singletons and shards are unique; [`Kind::Replicated`] and [`Kind::Local`] workloads run one
+//! instance per node without leases (`per_node`). Messages are routed by key to the owner
+//! ([`routing`]), and an instance that moves may hand its state over ([`handoff`]).
 //!
 //! Failover after a crash takes the failure detector's time (views change) or the lease,
 //! whichever is longer, plus a round trip: the lease defaults to shorter than detection.
@@ -28,8 +36,11 @@
 //! Time comes in as arguments; what to send and what to start or stop come out
 //! ([`Placement::take_messages`], [`Placement::take_events`]).
 
+pub mod handoff;
+mod per_node;
 pub mod registrar;
 pub mod rendezvous;
+pub mod routing;
 pub mod wire;
 
 #[cfg(test)]
@@ -47,9 +58,17 @@ use crate::time::Instant;
 use crate::vars::Life;
 use crate::NodeId;
 
+pub use handoff::HandoffStats;
 pub use registrar::Registrar;
 pub use rendezvous::{shard_of, Candidate, Rule};
+pub use routing::{RouteAnswer, RouteError, RouteId, RouteStats, ROUTE_PAYLOAD_MAX};
 pub use wire::{encode, PlacementMessage, MAX_CLAIMS};
+
+use handoff::Handoffs;
+use routing::Routing;
+
+/// Largest `handoff_max_bytes`: what a node accepts in one bulk transfer.
+pub const HANDOFF_STATE_MAX: usize = crate::replication::FULL_STATE_BYTES_MAX;
 
 /// One placed instance: a singleton (shard 0 of a singleton workload) or one shard.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -87,6 +106,10 @@ pub enum Kind {
         /// How many shards (at least 1; fixed once declared).
         shards: u32,
     },
+    /// One instance on every eligible member (by tags).
+    Replicated,
+    /// One instance on this node, declared here only.
+    Local,
 }
 
 /// A workload's declaration. Every node that may run it declares it with the same spec.
@@ -101,6 +124,11 @@ pub struct WorkloadSpec {
     /// Eligible members this node must see (itself included) before any instance starts. Set
     /// it to a majority of the expected cluster so nodes that boot apart never each start one.
     pub min_members: usize,
+    /// Whether an instance that moves (a join, a graceful leave) hands its state to its next
+    /// owner before it stops there ([`handoff`]); otherwise it stops at once and the next
+    /// owner starts afresh.
+    #[serde(default)]
+    pub handoff: bool,
 }
 
 impl WorkloadSpec {
@@ -111,6 +139,7 @@ impl WorkloadSpec {
             rule: Rule::Rendezvous,
             require: BTreeMap::new(),
             min_members: 1,
+            handoff: false,
         }
     }
 
@@ -125,7 +154,7 @@ impl WorkloadSpec {
     /// How many instances the workload has.
     pub fn shards(&self) -> u32 {
         match self.kind {
-            Kind::Singleton => 1,
+            Kind::Singleton | Kind::Replicated | Kind::Local => 1,
             Kind::Sharded { shards } => shards,
         }
     }
@@ -139,6 +168,14 @@ pub enum SplitBrain {
     KeepMajority,
     /// At least this many registrars; safe only if more than half the cluster.
     StaticQuorum(u32),
+    /// The side with the oldest member of the agreed membership (lowest generation): a lease
+    /// needs that member's grant, and a registrar grants only while it is the oldest it knows
+    /// of (and a lease after it became so, so the previous oldest's grants have run out). If
+    /// the oldest crashes, nothing is owned until it comes back (a younger life: the next
+    /// oldest then decides) or leaves.
+    KeepOldest,
+    /// The side with this node: a lease needs its grant. While it is down nothing is owned.
+    KeepReferee(NodeId),
 }
 
 /// Placement's timing and policy.
@@ -154,6 +191,11 @@ pub struct PlacementConfig {
     pub drift_ppm: u32,
     /// Which side may own.
     pub split_brain: SplitBrain,
+    /// How long a handoff may take (the application giving the state, the next owner taking
+    /// it) before the instance stops without one.
+    pub handoff_timeout: Duration,
+    /// Largest handed-over state, in bytes (at most [`HANDOFF_STATE_MAX`]).
+    pub handoff_max_bytes: usize,
 }
 
 impl PlacementConfig {
@@ -167,6 +209,8 @@ impl PlacementConfig {
             renew: lease / 4,
             drift_ppm: 100_000,
             split_brain: SplitBrain::KeepMajority,
+            handoff_timeout: lease * 2,
+            handoff_max_bytes: 16 << 20,
         }
     }
 
@@ -181,6 +225,9 @@ impl PlacementConfig {
         }
         if matches!(self.split_brain, SplitBrain::StaticQuorum(0)) {
             return bad("a static quorum needs at least 1 member");
+        }
+        if self.handoff_timeout.is_zero() || self.handoff_max_bytes > HANDOFF_STATE_MAX {
+            return bad("handoff_timeout must be positive and handoff_max_bytes at most 256 MiB");
         }
         Ok(())
     }
@@ -206,6 +253,20 @@ pub enum PlacementError {
     /// A name or setting that cannot be used.
     #[error("invalid placement setting: {0}")]
     Invalid(String),
+    /// A routed message or a handed-over state over its limit.
+    #[error("{size} bytes is over the limit of {max} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A state was given for an instance that is not being handed over from here.
+    #[error("{0} is not being handed over from this node")]
+    NotHandingOff(Instance),
+    /// Too many routed messages wait for an outcome; retry later.
+    #[error("{0} routed messages already wait for an outcome")]
+    Busy(usize),
 }
 
 /// Why an instance stopped here.
@@ -239,6 +300,40 @@ pub enum PlacementEvent {
         /// Why.
         reason: StopReason,
     },
+    /// `begin_handoff`: this instance moves to `to`. Stop its work and give its state with
+    /// [`Placement::hand_off`]; a `Stop` follows once `to` holds it (or the handoff timed out).
+    BeginHandoff {
+        /// The instance.
+        instance: Instance,
+        /// Its next owner.
+        to: NodeId,
+    },
+    /// `end_handoff`: the state the previous owner handed over, just before this instance's
+    /// `Start` here.
+    EndHandoff {
+        /// The instance.
+        instance: Instance,
+        /// The previous owner.
+        from: NodeId,
+        /// Its state.
+        state: Bytes,
+    },
+    /// A message routed by key to this instance, which runs here.
+    Deliver {
+        /// The instance.
+        instance: Instance,
+        /// The message's name.
+        id: RouteId,
+        /// What the origin sent.
+        payload: Bytes,
+    },
+    /// What became of a message this node routed ([`Placement::route`]).
+    Routed {
+        /// The message.
+        id: RouteId,
+        /// Delivered, or why not confirmed.
+        outcome: Result<(), RouteError>,
+    },
 }
 
 /// A member as placement sees it: built by the core from its membership view.
@@ -265,9 +360,50 @@ pub struct PlacementStats {
     pub moved: u64,
     /// Messages refused (a claim under another node's name, an unknown round).
     pub refused: u64,
+    /// Stops by reason: moved (or handed over), lost quorum, removed, leaving, renewed.
+    pub stops_by_reason: [u64; 5],
+    /// Time instances waited here between this node's view naming it their owner and their
+    /// start (the lease, the previous owner's stop or handoff), in microseconds: the part of
+    /// a failover this node saw. Summed over nodes it approaches the time without owner after
+    /// detection.
+    pub waited_micros: u64,
 }
 
-/// Grants needed, given our agreed membership and the largest one any registrar reported.
+impl StopReason {
+    /// Its index in [`PlacementStats::stops_by_reason`].
+    pub fn index(self) -> usize {
+        match self {
+            StopReason::Moved => 0,
+            StopReason::LostQuorum => 1,
+            StopReason::Removed => 2,
+            StopReason::Leaving => 3,
+            StopReason::Renewed => 4,
+        }
+    }
+
+    /// Every reason, in index order.
+    pub const ALL: [StopReason; 5] = [
+        StopReason::Moved,
+        StopReason::LostQuorum,
+        StopReason::Removed,
+        StopReason::Leaving,
+        StopReason::Renewed,
+    ];
+
+    /// Its name, as in serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Moved => "moved",
+            StopReason::LostQuorum => "lost-quorum",
+            StopReason::Removed => "removed",
+            StopReason::Leaving => "leaving",
+            StopReason::Renewed => "renewed",
+        }
+    }
+}
+
+/// Grants needed, given our agreed membership and the largest one any registrar reported
+/// (for the policies that count; the others need one given member's grant).
 fn quorum_size(policy: SplitBrain, agreed: usize, reported: usize) -> usize {
     if fault_on!(PlacementQuorumOfOne) {
         return 1;
@@ -275,6 +411,7 @@ fn quorum_size(policy: SplitBrain, agreed: usize, reported: usize) -> usize {
     match policy {
         SplitBrain::KeepMajority => agreed.max(reported) / 2 + 1,
         SplitBrain::StaticQuorum(n) => n as usize,
+        SplitBrain::KeepOldest | SplitBrain::KeepReferee(_) => 1,
     }
 }
 
@@ -296,14 +433,23 @@ pub struct Placement {
     workloads: BTreeMap<String, WorkloadSpec>,
     /// The agreed membership (ourselves included): the registrars a quorum is counted among.
     agreed: BTreeSet<NodeId>,
+    /// The latest generation seen of each agreed member (for keep-oldest).
+    generations: BTreeMap<NodeId, u64>,
+    /// Since when we are the oldest agreed member, if we are (keep-oldest grants wait a
+    /// lease after it).
+    oldest_since: Option<Instant>,
     /// Ourselves and the members alive in our view.
     candidates: Vec<Candidate>,
     /// What our view says we should own.
     wanted: BTreeSet<Instance>,
+    /// Since when each wanted instance that does not run here yet has been wanted.
+    wanted_since: BTreeMap<Instance, Instant>,
     /// What the last round claimed.
     claimed: BTreeSet<Instance>,
     /// Running here, with the end of the lease on our clock.
     running: BTreeMap<Instance, Instant>,
+    /// Running here, of per-node workloads (replicated, local): no lease.
+    per_node: BTreeSet<Instance>,
     /// Leases won for instances not started yet (or renewed ahead), by instance.
     leases: BTreeMap<Instance, Instant>,
     rounds: BTreeMap<u64, Round>,
@@ -313,7 +459,11 @@ pub struct Placement {
     /// Whether `wanted` must be computed again (the view or the workloads changed).
     dirty: bool,
     registrar: Registrar,
+    routing: Routing,
+    handoffs: Handoffs,
     out: Vec<(NodeId, Bytes)>,
+    /// Messages for the bulk channel (handed-over states).
+    bulk_out: Vec<(NodeId, Bytes)>,
     events: Vec<PlacementEvent>,
     stats: PlacementStats,
 }
@@ -325,12 +475,16 @@ impl Placement {
         Self {
             me,
             agreed: BTreeSet::from([me.node]),
+            generations: BTreeMap::from([(me.node, me.generation)]),
+            oldest_since: None,
             config,
             workloads: BTreeMap::new(),
             candidates: Vec::new(),
             wanted: BTreeSet::new(),
+            wanted_since: BTreeMap::new(),
             claimed: BTreeSet::new(),
             running: BTreeMap::new(),
+            per_node: BTreeSet::new(),
             leases: BTreeMap::new(),
             rounds: BTreeMap::new(),
             next_round: 1,
@@ -338,7 +492,10 @@ impl Placement {
             leaving: false,
             dirty: true,
             registrar,
+            routing: Routing::default(),
+            handoffs: Handoffs::default(),
             out: Vec::new(),
+            bulk_out: Vec::new(),
             events: Vec::new(),
             stats: PlacementStats::default(),
         }
@@ -397,11 +554,12 @@ impl Placement {
     }
 
     /// This node is leaving: stop everything and release it at once, so the members that
-    /// stay take over in about one round instead of waiting for the lease.
+    /// stay take over in about one round instead of waiting for the lease. Instances of
+    /// workloads with `handoff` are handed to their next owners first (the core leaves the
+    /// membership once [`Placement::is_handing_off`] is false).
     pub fn leave(&mut self, now: Instant) {
         self.leaving = true;
         self.dirty = true;
-        self.stop_all(StopReason::Leaving);
         self.decide(now);
     }
 
@@ -410,6 +568,7 @@ impl Placement {
         if me.generation != self.me.generation || me.id != self.me.node {
             // A new life of this node: what the old one ran stops before the new one claims.
             self.stop_all(StopReason::Renewed);
+            self.stop_per_node(StopReason::Renewed);
             self.me = Life {
                 node: me.id,
                 generation: me.generation,
@@ -417,7 +576,7 @@ impl Placement {
             self.rounds.clear();
             self.claimed.clear();
         }
-        self.update_agreed(members);
+        self.update_agreed(now, members);
         self.candidates = std::iter::once(me)
             .chain(
                 members
@@ -436,18 +595,75 @@ impl Placement {
     /// sweep found it: both sides dropped the other after the heal, while one member saw
     /// everyone alive). A member that never comes back keeps counting against the quorum until
     /// it is removed on purpose, which is not built yet.
-    fn update_agreed(&mut self, members: &[Member]) {
+    fn update_agreed(&mut self, now: Instant, members: &[Member]) {
         self.agreed.insert(self.me.node);
+        self.generations.insert(self.me.node, self.me.generation);
         for m in members {
             match m.state {
                 MemberState::Alive => {
                     self.agreed.insert(m.candidate.id);
+                    self.generations
+                        .insert(m.candidate.id, m.candidate.generation);
                 }
                 MemberState::Left => {
                     self.agreed.remove(&m.candidate.id);
+                    self.generations.remove(&m.candidate.id);
                 }
                 MemberState::Failed => {}
             }
+        }
+        self.note_oldest(now);
+    }
+
+    /// Whether we are the oldest agreed member now, and since when.
+    fn note_oldest(&mut self, now: Instant) {
+        if self.oldest() != Some(self.me.node) {
+            self.oldest_since = None;
+        } else if self.oldest_since.is_none() {
+            self.oldest_since = Some(now);
+        }
+    }
+
+    /// An operator removed `node` from the cluster on purpose (`force-leave`): it no longer
+    /// counts in the agreed membership. Only for a member known to be gone for good: one
+    /// alive on the other side of a partition would let both sides reach a majority.
+    pub fn forget_member(&mut self, now: Instant, node: NodeId) {
+        if node == self.me.node {
+            return;
+        }
+        self.agreed.remove(&node);
+        self.generations.remove(&node);
+        self.note_oldest(now);
+        self.dirty = true;
+        self.decide(now);
+    }
+
+    /// The oldest member of the agreed membership: lowest generation, then node id.
+    fn oldest(&self) -> Option<NodeId> {
+        self.generations
+            .iter()
+            .filter(|(id, _)| self.agreed.contains(id))
+            .min_by_key(|(id, generation)| (**generation, **id))
+            .map(|(id, _)| *id)
+    }
+
+    /// Whether our registrar may grant now: under keep-oldest only while we are the oldest,
+    /// from a lease after we became it.
+    fn may_grant(&self, now: Instant) -> bool {
+        match self.config.split_brain {
+            SplitBrain::KeepOldest => self
+                .oldest_since
+                .is_some_and(|since| now >= since + self.config.lease),
+            _ => true,
+        }
+    }
+
+    /// The one member whose grant a lease needs, for the policies that name one.
+    fn referee(&self) -> Option<NodeId> {
+        match self.config.split_brain {
+            SplitBrain::KeepOldest => self.oldest(),
+            SplitBrain::KeepReferee(node) => Some(node),
+            SplitBrain::KeepMajority | SplitBrain::StaticQuorum(_) => None,
         }
     }
 
@@ -459,10 +675,15 @@ impl Placement {
     /// When [`Placement::handle_timeout`] next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let lease_end = self.running.values().min().copied();
-        match (self.round_due, lease_end) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.round_due,
+            lease_end,
+            self.routing.poll_timeout(),
+            self.handoffs.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Takes a message from `from` (as authenticated by the transport).
@@ -477,13 +698,14 @@ impl Placement {
                     self.stats.refused += 1;
                     return;
                 }
-                let claims: BTreeSet<Instance> = if self.agreed.contains(&from) {
-                    claims.into_iter().collect()
-                } else {
-                    // Not (yet) a member we count: its claims take nothing, and what it held
-                    // is released.
-                    BTreeSet::new()
-                };
+                let claims: BTreeSet<Instance> =
+                    if self.agreed.contains(&from) && self.may_grant(now) {
+                        claims.into_iter().collect()
+                    } else {
+                        // Not (yet) a member we count: its claims take nothing, and what it held
+                        // is released.
+                        BTreeSet::new()
+                    };
                 self.registrar.expire(now);
                 if let Some(granted) = self.registrar.claim(now, life, round, &claims) {
                     let members = u32::try_from(self.agreed.len()).unwrap_or(u32::MAX);
@@ -504,6 +726,30 @@ impl Placement {
                 self.granted(now, from, round, granted, members);
                 self.decide(now);
             }
+            PlacementMessage::Route {
+                id,
+                instance,
+                payload,
+                ttl_us,
+            } => {
+                if id.origin.node != from || payload.len() > ROUTE_PAYLOAD_MAX {
+                    self.stats.refused += 1;
+                    return;
+                }
+                let until = now + Duration::from_micros(ttl_us.min(3_600_000_000));
+                self.take_routed(now, id, from, instance, payload, until);
+            }
+            PlacementMessage::RouteAnswer { id, answer } => {
+                self.route_answered(now, from, id, answer);
+            }
+            PlacementMessage::HandoffState {
+                instance,
+                life,
+                state,
+            } => self.state_received(now, from, instance, life, state),
+            PlacementMessage::HandoffTaken { instance } => {
+                self.handoff_taken(now, from, &instance);
+            }
         }
     }
 
@@ -516,6 +762,7 @@ impl Placement {
         granted: Vec<Instance>,
         members: usize,
     ) {
+        let referee = self.referee();
         let Some(r) = self.rounds.get_mut(&round) else {
             self.stats.refused += 1;
             return;
@@ -536,6 +783,9 @@ impl Placement {
             let counted = match self.config.split_brain {
                 SplitBrain::KeepMajority => set.iter().filter(|n| self.agreed.contains(n)).count(),
                 SplitBrain::StaticQuorum(_) => set.len(),
+                SplitBrain::KeepOldest | SplitBrain::KeepReferee(_) => {
+                    usize::from(referee.is_some_and(|r| set.contains(&r)))
+                }
             };
             if counted >= quorum {
                 let lease = self.leases.entry(instance.clone()).or_insert(until);
@@ -550,9 +800,21 @@ impl Placement {
         self.registrar.expire(now);
         if std::mem::take(&mut self.dirty) {
             self.wanted = self.compute_wanted();
+            self.decide_per_node();
+            let (wanted, running) = (&self.wanted, &self.running);
+            self.wanted_since
+                .retain(|i, _| wanted.contains(i) && !running.contains_key(i));
+            for instance in self
+                .wanted
+                .difference(&self.running.keys().cloned().collect())
+            {
+                self.wanted_since.entry(instance.clone()).or_insert(now);
+            }
         }
-        self.leases
-            .retain(|instance, until| *until > now && self.wanted.contains(instance));
+        let handing_off = &self.handoffs;
+        self.leases.retain(|instance, until| {
+            *until > now && (self.wanted.contains(instance) || handing_off.is_handing_off(instance))
+        });
         let expired: Vec<Instance> = self
             .running
             .iter()
@@ -562,20 +824,23 @@ impl Placement {
         for instance in expired {
             self.stop(&instance, StopReason::LostQuorum);
         }
+        self.expire_handoffs(now);
         let moved: Vec<Instance> = self
             .running
             .keys()
-            .filter(|i| !self.wanted.contains(*i))
+            .filter(|i| !self.wanted.contains(*i) && !self.handoffs.is_handing_off(i))
             .cloned()
             .collect();
         for instance in moved {
-            self.stop(&instance, StopReason::Moved);
+            self.move_away(now, instance);
         }
         self.start_leased(now);
+        self.advance_routes(now);
+        let claims = self.claims();
         let due = self.round_due.is_some_and(|at| at <= now);
-        if self.wanted != self.claimed || (due && !self.wanted.is_empty()) {
+        if claims != self.claimed || (due && !claims.is_empty()) {
             self.send_round(now);
-        } else if self.wanted.is_empty() {
+        } else if claims.is_empty() {
             self.round_due = None;
         }
         let horizon = self.config.lease;
@@ -583,17 +848,60 @@ impl Placement {
             .retain(|_, r| now.saturating_since(r.sent) < horizon);
     }
 
+    /// An instance running here that should run elsewhere: handed over if its workload asks
+    /// for it and another member may own it, else stopped now.
+    fn move_away(&mut self, now: Instant, instance: Instance) {
+        let reason = if self.leaving {
+            StopReason::Leaving
+        } else {
+            StopReason::Moved
+        };
+        let handoff = self
+            .workloads
+            .get(&instance.workload)
+            .is_some_and(|spec| spec.handoff);
+        match self.successor(&instance).filter(|_| handoff) {
+            Some(to) => self.begin_handoff(now, instance, to, reason),
+            None => self.stop(&instance, reason),
+        }
+    }
+
+    /// Who should own `instance` if not us: the owner among the other eligible members.
+    fn successor(&self, instance: &Instance) -> Option<NodeId> {
+        let spec = self.workloads.get(&instance.workload)?;
+        let others: Vec<Candidate> = self
+            .candidates
+            .iter()
+            .filter(|c| c.id != self.me.node && c.eligible(&spec.require))
+            .cloned()
+            .collect();
+        rendezvous::owner(spec.rule, &instance.workload, instance.shard, &others)
+    }
+
+    /// What our rounds claim: what we want, and what we are handing over (still ours until
+    /// the next owner holds its state).
+    fn claims(&self) -> BTreeSet<Instance> {
+        let mut claims = self.wanted.clone();
+        claims.extend(self.handoffs.handing_off().cloned());
+        claims
+    }
+
     /// Starts each wanted instance we hold a lease on, and extends the running ones' leases.
     fn start_leased(&mut self, now: Instant) {
-        for (instance, until) in &self.leases {
-            match self.running.get_mut(instance) {
-                Some(end) => *end = (*end).max(*until),
-                None if *until > now => {
-                    self.running.insert(instance.clone(), *until);
+        let leases: Vec<(Instance, Instant)> =
+            self.leases.iter().map(|(i, u)| (i.clone(), *u)).collect();
+        for (instance, until) in leases {
+            match self.running.get_mut(&instance) {
+                Some(end) => *end = (*end).max(until),
+                None if until > now => {
+                    self.running.insert(instance.clone(), until);
                     self.stats.started += 1;
-                    self.events.push(PlacementEvent::Start {
-                        instance: instance.clone(),
-                    });
+                    if let Some(since) = self.wanted_since.remove(&instance) {
+                        let waited = now.saturating_since(since).as_micros();
+                        self.stats.waited_micros += u64::try_from(waited).unwrap_or(u64::MAX);
+                    }
+                    self.resume_handed_over(&instance);
+                    self.events.push(PlacementEvent::Start { instance });
                 }
                 None => {}
             }
@@ -608,7 +916,7 @@ impl Placement {
         if self.leaving {
             return wanted;
         }
-        for (name, spec) in &self.workloads {
+        for (name, spec) in self.workloads.iter().filter(|(_, s)| !s.per_node()) {
             let eligible: Vec<Candidate> = self
                 .candidates
                 .iter()
@@ -634,7 +942,7 @@ impl Placement {
         let round = self.next_round;
         self.next_round += 1;
         self.stats.rounds += 1;
-        let claims = self.wanted.clone();
+        let claims = self.claims();
         if !claims.is_superset(&self.claimed) {
             // This round releases something: a late grant of an earlier round must not count
             // for it any more (the registrar may give it to another node once released).
@@ -659,7 +967,12 @@ impl Placement {
                 self.out.push((*node, message.clone()));
             }
         }
-        if let Some(granted) = self.registrar.claim(now, self.me, round, &claims) {
+        let ours = if self.may_grant(now) {
+            claims.clone()
+        } else {
+            BTreeSet::new()
+        };
+        if let Some(granted) = self.registrar.claim(now, self.me, round, &ours) {
             let members = self.agreed.len();
             self.granted(now, self.me.node, round, granted, members);
             self.start_leased(now);
@@ -668,6 +981,7 @@ impl Placement {
     }
 
     fn stop(&mut self, instance: &Instance, reason: StopReason) {
+        self.handoffs.forget(instance);
         if self.running.remove(instance).is_none() {
             return;
         }
@@ -676,6 +990,7 @@ impl Placement {
             StopReason::LostQuorum => self.stats.lost_quorum += 1,
             _ => self.stats.moved += 1,
         }
+        self.stats.stops_by_reason[reason.index()] += 1;
         self.events.push(PlacementEvent::Stop {
             instance: instance.clone(),
             reason,
@@ -690,9 +1005,16 @@ impl Placement {
         self.leases.clear();
     }
 
-    /// Messages to send: (recipient, encoded `CoreMessage::Placement`).
+    /// Messages to send on the coordination channel: (recipient, encoded
+    /// `CoreMessage::Placement`).
     pub fn take_messages(&mut self) -> Vec<(NodeId, Bytes)> {
         std::mem::take(&mut self.out)
+    }
+
+    /// Messages to send on the bulk channel (handed-over states), like
+    /// [`Placement::take_messages`].
+    pub fn take_bulk_messages(&mut self) -> Vec<(NodeId, Bytes)> {
+        std::mem::take(&mut self.bulk_out)
     }
 
     /// Start and stop decisions, in order.
@@ -704,6 +1026,12 @@ impl Placement {
     /// before the timer that stops it has fired).
     pub fn is_running(&self, instance: &Instance, now: Instant) -> bool {
         self.running.get(instance).is_some_and(|until| *until > now)
+            || self.per_node.contains(instance)
+    }
+
+    /// Whether `instance` was started here and not stopped since (lease ends not judged).
+    pub fn runs_here(&self, instance: &Instance) -> bool {
+        self.running.contains_key(instance) || self.per_node.contains(instance)
     }
 
     /// The instances running here, with their lease ends.
@@ -745,6 +1073,10 @@ impl Placement {
                 spec.shards()
             )));
         }
+        if spec.per_node() {
+            // Every node that runs one owns its own: ours, if we do.
+            return Ok(self.per_node.contains(instance).then_some(self.me.node));
+        }
         let eligible: Vec<Candidate> = self
             .candidates
             .iter()
@@ -780,8 +1112,10 @@ impl Placement {
     /// The machine's own consistency: every running instance is wanted and was leased.
     pub fn invariants(&self) -> Result<(), String> {
         for instance in self.running.keys() {
-            if !self.wanted.contains(instance) {
-                return Err(format!("{instance} runs here but is not wanted"));
+            if !self.wanted.contains(instance) && !self.handoffs.is_handing_off(instance) {
+                return Err(format!(
+                    "{instance} runs here but is neither wanted nor handed over"
+                ));
             }
             if !self.claimed.contains(instance) {
                 return Err(format!("{instance} runs here but was not claimed"));

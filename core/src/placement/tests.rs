@@ -26,6 +26,8 @@ fn config() -> PlacementConfig {
         renew: Duration::from_millis(250),
         drift_ppm: 100_000,
         split_brain: SplitBrain::KeepMajority,
+        handoff_timeout: Duration::from_millis(2000),
+        handoff_max_bytes: 1024,
     }
 }
 
@@ -47,6 +49,10 @@ struct Cluster {
     cut: BTreeSet<(usize, usize)>,
     /// (world ms, slot, event)
     events: Vec<(u64, usize, PlacementEvent)>,
+    /// Whether the application answers `BeginHandoff` with the instance's state at once.
+    answer_handoffs: bool,
+    /// Handoffs begun and not answered yet: (slot, instance).
+    handoffs_due: Vec<(usize, Instance)>,
 }
 
 impl Cluster {
@@ -59,6 +65,8 @@ impl Cluster {
             flights: Vec::new(),
             cut: BTreeSet::new(),
             events: Vec::new(),
+            answer_handoffs: true,
+            handoffs_due: Vec::new(),
         };
         for i in 0..n {
             let me = Life {
@@ -111,12 +119,17 @@ impl Cluster {
         let Some(p) = self.machines[slot].as_mut() else {
             return;
         };
-        for (to, bytes) in p.take_messages() {
+        let mut messages = p.take_messages();
+        messages.extend(p.take_bulk_messages());
+        for (to, bytes) in messages {
             let to = (to.as_u128() - 7) / 0x1000_0000_0000_0001;
             self.flights
                 .push((self.now + self.delay, slot, to as usize, bytes));
         }
         for e in p.take_events() {
+            if let PlacementEvent::BeginHandoff { instance, .. } = &e {
+                self.handoffs_due.push((slot, instance.clone()));
+            }
             self.events.push((self.now, slot, e));
         }
     }
@@ -146,6 +159,9 @@ impl Cluster {
                 }
                 self.collect(to);
             }
+            if self.answer_handoffs {
+                self.answer_handoffs();
+            }
             for slot in 0..self.machines.len() {
                 let now = self.local(slot);
                 let due = self.machines[slot]
@@ -161,6 +177,61 @@ impl Cluster {
             }
             self.check_unique();
         }
+    }
+
+    /// The application's part of a handoff: the state of each instance being handed over.
+    fn answer_handoffs(&mut self) {
+        for (slot, instance) in std::mem::take(&mut self.handoffs_due) {
+            let now = self.local(slot);
+            if let Some(p) = self.machines[slot].as_mut() {
+                let _ = p.hand_off(now, &instance, state_of(&instance));
+            }
+            self.collect(slot);
+        }
+    }
+
+    /// Has `slot` route `payload` by `key` with `ttl_ms`.
+    fn route(&mut self, slot: usize, key: &str, payload: &str, ttl_ms: u64) -> RouteId {
+        let now = self.local(slot);
+        let id = self.machines[slot]
+            .as_mut()
+            .expect("up")
+            .route(
+                now,
+                "w",
+                key.as_bytes(),
+                payload.as_bytes().to_vec(),
+                Duration::from_millis(ttl_ms),
+            )
+            .expect("routed");
+        self.collect(slot);
+        id
+    }
+
+    /// Deliveries so far: (ms, slot, instance, payload).
+    fn deliveries(&self) -> Vec<(u64, usize, Instance, String)> {
+        self.events
+            .iter()
+            .filter_map(|(at, slot, e)| match e {
+                PlacementEvent::Deliver {
+                    instance, payload, ..
+                } => Some((
+                    *at,
+                    *slot,
+                    instance.clone(),
+                    String::from_utf8_lossy(payload).into_owned(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The outcome of routed message `id`, if it came.
+    fn outcome(&self, id: RouteId) -> Option<(u64, Result<(), RouteError>)> {
+        self.events.iter().find_map(|(at, _, e)| match e {
+            PlacementEvent::Routed { id: got, outcome } if *got == id => Some((*at, *outcome)),
+            _ => None,
+        })
     }
 
     fn runners(&self, instance: &Instance) -> Vec<usize> {
@@ -203,6 +274,10 @@ impl Cluster {
 
 fn singleton() -> Instance {
     Instance::new("w", 0)
+}
+
+fn state_of(instance: &Instance) -> Vec<u8> {
+    format!("state of {instance}").into_bytes()
 }
 
 #[test]
@@ -532,4 +607,329 @@ proptest! {
             prop_assert_eq!(c.running_total(&Instance::new("w", s)), 1);
         }
     }
+}
+
+fn handoff_shards(shards: u32) -> WorkloadSpec {
+    WorkloadSpec {
+        handoff: true,
+        ..WorkloadSpec::sharded(shards)
+    }
+}
+
+/// Three members own 16 shards; a fourth joins. Each shard that moves is handed over: the old
+/// owner begins the handoff, the new one gets the state (`EndHandoff`) right before its
+/// `Start`, and never are two running (`run_to` checks every millisecond).
+#[test]
+fn a_shard_that_moves_on_a_join_hands_its_state_to_the_next_owner() {
+    let mut c = Cluster::new(4, handoff_shards(16), config());
+    c.all_see(&[0, 1, 2]);
+    c.view(3, &[3], 0);
+    c.run_to(2000);
+    c.events.clear();
+    c.all_see(&[0, 1, 2, 3]);
+    c.run_to(4000);
+    let moved: Vec<Instance> = (0..16)
+        .map(|s| Instance::new("w", s))
+        .filter(|i| c.runners(i) == vec![3])
+        .collect();
+    assert!(!moved.is_empty(), "the join moved nothing");
+    for instance in &moved {
+        let begun = c.events.iter().any(|(_, _, e)| {
+            matches!(e, PlacementEvent::BeginHandoff { instance: i, to } if i == instance && *to == node(3))
+        });
+        assert!(begun, "{instance}: no handoff began");
+        let on_3: Vec<&PlacementEvent> = c
+            .events
+            .iter()
+            .filter(|(_, s, e)| *s == 3 && event_instance(e) == Some(instance))
+            .map(|(_, _, e)| e)
+            .collect();
+        match on_3.as_slice() {
+            [PlacementEvent::EndHandoff { state, .. }, PlacementEvent::Start { .. }] => {
+                assert_eq!(state.as_ref(), state_of(instance).as_slice());
+            }
+            other => panic!("{instance} on the new owner: {other:?}"),
+        }
+    }
+    assert_eq!(
+        c.machines[3].as_ref().expect("up").handoff_stats().resumed,
+        moved.len() as u64
+    );
+}
+
+fn event_instance(e: &PlacementEvent) -> Option<&Instance> {
+    match e {
+        PlacementEvent::Start { instance }
+        | PlacementEvent::Stop { instance, .. }
+        | PlacementEvent::BeginHandoff { instance, .. }
+        | PlacementEvent::EndHandoff { instance, .. }
+        | PlacementEvent::Deliver { instance, .. } => Some(instance),
+        PlacementEvent::Routed { .. } => None,
+    }
+}
+
+/// Two members and one shard with handoff, whose owner starts leaving at 1.5 s with the
+/// application not answering handoffs yet: (cluster, owner, the other member).
+fn owner_leaving() -> (Cluster, usize, usize) {
+    let mut c = Cluster::new(2, handoff_shards(1), config());
+    c.answer_handoffs = false;
+    c.all_see(&[0, 1]);
+    // Registrars grant nothing in their first lease (they may have promised something in a
+    // previous life).
+    c.run_to(1500);
+    let owner = c.runners(&Instance::new("w", 0))[0];
+    let now = c.local(owner);
+    c.machines[owner].as_mut().expect("up").leave(now);
+    c.collect(owner);
+    (c, owner, 1 - owner)
+}
+
+/// A state over `handoff_max_bytes` is refused with a typed error; the handoff then times out,
+/// the old owner stops, and the next owner starts without a state.
+#[test]
+fn a_state_over_the_limit_is_refused_and_the_handoff_times_out() {
+    let (mut c, owner, other) = owner_leaving();
+    let instance = Instance::new("w", 0);
+    let (_, slot, _) = c
+        .events
+        .iter()
+        .find(|(_, _, e)| matches!(e, PlacementEvent::BeginHandoff { .. }))
+        .expect("a handoff began");
+    assert_eq!(*slot, owner);
+    let now = c.local(owner);
+    let p = c.machines[owner].as_mut().expect("up");
+    assert_eq!(
+        p.hand_off(now, &instance, vec![0; 2000]),
+        Err(PlacementError::TooLarge {
+            size: 2000,
+            max: 1024
+        })
+    );
+    assert!(p.is_handing_off());
+    // handoff_timeout is 2 s: still running (and unique) meanwhile, stopped after.
+    c.run_to(3000);
+    assert_eq!(c.runners(&instance), vec![owner]);
+    c.view(other, &[other], 3000);
+    c.run_to(6000);
+    assert_eq!(c.runners(&instance), vec![other]);
+    let p = c.machines[owner].as_ref().expect("up");
+    assert_eq!(p.handoff_stats().timed_out, 1);
+    assert!(!c
+        .events
+        .iter()
+        .any(|(_, _, e)| matches!(e, PlacementEvent::EndHandoff { .. })));
+    let again = c.machines[owner]
+        .as_mut()
+        .expect("up")
+        .hand_off(at(6000), &instance, vec![1]);
+    assert_eq!(again, Err(PlacementError::NotHandingOff(instance)));
+}
+
+/// Messages routed by key reach the instance's owner once, and the origin hears so.
+#[test]
+fn routed_messages_reach_the_owner_once() {
+    let mut c = Cluster::new(3, WorkloadSpec::sharded(8), config());
+    c.all_see(&[0, 1, 2]);
+    c.run_to(1000);
+    let ids: Vec<RouteId> = (0..40)
+        .map(|k| c.route(k % 3, &format!("key-{k}"), &format!("m{k}"), 500))
+        .collect();
+    c.run_to(1100);
+    let deliveries = c.deliveries();
+    assert_eq!(deliveries.len(), 40, "each delivered once");
+    for (_, slot, instance, _) in &deliveries {
+        assert_eq!(c.runners(instance), vec![*slot], "delivered where it runs");
+    }
+    for id in ids {
+        assert_eq!(c.outcome(id).map(|(_, o)| o), Some(Ok(())));
+    }
+}
+
+/// During a handoff the old owner does not deliver; the message waits at the next owner and
+/// is delivered there once it runs, with the state handed over.
+#[test]
+fn a_message_routed_during_a_handoff_waits_for_the_next_owner() {
+    let (mut c, _, other) = owner_leaving();
+    let instance = Instance::new("w", 0);
+    c.view(other, &[other], 1500);
+    c.run_to(1510);
+    let id = c.route(other, "k", "during", 3000);
+    c.run_to(1600);
+    assert!(c.deliveries().is_empty(), "nothing runs to take it yet");
+    // The application hands the state over now.
+    c.answer_handoffs = true;
+    c.run_to(2000);
+    assert_eq!(c.runners(&instance), vec![other]);
+    let deliveries = c.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].1, other);
+    assert_eq!(c.outcome(id).map(|(_, o)| o), Some(Ok(())));
+}
+
+/// With too few members nothing owns the key's shard: the message is not delivered, and the
+/// origin hears so by its deadline.
+#[test]
+fn a_message_with_no_owner_fails_by_its_deadline() {
+    let spec = WorkloadSpec {
+        min_members: 3,
+        ..WorkloadSpec::sharded(4)
+    };
+    let mut c = Cluster::new(3, spec, config());
+    c.view(0, &[0, 1], 0);
+    c.view(1, &[0, 1], 0);
+    c.run_to(100);
+    let id = c.route(0, "k", "lost", 300);
+    c.run_to(1000);
+    assert!(c.deliveries().is_empty());
+    let (when, outcome) = c.outcome(id).expect("an outcome");
+    assert_eq!(outcome, Err(RouteError::NotDelivered));
+    assert!(when <= 100 + 300, "by the deadline: {when} ms");
+    let unknown = c.machines[0].as_mut().expect("up").route(
+        at(1000),
+        "nope",
+        b"k",
+        Vec::new(),
+        Duration::from_millis(10),
+    );
+    assert_eq!(unknown, Err(PlacementError::Unknown("nope".into())));
+}
+
+fn tagged(i: u8, role: &str) -> Candidate {
+    Candidate {
+        tags: BTreeMap::from([("role".to_owned(), role.to_owned())]),
+        ..candidate(i)
+    }
+}
+
+fn starts_and_stops(p: &mut Placement) -> Vec<String> {
+    p.take_events()
+        .iter()
+        .map(|e| match e {
+            PlacementEvent::Start { instance } => format!("start {instance}"),
+            PlacementEvent::Stop { instance, reason } => format!("stop {instance} {reason:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// A replicated workload runs on each member carrying its tags, once enough of them are seen,
+/// without waiting for any lease; a local one runs here whatever the members; both stop on a
+/// leave.
+#[test]
+fn replicated_runs_on_every_eligible_member_and_local_runs_here() {
+    let me = Life {
+        node: node(0),
+        generation: 10,
+    };
+    let mut p = Placement::new(me, config(), at(0));
+    let workers = WorkloadSpec {
+        require: BTreeMap::from([("role".to_owned(), "worker".to_owned())]),
+        min_members: 2,
+        ..WorkloadSpec::replicated()
+    };
+    p.declare(at(0), "agent", workers).expect("declared");
+    p.declare(at(0), "cache", WorkloadSpec::local())
+        .expect("declared");
+    let alone = p.take_events();
+    assert_eq!(alone.len(), 1, "only the local one runs: {alone:?}");
+    let worker = |i: u8, state| Member {
+        candidate: tagged(i, "worker"),
+        state,
+        since: at(0),
+    };
+    // One eligible member is too few; a second one (not ourselves: a web node) changes
+    // nothing either; with another worker there are two.
+    p.update_view(at(1), tagged(0, "worker"), &[]);
+    assert!(starts_and_stops(&mut p).is_empty());
+    p.update_view(at(2), tagged(0, "worker"), &[worker(1, MemberState::Alive)]);
+    assert_eq!(starts_and_stops(&mut p), vec!["start agent/0"]);
+    assert_eq!(p.owner(&Instance::new("agent", 0)), Ok(Some(node(0))));
+    assert!(p.is_running(&Instance::new("agent", 0), at(2)));
+    assert!(
+        p.take_messages().is_empty(),
+        "no claims for per-node workloads"
+    );
+    // Not a worker any more: it stops here.
+    p.update_view(at(3), tagged(0, "web"), &[worker(1, MemberState::Alive)]);
+    assert_eq!(starts_and_stops(&mut p), vec!["stop agent/0 Moved"]);
+    p.leave(at(4));
+    assert_eq!(starts_and_stops(&mut p), vec!["stop cache/0 Leaving"]);
+}
+
+/// keep-referee: the side with the referee owns, even when it is the smaller one; the other
+/// side never runs it again once its lease is out (`run_to` checks uniqueness throughout).
+#[test]
+fn keep_referee_gives_ownership_to_the_referees_side() {
+    let config = PlacementConfig {
+        split_brain: SplitBrain::KeepReferee(node(2)),
+        ..config()
+    };
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config);
+    c.all_see(&[0, 1, 2]);
+    c.run_to(3000);
+    assert_eq!(c.running_total(&singleton()), 1);
+    c.partition(&[0, 1], &[2]);
+    c.run_to(3500);
+    c.view(0, &[0, 1], 3500);
+    c.view(1, &[0, 1], 3500);
+    c.view(2, &[2], 3500);
+    c.run_to(7000);
+    assert_eq!(c.runners(&singleton()), vec![2]);
+    c.cut.clear();
+    c.all_see(&[0, 1, 2]);
+    c.run_to(10_000);
+    assert_eq!(c.running_total(&singleton()), 1);
+}
+
+/// keep-oldest: the side with the oldest member (slot 0, the lowest generation) owns, even
+/// alone against two; once it leaves gracefully the next oldest decides, a lease later.
+#[test]
+fn keep_oldest_gives_ownership_to_the_oldest_members_side() {
+    let config = PlacementConfig {
+        split_brain: SplitBrain::KeepOldest,
+        ..config()
+    };
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config);
+    c.all_see(&[0, 1, 2]);
+    c.run_to(3000);
+    assert_eq!(c.running_total(&singleton()), 1);
+    c.partition(&[0], &[1, 2]);
+    c.run_to(3500);
+    c.view(0, &[0], 3500);
+    c.view(1, &[1, 2], 3500);
+    c.view(2, &[1, 2], 3500);
+    c.run_to(7000);
+    assert_eq!(
+        c.runners(&singleton()),
+        vec![0],
+        "the oldest's side keeps it"
+    );
+    // Slot 0 leaves gracefully: the others record it left, slot 1 is the oldest now.
+    let now = c.local(0);
+    c.machines[0].as_mut().expect("up").leave(now);
+    c.collect(0);
+    for slot in [1, 2] {
+        let members = vec![
+            Member {
+                candidate: candidate(0),
+                state: MemberState::Left,
+                since: at(7000),
+            },
+            Member {
+                candidate: candidate(3 - slot as u8),
+                state: MemberState::Alive,
+                since: at(0),
+            },
+        ];
+        let now = c.local(slot);
+        c.machines[slot]
+            .as_mut()
+            .expect("up")
+            .update_view(now, candidate(slot as u8), &members);
+        c.collect(slot);
+    }
+    c.cut.clear();
+    c.run_to(12_000);
+    assert_eq!(c.running_total(&singleton()), 1);
+    assert!(c.runners(&singleton())[0] != 0);
 }

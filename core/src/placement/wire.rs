@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::routing::{RouteAnswer, RouteId};
 use super::Instance;
 use crate::envelope;
 use crate::vars::Life;
@@ -35,6 +36,39 @@ pub enum PlacementMessage {
         /// a majority of the largest count it hears of, so a node that has not yet learned of
         /// every member cannot win with a majority of too few.
         members: u32,
+    },
+    /// A message routed by key to the node that runs `instance` (or is about to).
+    Route {
+        /// Its name: the origin's life and a number.
+        id: RouteId,
+        /// The instance its key maps to.
+        instance: Instance,
+        /// What the application sent.
+        payload: Vec<u8>,
+        /// How long the origin still waits for it, in microseconds: the receiver keeps it no
+        /// longer (a duration, not an instant: clocks differ between nodes).
+        ttl_us: u64,
+    },
+    /// What became of a routed message at the node it was sent to.
+    RouteAnswer {
+        /// The message.
+        id: RouteId,
+        /// Delivered, not here, or expired while buffered.
+        answer: RouteAnswer,
+    },
+    /// An instance's state, handed over by its previous owner (on the bulk channel).
+    HandoffState {
+        /// The instance.
+        instance: Instance,
+        /// The sender's life (must be the authenticated sender's node).
+        life: Life,
+        /// What the application's `begin_handoff` produced.
+        state: Vec<u8>,
+    },
+    /// "I hold the state you handed over": the previous owner may stop and release it.
+    HandoffTaken {
+        /// The instance.
+        instance: Instance,
     },
 }
 

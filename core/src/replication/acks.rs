@@ -48,7 +48,8 @@ pub struct AckTicket {
     pub seq: u64,
     /// Its timestamp.
     pub ts: Timestamp,
-    /// Live members at write time, ourselves included: the group a majority is counted in.
+    /// The group a majority is counted in, ourselves included: the agreed membership at write
+    /// time (never fewer than the live members asked).
     pub members: usize,
 }
 
@@ -66,16 +67,19 @@ pub(super) struct PendingAck {
     pub envelope: Envelope,
     /// Who was asked, with whether they answered.
     pub targets: BTreeMap<NodeId, (NodeAddr, bool)>,
+    /// The group a majority is counted in, ourselves included.
+    pub group: usize,
     /// Retries stop after this.
     pub until: Instant,
 }
 
 impl PendingAck {
-    pub fn new(envelope: Envelope, peers: &[NodeAddr], until: Instant) -> Self {
+    pub fn new(envelope: Envelope, peers: &[NodeAddr], group: usize, until: Instant) -> Self {
         let targets = peers.iter().map(|p| (p.id, (*p, false))).collect();
         Self {
             envelope,
             targets,
+            group,
             until,
         }
     }
@@ -96,9 +100,15 @@ impl PendingAck {
         1 + self.targets.values().filter(|(_, acked)| *acked).count()
     }
 
-    /// Members asked, ourselves included.
+    /// The group a majority is counted in: the agreed membership, or the members asked
+    /// (ourselves included) if more.
     pub fn members(&self) -> usize {
-        1 + self.targets.len()
+        self.group.max(1 + self.targets.len())
+    }
+
+    /// Whether every member asked holds it: nothing more can come.
+    pub fn all_answered(&self) -> bool {
+        self.targets.values().all(|(_, acked)| *acked)
     }
 
     /// Members asked that have not answered yet.

@@ -35,7 +35,7 @@ pub enum ReplicationEvent {
         seq: u64,
         /// Distinct members holding it now, ourselves included.
         holders: usize,
-        /// Members asked, ourselves included.
+        /// The group a majority is counted in, ourselves included (the agreed membership).
         members: usize,
     },
 }

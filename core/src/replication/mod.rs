@@ -37,9 +37,13 @@
 //! [`ReplicationMessage::AckRequest`]; a member that holds the op afterwards (applied now, or a
 //! duplicate) answers [`ReplicationMessage::Ack`]. Each new holder is reported as
 //! [`ReplicationEvent::Acked`] with the count of distinct holders, ourselves included, and the
-//! size of the group asked; members that have not answered are asked again on every
-//! anti-entropy round until the caller's deadline. Counting a majority is the caller's job
-//! ([`AckTicket::majority`]).
+//! size of the group a majority is counted in; members that have not answered are asked again
+//! on every anti-entropy round until the caller's deadline. Counting a majority is the caller's
+//! job ([`AckTicket::majority`]). The group is the caller's too: the core passes the *agreed*
+//! membership (placement's: members leave it only by leaving gracefully), not who is visible
+//! now, and a write whose visible members cannot make a majority of it is refused
+//! ([`ReplicationError::MinoritySide`]), so a node cut off on a minority side never confirms
+//! one with too few copies.
 //!
 //! # Which writes a replica holds, and removing what it saw removed
 //!
@@ -236,6 +240,20 @@ pub enum ReplicationError {
     NotDurable {
         /// What the storage reported.
         reason: String,
+    },
+    /// A write that asks for a majority was refused because the members this node sees alive
+    /// (itself included) are fewer than a majority of the agreed membership: this node is on a
+    /// minority side of a partition, or most members are down. Nothing changed.
+    #[error(
+        "no majority reachable: {visible} of {agreed} agreed members are alive here, {needed} are needed; nothing was written"
+    )]
+    MinoritySide {
+        /// Members alive in this node's view, itself included.
+        visible: usize,
+        /// The agreed membership a majority is counted in.
+        agreed: usize,
+        /// A majority of it.
+        needed: usize,
     },
     /// No more keyspaces may be created.
     #[error("cannot create keyspace {keyspace:?}: {max} keyspaces exist (keyspaces_max)")]
@@ -620,14 +638,30 @@ impl Replication {
     /// Applies a local write and asks every one of `peers` (the live members) to acknowledge
     /// it. Each new holder is reported as [`ReplicationEvent::Acked`]; members that have not
     /// answered are asked again on every anti-entropy round until `until`.
+    ///
+    /// `group` is the membership a majority is counted in, ourselves included (at least
+    /// `peers.len() + 1` is counted whatever it says). When `peers` and we cannot make a
+    /// majority of it the write is refused before it is applied.
     pub fn write_acked(
         &mut self,
         now: Instant,
         write: Write,
         peers: &[NodeAddr],
+        group: usize,
         until: Instant,
         out: &mut Outbox,
     ) -> Result<AckTicket, ReplicationError> {
+        let visible = peers.len() + 1;
+        let agreed = group.max(visible);
+        let needed = agreed / 2 + 1;
+        if visible < needed && !fault_on!(MajorityOfVisible) {
+            self.stats.refused_writes += 1;
+            return Err(ReplicationError::MinoritySide {
+                visible,
+                agreed,
+                needed,
+            });
+        }
         if self.pending.len() >= PENDING_ACKS_MAX {
             self.stats.refused_writes += 1;
             return Err(ReplicationError::TooManyPendingAcks {
@@ -635,7 +669,12 @@ impl Replication {
             });
         }
         let envelope = self.apply_local(now, write, out)?;
-        let pending = PendingAck::new(envelope.clone(), peers, until);
+        let group = if fault_on!(MajorityOfVisible) {
+            visible
+        } else {
+            agreed
+        };
+        let pending = PendingAck::new(envelope.clone(), peers, group, until);
         let ticket = AckTicket {
             keyspace: envelope.keyspace.clone(),
             origin: envelope.origin,
@@ -1063,7 +1102,7 @@ impl Replication {
         }
         self.stats.acks_received += 1;
         let (holders, members) = (pending.holders(), pending.members());
-        if holders == members {
+        if pending.all_answered() {
             self.pending.remove(&key);
         }
         out.event(Event::Replication(ReplicationEvent::Acked {

@@ -564,6 +564,18 @@ impl Net {
 
     /// Node `i` writes `key` asking `targets` for acks, until `until` from now.
     fn write_acked(&mut self, i: usize, key: &str, targets: &[usize]) -> AckTicket {
+        self.write_acked_among(i, key, targets, targets.len() + 1)
+            .expect("write accepted")
+    }
+
+    /// [`Net::write_acked`] with a majority counted among `group` members.
+    fn write_acked_among(
+        &mut self,
+        i: usize,
+        key: &str,
+        targets: &[usize],
+        group: usize,
+    ) -> Result<AckTicket, ReplicationError> {
         let peers: Vec<NodeAddr> = targets.iter().map(|&j| addr(j)).collect();
         let write = Write {
             keyspace: "ks".into(),
@@ -574,8 +586,7 @@ impl Net {
         let p = &mut self.peers[i];
         let ticket = p
             .machine
-            .write_acked(self.now, write, &peers, until, &mut p.out)
-            .expect("write accepted");
+            .write_acked(self.now, write, &peers, group, until, &mut p.out);
         self.collect(i);
         ticket
     }
@@ -677,6 +688,32 @@ fn a_write_acked_with_no_live_peers_needs_only_us() {
     let mut net = Net::new(1, ReplicationConfig::default());
     let ticket = net.write_acked(0, "a", &[]);
     assert_eq!((ticket.members, ticket.majority()), (1, 1));
+}
+
+/// The majority is of the agreed group, not of who is visible: alone out of three, a majority
+/// write is refused and nothing is applied; with one of the two others visible it is taken,
+/// and needs that one's ack.
+#[test]
+fn a_majority_write_counts_the_agreed_group_and_is_refused_on_a_minority_side() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    let refused = net.write_acked_among(0, "a", &[], 3);
+    assert_eq!(
+        refused,
+        Err(ReplicationError::MinoritySide {
+            visible: 1,
+            agreed: 3,
+            needed: 2
+        })
+    );
+    assert_eq!(net.value(0, "a"), None, "nothing applied");
+    assert!(net.wire.is_empty());
+    let ticket = net.write_acked_among(0, "b", &[1], 3).expect("taken");
+    assert_eq!((ticket.members, ticket.majority()), (3, 2));
+    net.deliver_all();
+    assert_eq!(net.acks(0), vec![(2, 3)]);
+    // A group smaller than who is visible counts who is visible.
+    let ticket = net.write_acked_among(0, "c", &[1, 2], 1).expect("taken");
+    assert_eq!(ticket.members, 3);
 }
 
 fn gc_config() -> ReplicationConfig {
@@ -1432,7 +1469,7 @@ fn a_replica_acknowledges_only_once_the_write_is_durable_on_its_disk() {
     let p = &mut net.peers[0];
     let until = net.now + Duration::from_secs(5);
     p.machine
-        .write_acked(net.now, write, &[addr(1)], until, &mut p.out)
+        .write_acked(net.now, write, &[addr(1)], 2, until, &mut p.out)
         .expect("write");
     net.collect(0);
     let request = net.wire.remove(0);

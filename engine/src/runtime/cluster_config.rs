@@ -75,7 +75,9 @@ pub enum ConfigError {
         /// Why.
         source: serde_json::Error,
     },
-    /// The write was refused (a size limit); nothing changed.
+    /// The write was refused (a size limit; for a majority write, no majority of the agreed
+    /// membership is alive in this node's view: [`ReplicationError::MinoritySide`]); nothing
+    /// changed.
     #[error(transparent)]
     Refused(#[from] ReplicationError),
     /// The key is empty or holds control characters (NUL, newlines, escapes), which would
@@ -135,11 +137,16 @@ impl ConfigHandle {
     }
 
     /// Sets `key` to `value` like [`set`](Self::set), and returns once a majority of the
-    /// members alive at write time (ourselves included) hold it, or fails with
+    /// agreed membership (ourselves included) hold it, or fails with
     /// [`ConfigError::NoMajority`] after `timeout`.
     ///
-    /// The majority is of this node's membership view: a node that believes it is alone
-    /// succeeds at once. The write is not undone on failure; it keeps spreading.
+    /// The majority is of the *agreed* membership, as placement counts it: members join it
+    /// when seen alive and leave it only by leaving gracefully (or a restart of this node), so
+    /// members marked failed still count. A node that sees fewer than a majority of it alive
+    /// (a minority side, or most members down) is refused at once with
+    /// [`ConfigError::Refused`]`(`[`ReplicationError::MinoritySide`]`)`, and nothing is
+    /// written. A write that was taken is not undone when the confirmation times out; it
+    /// keeps spreading.
     pub async fn set_majority(
         &self,
         key: &str,
@@ -314,6 +321,9 @@ pub(crate) async fn http_write(
     };
     match result {
         Ok(()) => (StatusCode::OK, serde_json::json!({ "key": key })),
+        Err(error @ ConfigError::Refused(ReplicationError::MinoritySide { .. })) => {
+            http_error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
+        }
         Err(error @ (ConfigError::Refused(_) | ConfigError::BadKey { .. })) => {
             http_error(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
         }

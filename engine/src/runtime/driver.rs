@@ -110,6 +110,11 @@ impl Driver {
         }
         loop {
             self.carry_out_effects().await;
+            if !self.core.placement().is_handing_off() {
+                if let Some(done) = self.placement.stop_after_handoffs.take() {
+                    return self.stop(done).await;
+                }
+            }
             let next_timer = self.core.poll_timeout().map(|at| self.epoch + at.elapsed());
             let sleep = tokio::time::sleep_until(
                 next_timer.unwrap_or_else(|| TokioInstant::now() + HOUSEKEEPING_INTERVAL),
@@ -132,7 +137,7 @@ impl Driver {
                         self.vars.request(&mut self.core, now, request);
                     }
                     Some(Request::ForceLeave(node, done)) => {
-                        let result = self.core.force_leave(node);
+                        let result = self.core.force_leave(self.now(), node);
                         self.carry_out_effects().await;
                         let _ = done.send(result);
                     }
@@ -140,7 +145,12 @@ impl Driver {
                         let now = self.now();
                         self.placement.request(&mut self.core, now, request);
                     }
-                    Some(Request::Stop(done)) => return self.stop(done).await,
+                    Some(Request::Stop(done)) => {
+                        self.leave().await;
+                        // Instances being handed over finish first (within the handoff
+                        // timeout): the loop goes on until they are done.
+                        self.placement.stop_after_handoffs = Some(done);
+                    }
                     Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
                 },
@@ -423,6 +433,7 @@ impl Driver {
         self.metrics.sync(&self.core);
         self.replication_metrics.sync(&self.core);
         self.vars.sync_metrics(&self.core);
+        self.placement.sync_metrics(&self.core);
         let horizon = TokioInstant::now() - JOIN_RETRY_MIN * 10;
         self.join_attempts.retain(|_, last| *last > horizon);
         if self.core.membership().alive().next().is_none() {
@@ -436,11 +447,16 @@ impl Driver {
         }
     }
 
-    async fn stop(mut self, done: oneshot::Sender<()>) {
+    /// Withdraws discovery and starts the leave (placement hands over first; the membership
+    /// hears of it once that is done).
+    async fn leave(&mut self) {
         for handle in std::mem::take(&mut self.discovery) {
             handle.stop().await;
         }
         self.core.handle(self.now(), Input::Command(Command::Leave));
+    }
+
+    async fn stop(mut self, done: oneshot::Sender<()>) {
         self.carry_out_effects().await;
         // QUIC's close abandons unsent stream data: give the "leaving" notices a moment to go
         // out, so peers record "left" rather than waiting to declare us failed.

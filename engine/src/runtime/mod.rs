@@ -259,7 +259,8 @@ impl Node {
             held,
         };
         let vars_runtime = VarsRuntime::new(&vars, vars_view, &mut registry);
-        let (placement, placement_runtime) = placement::start(requests_tx.clone(), local.node);
+        let (placement, placement_runtime) =
+            placement::start(requests_tx.clone(), local.node, &mut registry);
         let registry = Arc::new(registry);
         let config = ConfigHandle {
             requests: requests_tx.clone(),

@@ -124,4 +124,18 @@ pub(crate) enum PlacementRequest {
         spec: WorkloadSpec,
         done: oneshot::Sender<Result<(), PlacementError>>,
     },
+    /// Route a message by key; answered with its outcome (at the latest at the deadline).
+    Route {
+        workload: String,
+        key: Vec<u8>,
+        payload: Vec<u8>,
+        ttl: std::time::Duration,
+        done: oneshot::Sender<Result<(), super::placement::PlacementCallError>>,
+    },
+    /// The state of an instance being handed over from here.
+    HandOff {
+        instance: foundation_core::placement::Instance,
+        state: Vec<u8>,
+        done: oneshot::Sender<Result<(), PlacementError>>,
+    },
 }

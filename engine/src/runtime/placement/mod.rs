@@ -6,8 +6,13 @@
 //! Every node that may run a workload declares it with the same name and kind; the factory
 //! makes the instance's future each time it starts here. A future that panics or returns while
 //! this node still owns the instance is started again with backoff.
+//!
+//! [`PlacementHandle::place`] is the general form: its factory gets an [`InstanceContext`]
+//! with the state a previous owner handed over and an inbox of messages routed by key
+//! ([`PlacementHandle::route`]) and of handoff requests (for a spec with `handoff`).
 
 mod http;
+mod metrics;
 pub mod supervisor;
 
 pub(crate) use http::routes;
@@ -18,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use foundation_core::placement::{
-    shard_of, Instance, PlacementError, PlacementEvent, WorkloadSpec,
+    shard_of, Instance, Kind, PlacementError, PlacementEvent, RouteError, RouteId, WorkloadSpec,
 };
 use foundation_core::time::Instant;
 use foundation_core::{Core, NodeId};
@@ -27,6 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::request::{PlacementRequest, Request};
 use supervisor::{Decision, Factory, Registration, SupervisorCounters};
+pub use supervisor::{Inbox, InstanceContext, INBOX_CAPACITY};
 
 /// One instance as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -43,7 +49,7 @@ pub struct InstanceView {
 /// One declared workload as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WorkloadView {
-    /// `singleton` or `sharded`.
+    /// `singleton`, `sharded`, `replicated` or `local`.
     pub kind: &'static str,
     /// Its instances, by shard.
     pub instances: Vec<InstanceView>,
@@ -65,9 +71,46 @@ pub enum PlacementCallError {
     /// The machine refused it (unknown workload, another spec under the name, a bad setting).
     #[error(transparent)]
     Refused(#[from] PlacementError),
+    /// A routed message was not confirmed delivered by its deadline.
+    #[error(transparent)]
+    Route(#[from] RouteError),
     /// The node stopped.
     #[error("the node stopped")]
     Stopped,
+}
+
+/// Given to an instance asked to hand itself over ([`Inbox::HandOff`]).
+pub struct HandoffReply {
+    pub(crate) instance: Instance,
+    pub(crate) requests: mpsc::Sender<Request>,
+}
+
+impl HandoffReply {
+    /// Gives the instance's state to its next owner (over the bulk channel); the instance is
+    /// stopped here once that node holds it. A state over the limit (`handoff_max_bytes`) is
+    /// refused with [`PlacementError::TooLarge`]: the handoff goes on, so a smaller state may
+    /// still be given before it times out.
+    pub async fn hand_over(&self, state: Vec<u8>) -> Result<(), PlacementCallError> {
+        let (done, answer) = oneshot::channel();
+        let request = PlacementRequest::HandOff {
+            instance: self.instance.clone(),
+            state,
+            done,
+        };
+        self.requests
+            .send(Request::Placement(request))
+            .await
+            .map_err(|_| PlacementCallError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| PlacementCallError::Stopped)?
+            .map_err(Into::into)
+    }
+
+    /// The instance being handed over.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
 }
 
 /// Declare singletons and sharded workloads, and find who owns what. Cheap to clone.
@@ -108,6 +151,79 @@ impl PlacementHandle {
         self.declare(name, spec, factory).await
     }
 
+    /// Runs one instance of `name` on every member that carries the tags in `require` (all of
+    /// them when empty): `factory` makes its future on this node when this node is one.
+    pub async fn replicated<F, Fut>(
+        &self,
+        name: &str,
+        require: BTreeMap<String, String>,
+        factory: F,
+    ) -> Result<(), PlacementCallError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let spec = WorkloadSpec {
+            require,
+            ..WorkloadSpec::replicated()
+        };
+        self.singleton_with(name, spec, factory).await
+    }
+
+    /// Runs one instance of `name` on this node, supervised like placed ones (restarted with
+    /// backoff, listed on `GET /placement`) until the node leaves.
+    pub async fn local<F, Fut>(&self, name: &str, factory: F) -> Result<(), PlacementCallError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.singleton_with(name, WorkloadSpec::local(), factory)
+            .await
+    }
+
+    /// Declares `name` with any spec (a singleton, shards, `handoff`): `factory` makes a
+    /// run's future from its [`InstanceContext`] — the shard, the state handed over by the
+    /// previous owner, and an inbox of routed messages and handoff requests.
+    pub async fn place<F, Fut>(
+        &self,
+        name: &str,
+        spec: WorkloadSpec,
+        factory: F,
+    ) -> Result<(), PlacementCallError>
+    where
+        F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let factory: Factory = Arc::new(move |context| Box::pin(factory(context)));
+        self.declare(name, spec, factory).await
+    }
+
+    /// Sends `payload` to the instance of `workload` that `key` maps to, wherever it runs
+    /// (buffered at its next owner during a handoff), and returns once it was delivered to
+    /// that instance's inbox, or fails by `ttl`: [`RouteError::NotDelivered`] (it was not),
+    /// [`RouteError::Unconfirmed`] (no answer: delivered at most once).
+    pub async fn route(
+        &self,
+        workload: &str,
+        key: &[u8],
+        payload: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<(), PlacementCallError> {
+        let (done, answer) = oneshot::channel();
+        let request = PlacementRequest::Route {
+            workload: workload.to_owned(),
+            key: key.to_vec(),
+            payload,
+            ttl,
+            done,
+        };
+        self.requests
+            .send(Request::Placement(request))
+            .await
+            .map_err(|_| PlacementCallError::Stopped)?;
+        answer.await.map_err(|_| PlacementCallError::Stopped)?
+    }
+
     /// Spreads `shards` instances of `name` over the members: `factory(shard)` makes a shard's
     /// future whenever it starts on this node. Keys map to shards with
     /// [`PlacementHandle::owner_of`]. The shard count is fixed once declared.
@@ -136,7 +252,7 @@ impl PlacementHandle {
         F: Fn(u32) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let factory: Factory = Arc::new(move |shard| Box::pin(factory(shard)));
+        let factory: Factory = Arc::new(move |context| Box::pin(factory(context.shard)));
         self.declare(name, spec, factory).await
     }
 
@@ -228,6 +344,12 @@ impl PlacementHandle {
     pub fn started(&self) -> u64 {
         self.counters.started.load(Ordering::Relaxed)
     }
+
+    /// Routed messages delivered here that no run of their instance took (its inbox was
+    /// full, or it was between restarts).
+    pub fn undelivered(&self) -> u64 {
+        self.counters.undelivered.load(Ordering::Relaxed)
+    }
 }
 
 /// The driver's side: it carries out requests on the core, hands decisions to the supervisor
@@ -235,17 +357,28 @@ impl PlacementHandle {
 pub(crate) struct PlacementRuntime {
     decisions: mpsc::UnboundedSender<Decision>,
     view: watch::Sender<Arc<PlacementView>>,
+    /// Callers of `route` waiting for their message's outcome.
+    routes: BTreeMap<RouteId, oneshot::Sender<Result<(), PlacementCallError>>>,
+    /// A stop waiting for this node's handoffs to finish before it closes the endpoint.
+    pub(crate) stop_after_handoffs: Option<oneshot::Sender<()>>,
+    metrics: metrics::PlacementMetrics,
 }
 
 /// A handle and the driver's runtime for it, with the supervisor running.
 pub(crate) fn start(
     requests: mpsc::Sender<Request>,
     me: NodeId,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> (PlacementHandle, PlacementRuntime) {
     let (registrations, registrations_rx) = mpsc::unbounded_channel();
     let (decisions, decisions_rx) = mpsc::unbounded_channel();
     let counters = Arc::new(SupervisorCounters::default());
-    supervisor::spawn(registrations_rx, decisions_rx, counters.clone());
+    supervisor::spawn(
+        registrations_rx,
+        decisions_rx,
+        requests.clone(),
+        counters.clone(),
+    );
     let (view_tx, view) = watch::channel(Arc::default());
     let handle = PlacementHandle {
         requests,
@@ -257,6 +390,9 @@ pub(crate) fn start(
     let runtime = PlacementRuntime {
         decisions,
         view: view_tx,
+        routes: BTreeMap::new(),
+        stop_after_handoffs: None,
+        metrics: metrics::PlacementMetrics::register(registry),
     };
     (handle, runtime)
 }
@@ -269,17 +405,59 @@ impl PlacementRuntime {
                 let _ = done.send(core.declare_placement(now, &name, spec));
                 self.publish(core);
             }
+            PlacementRequest::Route {
+                workload,
+                key,
+                payload,
+                ttl,
+                done,
+            } => match core.route(now, &workload, &key, payload, ttl) {
+                Ok(id) => {
+                    // Callers that gave up need no answer.
+                    self.routes.retain(|_, waiter| !waiter.is_closed());
+                    self.routes.insert(id, done);
+                }
+                Err(refused) => {
+                    let _ = done.send(Err(refused.into()));
+                }
+            },
+            PlacementRequest::HandOff {
+                instance,
+                state,
+                done,
+            } => {
+                let _ = done.send(core.hand_off(now, &instance, state));
+            }
         }
     }
 
-    /// Hands a decision to the supervisor and publishes the view.
+    /// Hands a decision to the supervisor (or an outcome to a caller of `route`) and
+    /// publishes the view.
     pub(crate) fn event(&mut self, core: &Core, event: PlacementEvent) {
         let decision = match event {
             PlacementEvent::Start { instance } => Decision::Start(instance),
             PlacementEvent::Stop { instance, .. } => Decision::Stop(instance),
+            PlacementEvent::BeginHandoff { instance, .. } => Decision::BeginHandoff(instance),
+            PlacementEvent::EndHandoff {
+                instance, state, ..
+            } => Decision::HandedOver(instance, state),
+            PlacementEvent::Deliver {
+                instance, payload, ..
+            } => Decision::Deliver(instance, payload),
+            PlacementEvent::Routed { id, outcome } => {
+                if let Some(waiter) = self.routes.remove(&id) {
+                    let _ = waiter.send(outcome.map_err(Into::into));
+                }
+                return;
+            }
         };
         let _ = self.decisions.send(decision);
         self.publish(core);
+    }
+
+    /// Brings the `foundation_placement_*` metrics up to date.
+    pub(crate) fn sync_metrics(&self, core: &Core) {
+        self.metrics.sync(core);
     }
 
     /// Publishes who owns what, as the core sees it now.
@@ -293,13 +471,15 @@ impl PlacementRuntime {
                     InstanceView {
                         shard,
                         owner: placement.owner(&instance).ok().flatten(),
-                        running_here: placement.running().any(|(i, _)| *i == instance),
+                        running_here: placement.runs_here(&instance),
                     }
                 })
                 .collect();
             let kind = match spec.kind {
-                foundation_core::placement::Kind::Singleton => "singleton",
-                foundation_core::placement::Kind::Sharded { .. } => "sharded",
+                Kind::Singleton => "singleton",
+                Kind::Sharded { .. } => "sharded",
+                Kind::Replicated => "replicated",
+                Kind::Local => "local",
             };
             view.insert(name.clone(), WorkloadView { kind, instances });
         }

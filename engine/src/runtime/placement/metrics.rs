@@ -1,0 +1,128 @@
+//! `foundation_placement_*` metrics, refreshed from the core's placement machine: owner changes
+//! (starts, stops by reason), handoffs, routed messages, and the time instances waited here
+//! for their lease (this node's part of a failover's time without an owner).
+
+use foundation_core::placement::StopReason;
+use foundation_core::Core;
+use foundation_transport::Declared;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::runtime::metrics::advance;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// The placement metrics of one node.
+#[derive(Debug, Default)]
+pub(crate) struct PlacementMetrics {
+    running: Gauge,
+    starts: Counter,
+    stops: Family<ReasonLabels, Counter>,
+    handoffs: Family<OutcomeLabels, Counter>,
+    routed: Family<OutcomeLabels, Counter>,
+    delivered_here: Counter,
+    waited_micros: Counter,
+}
+
+/// Handoff outcomes, as the `outcome` label says them.
+const HANDOFF_OUTCOMES: [&str; 5] = ["begun", "completed", "timed_out", "too_large", "resumed"];
+/// Routed-message outcomes of this node's messages.
+const ROUTE_OUTCOMES: [&str; 2] = ["delivered", "failed"];
+
+impl PlacementMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("foundation_placement");
+        r.register(
+            "running",
+            "Placed instances running here",
+            m.running.clone(),
+        );
+        r.register("starts", "Instances started here", m.starts.clone());
+        r.register(
+            "stops",
+            "Instances stopped here, by reason (moved, lost-quorum, removed, leaving, renewed)",
+            Declared(m.stops.clone()),
+        );
+        r.register(
+            "handoffs",
+            "Handoffs from here (begun, completed, timed_out, too_large) and states resumed here",
+            Declared(m.handoffs.clone()),
+        );
+        r.register(
+            "routed",
+            "Messages this node routed by key, by outcome",
+            Declared(m.routed.clone()),
+        );
+        r.register(
+            "delivered_here",
+            "Routed messages delivered to instances running here",
+            m.delivered_here.clone(),
+        );
+        r.register_with_unit(
+            "lease_wait",
+            "Time instances this node should own waited for their lease before starting here, in microseconds",
+            Unit::Other("microseconds".into()),
+            m.waited_micros.clone(),
+        );
+        // Every label shows from the start, so alerts can be written before the first event.
+        for reason in StopReason::ALL {
+            let _ = m.stops.get_or_create(&ReasonLabels {
+                reason: reason.name(),
+            });
+        }
+        for outcome in HANDOFF_OUTCOMES {
+            let _ = m.handoffs.get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in ROUTE_OUTCOMES {
+            let _ = m.routed.get_or_create(&OutcomeLabels { outcome });
+        }
+        m
+    }
+
+    /// Brings the metrics up to date with the core's placement machine.
+    pub fn sync(&self, core: &Core) {
+        let p = core.placement();
+        let s = p.stats();
+        let running = p.running().count() + p.running_per_node().count();
+        self.running.set(i64::try_from(running).unwrap_or(i64::MAX));
+        advance(&self.starts, s.started);
+        for reason in StopReason::ALL {
+            let labels = ReasonLabels {
+                reason: reason.name(),
+            };
+            advance(
+                &self.stops.get_or_create(&labels),
+                s.stops_by_reason[reason.index()],
+            );
+        }
+        let h = p.handoff_stats();
+        let handoffs = [h.begun, h.completed, h.timed_out, h.too_large, h.resumed];
+        for (outcome, total) in HANDOFF_OUTCOMES.into_iter().zip(handoffs) {
+            advance(
+                &self.handoffs.get_or_create(&OutcomeLabels { outcome }),
+                total,
+            );
+        }
+        let r = p.route_stats();
+        for (outcome, total) in ROUTE_OUTCOMES.into_iter().zip([r.delivered, r.failed]) {
+            advance(
+                &self.routed.get_or_create(&OutcomeLabels { outcome }),
+                total,
+            );
+        }
+        advance(&self.delivered_here, r.delivered_here);
+        advance(&self.waited_micros, s.waited_micros);
+    }
+}
