@@ -67,6 +67,7 @@
 pub mod agents;
 pub mod cli;
 pub mod clock;
+mod directories;
 pub mod faults;
 pub mod invariants;
 pub mod network;
