@@ -150,6 +150,8 @@ pub struct Core {
     placement: Placement,
     /// When the placement timer is armed for, if it is.
     placement_timer: Option<Instant>,
+    /// Membership changes the debug checks have looked at (see [`Core::debug_check`]).
+    membership_checked: u64,
 }
 
 impl Core {
@@ -191,6 +193,7 @@ impl Core {
             seen_down: BTreeSet::new(),
             placement,
             placement_timer: None,
+            membership_checked: 0,
         }
     }
 
@@ -257,18 +260,28 @@ impl Core {
         self.debug_check();
     }
 
-    /// In debug builds, the invariants that are cheap enough to check after every input.
-    /// Replication's walk every key and membership's build a set of every member: the
-    /// simulator checks those after every step.
-    fn debug_check(&self) {
+    /// In debug builds (the simulator's tests among them), the invariants that are cheap
+    /// enough to check after every input: every machine's but replication's, which walks every
+    /// key (the simulator checks it after every step); membership's only for the members that
+    /// changed since the last check.
+    fn debug_check(&mut self) {
         if cfg!(debug_assertions) {
-            if let Err(broken) = self.quick_invariants() {
+            let checked = self.membership.invariants_since(self.membership_checked);
+            self.membership_checked = self.membership.changes();
+            if let Err(broken) = checked.and_then(|()| self.quick_invariants()) {
                 panic!("a core invariant is broken: {broken}");
             }
         }
     }
 
     fn quick_invariants(&self) -> Result<(), String> {
+        self.ephemeral.invariants()?;
+        if self.outbox.timers_dropped() > 0 {
+            return Err(format!(
+                "{} timers were dropped at the timer bound",
+                self.outbox.timers_dropped()
+            ));
+        }
         self.vars.invariants()?;
         self.placement.invariants()?;
         if let Some(due) = self.placement.poll_timeout() {
@@ -434,6 +447,11 @@ impl Core {
             self.arm_reconcile(now);
         }
         Ok(())
+    }
+
+    /// The value of the ephemeral entry `name` of `keyspace` this node owns, if it owns one.
+    pub fn owned_ephemeral(&self, keyspace: &str, name: &str) -> Option<&[u8]> {
+        self.ephemeral.owned(keyspace, name)
     }
 
     /// Whether `keyspace` holds ephemeral entries.
