@@ -54,7 +54,7 @@ impl Directories {
                 return (directory, self.last_version);
             }
         };
-        if !kept.changes.is_empty() {
+        if kept.directory.needs_update(core, &kept.changes) {
             let changes = std::mem::take(&mut kept.changes);
             Arc::make_mut(&mut kept.directory).update(core, &changes);
             self.last_version += 1;

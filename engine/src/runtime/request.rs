@@ -68,6 +68,16 @@ pub(crate) enum Request {
 #[derive(Debug)]
 pub(crate) struct Stopped;
 
+/// Sends the request `make` builds around a reply channel, and waits for the reply.
+async fn ask<T>(
+    requests: &mpsc::Sender<Request>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+) -> Result<T, Stopped> {
+    let (done, result) = oneshot::channel();
+    requests.send(make(done)).await.map_err(|_| Stopped)?;
+    result.await.map_err(|_| Stopped)
+}
+
 /// Asks the driver to own (`Some`) or stop owning (`None`) the ephemeral entry `name` of
 /// `keyspace`, and waits until it is applied here and the directory reflects it.
 pub(crate) async fn set_ephemeral(
@@ -76,15 +86,13 @@ pub(crate) async fn set_ephemeral(
     name: String,
     value: Option<Vec<u8>>,
 ) -> Result<Result<(), foundation_core::node::WriteError>, Stopped> {
-    let (done, result) = oneshot::channel();
-    let request = Request::SetEphemeral {
+    ask(requests, |done| Request::SetEphemeral {
         keyspace,
         name,
         value,
         done,
-    };
-    requests.send(request).await.map_err(|_| Stopped)?;
-    result.await.map_err(|_| Stopped)
+    })
+    .await
 }
 
 /// Asks the driver to set the health of this node's instance `local` of `service`, and waits
@@ -95,15 +103,13 @@ pub(crate) async fn set_health(
     local: u64,
     health: foundation_core::services::Health,
 ) -> Result<Result<(), foundation_core::node::WriteError>, Stopped> {
-    let (done, result) = oneshot::channel();
-    let request = Request::SetHealth {
+    ask(requests, |done| Request::SetHealth {
         service,
         local,
         health,
         done,
-    };
-    requests.send(request).await.map_err(|_| Stopped)?;
-    result.await.map_err(|_| Stopped)
+    })
+    .await
 }
 
 /// What a majority-decided write proposes.

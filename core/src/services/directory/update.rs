@@ -99,6 +99,13 @@ fn member_of(event: &MembershipEvent) -> Option<NodeId> {
 }
 
 impl Directory {
+    /// Whether [`update`](Self::update) has anything to do: changes were noted, or this node
+    /// took a new life (membership renews our identity without an event, and our entries'
+    /// visibility follows our life).
+    pub fn needs_update(&self, core: &Core, changes: &DirectoryChanges) -> bool {
+        !changes.is_empty() || self.me != Some(core.membership().me())
+    }
+
     /// Brings the directory up to date with `core` after `changes` (collected from `core`'s
     /// events since the last update).
     pub fn update(&mut self, core: &Core, changes: &DirectoryChanges) {
