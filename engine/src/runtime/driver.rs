@@ -226,7 +226,10 @@ impl Driver {
                 }
             }
         }
-        if self.directory_now.needs_update(&self.core, &directory_changes) {
+        if self
+            .directory_now
+            .needs_update(&self.core, &directory_changes)
+        {
             self.directory_now.update(&self.core, &directory_changes);
             self.directory
                 .send_replace(Arc::new(self.directory_now.clone()));
