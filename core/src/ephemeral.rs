@@ -179,6 +179,30 @@ impl Ephemeral {
         })
     }
 
+    /// The value we own under `name` in `keyspace`: the one authoritative copy of our entry
+    /// (the keyspace holds the replicated one, which a reaper may delete and we then repair).
+    pub fn owned(&self, keyspace: &str, name: &str) -> Option<&[u8]> {
+        self.owned
+            .get(&(keyspace.to_owned(), name.to_owned()))
+            .map(Vec::as_slice)
+    }
+
+    /// What we own lies in ephemeral keyspaces under non-empty names, and the reconcile timer
+    /// runs once we own anything (so a reaped entry of ours is repaired).
+    pub fn invariants(&self) -> Result<(), String> {
+        for (keyspace, name) in self.owned.keys() {
+            if !self.config.keyspaces.contains(keyspace) || name.is_empty() {
+                return Err(format!(
+                    "an owned ephemeral entry {name:?} of {keyspace:?} is not a valid one"
+                ));
+            }
+        }
+        if !self.owned.is_empty() && !self.ticking {
+            return Err("ephemeral entries are owned but the reconcile timer never started".into());
+        }
+        Ok(())
+    }
+
     /// Whether the reconcile timer should run: we own something or hold others' entries.
     pub fn wants_ticking(&self, replication: &Replication) -> bool {
         !self.owned.is_empty()

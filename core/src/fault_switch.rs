@@ -91,6 +91,9 @@ pub enum FaultSwitch {
     /// A reliable receiver takes a message past a gap as the next one, so what the gap held
     /// arrives later, out of order (`services::reliable::Incoming::accept`).
     ReliableAcceptsGaps,
+    /// A pub/sub outbox always has room, so what waits for a slow or cut-off node grows without
+    /// bound (`services::outbox::EventOutbox::has_room`).
+    OutboxIgnoresBound,
     /// An `lww` write another node replicated is shown without checking it against the
     /// variable's type (`vars::Vars::lww_entry`).
     VarsTakeOutOfRange,

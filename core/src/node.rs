@@ -278,9 +278,11 @@ impl Core {
         self.debug_check();
     }
 
-    /// In debug builds, the invariants that are cheap enough to check after every input.
-    /// Replication's walk every key and membership's build a set of every member: the
-    /// simulator checks those after every step.
+    /// In debug builds (the simulator's tests among them), the invariants that are cheap
+    /// enough to check after every input: ephemeral entries', the timer bound's, the
+    /// variables' and placement's. Replication's walk every key and membership's compare with
+    /// SWIM's table: the simulator checks those after every step as `core-invariants` (a
+    /// panic here would hide which invariant a planted membership bug breaks).
     fn debug_check(&self) {
         if cfg!(debug_assertions) {
             if let Err(broken) = self.quick_invariants() {
@@ -290,6 +292,13 @@ impl Core {
     }
 
     fn quick_invariants(&self) -> Result<(), String> {
+        self.ephemeral.invariants()?;
+        if self.outbox.timers_dropped() > 0 {
+            return Err(format!(
+                "{} timers were dropped at the timer bound",
+                self.outbox.timers_dropped()
+            ));
+        }
         self.vars.invariants()?;
         self.placement.invariants()?;
         if let Some(due) = self.placement.poll_timeout() {
@@ -470,6 +479,11 @@ impl Core {
             self.arm_reconcile(now);
         }
         Ok(())
+    }
+
+    /// The value of the ephemeral entry `name` of `keyspace` this node owns, if it owns one.
+    pub fn owned_ephemeral(&self, keyspace: &str, name: &str) -> Option<&[u8]> {
+        self.ephemeral.owned(keyspace, name)
     }
 
     /// Whether `keyspace` holds ephemeral entries.

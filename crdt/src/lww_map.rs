@@ -244,6 +244,13 @@ impl<K: Ord, V> LwwMap<K, V> {
             .filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v)))
     }
 
+    /// Live keys and values of the keys in `range`, in key order.
+    pub fn range<R: std::ops::RangeBounds<K>>(&self, range: R) -> impl Iterator<Item = (&K, &V)> {
+        self.entries
+            .range(range)
+            .filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v)))
+    }
+
     /// Number of live keys. O(n): it skips tombstones.
     pub fn len(&self) -> usize {
         self.iter().count()

@@ -56,6 +56,7 @@
 //! | `rpc-calls` (at most once) | `RetryEveryLostCall`: the router retries a call that is not idempotent after its answer was lost | `rpc_calls_catch_a_router_that_retries_…` (`rpc-partition`) |
 //! | `pubsub-delivery` (reliable) | `ReliableNeverResends`: unacknowledged messages are never sent again | `pubsub_delivery_catches_reliable_…` (`pubsub-partition`) |
 //! | `pubsub-delivery` (order) | `ReliableAcceptsGaps`: a receiver takes a message past a gap as the next | `pubsub_delivery_catches_a_receiver_that_skips_gaps` (`pubsub-partition`) |
+//! | `pubsub-delivery` (bounds) | `OutboxIgnoresBound`: a publisher's outbox for a node always has room | `pubsub_delivery_catches_an_outbox_without_a_bound` (`pubsub-burst`) |
 //! | `rpc-calls` (deadline) | `BudgetIgnoresDeadline`: every attempt gets the call's whole deadline | `rpc_calls_catch_attempts_that_overrun_…` (`rpc-partition`) |
 //! | variables: no value outside its type shown | `VarsTakeOutOfRange`: a replicated `lww` write is shown unchecked | `tests/vars.rs`, `can_fail::an_unchecked_remote_lww_value_is_seen` |
 //! | variables: `lww` replicas converge | `VarsIgnorePeersLww`: other nodes' `lww` writes are not taken up | `tests/vars.rs`, `can_fail::replicas_that_ignore_…` |
@@ -71,6 +72,7 @@
 pub mod agents;
 pub mod cli;
 pub mod clock;
+mod directories;
 pub mod faults;
 pub mod invariants;
 pub mod network;

@@ -4,13 +4,15 @@
 //!
 //! A subscription is the application's: an interest entry in the pub/sub keyspace, set at once
 //! if the node is up and again at every start ([`Fault::Subscribe`](crate::faults::Fault)). A
-//! publication goes once to each node the publisher's [`Directory`] lists with a matching
-//! pattern — the route `node.pubsub()` computes — as a stream message on the events channel.
-//! Plain messages are lost with their connection. Reliable ones are numbered per receiving node
-//! by [`Outgoing`], accepted in order and once by the receiver's [`Incoming`], acknowledged, and
-//! resent by a tick every [`RESEND_TICK_US`] once unacknowledged for [`RESEND_AFTER`], as the
-//! runtime does. A receiving node hands a message to its application when one of the
-//! application's patterns matches. The runtime's batching and outbox bounds are not modelled.
+//! publication goes once to each node the publisher's
+//! [`Directory`](foundation_core::services::Directory) lists with a matching pattern — the route
+//! `node.pubsub()` computes — through the publisher's outbox for that node, batched into frames
+//! on the events channel by the core's own outbox machine ([`sending`]). Plain messages are
+//! lost with their connection. Reliable ones are numbered per receiving node by [`Outgoing`],
+//! accepted in order and once by the receiver's [`Incoming`], acknowledged, and resent by a tick
+//! every [`RESEND_TICK_US`] once unacknowledged for [`RESEND_AFTER`], as the runtime does. A
+//! receiving node hands a message to its application when one of the application's patterns
+//! matches.
 //!
 //! Every publication is recorded ([`Publication`]) with its route and each delivery, which is
 //! what [`crate::invariants::pubsub::Delivery`] checks.
@@ -22,14 +24,27 @@ use std::time::Duration;
 use foundation_core::ephemeral::PUBSUB_KEYSPACE;
 use foundation_core::services::reliable::{Incoming, Outgoing, Verdict};
 use foundation_core::services::topic::{Pattern, Topic};
+use foundation_core::services::trace::TraceContext;
 use foundation_core::services::wire::Sequenced;
-use foundation_core::services::Directory;
 use foundation_core::Channel;
+use rand10::SeedableRng;
 use serde::Serialize;
 
 use crate::faults::Nodes;
 use crate::pace::{check_share, Pace};
 use crate::world::{AppRequest, NodeStatus, World};
+
+pub mod sending;
+
+pub use sending::Sending;
+use sending::SimOutbox;
+
+/// The smallest payload: the publication's number.
+const PAYLOAD_MIN: usize = 8;
+/// The largest payload a load may ask for.
+const PAYLOAD_MAX: usize = 1 << 20;
+/// The most publications one burst may hold.
+const BURST_MAX: u32 = 10_000;
 
 /// How often a publisher looks for reliable messages to resend (the runtime's tick).
 pub const RESEND_TICK_US: u64 = 200_000;
@@ -40,9 +55,10 @@ const RELIABLE_BACKLOG: usize = 65_536;
 /// Reliable streams a receiver remembers (the runtime's).
 const INCOMING_STREAMS: usize = 4096;
 
-/// A seeded stream of publications: `rate` per second over the selection together, for
-/// `duration`, each from a random running node of the selection on a random topic of `topics`,
-/// reliable with probability `reliable`.
+/// A seeded stream of publications: `rate` bursts per second over the selection together, for
+/// `duration`, each from a random running node of the selection: `burst` publications at once,
+/// each on a random topic of `topics` with a payload of `payload` bytes, reliable with
+/// probability `reliable`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Publishes {
     /// Which nodes publish.
@@ -55,6 +71,10 @@ pub struct Publishes {
     pub duration: Duration,
     /// Share of reliable publications, 0–1.
     pub reliable: f64,
+    /// Publications per burst (1: one at a time).
+    pub burst: u32,
+    /// Payload bytes per publication (at least 8: its number).
+    pub payload: usize,
 }
 
 impl Publishes {
@@ -66,7 +86,16 @@ impl Publishes {
             rate,
             duration,
             reliable: 0.5,
+            burst: 1,
+            payload: PAYLOAD_MIN,
         }
+    }
+
+    /// In bursts of `burst` publications of `payload` bytes each.
+    pub fn bursts(mut self, burst: u32, payload: usize) -> Self {
+        self.burst = burst;
+        self.payload = payload;
+        self
     }
 
     /// Checks every field.
@@ -78,6 +107,12 @@ impl Publishes {
             Topic::parse(topic).map_err(|e| format!("topic {topic:?}: {e}"))?;
         }
         self.pace().check("publish", 1e5)?;
+        if !(1..=BURST_MAX).contains(&self.burst) {
+            return Err(format!("a burst holds 1 to {BURST_MAX} publications"));
+        }
+        if !(PAYLOAD_MIN..=PAYLOAD_MAX).contains(&self.payload) {
+            return Err(format!("a payload is {PAYLOAD_MIN} to {PAYLOAD_MAX} bytes"));
+        }
         check_share("reliable", self.reliable)
     }
 
@@ -99,7 +134,11 @@ impl fmt::Display for Publishes {
             self.rate,
             self.duration,
             self.reliable * 100.0
-        )
+        )?;
+        if self.burst > 1 || self.payload > PAYLOAD_MIN {
+            write!(f, ", bursts of {} × {} B", self.burst, self.payload)?;
+        }
+        Ok(())
     }
 }
 
@@ -114,17 +153,25 @@ pub struct Publication {
     pub topic: String,
     /// Whether it was published reliably.
     pub reliable: bool,
+    /// Its payload's size in bytes.
+    pub payload: usize,
     /// When (world µs).
     pub published_us: u64,
     /// The slots it was routed to (the publisher's own included when it matched).
     pub route: Vec<usize>,
     /// Each hand-over to an application: slot, that slot's life, when (world µs).
     pub deliveries: Vec<(usize, u64, u64)>,
+    /// Slots it was lost for after waiting too long for room in a full outbox (plain only).
+    pub gave_up: Vec<usize>,
 }
 
-/// The pub/sub state of one node life: its reliable streams out and in.
+/// The pub/sub state of one node life: its outboxes, its reliable streams out and in.
 struct NodePubSub {
     life: u64,
+    /// Messages waiting for each receiving slot, batched and bounded.
+    outboxes: BTreeMap<usize, SimOutbox>,
+    /// The trace its messages carry.
+    trace: TraceContext,
     /// Reliable streams to each receiving slot, of publication numbers.
     outgoing: BTreeMap<usize, Outgoing<u64>>,
     incoming: Incoming,
@@ -141,6 +188,8 @@ pub(crate) struct PubSubLayer {
     nodes: BTreeMap<usize, NodePubSub>,
     publications: Vec<Publication>,
     loads: Vec<(Publishes, Vec<usize>, u64)>,
+    /// What the outboxes did.
+    sending: Sending,
 }
 
 /// A pub/sub event waiting in the world's queue.
@@ -148,14 +197,22 @@ pub(crate) struct PubSubLayer {
 pub(crate) enum PubSubEvent {
     /// The next publication of load `load`.
     NextPublish { load: usize },
-    /// A published message reaches `to`.
-    Message {
+    /// A frame of published messages reaches `to`.
+    Frame {
         from: usize,
         to: usize,
         lives: (u64, u64),
         connection: u64,
+        frame: bytes::Bytes,
+    },
+    /// Publisher `slot`'s sender for `to` takes the next frame of its outbox.
+    Flush { slot: usize, life: u64, to: usize },
+    /// A publication waiting for room in `slot`'s outbox for `to` gives up.
+    WaitEnds {
+        slot: usize,
+        life: u64,
+        to: usize,
         id: u64,
-        place: Option<(Sequenced, u64)>,
     },
     /// An acknowledgement reaches publisher `to`.
     Ack {
@@ -175,8 +232,10 @@ impl PubSubEvent {
     pub(crate) fn slot(&self) -> Option<usize> {
         match self {
             PubSubEvent::NextPublish { .. } => None,
-            PubSubEvent::Message { to, .. } | PubSubEvent::Ack { to, .. } => Some(*to),
-            PubSubEvent::Tick { slot, .. } => Some(*slot),
+            PubSubEvent::Frame { to, .. } | PubSubEvent::Ack { to, .. } => Some(*to),
+            PubSubEvent::Tick { slot, .. }
+            | PubSubEvent::Flush { slot, .. }
+            | PubSubEvent::WaitEnds { slot, .. } => Some(*slot),
         }
     }
 }
@@ -185,6 +244,11 @@ impl World {
     /// Every publication so far, by number.
     pub fn publications(&self) -> &[Publication] {
         &self.pubsub.publications
+    }
+
+    /// What the publishers' outboxes did.
+    pub fn pubsub_sending(&self) -> &Sending {
+        &self.pubsub.sending
     }
 
     /// The application on `slot` subscribes to `pattern` (now if its node is up, and at every
@@ -245,10 +309,12 @@ impl World {
             .collect();
         if !running.is_empty() {
             let slot = running[self.random_below(running.len() as u64) as usize];
-            let topic =
-                &publishes.topics[self.random_below(publishes.topics.len() as u64) as usize];
-            let reliable = self.random_below(1_000_000) < (publishes.reliable * 1e6) as u64;
-            self.publish(slot, topic, reliable);
+            for _ in 0..publishes.burst {
+                let topics = publishes.topics.len() as u64;
+                let topic = &publishes.topics[self.random_below(topics) as usize];
+                let reliable = self.random_below(1_000_000) < (publishes.reliable * 1e6) as u64;
+                self.publish_sized(slot, topic, reliable, publishes.payload);
+            }
         }
         let next = self.now_us() + 1 + self.random_below(publishes.pace().max_gap_us());
         if next <= end {
@@ -259,8 +325,19 @@ impl World {
     /// The application on `slot` publishes on `topic`; returns the publication's number, or
     /// `None` if the node is down or the topic is not one.
     pub fn publish(&mut self, slot: usize, topic: &str, reliable: bool) -> Option<u64> {
+        self.publish_sized(slot, topic, reliable, PAYLOAD_MIN)
+    }
+
+    /// [`publish`](Self::publish) with a payload of `payload` bytes (at least 8).
+    pub fn publish_sized(
+        &mut self,
+        slot: usize,
+        topic: &str,
+        reliable: bool,
+        payload: usize,
+    ) -> Option<u64> {
         let parsed = Topic::parse(topic).ok()?;
-        let directory = self.node(slot).core().map(Directory::build)?;
+        let (directory, _) = self.directory(slot)?;
         let route: Vec<usize> = directory
             .subscribers(&parsed)
             .filter_map(|addr| self.slot_of(addr.id))
@@ -272,9 +349,11 @@ impl World {
             life,
             topic: topic.to_owned(),
             reliable,
+            payload: payload.max(PAYLOAD_MIN),
             published_us: self.now_us(),
             route: route.clone(),
             deliveries: Vec::new(),
+            gave_up: Vec::new(),
         });
         self.note(format_args!(
             "n{slot} publish #{id} {topic} reliable={reliable} to {route:?}"
@@ -282,10 +361,8 @@ impl World {
         for to in route {
             if to == slot {
                 self.hand_over(slot, id);
-            } else if reliable {
-                self.send_reliable(slot, to, id);
             } else {
-                self.send_message(slot, to, id, None);
+                self.enqueue(slot, to, id);
             }
         }
         Some(id)
@@ -296,8 +373,11 @@ impl World {
         let life = self.node(slot).life();
         if self.pubsub.nodes.get(&slot).is_none_or(|n| n.life != life) {
             let stream_base = self.random_below(u64::MAX / 2) << 16;
+            let mut rng = rand10::rngs::StdRng::seed_from_u64(self.random_below(u64::MAX));
             let node = NodePubSub {
                 life,
+                outboxes: BTreeMap::new(),
+                trace: TraceContext::new_root(&mut rng, false),
                 outgoing: BTreeMap::new(),
                 incoming: Incoming::new(INCOMING_STREAMS),
                 stream_base,
@@ -306,39 +386,6 @@ impl World {
             self.pubsub.nodes.insert(slot, node);
         }
         self.pubsub.nodes.get_mut(&slot).expect("inserted above")
-    }
-
-    fn send_reliable(&mut self, slot: usize, to: usize, id: u64) {
-        let now = self.local_now(slot);
-        let node = self.node_pubsub(slot);
-        let stream = node.stream_base + to as u64;
-        let outgoing = node
-            .outgoing
-            .entry(to)
-            .or_insert_with(|| Outgoing::new(stream, RELIABLE_BACKLOG));
-        let Ok(place) = outgoing.push(now, id) else {
-            return; // the backlog is full: the runtime refuses the publish for that node too
-        };
-        self.arm_tick(slot);
-        self.send_message(slot, to, id, Some(place));
-    }
-
-    fn send_message(&mut self, from: usize, to: usize, id: u64, place: Option<(Sequenced, u64)>) {
-        if self.node(to).core().is_none() {
-            return;
-        }
-        let lives = (self.node(from).life(), self.node(to).life());
-        if let Some((at, connection)) = self.stream_send(from, to, Channel::Events) {
-            let message = PubSubEvent::Message {
-                from,
-                to,
-                lives,
-                connection,
-                id,
-                place,
-            };
-            self.push_pubsub(at, message);
-        }
     }
 
     fn arm_tick(&mut self, slot: usize) {
@@ -358,16 +405,25 @@ impl World {
     pub(crate) fn pubsub_deliver(&mut self, event: PubSubEvent) {
         match event {
             PubSubEvent::NextPublish { load } => self.next_publish(load),
-            PubSubEvent::Message {
+            PubSubEvent::Frame {
                 from,
                 to,
                 lives,
                 connection,
-                id,
-                place,
+                frame,
             } => {
                 if self.intact(from, to, lives, connection) {
-                    self.receive(from, to, id, place);
+                    self.receive_frame(from, to, &frame);
+                }
+            }
+            PubSubEvent::Flush { slot, life, to } => {
+                if self.node(slot).life() == life {
+                    self.flush(slot, to);
+                }
+            }
+            PubSubEvent::WaitEnds { slot, life, to, id } => {
+                if self.node(slot).life() == life {
+                    self.wait_ends(slot, to, id);
                 }
             }
             PubSubEvent::Ack {
@@ -457,9 +513,7 @@ impl World {
             due.extend(out.due(now, RESEND_AFTER).into_iter().map(|m| (to, m)));
             waiting |= out.unacked() > 0;
         }
-        for (to, (place, oldest, id)) in due {
-            self.send_message(slot, to, id, Some((place, oldest)));
-        }
+        self.resend_frames(slot, due);
         if waiting {
             self.arm_tick(slot);
         }

@@ -14,6 +14,7 @@
 //! Every call is recorded ([`CallRecord`]) with how many times a handler ran for it, which is
 //! what [`crate::invariants::rpc::CallsEnd`] checks.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -25,7 +26,6 @@ use foundation_core::services::router::{
 };
 use foundation_core::services::trace::TraceContext;
 use foundation_core::services::wire::{RemoteError, RpcReply, RpcRequest};
-use foundation_core::services::Directory;
 use foundation_core::time::Instant;
 use foundation_core::Channel;
 use rand10::rngs::StdRng as RouterRng;
@@ -154,7 +154,7 @@ pub struct CallRecord {
 
 /// One running call.
 struct LiveCall {
-    plan: CallPlan,
+    plan: CallPlan<'static>,
     /// The attempt under way, numbered across the whole run.
     attempt: Option<(u64, Attempt)>,
 }
@@ -165,6 +165,8 @@ struct NodeRpc {
     router: Router,
     gate: Admission,
     rng: RouterRng,
+    /// The version of the node's directory the router last forgot vanished instances for.
+    directory_seen: u64,
 }
 
 /// Where the world's RPC traffic stands.
@@ -292,7 +294,7 @@ impl World {
             idempotent,
             ..CallOptions::default()
         };
-        let plan = CallPlan::new(service, options, now, deadline);
+        let plan = CallPlan::new(service.to_owned(), Cow::Owned(options), now, deadline);
         let id = self.rpc.records.len() as u64;
         let life = self.node(slot).life();
         self.rpc.records.push(CallRecord {
@@ -333,6 +335,7 @@ impl World {
                 router: Router::new(BreakerConfig::default()).expect("the default is valid"),
                 gate: Admission::new(None, RUNNING_MAX),
                 rng: RouterRng::seed_from_u64(seed),
+                directory_seen: 0,
             };
             self.rpc.nodes.insert(slot, node);
         }
@@ -341,7 +344,7 @@ impl World {
 
     /// Asks the router for the next step of call `id` and carries it out.
     fn step_call(&mut self, slot: usize, id: u64) {
-        let Some(directory) = self.node(slot).core().map(Directory::build) else {
+        let Some((directory, version)) = self.directory(slot) else {
             return;
         };
         let now = self.local_now(slot);
@@ -350,7 +353,10 @@ impl World {
         };
         let node = self.node_rpc(slot);
         // As the runtime does on every directory change: routing state of vanished instances goes.
-        node.router.forget_missing(&directory);
+        if node.directory_seen != version {
+            node.router.forget_missing(&directory);
+            node.directory_seen = version;
+        }
         let step = node
             .router
             .next(now, &mut call.plan, &directory, &mut node.rng);
@@ -373,7 +379,7 @@ impl World {
         id: u64,
         number: u64,
         attempt: &Attempt,
-        plan: &CallPlan,
+        plan: &CallPlan<'_>,
     ) {
         self.rpc.records[id as usize].attempts = plan.attempts();
         let life = self.node(slot).life();
@@ -432,7 +438,7 @@ impl World {
         &mut self,
         slot: usize,
         id: u64,
-        plan: &CallPlan,
+        plan: &CallPlan<'_>,
         result: Result<Vec<u8>, RpcError>,
     ) {
         let now_local = self.local_now(slot);

@@ -381,6 +381,8 @@ pub struct World {
     pub(crate) rpc: RpcLayer,
     /// The applications' subscriptions and publications.
     pub(crate) pubsub: PubSubLayer,
+    /// Each node's services directory, kept from its core's changes.
+    pub(crate) directories: crate::directories::Directories,
     /// The applications' agents and their messages.
     pub(crate) agents: AgentsLayer,
 }
@@ -432,6 +434,7 @@ impl World {
             placements: Default::default(),
             rpc: RpcLayer::default(),
             pubsub: PubSubLayer::default(),
+            directories: Default::default(),
             agents: AgentsLayer::default(),
         };
         for slot in 0..config.nodes {
@@ -1489,6 +1492,9 @@ impl World {
                 self.schedule_wake(slot);
                 return;
             };
+            if let Effect::Event(event) = &effect {
+                self.directories.note(slot, event);
+            }
             match effect {
                 Effect::Send {
                     to,

@@ -338,6 +338,18 @@ fn pubsub_delivery_catches_a_receiver_that_skips_gaps() {
 }
 
 #[test]
+fn pubsub_delivery_catches_an_outbox_without_a_bound() {
+    // Switched off, this run is `pubsub_burst_holds` (8 nodes, seed 1).
+    let scenario = standard::by_name("pubsub-burst", 8).expect("a standard scenario");
+    caught_with_switch_on(
+        FaultSwitch::OutboxIgnoresBound,
+        &scenario,
+        1,
+        "pubsub-delivery",
+    );
+}
+
+#[test]
 fn supervisor_intensity_catches_a_supervisor_that_never_gives_up() {
     // Switched off, this run is `agents_partition_holds` in tests/agents.rs (8 nodes, seed 1).
     let scenario = standard::by_name("agents-partition", 8).expect("a standard scenario");

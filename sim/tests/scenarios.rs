@@ -422,7 +422,7 @@ fn services_over_many_seeds() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    for name in ["rpc-partition", "pubsub-partition"] {
+    for name in ["rpc-partition", "pubsub-partition", "pubsub-burst"] {
         let mut calls = std::collections::BTreeMap::<String, u64>::new();
         let mut delivered = 0;
         for nodes in [8, 16] {
@@ -443,6 +443,28 @@ fn pubsub_partition_holds() {
     for r in &reports {
         let delivered = r.measurements.publications_delivered;
         assert!(delivered > 5000, "seed {}: {delivered} delivered", r.seed);
+    }
+}
+
+#[test]
+fn pubsub_burst_holds() {
+    let reports = check_all_pass_at("pubsub-burst", 8, 1..3);
+    for r in &reports {
+        let m = &r.measurements;
+        // The bursts were delivered, shared frames, and outran the outboxes' bound.
+        assert!(m.publications_delivered > 5000, "seed {}: {m:?}", r.seed);
+        assert!(
+            m.pubsub_batched > m.pubsub_frames / 2,
+            "seed {}: {} batched in {} frames",
+            r.seed,
+            m.pubsub_batched,
+            m.pubsub_frames
+        );
+        assert!(
+            m.pubsub_waited > 0,
+            "seed {}: no publication waited for room",
+            r.seed
+        );
     }
 }
 

@@ -214,6 +214,15 @@ impl Keyspace {
             .map(|(k, v)| (k.as_str(), v.bytes.as_slice()))
     }
 
+    /// Live keys starting with `prefix` and their values, in key order: a range read, not a
+    /// walk of the whole keyspace.
+    pub fn prefixed<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        self.map
+            .range(prefix.to_owned()..)
+            .map(|(k, v)| (k.as_str(), v.bytes.as_slice()))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
     /// Number of live keys. O(n).
     pub fn len(&self) -> usize {
         self.map.len()

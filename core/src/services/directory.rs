@@ -1,6 +1,12 @@
-//! The directory: every visible service instance and every node's pub/sub interest, built
-//! from a core's replicated state and membership. Reads are local; the runtime rebuilds it when
-//! either changes and publishes it for lock-free-enough lookups.
+//! The directory: every visible service instance and every node's pub/sub interest, derived
+//! from a core's replicated state and membership. Reads are local. Whoever keeps one (the
+//! runtime's driver, the simulator) collects the core's events into [`DirectoryChanges`] and
+//! brings it up to date with [`Directory::update`], which touches only the entries and nodes
+//! that changed (see [`update`]).
+
+mod update;
+
+pub use update::DirectoryChanges;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,11 +17,11 @@ use crate::{NodeAddr, NodeId};
 use serde::{Deserialize, Serialize};
 
 use super::balance::{StableHash, StableHasher};
-use super::record::{parse_entry_name, InstanceRecord};
-use super::topic::{Pattern, Subscriptions, Topic};
+use super::record::InstanceRecord;
+use super::topic::{Subscriptions, Topic};
 use crate::agents::AgentDirectory;
-use crate::ephemeral::{self, Owner, PUBSUB_KEYSPACE, SERVICES_KEYSPACE};
-use crate::membership::Membership;
+use crate::ephemeral::{self, Owner};
+use crate::membership::{MemberId, Membership};
 use crate::node::Core;
 
 /// One instance, cluster-wide: the node life that registered it and its number there.
@@ -85,7 +91,11 @@ pub struct Interest {
 /// Everything the registry and pub/sub route by, as one node sees it.
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
+    /// The node life it was last brought up to date for.
+    me: Option<MemberId>,
+    /// Each service's instances, in instance id order.
     services: BTreeMap<String, Arc<[Instance]>>,
+    /// In node then pattern order.
     interest: Vec<Interest>,
     /// Which nodes have a subscriber for which patterns.
     subscribers: Subscriptions<NodeAddr>,
@@ -114,66 +124,11 @@ impl Directory {
         }
     }
 
-    /// The directory as `core` sees it now.
+    /// The directory as `core` sees it now, built from scratch.
     pub fn build(core: &Core) -> Self {
-        let membership = core.membership();
-        let mut services: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
-        for (owner, name, value) in visible_entries(core, SERVICES_KEYSPACE) {
-            let Some((service, local)) = parse_entry_name(name) else {
-                continue;
-            };
-            let (Some(record), Some(addr)) =
-                (InstanceRecord::decode(value), addr_of(owner, membership))
-            else {
-                continue;
-            };
-            services
-                .entry(service.to_owned())
-                .or_default()
-                .push(Instance {
-                    service: service.to_owned(),
-                    id: InstanceId {
-                        node: owner.node,
-                        generation: owner.generation,
-                        local,
-                    },
-                    addr,
-                    record,
-                    local: owner.node == membership.me().node,
-                });
-        }
-        let interest: Vec<Interest> = visible_entries(core, PUBSUB_KEYSPACE)
-            .filter_map(|(owner, pattern, _)| {
-                let addr = addr_of(owner, membership)?;
-                Some(Interest {
-                    node: NodeAddr {
-                        id: owner.node,
-                        addr,
-                    },
-                    pattern: pattern.to_owned(),
-                })
-            })
-            .collect();
-        let mut subscribers = Subscriptions::new();
-        for i in &interest {
-            // Entries that are not valid patterns were not written by a Foundation node.
-            if let Ok(pattern) = Pattern::parse(&i.pattern) {
-                subscribers.insert(&pattern, i.node);
-            }
-        }
-        let me = membership.me().node_addr();
-        let members = membership
-            .alive()
-            .map(|m| (m.id, m.node_addr()))
-            .chain([(me.id, me)])
-            .collect();
-        Self {
-            services: services.into_iter().map(|(k, v)| (k, v.into())).collect(),
-            interest,
-            subscribers,
-            members,
-            agents: Arc::new(AgentDirectory::build(core)),
-        }
+        let mut directory = Self::default();
+        directory.update(core, &DirectoryChanges::everything());
+        directory
     }
 
     /// Every visible agent, by name, capability and node.

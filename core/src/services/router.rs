@@ -11,6 +11,7 @@
 //! (unreachable, refused, no such instance, rate limited, overloaded); an idempotent call also
 //! after a timeout or a lost connection, where the handler may have run.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -168,11 +169,13 @@ pub enum Step {
     Done(Result<Vec<u8>, RpcError>),
 }
 
-/// One call in flight: what it asked for and what its attempts have done so far.
+/// One call in flight: what it asked for and what its attempts have done so far. It borrows
+/// the service name and options from the caller when it can (the runtime's calls do: nothing
+/// is copied per call), or owns them (the simulator keeps calls across events).
 #[derive(Clone, Debug)]
-pub struct CallPlan {
-    service: String,
-    options: CallOptions,
+pub struct CallPlan<'a> {
+    service: Cow<'a, str>,
+    options: Cow<'a, CallOptions>,
     deadline: Duration,
     until: Instant,
     tried: Vec<InstanceId>,
@@ -180,11 +183,16 @@ pub struct CallPlan {
     last: Option<String>,
 }
 
-impl CallPlan {
+impl<'a> CallPlan<'a> {
     /// A call to `service`, started at `now`, that must end within `deadline`.
-    pub fn new(service: &str, options: CallOptions, now: Instant, deadline: Duration) -> Self {
+    pub fn new(
+        service: impl Into<Cow<'a, str>>,
+        options: Cow<'a, CallOptions>,
+        now: Instant,
+        deadline: Duration,
+    ) -> Self {
         Self {
-            service: service.to_owned(),
+            service: service.into(),
             options,
             deadline,
             until: now + deadline,
@@ -211,7 +219,7 @@ impl CallPlan {
 
     fn deadline_exceeded(&self) -> RpcError {
         RpcError::DeadlineExceeded {
-            service: self.service.clone(),
+            service: self.service.to_string(),
             deadline: self.deadline,
             attempts: self.attempts,
         }
@@ -222,7 +230,7 @@ impl CallPlan {
         if now >= self.until {
             return self.deadline_exceeded();
         }
-        let service = self.service.clone();
+        let service = self.service.to_string();
         match self.last.take() {
             Some(last) => RpcError::Unavailable {
                 service,
@@ -264,7 +272,7 @@ impl Router {
     pub fn next(
         &mut self,
         now: Instant,
-        call: &mut CallPlan,
+        call: &mut CallPlan<'_>,
         directory: &Directory,
         rng: &mut impl Rng,
     ) -> Step {
@@ -274,7 +282,7 @@ impl Router {
         let all = directory.instances(&call.service);
         let instances: Vec<&Instance> = all.iter().filter(|i| i.record.routable()).collect();
         if instances.is_empty() {
-            let service = call.service.clone();
+            let service = call.service.to_string();
             return Step::Done(Err(match call.last.take() {
                 Some(last) => RpcError::Unavailable {
                     service,
@@ -305,14 +313,14 @@ impl Router {
     fn pick(
         &mut self,
         now: Instant,
-        call: &mut CallPlan,
+        call: &mut CallPlan<'_>,
         instances: &[&Instance],
         rng: &mut impl Rng,
     ) -> Option<(Instance, Permit)> {
         let candidates = self.candidates(instances);
         loop {
             let index = self.balancer.pick_excluding(
-                call.service.as_str(),
+                &*call.service,
                 &call.options.strategy,
                 &candidates,
                 call.options.key.as_deref(),
@@ -347,7 +355,7 @@ impl Router {
     pub fn finish(
         &mut self,
         now: Instant,
-        call: &mut CallPlan,
+        call: &mut CallPlan<'_>,
         attempt: Attempt,
         end: AttemptEnd,
     ) -> Option<Result<Vec<u8>, RpcError>> {
@@ -406,7 +414,7 @@ impl Router {
 
 /// The time an attempt may take. An idempotent call keeps time for the attempts after this
 /// one, so one hung instance cannot eat the whole deadline.
-fn attempt_budget(now: Instant, call: &CallPlan) -> Duration {
+fn attempt_budget(now: Instant, call: &CallPlan<'_>) -> Duration {
     if fault_on!(BudgetIgnoresDeadline) {
         return call.deadline;
     }

@@ -20,7 +20,7 @@ use foundation_core::effects::{Effect, Event};
 use foundation_core::membership::{MemberView, MembershipEvent};
 use foundation_core::node::{Command, Core, Input};
 use foundation_core::replication::{Durability, Origin, ReplicationError, ReplicationEvent, Write};
-use foundation_core::services::Directory;
+use foundation_core::services::{Directory, DirectoryChanges};
 use foundation_core::time::Instant;
 use foundation_core::NodeId;
 
@@ -64,8 +64,10 @@ pub(crate) struct Driver {
     pub vars: super::vars::VarsRuntime,
     /// Running discovery strategies, stopped (advertisements withdrawn) when the node stops.
     pub discovery: Vec<crate::discovery::DiscoveryHandle>,
-    /// Where the services directory is published, rebuilt when what it is built from changes.
+    /// Where the services directory is published when what it is derived from changes.
     pub directory: watch::Sender<Arc<Directory>>,
+    /// The directory as last published, brought up to date with each batch's changes.
+    pub directory_now: Directory,
     /// The node's store, if it keeps its keyspaces on disk.
     pub storage: Option<NodeStorage>,
     /// What became of the batches handed to the store.
@@ -129,6 +131,12 @@ impl Driver {
                         self.carry_out_effects().await;
                         let _ = done.send(result);
                     }
+                    Some(Request::SetHealth { service, local, health, done }) => {
+                        let now = self.now();
+                        let result = self.core.set_instance_health(now, &service, local, health);
+                        self.carry_out_effects().await;
+                        let _ = done.send(result.map(|_| ()));
+                    }
                     Some(Request::WriteMajority(write, timeout, done)) => {
                         self.write_majority(write, timeout, done).await
                     }
@@ -180,8 +188,11 @@ impl Driver {
     }
 
     async fn carry_out_effects(&mut self) {
-        let mut directory_changed = false;
+        let mut directory_changes = DirectoryChanges::default();
         while let Some(effect) = self.core.poll_effect() {
+            if let Effect::Event(event) = &effect {
+                directory_changes.note(event);
+            }
             match effect {
                 Effect::Send {
                     to,
@@ -191,7 +202,6 @@ impl Driver {
                 Effect::Event(Event::Vars(event)) => self.vars.event(&self.core, event),
                 Effect::Event(Event::Placement(event)) => self.placement.event(&self.core, event),
                 Effect::Event(Event::Membership(event)) => {
-                    directory_changed = true;
                     self.placement.publish(&self.core);
                     self.publish(event);
                 }
@@ -217,7 +227,6 @@ impl Driver {
                     let ReplicationEvent::KeyChanged { keyspace, .. } = &event else {
                         continue;
                     };
-                    directory_changed |= self.core.ephemeral_keyspace(keyspace);
                     let config = keyspace == CONFIG_KEYSPACE;
                     mirror_apply(&self.mirror, &event);
                     // Config watchers hear only config changes, not every registry update.
@@ -227,9 +236,13 @@ impl Driver {
                 }
             }
         }
-        if directory_changed {
+        if self
+            .directory_now
+            .needs_update(&self.core, &directory_changes)
+        {
+            self.directory_now.update(&self.core, &directory_changes);
             self.directory
-                .send_replace(Arc::new(Directory::build(&self.core)));
+                .send_replace(Arc::new(self.directory_now.clone()));
         }
     }
 

@@ -353,6 +353,7 @@ impl Node {
             join_attempts: BTreeMap::new(),
             discovery,
             directory: directory_tx,
+            directory_now: Directory::default(),
             storage,
             batch_outcomes,
             durable_replies: BTreeMap::new(),

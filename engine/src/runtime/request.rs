@@ -34,6 +34,14 @@ pub(crate) enum Request {
         value: Option<Vec<u8>>,
         done: oneshot::Sender<Result<(), foundation_core::node::WriteError>>,
     },
+    /// Set the health of this node's instance `local` of `service` in the record the core
+    /// holds, answered once applied here.
+    SetHealth {
+        service: String,
+        local: u64,
+        health: foundation_core::services::Health,
+        done: oneshot::Sender<Result<(), foundation_core::node::WriteError>>,
+    },
     /// A local write that waits for a majority: answered with the majority needed and a
     /// count of holders that the driver raises as acks arrive.
     WriteMajority(
@@ -60,6 +68,16 @@ pub(crate) enum Request {
 #[derive(Debug)]
 pub(crate) struct Stopped;
 
+/// Sends the request `make` builds around a reply channel, and waits for the reply.
+async fn ask<T>(
+    requests: &mpsc::Sender<Request>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+) -> Result<T, Stopped> {
+    let (done, result) = oneshot::channel();
+    requests.send(make(done)).await.map_err(|_| Stopped)?;
+    result.await.map_err(|_| Stopped)
+}
+
 /// Asks the driver to own (`Some`) or stop owning (`None`) the ephemeral entry `name` of
 /// `keyspace`, and waits until it is applied here and the directory reflects it.
 pub(crate) async fn set_ephemeral(
@@ -68,15 +86,30 @@ pub(crate) async fn set_ephemeral(
     name: String,
     value: Option<Vec<u8>>,
 ) -> Result<Result<(), foundation_core::node::WriteError>, Stopped> {
-    let (done, result) = oneshot::channel();
-    let request = Request::SetEphemeral {
+    ask(requests, |done| Request::SetEphemeral {
         keyspace,
         name,
         value,
         done,
-    };
-    requests.send(request).await.map_err(|_| Stopped)?;
-    result.await.map_err(|_| Stopped)
+    })
+    .await
+}
+
+/// Asks the driver to set the health of this node's instance `local` of `service`, and waits
+/// until it is applied here (nothing changes if the instance is gone or already has it).
+pub(crate) async fn set_health(
+    requests: &mpsc::Sender<Request>,
+    service: String,
+    local: u64,
+    health: foundation_core::services::Health,
+) -> Result<Result<(), foundation_core::node::WriteError>, Stopped> {
+    ask(requests, |done| Request::SetHealth {
+        service,
+        local,
+        health,
+        done,
+    })
+    .await
 }
 
 /// What a majority-decided write proposes.

@@ -262,6 +262,12 @@ pub struct Measurements {
     pub calls: std::collections::BTreeMap<String, u64>,
     /// Publications handed to subscribing applications (zero unless the scenario publishes).
     pub publications_delivered: u64,
+    /// Pub/sub frames the publishers sent, resends included.
+    pub pubsub_frames: u64,
+    /// Published messages that shared a frame with another.
+    pub pubsub_batched: u64,
+    /// Publications that found an outbox full and waited for room.
+    pub pubsub_waited: u64,
     /// Agent messages by how they ended (`ok`, `deadline_exceeded`, …; empty unless the
     /// scenario sends them).
     pub agent_messages: std::collections::BTreeMap<String, u64>,

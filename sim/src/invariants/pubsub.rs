@@ -11,16 +11,19 @@
 //!   network has been whole for [`RESEND_BOUND`] before it: resends repair lost connections.
 //! - **Plain means delivered on a quiet network.** A plain publication made once the network
 //!   had been whole for [`RESEND_BOUND`], to a receiver whose life runs from then to the end,
-//!   arrives.
+//!   and that did not give up waiting for room in a full outbox, arrives.
+//! - **Bounded.** No message joined an outbox already at its byte bound, and no frame of
+//!   several messages exceeded the frame bound (see [`crate::pubsub::sending`]).
 //!
-//! Measured: publications, deliveries, and the reliable ones repaired by a resend.
+//! Measured: publications, deliveries, frames, messages that shared a frame, and publications
+//! that waited for room.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Check, Invariant, Measurements};
 use crate::faults::Fault;
-use crate::pubsub::Publication;
+use crate::pubsub::{Publication, Sending};
 use crate::world::World;
 
 /// Time after the network is whole again within which every reliable stream has been repaired:
@@ -34,6 +37,7 @@ pub struct Delivery {
     /// Since when the network has been whole (no partition, no lossy spell); `None` while not.
     whole_since_us: Option<u64>,
     deliveries: u64,
+    sending: Sending,
 }
 
 impl Delivery {
@@ -42,6 +46,7 @@ impl Delivery {
         Self {
             whole_since_us: Some(0),
             deliveries: 0,
+            sending: Sending::default(),
         }
     }
 }
@@ -106,7 +111,7 @@ impl Delivery {
         let end = world.now_us();
         let publisher_runs = world.node(p.slot).is_up() && world.node(p.slot).life() == p.life;
         for &to in p.route.iter().filter(|&&to| to != p.slot) {
-            if p.deliveries.iter().any(|&(slot, ..)| slot == to) {
+            if p.deliveries.iter().any(|&(slot, ..)| slot == to) || p.gave_up.contains(&to) {
                 continue;
             }
             let receiver = world.node(to);
@@ -155,6 +160,11 @@ impl Invariant for Delivery {
     }
 
     fn at_end(&mut self, world: &World) -> Check {
+        let sending = world.pubsub_sending();
+        if let Some(broken) = &sending.broken {
+            return Err(format!("a pub/sub bound was broken: {broken}"));
+        }
+        self.sending = sending.clone();
         for (id, p) in world.publications().iter().enumerate() {
             self.deliveries += p.deliveries.len() as u64;
             check_once_and_routed(id, p)?;
@@ -165,5 +175,8 @@ impl Invariant for Delivery {
 
     fn measure(&self, out: &mut Measurements) {
         out.publications_delivered += self.deliveries;
+        out.pubsub_frames += self.sending.frames;
+        out.pubsub_batched += self.sending.batched;
+        out.pubsub_waited += self.sending.waited;
     }
 }

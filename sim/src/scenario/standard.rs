@@ -16,7 +16,7 @@ use crate::rpc::Calls;
 use crate::writes::{Workload, Writes};
 
 /// Names of the standard scenarios.
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 19] = [
     "steady",
     "partition-heal",
     "flaky-network",
@@ -28,6 +28,7 @@ pub const NAMES: [&str; 18] = [
     "registry-churn",
     "rpc-partition",
     "pubsub-partition",
+    "pubsub-burst",
     "split-writes",
     "replicated-chaos",
     "lagging-replica",
@@ -50,6 +51,7 @@ pub fn by_name(name: &str, nodes: usize) -> Option<Scenario> {
         "registry-churn" => registry_churn(),
         "rpc-partition" => rpc_partition(),
         "pubsub-partition" => pubsub_partition(),
+        "pubsub-burst" => pubsub_burst(),
         "rolling-restart" => return Some(rolling_restart(nodes)),
         "split-writes" => split_writes(),
         "replicated-chaos" => replicated_chaos(),
@@ -436,6 +438,36 @@ fn pubsub_partition() -> Scenario {
         .at(secs(34), Fault::Network(LinkModel::flaky()))
         .at(secs(38), Fault::Network(LinkModel::lan()))
         .at(secs(42), Fault::Stall(Nodes::One(2), millis(1500)))
+}
+
+/// Bursts of publications larger than an outbox holds, batched into frames and held to the
+/// outbox's bound, through a partition that stops the frames to the cut-off side (checked by
+/// `pubsub-delivery`, whose bounds part a batching or bound bug breaks).
+fn pubsub_burst() -> Scenario {
+    let (minority, majority) = (
+        Nodes::Named("minority".into()),
+        Nodes::Named("majority".into()),
+    );
+    let topics = ["burst.a", "burst.b"];
+    let bursts = Publishes::new(Nodes::All, &topics, 1.0, secs(20)).bursts(1200, 1024);
+    Scenario::new("pubsub-burst")
+        .describe("a burst per second of 1,200 publications of 1 KiB (more than an outbox's 1 MiB) from a random node, half reliable, to subscribers on a third of the nodes; 40 % cut off for 6 s while bursts pile up, heal; quiet to the end")
+        .duration(secs(32))
+        .group("majority", Nodes::Share { from: 0.0, to: 0.6 })
+        .group("minority", Nodes::Share { from: 0.6, to: 1.0 })
+        .at(
+            secs(3),
+            Fault::Subscribe {
+                nodes: Nodes::Share {
+                    from: 0.3,
+                    to: 0.65,
+                },
+                pattern: "burst.*".into(),
+            },
+        )
+        .at(secs(5), Fault::Publish(bursts))
+        .at(secs(10), Fault::Partition(minority, majority))
+        .at(secs(16), Fault::Heal)
 }
 
 /// When `registry-consistent` must have seen the entries of a life that ended at `death` reaped

@@ -47,14 +47,14 @@ impl Fixture {
         }
     }
 
-    fn attempt(&mut self, now: Instant, call: &mut CallPlan) -> Attempt {
+    fn attempt(&mut self, now: Instant, call: &mut CallPlan<'_>) -> Attempt {
         match self.router.next(now, call, &self.directory, &mut self.rng) {
             Step::Attempt(attempt) => attempt,
             Step::Done(result) => panic!("expected an attempt, got {result:?}"),
         }
     }
 
-    fn done(&mut self, now: Instant, call: &mut CallPlan) -> Result<Vec<u8>, RpcError> {
+    fn done(&mut self, now: Instant, call: &mut CallPlan<'_>) -> Result<Vec<u8>, RpcError> {
         match self.router.next(now, call, &self.directory, &mut self.rng) {
             Step::Done(result) => result,
             Step::Attempt(attempt) => panic!("expected the end, got {attempt:?}"),
@@ -62,8 +62,13 @@ impl Fixture {
     }
 }
 
-fn call(options: CallOptions) -> CallPlan {
-    CallPlan::new(SERVICE, options, at(0), Duration::from_millis(900))
+fn call(options: CallOptions) -> CallPlan<'static> {
+    CallPlan::new(
+        SERVICE,
+        std::borrow::Cow::Owned(options),
+        at(0),
+        Duration::from_millis(900),
+    )
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //!
 //! Messages to one node wait, encoded, in that node's outbox (at most 1 MiB; a publish that
 //! finds it full waits up to a second, then the message is lost for that node, or kept for
-//! resending if reliable). A task per node sends the outbox as batch frames of up to 16 KiB:
+//! resending if reliable). The outbox's decisions are the core's
+//! ([`foundation_core::services::outbox`]), which the simulator runs too. A task per node sends the outbox as batch frames of up to 16 KiB:
 //! under load many messages share one frame, one stream write and one trip through the
 //! receiver's queues; a lone message goes at once in a frame of its own. What waits for a node
 //! is thus at most the outbox plus the transport's stream queue of batch frames. A topic is parsed and matched once: its route (local queues, receiving nodes) is
@@ -43,12 +44,11 @@ use super::registry::{lock, Shared};
 use super::rpc::current_trace;
 use crate::runtime::request::set_ephemeral;
 use foundation_core::ephemeral::PUBSUB_KEYSPACE;
+use foundation_core::services::outbox::EventOutbox;
 use foundation_core::services::reliable::{Backlogged, Incoming, Outgoing, Verdict};
 use foundation_core::services::topic::{Pattern, Subscriptions, Topic, TopicError};
 use foundation_core::services::trace::TraceContext;
-use foundation_core::services::wire::{
-    decode_event, BatchBuilder, EventMessage, Published, Raw, Sequenced,
-};
+use foundation_core::services::wire::{decode_event, EventMessage, Published, Raw, Sequenced};
 use foundation_core::services::Directory;
 use foundation_core::time::Instant;
 
@@ -63,13 +63,9 @@ const RELIABLE_BACKLOG: usize = 65_536;
 /// Reliable streams a receiver remembers.
 const INCOMING_STREAMS: usize = 4096;
 /// Most event frames handled before acknowledgements go out and the task lets others run (a
-/// frame holds up to [`BATCH_BYTES`] of messages: subscribers on this runtime get to drain
+/// frame holds up to [`BATCH_BYTES`](foundation_core::services::outbox::BATCH_BYTES) of messages: subscribers on this runtime get to drain
 /// their queues between turns instead of finding them overflowed by one long turn).
 const FRAMES_PER_TURN: usize = 8;
-/// Encoded messages one batch frame carries, in bytes; a larger message goes in a frame alone.
-const BATCH_BYTES: usize = 16 << 10;
-/// Encoded messages waiting for one node, in bytes, before publishers wait for room.
-const OUTBOX_BYTES: usize = 1 << 20;
 /// Topics whose routes are remembered; past it the cache starts over.
 const ROUTES_MAX: usize = 1024;
 /// Received payloads smaller than this are copied out of their batch frame instead of sliced
@@ -289,8 +285,9 @@ impl Routes {
     }
 }
 
-/// Messages waiting to go to one node, encoded, in batches of up to [`BATCH_BYTES`]. A task
-/// per node sends one frame per batch, so many small messages cost one frame, not one each.
+/// Messages waiting to go to one node, in the core's [`EventOutbox`] (which decides batching
+/// and bounds), with what the tasks wait on. A task per node sends one frame per batch, so many
+/// small messages cost one frame, not one each.
 struct Outbox {
     node: NodeAddr,
     state: Mutex<OutboxState>,
@@ -302,30 +299,8 @@ struct Outbox {
 
 #[derive(Default)]
 struct OutboxState {
-    batches: VecDeque<BatchBuilder>,
-    bytes: usize,
+    outbox: EventOutbox,
     closed: bool,
-}
-
-impl OutboxState {
-    /// Appends `message` to the last batch, or to a new one if it would overflow it.
-    fn append(&mut self, message: &Published<'_>) -> Result<(), postcard::Error> {
-        if self.batches.back().is_none_or(|b| b.len() >= BATCH_BYTES) {
-            self.batches.push_back(BatchBuilder::default());
-        }
-        let Some(batch) = self.batches.back_mut() else {
-            return Ok(());
-        };
-        let before = batch.len();
-        batch.push(message)?;
-        self.bytes += batch.len() - before;
-        if batch.count() > 1 && batch.len() > BATCH_BYTES {
-            // Too big to join this batch: it starts the next one.
-            let alone = batch.split_last(before);
-            self.batches.push_back(alone);
-        }
-        Ok(())
-    }
 }
 
 /// A reliable message due for resending: its place, the oldest unacknowledged number, itself.
@@ -608,7 +583,7 @@ impl PubSubHandle {
                     self.state.metrics.drop_reason("subscriber_gone");
                     return Ok(());
                 }
-                if state.bytes < OUTBOX_BYTES || state.batches.is_empty() {
+                if state.outbox.has_room() {
                     let (reliable, oldest) = if options.reliable {
                         let (place, oldest) = self.keep(outbox.node.id, &message)?;
                         (Some(place), oldest)
@@ -622,7 +597,7 @@ impl PubSubHandle {
                         reliable,
                         oldest,
                     };
-                    if state.append(&published).is_err() {
+                    if state.outbox.append(&published).is_err() {
                         self.state.metrics.drop_reason("malformed");
                         return Ok(());
                     }
@@ -665,7 +640,7 @@ async fn send_batches(handle: PubSubHandle, outbox: Arc<Outbox>) {
             {
                 let mut state = lock(&outbox.state);
                 if state.closed {
-                    let left: u64 = state.batches.drain(..).map(|b| u64::from(b.count())).sum();
+                    let left = state.outbox.clear();
                     if left > 0 {
                         handle
                             .state
@@ -678,8 +653,7 @@ async fn send_batches(handle: PubSubHandle, outbox: Arc<Outbox>) {
                     }
                     return;
                 }
-                if let Some(batch) = state.batches.pop_front() {
-                    state.bytes -= batch.len();
+                if let Some(batch) = state.outbox.next_frame() {
                     break batch;
                 }
             }
@@ -1015,7 +989,7 @@ impl PubSubHandle {
         };
         for (addr, messages) in due {
             self.state.metrics.redelivered.inc_by(messages.len() as u64);
-            let mut batch = OutboxState::default();
+            let mut frames = EventOutbox::default();
             for (place, oldest, kept) in &messages {
                 let published = Published {
                     topic: &kept.topic,
@@ -1024,9 +998,9 @@ impl PubSubHandle {
                     reliable: Some(*place),
                     oldest: *oldest,
                 };
-                let _ = batch.append(&published);
+                let _ = frames.append(&published);
             }
-            for pending in batch.batches {
+            while let Some(pending) = frames.next_frame() {
                 let _ = self
                     .endpoint
                     .send(addr, Channel::Events, pending.finish(), SendMode::NoWait)

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::handler::Handler;
 use super::health::{spawn_check, HealthCheck};
-use crate::runtime::request::{set_ephemeral, Request};
+use crate::runtime::request::{set_ephemeral, set_health, Request};
 use foundation_core::ephemeral::SERVICES_KEYSPACE;
 use foundation_core::node::WriteError;
 use foundation_core::services::record::{check_service_name, entry_name};
@@ -91,14 +91,14 @@ pub(crate) struct Shared {
     pub directory: watch::Receiver<Arc<Directory>>,
     /// Handlers of this node's instances, by service and local instance number.
     pub handlers: RwLock<BTreeMap<(String, u64), Arc<dyn Handler>>>,
-    /// This node's registrations: what it last wrote for each, and its health check.
+    /// This node's registrations: the service and health check of each. The record itself is
+    /// held once, by the core (its owned ephemeral entry), and changed there.
     pub registrations: Mutex<BTreeMap<u64, LocalInstance>>,
     pub next_id: AtomicU64,
 }
 
 pub(crate) struct LocalInstance {
     service: String,
-    record: InstanceRecord,
     check: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -133,20 +133,14 @@ impl Shared {
 
     /// Changes instance `id`'s health, if it is still registered and the health differs.
     pub async fn set_health(&self, id: u64, health: Health) -> Result<(), ServiceError> {
-        let update = {
-            let mut all = lock(&self.registrations);
-            match all.get_mut(&id) {
-                Some(local) if local.record.health != health => {
-                    local.record.health = health;
-                    Some((local.service.clone(), local.record.clone()))
-                }
-                _ => None,
-            }
+        let service = match lock(&self.registrations).get(&id) {
+            Some(local) => local.service.clone(),
+            None => return Ok(()),
         };
-        match update {
-            Some((service, record)) => self.publish(&service, id, Some(&record)).await,
-            None => Ok(()),
-        }
+        set_health(&self.requests, service, id, health)
+            .await
+            .map_err(|_| ServiceError::Stopped)?
+            .map_err(ServiceError::from)
     }
 }
 
@@ -227,7 +221,6 @@ impl ServicesHandle {
             id,
             LocalInstance {
                 service: service.to_owned(),
-                record: options.record,
                 check,
             },
         );

@@ -118,7 +118,7 @@ impl RpcState {
     }
 
     /// The call's next step, with breaker changes counted.
-    fn next(&self, call: &mut CallPlan, directory: &Directory) -> Step {
+    fn next(&self, call: &mut CallPlan<'_>, directory: &Directory) -> Step {
         let now = self.now();
         let routing = &mut *lock(&self.routing);
         let step = routing.router.next(now, call, directory, &mut routing.rng);
@@ -129,7 +129,7 @@ impl RpcState {
     /// Takes in how an attempt ended: the call's answer, or `None` to go on.
     fn finish(
         &self,
-        call: &mut CallPlan,
+        call: &mut CallPlan<'_>,
         attempt: Attempt,
         end: AttemptEnd,
     ) -> Option<Result<Vec<u8>, RpcError>> {
@@ -218,7 +218,8 @@ impl RpcHandle {
         options: &CallOptions,
         trace: TraceContext,
     ) -> Result<Bytes, RpcError> {
-        let mut call = CallPlan::new(service, options.clone(), self.state.now(), deadline);
+        let options = std::borrow::Cow::Borrowed(options);
+        let mut call = CallPlan::new(service, options, self.state.now(), deadline);
         loop {
             let directory = self.shared.directory.borrow().clone();
             let attempt = match self.state.next(&mut call, &directory) {

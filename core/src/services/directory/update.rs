@@ -1,0 +1,365 @@
+//! Keeping a [`Directory`] up to date from a core's events, touching only what changed.
+//!
+//! Two kinds of change move the directory:
+//! - an entry of the services or pub/sub keyspace was written or deleted: that one instance
+//!   or interest is read again;
+//! - membership changed for a node (up, failed, left, removed, a new address or life): every
+//!   entry that node owns may have appeared or vanished, so its entries are read again — a
+//!   range read of the keys under its prefix, not a walk of the keyspaces.
+//!
+//! The agents' part is rebuilt whole when the agents keyspace or membership changed (it is
+//! small and has its own owner, [`AgentDirectory`]). [`DirectoryChanges::everything`] reads
+//! every node again: that is how [`Directory::build`] starts from nothing, so the full and the
+//! incremental paths are one code path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::{addr_of, Directory, Instance, InstanceId, Interest};
+use crate::agents::AgentDirectory;
+use crate::effects::Event;
+use crate::ephemeral::{self, Owner, AGENTS_KEYSPACE, PUBSUB_KEYSPACE, SERVICES_KEYSPACE};
+use crate::membership::{MemberState, MembershipEvent};
+use crate::node::Core;
+use crate::replication::ReplicationEvent;
+use crate::services::record::{parse_entry_name, InstanceRecord};
+use crate::services::topic::Pattern;
+use crate::{NodeAddr, NodeId};
+
+/// What changed in a core since its directory was last brought up to date. Collect the core's
+/// events into it with [`note`](Self::note), then hand it to [`Directory::update`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectoryChanges {
+    /// Read every node again (a directory built from nothing).
+    all: bool,
+    /// Nodes whose membership changed.
+    nodes: BTreeSet<NodeId>,
+    /// Service entries written, by replicated key.
+    services: BTreeSet<String>,
+    /// Interest entries written, by replicated key.
+    interest: BTreeSet<String>,
+    /// The agents' part is stale.
+    agents: bool,
+}
+
+impl DirectoryChanges {
+    /// Changes that make [`Directory::update`] read everything.
+    pub fn everything() -> Self {
+        Self {
+            all: true,
+            agents: true,
+            ..Self::default()
+        }
+    }
+
+    /// Notes `event` if it moves the directory; returns whether it does.
+    pub fn note(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Membership(event) => {
+                if let Some(view) = member_of(event) {
+                    self.nodes.insert(view);
+                }
+                // `Joined` and `Isolated` are about this node: `update` notices a new life
+                // of ours by itself, and the agents' part follows membership.
+                self.agents = true;
+                true
+            }
+            Event::Replication(ReplicationEvent::KeyChanged { keyspace, key, .. }) => {
+                match keyspace.as_str() {
+                    SERVICES_KEYSPACE => self.services.insert(key.clone()),
+                    PUBSUB_KEYSPACE => self.interest.insert(key.clone()),
+                    AGENTS_KEYSPACE => {
+                        self.agents = true;
+                        true
+                    }
+                    _ => return false,
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether nothing was noted.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The node a membership event is about, if it is about another node.
+fn member_of(event: &MembershipEvent) -> Option<NodeId> {
+    match event {
+        MembershipEvent::Up(view)
+        | MembershipEvent::Updated(view)
+        | MembershipEvent::Failed(view)
+        | MembershipEvent::Left(view)
+        | MembershipEvent::Removed(view) => Some(view.id),
+        MembershipEvent::Joined | MembershipEvent::Isolated => None,
+    }
+}
+
+impl Directory {
+    /// Whether [`update`](Self::update) has anything to do: changes were noted, or this node
+    /// took a new life (membership renews our identity without an event, and our entries'
+    /// visibility follows our life).
+    pub fn needs_update(&self, core: &Core, changes: &DirectoryChanges) -> bool {
+        !changes.is_empty() || self.me != Some(core.membership().me())
+    }
+
+    /// Brings the directory up to date with `core` after `changes` (collected from `core`'s
+    /// events since the last update).
+    pub fn update(&mut self, core: &Core, changes: &DirectoryChanges) {
+        let mut nodes = changes.nodes.clone();
+        let me = core.membership().me();
+        if self.me != Some(me) {
+            // A new life of ours (or the first update): our entries' visibility changed.
+            nodes.extend(self.me.map(|old| old.node));
+            nodes.insert(me.node);
+            self.me = Some(me);
+        }
+        if changes.all {
+            nodes.extend(self.owners(core));
+        }
+        let mut edits = Edits::default();
+        for &node in &nodes {
+            self.refresh_node(core, node, &mut edits);
+        }
+        for key in &changes.services {
+            match ephemeral::parse(key) {
+                Some((owner, name)) if !nodes.contains(&owner.node) => {
+                    self.refresh_instance(core, owner, name, &mut edits)
+                }
+                _ => {}
+            }
+        }
+        for key in &changes.interest {
+            match ephemeral::parse(key) {
+                Some((owner, pattern)) if !nodes.contains(&owner.node) => {
+                    self.refresh_interest(core, owner.node, pattern)
+                }
+                _ => {}
+            }
+        }
+        edits.apply(&mut self.services);
+        if changes.agents {
+            self.agents = Arc::new(AgentDirectory::build(core));
+        }
+    }
+
+    /// Every node that owns an entry of the services or pub/sub keyspace, and every member.
+    fn owners(&self, core: &Core) -> BTreeSet<NodeId> {
+        let replication = core.replication();
+        let mut owners: BTreeSet<NodeId> = core.membership().members().map(|m| m.id).collect();
+        for keyspace in [SERVICES_KEYSPACE, PUBSUB_KEYSPACE] {
+            let keys = replication.keyspace(keyspace).into_iter();
+            owners.extend(
+                keys.flat_map(|space| space.iter())
+                    .filter_map(|(key, _)| Some(ephemeral::parse(key)?.0.node)),
+            );
+        }
+        owners.extend(self.members.keys());
+        owners
+    }
+
+    /// Reads everything `node` owns again, and whether it is a live member.
+    fn refresh_node(&mut self, core: &Core, node: NodeId, edits: &mut Edits) {
+        for (service, list) in &self.services {
+            if list.iter().any(|i| i.id.node == node) {
+                edits
+                    .of(service, &self.services)
+                    .retain(|i| i.id.node != node);
+            }
+        }
+        for addr in self.subscribers_of(node) {
+            self.subscribers.remove_value(&addr);
+        }
+        self.interest.retain(|i| i.node.id != node);
+        self.members.remove(&node);
+        let Some(owner) = visible_owner(core, node) else {
+            return;
+        };
+        if let Some(addr) = addr_of(owner, core.membership()) {
+            self.members.insert(node, NodeAddr { id: node, addr });
+        }
+        let prefix = ephemeral::key(owner, "");
+        let replication = core.replication();
+        if let Some(space) = replication.keyspace(SERVICES_KEYSPACE) {
+            for (key, value) in space.prefixed(&prefix) {
+                let name = &key[prefix.len()..];
+                if let Some(instance) = self.instance(core, owner, name, value) {
+                    edits.of(&instance.service, &self.services).push(instance);
+                }
+            }
+        }
+        if let Some(space) = replication.keyspace(PUBSUB_KEYSPACE) {
+            for (key, _) in space.prefixed(&prefix) {
+                self.add_interest(core, owner, &key[prefix.len()..]);
+            }
+        }
+    }
+
+    /// The addresses `node`'s interest is indexed under (one, unless its address changed).
+    fn subscribers_of(&self, node: NodeId) -> BTreeSet<NodeAddr> {
+        let indexed = self.members.get(&node).copied().into_iter();
+        indexed
+            .chain(
+                self.interest
+                    .iter()
+                    .filter(|i| i.node.id == node)
+                    .map(|i| i.node),
+            )
+            .collect()
+    }
+
+    /// Reads instance `name` of `owner` again.
+    fn refresh_instance(&mut self, core: &Core, owner: Owner, name: &str, edits: &mut Edits) {
+        let Some((service, local)) = parse_entry_name(name) else {
+            return;
+        };
+        let id = InstanceId {
+            node: owner.node,
+            generation: owner.generation,
+            local,
+        };
+        edits.of(service, &self.services).retain(|i| i.id != id);
+        let key = ephemeral::key(owner, name);
+        let value = core.replication().get(SERVICES_KEYSPACE, &key);
+        let shown = value.filter(|_| ephemeral::visible(owner, core.membership()));
+        if let Some(instance) = shown.and_then(|v| self.instance(core, owner, name, v)) {
+            edits.of(service, &self.services).push(instance);
+        }
+    }
+
+    /// The instance entry `name` of `owner` with bytes `value` stands for, if it is one.
+    fn instance(&self, core: &Core, owner: Owner, name: &str, value: &[u8]) -> Option<Instance> {
+        let (service, local) = parse_entry_name(name)?;
+        let record = InstanceRecord::decode(value)?;
+        let addr = addr_of(owner, core.membership())?;
+        Some(Instance {
+            service: service.to_owned(),
+            id: InstanceId {
+                node: owner.node,
+                generation: owner.generation,
+                local,
+            },
+            addr,
+            record,
+            local: Some(owner.node) == self.me.map(|me| me.node),
+        })
+    }
+
+    /// Reads `node`'s interest in `pattern` again: held while the entry of the node's visible
+    /// life exists (an entry of an older life coming or going changes nothing).
+    fn refresh_interest(&mut self, core: &Core, node: NodeId, pattern: &str) {
+        if let Some(at) = self
+            .interest
+            .iter()
+            .position(|i| i.node.id == node && i.pattern == pattern)
+        {
+            let gone = self.interest.remove(at);
+            if let Ok(parsed) = Pattern::parse(pattern) {
+                self.subscribers.remove(&parsed, &gone.node);
+            }
+        }
+        let Some(owner) = visible_owner(core, node) else {
+            return;
+        };
+        let key = ephemeral::key(owner, pattern);
+        if core.replication().get(PUBSUB_KEYSPACE, &key).is_some() {
+            self.add_interest(core, owner, pattern);
+        }
+    }
+
+    fn add_interest(&mut self, core: &Core, owner: Owner, pattern: &str) {
+        let Some(addr) = addr_of(owner, core.membership()) else {
+            return;
+        };
+        let interest = Interest {
+            node: NodeAddr {
+                id: owner.node,
+                addr,
+            },
+            pattern: pattern.to_owned(),
+        };
+        // Entries that are not valid patterns were not written by a Foundation node.
+        if let Ok(parsed) = Pattern::parse(pattern) {
+            self.subscribers.insert(&parsed, interest.node);
+        }
+        if let Err(at) = self.interest.binary_search(&interest) {
+            self.interest.insert(at, interest);
+        }
+    }
+}
+
+impl Directory {
+    /// Where this directory and `other` differ, if they do (`None`: the same view). Used to
+    /// check an incrementally kept directory against one built from scratch.
+    pub fn difference(&self, other: &Directory) -> Option<String> {
+        let instances = |d: &Directory| d.all().cloned().collect::<Vec<_>>();
+        if instances(self) != instances(other) {
+            return Some(format!(
+                "instances differ: {:?} vs {:?}",
+                instances(self),
+                instances(other)
+            ));
+        }
+        if self.interest != other.interest || self.subscribers.len() != other.subscribers.len() {
+            return Some(format!(
+                "interest differs: {:?} vs {:?}",
+                self.interest, other.interest
+            ));
+        }
+        if self.members != other.members {
+            return Some(format!(
+                "members differ: {:?} vs {:?}",
+                self.members, other.members
+            ));
+        }
+        (self.agents.all() != other.agents.all()).then(|| "agents differ".to_owned())
+    }
+}
+
+/// The life of `node` whose entries are shown: ours, or an alive member's.
+fn visible_owner(core: &Core, node: NodeId) -> Option<Owner> {
+    let membership = core.membership();
+    let me = membership.me();
+    if node == me.node {
+        return Some(Owner::from(me));
+    }
+    let member = membership.member(node)?;
+    (member.state == MemberState::Alive).then_some(Owner {
+        node,
+        generation: member.generation,
+    })
+}
+
+/// Services whose instance lists are being changed: each is copied out once, edited, and put
+/// back in instance id order once, however many of its instances changed.
+#[derive(Default)]
+struct Edits {
+    services: BTreeMap<String, Vec<Instance>>,
+}
+
+impl Edits {
+    /// The working list of `service`, copied from what `held` lists on first use.
+    fn of(
+        &mut self,
+        service: &str,
+        held: &BTreeMap<String, Arc<[Instance]>>,
+    ) -> &mut Vec<Instance> {
+        self.services
+            .entry(service.to_owned())
+            .or_insert_with(|| held.get(service).map(|l| l.to_vec()).unwrap_or_default())
+    }
+
+    fn apply(self, services: &mut BTreeMap<String, Arc<[Instance]>>) {
+        for (service, mut list) in self.services {
+            if list.is_empty() {
+                services.remove(&service);
+            } else {
+                list.sort_by_key(|i| i.id);
+                services.insert(service, list.into());
+            }
+        }
+    }
+}
