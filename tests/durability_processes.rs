@@ -247,6 +247,10 @@ fn a_node_restarted_alone_comes_back_with_its_data_and_catches_up() {
     eventually(Duration::from_secs(10), "c holds the first writes", || {
         config_snapshot(nodes[2].http).is_some_and(|s| before_all(&s, 0))
     });
+    // A replica shows a peer's write as soon as it applies it; only its acknowledgements wait
+    // for the batch to be synced. Give c's store the moment it needs to sync what it shows
+    // (under load, a kill right away caught the last batch unsynced).
+    std::thread::sleep(Duration::from_secs(1));
 
     let mut c = nodes.pop().unwrap();
     let c_id = c.id.clone();
