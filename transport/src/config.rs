@@ -16,11 +16,18 @@ pub struct TransportConfig {
     /// unspecified (`0.0.0.0`, `::`) the default route's interface address on the bound port
     /// (see [`crate::advertise`]); the unspecified address is never advertised.
     pub advertise: Option<SocketAddr>,
-    /// QUIC keep-alive interval. Default 1 s: keeps NAT bindings and lets the idle timeout detect
-    /// a dead peer quickly. Must be shorter than `idle_timeout`.
+    /// QUIC keep-alive interval: how long a connection may send nothing before it sends a ping.
+    /// Default 10 s, inside the 30 s after which NATs commonly forget a UDP binding. A short
+    /// interval is paid on every connection of a full mesh (a ping and its acknowledgement per
+    /// peer and interval: at 1 s it was four fifths of a 10-node cluster's idle bytes on the
+    /// wire); liveness is membership's job, which probes on its own. Must be shorter than
+    /// `idle_timeout`.
     pub keep_alive: Duration,
     /// A connection with no traffic (not even keep-alives) for this long is considered dead.
-    /// Default 5 s, instead of quinn's 30 s, so a dead peer is noticed within seconds.
+    /// Default 30 s (quinn's own). A node embedding the engine closes the connection of a member
+    /// as soon as membership declares it failed, and a process restarted at the same address
+    /// and with the same node id ends its peers' stale connections at their next packet
+    /// (stateless reset, [`crate::security`]); this timeout only reaps the rest.
     pub idle_timeout: Duration,
     /// Longest a TLS handshake plus hello may take. Default 5 s.
     pub handshake_timeout: Duration,
@@ -93,8 +100,8 @@ impl Default for TransportConfig {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             advertise: None,
-            keep_alive: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
@@ -211,7 +218,7 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let mut config = TransportConfig {
-            keep_alive: Duration::from_secs(9),
+            keep_alive: Duration::from_secs(30),
             ..Default::default()
         };
         assert_eq!(config.validate().unwrap_err().field, "keep_alive");

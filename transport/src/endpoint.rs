@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use quinn_proto::HashedConnectionIdGenerator;
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
@@ -104,6 +105,7 @@ impl Endpoint {
     ) -> Result<(Endpoint, Inbox), StartError> {
         config.validate()?;
         let credentials = Credentials::load(trust, &identity.cluster)?;
+        let endpoint_config = endpoint_config(&credentials, identity.id);
         let (mut server, mut client, mut bulk_client) =
             quic_configs_with_bulk(credentials, &identity.cluster)?;
         let transport = Arc::new(quic_transport(&config));
@@ -114,7 +116,12 @@ impl Endpoint {
             bulk_client.transport_config(Arc::new(bulk_transport(&config, target, urgent.clone())));
         }
         let bulk = match config.bulk_queue_target.is_some() && config.bulk_endpoint {
-            true => Some(bulk_side(&config, server.clone(), bulk_client.clone())?),
+            true => Some(bulk_side(
+                &config,
+                endpoint_config.clone(),
+                server.clone(),
+                bulk_client.clone(),
+            )?),
             false => None,
         };
         let bind_error = |source| StartError::Bind {
@@ -123,7 +130,7 @@ impl Endpoint {
         };
         let socket = bind_udp(config.bind, config.udp_buffer).map_err(bind_error)?;
         let mut quic = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config,
             Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -510,6 +517,7 @@ fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<std::net::UdpSoc
 /// Starts the bulk thread and binds the bulk endpoint on the bound IP, any port.
 fn bulk_side(
     config: &TransportConfig,
+    endpoint_config: quinn::EndpointConfig,
     mut server: quinn::ServerConfig,
     client: quinn::ClientConfig,
 ) -> Result<BulkSide, StartError> {
@@ -523,7 +531,7 @@ fn bulk_side(
     let mut quic = {
         let _on = thread.enter();
         quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config,
             Some(server),
             socket,
             thread.quinn_runtime(),
@@ -532,6 +540,15 @@ fn bulk_side(
     };
     quic.set_default_client_config(client);
     Ok(BulkSide { quic, thread })
+}
+
+/// quinn's endpoint defaults, with a stateless-reset key this node has in every life, so a
+/// peer still holding a connection to an earlier life learns at once that it is gone.
+fn endpoint_config(credentials: &Credentials, id: NodeId) -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::new(Arc::new(credentials.reset.key(id)));
+    let cid_key = credentials.reset.connection_id_key(id);
+    config.cid_generator(move || Box::new(HashedConnectionIdGenerator::from_key(cid_key)));
+    config
 }
 
 fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {

@@ -254,3 +254,109 @@ async fn a_receiver_that_stops_reading_pushes_back_on_the_sender() {
         );
     }
 }
+
+/// An endpoint on a runtime of its own: `crash` drops the runtime before the endpoint, so not a
+/// packet more leaves it (no close, no reset), as when its process is killed.
+struct Crashable {
+    thread: std::thread::JoinHandle<()>,
+    crash: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Crashable {
+    fn start(identity: LocalIdentity, config: foundation_transport::TransportConfig) -> Self {
+        let (crash, crashed) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let endpoint = runtime.block_on(async move {
+                let metrics =
+                    std::sync::Arc::new(foundation_transport::TransportMetrics::unregistered());
+                let (endpoint, _inbox) = foundation_transport::Endpoint::start(
+                    identity,
+                    &secret(SECRET),
+                    config,
+                    metrics,
+                )
+                .await
+                .unwrap();
+                let _ = crashed.await;
+                endpoint
+            });
+            drop(runtime);
+            drop(endpoint);
+        });
+        Self { thread, crash }
+    }
+
+    fn crash(self) {
+        let _ = self.crash.send(());
+        self.thread.join().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_peer_restarted_at_its_address_ends_the_stale_connection_at_once() {
+    // Timers far longer than the test's bound: only a recognised stateless reset can end the
+    // connection to the crashed process in time.
+    let config = foundation_transport::TransportConfig {
+        keep_alive: Duration::from_secs(20),
+        idle_timeout: Duration::from_secs(60),
+        ..fast_config()
+    };
+    let a = node_with("orders", &secret(SECRET), config.clone()).await;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let identity = || LocalIdentity {
+        id: foundation_transport::NodeId::from_u128(42),
+        cluster: a.endpoint.cluster().clone(),
+    };
+    let at_port = foundation_transport::TransportConfig {
+        bind: port,
+        // The bulk endpoint's thread outlives a dropped runtime and would keep the port bound.
+        bulk_endpoint: false,
+        ..config.clone()
+    };
+    let b = Crashable::start(identity(), at_port.clone());
+    let to_b = eventually_connected(&a, port).await;
+    b.crash();
+
+    let metrics = std::sync::Arc::new(foundation_transport::TransportMetrics::unregistered());
+    let (_b2, mut inbox) =
+        foundation_transport::Endpoint::start(identity(), &secret(SECRET), at_port, metrics)
+            .await
+            .unwrap();
+    let sent = Instant::now();
+    for i in 0u32.. {
+        // Sent on the stale connection first; the restarted process's reset ends it and the
+        // next message is dialled anew.
+        a.endpoint
+            .send_message(to_b, Channel::Coordination, &i, WAIT)
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(200), inbox.coordination.recv()).await;
+        if got.is_ok() {
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "messages to the restarted peer were lost for 10 s (the idle timeout is 60 s)"
+        );
+    }
+}
+
+async fn eventually_connected(
+    a: &Node,
+    addr: std::net::SocketAddr,
+) -> foundation_transport::NodeAddr {
+    for _ in 0..50 {
+        if let Ok(peer) = a.endpoint.connect(addr).await {
+            return peer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no connection to {addr}")
+}

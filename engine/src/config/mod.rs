@@ -129,10 +129,12 @@ pub struct NodeConfig {
 /// defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransportSettings {
-    /// QUIC keep-alive interval. Default 1 s: keeps NAT bindings open and lets a dead peer be
-    /// noticed quickly. Must be shorter than `idle_timeout`. TOML `transport.keep_alive`.
+    /// QUIC keep-alive interval. Default 10 s: keeps NAT bindings open without a ping per peer
+    /// every second (membership's probes are what notice a dead peer). Must be shorter than
+    /// `idle_timeout`. TOML `transport.keep_alive`.
     pub keep_alive: Duration,
-    /// A connection silent for this long is dead. Default 5 s (quinn's own is 30 s). At most
+    /// A connection silent for this long is dead. Default 30 s; the connection of a member
+    /// membership declares failed is closed at once, so this only reaps the rest. At most
     /// 600 s. TOML `transport.idle_timeout`.
     pub idle_timeout: Duration,
     /// The UDP port bulk transfers arrive on, apart from urgent traffic. Default `auto` (any

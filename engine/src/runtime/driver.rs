@@ -17,7 +17,7 @@ use super::request::{MajorityWait, Request};
 use super::storage::{BatchOutcome, NodeStorage};
 use crate::discovery::Candidate;
 use foundation_core::effects::{Effect, Event};
-use foundation_core::membership::{MemberView, MembershipEvent};
+use foundation_core::membership::{MemberState, MemberView, MembershipEvent};
 use foundation_core::node::{Command, Core, Input};
 use foundation_core::replication::{Durability, Origin, ReplicationError, ReplicationEvent, Write};
 use foundation_core::services::{Directory, DirectoryChanges};
@@ -203,6 +203,7 @@ impl Driver {
                 Effect::Event(Event::Placement(event)) => self.placement.event(&self.core, event),
                 Effect::Event(Event::Membership(event)) => {
                     self.placement.publish(&self.core);
+                    self.drop_connection_of_failed(&event);
                     self.publish(event);
                 }
                 Effect::Persist { seq, batch } => match &self.storage {
@@ -389,6 +390,23 @@ impl Driver {
         self.metrics.sync(&self.core);
         // No subscriber is fine; a lagging one loses the oldest events (tokio broadcast).
         let _ = self.events.send(event);
+    }
+
+    /// Closes the connection to a member declared failed, unless another life of the same node
+    /// is alive. Membership is the failure detector: requests in flight to the dead node end now
+    /// (and are retried elsewhere) instead of at the connection's idle timeout, which can then be
+    /// long enough that idle connections stay quiet.
+    fn drop_connection_of_failed(&self, event: &MembershipEvent) {
+        let MembershipEvent::Failed(failed) = event else {
+            return;
+        };
+        let another_life_alive = self
+            .core
+            .members()
+            .any(|m| m.id == failed.id && m.state == MemberState::Alive);
+        if !another_life_alive {
+            self.endpoint.disconnect(failed.id);
+        }
     }
 
     /// Joins `candidate` unless it is already a live member or was tried moments ago.

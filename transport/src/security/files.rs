@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{Credentials, SecurityError};
+use super::{Credentials, ResetSeed, SecurityError};
 
 /// Paths of the PEM files an operator supplies in production.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,13 @@ impl CertificateFiles {
         let chain = certificates(&self.certificate, "node certificate")?;
         let key = PrivateKeyDer::from_pem_file(&self.key)
             .map_err(|e| file_error("private key", &self.key, e))?;
-        Ok(Credentials { ca, chain, key })
+        let reset = ResetSeed::new(key.secret_der());
+        Ok(Credentials {
+            ca,
+            chain,
+            key,
+            reset,
+        })
     }
 }
 

@@ -14,6 +14,7 @@
 //! so a node of another cluster is refused even when one CA signed both clusters.
 
 mod files;
+mod reset;
 mod secret;
 mod verifier;
 
@@ -24,6 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use foundation_core::identity::ClusterName;
 
 pub use files::CertificateFiles;
+pub(crate) use reset::ResetSeed;
 pub use secret::ClusterSecret;
 
 /// The ALPN protocol both sides must offer.
@@ -69,6 +71,8 @@ pub(crate) struct Credentials {
     pub ca: CertificateDer<'static>,
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
+    /// What the stateless-reset key is derived from (see [`reset`]).
+    pub reset: ResetSeed,
 }
 
 impl Credentials {

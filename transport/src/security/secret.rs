@@ -9,7 +9,7 @@ use rcgen::{
 use ring::hkdf;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::{Credentials, SecurityError};
+use super::{Credentials, ResetSeed, SecurityError};
 use foundation_core::identity::ClusterName;
 
 /// A shared secret from which every node of a cluster derives the same CA.
@@ -76,6 +76,7 @@ impl ClusterSecret {
             ca: ca.der().clone(),
             chain: vec![node.der().clone(), ca.der().clone()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.serialize_der())),
+            reset: ResetSeed::new(&self.bytes),
         })
     }
 
