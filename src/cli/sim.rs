@@ -32,6 +32,10 @@ pub struct SimCommand {
     /// Include the trace of the run (of each failed run, for a range).
     #[arg(long)]
     pub trace: bool,
+    /// Also write a self-contained HTML page with pictures (each node's view over time with
+    /// partition sides, detection and convergence distributions, bytes per node over time).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// Runs the simulation and returns the process exit code: 0 passed, 1 an invariant failed,
@@ -47,6 +51,7 @@ pub fn run(command: SimCommand) -> i32 {
         json,
         trace: command.trace,
         threads: None,
+        html: command.html,
     };
     match foundation_sim::cli::run(args) {
         Ok(report) => print(&report, json).map_or(2, |()| 0),
