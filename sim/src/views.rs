@@ -86,21 +86,35 @@ pub struct ViewRecorder {
     views: Views,
     bytes_every_us: u64,
     next_bytes_us: u64,
+    views_every_us: u64,
+    next_views_us: u64,
 }
 
+/// Member comparisons one run may spend on views (each sample compares every node's list with
+/// the live set: nodes² in all), so that large clusters are sampled less often.
+const COMPARISONS_MAX: u128 = 200_000_000;
+
 impl ViewRecorder {
-    /// A recorder for a run of `duration_us`: bytes are sampled about once a second, and at
-    /// most 600 times.
-    pub fn new(duration_us: u64) -> Self {
+    /// A recorder for a run of `duration_us` over `nodes` slots: bytes are sampled about once
+    /// a second, at most 600 times; views on every call, or less often when the cluster is so
+    /// large that comparing every view that often would cost more than [`COMPARISONS_MAX`].
+    pub fn new(duration_us: u64, nodes: usize) -> Self {
+        let square = (nodes as u128).pow(2);
         Self {
             bytes_every_us: (duration_us / 600).max(1_000_000),
+            views_every_us: u64::try_from(u128::from(duration_us) * square / COMPARISONS_MAX)
+                .unwrap_or(u64::MAX),
             ..Self::default()
         }
     }
 
-    /// Takes note of every node's view now.
+    /// Takes note of every node's view now (when it is time to).
     pub fn sample(&mut self, world: &World) {
         let now_us = world.now_us();
+        if now_us < self.next_views_us {
+            return;
+        }
+        self.next_views_us = now_us.saturating_add(self.views_every_us);
         let at_secs = now_us as f64 / 1e6;
         let live = live_set(world);
         self.views.nodes.resize_with(world.nodes().len(), Vec::new);
@@ -131,6 +145,7 @@ impl ViewRecorder {
 
     /// The views, with the partitions taken from the world's topology history.
     pub fn finish(mut self, world: &World) -> Views {
+        self.next_views_us = 0;
         self.sample(world);
         self.views.partitions = partitions(world);
         self.views

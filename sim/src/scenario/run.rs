@@ -176,7 +176,7 @@ impl<'a> Runner<'a> {
             traffic_start: None,
             views: options
                 .record_views
-                .then(|| ViewRecorder::new(scenario.duration.as_micros() as u64)),
+                .then(|| ViewRecorder::new(scenario.duration.as_micros() as u64, scenario.nodes)),
         }
     }
 
