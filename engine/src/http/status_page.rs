@@ -2,7 +2,7 @@
 //! second and draws what it finds: the node and its health, the members table (this node
 //! included, suspicion shown), traffic per channel (totals, and rates between two refreshes),
 //! keyspaces with their sizes and whether the other members hold the same state, services,
-//! variables, agents and coordination sessions; any
+//! variables, agents, coordination sessions and placed workloads (each instance's owner); any
 //! other JSON a server without those sections serves is shown as it is. No external assets (it works offline), and every
 //! value is put in the page as text, never as markup.
 
@@ -121,6 +121,14 @@ function sessions(list) {
     (list || []).map(x => ({ cells: [x.session, x.mechanism, x.subject, { text: x.state, cls: x.state },
       x.answered === null ? "" : x.answered + " of " + x.participants, x.outcome || "", x.commit || ""] })));
 }
+function placement(map) {
+  const rows = [];
+  Object.entries(map || {}).forEach(([name, w]) => (w.instances || []).forEach(i => rows.push({
+    data: { workload: name, shard: i.shard, here: i.running_here ? "yes" : "no" },
+    cells: [name, w.kind, i.shard, { text: i.owner || "none", cls: i.owner ? "mono" : "unknown" },
+            { text: i.running_here ? "here" : "", cls: "running" }] })));
+  return section("Placement", ["workload", "kind", "shard", "owner", "running"], rows);
+}
 function others(routes) {
   return Object.entries(routes || {}).map(([path, value]) => {
     const box = el("section");
@@ -143,6 +151,7 @@ function render(s) {
   if (s.variables) parts.push(variables(s.variables));
   if (s.agents) parts.push(agents(s.agents));
   if (s.sessions && s.sessions.length) parts.push(sessions(s.sessions));
+  if (s.placement && Object.keys(s.placement).length) parts.push(placement(s.placement));
   parts.push(...others(s.routes));
   document.getElementById("sections").replaceChildren(...parts);
 }

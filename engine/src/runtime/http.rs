@@ -84,6 +84,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         keyspaces: keyspaces.clone(),
         digests_wanted: digests_wanted.clone(),
         peers,
+        placement: placement.clone(),
     };
     let keyspaces_identity = identity.clone();
     let server = HttpServer::builder(addr).access(access);
@@ -217,11 +218,12 @@ struct StatusSources {
     keyspaces: watch::Receiver<Vec<KeyspaceSummary>>,
     digests_wanted: Demand,
     peers: PeerDigests,
+    placement: super::placement::PlacementHandle,
 }
 
 impl StatusSources {
     /// The node, its health, every member with this node first, traffic per channel,
-    /// keyspaces with their convergence, services, variables, agents.
+    /// keyspaces with their convergence, services, variables, agents, sessions, placement.
     fn json(&self) -> serde_json::Value {
         // Someone is looking: take digests here and ask the other members for theirs.
         self.digests_wanted.ask();
@@ -240,6 +242,7 @@ impl StatusSources {
             "variables": super::vars::all_json(&self.vars),
             "agents": agents_json(&self.agents.directory())["agents"],
             "sessions": self.agents.sessions(),
+            "placement": serde_json::to_value(&*self.placement.all()).unwrap_or_default(),
         })
     }
 
