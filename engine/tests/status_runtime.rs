@@ -60,7 +60,7 @@ async fn the_status_document_has_traffic_keyspaces_with_convergence_and_placemen
         .expect("config write");
     nodes[1]
         .placement()
-        .local("mine", || std::future::pending::<()>())
+        .local("mine", std::future::pending::<()>)
         .await
         .expect("declared");
 
