@@ -1100,3 +1100,46 @@ fn placement_lists_what_a_node_declared() {
     drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `foundation sim --html` writes the pictures, says where on stderr (stdout keeps the JSON
+/// report alone), and a path it cannot write is bad input (exit 2) naming the path.
+#[test]
+fn foundation_sim_writes_pictures_next_to_its_json_report() {
+    let dir = scratch_dir("op-sim-html");
+    let page = dir.join("report.html");
+    let page_arg = page.to_str().expect("a UTF-8 path");
+    let args = [
+        "sim",
+        "--scenario",
+        "steady",
+        "--nodes",
+        "3",
+        "--seed",
+        "2",
+        "--json",
+        "--html",
+    ];
+    let ran = foundation(&dir, None, &[&args[..], &[page_arg]].concat());
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let report: serde_json::Value = serde_json::from_slice(&ran.stdout).expect("JSON alone");
+    assert_eq!(report["scenario"], "steady");
+    assert!(stderr(&ran).contains(&format!("pictures written to {page_arg}")));
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("<section id=\"timeline\">") && html.contains("<svg"));
+
+    let unwritable = dir.join("missing-dir").join("report.html");
+    let args = ["sim", "--scenario", "steady", "--nodes", "3", "--html"];
+    let refused = foundation(
+        &dir,
+        None,
+        &[&args[..], &[unwritable.to_str().unwrap()]].concat(),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("missing-dir"),
+        "{}",
+        stderr(&refused)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

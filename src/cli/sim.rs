@@ -42,6 +42,7 @@ pub struct SimCommand {
 /// 2 bad input.
 pub fn run(command: SimCommand) -> i32 {
     let json = command.json;
+    let html = command.html.clone();
     let args = SimArgs {
         scenario: command.scenario,
         file: command.file,
@@ -53,7 +54,12 @@ pub fn run(command: SimCommand) -> i32 {
         threads: None,
         html: command.html,
     };
-    match foundation_sim::cli::run(args) {
+    let outcome = foundation_sim::cli::run(args);
+    if let (Some(path), Ok(_) | Err(SimError::InvariantFailed(_))) = (&html, &outcome) {
+        // On stderr: with --json, stdout holds the report alone.
+        eprintln!("pictures written to {}", path.display());
+    }
+    match outcome {
         Ok(report) => print(&report, json).map_or(2, |()| 0),
         Err(SimError::InvariantFailed(report)) => print(&report, json).map_or(2, |()| 1),
         Err(error) => {
