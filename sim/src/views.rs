@@ -67,6 +67,8 @@ pub struct PartitionSpan {
     pub sides: Vec<Vec<usize>>,
     /// Each cut, as (senders, receivers) whose traffic was blocked.
     pub cuts: Vec<(Vec<usize>, Vec<usize>)>,
+    /// Whether some link was cut in one direction only.
+    pub one_way: bool,
 }
 
 /// Everything recorded for the pictures of one run.
@@ -220,6 +222,7 @@ fn partitions(world: &World) -> Vec<PartitionSpan> {
                 from_secs: *from as f64 / 1e6,
                 to_secs: to as f64 / 1e6,
                 sides: sides(rules, n),
+                one_way: one_way(rules, n),
                 cuts: rules
                     .iter()
                     .map(|r| (members(&r.from), members(&r.to)))
@@ -227,6 +230,12 @@ fn partitions(world: &World) -> Vec<PartitionSpan> {
             }
         })
         .collect()
+}
+
+/// Whether some pair of slots is cut in one direction and open in the other.
+fn one_way(rules: &[BlockRule], n: usize) -> bool {
+    let blocked = |a: usize, b: usize| rules.iter().any(|r| r.blocks(a, b));
+    (0..n).any(|a| (0..n).any(|b| blocked(a, b) && !blocked(b, a)))
 }
 
 fn members(set: &[bool]) -> Vec<usize> {
@@ -308,6 +317,8 @@ mod tests {
         assert_eq!(sides(&two_way, 5), vec![vec![0, 1], vec![2, 3, 4]]);
         // A side needs both directions open: a one-way cut separates the same sides.
         assert_eq!(sides(&two_way[..1], 5), vec![vec![0, 1], vec![2, 3, 4]]);
+        assert!(!one_way(&two_way, 5));
+        assert!(one_way(&two_way[..1], 5));
         assert_eq!(sides(&[], 3), vec![vec![0, 1, 2]]);
     }
 

@@ -7,8 +7,9 @@
 //!   their sides named (A, B, …) in a caption and on each row; the run's events are numbered
 //!   lines, listed under the picture.
 //! - **Detection and convergence**: histograms of the time until every survivor saw a crash
-//!   (and until the first did), and of the time until every live node agreed after a
-//!   disturbance — over every crash and episode of every seed of a sweep.
+//!   (and until the first did), of the time until every live node agreed after a disturbance,
+//!   and (for scenarios that write) until replicas held the same data — over every crash and
+//!   episode of every seed of a sweep.
 //! - **Bytes per node over time** (the pictured run), and for a sweep the distribution of each
 //!   seed's membership bytes per node per second.
 
@@ -169,6 +170,19 @@ fn distributions_section(out: &mut String, runs: &[RunReport]) {
             true
         ),
     );
+    let replicas: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| &r.measurements.replication)
+        .filter_map(|e| e.took_secs)
+        .collect();
+    if !replicas.is_empty() {
+        out.push_str(&charts::histogram(
+            "replicas held the same data after a disturbance",
+            "seconds",
+            &replicas,
+            true,
+        ));
+    }
     if runs.len() > 1 {
         let bytes: Vec<f64> = runs
             .iter()

@@ -85,14 +85,21 @@ fn caption(svg: &mut Svg, x: Scale, y: f64, index: usize, p: &PartitionSpan) {
         .enumerate()
         .map(|(i, side)| format!("{} = {}", side_name(i), slot_list(side)))
         .collect();
-    let one_way = p.cuts.len() == 1;
+    // A one-way cut also says which way traffic stopped.
+    let cuts: Vec<String> = p
+        .cuts
+        .iter()
+        .filter(|_| p.one_way)
+        .map(|(from, to)| format!(" · {} cannot send to {}", slot_list(from), slot_list(to)))
+        .collect();
     let text = format!(
-        "partition {} ({:.1}s–{:.1}s{}): {}",
+        "partition {} ({:.1}s–{:.1}s{}): {}{}",
         index + 1,
         p.from_secs,
         p.to_secs,
-        if one_way { ", one way" } else { "" },
-        sides.join(" · ")
+        if p.one_way { ", one way" } else { "" },
+        sides.join(" · "),
+        cuts.concat()
     );
     svg.text(
         (x.at(p.from_secs).min(WIDTH / 2.0), y),
