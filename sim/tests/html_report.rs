@@ -174,7 +174,14 @@ fn a_sweep_shows_distributions_over_seeds() {
     assert!(page.contains("3 seeds (1–3)"));
     let distributions = section(&page, "distributions");
     assert!(distributions.contains("over 3 seeds"));
-    assert_eq!(count(distributions, "<svg"), 4);
+    assert_eq!(count(distributions, "<svg"), 5);
+    // Each seed's slowest convergence and detection, as a dot with a tooltip naming the seed
+    // (plus one of each in the legend).
+    assert_eq!(count(distributions, "class=\"converge-dot\""), 4);
+    assert_eq!(count(distributions, "class=\"detect-dot\""), 4);
+    for seed in 1..=3 {
+        assert!(distributions.contains(&format!("<title>seed {seed}: crash seen by all after")));
+    }
     // One crash per seed, and one bytes sample per seed.
     assert_eq!(
         count(distributions, "seconds · 3 samples"),

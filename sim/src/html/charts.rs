@@ -1,7 +1,7 @@
 //! Histograms of measured times and the bytes-per-node-over-time chart.
 
 use super::svg::{short, ticks, Scale, Svg};
-use crate::report::Stats;
+use crate::report::{RunReport, Stats};
 use crate::views::{BytesSample, PartitionSpan};
 
 const WIDTH: f64 = 460.0;
@@ -135,6 +135,75 @@ pub fn bytes_over_time(
         .collect();
     svg.polyline(&median, "median-line", "median over nodes");
     svg.x_axis(x, height - BOTTOM, "simulated seconds");
+    svg.finish()
+}
+
+/// One dot per seed and measure: the slowest convergence and the slowest detection of each
+/// run, failed seeds shaded, so the seed to replay stands out.
+pub fn per_seed(runs: &[RunReport]) -> String {
+    let width = 960.0;
+    let title = "slowest convergence and slowest detection of each seed";
+    let mut svg = Svg::new(width, HEIGHT, title);
+    svg.text((width / 2.0, 14.0), "middle", "caption", title);
+    let worst = |samples: Vec<f64>| samples.into_iter().reduce(f64::max);
+    let points: Vec<(u64, bool, Option<f64>, Option<f64>)> = runs
+        .iter()
+        .map(|r| {
+            let m = &r.measurements;
+            let converged = worst(m.convergence.iter().filter_map(|c| c.took_secs).collect());
+            let detected = worst(m.detections.iter().filter_map(|d| d.all_secs).collect());
+            (r.seed, r.passed, converged, detected)
+        })
+        .collect();
+    let top = points
+        .iter()
+        .flat_map(|p| [p.2, p.3])
+        .flatten()
+        .fold(0.0, f64::max);
+    let (first, last) = (
+        runs.first().map_or(0, |r| r.seed),
+        runs.last().map_or(1, |r| r.seed),
+    );
+    let x = Scale::new(
+        (first as f64 - 0.5, last as f64 + 0.5),
+        (LEFT, width - 16.0),
+    );
+    let y = Scale::new((0.0, top.max(0.1) * 1.1), (HEIGHT - BOTTOM, TOP + 8.0));
+    svg.y_axis(y, LEFT, width - 16.0, "seconds");
+    for (seed, passed, converged, detected) in points {
+        let at = x.at(seed as f64);
+        if !passed {
+            let band = (x.at(1.0) - x.at(0.0)).max(2.0);
+            let title = format!("seed {seed} failed");
+            svg.rect(
+                at - band / 2.0,
+                TOP,
+                band,
+                HEIGHT - BOTTOM - TOP,
+                "failed-seed",
+                &title,
+            );
+        }
+        for (value, class, what) in [
+            (converged, "converge-dot", "converged"),
+            (detected, "detect-dot", "crash seen by all"),
+        ] {
+            if let Some(v) = value {
+                let title = format!("seed {seed}: {what} after {v:.2}s at worst");
+                svg.circle((at, y.at(v)), 3.0, class, &title);
+            }
+        }
+    }
+    svg.circle((LEFT + 60.0, 26.0), 3.0, "converge-dot", "");
+    svg.text((LEFT + 66.0, 30.0), "start", "tick", "slowest convergence");
+    svg.circle((LEFT + 190.0, 26.0), 3.0, "detect-dot", "");
+    svg.text(
+        (LEFT + 196.0, 30.0),
+        "start",
+        "tick",
+        "slowest crash seen by all",
+    );
+    svg.x_axis(x, HEIGHT - BOTTOM, "seed");
     svg.finish()
 }
 

@@ -11,7 +11,8 @@
 //!   and (for scenarios that write) until replicas held the same data — over every crash and
 //!   episode of every seed of a sweep.
 //! - **Bytes per node over time** (the pictured run), and for a sweep the distribution of each
-//!   seed's membership bytes per node per second.
+//!   seed's membership bytes per node per second, and each seed's slowest convergence and
+//!   detection as dots over the seeds (failed seeds shaded).
 
 mod charts;
 mod svg;
@@ -39,6 +40,7 @@ text.caption { font-size: 12px; fill: #111; } text.sidename { fill: #fff; font-w
 .node { fill: none; stroke: #4a78b5; stroke-opacity: 0.35; stroke-width: 1; }
 .median-line { fill: none; stroke: #111; stroke-width: 2; }
 .legend span { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: -1px; }
+.converge-dot { fill: #4a78b5; } .detect-dot { fill: #d1495b; } .failed-seed { fill: #d1495b; fill-opacity: 0.15; }
 .failed { color: #b00020; } code { background: #f3f3f3; padding: 0 3px; }
 ";
 
@@ -184,6 +186,7 @@ fn distributions_section(out: &mut String, runs: &[RunReport]) {
         ));
     }
     if runs.len() > 1 {
+        out.push_str(&charts::per_seed(runs));
         let bytes: Vec<f64> = runs
             .iter()
             .map(|r| r.traffic.membership_bytes_per_node_per_sec)

@@ -136,6 +136,15 @@ impl Svg {
         self.close("polyline", title);
     }
 
+    /// A dot of radius `r` in `class`, with a tooltip when `title` is not empty.
+    pub fn circle(&mut self, (x, y): (f64, f64), r: f64, class: &str, title: &str) {
+        let _ = write!(
+            self.body,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="{r:.1}" class="{class}""#
+        );
+        self.close("circle", title);
+    }
+
     /// Text at `(x, y)`; `anchor` is start, middle or end.
     pub fn text(&mut self, (x, y): (f64, f64), anchor: &str, class: &str, text: &str) {
         let _ = write!(
