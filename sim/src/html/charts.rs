@@ -194,11 +194,12 @@ pub fn per_seed(runs: &[RunReport]) -> String {
             }
         }
     }
-    svg.circle((LEFT + 60.0, 26.0), 3.0, "converge-dot", "");
-    svg.text((LEFT + 66.0, 30.0), "start", "tick", "slowest convergence");
-    svg.circle((LEFT + 190.0, 26.0), 3.0, "detect-dot", "");
+    let legend = width - 330.0;
+    svg.circle((legend, 26.0), 3.0, "converge-dot", "");
+    svg.text((legend + 6.0, 30.0), "start", "tick", "slowest convergence");
+    svg.circle((legend + 140.0, 26.0), 3.0, "detect-dot", "");
     svg.text(
-        (LEFT + 196.0, 30.0),
+        (legend + 146.0, 30.0),
         "start",
         "tick",
         "slowest crash seen by all",
