@@ -208,3 +208,47 @@ fn an_unwritable_path_is_an_error_with_the_path() {
         "{err}"
     );
 }
+
+/// A detection bound no cluster can meet: every seed fails, and the page says so.
+const TOO_STRICT: &str = r#"
+name = "too-strict"
+nodes = 4
+duration = "20s"
+
+[[at]]
+time = "5s"
+crash = 2
+
+[checks]
+detection = "100ms"
+"#;
+
+#[test]
+fn failed_seeds_are_listed_with_replays_shaded_and_the_first_is_pictured() {
+    let scenario = temp("strict.toml");
+    let html = temp("strict.html");
+    std::fs::write(&scenario, TOO_STRICT).unwrap();
+    let err = cli::run(SimArgs {
+        file: Some(scenario.clone()),
+        seeds: Some("4..7".parse().unwrap()),
+        html: Some(html.clone()),
+        ..SimArgs::default()
+    })
+    .expect_err("no detection within 100 ms");
+    assert_eq!(err.exit_code(), 1);
+    let page = std::fs::read_to_string(&html).expect("written for a failed sweep too");
+    let _ = std::fs::remove_file(&scenario);
+    let _ = std::fs::remove_file(&html);
+    elements(&page);
+    assert!(page.contains("0 passed, <span class=\"failed\">3 failed</span>"));
+    for seed in 4..7 {
+        assert!(
+            page.contains(&format!(
+                "<li>seed {seed}: replay with <code>foundation sim --file"
+            )),
+            "{page}"
+        );
+        assert!(page.contains(&format!("<title>seed {seed} failed</title>")));
+    }
+    assert!(section(&page, "timeline").contains("(seed 4)"));
+}
