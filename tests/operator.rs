@@ -908,10 +908,24 @@ fn chromium_dom(scratch: &Path, url: &str, budget: Duration) -> Option<String> {
 
 /// The attributes of the page's row for member `id`, as drawn.
 fn drawn_row<'p>(page: &'p str, id: &str) -> Option<&'p str> {
-    let attribute = page.find(&format!("data-id=\"{id}\""))?;
-    let at = page[..attribute].rfind("<tr")?;
+    drawn_row_by(page, "data-id", id)
+}
+
+/// The attributes of the page's row whose `attribute` is `value`, as drawn.
+fn drawn_row_by<'p>(page: &'p str, attribute: &str, value: &str) -> Option<&'p str> {
+    let found = page.find(&format!("{attribute}=\"{value}\""))?;
+    let at = page[..found].rfind("<tr")?;
     let end = page[at..].find('>')?;
     Some(&page[at..at + end])
+}
+
+/// The status page's row for `keyspace`, as `/status.json` gives it.
+fn status_keyspace(node: &NodeProcess, keyspace: &str) -> Option<serde_json::Value> {
+    get(node.http, "/status.json")?["keyspaces"]
+        .as_array()?
+        .iter()
+        .find(|k| k["name"] == keyspace)
+        .cloned()
 }
 
 fn status_row(node: &NodeProcess, id: &str) -> Option<serde_json::Value> {
@@ -922,8 +936,9 @@ fn status_row(node: &NodeProcess, id: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
-/// `/status` in a real browser: three members with this node marked, a stopped (SIGSTOP) node
-/// shown suspect, then alive again once it answers, and a killed node shown failed. With
+/// `/status` in a real browser: three members with this node marked, traffic per channel, the
+/// config keyspace the same on every member, a stopped (SIGSTOP) node shown suspect, then
+/// alive again once it answers, and a killed node shown failed. With
 /// Chromium absent only `/status.json` is checked, and the test says so.
 #[test]
 fn the_status_page_shows_members_suspicion_and_failure_live() {
@@ -935,7 +950,36 @@ fn the_status_page_shows_members_suspicion_and_failure_live() {
     let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
     let [a, b, mut c] = three_nodes(&dir, &cluster, &args);
     let url = format!("http://{}/status", a.http);
-    let page = chromium_dom(&dir, &url, Duration::from_secs(2));
+    // A config write replicates; the page shows the keyspace the same on the two others (their
+    // digests, asked while the page is watched), and traffic on every channel.
+    common::config_cli(&a, &["set", "status.check", "1"]).expect("config set");
+    eventually(
+        PATIENCE,
+        "the config keyspace is the same on all three",
+        || {
+            status_keyspace(&a, "config").is_some_and(|k| {
+                k["keys"].as_u64() >= Some(1) && k["agree"] == 2 && k["converged"] == true
+            })
+        },
+    );
+    let traffic = get(a.http, "/status.json").expect("status")["traffic"].clone();
+    let channels: Vec<&str> = traffic
+        .as_array()
+        .expect("traffic per channel")
+        .iter()
+        .filter_map(|t| t["channel"].as_str())
+        .collect();
+    assert_eq!(channels.len(), 6, "{traffic}");
+    let membership = traffic
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["channel"] == "membership"))
+        .expect("membership traffic");
+    assert!(membership["bytes_sent"].as_u64() > Some(0), "{membership}");
+    assert!(
+        membership["bytes_received"].as_u64() > Some(0),
+        "{membership}"
+    );
+    let page = chromium_dom(&dir, &url, Duration::from_secs(3));
     match &page {
         Some(page) => {
             let own = drawn_row(page, &a.id).expect("a row for the node itself");
@@ -945,6 +989,12 @@ fn the_status_page_shows_members_suspicion_and_failure_live() {
                 assert!(row.contains("data-state=\"alive\""), "{row}");
             }
             assert!(page.contains("Members (3)"), "{page}");
+            assert!(page.contains("Traffic (6)"), "{page}");
+            let row = drawn_row_by(page, "data-channel", "membership").expect("membership row");
+            assert!(!row.contains("data-sent=\"0\""), "{row}");
+            let row = drawn_row_by(page, "data-keyspace", "config").expect("config row");
+            assert!(row.contains("data-converged=\"converged\""), "{row}");
+            assert!(page.contains("same on all 2 other members"), "{page}");
         }
         None => eprintln!("/usr/bin/chromium is not installed: checking /status.json only"),
     }
@@ -1048,5 +1098,48 @@ fn placement_lists_what_a_node_declared() {
         .as_object()
         .is_some_and(|w| w.is_empty()));
     drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `foundation sim --html` writes the pictures, says where on stderr (stdout keeps the JSON
+/// report alone), and a path it cannot write is bad input (exit 2) naming the path.
+#[test]
+fn foundation_sim_writes_pictures_next_to_its_json_report() {
+    let dir = scratch_dir("op-sim-html");
+    let page = dir.join("report.html");
+    let page_arg = page.to_str().expect("a UTF-8 path");
+    let args = [
+        "sim",
+        "--scenario",
+        "steady",
+        "--nodes",
+        "3",
+        "--seed",
+        "2",
+        "--json",
+        "--html",
+    ];
+    let ran = foundation(&dir, None, &[&args[..], &[page_arg]].concat());
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let report: serde_json::Value = serde_json::from_slice(&ran.stdout).expect("JSON alone");
+    assert_eq!(report["scenario"], "steady");
+    assert!(stderr(&ran).contains(&format!("pictures written to {page_arg}")));
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("<section id=\"timeline\">") && html.contains("<svg"));
+
+    let unwritable = dir.join("missing-dir").join("report.html");
+    let args = ["sim", "--scenario", "steady", "--nodes", "3", "--html"];
+    let refused = foundation(
+        &dir,
+        None,
+        &[&args[..], &[unwritable.to_str().unwrap()]].concat(),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("missing-dir"),
+        "{}",
+        stderr(&refused)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

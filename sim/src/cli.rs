@@ -5,12 +5,12 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::report::SimReport;
+use crate::report::{RunReport, SimReport};
 use crate::scenario::file::{self, ScenarioError};
-use crate::scenario::{standard, Scenario};
+use crate::scenario::{standard, RunOptions, Scenario};
 use crate::sweep::sweep;
 
 /// `foundation sim` arguments.
@@ -32,6 +32,9 @@ pub struct SimArgs {
     pub trace: bool,
     /// Threads for a sweep; 0 or none = every core.
     pub threads: Option<usize>,
+    /// Also write a self-contained HTML page with pictures of the run(s) here
+    /// ([`crate::html`]).
+    pub html: Option<PathBuf>,
 }
 
 /// A half-open range of seeds, written `start..end`.
@@ -92,6 +95,14 @@ pub enum SimError {
     /// The arguments do not make a valid run.
     #[error("{0}")]
     Args(String),
+    /// The HTML report could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// At least one invariant failed; the report says which, with seeds and replay commands.
     #[error("invariants failed for seed(s) {:?}", .0.failed_seeds)]
     InvariantFailed(Box<SimReport>),
@@ -118,19 +129,42 @@ pub fn run(args: SimArgs) -> Result<SimReport, SimError> {
         }
     };
     let runs = if seeds.end - seeds.start == 1 {
-        let options = crate::scenario::RunOptions {
+        let options = RunOptions {
             keep_trace: args.trace,
+            record_views: args.html.is_some(),
         };
         vec![crate::scenario::run(&scenario, seeds.start, &options)]
     } else {
         sweep(&scenario, seeds, args.threads.unwrap_or(0), args.trace)
     };
+    if let Some(path) = &args.html {
+        write_html(&scenario, &runs, path)?;
+    }
     let report = SimReport::of(runs);
     if report.passed() {
         Ok(report)
     } else {
         Err(SimError::InvariantFailed(Box::new(report)))
     }
+}
+
+/// Writes the pictures of `runs` to `path`. The pictured run is the single run, or for a sweep
+/// the first failed seed (else the first), run once more recording views: the same seed gives
+/// the same run.
+fn write_html(scenario: &Scenario, runs: &[RunReport], path: &Path) -> Result<(), SimError> {
+    let chosen = runs.iter().find(|r| !r.passed).or(runs.first());
+    let rerun = chosen.filter(|r| r.views.is_none()).map(|r| {
+        let options = RunOptions {
+            keep_trace: false,
+            record_views: true,
+        };
+        crate::scenario::run(scenario, r.seed, &options)
+    });
+    let pictured = rerun.as_ref().or(chosen);
+    std::fs::write(path, crate::html::page(runs, pictured)).map_err(|source| SimError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The scenario `args` name, sized by `--nodes`.

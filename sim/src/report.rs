@@ -193,6 +193,9 @@ pub struct RunReport {
     /// The trace itself, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Vec<String>>,
+    /// Every node's view over time, when asked for (for `--html`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub views: Option<crate::views::Views>,
     /// The command that replays this run.
     pub replay: String,
 }

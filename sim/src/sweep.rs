@@ -49,7 +49,14 @@ pub fn sweep(
     reports.sort_by_key(|r| r.seed);
     if trace_failures {
         for report in reports.iter_mut().filter(|r| !r.passed) {
-            *report = run(scenario, report.seed, &RunOptions { keep_trace: true });
+            *report = run(
+                scenario,
+                report.seed,
+                &RunOptions {
+                    keep_trace: true,
+                    ..RunOptions::default()
+                },
+            );
         }
     }
     reports

@@ -23,6 +23,8 @@ Examples:
   foundation register postgres --addr 10.0.0.5:5432 --tag role=primary
   foundation monitor                         members, config and services as they change
   foundation sim --scenario partition-heal --nodes 100 --seed 7
+  foundation sim --scenario crash-restart --seeds 1..40 --html report.html
+                                             pictures: each node's view, detection, bytes
 
 Commands that talk to a node find one of their cluster (--cluster, FOUNDATION_CLUSTER, else
 \"foundation\") on this machine; --node HOST:PORT or http://HOST:PORT names one anywhere.

@@ -32,12 +32,17 @@ pub struct SimCommand {
     /// Include the trace of the run (of each failed run, for a range).
     #[arg(long)]
     pub trace: bool,
+    /// Also write a self-contained HTML page with pictures (each node's view over time with
+    /// partition sides, detection and convergence distributions, bytes per node over time).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// Runs the simulation and returns the process exit code: 0 passed, 1 an invariant failed,
 /// 2 bad input.
 pub fn run(command: SimCommand) -> i32 {
     let json = command.json;
+    let html = command.html.clone();
     let args = SimArgs {
         scenario: command.scenario,
         file: command.file,
@@ -47,8 +52,14 @@ pub fn run(command: SimCommand) -> i32 {
         json,
         trace: command.trace,
         threads: None,
+        html: command.html,
     };
-    match foundation_sim::cli::run(args) {
+    let outcome = foundation_sim::cli::run(args);
+    if let (Some(path), Ok(_) | Err(SimError::InvariantFailed(_))) = (&html, &outcome) {
+        // On stderr: with --json, stdout holds the report alone.
+        eprintln!("pictures written to {}", path.display());
+    }
+    match outcome {
         Ok(report) => print(&report, json).map_or(2, |()| 0),
         Err(SimError::InvariantFailed(report)) => print(&report, json).map_or(2, |()| 1),
         Err(error) => {

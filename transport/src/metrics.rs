@@ -85,6 +85,19 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// Payload bytes and messages one channel carried, as counted so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChannelTotals {
+    /// Payload bytes sent to peers.
+    pub bytes_sent: u64,
+    /// Payload bytes received from peers.
+    pub bytes_received: u64,
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Messages received.
+    pub messages_received: u64,
+}
+
 /// The transport's metrics, all named `foundation_transport_*`.
 #[derive(Debug)]
 pub struct TransportMetrics {
@@ -292,6 +305,20 @@ impl TransportMetrics {
     /// Messages counted on `channel` in `direction`.
     pub fn messages(&self, channel: Channel, direction: Direction) -> u64 {
         self.messages[channel.index()][direction as usize].get()
+    }
+
+    /// Everything counted on `channel` so far, both ways (for the status page).
+    pub fn channel_totals(&self, channel: Channel) -> ChannelTotals {
+        let ways = [Direction::Sent, Direction::Received];
+        let [bytes_sent, bytes_received] =
+            ways.map(|d| self.bytes[channel.index()][d as usize].get());
+        let [messages_sent, messages_received] = ways.map(|d| self.messages(channel, d));
+        ChannelTotals {
+            bytes_sent,
+            bytes_received,
+            messages_sent,
+            messages_received,
+        }
     }
 
     /// Connections closed by the duplicate tie-break.

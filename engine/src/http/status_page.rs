@@ -1,6 +1,8 @@
 //! `/status`: a self-contained page an operator keeps open. It fetches `/status.json` every
 //! second and draws what it finds: the node and its health, the members table (this node
-//! included, suspicion shown), services, variables, agents and coordination sessions; any
+//! included, suspicion shown), traffic per channel (totals, and rates between two refreshes),
+//! keyspaces with their sizes and whether the other members hold the same state, services,
+//! variables, agents, coordination sessions and placed workloads (each instance's owner); any
 //! other JSON a server without those sections serves is shown as it is. No external assets (it works offline), and every
 //! value is put in the page as text, never as markup.
 
@@ -16,9 +18,9 @@ table { border-collapse: collapse; margin-bottom: 1.5em; }
 th, td { text-align: left; padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; font-size: 0.9em; }
 th { background: #f0f0f0; }
 code, .mono { font-family: ui-monospace, monospace; }
-.alive, .healthy, .running { color: #176b2c; }
-.failed, .unhealthy, .bad { color: #a01616; font-weight: bold; }
-.left, .suspect, .stopped { color: #9a6700; }
+.alive, .healthy, .running, .converged { color: #176b2c; }
+.failed, .unhealthy, .bad, .diverged { color: #a01616; font-weight: bold; }
+.left, .suspect, .stopped, .unknown { color: #9a6700; }
 .self td { background: #f6f9ff; }
 pre { background: #f4f4f4; padding: 1em; overflow: auto; }
 </style>
@@ -64,6 +66,38 @@ function members(list) {
                 { text: state, cls: m.suspect ? "suspect" : m.state }, m.generation, md.version || "", tags(md.tags)] };
     }));
 }
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? Math.round(n) : n.toFixed(1)) + " " + units[i];
+}
+let previous = null;
+function traffic(rows, at) {
+  const before = previous;
+  previous = { at: at, rows: Object.fromEntries(rows.map(r => [r.channel, r])) };
+  const rate = (r, field) => {
+    const old = before && before.rows[r.channel];
+    const seconds = before ? (at - before.at) / 1000 : 0;
+    return old && seconds > 0 ? bytes(Math.max(0, r[field] - old[field]) / seconds) + "/s" : "";
+  };
+  return section("Traffic", ["channel", "sent", "sent now", "received", "received now", "messages sent", "messages received"],
+    rows.map(r => ({ data: { channel: r.channel, sent: r.bytes_sent, received: r.bytes_received },
+      cells: [r.channel, bytes(r.bytes_sent), rate(r, "bytes_sent"), bytes(r.bytes_received), rate(r, "bytes_received"),
+              r.messages_sent, r.messages_received] })));
+}
+function keyspaces(rows) {
+  return section("Keyspaces", ["keyspace", "keys", "size", "digest", "convergence"],
+    rows.map(k => {
+      const state = k.converged === true ? "converged" : k.converged === false ? "diverged" : "unknown";
+      const text = k.peers === 0 ? "no other members"
+        : state === "converged" ? "same on all " + k.peers + " other members"
+        : state === "diverged" ? "differs on " + k.differ + " of " + k.peers + " other members"
+        : k.agree + " of " + k.peers + " agree, " + k.unknown + " not compared yet";
+      return { data: { keyspace: k.name, converged: state, keys: k.keys },
+        cells: [k.name, k.keys, bytes(k.bytes), { text: k.digest || "", cls: "mono" }, { text: text, cls: state }] };
+    }));
+}
 function services(map) {
   const rows = [];
   Object.entries(map || {}).forEach(([name, list]) => list.forEach(i => {
@@ -87,6 +121,14 @@ function sessions(list) {
     (list || []).map(x => ({ cells: [x.session, x.mechanism, x.subject, { text: x.state, cls: x.state },
       x.answered === null ? "" : x.answered + " of " + x.participants, x.outcome || "", x.commit || ""] })));
 }
+function placement(map) {
+  const rows = [];
+  Object.entries(map || {}).forEach(([name, w]) => (w.instances || []).forEach(i => rows.push({
+    data: { workload: name, shard: i.shard, here: i.running_here ? "yes" : "no" },
+    cells: [name, w.kind, i.shard, { text: i.owner || "none", cls: i.owner ? "mono" : "unknown" },
+            { text: i.running_here ? "here" : "", cls: "running" }] })));
+  return section("Placement", ["workload", "kind", "shard", "owner", "running"], rows);
+}
 function others(routes) {
   return Object.entries(routes || {}).map(([path, value]) => {
     const box = el("section");
@@ -103,10 +145,13 @@ function render(s) {
   if (s.node) document.getElementById("node").textContent = s.node.id + " · cluster " + s.node.cluster;
   const parts = [];
   if (s.members) parts.push(members(s.members));
+  if (s.traffic) parts.push(traffic(s.traffic, Date.now()));
+  if (s.keyspaces) parts.push(keyspaces(s.keyspaces));
   if (s.services) parts.push(services(s.services));
   if (s.variables) parts.push(variables(s.variables));
   if (s.agents) parts.push(agents(s.agents));
   if (s.sessions && s.sessions.length) parts.push(sessions(s.sessions));
+  if (s.placement && Object.keys(s.placement).length) parts.push(placement(s.placement));
   parts.push(...others(s.routes));
   document.getElementById("sections").replaceChildren(...parts);
 }

@@ -1,4 +1,5 @@
-//! The node's HTTP endpoints: `/metrics`, `/health`, `/members`, `/config` and
+//! The node's HTTP endpoints: `/metrics`, `/health`, `/members`, `/keyspaces` (sizes and
+//! digests, see `status.rs`), `/config` and
 //! `/config/{key}` (plus writes to `/config/{key}`), `/services`, `/agents`,
 //! `/agents/sessions` (the coordination sessions this node coordinated), `/variables` (see
 //! `vars/http.rs`), `/placement` (see `placement/http.rs`), `POST /leave`, and the operator's actions
@@ -15,11 +16,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::request::Request;
 use super::services::ServicesHandle;
+use super::status::{self, Demand, KeyspaceSummary, PeerDigests};
 use super::ConfigHandle;
 use crate::http::{Access, Health, HttpError, HttpHandle, HttpServer};
 use foundation_core::membership::{MemberState, MemberView};
 use foundation_core::services::Directory;
 use foundation_core::NodeId;
+use foundation_transport::TransportMetrics;
 use hyper::{Method, StatusCode};
 
 /// What the endpoints read and act through: the node's published state and its handles.
@@ -41,6 +44,10 @@ pub(crate) struct Api {
     pub suspects: watch::Receiver<BTreeSet<NodeId>>,
     /// Who may use the API.
     pub access: Access,
+    /// The transport's counters, for traffic per channel.
+    pub transport: Arc<TransportMetrics>,
+    /// Each keyspace's size and digest, and where to ask for the digests.
+    pub keyspaces: (watch::Receiver<Vec<KeyspaceSummary>>, Demand),
 }
 
 /// Starts the server on `addr` for a node served through `api`.
@@ -58,7 +65,11 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         operator,
         suspects,
         access,
+        transport,
+        keyspaces: (keyspaces, digests_wanted),
     } = api;
+    let peers = PeerDigests::default();
+    peers.spawn_poller(view.clone());
     let health_view = view.clone();
     let health_identity = identity.clone();
     let leave_identity = identity.clone();
@@ -69,7 +80,13 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         services: services.clone(),
         vars: vars.clone(),
         agents: agents.clone(),
+        transport,
+        keyspaces: keyspaces.clone(),
+        digests_wanted: digests_wanted.clone(),
+        peers,
+        placement: placement.clone(),
     };
+    let keyspaces_identity = identity.clone();
     let server = HttpServer::builder(addr).access(access);
     let server = super::operator::routes(server, operator);
     let server = super::placement::routes(server, placement);
@@ -93,6 +110,10 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         })
         .write("/leave", &[Method::POST], move |request| {
             Box::pin(leave(requests.clone(), leave_identity.clone(), request))
+        })
+        .json("/keyspaces", move || {
+            digests_wanted.ask();
+            status::keyspaces_json(&keyspaces.borrow(), &keyspaces_identity)
         })
         .json("/services", move || services_json(&services.directory()))
         .json("/agents/sessions", {
@@ -193,11 +214,20 @@ struct StatusSources {
     services: ServicesHandle,
     vars: super::vars::VarsHandle,
     agents: super::agents::AgentsHandle,
+    transport: Arc<TransportMetrics>,
+    keyspaces: watch::Receiver<Vec<KeyspaceSummary>>,
+    digests_wanted: Demand,
+    peers: PeerDigests,
+    placement: super::placement::PlacementHandle,
 }
 
 impl StatusSources {
-    /// The node, its health, every member with this node first, services, variables, agents.
+    /// The node, its health, every member with this node first, traffic per channel,
+    /// keyspaces with their convergence, services, variables, agents, sessions, placement.
     fn json(&self) -> serde_json::Value {
+        // Someone is looking: take digests here and ask the other members for theirs.
+        self.digests_wanted.ask();
+        self.peers.watched.ask();
         let view = self.view.borrow().clone();
         let mut rows = vec![self.own_row()];
         rows.extend(member_rows(&view, &self.suspects.borrow()));
@@ -206,10 +236,13 @@ impl StatusSources {
             "node": self.identity,
             "health": health,
             "members": rows,
+            "traffic": status::traffic_json(&self.transport),
+            "keyspaces": self.peers.convergence(&self.keyspaces.borrow(), &view),
             "services": services_json(&self.services.directory())["services"],
             "variables": super::vars::all_json(&self.vars),
             "agents": agents_json(&self.agents.directory())["agents"],
             "sessions": self.agents.sessions(),
+            "placement": serde_json::to_value(&*self.placement.all()).unwrap_or_default(),
         })
     }
 

@@ -9,6 +9,9 @@ use prometheus_client::registry::{Registry, Unit};
 
 use foundation_core::membership::MemberState;
 use foundation_core::Core;
+use tokio::sync::watch;
+
+use super::status::{Demand, KeyspaceSummary};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -124,6 +127,10 @@ pub(crate) struct ReplicationMetrics {
     origins_retired: Counter,
     epoch_changes: Counter,
     keys: Family<KeyspaceLabels, Gauge>,
+    /// Each keyspace's size and digest, for the status page (`status.rs`).
+    summaries: watch::Sender<Vec<KeyspaceSummary>>,
+    /// Digests are taken only while this was asked recently.
+    digests_wanted: Demand,
 }
 
 impl ReplicationMetrics {
@@ -189,6 +196,12 @@ impl ReplicationMetrics {
         m
     }
 
+    /// Each keyspace's size and digest, as of the last [`Self::sync`], and where to ask for
+    /// the digests.
+    pub fn summaries(&self) -> (watch::Receiver<Vec<KeyspaceSummary>>, Demand) {
+        (self.summaries.subscribe(), self.digests_wanted.clone())
+    }
+
     /// Brings the metrics up to date with the core's replication machine.
     pub fn sync(&self, core: &Core) {
         let replication = core.replication();
@@ -206,13 +219,18 @@ impl ReplicationMetrics {
         advance(&self.tombstones_collected, s.tombstones_collected);
         advance(&self.origins_retired, s.origins_retired);
         advance(&self.epoch_changes, s.epoch_changes);
-        for name in replication.keyspace_names() {
-            let keys = replication.keyspace(name).map_or(0, |k| k.len());
+        let summaries = super::status::summaries(core, self.digests_wanted.recent());
+        for summary in &summaries {
             self.keys
                 .get_or_create(&KeyspaceLabels {
-                    keyspace: name.to_owned(),
+                    keyspace: summary.name.clone(),
                 })
-                .set(i64::try_from(keys).unwrap_or(i64::MAX));
+                .set(i64::try_from(summary.keys).unwrap_or(i64::MAX));
         }
+        self.summaries.send_if_modified(|held| {
+            let changed = *held != summaries;
+            *held = summaries;
+            changed
+        });
     }
 }

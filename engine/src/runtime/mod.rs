@@ -22,6 +22,7 @@ mod operator;
 pub mod placement;
 mod request;
 pub mod services;
+mod status;
 mod storage;
 mod vars;
 
@@ -211,7 +212,7 @@ impl Node {
         let replication_metrics = ReplicationMetrics::register(&mut registry);
         let cluster = identity.cluster.clone();
         let (endpoint, mut inbox) =
-            Endpoint::start(identity, &trust, transport, transport_metrics).await?;
+            Endpoint::start(identity, &trust, transport, transport_metrics.clone()).await?;
         let (service_requests, agent_requests) =
             agents::split_requests(take_queue(&mut inbox.requests));
         let services_inbox = ServicesInbox {
@@ -295,6 +296,8 @@ impl Node {
                     operator,
                     suspects,
                     access: settings_access,
+                    transport: transport_metrics,
+                    keyspaces: replication_metrics.summaries(),
                 },
             )?),
             None => None,

@@ -16,7 +16,7 @@ fn secs(us: u64) -> f64 {
 }
 
 /// The live set as each node should see it: every node that is up, with its current identity.
-fn live_set(world: &World) -> BTreeSet<(NodeId, u64)> {
+pub(crate) fn live_set(world: &World) -> BTreeSet<(NodeId, u64)> {
     world
         .nodes()
         .iter()

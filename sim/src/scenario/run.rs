@@ -15,6 +15,7 @@ use crate::report::{
     Violation,
 };
 use crate::trace::Trace;
+use crate::views::ViewRecorder;
 use crate::world::{World, WorldConfig};
 
 /// Violations kept per invariant (the count keeps going).
@@ -28,6 +29,8 @@ const EVENTS_PER_NODE_SECOND_MAX: u64 = 20_000;
 pub struct RunOptions {
     /// Keep the trace lines in the report.
     pub keep_trace: bool,
+    /// Record every node's view over time, for pictures ([`crate::views`]).
+    pub record_views: bool,
 }
 
 /// Runs `scenario` with `seed`. A panic anywhere inside is caught and reported as a failure of
@@ -66,6 +69,7 @@ fn panicked(scenario: &Scenario, seed: u64, payload: Box<dyn std::any::Any + Sen
         trace_hash: Trace::new(false).hash(),
         trace_lines: 0,
         trace: None,
+        views: None,
         replay: replay_command(scenario, seed),
     }
 }
@@ -92,6 +96,7 @@ struct Runner<'a> {
     timeline: Vec<TimelineEntry>,
     events: u64,
     traffic_start: Option<(u64, TrafficTotals)>,
+    views: Option<ViewRecorder>,
 }
 
 impl<'a> Runner<'a> {
@@ -169,6 +174,9 @@ impl<'a> Runner<'a> {
             timeline: Vec::new(),
             events: 0,
             traffic_start: None,
+            views: options
+                .record_views
+                .then(|| ViewRecorder::new(scenario.duration.as_micros() as u64, scenario.nodes)),
         }
     }
 
@@ -197,6 +205,9 @@ impl<'a> Runner<'a> {
             } else if next_tick < event {
                 self.world.advance_to(next_tick);
                 self.hook(|inv, world| inv.on_tick(world));
+                if let Some(views) = &mut self.views {
+                    views.sample(&self.world);
+                }
                 next_tick += tick_us;
             } else if !self.step(budget) {
                 break;
@@ -299,6 +310,7 @@ impl<'a> Runner<'a> {
         let invariants: Vec<InvariantOutcome> =
             self.watched.into_iter().map(|w| w.outcome).collect();
         let mut trace = self.world.take_trace();
+        let views = self.views.map(|v| v.finish(&self.world));
         RunReport {
             scenario: self.scenario.name.clone(),
             seed: self.seed,
@@ -316,6 +328,7 @@ impl<'a> Runner<'a> {
             trace_hash: trace.hash(),
             trace_lines: trace.len(),
             trace: trace.take_lines(),
+            views,
             replay: replay_command(self.scenario, self.seed),
         }
     }
