@@ -14,6 +14,8 @@
 //! - [`services`]: what each node's application registers in the service registry.
 //! - [`agents`]: supervised agents on every node (the core's supervisor machine), the agent
 //!   directory, and `send`/`request` between agents over the simulated network.
+//! - [`sessions`]: coordination sessions (auctions, votes) driven by the core's session driver
+//!   between simulated agents, their outcomes committed to ledgers.
 //! - [`storage`]: a simulated disk per node (`[storage]` in a scenario): batches the cores
 //!   persist are written at once and synced a seeded latency later; a crash loses (or tears)
 //!   what was not synced, a restart takes up what the disk kept, so acknowledged writes are
@@ -83,6 +85,7 @@ pub mod report;
 pub mod rpc;
 pub mod scenario;
 pub mod services;
+pub mod sessions;
 pub mod storage;
 pub mod sweep;
 pub mod trace;
