@@ -122,6 +122,10 @@ pub enum FaultSwitch {
     /// A session coordinator reports an outcome whose commit is uncertain (no majority, no
     /// answer) as committed (`agents::sessions::ledger::Landing::commit_state`).
     SessionUncertainAsCommitted,
+    /// A session driver feeds a participant silent at a tatonnement's prices to the machine as
+    /// zero excess demand, so silence can read as a cleared market
+    /// (`agents::sessions::driver::Run::planted_silence`).
+    SessionSilenceAsZeroDemand,
     /// A ledger takes an outcome on top of a record its session already wrote, or a later
     /// session's (`vars::outcome::apply`, `vars::Vars::commit_outcome`).
     OutcomeIgnoresSessionOrder,

@@ -11,7 +11,8 @@
 //! agent's mailbox, failed by a panicking agent, ended by its deadline), and its answer is
 //! handed to the driver at the time it reached the coordinator, on the coordinator's clock.
 //! What an agent answers is drawn from the seed ([`answer_of`]): a bid, a ballot, a decline,
-//! and now and then a replay of an older session's answer or an answer of the wrong kind
+//! its excess demand at a tatonnement's prices (a Cobb-Douglas trader whose tastes and
+//! endowment follow from its name, [`excess_demand`]), and now and then a replay of an older session's answer or an answer of the wrong kind
 //! (refused by the driver). Once decided, the coordinator commits the outcome by the core's
 //! settle rule ([`Landing`]); a caller whose coordinator is lost (it stops seeing it alive, or
 //! no report came within the budget) settles the session by committing its abort, as the
@@ -280,8 +281,13 @@ impl Sessions {
             }
             hear_answers(world, d, &self.records[d.record].plan);
             let elapsed = ms_since(world, d.slot, d.opened);
-            if d.driver.poll_timeout().is_some_and(|wake| wake <= elapsed) {
-                d.driver.handle_timeout(elapsed);
+            if let Some(wake) = d.driver.poll_timeout() {
+                // Due by the coordinator's clock, or by the world time `next_wake` named for
+                // it (the two may differ by the rounding of a skewed clock).
+                let due = world.world_at(d.slot, d.opened + Duration::from_millis(wake));
+                if wake <= elapsed || due <= world.now_us() {
+                    d.driver.handle_timeout(elapsed.max(wake));
+                }
             }
             send_asks(world, d, &self.records[d.record].participants);
             if d.driver.finished() {
@@ -542,17 +548,12 @@ fn send_asks(world: &mut World, d: &mut Driving, names: &[String]) {
 /// What a simulated agent answers to `asked`, drawn from the seed: mostly a fitting answer
 /// (a bid, a ballot, a decline), sometimes a replay of an older session's answer or an answer
 /// of the wrong kind, which the driver must refuse.
-pub fn answer_of(
-    world: &mut World,
-    plan: &SessionPlan,
-    _agent: &str,
-    asked: &Ask,
-) -> SessionAnswer {
+pub fn answer_of(world: &mut World, plan: &SessionPlan, agent: &str, asked: &Ask) -> SessionAnswer {
     let roll = world.random_below(100);
     let answer = if roll < 3 {
         Answer::Offer(1.0) // Not an answer to any of the asks simulated: the wrong kind.
     } else {
-        fitting(world, plan, asked)
+        fitting(world, plan, agent, asked)
     };
     let session = if (3..7).contains(&roll) {
         SessionId(plan.id.0.saturating_sub(1)) // A replay of the session before.
@@ -562,7 +563,10 @@ pub fn answer_of(
     SessionAnswer { session, answer }
 }
 
-fn fitting(world: &mut World, plan: &SessionPlan, asked: &Ask) -> Answer {
+fn fitting(world: &mut World, plan: &SessionPlan, agent: &str, asked: &Ask) -> Answer {
+    if let Ask::Prices { prices, .. } = asked {
+        return Answer::Excess(excess_demand(agent, prices));
+    }
     let declines = world.random_below(10) == 0;
     match asked {
         _ if declines => Answer::Decline,
@@ -586,4 +590,25 @@ fn fitting(world: &mut World, plan: &SessionPlan, asked: &Ask) -> Answer {
         }
         _ => Answer::Decline,
     }
+}
+
+/// A Cobb-Douglas trader's excess demand at `prices` (one per good): its tastes and endowment
+/// follow from its name, so it answers every round of a tatonnement consistently and the
+/// market has an equilibrium the prices can converge to.
+pub fn excess_demand(agent: &str, prices: &[f64]) -> Vec<f64> {
+    let goods = prices.len();
+    let mut seed = agent.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut unit = || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let tastes: Vec<f64> = (0..goods).map(|_| 0.2 + unit()).collect();
+    let endowment: Vec<f64> = (0..goods).map(|_| 1.0 + 4.0 * unit()).collect();
+    let total: f64 = tastes.iter().sum();
+    let wealth: f64 = prices.iter().zip(&endowment).map(|(p, e)| p * e).sum();
+    (0..goods)
+        .map(|j| tastes[j] / total * wealth / prices[j].max(f64::MIN_POSITIVE) - endowment[j])
+        .collect()
 }

@@ -1,27 +1,31 @@
-//! Coordination sessions driven in the simulator: sealed-bid auctions and votes, each run by
+//! Coordination sessions driven in the simulator: sealed-bid auctions, votes and tatonnements
+//! (reported, not committed), each run by
 //! the core's session driver between simulated agents on five nodes (`foundation_sim::sessions`),
 //! coordinated by the caller or placed by rendezvous, their outcomes committed to two ledgers,
 //! over a lossy network, while a partition cuts nodes 0 and 1 (coordinators among them) off,
 //! heals, and node 4 crashes with sessions in flight. Checked over many seeds
 //! (`foundation_sim::invariants::sessions`): one outcome per session, a committed allocation
 //! within its budget, the committed outcome equal to the same machine's on one node for the
-//! acknowledged answers, and nothing committed on the minority side. `can_fail` plants the bug
+//! acknowledged answers, no convergence claimed over a silent participant, and nothing
+//! committed on the minority side. `can_fail` plants the bug
 //! each check is for and shows it fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use foundation_agents::auction::sealed::Pricing;
+use foundation_agents::market::tatonnement::TatonnementOutcome;
 use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_agents::voting::Method;
 use foundation_agents::Money;
-use foundation_core::agents::sessions::{Commit, CommitState, Mechanism, Settled};
+use foundation_core::agents::sessions::{Commit, CommitState, Decision, Mechanism, Settled};
 use foundation_core::membership::MembershipConfig;
 use foundation_core::vars::{Life, SessionId, VarSpec};
 use foundation_sim::agents::AgentGroup;
 use foundation_sim::faults::{Fault, Nodes};
 use foundation_sim::invariants::sessions::{
-    matches_machine, no_minority_commit, one_outcome_per_session, within_budget, Ledger, Minority,
+    matches_machine, no_minority_commit, one_outcome_per_session, silence_is_not_convergence,
+    within_budget, Ledger, Minority,
 };
 use foundation_sim::network::LinkModel;
 use foundation_sim::sessions::{SessionPlan, SessionRecord, Sessions};
@@ -108,11 +112,24 @@ fn commit(ledger: &str, winner: &str, auction: bool) -> Commit {
     }
 }
 
-/// Session `id`: a sealed-bid auction of the GPU slot (odd ids) or a vote on the mode.
+/// A tatonnement among the traders; its prices are reported, not committed.
+fn tatonnement() -> Mechanism {
+    Mechanism::Tatonnement {
+        market: "spot".into(),
+        supply: vec![15.0, 15.0],
+        step: 0.5,
+        tolerance: 1e-2,
+        rounds_max: 40,
+    }
+}
+
+/// Session `id`: a sealed-bid auction of the GPU slot, a vote on the mode, or a tatonnement,
+/// in turn.
 fn plan(world: &mut World, id: u64, caller: usize) -> SessionPlan {
-    let auction = id % 2 == 1;
-    let (mechanism, capability, commit) = if auction {
-        let pricing = if id % 4 == 1 {
+    let (mechanism, capability, commit) = if id % 3 == 0 {
+        (tatonnement(), "trader", None)
+    } else if id % 3 == 1 {
+        let pricing = if id % 2 == 1 {
             Pricing::SecondPrice
         } else {
             Pricing::FirstPrice
@@ -122,7 +139,7 @@ fn plan(world: &mut World, id: u64, caller: usize) -> SessionPlan {
             pricing,
             reserve: Money(20),
         };
-        (mechanism, "bidder", commit(GPU, "holder", true))
+        (mechanism, "bidder", Some(commit(GPU, "holder", true)))
     } else {
         let mechanism = Mechanism::Vote {
             question: "mode".into(),
@@ -130,7 +147,7 @@ fn plan(world: &mut World, id: u64, caller: usize) -> SessionPlan {
             method: Method::Plurality,
             quorum: 0.3,
         };
-        (mechanism, "voter", commit(MODE, "mode", false))
+        (mechanism, "voter", Some(commit(MODE, "mode", false)))
     };
     SessionPlan {
         id: SessionId(id),
@@ -138,7 +155,7 @@ fn plan(world: &mut World, id: u64, caller: usize) -> SessionPlan {
         mechanism,
         capability: capability.to_owned(),
         answer_within: Duration::from_millis(200),
-        commit: Some(commit),
+        commit,
         placed: world.random_below(2) == 0,
     }
 }
@@ -207,8 +224,12 @@ fn run(seed: u64) -> Result<Run, String> {
     });
     let none = BTreeMap::new();
     world.apply(&Fault::Join(Nodes::All, 0), &none)?;
-    for name in ["bidder", "voter"] {
-        let group = AgentGroup::new(Nodes::All, name, AGENTS_PER_NODE).failure(0.02);
+    for (name, agents) in [
+        ("bidder", AGENTS_PER_NODE),
+        ("voter", AGENTS_PER_NODE),
+        ("trader", 1),
+    ] {
+        let group = AgentGroup::new(Nodes::All, name, agents).failure(0.02);
         world.apply(&Fault::Agents(group), &none)?;
     }
     let mut sessions = Sessions::default();
@@ -297,6 +318,10 @@ fn check(run: &Run) -> Result<(), String> {
         matches_machine(&run.mode, &run.records, "mode", None),
     )?;
     named(
+        "silence-is-not-convergence",
+        silence_is_not_convergence(&run.records),
+    )?;
+    named(
         "no-minority-commit",
         no_minority_commit(&run.records, &run.minority),
     )
@@ -318,6 +343,8 @@ struct Tally {
     refused_answers: usize,
     lost: usize,
     placed_elsewhere: usize,
+    converged: usize,
+    not_converged: usize,
 }
 
 impl Tally {
@@ -337,6 +364,13 @@ impl Tally {
             self.refused_answers += r.drove.as_ref().map_or(0, |d| d.rejected.len());
             self.lost += usize::from(r.lost.is_some());
             self.placed_elsewhere += usize::from(r.coordinator != r.plan.caller);
+            match r.drove.as_ref().map(|d| &d.decision) {
+                Some(Decision::Tatonnement(TatonnementOutcome::Converged { .. })) => {
+                    self.converged += 1
+                }
+                Some(Decision::Tatonnement(_)) => self.not_converged += 1,
+                _ => {}
+            }
         }
     }
 }
@@ -370,6 +404,7 @@ fn sessions_commit_one_outcome_each_through_loss_a_partition_and_a_crash() {
         tally.placed_elsewhere >= 10,
         "sessions are placed: {tally:?}"
     );
+    assert!(tally.converged >= 5, "tatonnements converge: {tally:?}");
 }
 
 #[test]
@@ -420,6 +455,14 @@ mod can_fail {
     #[test]
     fn answers_credited_to_the_wrong_participant_change_the_outcome() {
         caught(FaultSwitch::SessionAnswerFromWrongAgent, "matches-machine");
+    }
+
+    #[test]
+    fn silence_taken_as_zero_demand_claims_a_convergence_nobody_answered() {
+        caught(
+            FaultSwitch::SessionSilenceAsZeroDemand,
+            "silence-is-not-convergence",
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`matches_machine`]: a committed outcome is what the same `foundation_agents` machine
 //!   decides on one node when fed the answers the coordinator acknowledged, at the times it
 //!   took them (so answers it refused — replays, wrong kinds, late ones — changed nothing).
+//! - [`silence_is_not_convergence`]: a tatonnement (its prices are reported, not committed)
+//!   claims convergence only for a round every participant answered.
 //! - [`no_minority_commit`]: no coordinator reports its outcome committed while it is cut off
 //!   on the minority side of a partition.
 //!
@@ -18,10 +20,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use foundation_agents::auction::sealed::{SealedBidAuction, SealedConfig};
+use foundation_agents::market::tatonnement::TatonnementOutcome;
 use foundation_agents::variable::VarValue;
 use foundation_agents::voting::{Election, ElectionConfig};
 use foundation_agents::{AgentId, Time};
-use foundation_core::agents::sessions::{Answer, CommitState, Decision, Mechanism, Settled};
+use foundation_core::agents::sessions::{Answer, Ask, CommitState, Decision, Mechanism, Settled};
 use foundation_core::vars::{outcome, VarsEvent};
 
 use super::Check;
@@ -315,6 +318,45 @@ pub fn no_minority_commit(records: &[SessionRecord], minority: &[Minority]) -> C
                 r.coordinator,
                 r.plan.id.0,
                 *at as f64 / 1e6
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A tatonnement claims convergence only for a round every participant answered: silence is
+/// not agreement (nor zero excess demand).
+pub fn silence_is_not_convergence(records: &[SessionRecord]) -> Check {
+    for r in records {
+        let Some(drove) = &r.drove else {
+            continue;
+        };
+        let Decision::Tatonnement(TatonnementOutcome::Converged { rounds, .. }) = &drove.decision
+        else {
+            continue;
+        };
+        let excess_in = |acked: &&foundation_core::agents::sessions::Acked| match acked.asked {
+            Ask::Prices { round, .. } if matches!(acked.answer, Answer::Excess(_)) => Some(round),
+            _ => None,
+        };
+        let last = drove
+            .acknowledged
+            .iter()
+            .filter_map(|a| excess_in(&a))
+            .max();
+        let answered: BTreeSet<usize> = drove
+            .acknowledged
+            .iter()
+            .filter(|a| last.is_some() && excess_in(a) == last)
+            .map(|a| a.agent)
+            .collect();
+        if answered.len() < r.participants.len() {
+            return Err(format!(
+                "session {} converged after {rounds} rounds with {} of {} participants \
+                 answering its last round ({last:?})",
+                r.plan.id.0,
+                answered.len(),
+                r.participants.len()
             ));
         }
     }

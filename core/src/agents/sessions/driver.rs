@@ -317,7 +317,10 @@ impl<M: Mechanic> Run<M> {
     /// Feeds one answer to the machine: `Ok(true)` taken, `Ok(false)` silent, `Err` refused.
     fn take(&mut self, elapsed_ms: u64, pending: &Pending, heard: Heard) -> Result<bool, String> {
         let answer = match heard {
-            Heard::Silent => return Ok(false),
+            Heard::Silent => {
+                self.planted_silence(elapsed_ms, pending);
+                return Ok(false);
+            }
             Heard::Malformed(why) => return Err(format!("malformed answer: {why}")),
             Heard::Answer(answer) => answer,
         };
@@ -348,6 +351,23 @@ impl<M: Mechanic> Run<M> {
             answer: answer.answer,
         });
         Ok(true)
+    }
+
+    /// The planted bug of `FaultSwitch::SessionSilenceAsZeroDemand` (test builds only):
+    /// a participant silent at a tatonnement's prices is fed to the machine as zero excess
+    /// demand, so silence reads as a cleared market. Nothing without the switch.
+    fn planted_silence(&mut self, elapsed_ms: u64, pending: &Pending) {
+        let Ask::Prices { prices, .. } = &pending.asked else {
+            return;
+        };
+        if !fault_on!(SessionSilenceAsZeroDemand) {
+            return;
+        }
+        let zero = Answer::Excess(vec![0.0; prices.len()]);
+        if let Ok(Some(message)) = M::message(&pending.asked, zero) {
+            let now = self.at(elapsed_ms);
+            let _ = self.machine.handle(now, AgentId(pending.agent as u64), message);
+        }
     }
 
     /// The machine's identity of the participant an answer came from.

@@ -255,6 +255,7 @@ pub fn ledger_outcome(
         Decision::Vote(Err(_))
         | Decision::Combinatorial(_)
         | Decision::Market(_)
+        | Decision::Tatonnement(_)
         | Decision::Negotiation(_) => return None,
     };
     if let Some(winner) = winner {

@@ -13,6 +13,9 @@ use foundation_agents::auction::sealed::{SealedBidAuction, SealedConfig, SealedM
 use foundation_agents::auction::vcg::{CombinatorialAuction, VcgMessage};
 use foundation_agents::auction::{AuctionOutcome, ResultNotice};
 use foundation_agents::market::double::{CallMarket, MarketMessage, MarketNotice, Side};
+use foundation_agents::market::tatonnement::{
+    Auctioneer, TatonnementConfig, TatonnementMessage, TatonnementNotice,
+};
 use foundation_agents::negotiation::alternating::{
     AlternatingConfig, AlternatingOffers, Move, NegotiationNotice, NegotiationOutcome,
 };
@@ -173,6 +176,22 @@ pub fn open(
                 machine,
                 everyone(&ids, ask),
             )
+        }
+        Mechanism::Tatonnement {
+            supply,
+            step,
+            tolerance,
+            rounds_max,
+            ..
+        } => {
+            let config = TatonnementConfig {
+                step: *step,
+                tolerance: *tolerance,
+                rounds_max: *rounds_max,
+                round_ms: within,
+            };
+            let machine = Auctioneer::new(supply.clone(), ids, config, Time(0)).map_err(invalid)?;
+            SessionDriver::new(session, mechanism, names, within, machine, Vec::new())
         }
         Mechanism::Negotiation {
             subject,
@@ -422,5 +441,33 @@ impl Mechanic for CallMarket {
 
     fn decision(outcome: Self::Outcome) -> Decision {
         Decision::Market(outcome)
+    }
+}
+
+impl Mechanic for Auctioneer {
+    fn ask(mechanism: &Mechanism, _: &str, notice: &TatonnementNotice) -> Option<Ask> {
+        match notice {
+            TatonnementNotice::Prices { round, prices, .. } => Some(Ask::Prices {
+                market: mechanism.subject().to_owned(),
+                round: *round,
+                prices: prices.clone(),
+            }),
+            TatonnementNotice::Finished { .. } => None,
+        }
+    }
+
+    fn message(asked: &Ask, answer: Answer) -> Result<Option<TatonnementMessage>, String> {
+        let Ask::Prices { round, .. } = *asked else {
+            return Err(wrong_kind(asked));
+        };
+        match answer {
+            Answer::Excess(excess) => Ok(Some(TatonnementMessage::Excess { round, excess })),
+            Answer::Decline => Ok(None), // Absent this round, never zero demand.
+            _ => Err(wrong_kind(asked)),
+        }
+    }
+
+    fn decision(outcome: Self::Outcome) -> Decision {
+        Decision::Tatonnement(outcome)
     }
 }

@@ -6,6 +6,7 @@ use foundation_agents::auction::sealed::Pricing;
 use foundation_agents::auction::vcg::{BundleBid, VcgError, VcgSolution};
 use foundation_agents::auction::AuctionOutcome;
 use foundation_agents::market::double::{ClearingOutcome, ClearingRule, Side};
+use foundation_agents::market::tatonnement::TatonnementOutcome;
 use foundation_agents::negotiation::alternating::NegotiationOutcome;
 use foundation_agents::negotiation::contract_net::ContractOutcome;
 use foundation_agents::negotiation::strategy::Role;
@@ -107,6 +108,23 @@ pub enum Mechanism {
         /// Uniform price or McAfee trade reduction.
         rule: ClearingRule,
     },
+    /// A Walrasian tatonnement over goods of total `supply`: each round participants answer
+    /// [`Ask::Prices`] with [`Answer::Excess`] (their excess demand per good at those prices),
+    /// and the auctioneer moves prices toward clearing. A participant silent in a round is
+    /// absent, never zero demand: no round with a silent participant converges. Its prices are
+    /// real numbers, so its outcome is reported and not committed to a ledger.
+    Tatonnement {
+        /// The market's name.
+        market: String,
+        /// Total endowment of each good, each above zero.
+        supply: Vec<f64>,
+        /// Price adjustment speed per round.
+        step: f64,
+        /// Converged when every |excess demand| / supply is at most this.
+        tolerance: f64,
+        /// Rounds before giving up.
+        rounds_max: usize,
+    },
 }
 
 impl Mechanism {
@@ -121,6 +139,7 @@ impl Mechanism {
             Mechanism::Combinatorial { .. } => "vcg",
             Mechanism::Market { .. } => "market",
             Mechanism::Negotiation { .. } => "negotiation",
+            Mechanism::Tatonnement { .. } => "tatonnement",
         }
     }
 
@@ -134,6 +153,7 @@ impl Mechanism {
             Mechanism::ContractNet { task, .. } => task,
             Mechanism::Combinatorial { name, .. } | Mechanism::Market { name, .. } => name,
             Mechanism::Negotiation { subject, .. } => subject,
+            Mechanism::Tatonnement { market, .. } => market,
         }
     }
 
@@ -141,7 +161,9 @@ impl Mechanism {
     pub fn commits(&self) -> bool {
         !matches!(
             self,
-            Mechanism::Market { .. } | Mechanism::Negotiation { .. }
+            Mechanism::Market { .. }
+                | Mechanism::Negotiation { .. }
+                | Mechanism::Tatonnement { .. }
         )
     }
 }
@@ -197,6 +219,15 @@ pub enum Ask {
         /// The items.
         items: Vec<String>,
     },
+    /// A tatonnement's round: [`Answer::Excess`] at `prices`.
+    Prices {
+        /// The market.
+        market: String,
+        /// The round.
+        round: usize,
+        /// The prices of the round, one per good (they sum to 1).
+        prices: Vec<f64>,
+    },
     /// A call market: [`Answer::Order`], or [`Answer::Decline`].
     Order {
         /// The market.
@@ -227,6 +258,7 @@ impl Ask {
             Ask::Task { .. } => "a call for proposals",
             Ask::Bundles { .. } => "a combinatorial bid",
             Ask::Order { .. } => "a market order",
+            Ask::Prices { .. } => "a tatonnement's prices",
             Ask::Negotiate { .. } => "a negotiation move",
         }
     }
@@ -261,6 +293,8 @@ pub enum Answer {
         /// The per-unit limit price.
         limit: f64,
     },
+    /// A tatonnement answer: excess demand (demand minus endowment) per good.
+    Excess(Vec<f64>),
     /// A negotiation offer: the price proposed.
     Offer(f64),
     /// No bid, no vote, no order; drop out (English); refuse (Contract Net); quit (negotiation).
@@ -280,6 +314,8 @@ pub enum Decision {
     Combinatorial(Result<VcgSolution, VcgError>),
     /// A call market's clearing.
     Market(ClearingOutcome),
+    /// A tatonnement's prices, converged or not.
+    Tatonnement(TatonnementOutcome),
     /// A negotiation's agreement, or why there was none.
     Negotiation(NegotiationOutcome),
 }
@@ -316,6 +352,14 @@ impl Decision {
             }
             Decision::Combinatorial(Err(e)) => e.to_string(),
             Decision::Market(m) => format!("{} units traded ({:?})", m.traded_quantity, m.reason),
+            Decision::Tatonnement(TatonnementOutcome::Converged { prices, rounds, .. }) => {
+                format!("converged to prices {prices:?} in {rounds} rounds")
+            }
+            Decision::Tatonnement(TatonnementOutcome::NotConverged {
+                rounds, answered, participants, ..
+            }) => format!(
+                "not converged after {rounds} rounds ({answered} of {participants} answered the last)"
+            ),
             Decision::Negotiation(NegotiationOutcome::Agreement { price, rounds, .. }) => {
                 format!("agreed at {price} after {rounds} offers")
             }
