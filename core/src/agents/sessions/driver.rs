@@ -366,7 +366,9 @@ impl<M: Mechanic> Run<M> {
         let zero = Answer::Excess(vec![0.0; prices.len()]);
         if let Ok(Some(message)) = M::message(&pending.asked, zero) {
             let now = self.at(elapsed_ms);
-            let _ = self.machine.handle(now, AgentId(pending.agent as u64), message);
+            let _ = self
+                .machine
+                .handle(now, AgentId(pending.agent as u64), message);
         }
     }
 

@@ -29,6 +29,9 @@ pub mod mechanic;
 pub mod mechanism;
 pub mod place;
 
+#[cfg(test)]
+mod tests;
+
 pub use driver::{Acked, AskOut, Drove, Heard, SessionDriver, LATE_GRACE_MS};
 pub use ledger::{
     abort, ledger_outcome, Commit, CommitState, Landing, Proposed, Settled, COMMIT_ATTEMPTS,
