@@ -67,6 +67,11 @@
 //! | `supervisor-intensity` (agents) | `SupervisorNeverGivesUp`: the supervisor never counts a restart as one too many | `supervisor_intensity_catches_…` (`agents-partition`) |
 //! | `agents-vanish` (agents) | `AgentDirectoryShowsDeadLives`: the agent directory lists dead lives' entries | `agents_vanish_catches_…` (`agents-crash`) |
 //! | `agent-requests` (agents) | `AgentRequestsNeverExpire`: a caller's requests never expire | `agent_requests_catch_…` (`agents-partition`) |
+//! | sessions: `one-outcome-per-session` | `OutcomeIgnoresSessionOrder`: a ledger takes an outcome over a record of the same or a later session | `tests/sessions_driven.rs`, `can_fail::a_ledger_that_ignores_…` |
+//! | sessions: `within-budget` | `DebitSaturatesAtFloor`: a debit beyond the budget empties it instead of being refused | `tests/sessions_driven.rs`, `can_fail::a_debit_that_empties_…` |
+//! | sessions: `matches-machine` | `SessionAnswerFromWrongAgent`: the driver credits an answer to the next participant | `tests/sessions_driven.rs`, `can_fail::answers_credited_to_…` |
+//! | sessions: `silence-is-not-convergence` | `SessionSilenceAsZeroDemand`: a participant silent at a tatonnement's prices counts as zero excess demand | `tests/sessions_driven.rs`, `can_fail::silence_taken_as_…` |
+//! | sessions: `no-minority-commit` | `SessionUncertainAsCommitted`: a commit without a majority is reported as committed | `tests/sessions_driven.rs`, `can_fail::an_uncertain_commit_…` |
 //!
 //! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
 //! a test.

@@ -419,9 +419,12 @@ fn a_seed_gives_the_same_sessions_twice() {
 #[test]
 #[ignore]
 fn session_sweep_over_many_seeds() {
-    for seed in 1..=100 {
-        run_and_check(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let mut tally = Tally::default();
+    for seed in 1..=300 {
+        let run = run_and_check(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        tally.add(&run);
     }
+    eprintln!("300 seeds: {tally:?}");
 }
 
 mod can_fail {

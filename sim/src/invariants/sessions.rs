@@ -239,6 +239,8 @@ enum Replayed {
 }
 
 /// The session's mechanism, opened as the session opened it and fed the acknowledged answers.
+/// Built here from the `foundation_agents` machines directly, not through the core's
+/// `mechanic`, so that a bug in how the driver opens or feeds them shows as a difference.
 fn replay(r: &SessionRecord) -> Option<Replayed> {
     let drove = r.drove.as_ref()?;
     let within = r.plan.answer_within.as_millis() as u64;

@@ -1,13 +1,17 @@
 //! Coordination sessions across the cluster: `node.agents().run(session)` runs one of the
 //! `foundation_agents` mechanisms — sealed-bid, English, Dutch and combinatorial (VCG)
-//! auctions, votes, Contract Net, a call market — between agents found by capability on any
-//! node, and commits its outcome to a ledger variable in one majority-decided step.
+//! auctions, votes, Contract Net, a call market, a negotiation, a tatonnement — between agents
+//! found by capability on any node, and commits its outcome to a ledger variable in one
+//! majority-decided step.
 //!
-//! The coordinator is the calling node. It drives the mechanism's `foundation_agents::Protocol`
-//! machine (see `drive`): every notice the machine has for an agent that wants an answer is
-//! a [`SessionMessage::Invite`] request over the agents' messaging, carrying an [`Ask`]; the
-//! answers are fed to the machine at the time they arrive (milliseconds since the session
-//! opened); its deadlines fire as timeouts, round after round for the clock auctions. Once
+//! Every rule of a session lives in the core, sans-IO (`foundation_core::agents::sessions`:
+//! the driver of the mechanism's `foundation_agents::Protocol` machine, the mechanisms, the
+//! ledger's settle rule, the rendezvous choice), where the simulator runs the same code under
+//! a seed; this module carries it over the cluster. The coordinator runs the core's driver
+//! (see `drive`): every ask the driver has for an agent is a [`SessionMessage::Invite`]
+//! request over the agents' messaging, carrying an [`Ask`]; the answers go back to the driver
+//! at the time they arrive (milliseconds since the session opened); its deadlines are tokio
+//! sleeps, round after round for the clock auctions. Once
 //! the machine decides, the coordinator commits the outcome to the ledger ([`crate::runtime::vars::VarsHandle::commit_outcome`]: every field and
 //! debit together or nothing, once per session), and tells each participant how it ended
 //! ([`SessionMessage::Notice`]).
