@@ -126,7 +126,7 @@ fn tatonnement() -> Mechanism {
 /// Session `id`: a sealed-bid auction of the GPU slot, a vote on the mode, or a tatonnement,
 /// in turn.
 fn plan(world: &mut World, id: u64, caller: usize) -> SessionPlan {
-    let (mechanism, capability, commit) = if id % 3 == 0 {
+    let (mechanism, capability, commit) = if id.is_multiple_of(3) {
         (tatonnement(), "trader", None)
     } else if id % 3 == 1 {
         let pricing = if id % 2 == 1 {
