@@ -224,12 +224,15 @@ fn run(seed: u64) -> Result<Run, String> {
     });
     let none = BTreeMap::new();
     world.apply(&Fault::Join(Nodes::All, 0), &none)?;
-    for (name, agents) in [
-        ("bidder", AGENTS_PER_NODE),
-        ("voter", AGENTS_PER_NODE),
-        ("trader", 1),
+    for (name, agents, failure) in [
+        ("bidder", AGENTS_PER_NODE, 0.02),
+        ("voter", AGENTS_PER_NODE, 0.02),
+        // A tatonnement asks its traders round after round: at the others' failure share
+        // their supervisors would give up on them within seconds, and a failed trader is
+        // silent in every round after (so no tatonnement converges any more, rightly).
+        ("trader", 1, 0.002),
     ] {
-        let group = AgentGroup::new(Nodes::All, name, agents).failure(0.02);
+        let group = AgentGroup::new(Nodes::All, name, agents).failure(failure);
         world.apply(&Fault::Agents(group), &none)?;
     }
     let mut sessions = Sessions::default();
@@ -404,7 +407,7 @@ fn sessions_commit_one_outcome_each_through_loss_a_partition_and_a_crash() {
         tally.placed_elsewhere >= 10,
         "sessions are placed: {tally:?}"
     );
-    assert!(tally.converged >= 5, "tatonnements converge: {tally:?}");
+    assert!(tally.converged >= 30, "tatonnements converge: {tally:?}");
 }
 
 #[test]
