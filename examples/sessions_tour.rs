@@ -1,6 +1,6 @@
 //! One coordination session per mechanism family, between agents on three nodes: a sealed-bid
 //! (Vickrey) auction, an English and a Dutch auction, a combinatorial auction with VCG
-//! payments, Contract Net, a call market, a negotiation and a vote. Each line printed is what the session
+//! payments, Contract Net, a call market, a negotiation, a vote and a tatonnement. Each line printed is what the session
 //! decided, how many traders answered and how many rounds of asks it took; the auctions and
 //! Contract Net commit their winner and price to a ledger, the vote its elected value.
 //!
@@ -21,6 +21,7 @@ use bytes::Bytes;
 use foundation::agents::auction::sealed::Pricing;
 use foundation::agents::auction::vcg::BundleBid;
 use foundation::agents::market::double::{ClearingRule, Side};
+use foundation::agents::market::tatonnement::TatonnementOutcome;
 use foundation::agents::negotiation::alternating::NegotiationOutcome;
 use foundation::agents::negotiation::strategy::Role;
 use foundation::agents::variable::{Policy, VarType, VarValue};
@@ -52,6 +53,22 @@ struct Trader {
     order: (Side, f64),
     /// Its favourite option of a vote.
     favourite: usize,
+    /// What it holds of the tatonnement's two goods, and the share of its wealth it would
+    /// spend on the first.
+    holds: ([f64; 2], f64),
+}
+
+impl Trader {
+    /// What it would buy (positive) or sell (negative) of each good at `prices`: a
+    /// Cobb-Douglas trader spends a fixed share of its wealth on each good.
+    fn excess(&self, prices: &[f64]) -> Vec<f64> {
+        let (holds, share) = self.holds;
+        let wealth: f64 = prices.iter().zip(holds).map(|(p, h)| p * h).sum();
+        let shares = [share, 1.0 - share];
+        (0..2)
+            .map(|j| shares[j] * wealth / prices.get(j).copied().unwrap_or(1.0) - holds[j])
+            .collect()
+    }
 }
 
 impl Agent for Trader {
@@ -92,6 +109,7 @@ impl Agent for Trader {
                     _ => Answer::Offer(limit - toward * (10.0 - 2.0 * f64::from(next_round))),
                 }
             }
+            Ask::Prices { prices, .. } if prices.len() == 2 => Answer::Excess(self.excess(&prices)),
             _ => Answer::Decline,
         };
         answer(&SessionAnswer {
@@ -131,6 +149,7 @@ async fn run(dir: &Path) -> Result<(), Error> {
             bundle: (0b01, 30),
             order: (Side::Sell, 10.0),
             favourite: 0,
+            holds: ([4.0, 1.0], 0.3),
         },
         Trader {
             value: 52,
@@ -138,6 +157,7 @@ async fn run(dir: &Path) -> Result<(), Error> {
             bundle: (0b11, 52),
             order: (Side::Buy, 52.0),
             favourite: 1,
+            holds: ([1.0, 3.0], 0.6),
         },
         Trader {
             value: 41,
@@ -145,6 +165,7 @@ async fn run(dir: &Path) -> Result<(), Error> {
             bundle: (0b10, 41),
             order: (Side::Buy, 41.0),
             favourite: 1,
+            holds: ([2.0, 2.0], 0.5),
         },
     ];
     for ((node, name), trader) in nodes.iter().zip(NAMES).zip(traders) {
@@ -206,11 +227,20 @@ async fn run(dir: &Path) -> Result<(), Error> {
             method: Method::Plurality,
             quorum: 0.5,
         },
+        Mechanism::Tatonnement {
+            market: "spot".into(),
+            supply: vec![7.0, 6.0],
+            step: 0.5,
+            tolerance: 1e-3,
+            rounds_max: 500,
+        },
     ];
     for (i, mechanism) in mechanisms.into_iter().enumerate() {
         let commit = match &mechanism {
             // Their prices are real numbers: reported only.
-            Mechanism::Market { .. } | Mechanism::Negotiation { .. } => None,
+            Mechanism::Market { .. }
+            | Mechanism::Negotiation { .. }
+            | Mechanism::Tatonnement { .. } => None,
             Mechanism::Vote { .. } => Some(commit("mode")),
             _ => Some(commit("holder")),
         };
@@ -281,6 +311,10 @@ fn decided(decision: &Decision, names: &[String]) -> String {
         Decision::Negotiation(no) => format!("{no:?}"),
         Decision::Vote(Ok(v)) => format!("elected {:?}", v.label),
         Decision::Vote(Err(e)) => e.to_string(),
+        Decision::Tatonnement(TatonnementOutcome::Converged { prices, rounds, .. }) => {
+            format!("prices {prices:.3?} clear the market after {rounds} rounds")
+        }
+        Decision::Tatonnement(t) => format!("{t:?}"),
     }
 }
 

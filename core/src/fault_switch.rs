@@ -116,6 +116,22 @@ pub enum FaultSwitch {
     /// A caller's requests never expire: one whose answer is lost waits past its deadline,
     /// and one whose answer is late ends late (`agents::requests::Outstanding::expire`).
     AgentRequestsNeverExpire,
+    /// A session driver credits each answer to the next participant instead of the one that
+    /// answered (`agents::sessions::driver::Run::sender`).
+    SessionAnswerFromWrongAgent,
+    /// A session coordinator reports an outcome whose commit is uncertain (no majority, no
+    /// answer) as committed (`agents::sessions::ledger::Landing::commit_state`).
+    SessionUncertainAsCommitted,
+    /// A session driver feeds a participant silent at a tatonnement's prices to the machine as
+    /// zero excess demand, so silence can read as a cleared market
+    /// (`agents::sessions::driver::Run::planted_silence`).
+    SessionSilenceAsZeroDemand,
+    /// A ledger takes an outcome on top of a record its session already wrote, or a later
+    /// session's (`vars::outcome::apply`, `vars::Vars::commit_outcome`).
+    OutcomeIgnoresSessionOrder,
+    /// A debit larger than what a budget holds empties it instead of being refused
+    /// (`vars::outcome::debit`).
+    DebitSaturatesAtFloor,
 }
 
 thread_local! {

@@ -2,7 +2,8 @@
 //! an English auction (rounds over the network, a silent bidder dropped by the activity rule,
 //! a malformed answer and one of the wrong kind refused with their reasons), a Dutch auction,
 //! Contract Net, a combinatorial VCG auction (each item's winner and the payments committed
-//! in one step), a call market and alternating-offers bargaining between two agents. Each outcome is the one the mechanism's machine gives for
+//! in one step), a call market, alternating-offers bargaining between two agents and a
+//! tatonnement that never claims convergence while a participant is silent. Each outcome is the one the mechanism's machine gives for
 //! the answers accepted. No timing is asserted: waits have generous deadlines.
 
 mod common;
@@ -16,6 +17,7 @@ use common::ledgers::{declare_everywhere, field};
 use foundation_agents::auction::vcg::BundleBid;
 use foundation_agents::auction::AuctionReason;
 use foundation_agents::market::double::{ClearingRule, Side};
+use foundation_agents::market::tatonnement::TatonnementOutcome;
 use foundation_agents::negotiation::alternating::NegotiationOutcome;
 use foundation_agents::negotiation::strategy::Role;
 use foundation_agents::variable::{Policy, VarType, VarValue};
@@ -112,7 +114,20 @@ fn honest(
             next_round,
             ..
         } => bargain(role, standing, next_round, value, cost),
+        Ask::Prices { prices, .. } => Answer::Excess(excess(&prices, value, cost)),
     }
+}
+
+/// A Cobb-Douglas trader holding `value`/10 of the first good and `cost`/10 of the second,
+/// spending half its wealth on each: its excess demand at `prices`.
+fn excess(prices: &[f64], value: u64, cost: u64) -> Vec<f64> {
+    let holds = [value as f64 / 10.0, cost as f64 / 10.0];
+    let wealth: f64 = prices.iter().zip(holds).map(|(p, h)| p * h).sum();
+    prices
+        .iter()
+        .zip(holds)
+        .map(|(p, h)| 0.5 * wealth / p - h)
+        .collect()
 }
 
 /// A buyer opens at 20 and concedes 2 an offer, taking any price up to its value; a seller
@@ -509,6 +524,35 @@ async fn contract_net_vcg_a_market_and_a_negotiation_decide_across_nodes() {
     };
     assert_eq!((price, rounds), (28.0, 5), "{report:?}");
     assert_eq!((report.answered, report.rounds), (2, 6), "{report:?}");
+
+    // A tatonnement among all six: dan is silent every round, eve's answers do not decode and
+    // fay's are of the wrong kind, so no round is answered by everyone and no equilibrium is
+    // claimed, however close the honest three's prices come.
+    let tatonnement = Mechanism::Tatonnement {
+        market: "spot".into(),
+        supply: vec![12.3, 8.0],
+        step: 0.5,
+        tolerance: 1e-2,
+        rounds_max: 3,
+    };
+    let report = nodes[1]
+        .agents()
+        .run(session(6, tatonnement, None))
+        .await
+        .unwrap();
+    let Decision::Tatonnement(TatonnementOutcome::NotConverged {
+        rounds,
+        residual,
+        answered,
+        participants,
+        ..
+    }) = report.decision
+    else {
+        panic!("silence is not convergence: {report:?}");
+    };
+    assert_eq!((rounds, residual), (3, None), "{report:?}");
+    assert_eq!((answered, participants), (3, 6), "{report:?}");
+    assert_eq!((report.answered, report.rounds), (3, 3), "{report:?}");
     for node in &nodes {
         node.abort().await;
     }

@@ -14,6 +14,8 @@
 //! - [`services`]: what each node's application registers in the service registry.
 //! - [`agents`]: supervised agents on every node (the core's supervisor machine), the agent
 //!   directory, and `send`/`request` between agents over the simulated network.
+//! - [`sessions`]: coordination sessions (auctions, votes) driven by the core's session driver
+//!   between simulated agents, their outcomes committed to ledgers.
 //! - [`storage`]: a simulated disk per node (`[storage]` in a scenario): batches the cores
 //!   persist are written at once and synced a seeded latency later; a crash loses (or tears)
 //!   what was not synced, a restart takes up what the disk kept, so acknowledged writes are
@@ -65,6 +67,11 @@
 //! | `supervisor-intensity` (agents) | `SupervisorNeverGivesUp`: the supervisor never counts a restart as one too many | `supervisor_intensity_catches_…` (`agents-partition`) |
 //! | `agents-vanish` (agents) | `AgentDirectoryShowsDeadLives`: the agent directory lists dead lives' entries | `agents_vanish_catches_…` (`agents-crash`) |
 //! | `agent-requests` (agents) | `AgentRequestsNeverExpire`: a caller's requests never expire | `agent_requests_catch_…` (`agents-partition`) |
+//! | sessions: `one-outcome-per-session` | `OutcomeIgnoresSessionOrder`: a ledger takes an outcome over a record of the same or a later session | `tests/sessions_driven.rs`, `can_fail::a_ledger_that_ignores_…` |
+//! | sessions: `within-budget` | `DebitSaturatesAtFloor`: a debit beyond the budget empties it instead of being refused | `tests/sessions_driven.rs`, `can_fail::a_debit_that_empties_…` |
+//! | sessions: `matches-machine` | `SessionAnswerFromWrongAgent`: the driver credits an answer to the next participant | `tests/sessions_driven.rs`, `can_fail::answers_credited_to_…` |
+//! | sessions: `silence-is-not-convergence` | `SessionSilenceAsZeroDemand`: a participant silent at a tatonnement's prices counts as zero excess demand | `tests/sessions_driven.rs`, `can_fail::silence_taken_as_…` |
+//! | sessions: `no-minority-commit` | `SessionUncertainAsCommitted`: a commit without a majority is reported as committed | `tests/sessions_driven.rs`, `can_fail::an_uncertain_commit_…` |
 //!
 //! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
 //! a test.
@@ -84,6 +91,7 @@ pub mod report;
 pub mod rpc;
 pub mod scenario;
 pub mod services;
+pub mod sessions;
 pub mod storage;
 pub mod sweep;
 pub mod trace;

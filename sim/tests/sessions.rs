@@ -20,6 +20,7 @@ use foundation_agents::{AgentId, Money, Time};
 use foundation_core::membership::MembershipConfig;
 use foundation_core::vars::{outcome, Life, Outcome, SessionId, VarSpec, VarsEvent};
 use foundation_sim::faults::{Fault, Nodes};
+use foundation_sim::invariants::sessions::Ledger;
 use foundation_sim::network::LinkModel;
 use foundation_sim::world::{World, WorldConfig};
 
@@ -129,7 +130,7 @@ fn run(seed: u64) -> Result<usize, String> {
         (secs(18), Fault::Crash(Nodes::One(4))),
     ];
     let mut sessions: BTreeMap<u64, Outcome> = BTreeMap::new();
-    let mut versions: BTreeMap<u64, VarValue> = BTreeMap::new();
+    let mut ledger = Ledger::new(LEDGER, ledger_spec(Default::default()).initial);
     let mut t = secs(4);
     while t < secs(25) {
         t += 100_000 + world.random_below(400_000);
@@ -150,7 +151,7 @@ fn run(seed: u64) -> Result<usize, String> {
             if won && slot <= 1 && cut_off {
                 return Err(format!("n{slot} committed an outcome on the minority side"));
             }
-            learned(&mut versions, slot, event)?;
+            ledger.learn(slot, &event)?;
         }
         // A new session from a random coordinator, or a replay of an old one from another.
         let slot = world.random_below(NODES as u64) as usize;
@@ -175,36 +176,9 @@ fn run(seed: u64) -> Result<usize, String> {
     }
     run_to(&mut world, secs(30))?;
     for (slot, event) in world.take_vars_events() {
-        learned(&mut versions, slot, event)?;
+        ledger.learn(slot, &event)?;
     }
-    check(&versions, &sessions)
-}
-
-/// Records a version a node learned; every node must learn the same value for it.
-fn learned(
-    versions: &mut BTreeMap<u64, VarValue>,
-    slot: usize,
-    event: VarsEvent,
-) -> Result<(), String> {
-    let VarsEvent::Changed {
-        name,
-        version,
-        value,
-        ..
-    } = event
-    else {
-        return Ok(());
-    };
-    if name != LEDGER {
-        return Ok(());
-    }
-    let seen = versions.entry(version).or_insert_with(|| value.clone());
-    if *seen != value {
-        return Err(format!(
-            "version {version}: n{slot} learned {value:?}, another {seen:?}"
-        ));
-    }
-    Ok(())
+    check(&ledger.versions, &sessions)
 }
 
 /// Sessions strictly increase along the versions, and a version that follows one known here

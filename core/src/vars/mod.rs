@@ -581,6 +581,8 @@ impl Vars {
         let (expected, current) = register.current();
         let session = outcome.session;
         match outcome::session_of(current) {
+            // The planted bug: no look at which session wrote the record.
+            _ if fault_on!(OutcomeIgnoresSessionOrder) => {}
             Some(last) if last == session.0 => {
                 let version = expected;
                 return Err(VarsError::SessionDecided { session, version });

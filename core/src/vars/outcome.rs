@@ -55,7 +55,8 @@ pub struct Outcome {
 /// written field exists and takes its value, every debited budget stays at or above its floor,
 /// and [`SESSION_FIELD`] names the session.
 pub fn apply(ty: &VarType, current: &VarValue, outcome: &Outcome) -> Result<VarValue, VarsError> {
-    if session_of(current).is_some_and(|last| last >= outcome.session.0) {
+    let ordered = session_of(current).is_none_or(|last| last < outcome.session.0);
+    if !ordered && !fault_on!(OutcomeIgnoresSessionOrder) {
         let why = format!(
             "session {:?} is not after the ledger's last",
             outcome.session
@@ -94,6 +95,11 @@ fn debit(ty: Option<&VarType>, value: Option<&VarValue>, amount: u64) -> Result<
     let (Some(&VarType::Int { min, .. }), Some(&VarValue::Int(held))) = (ty, value) else {
         return Err("not an Int field".into());
     };
+    if fault_on!(DebitSaturatesAtFloor) {
+        // The planted bug: a debit beyond the budget empties it instead of being refused.
+        let a = i64::try_from(amount).unwrap_or(i64::MAX);
+        return Ok(held.saturating_sub(a).max(min));
+    }
     let left = i64::try_from(amount)
         .ok()
         .and_then(|a| held.checked_sub(a))

@@ -53,6 +53,11 @@
 //! [`replication::OriginsRetired`] (departed writers' bookkeeping is compacted away) is added by
 //! the scenarios that set a short `departed_after`.
 //!
+//! Checked over the runs of coordination sessions ([`crate::sessions`], `tests/sessions_driven.rs`):
+//! [`sessions`]: one outcome per session, a committed allocation within its budget, the
+//! outcome the same mechanism machine gives on one node for the acknowledged answers, and no
+//! outcome committed on a minority side.
+//!
 //! Adding one: implement [`Invariant`] (every method has a default that checks nothing) and add
 //! a factory with [`crate::scenario::Scenario::invariant`].
 
@@ -66,6 +71,7 @@ pub mod replication;
 pub mod rpc;
 pub mod seen;
 pub mod separations;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;

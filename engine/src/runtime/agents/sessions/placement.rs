@@ -1,9 +1,9 @@
 //! Where a session is coordinated, and what happens when that node is lost.
 //!
 //! [`Coordinator::Rendezvous`] places the coordinator on the live member (this node included)
-//! with the highest rendezvous weight of the session id — the placement layer's hash
-//! (`foundation_core::placement::rendezvous::weight`), so sessions spread over the cluster
-//! and every node that sees the same members picks the same one. The caller asks that node
+//! with the highest rendezvous weight of the session id
+//! (`foundation_core::agents::sessions::place`), so sessions spread over the cluster and every
+//! node that sees the same members picks the same one. The caller asks that node
 //! to run the session (an agent request addressed to [`COORDINATOR`], a name no agent can
 //! take) and waits for its report.
 //!
@@ -21,9 +21,9 @@
 
 use std::time::Duration;
 
+use foundation_core::agents::sessions::place::coordinator;
 use foundation_core::agents::wire::{AgentReply, AgentRequest, Delivery};
 use foundation_core::membership::{MemberState, MemberView};
-use foundation_core::placement::rendezvous::weight;
 use foundation_core::vars::SessionId;
 use foundation_core::{NodeAddr, NodeId};
 
@@ -41,12 +41,6 @@ const ROUNDS_AWAITED: u32 = 1_000;
 /// What a remote coordinator answers: the report, or why the session could not run.
 type RemoteRun = Result<SessionReport, String>;
 
-/// The rendezvous choice among `candidates` for `session`.
-fn rendezvous(session: SessionId, candidates: impl Iterator<Item = NodeAddr>) -> Option<NodeAddr> {
-    let workload = format!("session-{}", session.0);
-    candidates.max_by_key(|c| (weight(&workload, 0, c.id), c.id))
-}
-
 impl AgentsHandle {
     /// The node that coordinates `session` under [`super::Coordinator::Rendezvous`], as this
     /// node sees the members now.
@@ -54,7 +48,7 @@ impl AgentsHandle {
         let me = self.shared.endpoint.local();
         let members = self.shared.members.borrow();
         let alive = members.iter().filter(|m| m.state == MemberState::Alive);
-        rendezvous(session, alive.map(MemberView::node_addr).chain([me])).unwrap_or(me)
+        coordinator(session, alive.map(MemberView::node_addr).chain([me])).unwrap_or(me)
     }
 
     /// Asks `at` to coordinate `session`; settles it if `at` is lost first.
@@ -132,29 +126,4 @@ pub(crate) async fn serve(handle: &AgentsHandle, body: &[u8]) -> Result<Vec<u8>,
         postcard::from_bytes(body).map_err(|e| DeliveryError::Codec(format!("session: {e}")))?;
     let run: RemoteRun = handle.run_here(session).await.map_err(|e| e.to_string());
     postcard::to_stdvec(&run).map_err(|e| DeliveryError::Codec(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(i: u128) -> NodeAddr {
-        NodeAddr {
-            id: NodeId::from_u128(i),
-            addr: ([127, 0, 0, 1], 7000).into(),
-        }
-    }
-
-    #[test]
-    fn sessions_spread_over_members_and_the_choice_ignores_their_order() {
-        let nodes: Vec<NodeAddr> = (1..=5).map(addr).collect();
-        let mut chosen = std::collections::BTreeSet::new();
-        for id in 0..200 {
-            let forward = rendezvous(SessionId(id), nodes.iter().copied());
-            let backward = rendezvous(SessionId(id), nodes.iter().rev().copied());
-            assert_eq!(forward, backward);
-            chosen.extend(forward.map(|n| n.id));
-        }
-        assert_eq!(chosen.len(), 5, "every member coordinates some sessions");
-    }
 }

@@ -1,7 +1,7 @@
 //! Each mechanism of a session as the `foundation_agents` machine that decides it: how it is
-//! opened from the session, what its participants are asked, how their answers become the
-//! machine's messages, and what its outcome means for the session. The machines are used as
-//! they are; nothing of their rules is repeated here.
+//! opened ([`open`]), what its participants are asked, how their answers become the machine's
+//! messages, and what its outcome means for the session. The machines are used as they are;
+//! nothing of their rules is repeated here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,6 +13,9 @@ use foundation_agents::auction::sealed::{SealedBidAuction, SealedConfig, SealedM
 use foundation_agents::auction::vcg::{CombinatorialAuction, VcgMessage};
 use foundation_agents::auction::{AuctionOutcome, ResultNotice};
 use foundation_agents::market::double::{CallMarket, MarketMessage, MarketNotice, Side};
+use foundation_agents::market::tatonnement::{
+    Auctioneer, TatonnementConfig, TatonnementMessage, TatonnementNotice,
+};
 use foundation_agents::negotiation::alternating::{
     AlternatingConfig, AlternatingOffers, Move, NegotiationNotice, NegotiationOutcome,
 };
@@ -21,9 +24,9 @@ use foundation_agents::negotiation::strategy::Role;
 use foundation_agents::voting::{Election, ElectionConfig, VoteMessage, VoteNotice};
 use foundation_agents::{AgentId, Time};
 
-use super::drive::{drive, Drove, Mechanic};
-use super::{millis, Answer, Ask, Decision, Mechanism, Session, SessionError};
-use crate::runtime::agents::AgentsHandle;
+use super::driver::{Mechanic, SessionDriver};
+use super::mechanism::{Answer, Ask, Decision, Mechanism};
+use crate::vars::SessionId;
 
 /// The refusal of an answer that does not fit what was asked.
 fn wrong_kind(asked: &Ask) -> String {
@@ -35,18 +38,21 @@ fn everyone(ids: &BTreeSet<AgentId>, ask: Ask) -> Vec<(AgentId, Ask)> {
     ids.iter().map(|&id| (id, ask.clone())).collect()
 }
 
-/// Opens the session's machine at session time 0 over `names` (agent `i` is `AgentId(i)`) and
-/// drives it to its outcome.
-pub(super) async fn run_machine(
-    handle: &AgentsHandle,
-    session: &Session,
+/// Opens session `session`'s machine for `mechanism` at session time 0 over participants
+/// `names` (agent `i` is `AgentId(i)`, `names[i]`), each answer due within
+/// `answer_within_ms` (a clock auction's round, a Dutch tick, a negotiation's turn), and the
+/// driver that runs it; `Err` says why the mechanism's configuration is invalid.
+pub fn open(
+    session: SessionId,
+    mechanism: &Mechanism,
     names: &[String],
-) -> Result<Drove, SessionError> {
+    answer_within_ms: u64,
+) -> Result<SessionDriver, String> {
     let ids: BTreeSet<AgentId> = (0..names.len() as u64).map(AgentId).collect();
-    let within = millis(session.answer_within);
+    let within = answer_within_ms;
     let deadline = Time(within);
-    let invalid = |e: foundation_agents::error::ConfigError| SessionError::Config(e.to_string());
-    let drove = match &session.mechanism {
+    let invalid = |e: foundation_agents::error::ConfigError| e.to_string();
+    let driver = match mechanism {
         Mechanism::SealedBid {
             item,
             pricing,
@@ -61,7 +67,14 @@ pub(super) async fn run_machine(
                 item: item.clone(),
                 reserve: *reserve,
             };
-            drive(handle, session, names, machine, everyone(&ids, ask)).await
+            SessionDriver::new(
+                session,
+                mechanism,
+                names,
+                within,
+                machine,
+                everyone(&ids, ask),
+            )
         }
         Mechanism::Vote {
             question,
@@ -82,7 +95,14 @@ pub(super) async fn run_machine(
                 question: question.clone(),
                 candidates: candidates.clone(),
             };
-            drive(handle, session, names, machine, everyone(&ids, ask)).await
+            SessionDriver::new(
+                session,
+                mechanism,
+                names,
+                within,
+                machine,
+                everyone(&ids, ask),
+            )
         }
         Mechanism::English {
             item,
@@ -98,7 +118,7 @@ pub(super) async fn run_machine(
                 budgets: BTreeMap::new(),
             };
             let machine = EnglishAuction::new(config, Time(0)).map_err(invalid)?;
-            drive(handle, session, names, machine, Vec::new()).await
+            SessionDriver::new(session, mechanism, names, within, machine, Vec::new())
         }
         Mechanism::Dutch {
             item,
@@ -115,11 +135,11 @@ pub(super) async fn run_machine(
                 participants: ids.into_iter().map(|id| (id, None)).collect(),
             };
             let machine = DutchAuction::new(config, Time(0)).map_err(invalid)?;
-            drive(handle, session, names, machine, Vec::new()).await
+            SessionDriver::new(session, mechanism, names, within, machine, Vec::new())
         }
         Mechanism::ContractNet { task, max_cost } => {
             let machine = ContractNet::new(task.clone(), ids, deadline, *max_cost, Time(0));
-            drive(handle, session, names, machine, Vec::new()).await
+            SessionDriver::new(session, mechanism, names, within, machine, Vec::new())
         }
         Mechanism::Combinatorial { name, items } => {
             let machine = CombinatorialAuction::new(
@@ -133,7 +153,14 @@ pub(super) async fn run_machine(
                 auction: name.clone(),
                 items: items.clone(),
             };
-            drive(handle, session, names, machine, everyone(&ids, ask)).await
+            SessionDriver::new(
+                session,
+                mechanism,
+                names,
+                within,
+                machine,
+                everyone(&ids, ask),
+            )
         }
         Mechanism::Market { name, rule } => {
             let machine = CallMarket::new(name.clone(), *rule, deadline, Time(0))
@@ -141,7 +168,30 @@ pub(super) async fn run_machine(
             let ask = Ask::Order {
                 market: name.clone(),
             };
-            drive(handle, session, names, machine, everyone(&ids, ask)).await
+            SessionDriver::new(
+                session,
+                mechanism,
+                names,
+                within,
+                machine,
+                everyone(&ids, ask),
+            )
+        }
+        Mechanism::Tatonnement {
+            supply,
+            step,
+            tolerance,
+            rounds_max,
+            ..
+        } => {
+            let config = TatonnementConfig {
+                step: *step,
+                tolerance: *tolerance,
+                rounds_max: *rounds_max,
+                round_ms: within,
+            };
+            let machine = Auctioneer::new(supply.clone(), ids, config, Time(0)).map_err(invalid)?;
+            SessionDriver::new(session, mechanism, names, within, machine, Vec::new())
         }
         Mechanism::Negotiation {
             subject,
@@ -152,9 +202,8 @@ pub(super) async fn run_machine(
         } => {
             let id_of = |name: &str| {
                 let i = names.iter().position(|n| n == name);
-                i.map(|i| AgentId(i as u64)).ok_or_else(|| {
-                    SessionError::Config(format!("{name:?} does not have the capability"))
-                })
+                i.map(|i| AgentId(i as u64))
+                    .ok_or_else(|| format!("{name:?} does not have the capability"))
             };
             let config = AlternatingConfig {
                 subject: subject.clone(),
@@ -175,10 +224,17 @@ pub(super) async fn run_machine(
                 standing: None,
                 next_round: 0,
             };
-            drive(handle, session, names, machine, vec![(first, ask)]).await
+            SessionDriver::new(
+                session,
+                mechanism,
+                names,
+                within,
+                machine,
+                vec![(first, ask)],
+            )
         }
     };
-    Ok(drove)
+    Ok(driver)
 }
 
 impl Mechanic for AlternatingOffers {
@@ -385,5 +441,33 @@ impl Mechanic for CallMarket {
 
     fn decision(outcome: Self::Outcome) -> Decision {
         Decision::Market(outcome)
+    }
+}
+
+impl Mechanic for Auctioneer {
+    fn ask(mechanism: &Mechanism, _: &str, notice: &TatonnementNotice) -> Option<Ask> {
+        match notice {
+            TatonnementNotice::Prices { round, prices, .. } => Some(Ask::Prices {
+                market: mechanism.subject().to_owned(),
+                round: *round,
+                prices: prices.clone(),
+            }),
+            TatonnementNotice::Finished { .. } => None,
+        }
+    }
+
+    fn message(asked: &Ask, answer: Answer) -> Result<Option<TatonnementMessage>, String> {
+        let Ask::Prices { round, .. } = *asked else {
+            return Err(wrong_kind(asked));
+        };
+        match answer {
+            Answer::Excess(excess) => Ok(Some(TatonnementMessage::Excess { round, excess })),
+            Answer::Decline => Ok(None), // Absent this round, never zero demand.
+            _ => Err(wrong_kind(asked)),
+        }
+    }
+
+    fn decision(outcome: Self::Outcome) -> Decision {
+        Decision::Tatonnement(outcome)
     }
 }
