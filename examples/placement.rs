@@ -9,14 +9,12 @@
 
 mod common;
 
-use common::{start, wait_until, Error};
+use common::{cluster, wait_until, Error};
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use foundation::engine::membership::MemberState;
 use foundation::engine::placement::WorkloadSpec;
 use foundation::engine::runtime::placement::{Inbox, InstanceContext, PlacementNotice};
 use foundation::transport::NodeId;
@@ -31,20 +29,16 @@ type Counts = Arc<Mutex<BTreeMap<u32, u64>>>;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let dir = std::env::temp_dir().join(format!("foundation-placement-{}", std::process::id()));
-    let result = run(&dir).await;
+    let nodes = cluster(&dir, "placement-example", &["n1", "n2", "n3"]).await;
+    let result = match nodes {
+        Ok(nodes) => run(nodes).await,
+        Err(e) => Err(e),
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run(dir: &Path) -> Result<(), Error> {
-    let mut nodes = Vec::new();
-    for name in ["n1", "n2", "n3"] {
-        nodes.push(start(dir, "placement-example", name).await?);
-    }
-    wait_until("the three nodes see each other", || {
-        nodes.iter().all(|n| alive_peers(n) == 2)
-    })
-    .await?;
+async fn run(nodes: Vec<Node>) -> Result<(), Error> {
     let names: BTreeMap<NodeId, String> = nodes
         .iter()
         .enumerate()
@@ -66,6 +60,8 @@ async fn run(dir: &Path) -> Result<(), Error> {
         println!("key {user:?} → accounts/{shard} on {owner}");
     }
     route(&sender, 0..30).await?;
+    // `route` returns once a message is in its instance's inbox; the instance counts it next.
+    wait_until("the instances counted all 30", || total(&counts) == 30).await?;
     println!(
         "30 messages routed from n1: counts by shard {:?}",
         counts.lock().map(|c| c.clone()).unwrap_or_default()
@@ -96,9 +92,13 @@ async fn run(dir: &Path) -> Result<(), Error> {
     );
 
     route(&stay[0].placement(), 30..60).await?;
-    let total: u64 = counts.lock().map(|c| c.values().sum()).unwrap_or(0);
+    wait_until(
+        "the instances counted all 60 (the moved shards kept their counts)",
+        || total(&counts) == 60,
+    )
+    .await?;
     println!(
-        "30 more routed from {}: counts by shard {:?}, {total} in all (the moved shards kept theirs)",
+        "30 more routed from {}: counts by shard {:?}",
         names[&stay[0].id()],
         counts.lock().map(|c| c.clone()).unwrap_or_default()
     );
@@ -112,11 +112,9 @@ async fn run(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn alive_peers(node: &Node) -> usize {
-    node.members()
-        .iter()
-        .filter(|m| m.state == MemberState::Alive)
-        .count()
+/// The messages counted over every shard.
+fn total(counts: &Counts) -> u64 {
+    counts.lock().map(|c| c.values().sum()).unwrap_or(0)
 }
 
 /// Whether the singleton and every shard run on exactly one of `nodes`.

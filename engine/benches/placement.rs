@@ -76,14 +76,19 @@ fn naive_runners(world: &World, instance: &Instance) -> Vec<usize> {
         .collect()
 }
 
-fn run(plan: Plan, seed: u64) -> Figures {
-    let mut world = World::new(WorldConfig {
+/// N nodes with development timers on LAN links, none joined yet.
+fn world(seed: u64) -> World {
+    World::new(WorldConfig {
         seed,
         nodes: NODES,
         membership: MembershipConfig::development(),
         network: LinkModel::lan(),
         keep_trace: false,
-    });
+    })
+}
+
+fn run(plan: Plan, seed: u64) -> Figures {
+    let mut world = world(seed);
     let none = BTreeMap::new();
     world.apply(&Fault::Join(Nodes::All, 0), &none).ok();
     let spec = WorkloadSpec {
@@ -210,13 +215,7 @@ fn rendezvous_over(world: &World, slots: impl Iterator<Item = usize>) -> Vec<usi
 }
 
 fn rebalance(seed: u64) -> Rebalance {
-    let mut world = World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    });
+    let mut world = world(seed);
     let none = BTreeMap::new();
     let newcomer = NODES - 1;
     let first: Vec<usize> = (0..newcomer).collect();
