@@ -538,10 +538,14 @@ fn routed_run(seed: u64, crash: bool) -> RoutedOutcome {
     if !crash {
         check.state_carried(&world);
     }
-    let handed_over = world
-        .take_placement_events()
+    let events = world.take_placement_events();
+    let handed_over = events
         .iter()
         .filter(|(_, _, e)| matches!(e, PlacementEvent::EndHandoff { .. }))
+        .count();
+    let duplicates = events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, PlacementEvent::Duplicate { .. }))
         .count();
     let routes = world.routes();
     let delivered = routes
@@ -556,6 +560,7 @@ fn routed_run(seed: u64, crash: bool) -> RoutedOutcome {
         routed: routes.len(),
         delivered,
         handed_over,
+        duplicates,
         check,
     }
 }
@@ -566,6 +571,8 @@ struct RoutedOutcome {
     delivered: usize,
     /// States taken up by next owners (`EndHandoff`).
     handed_over: usize,
+    /// Duplicates the nodes' run-time detector reported.
+    duplicates: usize,
     check: PlacementCheck,
 }
 
@@ -580,6 +587,7 @@ fn routed_messages_during_handoffs_are_delivered_once_or_fail_by_their_deadline(
                 outcome.check.violations.first()
             );
             assert!(outcome.handed_over > 0, "no shard was handed over");
+            assert_eq!(outcome.duplicates, 0, "seed {seed} crash {crash}");
             assert!(
                 outcome.delivered * 10 >= outcome.routed * 9,
                 "fewer than 90 % delivered"
