@@ -28,6 +28,11 @@
 //! instance per node without leases (`per_node`). Messages are routed by key to the owner
 //! ([`routing`]), and an instance that moves may hand its state over ([`handoff`]).
 //!
+//! A run-time duplicate detector (`duplicates.rs`) counts what the leases should make
+//! impossible: a registrar's answer names the claimed instances that run on its node, and a
+//! claimant that runs one too, since before its round, has proof of an overlap
+//! ([`PlacementEvent::Duplicate`]).
+//!
 //! Failover after a crash takes the failure detector's time (views change) or the lease,
 //! whichever is longer, plus a round trip: the lease defaults to shorter than detection.
 //! A graceful leave or a move hands over in about one round: the old owner stops, its next
@@ -333,8 +338,8 @@ pub enum PlacementEvent {
         /// What the origin sent.
         payload: Bytes,
     },
-    /// The duplicate detector's evidence ([`duplicates`]): `with` ran this instance at an
-    /// instant when it ran here too, both under valid leases. Should never happen.
+    /// The run-time duplicate detector's evidence (`duplicates.rs`): `with` ran this instance
+    /// at an instant when it ran here too, both under valid leases. Should never happen.
     Duplicate {
         /// The instance.
         instance: Instance,
