@@ -4,7 +4,9 @@
 //! node 1 (across nodes). Each call returns once the owner's instance took the message into
 //! its inbox (an answer crosses back for the remote case). Printed: the latency of one call at
 //! a time (p50/p99), then the throughput with many calls in flight and their latency under
-//! that load.
+//! that load. Then a third node joins: how many shards changed runner against the minimum (the
+//! shards whose owner is now the newcomer), and how long until every shard ran once on the owner
+//! every node's view names (time to settle).
 //!
 //! `cargo bench -p foundation-engine --bench placement_route` (`-- quick` for shorter runs).
 //! Prints numbers; never pass/fail.
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foundation_core::placement::WorkloadSpec;
+use foundation_engine::membership::MemberState;
 use foundation_engine::runtime::placement::{Inbox, InstanceContext, PlacementHandle};
 use foundation_engine::runtime::Node;
 use percentiles::percentiles;
@@ -56,22 +59,15 @@ fn main() {
     nodes::runtime().block_on(bench(plan));
 }
 
+const CLUSTER: &str = "placement-route-bench";
+
 async fn bench(plan: Plan) {
-    let nodes = nodes::cluster("placement-route-bench", SECRET, 2).await;
+    let mut nodes = nodes::cluster(CLUSTER, SECRET, 2).await;
     let taken = Arc::new(AtomicU64::new(0));
     for node in &nodes {
         declare(node, taken.clone()).await;
     }
-    let placed = wait::wait_until(Duration::from_secs(30), || {
-        (0..SHARDS).all(|s| {
-            nodes
-                .iter()
-                .filter(|n| n.placement().running_here("kv", s))
-                .count()
-                == 1
-        })
-    })
-    .await;
+    let placed = wait::wait_until(Duration::from_secs(30), || settled(&nodes).is_some()).await;
     assert!(placed, "the shards did not settle within 30 s");
     let sender = nodes[0].placement();
     let (here, there) = keys(&sender, nodes[1].id());
@@ -87,9 +83,68 @@ async fn bench(plan: Plan) {
         "  messages taken by instances: {}",
         taken.load(Ordering::Relaxed)
     );
+    join_third(&mut nodes, taken).await;
     for node in &nodes {
         node.abort().await;
     }
+}
+
+/// Each shard's runner (an index into `nodes`), if every shard runs on exactly one node and
+/// that node is the owner every node's view names.
+fn settled(nodes: &[Node]) -> Option<Vec<usize>> {
+    let views: Vec<_> = nodes.iter().map(|n| n.placement().all()).collect();
+    (0..SHARDS)
+        .map(|shard| {
+            let runners: Vec<usize> = (0..nodes.len())
+                .filter(|&i| nodes[i].placement().running_here("kv", shard))
+                .collect();
+            let [runner] = runners[..] else { return None };
+            let owner = Some(nodes[runner].id());
+            let agreed = views.iter().all(|view| {
+                view.get("kv")
+                    .and_then(|w| w.instances.get(shard as usize))
+                    .is_some_and(|i| i.owner == owner)
+            });
+            agreed.then_some(runner)
+        })
+        .collect()
+}
+
+/// A third node joins the two: shards moved against the minimum, and the time to settle.
+async fn join_third(nodes: &mut Vec<Node>, taken: Arc<AtomicU64>) {
+    let before = settled(nodes).expect("settled before the join");
+    let started = Instant::now();
+    let settings = nodes::settings(CLUSTER, SECRET, vec![nodes[0].addr()]);
+    let third = Node::start(settings).await.expect("the third node starts");
+    declare(&third, taken).await;
+    nodes.push(third);
+    let ready = |nodes: &[Node]| {
+        let all_see_all = nodes.iter().all(|n| {
+            n.members()
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .count()
+                == 2
+        });
+        all_see_all.then(|| settled(nodes)).flatten()
+    };
+    let mut after = None;
+    let done = wait::wait_until(Duration::from_secs(30), || {
+        after = ready(nodes);
+        after.is_some()
+    })
+    .await;
+    let Some(after) = after.filter(|_| done) else {
+        println!("a third node joins: not settled within 30 s");
+        return;
+    };
+    let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+    let minimum = after.iter().filter(|runner| **runner == 2).count();
+    println!(
+        "a third node joins: {moved} of {SHARDS} shards moved, minimum {minimum} (the newcomer's); settled {} ms after its start, load average {}",
+        started.elapsed().as_millis(),
+        load_average()
+    );
 }
 
 /// Declares the sharded workload whose instances count what they take.
