@@ -277,6 +277,7 @@ async fn shards_run_once_each_and_every_node_routes_a_key_to_the_same_owner() {
         .expect("instances");
     assert_eq!(instances.len(), SHARDS as usize);
     assert!(instances.iter().all(|i| i["owner"].is_string()));
+    assert_eq!(json["duplicates_detected"], 0);
     assert_eq!(runs.most.load(Ordering::SeqCst), 1, "a duplicate ran");
     for node in &nodes {
         node.abort().await;

@@ -362,6 +362,12 @@ impl PlacementHandle {
     pub fn undelivered(&self) -> u64 {
         self.counters.undelivered.load(Ordering::Relaxed)
     }
+
+    /// How many times this node saw another run an instance while it ran here, both under
+    /// valid leases ([`PlacementNotice::DuplicateDetected`]); should stay 0.
+    pub fn duplicates_detected(&self) -> u64 {
+        self.counters.duplicates.load(Ordering::Relaxed)
+    }
 }
 
 /// The driver's side: it carries out requests on the core, hands decisions to the supervisor
@@ -370,6 +376,7 @@ pub(crate) struct PlacementRuntime {
     decisions: mpsc::UnboundedSender<Decision>,
     view: watch::Sender<Arc<PlacementView>>,
     notices: broadcast::Sender<PlacementNotice>,
+    counters: Arc<SupervisorCounters>,
     /// Callers of `route` waiting for their message's outcome.
     routes: BTreeMap<RouteId, oneshot::Sender<Result<(), PlacementCallError>>>,
     /// A stop waiting for this node's handoffs to finish before it closes the endpoint.
@@ -399,13 +406,14 @@ pub(crate) fn start(
         registrations,
         view,
         notices: notices.clone(),
-        counters,
+        counters: counters.clone(),
         me,
     };
     let runtime = PlacementRuntime {
         decisions,
         view: view_tx,
         notices,
+        counters,
         routes: BTreeMap::new(),
         stop_after_handoffs: None,
         metrics: metrics::PlacementMetrics::register(registry),
@@ -473,7 +481,10 @@ impl PlacementRuntime {
                 }
                 return;
             }
-            PlacementEvent::Duplicate { .. } => return,
+            PlacementEvent::Duplicate { .. } => {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         };
         let _ = self.decisions.send(decision);
         self.publish(core);
