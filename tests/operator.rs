@@ -1097,6 +1097,7 @@ fn placement_lists_what_a_node_declared() {
     assert!(answer["workloads"]
         .as_object()
         .is_some_and(|w| w.is_empty()));
+    assert_eq!(answer["duplicates_detected"], 0);
     drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,9 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foundation_core::placement::Instance;
 use foundation_core::placement::{PlacementError, WorkloadSpec};
-use foundation_engine::runtime::placement::{Inbox, InstanceContext, PlacementCallError};
+use foundation_engine::runtime::placement::{
+    Inbox, InstanceContext, PlacementCallError, PlacementNotice,
+};
 use foundation_engine::runtime::NodeSettings;
+use tokio::sync::broadcast;
 
 const SECRET: &str = "placement test secret";
 const SOON: Duration = Duration::from_secs(15);
@@ -87,6 +91,15 @@ impl Drop for Guard {
     }
 }
 
+/// The notices a subscriber has received so far.
+fn drain(events: &mut broadcast::Receiver<PlacementNotice>) -> Vec<PlacementNotice> {
+    let mut got = Vec::new();
+    while let Ok(notice) = events.try_recv() {
+        got.push(notice);
+    }
+    got
+}
+
 /// A majority of three must be seen before anything starts, so nodes that have not joined yet
 /// never each start one.
 fn majority() -> WorkloadSpec {
@@ -99,6 +112,7 @@ fn majority() -> WorkloadSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_singleton_restarts_elsewhere_and_never_runs_twice() {
     let nodes = common::cluster(3, settings).await;
+    let mut events: Vec<_> = nodes.iter().map(|n| n.placement().events()).collect();
     let runs = Arc::new(Runs::default());
     // The first run anywhere panics: the supervisor starts it again.
     let panicked = Arc::new(AtomicBool::new(false));
@@ -167,6 +181,38 @@ async fn a_killed_singleton_restarts_elsewhere_and_never_runs_twice() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(runs.runners("ticker", 0).len(), 1);
     assert_eq!(runs.most.load(Ordering::SeqCst), 1, "a duplicate ran");
+    // The new owner's stream says its view moved the singleton to it, and that it started here
+    // after a while without an owner; no node reports a duplicate.
+    let second = runs.runners("ticker", 0)[0];
+    let ticker = Instance::new("ticker", 0);
+    let (first_id, second_id) = (
+        nodes[first].placement().me(),
+        nodes[second].placement().me(),
+    );
+    let seen = drain(&mut events[second]);
+    assert!(
+        seen.contains(&PlacementNotice::OwnerChanged {
+            instance: ticker.clone(),
+            from: Some(first_id),
+            to: Some(second_id),
+        }),
+        "{seen:?}"
+    );
+    let waited = seen.iter().find_map(|n| match n {
+        PlacementNotice::Started {
+            instance,
+            without_owner,
+        } if *instance == ticker => Some(*without_owner),
+        _ => None,
+    });
+    assert!(waited.is_some(), "{seen:?}");
+    for (i, stream) in events.iter_mut().enumerate() {
+        let duplicates = drain(stream)
+            .into_iter()
+            .filter(|n| matches!(n, PlacementNotice::DuplicateDetected { .. }))
+            .count();
+        assert_eq!(duplicates, 0, "n{i} detected a duplicate");
+    }
     for (i, node) in nodes.iter().enumerate() {
         if i != first {
             node.abort().await;
@@ -231,6 +277,7 @@ async fn shards_run_once_each_and_every_node_routes_a_key_to_the_same_owner() {
         .expect("instances");
     assert_eq!(instances.len(), SHARDS as usize);
     assert!(instances.iter().all(|i| i["owner"].is_string()));
+    assert_eq!(json["duplicates_detected"], 0);
     assert_eq!(runs.most.load(Ordering::SeqCst), 1, "a duplicate ran");
     for node in &nodes {
         node.abort().await;
@@ -245,6 +292,7 @@ async fn shards_run_once_each_and_every_node_routes_a_key_to_the_same_owner() {
 async fn routed_messages_and_handed_over_state_survive_a_graceful_leave() {
     const SHARDS: u32 = 4;
     let nodes = common::cluster(3, settings).await;
+    let mut events: Vec<_> = nodes.iter().map(|n| n.placement().events()).collect();
     // Shard → the count its latest run reported; how many runs started with a state.
     let counts: Arc<Mutex<BTreeMap<u32, u64>>> = Arc::default();
     let resumed = Arc::new(AtomicUsize::new(0));
@@ -307,8 +355,18 @@ async fn routed_messages_and_handed_over_state_survive_a_graceful_leave() {
         })
     };
     common::eventually(SOON, "every shard runs once", || placed(&nodes)).await;
+    // The node running the most shards leaves (node ids are random, so which one varies);
+    // their states are handed over. Another node sends.
+    let running = |i: usize| {
+        (0..SHARDS)
+            .filter(|&s| nodes[i].placement().running_here("acc", s))
+            .count()
+    };
+    let leaver = (0..3).max_by_key(|&i| running(i)).expect("three nodes");
+    let moved = running(leaver);
+    let sender = usize::from(leaver == 0);
     let send = |round: usize| {
-        let sender = nodes[0].placement();
+        let sender = nodes[sender].placement();
         async move {
             for i in 0..20 {
                 let key = format!("key-{round}-{i}");
@@ -320,13 +378,6 @@ async fn routed_messages_and_handed_over_state_survive_a_graceful_leave() {
         }
     };
     send(1).await;
-    // A node other than the sender that runs a shard leaves; its shards are handed over.
-    let leaver = (1..3)
-        .find(|&i| (0..SHARDS).any(|s| nodes[i].placement().running_here("acc", s)))
-        .expect("nodes 1 and 2 run something");
-    let moved = (0..SHARDS)
-        .filter(|&s| nodes[leaver].placement().running_here("acc", s))
-        .count();
     nodes[leaver].leave().await;
     let stay: Vec<_> = (0..3).filter(|&i| i != leaver).map(|i| &nodes[i]).collect();
     common::eventually(SOON, "every shard runs once after the leave", || {
@@ -339,9 +390,31 @@ async fn routed_messages_and_handed_over_state_survive_a_graceful_leave() {
     })
     .await;
     send(2).await;
-    // `route` returns once the message is in the owner's inbox; the run counts it a moment later.
+    // The leaver's stream began a handoff for each of its shards, and the nodes that stay
+    // ended as many.
+    let begun = drain(&mut events[leaver])
+        .iter()
+        .filter(|n| matches!(n, PlacementNotice::HandoffBegun { .. }))
+        .count();
+    assert_eq!(begun, moved);
+    let ended: usize = (0..3)
+        .filter(|&i| i != leaver)
+        .map(|i| {
+            drain(&mut events[i])
+                .iter()
+                .filter(|n| matches!(n, PlacementNotice::HandoffEnded { bytes: 8, .. }))
+                .count()
+        })
+        .sum();
+    assert_eq!(ended, moved);
+    // `route` returns once a message is in its instance's inbox: the count follows.
     let total = || counts.lock().expect("lock").values().sum::<u64>();
-    common::eventually(SOON, "the runs counted every message", || total() >= 40).await;
+    common::eventually(
+        SOON,
+        "every message counted once, across the handoff",
+        || total() >= 40,
+    )
+    .await;
     assert_eq!(
         total(),
         40,
@@ -358,19 +431,32 @@ async fn routed_messages_and_handed_over_state_survive_a_graceful_leave() {
         "each oversized state refused"
     );
     // The sender's metrics count its 40 messages delivered (refreshed every second).
-    let http = nodes[0].http_addr().expect("http");
+    let http = nodes[sender].http_addr().expect("http");
     let deadline = tokio::time::Instant::now() + SOON;
     loop {
         let body = common::raw_http::get(http, "/metrics").await.body;
         if body.contains("foundation_placement_routed_total{outcome=\"delivered\"} 40") {
             assert!(body.contains("foundation_placement_stops_total{reason=\"lost-quorum\"} 0"));
+            assert!(body.contains("foundation_placement_duplicates_detected_total 0"));
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "metrics: {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The time without an owner of each start, by workload, on a node that started some.
+    let starter = stay
+        .iter()
+        .find(|n| n.placement().started() > 0)
+        .expect("the nodes that stay run the shards");
+    let body = common::raw_http::get(starter.http_addr().expect("http"), "/metrics")
+        .await
+        .body;
+    assert!(
+        body.contains("foundation_placement_without_owner_seconds_count{workload=\"acc\"}"),
+        "{body}"
+    );
     assert_eq!(
-        nodes[0]
+        nodes[sender]
             .placement()
             .route("nope", b"k", Vec::new(), SOON)
             .await

@@ -1,11 +1,13 @@
 //! What the examples that run several nodes in one process share: starting a development
 //! node that finds its peers only in the example's own discovery directory (nothing leaves
-//! 127.0.0.1), and waiting for a condition with a printed duration.
+//! 127.0.0.1), a few such nodes that see each other, and waiting for a condition with a printed
+//! duration.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use foundation::engine::config::DiscoveryChoice;
+use foundation::engine::membership::MemberState;
 use foundation::{Foundation, Node};
 
 pub type Error = Box<dyn std::error::Error>;
@@ -32,6 +34,28 @@ pub async fn start(dir: &Path, cluster: &str, name: &str) -> Result<Node, Error>
         node.addr()
     );
     Ok(node)
+}
+
+/// Development nodes of `cluster`, one per name, started in `dir`; returns once each sees all
+/// the others alive.
+#[allow(dead_code)] // not every example starts its nodes this way
+pub async fn cluster(dir: &Path, cluster: &str, names: &[&str]) -> Result<Vec<Node>, Error> {
+    let mut nodes = Vec::new();
+    for name in names {
+        nodes.push(start(dir, cluster, name).await?);
+    }
+    let peers = names.len() - 1;
+    wait_until("the nodes see each other", || {
+        nodes.iter().all(|n| {
+            n.members()
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .count()
+                == peers
+        })
+    })
+    .await?;
+    Ok(nodes)
 }
 
 /// Waits until `condition` holds and prints how long it took; an error after [`PATIENCE`].

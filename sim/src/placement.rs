@@ -142,7 +142,7 @@ impl World {
             PlacementEvent::Stop { instance, .. } => {
                 p.app_state.remove(&(slot, instance.clone()));
             }
-            PlacementEvent::Start { .. } => {}
+            PlacementEvent::Start { .. } | PlacementEvent::Duplicate { .. } => {}
         }
         self.placements.events.push((now, slot, event));
     }

@@ -42,10 +42,32 @@ enum Plan {
     RollingRestart,
 }
 
-/// What a run saw: the checks, and how long the singleton had no owner after the failure.
+/// What a run saw: the checks, how long the singleton had no owner after the failure, and
+/// the duplicates the nodes' own run-time detector reported.
 struct Outcome {
     check: PlacementCheck,
     failover_us: Option<u64>,
+    duplicates: Vec<(u64, String)>,
+}
+
+/// The duplicates the nodes reported ([`PlacementEvent::Duplicate`]) over the whole run, with
+/// when (world µs).
+fn duplicates_reported(world: &mut World) -> Vec<(u64, String)> {
+    world
+        .take_placement_events()
+        .into_iter()
+        .filter_map(|(at, slot, event)| match event {
+            PlacementEvent::Duplicate { instance, with } => Some((
+                at,
+                format!(
+                    "n{slot} at {:.3}s: {instance} also ran on {}",
+                    at as f64 / 1e6,
+                    with.short()
+                ),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 fn run_to(world: &mut World, check: &mut PlacementCheck, us: u64) {
@@ -137,7 +159,12 @@ fn run(plan: Plan, seed: u64) -> Outcome {
     let heal_at = match (plan, owner) {
         (_, None) => {
             check.exactly_one(&world);
-            return Outcome { check, failover_us };
+            let duplicates = duplicates_reported(&mut world);
+            return Outcome {
+                check,
+                failover_us,
+                duplicates,
+            };
         }
         (Plan::Crash, Some(owner)) => {
             apply(&mut world, Fault::Crash(Nodes::One(owner)));
@@ -187,7 +214,12 @@ fn run(plan: Plan, seed: u64) -> Outcome {
     // Every instance has exactly one owner within a bound of the last disturbance.
     run_to(&mut world, &mut check, heal_at + secs(12));
     check.exactly_one(&world);
-    Outcome { check, failover_us }
+    let duplicates = duplicates_reported(&mut world);
+    Outcome {
+        check,
+        failover_us,
+        duplicates,
+    }
 }
 
 /// Runs until the singleton runs again (or `limit` passes); returns how long it had no owner.
@@ -280,6 +312,11 @@ fn assert_clean(plan: Plan, seed: u64, outcome: &Outcome) {
         "{plan:?} seed {seed}: {:?}",
         outcome.check.violations.first()
     );
+    assert!(
+        outcome.duplicates.is_empty(),
+        "{plan:?} seed {seed}: the detector reported {:?}",
+        outcome.duplicates
+    );
 }
 
 #[test]
@@ -363,6 +400,37 @@ fn no_minority_owner_catches_a_lease_without_a_quorum() {
         FaultSwitch::PlacementQuorumOfOne,
         Plan::OwnerInMinority,
         "no-minority-owner",
+    );
+}
+
+/// The run-time detector reports duplicates when registrars grant what another node holds,
+/// and only after the simulator's `one-owner` check saw two owners (it is sound: what it
+/// reports happened). It is not complete: overlaps across a partition, or shorter than a
+/// round trip, go unseen, so some seeds with overlaps report none.
+#[test]
+fn the_run_time_detector_reports_duplicates_the_one_owner_check_confirms() {
+    let _on = fault_switch::engage(FaultSwitch::PlacementGrantsHeld);
+    let mut reported = 0;
+    for seed in 1..=10 {
+        let outcome = run(Plan::OwnerInMinority, seed);
+        let first_overlap = outcome
+            .check
+            .violations
+            .iter()
+            .find(|(_, name, _)| *name == "one-owner")
+            .map(|(at, _, _)| *at);
+        if let Some((at, what)) = outcome.duplicates.first() {
+            reported += 1;
+            eprintln!("seed {seed}: {what}");
+            assert!(
+                first_overlap.is_some_and(|overlap| overlap <= *at),
+                "seed {seed}: the detector reported {what} before one-owner saw two owners ({first_overlap:?})"
+            );
+        }
+    }
+    assert!(
+        reported > 0,
+        "registrars granting held instances ran duplicates the detector never saw"
     );
 }
 
@@ -470,10 +538,14 @@ fn routed_run(seed: u64, crash: bool) -> RoutedOutcome {
     if !crash {
         check.state_carried(&world);
     }
-    let handed_over = world
-        .take_placement_events()
+    let events = world.take_placement_events();
+    let handed_over = events
         .iter()
         .filter(|(_, _, e)| matches!(e, PlacementEvent::EndHandoff { .. }))
+        .count();
+    let duplicates = events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, PlacementEvent::Duplicate { .. }))
         .count();
     let routes = world.routes();
     let delivered = routes
@@ -488,6 +560,7 @@ fn routed_run(seed: u64, crash: bool) -> RoutedOutcome {
         routed: routes.len(),
         delivered,
         handed_over,
+        duplicates,
         check,
     }
 }
@@ -498,6 +571,8 @@ struct RoutedOutcome {
     delivered: usize,
     /// States taken up by next owners (`EndHandoff`).
     handed_over: usize,
+    /// Duplicates the nodes' run-time detector reported.
+    duplicates: usize,
     check: PlacementCheck,
 }
 
@@ -512,6 +587,7 @@ fn routed_messages_during_handoffs_are_delivered_once_or_fail_by_their_deadline(
                 outcome.check.violations.first()
             );
             assert!(outcome.handed_over > 0, "no shard was handed over");
+            assert_eq!(outcome.duplicates, 0, "seed {seed} crash {crash}");
             assert!(
                 outcome.delivered * 10 >= outcome.routed * 9,
                 "fewer than 90 % delivered"

@@ -58,6 +58,9 @@ pub async fn run(args: PlacementArgs) -> Result<(), Box<dyn std::error::Error>> 
     if workloads.is_empty() {
         println!("(no workloads declared on this node)");
     }
+    if let Some(duplicates) = answer["duplicates_detected"].as_u64() {
+        println!("duplicates detected here: {duplicates} (should stay 0)");
+    }
     Ok(())
 }
 

@@ -28,6 +28,11 @@
 //! instance per node without leases (`per_node`). Messages are routed by key to the owner
 //! ([`routing`]), and an instance that moves may hand its state over ([`handoff`]).
 //!
+//! A run-time duplicate detector (`duplicates.rs`) counts what the leases should make
+//! impossible: a registrar's answer names the claimed instances that run on its node, and a
+//! claimant that runs one too, since before its round, has proof of an overlap
+//! ([`PlacementEvent::Duplicate`]).
+//!
 //! Failover after a crash takes the failure detector's time (views change) or the lease,
 //! whichever is longer, plus a round trip: the lease defaults to shorter than detection.
 //! A graceful leave or a move hands over in about one round: the old owner stops, its next
@@ -36,6 +41,7 @@
 //! Time comes in as arguments; what to send and what to start or stop come out
 //! ([`Placement::take_messages`], [`Placement::take_events`]).
 
+mod duplicates;
 pub mod handoff;
 mod per_node;
 pub mod registrar;
@@ -64,6 +70,7 @@ pub use rendezvous::{shard_of, Candidate, Rule};
 pub use routing::{RouteAnswer, RouteError, RouteId, RouteStats, ROUTE_PAYLOAD_MAX};
 pub use wire::{encode, PlacementMessage, MAX_CLAIMS};
 
+use duplicates::Duplicates;
 use handoff::Handoffs;
 use routing::Routing;
 
@@ -292,6 +299,10 @@ pub enum PlacementEvent {
     Start {
         /// The instance.
         instance: Instance,
+        /// How long it waited here between this node's view naming it the owner and now (the
+        /// lease, the previous owner's stop or handoff): the part of its time without an
+        /// owner that this node saw. Zero for replicated and local workloads.
+        waited: Duration,
     },
     /// Stop this instance now.
     Stop {
@@ -326,6 +337,14 @@ pub enum PlacementEvent {
         id: RouteId,
         /// What the origin sent.
         payload: Bytes,
+    },
+    /// The run-time duplicate detector's evidence (`duplicates.rs`): `with` ran this instance
+    /// at an instant when it ran here too, both under valid leases. Should never happen.
+    Duplicate {
+        /// The instance.
+        instance: Instance,
+        /// The other node that ran it.
+        with: NodeId,
     },
     /// What became of a message this node routed ([`Placement::route`]).
     Routed {
@@ -461,6 +480,7 @@ pub struct Placement {
     registrar: Registrar,
     routing: Routing,
     handoffs: Handoffs,
+    duplicates: Duplicates,
     out: Vec<(NodeId, Bytes)>,
     /// Messages for the bulk channel (handed-over states).
     bulk_out: Vec<(NodeId, Bytes)>,
@@ -494,6 +514,7 @@ impl Placement {
             registrar,
             routing: Routing::default(),
             handoffs: Handoffs::default(),
+            duplicates: Duplicates::default(),
             out: Vec::new(),
             bulk_out: Vec::new(),
             events: Vec::new(),
@@ -707,12 +728,15 @@ impl Placement {
                         BTreeSet::new()
                     };
                 self.registrar.expire(now);
+                let running = self.leased_among(now, &claims);
                 if let Some(granted) = self.registrar.claim(now, life, round, &claims) {
                     let members = u32::try_from(self.agreed.len()).unwrap_or(u32::MAX);
                     let reply = PlacementMessage::Granted {
                         round,
                         granted,
                         members,
+                        generation: life.generation,
+                        running,
                     };
                     self.out.push((from, encode(&reply)));
                 }
@@ -721,7 +745,12 @@ impl Placement {
                 round,
                 granted,
                 members,
+                generation,
+                running,
             } => {
+                if generation == self.me.generation {
+                    self.check_duplicates(now, from, round, running);
+                }
                 let members = usize::try_from(members).unwrap_or(usize::MAX);
                 self.granted(now, from, round, granted, members);
                 self.decide(now);
@@ -895,13 +924,16 @@ impl Placement {
                 Some(end) => *end = (*end).max(until),
                 None if until > now => {
                     self.running.insert(instance.clone(), until);
+                    self.duplicates.started(&instance, self.next_round);
                     self.stats.started += 1;
-                    if let Some(since) = self.wanted_since.remove(&instance) {
-                        let waited = now.saturating_since(since).as_micros();
-                        self.stats.waited_micros += u64::try_from(waited).unwrap_or(u64::MAX);
-                    }
+                    let waited = self
+                        .wanted_since
+                        .remove(&instance)
+                        .map_or(Duration::ZERO, |since| now.saturating_since(since));
+                    let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+                    self.stats.waited_micros += micros;
                     self.resume_handed_over(&instance);
-                    self.events.push(PlacementEvent::Start { instance });
+                    self.events.push(PlacementEvent::Start { instance, waited });
                 }
                 None => {}
             }
@@ -985,6 +1017,7 @@ impl Placement {
         if self.running.remove(instance).is_none() {
             return;
         }
+        self.duplicates.stopped(instance);
         self.leases.remove(instance);
         match reason {
             StopReason::LostQuorum => self.stats.lost_quorum += 1,
@@ -995,6 +1028,38 @@ impl Placement {
             instance: instance.clone(),
             reason,
         });
+    }
+
+    /// Those of `claims` that run here under a lease valid at `now`.
+    fn leased_among(&self, now: Instant, claims: &BTreeSet<Instance>) -> Vec<Instance> {
+        claims
+            .iter()
+            .filter(|i| self.running.get(*i).is_some_and(|until| *until > now))
+            .cloned()
+            .collect()
+    }
+
+    /// Registrar `from` answered our round `round` (of this life) with what it runs of our
+    /// claims: each that runs here too, leased now and since before that round, is a duplicate.
+    fn check_duplicates(&mut self, now: Instant, from: NodeId, round: u64, running: Vec<Instance>) {
+        if from == self.me.node {
+            return;
+        }
+        for instance in running.into_iter().take(MAX_CLAIMS) {
+            let leased_here = self
+                .running
+                .get(&instance)
+                .is_some_and(|until| *until > now);
+            if self
+                .duplicates
+                .reported_running(from, round, &instance, leased_here)
+            {
+                self.events.push(PlacementEvent::Duplicate {
+                    instance,
+                    with: from,
+                });
+            }
+        }
     }
 
     fn stop_all(&mut self, reason: StopReason) {
@@ -1057,6 +1122,12 @@ impl Placement {
     /// Counters.
     pub fn stats(&self) -> &PlacementStats {
         &self.stats
+    }
+
+    /// How many times the duplicate detector found another node running an instance while it
+    /// ran here ([`PlacementEvent::Duplicate`]); should stay 0.
+    pub fn duplicates_detected(&self) -> u64 {
+        self.duplicates.detected
     }
 
     /// Who our view says should own `instance` (it runs there once that node wins its

@@ -5,6 +5,7 @@
 //! start and stop with the same events as singletons and shards.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::{Instance, Kind, Placement, PlacementEvent, StopReason, WorkloadSpec};
 
@@ -81,7 +82,10 @@ impl Placement {
         for instance in new {
             self.per_node.insert(instance.clone());
             self.stats.started += 1;
-            self.events.push(PlacementEvent::Start { instance });
+            self.events.push(PlacementEvent::Start {
+                instance,
+                waited: Duration::ZERO,
+            });
         }
     }
 

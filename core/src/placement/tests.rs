@@ -659,7 +659,8 @@ fn a_shard_that_moves_on_a_join_hands_its_state_to_the_next_owner() {
 
 fn event_instance(e: &PlacementEvent) -> Option<&Instance> {
     match e {
-        PlacementEvent::Start { instance }
+        PlacementEvent::Start { instance, .. }
+        | PlacementEvent::Duplicate { instance, .. }
         | PlacementEvent::Stop { instance, .. }
         | PlacementEvent::BeginHandoff { instance, .. }
         | PlacementEvent::EndHandoff { instance, .. }
@@ -805,7 +806,7 @@ fn starts_and_stops(p: &mut Placement) -> Vec<String> {
     p.take_events()
         .iter()
         .map(|e| match e {
-            PlacementEvent::Start { instance } => format!("start {instance}"),
+            PlacementEvent::Start { instance, .. } => format!("start {instance}"),
             PlacementEvent::Stop { instance, reason } => format!("stop {instance} {reason:?}"),
             other => format!("{other:?}"),
         })

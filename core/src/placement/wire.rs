@@ -36,6 +36,12 @@ pub enum PlacementMessage {
         /// a majority of the largest count it hears of, so a node that has not yet learned of
         /// every member cannot win with a majority of too few.
         members: u32,
+        /// The claimant's generation, as the round said it: a reply to an earlier life of the
+        /// claimant says nothing about the present one.
+        generation: u64,
+        /// Those of the claimed instances that run on the registrar's node under a lease
+        /// valid when it answered (normally none): the duplicate detector's evidence.
+        running: Vec<Instance>,
     },
     /// A message routed by key to the node that runs `instance` (or is about to).
     Route {

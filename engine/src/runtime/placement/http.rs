@@ -1,5 +1,5 @@
 //! `GET /placement`: every workload declared on this node, each instance's owner as this node
-//! sees it, and what runs here.
+//! sees it, what runs here, and the duplicates the run-time detector reported here.
 
 use serde_json::{json, Value};
 
@@ -13,6 +13,7 @@ pub(crate) fn routes(server: HttpServerBuilder, placement: PlacementHandle) -> H
         json!({
             "node": placement.me().to_string(),
             "workloads": serde_json::to_value(&*all).unwrap_or(Value::Null),
+            "duplicates_detected": placement.duplicates_detected(),
         })
     })
 }

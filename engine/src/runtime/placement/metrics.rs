@@ -1,6 +1,9 @@
 //! `foundation_placement_*` metrics, refreshed from the core's placement machine: owner changes
 //! (starts, stops by reason), handoffs, routed messages, and the time instances waited here
-//! for their lease (this node's part of a failover's time without an owner).
+//! for their lease (this node's part of a failover's time without an owner), by workload, and
+//! the duplicates the run-time detector found.
+
+use std::time::Duration;
 
 use foundation_core::placement::StopReason;
 use foundation_core::Core;
@@ -9,6 +12,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 
@@ -20,12 +24,22 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkloadLabels {
+    workload: String,
+}
+
+/// 1 ms to about 65 s.
+fn wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
 
 /// The placement metrics of one node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PlacementMetrics {
     running: Gauge,
     starts: Counter,
@@ -35,6 +49,8 @@ pub(crate) struct PlacementMetrics {
     delivered_here: Counter,
     /// Seconds, as Prometheus wants a time; the machine counts microseconds.
     waited: Counter<f64, AtomicU64>,
+    without_owner: Family<WorkloadLabels, Histogram, fn() -> Histogram>,
+    duplicates: Counter,
 }
 
 /// Handoff outcomes, as the `outcome` label says them.
@@ -44,7 +60,17 @@ const ROUTE_OUTCOMES: [&str; 2] = ["delivered", "failed"];
 
 impl PlacementMetrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
+        let m = Self {
+            running: Gauge::default(),
+            starts: Counter::default(),
+            stops: Family::default(),
+            handoffs: Family::default(),
+            routed: Family::default(),
+            delivered_here: Counter::default(),
+            waited_micros: Counter::default(),
+            without_owner: Family::new_with_constructor(wait_histogram),
+            duplicates: Counter::default(),
+        };
         let r = registry.sub_registry_with_prefix("foundation_placement");
         r.register(
             "running",
@@ -77,6 +103,17 @@ impl PlacementMetrics {
             "Time instances this node should own waited for their lease before starting here",
             Unit::Seconds,
             m.waited.clone(),
+        );
+        r.register_with_unit(
+            "without_owner",
+            "Per workload, how long each instance that started here was without an owner as this node saw it (from its view naming this node the owner to the start; detection before it not included)",
+            Unit::Seconds,
+            m.without_owner.clone(),
+        );
+        r.register(
+            "duplicates_detected",
+            "Times another node was seen running an instance while it ran here, both under valid leases (should stay 0)",
+            m.duplicates.clone(),
         );
         // Every label shows from the start, so alerts can be written before the first event.
         for reason in StopReason::ALL {
@@ -127,5 +164,16 @@ impl PlacementMetrics {
         advance(&self.delivered_here, r.delivered_here);
         let waited = s.waited_micros as f64 / 1e6;
         self.waited.inc_by((waited - self.waited.get()).max(0.0));
+        advance(&self.duplicates, p.duplicates_detected());
+    }
+
+    /// An instance of `workload` started here after `waited` without an owner.
+    pub fn without_owner(&self, workload: &str, waited: Duration) {
+        let labels = WorkloadLabels {
+            workload: workload.to_owned(),
+        };
+        self.without_owner
+            .get_or_create(&labels)
+            .observe(waited.as_secs_f64());
     }
 }

@@ -10,11 +10,14 @@
 //! [`PlacementHandle::place`] is the general form: its factory gets an [`InstanceContext`]
 //! with the state a previous owner handed over and an inbox of messages routed by key
 //! ([`PlacementHandle::route`]) and of handoff requests (for a spec with `handoff`).
+//! [`PlacementHandle::events`] tells the application what placement does ([`PlacementNotice`]).
 
+mod events;
 mod http;
 mod metrics;
 pub mod supervisor;
 
+pub use events::PlacementNotice;
 pub(crate) use http::routes;
 
 use std::collections::BTreeMap;
@@ -28,7 +31,7 @@ use foundation_core::placement::{
 use foundation_core::time::Instant;
 use foundation_core::{Core, NodeId};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::request::{PlacementRequest, Request};
 use supervisor::{Decision, Factory, Registration, SupervisorCounters};
@@ -119,6 +122,7 @@ pub struct PlacementHandle {
     requests: mpsc::Sender<Request>,
     registrations: mpsc::UnboundedSender<Registration>,
     view: watch::Receiver<Arc<PlacementView>>,
+    notices: broadcast::Sender<PlacementNotice>,
     counters: Arc<SupervisorCounters>,
     me: NodeId,
 }
@@ -325,6 +329,14 @@ impl PlacementHandle {
             .map_err(|_| PlacementCallError::Stopped)
     }
 
+    /// What placement does from now on, as this node sees it: owner changes, starts and
+    /// stops here (with the time without an owner), handoffs, duplicates detected. A
+    /// subscriber that falls more than 1024 notices behind misses the oldest
+    /// (`RecvError::Lagged`).
+    pub fn events(&self) -> broadcast::Receiver<PlacementNotice> {
+        self.notices.subscribe()
+    }
+
     /// This node's id.
     pub fn me(&self) -> NodeId {
         self.me
@@ -350,6 +362,12 @@ impl PlacementHandle {
     pub fn undelivered(&self) -> u64 {
         self.counters.undelivered.load(Ordering::Relaxed)
     }
+
+    /// How many times this node saw another run an instance while it ran here, both under
+    /// valid leases ([`PlacementNotice::DuplicateDetected`]); should stay 0.
+    pub fn duplicates_detected(&self) -> u64 {
+        self.counters.duplicates.load(Ordering::Relaxed)
+    }
 }
 
 /// The driver's side: it carries out requests on the core, hands decisions to the supervisor
@@ -357,6 +375,8 @@ impl PlacementHandle {
 pub(crate) struct PlacementRuntime {
     decisions: mpsc::UnboundedSender<Decision>,
     view: watch::Sender<Arc<PlacementView>>,
+    notices: broadcast::Sender<PlacementNotice>,
+    counters: Arc<SupervisorCounters>,
     /// Callers of `route` waiting for their message's outcome.
     routes: BTreeMap<RouteId, oneshot::Sender<Result<(), PlacementCallError>>>,
     /// A stop waiting for this node's handoffs to finish before it closes the endpoint.
@@ -380,16 +400,20 @@ pub(crate) fn start(
         counters.clone(),
     );
     let (view_tx, view) = watch::channel(Arc::default());
+    let (notices, _) = broadcast::channel(events::NOTICE_BUFFER);
     let handle = PlacementHandle {
         requests,
         registrations,
         view,
-        counters,
+        notices: notices.clone(),
+        counters: counters.clone(),
         me,
     };
     let runtime = PlacementRuntime {
         decisions,
         view: view_tx,
+        notices,
+        counters,
         routes: BTreeMap::new(),
         stop_after_handoffs: None,
         metrics: metrics::PlacementMetrics::register(registry),
@@ -434,8 +458,15 @@ impl PlacementRuntime {
     /// Hands a decision to the supervisor (or an outcome to a caller of `route`) and
     /// publishes the view.
     pub(crate) fn event(&mut self, core: &Core, event: PlacementEvent) {
+        if let PlacementEvent::Start { instance, waited } = &event {
+            self.metrics.without_owner(&instance.workload, *waited);
+        }
+        if let Some(notice) = events::notice_of(&event) {
+            // Nobody listening is fine: the stream is for whoever subscribed.
+            let _ = self.notices.send(notice);
+        }
         let decision = match event {
-            PlacementEvent::Start { instance } => Decision::Start(instance),
+            PlacementEvent::Start { instance, .. } => Decision::Start(instance),
             PlacementEvent::Stop { instance, .. } => Decision::Stop(instance),
             PlacementEvent::BeginHandoff { instance, .. } => Decision::BeginHandoff(instance),
             PlacementEvent::EndHandoff {
@@ -448,6 +479,10 @@ impl PlacementRuntime {
                 if let Some(waiter) = self.routes.remove(&id) {
                     let _ = waiter.send(outcome.map_err(Into::into));
                 }
+                return;
+            }
+            PlacementEvent::Duplicate { .. } => {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         };
@@ -487,6 +522,7 @@ impl PlacementRuntime {
             if **held == view {
                 return false;
             }
+            events::owner_changes(held, &view, &self.notices);
             *held = Arc::new(view);
             true
         });

@@ -91,6 +91,8 @@ pub struct SupervisorCounters {
     pub panics: AtomicU64,
     /// Routed messages the core delivered here that no run took (inbox full or closed).
     pub undelivered: AtomicU64,
+    /// Duplicates the run-time detector reported here (should stay 0).
+    pub duplicates: AtomicU64,
 }
 
 /// Internal notices from the tasks the supervisor spawned.
