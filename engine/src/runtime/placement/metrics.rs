@@ -67,7 +67,7 @@ impl PlacementMetrics {
             handoffs: Family::default(),
             routed: Family::default(),
             delivered_here: Counter::default(),
-            waited_micros: Counter::default(),
+            waited: Counter::default(),
             without_owner: Family::new_with_constructor(wait_histogram),
             duplicates: Counter::default(),
         };
