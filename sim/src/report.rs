@@ -249,6 +249,11 @@ pub struct SimReport {
     pub detection_all: Stats,
     /// False positives over all runs.
     pub false_positives: u64,
+    /// Declarations of a stalled node as failed (by any observer) over all runs, and in how many
+    /// runs there was at least one: the stall a profile tolerates shows here.
+    pub failed_while_stalled: u64,
+    /// Runs in which a stalled node was declared failed.
+    pub runs_failed_while_stalled: usize,
     /// Registration → listed by every live node (seconds), over every registration of every run.
     pub registry_listed: Stats,
     /// Death of a node life → its instances listed nowhere (seconds), over every such death.
@@ -309,6 +314,14 @@ impl SimReport {
             convergence: Stats::of(episodes.collect()),
             detection_all: Stats::of(detections.collect()),
             false_positives: runs.iter().map(|r| r.measurements.false_positives).sum(),
+            failed_while_stalled: runs
+                .iter()
+                .map(|r| r.measurements.failed_while_stalled)
+                .sum(),
+            runs_failed_while_stalled: runs
+                .iter()
+                .filter(|r| r.measurements.failed_while_stalled > 0)
+                .count(),
             registry_listed: registry(RegistryKind::Register),
             registry_gone: registry(RegistryKind::Death),
             registry_reaped: registry(RegistryKind::Reaped),
@@ -378,7 +391,11 @@ pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> 
         "  membership bytes/s per node  median {:.0}",
         b.median.unwrap_or(0.0)
     )?;
-    writeln!(out, "  false positives {}", report.false_positives)?;
+    writeln!(
+        out,
+        "  false positives {} · declared failed while stalled {} (in {} seeds)",
+        report.false_positives, report.failed_while_stalled, report.runs_failed_while_stalled
+    )?;
     let r = &report.replication_convergence;
     if r.count > 0 {
         writeln!(
