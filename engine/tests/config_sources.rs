@@ -321,6 +321,7 @@ fn bad_environment_values_name_the_variable() {
         ("FOUNDATION_SEEDS", "10.0.0.1"),
         ("FOUNDATION_DISCOVERY", "static,carrier-pigeon"),
         ("FOUNDATION_TAGS", "zone=a,oops"),
+        ("FOUNDATION_HTTP_ADVERTISE", "10.0.0.1"),
     ];
     for (var, value) in cases {
         let message = error_of(build_env(&[(var, value)]));
@@ -690,4 +691,40 @@ fn a_bad_bulk_port_is_named_with_where_it_came_from() {
         "{message}"
     );
     assert!(message.contains("FOUNDATION_BULK_PORT"), "{message}");
+}
+
+#[test]
+fn http_advertise_comes_from_the_file_the_environment_or_the_builder() {
+    assert_eq!(build_env(&[]).expect("valid").http_advertise, None);
+    let path = config_file("http-advertise", "http_advertise = \"10.0.0.5:7401\"\n");
+    let from_file = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(from_file.http_advertise, Some(addr("10.0.0.5:7401")));
+    let from_env = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[("FOUNDATION_HTTP_ADVERTISE", "[fd00::5]:8080")]))
+        .build()
+        .expect("valid");
+    assert_eq!(from_env.http_advertise, Some(addr("[fd00::5]:8080")));
+    let from_builder = NodeConfig::builder()
+        .file(&path)
+        .http_advertise(addr("192.0.2.1:80"))
+        .build()
+        .expect("valid");
+    assert_eq!(from_builder.http_advertise, Some(addr("192.0.2.1:80")));
+}
+
+#[test]
+fn an_unspecified_http_advertise_is_refused_with_its_key() {
+    let message = error_of(build_env(&[("FOUNDATION_HTTP_ADVERTISE", "0.0.0.0:7401")]));
+    assert!(message.contains("http_advertise"), "{message}");
+    assert!(message.contains("FOUNDATION_HTTP_ADVERTISE"), "{message}");
+    let path = config_file(
+        "http-advertise-wildcard",
+        "http_advertise = \"[::]:7401\"\n",
+    );
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("line 1: http_advertise"), "{message}");
+    let path = config_file("http-advertise-text", "http_advertise = \"my-host\"\n");
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("line 1: http_advertise"), "{message}");
 }

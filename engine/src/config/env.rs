@@ -28,6 +28,7 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_ADVERTISE",
     "FOUNDATION_BULK_PORT",
     "FOUNDATION_HTTP",
+    "FOUNDATION_HTTP_ADVERTISE",
     "FOUNDATION_HTTP_TOKEN",
     "FOUNDATION_HTTP_ORIGINS",
     "FOUNDATION_HTTP_HOSTS",
@@ -68,6 +69,7 @@ pub(crate) struct EnvLayer {
     advertise: Option<SocketAddr>,
     bulk_port: Option<BulkPort>,
     http: Option<Option<SocketAddr>>,
+    http_advertise: Option<SocketAddr>,
     http_token: Option<String>,
     http_origins: Option<Vec<String>>,
     http_hosts: Option<Vec<String>>,
@@ -129,6 +131,7 @@ impl EnvLayer {
         };
         self.bind = parsed(get, "FOUNDATION_BIND", addr)?;
         self.advertise = parsed(get, "FOUNDATION_ADVERTISE", addr)?;
+        self.http_advertise = parsed(get, "FOUNDATION_HTTP_ADVERTISE", addr)?;
         self.bulk_port = parsed(get, "FOUNDATION_BULK_PORT", |v| v.parse::<BulkPort>())?;
         self.http = parsed(get, "FOUNDATION_HTTP", parse_http)?;
         self.http_token = parsed(get, "FOUNDATION_HTTP_TOKEN", parse_token)?;
@@ -242,6 +245,14 @@ impl EnvLayer {
                 http,
                 "http",
                 &Origin::Env("FOUNDATION_HTTP"),
+            );
+        }
+        if let Some(addr) = self.http_advertise {
+            origins.put(
+                &mut config.http_advertise,
+                Some(addr),
+                "http_advertise",
+                &Origin::Env("FOUNDATION_HTTP_ADVERTISE"),
             );
         }
         self.apply_http_access(config, origins);

@@ -30,6 +30,7 @@ struct FileConfig {
     bind: Option<Spanned<String>>,
     advertise: Option<Spanned<String>>,
     http: Option<Spanned<String>>,
+    http_advertise: Option<Spanned<String>>,
     security: Option<Spanned<FileSecurity>>,
     discovery: Option<Spanned<Vec<Spanned<FileDiscovery>>>>,
     membership: Option<FileMembership>,
@@ -251,6 +252,16 @@ impl FileLayer {
             let addr = parse_http(http.get_ref())
                 .map_err(|e| ConfigError::invalid(origin.clone(), "http", e))?;
             origins.put(&mut config.http, addr, "http", &origin);
+        }
+        if let Some(advertise) = &self.config.http_advertise {
+            let origin = self.origin(advertise.span());
+            let addr = parse_addr(advertise.get_ref(), &origin, "http_advertise")?;
+            origins.put(
+                &mut config.http_advertise,
+                Some(addr),
+                "http_advertise",
+                &origin,
+            );
         }
         Ok(())
     }
