@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use foundation_transport::{ClusterName, NodeId};
 
 use super::bulk_port::BulkPort;
-use super::discovery::{check_seed, DiscoveryChoice, DiscoveryKind};
+use super::discovery::{check_seed, parse_dns_server, DiscoveryChoice, DiscoveryKind};
 use super::duration::parse_duration;
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
@@ -40,6 +40,7 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_DISCOVERY",
     "FOUNDATION_DNS_NAME",
     "FOUNDATION_DNS_PORT",
+    "FOUNDATION_DNS_SERVER",
     "FOUNDATION_MDNS_INTERFACE",
     "FOUNDATION_NAME",
     "FOUNDATION_TAGS",
@@ -77,6 +78,7 @@ pub(crate) struct EnvLayer {
     seeds: Option<Vec<String>>,
     discovery: Option<Vec<DiscoveryKind>>,
     dns_name: Option<String>,
+    dns_server: Option<SocketAddr>,
     name: Option<String>,
     tags: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
@@ -152,6 +154,7 @@ impl EnvLayer {
                 .collect::<Result<Vec<DiscoveryKind>, String>>()
         })?;
         self.dns_name = get("FOUNDATION_DNS_NAME").map(str::to_owned);
+        self.dns_server = parsed(get, "FOUNDATION_DNS_SERVER", parse_dns_server)?;
         Ok(())
     }
 
@@ -297,6 +300,9 @@ impl EnvLayer {
         }
         if let Some(name) = &self.dns_name {
             hints.dns_name = Some((name.clone(), Origin::Env("FOUNDATION_DNS_NAME")));
+        }
+        if let Some(server) = self.dns_server {
+            hints.dns_server = Some((server, Origin::Env("FOUNDATION_DNS_SERVER")));
         }
         hints.kubernetes |= self.kubernetes;
     }

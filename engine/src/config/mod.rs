@@ -49,7 +49,7 @@ use foundation_core::membership::MembershipConfig;
 
 pub use builder::ConfigBuilder;
 pub use bulk_port::{BulkPort, DEFAULT_BULK_PORT};
-pub use discovery::{DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
+pub use discovery::{parse_dns_server, DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
 pub use duration::{format_duration, parse_duration, ParseDurationError};
 pub use env::is_known_variable;
 pub use error::{ConfigError, Origin};
@@ -107,7 +107,8 @@ pub struct NodeConfig {
     /// How the first peers are found; several strategies may run at once. Default `[auto]`
     /// (local + mDNS on a laptop). Production needs an explicit strategy, seeds, a DNS name, or
     /// a Kubernetes environment for `auto`. TOML `[[discovery]]`, env `FOUNDATION_DISCOVERY`,
-    /// `FOUNDATION_SEEDS`, `FOUNDATION_DNS_NAME`.
+    /// `FOUNDATION_SEEDS`, `FOUNDATION_DNS_NAME`, and `FOUNDATION_DNS_SERVER` (or a `dns`
+    /// entry's `server = "ip[:port]"`) for the name server DNS discovery asks.
     pub discovery: Vec<DiscoveryChoice>,
     /// Failure-detector timers and limits. Default: the profile's preset
     /// ([`MembershipConfig::development`] or [`MembershipConfig::production`]). TOML
