@@ -14,6 +14,8 @@
 //! the engine (node, membership, discovery, configuration). What is not built yet is listed in
 //! the README's status table.
 
+#![warn(missing_docs)]
+
 pub use foundation_agents as agents;
 pub use foundation_crdt as crdt;
 pub use foundation_engine as engine;

@@ -7,6 +7,8 @@
 //! simulator's `World` with a virtual clock and a faulty network. A protocol bug is therefore
 //! found by a seed, and a seed reproduces it.
 
+#![warn(missing_docs)]
+
 /// Whether the test-only fault switch `fault_switch::FaultSwitch::$variant` is on. Always `false`
 /// (a constant the compiler removes) unless the core is built with the `fault-injection`
 /// feature, which only the simulator's tests turn on. Defined before the modules so every one of

@@ -806,6 +806,8 @@ impl Core {
 
     /// Proposes `value` to replace version `expected` of variable `name`, decided within
     /// `timeout`; the outcome comes as [`VarsEvent::CasDone`] with the returned request number.
+    ///
+    /// [`VarsEvent::CasDone`]: crate::vars::VarsEvent::CasDone
     pub fn compare_and_set(
         &mut self,
         now: Instant,
@@ -822,6 +824,8 @@ impl Core {
     /// Commits `value` as version `expected + 1` of `coordinated` variable `name`, decided like
     /// a compare-and-set within `timeout` (see [`Vars::commit`]): the path a coordination
     /// protocol's outcome takes. The outcome comes as [`VarsEvent::CasDone`].
+    ///
+    /// [`VarsEvent::CasDone`]: crate::vars::VarsEvent::CasDone
     pub fn commit_var(
         &mut self,
         now: Instant,
@@ -838,6 +842,8 @@ impl Core {
     /// Commits a session's whole `outcome` (writes and budget debits) to ledger `name` in one
     /// majority-decided step, once per session (see [`Vars::commit_outcome`]). The outcome
     /// comes as [`VarsEvent::CasDone`] with the returned request number.
+    ///
+    /// [`VarsEvent::CasDone`]: crate::vars::VarsEvent::CasDone
     pub fn commit_outcome(
         &mut self,
         now: Instant,

@@ -11,6 +11,9 @@ use crate::time::Instant;
 /// guards against a bug turning into unbounded memory.
 const PENDING_MAX: usize = 1 << 20;
 
+/// A node's pending timers of type `T`, earliest first. Timers due at the same instant fire in the
+/// order they were armed, so a run is reproducible; at most 2^20 are pending, so a bug
+/// that arms without end shows as refused timers rather than unbounded memory.
 #[derive(Debug)]
 pub struct Timers<T> {
     // (due, sequence) orders equal due times by arming order, so a run is reproducible.

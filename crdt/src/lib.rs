@@ -69,6 +69,8 @@
 //! Map stores the whole map clock per value, and it has no LWW map with correct removes. The dot
 //! machinery here is small (see [`CausalContext`]) and written against our normal form.
 
+#![warn(missing_docs)]
+
 mod bounded_counter;
 mod context;
 mod counter;

@@ -2,6 +2,8 @@
 //! the QUIC transport, and the edges that connect it to the world — discovery, configuration
 //! sources, durable storage, HTTP.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod discovery;
 pub mod http;

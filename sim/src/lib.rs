@@ -76,6 +76,8 @@
 //! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
 //! a test.
 
+#![warn(missing_docs)]
+
 pub mod agents;
 pub mod cli;
 pub mod clock;

@@ -99,7 +99,8 @@ const COMPARISONS_MAX: u128 = 200_000_000;
 impl ViewRecorder {
     /// A recorder for a run of `duration_us` over `nodes` slots: bytes are sampled about once
     /// a second, at most 600 times; views on every call, or less often when the cluster is so
-    /// large that comparing every view that often would cost more than [`COMPARISONS_MAX`].
+    /// large that comparing every view that often would cost more than 200 million member
+    /// comparisons in the whole run.
     pub fn new(duration_us: u64, nodes: usize) -> Self {
         let square = (nodes as u128).pow(2);
         Self {

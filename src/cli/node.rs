@@ -58,7 +58,7 @@ pub struct NodeArgs {
     /// A human-friendly node name (env FOUNDATION_NAME).
     #[arg(long)]
     pub name: Option<String>,
-    /// Data directory: durable state in <dir>/store, the node's id in <dir>/node-id (env
+    /// Data directory: durable state in DATA_DIR/store, the node's id in DATA_DIR/node-id (env
     /// FOUNDATION_DATA_DIR; FOUNDATION_NODE_ID overrides the id). Required in production unless
     /// --storage memory.
     #[arg(long)]

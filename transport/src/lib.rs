@@ -18,6 +18,8 @@
 //! the idle timeout. Every queue is bounded. See [`Channel`] for the channels, and `channel.rs` for how they map onto
 //! QUIC and [`security`] for how peers are trusted.
 
+#![warn(missing_docs)]
+
 pub mod advertise;
 pub mod bulk;
 mod bulk_runtime;

@@ -79,6 +79,8 @@ struct Suspicion {
     armed: Option<Armed>,
     /// Whether the suspect was told directly before being declared ([`Suspicions::last_call`]).
     called: bool,
+    /// Whether we checked the suspect ourselves when the suspicion started (`super::checks`).
+    checked: bool,
 }
 
 #[derive(Debug)]
@@ -167,6 +169,12 @@ impl Suspicions {
         Some(armed.deadline)
     }
 
+    /// We are about to check `member` ourselves at `incarnation`; false if we did already.
+    pub fn begin_check(&mut self, now: Instant, member: NodeId, incarnation: Incarnation) -> bool {
+        let entry = self.entry(now, member, incarnation);
+        entry.incarnation == incarnation && !std::mem::replace(&mut entry.checked, true)
+    }
+
     /// The member refuted, failed or left: its suspicion is over.
     pub fn clear(&mut self, member: NodeId) {
         self.by_member.remove(&member);
@@ -186,6 +194,7 @@ impl Suspicions {
             first_seen: now,
             armed: None,
             called: false,
+            checked: false,
         });
         if incarnation > entry.incarnation {
             // A newer incarnation refuted everything said about the older one.
@@ -195,6 +204,7 @@ impl Suspicions {
                 first_seen: now,
                 armed: None,
                 called: false,
+                checked: false,
             };
         }
         entry

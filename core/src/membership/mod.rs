@@ -5,6 +5,7 @@
 //! A deterministic machine: every method takes `now` and writes effects to an [`Outbox`];
 //! randomness comes from a seeded RNG.
 
+mod checks;
 pub mod config;
 pub mod identity;
 mod lifeguard;
@@ -61,6 +62,10 @@ pub struct MembershipStats {
     pub late_timers: u64,
     /// Suspicion timers dropped because the member refuted the suspicion before they fired.
     pub refuted_suspicion_timers: u64,
+    /// Suspects we checked directly because we ranked among a suspicion's checkers.
+    pub suspect_checks: u64,
+    /// Of those, checks the suspect did not answer in time: each became our confirmation.
+    pub suspect_checks_unanswered: u64,
 }
 
 /// One node's membership machine.
@@ -357,6 +362,9 @@ impl Membership {
             MembershipTimer::Swim(timer) if self.last_call(now, &timer, out) => {}
             MembershipTimer::Swim(timer) => {
                 self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
+            }
+            MembershipTimer::Check(suspect, incarnation) => {
+                self.check_expired(now, suspect, incarnation, out);
             }
             MembershipTimer::Reconcile => {
                 self.reconcile_armed = false;
@@ -816,6 +824,16 @@ impl Membership {
         else {
             return;
         };
+        self.report_to_everyone(member, incarnation, out);
+    }
+
+    /// Tells every live member (but the suspect) that our probe or check of `member` failed.
+    fn report_to_everyone(
+        &mut self,
+        member: MemberId,
+        incarnation: foca::Incarnation,
+        out: &mut Outbox,
+    ) {
         let Some(payload) = self.suspect_report(member, incarnation) else {
             return;
         };
@@ -859,6 +877,7 @@ impl Membership {
         {
             out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
         }
+        self.check_if_chosen(now, &report, out);
     }
 
     fn handle_push_pull(
@@ -1330,5 +1349,100 @@ mod tests {
         m.on_notification(now, renamed, &mut out);
         let view = m.member(NodeId::from_u128(5)).expect("known");
         assert_eq!((view.state, view.generation), (MemberState::Alive, 2));
+    }
+
+    /// A machine that knows members 2, 3 and 4 alive at incarnation 0 through SWIM, with its
+    /// effects so far drained.
+    fn machine_with_three_peers(out: &mut Outbox) -> Membership {
+        let mut m = machine(MembershipConfig::development(), out);
+        let peers = [2, 3, 4].map(|n| Member::alive(member(n, 1)));
+        m.drive(Instant::ZERO, out, |swim, io| {
+            swim.apply_many(peers.into_iter(), true, io)
+        });
+        drain(out);
+        m
+    }
+
+    /// Sends and timers queued so far (timers up to an hour ahead), then nothing is left.
+    fn drain(out: &mut Outbox) -> (Vec<(NodeAddr, Channel)>, Vec<MembershipTimer>) {
+        let mut sends = Vec::new();
+        while let Some(effect) = out.pop() {
+            if let Effect::Send { to, channel, .. } = effect {
+                sends.push((to, channel));
+            }
+        }
+        let (horizon, mark) = (
+            Instant::ZERO + Duration::from_secs(3600),
+            out.timers().armed(),
+        );
+        let mut timers = Vec::new();
+        while let Some((_, timer)) = out.timers().pop_due(horizon, mark) {
+            if let effects::Timer::Membership(timer) = timer {
+                timers.push(timer);
+            }
+        }
+        (sends, timers)
+    }
+
+    fn report_datagram(reporter: u128, suspect: MemberId) -> Vec<u8> {
+        let report = SuspectReport {
+            reporter: NodeId::from_u128(reporter),
+            member: suspect,
+            incarnation: 0,
+        };
+        tagged(
+            datagram_kind::SUSPECT_REPORT,
+            &postcard::to_stdvec(&report).unwrap(),
+        )
+        .to_vec()
+    }
+
+    /// With three confirmations wanted and three candidates, we are a checker: the first report
+    /// makes us ask the suspect directly and look again a probe round trip later; silence then
+    /// becomes our own report to every live member but the suspect. Later reports of the same
+    /// suspicion start no second check.
+    #[test]
+    fn a_chosen_checker_asks_the_suspect_and_confirms_its_silence() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (now, suspect) = (Instant::ZERO, member(4, 1));
+        m.handle_datagram(now, &report_datagram(2, suspect), &mut out);
+        let (sends, timers) = drain(&mut out);
+        assert_eq!(sends, vec![(suspect.node_addr(), Channel::Membership)]);
+        assert!(
+            timers.contains(&MembershipTimer::Check(suspect, 0)),
+            "{timers:?}"
+        );
+
+        m.handle_datagram(now, &report_datagram(3, suspect), &mut out);
+        assert_eq!(m.stats().suspect_checks, 1, "one check per suspicion");
+        let _ = drain(&mut out);
+
+        let later = now + m.config.probe_rtt;
+        m.handle_timer(later, later, MembershipTimer::Check(suspect, 0), &mut out);
+        let (sends, _) = drain(&mut out);
+        let told: BTreeSet<NodeId> = sends.iter().map(|(to, _)| to.id).collect();
+        let others = BTreeSet::from([2, 3].map(NodeId::from_u128));
+        assert_eq!(told, others, "everyone but the suspect");
+        assert_eq!(m.stats().suspect_checks_unanswered, 1);
+    }
+
+    /// A suspect that refuted (its incarnation rose) before the check expired is not reported.
+    #[test]
+    fn a_check_the_suspect_refuted_confirms_nothing() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (now, suspect) = (Instant::ZERO, member(4, 1));
+        m.handle_datagram(now, &report_datagram(2, suspect), &mut out);
+        let refuted = Member::new(suspect, 1, State::Alive);
+        m.drive(now, &mut out, |swim, io| {
+            swim.apply_many(std::iter::once(refuted), true, io)
+        });
+        let _ = drain(&mut out);
+        let later = now + m.config.probe_rtt;
+        m.handle_timer(later, later, MembershipTimer::Check(suspect, 0), &mut out);
+        let (sends, _) = drain(&mut out);
+        assert_eq!(sends, vec![]);
+        assert_eq!(m.stats().suspect_checks_unanswered, 0);
     }
 }

@@ -495,7 +495,7 @@ impl Replication {
     }
 
     /// Starts persisting: from now on, what changes in a keyspace not in `volatile` is written
-    /// as numbered batches ([`effects::Effect::Persist`], one per [`Self::flush_persistence`]),
+    /// as numbered batches ([`crate::Effect::Persist`], one per [`Self::flush_persistence`]),
     /// and acks of writes in those keyspaces wait until their batch is durable
     /// ([`Self::persisted`]). Call before any input, and before [`Self::restore`].
     pub fn enable_persistence(&mut self, volatile: BTreeSet<String>) {

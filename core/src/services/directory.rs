@@ -2,7 +2,7 @@
 //! from a core's replicated state and membership. Reads are local. Whoever keeps one (the
 //! runtime's driver, the simulator) collects the core's events into [`DirectoryChanges`] and
 //! brings it up to date with [`Directory::update`], which touches only the entries and nodes
-//! that changed (see [`update`]).
+//! that changed (see the `update` module).
 
 mod update;
 

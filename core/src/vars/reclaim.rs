@@ -51,7 +51,7 @@ impl Vars {
 
     /// Membership reports `node` failed or gone at `generation`: its lives up to that
     /// generation are over, and this life starts fencing those that held counter rights if it
-    /// is their heir (see [`escrow`](super::escrow)).
+    /// is their heir (see [`escrow`]).
     pub fn member_down(&mut self, now: Instant, node: NodeId, generation: u64) {
         if node == self.me.node && generation >= self.me.generation {
             return;

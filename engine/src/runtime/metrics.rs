@@ -24,6 +24,8 @@ pub(crate) struct MembershipMetrics {
     members: Family<StateLabels, Gauge>,
     probe_failures: Counter,
     suspect_reports: Counter,
+    suspect_checks: Counter,
+    suspect_checks_unanswered: Counter,
     push_pulls: Counter,
     bad_inputs: Counter,
     late_timers: Counter,
@@ -48,6 +50,16 @@ impl MembershipMetrics {
             "suspect_reports",
             "Independent suspicion reports received",
             metrics.suspect_reports.clone(),
+        );
+        registry.register(
+            "suspect_checks",
+            "Suspects this node checked directly, chosen as one of a suspicion's checkers",
+            metrics.suspect_checks.clone(),
+        );
+        registry.register(
+            "suspect_checks_unanswered",
+            "Direct checks the suspect did not answer in time (each confirmed the suspicion)",
+            metrics.suspect_checks_unanswered.clone(),
         );
         registry.register(
             "push_pulls",
@@ -87,6 +99,11 @@ impl MembershipMetrics {
         let (core_stats, stats) = core.stats();
         advance(&self.probe_failures, stats.probe_failures);
         advance(&self.suspect_reports, stats.suspect_reports);
+        advance(&self.suspect_checks, stats.suspect_checks);
+        advance(
+            &self.suspect_checks_unanswered,
+            stats.suspect_checks_unanswered,
+        );
         advance(&self.push_pulls, stats.push_pulls);
         advance(&self.late_timers, stats.late_timers);
         advance(

@@ -1,4 +1,4 @@
-//! `engine::runtime`: drives a node's [`Core`](foundation_core::Core) with tokio and the QUIC transport.
+//! `engine::runtime`: drives a node's [`Core`] with tokio and the QUIC transport.
 //! This is what applications embed.
 //!
 //! ```no_run

@@ -29,18 +29,26 @@ pub struct CheckArgs {
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
+    /// Ready for production as it is.
     Ok,
+    /// Works, but something should change before production; does not fail the command.
     Warn,
+    /// Not ready: the command exits non-zero so a deployment can stop on it.
     Fail,
+    /// Not checked, because what the check needs is not there (not a failure).
     Skip,
 }
 
 /// One line of the report.
 #[derive(Clone, Debug)]
 pub struct Finding {
+    /// How the check came out.
     pub level: Level,
+    /// What was checked (a setting or a host property), the start of the line.
     pub what: String,
+    /// What was found: the value or the reason for the level.
     pub detail: String,
+    /// What the operator should do, for `Warn` and `Fail`; printed on its own line.
     pub fix: Option<String>,
 }
 
@@ -54,14 +62,17 @@ impl Finding {
         }
     }
 
+    /// A passed check of `what`, with what was found.
     pub fn ok(what: &str, detail: String) -> Self {
         Self::new(Level::Ok, what, detail, None)
     }
 
+    /// A check of `what` that passed with a caveat, and the `fix` that removes it.
     pub fn warn(what: &str, detail: String, fix: &str) -> Self {
         Self::new(Level::Warn, what, detail, Some(fix))
     }
 
+    /// A failed check of `what`, and the `fix` an operator must apply before production.
     pub fn fail(what: &str, detail: String, fix: &str) -> Self {
         Self::new(Level::Fail, what, detail, Some(fix))
     }

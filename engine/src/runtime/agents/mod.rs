@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The pieces: [`agent`] (the trait), [`group`] (what is spawned), `instance` (one running
+//! The pieces: `agent` (the trait), `group` (what is spawned), `instance` (one running
 //! instance and how its end is observed), `supervisor` (the task that runs the pure supervisor
 //! machines and publishes lifecycle states), `messaging` (send, request, multicast), `remote`
 //! (the rpc channel), `metrics`.

@@ -174,7 +174,7 @@ impl VarsHandle {
     /// anyone. With too few, [`VarsError::Insufficient`]: the node asked the one holding the
     /// most for the rest, so a retry a little later may succeed. Holding enough but allowed
     /// to spend too few of them so far (see `foundation_core::vars::escrow`), it waits up to
-    /// [`ALLOWANCE_WAIT`] for the holders to allow more, then returns
+    /// `ALLOWANCE_WAIT` (500 ms) for the holders to allow more, then returns
     /// [`VarsError::Allowance`].
     pub async fn draw(&self, name: &str, amount: u64) -> Result<(), VarsCallError> {
         let started = tokio::time::Instant::now();
