@@ -321,6 +321,8 @@ fn bad_environment_values_name_the_variable() {
         ("FOUNDATION_SEEDS", "10.0.0.1"),
         ("FOUNDATION_DISCOVERY", "static,carrier-pigeon"),
         ("FOUNDATION_TAGS", "zone=a,oops"),
+        ("FOUNDATION_HTTP_ADVERTISE", "10.0.0.1"),
+        ("FOUNDATION_DNS_SERVER", "ns.example:53"),
     ];
     for (var, value) in cases {
         let message = error_of(build_env(&[(var, value)]));
@@ -420,7 +422,8 @@ fn discovery_entries_in_toml() {
                 name: "peers.local".into(),
                 port: 7500,
                 srv: true,
-                interval: Duration::from_secs(10)
+                interval: Duration::from_secs(10),
+                server: None,
             },
             DiscoveryChoice::Local { dir: None },
         ]
@@ -690,4 +693,99 @@ fn a_bad_bulk_port_is_named_with_where_it_came_from() {
         "{message}"
     );
     assert!(message.contains("FOUNDATION_BULK_PORT"), "{message}");
+}
+
+#[test]
+fn http_advertise_comes_from_the_file_the_environment_or_the_builder() {
+    assert_eq!(build_env(&[]).expect("valid").http_advertise, None);
+    let path = config_file("http-advertise", "http_advertise = \"10.0.0.5:7401\"\n");
+    let from_file = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(from_file.http_advertise, Some(addr("10.0.0.5:7401")));
+    let from_env = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[("FOUNDATION_HTTP_ADVERTISE", "[fd00::5]:8080")]))
+        .build()
+        .expect("valid");
+    assert_eq!(from_env.http_advertise, Some(addr("[fd00::5]:8080")));
+    let from_builder = NodeConfig::builder()
+        .file(&path)
+        .http_advertise(addr("192.0.2.1:80"))
+        .build()
+        .expect("valid");
+    assert_eq!(from_builder.http_advertise, Some(addr("192.0.2.1:80")));
+}
+
+#[test]
+fn an_unspecified_http_advertise_is_refused_with_its_key() {
+    let message = error_of(build_env(&[("FOUNDATION_HTTP_ADVERTISE", "0.0.0.0:7401")]));
+    assert!(message.contains("http_advertise"), "{message}");
+    assert!(message.contains("FOUNDATION_HTTP_ADVERTISE"), "{message}");
+    let path = config_file(
+        "http-advertise-wildcard",
+        "http_advertise = \"[::]:7401\"\n",
+    );
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("line 1: http_advertise"), "{message}");
+    let path = config_file("http-advertise-text", "http_advertise = \"my-host\"\n");
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("line 1: http_advertise"), "{message}");
+}
+
+#[test]
+fn a_dns_server_comes_from_the_discovery_entry_or_the_environment() {
+    let text = "[[discovery]]\nkind = \"dns\"\nname = \"peers.test\"\nserver = \"10.0.0.2\"\n";
+    let config = NodeConfig::builder()
+        .file(config_file("dns-server", text))
+        .build()
+        .expect("valid");
+    let server_of = |config: &NodeConfig| match &config.discovery[..] {
+        [DiscoveryChoice::Dns { server, .. }] => *server,
+        other => panic!("expected one dns strategy, got {other:?}"),
+    };
+    assert_eq!(server_of(&config), Some(addr("10.0.0.2:53")));
+    let config = NodeConfig::builder()
+        .file(config_file("dns-server", text))
+        .env(env(&[("FOUNDATION_DNS_SERVER", "[fd00::2]:5353")]))
+        .build()
+        .expect("valid");
+    assert_eq!(server_of(&config), Some(addr("[fd00::2]:5353")));
+    let config = build_env(&[
+        ("FOUNDATION_DISCOVERY", "dns"),
+        ("FOUNDATION_DNS_NAME", "peers.test"),
+        ("FOUNDATION_DNS_SERVER", "fd00::2"),
+    ])
+    .expect("valid");
+    assert_eq!(server_of(&config), Some(addr("[fd00::2]:53")));
+    // Without a server: the system's resolver.
+    let config = build_env(&[
+        ("FOUNDATION_DISCOVERY", "dns"),
+        ("FOUNDATION_DNS_NAME", "peers.test"),
+    ])
+    .expect("valid");
+    assert_eq!(server_of(&config), None);
+}
+
+#[test]
+fn a_bad_dns_server_is_a_config_error_naming_the_key() {
+    for bad in ["ns1.example", "10.0.0.2:99999", "0.0.0.0", "10.0.0.2:0", ""] {
+        let text =
+            format!("[[discovery]]\nkind = \"dns\"\nname = \"peers.test\"\nserver = \"{bad}\"\n");
+        let message = error_of(
+            NodeConfig::builder()
+                .file(config_file("dns-server-bad", &text))
+                .build(),
+        );
+        assert!(message.contains("discovery.server"), "{bad:?}: {message}");
+        assert!(message.contains(&format!("{bad:?}")), "{bad:?}: {message}");
+    }
+    let text =
+        "[[discovery]]\nkind = \"static\"\nseeds = [\"10.0.0.1:7400\"]\nserver = \"10.0.0.2\"\n";
+    let message = error_of(
+        NodeConfig::builder()
+            .file(config_file("dns-server-static", text))
+            .build(),
+    );
+    assert!(message.contains("discovery.server"), "{message}");
+    let message = error_of(build_env(&[("FOUNDATION_DNS_SERVER", "0.0.0.0:53")]));
+    assert!(message.starts_with("FOUNDATION_DNS_SERVER: "), "{message}");
 }

@@ -129,6 +129,7 @@ fn specs_round_trip_through_toml_shaped_serde() {
         port: 7000,
         srv: true,
         interval: std::time::Duration::from_secs(3),
+        server: Some("10.0.0.2:5353".parse().unwrap()),
     };
     let json = serde_json::to_string(&spec).expect("serialize");
     assert!(json.contains(r#""kind":"dns""#), "{json}");

@@ -90,6 +90,13 @@ impl ConfigBuilder {
         self
     }
 
+    /// The address other nodes reach this node's HTTP API at, when it differs from `http`
+    /// (NAT, containers); by default a wildcard `http` is advertised at the QUIC address's IP.
+    pub fn http_advertise(mut self, addr: SocketAddr) -> Self {
+        self.overrides.http_advertise = Some(addr);
+        self
+    }
+
     /// A shared cluster secret (at least 16 bytes).
     pub fn secret(self, secret: impl Into<String>) -> Self {
         self.security(Security::Secret(secret.into()))

@@ -74,8 +74,33 @@ impl DiscoveryChoice {
             port: DEFAULT_PORT,
             srv: false,
             interval: DEFAULT_DNS_INTERVAL,
+            server: None,
         }
     }
+}
+
+/// Parses a DNS server setting: `"ip"` (port 53) or `"ip:port"` (`"[v6]:port"`), a specific
+/// address with a non-zero port.
+pub fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{IpAddr, SocketAddr};
+    let text = text.trim();
+    let bad = || {
+        format!("{text:?} is not a name server address: expected \"ip\" or \"ip:port\" (for example \"10.0.0.2\", \"10.0.0.2:5353\", \"[fd00::2]:53\")")
+    };
+    let addr = match text.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+            let ip: IpAddr = bare.unwrap_or(text).parse().map_err(|_| bad())?;
+            SocketAddr::new(ip, 53)
+        }
+    };
+    if addr.ip().is_unspecified() || addr.port() == 0 {
+        return Err(format!(
+            "{text:?} cannot be asked: a name server needs a specific IP address and a non-zero port"
+        ));
+    }
+    Ok(addr)
 }
 
 /// Checks that `seed` looks like `host:port`, so a typo fails at start-up rather than at the
@@ -87,4 +112,34 @@ pub(crate) fn check_seed(seed: &str) -> Result<(), String> {
         return Err(bad());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dns_server_is_an_ip_with_port_53_unless_given() {
+        let ok = |text: &str| parse_dns_server(text).map(|a| a.to_string());
+        assert_eq!(ok("10.0.0.2").as_deref(), Ok("10.0.0.2:53"));
+        assert_eq!(ok(" 10.0.0.2:5353 ").as_deref(), Ok("10.0.0.2:5353"));
+        assert_eq!(ok("fd00::2").as_deref(), Ok("[fd00::2]:53"));
+        assert_eq!(ok("[fd00::2]").as_deref(), Ok("[fd00::2]:53"));
+        assert_eq!(ok("[fd00::2]:5353").as_deref(), Ok("[fd00::2]:5353"));
+        for bad in [
+            "",
+            "ns1.example",
+            "10.0.0.2:",
+            "10.0.0.2:70000",
+            "0.0.0.0",
+            "[::]:53",
+            "10.0.0.2:0",
+        ] {
+            let error = parse_dns_server(bad).expect_err(bad);
+            assert!(
+                error.contains(&format!("{:?}", bad.trim())),
+                "{bad:?}: {error}"
+            );
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use foundation_transport::{ClusterName, NodeId};
 
 use super::bulk_port::BulkPort;
-use super::discovery::{check_seed, DiscoveryChoice, DiscoveryKind};
+use super::discovery::{check_seed, parse_dns_server, DiscoveryChoice, DiscoveryKind};
 use super::duration::parse_duration;
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
@@ -28,6 +28,7 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_ADVERTISE",
     "FOUNDATION_BULK_PORT",
     "FOUNDATION_HTTP",
+    "FOUNDATION_HTTP_ADVERTISE",
     "FOUNDATION_HTTP_TOKEN",
     "FOUNDATION_HTTP_ORIGINS",
     "FOUNDATION_HTTP_HOSTS",
@@ -39,6 +40,7 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_DISCOVERY",
     "FOUNDATION_DNS_NAME",
     "FOUNDATION_DNS_PORT",
+    "FOUNDATION_DNS_SERVER",
     "FOUNDATION_MDNS_INTERFACE",
     "FOUNDATION_NAME",
     "FOUNDATION_TAGS",
@@ -68,6 +70,7 @@ pub(crate) struct EnvLayer {
     advertise: Option<SocketAddr>,
     bulk_port: Option<BulkPort>,
     http: Option<Option<SocketAddr>>,
+    http_advertise: Option<SocketAddr>,
     http_token: Option<String>,
     http_origins: Option<Vec<String>>,
     http_hosts: Option<Vec<String>>,
@@ -75,6 +78,7 @@ pub(crate) struct EnvLayer {
     seeds: Option<Vec<String>>,
     discovery: Option<Vec<DiscoveryKind>>,
     dns_name: Option<String>,
+    dns_server: Option<SocketAddr>,
     name: Option<String>,
     tags: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
@@ -129,6 +133,7 @@ impl EnvLayer {
         };
         self.bind = parsed(get, "FOUNDATION_BIND", addr)?;
         self.advertise = parsed(get, "FOUNDATION_ADVERTISE", addr)?;
+        self.http_advertise = parsed(get, "FOUNDATION_HTTP_ADVERTISE", addr)?;
         self.bulk_port = parsed(get, "FOUNDATION_BULK_PORT", |v| v.parse::<BulkPort>())?;
         self.http = parsed(get, "FOUNDATION_HTTP", parse_http)?;
         self.http_token = parsed(get, "FOUNDATION_HTTP_TOKEN", parse_token)?;
@@ -149,6 +154,7 @@ impl EnvLayer {
                 .collect::<Result<Vec<DiscoveryKind>, String>>()
         })?;
         self.dns_name = get("FOUNDATION_DNS_NAME").map(str::to_owned);
+        self.dns_server = parsed(get, "FOUNDATION_DNS_SERVER", parse_dns_server)?;
         Ok(())
     }
 
@@ -244,6 +250,14 @@ impl EnvLayer {
                 &Origin::Env("FOUNDATION_HTTP"),
             );
         }
+        if let Some(addr) = self.http_advertise {
+            origins.put(
+                &mut config.http_advertise,
+                Some(addr),
+                "http_advertise",
+                &Origin::Env("FOUNDATION_HTTP_ADVERTISE"),
+            );
+        }
         self.apply_http_access(config, origins);
     }
 
@@ -286,6 +300,9 @@ impl EnvLayer {
         }
         if let Some(name) = &self.dns_name {
             hints.dns_name = Some((name.clone(), Origin::Env("FOUNDATION_DNS_NAME")));
+        }
+        if let Some(server) = self.dns_server {
+            hints.dns_server = Some((server, Origin::Env("FOUNDATION_DNS_SERVER")));
         }
         hints.kubernetes |= self.kubernetes;
     }

@@ -49,7 +49,7 @@ use foundation_core::membership::MembershipConfig;
 
 pub use builder::ConfigBuilder;
 pub use bulk_port::{BulkPort, DEFAULT_BULK_PORT};
-pub use discovery::{DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
+pub use discovery::{parse_dns_server, DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
 pub use duration::{format_duration, parse_duration, ParseDurationError};
 pub use env::is_known_variable;
 pub use error::{ConfigError, Origin};
@@ -80,13 +80,21 @@ pub struct NodeConfig {
     /// env `FOUNDATION_BIND`.
     pub bind: SocketAddr,
     /// Address peers should dial, when it differs from `bind` (NAT, containers, `0.0.0.0`).
-    /// Default: none, the bound address. TOML `advertise`, env `FOUNDATION_ADVERTISE`.
+    /// Default: none: the bound address, or when bound to `0.0.0.0`/`::` the address of the
+    /// default route's interface (never the unspecified address). TOML `advertise`, env
+    /// `FOUNDATION_ADVERTISE`.
     pub advertise: Option<SocketAddr>,
     /// TCP address of the HTTP server (`/metrics`, `/health`, `/members`); `None` disables it.
     /// Default `127.0.0.1:0` in development (an ephemeral port, so many nodes fit on one
     /// machine) and `127.0.0.1:7401` in production (a fixed port for scrapers, loopback until an
     /// operator decides otherwise). TOML `http` (`"off"` disables), env `FOUNDATION_HTTP`.
     pub http: Option<SocketAddr>,
+    /// Address other nodes (the status page's convergence column) reach this node's HTTP API
+    /// at, put into membership metadata. Default: `http` itself when it names a specific IP;
+    /// when `http` binds every address (`0.0.0.0`, `::`), the node's advertised QUIC IP with
+    /// `http`'s port. Never the unspecified address. TOML `http_advertise`, env
+    /// `FOUNDATION_HTTP_ADVERTISE`.
+    pub http_advertise: Option<SocketAddr>,
     /// Who may use the HTTP API: a bearer token for writes (required for writes when `http`
     /// is not loopback), and the web origins and host names allowed besides the node's own.
     /// Default: no token, no extra origins or hosts. Env `FOUNDATION_HTTP_TOKEN` (at least 16
@@ -99,7 +107,8 @@ pub struct NodeConfig {
     /// How the first peers are found; several strategies may run at once. Default `[auto]`
     /// (local + mDNS on a laptop). Production needs an explicit strategy, seeds, a DNS name, or
     /// a Kubernetes environment for `auto`. TOML `[[discovery]]`, env `FOUNDATION_DISCOVERY`,
-    /// `FOUNDATION_SEEDS`, `FOUNDATION_DNS_NAME`.
+    /// `FOUNDATION_SEEDS`, `FOUNDATION_DNS_NAME`, and `FOUNDATION_DNS_SERVER` (or a `dns`
+    /// entry's `server = "ip[:port]"`) for the name server DNS discovery asks.
     pub discovery: Vec<DiscoveryChoice>,
     /// Failure-detector timers and limits. Default: the profile's preset
     /// ([`MembershipConfig::development`] or [`MembershipConfig::production`]). TOML
@@ -184,6 +193,7 @@ impl NodeConfig {
                 Ipv4Addr::LOCALHOST,
                 if production { 7401 } else { 0 },
             ))),
+            http_advertise: None,
             http_access: Access::default(),
             security: Security::DevelopmentSecret,
             discovery: vec![DiscoveryChoice::Auto],

@@ -61,6 +61,8 @@ pub(crate) struct DiscoveryHints {
     pub seeds: Option<(Vec<String>, Origin)>,
     /// A DNS name and where it came from.
     pub dns_name: Option<(String, Origin)>,
+    /// A name server for the `dns` strategies and where it came from.
+    pub dns_server: Option<(std::net::SocketAddr, Origin)>,
     /// Whether the environment is a Kubernetes pod, where `auto` finds peers through DNS.
     pub kubernetes: bool,
 }

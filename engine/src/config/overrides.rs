@@ -24,6 +24,7 @@ pub(crate) struct Overrides {
     pub bind: Option<SocketAddr>,
     pub advertise: Option<SocketAddr>,
     pub http: Option<Option<SocketAddr>>,
+    pub http_advertise: Option<SocketAddr>,
     pub security: Option<Security>,
     pub seeds: Option<Vec<String>>,
     pub dns_name: Option<String>,
@@ -67,6 +68,12 @@ impl Overrides {
             origins,
         );
         set(&mut config.http, self.http, "http", origins);
+        set(
+            &mut config.http_advertise,
+            self.http_advertise.map(Some),
+            "http_advertise",
+            origins,
+        );
         set(
             &mut config.security,
             self.security.clone(),

@@ -33,6 +33,17 @@ pub(crate) fn discovery(
         );
         origins.set("discovery.name", origin);
     }
+    if let Some((addr, origin)) = &hints.dns_server {
+        let list_origin = origins.of("discovery");
+        for choice in &mut config.discovery {
+            if let DiscoveryChoice::Dns { server, .. } = choice {
+                if origin.rank() >= list_origin.rank() || server.is_none() {
+                    *server = Some(*addr);
+                    origins.set("discovery.server", origin);
+                }
+            }
+        }
+    }
     check(&config.discovery, origins)
 }
 

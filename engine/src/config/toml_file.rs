@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::bulk_port::BulkPort;
-use super::discovery::{DiscoveryChoice, DiscoveryKind};
+use super::discovery::{parse_dns_server, DiscoveryChoice, DiscoveryKind};
 use super::duration::TextDuration;
 use super::error::{ConfigError, Origin};
 use super::origins::Origins;
@@ -30,6 +30,7 @@ struct FileConfig {
     bind: Option<Spanned<String>>,
     advertise: Option<Spanned<String>>,
     http: Option<Spanned<String>>,
+    http_advertise: Option<Spanned<String>>,
     security: Option<Spanned<FileSecurity>>,
     discovery: Option<Spanned<Vec<Spanned<FileDiscovery>>>>,
     membership: Option<FileMembership>,
@@ -63,6 +64,7 @@ struct FileDiscovery {
     port: Option<u16>,
     srv: Option<bool>,
     interval: Option<TextDuration>,
+    server: Option<String>,
 }
 
 /// `[membership]`: every field of [`foundation_core::membership::MembershipConfig`], optional.
@@ -251,6 +253,16 @@ impl FileLayer {
             let addr = parse_http(http.get_ref())
                 .map_err(|e| ConfigError::invalid(origin.clone(), "http", e))?;
             origins.put(&mut config.http, addr, "http", &origin);
+        }
+        if let Some(advertise) = &self.config.http_advertise {
+            let origin = self.origin(advertise.span());
+            let addr = parse_addr(advertise.get_ref(), &origin, "http_advertise")?;
+            origins.put(
+                &mut config.http_advertise,
+                Some(addr),
+                "http_advertise",
+                &origin,
+            );
         }
         Ok(())
     }
@@ -445,7 +457,7 @@ impl FileDiscovery {
         let allowed: &[&str] = match kind {
             DiscoveryKind::Static => &["seeds"],
             DiscoveryKind::Local => &["dir"],
-            DiscoveryKind::Dns => &["name", "port", "srv", "interval"],
+            DiscoveryKind::Dns => &["name", "port", "srv", "interval", "server"],
             DiscoveryKind::Mdns | DiscoveryKind::Auto => &[],
         };
         if let Some(field) = self
@@ -458,7 +470,15 @@ impl FileDiscovery {
                 format!("does not apply to kind = {:?}", self.kind),
             ));
         }
-        Ok(self.fill(DiscoveryChoice::empty(kind)))
+        let server = match &self.server {
+            Some(text) => Some(parse_dns_server(text).map_err(|e| invalid("server", e))?),
+            None => None,
+        };
+        let mut choice = self.fill(DiscoveryChoice::empty(kind));
+        if let DiscoveryChoice::Dns { server: slot, .. } = &mut choice {
+            *slot = server;
+        }
+        Ok(choice)
     }
 
     fn present_keys(&self) -> Vec<&'static str> {
@@ -469,6 +489,7 @@ impl FileDiscovery {
             ("port", self.port.is_some()),
             ("srv", self.srv.is_some()),
             ("interval", self.interval.is_some()),
+            ("server", self.server.is_some()),
         ];
         keys.into_iter()
             .filter(|(_, present)| *present)
@@ -485,6 +506,7 @@ impl FileDiscovery {
                 port,
                 srv,
                 interval,
+                ..
             } => {
                 *name = self.name.clone().unwrap_or_default();
                 *port = self.port.unwrap_or(*port);

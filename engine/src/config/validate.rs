@@ -49,14 +49,22 @@ fn transport(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> 
 }
 
 fn advertise(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
-    match config.advertise {
-        Some(addr) if !dialable(addr) => Err(ConfigError::invalid(
-            origins.of("advertise"),
-            "advertise",
-            format!("{addr} cannot be dialled by peers: it needs a specific IP address and a non-zero port"),
-        )),
-        _ => Ok(()),
+    for (field, value) in [
+        ("advertise", config.advertise),
+        ("http_advertise", config.http_advertise),
+    ] {
+        match value {
+            Some(addr) if !dialable(addr) => {
+                return Err(ConfigError::invalid(
+                    origins.of(field),
+                    field,
+                    format!("{addr} cannot be dialled by peers: it needs a specific IP address and a non-zero port"),
+                ))
+            }
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 fn dialable(addr: SocketAddr) -> bool {

@@ -64,6 +64,7 @@ fn kubernetes(env: &Environment, host: &str) -> AutoChoice {
             port,
             srv: false,
             interval: DnsDiscovery::DEFAULT_INTERVAL,
+            server: env.dns_server,
         }],
         reason: format!(
             "auto discovery chose dns: Kubernetes detected (KUBERNETES_SERVICE_HOST={host}); \

@@ -16,6 +16,9 @@ pub struct Environment {
     pub dns_name: Option<String>,
     /// `FOUNDATION_DNS_PORT`: the peers' QUIC port for A/AAAA records (default: our own port).
     pub dns_port: Option<String>,
+    /// `FOUNDATION_DNS_SERVER`: the name server `auto`'s DNS lookups ask (default: the
+    /// system's). The configuration layer refuses an invalid value before this is read.
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Seed addresses: `FOUNDATION_SEEDS` (comma-separated) plus any the configuration adds.
     pub seeds: Vec<String>,
     /// `FOUNDATION_MDNS_INTERFACE`: comma-separated interface names mDNS is restricted to
@@ -36,6 +39,8 @@ impl Environment {
             pod_namespace: var("POD_NAMESPACE"),
             dns_name: var("FOUNDATION_DNS_NAME"),
             dns_port: var("FOUNDATION_DNS_PORT"),
+            dns_server: var("FOUNDATION_DNS_SERVER")
+                .and_then(|s| crate::config::parse_dns_server(&s).ok()),
             seeds: var("FOUNDATION_SEEDS")
                 .map(|s| split_list(&s))
                 .unwrap_or_default(),

@@ -44,6 +44,11 @@ pub enum DiscoverySpec {
             with = "crate::config::duration::text"
         )]
         interval: Duration,
+        /// The name server to ask (UDP), instead of the system's (`/etc/resolv.conf`). In
+        /// TOML `server = "ip"` or `"ip:port"` (port 53 by default); env
+        /// `FOUNDATION_DNS_SERVER`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<std::net::SocketAddr>,
     },
     /// Chosen from the environment by [`choose_auto`].
     Auto,
@@ -75,8 +80,12 @@ pub fn build(
             port,
             srv,
             interval,
+            server,
         } => {
-            let dns = DnsDiscovery::new(name, *port, *srv, metrics)?.with_interval(*interval);
+            let mut dns = DnsDiscovery::new(name, *port, *srv, metrics)?.with_interval(*interval);
+            if let Some(server) = server {
+                dns = dns.with_nameserver(*server);
+            }
             one(Box::new(dns))
         }
         DiscoverySpec::Auto => build_auto(env, &metrics),

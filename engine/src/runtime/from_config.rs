@@ -52,6 +52,7 @@ impl NodeSettings {
             seeds: Vec::new(),
             discovery: strategies,
             http: config.http,
+            http_advertise: config.http_advertise,
             http_access: config.http_access.clone(),
             registry,
             rpc: Default::default(),

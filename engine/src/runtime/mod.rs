@@ -17,6 +17,7 @@ mod cluster_config;
 mod driver;
 mod from_config;
 mod http;
+mod http_advertise;
 mod metrics;
 mod operator;
 pub mod placement;
@@ -96,6 +97,9 @@ pub struct NodeSettings {
     pub discovery: Vec<Box<dyn Discovery>>,
     /// Where to serve `/metrics`, `/health` and `/members`; `None` serves nothing.
     pub http: Option<SocketAddr>,
+    /// Where other nodes reach the HTTP API, when it differs from `http`; `None`: `http`, or
+    /// for a wildcard `http` the advertised QUIC IP with `http`'s port (never `0.0.0.0`/`::`).
+    pub http_advertise: Option<SocketAddr>,
     /// Who may use the HTTP API (token, allowed origins and hosts).
     pub http_access: crate::http::Access,
     /// A registry to add the node's metrics to (the caller may have registered its own).
@@ -124,6 +128,7 @@ impl NodeSettings {
             seeds: Vec::new(),
             discovery: Vec::new(),
             http: None,
+            http_advertise: None,
             http_access: crate::http::Access::default(),
             registry: Registry::default(),
             rpc: RpcConfig::default(),
@@ -194,6 +199,7 @@ impl Node {
             seeds,
             discovery,
             http,
+            http_advertise,
             http_access: settings_access,
             mut registry,
             rpc,
@@ -302,7 +308,12 @@ impl Node {
             )?),
             None => None,
         };
-        metadata.http = http.as_ref().map(|h| h.local_addr());
+        // Peers get a routable address; local discovery keeps the bound one, which the CLI on
+        // this machine reaches over loopback (where writes without a token are taken).
+        let http_bound = http.as_ref().map(|h| h.local_addr());
+        metadata.http = http_bound.map(|bound| {
+            http_advertise::http_advertised(bound, http_advertise, endpoint.local().addr)
+        });
         let core_config = CoreConfig {
             me: local,
             membership,
@@ -314,7 +325,7 @@ impl Node {
             discovery,
             &cluster,
             endpoint.local(),
-            core_config.metadata.http,
+            http_bound,
             &candidates_tx,
         )?;
         let replication = ReplicationConfig {

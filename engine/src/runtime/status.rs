@@ -258,7 +258,7 @@ fn http_peers(view: &[MemberView]) -> Vec<(NodeId, SocketAddr)> {
 async fn ask_all(asked: Vec<(NodeId, SocketAddr)>) -> BTreeMap<NodeId, Report> {
     let mut tasks = tokio::task::JoinSet::new();
     for (id, addr) in asked {
-        tasks.spawn(async move { (id, ask(addr).await) });
+        tasks.spawn(async move { (id, ask(id, addr).await) });
     }
     let mut reports = BTreeMap::new();
     while let Some(Ok((id, report))) = tasks.join_next().await {
@@ -267,10 +267,27 @@ async fn ask_all(asked: Vec<(NodeId, SocketAddr)>) -> BTreeMap<NodeId, Report> {
     reports
 }
 
-async fn ask(addr: SocketAddr) -> Report {
+/// Member `id`'s keyspaces, asked at `addr`; `None` (unreachable) when it does not answer,
+/// or when whoever answers there is not `id` (an address advertised wrongly, or reused).
+async fn ask(id: NodeId, addr: SocketAddr) -> Report {
     let answer = crate::http::get_json(addr, "/keyspaces", ANSWER_WITHIN)
         .await
         .ok()?;
+    report_of(id, addr, &answer)
+}
+
+/// The digests in `answer`, if it comes from node `id`.
+fn report_of(id: NodeId, addr: SocketAddr, answer: &Value) -> Report {
+    let answered_by = answer["node"]["id"].as_str();
+    if answered_by != Some(id.to_string().as_str()) {
+        tracing::debug!(
+            member = %id,
+            %addr,
+            answered_by = answered_by.unwrap_or("nobody"),
+            "status: the member's advertised HTTP address is another node's; not compared"
+        );
+        return None;
+    }
     let rows = answer["keyspaces"].as_array()?;
     Some(
         rows.iter()
@@ -293,6 +310,18 @@ mod tests {
             bytes: 10,
             digest: Some(hex(digest)),
         }
+    }
+
+    #[test]
+    fn an_answer_counts_only_from_the_member_that_was_asked() {
+        let [asked, other] = [NodeId::random(), NodeId::random()];
+        let addr: SocketAddr = "10.0.0.2:7401".parse().unwrap();
+        let own = [own("config", 7)];
+        let from = |id: NodeId| keyspaces_json(&own, &json!({ "id": id.to_string() }));
+        let report = report_of(asked, addr, &from(asked)).expect("the member itself answered");
+        assert_eq!(report.get("config"), Some(&Some(hex(7))));
+        assert_eq!(report_of(asked, addr, &from(other)), None);
+        assert_eq!(report_of(asked, addr, &json!({ "keyspaces": [] })), None);
     }
 
     #[test]

@@ -219,6 +219,14 @@ async fn discovery(config: &NodeConfig) -> Vec<Finding> {
                 "discovery dns",
                 format!("SRV records of {name} are not resolved by this check"),
             ),
+            DiscoverySpec::Dns {
+                name,
+                server: Some(server),
+                ..
+            } => Finding::skip(
+                "discovery dns",
+                format!("{name} is resolved through {server} at start, not by this check"),
+            ),
             DiscoverySpec::Dns { name, .. } => {
                 resolve_all("discovery dns", &[format!("{name}:0")]).await
             }
