@@ -1,7 +1,7 @@
 //! Request/response, with the caller's deadline carried to the responder.
 //!
 //! Requests of at most [`MUX_REQUEST_MAX`] bytes (64 KiB) share one long-lived bidirectional
-//! stream per connection, each with an id ([`mux`], frames in [`codec`]): no stream to open per
+//! stream per connection, each with an id (`mux.rs`, frames in [`codec`]): no stream to open per
 //! call, and many calls' frames leave in one write. A caller that gives up sends a cancel frame,
 //! which the handler sees through [`Responder::cancelled`]. Responses may be as large as the rpc
 //! limit; a large one holds up the answers queued behind it on that stream.
