@@ -253,7 +253,10 @@ async fn a_call_the_caller_drops_stops_its_handler_on_the_other_node() {
         }
     }
     let nodes = cluster(2, RpcConfig::default()).await;
-    let (started, stopped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (started, stopped) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let handler = {
         let (started, stopped) = (started.clone(), stopped.clone());
         move |_call: Call| {
