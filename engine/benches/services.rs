@@ -897,7 +897,7 @@ async fn rpc(plan: &Plan) {
     }
     let remote = percentiles(samples);
     let caller = one.clone();
-    let concurrent = calls_per_second(plan.concurrent_window, move || {
+    let concurrent = calls_per_second(plan.concurrent_window, &["self".into()], move || {
         let call = caller.clone();
         async move {
             call("echo").await;
@@ -919,8 +919,9 @@ async fn rpc(plan: &Plan) {
         "Foundation",
         human(remote.p50),
         human(remote.p99),
-        thousands(concurrent)
+        thousands(concurrent.rate)
     );
+    concurrent.print("Foundation");
     println!(
         "{:<22} p50 {:>9}  p99 {:>9}   (same node: no network)",
         "Foundation same-node",
@@ -932,7 +933,8 @@ async fn rpc(plan: &Plan) {
     }
     match NatsServer::start().await {
         Ok(server) => match nats_rpc(&server, plan).await {
-            Ok((latency, rate)) => {
+            Ok((latency, nats)) => {
+                let rate = nats.rate;
                 println!(
                     "{:<22} p50 {:>9}  p99 {:>9}   {CALLERS} callers: {:>9} calls/s",
                     "NATS request/reply",
@@ -940,11 +942,23 @@ async fn rpc(plan: &Plan) {
                     human(latency.p99),
                     thousands(rate)
                 );
+                nats.print("NATS request/reply");
                 println!(
                     "Foundation/NATS: p50 {:.2}×  p99 {:.2}×  (lower is better)   {CALLERS}-caller rate {:.2}× (higher is better)",
                     remote.p50.as_secs_f64() / latency.p50.as_secs_f64().max(1e-12),
                     remote.p99.as_secs_f64() / latency.p99.as_secs_f64().max(1e-12),
-                    concurrent / rate.max(1e-9)
+                    concurrent.rate / rate.max(1e-9)
+                );
+                println!(
+                    "Foundation/NATS at {CALLERS} callers: p99 {:.2}×  CPU per call {}  (lower is better)",
+                    concurrent.latency.p99.as_secs_f64() / nats.latency.p99.as_secs_f64().max(1e-12),
+                    concurrent
+                        .cpu_per_call
+                        .zip(nats.cpu_per_call)
+                        .map_or("n/a".into(), |(ours, theirs)| format!(
+                            "{:.2}×",
+                            ours.as_secs_f64() / theirs.as_secs_f64().max(1e-12)
+                        ))
                 );
             }
             Err(e) => println!("NATS: skipped: {e}"),
@@ -973,7 +987,7 @@ impl NatsRequester {
     }
 }
 
-async fn nats_rpc(server: &NatsServer, plan: &Plan) -> Result<(Percentiles, f64), String> {
+async fn nats_rpc(server: &NatsServer, plan: &Plan) -> Result<(Percentiles, Concurrent), String> {
     let io = |e: std::io::Error| e.to_string();
     // The responder echoes each request to its reply subject.
     let (mut responder, mut parser) = nats_connect(server.addr).await.map_err(io)?;
@@ -1072,7 +1086,8 @@ async fn nats_rpc(server: &NatsServer, plan: &Plan) -> Result<(Percentiles, f64)
         requester.request(&payload).await?;
         samples.push(t0.elapsed());
     }
-    let rate = calls_per_second(plan.concurrent_window, move || {
+    let pids = ["self".to_string(), server.child.id().to_string()];
+    let rate = calls_per_second(plan.concurrent_window, &pids, move || {
         let requester = requester.clone();
         async move { requester.request(&payload).await.is_ok() }
     })
@@ -1083,38 +1098,90 @@ async fn nats_rpc(server: &NatsServer, plan: &Plan) -> Result<(Percentiles, f64)
     Ok((percentiles(samples), rate))
 }
 
+/// What [`CALLERS`] concurrent callers achieved over the measured window.
+struct Concurrent {
+    /// Calls completed per second.
+    rate: f64,
+    /// Latency of the calls that started and ended inside the window.
+    latency: Percentiles,
+    /// CPU (user + system) of the processes involved over the window, per completed call.
+    cpu_per_call: Option<Duration>,
+}
+
+impl Concurrent {
+    fn print(&self, name: &str) {
+        println!(
+            "{:<22} at {CALLERS} callers: p50 {:>9}  p99 {:>9}  CPU per call {}",
+            name,
+            human(self.latency.p50),
+            human(self.latency.p99),
+            self.cpu_per_call
+                .map_or("n/a".into(), |c| format!("{:.2} µs", c.as_secs_f64() * 1e6))
+        );
+    }
+}
+
 /// Calls completed per second by [`CALLERS`] tasks calling `call` back to back over `window`,
-/// after a 200 ms warm-up. A caller stops early when `call` answers `false` (an error).
-async fn calls_per_second<F, Fut>(window: Duration, call: F) -> f64
+/// after a 200 ms warm-up, with the latency of the calls inside the window and the CPU time
+/// processes `pids` used during it ("self" is this process). A caller stops early when `call`
+/// answers `false` (an error).
+async fn calls_per_second<F, Fut>(window: Duration, pids: &[String], call: F) -> Concurrent
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..CALLERS)
         .map(|_| {
-            let (stop, calls, call) = (stop.clone(), calls.clone(), call.clone());
+            let (stop, measuring, calls, call) =
+                (stop.clone(), measuring.clone(), calls.clone(), call.clone());
             tokio::spawn(async move {
+                let mut samples = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
+                    let (t0, counted) = (Instant::now(), measuring.load(Ordering::Relaxed));
                     if !call().await {
-                        return;
+                        break;
                     }
                     calls.fetch_add(1, Ordering::Relaxed);
+                    if counted && measuring.load(Ordering::Relaxed) {
+                        samples.push(t0.elapsed());
+                    }
                 }
+                samples
             })
         })
         .collect();
+    let cpu = || {
+        pids.iter()
+            .map(|pid| cpu_time(pid))
+            .sum::<Option<Duration>>()
+    };
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let cpu_before = cpu();
+    measuring.store(true, Ordering::Relaxed);
     let (start, base) = (Instant::now(), calls.load(Ordering::Relaxed));
     tokio::time::sleep(window).await;
     let done = calls.load(Ordering::Relaxed) - base;
     let elapsed = start.elapsed();
+    measuring.store(false, Ordering::Relaxed);
+    let cpu_after = cpu();
     stop.store(true, Ordering::Relaxed);
+    let mut samples = Vec::new();
     for task in tasks {
-        let _ = task.await;
+        samples.extend(task.await.unwrap_or_default());
     }
-    done as f64 / elapsed.as_secs_f64()
+    if samples.is_empty() {
+        samples.push(elapsed);
+    }
+    Concurrent {
+        rate: done as f64 / elapsed.as_secs_f64(),
+        latency: percentiles(samples),
+        cpu_per_call: cpu_after
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before) / done.max(1) as u32),
+    }
 }
 
 /// Completes the pending requests whose replies are in `parser`'s buffer

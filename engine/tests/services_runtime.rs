@@ -242,6 +242,63 @@ async fn a_slow_handler_fails_the_call_at_its_deadline() {
     stop(&nodes).await;
 }
 
+/// A caller that drops its call long before the deadline stops the handler on the other node:
+/// the transport's cancel frame reaches the serving side, which drops the handler's future.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_caller_drops_stops_its_handler_on_the_other_node() {
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let nodes = cluster(2, RpcConfig::default()).await;
+    let (started, stopped) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let handler = {
+        let (started, stopped) = (started.clone(), stopped.clone());
+        move |_call: Call| {
+            let (started, stopped) = (started.clone(), stopped.clone());
+            async move {
+                let _guard = SetOnDrop(stopped);
+                started.store(true, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Bytes::new())
+            }
+        }
+    };
+    nodes[0]
+        .services()
+        .register("long", handler, ServiceOptions::default())
+        .await
+        .unwrap();
+    eventually(SOON, "visible", || {
+        nodes[1].services().lookup("long").len() == 1
+    })
+    .await;
+    let rpc = nodes[1].rpc();
+    let call = tokio::spawn(async move {
+        rpc.call_bytes(
+            "long",
+            Bytes::new(),
+            Duration::from_secs(60),
+            &CallOptions::default(),
+        )
+        .await
+    });
+    eventually(SOON, "handler started", || started.load(Ordering::SeqCst)).await;
+    assert!(!stopped.load(Ordering::SeqCst));
+    call.abort();
+    // The deadline is a minute away: only the cancellation can stop the handler this soon.
+    eventually(SOON, "handler stopped by the cancellation", || {
+        stopped.load(Ordering::SeqCst)
+    })
+    .await;
+    stop(&nodes).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_instance_trips_its_breaker_which_recovers_when_it_heals() {
     let rpc = RpcConfig {

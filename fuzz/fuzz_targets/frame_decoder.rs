@@ -1,9 +1,12 @@
 //! Arbitrary bytes through every decoder of received input: the incremental frame decoder (with
 //! a maximum taken from the first input byte and the rest fed in chunks whose sizes come from
-//! the input too), the datagram envelope, the stream header and the hello message.
+//! the input too), the datagram envelope, the stream header, the hello message, and the frames of
+//! a multiplexed RPC stream (every frame the decoder hands out, and the whole input, decoded as
+//! a multiplexed frame body).
 //!
 //! Properties: nothing panics; no frame is ever larger than the decoder's maximum; after an
-//! oversized prefix the decoder keeps reporting an error instead of handing out a frame.
+//! oversized prefix the decoder keeps reporting an error instead of handing out a frame; a
+//! multiplexed RPC frame that decodes encodes back to the same bytes.
 
 #![no_main]
 
@@ -11,6 +14,7 @@ use bytes::Bytes;
 use foundation_transport::frame::{
     decode_datagram, decode_message, FrameDecoder, FrameError, StreamHeader, STREAM_HEADER_LEN,
 };
+use foundation_transport::rpc::codec::MuxFrame;
 use foundation_transport::wire::Hello;
 use libfuzzer_sys::fuzz_target;
 
@@ -79,6 +83,19 @@ fuzz_target!(|data: &[u8]| {
     );
     if !refused {
         assert_eq!(whole.finish(), chunked_finish);
+    }
+
+    // Multiplexed RPC frames: each frame body, and the whole input as one body.
+    for body in frames.iter().cloned().chain([Bytes::copy_from_slice(rest)]) {
+        if let Ok(frame) = MuxFrame::decode(body.clone()) {
+            let mut again = bytes::BytesMut::new();
+            frame.encode(&mut again);
+            assert_eq!(
+                &again[foundation_transport::frame::FRAME_PREFIX_LEN..],
+                &body[..],
+                "rpc frame does not round-trip"
+            );
+        }
     }
 
     // Datagram envelope.

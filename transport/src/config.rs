@@ -45,7 +45,10 @@ pub struct TransportConfig {
     /// Received messages buffered per channel before readers stop reading (which pushes back on
     /// the sender through QUIC flow control). Default 65 536.
     pub inbox_capacity: usize,
-    /// Concurrent incoming requests per connection. Default 1024.
+    /// Requests in flight per connection, each way: the QUIC stream limit for requests that
+    /// get a stream of their own, and the calls a multiplexed RPC stream carries at once (a
+    /// caller past it gets [`RequestError::InFlightLimit`](crate::RequestError::InFlightLimit),
+    /// a responder refuses the excess with `wire::code::TOO_MANY_IN_FLIGHT`). Default 1024.
     pub max_concurrent_requests: u32,
     /// Concurrent incoming bulk transfers per connection. Default 16.
     pub max_concurrent_transfers: u32,

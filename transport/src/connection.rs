@@ -53,6 +53,7 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
         conn: established.conn,
         initiator: established.initiator,
         instance: established.hello.instance,
+        rpc: Default::default(),
     };
     shared.metrics.connection_opened();
     spawn_readers(shared, peer, &new.conn);
@@ -218,6 +219,9 @@ async fn serve_bi(shared: Arc<Shared>, from: NodeId, send: SendStream, mut recv:
         Ok(header) if header.kind == StreamKind::Channel(Channel::Rpc) => {
             rpc::serve(&shared, from, send, &mut recv).await
         }
+        Ok(header) if header.kind == StreamKind::RpcMux => {
+            rpc::mux::serve(&shared, from, send, &mut recv).await
+        }
         Ok(header) => Err(misplaced(header.kind)),
         Err(error) => Err(error),
     };
@@ -230,6 +234,7 @@ fn misplaced(kind: StreamKind) -> ReadError {
     let tag = match kind {
         StreamKind::Hello => 0,
         StreamKind::Channel(channel) => channel.tag(),
+        StreamKind::RpcMux => crate::frame::RPC_MUX_TAG,
     };
     ReadError::Frame(FrameError::UnknownChannel(tag))
 }

@@ -144,6 +144,14 @@ pub enum RequestError {
     /// The peer closed the request without responding.
     #[error("peer closed the request without a response")]
     NoResponse,
+    /// The connection already carries its limit of calls in flight; the request was not sent.
+    /// Retry after some calls end, or raise `TransportConfig::max_concurrent_requests` on both
+    /// nodes.
+    #[error("{limit} requests already in flight on the connection to this peer; request not sent")]
+    InFlightLimit {
+        /// The limit (`TransportConfig::max_concurrent_requests`).
+        limit: usize,
+    },
     /// The response was malformed.
     #[error("malformed response: {0}")]
     Malformed(#[from] FrameError),

@@ -57,6 +57,9 @@ pub enum FrameError {
 
 /// Tag of the stream on which two nodes introduce themselves after the TLS handshake.
 pub const HELLO_TAG: u8 = 0;
+/// Tag of the long-lived stream that multiplexes small RPC requests (see [`crate::rpc`]).
+/// Nodes from before it refuse this stream, so they do not take RPC from this version.
+pub const RPC_MUX_TAG: u8 = 0x10;
 
 /// What a stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,8 @@ pub enum StreamKind {
     Hello,
     /// Traffic of one channel.
     Channel(Channel),
+    /// Many small RPC requests and their responses, each with an id (see [`crate::rpc::codec`]).
+    RpcMux,
 }
 
 /// The header that opens every stream.
@@ -87,11 +92,17 @@ impl StreamHeader {
         kind: StreamKind::Hello,
     };
 
+    /// The header of a multiplexed RPC stream.
+    pub const RPC_MUX: Self = Self {
+        kind: StreamKind::RpcMux,
+    };
+
     /// The channel this stream carries, if it carries one.
     pub const fn channel(self) -> Option<Channel> {
         match self.kind {
             StreamKind::Hello => None,
             StreamKind::Channel(channel) => Some(channel),
+            StreamKind::RpcMux => Some(Channel::Rpc),
         }
     }
 
@@ -100,6 +111,7 @@ impl StreamHeader {
         let tag = match self.kind {
             StreamKind::Hello => HELLO_TAG,
             StreamKind::Channel(channel) => channel.tag(),
+            StreamKind::RpcMux => RPC_MUX_TAG,
         };
         [STREAM_MAGIC, WIRE_VERSION, tag]
     }
@@ -115,6 +127,9 @@ impl StreamHeader {
         }
         if tag == HELLO_TAG {
             return Ok(Self::HELLO);
+        }
+        if tag == RPC_MUX_TAG {
+            return Ok(Self::RPC_MUX);
         }
         let channel = Channel::from_tag(tag).ok_or(FrameError::UnknownChannel(tag))?;
         Ok(Self::for_channel(channel))
@@ -276,6 +291,7 @@ mod tests {
         for good in [
             StreamHeader::HELLO,
             StreamHeader::for_channel(Channel::Events),
+            StreamHeader::RPC_MUX,
         ] {
             assert_eq!(StreamHeader::decode(good.encode()), Ok(good));
         }

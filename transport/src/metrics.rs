@@ -58,6 +58,46 @@ impl DropReason {
     }
 }
 
+/// Events of multiplexed RPC calls that are not ordinary calls and answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RpcEvent {
+    /// A response arrived for a call the caller had already given up on; it was dropped.
+    LateReply,
+    /// A caller gave up on a call and told the responder.
+    CancelSent,
+    /// A caller told us it gave up on a call.
+    CancelReceived,
+    /// A call was refused because the connection already had its limit of calls in flight.
+    InFlightLimit,
+    /// A frame of a multiplexed stream did not parse and was refused.
+    Malformed,
+}
+
+impl RpcEvent {
+    const ALL: [RpcEvent; 5] = [
+        RpcEvent::LateReply,
+        RpcEvent::CancelSent,
+        RpcEvent::CancelReceived,
+        RpcEvent::InFlightLimit,
+        RpcEvent::Malformed,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            RpcEvent::LateReply => "late_reply",
+            RpcEvent::CancelSent => "cancel_sent",
+            RpcEvent::CancelReceived => "cancel_received",
+            RpcEvent::InFlightLimit => "in_flight_limit",
+            RpcEvent::Malformed => "malformed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TrafficLabels {
     channel: &'static str,
@@ -114,6 +154,8 @@ pub struct TransportMetrics {
     handshakes_in_progress: Gauge,
     /// Incoming handshakes turned away: [asked to retry, refused].
     turned_away: [Counter; 2],
+    /// In [`RpcEvent::ALL`] order.
+    rpc_events: [Counter; 5],
 }
 
 impl TransportMetrics {
@@ -124,6 +166,7 @@ impl TransportMetrics {
         let messages = Family::<TrafficLabels, Counter>::default();
         let bulk_connections = Family::<SideLabels, Counter>::default();
         let turned_away = Family::<ActionLabels, Counter>::default();
+        let rpc_events = Family::<EventLabels, Counter>::default();
         let metrics = Self {
             bytes: per_channel_and_direction(&bytes),
             messages: per_channel_and_direction(&messages),
@@ -141,6 +184,13 @@ impl TransportMetrics {
             handshakes_in_progress: Gauge::default(),
             turned_away: ["retry", "refused"]
                 .map(|action| turned_away.get_or_create(&ActionLabels { action }).clone()),
+            rpc_events: RpcEvent::ALL.map(|event| {
+                rpc_events
+                    .get_or_create(&EventLabels {
+                        event: event.name(),
+                    })
+                    .clone()
+            }),
         };
         registry.register_with_unit(
             "traffic",
@@ -195,6 +245,12 @@ impl TransportMetrics {
             "Incoming handshakes turned away under load: asked to prove their address with a \
              QUIC Retry, or refused at the limit",
             turned_away,
+        );
+        registry.register(
+            "rpc_events",
+            "Multiplexed RPC calls given up, answered late, refused at the in-flight limit, or \
+             carried in malformed frames",
+            rpc_events,
         );
         metrics
     }
@@ -319,6 +375,15 @@ impl TransportMetrics {
             messages_sent,
             messages_received,
         }
+    }
+
+    pub(crate) fn rpc_event(&self, event: RpcEvent) {
+        self.rpc_events[event as usize].inc();
+    }
+
+    /// How many times `event` happened so far.
+    pub fn rpc_events(&self, event: RpcEvent) -> u64 {
+        self.rpc_events[event as usize].get()
     }
 
     /// Connections closed by the duplicate tie-break.

@@ -40,6 +40,8 @@ pub(crate) struct Live {
     pub initiator: NodeId,
     /// The peer's per-start instance number, from its hello.
     pub instance: u64,
+    /// This connection's multiplexed RPC stream, opened by the first small request.
+    pub rpc: Arc<crate::rpc::mux::MuxSlot>,
 }
 
 impl Live {

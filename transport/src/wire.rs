@@ -42,4 +42,6 @@ pub mod code {
     pub const BAD_HELLO: u32 = 4;
     /// The receiver's inbox is closed (the application stopped reading).
     pub const UNAVAILABLE: u32 = 5;
+    /// The peer already has its limit of our requests in flight on this connection.
+    pub const TOO_MANY_IN_FLIGHT: u32 = 6;
 }

@@ -6,67 +6,13 @@ mod common;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use common::raw::{request, RawPeer};
 use common::*;
-use foundation_transport::frame::{
-    encode_frame, encode_message, StreamHeader, STREAM_MAGIC, WIRE_VERSION,
-};
-use foundation_transport::metrics::DropReason;
-use foundation_transport::security::raw_quic_configs;
-use foundation_transport::wire::{code, Hello};
-use foundation_transport::{Channel, ClusterName, NodeId, SendMode};
-
-/// A hand-driven peer: real TLS and hello, then whatever bytes the test wants.
-struct RawPeer {
-    conn: quinn::Connection,
-    _endpoint: quinn::Endpoint,
-}
-
-impl RawPeer {
-    async fn connect(to: &Node) -> RawPeer {
-        let cluster = ClusterName::new("orders").unwrap();
-        let (_, client) = raw_quic_configs(&secret(SECRET), &cluster).unwrap();
-        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        let conn = endpoint
-            .connect_with(
-                client,
-                to.endpoint.local().addr,
-                &cluster.certificate_dns_name(),
-            )
-            .unwrap()
-            .await
-            .unwrap();
-        let hello = Hello {
-            cluster: cluster.to_string(),
-            node: NodeId::random(),
-            advertise: endpoint.local_addr().unwrap(),
-            instance: 1,
-            bulk_port: None,
-        };
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        let mut out = BytesMut::from(&StreamHeader::HELLO.encode()[..]);
-        encode_frame(&mut out, &encode_message(&hello).unwrap(), 512).unwrap();
-        send.write_all(&out).await.unwrap();
-        let mut reply = [0u8; 64];
-        let _ = recv.read(&mut reply).await.unwrap();
-        RawPeer {
-            conn,
-            _endpoint: endpoint,
-        }
-    }
-
-    /// Writes `bytes` on a new unidirectional stream and returns the code the receiver stopped it with.
-    async fn stopped_with(&self, bytes: &[u8], finish: bool) -> Option<u64> {
-        let mut send = self.conn.open_uni().await.unwrap();
-        let _ = send.write_all(bytes).await;
-        if finish {
-            let _ = send.finish();
-        }
-        let stopped = tokio::time::timeout(Duration::from_secs(5), send.stopped())
-            .await
-            .expect("receiver reacts");
-        stopped.ok().flatten().map(|code| code.into_inner())
-    }
-}
+use foundation_transport::frame::{encode_frame, StreamHeader, STREAM_MAGIC, WIRE_VERSION};
+use foundation_transport::metrics::{DropReason, RpcEvent};
+use foundation_transport::rpc::codec::MuxFrame;
+use foundation_transport::wire::code;
+use foundation_transport::{Channel, SendMode};
 
 fn events_stream(frames: &[u8]) -> Vec<u8> {
     let mut out = StreamHeader::for_channel(Channel::Events).encode().to_vec();
@@ -180,5 +126,115 @@ async fn a_second_hello_or_a_bad_request_stream_is_stopped() {
     assert_eq!(
         stopped.ok().flatten().map(|c| c.into_inner()),
         Some(code::TOO_LARGE.into())
+    );
+}
+
+/// Bad frames on a multiplexed RPC stream: a frame whose body does not parse is refused by id
+/// (or only counted, when it names no id) and the calls around it on the same stream are still
+/// answered; only a length prefix over the limit, which loses the framing, ends the stream.
+#[tokio::test]
+async fn malformed_rpc_frames_are_refused_and_the_other_calls_on_the_stream_go_on() {
+    let mut member = node("orders").await;
+    let raw = RawPeer::connect(&member).await;
+    let server = tokio::spawn(async move {
+        while let Some(request) = member.inbox.requests.recv().await {
+            let mut reply = b"re:".to_vec();
+            reply.extend_from_slice(&request.payload);
+            request.respond(reply.into()).await.unwrap();
+        }
+    });
+    let mut wire = raw.open_mux().await;
+
+    wire.write(&request(1, b"first")).await;
+    // An unknown kind naming request 2.
+    let mut unknown = vec![42u8];
+    unknown.extend_from_slice(&2u64.to_be_bytes());
+    wire.write_body(&unknown).await;
+    // Too short to name a request at all.
+    wire.write_body(&[1, 0, 0]).await;
+    // A request too short to hold its deadline.
+    let mut short = vec![1u8];
+    short.extend_from_slice(&3u64.to_be_bytes());
+    short.push(0);
+    wire.write_body(&short).await;
+    wire.write(&request(4, b"after")).await;
+
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(wire.next().await);
+    }
+    answers.sort_by_key(MuxFrame::id);
+    assert_eq!(
+        answers,
+        vec![
+            MuxFrame::Response {
+                id: 1,
+                payload: Bytes::from_static(b"re:first")
+            },
+            MuxFrame::Refused {
+                id: 2,
+                code: code::MALFORMED
+            },
+            MuxFrame::Refused {
+                id: 3,
+                code: code::MALFORMED
+            },
+            MuxFrame::Response {
+                id: 4,
+                payload: Bytes::from_static(b"re:after")
+            },
+        ]
+    );
+
+    // A request over the multiplexed limit (64 KiB) loses the framing: the stream is stopped.
+    let mut oversized = BytesMut::new();
+    oversized.put_u32(1 << 20);
+    wire.send.write_all(&oversized).await.unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), wire.send.stopped())
+        .await
+        .expect("receiver reacts");
+    assert_eq!(
+        stopped.ok().flatten().map(|c| c.into_inner()),
+        Some(code::TOO_LARGE.into())
+    );
+
+    // A new stream on the same connection is served again.
+    let mut again = raw.open_mux().await;
+    again.write(&request(1, b"again")).await;
+    assert_eq!(
+        again.next().await,
+        MuxFrame::Response {
+            id: 1,
+            payload: Bytes::from_static(b"re:again")
+        }
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_request_id_already_in_flight_is_refused_and_the_first_call_stands() {
+    let mut member = node("orders").await;
+    let metrics = member.endpoint.metrics().clone();
+    let raw = RawPeer::connect(&member).await;
+    let mut wire = raw.open_mux().await;
+    wire.write(&request(9, b"one")).await;
+    let held = within(Duration::from_secs(5), &mut member.inbox.requests).await;
+    wire.write(&request(9, b"two")).await;
+    assert_eq!(
+        wire.next().await,
+        MuxFrame::Refused {
+            id: 9,
+            code: code::MALFORMED
+        }
+    );
+    assert_eq!(metrics.rpc_events(RpcEvent::Malformed), 1);
+    assert_eq!(&held.payload[..], b"one");
+    held.respond(Bytes::from_static(b"ok")).await.unwrap();
+    assert_eq!(
+        wire.next().await,
+        MuxFrame::Response {
+            id: 9,
+            payload: Bytes::from_static(b"ok")
+        }
     );
 }

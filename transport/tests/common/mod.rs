@@ -10,6 +10,8 @@ use foundation_transport::{
 };
 use tokio::sync::mpsc;
 
+pub mod raw;
+
 pub const SECRET: &str = "test secret of sufficient length";
 
 pub fn secret(text: &str) -> Trust {

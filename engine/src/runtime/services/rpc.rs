@@ -260,6 +260,7 @@ impl RpcHandle {
             Err(RequestError::Refused(code)) => {
                 AttemptEnd::NotDelivered(format!("refused (code {code})"))
             }
+            Err(e @ RequestError::InFlightLimit { .. }) => AttemptEnd::NotDelivered(e.to_string()),
             Err(e @ RequestError::TooLarge { .. }) => AttemptEnd::TooLarge(e.to_string()),
             Err(e) => AttemptEnd::Lost(e.to_string()),
         }
@@ -369,20 +370,28 @@ pub(crate) async fn serve(
         let admitted = lock(&gate).admit(now, from, &payload);
         let (shared, metrics, gate) = (shared.clone(), metrics.clone(), gate.clone());
         tokio::spawn(async move {
-            let (service, reply) = match admitted {
-                Ok(request) => {
-                    let _running = Running(gate);
-                    let service = request.service.clone();
-                    (
-                        Some(service),
-                        answer(&shared, from, request, deadline).await,
-                    )
-                }
-                Err(refused) => {
-                    if matches!(refused, RemoteError::RateLimited { .. }) {
-                        metrics.rate_limited.inc();
+            let service = admitted.as_ref().ok().map(|r| r.service.clone());
+            let work = async {
+                match admitted {
+                    Ok(request) => {
+                        let _running = Running(gate);
+                        answer(&shared, from, request, deadline).await
                     }
-                    (None, RpcReply::Err(refused))
+                    Err(refused) => {
+                        if matches!(refused, RemoteError::RateLimited { .. }) {
+                            metrics.rate_limited.inc();
+                        }
+                        RpcReply::Err(refused)
+                    }
+                }
+            };
+            // A caller that gives up (its deadline, or it dropped the call) stops the handler:
+            // its answer would be dropped anyway.
+            let reply = tokio::select! {
+                reply = work => reply,
+                () = responder.cancelled() => {
+                    count_outcome(&metrics, service, "cancelled");
+                    return;
                 }
             };
             count_served(&metrics, service, &reply);
@@ -428,6 +437,10 @@ fn count_served(metrics: &ServicesMetrics, service: Option<String>, reply: &RpcR
         RpcReply::Err(RemoteError::Overloaded) => "overloaded",
         RpcReply::Err(RemoteError::BadRequest(_)) => "bad_request",
     };
+    count_outcome(metrics, service, outcome);
+}
+
+fn count_outcome(metrics: &ServicesMetrics, service: Option<String>, outcome: &'static str) {
     let service = service.unwrap_or_default();
     metrics
         .served

@@ -1,0 +1,617 @@
+//! Small requests multiplexed on one long-lived bidirectional stream per connection.
+//!
+//! The caller's side ([`MuxClient`]) opens the stream on the first small request over a
+//! connection, gives each call an id, and keeps a table of calls waiting for an answer. The
+//! responder's side ([`serve`]) reads requests off the stream and hands them to the application
+//! with a [`MuxResponder`] that answers by id. Both sides write through an [`Outbox`]: frames
+//! queued while a write is under way leave together in the next write, so many calls share a
+//! packet and a wake-up of the writer.
+//!
+//! A caller that gives up (its deadline passed, or its future was dropped) sends a cancel frame;
+//! the responder's [`cancelled`](MuxResponder::cancelled) future then resolves. An answer that
+//! arrives for a call nobody waits for any more is counted as a late reply and dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+use tokio::sync::{oneshot, Notify};
+use tracing::{debug, warn};
+
+use foundation_core::identity::NodeId;
+use foundation_core::Channel;
+
+use super::codec::{BadMuxFrame, MuxFrame, MUX_OVERHEAD, MUX_REQUEST_MAX};
+use super::{IncomingRequest, Responder, ResponderInner};
+use crate::channel::priority;
+use crate::endpoint::Shared;
+use crate::error::{RequestError, SendError};
+use crate::frame::{FrameDecoder, StreamHeader};
+use crate::metrics::{Direction, DropReason, RpcEvent, TransportMetrics};
+use crate::stream_io::ReadError;
+use crate::wire::code;
+
+/// Largest chunk taken from the stream at once.
+const READ_CHUNK_MAX: usize = 64 << 10;
+/// Payloads smaller than this are copied out of the read buffer, so a kept payload does not pin
+/// the whole chunk it came in.
+const COPY_BELOW: usize = 4096;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Frames waiting to be written on one stream, written by one task in as few writes as it can.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    state: Mutex<OutboxState>,
+    ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    buffer: BytesMut,
+    closed: bool,
+}
+
+impl Outbox {
+    /// Queues one frame; `false` once the stream is closed.
+    fn push(&self, frame: &MuxFrame) -> bool {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return false;
+        }
+        let was_empty = state.buffer.is_empty();
+        frame.encode(&mut state.buffer);
+        drop(state);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// No more frames: the writer sends what is queued and finishes the stream.
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.ready.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+}
+
+/// Writes what `outbox` collects onto `send`, one write per batch, until it closes.
+async fn write_outbox(outbox: Arc<Outbox>, mut send: SendStream) {
+    loop {
+        let batch = {
+            let mut state = lock(&outbox.state);
+            if !state.buffer.is_empty() {
+                Some(state.buffer.split().freeze())
+            } else if state.closed {
+                break;
+            } else {
+                None
+            }
+        };
+        match batch {
+            Some(batch) => {
+                if let Err(error) = send.write_chunk(batch).await {
+                    debug!(%error, "rpc stream write failed");
+                    outbox.close();
+                    return;
+                }
+            }
+            None => outbox.ready.notified().await,
+        }
+    }
+    let _ = send.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The caller's side.
+
+/// The multiplexed stream of one connection, opened on first use and reopened if it fails.
+#[derive(Debug, Default)]
+pub(crate) struct MuxSlot {
+    current: Mutex<Option<Arc<MuxClient>>>,
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl MuxSlot {
+    /// The connection's open multiplexed stream, opening one if there is none.
+    async fn client(
+        &self,
+        shared: &Shared,
+        conn: &Connection,
+    ) -> Result<Arc<MuxClient>, RequestError> {
+        if let Some(client) = self.live() {
+            return Ok(client);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(client) = self.live() {
+            return Ok(client);
+        }
+        let client = MuxClient::open(shared, conn).await?;
+        *lock(&self.current) = Some(client.clone());
+        Ok(client)
+    }
+
+    fn live(&self) -> Option<Arc<MuxClient>> {
+        lock(&self.current)
+            .as_ref()
+            .filter(|c| !c.outbox.is_closed())
+            .cloned()
+    }
+}
+
+type Answer = oneshot::Sender<Result<Bytes, RequestError>>;
+
+/// The caller's end of a multiplexed stream.
+#[derive(Debug)]
+pub(crate) struct MuxClient {
+    outbox: Arc<Outbox>,
+    calls: Mutex<Calls>,
+    limit: usize,
+    metrics: Arc<TransportMetrics>,
+}
+
+#[derive(Debug, Default)]
+struct Calls {
+    waiting: HashMap<u64, Answer>,
+    next_id: u64,
+    /// Set when the stream failed: every later call gets this error.
+    failed: Option<RequestError>,
+}
+
+impl MuxClient {
+    async fn open(shared: &Shared, conn: &Connection) -> Result<Arc<MuxClient>, RequestError> {
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| RequestError::Unreachable(e.to_string()))?;
+        let _ = send.set_priority(priority(Channel::Rpc));
+        let outbox = Arc::new(Outbox::default());
+        // The header leaves with the first request.
+        lock(&outbox.state)
+            .buffer
+            .extend_from_slice(&StreamHeader::RPC_MUX.encode());
+        let client = Arc::new(MuxClient {
+            outbox: outbox.clone(),
+            calls: Mutex::new(Calls::default()),
+            limit: shared.config.max_concurrent_requests as usize,
+            metrics: shared.metrics.clone(),
+        });
+        tokio::spawn(write_outbox(outbox, send));
+        tokio::spawn(read_answers(
+            client.clone(),
+            recv,
+            shared.config.limits.rpc + MUX_OVERHEAD,
+        ));
+        Ok(client)
+    }
+
+    /// Sends one request and waits for its answer. Dropping the future cancels the call.
+    async fn call(
+        self: &Arc<Self>,
+        payload: &[u8],
+        remaining: Duration,
+    ) -> Result<Bytes, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut calls = lock(&self.calls);
+            if let Some(failed) = &calls.failed {
+                return Err(failed.clone());
+            }
+            if calls.waiting.len() >= self.limit {
+                self.metrics.rpc_event(RpcEvent::InFlightLimit);
+                return Err(RequestError::InFlightLimit { limit: self.limit });
+            }
+            calls.next_id = calls.next_id.wrapping_add(1);
+            let id = calls.next_id;
+            calls.waiting.insert(id, tx);
+            id
+        };
+        let mut pending = Pending {
+            client: self,
+            id,
+            done: false,
+        };
+        let request = MuxFrame::Request {
+            id,
+            deadline_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
+            payload: Bytes::copy_from_slice(payload),
+        };
+        if !self.outbox.push(&request) {
+            pending.done = true;
+            lock(&self.calls).waiting.remove(&id);
+            return Err(RequestError::Unreachable("rpc stream closed".into()));
+        }
+        self.metrics
+            .traffic(Channel::Rpc, Direction::Sent, 1, payload.len() as u64);
+        let answer = rx.await;
+        pending.done = true;
+        let response = answer
+            .unwrap_or_else(|_| Err(RequestError::Unreachable("rpc stream closed".into())))?;
+        self.metrics
+            .traffic(Channel::Rpc, Direction::Received, 1, response.len() as u64);
+        Ok(response)
+    }
+
+    /// Ends every waiting call with `error`, and refuses later ones with it.
+    fn fail(&self, error: RequestError) {
+        self.outbox.close();
+        let waiting = {
+            let mut calls = lock(&self.calls);
+            calls.failed.get_or_insert(error.clone());
+            std::mem::take(&mut calls.waiting)
+        };
+        for (_, answer) in waiting {
+            let _ = answer.send(Err(error.clone()));
+        }
+    }
+
+    fn answer(&self, id: u64, result: Result<Bytes, RequestError>) {
+        let waiting = lock(&self.calls).waiting.remove(&id);
+        match waiting {
+            Some(answer) => {
+                // The caller may be dropping its future right now; then the answer is late.
+                if answer.send(result).is_err() {
+                    self.metrics.rpc_event(RpcEvent::LateReply);
+                }
+            }
+            None => self.metrics.rpc_event(RpcEvent::LateReply),
+        }
+    }
+}
+
+/// A call waiting for its answer; dropped before the answer (a deadline, or the caller's future
+/// dropped), it tells the responder the caller gave up.
+struct Pending<'a> {
+    client: &'a Arc<MuxClient>,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let was_waiting = lock(&self.client.calls).waiting.remove(&self.id).is_some();
+        if was_waiting && self.client.outbox.push(&MuxFrame::Cancel { id: self.id }) {
+            self.client.metrics.rpc_event(RpcEvent::CancelSent);
+        }
+    }
+}
+
+/// Reads answers off the stream and hands each to its call, until the stream ends.
+async fn read_answers(client: Arc<MuxClient>, mut recv: RecvStream, max: usize) {
+    let mut decoder = FrameDecoder::new(max);
+    let error = loop {
+        let chunk = match recv.read_chunk(READ_CHUNK_MAX, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
+            Ok(None) => break RequestError::Unreachable("rpc stream finished by the peer".into()),
+            Err(quinn::ReadError::Reset(code)) => break RequestError::Refused(code.into_inner()),
+            Err(error) => break RequestError::Unreachable(error.to_string()),
+        };
+        decoder.extend(&chunk);
+        let failed = loop {
+            match decoder.next_frame() {
+                Ok(Some(body)) => take_answer(&client, body),
+                Ok(None) => break None,
+                Err(error) => break Some(error),
+            }
+        };
+        if let Some(error) = failed {
+            warn!(%error, "rpc stream from peer lost its framing; its calls fail");
+            client
+                .metrics
+                .rejected(Some(Channel::Rpc), DropReason::Oversized);
+            let _ = recv.stop(VarInt::from_u32(code::TOO_LARGE));
+            break RequestError::Malformed(error);
+        }
+    };
+    client.fail(error);
+}
+
+fn take_answer(client: &MuxClient, body: Bytes) {
+    match MuxFrame::decode(body) {
+        Ok(MuxFrame::Response { id, payload }) => client.answer(id, Ok(small_copy(payload))),
+        Ok(MuxFrame::NoResponse { id }) => client.answer(id, Err(RequestError::NoResponse)),
+        Ok(MuxFrame::Refused { id, code }) => {
+            client.answer(id, Err(RequestError::Refused(code.into())))
+        }
+        Ok(other) => {
+            debug!(id = other.id(), "responder sent a caller's frame; ignored");
+            client.metrics.rpc_event(RpcEvent::Malformed);
+        }
+        Err(BadMuxFrame { id, error }) => {
+            debug!(?id, %error, "malformed rpc answer");
+            client.metrics.rpc_event(RpcEvent::Malformed);
+            if let Some(id) = id {
+                client.answer(id, Err(RequestError::Malformed(error)));
+            }
+        }
+    }
+}
+
+fn small_copy(payload: Bytes) -> Bytes {
+    if payload.len() < COPY_BELOW {
+        Bytes::copy_from_slice(&payload)
+    } else {
+        payload
+    }
+}
+
+/// Sends a request of at most [`MUX_REQUEST_MAX`] bytes on the connection's multiplexed stream.
+pub(crate) async fn call(
+    shared: &Shared,
+    slot: &MuxSlot,
+    conn: &Connection,
+    payload: &[u8],
+    remaining: Duration,
+) -> Result<Bytes, RequestError> {
+    let client = slot.client(shared, conn).await?;
+    client.call(payload, remaining).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// The responder's side.
+
+/// One multiplexed stream's calls in flight at the responder.
+#[derive(Debug)]
+pub(crate) struct MuxServer {
+    outbox: Arc<Outbox>,
+    calls: Mutex<HashMap<u64, Arc<Cancel>>>,
+    max_response: usize,
+    metrics: Arc<TransportMetrics>,
+}
+
+/// Fired when the caller gives up on a call, or its stream ends.
+#[derive(Debug, Default)]
+pub(crate) struct Cancel {
+    fired: AtomicBool,
+    notify: Notify,
+}
+
+impl Cancel {
+    fn fire(&self) {
+        self.fired.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_fired() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Answers one call of a multiplexed stream, by id.
+pub(crate) struct MuxResponder {
+    server: Arc<MuxServer>,
+    id: u64,
+    cancel: Arc<Cancel>,
+    answered: bool,
+}
+
+impl std::fmt::Debug for MuxResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxResponder")
+            .field("id", &self.id)
+            .field("cancelled", &self.cancel.is_fired())
+            .finish()
+    }
+}
+
+impl MuxResponder {
+    pub(crate) fn respond(mut self, response: Bytes) -> Result<(), SendError> {
+        let max = self.server.max_response;
+        if response.len() > max {
+            return Err(SendError::TooLarge {
+                len: response.len(),
+                max,
+            });
+        }
+        self.answered = true;
+        self.server.end(self.id);
+        if self.cancel.is_fired() {
+            // The caller is gone; an answer would only be dropped as late.
+            return Ok(());
+        }
+        let len = response.len() as u64;
+        let frame = MuxFrame::Response {
+            id: self.id,
+            payload: response,
+        };
+        if !self.server.outbox.push(&frame) {
+            return Err(SendError::ConnectionLost("rpc stream closed".into()));
+        }
+        self.server
+            .metrics
+            .traffic(Channel::Rpc, Direction::Sent, 1, len);
+        Ok(())
+    }
+
+    /// Refuses the call without running it.
+    pub(crate) fn refuse(mut self, code: u32) {
+        self.answered = true;
+        self.server.end(self.id);
+        self.server
+            .outbox
+            .push(&MuxFrame::Refused { id: self.id, code });
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        self.cancel.wait().await
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.is_fired()
+    }
+}
+
+impl Drop for MuxResponder {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.server.end(self.id);
+            self.server
+                .outbox
+                .push(&MuxFrame::NoResponse { id: self.id });
+        }
+    }
+}
+
+impl MuxServer {
+    fn end(&self, id: u64) {
+        lock(&self.calls).remove(&id);
+    }
+
+    /// Fires every call's cancellation: the stream they came on is gone.
+    fn cancel_all(&self) {
+        let calls = std::mem::take(&mut *lock(&self.calls));
+        for cancel in calls.values() {
+            cancel.fire();
+        }
+    }
+}
+
+/// Serves a multiplexed RPC stream a peer opened (its header already read), until it ends.
+pub(crate) async fn serve(
+    shared: &Arc<Shared>,
+    from: NodeId,
+    send: SendStream,
+    recv: &mut RecvStream,
+) -> Result<(), ReadError> {
+    let _ = send.set_priority(priority(Channel::Rpc));
+    let outbox = Arc::new(Outbox::default());
+    tokio::spawn(write_outbox(outbox.clone(), send));
+    let server = Arc::new(MuxServer {
+        outbox: outbox.clone(),
+        calls: Mutex::new(HashMap::new()),
+        max_response: shared.config.limits.rpc,
+        metrics: shared.metrics.clone(),
+    });
+    let result = read_requests(shared, from, &server, recv).await;
+    server.cancel_all();
+    outbox.close();
+    result
+}
+
+async fn read_requests(
+    shared: &Shared,
+    from: NodeId,
+    server: &Arc<MuxServer>,
+    recv: &mut RecvStream,
+) -> Result<(), ReadError> {
+    let max_request = shared.config.limits.rpc.min(MUX_REQUEST_MAX);
+    let mut decoder = FrameDecoder::new(max_request + MUX_OVERHEAD);
+    loop {
+        let chunk = match recv.read_chunk(READ_CHUNK_MAX, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
+            Ok(None) => return Ok(decoder.finish()?),
+            Err(quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_)) => return Ok(()),
+            Err(error) => return Err(ReadError::Stream(error.to_string())),
+        };
+        decoder.extend(&chunk);
+        while let Some(body) = decoder.next_frame()? {
+            take_request(shared, from, server, body);
+        }
+    }
+}
+
+fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: Bytes) {
+    let refuse = |id, code| {
+        server.outbox.push(&MuxFrame::Refused { id, code });
+    };
+    let (id, deadline_ms, payload) = match MuxFrame::decode(body) {
+        Ok(MuxFrame::Request {
+            id,
+            deadline_ms,
+            payload,
+        }) => (id, deadline_ms, payload),
+        Ok(MuxFrame::Cancel { id }) => {
+            server.metrics.rpc_event(RpcEvent::CancelReceived);
+            if let Some(cancel) = lock(&server.calls).get(&id) {
+                cancel.fire();
+            }
+            return;
+        }
+        Ok(other) => {
+            debug!(peer = %from.short(), id = other.id(), "caller sent a responder's frame; ignored");
+            server.metrics.rpc_event(RpcEvent::Malformed);
+            server
+                .metrics
+                .rejected(Some(Channel::Rpc), DropReason::Malformed);
+            return;
+        }
+        Err(BadMuxFrame { id, error }) => {
+            warn!(peer = %from.short(), %error, "refusing a malformed rpc frame");
+            server.metrics.rpc_event(RpcEvent::Malformed);
+            server
+                .metrics
+                .rejected(Some(Channel::Rpc), DropReason::Malformed);
+            if let Some(id) = id {
+                refuse(id, code::MALFORMED);
+            }
+            return;
+        }
+    };
+    let cancel = Arc::new(Cancel::default());
+    {
+        let mut calls = lock(&server.calls);
+        if calls.contains_key(&id) {
+            drop(calls);
+            warn!(peer = %from.short(), id, "refusing a request whose id is already in flight");
+            server.metrics.rpc_event(RpcEvent::Malformed);
+            server
+                .metrics
+                .rejected(Some(Channel::Rpc), DropReason::Malformed);
+            return refuse(id, code::MALFORMED);
+        }
+        if calls.len() >= shared.config.max_concurrent_requests as usize {
+            drop(calls);
+            server.metrics.rpc_event(RpcEvent::InFlightLimit);
+            return refuse(id, code::TOO_MANY_IN_FLIGHT);
+        }
+        calls.insert(id, cancel.clone());
+    }
+    shared
+        .metrics
+        .traffic(Channel::Rpc, Direction::Received, 1, payload.len() as u64);
+    let responder = Responder {
+        inner: ResponderInner::Mux(MuxResponder {
+            server: server.clone(),
+            id,
+            cancel,
+            answered: false,
+        }),
+    };
+    let request = IncomingRequest {
+        from,
+        payload: small_copy(payload),
+        deadline: tokio::time::Instant::now() + Duration::from_millis(deadline_ms.into()),
+        responder,
+    };
+    if let Err(refused) = shared.inbox.requests.try_send(request) {
+        // The application is not keeping up or not listening: refuse rather than queue forever.
+        let (.., responder) = refused.into_inner().into_parts();
+        if let ResponderInner::Mux(mux) = responder.inner {
+            mux.refuse(code::UNAVAILABLE);
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Small requests multiplexed on one stream per connection: answers find their callers by id,
+//! deadlines and cancellation reach the responder, the in-flight limit is enforced with a clear
+//! error, and answers nobody waits for are counted and dropped.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::raw::RawPeer;
+use common::*;
+use foundation_transport::metrics::RpcEvent;
+use foundation_transport::rpc::codec::MuxFrame;
+use foundation_transport::wire::code;
+use foundation_transport::{Channel, RequestError, TransportConfig};
+
+/// Collects `n` requests, then answers them in the reverse order of arrival, each with its own
+/// payload reversed: a caller that got another call's answer would see it.
+#[tokio::test]
+async fn many_concurrent_calls_on_one_connection_each_get_their_own_answer() {
+    const CALLS: usize = 300;
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while held.len() < CALLS {
+            held.push(within(Duration::from_secs(10), &mut b.inbox.requests).await);
+        }
+        while let Some(request) = held.pop() {
+            let mut reply = request.payload.to_vec();
+            reply.reverse();
+            request.respond(reply.into()).await.unwrap();
+        }
+        b
+    });
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..CALLS {
+        let endpoint = a.endpoint.clone();
+        calls.spawn(async move {
+            let payload = format!("call number {i}").into_bytes();
+            let answer = endpoint
+                .request(to, payload.clone().into(), Duration::from_secs(10))
+                .await
+                .unwrap();
+            let mut expected = payload;
+            expected.reverse();
+            assert_eq!(
+                &answer[..],
+                &expected[..],
+                "call {i} got another call's answer"
+            );
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap();
+    }
+    let b = server.await.unwrap();
+    assert_eq!(
+        a.endpoint.metrics().messages(
+            Channel::Rpc,
+            foundation_transport::metrics::Direction::Received
+        ),
+        CALLS as u64
+    );
+    assert_eq!(
+        b.endpoint.metrics().messages(
+            Channel::Rpc,
+            foundation_transport::metrics::Direction::Received
+        ),
+        CALLS as u64
+    );
+    assert_eq!(a.endpoint.metrics().rpc_events(RpcEvent::LateReply), 0);
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_fails_and_its_handler_sees_the_cancellation() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let (a_metrics, b_metrics) = (a.endpoint.metrics().clone(), b.endpoint.metrics().clone());
+    let handler = tokio::spawn(async move {
+        let request = within(Duration::from_secs(5), &mut b.inbox.requests).await;
+        let remaining = request
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        assert!(
+            remaining <= Duration::from_millis(200) && remaining > Duration::ZERO,
+            "deadline carried: {remaining:?}"
+        );
+        let (.., responder) = request.into_parts();
+        assert!(!responder.is_cancelled());
+        tokio::time::timeout(Duration::from_secs(5), responder.cancelled())
+            .await
+            .expect("the handler learns the caller gave up");
+        assert!(responder.is_cancelled());
+        // Answering a call whose caller is gone sends nothing.
+        responder
+            .respond(Bytes::from_static(b"too late"))
+            .await
+            .unwrap();
+        b
+    });
+    let result = a
+        .endpoint
+        .request(to, Bytes::from_static(b"slow"), Duration::from_millis(200))
+        .await;
+    assert_eq!(result, Err(RequestError::DeadlineExceeded));
+    let _b = handler.await.unwrap();
+    assert_eq!(a_metrics.rpc_events(RpcEvent::CancelSent), 1);
+    assert_eq!(b_metrics.rpc_events(RpcEvent::CancelReceived), 1);
+    assert_eq!(a_metrics.rpc_events(RpcEvent::LateReply), 0);
+}
+
+#[tokio::test]
+async fn dropping_a_call_cancels_it_at_the_handler_and_the_stream_keeps_serving() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let endpoint = a.endpoint.clone();
+    let call = tokio::spawn(async move {
+        endpoint
+            .request(
+                to,
+                Bytes::from_static(b"abandoned"),
+                Duration::from_secs(30),
+            )
+            .await
+    });
+    let request = within(Duration::from_secs(5), &mut b.inbox.requests).await;
+    call.abort();
+    let (.., responder) = request.into_parts();
+    tokio::time::timeout(Duration::from_secs(5), responder.cancelled())
+        .await
+        .expect("the handler learns the call was dropped");
+
+    // The same stream carries the next call.
+    let next = tokio::spawn({
+        let endpoint = a.endpoint.clone();
+        async move {
+            endpoint
+                .request(to, Bytes::from_static(b"next"), Duration::from_secs(5))
+                .await
+        }
+    });
+    let request = within(Duration::from_secs(5), &mut b.inbox.requests).await;
+    assert_eq!(&request.payload[..], b"next");
+    request
+        .respond(Bytes::from_static(b"served"))
+        .await
+        .unwrap();
+    assert_eq!(&next.await.unwrap().unwrap()[..], b"served");
+}
+
+#[tokio::test]
+async fn a_responder_dropped_without_answering_reports_no_response() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let dropper = tokio::spawn(async move {
+        drop(within(Duration::from_secs(5), &mut b.inbox.requests).await);
+        b
+    });
+    let result = a
+        .endpoint
+        .request(to, Bytes::from_static(b"?"), Duration::from_secs(5))
+        .await;
+    assert_eq!(result, Err(RequestError::NoResponse));
+    let _ = dropper.await;
+}
+
+#[tokio::test]
+async fn a_caller_past_its_in_flight_limit_gets_a_clear_error_and_recovers() {
+    let a = node_with(
+        "orders",
+        &secret(SECRET),
+        TransportConfig {
+            max_concurrent_requests: 4,
+            ..fast_config()
+        },
+    )
+    .await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let mut calls = Vec::new();
+    for i in 0..4u8 {
+        let endpoint = a.endpoint.clone();
+        calls.push(tokio::spawn(async move {
+            endpoint
+                .request(to, Bytes::from(vec![i]), Duration::from_secs(10))
+                .await
+        }));
+    }
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(within(Duration::from_secs(5), &mut b.inbox.requests).await);
+    }
+    let fifth = a
+        .endpoint
+        .request(to, Bytes::from_static(b"fifth"), Duration::from_secs(10))
+        .await;
+    assert_eq!(fifth, Err(RequestError::InFlightLimit { limit: 4 }));
+    assert!(fifth
+        .unwrap_err()
+        .to_string()
+        .contains("4 requests already in flight"));
+    assert_eq!(a.endpoint.metrics().rpc_events(RpcEvent::InFlightLimit), 1);
+    for request in held {
+        let reply = request.payload.clone();
+        request.respond(reply).await.unwrap();
+    }
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(&call.await.unwrap().unwrap()[..], &[i as u8]);
+    }
+    let server = tokio::spawn(async move {
+        let request = within(Duration::from_secs(5), &mut b.inbox.requests).await;
+        request
+            .respond(Bytes::from_static(b"room again"))
+            .await
+            .unwrap();
+        b
+    });
+    let sixth = a
+        .endpoint
+        .request(to, Bytes::from_static(b"sixth"), Duration::from_secs(5))
+        .await;
+    assert_eq!(&sixth.unwrap()[..], b"room again");
+    let _ = server.await;
+}
+
+#[tokio::test]
+async fn a_responder_refuses_calls_past_its_in_flight_limit() {
+    let a = node("orders").await;
+    let mut b = node_with(
+        "orders",
+        &secret(SECRET),
+        TransportConfig {
+            max_concurrent_requests: 2,
+            ..fast_config()
+        },
+    )
+    .await;
+    let to = b.endpoint.local();
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        let endpoint = a.endpoint.clone();
+        calls.push(tokio::spawn(async move {
+            endpoint
+                .request(to, Bytes::from_static(b"held"), Duration::from_secs(10))
+                .await
+        }));
+    }
+    let first = within(Duration::from_secs(5), &mut b.inbox.requests).await;
+    let second = within(Duration::from_secs(5), &mut b.inbox.requests).await;
+    let third = a
+        .endpoint
+        .request(to, Bytes::from_static(b"third"), Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        third,
+        Err(RequestError::Refused(code::TOO_MANY_IN_FLIGHT.into()))
+    );
+    assert_eq!(b.endpoint.metrics().rpc_events(RpcEvent::InFlightLimit), 1);
+    first.respond(Bytes::new()).await.unwrap();
+    second.respond(Bytes::new()).await.unwrap();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(Bytes::new()));
+    }
+}
+
+/// A hand-driven responder answers a call only after the caller gave up (it waits for the
+/// cancel frame), and answers an id that was never asked: both answers are counted as late
+/// and dropped, and the next call on the same stream still gets its own answer.
+#[tokio::test]
+async fn late_replies_are_counted_and_dropped() {
+    let a = node("orders").await;
+    let raw = RawPeer::connect(&a).await;
+    let metrics = a.endpoint.metrics().clone();
+    let to = raw.addr;
+    let endpoint = a.endpoint.clone();
+    let caller = tokio::spawn(async move {
+        let given_up = endpoint
+            .request(to, Bytes::from_static(b"first"), Duration::from_millis(150))
+            .await;
+        assert_eq!(given_up, Err(RequestError::DeadlineExceeded));
+        endpoint
+            .request(to, Bytes::from_static(b"second"), Duration::from_secs(5))
+            .await
+    });
+    let mut wire = raw.accept_mux().await;
+    let MuxFrame::Request { id: first, .. } = wire.next().await else {
+        panic!("expected a request");
+    };
+    assert_eq!(wire.next().await, MuxFrame::Cancel { id: first });
+    wire.write(&MuxFrame::Response {
+        id: first,
+        payload: Bytes::from_static(b"late"),
+    })
+    .await;
+    wire.write(&MuxFrame::Response {
+        id: 999_999,
+        payload: Bytes::from_static(b"never asked"),
+    })
+    .await;
+    let MuxFrame::Request {
+        id: second,
+        payload,
+        ..
+    } = wire.next().await
+    else {
+        panic!("expected a request");
+    };
+    assert_ne!(second, first);
+    assert_eq!(&payload[..], b"second");
+    wire.write(&MuxFrame::Response {
+        id: second,
+        payload: Bytes::from_static(b"on time"),
+    })
+    .await;
+    assert_eq!(&caller.await.unwrap().unwrap()[..], b"on time");
+    assert_eq!(metrics.rpc_events(RpcEvent::LateReply), 2);
+}
+
+#[tokio::test]
+async fn requests_over_the_multiplexed_limit_still_go_through_on_their_own_stream() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let server = tokio::spawn(async move {
+        let request = within(Duration::from_secs(5), &mut b.inbox.requests).await;
+        let len = request.payload.len() as u32;
+        request
+            .respond(Bytes::from(len.to_be_bytes().to_vec()))
+            .await
+            .unwrap();
+        b
+    });
+    let big = Bytes::from(vec![7u8; foundation_transport::rpc::MUX_REQUEST_MAX + 1]);
+    let answer = a
+        .endpoint
+        .request(to, big, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        u32::from_be_bytes(answer[..].try_into().unwrap()) as usize,
+        foundation_transport::rpc::MUX_REQUEST_MAX + 1
+    );
+    let _ = server.await;
+}
