@@ -79,6 +79,7 @@
 #![warn(missing_docs)]
 
 pub mod agents;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 mod directories;

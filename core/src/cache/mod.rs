@@ -608,8 +608,18 @@ impl Caches {
                     break;
                 };
                 cache.readers.remove(&key);
-                if let Some(flight) = cache.flights.remove(&key) {
-                    for w in flight.waiters {
+                // A granted flight stays until its runner ends it or its lease runs out, so
+                // a key that comes back here is not granted twice at once; its waiters ask
+                // the new owner.
+                let waiters: Vec<Waiter> = match cache.flights.get_mut(&key) {
+                    Some(flight) => flight.waiters.drain(..).collect(),
+                    None => Vec::new(),
+                };
+                if cache.flights.get(&key).is_some_and(|f| f.token == 0) {
+                    cache.flights.remove(&key);
+                }
+                {
+                    for w in waiters {
                         self.send(
                             w.node,
                             CacheMessage::NotOwner {
@@ -1090,7 +1100,16 @@ impl Caches {
         let ttl = ttl_ms.map(Duration::from_millis).or(settings.ttl);
         let key = Bytes::from(key);
         if self.owner(mode, &name, &key) != me.node {
-            // Ownership moved while the value travelled: its new owner computes afresh.
+            // Ownership moved while the value travelled: its new owner computes afresh. The
+            // runner's flight here is over.
+            let finished = self
+                .caches
+                .get(&name)
+                .and_then(|c| c.flights.get(&key))
+                .is_some_and(|f| f.token == token);
+            if finished {
+                self.grant_next(now, &name, &key);
+            }
             return;
         }
         let Some(cache) = self.caches.get_mut(&name) else {
