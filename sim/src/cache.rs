@@ -98,7 +98,7 @@ pub fn run_churn(seed: u64) -> Result<CacheChurnReport, String> {
         (20_000_000, Fault::Restart(Nodes::One(2), Identity::Same)),
         (23_000_000, Fault::Restart(Nodes::One(0), Identity::Same)),
     ];
-    let mut declared = vec![None; NODES];
+    let mut declared: BTreeMap<usize, u64> = BTreeMap::new();
     let mut check = Checker::default();
     // Computations to report: (world µs due, slot, life, request).
     let mut due: Vec<(u64, usize, u64, u64)> = Vec::new();
@@ -112,9 +112,9 @@ pub fn run_churn(seed: u64) -> Result<CacheChurnReport, String> {
             world.apply(&fault, &no_groups)?;
         }
         for slot in 0..NODES {
-            let life = world.node(slot).is_up().then(|| world.node(slot).life());
-            if life.is_some() && declared[slot] != life {
-                declared[slot] = life;
+            let life = world.node(slot).life();
+            if world.node(slot).is_up() && declared.get(&slot) != Some(&life) {
+                declared.insert(slot, life);
                 let store = Arc::new(MemoryStore::new(1_000));
                 world.with_core(slot, |core, _| core.declare_cache(settings(), store));
             }
@@ -175,10 +175,13 @@ fn run_to(world: &mut World, us: u64) {
     world.advance_to(us);
 }
 
+/// A computation: (slot, life, request).
+type Runner = (usize, u64, u64);
+
 #[derive(Default)]
 struct Checker {
     /// Computations running: (granting owner, key) → (slot, life, request).
-    running: BTreeMap<(Life, Bytes), BTreeSet<(usize, u64, u64)>>,
+    running: BTreeMap<(Life, Bytes), BTreeSet<Runner>>,
     /// The highest version of each owner's key whose invalidation reached each slot's life:
     /// (slot, life, owner, key) → version.
     floors: BTreeMap<(usize, u64, Life, Bytes), u64>,

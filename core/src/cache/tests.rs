@@ -391,7 +391,7 @@ fn when_the_owner_leaves_waiters_ask_the_new_owner_and_near_copies_go() {
             .update_view(now, vec![candidate(1), candidate(2)]);
     }
     assert_eq!(net.node(1).store("p").map(|s| s.len()), Some(0));
-    let c = pending(net.node(1).get_or_compute(now, "p", &key, SEC)).max(0);
+    let c = pending(net.node(1).get_or_compute(now, "p", &key, SEC));
     net.settle(now);
     let new_owner = net.node(1).owner_of("p", &key).expect("an owner");
     assert_ne!(new_owner, NodeId::from_u128(3));

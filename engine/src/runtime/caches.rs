@@ -403,6 +403,23 @@ impl CacheHandle {
         result
     }
 
+    /// Whether this node holds a fresh entry for `key` (owned, local, replicated or a near
+    /// copy), without counting a read.
+    pub fn holds(&self, key: impl AsRef<[u8]>) -> bool {
+        self.store.get(key.as_ref(), self.now()).is_some()
+    }
+
+    /// This cache's counters on this node: (hits, misses, evictions, computes).
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        let c = &self.counters;
+        (
+            c.hits.get(),
+            c.misses.get(),
+            c.evictions.get(),
+            c.computes.get(),
+        )
+    }
+
     /// Entries held on this node.
     pub fn entries(&self) -> u64 {
         self.store.len()
