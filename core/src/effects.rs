@@ -53,6 +53,8 @@ pub enum Timer {
     Vars,
     /// A placement round or lease end is due (see [`crate::placement`]).
     Placement,
+    /// A cache request's deadline or a computation's lease is due (see [`crate::cache`]).
+    Cache,
 }
 
 /// Everything the core reports to the application.
@@ -66,6 +68,8 @@ pub enum Event {
     Vars(VarsEvent),
     /// Start or stop a placed instance here.
     Placement(PlacementEvent),
+    /// A cache request ended, or this node is to compute a value.
+    Cache(crate::cache::CacheEvent),
 }
 
 /// Effects produced while handling one input, in order, and the timers the machines armed.

@@ -14,6 +14,8 @@ pub const REPLICATION: u8 = 1;
 pub const VARS: u8 = 2;
 /// The placement machine's tag (`CoreMessage::Placement`).
 pub const PLACEMENT: u8 = 3;
+/// The caches' tag (`CoreMessage::Cache`).
+pub const CACHE: u8 = 4;
 
 /// Encodes `message` behind `tag`. Encoding these types into a `Vec` cannot fail; if it ever
 /// did, the empty payload would be refused by the receiver, never misread.

@@ -132,6 +132,13 @@ pub enum FaultSwitch {
     /// A debit larger than what a budget holds empties it instead of being refused
     /// (`vars::outcome::debit`).
     DebitSaturatesAtFloor,
+    /// A partitioned cache's owner grants every `get_or_compute` of a missing key its own
+    /// computation instead of making later callers wait for the first
+    /// (`cache::Caches::owner_compute`).
+    CacheFlightAdmitsAll,
+    /// A reader keeps its near copy when the owner's invalidation reaches it
+    /// (`cache::Caches::invalidated`).
+    CacheNearIgnoresInvalidation,
 }
 
 thread_local! {

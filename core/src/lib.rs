@@ -24,6 +24,7 @@ macro_rules! fault_on {
 }
 
 pub mod agents;
+pub mod cache;
 pub mod channel;
 pub mod effects;
 pub mod envelope;

@@ -31,6 +31,7 @@ use bytes::Bytes;
 use foundation_agents::variable::VarValue;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::{CacheError, CacheMessage, CacheSettings, Caches, Started, Store};
 use crate::effects::{Effect, Event, Outbox, Timer};
 use crate::ephemeral::{Ephemeral, EphemeralConfig, EphemeralError, Owner};
 use crate::membership::{
@@ -127,6 +128,8 @@ pub enum CoreMessage {
     Vars(VarsMessage),
     /// For the placement machine.
     Placement(PlacementMessage),
+    /// For the caches.
+    Cache(CacheMessage),
 }
 
 /// Counters of inputs the core refused.
@@ -153,6 +156,9 @@ pub struct Core {
     placement_timer: Option<Instant>,
     /// A leave waits for placement's handoffs before it tells the membership.
     leave_after_handoffs: bool,
+    caches: Caches,
+    /// When the caches' timer is armed for, if it is.
+    cache_timer: Option<Instant>,
 }
 
 impl Core {
@@ -195,6 +201,14 @@ impl Core {
             placement,
             placement_timer: None,
             leave_after_handoffs: false,
+            caches: Caches::new(
+                Life {
+                    node: config.me.node,
+                    generation: config.me.generation,
+                },
+                0,
+            ),
+            cache_timer: None,
         }
     }
 
@@ -231,6 +245,7 @@ impl Core {
     /// Replaces the replication settings. Call right after [`Core::new`]: the replicated state
     /// is reset.
     pub fn with_replication(mut self, config: ReplicationConfig, seed: u64) -> Self {
+        self.caches.set_wall_ms_at_zero(config.wall_ms_at_zero);
         self.replication = Replication::new(self.replication.me(), config, seed);
         self
     }
@@ -321,6 +336,7 @@ impl Core {
         self.members_came_up(now, mark);
         self.placement_view(now, mark);
         self.adopt_declarations(now, mark);
+        self.adopt_cache_entries(now, mark);
         self.replication.flush_persistence(&mut self.outbox);
         // Replication writes as our current life: see `Replication::renew`.
         let me = origin(&self.membership.me());
@@ -364,6 +380,11 @@ impl Core {
                 self.placement_timer = None;
                 self.placement.handle_timeout(now);
                 self.deliver_placement(now);
+            }
+            Timer::Cache => {
+                self.cache_timer = None;
+                self.caches.handle_timeout(now);
+                self.deliver_caches(now);
             }
             Timer::Vars => {
                 self.vars_timer = None;
@@ -638,6 +659,10 @@ impl Core {
             Ok(CoreMessage::Placement(message)) => {
                 self.placement.received(now, from, message);
                 self.deliver_placement(now);
+            }
+            Ok(CoreMessage::Cache(message)) => {
+                self.caches.received(now, from, message);
+                self.deliver_caches(now);
             }
             Ok(CoreMessage::Vars(message)) => {
                 let mut out = Outgoing::new();
@@ -999,8 +1024,16 @@ impl Core {
                 since: m.since,
             })
             .collect();
+        let mut candidates: Vec<Candidate> = members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .map(|m| m.candidate.clone())
+            .collect();
+        candidates.push(own.clone());
         self.placement.update_view(now, own, &members);
         self.deliver_placement(now);
+        self.caches.update_view(now, candidates);
+        self.deliver_caches(now);
     }
 
     /// Sends placement's messages, reports its decisions and arms its timer; a leave that
@@ -1026,6 +1059,131 @@ impl Core {
         if let Some(at) = due.filter(|at| self.placement_timer.is_none_or(|armed| *at < armed)) {
             self.placement_timer = Some(at);
             self.outbox.timer(at, Timer::Placement);
+        }
+    }
+
+    /// The caches, for queries.
+    pub fn caches(&self) -> &Caches {
+        &self.caches
+    }
+
+    /// Declares a cache here with the store its entries live in (see [`crate::cache`]).
+    pub fn declare_cache(
+        &mut self,
+        settings: CacheSettings,
+        store: std::sync::Arc<dyn Store>,
+    ) -> Result<(), CacheError> {
+        let name = settings.name.clone();
+        self.caches.declare(settings, store)?;
+        // A replicated cache takes up what its keyspace already holds.
+        let keyspace = format!("{}{name}", crate::cache::KEYSPACE_PREFIX);
+        let held: Vec<(String, Vec<u8>)> = self
+            .replication
+            .keyspace(&keyspace)
+            .map(|k| k.iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect())
+            .unwrap_or_default();
+        for (key, value) in held {
+            self.caches
+                .replicated_changed(Instant::ZERO, &keyspace, &key, Some(&value));
+        }
+        Ok(())
+    }
+
+    /// Reads a cache (see [`Caches::get`]).
+    pub fn cache_get(
+        &mut self,
+        now: Instant,
+        name: &str,
+        key: &[u8],
+        within: Duration,
+    ) -> Result<Started, CacheError> {
+        let result = self.caches.get(now, name, key, within);
+        self.deliver_caches(now);
+        result
+    }
+
+    /// Reads a cache or computes the value (see [`Caches::get_or_compute`]).
+    pub fn cache_get_or_compute(
+        &mut self,
+        now: Instant,
+        name: &str,
+        key: &[u8],
+        within: Duration,
+    ) -> Result<Started, CacheError> {
+        let result = self.caches.get_or_compute(now, name, key, within);
+        self.deliver_caches(now);
+        result
+    }
+
+    /// Writes a cache entry (see [`Caches::put`]).
+    pub fn cache_put(
+        &mut self,
+        now: Instant,
+        name: &str,
+        key: &[u8],
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        let result = self.caches.put(now, name, key, value, ttl);
+        self.deliver_caches(now);
+        result
+    }
+
+    /// The outcome of a computation this node was granted (see [`Caches::computed`]).
+    pub fn cache_computed(
+        &mut self,
+        now: Instant,
+        req: u64,
+        outcome: Result<(Bytes, Option<Duration>), CacheError>,
+    ) {
+        self.caches.computed(now, req, outcome);
+        self.deliver_caches(now);
+    }
+
+    /// Sends the caches' messages, writes their replicated entries, reports their events and
+    /// arms their timer.
+    fn deliver_caches(&mut self, now: Instant) {
+        for (to, message) in self.caches.take_messages() {
+            if let Some(addr) = self.known_addr(to) {
+                self.outbox
+                    .send(addr, Channel::Coordination, crate::cache::encode(&message));
+            }
+        }
+        for write in self.caches.take_publications() {
+            // A refused write (a keyspace limit) is counted by replication; the entry stays
+            // on this node only.
+            let _ = self.write_replicated(now, write);
+        }
+        for event in self.caches.take_events() {
+            self.outbox.event(Event::Cache(event));
+        }
+        let due = self.caches.poll_timeout();
+        if let Some(at) = due.filter(|at| self.cache_timer.is_none_or(|armed| *at < armed)) {
+            self.cache_timer = Some(at);
+            self.outbox.timer(at, Timer::Cache);
+        }
+    }
+
+    /// Takes up replicated caches' entries that changed while handling the last input.
+    fn adopt_cache_entries(&mut self, now: Instant, mark: usize) {
+        let changed: Vec<(String, String, Option<Vec<u8>>)> = self
+            .outbox
+            .since(mark)
+            .filter_map(|effect| match effect {
+                Effect::Event(Event::Replication(ReplicationEvent::KeyChanged {
+                    keyspace,
+                    key,
+                    new,
+                    ..
+                })) if keyspace.starts_with(crate::cache::KEYSPACE_PREFIX) => {
+                    Some((keyspace.clone(), key.clone(), new.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (keyspace, key, new) in changed {
+            self.caches
+                .replicated_changed(now, &keyspace, &key, new.as_deref());
         }
     }
 

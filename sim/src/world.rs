@@ -369,6 +369,8 @@ pub struct World {
     observed: Vec<Observed>,
     /// Variables events, with the slot that emitted them, since the last take.
     vars_events: Vec<(usize, VarsEvent)>,
+    /// Cache events since the last take: (world µs, slot, event).
+    cache_events: Vec<(u64, usize, foundation_core::cache::CacheEvent)>,
     topology: Vec<(u64, Vec<BlockRule>)>,
     replication: Option<ReplicationConfig>,
     storage: Option<StorageConfig>,
@@ -426,6 +428,7 @@ impl World {
             trace: Trace::new(config.keep_trace),
             observed: Vec::new(),
             vars_events: Vec::new(),
+            cache_events: Vec::new(),
             topology: vec![(0, Vec::new())],
             replication: None,
             storage: None,
@@ -501,6 +504,11 @@ impl World {
     /// each.
     pub fn take_vars_events(&mut self) -> Vec<(usize, VarsEvent)> {
         std::mem::take(&mut self.vars_events)
+    }
+
+    /// Cache events emitted since the last call: (world µs, slot, event).
+    pub fn take_cache_events(&mut self) -> Vec<(u64, usize, foundation_core::cache::CacheEvent)> {
+        std::mem::take(&mut self.cache_events)
     }
 
     /// Runs `act` on the core in `slot` at its local now, then carries out what it queued.
@@ -1517,6 +1525,12 @@ impl World {
                     self.trace
                         .line(format_args!("{now} n{slot} -> event {event:?}"));
                     self.vars_events.push((slot, event));
+                }
+                Effect::Event(Event::Cache(event)) => {
+                    let now = Stamp(self.now_us);
+                    self.trace
+                        .line(format_args!("{now} n{slot} -> event {event:?}"));
+                    self.cache_events.push((self.now_us, slot, event));
                 }
                 #[allow(unreachable_patterns)]
                 Effect::Event(other) => {

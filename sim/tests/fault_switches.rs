@@ -384,3 +384,25 @@ fn agent_requests_catch_requests_that_never_expire() {
         "agent-requests",
     );
 }
+
+#[test]
+fn cache_single_flight_catches_an_owner_that_grants_every_caller() {
+    let sound = foundation_sim::cache::run_churn(3).expect("runs");
+    assert!(sound.passed(), "{:?}", sound.violations);
+    let _on = fault_switch::engage(FaultSwitch::CacheFlightAdmitsAll);
+    let broken = foundation_sim::cache::run_churn(3).expect("runs");
+    let first = broken.first("cache-single-flight");
+    assert!(first.is_some(), "not caught: {broken:?}");
+    eprintln!("CacheFlightAdmitsAll caught by cache-single-flight: {first:?}");
+}
+
+#[test]
+fn cache_near_fresh_catches_a_reader_that_ignores_invalidations() {
+    let sound = foundation_sim::cache::run_churn(3).expect("runs");
+    assert!(sound.passed(), "{:?}", sound.violations);
+    let _on = fault_switch::engage(FaultSwitch::CacheNearIgnoresInvalidation);
+    let broken = foundation_sim::cache::run_churn(3).expect("runs");
+    let first = broken.first("cache-near-fresh");
+    assert!(first.is_some(), "not caught: {broken:?}");
+    eprintln!("CacheNearIgnoresInvalidation caught by cache-near-fresh: {first:?}");
+}

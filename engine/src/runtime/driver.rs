@@ -76,6 +76,8 @@ pub(crate) struct Driver {
     pub durable_replies: BTreeMap<u64, Vec<DurableReply>>,
     /// Placement: decisions to the supervisor, the published view.
     pub placement: super::placement::PlacementRuntime,
+    /// Caches: replies owed and compute functions waiting for their grant.
+    pub caches: super::caches::CachesRuntime,
 }
 
 /// An answer to a local write, owed once the write is durable here.
@@ -153,6 +155,10 @@ impl Driver {
                         let now = self.now();
                         self.placement.request(&mut self.core, now, request);
                     }
+                    Some(Request::Cache(request)) => {
+                        let now = self.now();
+                        self.caches.request(&mut self.core, now, request);
+                    }
                     Some(Request::Stop(done)) => {
                         self.leave().await;
                         // Instances being handed over finish first (within the handoff
@@ -201,6 +207,7 @@ impl Driver {
                 } => self.send(to, channel, payload).await,
                 Effect::Event(Event::Vars(event)) => self.vars.event(&self.core, event),
                 Effect::Event(Event::Placement(event)) => self.placement.event(&self.core, event),
+                Effect::Event(Event::Cache(event)) => self.caches.event(self.epoch, event),
                 Effect::Event(Event::Membership(event)) => {
                     self.placement.publish(&self.core);
                     self.drop_connection_of_failed(&event);

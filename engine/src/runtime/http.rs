@@ -34,6 +34,8 @@ pub(crate) struct Api {
     pub services: ServicesHandle,
     pub vars: super::vars::VarsHandle,
     pub placement: super::placement::PlacementHandle,
+    /// The caches declared here.
+    pub caches: super::caches::CachesHandle,
     pub agents: super::agents::AgentsHandle,
     /// This node, as `/members` and `/health` name it.
     pub identity: serde_json::Value,
@@ -59,6 +61,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         services,
         vars,
         placement,
+        caches,
         agents,
         identity,
         requests,
@@ -90,6 +93,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
     let server = HttpServer::builder(addr).access(access);
     let server = super::operator::routes(server, operator);
     let server = super::placement::routes(server, placement);
+    let server = super::caches::routes(server, caches);
     super::vars::routes(server, vars)
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))

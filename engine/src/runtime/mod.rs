@@ -13,6 +13,7 @@
 //! ```
 
 pub mod agents;
+pub mod caches;
 mod cluster_config;
 mod driver;
 mod from_config;
@@ -181,6 +182,7 @@ pub struct Node {
     registry: Arc<Registry>,
     vars: VarsHandle,
     placement: placement::PlacementHandle,
+    caches: caches::CachesHandle,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
 }
 
@@ -268,6 +270,9 @@ impl Node {
         let vars_runtime = VarsRuntime::new(&vars, vars_view, &mut registry);
         let (placement, placement_runtime) =
             placement::start(requests_tx.clone(), local.node, &mut registry);
+        let cache_metrics = caches::CacheMetrics::register(&mut registry);
+        let epoch = tokio::time::Instant::now();
+        let caches = caches::CachesHandle::new(requests_tx.clone(), epoch, cache_metrics);
         let registry = Arc::new(registry);
         let config = ConfigHandle {
             requests: requests_tx.clone(),
@@ -296,6 +301,7 @@ impl Node {
                     services: services.registry.clone(),
                     vars: vars.clone(),
                     placement: placement.clone(),
+                    caches: caches.clone(),
                     agents: agents.clone(),
                     identity,
                     requests: requests_tx.clone(),
@@ -349,7 +355,7 @@ impl Node {
             core,
             endpoint: endpoint.clone(),
             inbox,
-            epoch: tokio::time::Instant::now(),
+            epoch,
             requests,
             requests_tx: requests_tx.clone(),
             candidates,
@@ -372,6 +378,7 @@ impl Node {
             batch_outcomes,
             durable_replies: BTreeMap::new(),
             placement: placement_runtime,
+            caches: caches::CachesRuntime::new(caches.clone()),
         };
         tokio::spawn(driver.run());
         let http = Arc::new(std::sync::Mutex::new(http));
@@ -389,6 +396,7 @@ impl Node {
             registry,
             vars,
             placement,
+            caches,
             http,
         })
     }
@@ -454,6 +462,21 @@ impl Node {
     /// Singletons and sharded workloads, placed across the cluster with failover.
     pub fn placement(&self) -> placement::PlacementHandle {
         self.placement.clone()
+    }
+
+    /// Declares cache `settings.name` on this node (every node that uses it declares it with
+    /// the same settings) and returns its handle; declaring it again with the same settings
+    /// returns the same cache.
+    pub async fn declare_cache(
+        &self,
+        settings: caches::CacheSettings,
+    ) -> Result<caches::CacheHandle, caches::CacheError> {
+        self.caches.declare(settings).await
+    }
+
+    /// Cache `name`, declared before on this node ([`caches::CacheError::Unknown`] if not).
+    pub fn cache(&self, name: &str) -> Result<caches::CacheHandle, caches::CacheError> {
+        self.caches.get(name)
     }
 
     /// Publish and subscribe by topic.

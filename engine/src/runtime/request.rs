@@ -58,6 +58,8 @@ pub(crate) enum Request {
     ),
     /// Declare a placed workload.
     Placement(PlacementRequest),
+    /// A cache's request.
+    Cache(super::caches::CacheRequest),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.

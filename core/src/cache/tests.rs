@@ -1,0 +1,423 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn life(n: u128) -> Life {
+    Life {
+        node: NodeId::from_u128(n),
+        generation: 1,
+    }
+}
+
+fn candidate(n: u128) -> Candidate {
+    Candidate {
+        id: NodeId::from_u128(n),
+        generation: 1,
+        tags: BTreeMap::new(),
+    }
+}
+
+/// A few machines and a network that delivers every message at once, in order.
+struct Net {
+    nodes: BTreeMap<NodeId, Caches>,
+    events: BTreeMap<NodeId, Vec<CacheEvent>>,
+    /// Messages held back instead of delivered (to the node in the key).
+    held: Vec<(NodeId, NodeId, CacheMessage)>,
+    hold_to: Option<NodeId>,
+}
+
+impl Net {
+    fn new(n: u128, settings: &CacheSettings) -> Self {
+        let mut nodes = BTreeMap::new();
+        for i in 1..=n {
+            let mut caches = Caches::new(life(i), 0);
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new(settings.max_entries));
+            caches.declare(settings.clone(), store).expect("declares");
+            caches.update_view(Instant::ZERO, (1..=n).map(candidate).collect());
+            nodes.insert(NodeId::from_u128(i), caches);
+        }
+        let mut net = Net {
+            nodes,
+            events: BTreeMap::new(),
+            held: Vec::new(),
+            hold_to: None,
+        };
+        net.settle(Instant::ZERO);
+        net
+    }
+
+    fn node(&mut self, n: u128) -> &mut Caches {
+        self.nodes.get_mut(&NodeId::from_u128(n)).expect("node")
+    }
+
+    fn settle(&mut self, now: Instant) {
+        loop {
+            let mut moved = false;
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            for from in ids {
+                let node = self.nodes.get_mut(&from).expect("node");
+                let events = node.take_events();
+                self.events.entry(from).or_default().extend(events);
+                for (to, message) in node.take_messages() {
+                    moved = true;
+                    if self.hold_to == Some(to) {
+                        self.held.push((from, to, message));
+                    } else if let Some(target) = self.nodes.get_mut(&to) {
+                        target.received(now, from, message);
+                    }
+                }
+            }
+            if !moved {
+                let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+                for id in ids {
+                    let events = self.nodes.get_mut(&id).expect("node").take_events();
+                    self.events.entry(id).or_default().extend(events);
+                }
+                return;
+            }
+        }
+    }
+
+    fn take_events(&mut self, n: u128) -> Vec<CacheEvent> {
+        self.events
+            .remove(&NodeId::from_u128(n))
+            .unwrap_or_default()
+    }
+}
+
+fn runs(events: &[CacheEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            CacheEvent::Run { req, .. } => Some(*req),
+            _ => None,
+        })
+        .collect()
+}
+
+fn done(events: &[CacheEvent], req: u64) -> Option<Result<Option<Bytes>, CacheError>> {
+    events.iter().find_map(|e| match e {
+        CacheEvent::Done { req: r, result } if *r == req => Some(result.clone()),
+        _ => None,
+    })
+}
+
+fn pending(started: Result<Started, CacheError>) -> u64 {
+    match started {
+        Ok(Started::Pending(req)) => req,
+        other => panic!("expected a pending request, got {other:?}"),
+    }
+}
+
+/// A key of `name` that node `owner` owns among nodes 1..=n.
+fn key_owned_by(net: &mut Net, name: &str, owner: u128) -> Vec<u8> {
+    (0u32..)
+        .map(|i| format!("key-{i}").into_bytes())
+        .find(|k| net.node(1).owner_of(name, k) == Some(NodeId::from_u128(owner)))
+        .expect("some key is owned by every node")
+}
+
+#[test]
+fn local_get_or_compute_runs_once_and_answers_every_waiter() {
+    let settings = CacheSettings::new("c", Mode::Local);
+    let mut net = Net::new(1, &settings);
+    let now = Instant::ZERO;
+    assert_eq!(
+        net.node(1).get(now, "c", b"k", SEC),
+        Ok(Started::Ready(None))
+    );
+    let first = pending(net.node(1).get_or_compute(now, "c", b"k", SEC));
+    let second = pending(net.node(1).get_or_compute(now, "c", b"k", SEC));
+    net.settle(now);
+    let events = net.take_events(1);
+    assert_eq!(runs(&events), vec![first], "only the first caller computes");
+    net.node(1)
+        .computed(now, first, Ok((Bytes::from_static(b"v"), None)));
+    net.settle(now);
+    let events = net.take_events(1);
+    assert_eq!(
+        done(&events, first),
+        Some(Ok(Some(Bytes::from_static(b"v"))))
+    );
+    assert_eq!(
+        done(&events, second),
+        Some(Ok(Some(Bytes::from_static(b"v"))))
+    );
+    assert_eq!(
+        net.node(1).get(now, "c", b"k", SEC),
+        Ok(Started::Ready(Some(Bytes::from_static(b"v"))))
+    );
+    assert_eq!(net.node(1).flights("c"), 0);
+}
+
+#[test]
+fn bad_input_is_refused_with_a_typed_error_and_nothing_changes() {
+    let settings = CacheSettings::new("c", Mode::Local).limits(4, 8);
+    let mut net = Net::new(1, &settings);
+    let now = Instant::ZERO;
+    assert_eq!(
+        net.node(1).get(now, "nope", b"k", SEC),
+        Err(CacheError::Unknown("nope".into()))
+    );
+    assert_eq!(
+        net.node(1).get_or_compute(now, "c", b"too-long", SEC),
+        Err(CacheError::KeyTooLarge { len: 8, max: 4 })
+    );
+    assert_eq!(
+        net.node(1)
+            .put(now, "c", b"k", Bytes::from_static(b"123456789"), None),
+        Err(CacheError::ValueTooLarge { len: 9, max: 8 })
+    );
+    let other = CacheSettings::new("c", Mode::Partitioned);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
+    assert_eq!(
+        net.node(1).declare(other, store),
+        Err(CacheError::Conflict("c".into()))
+    );
+    assert_eq!(net.node(1).pending(), 0);
+}
+
+#[test]
+fn a_failed_or_oversized_computation_passes_the_grant_to_the_next_waiter() {
+    let settings = CacheSettings::new("c", Mode::Local).limits(16, 4);
+    let mut net = Net::new(1, &settings);
+    let now = Instant::ZERO;
+    let first = pending(net.node(1).get_or_compute(now, "c", b"k", SEC));
+    let second = pending(net.node(1).get_or_compute(now, "c", b"k", SEC));
+    let third = pending(net.node(1).get_or_compute(now, "c", b"k", SEC));
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(1)), vec![first]);
+    net.node(1).computed(
+        now,
+        first,
+        Err(CacheError::ComputeFailed("panicked".into())),
+    );
+    net.settle(now);
+    let events = net.take_events(1);
+    assert_eq!(
+        done(&events, first),
+        Some(Err(CacheError::ComputeFailed("panicked".into())))
+    );
+    assert_eq!(runs(&events), vec![second]);
+    net.node(1)
+        .computed(now, second, Ok((Bytes::from_static(b"too big"), None)));
+    net.settle(now);
+    let events = net.take_events(1);
+    assert_eq!(
+        done(&events, second),
+        Some(Err(CacheError::ValueTooLarge { len: 7, max: 4 }))
+    );
+    assert_eq!(runs(&events), vec![third]);
+    net.node(1)
+        .computed(now, third, Ok((Bytes::from_static(b"ok"), None)));
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), third),
+        Some(Ok(Some(Bytes::from_static(b"ok"))))
+    );
+}
+
+#[test]
+fn a_computation_past_its_deadline_times_out_and_the_next_waiter_runs() {
+    let settings = CacheSettings::new("c", Mode::Local);
+    let mut net = Net::new(1, &settings);
+    let t0 = Instant::ZERO;
+    let first = pending(net.node(1).get_or_compute(t0, "c", b"k", SEC));
+    let second = pending(net.node(1).get_or_compute(t0, "c", b"k", 5 * SEC));
+    net.settle(t0);
+    net.take_events(1);
+    assert_eq!(net.node(1).poll_timeout(), Some(t0 + SEC));
+    let t1 = t0 + SEC;
+    net.node(1).handle_timeout(t1);
+    net.settle(t1);
+    let events = net.take_events(1);
+    assert_eq!(done(&events, first), Some(Err(CacheError::Timeout)));
+    assert_eq!(runs(&events), vec![second]);
+    // The late result of the first is ignored.
+    net.node(1)
+        .computed(t1, first, Ok((Bytes::from_static(b"late"), None)));
+    net.settle(t1);
+    assert!(net.take_events(1).is_empty());
+}
+
+#[test]
+fn entries_expire_after_their_ttl() {
+    let settings = CacheSettings::new("c", Mode::Local).ttl(SEC);
+    let mut net = Net::new(1, &settings);
+    let t0 = Instant::ZERO;
+    net.node(1)
+        .put(t0, "c", b"k", Bytes::from_static(b"v"), None)
+        .expect("puts");
+    net.node(1)
+        .put(t0, "c", b"short", Bytes::from_static(b"v"), Some(SEC / 2))
+        .expect("puts");
+    let half = t0 + SEC / 2;
+    assert!(matches!(
+        net.node(1).get(half, "c", b"k", SEC),
+        Ok(Started::Ready(Some(_)))
+    ));
+    assert_eq!(
+        net.node(1).get(half, "c", b"short", SEC),
+        Ok(Started::Ready(None))
+    );
+    assert_eq!(
+        net.node(1).get(t0 + SEC, "c", b"k", SEC),
+        Ok(Started::Ready(None))
+    );
+}
+
+#[test]
+fn partitioned_callers_elsewhere_wait_for_the_one_computation_at_the_owner() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(3, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 3);
+    let a = pending(net.node(1).get_or_compute(now, "p", &key, SEC));
+    net.settle(now);
+    let b = pending(net.node(2).get_or_compute(now, "p", &key, SEC));
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(1)), vec![a], "node 1 asked first");
+    assert!(runs(&net.take_events(2)).is_empty(), "node 2 waits");
+    assert_eq!(net.node(3).flights("p"), 1);
+    net.node(1)
+        .computed(now, a, Ok((Bytes::from_static(b"v1"), None)));
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(2), b),
+        Some(Ok(Some(Bytes::from_static(b"v1"))))
+    );
+    assert_eq!(net.node(3).flights("p"), 0);
+    // The owner holds the value; node 2 holds a near copy and reads it locally.
+    assert!(matches!(
+        net.node(3).get(now, "p", &key, SEC),
+        Ok(Started::Ready(Some(_)))
+    ));
+    assert_eq!(
+        net.node(2).get(now, "p", &key, SEC),
+        Ok(Started::Ready(Some(Bytes::from_static(b"v1"))))
+    );
+}
+
+#[test]
+fn an_owner_change_of_value_invalidates_near_copies() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
+        .expect("puts");
+    let read = pending(net.node(1).get(now, "p", &key, SEC));
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), read),
+        Some(Ok(Some(Bytes::from_static(b"v1"))))
+    );
+    assert_eq!(
+        net.node(1).get(now, "p", &key, SEC),
+        Ok(Started::Ready(Some(Bytes::from_static(b"v1")))),
+        "a near copy"
+    );
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v2"), None)
+        .expect("puts");
+    net.settle(now);
+    let read = pending(net.node(1).get(now, "p", &key, SEC));
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), read),
+        Some(Ok(Some(Bytes::from_static(b"v2"))))
+    );
+}
+
+#[test]
+fn an_answer_older_than_an_invalidation_that_reached_the_reader_is_not_served() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
+        .expect("puts");
+    let read = pending(net.node(1).get(now, "p", &key, SEC));
+    // The owner answers v1, but the answer is held back ...
+    net.hold_to = Some(NodeId::from_u128(1));
+    net.settle(now);
+    let (from, _, answer) = net.held.pop().expect("the answer");
+    net.hold_to = None;
+    // ... while the owner takes v2 and its invalidation reaches node 1 first.
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v2"), None)
+        .expect("puts");
+    let invalidation = CacheMessage::Invalidate {
+        cache: "p".into(),
+        key: key.clone(),
+        owner: life(2),
+        version: 2,
+    };
+    net.node(1).received(now, from, invalidation);
+    net.node(1).received(now, from, answer);
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), read),
+        Some(Ok(Some(Bytes::from_static(b"v2")))),
+        "the stale answer was dropped and the owner asked again"
+    );
+}
+
+#[test]
+fn when_the_owner_leaves_waiters_ask_the_new_owner_and_near_copies_go() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(3, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 3);
+    net.node(3)
+        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
+        .expect("puts");
+    let read = pending(net.node(1).get(now, "p", &key, SEC));
+    net.settle(now);
+    assert!(done(&net.take_events(1), read).is_some());
+    assert_eq!(net.node(1).store("p").map(|s| s.len()), Some(1));
+    // Node 3 is gone: node 1 drops its near copy, and asks the new owner.
+    net.nodes.remove(&NodeId::from_u128(3));
+    for n in 1..=2 {
+        net.node(n)
+            .update_view(now, vec![candidate(1), candidate(2)]);
+    }
+    assert_eq!(net.node(1).store("p").map(|s| s.len()), Some(0));
+    let c = pending(net.node(1).get_or_compute(now, "p", &key, SEC));
+    net.settle(now);
+    let new_owner = net.node(1).owner_of("p", &key).expect("an owner");
+    assert_ne!(new_owner, NodeId::from_u128(3));
+    assert_eq!(runs(&net.take_events(1)), vec![c]);
+}
+
+#[test]
+fn replicated_entries_travel_through_the_keyspace_with_their_expiry() {
+    let settings = CacheSettings::new("r", Mode::Replicated).ttl(SEC);
+    let mut a = Caches::new(life(1), 1_000_000);
+    let mut b = Caches::new(life(2), 1_000_000);
+    for m in [&mut a, &mut b] {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
+        m.declare(settings.clone(), store).expect("declares");
+    }
+    let now = Instant::ZERO;
+    a.put(now, "r", b"k", Bytes::from_static(b"v"), None)
+        .expect("puts");
+    let writes = a.take_publications();
+    assert_eq!(writes.len(), 1);
+    let write = &writes[0];
+    assert_eq!(write.keyspace, "cache/r");
+    b.replicated_changed(now, &write.keyspace, &write.key, write.value.as_deref());
+    assert_eq!(
+        b.get(now, "r", b"k", SEC),
+        Ok(Started::Ready(Some(Bytes::from_static(b"v"))))
+    );
+    assert_eq!(b.get(now + SEC, "r", b"k", SEC), Ok(Started::Ready(None)));
+}

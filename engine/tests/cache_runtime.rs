@@ -1,0 +1,285 @@
+//! Caches on real nodes over QUIC on 127.0.0.1: `get_or_compute` runs a function once per key
+//! (on one node, and across the cluster in partitioned mode), a partitioned key is read from
+//! its owner anywhere, a replicated entry reaches every node, and bad input (unknown cache,
+//! oversized key or value, a function that fails, panics or overruns) is a typed error that
+//! leaves the node up and the cache as it was. `GET /caches` and `foundation_cache_*` metrics.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_engine::runtime::caches::{CacheError, CacheSettings, Mode};
+use foundation_engine::runtime::{Node, NodeSettings};
+
+const SECRET: &str = "cache test secret";
+const WITHIN: Duration = Duration::from_secs(10);
+
+fn settings(seeds: Vec<std::net::SocketAddr>) -> NodeSettings {
+    NodeSettings {
+        http: Some("127.0.0.1:0".parse().expect("address")),
+        ..common::settings("cache-test", SECRET, seeds)
+    }
+}
+
+async fn one_node() -> Node {
+    Node::start(settings(vec![])).await.expect("starts")
+}
+
+#[tokio::test]
+async fn local_get_or_compute_runs_the_function_once_for_concurrent_callers() {
+    let node = one_node().await;
+    let cache = node
+        .declare_cache(CacheSettings::new("local", Mode::Local))
+        .await
+        .expect("declares");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (release, gate) = tokio::sync::watch::channel(false);
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let (cache, runs, mut gate) = (cache.clone(), runs.clone(), gate.clone());
+        calls.push(tokio::spawn(async move {
+            cache
+                .get_or_compute("k", WITHIN, move || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    let _ = gate.wait_for(|open| *open).await;
+                    Ok::<_, String>(b"value".to_vec())
+                })
+                .await
+        }));
+    }
+    // Every caller is in before the function may finish.
+    common::eventually(WITHIN, "the function started", || {
+        runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    release.send_replace(true);
+    for call in calls {
+        assert_eq!(call.await.expect("joins").expect("a value"), &b"value"[..]);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        cache.get("k", WITHIN).await.expect("reads").as_deref(),
+        Some(&b"value"[..])
+    );
+    assert_eq!(node.cache("local").expect("declared").name(), "local");
+    node.abort().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_typed_error_and_the_node_stays_up() {
+    let node = one_node().await;
+    assert!(matches!(node.cache("nope"), Err(CacheError::Unknown(_))));
+    let cache = node
+        .declare_cache(CacheSettings::new("bounded", Mode::Local).limits(8, 16))
+        .await
+        .expect("declares");
+    assert!(matches!(
+        node.declare_cache(CacheSettings::new("bounded", Mode::Partitioned))
+            .await,
+        Err(CacheError::Conflict(_))
+    ));
+    cache.put("k", &b"kept"[..], None).await.expect("puts");
+    assert!(matches!(
+        cache.get("a key too long", WITHIN).await,
+        Err(CacheError::KeyTooLarge { len: 14, max: 8 })
+    ));
+    assert!(matches!(
+        cache.put("k", vec![0u8; 17], None).await,
+        Err(CacheError::ValueTooLarge { len: 17, max: 16 })
+    ));
+    let too_big = cache
+        .get_or_compute("big", WITHIN, || async { Ok::<_, String>(vec![0u8; 17]) })
+        .await;
+    assert!(matches!(too_big, Err(CacheError::ValueTooLarge { .. })));
+    let failed = cache
+        .get_or_compute("f", WITHIN, || async { Err::<Vec<u8>, _>("backend down") })
+        .await;
+    assert_eq!(
+        failed,
+        Err(CacheError::ComputeFailed("backend down".into()))
+    );
+    let panicked = cache
+        .get_or_compute("p", WITHIN, || async {
+            if true {
+                panic!("a bug in the compute function");
+            }
+            Ok::<_, String>(vec![])
+        })
+        .await;
+    assert!(matches!(panicked, Err(CacheError::ComputeFailed(_))));
+    let slow = cache
+        .get_or_compute("s", Duration::from_millis(200), || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, String>(vec![1])
+        })
+        .await;
+    assert_eq!(slow, Err(CacheError::Timeout));
+    // Nothing lost, and the same keys compute fine afterwards.
+    assert_eq!(
+        cache.get("k", WITHIN).await.expect("reads").as_deref(),
+        Some(&b"kept"[..])
+    );
+    let again = cache
+        .get_or_compute("p", WITHIN, || async { Ok::<_, String>(b"ok".to_vec()) })
+        .await;
+    assert_eq!(again.expect("a value").as_ref(), b"ok");
+    let http = node.http_addr().expect("http");
+    let caches = common::raw_http::get(http, "/caches").await;
+    assert_eq!(caches.status, 200);
+    let caches: serde_json::Value = serde_json::from_str(&caches.body).expect("json");
+    assert_eq!(caches["caches"][0]["name"], "bounded");
+    assert_eq!(caches["caches"][0]["mode"], "local");
+    assert_eq!(caches["caches"][0]["compute_failures"], 4);
+    let metrics = common::metrics_text(http).await;
+    for family in ["hits", "misses", "evictions", "computes"] {
+        assert!(
+            metrics.contains(&format!("# TYPE foundation_cache_{family}_total counter")),
+            "{family} missing:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("# TYPE foundation_cache_bytes gauge"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("foundation_cache_computes_total{cache=\"bounded\"} 5"));
+    node.abort().await;
+}
+
+#[tokio::test]
+async fn a_size_bound_evicts_and_counts_evictions() {
+    let node = one_node().await;
+    let cache = node
+        .declare_cache(CacheSettings::new("small", Mode::Local).bounds(10, 10 * 1024))
+        .await
+        .expect("declares");
+    for i in 0..100u32 {
+        cache
+            .put(i.to_le_bytes(), vec![0u8; 64], None)
+            .await
+            .expect("puts");
+    }
+    assert!(cache.entries() <= 10, "{} entries", cache.entries());
+    let http = node.http_addr().expect("http");
+    let metrics = common::metrics_text(http).await;
+    let evicted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("foundation_cache_evictions_total{cache=\"small\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("an evictions series");
+    assert!(evicted >= 90, "{evicted} evicted");
+    node.abort().await;
+}
+
+#[tokio::test]
+async fn partitioned_keys_are_computed_once_cluster_wide_and_read_from_the_owner() {
+    let nodes = common::cluster(3, settings).await;
+    let mut caches = Vec::new();
+    for node in &nodes {
+        caches.push(
+            node.declare_cache(CacheSettings::new("users", Mode::Partitioned))
+                .await
+                .expect("declares"),
+        );
+    }
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (release, gate) = tokio::sync::watch::channel(false);
+    let mut calls = Vec::new();
+    for cache in &caches {
+        for _ in 0..3 {
+            let (cache, runs, mut gate) = (cache.clone(), runs.clone(), gate.clone());
+            calls.push(tokio::spawn(async move {
+                cache
+                    .get_or_compute("user:42", WITHIN, move || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        let _ = gate.wait_for(|open| *open).await;
+                        Ok::<_, String>(b"alice".to_vec())
+                    })
+                    .await
+            }));
+        }
+    }
+    common::eventually(WITHIN, "one function started", || {
+        runs.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.send_replace(true);
+    for call in calls {
+        assert_eq!(call.await.expect("joins").expect("a value"), &b"alice"[..]);
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "one computation cluster-wide"
+    );
+    // A plain put at one node is read at every node (from the owner, or a near copy that the
+    // owner invalidates on change).
+    caches[0]
+        .put("user:7", &b"bob"[..], None)
+        .await
+        .expect("puts");
+    for cache in &caches {
+        let mut value = None;
+        for _ in 0..50 {
+            value = cache.get("user:7", WITHIN).await.expect("reads");
+            if value.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(value.as_deref(), Some(&b"bob"[..]));
+    }
+    caches[1]
+        .put("user:7", &b"carol"[..], None)
+        .await
+        .expect("puts");
+    for cache in &caches {
+        let mut value = None;
+        for _ in 0..100 {
+            value = cache.get("user:7", WITHIN).await.expect("reads");
+            if value.as_deref() == Some(&b"carol"[..]) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            value.as_deref(),
+            Some(&b"carol"[..]),
+            "near copies invalidated"
+        );
+    }
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+#[tokio::test]
+async fn replicated_entries_reach_every_node() {
+    let nodes = common::cluster(2, settings).await;
+    let mut caches = Vec::new();
+    for node in &nodes {
+        caches.push(
+            node.declare_cache(
+                CacheSettings::new("flags", Mode::Replicated).ttl(Duration::from_secs(60)),
+            )
+            .await
+            .expect("declares"),
+        );
+    }
+    caches[0].put("f", &b"on"[..], None).await.expect("puts");
+    let mut value = None;
+    for _ in 0..100 {
+        value = caches[1].get("f", WITHIN).await.expect("reads");
+        if value.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(value.as_deref(), Some(&b"on"[..]));
+    for node in &nodes {
+        node.abort().await;
+    }
+}
