@@ -951,48 +951,57 @@ impl Core {
         result
     }
 
-    /// Gives placement the current view when membership changed while handling the last input.
+    /// Gives placement the members whose view changed while handling the last input, as the
+    /// view holds them now: O(changes), where handing it the whole view each time made a
+    /// cluster's formation O(N²) per node.
     fn placement_view(&mut self, now: Instant, mark: usize) {
-        let changed = self
-            .outbox
-            .since(mark)
-            .any(|e| matches!(e, Effect::Event(Event::Membership(_))));
-        if changed {
-            self.placement_view_now(now);
+        let mut changed = BTreeSet::new();
+        let mut any = false;
+        for effect in self.outbox.since(mark) {
+            if let Effect::Event(Event::Membership(event)) = effect {
+                any = true;
+                match event {
+                    MembershipEvent::Up(v)
+                    | MembershipEvent::Updated(v)
+                    | MembershipEvent::Failed(v)
+                    | MembershipEvent::Left(v)
+                    | MembershipEvent::Removed(v) => {
+                        changed.insert(v.id);
+                    }
+                    MembershipEvent::Joined | MembershipEvent::Isolated => {}
+                }
+            }
+        }
+        if !any {
+            return;
+        }
+        let changed: Vec<(NodeId, Option<Member>)> = changed
+            .into_iter()
+            .map(|node| (node, self.membership.member(node).map(placement_member)))
+            .collect();
+        let own = self.own_candidate();
+        self.placement.view_changed(now, own, &changed);
+        self.deliver_placement(now);
+    }
+
+    /// Our own life and tags, as placement sees them.
+    fn own_candidate(&self) -> Candidate {
+        let me = self.membership.me();
+        Candidate {
+            id: me.node,
+            generation: me.generation,
+            tags: self
+                .membership
+                .metadata_of(me.node)
+                .map(|m| m.tags.clone())
+                .unwrap_or_default(),
         }
     }
 
-    /// Gives placement the current membership view.
+    /// Gives placement the whole current membership view.
     fn placement_view_now(&mut self, now: Instant) {
-        let me = self.membership.me();
-        let tags = |node| {
-            self.membership
-                .metadata_of(node)
-                .map(|m| m.tags.clone())
-                .unwrap_or_default()
-        };
-        let own = Candidate {
-            id: me.node,
-            generation: me.generation,
-            tags: tags(me.node),
-        };
-        let members: Vec<Member> = self
-            .membership
-            .members()
-            .map(|m| Member {
-                candidate: Candidate {
-                    id: m.id,
-                    generation: m.generation,
-                    tags: m
-                        .metadata
-                        .as_ref()
-                        .map(|d| d.tags.clone())
-                        .unwrap_or_default(),
-                },
-                state: m.state,
-                since: m.since,
-            })
-            .collect();
+        let own = self.own_candidate();
+        let members: Vec<Member> = self.membership.members().map(placement_member).collect();
         self.placement.update_view(now, own, &members);
         self.deliver_placement(now);
     }
@@ -1038,6 +1047,23 @@ impl Core {
                 self.membership.set_metadata(metadata, &mut self.outbox)
             }
         }
+    }
+}
+
+/// A member of our view as placement sees it.
+fn placement_member(m: &MemberView) -> Member {
+    Member {
+        candidate: Candidate {
+            id: m.id,
+            generation: m.generation,
+            tags: m
+                .metadata
+                .as_ref()
+                .map(|d| d.tags.clone())
+                .unwrap_or_default(),
+        },
+        state: m.state,
+        since: m.since,
     }
 }
 
