@@ -29,13 +29,14 @@ use foundation_sim::sweep::sweep;
 const STEADY_TRAFFIC_FROM_SECS: u64 = 20;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     match args.first().map(String::as_str) {
         Some("one") => {
             let number = |i: usize, default: u64| {
-                args.get(i)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(default)
+                args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
             };
             return one(number(1, 100) as usize, number(2, 40));
         }

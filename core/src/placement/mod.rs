@@ -611,7 +611,12 @@ impl Placement {
     /// Takes up the members of our view that changed since the last view we were given, each
     /// as the view holds it now (`None`: no longer in the table). The same state as
     /// [`Placement::update_view`] with the whole view, in O(changes · log N) instead of O(N).
-    pub fn view_changed(&mut self, now: Instant, me: Candidate, changed: &[(NodeId, Option<Member>)]) {
+    pub fn view_changed(
+        &mut self,
+        now: Instant,
+        me: Candidate,
+        changed: &[(NodeId, Option<Member>)],
+    ) {
         self.take_own(me);
         self.agree(self.me.node, self.me.generation);
         for (node, member) in changed {
