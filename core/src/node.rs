@@ -235,6 +235,14 @@ impl Core {
         self
     }
 
+    /// Shares membership metadata values equal to those other cores in this process hold (the
+    /// simulator's many cores): memory only, nothing any core does changes. Call right after
+    /// [`Core::new`].
+    pub fn with_shared_metadata(mut self, shared: crate::membership::SharedMetadata) -> Self {
+        self.membership.share_metadata(shared);
+        self
+    }
+
     /// Replaces the ephemeral entries' settings. Call right after [`Core::new`].
     pub fn with_ephemeral(mut self, config: EphemeralConfig) -> Self {
         self.ephemeral = Ephemeral::new(config);
