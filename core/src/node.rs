@@ -250,6 +250,14 @@ impl Core {
         self
     }
 
+    /// Shares membership metadata values equal to those other cores in this process hold (the
+    /// simulator's many cores): memory only, nothing any core does changes. Call right after
+    /// [`Core::new`].
+    pub fn with_shared_metadata(mut self, shared: crate::membership::SharedMetadata) -> Self {
+        self.membership.share_metadata(shared);
+        self
+    }
+
     /// Replaces the ephemeral entries' settings. Call right after [`Core::new`].
     pub fn with_ephemeral(mut self, config: EphemeralConfig) -> Self {
         self.ephemeral = Ephemeral::new(config);
@@ -982,58 +990,84 @@ impl Core {
         result
     }
 
-    /// Gives placement the current view when membership changed while handling the last input.
+    /// Gives placement the members whose view changed while handling the last input, as the
+    /// view holds them now: O(changes), where handing it the whole view each time made a
+    /// cluster's formation O(N²) per node.
     fn placement_view(&mut self, now: Instant, mark: usize) {
-        let changed = self
-            .outbox
-            .since(mark)
-            .any(|e| matches!(e, Effect::Event(Event::Membership(_))));
-        if changed {
-            self.placement_view_now(now);
+        let mut changed = BTreeSet::new();
+        let mut any = false;
+        for effect in self.outbox.since(mark) {
+            if let Effect::Event(Event::Membership(event)) = effect {
+                any = true;
+                match event {
+                    MembershipEvent::Up(v)
+                    | MembershipEvent::Updated(v)
+                    | MembershipEvent::Failed(v)
+                    | MembershipEvent::Left(v)
+                    | MembershipEvent::Removed(v) => {
+                        changed.insert(v.id);
+                    }
+                    MembershipEvent::Joined | MembershipEvent::Isolated => {}
+                }
+            }
+        }
+        if !any {
+            return;
+        }
+        let changed: Vec<(NodeId, Option<Member>)> = changed
+            .into_iter()
+            .map(|node| (node, self.membership.member(node).map(placement_member)))
+            .collect();
+        let own = self.own_candidate();
+        self.placement.view_changed(now, own, &changed);
+        self.deliver_placement(now);
+        self.caches_view(now);
+    }
+
+    /// Our own life and tags, as placement sees them.
+    fn own_candidate(&self) -> Candidate {
+        let me = self.membership.me();
+        Candidate {
+            id: me.node,
+            generation: me.generation,
+            tags: self
+                .membership
+                .metadata_of(me.node)
+                .map(|m| m.tags.clone())
+                .unwrap_or_default(),
         }
     }
 
-    /// Gives placement the current membership view.
+    /// Gives placement the whole current membership view.
     fn placement_view_now(&mut self, now: Instant) {
-        let me = self.membership.me();
-        let tags = |node| {
-            self.membership
-                .metadata_of(node)
-                .map(|m| m.tags.clone())
-                .unwrap_or_default()
-        };
-        let own = Candidate {
-            id: me.node,
-            generation: me.generation,
-            tags: tags(me.node),
-        };
-        let members: Vec<Member> = self
-            .membership
-            .members()
-            .map(|m| Member {
-                candidate: Candidate {
-                    id: m.id,
-                    generation: m.generation,
-                    tags: m
-                        .metadata
-                        .as_ref()
-                        .map(|d| d.tags.clone())
-                        .unwrap_or_default(),
-                },
-                state: m.state,
-                since: m.since,
-            })
-            .collect();
-        let mut candidates: Vec<Candidate> = members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .map(|m| m.candidate.clone())
-            .collect();
-        candidates.push(own.clone());
+        let own = self.own_candidate();
+        let members: Vec<Member> = self.membership.members().map(placement_member).collect();
         self.placement.update_view(now, own, &members);
         self.deliver_placement(now);
+        self.caches_view(now);
+    }
+
+    /// Gives the caches the live members (ourselves included), when any cache is declared: a
+    /// full list is O(N) per membership change, which placement's incremental view avoids, so
+    /// a node without caches skips it and [`Self::declare_cache`] brings the view up to date.
+    fn caches_view(&mut self, now: Instant) {
+        if self.caches.names().next().is_none() {
+            return;
+        }
+        let candidates = self.cache_candidates();
         self.caches.update_view(now, candidates);
         self.deliver_caches(now);
+    }
+
+    /// The live members, ourselves included, as the caches choose owners among them.
+    fn cache_candidates(&self) -> Vec<Candidate> {
+        let alive = self
+            .membership
+            .members()
+            .filter(|m| m.state == MemberState::Alive);
+        let mut candidates: Vec<Candidate> = alive.map(|m| placement_member(m).candidate).collect();
+        candidates.push(self.own_candidate());
+        candidates
     }
 
     /// Sends placement's messages, reports its decisions and arms its timer; a leave that
@@ -1074,6 +1108,11 @@ impl Core {
         store: std::sync::Arc<dyn Store>,
     ) -> Result<(), CacheError> {
         let name = settings.name.clone();
+        if self.caches.names().next().is_none() {
+            // Without caches the view was not kept (`caches_view`); nothing depends on it yet.
+            let candidates = self.cache_candidates();
+            self.caches.adopt_view(candidates);
+        }
         self.caches.declare(settings, store)?;
         // A replicated cache takes up what its keyspace already holds.
         let keyspace = format!("{}{name}", crate::cache::KEYSPACE_PREFIX);
@@ -1202,6 +1241,23 @@ impl Core {
                 self.membership.set_metadata(metadata, &mut self.outbox)
             }
         }
+    }
+}
+
+/// A member of our view as placement sees it.
+fn placement_member(m: &MemberView) -> Member {
+    Member {
+        candidate: Candidate {
+            id: m.id,
+            generation: m.generation,
+            tags: m
+                .metadata
+                .as_ref()
+                .map(|d| d.tags.clone())
+                .unwrap_or_default(),
+        },
+        state: m.state,
+        since: m.since,
     }
 }
 

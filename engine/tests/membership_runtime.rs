@@ -58,7 +58,7 @@ async fn five_nodes_form_a_cluster_from_one_seed_and_see_leave_failure_and_metad
     let names: Vec<_> = nodes[4]
         .members()
         .into_iter()
-        .filter_map(|m| m.metadata.and_then(|d| d.name))
+        .filter_map(|m| m.metadata.and_then(|d| d.name.clone()))
         .collect();
     assert_eq!(names.len(), 4, "metadata of every peer known: {names:?}");
     let mut events = nodes[0].membership_events();

@@ -1,26 +1,54 @@
 //! Simulator benchmark: prints numbers, never fails.
 //!
-//! `cargo bench -p foundation-sim` (add `-- quick` for fewer seeds). Measures:
-//! - speed: simulated seconds per wall second at N=100 and N=1000;
-//! - detection at scale: 1 % loss, one node stalled for 2 s, then a crash — time until every
-//!   survivor sees the crashed node failed (median and p99 over seeds);
-//! - mass join through one seed at N=1000;
-//! - membership bytes per node per second at N=100 and N=1000;
-//! - false positives.
+//! `cargo bench -p foundation-sim --bench sim` runs everything below (add `-- quick` for fewer
+//! seeds); a mode runs one part:
+//! - `-- speed`: the standard `steady` scenario at N=100 (seed 1, 40 simulated seconds):
+//!   simulated seconds, wall and CPU seconds, the ratio to real time, peak RSS and membership
+//!   bytes per node per second;
+//! - `-- big`: the same at N=1000 (40 s) and N=5000 (20 s);
+//! - `-- hashes`: the trace hash of every standard scenario at N=8, seed 42, and of `steady` at
+//!   N=100, seed 1 — a change that only makes the simulator faster leaves them all equal;
+//! - `-- one N SECONDS`: one `steady` run, in this process (the modes above run each size in a
+//!   child process of their own, so that each peak RSS is that run's alone).
+//!
+//! Everything else (the default): speed at N=100 and N=1000; detection at scale (1 % loss, one
+//! node stalled for 2 s, then a crash — time until every survivor sees the crashed node failed,
+//! median and p99 over seeds); mass join through one seed at N=1000; membership bytes per node
+//! per second at N=100 and N=1000 in that scenario; false positives.
 
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use foundation_sim::faults::{secs, Fault, Nodes};
 use foundation_sim::network::LinkModel;
 use foundation_sim::report::{RunReport, Stats};
-use foundation_sim::scenario::{run, Check, RunOptions, Scenario};
+use foundation_sim::scenario::{run, standard, Check, RunOptions, Scenario};
 use foundation_sim::sweep::sweep;
 
+/// Bytes per node are measured from here to the end of a `steady` run: the cluster has formed.
+const STEADY_TRAFFIC_FROM_SECS: u64 = 20;
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "quick");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("one") => {
+            let number = |i: usize, default: u64| {
+                args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
+            };
+            return one(number(1, 100) as usize, number(2, 40));
+        }
+        Some("speed") => return speed(&[(100, 40)]),
+        Some("big") => return speed(&[(1000, 40), (5000, 20)]),
+        Some("hashes") => return hashes(),
+        _ => {}
+    }
+    let quick = args.iter().any(|a| a == "quick");
+    speed(&[(100, 40), (1000, 40)]);
+    println!();
     println!("{:<58} {:>14} {:>10}", "measure", "value", "target");
-    speed(100, 30);
-    speed(1000, if quick { 5 } else { 10 });
     let seeds_100 = if quick { 1..6 } else { 1..21 };
     let seeds_1000 = if quick { 1..2 } else { 1..4 };
     let small = detection(100, seeds_100);
@@ -98,20 +126,89 @@ fn row(what: &str, value: Option<f64>, unit: &str, target: &str) {
     println!("{what:<58} {value:>14} {target:>10}");
 }
 
-fn speed(nodes: usize, seconds: u64) {
-    let scenario = Scenario::new("speed")
-        .nodes(nodes)
+/// Runs `steady` at each (nodes, simulated seconds) in a child process of its own.
+fn speed(runs: &[(usize, u64)]) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!("load average before: {}", load.join(" "));
+    let exe = std::env::current_exe().expect("the bench's own path");
+    for (nodes, seconds) in runs {
+        let status = Command::new(&exe)
+            .args(["one", &nodes.to_string(), &seconds.to_string()])
+            .status();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            println!("steady N={nodes}: the run failed ({status:?})");
+        }
+    }
+}
+
+/// One `steady` run at `nodes` for `seconds` simulated seconds, seed 1, in this process.
+fn one(nodes: usize, seconds: u64) {
+    let scenario = standard::by_name("steady", nodes)
+        .expect("the steady scenario")
         .duration(secs(seconds))
-        .check(Check::CoreInvariants(false));
+        .traffic_from(secs(STEADY_TRAFFIC_FROM_SECS.min(seconds / 2)));
+    let (cpu0, wall0) = (cpu_secs(), Instant::now());
     let report = run(&scenario, 1, &RunOptions::default());
-    let ratio = report.simulated_secs / report.wall_secs.max(1e-9);
-    let target = if nodes == 100 { "≥ 1000x" } else { "-" };
-    row(
-        &format!("speed, N={nodes} (simulated s per wall s)"),
-        Some(ratio),
-        "x",
-        target,
+    let (cpu, wall) = (cpu_secs() - cpu0, wall0.elapsed().as_secs_f64());
+    let simulated = report.simulated_secs;
+    let target = match nodes {
+        100 => "target ≥ 1000x",
+        1000 => "target ≥ 50x, ≤ 300 MB, ≤ 5000 B/s",
+        _ => "target -",
+    };
+    let traffic = &report.traffic;
+    println!(
+        "steady N={nodes} seed 1: {simulated:.0} simulated s in {wall:.2} s wall, {cpu:.2} s CPU = \
+         {:.0}x real time per CPU s ({:.0}x per wall s); peak RSS {:.0} MB; membership {:.0} B/s \
+         per node from {} s ({:.0} SWIM datagrams, {:.0} streams); formed in {:?} s; passed {}; \
+         trace #{} ({target})",
+        simulated / cpu.max(1e-9),
+        simulated / wall.max(1e-9),
+        peak_rss_mb(),
+        traffic.membership_bytes_per_node_per_sec,
+        STEADY_TRAFFIC_FROM_SECS.min(seconds / 2),
+        traffic.datagram_bytes_per_node_per_sec,
+        traffic.stream_bytes_per_node_per_sec,
+        report
+            .measurements
+            .convergence
+            .first()
+            .and_then(|c| c.took_secs),
+        report.passed,
+        report.trace_hash,
     );
+}
+
+/// Trace hashes that a pure optimisation must leave unchanged.
+fn hashes() {
+    for name in standard::NAMES {
+        let scenario = standard::by_name(name, 8).expect("a standard scenario");
+        let report = run(&scenario, 42, &RunOptions::default());
+        println!("{name:<20} N=8 seed 42  #{}", report.trace_hash);
+    }
+    let steady = standard::by_name("steady", 100).expect("the steady scenario");
+    let report = run(&steady, 1, &RunOptions::default());
+    println!("{:<20} N=100 seed 1 #{}", "steady", report.trace_hash);
+}
+
+/// CPU time of this thread (the simulator runs on one), in seconds.
+fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e9)
+}
+
+/// This process's peak resident set, in MB (VmHWM).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// 1 % loss; node 1 stalls for 2 s at 15 s; the last node crashes at 20 s.

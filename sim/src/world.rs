@@ -15,7 +15,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 use foundation_core::effects::{Effect, Event};
-use foundation_core::membership::{MemberId, MembershipConfig, MembershipEvent, NodeMetadata};
+use foundation_core::membership::{
+    MemberId, MembershipConfig, MembershipEvent, NodeMetadata, SharedMetadata,
+};
 use foundation_core::node::{Command, Core, CoreConfig, Input};
 use foundation_core::replication::{
     AckTicket, Durability, Envelope, Op, Origin, ReplicationConfig, ReplicationEvent, Write,
@@ -364,6 +366,9 @@ pub struct World {
     rng: StdRng,
     network: Network,
     membership: MembershipConfig,
+    /// Metadata values the cores share instead of each holding its own copy of every
+    /// member's (memory only: see `SharedMetadata`).
+    shared_metadata: SharedMetadata,
     limits: ChannelLimits,
     trace: Trace,
     observed: Vec<Observed>,
@@ -424,6 +429,7 @@ impl World {
             rng: StdRng::seed_from_u64(config.seed),
             network: Network::new(config.network),
             membership: config.membership,
+            shared_metadata: SharedMetadata::default(),
             limits: ChannelLimits::default(),
             trace: Trace::new(config.keep_trace),
             observed: Vec::new(),
@@ -969,7 +975,7 @@ impl World {
             seed,
         };
         let local = node.clock.local(self.now_us);
-        let core = Core::new(config, local);
+        let core = Core::new(config, local).with_shared_metadata(self.shared_metadata.clone());
         node.core = Some(match &self.replication {
             Some(replication) => core.with_replication(replication.clone(), seed.rotate_left(32)),
             None => core,

@@ -566,6 +566,13 @@ impl Caches {
         Ok(cache)
     }
 
+    /// Takes `candidates` as the view without acting on the change: for the first cache
+    /// declared on a node, when nothing held can depend on an older view.
+    pub fn adopt_view(&mut self, mut candidates: Vec<Candidate>) {
+        candidates.sort_by_key(|c| c.id);
+        self.candidates = candidates;
+    }
+
     /// Takes up the members that may own keys: this node and every alive member. Near copies
     /// of keys whose owner changed are dropped (nobody would invalidate them), requests asked
     /// of a node that no longer owns their key are asked again, and flights of keys this node

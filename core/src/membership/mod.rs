@@ -24,7 +24,7 @@ use rand10::{RngExt, SeedableRng};
 
 pub use config::{MembershipConfig, MembershipConfigError};
 pub use identity::MemberId;
-pub use metadata::{NodeMetadata, Versioned};
+pub use metadata::{NodeMetadata, SharedMetadata, Versioned};
 pub use view::{ForceLeaveError, MemberState, MemberView, MembershipEvent, MembershipTimer};
 pub use wire::{MembershipMessage, SuspectReport};
 
@@ -78,6 +78,8 @@ pub struct Membership {
     suspicions: Suspicions,
     view: BTreeMap<NodeId, MemberView>,
     metadata: BTreeMap<NodeId, Versioned>,
+    /// Where equal metadata values are shared with other machines, if anywhere.
+    shared: Option<SharedMetadata>,
     leaving: BTreeSet<MemberId>,
     /// Members removed from the table (reaped or forced out) and the life removed:
     /// replication counts them as departed until it holds none of their writes.
@@ -129,9 +131,10 @@ impl Membership {
                 me.node,
                 Versioned {
                     version: 1,
-                    metadata,
+                    metadata: std::sync::Arc::new(metadata),
                 },
             )]),
+            shared: None,
             leaving: BTreeSet::new(),
             removed: BTreeMap::new(),
             notes: Vec::new(),
@@ -192,7 +195,16 @@ impl Membership {
 
     /// A node's metadata, ours included.
     pub fn metadata_of(&self, node: NodeId) -> Option<&NodeMetadata> {
-        self.metadata.get(&node).map(|v| &v.metadata)
+        self.metadata.get(&node).map(|v| &*v.metadata)
+    }
+
+    /// Shares equal metadata values with the other machines that use `shared` (see
+    /// [`SharedMetadata`]); ours first.
+    pub fn share_metadata(&mut self, shared: SharedMetadata) {
+        for (node, v) in &mut self.metadata {
+            v.metadata = shared.intern(*node, v.version, v.metadata.clone());
+        }
+        self.shared = Some(shared);
     }
 
     /// Counters for metrics.
@@ -256,6 +268,10 @@ impl Membership {
             .metadata
             .get(&self.me.node)
             .map_or(1, |v| v.version + 1);
+        let mut metadata = std::sync::Arc::new(metadata);
+        if let Some(shared) = &self.shared {
+            metadata = shared.intern(self.me.node, version, metadata);
+        }
         let versioned = Versioned { version, metadata };
         self.metadata.insert(self.me.node, versioned.clone());
         let message = encode(MembershipMessage::Metadata {
@@ -697,7 +713,7 @@ impl Membership {
         self.leaving.retain(|m| m.node != member.node);
         self.removed.remove(&member.node);
         let mut view = MemberView::new(&member, MemberState::Alive, now);
-        view.metadata = self.metadata_of(member.node).cloned();
+        view.metadata = self.metadata.get(&member.node).map(|v| v.metadata.clone());
         let new_member = !self.view.contains_key(&member.node);
         // A member we held failed or departed that is back — after a partition heals, every
         // node of the other side, each in a renewed life — knows what its side learnt
@@ -914,7 +930,7 @@ impl Membership {
         }
     }
 
-    fn merge_metadata(&mut self, node: NodeId, incoming: Versioned, out: &mut Outbox) {
+    fn merge_metadata(&mut self, node: NodeId, mut incoming: Versioned, out: &mut Outbox) {
         // The version test first: it is cheap and rejects nearly every entry of a push-pull,
         // while the size test encodes the metadata.
         if node == self.me.node
@@ -928,9 +944,13 @@ impl Membership {
         if encoded_len(&incoming) > metadata::METADATA_MAX_BYTES {
             return;
         }
-        self.metadata.insert(node, incoming.clone());
+        if let Some(shared) = &self.shared {
+            incoming.metadata = shared.intern(node, incoming.version, incoming.metadata);
+        }
+        let metadata = incoming.metadata.clone();
+        self.metadata.insert(node, incoming);
         if let Some(view) = self.view.get_mut(&node) {
-            view.metadata = Some(incoming.metadata);
+            view.metadata = Some(metadata);
             out.event(Event::Membership(MembershipEvent::Updated(view.clone())));
         }
     }

@@ -48,8 +48,8 @@ pub struct MemberView {
     pub generation: u64,
     /// Its state.
     pub state: MemberState,
-    /// What it says about itself, once known.
-    pub metadata: Option<NodeMetadata>,
+    /// What it says about itself, once known (shared with the membership table).
+    pub metadata: Option<std::sync::Arc<NodeMetadata>>,
     /// When it entered this state, on the driver's clock.
     #[serde(skip)]
     pub since: Instant,

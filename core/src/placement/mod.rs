@@ -454,11 +454,16 @@ pub struct Placement {
     agreed: BTreeSet<NodeId>,
     /// The latest generation seen of each agreed member (for keep-oldest).
     generations: BTreeMap<NodeId, u64>,
+    /// `generations` ordered by age, (generation, node): the oldest first, in O(log N).
+    by_age: BTreeSet<(u64, NodeId)>,
     /// Since when we are the oldest agreed member, if we are (keep-oldest grants wait a
     /// lease after it).
     oldest_since: Option<Instant>,
-    /// Ourselves and the members alive in our view.
-    candidates: Vec<Candidate>,
+    /// Ourselves, once the core gave us a view: the first candidate.
+    own: Option<Candidate>,
+    /// The members alive in our view, in node id order: the other candidates. Kept up to
+    /// date one member at a time ([`Placement::view_changed`]), not rebuilt per change.
+    others: BTreeMap<NodeId, Candidate>,
     /// What our view says we should own.
     wanted: BTreeSet<Instance>,
     /// Since when each wanted instance that does not run here yet has been wanted.
@@ -496,10 +501,12 @@ impl Placement {
             me,
             agreed: BTreeSet::from([me.node]),
             generations: BTreeMap::from([(me.node, me.generation)]),
+            by_age: BTreeSet::from([(me.generation, me.node)]),
             oldest_since: None,
             config,
             workloads: BTreeMap::new(),
-            candidates: Vec::new(),
+            own: None,
+            others: BTreeMap::new(),
             wanted: BTreeSet::new(),
             wanted_since: BTreeMap::new(),
             claimed: BTreeSet::new(),
@@ -586,8 +593,55 @@ impl Placement {
 
     /// Takes up a new membership view: `me` is our own life and tags, `members` everyone else.
     pub fn update_view(&mut self, now: Instant, me: Candidate, members: &[Member]) {
+        self.take_own(me);
+        self.agree(self.me.node, self.me.generation);
+        for m in members {
+            self.update_agreed(m);
+        }
+        self.note_oldest(now);
+        self.others = members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .map(|m| (m.candidate.id, m.candidate.clone()))
+            .collect();
+        self.dirty = true;
+        self.decide(now);
+    }
+
+    /// Takes up the members of our view that changed since the last view we were given, each
+    /// as the view holds it now (`None`: no longer in the table). The same state as
+    /// [`Placement::update_view`] with the whole view, in O(changes · log N) instead of O(N).
+    pub fn view_changed(
+        &mut self,
+        now: Instant,
+        me: Candidate,
+        changed: &[(NodeId, Option<Member>)],
+    ) {
+        self.take_own(me);
+        self.agree(self.me.node, self.me.generation);
+        for (node, member) in changed {
+            match member {
+                Some(m) => {
+                    self.update_agreed(m);
+                    if m.state == MemberState::Alive {
+                        self.others.insert(m.candidate.id, m.candidate.clone());
+                    } else {
+                        self.others.remove(node);
+                    }
+                }
+                None => {
+                    self.others.remove(node);
+                }
+            }
+        }
+        self.note_oldest(now);
+        self.dirty = true;
+        self.decide(now);
+    }
+
+    /// Our own life and tags: a new life stops what the old one ran before the new one claims.
+    fn take_own(&mut self, me: Candidate) {
         if me.generation != self.me.generation || me.id != self.me.node {
-            // A new life of this node: what the old one ran stops before the new one claims.
             self.stop_all(StopReason::Renewed);
             self.stop_per_node(StopReason::Renewed);
             self.me = Life {
@@ -597,17 +651,12 @@ impl Placement {
             self.rounds.clear();
             self.claimed.clear();
         }
-        self.update_agreed(now, members);
-        self.candidates = std::iter::once(me)
-            .chain(
-                members
-                    .iter()
-                    .filter(|m| m.state == MemberState::Alive)
-                    .map(|m| m.candidate.clone()),
-            )
-            .collect();
-        self.dirty = true;
-        self.decide(now);
+        self.own = Some(me);
+    }
+
+    /// Ourselves, then the members alive in our view in node id order.
+    fn candidates(&self) -> impl Iterator<Item = &Candidate> {
+        self.own.iter().chain(self.others.values())
     }
 
     /// Members join the agreed membership when seen alive and leave it only when they leave
@@ -616,24 +665,29 @@ impl Placement {
     /// sweep found it: both sides dropped the other after the heal, while one member saw
     /// everyone alive). A member that never comes back keeps counting against the quorum until
     /// it is removed on purpose, which is not built yet.
-    fn update_agreed(&mut self, now: Instant, members: &[Member]) {
-        self.agreed.insert(self.me.node);
-        self.generations.insert(self.me.node, self.me.generation);
-        for m in members {
-            match m.state {
-                MemberState::Alive => {
-                    self.agreed.insert(m.candidate.id);
-                    self.generations
-                        .insert(m.candidate.id, m.candidate.generation);
-                }
-                MemberState::Left => {
-                    self.agreed.remove(&m.candidate.id);
-                    self.generations.remove(&m.candidate.id);
-                }
-                MemberState::Failed => {}
-            }
+    fn update_agreed(&mut self, m: &Member) {
+        match m.state {
+            MemberState::Alive => self.agree(m.candidate.id, m.candidate.generation),
+            MemberState::Left => self.disagree(m.candidate.id),
+            MemberState::Failed => {}
         }
-        self.note_oldest(now);
+    }
+
+    /// `node` is in the agreed membership, in life `generation`.
+    fn agree(&mut self, node: NodeId, generation: u64) {
+        self.agreed.insert(node);
+        if let Some(before) = self.generations.insert(node, generation) {
+            self.by_age.remove(&(before, node));
+        }
+        self.by_age.insert((generation, node));
+    }
+
+    /// `node` is out of the agreed membership.
+    fn disagree(&mut self, node: NodeId) {
+        self.agreed.remove(&node);
+        if let Some(before) = self.generations.remove(&node) {
+            self.by_age.remove(&(before, node));
+        }
     }
 
     /// Whether we are the oldest agreed member now, and since when.
@@ -652,8 +706,7 @@ impl Placement {
         if node == self.me.node {
             return;
         }
-        self.agreed.remove(&node);
-        self.generations.remove(&node);
+        self.disagree(node);
         self.note_oldest(now);
         self.dirty = true;
         self.decide(now);
@@ -661,11 +714,8 @@ impl Placement {
 
     /// The oldest member of the agreed membership: lowest generation, then node id.
     fn oldest(&self) -> Option<NodeId> {
-        self.generations
-            .iter()
-            .filter(|(id, _)| self.agreed.contains(id))
-            .min_by_key(|(id, generation)| (**generation, **id))
-            .map(|(id, _)| *id)
+        // Every node in `generations` is agreed (they enter and leave together).
+        self.by_age.first().map(|(_, id)| *id)
     }
 
     /// Whether our registrar may grant now: under keep-oldest only while we are the oldest,
@@ -899,8 +949,7 @@ impl Placement {
     fn successor(&self, instance: &Instance) -> Option<NodeId> {
         let spec = self.workloads.get(&instance.workload)?;
         let others: Vec<Candidate> = self
-            .candidates
-            .iter()
+            .candidates()
             .filter(|c| c.id != self.me.node && c.eligible(&spec.require))
             .cloned()
             .collect();
@@ -950,8 +999,7 @@ impl Placement {
         }
         for (name, spec) in self.workloads.iter().filter(|(_, s)| !s.per_node()) {
             let eligible: Vec<Candidate> = self
-                .candidates
-                .iter()
+                .candidates()
                 .filter(|c| c.eligible(&spec.require))
                 .cloned()
                 .collect();
@@ -1149,8 +1197,7 @@ impl Placement {
             return Ok(self.per_node.contains(instance).then_some(self.me.node));
         }
         let eligible: Vec<Candidate> = self
-            .candidates
-            .iter()
+            .candidates()
             .filter(|c| c.eligible(&spec.require))
             .cloned()
             .collect();

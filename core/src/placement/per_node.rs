@@ -42,12 +42,10 @@ impl Placement {
             Kind::Local => true,
             Kind::Replicated => {
                 let me_eligible = self
-                    .candidates
-                    .iter()
+                    .candidates()
                     .any(|c| c.id == self.me.node && c.eligible(&spec.require));
                 let eligible = self
-                    .candidates
-                    .iter()
+                    .candidates()
                     .filter(|c| c.eligible(&spec.require))
                     .count();
                 me_eligible && eligible >= spec.min_members.max(1)
