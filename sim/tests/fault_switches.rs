@@ -132,10 +132,13 @@ fn crash_detection_catches_suspicions_that_never_expire() {
 
 #[test]
 fn no_false_positives_catches_a_declaration_without_a_last_call_after_a_short_partition() {
+    // Since the direct checks tell a suspect at once, most suspicions across this short cut are
+    // refuted before any last call; seed 11 is one where only the last call saves the member
+    // (1 of seeds 1–12).
     caught(
         FaultSwitch::NoLastCall,
         &short_partition(),
-        2,
+        11,
         "no-false-positives",
     );
 }
@@ -296,9 +299,9 @@ fn departed_origins_retired_catches_origins_never_retired() {
 
 #[test]
 fn rpc_calls_catch_a_router_that_retries_calls_whose_handler_may_have_run() {
-    // Switched off, this run is `rpc_partition_holds` (8 nodes, seed 1).
+    // Caught in 7 of seeds 1–12 (seed 1, `rpc_partition_holds`'s, is not one of them).
     let scenario = standard::by_name("rpc-partition", 8).expect("a standard scenario");
-    caught_with_switch_on(FaultSwitch::RetryEveryLostCall, &scenario, 1, "rpc-calls");
+    caught(FaultSwitch::RetryEveryLostCall, &scenario, 3, "rpc-calls");
 }
 
 #[test]

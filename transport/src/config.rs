@@ -16,6 +16,10 @@ pub struct TransportConfig {
     /// unspecified (`0.0.0.0`, `::`) the default route's interface address on the bound port
     /// (see [`crate::advertise`]); the unspecified address is never advertised.
     pub advertise: Option<SocketAddr>,
+    /// Peers this node reaches first (static seeds, the name server discovery asks). Without
+    /// `advertise`, a node bound to an unspecified address advertises the interface its traffic
+    /// to the first of them leaves by, before the default route's. Default none.
+    pub advertise_toward: Vec<SocketAddr>,
     /// QUIC keep-alive interval: how long a connection may send nothing before it sends a ping.
     /// Default 10 s, inside the 30 s after which NATs commonly forget a UDP binding. A short
     /// interval is paid on every connection of a full mesh (a ping and its acknowledgement per
@@ -103,6 +107,7 @@ impl Default for TransportConfig {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             advertise: None,
+            advertise_toward: Vec::new(),
             keep_alive: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),

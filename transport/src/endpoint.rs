@@ -140,7 +140,7 @@ impl Endpoint {
         let bound = quic.local_addr().map_err(bind_error)?;
         let local = NodeAddr {
             id: identity.id,
-            addr: crate::advertise::advertised(bound, config.advertise),
+            addr: crate::advertise::advertised(bound, config.advertise, &config.advertise_toward),
         };
         let (senders, inbox) = inbox(&config);
         let shared = Arc::new(Shared {

@@ -220,12 +220,33 @@ impl NodeConfig {
         }
     }
 
+    /// Addresses this node reaches first, known before it starts: static seeds given as IP
+    /// addresses and the name servers DNS discovery asks. The transport advertises the
+    /// interface toward them when bound to an unspecified address.
+    fn first_peers(&self) -> Vec<SocketAddr> {
+        let mut peers = Vec::new();
+        for choice in &self.discovery {
+            match choice {
+                DiscoveryChoice::Static { seeds } => {
+                    peers.extend(seeds.iter().filter_map(|s| s.parse::<SocketAddr>().ok()));
+                }
+                DiscoveryChoice::Dns {
+                    server: Some(server),
+                    ..
+                } => peers.push(*server),
+                _ => {}
+            }
+        }
+        peers
+    }
+
     /// The transport configuration: the transport's defaults with this node's bind and
     /// advertise addresses, liveness timers and bulk port.
     pub fn transport_config(&self) -> TransportConfig {
         TransportConfig {
             bind: self.bind,
             advertise: self.advertise,
+            advertise_toward: self.first_peers(),
             keep_alive: self.transport.keep_alive,
             idle_timeout: self.transport.idle_timeout,
             bulk_endpoint: self.transport.bulk_port.enabled(),

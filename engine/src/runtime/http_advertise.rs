@@ -27,7 +27,7 @@ pub(crate) fn http_advertised(
     if !quic.ip().is_unspecified() && same_family {
         return SocketAddr::new(quic.ip(), bound.port());
     }
-    foundation_transport::advertise::advertised(bound, None)
+    foundation_transport::advertise::advertised(bound, None, &[])
 }
 
 #[cfg(test)]

@@ -270,7 +270,12 @@ async fn resolve_all(what: &str, targets: &[String]) -> Finding {
 }
 
 fn advertised(config: &NodeConfig) -> Finding {
-    let addr = foundation_transport::advertise::advertised(config.bind, config.advertise);
+    let transport = config.transport_config();
+    let addr = foundation_transport::advertise::advertised(
+        transport.bind,
+        transport.advertise,
+        &transport.advertise_toward,
+    );
     let what = "advertised address";
     if config.bind.ip().is_loopback() {
         return Finding::ok(what, format!("{addr} (loopback: this machine only)"));
