@@ -1136,9 +1136,7 @@ impl Core {
         key: &[u8],
         within: Duration,
     ) -> Result<Started, CacheError> {
-        let result = self.caches.get(now, name, key, within);
-        self.deliver_caches(now);
-        result
+        self.with_caches(now, |caches| caches.get(now, name, key, within))
     }
 
     /// Reads a cache or computes the value (see [`Caches::get_or_compute`]).
@@ -1149,9 +1147,7 @@ impl Core {
         key: &[u8],
         within: Duration,
     ) -> Result<Started, CacheError> {
-        let result = self.caches.get_or_compute(now, name, key, within);
-        self.deliver_caches(now);
-        result
+        self.with_caches(now, |caches| caches.get_or_compute(now, name, key, within))
     }
 
     /// Writes a cache entry (see [`Caches::put`]).
@@ -1163,7 +1159,12 @@ impl Core {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
-        let result = self.caches.put(now, name, key, value, ttl);
+        self.with_caches(now, |caches| caches.put(now, name, key, value, ttl))
+    }
+
+    /// Runs one call on the cache machine, then sends and reports what it produced.
+    fn with_caches<T>(&mut self, now: Instant, call: impl FnOnce(&mut Caches) -> T) -> T {
+        let result = call(&mut self.caches);
         self.deliver_caches(now);
         result
     }

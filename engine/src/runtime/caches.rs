@@ -360,13 +360,7 @@ impl CacheHandle {
             compute,
             done,
         };
-        self.requests
-            .send(Request::Cache(request))
-            .await
-            .map_err(|_| CacheError::Stopped)?;
-        let result = answer.await.map_err(|_| CacheError::Stopped)?;
-        self.refresh();
-        result
+        self.submit(request, answer).await
     }
 
     /// Writes `value` under `key` (here, on every node, or at the key's owner, by mode), with
@@ -394,6 +388,16 @@ impl CacheHandle {
             ttl,
             done,
         };
+        self.submit(request, answer).await
+    }
+
+    /// Hands `request` to the node's driver and waits for its `answer`; a stopped node is
+    /// `Stopped`.
+    async fn submit<T>(
+        &self,
+        request: CacheRequest,
+        answer: oneshot::Receiver<Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
         self.requests
             .send(Request::Cache(request))
             .await
