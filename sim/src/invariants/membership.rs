@@ -264,7 +264,12 @@ impl Invariant for Detection {
         }
         match fault {
             Fault::Crash(_) => slots.iter().for_each(|&s| self.went_down(world, s, false)),
-            Fault::Stop(_) => slots.iter().for_each(|&s| self.went_down(world, s, true)),
+            // A stop reaches only a running node (the world ignores it for one that crashed
+            // before): a crashed node's survivors rightly keep it as failed, not left.
+            Fault::Stop(_) => slots
+                .iter()
+                .filter(|&&s| world.node(s).is_up())
+                .for_each(|&s| self.went_down(world, s, true)),
             Fault::Restart(..) => {
                 while let Some(i) = self.open.iter().position(|d| slots.contains(&d.slot)) {
                     self.close(i);
