@@ -18,24 +18,20 @@
 //! (`--nocapture`).
 
 mod dns;
-mod lan;
-mod netns;
-mod nodes;
+#[path = "../netlab/mod.rs"]
+mod netlab;
 
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use lan::{Family, Lan};
-use nodes::{HostNode, Monitors};
+use netlab::lan::{Family, Lan};
+use netlab::nodes::{HostNode, Monitors};
+use netlab::{cannot_run, netns};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_foundation");
 const NODES: usize = 5;
 const SECRET: &str = "multi-host-test-secret-0123456789";
-/// The HTTP API is bound to every address, so writes need a token.
-const HTTP_TOKEN: &str = "multi-host-http-token-0123456789";
 const PATIENCE: Duration = Duration::from_secs(40);
 /// Production's default bulk port.
 const BULK_PORT: u16 = 7402;
@@ -46,19 +42,6 @@ const VISIBLE_WITHIN: Duration = Duration::from_millis(100);
 
 /// The runs share the machine's two cores: one at a time keeps their figures honest.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Why the test cannot run here, if it cannot.
-fn cannot_run() -> Option<&'static str> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("needs root to create network namespaces");
-    }
-    let ip = Command::new("ip").arg("-V").output();
-    if !ip.is_ok_and(|o| o.status.success()) {
-        return Some("the `ip` command (iproute2) is not available");
-    }
-    None
-}
 
 /// Takes the lock, or says why the test is skipped.
 fn may_run(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
@@ -112,7 +95,7 @@ fn production_env(lan: &Lan, i: usize, setup: Setup) -> Vec<(String, String)> {
         ("FOUNDATION_NAME", format!("host{i}")),
         ("FOUNDATION_BIND", lan.any(7400)),
         ("FOUNDATION_HTTP", lan.any(7401)),
-        ("FOUNDATION_HTTP_TOKEN", HTTP_TOKEN.to_owned()),
+        ("FOUNDATION_HTTP_TOKEN", netlab::HTTP_TOKEN.to_owned()),
         ("FOUNDATION_STORAGE", "memory".to_owned()),
     ]
     .into_iter()

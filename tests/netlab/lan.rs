@@ -181,6 +181,28 @@ impl Lan {
             .and_then(|value| value.trim().parse::<f64>().ok())
     }
 
+    /// Takes host `i`'s link to the bridge down (the host is cut off from every other, its
+    /// routes through the link gone) or up again with its default route.
+    pub fn set_link(&self, i: usize, up: bool) {
+        let (host, dev) = (self.host(i), format!("e{i}"));
+        ip(&[
+            "-n",
+            &host,
+            "link",
+            "set",
+            &dev,
+            if up { "up" } else { "down" },
+        ]);
+        if up {
+            let v = if self.family == Family::V6 {
+                "-6"
+            } else {
+                "-4"
+            };
+            ip(&["-n", &host, v, "route", "replace", "default", "dev", &dev]);
+        }
+    }
+
     /// Discards UDP to `port` of host `i` as it leaves every other host, as a firewall in front
     /// of host `i` would drop it (a routing rule: this kernel may lack tc's drop action).
     pub fn block_udp_towards(&self, i: usize, port: u16) -> Result<(), String> {

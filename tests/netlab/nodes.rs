@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,26 @@ impl HostNode {
         let _ = self.child.wait();
     }
 
+    /// The node's process id (`ip netns exec` execs the node in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, …) to the node; true if `kill` succeeded.
+    pub fn signal(&self, signal: &str) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// `kill -9` and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn logs(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -73,42 +93,57 @@ impl HostNode {
 
 impl Drop for HostNode {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
-/// `foundation monitor` on every host: each event line with the instant it arrived here.
+/// `foundation monitor` on hosts: each event line with the instant it arrived here.
 pub struct Monitors {
     children: Vec<Child>,
+    sender: Sender<(usize, Instant, String)>,
     lines: Receiver<(usize, Instant, String)>,
 }
 
 impl Monitors {
     pub fn start(lan: &Lan, hosts: std::ops::Range<usize>) -> Self {
-        let (tx, lines) = channel();
-        let mut children = Vec::new();
+        let (sender, lines) = channel();
+        let mut monitors = Self {
+            children: Vec::new(),
+            sender,
+            lines,
+        };
         for i in hosts {
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &lan.host(i), BINARY, "monitor"])
-                .args(["--node", lan.local_http()])
-                .env_clear()
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("foundation monitor runs");
-            let stdout = child.stdout.take().expect("stdout");
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if tx.send((i, Instant::now(), line)).is_err() {
-                        return;
-                    }
-                }
-            });
-            children.push(child);
+            monitors.watch(lan, i);
         }
-        Self { children, lines }
+        monitors
+    }
+
+    /// Starts a monitor of the node on host `i` (again, after that node restarted: a monitor
+    /// ends with its node).
+    pub fn watch(&mut self, lan: &Lan, i: usize) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lan.host(i), BINARY, "monitor"])
+            .args(["--node", lan.local_http()])
+            .env_clear()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("foundation monitor runs");
+        let stdout = child.stdout.take().expect("stdout");
+        let tx = self.sender.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send((i, Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        self.children.push(child);
+    }
+
+    /// Every line received so far and not yet taken.
+    pub fn take(&self) -> Vec<(usize, Instant, String)> {
+        self.lines.try_iter().collect()
     }
 
     /// When each of `hosts` printed a line containing `what`, waiting at most `patience`;

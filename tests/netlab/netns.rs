@@ -37,26 +37,44 @@ pub fn http_get(name: &str, addr: SocketAddr, path: &str) -> Option<String> {
 }
 
 fn get(addr: SocketAddr, path: &str) -> Option<String> {
+    let (status, body) = request(addr, "GET", path, None, Duration::from_secs(3))?;
+    (status == 200).then_some(body)
+}
+
+/// An HTTP/1.1 request from the calling thread's namespace, with the test's token (a write
+/// to a node bound to every address needs it): the status and the body, or `None` when the
+/// node does not answer within `timeout`.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    let body = body.unwrap_or("");
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\nConnection: close\r\n\r\n{body}",
+        token = super::HTTP_TOKEN,
+        length = body.len(),
     );
     stream.write_all(request.as_bytes()).ok()?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).ok()?;
     let answer = String::from_utf8_lossy(&answer);
     let (head, body) = answer.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
+    let status = head.split(' ').nth(1)?.parse().ok()?;
     if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        return Some(dechunk(body));
+        return Some((status, dechunk(body)));
     }
-    Some(body.to_owned())
+    Some((status, body.to_owned()))
 }
 
 /// The payload of a chunked body.

@@ -1,0 +1,265 @@
+//! The record of a run — every write the clients attempted and how it ended, every fault with
+//! its times, every service registration and every failure declaration the monitors saw — and
+//! the checks made on it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::faults::Kind;
+
+/// A failure declared within this long after a stall ended is still the stall's doing.
+pub const STALL_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Acknowledged,
+    /// The node answered with this status (a majority write without a majority: 503).
+    Refused(u16),
+    /// No answer in time (the node was killed, stopped or its answer lost).
+    NoAnswer,
+}
+
+/// One `PUT /config/{key}` a client made.
+#[derive(Clone, Debug)]
+pub struct Write {
+    pub key: String,
+    /// Each client's values grow, and each key has one client: a greater value is a later one.
+    pub value: u64,
+    pub majority: bool,
+    pub outcome: Outcome,
+    /// When the answer came (or the client gave up).
+    pub ended: Instant,
+}
+
+/// Writes shared between the clients and the checker.
+pub type Writes = Arc<Mutex<Vec<Write>>>;
+
+/// A fault as it was applied.
+pub struct Applied {
+    pub kind: Kind,
+    pub what: String,
+    pub held: Duration,
+    /// From the heal (or the restart) until every node held every majority write acknowledged
+    /// before it; `None` if not within the bound.
+    pub caught_up: Option<Duration>,
+}
+
+/// A stall of one node life: declared failed in this window is a false positive.
+pub struct Stall {
+    pub id: String,
+    pub from: Instant,
+    pub to: Instant,
+}
+
+/// An endpoint registered through a node (`PUT /services/faults`), owned by that node's life.
+/// Its instance id is `node.generation/number`; the generation grows when the node rejoins
+/// after being declared failed (the entry is announced again under it) and starts far higher
+/// after a restart, so an entry of `node` with a generation below the current life's
+/// registration is a dead life's.
+pub struct Registration {
+    pub host: usize,
+    pub node: String,
+    pub generation: u64,
+    pub number: u64,
+    /// When its node was killed (the life ended), and how long until no node listed it.
+    pub killed: Option<Instant>,
+    pub vanished_after: Option<Duration>,
+}
+
+impl Registration {
+    /// From the instance id its node listed.
+    pub fn new(host: usize, instance: &str) -> Option<Self> {
+        let (node, generation, number) = parse_instance(instance)?;
+        Some(Self {
+            host,
+            node,
+            generation,
+            number,
+            killed: None,
+            vanished_after: None,
+        })
+    }
+
+    /// Whether `instance` is this registration, under any later generation of the same life.
+    pub fn is(&self, instance: &str) -> bool {
+        parse_instance(instance).is_some_and(|(node, generation, number)| {
+            node == self.node && generation >= self.generation && number == self.number
+        })
+    }
+}
+
+/// `node.generation/number` as its parts.
+pub fn parse_instance(instance: &str) -> Option<(String, u64, u64)> {
+    let (life, number) = instance.split_once('/')?;
+    let (node, generation) = life.rsplit_once('.')?;
+    Some((
+        node.to_owned(),
+        generation.parse().ok()?,
+        number.parse().ok()?,
+    ))
+}
+
+/// Whether `listed` (one node's entries) holds exactly one entry per live registration and
+/// nothing else.
+pub fn exactly_live(live: &[&Registration], listed: &BTreeSet<String>) -> bool {
+    listed.len() == live.len()
+        && live
+            .iter()
+            .all(|r| listed.iter().filter(|i| r.is(i)).count() == 1)
+}
+
+#[derive(Default)]
+pub struct History {
+    pub writes: Writes,
+    pub faults: Vec<Applied>,
+    pub stalls: Vec<Stall>,
+    pub registrations: Vec<Registration>,
+    /// (declaring host, when, declared id) from the monitors' `member failed` lines.
+    pub declared_failed: Vec<(usize, Instant, String)>,
+    /// Monitors that fell behind and missed events (their declarations may be missing).
+    pub monitor_lags: usize,
+    pub final_convergence: Option<Duration>,
+    pub registry_convergence: Option<Duration>,
+    /// What the nodes listed when the registry was last seen not converged.
+    pub registry_last_seen: String,
+}
+
+impl History {
+    /// Per key, the greatest value acknowledged by a majority write that ended before `until`.
+    pub fn acked_majority(&self, until: Instant) -> BTreeMap<String, u64> {
+        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut acked = BTreeMap::new();
+        for w in writes.iter() {
+            if w.majority && w.outcome == Outcome::Acknowledged && w.ended <= until {
+                let last = acked.entry(w.key.clone()).or_insert(w.value);
+                *last = (*last).max(w.value);
+            }
+        }
+        acked
+    }
+
+    /// Failure declarations of a life while it was only stalled (or just after).
+    pub fn stalled_declared_failed(&self) -> Vec<String> {
+        let mut wrong = Vec::new();
+        for stall in &self.stalls {
+            for (host, at, id) in &self.declared_failed {
+                if *id == stall.id && *at >= stall.from && *at <= stall.to + STALL_GRACE {
+                    wrong.push(format!(
+                        "h{host} declared {id} failed {:?} into a stall of {:?}",
+                        at.duration_since(stall.from),
+                        stall.to.duration_since(stall.from)
+                    ));
+                }
+            }
+        }
+        wrong
+    }
+
+    /// The summary printed after every run.
+    pub fn summary(&self, seed: u64, lost: usize) -> String {
+        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let count = |majority: bool, outcome: Option<Outcome>| {
+            writes
+                .iter()
+                .filter(|w| w.majority == majority && outcome.is_none_or(|o| w.outcome == o))
+                .count()
+        };
+        let refused = |majority: bool| {
+            writes
+                .iter()
+                .filter(|w| w.majority == majority && matches!(w.outcome, Outcome::Refused(_)))
+                .count()
+        };
+        let mut by_kind: BTreeMap<Kind, usize> = BTreeMap::new();
+        for f in &self.faults {
+            *by_kind.entry(f.kind).or_default() += 1;
+        }
+        let kinds: Vec<String> = by_kind
+            .iter()
+            .map(|(k, n)| format!("{} {n}", k.name()))
+            .collect();
+        let caught: Vec<Duration> = self.faults.iter().filter_map(|f| f.caught_up).collect();
+        let vanished: Vec<Duration> = self
+            .registrations
+            .iter()
+            .filter_map(|r| r.vanished_after)
+            .collect();
+        let ack = Some(Outcome::Acknowledged);
+        let none = Some(Outcome::NoAnswer);
+        format!(
+            "faults: seed {seed}: {} faults ({}); writes plain {} attempted, {} acknowledged, {} \
+             refused, {} unanswered; majority {} attempted, {} acknowledged, {} refused, {} \
+             unanswered; lost = {lost}; catch-up after heal median {:?}, max {:?} ({} of {} \
+             within bound); final convergence {:?}; registry converged {:?}; dead lives' \
+             entries gone after median {:?}, max {:?} ({} kills); stalls {} (0 may be \
+             declared failed), failure declarations seen {}, monitor lags {}",
+            self.faults.len(),
+            kinds.join(", "),
+            count(false, None),
+            count(false, ack),
+            refused(false),
+            count(false, none),
+            count(true, None),
+            count(true, ack),
+            refused(true),
+            count(true, none),
+            median(&caught),
+            caught.iter().max(),
+            caught.len(),
+            self.faults.len(),
+            self.final_convergence,
+            self.registry_convergence,
+            median(&vanished),
+            vanished.iter().max(),
+            self.registrations
+                .iter()
+                .filter(|r| r.killed.is_some())
+                .count(),
+            self.stalls.len(),
+            self.declared_failed.len(),
+            self.monitor_lags,
+        )
+    }
+
+    /// One line per fault, in order.
+    pub fn fault_lines(&self) -> Vec<String> {
+        self.faults
+            .iter()
+            .enumerate()
+            .map(|(n, f)| {
+                format!(
+                    "  {n:>3}. {} held {:?}, caught up {:?}",
+                    f.what, f.held, f.caught_up
+                )
+            })
+            .collect()
+    }
+}
+
+/// The acknowledged majority writes `snapshot` lacks: the key absent, or an earlier value.
+pub fn lost(acked: &BTreeMap<String, u64>, snapshot: &BTreeMap<String, Value>) -> Vec<String> {
+    acked
+        .iter()
+        .filter_map(|(key, &value)| {
+            let held = snapshot.get(key).and_then(Value::as_u64);
+            held.is_none_or(|held| held < value)
+                .then(|| format!("{key}: acknowledged {value}, holds {held:?}"))
+        })
+        .collect()
+}
+
+fn median(values: &[Duration]) -> Option<Duration> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// The declared id in a monitor line `TIME member failed ID ADDR gen N`.
+pub fn failed_id(line: &str) -> Option<&str> {
+    let mut words = line.split_whitespace().skip_while(|w| *w != "member");
+    (words.next()? == "member" && words.next()? == "failed").then_some(())?;
+    words.next()
+}
