@@ -42,6 +42,8 @@ pub struct Applied {
     pub kind: Kind,
     pub what: String,
     pub held: Duration,
+    pub from: Instant,
+    pub healed: Instant,
     /// From the heal (or the restart) until every node held every majority write acknowledged
     /// before it; `None` if not within the bound.
     pub caught_up: Option<Duration>,
@@ -224,14 +226,29 @@ impl History {
         )
     }
 
-    /// One line per fault, in order.
+    /// One line per fault, in order, with what it did: the majority writes that did not
+    /// succeed while it was held, and the failures declared then or just after.
     pub fn fault_lines(&self) -> Vec<String> {
+        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         self.faults
             .iter()
             .enumerate()
             .map(|(n, f)| {
+                let within = |at: &Instant| *at >= f.from && *at <= f.healed + STALL_GRACE;
+                let failed_majority = writes
+                    .iter()
+                    .filter(|w| w.majority && w.outcome != Outcome::Acknowledged)
+                    .filter(|w| within(&w.ended))
+                    .count();
+                let declared = self
+                    .declared_failed
+                    .iter()
+                    .filter(|(_, at, _)| within(at))
+                    .count();
                 format!(
-                    "  {n:>3}. {} held {:?}, caught up {:?}",
+                    "  {n:>3}. {} held {:?}: {failed_majority} majority writes not acknowledged, \
+                     {declared} failure declarations; all acknowledged majority writes on every \
+                     node {:?} after the heal",
                     f.what, f.held, f.caught_up
                 )
             })

@@ -157,6 +157,8 @@ fn run_step(cluster: &mut Cluster, history: &mut History, step: &Step) {
         kind: step.fault.kind(),
         what,
         held: step.hold,
+        from,
+        healed,
         caught_up,
     });
     std::thread::sleep(BETWEEN);
