@@ -58,29 +58,11 @@ impl Cluster {
 
     /// The production profile with a real secret and seeds, keyspaces on disk.
     fn env(&self, i: usize, id: Option<&str>) -> Vec<(String, String)> {
-        let lan = &self.lan;
         let data = self.dir.join(format!("h{i}"));
-        let mut env: Vec<(String, String)> = [
-            ("FOUNDATION_PROFILE", "production".to_owned()),
-            ("FOUNDATION_SECRET", SECRET.to_owned()),
-            ("FOUNDATION_CLUSTER", "faults".to_owned()),
-            ("FOUNDATION_NAME", format!("host{i}")),
-            ("FOUNDATION_BIND", lan.any(7400)),
-            ("FOUNDATION_HTTP", lan.any(7401)),
-            (
-                "FOUNDATION_HTTP_TOKEN",
-                crate::netlab::HTTP_TOKEN.to_owned(),
-            ),
-            ("FOUNDATION_STORAGE", "disk".to_owned()),
-            ("FOUNDATION_DATA_DIR", data.display().to_string()),
-            (
-                "FOUNDATION_SEEDS",
-                format!("{},{}", lan.sock(0, 7400), lan.sock(1, 7400)),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let mut env = self.lan.production_env(i, "faults", SECRET);
+        env.push(("FOUNDATION_STORAGE".into(), "disk".into()));
+        env.push(("FOUNDATION_DATA_DIR".into(), data.display().to_string()));
+        env.push(self.lan.seeds());
         if let Some(id) = id {
             env.push(("FOUNDATION_NODE_ID".into(), id.to_owned()));
         }

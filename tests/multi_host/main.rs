@@ -88,24 +88,10 @@ impl Setup {
 
 /// The environment of the production node on host `i`.
 fn production_env(lan: &Lan, i: usize, setup: Setup) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("FOUNDATION_PROFILE", "production".to_owned()),
-        ("FOUNDATION_SECRET", SECRET.to_owned()),
-        ("FOUNDATION_CLUSTER", "lan".to_owned()),
-        ("FOUNDATION_NAME", format!("host{i}")),
-        ("FOUNDATION_BIND", lan.any(7400)),
-        ("FOUNDATION_HTTP", lan.any(7401)),
-        ("FOUNDATION_HTTP_TOKEN", netlab::HTTP_TOKEN.to_owned()),
-        ("FOUNDATION_STORAGE", "memory".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = lan.production_env(i, "lan", SECRET);
+    env.push(("FOUNDATION_STORAGE".into(), "memory".into()));
     match setup.discovery {
-        Discovery::Seeds => {
-            let seeds = format!("{},{}", lan.sock(0, 7400), lan.sock(1, 7400));
-            env.push(("FOUNDATION_SEEDS".into(), seeds));
-        }
+        Discovery::Seeds => env.push(lan.seeds()),
         Discovery::Dns => {
             env.push(("FOUNDATION_DNS_NAME".into(), DNS_NAME.into()));
             env.push(("FOUNDATION_DNS_SERVER".into(), lan.hub_ip().to_string()));

@@ -181,6 +181,29 @@ impl Lan {
             .and_then(|value| value.trim().parse::<f64>().ok())
     }
 
+    /// What every production node on host `i` is started with: the production profile, a real
+    /// secret, QUIC and HTTP bound to every address (writes need the test's token).
+    pub fn production_env(&self, i: usize, cluster: &str, secret: &str) -> Vec<(String, String)> {
+        [
+            ("FOUNDATION_PROFILE", "production".to_owned()),
+            ("FOUNDATION_SECRET", secret.to_owned()),
+            ("FOUNDATION_CLUSTER", cluster.to_owned()),
+            ("FOUNDATION_NAME", format!("host{i}")),
+            ("FOUNDATION_BIND", self.any(7400)),
+            ("FOUNDATION_HTTP", self.any(7401)),
+            ("FOUNDATION_HTTP_TOKEN", HTTP_TOKEN.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// `FOUNDATION_SEEDS` naming the first two hosts.
+    pub fn seeds(&self) -> (String, String) {
+        let seeds = format!("{},{}", self.sock(0, 7400), self.sock(1, 7400));
+        ("FOUNDATION_SEEDS".to_owned(), seeds)
+    }
+
     /// Takes host `i`'s link to the bridge down (the host is cut off from every other, its
     /// routes through the link gone) or up again with its default route.
     pub fn set_link(&self, i: usize, up: bool) {
