@@ -270,7 +270,8 @@ impl Schedule {
         };
         let hold = match kind {
             Kind::Stall => self.rng.millis(400, MAX_STALL.as_millis() as u64),
-            Kind::Kill => self.rng.millis(500, 3000),
+            // Down shorter and longer than failure detection (about 3 s with production timers).
+            Kind::Kill => self.rng.millis(500, 6000),
             _ => self.rng.millis(2000, 5000),
         };
         Step { fault, hold }
