@@ -280,3 +280,92 @@ pub fn failed_id(line: &str) -> Option<&str> {
     (words.next()? == "member" && words.next()? == "failed").then_some(())?;
     words.next()
 }
+
+/// The checks fail on histories that break them.
+mod checks {
+    use super::*;
+
+    fn write(key: &str, value: u64, majority: bool, outcome: Outcome, ended: Instant) -> Write {
+        Write {
+            key: key.into(),
+            value,
+            majority,
+            outcome,
+            ended,
+        }
+    }
+
+    #[test]
+    fn a_missing_or_older_acknowledged_majority_write_is_lost() {
+        let now = Instant::now();
+        let history = History::default();
+        history.writes.lock().unwrap().extend([
+            write("a", 1, true, Outcome::Acknowledged, now),
+            write("a", 3, true, Outcome::Acknowledged, now),
+            write("b", 2, true, Outcome::Acknowledged, now),
+            // Neither a plain write nor an unacknowledged one must survive.
+            write("c", 5, false, Outcome::Acknowledged, now),
+            write("d", 6, true, Outcome::NoAnswer, now),
+        ]);
+        let acked = history.acked_majority(now);
+        let snapshot = |pairs: &[(&str, u64)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(lost(&acked, &snapshot(&[("a", 3), ("b", 4)])).is_empty());
+        assert_eq!(lost(&acked, &snapshot(&[("a", 2), ("b", 2)])).len(), 1);
+        assert_eq!(lost(&acked, &snapshot(&[("a", 3)])).len(), 1);
+        // A write acknowledged after the moment asked about does not count yet.
+        assert!(history
+            .acked_majority(now - Duration::from_millis(1))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_declaration_during_or_just_after_a_stall_is_caught() {
+        let from = Instant::now();
+        let to = from + Duration::from_secs(1);
+        let mut history = History::default();
+        history.stalls.push(Stall {
+            id: "n1".into(),
+            from,
+            to,
+        });
+        history
+            .declared_failed
+            .push((0, to + STALL_GRACE * 2, "n1".into()));
+        history.declared_failed.push((0, to, "n2".into()));
+        assert!(history.stalled_declared_failed().is_empty());
+        history
+            .declared_failed
+            .push((2, to + Duration::from_millis(500), "n1".into()));
+        assert_eq!(history.stalled_declared_failed().len(), 1);
+    }
+
+    #[test]
+    fn the_registry_must_list_exactly_the_live_lives() {
+        let a = Registration::new(0, "aaaa.100/1").unwrap();
+        let b = Registration::new(1, "bbbb.200/1").unwrap();
+        let live = [&a, &b];
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert!(exactly_live(&live, &set(&["aaaa.100/1", "bbbb.200/1"])));
+        // Announced again under a later generation (after a rejoin): the same life.
+        assert!(exactly_live(&live, &set(&["aaaa.101/1", "bbbb.200/1"])));
+        // A dead life's entry left behind, or a live one missing.
+        assert!(!exactly_live(
+            &live,
+            &set(&["aaaa.100/1", "aaaa.50/1", "bbbb.200/1"])
+        ));
+        assert!(!exactly_live(&live, &set(&["aaaa.100/1"])));
+        assert_eq!(
+            failed_id("2026-12-04T13:00:00.000Z member failed n1 10.77.0.2:7400 gen 3"),
+            Some("n1")
+        );
+        assert_eq!(
+            failed_id("2026-12-04T13:00:00.000Z member up n1 x gen 3"),
+            None
+        );
+    }
+}
