@@ -260,6 +260,11 @@ impl Federation {
         Ok(link.gateway())
     }
 
+    /// The probe pacing.
+    pub fn timers(&self) -> WanTimers {
+        self.timers
+    }
+
     /// Every link's status, in cluster order.
     pub fn links(&self) -> Vec<LinkStatus> {
         self.links.values().map(Link::status).collect()
