@@ -16,6 +16,7 @@ pub mod agents;
 pub mod caches;
 mod cluster_config;
 mod driver;
+pub mod federation;
 mod from_config;
 mod http;
 mod http_advertise;
@@ -184,6 +185,8 @@ pub struct Node {
     placement: placement::PlacementHandle,
     caches: caches::CachesHandle,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
+    /// Kept for the gateway, which presents this node's certificate to linked clusters.
+    trust: Trust,
 }
 
 impl Node {
@@ -398,7 +401,43 @@ impl Node {
             placement,
             caches,
             http,
+            trust,
         })
+    }
+
+    /// Starts this node as a federation gateway of its cluster (see [`federation`]).
+    pub fn start_gateway(
+        &self,
+        settings: federation::FederationSettings,
+    ) -> Result<federation::FederationHandle, federation::GatewayStartError> {
+        let shared = &self.services.registry.shared;
+        let mut slot = services::lock(&shared.federation);
+        if slot.is_some() {
+            return Err(federation::GatewayStartError::AlreadyRunning);
+        }
+        let handle = federation::start(
+            settings,
+            &self.trust,
+            &self.cluster,
+            self.local.node,
+            self.services.rpc.clone(),
+        )?;
+        *slot = Some(handle.clone());
+        Ok(handle)
+    }
+
+    /// This node's federation gateway, while one runs.
+    pub fn federation(&self) -> Option<federation::FederationHandle> {
+        self.services.registry.shared.gateway()
+    }
+
+    /// Stops this node's federation gateway, if one runs: its links go down, and both sides
+    /// go on alone.
+    pub fn stop_gateway(&self) {
+        let shared = &self.services.registry.shared;
+        if let Some(handle) = services::lock(&shared.federation).take() {
+            handle.stop();
+        }
     }
 
     /// Where this node serves HTTP, if it does.
