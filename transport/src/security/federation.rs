@@ -25,7 +25,7 @@ use foundation_core::identity::ClusterName;
 pub const FEDERATION_ALPN: &[u8] = b"foundation-federation/1";
 
 /// What a link trusts the remote cluster by.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RemoteRoot {
     /// The remote cluster's secret, from which its CA is derived.
     Secret(ClusterSecret),

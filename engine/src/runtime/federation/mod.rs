@@ -31,7 +31,7 @@ use tokio::time::Instant as TokioInstant;
 use super::services::{RpcHandle, ServicesHandle};
 
 /// How a node acts as a gateway.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FederationSettings {
     /// Where this gateway listens for gateways of linked clusters.
     pub bind: SocketAddr,
@@ -60,7 +60,7 @@ impl FederationSettings {
 }
 
 /// One link: the remote cluster, its gateways and what it is trusted by.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkSettings {
     /// The remote cluster.
     pub cluster: ClusterName,
