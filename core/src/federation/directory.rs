@@ -45,7 +45,7 @@ impl ClusterExports {
 }
 
 /// Why a directory from a peer was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum DirectoryError {
     /// More clusters than [`MAX_CLUSTERS`].
     #[error("directory names {0} clusters, at most {MAX_CLUSTERS} accepted")]

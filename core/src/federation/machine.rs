@@ -49,7 +49,7 @@ pub enum FederationConfigError {
 }
 
 /// Why a lookup, a call or a remote's input was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum FederationError {
     /// Neither this cluster, nor linked, nor in the global directory.
     #[error("unknown cluster {0}")]

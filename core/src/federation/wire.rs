@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::directory::GlobalDirectory;
+use super::machine::FederationError;
 use crate::services::trace::TraceContext;
 
 /// Largest request or reply a gateway reads: a directory at its limits stays well under it.
@@ -57,4 +58,36 @@ pub enum RemoteCallError {
     /// The deadline passed inside the remote cluster.
     #[error("deadline exceeded in the remote cluster")]
     DeadlineExceeded,
+}
+
+/// The service a gateway registers in its own cluster, through which the cluster's other nodes
+/// call services of linked clusters (intra-cluster RPC balances and fails over between gateways).
+pub const RELAY_SERVICE: &str = "foundation.federation";
+
+/// A call a node hands to a gateway of its own cluster ([`RELAY_SERVICE`]'s request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRequest {
+    /// The linked cluster.
+    pub cluster: String,
+    /// The exported service there.
+    pub service: String,
+    /// The request body.
+    pub body: Vec<u8>,
+}
+
+/// [`RELAY_SERVICE`]'s reply: the body, or why the call failed, typed.
+pub type RelayReply = Result<Vec<u8>, RelayError>;
+
+/// Why a relayed call failed, as the gateway saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RelayError {
+    /// Unknown or unlinked cluster, link down, service not exported.
+    #[error(transparent)]
+    Federation(#[from] FederationError),
+    /// The call failed in the remote cluster.
+    #[error("in the remote cluster: {0}")]
+    Remote(#[from] RemoteCallError),
+    /// The remote gateway could not be reached, refused the request, or answered garbage.
+    #[error("remote gateway: {0}")]
+    Gateway(String),
 }
