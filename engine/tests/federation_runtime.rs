@@ -77,6 +77,20 @@ async fn start_gateway(node: &Node, settings: FederationSettings) {
     panic!("gateway port stayed taken");
 }
 
+/// Retries `call` until it succeeds (a gateway's relay takes a moment to be seen), for 10 s.
+async fn retry<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(
+    mut call: impl FnMut() -> F,
+) -> T {
+    let start = tokio::time::Instant::now();
+    loop {
+        match call().await {
+            Ok(value) => return value,
+            Err(e) if start.elapsed() > SOON => panic!("still failing after {SOON:?}: {e:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 fn doubler() -> impl foundation_engine::runtime::services::Handler {
     typed(|n: u64| async move { Ok::<_, HandlerError>(n * 2) })
 }
@@ -165,6 +179,27 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
     ));
     let not_gateway = b[1].services().lookup_in("a", "billing");
     assert!(matches!(not_gateway, Err(CrossClusterError::NotAGateway)));
+    // A node that is not a gateway calls through its cluster's gateway, trace kept.
+    let relayed = retry(|| async {
+        let rpc = b[1].rpc();
+        with_trace(root, rpc.call_in::<_, u64>("a", "billing", &8u64, DEADLINE)).await
+    })
+    .await;
+    assert_eq!(relayed, 16);
+    assert_eq!(seen.lock().unwrap().unwrap().trace_id, root.trace_id);
+    let relayed_refusal = b[1]
+        .rpc()
+        .call_in::<_, u64>("a", "ledger", &1u64, DEADLINE)
+        .await;
+    assert!(
+        matches!(
+            relayed_refusal,
+            Err(CrossClusterError::Federation(
+                FederationError::NotExported { .. }
+            ))
+        ),
+        "{relayed_refusal:?}"
+    );
     let a_gateway = a[0].federation().unwrap();
     let link = &b[0].federation().unwrap().links()[0];
     assert!(link.rtt.is_some() && link.state == LinkState::Up);
@@ -204,6 +239,29 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
         ),
         "{cut:?}"
     );
+    let relayed_cut = b[1]
+        .rpc()
+        .call_in::<_, u64>("a", "billing", &1u64, DEADLINE)
+        .await;
+    assert!(
+        matches!(
+            relayed_cut,
+            Err(CrossClusterError::Federation(FederationError::LinkDown(_)))
+        ),
+        "{relayed_cut:?}"
+    );
+    // a's only gateway is gone: its relay leaves a's registry, and a's nodes are told so.
+    retry(|| async {
+        match a[1]
+            .rpc()
+            .call_in::<_, u64>("b", "search", &1u64, DEADLINE)
+            .await
+        {
+            Err(CrossClusterError::NoGateway) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
     let inside_a: u64 = a[0].rpc().call("billing", &5u64, DEADLINE).await.unwrap();
     let inside_b: u64 = b[0].rpc().call("search", &6u64, DEADLINE).await.unwrap();
     assert_eq!((inside_a, inside_b), (10, 12));

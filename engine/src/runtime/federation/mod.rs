@@ -3,12 +3,13 @@
 //! to services of linked clusters. The protocol is `foundation_core::federation`'s machine;
 //! this module drives it over the transport's gateway endpoint with tokio's clock.
 //!
-//! Built now: gateways only. A node that is not a gateway gets
-//! [`CrossClusterError::NotAGateway`] from `lookup_in` / `call_in` (reaching a gateway of its
-//! own cluster from there is not built yet).
+//! `call_in` works on every node: one that is not a gateway relays the call through a gateway
+//! of its own cluster (see [`relay`]). `lookup_in` reads the gateway's directory, so it works
+//! on gateways only; another node gets [`CrossClusterError::NotAGateway`].
 //!
 //! [`Node::start_gateway`]: super::Node::start_gateway
 
+mod relay;
 mod serve;
 
 use std::net::SocketAddr;
@@ -87,9 +88,15 @@ pub enum GatewayStartError {
 /// Why a lookup or a call in another cluster failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CrossClusterError {
-    /// This node is not a gateway (or its gateway was stopped).
+    /// This node is not a gateway (or its gateway was stopped): `lookup_in` needs one.
     #[error("this node is not a federation gateway")]
     NotAGateway,
+    /// No gateway of this cluster runs, so nothing can reach another cluster.
+    #[error("no federation gateway runs in this cluster")]
+    NoGateway,
+    /// The gateway this call was relayed through could not reach the remote gateway.
+    #[error("through this cluster's gateway: {0}")]
+    Relayed(String),
     /// Unknown or unlinked cluster, link down, service not exported, bad directory.
     #[error(transparent)]
     Federation(#[from] FederationError),
@@ -117,7 +124,6 @@ pub struct FederationHandle {
 }
 
 struct Gateway {
-    local: ClusterName,
     machine: Mutex<Federation>,
     endpoint: GatewayEndpoint,
     epoch: TokioInstant,
@@ -242,7 +248,6 @@ pub(super) fn start(
     };
     let (endpoint, requests) = GatewayEndpoint::start(&gateway_config, trust, local, &roots)?;
     let inner = Arc::new(Gateway {
-        local: local.clone(),
         machine: Mutex::new(machine),
         endpoint,
         epoch,
@@ -281,8 +286,8 @@ impl ServicesHandle {
 
 impl RpcHandle {
     /// Calls `service` of `cluster` with a typed request: through a gateway for another
-    /// cluster (with the remaining deadline and this call's trace), as [`call`](Self::call)
-    /// for this node's own cluster.
+    /// cluster (this node, or else one of its cluster's gateways), with the remaining deadline
+    /// and this call's trace; as [`call`](Self::call) for this node's own cluster.
     pub async fn call_in<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         cluster: &str,
@@ -306,14 +311,13 @@ impl RpcHandle {
         body: Bytes,
         deadline: Duration,
     ) -> Result<Bytes, CrossClusterError> {
-        let gateway = self
-            .shared
-            .gateway()
-            .ok_or(CrossClusterError::NotAGateway)?;
-        if cluster == gateway.inner.local.as_str() {
+        if cluster == self.endpoint.cluster().as_str() {
             let options = super::services::CallOptions::default();
             return Ok(self.call_bytes(service, body, deadline, &options).await?);
         }
+        let Some(gateway) = self.shared.gateway() else {
+            return relay::call(self, cluster, service, body, deadline).await;
+        };
         let trace = self.state.new_trace();
         gateway
             .forward(cluster, service, body, deadline, trace)

@@ -23,13 +23,36 @@ pub(super) async fn run(
 ) {
     let mut stop = handle.inner.stop.subscribe();
     let mut directory = rpc.shared.directory.clone();
+    let relay = super::relay::register(&handle, &rpc).await;
+    serve(
+        &handle,
+        &exports,
+        &rpc,
+        &mut requests,
+        &mut stop,
+        &mut directory,
+    )
+    .await;
+    if let Some(relay) = relay {
+        let _ = relay.deregister().await;
+    }
+}
+
+async fn serve(
+    handle: &FederationHandle,
+    exports: &[String],
+    rpc: &RpcHandle,
+    requests: &mut mpsc::Receiver<GatewayRequest>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    directory: &mut tokio::sync::watch::Receiver<std::sync::Arc<Directory>>,
+) {
     loop {
         let services = directory.borrow_and_update().clone();
         handle
             .inner
             .machine()
-            .set_exports(exported(&services, &exports));
-        send_probes(&handle);
+            .set_exports(exported(&services, exports));
+        send_probes(handle);
         let wake = handle.inner.machine().next_deadline();
         let sleep = match wake {
             Some(at) => at.saturating_since(handle.inner.now()),
@@ -39,7 +62,7 @@ pub(super) async fn run(
             _ = tokio::time::sleep(sleep) => {}
             changed = directory.changed() => if changed.is_err() { return },
             request = requests.recv() => match request {
-                Some(request) => answer(&handle, &rpc, request),
+                Some(request) => answer(handle, rpc, request),
                 None => return,
             },
             _ = stop.wait_for(|stopped| *stopped) => return,
