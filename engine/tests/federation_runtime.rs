@@ -95,6 +95,12 @@ fn doubler() -> impl foundation_engine::runtime::services::Handler {
     typed(|n: u64| async move { Ok::<_, HandlerError>(n * 2) })
 }
 
+fn metrics(node: &Node) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, node.registry()).unwrap();
+    text
+}
+
 fn link_state(node: &Node, cluster: &str) -> Option<LinkState> {
     let links = node.federation()?.links();
     let link = links.iter().find(|l| l.cluster.as_str() == cluster)?;
@@ -223,12 +229,36 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
     let c_name = ClusterName::new("c").unwrap();
     assert!(a_gateway.directory().cluster(&c_name).is_none());
 
+    // The metrics per link, and the refusal counted.
+    eventually(SOON, "link metrics", || {
+        let text = metrics(&b[0]);
+        text.contains("foundation_federation_link_up{cluster=\"a\"} 1")
+            && text.contains("foundation_federation_link_rtt_seconds{cluster=\"a\"}")
+            && !text.contains(
+                "foundation_federation_link_bytes_total{cluster=\"a\",direction=\"sent\"} 0",
+            )
+            && text.contains(
+                "foundation_federation_link_bytes_total{cluster=\"a\",direction=\"sent\"}",
+            )
+    })
+    .await;
+    eventually(SOON, "refusal counted", || {
+        let text = metrics(&a[0]);
+        text.contains("foundation_federation_refused_handshakes_total ")
+            && !text.contains("foundation_federation_refused_handshakes_total 0")
+    })
+    .await;
+
     // The cut: a's gateway stops (its socket is freed once the last handle is dropped).
     drop(a_gateway);
     // b's link goes down; each cluster goes on alone.
     a[0].stop_gateway();
     eventually(SOON, "b's link down", || {
         link_state(&b[0], "a") == Some(LinkState::Down)
+    })
+    .await;
+    eventually(SOON, "link_up 0", || {
+        metrics(&b[0]).contains("foundation_federation_link_up{cluster=\"a\"} 0")
     })
     .await;
     let cut = rpc.call_in::<_, u64>("a", "billing", &1u64, DEADLINE).await;

@@ -187,6 +187,7 @@ pub struct Node {
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
     /// Kept for the gateway, which presents this node's certificate to linked clusters.
     trust: Trust,
+    federation_metrics: federation::metrics::FederationMetrics,
 }
 
 impl Node {
@@ -274,6 +275,7 @@ impl Node {
         let (placement, placement_runtime) =
             placement::start(requests_tx.clone(), local.node, &mut registry);
         let cache_metrics = caches::CacheMetrics::register(&mut registry);
+        let federation_metrics = federation::metrics::FederationMetrics::register(&mut registry);
         let epoch = tokio::time::Instant::now();
         let caches = caches::CachesHandle::new(requests_tx.clone(), epoch, cache_metrics);
         let registry = Arc::new(registry);
@@ -402,6 +404,7 @@ impl Node {
             caches,
             http,
             trust,
+            federation_metrics,
         })
     }
 
@@ -421,6 +424,7 @@ impl Node {
             &self.cluster,
             self.local.node,
             self.services.rpc.clone(),
+            self.federation_metrics.clone(),
         )?;
         *slot = Some(handle.clone());
         Ok(handle)

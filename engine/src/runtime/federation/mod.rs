@@ -9,6 +9,7 @@
 //!
 //! [`Node::start_gateway`]: super::Node::start_gateway
 
+pub(crate) mod metrics;
 mod relay;
 mod serve;
 
@@ -218,6 +219,7 @@ pub(super) fn start(
     local: &ClusterName,
     me: NodeId,
     rpc: RpcHandle,
+    metrics: metrics::FederationMetrics,
 ) -> Result<FederationHandle, GatewayStartError> {
     let epoch = TokioInstant::now();
     let links = settings
@@ -254,7 +256,14 @@ pub(super) fn start(
         stop: watch::channel(false).0,
     });
     let handle = FederationHandle { inner };
-    tokio::spawn(serve::run(handle.clone(), settings.exports, rpc, requests));
+    metrics.restart();
+    let task = serve::Task {
+        handle: handle.clone(),
+        exports: settings.exports,
+        rpc,
+        metrics,
+    };
+    tokio::spawn(task.run(requests));
     Ok(handle)
 }
 

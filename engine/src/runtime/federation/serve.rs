@@ -11,62 +11,65 @@ use foundation_core::services::Directory;
 use foundation_transport::gateway::GatewayRequest;
 use tokio::sync::mpsc;
 
+use super::metrics::FederationMetrics;
 use super::FederationHandle;
 use crate::runtime::services::{with_trace, CallOptions, RpcError, RpcHandle};
 
-/// Runs until the gateway is stopped.
-pub(super) async fn run(
-    handle: FederationHandle,
-    exports: Vec<String>,
-    rpc: RpcHandle,
-    mut requests: mpsc::Receiver<GatewayRequest>,
-) {
-    let mut stop = handle.inner.stop.subscribe();
-    let mut directory = rpc.shared.directory.clone();
-    let relay = super::relay::register(&handle, &rpc).await;
-    serve(
-        &handle,
-        &exports,
-        &rpc,
-        &mut requests,
-        &mut stop,
-        &mut directory,
-    )
-    .await;
-    if let Some(relay) = relay {
-        let _ = relay.deregister().await;
-    }
+/// What the gateway's task works with.
+pub(super) struct Task {
+    pub handle: FederationHandle,
+    pub exports: Vec<String>,
+    pub rpc: RpcHandle,
+    pub metrics: FederationMetrics,
 }
 
-async fn serve(
-    handle: &FederationHandle,
-    exports: &[String],
-    rpc: &RpcHandle,
-    requests: &mut mpsc::Receiver<GatewayRequest>,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-    directory: &mut tokio::sync::watch::Receiver<std::sync::Arc<Directory>>,
-) {
-    loop {
-        let services = directory.borrow_and_update().clone();
-        handle
-            .inner
-            .machine()
-            .set_exports(exported(&services, exports));
-        send_probes(handle);
-        let wake = handle.inner.machine().next_deadline();
-        let sleep = match wake {
-            Some(at) => at.saturating_since(handle.inner.now()),
-            None => Duration::from_secs(3600),
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            changed = directory.changed() => if changed.is_err() { return },
-            request = requests.recv() => match request {
-                Some(request) => answer(handle, rpc, request),
-                None => return,
-            },
-            _ = stop.wait_for(|stopped| *stopped) => return,
+impl Task {
+    /// Runs until the gateway is stopped.
+    pub async fn run(self, mut requests: mpsc::Receiver<GatewayRequest>) {
+        let relay = super::relay::register(&self.handle, &self.rpc).await;
+        self.serve(&mut requests).await;
+        self.metrics.stopped(&self.handle.links());
+        if let Some(relay) = relay {
+            let _ = relay.deregister().await;
         }
+    }
+
+    async fn serve(&self, requests: &mut mpsc::Receiver<GatewayRequest>) {
+        let handle = &self.handle;
+        let mut stop = handle.inner.stop.subscribe();
+        let mut directory = self.rpc.shared.directory.clone();
+        loop {
+            let services = directory.borrow_and_update().clone();
+            handle
+                .inner
+                .machine()
+                .set_exports(exported(&services, &self.exports));
+            send_probes(handle);
+            self.refresh_metrics();
+            let wake = handle.inner.machine().next_deadline();
+            let sleep = match wake {
+                Some(at) => at.saturating_since(handle.inner.now()),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                changed = directory.changed() => if changed.is_err() { return },
+                request = requests.recv() => match request {
+                    Some(request) => answer(handle, &self.rpc, request),
+                    None => return,
+                },
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    }
+
+    fn refresh_metrics(&self) {
+        let endpoint = &self.handle.inner.endpoint;
+        self.metrics.refresh(
+            &self.handle.links(),
+            |link| endpoint.bytes(&link.cluster),
+            endpoint.refused(),
+        );
     }
 }
 
