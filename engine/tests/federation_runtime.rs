@@ -2,6 +2,7 @@
 //! found and called from cluster `b` through their gateways (with the caller's trace); an
 //! unexported one stays invisible; a gateway of an unlinked cluster `c` is refused; when the
 //! link is cut each cluster keeps working alone, and after the heal the directory converges.
+//! Also: calls from nodes that are not gateways (relayed), the link metrics, `GET /federation`.
 
 mod common;
 
@@ -17,7 +18,7 @@ use foundation_engine::runtime::federation::{
     CrossClusterError, FederationSettings, GatewayStartError, LinkSettings,
 };
 use foundation_engine::runtime::services::{typed, with_trace, Call, HandlerError, ServiceOptions};
-use foundation_engine::runtime::Node;
+use foundation_engine::runtime::{Node, NodeSettings};
 use foundation_engine::services::trace::TraceContext;
 use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError};
 use foundation_transport::security::RemoteRoot;
@@ -323,9 +324,17 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_refuses_calls_to_what_its_cluster_does_not_export_and_garbage() {
+async fn a_gateway_refuses_what_is_not_exported_and_garbage_and_reports_on_http() {
     // A gateway of b that lies: it asks a's gateway directly for a service a does not export.
-    let a = cluster("a", 1).await;
+    let with_http = |seeds| NodeSettings {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..common::settings("a", &secret("a"), seeds)
+    };
+    let a = common::cluster(1, with_http).await;
+    let http = a[0].http_addr().unwrap();
+    let before = common::raw_http::get(http, "/federation").await;
+    let before: serde_json::Value = serde_json::from_str(&before.body).unwrap();
+    assert_eq!(before, serde_json::json!({ "gateway": false }));
     let a_gw = free_addr();
     let options = ServiceOptions::default;
     a[0].services()
@@ -382,6 +391,15 @@ async fn a_gateway_refuses_calls_to_what_its_cluster_does_not_export_and_garbage
     let reply = send(vec![0xff; 64]).await.unwrap();
     let reply: FederationReply = postcard::from_bytes(&reply).unwrap();
     assert!(matches!(reply, FederationReply::Refused(_)), "{reply:?}");
+    let status = common::raw_http::get(http, "/federation").await;
+    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(status["gateway"], true);
+    assert_eq!(status["links"][0]["cluster"], "b");
+    assert_eq!(
+        status["directory"]["a"]["services"]["billing"]["healthy"],
+        1
+    );
+    assert!(status["directory"]["a"]["services"].get("ledger").is_none());
     a[0].stop_gateway();
     a[0].abort().await;
 }

@@ -9,6 +9,7 @@
 //!
 //! [`Node::start_gateway`]: super::Node::start_gateway
 
+pub(crate) mod http;
 pub(crate) mod metrics;
 mod relay;
 mod serve;
