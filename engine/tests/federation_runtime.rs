@@ -403,3 +403,35 @@ async fn a_gateway_refuses_what_is_not_exported_and_garbage_and_reports_on_http(
     a[0].stop_gateway();
     a[0].abort().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_fails_over_to_the_remote_clusters_other_gateway() {
+    let (a, b) = (cluster("a", 2).await, cluster("b", 1).await);
+    let (a0_gw, a1_gw, b_gw) = (free_addr(), free_addr(), free_addr());
+    let options = ServiceOptions::default;
+    a[1].services()
+        .register("billing", doubler(), options())
+        .await
+        .unwrap();
+    start_gateway(&a[0], gateway(a0_gw, &["billing"], &[("b", b_gw)])).await;
+    start_gateway(&a[1], gateway(a1_gw, &["billing"], &[("b", b_gw)])).await;
+    let mut b_settings = gateway(b_gw, &[], &[("a", a0_gw)]);
+    b_settings.links[0].gateways.push(a1_gw);
+    start_gateway(&b[0], b_settings).await;
+    let rpc = b[0].rpc();
+    let before: u64 = retry(|| rpc.call_in("a", "billing", &2u64, DEADLINE)).await;
+    assert_eq!(before, 4);
+    let gateway_in_use = |node: &Node| node.federation().unwrap().links()[0].gateway;
+    assert_eq!(gateway_in_use(&b[0]), a0_gw, "the first gateway listed");
+
+    // a's first gateway stops: b's probes miss it and move the link to a's other gateway.
+    a[0].stop_gateway();
+    let after: u64 = retry(|| rpc.call_in("a", "billing", &3u64, DEADLINE)).await;
+    assert_eq!(after, 6);
+    assert_eq!(gateway_in_use(&b[0]), a1_gw);
+    assert_eq!(link_state(&b[0], "a"), Some(LinkState::Up));
+    for node in a.iter().chain(&b) {
+        node.stop_gateway();
+        node.abort().await;
+    }
+}
