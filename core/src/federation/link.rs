@@ -198,6 +198,13 @@ impl Link {
         }
     }
 
+    /// Moves to the next gateway if `gateway` is the current one (a call could not reach it).
+    pub fn skip(&mut self, gateway: SocketAddr) {
+        if self.gateway() == gateway {
+            self.current = (self.current + 1) % self.gateways.len();
+        }
+    }
+
     /// When [`poll`](Link::poll) next has work.
     pub fn next_deadline(&self, timers: &WanTimers) -> Instant {
         match self.outstanding {
@@ -281,5 +288,21 @@ mod tests {
         assert!(link.answered(at(3050), fourth.id));
         assert_eq!(link.state(), LinkState::Up, "heals on the next answer");
         assert_eq!(link.status().probes_missed, 2);
+    }
+
+    #[test]
+    fn a_failed_call_moves_the_link_to_the_next_gateway_once() {
+        let mut link = link();
+        let first: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        link.skip(first);
+        assert_eq!(link.gateway(), "127.0.0.1:2".parse().unwrap());
+        link.skip(first);
+        assert_eq!(
+            link.gateway(),
+            "127.0.0.1:2".parse().unwrap(),
+            "a second report of the same gateway does not skip the good one"
+        );
+        assert_eq!(link.status().probes_missed, 0);
+        assert_eq!(link.state(), LinkState::Connecting);
     }
 }

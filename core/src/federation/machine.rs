@@ -265,6 +265,14 @@ impl Federation {
         self.timers
     }
 
+    /// Takes in a call that could not reach `gateway` of `cluster` (no handshake): the link
+    /// moves on to the remote's next gateway, as after a missed probe, without counting a miss.
+    pub fn call_failed(&mut self, cluster: &ClusterName, gateway: SocketAddr) {
+        if let Some(link) = self.links.get_mut(cluster) {
+            link.skip(gateway);
+        }
+    }
+
     /// Every link's status, in cluster order.
     pub fn links(&self) -> Vec<LinkStatus> {
         self.links.values().map(Link::status).collect()
