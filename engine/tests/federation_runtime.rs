@@ -435,3 +435,45 @@ async fn a_link_fails_over_to_the_remote_clusters_other_gateway() {
         node.abort().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_cannot_reach_one_gateway_is_retried_on_the_next() {
+    let (a, b) = (cluster("a", 1).await, cluster("b", 1).await);
+    let (a_gw, b_gw, nobody) = (free_addr(), free_addr(), free_addr());
+    a[0].services()
+        .register("billing", doubler(), ServiceOptions::default())
+        .await
+        .unwrap();
+    start_gateway(&a[0], gateway(a_gw, &["billing"], &[("b", b_gw)])).await;
+    // b lists a gateway of a where nothing listens first; its probe there waits out a long
+    // timeout, so the link still points at it when the call is made.
+    let mut b_settings = gateway(b_gw, &[], &[("a", nobody)]);
+    b_settings.links[0].gateways.push(a_gw);
+    b_settings.timers = WanTimers {
+        probe_interval: Duration::from_millis(500),
+        probe_timeout: Duration::from_secs(30),
+        down_after: 3,
+    };
+    start_gateway(&b[0], b_settings).await;
+    // a's probes bring b the directory even though b's own probe has no answer yet.
+    eventually(SOON, "billing known in b", || {
+        matches!(b[0].services().lookup_in("a", "billing"), Ok(Some(_)))
+    })
+    .await;
+    assert_eq!(b[0].federation().unwrap().links()[0].gateway, nobody);
+    let deadline = Duration::from_secs(8);
+    let doubled: u64 = b[0]
+        .rpc()
+        .call_in("a", "billing", &5u64, deadline)
+        .await
+        .unwrap();
+    assert_eq!(
+        doubled, 10,
+        "answered by a's reachable gateway after the failed handshake"
+    );
+    assert_eq!(b[0].federation().unwrap().links()[0].gateway, a_gw);
+    for node in a.iter().chain(&b) {
+        node.stop_gateway();
+        node.abort().await;
+    }
+}

@@ -33,6 +33,10 @@ use tokio::time::Instant as TokioInstant;
 
 use super::services::{RpcHandle, ServicesHandle};
 
+/// Attempts of one forwarded call: the first, and retries on the remote's next gateways after
+/// a failed handshake (a request that was never sent).
+const MAX_ATTEMPTS: u32 = 3;
+
 /// How a node acts as a gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FederationSettings {
@@ -185,22 +189,34 @@ impl FederationHandle {
         deadline: Duration,
         trace: foundation_core::services::trace::TraceContext,
     ) -> Result<Bytes, CrossClusterError> {
-        let gateway = self.inner.machine().route(cluster, service)?;
-        let name = ClusterName::new(cluster)
-            .map_err(|_| FederationError::UnknownCluster(cluster.to_owned()))?;
-        let request = FederationRequest::Call {
-            service: service.to_owned(),
-            body: body.to_vec(),
-            deadline_micros: u64::try_from(deadline.as_micros()).unwrap_or(u64::MAX),
-            trace,
+        let started = TokioInstant::now();
+        let mut attempts = 0;
+        let reply = loop {
+            attempts += 1;
+            let gateway = self.inner.machine().route(cluster, service)?;
+            let name = ClusterName::new(cluster)
+                .map_err(|_| FederationError::UnknownCluster(cluster.to_owned()))?;
+            let left = deadline.saturating_sub(started.elapsed());
+            let request = FederationRequest::Call {
+                service: service.to_owned(),
+                body: body.to_vec(),
+                deadline_micros: u64::try_from(left.as_micros()).unwrap_or(u64::MAX),
+                trace,
+            };
+            let payload = postcard::to_stdvec(&request)
+                .map_err(|e| CrossClusterError::Codec(e.to_string()))?;
+            let sent = self
+                .inner
+                .endpoint
+                .request(&name, gateway, payload.into(), left);
+            match sent.await {
+                // No handshake, no request: the remote's next gateway may take it, once each.
+                Err(GatewayError::Handshake { .. }) if attempts < MAX_ATTEMPTS => {
+                    self.inner.machine().call_failed(&name, gateway);
+                }
+                other => break other?,
+            }
         };
-        let payload =
-            postcard::to_stdvec(&request).map_err(|e| CrossClusterError::Codec(e.to_string()))?;
-        let reply = self
-            .inner
-            .endpoint
-            .request(&name, gateway, payload.into(), deadline)
-            .await?;
         match postcard::from_bytes(&reply) {
             Ok(FederationReply::Call(Ok(body))) => Ok(body.into()),
             Ok(FederationReply::Call(Err(e))) => Err(CrossClusterError::Remote(e)),
