@@ -96,6 +96,14 @@ fn doubler() -> impl foundation_engine::runtime::services::Handler {
     typed(|n: u64| async move { Ok::<_, HandlerError>(n * 2) })
 }
 
+/// Stops every node's gateway, then the node.
+async fn stop(clusters: &[&[Node]]) {
+    for node in clusters.iter().flat_map(|nodes| nodes.iter()) {
+        node.stop_gateway();
+        node.abort().await;
+    }
+}
+
 fn metrics(node: &Node) -> String {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, node.registry()).unwrap();
@@ -317,10 +325,7 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
     let healed: u64 = rpc.call_in("a", "audit", &4u64, DEADLINE).await.unwrap();
     assert_eq!(healed, 8);
 
-    for node in a.iter().chain(&b).chain(&c) {
-        node.stop_gateway();
-        node.abort().await;
-    }
+    stop(&[&a, &b, &c]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,10 +435,7 @@ async fn a_link_fails_over_to_the_remote_clusters_other_gateway() {
     assert_eq!(after, 6);
     assert_eq!(gateway_in_use(&b[0]), a1_gw);
     assert_eq!(link_state(&b[0], "a"), Some(LinkState::Up));
-    for node in a.iter().chain(&b) {
-        node.stop_gateway();
-        node.abort().await;
-    }
+    stop(&[&a, &b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,8 +474,5 @@ async fn a_call_that_cannot_reach_one_gateway_is_retried_on_the_next() {
         "answered by a's reachable gateway after the failed handshake"
     );
     assert_eq!(b[0].federation().unwrap().links()[0].gateway, a_gw);
-    for node in a.iter().chain(&b) {
-        node.stop_gateway();
-        node.abort().await;
-    }
+    stop(&[&a, &b]).await;
 }

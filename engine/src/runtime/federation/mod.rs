@@ -4,7 +4,7 @@
 //! this module drives it over the transport's gateway endpoint with tokio's clock.
 //!
 //! `call_in` works on every node: one that is not a gateway relays the call through a gateway
-//! of its own cluster (see [`relay`]). `lookup_in` reads the gateway's directory, so it works
+//! of its own cluster (see `relay.rs`). `lookup_in` reads the gateway's directory, so it works
 //! on gateways only; another node gets [`CrossClusterError::NotAGateway`].
 //!
 //! [`Node::start_gateway`]: super::Node::start_gateway
