@@ -1144,3 +1144,68 @@ fn foundation_sim_writes_pictures_next_to_its_json_report() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `foundation federation` shows a gateway's links and directory; a node started from
+/// `[federation]` in its TOML is a gateway, one without is told it is not.
+#[test]
+fn federation_shows_a_gateways_links_and_directory() {
+    let dir = scratch_dir("op-federation");
+    let cluster = format!("federation-{}", std::process::id());
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[federation]\nbind = \"127.0.0.1:0\"\nexports = [\"billing\"]\n\
+         [[federation.links]]\ncluster = \"far-away\"\ngateways = [\"127.0.0.1:9\"]\n\
+         secret = \"the far cluster's secret\"\n",
+    )
+    .unwrap();
+    let path = config.display().to_string();
+    let gateway = common::start_with(
+        &dir,
+        &cluster,
+        "gw",
+        None,
+        &[],
+        &[("FOUNDATION_CONFIG", path.as_str())],
+    );
+    let node = format!("{}", gateway.http);
+    let listed = foundation(
+        &dir,
+        Some(&cluster),
+        &["federation", "--node", node.as_str()],
+    );
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let out = stdout(&listed);
+    assert!(
+        out.contains("far-away") && out.contains("127.0.0.1:9"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&cluster),
+        "its own cluster's directory entry: {out}"
+    );
+    assert!(out.contains("refused handshakes: 0"), "{out}");
+    let json = foundation(
+        &dir,
+        Some(&cluster),
+        &["federation", "--node", node.as_str(), "--json"],
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(answer["gateway"], true);
+    assert_eq!(answer["links"][0]["cluster"], "far-away");
+    drop(gateway);
+    let plain = start(&dir, &cluster, "plain", None);
+    let node = format!("{}", plain.http);
+    let listed = foundation(
+        &dir,
+        Some(&cluster),
+        &["federation", "--node", node.as_str()],
+    );
+    assert!(
+        stdout(&listed).contains("not a federation gateway"),
+        "{}",
+        stdout(&listed)
+    );
+    drop(plain);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -31,6 +31,7 @@ pub mod envelope;
 pub mod ephemeral;
 #[cfg(feature = "fault-injection")]
 pub mod fault_switch;
+pub mod federation;
 pub mod identity;
 pub mod membership;
 pub mod node;

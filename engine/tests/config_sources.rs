@@ -11,6 +11,7 @@ use foundation_engine::config::{
     DEFAULT_BULK_PORT,
 };
 use foundation_engine::membership::MembershipConfig;
+use foundation_transport::security::RemoteRoot;
 use foundation_transport::Trust;
 
 const SECRET: &str = "a-production-secret-of-32-bytes!";
@@ -788,4 +789,100 @@ fn a_bad_dns_server_is_a_config_error_naming_the_key() {
     assert!(message.contains("discovery.server"), "{message}");
     let message = error_of(build_env(&[("FOUNDATION_DNS_SERVER", "0.0.0.0:53")]));
     assert!(message.starts_with("FOUNDATION_DNS_SERVER: "), "{message}");
+}
+
+#[test]
+fn federation_links_and_exports_come_from_the_file() {
+    let path = config_file(
+        "federation",
+        r#"
+cluster = "us-east"
+[federation]
+bind = "127.0.0.1:7403"
+exports = ["billing"]
+probe_interval = "2s"
+down_after = 5
+
+[[federation.links]]
+cluster = "eu-west"
+gateways = ["10.1.0.5:7403", "10.1.0.6:7403"]
+secret = "eu-west's cluster secret"
+
+[[federation.links]]
+cluster = "ap-south"
+gateways = ["10.2.0.5:7403"]
+ca = "/etc/foundation/ap-south-ca.pem"
+"#,
+    );
+    let config = NodeConfig::builder().file(&path).build().unwrap();
+    let federation = config.federation.expect("federation set");
+    assert_eq!(
+        federation.bind,
+        "127.0.0.1:7403".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(federation.exports, vec!["billing".to_string()]);
+    assert_eq!(federation.timers.probe_interval, Duration::from_secs(2));
+    assert_eq!(
+        federation.timers.probe_timeout,
+        Duration::from_secs(3),
+        "default"
+    );
+    assert_eq!(federation.timers.down_after, 5);
+    let clusters: Vec<_> = federation
+        .links
+        .iter()
+        .map(|l| l.cluster.as_str())
+        .collect();
+    assert_eq!(clusters, ["eu-west", "ap-south"]);
+    assert_eq!(federation.links[0].gateways.len(), 2);
+    assert!(matches!(federation.links[0].root, RemoteRoot::Secret(_)));
+    assert!(
+        matches!(&federation.links[1].root, RemoteRoot::CaFile(p) if p.ends_with("ap-south-ca.pem"))
+    );
+}
+
+#[test]
+fn bad_federation_sections_are_refused_naming_the_file() {
+    let cases = [
+        ("both-roots", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"sixteen bytes at least\"\nca = \"x.pem\"\n", "exactly one of secret or ca"),
+        ("no-gateway", "[[federation.links]]\ncluster = \"b\"\ngateways = []\nsecret = \"sixteen bytes at least\"\n", "names no gateway"),
+        ("bad-cluster", "[[federation.links]]\ncluster = \"Bad Name\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"sixteen bytes at least\"\n", "invalid cluster name"),
+        ("bad-address", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"somewhere\"]\nsecret = \"sixteen bytes at least\"\n", "not an ip:port"),
+        ("weak-secret", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"short\"\n", "too short"),
+    ];
+    for (name, links, expected) in cases {
+        let text = format!("[federation]\nbind = \"127.0.0.1:0\"\n{links}");
+        let path = config_file(name, &text);
+        let error = error_of(NodeConfig::builder().file(&path).build());
+        assert!(error.contains(expected), "{name}: {error}");
+        assert!(error.contains("federation"), "{name}: {error}");
+        assert!(error.contains("config.toml"), "{name}: {error}");
+    }
+    let path = config_file(
+        "unknown-key",
+        "[federation]\nbind = \"127.0.0.1:0\"\nport = 1\n",
+    );
+    let error = error_of(NodeConfig::builder().file(&path).build());
+    assert!(error.contains("port"), "{error}");
+}
+
+#[tokio::test]
+async fn a_configured_gateway_starts_with_the_node() {
+    let path = config_file(
+        "federation-start",
+        "cluster = \"a\"\n[federation]\nbind = \"127.0.0.1:0\"\n[[federation.links]]\ncluster = \"b\"\ngateways = [\"127.0.0.1:9\"]\nsecret = \"sixteen bytes at least\"\n",
+    );
+    let config = NodeConfig::builder()
+        .file(&path)
+        .http(None)
+        .build()
+        .unwrap();
+    let node = foundation_engine::runtime::Node::start_configured(&config)
+        .await
+        .unwrap();
+    let gateway = node.federation().expect("the gateway runs");
+    assert!(gateway.addr().is_some());
+    assert_eq!(gateway.links()[0].cluster.as_str(), "b");
+    node.stop_gateway();
+    node.abort().await;
 }

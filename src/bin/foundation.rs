@@ -84,6 +84,8 @@ enum Command {
     Agents(foundation::cli::agents::AgentsArgs),
     /// Singletons and shards a node declared: owners, and what runs there.
     Placement(foundation::cli::placement::PlacementArgs),
+    /// A gateway's links to other clusters and the services they export.
+    Federation(foundation::cli::federation::FederationArgs),
     /// Declare, read and compare-and-set variables through a running node.
     Vars(foundation::cli::vars::VarsArgs),
     /// Simulate a cluster running the real engine on a virtual clock and a faulty network.
@@ -144,6 +146,7 @@ fn main() {
             Command::Deregister(args) => foundation::cli::register::deregister(args).await,
             Command::Monitor(args) => foundation::cli::monitor::run(args).await,
             Command::Placement(args) => foundation::cli::placement::run(args).await,
+            Command::Federation(args) => foundation::cli::federation::run(args).await,
         }
     });
     if let Err(error) = result {

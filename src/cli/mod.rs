@@ -5,6 +5,7 @@ pub mod agents;
 pub mod call;
 pub mod check;
 pub mod config;
+pub mod federation;
 pub mod force_leave;
 pub mod leave;
 pub mod members;

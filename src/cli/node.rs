@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use foundation_engine::config::{NodeConfig, Profile, StorageMode};
 use foundation_engine::discovery::{choose_auto, default_base_dir, DiscoverySpec, Environment};
 use foundation_engine::membership::MembershipEvent;
-use foundation_engine::runtime::{Node, NodeSettings};
+use foundation_engine::runtime::Node;
 
 use super::open_secret::OpenSecretWarning;
 use super::signals::Signals;
@@ -119,7 +119,7 @@ pub async fn run(args: NodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     for warning in config.warnings() {
         eprintln!("{} WARNING: {warning}", timestamp());
     }
-    let node = Node::start(NodeSettings::from_config(&config)?).await?;
+    let node = Node::start_configured(&config).await?;
     print_identity(&node, &config);
     if let Some(name) = &args.echo_service {
         serve_echo(&node, name).await?;

@@ -31,6 +31,7 @@ pub mod declared;
 mod endpoint;
 pub mod error;
 pub mod frame;
+pub mod gateway;
 mod handshake;
 pub mod inbox;
 mod intruders;

@@ -28,6 +28,7 @@ mod discovery;
 pub(crate) mod duration;
 mod env;
 mod error;
+mod federation;
 mod origins;
 mod overrides;
 mod profile;
@@ -132,6 +133,10 @@ pub struct NodeConfig {
     /// TOML `sync` (`"always"`, `"interval"`, `"never"`) and `sync_interval` (default
     /// 100ms), env `FOUNDATION_SYNC`, `FOUNDATION_SYNC_INTERVAL`.
     pub sync: SyncPolicy,
+    /// This node as a federation gateway of its cluster: its address, the links to other
+    /// clusters and the services exported to them. Default: none. TOML `[federation]` (see
+    /// `config/federation.rs` for the keys).
+    pub federation: Option<crate::runtime::federation::FederationSettings>,
 }
 
 /// The transport settings a node configuration controls; the rest keep the transport's
@@ -217,6 +222,7 @@ impl NodeConfig {
             data_dir: None,
             storage: StorageMode::Memory,
             sync: SyncPolicy::Always,
+            federation: None,
         }
     }
 

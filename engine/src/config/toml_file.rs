@@ -40,6 +40,7 @@ struct FileConfig {
     storage: Option<Spanned<String>>,
     sync: Option<Spanned<String>>,
     sync_interval: Option<Spanned<TextDuration>>,
+    federation: Option<Spanned<super::federation::FileFederation>>,
 }
 
 /// `[security]`: a secret, or the three certificate files, or `development_secret = true`.
@@ -164,7 +165,30 @@ impl FileLayer {
         self.apply_membership(config, origins);
         self.apply_transport(config, origins);
         self.apply_metadata(config, origins);
-        self.apply_storage(config, origins)
+        self.apply_storage(config, origins)?;
+        self.apply_federation(config, origins)
+    }
+
+    fn apply_federation(
+        &self,
+        config: &mut NodeConfig,
+        origins: &mut Origins,
+    ) -> Result<(), ConfigError> {
+        let Some(federation) = &self.config.federation else {
+            return Ok(());
+        };
+        let origin = self.origin(federation.span());
+        let settings = federation
+            .get_ref()
+            .settings()
+            .map_err(|e| ConfigError::invalid(origin.clone(), "federation", e))?;
+        origins.put(
+            &mut config.federation,
+            Some(settings),
+            "federation",
+            &origin,
+        );
+        Ok(())
     }
 
     fn apply_storage(

@@ -20,6 +20,23 @@ pub enum StartNodeError {
     /// The node failed to start.
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// The node started, but its federation gateway did not (the node was stopped again).
+    #[error("federation gateway: {0}")]
+    Gateway(#[from] super::federation::GatewayStartError),
+}
+
+impl Node {
+    /// Starts a node with `config`, and its federation gateway when `[federation]` is set.
+    pub async fn start_configured(config: &NodeConfig) -> Result<Node, StartNodeError> {
+        let node = Node::start(NodeSettings::from_config(config)?).await?;
+        if let Some(federation) = &config.federation {
+            if let Err(error) = node.start_gateway(federation.clone()) {
+                node.abort().await;
+                return Err(error.into());
+            }
+        }
+        Ok(node)
+    }
 }
 
 impl NodeSettings {
@@ -89,6 +106,6 @@ impl ConfigBuilder {
         for warning in config.warnings() {
             warn!("{warning}");
         }
-        Ok(Node::start(NodeSettings::from_config(&config)?).await?)
+        Node::start_configured(&config).await
     }
 }

@@ -94,6 +94,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
     let server = super::operator::routes(server, operator);
     let server = super::placement::routes(server, placement);
     let server = super::caches::routes(server, caches);
+    let server = super::federation::http::routes(server, services.clone());
     super::vars::routes(server, vars)
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))

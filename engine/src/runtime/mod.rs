@@ -16,6 +16,7 @@ pub mod agents;
 pub mod caches;
 mod cluster_config;
 mod driver;
+pub mod federation;
 mod from_config;
 mod http;
 mod http_advertise;
@@ -184,6 +185,9 @@ pub struct Node {
     placement: placement::PlacementHandle,
     caches: caches::CachesHandle,
     http: Arc<std::sync::Mutex<Option<crate::http::HttpHandle>>>,
+    /// Kept for the gateway, which presents this node's certificate to linked clusters.
+    trust: Trust,
+    federation_metrics: federation::metrics::FederationMetrics,
 }
 
 impl Node {
@@ -271,6 +275,7 @@ impl Node {
         let (placement, placement_runtime) =
             placement::start(requests_tx.clone(), local.node, &mut registry);
         let cache_metrics = caches::CacheMetrics::register(&mut registry);
+        let federation_metrics = federation::metrics::FederationMetrics::register(&mut registry);
         let epoch = tokio::time::Instant::now();
         let caches = caches::CachesHandle::new(requests_tx.clone(), epoch, cache_metrics);
         let registry = Arc::new(registry);
@@ -398,7 +403,45 @@ impl Node {
             placement,
             caches,
             http,
+            trust,
+            federation_metrics,
         })
+    }
+
+    /// Starts this node as a federation gateway of its cluster (see [`federation`]).
+    pub fn start_gateway(
+        &self,
+        settings: federation::FederationSettings,
+    ) -> Result<federation::FederationHandle, federation::GatewayStartError> {
+        let shared = &self.services.registry.shared;
+        let mut slot = services::lock(&shared.federation);
+        if slot.is_some() {
+            return Err(federation::GatewayStartError::AlreadyRunning);
+        }
+        let handle = federation::start(
+            settings,
+            &self.trust,
+            &self.cluster,
+            self.local.node,
+            self.services.rpc.clone(),
+            self.federation_metrics.clone(),
+        )?;
+        *slot = Some(handle.clone());
+        Ok(handle)
+    }
+
+    /// This node's federation gateway, while one runs.
+    pub fn federation(&self) -> Option<federation::FederationHandle> {
+        self.services.registry.shared.gateway()
+    }
+
+    /// Stops this node's federation gateway, if one runs: its links go down, and both sides
+    /// go on alone.
+    pub fn stop_gateway(&self) {
+        let shared = &self.services.registry.shared;
+        if let Some(handle) = services::lock(&shared.federation).take() {
+            handle.stop();
+        }
     }
 
     /// Where this node serves HTTP, if it does.

@@ -49,7 +49,7 @@ fn certificates(
     Ok(chain)
 }
 
-fn first_certificate(
+pub(super) fn first_certificate(
     path: &Path,
     what: &'static str,
 ) -> Result<CertificateDer<'static>, SecurityError> {

@@ -13,6 +13,7 @@
 //! Either way both sides verify the peer's chain *and* its cluster name during the handshake,
 //! so a node of another cluster is refused even when one CA signed both clusters.
 
+mod federation;
 mod files;
 mod reset;
 mod secret;
@@ -24,6 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use foundation_core::identity::ClusterName;
 
+pub use federation::{cluster_of, federation_tls, FederationTls, RemoteRoot, FEDERATION_ALPN};
 pub use files::CertificateFiles;
 pub(crate) use reset::ResetSeed;
 pub use secret::ClusterSecret;

@@ -7,7 +7,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 use ring::hkdf;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::{Credentials, ResetSeed, SecurityError};
 use foundation_core::identity::ClusterName;
@@ -78,6 +78,16 @@ impl ClusterSecret {
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.serialize_der())),
             reset: ResetSeed::new(&self.bytes),
         })
+    }
+
+    /// The CA certificate every holder of this secret derives (byte-identical on every node),
+    /// which a federation link to this secret's cluster trusts.
+    pub(crate) fn ca_certificate(&self) -> Result<CertificateDer<'static>, SecurityError> {
+        let ca_key = self.ca_key()?;
+        let ca = ca_params()
+            .self_signed(&ca_key)
+            .map_err(|e| SecurityError::Certificate(e.to_string()))?;
+        Ok(ca.der().clone())
     }
 
     /// The CA key: an Ed25519 key whose seed is HKDF-SHA256 of the secret, so it is the same on

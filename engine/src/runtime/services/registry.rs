@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     /// held once, by the core (its owned ephemeral entry), and changed there.
     pub registrations: Mutex<BTreeMap<u64, LocalInstance>>,
     pub next_id: AtomicU64,
+    /// This node's federation gateway, while one runs.
+    pub federation: Mutex<Option<crate::runtime::federation::FederationHandle>>,
 }
 
 pub(crate) struct LocalInstance {
@@ -112,8 +114,14 @@ impl Shared {
             directory,
             handlers: RwLock::default(),
             registrations: Mutex::default(),
+            federation: Mutex::default(),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// This node's running federation gateway, if any.
+    pub fn gateway(&self) -> Option<crate::runtime::federation::FederationHandle> {
+        lock(&self.federation).clone()
     }
 
     /// Writes (or, with `None`, removes) instance `id`'s entry.

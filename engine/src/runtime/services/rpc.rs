@@ -109,7 +109,7 @@ impl RpcState {
         lock(&self.routing).router.forget_missing(directory);
     }
 
-    fn new_trace(&self) -> TraceContext {
+    pub(crate) fn new_trace(&self) -> TraceContext {
         let rng = &mut lock(&self.routing).rng;
         match current_trace() {
             Some(parent) => parent.child(rng),

@@ -1,0 +1,37 @@
+//! Federation: several independent clusters that find and call each other's *exported*
+//! services through gateways, the way Consul's WAN federation and NATS gateways do.
+//!
+//! Design:
+//! - Every cluster keeps its own secret or CA. A link is configured per cluster: the remote
+//!   cluster's name, its gateways' addresses, and its trust root (its secret or its CA
+//!   certificate). A gateway trusts a remote root for that link only, and a remote gateway's
+//!   certificate must be valid for that link's cluster name; a node of an unlinked cluster is
+//!   refused in the TLS handshake (the engine counts it).
+//! - Any node can be a gateway (several per cluster for failover: a link rotates to the remote's
+//!   next gateway after a missed probe). Links form whatever topology the configuration names.
+//! - The global directory ([`GlobalDirectory`]) says which services each cluster exports; a
+//!   service is exported by choice (the gateway's export list), never by default. It is a CRDT
+//!   swapped whole on every WAN probe, so after a cut heals one probe round converges it.
+//! - Probes between gateways are WAN-paced ([`WanTimers`]): they give the link's state and RTT.
+//! - A call to a service of a linked cluster goes to the link's current remote gateway, which
+//!   calls the service inside its own cluster with the caller's remaining deadline and trace.
+//!   Nothing here touches the clusters' own membership or configuration, so each keeps working
+//!   alone while a link is cut.
+//!
+//! [`Federation`] is the sans-IO machine of one gateway: time comes in as an argument, probes go
+//! out as values for the driver to send.
+
+mod directory;
+mod link;
+mod machine;
+pub mod wire;
+
+pub use directory::{
+    ClusterExports, DirectoryError, ExportedService, GlobalDirectory, MAX_CLUSTERS, MAX_SERVICES,
+    MAX_SERVICE_NAME,
+};
+pub use link::{LinkState, LinkStatus, ProbeOut, WanTimers};
+pub use machine::{
+    Federation, FederationConfig, FederationConfigError, FederationError, LinkChange, LinkConfig,
+    ProbeToSend,
+};

@@ -1,0 +1,93 @@
+//! What gateways of two linked clusters say to each other, one request and one reply per QUIC
+//! stream: a probe carrying the sender's whole global directory (answered with the receiver's),
+//! or a call forwarded to a service the receiver's cluster exports.
+
+use serde::{Deserialize, Serialize};
+
+use super::directory::GlobalDirectory;
+use super::machine::FederationError;
+use crate::services::trace::TraceContext;
+
+/// Largest request or reply a gateway reads: a directory at its limits stays well under it.
+pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// A request from a gateway of another cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FederationRequest {
+    /// A WAN probe; the directory swap rides on it (push-pull anti-entropy).
+    Probe {
+        /// The sender's global directory.
+        directory: GlobalDirectory,
+    },
+    /// A call to an exported service of the receiver's cluster.
+    Call {
+        /// The service.
+        service: String,
+        /// The request body, as the caller's `call_bytes` would carry it.
+        body: Vec<u8>,
+        /// What is left of the caller's deadline, in microseconds.
+        deadline_micros: u64,
+        /// The caller's trace, continued by the call inside the receiver's cluster.
+        trace: TraceContext,
+    },
+}
+
+/// The answer to a [`FederationRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FederationReply {
+    /// The receiver's global directory, after merging the sender's.
+    Probe {
+        /// The receiver's directory.
+        directory: GlobalDirectory,
+    },
+    /// The outcome of a forwarded call.
+    Call(Result<Vec<u8>, RemoteCallError>),
+    /// The request was refused (malformed, or from a cluster that is not linked).
+    Refused(String),
+}
+
+/// Why a forwarded call failed in the remote cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteCallError {
+    /// The remote cluster does not export the service.
+    #[error("not exported by the remote cluster")]
+    NotExported,
+    /// The call inside the remote cluster failed; the message is its error's.
+    #[error("{0}")]
+    Failed(String),
+    /// The deadline passed inside the remote cluster.
+    #[error("deadline exceeded in the remote cluster")]
+    DeadlineExceeded,
+}
+
+/// The service a gateway registers in its own cluster, through which the cluster's other nodes
+/// call services of linked clusters (intra-cluster RPC balances and fails over between gateways).
+pub const RELAY_SERVICE: &str = "foundation.federation";
+
+/// A call a node hands to a gateway of its own cluster ([`RELAY_SERVICE`]'s request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRequest {
+    /// The linked cluster.
+    pub cluster: String,
+    /// The exported service there.
+    pub service: String,
+    /// The request body.
+    pub body: Vec<u8>,
+}
+
+/// [`RELAY_SERVICE`]'s reply: the body, or why the call failed, typed.
+pub type RelayReply = Result<Vec<u8>, RelayError>;
+
+/// Why a relayed call failed, as the gateway saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RelayError {
+    /// Unknown or unlinked cluster, link down, service not exported.
+    #[error(transparent)]
+    Federation(#[from] FederationError),
+    /// The call failed in the remote cluster.
+    #[error("in the remote cluster: {0}")]
+    Remote(#[from] RemoteCallError),
+    /// The remote gateway could not be reached, refused the request, or answered garbage.
+    #[error("remote gateway: {0}")]
+    Gateway(String),
+}

@@ -1,0 +1,116 @@
+//! `[federation]` in the TOML file: this node as a gateway of its cluster.
+//!
+//! ```toml
+//! [federation]
+//! bind = "0.0.0.0:7403"
+//! exports = ["billing"]
+//! probe_interval = "5s"     # optional WAN timers
+//! probe_timeout = "3s"
+//! down_after = 3
+//!
+//! [[federation.links]]
+//! cluster = "eu-west"
+//! gateways = ["10.1.0.5:7403", "10.1.0.6:7403"]
+//! secret = "eu-west's cluster secret"   # or: ca = "/etc/foundation/eu-west-ca.pem"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::duration::TextDuration;
+use crate::runtime::federation::{FederationSettings, LinkSettings};
+use foundation_core::federation::WanTimers;
+use foundation_transport::security::RemoteRoot;
+use foundation_transport::{ClusterName, ClusterSecret};
+
+/// `[federation]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileFederation {
+    bind: String,
+    #[serde(default)]
+    exports: Vec<String>,
+    probe_interval: Option<TextDuration>,
+    probe_timeout: Option<TextDuration>,
+    down_after: Option<u32>,
+    #[serde(default)]
+    links: Vec<FileLink>,
+}
+
+/// One `[[federation.links]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLink {
+    cluster: String,
+    gateways: Vec<String>,
+    secret: Option<String>,
+    ca: Option<PathBuf>,
+}
+
+impl FileFederation {
+    /// The gateway settings, or what is wrong with them.
+    pub(super) fn settings(&self) -> Result<FederationSettings, String> {
+        let bind = address(&self.bind, "bind")?;
+        let defaults = WanTimers::default();
+        let timers = WanTimers {
+            probe_interval: self
+                .probe_interval
+                .as_ref()
+                .map_or(defaults.probe_interval, |d| d.0),
+            probe_timeout: self
+                .probe_timeout
+                .as_ref()
+                .map_or(defaults.probe_timeout, |d| d.0),
+            down_after: self.down_after.unwrap_or(defaults.down_after),
+        };
+        timers.validate()?;
+        let links = self
+            .links
+            .iter()
+            .map(FileLink::settings)
+            .collect::<Result<_, _>>()?;
+        Ok(FederationSettings {
+            links,
+            exports: self.exports.clone(),
+            timers,
+            ..FederationSettings::new(bind)
+        })
+    }
+}
+
+impl FileLink {
+    fn settings(&self) -> Result<LinkSettings, String> {
+        let cluster = ClusterName::new(self.cluster.as_str()).map_err(|e| e.to_string())?;
+        let gateways = self
+            .gateways
+            .iter()
+            .map(|g| address(g, "gateways"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if gateways.is_empty() {
+            return Err(format!("the link to {cluster} names no gateway"));
+        }
+        let root = match (&self.secret, &self.ca) {
+            (Some(secret), None) => {
+                RemoteRoot::Secret(ClusterSecret::new(secret.as_str()).map_err(|e| e.to_string())?)
+            }
+            (None, Some(ca)) => RemoteRoot::CaFile(ca.clone()),
+            _ => {
+                return Err(format!(
+                    "the link to {cluster} needs exactly one of secret or ca"
+                ))
+            }
+        };
+        Ok(LinkSettings {
+            cluster,
+            gateways,
+            root,
+        })
+    }
+}
+
+fn address(text: &str, field: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|e| format!("{field}: {text:?} is not an ip:port address ({e})"))
+}

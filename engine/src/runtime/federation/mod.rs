@@ -1,0 +1,352 @@
+//! Federation in a running node: a node started as a gateway ([`Node::start_gateway`]) links
+//! its cluster to others, keeps the global directory of exported services, and forwards calls
+//! to services of linked clusters. The protocol is `foundation_core::federation`'s machine;
+//! this module drives it over the transport's gateway endpoint with tokio's clock.
+//!
+//! `call_in` works on every node: one that is not a gateway relays the call through a gateway
+//! of its own cluster (see `relay.rs`). `lookup_in` reads the gateway's directory, so it works
+//! on gateways only; another node gets [`CrossClusterError::NotAGateway`].
+//!
+//! [`Node::start_gateway`]: super::Node::start_gateway
+
+pub(crate) mod http;
+pub(crate) mod metrics;
+mod relay;
+mod serve;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use foundation_core::federation::wire::{FederationReply, FederationRequest, RemoteCallError};
+use foundation_core::federation::{
+    ExportedService, Federation, FederationConfig, FederationConfigError, FederationError,
+    GlobalDirectory, LinkConfig, LinkStatus, WanTimers,
+};
+use foundation_core::time::Instant;
+use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError, LinkBytes};
+use foundation_transport::security::RemoteRoot;
+use foundation_transport::{ClusterName, NodeId, Trust};
+use tokio::sync::watch;
+use tokio::time::Instant as TokioInstant;
+
+use super::services::{RpcHandle, ServicesHandle};
+
+/// Attempts of one forwarded call: the first, and retries on the remote's next gateways after
+/// a failed handshake (a request that was never sent).
+const MAX_ATTEMPTS: u32 = 3;
+
+/// How a node acts as a gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FederationSettings {
+    /// Where this gateway listens for gateways of linked clusters.
+    pub bind: SocketAddr,
+    /// The links to other clusters.
+    pub links: Vec<LinkSettings>,
+    /// The services this cluster exports (a service is exported only when named here and
+    /// registered healthy somewhere in the cluster).
+    pub exports: Vec<String>,
+    /// Probe pacing between gateways.
+    pub timers: WanTimers,
+    /// Largest request or reply between gateways.
+    pub max_frame: usize,
+}
+
+impl FederationSettings {
+    /// A gateway on `bind` with no links, nothing exported and the default WAN timers.
+    pub fn new(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            links: Vec::new(),
+            exports: Vec::new(),
+            timers: WanTimers::default(),
+            max_frame: foundation_core::federation::wire::MAX_FRAME,
+        }
+    }
+}
+
+/// One link: the remote cluster, its gateways and what it is trusted by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkSettings {
+    /// The remote cluster.
+    pub cluster: ClusterName,
+    /// Its gateways' addresses, tried in order (the next after a missed probe).
+    pub gateways: Vec<SocketAddr>,
+    /// Its trust root: its secret or its CA certificate.
+    pub root: RemoteRoot,
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayStartError {
+    /// The links or timers are unusable.
+    #[error(transparent)]
+    Config(#[from] FederationConfigError),
+    /// The gateway's endpoint could not start.
+    #[error(transparent)]
+    Endpoint(#[from] GatewayError),
+    /// This node already runs a gateway.
+    #[error("this node already runs a gateway")]
+    AlreadyRunning,
+}
+
+/// Why a lookup or a call in another cluster failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CrossClusterError {
+    /// This node is not a gateway (or its gateway was stopped): `lookup_in` needs one.
+    #[error("this node is not a federation gateway")]
+    NotAGateway,
+    /// No gateway of this cluster runs, so nothing can reach another cluster.
+    #[error("no federation gateway runs in this cluster")]
+    NoGateway,
+    /// The gateway this call was relayed through could not reach the remote gateway.
+    #[error("through this cluster's gateway: {0}")]
+    Relayed(String),
+    /// Unknown or unlinked cluster, link down, service not exported, bad directory.
+    #[error(transparent)]
+    Federation(#[from] FederationError),
+    /// The remote gateway could not be reached, or refused us.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// The call failed in the remote cluster.
+    #[error("in the remote cluster: {0}")]
+    Remote(#[from] RemoteCallError),
+    /// The remote gateway refused the request.
+    #[error("refused by the remote gateway: {0}")]
+    Refused(String),
+    /// A request or reply did not encode or decode.
+    #[error("codec: {0}")]
+    Codec(String),
+    /// The call inside this cluster failed (a call to this node's own cluster).
+    #[error(transparent)]
+    Local(#[from] super::services::RpcError),
+}
+
+/// A running gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct FederationHandle {
+    inner: Arc<Gateway>,
+}
+
+struct Gateway {
+    machine: Mutex<Federation>,
+    endpoint: GatewayEndpoint,
+    epoch: TokioInstant,
+    stop: watch::Sender<bool>,
+}
+
+impl Gateway {
+    fn now(&self) -> Instant {
+        Instant::from_elapsed(self.epoch.elapsed())
+    }
+
+    fn machine(&self) -> std::sync::MutexGuard<'_, Federation> {
+        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FederationHandle {
+    /// Every link's state, gateway, RTT and probe counts.
+    pub fn links(&self) -> Vec<LinkStatus> {
+        self.inner.machine().links()
+    }
+
+    /// The global directory as this gateway holds it.
+    pub fn directory(&self) -> GlobalDirectory {
+        self.inner.machine().directory().clone()
+    }
+
+    /// Handshakes this gateway refused (nodes of unlinked clusters, untrusted certificates).
+    pub fn refused(&self) -> u64 {
+        self.inner.endpoint.refused()
+    }
+
+    /// Bytes carried on the link to `cluster`.
+    pub fn bytes(&self, cluster: &ClusterName) -> LinkBytes {
+        self.inner.endpoint.bytes(cluster)
+    }
+
+    /// Where this gateway listens.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.inner.endpoint.local_addr()
+    }
+
+    fn lookup(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<ExportedService>, FederationError> {
+        self.inner.machine().lookup(cluster, service)
+    }
+
+    /// Forwards a call to `service` of `cluster` through the link's current remote gateway.
+    async fn forward(
+        &self,
+        cluster: &str,
+        service: &str,
+        body: Bytes,
+        deadline: Duration,
+        trace: foundation_core::services::trace::TraceContext,
+    ) -> Result<Bytes, CrossClusterError> {
+        let started = TokioInstant::now();
+        let mut attempts = 0;
+        let reply = loop {
+            attempts += 1;
+            let gateway = self.inner.machine().route(cluster, service)?;
+            let name = ClusterName::new(cluster)
+                .map_err(|_| FederationError::UnknownCluster(cluster.to_owned()))?;
+            let left = deadline.saturating_sub(started.elapsed());
+            let request = FederationRequest::Call {
+                service: service.to_owned(),
+                body: body.to_vec(),
+                deadline_micros: u64::try_from(left.as_micros()).unwrap_or(u64::MAX),
+                trace,
+            };
+            let payload = postcard::to_stdvec(&request)
+                .map_err(|e| CrossClusterError::Codec(e.to_string()))?;
+            let sent = self
+                .inner
+                .endpoint
+                .request(&name, gateway, payload.into(), left);
+            match sent.await {
+                // No handshake, no request: the remote's next gateway may take it, once each.
+                Err(GatewayError::Handshake { .. }) if attempts < MAX_ATTEMPTS => {
+                    self.inner.machine().call_failed(&name, gateway);
+                }
+                other => break other?,
+            }
+        };
+        match postcard::from_bytes(&reply) {
+            Ok(FederationReply::Call(Ok(body))) => Ok(body.into()),
+            Ok(FederationReply::Call(Err(e))) => Err(CrossClusterError::Remote(e)),
+            Ok(FederationReply::Refused(why)) => Err(CrossClusterError::Refused(why)),
+            Ok(FederationReply::Probe { .. }) => {
+                Err(CrossClusterError::Codec("a probe reply to a call".into()))
+            }
+            Err(e) => Err(CrossClusterError::Codec(format!("reply: {e}"))),
+        }
+    }
+}
+
+/// Starts the gateway of `node`'s cluster and returns its handle.
+pub(super) fn start(
+    settings: FederationSettings,
+    trust: &Trust,
+    local: &ClusterName,
+    me: NodeId,
+    rpc: RpcHandle,
+    metrics: metrics::FederationMetrics,
+) -> Result<FederationHandle, GatewayStartError> {
+    let epoch = TokioInstant::now();
+    let links = settings
+        .links
+        .iter()
+        .map(|l| LinkConfig {
+            cluster: l.cluster.clone(),
+            gateways: l.gateways.clone(),
+        })
+        .collect();
+    let config = FederationConfig {
+        local: local.clone(),
+        me,
+        links,
+        timers: settings.timers,
+    };
+    let machine = Federation::new(config, Instant::ZERO)?;
+    let roots: Vec<_> = settings
+        .links
+        .iter()
+        .map(|l| (l.cluster.clone(), l.root.clone()))
+        .collect();
+    let gateway_config = GatewayConfig {
+        bind: settings.bind,
+        keep_alive: settings.timers.probe_interval.min(Duration::from_secs(5)),
+        idle_timeout: settings.timers.probe_interval * 3,
+        max_frame: settings.max_frame,
+    };
+    let (endpoint, requests) = GatewayEndpoint::start(&gateway_config, trust, local, &roots)?;
+    let inner = Arc::new(Gateway {
+        machine: Mutex::new(machine),
+        endpoint,
+        epoch,
+        stop: watch::channel(false).0,
+    });
+    let handle = FederationHandle { inner };
+    metrics.restart();
+    let task = serve::Task {
+        handle: handle.clone(),
+        exports: settings.exports,
+        rpc,
+        metrics,
+    };
+    tokio::spawn(task.run(requests));
+    Ok(handle)
+}
+
+impl FederationHandle {
+    /// Stops probing and serving, and closes the gateway's links: they go down on the remote
+    /// side, both clusters go on alone. The socket is released once the last handle is dropped.
+    pub fn stop(&self) {
+        self.inner.stop.send_replace(true);
+        self.inner.endpoint.close();
+    }
+}
+
+impl ServicesHandle {
+    /// The exported service `service` of `cluster` as the global directory shows it:
+    /// `Ok(None)` when that cluster is known but does not export it (or its export has not
+    /// arrived yet). Works on a gateway node.
+    pub fn lookup_in(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<ExportedService>, CrossClusterError> {
+        let gateway = self
+            .shared
+            .gateway()
+            .ok_or(CrossClusterError::NotAGateway)?;
+        Ok(gateway.lookup(cluster, service)?)
+    }
+}
+
+impl RpcHandle {
+    /// Calls `service` of `cluster` with a typed request: through a gateway for another
+    /// cluster (this node, or else one of its cluster's gateways), with the remaining deadline
+    /// and this call's trace; as [`call`](Self::call) for this node's own cluster.
+    pub async fn call_in<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        cluster: &str,
+        service: &str,
+        request: &Req,
+        deadline: Duration,
+    ) -> Result<Resp, CrossClusterError> {
+        let body =
+            postcard::to_stdvec(request).map_err(|e| CrossClusterError::Codec(e.to_string()))?;
+        let reply = self
+            .call_in_bytes(cluster, service, body.into(), deadline)
+            .await?;
+        postcard::from_bytes(&reply).map_err(|e| CrossClusterError::Codec(format!("response: {e}")))
+    }
+
+    /// [`call_in`](Self::call_in) with raw bytes.
+    pub async fn call_in_bytes(
+        &self,
+        cluster: &str,
+        service: &str,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, CrossClusterError> {
+        if cluster == self.endpoint.cluster().as_str() {
+            let options = super::services::CallOptions::default();
+            return Ok(self.call_bytes(service, body, deadline, &options).await?);
+        }
+        let Some(gateway) = self.shared.gateway() else {
+            return relay::call(self, cluster, service, body, deadline).await;
+        };
+        let trace = self.state.new_trace();
+        gateway
+            .forward(cluster, service, body, deadline, trace)
+            .await
+    }
+}

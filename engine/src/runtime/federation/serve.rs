@@ -1,0 +1,193 @@
+//! The gateway's task: sends the probes the machine asks for, answers the linked gateways'
+//! requests, and keeps this cluster's exports in step with the service directory.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use foundation_core::federation::wire::{FederationReply, FederationRequest, RemoteCallError};
+use foundation_core::federation::{ExportedService, GlobalDirectory, ProbeToSend};
+use foundation_core::services::Directory;
+use foundation_transport::gateway::GatewayRequest;
+use tokio::sync::mpsc;
+
+use super::metrics::FederationMetrics;
+use super::FederationHandle;
+use crate::runtime::services::{with_trace, CallOptions, RpcError, RpcHandle};
+
+/// What the gateway's task works with.
+pub(super) struct Task {
+    pub handle: FederationHandle,
+    pub exports: Vec<String>,
+    pub rpc: RpcHandle,
+    pub metrics: FederationMetrics,
+}
+
+impl Task {
+    /// Runs until the gateway is stopped.
+    pub async fn run(self, mut requests: mpsc::Receiver<GatewayRequest>) {
+        let relay = super::relay::register(&self.handle, &self.rpc).await;
+        self.serve(&mut requests).await;
+        self.metrics.stopped(&self.handle.links());
+        if let Some(relay) = relay {
+            let _ = relay.deregister().await;
+        }
+    }
+
+    async fn serve(&self, requests: &mut mpsc::Receiver<GatewayRequest>) {
+        let handle = &self.handle;
+        let mut stop = handle.inner.stop.subscribe();
+        let mut directory = self.rpc.shared.directory.clone();
+        loop {
+            let services = directory.borrow_and_update().clone();
+            handle
+                .inner
+                .machine()
+                .set_exports(exported(&services, &self.exports));
+            send_probes(handle);
+            self.refresh_metrics();
+            let wake = handle.inner.machine().next_deadline();
+            let sleep = match wake {
+                Some(at) => at.saturating_since(handle.inner.now()),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                changed = directory.changed() => if changed.is_err() { return },
+                request = requests.recv() => match request {
+                    Some(request) => answer(handle, &self.rpc, request),
+                    None => return,
+                },
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    }
+
+    fn refresh_metrics(&self) {
+        let endpoint = &self.handle.inner.endpoint;
+        self.metrics.refresh(
+            &self.handle.links(),
+            |link| endpoint.bytes(&link.cluster),
+            endpoint.refused(),
+        );
+    }
+}
+
+/// This cluster's exports: the export list, filtered by what runs healthy in the cluster.
+fn exported(directory: &Directory, exports: &[String]) -> BTreeMap<String, ExportedService> {
+    exports
+        .iter()
+        .filter_map(|name| {
+            let healthy = directory
+                .instances(name)
+                .iter()
+                .filter(|i| i.record.routable())
+                .count();
+            let healthy = u32::try_from(healthy).unwrap_or(u32::MAX);
+            (healthy > 0).then(|| (name.clone(), ExportedService { healthy }))
+        })
+        .collect()
+}
+
+fn send_probes(handle: &FederationHandle) {
+    let now = handle.inner.now();
+    let probes = handle.inner.machine().poll(now);
+    for probe in probes {
+        tokio::spawn(probe_one(handle.clone(), probe));
+    }
+}
+
+async fn probe_one(handle: FederationHandle, probe: ProbeToSend) {
+    let request = FederationRequest::Probe {
+        directory: probe.directory,
+    };
+    let timeout = handle.inner.machine().timers().probe_timeout;
+    let answer = match postcard::to_stdvec(&request) {
+        Ok(payload) => handle
+            .inner
+            .endpoint
+            .request(&probe.cluster, probe.gateway, payload.into(), timeout)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|reply| remote_directory(&reply)),
+        Err(e) => Err(e.to_string()),
+    };
+    let now = handle.inner.now();
+    let mut machine = handle.inner.machine();
+    let outcome = match answer {
+        Ok(directory) => machine
+            .probe_answered(now, &probe.cluster, probe.id, &directory)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    if let Err(error) = outcome {
+        tracing::debug!(cluster = %probe.cluster, %error, "federation probe failed");
+        machine.probe_failed(&probe.cluster, probe.id);
+    }
+    for change in machine.take_changes() {
+        tracing::info!(cluster = %change.cluster, from = ?change.from, to = ?change.to, "federation link changed");
+    }
+}
+
+fn remote_directory(reply: &[u8]) -> Result<GlobalDirectory, String> {
+    match postcard::from_bytes(reply) {
+        Ok(FederationReply::Probe { directory }) => Ok(directory),
+        Ok(FederationReply::Refused(why)) => Err(format!("refused: {why}")),
+        Ok(_) => Err("not a probe reply".into()),
+        Err(e) => Err(format!("reply does not decode: {e}")),
+    }
+}
+
+/// Answers one request from a linked gateway; calls run in their own task.
+fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
+    let decoded = postcard::from_bytes::<FederationRequest>(&request.payload);
+    let reply = match decoded {
+        Err(e) => FederationReply::Refused(format!("request does not decode: {e}")),
+        Ok(FederationRequest::Probe { directory }) => {
+            let mut machine = handle.inner.machine();
+            match machine.incoming_probe(&request.from, &directory) {
+                Ok(directory) => FederationReply::Probe { directory },
+                Err(e) => FederationReply::Refused(e.to_string()),
+            }
+        }
+        Ok(FederationRequest::Call {
+            service,
+            body,
+            deadline_micros,
+            trace,
+        }) => {
+            // Nothing unexported is callable from outside, whatever the caller believes.
+            if !handle.inner.machine().exports(&service) {
+                FederationReply::Call(Err(RemoteCallError::NotExported))
+            } else {
+                let rpc = rpc.clone();
+                let deadline = Duration::from_micros(deadline_micros);
+                tokio::spawn(async move {
+                    let options = CallOptions::default();
+                    let call = rpc.call_bytes(&service, Bytes::from(body), deadline, &options);
+                    let result = with_trace(trace, call).await;
+                    respond(
+                        request,
+                        FederationReply::Call(result.map(|b| b.to_vec()).map_err(remote_error)),
+                    );
+                });
+                return;
+            }
+        }
+    };
+    respond(request, reply);
+}
+
+fn respond(request: GatewayRequest, reply: FederationReply) {
+    match postcard::to_stdvec(&reply) {
+        Ok(bytes) => request.respond(bytes.into()),
+        Err(error) => tracing::warn!(%error, "federation reply does not encode"),
+    }
+}
+
+fn remote_error(error: RpcError) -> RemoteCallError {
+    match error {
+        RpcError::DeadlineExceeded { .. } => RemoteCallError::DeadlineExceeded,
+        other => RemoteCallError::Failed(other.to_string()),
+    }
+}

@@ -1,0 +1,478 @@
+//! Federation between clusters of real nodes on loopback: a service exported in cluster `a` is
+//! found and called from cluster `b` through their gateways (with the caller's trace); an
+//! unexported one stays invisible; a gateway of an unlinked cluster `c` is refused; when the
+//! link is cut each cluster keeps working alone, and after the heal the directory converges.
+//! Also: calls from nodes that are not gateways (relayed), the link metrics, `GET /federation`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::eventually;
+use foundation_engine::federation::wire::{FederationReply, FederationRequest, RemoteCallError};
+use foundation_engine::federation::{FederationError, LinkState, WanTimers};
+use foundation_engine::runtime::federation::{
+    CrossClusterError, FederationSettings, GatewayStartError, LinkSettings,
+};
+use foundation_engine::runtime::services::{typed, with_trace, Call, HandlerError, ServiceOptions};
+use foundation_engine::runtime::{Node, NodeSettings};
+use foundation_engine::services::trace::TraceContext;
+use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError};
+use foundation_transport::security::RemoteRoot;
+use foundation_transport::{ClusterName, ClusterSecret, Trust};
+
+const SOON: Duration = Duration::from_secs(10);
+const DEADLINE: Duration = Duration::from_secs(2);
+
+fn secret(cluster: &str) -> String {
+    format!("federation test secret of {cluster}")
+}
+
+/// `n` nodes of `cluster`, all alive to each other.
+async fn cluster(name: &str, n: usize) -> Vec<Node> {
+    let secret = secret(name);
+    common::cluster(n, |seeds| common::settings(name, &secret, seeds)).await
+}
+
+/// A loopback UDP port free a moment ago: gateways must know each other's address up front.
+fn free_addr() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap()
+}
+
+fn gateway(bind: SocketAddr, exports: &[&str], links: &[(&str, SocketAddr)]) -> FederationSettings {
+    let links = links
+        .iter()
+        .map(|(cluster, addr)| LinkSettings {
+            cluster: ClusterName::new(*cluster).unwrap(),
+            gateways: vec![*addr],
+            root: RemoteRoot::Secret(ClusterSecret::new(secret(cluster)).unwrap()),
+        })
+        .collect();
+    FederationSettings {
+        links,
+        exports: exports.iter().map(|s| s.to_string()).collect(),
+        timers: WanTimers {
+            probe_interval: Duration::from_millis(200),
+            probe_timeout: Duration::from_millis(400),
+            down_after: 3,
+        },
+        ..FederationSettings::new(bind)
+    }
+}
+
+/// Starts a gateway, retrying while the OS still holds a just-closed socket on its port.
+async fn start_gateway(node: &Node, settings: FederationSettings) {
+    for _ in 0..50 {
+        match node.start_gateway(settings.clone()) {
+            Ok(_) => return,
+            Err(GatewayStartError::Endpoint(GatewayError::Bind { .. })) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("gateway did not start: {e}"),
+        }
+    }
+    panic!("gateway port stayed taken");
+}
+
+/// Retries `call` until it succeeds (a gateway's relay takes a moment to be seen), for 10 s.
+async fn retry<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(
+    mut call: impl FnMut() -> F,
+) -> T {
+    let start = tokio::time::Instant::now();
+    loop {
+        match call().await {
+            Ok(value) => return value,
+            Err(e) if start.elapsed() > SOON => panic!("still failing after {SOON:?}: {e:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn doubler() -> impl foundation_engine::runtime::services::Handler {
+    typed(|n: u64| async move { Ok::<_, HandlerError>(n * 2) })
+}
+
+/// Stops every node's gateway, then the node.
+async fn stop(clusters: &[&[Node]]) {
+    for node in clusters.iter().flat_map(|nodes| nodes.iter()) {
+        node.stop_gateway();
+        node.abort().await;
+    }
+}
+
+fn metrics(node: &Node) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, node.registry()).unwrap();
+    text
+}
+
+fn link_state(node: &Node, cluster: &str) -> Option<LinkState> {
+    let links = node.federation()?.links();
+    let link = links.iter().find(|l| l.cluster.as_str() == cluster)?;
+    Some(link.state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
+    let (a, b, c) = (
+        cluster("a", 2).await,
+        cluster("b", 2).await,
+        cluster("c", 1).await,
+    );
+    let (a_gw, b_gw, c_gw) = (free_addr(), free_addr(), free_addr());
+    let seen = Arc::new(Mutex::new(None));
+    let traced_doubler = {
+        let seen = seen.clone();
+        move |call: Call| {
+            *seen.lock().unwrap() = Some(call.trace);
+            let n: Result<u64, _> = call.decode();
+            async move { Ok(Bytes::from(postcard::to_stdvec(&(n? * 2)).unwrap())) }
+        }
+    };
+    let options = ServiceOptions::default;
+    a[1].services()
+        .register("billing", traced_doubler, options())
+        .await
+        .unwrap();
+    a[1].services()
+        .register("ledger", doubler(), options())
+        .await
+        .unwrap();
+    b[1].services()
+        .register("search", doubler(), options())
+        .await
+        .unwrap();
+    let a_settings = gateway(a_gw, &["billing", "audit"], &[("b", b_gw)]);
+    start_gateway(&a[0], a_settings.clone()).await;
+    start_gateway(&b[0], gateway(b_gw, &["search"], &[("a", a_gw)])).await;
+    // c trusts a, but a has no link to c.
+    start_gateway(&c[0], gateway(c_gw, &[], &[("a", a_gw)])).await;
+
+    // Exported services cross the link; unexported ones do not exist on the other side.
+    eventually(
+        SOON,
+        "billing visible in b",
+        || matches!(b[0].services().lookup_in("a", "billing"), Ok(Some(e)) if e.healthy == 1),
+    )
+    .await;
+    eventually(SOON, "search visible in a", || {
+        matches!(a[0].services().lookup_in("b", "search"), Ok(Some(_)))
+    })
+    .await;
+    assert!(matches!(b[0].services().lookup_in("a", "ledger"), Ok(None)));
+    let root = TraceContext::new_root(&mut rand10::rng(), true);
+    let rpc = b[0].rpc();
+    let doubled: u64 = with_trace(root, rpc.call_in("a", "billing", &21u64, DEADLINE))
+        .await
+        .unwrap();
+    assert_eq!(doubled, 42);
+    let trace = seen.lock().unwrap().expect("the handler in a ran");
+    assert_eq!(
+        trace.trace_id, root.trace_id,
+        "the caller's trace crosses the link"
+    );
+    let unexported = rpc.call_in::<_, u64>("a", "ledger", &1u64, DEADLINE).await;
+    assert!(
+        matches!(
+            unexported,
+            Err(CrossClusterError::Federation(
+                FederationError::NotExported { .. }
+            ))
+        ),
+        "{unexported:?}"
+    );
+    let unknown = b[0].services().lookup_in("nowhere", "billing");
+    assert!(matches!(
+        unknown,
+        Err(CrossClusterError::Federation(
+            FederationError::UnknownCluster(_)
+        ))
+    ));
+    let not_gateway = b[1].services().lookup_in("a", "billing");
+    assert!(matches!(not_gateway, Err(CrossClusterError::NotAGateway)));
+    // A node that is not a gateway calls through its cluster's gateway, trace kept.
+    let relayed = retry(|| async {
+        let rpc = b[1].rpc();
+        with_trace(root, rpc.call_in::<_, u64>("a", "billing", &8u64, DEADLINE)).await
+    })
+    .await;
+    assert_eq!(relayed, 16);
+    assert_eq!(seen.lock().unwrap().unwrap().trace_id, root.trace_id);
+    let relayed_refusal = b[1]
+        .rpc()
+        .call_in::<_, u64>("a", "ledger", &1u64, DEADLINE)
+        .await;
+    assert!(
+        matches!(
+            relayed_refusal,
+            Err(CrossClusterError::Federation(
+                FederationError::NotExported { .. }
+            ))
+        ),
+        "{relayed_refusal:?}"
+    );
+    let a_gateway = a[0].federation().unwrap();
+    let link = &b[0].federation().unwrap().links()[0];
+    assert!(link.rtt.is_some() && link.state == LinkState::Up);
+    assert!(
+        b[0].federation()
+            .unwrap()
+            .bytes(&ClusterName::new("a").unwrap())
+            .sent
+            > 0
+    );
+
+    // c's gateway is refused by a, counted there; a's directory knows nothing of c.
+    eventually(SOON, "c refused and its link down", || {
+        a_gateway.refused() >= 1 && link_state(&c[0], "a") == Some(LinkState::Down)
+    })
+    .await;
+    assert!(matches!(
+        c[0].services().lookup_in("a", "billing"),
+        Ok(None)
+    ));
+    let c_name = ClusterName::new("c").unwrap();
+    assert!(a_gateway.directory().cluster(&c_name).is_none());
+
+    // The metrics per link, and the refusal counted.
+    eventually(SOON, "link metrics", || {
+        let text = metrics(&b[0]);
+        text.contains("foundation_federation_link_up{cluster=\"a\"} 1")
+            && text.contains("foundation_federation_link_rtt_seconds{cluster=\"a\"}")
+            && !text.contains(
+                "foundation_federation_link_bytes_total{cluster=\"a\",direction=\"sent\"} 0",
+            )
+            && text.contains(
+                "foundation_federation_link_bytes_total{cluster=\"a\",direction=\"sent\"}",
+            )
+    })
+    .await;
+    eventually(SOON, "refusal counted", || {
+        let text = metrics(&a[0]);
+        text.contains("foundation_federation_refused_handshakes_total ")
+            && !text.contains("foundation_federation_refused_handshakes_total 0")
+    })
+    .await;
+
+    // The cut: a's gateway stops (its socket is freed once the last handle is dropped).
+    drop(a_gateway);
+    // b's link goes down; each cluster goes on alone.
+    a[0].stop_gateway();
+    eventually(SOON, "b's link down", || {
+        link_state(&b[0], "a") == Some(LinkState::Down)
+    })
+    .await;
+    eventually(SOON, "link_up 0", || {
+        metrics(&b[0]).contains("foundation_federation_link_up{cluster=\"a\"} 0")
+    })
+    .await;
+    let cut = rpc.call_in::<_, u64>("a", "billing", &1u64, DEADLINE).await;
+    assert!(
+        matches!(
+            cut,
+            Err(CrossClusterError::Federation(FederationError::LinkDown(_)))
+        ),
+        "{cut:?}"
+    );
+    let relayed_cut = b[1]
+        .rpc()
+        .call_in::<_, u64>("a", "billing", &1u64, DEADLINE)
+        .await;
+    assert!(
+        matches!(
+            relayed_cut,
+            Err(CrossClusterError::Federation(FederationError::LinkDown(_)))
+        ),
+        "{relayed_cut:?}"
+    );
+    // a's only gateway is gone: its relay leaves a's registry, and a's nodes are told so.
+    retry(|| async {
+        match a[1]
+            .rpc()
+            .call_in::<_, u64>("b", "search", &1u64, DEADLINE)
+            .await
+        {
+            Err(CrossClusterError::NoGateway) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    let inside_a: u64 = a[0].rpc().call("billing", &5u64, DEADLINE).await.unwrap();
+    let inside_b: u64 = b[0].rpc().call("search", &6u64, DEADLINE).await.unwrap();
+    assert_eq!((inside_a, inside_b), (10, 12));
+    assert_eq!(a[0].members().len(), 1, "a's membership untouched");
+    assert_eq!(b[0].members().len(), 1, "b's membership untouched");
+    // While cut, a starts exporting another service.
+    a[1].services()
+        .register("audit", doubler(), options())
+        .await
+        .unwrap();
+
+    // The heal: the gateway comes back on its address; the directories converge.
+    start_gateway(&a[0], a_settings).await;
+    eventually(SOON, "audit visible in b after the heal", || {
+        matches!(b[0].services().lookup_in("a", "audit"), Ok(Some(_)))
+    })
+    .await;
+    eventually(SOON, "directories equal", || {
+        a[0].federation().unwrap().directory() == b[0].federation().unwrap().directory()
+    })
+    .await;
+    let healed: u64 = rpc.call_in("a", "audit", &4u64, DEADLINE).await.unwrap();
+    assert_eq!(healed, 8);
+
+    stop(&[&a, &b, &c]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_refuses_what_is_not_exported_and_garbage_and_reports_on_http() {
+    // A gateway of b that lies: it asks a's gateway directly for a service a does not export.
+    let with_http = |seeds| NodeSettings {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..common::settings("a", &secret("a"), seeds)
+    };
+    let a = common::cluster(1, with_http).await;
+    let http = a[0].http_addr().unwrap();
+    let before = common::raw_http::get(http, "/federation").await;
+    let before: serde_json::Value = serde_json::from_str(&before.body).unwrap();
+    assert_eq!(before, serde_json::json!({ "gateway": false }));
+    let a_gw = free_addr();
+    let options = ServiceOptions::default;
+    a[0].services()
+        .register("ledger", doubler(), options())
+        .await
+        .unwrap();
+    a[0].services()
+        .register("billing", doubler(), options())
+        .await
+        .unwrap();
+    start_gateway(&a[0], gateway(a_gw, &["billing"], &[("b", free_addr())])).await;
+    let b_secret = ClusterSecret::new(secret("b")).unwrap();
+    let a_root = RemoteRoot::Secret(ClusterSecret::new(secret("a")).unwrap());
+    let config = GatewayConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        keep_alive: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(5),
+        max_frame: 1 << 20,
+    };
+    let a_name = ClusterName::new("a").unwrap();
+    let links = [(a_name.clone(), a_root)];
+    let b_name = ClusterName::new("b").unwrap();
+    let (liar, _inbox) =
+        GatewayEndpoint::start(&config, &Trust::Secret(b_secret), &b_name, &links).unwrap();
+    let ask = |service: &str| FederationRequest::Call {
+        service: service.into(),
+        body: postcard::to_stdvec(&3u64).unwrap(),
+        deadline_micros: 2_000_000,
+        trace: TraceContext::new_root(&mut rand10::rng(), false),
+    };
+    let send = |request: Vec<u8>| liar.request(&a_name, a_gw, request.into(), DEADLINE);
+    let reply = send(postcard::to_stdvec(&ask("ledger")).unwrap())
+        .await
+        .unwrap();
+    let reply: FederationReply = postcard::from_bytes(&reply).unwrap();
+    assert_eq!(
+        reply,
+        FederationReply::Call(Err(RemoteCallError::NotExported))
+    );
+    eventually(SOON, "billing exported", || {
+        a[0].federation()
+            .unwrap()
+            .directory()
+            .cluster(&a_name)
+            .is_some_and(|e| e.services.contains_key("billing"))
+    })
+    .await;
+    let reply = send(postcard::to_stdvec(&ask("billing")).unwrap())
+        .await
+        .unwrap();
+    let reply: FederationReply = postcard::from_bytes(&reply).unwrap();
+    let six = postcard::to_stdvec(&6u64).unwrap();
+    assert_eq!(reply, FederationReply::Call(Ok(six)));
+    let reply = send(vec![0xff; 64]).await.unwrap();
+    let reply: FederationReply = postcard::from_bytes(&reply).unwrap();
+    assert!(matches!(reply, FederationReply::Refused(_)), "{reply:?}");
+    let status = common::raw_http::get(http, "/federation").await;
+    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(status["gateway"], true);
+    assert_eq!(status["links"][0]["cluster"], "b");
+    assert_eq!(
+        status["directory"]["a"]["services"]["billing"]["healthy"],
+        1
+    );
+    assert!(status["directory"]["a"]["services"].get("ledger").is_none());
+    a[0].stop_gateway();
+    a[0].abort().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_fails_over_to_the_remote_clusters_other_gateway() {
+    let (a, b) = (cluster("a", 2).await, cluster("b", 1).await);
+    let (a0_gw, a1_gw, b_gw) = (free_addr(), free_addr(), free_addr());
+    let options = ServiceOptions::default;
+    a[1].services()
+        .register("billing", doubler(), options())
+        .await
+        .unwrap();
+    start_gateway(&a[0], gateway(a0_gw, &["billing"], &[("b", b_gw)])).await;
+    start_gateway(&a[1], gateway(a1_gw, &["billing"], &[("b", b_gw)])).await;
+    let mut b_settings = gateway(b_gw, &[], &[("a", a0_gw)]);
+    b_settings.links[0].gateways.push(a1_gw);
+    start_gateway(&b[0], b_settings).await;
+    let rpc = b[0].rpc();
+    let before: u64 = retry(|| rpc.call_in("a", "billing", &2u64, DEADLINE)).await;
+    assert_eq!(before, 4);
+    let gateway_in_use = |node: &Node| node.federation().unwrap().links()[0].gateway;
+    assert_eq!(gateway_in_use(&b[0]), a0_gw, "the first gateway listed");
+
+    // a's first gateway stops: b's probes miss it and move the link to a's other gateway.
+    a[0].stop_gateway();
+    let after: u64 = retry(|| rpc.call_in("a", "billing", &3u64, DEADLINE)).await;
+    assert_eq!(after, 6);
+    assert_eq!(gateway_in_use(&b[0]), a1_gw);
+    assert_eq!(link_state(&b[0], "a"), Some(LinkState::Up));
+    stop(&[&a, &b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_cannot_reach_one_gateway_is_retried_on_the_next() {
+    let (a, b) = (cluster("a", 1).await, cluster("b", 1).await);
+    let (a_gw, b_gw, nobody) = (free_addr(), free_addr(), free_addr());
+    a[0].services()
+        .register("billing", doubler(), ServiceOptions::default())
+        .await
+        .unwrap();
+    start_gateway(&a[0], gateway(a_gw, &["billing"], &[("b", b_gw)])).await;
+    // b lists a gateway of a where nothing listens first; its probe there waits out a long
+    // timeout, so the link still points at it when the call is made.
+    let mut b_settings = gateway(b_gw, &[], &[("a", nobody)]);
+    b_settings.links[0].gateways.push(a_gw);
+    b_settings.timers = WanTimers {
+        probe_interval: Duration::from_millis(500),
+        probe_timeout: Duration::from_secs(30),
+        down_after: 3,
+    };
+    start_gateway(&b[0], b_settings).await;
+    // a's probes bring b the directory even though b's own probe has no answer yet.
+    eventually(SOON, "billing known in b", || {
+        matches!(b[0].services().lookup_in("a", "billing"), Ok(Some(_)))
+    })
+    .await;
+    assert_eq!(b[0].federation().unwrap().links()[0].gateway, nobody);
+    let deadline = Duration::from_secs(8);
+    let doubled: u64 = b[0]
+        .rpc()
+        .call_in("a", "billing", &5u64, deadline)
+        .await
+        .unwrap();
+    assert_eq!(
+        doubled, 10,
+        "answered by a's reachable gateway after the failed handshake"
+    );
+    assert_eq!(b[0].federation().unwrap().links()[0].gateway, a_gw);
+    stop(&[&a, &b]).await;
+}

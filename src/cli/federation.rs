@@ -1,0 +1,84 @@
+//! `foundation federation`: a gateway's links to other clusters (state, remote gateway, RTT,
+//! probes, bytes), the handshakes it refused, and the global directory of exported services,
+//! over its HTTP API (`GET /federation`).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::target::NodeTarget;
+
+/// Options of `foundation federation`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  foundation federation --node 127.0.0.1:7401   a gateway's links and the services other clusters export
+  foundation federation --json")]
+pub struct FederationArgs {
+    /// Which node to ask.
+    #[command(flatten)]
+    pub target: NodeTarget,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Fetches `/federation` and prints it.
+pub async fn run(args: FederationArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let node = args.target.resolve().await?;
+    let answer = foundation_engine::http::get_json(node, "/federation", Duration::from_secs(3))
+        .await
+        .map_err(|e| format!("cannot reach the node at {node}: {e}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    if answer["gateway"] != true {
+        println!("(this node is not a federation gateway: see [federation] in the node's TOML)");
+        return Ok(());
+    }
+    print_links(&answer);
+    print_directory(&answer);
+    let refused = answer["refused_handshakes"].as_u64().unwrap_or_default();
+    println!("refused handshakes: {refused}");
+    Ok(())
+}
+
+fn print_links(answer: &Value) {
+    println!(
+        "{:<20} {:<11} {:<22} {:>9} {:>7} {:>7} {:>10} {:>10}",
+        "LINK", "STATE", "GATEWAY", "RTT_MS", "PROBES", "MISSED", "SENT", "RECEIVED"
+    );
+    for link in answer["links"].as_array().into_iter().flatten() {
+        let rtt = link["rtt_ms"]
+            .as_f64()
+            .map_or("-".to_owned(), |ms| format!("{ms:.1}"));
+        println!(
+            "{:<20} {:<11} {:<22} {:>9} {:>7} {:>7} {:>10} {:>10}",
+            link["cluster"].as_str().unwrap_or_default(),
+            link["state"].as_str().unwrap_or_default(),
+            link["gateway"].as_str().unwrap_or_default(),
+            rtt,
+            link["probes_sent"].as_u64().unwrap_or_default(),
+            link["probes_missed"].as_u64().unwrap_or_default(),
+            link["bytes_sent"].as_u64().unwrap_or_default(),
+            link["bytes_received"].as_u64().unwrap_or_default(),
+        );
+    }
+}
+
+fn print_directory(answer: &Value) {
+    let empty = serde_json::Map::new();
+    let clusters = answer["directory"].as_object().unwrap_or(&empty);
+    println!("{:<20} {:<32} HEALTHY", "CLUSTER", "EXPORTED SERVICE");
+    for (cluster, entry) in clusters {
+        let services = entry["services"].as_object().unwrap_or(&empty);
+        if services.is_empty() {
+            println!("{cluster:<20} (nothing exported)");
+        }
+        for (name, service) in services {
+            let healthy = service["healthy"].as_u64().unwrap_or_default();
+            println!("{cluster:<20} {name:<32} {healthy}");
+        }
+    }
+}
