@@ -11,6 +11,7 @@ pub mod core_input;
 pub mod crdt_canonical;
 pub mod frame_decoder;
 pub mod membership_datagram;
+pub mod replicated_records;
 pub mod services_wire;
 pub mod storage_records;
 
@@ -24,6 +25,7 @@ pub const TARGETS: &[Target] = &[
     ("crdt_canonical", crdt_canonical::check),
     ("frame_decoder", frame_decoder::check),
     ("membership_datagram", membership_datagram::check),
+    ("replicated_records", replicated_records::check),
     ("services_wire", services_wire::check),
     ("storage_records", storage_records::check),
 ];

@@ -1,26 +1,27 @@
-//! Arbitrary bytes as everything the services layer reads from a peer: an RPC request (what
-//! admission decodes), an RPC reply (what a caller decodes), an events-channel frame (one
-//! published message, an acknowledgement, or a batch, whose messages are read one by one), and
-//! a replicated instance record of the registry.
+//! Arbitrary bytes as everything services and agents read from a peer: an RPC request (what
+//! admission decodes), an RPC reply (what a caller decodes), an agent's request and reply (which
+//! share the rpc channel), and an events-channel frame (one published message, an
+//! acknowledgement, or a batch, whose messages are read one by one).
 //!
 //! Properties: nothing panics; whatever decodes encodes back to bytes that decode to the same
 //! value; a batch never yields more messages than its count.
 
 use std::fmt::Debug;
 
+use foundation_core::agents::wire::{AgentReply, AgentRequest};
 use foundation_core::services::wire::{
     decode_event, EventMessage, Published, RpcReply, RpcRequest,
 };
-use foundation_core::services::InstanceRecord;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Checks the properties above on one input; panics if one fails.
 pub fn check(data: &[u8]) {
     round_trip::<RpcRequest>(data);
     round_trip::<RpcReply>(data);
-    if let Some(record) = InstanceRecord::decode(data) {
-        let again = InstanceRecord::decode(&record.encode());
-        assert_eq!(again.as_ref(), Some(&record), "instance record round trip");
+    round_trip::<AgentReply>(data);
+    if let Ok(request) = AgentRequest::decode(data) {
+        let again = AgentRequest::decode(&request.encode());
+        assert_eq!(again.as_ref(), Ok(&request), "agent request round trip");
     }
     if let Ok(event) = decode_event(data) {
         event_round_trip(&event);

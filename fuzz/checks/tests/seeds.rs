@@ -84,12 +84,12 @@ fn mutate(seed: &[u8], m: &Mutation, donors: &[Vec<u8>]) -> Vec<u8> {
     bytes
 }
 
-/// 64 cases per target in the test suite; `FUZZ_CASES` for more.
+/// 256 cases per target in the test suite (about a second in all); `FUZZ_CASES` for more.
 fn cases() -> u32 {
     let per_target = std::env::var("FUZZ_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(64);
+        .unwrap_or(256);
     per_target * TARGETS.len() as u32
 }
 

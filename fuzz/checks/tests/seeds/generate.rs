@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use foundation_core::agents::wire::{AgentReply, AgentRequest, Delivery, DeliveryError};
 use foundation_core::replication::Write;
 use foundation_core::services::trace::parse_traceparent;
 use foundation_core::services::wire::{
@@ -25,6 +26,7 @@ pub fn all(root: &Path) -> Vec<(&'static str, Seeds)> {
     vec![
         ("crdt_canonical", crdt()),
         ("frame_decoder", frames()),
+        ("replicated_records", records()),
         ("services_wire", services()),
         ("storage_records", storage()),
         ("membership_datagram", membership(root)),
@@ -160,17 +162,10 @@ fn services() -> Seeds {
     for seq in 1..=3 {
         batch.push(&published(seq)).unwrap();
     }
-    let mut record = InstanceRecord {
-        version: "1.4.2".into(),
-        weight: 3,
-        health: Health::Draining,
-        ..InstanceRecord::default()
-    };
-    record.tags.insert("zone".into(), "eu-1".into());
-    record.capabilities.insert("gpu".into());
-    let endpoint = InstanceRecord {
-        target: Target::Endpoint("10.0.0.7:8080".into()),
-        ..InstanceRecord::default()
+    let agent_request = AgentRequest {
+        to: "bidder-3".into(),
+        delivery: Delivery::Request,
+        body: b"bid 40".to_vec(),
     };
     named(
         "services",
@@ -184,8 +179,79 @@ fn services() -> Seeds {
             encode(&EventMessage::Publish(published(1))),
             encode(&EventMessage::Ack { stream: 9, seq: 3 }),
             batch.finish().to_vec(),
-            record.encode(),
+            agent_request.encode(),
+            AgentReply::Answer(b"won".to_vec()).encode(),
+            AgentReply::Failed(DeliveryError::UnknownAgent("seller".into())).encode(),
+        ],
+    )
+}
+
+/// Registry records of a service instance and an agent, variable declarations (one with
+/// records nested three deep) and a variable's value.
+fn records() -> Seeds {
+    use foundation_agents::variable::{Policy, VarType, VarValue};
+    use foundation_core::agents::record::{AgentRecord, AgentState, Health as AgentHealth};
+    use foundation_core::vars::lww::LwwRecord;
+    use foundation_core::vars::{Life, VarSpec};
+    let mut instance = InstanceRecord {
+        version: "1.4.2".into(),
+        weight: 3,
+        health: Health::Draining,
+        ..InstanceRecord::default()
+    };
+    instance.tags.insert("zone".into(), "eu-1".into());
+    instance.capabilities.insert("gpu".into());
+    let endpoint = InstanceRecord {
+        target: Target::Endpoint("10.0.0.7:8080".into()),
+        ..InstanceRecord::default()
+    };
+    let agent = AgentRecord {
+        capabilities: ["bidder".to_string(), "gpu".to_string()].into(),
+        state: AgentState::Restarting,
+        health: AgentHealth::Degraded("slow".into()),
+    };
+    let nest = |inner: VarType| VarType::Record([("inner".to_string(), inner)].into());
+    let life = Life {
+        node: foundation_core::NodeId::from_u128(5),
+        generation: 2,
+    };
+    let declared = |ty, policy, initial| VarSpec {
+        ty,
+        policy,
+        initial,
+        acceptors: [life].into(),
+    };
+    let rate = declared(
+        VarType::Float { min: 0.0, max: 1.0 },
+        Policy::Cas,
+        VarValue::Float(0.5),
+    );
+    let deep = declared(
+        nest(nest(nest(VarType::Bool))),
+        Policy::Lww,
+        VarValue::Record([("inner".to_string(), VarValue::Bool(true))].into()),
+    );
+    let units = declared(
+        VarType::Int { min: 0, max: 100 },
+        Policy::Counter,
+        VarValue::Int(60),
+    );
+    let value = LwwRecord {
+        spec: 77,
+        value: VarValue::Choice("fast".into()),
+        writer: life,
+        seq: 3,
+    };
+    named(
+        "record",
+        vec![
+            instance.encode(),
             endpoint.encode(),
+            agent.encode(),
+            rate.encode(),
+            deep.encode(),
+            units.encode(),
+            value.encode(),
         ],
     )
 }
