@@ -1,29 +1,5 @@
-//! Arbitrary bytes as the files users hand us: a node's TOML configuration (through the same
-//! builder `foundation node --config` uses, so cross-field validation runs too) and a simulator
-//! scenario file (parsed, then validated as `foundation sim --file` does before running it).
-//!
-//! Property: nothing panics; a refusal always says something. `tests/hostile_files.rs` runs
-//! mutations of valid files in the test suite.
+//! The `config_files` property (`foundation_fuzz_checks::config_files`) on what libFuzzer finds.
 
 #![no_main]
 
-use foundation_engine::config::NodeConfig;
-use foundation_sim::scenario::file as scenario_file;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let path = std::env::temp_dir().join(format!("foundation-fuzz-config-{}.toml", std::process::id()));
-    if std::fs::write(&path, data).is_ok() {
-        if let Err(error) = NodeConfig::builder().file(&path).build() {
-            assert!(!error.to_string().is_empty());
-        }
-    }
-    if let Ok(text) = std::str::from_utf8(data) {
-        match scenario_file::parse(text, "fuzz.toml") {
-            Ok(scenario) => {
-                let _ = scenario.validate();
-            }
-            Err(error) => assert!(!error.problem.is_empty()),
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| foundation_fuzz_checks::config_files::check(data));

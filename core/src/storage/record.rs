@@ -197,9 +197,12 @@ fn decode_one(state: &mut StoredState, key: &[u8], value: &[u8]) -> Result<(), &
             state.node.insert(utf8(rest)?, payload);
         }
         TAG_KEYSPACE_META => {
+            // The name is checked before the keyspace is looked up: a dropped record must not
+            // leave an empty keyspace behind in the state.
             let (keyspace, name) = split_keyspace(rest)?;
+            let name = utf8(name)?;
             let meta = &mut state.keyspaces.entry(keyspace).or_default().meta;
-            meta.insert(utf8(name)?, payload);
+            meta.insert(name, payload);
         }
         TAG_ENTRY => {
             let (keyspace, key) = split_keyspace(rest)?;
@@ -274,6 +277,21 @@ mod tests {
             entry_key("k", &vec![0; 70_000]),
             Err(StorageError::TooLarge { .. })
         ));
+    }
+
+    /// Found by the `storage_records` fuzz target's property (a state written back loads the
+    /// same): a metadata record whose name is not UTF-8 was dropped, but left its keyspace in
+    /// the state, empty.
+    #[test]
+    fn a_dropped_record_leaves_no_empty_keyspace() {
+        let mut key = keyspace_meta_key("config", "horizon").unwrap();
+        let last = key.len() - 1;
+        key[last] = 0xff;
+        let value = seal(&key, b"payload");
+        let mut report = LoadReport::default();
+        let state = decode([(&key[..], &value[..])], &mut report);
+        assert_eq!(report.dropped_records, 1);
+        assert_eq!(state, StoredState::default());
     }
 
     #[test]

@@ -1,0 +1,71 @@
+//! Arbitrary bytes from a peer into a live core, on any channel, from a member or a stranger:
+//! the whole network-ingress surface of a node (membership datagrams, replication ops,
+//! digests and full states, variables, placement, agents). The first byte picks the channel
+//! and the sender; the rest is split into up to four messages at bytes the input chooses.
+//!
+//! Property: nothing panics (overflow checks are on), and the core still takes a local write.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use foundation_core::membership::{MemberId, MembershipConfig, NodeMetadata};
+use foundation_core::replication::{ReplicationConfig, Write};
+use foundation_core::time::Instant;
+use foundation_core::{Channel, Core, CoreConfig, Input, NodeId};
+
+const CHANNELS: [Channel; 6] = Channel::ALL;
+
+/// A fresh core with replication, node 1 of a cluster of one.
+pub fn core() -> Core {
+    let config = CoreConfig {
+        me: MemberId {
+            node: NodeId::from_u128(1),
+            addr: ([127, 0, 0, 1], 7001).into(),
+            generation: 1,
+        },
+        membership: MembershipConfig::development(),
+        metadata: NodeMetadata::default(),
+        seed: 1,
+    };
+    Core::new(config, Instant::ZERO).with_replication(ReplicationConfig::default(), 1)
+}
+
+/// Checks the properties above on one input; panics if one fails.
+pub fn check(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let channel = CHANNELS[usize::from(first % 6)];
+    let from = NodeId::from_u128(u128::from(first / 6 % 4) + 2);
+    feed(channel, from, rest);
+}
+
+/// Feeds a fresh core up to four messages from `from` on `channel` (`input` split at the byte
+/// 0xF5), firing its timers between them; then checks that it still takes a local write.
+pub(crate) fn feed(channel: Channel, from: NodeId, input: &[u8]) {
+    let mut core = core();
+    let mut now = Instant::ZERO;
+    for message in input.split(|b| *b == 0xF5).take(4) {
+        let payload = Bytes::copy_from_slice(message);
+        core.handle(
+            now,
+            Input::Received {
+                from,
+                channel,
+                payload,
+            },
+        );
+        now = now + Duration::from_millis(250);
+        core.handle_timeout(now);
+        while core.poll_effect().is_some() {}
+    }
+    let write = Write {
+        keyspace: "config".into(),
+        key: "after".into(),
+        value: Some(b"works".to_vec()),
+    };
+    assert!(
+        core.write(now, write).is_ok(),
+        "a node fed garbage still takes writes"
+    );
+}

@@ -1,0 +1,31 @@
+//! The properties the fuzz targets check, one plain function per target: `fuzz/fuzz_targets/*`
+//! hand each the bytes libFuzzer finds, and `tests/seeds.rs` hands each its seed corpus
+//! (`fuzz/seeds/<target>/`) and mutations of it, so `cargo test --workspace` runs every
+//! target's property on a fresh machine without a nightly toolchain or sanitizer build.
+//!
+//! A check panics when its property fails, which is how libFuzzer and the test harness both
+//! learn of a finding.
+
+pub mod config_files;
+pub mod core_input;
+pub mod crdt_canonical;
+pub mod frame_decoder;
+pub mod membership_datagram;
+pub mod replicated_records;
+pub mod services_wire;
+pub mod storage_records;
+
+/// A fuzz target's name (also its binary in `fuzz/` and its seed directory) and its check.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every fuzz target whose check lives here.
+pub const TARGETS: &[Target] = &[
+    ("config_files", config_files::check),
+    ("core_input", core_input::check),
+    ("crdt_canonical", crdt_canonical::check),
+    ("frame_decoder", frame_decoder::check),
+    ("membership_datagram", membership_datagram::check),
+    ("replicated_records", replicated_records::check),
+    ("services_wire", services_wire::check),
+    ("storage_records", storage_records::check),
+];

@@ -1,0 +1,333 @@
+//! Real encodings for the seed corpora: CRDT states and ops, services messages, a store's
+//! records written by a core, and membership datagrams (the ones `core_input`'s seeds captured
+//! from three real cores, without their channel byte).
+
+use std::path::Path;
+
+use foundation_core::agents::wire::{AgentReply, AgentRequest, Delivery, DeliveryError};
+use foundation_core::replication::Write;
+use foundation_core::services::trace::parse_traceparent;
+use foundation_core::services::wire::{
+    BatchBuilder, EventMessage, Published, Raw, RemoteError, RpcReply, RpcRequest, Sequenced,
+};
+use foundation_core::services::{Health, InstanceRecord, Target};
+use foundation_core::storage::{record, Loaded};
+use foundation_core::time::Instant;
+use foundation_core::Effect;
+use foundation_crdt::{
+    BoundedCounter, Canonical, GCounter, LwwMap, MvReg, NodeId, OrSet, PnCounter, Timestamp,
+};
+use foundation_fuzz_checks::storage_records::unparse;
+
+type Seeds = Vec<(String, Vec<u8>)>;
+
+/// Every generated corpus, by target name.
+pub fn all(root: &Path) -> Vec<(&'static str, Seeds)> {
+    vec![
+        ("crdt_canonical", crdt()),
+        ("frame_decoder", frames()),
+        ("replicated_records", records()),
+        ("services_wire", services()),
+        ("storage_records", storage()),
+        ("membership_datagram", membership(root)),
+    ]
+}
+
+fn named(prefix: &str, items: Vec<Vec<u8>>) -> Seeds {
+    let items = items.into_iter().enumerate();
+    items
+        .map(|(i, b)| (format!("{prefix}-{i:02}"), b))
+        .collect()
+}
+
+/// First byte: the decoder's maximum (0x81: 1 KiB; 0x10: 16 bytes); then a stream's bytes.
+fn frames() -> Seeds {
+    use bytes::{Bytes, BytesMut};
+    use foundation_core::Channel;
+    use foundation_transport::frame::{
+        encode_datagram, encode_frame, encode_message, StreamHeader,
+    };
+    use foundation_transport::rpc::codec::MuxFrame;
+    use foundation_transport::wire::Hello;
+    let with_max = |max: u8, bytes: &[u8]| [&[max][..], bytes].concat();
+    let mut mux = BytesMut::new();
+    let payload = Bytes::from_static(b"request body");
+    MuxFrame::Request {
+        id: 1,
+        deadline_ms: 5_000,
+        payload: payload.clone(),
+    }
+    .encode(&mut mux);
+    MuxFrame::Response { id: 1, payload }.encode(&mut mux);
+    MuxFrame::Cancel { id: 2 }.encode(&mut mux);
+    MuxFrame::NoResponse { id: 3 }.encode(&mut mux);
+    MuxFrame::Refused { id: 4, code: 2 }.encode(&mut mux);
+    let hello = Hello {
+        cluster: "prod".into(),
+        node: foundation_core::NodeId::from_u128(0x1234),
+        advertise: ([10, 0, 0, 7], 7946).into(),
+        instance: 99,
+        bulk_port: Some(7947),
+    };
+    let hello = encode_message(&hello).unwrap();
+    let mut framed = BytesMut::new();
+    encode_frame(&mut framed, &hello, 1024).unwrap();
+    encode_frame(&mut framed, &[7; 40], 1024).unwrap();
+    let headers: Vec<u8> = [
+        StreamHeader::HELLO,
+        StreamHeader::RPC_MUX,
+        StreamHeader::for_channel(Channel::Bulk),
+    ]
+    .iter()
+    .flat_map(|h| h.encode())
+    .collect();
+    let datagram = encode_datagram(b"membership datagram", 1024).unwrap();
+    named(
+        "frames",
+        vec![
+            with_max(0x81, &mux),
+            with_max(0x81, &hello),
+            with_max(0x81, &framed),
+            with_max(0x10, &framed),
+            with_max(0x81, &[&headers[..3], &framed[..]].concat()),
+            with_max(0x81, &headers),
+            with_max(0x81, &datagram),
+        ],
+    )
+}
+
+fn crdt() -> Seeds {
+    let (a, b, c) = (
+        NodeId::from_u128(1),
+        NodeId::from_u128(2),
+        NodeId::from_u128(3),
+    );
+    let ts = |ms| Timestamp::at_wall(ms);
+    let mut out = Vec::new();
+    let mut g = GCounter::new();
+    let g_op = g.increment(a, 3).unwrap();
+    g.increment(b, 40_000).unwrap();
+    out.push(g.encode().unwrap());
+    out.push(g_op.encode().unwrap());
+    let mut pn = PnCounter::new();
+    pn.increment(a, 7).unwrap();
+    let pn_op = pn.decrement(c, 2).unwrap();
+    out.push(pn.encode().unwrap());
+    out.push(pn_op.encode().unwrap());
+    let mut map = LwwMap::<String, Vec<u8>>::new();
+    map.set("region".into(), b"eu-1".to_vec(), ts(1_000));
+    map.set("limit".into(), vec![0xff; 9], ts(2_000));
+    let removal = map.remove("region".into(), ts(3_000));
+    out.push(map.encode().unwrap());
+    out.push(removal.encode().unwrap());
+    let mut set = OrSet::<String>::new();
+    set.add(a, "gpu".into());
+    let added = set.add(b, "pdf".into());
+    let removed = set.remove(&"gpu".to_string()).unwrap();
+    out.push(set.encode().unwrap());
+    out.push(added.encode().unwrap());
+    out.push(removed.encode().unwrap());
+    let (mut left, mut right) = (MvReg::<Vec<u8>>::new(), MvReg::<Vec<u8>>::new());
+    let written = left.write(a, b"one".to_vec());
+    right.write(b, b"two".to_vec());
+    left.merge(&right);
+    out.push(left.encode().unwrap());
+    out.push(written.encode().unwrap());
+    let mut bounded = BoundedCounter::new();
+    bounded.add(a, 100).unwrap();
+    bounded.draw(a, 30).unwrap();
+    bounded.hand_over(a, b, 20).unwrap();
+    out.push(bounded.encode().unwrap());
+    named("crdt", out)
+}
+
+fn services() -> Seeds {
+    let trace = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .expect("a valid traceparent");
+    let encode = |v: &dyn erased::Encode| v.bytes();
+    let request = RpcRequest {
+        service: "render".into(),
+        instance: 7,
+        trace,
+        body: b"{\"page\":3}".to_vec(),
+    };
+    let published = |seq| Published {
+        topic: "orders",
+        payload: Raw(b"order 17"),
+        trace,
+        reliable: Some(Sequenced { stream: 9, seq }),
+        oldest: 1,
+    };
+    let mut batch = BatchBuilder::default();
+    for seq in 1..=3 {
+        batch.push(&published(seq)).unwrap();
+    }
+    let agent_request = AgentRequest {
+        to: "bidder-3".into(),
+        delivery: Delivery::Request,
+        body: b"bid 40".to_vec(),
+    };
+    named(
+        "services",
+        vec![
+            encode(&request),
+            encode(&RpcReply::Ok(b"done".to_vec())),
+            encode(&RpcReply::Err(RemoteError::RateLimited {
+                retry_after_ms: 250,
+            })),
+            encode(&RpcReply::Err(RemoteError::BadRequest("no body".into()))),
+            encode(&EventMessage::Publish(published(1))),
+            encode(&EventMessage::Ack { stream: 9, seq: 3 }),
+            batch.finish().to_vec(),
+            agent_request.encode(),
+            AgentReply::Answer(b"won".to_vec()).encode(),
+            AgentReply::Failed(DeliveryError::UnknownAgent("seller".into())).encode(),
+        ],
+    )
+}
+
+/// Registry records of a service instance and an agent, variable declarations (one with
+/// records nested three deep) and a variable's value.
+fn records() -> Seeds {
+    use foundation_agents::variable::{Policy, VarType, VarValue};
+    use foundation_core::agents::record::{AgentRecord, AgentState, Health as AgentHealth};
+    use foundation_core::vars::lww::LwwRecord;
+    use foundation_core::vars::{Life, VarSpec};
+    let mut instance = InstanceRecord {
+        version: "1.4.2".into(),
+        weight: 3,
+        health: Health::Draining,
+        ..InstanceRecord::default()
+    };
+    instance.tags.insert("zone".into(), "eu-1".into());
+    instance.capabilities.insert("gpu".into());
+    let endpoint = InstanceRecord {
+        target: Target::Endpoint("10.0.0.7:8080".into()),
+        ..InstanceRecord::default()
+    };
+    let agent = AgentRecord {
+        capabilities: ["bidder".to_string(), "gpu".to_string()].into(),
+        state: AgentState::Restarting,
+        health: AgentHealth::Degraded("slow".into()),
+    };
+    let nest = |inner: VarType| VarType::Record([("inner".to_string(), inner)].into());
+    let life = Life {
+        node: foundation_core::NodeId::from_u128(5),
+        generation: 2,
+    };
+    let declared = |ty, policy, initial| VarSpec {
+        ty,
+        policy,
+        initial,
+        acceptors: [life].into(),
+    };
+    let rate = declared(
+        VarType::Float { min: 0.0, max: 1.0 },
+        Policy::Cas,
+        VarValue::Float(0.5),
+    );
+    let deep = declared(
+        nest(nest(nest(VarType::Bool))),
+        Policy::Lww,
+        VarValue::Record([("inner".to_string(), VarValue::Bool(true))].into()),
+    );
+    let units = declared(
+        VarType::Int { min: 0, max: 100 },
+        Policy::Counter,
+        VarValue::Int(60),
+    );
+    let value = LwwRecord {
+        spec: 77,
+        value: VarValue::Choice("fast".into()),
+        writer: life,
+        seq: 3,
+    };
+    named(
+        "record",
+        vec![
+            instance.encode(),
+            endpoint.encode(),
+            agent.encode(),
+            rate.encode(),
+            deep.encode(),
+            units.encode(),
+            value.encode(),
+        ],
+    )
+}
+
+/// Postcard bytes of any of the values above (they are of different types).
+mod erased {
+    pub trait Encode {
+        fn bytes(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Encode for T {
+        fn bytes(&self) -> Vec<u8> {
+            postcard::to_stdvec(self).expect("a seed encodes")
+        }
+    }
+}
+
+/// The records a core writes while taking writes and removals, as its store holds them: one
+/// seed with every record sealed as stored, one with the payloads for the target to seal, and
+/// one per keyspace's records.
+fn storage() -> Seeds {
+    let mut core = foundation_fuzz_checks::core_input::core();
+    core.start_persisting(Instant::ZERO, &Loaded::default());
+    let mut now = Instant::ZERO;
+    for i in 0..6u8 {
+        let value = (i != 4).then(|| vec![i; 12]);
+        let key = format!("key-{}", i % 5);
+        let write = Write {
+            keyspace: "config".into(),
+            key,
+            value,
+        };
+        core.write(now, write).expect("a valid write");
+        now = now + std::time::Duration::from_millis(50);
+        core.handle_timeout(now);
+    }
+    let mut store = std::collections::BTreeMap::new();
+    while let Some(effect) = core.poll_effect() {
+        if let Effect::Persist { batch, .. } = effect {
+            record::apply(&mut store, &batch.lower().expect("a batch lowers"));
+        }
+    }
+    let sealed: Vec<(Vec<u8>, Vec<u8>)> = store.into_iter().collect();
+    assert!(
+        sealed.len() >= 4,
+        "the core stored its writes: {}",
+        sealed.len()
+    );
+    let opened: Vec<(Vec<u8>, Vec<u8>)> = sealed
+        .iter()
+        .map(|(k, v)| (k.clone(), record::open(k, v).expect("intact").to_vec()))
+        .collect();
+    let mut out = vec![unparse(0, &sealed), unparse(1, &opened)];
+    out.extend(opened.chunks(3).map(|chunk| unparse(1, chunk)));
+    named("store", out)
+}
+
+/// The membership-channel seeds of `core_input` (first byte 0: channel 0, sender 2), which
+/// this target reads the same way (first byte: the sender).
+fn membership(root: &Path) -> Seeds {
+    let dir = root.join("core_input");
+    let mut seeds: Seeds = std::fs::read_dir(&dir)
+        .expect("core_input's seeds")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("ch0-"))
+        })
+        .map(|p| {
+            let name = p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace("ch0", "datagram");
+            (name, std::fs::read(&p).expect("a seed"))
+        })
+        .collect();
+    seeds.sort();
+    seeds
+}

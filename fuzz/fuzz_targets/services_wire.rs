@@ -1,0 +1,5 @@
+//! The `services_wire` property (`foundation_fuzz_checks::services_wire`) on what libFuzzer finds.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| foundation_fuzz_checks::services_wire::check(data));
