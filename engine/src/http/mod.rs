@@ -40,7 +40,7 @@ pub use health::Health;
 /// The request method of [`send_json`] and [`WriteRequest`].
 pub use hyper::Method;
 pub use routes::{
-    percent_decode, percent_encode, MetricsSource, StreamAnswer, StreamRequest, WriteAnswer,
+    percent_decode, percent_encode, BodyLimit, DownloadAnswer, MetricsSource, StreamAnswer, StreamRequest, WriteAnswer,
     WriteRequest,
 };
 pub use server::{HttpHandle, HttpServer, HttpServerBuilder, Limits};
