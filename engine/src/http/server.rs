@@ -433,7 +433,12 @@ impl Connection {
                 let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
                 routes.respond(&method, &path, accept)
             }
-            WriteMatch::WrongMethod(methods) => method_not_allowed(&methods),
+            WriteMatch::WrongMethod(mut methods) => {
+                if routes.downloads.contains_key(&path) {
+                    methods.splice(0..0, [Method::GET, Method::HEAD]);
+                }
+                method_not_allowed(&methods)
+            }
             WriteMatch::BadPath => {
                 bad_request("malformed percent-encoding or non-UTF-8 bytes in the path")
             }

@@ -573,8 +573,7 @@ impl Node {
     pub async fn restore(
         &self,
         snapshot: foundation_core::replication::Snapshot,
-    ) -> Result<Vec<foundation_core::replication::RestoredKeyspace>, snapshot::SnapshotFailed>
-    {
+    ) -> Result<Vec<foundation_core::replication::RestoredKeyspace>, snapshot::SnapshotFailed> {
         snapshot::restore(&self.requests, snapshot).await
     }
 

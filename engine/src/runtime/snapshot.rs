@@ -105,7 +105,10 @@ async fn restore_route(
     request: WriteRequest,
 ) -> (StatusCode, Value) {
     if !request.rest.is_empty() {
-        return refuse(StatusCode::NOT_FOUND, "not found; did you mean POST /snapshot?");
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "not found; did you mean POST /snapshot?",
+        );
     }
     let body = request.body;
     let decoded = tokio::task::spawn_blocking(move || Snapshot::decode(&body)).await;
