@@ -7,6 +7,7 @@
 //!       .health(|| Health::healthy("member"))  GET /health   JSON, 200 or 503
 //!       .json("/members", || json!([...]))     GET /members  JSON
 //!       .status(|| json!({...}))               GET /status.json  what the page draws
+//!       .download("/snapshot", || ...)         GET /snapshot  bytes (application/octet-stream)
 //!       .start()? -> HttpHandle                GET /status   live page (fetches /status.json)
 //! ```
 //!

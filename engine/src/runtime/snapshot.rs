@@ -17,9 +17,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::request::{ask, Request};
 use crate::http::{BodyLimit, DownloadAnswer, HttpServerBuilder, WriteRequest};
-use foundation_core::replication::{
-    RestoreError, RestoredKeyspace, Snapshot, SnapshotError, SNAPSHOT_BYTES_MAX,
-};
+use foundation_core::replication::{RestoreError, RestoredKeyspace, Snapshot, SNAPSHOT_BYTES_MAX};
 
 /// Longest a restore's body may take to arrive: 256 MiB at about 2 MiB/s.
 pub const RESTORE_BODY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -27,9 +25,6 @@ pub const RESTORE_BODY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Why a snapshot could not be taken or restored.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotFailed {
-    /// The bytes are not a snapshot this build restores; nothing was applied.
-    #[error(transparent)]
-    Invalid(#[from] SnapshotError),
     /// The snapshot was refused (or merged but not durable, see [`RestoreError::NotDurable`]).
     #[error(transparent)]
     Refused(#[from] RestoreError),
