@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{cluster, eventually, raw_http, settings};
 use foundation_agents::variable::{Policy, VarType, VarValue};
-use foundation_engine::http::{get_bytes, get_json, send_octets, HttpError, Method};
+use foundation_engine::http::{get_bytes, get_json, post_file, send_bytes, HttpError, Method};
 use foundation_engine::replication::{Snapshot, SNAPSHOT_BYTES_MAX};
 use foundation_engine::runtime::{Node, NodeSettings, StorageSettings};
 use foundation_engine::storage::SyncPolicy;
@@ -43,7 +43,7 @@ async fn save(http: SocketAddr) -> Bytes {
 }
 
 async fn restore(http: SocketAddr, bytes: Bytes) -> Result<serde_json::Value, HttpError> {
-    send_octets(http, Method::POST, "/snapshot", bytes, LIMIT).await
+    post_file(http, "/snapshot", bytes, LIMIT).await
 }
 
 fn status(result: Result<serde_json::Value, HttpError>) -> (u16, String) {
@@ -194,7 +194,7 @@ async fn damaged_snapshots_are_refused_and_change_nothing() {
     assert_eq!(answer.status, 413, "{}", answer.body);
     assert!(answer.body.contains("268435456"), "{}", answer.body);
     // The route takes POST only (and GET to save); a form post is refused before the body.
-    let put = send_octets(a_http, Method::PUT, "/snapshot", Bytes::from(good), LIMIT).await;
+    let put = send_bytes(a_http, Method::PUT, "/snapshot", Bytes::from(good), LIMIT).await;
     assert_eq!(status(put).0, 405);
     a[0].leave().await;
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use foundation_engine::http::{get_bytes, send_octets, Method};
+use foundation_engine::http::{get_bytes, post_file};
 use foundation_engine::replication::{Snapshot, SNAPSHOT_BYTES_MAX};
 use foundation_engine::runtime::snapshot::RESTORE_BODY_TIMEOUT;
 
@@ -115,7 +115,7 @@ async fn restore(
     bytes: Bytes,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let timeout = RESTORE_BODY_TIMEOUT + Duration::from_secs(30);
-    let answer = send_octets(node, Method::POST, "/snapshot", bytes, timeout)
+    let answer = post_file(node, "/snapshot", bytes, timeout)
         .await
         .map_err(|e| format!("node at {node}: {e}"))?;
     let taken_ms = answer["snapshot"]["taken_ms"].as_u64().unwrap_or(0);
@@ -205,10 +205,17 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// An empty directory of this test's.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("foundation-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
     fn an_atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("foundation-snap-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("snap-cli");
         let file = dir.join("s.fsnap");
         std::fs::write(&file, b"old").unwrap();
         write_atomically(&file, b"new").unwrap();
@@ -220,8 +227,7 @@ mod tests {
 
     #[test]
     fn a_damaged_file_is_refused_before_any_node_is_asked() {
-        let dir = std::env::temp_dir().join(format!("foundation-snap-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("snap-bad");
         let file = dir.join("bad.fsnap");
         std::fs::write(&file, b"FNDSNAP\n\x01\x00").unwrap();
         let error = read_checked(&file).unwrap_err().to_string();

@@ -54,16 +54,20 @@ pub async fn send_bytes(
     send_typed(addr, Outgoing::new(method, path, body, JSON), timeout).await
 }
 
-/// `method path` with `body` as `application/octet-stream` (a file), the answer parsed as
-/// JSON, all within `timeout`; a non-2xx answer is [`HttpError::Status`].
-pub async fn send_octets(
+/// `POST path` with `file` as `application/octet-stream` (an upload: a snapshot), the answer
+/// parsed as JSON, all within `timeout`; a non-2xx answer is [`HttpError::Status`].
+pub async fn post_file(
     addr: SocketAddr,
-    method: Method,
     path: &str,
-    body: Bytes,
+    file: Bytes,
     timeout: Duration,
 ) -> Result<Value, HttpError> {
-    send_typed(addr, Outgoing::new(method, path, body, OCTETS), timeout).await
+    send_typed(
+        addr,
+        Outgoing::new(Method::POST, path, file, OCTETS),
+        timeout,
+    )
+    .await
 }
 
 async fn send_typed(

@@ -35,7 +35,7 @@ pub use client::get_json;
 pub use client::send_bytes;
 pub use client::send_json;
 pub use client::stream_lines;
-pub use client::{get_bytes, send_octets};
+pub use client::{get_bytes, post_file};
 pub use error::HttpError;
 pub use exposition::{CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 pub use health::Health;

@@ -204,9 +204,9 @@ impl HttpServerBuilder {
         self.write_with(prefix, methods, body, route)
     }
 
-    /// A [`write`](Self::write) route whose bodies have their own limit. A body larger than
-    /// the default 1 MiB is read only one at a time across the server (others get 503), so
-    /// such routes cannot make the node buffer more than one of them.
+    /// A [`write`](Self::write) route whose bodies have their own limit. Requests to routes
+    /// whose limit is over the default 1 MiB are read one at a time across the server (others
+    /// get 503 meanwhile), so such routes cannot make the node buffer more than one large body.
     pub fn write_with(
         mut self,
         prefix: impl Into<String>,
@@ -481,12 +481,7 @@ impl Connection {
                 let held = (permit, self.activity.begin());
                 let chunks = until_shutdown(chunks, shutdown, held);
                 let mut response = hyper::Response::new(Either::Right(ChannelBody(chunks)));
-                let headers = response.headers_mut();
-                headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-ndjson"),
-                );
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                typed_fresh(response.headers_mut(), "application/x-ndjson");
                 response
             }
             Err((status, value)) => json(status, &value).map(Either::Left),
@@ -573,17 +568,18 @@ fn too_large(max: usize) -> hyper::Response<Full<Bytes>> {
     json(hyper::StatusCode::PAYLOAD_TOO_LARGE, &why)
 }
 
+/// Names the body's type and tells caches not to keep it (every answer is the node's state now).
+fn typed_fresh(headers: &mut hyper::HeaderMap, content_type: &'static str) {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
 /// A download route's bytes, or its error.
 async fn download(route: DownloadRoute) -> hyper::Response<Full<Bytes>> {
     match route().await {
         Ok(bytes) => {
             let mut response = hyper::Response::new(Full::new(bytes));
-            let headers = response.headers_mut();
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            typed_fresh(response.headers_mut(), "application/octet-stream");
             response
         }
         Err((status, value)) => json(status, &value),
