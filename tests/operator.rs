@@ -1209,3 +1209,53 @@ fn federation_shows_a_gateways_links_and_directory() {
     drop(plain);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_snapshot_saved_from_one_cluster_is_restored_into_another_and_a_damaged_one_is_refused() {
+    let dir = scratch_dir("op-snapshot");
+    let (from, to) = (
+        format!("snap-from-{}", std::process::id()),
+        format!("snap-to-{}", std::process::id()),
+    );
+    let _a = start(&dir, &from, "a", None);
+    let _b = start(&dir, &to, "b", None);
+    let run = |cluster: &str, args: &[&str]| {
+        let output = foundation(&dir, Some(cluster), args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        stdout(&output)
+    };
+    run(&from, &["config", "set", "limits.rps", "500"]);
+    run(&from, &["config", "set", "checkout", "true"]);
+    let file = dir.join("backup.fsnap");
+    let file_arg = file.to_str().expect("a UTF-8 path");
+    let saved = run(&from, &["snapshot", "save", file_arg]);
+    assert!(saved.contains("config: 2 keys"), "{saved}");
+    // Written on the other cluster after the save: newer, so it stays.
+    run(&to, &["config", "set", "checkout", "false"]);
+    let restored = run(&to, &["snapshot", "restore", file_arg]);
+    assert!(
+        restored.contains("config") && restored.contains("restored"),
+        "{restored}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&run(&to, &["config", "get"])).expect("JSON");
+    assert_eq!(
+        config,
+        serde_json::json!({ "limits.rps": 500, "checkout": false })
+    );
+
+    let bytes = std::fs::read(&file).expect("saved");
+    let cut = dir.join("cut.fsnap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 3]).expect("written");
+    let refused = foundation(
+        &dir,
+        Some(&to),
+        &["snapshot", "restore", cut.to_str().expect("a UTF-8 path")],
+    );
+    assert!(!refused.status.success());
+    let why = stderr(&refused);
+    assert!(
+        why.contains("truncated") && why.contains("nothing was restored"),
+        "{why}"
+    );
+}

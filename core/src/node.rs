@@ -44,7 +44,7 @@ use crate::placement::{
 };
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationEvent,
-    ReplicationMessage, Write, Written,
+    ReplicationMessage, RestoreError, RestoredKeyspace, Snapshot, Write, Written,
 };
 use crate::storage::Loaded;
 use crate::time::Instant;
@@ -476,6 +476,32 @@ impl Core {
         let peers = self.alive_addrs();
         let result = self.replication.write(now, write, &peers, &mut self.outbox);
         self.replication.flush_persistence(&mut self.outbox);
+        result
+    }
+
+    /// Every replicated keyspace that is not ephemeral, as a snapshot file holds them.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        self.replication
+            .snapshot(now, &self.ephemeral.config().keyspaces)
+    }
+
+    /// Merges a snapshot's keyspaces into ours as CRDT merges (nothing newer here is lost) and
+    /// sends them to the live members; see [`crate::replication::snapshot`]. A refusal changes
+    /// nothing.
+    pub fn restore_snapshot(
+        &mut self,
+        now: Instant,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<RestoredKeyspace>, RestoreError> {
+        let mark = self.outbox.len();
+        let peers = self.alive_addrs();
+        let exclude = self.ephemeral.config().keyspaces.clone();
+        let result =
+            self.replication
+                .restore_snapshot(now, snapshot, &exclude, &peers, &mut self.outbox);
+        // Variables and caches take up what changed, and storage writes it.
+        self.settle(now, mark);
+        self.debug_check();
         result
     }
 

@@ -246,3 +246,82 @@ async fn streams_beyond_their_limit_are_refused() {
     assert_probes_answer(addr).await;
     handle.shutdown().await;
 }
+
+/// A write route with its own body limit takes bodies over the default 1 MiB up to its limit,
+/// answers 413 naming the limit above it (declared or streamed), and reads one such body at a
+/// time (503 for another meanwhile); a download route answers bytes.
+#[tokio::test]
+async fn a_large_body_route_has_its_own_limit_and_one_large_body_is_read_at_a_time() {
+    use foundation_engine::http::BodyLimit;
+    const LIMIT: usize = 2 << 20;
+    let handle = HttpServer::builder(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .write_with(
+            "/upload",
+            &[Method::POST],
+            BodyLimit {
+                max_bytes: LIMIT,
+                read_timeout: Some(Duration::from_secs(5)),
+            },
+            |request| {
+                let len = request.body.len();
+                Box::pin(async move { (StatusCode::OK, json!({ "len": len })) })
+            },
+        )
+        .download("/file", || {
+            Box::pin(async { Ok(bytes::Bytes::from_static(b"\x00\x01bytes")) })
+        })
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let post = |len: usize, body: &str| {
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{body}"
+        )
+    };
+    let big = "a".repeat(3 << 19);
+    let taken = send_raw(addr, post(big.len(), &big).as_bytes()).await;
+    assert_eq!(taken.status, 200, "{}", taken.body);
+    assert!(
+        taken.body.contains(&big.len().to_string()),
+        "{}",
+        taken.body
+    );
+    let declared = send_raw(addr, post(LIMIT + 1, "").as_bytes()).await;
+    assert_eq!(declared.status, 413);
+    assert!(
+        declared.body.contains(&LIMIT.to_string()),
+        "{}",
+        declared.body
+    );
+    let mut chunked = format!(
+        "POST /upload HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    for _ in 0..40 {
+        chunked.push_str(&format!("10000\r\n{}\r\n", "a".repeat(0x10000)));
+    }
+    chunked.push_str("0\r\n\r\n");
+    assert_eq!(send_raw(addr, chunked.as_bytes()).await.status, 413);
+
+    // A slow large body holds the one permit: another large body is turned away meanwhile.
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(post(LIMIT, "abc").as_bytes())
+        .await
+        .expect("head sent");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = send_raw(addr, post(10, "0123456789").as_bytes()).await;
+    assert_eq!(second.status, 503, "{}", second.body);
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = send_raw(addr, post(10, "0123456789").as_bytes()).await;
+    assert_eq!(after.status, 200, "{}", after.body);
+
+    let file = get(addr, "/file").await;
+    assert_eq!(file.status, 200);
+    assert!(
+        file.head.contains("content-type: application/octet-stream"),
+        "{}",
+        file.head
+    );
+    assert!(file.body.ends_with("bytes"));
+    handle.shutdown().await;
+}

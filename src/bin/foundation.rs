@@ -15,6 +15,8 @@ Examples:
   foundation members --node 127.0.0.1:7401   ... of the node serving HTTP there
   foundation config set checkout.enabled true
   foundation vars set gpu.slots 7 --expected 0  compare-and-set, decided by a majority
+  foundation snapshot save backup.fsnap      config and the other replicated keyspaces to a file
+  foundation snapshot restore backup.fsnap   merge them back (newer values on the cluster win)
   foundation leave                           make the local node leave gracefully
   foundation force-leave ID                  remove a failed member from every table now
   foundation publish orders.eu.created 'order 17'
@@ -64,6 +66,8 @@ enum Command {
     Services(ServicesArgs),
     /// Read, change or watch the cluster-wide config through a running node.
     Config(ConfigArgs),
+    /// Save the replicated keyspaces to a file, or merge a saved file back into the cluster.
+    Snapshot(foundation::cli::snapshot::SnapshotArgs),
     /// Make a running node leave the cluster gracefully (its peers record it as left).
     Leave(LeaveArgs),
     /// Remove a failed member from the members table of every node now.
@@ -135,6 +139,7 @@ fn main() {
             Command::Members(args) => foundation::cli::members::run(args).await,
             Command::Services(args) => foundation::cli::services::run(args).await,
             Command::Config(args) => foundation::cli::config::run(args).await,
+            Command::Snapshot(args) => foundation::cli::snapshot::run(args).await,
             Command::Leave(args) => foundation::cli::leave::run(args).await,
             Command::Vars(args) => foundation::cli::vars::run(args).await,
             Command::Agents(args) => foundation::cli::agents::run(args).await,

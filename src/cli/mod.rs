@@ -18,6 +18,7 @@ pub mod register;
 pub mod services;
 mod signals;
 pub mod sim;
+pub mod snapshot;
 pub mod suggest;
 pub mod target;
 pub mod vars;

@@ -126,6 +126,7 @@ mod durable;
 pub mod events;
 mod horizon;
 mod keyspace;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 pub mod wire;
@@ -142,6 +143,7 @@ pub use acks::{AckTicket, Written};
 pub use config::{ReplicationConfig, ReplicationConfigError};
 pub use events::{ReplicationEvent, ReplicationTimer};
 pub use keyspace::{Change, Keyspace, RETIRED_RECORDS_MAX};
+pub use snapshot::{RestoreError, RestoredKeyspace, Snapshot, SnapshotError, SNAPSHOT_BYTES_MAX};
 pub use wire::{Digest, Envelope, Map, Op, Origin, ReplicationMessage, Seen, Value};
 
 use crate::effects::{Event, Outbox};
@@ -1309,11 +1311,7 @@ impl Replication {
     }
 
     fn push(&mut self, envelope: Envelope, peers: &[NodeAddr], out: &mut Outbox) {
-        let targets = if peers.len() <= self.config.push_all_max {
-            peers.to_vec()
-        } else {
-            self.choose(peers, self.config.fanout)
-        };
+        let targets = self.push_targets(peers);
         if targets.is_empty() {
             return;
         }
@@ -1321,6 +1319,16 @@ impl Replication {
         for to in targets {
             self.stats.ops_sent += 1;
             self.send(to, Channel::Replication, payload.clone(), out);
+        }
+    }
+
+    /// Whom news goes to at once: every live member, or `fanout` random ones above
+    /// `push_all_max`.
+    fn push_targets(&mut self, peers: &[NodeAddr]) -> Vec<NodeAddr> {
+        if peers.len() <= self.config.push_all_max {
+            peers.to_vec()
+        } else {
+            self.choose(peers, self.config.fanout)
         }
     }
 

@@ -51,17 +51,96 @@ pub async fn send_bytes(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Value, HttpError> {
+    send_typed(addr, Outgoing::new(method, path, body, JSON), timeout).await
+}
+
+/// `POST path` with `file` as `application/octet-stream` (an upload: a snapshot), the answer
+/// parsed as JSON, all within `timeout`; a non-2xx answer is [`HttpError::Status`].
+pub async fn post_file(
+    addr: SocketAddr,
+    path: &str,
+    file: Bytes,
+    timeout: Duration,
+) -> Result<Value, HttpError> {
+    send_typed(
+        addr,
+        Outgoing::new(Method::POST, path, file, OCTETS),
+        timeout,
+    )
+    .await
+}
+
+async fn send_typed(
+    addr: SocketAddr,
+    request: Outgoing<'_>,
+    timeout: Duration,
+) -> Result<Value, HttpError> {
+    let path = request.path;
+    let bytes = within(addr, path, timeout, fetch(addr, request, MAX_BODY_BYTES)).await?;
+    parse_json(addr, path, &bytes)
+}
+
+/// `GET path` as raw bytes, at most `max` of them (a longer answer is an error), all within
+/// `timeout`; a non-2xx answer is [`HttpError::Status`].
+pub async fn get_bytes(
+    addr: SocketAddr,
+    path: &str,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, HttpError> {
+    let request = Outgoing::new(Method::GET, path, Bytes::new(), JSON);
+    within(addr, path, timeout, fetch(addr, request, max)).await
+}
+
+const JSON: &str = "application/json";
+const OCTETS: &str = "application/octet-stream";
+
+/// A request to send.
+struct Outgoing<'a> {
+    method: Method,
+    path: &'a str,
+    body: Bytes,
+    content_type: &'static str,
+}
+
+impl<'a> Outgoing<'a> {
+    fn new(method: Method, path: &'a str, body: Bytes, content_type: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            body,
+            content_type,
+        }
+    }
+}
+
+/// `exchange`, unless `path` is not a path or it takes longer than `timeout`.
+async fn within<T>(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    exchange: impl std::future::Future<Output = Result<T, HttpError>>,
+) -> Result<T, HttpError> {
     if !path.starts_with('/') {
         return Err(HttpError::InvalidPath(path.to_owned()));
     }
-    match tokio::time::timeout(timeout, fetch(addr, method, path, body)).await {
-        Ok(result) => result,
-        Err(_) => Err(HttpError::Timeout {
-            addr,
-            path: path.to_owned(),
-            after: timeout,
-        }),
-    }
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(HttpError::Timeout {
+                addr,
+                path: path.to_owned(),
+                after: timeout,
+            })
+        })
+}
+
+fn parse_json(addr: SocketAddr, path: &str, body: &[u8]) -> Result<Value, HttpError> {
+    serde_json::from_slice(body).map_err(|e| HttpError::Json {
+        addr,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// `GET path` from the node at `addr` as a stream of newline-delimited JSON documents, each
@@ -77,7 +156,8 @@ pub async fn stream_lines(
     if !path.starts_with('/') {
         return Err(HttpError::InvalidPath(path.to_owned()));
     }
-    let opened = tokio::time::timeout(timeout, open(addr, Method::GET, path, Bytes::new()));
+    let request = Outgoing::new(Method::GET, path, Bytes::new(), JSON);
+    let opened = tokio::time::timeout(timeout, open(addr, request));
     let (response, _driver) = opened.await.map_err(|_| HttpError::Timeout {
         addr,
         path: path.to_owned(),
@@ -146,19 +226,16 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn fetch(
-    addr: SocketAddr,
-    method: Method,
-    path: &str,
-    body: Bytes,
-) -> Result<Value, HttpError> {
+/// Sends `request` and reads the whole answer, at most `max` bytes of it.
+async fn fetch(addr: SocketAddr, request: Outgoing<'_>, max: usize) -> Result<Bytes, HttpError> {
     let protocol = |e: &dyn std::fmt::Display| HttpError::Protocol {
         addr,
         reason: e.to_string(),
     };
-    let (response, _driver) = open(addr, method, path, body).await?;
+    let path = request.path;
+    let (response, _driver) = open(addr, request).await?;
     let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+    let body = Limited::new(response.into_body(), max)
         .collect()
         .await
         .map_err(|e| protocol(&e))?
@@ -166,21 +243,21 @@ async fn fetch(
     if !status.is_success() {
         return Err(status_error(addr, path, status.as_u16(), &body));
     }
-    serde_json::from_slice(&body).map_err(|e| HttpError::Json {
-        addr,
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+    Ok(body)
 }
 
 /// Connects, sends the request and returns the response's head with its body still to read,
 /// and the connection's driver, which must live as long as the body is read.
 async fn open(
     addr: SocketAddr,
-    method: Method,
-    path: &str,
-    body: Bytes,
+    request: Outgoing<'_>,
 ) -> Result<(hyper::Response<Incoming>, AbortOnDrop), HttpError> {
+    let Outgoing {
+        method,
+        path,
+        body,
+        content_type,
+    } = request;
     let protocol = |e: &dyn std::fmt::Display| HttpError::Protocol {
         addr,
         reason: e.to_string(),
@@ -199,7 +276,7 @@ async fn open(
         .uri(path)
         .header(HOST, addr.to_string())
         .header(ACCEPT, "application/json")
-        .header(CONTENT_TYPE, "application/json");
+        .header(CONTENT_TYPE, content_type);
     if let Some(token) = token_from_env() {
         request = request.header(AUTHORIZATION, format!("Bearer {token}"));
     }

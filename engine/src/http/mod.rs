@@ -7,6 +7,7 @@
 //!       .health(|| Health::healthy("member"))  GET /health   JSON, 200 or 503
 //!       .json("/members", || json!([...]))     GET /members  JSON
 //!       .status(|| json!({...}))               GET /status.json  what the page draws
+//!       .download("/snapshot", || ...)         GET /snapshot  bytes (application/octet-stream)
 //!       .start()? -> HttpHandle                GET /status   live page (fetches /status.json)
 //! ```
 //!
@@ -34,14 +35,15 @@ pub use client::get_json;
 pub use client::send_bytes;
 pub use client::send_json;
 pub use client::stream_lines;
+pub use client::{get_bytes, post_file};
 pub use error::HttpError;
 pub use exposition::{CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 pub use health::Health;
 /// The request method of [`send_json`] and [`WriteRequest`].
 pub use hyper::Method;
 pub use routes::{
-    percent_decode, percent_encode, MetricsSource, StreamAnswer, StreamRequest, WriteAnswer,
-    WriteRequest,
+    percent_decode, percent_encode, BodyLimit, DownloadAnswer, MetricsSource, StreamAnswer,
+    StreamRequest, WriteAnswer, WriteRequest,
 };
 pub use server::{HttpHandle, HttpServer, HttpServerBuilder, Limits};
 pub use stream::{LineSender, STREAM_BUFFER};

@@ -37,19 +37,35 @@ pub type WriteAnswer = Pin<Box<dyn Future<Output = (StatusCode, Value)> + Send>>
 /// A closure handling `PUT`, `POST` or `DELETE` under a path prefix.
 pub(crate) type WriteRoute = Arc<dyn Fn(WriteRequest) -> WriteAnswer + Send + Sync>;
 
-/// A write route and the methods it documents.
+/// A write route, the methods it documents and the bodies it takes.
 #[derive(Clone)]
 pub(crate) struct WriteEntry {
     pub methods: Vec<Method>,
     pub route: WriteRoute,
+    pub body: BodyLimit,
 }
+
+/// How large a write route's body may be and how long it may take to arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyLimit {
+    /// Largest body, in bytes; a larger one is answered 413.
+    pub max_bytes: usize,
+    /// Longest the body may take once the head is in (408 after); `None`: the server's
+    /// [`Limits::body_read_timeout`](super::Limits::body_read_timeout).
+    pub read_timeout: Option<std::time::Duration>,
+}
+
+/// The answer of a download route: the bytes to send, or a status and JSON body.
+pub type DownloadAnswer = Pin<Box<dyn Future<Output = Result<Bytes, (StatusCode, Value)>> + Send>>;
+/// A closure answering `GET` on one path with bytes (`application/octet-stream`).
+pub(crate) type DownloadRoute = Arc<dyn Fn() -> DownloadAnswer + Send + Sync>;
 
 /// How a request matches the write routes.
 pub(crate) enum WriteMatch {
     /// No write route's prefix: a read.
     None,
     /// A documented method on a write route, with the decoded rest of the path.
-    Route(WriteRoute, String),
+    Route(WriteEntry, String),
     /// A write route's prefix with a method it does not take; the methods it does take.
     WrongMethod(Vec<Method>),
     /// A write route's prefix followed by malformed percent-encoding or bytes that are not UTF-8.
@@ -148,6 +164,8 @@ pub(crate) struct Routes {
     pub writes: BTreeMap<String, WriteEntry>,
     /// Streaming `GET` routes by path prefix.
     pub streams: BTreeMap<String, StreamRoute>,
+    /// `GET` routes answered with bytes, by exact path.
+    pub downloads: BTreeMap<String, DownloadRoute>,
     /// What `/status.json` shows; without it, health and every JSON route.
     pub status: Option<JsonRoute>,
 }
@@ -169,7 +187,7 @@ impl Routes {
             return WriteMatch::WrongMethod(entry.methods.clone());
         }
         match percent_decode(rest) {
-            Some(rest) => WriteMatch::Route(entry.route.clone(), rest),
+            Some(rest) => WriteMatch::Route(entry.clone(), rest),
             None => WriteMatch::BadPath,
         }
     }
@@ -187,6 +205,13 @@ impl Routes {
             let rest = path.strip_prefix(prefix.as_str())?;
             Some((route.clone(), percent_decode(rest)))
         })
+    }
+
+    /// The download route for a read of `path`, if there is one.
+    pub(crate) fn download_route(&self, method: &Method, path: &str) -> Option<DownloadRoute> {
+        is_read(method)
+            .then(|| self.downloads.get(path).cloned())
+            .flatten()
     }
 
     /// The response to `method path` (a read: `HEAD` answers as `GET`, and the server sends

@@ -26,15 +26,16 @@ use super::connections::{Activity, Table};
 use super::error::HttpError;
 use super::health::Health;
 use super::routes::{
-    json, method_not_allowed, MetricsSource, Routes, StreamAnswer, StreamRequest, WriteAnswer,
-    WriteEntry, WriteMatch, WriteRequest,
+    json, method_not_allowed, BodyLimit, DownloadAnswer, DownloadRoute, MetricsSource, Routes,
+    StreamAnswer, StreamRequest, WriteAnswer, WriteEntry, WriteMatch, WriteRequest,
 };
 use super::stream::ChannelBody;
 
 /// A response: whole, or streamed from a channel.
 type Answer = hyper::Response<Either<Full<Bytes>, ChannelBody>>;
 
-/// Largest request body a write route accepts.
+/// Largest request body a write route accepts unless it says otherwise
+/// ([`HttpServerBuilder::write_with`]).
 const WRITE_BODY_MAX: usize = 1 << 20;
 
 /// Bounds that keep a misbehaving client from exhausting the node.
@@ -130,6 +131,7 @@ impl HttpServer {
         let shared = Arc::new(Shared {
             bound: local_addr,
             writes: Arc::new(Semaphore::new(self.limits.max_writes.max(1))),
+            large_bodies: Arc::new(Semaphore::new(1)),
             streams: Arc::new(Semaphore::new(self.limits.max_streams.max(1))),
             routes: self.routes,
             limits: self.limits,
@@ -190,16 +192,49 @@ impl HttpServerBuilder {
     /// with `/`) with what `route` returns for the request; other write methods there get 405.
     /// Who may write is the server's [`Access`] policy.
     pub fn write(
+        self,
+        prefix: impl Into<String>,
+        methods: &[Method],
+        route: impl Fn(WriteRequest) -> WriteAnswer + Send + Sync + 'static,
+    ) -> Self {
+        let body = BodyLimit {
+            max_bytes: WRITE_BODY_MAX,
+            read_timeout: None,
+        };
+        self.write_with(prefix, methods, body, route)
+    }
+
+    /// A [`write`](Self::write) route whose bodies have their own limit. Requests to routes
+    /// whose limit is over the default 1 MiB are read one at a time across the server (others
+    /// get 503 meanwhile), so such routes cannot make the node buffer more than one large body.
+    pub fn write_with(
         mut self,
         prefix: impl Into<String>,
         methods: &[Method],
+        body: BodyLimit,
         route: impl Fn(WriteRequest) -> WriteAnswer + Send + Sync + 'static,
     ) -> Self {
         let entry = WriteEntry {
             methods: methods.to_vec(),
             route: Arc::new(route),
+            body,
         };
         self.server.routes.writes.insert(prefix.into(), entry);
+        self
+    }
+
+    /// Answers `GET path` (exactly) with the bytes `route` produces, as
+    /// `application/octet-stream`, or with its error. A read, under the server's access policy
+    /// for reads.
+    pub fn download(
+        mut self,
+        path: impl Into<String>,
+        route: impl Fn() -> DownloadAnswer + Send + Sync + 'static,
+    ) -> Self {
+        self.server
+            .routes
+            .downloads
+            .insert(path.into(), Arc::new(route));
         self
     }
 
@@ -293,6 +328,8 @@ struct Shared {
     bound: SocketAddr,
     /// Permits for writes in progress.
     writes: Arc<Semaphore>,
+    /// The one permit for a body over the default limit.
+    large_bodies: Arc<Semaphore>,
     /// Permits for open streams.
     streams: Arc<Semaphore>,
 }
@@ -388,16 +425,24 @@ impl Connection {
                 .stream(route, rest, request.uri().query(), shutdown)
                 .await;
         }
+        if let Some(route) = routes.download_route(&method, &path) {
+            return download(route).await.map(Either::Left);
+        }
         let answer = match write {
             WriteMatch::None => {
                 let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
                 routes.respond(&method, &path, accept)
             }
-            WriteMatch::WrongMethod(methods) => method_not_allowed(&methods),
+            WriteMatch::WrongMethod(mut methods) => {
+                if routes.downloads.contains_key(&path) {
+                    methods.splice(0..0, [Method::GET, Method::HEAD]);
+                }
+                method_not_allowed(&methods)
+            }
             WriteMatch::BadPath => {
                 bad_request("malformed percent-encoding or non-UTF-8 bytes in the path")
             }
-            WriteMatch::Route(route, rest) => self.write(route, rest, request).await,
+            WriteMatch::Route(entry, rest) => self.write(entry, rest, request).await,
         };
         answer.map(Either::Left)
     }
@@ -436,12 +481,7 @@ impl Connection {
                 let held = (permit, self.activity.begin());
                 let chunks = until_shutdown(chunks, shutdown, held);
                 let mut response = hyper::Response::new(Either::Right(ChannelBody(chunks)));
-                let headers = response.headers_mut();
-                headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-ndjson"),
-                );
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                typed_fresh(response.headers_mut(), "application/x-ndjson");
                 response
             }
             Err((status, value)) => json(status, &value).map(Either::Left),
@@ -451,29 +491,41 @@ impl Connection {
     /// A write route's answer: the body read within its deadline and size, then the route.
     async fn write(
         &self,
-        route: super::routes::WriteRoute,
+        entry: WriteEntry,
         rest: String,
         request: Request<Incoming>,
     ) -> hyper::Response<Full<Bytes>> {
-        if let Some(refusal) = body_refusal(request.headers()) {
+        let limit = entry.body;
+        if let Some(refusal) = body_refusal(request.headers(), limit.max_bytes) {
             return refusal;
         }
         let Ok(_permit) = self.shared.writes.clone().try_acquire_owned() else {
             return busy("too many writes are in progress on this node");
         };
+        let _large = if limit.max_bytes > WRITE_BODY_MAX {
+            match self.shared.large_bodies.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return busy("another large body is being received by this node"),
+            }
+        } else {
+            None
+        };
         let method = request.method().clone();
         let query = request.uri().query().unwrap_or_default().to_owned();
-        let body = Limited::new(request.into_body(), WRITE_BODY_MAX).collect();
-        let body = match tokio::time::timeout(self.shared.limits.body_read_timeout, body).await {
+        let body = Limited::new(request.into_body(), limit.max_bytes).collect();
+        let deadline = limit
+            .read_timeout
+            .unwrap_or(self.shared.limits.body_read_timeout);
+        let body = match tokio::time::timeout(deadline, body).await {
             Ok(Ok(body)) => body.to_bytes(),
-            Ok(Err(error)) if error.is::<LengthLimitError>() => return too_large(),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => return too_large(limit.max_bytes),
             Ok(Err(error)) => return bad_request(&format!("unreadable body: {error}")),
             Err(_) => {
                 let why = serde_json::json!({ "error": "the body did not arrive in time" });
                 return json(hyper::StatusCode::REQUEST_TIMEOUT, &why);
             }
         };
-        let (status, value) = route(WriteRequest {
+        let (status, value) = (entry.route)(WriteRequest {
             method,
             rest,
             query,
@@ -487,13 +539,13 @@ impl Connection {
 /// The answer to a write whose headers already rule it out: a declared body over the limit
 /// (413), or a body type the API does not take (415). Only JSON and raw bytes are taken: the
 /// types a web form can send without the browser asking first are refused.
-fn body_refusal(headers: &hyper::HeaderMap) -> Option<hyper::Response<Full<Bytes>>> {
+fn body_refusal(headers: &hyper::HeaderMap, max: usize) -> Option<hyper::Response<Full<Bytes>>> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > WRITE_BODY_MAX as u64) {
-        return Some(too_large());
+    if declared.is_some_and(|length| length > max as u64) {
+        return Some(too_large(max));
     }
     let content_type = headers.get(CONTENT_TYPE)?.to_str().unwrap_or("?");
     let essence = content_type.split(';').next().unwrap_or("").trim();
@@ -508,11 +560,30 @@ fn body_refusal(headers: &hyper::HeaderMap) -> Option<hyper::Response<Full<Bytes
     })
 }
 
-fn too_large() -> hyper::Response<Full<Bytes>> {
+fn too_large(max: usize) -> hyper::Response<Full<Bytes>> {
     let why = serde_json::json!({
-        "error": format!("the body is over the limit of {WRITE_BODY_MAX} bytes")
+        "error": format!("the body is over the limit of {max} bytes"),
+        "limit": max,
     });
     json(hyper::StatusCode::PAYLOAD_TOO_LARGE, &why)
+}
+
+/// Names the body's type and tells caches not to keep it (every answer is the node's state now).
+fn typed_fresh(headers: &mut hyper::HeaderMap, content_type: &'static str) {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// A download route's bytes, or its error.
+async fn download(route: DownloadRoute) -> hyper::Response<Full<Bytes>> {
+    match route().await {
+        Ok(bytes) => {
+            let mut response = hyper::Response::new(Full::new(bytes));
+            typed_fresh(response.headers_mut(), "application/octet-stream");
+            response
+        }
+        Err((status, value)) => json(status, &value),
+    }
 }
 
 fn bad_request(why: &str) -> hyper::Response<Full<Bytes>> {

@@ -19,7 +19,10 @@ use crate::discovery::Candidate;
 use foundation_core::effects::{Effect, Event};
 use foundation_core::membership::{MemberState, MemberView, MembershipEvent};
 use foundation_core::node::{Command, Core, Input};
-use foundation_core::replication::{Durability, Origin, ReplicationError, ReplicationEvent, Write};
+use foundation_core::replication::{
+    Durability, Origin, ReplicationError, ReplicationEvent, RestoreError, RestoredKeyspace,
+    Snapshot, Write,
+};
 use foundation_core::services::{Directory, DirectoryChanges};
 use foundation_core::time::Instant;
 use foundation_core::NodeId;
@@ -87,6 +90,10 @@ pub(crate) enum DurableReply {
         oneshot::Sender<Result<MajorityWait, ReplicationError>>,
         MajorityWait,
     ),
+    Restore(
+        oneshot::Sender<Result<Vec<RestoredKeyspace>, RestoreError>>,
+        Vec<RestoredKeyspace>,
+    ),
 }
 
 impl DurableReply {
@@ -97,6 +104,15 @@ impl DurableReply {
             }
             DurableReply::Majority(done, wait) => {
                 let _ = done.send(result.map(|()| wait));
+            }
+            DurableReply::Restore(done, restored) => {
+                let result = result.map(|()| restored).map_err(|e| match e {
+                    ReplicationError::NotDurable { reason } => RestoreError::NotDurable { reason },
+                    other => RestoreError::NotDurable {
+                        reason: other.to_string(),
+                    },
+                });
+                let _ = done.send(result);
             }
         }
     }
@@ -146,6 +162,10 @@ impl Driver {
                         let now = self.now();
                         self.vars.request(&mut self.core, now, request);
                     }
+                    Some(Request::Snapshot(done)) => {
+                        let _ = done.send(self.core.snapshot(self.now()));
+                    }
+                    Some(Request::Restore(snapshot, done)) => self.restore(*snapshot, done).await,
                     Some(Request::ForceLeave(node, done)) => {
                         let result = self.core.force_leave(self.now(), node);
                         self.carry_out_effects().await;
@@ -268,6 +288,26 @@ impl Driver {
             Ok(_) => self.reply_when_durable(&keyspace, DurableReply::Write(done)),
             Err(error) => {
                 let _ = done.send(Err(error));
+            }
+        }
+    }
+
+    /// Merges a snapshot, and answers once the merge is durable here (every keyspace it
+    /// touched persists alike: none of them is ephemeral).
+    async fn restore(
+        &mut self,
+        snapshot: Snapshot,
+        done: oneshot::Sender<Result<Vec<RestoredKeyspace>, RestoreError>>,
+    ) {
+        let result = self.core.restore_snapshot(self.now(), &snapshot);
+        self.carry_out_effects().await;
+        match (result, snapshot.keyspaces.first()) {
+            (Ok(restored), Some(first)) => {
+                let reply = DurableReply::Restore(done, restored);
+                self.reply_when_durable(&first.name.clone(), reply);
+            }
+            (result, _) => {
+                let _ = done.send(result);
             }
         }
     }

@@ -2,7 +2,8 @@
 //! digests, see `status.rs`), `/config` and
 //! `/config/{key}` (plus writes to `/config/{key}`), `/services`, `/agents`,
 //! `/agents/sessions` (the coordination sessions this node coordinated), `/variables` (see
-//! `vars/http.rs`), `/placement` (see `placement/http.rs`), `POST /leave`, and the operator's actions
+//! `vars/http.rs`), `/placement` (see `placement/http.rs`), `GET` and `POST /snapshot` (see
+//! `snapshot.rs`), `POST /leave`, and the operator's actions
 //! (`operator.rs`), served
 //! from the state the driver publishes (writes go through the config handle, like the
 //! application's; a leave is the same request as [`Node::leave`](super::Node::leave)'s).
@@ -95,6 +96,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
     let server = super::placement::routes(server, placement);
     let server = super::caches::routes(server, caches);
     let server = super::federation::http::routes(server, services.clone());
+    let server = super::snapshot::routes(server, requests.clone(), identity.clone());
     super::vars::routes(server, vars)
         .metrics(registry)
         .health(move || health(&health_view.borrow(), &health_identity))

@@ -25,6 +25,7 @@ mod operator;
 pub mod placement;
 mod request;
 pub mod services;
+pub mod snapshot;
 mod status;
 mod storage;
 mod vars;
@@ -598,6 +599,25 @@ impl Node {
             Ok(result) => result.map_err(ForceLeaveFailed::Refused),
             Err(_) => Err(ForceLeaveFailed::Stopped),
         }
+    }
+
+    /// Every replicated keyspace that is not ephemeral (config, variables, replicated caches),
+    /// as this node holds it now; [`Snapshot::encode`](foundation_core::replication::Snapshot::encode)
+    /// gives a snapshot file's bytes.
+    pub async fn snapshot(
+        &self,
+    ) -> Result<foundation_core::replication::Snapshot, snapshot::SnapshotFailed> {
+        snapshot::take(&self.requests).await
+    }
+
+    /// Merges a snapshot's keyspaces into this node's as CRDT merges (nothing newer here is
+    /// lost, nothing is rolled back) and lets replication spread them; answers once the merge
+    /// is durable here. A refused snapshot changes nothing.
+    pub async fn restore(
+        &self,
+        snapshot: foundation_core::replication::Snapshot,
+    ) -> Result<Vec<foundation_core::replication::RestoredKeyspace>, snapshot::SnapshotFailed> {
+        snapshot::restore(&self.requests, snapshot).await
     }
 
     /// Leaves the cluster gracefully (members record "left", not "failed") and shuts down.

@@ -9,7 +9,7 @@ use foundation_agents::variable::VarValue;
 use foundation_core::membership::{ForceLeaveError, MemberView};
 use foundation_core::node::{Command, Input};
 use foundation_core::placement::{PlacementError, WorkloadSpec};
-use foundation_core::replication::Write;
+use foundation_core::replication::{RestoreError, RestoredKeyspace, Snapshot, Write};
 use foundation_core::vars::{Life, VarSpec, VarsError};
 
 /// What the driver answers a majority write with: the majority needed, and the count of
@@ -60,6 +60,13 @@ pub(crate) enum Request {
     Placement(PlacementRequest),
     /// A cache's request.
     Cache(super::caches::CacheRequest),
+    /// Every replicated keyspace that is not ephemeral, as a snapshot.
+    Snapshot(oneshot::Sender<Snapshot>),
+    /// Merge a snapshot into the keyspaces, answered once the merge is durable here.
+    Restore(
+        Box<Snapshot>,
+        oneshot::Sender<Result<Vec<RestoredKeyspace>, RestoreError>>,
+    ),
     /// Leave gracefully, then stop.
     Stop(oneshot::Sender<()>),
     /// Stop at once without telling anyone, as a crash would.
@@ -71,7 +78,7 @@ pub(crate) enum Request {
 pub(crate) struct Stopped;
 
 /// Sends the request `make` builds around a reply channel, and waits for the reply.
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     requests: &mpsc::Sender<Request>,
     make: impl FnOnce(oneshot::Sender<T>) -> Request,
 ) -> Result<T, Stopped> {

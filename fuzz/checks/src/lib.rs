@@ -13,6 +13,7 @@ pub mod frame_decoder;
 pub mod membership_datagram;
 pub mod replicated_records;
 pub mod services_wire;
+pub mod snapshot_file;
 pub mod storage_records;
 
 /// A fuzz target's name (also its binary in `fuzz/` and its seed directory) and its check.
@@ -27,5 +28,6 @@ pub const TARGETS: &[Target] = &[
     ("membership_datagram", membership_datagram::check),
     ("replicated_records", replicated_records::check),
     ("services_wire", services_wire::check),
+    ("snapshot_file", snapshot_file::check),
     ("storage_records", storage_records::check),
 ];
