@@ -73,6 +73,58 @@ async fn many_concurrent_calls_on_one_connection_each_get_their_own_answer() {
     assert_eq!(a.endpoint.metrics().rpc_events(RpcEvent::LateReply), 0);
 }
 
+/// Answers worth more than the stream's 16 MiB window, all queued at once: the responder's
+/// writes block on flow control and a task waits for the window; every answer still arrives
+/// whole at its own caller, and calls made afterwards (written directly again) are answered.
+#[tokio::test]
+async fn answers_past_the_stream_window_wait_for_it_and_arrive_whole() {
+    const CALLS: usize = 24;
+    const ANSWER: usize = 1 << 20;
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while held.len() < CALLS {
+            held.push(within(Duration::from_secs(10), &mut b.inbox.requests).await);
+        }
+        for request in held {
+            let fill = request.payload[0];
+            request.respond(vec![fill; ANSWER].into()).await.unwrap();
+        }
+        let small = within(Duration::from_secs(10), &mut b.inbox.requests).await;
+        let payload = small.payload.clone();
+        small.respond(payload).await.unwrap();
+        b
+    });
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..CALLS {
+        let endpoint = a.endpoint.clone();
+        calls.spawn(async move {
+            let fill = i as u8;
+            let answer = endpoint
+                .request(to, vec![fill].into(), Duration::from_secs(20))
+                .await
+                .unwrap();
+            assert_eq!(answer.len(), ANSWER, "call {i}");
+            assert!(
+                answer.iter().all(|b| *b == fill),
+                "call {i} got other bytes"
+            );
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap();
+    }
+    let echo = a
+        .endpoint
+        .request(to, Bytes::from_static(b"after"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(&echo[..], b"after");
+    server.await.unwrap();
+}
+
 #[tokio::test]
 async fn a_call_past_its_deadline_fails_and_its_handler_sees_the_cancellation() {
     let a = node("orders").await;

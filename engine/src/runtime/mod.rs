@@ -226,10 +226,10 @@ impl Node {
         let cluster = identity.cluster.clone();
         let (endpoint, mut inbox) =
             Endpoint::start(identity, &trust, transport, transport_metrics.clone()).await?;
-        let (service_requests, agent_requests) =
-            agents::split_requests(take_queue(&mut inbox.requests));
+        let (agent_divert, agent_requests) = agents::AgentRequests::new();
         let services_inbox = ServicesInbox {
-            requests: service_requests,
+            requests: take_queue(&mut inbox.requests),
+            agents: agent_divert,
             events: take_queue(&mut inbox.events),
         };
         let local = MemberId {

@@ -17,6 +17,7 @@
 
 pub mod codec;
 pub(crate) mod mux;
+mod outbox;
 
 use std::time::Duration;
 

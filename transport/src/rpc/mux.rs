@@ -3,9 +3,9 @@
 //! The caller's side ([`MuxClient`]) opens the stream on the first small request over a
 //! connection, gives each call an id, and keeps a table of calls waiting for an answer. The
 //! responder's side ([`serve`]) reads requests off the stream and hands them to the application
-//! with a [`MuxResponder`] that answers by id. Both sides write through an [`Outbox`]: frames
-//! queued while a write is under way leave together in the next write, so many calls share a
-//! packet and a wake-up of the writer.
+//! with a [`MuxResponder`] that answers by id. Both sides write through an [`Outbox`]: the
+//! caller or responder writes its own frame, with every frame queued while another write was
+//! under way, so many calls share a packet and no task is woken per write.
 //!
 //! A caller that gives up (its deadline passed, or its future was dropped) sends a cancel frame;
 //! the responder's [`cancelled`](MuxResponder::cancelled) future then resolves. An answer that
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{oneshot, Notify};
 use tracing::{debug, warn};
@@ -25,6 +25,7 @@ use foundation_core::identity::NodeId;
 use foundation_core::Channel;
 
 use super::codec::{BadMuxFrame, MuxFrame, MUX_OVERHEAD, MUX_REQUEST_MAX};
+use super::outbox::Outbox;
 use super::{IncomingRequest, Responder, ResponderInner};
 use crate::channel::priority;
 use crate::endpoint::Shared;
@@ -42,73 +43,6 @@ const COPY_BELOW: usize = 4096;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Frames waiting to be written on one stream, written by one task in as few writes as it can.
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    state: Mutex<OutboxState>,
-    ready: Notify,
-}
-
-#[derive(Debug, Default)]
-struct OutboxState {
-    buffer: BytesMut,
-    closed: bool,
-}
-
-impl Outbox {
-    /// Queues one frame; `false` once the stream is closed.
-    fn push(&self, frame: &MuxFrame) -> bool {
-        let mut state = lock(&self.state);
-        if state.closed {
-            return false;
-        }
-        let was_empty = state.buffer.is_empty();
-        frame.encode(&mut state.buffer);
-        drop(state);
-        if was_empty {
-            self.ready.notify_one();
-        }
-        true
-    }
-
-    /// No more frames: the writer sends what is queued and finishes the stream.
-    fn close(&self) {
-        lock(&self.state).closed = true;
-        self.ready.notify_one();
-    }
-
-    fn is_closed(&self) -> bool {
-        lock(&self.state).closed
-    }
-}
-
-/// Writes what `outbox` collects onto `send`, one write per batch, until it closes.
-async fn write_outbox(outbox: Arc<Outbox>, mut send: SendStream) {
-    loop {
-        let batch = {
-            let mut state = lock(&outbox.state);
-            if !state.buffer.is_empty() {
-                Some(state.buffer.split().freeze())
-            } else if state.closed {
-                break;
-            } else {
-                None
-            }
-        };
-        match batch {
-            Some(batch) => {
-                if let Err(error) = send.write_chunk(batch).await {
-                    debug!(%error, "rpc stream write failed");
-                    outbox.close();
-                    return;
-                }
-            }
-            None => outbox.ready.notified().await,
-        }
-    }
-    let _ = send.finish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,18 +108,14 @@ impl MuxClient {
             .await
             .map_err(|e| RequestError::Unreachable(e.to_string()))?;
         let _ = send.set_priority(priority(Channel::Rpc));
-        let outbox = Arc::new(Outbox::default());
         // The header leaves with the first request.
-        lock(&outbox.state)
-            .buffer
-            .extend_from_slice(&StreamHeader::RPC_MUX.encode());
+        let outbox = Outbox::start(send, &StreamHeader::RPC_MUX.encode());
         let client = Arc::new(MuxClient {
-            outbox: outbox.clone(),
+            outbox,
             calls: Mutex::new(Calls::default()),
             limit: shared.config.max_concurrent_requests as usize,
             metrics: shared.metrics.clone(),
         });
-        tokio::spawn(write_outbox(outbox, send));
         tokio::spawn(read_answers(
             client.clone(),
             recv,
@@ -498,8 +428,7 @@ pub(crate) async fn serve(
     recv: &mut RecvStream,
 ) -> Result<(), ReadError> {
     let _ = send.set_priority(priority(Channel::Rpc));
-    let outbox = Arc::new(Outbox::default());
-    tokio::spawn(write_outbox(outbox.clone(), send));
+    let outbox = Outbox::start(send, &[]);
     let server = Arc::new(MuxServer {
         outbox: outbox.clone(),
         calls: Mutex::new(HashMap::new()),

@@ -36,7 +36,7 @@ pub use foundation_core::agents::supervisor::{Restart, Strategy, SupervisorConfi
 pub use foundation_core::agents::{AgentDirectory, AgentEntry, AgentState, DeliveryError};
 pub use group::AgentSpec;
 pub use messaging::Delivered;
-pub(crate) use remote::split_requests;
+pub(crate) use remote::AgentRequests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};

@@ -14,36 +14,43 @@ use std::time::Duration;
 use foundation_core::agents::wire::{is_agent_request, AgentReply, AgentRequest, Delivery};
 use foundation_core::NodeAddr;
 use foundation_transport::{Endpoint, IncomingRequest, RequestError};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::agent::Message;
 use super::{AgentsHandle, DeliveryError};
 
-/// Requests queued between the split and each consumer.
-const SPLIT_BUFFER: usize = 1024;
+/// Agent messages queued for the agents' server.
+const AGENT_QUEUE: usize = 1024;
 
-/// Splits the transport's rpc requests into service calls and agent messages, each on its
-/// own queue, so a busy agent layer never stalls service calls (and the reverse).
-pub(crate) fn split_requests(
-    mut requests: mpsc::Receiver<IncomingRequest>,
-) -> (
-    mpsc::Receiver<IncomingRequest>,
-    mpsc::Receiver<IncomingRequest>,
-) {
-    let (services_tx, services) = mpsc::channel(SPLIT_BUFFER);
-    let (agents_tx, agents) = mpsc::channel(SPLIT_BUFFER);
-    tokio::spawn(async move {
-        while let Some(request) = requests.recv().await {
-            let queue = if is_agent_request(&request.payload) {
-                &agents_tx
-            } else {
-                &services_tx
-            };
-            // A consumer gone means the node is stopping; the request's stream just closes.
-            let _ = queue.send(request).await;
+/// Takes the agent messages out of the transport's rpc requests, which the services' loop
+/// reads: each goes on to the agents' own queue, so a busy agent layer never stalls service
+/// calls, and a service call takes no extra hop through a task that sorts them.
+#[derive(Clone, Debug)]
+pub(crate) struct AgentRequests(mpsc::Sender<IncomingRequest>);
+
+impl AgentRequests {
+    /// The diverter, and the queue the agents' server reads.
+    pub(crate) fn new() -> (Self, mpsc::Receiver<IncomingRequest>) {
+        let (tx, rx) = mpsc::channel(AGENT_QUEUE);
+        (Self(tx), rx)
+    }
+
+    /// `None` if `request` was an agent message (now on the agents' queue), else `request`.
+    pub(crate) fn divert(&self, request: IncomingRequest) -> Option<IncomingRequest> {
+        if !is_agent_request(&request.payload) {
+            return Some(request);
         }
-    });
-    (services, agents)
+        match self.0.try_send(request) {
+            // Closed: the node is stopping; the request's stream just closes.
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            // A full queue is waited for in a task of its own, not in the services' loop.
+            Err(TrySendError::Full(request)) => {
+                let queue = self.0.clone();
+                tokio::spawn(async move { queue.send(request).await });
+            }
+        }
+        None
+    }
 }
 
 /// Sends `request` to `node` and waits at most `budget` for its reply.

@@ -25,6 +25,7 @@ use foundation_transport::{Endpoint, IncomingRequest, Message as Received};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
+use super::agents::AgentRequests;
 use super::request::Request;
 use foundation_core::services::breaker::BreakerConfigError;
 use foundation_core::services::Directory;
@@ -40,7 +41,9 @@ pub(crate) struct Services {
 
 /// What the services layer takes from the transport's inbox.
 pub(crate) struct ServicesInbox {
+    /// All of the transport's rpc requests: the agents' messages are passed on to `agents`.
     pub requests: mpsc::Receiver<IncomingRequest>,
+    pub agents: AgentRequests,
     pub events: mpsc::Receiver<Received>,
 }
 
@@ -70,6 +73,7 @@ pub(crate) fn start(
         config,
         metrics.clone(),
         inbox.requests,
+        inbox.agents,
     ));
     tokio::spawn(pubsub::serve(pubsub.clone(), inbox.events));
     tokio::spawn(follow_directory(directory, metrics, rpc.state.clone()));

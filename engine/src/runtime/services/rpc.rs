@@ -11,7 +11,9 @@
 //! # Ok(()) }
 //! ```
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +28,7 @@ use tracing::Instrument;
 use super::handler::{Call, Handler};
 use super::metrics::{Outcome, Service, ServicesMetrics, State};
 use super::registry::{lock, Shared};
+use crate::runtime::agents::AgentRequests;
 use foundation_core::services::admission::Admission;
 use foundation_core::services::breaker::{
     BreakerConfig, BreakerConfigError, State as BreakerState,
@@ -353,11 +356,18 @@ async fn run_handler(shared: &Shared, id: u64, call: Call) -> RpcReply {
 }
 
 /// Answers the calls that reach this node, until the endpoint closes.
+///
+/// Each call runs here first, in the loop's own task: a handler that finishes without waiting
+/// (most do) is answered without a task of its own, which saves a task start and a hop to
+/// another worker per call. A handler that has to wait moves to a task of its own from its
+/// first wait on, so it never holds up the calls behind it (one that computes for long without
+/// waiting still does, as it would hold up a worker anyway).
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     config: RpcConfig,
     metrics: ServicesMetrics,
     mut requests: mpsc::Receiver<IncomingRequest>,
+    agents: AgentRequests,
 ) {
     let gate = Arc::new(Mutex::new(Admission::new(
         config.rate_limit,
@@ -365,41 +375,64 @@ pub(crate) async fn serve(
     )));
     let epoch = TokioInstant::now();
     while let Some(request) = requests.recv().await {
-        let (from, payload, deadline, responder) = request.into_parts();
+        let Some(request) = agents.divert(request) else {
+            continue;
+        };
         let now = Instant::from_elapsed(epoch.elapsed());
-        let admitted = lock(&gate).admit(now, from, &payload);
-        let (shared, metrics, gate) = (shared.clone(), metrics.clone(), gate.clone());
-        tokio::spawn(async move {
-            let service = admitted.as_ref().ok().map(|r| r.service.clone());
-            let work = async {
-                match admitted {
-                    Ok(request) => {
-                        let _running = Running(gate);
-                        answer(&shared, from, request, deadline).await
-                    }
-                    Err(refused) => {
-                        if matches!(refused, RemoteError::RateLimited { .. }) {
-                            metrics.rate_limited.inc();
-                        }
-                        RpcReply::Err(refused)
-                    }
-                }
-            };
-            // A caller that gives up (its deadline, or it dropped the call) stops the handler:
-            // its answer would be dropped anyway.
-            let reply = tokio::select! {
-                reply = work => reply,
-                () = responder.cancelled() => {
-                    count_outcome(&metrics, service, "cancelled");
-                    return;
-                }
-            };
-            count_served(&metrics, service, &reply);
-            let bytes = postcard::to_stdvec(&reply).unwrap_or_default();
-            // The caller may have given up; nothing to do about a failed response.
-            let _ = responder.respond(bytes.into()).await;
-        });
+        let mut call = Box::pin(serve_one(
+            shared.clone(),
+            metrics.clone(),
+            gate.clone(),
+            now,
+            request,
+        ));
+        // Polled once with a waker that does nothing: if it is not done, the task it moves to
+        // polls it again at once, with its own waker, before anything can have been missed.
+        let mut inline = Context::from_waker(Waker::noop());
+        if call.as_mut().poll(&mut inline).is_pending() {
+            tokio::spawn(call);
+        }
     }
+}
+
+/// Admits one call, runs its handler unless the caller gives up first, and answers it.
+async fn serve_one(
+    shared: Arc<Shared>,
+    metrics: ServicesMetrics,
+    gate: Arc<Mutex<Admission>>,
+    now: Instant,
+    request: IncomingRequest,
+) {
+    let (from, payload, deadline, responder) = request.into_parts();
+    let admitted = lock(&gate).admit(now, from, &payload);
+    let service = admitted.as_ref().ok().map(|r| r.service.clone());
+    let work = async {
+        match admitted {
+            Ok(request) => {
+                let _running = Running(gate);
+                answer(&shared, from, request, deadline).await
+            }
+            Err(refused) => {
+                if matches!(refused, RemoteError::RateLimited { .. }) {
+                    metrics.rate_limited.inc();
+                }
+                RpcReply::Err(refused)
+            }
+        }
+    };
+    // A caller that gives up (its deadline, or it dropped the call) stops the handler: its
+    // answer would be dropped anyway.
+    let reply = tokio::select! {
+        reply = work => reply,
+        () = responder.cancelled() => {
+            count_outcome(&metrics, service, "cancelled");
+            return;
+        }
+    };
+    count_served(&metrics, service, &reply);
+    let bytes = postcard::to_stdvec(&reply).unwrap_or_default();
+    // The caller may have given up; nothing to do about a failed response.
+    let _ = responder.respond(bytes.into()).await;
 }
 
 /// An admitted call, counted as running until dropped (also when its task is cancelled).

@@ -1,0 +1,211 @@
+//! The frames waiting to be written on one multiplexed RPC stream.
+//!
+//! Whoever queues a frame also writes it, under a short lock, together with every frame queued
+//! meanwhile: no task to wake for a write, and frames queued while another caller writes leave
+//! with that caller's next write or its own. Only when the stream's flow control blocks a write
+//! does a writer task take over, waiting for the window while callers keep queueing, and hand
+//! writing back to the callers once the queue is empty. The same task finishes the stream when
+//! the outbox closes.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use quinn::{SendStream, WriteError};
+use tokio::sync::Notify;
+use tracing::debug;
+
+use super::codec::MuxFrame;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Frames waiting to be written on one stream.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    /// Held while writing; a caller that finds it held leaves its frame to the holder.
+    send: Mutex<SendStream>,
+    /// Wakes the writer task: a write blocked, or the outbox closed.
+    wake_writer: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    buffer: BytesMut,
+    closed: bool,
+    /// The writer task owns writing (a write blocked, or closing); callers only queue.
+    handed_off: bool,
+}
+
+/// What one attempt to write a batch without waiting came to.
+enum Attempt {
+    Done,
+    /// Flow control stopped it; the bytes not written.
+    Blocked(Bytes),
+    Failed(WriteError),
+}
+
+impl Outbox {
+    /// An outbox writing to `send`, with `first` (a stream header, or nothing) queued ahead of
+    /// every frame; its writer task runs until the outbox closes.
+    pub(crate) fn start(send: SendStream, first: &[u8]) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox {
+            state: Mutex::new(State {
+                buffer: BytesMut::from(first),
+                ..State::default()
+            }),
+            send: Mutex::new(send),
+            wake_writer: Notify::new(),
+        });
+        tokio::spawn(outbox.clone().writer());
+        outbox
+    }
+
+    /// Queues one frame and writes what is queued unless someone else is writing; `false`
+    /// once the stream is closed.
+    pub(crate) fn push(&self, frame: &MuxFrame) -> bool {
+        {
+            let mut state = lock(&self.state);
+            if state.closed {
+                return false;
+            }
+            frame.encode(&mut state.buffer);
+        }
+        self.flush();
+        true
+    }
+
+    /// No more frames: the writer task sends what is queued and finishes the stream.
+    pub(crate) fn close(&self) {
+        lock(&self.state).closed = true;
+        self.wake_writer.notify_one();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    /// Writes what is queued until the queue is empty, a write blocks, or another caller holds
+    /// the stream (that caller looks at the queue again after letting go of it).
+    fn flush(&self) {
+        loop {
+            let Ok(mut send) = self.send.try_lock() else {
+                return;
+            };
+            while let Some(batch) = self.take_batch() {
+                match write_now(&mut send, batch) {
+                    Attempt::Done => {}
+                    Attempt::Blocked(rest) => return self.hand_off(rest),
+                    Attempt::Failed(error) => {
+                        debug!(%error, "rpc stream write failed");
+                        return self.close();
+                    }
+                }
+            }
+            drop(send);
+            let state = lock(&self.state);
+            if state.buffer.is_empty() || state.handed_off {
+                return;
+            }
+        }
+    }
+
+    /// The queued bytes, unless the writer task owns writing or nothing is queued.
+    fn take_batch(&self) -> Option<Bytes> {
+        let mut state = lock(&self.state);
+        if state.handed_off || state.buffer.is_empty() {
+            return None;
+        }
+        Some(state.buffer.split().freeze())
+    }
+
+    /// Puts `rest` back ahead of what was queued since, and lets the writer task wait for the
+    /// window.
+    fn hand_off(&self, rest: Bytes) {
+        {
+            let mut state = lock(&self.state);
+            let mut buffer = BytesMut::with_capacity(rest.len() + state.buffer.len());
+            buffer.extend_from_slice(&rest);
+            buffer.extend_from_slice(&state.buffer);
+            state.buffer = buffer;
+            state.handed_off = true;
+        }
+        self.wake_writer.notify_one();
+    }
+
+    /// The writer task: writes while callers may not (a blocked write, closing), and finishes
+    /// the stream once the outbox is closed and empty.
+    async fn writer(self: Arc<Self>) {
+        loop {
+            self.wake_writer.notified().await;
+            let closing = {
+                let mut state = lock(&self.state);
+                state.handed_off |= state.closed;
+                state.closed
+            };
+            if !self.drain().await {
+                self.close();
+                break;
+            }
+            if closing {
+                break;
+            }
+        }
+        let _ = lock(&self.send).finish();
+    }
+
+    /// Writes what is queued, waiting for the window, until the queue is empty; hands writing
+    /// back to the callers unless closing. `false` if a write failed.
+    async fn drain(&self) -> bool {
+        loop {
+            let batch = {
+                let mut state = lock(&self.state);
+                if state.buffer.is_empty() {
+                    state.handed_off = state.closed;
+                    return true;
+                }
+                state.buffer.split().freeze()
+            };
+            if let Err(error) = self.write_all(batch).await {
+                debug!(%error, "rpc stream write failed");
+                return false;
+            }
+        }
+    }
+
+    /// Writes `batch`, waiting for flow control, holding the stream only while polling.
+    async fn write_all(&self, batch: Bytes) -> Result<(), WriteError> {
+        let mut bufs = [batch];
+        while !bufs[0].is_empty() {
+            poll_fn(|cx| {
+                let mut send = lock(&self.send);
+                let write = pin!(send.write_chunks(&mut bufs));
+                write.poll(cx)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `batch` if the stream takes it without waiting.
+fn write_now(send: &mut SendStream, batch: Bytes) -> Attempt {
+    let mut bufs = [batch];
+    let mut cx = Context::from_waker(Waker::noop());
+    while !bufs[0].is_empty() {
+        let polled = pin!(send.write_chunks(&mut bufs)).poll(&mut cx);
+        match polled {
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(error)) => return Attempt::Failed(error),
+            Poll::Pending => {
+                let [rest] = bufs;
+                return Attempt::Blocked(rest);
+            }
+        }
+    }
+    Attempt::Done
+}
