@@ -54,6 +54,8 @@ fn restore(snapshot: &Snapshot) {
         .restore_snapshot(Instant::ZERO, snapshot, &ephemeral, &[], &mut out)
         .is_ok()
     {
-        machine.invariants().expect("a restore keeps the invariants");
+        machine
+            .invariants()
+            .expect("a restore keeps the invariants");
     }
 }
