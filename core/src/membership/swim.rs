@@ -105,3 +105,61 @@ fn would_change(known: &Member<MemberId>, update: &Member<MemberId>) -> bool {
         _ => newer,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foca::{AccumulatingRuntime, Foca, PostcardCodec};
+    use rand10::{rngs::StdRng, SeedableRng};
+
+    fn id(node: u128, generation: u64) -> MemberId {
+        MemberId {
+            node: crate::NodeId::from_u128(node),
+            addr: ([127, 0, 0, 1], 7000 + node as u16).into(),
+            generation,
+        }
+    }
+
+    fn member(generation: u64, incarnation: u16, state: State) -> Member<MemberId> {
+        Member::new(id(2, generation), incarnation, state)
+    }
+
+    /// `news` keeps exactly the updates that change foca's state, for every pairing of a
+    /// known entry and an update across lives, incarnations and states.
+    #[test]
+    fn news_keeps_exactly_what_foca_would_change() {
+        let me = id(1, 0);
+        let states = [State::Alive, State::Suspect, State::Down];
+        let mut entries = Vec::new();
+        for generation in 0..3 {
+            for incarnation in 0..3 {
+                for state in states {
+                    entries.push(member(generation, incarnation, state));
+                }
+            }
+        }
+        for known in &entries {
+            for update in &entries {
+                let mut swim = Foca::new(
+                    me,
+                    foca::Config::simple(),
+                    StdRng::seed_from_u64(1),
+                    PostcardCodec,
+                );
+                let mut io = AccumulatingRuntime::default();
+                swim.apply_many([known.clone()].into_iter(), false, &mut io)
+                    .expect("the known entry");
+                let before: Vec<_> = swim.iter_membership_state().cloned().collect();
+                let kept = news(before.iter(), me, vec![update.clone()]);
+                swim.apply_many([update.clone()].into_iter(), false, &mut io)
+                    .expect("the update");
+                let after: Vec<_> = swim.iter_membership_state().cloned().collect();
+                assert_eq!(
+                    !kept.is_empty(),
+                    before != after,
+                    "known {known:?}, update {update:?}"
+                );
+            }
+        }
+    }
+}
