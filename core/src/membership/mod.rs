@@ -1136,8 +1136,10 @@ pub fn encode(message: MembershipMessage) -> Bytes {
     crate::envelope::encode(crate::envelope::MEMBERSHIP, &message)
 }
 
+/// Counted, not encoded: a push-pull checks the size of every newer entry it takes up.
 fn encoded_len(value: &Versioned) -> usize {
-    postcard::to_stdvec(value).map_or(usize::MAX, |bytes| bytes.len())
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .unwrap_or(usize::MAX)
 }
 
 /// Sends `payload` to `to`, unless `to` is another node at our own address: a previous life of
