@@ -72,6 +72,9 @@ pub enum Event {
     Cache(crate::cache::CacheEvent),
 }
 
+/// Queue slots an empty [`Outbox`] keeps for reuse.
+const EFFECTS_KEPT: usize = 64;
+
 /// Effects produced while handling one input, in order, and the timers the machines armed.
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -123,9 +126,15 @@ impl Outbox {
         self.effects.push_back(Effect::Persist { seq, batch });
     }
 
-    /// The oldest queued effect.
+    /// The oldest queued effect. Once the queue is empty, a queue grown large (a push-pull
+    /// that brought a whole cluster queues an event per member) gives its memory back: kept,
+    /// it would hold O(N) slots on every node for good.
     pub fn pop(&mut self) -> Option<Effect> {
-        self.effects.pop_front()
+        let effect = self.effects.pop_front();
+        if effect.is_none() && self.effects.capacity() > EFFECTS_KEPT {
+            self.effects.shrink_to(EFFECTS_KEPT);
+        }
+        effect
     }
 
     /// Queued effects.

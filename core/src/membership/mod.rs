@@ -517,13 +517,23 @@ impl Membership {
             return Err("our own node is in the member view".into());
         }
         let skip = usize::try_from(cursor - kept_from).unwrap_or(usize::MAX);
-        for node in self.changes.iter().skip(skip) {
+        let changed: BTreeSet<NodeId> = self.changes.iter().skip(skip).copied().collect();
+        if changed.is_empty() {
+            return self.counts_agree();
+        }
+        // One pass over SWIM's members for all changed nodes (foca has no lookup by id).
+        let active: BTreeSet<NodeId> = self
+            .swim
+            .iter_members()
+            .map(|m| m.id().node)
+            .filter(|node| changed.contains(node))
+            .collect();
+        for node in &changed {
             if self.removed.contains_key(node) && self.view.contains_key(node) {
                 return Err(format!("{} is both removed and in the view", node.short()));
             }
-            let active = self.swim.iter_members().any(|m| m.id().node == *node);
             let alive = self.view.get(node).map(|m| m.state == MemberState::Alive);
-            if alive.unwrap_or(false) != active {
+            if alive.unwrap_or(false) != active.contains(node) {
                 return match self.view.get(node) {
                     Some(member) => Err(disagrees(member)),
                     None => Err(format!(
@@ -921,9 +931,12 @@ impl Membership {
             self.merge_metadata(node, versioned, out);
         }
         // What a push-pull teaches us is already known to the sender's side of the cluster:
-        // learn it without re-gossiping it.
+        // learn it without re-gossiping it. Only entries that change something go to foca,
+        // whose every lookup scans its member list: a push-pull between nodes that mostly
+        // agree would otherwise cost N² comparisons for nothing.
+        let news = swim::news(self.swim.iter_membership_state(), self.me, members);
         self.drive(now, out, |swim, io| {
-            swim.apply_many(members.into_iter(), false, io)
+            swim.apply_many(news.into_iter(), false, io)
         });
         if let (true, Some(sender)) = (reply, sender) {
             self.send_push_pull(sender, false, out);
@@ -1123,8 +1136,10 @@ pub fn encode(message: MembershipMessage) -> Bytes {
     crate::envelope::encode(crate::envelope::MEMBERSHIP, &message)
 }
 
+/// Counted, not encoded: a push-pull checks the size of every newer entry it takes up.
 fn encoded_len(value: &Versioned) -> usize {
-    postcard::to_stdvec(value).map_or(usize::MAX, |bytes| bytes.len())
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .unwrap_or(usize::MAX)
 }
 
 /// Sends `payload` to `to`, unless `to` is another node at our own address: a previous life of

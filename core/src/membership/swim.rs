@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::Channel;
-use foca::{Notification, OwnedNotification, Timer};
+use foca::{Member, Notification, OwnedNotification, State, Timer};
 
 use super::identity::MemberId;
 use super::lifeguard::{LocalHealth, Suspicions};
@@ -55,5 +55,111 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
         };
         self.out
             .timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
+    }
+}
+
+/// The entries of `updates` that would change foca's state (`known`, its members) when applied: unknown members,
+/// newer lives, and states that win SWIM's order of preference. Entries about our own node go
+/// through unfiltered (foca refutes or renames them). Applying the rest would find each in
+/// foca's member list by a linear scan and change nothing, so dropping them changes nothing.
+pub(crate) fn news<'a>(
+    known: impl Iterator<Item = &'a Member<MemberId>>,
+    me: MemberId,
+    updates: Vec<Member<MemberId>>,
+) -> Vec<Member<MemberId>> {
+    KNOWN.with_borrow_mut(|index| {
+        index.clear();
+        index.extend(known.map(|m| (m.id().node, m.clone())));
+        updates
+            .into_iter()
+            .filter(|update| {
+                update.id().node == me.node
+                    || index
+                        .get(&update.id().node)
+                        .is_none_or(|known| would_change(known, update))
+            })
+            .collect()
+    })
+}
+
+thread_local! {
+    /// [`news`]'s index of foca's members by node, reused between calls: built afresh for
+    /// each push-pull, its allocation would cost more than the lookups it saves. Looked up
+    /// only, never iterated, so its order cannot leak into behaviour.
+    static KNOWN: std::cell::RefCell<std::collections::HashMap<crate::NodeId, Member<MemberId>>> =
+        std::cell::RefCell::default();
+}
+
+/// Whether foca would take `update` over `known` (same node): foca's own rules — a newer life
+/// replaces an older one, an older life loses, and within one life SWIM's preference order
+/// (section 4.2 of the paper) decides.
+fn would_change(known: &Member<MemberId>, update: &Member<MemberId>) -> bool {
+    if known.id() != update.id() {
+        return known.id().generation <= update.id().generation;
+    }
+    let newer = update.incarnation() > known.incarnation();
+    match (known.state(), update.state()) {
+        (State::Down, _) => false,
+        (_, State::Down) => true,
+        (State::Alive, State::Suspect) => update.incarnation() >= known.incarnation(),
+        _ => newer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foca::{AccumulatingRuntime, Foca, PostcardCodec};
+    use rand10::{rngs::StdRng, SeedableRng};
+
+    fn id(node: u128, generation: u64) -> MemberId {
+        MemberId {
+            node: crate::NodeId::from_u128(node),
+            addr: ([127, 0, 0, 1], 7000 + node as u16).into(),
+            generation,
+        }
+    }
+
+    fn member(generation: u64, incarnation: u16, state: State) -> Member<MemberId> {
+        Member::new(id(2, generation), incarnation, state)
+    }
+
+    /// `news` keeps exactly the updates that change foca's state, for every pairing of a
+    /// known entry and an update across lives, incarnations and states.
+    #[test]
+    fn news_keeps_exactly_what_foca_would_change() {
+        let me = id(1, 0);
+        let states = [State::Alive, State::Suspect, State::Down];
+        let mut entries = Vec::new();
+        for generation in 0..3 {
+            for incarnation in 0..3 {
+                for state in states {
+                    entries.push(member(generation, incarnation, state));
+                }
+            }
+        }
+        for known in &entries {
+            for update in &entries {
+                let mut swim = Foca::new(
+                    me,
+                    foca::Config::simple(),
+                    StdRng::seed_from_u64(1),
+                    PostcardCodec,
+                );
+                let mut io = AccumulatingRuntime::default();
+                swim.apply_many([known.clone()].into_iter(), false, &mut io)
+                    .expect("the known entry");
+                let before: Vec<_> = swim.iter_membership_state().cloned().collect();
+                let kept = news(before.iter(), me, vec![update.clone()]);
+                swim.apply_many([update.clone()].into_iter(), false, &mut io)
+                    .expect("the update");
+                let after: Vec<_> = swim.iter_membership_state().cloned().collect();
+                assert_eq!(
+                    !kept.is_empty(),
+                    before != after,
+                    "known {known:?}, update {update:?}"
+                );
+            }
+        }
     }
 }
