@@ -4,6 +4,14 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use foundation_core::federation::{
+    ExportedService, Federation, FederationConfig, LinkConfig, WanTimers,
+};
+use foundation_core::identity::{ClusterName, NodeId};
+use foundation_core::time::Instant;
+use foundation_sim::federation::checks::{Checks, GatewayView};
 use foundation_sim::federation::{self, standard, FederationReport};
 
 fn print(report: &FederationReport) {
@@ -24,9 +32,13 @@ fn print(report: &FederationReport) {
         );
     }
     for v in &report.visibility {
+        let what = match v.after {
+            "failover" => format!("moved its link to {} to a running gateway", v.exporter),
+            _ => format!("saw {}'s exports", v.exporter),
+        };
         println!(
-            "  {} saw {}'s exports {:.3}s after the {} at {:.1}s",
-            v.observer, v.exporter, v.took_secs, v.after, v.at_secs
+            "  {} {what} {:.3}s after the {} at {:.1}s",
+            v.observer, v.took_secs, v.after, v.at_secs
         );
     }
     for v in &report.violations {
@@ -64,10 +76,15 @@ fn a_cut_heals_and_a_gateway_fails_over_without_touching_membership() {
     // north's gateways through west's second gateway.
     let changed = after("change", "west");
     assert!(changed.len() >= 3, "{changed:?}");
+    // East's and north's links to west moved off its crashed first gateway.
+    let failovers = after("failover", "west");
+    assert_eq!(failovers.len(), 3, "{failovers:?}");
+    let max = |times: &[f64]| times.iter().copied().fold(0.0, f64::max);
     println!(
-        "after the heal: max {:.3}s; after a change: max {:.3}s; bound {bound:.1}s",
-        healed.iter().copied().fold(0.0, f64::max),
-        changed.iter().copied().fold(0.0, f64::max)
+        "after the heal: max {:.3}s; after a change: max {:.3}s; failover: max {:.3}s; bound {bound:.1}s",
+        max(&healed),
+        max(&changed),
+        max(&failovers)
     );
 }
 
@@ -106,4 +123,37 @@ fn the_federation_checks_catch_slow_propagation_and_links_left_down() {
     );
     // East's own membership is untouched by being cut off from every other cluster.
     assert!(report.clusters[0].passed);
+}
+
+/// The leak check can fail: a gateway of `north` that exports `tiles`, which north's export
+/// list does not name, is caught the first time the check looks.
+#[test]
+fn the_leak_check_catches_an_unexported_service_in_a_directory() {
+    let scenario = standard::cut_and_failover();
+    let config = FederationConfig {
+        local: ClusterName::new("north").unwrap(),
+        me: NodeId::from_u128(1),
+        links: vec![LinkConfig {
+            cluster: ClusterName::new("east").unwrap(),
+            gateways: vec![federation::wan::gateway_addr(0, 0)],
+        }],
+        timers: WanTimers::default(),
+    };
+    let mut machine = Federation::new(config, Instant::ZERO).unwrap();
+    let exports = ["maps", "tiles"].map(|s| (s.to_string(), ExportedService { healthy: 1 }));
+    machine.set_exports(BTreeMap::from(exports));
+    let mut checks = Checks::new(&scenario);
+    let view = GatewayView {
+        cluster: 2,
+        slot: 0,
+        machine: Some(&machine),
+    };
+    checks.observe(0, &[view]);
+    let (violations, _) = checks.into_parts();
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("no-leak") && v.contains("north/tiles")),
+        "{violations:?}"
+    );
 }

@@ -3,6 +3,7 @@
 //! at the end every link is up on a running remote gateway.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use foundation_core::federation::{Federation, LinkState};
@@ -25,14 +26,24 @@ pub struct GatewayView<'a> {
     pub machine: Option<&'a Federation>,
 }
 
-/// One measured propagation: a gateway of one cluster came to see another's exports.
+/// The addresses of the gateways that run.
+fn running(gateways: &[GatewayView<'_>]) -> BTreeSet<SocketAddr> {
+    gateways
+        .iter()
+        .filter(|g| g.machine.is_some())
+        .map(|g| gateway_addr(g.cluster, g.slot))
+        .collect()
+}
+
+/// One measured propagation: a gateway of one cluster came to see another's exports (or, for
+/// `failover`, its link moved off a crashed remote gateway onto a running one).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Visibility {
     /// The gateway that saw them (`cluster/n<slot>`).
     pub observer: String,
-    /// The exporting cluster.
+    /// The exporting (or, for `failover`, the remote) cluster.
     pub exporter: String,
-    /// What started the wait: `heal`, `change` or `start`.
+    /// What started the wait: `heal`, `change`, `start` or `failover`.
     pub after: &'static str,
     /// When the wait started, in simulated seconds.
     pub at_secs: f64,
@@ -58,6 +69,8 @@ pub struct Checks {
     pending: BTreeMap<(usize, usize, usize), Pending>,
     /// Pairs a cut separated since their last wait ended.
     were_cut: BTreeSet<(usize, usize, usize)>,
+    /// Links whose remote gateway stopped running, by (observer cluster, slot, remote), since.
+    stale: BTreeMap<(usize, usize, usize), Pending>,
     violations: Vec<String>,
     visibility: Vec<Visibility>,
 }
@@ -77,6 +90,7 @@ impl Checks {
             bound_us: scenario.visible_within.as_micros() as u64,
             pending: BTreeMap::new(),
             were_cut: BTreeSet::new(),
+            stale: BTreeMap::new(),
             violations: Vec::new(),
             visibility: Vec::new(),
         }
@@ -92,15 +106,61 @@ impl Checks {
 
     /// Looks at every gateway after a step.
     pub fn observe(&mut self, now_us: u64, gateways: &[GatewayView<'_>]) {
+        let running = running(gateways);
         for view in gateways {
             let Some(machine) = view.machine else {
-                self.pending
-                    .retain(|k, _| (k.0, k.1) != (view.cluster, view.slot));
+                let gone = |k: &(usize, usize, usize)| (k.0, k.1) == (view.cluster, view.slot);
+                self.pending.retain(|k, _| !gone(k));
+                self.stale.retain(|k, _| !gone(k));
                 continue;
             };
             self.no_leak(now_us, view, machine);
+            self.failover(now_us, view, machine, &running);
             for exporter in self.linked(view.cluster) {
                 self.visible(now_us, view, machine, exporter, gateways);
+            }
+        }
+    }
+
+    /// Measures how long each link of `view` goes on a remote gateway that no longer runs
+    /// before it moves to one that does.
+    fn failover(
+        &mut self,
+        now_us: u64,
+        view: &GatewayView<'_>,
+        machine: &Federation,
+        running: &BTreeSet<SocketAddr>,
+    ) {
+        for link in machine.links() {
+            let Some(remote) = self.names.iter().position(|n| *n == link.cluster) else {
+                continue;
+            };
+            let key = (view.cluster, view.slot, remote);
+            if !running.contains(&link.gateway) {
+                let wait = self.stale.entry(key).or_insert(Pending {
+                    since_us: now_us,
+                    after: "failover",
+                    flagged: false,
+                });
+                if now_us - wait.since_us > self.bound_us && !wait.flagged {
+                    wait.flagged = true;
+                    let who = self.who(view);
+                    self.violation(
+                        now_us,
+                        format!(
+                            "failover: {who}'s link to {} stays on {} (down)",
+                            link.cluster, link.gateway
+                        ),
+                    );
+                }
+            } else if let Some(done) = self.stale.remove(&key) {
+                self.visibility.push(Visibility {
+                    observer: self.who(view),
+                    exporter: link.cluster.to_string(),
+                    after: done.after,
+                    at_secs: done.since_us as f64 / 1e6,
+                    took_secs: (now_us - done.since_us) as f64 / 1e6,
+                });
             }
         }
     }
@@ -205,11 +265,7 @@ impl Checks {
 
     /// At the end: every running gateway's links are up, each on a running remote gateway.
     pub fn at_end(&mut self, now_us: u64, gateways: &[GatewayView<'_>]) {
-        let running: BTreeSet<_> = gateways
-            .iter()
-            .filter(|g| g.machine.is_some())
-            .map(|g| gateway_addr(g.cluster, g.slot))
-            .collect();
+        let running = running(gateways);
         for view in gateways {
             let Some(machine) = view.machine else {
                 continue;
