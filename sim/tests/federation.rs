@@ -46,45 +46,84 @@ fn print(report: &FederationReport) {
     }
 }
 
+/// Seeds of the suite (about 1.5 s each in a debug build).
+const SEEDS: std::ops::RangeInclusive<u64> = 1..=3;
+
 #[test]
 fn a_cut_heals_and_a_gateway_fails_over_without_touching_membership() {
+    check_seeds(SEEDS);
+}
+
+/// More seeds, in release: `cargo test --release -p foundation-sim --test federation -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn a_cut_heals_and_a_gateway_fails_over_over_many_seeds() {
+    check_seeds(1..=100);
+}
+
+/// Runs the standard federation scenario on `seeds`, checks each run and prints the figures.
+fn check_seeds(seeds: std::ops::RangeInclusive<u64>) {
     let scenario = standard::cut_and_failover();
-    let report = federation::run(&scenario, 1);
-    print(&report);
-    assert!(report.passed, "{:?}", report.violations);
-    // Every cluster ran its own membership invariants, false failures included.
-    for cluster in &report.clusters {
-        for name in ["no-false-positives", "crash-detection", "convergence"] {
-            assert!(cluster.invariants.iter().any(|i| i.name == name));
-        }
-    }
-    let after = |after: &str, exporter: &str| {
-        report
-            .visibility
-            .iter()
-            .filter(|v| v.after == after && v.exporter == exporter)
-            .map(|v| v.took_secs)
-            .collect::<Vec<_>>()
-    };
-    // `search` was registered in east during the cut: west's two gateways and north's one
-    // learned it after the heal, within the bound.
-    let healed = after("heal", "east");
-    assert!(healed.len() >= 3, "{healed:?}");
+    let mut worst = [0.0f64; 3];
+    let mut failed_over = 0;
     let bound = scenario.visible_within.as_secs_f64();
-    assert!(healed.iter().all(|&t| t <= bound), "{healed:?}");
-    // `inventory`, registered in west after its first gateway crashed, reached east's and
-    // north's gateways through west's second gateway.
-    let changed = after("change", "west");
-    assert!(changed.len() >= 3, "{changed:?}");
-    // East's and north's links to west moved off its crashed first gateway.
-    let failovers = after("failover", "west");
-    assert_eq!(failovers.len(), 3, "{failovers:?}");
     let max = |times: &[f64]| times.iter().copied().fold(0.0, f64::max);
+    for seed in SEEDS {
+        let report = federation::run(&scenario, seed);
+        print(&report);
+        assert!(report.passed, "seed {seed}: {:?}", report.violations);
+        // Every cluster ran its own membership invariants, false failures included.
+        for cluster in &report.clusters {
+            for name in ["no-false-positives", "crash-detection", "convergence"] {
+                assert!(cluster.invariants.iter().any(|i| i.name == name));
+            }
+        }
+        let after = |after: &str, exporter: &str| {
+            report
+                .visibility
+                .iter()
+                .filter(|v| v.after == after && v.exporter == exporter)
+                .map(|v| v.took_secs)
+                .collect::<Vec<_>>()
+        };
+        // `search` was registered in east during the cut: west's two gateways and north's one
+        // learned it after the heal, within the bound.
+        let healed = after("heal", "east");
+        assert!(healed.len() >= 3, "seed {seed}: {healed:?}");
+        assert!(healed.iter().all(|&t| t <= bound), "{healed:?}");
+        // `inventory`, registered in west after its first gateway crashed, reached east's and
+        // north's gateways through west's second gateway.
+        let changed = after("change", "west");
+        assert!(changed.len() >= 3, "seed {seed}: {changed:?}");
+        // East's and north's links to west that were on its first gateway when it crashed
+        // moved to the second (a link already moved there by a lost probe had nothing to do;
+        // a lost probe later sends a link back to the crashed one, which it leaves again on
+        // the next miss; `links-up` saw every link up on a running gateway at the end).
+        // Whether a link is on the first gateway at the crash depends on the seed's losses,
+        // so failovers are counted over all seeds.
+        let failovers = after("failover", "west");
+        failed_over += failovers.len();
+        assert!(failovers.iter().all(|&t| t <= bound), "{failovers:?}");
+        for (w, t) in worst
+            .iter_mut()
+            .zip([max(&healed), max(&changed), max(&failovers)])
+        {
+            *w = w.max(t);
+        }
+        println!(
+            "seed {seed}: after the heal max {:.3}s; after a change max {:.3}s; failover max {:.3}s; bound {bound:.1}s",
+            max(&healed),
+            max(&changed),
+            max(&failovers)
+        );
+    }
+    assert!(
+        failed_over > 0,
+        "no link was on the crashed gateway in any seed"
+    );
     println!(
-        "after the heal: max {:.3}s; after a change: max {:.3}s; failover: max {:.3}s; bound {bound:.1}s",
-        max(&healed),
-        max(&changed),
-        max(&failovers)
+        "{failed_over} failovers; worst over seeds {seeds:?}: after the heal {:.3}s, after a change {:.3}s, failover {:.3}s (bound {bound:.1}s)",
+        worst[0], worst[1], worst[2]
     );
 }
 

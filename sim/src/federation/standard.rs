@@ -12,7 +12,7 @@ use crate::faults::{millis, secs, Fault, Nodes};
 use crate::scenario::Scenario;
 
 /// When the WAN cut isolating `east` starts and heals.
-pub const CUT: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(20));
+pub const CUT: (Duration, Duration) = (Duration::from_secs(10), Duration::from_millis(20_300));
 /// When `west`'s first gateway crashes.
 pub const GATEWAY_CRASH: Duration = Duration::from_secs(30);
 
@@ -43,7 +43,7 @@ fn cluster(
 
 /// `federation-cut-failover`: `east` (5 nodes, gateways n0 n1), `west` (5 nodes, gateways n0
 /// n1) and `north` (3 nodes, gateway n0), all linked. Each registers exported and unexported
-/// services; `east` is cut off from both others 10–20 s and registers `search` meanwhile; `west`'s
+/// services; `east` is cut off from both others 10–20.3 s (off the probes’ phase) and registers `search` meanwhile; `west`'s
 /// first gateway crashes at 30 s and `west` registers `inventory` at 36 s.
 pub fn cut_and_failover() -> FederationScenario {
     let duration = secs(45);
