@@ -66,12 +66,16 @@ fn check_seeds(seeds: std::ops::RangeInclusive<u64>) {
     let scenario = standard::cut_and_failover();
     let mut worst = [0.0f64; 3];
     let mut failed_over = 0;
+    let mut failed = Vec::new();
     let bound = scenario.visible_within.as_secs_f64();
     let max = |times: &[f64]| times.iter().copied().fold(0.0, f64::max);
-    for seed in SEEDS {
+    for seed in seeds.clone() {
         let report = federation::run(&scenario, seed);
         print(&report);
-        assert!(report.passed, "seed {seed}: {:?}", report.violations);
+        if !report.passed {
+            failed.push((seed, report.violations.clone()));
+            continue;
+        }
         // Every cluster ran its own membership invariants, false failures included.
         for cluster in &report.clusters {
             for name in ["no-false-positives", "crash-detection", "convergence"] {
@@ -98,7 +102,7 @@ fn check_seeds(seeds: std::ops::RangeInclusive<u64>) {
         // East's and north's links to west that were on its first gateway when it crashed
         // moved to the second (a link already moved there by a lost probe had nothing to do;
         // a lost probe later sends a link back to the crashed one, which it leaves again on
-        // the next miss; `links-up` saw every link up on a running gateway at the end).
+        // the next miss, within the bound; `links-up` saw every link up at the end).
         // Whether a link is on the first gateway at the crash depends on the seed's losses,
         // so failovers are counted over all seeds.
         let failovers = after("failover", "west");
@@ -125,6 +129,10 @@ fn check_seeds(seeds: std::ops::RangeInclusive<u64>) {
         "{failed_over} failovers; worst over seeds {seeds:?}: after the heal {:.3}s, after a change {:.3}s, failover {:.3}s (bound {bound:.1}s)",
         worst[0], worst[1], worst[2]
     );
+    for (seed, violations) in &failed {
+        println!("failed: seed {seed}: {violations:?}");
+    }
+    assert!(failed.is_empty(), "{} of {seeds:?} failed", failed.len());
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //! Checked on top of each cluster's own invariants ([`checks`]): nothing unexported appears
 //! in any gateway's directory; after a cut heals, and after any change of a cluster's exports,
 //! every running gateway linked to it sees its exports within a stated bound (the times are
-//! measured and reported); at the end, every link is up on a running remote gateway.
+//! measured and reported); no link stays on a crashed remote gateway longer than the bound;
+//! at the end, every link is up.
 //! Membership is untouched by WAN events by construction (no WAN message reaches a core), and
 //! each cluster's `no-false-positives` and `crash-detection` run as in any scenario.
 
