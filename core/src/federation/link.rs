@@ -1,7 +1,10 @@
 //! One link to a remote cluster, as its gateway sees it: WAN-paced probes to the remote's
-//! gateways (one at a time, rotating to the next gateway after a miss, so a crashed gateway is
-//! routed around), the link's state and a smoothed round-trip time from the answers.
+//! gateways (one at a time; after a miss the next probe goes to the gateway with the fewest misses
+//! since it last answered, so a crashed gateway is routed around and, once it has missed, not
+//! gone back to on every lost probe of a healthy one), the link's state and a smoothed
+//! round-trip time from the answers.
 
+use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,7 +20,7 @@ pub struct WanTimers {
     pub probe_interval: Duration,
     /// How long a probe may wait for its answer before it counts as missed.
     pub probe_timeout: Duration,
-    /// Consecutive misses after which the link is down.
+    /// Consecutive misses of every one of the remote's gateways after which the link is down.
     pub down_after: u32,
 }
 
@@ -88,7 +91,10 @@ pub(super) struct Link {
     current: usize,
     state: LinkState,
     rtt: Option<Duration>,
-    misses: u32,
+    /// Per gateway, probes missed since it last answered.
+    misses: Vec<u32>,
+    /// Per gateway, when it last answered a probe.
+    answered_at: Vec<Option<Instant>>,
     outstanding: Option<(u64, Instant)>,
     next_probe: Instant,
     probes_sent: u64,
@@ -98,13 +104,16 @@ pub(super) struct Link {
 impl Link {
     /// A link that probes at once. `gateways` is not empty (the configuration checks it).
     pub fn new(cluster: ClusterName, gateways: Vec<SocketAddr>, now: Instant) -> Self {
+        let misses = vec![0; gateways.len()];
+        let answered_at = vec![None; gateways.len()];
         Self {
             cluster,
             gateways,
             current: 0,
             state: LinkState::Connecting,
             rtt: None,
-            misses: 0,
+            misses,
+            answered_at,
             outstanding: None,
             next_probe: now,
             probes_sent: 0,
@@ -171,7 +180,8 @@ impl Link {
             None => sample,
         });
         self.outstanding = None;
-        self.misses = 0;
+        self.misses[self.current] = 0;
+        self.answered_at[self.current] = Some(now);
         self.state = LinkState::Up;
         true
     }
@@ -190,19 +200,34 @@ impl Link {
     fn miss(&mut self, timers: &WanTimers) {
         self.outstanding = None;
         self.probes_missed += 1;
-        self.misses = self.misses.saturating_add(1);
-        // The next probe tries the next gateway: failover without a separate detector.
-        self.current = (self.current + 1) % self.gateways.len();
-        if self.misses >= timers.down_after {
+        let missed = &mut self.misses[self.current];
+        *missed = missed.saturating_add(1);
+        // Failover without a separate detector: the next probe goes to the gateway that has
+        // missed least, the current one included, so one lost probe of a healthy gateway does
+        // not send the link back to one that is dead.
+        self.current = self.least_missed_after(self.gateways.len());
+        if self.misses.iter().all(|&m| m >= timers.down_after) {
             self.state = LinkState::Down;
         }
     }
 
-    /// Moves to the next gateway if `gateway` is the current one (a call could not reach it).
+    /// Moves to another gateway if `gateway` is the current one (a call could not reach it).
+    /// Not a probe miss: the probes decide whether the link is down.
     pub fn skip(&mut self, gateway: SocketAddr) {
-        if self.gateway() == gateway {
-            self.current = (self.current + 1) % self.gateways.len();
+        if self.gateway() == gateway && self.gateways.len() > 1 {
+            self.current = self.least_missed_after(self.gateways.len() - 1);
         }
+    }
+
+    /// Among the `count` gateways that follow the current one in rotation (wrapping around to it
+    /// when `count` is their number), the one with the fewest misses; between equals the one that
+    /// answered last, then the first in rotation.
+    fn least_missed_after(&self, count: usize) -> usize {
+        let n = self.gateways.len();
+        (1..=count)
+            .map(|step| (self.current + step) % n)
+            .min_by_key(|&i| (self.misses[i], Reverse(self.answered_at[i])))
+            .unwrap_or(self.current)
     }
 
     /// When [`poll`](Link::poll) next has work.
@@ -279,15 +304,44 @@ mod tests {
         let third = link.poll(at(2000), &t, &mut ids).unwrap();
         assert_eq!(third.gateway, "127.0.0.1:2".parse().unwrap());
         assert!(link.failed(third.id, &t));
-        assert_eq!(link.state(), LinkState::Down);
+        assert_eq!(link.state(), LinkState::Up, "each gateway missed once");
+        let fourth = link.poll(at(3000), &t, &mut ids).unwrap();
+        assert_eq!(fourth.gateway, "127.0.0.1:1".parse().unwrap());
+        assert!(link.failed(fourth.id, &t));
+        let fifth = link.poll(at(4000), &t, &mut ids).unwrap();
+        assert_eq!(fifth.gateway, "127.0.0.1:2".parse().unwrap());
+        assert!(link.failed(fifth.id, &t));
+        assert_eq!(link.state(), LinkState::Down, "every gateway missed twice");
         assert!(
-            !link.answered(at(2100), third.id),
+            !link.answered(at(4100), fifth.id),
             "a failed probe's late answer is ignored"
         );
-        let fourth = link.poll(at(3000), &t, &mut ids).unwrap();
-        assert!(link.answered(at(3050), fourth.id));
+        let sixth = link.poll(at(5000), &t, &mut ids).unwrap();
+        assert!(link.answered(at(5050), sixth.id));
         assert_eq!(link.state(), LinkState::Up, "heals on the next answer");
-        assert_eq!(link.status().probes_missed, 2);
+        assert_eq!(link.status().probes_missed, 4);
+    }
+
+    #[test]
+    fn a_lost_probe_of_the_healthy_gateway_does_not_send_the_link_back_to_a_dead_one() {
+        let (mut link, t, mut ids) = (link(), timers(), 0);
+        let dead: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let healthy: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let first = link.poll(at(0), &t, &mut ids).unwrap();
+        assert_eq!(first.gateway, dead);
+        assert!(link.failed(first.id, &t));
+        let mut now = 1000;
+        for round in 0..20 {
+            let probe = link.poll(at(now), &t, &mut ids).unwrap();
+            assert_eq!(probe.gateway, healthy, "round {round}");
+            if round % 2 == 1 {
+                assert!(link.failed(probe.id, &t), "one probe in two lost");
+            } else {
+                assert!(link.answered(at(now + 40), probe.id));
+            }
+            assert_ne!(link.state(), LinkState::Down, "round {round}");
+            now += 1000;
+        }
     }
 
     #[test]
