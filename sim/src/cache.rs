@@ -83,6 +83,30 @@ pub struct CacheCounts {
     pub invalidations: u64,
     /// Calls that ended in a timeout.
     pub timeouts: u64,
+    /// Entries a key's new owner took over from its previous owner when ownership moved.
+    pub taken_over: u64,
+}
+
+impl CacheCounts {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &CacheCounts) {
+        self.computes += other.computes;
+        self.served += other.served;
+        self.near_served += other.near_served;
+        self.invalidations += other.invalidations;
+        self.timeouts += other.timeouts;
+        self.taken_over += other.taken_over;
+    }
+}
+
+impl std::fmt::Display for CacheCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cache: {} computes · {} served ({} from near copies) · {} invalidations reached · {} timeouts · {} entries taken over by new owners",
+            self.computes, self.served, self.near_served, self.invalidations, self.timeouts, self.taken_over
+        )
+    }
 }
 
 /// What a run of `cache-churn` saw.
@@ -141,6 +165,8 @@ pub struct CacheDriver {
     workload: CacheWorkload,
     /// The life each slot declared the cache in.
     declared: BTreeMap<usize, u64>,
+    /// Entries each node life took over, as last seen.
+    taken_over: BTreeMap<(usize, u64), u64>,
     /// Computations to report: (world µs due, slot, life, request).
     due: Vec<(u64, usize, u64, u64)>,
     next_us: u64,
@@ -156,6 +182,7 @@ impl CacheDriver {
         Self {
             workload,
             declared: BTreeMap::new(),
+            taken_over: BTreeMap::new(),
             due: Vec::new(),
             next_us,
             value: 0,
@@ -198,7 +225,20 @@ impl CacheDriver {
             violations.extend(found);
         }
         self.next_us = t + 10_000 + world.random_below(50_000);
+        self.count_taken_over(world);
         violations
+    }
+
+    /// Takes up the live nodes' counts of entries taken over (a node's count ends with its
+    /// life, so each life's last one is kept).
+    fn count_taken_over(&mut self, world: &World) {
+        for (slot, node) in world.nodes().iter().enumerate() {
+            let stats = node.core().and_then(|c| c.caches().stats(CACHE));
+            if let Some(stats) = stats {
+                self.taken_over.insert((slot, node.life()), stats.taken_over);
+            }
+        }
+        self.counts.taken_over = self.taken_over.values().sum();
     }
 
     fn declare(&mut self, world: &mut World) {

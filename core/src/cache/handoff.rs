@@ -27,6 +27,7 @@ impl Caches {
         };
         let me = self.me;
         let mut moved = Vec::new();
+        // A store has no iterator: a `retain` that keeps everything walks it.
         cache.store.retain(&mut |key, entry| {
             if moved.len() < MAX_PER_VIEW && entry.owner == me && entry.fresh(now) {
                 let owner = self.owner(Mode::Partitioned, name, key);

@@ -1173,9 +1173,6 @@ impl Caches {
         if mode == Mode::Replicated {
             cache.purge.track(&key, expires);
         }
-        let Some(cache) = self.caches.get_mut(&name) else {
-            return;
-        };
         let entry = Entry {
             value: value.clone(),
             version,
