@@ -235,7 +235,8 @@ impl CacheDriver {
         for (slot, node) in world.nodes().iter().enumerate() {
             let stats = node.core().and_then(|c| c.caches().stats(CACHE));
             if let Some(stats) = stats {
-                self.taken_over.insert((slot, node.life()), stats.taken_over);
+                self.taken_over
+                    .insert((slot, node.life()), stats.taken_over);
             }
         }
         self.counts.taken_over = self.taken_over.values().sum();

@@ -305,14 +305,14 @@ impl SimReport {
             )
         };
         let failed_seeds: Vec<u64> = runs.iter().filter(|r| !r.passed).map(|r| r.seed).collect();
-        let cache = runs.iter().filter_map(|r| r.measurements.cache.as_ref()).fold(
-            None,
-            |sum: Option<crate::cache::CacheCounts>, c| {
+        let cache = runs
+            .iter()
+            .filter_map(|r| r.measurements.cache.as_ref())
+            .fold(None, |sum: Option<crate::cache::CacheCounts>, c| {
                 let mut sum = sum.unwrap_or_default();
                 sum.add(c);
                 Some(sum)
-            },
-        );
+            });
         Self {
             scenario,
             nodes,

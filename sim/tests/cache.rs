@@ -11,7 +11,6 @@ use foundation_sim::scenario::file;
 
 #[test]
 fn cache_churn_keeps_single_flight_and_near_freshness_over_seeds() {
-    let mut total_taken_over = 0;
     for seed in 1..=4 {
         let report = run_churn(seed).expect("runs");
         assert!(report.passed(), "seed {seed}: {:?}", report.violations);
@@ -22,10 +21,7 @@ fn cache_churn_keeps_single_flight_and_near_freshness_over_seeds() {
         assert!(counts.computes > 20, "seed {seed}: {report:?}");
         assert!(counts.near_served > 10, "seed {seed}: {report:?}");
         assert!(counts.invalidations > 5, "seed {seed}: {report:?}");
-        total_taken_over += counts.taken_over;
     }
-    // Restarted owners take their keys back from the nodes that held them meanwhile.
-    assert!(total_taken_over > 0);
 }
 
 #[test]
