@@ -283,3 +283,53 @@ async fn replicated_entries_reach_every_node() {
         node.abort().await;
     }
 }
+
+/// Live keys of keyspace `name` on the node serving HTTP at `http` (0 when not listed).
+async fn live_keys(http: std::net::SocketAddr, name: &str) -> u64 {
+    let document = foundation_engine::http::get_json(http, "/keyspaces", Duration::from_secs(2))
+        .await
+        .expect("/keyspaces");
+    document["keyspaces"]
+        .as_array()
+        .and_then(|k| k.iter().find(|k| k["name"] == name))
+        .and_then(|k| k["keys"].as_u64())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn expired_replicated_entries_leave_the_keyspace_on_every_node() {
+    let nodes = common::cluster(2, settings).await;
+    let mut caches = Vec::new();
+    for node in &nodes {
+        let settings =
+            CacheSettings::new("short", Mode::Replicated).ttl(Duration::from_millis(300));
+        caches.push(node.declare_cache(settings).await.expect("declares"));
+    }
+    caches[0].put("k", &b"v"[..], None).await.expect("puts");
+    let http = |i: usize| nodes[i].http_addr().expect("serving HTTP");
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = live_keys(http(1), "cache/short").await;
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 1, "the entry reached node 1's keyspace");
+    // Expired after 300 ms, deleted by its purger a grace (1 s) later, everywhere.
+    let mut left = (1, 1);
+    for _ in 0..100 {
+        left = (
+            live_keys(http(0), "cache/short").await,
+            live_keys(http(1), "cache/short").await,
+        );
+        if left == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, (0, 0), "live keys of cache/short on nodes 0 and 1");
+    for node in &nodes {
+        node.abort().await;
+    }
+}

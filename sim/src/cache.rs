@@ -1,10 +1,12 @@
-//! Caches in the simulator: the `cache-churn` scenario and its two checks.
+//! Caches in the simulator: a cache workload any scenario can run, and its two checks.
 //!
-//! Five nodes declare a partitioned cache (with a short TTL, so keys are computed again and
-//! again) and, at every start, declare it again. A seeded stream of `get_or_compute`, `put`
-//! and `get` calls on a few skewed keys runs on random live nodes while nodes crash and
-//! restart, so the owners of keys move under the callers. Compute functions take a random
-//! virtual time, some past their deadline.
+//! A scenario with a cache workload (`[cache]` in a scenario file, see
+//! [`crate::scenario::file`]) has every node declare a partitioned cache (with a short TTL,
+//! so keys are computed again and again) and, at every start, declare it again. From its start
+//! time on, a seeded stream of `get_or_compute`, `put` and `get` calls on a few skewed keys
+//! runs on random live nodes while the scenario's faults crash and restart nodes, so the
+//! owners of keys move under the callers. Compute functions take a random virtual time, some
+//! past their deadline.
 //!
 //! - `cache-single-flight`: no two computations of one key granted by the same owner (one life
 //!   of a node) run at once. A computation runs on its node from its `Run` event to its
@@ -12,7 +14,9 @@
 //! - `cache-near-fresh`: a node never serves a value of an owner older than a version whose
 //!   invalidation from that owner already reached it.
 //!
-//! Each fails with its fault switch on (`CacheFlightAdmitsAll`, `CacheNearIgnoresInvalidation`;
+//! `cache-churn` (`sim/scenarios/cache-churn.toml`, also `--scenario cache-churn`) is the
+//! scenario made for them: 5 nodes whose owners crash and restart. Each check fails with its
+//! fault switch on (`CacheFlightAdmitsAll`, `CacheNearIgnoresInvalidation`;
 //! `tests/fault_switches.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,32 +25,57 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foundation_core::cache::{CacheEvent, CacheSettings, MemoryStore, Mode};
-use foundation_core::membership::MembershipConfig;
 use foundation_core::vars::Life;
+use serde::Serialize;
 
-use crate::faults::{Fault, Identity, Nodes};
-use crate::network::LinkModel;
-use crate::world::{World, WorldConfig};
+use crate::scenario::{file, RunOptions, Scenario};
+use crate::world::World;
 
 /// The scenario's name.
 pub const SCENARIO: &str = "cache-churn";
 /// The cache every node declares.
 pub const CACHE: &str = "churn";
+/// The `cache-churn` scenario file.
+pub const SCENARIO_FILE: &str = include_str!("../scenarios/cache-churn.toml");
+/// The checks' names, as reports show them.
+pub const CHECKS: [&str; 2] = ["cache-single-flight", "cache-near-fresh"];
 
-const NODES: usize = 5;
-const KEYS: u64 = 8;
-const END_US: u64 = 30_000_000;
+/// A scenario's cache workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheWorkload {
+    /// Calls start then.
+    pub from: Duration,
+    /// Keys called (skewed: key 0 about half the time).
+    pub keys: u64,
+    /// The cache's TTL.
+    pub ttl: Duration,
+}
 
-/// What a run of `cache-churn` saw.
-#[derive(Clone, Debug, Default)]
-pub struct CacheChurnReport {
-    /// The seed.
-    pub seed: u64,
-    /// Violations, by invariant: (world µs, what).
-    pub violations: BTreeMap<&'static str, Vec<(u64, String)>>,
+impl Default for CacheWorkload {
+    fn default() -> Self {
+        Self {
+            from: Duration::from_secs(2),
+            keys: 8,
+            ttl: Duration::from_millis(700),
+        }
+    }
+}
+
+impl CacheWorkload {
+    fn settings(&self) -> CacheSettings {
+        let mut s = CacheSettings::new(CACHE, Mode::Partitioned).ttl(self.ttl);
+        s.near_ttl = Duration::from_secs(5);
+        s.lease_margin = Duration::from_millis(500);
+        s
+    }
+}
+
+/// What a cache workload did, for the run's report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CacheCounts {
     /// Computations run.
     pub computes: u64,
-    /// Values served, and how many from near copies.
+    /// Values served.
     pub served: u64,
     /// Of `served`, from near copies.
     pub near_served: u64,
@@ -54,6 +83,41 @@ pub struct CacheChurnReport {
     pub invalidations: u64,
     /// Calls that ended in a timeout.
     pub timeouts: u64,
+    /// Entries a key's new owner took over from its previous owner when ownership moved.
+    pub taken_over: u64,
+}
+
+impl CacheCounts {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &CacheCounts) {
+        self.computes += other.computes;
+        self.served += other.served;
+        self.near_served += other.near_served;
+        self.invalidations += other.invalidations;
+        self.timeouts += other.timeouts;
+        self.taken_over += other.taken_over;
+    }
+}
+
+impl std::fmt::Display for CacheCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cache: {} computes · {} served ({} from near copies) · {} invalidations reached · {} timeouts · {} entries taken over by new owners",
+            self.computes, self.served, self.near_served, self.invalidations, self.timeouts, self.taken_over
+        )
+    }
+}
+
+/// What a run of `cache-churn` saw.
+#[derive(Clone, Debug, Default)]
+pub struct CacheChurnReport {
+    /// The seed.
+    pub seed: u64,
+    /// Violations, by invariant: (simulated seconds, what), the first few of each.
+    pub violations: BTreeMap<String, Vec<(f64, String)>>,
+    /// What the workload did.
+    pub counts: CacheCounts,
 }
 
 impl CacheChurnReport {
@@ -63,84 +127,162 @@ impl CacheChurnReport {
     }
 
     /// The first violation of `invariant`.
-    pub fn first(&self, invariant: &str) -> Option<&(u64, String)> {
+    pub fn first(&self, invariant: &str) -> Option<&(f64, String)> {
         self.violations.get(invariant).and_then(|v| v.first())
     }
 }
 
-fn settings() -> CacheSettings {
-    let mut s = CacheSettings::new(CACHE, Mode::Partitioned).ttl(Duration::from_millis(700));
-    s.near_ttl = Duration::from_secs(5);
-    s.lease_margin = Duration::from_millis(500);
-    s
+/// The `cache-churn` scenario, from its file.
+pub fn churn_scenario() -> Result<Scenario, String> {
+    file::parse(SCENARIO_FILE, "sim/scenarios/cache-churn.toml").map_err(|e| e.to_string())
 }
 
-/// One seeded run of `cache-churn`.
+/// One seeded run of `cache-churn` (every invariant of the run, the cache checks among them).
 pub fn run_churn(seed: u64) -> Result<CacheChurnReport, String> {
-    let mut world = World::new(WorldConfig {
+    let scenario = churn_scenario()?;
+    let run = crate::scenario::run(&scenario, seed, &RunOptions::default());
+    if let Some(panic) = run.panic {
+        return Err(panic);
+    }
+    let violations = run
+        .invariants
+        .iter()
+        .map(|i| {
+            let first = i.first.iter().map(|v| (v.at_secs, v.message.clone()));
+            (i.name.clone(), first.collect())
+        })
+        .collect();
+    Ok(CacheChurnReport {
         seed,
-        nodes: NODES,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    });
-    let no_groups = BTreeMap::new();
-    world.apply(&Fault::Join(Nodes::All, 0), &no_groups)?;
-    let mut report = CacheChurnReport {
-        seed,
-        ..CacheChurnReport::default()
-    };
-    let mut faults = vec![
-        (7_000_000, Fault::Crash(Nodes::One(4))),
-        (11_000_000, Fault::Restart(Nodes::One(4), Identity::Same)),
-        (15_000_000, Fault::Crash(Nodes::One(2))),
-        (17_000_000, Fault::Crash(Nodes::One(0))),
-        (20_000_000, Fault::Restart(Nodes::One(2), Identity::Same)),
-        (23_000_000, Fault::Restart(Nodes::One(0), Identity::Same)),
-    ];
-    let mut declared: BTreeMap<usize, u64> = BTreeMap::new();
-    let mut check = Checker::default();
-    // Computations to report: (world µs due, slot, life, request).
-    let mut due: Vec<(u64, usize, u64, u64)> = Vec::new();
-    let mut t = 2_000_000;
-    let mut value = 0u64;
-    while t < END_US {
-        t += 10_000 + world.random_below(50_000);
-        run_to(&mut world, t);
-        while faults.first().is_some_and(|(at, _)| *at <= t) {
-            let (_, fault) = faults.remove(0);
-            world.apply(&fault, &no_groups)?;
+        violations,
+        counts: run.measurements.cache.unwrap_or_default(),
+    })
+}
+
+/// Drives a cache workload in a world: calls at seeded times, computations reported when
+/// their virtual time is up, events checked.
+pub struct CacheDriver {
+    workload: CacheWorkload,
+    /// The life each slot declared the cache in.
+    declared: BTreeMap<usize, u64>,
+    /// Entries each node life took over, as last seen.
+    taken_over: BTreeMap<(usize, u64), u64>,
+    /// Computations to report: (world µs due, slot, life, request).
+    due: Vec<(u64, usize, u64, u64)>,
+    next_us: u64,
+    value: u64,
+    checker: Checker,
+    counts: CacheCounts,
+}
+
+impl CacheDriver {
+    /// A driver whose first call is at the workload's start.
+    pub fn new(workload: CacheWorkload) -> Self {
+        let next_us = workload.from.as_micros() as u64;
+        Self {
+            workload,
+            declared: BTreeMap::new(),
+            taken_over: BTreeMap::new(),
+            due: Vec::new(),
+            next_us,
+            value: 0,
+            checker: Checker::default(),
+            counts: CacheCounts::default(),
         }
-        for slot in 0..NODES {
-            let life = world.node(slot).life();
-            if world.node(slot).is_up() && declared.get(&slot) != Some(&life) {
-                declared.insert(slot, life);
-                let store = Arc::new(MemoryStore::new(1_000));
-                world.with_core(slot, |core, _| core.declare_cache(settings(), store));
+    }
+
+    /// When it next acts, in world µs.
+    pub fn next_us(&self) -> u64 {
+        self.next_us
+    }
+
+    /// What it did so far.
+    pub fn counts(&self) -> &CacheCounts {
+        &self.counts
+    }
+
+    /// Acts at the world's now: declares the cache on nodes that started since, reports
+    /// finished computations, makes one call, and checks the events. Returns the checks'
+    /// violations, as (check, what).
+    pub fn act(&mut self, world: &mut World) -> Vec<(&'static str, String)> {
+        let t = world.now_us();
+        self.declare(world);
+        self.report_computed(world, t);
+        self.call(world);
+        let mut violations = Vec::new();
+        for (at, slot, event) in world.take_cache_events() {
+            if let CacheEvent::Run { req, .. } = &event {
+                // Most take 50–600 ms, one in ten outlives its 1.5 s deadline.
+                let took = if world.random_below(10) == 0 {
+                    2_000_000
+                } else {
+                    50_000 + world.random_below(550_000)
+                };
+                self.due
+                    .push((at + took, slot, world.node(slot).life(), *req));
+            }
+            let found = self.checker.event(world, &mut self.counts, slot, event);
+            violations.extend(found);
+        }
+        self.next_us = t + 10_000 + world.random_below(50_000);
+        self.count_taken_over(world);
+        violations
+    }
+
+    /// Takes up the live nodes' counts of entries taken over (a node's count ends with its
+    /// life, so each life's last one is kept).
+    fn count_taken_over(&mut self, world: &World) {
+        for (slot, node) in world.nodes().iter().enumerate() {
+            let stats = node.core().and_then(|c| c.caches().stats(CACHE));
+            if let Some(stats) = stats {
+                self.taken_over
+                    .insert((slot, node.life()), stats.taken_over);
             }
         }
-        // Finished computations report (a node that crashed since reports nothing).
-        let (ready, later): (Vec<_>, Vec<_>) = due.into_iter().partition(|(at, ..)| *at <= t);
-        due = later;
+        self.counts.taken_over = self.taken_over.values().sum();
+    }
+
+    fn declare(&mut self, world: &mut World) {
+        for slot in 0..world.nodes().len() {
+            let life = world.node(slot).life();
+            if world.node(slot).is_up() && self.declared.get(&slot) != Some(&life) {
+                self.declared.insert(slot, life);
+                let store = Arc::new(MemoryStore::new(1_000));
+                let settings = self.workload.settings();
+                world.with_core(slot, |core, _| core.declare_cache(settings, store));
+            }
+        }
+    }
+
+    /// Finished computations report (a node that crashed since reports nothing).
+    fn report_computed(&mut self, world: &mut World, t: u64) {
+        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.due)
+            .into_iter()
+            .partition(|(at, ..)| *at <= t);
+        self.due = later;
         for (_, slot, life, req) in ready {
             if world.node(slot).is_up_in(life) {
-                value += 1;
-                let bytes = Bytes::from(format!("c{value}"));
+                self.value += 1;
+                let bytes = Bytes::from(format!("c{}", self.value));
                 world.with_core(slot, |core, now| {
                     core.cache_computed(now, req, Ok((bytes, None)))
                 });
             }
         }
-        let slot = world.random_below(NODES as u64) as usize;
+    }
+
+    fn call(&mut self, world: &mut World) {
+        let slot = world.random_below(world.nodes().len() as u64) as usize;
         // Skewed keys: key 0 about half the time.
+        let keys = self.workload.keys;
         let key = format!(
             "k{}",
-            world.random_below(KEYS).min(world.random_below(KEYS))
+            world.random_below(keys).min(world.random_below(keys))
         );
         let within = Duration::from_millis(1_500);
         let op = world.random_below(10);
-        value += 1;
-        let put = Bytes::from(format!("p{value}"));
+        self.value += 1;
+        let put = Bytes::from(format!("p{}", self.value));
         world.with_core(slot, |core, now| match op {
             0..=5 => {
                 let _ = core.cache_get_or_compute(now, CACHE, key.as_bytes(), within);
@@ -152,27 +294,7 @@ pub fn run_churn(seed: u64) -> Result<CacheChurnReport, String> {
                 let _ = core.cache_get(now, CACHE, key.as_bytes(), within);
             }
         });
-        for (at, slot, event) in world.take_cache_events() {
-            if let CacheEvent::Run { req, .. } = &event {
-                // Most take 50–600 ms, one in ten outlives its 1.5 s deadline.
-                let took = if world.random_below(10) == 0 {
-                    2_000_000
-                } else {
-                    50_000 + world.random_below(550_000)
-                };
-                due.push((at + took, slot, world.node(slot).life(), *req));
-            }
-            check.event(&world, &mut report, at, slot, event);
-        }
     }
-    Ok(report)
-}
-
-fn run_to(world: &mut World, us: u64) {
-    while world.next_time().is_some_and(|t| t <= us) {
-        world.step();
-    }
-    world.advance_to(us);
 }
 
 /// A computation: (slot, life, request).
@@ -188,14 +310,14 @@ struct Checker {
 }
 
 impl Checker {
+    /// Takes one event of `slot`; a violation it shows, as (check, what).
     fn event(
         &mut self,
         world: &World,
-        report: &mut CacheChurnReport,
-        at: u64,
+        counts: &mut CacheCounts,
         slot: usize,
         event: CacheEvent,
-    ) {
+    ) -> Option<(&'static str, String)> {
         let life = world.node(slot).life();
         // A computation on a node whose life ended is over.
         for runners in self.running.values_mut() {
@@ -208,29 +330,23 @@ impl Checker {
                 granted_by,
                 ..
             } => {
-                report.computes += 1;
+                counts.computes += 1;
                 let runners = self.running.entry((granted_by, key.clone())).or_default();
                 runners.insert((slot, life, req));
-                if runners.len() > 1 {
+                (runners.len() > 1).then(|| {
                     let who: Vec<String> = runners
                         .iter()
                         .map(|(s, _, r)| format!("n{s} request {r}"))
                         .collect();
-                    report
-                        .violations
-                        .entry("cache-single-flight")
-                        .or_default()
-                        .push((
-                            at,
-                            format!(
-                                "key {:?} granted by {} runs {} times at once: {}",
-                                String::from_utf8_lossy(&key),
-                                granted_by.node,
-                                runners.len(),
-                                who.join(", ")
-                            ),
-                        ));
-                }
+                    let what = format!(
+                        "key {:?} granted by {} runs {} times at once: {}",
+                        String::from_utf8_lossy(&key),
+                        granted_by.node,
+                        runners.len(),
+                        who.join(", ")
+                    );
+                    ("cache-single-flight", what)
+                })
             }
             CacheEvent::RunEnded {
                 req,
@@ -241,6 +357,7 @@ impl Checker {
                 if let Some(runners) = self.running.get_mut(&(granted_by, key)) {
                     runners.remove(&(slot, life, req));
                 }
+                None
             }
             CacheEvent::InvalidationReached {
                 key,
@@ -248,9 +365,10 @@ impl Checker {
                 version,
                 ..
             } => {
-                report.invalidations += 1;
+                counts.invalidations += 1;
                 let floor = self.floors.entry((slot, life, owner, key)).or_default();
                 *floor = (*floor).max(version);
+                None
             }
             CacheEvent::Served {
                 key,
@@ -259,28 +377,25 @@ impl Checker {
                 near,
                 ..
             } => {
-                report.served += 1;
-                report.near_served += u64::from(near);
+                counts.served += 1;
+                counts.near_served += u64::from(near);
                 let floor = self.floors.get(&(slot, life, owner, key.clone()));
-                if let Some(floor) = floor.filter(|f| **f > version) {
-                    report.violations.entry("cache-near-fresh").or_default().push((
-                        at,
-                        format!(
-                            "n{slot} served key {:?} version {version} of {} after its invalidation to version {floor} reached it ({})",
-                            String::from_utf8_lossy(&key),
-                            owner.node,
-                            if near { "near copy" } else { "owner's answer" }
-                        ),
-                    ));
-                }
+                floor.filter(|f| **f > version).map(|floor| {
+                    let what = format!(
+                        "n{slot} served key {:?} version {version} of {} after its invalidation to version {floor} reached it ({})",
+                        String::from_utf8_lossy(&key),
+                        owner.node,
+                        if near { "near copy" } else { "owner's answer" }
+                    );
+                    ("cache-near-fresh", what)
+                })
             }
             CacheEvent::Done { result, .. } => {
                 if result == Err(foundation_core::cache::CacheError::Timeout) {
-                    report.timeouts += 1;
+                    counts.timeouts += 1;
                 }
+                None
             }
         }
-        report.violations.entry("cache-single-flight").or_default();
-        report.violations.entry("cache-near-fresh").or_default();
     }
 }

@@ -265,6 +265,8 @@ pub struct SimReport {
     /// Time until replicas held the same data, over every episode of every run (scenarios that
     /// write).
     pub replication_convergence: Stats,
+    /// What cache workloads did, over all runs (scenarios with one).
+    pub cache: Option<crate::cache::CacheCounts>,
     /// The full report of a single-seed run, or of every failed run of a sweep.
     pub details: Vec<RunReport>,
 }
@@ -303,6 +305,14 @@ impl SimReport {
             )
         };
         let failed_seeds: Vec<u64> = runs.iter().filter(|r| !r.passed).map(|r| r.seed).collect();
+        let cache = runs
+            .iter()
+            .filter_map(|r| r.measurements.cache.as_ref())
+            .fold(None, |sum: Option<crate::cache::CacheCounts>, c| {
+                let mut sum = sum.unwrap_or_default();
+                sum.add(c);
+                Some(sum)
+            });
         Self {
             scenario,
             nodes,
@@ -327,6 +337,7 @@ impl SimReport {
             registry_reaped: registry(RegistryKind::Reaped),
             membership_bytes_per_node_per_sec: Stats::of(bytes.collect()),
             replication_convergence: Stats::of(replication.collect()),
+            cache,
             details: if runs.len() == 1 {
                 runs
             } else {
@@ -396,6 +407,9 @@ pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> 
         "  false positives {} · declared failed while stalled {} (in {} seeds)",
         report.false_positives, report.failed_while_stalled, report.runs_failed_while_stalled
     )?;
+    if let Some(cache) = &report.cache {
+        writeln!(out, "  {cache}")?;
+    }
     let r = &report.replication_convergence;
     if r.count > 0 {
         writeln!(
@@ -478,6 +492,9 @@ fn print_run(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {
     }
     print_registry(m, out)?;
     print_agents(m, out)?;
+    if let Some(cache) = &m.cache {
+        writeln!(out, "\n{cache}")?;
+    }
     let t = &run.traffic;
     writeln!(out, "\ntraffic per node: {:.1} msg/s · {:.0} B/s datagrams · {:.0} B/s streams · {:.0} B/s membership total", t.messages_per_node_per_sec, t.datagram_bytes_per_node_per_sec, t.stream_bytes_per_node_per_sec, t.membership_bytes_per_node_per_sec)?;
     let n = &run.network;

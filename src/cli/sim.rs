@@ -11,7 +11,8 @@ pub struct SimCommand {
     /// A standard scenario: steady, partition-heal, flaky-network, crash-restart, slow-node,
     /// mass-join, rolling-restart, registry-partition, registry-churn; services: rpc-partition,
     /// pubsub-partition; with replicated writes: split-writes, replicated-chaos,
-    /// lagging-replica, compaction, skewed-writes; agents: agents-partition, agents-crash.
+    /// lagging-replica, compaction, skewed-writes; agents: agents-partition, agents-crash;
+    /// caches: cache-churn.
     #[arg(long)]
     pub scenario: Option<String>,
     /// A scenario file (TOML); see sim/scenarios/ for examples.

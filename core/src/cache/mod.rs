@@ -20,6 +20,8 @@
 //! [`Caches::poll_timeout`]. Entries live in a [`Store`] the driver supplies (the engine's is
 //! `moka`, bounded by entries and bytes; the simulator's is [`MemoryStore`]).
 
+mod handoff;
+mod purge;
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -38,6 +40,7 @@ use crate::time::Instant;
 use crate::vars::Life;
 use crate::NodeId;
 
+pub use purge::{GRACE as PURGE_GRACE, RETRY as PURGE_RETRY};
 pub use store::{Entry, MemoryStore, Store};
 
 /// The replicated keyspace of replicated cache `name` is this prefix and the name.
@@ -293,6 +296,18 @@ pub enum CacheMessage {
         /// The asker's request.
         req: u64,
     },
+    /// The sender owned the key until its view changed and the receiver owns it now: the
+    /// sender's value, for the receiver to serve rather than compute again.
+    Handoff {
+        /// The cache.
+        cache: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+        /// What was left of its TTL, in milliseconds; `None`: no expiry.
+        ttl_ms: Option<u64>,
+    },
 }
 
 /// Encodes a message as the core's envelope carries it.
@@ -381,6 +396,12 @@ pub struct CacheStats {
     pub computes: u64,
     /// Invalidations sent (as owner).
     pub invalidations_sent: u64,
+    /// Expired replicated entries this node deleted from the keyspace.
+    pub purged: u64,
+    /// Owned entries handed to a key's new owner when ownership moved.
+    pub handed_off: u64,
+    /// Entries taken over from a key's previous owner.
+    pub taken_over: u64,
 }
 
 struct Cache {
@@ -392,6 +413,8 @@ struct Cache {
     readers: BTreeMap<Bytes, BTreeSet<NodeId>>,
     next_version: u64,
     stats: CacheStats,
+    /// Keyspace keys with an expiry, to delete once expired (replicated mode).
+    purge: purge::Purge,
 }
 
 struct Flight {
@@ -493,6 +516,7 @@ impl Caches {
                 readers: BTreeMap::new(),
                 next_version: 1,
                 stats: CacheStats::default(),
+                purge: purge::Purge::default(),
             },
         );
         Ok(())
@@ -592,12 +616,15 @@ impl Caches {
         self.candidates = candidates;
         let names: Vec<String> = self.caches.keys().cloned().collect();
         for name in names {
+            let mode = self.caches.get(&name).map(|c| c.settings.mode);
+            if mode != Some(Mode::Partitioned) {
+                continue;
+            }
+            // Before the store forgets entries whose owner changed: ours go to their new owner.
+            self.hand_off_moved(now, &name);
             let Some(cache) = self.caches.get(&name) else {
                 continue;
             };
-            if cache.settings.mode != Mode::Partitioned {
-                continue;
-            }
             let store = cache.store.clone();
             store.retain(&mut |key, entry| {
                 let owner = self.owner(Mode::Partitioned, &name, key);
@@ -929,6 +956,12 @@ impl Caches {
                     self.ask_again(now, req);
                 }
             }
+            CacheMessage::Handoff {
+                cache,
+                key,
+                value,
+                ttl_ms,
+            } => self.take_over(now, cache, key, value, ttl_ms),
         }
     }
 
@@ -1137,6 +1170,9 @@ impl Caches {
         let Some(cache) = self.caches.get_mut(&name) else {
             return;
         };
+        if mode == Mode::Replicated {
+            cache.purge.track(&key, expires);
+        }
         let entry = Entry {
             value: value.clone(),
             version,
@@ -1336,11 +1372,13 @@ impl Caches {
         let Some(raw_key) = unhex(key) else {
             return;
         };
+        let raw_key = Bytes::from(raw_key);
         match new.and_then(decode_replicated) {
             Some((wall, value)) => {
                 let expires = wall.map(|ms| {
                     Instant::from_elapsed(Duration::from_millis(ms.saturating_sub(wall_zero)))
                 });
+                cache.purge.track(&raw_key, expires);
                 let version = cache.next_version;
                 cache.next_version += 1;
                 let entry = Entry {
@@ -1350,10 +1388,13 @@ impl Caches {
                     expires,
                 };
                 if entry.fresh(now) {
-                    cache.store.insert(Bytes::from(raw_key), entry, now);
+                    cache.store.insert(raw_key, entry, now);
                 }
             }
-            None => cache.store.remove(&raw_key),
+            None => {
+                cache.purge.track(&raw_key, None);
+                cache.store.remove(&raw_key);
+            }
         }
     }
 
@@ -1365,7 +1406,8 @@ impl Caches {
             .values()
             .flat_map(|c| c.flights.values().filter(|f| f.token != 0))
             .map(|f| f.lease_until);
-        pending.chain(leases).min()
+        let purges = self.caches.values().filter_map(|c| c.purge.next());
+        pending.chain(leases).chain(purges).min()
     }
 
     /// Ends requests whose deadline passed (a computation under way is given up and its grant
@@ -1415,7 +1457,39 @@ impl Caches {
         for (name, key) in expired {
             self.grant_next(now, &name, &key);
         }
+        self.purge_expired(now);
         self.pump(now);
+    }
+
+    /// Deletes from replicated caches' keyspaces the expired entries due here (see
+    /// [`purge`]): the key's purger in this node's view deletes it first, anyone later.
+    fn purge_expired(&mut self, now: Instant) {
+        let me = self.me.node;
+        for (name, cache) in &mut self.caches {
+            for (key, turn) in cache.purge.take_due(now) {
+                let purger = rendezvous::owner(
+                    Rule::Rendezvous,
+                    name,
+                    rendezvous::shard_of(&key, SHARDS),
+                    &self.candidates,
+                );
+                if turn == purge::Turn::Purger && purger != Some(me) {
+                    continue;
+                }
+                cache.stats.purged += 1;
+                self.publications.push(Write {
+                    keyspace: format!("{KEYSPACE_PREFIX}{name}"),
+                    key: hex(&key),
+                    value: None,
+                });
+            }
+        }
+    }
+
+    /// How many keyspace keys of replicated cache `name` this node tracks for deletion once
+    /// expired.
+    pub fn purge_tracked(&self, name: &str) -> usize {
+        self.caches.get(name).map_or(0, |c| c.purge.len())
     }
 
     /// Messages for other nodes, in order.

@@ -421,3 +421,139 @@ fn replicated_entries_travel_through_the_keyspace_with_their_expiry() {
     );
     assert_eq!(b.get(now + SEC, "r", b"k", SEC), Ok(Started::Ready(None)));
 }
+
+#[test]
+fn expired_replicated_entries_are_deleted_from_the_keyspace_by_their_purger_then_anyone() {
+    let settings = CacheSettings::new("r", Mode::Replicated).ttl(SEC);
+    let mut nodes: Vec<Caches> = (1..=2)
+        .map(|n| {
+            let mut m = Caches::new(life(n), 1_000_000);
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
+            m.declare(settings.clone(), store).expect("declares");
+            m.update_view(Instant::ZERO, vec![candidate(1), candidate(2)]);
+            m
+        })
+        .collect();
+    let now = Instant::ZERO;
+    nodes[0]
+        .put(now, "r", b"k", Bytes::from_static(b"v"), None)
+        .expect("puts");
+    let write = nodes[0].take_publications().remove(0);
+    for m in &mut nodes {
+        m.replicated_changed(now, &write.keyspace, &write.key, write.value.as_deref());
+        assert_eq!(m.purge_tracked("r"), 1);
+        assert_eq!(m.poll_timeout(), Some(now + SEC + PURGE_GRACE));
+    }
+    // Due a grace after the expiry: not before, and then only at the key's purger.
+    let due = now + SEC + PURGE_GRACE;
+    let mut deletes = Vec::new();
+    for (i, m) in nodes.iter_mut().enumerate() {
+        m.handle_timeout(now + (SEC + PURGE_GRACE - Duration::from_millis(1)));
+        assert!(m.take_publications().is_empty(), "not due yet");
+        m.handle_timeout(due);
+        deletes.extend(m.take_publications().into_iter().map(|w| (i, w)));
+    }
+    assert_eq!(deletes.len(), 1, "one node deletes: {deletes:?}");
+    let (purger, delete) = deletes.remove(0);
+    assert_eq!(
+        (delete.key.as_str(), delete.value),
+        (write.key.as_str(), None)
+    );
+    // Had the delete been lost, the other node deletes the key a retry later.
+    let other = 1 - purger;
+    assert_eq!(nodes[other].poll_timeout(), Some(due + PURGE_RETRY));
+    nodes[other].handle_timeout(due + PURGE_RETRY);
+    let retried = nodes[other].take_publications();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].value, None);
+    // Once the keyspace says the key is gone, nothing is tracked and no timer is left.
+    for m in &mut nodes {
+        m.replicated_changed(due, &write.keyspace, &write.key, None);
+        assert_eq!(m.purge_tracked("r"), 0);
+        assert_eq!(m.poll_timeout(), None);
+        assert_eq!(m.stats("r").map(|s| s.purged), Some(1));
+    }
+}
+
+#[test]
+fn a_replicated_entry_rewritten_without_expiry_is_not_deleted() {
+    let settings = CacheSettings::new("r", Mode::Replicated).ttl(SEC);
+    let mut m = Caches::new(life(1), 1_000_000);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
+    m.declare(settings, store).expect("declares");
+    let now = Instant::ZERO;
+    m.put(now, "r", b"k", Bytes::from_static(b"v"), None)
+        .expect("puts");
+    assert_eq!(m.purge_tracked("r"), 1);
+    // A later write of the key without expiry reaches the keyspace.
+    let value = encode_replicated(None, b"v2");
+    m.take_publications();
+    m.replicated_changed(now, "cache/r", &hex(b"k"), Some(&value));
+    assert_eq!(m.purge_tracked("r"), 0);
+    m.handle_timeout(now + SEC + PURGE_GRACE);
+    assert!(m.take_publications().is_empty());
+}
+
+#[test]
+fn after_a_join_the_new_owner_serves_keys_computed_before_without_computing_again() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(3, &settings);
+    let now = Instant::ZERO;
+    // A key node 3 owns once it is in the view; until then node 3 is not a member.
+    let key = key_owned_by(&mut net, "p", 3);
+    for n in 1..=3 {
+        net.node(n)
+            .update_view(now, vec![candidate(1), candidate(2)]);
+    }
+    net.settle(now);
+    let first = pending(net.node(1).get_or_compute(now, "p", &key, SEC));
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(1)), vec![first]);
+    net.node(1)
+        .computed(now, first, Ok((Bytes::from_static(b"computed"), None)));
+    net.settle(now);
+    net.take_events(1);
+    // Node 3 joins: the previous owner hands the key over.
+    let all = vec![candidate(1), candidate(2), candidate(3)];
+    for n in 1..=3 {
+        net.node(n).update_view(now, all.clone());
+    }
+    net.settle(now);
+    assert_eq!(net.node(3).stats("p").map(|s| s.taken_over), Some(1));
+    for n in 1..=2 {
+        let read = pending(net.node(n).get_or_compute(now, "p", &key, SEC));
+        net.settle(now);
+        let events = net.take_events(n);
+        assert!(runs(&events).is_empty(), "node {n} computed again");
+        assert_eq!(
+            done(&events, read),
+            Some(Ok(Some(Bytes::from_static(b"computed"))))
+        );
+    }
+    assert!(runs(&net.take_events(3)).is_empty());
+}
+
+#[test]
+fn a_handoff_does_not_replace_the_new_owners_own_value() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"new"), None)
+        .expect("puts");
+    net.settle(now);
+    // A stale handoff from node 1 (say, from an older view) arrives afterwards.
+    let stale = CacheMessage::Handoff {
+        cache: "p".into(),
+        key: key.clone(),
+        value: b"old".to_vec(),
+        ttl_ms: None,
+    };
+    net.node(2).received(now, NodeId::from_u128(1), stale);
+    assert_eq!(
+        net.node(2).get(now, "p", &key, SEC),
+        Ok(Started::Ready(Some(Bytes::from_static(b"new"))))
+    );
+    assert_eq!(net.node(2).stats("p").map(|s| s.taken_over), Some(0));
+}

@@ -235,6 +235,8 @@ pub struct DetectionRecord {
 /// What the invariants measured, for the report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Measurements {
+    /// What a cache workload did (scenarios with one).
+    pub cache: Option<crate::cache::CacheCounts>,
     /// Convergence episodes.
     pub convergence: Vec<ConvergenceRecord>,
     /// Crash detections.

@@ -132,6 +132,11 @@
 //! crash_keeps_unsynced = 0.5  # optional: chance a crash keeps a prefix of unsynced writes
 //! crash_tears = 0.5           # optional: chance a crash leaves the first lost write torn
 //!
+//! [cache]                     # optional: a partitioned cache on every node, called from `start`
+//! start = "2s"                # on: get_or_compute, put and get on skewed keys from random live
+//! keys = 8                    # nodes, checked by `cache-single-flight` and `cache-near-fresh`
+//! ttl = "700ms"               # (see `crate::cache`)
+//!
 //! [checks]
 //! convergence = "30s"         # every live node agrees within this after each disturbance
 //! detection = "10s"           # every survivor sees a crash within this
@@ -151,6 +156,7 @@ use toml::Spanned;
 
 use super::{Check, Scenario, Scheduled};
 use crate::agents::{AgentGroup, AgentMessages};
+use crate::cache::CacheWorkload;
 use crate::faults::{Fault, Identity, Nodes};
 use crate::network::LinkModel;
 use crate::pubsub::Publishes;
@@ -186,6 +192,15 @@ struct RawScenario {
     checks: Option<Spanned<RawChecks>>,
     replication: Option<Spanned<RawReplication>>,
     storage: Option<Spanned<RawStorage>>,
+    cache: Option<Spanned<RawCache>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    start: Option<String>,
+    keys: Option<u64>,
+    ttl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -341,6 +356,9 @@ pub fn parse(text: &str, source: &str) -> Result<Scenario, ScenarioError> {
     }
     if let Some(s) = &raw.storage {
         scenario.storage = storage(s.get_ref()).map_err(at(s.span()))?;
+    }
+    if let Some(c) = &raw.cache {
+        scenario.cache = Some(cache(c.get_ref()).map_err(at(c.span()))?);
     }
     for (name, nodes) in &raw.groups {
         let parsed = selection(nodes.get_ref()).map_err(at(nodes.span()))?;
@@ -720,6 +738,27 @@ fn replication(raw: &RawReplication) -> Result<ReplicationConfig, String> {
     c.bulk_threshold = raw.bulk_threshold.unwrap_or(c.bulk_threshold);
     super::validate_replication(&c)?;
     Ok(c)
+}
+
+/// The `[cache]` table.
+fn cache(raw: &RawCache) -> Result<CacheWorkload, String> {
+    let mut w = CacheWorkload::default();
+    if let Some(start) = &raw.start {
+        w.from = duration(start)?;
+    }
+    if let Some(keys) = raw.keys {
+        if !(1..=1_000_000).contains(&keys) {
+            return Err(format!("[cache] keys = {keys}: expected 1 to 1000000"));
+        }
+        w.keys = keys;
+    }
+    if let Some(ttl) = &raw.ttl {
+        w.ttl = duration(ttl)?;
+        if w.ttl.is_zero() {
+            return Err("[cache] ttl must be longer than zero".into());
+        }
+    }
+    Ok(w)
 }
 
 /// The `[storage]` table: `None` when it says `enabled = false`.

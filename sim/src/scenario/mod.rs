@@ -30,6 +30,7 @@ use foundation_core::membership::MembershipConfig;
 use foundation_core::replication::ReplicationConfig;
 use foundation_core::services::record::check_service_name;
 
+use crate::cache::CacheWorkload;
 use crate::faults::{Fault, Nodes};
 use crate::invariants::{Bounds, Invariant, InvariantFactory};
 use crate::network::LinkModel;
@@ -96,6 +97,8 @@ pub struct Scenario {
     pub replay_source: String,
     /// Traffic is reported from this time on (to leave out the cluster forming). Default 0.
     pub traffic_from: Duration,
+    /// A cache workload and its checks ([`crate::cache`]); `None`: no caches.
+    pub cache: Option<CacheWorkload>,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -131,6 +134,7 @@ impl Scenario {
             extra: Vec::new(),
             replay_source: format!("--scenario {name}"),
             traffic_from: Duration::ZERO,
+            cache: None,
         }
     }
 

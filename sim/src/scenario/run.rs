@@ -4,6 +4,7 @@
 use std::panic::{self, AssertUnwindSafe};
 
 use super::{Scenario, Scheduled};
+use crate::cache::{CacheDriver, CHECKS as CACHE_CHECKS};
 use crate::faults::{Fault, Nodes};
 use crate::invariants::agents::{AgentRequests, AgentsVanish, SupervisorIntensity};
 use crate::invariants::pubsub::Delivery;
@@ -99,6 +100,8 @@ pub(crate) struct Runner<'a> {
     next_fault: usize,
     traffic_start: Option<(u64, TrafficTotals)>,
     views: Option<ViewRecorder>,
+    /// The scenario's cache workload, whose checks are outcomes in `watched`.
+    cache: Option<CacheDriver>,
 }
 
 impl<'a> Runner<'a> {
@@ -153,7 +156,7 @@ impl<'a> Runner<'a> {
             all.push(Box::new(SupervisorIntensity::new()));
         }
         all.extend(scenario.extra.iter().map(|make| make()));
-        let watched = all
+        let mut watched: Vec<Watched> = all
             .into_iter()
             .map(|invariant| {
                 let outcome = InvariantOutcome {
@@ -164,6 +167,17 @@ impl<'a> Runner<'a> {
                 Watched { invariant, outcome }
             })
             .collect();
+        let cache = scenario.cache.clone().map(CacheDriver::new);
+        if cache.is_some() {
+            watched.extend(CACHE_CHECKS.iter().map(|name| Watched {
+                invariant: Box::new(Nothing),
+                outcome: InvariantOutcome {
+                    name: (*name).into(),
+                    violations: 0,
+                    first: Vec::new(),
+                },
+            }));
+        }
         let mut schedule = scenario.schedule.clone();
         // Stable: faults at the same time apply in the order the scenario lists them.
         schedule.sort_by_key(|s| s.at);
@@ -181,6 +195,7 @@ impl<'a> Runner<'a> {
             views: options
                 .record_views
                 .then(|| ViewRecorder::new(scenario.duration.as_micros() as u64, scenario.nodes)),
+            cache,
         }
     }
 
@@ -216,10 +231,14 @@ impl<'a> Runner<'a> {
                 .schedule
                 .get(self.next_fault)
                 .map_or(u64::MAX, |s| s.at.as_micros() as u64);
-            if event.min(fault).min(self.next_tick) > until_us {
+            let cache = self.cache.as_ref().map_or(u64::MAX, CacheDriver::next_us);
+            if event.min(fault).min(self.next_tick).min(cache) > until_us {
                 break;
             }
-            if fault <= event && fault <= self.next_tick {
+            if cache < event && cache < fault && cache < self.next_tick {
+                self.world.advance_to(cache);
+                self.drive_cache();
+            } else if fault <= event && fault <= self.next_tick {
                 self.world.advance_to(fault);
                 let scheduled = self.schedule[self.next_fault].fault.clone();
                 self.apply(&scheduled);
@@ -293,6 +312,23 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// One act of the cache workload; its checks' violations go to their outcomes.
+    fn drive_cache(&mut self) {
+        let Some(driver) = &mut self.cache else {
+            return;
+        };
+        let at_secs = self.world.now_us() as f64 / 1e6;
+        for (name, message) in driver.act(&mut self.world) {
+            let watched = self.watched.iter_mut().find(|w| w.outcome.name == name);
+            if let Some(w) = watched {
+                w.outcome.violations += 1;
+                if w.outcome.first.len() < VIOLATIONS_KEPT {
+                    w.outcome.first.push(Violation { at_secs, message });
+                }
+            }
+        }
+    }
+
     fn hook(&mut self, mut call: impl FnMut(&mut dyn Invariant, &World) -> Check) {
         let at_secs = self.world.now_us() as f64 / 1e6;
         for w in &mut self.watched {
@@ -337,6 +373,7 @@ impl<'a> Runner<'a> {
         for w in &self.watched {
             w.invariant.measure(&mut measurements);
         }
+        measurements.cache = self.cache.as_ref().map(|d| d.counts().clone());
         let replication = self
             .scenario
             .has_writes()

@@ -16,7 +16,7 @@ use crate::rpc::Calls;
 use crate::writes::{Workload, Writes};
 
 /// Names of the standard scenarios.
-pub const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 20] = [
     "steady",
     "partition-heal",
     "flaky-network",
@@ -36,12 +36,18 @@ pub const NAMES: [&str; 19] = [
     "skewed-writes",
     "agents-partition",
     "agents-crash",
+    "cache-churn",
 ];
 
 /// The standard scenario `name` with `nodes` nodes.
 pub fn by_name(name: &str, nodes: usize) -> Option<Scenario> {
     let scenario = match name {
         "steady" => steady(),
+        "cache-churn" => {
+            let mut scenario = crate::cache::churn_scenario().ok()?;
+            scenario.replay_source = "--scenario cache-churn".into();
+            scenario
+        }
         "partition-heal" => partition_heal(),
         "flaky-network" => flaky_network(),
         "crash-restart" => crash_restart(),
