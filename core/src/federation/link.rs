@@ -1,8 +1,8 @@
 //! One link to a remote cluster, as its gateway sees it: WAN-paced probes to the remote's
 //! gateways (one at a time; after a miss the next probe goes to the gateway with the fewest misses
-//! since it last answered, so a crashed gateway is routed around and, once it has missed, not
-//! gone back to on every lost probe of a healthy one), the link's state and a smoothed
-//! round-trip time from the answers.
+//! since the link was last answered, so a crashed gateway is routed around), the link's state
+//! (down only when every gateway has missed in a row, so one dead gateway and a lost probe of a
+//! healthy one do not take it down) and a smoothed round-trip time from the answers.
 
 use std::cmp::Reverse;
 use std::net::SocketAddr;
@@ -91,7 +91,8 @@ pub(super) struct Link {
     current: usize,
     state: LinkState,
     rtt: Option<Duration>,
-    /// Per gateway, probes missed since it last answered.
+    /// Per gateway, probes missed since the link was last answered (by any gateway: counts from
+    /// before an answer, say from a cut that has healed, say nothing about the gateways now).
     misses: Vec<u32>,
     /// Per gateway, when it last answered a probe.
     answered_at: Vec<Option<Instant>>,
@@ -180,7 +181,7 @@ impl Link {
             None => sample,
         });
         self.outstanding = None;
-        self.misses[self.current] = 0;
+        self.misses.fill(0);
         self.answered_at[self.current] = Some(now);
         self.state = LinkState::Up;
         true
@@ -203,8 +204,8 @@ impl Link {
         let missed = &mut self.misses[self.current];
         *missed = missed.saturating_add(1);
         // Failover without a separate detector: the next probe goes to the gateway that has
-        // missed least, the current one included, so one lost probe of a healthy gateway does
-        // not send the link back to one that is dead.
+        // missed least, the current one included; between equals to the one that answered last,
+        // so a dead gateway and a lost probe of a healthy one leave the link on the healthy one.
         self.current = self.least_missed_after(self.gateways.len());
         if self.misses.iter().all(|&m| m >= timers.down_after) {
             self.state = LinkState::Down;
@@ -323,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_probe_of_the_healthy_gateway_does_not_send_the_link_back_to_a_dead_one() {
+    fn a_dead_gateway_and_lost_probes_of_the_healthy_one_do_not_take_the_link_down() {
         let (mut link, t, mut ids) = (link(), timers(), 0);
         let dead: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let healthy: SocketAddr = "127.0.0.1:2".parse().unwrap();
@@ -331,16 +332,26 @@ mod tests {
         assert_eq!(first.gateway, dead);
         assert!(link.failed(first.id, &t));
         let mut now = 1000;
+        let answered = link.poll(at(now), &t, &mut ids).unwrap();
+        assert_eq!(answered.gateway, healthy);
+        assert!(link.answered(at(now + 40), answered.id));
         for round in 0..20 {
-            let probe = link.poll(at(now), &t, &mut ids).unwrap();
-            assert_eq!(probe.gateway, healthy, "round {round}");
-            if round % 2 == 1 {
-                assert!(link.failed(probe.id, &t), "one probe in two lost");
-            } else {
-                assert!(link.answered(at(now + 40), probe.id));
-            }
+            now += 1000;
+            // The healthy gateway's probe is lost; the next goes to the dead one (it has not
+            // missed since the answer), and the one after back to the healthy one, which
+            // answered last.
+            let lost = link.poll(at(now), &t, &mut ids).unwrap();
+            assert_eq!(lost.gateway, healthy, "round {round}");
+            assert!(link.failed(lost.id, &t));
+            now += 1000;
+            let tried = link.poll(at(now), &t, &mut ids).unwrap();
+            assert_eq!(tried.gateway, dead, "round {round}");
+            assert!(link.failed(tried.id, &t));
             assert_ne!(link.state(), LinkState::Down, "round {round}");
             now += 1000;
+            let probe = link.poll(at(now), &t, &mut ids).unwrap();
+            assert_eq!(probe.gateway, healthy, "round {round}");
+            assert!(link.answered(at(now + 40), probe.id));
         }
     }
 
