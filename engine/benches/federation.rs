@@ -316,6 +316,11 @@ async fn propagation(clusters: &Clusters, timers: WanTimers, samples: usize) {
     let limit = timers.probe_interval * 4 + Duration::from_secs(5);
     let (mut to_gateway, mut to_node) = (Vec::new(), Vec::new());
     for i in 0..samples {
+        // Registrations one right after another would line up with the probe rounds (the
+        // gateways' probes share a phase): each waits a different fraction of an interval
+        // first (the golden-ratio sequence spreads them evenly), so the samples cover it.
+        let phase = (i as f64 * 0.618_034).fract();
+        tokio::time::sleep(timers.probe_interval.mul_f64(phase)).await;
         let name = probe_service(i);
         let started = Instant::now();
         clusters.a[1]
