@@ -20,6 +20,8 @@
 //!   persist are written at once and synced a seeded latency later; a crash loses (or tears)
 //!   what was not synced, a restart takes up what the disk kept, so acknowledged writes are
 //!   checked across crashes of the whole cluster.
+//! - [`federation`]: several clusters (one world each) in lockstep, their gateways' federation
+//!   machines linked over a simulated WAN with its own latency, loss and cuts.
 //! - [`sweep`]: many seeds on every core.
 //! - [`cli`]: the entry point behind `foundation sim`.
 //!
@@ -86,6 +88,7 @@ pub mod cli;
 pub mod clock;
 mod directories;
 pub mod faults;
+pub mod federation;
 pub mod html;
 pub mod invariants;
 pub mod network;

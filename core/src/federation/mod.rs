@@ -22,6 +22,7 @@
 //! out as values for the driver to send.
 
 mod directory;
+mod exports;
 mod link;
 mod machine;
 pub mod wire;
@@ -30,6 +31,7 @@ pub use directory::{
     ClusterExports, DirectoryError, ExportedService, GlobalDirectory, MAX_CLUSTERS, MAX_SERVICES,
     MAX_SERVICE_NAME,
 };
+pub use exports::exported;
 pub use link::{LinkState, LinkStatus, ProbeOut, WanTimers};
 pub use machine::{
     Federation, FederationConfig, FederationConfigError, FederationError, LinkChange, LinkConfig,

@@ -35,6 +35,7 @@ use crate::invariants::{Bounds, Invariant, InvariantFactory};
 use crate::network::LinkModel;
 use crate::storage::StorageConfig;
 
+pub(crate) use run::Runner;
 pub use run::{run, RunOptions};
 
 /// One fault at one time.

@@ -87,7 +87,7 @@ struct Watched {
     outcome: InvariantOutcome,
 }
 
-struct Runner<'a> {
+pub(crate) struct Runner<'a> {
     scenario: &'a Scenario,
     seed: u64,
     world: World,
@@ -95,12 +95,14 @@ struct Runner<'a> {
     schedule: Vec<Scheduled>,
     timeline: Vec<TimelineEntry>,
     events: u64,
+    next_tick: u64,
+    next_fault: usize,
     traffic_start: Option<(u64, TrafficTotals)>,
     views: Option<ViewRecorder>,
 }
 
 impl<'a> Runner<'a> {
-    fn new(scenario: &'a Scenario, seed: u64, options: &RunOptions) -> Self {
+    pub(crate) fn new(scenario: &'a Scenario, seed: u64, options: &RunOptions) -> Self {
         let mut world = World::new(WorldConfig {
             seed,
             nodes: scenario.nodes,
@@ -173,6 +175,8 @@ impl<'a> Runner<'a> {
             schedule,
             timeline: Vec::new(),
             events: 0,
+            next_tick: scenario.bounds.interval.as_micros().max(1) as u64,
+            next_fault: 0,
             traffic_start: None,
             views: options
                 .record_views
@@ -181,39 +185,72 @@ impl<'a> Runner<'a> {
     }
 
     fn run(mut self) -> RunReport {
+        self.begin();
+        let end_us = self.end_us();
+        self.run_until(end_us);
+        self.end()
+    }
+
+    /// Has every node join (the start of every run).
+    pub(crate) fn begin(&mut self) {
         self.apply(&Fault::Join(Nodes::All, 0));
-        let end_us = self.scenario.duration.as_micros() as u64;
-        let tick_us = self.scenario.bounds.interval.as_micros().max(1) as u64;
+    }
+
+    /// When the scenario ends, in microseconds.
+    pub(crate) fn end_us(&self) -> u64 {
+        self.scenario.duration.as_micros() as u64
+    }
+
+    /// Runs every fault, tick and event due up to `until_us` (no further than the scenario's
+    /// end), then moves the clock to it. False once the event budget is spent.
+    pub(crate) fn run_until(&mut self, until_us: u64) -> bool {
+        let end_us = self.end_us();
+        let until_us = until_us.min(end_us);
+        let tick_us = self.tick_us();
         let budget = EVENTS_PER_NODE_SECOND_MAX
             * self.scenario.nodes as u64
             * end_us.div_ceil(1_000_000).max(1);
-        let (mut next_tick, mut next_fault) = (tick_us, 0);
         loop {
             let event = self.world.next_time().unwrap_or(u64::MAX);
             let fault = self
                 .schedule
-                .get(next_fault)
+                .get(self.next_fault)
                 .map_or(u64::MAX, |s| s.at.as_micros() as u64);
-            if event.min(fault).min(next_tick) > end_us {
+            if event.min(fault).min(self.next_tick) > until_us {
                 break;
             }
-            if fault <= event && fault <= next_tick {
+            if fault <= event && fault <= self.next_tick {
                 self.world.advance_to(fault);
-                let scheduled = self.schedule[next_fault].fault.clone();
+                let scheduled = self.schedule[self.next_fault].fault.clone();
                 self.apply(&scheduled);
-                next_fault += 1;
-            } else if next_tick < event {
-                self.world.advance_to(next_tick);
+                self.next_fault += 1;
+            } else if self.next_tick < event {
+                self.world.advance_to(self.next_tick);
                 self.hook(|inv, world| inv.on_tick(world));
                 if let Some(views) = &mut self.views {
                     views.sample(&self.world);
                 }
-                next_tick += tick_us;
+                self.next_tick += tick_us;
             } else if !self.step(budget) {
-                break;
+                return false;
             }
         }
-        self.world.advance_to(end_us);
+        self.world.advance_to(until_us);
+        true
+    }
+
+    fn tick_us(&self) -> u64 {
+        self.scenario.bounds.interval.as_micros().max(1) as u64
+    }
+
+    /// The world, for a driver that runs something beside it (a federation gateway).
+    pub(crate) fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
+    /// Runs the end-of-run checks and writes the report.
+    pub(crate) fn end(mut self) -> RunReport {
+        self.world.advance_to(self.end_us());
         self.hook(|inv, world| inv.at_end(world));
         self.finish()
     }

@@ -1,13 +1,11 @@
 //! The gateway's task: sends the probes the machine asks for, answers the linked gateways'
 //! requests, and keeps this cluster's exports in step with the service directory.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use foundation_core::federation::wire::{FederationReply, FederationRequest, RemoteCallError};
-use foundation_core::federation::{ExportedService, GlobalDirectory, ProbeToSend};
-use foundation_core::services::Directory;
+use foundation_core::federation::{exported, GlobalDirectory, ProbeToSend};
 use foundation_transport::gateway::GatewayRequest;
 use tokio::sync::mpsc;
 
@@ -71,22 +69,6 @@ impl Task {
             endpoint.refused(),
         );
     }
-}
-
-/// This cluster's exports: the export list, filtered by what runs healthy in the cluster.
-fn exported(directory: &Directory, exports: &[String]) -> BTreeMap<String, ExportedService> {
-    exports
-        .iter()
-        .filter_map(|name| {
-            let healthy = directory
-                .instances(name)
-                .iter()
-                .filter(|i| i.record.routable())
-                .count();
-            let healthy = u32::try_from(healthy).unwrap_or(u32::MAX);
-            (healthy > 0).then(|| (name.clone(), ExportedService { healthy }))
-        })
-        .collect()
 }
 
 fn send_probes(handle: &FederationHandle) {
