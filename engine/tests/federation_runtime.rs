@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::eventually;
 use foundation_engine::federation::wire::{FederationReply, FederationRequest, RemoteCallError};
-use foundation_engine::federation::{FederationError, LinkState, WanTimers};
+use foundation_engine::federation::{ExportedService, FederationError, LinkState, WanTimers};
 use foundation_engine::runtime::federation::{
     CrossClusterError, FederationSettings, GatewayStartError, LinkSettings,
 };
@@ -92,6 +92,18 @@ async fn retry<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, 
     }
 }
 
+/// Looks `service` of `cluster` up from `node` until it is there (an export, or a gateway's
+/// relay, takes a moment to be seen), for 10 s.
+async fn found(node: &Node, cluster: &str, service: &str) -> ExportedService {
+    retry(|| async {
+        match node.services().lookup_in(cluster, service).await {
+            Ok(Some(entry)) => Ok(entry),
+            other => Err(other),
+        }
+    })
+    .await
+}
+
 fn doubler() -> impl foundation_engine::runtime::services::Handler {
     typed(|n: u64| async move { Ok::<_, HandlerError>(n * 2) })
 }
@@ -153,17 +165,10 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
     start_gateway(&c[0], gateway(c_gw, &[], &[("a", a_gw)])).await;
 
     // Exported services cross the link; unexported ones do not exist on the other side.
-    eventually(
-        SOON,
-        "billing visible in b",
-        || matches!(b[0].services().lookup_in("a", "billing"), Ok(Some(e)) if e.healthy == 1),
-    )
-    .await;
-    eventually(SOON, "search visible in a", || {
-        matches!(a[0].services().lookup_in("b", "search"), Ok(Some(_)))
-    })
-    .await;
-    assert!(matches!(b[0].services().lookup_in("a", "ledger"), Ok(None)));
+    assert_eq!(found(&b[0], "a", "billing").await.healthy, 1);
+    found(&a[0], "b", "search").await;
+    let ledger = b[0].services().lookup_in("a", "ledger").await;
+    assert!(matches!(ledger, Ok(None)), "{ledger:?}");
     let root = TraceContext::new_root(&mut rand10::rng(), true);
     let rpc = b[0].rpc();
     let doubled: u64 = with_trace(root, rpc.call_in("a", "billing", &21u64, DEADLINE))
@@ -185,15 +190,22 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
         ),
         "{unexported:?}"
     );
-    let unknown = b[0].services().lookup_in("nowhere", "billing");
-    assert!(matches!(
-        unknown,
-        Err(CrossClusterError::Federation(
-            FederationError::UnknownCluster(_)
-        ))
-    ));
-    let not_gateway = b[1].services().lookup_in("a", "billing");
-    assert!(matches!(not_gateway, Err(CrossClusterError::NotAGateway)));
+    // A node that is not a gateway looks up through its cluster's gateway, same answers.
+    assert_eq!(found(&b[1], "a", "billing").await.healthy, 1);
+    for node in [&b[0], &b[1]] {
+        let unknown = node.services().lookup_in("nowhere", "billing").await;
+        assert!(
+            matches!(
+                unknown,
+                Err(CrossClusterError::Federation(
+                    FederationError::UnknownCluster(_)
+                ))
+            ),
+            "{unknown:?}"
+        );
+        let ledger = node.services().lookup_in("a", "ledger").await;
+        assert!(matches!(ledger, Ok(None)), "{ledger:?}");
+    }
     // A node that is not a gateway calls through its cluster's gateway, trace kept.
     let relayed = retry(|| async {
         let rpc = b[1].rpc();
@@ -231,10 +243,8 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
         a_gateway.refused() >= 1 && link_state(&c[0], "a") == Some(LinkState::Down)
     })
     .await;
-    assert!(matches!(
-        c[0].services().lookup_in("a", "billing"),
-        Ok(None)
-    ));
+    let from_c = c[0].services().lookup_in("a", "billing").await;
+    assert!(matches!(from_c, Ok(None)), "{from_c:?}");
     let c_name = ClusterName::new("c").unwrap();
     assert!(a_gateway.directory().cluster(&c_name).is_none());
 
@@ -301,6 +311,11 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
         }
     })
     .await;
+    let no_gateway = a[1].services().lookup_in("b", "search").await;
+    assert!(
+        matches!(no_gateway, Err(CrossClusterError::NoGateway)),
+        "{no_gateway:?}"
+    );
     let inside_a: u64 = a[0].rpc().call("billing", &5u64, DEADLINE).await.unwrap();
     let inside_b: u64 = b[0].rpc().call("search", &6u64, DEADLINE).await.unwrap();
     assert_eq!((inside_a, inside_b), (10, 12));
@@ -314,10 +329,8 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
 
     // The heal: the gateway comes back on its address; the directories converge.
     start_gateway(&a[0], a_settings).await;
-    eventually(SOON, "audit visible in b after the heal", || {
-        matches!(b[0].services().lookup_in("a", "audit"), Ok(Some(_)))
-    })
-    .await;
+    found(&b[0], "a", "audit").await;
+    found(&b[1], "a", "audit").await;
     eventually(SOON, "directories equal", || {
         a[0].federation().unwrap().directory() == b[0].federation().unwrap().directory()
     })
@@ -458,10 +471,7 @@ async fn a_call_that_cannot_reach_one_gateway_is_retried_on_the_next() {
     };
     start_gateway(&b[0], b_settings).await;
     // a's probes bring b the directory even though b's own probe has no answer yet.
-    eventually(SOON, "billing known in b", || {
-        matches!(b[0].services().lookup_in("a", "billing"), Ok(Some(_)))
-    })
-    .await;
+    found(&b[0], "a", "billing").await;
     assert_eq!(b[0].federation().unwrap().links()[0].gateway, nobody);
     let deadline = Duration::from_secs(8);
     let doubled: u64 = b[0]

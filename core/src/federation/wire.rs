@@ -64,18 +64,29 @@ pub enum RemoteCallError {
 /// call services of linked clusters (intra-cluster RPC balances and fails over between gateways).
 pub const RELAY_SERVICE: &str = "foundation.federation";
 
-/// A call a node hands to a gateway of its own cluster ([`RELAY_SERVICE`]'s request).
+/// What a node hands to a gateway of its own cluster ([`RELAY_SERVICE`]'s request).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayRequest {
-    /// The linked cluster.
-    pub cluster: String,
-    /// The exported service there.
-    pub service: String,
-    /// The request body.
-    pub body: Vec<u8>,
+pub enum RelayRequest {
+    /// A call to an exported service of a linked cluster.
+    Call {
+        /// The linked cluster.
+        cluster: String,
+        /// The exported service there.
+        service: String,
+        /// The request body.
+        body: Vec<u8>,
+    },
+    /// A look-up in the gateway's global directory; the reply's body is the postcard
+    /// encoding of an `Option<ExportedService>`.
+    Lookup {
+        /// The cluster.
+        cluster: String,
+        /// The service.
+        service: String,
+    },
 }
 
-/// [`RELAY_SERVICE`]'s reply: the body, or why the call failed, typed.
+/// [`RELAY_SERVICE`]'s reply: the body, or why the call or look-up failed, typed.
 pub type RelayReply = Result<Vec<u8>, RelayError>;
 
 /// Why a relayed call failed, as the gateway saw it.

@@ -4,8 +4,8 @@
 //! this module drives it over the transport's gateway endpoint with tokio's clock.
 //!
 //! `call_in` works on every node: one that is not a gateway relays the call through a gateway
-//! of its own cluster (see `relay.rs`). `lookup_in` reads the gateway's directory, so it works
-//! on gateways only; another node gets [`CrossClusterError::NotAGateway`].
+//! of its own cluster (see `relay.rs`). `lookup_in` reads the gateway's directory: this node's
+//! own, or through the same relay one of its cluster's gateways'.
 //!
 //! [`Node::start_gateway`]: super::Node::start_gateway
 
@@ -36,6 +36,9 @@ use super::services::{RpcHandle, ServicesHandle};
 /// Attempts of one forwarded call: the first, and retries on the remote's next gateways after
 /// a failed handshake (a request that was never sent).
 const MAX_ATTEMPTS: u32 = 3;
+
+/// How long `lookup_in` on a node that is not a gateway waits for its cluster's gateway.
+pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// How a node acts as a gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,9 +97,6 @@ pub enum GatewayStartError {
 /// Why a lookup or a call in another cluster failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CrossClusterError {
-    /// This node is not a gateway (or its gateway was stopped): `lookup_in` needs one.
-    #[error("this node is not a federation gateway")]
-    NotAGateway,
     /// No gateway of this cluster runs, so nothing can reach another cluster.
     #[error("no federation gateway runs in this cluster")]
     NoGateway,
@@ -296,17 +296,17 @@ impl FederationHandle {
 impl ServicesHandle {
     /// The exported service `service` of `cluster` as the global directory shows it:
     /// `Ok(None)` when that cluster is known but does not export it (or its export has not
-    /// arrived yet). Works on a gateway node.
-    pub fn lookup_in(
+    /// arrived yet). A gateway reads its own directory; another node asks one of its
+    /// cluster's gateways (as `call_in` does), waiting at most [`LOOKUP_DEADLINE`].
+    pub async fn lookup_in(
         &self,
         cluster: &str,
         service: &str,
     ) -> Result<Option<ExportedService>, CrossClusterError> {
-        let gateway = self
-            .shared
-            .gateway()
-            .ok_or(CrossClusterError::NotAGateway)?;
-        Ok(gateway.lookup(cluster, service)?)
+        match self.shared.gateway() {
+            Some(gateway) => Ok(gateway.lookup(cluster, service)?),
+            None => relay::lookup(&self.rpc, cluster, service, LOOKUP_DEADLINE).await,
+        }
     }
 }
 

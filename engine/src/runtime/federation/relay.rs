@@ -1,10 +1,12 @@
 //! Calls from the nodes of a cluster that are not gateways: each gateway registers
 //! [`RELAY_SERVICE`] in its own cluster, and `call_in` on another node calls it with the
 //! ordinary RPC (its deadline, retries, breakers and trace), so the cluster's gateways share
-//! and fail over that traffic like any service's instances.
+//! and fail over that traffic like any service's instances. `lookup_in` on such a node asks
+//! the same service to read a gateway's global directory.
 
 use bytes::Bytes;
 use foundation_core::federation::wire::{RelayError, RelayReply, RelayRequest, RELAY_SERVICE};
+use foundation_core::federation::ExportedService;
 use std::time::Duration;
 
 use super::{CrossClusterError, FederationHandle};
@@ -17,6 +19,7 @@ use crate::runtime::services::{
 pub(super) async fn register(handle: &FederationHandle, rpc: &RpcHandle) -> Option<Registration> {
     let services = ServicesHandle {
         shared: rpc.shared.clone(),
+        rpc: rpc.clone(),
     };
     let registered = services
         .register(
@@ -39,25 +42,35 @@ fn handler(handle: FederationHandle) -> impl Handler {
         let handle = handle.clone();
         async move {
             let request: RelayRequest = call.decode()?;
-            let remaining = call
-                .deadline
-                .saturating_duration_since(tokio::time::Instant::now());
-            let body = Bytes::from(request.body);
-            let forwarded = handle
-                .forward(
-                    &request.cluster,
-                    &request.service,
+            let reply: RelayReply = match request {
+                RelayRequest::Call {
+                    cluster,
+                    service,
                     body,
-                    remaining,
-                    call.trace,
-                )
-                .await;
-            let reply: RelayReply = forwarded.map(|b| b.to_vec()).map_err(relay_error);
+                } => {
+                    let remaining = call
+                        .deadline
+                        .saturating_duration_since(tokio::time::Instant::now());
+                    let forwarded = handle
+                        .forward(&cluster, &service, body.into(), remaining, call.trace)
+                        .await;
+                    forwarded.map(|b| b.to_vec()).map_err(relay_error)
+                }
+                RelayRequest::Lookup { cluster, service } => {
+                    answer_lookup(&handle, &cluster, &service)
+                }
+            };
             postcard::to_stdvec(&reply)
                 .map(Bytes::from)
                 .map_err(|e| HandlerError::new(format!("relay reply does not encode: {e}")))
         }
     }
+}
+
+/// The gateway's answer to a relayed look-up: the entry, encoded as the reply's body.
+fn answer_lookup(handle: &FederationHandle, cluster: &str, service: &str) -> RelayReply {
+    let found = handle.lookup(cluster, service)?;
+    postcard::to_stdvec(&found).map_err(|e| RelayError::Gateway(format!("look-up encoding: {e}")))
 }
 
 fn relay_error(error: CrossClusterError) -> RelayError {
@@ -76,13 +89,38 @@ pub(super) async fn call(
     body: Bytes,
     deadline: Duration,
 ) -> Result<Bytes, CrossClusterError> {
-    let request = RelayRequest {
+    let request = RelayRequest::Call {
         cluster: cluster.to_owned(),
         service: service.to_owned(),
         body: body.to_vec(),
     };
+    ask(rpc, &request, deadline).await.map(Bytes::from)
+}
+
+/// `lookup_in` from a node that is not a gateway: a gateway of its own cluster reads its
+/// global directory for it.
+pub(super) async fn lookup(
+    rpc: &RpcHandle,
+    cluster: &str,
+    service: &str,
+    deadline: Duration,
+) -> Result<Option<ExportedService>, CrossClusterError> {
+    let request = RelayRequest::Lookup {
+        cluster: cluster.to_owned(),
+        service: service.to_owned(),
+    };
+    let body = ask(rpc, &request, deadline).await?;
+    postcard::from_bytes(&body).map_err(|e| CrossClusterError::Codec(format!("look-up: {e}")))
+}
+
+/// Hands `request` to one of the cluster's gateways with the ordinary RPC.
+async fn ask(
+    rpc: &RpcHandle,
+    request: &RelayRequest,
+    deadline: Duration,
+) -> Result<Vec<u8>, CrossClusterError> {
     let payload =
-        postcard::to_stdvec(&request).map_err(|e| CrossClusterError::Codec(e.to_string()))?;
+        postcard::to_stdvec(request).map_err(|e| CrossClusterError::Codec(e.to_string()))?;
     let options = CallOptions::default();
     let reply = match rpc
         .call_bytes(RELAY_SERVICE, payload.into(), deadline, &options)
@@ -93,7 +131,7 @@ pub(super) async fn call(
         Err(e) => return Err(CrossClusterError::Local(e)),
     };
     match postcard::from_bytes::<RelayReply>(&reply) {
-        Ok(Ok(body)) => Ok(body.into()),
+        Ok(Ok(body)) => Ok(body),
         Ok(Err(RelayError::Federation(e))) => Err(CrossClusterError::Federation(e)),
         Ok(Err(RelayError::Remote(e))) => Err(CrossClusterError::Remote(e)),
         Ok(Err(RelayError::Gateway(e))) => Err(CrossClusterError::Relayed(e)),

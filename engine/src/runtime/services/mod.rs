@@ -78,7 +78,10 @@ pub(crate) fn start(
     tokio::spawn(pubsub::serve(pubsub.clone(), inbox.events));
     tokio::spawn(follow_directory(directory, metrics, rpc.state.clone()));
     Ok(Services {
-        registry: ServicesHandle { shared },
+        registry: ServicesHandle {
+            shared,
+            rpc: rpc.clone(),
+        },
         rpc,
         pubsub,
     })

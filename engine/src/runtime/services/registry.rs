@@ -164,6 +164,8 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct ServicesHandle {
     pub(crate) shared: Arc<Shared>,
+    /// This node's RPC, through which `lookup_in` asks a gateway of the cluster.
+    pub(crate) rpc: super::RpcHandle,
 }
 
 impl ServicesHandle {

@@ -1,0 +1,351 @@
+//! Federation benchmark: two clusters of real runtime nodes on 127.0.0.1 in this process,
+//! `a` (a gateway `a0` and `a1`, which serves `echo`) and `b` (a gateway `b0` and `b1`), linked
+//! through their gateways.
+//!
+//! ```sh
+//! cargo bench -p foundation-engine --bench federation            # full run
+//! cargo bench -p foundation-engine --bench federation -- quick   # short run, fewer samples
+//! ```
+//!
+//! 1. RPC, 64-byte request/response to `echo` in `a`: from `b1` (not a gateway: `b1` → `b0`'s
+//!    relay → QUIC link → `a0` → `a1`), from `b0` (a gateway: no relay hop), and inside `a`
+//!    from `a0` (one hop), in the same run; p50/p99 of one caller and of 64 concurrent callers,
+//!    calls per second, and the cross-cluster figures as ratios of the intra-cluster ones (the
+//!    gateways' overhead).
+//! 2. Global directory propagation: time from `register` of an exported service on `a1` until
+//!    `b0`'s directory shows it, and until `lookup_in` on `b1` (relayed through `b0`) does, with
+//!    the default WAN probe interval (5 s) and with a short one (100 ms).
+//!
+//! Prints numbers; never fails on a figure (timing is not a pass/fail test).
+
+#[path = "common/nodes.rs"]
+mod nodes;
+#[path = "../../transport/benches/common/percentiles.rs"]
+mod percentiles;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foundation_engine::federation::WanTimers;
+use foundation_engine::runtime::federation::{FederationSettings, LinkSettings};
+use foundation_engine::runtime::services::{Call, ServiceOptions};
+use foundation_engine::runtime::Node;
+use foundation_transport::security::RemoteRoot;
+use foundation_transport::{ClusterName, ClusterSecret};
+use percentiles::{percentiles, Percentiles};
+
+const SMALL: usize = 64;
+const CONCURRENT: usize = 64;
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// Sizes of one run.
+struct Plan {
+    name: &'static str,
+    calls: usize,
+    concurrent_window: Duration,
+    /// Propagation samples with the default probe interval, and with the short one.
+    slow_samples: usize,
+    fast_samples: usize,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            name: "full",
+            calls: 5_000,
+            concurrent_window: Duration::from_secs(4),
+            slow_samples: 10,
+            fast_samples: 40,
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            name: "quick",
+            calls: 1_000,
+            concurrent_window: Duration::from_secs(2),
+            slow_samples: 4,
+            fast_samples: 15,
+        }
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick" || a == "--quick")
+        || std::env::var_os("FOUNDATION_BENCH_QUICK").is_some();
+    let plan = if quick { Plan::quick() } else { Plan::full() };
+    println!(
+        "federation benchmark ({} run; {} cores; 127.0.0.1; 4 nodes in one process; 1-minute load average before: {})",
+        plan.name,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    nodes::runtime().block_on(async {
+        let default = WanTimers::default();
+        let clusters = Clusters::start(default, plan.slow_samples).await;
+        rpc(&plan, &clusters).await;
+        propagation(&clusters, default, plan.slow_samples).await;
+        clusters.stop().await;
+        let fast = WanTimers {
+            probe_interval: Duration::from_millis(100),
+            probe_timeout: Duration::from_millis(500),
+            down_after: 3,
+        };
+        let clusters = Clusters::start(fast, plan.fast_samples).await;
+        propagation(&clusters, fast, plan.fast_samples).await;
+        clusters.stop().await;
+    });
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn secret(cluster: &str) -> String {
+    format!("federation benchmark secret of {cluster}")
+}
+
+/// A loopback UDP port free a moment ago: each gateway must know the other's address up front.
+fn free_addr() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("local addr")
+}
+
+fn echo() -> impl foundation_engine::runtime::services::Handler {
+    |call: Call| async move { Ok(call.body) }
+}
+
+/// The name of the `i`th service registered for a propagation sample.
+fn probe_service(i: usize) -> String {
+    format!("fresh-{i}")
+}
+
+struct Clusters {
+    a: Vec<Node>,
+    b: Vec<Node>,
+}
+
+impl Clusters {
+    /// Both clusters, `echo` on `a1`, both gateways up and `echo` visible from `b1`; `a`
+    /// exports `echo` and the `samples` services the propagation samples register.
+    async fn start(timers: WanTimers, samples: usize) -> Clusters {
+        let a = nodes::cluster("a", &secret("a"), 2).await;
+        let b = nodes::cluster("b", &secret("b"), 2).await;
+        a[1].services()
+            .register("echo", echo(), ServiceOptions::default())
+            .await
+            .expect("register");
+        let (a_gw, b_gw) = (free_addr(), free_addr());
+        let mut exports: Vec<String> = (0..samples).map(probe_service).collect();
+        exports.push("echo".into());
+        a[0].start_gateway(settings(a_gw, exports, "b", b_gw, timers))
+            .expect("a's gateway starts");
+        b[0].start_gateway(settings(b_gw, vec![], "a", a_gw, timers))
+            .expect("b's gateway starts");
+        let clusters = Clusters { a, b };
+        let seen = clusters
+            .until(Duration::from_secs(30), |c| c.b1_sees("echo"))
+            .await;
+        assert!(seen.is_some(), "echo did not reach b1 within 30 s");
+        clusters
+    }
+
+    async fn b1_sees(&self, service: &str) -> bool {
+        let found = self.b[1].services().lookup_in("a", service).await;
+        matches!(found, Ok(Some(_)))
+    }
+
+    async fn b0_sees(&self, service: &str) -> bool {
+        let found = self.b[0].services().lookup_in("a", service).await;
+        matches!(found, Ok(Some(_)))
+    }
+
+    /// How long until `check` holds, polled every millisecond; `None` after `limit`.
+    async fn until<'a, F: std::future::Future<Output = bool>>(
+        &'a self,
+        limit: Duration,
+        check: impl Fn(&'a Clusters) -> F,
+    ) -> Option<Duration> {
+        let started = Instant::now();
+        while !check(self).await {
+            if started.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Some(started.elapsed())
+    }
+
+    async fn stop(self) {
+        for node in self.a.iter().chain(&self.b) {
+            node.stop_gateway();
+            node.abort().await;
+        }
+    }
+}
+
+fn settings(
+    bind: SocketAddr,
+    exports: Vec<String>,
+    remote: &str,
+    remote_gateway: SocketAddr,
+    timers: WanTimers,
+) -> FederationSettings {
+    let link = LinkSettings {
+        cluster: ClusterName::new(remote).expect("cluster name"),
+        gateways: vec![remote_gateway],
+        root: RemoteRoot::Secret(ClusterSecret::new(secret(remote)).expect("secret")),
+    };
+    FederationSettings {
+        links: vec![link],
+        exports,
+        timers,
+        ..FederationSettings::new(bind)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. RPC.
+
+/// One 64-byte `call_in("a", "echo", ..)`: inside the cluster when `node` is in `a`.
+async fn call(node: &Node) {
+    let body = Bytes::from(vec![0x42; SMALL]);
+    let reply = node
+        .rpc()
+        .call_in_bytes("a", "echo", body, DEADLINE)
+        .await
+        .expect("call");
+    assert_eq!(reply.len(), SMALL);
+}
+
+/// One caller's latencies, after a warm-up.
+async fn one_caller(node: &Node, calls: usize) -> Percentiles {
+    for _ in 0..calls / 10 {
+        call(node).await;
+    }
+    let mut samples = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t0 = Instant::now();
+        call(node).await;
+        samples.push(t0.elapsed());
+    }
+    percentiles(samples)
+}
+
+/// [`CONCURRENT`] callers calling flat out for `window`: their latencies and calls per second.
+async fn concurrent(node: &Node, window: Duration) -> (Percentiles, f64) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let callers: Vec<_> = (0..CONCURRENT)
+        .map(|_| {
+            let (node, samples) = (node.clone(), samples.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while started.elapsed() < window {
+                    let t0 = Instant::now();
+                    call(&node).await;
+                    mine.push(t0.elapsed());
+                }
+                samples.lock().expect("samples").extend(mine);
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let samples = std::mem::take(&mut *samples.lock().expect("samples"));
+    let rate = samples.len() as f64 / elapsed;
+    (percentiles(samples), rate)
+}
+
+async fn rpc(plan: &Plan, clusters: &Clusters) {
+    println!();
+    println!("== RPC: {SMALL} B request/response to `echo` on a1 ==");
+    let paths: [(&str, &Node); 3] = [
+        ("intra-cluster, a0 -> a1", &clusters.a[0]),
+        (
+            "cross-cluster from b's gateway, b0 -> a0 -> a1",
+            &clusters.b[0],
+        ),
+        (
+            "cross-cluster from b1 (relayed), b1 -> b0 -> a0 -> a1",
+            &clusters.b[1],
+        ),
+    ];
+    let mut figures = Vec::new();
+    for (label, node) in paths {
+        let single = one_caller(node, plan.calls).await;
+        let (many, rate) = concurrent(node, plan.concurrent_window).await;
+        println!(
+            "{label}:\n  1 caller:   p50 {:>8.1?}  p99 {:>8.1?}  ({} calls)\n  {CONCURRENT} callers: p50 {:>8.1?}  p99 {:>8.1?}  {:>7.0} calls/s",
+            single.p50, single.p99, single.n, many.p50, many.p99, rate
+        );
+        figures.push((single, many, rate));
+    }
+    let (intra_one, intra_many, intra_rate) = &figures[0];
+    for (label, (one, many, rate)) in ["from b0", "from b1"].iter().zip(&figures[1..]) {
+        println!(
+            "overhead {label} against intra-cluster: 1-caller p50 x{:.2}, p99 x{:.2}; {CONCURRENT}-caller p50 x{:.2}; throughput x{:.2}",
+            ratio(one.p50, intra_one.p50),
+            ratio(one.p99, intra_one.p99),
+            ratio(many.p50, intra_many.p50),
+            rate / intra_rate
+        );
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Directory propagation.
+
+async fn propagation(clusters: &Clusters, timers: WanTimers, samples: usize) {
+    println!();
+    println!(
+        "== global directory propagation, WAN probe interval {:?} ==",
+        timers.probe_interval
+    );
+    let limit = timers.probe_interval * 4 + Duration::from_secs(5);
+    let (mut to_gateway, mut to_node) = (Vec::new(), Vec::new());
+    for i in 0..samples {
+        // Registrations one right after another would line up with the probe rounds (the
+        // gateways' probes share a phase): each waits a different fraction of an interval
+        // first (the golden-ratio sequence spreads them evenly), so the samples cover it.
+        let phase = (i as f64 * 0.618_034).fract();
+        tokio::time::sleep(timers.probe_interval.mul_f64(phase)).await;
+        let name = probe_service(i);
+        let started = Instant::now();
+        clusters.a[1]
+            .services()
+            .register(&name, echo(), ServiceOptions::default())
+            .await
+            .expect("register");
+        let gateway = clusters.until(limit, |c| c.b0_sees(&name)).await;
+        to_gateway.extend(gateway.map(|_| started.elapsed()));
+        let node = clusters.until(limit, |c| c.b1_sees(&name)).await;
+        to_node.extend(node.map(|_| started.elapsed()));
+        if gateway.is_none() || node.is_none() {
+            println!("  sample {i}: not seen within {limit:?}");
+        }
+    }
+    print_propagation("b's gateway (b0) sees it", percentiles(to_gateway));
+    print_propagation(
+        "b's other node (b1, lookup_in) sees it",
+        percentiles(to_node),
+    );
+}
+
+fn print_propagation(label: &str, p: Percentiles) {
+    println!(
+        "  until {label}: p50 {:>8.1?}  p99 {:>8.1?}  max {:>8.1?}  ({} samples)",
+        p.p50, p.p99, p.max, p.n
+    );
+}
