@@ -15,7 +15,7 @@
 //! Every cluster joins through its first node; the window starts [`SETTLE`] after every member
 //! sees all the others alive, and nothing polls the members during it. `MEMBERSHIP_BENCH_CONFIG=
 //! FILE` gives every Foundation node a TOML file, as in `membership_peers`, and
-//! `FOUNDATION_WORKER_THREADS` is passed on to the nodes.
+//! `IDLE_BENCH_NODE_ENV="K=V K=V"` adds variables to their environment.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -51,11 +51,18 @@ struct Sample {
     window: f64,
     /// Threads of each member at the end of the window.
     threads: Vec<u64>,
+    /// Proportional set of each member: pages shared with the others (the binary's) divided
+    /// among them, so that the sum is what the members cost the machine together.
+    pss: Vec<u64>,
 }
 
 impl Sample {
     fn rss_total_mb(&self) -> f64 {
         self.rss.iter().sum::<u64>() as f64 / 1e6
+    }
+
+    fn pss_total_mb(&self) -> f64 {
+        self.pss.iter().sum::<u64>() as f64 / 1e6
     }
 
     fn rss_per_member_mb(&self) -> f64 {
@@ -166,12 +173,16 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// A `kB` line of `/proc/PID/status`, in bytes (or a plain count, for `Threads`).
-fn status_field(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+/// A `kB` line of `/proc/PID/FILE`, in bytes (or a plain count, for `Threads`).
+fn proc_field(pid: u32, file: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let value: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(if line.ends_with("kB") { value * 1024 } else { value })
+    Some(if line.ends_with("kB") {
+        value * 1024
+    } else {
+        value
+    })
 }
 
 /// Waits `window` with nothing polling the members, and measures them.
@@ -186,11 +197,15 @@ fn measure(pids: &[u32], window: Duration) -> Option<Sample> {
     Some(Sample {
         rss: pids
             .iter()
-            .map(|p| status_field(*p, "VmRSS:"))
+            .map(|p| proc_field(*p, "status", "VmRSS:"))
             .collect::<Option<_>>()?,
         threads: pids
             .iter()
-            .map(|p| status_field(*p, "Threads:"))
+            .map(|p| proc_field(*p, "status", "Threads:"))
+            .collect::<Option<_>>()?,
+        pss: pids
+            .iter()
+            .map(|p| proc_field(*p, "smaps_rollup", "Pss:"))
             .collect::<Option<_>>()?,
         cpu: ticks as f64 / clock_ticks() as f64,
         window: elapsed,
@@ -229,7 +244,10 @@ fn foundation_idle(
         if profile == Profile::Production {
             command
                 .env("FOUNDATION_PROFILE", "production")
-                .env("FOUNDATION_SECRET", "idle-footprint-bench-secret-0123456789")
+                .env(
+                    "FOUNDATION_SECRET",
+                    "idle-footprint-bench-secret-0123456789",
+                )
                 .env("FOUNDATION_STORAGE", "memory")
                 // Many production nodes share one host: production's fixed bulk port would clash.
                 .env("FOUNDATION_BULK_PORT", "auto");
@@ -237,8 +255,10 @@ fn foundation_idle(
         if let Some(file) = std::env::var_os("MEMBERSHIP_BENCH_CONFIG") {
             command.env("FOUNDATION_CONFIG", file);
         }
-        if let Some(threads) = std::env::var_os("FOUNDATION_WORKER_THREADS") {
-            command.env("FOUNDATION_WORKER_THREADS", threads);
+        // Settings to compare, e.g. IDLE_BENCH_NODE_ENV="FOUNDATION_WORKER_THREADS=1".
+        let extra = std::env::var("IDLE_BENCH_NODE_ENV").unwrap_or_default();
+        for (key, value) in extra.split_whitespace().filter_map(|kv| kv.split_once('=')) {
+            command.env(key, value);
         }
         Killable(command.spawn().expect("foundation node starts"))
     };
@@ -322,11 +342,12 @@ fn print_sample(name: &str, sample: &Sample) {
         .map(|r| format!("{:.1}", *r as f64 / 1e6))
         .collect();
     println!(
-        "  {name}: RSS per member {:.2} MB [{}], total {:.1} MB; CPU {:.2} s in {:.1} s = {:.2} % \
+        "  {name}: RSS per member {:.2} MB [{}], total {:.1} MB (PSS {:.1} MB); CPU {:.2} s in {:.1} s = {:.2} % \
          of one core; threads per member {:?}",
         sample.rss_per_member_mb(),
         mb.join(" "),
         sample.rss_total_mb(),
+        sample.pss_total_mb(),
         sample.cpu,
         sample.window,
         sample.cpu_percent(),
@@ -348,9 +369,11 @@ fn summary(table: &[(String, Vec<Sample>)]) {
     println!("\nmedians over rounds:");
     for (name, _) in table {
         println!(
-            "  {name:<22} RSS/member {:>6.2} MB  total RSS {:>7.1} MB  CPU {:>6.2} % of a core",
+            "  {name:<22} RSS/member {:>6.2} MB  total RSS {:>7.1} MB  PSS {:>7.1} MB  CPU {:>6.2} \
+             % of a core",
             of(name, Sample::rss_per_member_mb).unwrap_or(f64::NAN),
             of(name, Sample::rss_total_mb).unwrap_or(f64::NAN),
+            of(name, Sample::pss_total_mb).unwrap_or(f64::NAN),
             of(name, Sample::cpu_percent).unwrap_or(f64::NAN)
         );
     }
@@ -372,8 +395,9 @@ fn summary(table: &[(String, Vec<Sample>)]) {
     }
     let ours = format!("foundation prod x{LARGE}");
     println!(
-        "{ours}: CPU {} Serf's (target <= 1x), total RSS {} Serf's",
+        "{ours}: CPU {} Serf's (target <= 1x), total RSS {} Serf's, total PSS {} Serf's",
         ratio(&ours, &large, Sample::cpu_percent),
-        ratio(&ours, &large, Sample::rss_total_mb)
+        ratio(&ours, &large, Sample::rss_total_mb),
+        ratio(&ours, &large, Sample::pss_total_mb)
     );
 }

@@ -123,4 +123,3 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
-
