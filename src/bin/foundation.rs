@@ -125,7 +125,7 @@ fn main() {
         Command::Sim(sim) => std::process::exit(foundation::cli::sim::run(sim)),
         other => other,
     };
-    let runtime = match runtime() {
+    let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => fail(&format!("cannot start the async runtime: {error}")),
     };
@@ -157,23 +157,6 @@ fn main() {
     if let Err(error) = result {
         fail(&error.to_string());
     }
-}
-
-/// Worker threads when `TOKIO_WORKER_THREADS` does not say: a node's protocol work runs on one
-/// driver task, so more workers than this add stacks, malloc arenas and wake-ups (an idle worker
-/// is woken to look for work) rather than throughput.
-const DEFAULT_WORKERS: usize = 2;
-
-/// The async runtime: as many workers as cores up to [`DEFAULT_WORKERS`], or what
-/// `TOKIO_WORKER_THREADS` asks (tokio reads it when no count is given).
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        builder.worker_threads(cores.min(DEFAULT_WORKERS));
-    }
-    builder.build()
 }
 
 /// Colour only for a person at a terminal: never into a file or a pipe, and never when
