@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
+use super::verifier::{client_tls, cluster_server_name, SameClusterClientVerifier};
 use super::{ClusterSecret, Credentials, SecurityError, Trust};
 use foundation_core::identity::ClusterName;
 
@@ -63,11 +63,8 @@ pub fn federation_tls(
     let mut clients = BTreeMap::new();
     for (cluster, root) in links {
         let roots = Arc::new(single_root(root.certificate()?)?);
-        let webpki = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .map_err(|e| SecurityError::Certificate(e.to_string()))?;
-        verifiers.push((webpki, server_name(cluster)?));
-        let client = client_config(&provider, roots, &credentials)?;
+        verifiers.push(SameClusterClientVerifier::new(&provider, &roots, cluster)?);
+        let client = client_config(&provider, &roots, &credentials)?;
         clients.insert(cluster.clone(), client);
     }
     let verifier = Arc::new(LinkedClusters { verifiers });
@@ -92,7 +89,7 @@ pub fn cluster_of<'a>(
 ) -> Option<ClusterName> {
     let certificate = webpki::EndEntityCert::try_from(end_entity).ok()?;
     linked.into_iter().find_map(|cluster| {
-        let name = server_name(cluster).ok()?;
+        let name = cluster_server_name(cluster).ok()?;
         let valid = certificate.verify_is_valid_for_subject_name(&name).is_ok();
         valid.then(|| cluster.clone())
     })
@@ -104,31 +101,26 @@ fn single_root(certificate: CertificateDer<'static>) -> Result<RootCertStore, Se
     Ok(roots)
 }
 
-fn server_name(cluster: &ClusterName) -> Result<ServerName<'static>, SecurityError> {
-    ServerName::try_from(cluster.certificate_dns_name())
-        .map_err(|e| SecurityError::Certificate(e.to_string()))
-}
-
+/// A node's client TLS (the link's root, the cluster's name on the server's certificate), on
+/// the gateways' ALPN.
 fn client_config(
     provider: &Arc<CryptoProvider>,
-    roots: Arc<RootCertStore>,
+    roots: &Arc<RootCertStore>,
     credentials: &Credentials,
 ) -> Result<quinn::ClientConfig, SecurityError> {
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(credentials.chain.clone(), credentials.key.clone_key())?;
+    let chain = credentials.chain.clone();
+    let mut tls = client_tls(provider, roots, chain, credentials.key.clone_key())?;
     tls.alpn_protocols = vec![FEDERATION_ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| SecurityError::Certificate(e.to_string()))?;
     Ok(quinn::ClientConfig::new(Arc::new(quic)))
 }
 
-/// Accepts a client certificate that one link's verifier accepts *and* that names that link's
-/// cluster.
+/// Accepts a client certificate that one link's verifier accepts: it chains to that link's root
+/// *and* names that link's cluster.
 #[derive(Debug)]
 struct LinkedClusters {
-    verifiers: Vec<(Arc<dyn ClientCertVerifier>, ServerName<'static>)>,
+    verifiers: Vec<SameClusterClientVerifier>,
 }
 
 impl ClientCertVerifier for LinkedClusters {
@@ -142,17 +134,18 @@ impl ClientCertVerifier for LinkedClusters {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let certificate = webpki::EndEntityCert::try_from(end_entity)
+        webpki::EndEntityCert::try_from(end_entity)
             .map_err(|_| rustls::CertificateError::BadEncoding)?;
-        for (verifier, name) in &self.verifiers {
-            let chains = verifier
+        let linked = self.verifiers.iter().any(|verifier| {
+            verifier
                 .verify_client_cert(end_entity, intermediates, now)
-                .is_ok();
-            if chains && certificate.verify_is_valid_for_subject_name(name).is_ok() {
-                return Ok(ClientCertVerified::assertion());
-            }
+                .is_ok()
+        });
+        if linked {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            Err(rustls::CertificateError::UnknownIssuer.into())
         }
-        Err(rustls::CertificateError::UnknownIssuer.into())
     }
 
     fn verify_tls12_signature(
@@ -187,10 +180,9 @@ impl ClientCertVerifier for LinkedClusters {
 impl LinkedClusters {
     /// Signature checks do not depend on the roots, so any link's verifier does them; without
     /// links nobody is accepted.
-    fn first(&self) -> Result<&Arc<dyn ClientCertVerifier>, rustls::Error> {
+    fn first(&self) -> Result<&SameClusterClientVerifier, rustls::Error> {
         self.verifiers
             .first()
-            .map(|(v, _)| v)
             .ok_or_else(|| rustls::CertificateError::UnknownIssuer.into())
     }
 }

@@ -20,10 +20,7 @@ pub(super) fn server_tls(
     chain: &[CertificateDer<'static>],
     key: &PrivateKeyDer<'static>,
 ) -> Result<rustls::ServerConfig, SecurityError> {
-    let webpki = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| SecurityError::Certificate(e.to_string()))?;
-    let verifier = Arc::new(SameClusterClientVerifier::new(webpki, cluster)?);
+    let verifier = Arc::new(SameClusterClientVerifier::new(provider, roots, cluster)?);
     let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -48,24 +45,35 @@ pub(super) fn client_tls(
     Ok(config)
 }
 
+/// The name a certificate of `cluster` must be valid for: `<cluster>.foundation`.
+pub(super) fn cluster_server_name(
+    cluster: &ClusterName,
+) -> Result<ServerName<'static>, SecurityError> {
+    ServerName::try_from(cluster.certificate_dns_name())
+        .map_err(|e| SecurityError::Certificate(e.to_string()))
+}
+
 /// Stock WebPKI client verification, then the same name check a client applies to a server:
 /// the client's certificate must be valid for `<cluster>.foundation`.
 #[derive(Debug)]
-struct SameClusterClientVerifier {
+pub(super) struct SameClusterClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     cluster_name: ServerName<'static>,
 }
 
 impl SameClusterClientVerifier {
-    fn new(
-        inner: Arc<dyn ClientCertVerifier>,
+    /// Accepts client certificates that chain to `roots` and name `cluster`.
+    pub(super) fn new(
+        provider: &Arc<CryptoProvider>,
+        roots: &Arc<RootCertStore>,
         cluster: &ClusterName,
     ) -> Result<Self, SecurityError> {
-        let cluster_name = ServerName::try_from(cluster.certificate_dns_name())
+        let inner = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
             .map_err(|e| SecurityError::Certificate(e.to_string()))?;
         Ok(Self {
             inner,
-            cluster_name,
+            cluster_name: cluster_server_name(cluster)?,
         })
     }
 }
