@@ -12,11 +12,10 @@
 //! written back out as records loads again to the same state with nothing dropped; the core
 //! takes up the state and then still takes a local write.
 
-use foundation_core::replication::Write;
 use foundation_core::storage::{record, LoadReport, Loaded, StoredState};
 use foundation_core::time::Instant;
 
-use crate::core_input::core;
+use crate::core_input::{assert_takes_a_write, core};
 
 /// Checks the properties above on one input; panics if one fails.
 pub fn check(data: &[u8]) {
@@ -41,15 +40,7 @@ pub fn check(data: &[u8]) {
     let mut core = core();
     core.start_persisting(Instant::ZERO, &Loaded { state, report });
     while core.poll_effect().is_some() {}
-    let write = Write {
-        keyspace: "config".into(),
-        key: "after".into(),
-        value: Some(b"works".to_vec()),
-    };
-    assert!(
-        core.write(Instant::ZERO, write).is_ok(),
-        "a node restored from garbage still takes writes"
-    );
+    assert_takes_a_write(&mut core, Instant::ZERO, "a node restored from garbage");
 }
 
 /// Splits the input into (key, value) records; see the module comment.
