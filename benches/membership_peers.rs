@@ -1194,8 +1194,9 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
          first agent, `serf members` polled; bytes from memberlist udp.sent/tcp.sent via statsd \
          (subtracted from the wire row). chitchat = in-process, UdpTransport, gossip every 1 s, \
          failure detector defaults (phi 8), crash = task aborted; bytes = datagrams it sent. \
-         Foundation's wire row is QUIC: packet headers, AEAD tags, ACK frames and the 1 s \
-         keep-alive on each of its N-1 connections come on top of the payloads. \
+         Foundation's wire row is QUIC: packet headers, AEAD tags and ACK frames (an \
+         ACK-only packet per probe exchange: quinn acknowledges within 25 ms) come on top of \
+         the payloads. \
          Idle window {} s after {} s settling: periodic push-pulls (foundation 10 s, serf 30 s) \
          fall in a window or not, hence the spread.",
         POLL.as_millis(),
