@@ -250,7 +250,7 @@ impl FederationHandle {
         let mut attempts = 0;
         let reply = loop {
             attempts += 1;
-            let (link, gateway, leg) = choose(&*self.inner.machine())?;
+            let (link, gateway, leg) = choose(&self.inner.machine())?;
             let left = deadline.saturating_sub(started.elapsed());
             let call = ForwardedCall {
                 service: service.to_owned(),
