@@ -13,8 +13,9 @@
 //!    calls per second, and the cross-cluster figures as ratios of the intra-cluster ones (the
 //!    gateways' overhead).
 //! 2. Global directory propagation: time from `register` of an exported service on `a1` until
-//!    `b0`'s directory shows it, and until `lookup_in` on `b1` (relayed through `b0`) does, with
-//!    the default WAN probe interval (5 s) and with a short one (100 ms).
+//!    `b0`'s directory shows it, and until `lookup_in` on `b1` (relayed through `b0`) does, at
+//!    the default WAN probe interval (5 s): with export changes pushed at once (the default,
+//!    coalesced 50 ms apart) and, in the same run, without (the probes alone, as before).
 //!
 //! Prints numbers; never fails on a figure (timing is not a pass/fail test).
 
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use foundation_engine::federation::WanTimers;
+use foundation_engine::federation::{Routing, WanTimers};
 use foundation_engine::runtime::federation::{FederationSettings, LinkSettings};
 use foundation_engine::runtime::services::{Call, ServiceOptions};
 use foundation_engine::runtime::Node;
@@ -45,9 +46,8 @@ struct Plan {
     name: &'static str,
     calls: usize,
     concurrent_window: Duration,
-    /// Propagation samples with the default probe interval, and with the short one.
-    slow_samples: usize,
-    fast_samples: usize,
+    /// Propagation samples, with pushes and without.
+    samples: usize,
 }
 
 impl Plan {
@@ -56,8 +56,7 @@ impl Plan {
             name: "full",
             calls: 5_000,
             concurrent_window: Duration::from_secs(4),
-            slow_samples: 10,
-            fast_samples: 40,
+            samples: 20,
         }
     }
 
@@ -66,8 +65,7 @@ impl Plan {
             name: "quick",
             calls: 1_000,
             concurrent_window: Duration::from_secs(2),
-            slow_samples: 4,
-            fast_samples: 15,
+            samples: 6,
         }
     }
 }
@@ -83,19 +81,25 @@ fn main() {
         load_average()
     );
     nodes::runtime().block_on(async {
-        let default = WanTimers::default();
-        let clusters = Clusters::start(default, plan.slow_samples).await;
+        let timers = WanTimers::default();
+        let pushed = Routing::default();
+        let clusters = Clusters::start(timers, &pushed, plan.samples).await;
         rpc(&plan, &clusters).await;
-        propagation(&clusters, default, plan.slow_samples).await;
+        let after = propagation(&clusters, timers, &pushed, plan.samples).await;
         clusters.stop().await;
-        let fast = WanTimers {
-            probe_interval: Duration::from_millis(100),
-            probe_timeout: Duration::from_millis(500),
-            down_after: 3,
+        let probes_only = Routing {
+            push_spacing: None,
+            ..Routing::default()
         };
-        let clusters = Clusters::start(fast, plan.fast_samples).await;
-        propagation(&clusters, fast, plan.fast_samples).await;
+        let clusters = Clusters::start(timers, &probes_only, plan.samples).await;
+        let before = propagation(&clusters, timers, &probes_only, plan.samples).await;
         clusters.stop().await;
+        println!();
+        println!(
+            "directory propagation to b1, pushed against probes only: p50 x{:.3}, max x{:.3}",
+            ratio(after.p50, before.p50),
+            ratio(after.max, before.max)
+        );
     });
 }
 
@@ -133,7 +137,7 @@ struct Clusters {
 impl Clusters {
     /// Both clusters, `echo` on `a1`, both gateways up and `echo` visible from `b1`; `a`
     /// exports `echo` and the `samples` services the propagation samples register.
-    async fn start(timers: WanTimers, samples: usize) -> Clusters {
+    async fn start(timers: WanTimers, routing: &Routing, samples: usize) -> Clusters {
         let a = nodes::cluster("a", &secret("a"), 2).await;
         let b = nodes::cluster("b", &secret("b"), 2).await;
         a[1].services()
@@ -143,10 +147,16 @@ impl Clusters {
         let (a_gw, b_gw) = (free_addr(), free_addr());
         let mut exports: Vec<String> = (0..samples).map(probe_service).collect();
         exports.push("echo".into());
-        a[0].start_gateway(settings(a_gw, exports, "b", b_gw, timers))
-            .expect("a's gateway starts");
-        b[0].start_gateway(settings(b_gw, vec![], "a", a_gw, timers))
-            .expect("b's gateway starts");
+        let a_settings = settings(a_gw, exports, "b", b_gw, timers);
+        let b_settings = settings(b_gw, vec![], "a", a_gw, timers);
+        for (node, settings) in [(&a[0], a_settings), (&b[0], b_settings)] {
+            let routing = routing.clone();
+            let settings = FederationSettings {
+                routing,
+                ..settings
+            };
+            node.start_gateway(settings).expect("gateway starts");
+        }
         let clusters = Clusters { a, b };
         let seen = clusters
             .until(Duration::from_secs(30), |c| c.b1_sees("echo"))
@@ -307,10 +317,20 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // 2. Directory propagation.
 
-async fn propagation(clusters: &Clusters, timers: WanTimers, samples: usize) {
+/// Registration-to-visibility samples; returns b1's figures.
+async fn propagation(
+    clusters: &Clusters,
+    timers: WanTimers,
+    routing: &Routing,
+    samples: usize,
+) -> Percentiles {
     println!();
+    let pushes = match routing.push_spacing {
+        Some(spacing) => format!("changes pushed at once, {spacing:?} apart at most"),
+        None => "probes only, no push".to_owned(),
+    };
     println!(
-        "== global directory propagation, WAN probe interval {:?} ==",
+        "== global directory propagation, WAN probe interval {:?}, {pushes} ==",
         timers.probe_interval
     );
     let limit = timers.probe_interval * 4 + Duration::from_secs(5);
@@ -336,14 +356,13 @@ async fn propagation(clusters: &Clusters, timers: WanTimers, samples: usize) {
             println!("  sample {i}: not seen within {limit:?}");
         }
     }
-    print_propagation("b's gateway (b0) sees it", percentiles(to_gateway));
-    print_propagation(
-        "b's other node (b1, lookup_in) sees it",
-        percentiles(to_node),
-    );
+    print_propagation("b's gateway (b0) sees it", &percentiles(to_gateway));
+    let to_node = percentiles(to_node);
+    print_propagation("b's other node (b1, lookup_in) sees it", &to_node);
+    to_node
 }
 
-fn print_propagation(label: &str, p: Percentiles) {
+fn print_propagation(label: &str, p: &Percentiles) {
     println!(
         "  until {label}: p50 {:>8.1?}  p99 {:>8.1?}  max {:>8.1?}  ({} samples)",
         p.p50, p.p99, p.max, p.n

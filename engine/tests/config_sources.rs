@@ -12,7 +12,7 @@ use foundation_engine::config::{
 };
 use foundation_engine::membership::MembershipConfig;
 use foundation_transport::security::RemoteRoot;
-use foundation_transport::Trust;
+use foundation_transport::{ClusterName, Trust};
 
 const SECRET: &str = "a-production-secret-of-32-bytes!";
 
@@ -802,11 +802,14 @@ bind = "127.0.0.1:7403"
 exports = ["billing"]
 probe_interval = "2s"
 down_after = 5
+transit = ["eu-west", "ap-south"]
+push_spacing = "80ms"
 
 [[federation.links]]
 cluster = "eu-west"
 gateways = ["10.1.0.5:7403", "10.1.0.6:7403"]
 secret = "eu-west's cluster secret"
+hub = true
 
 [[federation.links]]
 cluster = "ap-south"
@@ -836,6 +839,17 @@ ca = "/etc/foundation/ap-south-ca.pem"
     assert_eq!(clusters, ["eu-west", "ap-south"]);
     assert_eq!(federation.links[0].gateways.len(), 2);
     assert!(matches!(federation.links[0].root, RemoteRoot::Secret(_)));
+    let routing = &federation.routing;
+    let names = |r: &std::collections::BTreeSet<ClusterName>| {
+        r.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&routing.hubs),
+        ["eu-west"],
+        "only the link marked hub"
+    );
+    assert_eq!(names(&routing.transit), ["ap-south", "eu-west"]);
+    assert_eq!(routing.push_spacing, Some(Duration::from_millis(80)));
     assert!(
         matches!(&federation.links[1].root, RemoteRoot::CaFile(p) if p.ends_with("ap-south-ca.pem"))
     );

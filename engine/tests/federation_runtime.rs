@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::eventually;
-use foundation_engine::federation::wire::{FederationReply, FederationRequest, RemoteCallError};
+use foundation_engine::federation::wire::{
+    FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
+};
 use foundation_engine::federation::{ExportedService, FederationError, LinkState, WanTimers};
 use foundation_engine::runtime::federation::{
     CrossClusterError, FederationSettings, GatewayStartError, LinkSettings,
@@ -485,4 +487,127 @@ async fn a_call_that_cannot_reach_one_gateway_is_retried_on_the_next() {
     );
     assert_eq!(b[0].federation().unwrap().links()[0].gateway, a_gw);
     stop(&[&a, &b]).await;
+}
+
+fn names(list: &[&str]) -> std::collections::BTreeSet<ClusterName> {
+    list.iter().map(|c| ClusterName::new(*c).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoke_calls_a_third_cluster_through_its_hub() {
+    // a and c are linked only to the hub h, which carries calls between them (not for b).
+    let (a, h, c) = (
+        cluster("a", 2).await,
+        cluster("h", 1).await,
+        cluster("c", 2).await,
+    );
+    let (a_gw, h_gw, c_gw) = (free_addr(), free_addr(), free_addr());
+    let seen = Arc::new(Mutex::new(None));
+    let traced_doubler = {
+        let seen = seen.clone();
+        move |call: Call| {
+            let left = call.deadline - tokio::time::Instant::now();
+            *seen.lock().unwrap() = Some((call.trace, left));
+            let n: Result<u64, _> = call.decode();
+            async move { Ok(Bytes::from(postcard::to_stdvec(&(n? * 2)).unwrap())) }
+        }
+    };
+    let options = ServiceOptions::default;
+    c[1].services()
+        .register("search", traced_doubler, options())
+        .await
+        .unwrap();
+    c[1].services()
+        .register("ledger", doubler(), options())
+        .await
+        .unwrap();
+    let mut a_settings = gateway(a_gw, &[], &[("h", h_gw)]);
+    a_settings.routing.hubs = names(&["h"]);
+    let mut h_settings = gateway(h_gw, &[], &[("a", a_gw), ("c", c_gw), ("b", free_addr())]);
+    h_settings.routing.transit = names(&["a", "c"]);
+    let mut c_settings = gateway(c_gw, &["search"], &[("h", h_gw)]);
+    c_settings.routing.hubs = names(&["h"]);
+    start_gateway(&a[0], a_settings).await;
+    start_gateway(&h[0], h_settings).await;
+    start_gateway(&c[0], c_settings).await;
+
+    // a's node that is not a gateway finds c's export and calls it, through a's gateway and h.
+    assert_eq!(found(&a[1], "c", "search").await.healthy, 1);
+    let root = TraceContext::new_root(&mut rand10::rng(), true);
+    let doubled: u64 = retry(|| async {
+        let rpc = a[1].rpc();
+        with_trace(root, rpc.call_in::<_, u64>("c", "search", &21u64, DEADLINE)).await
+    })
+    .await;
+    assert_eq!(doubled, 42);
+    let (trace, left) = seen.lock().unwrap().expect("the handler in c ran");
+    assert_eq!(trace.trace_id, root.trace_id, "the trace crosses both hops");
+    assert!(left <= DEADLINE, "the caller's deadline carried: {left:?}");
+    // c's gateway admitted it as a's call, not h's: the origin is visible on the callee side.
+    let served = c[0].federation().unwrap().served();
+    assert!(served[&ClusterName::new("a").unwrap()] >= 1, "{served:?}");
+    assert!(!served.contains_key(&ClusterName::new("h").unwrap()));
+    // The same typed answers as over a direct link.
+    let ledger = a[1].services().lookup_in("c", "ledger").await;
+    assert!(matches!(ledger, Ok(None)), "{ledger:?}");
+    let unexported = a[0]
+        .rpc()
+        .call_in::<_, u64>("c", "ledger", &1u64, DEADLINE)
+        .await;
+    assert!(
+        matches!(
+            unexported,
+            Err(CrossClusterError::Federation(
+                FederationError::NotExported { .. }
+            ))
+        ),
+        "{unexported:?}"
+    );
+
+    // b is linked to h but not among the clusters h carries: h offers it nothing of c, and a
+    // call b asks h to carry to c is refused, typed.
+    let config = GatewayConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        keep_alive: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(5),
+        max_frame: 1 << 20,
+    };
+    let h_name = ClusterName::new("h").unwrap();
+    let h_root = RemoteRoot::Secret(ClusterSecret::new(secret("h")).unwrap());
+    let b_trust = Trust::Secret(ClusterSecret::new(secret("b")).unwrap());
+    let b_name = ClusterName::new("b").unwrap();
+    let links = [(h_name.clone(), h_root)];
+    let (b, _inbox) = GatewayEndpoint::start(&config, &b_trust, &b_name, &links).unwrap();
+    let ask = |request: &FederationRequest| {
+        let payload = postcard::to_stdvec(request).unwrap();
+        b.request(&h_name, h_gw, payload.into(), DEADLINE)
+    };
+    let probe = FederationRequest::Probe {
+        directory: Default::default(),
+    };
+    let reply: FederationReply = postcard::from_bytes(&ask(&probe).await.unwrap()).unwrap();
+    let FederationReply::Probe { directory } = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(directory.cluster(&h_name).is_some());
+    assert!(directory.cluster(&ClusterName::new("c").unwrap()).is_none());
+    let transit = FederationRequest::Transit {
+        target: "c".into(),
+        call: ForwardedCall {
+            service: "search".into(),
+            body: postcard::to_stdvec(&3u64).unwrap(),
+            deadline_micros: 2_000_000,
+            trace: root,
+        },
+    };
+    let reply: FederationReply = postcard::from_bytes(&ask(&transit).await.unwrap()).unwrap();
+    let refused = FederationError::TransitRefused {
+        from: b_name,
+        to: ClusterName::new("c").unwrap(),
+    };
+    assert_eq!(
+        reply,
+        FederationReply::Call(Err(RemoteCallError::Federation(refused)))
+    );
+    stop(&[&a, &h, &c]).await;
 }

@@ -110,6 +110,17 @@ impl GlobalDirectory {
         Ok(())
     }
 
+    /// The entries of the clusters `keep` names: what one link is offered or takes in.
+    pub fn restricted(&self, keep: impl Fn(&ClusterName) -> bool) -> GlobalDirectory {
+        let clusters = self
+            .clusters
+            .iter()
+            .filter(|(cluster, _)| keep(cluster))
+            .map(|(cluster, exports)| (cluster.clone(), exports.clone()))
+            .collect();
+        GlobalDirectory { clusters }
+    }
+
     /// Joins `other` into `self`: per cluster the greater entry. Returns whether `self` changed.
     pub fn merge(&mut self, other: &GlobalDirectory) -> bool {
         let mut changed = false;

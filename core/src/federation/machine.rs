@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use super::directory::{DirectoryError, ExportedService, GlobalDirectory};
 use super::link::{Link, LinkState, LinkStatus, WanTimers};
+use super::push::Pusher;
+use super::routing::{Route, Routing};
 use crate::identity::{ClusterName, NodeId};
 use crate::time::Instant;
 
@@ -46,6 +48,12 @@ pub enum FederationConfigError {
     /// Unusable WAN timers.
     #[error("invalid WAN timers: {0}")]
     Timers(&'static str),
+    /// A hub that is not one of the links.
+    #[error("the hub {0} is not linked")]
+    HubNotLinked(ClusterName),
+    /// A transit cluster that is not one of the links (or this cluster).
+    #[error("transit cluster {0} is not linked")]
+    TransitNotLinked(ClusterName),
 }
 
 /// Why a lookup, a call or a remote's input was refused.
@@ -54,8 +62,8 @@ pub enum FederationError {
     /// Neither this cluster, nor linked, nor in the global directory.
     #[error("unknown cluster {0}")]
     UnknownCluster(String),
-    /// Known from the directory only (reached through another cluster): calls need a link.
-    #[error("cluster {0} is not linked to this one (known only through another cluster)")]
+    /// Known from the directory, but no link or hub reaches it.
+    #[error("no route to cluster {0}: neither linked nor carried by a hub")]
     NotLinked(ClusterName),
     /// The link is down: its last probes were missed.
     #[error("the link to cluster {0} is down")]
@@ -71,6 +79,15 @@ pub enum FederationError {
     /// A directory from a peer broke the limits.
     #[error(transparent)]
     BadDirectory(#[from] DirectoryError),
+    /// A hub does not carry calls from `from` to `to` (or a gateway took a call through a
+    /// link it does not use as a hub).
+    #[error("transit from cluster {from} to cluster {to} is not allowed")]
+    TransitRefused {
+        /// The cluster the call came from.
+        from: ClusterName,
+        /// The cluster it was for.
+        to: ClusterName,
+    },
 }
 
 /// A probe the driver is to send: to which link's gateway, carrying which directory.
@@ -83,6 +100,17 @@ pub struct ProbeToSend {
     /// The remote gateway.
     pub gateway: SocketAddr,
     /// This gateway's directory, pushed with the probe.
+    pub directory: GlobalDirectory,
+}
+
+/// A push the driver is to send: the directory as offered to one link, right after it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushToSend {
+    /// The remote cluster.
+    pub cluster: ClusterName,
+    /// The remote gateway.
+    pub gateway: SocketAddr,
+    /// The directory as offered to that link.
     pub directory: GlobalDirectory,
 }
 
@@ -103,6 +131,12 @@ pub struct Federation {
     me: NodeId,
     timers: WanTimers,
     links: BTreeMap<ClusterName, Link>,
+    routing: Routing,
+    /// Per hub, the third clusters its last directory offered (the calls it carries).
+    carried: BTreeMap<ClusterName, BTreeSet<ClusterName>>,
+    pusher: Pusher,
+    /// Calls served for other clusters, by the cluster they started in.
+    served: BTreeMap<ClusterName, u64>,
     directory: GlobalDirectory,
     exports: BTreeMap<String, ExportedService>,
     next_id: u64,
@@ -110,8 +144,17 @@ pub struct Federation {
 }
 
 impl Federation {
-    /// A machine whose links probe at once.
+    /// A mesh member (no hub, no transit) whose links probe at once.
     pub fn new(config: FederationConfig, now: Instant) -> Result<Self, FederationConfigError> {
+        Self::with_routing(config, Routing::default(), now)
+    }
+
+    /// A machine in the topology `routing` names, whose links probe at once.
+    pub fn with_routing(
+        config: FederationConfig,
+        routing: Routing,
+        now: Instant,
+    ) -> Result<Self, FederationConfigError> {
         config
             .timers
             .validate()
@@ -130,6 +173,7 @@ impl Federation {
             let state = Link::new(link.cluster.clone(), link.gateways, now);
             links.insert(link.cluster, state);
         }
+        routing.validate(&links)?;
         let mut directory = GlobalDirectory::default();
         directory.write_local(&config.local, config.me, BTreeMap::new());
         Ok(Self {
@@ -137,6 +181,10 @@ impl Federation {
             me: config.me,
             timers: config.timers,
             links,
+            pusher: Pusher::new(routing.push_spacing),
+            routing,
+            carried: BTreeMap::new(),
+            served: BTreeMap::new(),
             directory,
             exports: BTreeMap::new(),
             next_id: 0,
@@ -144,23 +192,46 @@ impl Federation {
         })
     }
 
-    /// Times out overdue probes and returns the probes now due, each carrying the directory.
+    /// Times out overdue probes and returns the probes now due, each carrying the directory
+    /// as offered to its link.
     pub fn poll(&mut self, now: Instant) -> Vec<ProbeToSend> {
-        let mut out = Vec::new();
+        let mut due = Vec::new();
         for (cluster, link) in &mut self.links {
             let before = link.state();
             let probe = link.poll(now, &self.timers, &mut self.next_id);
             note_change(&mut self.changes, cluster, before, link.state());
-            if let Some(probe) = probe {
-                out.push(ProbeToSend {
-                    cluster: cluster.clone(),
-                    id: probe.id,
-                    gateway: probe.gateway,
-                    directory: self.directory.clone(),
-                });
-            }
+            due.extend(probe.map(|probe| (cluster.clone(), probe)));
         }
-        out
+        due.into_iter()
+            .map(|(cluster, probe)| ProbeToSend {
+                directory: self.offered(&cluster),
+                cluster,
+                id: probe.id,
+                gateway: probe.gateway,
+            })
+            .collect()
+    }
+
+    /// The pushes due at `now`: after the directory changed, to every link that is not down
+    /// (at most one round per push spacing; the probes repair a lost one).
+    pub fn pushes(&mut self, now: Instant) -> Vec<PushToSend> {
+        if !self.pusher.take(now) {
+            return Vec::new();
+        }
+        self.links
+            .iter()
+            .filter(|(_, link)| link.state() != LinkState::Down)
+            .map(|(cluster, link)| PushToSend {
+                cluster: cluster.clone(),
+                gateway: link.gateway(),
+                directory: self.offered(cluster),
+            })
+            .collect()
+    }
+
+    /// When [`pushes`](Federation::pushes) next has work; `None` when nothing is pending.
+    pub fn next_push(&self) -> Option<Instant> {
+        self.pusher.due()
     }
 
     /// When [`poll`](Federation::poll) next has work; `None` without links.
@@ -186,7 +257,7 @@ impl Federation {
         let before = link.state();
         if link.answered(now, id) {
             note_change(&mut self.changes, cluster, before, link.state());
-            self.absorb(directory);
+            self.absorb(cluster, directory);
         }
         Ok(())
     }
@@ -201,26 +272,42 @@ impl Federation {
     }
 
     /// Takes in a probe from a gateway of `from` and returns this gateway's directory to answer
-    /// with. Only linked clusters may probe (the TLS layer already refused the others).
+    /// with (as offered to `from`). Only linked clusters may probe (the TLS layer already
+    /// refused the others).
     pub fn incoming_probe(
         &mut self,
         from: &ClusterName,
         directory: &GlobalDirectory,
     ) -> Result<GlobalDirectory, FederationError> {
+        self.incoming_push(from, directory)?;
+        Ok(self.offered(from))
+    }
+
+    /// Takes in a directory a gateway of `from` pushed after it changed.
+    pub fn incoming_push(
+        &mut self,
+        from: &ClusterName,
+        directory: &GlobalDirectory,
+    ) -> Result<(), FederationError> {
         if !self.links.contains_key(from) {
             return Err(FederationError::UnknownCluster(from.to_string()));
         }
         directory.validate()?;
-        self.absorb(directory);
-        Ok(self.directory.clone())
+        self.absorb(from, directory);
+        Ok(())
     }
 
     /// Sets what this cluster exports (the export list filtered by what runs in the cluster).
-    /// Returns whether the directory changed.
+    /// Returns whether the directory changed; a change is pushed to the links.
     pub fn set_exports(&mut self, exports: BTreeMap<String, ExportedService>) -> bool {
         self.exports = exports;
-        self.directory
-            .write_local(&self.local, self.me, self.exports.clone())
+        let changed = self
+            .directory
+            .write_local(&self.local, self.me, self.exports.clone());
+        if changed {
+            self.pusher.mark();
+        }
+        changed
     }
 
     /// Whether this cluster exports `service`: a forwarded call to anything else is refused.
@@ -242,22 +329,79 @@ impl Federation {
             .and_then(|exports| exports.services.get(service).cloned()))
     }
 
-    /// The remote gateway a call to `service` of `cluster` goes to.
-    pub fn route(&self, cluster: &str, service: &str) -> Result<SocketAddr, FederationError> {
+    /// Where a call to `service` of `cluster` goes: its direct link, or else a hub that
+    /// carries it; `NotLinked` when neither exists.
+    pub fn route(&self, cluster: &str, service: &str) -> Result<Route, FederationError> {
         let name = self.known(cluster)?;
-        let Some(link) = self.links.get(&name) else {
-            return Err(FederationError::NotLinked(name));
-        };
+        let route = self.routing.route(&name, &self.links, &self.carried)?;
+        self.exported_by(&name, service)?;
+        Ok(route)
+    }
+
+    /// As a hub: the gateway of `target` a call from `from` to `service` goes on to, if this
+    /// gateway carries calls between the two, its link to `target` is not down and `target`
+    /// exports `service`. Only the direct link is used: one transit hop at most.
+    pub fn transit(
+        &self,
+        from: &ClusterName,
+        target: &str,
+        service: &str,
+    ) -> Result<SocketAddr, FederationError> {
+        let name = ClusterName::new(target)
+            .map_err(|_| FederationError::UnknownCluster(target.to_owned()))?;
+        self.routing.allows_transit(&self.local, from, &name)?;
+        let link = self
+            .links
+            .get(&name)
+            .ok_or_else(|| FederationError::NotLinked(name.clone()))?;
         if link.state() == LinkState::Down {
             return Err(FederationError::LinkDown(name));
         }
-        if self.lookup(cluster, service)?.is_none() {
+        self.exported_by(&name, service)?;
+        Ok(link.gateway())
+    }
+
+    /// Admits a call from a gateway of `from` to `service` of this cluster: exported, and, for
+    /// a call that started in `origin` and came through `from` as a hub, `from` is one of this
+    /// gateway's hubs. Counts it by the cluster it started in.
+    pub fn admit(
+        &mut self,
+        from: &ClusterName,
+        origin: Option<&str>,
+        service: &str,
+    ) -> Result<(), FederationError> {
+        let origin = match origin {
+            None => from.clone(),
+            Some(origin) => {
+                let name = ClusterName::new(origin)
+                    .map_err(|_| FederationError::UnknownCluster(origin.to_owned()))?;
+                if !self.routing.hubs.contains(from) {
+                    return Err(FederationError::TransitRefused {
+                        from: name,
+                        to: self.local.clone(),
+                    });
+                }
+                name
+            }
+        };
+        if !self.exports(service) {
             return Err(FederationError::NotExported {
-                cluster: name,
+                cluster: self.local.clone(),
                 service: service.to_owned(),
             });
         }
-        Ok(link.gateway())
+        *self.served.entry(origin).or_default() += 1;
+        Ok(())
+    }
+
+    /// Calls admitted for other clusters, by the cluster each started in.
+    pub fn served(&self) -> &BTreeMap<ClusterName, u64> {
+        &self.served
+    }
+
+    /// The topology this gateway was configured with.
+    pub fn routing(&self) -> &Routing {
+        &self.routing
     }
 
     /// The probe pacing.
@@ -293,12 +437,44 @@ impl Federation {
         std::mem::take(&mut self.changes)
     }
 
-    /// Merges a remote directory, then writes this cluster's own view above any remote copy of
-    /// it that differs (this gateway is an authority for its own cluster's entry).
-    fn absorb(&mut self, directory: &GlobalDirectory) {
-        self.directory.merge(directory);
+    /// Merges what this gateway takes in of a directory from the link to `from` (third
+    /// clusters' entries only from a hub, which then carries them), then writes this cluster's
+    /// own view above any remote copy of it that differs (this gateway is an authority for its
+    /// own cluster's entry). A hub pushes on what changed of a transit cluster.
+    fn absorb(&mut self, from: &ClusterName, directory: &GlobalDirectory) {
+        let accepted = directory.restricted(|c| self.routing.accepts(&self.local, from, c));
+        if self.routing.hubs.contains(from) {
+            let third = accepted
+                .clusters()
+                .map(|(cluster, _)| cluster)
+                .filter(|c| *c != from && **c != self.local)
+                .cloned()
+                .collect();
+            self.carried.insert(from.clone(), third);
+        }
+        if self.directory.merge(&accepted) && self.routing.transit.contains(from) {
+            self.pusher.mark();
+        }
         self.directory
             .write_local(&self.local, self.me, self.exports.clone());
+    }
+
+    /// The directory as offered to the link to `to`.
+    fn offered(&self, to: &ClusterName) -> GlobalDirectory {
+        self.directory
+            .restricted(|c| self.routing.offers(&self.local, to, c))
+    }
+
+    /// `Ok` when `cluster`'s entry shows `service`.
+    fn exported_by(&self, cluster: &ClusterName, service: &str) -> Result<(), FederationError> {
+        let entry = self.directory.cluster(cluster);
+        match entry.is_some_and(|e| e.services.contains_key(service)) {
+            true => Ok(()),
+            false => Err(FederationError::NotExported {
+                cluster: cluster.clone(),
+                service: service.to_owned(),
+            }),
+        }
     }
 
     fn known(&self, cluster: &str) -> Result<ClusterName, FederationError> {
@@ -343,6 +519,21 @@ mod tests {
     }
 
     fn gateway(local: &str, me: u128, links: &[&str]) -> Federation {
+        hub_gateway(local, me, links, &[], &[])
+    }
+
+    fn names(list: &[&str]) -> BTreeSet<ClusterName> {
+        list.iter().map(|c| name(c)).collect()
+    }
+
+    /// A gateway that uses `hubs` as hubs and carries calls between `transit`.
+    fn hub_gateway(
+        local: &str,
+        me: u128,
+        links: &[&str],
+        hubs: &[&str],
+        transit: &[&str],
+    ) -> Federation {
         let links = links
             .iter()
             .map(|c| LinkConfig {
@@ -361,7 +552,12 @@ mod tests {
             links,
             timers,
         };
-        Federation::new(config, at(0)).unwrap()
+        let routing = Routing {
+            hubs: names(hubs),
+            transit: names(transit),
+            ..Routing::default()
+        };
+        Federation::with_routing(config, routing, at(0)).unwrap()
     }
 
     fn export(names: &[&str]) -> BTreeMap<String, ExportedService> {
@@ -375,6 +571,9 @@ mod tests {
     fn exchange(from: &mut Federation, to: &mut Federation, now: Instant) {
         let local = from.local.clone();
         for probe in from.poll(now) {
+            if probe.cluster != to.local {
+                continue; // for another link: left unanswered
+            }
             let reply = to.incoming_probe(&local, &probe.directory).unwrap();
             from.probe_answered(now, &probe.cluster, probe.id, &reply)
                 .unwrap();
@@ -391,7 +590,13 @@ mod tests {
             Ok(Some(ExportedService { healthy: 1 }))
         );
         assert_eq!(b.lookup("a", "ledger"), Ok(None));
-        assert_eq!(b.route("a", "billing"), Ok("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(
+            b.route("a", "billing"),
+            Ok(Route::Direct {
+                cluster: name("a"),
+                gateway: "127.0.0.1:9".parse().unwrap()
+            })
+        );
         assert!(matches!(
             b.route("a", "ledger"),
             Err(FederationError::NotExported { .. })
@@ -454,24 +659,180 @@ mod tests {
         assert_eq!(b.links()[0].state, LinkState::Up);
     }
 
+    /// Spokes `a` and `c` linked only to `hub`, which carries calls between them (and `b` is a
+    /// spoke of `hub` too, but not among the clusters it carries).
+    fn star() -> (Federation, Federation, Federation, Federation) {
+        let hub = hub_gateway("hub", 1, &["a", "b", "c"], &[], &["a", "c"]);
+        let a = hub_gateway("a", 2, &["hub"], &["hub"], &[]);
+        let b = hub_gateway("b", 3, &["hub"], &["hub"], &[]);
+        let c = hub_gateway("c", 4, &["hub"], &["hub"], &[]);
+        (hub, a, b, c)
+    }
+
     #[test]
-    fn transit_entries_are_visible_but_not_callable_without_a_link() {
-        let (mut hub, mut b, mut c) = (
-            gateway("hub", 1, &["b", "c"]),
-            gateway("b", 2, &["hub"]),
-            gateway("c", 3, &["hub"]),
-        );
+    fn a_spoke_reaches_a_third_cluster_through_its_hub() {
+        let (mut hub, mut a, mut b, mut c) = star();
         c.set_exports(export(&["search"]));
         exchange(&mut c, &mut hub, at(0));
+        exchange(&mut a, &mut hub, at(0));
         exchange(&mut b, &mut hub, at(0));
+        let via = hub.links()[0].gateway;
         assert_eq!(
-            b.lookup("c", "search"),
+            a.route("c", "search"),
+            Ok(Route::ViaHub {
+                hub: name("hub"),
+                gateway: via,
+                target: name("c")
+            })
+        );
+        assert_eq!(
+            a.lookup("c", "search"),
             Ok(Some(ExportedService { healthy: 1 }))
         );
+        assert!(matches!(
+            a.route("c", "ledger"),
+            Err(FederationError::NotExported { .. })
+        ));
+        // The hub carries a's call on its direct link to c, and c admits it as a's.
+        assert_eq!(hub.transit(&name("a"), "c", "search"), Ok(via));
+        assert_eq!(c.admit(&name("hub"), Some("a"), "search"), Ok(()));
+        assert_eq!(c.served().get(&name("a")), Some(&1));
+        // b is not among the clusters the hub carries: it is offered nothing of c.
         assert_eq!(
-            b.route("c", "search"),
+            b.lookup("c", "search"),
+            Err(FederationError::UnknownCluster("c".into()))
+        );
+    }
+
+    #[test]
+    fn transit_not_allowed_is_refused_with_a_typed_error() {
+        let (mut hub, _, _, mut c) = star();
+        c.set_exports(export(&["search"]));
+        exchange(&mut c, &mut hub, at(0));
+        let refused = |from: &str, to: &str| FederationError::TransitRefused {
+            from: name(from),
+            to: name(to),
+        };
+        assert_eq!(
+            hub.transit(&name("b"), "c", "search"),
+            Err(refused("b", "c"))
+        );
+        assert_eq!(
+            hub.transit(&name("c"), "c", "search"),
+            Err(refused("c", "c"))
+        );
+        assert_eq!(
+            hub.transit(&name("a"), "hub", "x"),
+            Err(refused("a", "hub"))
+        );
+        assert!(matches!(
+            hub.transit(&name("a"), "c", "ledger"),
+            Err(FederationError::NotExported { .. })
+        ));
+        // A gateway takes a call through another cluster only from a link it uses as a hub.
+        let mut mesh = gateway("c", 5, &["b"]);
+        mesh.set_exports(export(&["search"]));
+        assert_eq!(
+            mesh.admit(&name("b"), Some("a"), "search"),
+            Err(refused("a", "c"))
+        );
+        assert_eq!(mesh.admit(&name("b"), None, "search"), Ok(()));
+        assert!(mesh.served().get(&name("a")).is_none());
+    }
+
+    #[test]
+    fn third_cluster_entries_from_a_plain_link_are_ignored() {
+        // `relay` links to b and c and pretends to be nobody's hub; b does not use it as one.
+        let (mut relay, mut b, mut c) = (
+            gateway("relay", 1, &["b", "c"]),
+            gateway("b", 2, &["relay"]),
+            gateway("c", 3, &["relay"]),
+        );
+        c.set_exports(export(&["search"]));
+        exchange(&mut c, &mut relay, at(0));
+        exchange(&mut b, &mut relay, at(0));
+        assert!(b.directory().cluster(&name("c")).is_none());
+        // Even when the plain link sends them anyway, b takes in only relay's own entry.
+        let mut lies = relay.directory().clone();
+        lies.merge(c.directory());
+        b.incoming_push(&name("relay"), &lies).unwrap();
+        assert!(b.directory().cluster(&name("c")).is_none());
+        assert!(b.directory().cluster(&name("relay")).is_some());
+        assert_eq!(
+            b.lookup("c", "search"),
+            Err(FederationError::UnknownCluster("c".into()))
+        );
+    }
+
+    #[test]
+    fn a_direct_link_wins_over_the_hub_and_the_hub_covers_it_when_down() {
+        let mut hub = hub_gateway("hub", 1, &["a", "c"], &[], &["a", "c"]);
+        let mut a = hub_gateway("a", 2, &["hub", "c"], &["hub"], &[]);
+        let mut c = hub_gateway("c", 3, &["hub", "a"], &["hub"], &[]);
+        c.set_exports(export(&["search"]));
+        exchange(&mut c, &mut hub, at(0));
+        exchange(&mut a, &mut hub, at(0));
+        assert!(matches!(a.route("c", "search"), Ok(Route::Direct { .. })));
+        // a's probes to c go unanswered until the direct link is down: the hub carries it.
+        for t in [1000, 1500, 2000, 2500] {
+            exchange(&mut a, &mut hub, at(t));
+        }
+        assert_eq!(a.links()[0].cluster, name("c"));
+        assert_eq!(a.links()[0].state, LinkState::Down);
+        assert!(matches!(a.route("c", "search"), Ok(Route::ViaHub { .. })));
+        // The hub stops offering c: a's direct link is down, so LinkDown names c; a spoke
+        // without a direct link has no route at all, and only then NotLinked.
+        let without_c = hub.directory().restricted(|cl| *cl != name("c"));
+        a.incoming_push(&name("hub"), &without_c).unwrap();
+        assert_eq!(
+            a.route("c", "search"),
+            Err(FederationError::LinkDown(name("c")))
+        );
+        let (mut hub, mut spoke, _, mut c) = star();
+        c.set_exports(export(&["search"]));
+        exchange(&mut c, &mut hub, at(0));
+        exchange(&mut spoke, &mut hub, at(0));
+        assert!(spoke.route("c", "search").is_ok());
+        spoke.incoming_push(&name("hub"), &without_c).unwrap();
+        assert_eq!(
+            spoke.route("c", "search"),
             Err(FederationError::NotLinked(name("c")))
         );
+    }
+
+    #[test]
+    fn an_export_change_is_pushed_at_once_and_a_burst_coalesced() {
+        let (mut hub, mut a, _, mut c) = star();
+        exchange(&mut a, &mut hub, at(0));
+        exchange(&mut c, &mut hub, at(0));
+        assert!(a.pushes(at(100)).is_empty(), "nothing changed");
+        c.set_exports(export(&["search"]));
+        let pushes = c.pushes(at(100));
+        assert_eq!(pushes.len(), 1);
+        assert_eq!(pushes[0].cluster, name("hub"));
+        // The hub takes it in and pushes it on to a at once, as a transit cluster's change.
+        hub.incoming_push(&name("c"), &pushes[0].directory).unwrap();
+        let onward = hub.pushes(at(101));
+        let to_a = onward.iter().find(|p| p.cluster == name("a")).unwrap();
+        a.incoming_push(&name("hub"), &to_a.directory).unwrap();
+        assert_eq!(
+            a.lookup("c", "search"),
+            Ok(Some(ExportedService { healthy: 1 }))
+        );
+        // b is not a transit cluster: what the hub pushes to b holds nothing of c.
+        let to_b = onward.iter().find(|p| p.cluster == name("b")).unwrap();
+        assert!(to_b.directory.cluster(&name("c")).is_none());
+        // Three more changes within the spacing go out as one push, at the spacing.
+        for (t, list) in [(110, &["x"][..]), (120, &["x", "y"]), (130, &["y"])] {
+            c.set_exports(export(list));
+            assert!(c.pushes(at(t)).is_empty());
+        }
+        assert_eq!(c.next_push(), Some(at(150)));
+        let coalesced = c.pushes(at(150));
+        assert_eq!(coalesced.len(), 1);
+        let sent = coalesced[0].directory.cluster(&name("c")).unwrap();
+        assert_eq!(sent.services, export(&["y"]));
+        assert_eq!(c.next_push(), None);
     }
 
     #[test]
@@ -497,8 +858,25 @@ mod tests {
             Some(FederationConfigError::NoGateways(name("b")))
         );
         assert_eq!(
-            refused(config(vec![link("b", one.clone()), link("b", one)])),
+            refused(config(vec![link("b", one.clone()), link("b", one.clone())])),
             Some(FederationConfigError::DuplicateLink(name("b")))
         );
+        let routed = |hubs: &[&str], transit: &[&str]| {
+            let routing = Routing {
+                hubs: names(hubs),
+                transit: names(transit),
+                ..Routing::default()
+            };
+            Federation::with_routing(config(vec![link("b", one.clone())]), routing, at(0)).err()
+        };
+        assert_eq!(
+            routed(&["c"], &[]),
+            Some(FederationConfigError::HubNotLinked(name("c")))
+        );
+        assert_eq!(
+            routed(&[], &["b", "c"]),
+            Some(FederationConfigError::TransitNotLinked(name("c")))
+        );
+        assert_eq!(routed(&["b"], &["b"]), None);
     }
 }

@@ -8,10 +8,13 @@
 //!   certificate must be valid for that link's cluster name; a node of an unlinked cluster is
 //!   refused in the TLS handshake (the engine counts it).
 //! - Any node can be a gateway (several per cluster for failover: a link rotates to the remote's
-//!   next gateway after a missed probe). Links form whatever topology the configuration names.
+//!   next gateway after a missed probe). Links form a mesh, and by configuration a gateway is a
+//!   hub carrying calls between named clusters, or a spoke reaching clusters through its hubs
+//!   ([`Routing`]: explicit on both sides, at most one transit hop).
 //! - The global directory ([`GlobalDirectory`]) says which services each cluster exports; a
 //!   service is exported by choice (the gateway's export list), never by default. It is a CRDT
-//!   swapped whole on every WAN probe, so after a cut heals one probe round converges it.
+//!   swapped on every WAN probe (each link offered only what it may take in), so after a cut
+//!   heals one probe round converges it; a change is also pushed at once, rate-limited.
 //! - Probes between gateways are WAN-paced ([`WanTimers`]): they give the link's state and RTT.
 //! - A call to a service of a linked cluster goes to the link's current remote gateway, which
 //!   calls the service inside its own cluster with the caller's remaining deadline and trace.
@@ -25,6 +28,8 @@ mod directory;
 mod exports;
 mod link;
 mod machine;
+mod push;
+mod routing;
 pub mod wire;
 
 pub use directory::{
@@ -35,5 +40,6 @@ pub use exports::exported;
 pub use link::{LinkState, LinkStatus, ProbeOut, WanTimers};
 pub use machine::{
     Federation, FederationConfig, FederationConfigError, FederationError, LinkChange, LinkConfig,
-    ProbeToSend,
+    ProbeToSend, PushToSend,
 };
+pub use routing::{Route, Routing, DEFAULT_PUSH_SPACING};

@@ -30,6 +30,40 @@ pub enum FederationRequest {
         /// The caller's trace, continued by the call inside the receiver's cluster.
         trace: TraceContext,
     },
+    /// The sender's directory, pushed at once after it changed (answered with `Pushed`).
+    Push {
+        /// The sender's global directory, as offered to the receiver.
+        directory: GlobalDirectory,
+    },
+    /// A call for `target`, a cluster linked to the receiver, which carries it as a hub: it
+    /// forwards it to `target` as a [`Via`](FederationRequest::Via), never further.
+    Transit {
+        /// The cluster the call is for.
+        target: String,
+        /// The call.
+        call: ForwardedCall,
+    },
+    /// A call that came through the sender as a hub, from a gateway of `origin`: served in the
+    /// receiver's cluster, never forwarded again (so a route has at most one transit hop).
+    Via {
+        /// The cluster the call started in.
+        origin: String,
+        /// The call.
+        call: ForwardedCall,
+    },
+}
+
+/// A call carried through a hub.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedCall {
+    /// The service.
+    pub service: String,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// What is left of the caller's deadline when sent, in microseconds.
+    pub deadline_micros: u64,
+    /// The caller's trace.
+    pub trace: TraceContext,
 }
 
 /// The answer to a [`FederationRequest`].
@@ -42,6 +76,8 @@ pub enum FederationReply {
     },
     /// The outcome of a forwarded call.
     Call(Result<Vec<u8>, RemoteCallError>),
+    /// A push was taken in.
+    Pushed,
     /// The request was refused (malformed, or from a cluster that is not linked).
     Refused(String),
 }
@@ -58,6 +94,10 @@ pub enum RemoteCallError {
     /// The deadline passed inside the remote cluster.
     #[error("deadline exceeded in the remote cluster")]
     DeadlineExceeded,
+    /// A hub could not carry the call: transit not allowed, its link to the target down, the
+    /// target's service not exported.
+    #[error("at the hub: {0}")]
+    Federation(FederationError),
 }
 
 /// The service a gateway registers in its own cluster, through which the cluster's other nodes

@@ -7,11 +7,14 @@
 //! probe_interval = "5s"     # optional WAN timers
 //! probe_timeout = "3s"
 //! down_after = 3
+//! transit = ["eu-west", "us-east"]   # optional: as a hub, carry calls between these links
+//! push_spacing = "50ms"             # optional: least time between pushes of export changes
 //!
 //! [[federation.links]]
 //! cluster = "eu-west"
 //! gateways = ["10.1.0.5:7403", "10.1.0.6:7403"]
 //! secret = "eu-west's cluster secret"   # or: ca = "/etc/foundation/eu-west-ca.pem"
+//! hub = false                           # optional: true to reach other clusters through it
 //! ```
 
 use std::net::SocketAddr;
@@ -21,7 +24,7 @@ use serde::Deserialize;
 
 use super::duration::TextDuration;
 use crate::runtime::federation::{FederationSettings, LinkSettings};
-use foundation_core::federation::WanTimers;
+use foundation_core::federation::{Routing, WanTimers};
 use foundation_transport::security::RemoteRoot;
 use foundation_transport::{ClusterName, ClusterSecret};
 
@@ -36,6 +39,9 @@ pub(super) struct FileFederation {
     probe_timeout: Option<TextDuration>,
     down_after: Option<u32>,
     #[serde(default)]
+    transit: Vec<String>,
+    push_spacing: Option<TextDuration>,
+    #[serde(default)]
     links: Vec<FileLink>,
 }
 
@@ -47,6 +53,8 @@ struct FileLink {
     gateways: Vec<String>,
     secret: Option<String>,
     ca: Option<PathBuf>,
+    #[serde(default)]
+    hub: bool,
 }
 
 impl FileFederation {
@@ -66,15 +74,28 @@ impl FileFederation {
             down_after: self.down_after.unwrap_or(defaults.down_after),
         };
         timers.validate()?;
-        let links = self
+        let links: Vec<LinkSettings> = self
             .links
             .iter()
             .map(FileLink::settings)
             .collect::<Result<_, _>>()?;
+        let hubs = self.links.iter().zip(&links).filter(|(file, _)| file.hub);
+        let transit = self.transit.iter().map(|c| ClusterName::new(c.as_str()));
+        let routing = Routing {
+            hubs: hubs.map(|(_, link)| link.cluster.clone()).collect(),
+            transit: transit
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?,
+            push_spacing: self
+                .push_spacing
+                .as_ref()
+                .map_or(Routing::default().push_spacing, |d| Some(d.0)),
+        };
         Ok(FederationSettings {
             links,
             exports: self.exports.clone(),
             timers,
+            routing,
             ..FederationSettings::new(bind)
         })
     }

@@ -1,11 +1,13 @@
 //! `GET /federation`: whether this node is a gateway, its links (state, gateway, RTT, probes,
-//! bytes), the handshakes it refused, and the global directory as it holds it.
+//! bytes), the handshakes it refused, its hubs and transit clusters, the calls it served by the
+//! cluster they started in, and the global directory as it holds it.
 
 use serde_json::{json, Value};
 
 use super::FederationHandle;
 use crate::http::HttpServerBuilder;
 use crate::runtime::services::ServicesHandle;
+use foundation_transport::ClusterName;
 
 pub(crate) fn routes(server: HttpServerBuilder, services: ServicesHandle) -> HttpServerBuilder {
     server.json("/federation", move || match services.shared.gateway() {
@@ -46,11 +48,21 @@ impl FederationHandle {
                 (cluster.as_str().to_owned(), entry)
             })
             .collect();
+        let routing = self.inner.machine().routing().clone();
+        let names = |set: &std::collections::BTreeSet<_>| -> Vec<String> {
+            set.iter().map(|c: &ClusterName| c.to_string()).collect()
+        };
+        let served: serde_json::Map<String, Value> = (self.served().into_iter())
+            .map(|(origin, calls)| (origin.to_string(), json!(calls)))
+            .collect();
         json!({
             "gateway": true,
             "addr": self.addr().map(|a| a.to_string()),
             "refused_handshakes": self.refused(),
             "links": links,
+            "hubs": names(&routing.hubs),
+            "transit": names(&routing.transit),
+            "served_by_origin": served,
             "directory": clusters,
         })
     }

@@ -5,7 +5,9 @@
 //!
 //! `call_in` works on every node: one that is not a gateway relays the call through a gateway
 //! of its own cluster (see `relay.rs`). `lookup_in` reads the gateway's directory: this node's
-//! own, or through the same relay one of its cluster's gateways'.
+//! own, or through the same relay one of its cluster's gateways'. The gateway sends a call over
+//! the direct link, or, as the machine's route says, through a hub (`Transit`), which passes it
+//! on over its own direct link as a call naming its origin (`Via`, see `serve.rs`).
 //!
 //! [`Node::start_gateway`]: super::Node::start_gateway
 
@@ -19,11 +21,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use foundation_core::federation::wire::{FederationReply, FederationRequest, RemoteCallError};
+use foundation_core::federation::wire::{
+    FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
+};
 use foundation_core::federation::{
     ExportedService, Federation, FederationConfig, FederationConfigError, FederationError,
-    GlobalDirectory, LinkConfig, LinkStatus, WanTimers,
+    GlobalDirectory, LinkConfig, LinkStatus, Route, Routing, WanTimers,
 };
+use foundation_core::services::trace::TraceContext;
 use foundation_core::time::Instant;
 use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError, LinkBytes};
 use foundation_transport::security::RemoteRoot;
@@ -54,6 +59,9 @@ pub struct FederationSettings {
     pub timers: WanTimers,
     /// Largest request or reply between gateways.
     pub max_frame: usize,
+    /// Hub-and-spoke: the links used as hubs, the clusters carried as a hub, the push spacing
+    /// of export changes. Default: a mesh member that pushes changes 50 ms apart at most.
+    pub routing: Routing,
 }
 
 impl FederationSettings {
@@ -65,6 +73,7 @@ impl FederationSettings {
             exports: Vec::new(),
             timers: WanTimers::default(),
             max_frame: foundation_core::federation::wire::MAX_FRAME,
+            routing: Routing::default(),
         }
     }
 }
@@ -172,6 +181,12 @@ impl FederationHandle {
         self.inner.endpoint.local_addr()
     }
 
+    /// Calls this gateway admitted from other clusters, by the cluster each started in (a
+    /// call through a hub counts for its origin, not for the hub).
+    pub fn served(&self) -> std::collections::BTreeMap<ClusterName, u64> {
+        self.inner.machine().served().clone()
+    }
+
     fn lookup(
         &self,
         cluster: &str,
@@ -180,51 +195,120 @@ impl FederationHandle {
         self.inner.machine().lookup(cluster, service)
     }
 
-    /// Forwards a call to `service` of `cluster` through the link's current remote gateway.
+    /// Forwards a call to `service` of `cluster` on the route the machine chooses: the direct
+    /// link, or through a hub.
     async fn forward(
         &self,
         cluster: &str,
         service: &str,
         body: Bytes,
         deadline: Duration,
-        trace: foundation_core::services::trace::TraceContext,
+        trace: TraceContext,
+    ) -> Result<Bytes, CrossClusterError> {
+        let choose = |machine: &Federation| -> Result<_, FederationError> {
+            let route = machine.route(cluster, service)?;
+            let leg = match &route {
+                Route::Direct { .. } => Leg::Call,
+                Route::ViaHub { target, .. } => Leg::Transit(target.to_string()),
+            };
+            Ok((route.link().clone(), route.gateway(), leg))
+        };
+        self.send(choose, service, body, deadline, trace).await
+    }
+
+    /// As a hub: passes a call from `from` on to `target` over the direct link, naming `from`
+    /// as its origin, if the machine allows that transit.
+    async fn pass_on(
+        &self,
+        from: &ClusterName,
+        target: &str,
+        call: ForwardedCall,
+    ) -> Result<Bytes, CrossClusterError> {
+        let choose = |machine: &Federation| -> Result<_, FederationError> {
+            let gateway = machine.transit(from, target, &call.service)?;
+            let name = ClusterName::new(target)
+                .map_err(|_| FederationError::UnknownCluster(target.to_owned()))?;
+            Ok((name, gateway, Leg::Via(from.to_string())))
+        };
+        let deadline = Duration::from_micros(call.deadline_micros);
+        let body = Bytes::from(call.body);
+        self.send(choose, &call.service, body, deadline, call.trace)
+            .await
+    }
+
+    /// Sends a call to the gateway `choose` names (on a link, as a leg), with what is left of
+    /// `deadline`; retried on the link's next gateway while the handshake fails.
+    async fn send(
+        &self,
+        choose: impl Fn(&Federation) -> Result<(ClusterName, SocketAddr, Leg), FederationError>,
+        service: &str,
+        body: Bytes,
+        deadline: Duration,
+        trace: TraceContext,
     ) -> Result<Bytes, CrossClusterError> {
         let started = TokioInstant::now();
         let mut attempts = 0;
         let reply = loop {
             attempts += 1;
-            let gateway = self.inner.machine().route(cluster, service)?;
-            let name = ClusterName::new(cluster)
-                .map_err(|_| FederationError::UnknownCluster(cluster.to_owned()))?;
+            let (link, gateway, leg) = choose(&self.inner.machine())?;
             let left = deadline.saturating_sub(started.elapsed());
-            let request = FederationRequest::Call {
+            let call = ForwardedCall {
                 service: service.to_owned(),
                 body: body.to_vec(),
                 deadline_micros: u64::try_from(left.as_micros()).unwrap_or(u64::MAX),
                 trace,
             };
-            let payload = postcard::to_stdvec(&request)
+            let payload = postcard::to_stdvec(&leg.request(call))
                 .map_err(|e| CrossClusterError::Codec(e.to_string()))?;
             let sent = self
                 .inner
                 .endpoint
-                .request(&name, gateway, payload.into(), left);
+                .request(&link, gateway, payload.into(), left);
             match sent.await {
                 // No handshake, no request: the remote's next gateway may take it, once each.
                 Err(GatewayError::Handshake { .. }) if attempts < MAX_ATTEMPTS => {
-                    self.inner.machine().call_failed(&name, gateway);
+                    self.inner.machine().call_failed(&link, gateway);
                 }
                 other => break other?,
             }
         };
         match postcard::from_bytes(&reply) {
             Ok(FederationReply::Call(Ok(body))) => Ok(body.into()),
+            // The hub's own refusal reads as this gateway's would.
+            Ok(FederationReply::Call(Err(RemoteCallError::Federation(e)))) => {
+                Err(CrossClusterError::Federation(e))
+            }
             Ok(FederationReply::Call(Err(e))) => Err(CrossClusterError::Remote(e)),
             Ok(FederationReply::Refused(why)) => Err(CrossClusterError::Refused(why)),
-            Ok(FederationReply::Probe { .. }) => {
-                Err(CrossClusterError::Codec("a probe reply to a call".into()))
+            Ok(FederationReply::Probe { .. } | FederationReply::Pushed) => {
+                Err(CrossClusterError::Codec("not a call reply".into()))
             }
             Err(e) => Err(CrossClusterError::Codec(format!("reply: {e}"))),
+        }
+    }
+}
+
+/// What a forwarded call is to the gateway it goes to.
+enum Leg {
+    /// A call to its own cluster's service.
+    Call,
+    /// A call for the named cluster, which it carries as a hub.
+    Transit(String),
+    /// A call from the named cluster, passed on by this gateway as a hub.
+    Via(String),
+}
+
+impl Leg {
+    fn request(self, call: ForwardedCall) -> FederationRequest {
+        match self {
+            Leg::Call => FederationRequest::Call {
+                service: call.service,
+                body: call.body,
+                deadline_micros: call.deadline_micros,
+                trace: call.trace,
+            },
+            Leg::Transit(target) => FederationRequest::Transit { target, call },
+            Leg::Via(origin) => FederationRequest::Via { origin, call },
         }
     }
 }
@@ -253,7 +337,7 @@ pub(super) fn start(
         links,
         timers: settings.timers,
     };
-    let machine = Federation::new(config, Instant::ZERO)?;
+    let machine = Federation::with_routing(config, settings.routing.clone(), Instant::ZERO)?;
     let roots: Vec<_> = settings
         .links
         .iter()

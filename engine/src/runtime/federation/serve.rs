@@ -1,16 +1,20 @@
-//! The gateway's task: sends the probes the machine asks for, answers the linked gateways'
-//! requests, and keeps this cluster's exports in step with the service directory.
+//! The gateway's task: sends the probes and pushes the machine asks for, answers the linked
+//! gateways' requests (as a hub, passes calls on), and keeps this cluster's exports in step
+//! with the service directory.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use foundation_core::federation::wire::{FederationReply, FederationRequest, RemoteCallError};
-use foundation_core::federation::{exported, GlobalDirectory, ProbeToSend};
+use foundation_core::federation::wire::{
+    FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
+};
+use foundation_core::federation::FederationError;
+use foundation_core::federation::{exported, GlobalDirectory, ProbeToSend, PushToSend};
 use foundation_transport::gateway::GatewayRequest;
 use tokio::sync::mpsc;
 
 use super::metrics::FederationMetrics;
-use super::FederationHandle;
+use super::{CrossClusterError, FederationHandle};
 use crate::runtime::services::{with_trace, CallOptions, RpcError, RpcHandle};
 
 /// What the gateway's task works with.
@@ -43,8 +47,15 @@ impl Task {
                 .machine()
                 .set_exports(exported(&services, &self.exports));
             send_probes(handle);
+            send_pushes(handle);
             self.refresh_metrics();
-            let wake = handle.inner.machine().next_deadline();
+            let wake = {
+                let machine = handle.inner.machine();
+                [machine.next_deadline(), machine.next_push()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            };
             let sleep = match wake {
                 Some(at) => at.saturating_since(handle.inner.now()),
                 None => Duration::from_secs(3600),
@@ -76,6 +87,32 @@ fn send_probes(handle: &FederationHandle) {
     let probes = handle.inner.machine().poll(now);
     for probe in probes {
         tokio::spawn(probe_one(handle.clone(), probe));
+    }
+}
+
+fn send_pushes(handle: &FederationHandle) {
+    let now = handle.inner.now();
+    let pushes = handle.inner.machine().pushes(now);
+    for push in pushes {
+        tokio::spawn(push_one(handle.clone(), push));
+    }
+}
+
+/// One push; a lost one is repaired by the next probe, so a failure is only logged.
+async fn push_one(handle: FederationHandle, push: PushToSend) {
+    let request = FederationRequest::Push {
+        directory: push.directory,
+    };
+    let timeout = handle.inner.machine().timers().probe_timeout;
+    let Ok(payload) = postcard::to_stdvec(&request) else {
+        return;
+    };
+    let sent = handle
+        .inner
+        .endpoint
+        .request(&push.cluster, push.gateway, payload.into(), timeout);
+    if let Err(error) = sent.await {
+        tracing::debug!(cluster = %push.cluster, %error, "federation push failed");
     }
 }
 
@@ -132,32 +169,93 @@ fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
                 Err(e) => FederationReply::Refused(e.to_string()),
             }
         }
+        Ok(FederationRequest::Push { directory }) => {
+            let mut machine = handle.inner.machine();
+            match machine.incoming_push(&request.from, &directory) {
+                Ok(()) => FederationReply::Pushed,
+                Err(e) => FederationReply::Refused(e.to_string()),
+            }
+        }
         Ok(FederationRequest::Call {
             service,
             body,
             deadline_micros,
             trace,
         }) => {
-            // Nothing unexported is callable from outside, whatever the caller believes.
-            if !handle.inner.machine().exports(&service) {
-                FederationReply::Call(Err(RemoteCallError::NotExported))
-            } else {
-                let rpc = rpc.clone();
-                let deadline = Duration::from_micros(deadline_micros);
-                tokio::spawn(async move {
-                    let options = CallOptions::default();
-                    let call = rpc.call_bytes(&service, Bytes::from(body), deadline, &options);
-                    let result = with_trace(trace, call).await;
-                    respond(
-                        request,
-                        FederationReply::Call(result.map(|b| b.to_vec()).map_err(remote_error)),
-                    );
-                });
-                return;
-            }
+            let call = ForwardedCall {
+                service,
+                body,
+                deadline_micros,
+                trace,
+            };
+            return serve_call(handle, rpc, request, None, call);
+        }
+        Ok(FederationRequest::Via { origin, call }) => {
+            return serve_call(handle, rpc, request, Some(origin), call);
+        }
+        Ok(FederationRequest::Transit { target, call }) => {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let passed = handle.pass_on(&request.from, &target, call).await;
+                let reply = passed.map(|b| b.to_vec()).map_err(transit_error);
+                respond(request, FederationReply::Call(reply));
+            });
+            return;
         }
     };
     respond(request, reply);
+}
+
+/// Serves a call for this cluster's `call.service`, from a gateway of `request.from` (or, with
+/// `origin`, passed on by it as a hub), if the machine admits it: nothing unexported is
+/// callable from outside, whatever the caller believes.
+fn serve_call(
+    handle: &FederationHandle,
+    rpc: &RpcHandle,
+    request: GatewayRequest,
+    origin: Option<String>,
+    call: ForwardedCall,
+) {
+    let admitted = handle
+        .inner
+        .machine()
+        .admit(&request.from, origin.as_deref(), &call.service);
+    match admitted {
+        Ok(()) => {}
+        Err(FederationError::NotExported { .. }) => {
+            return respond(
+                request,
+                FederationReply::Call(Err(RemoteCallError::NotExported)),
+            )
+        }
+        Err(e) => {
+            return respond(
+                request,
+                FederationReply::Call(Err(RemoteCallError::Federation(e))),
+            )
+        }
+    }
+    tracing::debug!(from = %request.from, origin = ?origin, service = %call.service, "federated call");
+    let rpc = rpc.clone();
+    let deadline = Duration::from_micros(call.deadline_micros);
+    tokio::spawn(async move {
+        let options = CallOptions::default();
+        let served = rpc.call_bytes(&call.service, Bytes::from(call.body), deadline, &options);
+        let result = with_trace(call.trace, served).await;
+        respond(
+            request,
+            FederationReply::Call(result.map(|b| b.to_vec()).map_err(remote_error)),
+        );
+    });
+}
+
+/// What a hub answers when it could not pass a call on.
+fn transit_error(error: CrossClusterError) -> RemoteCallError {
+    match error {
+        CrossClusterError::Federation(e) => RemoteCallError::Federation(e),
+        CrossClusterError::Remote(e) => e,
+        other => RemoteCallError::Failed(format!("at the hub: {other}")),
+    }
 }
 
 fn respond(request: GatewayRequest, reply: FederationReply) {
