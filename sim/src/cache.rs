@@ -114,6 +114,8 @@ pub struct CacheCounts {
     pub timeouts: u64,
     /// Entries a key's new owner took over from its previous owner when ownership moved.
     pub taken_over: u64,
+    /// Computations an owner refused for want of a majority (the quorum rule).
+    pub refused: u64,
 }
 
 impl CacheCounts {
@@ -125,6 +127,7 @@ impl CacheCounts {
         self.invalidations += other.invalidations;
         self.timeouts += other.timeouts;
         self.taken_over += other.taken_over;
+        self.refused += other.refused;
     }
 }
 
@@ -132,8 +135,8 @@ impl std::fmt::Display for CacheCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "cache: {} computes · {} served ({} from near copies) · {} invalidations reached · {} timeouts · {} entries taken over by new owners",
-            self.computes, self.served, self.near_served, self.invalidations, self.timeouts, self.taken_over
+            "cache: {} computes · {} served ({} from near copies) · {} invalidations reached · {} timeouts · {} entries taken over by new owners · {} computations refused without a majority",
+            self.computes, self.served, self.near_served, self.invalidations, self.timeouts, self.taken_over, self.refused
         )
     }
 }
@@ -204,8 +207,8 @@ pub struct CacheDriver {
     workload: CacheWorkload,
     /// The life each slot declared the cache in.
     declared: BTreeMap<usize, u64>,
-    /// Entries each node life took over, as last seen.
-    taken_over: BTreeMap<(usize, u64), u64>,
+    /// Entries each node life took over and computations it refused, as last seen.
+    taken_over: BTreeMap<(usize, u64), (u64, u64)>,
     /// Computations to report: (world µs due, slot, life, request).
     due: Vec<(u64, usize, u64, u64)>,
     next_us: u64,
@@ -276,17 +279,18 @@ impl CacheDriver {
         violations
     }
 
-    /// Takes up the live nodes' counts of entries taken over (a node's count ends with its
-    /// life, so each life's last one is kept).
+    /// Takes up the live nodes' counts of entries taken over and computations refused (a
+    /// node's count ends with its life, so each life's last one is kept).
     fn count_taken_over(&mut self, world: &World) {
         for (slot, node) in world.nodes().iter().enumerate() {
             let stats = node.core().and_then(|c| c.caches().stats(CACHE));
             if let Some(stats) = stats {
                 self.taken_over
-                    .insert((slot, node.life()), stats.taken_over);
+                    .insert((slot, node.life()), (stats.taken_over, stats.refused));
             }
         }
-        self.counts.taken_over = self.taken_over.values().sum();
+        self.counts.taken_over = self.taken_over.values().map(|c| c.0).sum();
+        self.counts.refused = self.taken_over.values().map(|c| c.1).sum();
     }
 
     fn declare(&mut self, world: &mut World) {
