@@ -370,11 +370,16 @@ async fn a_joining_node_takes_over_its_keys_and_both_sides_count_it() {
     let moving = CacheSettings::new("moving", Mode::Partitioned);
     let cache = first.declare_cache(moving.clone()).await.expect("declares");
     for i in 0..32u32 {
-        cache.put(i.to_le_bytes(), &b"v"[..], None).await.expect("puts");
+        cache
+            .put(i.to_le_bytes(), &b"v"[..], None)
+            .await
+            .expect("puts");
     }
     // The joiner declares its cache only once it runs: handoffs that reach it first are kept
     // for the declaration.
-    let second = Node::start(settings(vec![first.addr()])).await.expect("starts");
+    let second = Node::start(settings(vec![first.addr()]))
+        .await
+        .expect("starts");
     second.declare_cache(moving).await.expect("declares");
     let http = |node: &Node| node.http_addr().expect("serving HTTP");
     let mut counts = (0, 0);
@@ -394,9 +399,18 @@ async fn a_joining_node_takes_over_its_keys_and_both_sides_count_it() {
             break;
         }
     }
-    assert!(counts.0 > 0 && counts.0 == counts.1, "handed off, taken over: {counts:?}");
-    assert_eq!(cache_field(http(&first), "moving", "handed_off").await, counts.0);
-    assert_eq!(cache_field(http(&second), "moving", "taken_over").await, counts.1);
+    assert!(
+        counts.0 > 0 && counts.0 == counts.1,
+        "handed off, taken over: {counts:?}"
+    );
+    assert_eq!(
+        cache_field(http(&first), "moving", "handed_off").await,
+        counts.0
+    );
+    assert_eq!(
+        cache_field(http(&second), "moving", "taken_over").await,
+        counts.1
+    );
     first.abort().await;
     second.abort().await;
 }

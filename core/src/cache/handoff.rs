@@ -56,7 +56,14 @@ impl Held {
 
 impl Early {
     /// Keeps a handoff for undeclared cache `cache`, within the bounds.
-    fn hold(&mut self, now: Instant, cache: String, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) {
+    fn hold(
+        &mut self,
+        now: Instant,
+        cache: String,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) {
         self.expire(now);
         let held = Held {
             arrived: now,
@@ -77,7 +84,11 @@ impl Early {
 
     /// Drops what was kept longer than [`EARLY_HOLD`].
     fn expire(&mut self, now: Instant) {
-        while self.held.front().is_some_and(|h| h.arrived + EARLY_HOLD <= now) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| h.arrived + EARLY_HOLD <= now)
+        {
             self.pop_oldest();
         }
     }

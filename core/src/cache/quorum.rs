@@ -2,8 +2,8 @@
 //! cluster-wide, partitions included.
 //!
 //! Without it, each side of a partition picks owners among the members it sees, so two sides
-//! may each grant a computation of one key. With it ([`CacheSettings::quorum`]), an owner
-//! grants only
+//! may each grant a computation of one key. With it
+//! ([`CacheSettings::quorum`](super::CacheSettings::quorum)), an owner grants only
 //! - while this node sees alive a majority of the *agreed* membership — placement's own
 //!   (`Placement::agreed`: members join it when seen alive and leave it only when they leave
 //!   gracefully, so no side shrinks its way into a majority) — and at least
@@ -184,7 +184,8 @@ impl super::Caches {
             return Verdict::Grant;
         };
         let fence = rule.fence(cache.settings.lease_margin);
-        let owner = |candidates: &[Candidate]| super::owner_among(name, key, candidates, self.me.node);
+        let owner =
+            |candidates: &[Candidate]| super::owner_among(name, key, candidates, self.me.node);
         self.history.verdict(now, rule, fence, self.me.node, owner)
     }
 

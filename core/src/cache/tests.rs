@@ -38,7 +38,9 @@ impl Net {
         for i in 1..=n {
             let mut caches = Caches::new(life(i), 0);
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new(settings.max_entries));
-            caches.declare(Instant::ZERO, settings.clone(), store).expect("declares");
+            caches
+                .declare(Instant::ZERO, settings.clone(), store)
+                .expect("declares");
             caches.update_view(Instant::ZERO, (1..=n).map(candidate).collect());
             nodes.insert(NodeId::from_u128(i), caches);
         }
@@ -405,7 +407,8 @@ fn replicated_entries_travel_through_the_keyspace_with_their_expiry() {
     let mut b = Caches::new(life(2), 1_000_000);
     for m in [&mut a, &mut b] {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
-        m.declare(Instant::ZERO, settings.clone(), store).expect("declares");
+        m.declare(Instant::ZERO, settings.clone(), store)
+            .expect("declares");
     }
     let now = Instant::ZERO;
     a.put(now, "r", b"k", Bytes::from_static(b"v"), None)
@@ -429,7 +432,8 @@ fn expired_replicated_entries_are_deleted_from_the_keyspace_by_their_purger_then
         .map(|n| {
             let mut m = Caches::new(life(n), 1_000_000);
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
-            m.declare(Instant::ZERO, settings.clone(), store).expect("declares");
+            m.declare(Instant::ZERO, settings.clone(), store)
+                .expect("declares");
             m.update_view(Instant::ZERO, vec![candidate(1), candidate(2)]);
             m
         })
@@ -581,7 +585,9 @@ fn a_handoff_that_arrives_before_the_cache_is_declared_is_taken_on_declare() {
     // Declared 60 ms later: both are taken, each with what is left of its TTL.
     let later = now + Duration::from_millis(60);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
-    restarted.declare(later, settings.clone(), store).expect("declares");
+    restarted
+        .declare(later, settings.clone(), store)
+        .expect("declares");
     assert_eq!(restarted.early_handoffs(), 0);
     assert_eq!(restarted.stats("p").map(|s| s.taken_over), Some(2));
     assert_eq!(
@@ -589,7 +595,10 @@ fn a_handoff_that_arrives_before_the_cache_is_declared_is_taken_on_declare() {
         Ok(Started::Ready(Some(Bytes::from_static(b"kept"))))
     );
     let gone = later + Duration::from_millis(41);
-    assert_eq!(restarted.get(gone, "p", &short, SEC), Ok(Started::Ready(None)));
+    assert_eq!(
+        restarted.get(gone, "p", &short, SEC),
+        Ok(Started::Ready(None))
+    );
 }
 
 #[test]
@@ -665,23 +674,34 @@ fn run_until(events: &[CacheEvent]) -> Vec<Instant> {
         .collect()
 }
 
-#[test]
-fn a_quorum_cache_grants_after_its_fence_and_caps_runs_at_max_run() {
+/// Three nodes with a quorum cache declared at zero, and node 1's computation of a key it owns
+/// asked at 1 s: held, since nothing is known before the declaration (a 3 s fence).
+fn caller_held_by_the_first_fence() -> (Net, u64) {
     let settings = quorum_settings();
     let mut net = Net::new(3, &settings);
     let key = key_owned_by(&mut net, "q", 1);
-    // Declared at zero: nothing is known before, so the first grant waits the 3 s fence.
     let now = Instant::ZERO + SEC;
     let req = pending(net.node(1).get_or_compute(now, "q", &key, 10 * SEC));
     net.settle(now);
-    assert!(runs(&net.take_events(1)).is_empty(), "granted inside the fence");
+    let events = net.take_events(1);
+    assert!(runs(&events).is_empty(), "granted inside the fence");
+    (net, req)
+}
+
+#[test]
+fn a_quorum_cache_grants_after_its_fence_and_caps_runs_at_max_run() {
+    let (mut net, req) = caller_held_by_the_first_fence();
     assert_eq!(net.node(1).poll_timeout(), Some(Instant::ZERO + 3 * SEC));
     let fence_end = Instant::ZERO + 3 * SEC;
     net.node(1).handle_timeout(fence_end);
     net.settle(fence_end);
     let events = net.take_events(1);
     assert_eq!(runs(&events), vec![req]);
-    assert_eq!(run_until(&events), vec![fence_end + SEC], "capped at max_run");
+    assert_eq!(
+        run_until(&events),
+        vec![fence_end + SEC],
+        "capped at max_run"
+    );
 }
 
 #[test]
@@ -723,14 +743,22 @@ fn a_key_that_moves_is_granted_by_its_new_owner_only_a_fence_later() {
     assert_eq!(runs(&net.take_events(3)), vec![first]);
     let cut = t + Duration::from_millis(100);
     for n in 1..=2 {
-        net.node(n).update_view(cut, vec![candidate(1), candidate(2)]);
+        net.node(n)
+            .update_view(cut, vec![candidate(1), candidate(2)]);
     }
     let new_owner = net.node(1).owner_of("q", &key).expect("declared");
     assert_ne!(new_owner, NodeId::from_u128(3));
-    let asker = if new_owner == NodeId::from_u128(1) { 2 } else { 1 };
+    let asker = if new_owner == NodeId::from_u128(1) {
+        2
+    } else {
+        1
+    };
     let second = pending(net.node(asker).get_or_compute(cut, "q", &key, 10 * SEC));
     net.settle(cut);
-    assert!(runs(&net.take_events(asker)).is_empty(), "granted while node 3's may run");
+    assert!(
+        runs(&net.take_events(asker)).is_empty(),
+        "granted while node 3's may run"
+    );
     // Node 3's grant ran at most 1 s + 1 s margin; the new owner waits 3 s from the cut.
     let owner_node = net.nodes.get_mut(&new_owner).expect("node");
     assert_eq!(owner_node.poll_timeout(), Some(cut + 3 * SEC));
@@ -741,17 +769,15 @@ fn a_key_that_moves_is_granted_by_its_new_owner_only_a_fence_later() {
 
 #[test]
 fn callers_held_by_the_fence_are_refused_when_the_majority_goes() {
-    let settings = quorum_settings();
-    let mut net = Net::new(3, &settings);
-    let key = key_owned_by(&mut net, "q", 1);
+    let (mut net, held) = caller_held_by_the_first_fence();
     let now = Instant::ZERO + SEC;
-    let held = pending(net.node(1).get_or_compute(now, "q", &key, 10 * SEC));
-    net.settle(now);
-    assert!(runs(&net.take_events(1)).is_empty());
     net.node(1).set_majority(false);
     net.node(1).update_view(now, vec![candidate(1)]);
     net.settle(now);
-    assert_eq!(done(&net.take_events(1), held), Some(Err(CacheError::NoQuorum)));
+    assert_eq!(
+        done(&net.take_events(1), held),
+        Some(Err(CacheError::NoQuorum))
+    );
     assert_eq!(net.node(1).flights("q"), 0);
 }
 
