@@ -139,6 +139,9 @@ pub enum FaultSwitch {
     /// A reader keeps its near copy when the owner's invalidation reaches it
     /// (`cache::Caches::invalidated`).
     CacheNearIgnoresInvalidation,
+    /// A partitioned cache's quorum rule grants on a majority now, without waiting a fence
+    /// after the key came to this node (`cache::quorum::History::verdict`).
+    CacheQuorumNoFence,
 }
 
 thread_local! {

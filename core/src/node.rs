@@ -1081,8 +1081,17 @@ impl Core {
             return;
         }
         let candidates = self.cache_candidates();
+        self.caches.set_majority(self.sees_majority(&candidates));
         self.caches.update_view(now, candidates);
         self.deliver_caches(now);
+    }
+
+    /// Whether `alive` (ourselves included) holds a majority of placement's agreed membership:
+    /// the caches' quorum rule counts the same members as placement's keep-majority.
+    fn sees_majority(&self, alive: &[Candidate]) -> bool {
+        let agreed = self.placement.agreed();
+        let seen = alive.iter().filter(|c| agreed.contains(&c.id)).count();
+        seen * 2 > agreed.len()
     }
 
     /// The live members, ourselves included, as the caches choose owners among them.
@@ -1130,6 +1139,7 @@ impl Core {
     /// Declares a cache here with the store its entries live in (see [`crate::cache`]).
     pub fn declare_cache(
         &mut self,
+        now: Instant,
         settings: CacheSettings,
         store: std::sync::Arc<dyn Store>,
     ) -> Result<(), CacheError> {
@@ -1137,9 +1147,10 @@ impl Core {
         if self.caches.names().next().is_none() {
             // Without caches the view was not kept (`caches_view`); nothing depends on it yet.
             let candidates = self.cache_candidates();
+            self.caches.set_majority(self.sees_majority(&candidates));
             self.caches.adopt_view(candidates);
         }
-        self.caches.declare(settings, store)?;
+        self.caches.declare(now, settings, store)?;
         // A replicated cache takes up what its keyspace already holds.
         let keyspace = format!("{}{name}", crate::cache::KEYSPACE_PREFIX);
         let held: Vec<(String, Vec<u8>)> = self

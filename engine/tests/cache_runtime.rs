@@ -329,7 +329,88 @@ async fn expired_replicated_entries_leave_the_keyspace_on_every_node() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(left, (0, 0), "live keys of cache/short on nodes 0 and 1");
+    // The deletes are counted where they were made: in `/metrics` and `/caches`.
+    let mut purged = 0;
+    for i in 0..2 {
+        let metrics = common::metrics_text(http(i)).await;
+        let counted = series(&metrics, "foundation_cache_purged_total", "short");
+        assert_eq!(cache_field(http(i), "short", "purged").await, counted);
+        purged += counted;
+    }
+    assert!(purged >= 1, "{purged} purged");
     for node in &nodes {
         node.abort().await;
     }
+}
+
+/// The value of metric `name` for cache `cache` in a `/metrics` text (0 when absent).
+fn series(metrics: &str, name: &str, cache: &str) -> u64 {
+    let prefix = format!("{name}{{cache=\"{cache}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Field `field` of cache `cache` in `/caches` on the node serving HTTP at `http`.
+async fn cache_field(http: std::net::SocketAddr, cache: &str, field: &str) -> u64 {
+    let body = common::raw_http::get(http, "/caches").await.body;
+    let document: serde_json::Value = serde_json::from_str(&body).expect("json");
+    document["caches"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == cache))
+        .and_then(|c| c[field].as_u64())
+        .expect("the cache and its field")
+}
+
+#[tokio::test]
+async fn a_joining_node_takes_over_its_keys_and_both_sides_count_it() {
+    let first = Node::start(settings(vec![])).await.expect("starts");
+    let moving = CacheSettings::new("moving", Mode::Partitioned);
+    let cache = first.declare_cache(moving.clone()).await.expect("declares");
+    for i in 0..32u32 {
+        cache
+            .put(i.to_le_bytes(), &b"v"[..], None)
+            .await
+            .expect("puts");
+    }
+    // The joiner declares its cache only once it runs: handoffs that reach it first are kept
+    // for the declaration.
+    let second = Node::start(settings(vec![first.addr()]))
+        .await
+        .expect("starts");
+    second.declare_cache(moving).await.expect("declares");
+    let http = |node: &Node| node.http_addr().expect("serving HTTP");
+    let mut counts = (0, 0);
+    for _ in 0..20 {
+        let handed = series(
+            &common::metrics_text(http(&first)).await,
+            "foundation_cache_handed_off_total",
+            "moving",
+        );
+        let taken = series(
+            &common::metrics_text(http(&second)).await,
+            "foundation_cache_taken_over_total",
+            "moving",
+        );
+        counts = (handed, taken);
+        if handed > 0 && taken == handed {
+            break;
+        }
+    }
+    assert!(
+        counts.0 > 0 && counts.0 == counts.1,
+        "handed off, taken over: {counts:?}"
+    );
+    assert_eq!(
+        cache_field(http(&first), "moving", "handed_off").await,
+        counts.0
+    );
+    assert_eq!(
+        cache_field(http(&second), "moving", "taken_over").await,
+        counts.1
+    );
+    first.abort().await;
+    second.abort().await;
 }

@@ -14,17 +14,21 @@
 //! - `cache-near-fresh`: a node never serves a value of an owner older than a version whose
 //!   invalidation from that owner already reached it.
 //!
+//! - `cache-one-compute`, with `quorum = true` in `[cache]` (the cache's quorum rule on): no two
+//!   computations of one key run at once anywhere in the cluster, whoever granted them.
+//!
 //! `cache-churn` (`sim/scenarios/cache-churn.toml`, also `--scenario cache-churn`) is the
-//! scenario made for them: 5 nodes whose owners crash and restart. Each check fails with its
-//! fault switch on (`CacheFlightAdmitsAll`, `CacheNearIgnoresInvalidation`;
-//! `tests/fault_switches.rs`).
+//! scenario made for the first two: 5 nodes whose owners crash and restart; `cache-partition`
+//! (`sim/scenarios/cache-partition.toml`) for the third: partitions and a restart under the
+//! quorum rule. Each check fails with its fault switch on (`CacheFlightAdmitsAll`,
+//! `CacheNearIgnoresInvalidation`, `CacheQuorumNoFence`; `tests/fault_switches.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use foundation_core::cache::{CacheEvent, CacheSettings, MemoryStore, Mode};
+use foundation_core::cache::{CacheEvent, CacheSettings, MemoryStore, Mode, QuorumRule};
 use foundation_core::vars::Life;
 use serde::Serialize;
 
@@ -39,6 +43,10 @@ pub const CACHE: &str = "churn";
 pub const SCENARIO_FILE: &str = include_str!("../scenarios/cache-churn.toml");
 /// The checks' names, as reports show them.
 pub const CHECKS: [&str; 2] = ["cache-single-flight", "cache-near-fresh"];
+/// The check a workload with the quorum rule adds.
+pub const QUORUM_CHECK: &str = "cache-one-compute";
+/// The `cache-partition` scenario file.
+pub const PARTITION_FILE: &str = include_str!("../scenarios/cache-partition.toml");
 
 /// A scenario's cache workload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +57,8 @@ pub struct CacheWorkload {
     pub keys: u64,
     /// The cache's TTL.
     pub ttl: Duration,
+    /// Whether the cache has the quorum rule (and the run checks `cache-one-compute`).
+    pub quorum: bool,
 }
 
 impl Default for CacheWorkload {
@@ -57,6 +67,7 @@ impl Default for CacheWorkload {
             from: Duration::from_secs(2),
             keys: 8,
             ttl: Duration::from_millis(700),
+            quorum: false,
         }
     }
 }
@@ -66,7 +77,25 @@ impl CacheWorkload {
         let mut s = CacheSettings::new(CACHE, Mode::Partitioned).ttl(self.ttl);
         s.near_ttl = Duration::from_secs(5);
         s.lease_margin = Duration::from_millis(500);
+        if self.quorum {
+            // Runs as long as the callers' deadlines; 5 s for one side to see a partition or a
+            // heal later than the other (the simulator's failure detection spreads about 2 s).
+            s.quorum = Some(QuorumRule {
+                max_run: CALL_WITHIN,
+                settle: Duration::from_secs(5),
+                min_members: 1,
+            });
+        }
         s
+    }
+
+    /// The checks a run with this workload reports.
+    pub fn checks(&self) -> Vec<&'static str> {
+        let mut checks = CHECKS.to_vec();
+        if self.quorum {
+            checks.push(QUORUM_CHECK);
+        }
+        checks
     }
 }
 
@@ -85,6 +114,8 @@ pub struct CacheCounts {
     pub timeouts: u64,
     /// Entries a key's new owner took over from its previous owner when ownership moved.
     pub taken_over: u64,
+    /// Computations an owner refused for want of a majority (the quorum rule).
+    pub refused: u64,
 }
 
 impl CacheCounts {
@@ -96,6 +127,7 @@ impl CacheCounts {
         self.invalidations += other.invalidations;
         self.timeouts += other.timeouts;
         self.taken_over += other.taken_over;
+        self.refused += other.refused;
     }
 }
 
@@ -103,8 +135,8 @@ impl std::fmt::Display for CacheCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "cache: {} computes · {} served ({} from near copies) · {} invalidations reached · {} timeouts · {} entries taken over by new owners",
-            self.computes, self.served, self.near_served, self.invalidations, self.timeouts, self.taken_over
+            "cache: {} computes · {} served ({} from near copies) · {} invalidations reached · {} timeouts · {} entries taken over by new owners · {} computations refused without a majority",
+            self.computes, self.served, self.near_served, self.invalidations, self.timeouts, self.taken_over, self.refused
         )
     }
 }
@@ -139,8 +171,18 @@ pub fn churn_scenario() -> Result<Scenario, String> {
 
 /// One seeded run of `cache-churn` (every invariant of the run, the cache checks among them).
 pub fn run_churn(seed: u64) -> Result<CacheChurnReport, String> {
-    let scenario = churn_scenario()?;
-    let run = crate::scenario::run(&scenario, seed, &RunOptions::default());
+    run_scenario(&churn_scenario()?, seed)
+}
+
+/// One seeded run of `cache-partition`, the quorum rule's scenario.
+pub fn run_partition(seed: u64) -> Result<CacheChurnReport, String> {
+    let scenario = file::parse(PARTITION_FILE, "sim/scenarios/cache-partition.toml")
+        .map_err(|e| e.to_string())?;
+    run_scenario(&scenario, seed)
+}
+
+fn run_scenario(scenario: &Scenario, seed: u64) -> Result<CacheChurnReport, String> {
+    let run = crate::scenario::run(scenario, seed, &RunOptions::default());
     if let Some(panic) = run.panic {
         return Err(panic);
     }
@@ -165,8 +207,8 @@ pub struct CacheDriver {
     workload: CacheWorkload,
     /// The life each slot declared the cache in.
     declared: BTreeMap<usize, u64>,
-    /// Entries each node life took over, as last seen.
-    taken_over: BTreeMap<(usize, u64), u64>,
+    /// Entries each node life took over and computations it refused, as last seen.
+    taken_over: BTreeMap<(usize, u64), (u64, u64)>,
     /// Computations to report: (world µs due, slot, life, request).
     due: Vec<(u64, usize, u64, u64)>,
     next_us: u64,
@@ -180,13 +222,16 @@ impl CacheDriver {
     pub fn new(workload: CacheWorkload) -> Self {
         let next_us = workload.from.as_micros() as u64;
         Self {
-            workload,
+            workload: workload.clone(),
             declared: BTreeMap::new(),
             taken_over: BTreeMap::new(),
             due: Vec::new(),
             next_us,
             value: 0,
-            checker: Checker::default(),
+            checker: Checker {
+                one_compute: workload.quorum,
+                ..Checker::default()
+            },
             counts: CacheCounts::default(),
         }
     }
@@ -194,6 +239,11 @@ impl CacheDriver {
     /// When it next acts, in world µs.
     pub fn next_us(&self) -> u64 {
         self.next_us
+    }
+
+    /// The checks it reports.
+    pub fn checks(&self) -> Vec<&'static str> {
+        self.workload.checks()
     }
 
     /// What it did so far.
@@ -229,17 +279,18 @@ impl CacheDriver {
         violations
     }
 
-    /// Takes up the live nodes' counts of entries taken over (a node's count ends with its
-    /// life, so each life's last one is kept).
+    /// Takes up the live nodes' counts of entries taken over and computations refused (a
+    /// node's count ends with its life, so each life's last one is kept).
     fn count_taken_over(&mut self, world: &World) {
         for (slot, node) in world.nodes().iter().enumerate() {
             let stats = node.core().and_then(|c| c.caches().stats(CACHE));
             if let Some(stats) = stats {
                 self.taken_over
-                    .insert((slot, node.life()), stats.taken_over);
+                    .insert((slot, node.life()), (stats.taken_over, stats.refused));
             }
         }
-        self.counts.taken_over = self.taken_over.values().sum();
+        self.counts.taken_over = self.taken_over.values().map(|c| c.0).sum();
+        self.counts.refused = self.taken_over.values().map(|c| c.1).sum();
     }
 
     fn declare(&mut self, world: &mut World) {
@@ -249,7 +300,7 @@ impl CacheDriver {
                 self.declared.insert(slot, life);
                 let store = Arc::new(MemoryStore::new(1_000));
                 let settings = self.workload.settings();
-                world.with_core(slot, |core, _| core.declare_cache(settings, store));
+                world.with_core(slot, |core, now| core.declare_cache(now, settings, store));
             }
         }
     }
@@ -279,7 +330,7 @@ impl CacheDriver {
             "k{}",
             world.random_below(keys).min(world.random_below(keys))
         );
-        let within = Duration::from_millis(1_500);
+        let within = CALL_WITHIN;
         let op = world.random_below(10);
         self.value += 1;
         let put = Bytes::from(format!("p{}", self.value));
@@ -297,6 +348,9 @@ impl CacheDriver {
     }
 }
 
+/// Each call's deadline.
+const CALL_WITHIN: Duration = Duration::from_millis(1_500);
+
 /// A computation: (slot, life, request).
 type Runner = (usize, u64, u64);
 
@@ -304,6 +358,8 @@ type Runner = (usize, u64, u64);
 struct Checker {
     /// Computations running: (granting owner, key) → (slot, life, request).
     running: BTreeMap<(Life, Bytes), BTreeSet<Runner>>,
+    /// Whether to check `cache-one-compute`.
+    one_compute: bool,
     /// The highest version of each owner's key whose invalidation reached each slot's life:
     /// (slot, life, owner, key) → version.
     floors: BTreeMap<(usize, u64, Life, Bytes), u64>,
@@ -333,6 +389,9 @@ impl Checker {
                 counts.computes += 1;
                 let runners = self.running.entry((granted_by, key.clone())).or_default();
                 runners.insert((slot, life, req));
+                if runners.len() == 1 {
+                    return self.one_compute_broken(&key);
+                }
                 (runners.len() > 1).then(|| {
                     let who: Vec<String> = runners
                         .iter()
@@ -397,5 +456,34 @@ impl Checker {
                 None
             }
         }
+    }
+}
+
+impl Checker {
+    /// `cache-one-compute` (when checked): a second computation of `key` runs, granted by
+    /// another owner.
+    fn one_compute_broken(&self, key: &Bytes) -> Option<(&'static str, String)> {
+        if !self.one_compute {
+            return None;
+        }
+        let who: Vec<String> = self
+            .running
+            .iter()
+            .filter(|((_, k), _)| k == key)
+            .flat_map(|((owner, _), runners)| {
+                runners
+                    .iter()
+                    .map(move |(s, _, r)| format!("n{s} request {r} granted by {}", owner.node))
+            })
+            .collect();
+        (who.len() > 1).then(|| {
+            let what = format!(
+                "key {:?} runs {} times at once cluster-wide: {}",
+                String::from_utf8_lossy(key),
+                who.len(),
+                who.join(", ")
+            );
+            (QUORUM_CHECK, what)
+        })
     }
 }

@@ -73,6 +73,7 @@
 //! | sessions: `within-budget` | `DebitSaturatesAtFloor`: a debit beyond the budget empties it instead of being refused | `tests/sessions_driven.rs`, `can_fail::a_debit_that_empties_…` |
 //! | cache: `cache-single-flight` | `CacheFlightAdmitsAll`: a partitioned cache's owner grants every caller of a missing key its own computation | `tests/fault_switches.rs`, `cache_single_flight_catches_…` |
 //! | cache: `cache-near-fresh` | `CacheNearIgnoresInvalidation`: a reader keeps its near copy when the owner's invalidation reaches it | `tests/fault_switches.rs`, `cache_near_fresh_catches_…` |
+//! | cache: `cache-one-compute` | `CacheQuorumNoFence`: the quorum rule grants on a majority now, without the fence after a key came to its owner | `tests/fault_switches.rs`, `cache_one_compute_catches_…` |
 //! | sessions: `matches-machine` | `SessionAnswerFromWrongAgent`: the driver credits an answer to the next participant | `tests/sessions_driven.rs`, `can_fail::answers_credited_to_…` |
 //! | sessions: `silence-is-not-convergence` | `SessionSilenceAsZeroDemand`: a participant silent at a tatonnement's prices counts as zero excess demand | `tests/sessions_driven.rs`, `can_fail::silence_taken_as_…` |
 //! | sessions: `no-minority-commit` | `SessionUncertainAsCommitted`: a commit without a majority is reported as committed | `tests/sessions_driven.rs`, `can_fail::an_uncertain_commit_…` |

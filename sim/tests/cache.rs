@@ -3,9 +3,11 @@
 //! seeds, no key is computed twice at once under one owner (`cache-single-flight`), no node
 //! serves a value older than an invalidation that reached it (`cache-near-fresh`), and the
 //! default invariants hold. The runs must also do what they are for: computations, near hits
-//! and invalidations happen. `fault_switches.rs` shows each check fail.
+//! and invalidations happen. `cache-partition` (`sim/scenarios/cache-partition.toml`): with the
+//! quorum rule, no key is computed twice at once anywhere in the cluster across two partitions
+//! and a restart (`cache-one-compute`). `fault_switches.rs` shows each check fail.
 
-use foundation_sim::cache::{churn_scenario, run_churn, CHECKS};
+use foundation_sim::cache::{churn_scenario, run_churn, run_partition, CHECKS, QUORUM_CHECK};
 use foundation_sim::cli::{self, SimArgs};
 use foundation_sim::scenario::file;
 
@@ -21,6 +23,16 @@ fn cache_churn_keeps_single_flight_and_near_freshness_over_seeds() {
         assert!(counts.computes > 20, "seed {seed}: {report:?}");
         assert!(counts.near_served > 10, "seed {seed}: {report:?}");
         assert!(counts.invalidations > 5, "seed {seed}: {report:?}");
+    }
+}
+
+#[test]
+fn cache_partition_computes_each_key_once_at_a_time_cluster_wide_over_seeds() {
+    for seed in 1..=2 {
+        let report = run_partition(seed).expect("runs");
+        assert!(report.passed(), "seed {seed}: {:?}", report.violations);
+        assert!(report.violations.contains_key(QUORUM_CHECK), "checked");
+        assert!(report.counts.computes > 20, "seed {seed}: {report:?}");
     }
 }
 

@@ -409,3 +409,17 @@ fn cache_near_fresh_catches_a_reader_that_ignores_invalidations() {
     assert!(first.is_some(), "not caught: {broken:?}");
     eprintln!("CacheNearIgnoresInvalidation caught by cache-near-fresh: {first:?}");
 }
+
+#[test]
+fn cache_one_compute_catches_a_quorum_rule_without_its_fence() {
+    let sound = foundation_sim::cache::run_partition(SEED_QUORUM).expect("runs");
+    assert!(sound.passed(), "{:?}", sound.violations);
+    let _on = fault_switch::engage(FaultSwitch::CacheQuorumNoFence);
+    let broken = foundation_sim::cache::run_partition(SEED_QUORUM).expect("runs");
+    let first = broken.first(foundation_sim::cache::QUORUM_CHECK);
+    assert!(first.is_some(), "not caught: {broken:?}");
+    eprintln!("CacheQuorumNoFence caught by cache-one-compute: {first:?}");
+}
+
+/// A seed of `cache-partition` whose run the planted fault breaks.
+const SEED_QUORUM: u64 = 1;

@@ -7,7 +7,16 @@
 //! The new owner takes a value only while it owns the key in its own view and holds neither
 //! its own value nor a computation for it, and gives it a version of its own, so near copies
 //! and invalidations work as for any value it took. A node that crashes hands nothing over.
+//!
+//! A restarted node declares its caches a little after it starts (the application does, once
+//! the node runs), while the previous owners hand off as soon as they see it alive. A handoff
+//! for a cache not declared here yet is kept ([`Early`]: at most [`MAX_EARLY`] entries and
+//! [`MAX_EARLY_BYTES`] bytes, each for [`EARLY_HOLD`]) and taken on declare, under the same
+//! rules as on arrival. The receiver keeps them rather than asking the previous owners on
+//! declare because those forget the moved entries at the view change that sent them: there is
+//! nothing left to ask for by the time the new owner declares.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +26,104 @@ use crate::time::Instant;
 
 /// At most this many entries handed off per cache on one view change.
 pub const MAX_PER_VIEW: usize = 1024;
+/// How long a handoff for a cache not declared here yet is kept for its declaration.
+pub const EARLY_HOLD: Duration = Duration::from_secs(2);
+/// At most this many handoffs kept for undeclared caches (all together; the oldest go first).
+pub const MAX_EARLY: usize = MAX_PER_VIEW;
+/// At most this many key and value bytes kept for undeclared caches.
+pub const MAX_EARLY_BYTES: usize = 8 << 20;
+
+/// Handoffs that arrived for caches not declared here yet, oldest first.
+#[derive(Default)]
+pub(super) struct Early {
+    held: VecDeque<Held>,
+    bytes: usize,
+}
+
+struct Held {
+    arrived: Instant,
+    cache: String,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+impl Held {
+    fn bytes(&self) -> usize {
+        self.cache.len() + self.key.len() + self.value.len()
+    }
+}
+
+impl Early {
+    /// Keeps a handoff for undeclared cache `cache`, within the bounds.
+    fn hold(
+        &mut self,
+        now: Instant,
+        cache: String,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) {
+        self.expire(now);
+        let held = Held {
+            arrived: now,
+            cache,
+            key,
+            value,
+            expires: ttl_ms.map(|ms| now + Duration::from_millis(ms)),
+        };
+        if held.bytes() > MAX_EARLY_BYTES {
+            return;
+        }
+        self.bytes += held.bytes();
+        self.held.push_back(held);
+        while self.held.len() > MAX_EARLY || self.bytes > MAX_EARLY_BYTES {
+            self.pop_oldest();
+        }
+    }
+
+    /// Drops what was kept longer than [`EARLY_HOLD`].
+    fn expire(&mut self, now: Instant) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| h.arrived + EARLY_HOLD <= now)
+        {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(h) = self.held.pop_front() {
+            self.bytes -= h.bytes();
+        }
+    }
+
+    /// Takes what is kept for `cache` and still within [`EARLY_HOLD`], oldest first.
+    fn take(&mut self, now: Instant, cache: &str) -> Vec<Held> {
+        self.expire(now);
+        let (taken, kept): (VecDeque<Held>, VecDeque<Held>) =
+            self.held.drain(..).partition(|h| h.cache == cache);
+        self.held = kept;
+        self.bytes = self.held.iter().map(Held::bytes).sum();
+        taken.into()
+    }
+
+    /// A newer write for `key` of `cache` arrived: its kept handoff is older, drop it (a miss
+    /// rather than an older value).
+    pub(super) fn forget(&mut self, cache: &str, key: &[u8]) {
+        let before = self.held.len();
+        self.held.retain(|h| h.cache != cache || h.key != key);
+        if self.held.len() != before {
+            self.bytes = self.held.iter().map(Held::bytes).sum();
+        }
+    }
+
+    /// How many handoffs are kept.
+    pub(super) fn len(&self) -> usize {
+        self.held.len()
+    }
+}
 
 impl Caches {
     /// Sends the fresh entries this node owns of cache `name` whose key this (already updated)
@@ -64,7 +171,7 @@ impl Caches {
     ) {
         let me = self.me;
         let Some(cache) = self.caches.get(&name) else {
-            return;
+            return self.early.hold(now, name, key, value, ttl_ms);
         };
         let settings = &cache.settings;
         if settings.mode != Mode::Partitioned
@@ -91,5 +198,17 @@ impl Caches {
             expires: ttl_ms.map(|ms| now + Duration::from_millis(ms)),
         };
         cache.store.insert(Bytes::from(key), entry, now);
+    }
+
+    /// Takes the handoffs kept for cache `name`, just declared (see [`Early`]).
+    pub(super) fn take_early(&mut self, now: Instant, name: &str) {
+        for held in self.early.take(now, name) {
+            let ttl_ms = match held.expires {
+                Some(at) if at <= now => continue,
+                Some(at) => Some(millis(at.saturating_since(now))),
+                None => None,
+            };
+            self.take_over(now, held.cache, held.key, held.value, ttl_ms);
+        }
     }
 }

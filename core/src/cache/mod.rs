@@ -22,6 +22,7 @@
 
 mod handoff;
 mod purge;
+pub mod quorum;
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,7 @@ use crate::vars::Life;
 use crate::NodeId;
 
 pub use purge::{GRACE as PURGE_GRACE, RETRY as PURGE_RETRY};
+pub use quorum::QuorumRule;
 pub use store::{Entry, MemoryStore, Store};
 
 /// The replicated keyspace of replicated cache `name` is this prefix and the name.
@@ -94,6 +96,9 @@ pub struct CacheSettings {
     /// How much longer than its runner's deadline the owner holds a grant, for the grant's
     /// travel time: a runner always gives up before its owner grants anyone else.
     pub lease_margin: Duration,
+    /// The quorum rule (partitioned mode; `None`: off): computations only on a side with a
+    /// majority, so at most one cluster-wide at a time (see [`quorum`]).
+    pub quorum: Option<QuorumRule>,
 }
 
 impl CacheSettings {
@@ -110,7 +115,14 @@ impl CacheSettings {
             max_value_bytes: 1 << 20,
             near_ttl: Duration::from_secs(30),
             lease_margin: Duration::from_secs(1),
+            quorum: None,
         }
+    }
+
+    /// Turns the quorum rule on (see [`quorum`]).
+    pub fn with_quorum(mut self, rule: QuorumRule) -> Self {
+        self.quorum = Some(rule);
+        self
     }
 
     /// Entries live `ttl` unless a write says otherwise.
@@ -147,6 +159,14 @@ impl CacheSettings {
         }
         if self.ttl == Some(Duration::ZERO) || self.near_ttl.is_zero() {
             return bad("a TTL must be longer than zero");
+        }
+        if let Some(rule) = &self.quorum {
+            if self.mode != Mode::Partitioned {
+                return bad("the quorum rule is for partitioned caches");
+            }
+            if rule.max_run.is_zero() {
+                return bad("the quorum rule's max_run must be longer than zero");
+            }
         }
         Ok(())
     }
@@ -189,6 +209,10 @@ pub enum CacheError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// The key's owner sees no majority of the cluster (the cache's quorum rule): no
+    /// computation is granted on this side of a partition. Reads still answer.
+    #[error("the key's owner sees no majority of the cluster: no computation on this side; reads still answer")]
+    NoQuorum,
 }
 
 /// A value an owner sends.
@@ -308,6 +332,15 @@ pub enum CacheMessage {
         /// What was left of its TTL, in milliseconds; `None`: no expiry.
         ttl_ms: Option<u64>,
     },
+    /// The owner refuses a computation: it sees no majority (the quorum rule).
+    NoQuorum {
+        /// The cache.
+        cache: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The asker's request.
+        req: u64,
+    },
 }
 
 /// Encodes a message as the core's envelope carries it.
@@ -402,6 +435,8 @@ pub struct CacheStats {
     pub handed_off: u64,
     /// Entries taken over from a key's previous owner.
     pub taken_over: u64,
+    /// Computations refused for want of a majority (as owner; the quorum rule).
+    pub refused: u64,
 }
 
 struct Cache {
@@ -463,6 +498,12 @@ pub struct Caches {
     publications: Vec<Write>,
     /// Wall-clock milliseconds at `Instant::ZERO`, to carry replicated expiries.
     wall_ms_at_zero: u64,
+    /// Handoffs that arrived before their cache was declared here.
+    early: handoff::Early,
+    /// Whether this node sees a majority of the agreed membership (the quorum rule).
+    majority: bool,
+    /// The views held lately, while a cache has the quorum rule.
+    history: quorum::History,
 }
 
 impl Caches {
@@ -484,6 +525,9 @@ impl Caches {
             events: Vec::new(),
             publications: Vec::new(),
             wall_ms_at_zero,
+            early: handoff::Early::default(),
+            majority: true,
+            history: quorum::History::default(),
         }
     }
 
@@ -492,10 +536,12 @@ impl Caches {
         self.wall_ms_at_zero = ms;
     }
 
-    /// Declares a cache here with its store. Declaring it again with the same settings keeps
-    /// the first store; with other settings it is a conflict.
+    /// Declares a cache here with its store, at `now`. Declaring it again with the same
+    /// settings keeps the first store; with other settings it is a conflict. Handoffs that
+    /// arrived for it before are taken now (see [`handoff`]).
     pub fn declare(
         &mut self,
+        now: Instant,
         settings: CacheSettings,
         store: Arc<dyn Store>,
     ) -> Result<(), CacheError> {
@@ -507,8 +553,9 @@ impl Caches {
                 Err(CacheError::Conflict(settings.name))
             };
         }
+        let name = settings.name.clone();
         self.caches.insert(
-            settings.name.clone(),
+            name.clone(),
             Cache {
                 settings,
                 store,
@@ -519,7 +566,14 @@ impl Caches {
                 purge: purge::Purge::default(),
             },
         );
+        self.take_early(now, &name);
+        self.note_view(now);
         Ok(())
+    }
+
+    /// Handoffs kept for caches not declared here yet.
+    pub fn early_handoffs(&self) -> usize {
+        self.early.len()
     }
 
     /// The declared caches' names, in order.
@@ -561,11 +615,7 @@ impl Caches {
     fn owner(&self, mode: Mode, name: &str, key: &[u8]) -> NodeId {
         match mode {
             Mode::Local | Mode::Replicated => self.me.node,
-            Mode::Partitioned => {
-                let shard = rendezvous::shard_of(key, SHARDS);
-                rendezvous::owner(Rule::Rendezvous, name, shard, &self.candidates)
-                    .unwrap_or(self.me.node)
-            }
+            Mode::Partitioned => owner_among(name, key, &self.candidates, self.me.node),
         }
     }
 
@@ -597,6 +647,12 @@ impl Caches {
         self.candidates = candidates;
     }
 
+    /// Whether this node sees a majority of the agreed membership: the quorum rule's input,
+    /// taken up with the next [`Caches::update_view`].
+    pub fn set_majority(&mut self, majority: bool) {
+        self.majority = majority;
+    }
+
     /// Takes up the members that may own keys: this node and every alive member. Near copies
     /// of keys whose owner changed are dropped (nobody would invalidate them), requests asked
     /// of a node that no longer owns their key are asked again, and flights of keys this node
@@ -611,9 +667,12 @@ impl Caches {
         }
         candidates.sort_by_key(|c| c.id);
         if candidates == self.candidates {
-            return;
+            self.note_view(now);
+            self.refuse_without_quorum(now);
+            return self.pump(now);
         }
         self.candidates = candidates;
+        self.note_view(now);
         let names: Vec<String> = self.caches.keys().cloned().collect();
         for name in names {
             let mode = self.caches.get(&name).map(|c| c.settings.mode);
@@ -680,6 +739,7 @@ impl Caches {
         for req in moved {
             self.ask_again(now, req);
         }
+        self.refuse_without_quorum(now);
         self.pump(now);
     }
 
@@ -962,6 +1022,17 @@ impl Caches {
                 value,
                 ttl_ms,
             } => self.take_over(now, cache, key, value, ttl_ms),
+            CacheMessage::NoQuorum { req, .. } => {
+                let computing = self
+                    .pending
+                    .get(&req)
+                    .is_some_and(|p| matches!(p.kind, Kind::Compute));
+                if computing {
+                    self.pending.remove(&req);
+                    let result = Err(CacheError::NoQuorum);
+                    self.events.push(CacheEvent::Done { req, result });
+                }
+            }
         }
     }
 
@@ -1084,17 +1155,28 @@ impl Caches {
         }
     }
 
-    /// Grants the flight of `key` to its next waiter still waiting, or ends it.
+    /// Grants the flight of `key` to its next waiter still waiting, or ends it; under the
+    /// quorum rule, refuses its waiters or holds them until the rule allows.
     fn grant_next(&mut self, now: Instant, name: &str, key: &Bytes) {
         let me = self.me;
         let token = self.next_token;
+        let verdict = self.verdict(now, name, key);
+        if verdict == quorum::Verdict::NoQuorum {
+            return self.refuse_flight(name, key);
+        }
         let Some(cache) = self.caches.get_mut(name) else {
             return;
         };
         let margin = cache.settings.lease_margin;
+        let max_run = cache.settings.quorum.as_ref().map(|r| r.max_run);
         let Some(flight) = cache.flights.get_mut(key) else {
             return;
         };
+        if let quorum::Verdict::WaitUntil(at) = verdict {
+            flight.token = 0;
+            flight.lease_until = at;
+            return;
+        }
         while let Some(next) = flight.waiters.pop_front() {
             if next.until <= now {
                 continue;
@@ -1102,6 +1184,7 @@ impl Caches {
             self.next_token += 1;
             flight.token = token;
             let within = next.until.saturating_since(now);
+            let within = max_run.map_or(within, |max| within.min(max));
             flight.lease_until = now + within + margin;
             self.send(
                 next.node,
@@ -1130,7 +1213,7 @@ impl Caches {
     ) {
         let me = self.me;
         let Some(cache) = self.caches.get_mut(&name) else {
-            return;
+            return self.early.forget(&name, &key);
         };
         let settings = &cache.settings;
         if key.len() > settings.max_key_bytes || value.len() > settings.max_value_bytes {
@@ -1401,10 +1484,11 @@ impl Caches {
     /// When [`Caches::handle_timeout`] next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let pending = self.pending.values().map(|p| p.until);
+        // A granted flight's lease, or when the quorum rule lets a held one be granted.
         let leases = self
             .caches
             .values()
-            .flat_map(|c| c.flights.values().filter(|f| f.token != 0))
+            .flat_map(|c| c.flights.values())
             .map(|f| f.lease_until);
         let purges = self.caches.values().filter_map(|c| c.purge.next());
         pending.chain(leases).chain(purges).min()
@@ -1450,7 +1534,7 @@ impl Caches {
             .flat_map(|(name, c)| {
                 c.flights
                     .iter()
-                    .filter(|(_, f)| f.token != 0 && f.lease_until <= now)
+                    .filter(|(_, f)| f.lease_until <= now)
                     .map(move |(k, _)| (name.clone(), k.clone()))
             })
             .collect();
@@ -1517,6 +1601,12 @@ impl Caches {
         }
         Ok(())
     }
+}
+
+/// The owner of `key` of partitioned cache `name` among `candidates` (`fallback` if none).
+fn owner_among(name: &str, key: &[u8], candidates: &[Candidate], fallback: NodeId) -> NodeId {
+    let shard = rendezvous::shard_of(key, SHARDS);
+    rendezvous::owner(Rule::Rendezvous, name, shard, candidates).unwrap_or(fallback)
 }
 
 fn millis(d: Duration) -> u64 {

@@ -38,7 +38,9 @@ impl Net {
         for i in 1..=n {
             let mut caches = Caches::new(life(i), 0);
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new(settings.max_entries));
-            caches.declare(settings.clone(), store).expect("declares");
+            caches
+                .declare(Instant::ZERO, settings.clone(), store)
+                .expect("declares");
             caches.update_view(Instant::ZERO, (1..=n).map(candidate).collect());
             nodes.insert(NodeId::from_u128(i), caches);
         }
@@ -177,7 +179,7 @@ fn bad_input_is_refused_with_a_typed_error_and_nothing_changes() {
     let other = CacheSettings::new("c", Mode::Partitioned);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
     assert_eq!(
-        net.node(1).declare(other, store),
+        net.node(1).declare(Instant::ZERO, other, store),
         Err(CacheError::Conflict("c".into()))
     );
     assert_eq!(net.node(1).pending(), 0);
@@ -405,7 +407,8 @@ fn replicated_entries_travel_through_the_keyspace_with_their_expiry() {
     let mut b = Caches::new(life(2), 1_000_000);
     for m in [&mut a, &mut b] {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
-        m.declare(settings.clone(), store).expect("declares");
+        m.declare(Instant::ZERO, settings.clone(), store)
+            .expect("declares");
     }
     let now = Instant::ZERO;
     a.put(now, "r", b"k", Bytes::from_static(b"v"), None)
@@ -429,7 +432,8 @@ fn expired_replicated_entries_are_deleted_from_the_keyspace_by_their_purger_then
         .map(|n| {
             let mut m = Caches::new(life(n), 1_000_000);
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
-            m.declare(settings.clone(), store).expect("declares");
+            m.declare(Instant::ZERO, settings.clone(), store)
+                .expect("declares");
             m.update_view(Instant::ZERO, vec![candidate(1), candidate(2)]);
             m
         })
@@ -480,7 +484,7 @@ fn a_replicated_entry_rewritten_without_expiry_is_not_deleted() {
     let settings = CacheSettings::new("r", Mode::Replicated).ttl(SEC);
     let mut m = Caches::new(life(1), 1_000_000);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10));
-    m.declare(settings, store).expect("declares");
+    m.declare(Instant::ZERO, settings, store).expect("declares");
     let now = Instant::ZERO;
     m.put(now, "r", b"k", Bytes::from_static(b"v"), None)
         .expect("puts");
@@ -556,4 +560,230 @@ fn a_handoff_does_not_replace_the_new_owners_own_value() {
         Ok(Started::Ready(Some(Bytes::from_static(b"new"))))
     );
     assert_eq!(net.node(2).stats("p").map(|s| s.taken_over), Some(0));
+}
+
+#[test]
+fn a_handoff_that_arrives_before_the_cache_is_declared_is_taken_on_declare() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    // Node 2 restarted and has not declared "p" yet; node 1 hands two keys over.
+    let mut restarted = Caches::new(life(2), 0);
+    restarted.adopt_view(vec![candidate(1), candidate(2)]);
+    let handoff = |key: &[u8], value: &[u8], ttl_ms| CacheMessage::Handoff {
+        cache: "p".into(),
+        key: key.to_vec(),
+        value: value.to_vec(),
+        ttl_ms,
+    };
+    let from = NodeId::from_u128(1);
+    restarted.received(now, from, handoff(&key, b"kept", Some(5_000)));
+    let short = key_owned_by_other(&mut net, "p", &key);
+    restarted.received(now, from, handoff(&short, b"expires", Some(100)));
+    assert_eq!(restarted.early_handoffs(), 2);
+    // Declared 60 ms later: both are taken, each with what is left of its TTL.
+    let later = now + Duration::from_millis(60);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
+    restarted
+        .declare(later, settings.clone(), store)
+        .expect("declares");
+    assert_eq!(restarted.early_handoffs(), 0);
+    assert_eq!(restarted.stats("p").map(|s| s.taken_over), Some(2));
+    assert_eq!(
+        restarted.get(later, "p", &key, SEC),
+        Ok(Started::Ready(Some(Bytes::from_static(b"kept"))))
+    );
+    let gone = later + Duration::from_millis(41);
+    assert_eq!(
+        restarted.get(gone, "p", &short, SEC),
+        Ok(Started::Ready(None))
+    );
+}
+
+#[test]
+fn early_handoffs_are_bounded_expire_and_give_way_to_a_newer_write() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let now = Instant::ZERO;
+    let mut node = Caches::new(life(1), 0);
+    let from = NodeId::from_u128(2);
+    let handoff = |i: usize, cache: &str| CacheMessage::Handoff {
+        cache: cache.into(),
+        key: format!("k{i}").into_bytes(),
+        value: b"v".to_vec(),
+        ttl_ms: None,
+    };
+    for i in 0..handoff::MAX_EARLY + 10 {
+        node.received(now, from, handoff(i, "p"));
+    }
+    assert_eq!(node.early_handoffs(), handoff::MAX_EARLY, "bounded");
+    // Past the hold, a new arrival drops the old ones.
+    let late = now + handoff::EARLY_HOLD;
+    node.received(late, from, handoff(0, "q"));
+    assert_eq!(node.early_handoffs(), 1);
+    // A put for the key before the declaration: the kept (older) value is not taken.
+    node.received(late, from, handoff(1, "p"));
+    let put = CacheMessage::Put {
+        cache: "p".into(),
+        key: b"k1".to_vec(),
+        token: 0,
+        value: b"newer".to_vec(),
+        ttl_ms: None,
+    };
+    node.received(late, from, put);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
+    node.declare(late, settings, store).expect("declares");
+    assert_eq!(node.stats("p").map(|s| s.taken_over), Some(0));
+    assert_eq!(node.early_handoffs(), 1, "the other cache's stays");
+    // Past its hold, declaring a cache takes nothing.
+    let q = CacheSettings::new("q", Mode::Partitioned);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
+    node.declare(late + handoff::EARLY_HOLD, q, store)
+        .expect("declares");
+    assert_eq!(node.stats("q").map(|s| s.taken_over), Some(0));
+    assert_eq!(node.early_handoffs(), 0);
+}
+
+/// A key of cache `name` other than `key` with the same owner.
+fn key_owned_by_other(net: &mut Net, name: &str, key: &[u8]) -> Vec<u8> {
+    let owner = net.node(1).owner_of(name, key);
+    (0u32..)
+        .map(|i| format!("other-{i}").into_bytes())
+        .find(|k| net.node(1).owner_of(name, k) == owner)
+        .expect("another key of the same owner")
+}
+
+/// A partitioned cache with the quorum rule: 1 s runs, 1 s lease margin, 1 s settle (a 3 s
+/// fence).
+fn quorum_settings() -> CacheSettings {
+    let rule = QuorumRule {
+        max_run: SEC,
+        settle: SEC,
+        min_members: 1,
+    };
+    CacheSettings::new("q", Mode::Partitioned).with_quorum(rule)
+}
+
+fn run_until(events: &[CacheEvent]) -> Vec<Instant> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            CacheEvent::Run { until, .. } => Some(*until),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Three nodes with a quorum cache declared at zero, and node 1's computation of a key it owns
+/// asked at 1 s: held, since nothing is known before the declaration (a 3 s fence).
+fn caller_held_by_the_first_fence() -> (Net, u64) {
+    let settings = quorum_settings();
+    let mut net = Net::new(3, &settings);
+    let key = key_owned_by(&mut net, "q", 1);
+    let now = Instant::ZERO + SEC;
+    let req = pending(net.node(1).get_or_compute(now, "q", &key, 10 * SEC));
+    net.settle(now);
+    let events = net.take_events(1);
+    assert!(runs(&events).is_empty(), "granted inside the fence");
+    (net, req)
+}
+
+#[test]
+fn a_quorum_cache_grants_after_its_fence_and_caps_runs_at_max_run() {
+    let (mut net, req) = caller_held_by_the_first_fence();
+    assert_eq!(net.node(1).poll_timeout(), Some(Instant::ZERO + 3 * SEC));
+    let fence_end = Instant::ZERO + 3 * SEC;
+    net.node(1).handle_timeout(fence_end);
+    net.settle(fence_end);
+    let events = net.take_events(1);
+    assert_eq!(runs(&events), vec![req]);
+    assert_eq!(
+        run_until(&events),
+        vec![fence_end + SEC],
+        "capped at max_run"
+    );
+}
+
+#[test]
+fn without_a_majority_computes_are_refused_and_reads_still_answer() {
+    let settings = quorum_settings();
+    let mut net = Net::new(3, &settings);
+    let key = key_owned_by(&mut net, "q", 3);
+    let now = Instant::ZERO + 4 * SEC;
+    net.node(1)
+        .put(now, "q", &key, Bytes::from_static(b"held"), None)
+        .expect("puts");
+    net.settle(now);
+    // Node 3 is cut off: it sees only itself, not a majority of the three agreed members.
+    net.node(3).set_majority(false);
+    net.node(3).update_view(now, vec![candidate(3)]);
+    let other = key_owned_by_other(&mut net, "q", &key);
+    let refused = pending(net.node(3).get_or_compute(now, "q", &other, SEC));
+    net.settle(now);
+    let events = net.take_events(3);
+    assert!(runs(&events).is_empty());
+    assert_eq!(done(&events, refused), Some(Err(CacheError::NoQuorum)));
+    assert_eq!(net.node(3).stats("q").map(|s| s.refused), Some(1));
+    // What it holds it still serves, computes included: a value needs no grant.
+    assert_eq!(
+        net.node(3).get_or_compute(now, "q", &key, SEC),
+        Ok(Started::Ready(Some(Bytes::from_static(b"held"))))
+    );
+}
+
+#[test]
+fn a_key_that_moves_is_granted_by_its_new_owner_only_a_fence_later() {
+    let settings = quorum_settings();
+    let mut net = Net::new(3, &settings);
+    let key = key_owned_by(&mut net, "q", 3);
+    // Node 3 grants the key at 4 s, then is cut off from nodes 1 and 2 (still a majority).
+    let t = Instant::ZERO + 4 * SEC;
+    let first = pending(net.node(3).get_or_compute(t, "q", &key, 10 * SEC));
+    net.settle(t);
+    assert_eq!(runs(&net.take_events(3)), vec![first]);
+    let cut = t + Duration::from_millis(100);
+    for n in 1..=2 {
+        net.node(n)
+            .update_view(cut, vec![candidate(1), candidate(2)]);
+    }
+    let new_owner = net.node(1).owner_of("q", &key).expect("declared");
+    assert_ne!(new_owner, NodeId::from_u128(3));
+    let asker = if new_owner == NodeId::from_u128(1) {
+        2
+    } else {
+        1
+    };
+    let second = pending(net.node(asker).get_or_compute(cut, "q", &key, 10 * SEC));
+    net.settle(cut);
+    assert!(
+        runs(&net.take_events(asker)).is_empty(),
+        "granted while node 3's may run"
+    );
+    // Node 3's grant ran at most 1 s + 1 s margin; the new owner waits 3 s from the cut.
+    let owner_node = net.nodes.get_mut(&new_owner).expect("node");
+    assert_eq!(owner_node.poll_timeout(), Some(cut + 3 * SEC));
+    owner_node.handle_timeout(cut + 3 * SEC);
+    net.settle(cut + 3 * SEC);
+    assert_eq!(runs(&net.take_events(asker)), vec![second]);
+}
+
+#[test]
+fn callers_held_by_the_fence_are_refused_when_the_majority_goes() {
+    let (mut net, held) = caller_held_by_the_first_fence();
+    let now = Instant::ZERO + SEC;
+    net.node(1).set_majority(false);
+    net.node(1).update_view(now, vec![candidate(1)]);
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), held),
+        Some(Err(CacheError::NoQuorum))
+    );
+    assert_eq!(net.node(1).flights("q"), 0);
+}
+
+#[test]
+fn the_quorum_rule_is_for_partitioned_caches() {
+    let mut settings = quorum_settings();
+    settings.mode = Mode::Local;
+    assert!(matches!(settings.validate(), Err(CacheError::Invalid(_))));
 }

@@ -24,8 +24,9 @@ use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-pub use foundation_core::cache::{CacheError, CacheSettings};
+pub use foundation_core::cache::{CacheError, CacheSettings, QuorumRule};
 
+use super::metrics::advance;
 use super::request::Request;
 use crate::http::HttpServerBuilder;
 
@@ -76,6 +77,10 @@ pub(crate) struct CacheMetrics {
     evictions: Family<CacheLabels, Counter>,
     computes: Family<CacheLabels, Counter>,
     compute_failures: Family<CacheLabels, Counter>,
+    purged: Family<CacheLabels, Counter>,
+    handed_off: Family<CacheLabels, Counter>,
+    taken_over: Family<CacheLabels, Counter>,
+    refused: Family<CacheLabels, Counter>,
     bytes: Family<CacheLabels, Gauge>,
     entries: Family<CacheLabels, Gauge>,
 }
@@ -110,6 +115,26 @@ impl CacheMetrics {
             Declared(m.compute_failures.clone()),
         );
         r.register(
+            "purged",
+            "Expired replicated entries this node deleted from the cache's keyspace, by cache",
+            Declared(m.purged.clone()),
+        );
+        r.register(
+            "handed_off",
+            "Owned entries this node handed to a key's new owner when ownership moved, by cache",
+            Declared(m.handed_off.clone()),
+        );
+        r.register(
+            "taken_over",
+            "Entries this node took over from a key's previous owner, by cache",
+            Declared(m.taken_over.clone()),
+        );
+        r.register(
+            "refused",
+            "Computations this node refused as a key's owner for want of a majority (the quorum rule), by cache",
+            Declared(m.refused.clone()),
+        );
+        r.register(
             "bytes",
             "Weighted size of keys and values in this node's store, by cache",
             Declared(m.bytes.clone()),
@@ -132,6 +157,10 @@ impl CacheMetrics {
             evictions: self.evictions.get_or_create(&l).clone(),
             computes: self.computes.get_or_create(&l).clone(),
             compute_failures: self.compute_failures.get_or_create(&l).clone(),
+            purged: self.purged.get_or_create(&l).clone(),
+            handed_off: self.handed_off.get_or_create(&l).clone(),
+            taken_over: self.taken_over.get_or_create(&l).clone(),
+            refused: self.refused.get_or_create(&l).clone(),
             bytes: self.bytes.get_or_create(&l).clone(),
             entries: self.entries.get_or_create(&l).clone(),
         }
@@ -146,6 +175,11 @@ struct Counters {
     evictions: Counter,
     computes: Counter,
     compute_failures: Counter,
+    /// The core counts these four; [`CachesRuntime::sync_metrics`] mirrors them.
+    purged: Counter,
+    handed_off: Counter,
+    taken_over: Counter,
+    refused: Counter,
     bytes: Gauge,
     entries: Gauge,
 }
@@ -456,6 +490,11 @@ impl CacheHandle {
             "evictions": self.counters.evictions.get(),
             "computes": self.counters.computes.get(),
             "compute_failures": self.counters.compute_failures.get(),
+            "purged": self.counters.purged.get(),
+            "handed_off": self.counters.handed_off.get(),
+            "taken_over": self.counters.taken_over.get(),
+            "refused": self.counters.refused.get(),
+            "quorum": self.settings.quorum.is_some(),
         })
     }
 }
@@ -541,6 +580,14 @@ impl CachesHandle {
     fn counters(&self, name: &str) -> Option<Counters> {
         self.lock().get(name).map(|h| h.counters.clone())
     }
+
+    fn all_counters(&self) -> Vec<(String, Counters)> {
+        let declared = self.lock();
+        declared
+            .iter()
+            .map(|(name, h)| (name.clone(), h.counters.clone()))
+            .collect()
+    }
 }
 
 /// Adds `GET /caches` to `server`.
@@ -577,7 +624,7 @@ impl CachesRuntime {
                 store,
                 done,
             } => {
-                let _ = done.send(core.declare_cache(settings, store));
+                let _ = done.send(core.declare_cache(now, settings, store));
             }
             CacheRequest::Get {
                 name,
@@ -635,6 +682,20 @@ impl CachesRuntime {
                     .and_then(|s| s.ttl);
                 core.cache_computed(now, req, outcome.map(|value| (value, ttl)));
             }
+        }
+    }
+
+    /// Raises the counters the core keeps (purges, handoffs, takeovers, refusals) to its totals: called
+    /// on the driver's housekeeping tick, so metrics and `/caches` lag them by up to a second.
+    pub fn sync_metrics(&self, core: &Core) {
+        for (name, c) in self.handle.all_counters() {
+            let Some(stats) = core.caches().stats(&name) else {
+                continue;
+            };
+            advance(&c.purged, stats.purged);
+            advance(&c.handed_off, stats.handed_off);
+            advance(&c.taken_over, stats.taken_over);
+            advance(&c.refused, stats.refused);
         }
     }
 

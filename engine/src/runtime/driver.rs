@@ -512,6 +512,7 @@ impl Driver {
         self.replication_metrics.sync(&self.core);
         self.vars.sync_metrics(&self.core);
         self.placement.sync_metrics(&self.core);
+        self.caches.sync_metrics(&self.core);
         let horizon = TokioInstant::now() - JOIN_RETRY_MIN * 10;
         self.join_attempts.retain(|_, last| *last > horizon);
         if self.core.membership().alive().next().is_none() {

@@ -136,6 +136,7 @@
 //! start = "2s"                # on: get_or_compute, put and get on skewed keys from random live
 //! keys = 8                    # nodes, checked by `cache-single-flight` and `cache-near-fresh`
 //! ttl = "700ms"               # (see `crate::cache`)
+//! quorum = false              # optional: the cache's quorum rule, checked by `cache-one-compute`
 //!
 //! [checks]
 //! convergence = "30s"         # every live node agrees within this after each disturbance
@@ -201,6 +202,7 @@ struct RawCache {
     start: Option<String>,
     keys: Option<u64>,
     ttl: Option<String>,
+    quorum: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -758,6 +760,7 @@ fn cache(raw: &RawCache) -> Result<CacheWorkload, String> {
             return Err("[cache] ttl must be longer than zero".into());
         }
     }
+    w.quorum = raw.quorum.unwrap_or(false);
     Ok(w)
 }
 

@@ -4,7 +4,7 @@
 use std::panic::{self, AssertUnwindSafe};
 
 use super::{Scenario, Scheduled};
-use crate::cache::{CacheDriver, CHECKS as CACHE_CHECKS};
+use crate::cache::CacheDriver;
 use crate::faults::{Fault, Nodes};
 use crate::invariants::agents::{AgentRequests, AgentsVanish, SupervisorIntensity};
 use crate::invariants::pubsub::Delivery;
@@ -168,8 +168,8 @@ impl<'a> Runner<'a> {
             })
             .collect();
         let cache = scenario.cache.clone().map(CacheDriver::new);
-        if cache.is_some() {
-            watched.extend(CACHE_CHECKS.iter().map(|name| Watched {
+        if let Some(driver) = &cache {
+            watched.extend(driver.checks().into_iter().map(|name| Watched {
                 invariant: Box::new(Nothing),
                 outcome: InvariantOutcome {
                     name: (*name).into(),
