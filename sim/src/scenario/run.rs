@@ -47,12 +47,17 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
     report
 }
 
-fn panicked(scenario: &Scenario, seed: u64, payload: Box<dyn std::any::Any + Send>) -> RunReport {
-    let message = payload
+/// What a caught panic said.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+fn panicked(scenario: &Scenario, seed: u64, payload: Box<dyn std::any::Any + Send>) -> RunReport {
+    let message = panic_message(payload);
     RunReport {
         scenario: scenario.name.clone(),
         seed,
