@@ -267,6 +267,9 @@ pub struct SimReport {
     pub replication_convergence: Stats,
     /// What cache workloads did, over all runs (scenarios with one).
     pub cache: Option<crate::cache::CacheCounts>,
+    /// Calls by how they ended, over all runs (scenarios that call; cross-cluster calls of a
+    /// federation as `cross-cluster <ending>`).
+    pub calls: std::collections::BTreeMap<String, u64>,
     /// The full report of a single-seed run, or of every failed run of a sweep.
     pub details: Vec<RunReport>,
 }
@@ -338,6 +341,13 @@ impl SimReport {
             membership_bytes_per_node_per_sec: Stats::of(bytes.collect()),
             replication_convergence: Stats::of(replication.collect()),
             cache,
+            calls: runs
+                .iter()
+                .flat_map(|r| &r.measurements.calls)
+                .fold(Default::default(), |mut sum, (what, n)| {
+                    *sum.entry(what.clone()).or_default() += n;
+                    sum
+                }),
             details: if runs.len() == 1 {
                 runs
             } else {
@@ -409,6 +419,10 @@ pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> 
     )?;
     if let Some(cache) = &report.cache {
         writeln!(out, "  {cache}")?;
+    }
+    if !report.calls.is_empty() {
+        let calls: Vec<String> = report.calls.iter().map(|(w, n)| format!("{w} {n}")).collect();
+        writeln!(out, "  calls: {}", calls.join(" · "))?;
     }
     let r = &report.replication_convergence;
     if r.count > 0 {

@@ -16,6 +16,11 @@
 //! at the end, every link is up.
 //! Membership is untouched by WAN events by construction (no WAN message reaches a core), and
 //! each cluster's `no-false-positives` and `crash-detection` run as in any scenario.
+//!
+//! Nodes call services of other clusters ([`calls`]) through their gateways' machines, over the
+//! same WAN; [`call_checks`] checks every call against what really happened. A scenario comes
+//! from code ([`standard`]) or a file ([`file`]), and `foundation sim` reports a run as any run
+//! ([`report`]).
 
 pub mod call_checks;
 pub mod calls;

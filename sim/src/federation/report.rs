@@ -61,8 +61,8 @@ fn as_run(scenario: &FederationScenario, run: FederationReport) -> RunReport {
         wall_secs: 0.0,
         timeline,
         measurements,
-        traffic: Traffic::default(),
-        network: Default::default(),
+        traffic: traffic(&run),
+        network: network(&run),
         replication: None,
         invariants,
         panic: None,
@@ -72,6 +72,41 @@ fn as_run(scenario: &FederationScenario, run: FederationReport) -> RunReport {
         views: None,
         replay: replay_command(scenario, run.seed),
     }
+}
+
+/// The clusters' traffic per node, averaged over every node of the federation.
+fn traffic(run: &FederationReport) -> Traffic {
+    let nodes: usize = run.clusters.iter().map(|c| c.nodes).sum();
+    let mean = |rate: fn(&Traffic) -> f64| {
+        let total: f64 = run
+            .clusters
+            .iter()
+            .map(|c| rate(&c.traffic) * c.nodes as f64)
+            .sum();
+        total / nodes.max(1) as f64
+    };
+    Traffic {
+        messages_per_node_per_sec: mean(|t| t.messages_per_node_per_sec),
+        datagram_bytes_per_node_per_sec: mean(|t| t.datagram_bytes_per_node_per_sec),
+        stream_bytes_per_node_per_sec: mean(|t| t.stream_bytes_per_node_per_sec),
+        membership_bytes_per_node_per_sec: mean(|t| t.membership_bytes_per_node_per_sec),
+        oversized: run.clusters.iter().map(|c| c.traffic.oversized).sum(),
+        misaddressed: run.clusters.iter().map(|c| c.traffic.misaddressed).sum(),
+    }
+}
+
+/// The clusters' networks' counters, summed (the WAN's are in the timeline).
+fn network(run: &FederationReport) -> crate::network::NetStats {
+    let mut sum = crate::network::NetStats::default();
+    for n in run.clusters.iter().map(|c| &c.network) {
+        sum.datagrams_lost += n.datagrams_lost;
+        sum.datagrams_blocked += n.datagrams_blocked;
+        sum.datagrams_duplicated += n.datagrams_duplicated;
+        sum.datagrams_reordered += n.datagrams_reordered;
+        sum.stream_messages_dropped += n.stream_messages_dropped;
+        sum.stream_retransmits += n.stream_retransmits;
+    }
+    sum
 }
 
 /// Adds one cluster's measurements to the run's.

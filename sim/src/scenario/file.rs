@@ -1,4 +1,6 @@
-//! The scenario file format (TOML). Every error names the line and the problem.
+//! The scenario file format (TOML). Every error names the line and the problem. A file with
+//! `[[cluster]]` tables describes several federated clusters instead ([`parse_any`],
+//! [`crate::federation::file`]).
 //!
 //! ```toml
 //! name = "my-partition"
