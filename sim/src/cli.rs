@@ -8,8 +8,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::report::{RunReport, SimReport};
 use crate::federation::{self, FederationScenario};
+use crate::report::{RunReport, SimReport};
 use crate::scenario::file::{self, ScenarioError, ScenarioFile};
 use crate::scenario::{standard, RunOptions, Scenario};
 use crate::sweep::{sweep, sweep_with};
@@ -126,7 +126,7 @@ impl SimError {
 /// Runs what `args` ask for.
 pub fn run(args: SimArgs) -> Result<SimReport, SimError> {
     let scenario = match load(&args)? {
-        ScenarioFile::Cluster(scenario) => scenario,
+        ScenarioFile::Cluster(scenario) => *scenario,
         ScenarioFile::Federation(federation) => return run_federation(&args, &federation),
     };
     let seeds = seeds(&args);
@@ -214,15 +214,18 @@ pub fn load(args: &SimArgs) -> Result<ScenarioFile, SimError> {
         None => {
             let name = args.scenario.as_deref().unwrap_or("steady");
             let nodes = args.nodes.unwrap_or(16);
-            let federation = federation::standard::by_name(name).map(ScenarioFile::Federation);
+            let federation =
+                federation::standard::by_name(name).map(|f| ScenarioFile::Federation(Box::new(f)));
             standard::by_name(name, nodes)
-                .map(ScenarioFile::Cluster)
+                .map(|s| ScenarioFile::Cluster(Box::new(s)))
                 .or(federation)
                 .ok_or_else(|| SimError::UnknownScenario { name: name.into() })?
         }
     };
     match loaded {
-        ScenarioFile::Cluster(scenario) => sized(scenario, args).map(ScenarioFile::Cluster),
+        ScenarioFile::Cluster(scenario) => {
+            sized(*scenario, args).map(|s| ScenarioFile::Cluster(Box::new(s)))
+        }
         federation => Ok(federation),
     }
 }
@@ -230,7 +233,7 @@ pub fn load(args: &SimArgs) -> Result<ScenarioFile, SimError> {
 /// The one-cluster scenario `args` name, sized by `--nodes`.
 pub fn scenario(args: &SimArgs) -> Result<Scenario, SimError> {
     match load(args)? {
-        ScenarioFile::Cluster(scenario) => Ok(scenario),
+        ScenarioFile::Cluster(scenario) => Ok(*scenario),
         ScenarioFile::Federation(f) => Err(SimError::Args(format!(
             "{} is a federation scenario, not one cluster",
             f.name

@@ -341,13 +341,13 @@ impl SimReport {
             membership_bytes_per_node_per_sec: Stats::of(bytes.collect()),
             replication_convergence: Stats::of(replication.collect()),
             cache,
-            calls: runs
-                .iter()
-                .flat_map(|r| &r.measurements.calls)
-                .fold(Default::default(), |mut sum, (what, n)| {
+            calls: runs.iter().flat_map(|r| &r.measurements.calls).fold(
+                Default::default(),
+                |mut sum, (what, n)| {
                     *sum.entry(what.clone()).or_default() += n;
                     sum
-                }),
+                },
+            ),
             details: if runs.len() == 1 {
                 runs
             } else {
@@ -421,7 +421,11 @@ pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> 
         writeln!(out, "  {cache}")?;
     }
     if !report.calls.is_empty() {
-        let calls: Vec<String> = report.calls.iter().map(|(w, n)| format!("{w} {n}")).collect();
+        let calls: Vec<String> = report
+            .calls
+            .iter()
+            .map(|(w, n)| format!("{w} {n}"))
+            .collect();
         writeln!(out, "  calls: {}", calls.join(" · "))?;
     }
     let r = &report.replication_convergence;

@@ -91,9 +91,18 @@ fn check_seeds(seeds: std::ops::RangeInclusive<u64>) {
         // Calls to exported services succeeded, calls to `secrets` (west does not export it)
         // were refused, and the cut and the crash failed some: every ending was checked.
         let ends = ends(&report);
-        assert!(ends.get(&CallEnd::Ok).copied().unwrap_or(0) > 1000, "{ends:?}");
-        assert!(ends.get(&CallEnd::NotExported).copied().unwrap_or(0) > 500, "{ends:?}");
-        assert!(report.calls.iter().all(|c| c.service != "secrets" || c.served_us.is_none()));
+        assert!(
+            ends.get(&CallEnd::Ok).copied().unwrap_or(0) > 1000,
+            "{ends:?}"
+        );
+        assert!(
+            ends.get(&CallEnd::NotExported).copied().unwrap_or(0) > 500,
+            "{ends:?}"
+        );
+        assert!(report
+            .calls
+            .iter()
+            .all(|c| c.service != "secrets" || c.served_us.is_none()));
         // Every cluster ran its own membership invariants, false failures included.
         for cluster in &report.clusters {
             for name in ["no-false-positives", "crash-detection", "convergence"] {
@@ -242,7 +251,10 @@ fn the_calls_served_check_catches_a_deadline_below_the_round_trip() {
         report.violations
     );
     // The call endings are still on time: the deadline check holds.
-    let outcome = report.checks.iter().find(|c| c.name == "federation-call-deadline");
+    let outcome = report
+        .checks
+        .iter()
+        .find(|c| c.name == "federation-call-deadline");
     assert_eq!(outcome.map(|c| c.violations), Some(0));
 }
 
@@ -276,7 +288,11 @@ fn the_call_checks_catch_late_endings_and_served_unexported_services() {
     let calls = [
         call(Some((5_600_000, CallEnd::Ok)), Some(5_200_000), "billing"),
         call(None, None, "billing"),
-        call(Some((5_500_000, CallEnd::DeadlineExceeded)), Some(5_501_000), "billing"),
+        call(
+            Some((5_500_000, CallEnd::DeadlineExceeded)),
+            Some(5_501_000),
+            "billing",
+        ),
         call(Some((5_200_000, CallEnd::Ok)), Some(5_100_000), "ledger"),
         call(Some((5_200_000, CallEnd::LinkDown)), None, "ledger"),
         // On time, served, exported: nothing to say.
@@ -293,9 +309,15 @@ fn the_call_checks_catch_late_endings_and_served_unexported_services() {
     };
     assert!(about("0", "federation-call-deadline"), "ended late");
     assert!(about("1", "federation-call-deadline"), "never ended");
-    assert!(about("2", "federation-call-deadline"), "served after the deadline");
+    assert!(
+        about("2", "federation-call-deadline"),
+        "served after the deadline"
+    );
     assert!(about("3", "federation-not-exported"), "served unexported");
-    assert!(about("4", "federation-not-exported"), "refused otherwise on a quiet path");
+    assert!(
+        about("4", "federation-not-exported"),
+        "refused otherwise on a quiet path"
+    );
     assert!(!about("5", "federation-call-deadline") && !about("5", "federation-calls-served"));
     // Served late and so out of time on a quiet path: `calls-served` speaks of it too.
     assert!(about("2", "federation-calls-served"));
@@ -306,7 +328,9 @@ fn the_call_checks_catch_late_endings_and_served_unexported_services() {
         ..ground
     };
     let found = call_checks::check(&calls[..5], &lost, &names, 10_000_000);
-    assert!(!found.iter().any(|(_, c, m)| *c == "federation-not-exported" && m.starts_with("call #4 ")));
+    assert!(!found
+        .iter()
+        .any(|(_, c, m)| *c == "federation-not-exported" && m.starts_with("call #4 ")));
 }
 
 fn scenario_file(name: &str) -> (String, String) {
@@ -327,7 +351,10 @@ fn the_shipped_federation_files_parse_and_pass() {
     assert_eq!(parsed.wan, standard.wan);
     assert_eq!(parsed.timers, standard.timers);
     for (a, b) in parsed.clusters.iter().zip(&standard.clusters) {
-        assert_eq!((&a.name, &a.gateways, &a.exports), (&b.name, &b.gateways, &b.exports));
+        assert_eq!(
+            (&a.name, &a.gateways, &a.exports),
+            (&b.name, &b.gateways, &b.exports)
+        );
         assert_eq!(a.scenario.nodes, b.scenario.nodes);
     }
     let (text, path) = scenario_file("federation-mesh-gateway-crash");
@@ -344,12 +371,24 @@ fn bad_federation_files_are_refused_with_their_line() {
     let (text, path) = scenario_file("federation-mesh-gateway-crash");
     let line_of = |needle: &str| text[..text.find(needle).unwrap()].matches('\n').count() + 1;
     let cases = [
-        ("from = \"gamma\"", "from = \"delta\"", "no cluster is named \"delta\""),
-        ("gateways = [0, 1]\nexports = [\"orders\"]", "gateways = [0, 9]\nexports = [\"orders\"]", "gateway 9"),
+        (
+            "from = \"gamma\"",
+            "from = \"delta\"",
+            "no cluster is named \"delta\"",
+        ),
+        (
+            "gateways = [0, 1]\nexports = [\"orders\"]",
+            "gateways = [0, 9]\nexports = [\"orders\"]",
+            "gateway 9",
+        ),
         ("rate = 10.0", "rate = -1.0", "rate must be above 0"),
         ("heal = \"20s\"", "heal = \"2s\"", "heal after it starts"),
         ("loss = 0.02", "loss = 2.0", "loss must be within"),
-        ("exports = [\"catalog\"]", "exports = [\"catalog\"]\nwidth = 3", "unknown field"),
+        (
+            "exports = [\"catalog\"]",
+            "exports = [\"catalog\"]\nwidth = 3",
+            "unknown field",
+        ),
         ("crash = 0", "crash = 7", "7"),
     ];
     for (from, to, says) in cases {

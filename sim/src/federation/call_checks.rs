@@ -12,7 +12,10 @@
 //!   separated the two clusters, no gateway of either started or stopped, the service's export
 //!   neither appeared nor went away (and it was exported at the issue), none of the call's WAN
 //!   messages was lost, the clusters are linked, and its caller stayed up. `settle` is the
-//!   scenario's `visible_within`: the bound within which links and directories catch up.
+//!   scenario's `calls_settle`: by default `visible_within` and two probe intervals more, as
+//!   after a heal a link whose remote has a crashed gateway alternates its probes between the
+//!   two gateways, so a lost probe of the running one costs two rounds (the `visible_within`
+//!   bound of 3 s alone was exceeded by seeds of `federation-mesh-gateway-crash`).
 
 use std::collections::BTreeSet;
 
@@ -80,11 +83,7 @@ impl Ground {
             .iter()
             .any(|&(a, b)| (a, b) == (call.from, call.to) || (b, a) == (call.from, call.to));
         let caller_gone = matches!(call.end, Some((_, CallEnd::CallerGone)));
-        !cut && !gateways
-            && !exports
-            && linked
-            && !caller_gone
-            && !self.lost.contains(&(id as u64))
+        !cut && !gateways && !exports && linked && !caller_gone && !self.lost.contains(&(id as u64))
     }
 }
 
@@ -111,7 +110,11 @@ pub fn check(calls: &[CallRecord], ground: &Ground, names: &[String], end_us: u6
         let end = call.end.map(|(_, e)| e);
         if !exported {
             if call.served_us.is_some() || end == Some(CallEnd::Ok) {
-                found.push((call.issued_us, "federation-not-exported", format!("{} was served", what())));
+                found.push((
+                    call.issued_us,
+                    "federation-not-exported",
+                    format!("{} was served", what()),
+                ));
             } else if quiet && end.is_some() && end != Some(CallEnd::NotExported) {
                 let message = format!("{} ended {:?}, not NotExported", what(), end);
                 found.push((call.issued_us, "federation-not-exported", message));
@@ -139,12 +142,20 @@ fn deadline(call: &CallRecord, end_us: u64, what: impl Fn() -> String) -> Option
         (Some((at, end)), _) if at > call.deadline_us => Some((
             at,
             CHECK,
-            format!("{} ended {end:?} {}µs after its deadline", what(), at - call.deadline_us),
+            format!(
+                "{} ended {end:?} {}µs after its deadline",
+                what(),
+                at - call.deadline_us
+            ),
         )),
         (_, Some(at)) if at > call.deadline_us => Some((
             at,
             CHECK,
-            format!("{} served {}µs after its deadline", what(), at - call.deadline_us),
+            format!(
+                "{} served {}µs after its deadline",
+                what(),
+                at - call.deadline_us
+            ),
         )),
         _ => None,
     }

@@ -260,13 +260,21 @@ impl Harness<'_> {
             .collect();
         let hop = self.hop_us(cluster);
         if let Some(&own) = running.iter().find(|&&i| self.gateways[i].slot == caller) {
-            self.calls.push(self.now_us, Step::AtGateway { call: id, gateway: own });
+            self.calls.push(
+                self.now_us,
+                Step::AtGateway {
+                    call: id,
+                    gateway: own,
+                },
+            );
         } else if running.is_empty() {
             let end = CallEnd::NoGateway;
-            self.calls.push(self.now_us + hop, Step::Back { call: id, end });
+            self.calls
+                .push(self.now_us + hop, Step::Back { call: id, end });
         } else {
             let gateway = running[self.calls.rng.gen_range(0..running.len())];
-            self.calls.push(self.now_us + hop, Step::AtGateway { call: id, gateway });
+            self.calls
+                .push(self.now_us + hop, Step::AtGateway { call: id, gateway });
         }
     }
 
@@ -320,7 +328,8 @@ impl Harness<'_> {
         service: &str,
         deadline_us: u64,
     ) {
-        let (caller_cluster, remote_cluster) = (self.gateways[from].cluster, self.calls.records[id].to);
+        let (caller_cluster, remote_cluster) =
+            (self.gateways[from].cluster, self.calls.records[id].to);
         let machine = self
             .gateways
             .iter()

@@ -11,8 +11,8 @@ use foundation_core::identity::ClusterName;
 use serde::Serialize;
 
 use super::wan::{gateway_addr, WanCut};
-use crate::report::{InvariantOutcome, Violation};
 use super::FederationScenario;
+use crate::report::{InvariantOutcome, Violation};
 
 /// Violations kept as text over all checks (each check's count goes on).
 const VIOLATIONS_KEPT: usize = 20;
@@ -280,7 +280,9 @@ impl Checks {
             self.violation(
                 now_us,
                 "federation-visible-within",
-                format!("{who} does not see {of}'s exports {wanted:?} within {bound:?} (sees {seen:?})"),
+                format!(
+                    "{who} does not see {of}'s exports {wanted:?} within {bound:?} (sees {seen:?})"
+                ),
             );
         }
     }

@@ -7,7 +7,9 @@
 //! name = "my-federation"
 //! duration = "45s"
 //! visible_within = "3s"      # optional (3s): exports seen across a link, links moved off a
-//!                            # crashed gateway, within this; also the calls' settle time
+//!                            # crashed gateway, within this
+//! calls_settle = "5s"        # optional (visible_within + 2 probe intervals): calls may fail
+//!                            # this long after a heal or a gateway start or stop
 //! links = "mesh"             # or pairs: [["east", "west"], ["east", "north"]]
 //!
 //! [wan]                      # optional; every WAN path, one way
@@ -73,6 +75,7 @@ struct RawFederation {
     name: Option<String>,
     duration: Option<Spanned<String>>,
     visible_within: Option<Spanned<String>>,
+    calls_settle: Option<Spanned<String>>,
     links: Option<Spanned<RawLinks>>,
     wan: Option<Spanned<RawWan>>,
     cluster: Vec<Spanned<RawCluster>>,
@@ -179,6 +182,7 @@ pub fn parse(text: &str, source: &str) -> Result<FederationScenario, ScenarioErr
             .and_then(|spec| validate::call_ok(&spec, names.len()).map(|()| spec));
         calls.push(parsed.map_err(at(c.span()))?);
     }
+    let visible_within = duration_of(&raw.visible_within, VISIBLE_WITHIN)?;
     let scenario = FederationScenario {
         name: raw.name.clone().unwrap_or_else(|| "federation-file".into()),
         clusters,
@@ -186,7 +190,11 @@ pub fn parse(text: &str, source: &str) -> Result<FederationScenario, ScenarioErr
         wan,
         cuts,
         timers,
-        visible_within: duration_of(&raw.visible_within, VISIBLE_WITHIN)?,
+        visible_within,
+        calls_settle: duration_of(
+            &raw.calls_settle,
+            visible_within + 2 * timers.probe_interval,
+        )?,
         duration: total,
         calls,
         replay_source: format!("--file {source}"),
@@ -248,7 +256,8 @@ impl RawWan {
 /// The WAN model and the gateways' timers (defaults: 40 ms, 20 ms jitter, no loss; the
 /// engine's WAN timers).
 fn wan(raw: &RawWan) -> Result<(WanModel, WanTimers), String> {
-    let or = |text: &Option<String>, default: Duration| text.as_deref().map_or(Ok(default), duration);
+    let or =
+        |text: &Option<String>, default: Duration| text.as_deref().map_or(Ok(default), duration);
     let defaults = WanTimers::default();
     let model = WanModel {
         latency: or(&raw.latency, Duration::from_millis(40))?,
@@ -268,10 +277,12 @@ fn wan(raw: &RawWan) -> Result<(WanModel, WanTimers), String> {
 }
 
 fn cluster_index(name: &str, names: &[String]) -> Result<usize, String> {
-    names
-        .iter()
-        .position(|n| n == name)
-        .ok_or_else(|| format!("no cluster is named {name:?} (clusters: {})", names.join(", ")))
+    names.iter().position(|n| n == name).ok_or_else(|| {
+        format!(
+            "no cluster is named {name:?} (clusters: {})",
+            names.join(", ")
+        )
+    })
 }
 
 fn links(raw: &RawLinks, names: &[String]) -> Result<Vec<(usize, usize)>, String> {

@@ -81,6 +81,9 @@ pub struct FederationScenario {
     pub timers: WanTimers,
     /// Stated bound: exports are visible across a link this long after a heal or a change.
     pub visible_within: Duration,
+    /// How long after a cut heals or a gateway starts or stops calls between the clusters may
+    /// still fail (the call checks' settle time; see [`call_checks`]).
+    pub calls_settle: Duration,
     /// How long the run lasts.
     pub duration: Duration,
     /// Application calls from one cluster to a service of another.
@@ -186,7 +189,7 @@ impl<'a> Harness<'a> {
         let rng = StdRng::seed_from_u64(seed ^ 0x5741_4e5f_6665_6473);
         let call_rng = StdRng::seed_from_u64(seed ^ 0x4341_4c4c_5f66_6564);
         let ground = Ground {
-            settle_us: scenario.visible_within.as_micros() as u64,
+            settle_us: scenario.calls_settle.as_micros() as u64,
             cuts: scenario.cuts.clone(),
             links: scenario.links.clone(),
             export_lists: scenario

@@ -133,9 +133,15 @@ fn call_counts(run: &FederationReport) -> Vec<(String, u64)> {
 }
 
 /// Cuts, measured propagations and the calls' tally, for the timeline.
-fn federation_timeline(scenario: &FederationScenario, run: &FederationReport) -> Vec<TimelineEntry> {
+fn federation_timeline(
+    scenario: &FederationScenario,
+    run: &FederationReport,
+) -> Vec<TimelineEntry> {
     let names = |side: &[usize]| {
-        let names: Vec<String> = side.iter().map(|&c| scenario.clusters[c].name.to_string()).collect();
+        let names: Vec<String> = side
+            .iter()
+            .map(|&c| scenario.clusters[c].name.to_string())
+            .collect();
         names.join("+")
     };
     let mut entries = Vec::new();

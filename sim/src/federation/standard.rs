@@ -113,6 +113,8 @@ pub fn cut_and_failover() -> FederationScenario {
         // A probe within the interval after the heal, its round trip (at most 120 ms here),
         // and one more round for a lost probe or answer.
         visible_within: secs(3),
+        // The default of a file: the bound and two probe intervals (see `call_checks`).
+        calls_settle: secs(5),
         duration,
         calls: vec![
             calls(1, 0, "billing"),

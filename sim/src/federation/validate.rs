@@ -30,7 +30,10 @@ impl FederationScenario {
         }
         self.timers.validate().map_err(|e| format!("wan: {e}"))?;
         if !(0.0..=1.0).contains(&self.wan.loss) {
-            return Err(format!("wan: loss must be within 0..1, got {}", self.wan.loss));
+            return Err(format!(
+                "wan: loss must be within 0..1, got {}",
+                self.wan.loss
+            ));
         }
         let mut names = BTreeSet::new();
         for cluster in &self.clusters {

@@ -337,9 +337,9 @@ pub fn parse(text: &str, source: &str) -> Result<Scenario, ScenarioError> {
 #[derive(Debug)]
 pub enum ScenarioFile {
     /// One cluster.
-    Cluster(Scenario),
+    Cluster(Box<Scenario>),
     /// Several federated clusters ([`crate::federation::file`]).
-    Federation(crate::federation::FederationScenario),
+    Federation(Box<crate::federation::FederationScenario>),
 }
 
 impl ScenarioFile {
@@ -356,8 +356,9 @@ impl ScenarioFile {
 pub fn parse_any(text: &str, source: &str) -> Result<ScenarioFile, ScenarioError> {
     let table: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
     match table.contains_key("cluster") {
-        true => crate::federation::file::parse(text, source).map(ScenarioFile::Federation),
-        false => parse(text, source).map(ScenarioFile::Cluster),
+        true => crate::federation::file::parse(text, source)
+            .map(|f| ScenarioFile::Federation(Box::new(f))),
+        false => parse(text, source).map(|s| ScenarioFile::Cluster(Box::new(s))),
     }
 }
 
@@ -375,7 +376,11 @@ pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> ScenarioError {
 }
 
 /// The scenario `raw` describes (`text` is the file it was read from, for line numbers).
-pub(crate) fn build(raw: &RawScenario, text: &str, source: &str) -> Result<Scenario, ScenarioError> {
+pub(crate) fn build(
+    raw: &RawScenario,
+    text: &str,
+    source: &str,
+) -> Result<Scenario, ScenarioError> {
     let line_of = |offset: usize| line_of(text, offset);
     let at = |span: std::ops::Range<usize>| {
         move |problem: String| ScenarioError {
