@@ -200,6 +200,38 @@ pub struct RunReport {
     pub replay: String,
 }
 
+impl RunReport {
+    /// The report of a run that panicked: its panic, and nothing measured.
+    pub fn of_panic(
+        scenario: &str,
+        seed: u64,
+        nodes: usize,
+        panic: String,
+        replay: String,
+    ) -> Self {
+        Self {
+            scenario: scenario.to_owned(),
+            seed,
+            nodes,
+            passed: false,
+            simulated_secs: 0.0,
+            wall_secs: 0.0,
+            timeline: Vec::new(),
+            measurements: Measurements::default(),
+            traffic: Traffic::default(),
+            network: Default::default(),
+            invariants: Vec::new(),
+            replication: None,
+            panic: Some(panic),
+            trace_hash: crate::trace::Trace::new(false).hash(),
+            trace_lines: 0,
+            trace: None,
+            views: None,
+            replay,
+        }
+    }
+}
+
 /// Summary statistics of one measurement over many runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Stats {

@@ -194,24 +194,6 @@ fn panicked(
     payload: Box<dyn std::any::Any + Send>,
 ) -> RunReport {
     let message = crate::scenario::panic_message(payload);
-    RunReport {
-        scenario: scenario.name.clone(),
-        seed,
-        nodes: nodes(scenario),
-        passed: false,
-        simulated_secs: 0.0,
-        wall_secs: 0.0,
-        timeline: Vec::new(),
-        measurements: Measurements::default(),
-        traffic: Traffic::default(),
-        network: Default::default(),
-        replication: None,
-        invariants: Vec::new(),
-        panic: Some(message),
-        trace_hash: String::new(),
-        trace_lines: 0,
-        trace: None,
-        views: None,
-        replay: replay_command(scenario, seed),
-    }
+    let replay = replay_command(scenario, seed);
+    RunReport::of_panic(&scenario.name, seed, nodes(scenario), message, replay)
 }
