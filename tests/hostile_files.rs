@@ -176,7 +176,7 @@ proptest! {
         }
         // The CLI reads scenario files as UTF-8 text and refuses anything else before parsing.
         let text = String::from_utf8_lossy(&bytes);
-        match scenario_file::parse(&text, name) {
+        match scenario_file::parse_any(&text, name) {
             Ok(scenario) => {
                 if let Err(reason) = scenario.validate() {
                     prop_assert!(!reason.is_empty());
@@ -213,7 +213,7 @@ fn shipped_scenarios() -> Vec<(String, String)> {
 fn every_shipped_scenario_is_accepted() {
     for (name, text) in shipped_scenarios() {
         let scenario =
-            scenario_file::parse(&text, &name).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            scenario_file::parse_any(&text, &name).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         scenario
             .validate()
             .unwrap_or_else(|e| panic!("{name}: {e}"));

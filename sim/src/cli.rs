@@ -8,10 +8,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::federation::{self, FederationScenario};
 use crate::report::{RunReport, SimReport};
-use crate::scenario::file::{self, ScenarioError};
+use crate::scenario::file::{self, ScenarioError, ScenarioFile};
 use crate::scenario::{standard, RunOptions, Scenario};
-use crate::sweep::sweep;
+use crate::sweep::{sweep, sweep_with};
 
 /// `foundation sim` arguments.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -71,7 +72,11 @@ impl fmt::Display for SeedRange {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// No standard scenario has this name.
-    #[error("unknown scenario {name:?}; the standard ones are: {}", standard::NAMES.join(", "))]
+    #[error(
+        "unknown scenario {name:?}; the standard ones are: {}, {}",
+        standard::NAMES.join(", "),
+        federation::standard::NAMES.join(", ")
+    )]
     UnknownScenario {
         /// The name given.
         name: String,
@@ -120,14 +125,11 @@ impl SimError {
 
 /// Runs what `args` ask for.
 pub fn run(args: SimArgs) -> Result<SimReport, SimError> {
-    let scenario = scenario(&args)?;
-    let seeds = match (&args.seeds, args.seed) {
-        (Some(range), _) => range.0.clone(),
-        (None, seed) => {
-            let seed = seed.unwrap_or(1);
-            seed..seed.saturating_add(1)
-        }
+    let scenario = match load(&args)? {
+        ScenarioFile::Cluster(scenario) => *scenario,
+        ScenarioFile::Federation(federation) => return run_federation(&args, &federation),
     };
+    let seeds = seeds(&args);
     let runs = if seeds.end - seeds.start == 1 {
         let options = RunOptions {
             keep_trace: args.trace,
@@ -140,6 +142,34 @@ pub fn run(args: SimArgs) -> Result<SimReport, SimError> {
     if let Some(path) = &args.html {
         write_html(&scenario, &runs, path)?;
     }
+    let report = SimReport::of(runs);
+    if report.passed() {
+        Ok(report)
+    } else {
+        Err(SimError::InvariantFailed(Box::new(report)))
+    }
+}
+
+/// The seeds `args` ask for: `--seeds`, else `--seed`, else 1.
+fn seeds(args: &SimArgs) -> Range<u64> {
+    match (&args.seeds, args.seed) {
+        (Some(range), _) => range.0.clone(),
+        (None, seed) => {
+            let seed = seed.unwrap_or(1);
+            seed..seed.saturating_add(1)
+        }
+    }
+}
+
+/// Runs a federation scenario on the seeds `args` ask for ([`crate::federation::report`]).
+fn run_federation(args: &SimArgs, scenario: &FederationScenario) -> Result<SimReport, SimError> {
+    if args.nodes.is_some() || args.html.is_some() {
+        return Err(SimError::Args(
+            "--nodes and --html do not apply to a federation scenario (each [[cluster]] has its own size)".into(),
+        ));
+    }
+    let run_one = |seed| crate::federation::report::run_report(scenario, seed);
+    let runs = sweep_with(seeds(args), args.threads.unwrap_or(0), run_one);
     let report = SimReport::of(runs);
     if report.passed() {
         Ok(report)
@@ -167,15 +197,16 @@ fn write_html(scenario: &Scenario, runs: &[RunReport], path: &Path) -> Result<()
     })
 }
 
-/// The scenario `args` name, sized by `--nodes`.
-pub fn scenario(args: &SimArgs) -> Result<Scenario, SimError> {
-    let mut scenario = match &args.file {
+/// The scenario `args` name, sized by `--nodes`: one cluster, or a federation of several.
+pub fn load(args: &SimArgs) -> Result<ScenarioFile, SimError> {
+    let loaded = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| SimError::File {
                 path: path.clone(),
                 source,
             })?;
-            file::parse(&text, &path.display().to_string()).map_err(|error| SimError::Parse {
+            let parsed = file::parse_any(&text, &path.display().to_string());
+            parsed.map_err(|error| SimError::Parse {
                 path: path.clone(),
                 error,
             })?
@@ -183,10 +214,34 @@ pub fn scenario(args: &SimArgs) -> Result<Scenario, SimError> {
         None => {
             let name = args.scenario.as_deref().unwrap_or("steady");
             let nodes = args.nodes.unwrap_or(16);
+            let federation =
+                federation::standard::by_name(name).map(|f| ScenarioFile::Federation(Box::new(f)));
             standard::by_name(name, nodes)
+                .map(|s| ScenarioFile::Cluster(Box::new(s)))
+                .or(federation)
                 .ok_or_else(|| SimError::UnknownScenario { name: name.into() })?
         }
     };
+    match loaded {
+        ScenarioFile::Cluster(scenario) => {
+            sized(*scenario, args).map(|s| ScenarioFile::Cluster(Box::new(s)))
+        }
+        federation => Ok(federation),
+    }
+}
+
+/// The one-cluster scenario `args` name, sized by `--nodes`.
+pub fn scenario(args: &SimArgs) -> Result<Scenario, SimError> {
+    match load(args)? {
+        ScenarioFile::Cluster(scenario) => Ok(*scenario),
+        ScenarioFile::Federation(f) => Err(SimError::Args(format!(
+            "{} is a federation scenario, not one cluster",
+            f.name
+        ))),
+    }
+}
+
+fn sized(mut scenario: Scenario, args: &SimArgs) -> Result<Scenario, SimError> {
     if let Some(nodes) = args.nodes {
         scenario.nodes = nodes;
     }

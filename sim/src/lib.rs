@@ -21,7 +21,9 @@
 //!   what was not synced, a restart takes up what the disk kept, so acknowledged writes are
 //!   checked across crashes of the whole cluster.
 //! - [`federation`]: several clusters (one world each) in lockstep, their gateways' federation
-//!   machines linked over a simulated WAN with its own latency, loss and cuts.
+//!   machines linked over a simulated WAN with its own latency, loss and cuts, and
+//!   cross-cluster calls carried through them; in `foundation sim` and scenario files with
+//!   `[[cluster]]` tables ([`federation::file`]).
 //! - [`sweep`]: many seeds on every core.
 //! - [`cli`]: the entry point behind `foundation sim`.
 //!
@@ -77,6 +79,10 @@
 //! | sessions: `matches-machine` | `SessionAnswerFromWrongAgent`: the driver credits an answer to the next participant | `tests/sessions_driven.rs`, `can_fail::answers_credited_to_…` |
 //! | sessions: `silence-is-not-convergence` | `SessionSilenceAsZeroDemand`: a participant silent at a tatonnement's prices counts as zero excess demand | `tests/sessions_driven.rs`, `can_fail::silence_taken_as_…` |
 //! | sessions: `no-minority-commit` | `SessionUncertainAsCommitted`: a commit without a majority is reported as committed | `tests/sessions_driven.rs`, `can_fail::an_uncertain_commit_…` |
+//! | `federation-no-leak` | no switch: a gateway's machine handed an unexported service | `tests/federation.rs`, `the_leak_check_catches_…` |
+//! | `federation-visible-within`, `federation-links-up` | no switch: a 1 ms bound; a WAN cut that never heals | `tests/federation.rs`, `the_federation_checks_catch_…` |
+//! | `federation-calls-served` | no switch: calls whose deadline is below the WAN's round trip | `tests/federation.rs`, `the_calls_served_check_catches_…` |
+//! | `federation-call-deadline`, `federation-not-exported` | no switch: planted call records (ended late, never ended, served after the deadline; an unexported service served, or refused otherwise on a quiet path) | `tests/federation.rs`, `the_call_checks_catch_…` |
 //!
 //! A new invariant gets a row: a switch (a variant, one `fault_on!` at the place of the bug) and
 //! a test.

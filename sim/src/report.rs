@@ -200,6 +200,38 @@ pub struct RunReport {
     pub replay: String,
 }
 
+impl RunReport {
+    /// The report of a run that panicked: its panic, and nothing measured.
+    pub fn of_panic(
+        scenario: &str,
+        seed: u64,
+        nodes: usize,
+        panic: String,
+        replay: String,
+    ) -> Self {
+        Self {
+            scenario: scenario.to_owned(),
+            seed,
+            nodes,
+            passed: false,
+            simulated_secs: 0.0,
+            wall_secs: 0.0,
+            timeline: Vec::new(),
+            measurements: Measurements::default(),
+            traffic: Traffic::default(),
+            network: Default::default(),
+            invariants: Vec::new(),
+            replication: None,
+            panic: Some(panic),
+            trace_hash: crate::trace::Trace::new(false).hash(),
+            trace_lines: 0,
+            trace: None,
+            views: None,
+            replay,
+        }
+    }
+}
+
 /// Summary statistics of one measurement over many runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Stats {
@@ -267,6 +299,9 @@ pub struct SimReport {
     pub replication_convergence: Stats,
     /// What cache workloads did, over all runs (scenarios with one).
     pub cache: Option<crate::cache::CacheCounts>,
+    /// Calls by how they ended, over all runs (scenarios that call; cross-cluster calls of a
+    /// federation as `cross-cluster <ending>`).
+    pub calls: std::collections::BTreeMap<String, u64>,
     /// The full report of a single-seed run, or of every failed run of a sweep.
     pub details: Vec<RunReport>,
 }
@@ -338,6 +373,13 @@ impl SimReport {
             membership_bytes_per_node_per_sec: Stats::of(bytes.collect()),
             replication_convergence: Stats::of(replication.collect()),
             cache,
+            calls: runs.iter().flat_map(|r| &r.measurements.calls).fold(
+                Default::default(),
+                |mut sum, (what, n)| {
+                    *sum.entry(what.clone()).or_default() += n;
+                    sum
+                },
+            ),
             details: if runs.len() == 1 {
                 runs
             } else {
@@ -409,6 +451,14 @@ pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> 
     )?;
     if let Some(cache) = &report.cache {
         writeln!(out, "  {cache}")?;
+    }
+    if !report.calls.is_empty() {
+        let calls: Vec<String> = report
+            .calls
+            .iter()
+            .map(|(w, n)| format!("{w} {n}"))
+            .collect();
+        writeln!(out, "  calls: {}", calls.join(" · "))?;
     }
     let r = &report.replication_convergence;
     if r.count > 0 {

@@ -20,6 +20,31 @@ pub fn sweep(
     threads: usize,
     trace_failures: bool,
 ) -> Vec<RunReport> {
+    let mut reports = sweep_with(seeds, threads, |seed| {
+        run(scenario, seed, &RunOptions::default())
+    });
+    if trace_failures {
+        for report in reports.iter_mut().filter(|r| !r.passed) {
+            *report = run(
+                scenario,
+                report.seed,
+                &RunOptions {
+                    keep_trace: true,
+                    ..RunOptions::default()
+                },
+            );
+        }
+    }
+    reports
+}
+
+/// Runs `run_one` for every seed in `seeds` on `threads` threads (0: every core); the reports
+/// sorted by seed.
+pub fn sweep_with(
+    seeds: Range<u64>,
+    threads: usize,
+    run_one: impl Fn(u64) -> RunReport + Sync,
+) -> Vec<RunReport> {
     let threads = match threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
@@ -36,7 +61,7 @@ pub fn sweep(
                 if seed >= seeds.end {
                     return;
                 }
-                let report = run(scenario, seed, &RunOptions::default());
+                let report = run_one(seed);
                 // A poisoned lock only means another run panicked outside catch_unwind; keep going.
                 results
                     .lock()
@@ -47,17 +72,5 @@ pub fn sweep(
     });
     let mut reports = results.into_inner().unwrap_or_else(|e| e.into_inner());
     reports.sort_by_key(|r| r.seed);
-    if trace_failures {
-        for report in reports.iter_mut().filter(|r| !r.passed) {
-            *report = run(
-                scenario,
-                report.seed,
-                &RunOptions {
-                    keep_trace: true,
-                    ..RunOptions::default()
-                },
-            );
-        }
-    }
     reports
 }

@@ -11,8 +11,10 @@ use foundation_core::federation::{
 };
 use foundation_core::identity::{ClusterName, NodeId};
 use foundation_core::time::Instant;
+use foundation_sim::federation::call_checks::{self, Ground};
+use foundation_sim::federation::calls::{CallEnd, CallRecord};
 use foundation_sim::federation::checks::{Checks, GatewayView};
-use foundation_sim::federation::{self, standard, FederationReport};
+use foundation_sim::federation::{self, file, standard, FederationReport};
 
 fn print(report: &FederationReport) {
     println!(
@@ -44,6 +46,16 @@ fn print(report: &FederationReport) {
     for v in &report.violations {
         println!("  violation: {v}");
     }
+    println!("  calls: {:?}", ends(report));
+}
+
+/// How many cross-cluster calls ended each way.
+fn ends(report: &FederationReport) -> BTreeMap<CallEnd, usize> {
+    let mut ends = BTreeMap::new();
+    for (_, end) in report.calls.iter().filter_map(|c| c.end) {
+        *ends.entry(end).or_default() += 1;
+    }
+    ends
 }
 
 /// Seeds of the suite (about 1.5 s each in a debug build).
@@ -76,6 +88,21 @@ fn check_seeds(seeds: std::ops::RangeInclusive<u64>) {
             failed.push((seed, report.violations.clone()));
             continue;
         }
+        // Calls to exported services succeeded, calls to `secrets` (west does not export it)
+        // were refused, and the cut and the crash failed some: every ending was checked.
+        let ends = ends(&report);
+        assert!(
+            ends.get(&CallEnd::Ok).copied().unwrap_or(0) > 1000,
+            "{ends:?}"
+        );
+        assert!(
+            ends.get(&CallEnd::NotExported).copied().unwrap_or(0) > 500,
+            "{ends:?}"
+        );
+        assert!(report
+            .calls
+            .iter()
+            .all(|c| c.service != "secrets" || c.served_us.is_none()));
         // Every cluster ran its own membership invariants, false failures included.
         for cluster in &report.clusters {
             for name in ["no-false-positives", "crash-detection", "convergence"] {
@@ -203,4 +230,178 @@ fn the_leak_check_catches_an_unexported_service_in_a_directory() {
             .any(|v| v.contains("no-leak") && v.contains("north/tiles")),
         "{violations:?}"
     );
+}
+
+/// `federation-calls-served` can fail: calls with a deadline below the WAN's round trip
+/// (80–120 ms here) time out on a quiet path.
+#[test]
+fn the_calls_served_check_catches_a_deadline_below_the_round_trip() {
+    let mut scenario = standard::cut_and_failover();
+    for calls in &mut scenario.calls {
+        calls.deadline = Duration::from_millis(30);
+    }
+    let report = federation::run(&scenario, 1);
+    print(&report);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains("federation-calls-served") && v.contains("DeadlineExceeded")),
+        "{:?}",
+        report.violations
+    );
+    // The call endings are still on time: the deadline check holds.
+    let outcome = report
+        .checks
+        .iter()
+        .find(|c| c.name == "federation-call-deadline");
+    assert_eq!(outcome.map(|c| c.violations), Some(0));
+}
+
+fn call(end: Option<(u64, CallEnd)>, served_us: Option<u64>, service: &str) -> CallRecord {
+    CallRecord {
+        from: 1,
+        to: 0,
+        service: service.into(),
+        caller: 3,
+        caller_life: 1,
+        issued_us: 5_000_000,
+        deadline_us: 5_500_000,
+        exported_at_issue: true,
+        attempts: 1,
+        served_us,
+        end,
+    }
+}
+
+/// `federation-call-deadline` and `federation-not-exported` can fail: a call that ends late,
+/// one that never ends, one served after its deadline, and an unexported service served.
+#[test]
+fn the_call_checks_catch_late_endings_and_served_unexported_services() {
+    let ground = Ground {
+        settle_us: 3_000_000,
+        links: vec![(0, 1)],
+        export_lists: vec![["billing".to_string()].into(), Default::default()],
+        ..Ground::default()
+    };
+    let names = ["east".to_string(), "west".to_string()];
+    let calls = [
+        call(Some((5_600_000, CallEnd::Ok)), Some(5_200_000), "billing"),
+        call(None, None, "billing"),
+        call(
+            Some((5_500_000, CallEnd::DeadlineExceeded)),
+            Some(5_501_000),
+            "billing",
+        ),
+        call(Some((5_200_000, CallEnd::Ok)), Some(5_100_000), "ledger"),
+        call(Some((5_200_000, CallEnd::LinkDown)), None, "ledger"),
+        // On time, served, exported: nothing to say.
+        call(Some((5_200_000, CallEnd::Ok)), Some(5_100_000), "billing"),
+    ];
+    let found = call_checks::check(&calls, &ground, &names, 10_000_000);
+    for f in &found {
+        println!("{f:?}");
+    }
+    let about = |id: &str, check: &str| {
+        found
+            .iter()
+            .any(|(_, c, m)| *c == check && m.starts_with(&format!("call #{id} ")))
+    };
+    assert!(about("0", "federation-call-deadline"), "ended late");
+    assert!(about("1", "federation-call-deadline"), "never ended");
+    assert!(
+        about("2", "federation-call-deadline"),
+        "served after the deadline"
+    );
+    assert!(about("3", "federation-not-exported"), "served unexported");
+    assert!(
+        about("4", "federation-not-exported"),
+        "refused otherwise on a quiet path"
+    );
+    assert!(!about("5", "federation-call-deadline") && !about("5", "federation-calls-served"));
+    // Served late and so out of time on a quiet path: `calls-served` speaks of it too.
+    assert!(about("2", "federation-calls-served"));
+    assert_eq!(found.len(), 6, "{found:?}");
+    // The same call refused while its path was not quiet (a message lost) is no violation.
+    let lost = Ground {
+        lost: [4].into(),
+        ..ground
+    };
+    let found = call_checks::check(&calls[..5], &lost, &names, 10_000_000);
+    assert!(!found
+        .iter()
+        .any(|(_, c, m)| *c == "federation-not-exported" && m.starts_with("call #4 ")));
+}
+
+fn scenario_file(name: &str) -> (String, String) {
+    let path = format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("a shipped scenario");
+    (text, path)
+}
+
+/// The shipped federation files parse, describe what the standard scenario does, and run.
+#[test]
+fn the_shipped_federation_files_parse_and_pass() {
+    let (text, path) = scenario_file("federation-cut-failover");
+    let parsed = file::parse(&text, &path).expect("parses");
+    let standard = standard::cut_and_failover();
+    assert_eq!(parsed.links, standard.links);
+    assert_eq!(parsed.cuts, standard.cuts);
+    assert_eq!(parsed.calls, standard.calls);
+    assert_eq!(parsed.wan, standard.wan);
+    assert_eq!(parsed.timers, standard.timers);
+    for (a, b) in parsed.clusters.iter().zip(&standard.clusters) {
+        assert_eq!(
+            (&a.name, &a.gateways, &a.exports),
+            (&b.name, &b.gateways, &b.exports)
+        );
+        assert_eq!(a.scenario.nodes, b.scenario.nodes);
+    }
+    let (text, path) = scenario_file("federation-mesh-gateway-crash");
+    let mesh = file::parse(&text, &path).expect("parses");
+    let report = federation::run(&mesh, 1);
+    print(&report);
+    assert!(report.passed, "{:?}", report.violations);
+    assert!(ends(&report).get(&CallEnd::Ok).copied().unwrap_or(0) > 1000);
+}
+
+/// Bad federation files are refused with the line of the problem (or of its table's header).
+#[test]
+fn bad_federation_files_are_refused_with_their_line() {
+    let (text, path) = scenario_file("federation-mesh-gateway-crash");
+    let line_of = |needle: &str| text[..text.find(needle).unwrap()].matches('\n').count() + 1;
+    let cases = [
+        (
+            "from = \"gamma\"",
+            "from = \"delta\"",
+            "no cluster is named \"delta\"",
+        ),
+        (
+            "gateways = [0, 1]\nexports = [\"orders\"]",
+            "gateways = [0, 9]\nexports = [\"orders\"]",
+            "gateway 9",
+        ),
+        ("rate = 10.0", "rate = -1.0", "rate must be above 0"),
+        ("heal = \"20s\"", "heal = \"2s\"", "heal after it starts"),
+        ("loss = 0.02", "loss = 2.0", "loss must be within"),
+        (
+            "exports = [\"catalog\"]",
+            "exports = [\"catalog\"]\nwidth = 3",
+            "unknown field",
+        ),
+        ("crash = 0", "crash = 7", "7"),
+    ];
+    for (from, to, says) in cases {
+        let bad = text.replacen(from, to, 1);
+        let error = file::parse(&bad, &path).expect_err(to);
+        let expected = line_of(from);
+        println!("{to:?}: {error}");
+        assert!(error.problem.contains(says), "{to:?}: {error}");
+        // The problem's line, or the header of the table it is in (`[[calls]]`, `[wan]`, …).
+        assert!(
+            error.line + 8 >= expected && error.line <= expected + to.matches('\n').count(),
+            "{to:?}: line {} for a problem on line {expected}",
+            error.line
+        );
+    }
 }

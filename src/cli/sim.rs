@@ -12,10 +12,11 @@ pub struct SimCommand {
     /// mass-join, rolling-restart, registry-partition, registry-churn; services: rpc-partition,
     /// pubsub-partition; with replicated writes: split-writes, replicated-chaos,
     /// lagging-replica, compaction, skewed-writes; agents: agents-partition, agents-crash;
-    /// caches: cache-churn.
+    /// caches: cache-churn; several federated clusters: federation-cut-failover.
     #[arg(long)]
     pub scenario: Option<String>,
-    /// A scenario file (TOML); see sim/scenarios/ for examples.
+    /// A scenario file (TOML), one cluster or (with `[[cluster]]` tables) a federation; see
+    /// sim/scenarios/ for examples.
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// Cluster size (overrides the scenario's).

@@ -12,9 +12,24 @@ use serde::Serialize;
 
 use super::wan::{gateway_addr, WanCut};
 use super::FederationScenario;
+use crate::report::{InvariantOutcome, Violation};
 
-/// Violations kept (the count is not kept beyond: the first ones say what went wrong).
+/// Violations kept as text over all checks (each check's count goes on).
 const VIOLATIONS_KEPT: usize = 20;
+/// Violations kept per check in its outcome.
+const KEPT_PER_CHECK: usize = 10;
+
+/// Every federation check, as reports name it.
+pub const NAMES: [&str; 8] = [
+    "federation-no-leak",
+    "federation-visible-within",
+    "federation-failover",
+    "federation-links-up",
+    "federation-protocol",
+    "federation-call-deadline",
+    "federation-not-exported",
+    "federation-calls-served",
+];
 
 /// What the checks see of one gateway.
 pub struct GatewayView<'a> {
@@ -72,6 +87,7 @@ pub struct Checks {
     /// Links whose remote gateway stopped running, by (observer cluster, slot, remote), since.
     stale: BTreeMap<(usize, usize, usize), Pending>,
     violations: Vec<String>,
+    outcomes: BTreeMap<&'static str, InvariantOutcome>,
     visibility: Vec<Visibility>,
 }
 
@@ -92,15 +108,36 @@ impl Checks {
             were_cut: BTreeSet::new(),
             stale: BTreeMap::new(),
             violations: Vec::new(),
+            outcomes: NAMES
+                .iter()
+                .map(|&name| {
+                    let outcome = InvariantOutcome {
+                        name: name.into(),
+                        violations: 0,
+                        first: Vec::new(),
+                    };
+                    (name, outcome)
+                })
+                .collect(),
             visibility: Vec::new(),
         }
     }
 
-    /// Records a violation found by the harness.
-    pub fn violation(&mut self, now_us: u64, message: String) {
+    /// Records a violation of `check` (one of [`NAMES`]).
+    pub fn violation(&mut self, now_us: u64, check: &'static str, message: String) {
+        let at_secs = now_us as f64 / 1e6;
         if self.violations.len() < VIOLATIONS_KEPT {
             self.violations
-                .push(format!("{:.3}s: {message}", now_us as f64 / 1e6));
+                .push(format!("{at_secs:.3}s: {check}: {message}"));
+        }
+        let outcome = self.outcomes.entry(check).or_insert(InvariantOutcome {
+            name: check.into(),
+            violations: 0,
+            first: Vec::new(),
+        });
+        outcome.violations += 1;
+        if outcome.first.len() < KEPT_PER_CHECK {
+            outcome.first.push(Violation { at_secs, message });
         }
     }
 
@@ -147,8 +184,9 @@ impl Checks {
                     let who = self.who(view);
                     self.violation(
                         now_us,
+                        "federation-failover",
                         format!(
-                            "failover: {who}'s link to {} stays on {} (down)",
+                            "{who}'s link to {} stays on {} (down)",
                             link.cluster, link.gateway
                         ),
                     );
@@ -181,7 +219,7 @@ impl Checks {
         }
         for leak in leaks {
             let who = self.who(view);
-            self.violation(now_us, format!("no-leak: {who} holds {leak}"));
+            self.violation(now_us, "federation-no-leak", format!("{who} holds {leak}"));
         }
     }
 
@@ -241,7 +279,10 @@ impl Checks {
             let bound = Duration::from_micros(self.bound_us);
             self.violation(
                 now_us,
-                format!("visible-within: {who} does not see {of}'s exports {wanted:?} within {bound:?} (sees {seen:?})"),
+                "federation-visible-within",
+                format!(
+                    "{who} does not see {of}'s exports {wanted:?} within {bound:?} (sees {seen:?})"
+                ),
             );
         }
     }
@@ -280,10 +321,10 @@ impl Checks {
                 if link.state != LinkState::Up {
                     let who = self.who(view);
                     let message = format!(
-                        "links-up: {who}'s link to {} is {:?} on {} ({on})",
+                        "{who}'s link to {} is {:?} on {} ({on})",
                         link.cluster, link.state, link.gateway
                     );
-                    self.violation(now_us, message);
+                    self.violation(now_us, "federation-links-up", message);
                 }
             }
         }
@@ -292,6 +333,14 @@ impl Checks {
     /// The violations and the measured propagations.
     pub fn into_parts(self) -> (Vec<String>, Vec<Visibility>) {
         (self.violations, self.visibility)
+    }
+
+    /// Every check's outcome, in [`NAMES`] order.
+    pub fn outcomes(&self) -> Vec<InvariantOutcome> {
+        NAMES
+            .iter()
+            .filter_map(|name| self.outcomes.get(name).cloned())
+            .collect()
     }
 
     fn linked(&self, cluster: usize) -> Vec<usize> {

@@ -16,9 +16,19 @@
 //! at the end, every link is up.
 //! Membership is untouched by WAN events by construction (no WAN message reaches a core), and
 //! each cluster's `no-false-positives` and `crash-detection` run as in any scenario.
+//!
+//! Nodes call services of other clusters ([`calls`]) through their gateways' machines, over the
+//! same WAN; [`call_checks`] checks every call against what really happened. A scenario comes
+//! from code ([`standard`]) or a file ([`file`]), and `foundation sim` reports a run as any run
+//! ([`report`]).
 
+pub mod call_checks;
+pub mod calls;
 pub mod checks;
+pub mod file;
+pub mod report;
 pub mod standard;
+mod validate;
 pub mod wan;
 
 use std::time::Duration;
@@ -32,6 +42,8 @@ use rand::SeedableRng;
 use crate::report::RunReport;
 use crate::scenario::{RunOptions, Runner, Scenario};
 use crate::trace::Fnv64;
+use call_checks::Ground;
+use calls::{CallRecord, CallSpec, Calls};
 use checks::{Checks, Visibility};
 use wan::{gateway_addr, Wan, WanCut, WanMessage, WanModel, WanStats};
 
@@ -69,8 +81,15 @@ pub struct FederationScenario {
     pub timers: WanTimers,
     /// Stated bound: exports are visible across a link this long after a heal or a change.
     pub visible_within: Duration,
+    /// How long after a cut heals or a gateway starts or stops calls between the clusters may
+    /// still fail (the call checks' settle time; see [`call_checks`]).
+    pub calls_settle: Duration,
     /// How long the run lasts.
     pub duration: Duration,
+    /// Application calls from one cluster to a service of another.
+    pub calls: Vec<CallSpec>,
+    /// How to name this scenario on a command line (`--scenario x` or `--file x.toml`).
+    pub replay_source: String,
 }
 
 impl FederationScenario {
@@ -104,6 +123,10 @@ pub struct FederationReport {
     pub visibility: Vec<Visibility>,
     /// WAN counts.
     pub wan: WanStats,
+    /// Every cross-cluster call.
+    pub calls: Vec<CallRecord>,
+    /// Every federation check's outcome.
+    pub checks: Vec<crate::report::InvariantOutcome>,
     /// Hash of every cluster's trace and of the WAN's events.
     pub trace_hash: u64,
     /// Every check of every cluster, and of the federation, held.
@@ -125,6 +148,8 @@ struct Harness<'a> {
     gateways: Vec<Gateway>,
     wan: Wan,
     checks: Checks,
+    calls: Calls,
+    ground: Ground,
     trace: Fnv64,
     seed: u64,
     now_us: u64,
@@ -162,12 +187,26 @@ impl<'a> Harness<'a> {
             })
             .collect();
         let rng = StdRng::seed_from_u64(seed ^ 0x5741_4e5f_6665_6473);
+        let call_rng = StdRng::seed_from_u64(seed ^ 0x4341_4c4c_5f66_6564);
+        let ground = Ground {
+            settle_us: scenario.calls_settle.as_micros() as u64,
+            cuts: scenario.cuts.clone(),
+            links: scenario.links.clone(),
+            export_lists: scenario
+                .clusters
+                .iter()
+                .map(|c| c.exports.iter().cloned().collect())
+                .collect(),
+            ..Ground::default()
+        };
         Self {
             scenario,
             runners,
             gateways,
             wan: Wan::new(scenario.wan.clone(), scenario.cuts.clone(), rng),
             checks: Checks::new(scenario),
+            calls: Calls::new(&scenario.calls, call_rng),
+            ground,
             trace: Fnv64::new(),
             seed,
             now_us: 0,
@@ -175,7 +214,7 @@ impl<'a> Harness<'a> {
     }
 
     /// Runs the clusters and the WAN in lockstep: each step goes to the next WAN arrival,
-    /// gateway deadline or export refresh, whichever is first (deadlines are at least 1 µs
+    /// gateway deadline, call step or export refresh, whichever is first (deadlines are at least 1 µs
     /// ahead and the WAN's delay is above zero, so the clock always moves).
     fn run(mut self) -> FederationReport {
         for runner in &mut self.runners {
@@ -188,6 +227,7 @@ impl<'a> Harness<'a> {
             let next = [
                 self.wan.next_time(),
                 self.next_deadline(),
+                self.calls.next_time(),
                 Some(next_refresh),
             ]
             .into_iter()
@@ -205,6 +245,7 @@ impl<'a> Harness<'a> {
                 next_refresh = next + refresh_us;
             }
             self.drive(refresh);
+            self.run_calls();
             self.checks.observe(self.now_us, &views(&self.gateways));
         }
         self.finish()
@@ -246,13 +287,29 @@ impl<'a> Harness<'a> {
                     match gateway.machine.as_mut() {
                         Some(machine) if gateway.life == life => {
                             if let Err(e) = machine.probe_answered(now, &link, id, &directory) {
+                                let message = format!("answer refused: {e}");
                                 self.checks
-                                    .violation(self.now_us, format!("answer refused: {e}"));
+                                    .violation(self.now_us, "federation-protocol", message);
                             }
                         }
                         _ => self.wan.stats.unanswered += 1,
                     }
                 }
+                WanMessage::Call {
+                    call,
+                    from,
+                    life,
+                    to,
+                    service,
+                    deadline_us,
+                } => self.call_arrived(call as usize, from, life, to, &service, deadline_us),
+                WanMessage::CallReply {
+                    call,
+                    to,
+                    life,
+                    gateway,
+                    outcome,
+                } => self.reply_arrived(call as usize, to, life, gateway, outcome),
             }
         }
     }
@@ -296,9 +353,11 @@ impl<'a> Harness<'a> {
                 self.wan
                     .send(self.now_us, target_cluster, from_cluster, answer);
             }
-            Err(e) => self
-                .checks
-                .violation(self.now_us, format!("probe from {cluster} refused: {e}")),
+            Err(e) => self.checks.violation(
+                self.now_us,
+                "federation-protocol",
+                format!("probe from {cluster} refused: {e}"),
+            ),
         }
     }
 
@@ -311,6 +370,25 @@ impl<'a> Harness<'a> {
             }
             self.send_probes(index);
         }
+        if refresh {
+            self.note_exports();
+        }
+    }
+
+    /// What each cluster exports now, as its first running gateway has it, for the call
+    /// checks.
+    fn note_exports(&mut self) {
+        for (cluster, spec) in self.scenario.clusters.iter().enumerate() {
+            let machine = self
+                .gateways
+                .iter()
+                .filter(|g| g.cluster == cluster)
+                .find_map(|g| g.machine.as_ref());
+            for service in &spec.exports {
+                let on = machine.is_some_and(|m| m.exports(service));
+                self.ground.set_exported(self.now_us, cluster, service, on);
+            }
+        }
     }
 
     /// A gateway's machine lives and dies with its node's life.
@@ -320,8 +398,11 @@ impl<'a> Harness<'a> {
         let (up, life, id) = (node.is_up(), node.life(), node.id());
         let gateway = &self.gateways[index];
         if !up {
-            self.gateways[index].machine = None;
+            if self.gateways[index].machine.take().is_some() {
+                self.ground.gateway_changes.push((self.now_us, cluster));
+            }
         } else if gateway.machine.is_none() || gateway.life != life {
+            self.ground.gateway_changes.push((self.now_us, cluster));
             let machine = self.machine(cluster, id);
             let gateway = &mut self.gateways[index];
             gateway.life = life;
@@ -416,6 +497,21 @@ impl<'a> Harness<'a> {
 
     fn finish(mut self) -> FederationReport {
         self.checks.at_end(self.now_us, &views(&self.gateways));
+        self.ground.lost = std::mem::take(&mut self.wan.lost_calls);
+        let names: Vec<String> = self
+            .scenario
+            .clusters
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        let found = call_checks::check(&self.calls.records, &self.ground, &names, self.now_us);
+        for (at, check, message) in found {
+            self.checks.violation(at, check, message);
+        }
+        for (id, call) in self.calls.records.iter().enumerate() {
+            note(&mut self.trace, format_args!("call {id} {call:?}"));
+        }
+        let checks = self.checks.outcomes();
         let clusters: Vec<RunReport> = self.runners.into_iter().map(Runner::end).collect();
         let mut hash = Fnv64::new();
         for report in &clusters {
@@ -429,6 +525,8 @@ impl<'a> Harness<'a> {
             clusters,
             violations,
             visibility,
+            calls: self.calls.records,
+            checks,
             wan: self.wan.stats,
             trace_hash: hash.finish(),
             passed,

@@ -6,10 +6,35 @@ use std::time::Duration;
 use foundation_core::federation::WanTimers;
 use foundation_core::identity::ClusterName;
 
+use super::calls::CallSpec;
 use super::wan::{WanCut, WanModel};
 use super::{ClusterSpec, FederationScenario};
 use crate::faults::{millis, secs, Fault, Nodes};
 use crate::scenario::Scenario;
+
+/// The standard federation scenarios, for `foundation sim --scenario`.
+pub const NAMES: [&str; 1] = ["federation-cut-failover"];
+
+/// The standard federation scenario named `name`.
+pub fn by_name(name: &str) -> Option<FederationScenario> {
+    match name {
+        "federation-cut-failover" => Some(cut_and_failover()),
+        _ => None,
+    }
+}
+
+/// Calls from `from` to `service` of `to`, 20 a second from 4 s to 44 s, deadline 500 ms.
+fn calls(from: usize, to: usize, service: &str) -> CallSpec {
+    CallSpec {
+        from,
+        to,
+        service: service.into(),
+        start: secs(4),
+        stop: secs(44),
+        rate: 20.0,
+        deadline: millis(500),
+    }
+}
 
 /// When the WAN cut isolating `east` starts and heals.
 pub const CUT: (Duration, Duration) = (Duration::from_secs(10), Duration::from_millis(20_300));
@@ -44,7 +69,10 @@ fn cluster(
 /// `federation-cut-failover`: `east` (5 nodes, gateways n0 n1), `west` (5 nodes, gateways n0
 /// n1) and `north` (3 nodes, gateway n0), all linked. Each registers exported and unexported
 /// services; `east` is cut off from both others 10–20.3 s (off the probes’ phase) and registers `search` meanwhile; `west`'s
-/// first gateway crashes at 30 s and `west` registers `inventory` at 36 s.
+/// first gateway crashes at 30 s and `west` registers `inventory` at 36 s. From 4 s to 44 s,
+/// nodes of each cluster call an exported service of another (west → east `billing`, east →
+/// west `profiles`, north → west `inventory`, which appears at 36 s) and an unexported one
+/// (east → west `secrets`).
 pub fn cut_and_failover() -> FederationScenario {
     let duration = secs(45);
     let (mut east, s) = cluster("east", 5, vec![0, 1], &["billing", "search"], duration);
@@ -85,6 +113,15 @@ pub fn cut_and_failover() -> FederationScenario {
         // A probe within the interval after the heal, its round trip (at most 120 ms here),
         // and one more round for a lost probe or answer.
         visible_within: secs(3),
+        // The default of a file: the bound and two probe intervals (see `call_checks`).
+        calls_settle: secs(5),
         duration,
+        calls: vec![
+            calls(1, 0, "billing"),
+            calls(0, 1, "profiles"),
+            calls(2, 1, "inventory"),
+            calls(0, 1, "secrets"),
+        ],
+        replay_source: "--scenario federation-cut-failover".into(),
     }
 }

@@ -1,7 +1,7 @@
 //! The WAN between clusters' gateways: its own latency, jitter and loss, cuts between clusters,
 //! and a queue of probes and answers in flight, all drawn from one seeded RNG.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -85,6 +85,58 @@ pub enum WanMessage {
         /// The answering gateway's directory.
         directory: GlobalDirectory,
     },
+    /// A forwarded application call ([`super::calls`]), from gateway `from` to the remote
+    /// gateway listening on `to`.
+    Call {
+        /// The call's id.
+        call: u64,
+        /// The forwarding gateway's index.
+        from: usize,
+        /// Its life when it forwarded.
+        life: u64,
+        /// The remote gateway's address.
+        to: SocketAddr,
+        /// The service called.
+        service: String,
+        /// The deadline budget: the call must not be served after this (simulated µs).
+        deadline_us: u64,
+    },
+    /// What became of a forwarded call, back to gateway `to`.
+    CallReply {
+        /// The call's id.
+        call: u64,
+        /// The forwarding gateway's index.
+        to: usize,
+        /// Its life when it forwarded.
+        life: u64,
+        /// The remote gateway the call went to.
+        gateway: SocketAddr,
+        /// The remote's answer.
+        outcome: RemoteOutcome,
+    },
+}
+
+/// A remote gateway's answer to a forwarded call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteOutcome {
+    /// Served by an instance of the remote cluster.
+    Served,
+    /// The remote cluster does not export the service (now).
+    NotExported,
+    /// The budget ran out before an instance could answer.
+    DeadlineExceeded,
+    /// No process listens on the address: the connection's handshake failed.
+    Handshake,
+}
+
+impl WanMessage {
+    /// The application call this message carries, if it carries one.
+    fn call(&self) -> Option<u64> {
+        match self {
+            WanMessage::Call { call, .. } | WanMessage::CallReply { call, .. } => Some(*call),
+            _ => None,
+        }
+    }
 }
 
 /// Messages sent, lost and cut on the WAN.
@@ -98,6 +150,8 @@ pub struct WanStats {
     pub cut: u64,
     /// Delivered to a gateway that was not running.
     pub unanswered: u64,
+    /// Application calls carried (forwarded calls, not their replies).
+    pub calls: u64,
 }
 
 /// The WAN: its model, its cuts and what is in flight.
@@ -109,6 +163,8 @@ pub struct Wan {
     seq: u64,
     /// What happened so far.
     pub stats: WanStats,
+    /// Application calls one of whose messages was lost or cut.
+    pub lost_calls: BTreeSet<u64>,
 }
 
 impl Wan {
@@ -121,6 +177,7 @@ impl Wan {
             in_flight: BTreeMap::new(),
             seq: 0,
             stats: WanStats::default(),
+            lost_calls: BTreeSet::new(),
         }
     }
 
@@ -132,12 +189,17 @@ impl Wan {
     /// Sends `message` from cluster `from` to cluster `to` at `now_us`.
     pub fn send(&mut self, now_us: u64, from: usize, to: usize, message: WanMessage) {
         self.stats.sent += 1;
+        if matches!(message, WanMessage::Call { .. }) {
+            self.stats.calls += 1;
+        }
         if self.cut_between(from, to, now_us) {
             self.stats.cut += 1;
+            self.lost_calls.extend(message.call());
             return;
         }
         if self.rng.gen_bool(self.model.loss.clamp(0.0, 1.0)) {
             self.stats.lost += 1;
+            self.lost_calls.extend(message.call());
             return;
         }
         let jitter = self.model.jitter.as_micros() as u64;
@@ -163,6 +225,7 @@ impl Wan {
             let (from, to, message) = self.in_flight.remove(&key)?;
             if self.cut_between(from, to, key.0) {
                 self.stats.cut += 1;
+                self.lost_calls.extend(message.call());
                 continue;
             }
             return Some(message);

@@ -1,4 +1,6 @@
-//! The scenario file format (TOML). Every error names the line and the problem.
+//! The scenario file format (TOML). Every error names the line and the problem. A file with
+//! `[[cluster]]` tables describes several federated clusters instead ([`parse_any`],
+//! [`crate::federation::file`]).
 //!
 //! ```toml
 //! name = "my-partition"
@@ -178,19 +180,20 @@ pub struct ScenarioError {
     pub problem: String,
 }
 
-#[derive(Deserialize)]
+/// A whole file, or (built by `crate::federation::file`) one cluster of a federation file.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawScenario {
-    name: Option<String>,
-    nodes: Option<Spanned<usize>>,
+pub(crate) struct RawScenario {
+    pub(crate) name: Option<String>,
+    pub(crate) nodes: Option<Spanned<usize>>,
     duration: Option<Spanned<String>>,
-    profile: Option<Spanned<String>>,
-    network: Option<Spanned<RawLink>>,
+    pub(crate) profile: Option<Spanned<String>>,
+    pub(crate) network: Option<Spanned<RawLink>>,
     #[serde(default)]
-    groups: BTreeMap<String, Spanned<RawNodes>>,
+    pub(crate) groups: BTreeMap<String, Spanned<RawNodes>>,
     #[serde(default)]
-    at: Vec<Spanned<RawAt>>,
-    checks: Option<Spanned<RawChecks>>,
+    pub(crate) at: Vec<Spanned<RawAt>>,
+    pub(crate) checks: Option<Spanned<RawChecks>>,
     replication: Option<Spanned<RawReplication>>,
     storage: Option<Spanned<RawStorage>>,
     cache: Option<Spanned<RawCache>>,
@@ -243,7 +246,7 @@ enum RawAcked {
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-struct RawLink {
+pub(crate) struct RawLink {
     latency: Option<String>,
     jitter: Option<String>,
     loss: Option<f64>,
@@ -254,15 +257,15 @@ struct RawLink {
 
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
-enum RawNodes {
+pub(crate) enum RawNodes {
     One(usize),
     List(Vec<usize>),
     Text(String),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-struct RawAt {
+pub(crate) struct RawAt {
     time: String,
     partition: Option<Vec<RawNodes>>,
     partition_one_way: Option<Vec<RawNodes>>,
@@ -317,9 +320,9 @@ struct RawAt {
     requests: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-struct RawChecks {
+pub(crate) struct RawChecks {
     convergence: Option<String>,
     detection: Option<String>,
     false_positives: Option<bool>,
@@ -328,11 +331,59 @@ struct RawChecks {
 
 /// Parses a scenario file. `source` names it in the replay command (`--file <source>`).
 pub fn parse(text: &str, source: &str) -> Result<Scenario, ScenarioError> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError {
-        line: e.span().map_or(1, |span| line_of(span.start)),
+    let raw: RawScenario = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+    build(&raw, text, source)
+}
+
+/// A one-cluster file, or a federation file (one with `[[cluster]]` tables).
+#[derive(Debug)]
+pub enum ScenarioFile {
+    /// One cluster.
+    Cluster(Box<Scenario>),
+    /// Several federated clusters ([`crate::federation::file`]).
+    Federation(Box<crate::federation::FederationScenario>),
+}
+
+impl ScenarioFile {
+    /// The scenario's own checks of what it asks for.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ScenarioFile::Cluster(s) => s.validate(),
+            ScenarioFile::Federation(f) => f.validate(),
+        }
+    }
+}
+
+/// Parses either kind of scenario file.
+pub fn parse_any(text: &str, source: &str) -> Result<ScenarioFile, ScenarioError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+    match table.contains_key("cluster") {
+        true => crate::federation::file::parse(text, source)
+            .map(|f| ScenarioFile::Federation(Box::new(f))),
+        false => parse(text, source).map(|s| ScenarioFile::Cluster(Box::new(s))),
+    }
+}
+
+/// The 1-based line of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// A TOML error, placed on its line.
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> ScenarioError {
+    ScenarioError {
+        line: e.span().map_or(1, |span| line_of(text, span.start)),
         problem: e.message().trim().to_string(),
-    })?;
+    }
+}
+
+/// The scenario `raw` describes (`text` is the file it was read from, for line numbers).
+pub(crate) fn build(
+    raw: &RawScenario,
+    text: &str,
+    source: &str,
+) -> Result<Scenario, ScenarioError> {
+    let line_of = |offset: usize| line_of(text, offset);
     let at = |span: std::ops::Range<usize>| {
         move |problem: String| ScenarioError {
             line: line_of(span.start),
@@ -385,7 +436,7 @@ pub fn parse(text: &str, source: &str) -> Result<Scenario, ScenarioError> {
 }
 
 /// `validate` puts "line N: " in front of problems it can place; keep the number.
-fn split_line(problem: &str) -> ScenarioError {
+pub(crate) fn split_line(problem: &str) -> ScenarioError {
     let placed = problem
         .strip_prefix("line ")
         .and_then(|rest| rest.split_once(": "));

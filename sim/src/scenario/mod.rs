@@ -36,7 +36,7 @@ use crate::invariants::{Bounds, Invariant, InvariantFactory};
 use crate::network::LinkModel;
 use crate::storage::StorageConfig;
 
-pub(crate) use run::Runner;
+pub(crate) use run::{panic_message, Runner};
 pub use run::{run, RunOptions};
 
 /// One fault at one time.

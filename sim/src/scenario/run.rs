@@ -15,7 +15,6 @@ use crate::report::{
     InvariantOutcome, ReplicationReport, RunReport, TimelineEntry, Traffic, TrafficTotals,
     Violation,
 };
-use crate::trace::Trace;
 use crate::views::ViewRecorder;
 use crate::world::{World, WorldConfig};
 
@@ -47,32 +46,18 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
     report
 }
 
-fn panicked(scenario: &Scenario, seed: u64, payload: Box<dyn std::any::Any + Send>) -> RunReport {
-    let message = payload
+/// What a caught panic said.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
-    RunReport {
-        scenario: scenario.name.clone(),
-        seed,
-        nodes: scenario.nodes,
-        passed: false,
-        simulated_secs: 0.0,
-        wall_secs: 0.0,
-        timeline: Vec::new(),
-        measurements: Measurements::default(),
-        traffic: Traffic::default(),
-        network: Default::default(),
-        invariants: Vec::new(),
-        replication: None,
-        panic: Some(message),
-        trace_hash: Trace::new(false).hash(),
-        trace_lines: 0,
-        trace: None,
-        views: None,
-        replay: replay_command(scenario, seed),
-    }
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+fn panicked(scenario: &Scenario, seed: u64, payload: Box<dyn std::any::Any + Send>) -> RunReport {
+    let (name, replay) = (&scenario.name, replay_command(scenario, seed));
+    RunReport::of_panic(name, seed, scenario.nodes, panic_message(payload), replay)
 }
 
 /// The one-line command that replays a run.
