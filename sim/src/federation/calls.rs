@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use foundation_core::federation::FederationError;
+use foundation_core::federation::{FederationError, Route};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::Serialize;
@@ -99,7 +99,10 @@ impl From<FederationError> for CallEnd {
             FederationError::UnknownCluster(_) | FederationError::BadDirectory(_) => {
                 CallEnd::UnknownCluster
             }
-            FederationError::NotLinked(_) => CallEnd::NotLinked,
+            // The harness links clusters in a mesh without hubs, so no transit is ever asked.
+            FederationError::NotLinked(_) | FederationError::TransitRefused { .. } => {
+                CallEnd::NotLinked
+            }
             FederationError::LinkDown(_) => CallEnd::LinkDown,
             FederationError::NotExported { .. } => CallEnd::NotExported,
         }
@@ -302,7 +305,18 @@ impl Harness<'_> {
                     end: error.into(),
                 },
             ),
-            Ok(address) => {
+            // The harness configures no hubs (every `Federation` here is a mesh member), so the
+            // machine only ever routes directly; a route through a hub would need transit carried.
+            Ok(Route::ViaHub { .. }) => self.calls.push(
+                back,
+                Step::Back {
+                    call: id,
+                    end: CallEnd::NotLinked,
+                },
+            ),
+            Ok(Route::Direct {
+                gateway: address, ..
+            }) => {
                 self.calls.records[id].attempts += 1;
                 let message = WanMessage::Call {
                     call: id as u64,
