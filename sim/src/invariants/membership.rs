@@ -27,12 +27,16 @@ pub(crate) fn live_set(world: &World) -> BTreeSet<(NodeId, u64)> {
 
 /// The first node whose alive set differs from the live set (minus itself), with a description.
 fn disagreement(world: &World) -> Option<String> {
-    let live = live_set(world);
+    let up = world.nodes().iter().filter(|n| n.is_up()).count();
+    // Built only once a node passes the count test: while a cluster forms (when this runs
+    // every tick) the first node checked usually fails it.
+    let mut live = None;
     for (slot, node) in world.nodes().iter().enumerate() {
         let Some(core) = node.core() else { continue };
         // Cheap test first: most disagreements show in the count.
-        if core.membership().alive_count() + 1 == live.len() {
+        if core.membership().alive_count() + 1 == up {
             // Both in node id order (ids of running nodes are unique): compared in one pass.
+            let live = live.get_or_insert_with(|| live_set(world));
             let me = (node.id(), node.generation());
             let seen = core.membership().alive().map(|m| (m.id, m.generation));
             if seen.eq(live.iter().copied().filter(|l| *l != me)) {
@@ -42,7 +46,7 @@ fn disagreement(world: &World) -> Option<String> {
         let alive = core.membership().alive().count();
         return Some(format!(
             "n{slot} sees {alive} alive, the live set has {} others",
-            live.len() - 1
+            up - 1
         ));
     }
     None
