@@ -54,6 +54,8 @@ struct Sample {
     /// Proportional set of each member: pages shared with the others (the binary's) divided
     /// among them, so that the sum is what the members cost the machine together.
     pss: Vec<u64>,
+    /// Anonymous resident memory of each member (heap, stacks): RSS less the mapped files.
+    anon: Vec<u64>,
 }
 
 impl Sample {
@@ -63,6 +65,10 @@ impl Sample {
 
     fn pss_total_mb(&self) -> f64 {
         self.pss.iter().sum::<u64>() as f64 / 1e6
+    }
+
+    fn anon_per_member_mb(&self) -> f64 {
+        self.anon.iter().sum::<u64>() as f64 / 1e6 / self.anon.len() as f64
     }
 
     fn rss_per_member_mb(&self) -> f64 {
@@ -100,7 +106,12 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         clock_ticks()
     );
-    println!("foundation binary: {}", binary.display());
+    // The file's size: its text is most of what an idle node holds resident.
+    println!(
+        "foundation binary: {} ({:.1} MB file)",
+        binary.display(),
+        std::fs::metadata(&binary).map_or(0, |m| m.len()) as f64 / 1e6
+    );
 
     let mut table: Vec<(String, Vec<Sample>)> = Vec::new();
     let mut record = |name: String, sample: Option<Sample>| {
@@ -206,6 +217,10 @@ fn measure(pids: &[u32], window: Duration) -> Option<Sample> {
         pss: pids
             .iter()
             .map(|p| proc_field(*p, "smaps_rollup", "Pss:"))
+            .collect::<Option<_>>()?,
+        anon: pids
+            .iter()
+            .map(|p| proc_field(*p, "status", "RssAnon:"))
             .collect::<Option<_>>()?,
         cpu: ticks as f64 / clock_ticks() as f64,
         window: elapsed,
@@ -342,10 +357,11 @@ fn print_sample(name: &str, sample: &Sample) {
         .map(|r| format!("{:.1}", *r as f64 / 1e6))
         .collect();
     println!(
-        "  {name}: RSS per member {:.2} MB [{}], total {:.1} MB (PSS {:.1} MB); CPU {:.2} s in {:.1} s = {:.2} % \
+        "  {name}: RSS per member {:.2} MB [{}] (anonymous {:.2} MB), total {:.1} MB (PSS {:.1} MB); CPU {:.2} s in {:.1} s = {:.2} % \
          of one core; threads per member {:?}",
         sample.rss_per_member_mb(),
         mb.join(" "),
+        sample.anon_per_member_mb(),
         sample.rss_total_mb(),
         sample.pss_total_mb(),
         sample.cpu,
@@ -369,9 +385,10 @@ fn summary(table: &[(String, Vec<Sample>)]) {
     println!("\nmedians over rounds:");
     for (name, _) in table {
         println!(
-            "  {name:<22} RSS/member {:>6.2} MB  total RSS {:>7.1} MB  PSS {:>7.1} MB  CPU {:>6.2} \
-             % of a core",
+            "  {name:<22} RSS/member {:>6.2} MB (anon {:>5.2})  total RSS {:>7.1} MB  PSS {:>7.1} MB  \
+             CPU {:>6.2} % of a core",
             of(name, Sample::rss_per_member_mb).unwrap_or(f64::NAN),
+            of(name, Sample::anon_per_member_mb).unwrap_or(f64::NAN),
             of(name, Sample::rss_total_mb).unwrap_or(f64::NAN),
             of(name, Sample::pss_total_mb).unwrap_or(f64::NAN),
             of(name, Sample::cpu_percent).unwrap_or(f64::NAN)

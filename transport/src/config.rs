@@ -49,10 +49,12 @@ pub struct TransportConfig {
     /// Received messages buffered per channel before readers stop reading (which pushes back on
     /// the sender through QUIC flow control). Default 65 536.
     pub inbox_capacity: usize,
-    /// Requests in flight per connection, each way: the QUIC stream limit for requests that
-    /// get a stream of their own, and the calls a multiplexed RPC stream carries at once (a
-    /// caller past it gets [`RequestError::InFlightLimit`](crate::RequestError::InFlightLimit),
-    /// a responder refuses the excess with `wire::code::TOO_MANY_IN_FLIGHT`). Default 1024.
+    /// Requests in flight per connection, each way: the calls a multiplexed RPC stream carries
+    /// at once (a caller past it gets
+    /// [`RequestError::InFlightLimit`](crate::RequestError::InFlightLimit), a responder refuses
+    /// the excess with `wire::code::TOO_MANY_IN_FLIGHT`). Requests too large for that stream
+    /// get a stream of their own, at most 64 at once (or this limit if lower); a caller past
+    /// that waits for a stream to end. Default 1024.
     pub max_concurrent_requests: u32,
     /// Concurrent incoming bulk transfers per connection. Default 16.
     pub max_concurrent_transfers: u32,
