@@ -12,6 +12,11 @@
 //! cluster = "eu-west"
 //! gateways = ["10.1.0.5:7403", "10.1.0.6:7403"]
 //! secret = "eu-west's cluster secret"   # or: ca = "/etc/foundation/eu-west-ca.pem"
+//!
+//! [[federation.bridges]]                # pub/sub bridged with a linked cluster
+//! cluster = "eu-west"
+//! export = ["orders.>"]    # published here, sent to eu-west (if eu-west imports them)
+//! import = ["prices.*"]    # published in eu-west, delivered here (if eu-west exports them)
 //! ```
 
 use std::net::SocketAddr;
@@ -21,7 +26,7 @@ use serde::Deserialize;
 
 use super::duration::TextDuration;
 use crate::runtime::federation::{FederationSettings, LinkSettings};
-use foundation_core::federation::WanTimers;
+use foundation_core::federation::{BridgeConfig, TopicBridges, WanTimers};
 use foundation_transport::security::RemoteRoot;
 use foundation_transport::{ClusterName, ClusterSecret};
 
@@ -37,6 +42,19 @@ pub(super) struct FileFederation {
     down_after: Option<u32>,
     #[serde(default)]
     links: Vec<FileLink>,
+    #[serde(default)]
+    bridges: Vec<FileBridge>,
+}
+
+/// One `[[federation.bridges]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBridge {
+    cluster: String,
+    #[serde(default)]
+    export: Vec<String>,
+    #[serde(default)]
+    import: Vec<String>,
 }
 
 /// One `[[federation.links]]` entry.
@@ -70,9 +88,21 @@ impl FileFederation {
             .links
             .iter()
             .map(FileLink::settings)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let bridges: Vec<BridgeConfig> = self
+            .bridges
+            .iter()
+            .map(|b| BridgeConfig {
+                cluster: b.cluster.clone(),
+                export: b.export.clone(),
+                import: b.import.clone(),
+            })
+            .collect();
+        let linked = links.iter().map(|l| l.cluster.clone()).collect();
+        TopicBridges::new(&linked, &bridges).map_err(|e| e.to_string())?;
         Ok(FederationSettings {
             links,
+            bridges,
             exports: self.exports.clone(),
             timers,
             ..FederationSettings::new(bind)

@@ -7,8 +7,12 @@
 //! of its own cluster (see `relay.rs`). `lookup_in` reads the gateway's directory: this node's
 //! own, or through the same relay one of its cluster's gateways'.
 //!
+//! Pub/sub is bridged for the topic patterns both sides name (`FederationSettings::bridges`):
+//! see `bridge.rs`.
+//!
 //! [`Node::start_gateway`]: super::Node::start_gateway
 
+mod bridge;
 pub(crate) mod http;
 pub(crate) mod metrics;
 mod relay;
@@ -21,8 +25,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use foundation_core::federation::wire::{FederationReply, FederationRequest, RemoteCallError};
 use foundation_core::federation::{
-    ExportedService, Federation, FederationConfig, FederationConfigError, FederationError,
-    GlobalDirectory, LinkConfig, LinkStatus, WanTimers,
+    BridgeConfig, BridgeConfigError, ExportedService, Federation, FederationConfig,
+    FederationConfigError, FederationError, GlobalDirectory, LinkConfig, LinkStatus, TopicBridges,
+    WanTimers,
 };
 use foundation_core::time::Instant;
 use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError, LinkBytes};
@@ -31,7 +36,7 @@ use foundation_transport::{ClusterName, NodeId, Trust};
 use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
-use super::services::{RpcHandle, ServicesHandle};
+use super::services::{PubSubHandle, RpcHandle, ServicesHandle};
 
 /// Attempts of one forwarded call: the first, and retries on the remote's next gateways after
 /// a failed handshake (a request that was never sent).
@@ -54,6 +59,9 @@ pub struct FederationSettings {
     pub timers: WanTimers,
     /// Largest request or reply between gateways.
     pub max_frame: usize,
+    /// Pub/sub bridged per linked cluster: the topic patterns exported there and imported
+    /// from there (a topic crosses only when the other side's gateway agrees).
+    pub bridges: Vec<BridgeConfig>,
 }
 
 impl FederationSettings {
@@ -65,6 +73,7 @@ impl FederationSettings {
             exports: Vec::new(),
             timers: WanTimers::default(),
             max_frame: foundation_core::federation::wire::MAX_FRAME,
+            bridges: Vec::new(),
         }
     }
 }
@@ -86,6 +95,9 @@ pub enum GatewayStartError {
     /// The links or timers are unusable.
     #[error(transparent)]
     Config(#[from] FederationConfigError),
+    /// The topic bridges are unusable.
+    #[error(transparent)]
+    Bridge(#[from] BridgeConfigError),
     /// The gateway's endpoint could not start.
     #[error(transparent)]
     Endpoint(#[from] GatewayError),
@@ -134,6 +146,7 @@ struct Gateway {
     endpoint: GatewayEndpoint,
     epoch: TokioInstant,
     stop: watch::Sender<bool>,
+    bridge: bridge::Bridge,
 }
 
 impl Gateway {
@@ -221,8 +234,8 @@ impl FederationHandle {
             Ok(FederationReply::Call(Ok(body))) => Ok(body.into()),
             Ok(FederationReply::Call(Err(e))) => Err(CrossClusterError::Remote(e)),
             Ok(FederationReply::Refused(why)) => Err(CrossClusterError::Refused(why)),
-            Ok(FederationReply::Probe { .. }) => {
-                Err(CrossClusterError::Codec("a probe reply to a call".into()))
+            Ok(FederationReply::Probe { .. } | FederationReply::Bridged(_)) => {
+                Err(CrossClusterError::Codec("not a call's reply".into()))
             }
             Err(e) => Err(CrossClusterError::Codec(format!("reply: {e}"))),
         }
@@ -236,6 +249,7 @@ pub(super) fn start(
     local: &ClusterName,
     me: NodeId,
     rpc: RpcHandle,
+    pubsub: PubSubHandle,
     metrics: metrics::FederationMetrics,
 ) -> Result<FederationHandle, GatewayStartError> {
     let epoch = TokioInstant::now();
@@ -254,6 +268,7 @@ pub(super) fn start(
         timers: settings.timers,
     };
     let machine = Federation::new(config, Instant::ZERO)?;
+    let bridges = TopicBridges::new(&machine.linked(), &settings.bridges)?;
     let roots: Vec<_> = settings
         .links
         .iter()
@@ -271,6 +286,7 @@ pub(super) fn start(
         endpoint,
         epoch,
         stop: watch::channel(false).0,
+        bridge: bridge::Bridge::new(bridges, me, metrics.bridge.clone()),
     });
     let handle = FederationHandle { inner };
     metrics.restart();
@@ -281,6 +297,7 @@ pub(super) fn start(
         metrics,
     };
     tokio::spawn(task.run(requests));
+    bridge::spawn(&handle, pubsub);
     Ok(handle)
 }
 

@@ -156,6 +156,9 @@ fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
                 return;
             }
         }
+        Ok(FederationRequest::Bridge(messages)) => {
+            FederationReply::Bridged(handle.inner.bridge.incoming(&request.from, messages))
+        }
     };
     respond(request, reply);
 }
