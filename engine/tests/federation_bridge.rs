@@ -181,8 +181,9 @@ async fn bridged_topics_cross_once_with_their_trace_and_nothing_else_crosses() {
 
     // A bridged topic: once in b, from a, with the publisher's trace.
     let trace = TraceContext::new_root(&mut rand10::rng(), true);
+    let pubsub = publisher.pubsub();
     for i in 0..20u8 {
-        let publish = publisher.pubsub().publish("news.eu", vec![i]);
+        let publish = pubsub.publish("news.eu", vec![i]);
         with_trace(trace, publish).await.unwrap();
     }
     let mut arrived = Vec::new();
