@@ -104,11 +104,13 @@ async fn next(subscription: &mut Subscription) -> Message {
         .expect("the subscription is open")
 }
 
-/// Everything that arrives until [`QUIET`] passes without a message.
+/// Everything that arrives until [`QUIET`] passes without a message (at most 1,000: a loop
+/// between the clusters would never go quiet).
 async fn drain(subscription: &mut Subscription) -> Vec<Message> {
     let mut got = Vec::new();
     while let Ok(Some(message)) = tokio::time::timeout(QUIET, subscription.recv()).await {
         got.push(message);
+        assert!(got.len() < 1000, "messages keep coming: {:?}", got.last());
     }
     got
 }
