@@ -1179,7 +1179,8 @@ fn federation_shows_a_gateways_links_and_directory() {
         &config,
         "[federation]\nbind = \"127.0.0.1:0\"\nexports = [\"billing\"]\n\
          [[federation.links]]\ncluster = \"far-away\"\ngateways = [\"127.0.0.1:9\"]\n\
-         secret = \"the far cluster's secret\"\n",
+         secret = \"the far cluster's secret\"\n\
+         [[federation.bridges]]\ncluster = \"far-away\"\nexport = [\"orders.>\"]\n",
     )
     .unwrap();
     let path = config.display().to_string();
@@ -1208,6 +1209,7 @@ fn federation_shows_a_gateways_links_and_directory() {
         "its own cluster's directory entry: {out}"
     );
     assert!(out.contains("refused handshakes: 0"), "{out}");
+    assert!(out.contains("BRIDGE") && out.contains("MSGS_OUT"), "{out}");
     let json = foundation(
         &dir,
         Some(&cluster),
@@ -1216,6 +1218,7 @@ fn federation_shows_a_gateways_links_and_directory() {
     let answer: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(answer["gateway"], true);
     assert_eq!(answer["links"][0]["cluster"], "far-away");
+    assert_eq!(answer["links"][0]["bridged"]["messages_out"], 0);
     drop(gateway);
     let plain = start(&dir, &cluster, "plain", None);
     let node = format!("{}", plain.http);

@@ -16,6 +16,10 @@
 //!    `b0`'s directory shows it, and until `lookup_in` on `b1` (relayed through `b0`) does, at
 //!    the default WAN probe interval (5 s): with export changes pushed at once (the default,
 //!    coalesced 50 ms apart) and, in the same run, without (the probes alone, as before).
+//! 3. Bridged pub/sub, 64-byte messages published on `a1`: to a subscriber on `b1` (bridged:
+//!    `a1` → `a0` → QUIC link → `b0` → `b1`) and, in the same run, to one on `a0` inside `a`;
+//!    one message at a time (publish to receipt, p50/p99) and a burst published flat out
+//!    (delivered per second, and how many were lost: delivery is at most once).
 //!
 //! Prints numbers; never fails on a figure (timing is not a pass/fail test).
 
@@ -29,9 +33,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use foundation_engine::federation::{Routing, WanTimers};
+use foundation_engine::federation::{BridgeConfig, Routing, WanTimers};
 use foundation_engine::runtime::federation::{FederationSettings, LinkSettings};
-use foundation_engine::runtime::services::{Call, ServiceOptions};
+use foundation_engine::runtime::services::{
+    Call, ServiceOptions, SlowPolicy, SubscribeOptions, Subscription,
+};
 use foundation_engine::runtime::Node;
 use foundation_transport::security::RemoteRoot;
 use foundation_transport::{ClusterName, ClusterSecret};
@@ -48,6 +54,9 @@ struct Plan {
     concurrent_window: Duration,
     /// Propagation samples, with pushes and without.
     samples: usize,
+    /// Pub/sub: messages sent one at a time, and the burst.
+    messages: usize,
+    burst: usize,
 }
 
 impl Plan {
@@ -57,6 +66,8 @@ impl Plan {
             calls: 5_000,
             concurrent_window: Duration::from_secs(4),
             samples: 20,
+            messages: 2_000,
+            burst: 50_000,
         }
     }
 
@@ -66,6 +77,8 @@ impl Plan {
             calls: 1_000,
             concurrent_window: Duration::from_secs(2),
             samples: 6,
+            messages: 500,
+            burst: 10_000,
         }
     }
 }
@@ -85,6 +98,7 @@ fn main() {
         let pushed = Routing::default();
         let clusters = Clusters::start(timers, &pushed, plan.samples).await;
         rpc(&plan, &clusters).await;
+        pubsub(&plan, &clusters).await;
         let after = propagation(&clusters, timers, &pushed, plan.samples).await;
         clusters.stop().await;
         let probes_only = Routing {
@@ -147,8 +161,8 @@ impl Clusters {
         let (a_gw, b_gw) = (free_addr(), free_addr());
         let mut exports: Vec<String> = (0..samples).map(probe_service).collect();
         exports.push("echo".into());
-        let a_settings = settings(a_gw, exports, "b", b_gw, timers);
-        let b_settings = settings(b_gw, vec![], "a", a_gw, timers);
+        let a_settings = settings(a_gw, exports, "b", b_gw, timers, bridge("b", true));
+        let b_settings = settings(b_gw, vec![], "a", a_gw, timers, bridge("a", false));
         for (node, settings) in [(&a[0], a_settings), (&b[0], b_settings)] {
             let routing = routing.clone();
             let settings = FederationSettings {
@@ -205,6 +219,7 @@ fn settings(
     remote: &str,
     remote_gateway: SocketAddr,
     timers: WanTimers,
+    bridge: BridgeConfig,
 ) -> FederationSettings {
     let link = LinkSettings {
         cluster: ClusterName::new(remote).expect("cluster name"),
@@ -215,7 +230,23 @@ fn settings(
         links: vec![link],
         exports,
         timers,
+        bridges: vec![bridge],
         ..FederationSettings::new(bind)
+    }
+}
+
+/// `bridged.>` from a to b: exported towards `remote` on a's side, imported on b's.
+fn bridge(remote: &str, export: bool) -> BridgeConfig {
+    let patterns = vec![BRIDGED.to_owned()];
+    let (export, import) = if export {
+        (patterns, vec![])
+    } else {
+        (vec![], patterns)
+    };
+    BridgeConfig {
+        cluster: remote.into(),
+        export,
+        import,
     }
 }
 
@@ -367,4 +398,138 @@ fn print_propagation(label: &str, p: &Percentiles) {
         "  until {label}: p50 {:>8.1?}  p99 {:>8.1?}  max {:>8.1?}  ({} samples)",
         p.p50, p.p99, p.max, p.n
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Bridged pub/sub.
+
+/// The pattern a bridges to b.
+const BRIDGED: &str = "bridged.>";
+
+async fn pubsub(plan: &Plan, clusters: &Clusters) {
+    println!();
+    println!("== pub/sub: {SMALL} B messages published on a1 (at most once) ==");
+    let options = SubscribeOptions {
+        capacity: plan.burst * 2,
+        policy: SlowPolicy::DropOldest,
+    };
+    let subscribe = |node: &Node, pattern: &'static str| {
+        let pubsub = node.pubsub();
+        async move {
+            pubsub
+                .subscribe_with(pattern, options)
+                .await
+                .expect("subscribe")
+        }
+    };
+    let mut inside = subscribe(&clusters.a[0], "inside.>").await;
+    let mut bridged = subscribe(&clusters.b[1], BRIDGED).await;
+    let publisher = &clusters.a[1];
+    let paths: [(&str, &str, &mut Subscription); 2] = [
+        ("intra-cluster, a1 -> a0", "inside.x", &mut inside),
+        ("bridged, a1 -> a0 -> b0 -> b1", "bridged.x", &mut bridged),
+    ];
+    let mut figures = Vec::new();
+    for (label, topic, subscription) in paths {
+        warm_up(publisher, topic, subscription).await;
+        let one = one_at_a_time(publisher, topic, subscription, plan.messages).await;
+        let (rate, received) = burst(publisher, topic, subscription, plan.burst).await;
+        println!(
+            "{label}:\n  one at a time: p50 {:>8.1?}  p99 {:>8.1?}  ({} messages)\n  burst of {}: {rate:>8.0} delivered/s, {} lost",
+            one.p50, one.p99, one.n, plan.burst, plan.burst - received
+        );
+        figures.push((one, rate));
+    }
+    let ((intra, intra_rate), (across, across_rate)) = (&figures[0], &figures[1]);
+    println!(
+        "bridged against intra-cluster: p50 x{:.2}, p99 x{:.2}; burst rate x{:.2}",
+        ratio(across.p50, intra.p50),
+        ratio(across.p99, intra.p99),
+        across_rate / intra_rate
+    );
+}
+
+/// Publishes until the subscription sees a message (interest and the bridge take a moment),
+/// then lets what is in flight arrive.
+async fn warm_up(publisher: &Node, topic: &str, subscription: &mut Subscription) {
+    let started = Instant::now();
+    loop {
+        publisher
+            .pubsub()
+            .publish(topic, vec![0; SMALL])
+            .await
+            .expect("publish");
+        let got = tokio::time::timeout(Duration::from_millis(100), subscription.recv()).await;
+        if matches!(got, Ok(Some(_))) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{topic} never arrived"
+        );
+    }
+    while tokio::time::timeout(Duration::from_millis(300), subscription.recv())
+        .await
+        .is_ok()
+    {}
+}
+
+/// Publish-to-receipt latency of `n` messages sent one after another.
+async fn one_at_a_time(
+    publisher: &Node,
+    topic: &str,
+    subscription: &mut Subscription,
+    n: usize,
+) -> Percentiles {
+    let pubsub = publisher.pubsub();
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        pubsub
+            .publish(topic, vec![0; SMALL])
+            .await
+            .expect("publish");
+        let got = tokio::time::timeout(DEADLINE, subscription.recv()).await;
+        if matches!(got, Ok(Some(_))) {
+            samples.push(t0.elapsed());
+        }
+    }
+    percentiles(samples)
+}
+
+/// Publishes `n` messages flat out; returns messages delivered per second (first publish to
+/// last receipt) and how many arrived before a second passed without one.
+async fn burst(
+    publisher: &Node,
+    topic: &str,
+    subscription: &mut Subscription,
+    n: usize,
+) -> (f64, usize) {
+    let pubsub = publisher.pubsub();
+    let started = Instant::now();
+    let receiving = async {
+        let (mut received, mut last, mut buffer) = (0, started, Vec::new());
+        loop {
+            let more = subscription.recv_many(&mut buffer, 4096);
+            match tokio::time::timeout(Duration::from_secs(1), more).await {
+                Ok(got) if got > 0 => {
+                    received += got;
+                    last = Instant::now();
+                    buffer.clear();
+                }
+                _ => return (received, last),
+            }
+        }
+    };
+    let publishing = async {
+        for _ in 0..n {
+            pubsub
+                .publish(topic, vec![0; SMALL])
+                .await
+                .expect("publish");
+        }
+    };
+    let ((received, last), ()) = tokio::join!(receiving, publishing);
+    let elapsed = last.duration_since(started).as_secs_f64().max(1e-9);
+    (received as f64 / elapsed, received)
 }

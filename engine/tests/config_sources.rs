@@ -815,6 +815,11 @@ hub = true
 cluster = "ap-south"
 gateways = ["10.2.0.5:7403"]
 ca = "/etc/foundation/ap-south-ca.pem"
+
+[[federation.bridges]]
+cluster = "eu-west"
+export = ["orders.>"]
+import = ["prices.*", "fx.eur"]
 "#,
     );
     let config = NodeConfig::builder().file(&path).build().unwrap();
@@ -853,6 +858,10 @@ ca = "/etc/foundation/ap-south-ca.pem"
     assert!(
         matches!(&federation.links[1].root, RemoteRoot::CaFile(p) if p.ends_with("ap-south-ca.pem"))
     );
+    let bridge = &federation.bridges[0];
+    assert_eq!(bridge.cluster, "eu-west");
+    assert_eq!(bridge.export, ["orders.>"]);
+    assert_eq!(bridge.import, ["prices.*", "fx.eur"]);
 }
 
 #[test]
@@ -863,6 +872,8 @@ fn bad_federation_sections_are_refused_naming_the_file() {
         ("bad-cluster", "[[federation.links]]\ncluster = \"Bad Name\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"sixteen bytes at least\"\n", "invalid cluster name"),
         ("bad-address", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"somewhere\"]\nsecret = \"sixteen bytes at least\"\n", "not an ip:port"),
         ("weak-secret", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"short\"\n", "too short"),
+        ("bridge-unlinked", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"sixteen bytes at least\"\n[[federation.bridges]]\ncluster = \"c\"\nexport = [\"a.>\"]\n", "cluster \"c\", which is not linked"),
+        ("bridge-pattern", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"sixteen bytes at least\"\n[[federation.bridges]]\ncluster = \"b\"\nimport = [\"a.>.c\"]\n", "import pattern \"a.>.c\""),
     ];
     for (name, links, expected) in cases {
         let text = format!("[federation]\nbind = \"127.0.0.1:0\"\n{links}");

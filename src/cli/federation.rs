@@ -1,6 +1,6 @@
 //! `foundation federation`: a gateway's links to other clusters (state, remote gateway, RTT,
-//! probes, bytes), the handshakes it refused, and the global directory of exported services,
-//! over its HTTP API (`GET /federation`).
+//! probes, bytes), its bridged pub/sub, the handshakes it refused, and the global directory of
+//! exported services, over its HTTP API (`GET /federation`).
 
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ pub async fn run(args: FederationArgs) -> Result<(), Box<dyn std::error::Error>>
         return Ok(());
     }
     print_links(&answer);
+    print_bridges(&answer);
     print_directory(&answer);
     let refused = answer["refused_handshakes"].as_u64().unwrap_or_default();
     println!("refused handshakes: {refused}");
@@ -63,6 +64,38 @@ fn print_links(answer: &Value) {
             link["probes_missed"].as_u64().unwrap_or_default(),
             link["bytes_sent"].as_u64().unwrap_or_default(),
             link["bytes_received"].as_u64().unwrap_or_default(),
+        );
+    }
+}
+
+/// Bridged pub/sub per link: messages and payload bytes each way, and drops by reason.
+fn print_bridges(answer: &Value) {
+    println!(
+        "{:<20} {:>10} {:>12} {:>10} {:>12}  DROPPED",
+        "BRIDGE", "MSGS_OUT", "BYTES_OUT", "MSGS_IN", "BYTES_IN"
+    );
+    for link in answer["links"].as_array().into_iter().flatten() {
+        let bridged = &link["bridged"];
+        let dropped: Vec<String> = bridged["dropped"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, n)| n.as_u64().unwrap_or_default() > 0)
+            .map(|(reason, n)| format!("{reason}={n}"))
+            .collect();
+        let count = |field: &str| bridged[field].as_u64().unwrap_or_default();
+        println!(
+            "{:<20} {:>10} {:>12} {:>10} {:>12}  {}",
+            link["cluster"].as_str().unwrap_or_default(),
+            count("messages_out"),
+            count("bytes_out"),
+            count("messages_in"),
+            count("bytes_in"),
+            if dropped.is_empty() {
+                "-".to_owned()
+            } else {
+                dropped.join(" ")
+            },
         );
     }
 }

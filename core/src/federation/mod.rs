@@ -21,9 +21,13 @@
 //!   Nothing here touches the clusters' own membership or configuration, so each keeps working
 //!   alone while a link is cut.
 //!
+//! - Pub/sub is bridged for chosen topic patterns, one hop between linked clusters, with the
+//!   publisher's trace; the rules are [`TopicBridges`]'.
+//!
 //! [`Federation`] is the sans-IO machine of one gateway: time comes in as an argument, probes go
 //! out as values for the driver to send.
 
+mod bridge;
 mod directory;
 mod exports;
 mod link;
@@ -32,6 +36,9 @@ mod push;
 mod routing;
 pub mod wire;
 
+pub use bridge::{
+    is_forwarder, BridgeConfig, BridgeConfigError, BridgeReceipt, BridgedMessage, TopicBridges,
+};
 pub use directory::{
     ClusterExports, DirectoryError, ExportedService, GlobalDirectory, MAX_CLUSTERS, MAX_SERVICES,
     MAX_SERVICE_NAME,

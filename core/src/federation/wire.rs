@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::bridge::{BridgeReceipt, BridgedMessage};
 use super::directory::GlobalDirectory;
 use super::machine::FederationError;
 use crate::services::trace::TraceContext;
@@ -30,6 +31,8 @@ pub enum FederationRequest {
         /// The caller's trace, continued by the call inside the receiver's cluster.
         trace: TraceContext,
     },
+    /// Messages published in the sender's cluster on topics it exports to the receiver's.
+    Bridge(Vec<BridgedMessage>),
     /// The sender's directory, pushed at once after it changed (answered with `Pushed`).
     Push {
         /// The sender's global directory, as offered to the receiver.
@@ -80,6 +83,8 @@ pub enum FederationReply {
     Pushed,
     /// The request was refused (malformed, or from a cluster that is not linked).
     Refused(String),
+    /// What became of a [`FederationRequest::Bridge`] batch.
+    Bridged(BridgeReceipt),
 }
 
 /// Why a forwarded call failed in the remote cluster.

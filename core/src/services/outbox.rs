@@ -153,6 +153,7 @@ mod tests {
             trace: TraceContext::new_root(&mut rng, false),
             reliable: None,
             oldest: 0,
+            origin: None,
         }
     }
 

@@ -102,6 +102,10 @@ pub struct Published<'a> {
     /// For at-least-once delivery: the publisher's oldest unacknowledged number in the stream,
     /// where a receiver that does not know the stream starts it.
     pub oldest: u64,
+    /// The cluster the message was first published in, when a federation gateway bridged it
+    /// into this one (gateways never forward such a message again); `None` for a message
+    /// published in this cluster.
+    pub origin: Option<&'a str>,
 }
 
 impl Published<'_> {
@@ -308,6 +312,7 @@ mod tests {
         trace: TraceContext,
         reliable: Option<Sequenced>,
         oldest: u64,
+        origin: Option<String>,
     }
 
     #[test]
@@ -319,6 +324,7 @@ mod tests {
             trace,
             reliable: Some(Sequenced { stream: 9, seq: 4 }),
             oldest: 2,
+            origin: None,
         });
         let borrowed = EventMessage::Publish(Published {
             topic: "orders.created",
@@ -326,6 +332,7 @@ mod tests {
             trace,
             reliable: Some(Sequenced { stream: 9, seq: 4 }),
             oldest: 2,
+            origin: None,
         });
         let bytes = postcard::to_stdvec(&owned).unwrap();
         assert_eq!(bytes, postcard::to_stdvec(&borrowed).unwrap());
@@ -347,6 +354,7 @@ mod tests {
                     seq: i as u64,
                 }),
                 oldest: 0,
+                origin: None,
             };
             message.encode_into(&mut items).unwrap();
         }
@@ -380,6 +388,7 @@ mod tests {
                     trace,
                     reliable: None,
                     oldest: 0,
+                    origin: None,
                 };
                 builder.push(&message).unwrap();
                 message.encode_into(&mut items).unwrap();
@@ -403,6 +412,7 @@ mod tests {
             trace,
             reliable: None,
             oldest: 0,
+            origin: None,
         };
         let big = vec![1u8; 5000];
         let large = Published {
@@ -432,6 +442,7 @@ mod tests {
             trace: trace(),
             reliable: None,
             oldest: 0,
+            origin: None,
         };
         let mut items = Vec::new();
         message.encode_into(&mut items).unwrap();

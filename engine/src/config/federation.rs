@@ -15,6 +15,11 @@
 //! gateways = ["10.1.0.5:7403", "10.1.0.6:7403"]
 //! secret = "eu-west's cluster secret"   # or: ca = "/etc/foundation/eu-west-ca.pem"
 //! hub = false                           # optional: true to reach other clusters through it
+//!
+//! [[federation.bridges]]                # pub/sub bridged with a linked cluster
+//! cluster = "eu-west"
+//! export = ["orders.>"]    # published here, sent to eu-west (if eu-west imports them)
+//! import = ["prices.*"]    # published in eu-west, delivered here (if eu-west exports them)
 //! ```
 
 use std::net::SocketAddr;
@@ -24,7 +29,7 @@ use serde::Deserialize;
 
 use super::duration::TextDuration;
 use crate::runtime::federation::{FederationSettings, LinkSettings};
-use foundation_core::federation::{Routing, WanTimers};
+use foundation_core::federation::{BridgeConfig, Routing, TopicBridges, WanTimers};
 use foundation_transport::security::RemoteRoot;
 use foundation_transport::{ClusterName, ClusterSecret};
 
@@ -43,6 +48,19 @@ pub(super) struct FileFederation {
     push_spacing: Option<TextDuration>,
     #[serde(default)]
     links: Vec<FileLink>,
+    #[serde(default)]
+    bridges: Vec<FileBridge>,
+}
+
+/// One `[[federation.bridges]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBridge {
+    cluster: String,
+    #[serde(default)]
+    export: Vec<String>,
+    #[serde(default)]
+    import: Vec<String>,
 }
 
 /// One `[[federation.links]]` entry.
@@ -78,7 +96,7 @@ impl FileFederation {
             .links
             .iter()
             .map(FileLink::settings)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let hubs = self.links.iter().zip(&links).filter(|(file, _)| file.hub);
         let transit = self.transit.iter().map(|c| ClusterName::new(c.as_str()));
         let routing = Routing {
@@ -91,8 +109,20 @@ impl FileFederation {
                 .as_ref()
                 .map_or(Routing::default().push_spacing, |d| Some(d.0)),
         };
+        let bridges: Vec<BridgeConfig> = self
+            .bridges
+            .iter()
+            .map(|b| BridgeConfig {
+                cluster: b.cluster.clone(),
+                export: b.export.clone(),
+                import: b.import.clone(),
+            })
+            .collect();
+        let linked = links.iter().map(|l| l.cluster.clone()).collect();
+        TopicBridges::new(&linked, &bridges).map_err(|e| e.to_string())?;
         Ok(FederationSettings {
             links,
+            bridges,
             exports: self.exports.clone(),
             timers,
             routing,

@@ -425,6 +425,7 @@ impl Node {
             &self.cluster,
             self.local.node,
             self.services.rpc.clone(),
+            self.services.pubsub.clone(),
             self.federation_metrics.clone(),
         )?;
         *slot = Some(handle.clone());

@@ -103,6 +103,7 @@ impl World {
             trace,
             reliable: place.map(|(place, _)| place),
             oldest: place.map_or(0, |(_, oldest)| oldest),
+            origin: None,
         };
         let node = self.node_pubsub(slot);
         let out = node.outboxes.entry(to).or_default();
@@ -277,6 +278,7 @@ impl World {
                 trace,
                 reliable: Some(place),
                 oldest,
+                origin: None,
             };
             let _ = frames.entry(to).or_default().append(&message);
         }

@@ -32,6 +32,7 @@ impl FederationHandle {
                     "probes_missed": link.probes_missed,
                     "bytes_sent": bytes.sent,
                     "bytes_received": bytes.received,
+                    "bridged": self.inner.bridge.metrics.json(&link.cluster),
                 })
             })
             .collect();

@@ -1,11 +1,13 @@
 //! `foundation_federation_*` metrics: per link its state, RTT, bytes and missed probes, and the
 //! handshakes this gateway refused. Registered with every node (empty on nodes that never run
-//! a gateway), refreshed by the gateway's task from the machine and the endpoint.
+//! a gateway), refreshed by the gateway's task from the machine and the endpoint; the bridged
+//! pub/sub counters ([`BridgeMetrics`]) are counted as messages cross.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::bridge::BridgeMetrics;
 use foundation_core::federation::{LinkState, LinkStatus};
 use foundation_transport::gateway::LinkBytes;
 use foundation_transport::Declared;
@@ -42,6 +44,7 @@ pub(crate) struct FederationMetrics {
     probes_missed: Family<Link, Counter>,
     refused: Counter,
     counted: Arc<Mutex<Counted>>,
+    pub bridge: BridgeMetrics,
 }
 
 impl FederationMetrics {
@@ -73,6 +76,7 @@ impl FederationMetrics {
             "Gateways this node refused: unlinked clusters, untrusted certificates",
             metrics.refused.clone(),
         );
+        metrics.bridge.register(registry);
         metrics
     }
 

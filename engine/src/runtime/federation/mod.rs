@@ -9,8 +9,12 @@
 //! the direct link, or, as the machine's route says, through a hub (`Transit`), which passes it
 //! on over its own direct link as a call naming its origin (`Via`, see `serve.rs`).
 //!
+//! Pub/sub is bridged for the topic patterns both sides name (`FederationSettings::bridges`):
+//! see `bridge.rs`.
+//!
 //! [`Node::start_gateway`]: super::Node::start_gateway
 
+mod bridge;
 pub(crate) mod http;
 pub(crate) mod metrics;
 mod relay;
@@ -25,8 +29,9 @@ use foundation_core::federation::wire::{
     FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
 };
 use foundation_core::federation::{
-    ExportedService, Federation, FederationConfig, FederationConfigError, FederationError,
-    GlobalDirectory, LinkConfig, LinkStatus, Route, Routing, WanTimers,
+    BridgeConfig, BridgeConfigError, ExportedService, Federation, FederationConfig,
+    FederationConfigError, FederationError, GlobalDirectory, LinkConfig, LinkStatus, Route,
+    Routing, TopicBridges, WanTimers,
 };
 use foundation_core::services::trace::TraceContext;
 use foundation_core::time::Instant;
@@ -36,7 +41,7 @@ use foundation_transport::{ClusterName, NodeId, Trust};
 use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
-use super::services::{RpcHandle, ServicesHandle};
+use super::services::{PubSubHandle, RpcHandle, ServicesHandle};
 
 /// Attempts of one forwarded call: the first, and retries on the remote's next gateways after
 /// a failed handshake (a request that was never sent).
@@ -62,6 +67,9 @@ pub struct FederationSettings {
     /// Hub-and-spoke: the links used as hubs, the clusters carried as a hub, the push spacing
     /// of export changes. Default: a mesh member that pushes changes 50 ms apart at most.
     pub routing: Routing,
+    /// Pub/sub bridged per linked cluster: the topic patterns exported there and imported
+    /// from there (a topic crosses only when the other side's gateway agrees).
+    pub bridges: Vec<BridgeConfig>,
 }
 
 impl FederationSettings {
@@ -74,6 +82,7 @@ impl FederationSettings {
             timers: WanTimers::default(),
             max_frame: foundation_core::federation::wire::MAX_FRAME,
             routing: Routing::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -95,6 +104,9 @@ pub enum GatewayStartError {
     /// The links or timers are unusable.
     #[error(transparent)]
     Config(#[from] FederationConfigError),
+    /// The topic bridges are unusable.
+    #[error(transparent)]
+    Bridge(#[from] BridgeConfigError),
     /// The gateway's endpoint could not start.
     #[error(transparent)]
     Endpoint(#[from] GatewayError),
@@ -143,6 +155,7 @@ struct Gateway {
     endpoint: GatewayEndpoint,
     epoch: TokioInstant,
     stop: watch::Sender<bool>,
+    bridge: bridge::Bridge,
 }
 
 impl Gateway {
@@ -280,9 +293,11 @@ impl FederationHandle {
             }
             Ok(FederationReply::Call(Err(e))) => Err(CrossClusterError::Remote(e)),
             Ok(FederationReply::Refused(why)) => Err(CrossClusterError::Refused(why)),
-            Ok(FederationReply::Probe { .. } | FederationReply::Pushed) => {
-                Err(CrossClusterError::Codec("not a call reply".into()))
-            }
+            Ok(
+                FederationReply::Probe { .. }
+                | FederationReply::Pushed
+                | FederationReply::Bridged(_),
+            ) => Err(CrossClusterError::Codec("not a call reply".into())),
             Err(e) => Err(CrossClusterError::Codec(format!("reply: {e}"))),
         }
     }
@@ -320,6 +335,7 @@ pub(super) fn start(
     local: &ClusterName,
     me: NodeId,
     rpc: RpcHandle,
+    pubsub: PubSubHandle,
     metrics: metrics::FederationMetrics,
 ) -> Result<FederationHandle, GatewayStartError> {
     let epoch = TokioInstant::now();
@@ -338,6 +354,7 @@ pub(super) fn start(
         timers: settings.timers,
     };
     let machine = Federation::with_routing(config, settings.routing.clone(), Instant::ZERO)?;
+    let bridges = TopicBridges::new(&machine.linked(), &settings.bridges)?;
     let roots: Vec<_> = settings
         .links
         .iter()
@@ -355,6 +372,7 @@ pub(super) fn start(
         endpoint,
         epoch,
         stop: watch::channel(false).0,
+        bridge: bridge::Bridge::new(bridges, me, metrics.bridge.clone()),
     });
     let handle = FederationHandle { inner };
     metrics.restart();
@@ -365,6 +383,7 @@ pub(super) fn start(
         metrics,
     };
     tokio::spawn(task.run(requests));
+    bridge::spawn(&handle, pubsub);
     Ok(handle)
 }
 

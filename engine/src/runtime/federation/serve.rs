@@ -202,6 +202,9 @@ fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
             });
             return;
         }
+        Ok(FederationRequest::Bridge(messages)) => {
+            FederationReply::Bridged(handle.inner.bridge.incoming(&request.from, messages))
+        }
     };
     respond(request, reply);
 }

@@ -140,6 +140,9 @@ pub struct Message {
     pub publisher: NodeId,
     /// The publisher's trace.
     pub trace: TraceContext,
+    /// The cluster it was first published in, when a federation gateway bridged it into this
+    /// one (then `publisher` is that gateway); `None` when published in this cluster.
+    pub origin: Option<Arc<str>>,
 }
 
 /// One subscriber's bounded queue.
@@ -312,6 +315,7 @@ struct Kept {
     topic: Arc<str>,
     payload: Bytes,
     trace: TraceContext,
+    origin: Option<Arc<str>>,
 }
 
 /// Pub/sub state shared by every clone of the handle and the receiving task.
@@ -499,10 +503,23 @@ impl PubSubHandle {
         payload: impl Into<Bytes>,
         options: PublishOptions,
     ) -> Result<(), PubSubError> {
-        let route = self.route(topic)?;
-        let payload = payload.into();
         let trace =
             current_trace().unwrap_or_else(|| TraceContext::new_root(&mut rand10::rng(), true));
+        self.publish_as(topic, payload.into(), options, trace, None)
+            .await
+    }
+
+    /// Publishes with a given trace and, for a message a federation gateway bridged in from
+    /// another cluster, that cluster as its origin.
+    pub(crate) async fn publish_as(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        options: PublishOptions,
+        trace: TraceContext,
+        origin: Option<Arc<str>>,
+    ) -> Result<(), PubSubError> {
+        let route = self.route(topic)?;
         self.state.metrics.published.inc();
         if !route.local.is_empty() {
             let message = Message {
@@ -510,6 +527,7 @@ impl PubSubHandle {
                 payload: payload.clone(),
                 publisher: self.endpoint.local().id,
                 trace,
+                origin: origin.clone(),
             };
             self.state.deliver_one(&route.local, message);
         }
@@ -518,6 +536,7 @@ impl PubSubHandle {
                 topic: route.topic.clone(),
                 payload: payload.clone(),
                 trace,
+                origin: origin.clone(),
             };
             self.enqueue(outbox, message, options).await?;
         }
@@ -596,6 +615,7 @@ impl PubSubHandle {
                         trace: message.trace,
                         reliable,
                         oldest,
+                        origin: message.origin.as_deref(),
                     };
                     if state.outbox.append(&published).is_err() {
                         self.state.metrics.drop_reason("malformed");
@@ -923,6 +943,7 @@ impl PubSubHandle {
             payload,
             publisher: from,
             trace: published.trace,
+            origin: published.origin.map(Arc::from),
         };
         run.add(&self.state, route, message);
     }
@@ -997,6 +1018,7 @@ impl PubSubHandle {
                     trace: kept.trace,
                     reliable: Some(*place),
                     oldest: *oldest,
+                    origin: kept.origin.as_deref(),
                 };
                 let _ = frames.append(&published);
             }

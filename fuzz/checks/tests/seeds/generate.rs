@@ -157,6 +157,7 @@ fn services() -> Seeds {
         trace,
         reliable: Some(Sequenced { stream: 9, seq }),
         oldest: 1,
+        origin: None,
     };
     let mut batch = BatchBuilder::default();
     for seq in 1..=3 {

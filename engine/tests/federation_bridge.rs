@@ -1,0 +1,290 @@
+//! Pub/sub bridged between two clusters of real nodes on loopback QUIC. Cluster `a` has two
+//! gateways and a publisher, cluster `b` a gateway and a subscriber, none of the publishers or
+//! subscribers a gateway. What both sides agree on crosses once, with its trace and origin;
+//! what one side does not bridge stays home; nothing echoes back although both sides bridge
+//! `news.>` both ways; a cut link drops (counted) and every node goes on.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::eventually;
+use foundation_engine::federation::wire::RELAY_SERVICE;
+use foundation_engine::federation::{BridgeConfig, LinkState, WanTimers};
+use foundation_engine::runtime::federation::{FederationSettings, GatewayStartError, LinkSettings};
+use foundation_engine::runtime::services::{with_trace, Message, Subscription};
+use foundation_engine::runtime::{Node, NodeSettings};
+use foundation_engine::services::trace::TraceContext;
+use foundation_transport::gateway::GatewayError;
+use foundation_transport::security::RemoteRoot;
+use foundation_transport::{ClusterName, ClusterSecret};
+
+const SOON: Duration = Duration::from_secs(10);
+/// How long to listen for a message that must not come.
+const QUIET: Duration = Duration::from_millis(700);
+
+fn secret_of(cluster: &str) -> String {
+    format!("bridge test secret of {cluster}")
+}
+
+/// Nodes of `cluster`; the first serves HTTP.
+async fn start_cluster(cluster: &str, n: usize) -> Vec<Node> {
+    let secret = secret_of(cluster);
+    common::cluster(n, |seeds| {
+        let http = seeds.is_empty().then(|| "127.0.0.1:0".parse().unwrap());
+        NodeSettings {
+            http,
+            ..common::settings(cluster, &secret, seeds)
+        }
+    })
+    .await
+}
+
+fn unused_port() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap()
+}
+
+fn strings(patterns: &[&str]) -> Vec<String> {
+    patterns.iter().map(|p| p.to_string()).collect()
+}
+
+/// A gateway on `bind` linked to `remote`'s gateways, bridging `export` there and `import`
+/// from there.
+fn bridged(
+    bind: SocketAddr,
+    remote: &str,
+    gateways: Vec<SocketAddr>,
+    export: &[&str],
+    import: &[&str],
+) -> FederationSettings {
+    let link = LinkSettings {
+        cluster: ClusterName::new(remote).unwrap(),
+        gateways,
+        root: RemoteRoot::Secret(ClusterSecret::new(secret_of(remote)).unwrap()),
+    };
+    FederationSettings {
+        links: vec![link],
+        timers: WanTimers {
+            probe_interval: Duration::from_millis(200),
+            probe_timeout: Duration::from_millis(400),
+            down_after: 3,
+        },
+        bridges: vec![BridgeConfig {
+            cluster: remote.into(),
+            export: strings(export),
+            import: strings(import),
+        }],
+        ..FederationSettings::new(bind)
+    }
+}
+
+/// Starts a gateway, waiting while the OS still holds its port.
+async fn open_gateway(node: &Node, settings: FederationSettings) {
+    for _ in 0..50 {
+        match node.start_gateway(settings.clone()) {
+            Err(GatewayStartError::Endpoint(GatewayError::Bind { .. })) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            started => {
+                started.expect("the gateway starts");
+                return;
+            }
+        }
+    }
+    panic!("the gateway's port stayed taken");
+}
+
+/// The next message within [`SOON`].
+async fn next(subscription: &mut Subscription) -> Message {
+    tokio::time::timeout(SOON, subscription.recv())
+        .await
+        .expect("a message within 10 s")
+        .expect("the subscription is open")
+}
+
+/// Everything that arrives until [`QUIET`] passes without a message (at most 1,000: a loop
+/// between the clusters would never go quiet).
+async fn drain(subscription: &mut Subscription) -> Vec<Message> {
+    let mut got = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout(QUIET, subscription.recv()).await {
+        got.push(message);
+        assert!(got.len() < 1000, "messages keep coming: {:?}", got.last());
+    }
+    got
+}
+
+/// Publishes `topic` from `node` until `subscription` receives it: the gateways' interest and
+/// the link take a moment. Returns what arrived after the first.
+async fn publish_until_seen(node: &Node, topic: &str, subscription: &mut Subscription) {
+    let started = tokio::time::Instant::now();
+    loop {
+        node.pubsub()
+            .publish(topic, b"ready".to_vec())
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(200), subscription.recv()).await;
+        if matches!(got, Ok(Some(m)) if &*m.topic == topic) {
+            break;
+        }
+        assert!(started.elapsed() < SOON, "{topic} never crossed");
+    }
+    drain(subscription).await;
+}
+
+fn metrics(node: &Node) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, node.registry()).unwrap();
+    text
+}
+
+/// A counter's value in `node`'s metrics, 0 when absent.
+fn counter(node: &Node, series: &str) -> u64 {
+    metrics(node)
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn federation_json(node: &Node) -> serde_json::Value {
+    let status = common::raw_http::get(node.http_addr().unwrap(), "/federation").await;
+    serde_json::from_str(&status.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridged_topics_cross_once_with_their_trace_and_nothing_else_crosses() {
+    let (a, b) = (start_cluster("a", 3).await, start_cluster("b", 2).await);
+    let (a_gws, b_gw) = ([unused_port(), unused_port()], unused_port());
+    // a sends news and sports (b does not import sports); b imports news and weather (a does
+    // not export weather). Both bridge news back the other way: the echo test.
+    for (node, bind) in a.iter().zip(a_gws) {
+        let settings = bridged(bind, "b", vec![b_gw], &["news.>", "sports.>"], &["news.>"]);
+        open_gateway(node, settings).await;
+    }
+    let b_settings = bridged(
+        b_gw,
+        "a",
+        a_gws.to_vec(),
+        &["news.>"],
+        &["news.>", "weather.>"],
+    );
+    open_gateway(&b[0], b_settings).await;
+    eventually(SOON, "both gateways of a are visible in a", || {
+        a[2].services().healthy(RELAY_SERVICE).len() == 2
+    })
+    .await;
+
+    let (publisher, subscriber) = (&a[2], &b[1]);
+    let mut everything_in_b = subscriber.pubsub().subscribe(">").await.unwrap();
+    let mut news_in_a = publisher.pubsub().subscribe("news.*").await.unwrap();
+    publish_until_seen(publisher, "news.ready", &mut everything_in_b).await;
+    drain(&mut news_in_a).await;
+
+    // A bridged topic: once in b, from a, with the publisher's trace.
+    let trace = TraceContext::new_root(&mut rand10::rng(), true);
+    let pubsub = publisher.pubsub();
+    for i in 0..20u8 {
+        let publish = pubsub.publish("news.eu", vec![i]);
+        with_trace(trace, publish).await.unwrap();
+    }
+    let mut arrived = Vec::new();
+    for _ in 0..20 {
+        arrived.push(next(&mut everything_in_b).await);
+    }
+    let payloads: Vec<u8> = arrived.iter().map(|m| m.payload[0]).collect();
+    assert_eq!(
+        payloads,
+        (0..20).collect::<Vec<u8>>(),
+        "in order, each once"
+    );
+    for message in &arrived {
+        assert_eq!(&*message.topic, "news.eu");
+        assert_eq!(message.trace.trace_id, trace.trace_id);
+        assert_eq!(message.origin.as_deref(), Some("a"));
+    }
+
+    // Exported but not imported, imported but not exported: neither arrives.
+    publisher
+        .pubsub()
+        .publish("sports.final", b"x".to_vec())
+        .await
+        .unwrap();
+    publisher
+        .pubsub()
+        .publish("weather.rain", b"x".to_vec())
+        .await
+        .unwrap();
+    eventually(SOON, "b refuses sports", || {
+        counter(
+            &b[0],
+            r#"foundation_federation_bridge_dropped_total{cluster="a",reason="not_imported"}"#,
+        ) >= 1
+    })
+    .await;
+    let leaked = drain(&mut everything_in_b).await;
+    assert!(leaked.is_empty(), "nothing more crossed: {leaked:?}");
+
+    // No echo: a's subscriber had each of a's messages once, none back from b.
+    let at_home = drain(&mut news_in_a).await;
+    assert_eq!(at_home.len(), 20, "a's own news, once each");
+    assert!(at_home.iter().all(|m| m.origin.is_none()));
+
+    // The other way: b's news reaches a once, and does not come back into b.
+    subscriber
+        .pubsub()
+        .publish("news.b", b"from b".to_vec())
+        .await
+        .unwrap();
+    let from_b = next(&mut news_in_a).await;
+    assert_eq!(
+        (&*from_b.topic, from_b.origin.as_deref()),
+        ("news.b", Some("b"))
+    );
+    let in_b = drain(&mut everything_in_b).await;
+    assert_eq!(in_b.len(), 1, "b's own message once, no echo: {in_b:?}");
+    assert!(drain(&mut news_in_a).await.is_empty(), "once in a");
+
+    let status = federation_json(&b[0]).await;
+    let link = &status["links"][0]["bridged"];
+    assert!(link["messages_in"].as_u64().unwrap() >= 21, "{status}");
+    assert_eq!(link["messages_out"], 1, "{status}");
+    assert!(link["bytes_in"].as_u64().unwrap() >= 20);
+    assert!(link["dropped"]["not_imported"].as_u64().unwrap() >= 1);
+
+    // Cut: b's gateway stops. a's forwarder counts what it cannot send; a goes on.
+    b[0].stop_gateway();
+    eventually(SOON, "a sees the link down", || {
+        a.iter()
+            .take(2)
+            .all(|gw| gw.federation().unwrap().links()[0].state == LinkState::Down)
+    })
+    .await;
+    let down = r#"foundation_federation_bridge_dropped_total{cluster="b",reason="link_down"}"#;
+    for i in 0..5u8 {
+        publisher
+            .pubsub()
+            .publish("news.cut", vec![i])
+            .await
+            .unwrap();
+    }
+    eventually(SOON, "a counts the messages it could not send", || {
+        counter(&a[0], down) + counter(&a[1], down) >= 5
+    })
+    .await;
+    assert_eq!(
+        drain(&mut news_in_a).await.len(),
+        5,
+        "a's own subscribers still served"
+    );
+    let status = federation_json(&a[0]).await;
+    assert_eq!(
+        status["gateway"], true,
+        "the gateway still answers: {status}"
+    );
+
+    for node in a.iter().chain(&b) {
+        node.stop_gateway();
+        node.abort().await;
+    }
+}
