@@ -29,6 +29,7 @@
 
 mod bridge;
 mod directory;
+mod error;
 mod exports;
 mod link;
 mod machine;
@@ -43,10 +44,8 @@ pub use directory::{
     ClusterExports, DirectoryError, ExportedService, GlobalDirectory, MAX_CLUSTERS, MAX_SERVICES,
     MAX_SERVICE_NAME,
 };
+pub use error::{FederationConfigError, FederationError};
 pub use exports::exported;
 pub use link::{LinkState, LinkStatus, ProbeOut, WanTimers};
-pub use machine::{
-    Federation, FederationConfig, FederationConfigError, FederationError, LinkChange, LinkConfig,
-    ProbeToSend, PushToSend,
-};
+pub use machine::{Federation, FederationConfig, LinkChange, LinkConfig, ProbeToSend, PushToSend};
 pub use routing::{Route, Routing, DEFAULT_PUSH_SPACING};

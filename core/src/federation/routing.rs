@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::error::{FederationConfigError, FederationError};
 use super::link::{Link, LinkState};
-use super::machine::{FederationConfigError, FederationError};
 use crate::identity::ClusterName;
 
 /// The default least time between two pushes of a changed directory.

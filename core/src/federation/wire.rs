@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bridge::{BridgeReceipt, BridgedMessage};
 use super::directory::GlobalDirectory;
-use super::machine::FederationError;
+use super::error::FederationError;
 use crate::services::trace::TraceContext;
 
 /// Largest request or reply a gateway reads: a directory at its limits stays well under it.
