@@ -1179,7 +1179,7 @@ fn federation_shows_a_gateways_links_and_directory() {
         &config,
         "[federation]\nbind = \"127.0.0.1:0\"\nexports = [\"billing\"]\n\
          [[federation.links]]\ncluster = \"far-away\"\ngateways = [\"127.0.0.1:9\"]\n\
-         secret = \"the far cluster's secret\"\n\
+         secret = \"the far cluster's secret\"\nhub = true\n\
          [[federation.bridges]]\ncluster = \"far-away\"\nexport = [\"orders.>\"]\n",
     )
     .unwrap();
@@ -1210,6 +1210,7 @@ fn federation_shows_a_gateways_links_and_directory() {
     );
     assert!(out.contains("refused handshakes: 0"), "{out}");
     assert!(out.contains("BRIDGE") && out.contains("MSGS_OUT"), "{out}");
+    assert!(out.contains("hubs: far-away   transit: -"), "{out}");
     let json = foundation(
         &dir,
         Some(&cluster),

@@ -1,6 +1,7 @@
 //! `foundation federation`: a gateway's links to other clusters (state, remote gateway, RTT,
-//! probes, bytes), its bridged pub/sub, the handshakes it refused, and the global directory of
-//! exported services, over its HTTP API (`GET /federation`).
+//! probes, bytes), its hubs and transit clusters, its bridged pub/sub, the handshakes it
+//! refused, and the global directory of exported services, over its HTTP API
+//! (`GET /federation`).
 
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ pub async fn run(args: FederationArgs) -> Result<(), Box<dyn std::error::Error>>
         return Ok(());
     }
     print_links(&answer);
+    print_routing(&answer);
     print_bridges(&answer);
     print_directory(&answer);
     let refused = answer["refused_handshakes"].as_u64().unwrap_or_default();
@@ -65,6 +67,34 @@ fn print_links(answer: &Value) {
             link["bytes_sent"].as_u64().unwrap_or_default(),
             link["bytes_received"].as_u64().unwrap_or_default(),
         );
+    }
+}
+
+/// Hub-and-spoke: the links used as hubs, the clusters carried as a hub, and the calls served
+/// here by the cluster they started in.
+fn print_routing(answer: &Value) {
+    let names = |field: &str| -> String {
+        let list: Vec<&str> = answer[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if list.is_empty() {
+            "-".to_owned()
+        } else {
+            list.join(", ")
+        }
+    };
+    println!("hubs: {}   transit: {}", names("hubs"), names("transit"));
+    let served: Vec<String> = answer["served_by_origin"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(origin, calls)| format!("{origin}={}", calls.as_u64().unwrap_or_default()))
+        .collect();
+    if !served.is_empty() {
+        println!("calls served, by origin cluster: {}", served.join(" "));
     }
 }
 
