@@ -126,6 +126,11 @@ impl Link {
         self.state
     }
 
+    /// Every gateway of the remote cluster, in the configured order.
+    pub fn gateways(&self) -> &[SocketAddr] {
+        &self.gateways
+    }
+
     pub fn gateway(&self) -> SocketAddr {
         self.gateways[self.current % self.gateways.len()]
     }

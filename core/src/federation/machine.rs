@@ -156,21 +156,28 @@ impl Federation {
             .collect()
     }
 
-    /// The pushes due at `now`: after the directory changed, to every link that is not down
-    /// (at most one round per push spacing; the probes repair a lost one).
+    /// The pushes due at `now`: after the directory changed, to every gateway of every link
+    /// that is not down (at most one round per push spacing; the probes repair a lost one).
+    /// Every gateway, not only the one the link probes: each keeps a directory of its own that
+    /// its own probes would otherwise refresh only one probe interval later.
     pub fn pushes(&mut self, now: Instant) -> Vec<PushToSend> {
         if !self.pusher.take(now) {
             return Vec::new();
         }
-        self.links
+        let up = self
+            .links
             .iter()
-            .filter(|(_, link)| link.state() != LinkState::Down)
-            .map(|(cluster, link)| PushToSend {
+            .filter(|(_, link)| link.state() != LinkState::Down);
+        let mut pushes = Vec::new();
+        for (cluster, link) in up {
+            let directory = self.offered(cluster);
+            pushes.extend(link.gateways().iter().map(|&gateway| PushToSend {
                 cluster: cluster.clone(),
-                gateway: link.gateway(),
-                directory: self.offered(cluster),
-            })
-            .collect()
+                gateway,
+                directory: directory.clone(),
+            }));
+        }
+        pushes
     }
 
     /// When [`pushes`](Federation::pushes) next has work; `None` when nothing is pending.
@@ -777,6 +784,29 @@ mod tests {
         let sent = coalesced[0].directory.cluster(&name("c")).unwrap();
         assert_eq!(sent.services, export(&["y"]));
         assert_eq!(c.next_push(), None);
+    }
+
+    #[test]
+    fn a_push_goes_to_every_gateway_of_the_remote_not_only_the_probed_one() {
+        let gateways: Vec<SocketAddr> = vec![
+            "127.0.0.1:9".parse().unwrap(),
+            "127.0.0.1:10".parse().unwrap(),
+        ];
+        let config = FederationConfig {
+            local: name("a"),
+            me: NodeId::from_u128(1),
+            links: vec![LinkConfig {
+                cluster: name("b"),
+                gateways: gateways.clone(),
+            }],
+            timers: WanTimers::default(),
+        };
+        let mut a = Federation::new(config, at(0)).unwrap();
+        a.set_exports(export(&["billing"]));
+        let pushes = a.pushes(at(0));
+        let to: Vec<SocketAddr> = pushes.iter().map(|p| p.gateway).collect();
+        assert_eq!(to, gateways);
+        assert!(pushes.iter().all(|p| p.cluster == name("b")));
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! gateways of each cluster run `foundation_core::federation::Federation` — the machine the
 //! engine drives (`engine/src/runtime/federation`) — fed the same way: exports from the
 //! gateway node's own services directory (export list ∩ healthy), `poll` at its deadlines,
-//! probes and answers carried by [`wan::Wan`], with its own latency, loss and cuts. A gateway
-//! whose node is down has no machine; a restarted one starts a fresh machine.
+//! probes, their answers and the pushes of a changed directory carried by [`wan::Wan`], with
+//! its own latency, loss and cuts. A gateway whose node is down has no machine; a restarted one
+//! starts a fresh machine.
 //!
 //! Checked on top of each cluster's own invariants ([`checks`]): nothing unexported appears
 //! in any gateway's directory; after a cut heals, and after any change of a cluster's exports,
@@ -255,7 +256,11 @@ impl<'a> Harness<'a> {
     fn next_deadline(&self) -> Option<u64> {
         self.gateways
             .iter()
-            .filter_map(|g| g.machine.as_ref()?.next_deadline())
+            .filter_map(|g| {
+                let machine = g.machine.as_ref()?;
+                let push = machine.next_push();
+                machine.next_deadline().into_iter().chain(push).min()
+            })
             .map(|at| at.elapsed().as_micros() as u64)
             .map(|us| us.max(self.now_us + 1))
             .min()
@@ -275,6 +280,11 @@ impl<'a> Harness<'a> {
                     to,
                     directory,
                 } => self.answer(from, life, cluster, link, id, to, &directory),
+                WanMessage::Push {
+                    cluster,
+                    to,
+                    directory,
+                } => self.take_push(&cluster, to, &directory),
                 WanMessage::Answer {
                     to,
                     life,
@@ -358,6 +368,28 @@ impl<'a> Harness<'a> {
                 "federation-protocol",
                 format!("probe from {cluster} refused: {e}"),
             ),
+        }
+    }
+
+    /// A push reached the gateway listening on `to`: taken in if it runs, else lost.
+    fn take_push(
+        &mut self,
+        cluster: &ClusterName,
+        to: std::net::SocketAddr,
+        directory: &foundation_core::federation::GlobalDirectory,
+    ) {
+        let target = self
+            .gateways
+            .iter_mut()
+            .find(|g| gateway_addr(g.cluster, g.slot) == to);
+        let Some(machine) = target.and_then(|t| t.machine.as_mut()) else {
+            self.wan.stats.unanswered += 1;
+            return;
+        };
+        if let Err(e) = machine.incoming_push(cluster, directory) {
+            let message = format!("push from {cluster} refused: {e}");
+            self.checks
+                .violation(self.now_us, "federation-protocol", message);
         }
     }
 
@@ -461,6 +493,7 @@ impl<'a> Harness<'a> {
             return;
         };
         let probes = machine.poll(now);
+        let pushes = machine.pushes(now);
         let changes = machine.take_changes();
         let local = self.scenario.clusters[cluster].name.clone();
         for change in changes {
@@ -482,6 +515,15 @@ impl<'a> Harness<'a> {
                 id: probe.id,
                 to: probe.gateway,
                 directory: probe.directory,
+            };
+            self.wan.send(self.now_us, cluster, remote, message);
+        }
+        for push in pushes {
+            let remote = self.cluster_index(&push.cluster);
+            let message = WanMessage::Push {
+                cluster: local.clone(),
+                to: push.gateway,
+                directory: push.directory,
             };
             self.wan.send(self.now_us, cluster, remote, message);
         }

@@ -85,6 +85,16 @@ pub enum WanMessage {
         /// The answering gateway's directory.
         directory: GlobalDirectory,
     },
+    /// A directory pushed after the sender's exports changed (no answer; the probes repair a
+    /// lost one).
+    Push {
+        /// The sender's cluster.
+        cluster: ClusterName,
+        /// Where it goes.
+        to: SocketAddr,
+        /// The sender's directory, as offered to the receiver.
+        directory: GlobalDirectory,
+    },
     /// A forwarded application call ([`super::calls`]), from gateway `from` to the remote
     /// gateway listening on `to`.
     Call {
