@@ -28,8 +28,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde::Serialize;
 
-use super::wan::{gateway_addr, RemoteOutcome, WanMessage};
-use super::Harness;
+use super::wan::{RemoteOutcome, WanMessage};
+use super::{listening_at, Harness};
 
 /// Attempts of one forwarded call, the first included (the engine's `MAX_ATTEMPTS`).
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -344,11 +344,8 @@ impl Harness<'_> {
     ) {
         let (caller_cluster, remote_cluster) =
             (self.gateways[from].cluster, self.calls.records[id].to);
-        let machine = self
-            .gateways
-            .iter()
-            .find(|g| gateway_addr(g.cluster, g.slot) == to)
-            .and_then(|g| g.machine.as_ref());
+        let machine =
+            listening_at(&self.gateways, to).and_then(|i| self.gateways[i].machine.as_ref());
         let round_trip = 2 * self.hop_us(remote_cluster);
         let (outcome, at) = match machine {
             None => (RemoteOutcome::Handshake, self.now_us),

@@ -142,6 +142,13 @@ struct Gateway {
     machine: Option<Federation>,
 }
 
+/// The gateway whose address is `to`, running or not.
+fn listening_at(gateways: &[Gateway], to: std::net::SocketAddr) -> Option<usize> {
+    gateways
+        .iter()
+        .position(|g| gateway_addr(g.cluster, g.slot) == to)
+}
+
 /// The runner of a federation scenario.
 struct Harness<'a> {
     scenario: &'a FederationScenario,
@@ -336,11 +343,7 @@ impl<'a> Harness<'a> {
         to: std::net::SocketAddr,
         directory: &foundation_core::federation::GlobalDirectory,
     ) {
-        let target = self
-            .gateways
-            .iter_mut()
-            .find(|g| gateway_addr(g.cluster, g.slot) == to);
-        let Some(target) = target else {
+        let Some(target) = listening_at(&self.gateways, to).map(|i| &mut self.gateways[i]) else {
             self.wan.stats.unanswered += 1;
             return;
         };
@@ -378,10 +381,7 @@ impl<'a> Harness<'a> {
         to: std::net::SocketAddr,
         directory: &foundation_core::federation::GlobalDirectory,
     ) {
-        let target = self
-            .gateways
-            .iter_mut()
-            .find(|g| gateway_addr(g.cluster, g.slot) == to);
+        let target = listening_at(&self.gateways, to).map(|i| &mut self.gateways[i]);
         let Some(machine) = target.and_then(|t| t.machine.as_mut()) else {
             self.wan.stats.unanswered += 1;
             return;
