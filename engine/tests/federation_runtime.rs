@@ -337,6 +337,12 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
         a[0].federation().unwrap().directory() == b[0].federation().unwrap().directory()
     })
     .await;
+    // The returning gateway's push can bring the directory before b's next probe is answered,
+    // and until then the link is down (calls get `LinkDown`): wait for that probe.
+    eventually(SOON, "b's link to a up again", || {
+        link_state(&b[0], "a") == Some(LinkState::Up)
+    })
+    .await;
     let healed: u64 = rpc.call_in("a", "audit", &4u64, DEADLINE).await.unwrap();
     assert_eq!(healed, 8);
 
