@@ -142,9 +142,9 @@ impl Federation {
         let mut due = Vec::new();
         for (cluster, link) in &mut self.links {
             let before = link.state();
-            let probe = link.poll(now, &self.timers, &mut self.next_id);
+            let probes = link.poll(now, &self.timers, &mut self.next_id);
             note_change(&mut self.changes, cluster, before, link.state());
-            due.extend(probe.map(|probe| (cluster.clone(), probe)));
+            due.extend(probes.into_iter().map(|probe| (cluster.clone(), probe)));
         }
         due.into_iter()
             .map(|(cluster, probe)| ProbeToSend {
@@ -227,23 +227,30 @@ impl Federation {
     /// refused the others).
     pub fn incoming_probe(
         &mut self,
+        now: Instant,
         from: &ClusterName,
         directory: &GlobalDirectory,
     ) -> Result<GlobalDirectory, FederationError> {
-        self.incoming_push(from, directory)?;
+        self.incoming_push(now, from, directory)?;
         Ok(self.offered(from))
     }
 
-    /// Takes in a directory a gateway of `from` pushed after it changed.
+    /// Takes in a directory a gateway of `from` pushed after it changed. Hearing from `from`
+    /// proves its cluster reachable again, so a link to it that is not up probes at once rather
+    /// than at its next round: after a heal the two ends come up together, not a probe
+    /// interval apart, and calls stop meeting `LinkDown` while the directory already shows the
+    /// remote's services.
     pub fn incoming_push(
         &mut self,
+        now: Instant,
         from: &ClusterName,
         directory: &GlobalDirectory,
     ) -> Result<(), FederationError> {
-        if !self.links.contains_key(from) {
+        let Some(link) = self.links.get_mut(from) else {
             return Err(FederationError::UnknownCluster(from.to_string()));
-        }
+        };
         directory.validate()?;
+        link.heard_from(now);
         self.absorb(from, directory);
         Ok(())
     }
@@ -525,7 +532,7 @@ mod tests {
             if probe.cluster != to.local {
                 continue; // for another link: left unanswered
             }
-            let reply = to.incoming_probe(&local, &probe.directory).unwrap();
+            let reply = to.incoming_probe(now, &local, &probe.directory).unwrap();
             from.probe_answered(now, &probe.cluster, probe.id, &reply)
                 .unwrap();
         }
@@ -574,7 +581,7 @@ mod tests {
     #[test]
     fn an_unlinked_cluster_cannot_probe() {
         let mut a = gateway("a", 1, &["b"]);
-        let result = a.incoming_probe(&name("c"), &GlobalDirectory::default());
+        let result = a.incoming_probe(at(0), &name("c"), &GlobalDirectory::default());
         assert_eq!(result, Err(FederationError::UnknownCluster("c".into())));
         assert!(a.directory().cluster(&name("c")).is_none());
     }
@@ -608,6 +615,32 @@ mod tests {
             Ok(Some(ExportedService { healthy: 1 }))
         );
         assert_eq!(b.links()[0].state, LinkState::Up);
+    }
+
+    #[test]
+    fn a_down_link_probes_at_once_when_the_remote_is_heard_from() {
+        let (mut a, mut b) = (gateway("a", 1, &["b"]), gateway("b", 2, &["a"]));
+        exchange(&mut b, &mut a, at(0));
+        for t in [1000, 1500, 2000, 2500] {
+            b.poll(at(t));
+        }
+        assert_eq!(b.links()[0].state, LinkState::Down);
+        assert!(b.poll(at(2600)).is_empty(), "the next round is due at 3000");
+        // The cut heals and a's probe reaches b first: b probes back at once.
+        let a_directory = a.directory().clone();
+        b.incoming_probe(at(2700), &name("a"), &a_directory)
+            .unwrap();
+        let probes = b.poll(at(2700));
+        assert_eq!(probes.len(), 1);
+        let answer = a.incoming_probe(at(2720), &name("b"), &probes[0].directory);
+        b.probe_answered(at(2740), &name("a"), probes[0].id, &answer.unwrap())
+            .unwrap();
+        assert_eq!(b.links()[0].state, LinkState::Up);
+        // A link that is up keeps its pace whatever it hears.
+        b.incoming_probe(at(2800), &name("a"), &a_directory)
+            .unwrap();
+        assert!(b.poll(at(2800)).is_empty());
+        assert_eq!(b.poll(at(3700)).len(), 1);
     }
 
     /// Spokes `a` and `c` linked only to `hub`, which carries calls between them (and `b` is a
@@ -706,7 +739,7 @@ mod tests {
         // Even when the plain link sends them anyway, b takes in only relay's own entry.
         let mut lies = relay.directory().clone();
         lies.merge(c.directory());
-        b.incoming_push(&name("relay"), &lies).unwrap();
+        b.incoming_push(at(0), &name("relay"), &lies).unwrap();
         assert!(b.directory().cluster(&name("c")).is_none());
         assert!(b.directory().cluster(&name("relay")).is_some());
         assert_eq!(
@@ -734,7 +767,7 @@ mod tests {
         // The hub stops offering c: a's direct link is down, so LinkDown names c; a spoke
         // without a direct link has no route at all, and only then NotLinked.
         let without_c = hub.directory().restricted(|cl| *cl != name("c"));
-        a.incoming_push(&name("hub"), &without_c).unwrap();
+        a.incoming_push(at(3000), &name("hub"), &without_c).unwrap();
         assert_eq!(
             a.route("c", "search"),
             Err(FederationError::LinkDown(name("c")))
@@ -744,7 +777,9 @@ mod tests {
         exchange(&mut c, &mut hub, at(0));
         exchange(&mut spoke, &mut hub, at(0));
         assert!(spoke.route("c", "search").is_ok());
-        spoke.incoming_push(&name("hub"), &without_c).unwrap();
+        spoke
+            .incoming_push(at(0), &name("hub"), &without_c)
+            .unwrap();
         assert_eq!(
             spoke.route("c", "search"),
             Err(FederationError::NotLinked(name("c")))
@@ -762,10 +797,12 @@ mod tests {
         assert_eq!(pushes.len(), 1);
         assert_eq!(pushes[0].cluster, name("hub"));
         // The hub takes it in and pushes it on to a at once, as a transit cluster's change.
-        hub.incoming_push(&name("c"), &pushes[0].directory).unwrap();
+        hub.incoming_push(at(100), &name("c"), &pushes[0].directory)
+            .unwrap();
         let onward = hub.pushes(at(101));
         let to_a = onward.iter().find(|p| p.cluster == name("a")).unwrap();
-        a.incoming_push(&name("hub"), &to_a.directory).unwrap();
+        a.incoming_push(at(102), &name("hub"), &to_a.directory)
+            .unwrap();
         assert_eq!(
             a.lookup("c", "search"),
             Ok(Some(ExportedService { healthy: 1 }))

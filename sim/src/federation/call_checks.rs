@@ -12,10 +12,9 @@
 //!   separated the two clusters, no gateway of either started or stopped, the service's export
 //!   neither appeared nor went away (and it was exported at the issue), none of the call's WAN
 //!   messages was lost, the clusters are linked, and its caller stayed up. `settle` is the
-//!   scenario's `calls_settle`: by default `visible_within` and two probe intervals more, as
-//!   after a heal a link whose remote has a crashed gateway alternates its probes between the
-//!   two gateways, so a lost probe of the running one costs two rounds (the `visible_within`
-//!   bound of 3 s alone was exceeded by seeds of `federation-mesh-gateway-crash`).
+//!   scenario's `calls_settle`: by default `visible_within` and two probe intervals more (a
+//!   link that is not up probes every gateway of its remote each round, so after a heal one
+//!   lost round costs a probe interval; two leave room for a second loss).
 
 use std::collections::BTreeSet;
 

@@ -159,8 +159,9 @@ impl Checks {
         }
     }
 
-    /// Measures how long each link of `view` goes on a remote gateway that no longer runs
-    /// before it moves to one that does.
+    /// Measures how long each link of `view` that is up goes on a remote gateway that no longer
+    /// runs before it moves to one that does. A link that is not up uses no gateway: it probes
+    /// all of the remote's, and the first to answer carries it.
     fn failover(
         &mut self,
         now_us: u64,
@@ -173,7 +174,9 @@ impl Checks {
                 continue;
             };
             let key = (view.cluster, view.slot, remote);
-            if !running.contains(&link.gateway) {
+            if link.state != LinkState::Up {
+                self.stale.remove(&key);
+            } else if !running.contains(&link.gateway) {
                 let wait = self.stale.entry(key).or_insert(Pending {
                     since_us: now_us,
                     after: "failover",

@@ -353,7 +353,7 @@ impl<'a> Harness<'a> {
             self.wan.stats.unanswered += 1;
             return;
         };
-        match machine.incoming_probe(&cluster, directory) {
+        match machine.incoming_probe(instant(self.now_us), &cluster, directory) {
             Ok(reply) => {
                 let answer = WanMessage::Answer {
                     to: from,
@@ -386,7 +386,7 @@ impl<'a> Harness<'a> {
             self.wan.stats.unanswered += 1;
             return;
         };
-        if let Err(e) = machine.incoming_push(cluster, directory) {
+        if let Err(e) = machine.incoming_push(instant(self.now_us), cluster, directory) {
             let message = format!("push from {cluster} refused: {e}");
             self.checks
                 .violation(self.now_us, "federation-protocol", message);

@@ -163,15 +163,17 @@ fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
     let reply = match decoded {
         Err(e) => FederationReply::Refused(format!("request does not decode: {e}")),
         Ok(FederationRequest::Probe { directory }) => {
+            let now = handle.inner.now();
             let mut machine = handle.inner.machine();
-            match machine.incoming_probe(&request.from, &directory) {
+            match machine.incoming_probe(now, &request.from, &directory) {
                 Ok(directory) => FederationReply::Probe { directory },
                 Err(e) => FederationReply::Refused(e.to_string()),
             }
         }
         Ok(FederationRequest::Push { directory }) => {
+            let now = handle.inner.now();
             let mut machine = handle.inner.machine();
-            match machine.incoming_push(&request.from, &directory) {
+            match machine.incoming_push(now, &request.from, &directory) {
                 Ok(()) => FederationReply::Pushed,
                 Err(e) => FederationReply::Refused(e.to_string()),
             }
