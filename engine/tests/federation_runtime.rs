@@ -499,12 +499,13 @@ async fn a_call_that_cannot_reach_one_gateway_is_retried_on_the_next() {
         .unwrap();
     start_gateway(&a[0], gateway(a0_gw, &["billing"], &[("b", b_gw)])).await;
     start_gateway(&a[1], gateway(a1_gw, &["billing"], &[("b", b_gw)])).await;
-    // b probes rarely, so when the gateway its link uses stops, the link still points at it
-    // when the call is made.
+    // When the gateway b's link uses stops, b's probe of it fails only after a dial gives up
+    // (3 probe intervals, 3 s), so the link still points at it when the call is made; the
+    // call's own dial fails as soon, and leaves it 5 s for the other gateway.
     let mut b_settings = gateway(b_gw, &[], &[("a", a0_gw)]);
     b_settings.links[0].gateways.push(a1_gw);
     b_settings.timers = WanTimers {
-        probe_interval: Duration::from_secs(60),
+        probe_interval: Duration::from_secs(1),
         probe_timeout: Duration::from_secs(30),
         down_after: 3,
     };

@@ -121,6 +121,11 @@ impl GlobalDirectory {
         GlobalDirectory { clusters }
     }
 
+    /// Drops the entries of the clusters `keep` does not name.
+    pub(super) fn retain(&mut self, keep: impl Fn(&ClusterName) -> bool) {
+        self.clusters.retain(|cluster, _| keep(cluster));
+    }
+
     /// Joins `other` into `self`: per cluster the greater entry. Returns whether `self` changed.
     pub fn merge(&mut self, other: &GlobalDirectory) -> bool {
         let mut changed = false;

@@ -396,7 +396,8 @@ impl Federation {
     }
 
     /// Merges what this gateway takes in of a directory from the link to `from` (third
-    /// clusters' entries only from a hub, which then carries them), then writes this cluster's
+    /// clusters' entries only from a hub, which then carries them, and only while one does),
+    /// then writes this cluster's
     /// own view above any remote copy of it that differs (this gateway is an authority for its
     /// own cluster's entry). A hub pushes on what changed of a transit cluster.
     fn absorb(&mut self, from: &ClusterName, directory: &GlobalDirectory) {
@@ -409,12 +410,25 @@ impl Federation {
                 .cloned()
                 .collect();
             self.carried.insert(from.clone(), third);
+            self.forget_uncarried();
         }
         if self.directory.merge(&accepted) && self.routing.transit.contains(from) {
             self.pusher.mark();
         }
         self.directory
             .write_local(&self.local, self.me, self.exports.clone());
+    }
+
+    /// Drops the entries of third clusters that no hub carries any more and that this gateway
+    /// has no link to: they were only a hub's word, and without it the cluster is unknown here
+    /// (`lookup_in` and `call_in` agree on it).
+    fn forget_uncarried(&mut self) {
+        let (local, links, carried) = (&self.local, &self.links, &self.carried);
+        self.directory.retain(|cluster| {
+            cluster == local
+                || links.contains_key(cluster)
+                || carried.values().any(|third| third.contains(cluster))
+        });
     }
 
     /// The directory as offered to the link to `to`.
@@ -765,7 +779,7 @@ mod tests {
         assert_eq!(a.links()[0].state, LinkState::Down);
         assert!(matches!(a.route("c", "search"), Ok(Route::ViaHub { .. })));
         // The hub stops offering c: a's direct link is down, so LinkDown names c; a spoke
-        // without a direct link has no route at all, and only then NotLinked.
+        // without a direct link forgets c, which only the hub vouched for.
         let without_c = hub.directory().restricted(|cl| *cl != name("c"));
         a.incoming_push(at(3000), &name("hub"), &without_c).unwrap();
         assert_eq!(
@@ -777,13 +791,20 @@ mod tests {
         exchange(&mut c, &mut hub, at(0));
         exchange(&mut spoke, &mut hub, at(0));
         assert!(spoke.route("c", "search").is_ok());
+        assert!(spoke.lookup("c", "search").unwrap().is_some());
         spoke
             .incoming_push(at(0), &name("hub"), &without_c)
             .unwrap();
-        assert_eq!(
-            spoke.route("c", "search"),
-            Err(FederationError::NotLinked(name("c")))
-        );
+        let unknown = FederationError::UnknownCluster("c".into());
+        assert_eq!(spoke.route("c", "search"), Err(unknown.clone()));
+        assert_eq!(spoke.lookup("c", "search"), Err(unknown));
+        assert!(spoke.directory().cluster(&name("c")).is_none());
+        assert!(a.directory().cluster(&name("c")).is_some(), "linked to c");
+        // The hub carries c again: the spoke learns it again.
+        spoke
+            .incoming_push(at(10), &name("hub"), hub.directory())
+            .unwrap();
+        assert!(spoke.lookup("c", "search").unwrap().is_some());
     }
 
     #[test]
