@@ -139,12 +139,17 @@ impl Link {
         self.gateways[self.current % self.gateways.len()]
     }
 
+    /// The smoothed round-trip time of the probes, once one was answered.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
     pub fn status(&self) -> LinkStatus {
         LinkStatus {
             cluster: self.cluster.clone(),
             state: self.state,
             gateway: self.gateway(),
-            rtt: self.rtt,
+            rtt: self.rtt(),
             probes_sent: self.probes_sent,
             probes_missed: self.probes_missed,
         }

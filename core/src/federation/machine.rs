@@ -763,6 +763,35 @@ mod tests {
     }
 
     #[test]
+    fn between_hubs_that_carry_a_cluster_the_nearest_takes_the_call() {
+        let mut far = hub_gateway("far", 1, &["a", "c"], &[], &["a", "c"]);
+        let mut near = hub_gateway("near", 2, &["a", "c"], &[], &["a", "c"]);
+        let mut a = hub_gateway("a", 3, &["far", "near"], &["far", "near"], &[]);
+        let mut c = hub_gateway("c", 4, &["far", "near"], &["far", "near"], &[]);
+        c.set_exports(export(&["search"]));
+        // c probes both hubs at once: one exchange answers only the probes to its hub, so the
+        // other hub's is answered in the next round.
+        exchange(&mut c, &mut far, at(0));
+        exchange(&mut c, &mut near, at(1000));
+        // a's probes: "far" (first in name order) answers in 80 ms, "near" in 10 ms.
+        for probe in a.poll(at(2000)) {
+            let (hub, took) = match probe.cluster.as_str() {
+                "far" => (&mut far, 80),
+                _ => (&mut near, 10),
+            };
+            let reply = hub
+                .incoming_probe(at(2000), &name("a"), &probe.directory)
+                .unwrap();
+            a.probe_answered(at(2000 + took), &probe.cluster, probe.id, &reply)
+                .unwrap();
+        }
+        match a.route("c", "search") {
+            Ok(Route::ViaHub { hub, .. }) => assert_eq!(hub, name("near")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_direct_link_wins_over_the_hub_and_the_hub_covers_it_when_down() {
         let mut hub = hub_gateway("hub", 1, &["a", "c"], &[], &["a", "c"]);
         let mut a = hub_gateway("a", 2, &["hub", "c"], &["hub"], &[]);

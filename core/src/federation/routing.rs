@@ -149,9 +149,9 @@ impl Routing {
         }
     }
 
-    /// The route to `target`: its direct link unless that is down, else the first hub (in
-    /// name order) that is not down and carries it; `carried` is, per hub, the third clusters
-    /// its last directory offered.
+    /// The route to `target`: its direct link unless that is down, else the nearest hub that
+    /// carries it and is not down (up before connecting, then the lowest smoothed probe RTT,
+    /// then name order); `carried` is, per hub, the third clusters its last directory offered.
     pub(super) fn route(
         &self,
         target: &ClusterName,
@@ -171,7 +171,11 @@ impl Routing {
             .filter(|hub| carried.get(*hub).is_some_and(|c| c.contains(target)))
             .filter_map(|hub| links.get(hub).map(|link| (hub, link)))
             .collect();
-        if let Some((hub, link)) = hubs.iter().find(|(_, l)| l.state() != LinkState::Down) {
+        let nearest = hubs
+            .iter()
+            .filter(|(_, l)| l.state() != LinkState::Down)
+            .min_by_key(|(_, l)| (l.state() != LinkState::Up, l.rtt().is_none(), l.rtt()));
+        if let Some((hub, link)) = nearest {
             return Ok(Route::ViaHub {
                 hub: (*hub).clone(),
                 gateway: link.gateway(),
