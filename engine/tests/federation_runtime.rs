@@ -142,7 +142,7 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
     let traced_doubler = {
         let seen = seen.clone();
         move |call: Call| {
-            *seen.lock().unwrap() = Some(call.trace);
+            *seen.lock().unwrap() = Some((call.trace, call.origin.clone()));
             let n: Result<u64, _> = call.decode();
             async move { Ok(Bytes::from(postcard::to_stdvec(&(n? * 2)).unwrap())) }
         }
@@ -177,10 +177,15 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
         .await
         .unwrap();
     assert_eq!(doubled, 42);
-    let trace = seen.lock().unwrap().expect("the handler in a ran");
+    let (trace, origin) = seen.lock().unwrap().clone().expect("the handler in a ran");
     assert_eq!(
         trace.trace_id, root.trace_id,
         "the caller's trace crosses the link"
+    );
+    assert_eq!(
+        origin,
+        Some(ClusterName::new("b").unwrap()),
+        "the calling cluster"
     );
     let unexported = rpc.call_in::<_, u64>("a", "ledger", &1u64, DEADLINE).await;
     assert!(
@@ -215,7 +220,13 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
     })
     .await;
     assert_eq!(relayed, 16);
-    assert_eq!(seen.lock().unwrap().unwrap().trace_id, root.trace_id);
+    let (trace, origin) = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(trace.trace_id, root.trace_id);
+    assert_eq!(
+        origin,
+        Some(ClusterName::new("b").unwrap()),
+        "relayed, still b's"
+    );
     let relayed_refusal = b[1]
         .rpc()
         .call_in::<_, u64>("a", "ledger", &1u64, DEADLINE)
@@ -553,7 +564,7 @@ async fn a_spoke_calls_a_third_cluster_through_its_hub() {
         let seen = seen.clone();
         move |call: Call| {
             let left = call.deadline - tokio::time::Instant::now();
-            *seen.lock().unwrap() = Some((call.trace, left));
+            *seen.lock().unwrap() = Some((call.trace, left, call.origin.clone()));
             let n: Result<u64, _> = call.decode();
             async move { Ok(Bytes::from(postcard::to_stdvec(&(n? * 2)).unwrap())) }
         }
@@ -586,9 +597,19 @@ async fn a_spoke_calls_a_third_cluster_through_its_hub() {
     })
     .await;
     assert_eq!(doubled, 42);
-    let (trace, left) = seen.lock().unwrap().expect("the handler in c ran");
+    let (trace, left, origin) = seen.lock().unwrap().clone().expect("the handler in c ran");
     assert_eq!(trace.trace_id, root.trace_id, "the trace crosses both hops");
     assert!(left <= DEADLINE, "the caller's deadline carried: {left:?}");
+    assert_eq!(
+        origin,
+        Some(ClusterName::new("a").unwrap()),
+        "a's call, not h's"
+    );
+    // Inside c the same handler sees no origin.
+    let local: u64 = c[0].rpc().call("search", &1u64, DEADLINE).await.unwrap();
+    assert_eq!(local, 2);
+    let (_, _, origin) = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(origin, None, "a call from c's own member");
     // c's gateway admitted it as a's call, not h's: the origin is visible on the callee side.
     let served = c[0].federation().unwrap().served();
     assert!(served[&ClusterName::new("a").unwrap()] >= 1, "{served:?}");

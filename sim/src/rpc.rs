@@ -396,6 +396,7 @@ impl World {
             service: plan.service().to_owned(),
             instance: attempt.instance.id.local,
             trace: TraceContext::new_root(&mut self.node_rpc(slot).rng, false),
+            origin: None,
             body: id.to_be_bytes().to_vec(),
         };
         let payload = postcard::to_stdvec(&request).unwrap_or_default();

@@ -82,6 +82,7 @@ mod tests {
             service: "s".into(),
             instance: 1,
             trace: TraceContext::new_root(&mut rand10::rngs::StdRng::from_seed([1; 32]), true),
+            origin: None,
             body: vec![1, 2],
         };
         postcard::to_stdvec(&request).unwrap()

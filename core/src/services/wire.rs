@@ -15,6 +15,9 @@ pub struct RpcRequest {
     pub instance: u64,
     /// The caller's trace, continued by the handler.
     pub trace: TraceContext,
+    /// The cluster a federated call came from, named by the gateway that serves it here;
+    /// `None` for a call made inside this cluster.
+    pub origin: Option<String>,
     /// The request body.
     pub body: Vec<u8>,
 }

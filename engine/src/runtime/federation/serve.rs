@@ -11,6 +11,7 @@ use foundation_core::federation::wire::{
 use foundation_core::federation::FederationError;
 use foundation_core::federation::{exported, GlobalDirectory, ProbeToSend, PushToSend};
 use foundation_transport::gateway::GatewayRequest;
+use foundation_transport::ClusterName;
 use tokio::sync::mpsc;
 
 use super::metrics::FederationMetrics;
@@ -241,11 +242,17 @@ fn serve_call(
         }
     }
     tracing::debug!(from = %request.from, origin = ?origin, service = %call.service, "federated call");
+    // The cluster the call started in: the linked one, or the one a hub passed it on for
+    // (`admit` checked that such a name is one).
+    let started_in = origin
+        .and_then(|name| ClusterName::new(&name).ok())
+        .unwrap_or_else(|| request.from.clone());
     let rpc = rpc.clone();
     let deadline = Duration::from_micros(call.deadline_micros);
     tokio::spawn(async move {
         let options = CallOptions::default();
-        let served = rpc.call_bytes(&call.service, Bytes::from(call.body), deadline, &options);
+        let body = Bytes::from(call.body);
+        let served = rpc.call_bytes_from(Some(started_in), &call.service, body, deadline, &options);
         let result = with_trace(call.trace, served).await;
         respond(
             request,

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use foundation_transport::NodeId;
+use foundation_transport::{ClusterName, NodeId};
 use serde::{de::DeserializeOwned, Serialize};
 
 use foundation_core::services::trace::TraceContext;
@@ -22,6 +22,9 @@ pub struct Call {
     pub caller: NodeId,
     /// The request's trace, continued from the caller; the handler's own calls continue it.
     pub trace: TraceContext,
+    /// The cluster a federated call came from (`rpc().call_in` there, served through this
+    /// cluster's gateway); `None` for a call from inside this cluster.
+    pub origin: Option<ClusterName>,
     /// When the caller stops waiting: work past it is wasted.
     pub deadline: tokio::time::Instant,
     /// The request body.

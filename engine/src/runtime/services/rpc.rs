@@ -17,7 +17,7 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use foundation_transport::{Endpoint, IncomingRequest, NodeId, RequestError};
+use foundation_transport::{ClusterName, Endpoint, IncomingRequest, NodeId, RequestError};
 use rand10::rngs::StdRng;
 use rand10::SeedableRng;
 use serde::{de::DeserializeOwned, Serialize};
@@ -54,6 +54,12 @@ pub fn current_trace() -> Option<TraceContext> {
 /// Runs `future` with `trace` as the current trace.
 pub async fn with_trace<F: std::future::Future>(trace: TraceContext, future: F) -> F::Output {
     CURRENT_TRACE.scope(trace, future).await
+}
+
+/// Who a call is made for: the trace it continues and, for a federated call, its cluster.
+struct Sender {
+    trace: TraceContext,
+    origin: Option<ClusterName>,
 }
 
 /// Settings of the RPC layer.
@@ -202,11 +208,28 @@ impl RpcHandle {
         deadline: Duration,
         options: &CallOptions,
     ) -> Result<Bytes, RpcError> {
+        self.call_bytes_from(None, service, body, deadline, options)
+            .await
+    }
+
+    /// Calls `service` with raw bytes on behalf of a call from the cluster `origin` (the
+    /// gateway serving a federated call), which the handler sees as [`Call::origin`].
+    pub(crate) async fn call_bytes_from(
+        &self,
+        origin: Option<ClusterName>,
+        service: &str,
+        body: Bytes,
+        deadline: Duration,
+        options: &CallOptions,
+    ) -> Result<Bytes, RpcError> {
         let started = TokioInstant::now();
-        let trace = self.state.new_trace();
-        let span = tracing::debug_span!("rpc.call", service, trace_id = %trace.trace_id);
+        let sender = Sender {
+            trace: self.state.new_trace(),
+            origin,
+        };
+        let span = tracing::debug_span!("rpc.call", service, trace_id = %sender.trace.trace_id);
         let result = self
-            .route(service, body, deadline, options, trace)
+            .route(service, body, deadline, options, &sender)
             .instrument(span)
             .await;
         self.record(service, started, &result);
@@ -219,7 +242,7 @@ impl RpcHandle {
         body: Bytes,
         deadline: Duration,
         options: &CallOptions,
-        trace: TraceContext,
+        sender: &Sender,
     ) -> Result<Bytes, RpcError> {
         let options = std::borrow::Cow::Borrowed(options);
         let mut call = CallPlan::new(service, options, self.state.now(), deadline);
@@ -238,7 +261,7 @@ impl RpcHandle {
                     })
                     .inc();
             }
-            let end = self.carry(&attempt, &body, trace).await;
+            let end = self.carry(&attempt, &body, sender).await;
             if let Some(answer) = self.state.finish(&mut call, attempt, end) {
                 return answer.map(Bytes::from);
             }
@@ -246,16 +269,16 @@ impl RpcHandle {
     }
 
     /// Carries one attempt to its instance, in this node or over the network.
-    async fn carry(&self, attempt: &Attempt, body: &Bytes, trace: TraceContext) -> AttemptEnd {
+    async fn carry(&self, attempt: &Attempt, body: &Bytes, sender: &Sender) -> AttemptEnd {
         let instance = &attempt.instance;
         if instance.local {
             let reply = self
-                .call_local(instance, body.clone(), attempt.budget, trace)
+                .call_local(instance, body.clone(), attempt.budget, sender)
                 .await;
             return AttemptEnd::Reply(reply);
         }
         match self
-            .call_remote(instance, body, attempt.budget, trace)
+            .call_remote(instance, body, attempt.budget, sender)
             .await
         {
             Ok(reply) => AttemptEnd::Reply(reply),
@@ -274,12 +297,13 @@ impl RpcHandle {
         instance: &Instance,
         body: &Bytes,
         budget: Duration,
-        trace: TraceContext,
+        sender: &Sender,
     ) -> Result<RpcReply, RequestError> {
         let request = RpcRequest {
             service: instance.service.clone(),
             instance: instance.id.local,
-            trace,
+            trace: sender.trace,
+            origin: sender.origin.as_ref().map(|c| c.as_str().to_owned()),
             body: body.to_vec(),
         };
         let payload = postcard::to_stdvec(&request)
@@ -299,12 +323,13 @@ impl RpcHandle {
         instance: &Instance,
         body: Bytes,
         budget: Duration,
-        trace: TraceContext,
+        sender: &Sender,
     ) -> RpcReply {
         let call = Call {
             service: instance.service.clone(),
             caller: self.endpoint.local().id,
-            trace,
+            trace: sender.trace,
+            origin: sender.origin.clone(),
             deadline: TokioInstant::now() + budget,
             body,
         };
@@ -450,10 +475,18 @@ async fn answer(
     request: RpcRequest,
     deadline: TokioInstant,
 ) -> RpcReply {
+    // Only a gateway names an origin, and a cluster's members trust each other; a name that is
+    // not one is a malformed request.
+    let origin = match request.origin.map(|name| ClusterName::new(&name)) {
+        None => None,
+        Some(Ok(cluster)) => Some(cluster),
+        Some(Err(e)) => return RpcReply::Err(RemoteError::BadRequest(format!("origin: {e}"))),
+    };
     let call = Call {
         service: request.service,
         caller: from,
         trace: request.trace,
+        origin,
         deadline,
         body: request.body.into(),
     };

@@ -149,6 +149,7 @@ fn services() -> Seeds {
         service: "render".into(),
         instance: 7,
         trace,
+        origin: Some("east".into()),
         body: b"{\"page\":3}".to_vec(),
     };
     let published = |seq| Published {
