@@ -12,6 +12,9 @@ use super::routing::{Route, Routing};
 use crate::identity::{ClusterName, NodeId};
 use crate::time::Instant;
 
+/// Attempts of one forwarded call, the first included (see [`Federation::call_failed`]).
+pub const MAX_CALL_ATTEMPTS: u32 = 3;
+
 /// One configured link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkConfig {
@@ -367,12 +370,21 @@ impl Federation {
         self.timers
     }
 
-    /// Takes in a call that could not reach `gateway` of `cluster` (no handshake): the link
-    /// moves on to the remote's next gateway, as after a missed probe, without counting a miss.
-    pub fn call_failed(&mut self, cluster: &ClusterName, gateway: SocketAddr) {
+    /// Takes in a forwarded call whose `attempts`-th attempt could not reach `gateway` of
+    /// `cluster` (no handshake, so the request never left): the link moves on to the remote's
+    /// next gateway, as after a missed probe, without counting a miss. Returns whether to try
+    /// again there: only a request that never left may go twice, and at most
+    /// [`MAX_CALL_ATTEMPTS`] times in all.
+    pub fn call_failed(
+        &mut self,
+        cluster: &ClusterName,
+        gateway: SocketAddr,
+        attempts: u32,
+    ) -> bool {
         if let Some(link) = self.links.get_mut(cluster) {
             link.skip(gateway);
         }
+        attempts < MAX_CALL_ATTEMPTS
     }
 
     /// Every link's status, in cluster order.

@@ -10,8 +10,8 @@
 //!    what its cluster does not export (`Federation::exports`), refuses a call whose budget ran
 //!    out, and otherwise has an instance answer (a round trip of its cluster's network);
 //! 4. a remote gateway that does not run fails the handshake: the forwarding gateway tells its
-//!    machine (`call_failed`: the link moves to the remote's next gateway) and tries again, three
-//!    attempts in all, as the engine does;
+//!    machine (`call_failed`: the link moves to the remote's next gateway, and it says whether
+//!    to try again, `MAX_CALL_ATTEMPTS` in all), as the engine does;
 //! 5. the reply comes back the same way; the caller gives up at its deadline.
 //!
 //! The machine's decisions are the core's; the carriage is modelled here: the relay's choice
@@ -30,9 +30,6 @@ use serde::Serialize;
 
 use super::wan::{RemoteOutcome, WanMessage};
 use super::{listening_at, Harness};
-
-/// Attempts of one forwarded call, the first included (the engine's `MAX_ATTEMPTS`).
-pub const MAX_ATTEMPTS: u32 = 3;
 
 /// A stream of calls from one cluster to a service of another.
 #[derive(Clone, Debug, PartialEq)]
@@ -392,8 +389,8 @@ impl Harness<'_> {
             RemoteOutcome::NotExported => CallEnd::NotExported,
             RemoteOutcome::DeadlineExceeded => CallEnd::DeadlineExceeded,
             RemoteOutcome::Handshake => {
-                machine.call_failed(&self.scenario.clusters[cluster].name, remote);
-                if attempts < MAX_ATTEMPTS {
+                let name = &self.scenario.clusters[cluster].name;
+                if machine.call_failed(name, remote, attempts) {
                     self.forward(id, to);
                     return;
                 }

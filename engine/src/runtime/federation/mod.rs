@@ -43,10 +43,6 @@ use tokio::time::Instant as TokioInstant;
 
 use super::services::{PubSubHandle, RpcHandle, ServicesHandle};
 
-/// Attempts of one forwarded call: the first, and retries on the remote's next gateways after
-/// a failed handshake (a request that was never sent).
-const MAX_ATTEMPTS: u32 = 3;
-
 /// How long `lookup_in` on a node that is not a gateway waits for its cluster's gateway.
 pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -278,10 +274,9 @@ impl FederationHandle {
                 .endpoint
                 .request(&link, gateway, payload.into(), left);
             match sent.await {
-                // No handshake, no request: the remote's next gateway may take it, once each.
-                Err(GatewayError::Handshake { .. }) if attempts < MAX_ATTEMPTS => {
-                    self.inner.machine().call_failed(&link, gateway);
-                }
+                // No handshake, no request: the remote's next gateway may take it.
+                Err(GatewayError::Handshake { .. })
+                    if self.inner.machine().call_failed(&link, gateway, attempts) => {}
                 other => break other?,
             }
         };
