@@ -450,11 +450,12 @@ pub struct Placement {
     me: Life,
     config: PlacementConfig,
     workloads: BTreeMap<String, WorkloadSpec>,
-    /// The agreed membership (ourselves included): the registrars a quorum is counted among.
-    agreed: BTreeSet<NodeId>,
-    /// The latest generation seen of each agreed member (for keep-oldest).
-    generations: BTreeMap<NodeId, u64>,
-    /// `generations` ordered by age, (generation, node): the oldest first, in O(log N).
+    /// The agreed membership (ourselves included): the registrars a quorum is counted among,
+    /// each with the latest generation seen of it (for keep-oldest). One map, not a set and a
+    /// map with the same keys: every node holds one entry per member (O(N²) in a simulation).
+    agreed: BTreeMap<NodeId, u64>,
+    /// `agreed` ordered by age, (generation, node): the oldest first, in O(log N). Kept only
+    /// under [`SplitBrain::KeepOldest`], the one policy that asks who the oldest is.
     by_age: BTreeSet<(u64, NodeId)>,
     /// Since when we are the oldest agreed member, if we are (keep-oldest grants wait a
     /// lease after it).
@@ -499,9 +500,12 @@ impl Placement {
         let registrar = Registrar::new(now, config.lease);
         Self {
             me,
-            agreed: BTreeSet::from([me.node]),
-            generations: BTreeMap::from([(me.node, me.generation)]),
-            by_age: BTreeSet::from([(me.generation, me.node)]),
+            agreed: BTreeMap::from([(me.node, me.generation)]),
+            by_age: if config.split_brain == SplitBrain::KeepOldest {
+                BTreeSet::from([(me.generation, me.node)])
+            } else {
+                BTreeSet::new()
+            },
             oldest_since: None,
             config,
             workloads: BTreeMap::new(),
@@ -675,17 +679,18 @@ impl Placement {
 
     /// `node` is in the agreed membership, in life `generation`.
     fn agree(&mut self, node: NodeId, generation: u64) {
-        self.agreed.insert(node);
-        if let Some(before) = self.generations.insert(node, generation) {
-            self.by_age.remove(&(before, node));
+        let before = self.agreed.insert(node, generation);
+        if self.config.split_brain == SplitBrain::KeepOldest && before != Some(generation) {
+            if let Some(before) = before {
+                self.by_age.remove(&(before, node));
+            }
+            self.by_age.insert((generation, node));
         }
-        self.by_age.insert((generation, node));
     }
 
     /// `node` is out of the agreed membership.
     fn disagree(&mut self, node: NodeId) {
-        self.agreed.remove(&node);
-        if let Some(before) = self.generations.remove(&node) {
+        if let Some(before) = self.agreed.remove(&node) {
             self.by_age.remove(&(before, node));
         }
     }
@@ -714,7 +719,8 @@ impl Placement {
 
     /// The oldest member of the agreed membership: lowest generation, then node id.
     fn oldest(&self) -> Option<NodeId> {
-        // Every node in `generations` is agreed (they enter and leave together).
+        // Every agreed node is in `by_age` under keep-oldest (they enter and leave together);
+        // under the other policies nobody asks.
         self.by_age.first().map(|(_, id)| *id)
     }
 
@@ -770,7 +776,7 @@ impl Placement {
                     return;
                 }
                 let claims: BTreeSet<Instance> =
-                    if self.agreed.contains(&from) && self.may_grant(now) {
+                    if self.agreed.contains_key(&from) && self.may_grant(now) {
                         claims.into_iter().collect()
                     } else {
                         // Not (yet) a member we count: its claims take nothing, and what it held
@@ -860,7 +866,7 @@ impl Placement {
         let quorum = quorum_size(self.config.split_brain, self.agreed.len(), r.members);
         for (instance, set) in &r.grants {
             let counted = match self.config.split_brain {
-                SplitBrain::KeepMajority => set.iter().filter(|n| self.agreed.contains(n)).count(),
+                SplitBrain::KeepMajority => set.iter().filter(|n| self.agreed.contains_key(n)).count(),
                 SplitBrain::StaticQuorum(_) => set.len(),
                 SplitBrain::KeepOldest | SplitBrain::KeepReferee(_) => {
                     usize::from(referee.is_some_and(|r| set.contains(&r)))
@@ -1042,7 +1048,7 @@ impl Placement {
             round,
             claims: claims.iter().cloned().collect(),
         });
-        for node in &self.agreed {
+        for node in self.agreed.keys() {
             if *node != self.me.node {
                 self.out.push((*node, message.clone()));
             }
@@ -1157,8 +1163,8 @@ impl Placement {
         self.workloads.iter()
     }
 
-    /// The agreed membership.
-    pub fn agreed(&self) -> &BTreeSet<NodeId> {
+    /// The agreed membership, each member with the latest generation seen of it.
+    pub fn agreed(&self) -> &BTreeMap<NodeId, u64> {
         &self.agreed
     }
 
