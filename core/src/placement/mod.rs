@@ -462,9 +462,13 @@ pub struct Placement {
     oldest_since: Option<Instant>,
     /// Ourselves, once the core gave us a view: the first candidate.
     own: Option<Candidate>,
-    /// The members alive in our view, in node id order: the other candidates. Kept up to
-    /// date one member at a time ([`Placement::view_changed`]), not rebuilt per change.
-    others: BTreeMap<NodeId, Candidate>,
+    /// The members alive in our view, in node id order, with their generation: the other
+    /// candidates. Kept up to date one member at a time ([`Placement::view_changed`]), not
+    /// rebuilt per change. Every node holds one entry per member (O(N²) in a simulation), so
+    /// an entry is small: tags are in `tagged`, for the members that carry any.
+    others: BTreeMap<NodeId, u64>,
+    /// The tags of the members in `others` that carry any.
+    tagged: BTreeMap<NodeId, BTreeMap<String, String>>,
     /// What our view says we should own.
     wanted: BTreeSet<Instance>,
     /// Since when each wanted instance that does not run here yet has been wanted.
@@ -511,6 +515,7 @@ impl Placement {
             workloads: BTreeMap::new(),
             own: None,
             others: BTreeMap::new(),
+            tagged: BTreeMap::new(),
             wanted: BTreeSet::new(),
             wanted_since: BTreeMap::new(),
             claimed: BTreeSet::new(),
@@ -603,11 +608,11 @@ impl Placement {
             self.update_agreed(m);
         }
         self.note_oldest(now);
-        self.others = members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .map(|m| (m.candidate.id, m.candidate.clone()))
-            .collect();
+        self.others.clear();
+        self.tagged.clear();
+        for m in members.iter().filter(|m| m.state == MemberState::Alive) {
+            self.add_other(&m.candidate);
+        }
         self.dirty = true;
         self.decide(now);
     }
@@ -628,14 +633,12 @@ impl Placement {
                 Some(m) => {
                     self.update_agreed(m);
                     if m.state == MemberState::Alive {
-                        self.others.insert(m.candidate.id, m.candidate.clone());
+                        self.add_other(&m.candidate);
                     } else {
-                        self.others.remove(node);
+                        self.remove_other(*node);
                     }
                 }
-                None => {
-                    self.others.remove(node);
-                }
+                None => self.remove_other(*node),
             }
         }
         self.note_oldest(now);
@@ -658,9 +661,47 @@ impl Placement {
         self.own = Some(me);
     }
 
-    /// Ourselves, then the members alive in our view in node id order.
-    fn candidates(&self) -> impl Iterator<Item = &Candidate> {
-        self.own.iter().chain(self.others.values())
+    /// `candidate` is alive in our view (it may have been before).
+    fn add_other(&mut self, candidate: &Candidate) {
+        self.others.insert(candidate.id, candidate.generation);
+        if candidate.tags.is_empty() {
+            self.tagged.remove(&candidate.id);
+        } else {
+            self.tagged.insert(candidate.id, candidate.tags.clone());
+        }
+    }
+
+    /// `node` is no longer alive in our view (or never was).
+    fn remove_other(&mut self, node: NodeId) {
+        self.others.remove(&node);
+        self.tagged.remove(&node);
+    }
+
+    /// Ourselves, then the members alive in our view in node id order: (node, generation,
+    /// tags).
+    fn candidates(&self) -> impl Iterator<Item = (NodeId, u64, &BTreeMap<String, String>)> {
+        static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
+        let own = self.own.iter().map(|c| (c.id, c.generation, &c.tags));
+        let others = self.others.iter().map(|(id, generation)| {
+            let tags = self.tagged.get(id).unwrap_or(&NO_TAGS);
+            (*id, *generation, tags)
+        });
+        own.chain(others)
+    }
+
+    /// The candidates that carry every tag in `require`, in the order of
+    /// [`Placement::candidates`].
+    fn eligible<'a>(
+        &'a self,
+        require: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = Candidate> + 'a {
+        self.candidates()
+            .filter(|(_, _, tags)| rendezvous::carries(tags, require))
+            .map(|(id, generation, tags)| Candidate {
+                id,
+                generation,
+                tags: tags.clone(),
+            })
     }
 
     /// Members join the agreed membership when seen alive and leave it only when they leave
@@ -955,9 +996,8 @@ impl Placement {
     fn successor(&self, instance: &Instance) -> Option<NodeId> {
         let spec = self.workloads.get(&instance.workload)?;
         let others: Vec<Candidate> = self
-            .candidates()
-            .filter(|c| c.id != self.me.node && c.eligible(&spec.require))
-            .cloned()
+            .eligible(&spec.require)
+            .filter(|c| c.id != self.me.node)
             .collect();
         rendezvous::owner(spec.rule, &instance.workload, instance.shard, &others)
     }
@@ -1004,11 +1044,7 @@ impl Placement {
             return wanted;
         }
         for (name, spec) in self.workloads.iter().filter(|(_, s)| !s.per_node()) {
-            let eligible: Vec<Candidate> = self
-                .candidates()
-                .filter(|c| c.eligible(&spec.require))
-                .cloned()
-                .collect();
+            let eligible: Vec<Candidate> = self.eligible(&spec.require).collect();
             if eligible.len() < spec.min_members.max(1) {
                 continue;
             }
@@ -1202,11 +1238,7 @@ impl Placement {
             // Every node that runs one owns its own: ours, if we do.
             return Ok(self.per_node.contains(instance).then_some(self.me.node));
         }
-        let eligible: Vec<Candidate> = self
-            .candidates()
-            .filter(|c| c.eligible(&spec.require))
-            .cloned()
-            .collect();
+        let eligible: Vec<Candidate> = self.eligible(&spec.require).collect();
         if eligible.len() < spec.min_members.max(1) {
             return Ok(None);
         }
