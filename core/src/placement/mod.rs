@@ -60,6 +60,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::membership::{MemberState, MembershipConfig};
+use crate::packed_map::PackedMap;
 use crate::time::Instant;
 use crate::vars::Life;
 use crate::NodeId;
@@ -453,7 +454,7 @@ pub struct Placement {
     /// The agreed membership (ourselves included): the registrars a quorum is counted among,
     /// each with the latest generation seen of it (for keep-oldest). One map, not a set and a
     /// map with the same keys: every node holds one entry per member (O(N²) in a simulation).
-    agreed: BTreeMap<NodeId, u64>,
+    agreed: PackedMap<NodeId, u64>,
     /// `agreed` ordered by age, (generation, node): the oldest first, in O(log N). Kept only
     /// under [`SplitBrain::KeepOldest`], the one policy that asks who the oldest is.
     by_age: BTreeSet<(u64, NodeId)>,
@@ -466,7 +467,7 @@ pub struct Placement {
     /// candidates. Kept up to date one member at a time ([`Placement::view_changed`]), not
     /// rebuilt per change. Every node holds one entry per member (O(N²) in a simulation), so
     /// an entry is small: tags are in `tagged`, for the members that carry any.
-    others: BTreeMap<NodeId, u64>,
+    others: PackedMap<NodeId, u64>,
     /// The tags of the members in `others` that carry any.
     tagged: BTreeMap<NodeId, BTreeMap<String, String>>,
     /// What our view says we should own.
@@ -504,7 +505,7 @@ impl Placement {
         let registrar = Registrar::new(now, config.lease);
         Self {
             me,
-            agreed: BTreeMap::from([(me.node, me.generation)]),
+            agreed: PackedMap::from_iter([(me.node, me.generation)]),
             by_age: if config.split_brain == SplitBrain::KeepOldest {
                 BTreeSet::from([(me.generation, me.node)])
             } else {
@@ -514,7 +515,7 @@ impl Placement {
             config,
             workloads: BTreeMap::new(),
             own: None,
-            others: BTreeMap::new(),
+            others: PackedMap::new(),
             tagged: BTreeMap::new(),
             wanted: BTreeSet::new(),
             wanted_since: BTreeMap::new(),
@@ -1200,7 +1201,7 @@ impl Placement {
     }
 
     /// The agreed membership, each member with the latest generation seen of it.
-    pub fn agreed(&self) -> &BTreeMap<NodeId, u64> {
+    pub fn agreed(&self) -> &PackedMap<NodeId, u64> {
         &self.agreed
     }
 
