@@ -220,7 +220,15 @@ mod tests {
             value(&mut hasher);
             hasher.finish()
         };
-        let values = [0, 1, u128::from(u64::MAX), 1 << 64, (1 << 64) + 1, u128::MAX - 1, u128::MAX];
+        let values = [
+            0,
+            1,
+            u128::from(u64::MAX),
+            1 << 64,
+            (1 << 64) + 1,
+            u128::MAX - 1,
+            u128::MAX,
+        ];
         for a in values {
             let id = NodeId::from_u128(a);
             assert_eq!(id.as_u128(), a);

@@ -207,7 +207,9 @@ mod tests {
         let mut plain = BTreeMap::new();
         let mut x: u64 = 7;
         for i in 0..20_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let key = (x >> 33) % 3000;
             match i % 7 {
                 0 => assert_eq!(packed.remove(&key), plain.remove(&key)),
@@ -244,6 +246,10 @@ mod tests {
         for key in 0..10_000u32 {
             map.insert(key, ());
         }
-        assert!(map.fresh.len() * 4 <= map.packed.len(), "{}", map.fresh.len());
+        assert!(
+            map.fresh.len() * 4 <= map.packed.len(),
+            "{}",
+            map.fresh.len()
+        );
     }
 }

@@ -159,7 +159,7 @@ pub struct Network {
     /// after `now` orders nothing (a message sent now arrives at `now` or later), so such
     /// entries are dropped once the map has doubled: otherwise it keeps every pair that ever
     /// exchanged a stream message, O(N²) after a mass join.
-    stream_tail: BTreeMap<(usize, usize, Channel), u64>,
+    stream_tail: BTreeMap<(u32, u32, Channel), u64>,
     /// `stream_tail`'s length that triggers the next drop of past tails.
     stream_tail_prune_at: usize,
     stats: NetStats,
@@ -266,7 +266,10 @@ impl Network {
             self.stats.stream_retransmits += 1;
             at += (RETRANSMIT_DELAY_MIN + model.latency * 3).as_micros() as u64;
         }
-        let tail = self.stream_tail.entry((from, to, channel)).or_default();
+        let tail = self
+            .stream_tail
+            .entry(stream_key(from, to, channel))
+            .or_default();
         // Ordered delivery: never before the previous message on this stream.
         at = at.max(*tail);
         *tail = at;
@@ -297,6 +300,13 @@ impl Network {
         });
         found.map_or(&self.default, |o| &o.model)
     }
+}
+
+/// A stream's key in `stream_tail`: slots as `u32` (12 bytes, not 24: the map holds one entry
+/// per stream with a message in flight, hundreds of thousands during a mass join).
+fn stream_key(from: usize, to: usize, channel: Channel) -> (u32, u32, Channel) {
+    let slot = |slot: usize| u32::try_from(slot).expect("fewer than 2³² node slots");
+    (slot(from), slot(to), channel)
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {

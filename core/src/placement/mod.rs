@@ -908,7 +908,9 @@ impl Placement {
         let quorum = quorum_size(self.config.split_brain, self.agreed.len(), r.members);
         for (instance, set) in &r.grants {
             let counted = match self.config.split_brain {
-                SplitBrain::KeepMajority => set.iter().filter(|n| self.agreed.contains_key(n)).count(),
+                SplitBrain::KeepMajority => {
+                    set.iter().filter(|n| self.agreed.contains_key(n)).count()
+                }
                 SplitBrain::StaticQuorum(_) => set.len(),
                 SplitBrain::KeepOldest | SplitBrain::KeepReferee(_) => {
                     usize::from(referee.is_some_and(|r| set.contains(&r)))
