@@ -19,8 +19,20 @@ pub const CACHE: u8 = 4;
 
 /// Encodes `message` behind `tag`. Encoding these types into a `Vec` cannot fail; if it ever
 /// did, the empty payload would be refused by the receiver, never misread.
+///
+/// The buffer grows by doubling as it is written, so a large message (a push-pull's whole
+/// membership) would keep up to twice its size for as long as it is queued or in flight; it is
+/// shrunk to fit when the slack is worth a reallocation.
 pub fn encode<T: Serialize>(tag: u8, message: &T) -> Bytes {
     postcard::to_extend(message, vec![tag])
-        .map(Bytes::from)
+        .map(|mut bytes| {
+            if bytes.capacity() - bytes.len() >= SLACK_KEPT {
+                bytes.shrink_to_fit();
+            }
+            Bytes::from(bytes)
+        })
         .unwrap_or_default()
 }
+
+/// Unused capacity an encoded message may keep: below this, shrinking costs more than it saves.
+const SLACK_KEPT: usize = 1024;

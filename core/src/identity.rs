@@ -10,36 +10,71 @@ use serde::{Deserialize, Serialize};
 ///
 /// Ordered, so that rules which must pick one of two nodes (which of two simultaneous
 /// connections survives, for instance) pick the same one on both sides.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct NodeId(u128);
+///
+/// Held as two 64-bit halves, the high one first (so the derived order is the 128-bit
+/// number's), rather than a `u128`: a `u128` is aligned to 16 bytes, which pads every record
+/// holding an id next to 8-byte fields — and every node keeps a few such records per member.
+/// It encodes, hashes and orders exactly as the `u128` does.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "NodeIdWire", into = "NodeIdWire")]
+pub struct NodeId {
+    high: u64,
+    low: u64,
+}
+
+/// How a [`NodeId`] is encoded: a newtype of its 128-bit value.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(rename = "NodeId")]
+struct NodeIdWire(u128);
+
+impl From<NodeIdWire> for NodeId {
+    fn from(wire: NodeIdWire) -> Self {
+        Self::from_u128(wire.0)
+    }
+}
+
+impl From<NodeId> for NodeIdWire {
+    fn from(id: NodeId) -> Self {
+        Self(id.as_u128())
+    }
+}
+
+impl std::hash::Hash for NodeId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_u128().hash(state);
+    }
+}
 
 impl NodeId {
     /// A node id from its 128-bit value.
     pub const fn from_u128(value: u128) -> Self {
-        Self(value)
+        Self {
+            high: (value >> 64) as u64,
+            low: value as u64,
+        }
     }
 
     /// A fresh random id from the operating system's entropy.
     ///
     /// This is the edge of the system: protocol code receives ids, it never draws them.
     pub fn random() -> Self {
-        Self(rand::random())
+        Self::from_u128(rand::random())
     }
 
     /// The 128-bit value.
     pub const fn as_u128(self) -> u128 {
-        self.0
+        ((self.high as u128) << 64) | self.low as u128
     }
 
     /// The first eight hex digits, for logs and tables where the full id is noise.
     pub fn short(self) -> String {
-        format!("{:08x}", (self.0 >> 96) as u32)
+        format!("{:08x}", (self.high >> 32) as u32)
     }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        write!(f, "{:032x}", self.as_u128())
     }
 }
 
@@ -66,7 +101,9 @@ impl FromStr for NodeId {
         if s.is_empty() || s.len() > 32 {
             return Err(invalid());
         }
-        u128::from_str_radix(s, 16).map(Self).map_err(|_| invalid())
+        u128::from_str_radix(s, 16)
+            .map(Self::from_u128)
+            .map_err(|_| invalid())
     }
 }
 
@@ -173,6 +210,36 @@ mod tests {
         let id = NodeId::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
         assert_eq!(id.to_string().parse::<NodeId>(), Ok(id));
         assert_eq!(id.short(), "01234567");
+    }
+
+    #[test]
+    fn node_id_encodes_orders_and_hashes_as_its_u128() {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let hash = |value: &dyn Fn(&mut DefaultHasher)| {
+            let mut hasher = DefaultHasher::new();
+            value(&mut hasher);
+            hasher.finish()
+        };
+        let values = [
+            0,
+            1,
+            u128::from(u64::MAX),
+            1 << 64,
+            (1 << 64) + 1,
+            u128::MAX - 1,
+            u128::MAX,
+        ];
+        for a in values {
+            let id = NodeId::from_u128(a);
+            assert_eq!(id.as_u128(), a);
+            let bytes = postcard::to_allocvec(&a).unwrap();
+            assert_eq!(postcard::to_allocvec(&id).unwrap(), bytes);
+            assert_eq!(postcard::from_bytes::<NodeId>(&bytes).unwrap(), id);
+            assert_eq!(hash(&|h| id.hash(h)), hash(&|h| a.hash(h)));
+            for b in values {
+                assert_eq!(id.cmp(&NodeId::from_u128(b)), a.cmp(&b), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

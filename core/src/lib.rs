@@ -35,6 +35,7 @@ pub mod federation;
 pub mod identity;
 pub mod membership;
 pub mod node;
+pub mod packed_map;
 pub mod placement;
 pub mod replication;
 pub mod services;

@@ -1090,7 +1090,7 @@ impl Core {
     /// the caches' quorum rule counts the same members as placement's keep-majority.
     fn sees_majority(&self, alive: &[Candidate]) -> bool {
         let agreed = self.placement.agreed();
-        let seen = alive.iter().filter(|c| agreed.contains(&c.id)).count();
+        let seen = alive.iter().filter(|c| agreed.contains_key(&c.id)).count();
         seen * 2 > agreed.len()
     }
 

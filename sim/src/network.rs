@@ -144,6 +144,9 @@ pub struct NetStats {
     pub stream_retransmits: u64,
 }
 
+/// Stream tails kept before the past ones are first dropped.
+const STREAM_TAILS_KEPT: usize = 4096;
+
 /// The network between node slots: link models, partitions and stream connections.
 #[derive(Debug)]
 pub struct Network {
@@ -152,8 +155,13 @@ pub struct Network {
     rules: Vec<BlockRule>,
     /// Connection generation per unordered slot pair; bumped when a partition drops it.
     connections: BTreeMap<(usize, usize), u64>,
-    /// Latest delivery time per (from, to, channel), so streams stay ordered.
-    stream_tail: BTreeMap<(usize, usize, Channel), u64>,
+    /// Latest delivery time per (from, to, channel), so streams stay ordered. A tail not
+    /// after `now` orders nothing (a message sent now arrives at `now` or later), so such
+    /// entries are dropped once the map has doubled: otherwise it keeps every pair that ever
+    /// exchanged a stream message, O(N²) after a mass join.
+    stream_tail: BTreeMap<(u32, u32, Channel), u64>,
+    /// `stream_tail`'s length that triggers the next drop of past tails.
+    stream_tail_prune_at: usize,
     stats: NetStats,
 }
 
@@ -166,6 +174,7 @@ impl Network {
             rules: Vec::new(),
             connections: BTreeMap::new(),
             stream_tail: BTreeMap::new(),
+            stream_tail_prune_at: STREAM_TAILS_KEPT,
             stats: NetStats::default(),
         }
     }
@@ -257,10 +266,17 @@ impl Network {
             self.stats.stream_retransmits += 1;
             at += (RETRANSMIT_DELAY_MIN + model.latency * 3).as_micros() as u64;
         }
-        let tail = self.stream_tail.entry((from, to, channel)).or_default();
+        let tail = self
+            .stream_tail
+            .entry(stream_key(from, to, channel))
+            .or_default();
         // Ordered delivery: never before the previous message on this stream.
         at = at.max(*tail);
         *tail = at;
+        if self.stream_tail.len() >= self.stream_tail_prune_at {
+            self.stream_tail.retain(|_, tail| *tail > now);
+            self.stream_tail_prune_at = (2 * self.stream_tail.len()).max(STREAM_TAILS_KEPT);
+        }
         Some((at, self.connection(from, to)))
     }
 
@@ -284,6 +300,13 @@ impl Network {
         });
         found.map_or(&self.default, |o| &o.model)
     }
+}
+
+/// A stream's key in `stream_tail`: slots as `u32` (12 bytes, not 24: the map holds one entry
+/// per stream with a message in flight, hundreds of thousands during a mass join).
+fn stream_key(from: usize, to: usize, channel: Channel) -> (u32, u32, Channel) {
+    let slot = |slot: usize| u32::try_from(slot).expect("fewer than 2³² node slots");
+    (slot(from), slot(to), channel)
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {
@@ -313,6 +336,23 @@ mod tests {
             .stream(&mut rng, 1, 0, Channel::Replication, 0)
             .is_none());
         assert_eq!(net.connection(1, 0), 1, "the cut dropped the connection");
+    }
+
+    #[test]
+    fn past_stream_tails_are_dropped_and_order_holds_across_the_drop() {
+        let mut net = Network::new(LinkModel::flaky());
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut last = BTreeMap::new();
+        for now in 0..(4 * STREAM_TAILS_KEPT as u64) {
+            // Many pairs, each used again a while later: some tails are live at each drop.
+            let from = (now as usize * 7) % (3 * STREAM_TAILS_KEPT);
+            let (at, _) = net
+                .stream(&mut rng, from, from + 1, Channel::Replication, now * 100)
+                .unwrap();
+            let before = last.insert(from, at).unwrap_or(0);
+            assert!(at >= before, "pair {from} overtook itself");
+        }
+        assert!(net.stream_tail.len() < 2 * STREAM_TAILS_KEPT);
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn run_to(world: &mut World, check: &mut PlacementCheck, us: u64) {
                 for slot in 0..world.nodes().len() {
                     if let Some(core) = world.node(slot).core() {
                         let p = core.placement();
-                        let agreed: Vec<String> = p.agreed().iter().map(|n| n.short()).collect();
+                        let agreed: Vec<String> = p.agreed().keys().map(|n| n.short()).collect();
                         let held: Vec<String> = p
                             .registrar()
                             .held()

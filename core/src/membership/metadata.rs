@@ -80,7 +80,7 @@ pub const METADATA_MAX_BYTES: usize = 4096;
 /// instead of a tree lookup per entry, which at a mass join is most of the table's cost. An
 /// entry out of order (another sender's doing) is looked up instead.
 pub(crate) fn newer_than_known(
-    known: &BTreeMap<crate::NodeId, Versioned>,
+    known: &crate::packed_map::PackedMap<crate::NodeId, Versioned>,
     incoming: Vec<(crate::NodeId, Versioned)>,
 ) -> Vec<(crate::NodeId, Versioned)> {
     let mut walk = known.iter().peekable();
@@ -119,7 +119,7 @@ mod tests {
     /// for sorted input, unsorted input and repeated nodes.
     #[test]
     fn newer_than_known_matches_a_lookup_per_entry() {
-        let known: BTreeMap<NodeId, Versioned> =
+        let known: crate::packed_map::PackedMap<NodeId, Versioned> =
             [entry(2, 5), entry(4, 1), entry(7, 3), entry(9, 9)]
                 .into_iter()
                 .collect();

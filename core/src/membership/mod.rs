@@ -30,6 +30,7 @@ pub use view::{ForceLeaveError, MemberState, MemberView, MembershipEvent, Member
 pub use wire::{MembershipMessage, SuspectReport};
 
 use crate::effects::{self, Event, Outbox};
+use crate::packed_map::PackedMap;
 use crate::time::Instant;
 use lifeguard::{LocalHealth, SuspicionPolicy, Suspicions};
 use swim::SwimIo;
@@ -77,8 +78,9 @@ pub struct Membership {
     rng: StdRng,
     health: LocalHealth,
     suspicions: Suspicions,
-    view: BTreeMap<NodeId, MemberView>,
-    metadata: BTreeMap<NodeId, Versioned>,
+    // One entry per member on every node (O(N²) in a simulation): packed maps keep them dense.
+    view: PackedMap<NodeId, MemberView>,
+    metadata: PackedMap<NodeId, Versioned>,
     /// Where equal metadata values are shared with other machines, if anywhere.
     shared: Option<SharedMetadata>,
     leaving: BTreeSet<MemberId>,
@@ -127,8 +129,8 @@ impl Membership {
             suspicions: Suspicions::new(policy),
             rng: StdRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15),
             config,
-            view: BTreeMap::new(),
-            metadata: BTreeMap::from([(
+            view: PackedMap::new(),
+            metadata: PackedMap::from_iter([(
                 me.node,
                 Versioned {
                     version: 1,
@@ -202,7 +204,7 @@ impl Membership {
     /// Shares equal metadata values with the other machines that use `shared` (see
     /// [`SharedMetadata`]); ours first.
     pub fn share_metadata(&mut self, shared: SharedMetadata) {
-        for (node, v) in &mut self.metadata {
+        for (node, v) in self.metadata.iter_mut() {
             v.metadata = shared.intern(*node, v.version, v.metadata.clone());
         }
         self.shared = Some(shared);

@@ -60,6 +60,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::membership::{MemberState, MembershipConfig};
+use crate::packed_map::PackedMap;
 use crate::time::Instant;
 use crate::vars::Life;
 use crate::NodeId;
@@ -450,20 +451,25 @@ pub struct Placement {
     me: Life,
     config: PlacementConfig,
     workloads: BTreeMap<String, WorkloadSpec>,
-    /// The agreed membership (ourselves included): the registrars a quorum is counted among.
-    agreed: BTreeSet<NodeId>,
-    /// The latest generation seen of each agreed member (for keep-oldest).
-    generations: BTreeMap<NodeId, u64>,
-    /// `generations` ordered by age, (generation, node): the oldest first, in O(log N).
+    /// The agreed membership (ourselves included): the registrars a quorum is counted among,
+    /// each with the latest generation seen of it (for keep-oldest). One map, not a set and a
+    /// map with the same keys: every node holds one entry per member (O(N²) in a simulation).
+    agreed: PackedMap<NodeId, u64>,
+    /// `agreed` ordered by age, (generation, node): the oldest first, in O(log N). Kept only
+    /// under [`SplitBrain::KeepOldest`], the one policy that asks who the oldest is.
     by_age: BTreeSet<(u64, NodeId)>,
     /// Since when we are the oldest agreed member, if we are (keep-oldest grants wait a
     /// lease after it).
     oldest_since: Option<Instant>,
     /// Ourselves, once the core gave us a view: the first candidate.
     own: Option<Candidate>,
-    /// The members alive in our view, in node id order: the other candidates. Kept up to
-    /// date one member at a time ([`Placement::view_changed`]), not rebuilt per change.
-    others: BTreeMap<NodeId, Candidate>,
+    /// The members alive in our view, in node id order, with their generation: the other
+    /// candidates. Kept up to date one member at a time ([`Placement::view_changed`]), not
+    /// rebuilt per change. Every node holds one entry per member (O(N²) in a simulation), so
+    /// an entry is small: tags are in `tagged`, for the members that carry any.
+    others: PackedMap<NodeId, u64>,
+    /// The tags of the members in `others` that carry any.
+    tagged: BTreeMap<NodeId, BTreeMap<String, String>>,
     /// What our view says we should own.
     wanted: BTreeSet<Instance>,
     /// Since when each wanted instance that does not run here yet has been wanted.
@@ -499,14 +505,18 @@ impl Placement {
         let registrar = Registrar::new(now, config.lease);
         Self {
             me,
-            agreed: BTreeSet::from([me.node]),
-            generations: BTreeMap::from([(me.node, me.generation)]),
-            by_age: BTreeSet::from([(me.generation, me.node)]),
+            agreed: PackedMap::from_iter([(me.node, me.generation)]),
+            by_age: if config.split_brain == SplitBrain::KeepOldest {
+                BTreeSet::from([(me.generation, me.node)])
+            } else {
+                BTreeSet::new()
+            },
             oldest_since: None,
             config,
             workloads: BTreeMap::new(),
             own: None,
-            others: BTreeMap::new(),
+            others: PackedMap::new(),
+            tagged: BTreeMap::new(),
             wanted: BTreeSet::new(),
             wanted_since: BTreeMap::new(),
             claimed: BTreeSet::new(),
@@ -599,11 +609,11 @@ impl Placement {
             self.update_agreed(m);
         }
         self.note_oldest(now);
-        self.others = members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .map(|m| (m.candidate.id, m.candidate.clone()))
-            .collect();
+        self.others.clear();
+        self.tagged.clear();
+        for m in members.iter().filter(|m| m.state == MemberState::Alive) {
+            self.add_other(&m.candidate);
+        }
         self.dirty = true;
         self.decide(now);
     }
@@ -624,14 +634,12 @@ impl Placement {
                 Some(m) => {
                     self.update_agreed(m);
                     if m.state == MemberState::Alive {
-                        self.others.insert(m.candidate.id, m.candidate.clone());
+                        self.add_other(&m.candidate);
                     } else {
-                        self.others.remove(node);
+                        self.remove_other(*node);
                     }
                 }
-                None => {
-                    self.others.remove(node);
-                }
+                None => self.remove_other(*node),
             }
         }
         self.note_oldest(now);
@@ -654,9 +662,47 @@ impl Placement {
         self.own = Some(me);
     }
 
-    /// Ourselves, then the members alive in our view in node id order.
-    fn candidates(&self) -> impl Iterator<Item = &Candidate> {
-        self.own.iter().chain(self.others.values())
+    /// `candidate` is alive in our view (it may have been before).
+    fn add_other(&mut self, candidate: &Candidate) {
+        self.others.insert(candidate.id, candidate.generation);
+        if candidate.tags.is_empty() {
+            self.tagged.remove(&candidate.id);
+        } else {
+            self.tagged.insert(candidate.id, candidate.tags.clone());
+        }
+    }
+
+    /// `node` is no longer alive in our view (or never was).
+    fn remove_other(&mut self, node: NodeId) {
+        self.others.remove(&node);
+        self.tagged.remove(&node);
+    }
+
+    /// Ourselves, then the members alive in our view in node id order: (node, generation,
+    /// tags).
+    fn candidates(&self) -> impl Iterator<Item = (NodeId, u64, &BTreeMap<String, String>)> {
+        static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
+        let own = self.own.iter().map(|c| (c.id, c.generation, &c.tags));
+        let others = self.others.iter().map(|(id, generation)| {
+            let tags = self.tagged.get(id).unwrap_or(&NO_TAGS);
+            (*id, *generation, tags)
+        });
+        own.chain(others)
+    }
+
+    /// The candidates that carry every tag in `require`, in the order of
+    /// [`Placement::candidates`].
+    fn eligible<'a>(
+        &'a self,
+        require: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = Candidate> + 'a {
+        self.candidates()
+            .filter(|(_, _, tags)| rendezvous::carries(tags, require))
+            .map(|(id, generation, tags)| Candidate {
+                id,
+                generation,
+                tags: tags.clone(),
+            })
     }
 
     /// Members join the agreed membership when seen alive and leave it only when they leave
@@ -675,17 +721,18 @@ impl Placement {
 
     /// `node` is in the agreed membership, in life `generation`.
     fn agree(&mut self, node: NodeId, generation: u64) {
-        self.agreed.insert(node);
-        if let Some(before) = self.generations.insert(node, generation) {
-            self.by_age.remove(&(before, node));
+        let before = self.agreed.insert(node, generation);
+        if self.config.split_brain == SplitBrain::KeepOldest && before != Some(generation) {
+            if let Some(before) = before {
+                self.by_age.remove(&(before, node));
+            }
+            self.by_age.insert((generation, node));
         }
-        self.by_age.insert((generation, node));
     }
 
     /// `node` is out of the agreed membership.
     fn disagree(&mut self, node: NodeId) {
-        self.agreed.remove(&node);
-        if let Some(before) = self.generations.remove(&node) {
+        if let Some(before) = self.agreed.remove(&node) {
             self.by_age.remove(&(before, node));
         }
     }
@@ -714,7 +761,8 @@ impl Placement {
 
     /// The oldest member of the agreed membership: lowest generation, then node id.
     fn oldest(&self) -> Option<NodeId> {
-        // Every node in `generations` is agreed (they enter and leave together).
+        // Every agreed node is in `by_age` under keep-oldest (they enter and leave together);
+        // under the other policies nobody asks.
         self.by_age.first().map(|(_, id)| *id)
     }
 
@@ -770,7 +818,7 @@ impl Placement {
                     return;
                 }
                 let claims: BTreeSet<Instance> =
-                    if self.agreed.contains(&from) && self.may_grant(now) {
+                    if self.agreed.contains_key(&from) && self.may_grant(now) {
                         claims.into_iter().collect()
                     } else {
                         // Not (yet) a member we count: its claims take nothing, and what it held
@@ -860,7 +908,9 @@ impl Placement {
         let quorum = quorum_size(self.config.split_brain, self.agreed.len(), r.members);
         for (instance, set) in &r.grants {
             let counted = match self.config.split_brain {
-                SplitBrain::KeepMajority => set.iter().filter(|n| self.agreed.contains(n)).count(),
+                SplitBrain::KeepMajority => {
+                    set.iter().filter(|n| self.agreed.contains_key(n)).count()
+                }
                 SplitBrain::StaticQuorum(_) => set.len(),
                 SplitBrain::KeepOldest | SplitBrain::KeepReferee(_) => {
                     usize::from(referee.is_some_and(|r| set.contains(&r)))
@@ -949,9 +999,8 @@ impl Placement {
     fn successor(&self, instance: &Instance) -> Option<NodeId> {
         let spec = self.workloads.get(&instance.workload)?;
         let others: Vec<Candidate> = self
-            .candidates()
-            .filter(|c| c.id != self.me.node && c.eligible(&spec.require))
-            .cloned()
+            .eligible(&spec.require)
+            .filter(|c| c.id != self.me.node)
             .collect();
         rendezvous::owner(spec.rule, &instance.workload, instance.shard, &others)
     }
@@ -998,11 +1047,7 @@ impl Placement {
             return wanted;
         }
         for (name, spec) in self.workloads.iter().filter(|(_, s)| !s.per_node()) {
-            let eligible: Vec<Candidate> = self
-                .candidates()
-                .filter(|c| c.eligible(&spec.require))
-                .cloned()
-                .collect();
+            let eligible: Vec<Candidate> = self.eligible(&spec.require).collect();
             if eligible.len() < spec.min_members.max(1) {
                 continue;
             }
@@ -1042,7 +1087,7 @@ impl Placement {
             round,
             claims: claims.iter().cloned().collect(),
         });
-        for node in &self.agreed {
+        for node in self.agreed.keys() {
             if *node != self.me.node {
                 self.out.push((*node, message.clone()));
             }
@@ -1157,8 +1202,8 @@ impl Placement {
         self.workloads.iter()
     }
 
-    /// The agreed membership.
-    pub fn agreed(&self) -> &BTreeSet<NodeId> {
+    /// The agreed membership, each member with the latest generation seen of it.
+    pub fn agreed(&self) -> &PackedMap<NodeId, u64> {
         &self.agreed
     }
 
@@ -1196,11 +1241,7 @@ impl Placement {
             // Every node that runs one owns its own: ours, if we do.
             return Ok(self.per_node.contains(instance).then_some(self.me.node));
         }
-        let eligible: Vec<Candidate> = self
-            .candidates()
-            .filter(|c| c.eligible(&spec.require))
-            .cloned()
-            .collect();
+        let eligible: Vec<Candidate> = self.eligible(&spec.require).collect();
         if eligible.len() < spec.min_members.max(1) {
             return Ok(None);
         }

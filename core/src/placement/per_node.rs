@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use super::rendezvous::carries;
 use super::{Instance, Kind, Placement, PlacementEvent, StopReason, WorkloadSpec};
 
 impl WorkloadSpec {
@@ -43,10 +44,10 @@ impl Placement {
             Kind::Replicated => {
                 let me_eligible = self
                     .candidates()
-                    .any(|c| c.id == self.me.node && c.eligible(&spec.require));
+                    .any(|(id, _, tags)| id == self.me.node && carries(tags, &spec.require));
                 let eligible = self
                     .candidates()
-                    .filter(|c| c.eligible(&spec.require))
+                    .filter(|(_, _, tags)| carries(tags, &spec.require))
                     .count();
                 me_eligible && eligible >= spec.min_members.max(1)
             }

@@ -36,8 +36,13 @@ pub struct Candidate {
 impl Candidate {
     /// Whether this member carries every tag in `require` with the same value.
     pub fn eligible(&self, require: &BTreeMap<String, String>) -> bool {
-        require.iter().all(|(k, v)| self.tags.get(k) == Some(v))
+        carries(&self.tags, require)
     }
+}
+
+/// Whether `tags` hold every tag in `require` with the same value.
+pub fn carries(tags: &BTreeMap<String, String>, require: &BTreeMap<String, String>) -> bool {
+    require.iter().all(|(k, v)| tags.get(k) == Some(v))
 }
 
 /// The rendezvous weight of `node` for shard `shard` of `workload`. xxh3 rather than std's

@@ -1,0 +1,255 @@
+//! An ordered map that keeps its memory dense: a [`BTreeMap`] whose nodes stay nearly full.
+//!
+//! Every node holds a few tables with one entry per member (its view, the members' metadata,
+//! placement's agreed membership and candidates): O(N²) entries in a simulation of N nodes.
+//! A `BTreeMap` filled by inserts in key order — as membership deltas and push-pulls arrive,
+//! in node id order — leaves its leaves about half full (a full leaf splits into 6 + 5 and the
+//! left half is never filled again), so those tables took nearly twice their entries' size.
+//!
+//! A [`PackedMap`] holds a *packed* map, built in bulk (full leaves), and a small *fresh* map
+//! where new keys go. When the fresh map reaches a quarter of the packed one, the two are
+//! merged by [`BTreeMap::append`], which rebuilds in bulk: the cost is O(1) amortised per
+//! insert, and at most a fifth of the entries sit in the half-full fresh map. A key lives in
+//! exactly one of the two, so lookups try both and iteration merges them, in key order.
+
+use std::cmp::Ordering;
+use std::collections::btree_map;
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+
+/// Fresh entries kept apart before a merge, whatever the packed map's size.
+const FRESH_MIN: usize = 16;
+
+/// An ordered map with nearly full nodes (see the module's documentation).
+#[derive(Clone, Debug)]
+pub struct PackedMap<K, V> {
+    packed: BTreeMap<K, V>,
+    fresh: BTreeMap<K, V>,
+}
+
+impl<K, V> Default for PackedMap<K, V> {
+    fn default() -> Self {
+        Self {
+            packed: BTreeMap::new(),
+            fresh: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord, V> PackedMap<K, V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.packed.len() + self.fresh.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value of `key`, if any.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.packed.get(key).or_else(|| self.fresh.get(key))
+    }
+
+    /// The value of `key`, if any, to change.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        match self.packed.get_mut(key) {
+            Some(value) => Some(value),
+            None => self.fresh.get_mut(key),
+        }
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.packed.contains_key(key) || self.fresh.contains_key(key)
+    }
+
+    /// Sets `key` to `value`; the value it had, if any.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        if let Some(held) = self.packed.get_mut(&key) {
+            return Some(std::mem::replace(held, value));
+        }
+        let before = self.fresh.insert(key, value);
+        if before.is_none() && self.fresh.len() >= (self.packed.len() / 4).max(FRESH_MIN) {
+            // A bulk rebuild of both: full leaves again.
+            self.packed.append(&mut self.fresh);
+        }
+        before
+    }
+
+    /// Removes `key`; the value it had, if any.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.packed.remove(key).or_else(|| self.fresh.remove(key))
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.packed.clear();
+        self.fresh.clear();
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> Merged<btree_map::Iter<'_, K, V>> {
+        Merged::new(self.packed.iter(), self.fresh.iter())
+    }
+
+    /// The entries in key order, their values to change.
+    pub fn iter_mut(&mut self) -> Merged<btree_map::IterMut<'_, K, V>> {
+        Merged::new(self.packed.iter_mut(), self.fresh.iter_mut())
+    }
+
+    /// The keys in order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// The values in key order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+}
+
+impl<K: Ord, V> FromIterator<(K, V)> for PackedMap<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        Self {
+            packed: entries.into_iter().collect(),
+            fresh: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord, V: PartialEq> PartialEq for PackedMap<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl<K: Ord, V: Eq> Eq for PackedMap<K, V> {}
+
+/// Two iterators of entries in key order, with no key in both, merged in key order.
+pub struct Merged<I: Iterator> {
+    packed: Peekable<I>,
+    fresh: Peekable<I>,
+}
+
+impl<I: Iterator> Merged<I> {
+    fn new(packed: I, fresh: I) -> Self {
+        Self {
+            packed: packed.peekable(),
+            fresh: fresh.peekable(),
+        }
+    }
+}
+
+impl<I> Iterator for Merged<I>
+where
+    I: Iterator,
+    I::Item: Entry,
+{
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let order = match (self.packed.peek(), self.fresh.peek()) {
+            (Some(a), Some(b)) => a.key().cmp(b.key()),
+            (Some(_), None) => Ordering::Less,
+            (None, _) => Ordering::Greater,
+        };
+        if order == Ordering::Less {
+            self.packed.next()
+        } else {
+            self.fresh.next()
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (a, b) = (self.packed.size_hint(), self.fresh.size_hint());
+        (a.0 + b.0, a.1.zip(b.1).map(|(a, b)| a + b))
+    }
+}
+
+/// An entry of a map's iterator: its key, to merge by.
+pub trait Entry {
+    /// The key's type.
+    type Key: Ord;
+    /// The entry's key.
+    fn key(&self) -> &Self::Key;
+}
+
+impl<K: Ord, V> Entry for (&K, &V) {
+    type Key = K;
+    fn key(&self) -> &K {
+        self.0
+    }
+}
+
+impl<K: Ord, V> Entry for (&K, &mut V) {
+    type Key = K;
+    fn key(&self) -> &K {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the mix of inserts, replacements and removals, the map holds what a
+    /// `BTreeMap` given the same operations holds, in the same order.
+    #[test]
+    fn behaves_as_a_btree_map() {
+        let mut packed = PackedMap::new();
+        let mut plain = BTreeMap::new();
+        let mut x: u64 = 7;
+        for i in 0..20_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = (x >> 33) % 3000;
+            match i % 7 {
+                0 => assert_eq!(packed.remove(&key), plain.remove(&key)),
+                1 => {
+                    if let (Some(a), Some(b)) = (packed.get_mut(&key), plain.get_mut(&key)) {
+                        *a += 1;
+                        *b += 1;
+                    }
+                }
+                _ => assert_eq!(packed.insert(key, i), plain.insert(key, i)),
+            }
+            assert_eq!(packed.get(&key), plain.get(&key));
+            assert_eq!(packed.contains_key(&key), plain.contains_key(&key));
+            assert_eq!(packed.len(), plain.len());
+        }
+        assert!(packed.iter().eq(plain.iter()));
+        assert!(packed.keys().eq(plain.keys()));
+        for (_, v) in packed.iter_mut() {
+            *v *= 2;
+        }
+        for v in plain.values_mut() {
+            *v *= 2;
+        }
+        assert!(packed.values().eq(plain.values()));
+        assert_eq!(packed.iter().size_hint().1, Some(plain.len()));
+        packed.clear();
+        assert!(packed.is_empty());
+    }
+
+    /// Keys inserted in order end up mostly in the packed map.
+    #[test]
+    fn most_entries_are_packed() {
+        let mut map = PackedMap::new();
+        for key in 0..10_000u32 {
+            map.insert(key, ());
+        }
+        assert!(
+            map.fresh.len() * 4 <= map.packed.len(),
+            "{}",
+            map.fresh.len()
+        );
+    }
+}
