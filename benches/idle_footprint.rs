@@ -16,6 +16,13 @@
 //! sees all the others alive, and nothing polls the members during it. `MEMBERSHIP_BENCH_CONFIG=
 //! FILE` gives every Foundation node a TOML file, as in `membership_peers`, and
 //! `IDLE_BENCH_NODE_ENV="K=V K=V"` adds variables to their environment.
+//! `FOUNDATION_BENCH_BINARY=PATH` runs another build of `foundation` than
+//! `target/release/foundation`, e.g. the shipped profile's:
+//!
+//! ```sh
+//! cargo build --profile dist --bin foundation
+//! FOUNDATION_BENCH_BINARY=target/dist/foundation cargo bench --bench idle_footprint
+//! ```
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
