@@ -376,6 +376,8 @@ fn serf_idle(serf: &Path, scratch: &Path, n: usize, window: Duration) -> Option<
 fn wait_until(t0: Instant, mut done: impl FnMut() -> bool) -> Option<()> {
     while t0.elapsed() < JOIN_LIMIT {
         if done() {
+            // A slow join is a finding too (and one past JOIN_LIMIT leaves no sample).
+            println!("    all joined after {:.1} s", t0.elapsed().as_secs_f64());
             return Some(());
         }
         std::thread::sleep(Duration::from_millis(250));
