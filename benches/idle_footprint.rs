@@ -16,6 +16,13 @@
 //! sees all the others alive, and nothing polls the members during it. `MEMBERSHIP_BENCH_CONFIG=
 //! FILE` gives every Foundation node a TOML file, as in `membership_peers`, and
 //! `IDLE_BENCH_NODE_ENV="K=V K=V"` adds variables to their environment.
+//! `FOUNDATION_BENCH_BINARY=PATH` runs another build of `foundation` than
+//! `target/release/foundation`, e.g. the shipped profile's:
+//!
+//! ```sh
+//! cargo build --profile dist --bin foundation
+//! FOUNDATION_BENCH_BINARY=target/dist/foundation cargo bench --bench idle_footprint
+//! ```
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -56,6 +63,9 @@ struct Sample {
     pss: Vec<u64>,
     /// Anonymous resident memory of each member (heap, stacks): RSS less the mapped files.
     anon: Vec<u64>,
+    /// Resident pages of each member's own executable file (its text, read-only data): the
+    /// share of RSS a leaner build shrinks.
+    exe: Vec<u64>,
 }
 
 impl Sample {
@@ -69,6 +79,10 @@ impl Sample {
 
     fn anon_per_member_mb(&self) -> f64 {
         self.anon.iter().sum::<u64>() as f64 / 1e6 / self.anon.len() as f64
+    }
+
+    fn exe_per_member_mb(&self) -> f64 {
+        self.exe.iter().sum::<u64>() as f64 / 1e6 / self.exe.len() as f64
     }
 
     fn rss_per_member_mb(&self) -> f64 {
@@ -196,6 +210,24 @@ fn proc_field(pid: u32, file: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// Resident bytes of the mappings of `pid`'s own executable, summed from `/proc/PID/smaps`.
+fn exe_rss(pid: u32) -> Option<u64> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let exe = exe.to_str()?;
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let (mut total, mut ours) = (0, false);
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if !first.ends_with(':') {
+            // A mapping's header: "start-end perms offset dev inode path".
+            ours = line.ends_with(exe);
+        } else if ours && first == "Rss:" {
+            total += line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024;
+        }
+    }
+    Some(total)
+}
+
 /// Waits `window` with nothing polling the members, and measures them.
 fn measure(pids: &[u32], window: Duration) -> Option<Sample> {
     std::thread::sleep(SETTLE);
@@ -222,6 +254,7 @@ fn measure(pids: &[u32], window: Duration) -> Option<Sample> {
             .iter()
             .map(|p| proc_field(*p, "status", "RssAnon:"))
             .collect::<Option<_>>()?,
+        exe: pids.iter().map(|p| exe_rss(*p)).collect::<Option<_>>()?,
         cpu: ticks as f64 / clock_ticks() as f64,
         window: elapsed,
     })
@@ -343,6 +376,8 @@ fn serf_idle(serf: &Path, scratch: &Path, n: usize, window: Duration) -> Option<
 fn wait_until(t0: Instant, mut done: impl FnMut() -> bool) -> Option<()> {
     while t0.elapsed() < JOIN_LIMIT {
         if done() {
+            // A slow join is a finding too (and one past JOIN_LIMIT leaves no sample).
+            println!("    all joined after {:.1} s", t0.elapsed().as_secs_f64());
             return Some(());
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -357,11 +392,12 @@ fn print_sample(name: &str, sample: &Sample) {
         .map(|r| format!("{:.1}", *r as f64 / 1e6))
         .collect();
     println!(
-        "  {name}: RSS per member {:.2} MB [{}] (anonymous {:.2} MB), total {:.1} MB (PSS {:.1} MB); CPU {:.2} s in {:.1} s = {:.2} % \
+        "  {name}: RSS per member {:.2} MB [{}] (anonymous {:.2} MB, own binary {:.2} MB), total {:.1} MB (PSS {:.1} MB); CPU {:.2} s in {:.1} s = {:.2} % \
          of one core; threads per member {:?}",
         sample.rss_per_member_mb(),
         mb.join(" "),
         sample.anon_per_member_mb(),
+        sample.exe_per_member_mb(),
         sample.rss_total_mb(),
         sample.pss_total_mb(),
         sample.cpu,
@@ -385,10 +421,11 @@ fn summary(table: &[(String, Vec<Sample>)]) {
     println!("\nmedians over rounds:");
     for (name, _) in table {
         println!(
-            "  {name:<22} RSS/member {:>6.2} MB (anon {:>5.2})  total RSS {:>7.1} MB  PSS {:>7.1} MB  \
+            "  {name:<22} RSS/member {:>6.2} MB (anon {:>5.2}, binary {:>5.2})  total RSS {:>7.1} MB  PSS {:>7.1} MB  \
              CPU {:>6.2} % of a core",
             of(name, Sample::rss_per_member_mb).unwrap_or(f64::NAN),
             of(name, Sample::anon_per_member_mb).unwrap_or(f64::NAN),
+            of(name, Sample::exe_per_member_mb).unwrap_or(f64::NAN),
             of(name, Sample::rss_total_mb).unwrap_or(f64::NAN),
             of(name, Sample::pss_total_mb).unwrap_or(f64::NAN),
             of(name, Sample::cpu_percent).unwrap_or(f64::NAN)

@@ -10,7 +10,8 @@
 //! way is checked for false positives (a live node shown as anything but alive). Medians are
 //! printed with the spread, the ratios to the peers and the targets.
 //!
-//! - Foundation: real `foundation node` processes (`target/release/foundation`), development
+//! - Foundation: real `foundation node` processes (`target/release/foundation`, or the build
+//!   `FOUNDATION_BENCH_BINARY=PATH` names, e.g. `target/dist/foundation`), development
 //!   profile (the default of `foundation node`: its fast timers), static discovery with the first
 //!   node as seed, polled through `GET /members` and `GET /metrics`. Set
 //!   `MEMBERSHIP_BENCH_PRODUCTION=1` to add the production profile's timers as a column, and

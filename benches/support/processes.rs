@@ -14,13 +14,19 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// `target/release/foundation`, next to the directory this bench binary runs from.
+/// The `foundation` binary the bench runs: `FOUNDATION_BENCH_BINARY` when set (to measure
+/// another build, e.g. `target/dist/foundation` of the shipped profile), else
+/// `target/release/foundation` (honouring `CARGO_TARGET_DIR`).
 pub fn foundation_binary() -> Result<PathBuf, String> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("target"));
-    let binary = target.join("release").join("foundation");
+    let binary = match std::env::var_os("FOUNDATION_BENCH_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| manifest.join("target"))
+            .join("release")
+            .join("foundation"),
+    };
     if !binary.is_file() {
         return Err(format!(
             "{} is missing: build it first — `cargo build --release`, then the bench",
@@ -36,7 +42,7 @@ pub fn foundation_binary() -> Result<PathBuf, String> {
     if let (Some(built), Some(newest)) = (built, newest) {
         if newest > built {
             println!(
-                "WARNING: {} is older than the sources: run `cargo build --release` first",
+                "WARNING: {} is older than the sources: rebuild it first",
                 binary.display()
             );
         }
