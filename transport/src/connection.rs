@@ -49,6 +49,7 @@ fn new_wins(current: &Live, new: &Live) -> bool {
 /// have written on it before it learned the outcome. The loser is closed after a grace period
 /// instead of at once, so nothing already in flight on it is lost.
 pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Established) {
+    let established_conn = established.conn.clone();
     let new = Live {
         conn: established.conn,
         initiator: established.initiator,
@@ -75,6 +76,14 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
         peer.set_addr(established.hello.advertise);
         peer.set_bulk_port(established.hello.bulk_port);
     }
+    crate::sealed::take_keys(
+        shared,
+        peer,
+        &established_conn,
+        established.initiator == shared.local.id,
+        installed,
+        established.hello.sealed_port,
+    );
     if first {
         info!(peer = %peer.node_addr(), "peer connected");
         let _ = shared.inbox.peers.try_send(PeerEvent::Connected {

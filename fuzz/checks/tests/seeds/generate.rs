@@ -68,6 +68,7 @@ fn frames() -> Seeds {
         advertise: ([10, 0, 0, 7], 7946).into(),
         instance: 99,
         bulk_port: Some(7947),
+        sealed_port: Some(7948),
     };
     let hello = encode_message(&hello).unwrap();
     let mut framed = BytesMut::new();

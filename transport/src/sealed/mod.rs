@@ -1,0 +1,267 @@
+//! Membership datagrams outside QUIC: plain UDP on a socket of their own, sealed with keys
+//! exported from the TLS session of the peer's QUIC connection.
+//!
+//! Why: a membership datagram inside QUIC is ack-eliciting, so every probe exchange ends with
+//! an ACK-only packet 25 ms later (quinn's max ACK delay is fixed), and a connection with
+//! nothing else to say sends keep-alives. On a full mesh that was 3.1 packets/s per node
+//! where Serf sends 2.0. Sealed datagrams cost one UDP packet each and nothing more.
+//!
+//! How:
+//! - **Socket.** A second UDP socket per node (bound IP, a port the kernel picks, or
+//!   [`TransportConfig::sealed_port`](crate::TransportConfig::sealed_port)), announced in the
+//!   hello as the bulk socket is. Demultiplexing on the QUIC socket would need a wrapper under
+//!   quinn's own socket I/O (GRO batches, GSO), for one byte of saving; a socket of its own is
+//!   simpler and cannot disturb QUIC.
+//! - **Keys.** Both ends of every established connection export the same material from its TLS
+//!   session ([`keys::PairKeys::export`]): a key and a 32-bit id per direction. A datagram that
+//!   opens under a key was sealed by the node authenticated in that handshake, which is what a
+//!   QUIC datagram on that connection proves too. The receiver finds the key by the id in the
+//!   header, refuses counters already taken (a 64-wide replay window per key), and keeps each
+//!   peer's 4 newest keys so a replaced connection's datagrams in flight still open.
+//! - **Fallback.** With no key for a peer (first contact, a peer that announced no sealed
+//!   port) membership datagrams take the QUIC path, which also dials; the connection's keys
+//!   then take over. A peer that restarted holds none of our keys: it answers a sealed datagram
+//!   whose key id it does not know with a 5-byte notice, and we drop our key for it and go back
+//!   to QUIC (whose next packet to the old connection draws a stateless reset, a redial, and
+//!   new keys). A forged notice can only send us back to authenticated QUIC; it is smaller than
+//!   the packet it answers, so it reflects nothing.
+//! - **Connections.** Keys outlive the connection they came from. With sealed membership on,
+//!   connections carry no QUIC keep-alive: one used for nothing else closes silently after
+//!   `idle_timeout`, and is dialled again when a stream, request or transfer needs it.
+//!
+//! Refusals (malformed, unknown key, bad tag, replay, oversized) are dropped and counted in
+//! `foundation_transport_sealed_refused_total{reason}`; nothing here panics on received bytes.
+
+pub mod codec;
+mod keys;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use quinn::Connection;
+use tokio::net::UdpSocket;
+use tracing::debug;
+
+use crate::endpoint::Shared;
+use crate::inbox::Message;
+use crate::metrics::{Direction, DropReason, SealedEvent};
+use crate::peer::Peer;
+use codec::{OpeningKey, Packet, SealedError, SealingKey};
+use foundation_core::identity::NodeId;
+use foundation_core::Channel;
+use keys::{KeyTable, PairKeys};
+
+/// Largest packet read from the socket: anything longer is cut and fails its tag.
+const RECEIVE_BUFFER: usize = 2048;
+
+/// Where and how we seal membership datagrams to one peer.
+pub(crate) struct SendKey {
+    key: SealingKey,
+    to: SocketAddr,
+}
+
+/// This node's sealed membership socket and its receive keys.
+pub(crate) struct SealedSide {
+    socket: UdpSocket,
+    keys: Mutex<KeyTable>,
+}
+
+impl SealedSide {
+    /// Binds the socket (call inside the runtime).
+    pub fn bind(socket: std::net::UdpSocket) -> std::io::Result<SealedSide> {
+        socket.set_nonblocking(true)?;
+        Ok(SealedSide {
+            socket: UdpSocket::from_std(socket)?,
+            keys: Mutex::default(),
+        })
+    }
+
+    /// The socket's port, announced in hellos.
+    pub fn port(&self) -> Option<u16> {
+        self.socket.local_addr().ok().map(|a| a.port())
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, KeyTable> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Takes the keys of an established connection to `peer`: its receive key always (the peer may
+/// seal with it while it keeps this connection), its send key only if this connection is the
+/// one installed, and only if the peer announced a sealed port.
+pub(crate) fn take_keys(
+    shared: &Shared,
+    peer: &Peer,
+    conn: &Connection,
+    we_dialled: bool,
+    installed: bool,
+    peer_port: Option<u16>,
+) {
+    let (Some(side), Some(port)) = (&shared.sealed, peer_port) else {
+        return;
+    };
+    let Some(keys) = PairKeys::export(conn, we_dialled) else {
+        debug!(peer = %peer.node_addr(), "no keying material: membership stays on QUIC");
+        return;
+    };
+    let PairKeys {
+        send,
+        receive_id,
+        receive,
+    } = keys;
+    side.keys().insert(peer.id, receive_id, receive);
+    if installed {
+        let to = SocketAddr::new(peer.addr().ip(), port);
+        peer.set_sealed(Some(SendKey { key: send, to }));
+        shared.metrics.sealed_event(SealedEvent::Keyed);
+    }
+}
+
+/// Seals `payload` to `peer` if we hold its key; `false` when the caller must use QUIC.
+pub(crate) fn send(shared: &Shared, peer: &Peer, payload: &[u8]) -> bool {
+    let Some(side) = &shared.sealed else {
+        return false;
+    };
+    let Some((packet, to)) = peer.seal(payload) else {
+        return false;
+    };
+    match side.socket.try_send_to(&packet, to) {
+        Ok(_) => {
+            shared.metrics.traffic(
+                Channel::Membership,
+                Direction::Sent,
+                1,
+                payload.len() as u64,
+            );
+            shared.metrics.sealed_datagram(Direction::Sent);
+        }
+        Err(error) => {
+            debug!(%to, %error, "sealed datagram not sent");
+            shared
+                .metrics
+                .dropped(Channel::Membership, DropReason::QueueFull, 1);
+        }
+    }
+    true
+}
+
+impl Peer {
+    /// Seals the next datagram to this peer: the packet and where to send it.
+    fn seal(&self, payload: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut slot = self.sealed_slot();
+        let send = slot.as_mut()?;
+        let packet = send.key.seal(payload)?;
+        Some((packet, send.to))
+    }
+
+    /// Drops our key for this peer if it is `key_id` and sealed to `from`: the peer said it
+    /// does not know it.
+    fn forget_key(&self, key_id: u32, from: SocketAddr) -> bool {
+        let mut slot = self.sealed_slot();
+        let ours = slot
+            .as_ref()
+            .is_some_and(|s| s.key.id() == key_id && s.to == from);
+        if ours {
+            *slot = None;
+        }
+        ours
+    }
+}
+
+/// Reads the sealed socket until the endpoint shuts down.
+pub(crate) async fn receive(shared: Arc<Shared>) {
+    let Some(side) = &shared.sealed else {
+        return;
+    };
+    let mut buffer = vec![0u8; RECEIVE_BUFFER];
+    loop {
+        let (len, from) = tokio::select! {
+            received = side.socket.recv_from(&mut buffer) => match received {
+                Ok(received) => received,
+                Err(error) => {
+                    // ICMP errors of earlier sends surface here on some platforms: not fatal.
+                    debug!(%error, "sealed socket receive error");
+                    continue;
+                }
+            },
+            _ = shared.stopped() => return,
+        };
+        let packet = &buffer[..len];
+        if let Err(error) = take_packet(&shared, side, packet, from) {
+            refused(&shared, side, error, from);
+        }
+    }
+}
+
+fn take_packet(
+    shared: &Shared,
+    side: &SealedSide,
+    packet: &[u8],
+    from: SocketAddr,
+) -> Result<(), SealedError> {
+    match codec::parse(packet)? {
+        Packet::Sealed {
+            key_id,
+            counter,
+            bytes,
+        } => {
+            let max = shared.config.limits.membership;
+            let (peer, payload) = side.keys().open(key_id, counter, bytes, max)?;
+            deliver(shared, peer, payload);
+        }
+        Packet::Notice { key_id } => {
+            let forgot = shared
+                .peers_snapshot()
+                .iter()
+                .any(|p| p.forget_key(key_id, from));
+            if forgot {
+                debug!(%from, "peer does not know our key: membership back on QUIC");
+                shared.metrics.sealed_event(SealedEvent::NoticeTaken);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn deliver(shared: &Shared, from: NodeId, payload: Vec<u8>) {
+    shared.metrics.sealed_datagram(Direction::Received);
+    shared.metrics.traffic(
+        Channel::Membership,
+        Direction::Received,
+        1,
+        payload.len() as u64,
+    );
+    let message = Message {
+        from,
+        channel: Channel::Membership,
+        payload: payload.into(),
+    };
+    if shared.inbox.membership.try_send(message).is_err() {
+        shared
+            .metrics
+            .dropped(Channel::Membership, DropReason::InboxFull, 1);
+    }
+}
+
+/// Counts a refused packet; an unknown key id is answered with a notice, so a sender whose
+/// keys we lost (we restarted) goes back to QUIC and is re-keyed.
+fn refused(shared: &Shared, side: &SealedSide, error: SealedError, from: SocketAddr) {
+    shared.metrics.sealed_refused(error);
+    if let SealedError::UnknownKey(key_id) = error {
+        if side
+            .socket
+            .try_send_to(&codec::notice(key_id), from)
+            .is_ok()
+        {
+            shared.metrics.sealed_event(SealedEvent::NoticeSent);
+        }
+    }
+}
+
+/// A fuzzable entry: parses `packet` and opens it with `key` as the receive path does.
+pub fn open_with(key: &mut OpeningKey, packet: &[u8], max: usize) -> Result<Vec<u8>, SealedError> {
+    match codec::parse(packet)? {
+        Packet::Sealed { counter, bytes, .. } => key.open(counter, bytes, max),
+        Packet::Notice { .. } => Err(SealedError::Malformed),
+    }
+}
