@@ -310,6 +310,16 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Seals `payload` as the next membership datagram to `to` and returns the packet instead
+    /// of sending it; `None` without a key for `to`. For tests that replay, tamper with and
+    /// forge sealed packets.
+    #[doc(hidden)]
+    pub fn seal_membership_for_test(&self, to: NodeId, payload: &[u8]) -> Option<Vec<u8>> {
+        let peer = self.shared.existing_peer(to)?;
+        let packet = peer.sealed_slot().as_mut()?.seal_for_test(payload);
+        packet
+    }
+
     /// Sends a request and waits for the response until `deadline` has passed.
     pub async fn request(
         &self,
@@ -428,7 +438,7 @@ impl Shared {
         }
     }
 
-    fn existing_peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+    pub(crate) fn existing_peer(&self, id: NodeId) -> Option<Arc<Peer>> {
         self.peers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

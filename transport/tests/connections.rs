@@ -255,47 +255,6 @@ async fn a_receiver_that_stops_reading_pushes_back_on_the_sender() {
     }
 }
 
-/// An endpoint on a runtime of its own: `crash` drops the runtime before the endpoint, so not a
-/// packet more leaves it (no close, no reset), as when its process is killed.
-struct Crashable {
-    thread: std::thread::JoinHandle<()>,
-    crash: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Crashable {
-    fn start(identity: LocalIdentity, config: foundation_transport::TransportConfig) -> Self {
-        let (crash, crashed) = tokio::sync::oneshot::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let endpoint = runtime.block_on(async move {
-                let metrics =
-                    std::sync::Arc::new(foundation_transport::TransportMetrics::unregistered());
-                let (endpoint, _inbox) = foundation_transport::Endpoint::start(
-                    identity,
-                    &secret(SECRET),
-                    config,
-                    metrics,
-                )
-                .await
-                .unwrap();
-                let _ = crashed.await;
-                endpoint
-            });
-            drop(runtime);
-            drop(endpoint);
-        });
-        Self { thread, crash }
-    }
-
-    fn crash(self) {
-        let _ = self.crash.send(());
-        self.thread.join().unwrap();
-    }
-}
-
 #[tokio::test]
 async fn a_peer_restarted_at_its_address_ends_the_stale_connection_at_once() {
     // Timers far longer than the test's bound: only a recognised stateless reset can end the

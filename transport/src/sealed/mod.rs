@@ -20,11 +20,17 @@
 //!   peer's 4 newest keys so a replaced connection's datagrams in flight still open.
 //! - **Fallback.** With no key for a peer (first contact, a peer that announced no sealed
 //!   port) membership datagrams take the QUIC path, which also dials; the connection's keys
-//!   then take over. A peer that restarted holds none of our keys: it answers a sealed datagram
-//!   whose key id it does not know with a 5-byte notice, and we drop our key for it and go back
-//!   to QUIC (whose next packet to the old connection draws a stateless reset, a redial, and
-//!   new keys). A forged notice can only send us back to authenticated QUIC; it is smaller than
-//!   the packet it answers, so it reflects nothing.
+//!   then take over. A peer that restarted holds none of our keys, and its new socket may have
+//!   another port. Three things bring us back to QUIC, whose next packet to the old connection
+//!   draws a stateless reset, then a redial and new keys: (1) sealing stops while the peer has
+//!   been silent for [`SILENCE_FALLBACK`] since our oldest unanswered sealed datagram —
+//!   membership datagrams are answered (a probe by its ack), so silence means the peer may not
+//!   be reading them, and a dead peer gets what it got before, QUIC datagrams and redials;
+//!   (2) a peer that gets a sealed datagram under a key id it does not know (a restart on a
+//!   fixed sealed port) answers with a 5-byte notice, and we drop that key; (3) a connection
+//!   the peer ended (closed, or reset by its new life) takes our key for it along. A forged
+//!   notice can only send us back to authenticated QUIC; it is smaller than the packet it
+//!   answers, so it reflects nothing.
 //! - **Connections.** Keys outlive the connection they came from. With sealed membership on,
 //!   connections carry no QUIC keep-alive: one used for nothing else closes silently after
 //!   `idle_timeout`, and is dialled again when a stream, request or transfer needs it.
@@ -37,6 +43,8 @@ mod keys;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use quinn::Connection;
 use tokio::net::UdpSocket;
@@ -54,10 +62,24 @@ use keys::{KeyTable, PairKeys};
 /// Largest packet read from the socket: anything longer is cut and fails its tag.
 const RECEIVE_BUFFER: usize = 2048;
 
+/// How long a peer may stay silent after a sealed datagram before membership to it goes back
+/// to QUIC. Longer than a probe's round trip with the peer's processing, shorter than any
+/// profile's suspicion timeout, so a restarted peer is re-keyed before it could be suspected.
+pub const SILENCE_FALLBACK: Duration = Duration::from_millis(1000);
+
 /// Where and how we seal membership datagrams to one peer.
 pub(crate) struct SendKey {
     key: SealingKey,
     to: SocketAddr,
+    /// When we sealed the oldest datagram the peer has not answered (by sending us anything on
+    /// membership) yet.
+    unanswered_since: Option<Instant>,
+}
+
+impl SendKey {
+    pub(crate) fn seal_for_test(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
+        self.key.seal(payload)
+    }
 }
 
 /// This node's sealed membership socket and its receive keys.
@@ -112,7 +134,11 @@ pub(crate) fn take_keys(
     side.keys().insert(peer.id, receive_id, receive);
     if installed {
         let to = SocketAddr::new(peer.addr().ip(), port);
-        peer.set_sealed(Some(SendKey { key: send, to }));
+        peer.set_sealed(Some(SendKey {
+            key: send,
+            to,
+            unanswered_since: None,
+        }));
         shared.metrics.sealed_event(SealedEvent::Keyed);
     }
 }
@@ -146,12 +172,25 @@ pub(crate) fn send(shared: &Shared, peer: &Peer, payload: &[u8]) -> bool {
 }
 
 impl Peer {
-    /// Seals the next datagram to this peer: the packet and where to send it.
+    /// Seals the next datagram to this peer: the packet and where to send it; `None` without
+    /// a key, or while the peer has been silent too long.
     fn seal(&self, payload: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
         let mut slot = self.sealed_slot();
         let send = slot.as_mut()?;
+        let now = Instant::now();
+        let since = *send.unanswered_since.get_or_insert(now);
+        if now.duration_since(since) > SILENCE_FALLBACK {
+            return None;
+        }
         let packet = send.key.seal(payload)?;
         Some((packet, send.to))
+    }
+
+    /// The peer sent us a membership datagram: it is listening.
+    pub(crate) fn answered(&self) {
+        if let Some(send) = self.sealed_slot().as_mut() {
+            send.unanswered_since = None;
+        }
     }
 
     /// Drops our key for this peer if it is `key_id` and sealed to `from`: the peer said it
@@ -225,6 +264,9 @@ fn take_packet(
 
 fn deliver(shared: &Shared, from: NodeId, payload: Vec<u8>) {
     shared.metrics.sealed_datagram(Direction::Received);
+    if let Some(peer) = shared.existing_peer(from) {
+        peer.answered();
+    }
     shared.metrics.traffic(
         Channel::Membership,
         Direction::Received,
