@@ -6,15 +6,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use foundation_transport::{Channel, LocalIdentity, PeerEvent, SendMode};
+use foundation_transport::{Channel, LocalIdentity, PeerEvent, SendMode, TransportConfig};
 
 const WAIT: SendMode = SendMode::Wait(Duration::from_secs(2));
 
 #[tokio::test]
 async fn simultaneous_dials_leave_one_connection_and_lose_nothing() {
+    // Connections send no keep-alives while membership is sealed: an idle timeout longer than
+    // the duplicate's grace keeps the survivor open to be counted.
+    let config = TransportConfig {
+        idle_timeout: Duration::from_secs(10),
+        ..fast_config()
+    };
     for _round in 0..3 {
-        let mut a = node("orders").await;
-        let mut b = node("orders").await;
+        let mut a = node_with("orders", &secret(SECRET), config.clone()).await;
+        let mut b = node_with("orders", &secret(SECRET), config.clone()).await;
         let (to_a, to_b) = (a.endpoint.local(), b.endpoint.local());
         let (ra, rb) = tokio::join!(a.endpoint.connect(to_b.addr), b.endpoint.connect(to_a.addr));
         assert_eq!((ra.unwrap(), rb.unwrap()), (to_b, to_a));
