@@ -150,6 +150,16 @@ impl SealingKey {
         }
     }
 
+    /// A key that seals under `id` from counter `next` on: for checks that seal a payload
+    /// again at the counter a packet carries. Resuming a key that already sealed at `next`
+    /// reuses its nonces.
+    pub fn resume(id: u32, bytes: &[u8; KEY_LEN], next: u64) -> Self {
+        Self {
+            next,
+            ..Self::new(id, bytes)
+        }
+    }
+
     /// The id the receiver knows this key by.
     pub fn id(&self) -> u32 {
         self.id

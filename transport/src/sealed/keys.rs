@@ -117,7 +117,7 @@ impl KeyTable {
 
     /// Receive keys held.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn keys_held(&self) -> usize {
         self.by_id.values().map(Vec::len).sum()
     }
 }
@@ -157,7 +157,7 @@ mod tests {
         for id in 6..10 {
             table.insert(a, id, OpeningKey::new(&[id as u8; KEY_LEN]));
         }
-        assert_eq!(table.len(), 5, "a keeps its 4 newest, b its one");
+        assert_eq!(table.keys_held(), 5, "a keeps its 4 newest, b its one");
         assert_eq!(opened(&mut table, &from_b.seal(b"x").unwrap()), Ok(b));
         assert!(opened(&mut table, &from_a.seal(b"x").unwrap()).is_err());
     }

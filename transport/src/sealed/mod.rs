@@ -22,10 +22,11 @@
 //!   port) membership datagrams take the QUIC path, which also dials; the connection's keys
 //!   then take over. A peer that restarted holds none of our keys, and its new socket may have
 //!   another port. Three things bring us back to QUIC, whose next packet to the old connection
-//!   draws a stateless reset, then a redial and new keys: (1) sealing stops while the peer has
-//!   been silent for [`SILENCE_FALLBACK`] since our oldest unanswered sealed datagram —
-//!   membership datagrams are answered (a probe by its ack), so silence means the peer may not
-//!   be reading them, and a dead peer gets what it got before, QUIC datagrams and redials;
+//!   draws a stateless reset, then a redial and new keys: (1) sealing stops for a spell
+//!   ([`QUIC_SPELL`], doubling) once the peer has been silent for [`SILENCE_FALLBACK`] since
+//!   our oldest unanswered sealed datagram — membership datagrams are answered (a probe by its
+//!   ack), so silence means the peer may not be reading them (restarted elsewhere, or a firewall
+//!   drops the port), and a dead peer gets what it got before, QUIC datagrams and redials;
 //!   (2) a peer that gets a sealed datagram under a key id it does not know (a restart on a
 //!   fixed sealed port) answers with a 5-byte notice, and we drop that key; (3) a connection
 //!   the peer ended (closed, or reset by its new life) takes our key for it along. A forged
@@ -67,6 +68,14 @@ const RECEIVE_BUFFER: usize = 2048;
 /// profile's suspicion timeout, so a restarted peer is re-keyed before it could be suspected.
 pub const SILENCE_FALLBACK: Duration = Duration::from_millis(1000);
 
+/// How long membership to a peer stays on QUIC after its first silence; each further silence
+/// under the same key doubles it, up to [`QUIC_SPELL_MAX`]. A peer whose sealed port a
+/// firewall drops thus costs about a second of lost datagrams per spell, ever more rarely,
+/// instead of one every second.
+pub const QUIC_SPELL: Duration = Duration::from_secs(10);
+/// The longest spell on QUIC before sealing is tried again.
+pub const QUIC_SPELL_MAX: Duration = Duration::from_secs(600);
+
 /// Where and how we seal membership datagrams to one peer.
 pub(crate) struct SendKey {
     key: SealingKey,
@@ -74,9 +83,40 @@ pub(crate) struct SendKey {
     /// When we sealed the oldest datagram the peer has not answered (by sending us anything on
     /// membership) yet.
     unanswered_since: Option<Instant>,
+    /// Until when membership to the peer goes on QUIC after a silence.
+    on_quic_until: Option<Instant>,
+    /// Silences so far under this key.
+    silences: u32,
 }
 
 impl SendKey {
+    fn new(key: SealingKey, to: SocketAddr) -> SendKey {
+        SendKey {
+            key,
+            to,
+            unanswered_since: None,
+            on_quic_until: None,
+            silences: 0,
+        }
+    }
+
+    /// Whether to seal now: not during a spell on QUIC, and not once the peer has been silent
+    /// too long (which starts a spell).
+    fn usable(&mut self, now: Instant) -> bool {
+        if self.on_quic_until.is_some_and(|until| now < until) {
+            return false;
+        }
+        let since = *self.unanswered_since.get_or_insert(now);
+        if now.duration_since(since) <= SILENCE_FALLBACK {
+            return true;
+        }
+        let spell = QUIC_SPELL.saturating_mul(1 << self.silences.min(6));
+        self.silences = self.silences.saturating_add(1);
+        self.on_quic_until = Some(now + spell.min(QUIC_SPELL_MAX));
+        self.unanswered_since = None;
+        false
+    }
+
     pub(crate) fn seal_for_test(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
         self.key.seal(payload)
     }
@@ -134,11 +174,7 @@ pub(crate) fn take_keys(
     side.keys().insert(peer.id, receive_id, receive);
     if installed {
         let to = SocketAddr::new(peer.addr().ip(), port);
-        peer.set_sealed(Some(SendKey {
-            key: send,
-            to,
-            unanswered_since: None,
-        }));
+        peer.set_sealed(Some(SendKey::new(send, to)));
         shared.metrics.sealed_event(SealedEvent::Keyed);
     }
 }
@@ -177,9 +213,7 @@ impl Peer {
     fn seal(&self, payload: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
         let mut slot = self.sealed_slot();
         let send = slot.as_mut()?;
-        let now = Instant::now();
-        let since = *send.unanswered_since.get_or_insert(now);
-        if now.duration_since(since) > SILENCE_FALLBACK {
+        if !send.usable(Instant::now()) {
             return None;
         }
         let packet = send.key.seal(payload)?;
@@ -305,5 +339,34 @@ pub fn open_with(key: &mut OpeningKey, packet: &[u8], max: usize) -> Result<Vec<
     match codec::parse(packet)? {
         Packet::Sealed { counter, bytes, .. } => key.open(counter, bytes, max),
         Packet::Notice { .. } => Err(SealedError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(start: Instant, millis: u64) -> Instant {
+        start + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn silence_starts_spells_on_quic_that_double() {
+        let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
+        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)));
+        let t = Instant::now();
+        assert!(send.usable(t), "the first datagram is sealed");
+        assert!(
+            send.usable(at(t, 1000)),
+            "silent for the allowance, not past it"
+        );
+        assert!(!send.usable(at(t, 1001)), "silent too long: QUIC");
+        assert!(!send.usable(at(t, 11_000)), "for a 10 s spell");
+        assert!(send.usable(at(t, 11_002)), "then sealed again");
+        send.unanswered_since = None; // answered
+        assert!(send.usable(at(t, 20_000)));
+        assert!(!send.usable(at(t, 21_001)), "silent again");
+        assert!(!send.usable(at(t, 41_000)), "a 20 s spell");
+        assert!(send.usable(at(t, 41_002)));
     }
 }
