@@ -68,6 +68,10 @@ const RECEIVE_BUFFER: usize = 2048;
 /// profile's suspicion timeout, so a restarted peer is re-keyed before it could be suspected.
 pub const SILENCE_FALLBACK: Duration = Duration::from_millis(1000);
 
+/// A datagram sent this soon after we last heard from the peer is taken for a reply (an ack,
+/// an indirect probe's answer), which the peer does not answer, so it starts no silence.
+pub const REPLY_WINDOW: Duration = Duration::from_millis(500);
+
 /// How long membership to a peer stays on QUIC after its first silence; each further silence
 /// under the same key doubles it, up to [`QUIC_SPELL_MAX`]. A peer whose sealed port a
 /// firewall drops thus costs about a second of lost datagrams per spell, ever more rarely,
@@ -80,9 +84,11 @@ pub const QUIC_SPELL_MAX: Duration = Duration::from_secs(600);
 pub(crate) struct SendKey {
     key: SealingKey,
     to: SocketAddr,
-    /// When we sealed the oldest datagram the peer has not answered (by sending us anything on
-    /// membership) yet.
+    /// When we sealed the oldest datagram, other than a reply, that the peer has not answered
+    /// (by sending us anything on membership) yet.
     unanswered_since: Option<Instant>,
+    /// When the peer last sent us a membership datagram.
+    last_heard: Option<Instant>,
     /// Until when membership to the peer goes on QUIC after a silence.
     on_quic_until: Option<Instant>,
     /// Silences so far under this key.
@@ -95,6 +101,7 @@ impl SendKey {
             key,
             to,
             unanswered_since: None,
+            last_heard: None,
             on_quic_until: None,
             silences: 0,
         }
@@ -106,7 +113,15 @@ impl SendKey {
         if self.on_quic_until.is_some_and(|until| now < until) {
             return false;
         }
-        let since = *self.unanswered_since.get_or_insert(now);
+        let replying = self
+            .last_heard
+            .is_some_and(|heard| now.duration_since(heard) <= REPLY_WINDOW);
+        if self.unanswered_since.is_none() && !replying {
+            self.unanswered_since = Some(now);
+        }
+        let Some(since) = self.unanswered_since else {
+            return true;
+        };
         if now.duration_since(since) <= SILENCE_FALLBACK {
             return true;
         }
@@ -115,6 +130,11 @@ impl SendKey {
         self.on_quic_until = Some(now + spell.min(QUIC_SPELL_MAX));
         self.unanswered_since = None;
         false
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.unanswered_since = None;
+        self.last_heard = Some(now);
     }
 
     pub(crate) fn seal_for_test(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
@@ -223,7 +243,7 @@ impl Peer {
     /// The peer sent us a membership datagram: it is listening.
     pub(crate) fn answered(&self) {
         if let Some(send) = self.sealed_slot().as_mut() {
-            send.unanswered_since = None;
+            send.heard(Instant::now());
         }
     }
 
@@ -363,10 +383,22 @@ mod tests {
         assert!(!send.usable(at(t, 1001)), "silent too long: QUIC");
         assert!(!send.usable(at(t, 11_000)), "for a 10 s spell");
         assert!(send.usable(at(t, 11_002)), "then sealed again");
-        send.unanswered_since = None; // answered
+        send.heard(at(t, 19_000));
         assert!(send.usable(at(t, 20_000)));
         assert!(!send.usable(at(t, 21_001)), "silent again");
         assert!(!send.usable(at(t, 41_000)), "a 20 s spell");
         assert!(send.usable(at(t, 41_002)));
+    }
+
+    #[test]
+    fn replies_start_no_silence() {
+        let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
+        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)));
+        let t = Instant::now();
+        send.heard(t);
+        assert!(send.usable(at(t, 10)), "an ack to the peer's probe");
+        assert!(send.usable(at(t, 3_000)), "the ack did not start a silence");
+        assert!(send.usable(at(t, 4_000)), "a probe 3 s later did, 1 s ago");
+        assert!(!send.usable(at(t, 4_001)));
     }
 }
