@@ -15,6 +15,9 @@ use foundation_transport::{LocalIdentity, NodeAddr, NodeId, TransportConfig};
 use tokio::net::UdpSocket;
 use tokio::time::{timeout, Instant};
 
+/// Longer than `sealed::KEY_SETTLE` on loopback.
+const SETTLED: Duration = Duration::from_millis(250);
+
 fn sealed_sent(node: &Node) -> u64 {
     node.endpoint.metrics().sealed_datagrams(Direction::Sent)
 }
@@ -45,6 +48,8 @@ async fn keyed_pair() -> (Node, Node) {
             .all(|m| m.sealed_events(SealedEvent::Keyed) >= 1)
     })
     .await;
+    // A new key seals once the peer has surely taken its own (`sealed::KEY_SETTLE`).
+    tokio::time::sleep(SETTLED).await;
     (a, b)
 }
 
@@ -182,6 +187,7 @@ async fn restarted_peer_is_rekeyed(sealed_port_of_new_life: impl Fn(u16) -> u16)
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    tokio::time::sleep(SETTLED).await;
     a.endpoint
         .send_datagram(to_b, Bytes::from_static(b"old"))
         .unwrap();

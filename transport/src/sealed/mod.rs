@@ -72,6 +72,12 @@ pub const SILENCE_FALLBACK: Duration = Duration::from_millis(1000);
 /// an indirect probe's answer), which the peer does not answer, so it starts no silence.
 pub const REPLY_WINDOW: Duration = Duration::from_millis(500);
 
+/// The least time a new key waits before it seals: the peer installs the same connection (and
+/// takes its receive key) up to a round trip after us, and a datagram sealed before that would
+/// be refused as an unknown key. Until then membership goes on the new connection as QUIC
+/// datagrams. Twice the connection's RTT when that is longer.
+pub const KEY_SETTLE: Duration = Duration::from_millis(100);
+
 /// How long membership to a peer stays on QUIC after its first silence; each further silence
 /// under the same key doubles it, up to [`QUIC_SPELL_MAX`]. A peer whose sealed port a
 /// firewall drops thus costs about a second of lost datagrams per spell, ever more rarely,
@@ -96,13 +102,13 @@ pub(crate) struct SendKey {
 }
 
 impl SendKey {
-    fn new(key: SealingKey, to: SocketAddr) -> SendKey {
+    fn new(key: SealingKey, to: SocketAddr, usable_from: Instant) -> SendKey {
         SendKey {
             key,
             to,
             unanswered_since: None,
             last_heard: None,
-            on_quic_until: None,
+            on_quic_until: Some(usable_from),
             silences: 0,
         }
     }
@@ -194,7 +200,8 @@ pub(crate) fn take_keys(
     side.keys().insert(peer.id, receive_id, receive);
     if installed {
         let to = SocketAddr::new(peer.addr().ip(), port);
-        peer.set_sealed(Some(SendKey::new(send, to)));
+        let settle = KEY_SETTLE.max(conn.rtt() * 2);
+        peer.set_sealed(Some(SendKey::new(send, to, Instant::now() + settle)));
         shared.metrics.sealed_event(SealedEvent::Keyed);
     }
 }
@@ -373,8 +380,8 @@ mod tests {
     #[test]
     fn silence_starts_spells_on_quic_that_double() {
         let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
-        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)));
         let t = Instant::now();
+        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
         assert!(send.usable(t), "the first datagram is sealed");
         assert!(
             send.usable(at(t, 1000)),
@@ -393,8 +400,8 @@ mod tests {
     #[test]
     fn replies_start_no_silence() {
         let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
-        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)));
         let t = Instant::now();
+        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
         send.heard(t);
         assert!(send.usable(at(t, 10)), "an ack to the peer's probe");
         assert!(send.usable(at(t, 3_000)), "the ack did not start a silence");
