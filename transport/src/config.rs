@@ -102,6 +102,17 @@ pub struct TransportConfig {
     /// limit, new handshakes are refused. Both are counted in
     /// `foundation_transport_incoming_turned_away_total`.
     pub max_pending_handshakes: usize,
+    /// Whether membership datagrams travel outside QUIC, sealed on a UDP socket of their own
+    /// with keys exported from each connection's TLS session (see [`crate::sealed`]). Default
+    /// `true`. A peer announces the socket's port in its hello; with a peer that announces
+    /// none, or before the first connection to it, membership takes QUIC datagrams. With it
+    /// on, connections send no QUIC keep-alives (`keep_alive` is not used): membership's own
+    /// probes prove liveness, and a connection used for nothing else closes after
+    /// `idle_timeout` and is dialled again on demand. A firewall must let the port through.
+    pub sealed_membership: bool,
+    /// The UDP port of the sealed membership socket; 0 (the default) lets the kernel pick one.
+    /// Must differ from `bind`'s port and `bulk_port`.
+    pub sealed_port: u16,
 }
 
 impl Default for TransportConfig {
@@ -128,6 +139,8 @@ impl Default for TransportConfig {
             bulk_port: 0,
             bulk_thread_nice: 0,
             max_pending_handshakes: 256,
+            sealed_membership: true,
+            sealed_port: 0,
         }
     }
 }
@@ -173,6 +186,14 @@ impl TransportConfig {
         }
         if self.bulk_port != 0 && self.bulk_port == self.bind.port() {
             return fail("bulk_port", "must differ from the port of bind");
+        }
+        if self.sealed_port != 0
+            && (self.sealed_port == self.bind.port() || self.sealed_port == self.bulk_port)
+        {
+            return fail(
+                "sealed_port",
+                "must differ from the ports of bind and bulk_port",
+            );
         }
         if !(0..=19).contains(&self.bulk_thread_nice) {
             return fail("bulk_thread_nice", "must be between 0 and 19");

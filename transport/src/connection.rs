@@ -49,6 +49,7 @@ fn new_wins(current: &Live, new: &Live) -> bool {
 /// have written on it before it learned the outcome. The loser is closed after a grace period
 /// instead of at once, so nothing already in flight on it is lost.
 pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Established) {
+    let established_conn = established.conn.clone();
     let new = Live {
         conn: established.conn,
         initiator: established.initiator,
@@ -75,6 +76,14 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
         peer.set_addr(established.hello.advertise);
         peer.set_bulk_port(established.hello.bulk_port);
     }
+    crate::sealed::take_keys(
+        shared,
+        peer,
+        &established_conn,
+        established.initiator == shared.local.id,
+        installed,
+        established.hello.sealed_port,
+    );
     if first {
         info!(peer = %peer.node_addr(), "peer connected");
         let _ = shared.inbox.peers.try_send(PeerEvent::Connected {
@@ -95,7 +104,7 @@ fn retire(shared: &Shared, conn: Connection) {
 }
 
 fn spawn_readers(shared: &Arc<Shared>, peer: &Arc<Peer>, conn: &Connection) {
-    tokio::spawn(read_datagrams(shared.clone(), peer.id, conn.clone()));
+    tokio::spawn(read_datagrams(shared.clone(), peer.clone(), conn.clone()));
     tokio::spawn(accept_uni(shared.clone(), peer.clone(), conn.clone()));
     tokio::spawn(accept_bi(shared.clone(), peer.id, conn.clone()));
     tokio::spawn(watch_close(shared.clone(), peer.clone(), conn.clone()));
@@ -116,6 +125,10 @@ async fn watch_close(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
         _ => false,
     });
     if cleared {
+        if ended_by_peer(&reason) {
+            // The peer closed or (a new life) reset it: our sealing key may be one it lost.
+            peer.set_sealed(None);
+        }
         info!(peer = %peer.node_addr(), %reason, "peer disconnected");
         let event = PeerEvent::Disconnected {
             peer: peer.id,
@@ -128,12 +141,24 @@ async fn watch_close(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
     }
 }
 
-async fn read_datagrams(shared: Arc<Shared>, from: NodeId, conn: Connection) {
+/// Whether the peer ended the connection (a close, or a stateless reset from a new life),
+/// rather than it timing out or being closed here.
+fn ended_by_peer(reason: &quinn::ConnectionError) -> bool {
+    use quinn::ConnectionError as E;
+    matches!(
+        reason,
+        E::ApplicationClosed(_) | E::ConnectionClosed(_) | E::Reset
+    )
+}
+
+async fn read_datagrams(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
     let max = shared.config.limits.membership;
+    let from = peer.id;
     while let Ok(datagram) = conn.read_datagram().await {
         let len = datagram.len() as u64;
         match decode_datagram(datagram, max) {
             Ok(payload) => {
+                peer.answered();
                 shared
                     .metrics
                     .traffic(Channel::Membership, Direction::Received, 1, len);

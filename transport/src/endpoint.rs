@@ -23,6 +23,7 @@ use crate::inbox::{inbox, streamed_index, Inbox, InboxSenders};
 use crate::intruders::IntruderLog;
 use crate::metrics::TransportMetrics;
 use crate::peer::{send_datagram_now, Peer};
+use crate::sealed::SealedSide;
 use crate::security::{quic_configs_with_bulk, Credentials, Trust};
 use crate::wire::code;
 use crate::{bulk, connection, rpc};
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     /// The bulk endpoint and its thread, when bulk connections have their own
     /// ([`TransportConfig::bulk_endpoint`]).
     pub bulk: Option<BulkSide>,
+    /// The sealed membership socket and its keys ([`TransportConfig::sealed_membership`]).
+    pub sealed: Option<SealedSide>,
     /// Marked whenever coordination messages are written; bulk connections yield to it.
     pub urgent: Arc<UrgentTraffic>,
     pub metrics: Arc<TransportMetrics>,
@@ -142,6 +145,10 @@ impl Endpoint {
             id: identity.id,
             addr: crate::advertise::advertised(bound, config.advertise, &config.advertise_toward),
         };
+        let sealed = match config.sealed_membership {
+            true => Some(sealed_side(&config)?),
+            false => None,
+        };
         let (senders, inbox) = inbox(&config);
         let shared = Arc::new(Shared {
             local,
@@ -151,6 +158,7 @@ impl Endpoint {
             quic,
             bulk_client,
             bulk,
+            sealed,
             urgent,
             metrics,
             inbox: senders,
@@ -163,6 +171,9 @@ impl Endpoint {
             shared.quic.clone(),
             false,
         ));
+        if shared.sealed.is_some() {
+            tokio::spawn(crate::sealed::receive(shared.clone()));
+        }
         if let Some(bulk) = &shared.bulk {
             bulk.thread
                 .spawn(accept_connections(shared.clone(), bulk.quic.clone(), true));
@@ -181,6 +192,13 @@ impl Endpoint {
     /// this port through as well as the regular one.
     pub fn bulk_addr(&self) -> Option<SocketAddr> {
         let port = self.shared.bulk_port()?;
+        Some(SocketAddr::new(self.shared.local.addr.ip(), port))
+    }
+
+    /// Where peers send this node sealed membership datagrams: the advertised IP on the sealed
+    /// socket's port; `None` without one ([`TransportConfig::sealed_membership`]).
+    pub fn sealed_addr(&self) -> Option<SocketAddr> {
+        let port = self.shared.sealed.as_ref()?.port()?;
         Some(SocketAddr::new(self.shared.local.addr.ip(), port))
     }
 
@@ -266,9 +284,17 @@ impl Endpoint {
     }
 
     /// Sends a membership datagram: unreliable, unordered, at most the membership limit.
-    /// While no connection is up it waits in a small queue that drops the oldest when full.
+    /// Sealed on the membership socket once a connection to the peer gave us its keys
+    /// ([`crate::sealed`]); otherwise a QUIC datagram, which waits in a small queue that drops
+    /// the oldest when full while no connection is up.
     pub fn send_datagram(&self, to: NodeAddr, payload: Bytes) -> Result<(), SendError> {
         let max = self.shared.config.limits.membership;
+        if payload.len() < max && !self.shared.is_shut_down() {
+            let peer = self.shared.peer(to);
+            if crate::sealed::send(&self.shared, &peer, &payload) {
+                return Ok(());
+            }
+        }
         let datagram = encode_datagram(&payload, max).map_err(|_| SendError::TooLarge {
             len: payload.len() + 1,
             max,
@@ -282,6 +308,16 @@ impl Endpoint {
             None => peer.queue_datagram(&self.shared, datagram),
         }
         Ok(())
+    }
+
+    /// Seals `payload` as the next membership datagram to `to` and returns the packet instead
+    /// of sending it; `None` without a key for `to`. For tests that replay, tamper with and
+    /// forge sealed packets.
+    #[doc(hidden)]
+    pub fn seal_membership_for_test(&self, to: NodeId, payload: &[u8]) -> Option<Vec<u8>> {
+        let peer = self.shared.existing_peer(to)?;
+        let packet = peer.sealed_slot().as_mut()?.seal_for_test(payload);
+        packet
     }
 
     /// Sends a request and waits for the response until `deadline` has passed.
@@ -402,7 +438,7 @@ impl Shared {
         }
     }
 
-    fn existing_peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+    pub(crate) fn existing_peer(&self, id: NodeId) -> Option<Arc<Peer>> {
         self.peers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -410,7 +446,7 @@ impl Shared {
             .cloned()
     }
 
-    fn peers_snapshot(&self) -> Vec<Arc<Peer>> {
+    pub(crate) fn peers_snapshot(&self) -> Vec<Arc<Peer>> {
         self.peers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -542,6 +578,18 @@ fn bulk_side(
     Ok(BulkSide { quic, thread })
 }
 
+/// Binds the sealed membership socket on the bound IP (see [`crate::sealed`]).
+fn sealed_side(config: &TransportConfig) -> Result<SealedSide, StartError> {
+    let addr = SocketAddr::new(config.bind.ip(), config.sealed_port);
+    let bind_error = |source| StartError::BindSealed { addr, source };
+    let socket = bind_udp(addr, SEALED_UDP_BUFFER).map_err(bind_error)?;
+    SealedSide::bind(socket).map_err(bind_error)
+}
+
+/// Receive and send buffer of the sealed membership socket: membership datagrams are small and
+/// few, so far less than the QUIC socket's.
+const SEALED_UDP_BUFFER: usize = 256 << 10;
+
 /// quinn's endpoint defaults, with a stateless-reset key this node has in every life, so a
 /// peer still holding a connection to an earlier life learns at once that it is gone.
 fn endpoint_config(credentials: &Credentials, id: NodeId) -> quinn::EndpointConfig {
@@ -556,7 +604,10 @@ const OWN_STREAM_REQUESTS: u32 = 64;
 
 fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(config.keep_alive));
+    // With sealed membership, liveness is membership's and the connection carries only what
+    // else is sent: an idle one stays silent and closes after the idle timeout.
+    let keep_alive = (!config.sealed_membership).then_some(config.keep_alive);
+    transport.keep_alive_interval(keep_alive);
     // validate() bounds idle_timeout to 600 s, well inside QUIC's varint range.
     transport.max_idle_timeout(quinn::IdleTimeout::try_from(config.idle_timeout).ok());
     // The hello, the multiplexed RPC stream, and requests too large for it, each on a stream of

@@ -29,6 +29,15 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The sealed membership socket could not be bound
+    /// ([`TransportConfig::sealed_port`](crate::TransportConfig::sealed_port)).
+    #[error("cannot bind the sealed membership port {addr}: {source}")]
+    BindSealed {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The thread of bulk transfers could not be started.
     #[error("cannot start the bulk transfer thread: {0}")]
     BulkThread(std::io::Error),

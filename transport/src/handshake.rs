@@ -179,6 +179,7 @@ async fn write_hello(shared: &Shared, send: &mut SendStream) -> Result<(), Strin
         advertise: shared.local.addr,
         instance: shared.instance,
         bulk_port: shared.bulk_port(),
+        sealed_port: shared.sealed.as_ref().and_then(|s| s.port()),
     };
     let payload = encode_message(&hello).map_err(|e| e.to_string())?;
     let bytes = header_and_frame(StreamHeader::HELLO, &payload, MAX_HELLO_LEN)

@@ -38,6 +38,7 @@ mod intruders;
 pub mod metrics;
 mod peer;
 pub mod rpc;
+pub mod sealed;
 pub mod security;
 mod stream_io;
 pub mod wire;

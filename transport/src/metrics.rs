@@ -93,6 +93,33 @@ impl RpcEvent {
     }
 }
 
+/// What happened to sealed membership keys (see [`crate::sealed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealedEvent {
+    /// A connection's keys were taken for sealing to its peer.
+    Keyed,
+    /// A peer sealed with a key we do not hold; we told it so.
+    NoticeSent,
+    /// A peer told us it does not hold our key; membership to it went back to QUIC.
+    NoticeTaken,
+}
+
+impl SealedEvent {
+    const ALL: [SealedEvent; 3] = [
+        SealedEvent::Keyed,
+        SealedEvent::NoticeSent,
+        SealedEvent::NoticeTaken,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            SealedEvent::Keyed => "keyed",
+            SealedEvent::NoticeSent => "notice_sent",
+            SealedEvent::NoticeTaken => "notice_taken",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     event: &'static str,
@@ -156,6 +183,11 @@ pub struct TransportMetrics {
     turned_away: [Counter; 2],
     /// In [`RpcEvent::ALL`] order.
     rpc_events: [Counter; 5],
+    /// Sealed membership datagrams: [sent, received].
+    sealed_datagrams: [Counter; 2],
+    sealed_refused: Family<ReasonLabels, Counter>,
+    /// In [`SealedEvent::ALL`] order.
+    sealed_events: [Counter; 3],
 }
 
 impl TransportMetrics {
@@ -167,6 +199,8 @@ impl TransportMetrics {
         let bulk_connections = Family::<SideLabels, Counter>::default();
         let turned_away = Family::<ActionLabels, Counter>::default();
         let rpc_events = Family::<EventLabels, Counter>::default();
+        let sealed_datagrams = Family::<SideLabels, Counter>::default();
+        let sealed_events = Family::<EventLabels, Counter>::default();
         let metrics = Self {
             bytes: per_channel_and_direction(&bytes),
             messages: per_channel_and_direction(&messages),
@@ -186,6 +220,19 @@ impl TransportMetrics {
                 .map(|action| turned_away.get_or_create(&ActionLabels { action }).clone()),
             rpc_events: RpcEvent::ALL.map(|event| {
                 rpc_events
+                    .get_or_create(&EventLabels {
+                        event: event.name(),
+                    })
+                    .clone()
+            }),
+            sealed_datagrams: [Direction::Sent, Direction::Received].map(|d| {
+                sealed_datagrams
+                    .get_or_create(&SideLabels { side: d.name() })
+                    .clone()
+            }),
+            sealed_refused: Family::default(),
+            sealed_events: SealedEvent::ALL.map(|event| {
+                sealed_events
                     .get_or_create(&EventLabels {
                         event: event.name(),
                     })
@@ -251,6 +298,23 @@ impl TransportMetrics {
             "Multiplexed RPC calls given up, answered late, refused at the in-flight limit, or \
              carried in malformed frames",
             rpc_events,
+        );
+        registry.register(
+            "sealed_datagrams",
+            "Membership datagrams sealed outside QUIC, by side (sent, received)",
+            sealed_datagrams,
+        );
+        registry.register(
+            "sealed_refused",
+            "Packets on the sealed membership socket dropped, by reason (malformed, unknown_key, \
+             bad_tag, replay, oversized)",
+            metrics.sealed_refused.clone(),
+        );
+        registry.register(
+            "sealed_events",
+            "Sealed membership keys taken from connections, and notices of unknown keys sent and \
+             taken",
+            sealed_events,
         );
         metrics
     }
@@ -414,6 +478,40 @@ impl TransportMetrics {
     /// Incoming handshakes refused at the limit so far.
     pub fn incoming_refused(&self) -> u64 {
         self.turned_away[1].get()
+    }
+
+    pub(crate) fn sealed_datagram(&self, direction: Direction) {
+        self.sealed_datagrams[direction as usize].inc();
+    }
+
+    pub(crate) fn sealed_refused(&self, error: crate::sealed::codec::SealedError) {
+        self.sealed_refused
+            .get_or_create(&ReasonLabels {
+                reason: error.label(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn sealed_event(&self, event: SealedEvent) {
+        self.sealed_events[event as usize].inc();
+    }
+
+    /// Sealed membership datagrams sent (`Direction::Sent`) or opened (`Received`) so far.
+    pub fn sealed_datagrams(&self, direction: Direction) -> u64 {
+        self.sealed_datagrams[direction as usize].get()
+    }
+
+    /// Packets on the sealed socket refused so far with this reason label (`malformed`,
+    /// `unknown_key`, `bad_tag`, `replay`, `oversized`).
+    pub fn sealed_refusals(&self, reason: &'static str) -> u64 {
+        self.sealed_refused
+            .get_or_create(&ReasonLabels { reason })
+            .get()
+    }
+
+    /// How many times `event` happened so far.
+    pub fn sealed_events(&self, event: SealedEvent) -> u64 {
+        self.sealed_events[event as usize].get()
     }
 
     /// Currently open connections.

@@ -70,6 +70,9 @@ pub(crate) struct Peer {
     read_order: [tokio::sync::Mutex<()>; 3],
     /// Our bulk-only connection to the peer, dialled on the first transfer (see [`crate::bulk`]).
     pub bulk: tokio::sync::Mutex<crate::bulk::BulkState>,
+    /// How we seal membership datagrams to the peer, once a connection gave us keys (see
+    /// [`crate::sealed`]); it outlives that connection.
+    sealed: Mutex<Option<crate::sealed::SendKey>>,
 }
 
 impl Peer {
@@ -94,6 +97,7 @@ impl Peer {
             waiting: AtomicUsize::new(0),
             read_order: Default::default(),
             bulk: tokio::sync::Mutex::new(Default::default()),
+            sealed: Mutex::new(None),
         });
         for (channel, rx) in Channel::STREAMED.into_iter().zip(receivers) {
             tokio::spawn(write_stream(this.clone(), shared.clone(), channel, rx));
@@ -127,6 +131,14 @@ impl Peer {
             .unwrap_or_else(PoisonError::into_inner);
         let addr = self.addr();
         port.map_or(addr, |port| SocketAddr::new(addr.ip(), port))
+    }
+
+    pub fn set_sealed(&self, key: Option<crate::sealed::SendKey>) {
+        *self.sealed_slot() = key;
+    }
+
+    pub fn sealed_slot(&self) -> std::sync::MutexGuard<'_, Option<crate::sealed::SendKey>> {
+        self.sealed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn node_addr(&self) -> NodeAddr {

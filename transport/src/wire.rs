@@ -23,6 +23,9 @@ pub struct Hello {
     /// The port of the sender's bulk endpoint, on the advertised address's IP, if it has one
     /// (see [`crate::bulk`]).
     pub bulk_port: Option<u16>,
+    /// The port of the sender's sealed membership socket, on the advertised address's IP, if it
+    /// takes sealed membership datagrams (see [`crate::sealed`]).
+    pub sealed_port: Option<u16>,
 }
 
 /// Largest hello we accept.

@@ -143,9 +143,9 @@ pub struct NodeConfig {
 /// defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransportSettings {
-    /// QUIC keep-alive interval. Default 10 s: keeps NAT bindings open without a ping per peer
-    /// every second (membership's probes are what notice a dead peer). Must be shorter than
-    /// `idle_timeout`. TOML `transport.keep_alive`.
+    /// QUIC keep-alive interval, used only with `sealed_membership` off. Default 10 s: keeps NAT
+    /// bindings open without a ping per peer every second (membership's probes are what notice
+    /// a dead peer). Must be shorter than `idle_timeout`. TOML `transport.keep_alive`.
     pub keep_alive: Duration,
     /// A connection silent for this long is dead. Default 30 s; the connection of a member
     /// membership declares failed is closed at once, so this only reaps the rest. At most
@@ -156,6 +156,11 @@ pub struct TransportSettings {
     /// must let through besides `bind`'s port; `off` sends transfers on `bind`'s port. TOML
     /// `transport.bulk_port` (`"auto"`, `"off"` or a port), env `FOUNDATION_BULK_PORT`.
     pub bulk_port: BulkPort,
+    /// Whether membership datagrams travel outside QUIC, sealed with keys from each
+    /// connection's TLS session, on a UDP port of their own that the kernel picks (announced to
+    /// peers; a firewall must let it through). Default `true`; with it, connections send no
+    /// keep-alives and `keep_alive` is not used. TOML `transport.sealed_membership`.
+    pub sealed_membership: bool,
 }
 
 impl Default for TransportSettings {
@@ -165,6 +170,7 @@ impl Default for TransportSettings {
             keep_alive: transport.keep_alive,
             idle_timeout: transport.idle_timeout,
             bulk_port: BulkPort::Auto,
+            sealed_membership: transport.sealed_membership,
         }
     }
 }
@@ -257,6 +263,7 @@ impl NodeConfig {
             idle_timeout: self.transport.idle_timeout,
             bulk_endpoint: self.transport.bulk_port.enabled(),
             bulk_port: self.transport.bulk_port.port().unwrap_or(0),
+            sealed_membership: self.transport.sealed_membership,
             ..TransportConfig::default()
         }
     }

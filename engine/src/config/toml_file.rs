@@ -94,6 +94,7 @@ struct FileTransport {
     keep_alive: Option<Spanned<TextDuration>>,
     idle_timeout: Option<Spanned<TextDuration>>,
     bulk_port: Option<Spanned<BulkPort>>,
+    sealed_membership: Option<Spanned<bool>>,
 }
 
 /// `[metadata]`.
@@ -382,6 +383,14 @@ impl FileLayer {
                 &mut config.transport.bulk_port,
                 *value.get_ref(),
                 "transport.bulk_port",
+                &self.origin(value.span()),
+            );
+        }
+        if let Some(value) = &file.sealed_membership {
+            origins.put(
+                &mut config.transport.sealed_membership,
+                *value.get_ref(),
+                "transport.sealed_membership",
                 &self.origin(value.span()),
             );
         }

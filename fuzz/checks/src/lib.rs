@@ -12,6 +12,7 @@ pub mod crdt_canonical;
 pub mod frame_decoder;
 pub mod membership_datagram;
 pub mod replicated_records;
+pub mod sealed_datagram;
 pub mod services_wire;
 pub mod snapshot_file;
 pub mod storage_records;
@@ -27,6 +28,7 @@ pub const TARGETS: &[Target] = &[
     ("frame_decoder", frame_decoder::check),
     ("membership_datagram", membership_datagram::check),
     ("replicated_records", replicated_records::check),
+    ("sealed_datagram", sealed_datagram::check),
     ("services_wire", services_wire::check),
     ("snapshot_file", snapshot_file::check),
     ("storage_records", storage_records::check),

@@ -125,3 +125,39 @@ async fn relay(
         }
     }
 }
+
+/// An endpoint on a runtime of its own: `crash` drops the runtime before the endpoint, so not a
+/// packet more leaves it (no close, no reset), as when its process is killed.
+pub struct Crashable {
+    thread: std::thread::JoinHandle<()>,
+    crash: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Crashable {
+    pub fn start(identity: LocalIdentity, config: TransportConfig) -> Self {
+        let (crash, crashed) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let endpoint = runtime.block_on(async move {
+                let metrics = Arc::new(TransportMetrics::unregistered());
+                let (endpoint, _inbox) =
+                    Endpoint::start(identity, &secret(SECRET), config, metrics)
+                        .await
+                        .unwrap();
+                let _ = crashed.await;
+                endpoint
+            });
+            drop(runtime);
+            drop(endpoint);
+        });
+        Self { thread, crash }
+    }
+
+    pub fn crash(self) {
+        let _ = self.crash.send(());
+        self.thread.join().unwrap();
+    }
+}

@@ -42,6 +42,7 @@ impl RawPeer {
             advertise: addr.addr,
             instance: 1,
             bulk_port: None,
+            sealed_port: None,
         };
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let mut out = BytesMut::from(&StreamHeader::HELLO.encode()[..]);

@@ -30,6 +30,7 @@ pub fn all(root: &Path) -> Vec<(&'static str, Seeds)> {
         ("services_wire", services()),
         ("storage_records", storage()),
         ("membership_datagram", membership(root)),
+        ("sealed_datagram", sealed()),
     ]
 }
 
@@ -68,6 +69,7 @@ fn frames() -> Seeds {
         advertise: ([10, 0, 0, 7], 7946).into(),
         instance: 99,
         bulk_port: Some(7947),
+        sealed_port: Some(7948),
     };
     let hello = encode_message(&hello).unwrap();
     let mut framed = BytesMut::new();
@@ -332,4 +334,37 @@ fn membership(root: &Path) -> Seeds {
         .collect();
     seeds.sort();
     seeds
+}
+
+/// Runs of packets, each after its 2-byte length, for the key of the check: genuine ones in
+/// and out of order, a replay, tampered ones, another key's, a notice, garbage.
+fn sealed() -> Seeds {
+    use foundation_fuzz_checks::sealed_datagram::KEY;
+    use foundation_transport::sealed::codec::{notice, SealingKey, KEY_LEN};
+    let mut ours = SealingKey::new(0x0102_0304, &KEY);
+    let genuine: Vec<Vec<u8>> = [&b"ping"[..], &[7; 300], b"", b"ack"]
+        .iter()
+        .filter_map(|p| ours.seal(p))
+        .collect();
+    let run = |packets: &[&[u8]]| -> Vec<u8> {
+        packets
+            .iter()
+            .flat_map(|p| [&(p.len() as u16).to_be_bytes()[..], p].concat())
+            .collect()
+    };
+    let mut tampered = genuine[0].clone();
+    tampered[14] ^= 1;
+    let other = SealingKey::new(0x0102_0304, &[1; KEY_LEN])
+        .seal(b"forged")
+        .unwrap_or_default();
+    named(
+        "sealed",
+        vec![
+            run(&[&genuine[0], &genuine[1]]),
+            run(&[&genuine[2], &genuine[0], &genuine[0], &genuine[3]]),
+            run(&[&tampered, &other, &genuine[1]]),
+            run(&[&notice(7), b"\x5a short", &genuine[3]]),
+            run(&[&genuine[3][..20]]),
+        ],
+    )
 }
