@@ -441,37 +441,64 @@ async fn a_gateway_refuses_what_is_not_exported_and_garbage_and_reports_on_http(
     a[0].abort().await;
 }
 
+/// Cluster a (2 nodes, `billing` on the second) with a gateway on each node, and cluster b
+/// (1 node) whose gateway links to both of a's, with `timers` if given.
+struct TwoGatewaysOfA {
+    a: Vec<Node>,
+    b: Vec<Node>,
+    a_gateways: [SocketAddr; 2],
+}
+
+impl TwoGatewaysOfA {
+    async fn start(timers: Option<WanTimers>) -> Self {
+        let (a, b) = (cluster("a", 2).await, cluster("b", 1).await);
+        let (a0_gw, a1_gw, b_gw) = (free_addr(), free_addr(), free_addr());
+        a[1].services()
+            .register("billing", doubler(), ServiceOptions::default())
+            .await
+            .unwrap();
+        start_gateway(&a[0], gateway(a0_gw, &["billing"], &[("b", b_gw)])).await;
+        start_gateway(&a[1], gateway(a1_gw, &["billing"], &[("b", b_gw)])).await;
+        let mut b_settings = gateway(b_gw, &[], &[("a", a0_gw)]);
+        b_settings.links[0].gateways.push(a1_gw);
+        if let Some(timers) = timers {
+            b_settings.timers = timers;
+        }
+        start_gateway(&b[0], b_settings).await;
+        Self {
+            a,
+            b,
+            a_gateways: [a0_gw, a1_gw],
+        }
+    }
+
+    /// The gateway of a that b's link uses now: the node that runs it, and the other address.
+    fn in_use(&self) -> (&Node, SocketAddr) {
+        let [a0_gw, a1_gw] = self.a_gateways;
+        match self.b[0].federation().unwrap().links()[0].gateway {
+            gw if gw == a0_gw => (&self.a[0], a1_gw),
+            _ => (&self.a[1], a0_gw),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_fails_over_to_the_remote_clusters_other_gateway() {
-    let (a, b) = (cluster("a", 2).await, cluster("b", 1).await);
-    let (a0_gw, a1_gw, b_gw) = (free_addr(), free_addr(), free_addr());
-    let options = ServiceOptions::default;
-    a[1].services()
-        .register("billing", doubler(), options())
-        .await
-        .unwrap();
-    start_gateway(&a[0], gateway(a0_gw, &["billing"], &[("b", b_gw)])).await;
-    start_gateway(&a[1], gateway(a1_gw, &["billing"], &[("b", b_gw)])).await;
-    let mut b_settings = gateway(b_gw, &[], &[("a", a0_gw)]);
-    b_settings.links[0].gateways.push(a1_gw);
-    start_gateway(&b[0], b_settings).await;
-    let rpc = b[0].rpc();
+    let setup = TwoGatewaysOfA::start(None).await;
+    let rpc = setup.b[0].rpc();
     let before: u64 = retry(|| rpc.call_in("a", "billing", &2u64, DEADLINE)).await;
     assert_eq!(before, 4);
     let gateway_in_use = |node: &Node| node.federation().unwrap().links()[0].gateway;
     // The link comes up on whichever gateway answered b's first round first.
-    let (in_use, other) = match gateway_in_use(&b[0]) {
-        gw if gw == a0_gw => (&a[0], a1_gw),
-        _ => (&a[1], a0_gw),
-    };
+    let (in_use, other) = setup.in_use();
 
     // That gateway stops: b's probes miss it and move the link to a's other gateway.
     in_use.stop_gateway();
     let after: u64 = retry(|| rpc.call_in("a", "billing", &3u64, DEADLINE)).await;
     assert_eq!(after, 6);
-    assert_eq!(gateway_in_use(&b[0]), other);
-    assert_eq!(link_state(&b[0], "a"), Some(LinkState::Up));
-    stop(&[&a, &b]).await;
+    assert_eq!(gateway_in_use(&setup.b[0]), other);
+    assert_eq!(link_state(&setup.b[0], "a"), Some(LinkState::Up));
+    stop(&[&setup.a, &setup.b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,32 +529,18 @@ async fn a_link_comes_up_on_the_gateway_that_answers_whatever_the_order_listed()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_cannot_reach_one_gateway_is_retried_on_the_next() {
-    let (a, b) = (cluster("a", 2).await, cluster("b", 1).await);
-    let (a0_gw, a1_gw, b_gw) = (free_addr(), free_addr(), free_addr());
-    a[1].services()
-        .register("billing", doubler(), ServiceOptions::default())
-        .await
-        .unwrap();
-    start_gateway(&a[0], gateway(a0_gw, &["billing"], &[("b", b_gw)])).await;
-    start_gateway(&a[1], gateway(a1_gw, &["billing"], &[("b", b_gw)])).await;
     // When the gateway b's link uses stops, b's probe of it fails only after a dial gives up
     // (3 probe intervals, 3 s), so the link still points at it when the call is made; the
     // call's own dial fails as soon, and leaves it 5 s for the other gateway.
-    let mut b_settings = gateway(b_gw, &[], &[("a", a0_gw)]);
-    b_settings.links[0].gateways.push(a1_gw);
-    b_settings.timers = WanTimers {
+    let setup = TwoGatewaysOfA::start(Some(WanTimers {
         probe_interval: Duration::from_secs(1),
         probe_timeout: Duration::from_secs(30),
         down_after: 3,
-    };
-    start_gateway(&b[0], b_settings).await;
+    }))
+    .await;
+    let b = &setup.b;
     found(&b[0], "a", "billing").await;
-    let in_use = b[0].federation().unwrap().links()[0].gateway;
-    let (stopped, other) = if in_use == a0_gw {
-        (&a[0], a1_gw)
-    } else {
-        (&a[1], a0_gw)
-    };
+    let (stopped, other) = setup.in_use();
     stopped.stop_gateway();
     // Its close reaches b within a loopback round trip. A call made before that would find the
     // connection open and send its request, and a sent request is never retried (the gateway
@@ -543,7 +556,7 @@ async fn a_call_that_cannot_reach_one_gateway_is_retried_on_the_next() {
         "answered by a's other gateway after the failed handshake"
     );
     assert_eq!(b[0].federation().unwrap().links()[0].gateway, other);
-    stop(&[&a, &b]).await;
+    stop(&[&setup.a, &setup.b]).await;
 }
 
 fn names(list: &[&str]) -> std::collections::BTreeSet<ClusterName> {
