@@ -324,13 +324,13 @@ impl Federation {
 
     /// Admits a call from a gateway of `from` to `service` of this cluster: exported, and, for
     /// a call that started in `origin` and came through `from` as a hub, `from` is one of this
-    /// gateway's hubs. Counts it by the cluster it started in.
+    /// gateway's hubs. Counts it by the cluster it started in, and returns that cluster.
     pub fn admit(
         &mut self,
         from: &ClusterName,
         origin: Option<&str>,
         service: &str,
-    ) -> Result<(), FederationError> {
+    ) -> Result<ClusterName, FederationError> {
         let origin = match origin {
             None => from.clone(),
             Some(origin) => {
@@ -351,8 +351,8 @@ impl Federation {
                 service: service.to_owned(),
             });
         }
-        *self.served.entry(origin).or_default() += 1;
-        Ok(())
+        *self.served.entry(origin.clone()).or_default() += 1;
+        Ok(origin)
     }
 
     /// Calls admitted for other clusters, by the cluster each started in.
@@ -705,7 +705,7 @@ mod tests {
         ));
         // The hub carries a's call on its direct link to c, and c admits it as a's.
         assert_eq!(hub.transit(&name("a"), "c", "search"), Ok(via));
-        assert_eq!(c.admit(&name("hub"), Some("a"), "search"), Ok(()));
+        assert_eq!(c.admit(&name("hub"), Some("a"), "search"), Ok(name("a")));
         assert_eq!(c.served().get(&name("a")), Some(&1));
         // b is not among the clusters the hub carries: it is offered nothing of c.
         assert_eq!(
@@ -746,7 +746,7 @@ mod tests {
             mesh.admit(&name("b"), Some("a"), "search"),
             Err(refused("a", "c"))
         );
-        assert_eq!(mesh.admit(&name("b"), None, "search"), Ok(()));
+        assert_eq!(mesh.admit(&name("b"), None, "search"), Ok(name("b")));
         assert!(mesh.served().get(&name("a")).is_none());
     }
 

@@ -11,7 +11,6 @@ use foundation_core::federation::wire::{
 use foundation_core::federation::FederationError;
 use foundation_core::federation::{exported, GlobalDirectory, ProbeToSend, PushToSend};
 use foundation_transport::gateway::GatewayRequest;
-use foundation_transport::ClusterName;
 use tokio::sync::mpsc;
 
 use super::metrics::FederationMetrics;
@@ -226,8 +225,8 @@ fn serve_call(
         .inner
         .machine()
         .admit(&request.from, origin.as_deref(), &call.service);
-    match admitted {
-        Ok(()) => {}
+    let started_in = match admitted {
+        Ok(started_in) => started_in,
         Err(FederationError::NotExported { .. }) => {
             return respond(
                 request,
@@ -240,13 +239,8 @@ fn serve_call(
                 FederationReply::Call(Err(RemoteCallError::Federation(e))),
             )
         }
-    }
-    tracing::debug!(from = %request.from, origin = ?origin, service = %call.service, "federated call");
-    // The cluster the call started in: the linked one, or the one a hub passed it on for
-    // (`admit` checked that such a name is one).
-    let started_in = origin
-        .and_then(|name| ClusterName::new(&name).ok())
-        .unwrap_or_else(|| request.from.clone());
+    };
+    tracing::debug!(from = %request.from, %started_in, service = %call.service, "federated call");
     let rpc = rpc.clone();
     let deadline = Duration::from_micros(call.deadline_micros);
     tokio::spawn(async move {
