@@ -9,8 +9,7 @@
 //! it wants to stop, applies faults with [`World::apply`], and reads nodes and the membership
 //! events they emitted ([`World::take_observed`]) to check invariants.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -35,6 +34,7 @@ use crate::agents::{AgentEvent, AgentsLayer};
 use crate::clock::NodeClock;
 use crate::network::{BlockRule, LinkModel, Network};
 use crate::pubsub::{PubSubEvent, PubSubLayer};
+use crate::queue::{EventQueue, Queued};
 use crate::rpc::{RpcEvent, RpcLayer};
 use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
 use crate::trace::{Fnv64, Trace};
@@ -229,6 +229,8 @@ enum Pending {
         from: Slot,
         from_id: NodeId,
         payload: Bytes,
+        /// The payload's trace hash, taken when it was sent (a push-pull is tens of KB).
+        hash: u32,
     },
     Stream {
         to: Slot,
@@ -236,6 +238,7 @@ enum Pending {
         from_id: NodeId,
         channel: Channel,
         payload: Bytes,
+        hash: u32,
         connection: u64,
         lives: (u64, u64),
     },
@@ -337,40 +340,13 @@ pub enum AppRequest {
     },
 }
 
-/// A queue entry: the event itself waits in `World::slots`, so the heap moves 24 bytes, not a
-/// whole event, on every push and pop.
-#[derive(Debug)]
-struct Queued {
-    at: u64,
-    seq: u64,
-    slot: usize,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    // Reversed: BinaryHeap is a max-heap and we want the earliest (time, sequence) first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// The simulated cluster.
 pub struct World {
     now_us: u64,
     nodes: Vec<SimNode>,
     by_addr: BTreeMap<SocketAddr, usize>,
     by_id: BTreeMap<NodeId, usize>,
-    queue: BinaryHeap<Queued>,
+    queue: EventQueue,
     pending: Vec<Option<Pending>>,
     free: Vec<usize>,
     seq: u64,
@@ -433,7 +409,7 @@ impl World {
             nodes: Vec::with_capacity(config.nodes),
             by_addr: BTreeMap::new(),
             by_id: BTreeMap::new(),
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             pending: Vec::new(),
             free: Vec::new(),
             seq: 0,
@@ -1356,12 +1332,11 @@ impl World {
                 from,
                 from_id,
                 payload,
+                hash,
             } => {
                 let (to, from) = (to as usize, from as usize);
-                (
-                    to,
-                    self.received(to, from, from_id, Channel::Membership, payload),
-                )
+                let channel = Channel::Membership;
+                (to, self.received(to, from, from_id, channel, payload, hash))
             }
             Pending::Stream {
                 to,
@@ -1369,12 +1344,13 @@ impl World {
                 from_id,
                 channel,
                 payload,
+                hash,
                 lives,
                 ..
             } => {
                 let (to, from) = (to as usize, from as usize);
                 self.writes.sender = Some((from, lives.0));
-                (to, self.received(to, from, from_id, channel, payload))
+                (to, self.received(to, from, from_id, channel, payload, hash))
             }
             Pending::Write {
                 node,
@@ -1424,12 +1400,12 @@ impl World {
         from_id: NodeId,
         channel: Channel,
         payload: Bytes,
+        hash: u32,
     ) -> Input {
         self.nodes[to].traffic.messages_received += 1;
         if matches!(channel, Channel::Replication | Channel::Bulk) {
             self.nodes[to].traffic.replication_bytes_received += payload.len() as u64;
         }
-        let hash = Fnv64::of(&payload) as u32;
         let len = payload.len();
         let words = [
             TRACE_RECEIVE,
@@ -1625,10 +1601,10 @@ impl World {
             self.nodes[from].traffic.misaddressed += 1;
             return;
         };
-        self.route(from, target, channel, payload);
+        self.route(from, target, channel, payload, hash);
     }
 
-    fn route(&mut self, from: usize, to: usize, channel: Channel, payload: Bytes) {
+    fn route(&mut self, from: usize, to: usize, channel: Channel, payload: Bytes, hash: u32) {
         let from_id = self.nodes[from].id;
         if channel == Channel::Membership {
             for at in self.network.datagram(&mut self.rng, from, to, self.now_us) {
@@ -1639,6 +1615,7 @@ impl World {
                         from: slot32(from),
                         from_id,
                         payload: payload.clone(),
+                        hash,
                     },
                 );
             }
@@ -1657,6 +1634,7 @@ impl World {
                     from_id,
                     channel,
                     payload,
+                    hash,
                     connection,
                     lives,
                 },
@@ -1672,10 +1650,7 @@ impl World {
             | MembershipEvent::Failed(v)
             | MembershipEvent::Left(v)
             | MembershipEvent::Removed(v) => {
-                let who = self
-                    .by_id
-                    .get(&v.id)
-                    .map_or_else(|| v.id.short(), |s| format!("n{s}"));
+                let who = Who(self.by_id.get(&v.id).copied(), v.id);
                 let kind = event_kind(&event);
                 self.trace.line(format_args!(
                     "{} n{slot} -> event {kind} {who} gen {}",
@@ -1736,6 +1711,19 @@ impl std::fmt::Display for Shown {
         match self.0 {
             Some(slot) => write!(f, "n{slot}"),
             None => write!(f, "{}", self.1),
+        }
+    }
+}
+
+/// A member in a trace line: `n<slot>`, or its id's short form when no slot holds it (shown
+/// as it is written, with no string built per event).
+struct Who(Option<usize>, NodeId);
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(slot) => write!(f, "n{slot}"),
+            None => f.write_str(&self.1.short()),
         }
     }
 }
