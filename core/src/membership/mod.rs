@@ -457,6 +457,9 @@ impl Membership {
 
     /// Removes members failed or departed for `reap_after` or longer.
     fn reap(&mut self, now: Instant, out: &mut Outbox) {
+        if self.alive_count == self.view.len() {
+            return; // nobody failed or left: no pass over the whole view at every prune
+        }
         let after = self.config.reap_after;
         let due: Vec<NodeId> = self
             .view
