@@ -25,6 +25,8 @@ const FRESH_MIN: usize = 16;
 pub struct PackedMap<K, V> {
     packed: BTreeMap<K, V>,
     fresh: BTreeMap<K, V>,
+    /// Calls that could change an entry so far (see [`PackedMap::writes`]).
+    writes: u64,
 }
 
 impl<K, V> Default for PackedMap<K, V> {
@@ -32,6 +34,7 @@ impl<K, V> Default for PackedMap<K, V> {
         Self {
             packed: BTreeMap::new(),
             fresh: BTreeMap::new(),
+            writes: 0,
         }
     }
 }
@@ -57,8 +60,15 @@ impl<K: Ord, V> PackedMap<K, V> {
         self.packed.get(key).or_else(|| self.fresh.get(key))
     }
 
+    /// How many calls so far could have changed the map (inserts, removals, mutable access):
+    /// while it stays the same, so does every entry, so a value derived from them can be kept.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
     /// The value of `key`, if any, to change.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.writes += 1;
         match self.packed.get_mut(key) {
             Some(value) => Some(value),
             None => self.fresh.get_mut(key),
@@ -72,6 +82,7 @@ impl<K: Ord, V> PackedMap<K, V> {
 
     /// Sets `key` to `value`; the value it had, if any.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.writes += 1;
         if let Some(held) = self.packed.get_mut(&key) {
             return Some(std::mem::replace(held, value));
         }
@@ -85,11 +96,13 @@ impl<K: Ord, V> PackedMap<K, V> {
 
     /// Removes `key`; the value it had, if any.
     pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.writes += 1;
         self.packed.remove(key).or_else(|| self.fresh.remove(key))
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) {
+        self.writes += 1;
         self.packed.clear();
         self.fresh.clear();
     }
@@ -101,6 +114,7 @@ impl<K: Ord, V> PackedMap<K, V> {
 
     /// The entries in key order, their values to change.
     pub fn iter_mut(&mut self) -> Merged<btree_map::IterMut<'_, K, V>> {
+        self.writes += 1;
         Merged::new(self.packed.iter_mut(), self.fresh.iter_mut())
     }
 
@@ -120,6 +134,7 @@ impl<K: Ord, V> FromIterator<(K, V)> for PackedMap<K, V> {
         Self {
             packed: entries.into_iter().collect(),
             fresh: BTreeMap::new(),
+            writes: 0,
         }
     }
 }
@@ -237,6 +252,24 @@ mod tests {
         assert_eq!(packed.iter().size_hint().1, Some(plain.len()));
         packed.clear();
         assert!(packed.is_empty());
+    }
+
+    /// Every call that can change an entry counts as a write; reads do not.
+    #[test]
+    fn writes_count_every_possible_change() {
+        let mut map = PackedMap::new();
+        let start = map.writes();
+        map.insert(1, 1);
+        let _ = map.get(&1);
+        let _ = map.iter().count();
+        assert_eq!(map.writes(), start + 1);
+        if let Some(v) = map.get_mut(&1) {
+            *v = 2;
+        }
+        map.iter_mut().for_each(|(_, v)| *v = 3);
+        map.remove(&1);
+        map.clear();
+        assert_eq!(map.writes(), start + 5);
     }
 
     /// Keys inserted in order end up mostly in the packed map.

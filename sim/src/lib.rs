@@ -102,6 +102,7 @@ pub mod network;
 mod pace;
 pub mod placement;
 pub mod pubsub;
+mod queue;
 pub mod report;
 pub mod rpc;
 pub mod scenario;

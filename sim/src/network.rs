@@ -21,7 +21,8 @@
 //! - There is no bandwidth model: a message's size does not change its delay. Sizes are counted
 //!   and checked against the transport's per-channel frame limits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 use std::time::Duration;
 
 use foundation_core::Channel;
@@ -144,6 +145,14 @@ pub struct NetStats {
     pub stream_retransmits: u64,
 }
 
+/// Latest delivery time per stream. Hashed with fixed keys (`DefaultHasher::new`), so even the
+/// map's layout is the same on every run.
+type StreamTails = HashMap<
+    (u32, u32, Channel),
+    u64,
+    BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
+>;
+
 /// Stream tails kept before the past ones are first dropped.
 const STREAM_TAILS_KEPT: usize = 4096;
 
@@ -158,8 +167,10 @@ pub struct Network {
     /// Latest delivery time per (from, to, channel), so streams stay ordered. A tail not
     /// after `now` orders nothing (a message sent now arrives at `now` or later), so such
     /// entries are dropped once the map has doubled: otherwise it keeps every pair that ever
-    /// exchanged a stream message, O(N²) after a mass join.
-    stream_tail: BTreeMap<(u32, u32, Channel), u64>,
+    /// exchanged a stream message, O(N²) after a mass join. A hash map: it is only looked up
+    /// (once per stream message) and pruned, never walked in an order that matters, and a tree
+    /// of hundreds of thousands of tails cost a cache miss per level on every lookup.
+    stream_tail: StreamTails,
     /// `stream_tail`'s length that triggers the next drop of past tails.
     stream_tail_prune_at: usize,
     stats: NetStats,
@@ -173,7 +184,7 @@ impl Network {
             overrides: Vec::new(),
             rules: Vec::new(),
             connections: BTreeMap::new(),
-            stream_tail: BTreeMap::new(),
+            stream_tail: StreamTails::default(),
             stream_tail_prune_at: STREAM_TAILS_KEPT,
             stats: NetStats::default(),
         }

@@ -9,8 +9,7 @@
 //! it wants to stop, applies faults with [`World::apply`], and reads nodes and the membership
 //! events they emitted ([`World::take_observed`]) to check invariants.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -35,6 +34,7 @@ use crate::agents::{AgentEvent, AgentsLayer};
 use crate::clock::NodeClock;
 use crate::network::{BlockRule, LinkModel, Network};
 use crate::pubsub::{PubSubEvent, PubSubLayer};
+use crate::queue::{EventQueue, Queued};
 use crate::rpc::{RpcEvent, RpcLayer};
 use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
 use crate::trace::{Fnv64, Trace};
@@ -219,20 +219,26 @@ pub struct Observed {
     pub event: MembershipEvent,
 }
 
+/// A queued event. The queue holds hundreds of thousands while a large cluster forms, so the
+/// frequent kinds (datagrams, stream messages, wake-ups) stay small — slots as `u32` — and the
+/// rare large ones are boxed: 88 bytes an event, not 128.
 #[derive(Clone, Debug)]
 enum Pending {
     Datagram {
-        to: usize,
-        from: usize,
+        to: Slot,
+        from: Slot,
         from_id: NodeId,
         payload: Bytes,
+        /// The payload's trace hash, taken when it was sent (a push-pull is tens of KB).
+        hash: u32,
     },
     Stream {
-        to: usize,
-        from: usize,
+        to: Slot,
+        from: Slot,
         from_id: NodeId,
         channel: Channel,
         payload: Bytes,
+        hash: u32,
         connection: u64,
         lives: (u64, u64),
     },
@@ -245,13 +251,13 @@ enum Pending {
     Command {
         node: usize,
         life: u64,
-        request: AppRequest,
+        request: Box<AppRequest>,
     },
     Write {
         node: usize,
         life: u64,
         id: u64,
-        write: Write,
+        write: Box<Write>,
         acked: Option<std::time::Duration>,
     },
     /// The next write of the workload with this index.
@@ -278,18 +284,26 @@ enum Pending {
         life: u64,
     },
     /// RPC traffic between the nodes' applications.
-    Rpc(RpcEvent),
+    Rpc(Box<RpcEvent>),
     /// Pub/sub traffic between the nodes' applications.
-    PubSub(PubSubEvent),
+    PubSub(Box<PubSubEvent>),
     /// The nodes' agents: their messages, work, failures and supervisors' timers.
-    Agents(AgentEvent),
+    Agents(Box<AgentEvent>),
+}
+
+/// A node slot in a queued event.
+type Slot = u32;
+
+/// `slot` as a queued event holds it.
+fn slot32(slot: usize) -> Slot {
+    Slot::try_from(slot).expect("fewer than 2³² node slots")
 }
 
 impl Pending {
     /// The slot it is for; `None` for the world's own events.
     fn node(&self) -> Option<usize> {
         match self {
-            Pending::Datagram { to, .. } | Pending::Stream { to, .. } => Some(*to),
+            Pending::Datagram { to, .. } | Pending::Stream { to, .. } => Some(*to as usize),
             Pending::Wake { node, .. } | Pending::Command { node, .. } => Some(*node),
             Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => Some(*node),
             Pending::Write { node, .. } | Pending::Synced { node, .. } => Some(*node),
@@ -326,40 +340,13 @@ pub enum AppRequest {
     },
 }
 
-/// A queue entry: the event itself waits in `World::slots`, so the heap moves 24 bytes, not a
-/// whole event, on every push and pop.
-#[derive(Debug)]
-struct Queued {
-    at: u64,
-    seq: u64,
-    slot: usize,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    // Reversed: BinaryHeap is a max-heap and we want the earliest (time, sequence) first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// The simulated cluster.
 pub struct World {
     now_us: u64,
     nodes: Vec<SimNode>,
     by_addr: BTreeMap<SocketAddr, usize>,
     by_id: BTreeMap<NodeId, usize>,
-    queue: BinaryHeap<Queued>,
+    queue: EventQueue,
     pending: Vec<Option<Pending>>,
     free: Vec<usize>,
     seq: u64,
@@ -422,7 +409,7 @@ impl World {
             nodes: Vec::with_capacity(config.nodes),
             by_addr: BTreeMap::new(),
             by_id: BTreeMap::new(),
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             pending: Vec::new(),
             free: Vec::new(),
             seq: 0,
@@ -610,7 +597,7 @@ impl World {
             Pending::Command {
                 node: slot,
                 life,
-                request,
+                request: Box::new(request),
             },
         );
     }
@@ -627,17 +614,17 @@ impl World {
 
     /// Queues an RPC event.
     pub(crate) fn push_rpc(&mut self, at: u64, event: RpcEvent) {
-        self.push(at, Pending::Rpc(event));
+        self.push(at, Pending::Rpc(Box::new(event)));
     }
 
     /// Queues a pub/sub event.
     pub(crate) fn push_pubsub(&mut self, at: u64, event: PubSubEvent) {
-        self.push(at, Pending::PubSub(event));
+        self.push(at, Pending::PubSub(Box::new(event)));
     }
 
     /// Queues an agents event.
     pub(crate) fn push_agents(&mut self, at: u64, event: AgentEvent) {
-        self.push(at, Pending::Agents(event));
+        self.push(at, Pending::Agents(Box::new(event)));
     }
 
     /// Sends a stream message on `channel` from `from` to `to` now: when it arrives and on
@@ -688,7 +675,7 @@ impl World {
                 node: slot,
                 life,
                 id,
-                write,
+                write: Box::new(write),
                 acked: request.acked,
             };
             self.hold(slot, held);
@@ -1222,16 +1209,18 @@ impl World {
                 self.workload_write(*index);
                 return None;
             }
-            (Pending::Rpc(RpcEvent::NextCall { load }), _) => {
-                self.next_load_call(*load);
+            (Pending::Rpc(event), _) if matches!(**event, RpcEvent::NextCall { .. }) => {
+                if let RpcEvent::NextCall { load } = **event {
+                    self.next_load_call(load);
+                }
                 return None;
             }
-            (Pending::PubSub(event @ PubSubEvent::NextPublish { .. }), _) => {
-                self.pubsub_deliver(event.clone());
+            (Pending::PubSub(event), _) if matches!(**event, PubSubEvent::NextPublish { .. }) => {
+                self.pubsub_deliver((**event).clone());
                 return None;
             }
-            (Pending::Agents(event @ AgentEvent::NextMessage { .. }), _) => {
-                self.agents_deliver(event.clone());
+            (Pending::Agents(event), _) if matches!(**event, AgentEvent::NextMessage { .. }) => {
+                self.agents_deliver((**event).clone());
                 return None;
             }
             (Pending::DiskFree { node }, _) => {
@@ -1292,8 +1281,9 @@ impl World {
                 lives,
                 ..
             } => {
-                let alive = self.network.connection(*from, *to) == *connection
-                    && (self.nodes[*from].life, self.nodes[*to].life) == *lives;
+                let (from, to) = (*from as usize, *to as usize);
+                let alive = self.network.connection(from, to) == *connection
+                    && (self.nodes[from].life, self.nodes[to].life) == *lives;
                 if !alive {
                     self.network.count_stream_drop();
                 }
@@ -1342,21 +1332,25 @@ impl World {
                 from,
                 from_id,
                 payload,
-            } => (
-                to,
-                self.received(to, from, from_id, Channel::Membership, payload),
-            ),
+                hash,
+            } => {
+                let (to, from) = (to as usize, from as usize);
+                let channel = Channel::Membership;
+                (to, self.received(to, from, from_id, channel, payload, hash))
+            }
             Pending::Stream {
                 to,
                 from,
                 from_id,
                 channel,
                 payload,
+                hash,
                 lives,
                 ..
             } => {
+                let (to, from) = (to as usize, from as usize);
                 self.writes.sender = Some((from, lives.0));
-                (to, self.received(to, from, from_id, channel, payload))
+                (to, self.received(to, from, from_id, channel, payload, hash))
             }
             Pending::Write {
                 node,
@@ -1364,20 +1358,20 @@ impl World {
                 write,
                 acked,
                 ..
-            } => return self.apply_write(node, id, write, acked),
+            } => return self.apply_write(node, id, *write, acked),
             Pending::Synced {
                 node, seq, written, ..
             } => return self.synced(node, seq, written),
             Pending::Wake { node, at, .. } => return self.wake(node, at),
-            Pending::Rpc(event) => return self.rpc_deliver(event),
-            Pending::PubSub(event) => return self.pubsub_deliver(event),
-            Pending::Agents(event) => return self.agents_deliver(event),
+            Pending::Rpc(event) => return self.rpc_deliver(*event),
+            Pending::PubSub(event) => return self.pubsub_deliver(*event),
+            Pending::Agents(event) => return self.agents_deliver(*event),
             Pending::Command { node, request, .. } => {
                 self.trace.line(format_args!(
                     "{} n{node} <- {request:?}",
                     Stamp(self.now_us)
                 ));
-                match request {
+                match *request {
                     AppRequest::Command(command) => (node, Input::Command(command)),
                     AppRequest::HandOff { instance, state } => {
                         return self.hand_off(node, &instance, state)
@@ -1406,12 +1400,12 @@ impl World {
         from_id: NodeId,
         channel: Channel,
         payload: Bytes,
+        hash: u32,
     ) -> Input {
         self.nodes[to].traffic.messages_received += 1;
         if matches!(channel, Channel::Replication | Channel::Bulk) {
             self.nodes[to].traffic.replication_bytes_received += payload.len() as u64;
         }
-        let hash = Fnv64::of(&payload) as u32;
         let len = payload.len();
         let words = [
             TRACE_RECEIVE,
@@ -1607,20 +1601,21 @@ impl World {
             self.nodes[from].traffic.misaddressed += 1;
             return;
         };
-        self.route(from, target, channel, payload);
+        self.route(from, target, channel, payload, hash);
     }
 
-    fn route(&mut self, from: usize, to: usize, channel: Channel, payload: Bytes) {
+    fn route(&mut self, from: usize, to: usize, channel: Channel, payload: Bytes, hash: u32) {
         let from_id = self.nodes[from].id;
         if channel == Channel::Membership {
             for at in self.network.datagram(&mut self.rng, from, to, self.now_us) {
                 self.push(
                     at,
                     Pending::Datagram {
-                        to,
-                        from,
+                        to: slot32(to),
+                        from: slot32(from),
                         from_id,
                         payload: payload.clone(),
+                        hash,
                     },
                 );
             }
@@ -1634,11 +1629,12 @@ impl World {
             self.push(
                 at,
                 Pending::Stream {
-                    to,
-                    from,
+                    to: slot32(to),
+                    from: slot32(from),
                     from_id,
                     channel,
                     payload,
+                    hash,
                     connection,
                     lives,
                 },
@@ -1654,10 +1650,7 @@ impl World {
             | MembershipEvent::Failed(v)
             | MembershipEvent::Left(v)
             | MembershipEvent::Removed(v) => {
-                let who = self
-                    .by_id
-                    .get(&v.id)
-                    .map_or_else(|| v.id.short(), |s| format!("n{s}"));
+                let who = Who(self.by_id.get(&v.id).copied(), v.id);
                 let kind = event_kind(&event);
                 self.trace.line(format_args!(
                     "{} n{slot} -> event {kind} {who} gen {}",
@@ -1722,11 +1715,40 @@ impl std::fmt::Display for Shown {
     }
 }
 
+/// A member in a trace line: `n<slot>`, or its id's short form when no slot holds it (shown
+/// as it is written, with no string built per event).
+struct Who(Option<usize>, NodeId);
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(slot) => write!(f, "n{slot}"),
+            None => f.write_str(&self.1.short()),
+        }
+    }
+}
+
 /// World microseconds printed as seconds with six decimals.
 struct Stamp(u64);
 
 impl std::fmt::Display for Stamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The queue's slab holds one `Option<Pending>` per queued event: hundreds of thousands
+    /// while a large cluster forms. A new kind that grows it should be boxed.
+    #[test]
+    fn a_queued_event_stays_small() {
+        assert!(
+            std::mem::size_of::<Option<Pending>>() <= 88,
+            "{} bytes",
+            std::mem::size_of::<Option<Pending>>()
+        );
     }
 }

@@ -52,7 +52,9 @@ impl SharedMetadata {
     ) -> Arc<NodeMetadata> {
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
         match values.get(&(node, version)) {
-            Some(shared) if **shared == *value => shared.clone(),
+            // Most values come already shared (decoded into the shared one): no need to compare
+            // their contents.
+            Some(shared) if Arc::ptr_eq(shared, &value) || **shared == *value => shared.clone(),
             _ => {
                 values.insert((node, version), value.clone());
                 value

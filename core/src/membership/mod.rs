@@ -99,6 +99,10 @@ pub struct Membership {
     /// were in all: the checker's cursor into them.
     changes: std::collections::VecDeque<NodeId>,
     changes_total: u64,
+    /// The last [`Membership::digest`] and what it was computed from (the view's and the
+    /// metadata's write counts, and our identity): most digests are sent or compared while
+    /// neither table changed, and each costs a pass over both.
+    digest_cache: Option<((u64, u64, MemberId), u64)>,
 }
 
 impl Membership {
@@ -147,6 +151,7 @@ impl Membership {
             reconcile_armed: false,
             changes: std::collections::VecDeque::new(),
             changes_total: 0,
+            digest_cache: None,
         };
         machine.arm(
             now,
@@ -351,7 +356,7 @@ impl Membership {
                 digest,
             } if sender.node == from => {
                 self.stats.digests += 1;
-                if digest != self.digest() {
+                if digest != self.cached_digest() {
                     self.send_push_pull(sender.node_addr(), true, out);
                 }
             }
@@ -452,6 +457,9 @@ impl Membership {
 
     /// Removes members failed or departed for `reap_after` or longer.
     fn reap(&mut self, now: Instant, out: &mut Outbox) {
+        if self.alive_count == self.view.len() {
+            return; // nobody failed or left: no pass over the whole view at every prune
+        }
         let after = self.config.reap_after;
         let due: Vec<NodeId> = self
             .view
@@ -1005,17 +1013,42 @@ impl Membership {
     /// alive, in which life, with which metadata. Order-independent (a sum of per-member
     /// hashes), so nothing is sorted or allocated.
     pub fn digest(&self) -> u64 {
-        let entry = |node: NodeId, generation: u64| {
-            let version = self.metadata.get(&node).map_or(0, |v| v.version);
+        let entry = |node: NodeId, generation: u64, version: u64| {
             let mut bytes = [0u8; 32];
             bytes[..16].copy_from_slice(&node.as_u128().to_le_bytes());
             bytes[16..24].copy_from_slice(&generation.to_le_bytes());
             bytes[24..].copy_from_slice(&version.to_le_bytes());
             xxhash_rust::xxh3::xxh3_64(&bytes)
         };
+        // Both tables are in node id order: one walk of each instead of a lookup per member.
+        let mut versions = self.metadata.iter().peekable();
+        let mut version_of = |node: NodeId| {
+            while versions.next_if(|(n, _)| **n < node).is_some() {}
+            versions
+                .peek()
+                .filter(|(n, _)| **n == node)
+                .map_or(0, |(_, v)| v.version)
+        };
+        let me = self.metadata.get(&self.me.node).map_or(0, |v| v.version);
         self.alive()
-            .map(|m| entry(m.id, m.generation))
-            .fold(entry(self.me.node, self.me.generation), u64::wrapping_add)
+            .map(|m| entry(m.id, m.generation, version_of(m.id)))
+            .fold(
+                entry(self.me.node, self.me.generation, me),
+                u64::wrapping_add,
+            )
+    }
+
+    /// [`Self::digest`], recomputed only when the view, the metadata or our identity changed.
+    fn cached_digest(&mut self) -> u64 {
+        let key = (self.view.writes(), self.metadata.writes(), self.me);
+        match self.digest_cache {
+            Some((cached, digest)) if cached == key => digest,
+            _ => {
+                let digest = self.digest();
+                self.digest_cache = Some((key, digest));
+                digest
+            }
+        }
     }
 
     /// Opens a push-pull with a random live member: a digest, answered with full state only
@@ -1024,7 +1057,7 @@ impl Membership {
         if let Some(target) = self.random_alive() {
             let digest = encode(MembershipMessage::Digest {
                 from: self.me,
-                digest: self.digest(),
+                digest: self.cached_digest(),
             });
             send(self.me, out, target, Channel::Coordination, digest);
         }
@@ -1043,11 +1076,13 @@ impl Membership {
     }
 
     fn random_alive(&mut self) -> Option<NodeAddr> {
-        let alive: Vec<NodeAddr> = self.alive().map(MemberView::node_addr).collect();
-        if alive.is_empty() {
+        // `alive_count` is how many `alive()` yields (the invariants check it): the same draw
+        // as over a list of them, without building one on every digest.
+        if self.alive_count == 0 {
             return None;
         }
-        Some(alive[self.rng.random_range(0..alive.len())])
+        let chosen = self.rng.random_range(0..self.alive_count);
+        self.alive().nth(chosen).map(MemberView::node_addr)
     }
 
     fn observe_lateness(&mut self, now: Instant, scheduled: Instant, timer: &MembershipTimer) {
