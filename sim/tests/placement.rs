@@ -705,4 +705,3 @@ fn handoff_state_catches_a_next_owner_that_drops_the_state() {
     }
     panic!("handoff-state never failed with PlacementHandoffDropsState");
 }
-
