@@ -54,13 +54,18 @@ async fn five_nodes_form_a_cluster_from_one_seed_and_see_leave_failure_and_metad
         )
         .await;
     }
-    // Metadata travels with membership.
-    let names: Vec<_> = nodes[4]
-        .members()
-        .into_iter()
-        .filter_map(|m| m.metadata.and_then(|d| d.name.clone()))
-        .collect();
-    assert_eq!(names.len(), 4, "metadata of every peer known: {names:?}");
+    // Metadata travels with membership: a moment after SWIM's news of a member (a push-pull
+    // or an introduction, on the coordination stream).
+    let last = nodes[4].clone();
+    eventually(
+        Duration::from_secs(5),
+        "metadata of every peer known",
+        move || {
+            let names = last.members().into_iter().filter_map(|m| m.metadata);
+            names.filter(|d| d.name.is_some()).count() == 4
+        },
+    )
+    .await;
     let mut events = nodes[0].membership_events();
     nodes[1]
         .set_metadata(NodeMetadata {

@@ -40,7 +40,8 @@ pub struct MembershipConfig {
     /// in development, 30 s in production.
     pub push_pull_interval: Duration,
     /// How often piggy-backed gossip is also sent on its own, and to how many members.
-    /// Default 200 ms to 3 members.
+    /// Default 200 ms to 3 members. A change of the live set is gossiped at once as well (to
+    /// `indirect_probes` members, at most ten rounds per interval).
     pub gossip_interval: Duration,
     /// Members gossip is sent to each `gossip_interval`.
     pub gossip_fanout: usize,

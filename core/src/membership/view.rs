@@ -16,6 +16,8 @@ pub enum MembershipTimer {
     PushPull,
     /// Time to forget stale suspicion reports.
     Prune,
+    /// Time to send gossip held back by the eager-gossip rate limit.
+    Gossip,
     /// Time to compare digests with a random member, a while after members came back or we
     /// renewed: whatever the push-pulls of the heal did not bring is exchanged then.
     Reconcile,

@@ -36,6 +36,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a bulk transfer (a large keyspace's full state) may take to send; anti-entropy
 /// offers it again later if it does not make it.
 const BULK_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the connection to a member declared failed stays open: its last words (a leave
+/// notice) may trail the gossip that declared it down by a round trip and a scheduling delay.
+const FAILED_DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 /// Largest bulk transfer read into memory; the sender's own cap is lower.
 const BULK_RECEIVE_MAX: u64 = foundation_core::replication::FULL_STATE_BYTES_MAX as u64 + 64 * 1024;
 
@@ -439,21 +442,26 @@ impl Driver {
         let _ = self.events.send(event);
     }
 
-    /// Closes the connection to a member declared failed, unless another life of the same node
-    /// is alive. Membership is the failure detector: requests in flight to the dead node end now
-    /// (and are retried elsewhere) instead of at the connection's idle timeout, which can then be
-    /// long enough that idle connections stay quiet.
+    /// Closes the connection to a member declared failed, a moment later, unless by then a
+    /// life of the node is alive or it turned out to have left. Membership is the failure
+    /// detector: requests in flight to the dead node end then (and are retried elsewhere)
+    /// instead of at the connection's idle timeout, which can then be long enough that idle
+    /// connections stay quiet.
+    ///
+    /// Not at once: SWIM's gossip of a departure can beat the leaver's own notice here (the
+    /// members it told first gossip on arrival), and closing the connection discards what the
+    /// leaver already sent on it, notice included; we would record a failure for a leave.
     fn drop_connection_of_failed(&self, event: &MembershipEvent) {
         let MembershipEvent::Failed(failed) = event else {
             return;
         };
-        let another_life_alive = self
-            .core
-            .members()
-            .any(|m| m.id == failed.id && m.state == MemberState::Alive);
-        if !another_life_alive {
-            self.endpoint.disconnect(failed.id);
-        }
+        let (endpoint, view, node) = (self.endpoint.clone(), self.view.subscribe(), failed.id);
+        tokio::spawn(async move {
+            tokio::time::sleep(FAILED_DISCONNECT_GRACE).await;
+            if close_after_grace(&view.borrow(), node) {
+                endpoint.disconnect(node);
+            }
+        });
     }
 
     /// Joins `candidate` unless it is already a live member or was tried moments ago.
@@ -555,6 +563,15 @@ impl Driver {
     }
 }
 
+/// Whether the connection to `node`, declared failed a grace ago, is to be closed now: unless
+/// a life of it is alive again or its failure was corrected to a leave (a leaver closes its
+/// connections itself).
+fn close_after_grace(view: &[MemberView], node: NodeId) -> bool {
+    !view
+        .iter()
+        .any(|m| m.id == node && matches!(m.state, MemberState::Alive | MemberState::Left))
+}
+
 fn not_durable(reason: &str) -> ReplicationError {
     ReplicationError::NotDurable {
         reason: reason.to_owned(),
@@ -574,5 +591,32 @@ fn log_event(event: &MembershipEvent) {
         }
         MembershipEvent::Joined => info!("joined the cluster"),
         MembershipEvent::Isolated => warn!("no live members: isolated"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view_of(node: NodeId, state: MemberState) -> Vec<MemberView> {
+        vec![MemberView {
+            id: node,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            generation: 1,
+            state,
+            metadata: None,
+            since: Instant::ZERO,
+        }]
+    }
+
+    /// A failure that stood is closed; one corrected to a leave (the notice arrived after the
+    /// gossip) or followed by a new life is not: that connection carries what the node says.
+    #[test]
+    fn only_a_failure_that_stood_through_the_grace_is_disconnected() {
+        let node = NodeId::from_u128(7);
+        assert!(close_after_grace(&view_of(node, MemberState::Failed), node));
+        assert!(close_after_grace(&[], node), "forced out meanwhile");
+        assert!(!close_after_grace(&view_of(node, MemberState::Left), node));
+        assert!(!close_after_grace(&view_of(node, MemberState::Alive), node));
     }
 }
