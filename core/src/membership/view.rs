@@ -240,3 +240,39 @@ impl View {
 fn as_text<S: serde::Serializer>(id: &NodeId, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: u128, addr: &str, state: MemberState) -> MemberView {
+        MemberView {
+            id: NodeId::from_u128(id),
+            addr: addr.parse().expect("an address"),
+            generation: 7,
+            state,
+            metadata: Some(Arc::new(NodeMetadata::default())),
+            since: Instant::from_elapsed(std::time::Duration::from_nanos(5)),
+        }
+    }
+
+    /// A view comes back out of the table as it went in, for IPv4 and IPv6 addresses, and
+    /// in key order.
+    #[test]
+    fn views_come_back_unchanged() {
+        let v4 = view(2, "10.0.0.9:7000", MemberState::Failed);
+        let v6 = view(1, "[fe80::1%3]:7001", MemberState::Left);
+        let mut table = View::default();
+        assert_eq!(table.insert(v4.id, v4.clone()), None);
+        assert_eq!(table.insert(v6.id, v6.clone()), None);
+        assert_eq!(table.get(&v4.id), Some(v4.clone()));
+        assert_eq!(table.values().collect::<Vec<_>>(), [v6.clone(), v4.clone()]);
+        let mut alive = v4.clone();
+        alive.state = MemberState::Alive;
+        assert_eq!(table.insert(v4.id, alive.clone()), Some(v4));
+        assert_eq!(table.remove(&v6.id), Some(v6));
+        assert_eq!(table.len(), 1);
+        assert!(table.contains_key(&alive.id));
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+}
