@@ -583,7 +583,7 @@ impl Core {
     }
 
     /// Every known member but ourselves, in node id order.
-    pub fn members(&self) -> impl Iterator<Item = &MemberView> {
+    pub fn members(&self) -> impl Iterator<Item = MemberView> + '_ {
         self.membership.members()
     }
 
@@ -608,7 +608,7 @@ impl Core {
     }
 
     fn alive_addrs(&self) -> Vec<NodeAddr> {
-        self.membership.alive().map(MemberView::node_addr).collect()
+        self.membership.alive().map(|m| m.node_addr()).collect()
     }
 
     /// Tells replication which members are gone for good (not alive for `departed_after`) and
@@ -616,7 +616,7 @@ impl Core {
     /// other members: those not departed, whose digests replication's agreements need.
     fn retire_departed(&mut self, now: Instant) -> Vec<NodeId> {
         let after = self.replication.config().departed_after;
-        let members: Vec<&MemberView> = self.membership.members().collect();
+        let members: Vec<MemberView> = self.membership.members().collect();
         // Members removed from the table (reaped or forced out) are gone for good too.
         let departed: BTreeSet<NodeId> = members
             .iter()
@@ -791,7 +791,7 @@ impl Core {
         self.membership
             .members()
             .find(|m| m.id == id)
-            .map(MemberView::node_addr)
+            .map(|m| m.node_addr())
     }
 
     /// Declares a variable here and replicates the declaration, so every acceptor takes it up
@@ -1042,7 +1042,12 @@ impl Core {
         }
         let changed: Vec<(NodeId, Option<Member>)> = changed
             .into_iter()
-            .map(|node| (node, self.membership.member(node).map(placement_member)))
+            .map(|node| {
+                (
+                    node,
+                    self.membership.member(node).as_ref().map(placement_member),
+                )
+            })
             .collect();
         let own = self.own_candidate();
         self.placement.view_changed(now, own, &changed);
@@ -1067,7 +1072,11 @@ impl Core {
     /// Gives placement the whole current membership view.
     fn placement_view_now(&mut self, now: Instant) {
         let own = self.own_candidate();
-        let members: Vec<Member> = self.membership.members().map(placement_member).collect();
+        let members: Vec<Member> = self
+            .membership
+            .members()
+            .map(|m| placement_member(&m))
+            .collect();
         self.placement.update_view(now, own, &members);
         self.deliver_placement(now);
         self.caches_view(now);
@@ -1100,7 +1109,8 @@ impl Core {
             .membership
             .members()
             .filter(|m| m.state == MemberState::Alive);
-        let mut candidates: Vec<Candidate> = alive.map(|m| placement_member(m).candidate).collect();
+        let mut candidates: Vec<Candidate> =
+            alive.map(|m| placement_member(&m).candidate).collect();
         candidates.push(self.own_candidate());
         candidates
     }

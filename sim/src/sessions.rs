@@ -33,7 +33,7 @@ use foundation_core::agents::sessions::{
     abort, ledger_outcome, open, place, Answer, Ask, Commit, CommitState, Drove, Heard, Landing,
     Mechanism, Proposed, SessionAnswer, SessionDriver, Settled, COMMIT_ATTEMPTS,
 };
-use foundation_core::membership::{MemberState, MemberView};
+use foundation_core::membership::MemberState;
 use foundation_core::time::Instant;
 use foundation_core::vars::{Outcome, SessionId, VarsEvent};
 
@@ -159,7 +159,7 @@ impl Sessions {
         let coordinator = if plan.placed {
             let me = world.node_addr(plan.caller);
             let alive = core.members().filter(|m| m.state == MemberState::Alive);
-            let chosen = place::coordinator(plan.id, alive.map(MemberView::node_addr).chain([me]));
+            let chosen = place::coordinator(plan.id, alive.map(|m| m.node_addr()).chain([me]));
             chosen
                 .and_then(|n| world.slot_of(n.id))
                 .unwrap_or(plan.caller)

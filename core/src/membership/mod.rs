@@ -82,7 +82,7 @@ pub struct Membership {
     health: LocalHealth,
     suspicions: Suspicions,
     // One entry per member on every node (O(N²) in a simulation): packed maps keep them dense.
-    view: PackedMap<NodeId, MemberView>,
+    view: view::View,
     metadata: PackedMap<NodeId, Versioned>,
     /// Where equal metadata values are shared with other machines, if anywhere.
     shared: Option<SharedMetadata>,
@@ -140,7 +140,7 @@ impl Membership {
             suspicions: Suspicions::new(policy),
             rng: StdRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15),
             config,
-            view: PackedMap::new(),
+            view: view::View::default(),
             metadata: PackedMap::from_iter([(
                 me.node,
                 Versioned {
@@ -183,17 +183,17 @@ impl Membership {
     }
 
     /// Every member we know of (except ourselves), in node id order.
-    pub fn members(&self) -> impl Iterator<Item = &MemberView> {
+    pub fn members(&self) -> impl Iterator<Item = MemberView> + '_ {
         self.view.values()
     }
 
     /// What we know of `node`, if anything (never ourselves).
-    pub fn member(&self, node: NodeId) -> Option<&MemberView> {
+    pub fn member(&self, node: NodeId) -> Option<MemberView> {
         self.view.get(&node)
     }
 
     /// Members currently alive.
-    pub fn alive(&self) -> impl Iterator<Item = &MemberView> {
+    pub fn alive(&self) -> impl Iterator<Item = MemberView> + '_ {
         self.view.values().filter(|m| m.state == MemberState::Alive)
     }
 
@@ -372,7 +372,12 @@ impl Membership {
             MembershipMessage::Digest { .. } => self.stats.bad_datagrams += 1,
             MembershipMessage::Forget(member) => {
                 let older_or_same = |m: &MemberView| m.generation <= member.generation;
-                if self.view.get(&member.node).is_some_and(older_or_same) {
+                if self
+                    .view
+                    .get(&member.node)
+                    .as_ref()
+                    .is_some_and(older_or_same)
+                {
                     self.remove(member.node, out);
                 }
             }
@@ -509,7 +514,7 @@ impl Membership {
         for member in self.view.values() {
             let alive = member.state == MemberState::Alive;
             if alive != active.contains(&member.id) {
-                return Err(disagrees(member));
+                return Err(disagrees(&member));
             }
         }
         let counted = self.alive().count();
@@ -562,7 +567,7 @@ impl Membership {
             let alive = self.view.get(node).map(|m| m.state == MemberState::Alive);
             if alive.unwrap_or(false) != active.contains(node) {
                 return match self.view.get(node) {
-                    Some(member) => Err(disagrees(member)),
+                    Some(member) => Err(disagrees(&member)),
                     None => Err(format!(
                         "SWIM has {} active, the view lacks it",
                         node.short()
@@ -773,7 +778,7 @@ impl Membership {
             .view
             .values()
             .filter(|m| m.state == MemberState::Failed)
-            .map(MemberView::node_addr)
+            .map(|m| m.node_addr())
             .collect();
         let across = (!failed.is_empty()).then(|| failed[self.rng.random_range(0..failed.len())]);
         for target in self.random_alive().into_iter().chain(across) {
@@ -837,10 +842,11 @@ impl Membership {
     /// as "up" would list a crashed node alive that SWIM holds down. A member no longer in
     /// the view (removed) stays out unless SWIM holds it active.
     fn renamed(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
-        match self.view.get_mut(&member.node) {
-            Some(view) if view.state != MemberState::Alive => {
+        match self.view.get(&member.node) {
+            Some(mut view) if view.state != MemberState::Alive => {
                 view.generation = view.generation.max(member.generation);
                 view.addr = member.addr;
+                self.view.insert(member.node, view);
                 self.changed(member.node);
             }
             Some(_) => self.member_up(now, member, out),
@@ -856,7 +862,7 @@ impl Membership {
         if fault_on!(ViewKeepsDownMembers) {
             return;
         }
-        let Some(view) = self.view.get_mut(&member.node) else {
+        let Some(mut view) = self.view.get(&member.node) else {
             return;
         };
         if view.generation > member.generation {
@@ -873,7 +879,7 @@ impl Membership {
         };
         view.generation = member.generation;
         view.since = now;
-        let view = view.clone();
+        self.view.insert(member.node, view.clone());
         self.changed(member.node);
         let event = if left {
             MembershipEvent::Left(view)
@@ -886,13 +892,14 @@ impl Membership {
     /// `member` announced it is leaving. If SWIM's gossip of its departure beat the notice and
     /// we already recorded a failure of that same life, correct it to "left".
     fn member_leaving(&mut self, now: Instant, member: MemberId, out: &mut Outbox) {
-        if let Some(view) = self.view.get_mut(&member.node) {
+        if let Some(mut view) = self.view.get(&member.node) {
             let repeated = view.state == MemberState::Left && view.generation == member.generation;
             assert!(!(repeated && fault_on!(PanicOnRepeatedLeave)), "left twice");
             if view.state == MemberState::Failed && view.generation == member.generation {
                 view.state = MemberState::Left;
                 view.since = now;
-                out.event(Event::Membership(MembershipEvent::Left(view.clone())));
+                self.view.insert(member.node, view.clone());
+                out.event(Event::Membership(MembershipEvent::Left(view)));
                 self.changed(member.node);
                 return;
             }
@@ -1032,9 +1039,10 @@ impl Membership {
         }
         let metadata = incoming.metadata.clone();
         self.metadata.insert(node, incoming);
-        if let Some(view) = self.view.get_mut(&node) {
+        if let Some(mut view) = self.view.get(&node) {
             view.metadata = Some(metadata);
-            out.event(Event::Membership(MembershipEvent::Updated(view.clone())));
+            self.view.insert(node, view.clone());
+            out.event(Event::Membership(MembershipEvent::Updated(view)));
         }
     }
 
@@ -1138,7 +1146,7 @@ impl Membership {
             return None;
         }
         let chosen = self.rng.random_range(0..self.alive_count);
-        self.alive().nth(chosen).map(MemberView::node_addr)
+        self.alive().nth(chosen).map(|m| m.node_addr())
     }
 
     fn observe_lateness(&mut self, now: Instant, scheduled: Instant, timer: &MembershipTimer) {

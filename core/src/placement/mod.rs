@@ -43,6 +43,7 @@
 
 mod duplicates;
 pub mod handoff;
+pub mod members;
 mod per_node;
 pub mod registrar;
 pub mod rendezvous;
@@ -60,7 +61,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::membership::{MemberState, MembershipConfig};
-use crate::packed_map::PackedMap;
 use crate::time::Instant;
 use crate::vars::Life;
 use crate::NodeId;
@@ -73,6 +73,7 @@ pub use wire::{encode, PlacementMessage, MAX_CLAIMS};
 
 use duplicates::Duplicates;
 use handoff::Handoffs;
+use members::{Agreed, Members};
 use routing::Routing;
 
 /// Largest `handoff_max_bytes`: what a node accepts in one bulk transfer.
@@ -452,9 +453,12 @@ pub struct Placement {
     config: PlacementConfig,
     workloads: BTreeMap<String, WorkloadSpec>,
     /// The agreed membership (ourselves included): the registrars a quorum is counted among,
-    /// each with the latest generation seen of it (for keep-oldest). One map, not a set and a
-    /// map with the same keys: every node holds one entry per member (O(N²) in a simulation).
-    agreed: PackedMap<NodeId, u64>,
+    /// each with the latest generation seen of it (for keep-oldest); and the members alive in
+    /// our view, in node id order, with their generation: the other candidates, kept up to
+    /// date one member at a time ([`Placement::view_changed`]), not rebuilt per change. One
+    /// table for both (see [`members`]): every node holds one entry per member (O(N²) in a
+    /// simulation), so an entry is small: tags are in `tagged`, for the members that carry any.
+    members: Members,
     /// `agreed` ordered by age, (generation, node): the oldest first, in O(log N). Kept only
     /// under [`SplitBrain::KeepOldest`], the one policy that asks who the oldest is.
     by_age: BTreeSet<(u64, NodeId)>,
@@ -463,12 +467,7 @@ pub struct Placement {
     oldest_since: Option<Instant>,
     /// Ourselves, once the core gave us a view: the first candidate.
     own: Option<Candidate>,
-    /// The members alive in our view, in node id order, with their generation: the other
-    /// candidates. Kept up to date one member at a time ([`Placement::view_changed`]), not
-    /// rebuilt per change. Every node holds one entry per member (O(N²) in a simulation), so
-    /// an entry is small: tags are in `tagged`, for the members that carry any.
-    others: PackedMap<NodeId, u64>,
-    /// The tags of the members in `others` that carry any.
+    /// The tags of the members alive in our view that carry any.
     tagged: BTreeMap<NodeId, BTreeMap<String, String>>,
     /// What our view says we should own.
     wanted: BTreeSet<Instance>,
@@ -505,7 +504,7 @@ impl Placement {
         let registrar = Registrar::new(now, config.lease);
         Self {
             me,
-            agreed: PackedMap::from_iter([(me.node, me.generation)]),
+            members: Members::with_agreed(me.node, me.generation),
             by_age: if config.split_brain == SplitBrain::KeepOldest {
                 BTreeSet::from([(me.generation, me.node)])
             } else {
@@ -515,7 +514,6 @@ impl Placement {
             config,
             workloads: BTreeMap::new(),
             own: None,
-            others: PackedMap::new(),
             tagged: BTreeMap::new(),
             wanted: BTreeSet::new(),
             wanted_since: BTreeMap::new(),
@@ -609,7 +607,7 @@ impl Placement {
             self.update_agreed(m);
         }
         self.note_oldest(now);
-        self.others.clear();
+        self.members.clear_alive();
         self.tagged.clear();
         for m in members.iter().filter(|m| m.state == MemberState::Alive) {
             self.add_other(&m.candidate);
@@ -664,7 +662,7 @@ impl Placement {
 
     /// `candidate` is alive in our view (it may have been before).
     fn add_other(&mut self, candidate: &Candidate) {
-        self.others.insert(candidate.id, candidate.generation);
+        self.members.set_alive(candidate.id, candidate.generation);
         if candidate.tags.is_empty() {
             self.tagged.remove(&candidate.id);
         } else {
@@ -674,7 +672,7 @@ impl Placement {
 
     /// `node` is no longer alive in our view (or never was).
     fn remove_other(&mut self, node: NodeId) {
-        self.others.remove(&node);
+        self.members.set_not_alive(node);
         self.tagged.remove(&node);
     }
 
@@ -683,9 +681,9 @@ impl Placement {
     fn candidates(&self) -> impl Iterator<Item = (NodeId, u64, &BTreeMap<String, String>)> {
         static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
         let own = self.own.iter().map(|c| (c.id, c.generation, &c.tags));
-        let others = self.others.iter().map(|(id, generation)| {
-            let tags = self.tagged.get(id).unwrap_or(&NO_TAGS);
-            (*id, *generation, tags)
+        let others = self.members.alive().map(|(id, generation)| {
+            let tags = self.tagged.get(&id).unwrap_or(&NO_TAGS);
+            (id, generation, tags)
         });
         own.chain(others)
     }
@@ -721,7 +719,7 @@ impl Placement {
 
     /// `node` is in the agreed membership, in life `generation`.
     fn agree(&mut self, node: NodeId, generation: u64) {
-        let before = self.agreed.insert(node, generation);
+        let before = self.members.agree(node, generation);
         if self.config.split_brain == SplitBrain::KeepOldest && before != Some(generation) {
             if let Some(before) = before {
                 self.by_age.remove(&(before, node));
@@ -732,7 +730,7 @@ impl Placement {
 
     /// `node` is out of the agreed membership.
     fn disagree(&mut self, node: NodeId) {
-        if let Some(before) = self.agreed.remove(&node) {
+        if let Some(before) = self.members.disagree(node) {
             self.by_age.remove(&(before, node));
         }
     }
@@ -818,7 +816,7 @@ impl Placement {
                     return;
                 }
                 let claims: BTreeSet<Instance> =
-                    if self.agreed.contains_key(&from) && self.may_grant(now) {
+                    if self.members.agreed().contains_key(&from) && self.may_grant(now) {
                         claims.into_iter().collect()
                     } else {
                         // Not (yet) a member we count: its claims take nothing, and what it held
@@ -828,7 +826,7 @@ impl Placement {
                 self.registrar.expire(now);
                 let running = self.leased_among(now, &claims);
                 if let Some(granted) = self.registrar.claim(now, life, round, &claims) {
-                    let members = u32::try_from(self.agreed.len()).unwrap_or(u32::MAX);
+                    let members = u32::try_from(self.members.agreed().len()).unwrap_or(u32::MAX);
                     let reply = PlacementMessage::Granted {
                         round,
                         granted,
@@ -905,12 +903,17 @@ impl Placement {
         if until <= now {
             return;
         }
-        let quorum = quorum_size(self.config.split_brain, self.agreed.len(), r.members);
+        let quorum = quorum_size(
+            self.config.split_brain,
+            self.members.agreed().len(),
+            r.members,
+        );
         for (instance, set) in &r.grants {
             let counted = match self.config.split_brain {
-                SplitBrain::KeepMajority => {
-                    set.iter().filter(|n| self.agreed.contains_key(n)).count()
-                }
+                SplitBrain::KeepMajority => set
+                    .iter()
+                    .filter(|n| self.members.agreed().contains_key(n))
+                    .count(),
                 SplitBrain::StaticQuorum(_) => set.len(),
                 SplitBrain::KeepOldest | SplitBrain::KeepReferee(_) => {
                     usize::from(referee.is_some_and(|r| set.contains(&r)))
@@ -1087,7 +1090,7 @@ impl Placement {
             round,
             claims: claims.iter().cloned().collect(),
         });
-        for node in self.agreed.keys() {
+        for node in self.members.agreed().keys() {
             if *node != self.me.node {
                 self.out.push((*node, message.clone()));
             }
@@ -1098,7 +1101,7 @@ impl Placement {
             BTreeSet::new()
         };
         if let Some(granted) = self.registrar.claim(now, self.me, round, &ours) {
-            let members = self.agreed.len();
+            let members = self.members.agreed().len();
             self.granted(now, self.me.node, round, granted, members);
             self.start_leased(now);
         }
@@ -1203,8 +1206,8 @@ impl Placement {
     }
 
     /// The agreed membership, each member with the latest generation seen of it.
-    pub fn agreed(&self) -> &PackedMap<NodeId, u64> {
-        &self.agreed
+    pub fn agreed(&self) -> Agreed<'_> {
+        self.members.agreed()
     }
 
     /// The registrations this node holds as a registrar.

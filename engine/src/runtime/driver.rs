@@ -434,8 +434,7 @@ impl Driver {
 
     fn publish(&mut self, event: MembershipEvent) {
         log_event(&event);
-        self.view
-            .send_replace(self.core.members().cloned().collect());
+        self.view.send_replace(self.core.members().collect());
         self.publish_suspects();
         self.metrics.sync(&self.core);
         // No subscriber is fine; a lagging one loses the oldest events (tokio broadcast).

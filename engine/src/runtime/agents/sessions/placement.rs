@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use foundation_core::agents::sessions::place::coordinator;
 use foundation_core::agents::wire::{AgentReply, AgentRequest, Delivery};
-use foundation_core::membership::{MemberState, MemberView};
+use foundation_core::membership::MemberState;
 use foundation_core::vars::SessionId;
 use foundation_core::{NodeAddr, NodeId};
 
@@ -48,7 +48,7 @@ impl AgentsHandle {
         let me = self.shared.endpoint.local();
         let members = self.shared.members.borrow();
         let alive = members.iter().filter(|m| m.state == MemberState::Alive);
-        coordinator(session, alive.map(MemberView::node_addr).chain([me])).unwrap_or(me)
+        coordinator(session, alive.map(|m| m.node_addr()).chain([me])).unwrap_or(me)
     }
 
     /// Asks `at` to coordinate `session`; settles it if `at` is lost first.
