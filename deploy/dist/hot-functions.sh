@@ -119,8 +119,8 @@ write_list
 build
 both_profiles perf
 for data in "$work"/pf-*.data; do
-    paste -d' ' <(perf script -i "$data" -F addr,ip) <(perf script -i "$data" -F sym --no-demangle)
-done | awk '$1 == $2 && NF == 3 { print $3 }' | sort -u >"$work/faulted"
+    paste -d' ' <(perf script -i "$data" -F addr,ip) <(perf script -i "$data" -F ip,sym --no-demangle)
+done | awk '$1 == $2 && NF >= 4 { print $4 }' | sort -u >"$work/faulted"
 sort -u "$work/ran" "$work/faulted" >"$work/ran.all" && mv "$work/ran.all" "$work/ran"
 write_list
 echo "$list: $(grep -vc '^#' "$list") functions"
