@@ -40,7 +40,10 @@ use serde_json::Value;
 
 #[path = "support/processes.rs"]
 mod processes;
-use processes::{foundation_binary, free_port, http_get, which, Killable};
+use processes::{
+    first_exited, foundation_binary, free_port, http_get, start_node, start_seed, which, Killable,
+    StartedNode,
+};
 
 const N: usize = 10;
 const RUNS: usize = 3;
@@ -279,6 +282,7 @@ enum Profile {
 
 struct NodeProcess {
     child: Killable,
+    quic: SocketAddr,
     http: SocketAddr,
 }
 
@@ -297,10 +301,9 @@ fn foundation_run(
     let dir = scratch.join(format!("foundation-{tag}-{run}"));
     std::fs::create_dir_all(&dir).unwrap();
     let cluster = format!("bench-{tag}-{run}-{}", std::process::id());
-    let quic: Vec<u16> = (0..N).map(|_| free_port()).collect();
-    let http: Vec<u16> = (0..N).map(|_| free_port()).collect();
-    let seed = format!("127.0.0.1:{}", quic[0]);
-    let spawn = |i: usize| -> NodeProcess {
+    // Each node binds ports the kernel picks and reports them (`start_node`), but the seed,
+    // which needs its address up front (`start_seed`); the others get it once it has started.
+    let command = |i: usize| -> Command {
         let mut command = Command::new(binary);
         command
             .args(["node", "--name", &format!("n{i}")])
@@ -308,55 +311,58 @@ fn foundation_run(
             .env("XDG_RUNTIME_DIR", &dir)
             .env("FOUNDATION_CLUSTER", &cluster)
             .env("FOUNDATION_DISCOVERY", "static")
-            .env("FOUNDATION_SEEDS", &seed)
-            .env("FOUNDATION_BIND", format!("127.0.0.1:{}", quic[i]))
-            .env("FOUNDATION_HTTP", format!("127.0.0.1:{}", http[i]))
-            .env("FOUNDATION_NODE_ID", format!("{:032x}", 0xbe00 + i))
-            .stdout(Stdio::piped())
-            .stderr(
-                std::fs::File::create(dir.join(format!("n{i}.err")))
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            );
+            .env("FOUNDATION_NODE_ID", format!("{:032x}", 0xbe00 + i));
         if profile == Profile::Production {
             command
                 .env("FOUNDATION_PROFILE", "production")
                 .env("FOUNDATION_SECRET", "membership-bench-secret-0123456789")
                 // Membership only: nothing here needs durable state.
                 .env("FOUNDATION_STORAGE", "memory")
-                // Ten production nodes share one host: production's fixed bulk port would clash.
-                .env("FOUNDATION_BULK_PORT", "auto");
+                // Ten production nodes share one host: production's fixed bulk and sealed ports
+                // would clash.
+                .env("FOUNDATION_BULK_PORT", "auto")
+                .env("FOUNDATION_SEALED_PORT", "auto");
         }
         if let Some(file) = std::env::var_os("MEMBERSHIP_BENCH_CONFIG") {
             command.env("FOUNDATION_CONFIG", file);
         }
-        let mut child = command.spawn().expect("foundation node starts");
-        let stdout = child.stdout.take().unwrap();
-        // Keep draining stdout for the node's whole life (a closed pipe kills it).
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if line.is_err() {
-                    break;
-                }
-            }
-        });
-        NodeProcess {
-            child: Killable(child),
-            http: SocketAddr::from(([127, 0, 0, 1], http[i])),
-        }
+        command
+    };
+    let stderr = |i: usize| dir.join(format!("n{i}.err"));
+    let process = |i: usize, started: Result<StartedNode, String>| {
+        let started = started.map_err(|why| format!("n{i} did not start: {why}"))?;
+        Ok::<_, String>(NodeProcess {
+            child: started.child,
+            quic: started.quic,
+            http: started.http,
+        })
     };
     let ids: Vec<String> = (0..N).map(|i| format!("{:032x}", 0xbe00 + i)).collect();
 
     // Join: the seed first, the others as soon as its HTTP answers (both inside the timing).
     let t0 = Instant::now();
-    let mut nodes: Vec<Option<NodeProcess>> = vec![Some(spawn(0))];
+    let seed = start_seed(|_: SocketAddr| command(0), &stderr(0));
+    let mut nodes: Vec<Option<NodeProcess>> = match process(0, seed) {
+        Ok(seed) => vec![Some(seed)],
+        Err(why) => return failed(result, why),
+    };
+    let seed = nodes[0]
+        .as_ref()
+        .map_or(String::new(), |n| n.quic.to_string());
     while http_get(nodes[0].as_ref().unwrap().http, "/health").is_none()
         && t0.elapsed() < JOIN_LIMIT
     {
         std::thread::sleep(Duration::from_millis(5));
     }
     result.seed_ready = Some(t0.elapsed());
-    nodes.extend((1..N).map(|i| Some(spawn(i))));
+    for i in 1..N {
+        let mut command = command(i);
+        command.env("FOUNDATION_SEEDS", &seed);
+        match process(i, start_node(command, &stderr(i))) {
+            Ok(node) => nodes.push(Some(node)),
+            Err(why) => return failed(result, why),
+        }
+    }
     let view = |node: &NodeProcess| -> Option<BTreeMap<String, String>> {
         let body = http_get(node.http, "/members")?;
         let json: Value = serde_json::from_str(&body).ok()?;
@@ -370,6 +376,9 @@ fn foundation_run(
     };
     let mut joined_at: Vec<Option<Duration>> = vec![None; N];
     while joined_at.iter().any(Option::is_none) && t0.elapsed() < JOIN_LIMIT {
+        if let Some(i) = first_exited(nodes.iter_mut().flatten().map(|n| &mut n.child)) {
+            return failed(result, format!("n{i} exited while joining (see n{i}.err)"));
+        }
         for i in 0..N {
             if joined_at[i].is_some() {
                 continue;
@@ -609,6 +618,10 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
     agents.extend((1..N).map(|i| Some(spawn(i))));
     let mut joined_at: Vec<Option<Duration>> = vec![None; N];
     while joined_at.iter().any(Option::is_none) && t0.elapsed() < JOIN_LIMIT {
+        // An agent whose port was taken after `free_port` chose it exits at start.
+        if let Some(i) = first_exited(agents.iter_mut().flatten().map(|a| &mut a.child)) {
+            return failed(result, format!("s{i} exited while joining (see s{i}.log)"));
+        }
         let pending: Vec<usize> = (0..N).filter(|&i| joined_at[i].is_none()).collect();
         let views = serf_views(serf, &agents, &pending);
         for (i, view) in views {
@@ -1207,6 +1220,12 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
 }
 
 /// When the last node got there, if every node did.
+/// A run that could not go on: `why` in its notes, nothing measured.
+fn failed(mut result: Run, why: String) -> Run {
+    result.notes.push(why);
+    result
+}
+
 fn slowest(at: &[Option<Duration>]) -> Option<Duration> {
     at.iter().copied().collect::<Option<Vec<_>>>().map(max)
 }
