@@ -5,7 +5,7 @@
 //! ```
 //!
 //! For each system, [`RUNS`] runs of: start N nodes through one seed and time until every node
-//! sees all N alive; stay idle for [`IDLE_WINDOW`] and count the bytes the nodes send; `kill -9`
+//! sees all N alive; stay idle for [`idle_window`] and count the bytes the nodes send; `kill -9`
 //! one node and time until every survivor marks it failed. Every membership view seen along the
 //! way is checked for false positives (a live node shown as anything but alive). Medians are
 //! printed with the spread, the ratios to the peers and the issue's targets.
@@ -28,7 +28,6 @@
 //! gives the on-the-wire bytes (IP/UDP and QUIC overhead included) for all three systems alike.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -47,8 +46,22 @@ use processes::{
 
 const N: usize = 10;
 const RUNS: usize = 3;
-const IDLE_WINDOW: Duration = Duration::from_secs(10);
-const SETTLE: Duration = Duration::from_secs(1);
+/// The idle window, 10 s unless `MEMBERSHIP_BENCH_IDLE_SECS` says otherwise.
+fn idle_window() -> Duration {
+    secs_from_env("MEMBERSHIP_BENCH_IDLE_SECS", 10)
+}
+
+/// The wait between all joined and the idle window, 1 s unless `MEMBERSHIP_BENCH_SETTLE_SECS`
+/// says otherwise: a longer wait measures the steady state (Foundation's idle connections have
+/// closed by 30 s and Serf's push-pull runs every 30 s) rather than the tail of the join.
+fn settle() -> Duration {
+    secs_from_env("MEMBERSHIP_BENCH_SETTLE_SECS", 1)
+}
+
+fn secs_from_env(name: &str, default: u64) -> Duration {
+    let secs = std::env::var(name).ok().and_then(|v| v.parse().ok());
+    Duration::from_secs(secs.unwrap_or(default))
+}
 const POLL: Duration = Duration::from_millis(25);
 const JOIN_LIMIT: Duration = Duration::from_secs(30);
 const DETECT_LIMIT: Duration = Duration::from_secs(45);
@@ -110,7 +123,7 @@ fn main() {
     println!(
         "membership side by side: N={N} nodes on 127.0.0.1, {RUNS} runs each, idle window {}s, \
          poll every {}ms; {}",
-        IDLE_WINDOW.as_secs(),
+        idle_window().as_secs(),
         POLL.as_millis(),
         if in_netns {
             "own network namespace (wire bytes measured on its lo)"
@@ -404,7 +417,7 @@ fn foundation_run(
     }
 
     // Idle bytes: metrics before and after a quiet window with no polling.
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(settle());
     let traffic = |nodes: &[Option<NodeProcess>]| -> Option<(u64, u64, u64)> {
         let mut sums = (0, 0, 0);
         for node in nodes.iter().flatten() {
@@ -418,7 +431,7 @@ fn foundation_run(
     let before = traffic(&nodes);
     let a = Instant::now();
     let lo_before = lo_tx();
-    std::thread::sleep(IDLE_WINDOW);
+    std::thread::sleep(idle_window());
     let lo_after = lo_tx();
     let after = traffic(&nodes);
     let window = a.elapsed().as_secs_f64();
@@ -435,8 +448,8 @@ fn foundation_run(
         ));
     }
     if let (true, Some(b), Some(a)) = (in_netns, lo_before, lo_after) {
-        result.wire = Some((a.0 - b.0) as f64 / N as f64 / IDLE_WINDOW.as_secs_f64());
-        result.wire_packets = Some((a.1 - b.1) as f64 / N as f64 / IDLE_WINDOW.as_secs_f64());
+        result.wire = Some((a.0 - b.0) as f64 / N as f64 / idle_window().as_secs_f64());
+        result.wire_packets = Some((a.1 - b.1) as f64 / N as f64 / idle_window().as_secs_f64());
     }
     for (i, node) in nodes.iter().enumerate() {
         if let Some(view) = view(node.as_ref().unwrap()) {
@@ -645,7 +658,7 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
         return result;
     }
 
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(settle());
     let read = |c: &[Arc<SerfCounters>]| {
         c.iter().fold((0u64, 0u64, 0u64, 0u64), |s, c| {
             (
@@ -659,7 +672,7 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
     let before = read(&counters);
     let lo_before = lo_tx();
     let a = Instant::now();
-    std::thread::sleep(IDLE_WINDOW);
+    std::thread::sleep(idle_window());
     let lo_after = lo_tx();
     let after = read(&counters);
     let window = a.elapsed().as_secs_f64();
@@ -919,12 +932,12 @@ async fn chitchat_run_async(run: usize, in_netns: bool) -> Run {
         return result;
     }
 
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(settle()).await;
     let total = |c: &[Arc<AtomicU64>]| c.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
     let before = total(&counters);
     let lo_before = lo_tx();
     let a = Instant::now();
-    tokio::time::sleep(IDLE_WINDOW).await;
+    tokio::time::sleep(idle_window()).await;
     let lo_after = lo_tx();
     let after = total(&counters);
     let window = a.elapsed().as_secs_f64();
@@ -1202,30 +1215,30 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
         "how: foundation = `foundation node` processes, development profile (its default: probe \
          500 ms, suspicion 2 s scaled down by confirmations), static discovery through the first \
          node, timed from spawning the seed; /members polled every {} ms; bytes from \
-         foundation_transport_traffic_bytes_total sent on the membership channel (QUIC datagram \
-         payloads) + replication channel (push-pull frames), excluding QUIC/UDP/IP overhead, \
-         which the wire row includes. serf = `serf agent` default LAN profile, `-join` to the \
+         foundation_transport_traffic_bytes_total sent on the membership channel (sealed datagram \
+         payloads) + replication channel (push-pull frames), excluding sealing/QUIC/UDP/IP \
+         overhead, which the wire row includes. serf = `serf agent` default LAN profile, `-join` to the \
          first agent, `serf members` polled; bytes from memberlist udp.sent/tcp.sent via statsd \
          (subtracted from the wire row). chitchat = in-process, UdpTransport, gossip every 1 s, \
          failure detector defaults (phi 8), crash = task aborted; bytes = datagrams it sent. \
-         Foundation's wire row is QUIC: packet headers, AEAD tags and ACK frames (an \
-         ACK-only packet per probe exchange: quinn acknowledges within 25 ms) come on top of \
-         the payloads. \
-         Idle window {} s after {} s settling: periodic push-pulls (foundation 10 s, serf 30 s) \
-         fall in a window or not, hence the spread.",
+         Foundation's wire row is sealed UDP datagrams (29 bytes of header and tag each) and \
+         QUIC for streams (headers, tags, ACKs, handshakes of redialled connections). \
+         Idle window {} s after {} s settling (MEMBERSHIP_BENCH_IDLE_SECS, \
+         MEMBERSHIP_BENCH_SETTLE_SECS): periodic push-pulls (foundation 10 s in development, \
+         30 s in production, serf 30 s) fall in a window or not, hence the spread.",
         POLL.as_millis(),
-        IDLE_WINDOW.as_secs(),
-        SETTLE.as_secs()
+        idle_window().as_secs(),
+        settle().as_secs()
     );
 }
 
-/// When the last node got there, if every node did.
 /// A run that could not go on: `why` in its notes, nothing measured.
 fn failed(mut result: Run, why: String) -> Run {
     result.notes.push(why);
     result
 }
 
+/// When the last node got there, if every node did.
 fn slowest(at: &[Option<Duration>]) -> Option<Duration> {
     at.iter().copied().collect::<Option<Vec<_>>>().map(max)
 }
