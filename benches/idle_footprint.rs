@@ -34,7 +34,7 @@ use serde_json::Value;
 #[path = "support/processes.rs"]
 mod processes;
 use processes::{
-    first_exited, foundation_binary, free_port, http_get, start_node, start_seed, which, Killable,
+    first_exited, foundation_binary, free_ports, http_get, start_node, start_seed, which, Killable,
     StartedNode,
 };
 
@@ -135,7 +135,9 @@ fn main() {
         if let Some(sample) = &sample {
             print_sample(&name, sample);
         } else {
-            println!("  {name}: no sample (the cluster did not join in {JOIN_LIMIT:?})");
+            println!(
+                "  {name}: no sample (a member did not start, or not all joined in {JOIN_LIMIT:?})"
+            );
         }
         let entry = match table.iter_mut().position(|(n, _)| *n == name) {
             Some(i) => &mut table[i].1,
@@ -349,10 +351,9 @@ fn foundation_idle(
 fn serf_idle(serf: &Path, scratch: &Path, n: usize, window: Duration) -> Option<Sample> {
     let dir = scratch.join(format!("serf-{n}"));
     std::fs::create_dir_all(&dir).ok()?;
-    let bind: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let rpc: Vec<String> = (0..n)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
+    let ports = free_ports(2 * n);
+    let (bind, rpc) = ports.split_at(n);
+    let rpc: Vec<String> = rpc.iter().map(|port| format!("127.0.0.1:{port}")).collect();
     let spawn = |i: usize| -> Killable {
         let mut command = Command::new(serf);
         command

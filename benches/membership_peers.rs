@@ -40,7 +40,7 @@ use serde_json::Value;
 #[path = "support/processes.rs"]
 mod processes;
 use processes::{
-    first_exited, foundation_binary, free_port, http_get, start_node, start_seed, which, Killable,
+    first_exited, foundation_binary, free_ports, http_get, start_node, start_seed, which, Killable,
     StartedNode,
 };
 
@@ -552,8 +552,8 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
     let mut result = Run::default();
     let dir = scratch.join(format!("serf-{run}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let bind: Vec<u16> = (0..N).map(|_| free_port()).collect();
-    let rpc: Vec<u16> = (0..N).map(|_| free_port()).collect();
+    let ports = free_ports(2 * N);
+    let (bind, rpc) = ports.split_at(N);
     let counters: Vec<Arc<SerfCounters>> = (0..N).map(|_| Arc::default()).collect();
     let mut statsd_ports = Vec::new();
     for counter in &counters {
@@ -841,7 +841,7 @@ async fn chitchat_run_async(run: usize, in_netns: bool) -> Run {
         ProtocolVersion,
     };
     let mut result = Run::default();
-    let ports: Vec<u16> = (0..N).map(|_| free_port()).collect();
+    let ports = free_ports(N);
     let addrs: Vec<SocketAddr> = ports
         .iter()
         .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))

@@ -184,13 +184,23 @@ pub fn first_exited<'a>(children: impl IntoIterator<Item = &'a mut Killable>) ->
 /// told to bind port 0 and report: it is released before the peer binds it, so another process
 /// can take it meanwhile — check that the peer started ([`first_exited`]).
 pub fn free_port() -> u16 {
-    loop {
+    free_ports(1)[0]
+}
+
+/// `n` distinct ports, each free for both UDP and TCP on 127.0.0.1. All are held until the last
+/// is found: ports found one at a time and released in between can repeat (60 picks from the
+/// kernel's ≈ 28,000 ephemeral ports repeat one about once in 15), and two peers told the same
+/// port leave one that never starts.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut held = Vec::with_capacity(n);
+    while held.len() < n {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push((port, udp, tcp));
         }
     }
+    held.into_iter().map(|(port, _, _)| port).collect()
 }
 
 /// A child process that is killed (SIGKILL) and reaped when dropped or on request.
