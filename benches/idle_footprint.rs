@@ -33,7 +33,10 @@ use serde_json::Value;
 
 #[path = "support/processes.rs"]
 mod processes;
-use processes::{foundation_binary, free_port, http_get, which, Killable};
+use processes::{
+    first_exited, foundation_binary, free_ports, http_get, start_node, start_seed, which, Killable,
+    StartedNode,
+};
 
 const SMALL: usize = 3;
 const LARGE: usize = 30;
@@ -132,7 +135,9 @@ fn main() {
         if let Some(sample) = &sample {
             print_sample(&name, sample);
         } else {
-            println!("  {name}: no sample (the cluster did not join in {JOIN_LIMIT:?})");
+            println!(
+                "  {name}: no sample (a member did not start, or not all joined in {JOIN_LIMIT:?})"
+            );
         }
         let entry = match table.iter_mut().position(|(n, _)| *n == name) {
             Some(i) => &mut table[i].1,
@@ -271,24 +276,16 @@ fn foundation_idle(
     let dir = scratch.join(format!("foundation-{}-{n}", tag(profile)));
     std::fs::create_dir_all(&dir).ok()?;
     let cluster = format!("idle-{}-{n}-{}", tag(profile), std::process::id());
-    let quic: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let http: Vec<SocketAddr> = (0..n)
-        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-        .collect();
-    let seed = format!("127.0.0.1:{}", quic[0]);
-    let spawn = |i: usize| -> Killable {
+    // Ports the kernel picks, reported by each node (`start_node`); the seed's is chosen ahead
+    // (`start_seed`), since it is its own seed.
+    let command = |i: usize| -> Command {
         let mut command = Command::new(binary);
         command
             .args(["node", "--name", &format!("n{i}")])
             .env_clear()
             .env("XDG_RUNTIME_DIR", &dir)
             .env("FOUNDATION_CLUSTER", &cluster)
-            .env("FOUNDATION_DISCOVERY", "static")
-            .env("FOUNDATION_SEEDS", &seed)
-            .env("FOUNDATION_BIND", format!("127.0.0.1:{}", quic[i]))
-            .env("FOUNDATION_HTTP", http[i].to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .env("FOUNDATION_DISCOVERY", "static");
         if profile == Profile::Production {
             command
                 .env("FOUNDATION_PROFILE", "production")
@@ -297,8 +294,10 @@ fn foundation_idle(
                     "idle-footprint-bench-secret-0123456789",
                 )
                 .env("FOUNDATION_STORAGE", "memory")
-                // Many production nodes share one host: production's fixed bulk port would clash.
-                .env("FOUNDATION_BULK_PORT", "auto");
+                // Many production nodes share one host: production's fixed bulk and sealed ports
+                // would clash.
+                .env("FOUNDATION_BULK_PORT", "auto")
+                .env("FOUNDATION_SEALED_PORT", "auto");
         }
         if let Some(file) = std::env::var_os("MEMBERSHIP_BENCH_CONFIG") {
             command.env("FOUNDATION_CONFIG", file);
@@ -308,14 +307,22 @@ fn foundation_idle(
         for (key, value) in extra.split_whitespace().filter_map(|kv| kv.split_once('=')) {
             command.env(key, value);
         }
-        Killable(command.spawn().expect("foundation node starts"))
+        command
     };
+    let stderr = |i: usize| dir.join(format!("n{i}.err"));
     let t0 = Instant::now();
-    let mut nodes = vec![spawn(0)];
-    while http_get(http[0], "/health").is_none() && t0.elapsed() < JOIN_LIMIT {
+    let seed = start_seed(|_: SocketAddr| command(0), &stderr(0));
+    let mut nodes = vec![started(0, seed)?];
+    while http_get(nodes[0].http, "/health").is_none() && t0.elapsed() < JOIN_LIMIT {
         std::thread::sleep(Duration::from_millis(5));
     }
-    nodes.extend((1..n).map(spawn));
+    let seed = nodes[0].quic.to_string();
+    for i in 1..n {
+        let mut command = command(i);
+        command.env("FOUNDATION_SEEDS", &seed);
+        nodes.push(started(i, start_node(command, &stderr(i)))?);
+    }
+    let http: Vec<SocketAddr> = nodes.iter().map(|node| node.http).collect();
     let joined = |addr: &SocketAddr| -> bool {
         let Some(body) = http_get(*addr, "/members") else {
             return false;
@@ -326,8 +333,17 @@ fn foundation_idle(
         });
         alive == n - 1
     };
-    wait_until(t0, || http.iter().all(joined))?;
-    let pids: Vec<u32> = nodes.iter().map(|k| k.0.id()).collect();
+    wait_until(t0, || {
+        if let Some(i) = first_exited(nodes.iter_mut().map(|node| &mut node.child)) {
+            println!(
+                "  n{i} of {n} exited while joining (see {})",
+                stderr(i).display()
+            );
+            return None;
+        }
+        Some(http.iter().all(joined))
+    })?;
+    let pids: Vec<u32> = nodes.iter().map(|node| node.child.0.id()).collect();
     measure(&pids, window)
 }
 
@@ -335,10 +351,9 @@ fn foundation_idle(
 fn serf_idle(serf: &Path, scratch: &Path, n: usize, window: Duration) -> Option<Sample> {
     let dir = scratch.join(format!("serf-{n}"));
     std::fs::create_dir_all(&dir).ok()?;
-    let bind: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let rpc: Vec<String> = (0..n)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
+    let ports = free_ports(2 * n);
+    let (bind, rpc) = ports.split_at(n);
+    let rpc: Vec<String> = rpc.iter().map(|port| format!("127.0.0.1:{port}")).collect();
     let spawn = |i: usize| -> Killable {
         let mut command = Command::new(serf);
         command
@@ -368,21 +383,36 @@ fn serf_idle(serf: &Path, scratch: &Path, n: usize, window: Duration) -> Option<
             .map(|o| String::from_utf8_lossy(&o.stdout).lines().count() == n)
             .unwrap_or(false)
     };
-    wait_until(t0, || rpc.iter().all(joined))?;
+    wait_until(t0, || {
+        // An agent whose port was taken after `free_port` chose it exits at start.
+        if let Some(i) = first_exited(agents.iter_mut()) {
+            println!("  s{i} of {n} exited while joining");
+            return None;
+        }
+        Some(rpc.iter().all(joined))
+    })?;
     let pids: Vec<u32> = agents.iter().map(|k| k.0.id()).collect();
     measure(&pids, window)
 }
 
-fn wait_until(t0: Instant, mut done: impl FnMut() -> bool) -> Option<()> {
+/// Waits until `done` says `Some(true)`; `None` from it (a member exited) gives up at once.
+fn wait_until(t0: Instant, mut done: impl FnMut() -> Option<bool>) -> Option<()> {
     while t0.elapsed() < JOIN_LIMIT {
-        if done() {
+        if done()? {
             // A slow join is a finding too (and one past JOIN_LIMIT leaves no sample).
             println!("    all joined after {:.1} s", t0.elapsed().as_secs_f64());
             return Some(());
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+    println!("    not all joined within {JOIN_LIMIT:?}");
     None
+}
+
+/// A started member, or `None` after saying why it did not start.
+fn started(i: usize, node: Result<StartedNode, String>) -> Option<StartedNode> {
+    node.map_err(|why| println!("  n{i} did not start: {why}"))
+        .ok()
 }
 
 fn print_sample(name: &str, sample: &Sample) {

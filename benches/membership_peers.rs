@@ -5,7 +5,7 @@
 //! ```
 //!
 //! For each system, [`RUNS`] runs of: start N nodes through one seed and time until every node
-//! sees all N alive; stay idle for [`IDLE_WINDOW`] and count the bytes the nodes send; `kill -9`
+//! sees all N alive; stay idle for [`idle_window`] and count the bytes the nodes send; `kill -9`
 //! one node and time until every survivor marks it failed. Every membership view seen along the
 //! way is checked for false positives (a live node shown as anything but alive). Medians are
 //! printed with the spread, the ratios to the peers and the issue's targets.
@@ -28,7 +28,6 @@
 //! gives the on-the-wire bytes (IP/UDP and QUIC overhead included) for all three systems alike.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,12 +39,29 @@ use serde_json::Value;
 
 #[path = "support/processes.rs"]
 mod processes;
-use processes::{foundation_binary, free_port, http_get, which, Killable};
+use processes::{
+    first_exited, foundation_binary, free_ports, http_get, start_node, start_seed, which, Killable,
+    StartedNode,
+};
 
 const N: usize = 10;
 const RUNS: usize = 3;
-const IDLE_WINDOW: Duration = Duration::from_secs(10);
-const SETTLE: Duration = Duration::from_secs(1);
+/// The idle window, 10 s unless `MEMBERSHIP_BENCH_IDLE_SECS` says otherwise.
+fn idle_window() -> Duration {
+    secs_from_env("MEMBERSHIP_BENCH_IDLE_SECS", 10)
+}
+
+/// The wait between all joined and the idle window, 1 s unless `MEMBERSHIP_BENCH_SETTLE_SECS`
+/// says otherwise: a longer wait measures the steady state (Foundation's idle connections have
+/// closed by 30 s and Serf's push-pull runs every 30 s) rather than the tail of the join.
+fn settle() -> Duration {
+    secs_from_env("MEMBERSHIP_BENCH_SETTLE_SECS", 1)
+}
+
+fn secs_from_env(name: &str, default: u64) -> Duration {
+    let secs = std::env::var(name).ok().and_then(|v| v.parse().ok());
+    Duration::from_secs(secs.unwrap_or(default))
+}
 const POLL: Duration = Duration::from_millis(25);
 const JOIN_LIMIT: Duration = Duration::from_secs(30);
 const DETECT_LIMIT: Duration = Duration::from_secs(45);
@@ -107,7 +123,7 @@ fn main() {
     println!(
         "membership side by side: N={N} nodes on 127.0.0.1, {RUNS} runs each, idle window {}s, \
          poll every {}ms; {}",
-        IDLE_WINDOW.as_secs(),
+        idle_window().as_secs(),
         POLL.as_millis(),
         if in_netns {
             "own network namespace (wire bytes measured on its lo)"
@@ -279,6 +295,7 @@ enum Profile {
 
 struct NodeProcess {
     child: Killable,
+    quic: SocketAddr,
     http: SocketAddr,
 }
 
@@ -297,10 +314,9 @@ fn foundation_run(
     let dir = scratch.join(format!("foundation-{tag}-{run}"));
     std::fs::create_dir_all(&dir).unwrap();
     let cluster = format!("bench-{tag}-{run}-{}", std::process::id());
-    let quic: Vec<u16> = (0..N).map(|_| free_port()).collect();
-    let http: Vec<u16> = (0..N).map(|_| free_port()).collect();
-    let seed = format!("127.0.0.1:{}", quic[0]);
-    let spawn = |i: usize| -> NodeProcess {
+    // Each node binds ports the kernel picks and reports them (`start_node`), but the seed,
+    // which needs its address up front (`start_seed`); the others get it once it has started.
+    let command = |i: usize| -> Command {
         let mut command = Command::new(binary);
         command
             .args(["node", "--name", &format!("n{i}")])
@@ -308,55 +324,58 @@ fn foundation_run(
             .env("XDG_RUNTIME_DIR", &dir)
             .env("FOUNDATION_CLUSTER", &cluster)
             .env("FOUNDATION_DISCOVERY", "static")
-            .env("FOUNDATION_SEEDS", &seed)
-            .env("FOUNDATION_BIND", format!("127.0.0.1:{}", quic[i]))
-            .env("FOUNDATION_HTTP", format!("127.0.0.1:{}", http[i]))
-            .env("FOUNDATION_NODE_ID", format!("{:032x}", 0xbe00 + i))
-            .stdout(Stdio::piped())
-            .stderr(
-                std::fs::File::create(dir.join(format!("n{i}.err")))
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            );
+            .env("FOUNDATION_NODE_ID", format!("{:032x}", 0xbe00 + i));
         if profile == Profile::Production {
             command
                 .env("FOUNDATION_PROFILE", "production")
                 .env("FOUNDATION_SECRET", "membership-bench-secret-0123456789")
                 // Membership only: nothing here needs durable state.
                 .env("FOUNDATION_STORAGE", "memory")
-                // Ten production nodes share one host: production's fixed bulk port would clash.
-                .env("FOUNDATION_BULK_PORT", "auto");
+                // Ten production nodes share one host: production's fixed bulk and sealed ports
+                // would clash.
+                .env("FOUNDATION_BULK_PORT", "auto")
+                .env("FOUNDATION_SEALED_PORT", "auto");
         }
         if let Some(file) = std::env::var_os("MEMBERSHIP_BENCH_CONFIG") {
             command.env("FOUNDATION_CONFIG", file);
         }
-        let mut child = command.spawn().expect("foundation node starts");
-        let stdout = child.stdout.take().unwrap();
-        // Keep draining stdout for the node's whole life (a closed pipe kills it).
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if line.is_err() {
-                    break;
-                }
-            }
-        });
-        NodeProcess {
-            child: Killable(child),
-            http: SocketAddr::from(([127, 0, 0, 1], http[i])),
-        }
+        command
+    };
+    let stderr = |i: usize| dir.join(format!("n{i}.err"));
+    let process = |i: usize, started: Result<StartedNode, String>| {
+        let started = started.map_err(|why| format!("n{i} did not start: {why}"))?;
+        Ok::<_, String>(NodeProcess {
+            child: started.child,
+            quic: started.quic,
+            http: started.http,
+        })
     };
     let ids: Vec<String> = (0..N).map(|i| format!("{:032x}", 0xbe00 + i)).collect();
 
     // Join: the seed first, the others as soon as its HTTP answers (both inside the timing).
     let t0 = Instant::now();
-    let mut nodes: Vec<Option<NodeProcess>> = vec![Some(spawn(0))];
+    let seed = start_seed(|_: SocketAddr| command(0), &stderr(0));
+    let mut nodes: Vec<Option<NodeProcess>> = match process(0, seed) {
+        Ok(seed) => vec![Some(seed)],
+        Err(why) => return failed(result, why),
+    };
+    let seed = nodes[0]
+        .as_ref()
+        .map_or(String::new(), |n| n.quic.to_string());
     while http_get(nodes[0].as_ref().unwrap().http, "/health").is_none()
         && t0.elapsed() < JOIN_LIMIT
     {
         std::thread::sleep(Duration::from_millis(5));
     }
     result.seed_ready = Some(t0.elapsed());
-    nodes.extend((1..N).map(|i| Some(spawn(i))));
+    for i in 1..N {
+        let mut command = command(i);
+        command.env("FOUNDATION_SEEDS", &seed);
+        match process(i, start_node(command, &stderr(i))) {
+            Ok(node) => nodes.push(Some(node)),
+            Err(why) => return failed(result, why),
+        }
+    }
     let view = |node: &NodeProcess| -> Option<BTreeMap<String, String>> {
         let body = http_get(node.http, "/members")?;
         let json: Value = serde_json::from_str(&body).ok()?;
@@ -370,6 +389,9 @@ fn foundation_run(
     };
     let mut joined_at: Vec<Option<Duration>> = vec![None; N];
     while joined_at.iter().any(Option::is_none) && t0.elapsed() < JOIN_LIMIT {
+        if let Some(i) = first_exited(nodes.iter_mut().flatten().map(|n| &mut n.child)) {
+            return failed(result, format!("n{i} exited while joining (see n{i}.err)"));
+        }
         for i in 0..N {
             if joined_at[i].is_some() {
                 continue;
@@ -395,7 +417,7 @@ fn foundation_run(
     }
 
     // Idle bytes: metrics before and after a quiet window with no polling.
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(settle());
     let traffic = |nodes: &[Option<NodeProcess>]| -> Option<(u64, u64, u64)> {
         let mut sums = (0, 0, 0);
         for node in nodes.iter().flatten() {
@@ -409,7 +431,7 @@ fn foundation_run(
     let before = traffic(&nodes);
     let a = Instant::now();
     let lo_before = lo_tx();
-    std::thread::sleep(IDLE_WINDOW);
+    std::thread::sleep(idle_window());
     let lo_after = lo_tx();
     let after = traffic(&nodes);
     let window = a.elapsed().as_secs_f64();
@@ -426,8 +448,8 @@ fn foundation_run(
         ));
     }
     if let (true, Some(b), Some(a)) = (in_netns, lo_before, lo_after) {
-        result.wire = Some((a.0 - b.0) as f64 / N as f64 / IDLE_WINDOW.as_secs_f64());
-        result.wire_packets = Some((a.1 - b.1) as f64 / N as f64 / IDLE_WINDOW.as_secs_f64());
+        result.wire = Some((a.0 - b.0) as f64 / N as f64 / idle_window().as_secs_f64());
+        result.wire_packets = Some((a.1 - b.1) as f64 / N as f64 / idle_window().as_secs_f64());
     }
     for (i, node) in nodes.iter().enumerate() {
         if let Some(view) = view(node.as_ref().unwrap()) {
@@ -530,8 +552,8 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
     let mut result = Run::default();
     let dir = scratch.join(format!("serf-{run}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let bind: Vec<u16> = (0..N).map(|_| free_port()).collect();
-    let rpc: Vec<u16> = (0..N).map(|_| free_port()).collect();
+    let ports = free_ports(2 * N);
+    let (bind, rpc) = ports.split_at(N);
     let counters: Vec<Arc<SerfCounters>> = (0..N).map(|_| Arc::default()).collect();
     let mut statsd_ports = Vec::new();
     for counter in &counters {
@@ -609,6 +631,10 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
     agents.extend((1..N).map(|i| Some(spawn(i))));
     let mut joined_at: Vec<Option<Duration>> = vec![None; N];
     while joined_at.iter().any(Option::is_none) && t0.elapsed() < JOIN_LIMIT {
+        // An agent whose port was taken after `free_port` chose it exits at start.
+        if let Some(i) = first_exited(agents.iter_mut().flatten().map(|a| &mut a.child)) {
+            return failed(result, format!("s{i} exited while joining (see s{i}.log)"));
+        }
         let pending: Vec<usize> = (0..N).filter(|&i| joined_at[i].is_none()).collect();
         let views = serf_views(serf, &agents, &pending);
         for (i, view) in views {
@@ -632,7 +658,7 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
         return result;
     }
 
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(settle());
     let read = |c: &[Arc<SerfCounters>]| {
         c.iter().fold((0u64, 0u64, 0u64, 0u64), |s, c| {
             (
@@ -646,7 +672,7 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
     let before = read(&counters);
     let lo_before = lo_tx();
     let a = Instant::now();
-    std::thread::sleep(IDLE_WINDOW);
+    std::thread::sleep(idle_window());
     let lo_after = lo_tx();
     let after = read(&counters);
     let window = a.elapsed().as_secs_f64();
@@ -815,7 +841,7 @@ async fn chitchat_run_async(run: usize, in_netns: bool) -> Run {
         ProtocolVersion,
     };
     let mut result = Run::default();
-    let ports: Vec<u16> = (0..N).map(|_| free_port()).collect();
+    let ports = free_ports(N);
     let addrs: Vec<SocketAddr> = ports
         .iter()
         .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
@@ -906,12 +932,12 @@ async fn chitchat_run_async(run: usize, in_netns: bool) -> Run {
         return result;
     }
 
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(settle()).await;
     let total = |c: &[Arc<AtomicU64>]| c.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
     let before = total(&counters);
     let lo_before = lo_tx();
     let a = Instant::now();
-    tokio::time::sleep(IDLE_WINDOW).await;
+    tokio::time::sleep(idle_window()).await;
     let lo_after = lo_tx();
     let after = total(&counters);
     let window = a.elapsed().as_secs_f64();
@@ -1189,21 +1215,27 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
         "how: foundation = `foundation node` processes, development profile (its default: probe \
          500 ms, suspicion 2 s scaled down by confirmations), static discovery through the first \
          node, timed from spawning the seed; /members polled every {} ms; bytes from \
-         foundation_transport_traffic_bytes_total sent on the membership channel (QUIC datagram \
-         payloads) + replication channel (push-pull frames), excluding QUIC/UDP/IP overhead, \
-         which the wire row includes. serf = `serf agent` default LAN profile, `-join` to the \
+         foundation_transport_traffic_bytes_total sent on the membership channel (sealed datagram \
+         payloads) + replication channel (push-pull frames), excluding sealing/QUIC/UDP/IP \
+         overhead, which the wire row includes. serf = `serf agent` default LAN profile, `-join` to the \
          first agent, `serf members` polled; bytes from memberlist udp.sent/tcp.sent via statsd \
          (subtracted from the wire row). chitchat = in-process, UdpTransport, gossip every 1 s, \
          failure detector defaults (phi 8), crash = task aborted; bytes = datagrams it sent. \
-         Foundation's wire row is QUIC: packet headers, AEAD tags and ACK frames (an \
-         ACK-only packet per probe exchange: quinn acknowledges within 25 ms) come on top of \
-         the payloads. \
-         Idle window {} s after {} s settling: periodic push-pulls (foundation 10 s, serf 30 s) \
-         fall in a window or not, hence the spread.",
+         Foundation's wire row is sealed UDP datagrams (29 bytes of header and tag each) and \
+         QUIC for streams (headers, tags, ACKs, handshakes of redialled connections). \
+         Idle window {} s after {} s settling (MEMBERSHIP_BENCH_IDLE_SECS, \
+         MEMBERSHIP_BENCH_SETTLE_SECS): periodic push-pulls (foundation 10 s in development, \
+         30 s in production, serf 30 s) fall in a window or not, hence the spread.",
         POLL.as_millis(),
-        IDLE_WINDOW.as_secs(),
-        SETTLE.as_secs()
+        idle_window().as_secs(),
+        settle().as_secs()
     );
+}
+
+/// A run that could not go on: `why` in its notes, nothing measured.
+fn failed(mut result: Run, why: String) -> Run {
+    result.notes.push(why);
+    result
 }
 
 /// When the last node got there, if every node did.

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use foundation_engine::config::{
-    BulkPort, ConfigError, DiscoveryChoice, NodeConfig, Profile, Security, StorageMode, SyncPolicy,
-    DEFAULT_BULK_PORT,
+    ConfigError, DiscoveryChoice, NodeConfig, PortSetting, Profile, Security, StorageMode,
+    SyncPolicy, DEFAULT_BULK_PORT, DEFAULT_SEALED_PORT,
 };
 use foundation_engine::membership::MembershipConfig;
 use foundation_transport::security::RemoteRoot;
@@ -657,7 +657,7 @@ fn the_bulk_port_is_auto_on_a_laptop_fixed_in_production_and_settable_everywhere
     let production = production_with(&[("FOUNDATION_STORAGE", "memory")]).expect("valid");
     assert_eq!(
         production.transport.bulk_port,
-        BulkPort::Fixed(DEFAULT_BULK_PORT)
+        PortSetting::Fixed(DEFAULT_BULK_PORT)
     );
     assert_eq!(production.transport_config().bulk_port, 7402);
 
@@ -668,9 +668,9 @@ fn the_bulk_port_is_auto_on_a_laptop_fixed_in_production_and_settable_everywhere
     assert_eq!(from_file.transport_config().bulk_port, 7500);
     let path = config_file("bulk-port-auto", "[transport]\nbulk_port = \"auto\"\n");
     let from_file = NodeConfig::builder().file(&path).build().expect("valid");
-    assert_eq!(from_file.transport.bulk_port, BulkPort::Auto);
+    assert_eq!(from_file.transport.bulk_port, PortSetting::Auto);
     let built = NodeConfig::builder()
-        .bulk_port(BulkPort::Fixed(7600))
+        .bulk_port(PortSetting::Fixed(7600))
         .build()
         .expect("valid");
     assert_eq!(built.transport_config().bulk_port, 7600);
@@ -694,6 +694,91 @@ fn a_bad_bulk_port_is_named_with_where_it_came_from() {
         "{message}"
     );
     assert!(message.contains("FOUNDATION_BULK_PORT"), "{message}");
+}
+
+#[test]
+fn the_sealed_port_is_auto_on_a_laptop_fixed_in_production_and_settable_everywhere() {
+    let transport = build_env(&[]).expect("zero config").transport_config();
+    assert!(transport.sealed_membership);
+    assert_eq!(transport.sealed_port, 0, "development lets the kernel pick");
+    let production = production_with(&[("FOUNDATION_STORAGE", "memory")]).expect("valid");
+    assert_eq!(
+        production.transport.sealed_port,
+        PortSetting::Fixed(DEFAULT_SEALED_PORT)
+    );
+    assert_eq!(production.transport_config().sealed_port, 7403);
+    assert!(production.transport_config().validate().is_ok());
+
+    let off = build_env(&[("FOUNDATION_SEALED_PORT", "off")]).expect("valid");
+    assert!(!off.transport_config().sealed_membership);
+    let path = config_file("sealed-port", "[transport]\nsealed_port = 7500\n");
+    let from_file = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(from_file.transport_config().sealed_port, 7500);
+    let built = NodeConfig::builder()
+        .sealed_port(PortSetting::Fixed(7600))
+        .build()
+        .expect("valid");
+    assert_eq!(built.transport_config().sealed_port, 7600);
+}
+
+#[test]
+fn sealed_membership_false_is_the_older_spelling_of_sealed_port_off() {
+    let path = config_file("sealed-off", "[transport]\nsealed_membership = false\n");
+    let from_file = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(from_file.transport.sealed_port, PortSetting::Off);
+    assert!(!from_file.transport_config().sealed_membership);
+    let text = "[transport]\nsealed_membership = true\nsealed_port = 7500\n";
+    let agreeing = config_file("sealed-agree", text);
+    let from_file = NodeConfig::builder()
+        .file(&agreeing)
+        .build()
+        .expect("valid");
+    assert_eq!(from_file.transport.sealed_port, PortSetting::Fixed(7500));
+    // The environment outranks the file, whichever key the file used.
+    let env_wins = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[("FOUNDATION_SEALED_PORT", "auto")]))
+        .build()
+        .expect("valid");
+    assert_eq!(env_wins.transport.sealed_port, PortSetting::Auto);
+}
+
+#[test]
+fn contradicting_sealed_keys_and_bad_sealed_ports_are_refused_with_where_they_came_from() {
+    for text in [
+        "[transport]\nsealed_port = \"off\"\nsealed_membership = true\n",
+        "[transport]\nsealed_port = 7500\nsealed_membership = false\n",
+    ] {
+        let path = config_file("sealed-contradiction", text);
+        let message = error_of(NodeConfig::builder().file(&path).build());
+        assert!(message.contains("line 3"), "{message}");
+        assert!(message.contains("transport.sealed_membership"), "{message}");
+        assert!(message.contains("contradicts sealed_port"), "{message}");
+    }
+    let message = error_of(build_env(&[("FOUNDATION_SEALED_PORT", "on")]));
+    assert!(message.contains("FOUNDATION_SEALED_PORT"), "{message}");
+    assert!(message.contains("\"auto\", \"off\""), "{message}");
+    let path = config_file("sealed-range", "[transport]\nsealed_port = 0\n");
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("line 2"), "{message}");
+    let clash = build_env(&[
+        ("FOUNDATION_BULK_PORT", "7500"),
+        ("FOUNDATION_SEALED_PORT", "7500"),
+    ]);
+    let message = error_of(clash);
+    assert!(
+        message.contains("FOUNDATION_SEALED_PORT: transport.sealed_port: must differ"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_gateway_on_one_of_the_nodes_own_ports_is_refused() {
+    let text = "[transport]\nsealed_port = 7500\n[federation]\nbind = \"0.0.0.0:7500\"\n";
+    let path = config_file("federation-on-sealed", text);
+    let message = error_of(NodeConfig::builder().file(&path).build());
+    assert!(message.contains("federation.bind"), "{message}");
+    assert!(message.contains("transport.sealed_port"), "{message}");
 }
 
 #[test]

@@ -34,7 +34,7 @@ use crate::packed_map::PackedMap;
 use crate::time::Instant;
 use lifeguard::{LocalHealth, SuspicionPolicy, Suspicions};
 use swim::SwimIo;
-use wire::{datagram_kind, tagged};
+use wire::{datagram_kind, tagged, DigestDatagram};
 
 /// Most members or metadata entries accepted in one push-pull message.
 const PUSH_PULL_ENTRIES_MAX: usize = 16_384;
@@ -322,6 +322,12 @@ impl Membership {
                 Ok(member) => self.member_leaving(now, member, out),
                 Err(_) => self.stats.bad_datagrams += 1,
             },
+            Some((&datagram_kind::DIGEST, body)) => {
+                match postcard::from_bytes::<DigestDatagram>(body) {
+                    Ok(check) => self.handle_digest(check.from, check.digest, out),
+                    Err(_) => self.stats.bad_datagrams += 1,
+                }
+            }
             _ => self.stats.bad_datagrams += 1,
         }
     }
@@ -363,12 +369,7 @@ impl Membership {
             MembershipMessage::Digest {
                 from: sender,
                 digest,
-            } if sender.node == from => {
-                self.stats.digests += 1;
-                if digest != self.cached_digest() {
-                    self.send_push_pull(sender.node_addr(), true, out);
-                }
-            }
+            } if sender.node == from => self.handle_digest(sender, digest, out),
             MembershipMessage::Digest { .. } => self.stats.bad_datagrams += 1,
             MembershipMessage::Forget(member) => {
                 let older_or_same = |m: &MemberView| m.generation <= member.generation;
@@ -1115,15 +1116,27 @@ impl Membership {
         }
     }
 
-    /// Opens a push-pull with a random live member: a digest, answered with full state only
-    /// if our views differ.
+    /// Sends our digest to a random live member, as a datagram: it fits one, and on a stream
+    /// it would redial a connection that went idle every interval.
     fn send_digest(&mut self, out: &mut Outbox) {
         if let Some(target) = self.random_alive() {
-            let digest = encode(MembershipMessage::Digest {
+            let check = DigestDatagram {
                 from: self.me,
                 digest: self.cached_digest(),
-            });
-            send(self.me, out, target, Channel::Coordination, digest);
+            };
+            let Ok(body) = postcard::to_allocvec(&check) else {
+                return;
+            };
+            let datagram = tagged(datagram_kind::DIGEST, &body);
+            send(self.me, out, target, Channel::Membership, datagram);
+        }
+    }
+
+    /// A member's digest: a full push-pull back when ours differs.
+    fn handle_digest(&mut self, sender: MemberId, digest: u64, out: &mut Outbox) {
+        self.stats.digests += 1;
+        if digest != self.cached_digest() {
+            self.send_push_pull(sender.node_addr(), true, out);
         }
     }
 
@@ -1449,6 +1462,54 @@ mod tests {
         assert_eq!(a.digest(), b.digest());
         up(&mut b, member(4, 11), &mut out);
         assert_ne!(a.digest(), b.digest(), "a renewed life");
+    }
+
+    /// The periodic digest check goes as a membership datagram, which needs no connection; a
+    /// member whose digest differs answers with a push-pull on the replication stream.
+    #[test]
+    fn the_digest_check_is_a_datagram_answered_by_a_push_pull_on_a_difference() {
+        let mut out = Outbox::default();
+        let mut a = machine(MembershipConfig::development(), &mut out);
+        let t = Instant::ZERO;
+        a.on_notification(t, OwnedNotification::MemberUp(member(2, 1)), &mut out);
+        while out.pop().is_some() {}
+        a.handle_timer(t, t, MembershipTimer::PushPull, &mut out);
+        let mut digest = None;
+        while let Some(effect) = out.pop() {
+            if let Effect::Send {
+                channel, payload, ..
+            } = effect
+            {
+                assert_ne!(channel, Channel::Coordination, "no stream for the digest");
+                if channel == Channel::Membership && payload[0] == datagram_kind::DIGEST {
+                    digest = Some(payload);
+                }
+            }
+        }
+        let digest = digest.expect("a digest datagram");
+        assert!(wire::expects_no_answer(&digest));
+
+        let config = MembershipConfig::development();
+        let meta = NodeMetadata::default();
+        let mut b = Membership::new(member(2, 1), config, meta, 8, t, &mut out);
+        while out.pop().is_some() {}
+        b.handle_datagram(t, &digest, &mut out);
+        let mut pushed_to = Vec::new();
+        while let Some(effect) = out.pop() {
+            if let Effect::Send { to, channel, .. } = effect {
+                if channel == Channel::Replication {
+                    pushed_to.push(to.id);
+                }
+            }
+        }
+        assert_eq!(
+            pushed_to,
+            vec![NodeId::from_u128(1)],
+            "b knew less: push-pull"
+        );
+        assert_eq!(b.stats().digests, 1);
+        b.handle_datagram(t, &digest[..digest.len() - 1], &mut out);
+        assert_eq!(b.stats().bad_datagrams, 1, "a cut digest is refused");
     }
 
     #[test]

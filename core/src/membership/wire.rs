@@ -16,6 +16,19 @@ pub(crate) mod datagram_kind {
     pub const SUSPECT_REPORT: u8 = 1;
     /// A [`super::MemberId`] leaving on purpose (also sent on the coordination stream).
     pub const LEAVING: u8 = 2;
+    /// A [`super::DigestDatagram`]: the periodic digest check, which fits a datagram and
+    /// needs no connection (a stream would redial an idle one every interval).
+    pub const DIGEST: u8 = 3;
+}
+
+/// The periodic digest check as a datagram: what [`MembershipMessage::Digest`] says on a
+/// stream. Lost now and then, it is sent again at the next interval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestDatagram {
+    /// The sender, with the address to answer at.
+    pub from: MemberId,
+    /// See [`super::Membership::digest`].
+    pub digest: u64,
 }
 
 /// "My probe of `member` failed": an independent confirmation that shortens everyone else's
@@ -75,9 +88,106 @@ pub enum MembershipMessage {
     },
 }
 
+/// Whether the membership datagram `payload` is one its receiver never answers: SWIM's acks,
+/// gossip, feeds and broadcasts, a ping request (answered only if its target answers the
+/// helper), suspect reports and leave notices. A transport that takes a peer's silence after a
+/// datagram as a sign it stopped listening must not count these. Anything it cannot read is
+/// taken to expect an answer.
+pub fn expects_no_answer(payload: &[u8]) -> bool {
+    use foca::Message;
+    match payload.split_first() {
+        Some((&datagram_kind::SWIM, packet)) => {
+            match postcard::take_from_bytes::<foca::Header<MemberId>>(packet) {
+                Ok((header, _)) => !matches!(
+                    header.message,
+                    Message::Ping(_) | Message::IndirectPing { .. } | Message::Announce
+                ),
+                Err(_) => false,
+            }
+        }
+        Some((
+            &datagram_kind::SUSPECT_REPORT | &datagram_kind::LEAVING | &datagram_kind::DIGEST,
+            _,
+        )) => true,
+        _ => false,
+    }
+}
+
 pub(crate) fn tagged(kind: u8, body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(body.len() + 1);
     out.put_u8(kind);
     out.put_slice(body);
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foca::{Header, Message};
+
+    fn swim(message: Message<MemberId>) -> Bytes {
+        let member = |n: u16| MemberId {
+            node: NodeId::from_u128(u128::from(n)),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], n)),
+            generation: 1,
+        };
+        let header = Header {
+            src: member(1),
+            src_incarnation: 0,
+            dst: member(2),
+            message,
+        };
+        let mut packet = postcard::to_allocvec(&header).unwrap();
+        packet.extend_from_slice(&[7; 20]); // piggybacked updates follow the header
+        tagged(datagram_kind::SWIM, &packet)
+    }
+
+    #[test]
+    fn probes_and_announces_expect_an_answer_the_rest_do_not() {
+        let target = MemberId {
+            node: NodeId::from_u128(3),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 3)),
+            generation: 1,
+        };
+        for message in [
+            Message::Ping(4),
+            Message::IndirectPing {
+                origin: target,
+                probe_number: 4,
+            },
+            Message::Announce,
+        ] {
+            assert!(!expects_no_answer(&swim(message.clone())), "{message:?}");
+        }
+        for message in [
+            Message::Ack(4),
+            Message::Gossip,
+            Message::Feed,
+            Message::Broadcast,
+            Message::PingReq {
+                target,
+                probe_number: 4,
+            },
+            Message::ForwardedAck {
+                origin: target,
+                probe_number: 4,
+            },
+        ] {
+            assert!(expects_no_answer(&swim(message.clone())), "{message:?}");
+        }
+        assert!(expects_no_answer(&[datagram_kind::SUSPECT_REPORT, 1, 2]));
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_taken_to_expect_an_answer() {
+        for payload in [
+            &b""[..],
+            b"\x00",
+            b"\x00\xff\xff",
+            b"old",
+            b"\x09 other kind",
+        ] {
+            assert!(!expects_no_answer(payload), "{payload:?}");
+        }
+    }
 }

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use foundation_transport::NodeId;
 
-use super::bulk_port::BulkPort;
 use super::discovery::DiscoveryChoice;
 use super::env::EnvLayer;
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
 use super::overrides::Overrides;
+use super::port_setting::PortSetting;
 use super::security::Security;
 use super::toml_file::FileLayer;
 use super::{resolve, validate, NodeConfig, Profile, StorageMode, SyncPolicy};
@@ -172,8 +172,15 @@ impl ConfigBuilder {
 
     /// The UDP port bulk transfers arrive on: `Auto`, a fixed port, or `Off` to share the
     /// regular port.
-    pub fn bulk_port(mut self, port: BulkPort) -> Self {
+    pub fn bulk_port(mut self, port: PortSetting) -> Self {
         self.overrides.bulk_port = Some(port);
+        self
+    }
+
+    /// The UDP port sealed membership datagrams travel on: `Auto`, a fixed port, or `Off` to
+    /// send membership in QUIC datagrams on the regular port.
+    pub fn sealed_port(mut self, port: PortSetting) -> Self {
+        self.overrides.sealed_port = Some(port);
         self
     }
 

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use foundation_transport::{ClusterName, NodeId};
 
-use super::bulk_port::BulkPort;
 use super::discovery::{check_seed, parse_dns_server, DiscoveryChoice, DiscoveryKind};
 use super::duration::parse_duration;
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
+use super::port_setting::PortSetting;
 use super::security::Security;
 use super::storage::sync_policy;
 use super::toml_file::parse_http;
@@ -27,6 +27,7 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_BIND",
     "FOUNDATION_ADVERTISE",
     "FOUNDATION_BULK_PORT",
+    "FOUNDATION_SEALED_PORT",
     "FOUNDATION_HTTP",
     "FOUNDATION_HTTP_ADVERTISE",
     "FOUNDATION_HTTP_TOKEN",
@@ -68,7 +69,8 @@ pub(crate) struct EnvLayer {
     node_id: Option<NodeId>,
     bind: Option<SocketAddr>,
     advertise: Option<SocketAddr>,
-    bulk_port: Option<BulkPort>,
+    bulk_port: Option<PortSetting>,
+    sealed_port: Option<PortSetting>,
     http: Option<Option<SocketAddr>>,
     http_advertise: Option<SocketAddr>,
     http_token: Option<String>,
@@ -134,7 +136,8 @@ impl EnvLayer {
         self.bind = parsed(get, "FOUNDATION_BIND", addr)?;
         self.advertise = parsed(get, "FOUNDATION_ADVERTISE", addr)?;
         self.http_advertise = parsed(get, "FOUNDATION_HTTP_ADVERTISE", addr)?;
-        self.bulk_port = parsed(get, "FOUNDATION_BULK_PORT", |v| v.parse::<BulkPort>())?;
+        self.bulk_port = parsed(get, "FOUNDATION_BULK_PORT", str::parse::<PortSetting>)?;
+        self.sealed_port = parsed(get, "FOUNDATION_SEALED_PORT", str::parse::<PortSetting>)?;
         self.http = parsed(get, "FOUNDATION_HTTP", parse_http)?;
         self.http_token = parsed(get, "FOUNDATION_HTTP_TOKEN", parse_token)?;
         let list = |v: &str| Ok::<_, String>(split_list(v).map(str::to_owned).collect());
@@ -234,13 +237,25 @@ impl EnvLayer {
                 &Origin::Env("FOUNDATION_ADVERTISE"),
             );
         }
-        if let Some(port) = self.bulk_port {
-            origins.put(
-                &mut config.transport.bulk_port,
-                port,
+        let transport = &mut config.transport;
+        let ports = [
+            (
+                &mut transport.bulk_port,
+                self.bulk_port,
                 "transport.bulk_port",
-                &Origin::Env("FOUNDATION_BULK_PORT"),
-            );
+                "FOUNDATION_BULK_PORT",
+            ),
+            (
+                &mut transport.sealed_port,
+                self.sealed_port,
+                "transport.sealed_port",
+                "FOUNDATION_SEALED_PORT",
+            ),
+        ];
+        for (slot, port, field, var) in ports {
+            if let Some(port) = port {
+                origins.put(slot, port, field, &Origin::Env(var));
+            }
         }
         if let Some(http) = self.http {
             origins.put(

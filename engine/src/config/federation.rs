@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [federation]
-//! bind = "0.0.0.0:7403"
+//! bind = "0.0.0.0:7404"      # not 7400-7403: the node's own ports in production
 //! exports = ["billing"]
 //! probe_interval = "5s"     # optional WAN timers
 //! probe_timeout = "3s"
@@ -12,7 +12,7 @@
 //!
 //! [[federation.links]]
 //! cluster = "eu-west"
-//! gateways = ["10.1.0.5:7403", "10.1.0.6:7403"]
+//! gateways = ["10.1.0.5:7404", "10.1.0.6:7404"]
 //! secret = "eu-west's cluster secret"   # or: ca = "/etc/foundation/eu-west-ca.pem"
 //! hub = false                           # optional: true to reach other clusters through it
 //!

@@ -23,7 +23,6 @@
 //! ```
 
 mod builder;
-mod bulk_port;
 mod discovery;
 pub(crate) mod duration;
 mod env;
@@ -31,6 +30,7 @@ mod error;
 mod federation;
 mod origins;
 mod overrides;
+mod port_setting;
 mod profile;
 mod resolve;
 mod security;
@@ -49,11 +49,11 @@ use crate::http::Access;
 use foundation_core::membership::MembershipConfig;
 
 pub use builder::ConfigBuilder;
-pub use bulk_port::{BulkPort, DEFAULT_BULK_PORT};
 pub use discovery::{parse_dns_server, DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
 pub use duration::{format_duration, parse_duration, ParseDurationError};
 pub use env::is_known_variable;
 pub use error::{ConfigError, Origin};
+pub use port_setting::{PortSetting, DEFAULT_BULK_PORT, DEFAULT_SEALED_PORT};
 pub use profile::{ParseProfileError, Profile};
 pub use security::Security;
 pub use storage::StorageMode;
@@ -143,7 +143,7 @@ pub struct NodeConfig {
 /// defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransportSettings {
-    /// QUIC keep-alive interval, used only with `sealed_membership` off. Default 10 s: keeps NAT
+    /// QUIC keep-alive interval, used only with `sealed_port` off. Default 10 s: keeps NAT
     /// bindings open without a ping per peer every second (membership's probes are what notice
     /// a dead peer). Must be shorter than `idle_timeout`. TOML `transport.keep_alive`.
     pub keep_alive: Duration,
@@ -155,12 +155,15 @@ pub struct TransportSettings {
     /// free port, announced to peers) in development and 7402 in production, which a firewall
     /// must let through besides `bind`'s port; `off` sends transfers on `bind`'s port. TOML
     /// `transport.bulk_port` (`"auto"`, `"off"` or a port), env `FOUNDATION_BULK_PORT`.
-    pub bulk_port: BulkPort,
-    /// Whether membership datagrams travel outside QUIC, sealed with keys from each
-    /// connection's TLS session, on a UDP port of their own that the kernel picks (announced to
-    /// peers; a firewall must let it through). Default `true`; with it, connections send no
-    /// keep-alives and `keep_alive` is not used. TOML `transport.sealed_membership`.
-    pub sealed_membership: bool,
+    pub bulk_port: PortSetting,
+    /// The UDP port membership datagrams travel on outside QUIC, sealed with keys from each
+    /// connection's TLS session (announced to peers; a firewall must let it through besides
+    /// `bind`'s and the bulk port). Default `auto` in development and 7403 in production; `off`
+    /// sends membership in QUIC datagrams on `bind`'s port, and connections then keep
+    /// themselves alive every `keep_alive`. TOML `transport.sealed_port` (`"auto"`, `"off"` or a
+    /// port; `sealed_membership = false` is the older spelling of `"off"`), env
+    /// `FOUNDATION_SEALED_PORT`.
+    pub sealed_port: PortSetting,
 }
 
 impl Default for TransportSettings {
@@ -169,8 +172,9 @@ impl Default for TransportSettings {
         Self {
             keep_alive: transport.keep_alive,
             idle_timeout: transport.idle_timeout,
-            bulk_port: BulkPort::Auto,
-            sealed_membership: transport.sealed_membership,
+            bulk_port: PortSetting::Auto,
+            // Sealed membership is on by default, as in the transport.
+            sealed_port: PortSetting::Auto,
         }
     }
 }
@@ -214,11 +218,8 @@ impl NodeConfig {
                 MembershipConfig::development()
             },
             transport: TransportSettings {
-                bulk_port: if production {
-                    BulkPort::Fixed(DEFAULT_BULK_PORT)
-                } else {
-                    BulkPort::Auto
-                },
+                bulk_port: production_or_auto(production, DEFAULT_BULK_PORT),
+                sealed_port: production_or_auto(production, DEFAULT_SEALED_PORT),
                 ..TransportSettings::default()
             },
             metadata: NodeMetadata {
@@ -253,7 +254,7 @@ impl NodeConfig {
     }
 
     /// The transport configuration: the transport's defaults with this node's bind and
-    /// advertise addresses, liveness timers and bulk port.
+    /// advertise addresses, liveness timers, bulk and sealed ports.
     pub fn transport_config(&self) -> TransportConfig {
         TransportConfig {
             bind: self.bind,
@@ -263,7 +264,8 @@ impl NodeConfig {
             idle_timeout: self.transport.idle_timeout,
             bulk_endpoint: self.transport.bulk_port.enabled(),
             bulk_port: self.transport.bulk_port.port().unwrap_or(0),
-            sealed_membership: self.transport.sealed_membership,
+            sealed_membership: self.transport.sealed_port.enabled(),
+            sealed_port: self.transport.sealed_port.port().unwrap_or(0),
             ..TransportConfig::default()
         }
     }
@@ -287,6 +289,16 @@ impl NodeConfig {
             );
         }
         warnings
+    }
+}
+
+/// A fixed port in production, where a firewall must be told which to open; any free port in
+/// development, where many nodes share one machine.
+fn production_or_auto(production: bool, port: u16) -> PortSetting {
+    if production {
+        PortSetting::Fixed(port)
+    } else {
+        PortSetting::Auto
     }
 }
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use foundation_transport::{ClusterName, NodeId};
 
-use super::bulk_port::BulkPort;
 use super::discovery::DiscoveryChoice;
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
+use super::port_setting::PortSetting;
 use super::security::Security;
 use super::{NodeConfig, Profile, StorageMode, SyncPolicy};
 use foundation_core::membership::MembershipConfig;
@@ -34,7 +34,8 @@ pub(crate) struct Overrides {
     pub membership: Option<MembershipConfig>,
     pub keep_alive: Option<Duration>,
     pub idle_timeout: Option<Duration>,
-    pub bulk_port: Option<BulkPort>,
+    pub bulk_port: Option<PortSetting>,
+    pub sealed_port: Option<PortSetting>,
     pub data_dir: Option<PathBuf>,
     pub storage: Option<StorageMode>,
     pub sync: Option<SyncPolicy>,
@@ -108,6 +109,12 @@ impl Overrides {
             &mut config.transport.bulk_port,
             self.bulk_port,
             "transport.bulk_port",
+            origins,
+        );
+        set(
+            &mut config.transport.sealed_port,
+            self.sealed_port,
+            "transport.sealed_port",
             origins,
         );
         set(

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::bulk_port::BulkPort;
 use super::discovery::{parse_dns_server, DiscoveryChoice, DiscoveryKind};
 use super::duration::TextDuration;
 use super::error::{ConfigError, Origin};
 use super::origins::Origins;
+use super::port_setting::PortSetting;
 use super::security::Security;
 use super::{NodeConfig, Profile};
 
@@ -93,7 +93,9 @@ struct FileMembership {
 struct FileTransport {
     keep_alive: Option<Spanned<TextDuration>>,
     idle_timeout: Option<Spanned<TextDuration>>,
-    bulk_port: Option<Spanned<BulkPort>>,
+    bulk_port: Option<Spanned<PortSetting>>,
+    sealed_port: Option<Spanned<PortSetting>>,
+    /// The older spelling of `sealed_port`: `false` is `"off"`, `true` the profile's default.
     sealed_membership: Option<Spanned<bool>>,
 }
 
@@ -164,7 +166,7 @@ impl FileLayer {
         self.apply_security(config, origins)?;
         self.apply_discovery(config, origins)?;
         self.apply_membership(config, origins);
-        self.apply_transport(config, origins);
+        self.apply_transport(config, origins)?;
         self.apply_metadata(config, origins);
         self.apply_storage(config, origins)?;
         self.apply_federation(config, origins)
@@ -358,9 +360,13 @@ impl FileLayer {
         );
     }
 
-    fn apply_transport(&self, config: &mut NodeConfig, origins: &mut Origins) {
+    fn apply_transport(
+        &self,
+        config: &mut NodeConfig,
+        origins: &mut Origins,
+    ) -> Result<(), ConfigError> {
         let Some(file) = &self.config.transport else {
-            return;
+            return Ok(());
         };
         if let Some(value) = &file.keep_alive {
             origins.put(
@@ -386,13 +392,39 @@ impl FileLayer {
                 &self.origin(value.span()),
             );
         }
-        if let Some(value) = &file.sealed_membership {
+        if let Some((port, span)) = self.sealed_port(file)? {
             origins.put(
-                &mut config.transport.sealed_membership,
-                *value.get_ref(),
-                "transport.sealed_membership",
-                &self.origin(value.span()),
+                &mut config.transport.sealed_port,
+                port,
+                "transport.sealed_port",
+                &self.origin(span),
             );
+        }
+        Ok(())
+    }
+
+    /// `sealed_port`, or what `sealed_membership = false` means; the two keys together must
+    /// agree, so the file cannot say both "on" and "off".
+    fn sealed_port(
+        &self,
+        file: &FileTransport,
+    ) -> Result<Option<(PortSetting, Range<usize>)>, ConfigError> {
+        let port = file.sealed_port.as_ref();
+        match (port, &file.sealed_membership) {
+            (Some(port), Some(on)) if port.get_ref().enabled() != *on.get_ref() => {
+                Err(ConfigError::invalid(
+                    self.origin(on.span()),
+                    "transport.sealed_membership",
+                    format!(
+                        "contradicts sealed_port = \"{}\": keep only sealed_port (\"off\" turns \
+                         sealed membership off)",
+                        port.get_ref()
+                    ),
+                ))
+            }
+            (Some(port), _) => Ok(Some((*port.get_ref(), port.span()))),
+            (None, Some(on)) if !on.get_ref() => Ok(Some((PortSetting::Off, on.span()))),
+            (None, _) => Ok(None),
         }
     }
 

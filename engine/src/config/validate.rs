@@ -25,6 +25,7 @@ pub(crate) fn all(
 ) -> Result<(), ConfigError> {
     membership(config, origins)?;
     transport(config, origins)?;
+    federation_port(config, origins)?;
     advertise(config, origins)?;
     config.security.check(&origins.of("security"))?;
     metadata(config, origins)?;
@@ -46,6 +47,29 @@ fn transport(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> 
         let field = format!("transport.{}", e.field);
         ConfigError::invalid(origins.of(&field), field, e.problem)
     })
+}
+
+/// A gateway's port must not be one of the node's own UDP ports: the second bind would fail at
+/// start, after the node had begun joining.
+fn federation_port(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
+    let Some(federation) = &config.federation else {
+        return Ok(());
+    };
+    let port = federation.bind.port();
+    let transport = &config.transport;
+    let own = [
+        ("bind", Some(config.bind.port())),
+        ("transport.bulk_port", transport.bulk_port.port()),
+        ("transport.sealed_port", transport.sealed_port.port()),
+    ];
+    match own.iter().find(|(_, own)| port != 0 && *own == Some(port)) {
+        Some((field, _)) => Err(ConfigError::invalid(
+            origins.of("federation"),
+            "federation.bind",
+            format!("port {port} is this node's {field} as well: give the gateway another port"),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn advertise(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {

@@ -68,8 +68,8 @@ pub fn udp_buffers() -> Vec<Finding> {
         .collect()
 }
 
-/// Whether UDP port `addr` (`what`: "QUIC", "bulk") can be bound; `variable` names the setting
-/// that moves it.
+/// Whether UDP port `addr` (`what`: "QUIC", "bulk", "sealed") can be bound; `variable` names the
+/// setting that moves it.
 pub fn udp_port_free(what: &str, addr: SocketAddr, variable: &str) -> Finding {
     let free = UdpSocket::bind(addr).map(drop);
     port_finding(

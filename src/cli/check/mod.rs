@@ -127,9 +127,19 @@ pub async fn check(config: &NodeConfig) -> Vec<Finding> {
     findings.extend(discovery(config).await);
     findings.push(advertised(config));
     findings.push(host::udp_port_free("QUIC", config.bind, "FOUNDATION_BIND"));
-    if let Some(port) = config.transport.bulk_port.port() {
-        let bulk = SocketAddr::new(config.bind.ip(), port);
-        findings.push(host::udp_port_free("bulk", bulk, "FOUNDATION_BULK_PORT"));
+    let extra_ports = [
+        ("bulk", config.transport.bulk_port, "FOUNDATION_BULK_PORT"),
+        (
+            "sealed",
+            config.transport.sealed_port,
+            "FOUNDATION_SEALED_PORT",
+        ),
+    ];
+    for (what, setting, variable) in extra_ports {
+        if let Some(port) = setting.port() {
+            let addr = SocketAddr::new(config.bind.ip(), port);
+            findings.push(host::udp_port_free(what, addr, variable));
+        }
     }
     findings.push(http(config));
     if let Some(addr) = config.http {

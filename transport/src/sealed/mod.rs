@@ -24,9 +24,10 @@
 //!   another port. Three things bring us back to QUIC, whose next packet to the old connection
 //!   draws a stateless reset, then a redial and new keys: (1) sealing stops for a spell
 //!   ([`QUIC_SPELL`], doubling) once the peer has been silent for [`SILENCE_FALLBACK`] since
-//!   our oldest unanswered sealed datagram — membership datagrams are answered (a probe by its
-//!   ack), so silence means the peer may not be reading them (restarted elsewhere, or a firewall
-//!   drops the port), and a dead peer gets what it got before, QUIC datagrams and redials;
+//!   our oldest unanswered sealed datagram of a kind that is answered (a probe, by its ack;
+//!   acks and gossip are not: [`membership::wire::expects_no_answer`]), so silence means the
+//!   peer may not be reading them (restarted elsewhere, or a firewall drops the port), and a
+//!   dead peer gets what it got before, QUIC datagrams and redials;
 //!   (2) a peer that gets a sealed datagram under a key id it does not know (a restart on a
 //!   fixed sealed port) answers with a 5-byte notice, and we drop that key; (3) a connection
 //!   the peer ended (closed, or reset by its new life) takes our key for it along. A forged
@@ -57,6 +58,7 @@ use crate::metrics::{Direction, DropReason, SealedEvent};
 use crate::peer::Peer;
 use codec::{OpeningKey, Packet, SealedError, SealingKey};
 use foundation_core::identity::NodeId;
+use foundation_core::membership;
 use foundation_core::Channel;
 use keys::{KeyTable, PairKeys};
 
@@ -114,15 +116,17 @@ impl SendKey {
     }
 
     /// Whether to seal now: not during a spell on QUIC, and not once the peer has been silent
-    /// too long (which starts a spell).
-    fn usable(&mut self, now: Instant) -> bool {
+    /// too long (which starts a spell). Only a datagram the peer answers (`answered`: a probe,
+    /// not an ack or gossip) starts the silence clock: after gossip, silence means nothing, and
+    /// a spell on QUIC it started would cost an ACK-only packet per datagram for 10 s.
+    fn usable(&mut self, now: Instant, answered: bool) -> bool {
         if self.on_quic_until.is_some_and(|until| now < until) {
             return false;
         }
         let replying = self
             .last_heard
             .is_some_and(|heard| now.duration_since(heard) <= REPLY_WINDOW);
-        if self.unanswered_since.is_none() && !replying {
+        if self.unanswered_since.is_none() && answered && !replying {
             self.unanswered_since = Some(now);
         }
         let Some(since) = self.unanswered_since else {
@@ -240,7 +244,8 @@ impl Peer {
     fn seal(&self, payload: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
         let mut slot = self.sealed_slot();
         let send = slot.as_mut()?;
-        if !send.usable(Instant::now()) {
+        let answered = !membership::wire::expects_no_answer(payload);
+        if !send.usable(Instant::now(), answered) {
             return None;
         }
         let packet = send.key.seal(payload)?;
@@ -382,19 +387,19 @@ mod tests {
         let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
         let t = Instant::now();
         let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
-        assert!(send.usable(t), "the first datagram is sealed");
+        assert!(send.usable(t, true), "the first datagram is sealed");
         assert!(
-            send.usable(at(t, 1000)),
+            send.usable(at(t, 1000), true),
             "silent for the allowance, not past it"
         );
-        assert!(!send.usable(at(t, 1001)), "silent too long: QUIC");
-        assert!(!send.usable(at(t, 11_000)), "for a 10 s spell");
-        assert!(send.usable(at(t, 11_002)), "then sealed again");
+        assert!(!send.usable(at(t, 1001), true), "silent too long: QUIC");
+        assert!(!send.usable(at(t, 11_000), true), "for a 10 s spell");
+        assert!(send.usable(at(t, 11_002), true), "then sealed again");
         send.heard(at(t, 19_000));
-        assert!(send.usable(at(t, 20_000)));
-        assert!(!send.usable(at(t, 21_001)), "silent again");
-        assert!(!send.usable(at(t, 41_000)), "a 20 s spell");
-        assert!(send.usable(at(t, 41_002)));
+        assert!(send.usable(at(t, 20_000), true));
+        assert!(!send.usable(at(t, 21_001), true), "silent again");
+        assert!(!send.usable(at(t, 41_000), true), "a 20 s spell");
+        assert!(send.usable(at(t, 41_002), true));
     }
 
     #[test]
@@ -403,9 +408,35 @@ mod tests {
         let t = Instant::now();
         let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
         send.heard(t);
-        assert!(send.usable(at(t, 10)), "an ack to the peer's probe");
-        assert!(send.usable(at(t, 3_000)), "the ack did not start a silence");
-        assert!(send.usable(at(t, 4_000)), "a probe 3 s later did, 1 s ago");
-        assert!(!send.usable(at(t, 4_001)));
+        assert!(send.usable(at(t, 10), true), "an ack to the peer's probe");
+        assert!(
+            send.usable(at(t, 3_000), true),
+            "the ack did not start a silence"
+        );
+        assert!(
+            send.usable(at(t, 4_000), true),
+            "a probe 3 s later did, 1 s ago"
+        );
+        assert!(!send.usable(at(t, 4_001), true));
+    }
+
+    #[test]
+    fn datagrams_nobody_answers_start_no_silence() {
+        let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
+        let t = Instant::now();
+        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
+        assert!(send.usable(t, false), "gossip, which is never answered");
+        assert!(
+            send.usable(at(t, 5_000), true),
+            "a probe long after gossip: no silence yet"
+        );
+        assert!(
+            send.usable(at(t, 6_000), false),
+            "gossip within the allowance"
+        );
+        assert!(
+            !send.usable(at(t, 6_001), false),
+            "the probe went unanswered"
+        );
     }
 }
