@@ -31,6 +31,38 @@ fn caught(switch: FaultSwitch, scenario: &Scenario, seed: u64, invariant: &str) 
     first
 }
 
+/// `invariant` fails with `switch` on in some seed of `seeds`, and that seed's run passes with
+/// it off; returns the seed. For bugs only some runs meet: a change elsewhere in the engine
+/// reshuffles which seeds those are, while the check must still catch the bug in a few.
+fn caught_in_one_of(
+    switch: FaultSwitch,
+    scenario: &Scenario,
+    seeds: std::ops::RangeInclusive<u64>,
+    invariant: &str,
+) -> u64 {
+    for seed in seeds.clone() {
+        let report = broken(switch, scenario, seed);
+        let failed = report
+            .invariants
+            .iter()
+            .any(|i| i.name == invariant && i.violations > 0);
+        if failed {
+            let sound = run(scenario, seed, &RunOptions::default());
+            assert!(
+                sound.passed,
+                "{switch:?} off: {} seed {seed} failed: {:?} {:?}",
+                scenario.name, sound.invariants, sound.panic
+            );
+            eprintln!("{switch:?} caught by {invariant} in seed {seed}");
+            return seed;
+        }
+    }
+    panic!(
+        "{switch:?}: {invariant} failed in none of {} seeds {seeds:?}",
+        scenario.name
+    );
+}
+
 /// `invariant` fails with `switch` on; for runs whose switch-off twin a scenario test already
 /// runs (named at the call). Returns the first violation.
 fn caught_with_switch_on(
@@ -133,12 +165,11 @@ fn crash_detection_catches_suspicions_that_never_expire() {
 #[test]
 fn no_false_positives_catches_a_declaration_without_a_last_call_after_a_short_partition() {
     // Since the direct checks tell a suspect at once, most suspicions across this short cut are
-    // refuted before any last call; seed 8 is one where only the last call saves the member
-    // (2 of seeds 1–24, with the eager gossip of news).
-    caught(
+    // refuted before any last call: only in a few seeds does the last call alone save the member.
+    caught_in_one_of(
         FaultSwitch::NoLastCall,
         &short_partition(),
-        8,
+        1..=24,
         "no-false-positives",
     );
 }
@@ -229,11 +260,11 @@ fn acknowledged_writes_present_catches_acks_before_durable_across_a_whole_cluste
     // With the switch, replicas acknowledge and writers answer before their batch synced: the
     // crash of every node loses writes that had returned. Without it, what returned was synced
     // on some disk the cluster comes back with.
-    // Caught in seeds 3, 4 and 8 of 1–8.
-    caught(
+    // Only writes acknowledged shortly before the crash are owed: some seeds have none.
+    caught_in_one_of(
         FaultSwitch::AckBeforeDurable,
         &whole_cluster_crash(),
-        3,
+        1..=8,
         "acknowledged-writes-present",
     );
 }
@@ -300,9 +331,14 @@ fn departed_origins_retired_catches_origins_never_retired() {
 
 #[test]
 fn rpc_calls_catch_a_router_that_retries_calls_whose_handler_may_have_run() {
-    // Caught in 8 of seeds 1–12 (seed 1, `rpc_partition_holds`'s, is not one of them).
+    // Only a call lost after its handler ran shows the second run: most seeds have one.
     let scenario = standard::by_name("rpc-partition", 8).expect("a standard scenario");
-    caught(FaultSwitch::RetryEveryLostCall, &scenario, 2, "rpc-calls");
+    caught_in_one_of(
+        FaultSwitch::RetryEveryLostCall,
+        &scenario,
+        1..=12,
+        "rpc-calls",
+    );
 }
 
 #[test]
