@@ -676,14 +676,21 @@ fn the_bulk_port_is_auto_on_a_laptop_fixed_in_production_and_settable_everywhere
     assert_eq!(built.transport_config().bulk_port, 7600);
 }
 
-#[test]
-fn a_bad_bulk_port_is_named_with_where_it_came_from() {
-    let message = error_of(build_env(&[("FOUNDATION_BULK_PORT", "0")]));
-    assert!(message.contains("FOUNDATION_BULK_PORT"), "{message}");
+/// A port setting refused from the environment (`env`: variable and value) names the variable
+/// and the accepted spellings; refused from a file (`file`: key and value), its line.
+fn a_bad_port_is_named(env: (&str, &str), file: (&str, &str)) {
+    let message = error_of(build_env(&[env]));
+    assert!(message.contains(env.0), "{message}");
     assert!(message.contains("\"auto\", \"off\""), "{message}");
-    let path = config_file("bulk-port-range", "[transport]\nbulk_port = 70000\n");
+    let text = format!("[transport]\n{} = {}\n", file.0, file.1);
+    let path = config_file(&format!("{}-range", file.0), &text);
     let message = error_of(NodeConfig::builder().file(&path).build());
     assert!(message.contains("line 2"), "{message}");
+}
+
+#[test]
+fn a_bad_bulk_port_is_named_with_where_it_came_from() {
+    a_bad_port_is_named(("FOUNDATION_BULK_PORT", "0"), ("bulk_port", "70000"));
     let clash = build_env(&[
         ("FOUNDATION_BIND", "127.0.0.1:7500"),
         ("FOUNDATION_BULK_PORT", "7500"),
@@ -755,12 +762,7 @@ fn contradicting_sealed_keys_and_bad_sealed_ports_are_refused_with_where_they_ca
         assert!(message.contains("transport.sealed_membership"), "{message}");
         assert!(message.contains("contradicts sealed_port"), "{message}");
     }
-    let message = error_of(build_env(&[("FOUNDATION_SEALED_PORT", "on")]));
-    assert!(message.contains("FOUNDATION_SEALED_PORT"), "{message}");
-    assert!(message.contains("\"auto\", \"off\""), "{message}");
-    let path = config_file("sealed-range", "[transport]\nsealed_port = 0\n");
-    let message = error_of(NodeConfig::builder().file(&path).build());
-    assert!(message.contains("line 2"), "{message}");
+    a_bad_port_is_named(("FOUNDATION_SEALED_PORT", "on"), ("sealed_port", "0"));
     let clash = build_env(&[
         ("FOUNDATION_BULK_PORT", "7500"),
         ("FOUNDATION_SEALED_PORT", "7500"),

@@ -118,15 +118,16 @@ impl SendKey {
     /// Whether to seal now: not during a spell on QUIC, and not once the peer has been silent
     /// too long (which starts a spell). Only a datagram the peer answers (`answered`: a probe,
     /// not an ack or gossip) starts the silence clock: after gossip, silence means nothing, and
-    /// a spell on QUIC it started would cost an ACK-only packet per datagram for 10 s.
-    fn usable(&mut self, now: Instant, answered: bool) -> bool {
+    /// a spell on QUIC it started would cost an ACK-only packet per datagram for 10 s. Asked
+    /// only when the clock could start, so most datagrams are never classified.
+    fn usable(&mut self, now: Instant, answered: impl FnOnce() -> bool) -> bool {
         if self.on_quic_until.is_some_and(|until| now < until) {
             return false;
         }
         let replying = self
             .last_heard
             .is_some_and(|heard| now.duration_since(heard) <= REPLY_WINDOW);
-        if self.unanswered_since.is_none() && answered && !replying {
+        if self.unanswered_since.is_none() && !replying && answered() {
             self.unanswered_since = Some(now);
         }
         let Some(since) = self.unanswered_since else {
@@ -244,7 +245,7 @@ impl Peer {
     fn seal(&self, payload: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
         let mut slot = self.sealed_slot();
         let send = slot.as_mut()?;
-        let answered = !membership::wire::expects_no_answer(payload);
+        let answered = || !membership::wire::expects_no_answer(payload);
         if !send.usable(Instant::now(), answered) {
             return None;
         }
@@ -387,19 +388,19 @@ mod tests {
         let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
         let t = Instant::now();
         let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
-        assert!(send.usable(t, true), "the first datagram is sealed");
+        assert!(send.usable(t, || true), "the first datagram is sealed");
         assert!(
-            send.usable(at(t, 1000), true),
+            send.usable(at(t, 1000), || true),
             "silent for the allowance, not past it"
         );
-        assert!(!send.usable(at(t, 1001), true), "silent too long: QUIC");
-        assert!(!send.usable(at(t, 11_000), true), "for a 10 s spell");
-        assert!(send.usable(at(t, 11_002), true), "then sealed again");
+        assert!(!send.usable(at(t, 1001), || true), "silent too long: QUIC");
+        assert!(!send.usable(at(t, 11_000), || true), "for a 10 s spell");
+        assert!(send.usable(at(t, 11_002), || true), "then sealed again");
         send.heard(at(t, 19_000));
-        assert!(send.usable(at(t, 20_000), true));
-        assert!(!send.usable(at(t, 21_001), true), "silent again");
-        assert!(!send.usable(at(t, 41_000), true), "a 20 s spell");
-        assert!(send.usable(at(t, 41_002), true));
+        assert!(send.usable(at(t, 20_000), || true));
+        assert!(!send.usable(at(t, 21_001), || true), "silent again");
+        assert!(!send.usable(at(t, 41_000), || true), "a 20 s spell");
+        assert!(send.usable(at(t, 41_002), || true));
     }
 
     #[test]
@@ -408,16 +409,19 @@ mod tests {
         let t = Instant::now();
         let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
         send.heard(t);
-        assert!(send.usable(at(t, 10), true), "an ack to the peer's probe");
         assert!(
-            send.usable(at(t, 3_000), true),
+            send.usable(at(t, 10), || true),
+            "an ack to the peer's probe"
+        );
+        assert!(
+            send.usable(at(t, 3_000), || true),
             "the ack did not start a silence"
         );
         assert!(
-            send.usable(at(t, 4_000), true),
+            send.usable(at(t, 4_000), || true),
             "a probe 3 s later did, 1 s ago"
         );
-        assert!(!send.usable(at(t, 4_001), true));
+        assert!(!send.usable(at(t, 4_001), || true));
     }
 
     #[test]
@@ -425,17 +429,17 @@ mod tests {
         let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
         let t = Instant::now();
         let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
-        assert!(send.usable(t, false), "gossip, which is never answered");
+        assert!(send.usable(t, || false), "gossip, which is never answered");
         assert!(
-            send.usable(at(t, 5_000), true),
+            send.usable(at(t, 5_000), || true),
             "a probe long after gossip: no silence yet"
         );
         assert!(
-            send.usable(at(t, 6_000), false),
+            send.usable(at(t, 6_000), || false),
             "gossip within the allowance"
         );
         assert!(
-            !send.usable(at(t, 6_001), false),
+            !send.usable(at(t, 6_001), || false),
             "the probe went unanswered"
         );
     }
