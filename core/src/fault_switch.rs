@@ -32,6 +32,10 @@ pub enum FaultSwitch {
     /// No last call: a suspicion that outlived a short partition becomes a declaration though
     /// the suspect is reachable again (`Membership::last_call`).
     NoLastCall,
+    /// A closed port (an ICMP error, unauthenticated and possibly about an earlier life) is
+    /// trusted at once: the member is declared failed without being asked to refute
+    /// (`Membership::port_closed`).
+    ClosedPortTrusted,
     /// A member told it is suspected renews its identity instead of refuting
     /// (`Membership::refute`).
     RenewWhenSuspected,

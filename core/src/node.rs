@@ -91,6 +91,13 @@ pub enum Input {
         /// The batch.
         seq: u64,
     },
+    /// The host at `node`'s address answered a membership datagram with "port unreachable":
+    /// nothing listens where that member did, as after a crash (an ICMP error the transport
+    /// read; unauthenticated, so membership checks before it declares anything).
+    PortClosed {
+        /// The member the datagram was sent to.
+        node: NodeId,
+    },
 }
 
 /// Requests from the local application.
@@ -366,6 +373,7 @@ impl Core {
             Input::Command(command) => self.command(now, command),
             Input::Persisted { upto } => self.replication.persisted(upto, &mut self.outbox),
             Input::PersistFailed { seq } => self.replication.persist_failed(seq),
+            Input::PortClosed { node } => self.membership.port_closed(now, node, &mut self.outbox),
         }
     }
 

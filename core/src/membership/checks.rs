@@ -86,7 +86,7 @@ impl Membership {
 
     /// Whether SWIM holds `member` alive or suspect at exactly `incarnation`: the suspicion is
     /// neither refuted nor concluded.
-    fn holds_alive_at(&self, member: MemberId, incarnation: Incarnation) -> bool {
+    pub(super) fn holds_alive_at(&self, member: MemberId, incarnation: Incarnation) -> bool {
         self.swim
             .iter_membership_state()
             .find(|m| *m.id() == member)

@@ -6,6 +6,7 @@
 //! randomness comes from a seeded RNG.
 
 mod checks;
+mod closed_port;
 pub mod config;
 mod decoded;
 pub mod identity;
@@ -71,6 +72,10 @@ pub struct MembershipStats {
     pub suspect_checks: u64,
     /// Of those, checks the suspect did not answer in time: each became our confirmation.
     pub suspect_checks_unanswered: u64,
+    /// Members we checked because their host said their membership port was closed.
+    pub closed_port_checks: u64,
+    /// Of those, members that did not refute in time and were declared failed.
+    pub closed_port_declarations: u64,
 }
 
 /// One node's membership machine.
@@ -87,6 +92,8 @@ pub struct Membership {
     /// Where equal metadata values are shared with other machines, if anywhere.
     shared: Option<SharedMetadata>,
     leaving: BTreeSet<MemberId>,
+    /// Members checked because their port was reported closed, until the check ends.
+    closed_checks: BTreeSet<MemberId>,
     /// Members removed from the table (reaped or forced out) and the life removed:
     /// replication counts them as departed until it holds none of their writes.
     removed: BTreeMap<NodeId, u64>,
@@ -150,6 +157,7 @@ impl Membership {
             )]),
             shared: None,
             leaving: BTreeSet::new(),
+            closed_checks: BTreeSet::new(),
             removed: BTreeMap::new(),
             notes: Vec::new(),
             stats: MembershipStats::default(),
@@ -404,6 +412,9 @@ impl Membership {
             }
             MembershipTimer::Check(suspect, incarnation) => {
                 self.check_expired(now, suspect, incarnation, out);
+            }
+            MembershipTimer::ClosedPort(member, incarnation) => {
+                self.closed_check_expired(now, member, incarnation, out);
             }
             MembershipTimer::Gossip => {
                 self.gossip_armed = false;
@@ -1277,7 +1288,7 @@ mod tests {
     use crate::effects::Effect;
     use std::time::Duration;
 
-    fn member(node: u128, generation: u64) -> MemberId {
+    pub(super) fn member(node: u128, generation: u64) -> MemberId {
         MemberId {
             node: NodeId::from_u128(node),
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], 7000 + node as u16)),
@@ -1554,7 +1565,7 @@ mod tests {
 
     /// A machine that knows members 2, 3 and 4 alive at incarnation 0 through SWIM, with its
     /// effects so far drained.
-    fn machine_with_three_peers(out: &mut Outbox) -> Membership {
+    pub(super) fn machine_with_three_peers(out: &mut Outbox) -> Membership {
         let mut m = machine(MembershipConfig::development(), out);
         let peers = [2, 3, 4].map(|n| Member::alive(member(n, 1)));
         m.drive(Instant::ZERO, out, |swim, io| {
@@ -1565,7 +1576,7 @@ mod tests {
     }
 
     /// Sends and timers queued so far (timers up to an hour ahead), then nothing is left.
-    fn drain(out: &mut Outbox) -> (Vec<(NodeAddr, Channel)>, Vec<MembershipTimer>) {
+    pub(super) fn drain(out: &mut Outbox) -> (Vec<(NodeAddr, Channel)>, Vec<MembershipTimer>) {
         let mut sends = Vec::new();
         while let Some(effect) = out.pop() {
             if let Effect::Send { to, channel, .. } = effect {

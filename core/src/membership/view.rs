@@ -27,6 +27,9 @@ pub enum MembershipTimer {
     /// Time to see whether a suspect we checked directly refuted (`checks`): the suspect and
     /// the incarnation it was suspected at.
     Check(MemberId, foca::Incarnation),
+    /// Time to see whether a member whose port was reported closed refuted
+    /// (`closed_port`): the member and the incarnation it was checked at.
+    ClosedPort(MemberId, foca::Incarnation),
 }
 
 /// What we believe about a member.

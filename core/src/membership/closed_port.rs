@@ -1,0 +1,176 @@
+//! A crashed process, told apart from a stalled one by its host.
+//!
+//! SWIM cannot tell a crashed member from one that is stalled (a long pause, a swapped-out
+//! process): both stop answering, so a profile that must survive a 2 s stall cannot declare a
+//! crash sooner than that. The host of a crashed process can: while the host is up, a datagram
+//! to the port the process had bound draws an ICMP "port unreachable" from it, which a stalled
+//! process — its socket still bound — never causes. The transport reads those errors on its
+//! membership socket and names the member they concern ([`crate::Input::PortClosed`]).
+//!
+//! An ICMP error is not authenticated, and a stale one can name a member's next life, so it is
+//! only evidence: the member is told directly that it is suspected (the buddy system of
+//! [`super::checks`]) and given a probe round trip to refute. A live member refutes at once and
+//! nothing is declared; a member still silent is declared failed then, without waiting out the
+//! suspicion timeout its stall tolerance needs. foca gossips the declaration like any other.
+//! A host that is gone sends no ICMP; such a crash is found by probing, as before.
+
+use foca::{Incarnation, Member, State};
+
+use super::{send, MemberId, MemberState, Membership, MembershipTimer};
+use crate::effects::{self, Outbox};
+use crate::time::Instant;
+use crate::{Channel, NodeId};
+
+impl Membership {
+    /// The host at `node`'s address said nothing listens on its membership port. If we hold
+    /// the member alive, ask it to refute and look again after a probe round trip
+    /// ([`Self::closed_check_expired`]); a member already being checked is left to that check.
+    pub fn port_closed(&mut self, now: Instant, node: NodeId, out: &mut Outbox) {
+        let Some((member, incarnation)) = self.alive_life_of(node) else {
+            return;
+        };
+        if !self.closed_checks.insert(member) {
+            return;
+        }
+        self.stats.closed_port_checks += 1;
+        if fault_on!(ClosedPortTrusted) {
+            return self.declare_closed(now, member, incarnation, out);
+        }
+        if let Some(payload) = self.suspect_report(member, incarnation) {
+            send(
+                self.me,
+                out,
+                member.node_addr(),
+                Channel::Membership,
+                payload,
+            );
+        }
+        let wait = self.health.scale(self.config.probe_rtt);
+        let timer = MembershipTimer::ClosedPort(member, incarnation);
+        out.timer(now + wait, effects::Timer::Membership(timer));
+    }
+
+    /// The check a closed port started is over: a member that neither refuted nor was declared
+    /// meanwhile is declared failed now.
+    pub(super) fn closed_check_expired(
+        &mut self,
+        now: Instant,
+        member: MemberId,
+        incarnation: Incarnation,
+        out: &mut Outbox,
+    ) {
+        self.closed_checks.remove(&member);
+        if !self.holds_alive_at(member, incarnation) {
+            return;
+        }
+        self.declare_closed(now, member, incarnation, out);
+    }
+
+    fn declare_closed(
+        &mut self,
+        now: Instant,
+        member: MemberId,
+        incarnation: Incarnation,
+        out: &mut Outbox,
+    ) {
+        self.stats.closed_port_declarations += 1;
+        let down = Member::new(member, incarnation, State::Down);
+        self.drive(now, out, |swim, io| {
+            swim.apply_many(std::iter::once(down), true, io)
+        });
+    }
+
+    /// The life of `node` we hold alive (not ourselves), with SWIM's incarnation for it.
+    fn alive_life_of(&self, node: NodeId) -> Option<(MemberId, Incarnation)> {
+        if node == self.me.node {
+            return None;
+        }
+        let view = self.view.get(&node)?;
+        if view.state != MemberState::Alive {
+            return None;
+        }
+        let member = view.member_id();
+        let incarnation = self
+            .swim
+            .iter_membership_state()
+            .find(|m| *m.id() == member)?
+            .incarnation();
+        Some((member, incarnation))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::tests::{drain, machine_with_three_peers, member};
+
+    /// A closed port makes us ask the member directly and look again a probe round trip later;
+    /// still unrefuted then, it is declared failed — long before the suspicion timeout a stall
+    /// would need. More reports meanwhile start no second check.
+    #[test]
+    fn a_member_silent_after_its_port_closed_is_declared_at_the_check_s_end() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (now, crashed) = (Instant::ZERO, member(4, 1));
+        m.port_closed(now, crashed.node, &mut out);
+        m.port_closed(now, crashed.node, &mut out);
+        let (sends, timers) = drain(&mut out);
+        assert_eq!(sends, vec![(crashed.node_addr(), Channel::Membership)]);
+        assert_eq!(timers, vec![MembershipTimer::ClosedPort(crashed, 0)]);
+        assert_eq!(m.stats().closed_port_checks, 1);
+
+        let later = now + m.config.probe_rtt;
+        assert!(later < now + m.config.suspect_to_down_min);
+        m.handle_timer(
+            later,
+            later,
+            MembershipTimer::ClosedPort(crashed, 0),
+            &mut out,
+        );
+        assert_eq!(
+            m.member(crashed.node).map(|v| v.state),
+            Some(MemberState::Failed)
+        );
+        assert_eq!(m.stats().closed_port_declarations, 1);
+        let (sends, _) = drain(&mut out);
+        assert!(
+            sends.iter().any(|(to, _)| to.id != crashed.node),
+            "the declaration is gossiped: {sends:?}"
+        );
+    }
+
+    /// A member that refutes (a forged or stale ICMP error named a live one) is not declared;
+    /// the next closed port checks it again.
+    #[test]
+    fn a_member_that_refutes_the_check_stays_alive() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (now, live) = (Instant::ZERO, member(3, 1));
+        m.port_closed(now, live.node, &mut out);
+        let refuted = Member::new(live, 1, State::Alive);
+        m.drive(now, &mut out, |swim, io| {
+            swim.apply_many(std::iter::once(refuted), true, io)
+        });
+        let _ = drain(&mut out);
+        let later = now + m.config.probe_rtt;
+        m.handle_timer(later, later, MembershipTimer::ClosedPort(live, 0), &mut out);
+        assert_eq!(
+            m.member(live.node).map(|v| v.state),
+            Some(MemberState::Alive)
+        );
+        assert_eq!(m.stats().closed_port_declarations, 0);
+        m.port_closed(later, live.node, &mut out);
+        assert_eq!(m.stats().closed_port_checks, 2);
+    }
+
+    /// Reports about ourselves or a node we do not hold alive change nothing.
+    #[test]
+    fn ourselves_and_unknown_nodes_are_not_checked() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        m.port_closed(Instant::ZERO, m.me().node, &mut out);
+        m.port_closed(Instant::ZERO, NodeId::from_u128(99), &mut out);
+        assert_eq!(drain(&mut out), (vec![], vec![]));
+        assert_eq!(m.stats().closed_port_checks, 0);
+    }
+}
