@@ -668,6 +668,18 @@ fn force_leave_removes_a_failed_member_from_every_table_now() {
             .iter()
             .all(|n| state_of(n, &c_id).as_deref() == Some("failed"))
     });
+    // c's host (this one) answered datagrams to its closed port: at least one of a and b
+    // declared it on that evidence rather than after a suspicion timeout.
+    if cfg!(target_os = "linux") {
+        let closed = "foundation_membership_closed_port_declarations_total";
+        eventually(PATIENCE, closed, || {
+            let declared: f64 = [&a, &b]
+                .iter()
+                .filter_map(|n| common::metric(n.http, closed))
+                .sum();
+            declared >= 1.0
+        });
+    }
     let removed = force(&c_id);
     assert!(removed.status.success(), "{}", stderr(&removed));
     assert!(stdout(&removed).contains(&c_id), "{}", stdout(&removed));

@@ -119,6 +119,26 @@ pub fn get(http: SocketAddr, path: &str) -> Option<Value> {
         .ok()
 }
 
+/// A counter or gauge from the node's `/metrics`; `None` if absent or the node does not answer.
+pub fn metric(http: SocketAddr, name: &str) -> Option<f64> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let timeout = Duration::from_secs(2);
+    let body = runtime
+        .block_on(foundation::engine::http::get_bytes(
+            http,
+            "/metrics",
+            4 << 20,
+            timeout,
+        ))
+        .ok()?;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 pub fn members(node: &NodeProcess) -> Vec<Value> {
     get(node.http, "/members")
         .and_then(|v| v["members"].as_array().cloned())

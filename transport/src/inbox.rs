@@ -48,6 +48,14 @@ pub enum PeerEvent {
         /// Why, as QUIC reported it.
         reason: String,
     },
+    /// The peer's host answered a membership datagram with ICMP port unreachable: nothing
+    /// listens on its membership port (its process crashed, or a forged error says so).
+    PortClosed {
+        /// The peer the datagram was sealed to.
+        peer: NodeId,
+        /// Where it was sent.
+        addr: SocketAddr,
+    },
 }
 
 /// The receiving side of an endpoint. Each field is an independent bounded queue; a queue the

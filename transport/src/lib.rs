@@ -9,7 +9,7 @@
 //!   ├─ send_datagram(peer, bytes)              │  replication / events: Message
 //!   ├─ request(peer, bytes, deadline)          ├─ requests: IncomingRequest -> respond()
 //!   ├─ send_bulk(peer, bytes, deadline)        ├─ transfers: IncomingTransfer -> read_chunk()
-//!   ├─ connect(seed addr) -> NodeAddr          └─ peers: PeerEvent (connected/disconnected)
+//!   ├─ connect(seed addr) -> NodeAddr          └─ peers: PeerEvent (connected/disconnected/port closed)
 //!   └─ close()
 //! ```
 //!

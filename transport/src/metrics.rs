@@ -102,13 +102,16 @@ pub enum SealedEvent {
     NoticeSent,
     /// A peer told us it does not hold our key; membership to it went back to QUIC.
     NoticeTaken,
+    /// A peer's host answered a sealed datagram with ICMP port unreachable.
+    PortClosed,
 }
 
 impl SealedEvent {
-    const ALL: [SealedEvent; 3] = [
+    const ALL: [SealedEvent; 4] = [
         SealedEvent::Keyed,
         SealedEvent::NoticeSent,
         SealedEvent::NoticeTaken,
+        SealedEvent::PortClosed,
     ];
 
     fn name(self) -> &'static str {
@@ -116,6 +119,7 @@ impl SealedEvent {
             SealedEvent::Keyed => "keyed",
             SealedEvent::NoticeSent => "notice_sent",
             SealedEvent::NoticeTaken => "notice_taken",
+            SealedEvent::PortClosed => "port_closed",
         }
     }
 }
@@ -187,7 +191,7 @@ pub struct TransportMetrics {
     sealed_datagrams: [Counter; 2],
     sealed_refused: Family<ReasonLabels, Counter>,
     /// In [`SealedEvent::ALL`] order.
-    sealed_events: [Counter; 3],
+    sealed_events: [Counter; 4],
 }
 
 impl TransportMetrics {

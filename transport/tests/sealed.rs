@@ -251,3 +251,58 @@ async fn a_peer_restarted_on_another_sealed_port_is_found_through_quic() {
         "keyed twice"
     );
 }
+
+/// A peer whose process is gone, its host up: the next sealed datagram to it draws ICMP port
+/// unreachable from the host, which `a` reports as that peer's port closed. While the peer
+/// ran, nothing of the kind was reported.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_crashed_peer_s_closed_port_is_reported() {
+    use foundation_transport::PeerEvent;
+    let mut a = node_with("orders", &secret(SECRET), at_ports(free_port(), 0)).await;
+    let identity = LocalIdentity {
+        id: NodeId::from_u128(43),
+        cluster: a.endpoint.cluster().clone(),
+    };
+    let (quic, sealed) = (free_port(), free_port());
+    let b = Crashable::start(identity.clone(), at_ports(quic, sealed.port()));
+    let to_b: NodeAddr = loop {
+        // The peer's thread binds its sockets: dial until it answers.
+        if let Ok(peer) = a.endpoint.connect(quic).await {
+            break peer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(SETTLED).await;
+    for i in 0..5u8 {
+        a.endpoint
+            .send_datagram(to_b, Bytes::from(vec![i]))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sealed_sent(&a) >= 1, "sealed to the live peer");
+    let closed = |event: &PeerEvent| matches!(event, PeerEvent::PortClosed { .. });
+    while let Ok(event) = a.inbox.peers.try_recv() {
+        assert!(!closed(&event), "a live peer's port is open: {event:?}");
+    }
+
+    b.crash();
+    a.endpoint
+        .send_datagram(to_b, Bytes::from_static(b"x"))
+        .unwrap();
+    let event = timeout(Duration::from_secs(5), async {
+        loop {
+            let event = a.inbox.peers.recv().await.unwrap();
+            if closed(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the closed port is reported");
+    assert!(matches!(event, PeerEvent::PortClosed { peer, .. } if peer == identity.id));
+    assert_eq!(
+        a.endpoint.metrics().sealed_events(SealedEvent::PortClosed),
+        1
+    );
+}

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use foundation_transport::{Channel, Endpoint, Inbox, Message, NodeAddr, SendMode};
+use foundation_transport::{Channel, Endpoint, Inbox, Message, NodeAddr, PeerEvent, SendMode};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn};
@@ -195,6 +195,7 @@ impl Driver {
                 Some(message) = self.inbox.coordination.recv() => self.deliver(message),
                 Some(message) = self.inbox.replication.recv() => self.deliver(message),
                 Some(transfer) = self.inbox.transfers.recv() => self.receive_bulk(transfer),
+                Some(event) = self.inbox.peers.recv() => self.peer_event(event),
                 Some(candidate) = self.candidates.recv() => self.consider(candidate),
                 Some(outcome) = self.batch_outcomes.recv() => self.persisted(outcome),
                 _ = sleep => self.core.handle_timeout(self.now()),
@@ -205,6 +206,15 @@ impl Driver {
 
     fn now(&self) -> Instant {
         Instant::from_elapsed(self.epoch.elapsed())
+    }
+
+    /// Connectivity news from the transport: only a closed port is the core's business
+    /// (connections come and go with use).
+    fn peer_event(&mut self, event: PeerEvent) {
+        if let PeerEvent::PortClosed { peer, .. } = event {
+            self.core
+                .handle(self.now(), Input::PortClosed { node: peer });
+        }
     }
 
     fn deliver(&mut self, message: Message) {

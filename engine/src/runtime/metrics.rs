@@ -26,6 +26,8 @@ pub(crate) struct MembershipMetrics {
     suspect_reports: Counter,
     suspect_checks: Counter,
     suspect_checks_unanswered: Counter,
+    closed_port_checks: Counter,
+    closed_port_declarations: Counter,
     push_pulls: Counter,
     bad_inputs: Counter,
     late_timers: Counter,
@@ -60,6 +62,16 @@ impl MembershipMetrics {
             "suspect_checks_unanswered",
             "Direct checks the suspect did not answer in time (each confirmed the suspicion)",
             metrics.suspect_checks_unanswered.clone(),
+        );
+        registry.register(
+            "closed_port_checks",
+            "Members checked because their host reported their membership port closed (ICMP)",
+            metrics.closed_port_checks.clone(),
+        );
+        registry.register(
+            "closed_port_declarations",
+            "Of those, members that did not refute in time and were declared failed",
+            metrics.closed_port_declarations.clone(),
         );
         registry.register(
             "push_pulls",
@@ -103,6 +115,11 @@ impl MembershipMetrics {
         advance(
             &self.suspect_checks_unanswered,
             stats.suspect_checks_unanswered,
+        );
+        advance(&self.closed_port_checks, stats.closed_port_checks);
+        advance(
+            &self.closed_port_declarations,
+            stats.closed_port_declarations,
         );
         advance(&self.push_pulls, stats.push_pulls);
         advance(&self.late_timers, stats.late_timers);

@@ -42,6 +42,7 @@
 
 pub mod codec;
 mod keys;
+mod unreachable;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,7 +54,7 @@ use tokio::net::UdpSocket;
 use tracing::debug;
 
 use crate::endpoint::Shared;
-use crate::inbox::Message;
+use crate::inbox::{Message, PeerEvent};
 use crate::metrics::{Direction, DropReason, SealedEvent};
 use crate::peer::Peer;
 use codec::{OpeningKey, Packet, SealedError, SealingKey};
@@ -163,6 +164,7 @@ impl SealedSide {
     /// Binds the socket (call inside the runtime).
     pub fn bind(socket: std::net::UdpSocket) -> std::io::Result<SealedSide> {
         socket.set_nonblocking(true)?;
+        unreachable::enable(&socket)?;
         Ok(SealedSide {
             socket: UdpSocket::from_std(socket)?,
             keys: Mutex::default(),
@@ -253,6 +255,11 @@ impl Peer {
         Some((packet, send.to))
     }
 
+    /// Whether we seal membership datagrams to this peer at `addr`.
+    fn seals_to(&self, addr: SocketAddr) -> bool {
+        self.sealed_slot().as_ref().is_some_and(|s| s.to == addr)
+    }
+
     /// The peer sent us a membership datagram: it is listening.
     pub(crate) fn answered(&self) {
         if let Some(send) = self.sealed_slot().as_mut() {
@@ -290,6 +297,7 @@ pub(crate) async fn receive(shared: Arc<Shared>) {
                     continue;
                 }
             },
+            _ = closed_ports(&shared, side) => continue,
             _ = shared.stopped() => return,
         };
         let packet = &buffer[..len];
@@ -297,6 +305,43 @@ pub(crate) async fn receive(shared: Arc<Shared>) {
             refused(&shared, side, error, from);
         }
     }
+}
+
+/// Waits for ICMP errors queued on the socket, then tells the layers above of each peer whose
+/// membership port its host reported closed ([`unreachable`]).
+#[cfg(target_os = "linux")]
+async fn closed_ports(shared: &Shared, side: &SealedSide) {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+    if side.socket.ready(Interest::ERROR).await.is_err() {
+        return std::future::pending().await;
+    }
+    let fd = side.socket.as_raw_fd();
+    while let Ok(found) = side
+        .socket
+        .try_io(Interest::ERROR, || unreachable::next_closed(fd))
+    {
+        let Some(addr) = found else { continue };
+        let Some(peer) = shared
+            .peers_snapshot()
+            .into_iter()
+            .find(|p| p.seals_to(addr))
+        else {
+            continue;
+        };
+        debug!(peer = %peer.node_addr(), %addr, "membership port closed");
+        shared.metrics.sealed_event(SealedEvent::PortClosed);
+        let event = PeerEvent::PortClosed {
+            peer: peer.id,
+            addr,
+        };
+        let _ = shared.inbox.peers.try_send(event);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn closed_ports(_shared: &Shared, _side: &SealedSide) {
+    std::future::pending().await
 }
 
 fn take_packet(
