@@ -134,6 +134,9 @@ pub enum Fault {
     Stall(Nodes, Duration),
     /// The nodes stop at once, without a word to anyone.
     Crash(Nodes),
+    /// Every other node is told these nodes' membership ports are closed, as forged ICMP
+    /// errors would: the nodes are alive, so nothing should come of it.
+    ForgedPortClosed(Nodes),
     /// The nodes leave gracefully, then shut down.
     Stop(Nodes),
     /// The nodes (crashed or stopped; running ones are crashed first) start again and join
@@ -240,6 +243,7 @@ impl fmt::Display for Fault {
             Fault::Heal => write!(f, "heal all partitions"),
             Fault::Stall(nodes, d) => write!(f, "stall {nodes} for {d:?}"),
             Fault::Crash(nodes) => write!(f, "crash {nodes}"),
+            Fault::ForgedPortClosed(nodes) => write!(f, "forged port unreachable for {nodes}"),
             Fault::Stop(nodes) => write!(f, "stop {nodes} (graceful leave)"),
             Fault::Restart(nodes, Identity::Same) => write!(f, "restart {nodes} (same id)"),
             Fault::Restart(nodes, Identity::New) => write!(f, "restart {nodes} (new id)"),
@@ -403,6 +407,7 @@ impl World {
         let nodes = match fault {
             Fault::Stall(nodes, _)
             | Fault::Crash(nodes)
+            | Fault::ForgedPortClosed(nodes)
             | Fault::Stop(nodes)
             | Fault::Restart(nodes, _)
             | Fault::DiskFull(nodes, _) => nodes,
@@ -429,6 +434,7 @@ impl World {
         match fault {
             Fault::Stall(_, d) => self.stall(slot, d.as_micros() as u64),
             Fault::Crash(_) => self.crash(slot),
+            Fault::ForgedPortClosed(_) => self.forge_port_closed(slot),
             Fault::Stop(_) => self.stop(slot),
             Fault::Restart(_, identity) => self.restart(slot, *identity),
             Fault::DiskFull(_, d) => self.fill_disk(slot, d.as_micros() as u64),

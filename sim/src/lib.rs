@@ -44,6 +44,7 @@
 //! | `convergence` | `NoAnnounceToDownMembers`: nobody re-contacts members it declared down | `convergence_catches_…` |
 //! | `crash-detection` | `SuspicionNeverExpires`: suspicion timers are dropped | `crash_detection_catches_…` |
 //! | `no-false-positives` | `NoLastCall`: a suspicion that outlived a short partition is declared without asking the suspect | `no_false_positives_catches_…` (`scenarios/short-partition.toml`, seed 2) |
+//! | `no-false-positives` | `ClosedPortTrusted`: a member named by an ICMP port unreachable (forged here) is declared without being asked to refute | `no_false_positives_catches_a_forged_closed_port_…` (`scenarios/detect-process-crash.toml`) |
 //! | `no-needless-renewal` | `RenewWhenSuspected`: a suspect renews its identity instead of refuting | `no_needless_renewal_catches_…` |
 //! | `no-panics` | `PanicOnRepeatedLeave`: the second of a member's two leave notices panics | `no_panics_catches_…` |
 //! | `registry-consistent` | `ReaperNeverDeletes`: dead lives' registry entries stay | `registry_consistent_catches_…` (`registry-partition`) |

@@ -272,6 +272,12 @@ enum Pending {
         node: usize,
         life: u64,
     },
+    /// The host of `about` answered a datagram from `to` with ICMP port unreachable (or a
+    /// forger says so): the sender's transport reports the port closed.
+    PortClosed {
+        to: Slot,
+        about: NodeId,
+    },
     /// A storage batch completes: synced, or refused when it was written.
     Synced {
         node: usize,
@@ -304,6 +310,7 @@ impl Pending {
     fn node(&self) -> Option<usize> {
         match self {
             Pending::Datagram { to, .. } | Pending::Stream { to, .. } => Some(*to as usize),
+            Pending::PortClosed { to, .. } => Some(*to as usize),
             Pending::Wake { node, .. } | Pending::Command { node, .. } => Some(*node),
             Pending::Resume { node, .. } | Pending::Shutdown { node, .. } => Some(*node),
             Pending::Write { node, .. } | Pending::Synced { node, .. } => Some(*node),
@@ -366,6 +373,9 @@ pub struct World {
     topology: Vec<(u64, Vec<BlockRule>)>,
     replication: Option<ReplicationConfig>,
     storage: Option<StorageConfig>,
+    /// Whether a crash leaves the node's host up, answering datagrams to it with ICMP port
+    /// unreachable (a killed process) rather than silence (the host lost with it).
+    hosts_survive_crashes: bool,
     writes: WriteLog,
     /// What each slot's application registers in the service registry.
     pub(crate) registrations: crate::services::Registrations,
@@ -425,6 +435,7 @@ impl World {
             topology: vec![(0, Vec::new())],
             replication: None,
             storage: None,
+            hosts_survive_crashes: false,
             writes: WriteLog::default(),
             registrations: Default::default(),
             placements: Default::default(),
@@ -554,6 +565,22 @@ impl World {
             }
         }
         self.replication = Some(config);
+    }
+
+    /// Crashes from now on kill only the node's process: its host answers datagrams to it with
+    /// ICMP port unreachable, which reaches the sender's core as [`Input::PortClosed`].
+    pub fn set_hosts_survive_crashes(&mut self, on: bool) {
+        self.hosts_survive_crashes = on;
+    }
+
+    /// Every running node but `slot` is told `slot`'s port is closed, as a forged ICMP error
+    /// would (its core must check before it believes it).
+    pub fn forge_port_closed(&mut self, slot: usize) {
+        let about = self.nodes[slot].id;
+        for to in (0..self.nodes.len()).filter(|&to| to != slot) {
+            let to = slot32(to);
+            self.push(self.now_us, Pending::PortClosed { to, about });
+        }
     }
 
     /// Gives every node slot a disk with these settings, and has every running core persist
@@ -1247,6 +1274,10 @@ impl World {
                 return None;
             }
             Pending::Resume { .. } | Pending::Shutdown { .. } => return None,
+            Pending::Datagram { to, from, .. } if self.nodes[slot].core.is_none() => {
+                self.port_unreachable(to as usize, from as usize);
+                return None;
+            }
             _ => {}
         }
         if !self.still_valid(&what) {
@@ -1338,6 +1369,13 @@ impl World {
                 let channel = Channel::Membership;
                 (to, self.received(to, from, from_id, channel, payload, hash))
             }
+            Pending::PortClosed { to, about } => {
+                self.trace.line(format_args!(
+                    "{} n{to} <- port of {about} closed",
+                    Stamp(self.now_us)
+                ));
+                (to as usize, Input::PortClosed { node: about })
+            }
             Pending::Stream {
                 to,
                 from,
@@ -1391,6 +1429,22 @@ impl World {
         }
         self.drain(slot);
         self.writes.sender = None;
+    }
+
+    /// A datagram reached a slot whose core is down: with the host up, it answers the sender
+    /// with ICMP port unreachable, over the network like any datagram.
+    fn port_unreachable(&mut self, down: usize, sender: usize) {
+        if !self.hosts_survive_crashes {
+            return;
+        }
+        let about = self.nodes[down].id;
+        for at in self
+            .network
+            .datagram(&mut self.rng, down, sender, self.now_us)
+        {
+            let to = slot32(sender);
+            self.push(at, Pending::PortClosed { to, about });
+        }
     }
 
     fn received(

@@ -175,6 +175,18 @@ fn no_false_positives_catches_a_declaration_without_a_last_call_after_a_short_pa
 }
 
 #[test]
+fn no_false_positives_catches_a_forged_closed_port_taken_at_its_word() {
+    let text = include_str!("../scenarios/detect-process-crash.toml");
+    let scenario = file::parse(text, "sim/scenarios/detect-process-crash.toml").unwrap();
+    caught(
+        FaultSwitch::ClosedPortTrusted,
+        &scenario,
+        1,
+        "no-false-positives",
+    );
+}
+
+#[test]
 fn no_needless_renewal_catches_a_member_that_renews_when_merely_suspected() {
     caught(
         FaultSwitch::RenewWhenSuspected,

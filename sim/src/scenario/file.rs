@@ -7,6 +7,8 @@
 //! nodes = 50                  # --nodes overrides it
 //! duration = "60s"
 //! profile = "development"     # or "production": membership timers
+//! hosts_survive_crashes = false # true: a crash kills the process only, and its host answers
+//!                             # datagrams to it with ICMP port unreachable (as after kill -9)
 //!
 //! [network]                   # optional; defaults to a quiet LAN
 //! latency = "1ms"
@@ -44,7 +46,8 @@
 //! deregister = [1, 2]         # removes every instance of the service on these nodes
 //! service = "billing"
 //!
-//! # other actions: crash = sel · stop = sel · restart = sel (identity = "same" | "new")
+//! # other actions: crash = sel · forge_port_closed = sel (every other node is told these
+//! # nodes' membership ports are closed, as forged ICMP errors would) · stop = sel · restart = sel (identity = "same" | "new")
 //! # disk_full = sel (for = "2s"; needs [storage]: the disks refuse every write meanwhile)
 //! # skew = sel (offset = "250ms" or "-250ms", drift_ppm = 100) · network = { ...as above... }
 //! # join = sel (via = 0)
@@ -189,6 +192,7 @@ pub(crate) struct RawScenario {
     duration: Option<Spanned<String>>,
     pub(crate) profile: Option<Spanned<String>>,
     pub(crate) network: Option<Spanned<RawLink>>,
+    pub(crate) hosts_survive_crashes: Option<bool>,
     #[serde(default)]
     pub(crate) groups: BTreeMap<String, Spanned<RawNodes>>,
     #[serde(default)]
@@ -274,6 +278,7 @@ pub(crate) struct RawAt {
     #[serde(rename = "for")]
     stall_for: Option<String>,
     crash: Option<RawNodes>,
+    forge_port_closed: Option<RawNodes>,
     stop: Option<RawNodes>,
     restart: Option<RawNodes>,
     identity: Option<String>,
@@ -404,6 +409,7 @@ pub(crate) fn build(
     if let Some(n) = &raw.network {
         scenario.network = link(n.get_ref(), LinkModel::lan()).map_err(at(n.span()))?;
     }
+    scenario.hosts_survive_crashes = raw.hosts_survive_crashes.unwrap_or(false);
     if let Some(r) = &raw.replication {
         scenario.replication = Some(replication(r.get_ref()).map_err(at(r.span()))?);
     }
@@ -476,6 +482,9 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
     if let Some(n) = &raw.crash {
         found.push(("crash", Fault::Crash(selection(n)?)));
     }
+    if let Some(n) = &raw.forge_port_closed {
+        found.push(("forge_port_closed", Fault::ForgedPortClosed(selection(n)?)));
+    }
     if let Some(n) = &raw.stop {
         found.push(("stop", Fault::Stop(selection(n)?)));
     }
@@ -541,7 +550,7 @@ fn action(raw: &RawAt) -> Result<(Duration, Fault), String> {
     }
     match found.len() {
         1 => Ok((time, found.remove(0).1)),
-        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, stop, restart, disk_full, skew, network, join, register, deregister, write, delete, workload, calls, subscribe, publish, agents, agent_messages)".into()),
+        0 => Err("[[at]] entry has no action (partition, partition_one_way, heal, stall, crash, forge_port_closed, stop, restart, disk_full, skew, network, join, register, deregister, write, delete, workload, calls, subscribe, publish, agents, agent_messages)".into()),
         _ => {
             let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
             Err(format!("[[at]] entry has {} actions ({}); give each its own [[at]]", names.len(), names.join(", ")))

@@ -99,6 +99,10 @@ pub struct Scenario {
     pub traffic_from: Duration,
     /// A cache workload and its checks ([`crate::cache`]); `None`: no caches.
     pub cache: Option<CacheWorkload>,
+    /// A crash kills only the node's process: its host answers datagrams to it with ICMP port
+    /// unreachable, as after a `kill -9` ([`World::set_hosts_survive_crashes`]). Default
+    /// false: the host goes with it and only silence follows.
+    pub hosts_survive_crashes: bool,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -135,6 +139,7 @@ impl Scenario {
             replay_source: format!("--scenario {name}"),
             traffic_from: Duration::ZERO,
             cache: None,
+            hosts_survive_crashes: false,
         }
     }
 
@@ -267,6 +272,7 @@ fn validate_fault(fault: &Fault, n: usize, groups: &BTreeMap<String, Nodes>) -> 
     let selections: Vec<&Nodes> = match fault {
         Fault::Partition(a, b) | Fault::PartitionOneWay(a, b) | Fault::Link(a, b, _) => vec![a, b],
         Fault::Stall(a, _) | Fault::Crash(a) | Fault::Stop(a) | Fault::Restart(a, _) => vec![a],
+        Fault::ForgedPortClosed(a) => vec![a],
         Fault::DiskFull(a, _) => vec![a],
         Fault::ClockSkew { nodes, .. } => vec![nodes],
         Fault::Join(a, via) if *via >= n => {

@@ -104,6 +104,7 @@ impl<'a> Runner<'a> {
         if let Some(storage) = &scenario.storage {
             world.set_storage(storage.clone());
         }
+        world.set_hosts_survive_crashes(scenario.hosts_survive_crashes);
         let mut all = invariants::defaults(&scenario.bounds, &scenario.membership);
         if scenario.has_writes() {
             all.extend(invariants::replication_defaults(&scenario.bounds));
