@@ -90,8 +90,8 @@ struct Run {
     /// Graceful leave seen as left by every other live member, and by the first of them.
     leave: Option<Duration>,
     leave_first: Option<Duration>,
-    /// Members that showed the leaver as failed: a wrong result.
-    leave_seen_failed: Vec<String>,
+    /// Members that showed the leaver as failed (a wrong result), and when.
+    leave_seen_failed: Vec<(usize, Duration)>,
     /// Application-level bytes sent per node per second, by part (e.g. datagrams, push-pull).
     app: Vec<(&'static str, f64)>,
     /// Bytes per node per second on the loopback interface (only inside our own namespace).
@@ -224,10 +224,10 @@ fn progress(system: &str, i: usize, run: &Run) {
     if run.false_positives.len() > 5 {
         println!("    ... {} more", run.false_positives.len() - 5);
     }
-    for observer in &run.leave_seen_failed {
-        println!("    WRONG: {observer} showed the gracefully leaving node as failed");
+    for note in run.notes.iter().filter(|n| n.starts_with("WRONG")) {
+        println!("    {note}");
     }
-    for note in &run.notes {
+    for note in run.notes.iter().filter(|n| !n.starts_with("WRONG")) {
         println!("    note: {note}");
     }
 }
@@ -538,13 +538,13 @@ fn foundation_leave(
             }
             if let Some(view) = view(nodes[i].as_ref().unwrap()) {
                 let state = view.get(&ids[LEAVER]).map(String::as_str);
-                see_leaver(result, &mut left_at[i], format!("n{i}"), state, t_leave);
+                see_leaver(result, &mut left_at[i], i, state, t_leave);
                 check_foundation_view(result, "leave", i, &view, ids, &[VICTIM, LEAVER]);
             }
         }
         std::thread::sleep(POLL);
     }
-    finish_leave(result, &left_at);
+    finish_leave(result, &left_at, "n");
 }
 
 /// Records a false positive: any node but the `excused` (killed, leaving) shown as not alive.
@@ -607,20 +607,32 @@ fn leave_watch() -> Vec<Option<Duration>> {
 fn see_leaver(
     result: &mut Run,
     at: &mut Option<Duration>,
-    observer: String,
+    observer: usize,
     state: Option<&str>,
     since: Instant,
 ) {
     match state {
         Some("left") => *at = Some(since.elapsed()),
-        Some("failed") if !result.leave_seen_failed.contains(&observer) => {
-            result.leave_seen_failed.push(observer);
+        Some("failed") if !result.leave_seen_failed.iter().any(|(o, _)| *o == observer) => {
+            result.leave_seen_failed.push((observer, since.elapsed()));
         }
         _ => {}
     }
 }
 
-fn finish_leave(result: &mut Run, at: &[Option<Duration>]) {
+/// The leave's times from `at`, and a note per member that showed the leaver failed (members
+/// named `prefix` + index).
+fn finish_leave(result: &mut Run, at: &[Option<Duration>], prefix: &str) {
+    for (observer, failed) in &result.leave_seen_failed {
+        let then = at[*observer].map_or("never left".into(), |t| {
+            format!("then left at {:.2} s", t.as_secs_f64())
+        });
+        result.notes.push(format!(
+            "WRONG: {prefix}{observer} showed the gracefully leaving {prefix}{LEAVER} as failed \
+             at {:.2} s, {then}",
+            failed.as_secs_f64()
+        ));
+    }
     result.leave = slowest(at);
     result.leave_first = at
         .iter()
@@ -851,12 +863,12 @@ fn serf_leave(serf: &Path, result: &mut Run, agents: &mut [Option<SerfAgent>], n
         let pending: Vec<usize> = (0..N).filter(|&i| left_at[i].is_none()).collect();
         for (i, view) in serf_views(serf, agents, &pending) {
             let state = view.get(&names[LEAVER]).map(String::as_str);
-            see_leaver(result, &mut left_at[i], format!("s{i}"), state, t_leave);
+            see_leaver(result, &mut left_at[i], i, state, t_leave);
             check_serf_view(result, "leave", i, &view, &[VICTIM, LEAVER]);
         }
         std::thread::sleep(POLL);
     }
-    finish_leave(result, &left_at);
+    finish_leave(result, &left_at, "s");
     drop((leaver, leave));
 }
 
@@ -1234,7 +1246,10 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
         print!(" | {:>20}", format!("{bad}/{}", runs.len()));
     }
     println!();
-    print!("{:width$}", "leaver shown failed (members, all runs; 0 is right)");
+    print!(
+        "{:width$}",
+        "leaver shown failed [members, all runs; right: 0]"
+    );
     for (name, runs) in columns {
         let wrong: usize = runs.iter().map(|r| r.leave_seen_failed.len()).sum();
         let cell = if name.starts_with("chitchat") {
