@@ -6,9 +6,12 @@
 //!
 //! For each system, [`RUNS`] runs of: start N nodes through one seed and time until every node
 //! sees all N alive; stay idle for [`idle_window`] and count the bytes the nodes send; `kill -9`
-//! one node and time until every survivor marks it failed. Every membership view seen along the
-//! way is checked for false positives (a live node shown as anything but alive). Medians are
-//! printed with the spread, the ratios to the peers and the issue's targets.
+//! one node and time until every survivor marks it failed; then another node leaves gracefully
+//! (Foundation: SIGTERM, the CLI's graceful path; Serf: `serf leave`) and time until every
+//! other live member shows it left, recording any member that showed it failed instead (chitchat
+//! has no graceful leave). Every membership view seen along the way is checked for false
+//! positives (a live node shown as anything but alive). Medians are printed with the spread, the
+//! ratios to the peers and the issue's targets.
 //!
 //! - Foundation: real `foundation node` processes (`target/release/foundation`, or the build
 //!   `FOUNDATION_BENCH_BINARY=PATH` names, e.g. `target/dist/foundation`), development
@@ -67,6 +70,10 @@ const JOIN_LIMIT: Duration = Duration::from_secs(30);
 const DETECT_LIMIT: Duration = Duration::from_secs(45);
 /// Index of the node that is killed (never the seed).
 const VICTIM: usize = N / 2;
+/// Index of the node that leaves gracefully once the killed one is marked failed by all.
+const LEAVER: usize = VICTIM + 1;
+/// The pause between the crash seen by all and the leave, so the failure's gossip has ended.
+const LEAVE_PAUSE: Duration = Duration::from_secs(1);
 const NETNS_FLAG: &str = "MEMBERSHIP_BENCH_IN_NETNS";
 
 /// What one run of one system measured.
@@ -80,6 +87,11 @@ struct Run {
     detect: Option<Duration>,
     /// When the first survivor marked the killed node failed.
     detect_first: Option<Duration>,
+    /// Graceful leave seen as left by every other live member, and by the first of them.
+    leave: Option<Duration>,
+    leave_first: Option<Duration>,
+    /// Members that showed the leaver as failed (a wrong result), and when.
+    leave_seen_failed: Vec<(usize, Duration)>,
     /// Application-level bytes sent per node per second, by part (e.g. datagrams, push-pull).
     app: Vec<(&'static str, f64)>,
     /// Bytes per node per second on the loopback interface (only inside our own namespace).
@@ -191,13 +203,16 @@ fn main() {
 fn progress(system: &str, i: usize, run: &Run) {
     println!(
         "  {system} run {}: seed up {} s, join first {} / all {} s, detect first {} / all {} s, \
-         app {} B/s/node, wire {} B/s/node in {} packets/s/node, false positives {}",
+         leave first {} / all {} s, app {} B/s/node, wire {} B/s/node in {} packets/s/node, \
+         false positives {}",
         i + 1,
         fmt_opt(run.seed_ready.map(|d| d.as_secs_f64()), 2),
         fmt_opt(run.join_first.map(|d| d.as_secs_f64()), 2),
         fmt_opt(run.join.map(|d| d.as_secs_f64()), 2),
         fmt_opt(run.detect_first.map(|d| d.as_secs_f64()), 2),
         fmt_opt(run.detect.map(|d| d.as_secs_f64()), 2),
+        fmt_opt(run.leave_first.map(|d| d.as_secs_f64()), 2),
+        fmt_opt(run.leave.map(|d| d.as_secs_f64()), 2),
         fmt_opt(run.app_total(), 0),
         fmt_opt(run.wire, 0),
         fmt_opt(run.wire_packets, 1),
@@ -209,7 +224,10 @@ fn progress(system: &str, i: usize, run: &Run) {
     if run.false_positives.len() > 5 {
         println!("    ... {} more", run.false_positives.len() - 5);
     }
-    for note in &run.notes {
+    for note in run.notes.iter().filter(|n| n.starts_with("WRONG")) {
+        println!("    {note}");
+    }
+    for note in run.notes.iter().filter(|n| !n.starts_with("WRONG")) {
         println!("    note: {note}");
     }
 }
@@ -401,7 +419,7 @@ fn foundation_run(
                 if alive == N - 1 {
                     joined_at[i] = Some(t0.elapsed());
                 }
-                check_foundation_view(&mut result, "join", i, &view, &ids, None);
+                check_foundation_view(&mut result, "join", i, &view, &ids, &[]);
             }
         }
         std::thread::sleep(POLL);
@@ -453,7 +471,7 @@ fn foundation_run(
     }
     for (i, node) in nodes.iter().enumerate() {
         if let Some(view) = view(node.as_ref().unwrap()) {
-            check_foundation_view(&mut result, "idle", i, &view, &ids, None);
+            check_foundation_view(&mut result, "idle", i, &view, &ids, &[]);
             if view.len() != N - 1 {
                 result
                     .false_positives
@@ -481,7 +499,7 @@ fn foundation_run(
                         .push(format!("n{i} shows the killed node as left, not failed")),
                     _ => {}
                 }
-                check_foundation_view(&mut result, "detect", i, &view, &ids, Some(VICTIM));
+                check_foundation_view(&mut result, "detect", i, &view, &ids, &[VICTIM]);
             }
         }
         std::thread::sleep(POLL);
@@ -492,24 +510,55 @@ fn foundation_run(
         result.notes.push(format!(
             "not every survivor marked the killed node failed within {DETECT_LIMIT:?}"
         ));
+    } else {
+        foundation_leave(&mut result, &mut nodes, &ids, view);
     }
     result.false_positives.dedup();
     result.notes.dedup();
     result
 }
 
-/// Records a false positive: any node other than `victim` shown as not alive.
+/// Graceful leave: SIGTERM to node [`LEAVER`] (what `foundation node` leaves on), then the
+/// others' `view`s polled until each shows it left.
+fn foundation_leave(
+    result: &mut Run,
+    nodes: &mut [Option<NodeProcess>],
+    ids: &[String],
+    view: impl Fn(&NodeProcess) -> Option<BTreeMap<String, String>>,
+) {
+    std::thread::sleep(LEAVE_PAUSE);
+    let leaver = nodes[LEAVER].take().unwrap();
+    let t_leave = Instant::now();
+    terminate(&leaver.child);
+    let mut left_at = leave_watch();
+    while left_at.iter().any(Option::is_none) && t_leave.elapsed() < DETECT_LIMIT {
+        for i in 0..N {
+            if left_at[i].is_some() {
+                continue;
+            }
+            if let Some(view) = view(nodes[i].as_ref().unwrap()) {
+                let state = view.get(&ids[LEAVER]).map(String::as_str);
+                see_leaver(result, &mut left_at[i], i, state, t_leave);
+                check_foundation_view(result, "leave", i, &view, ids, &[VICTIM, LEAVER]);
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+    finish_leave(result, &left_at, "n");
+}
+
+/// Records a false positive: any node but the `excused` (killed, leaving) shown as not alive.
 fn check_foundation_view(
     result: &mut Run,
     phase: &str,
     observer: usize,
     view: &BTreeMap<String, String>,
     ids: &[String],
-    victim: Option<usize>,
+    excused: &[usize],
 ) {
     for (id, state) in view {
         let index = ids.iter().position(|x| x == id);
-        if state != "alive" && index != victim {
+        if state != "alive" && !index.is_some_and(|i| excused.contains(&i)) {
             let entry = format!(
                 "{phase}: n{observer} shows {} as {state}",
                 index.map_or(id.clone(), |i| format!("n{i}"))
@@ -528,6 +577,74 @@ fn metric(text: &str, family: &str, channel: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(&key))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graceful leave, watched alike for Foundation and Serf.
+
+/// Sends SIGTERM, on which `foundation node` leaves the cluster gracefully and exits.
+fn terminate(child: &Killable) {
+    let Ok(pid) = libc::pid_t::try_from(child.0.id()) else {
+        return;
+    };
+    // SAFETY: kill(2) takes no pointers; `pid` is our own child, not yet reaped (Killable reaps
+    // on drop), so the id cannot have been reused by another process.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+/// When each member saw the leaver as left; the killed node and the leaver watch nothing.
+fn leave_watch() -> Vec<Option<Duration>> {
+    let mut at = vec![None; N];
+    at[VICTIM] = Some(Duration::ZERO);
+    at[LEAVER] = Some(Duration::ZERO);
+    at
+}
+
+/// One observer's view of the leaver (`state`, absent when it lists no such member): left is
+/// the end of its watch; failed is a wrong result, recorded once per observer.
+fn see_leaver(
+    result: &mut Run,
+    at: &mut Option<Duration>,
+    observer: usize,
+    state: Option<&str>,
+    since: Instant,
+) {
+    match state {
+        Some("left") => *at = Some(since.elapsed()),
+        Some("failed") if !result.leave_seen_failed.iter().any(|(o, _)| *o == observer) => {
+            result.leave_seen_failed.push((observer, since.elapsed()));
+        }
+        _ => {}
+    }
+}
+
+/// The leave's times from `at`, and a note per member that showed the leaver failed (members
+/// named `prefix` + index).
+fn finish_leave(result: &mut Run, at: &[Option<Duration>], prefix: &str) {
+    for (observer, failed) in &result.leave_seen_failed {
+        let then = at[*observer].map_or("never left".into(), |t| {
+            format!("then left at {:.2} s", t.as_secs_f64())
+        });
+        result.notes.push(format!(
+            "WRONG: {prefix}{observer} showed the gracefully leaving {prefix}{LEAVER} as failed \
+             at {:.2} s, {then}",
+            failed.as_secs_f64()
+        ));
+    }
+    result.leave = slowest(at);
+    result.leave_first = at
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != VICTIM && *i != LEAVER)
+        .filter_map(|(_, t)| *t)
+        .min();
+    if result.leave.is_none() {
+        result.notes.push(format!(
+            "not every other member showed the leaver as left within {DETECT_LIMIT:?}"
+        ));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -645,7 +762,7 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
             if alive == N - 1 {
                 joined_at[i] = Some(t0.elapsed());
             }
-            check_serf_view(&mut result, "join", i, &view, None);
+            check_serf_view(&mut result, "join", i, &view, &[]);
         }
         std::thread::sleep(POLL);
     }
@@ -690,7 +807,7 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
     }
     let everyone: Vec<usize> = (0..N).collect();
     for (i, view) in serf_views(serf, &agents, &everyone) {
-        check_serf_view(&mut result, "idle", i, &view, None);
+        check_serf_view(&mut result, "idle", i, &view, &[]);
     }
 
     let mut victim = agents[VICTIM].take().unwrap();
@@ -704,7 +821,7 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
             if view.get(&names[VICTIM]).map(String::as_str) == Some("failed") {
                 failed_at[i] = Some(t_kill.elapsed());
             }
-            check_serf_view(&mut result, "detect", i, &view, Some(VICTIM));
+            check_serf_view(&mut result, "detect", i, &view, &[VICTIM]);
         }
         std::thread::sleep(POLL);
     }
@@ -714,10 +831,45 @@ fn serf_run(serf: &Path, scratch: &Path, run: usize, in_netns: bool) -> Run {
         result.notes.push(format!(
             "not every survivor marked the killed agent failed within {DETECT_LIMIT:?}"
         ));
+    } else {
+        serf_leave(serf, &mut result, &mut agents, &names);
     }
     drop(agents);
     drop(victim);
     result
+}
+
+/// Graceful leave: `serf leave` to agent [`LEAVER`] (it leaves, then exits), then the others
+/// polled until each shows it left.
+fn serf_leave(serf: &Path, result: &mut Run, agents: &mut [Option<SerfAgent>], names: &[String]) {
+    std::thread::sleep(LEAVE_PAUSE);
+    let leaver = agents[LEAVER].take().unwrap();
+    let t_leave = Instant::now();
+    let leave = match Command::new(serf)
+        .arg("leave")
+        .arg(format!("-rpc-addr={}", leaver.rpc))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => Killable(child),
+        Err(e) => {
+            result.notes.push(format!("serf leave did not start: {e}"));
+            return;
+        }
+    };
+    let mut left_at = leave_watch();
+    while left_at.iter().any(Option::is_none) && t_leave.elapsed() < DETECT_LIMIT {
+        let pending: Vec<usize> = (0..N).filter(|&i| left_at[i].is_none()).collect();
+        for (i, view) in serf_views(serf, agents, &pending) {
+            let state = view.get(&names[LEAVER]).map(String::as_str);
+            see_leaver(result, &mut left_at[i], i, state, t_leave);
+            check_serf_view(result, "leave", i, &view, &[VICTIM, LEAVER]);
+        }
+        std::thread::sleep(POLL);
+    }
+    finish_leave(result, &left_at, "s");
+    drop((leaver, leave));
 }
 
 /// `serf members -format=json` of the given agents, run concurrently; name → status.
@@ -760,11 +912,11 @@ fn check_serf_view(
     phase: &str,
     observer: usize,
     view: &BTreeMap<String, String>,
-    victim: Option<usize>,
+    excused: &[usize],
 ) {
     for (name, status) in view {
-        let is_victim = victim.is_some_and(|v| *name == format!("s{v}"));
-        if status != "alive" && !is_victim {
+        let is_excused = excused.iter().any(|v| *name == format!("s{v}"));
+        if status != "alive" && !is_excused {
             let entry = format!("{phase}: s{observer} shows {name} as {status}");
             if !result.false_positives.contains(&entry) {
                 result.false_positives.push(entry);
@@ -1022,7 +1174,7 @@ fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
 
 fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
     type Getter = fn(&Run) -> Option<f64>;
-    let rows: [(&str, Getter, usize); 5] = [
+    let rows: [(&str, Getter, usize); 6] = [
         (
             "join: start → all N see N alive [s]",
             |r| r.join.map(|d| d.as_secs_f64()),
@@ -1031,6 +1183,11 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
         (
             "detect: kill -9 → all survivors mark failed [s]",
             |r| r.detect.map(|d| d.as_secs_f64()),
+            2,
+        ),
+        (
+            "leave: graceful leave → all others show left [s]",
+            |r| r.leave.map(|d| d.as_secs_f64()),
             2,
         ),
         (
@@ -1089,6 +1246,20 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
         print!(" | {:>20}", format!("{bad}/{}", runs.len()));
     }
     println!();
+    print!(
+        "{:width$}",
+        "leaver shown failed [members, all runs; right: 0]"
+    );
+    for (name, runs) in columns {
+        let wrong: usize = runs.iter().map(|r| r.leave_seen_failed.len()).sum();
+        let cell = if name.starts_with("chitchat") {
+            "no leave".into()
+        } else {
+            wrong.to_string()
+        };
+        print!(" | {cell:>20}");
+    }
+    println!();
     println!();
 
     // App-level parts, so the push-pull share is visible.
@@ -1112,17 +1283,23 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
     }
     println!();
 
-    // Ratios and targets against the first column (Foundation, development profile).
+    // Ratios of each Foundation column to the peers; targets against the first column
+    // (Foundation, development profile).
     let ours = 0;
     let find = |prefix: &str| columns.iter().position(|(n, _)| n.starts_with(prefix));
     let serf = find("serf");
     let chitchat = find("chitchat");
+    let foundation = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| n.starts_with("foundation"));
     for (r, (label, _, _)) in rows.iter().enumerate() {
         let mut parts = Vec::new();
-        for (other, name) in [(serf, "serf"), (chitchat, "chitchat")] {
-            if let Some(o) = other {
-                if let (Some(a), Some(b)) = (medians[r][ours], medians[r][o]) {
-                    parts.push(format!("foundation/{name} = {:.2}×", a / b));
+        for (f, (ours_name, _)) in foundation.clone() {
+            for (other, name) in [(serf, "serf"), (chitchat, "chitchat")] {
+                let Some(o) = other else { continue };
+                if let (Some(a), Some(b)) = (medians[r][f], medians[r][o]) {
+                    parts.push(format!("{ours_name}/{name} = {:.2}×", a / b));
                 }
             }
         }
@@ -1221,12 +1398,16 @@ fn report(columns: &[(String, Vec<Run>)], in_netns: bool) {
          first agent, `serf members` polled; bytes from memberlist udp.sent/tcp.sent via statsd \
          (subtracted from the wire row). chitchat = in-process, UdpTransport, gossip every 1 s, \
          failure detector defaults (phi 8), crash = task aborted; bytes = datagrams it sent. \
+         Leave: once the crash is seen by all and {} s later, n{LEAVER} (foundation: SIGTERM) \
+         or s{LEAVER} (`serf leave`) leaves; timed until every other live member shows it left; \
+         chitchat has no graceful leave. \
          Foundation's wire row is sealed UDP datagrams (29 bytes of header and tag each) and \
          QUIC for streams (headers, tags, ACKs, handshakes of redialled connections). \
          Idle window {} s after {} s settling (MEMBERSHIP_BENCH_IDLE_SECS, \
          MEMBERSHIP_BENCH_SETTLE_SECS): periodic push-pulls (foundation 10 s in development, \
          30 s in production, serf 30 s) fall in a window or not, hence the spread.",
         POLL.as_millis(),
+        LEAVE_PAUSE.as_secs(),
         idle_window().as_secs(),
         settle().as_secs()
     );
