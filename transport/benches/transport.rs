@@ -8,7 +8,8 @@
 //! 3. bulk throughput to one peer: MiB/s, with the default configuration (transfers on a bulk
 //!    connection of their own, delay-based congestion control, on an endpoint and thread of
 //!    their own), with the bulk connection on the regular endpoint (`bulk_endpoint: false`) and
-//!    with bulk sharing the regular connection (`bulk_queue_target: None`, quinn's Cubic);
+//!    with bulk sharing the regular connection (`bulk_queue_target: None`, quinn's Cubic),
+//!    each with the process's CPU time per MiB moved (steadier than the rate on a busy machine);
 //! 4. head-of-line: latency of 64-byte coordination messages, one in flight at a time, while
 //!    bulk transfers run back to back to the same peer — against our own idle latency, against
 //!    the bulk connection on the regular endpoint, bulk sharing the regular connection, and
