@@ -8,7 +8,8 @@
 //! 3. bulk throughput to one peer: MiB/s, with the default configuration (transfers on a bulk
 //!    connection of their own, delay-based congestion control, on an endpoint and thread of
 //!    their own), with the bulk connection on the regular endpoint (`bulk_endpoint: false`) and
-//!    with bulk sharing the regular connection (`bulk_queue_target: None`, quinn's Cubic);
+//!    with bulk sharing the regular connection (`bulk_queue_target: None`, quinn's Cubic),
+//!    each with the process's CPU time per MiB moved (steadier than the rate on a busy machine);
 //! 4. head-of-line: latency of 64-byte coordination messages, one in flight at a time, while
 //!    bulk transfers run back to back to the same peer — against our own idle latency, against
 //!    the bulk connection on the regular endpoint, bulk sharing the regular connection, and
@@ -19,8 +20,9 @@
 //! Prints a table; never fails on a missed target (timing is not a pass/fail test). Set
 //! `FOUNDATION_BENCH_QUICK=1` for a short run with smaller counts, `FOUNDATION_BENCH_BULK_ONLY=1`
 //! to run sections 3 and 4 only, and `FOUNDATION_BENCH_BULK_TARGET_US=<µs>` /
-//! `FOUNDATION_BENCH_BULK_YIELD_US=<µs>` / `FOUNDATION_BENCH_BULK_NICE=<0-19>` to try another
-//! `bulk_queue_target` / `bulk_yield_target` (0 for none) / `bulk_thread_nice`.
+//! `FOUNDATION_BENCH_BULK_YIELD_US=<µs>` / `FOUNDATION_BENCH_BULK_NICE=<0-19>` /
+//! `FOUNDATION_BENCH_BULK_PAYLOAD=<bytes>` to try another `bulk_queue_target` /
+//! `bulk_yield_target` (0 for none) / `bulk_thread_nice` / `bulk_max_udp_payload`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -127,6 +129,18 @@ fn udp_drops_since(before: Option<u64>) -> String {
     }
 }
 
+/// CPU time this process has used so far, all threads, user and system.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given; a zeroed rusage is a valid value.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Statistics.
 
@@ -203,6 +217,10 @@ fn config(bulk: BulkPath) -> TransportConfig {
         .ok()
         .and_then(|v| v.parse::<i32>().ok())
         .unwrap_or(default.bulk_thread_nice);
+    let bulk_max_udp_payload = std::env::var("FOUNDATION_BENCH_BULK_PAYLOAD")
+        .ok()
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(default.bulk_max_udp_payload);
     TransportConfig {
         // Deeper per-peer queues than the default 8192 so the sender rarely waits on the queue.
         stream_queue: 65_536,
@@ -210,6 +228,7 @@ fn config(bulk: BulkPath) -> TransportConfig {
         bulk_yield_target,
         bulk_endpoint: bulk == BulkPath::Own,
         bulk_thread_nice,
+        bulk_max_udp_payload,
         ..default
     }
 }
@@ -363,7 +382,27 @@ fn drain_transfers(
     })
 }
 
-async fn bulk_throughput(plan: &Plan, bulk: BulkPath) -> (u64, Duration, String) {
+/// What one bulk throughput run measured.
+struct BulkRun {
+    bytes: u64,
+    elapsed: Duration,
+    /// CPU time of the whole process (sender and receiver) during the run: unlike the rate, it
+    /// hardly depends on how much of the machine other work leaves us.
+    cpu: Duration,
+    drops: String,
+}
+
+impl BulkRun {
+    fn mib_s(&self) -> f64 {
+        self.bytes as f64 / MIB / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_ms_per_mib(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e3 / (self.bytes as f64 / MIB).max(1e-9)
+    }
+}
+
+async fn bulk_throughput(plan: &Plan, bulk: BulkPath) -> BulkRun {
     let (a, mut b, to) = pair(bulk).await;
     let received = Arc::new(AtomicU64::new(0));
     let transfers = std::mem::replace(&mut b.inbox.transfers, mpsc::channel(1).1);
@@ -381,7 +420,7 @@ async fn bulk_throughput(plan: &Plan, bulk: BulkPath) -> (u64, Duration, String)
     let base = received.load(Ordering::Relaxed);
     let total = (plan.bulk_transfer * plan.bulk_transfers) as u64;
     let drops = udp_rcvbuf_errors();
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), process_cpu());
     for _ in 0..plan.bulk_transfers {
         a.endpoint
             .send_bulk(to, data.clone(), Duration::from_secs(60))
@@ -395,12 +434,15 @@ async fn bulk_throughput(plan: &Plan, bulk: BulkPath) -> (u64, Duration, String)
     {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let elapsed = start.elapsed();
-    let got = received.load(Ordering::Relaxed) - base;
-    let drops = udp_drops_since(drops);
+    let run = BulkRun {
+        elapsed: start.elapsed(),
+        cpu: process_cpu() - cpu,
+        bytes: received.load(Ordering::Relaxed) - base,
+        drops: udp_drops_since(drops),
+    };
     close(a, b).await;
     drain.abort();
-    (got, elapsed, drops)
+    run
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -726,13 +768,11 @@ fn main() {
         (events, rtt)
     });
     eprintln!("running: bulk throughput (own connection) ...");
-    let (bulk_bytes, bulk_time, bulk_drops) =
-        runtime.block_on(bulk_throughput(&plan, BulkPath::Own));
+    let own_run = runtime.block_on(bulk_throughput(&plan, BulkPath::Own));
     eprintln!("running: bulk throughput (own connection, regular endpoint) ...");
-    let (conn_bytes, conn_time, _) =
-        runtime.block_on(bulk_throughput(&plan, BulkPath::OwnConnection));
+    let conn_run = runtime.block_on(bulk_throughput(&plan, BulkPath::OwnConnection));
     eprintln!("running: bulk throughput (shared connection) ...");
-    let (shared_bytes, shared_time, _) = runtime.block_on(bulk_throughput(&plan, BulkPath::Shared));
+    let shared_run = runtime.block_on(bulk_throughput(&plan, BulkPath::Shared));
     eprintln!("running: head-of-line (ours, bulk on its own connection) ...");
     let (idle, ours) = runtime.block_on(head_of_line(&plan, BulkPath::Own));
     eprintln!("running: head-of-line (ours, bulk connection on the regular endpoint) ...");
@@ -743,19 +783,18 @@ fn main() {
     let (tcp_idle, tcp) = tcp_head_of_line(plan.slices);
     let total = started.elapsed();
 
-    let bulk = bulk_bytes as f64 / MIB / bulk_time.as_secs_f64();
-    let bulk_shared = shared_bytes as f64 / MIB / shared_time.as_secs_f64();
-    let bulk_conn = conn_bytes as f64 / MIB / conn_time.as_secs_f64();
+    let bulk = own_run.mib_s();
     let hol_ratio = ratio(ours.latency.p99, idle.p99);
     let tcp_ratio = ratio(ours.latency.p99, tcp.latency.p99);
     let micros =
         |t: Option<Duration>| t.map_or("none".to_owned(), |t| format!("{} µs", t.as_micros()));
     let own = config(BulkPath::Own);
     let target = format!(
-        "{}, yielding to coordination: {}, bulk thread nice {}",
+        "{}, yielding to coordination: {}, bulk thread nice {}, bulk_max_udp_payload {}",
         micros(own.bulk_queue_target),
         micros(own.bulk_yield_target),
-        own.bulk_thread_nice
+        own.bulk_thread_nice,
+        own.bulk_max_udp_payload
     );
 
     println!();
@@ -813,20 +852,34 @@ fn main() {
         status(bulk >= 300.0),
     );
     row(
+        "   process CPU per MiB moved (sender + receiver)",
+        format!("{:.2} ms", own_run.cpu_ms_per_mib()),
+        "",
+        "info",
+    );
+    row(
         "   UDP rcvbuf drops during it (system-wide)",
-        bulk_drops,
+        own_run.drops.clone(),
         "",
         "info",
     );
     row(
-        "   bulk connection on the regular endpoint",
-        format!("{bulk_conn:.0} MiB/s"),
+        "   bulk connection on the regular endpoint; CPU/MiB",
+        format!(
+            "{:.0} MiB/s; {:.2} ms",
+            conn_run.mib_s(),
+            conn_run.cpu_ms_per_mib()
+        ),
         "",
         "info",
     );
     row(
-        "   bulk sharing the regular connection (Cubic)",
-        format!("{bulk_shared:.0} MiB/s"),
+        "   bulk sharing the regular connection (Cubic); CPU/MiB",
+        format!(
+            "{:.0} MiB/s; {:.2} ms",
+            shared_run.mib_s(),
+            shared_run.cpu_ms_per_mib()
+        ),
         "",
         "info",
     );

@@ -9,12 +9,15 @@
 //! busy, and the thread can be given a lower priority still (`bulk_thread_nice`).
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use quinn::{AsyncTimer, AsyncUdpSocket, Runtime, TokioRuntime};
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncTimer, AsyncUdpSocket, Runtime, TokioRuntime, UdpPoller};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -50,10 +53,11 @@ impl BulkThread {
     }
 
     /// The runtime to hand to quinn, so that the drivers of the endpoint and its connections
-    /// run on this thread.
-    pub fn quinn_runtime(&self) -> Arc<dyn Runtime> {
+    /// run on this thread; `max_payload` is the endpoint's largest UDP payload.
+    pub fn quinn_runtime(&self, max_payload: u16) -> Arc<dyn Runtime> {
         Arc::new(OnBulkThread {
             handle: self.handle.clone(),
+            max_payload: usize::from(max_payload),
         })
     }
 
@@ -97,10 +101,12 @@ impl<T> Drop for Running<T> {
     }
 }
 
-/// quinn's tokio runtime, spawning on the bulk thread instead of the caller's runtime.
+/// quinn's tokio runtime, spawning on the bulk thread instead of the caller's runtime, with
+/// its sockets wrapped in [`BulkSocket`].
 #[derive(Debug)]
 struct OnBulkThread {
     handle: Handle,
+    max_payload: usize,
 }
 
 impl Runtime for OnBulkThread {
@@ -115,11 +121,88 @@ impl Runtime for OnBulkThread {
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         let _on = self.handle.enter();
-        TokioRuntime.wrap_udp_socket(socket)
+        Ok(Arc::new(BulkSocket {
+            inner: TokioRuntime.wrap_udp_socket(socket)?,
+            max_payload: self.max_payload,
+        }))
     }
 
     fn now(&self) -> Instant {
         TokioRuntime.now()
+    }
+}
+
+/// The bulk endpoint's UDP socket: quinn's, with each send kept within what one `sendmsg` may
+/// carry.
+///
+/// quinn batches up to ten datagrams of the path MTU into one segmentation-offload (GSO) send,
+/// and Linux refuses a send above 64 KiB with `EMSGSIZE`, which quinn-udp drops silently (it
+/// expects that error only from MTU probes). With the larger datagrams bulk connections probe
+/// for ([`TransportConfig::bulk_max_udp_payload`](crate::TransportConfig)) ten of them exceed
+/// it, so a batch is split here into sends of at most 64 KiB. quinn also sizes its receive
+/// buffer as payload × segments per receive (64 with GRO) × 32: the segments reported here keep
+/// each receive's room at what quinn's default 1472-byte payload gets, so a larger payload does
+/// not multiply that buffer (2 MiB → 32 MiB at 16 KiB).
+#[derive(Debug)]
+struct BulkSocket {
+    inner: Arc<dyn AsyncUdpSocket>,
+    max_payload: usize,
+}
+
+/// Largest UDP payload of one send (IPv4's 16-bit length, less the IP and UDP headers).
+const MAX_SEND: usize = 65_507;
+/// Room for one coalesced receive with quinn's defaults: 64 segments of 1472 bytes.
+const RECEIVE_ROOM: usize = 64 * 1472;
+
+impl AsyncUdpSocket for BulkSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        self.inner.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        let segment = match transmit.segment_size {
+            Some(segment) if transmit.contents.len() > MAX_SEND => segment,
+            _ => return self.inner.try_send(transmit),
+        };
+        // If a later part would block, quinn sends the whole batch again: the peer discards the
+        // packets it already has, and nothing is lost.
+        for part in transmit
+            .contents
+            .chunks((MAX_SEND / segment).max(1) * segment)
+        {
+            self.inner.try_send(&Transmit {
+                contents: part,
+                segment_size: (part.len() > segment).then_some(segment),
+                ..*transmit
+            })?;
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_recv(cx, bufs, meta)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.inner.max_transmit_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        let enough = RECEIVE_ROOM.div_ceil(self.max_payload);
+        self.inner.max_receive_segments().min(enough)
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.inner.may_fragment()
     }
 }
 
@@ -144,4 +227,55 @@ fn lower_priority(nice: i32) {
     }
     #[cfg(not(target_os = "linux"))]
     debug!(nice, "bulk thread priority is only lowered on Linux");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::time::Duration;
+
+    #[test]
+    fn a_batch_larger_than_one_send_arrives_whole() {
+        let thread = BulkThread::start(0).expect("bulk thread");
+        let bound = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let socket = thread
+            .quinn_runtime(16 << 10)
+            .wrap_udp_socket(bound)
+            .expect("wrap");
+        if socket.max_transmit_segments() < 2 {
+            // Without segmentation offload quinn sends one datagram at a time: nothing to split.
+            return;
+        }
+        let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        peer.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        // Six datagrams of 12,000 bytes: 72,000 bytes, more than one sendmsg may carry.
+        let (segment, count) = (12_000, 6);
+        let contents: Vec<u8> = (0..segment * count).map(|i| (i / segment) as u8).collect();
+        let transmit = Transmit {
+            destination: peer.local_addr().expect("addr"),
+            ecn: None,
+            contents: &contents,
+            segment_size: Some(segment),
+            src_ip: None,
+        };
+        // The socket counts as writable once the bulk thread's reactor has seen it so.
+        let mut sent = socket.try_send(&transmit);
+        for _ in 0..100 {
+            match &sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    sent = socket.try_send(&transmit);
+                }
+                _ => break,
+            }
+        }
+        sent.expect("send");
+        let mut buf = vec![0u8; 65_536];
+        for i in 0..count {
+            let n = peer.recv(&mut buf).expect("datagram");
+            assert_eq!((n, buf[0]), (segment, i as u8));
+        }
+    }
 }

@@ -553,7 +553,7 @@ fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<std::net::UdpSoc
 /// Starts the bulk thread and binds the bulk endpoint on the bound IP, any port.
 fn bulk_side(
     config: &TransportConfig,
-    endpoint_config: quinn::EndpointConfig,
+    mut endpoint_config: quinn::EndpointConfig,
     mut server: quinn::ServerConfig,
     client: quinn::ClientConfig,
 ) -> Result<BulkSide, StartError> {
@@ -561,6 +561,11 @@ fn bulk_side(
     let addr = SocketAddr::new(config.bind.ip(), config.bulk_port);
     let bind_error = |source| StartError::BindBulk { addr, source };
     let socket = bind_udp(addr, config.udp_buffer).map_err(bind_error)?;
+    // Announced to peers: bulk connections to this endpoint may use datagrams this large.
+    let max_payload = config.bulk_max_udp_payload;
+    endpoint_config
+        .max_udp_payload_size(max_payload)
+        .map_err(|e| bind_error(std::io::Error::other(e.to_string())))?;
     let mut receive = quic_transport(config);
     receive.keep_alive_interval(None);
     server.transport_config(Arc::new(receive));
@@ -570,7 +575,7 @@ fn bulk_side(
             endpoint_config,
             Some(server),
             socket,
-            thread.quinn_runtime(),
+            thread.quinn_runtime(max_payload),
         )
         .map_err(bind_error)?
     };
@@ -638,6 +643,13 @@ fn bulk_transport(
 ) -> quinn::TransportConfig {
     let mut transport = quic_transport(config);
     transport.keep_alive_interval(None);
+    if config.bulk_endpoint {
+        // Only a bulk endpoint's socket splits batches of large datagrams into sends Linux
+        // takes (`bulk_runtime::BulkSocket`); a peer's regular endpoint announces 1472 anyway.
+        let mut mtu = quinn::MtuDiscoveryConfig::default();
+        mtu.upper_bound(config.bulk_max_udp_payload);
+        transport.mtu_discovery_config(Some(mtu));
+    }
     transport.congestion_controller_factory(Arc::new(LedbatConfig {
         target,
         urgent: Some(urgent),
