@@ -934,9 +934,8 @@ impl FoundationRpc {
     }
 
     fn compare(&self, latency: &Percentiles, nats: &Concurrent) {
-        let ratio = |ours: Duration, theirs: Duration| {
-            ours.as_secs_f64() / theirs.as_secs_f64().max(1e-12)
-        };
+        let ratio =
+            |ours: Duration, theirs: Duration| ours.as_secs_f64() / theirs.as_secs_f64().max(1e-12);
         let ours = &self.concurrent;
         println!(
             "{}/NATS: p50 {:.2}×  p99 {:.2}×  (lower is better)   {CALLERS}-caller rate {:.2}× (higher is better)",
@@ -983,9 +982,13 @@ async fn foundation_rpc(plan: &Plan, placement: Placement) -> FoundationRpc {
         Some(runtime) => runtime.spawn(start_callee).await.expect("responder"),
         None => start_callee.await,
     };
-    let caller = Node::start(nodes::settings("services-bench", SECRET, vec![callee.addr()]))
-        .await
-        .expect("caller starts");
+    let caller = Node::start(nodes::settings(
+        "services-bench",
+        SECRET,
+        vec![callee.addr()],
+    ))
+    .await
+    .expect("caller starts");
     caller
         .services()
         .register("echo-local", echo(), ServiceOptions::default())
@@ -1202,6 +1205,43 @@ struct Concurrent {
     cpu_wait_per_call: Option<Duration>,
     /// Calls inside the window of the least and the most served caller: a starved caller shows.
     calls_per_caller: (usize, usize),
+    /// How the slow calls came.
+    stalls: Stalls,
+}
+
+/// The calls slower than [`SLOW_FACTOR`] × the median, grouped into stalls: slow calls that
+/// ended within [`STALL_GAP`] of each other. Stalls that hold every caller at once point at a
+/// stage all calls pass through (a descheduled thread there), not at unfair handoffs.
+struct Stalls {
+    slow_calls: usize,
+    stalls: usize,
+    /// Stalls that held at least half the callers.
+    of_most_callers: usize,
+}
+
+const SLOW_FACTOR: u32 = 5;
+const STALL_GAP: Duration = Duration::from_millis(1);
+
+impl Stalls {
+    /// From each call's end and latency.
+    fn of(mut calls: Vec<(Instant, Duration)>, p50: Duration) -> Stalls {
+        calls.retain(|(_, latency)| *latency > p50 * SLOW_FACTOR);
+        calls.sort_unstable_by_key(|(end, _)| *end);
+        let mut sizes: Vec<usize> = Vec::new();
+        let mut last: Option<Instant> = None;
+        for (end, _) in &calls {
+            match (last, sizes.last_mut()) {
+                (Some(last), Some(size)) if end.duration_since(last) < STALL_GAP => *size += 1,
+                _ => sizes.push(1),
+            }
+            last = Some(*end);
+        }
+        Stalls {
+            slow_calls: calls.len(),
+            stalls: sizes.len(),
+            of_most_callers: sizes.iter().filter(|&&n| n >= CALLERS / 2).count(),
+        }
+    }
 }
 
 impl Concurrent {
@@ -1223,6 +1263,15 @@ impl Concurrent {
             per_call(self.cpu_wait_per_call),
             self.calls_per_caller.0,
             self.calls_per_caller.1
+        );
+        let stalls = &self.stalls;
+        println!(
+            "{:<24} calls over {SLOW_FACTOR}× p50: {} in {} stalls, {} of them holding ≥ {} callers at once",
+            "",
+            stalls.slow_calls,
+            stalls.stalls,
+            stalls.of_most_callers,
+            CALLERS / 2
         );
     }
 }
@@ -1263,7 +1312,7 @@ where
                     }
                     calls.fetch_add(1, Ordering::Relaxed);
                     if counted && measuring.load(Ordering::Relaxed) {
-                        samples.push(t0.elapsed());
+                        samples.push((Instant::now(), t0.elapsed()));
                     }
                 }
                 samples
@@ -1294,8 +1343,9 @@ where
         samples.extend(caller);
     }
     if samples.is_empty() {
-        samples.push(elapsed);
+        samples.push((Instant::now(), elapsed));
     }
+    let latency = percentiles(samples.iter().map(|(_, latency)| *latency).collect());
     let per_call = |after: Option<Duration>, before: Option<Duration>| {
         after
             .zip(before)
@@ -1303,7 +1353,8 @@ where
     };
     Concurrent {
         rate: done as f64 / elapsed.as_secs_f64(),
-        latency: percentiles(samples),
+        stalls: Stalls::of(samples, latency.p50),
+        latency,
         cpu_per_call: per_call(cpu_after, cpu_before),
         cpu_wait_per_call: per_call(wait_after, wait_before),
         calls_per_caller,
