@@ -850,22 +850,150 @@ fn erlang_burst(plan: &Plan) -> Result<Burst, String> {
 
 const CALLERS: usize = 64;
 
+/// Where the responding node runs during an RPC measurement.
+#[derive(Clone, Copy, PartialEq)]
+enum Placement {
+    /// Both nodes and the callers on the benchmark's one runtime (two workers).
+    Shared,
+    /// The responding node on a runtime of its own (two more threads), as nats-server runs in
+    /// a process of its own next to the benchmark's runtime: the like-for-like comparison.
+    OwnThreads,
+}
+
+impl Placement {
+    fn label(self) -> &'static str {
+        match self {
+            Placement::Shared => "Foundation (1 runtime)",
+            Placement::OwnThreads => "Foundation",
+        }
+    }
+}
+
+/// What Foundation's RPC achieved with one placement.
+struct FoundationRpc {
+    placement: Placement,
+    remote: Percentiles,
+    concurrent: Concurrent,
+    local: Percentiles,
+}
+
 async fn rpc(plan: &Plan) {
     println!();
     println!("== RPC: {SMALL} B request/response through the registry ==");
-    let nodes = cluster(2).await;
-    let (caller, callee) = (&nodes[0], &nodes[1]);
-    callee
-        .services()
-        .register("echo", echo(), ServiceOptions::default())
-        .await
-        .expect("register");
+    println!(
+        "(Foundation: the responding node on threads of its own, as nats-server has; \
+         \"1 runtime\": both nodes share the benchmark's two workers with the callers)"
+    );
+    let mut ours = Vec::new();
+    for placement in [Placement::OwnThreads, Placement::Shared] {
+        let run = foundation_rpc(plan, placement).await;
+        run.print();
+        ours.push(run);
+    }
+    if skip_peers() {
+        return;
+    }
+    let nats = match NatsServer::start().await {
+        Ok(server) => nats_rpc(&server, plan).await,
+        Err(e) => Err(e),
+    };
+    let (latency, nats) = match nats {
+        Ok(measured) => measured,
+        Err(e) => return println!("NATS: skipped: {e}"),
+    };
+    println!(
+        "{:<24} p50 {:>9}  p99 {:>9}   {CALLERS} callers: {:>9} calls/s",
+        "NATS request/reply",
+        human(latency.p50),
+        human(latency.p99),
+        thousands(nats.rate)
+    );
+    nats.print("NATS request/reply");
+    for run in &ours {
+        run.compare(&latency, &nats);
+    }
+}
+
+impl FoundationRpc {
+    fn print(&self) {
+        let name = self.placement.label();
+        println!(
+            "{:<24} p50 {:>9}  p99 {:>9}   {CALLERS} callers: {:>9} calls/s",
+            name,
+            human(self.remote.p50),
+            human(self.remote.p99),
+            thousands(self.concurrent.rate)
+        );
+        self.concurrent.print(name);
+        println!(
+            "{:<24} p50 {:>9}  p99 {:>9}   (same node: no network)",
+            "  same-node call",
+            human(self.local.p50),
+            human(self.local.p99)
+        );
+    }
+
+    fn compare(&self, latency: &Percentiles, nats: &Concurrent) {
+        let ratio =
+            |ours: Duration, theirs: Duration| ours.as_secs_f64() / theirs.as_secs_f64().max(1e-12);
+        let ours = &self.concurrent;
+        println!(
+            "{}/NATS: p50 {:.2}×  p99 {:.2}×  (lower is better)   {CALLERS}-caller rate {:.2}× (higher is better)",
+            self.placement.label(),
+            ratio(self.remote.p50, latency.p50),
+            ratio(self.remote.p99, latency.p99),
+            ours.rate / nats.rate.max(1e-9)
+        );
+        println!(
+            "{}/NATS at {CALLERS} callers: p50 {:.2}×  p99 {:.2}×  CPU per call {}  (lower is better)",
+            self.placement.label(),
+            ratio(ours.latency.p50, nats.latency.p50),
+            ratio(ours.latency.p99, nats.latency.p99),
+            ours.cpu_per_call
+                .zip(nats.cpu_per_call)
+                .map_or("n/a".into(), |(o, t)| format!("{:.2}×", ratio(o, t)))
+        );
+    }
+}
+
+/// Two nodes placed as `placement` says, the responder serving `echo`; one caller's latency,
+/// [`CALLERS`] callers' rate and latency, and a same-node call's latency.
+async fn foundation_rpc(plan: &Plan, placement: Placement) -> FoundationRpc {
+    let own = (placement == Placement::OwnThreads).then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("responder")
+            .enable_all()
+            .build()
+            .expect("responder runtime")
+    });
+    let start_callee = async {
+        let callee = Node::start(nodes::settings("services-bench", SECRET, vec![]))
+            .await
+            .expect("responder starts");
+        callee
+            .services()
+            .register("echo", echo(), ServiceOptions::default())
+            .await
+            .expect("register");
+        callee
+    };
+    let callee = match &own {
+        Some(runtime) => runtime.spawn(start_callee).await.expect("responder"),
+        None => start_callee.await,
+    };
+    let caller = Node::start(nodes::settings(
+        "services-bench",
+        SECRET,
+        vec![callee.addr()],
+    ))
+    .await
+    .expect("caller starts");
     caller
         .services()
         .register("echo-local", echo(), ServiceOptions::default())
         .await
         .expect("register");
-    let rpc = caller.rpc();
     assert!(
         wait_until(Duration::from_secs(10), || caller
             .services()
@@ -875,6 +1003,25 @@ async fn rpc(plan: &Plan) {
         .await,
         "the echo service did not reach the caller"
     );
+    let (remote, concurrent, local) = measure_rpc(plan, &caller).await;
+    caller.abort().await;
+    match own {
+        Some(runtime) => {
+            let _ = runtime.spawn(async move { callee.abort().await }).await;
+            runtime.shutdown_background();
+        }
+        None => callee.abort().await,
+    }
+    FoundationRpc {
+        placement,
+        remote,
+        concurrent,
+        local,
+    }
+}
+
+async fn measure_rpc(plan: &Plan, caller: &Node) -> (Percentiles, Concurrent, Percentiles) {
+    let rpc = caller.rpc();
     let body = Bytes::from(vec![0x42; SMALL]);
     let options = CallOptions::default();
     let deadline = Duration::from_secs(5);
@@ -911,60 +1058,7 @@ async fn rpc(plan: &Plan) {
         one("echo-local").await;
         samples.push(t0.elapsed());
     }
-    let local = percentiles(samples);
-    stop(&nodes).await;
-
-    println!(
-        "{:<22} p50 {:>9}  p99 {:>9}   {CALLERS} callers: {:>9} calls/s",
-        "Foundation",
-        human(remote.p50),
-        human(remote.p99),
-        thousands(concurrent.rate)
-    );
-    concurrent.print("Foundation");
-    println!(
-        "{:<22} p50 {:>9}  p99 {:>9}   (same node: no network)",
-        "Foundation same-node",
-        human(local.p50),
-        human(local.p99)
-    );
-    if skip_peers() {
-        return;
-    }
-    match NatsServer::start().await {
-        Ok(server) => match nats_rpc(&server, plan).await {
-            Ok((latency, nats)) => {
-                let rate = nats.rate;
-                println!(
-                    "{:<22} p50 {:>9}  p99 {:>9}   {CALLERS} callers: {:>9} calls/s",
-                    "NATS request/reply",
-                    human(latency.p50),
-                    human(latency.p99),
-                    thousands(rate)
-                );
-                nats.print("NATS request/reply");
-                println!(
-                    "Foundation/NATS: p50 {:.2}×  p99 {:.2}×  (lower is better)   {CALLERS}-caller rate {:.2}× (higher is better)",
-                    remote.p50.as_secs_f64() / latency.p50.as_secs_f64().max(1e-12),
-                    remote.p99.as_secs_f64() / latency.p99.as_secs_f64().max(1e-12),
-                    concurrent.rate / rate.max(1e-9)
-                );
-                println!(
-                    "Foundation/NATS at {CALLERS} callers: p99 {:.2}×  CPU per call {}  (lower is better)",
-                    concurrent.latency.p99.as_secs_f64() / nats.latency.p99.as_secs_f64().max(1e-12),
-                    concurrent
-                        .cpu_per_call
-                        .zip(nats.cpu_per_call)
-                        .map_or("n/a".into(), |(ours, theirs)| format!(
-                            "{:.2}×",
-                            ours.as_secs_f64() / theirs.as_secs_f64().max(1e-12)
-                        ))
-                );
-            }
-            Err(e) => println!("NATS: skipped: {e}"),
-        },
-        Err(e) => println!("NATS: skipped: {e}"),
-    }
+    (remote, concurrent, percentiles(samples))
 }
 
 /// A NATS requester shared by many callers: one connection, replies routed by inbox subject.
@@ -1106,19 +1200,91 @@ struct Concurrent {
     latency: Percentiles,
     /// CPU (user + system) of the processes involved over the window, per completed call.
     cpu_per_call: Option<Duration>,
+    /// Time the processes' threads were runnable but waiting for a CPU over the window, per
+    /// completed call: the other load's share of the latency, not the work's.
+    cpu_wait_per_call: Option<Duration>,
+    /// Calls inside the window of the least and the most served caller: a starved caller shows.
+    calls_per_caller: (usize, usize),
+    /// How the slow calls came.
+    stalls: Stalls,
+}
+
+/// The calls slower than [`SLOW_FACTOR`] × the median, grouped into stalls: slow calls that
+/// ended within [`STALL_GAP`] of each other. Stalls that hold every caller at once point at a
+/// stage all calls pass through (a descheduled thread there), not at unfair handoffs.
+struct Stalls {
+    slow_calls: usize,
+    stalls: usize,
+    /// Stalls that held at least half the callers.
+    of_most_callers: usize,
+}
+
+const SLOW_FACTOR: u32 = 5;
+const STALL_GAP: Duration = Duration::from_millis(1);
+
+impl Stalls {
+    /// From each call's end and latency.
+    fn of(mut calls: Vec<(Instant, Duration)>, p50: Duration) -> Stalls {
+        calls.retain(|(_, latency)| *latency > p50 * SLOW_FACTOR);
+        calls.sort_unstable_by_key(|(end, _)| *end);
+        let mut sizes: Vec<usize> = Vec::new();
+        let mut last: Option<Instant> = None;
+        for (end, _) in &calls {
+            match (last, sizes.last_mut()) {
+                (Some(last), Some(size)) if end.duration_since(last) < STALL_GAP => *size += 1,
+                _ => sizes.push(1),
+            }
+            last = Some(*end);
+        }
+        Stalls {
+            slow_calls: calls.len(),
+            stalls: sizes.len(),
+            of_most_callers: sizes.iter().filter(|&&n| n >= CALLERS / 2).count(),
+        }
+    }
 }
 
 impl Concurrent {
     fn print(&self, name: &str) {
+        let per_call = |c: Option<Duration>| {
+            c.map_or("n/a".into(), |c| format!("{:.2} µs", c.as_secs_f64() * 1e6))
+        };
         println!(
-            "{:<22} at {CALLERS} callers: p50 {:>9}  p99 {:>9}  CPU per call {}",
+            "{:<24} at {CALLERS} callers: p50 {:>9}  p99 {:>9}  max {:>9}  CPU per call {}",
             name,
             human(self.latency.p50),
             human(self.latency.p99),
-            self.cpu_per_call
-                .map_or("n/a".into(), |c| format!("{:.2} µs", c.as_secs_f64() * 1e6))
+            human(self.latency.max),
+            per_call(self.cpu_per_call)
+        );
+        println!(
+            "{:<24} waiting for a CPU per call {}, calls per caller {}–{}",
+            "",
+            per_call(self.cpu_wait_per_call),
+            self.calls_per_caller.0,
+            self.calls_per_caller.1
+        );
+        let stalls = &self.stalls;
+        println!(
+            "{:<24} calls over {SLOW_FACTOR}× p50: {} in {} stalls, {} of them holding ≥ {} callers at once",
+            "",
+            stalls.slow_calls,
+            stalls.stalls,
+            stalls.of_most_callers,
+            CALLERS / 2
         );
     }
+}
+
+/// Time the threads of process `pid` ("self" for this one) spent runnable but not running, from
+/// the kernel's /proc/<pid>/task/*/schedstat (threads that ended are not counted).
+fn cpu_wait(pid: &str) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let waited: u64 = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    Some(Duration::from_nanos(waited))
 }
 
 /// Calls completed per second by [`CALLERS`] tasks calling `call` back to back over `window`,
@@ -1146,41 +1312,52 @@ where
                     }
                     calls.fetch_add(1, Ordering::Relaxed);
                     if counted && measuring.load(Ordering::Relaxed) {
-                        samples.push(t0.elapsed());
+                        samples.push((Instant::now(), t0.elapsed()));
                     }
                 }
                 samples
             })
         })
         .collect();
-    let cpu = || {
+    let sum = |measure: fn(&str) -> Option<Duration>| {
         pids.iter()
-            .map(|pid| cpu_time(pid))
+            .map(|pid| measure(pid))
             .sum::<Option<Duration>>()
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let cpu_before = cpu();
+    let (cpu_before, wait_before) = (sum(cpu_time), sum(cpu_wait));
     measuring.store(true, Ordering::Relaxed);
     let (start, base) = (Instant::now(), calls.load(Ordering::Relaxed));
     tokio::time::sleep(window).await;
     let done = calls.load(Ordering::Relaxed) - base;
     let elapsed = start.elapsed();
     measuring.store(false, Ordering::Relaxed);
-    let cpu_after = cpu();
+    let (cpu_after, wait_after) = (sum(cpu_time), sum(cpu_wait));
     stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
+    let mut calls_per_caller = (usize::MAX, 0);
     for task in tasks {
-        samples.extend(task.await.unwrap_or_default());
+        let caller = task.await.unwrap_or_default();
+        calls_per_caller.0 = calls_per_caller.0.min(caller.len());
+        calls_per_caller.1 = calls_per_caller.1.max(caller.len());
+        samples.extend(caller);
     }
     if samples.is_empty() {
-        samples.push(elapsed);
+        samples.push((Instant::now(), elapsed));
     }
+    let latency = percentiles(samples.iter().map(|(_, latency)| *latency).collect());
+    let per_call = |after: Option<Duration>, before: Option<Duration>| {
+        after
+            .zip(before)
+            .map(|(after, before)| after.saturating_sub(before) / done.max(1) as u32)
+    };
     Concurrent {
         rate: done as f64 / elapsed.as_secs_f64(),
-        latency: percentiles(samples),
-        cpu_per_call: cpu_after
-            .zip(cpu_before)
-            .map(|(after, before)| after.saturating_sub(before) / done.max(1) as u32),
+        stalls: Stalls::of(samples, latency.p50),
+        latency,
+        cpu_per_call: per_call(cpu_after, cpu_before),
+        cpu_wait_per_call: per_call(wait_after, wait_before),
+        calls_per_caller,
     }
 }
 
