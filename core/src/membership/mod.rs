@@ -1006,6 +1006,12 @@ impl Membership {
             .iter()
             .find(|m| m.id().node == from && m.state() != State::Down)
             .map(|m| m.id().node_addr());
+        // What the sender holds, to answer with only what it lacks (taken before the merge
+        // consumes the lists).
+        let theirs = match (reply, sender) {
+            (true, Some(sender)) => Some((sender, swim::Held::of(&members, &metadata))),
+            _ => None,
+        };
         // Metadata first: a member that comes up below then already has its metadata, instead
         // of asking for it with a push-pull of its own — one per new member, which at a mass
         // join is N² full-state exchanges.
@@ -1027,8 +1033,8 @@ impl Membership {
             swim.apply_many(own.into_iter(), true, &mut io)?;
             swim.apply_many(others.into_iter(), false, io)
         });
-        if let (true, Some(sender)) = (reply, sender) {
-            self.send_push_pull(sender, false, out);
+        if let Some((sender, theirs)) = theirs {
+            self.send_table(sender, Some(&theirs), false, out);
         }
     }
 
@@ -1067,13 +1073,35 @@ impl Membership {
         }))
     }
 
+    /// Our whole table to `to`, asking for its own back.
     fn send_push_pull(&mut self, to: NodeAddr, reply: bool, out: &mut Outbox) {
-        let mut members: Vec<Member<MemberId>> =
-            self.swim.iter_membership_state().cloned().collect();
+        self.send_table(to, None, reply, out);
+    }
+
+    /// Our table, or with `theirs` (what a push-pull we answer says its sender holds) only the
+    /// entries that would change something there (our own always): the sender has just told
+    /// us everything it knows and we merged it, so the rest would be decoded and dropped at
+    /// the other end — at a mass join, where views mostly agree, most of the table.
+    fn send_table(
+        &mut self,
+        to: NodeAddr,
+        theirs: Option<&swim::Held>,
+        reply: bool,
+        out: &mut Outbox,
+    ) {
+        let mut members: Vec<Member<MemberId>> = self
+            .swim
+            .iter_membership_state()
+            .filter(|m| theirs.is_none_or(|theirs| theirs.lacks_member(m)))
+            .cloned()
+            .collect();
         members.push(Member::alive(self.me));
         let metadata = self
             .metadata
             .iter()
+            .filter(|(node, v)| {
+                theirs.is_none_or(|theirs| theirs.lacks_metadata(**node, v.version))
+            })
             .map(|(node, v)| (*node, v.clone()))
             .collect();
         let message = MembershipMessage::PushPull {
@@ -1696,6 +1724,70 @@ mod tests {
         m.handle_message(Instant::ZERO, sender.node, message, &mut out);
         assert_eq!(m.alive_count(), 5, "both learnt");
         assert_eq!(m.swim.updates_backlog(), before + 1, "the sender alone");
+    }
+
+    /// The push-pulls `m` sent, decoded, with whom to.
+    fn push_pulls_sent(out: &mut Outbox) -> Vec<(NodeId, MembershipMessage)> {
+        let mut sent = Vec::new();
+        while let Some(effect) = out.pop() {
+            if let Effect::Send {
+                to,
+                channel: Channel::Replication,
+                payload,
+                ..
+            } = effect
+            {
+                let message = postcard::from_bytes(&payload[1..]).expect("a membership message");
+                sent.push((to.id, message));
+            }
+        }
+        sent
+    }
+
+    /// A push-pull is answered with what its sender lacks (and the answerer's own entry), not
+    /// with the answerer's whole table.
+    #[test]
+    fn a_push_pull_is_answered_with_only_what_its_sender_lacks() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (sender, later) = (member(5, 1), Instant::ZERO + Duration::from_secs(5));
+        let members = vec![
+            Member::alive(sender),
+            Member::alive(member(2, 1)),
+            Member::alive(member(3, 0)), // an older life of 3
+        ];
+        let metadata = vec![(m.me.node, m.metadata.get(&m.me.node).cloned().unwrap())];
+        let message = MembershipMessage::PushPull {
+            members,
+            metadata,
+            reply: true,
+        };
+        m.handle_message(later, sender.node, message, &mut out);
+        let sent = push_pulls_sent(&mut out);
+        // (the other push-pull is the eager one to 5, a member new to us)
+        let is_answer = |message: &MembershipMessage| {
+            matches!(message, MembershipMessage::PushPull { reply: false, .. })
+        };
+        let answers: Vec<_> = sent.iter().filter(|(_, m)| is_answer(m)).collect();
+        let [(
+            to,
+            MembershipMessage::PushPull {
+                members,
+                metadata,
+                reply: false,
+            },
+        )] = answers.as_slice()
+        else {
+            panic!("one answer: {sent:?}");
+        };
+        assert_eq!(*to, sender.node);
+        let ids: BTreeSet<MemberId> = members.iter().map(|m| *m.id()).collect();
+        assert_eq!(
+            ids,
+            BTreeSet::from([member(3, 1), member(4, 1), m.me]),
+            "3's newer life, 4, and the answerer"
+        );
+        assert!(metadata.is_empty(), "the sender holds the only metadata");
     }
 
     /// A suspect that refuted (its incarnation rose) before the check expired is not reported.

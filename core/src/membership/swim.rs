@@ -82,6 +82,39 @@ pub(crate) fn news<'a>(
     })
 }
 
+/// What a push-pull's sender holds, by node: its members and its metadata versions. Looked
+/// up only, never iterated, so hash order cannot leak into behaviour.
+pub(crate) struct Held {
+    members: std::collections::HashMap<crate::NodeId, Member<MemberId>>,
+    versions: std::collections::HashMap<crate::NodeId, u64>,
+}
+
+impl Held {
+    pub(crate) fn of(
+        members: &[Member<MemberId>],
+        metadata: &[(crate::NodeId, super::Versioned)],
+    ) -> Self {
+        Self {
+            members: members.iter().map(|m| (m.id().node, m.clone())).collect(),
+            versions: metadata.iter().map(|(n, v)| (*n, v.version)).collect(),
+        }
+    }
+
+    /// Whether our entry `ours` would change the sender's foca state: by [`would_change`],
+    /// the rule [`news`] applies at the sender's end. A node listed twice keeps its last
+    /// entry; any entry the sender then lacks only costs a later exchange.
+    pub(crate) fn lacks_member(&self, ours: &Member<MemberId>) -> bool {
+        self.members
+            .get(&ours.id().node)
+            .is_none_or(|held| would_change(held, ours))
+    }
+
+    /// Whether the sender lacks `node`'s metadata at `version`.
+    pub(crate) fn lacks_metadata(&self, node: crate::NodeId, version: u64) -> bool {
+        self.versions.get(&node).is_none_or(|held| *held < version)
+    }
+}
+
 thread_local! {
     /// [`news`]'s index of foca's members by node, reused between calls: built afresh for
     /// each push-pull, its allocation would cost more than the lookups it saves. Looked up

@@ -1078,7 +1078,11 @@ impl Vars {
                 Kind::Register { register, .. } => register.decided(version).is_some(),
                 Kind::Lww(lww) => lww.consistent(),
                 Kind::Counter(c) => {
-                    c.counter.invariants().is_ok() && *value == counter::shown(&c.counter)
+                    // The counter's own words: which actor is overdrawn, by how much.
+                    c.counter
+                        .invariants()
+                        .map_err(|e| format!("variable {name:?}: {e}"))?;
+                    *value == counter::shown(&c.counter)
                 }
             };
             if !sound || variable.reported > version {
