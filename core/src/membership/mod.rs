@@ -92,6 +92,9 @@ pub struct Membership {
     /// Where equal metadata values are shared with other machines, if anywhere.
     shared: Option<SharedMetadata>,
     leaving: BTreeSet<MemberId>,
+    /// Members whose leave notice we had lately, and when: relayed ahead of our SWIM packets
+    /// for [`DEPARTURE_RELAY`], so nobody takes SWIM's bare "down" for a failure first.
+    departures: Vec<(MemberId, Instant)>,
     /// Members checked because their port was reported closed, until the check ends.
     closed_checks: BTreeSet<MemberId>,
     /// Members removed from the table (reaped or forced out) and the life removed:
@@ -118,6 +121,14 @@ pub struct Membership {
     /// neither table changed, and each costs a pass over both.
     digest_cache: Option<((u64, u64, MemberId), u64)>,
 }
+
+/// How long a leave notice is relayed ahead of our SWIM packets: longer than SWIM takes to
+/// spread the departure through the cluster.
+const DEPARTURE_RELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// At most this many recent departures are relayed, so a mass leave does not multiply every
+/// SWIM packet.
+const DEPARTURES_RELAYED: usize = 4;
 
 impl Membership {
     /// A machine for `me`, not yet part of any cluster; `seed` drives every random choice.
@@ -157,6 +168,7 @@ impl Membership {
             )]),
             shared: None,
             leaving: BTreeSet::new(),
+            departures: Vec::new(),
             closed_checks: BTreeSet::new(),
             removed: BTreeMap::new(),
             notes: Vec::new(),
@@ -687,6 +699,8 @@ impl Membership {
         out: &mut Outbox,
         call: impl FnOnce(&mut Swim, SwimIo<'_>) -> Result<(), foca::Error>,
     ) {
+        self.departures
+            .retain(|(_, since)| now.saturating_since(*since) < DEPARTURE_RELAY);
         let io = SwimIo {
             me: self.me,
             now,
@@ -694,6 +708,7 @@ impl Membership {
             notes: &mut self.notes,
             health: &self.health,
             suspicions: &mut self.suspicions,
+            departures: &self.departures,
         };
         if call(&mut self.swim, io).is_err() {
             // foca refuses malformed, oversized, stale or self-addressed packets; none of them
@@ -907,6 +922,9 @@ impl Membership {
         if let Some(mut view) = self.view.get(&member.node) {
             let repeated = view.state == MemberState::Left && view.generation == member.generation;
             assert!(!(repeated && fault_on!(PanicOnRepeatedLeave)), "left twice");
+            if !repeated {
+                self.note_departure(now, member);
+            }
             if view.state == MemberState::Failed && view.generation == member.generation {
                 view.state = MemberState::Left;
                 view.since = now;
@@ -920,6 +938,20 @@ impl Membership {
         self.drive(now, out, |swim, io| {
             swim.apply_many(std::iter::once(Member::down(member)), true, io)
         });
+    }
+
+    /// Remembers a leave notice to relay ahead of our SWIM packets. The leaver tells everyone,
+    /// but a member that heard it first gossips the departure at once, and that gossip can
+    /// reach a third member before the leaver's own notice does: without the relay it would
+    /// record a failure until the notice came.
+    fn note_departure(&mut self, now: Instant, member: MemberId) {
+        if self.departures.iter().any(|(left, _)| *left == member) {
+            return;
+        }
+        if self.departures.len() == DEPARTURES_RELAYED {
+            self.departures.remove(0);
+        }
+        self.departures.push((member, now));
     }
 
     fn probe_failed(&mut self, member: MemberId, out: &mut Outbox) {
@@ -1705,6 +1737,66 @@ mod tests {
         m.handle_timer(now + gap, now + gap, MembershipTimer::Gossip, &mut out);
         let (sends, _) = drain(&mut out);
         assert_eq!(datagrams(&sends), 3, "{sends:?}");
+    }
+
+    /// A leave notice heard from the leaver goes ahead of each SWIM packet we send in the
+    /// next seconds (the gossip of that departure among them), to everyone but the leaver;
+    /// relayed notices are taken like the leaver's own, and after the relay window SWIM
+    /// packets travel alone.
+    #[test]
+    fn a_leave_notice_is_relayed_ahead_of_swim_packets_for_a_while() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let earlier = Instant::ZERO + Duration::from_secs(1);
+        m.handle_timer(earlier, earlier, MembershipTimer::Gossip, &mut out);
+        let _ = drain(&mut out);
+        let (now, leaver) = (earlier + Duration::from_secs(1), member(4, 1));
+        let notice = tagged(
+            datagram_kind::LEAVING,
+            &postcard::to_stdvec(&leaver).unwrap(),
+        );
+        m.handle_datagram(now, &notice, &mut out);
+        assert_eq!(
+            m.member(leaver.node).map(|v| v.state),
+            Some(MemberState::Left)
+        );
+        let kinds = |out: &mut Outbox| {
+            let mut sent = Vec::new();
+            while let Some(effect) = out.pop() {
+                if let Effect::Send { to, payload, .. } = effect {
+                    sent.push((to.id, payload[0]));
+                }
+            }
+            sent
+        };
+        let sent = kinds(&mut out);
+        let swim: Vec<_> = sent
+            .iter()
+            .filter(|(_, k)| *k == datagram_kind::SWIM)
+            .collect();
+        assert!(!swim.is_empty(), "the departure is gossiped: {sent:?}");
+        for (i, (to, kind)) in sent.iter().enumerate() {
+            if *kind == datagram_kind::SWIM {
+                assert_ne!(*to, leaver.node);
+                let before = i.checked_sub(1).map(|j| sent[j]);
+                assert_eq!(before, Some((*to, datagram_kind::LEAVING)), "{sent:?}");
+            }
+        }
+        let late = now + DEPARTURE_RELAY;
+        m.handle_timer(late, late, MembershipTimer::Gossip, &mut out);
+        let swim_packet = Member::alive(member(5, 1));
+        m.drive(late, &mut out, |swim, io| {
+            swim.apply_many(std::iter::once(swim_packet), true, io)
+        });
+        let sent = kinds(&mut out);
+        assert!(
+            sent.iter().any(|(_, k)| *k == datagram_kind::SWIM),
+            "{sent:?}"
+        );
+        assert!(
+            sent.iter().all(|(_, k)| *k != datagram_kind::LEAVING),
+            "{sent:?}"
+        );
     }
 
     /// A push-pull's entry about its sender goes into SWIM's gossip (a joiner whose push-pull

@@ -21,6 +21,9 @@ pub(crate) struct SwimIo<'a> {
     pub notes: &'a mut Vec<OwnedNotification<MemberId>>,
     pub health: &'a LocalHealth,
     pub suspicions: &'a mut Suspicions,
+    /// Members that left lately ([`super::Membership::note_departure`]): their leave notice
+    /// goes ahead of every SWIM packet, which may carry their departure as a bare "down".
+    pub departures: &'a [(MemberId, Instant)],
 }
 
 impl foca::Runtime<MemberId> for SwimIo<'_> {
@@ -31,6 +34,16 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
     fn send_to(&mut self, to: MemberId, data: &[u8]) {
         if self.me.holds_address_of(to.node_addr()) {
             return; // a previous life at our own address: see `membership::send`
+        }
+        for (left, _) in self
+            .departures
+            .iter()
+            .filter(|(left, _)| left.node != to.node)
+        {
+            if let Ok(body) = postcard::to_stdvec(left) {
+                let notice = tagged(datagram_kind::LEAVING, &body);
+                self.out.send(to.node_addr(), Channel::Membership, notice);
+            }
         }
         let payload = tagged(datagram_kind::SWIM, data);
         self.out.send(to.node_addr(), Channel::Membership, payload);
