@@ -200,6 +200,14 @@ impl Default for BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// An empty batch with room for `bytes` of encoded messages before it grows (a batch that
+    /// grows by doubling copies itself several times on the way to a full frame).
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buffer = Vec::with_capacity(HEADER_ROOM + bytes);
+        buffer.resize(HEADER_ROOM, 0);
+        Self { buffer, count: 0 }
+    }
+
     /// Bytes of encoded messages so far.
     pub fn len(&self) -> usize {
         self.buffer.len() - HEADER_ROOM
