@@ -252,6 +252,12 @@ impl BatchBuilder {
                 let start = HEADER_ROOM - header.len();
                 let mut buffer = self.buffer;
                 buffer[start..HEADER_ROOM].copy_from_slice(header);
+                if buffer.capacity() > 2 * buffer.len() {
+                    // A frame that left before filling the room reserved for it: queued frames
+                    // (thousands wait in the transport while a node is unreachable) hold only
+                    // about what they carry.
+                    buffer.shrink_to_fit();
+                }
                 Bytes::from(buffer).slice(start..)
             }
             // Cannot happen (the header fits in its room); encode it the ordinary way.
