@@ -12,7 +12,9 @@
 //!    node's local lookup returns the instance, over many samples (p50/p99); local `lookup` and
 //!    `healthy` latency.
 //! 2. Pub/sub, 64-byte messages, one publisher on one node, one subscriber on another: a
-//!    flat-out burst, delivered messages per second and messages lost. NATS (`nats-server`,
+//!    flat-out burst, delivered messages per second and messages lost; then the fan-out to 8
+//!    subscribers on 4 other nodes against NATS with 8 subscriber connections
+//!    (`services/fanout.rs`; `-- fanout` runs it alone). NATS (`nats-server`,
 //!    Debian package, installed with apt-get when absent and we are root) is driven the same
 //!    way through a small client written here over TCP (the text protocol: CONNECT, SUB, PUB,
 //!    PING); distributed Erlang (`erl`, when installed) sends the same burst between two nodes.
@@ -23,6 +25,8 @@
 //! Prints numbers, ratios and targets; never fails on a missed target (timing is not a
 //! pass/fail test). A peer that cannot be started is skipped with a message.
 
+#[path = "services/fanout.rs"]
+mod fanout;
 #[path = "common/nodes.rs"]
 mod nodes;
 #[path = "common/wait.rs"]
@@ -37,7 +41,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use foundation_engine::runtime::services::{Call, CallOptions, ServiceOptions, SubscribeOptions};
+use foundation_engine::runtime::services::{
+    Call, CallOptions, PubSubHandle, ServiceOptions, SubscribeOptions, Subscription,
+};
 use foundation_engine::runtime::Node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -107,7 +113,7 @@ fn main() {
     );
     // `-- registry`, `-- pubsub` or `-- rpc` runs only the sections named.
     let sections: Vec<String> = std::env::args()
-        .filter(|a| ["registry", "pubsub", "rpc"].contains(&a.as_str()))
+        .filter(|a| ["registry", "pubsub", "fanout", "rpc"].contains(&a.as_str()))
         .collect();
     let wanted = |section: &str| sections.is_empty() || sections.iter().any(|s| s == section);
     runtime.block_on(async {
@@ -116,6 +122,8 @@ fn main() {
         }
         if wanted("pubsub") {
             pubsub(&plan).await;
+        } else if wanted("fanout") {
+            fanout::fanout_alone(&plan).await;
         }
         if wanted("rpc") {
             rpc(&plan).await;
@@ -361,23 +369,26 @@ const QUIET: Duration = Duration::from_millis(500);
 async fn pubsub(plan: &Plan) {
     println!();
     println!(
-        "== pub/sub: {SMALL} B messages, one publisher, one subscriber on another node, flat-out burst of {} ==",
-        thousands(plan.burst as f64)
+        "== pub/sub: {SMALL} B messages, one publisher, one subscriber on another node, flat-out burst of {}; load average {} ==",
+        thousands(plan.burst as f64),
+        load_average()
     );
     let foundation = foundation_burst(plan).await;
     foundation.print("Foundation");
     if skip_peers() {
-        return;
+        return fanout::fanout(plan, None).await;
     }
     let nats = match NatsServer::start().await {
-        Ok(server) => {
-            let burst = nats_burst(&server, plan).await;
-            match &burst {
-                Ok(burst) => burst.print("NATS (nats-server)"),
-                Err(e) => println!("NATS: skipped: {e}"),
+        Ok(server) => match nats_burst(&server, plan).await {
+            Ok(burst) => {
+                burst.print("NATS (nats-server)");
+                Some((server, burst))
             }
-            burst.ok()
-        }
+            Err(e) => {
+                println!("NATS: skipped: {e}");
+                None
+            }
+        },
         Err(e) => {
             println!("NATS: skipped: {e}");
             None
@@ -387,29 +398,20 @@ async fn pubsub(plan: &Plan) {
         Ok(burst) => burst.print("distributed Erlang"),
         Err(e) => println!("distributed Erlang: skipped: {e}"),
     }
-    if let Some(nats) = nats {
+    if let Some((_, nats)) = &nats {
         let ratio = foundation.rate() / nats.rate().max(1e-9);
         println!(
             "Foundation/NATS delivered rate: {ratio:.2}×  (target ≥ 1× with zero loss: {})",
             verdict(ratio >= 1.0 && foundation.delivered == foundation.sent)
         );
     }
+    fanout::fanout(plan, nats.as_ref().map(|(server, _)| server)).await;
 }
 
 async fn foundation_burst(plan: &Plan) -> Burst {
     let nodes = cluster(2).await;
     let (publisher, subscriber) = (&nodes[0], &nodes[1]);
-    let mut subscription = subscriber
-        .pubsub()
-        .subscribe_with(
-            TOPIC,
-            SubscribeOptions {
-                capacity: SUBSCRIBER_QUEUE,
-                ..SubscribeOptions::default()
-            },
-        )
-        .await
-        .expect("subscribe");
+    let mut subscription = subscribe(subscriber).await;
     let directory_has_interest = || !publisher.services().directory().interest().is_empty();
     assert!(
         wait_until(Duration::from_secs(10), directory_has_interest).await,
@@ -417,60 +419,13 @@ async fn foundation_burst(plan: &Plan) -> Burst {
     );
     let payload = Bytes::from(vec![0x5a; SMALL]);
     let pubsub = publisher.pubsub();
-    // Warm up: streams open, congestion window grown, allocator primed.
-    let warm = 20_000;
-    for _ in 0..warm {
-        pubsub
-            .publish(TOPIC, payload.clone())
-            .await
-            .expect("publish");
-    }
-    for _ in 0..warm {
-        let got = tokio::time::timeout(Duration::from_secs(10), subscription.recv()).await;
-        if !matches!(got, Ok(Some(_))) {
-            break;
-        }
-    }
-    while subscription.try_recv().is_some() {}
+    warm_up(&pubsub, &payload, std::slice::from_mut(&mut subscription)).await;
 
     let target = Arc::new(AtomicU64::new(u64::MAX));
-    let receiver = {
-        let target = target.clone();
-        tokio::spawn(async move {
-            // Take what is queued in batches, as a real consumer would: one lock and one timer
-            // per batch, not per message.
-            let mut n = 0u64;
-            let mut last = Instant::now();
-            let mut batch = Vec::with_capacity(4096);
-            while n < target.load(Ordering::Acquire) {
-                match tokio::time::timeout(QUIET, subscription.recv_many(&mut batch, 4096)).await {
-                    Ok(0) => break,
-                    Ok(got) => {
-                        debug_assert!(batch.iter().all(|m| m.payload.len() == SMALL));
-                        n += got as u64;
-                        last = Instant::now();
-                        batch.clear();
-                    }
-                    Err(_) if target.load(Ordering::Acquire) != u64::MAX => break,
-                    Err(_) => {}
-                }
-            }
-            (n, last)
-        })
-    };
+    let receiver = count_subscription(subscription, target.clone());
     let cpu_before = cpu_time("self");
     let start = Instant::now();
-    let mut sent = 0u64;
-    while sent < plan.burst {
-        pubsub
-            .publish(TOPIC, payload.clone())
-            .await
-            .expect("publish");
-        sent += 1;
-        if sent.is_multiple_of(4096) && start.elapsed() > plan.burst_time_cap {
-            break;
-        }
-    }
+    let sent = publish_burst(&pubsub, &payload, plan, start).await;
     let publish = start.elapsed();
     target.store(sent, Ordering::Release);
     let (delivered, last) = receiver.await.expect("receiver task");
@@ -485,6 +440,82 @@ async fn foundation_burst(plan: &Plan) -> Burst {
         elapsed: last.saturating_duration_since(start),
         publish,
     }
+}
+
+/// A subscription to [`TOPIC`] on `node` with the benchmark's queue bound.
+async fn subscribe(node: &Node) -> Subscription {
+    let options = SubscribeOptions {
+        capacity: SUBSCRIBER_QUEUE,
+        ..SubscribeOptions::default()
+    };
+    let subscription = node.pubsub().subscribe_with(TOPIC, options).await;
+    subscription.expect("subscribe")
+}
+
+/// Streams open, congestion windows grown, allocator primed: publishes 20,000 messages, waits
+/// for each subscription to receive them, then empties every queue.
+async fn warm_up(pubsub: &PubSubHandle, payload: &Bytes, subscriptions: &mut [Subscription]) {
+    let warm = 20_000;
+    for _ in 0..warm {
+        pubsub
+            .publish(TOPIC, payload.clone())
+            .await
+            .expect("publish");
+    }
+    for subscription in subscriptions {
+        for _ in 0..warm {
+            let got = tokio::time::timeout(Duration::from_secs(10), subscription.recv()).await;
+            if !matches!(got, Ok(Some(_))) {
+                break;
+            }
+        }
+        while subscription.try_recv().is_some() {}
+    }
+}
+
+/// Counts what `subscription` receives until `target` (stored once the publisher is done) is
+/// reached or nothing came for [`QUIET`] after it was stored: the count and the last arrival.
+/// Takes what is queued in batches, as a real consumer would: one lock and one timer per
+/// batch, not per message.
+fn count_subscription(
+    mut subscription: Subscription,
+    target: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<(u64, Instant)> {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        let mut last = Instant::now();
+        let mut batch = Vec::with_capacity(4096);
+        while n < target.load(Ordering::Acquire) {
+            match tokio::time::timeout(QUIET, subscription.recv_many(&mut batch, 4096)).await {
+                Ok(0) => break,
+                Ok(got) => {
+                    debug_assert!(batch.iter().all(|m| m.payload.len() == SMALL));
+                    n += got as u64;
+                    last = Instant::now();
+                    batch.clear();
+                }
+                Err(_) if target.load(Ordering::Acquire) != u64::MAX => break,
+                Err(_) => {}
+            }
+        }
+        (n, last)
+    })
+}
+
+/// Publishes `payload` flat out, `plan.burst` times or until the time cap; returns how many.
+async fn publish_burst(pubsub: &PubSubHandle, payload: &Bytes, plan: &Plan, start: Instant) -> u64 {
+    let mut sent = 0u64;
+    while sent < plan.burst {
+        pubsub
+            .publish(TOPIC, payload.clone())
+            .await
+            .expect("publish");
+        sent += 1;
+        if sent.is_multiple_of(4096) && start.elapsed() > plan.burst_time_cap {
+            break;
+        }
+    }
+    sent
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -666,78 +697,23 @@ fn nats_pub(out: &mut Vec<u8>, subject: &str, reply: Option<&[u8]>, payload: &[u
 
 async fn nats_burst(server: &NatsServer, plan: &Plan) -> Result<Burst, String> {
     let io = |e: std::io::Error| e.to_string();
-    let (mut sub, mut sub_parser) = nats_connect(server.addr).await.map_err(io)?;
-    sub.write_all(format!("SUB {TOPIC} 1\r\nPING\r\n").as_bytes())
-        .await
-        .map_err(io)?;
-    nats_pong(&mut sub, &mut sub_parser).await.map_err(io)?;
-    let (mut publisher, mut pub_parser) = nats_connect(server.addr).await.map_err(io)?;
-    let payload = [0x5au8; SMALL];
-
+    let (sub, sub_parser) = nats_subscribe(server.addr).await.map_err(io)?;
     let target = Arc::new(AtomicU64::new(u64::MAX));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let receiver = {
-        let (target, errors) = (target.clone(), errors.clone());
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            let mut last = Instant::now();
-            'read: while n < target.load(Ordering::Acquire) {
-                while let Some(item) = sub_parser.next() {
-                    match item {
-                        Incoming::Msg { len, .. } => {
-                            debug_assert_eq!(len, SMALL);
-                            n += 1;
-                            last = Instant::now();
-                        }
-                        Incoming::Ping => {
-                            let _ = sub.write_all(b"PONG\r\n").await;
-                        }
-                        Incoming::Err(e) => errors.lock().unwrap().push(e),
-                        _ => {}
-                    }
-                }
-                match tokio::time::timeout(QUIET, sub.read_buf(&mut sub_parser.buffer)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => break 'read,
-                    Ok(Ok(_)) => {}
-                    Err(_) if target.load(Ordering::Acquire) != u64::MAX => break 'read,
-                    Err(_) => {}
-                }
-            }
-            (n, last)
-        })
-    };
-    // Publish in buffered writes, as NATS clients do, with a round trip at the end so the
-    // server has read everything.
+    let receiver = count_nats_messages(sub, sub_parser, target.clone(), errors.clone());
+    let mut publisher = nats_connect(server.addr).await.map_err(io)?;
     let server_pid = server.child.id().to_string();
-    let cpu_before = cpu_time("self").zip(cpu_time(&server_pid));
+    let cpu_before = nats_cpu(&server_pid);
     let start = Instant::now();
-    let mut sent = 0u64;
-    let mut out = Vec::with_capacity(64 << 10);
-    while sent < plan.burst {
-        nats_pub(&mut out, TOPIC, None, &payload);
-        sent += 1;
-        if out.len() >= (64 << 10) - 128 {
-            publisher.write_all(&out).await.map_err(io)?;
-            out.clear();
-            if sent % 4096 < 800 && start.elapsed() > plan.burst_time_cap {
-                break;
-            }
-        }
-    }
-    out.extend_from_slice(b"PING\r\n");
-    publisher.write_all(&out).await.map_err(io)?;
-    nats_pong(&mut publisher, &mut pub_parser)
+    let sent = nats_publish_burst(&mut publisher, plan, start)
         .await
         .map_err(io)?;
     let publish = start.elapsed();
     target.store(sent, Ordering::Release);
     let (delivered, last) = receiver.await.map_err(|e| e.to_string())?;
-    let cpu = cpu_time("self")
-        .zip(cpu_time(&server_pid))
+    let cpu = nats_cpu(&server_pid)
         .zip(cpu_before)
-        .map(|((me, server), (me0, server0))| {
-            me.saturating_sub(me0) + server.saturating_sub(server0)
-        });
+        .map(|(after, before)| after.saturating_sub(before));
     for error in errors.lock().unwrap().iter() {
         println!("  nats-server told the subscriber: {error}");
     }
@@ -748,6 +724,85 @@ async fn nats_burst(server: &NatsServer, plan: &Plan) -> Result<Burst, String> {
         elapsed: last.saturating_duration_since(start),
         publish,
     })
+}
+
+/// CPU time of this process and the NATS server together.
+fn nats_cpu(server_pid: &str) -> Option<Duration> {
+    cpu_time("self")
+        .zip(cpu_time(server_pid))
+        .map(|(me, server)| me + server)
+}
+
+/// A connection subscribed to [`TOPIC`], the subscription confirmed by a round trip.
+async fn nats_subscribe(addr: SocketAddr) -> std::io::Result<(TcpStream, Parser)> {
+    let (mut sub, mut parser) = nats_connect(addr).await?;
+    sub.write_all(format!("SUB {TOPIC} 1\r\nPING\r\n").as_bytes())
+        .await?;
+    nats_pong(&mut sub, &mut parser).await?;
+    Ok((sub, parser))
+}
+
+/// Counts the messages a subscribed connection receives, as [`count_subscription`] does.
+fn count_nats_messages(
+    mut sub: TcpStream,
+    mut parser: Parser,
+    target: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<(u64, Instant)> {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        let mut last = Instant::now();
+        'read: while n < target.load(Ordering::Acquire) {
+            while let Some(item) = parser.next() {
+                match item {
+                    Incoming::Msg { len, .. } => {
+                        debug_assert_eq!(len, SMALL);
+                        n += 1;
+                        last = Instant::now();
+                    }
+                    Incoming::Ping => {
+                        let _ = sub.write_all(b"PONG\r\n").await;
+                    }
+                    Incoming::Err(e) => errors.lock().unwrap().push(e),
+                    _ => {}
+                }
+            }
+            match tokio::time::timeout(QUIET, sub.read_buf(&mut parser.buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break 'read,
+                Ok(Ok(_)) => {}
+                Err(_) if target.load(Ordering::Acquire) != u64::MAX => break 'read,
+                Err(_) => {}
+            }
+        }
+        (n, last)
+    })
+}
+
+/// Publishes 64-byte messages flat out on `publisher`, in buffered writes as NATS clients do,
+/// with a round trip at the end so the server has read everything; returns how many.
+async fn nats_publish_burst(
+    (publisher, parser): &mut (TcpStream, Parser),
+    plan: &Plan,
+    start: Instant,
+) -> std::io::Result<u64> {
+    let payload = [0x5au8; SMALL];
+    let mut sent = 0u64;
+    let mut out = Vec::with_capacity(64 << 10);
+    while sent < plan.burst {
+        nats_pub(&mut out, TOPIC, None, &payload);
+        sent += 1;
+        if out.len() >= (64 << 10) - 128 {
+            publisher.write_all(&out).await?;
+            out.clear();
+            if sent % 4096 < 800 && start.elapsed() > plan.burst_time_cap {
+                break;
+            }
+        }
+    }
+    out.extend_from_slice(b"PING\r\n");
+    publisher.write_all(&out).await?;
+    nats_pong(publisher, parser).await?;
+    Ok(sent)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ use foundation_core::Channel;
 
 use crate::channel::priority;
 use crate::endpoint::Shared;
-use crate::frame::{encode_frame, StreamHeader};
+use crate::frame::{encode_frame, StreamHeader, FRAME_PREFIX_LEN};
 use crate::metrics::{Direction, DropReason};
 use foundation_core::identity::{NodeAddr, NodeId};
 
@@ -307,7 +307,9 @@ async fn write_stream(
             }
         }
         let taken = batch.len();
-        let mut out = BytesMut::new();
+        // Sized once: growing it by doubling copied the batch several times over.
+        let framed = batch.iter().map(|m| FRAME_PREFIX_LEN + m.len()).sum();
+        let mut out = BytesMut::with_capacity(framed);
         let mut bytes = 0;
         for message in &batch {
             bytes += message.len() as u64;

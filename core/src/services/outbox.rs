@@ -16,6 +16,8 @@ use super::wire::{BatchBuilder, Published};
 pub const BATCH_BYTES: usize = 16 << 10;
 /// Encoded messages waiting for one node, in bytes, before publishers wait for room.
 pub const OUTBOX_BYTES: usize = 1 << 20;
+/// A message's encoding beyond its payload (topic, trace, place), as room reserved in a frame.
+const FRAME_SLACK: usize = 256;
 
 /// Messages waiting to go to one node, in frames of up to `batch_bytes`.
 #[derive(Debug)]
@@ -55,7 +57,9 @@ impl EventOutbox {
     pub fn append(&mut self, message: &Published<'_>) -> Result<(), postcard::Error> {
         let full = |b: &BatchBuilder| b.len() >= self.batch_bytes;
         if self.batches.back().is_none_or(full) {
-            self.batches.push_back(BatchBuilder::default());
+            // Room for a full frame plus the message that fills it.
+            let room = self.batch_bytes + message.payload.0.len() + FRAME_SLACK;
+            self.batches.push_back(BatchBuilder::with_capacity(room));
         }
         let Some(batch) = self.batches.back_mut() else {
             return Ok(());

@@ -200,6 +200,14 @@ impl Default for BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// An empty batch with room for `bytes` of encoded messages before it grows (a batch that
+    /// grows by doubling copies itself several times on the way to a full frame).
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buffer = Vec::with_capacity(HEADER_ROOM + bytes);
+        buffer.resize(HEADER_ROOM, 0);
+        Self { buffer, count: 0 }
+    }
+
     /// Bytes of encoded messages so far.
     pub fn len(&self) -> usize {
         self.buffer.len() - HEADER_ROOM
@@ -244,6 +252,12 @@ impl BatchBuilder {
                 let start = HEADER_ROOM - header.len();
                 let mut buffer = self.buffer;
                 buffer[start..HEADER_ROOM].copy_from_slice(header);
+                if buffer.capacity() > 2 * buffer.len() {
+                    // A frame that left before filling the room reserved for it: queued frames
+                    // (thousands wait in the transport while a node is unreachable) hold only
+                    // about what they carry.
+                    buffer.shrink_to_fit();
+                }
                 Bytes::from(buffer).slice(start..)
             }
             // Cannot happen (the header fits in its room); encode it the ordinary way.

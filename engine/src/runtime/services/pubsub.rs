@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use foundation_transport::{Channel, Endpoint, Message as Received, NodeAddr, NodeId, SendMode};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant as TokioInstant;
@@ -68,8 +68,9 @@ const INCOMING_STREAMS: usize = 4096;
 const FRAMES_PER_TURN: usize = 8;
 /// Topics whose routes are remembered; past it the cache starts over.
 const ROUTES_MAX: usize = 1024;
-/// Received payloads smaller than this are copied out of their batch frame instead of sliced
-/// from it, so a kept message does not pin the whole frame.
+/// Received payloads smaller than this are copied out of their batch frame (into one buffer per
+/// run, [`run_messages`]) instead of sliced from it, so a kept message does not pin the whole
+/// frame.
 const COPY_BELOW: usize = 4096;
 
 /// Why a pub/sub operation failed.
@@ -809,29 +810,38 @@ impl Drop for Subscription {
     }
 }
 
-/// Consecutive received messages of one route, handed to its queues together: one lock and
-/// one wake-up per queue for the run, not per message.
-#[derive(Default)]
-struct Run {
-    route: Option<Arc<Route>>,
-    messages: Vec<Message>,
-}
+/// A received message accepted for delivery, with its route.
+type Accepted<'a> = (Arc<Route>, Published<'a>);
 
-impl Run {
-    fn add(&mut self, state: &PubSubState, route: Arc<Route>, message: Message) {
-        if !self.route.as_ref().is_some_and(|r| Arc::ptr_eq(r, &route)) {
-            self.flush(state);
-            self.route = Some(route);
-        }
-        self.messages.push(message);
-    }
-
-    fn flush(&mut self, state: &PubSubState) {
-        if let Some(route) = self.route.take() {
-            state.deliver(&route.local, &mut self.messages);
-        }
-        self.messages.clear();
-    }
+/// The messages of one run (consecutive messages of one frame with the same route), ready for
+/// its queues. Small payloads are copied into one buffer for the run — one allocation per run,
+/// not per message — so a kept message pins at most its run's payloads, which went to the same
+/// queues; large ones are sliced from the frame.
+fn run_messages(run: &[Accepted<'_>], received: &Received) -> Vec<Message> {
+    let small = |bytes: &&[u8]| bytes.len() < COPY_BELOW;
+    let payloads = || run.iter().map(|(_, published)| published.payload.0);
+    let mut copied = BytesMut::with_capacity(payloads().filter(small).map(<[u8]>::len).sum());
+    payloads()
+        .filter(small)
+        .for_each(|bytes| copied.extend_from_slice(bytes));
+    let mut copied = copied.freeze();
+    run.iter()
+        .map(|(route, published)| {
+            let bytes = published.payload.0;
+            let payload = if small(&bytes) {
+                copied.split_to(bytes.len())
+            } else {
+                received.payload.slice_ref(bytes)
+            };
+            Message {
+                topic: route.topic.clone(),
+                payload,
+                publisher: received.from,
+                trace: published.trace,
+                origin: published.origin.map(Arc::from),
+            }
+        })
+        .collect()
 }
 
 /// Receives event messages for this node until the endpoint closes, and resends unacknowledged
@@ -867,7 +877,9 @@ pub(crate) async fn serve(handle: PubSubHandle, mut events: mpsc::Receiver<Recei
 }
 
 impl PubSubHandle {
-    /// Handles one event frame; collects the acknowledgements it calls for.
+    /// Handles one event frame; collects the acknowledgements it calls for. Consecutive
+    /// messages of one route are handed to its queues together: one lock and one wake-up per
+    /// queue for the run, not per message.
     fn receive(
         &self,
         received: Received,
@@ -878,16 +890,16 @@ impl PubSubHandle {
             self.state.metrics.drop_reason("malformed");
             return;
         };
-        let mut run = Run::default();
+        let mut accepted = Vec::new();
         match message {
             EventMessage::Publish(published) => {
-                self.receive_published(&received, published, acks, routes, &mut run)
+                self.accept(&received, published, acks, routes, &mut accepted)
             }
             EventMessage::Batch(batch) => {
                 for published in batch.messages() {
                     match published {
                         Ok(published) => {
-                            self.receive_published(&received, published, acks, routes, &mut run)
+                            self.accept(&received, published, acks, routes, &mut accepted)
                         }
                         Err(_) => {
                             // The rest of the frame cannot be found without this one.
@@ -903,16 +915,20 @@ impl PubSubHandle {
                 }
             }
         }
-        run.flush(&self.state);
+        for run in accepted.chunk_by(|a, b| Arc::ptr_eq(&a.0, &b.0)) {
+            let mut messages = run_messages(run, &received);
+            self.state.deliver(&run[0].0.local, &mut messages);
+        }
     }
 
-    fn receive_published(
+    /// Routes one received message and, if it is to be delivered here, adds it to `accepted`.
+    fn accept<'a>(
         &self,
         received: &Received,
-        published: Published<'_>,
+        published: Published<'a>,
         acks: &mut BTreeMap<(NodeId, u64), u64>,
         routes: &mut Routes,
-        run: &mut Run,
+        accepted: &mut Vec<Accepted<'a>>,
     ) {
         let from = received.from;
         let Ok(route) = self.state.local_route(routes, published.topic) else {
@@ -929,23 +945,9 @@ impl PubSubHandle {
                 return;
             }
         }
-        if route.local.is_empty() {
-            return;
+        if !route.local.is_empty() {
+            accepted.push((route, published));
         }
-        let bytes = published.payload.0;
-        let payload = if bytes.len() < COPY_BELOW {
-            Bytes::copy_from_slice(bytes)
-        } else {
-            received.payload.slice_ref(bytes)
-        };
-        let message = Message {
-            topic: route.topic.clone(),
-            payload,
-            publisher: from,
-            trace: published.trace,
-            origin: published.origin.map(Arc::from),
-        };
-        run.add(&self.state, route, message);
     }
 
     async fn send_acks(&self, acks: BTreeMap<(NodeId, u64), u64>) {

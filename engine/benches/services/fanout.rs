@@ -1,0 +1,213 @@
+//! Pub/sub fan-out (issue 16, item 2): one publisher, 8 subscribers on 4 nodes, against NATS
+//! with 8 subscriber connections in the same run. Included by path from `services.rs`.
+//!
+//! Foundation runs 5 nodes: the publisher alone on the first, two subscribers on each of the
+//! other four, so every delivery crosses the network (the publisher's node holds none). A
+//! publish goes once to each of the 4 nodes, which hand it to their 2 local queues. NATS gets
+//! 8 subscriber connections and one publisher connection to one server. Both report deliveries
+//! per second summed over the 8 subscribers (from the first publish to the last delivery
+//! anywhere), messages lost (8 × published − delivered), and CPU per delivered message.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use crate::wait::wait_until;
+use crate::{
+    count_nats_messages, count_subscription, cpu_time, load_average, nats_connect, nats_cpu,
+    nats_publish_burst, nats_subscribe, publish_burst, stop, subscribe, thousands, verdict,
+    warm_up, NatsServer, Plan, SMALL,
+};
+
+/// Subscribers in all.
+const SUBSCRIBERS: usize = 8;
+/// Nodes the subscribers are spread over (the publisher's node is not one of them).
+const SUBSCRIBER_NODES: usize = 4;
+
+/// What one fan-out burst delivered, summed over the subscribers.
+struct FanOut {
+    published: u64,
+    delivered: u64,
+    cpu: Option<Duration>,
+    /// From the first publish to the last delivery to any subscriber.
+    elapsed: Duration,
+}
+
+impl FanOut {
+    fn rate(&self) -> f64 {
+        self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn owed(&self) -> u64 {
+        self.published * SUBSCRIBERS as u64
+    }
+
+    fn lost(&self) -> u64 {
+        self.owed().saturating_sub(self.delivered)
+    }
+
+    /// CPU time per delivered message, if the CPU time is known.
+    fn cpu_per_message(&self) -> Option<f64> {
+        let cpu = self.cpu?;
+        Some(cpu.as_secs_f64() / self.delivered.max(1) as f64)
+    }
+
+    fn print(&self, who: &str) {
+        println!(
+            "{who:<22} {:>12} msg/s delivered in all   {:>10} published  {:>10} lost of {} ({:.2}%)",
+            thousands(self.rate()),
+            thousands(self.published as f64),
+            thousands(self.lost() as f64),
+            thousands(self.owed() as f64),
+            100.0 * self.lost() as f64 / self.owed().max(1) as f64,
+        );
+        if let (Some(cpu), Some(each)) = (self.cpu, self.cpu_per_message()) {
+            println!(
+                "{:<22} CPU {:.2} s in all = {:.2} µs per delivered message",
+                "",
+                cpu.as_secs_f64(),
+                each * 1e6
+            );
+        }
+    }
+}
+
+/// Runs the fan-out for Foundation and, when `nats` is given, for NATS; prints both and the
+/// ratios.
+pub async fn fanout(plan: &Plan, nats: Option<&NatsServer>) {
+    println!();
+    println!(
+        "== pub/sub fan-out: {SMALL} B messages, one publisher, {SUBSCRIBERS} subscribers on {SUBSCRIBER_NODES} other nodes (2 each, none on the publisher's node), burst of {}; load average {} ==",
+        thousands(plan.burst as f64),
+        load_average()
+    );
+    let foundation = foundation_fanout(plan).await;
+    foundation.print("Foundation");
+    let Some(server) = nats else { return };
+    let nats = match nats_fanout(server, plan).await {
+        Ok(nats) => nats,
+        Err(e) => return println!("NATS fan-out: skipped: {e}"),
+    };
+    nats.print("NATS (8 connections)");
+    let ratio = foundation.rate() / nats.rate().max(1e-9);
+    let cpu_ratio = foundation
+        .cpu_per_message()
+        .zip(nats.cpu_per_message())
+        .map_or("n/a".to_owned(), |(f, n)| {
+            format!("{:.2}×", f / n.max(1e-12))
+        });
+    println!(
+        "Foundation/NATS fan-out delivered rate: {ratio:.2}×, CPU per delivered message {cpu_ratio}  (target ≥ 1× with zero loss: {}); load average {}",
+        verdict(ratio >= 1.0 && foundation.lost() == 0),
+        load_average()
+    );
+}
+
+/// `-- fanout` without `pubsub`: the fan-out alone, with a NATS server of its own.
+pub async fn fanout_alone(plan: &Plan) {
+    let server = match crate::skip_peers() {
+        true => None,
+        false => NatsServer::start()
+            .await
+            .map_err(|e| println!("NATS: skipped: {e}"))
+            .ok(),
+    };
+    fanout(plan, server.as_ref()).await;
+}
+
+async fn foundation_fanout(plan: &Plan) -> FanOut {
+    let nodes = crate::cluster(1 + SUBSCRIBER_NODES).await;
+    let publisher = &nodes[0];
+    let mut subscriptions = Vec::with_capacity(SUBSCRIBERS);
+    for i in 0..SUBSCRIBERS {
+        subscriptions.push(subscribe(&nodes[1 + i % SUBSCRIBER_NODES]).await);
+    }
+    let every_node_interested = || {
+        let directory = publisher.services().directory();
+        let nodes: BTreeSet<_> = directory.interest().iter().map(|i| i.node).collect();
+        nodes.len() == SUBSCRIBER_NODES
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), every_node_interested).await,
+        "the interest of every subscriber node did not reach the publisher"
+    );
+    let payload = Bytes::from(vec![0x5a; SMALL]);
+    let pubsub = publisher.pubsub();
+    warm_up(&pubsub, &payload, &mut subscriptions).await;
+
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let counters: Vec<_> = subscriptions
+        .into_iter()
+        .map(|s| count_subscription(s, target.clone()))
+        .collect();
+    let cpu_before = cpu_time("self");
+    let start = Instant::now();
+    let published = publish_burst(&pubsub, &payload, plan, start).await;
+    target.store(published, Ordering::Release);
+    let (delivered, last) = sum_counts(counters).await;
+    let cpu = cpu_time("self")
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    stop(&nodes).await;
+    FanOut {
+        published,
+        delivered,
+        cpu,
+        elapsed: last.unwrap_or(start).saturating_duration_since(start),
+    }
+}
+
+async fn nats_fanout(server: &NatsServer, plan: &Plan) -> Result<FanOut, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut counters = Vec::with_capacity(SUBSCRIBERS);
+    for _ in 0..SUBSCRIBERS {
+        let (sub, parser) = nats_subscribe(server.addr).await.map_err(io)?;
+        counters.push(count_nats_messages(
+            sub,
+            parser,
+            target.clone(),
+            errors.clone(),
+        ));
+    }
+    let mut publisher = nats_connect(server.addr).await.map_err(io)?;
+    let server_pid = server.child.id().to_string();
+    let cpu_before = nats_cpu(&server_pid);
+    let start = Instant::now();
+    let published = nats_publish_burst(&mut publisher, plan, start)
+        .await
+        .map_err(io)?;
+    target.store(published, Ordering::Release);
+    let (delivered, last) = sum_counts(counters).await;
+    let cpu = nats_cpu(&server_pid)
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    for error in errors.lock().unwrap().iter() {
+        println!("  nats-server told a subscriber: {error}");
+    }
+    Ok(FanOut {
+        published,
+        delivered,
+        cpu,
+        elapsed: last.unwrap_or(start).saturating_duration_since(start),
+    })
+}
+
+/// Deliveries summed over the counting tasks, and the last delivery's time (`None` if none).
+async fn sum_counts(counters: Vec<JoinHandle<(u64, Instant)>>) -> (u64, Option<Instant>) {
+    let mut delivered = 0;
+    let mut last: Option<Instant> = None;
+    for counter in counters {
+        let (n, at) = counter.await.expect("counting task");
+        delivered += n;
+        if n > 0 {
+            last = Some(last.map_or(at, |l| l.max(at)));
+        }
+    }
+    (delivered, last)
+}
