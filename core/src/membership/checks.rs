@@ -48,18 +48,34 @@ impl Membership {
             return;
         }
         self.stats.suspect_checks += 1;
-        if let Some(payload) = self.suspect_report(suspect, report.incarnation) {
+        self.tell_suspect(suspect, report.incarnation, out);
+        let timer = MembershipTimer::Check(suspect, report.incarnation);
+        out.timer(now + self.refute_wait(), effects::Timer::Membership(timer));
+    }
+
+    /// Tells `member` directly that it is suspected at `incarnation`: a live one refutes at once
+    /// ([`Membership::refute`]), and the caller looks again after [`Self::refute_wait`].
+    pub(super) fn tell_suspect(
+        &self,
+        member: MemberId,
+        incarnation: Incarnation,
+        out: &mut Outbox,
+    ) {
+        if let Some(payload) = self.suspect_report(member, incarnation) {
             send(
                 self.me,
                 out,
-                suspect.node_addr(),
+                member.node_addr(),
                 Channel::Membership,
                 payload,
             );
         }
-        let wait = self.health.scale(self.config.probe_rtt);
-        let timer = MembershipTimer::Check(suspect, report.incarnation);
-        out.timer(now + wait, effects::Timer::Membership(timer));
+    }
+
+    /// How long a member told it is suspected has to refute: a probe round trip, stretched by
+    /// our local health.
+    pub(super) fn refute_wait(&self) -> std::time::Duration {
+        self.health.scale(self.config.probe_rtt)
     }
 
     /// Our check of `suspect` timed out: if it did not refute (its incarnation is unchanged and

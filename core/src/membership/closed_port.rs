@@ -16,10 +16,10 @@
 
 use foca::{Incarnation, Member, State};
 
-use super::{send, MemberId, MemberState, Membership, MembershipTimer};
+use super::{MemberId, MemberState, Membership, MembershipTimer};
 use crate::effects::{self, Outbox};
 use crate::time::Instant;
-use crate::{Channel, NodeId};
+use crate::NodeId;
 
 impl Membership {
     /// The host at `node`'s address said nothing listens on its membership port. If we hold
@@ -34,20 +34,12 @@ impl Membership {
         }
         self.stats.closed_port_checks += 1;
         if fault_on!(ClosedPortTrusted) {
+            self.closed_checks.remove(&member);
             return self.declare_closed(now, member, incarnation, out);
         }
-        if let Some(payload) = self.suspect_report(member, incarnation) {
-            send(
-                self.me,
-                out,
-                member.node_addr(),
-                Channel::Membership,
-                payload,
-            );
-        }
-        let wait = self.health.scale(self.config.probe_rtt);
+        self.tell_suspect(member, incarnation, out);
         let timer = MembershipTimer::ClosedPort(member, incarnation);
-        out.timer(now + wait, effects::Timer::Membership(timer));
+        out.timer(now + self.refute_wait(), effects::Timer::Membership(timer));
     }
 
     /// The check a closed port started is over: a member that neither refuted nor was declared
@@ -103,6 +95,7 @@ impl Membership {
 mod tests {
     use super::*;
     use crate::membership::tests::{drain, machine_with_three_peers, member};
+    use crate::Channel;
 
     /// A closed port makes us ask the member directly and look again a probe round trip later;
     /// still unrefuted then, it is declared failed — long before the suspicion timeout a stall

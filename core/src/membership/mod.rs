@@ -94,7 +94,7 @@ pub struct Membership {
     leaving: BTreeSet<MemberId>,
     /// Members whose leave notice we had lately, and when: relayed ahead of our SWIM packets
     /// for [`DEPARTURE_RELAY`], so nobody takes SWIM's bare "down" for a failure first.
-    departures: Vec<(MemberId, Instant)>,
+    departures: Vec<Departure>,
     /// Members checked because their port was reported closed, until the check ends.
     closed_checks: BTreeSet<MemberId>,
     /// Members removed from the table (reaped or forced out) and the life removed:
@@ -129,6 +129,13 @@ const DEPARTURE_RELAY: std::time::Duration = std::time::Duration::from_secs(2);
 /// At most this many recent departures are relayed, so a mass leave does not multiply every
 /// SWIM packet.
 const DEPARTURES_RELAYED: usize = 4;
+
+/// A member whose leave we heard of lately, with its notice ready to relay.
+pub(crate) struct Departure {
+    member: MemberId,
+    since: Instant,
+    notice: Bytes,
+}
 
 impl Membership {
     /// A machine for `me`, not yet part of any cluster; `seed` drives every random choice.
@@ -647,22 +654,14 @@ impl Membership {
         let Some((member, incarnation)) = suspect_of(timer) else {
             return false;
         };
-        let wait = self.health.scale(self.config.probe_rtt);
+        let wait = self.refute_wait();
         if fault_on!(NoLastCall) {
             return false;
         }
         let Some(at) = self.suspicions.last_call(now, member.node, wait) else {
             return false;
         };
-        if let Some(payload) = self.suspect_report(member, incarnation) {
-            send(
-                self.me,
-                out,
-                member.node_addr(),
-                Channel::Membership,
-                payload,
-            );
-        }
+        self.tell_suspect(member, incarnation, out);
         let timer = effects::Timer::Membership(MembershipTimer::Swim(timer.clone()));
         out.timer(at, timer);
         true
@@ -700,7 +699,7 @@ impl Membership {
         call: impl FnOnce(&mut Swim, SwimIo<'_>) -> Result<(), foca::Error>,
     ) {
         self.departures
-            .retain(|(_, since)| now.saturating_since(*since) < DEPARTURE_RELAY);
+            .retain(|d| now.saturating_since(d.since) < DEPARTURE_RELAY);
         let io = SwimIo {
             me: self.me,
             now,
@@ -908,6 +907,9 @@ impl Membership {
         view.since = now;
         self.view.insert(member.node, view.clone());
         self.changed(member.node);
+        if left {
+            self.note_departure(now, member);
+        }
         let event = if left {
             MembershipEvent::Left(view)
         } else {
@@ -922,8 +924,8 @@ impl Membership {
         if let Some(mut view) = self.view.get(&member.node) {
             let repeated = view.state == MemberState::Left && view.generation == member.generation;
             assert!(!(repeated && fault_on!(PanicOnRepeatedLeave)), "left twice");
-            if !repeated {
-                self.note_departure(now, member);
+            if repeated {
+                return;
             }
             if view.state == MemberState::Failed && view.generation == member.generation {
                 view.state = MemberState::Left;
@@ -931,6 +933,7 @@ impl Membership {
                 self.view.insert(member.node, view.clone());
                 out.event(Event::Membership(MembershipEvent::Left(view)));
                 self.changed(member.node);
+                self.note_departure(now, member);
                 return;
             }
         }
@@ -945,13 +948,20 @@ impl Membership {
     /// reach a third member before the leaver's own notice does: without the relay it would
     /// record a failure until the notice came.
     fn note_departure(&mut self, now: Instant, member: MemberId) {
-        if self.departures.iter().any(|(left, _)| *left == member) {
+        if self.departures.iter().any(|d| d.member == member) {
             return;
         }
+        let Ok(body) = postcard::to_stdvec(&member) else {
+            return;
+        };
         if self.departures.len() == DEPARTURES_RELAYED {
             self.departures.remove(0);
         }
-        self.departures.push((member, now));
+        self.departures.push(Departure {
+            member,
+            since: now,
+            notice: tagged(datagram_kind::LEAVING, &body),
+        });
     }
 
     fn probe_failed(&mut self, member: MemberId, out: &mut Outbox) {

@@ -23,7 +23,7 @@ pub(crate) struct SwimIo<'a> {
     pub suspicions: &'a mut Suspicions,
     /// Members that left lately ([`super::Membership::note_departure`]): their leave notice
     /// goes ahead of every SWIM packet, which may carry their departure as a bare "down".
-    pub departures: &'a [(MemberId, Instant)],
+    pub departures: &'a [super::Departure],
 }
 
 impl foca::Runtime<MemberId> for SwimIo<'_> {
@@ -35,15 +35,9 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
         if self.me.holds_address_of(to.node_addr()) {
             return; // a previous life at our own address: see `membership::send`
         }
-        for (left, _) in self
-            .departures
-            .iter()
-            .filter(|(left, _)| left.node != to.node)
-        {
-            if let Ok(body) = postcard::to_stdvec(left) {
-                let notice = tagged(datagram_kind::LEAVING, &body);
-                self.out.send(to.node_addr(), Channel::Membership, notice);
-            }
+        for left in self.departures.iter().filter(|d| d.member.node != to.node) {
+            let notice = left.notice.clone();
+            self.out.send(to.node_addr(), Channel::Membership, notice);
         }
         let payload = tagged(datagram_kind::SWIM, data);
         self.out.send(to.node_addr(), Channel::Membership, payload);

@@ -213,6 +213,24 @@ pub(crate) fn take_keys(
     }
 }
 
+/// Sends one packet. With ICMP errors queued on the socket (`IP_RECVERR`), Linux fails the next
+/// send of any destination once with the pending error: that says nothing about this
+/// destination, so the send is made again.
+fn send_past_error(socket: &UdpSocket, packet: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+    use std::io::ErrorKind;
+    match socket.try_send_to(packet, to) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::ConnectionRefused | ErrorKind::HostUnreachable
+            ) =>
+        {
+            socket.try_send_to(packet, to)
+        }
+        sent => sent,
+    }
+}
+
 /// Seals `payload` to `peer` if we hold its key; `false` when the caller must use QUIC.
 pub(crate) fn send(shared: &Shared, peer: &Peer, payload: &[u8]) -> bool {
     let Some(side) = &shared.sealed else {
@@ -221,7 +239,7 @@ pub(crate) fn send(shared: &Shared, peer: &Peer, payload: &[u8]) -> bool {
     let Some((packet, to)) = peer.seal(payload) else {
         return false;
     };
-    match side.socket.try_send_to(&packet, to) {
+    match send_past_error(&side.socket, &packet, to) {
         Ok(_) => {
             shared.metrics.traffic(
                 Channel::Membership,
@@ -292,7 +310,8 @@ pub(crate) async fn receive(shared: Arc<Shared>) {
             received = side.socket.recv_from(&mut buffer) => match received {
                 Ok(received) => received,
                 Err(error) => {
-                    // ICMP errors of earlier sends surface here on some platforms: not fatal.
+                    // The error of an ICMP message queued for `closed_ports` surfaces here once
+                    // as well: not fatal.
                     debug!(%error, "sealed socket receive error");
                     continue;
                 }
@@ -317,10 +336,13 @@ async fn closed_ports(shared: &Shared, side: &SealedSide) {
         return std::future::pending().await;
     }
     let fd = side.socket.as_raw_fd();
-    while let Ok(found) = side
-        .socket
-        .try_io(Interest::ERROR, || unreachable::next_closed(fd))
-    {
+    for _ in 0..ERRORS_PER_WAKE {
+        let Ok(found) = side
+            .socket
+            .try_io(Interest::ERROR, || unreachable::next_closed(fd))
+        else {
+            return;
+        };
         let Some(addr) = found else { continue };
         let Some(peer) = shared
             .peers_snapshot()
@@ -331,6 +353,10 @@ async fn closed_ports(shared: &Shared, side: &SealedSide) {
         };
         debug!(peer = %peer.node_addr(), %addr, "membership port closed");
         shared.metrics.sealed_event(SealedEvent::PortClosed);
+        // Until a new connection brings new keys, membership to the peer goes over QUIC: the
+        // check that follows must reach a peer that restarted on another sealed port, or one
+        // behind a firewall that refuses this port only, and QUIC's answer is authenticated.
+        peer.set_sealed(None);
         let event = PeerEvent::PortClosed {
             peer: peer.id,
             addr,
@@ -338,6 +364,11 @@ async fn closed_ports(shared: &Shared, side: &SealedSide) {
         let _ = shared.inbox.peers.try_send(event);
     }
 }
+
+/// ICMP errors taken per wake of the sealed socket's reader, so a flood of them (forged or
+/// not) cannot keep it from the datagrams.
+#[cfg(target_os = "linux")]
+const ERRORS_PER_WAKE: usize = 64;
 
 #[cfg(not(target_os = "linux"))]
 async fn closed_ports(_shared: &Shared, _side: &SealedSide) {

@@ -3,11 +3,12 @@
 //! A host whose process crashed answers datagrams to the port it had bound with ICMP port
 //! unreachable; a stalled process keeps its socket, so its host stays silent. Linux queues such
 //! errors on the sending socket once `IP_RECVERR` (`IPV6_RECVERR`) is on, with the original
-//! destination and the host that sent the error. Only errors sent by the destination host
-//! itself count: "port unreachable" from a router or firewall on the way says nothing about the
-//! process. Membership takes the result as evidence to check, never as a verdict
-//! (`foundation_core::membership` `closed_port`). Elsewhere nothing is read and probing alone
-//! finds crashes.
+//! destination and the host that sent the error. Only errors sent by the destination's own
+//! address count: one from a router on the way says nothing about the process. A firewall on
+//! the destination host that rejects the port, or a forger, can still send one, so the peer's
+//! datagrams go back to QUIC (`closed_ports`) and membership takes the report as evidence to
+//! check, never as a verdict (`foundation_core::membership` `closed_port`). Elsewhere than
+//! Linux nothing is read and probing alone finds crashes.
 
 use std::net::SocketAddr;
 
@@ -15,15 +16,25 @@ use std::net::SocketAddr;
 #[cfg(target_os = "linux")]
 pub(super) fn enable(socket: &std::net::UdpSocket) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let (level, name) = match socket.local_addr()? {
-        SocketAddr::V4(_) => (libc::SOL_IP, libc::IP_RECVERR),
-        SocketAddr::V6(_) => (libc::SOL_IPV6, libc::IPV6_RECVERR),
-    };
+    let fd = socket.as_raw_fd();
+    match socket.local_addr()? {
+        SocketAddr::V4(_) => turn_on(fd, libc::SOL_IP, libc::IP_RECVERR),
+        SocketAddr::V6(_) => {
+            // A dual-stack socket reports errors of IPv4 peers under the IPv4 option: best
+            // effort, as a v6-only socket may refuse it.
+            let _ = turn_on(fd, libc::SOL_IP, libc::IP_RECVERR);
+            turn_on(fd, libc::SOL_IPV6, libc::IPV6_RECVERR)
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn turn_on(fd: std::os::fd::RawFd, level: libc::c_int, name: libc::c_int) -> std::io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: a valid socket descriptor, an option of int size, and a pointer to that int.
     let status = unsafe {
         libc::setsockopt(
-            socket.as_raw_fd(),
+            fd,
             level,
             name,
             (&on as *const libc::c_int).cast(),
