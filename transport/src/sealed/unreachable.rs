@@ -99,6 +99,8 @@ pub(super) fn next_closed(fd: std::os::fd::RawFd) -> std::io::Result<Option<Sock
 /// # Safety
 /// `header` must be a control message header from a filled `msghdr`, its data within bounds.
 #[cfg(target_os = "linux")]
+// `cmsg_len` is a usize with glibc but not with every libc.
+#[allow(clippy::unnecessary_cast)]
 unsafe fn port_unreachable_from(header: &libc::cmsghdr, destination: SocketAddr) -> bool {
     let error_of_ours = matches!(
         (header.cmsg_level, header.cmsg_type),
