@@ -73,6 +73,9 @@ pub(crate) struct Peer {
     /// How we seal membership datagrams to the peer, once a connection gave us keys (see
     /// [`crate::sealed`]); it outlives that connection.
     sealed: Mutex<Option<crate::sealed::SendKey>>,
+    /// Where the last keys had us seal to; kept when a key is dropped, so an ICMP error about
+    /// a datagram already sent still names this peer.
+    sealed_to: Mutex<Option<SocketAddr>>,
 }
 
 impl Peer {
@@ -98,6 +101,7 @@ impl Peer {
             read_order: Default::default(),
             bulk: tokio::sync::Mutex::new(Default::default()),
             sealed: Mutex::new(None),
+            sealed_to: Mutex::new(None),
         });
         for (channel, rx) in Channel::STREAMED.into_iter().zip(receivers) {
             tokio::spawn(write_stream(this.clone(), shared.clone(), channel, rx));
@@ -134,7 +138,23 @@ impl Peer {
     }
 
     pub fn set_sealed(&self, key: Option<crate::sealed::SendKey>) {
+        if let Some(key) = &key {
+            let to = Some(key.to());
+            *self
+                .sealed_to
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = to;
+        }
         *self.sealed_slot() = key;
+    }
+
+    /// Whether our sealed datagrams to this peer went to `addr` (under its latest keys).
+    pub fn seals_to(&self, addr: SocketAddr) -> bool {
+        *self
+            .sealed_to
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            == Some(addr)
     }
 
     pub fn sealed_slot(&self) -> std::sync::MutexGuard<'_, Option<crate::sealed::SendKey>> {

@@ -144,6 +144,10 @@ impl SendKey {
         false
     }
 
+    pub(crate) fn to(&self) -> SocketAddr {
+        self.to
+    }
+
     fn heard(&mut self, now: Instant) {
         self.unanswered_since = None;
         self.last_heard = Some(now);
@@ -271,11 +275,6 @@ impl Peer {
         }
         let packet = send.key.seal(payload)?;
         Some((packet, send.to))
-    }
-
-    /// Whether we seal membership datagrams to this peer at `addr`.
-    fn seals_to(&self, addr: SocketAddr) -> bool {
-        self.sealed_slot().as_ref().is_some_and(|s| s.to == addr)
     }
 
     /// The peer sent us a membership datagram: it is listening.
