@@ -170,6 +170,13 @@ fn cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// CPU time between two readings of [`cpu_time`] (or [`nats_cpu`]), when both were read.
+fn cpu_spent(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
+    after
+        .zip(before)
+        .map(|(after, before)| after.saturating_sub(before))
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -429,9 +436,7 @@ async fn foundation_burst(plan: &Plan) -> Burst {
     let publish = start.elapsed();
     target.store(sent, Ordering::Release);
     let (delivered, last) = receiver.await.expect("receiver task");
-    let cpu = cpu_time("self")
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
+    let cpu = cpu_spent(cpu_before, cpu_time("self"));
     stop(&nodes).await;
     Burst {
         sent,
@@ -711,9 +716,7 @@ async fn nats_burst(server: &NatsServer, plan: &Plan) -> Result<Burst, String> {
     let publish = start.elapsed();
     target.store(sent, Ordering::Release);
     let (delivered, last) = receiver.await.map_err(|e| e.to_string())?;
-    let cpu = nats_cpu(&server_pid)
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
+    let cpu = cpu_spent(cpu_before, nats_cpu(&server_pid));
     for error in errors.lock().unwrap().iter() {
         println!("  nats-server told the subscriber: {error}");
     }
@@ -1402,9 +1405,7 @@ where
     }
     let latency = percentiles(samples.iter().map(|(_, latency)| *latency).collect());
     let per_call = |after: Option<Duration>, before: Option<Duration>| {
-        after
-            .zip(before)
-            .map(|(after, before)| after.saturating_sub(before) / done.max(1) as u32)
+        cpu_spent(before, after).map(|spent| spent / done.max(1) as u32)
     };
     Concurrent {
         rate: done as f64 / elapsed.as_secs_f64(),

@@ -103,9 +103,7 @@ impl Membership {
     /// Whether SWIM holds `member` alive or suspect at exactly `incarnation`: the suspicion is
     /// neither refuted nor concluded.
     pub(super) fn holds_alive_at(&self, member: MemberId, incarnation: Incarnation) -> bool {
-        self.swim
-            .iter_membership_state()
-            .find(|m| *m.id() == member)
+        self.swim_entry(member)
             .is_some_and(|m| m.incarnation() == incarnation && m.state() != foca::State::Down)
     }
 

@@ -29,14 +29,14 @@ impl Membership {
         let Some((member, incarnation)) = self.alive_life_of(node) else {
             return;
         };
+        if fault_on!(ClosedPortTrusted) {
+            self.stats.closed_port_checks += 1;
+            return self.declare_closed(now, member, incarnation, out);
+        }
         if !self.closed_checks.insert(member) {
             return;
         }
         self.stats.closed_port_checks += 1;
-        if fault_on!(ClosedPortTrusted) {
-            self.closed_checks.remove(&member);
-            return self.declare_closed(now, member, incarnation, out);
-        }
         self.tell_suspect(member, incarnation, out);
         let timer = MembershipTimer::ClosedPort(member, incarnation);
         out.timer(now + self.refute_wait(), effects::Timer::Membership(timer));
@@ -82,11 +82,7 @@ impl Membership {
             return None;
         }
         let member = view.member_id();
-        let incarnation = self
-            .swim
-            .iter_membership_state()
-            .find(|m| *m.id() == member)?
-            .incarnation();
+        let incarnation = self.swim_entry(member)?.incarnation();
         Some((member, incarnation))
     }
 }

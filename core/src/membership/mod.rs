@@ -636,10 +636,15 @@ impl Membership {
         let Some((member, incarnation)) = suspect_of(timer) else {
             return false;
         };
+        self.swim_entry(member)
+            .is_some_and(|m| m.incarnation() != incarnation)
+    }
+
+    /// What SWIM holds about this life of a member (a walk of its list: foca keeps no index).
+    fn swim_entry(&self, member: MemberId) -> Option<&Member<MemberId>> {
         self.swim
             .iter_membership_state()
             .find(|m| *m.id() == member)
-            .is_some_and(|m| m.incarnation() != incarnation)
     }
 
     /// Before a suspicion becomes a declaration, tells the suspect directly, once, and waits a
@@ -966,12 +971,7 @@ impl Membership {
 
     fn probe_failed(&mut self, member: MemberId, out: &mut Outbox) {
         self.stats.probe_failures += 1;
-        let Some(incarnation) = self
-            .swim
-            .iter_membership_state()
-            .find(|m| m.id() == &member)
-            .map(|m| m.incarnation())
-        else {
+        let Some(incarnation) = self.swim_entry(member).map(Member::incarnation) else {
             return;
         };
         self.report_to_everyone(member, incarnation, out);
@@ -1709,6 +1709,24 @@ mod tests {
         assert_eq!(m.stats().suspect_checks_unanswered, 1);
     }
 
+    /// [`machine_with_three_peers`] a second after the held-back gossip round their arrival
+    /// armed went out (so the next news is gossiped at once), and that moment.
+    fn machine_past_its_first_gossip(out: &mut Outbox) -> (Membership, Instant) {
+        let mut m = machine_with_three_peers(out);
+        let earlier = Instant::ZERO + Duration::from_secs(1);
+        m.handle_timer(earlier, earlier, MembershipTimer::Gossip, out);
+        let _ = drain(out);
+        (m, earlier + Duration::from_secs(1))
+    }
+
+    /// SWIM learns at `now` that `node` (generation 1) is alive.
+    fn learn_alive(m: &mut Membership, now: Instant, node: u128, out: &mut Outbox) {
+        let joiner = Member::alive(member(node, 1));
+        m.drive(now, out, |swim, io| {
+            swim.apply_many(std::iter::once(joiner), true, io)
+        });
+    }
+
     /// Membership datagrams among `sends`.
     fn datagrams(sends: &[(NodeAddr, Channel)]) -> usize {
         sends
@@ -1723,23 +1741,12 @@ mod tests {
     #[test]
     fn news_of_the_live_set_is_gossiped_at_once_then_at_the_gap_s_end() {
         let mut out = Outbox::default();
-        let mut m = machine_with_three_peers(&mut out);
-        // The peers' own arrival armed a held-back round: it goes out first.
-        let earlier = Instant::ZERO + Duration::from_secs(1);
-        m.handle_timer(earlier, earlier, MembershipTimer::Gossip, &mut out);
-        let _ = drain(&mut out);
-        let now = earlier + Duration::from_secs(1);
-        let up = |m: &mut Membership, node: u128, out: &mut Outbox| {
-            let joiner = Member::alive(member(node, 1));
-            m.drive(now, out, |swim, io| {
-                swim.apply_many(std::iter::once(joiner), true, io)
-            });
-        };
-        up(&mut m, 5, &mut out);
+        let (mut m, now) = machine_past_its_first_gossip(&mut out);
+        learn_alive(&mut m, now, 5, &mut out);
         let (sends, _) = drain(&mut out);
         assert_eq!(datagrams(&sends), 3, "{sends:?}");
 
-        up(&mut m, 6, &mut out);
+        learn_alive(&mut m, now, 6, &mut out);
         let (sends, timers) = drain(&mut out);
         assert_eq!(datagrams(&sends), 0, "{sends:?}");
         assert!(timers.contains(&MembershipTimer::Gossip), "{timers:?}");
@@ -1756,11 +1763,8 @@ mod tests {
     #[test]
     fn a_leave_notice_is_relayed_ahead_of_swim_packets_for_a_while() {
         let mut out = Outbox::default();
-        let mut m = machine_with_three_peers(&mut out);
-        let earlier = Instant::ZERO + Duration::from_secs(1);
-        m.handle_timer(earlier, earlier, MembershipTimer::Gossip, &mut out);
-        let _ = drain(&mut out);
-        let (now, leaver) = (earlier + Duration::from_secs(1), member(4, 1));
+        let (mut m, now) = machine_past_its_first_gossip(&mut out);
+        let leaver = member(4, 1);
         let notice = tagged(
             datagram_kind::LEAVING,
             &postcard::to_stdvec(&leaver).unwrap(),
@@ -1794,10 +1798,7 @@ mod tests {
         }
         let late = now + DEPARTURE_RELAY;
         m.handle_timer(late, late, MembershipTimer::Gossip, &mut out);
-        let swim_packet = Member::alive(member(5, 1));
-        m.drive(late, &mut out, |swim, io| {
-            swim.apply_many(std::iter::once(swim_packet), true, io)
-        });
+        learn_alive(&mut m, late, 5, &mut out);
         let sent = kinds(&mut out);
         assert!(
             sent.iter().any(|(_, k)| *k == datagram_kind::SWIM),

@@ -18,9 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::wait::wait_until;
 use crate::{
-    count_nats_messages, count_subscription, cpu_time, load_average, nats_connect, nats_cpu,
-    nats_publish_burst, nats_subscribe, publish_burst, stop, subscribe, thousands, verdict,
-    warm_up, NatsServer, Plan, SMALL,
+    count_nats_messages, count_subscription, cpu_spent, cpu_time, load_average, nats_connect,
+    nats_cpu, nats_publish_burst, nats_subscribe, publish_burst, stop, subscribe, thousands,
+    verdict, warm_up, NatsServer, Plan, SMALL,
 };
 
 /// Subscribers in all.
@@ -149,9 +149,7 @@ async fn foundation_fanout(plan: &Plan) -> FanOut {
     let published = publish_burst(&pubsub, &payload, plan, start).await;
     target.store(published, Ordering::Release);
     let (delivered, last) = sum_counts(counters).await;
-    let cpu = cpu_time("self")
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
+    let cpu = cpu_spent(cpu_before, cpu_time("self"));
     stop(&nodes).await;
     FanOut {
         published,
@@ -184,9 +182,7 @@ async fn nats_fanout(server: &NatsServer, plan: &Plan) -> Result<FanOut, String>
         .map_err(io)?;
     target.store(published, Ordering::Release);
     let (delivered, last) = sum_counts(counters).await;
-    let cpu = nats_cpu(&server_pid)
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
+    let cpu = cpu_spent(cpu_before, nats_cpu(&server_pid));
     for error in errors.lock().unwrap().iter() {
         println!("  nats-server told a subscriber: {error}");
     }

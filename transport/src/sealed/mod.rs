@@ -454,15 +454,23 @@ pub fn open_with(key: &mut OpeningKey, packet: &[u8], max: usize) -> Result<Vec<
 mod tests {
     use super::*;
 
+    /// A send key usable from now, and now.
+    fn fresh_key() -> (SendKey, Instant) {
+        let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
+        let t = Instant::now();
+        (
+            SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t),
+            t,
+        )
+    }
+
     fn at(start: Instant, millis: u64) -> Instant {
         start + Duration::from_millis(millis)
     }
 
     #[test]
     fn silence_starts_spells_on_quic_that_double() {
-        let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
-        let t = Instant::now();
-        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
+        let (mut send, t) = fresh_key();
         assert!(send.usable(t, || true), "the first datagram is sealed");
         assert!(
             send.usable(at(t, 1000), || true),
@@ -480,9 +488,7 @@ mod tests {
 
     #[test]
     fn replies_start_no_silence() {
-        let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
-        let t = Instant::now();
-        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
+        let (mut send, t) = fresh_key();
         send.heard(t);
         assert!(
             send.usable(at(t, 10), || true),
@@ -501,9 +507,7 @@ mod tests {
 
     #[test]
     fn datagrams_nobody_answers_start_no_silence() {
-        let key = SealingKey::new(1, &[3; codec::KEY_LEN]);
-        let t = Instant::now();
-        let mut send = SendKey::new(key, SocketAddr::from(([127, 0, 0, 1], 9)), t);
+        let (mut send, t) = fresh_key();
         assert!(send.usable(t, || false), "gossip, which is never answered");
         assert!(
             send.usable(at(t, 5_000), || true),
