@@ -1,5 +1,5 @@
 //! Services benchmark: the registry, pub/sub and RPC of real runtime nodes on 127.0.0.1, next to
-//! NATS (and distributed Erlang for pub/sub) measured in the same run.
+//! NATS and distributed Erlang measured in the same run.
 //!
 //! ```sh
 //! cargo bench -p foundation-engine --bench services            # full run
@@ -20,11 +20,14 @@
 //!    PING); distributed Erlang (`erl`, when installed) sends the same burst between two nodes.
 //! 3. RPC, 64-byte request/response through the registry between two nodes: p50/p99 of one
 //!    caller, calls per second of 64 concurrent callers, and a same-node call; NATS
-//!    request/reply measured the same way.
+//!    request/reply and distributed Erlang (an echo process on the other node) measured the same
+//!    way (`services/erlang.rs`).
 //!
 //! Prints numbers, ratios and targets; never fails on a missed target (timing is not a
 //! pass/fail test). A peer that cannot be started is skipped with a message.
 
+#[path = "services/erlang.rs"]
+mod erlang;
 #[path = "services/fanout.rs"]
 mod fanout;
 #[path = "common/nodes.rs"]
@@ -401,7 +404,7 @@ async fn pubsub(plan: &Plan) {
             None
         }
     };
-    match erlang_burst(plan) {
+    match erlang::burst(plan) {
         Ok(burst) => burst.print("distributed Erlang"),
         Err(e) => println!("distributed Erlang: skipped: {e}"),
     }
@@ -809,101 +812,6 @@ async fn nats_publish_burst(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Distributed Erlang: two nodes, a sink process counting 64-byte binaries sent by the other.
-
-/// Kills the child on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn erlang_burst(plan: &Plan) -> Result<Burst, String> {
-    if !have("erl") {
-        return Err(
-            "`erl` not found (install the Debian package `erlang-base` for this column)".into(),
-        );
-    }
-    let cookie = "foundation_services_bench";
-    let tag = std::process::id();
-    let sink_node = format!("sink{tag}@127.0.0.1");
-    // The sink counts `Total` binaries after `{go, From, Total}`, then tells `From`.
-    let sink_code = "Loop = fun L(wait, _) -> receive {go, From, Total} -> L(Total, From) end; \
-                        L(0, From) -> From ! done, L(wait, none); \
-                        L(K, From) -> receive B when is_binary(B) -> L(K - 1, From) end end, \
-                     register(sink, spawn(fun() -> Loop(wait, none) end)).";
-    let _sink = Killed(
-        Command::new("erl")
-            .args([
-                "-noshell",
-                "-name",
-                &sink_node,
-                "-setcookie",
-                cookie,
-                "-eval",
-                sink_code,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("erl did not start: {e}"))?,
-    );
-    let burst = plan.burst.min(1_000_000);
-    let source_code = format!(
-        "Node = '{sink_node}', \
-         Wait = fun W(0) -> exit(no_sink); \
-                    W(K) -> case rpc:call(Node, erlang, whereis, [sink]) of \
-                        P when is_pid(P) -> ok; _ -> timer:sleep(100), W(K - 1) end end, \
-         Wait(100), \
-         Sink = {{sink, Node}}, Bin = binary:copy(<<90>>, {SMALL}), \
-         Send = fun S(0) -> ok; S(K) -> Sink ! Bin, S(K - 1) end, \
-         Sink ! {{go, self(), 20000}}, Send(20000), receive done -> ok end, \
-         T0 = erlang:monotonic_time(microsecond), \
-         Sink ! {{go, self(), {burst}}}, Send({burst}), \
-         T1 = erlang:monotonic_time(microsecond), \
-         receive done -> ok end, \
-         T2 = erlang:monotonic_time(microsecond), \
-         io:format(\"~p ~p ~p~n\", [{burst}, T1 - T0, T2 - T0]), halt()."
-    );
-    let output = Command::new("timeout")
-        .args([
-            "120",
-            "erl",
-            "-noshell",
-            "-name",
-            &format!("source{tag}@127.0.0.1"),
-            "-setcookie",
-            cookie,
-            "-eval",
-            &source_code,
-        ])
-        .output()
-        .map_err(|e| format!("erl did not run: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let numbers: Vec<u64> = text
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    match numbers[..] {
-        [sent, publish_us, total_us] => Ok(Burst {
-            sent,
-            delivered: sent,
-            cpu: None,
-            elapsed: Duration::from_micros(total_us),
-            publish: Duration::from_micros(publish_us),
-        }),
-        _ => Err(format!(
-            "unexpected output from erl: {:?} {:?}",
-            text.trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // 3. RPC.
 
 const CALLERS: usize = 64;
@@ -969,6 +877,10 @@ async fn rpc(plan: &Plan) {
     nats.print("NATS request/reply");
     for run in &ours {
         run.compare(&latency, &nats);
+    }
+    match erlang::rpc(plan) {
+        Ok(erlang) => erlang.print_against(&ours[0]),
+        Err(e) => println!("distributed Erlang: skipped: {e}"),
     }
 }
 
