@@ -352,7 +352,8 @@ pub(crate) fn close(peer: &Peer) {
     }
 }
 
-/// Closes a bulk connection once no transfer has used it for the idle timeout.
+/// Closes a bulk connection once no transfer has used it for the idle timeout, and counts its
+/// path's losses when it ends.
 async fn close_when_unused(shared: Arc<Shared>, link: BulkLink) {
     let idle = shared.config.idle_timeout;
     loop {
@@ -365,16 +366,19 @@ async fn close_when_unused(shared: Arc<Shared>, link: BulkLink) {
         if !in_use && since.elapsed() >= idle {
             link.conn
                 .close(code::NORMAL.into(), b"bulk connection unused");
-            return;
+            break;
         }
         // While a transfer runs, look again in one idle timeout.
         let check = if in_use { Instant::now() } else { since } + idle;
         tokio::select! {
             _ = tokio::time::sleep_until(check) => {}
-            _ = link.conn.closed() => return,
-            _ = shared.stopped() => return,
+            _ = link.conn.closed() => break,
+            _ = shared.stopped() => break,
         }
     }
+    shared
+        .metrics
+        .observe_path(quinn::PathStats::default(), &link.conn);
 }
 
 /// Writes one transfer on a new stream and waits until the peer has received all of it.

@@ -27,8 +27,8 @@ const COPY_BELOW: usize = 4096;
 /// How long a connection that lost the duplicate tie-break stays open: long enough for both
 /// sides' writers to move to the winner and for data in flight on the loser to be read.
 const DUPLICATE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-/// How often a connection's RTT is sampled into the metrics.
-const RTT_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a connection's RTT and path losses are sampled into the metrics.
+const STATS_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Decides whether a new connection replaces the peer's current one.
 ///
@@ -113,12 +113,17 @@ fn spawn_readers(shared: &Arc<Shared>, peer: &Arc<Peer>, conn: &Connection) {
 /// Clears the peer's connection when this one closes, and reports the disconnect if it was
 /// the current one (a replaced duplicate closing is not a disconnect).
 async fn watch_close(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
+    let mut path = quinn::PathStats::default();
     let reason = loop {
         tokio::select! {
             reason = conn.closed() => break reason,
-            _ = tokio::time::sleep(RTT_SAMPLE_INTERVAL) => shared.metrics.observe_rtt(conn.rtt()),
+            _ = tokio::time::sleep(STATS_SAMPLE_INTERVAL) => {
+                shared.metrics.observe_rtt(conn.rtt());
+                path = shared.metrics.observe_path(path, &conn);
+            }
         }
     };
+    shared.metrics.observe_path(path, &conn);
     shared.metrics.connection_closed();
     let cleared = peer.live.send_if_modified(|current| match current {
         Some(live) if live.same_connection(&conn) => current.take().is_some(),

@@ -55,6 +55,6 @@ pub use declared::Declared;
 pub use endpoint::{Endpoint, LocalIdentity, SendMode};
 pub use error::{ConnectError, HandshakeFailure, RequestError, SendError, StartError};
 pub use inbox::{Inbox, Message, PeerEvent};
-pub use metrics::{ChannelTotals, TransportMetrics};
+pub use metrics::{ChannelTotals, PathEvents, TransportMetrics};
 pub use rpc::{IncomingRequest, Responder};
 pub use security::{CertificateFiles, ClusterSecret, Trust};

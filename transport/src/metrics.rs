@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use quinn::PathStats;
+
 use crate::error::HandshakeFailure;
 use foundation_core::Channel;
 
@@ -192,6 +194,9 @@ pub struct TransportMetrics {
     sealed_refused: Family<ReasonLabels, Counter>,
     /// In [`SealedEvent::ALL`] order.
     sealed_events: [Counter; 4],
+    /// What quinn's loss detection saw on our paths: [lost packets, congestion events, MTU
+    /// black holes].
+    path_events: [Counter; 3],
 }
 
 impl TransportMetrics {
@@ -242,6 +247,7 @@ impl TransportMetrics {
                     })
                     .clone()
             }),
+            path_events: Default::default(),
         };
         registry.register_with_unit(
             "traffic",
@@ -275,6 +281,22 @@ impl TransportMetrics {
             "Connection round-trip time samples",
             Unit::Seconds,
             metrics.rtt.clone(),
+        );
+        let [lost, congestion, black_holes] = metrics.path_events.clone();
+        registry.register(
+            "lost_packets",
+            "Packets QUIC declared lost on our connections (MTU probes apart)",
+            lost,
+        );
+        registry.register(
+            "congestion_events",
+            "Congestion events (window reductions) on our connections",
+            congestion,
+        );
+        registry.register(
+            "mtu_black_holes",
+            "Paths on which QUIC found its larger datagrams lost and fell back to the minimum size",
+            black_holes,
         );
         registry.register(
             "bulk_connections",
@@ -407,6 +429,18 @@ impl TransportMetrics {
         self.rtt.observe(rtt.as_secs_f64());
     }
 
+    /// Counts what `conn`'s path statistics added since `since` (its statistics when last
+    /// observed) and returns them for the next observation.
+    pub(crate) fn observe_path(&self, since: PathStats, conn: &quinn::Connection) -> PathStats {
+        let now = conn.stats().path;
+        let added = |before: u64, after: u64| after.saturating_sub(before);
+        let [lost, congestion, black_holes] = &self.path_events;
+        lost.inc_by(added(since.lost_packets, now.lost_packets));
+        congestion.inc_by(added(since.congestion_events, now.congestion_events));
+        black_holes.inc_by(added(since.black_holes_detected, now.black_holes_detected));
+        now
+    }
+
     /// Handshake failures counted so far with `failure`'s reason.
     pub fn handshake_failures(&self, failure: &HandshakeFailure) -> u64 {
         self.handshake_failures
@@ -522,6 +556,28 @@ impl TransportMetrics {
     pub fn open_connections(&self) -> i64 {
         self.connections.get()
     }
+
+    /// Losses counted so far on our connections' paths (sampled every few seconds and when a
+    /// connection ends).
+    pub fn path_events(&self) -> PathEvents {
+        let [lost, congestion, black_holes] = &self.path_events;
+        PathEvents {
+            lost_packets: lost.get(),
+            congestion_events: congestion.get(),
+            mtu_black_holes: black_holes.get(),
+        }
+    }
+}
+
+/// What QUIC's loss detection saw on a node's connections, as counted in its metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathEvents {
+    /// Packets declared lost (MTU probes apart).
+    pub lost_packets: u64,
+    /// Congestion window reductions.
+    pub congestion_events: u64,
+    /// Paths that fell back to the minimum datagram size after losing larger ones.
+    pub mtu_black_holes: u64,
 }
 
 fn per_channel_and_direction(family: &Family<TrafficLabels, Counter>) -> [[Counter; 2]; 6] {

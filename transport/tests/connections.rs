@@ -325,3 +325,38 @@ async fn eventually_connected(
     }
     panic!("no connection to {addr}")
 }
+
+#[tokio::test]
+async fn packets_lost_on_the_way_are_sent_again_and_counted() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let relay = Relay::start(b.endpoint.local().addr).await;
+    let to_b = a.endpoint.connect(relay.addr).await.unwrap();
+    relay.lose_every(7);
+    let payload = vec![0x5a_u8; 1000];
+    for i in 0..400u32 {
+        a.endpoint
+            .send_message(to_b, Channel::Replication, &(i, &payload), WAIT)
+            .await
+            .unwrap();
+    }
+    for i in 0..400u32 {
+        let message = next_message(&mut b.inbox.replication).await;
+        assert_eq!(
+            message.decode::<(u32, Vec<u8>)>().unwrap(),
+            (i, payload.clone())
+        );
+    }
+    // Counted when sampled or when the connection ends.
+    a.endpoint.close().await;
+    let metrics = a.endpoint.metrics().clone();
+    eventually(Duration::from_secs(5), "losses counted", || {
+        metrics.path_events().lost_packets > 0
+    })
+    .await;
+    assert_eq!(
+        b.endpoint.metrics().path_events().lost_packets,
+        0,
+        "nothing lost towards a"
+    );
+}

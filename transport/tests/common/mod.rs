@@ -77,23 +77,39 @@ pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut()
 
 /// A UDP relay between one client and `target` that can be cut: a peer behind it that is cut
 /// off is dead as far as QUIC can tell (no close frame ever arrives), like a killed process.
+/// It can also lose every n-th datagram from the client.
 pub struct Relay {
     pub addr: std::net::SocketAddr,
-    cut: Arc<std::sync::atomic::AtomicBool>,
+    faults: Arc<RelayFaults>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct RelayFaults {
+    cut: std::sync::atomic::AtomicBool,
+    /// Lose every n-th datagram from the client (0: none).
+    lose_every: std::sync::atomic::AtomicU32,
 }
 
 impl Relay {
     pub async fn start(target: std::net::SocketAddr) -> Relay {
         let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let addr = socket.local_addr().unwrap();
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let task = tokio::spawn(relay(socket, target, cut.clone()));
-        Relay { addr, cut, task }
+        let faults = Arc::new(RelayFaults::default());
+        let task = tokio::spawn(relay(socket, target, faults.clone()));
+        Relay { addr, faults, task }
     }
 
     pub fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.faults
+            .cut
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn lose_every(&self, n: u32) {
+        self.faults
+            .lose_every
+            .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -106,19 +122,22 @@ impl Drop for Relay {
 async fn relay(
     socket: Arc<tokio::net::UdpSocket>,
     target: std::net::SocketAddr,
-    cut: Arc<std::sync::atomic::AtomicBool>,
+    faults: Arc<RelayFaults>,
 ) {
-    let mut client = None;
+    use std::sync::atomic::Ordering::SeqCst;
+    let (mut client, mut from_client) = (None, 0u32);
     let mut buf = vec![0u8; 65536];
     while let Ok((len, from)) = socket.recv_from(&mut buf).await {
-        if cut.load(std::sync::atomic::Ordering::SeqCst) {
+        if faults.cut.load(SeqCst) {
             continue;
         }
         let to = if from == target {
             client
         } else {
             client = Some(from);
-            Some(target)
+            from_client = from_client.wrapping_add(1);
+            let n = faults.lose_every.load(SeqCst);
+            (n == 0 || from_client % n != 0).then_some(target)
         };
         if let Some(to) = to {
             let _ = socket.send_to(&buf[..len], to).await;
