@@ -299,46 +299,60 @@ impl Peer {
 }
 
 /// Reads the sealed socket until the endpoint shuts down.
+///
+/// One wait covers datagrams and the ICMP error queue, and each is then read under its own
+/// readiness only. tokio's `recv_from` waits on ERROR as well as READABLE: woken by an ICMP
+/// error, it returned the pending error, and its next empty read cleared the ERROR readiness too
+/// while the error sat unread in the queue. With edge-triggered readiness nothing woke us for it
+/// until the next ICMP error, so a crash was read one or more datagrams late.
 pub(crate) async fn receive(shared: Arc<Shared>) {
     let Some(side) = &shared.sealed else {
         return;
     };
     let mut buffer = vec![0u8; RECEIVE_BUFFER];
     loop {
-        let (len, from) = tokio::select! {
-            received = side.socket.recv_from(&mut buffer) => match received {
-                Ok(received) => received,
-                Err(error) => {
-                    // The error of an ICMP message queued for `closed_ports` surfaces here once
-                    // as well: not fatal.
-                    debug!(%error, "sealed socket receive error");
-                    continue;
-                }
-            },
-            _ = closed_ports(&shared, side) => continue,
+        tokio::select! {
+            ready = side.socket.ready(unreachable::INTEREST) => if ready.is_err() { return },
             _ = shared.stopped() => return,
         };
-        let packet = &buffer[..len];
-        if let Err(error) = take_packet(&shared, side, packet, from) {
-            refused(&shared, side, error, from);
+        closed_ports(&shared, side);
+        read_datagrams(&shared, side, &mut buffer);
+    }
+}
+
+/// Datagrams read per wake, so the reader returns to check for shutdown and ICMP errors.
+const DATAGRAMS_PER_WAKE: usize = 64;
+
+/// Takes the datagrams waiting on the socket, up to [`DATAGRAMS_PER_WAKE`].
+fn read_datagrams(shared: &Shared, side: &SealedSide, buffer: &mut [u8]) {
+    for _ in 0..DATAGRAMS_PER_WAKE {
+        let (len, from) = match side.socket.try_recv_from(buffer) {
+            Ok(received) => received,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(error) => {
+                // The error of an ICMP message queued for `closed_ports` surfaces here once
+                // as well: not fatal, and the queue keeps it.
+                debug!(%error, "sealed socket receive error");
+                continue;
+            }
+        };
+        if let Err(error) = take_packet(shared, side, &buffer[..len], from) {
+            refused(shared, side, error, from);
         }
     }
 }
 
-/// Waits for ICMP errors queued on the socket, then tells the layers above of each peer whose
-/// membership port its host reported closed ([`unreachable`]).
+/// Tells the layers above of each peer whose membership port its host reported closed
+/// ([`unreachable`]), reading the ICMP errors queued on the socket (a wake without any reads
+/// nothing).
 #[cfg(target_os = "linux")]
-async fn closed_ports(shared: &Shared, side: &SealedSide) {
+fn closed_ports(shared: &Shared, side: &SealedSide) {
     use std::os::fd::AsRawFd;
-    use tokio::io::Interest;
-    if side.socket.ready(Interest::ERROR).await.is_err() {
-        return std::future::pending().await;
-    }
     let fd = side.socket.as_raw_fd();
     for _ in 0..ERRORS_PER_WAKE {
         let Ok(found) = side
             .socket
-            .try_io(Interest::ERROR, || unreachable::next_closed(fd))
+            .try_io(tokio::io::Interest::ERROR, || unreachable::next_closed(fd))
         else {
             return;
         };
@@ -370,9 +384,7 @@ async fn closed_ports(shared: &Shared, side: &SealedSide) {
 const ERRORS_PER_WAKE: usize = 64;
 
 #[cfg(not(target_os = "linux"))]
-async fn closed_ports(_shared: &Shared, _side: &SealedSide) {
-    std::future::pending().await
-}
+fn closed_ports(_shared: &Shared, _side: &SealedSide) {}
 
 fn take_packet(
     shared: &Shared,

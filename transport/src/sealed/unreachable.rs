@@ -11,6 +11,13 @@
 //! Linux nothing is read and probing alone finds crashes.
 
 use std::net::SocketAddr;
+use tokio::io::Interest;
+
+/// What the socket's reader waits for: datagrams, and on Linux queued ICMP errors.
+#[cfg(target_os = "linux")]
+pub(super) const INTEREST: Interest = Interest::READABLE.add(Interest::ERROR);
+#[cfg(not(target_os = "linux"))]
+pub(super) const INTEREST: Interest = Interest::READABLE;
 
 /// Asks the kernel to queue ICMP errors for datagrams this socket sent.
 #[cfg(target_os = "linux")]
