@@ -82,8 +82,8 @@ impl Outbox {
         outbox
     }
 
-    /// Queues one frame and writes what is queued unless someone else is writing; `false`
-    /// once the stream is closed.
+    /// Queues one frame; by the pusher, writes what is queued unless someone else is writing,
+    /// coalesced, tells the writer task. `false` once the stream is closed.
     pub(crate) fn push(&self, frame: &MuxFrame) -> bool {
         let tell_writer = {
             let mut state = lock(&self.state);
@@ -91,12 +91,15 @@ impl Outbox {
                 return false;
             }
             frame.encode(&mut state.buffer);
-            !std::mem::replace(&mut state.flush_pending, true)
+            self.writes == Writes::Coalesced && !std::mem::replace(&mut state.flush_pending, true)
         };
         match self.writes {
             Writes::ByPusher => self.flush(),
-            Writes::Coalesced if tell_writer => self.wake_writer.notify_one(),
-            Writes::Coalesced => {}
+            Writes::Coalesced => {
+                if tell_writer {
+                    self.wake_writer.notify_one();
+                }
+            }
         }
         true
     }
