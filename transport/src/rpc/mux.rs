@@ -25,7 +25,7 @@ use foundation_core::identity::NodeId;
 use foundation_core::Channel;
 
 use super::codec::{BadMuxFrame, MuxFrame, MUX_OVERHEAD, MUX_REQUEST_MAX};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Writes};
 use super::{IncomingRequest, Responder, ResponderInner};
 use crate::channel::priority;
 use crate::endpoint::Shared;
@@ -109,7 +109,7 @@ impl MuxClient {
             .map_err(|e| RequestError::Unreachable(e.to_string()))?;
         let _ = send.set_priority(priority(Channel::Rpc));
         // The header leaves with the first request.
-        let outbox = Outbox::start(send, &StreamHeader::RPC_MUX.encode());
+        let outbox = Outbox::start(send, &StreamHeader::RPC_MUX.encode(), Writes::Coalesced);
         let client = Arc::new(MuxClient {
             outbox,
             calls: Mutex::new(Calls::default()),
@@ -428,7 +428,7 @@ pub(crate) async fn serve(
     recv: &mut RecvStream,
 ) -> Result<(), ReadError> {
     let _ = send.set_priority(priority(Channel::Rpc));
-    let outbox = Outbox::start(send, &[]);
+    let outbox = Outbox::start(send, &[], Writes::ByPusher);
     let server = Arc::new(MuxServer {
         outbox: outbox.clone(),
         calls: Mutex::new(HashMap::new()),

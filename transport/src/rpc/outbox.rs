@@ -1,11 +1,15 @@
 //! The frames waiting to be written on one multiplexed RPC stream.
 //!
-//! Whoever queues a frame also writes it, under a short lock, together with every frame queued
-//! meanwhile: no task to wake for a write, and frames queued while another caller writes leave
-//! with that caller's next write or its own. Only when the stream's flow control blocks a write
-//! does a writer task take over, waiting for the window while callers keep queueing, and hand
-//! writing back to the callers once the queue is empty. The same task finishes the stream when
-//! the outbox closes.
+//! Two ways of writing ([`Writes`]). A responder's outbox is written by whoever queues a frame,
+//! under a short lock, together with every frame queued meanwhile: the services' loop answers
+//! every request of a received batch in one run, so its answers share packets without a task
+//! to wake. Only when the stream's flow control blocks a write does a writer task take over,
+//! waiting for the window while frames keep being queued, and hand writing back once the queue
+//! is empty. A caller's outbox is written only by that task, after it has let every task that
+//! is ready run first: callers are separate tasks, and each write wakes quinn's connection
+//! driver, which tokio runs next, so callers writing their own frames sent a datagram per
+//! request (64 callers woken by one batch of answers sent 64 datagrams, each received and
+//! answered on its own). The same task finishes the stream when the outbox closes.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -26,11 +30,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Frames waiting to be written on one stream.
 #[derive(Debug)]
 pub(crate) struct Outbox {
+    writes: Writes,
     state: Mutex<State>,
     /// Held while writing; a caller that finds it held leaves its frame to the holder.
     send: Mutex<SendStream>,
     /// Wakes the writer task: a write blocked, or the outbox closed.
     wake_writer: Notify,
+}
+
+/// Who writes queued frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// Whoever queues a frame writes what is queued (a responder: its frames come in runs).
+    ByPusher,
+    /// The writer task, once every ready task has queued its frame (callers: one task each).
+    Coalesced,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +53,8 @@ struct State {
     closed: bool,
     /// The writer task owns writing (a write blocked, or closing); callers only queue.
     handed_off: bool,
+    /// The writer task has been told about frames it has not taken yet (`Coalesced`).
+    flush_pending: bool,
 }
 
 /// What one attempt to write a batch without waiting came to.
@@ -52,8 +68,9 @@ enum Attempt {
 impl Outbox {
     /// An outbox writing to `send`, with `first` (a stream header, or nothing) queued ahead of
     /// every frame; its writer task runs until the outbox closes.
-    pub(crate) fn start(send: SendStream, first: &[u8]) -> Arc<Outbox> {
+    pub(crate) fn start(send: SendStream, first: &[u8], writes: Writes) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox {
+            writes,
             state: Mutex::new(State {
                 buffer: BytesMut::from(first),
                 ..State::default()
@@ -65,17 +82,25 @@ impl Outbox {
         outbox
     }
 
-    /// Queues one frame and writes what is queued unless someone else is writing; `false`
-    /// once the stream is closed.
+    /// Queues one frame; by the pusher, writes what is queued unless someone else is writing,
+    /// coalesced, tells the writer task. `false` once the stream is closed.
     pub(crate) fn push(&self, frame: &MuxFrame) -> bool {
-        {
+        let tell_writer = {
             let mut state = lock(&self.state);
             if state.closed {
                 return false;
             }
             frame.encode(&mut state.buffer);
+            self.writes == Writes::Coalesced && !std::mem::replace(&mut state.flush_pending, true)
+        };
+        match self.writes {
+            Writes::ByPusher => self.flush(),
+            Writes::Coalesced => {
+                if tell_writer {
+                    self.wake_writer.notify_one();
+                }
+            }
         }
-        self.flush();
         true
     }
 
@@ -142,6 +167,11 @@ impl Outbox {
     async fn writer(self: Arc<Self>) {
         loop {
             self.wake_writer.notified().await;
+            if self.writes == Writes::Coalesced {
+                // Every task already woken (callers answered by the same batch) queues its
+                // request before this one writes them all.
+                tokio::task::yield_now().await;
+            }
             let closing = {
                 let mut state = lock(&self.state);
                 state.handed_off |= state.closed;
@@ -164,6 +194,7 @@ impl Outbox {
         loop {
             let batch = {
                 let mut state = lock(&self.state);
+                state.flush_pending = false;
                 if state.buffer.is_empty() {
                     state.handed_off = state.closed;
                     return true;
