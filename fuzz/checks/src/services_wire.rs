@@ -47,11 +47,11 @@ fn event_round_trip(event: &EventMessage<'_>) {
         EventMessage::BatchV0(batch) => (batch.messages().collect(), batch.count),
         _ => return,
     };
+    let read: Vec<Published<'_>> = messages.into_iter().map_while(Result::ok).collect();
     assert!(
-        messages.len() as u64 <= u64::from(count),
+        read.len() as u64 <= u64::from(count),
         "a batch yielded more than its count"
     );
-    let read: Vec<Published<'_>> = messages.into_iter().map_while(Result::ok).collect();
     let mut packed = BatchBuilder::default();
     for message in &read {
         packed.push(message).expect("a decoded message packs");
