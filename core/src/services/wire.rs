@@ -277,4 +277,3 @@ pub struct Sequenced {
     /// Position in the stream, from 1 without gaps.
     pub seq: u64,
 }
-

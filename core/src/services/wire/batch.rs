@@ -410,7 +410,10 @@ mod tests {
         let small = message(Box::leak(Box::new(small)), "t");
         let large = message(Box::leak(Box::new(large)), "u");
         let mut builder = BatchBuilder::default();
-        assert!(builder.push_within(&large, 100).unwrap(), "an empty batch takes any");
+        assert!(
+            builder.push_within(&large, 100).unwrap(),
+            "an empty batch takes any"
+        );
         let mut other = BatchBuilder::default();
         assert!(other.push_within(&small, 100).unwrap());
         assert!(!other.push_within(&large, 100).unwrap(), "over the limit");
@@ -446,10 +449,7 @@ mod tests {
         assert_eq!(frame[..2], [3, BATCH_VERSION]);
         let mut newer = frame.clone();
         newer[1] = 2;
-        assert_eq!(
-            reason(&newer),
-            WireError::Version { found: 2, reads: 1 }
-        );
+        assert_eq!(reason(&newer), WireError::Version { found: 2, reads: 1 });
         assert!(reason(&newer).to_string().contains("version 2"));
         let mut unknown = frame.clone();
         unknown[4] |= 0x80;
@@ -465,7 +465,10 @@ mod tests {
         assert_eq!(reason(&counted), WireError::Trailing);
         counted[2] = 3;
         assert!(matches!(reason(&counted), WireError::Encoding(_)));
-        assert!(decode_event(&frame[..frame.len() - 1]).is_err(), "truncated");
+        assert!(
+            decode_event(&frame[..frame.len() - 1]).is_err(),
+            "truncated"
+        );
     }
 
     #[test]
