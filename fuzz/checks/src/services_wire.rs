@@ -1,16 +1,18 @@
 //! Arbitrary bytes as everything services and agents read from a peer: an RPC request (what
 //! admission decodes), an RPC reply (what a caller decodes), an agent's request and reply (which
 //! share the rpc channel), and an events-channel frame (one published message, an
-//! acknowledgement, or a batch, whose messages are read one by one).
+//! acknowledgement, or a batch — packed, or in the layout of earlier releases — whose messages
+//! are read one by one).
 //!
 //! Properties: nothing panics; whatever decodes encodes back to bytes that decode to the same
-//! value; a batch never yields more messages than its count.
+//! value; a batch never yields more messages than its count; the messages read from a packed
+//! batch, packed again, read back the same.
 
 use std::fmt::Debug;
 
 use foundation_core::agents::wire::{AgentReply, AgentRequest};
 use foundation_core::services::wire::{
-    decode_event, EventMessage, Published, RpcReply, RpcRequest,
+    decode_event, BatchBuilder, EventMessage, Published, RpcReply, RpcRequest, WireError,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -40,21 +42,27 @@ fn event_round_trip(event: &EventMessage<'_>) {
     let bytes = postcard::to_stdvec(event).expect("a decoded event encodes");
     let again = decode_event(&bytes).expect("an encoded event decodes");
     assert_eq!(&again, event, "event round trip");
-    if let EventMessage::Batch(batch) = event {
-        let mut read = 0u64;
-        for message in batch.messages() {
-            let Ok(message) = message else { break };
-            read += 1;
-            let mut item = Vec::new();
-            message
-                .encode_into(&mut item)
-                .expect("a decoded message encodes");
-            let decoded = postcard::from_bytes::<Published<'_>>(&item).expect("it decodes");
-            assert_eq!(decoded, message, "batch item round trip");
-        }
-        assert!(
-            read <= u64::from(batch.count),
-            "a batch yielded more than its count"
-        );
+    let (messages, count): (Vec<Result<Published<'_>, WireError>>, u32) = match event {
+        EventMessage::Batch(batch) => (batch.messages().collect(), batch.count),
+        EventMessage::BatchV0(batch) => (batch.messages().collect(), batch.count),
+        _ => return,
+    };
+    let read: Vec<Published<'_>> = messages.into_iter().map_while(Result::ok).collect();
+    assert!(
+        read.len() as u64 <= u64::from(count),
+        "a batch yielded more than its count"
+    );
+    let mut packed = BatchBuilder::default();
+    for message in &read {
+        packed.push(message).expect("a decoded message packs");
     }
+    let frame = packed.finish();
+    let Ok(EventMessage::Batch(again)) = decode_event(&frame) else {
+        panic!("a packed batch does not decode");
+    };
+    let again: Vec<Published<'_>> = again
+        .messages()
+        .map(|m| m.expect("a packed message reads"))
+        .collect();
+    assert_eq!(again, read, "messages packed again read back differently");
 }

@@ -100,7 +100,7 @@ impl World {
         let message = Published {
             topic: &topic,
             payload: Raw(&payload),
-            trace,
+            trace: Some(trace),
             reliable: place.map(|(place, _)| place),
             oldest: place.map_or(0, |(_, oldest)| oldest),
             origin: None,
@@ -275,7 +275,7 @@ impl World {
             let message = Published {
                 topic: &topic,
                 payload: Raw(&payload),
-                trace,
+                trace: Some(trace),
                 reliable: Some(place),
                 oldest,
                 origin: None,

@@ -48,7 +48,9 @@ use foundation_core::services::outbox::EventOutbox;
 use foundation_core::services::reliable::{Backlogged, Incoming, Outgoing, Verdict};
 use foundation_core::services::topic::{Pattern, Subscriptions, Topic, TopicError};
 use foundation_core::services::trace::TraceContext;
-use foundation_core::services::wire::{decode_event, EventMessage, Published, Raw, Sequenced};
+use foundation_core::services::wire::{
+    decode_event, EventMessage, Published, Raw, Sequenced, WireError,
+};
 use foundation_core::services::Directory;
 use foundation_core::time::Instant;
 
@@ -139,7 +141,7 @@ pub struct Message {
     pub payload: Bytes,
     /// The publishing node.
     pub publisher: NodeId,
-    /// The publisher's trace.
+    /// The publisher's trace, or a new one started on delivery when the publisher had none.
     pub trace: TraceContext,
     /// The cluster it was first published in, when a federation gateway bridged it into this
     /// one (then `publisher` is that gateway); `None` when published in this cluster.
@@ -315,7 +317,8 @@ type Due = (Sequenced, u64, Kept);
 struct Kept {
     topic: Arc<str>,
     payload: Bytes,
-    trace: TraceContext,
+    /// `None`: the publisher had no trace (each receiver starts one).
+    trace: Option<TraceContext>,
     origin: Option<Arc<str>>,
 }
 
@@ -504,20 +507,21 @@ impl PubSubHandle {
         payload: impl Into<Bytes>,
         options: PublishOptions,
     ) -> Result<(), PubSubError> {
-        let trace =
-            current_trace().unwrap_or_else(|| TraceContext::new_root(&mut rand10::rng(), true));
-        self.publish_as(topic, payload.into(), options, trace, None)
+        // Without a trace of its own the message goes without one: each receiver starts a new
+        // trace for it (as this node does for its own subscribers), and the wire carries 25
+        // bytes less per message.
+        self.publish_as(topic, payload.into(), options, current_trace(), None)
             .await
     }
 
-    /// Publishes with a given trace and, for a message a federation gateway bridged in from
-    /// another cluster, that cluster as its origin.
+    /// Publishes with a given trace (`None`: every receiver starts one) and, for a message a
+    /// federation gateway bridged in from another cluster, that cluster as its origin.
     pub(crate) async fn publish_as(
         &self,
         topic: &str,
         payload: Bytes,
         options: PublishOptions,
-        trace: TraceContext,
+        trace: Option<TraceContext>,
         origin: Option<Arc<str>>,
     ) -> Result<(), PubSubError> {
         let route = self.route(topic)?;
@@ -527,7 +531,7 @@ impl PubSubHandle {
                 topic: route.topic.clone(),
                 payload: payload.clone(),
                 publisher: self.endpoint.local().id,
-                trace,
+                trace: trace.unwrap_or_else(|| TraceContext::new_root(&mut rand10::rng(), true)),
                 origin: origin.clone(),
             };
             self.state.deliver_one(&route.local, message);
@@ -825,6 +829,7 @@ fn run_messages(run: &[Accepted<'_>], received: &Received) -> Vec<Message> {
         .filter(small)
         .for_each(|bytes| copied.extend_from_slice(bytes));
     let mut copied = copied.freeze();
+    let mut rng = rand10::rng();
     run.iter()
         .map(|(route, published)| {
             let bytes = published.payload.0;
@@ -837,7 +842,10 @@ fn run_messages(run: &[Accepted<'_>], received: &Received) -> Vec<Message> {
                 topic: route.topic.clone(),
                 payload,
                 publisher: received.from,
-                trace: published.trace,
+                // The publisher had none: a new trace starts here.
+                trace: published
+                    .trace
+                    .unwrap_or_else(|| TraceContext::new_root(&mut rng, true)),
                 origin: published.origin.map(Arc::from),
             }
         })
@@ -886,29 +894,20 @@ impl PubSubHandle {
         acks: &mut BTreeMap<(NodeId, u64), u64>,
         routes: &mut Routes,
     ) {
-        let Ok(message) = decode_event(&received.payload) else {
-            self.state.metrics.drop_reason("malformed");
-            return;
+        let message = match decode_event(&received.payload) {
+            Ok(message) => message,
+            Err(error) => return self.refuse(&received, &error),
         };
         let mut accepted = Vec::new();
+        let mut accept_all = |messages| {
+            self.accept_all(&received, messages, acks, routes, &mut accepted);
+        };
         match message {
             EventMessage::Publish(published) => {
-                self.accept(&received, published, acks, routes, &mut accepted)
+                accept_all(Box::new(std::iter::once(Ok(Published::from(published)))))
             }
-            EventMessage::Batch(batch) => {
-                for published in batch.messages() {
-                    match published {
-                        Ok(published) => {
-                            self.accept(&received, published, acks, routes, &mut accepted)
-                        }
-                        Err(_) => {
-                            // The rest of the frame cannot be found without this one.
-                            self.state.metrics.drop_reason("malformed");
-                            break;
-                        }
-                    }
-                }
-            }
+            EventMessage::Batch(batch) => accept_all(Box::new(batch.messages())),
+            EventMessage::BatchV0(batch) => accept_all(Box::new(batch.messages())),
             EventMessage::Ack { stream, seq } => {
                 if let Some(outgoing) = lock(&self.state.outgoing).get_mut(&received.from) {
                     outgoing.ack_stream(stream, seq);
@@ -919,6 +918,34 @@ impl PubSubHandle {
             let mut messages = run_messages(run, &received);
             self.state.deliver(&run[0].0.local, &mut messages);
         }
+    }
+
+    /// Routes the messages of one frame in order; the rest of a frame after a message that does
+    /// not decode cannot be found, so it is refused.
+    fn accept_all<'a>(
+        &self,
+        received: &Received,
+        messages: Box<dyn Iterator<Item = Result<Published<'a>, WireError>> + 'a>,
+        acks: &mut BTreeMap<(NodeId, u64), u64>,
+        routes: &mut Routes,
+        accepted: &mut Vec<Accepted<'a>>,
+    ) {
+        for published in messages {
+            match published {
+                Ok(published) => self.accept(received, published, acks, routes, accepted),
+                Err(error) => return self.refuse(received, &error),
+            }
+        }
+    }
+
+    /// Counts a frame, or the rest of one, that did not decode.
+    fn refuse(&self, received: &Received, error: &WireError) {
+        let reason = match error {
+            WireError::Version { .. } => "unsupported_format",
+            _ => "malformed",
+        };
+        tracing::debug!(from = %received.from, %error, "events frame refused");
+        self.state.metrics.drop_reason(reason);
     }
 
     /// Routes one received message and, if it is to be delivered here, adds it to `accepted`.

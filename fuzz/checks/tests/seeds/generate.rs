@@ -8,7 +8,8 @@ use foundation_core::agents::wire::{AgentReply, AgentRequest, Delivery, Delivery
 use foundation_core::replication::Write;
 use foundation_core::services::trace::parse_traceparent;
 use foundation_core::services::wire::{
-    BatchBuilder, EventMessage, Published, Raw, RemoteError, RpcReply, RpcRequest, Sequenced,
+    BatchBuilder, BatchV0, EventMessage, Published, PublishedV0, Raw, RemoteError, RpcReply,
+    RpcRequest, Sequenced,
 };
 use foundation_core::services::{Health, InstanceRecord, Target};
 use foundation_core::storage::{record, Loaded};
@@ -154,7 +155,7 @@ fn services() -> Seeds {
         origin: Some("east".into()),
         body: b"{\"page\":3}".to_vec(),
     };
-    let published = |seq| Published {
+    let published = |seq| PublishedV0 {
         topic: "orders",
         payload: Raw(b"order 17"),
         trace,
@@ -162,10 +163,17 @@ fn services() -> Seeds {
         oldest: 1,
         origin: None,
     };
+    // Earlier releases' batch, and the packed one nodes send now.
+    let mut items = Vec::new();
     let mut batch = BatchBuilder::default();
     for seq in 1..=3 {
-        batch.push(&published(seq)).unwrap();
+        published(seq).encode_into(&mut items).unwrap();
+        batch.push(&Published::from(published(seq))).unwrap();
     }
+    let batch_v0 = EventMessage::BatchV0(BatchV0 {
+        count: 3,
+        items: Raw(&items),
+    });
     let agent_request = AgentRequest {
         to: "bidder-3".into(),
         delivery: Delivery::Request,
@@ -182,10 +190,11 @@ fn services() -> Seeds {
             encode(&RpcReply::Err(RemoteError::BadRequest("no body".into()))),
             encode(&EventMessage::Publish(published(1))),
             encode(&EventMessage::Ack { stream: 9, seq: 3 }),
-            batch.finish().to_vec(),
+            encode(&batch_v0),
             agent_request.encode(),
             AgentReply::Answer(b"won".to_vec()).encode(),
             AgentReply::Failed(DeliveryError::UnknownAgent("seller".into())).encode(),
+            batch.finish().to_vec(),
         ],
     )
 }

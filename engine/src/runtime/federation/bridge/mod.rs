@@ -356,7 +356,7 @@ async fn publish_incoming(
                     &message.topic,
                     payload,
                     options,
-                    message.trace,
+                    Some(message.trace),
                     Some(origin.clone()),
                 )
                 .await;
