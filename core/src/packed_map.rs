@@ -112,6 +112,13 @@ impl<K: Ord, V> PackedMap<K, V> {
         Merged::new(self.packed.iter(), self.fresh.iter())
     }
 
+    /// The entries with keys above `key`, in key order.
+    pub fn iter_after(&self, key: &K) -> Merged<btree_map::Range<'_, K, V>> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let after = (Excluded(key), Unbounded);
+        Merged::new(self.packed.range(after), self.fresh.range(after))
+    }
+
     /// The entries in key order, their values to change.
     pub fn iter_mut(&mut self) -> Merged<btree_map::IterMut<'_, K, V>> {
         self.writes += 1;

@@ -355,6 +355,7 @@ impl Membership {
                     Err(_) => self.stats.bad_datagrams += 1,
                 }
             }
+            Some((&datagram_kind::TOUCH, [])) => {}
             _ => self.stats.bad_datagrams += 1,
         }
     }
@@ -427,7 +428,11 @@ impl Membership {
             }
             MembershipTimer::Swim(timer) if self.last_call(now, &timer, out) => {}
             MembershipTimer::Swim(timer) => {
+                let probe = matches!(timer, foca::Timer::ProbeRandomMember(_));
                 self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
+                if probe {
+                    self.touch_successor(out);
+                }
             }
             MembershipTimer::Check(suspect, incarnation) => {
                 self.check_expired(now, suspect, incarnation, out);

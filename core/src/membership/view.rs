@@ -185,6 +185,12 @@ impl Entry {
         }
     }
 
+    fn state(&self) -> MemberState {
+        match &self.place {
+            Place::V4 { state, .. } | Place::Other { state, .. } => *state,
+        }
+    }
+
     fn view(&self, id: NodeId) -> MemberView {
         let (addr, state) = match &self.place {
             Place::V4 { ip, port, state } => {
@@ -236,6 +242,15 @@ impl View {
         self.entries.iter().map(|(id, entry)| entry.view(*id))
     }
 
+    /// The first alive member after `node` in node id order, wrapping around; never `node`.
+    pub(crate) fn alive_after(&self, node: &NodeId) -> Option<MemberView> {
+        let alive = |(id, entry): (&NodeId, &Entry)| {
+            (id != node && entry.state() == MemberState::Alive).then(|| entry.view(*id))
+        };
+        let after = self.entries.iter_after(node).find_map(alive);
+        after.or_else(|| self.entries.iter().find_map(alive))
+    }
+
     /// How many calls so far could have changed the table (see [`PackedMap::writes`]).
     pub(crate) fn writes(&self) -> u64 {
         self.entries.writes()
@@ -263,6 +278,29 @@ mod tests {
 
     /// A view comes back out of the table as it went in, for IPv4 and IPv6 addresses, and
     /// in key order.
+    /// The next alive member after a node: in id order, skipping members not alive and the
+    /// node itself, wrapping around; none when nobody else is alive.
+    #[test]
+    fn the_next_alive_member_wraps_around() {
+        let mut table = View::default();
+        for (id, state) in [
+            (1, MemberState::Alive),
+            (3, MemberState::Failed),
+            (5, MemberState::Alive),
+            (7, MemberState::Left),
+        ] {
+            table.insert(NodeId::from_u128(id), view(id, "10.0.0.1:7000", state));
+        }
+        let after =
+            |table: &View, id: u128| table.alive_after(&NodeId::from_u128(id)).map(|v| v.id);
+        assert_eq!(after(&table, 1), Some(NodeId::from_u128(5)));
+        assert_eq!(after(&table, 3), Some(NodeId::from_u128(5)));
+        assert_eq!(after(&table, 5), Some(NodeId::from_u128(1)));
+        assert_eq!(after(&table, 9), Some(NodeId::from_u128(1)));
+        table.remove(&NodeId::from_u128(5));
+        assert_eq!(after(&table, 1), None);
+    }
+
     #[test]
     fn views_come_back_unchanged() {
         let v4 = view(2, "10.0.0.9:7000", MemberState::Failed);

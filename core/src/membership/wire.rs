@@ -19,6 +19,9 @@ pub(crate) mod datagram_kind {
     /// A [`super::DigestDatagram`]: the periodic digest check, which fits a datagram and
     /// needs no connection (a stream would redial an idle one every interval).
     pub const DIGEST: u8 = 3;
+    /// Nothing: sent to the next alive member each probe period, so that a crashed member's
+    /// host is asked to answer with ICMP every period (see `closed_port`).
+    pub const TOUCH: u8 = 4;
 }
 
 /// The periodic digest check as a datagram: what [`MembershipMessage::Digest`] says on a
