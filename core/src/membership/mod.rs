@@ -542,13 +542,14 @@ impl Membership {
             return Err(format!("{} is both removed and in the view", node.short()));
         }
         let active: BTreeSet<NodeId> = self.swim.iter_members().map(|m| m.id().node).collect();
-        for member in self.view.values() {
-            let alive = member.state == MemberState::Alive;
-            if alive != active.contains(&member.id) {
-                return Err(disagrees(&member));
+        let mut counted = 0;
+        for (node, state) in self.view.states() {
+            let alive = state == MemberState::Alive;
+            if alive != active.contains(&node) {
+                return Err(self.view.get(&node).map_or_else(String::new, |m| disagrees(&m)));
             }
+            counted += usize::from(alive);
         }
-        let counted = self.alive().count();
         if counted != self.alive_count {
             return Err(format!(
                 "{counted} members alive but {} counted",
@@ -823,14 +824,12 @@ impl Membership {
         self.removed.remove(&member.node);
         let mut view = MemberView::new(&member, MemberState::Alive, now);
         view.metadata = self.metadata.get(&member.node).map(|v| v.metadata.clone());
-        let new_member = !self.view.contains_key(&member.node);
+        let before = self.view.state(&member.node);
+        let new_member = before.is_none();
         // A member we held failed or departed that is back — after a partition heals, every
         // node of the other side, each in a renewed life — knows what its side learnt
         // meanwhile, which SWIM's gossip would trickle over at a dozen updates a datagram.
-        let returning = self
-            .view
-            .get(&member.node)
-            .is_some_and(|v| v.state != MemberState::Alive);
+        let returning = before.is_some_and(|state| state != MemberState::Alive);
         if returning {
             self.arm_reconcile(now, out);
         }
@@ -857,13 +856,11 @@ impl Membership {
                 );
             }
         }
-        if let Some(before) = self.view.insert(member.node, view.clone()) {
-            if before.state == MemberState::Alive {
-                self.alive_count -= 1;
-            }
+        // Recorded as changed by `on_notification`, its only caller.
+        self.view.put(member.node, &view);
+        if before != Some(MemberState::Alive) {
+            self.alive_count += 1;
         }
-        self.alive_count += 1;
-        self.changed(member.node);
         out.event(Event::Membership(MembershipEvent::Up(view)));
     }
 
@@ -910,8 +907,8 @@ impl Membership {
         };
         view.generation = member.generation;
         view.since = now;
-        self.view.insert(member.node, view.clone());
-        self.changed(member.node);
+        // Recorded as changed by `on_notification`, its only caller.
+        self.view.put(member.node, &view);
         if left {
             self.note_departure(now, member);
         }
@@ -1057,8 +1054,12 @@ impl Membership {
         // Metadata first: a member that comes up below then already has its metadata, instead
         // of asking for it with a push-pull of its own — one per new member, which at a mass
         // join is N² full-state exchanges.
-        for (node, versioned) in metadata::newer_than_known(&self.metadata, metadata) {
-            self.merge_metadata(node, versioned, out);
+        for (node, versioned, tested) in metadata::newer_than_known(&self.metadata, metadata) {
+            if tested {
+                self.take_metadata(node, versioned, out);
+            } else {
+                self.merge_metadata(node, versioned, out);
+            }
         }
         // What a push-pull teaches us is already known to the sender's side of the cluster:
         // learn it without re-gossiping it. Only entries that change something go to foca,
@@ -1080,28 +1081,38 @@ impl Membership {
         }
     }
 
-    fn merge_metadata(&mut self, node: NodeId, mut incoming: Versioned, out: &mut Outbox) {
+    fn merge_metadata(&mut self, node: NodeId, incoming: Versioned, out: &mut Outbox) {
         // The version test first: it is cheap and rejects nearly every entry of a push-pull,
         // while the size test encodes the metadata.
-        if node == self.me.node
-            || self
-                .metadata
-                .get(&node)
-                .is_some_and(|known| known.version >= incoming.version)
+        if self
+            .metadata
+            .get(&node)
+            .is_some_and(|known| known.version >= incoming.version)
         {
+            return;
+        }
+        self.take_metadata(node, incoming, out);
+    }
+
+    /// Takes up `incoming`, known to be newer than what we hold for `node`, unless it is about
+    /// us or too large.
+    fn take_metadata(&mut self, node: NodeId, mut incoming: Versioned, out: &mut Outbox) {
+        if node == self.me.node {
             return;
         }
         if encoded_len(&incoming) > metadata::METADATA_MAX_BYTES {
             return;
         }
         if let Some(shared) = &self.shared {
-            incoming.metadata = shared.intern(node, incoming.version, incoming.metadata);
+            let value = shared.intern(node, incoming.version, incoming.metadata.clone());
+            if !std::sync::Arc::ptr_eq(&value, &incoming.metadata) {
+                decoded::prefer(&value);
+            }
+            incoming.metadata = value;
         }
         let metadata = incoming.metadata.clone();
         self.metadata.insert(node, incoming);
-        if let Some(mut view) = self.view.get(&node) {
-            view.metadata = Some(metadata);
-            self.view.insert(node, view.clone());
+        if let Some(view) = self.view.set_metadata(&node, metadata) {
             out.event(Event::Membership(MembershipEvent::Updated(view)));
         }
     }
