@@ -309,7 +309,7 @@ mod tests {
         let mut alive = v4.clone();
         alive.state = MemberState::Alive;
         assert_eq!(table.insert(v4.id, alive.clone()), Some(v4));
-        assert_eq!(table.remove(&v6.id), Some(v6));
+        assert_eq!(table.remove(&v6.id), Some(v6.clone()));
         assert_eq!(table.len(), 1);
         assert!(table.contains_key(&alive.id));
         let shared = Arc::new(NodeMetadata {
