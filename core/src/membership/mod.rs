@@ -120,6 +120,18 @@ pub struct Membership {
     /// metadata's write counts, and our identity): most digests are sent or compared while
     /// neither table changed, and each costs a pass over both.
     digest_cache: Option<((u64, u64, MemberId), u64)>,
+    /// Our metadata encoded for one member at a time ([`Membership::own_message`]).
+    own_messages: Option<OwnMessages>,
+}
+
+/// Our metadata as the two messages that carry it to one member: a `Metadata` answer and an
+/// `Introduce`, for the identity and metadata version they were encoded for. At a mass join a
+/// node sends one of them to, or answers one from, nearly every member — the same bytes each
+/// time.
+struct OwnMessages {
+    key: (MemberId, u64),
+    metadata: Bytes,
+    introduce: Bytes,
 }
 
 /// How long a leave notice is relayed ahead of our SWIM packets: longer than SWIM takes to
@@ -188,6 +200,7 @@ impl Membership {
             changes: std::collections::VecDeque::new(),
             changes_total: 0,
             digest_cache: None,
+            own_messages: None,
         };
         machine.arm(
             now,
@@ -317,11 +330,10 @@ impl Membership {
             metadata = shared.intern(self.me.node, version, metadata);
         }
         let versioned = Versioned { version, metadata };
-        self.metadata.insert(self.me.node, versioned.clone());
-        let message = encode(MembershipMessage::Metadata {
-            node: self.me.node,
-            metadata: versioned,
-        });
+        self.metadata.insert(self.me.node, versioned);
+        let Some(message) = self.own_message(false) else {
+            return;
+        };
         for member in self.view.values().filter(|m| m.state == MemberState::Alive) {
             send(
                 self.me,
@@ -382,7 +394,7 @@ impl Membership {
             MembershipMessage::Leaving(_) => self.stats.bad_datagrams += 1,
             MembershipMessage::Introduce { member, metadata } if member.node == from => {
                 self.merge_metadata(member.node, metadata, out);
-                if let Some(message) = self.own_metadata_message() {
+                if let Some(message) = self.own_message(false) {
                     send(
                         self.me,
                         out,
@@ -842,11 +854,7 @@ impl Membership {
             self.send_push_pull(member.node_addr(), true, out);
         } else if view.metadata.is_none() {
             // Ask for its metadata with ours.
-            if let Some(metadata) = self.metadata.get(&self.me.node).cloned() {
-                let message = encode(MembershipMessage::Introduce {
-                    member: self.me,
-                    metadata,
-                });
+            if let Some(message) = self.own_message(true) {
                 send(
                     self.me,
                     out,
@@ -1117,13 +1125,27 @@ impl Membership {
         }
     }
 
-    /// Our metadata as a [`MembershipMessage::Metadata`] message.
-    fn own_metadata_message(&self) -> Option<Bytes> {
-        let metadata = self.metadata.get(&self.me.node)?.clone();
-        Some(encode(MembershipMessage::Metadata {
-            node: self.me.node,
-            metadata,
-        }))
+    /// Our metadata as a [`MembershipMessage::Metadata`] message, or with `introduce` as a
+    /// [`MembershipMessage::Introduce`]: encoded once per identity and metadata version.
+    fn own_message(&mut self, introduce: bool) -> Option<Bytes> {
+        let versioned = self.metadata.get(&self.me.node)?;
+        let key = (self.me, versioned.version);
+        if self.own_messages.as_ref().is_none_or(|own| own.key != key) {
+            let versioned = versioned.clone();
+            self.own_messages = Some(OwnMessages {
+                key,
+                metadata: encode(MembershipMessage::Metadata {
+                    node: self.me.node,
+                    metadata: versioned.clone(),
+                }),
+                introduce: encode(MembershipMessage::Introduce {
+                    member: self.me,
+                    metadata: versioned,
+                }),
+            });
+        }
+        let own = self.own_messages.as_ref()?;
+        Some(if introduce { &own.introduce } else { &own.metadata }.clone())
     }
 
     /// Our whole table to `to`, asking for its own back.
