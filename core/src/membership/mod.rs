@@ -558,7 +558,10 @@ impl Membership {
         for (node, state) in self.view.states() {
             let alive = state == MemberState::Alive;
             if alive != active.contains(&node) {
-                return Err(self.view.get(&node).map_or_else(String::new, |m| disagrees(&m)));
+                return Err(self
+                    .view
+                    .get(&node)
+                    .map_or_else(String::new, |m| disagrees(&m)));
             }
             counted += usize::from(alive);
         }
@@ -1145,7 +1148,14 @@ impl Membership {
             });
         }
         let own = self.own_messages.as_ref()?;
-        Some(if introduce { &own.introduce } else { &own.metadata }.clone())
+        Some(
+            if introduce {
+                &own.introduce
+            } else {
+                &own.metadata
+            }
+            .clone(),
+        )
     }
 
     /// Our whole table to `to`, asking for its own back.

@@ -318,7 +318,10 @@ mod tests {
         });
         let mut updated = alive.clone();
         updated.metadata = Some(shared.clone());
-        assert_eq!(table.set_metadata(&alive.id, shared.clone()), Some(updated.clone()));
+        assert_eq!(
+            table.set_metadata(&alive.id, shared.clone()),
+            Some(updated.clone())
+        );
         assert_eq!(table.get(&alive.id), Some(updated));
         assert_eq!(table.set_metadata(&v6.id, shared), None);
         table.put(alive.id, &alive);
