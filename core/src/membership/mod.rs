@@ -125,11 +125,11 @@ pub struct Membership {
 }
 
 /// Our metadata as the two messages that carry it to one member: a `Metadata` answer and an
-/// `Introduce`, for the identity and metadata version they were encoded for. At a mass join a
-/// node sends one of them to, or answers one from, nearly every member — the same bytes each
-/// time.
+/// `Introduce`, for the identity they were encoded for (dropped when our metadata changes). At
+/// a mass join a node sends one of them to, or answers one from, nearly every member — the
+/// same bytes each time.
 struct OwnMessages {
-    key: (MemberId, u64),
+    me: MemberId,
     metadata: Bytes,
     introduce: Bytes,
 }
@@ -331,6 +331,7 @@ impl Membership {
         }
         let versioned = Versioned { version, metadata };
         self.metadata.insert(self.me.node, versioned);
+        self.own_messages = None;
         let Some(message) = self.own_message(false) else {
             return;
         };
@@ -1131,12 +1132,16 @@ impl Membership {
     /// Our metadata as a [`MembershipMessage::Metadata`] message, or with `introduce` as a
     /// [`MembershipMessage::Introduce`]: encoded once per identity and metadata version.
     fn own_message(&mut self, introduce: bool) -> Option<Bytes> {
-        let versioned = self.metadata.get(&self.me.node)?;
-        let key = (self.me, versioned.version);
-        if self.own_messages.as_ref().is_none_or(|own| own.key != key) {
-            let versioned = versioned.clone();
+        // Our entry changes only in `set_metadata`, which drops the messages (sharing the
+        // value elsewhere keeps its contents): no lookup of it while they are kept.
+        if self
+            .own_messages
+            .as_ref()
+            .is_none_or(|own| own.me != self.me)
+        {
+            let versioned = self.metadata.get(&self.me.node)?.clone();
             self.own_messages = Some(OwnMessages {
-                key,
+                me: self.me,
                 metadata: encode(MembershipMessage::Metadata {
                     node: self.me.node,
                     metadata: versioned.clone(),
@@ -1888,6 +1893,60 @@ mod tests {
             }
         }
         sent
+    }
+
+    /// An `Introduce` is answered with our metadata as it is now: the encoded answer is kept
+    /// between answers, and replaced when our metadata changes.
+    #[test]
+    fn an_introduce_is_answered_with_our_current_metadata() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let peer = member(2, 1);
+        let mut answer = |m: &mut Membership, out: &mut Outbox| {
+            let metadata = Versioned {
+                version: 1,
+                metadata: std::sync::Arc::new(NodeMetadata::default()),
+            };
+            let introduce = MembershipMessage::Introduce {
+                member: peer,
+                metadata,
+            };
+            m.handle_message(Instant::ZERO, peer.node, introduce, out);
+            let mut answers = Vec::new();
+            while let Some(effect) = out.pop() {
+                if let Effect::Send {
+                    to,
+                    channel: Channel::Coordination,
+                    payload,
+                } = effect
+                {
+                    assert_eq!(to, peer.node_addr());
+                    let message: MembershipMessage =
+                        postcard::from_bytes(&payload[1..]).expect("a membership message");
+                    answers.push(message);
+                }
+            }
+            answers
+        };
+        let ours = |version: u64, name: Option<&str>| MembershipMessage::Metadata {
+            node: member(1, 1).node,
+            metadata: Versioned {
+                version,
+                metadata: std::sync::Arc::new(NodeMetadata {
+                    name: name.map(str::to_owned),
+                    ..NodeMetadata::default()
+                }),
+            },
+        };
+        assert_eq!(answer(&mut m, &mut out), [ours(1, None)]);
+        assert_eq!(answer(&mut m, &mut out), [ours(1, None)]);
+        let renamed = NodeMetadata {
+            name: Some("renamed".into()),
+            ..NodeMetadata::default()
+        };
+        m.set_metadata(renamed, &mut out);
+        drain(&mut out);
+        assert_eq!(answer(&mut m, &mut out), [ours(2, Some("renamed"))]);
     }
 
     /// A push-pull is answered with what its sender lacks (and the answerer's own entry), not
