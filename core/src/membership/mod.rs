@@ -1902,7 +1902,7 @@ mod tests {
         let mut out = Outbox::default();
         let mut m = machine_with_three_peers(&mut out);
         let peer = member(2, 1);
-        let mut answer = |m: &mut Membership, out: &mut Outbox| {
+        let answer = |m: &mut Membership, out: &mut Outbox| {
             let metadata = Versioned {
                 version: 1,
                 metadata: std::sync::Arc::new(NodeMetadata::default()),
