@@ -93,12 +93,40 @@ impl Borrowed<'_> {
     }
 
     fn key(&self) -> u64 {
-        // SipHash with fixed keys: the same on every run (only lookups depend on it anyway).
-        #[allow(deprecated)]
-        let mut hasher = std::hash::SipHasher::new();
+        let mut hasher = hasher();
         self.hash(&mut hasher);
         hasher.finish()
     }
+}
+
+/// SipHash with fixed keys: the same on every run (only lookups depend on it anyway).
+#[allow(deprecated)]
+fn hasher() -> std::hash::SipHasher {
+    std::hash::SipHasher::new()
+}
+
+/// [`Borrowed::key`] of `value` encoded: its fields hashed in the same order, each as its
+/// borrowed twin hashes (a `String` as the `str` it holds).
+fn key_of(value: &NodeMetadata) -> u64 {
+    let mut hasher = hasher();
+    value.name.hash(&mut hasher);
+    value.tags.hash(&mut hasher);
+    value.version.hash(&mut hasher);
+    value.http.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Values decoded on this thread equal to `value` are `value` itself from now on: the one
+/// shared process-wide ([`super::SharedMetadata`]), so that sharing them there finds the same
+/// allocation instead of comparing contents.
+pub(super) fn prefer(value: &Arc<NodeMetadata>) {
+    RECENT.with_borrow_mut(|recent| {
+        if let Some(held) = recent.get_mut(&key_of(value)) {
+            if **held == **value {
+                *held = value.clone();
+            }
+        }
+    })
 }
 
 thread_local! {
@@ -165,11 +193,24 @@ mod tests {
             let twice: Versioned = postcard::from_bytes(&bytes).expect("decodes");
             assert_eq!(once, versioned);
             assert!(Arc::ptr_eq(&once.metadata, &twice.metadata));
+            let encoded = postcard::to_stdvec(value).expect("encodes");
+            let borrowed: Borrowed = postcard::from_bytes(&encoded).expect("decodes");
+            assert_eq!(borrowed.key(), key_of(value));
             let json = serde_json::to_string(&versioned).expect("encodes");
             let from_json: Versioned = serde_json::from_str(&json).expect("decodes");
             assert_eq!(from_json, versioned);
             decoded.push(once.metadata);
         }
+        // A value preferred is what its equals decode to from then on.
+        let preferred = Arc::new(values[2].clone());
+        prefer(&preferred);
+        let versioned = Versioned {
+            version: 2,
+            metadata: preferred.clone(),
+        };
+        let bytes = postcard::to_stdvec(&versioned).expect("encodes");
+        let again: Versioned = postcard::from_bytes(&bytes).expect("decodes");
+        assert!(Arc::ptr_eq(&again.metadata, &preferred));
         for (i, a) in decoded.iter().enumerate() {
             for b in &decoded[i + 1..] {
                 assert!(!Arc::ptr_eq(a, b));

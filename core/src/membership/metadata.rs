@@ -81,24 +81,30 @@ pub const METADATA_MAX_BYTES: usize = 4096;
 /// lists its table in node id order, so both are walked side by side — one sequential pass
 /// instead of a tree lookup per entry, which at a mass join is most of the table's cost. An
 /// entry out of order (another sender's doing) is looked up instead.
+///
+/// Each entry comes with whether its test still holds when it is merged: true for an entry
+/// above every node before it in `incoming` — merging the entries before it, in order,
+/// changes only their own (lower) nodes — so the merge need not look it up again. An entry
+/// out of order may follow one for its node, and is tested again.
 pub(crate) fn newer_than_known(
     known: &crate::packed_map::PackedMap<crate::NodeId, Versioned>,
     incoming: Vec<(crate::NodeId, Versioned)>,
-) -> Vec<(crate::NodeId, Versioned)> {
+) -> Vec<(crate::NodeId, Versioned, bool)> {
     let mut walk = known.iter().peekable();
     // The walk has passed every node below the highest one seen so far.
     let mut highest: Option<crate::NodeId> = None;
     let mut newer = Vec::new();
     for (node, versioned) in incoming {
-        let held = if highest.is_some_and(|highest| node <= highest) {
-            known.get(&node)
-        } else {
+        let in_order = highest.is_none_or(|highest| node > highest);
+        let held = if in_order {
             highest = Some(node);
             while walk.next_if(|(k, _)| **k < node).is_some() {}
             walk.peek().filter(|(k, _)| **k == node).map(|(_, v)| *v)
+        } else {
+            known.get(&node)
         };
         if held.is_none_or(|held| held.version < versioned.version) {
-            newer.push((node, versioned));
+            newer.push((node, versioned, in_order));
         }
     }
     newer
@@ -151,10 +157,16 @@ mod tests {
             vec![],
         ];
         for incoming in inputs {
+            // Kept where newer; tested at the merge again exactly where an entry does not
+            // exceed every node before it.
             let expected: Vec<_> = incoming
                 .iter()
-                .filter(|(n, v)| known.get(n).is_none_or(|k| k.version < v.version))
-                .cloned()
+                .enumerate()
+                .filter(|(_, (n, v))| known.get(n).is_none_or(|k| k.version < v.version))
+                .map(|(at, (n, v))| {
+                    let in_order = incoming[..at].iter().all(|(before, _)| before < n);
+                    (*n, v.clone(), in_order)
+                })
                 .collect();
             assert_eq!(newer_than_known(&known, incoming), expected);
         }

@@ -120,6 +120,18 @@ pub struct Membership {
     /// metadata's write counts, and our identity): most digests are sent or compared while
     /// neither table changed, and each costs a pass over both.
     digest_cache: Option<((u64, u64, MemberId), u64)>,
+    /// Our metadata encoded for one member at a time ([`Membership::own_message`]).
+    own_messages: Option<OwnMessages>,
+}
+
+/// Our metadata as the two messages that carry it to one member: a `Metadata` answer and an
+/// `Introduce`, for the identity they were encoded for (dropped when our metadata changes). At
+/// a mass join a node sends one of them to, or answers one from, nearly every member — the
+/// same bytes each time.
+struct OwnMessages {
+    me: MemberId,
+    metadata: Bytes,
+    introduce: Bytes,
 }
 
 /// How long a leave notice is relayed ahead of our SWIM packets: longer than SWIM takes to
@@ -188,6 +200,7 @@ impl Membership {
             changes: std::collections::VecDeque::new(),
             changes_total: 0,
             digest_cache: None,
+            own_messages: None,
         };
         machine.arm(
             now,
@@ -317,11 +330,11 @@ impl Membership {
             metadata = shared.intern(self.me.node, version, metadata);
         }
         let versioned = Versioned { version, metadata };
-        self.metadata.insert(self.me.node, versioned.clone());
-        let message = encode(MembershipMessage::Metadata {
-            node: self.me.node,
-            metadata: versioned,
-        });
+        self.metadata.insert(self.me.node, versioned);
+        self.own_messages = None;
+        let Some(message) = self.own_message(false) else {
+            return;
+        };
         for member in self.view.values().filter(|m| m.state == MemberState::Alive) {
             send(
                 self.me,
@@ -383,7 +396,7 @@ impl Membership {
             MembershipMessage::Leaving(_) => self.stats.bad_datagrams += 1,
             MembershipMessage::Introduce { member, metadata } if member.node == from => {
                 self.merge_metadata(member.node, metadata, out);
-                if let Some(message) = self.own_metadata_message() {
+                if let Some(message) = self.own_message(false) {
                     send(
                         self.me,
                         out,
@@ -547,13 +560,17 @@ impl Membership {
             return Err(format!("{} is both removed and in the view", node.short()));
         }
         let active: BTreeSet<NodeId> = self.swim.iter_members().map(|m| m.id().node).collect();
-        for member in self.view.values() {
-            let alive = member.state == MemberState::Alive;
-            if alive != active.contains(&member.id) {
-                return Err(disagrees(&member));
+        let mut counted = 0;
+        for (node, state) in self.view.states() {
+            let alive = state == MemberState::Alive;
+            if alive != active.contains(&node) {
+                return Err(self
+                    .view
+                    .get(&node)
+                    .map_or_else(String::new, |m| disagrees(&m)));
             }
+            counted += usize::from(alive);
         }
-        let counted = self.alive().count();
         if counted != self.alive_count {
             return Err(format!(
                 "{counted} members alive but {} counted",
@@ -828,14 +845,12 @@ impl Membership {
         self.removed.remove(&member.node);
         let mut view = MemberView::new(&member, MemberState::Alive, now);
         view.metadata = self.metadata.get(&member.node).map(|v| v.metadata.clone());
-        let new_member = !self.view.contains_key(&member.node);
+        let before = self.view.state(&member.node);
+        let new_member = before.is_none();
         // A member we held failed or departed that is back — after a partition heals, every
         // node of the other side, each in a renewed life — knows what its side learnt
         // meanwhile, which SWIM's gossip would trickle over at a dozen updates a datagram.
-        let returning = self
-            .view
-            .get(&member.node)
-            .is_some_and(|v| v.state != MemberState::Alive);
+        let returning = before.is_some_and(|state| state != MemberState::Alive);
         if returning {
             self.arm_reconcile(now, out);
         }
@@ -848,11 +863,7 @@ impl Membership {
             self.send_push_pull(member.node_addr(), true, out);
         } else if view.metadata.is_none() {
             // Ask for its metadata with ours.
-            if let Some(metadata) = self.metadata.get(&self.me.node).cloned() {
-                let message = encode(MembershipMessage::Introduce {
-                    member: self.me,
-                    metadata,
-                });
+            if let Some(message) = self.own_message(true) {
                 send(
                     self.me,
                     out,
@@ -862,13 +873,11 @@ impl Membership {
                 );
             }
         }
-        if let Some(before) = self.view.insert(member.node, view.clone()) {
-            if before.state == MemberState::Alive {
-                self.alive_count -= 1;
-            }
+        // Recorded as changed by `on_notification`, its only caller.
+        self.view.put(member.node, &view);
+        if before != Some(MemberState::Alive) {
+            self.alive_count += 1;
         }
-        self.alive_count += 1;
-        self.changed(member.node);
         out.event(Event::Membership(MembershipEvent::Up(view)));
     }
 
@@ -915,8 +924,8 @@ impl Membership {
         };
         view.generation = member.generation;
         view.since = now;
-        self.view.insert(member.node, view.clone());
-        self.changed(member.node);
+        // Recorded as changed by `on_notification`, its only caller.
+        self.view.put(member.node, &view);
         if left {
             self.note_departure(now, member);
         }
@@ -1062,8 +1071,12 @@ impl Membership {
         // Metadata first: a member that comes up below then already has its metadata, instead
         // of asking for it with a push-pull of its own — one per new member, which at a mass
         // join is N² full-state exchanges.
-        for (node, versioned) in metadata::newer_than_known(&self.metadata, metadata) {
-            self.merge_metadata(node, versioned, out);
+        for (node, versioned, tested) in metadata::newer_than_known(&self.metadata, metadata) {
+            if tested {
+                self.take_metadata(node, versioned, out);
+            } else {
+                self.merge_metadata(node, versioned, out);
+            }
         }
         // What a push-pull teaches us is already known to the sender's side of the cluster:
         // learn it without re-gossiping it. Only entries that change something go to foca,
@@ -1085,39 +1098,74 @@ impl Membership {
         }
     }
 
-    fn merge_metadata(&mut self, node: NodeId, mut incoming: Versioned, out: &mut Outbox) {
+    fn merge_metadata(&mut self, node: NodeId, incoming: Versioned, out: &mut Outbox) {
         // The version test first: it is cheap and rejects nearly every entry of a push-pull,
         // while the size test encodes the metadata.
-        if node == self.me.node
-            || self
-                .metadata
-                .get(&node)
-                .is_some_and(|known| known.version >= incoming.version)
+        if self
+            .metadata
+            .get(&node)
+            .is_some_and(|known| known.version >= incoming.version)
         {
+            return;
+        }
+        self.take_metadata(node, incoming, out);
+    }
+
+    /// Takes up `incoming`, known to be newer than what we hold for `node`, unless it is about
+    /// us or too large.
+    fn take_metadata(&mut self, node: NodeId, mut incoming: Versioned, out: &mut Outbox) {
+        if node == self.me.node {
             return;
         }
         if encoded_len(&incoming) > metadata::METADATA_MAX_BYTES {
             return;
         }
         if let Some(shared) = &self.shared {
-            incoming.metadata = shared.intern(node, incoming.version, incoming.metadata);
+            let value = shared.intern(node, incoming.version, incoming.metadata.clone());
+            if !std::sync::Arc::ptr_eq(&value, &incoming.metadata) {
+                decoded::prefer(&value);
+            }
+            incoming.metadata = value;
         }
         let metadata = incoming.metadata.clone();
         self.metadata.insert(node, incoming);
-        if let Some(mut view) = self.view.get(&node) {
-            view.metadata = Some(metadata);
-            self.view.insert(node, view.clone());
+        if let Some(view) = self.view.set_metadata(&node, metadata) {
             out.event(Event::Membership(MembershipEvent::Updated(view)));
         }
     }
 
-    /// Our metadata as a [`MembershipMessage::Metadata`] message.
-    fn own_metadata_message(&self) -> Option<Bytes> {
-        let metadata = self.metadata.get(&self.me.node)?.clone();
-        Some(encode(MembershipMessage::Metadata {
-            node: self.me.node,
-            metadata,
-        }))
+    /// Our metadata as a [`MembershipMessage::Metadata`] message, or with `introduce` as a
+    /// [`MembershipMessage::Introduce`]: encoded once per identity and metadata version.
+    fn own_message(&mut self, introduce: bool) -> Option<Bytes> {
+        // Our entry changes only in `set_metadata`, which drops the messages (sharing the
+        // value elsewhere keeps its contents): no lookup of it while they are kept.
+        if self
+            .own_messages
+            .as_ref()
+            .is_none_or(|own| own.me != self.me)
+        {
+            let versioned = self.metadata.get(&self.me.node)?.clone();
+            self.own_messages = Some(OwnMessages {
+                me: self.me,
+                metadata: encode(MembershipMessage::Metadata {
+                    node: self.me.node,
+                    metadata: versioned.clone(),
+                }),
+                introduce: encode(MembershipMessage::Introduce {
+                    member: self.me,
+                    metadata: versioned,
+                }),
+            });
+        }
+        let own = self.own_messages.as_ref()?;
+        Some(
+            if introduce {
+                &own.introduce
+            } else {
+                &own.metadata
+            }
+            .clone(),
+        )
     }
 
     /// Our whole table to `to`, asking for its own back.
@@ -1850,6 +1898,60 @@ mod tests {
             }
         }
         sent
+    }
+
+    /// An `Introduce` is answered with our metadata as it is now: the encoded answer is kept
+    /// between answers, and replaced when our metadata changes.
+    #[test]
+    fn an_introduce_is_answered_with_our_current_metadata() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let peer = member(2, 1);
+        let answer = |m: &mut Membership, out: &mut Outbox| {
+            let metadata = Versioned {
+                version: 1,
+                metadata: std::sync::Arc::new(NodeMetadata::default()),
+            };
+            let introduce = MembershipMessage::Introduce {
+                member: peer,
+                metadata,
+            };
+            m.handle_message(Instant::ZERO, peer.node, introduce, out);
+            let mut answers = Vec::new();
+            while let Some(effect) = out.pop() {
+                if let Effect::Send {
+                    to,
+                    channel: Channel::Coordination,
+                    payload,
+                } = effect
+                {
+                    assert_eq!(to, peer.node_addr());
+                    let message: MembershipMessage =
+                        postcard::from_bytes(&payload[1..]).expect("a membership message");
+                    answers.push(message);
+                }
+            }
+            answers
+        };
+        let ours = |version: u64, name: Option<&str>| MembershipMessage::Metadata {
+            node: member(1, 1).node,
+            metadata: Versioned {
+                version,
+                metadata: std::sync::Arc::new(NodeMetadata {
+                    name: name.map(str::to_owned),
+                    ..NodeMetadata::default()
+                }),
+            },
+        };
+        assert_eq!(answer(&mut m, &mut out), [ours(1, None)]);
+        assert_eq!(answer(&mut m, &mut out), [ours(1, None)]);
+        let renamed = NodeMetadata {
+            name: Some("renamed".into()),
+            ..NodeMetadata::default()
+        };
+        m.set_metadata(renamed, &mut out);
+        drain(&mut out);
+        assert_eq!(answer(&mut m, &mut out), [ours(2, Some("renamed"))]);
     }
 
     /// A push-pull is answered with what its sender lacks (and the answerer's own entry), not

@@ -232,6 +232,34 @@ impl View {
         Some(before.view(node))
     }
 
+    /// The state of `node`, if it is in the table.
+    pub(crate) fn state(&self, node: &NodeId) -> Option<MemberState> {
+        self.entries.get(node).map(Entry::state)
+    }
+
+    /// Every member's state, in node id order (without building its view).
+    pub(crate) fn states(&self) -> impl Iterator<Item = (NodeId, MemberState)> + '_ {
+        self.entries.iter().map(|(id, entry)| (*id, entry.state()))
+    }
+
+    /// Sets the view of `node` (`view.id`), new or changed, where the one it replaces is not
+    /// wanted (building it costs a copy).
+    pub(crate) fn put(&mut self, node: NodeId, view: &MemberView) {
+        debug_assert_eq!(node, view.id);
+        self.entries.insert(node, Entry::of(view));
+    }
+
+    /// Gives `node`'s entry, if any, this metadata; its view then.
+    pub(crate) fn set_metadata(
+        &mut self,
+        node: &NodeId,
+        metadata: Arc<NodeMetadata>,
+    ) -> Option<MemberView> {
+        let entry = self.entries.get_mut(node)?;
+        entry.metadata = Some(metadata);
+        Some(entry.view(*node))
+    }
+
     /// Takes `node` out of the table; its view, if it was in.
     pub(crate) fn remove(&mut self, node: &NodeId) -> Option<MemberView> {
         self.entries.remove(node).map(|entry| entry.view(*node))
@@ -313,9 +341,29 @@ mod tests {
         let mut alive = v4.clone();
         alive.state = MemberState::Alive;
         assert_eq!(table.insert(v4.id, alive.clone()), Some(v4));
-        assert_eq!(table.remove(&v6.id), Some(v6));
+        assert_eq!(table.remove(&v6.id), Some(v6.clone()));
         assert_eq!(table.len(), 1);
         assert!(table.contains_key(&alive.id));
+        let shared = Arc::new(NodeMetadata {
+            version: "2".into(),
+            ..NodeMetadata::default()
+        });
+        let mut updated = alive.clone();
+        updated.metadata = Some(shared.clone());
+        assert_eq!(
+            table.set_metadata(&alive.id, shared.clone()),
+            Some(updated.clone())
+        );
+        assert_eq!(table.get(&alive.id), Some(updated));
+        assert_eq!(table.set_metadata(&v6.id, shared), None);
+        table.put(alive.id, &alive);
+        assert_eq!(table.get(&alive.id), Some(alive.clone()));
+        assert_eq!(table.state(&alive.id), Some(MemberState::Alive));
+        assert_eq!(table.state(&v6.id), None);
+        assert_eq!(
+            table.states().collect::<Vec<_>>(),
+            [(alive.id, MemberState::Alive)]
+        );
         assert_eq!(std::mem::size_of::<Entry>(), 40);
     }
 }
