@@ -93,7 +93,7 @@ pub enum MembershipMessage {
 
 /// Whether the membership datagram `payload` is one its receiver never answers: SWIM's acks,
 /// gossip, feeds and broadcasts, a ping request (answered only if its target answers the
-/// helper), suspect reports and leave notices. A transport that takes a peer's silence after a
+/// helper), suspect reports, leave notices, digest checks and touches. A transport that takes a peer's silence after a
 /// datagram as a sign it stopped listening must not count these. Anything it cannot read is
 /// taken to expect an answer.
 pub fn expects_no_answer(payload: &[u8]) -> bool {
@@ -109,7 +109,10 @@ pub fn expects_no_answer(payload: &[u8]) -> bool {
             }
         }
         Some((
-            &datagram_kind::SUSPECT_REPORT | &datagram_kind::LEAVING | &datagram_kind::DIGEST,
+            &datagram_kind::SUSPECT_REPORT
+            | &datagram_kind::LEAVING
+            | &datagram_kind::DIGEST
+            | &datagram_kind::TOUCH,
             _,
         )) => true,
         _ => false,
@@ -179,6 +182,9 @@ mod tests {
             assert!(expects_no_answer(&swim(message.clone())), "{message:?}");
         }
         assert!(expects_no_answer(&[datagram_kind::SUSPECT_REPORT, 1, 2]));
+        // A touch is never answered: counted as expecting one, a member's touches would move
+        // its successor's membership off the sealed socket.
+        assert!(expects_no_answer(&[datagram_kind::TOUCH]));
     }
 
     #[test]
