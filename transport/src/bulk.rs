@@ -353,10 +353,13 @@ pub(crate) fn close(peer: &Peer) {
 }
 
 /// Closes a bulk connection once no transfer has used it for the idle timeout, and counts its
-/// path's losses when it ends.
+/// path's losses every idle timeout and when it ends (losses show on the dialling side, which
+/// sends the transfers).
 async fn close_when_unused(shared: Arc<Shared>, link: BulkLink) {
     let idle = shared.config.idle_timeout;
+    let mut path = quinn::PathStats::default();
     loop {
+        path = shared.metrics.observe_path(path, &link.conn);
         let since = *link
             .usage
             .idle_since
@@ -376,9 +379,7 @@ async fn close_when_unused(shared: Arc<Shared>, link: BulkLink) {
             _ = shared.stopped() => break,
         }
     }
-    shared
-        .metrics
-        .observe_path(quinn::PathStats::default(), &link.conn);
+    shared.metrics.observe_path(path, &link.conn);
 }
 
 /// Writes one transfer on a new stream and waits until the peer has received all of it.

@@ -347,15 +347,17 @@ async fn packets_lost_on_the_way_are_sent_again_and_counted() {
             (i, payload.clone())
         );
     }
-    // Counted when sampled or when the connection ends.
+    // Counted when sampled or when the connection ends, on both sides.
     a.endpoint.close().await;
-    let metrics = a.endpoint.metrics().clone();
-    eventually(Duration::from_secs(5), "losses counted", || {
-        metrics.path_events().lost_packets > 0
-    })
+    let (ours, theirs) = (a.endpoint.metrics().clone(), b.endpoint.metrics().clone());
+    eventually(
+        Duration::from_secs(5),
+        "losses counted, b's connection ended",
+        || ours.path_events().lost_packets > 0 && theirs.open_connections() == 0,
+    )
     .await;
     assert_eq!(
-        b.endpoint.metrics().path_events().lost_packets,
+        theirs.path_events().lost_packets,
         0,
         "nothing lost towards a"
     );

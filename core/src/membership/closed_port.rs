@@ -18,7 +18,8 @@
 //! members in a shuffled order of its own: with 9 others, the chance that nobody probes a given
 //! member in a period is (8/9)⁹ ≈ 35 %, and 2.6 % for three periods running. So each member
 //! also sends an empty datagram to the next alive member in node id order every probe period:
-//! while views agree, every member gets at least one datagram a period.
+//! while views agree, every member whose predecessor in that order is alive gets at least one
+//! datagram a period (of two neighbours crashed together, the second waits for probing).
 
 use foca::{Incarnation, Member, State};
 

@@ -304,8 +304,6 @@ mod tests {
         }
     }
 
-    /// A view comes back out of the table as it went in, for IPv4 and IPv6 addresses, and
-    /// in key order.
     /// The next alive member after a node: in id order, skipping members not alive and the
     /// node itself, wrapping around; none when nobody else is alive.
     #[test]
@@ -329,6 +327,8 @@ mod tests {
         assert_eq!(after(&table, 1), None);
     }
 
+    /// A view comes back out of the table as it went in, for IPv4 and IPv6 addresses, and
+    /// in key order.
     #[test]
     fn views_come_back_unchanged() {
         let v4 = view(2, "10.0.0.9:7000", MemberState::Failed);

@@ -76,7 +76,9 @@ impl RemoteError {
 /// Messages on the events channel, borrowed from the frame they were decoded from.
 ///
 /// Nodes send [`Batch`] frames and acknowledgements; the other two are the layout of earlier
-/// releases, still read so a cluster can be upgraded one node at a time.
+/// releases, still read. An earlier release cannot read a [`Batch`] (it refuses the frame as
+/// malformed), so nodes of this release and earlier ones do not exchange pub/sub: upgrade
+/// them together.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventMessage<'a> {
     /// One published message, as earlier releases sent it (read, no longer sent).
@@ -106,8 +108,9 @@ pub struct Published<'a> {
     pub topic: &'a str,
     /// Its payload.
     pub payload: Raw<'a>,
-    /// The publisher's trace; `None` when the publisher had none (the receiver starts a trace
-    /// for it, as the publisher would have: nobody else could have seen that one).
+    /// The publisher's trace; `None` when the publisher had none: each receiving node then
+    /// starts a trace of its own, so the deliveries of one untraced publish on different
+    /// nodes share no trace id (publish under a trace to follow one across nodes).
     pub trace: Option<TraceContext>,
     /// For at-least-once delivery: the publisher's stream to this receiver and the message's
     /// place in it.

@@ -15,7 +15,7 @@
 //!
 //! and last the payload (length, bytes). With neither trace flag the publisher had no trace.
 //! So a run of messages on one topic from a publisher with no trace costs two bytes each beyond
-//! its payload, where each message used to carry its topic and a trace (108 bytes on the wire
+//! its payload, where each message used to carry its topic and a trace (106 bytes on the wire
 //! for a 64-byte payload on a 12-byte topic, now 66).
 
 use std::ops::Range;
