@@ -328,6 +328,18 @@ mod tests {
         TraceContext::new_root(&mut rand10::rngs::StdRng::seed_from_u64(seed), true)
     }
 
+    /// A best-effort message with no trace, as a plain `publish` sends it.
+    fn untraced<'a>(topic: &'a str, payload: &'a [u8]) -> Published<'a> {
+        Published {
+            topic,
+            payload: Raw(payload),
+            trace: None,
+            reliable: None,
+            oldest: 0,
+            origin: None,
+        }
+    }
+
     fn decoded(frame: &[u8]) -> Vec<Published<'_>> {
         let Ok(EventMessage::Batch(batch)) = decode_event(frame) else {
             panic!("not a batch");
@@ -372,14 +384,7 @@ mod tests {
     #[test]
     fn a_run_on_one_topic_without_a_trace_costs_two_bytes_a_message() {
         let payload = [0x5a; 64];
-        let message = Published {
-            topic: "bench.events",
-            payload: Raw(&payload),
-            trace: None,
-            reliable: None,
-            oldest: 0,
-            origin: None,
-        };
+        let message = untraced("bench.events", &payload);
         let mut builder = BatchBuilder::default();
         builder.push(&message).unwrap();
         let first = builder.len();
@@ -399,16 +404,7 @@ mod tests {
     #[test]
     fn push_within_leaves_a_full_batch_as_it_was() {
         let (small, large) = ([1u8; 10], [2u8; 500]);
-        let message = |payload: &'static [u8], topic| Published {
-            topic,
-            payload: Raw(payload),
-            trace: None,
-            reliable: None,
-            oldest: 0,
-            origin: None,
-        };
-        let small = message(Box::leak(Box::new(small)), "t");
-        let large = message(Box::leak(Box::new(large)), "u");
+        let (small, large) = (untraced("t", &small), untraced("u", &large));
         let mut builder = BatchBuilder::default();
         assert!(
             builder.push_within(&large, 100).unwrap(),
@@ -426,14 +422,7 @@ mod tests {
     #[test]
     fn bad_batches_are_refused_with_their_reason() {
         let payload = [7u8; 4];
-        let message = Published {
-            topic: "t",
-            payload: Raw(&payload),
-            trace: None,
-            reliable: None,
-            oldest: 0,
-            origin: None,
-        };
+        let message = untraced("t", &payload);
         let mut builder = BatchBuilder::default();
         builder.push(&message).unwrap();
         builder.push(&message).unwrap();
