@@ -112,7 +112,7 @@ impl Membership {
 mod tests {
     use super::*;
     use crate::effects::Effect;
-    use crate::membership::tests::{drain, machine_with_three_peers, member};
+    use crate::membership::tests::{drain, machine_with_three_peers, member, swim_learns};
 
     /// A closed port makes us ask the member directly and look again a probe round trip later;
     /// still unrefuted then, it is declared failed — long before the suspicion timeout a stall
@@ -157,10 +157,7 @@ mod tests {
         let mut m = machine_with_three_peers(&mut out);
         let (now, live) = (Instant::ZERO, member(3, 1));
         m.port_closed(now, live.node, &mut out);
-        let refuted = Member::new(live, 1, State::Alive);
-        m.drive(now, &mut out, |swim, io| {
-            swim.apply_many(std::iter::once(refuted), true, io)
-        });
+        swim_learns(&mut m, now, Member::new(live, 1, State::Alive), &mut out);
         let _ = drain(&mut out);
         let later = now + m.config.probe_rtt;
         m.handle_timer(later, later, MembershipTimer::ClosedPort(live, 0), &mut out);

@@ -1774,9 +1774,18 @@ mod tests {
 
     /// SWIM learns at `now` that `node` (generation 1) is alive.
     fn learn_alive(m: &mut Membership, now: Instant, node: u128, out: &mut Outbox) {
-        let joiner = Member::alive(member(node, 1));
+        swim_learns(m, now, Member::alive(member(node, 1)), out);
+    }
+
+    /// SWIM takes in `update` at `now`, as gossip would bring it.
+    pub(super) fn swim_learns(
+        m: &mut Membership,
+        now: Instant,
+        update: Member<MemberId>,
+        out: &mut Outbox,
+    ) {
         m.drive(now, out, |swim, io| {
-            swim.apply_many(std::iter::once(joiner), true, io)
+            swim.apply_many(std::iter::once(update), true, io)
         });
     }
 
@@ -2007,10 +2016,7 @@ mod tests {
         let mut m = machine_with_three_peers(&mut out);
         let (now, suspect) = (Instant::ZERO, member(4, 1));
         m.handle_datagram(now, &report_datagram(2, suspect), &mut out);
-        let refuted = Member::new(suspect, 1, State::Alive);
-        m.drive(now, &mut out, |swim, io| {
-            swim.apply_many(std::iter::once(refuted), true, io)
-        });
+        swim_learns(&mut m, now, Member::new(suspect, 1, State::Alive), &mut out);
         let _ = drain(&mut out);
         let later = now + m.config.probe_rtt;
         m.handle_timer(later, later, MembershipTimer::Check(suspect, 0), &mut out);
