@@ -109,6 +109,29 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
         op
     }
 
+    /// A map holding `entries` (keys strictly increasing) above `horizon`: for encodings other
+    /// than [`Canonical`]'s, which must refuse what no map could have encoded (keys out of
+    /// order or repeated, a tombstone below the horizon) as [`Canonical::decode`] does.
+    pub fn from_sorted_entries(
+        horizon: Timestamp,
+        entries: impl IntoIterator<Item = (K, LwwEntry<V>)>,
+    ) -> Result<Self, InvariantError> {
+        let mut map = LwwMap {
+            entries: BTreeMap::new(),
+            horizon,
+        };
+        for (key, entry) in entries {
+            let ascending = map
+                .entries
+                .last_key_value()
+                .is_none_or(|(last, _)| *last < key);
+            InvariantError::check(ascending, || "keys not strictly increasing".to_owned())?;
+            map.entries.insert(key, entry);
+        }
+        map.invariants()?;
+        Ok(map)
+    }
+
     /// Applies an op from any replica. Idempotent and commutative; returns whether the map
     /// changed (false for a duplicate, a losing write, or a write older than the GC horizon).
     ///

@@ -30,9 +30,10 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use foundation_core::membership::{MemberState, MembershipConfig};
 use foundation_core::node::Core;
 use foundation_core::replication::{
-    encode, Envelope, Keyspace, Map, Origin, ReplicationConfig, ReplicationMessage, Value, Write,
+    encode, full_state, Envelope, Keyspace, Map, Origin, ReplicationConfig, ReplicationMessage,
+    Value, Write,
 };
-use foundation_crdt::{Canonical, LwwEntry, LwwOp, NodeId as CrdtNodeId, Timestamp};
+use foundation_crdt::{LwwEntry, LwwOp, NodeId as CrdtNodeId, Timestamp};
 use foundation_sim::faults::{Fault, Identity, Nodes};
 use foundation_sim::network::LinkModel;
 use foundation_sim::world::{AppRequest, World, WorldConfig};
@@ -380,7 +381,7 @@ impl Sim {
             .node(slot)
             .core()
             .and_then(|c| c.replication().keyspace(KEYSPACE))
-            .and_then(|k| k.map().encode().ok())
+            .and_then(|k| full_state::encode(k.map()).ok())
             .map_or(0, |b| b.len())
     }
 }
@@ -617,7 +618,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// merge (median).
 fn merge_ms(runs: usize) -> (f64, f64, f64) {
     let (a, b) = two_states();
-    let bytes = b.encode().unwrap_or_default();
+    let bytes = full_state::encode(&b).unwrap_or_default();
     let (mut merge, mut decode_merge) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let mut x = a.clone();
@@ -627,7 +628,7 @@ fn merge_ms(runs: usize) -> (f64, f64, f64) {
         std::hint::black_box(&x);
         let mut y = a.clone();
         let t = std::time::Instant::now();
-        if let Ok(state) = Map::decode(&bytes) {
+        if let Ok(state) = full_state::decode(&bytes) {
             y.merge(&state);
         }
         decode_merge.push(t.elapsed().as_secs_f64() * 1e3);
@@ -671,7 +672,7 @@ fn memory(origins: usize) -> Memory {
         );
     }
     let map_bytes = live_bytes() - before;
-    let encoded = map.encode().map_or(0, |b| b.len());
+    let encoded = full_state::encode(&map).map_or(0, |b| b.len());
     drop(map);
 
     let config = ours();

@@ -124,6 +124,7 @@ mod acks;
 mod config;
 mod durable;
 pub mod events;
+pub mod full_state;
 mod horizon;
 mod keyspace;
 pub mod snapshot;
@@ -165,9 +166,9 @@ pub const FULL_STATE_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub(crate) const KEYSPACE_NAME_MAX: usize = 64;
 /// Per-op overhead of an envelope on the wire beyond key and value, for batching estimates.
 pub(crate) const ENVELOPE_OVERHEAD: usize = 64;
-/// Per-entry overhead of a full state beyond key and value (a timestamp and framing), for
-/// choosing between ops and a full state.
-pub(crate) const STATE_ENTRY_OVERHEAD: usize = 32;
+/// Per-entry overhead of a packed full state beyond key and value (an age, a maker's index, a
+/// seq and framing: 10–16 bytes for recent writes), for choosing between ops and a full state.
+pub(crate) const STATE_ENTRY_OVERHEAD: usize = 16;
 // An op message and a full state fit their channels' default frame limits.
 const _: () = assert!(OPS_MESSAGE_BYTES_MAX < ChannelLimits::DEFAULT.replication);
 const _: () = assert!(FULL_STATE_BYTES_MAX + 64 * 1024 <= ChannelLimits::DEFAULT.bulk);
@@ -1240,7 +1241,7 @@ impl Replication {
             self.stats.dropped += 1;
             return;
         }
-        let state = match Map::decode(bytes) {
+        let state = match full_state::decode(bytes) {
             Ok(state) if names_its_writes(&state) => state,
             _ => {
                 self.stats.bad_states += 1;
@@ -1362,7 +1363,7 @@ impl Replication {
         let Some(keyspace) = self.keyspaces.get(name) else {
             return;
         };
-        let state = match keyspace.map().encode() {
+        let state = match full_state::encode(keyspace.map()) {
             Ok(state) if state.len() <= FULL_STATE_BYTES_MAX => state,
             _ => {
                 self.stats.bad_states += 1;

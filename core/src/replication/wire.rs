@@ -89,7 +89,7 @@ pub enum ReplicationMessage {
         keyspace: String,
         /// The compaction epoch of the state.
         epoch: u32,
-        /// [`foundation_crdt::Canonical`] bytes of the [`Map`].
+        /// The [`Map`], packed by [`super::full_state::encode`].
         state: Vec<u8>,
         /// What the state includes: every op up to these seqs.
         seen: Seen,

@@ -3,13 +3,16 @@
 //!
 //! Properties, for each type the bytes decode as: nothing panics; the value re-encodes, and
 //! those bytes decode to the same value and encode to themselves (the encoding is a fixed
-//! point, which digests rely on); a decoded state merged with itself is unchanged.
+//! point, which digests rely on); a decoded state merged with itself is unchanged. The same
+//! for the bytes as a keyspace's full state packed for the wire
+//! (`foundation_core::replication::full_state`).
 //!
 //! The decoder may accept a non-canonical spelling of a value (postcard reads an over-long
 //! varint), so the input bytes themselves need not equal the re-encoding.
 
 use std::fmt::Debug;
 
+use foundation_core::replication::full_state;
 use foundation_crdt::{
     BoundedCounter, Canonical, GCounter, GCounterOp, LwwMap, LwwOp, MvReg, MvRegOp, OrSet, OrSetOp,
     PnCounter, PnCounterOp,
@@ -30,6 +33,22 @@ pub fn check(data: &[u8]) {
     round_trip::<LwwOp<String, Vec<u8>>>(data);
     round_trip::<OrSetOp<String>>(data);
     round_trip::<MvRegOp<Vec<u8>>>(data);
+    packed_full_state(data);
+}
+
+/// A packed full state that decodes re-packs to bytes that decode to it and pack to themselves.
+fn packed_full_state(data: &[u8]) {
+    let Ok(state) = full_state::decode(data) else {
+        return;
+    };
+    let bytes = full_state::encode(&state).expect("a decoded state packs");
+    let again = full_state::decode(&bytes).expect("a packed state decodes");
+    assert_eq!(again, state, "unpack(pack(s)) != s");
+    assert_eq!(
+        full_state::encode(&again).unwrap(),
+        bytes,
+        "packing is not a fixed point"
+    );
 }
 
 /// Decodes `data` as `T`; if it decodes, checks the round trip and returns the value.

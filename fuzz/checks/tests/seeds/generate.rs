@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use foundation_core::agents::wire::{AgentReply, AgentRequest, Delivery, DeliveryError};
-use foundation_core::replication::Write;
+use foundation_core::replication::{full_state, Map, Value, Write};
 use foundation_core::services::trace::parse_traceparent;
 use foundation_core::services::wire::{
     BatchBuilder, BatchV0, EventMessage, Published, PublishedV0, Raw, RemoteError, RpcReply,
@@ -141,7 +141,30 @@ fn crdt() -> Seeds {
     bounded.draw(a, 30).unwrap();
     bounded.hand_over(a, b, 20).unwrap();
     out.push(bounded.encode().unwrap());
+    out.push(full_state::encode(&keyspace_state()).unwrap());
     named("crdt", out)
+}
+
+/// A keyspace's state as replication sends it whole: two values of one life, a tombstone.
+fn keyspace_state() -> Map {
+    let value = |bytes: &[u8], seq| Value {
+        bytes: bytes.to_vec(),
+        generation: 3,
+        seq,
+    };
+    let mut map = Map::new();
+    map.set(
+        "region".into(),
+        value(b"eu-1", 1),
+        Timestamp::at_wall(1_000),
+    );
+    map.set(
+        "limit".into(),
+        value(&[0xff; 9], 2),
+        Timestamp::at_wall(2_000),
+    );
+    map.remove("zone".into(), Timestamp::at_wall(3_000));
+    map
 }
 
 fn services() -> Seeds {
