@@ -450,16 +450,37 @@ async fn read_requests(
     let max_request = shared.config.limits.rpc.min(MUX_REQUEST_MAX);
     let mut decoder = FrameDecoder::new(max_request + MUX_OVERHEAD);
     loop {
-        let chunk = match recv.read_chunk(READ_CHUNK_MAX, true).await {
-            Ok(Some(chunk)) => chunk.bytes,
-            Ok(None) => return Ok(decoder.finish()?),
-            Err(quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_)) => return Ok(()),
-            Err(error) => return Err(ReadError::Stream(error.to_string())),
-        };
-        decoder.extend(&chunk);
-        while let Some(body) = decoder.next_frame()? {
-            take_request(shared, from, server, body);
+        let mut read = recv.read_chunk(READ_CHUNK_MAX, true).await;
+        // Answers given while this wake's requests are taken (handlers that finish without
+        // waiting answer here) leave in one write after the last of them.
+        let _batch = server.outbox.hold();
+        loop {
+            let chunk = match read {
+                Ok(Some(chunk)) => chunk.bytes,
+                Ok(None) => return Ok(decoder.finish()?),
+                Err(quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_)) => {
+                    return Ok(())
+                }
+                Err(error) => return Err(ReadError::Stream(error.to_string())),
+            };
+            decoder.extend(&chunk);
+            while let Some(body) = decoder.next_frame()? {
+                take_request(shared, from, server, body);
+            }
+            match ready_now(recv.read_chunk(READ_CHUNK_MAX, true)) {
+                Some(next) => read = next,
+                None => break,
+            }
         }
+    }
+}
+
+/// The future's output if it is ready without waiting.
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
 
@@ -536,11 +557,5 @@ fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: By
         deadline: tokio::time::Instant::now() + Duration::from_millis(deadline_ms.into()),
         responder,
     };
-    if let Err(refused) = shared.inbox.requests.try_send(request) {
-        // The application is not keeping up or not listening: refuse rather than queue forever.
-        let (.., responder) = refused.into_inner().into_parts();
-        if let ResponderInner::Mux(mux) = responder.inner {
-            mux.refuse(code::UNAVAILABLE);
-        }
-    }
+    super::deliver(shared, request);
 }
