@@ -3,9 +3,10 @@
 //! The caller's side ([`MuxClient`]) opens the stream on the first small request over a
 //! connection, gives each call an id, and keeps a table of calls waiting for an answer. The
 //! responder's side ([`serve`]) reads requests off the stream and hands them to the application
-//! with a [`MuxResponder`] that answers by id. Both sides write through an [`Outbox`]: the
-//! caller or responder writes its own frame, with every frame queued while another write was
-//! under way, so many calls share a packet and no task is woken per write.
+//! with a [`MuxResponder`] that answers by id; when the application takes requests in this task
+//! ([`Endpoint::serve_requests`](crate::Endpoint::serve_requests)), the answers given while one
+//! read's requests are taken leave in one write after them. Both sides write through an
+//! [`Outbox`], so many calls share a packet and no task is woken per write.
 //!
 //! A caller that gives up (its deadline passed, or its future was dropped) sends a cancel frame;
 //! the responder's [`cancelled`](MuxResponder::cancelled) future then resolves. An answer that

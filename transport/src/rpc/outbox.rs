@@ -1,9 +1,10 @@
 //! The frames waiting to be written on one multiplexed RPC stream.
 //!
 //! Two ways of writing ([`Writes`]). A responder's outbox is written by whoever queues a frame,
-//! under a short lock, together with every frame queued meanwhile: the services' loop answers
-//! every request of a received batch in one run, so its answers share packets without a task
-//! to wake. Only when the stream's flow control blocks a write does a writer task take over,
+//! under a short lock, together with every frame queued meanwhile, or, while the stream's
+//! reader holds it ([`Outbox::hold`]), once the reader has taken every request of one read:
+//! handlers that answer without waiting answer there, so a batch's answers share packets
+//! without a task to wake. Only when the stream's flow control blocks a write does a writer task take over,
 //! waiting for the window while frames keep being queued, and hand writing back once the queue
 //! is empty. A caller's outbox is written only by that task, after it has let every task that
 //! is ready run first: callers are separate tasks, and each write wakes quinn's connection

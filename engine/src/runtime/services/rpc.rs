@@ -440,7 +440,10 @@ impl CallServer {
 
 /// Serves the requests the transport queued before the [`CallServer`] took over, until the
 /// endpoint closes.
-pub(crate) async fn serve_queued(server: CallServer, mut requests: mpsc::Receiver<IncomingRequest>) {
+pub(crate) async fn serve_queued(
+    server: CallServer,
+    mut requests: mpsc::Receiver<IncomingRequest>,
+) {
     while let Some(request) = requests.recv().await {
         server.take(request);
     }
