@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -398,4 +399,54 @@ async fn requests_over_the_multiplexed_limit_still_go_through_on_their_own_strea
         foundation_transport::rpc::MUX_REQUEST_MAX + 1
     );
     let _ = server.await;
+}
+
+/// A handler set with `serve_requests` takes every request in the task that read it, small
+/// (multiplexed) and large (a stream of its own) alike, and nothing reaches the queue. It
+/// answers the small ones before returning, while the reader holds their answers for the end
+/// of its read: were they not written then, the calls would time out.
+#[tokio::test]
+async fn a_request_handler_takes_requests_where_they_are_read_and_its_answers_leave() {
+    const CALLS: usize = 200;
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let handler: foundation_transport::RequestHandler = std::sync::Arc::new(|request| {
+        let mut reply = request.payload.to_vec();
+        reply.reverse();
+        let mut answer = Box::pin(request.respond(reply.into()));
+        let mut now = std::task::Context::from_waker(std::task::Waker::noop());
+        if answer.as_mut().poll(&mut now).is_pending() {
+            tokio::spawn(answer);
+        }
+    });
+    assert!(b.endpoint.serve_requests(handler.clone()));
+    assert!(
+        !b.endpoint.serve_requests(handler),
+        "a second handler is refused"
+    );
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..=CALLS {
+        let endpoint = a.endpoint.clone();
+        calls.spawn(async move {
+            let payload = match i {
+                CALLS => vec![9u8; foundation_transport::rpc::MUX_REQUEST_MAX + 1],
+                _ => format!("call number {i}").into_bytes(),
+            };
+            let answer = endpoint
+                .request(to, payload.clone().into(), Duration::from_secs(10))
+                .await
+                .unwrap();
+            let mut expected = payload;
+            expected.reverse();
+            assert!(answer[..] == expected[..], "call {i} got another answer");
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap();
+    }
+    assert!(
+        b.inbox.requests.try_recv().is_err(),
+        "a request reached the queue"
+    );
 }
