@@ -1173,6 +1173,9 @@ struct Concurrent {
     /// Time the processes' threads were runnable but waiting for a CPU over the window, per
     /// completed call: the other load's share of the latency, not the work's.
     cpu_wait_per_call: Option<Duration>,
+    /// Times the processes' threads were put on a CPU over the window, per completed call: each
+    /// is a wake-up (or a return after preemption), a chance to queue behind other work.
+    thread_runs_per_call: Option<f64>,
     /// Calls inside the window of the least and the most served caller: a starved caller shows.
     calls_per_caller: (usize, usize),
     /// How the slow calls came.
@@ -1228,9 +1231,11 @@ impl Concurrent {
             per_call(self.cpu_per_call)
         );
         println!(
-            "{:<24} waiting for a CPU per call {}, calls per caller {}–{}",
+            "{:<24} waiting for a CPU per call {}, thread runs per call {}, calls per caller {}–{}",
             "",
             per_call(self.cpu_wait_per_call),
+            self.thread_runs_per_call
+                .map_or("n/a".into(), |r| format!("{r:.2}")),
             self.calls_per_caller.0,
             self.calls_per_caller.1
         );
@@ -1249,12 +1254,22 @@ impl Concurrent {
 /// Time the threads of process `pid` ("self" for this one) spent runnable but not running, from
 /// the kernel's /proc/<pid>/task/*/schedstat (threads that ended are not counted).
 fn cpu_wait(pid: &str) -> Option<Duration> {
+    schedstat(pid, 1).map(Duration::from_nanos)
+}
+
+/// Times the threads of process `pid` were put on a CPU (schedstat's run count).
+fn thread_runs(pid: &str) -> Option<Duration> {
+    schedstat(pid, 2).map(Duration::from_nanos)
+}
+
+/// Field `field` of /proc/<pid>/task/*/schedstat, summed over the process's threads.
+fn schedstat(pid: &str, field: usize) -> Option<u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let waited: u64 = tasks
+    let sum = tasks
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .filter_map(|stat| stat.split_whitespace().nth(field)?.parse::<u64>().ok())
         .sum();
-    Some(Duration::from_nanos(waited))
+    Some(sum)
 }
 
 /// Calls completed per second by [`CALLERS`] tasks calling `call` back to back over `window`,
@@ -1295,14 +1310,14 @@ where
             .sum::<Option<Duration>>()
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (cpu_before, wait_before) = (sum(cpu_time), sum(cpu_wait));
+    let (cpu_before, wait_before, runs_before) = (sum(cpu_time), sum(cpu_wait), sum(thread_runs));
     measuring.store(true, Ordering::Relaxed);
     let (start, base) = (Instant::now(), calls.load(Ordering::Relaxed));
     tokio::time::sleep(window).await;
     let done = calls.load(Ordering::Relaxed) - base;
     let elapsed = start.elapsed();
     measuring.store(false, Ordering::Relaxed);
-    let (cpu_after, wait_after) = (sum(cpu_time), sum(cpu_wait));
+    let (cpu_after, wait_after, runs_after) = (sum(cpu_time), sum(cpu_wait), sum(thread_runs));
     stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
     let mut calls_per_caller = (usize::MAX, 0);
@@ -1325,6 +1340,9 @@ where
         latency,
         cpu_per_call: per_call(cpu_after, cpu_before),
         cpu_wait_per_call: per_call(wait_after, wait_before),
+        // Counts carried as nanoseconds by `thread_runs`, to share `sum`.
+        thread_runs_per_call: cpu_spent(runs_before, runs_after)
+            .map(|runs| runs.as_nanos() as f64 / done.max(1) as f64),
         calls_per_caller,
     }
 }

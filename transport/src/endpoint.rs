@@ -19,7 +19,7 @@ use crate::congestion::{LedbatConfig, UrgentTraffic};
 use crate::error::{ConnectError, RequestError, SendError, StartError};
 use crate::frame::{encode_datagram, encode_message};
 use crate::handshake::{self, Established};
-use crate::inbox::{inbox, streamed_index, Inbox, InboxSenders};
+use crate::inbox::{inbox, streamed_index, Inbox, InboxSenders, RequestHandler};
 use crate::intruders::IntruderLog;
 use crate::metrics::TransportMetrics;
 use crate::peer::{send_datagram_now, Peer};
@@ -351,6 +351,15 @@ impl Endpoint {
         })
         .await
         .unwrap_or(Err(RequestError::DeadlineExceeded))
+    }
+
+    /// From now on hands each request to `handler` in the task that read it off the stream,
+    /// instead of queueing it on [`Inbox::requests`] (requests already queued stay there): no
+    /// task to wake per batch of requests, and answers written during a batch leave together
+    /// after it. `handler` must not block; work that waits belongs in a task of its own.
+    /// `false` if a handler was already set.
+    pub fn serve_requests(&self, handler: RequestHandler) -> bool {
+        self.shared.inbox.request_handler.set(handler).is_ok()
     }
 
     /// Sends `data` as one bulk transfer and waits until the peer has received all of it, or

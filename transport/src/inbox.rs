@@ -2,6 +2,7 @@
 //! and peer events, each on its own bounded queue so one slow consumer never stalls another.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -78,14 +79,28 @@ pub struct Inbox {
     pub peers: mpsc::Receiver<PeerEvent>,
 }
 
+/// Takes requests in the task that reads them (see [`Endpoint::serve_requests`]).
+///
+/// [`Endpoint::serve_requests`]: crate::Endpoint::serve_requests
+pub type RequestHandler = Arc<dyn Fn(IncomingRequest) + Send + Sync>;
+
 /// The endpoint's ends of the inbox queues.
-#[derive(Debug)]
 pub(crate) struct InboxSenders {
     pub membership: mpsc::Sender<Message>,
     pub streamed: [mpsc::Sender<Message>; 3],
     pub requests: mpsc::Sender<IncomingRequest>,
+    /// Once set, requests go to it instead of `requests`.
+    pub request_handler: OnceLock<RequestHandler>,
     pub transfers: mpsc::Sender<IncomingTransfer>,
     pub peers: mpsc::Sender<PeerEvent>,
+}
+
+impl std::fmt::Debug for InboxSenders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxSenders")
+            .field("request_handler", &self.request_handler.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl InboxSenders {
@@ -113,6 +128,7 @@ pub(crate) fn inbox(config: &TransportConfig) -> (InboxSenders, Inbox) {
         membership: membership_tx,
         streamed: [coordination_tx, replication_tx, events_tx],
         requests: requests_tx,
+        request_handler: OnceLock::new(),
         transfers: transfers_tx,
         peers: peers_tx,
     };

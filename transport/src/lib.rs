@@ -54,7 +54,7 @@ pub use config::TransportConfig;
 pub use declared::Declared;
 pub use endpoint::{Endpoint, LocalIdentity, SendMode};
 pub use error::{ConnectError, HandshakeFailure, RequestError, SendError, StartError};
-pub use inbox::{Inbox, Message, PeerEvent};
+pub use inbox::{Inbox, Message, PeerEvent, RequestHandler};
 pub use metrics::{ChannelTotals, PathEvents, TransportMetrics};
 pub use rpc::{IncomingRequest, Responder};
 pub use security::{CertificateFiles, ClusterSecret, Trust};

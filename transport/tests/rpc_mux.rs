@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,27 +35,7 @@ async fn many_concurrent_calls_on_one_connection_each_get_their_own_answer() {
         }
         b
     });
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..CALLS {
-        let endpoint = a.endpoint.clone();
-        calls.spawn(async move {
-            let payload = format!("call number {i}").into_bytes();
-            let answer = endpoint
-                .request(to, payload.clone().into(), Duration::from_secs(10))
-                .await
-                .unwrap();
-            let mut expected = payload;
-            expected.reverse();
-            assert_eq!(
-                &answer[..],
-                &expected[..],
-                "call {i} got another call's answer"
-            );
-        });
-    }
-    while let Some(done) = calls.join_next().await {
-        done.unwrap();
-    }
+    calls_answered_reversed(&a.endpoint, to, (0..CALLS).map(numbered)).await;
     let b = server.await.unwrap();
     assert_eq!(
         a.endpoint.metrics().messages(
@@ -398,4 +379,66 @@ async fn requests_over_the_multiplexed_limit_still_go_through_on_their_own_strea
         foundation_transport::rpc::MUX_REQUEST_MAX + 1
     );
     let _ = server.await;
+}
+
+/// A handler set with `serve_requests` takes every request in the task that read it, small
+/// (multiplexed) and large (a stream of its own) alike, and nothing reaches the queue. It
+/// answers the small ones before returning, while the reader holds their answers for the end
+/// of its read: were they not written then, the calls would time out.
+#[tokio::test]
+async fn a_request_handler_takes_requests_where_they_are_read_and_its_answers_leave() {
+    const CALLS: usize = 200;
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let handler: foundation_transport::RequestHandler = std::sync::Arc::new(|request| {
+        let mut reply = request.payload.to_vec();
+        reply.reverse();
+        let mut answer = Box::pin(request.respond(reply.into()));
+        let mut now = std::task::Context::from_waker(std::task::Waker::noop());
+        if answer.as_mut().poll(&mut now).is_pending() {
+            tokio::spawn(answer);
+        }
+    });
+    assert!(b.endpoint.serve_requests(handler.clone()));
+    assert!(
+        !b.endpoint.serve_requests(handler),
+        "a second handler is refused"
+    );
+    let big = vec![9u8; foundation_transport::rpc::MUX_REQUEST_MAX + 1];
+    let payloads = (0..CALLS).map(numbered).chain([big]);
+    calls_answered_reversed(&a.endpoint, to, payloads).await;
+    assert!(
+        b.inbox.requests.try_recv().is_err(),
+        "a request reached the queue"
+    );
+}
+
+fn numbered(i: usize) -> Vec<u8> {
+    format!("call number {i}").into_bytes()
+}
+
+/// Makes a call with each payload at once and checks each gets its own payload reversed back:
+/// a caller that got another call's answer would see it.
+async fn calls_answered_reversed(
+    endpoint: &foundation_transport::Endpoint,
+    to: foundation_transport::NodeAddr,
+    payloads: impl Iterator<Item = Vec<u8>>,
+) {
+    let mut calls = tokio::task::JoinSet::new();
+    for (i, payload) in payloads.enumerate() {
+        let endpoint = endpoint.clone();
+        calls.spawn(async move {
+            let answer = endpoint
+                .request(to, payload.clone().into(), Duration::from_secs(10))
+                .await
+                .unwrap();
+            let mut expected = payload;
+            expected.reverse();
+            assert!(answer[..] == expected[..], "call {i} got another answer");
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap();
+    }
 }

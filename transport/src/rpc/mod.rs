@@ -227,19 +227,32 @@ pub(crate) async fn serve(
             metrics: shared.metrics.clone(),
         },
     };
-    let request = IncomingRequest {
-        from,
-        payload,
-        deadline,
-        responder,
-    };
+    deliver(
+        shared,
+        IncomingRequest {
+            from,
+            payload,
+            deadline,
+            responder,
+        },
+    );
+    Ok(())
+}
+
+/// Hands a received request to the application: to its handler in this task if it set one
+/// ([`Endpoint::serve_requests`](crate::Endpoint::serve_requests)), else to the queue.
+pub(crate) fn deliver(shared: &Shared, request: IncomingRequest) {
+    if let Some(handler) = shared.inbox.request_handler.get() {
+        return handler(request);
+    }
     if let Err(refused) = shared.inbox.requests.try_send(request) {
         // The application is not keeping up or not listening: refuse rather than queue forever.
-        let request = refused.into_inner();
-        let (.., responder) = request.into_parts();
-        if let ResponderInner::Stream { mut send, .. } = responder.inner {
-            let _ = send.reset(code::UNAVAILABLE.into());
+        let (.., responder) = refused.into_inner().into_parts();
+        match responder.inner {
+            ResponderInner::Stream { mut send, .. } => {
+                let _ = send.reset(code::UNAVAILABLE.into());
+            }
+            ResponderInner::Mux(mux) => mux.refuse(code::UNAVAILABLE),
         }
     }
-    Ok(())
 }

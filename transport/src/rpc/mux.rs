@@ -3,9 +3,10 @@
 //! The caller's side ([`MuxClient`]) opens the stream on the first small request over a
 //! connection, gives each call an id, and keeps a table of calls waiting for an answer. The
 //! responder's side ([`serve`]) reads requests off the stream and hands them to the application
-//! with a [`MuxResponder`] that answers by id. Both sides write through an [`Outbox`]: the
-//! caller or responder writes its own frame, with every frame queued while another write was
-//! under way, so many calls share a packet and no task is woken per write.
+//! with a [`MuxResponder`] that answers by id; when the application takes requests in this task
+//! ([`Endpoint::serve_requests`](crate::Endpoint::serve_requests)), the answers given while one
+//! read's requests are taken leave in one write after them. Both sides write through an
+//! [`Outbox`], so many calls share a packet and no task is woken per write.
 //!
 //! A caller that gives up (its deadline passed, or its future was dropped) sends a cancel frame;
 //! the responder's [`cancelled`](MuxResponder::cancelled) future then resolves. An answer that
@@ -450,16 +451,37 @@ async fn read_requests(
     let max_request = shared.config.limits.rpc.min(MUX_REQUEST_MAX);
     let mut decoder = FrameDecoder::new(max_request + MUX_OVERHEAD);
     loop {
-        let chunk = match recv.read_chunk(READ_CHUNK_MAX, true).await {
-            Ok(Some(chunk)) => chunk.bytes,
-            Ok(None) => return Ok(decoder.finish()?),
-            Err(quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_)) => return Ok(()),
-            Err(error) => return Err(ReadError::Stream(error.to_string())),
-        };
-        decoder.extend(&chunk);
-        while let Some(body) = decoder.next_frame()? {
-            take_request(shared, from, server, body);
+        let mut read = recv.read_chunk(READ_CHUNK_MAX, true).await;
+        // Answers given while this wake's requests are taken (handlers that finish without
+        // waiting answer here) leave in one write after the last of them.
+        let _batch = server.outbox.hold();
+        loop {
+            let chunk = match read {
+                Ok(Some(chunk)) => chunk.bytes,
+                Ok(None) => return Ok(decoder.finish()?),
+                Err(quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_)) => {
+                    return Ok(())
+                }
+                Err(error) => return Err(ReadError::Stream(error.to_string())),
+            };
+            decoder.extend(&chunk);
+            while let Some(body) = decoder.next_frame()? {
+                take_request(shared, from, server, body);
+            }
+            match ready_now(recv.read_chunk(READ_CHUNK_MAX, true)) {
+                Some(next) => read = next,
+                None => break,
+            }
         }
+    }
+}
+
+/// The future's output if it is ready without waiting.
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
 
@@ -536,11 +558,5 @@ fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: By
         deadline: tokio::time::Instant::now() + Duration::from_millis(deadline_ms.into()),
         responder,
     };
-    if let Err(refused) = shared.inbox.requests.try_send(request) {
-        // The application is not keeping up or not listening: refuse rather than queue forever.
-        let (.., responder) = refused.into_inner().into_parts();
-        if let ResponderInner::Mux(mux) = responder.inner {
-            mux.refuse(code::UNAVAILABLE);
-        }
-    }
+    super::deliver(shared, request);
 }

@@ -1,9 +1,10 @@
 //! The frames waiting to be written on one multiplexed RPC stream.
 //!
 //! Two ways of writing ([`Writes`]). A responder's outbox is written by whoever queues a frame,
-//! under a short lock, together with every frame queued meanwhile: the services' loop answers
-//! every request of a received batch in one run, so its answers share packets without a task
-//! to wake. Only when the stream's flow control blocks a write does a writer task take over,
+//! under a short lock, together with every frame queued meanwhile, or, while the stream's
+//! reader holds it ([`Outbox::hold`]), once the reader has taken every request of one read:
+//! handlers that answer without waiting answer there, so a batch's answers share packets
+//! without a task to wake. Only when the stream's flow control blocks a write does a writer task take over,
 //! waiting for the window while frames keep being queued, and hand writing back once the queue
 //! is empty. A caller's outbox is written only by that task, after it has let every task that
 //! is ready run first: callers are separate tasks, and each write wakes quinn's connection
@@ -55,6 +56,8 @@ struct State {
     handed_off: bool,
     /// The writer task has been told about frames it has not taken yet (`Coalesced`).
     flush_pending: bool,
+    /// A batch is being answered: frames wait for its end ([`Outbox::hold`], `ByPusher`).
+    held: bool,
 }
 
 /// What one attempt to write a batch without waiting came to.
@@ -82,26 +85,34 @@ impl Outbox {
         outbox
     }
 
-    /// Queues one frame; by the pusher, writes what is queued unless someone else is writing,
-    /// coalesced, tells the writer task. `false` once the stream is closed.
+    /// Queues one frame; by the pusher, writes what is queued unless someone else is writing or
+    /// the outbox is held, coalesced, tells the writer task. `false` once the stream is closed.
     pub(crate) fn push(&self, frame: &MuxFrame) -> bool {
-        let tell_writer = {
+        // Whether to write now (by the pusher) or to tell the writer task (coalesced).
+        let act = {
             let mut state = lock(&self.state);
             if state.closed {
                 return false;
             }
             frame.encode(&mut state.buffer);
-            self.writes == Writes::Coalesced && !std::mem::replace(&mut state.flush_pending, true)
-        };
-        match self.writes {
-            Writes::ByPusher => self.flush(),
-            Writes::Coalesced => {
-                if tell_writer {
-                    self.wake_writer.notify_one();
-                }
+            match self.writes {
+                Writes::ByPusher => !state.held,
+                Writes::Coalesced => !std::mem::replace(&mut state.flush_pending, true),
             }
+        };
+        match (self.writes, act) {
+            (Writes::ByPusher, true) => self.flush(),
+            (Writes::Coalesced, true) => self.wake_writer.notify_one(),
+            (_, false) => {}
         }
         true
+    }
+
+    /// Until the guard drops, frames queued by the pusher wait and then leave in one write: the
+    /// stream's reader holds its outbox while it answers the requests of one read.
+    pub(crate) fn hold(&self) -> Held<'_> {
+        lock(&self.state).held = true;
+        Held(self)
     }
 
     /// No more frames: the writer task sends what is queued and finishes the stream.
@@ -220,6 +231,16 @@ impl Outbox {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// An [`Outbox::hold`]: dropped, it writes what was queued meanwhile.
+pub(crate) struct Held<'a>(&'a Outbox);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).held = false;
+        self.0.flush();
     }
 }
 

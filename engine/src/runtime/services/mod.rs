@@ -41,7 +41,8 @@ pub(crate) struct Services {
 
 /// What the services layer takes from the transport's inbox.
 pub(crate) struct ServicesInbox {
-    /// All of the transport's rpc requests: the agents' messages are passed on to `agents`.
+    /// The transport's rpc requests queued before the services layer took them over (it takes
+    /// them in the transport's reading tasks); the agents' messages are passed on to `agents`.
     pub requests: mpsc::Receiver<IncomingRequest>,
     pub agents: AgentRequests,
     pub events: mpsc::Receiver<Received>,
@@ -66,15 +67,12 @@ pub(crate) fn start(
     let pubsub = PubSubHandle {
         shared: shared.clone(),
         state: Arc::new(pubsub::PubSubState::new(metrics.clone())),
-        endpoint,
+        endpoint: endpoint.clone(),
     };
-    tokio::spawn(rpc::serve(
-        shared.clone(),
-        config,
-        metrics.clone(),
-        inbox.requests,
-        inbox.agents,
-    ));
+    let calls = rpc::CallServer::new(shared.clone(), &config, metrics.clone(), inbox.agents);
+    let taker = calls.clone();
+    endpoint.serve_requests(Arc::new(move |request| taker.take(request)));
+    tokio::spawn(rpc::serve_queued(calls, inbox.requests));
     tokio::spawn(pubsub::serve(pubsub.clone(), inbox.events));
     tokio::spawn(follow_directory(directory, metrics, rpc.state.clone()));
     Ok(Services {

@@ -380,34 +380,52 @@ async fn run_handler(shared: &Shared, id: u64, call: Call) -> RpcReply {
     }
 }
 
-/// Answers the calls that reach this node, until the endpoint closes.
+/// Answers the calls that reach this node.
 ///
-/// Each call runs here first, in the loop's own task: a handler that finishes without waiting
-/// (most do) is answered without a task of its own, which saves a task start and a hop to
-/// another worker per call. A handler that has to wait moves to a task of its own from its
-/// first wait on, so it never holds up the calls behind it (one that computes for long without
-/// waiting still does, as it would hold up a worker anyway).
-pub(crate) async fn serve(
+/// Each call runs first where it is taken, in the transport's task that read it off its
+/// stream ([`Endpoint::serve_requests`]): a handler that finishes without waiting (most do) is
+/// answered there, together with the other requests of the same read, without a task of its
+/// own or a hop to the services' loop, so a batch of requests costs one wake-up of the
+/// responder. A handler that has to wait moves to a task of its own from its first wait on, so
+/// it never holds up the calls behind it (one that computes for long without waiting holds up
+/// the calls behind it on its connection, as it would hold up a worker anyway).
+#[derive(Clone)]
+pub(crate) struct CallServer {
     shared: Arc<Shared>,
-    config: RpcConfig,
     metrics: ServicesMetrics,
-    mut requests: mpsc::Receiver<IncomingRequest>,
+    gate: Arc<Mutex<Admission>>,
+    epoch: TokioInstant,
     agents: AgentRequests,
-) {
-    let gate = Arc::new(Mutex::new(Admission::new(
-        config.rate_limit,
-        config.max_concurrent_calls,
-    )));
-    let epoch = TokioInstant::now();
-    while let Some(request) = requests.recv().await {
-        let Some(request) = agents.divert(request) else {
-            continue;
+}
+
+impl CallServer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        config: &RpcConfig,
+        metrics: ServicesMetrics,
+        agents: AgentRequests,
+    ) -> Self {
+        let gate = Admission::new(config.rate_limit, config.max_concurrent_calls);
+        Self {
+            shared,
+            metrics,
+            gate: Arc::new(Mutex::new(gate)),
+            epoch: TokioInstant::now(),
+            agents,
+        }
+    }
+
+    /// Takes `request` in this task, running its handler until its first wait; agent messages
+    /// go on to the agents' queue.
+    pub(crate) fn take(&self, request: IncomingRequest) {
+        let Some(request) = self.agents.divert(request) else {
+            return;
         };
-        let now = Instant::from_elapsed(epoch.elapsed());
+        let now = Instant::from_elapsed(self.epoch.elapsed());
         let mut call = Box::pin(serve_one(
-            shared.clone(),
-            metrics.clone(),
-            gate.clone(),
+            self.shared.clone(),
+            self.metrics.clone(),
+            self.gate.clone(),
             now,
             request,
         ));
@@ -417,6 +435,17 @@ pub(crate) async fn serve(
         if call.as_mut().poll(&mut inline).is_pending() {
             tokio::spawn(call);
         }
+    }
+}
+
+/// Serves the requests the transport queued before the [`CallServer`] took over, until the
+/// endpoint closes.
+pub(crate) async fn serve_queued(
+    server: CallServer,
+    mut requests: mpsc::Receiver<IncomingRequest>,
+) {
+    while let Some(request) = requests.recv().await {
+        server.take(request);
     }
 }
 
