@@ -145,13 +145,87 @@ pub struct NetStats {
     pub stream_retransmits: u64,
 }
 
-/// Latest delivery time per stream. Hashed with fixed keys (`DefaultHasher::new`), so even the
+/// Latest delivery time per stream. Hashed with fixed keys ([`TailHasher`]), so even the
 /// map's layout is the same on every run.
-type StreamTails = HashMap<
-    (u32, u32, Channel),
-    u64,
-    BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
->;
+type StreamTails = HashMap<(u32, u32, Channel), u64, BuildHasherDefault<TailHasher>>;
+
+/// A stream tail key's hash: a multiply-and-rotate fold of its words with a final mix (the
+/// keys are two slots and a channel, not attacker-chosen, so SipHash's strength bought
+/// nothing but a tenth of a stream message's cost).
+#[derive(Default)]
+pub struct TailHasher(u64);
+
+impl TailHasher {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl std::hash::Hasher for TailHasher {
+    fn finish(&self) -> u64 {
+        // The table takes its bucket from the low bits and its tag from the high ones: mix both.
+        let h = self.0 ^ (self.0 >> 29);
+        h.wrapping_mul(Self::K) ^ (h >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.add(u64::from(byte));
+        }
+    }
+
+    fn write_u32(&mut self, word: u32) {
+        self.add(u64::from(word));
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.add(word);
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.add(word as u64);
+    }
+
+    fn write_isize(&mut self, word: isize) {
+        self.add(word as u64);
+    }
+}
+
+/// When the copies of one datagram arrive: none (lost or blocked), one, or two (duplicated).
+/// A fixed pair, not a `Vec`: one is drawn for every datagram sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Arrivals {
+    at: [u64; 2],
+    len: usize,
+}
+
+impl Arrivals {
+    fn push(&mut self, at: u64) {
+        self.at[self.len] = at;
+        self.len += 1;
+    }
+
+    /// How many copies arrive.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the datagram is lost.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl IntoIterator for Arrivals {
+    type Item = u64;
+    type IntoIter = std::iter::Take<std::array::IntoIter<u64, 2>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.at.into_iter().take(self.len)
+    }
+}
 
 /// Stream tails kept before the past ones are first dropped.
 const STREAM_TAILS_KEPT: usize = 4096;
@@ -236,17 +310,18 @@ impl Network {
     }
 
     /// When copies of a datagram sent now arrive (none if it is dropped).
-    pub fn datagram(&mut self, rng: &mut StdRng, from: usize, to: usize, now: u64) -> Vec<u64> {
+    pub fn datagram(&mut self, rng: &mut StdRng, from: usize, to: usize, now: u64) -> Arrivals {
+        let mut arrivals = Arrivals::default();
         if self.blocked(from, to) {
             self.stats.datagrams_blocked += 1;
-            return Vec::new();
+            return arrivals;
         }
         let model = self.model(from, to).clone();
         if rng.gen::<f64>() < model.loss {
             self.stats.datagrams_lost += 1;
-            return Vec::new();
+            return arrivals;
         }
-        let mut arrivals = vec![now + self.datagram_delay(rng, &model)];
+        arrivals.push(now + self.datagram_delay(rng, &model));
         if rng.gen::<f64>() < model.duplicate {
             self.stats.datagrams_duplicated += 1;
             arrivals.push(now + self.datagram_delay(rng, &model));
