@@ -145,13 +145,87 @@ pub struct NetStats {
     pub stream_retransmits: u64,
 }
 
-/// Latest delivery time per stream. Hashed with fixed keys (`DefaultHasher::new`), so even the
-/// map's layout is the same on every run.
-type StreamTails = HashMap<
-    (u32, u32, Channel),
-    u64,
-    BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
->;
+/// One sender's latest delivery time per stream, by (receiver, channel). Hashed with fixed
+/// keys ([`TailHasher`]), so even the map's layout is the same on every run.
+type StreamTails = HashMap<(u32, Channel), u64, BuildHasherDefault<TailHasher>>;
+
+/// A stream tail key's hash: a multiply-and-rotate fold of its words with a final mix (the
+/// keys are two slots and a channel, not attacker-chosen, so SipHash's strength bought
+/// nothing but a tenth of a stream message's cost).
+#[derive(Default)]
+pub struct TailHasher(u64);
+
+impl TailHasher {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl std::hash::Hasher for TailHasher {
+    fn finish(&self) -> u64 {
+        // The table takes its bucket from the low bits and its tag from the high ones: mix both.
+        let h = self.0 ^ (self.0 >> 29);
+        h.wrapping_mul(Self::K) ^ (h >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.add(u64::from(byte));
+        }
+    }
+
+    fn write_u32(&mut self, word: u32) {
+        self.add(u64::from(word));
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.add(word);
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.add(word as u64);
+    }
+
+    fn write_isize(&mut self, word: isize) {
+        self.add(word as u64);
+    }
+}
+
+/// When the copies of one datagram arrive: none (lost or blocked), one, or two (duplicated).
+/// A fixed pair, not a `Vec`: one is drawn for every datagram sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Arrivals {
+    at: [u64; 2],
+    len: usize,
+}
+
+impl Arrivals {
+    fn push(&mut self, at: u64) {
+        self.at[self.len] = at;
+        self.len += 1;
+    }
+
+    /// How many copies arrive.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the datagram is lost.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl IntoIterator for Arrivals {
+    type Item = u64;
+    type IntoIter = std::iter::Take<std::array::IntoIter<u64, 2>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.at.into_iter().take(self.len)
+    }
+}
 
 /// Stream tails kept before the past ones are first dropped.
 const STREAM_TAILS_KEPT: usize = 4096;
@@ -164,14 +238,18 @@ pub struct Network {
     rules: Vec<BlockRule>,
     /// Connection generation per unordered slot pair; bumped when a partition drops it.
     connections: BTreeMap<(usize, usize), u64>,
-    /// Latest delivery time per (from, to, channel), so streams stay ordered. A tail not
-    /// after `now` orders nothing (a message sent now arrives at `now` or later), so such
-    /// entries are dropped once the map has doubled: otherwise it keeps every pair that ever
-    /// exchanged a stream message, O(N²) after a mass join. A hash map: it is only looked up
-    /// (once per stream message) and pruned, never walked in an order that matters, and a tree
-    /// of hundreds of thousands of tails cost a cache miss per level on every lookup.
-    stream_tail: StreamTails,
-    /// `stream_tail`'s length that triggers the next drop of past tails.
+    /// Latest delivery time per (from, to, channel), so streams stay ordered: one map per
+    /// sender slot, since a node sends its messages in a burst when it handles an input, and
+    /// one small map stays in cache for the burst where one map of every stream (hundreds of
+    /// thousands during a mass join) cost a cache miss per message. A tail not after `now`
+    /// orders nothing (a message sent now arrives at `now` or later), so such entries are
+    /// dropped once the maps together have doubled: otherwise they keep every pair that ever
+    /// exchanged a stream message, O(N²) after a mass join. Hash maps: they are only looked up
+    /// and pruned, never walked in an order that matters.
+    stream_tails: Vec<StreamTails>,
+    /// Tails in `stream_tails`, all senders together.
+    stream_tails_len: usize,
+    /// `stream_tails_len` that triggers the next drop of past tails.
     stream_tail_prune_at: usize,
     stats: NetStats,
 }
@@ -184,7 +262,8 @@ impl Network {
             overrides: Vec::new(),
             rules: Vec::new(),
             connections: BTreeMap::new(),
-            stream_tail: StreamTails::default(),
+            stream_tails: Vec::new(),
+            stream_tails_len: 0,
             stream_tail_prune_at: STREAM_TAILS_KEPT,
             stats: NetStats::default(),
         }
@@ -236,17 +315,18 @@ impl Network {
     }
 
     /// When copies of a datagram sent now arrive (none if it is dropped).
-    pub fn datagram(&mut self, rng: &mut StdRng, from: usize, to: usize, now: u64) -> Vec<u64> {
+    pub fn datagram(&mut self, rng: &mut StdRng, from: usize, to: usize, now: u64) -> Arrivals {
+        let mut arrivals = Arrivals::default();
         if self.blocked(from, to) {
             self.stats.datagrams_blocked += 1;
-            return Vec::new();
+            return arrivals;
         }
         let model = self.model(from, to).clone();
         if rng.gen::<f64>() < model.loss {
             self.stats.datagrams_lost += 1;
-            return Vec::new();
+            return arrivals;
         }
-        let mut arrivals = vec![now + self.datagram_delay(rng, &model)];
+        arrivals.push(now + self.datagram_delay(rng, &model));
         if rng.gen::<f64>() < model.duplicate {
             self.stats.datagrams_duplicated += 1;
             arrivals.push(now + self.datagram_delay(rng, &model));
@@ -277,18 +357,31 @@ impl Network {
             self.stats.stream_retransmits += 1;
             at += (RETRANSMIT_DELAY_MIN + model.latency * 3).as_micros() as u64;
         }
-        let tail = self
-            .stream_tail
-            .entry(stream_key(from, to, channel))
-            .or_default();
-        // Ordered delivery: never before the previous message on this stream.
-        at = at.max(*tail);
-        *tail = at;
-        if self.stream_tail.len() >= self.stream_tail_prune_at {
-            self.stream_tail.retain(|_, tail| *tail > now);
-            self.stream_tail_prune_at = (2 * self.stream_tail.len()).max(STREAM_TAILS_KEPT);
-        }
+        at = self.ordered(from, to, channel, at, now);
         Some((at, self.connection(from, to)))
+    }
+
+    /// Ordered delivery: a message on a stream that would arrive at `at` arrives no earlier
+    /// than the previous one on the stream; records when it does.
+    fn ordered(&mut self, from: usize, to: usize, channel: Channel, at: u64, now: u64) -> u64 {
+        if self.stream_tails.len() <= from {
+            self.stream_tails
+                .resize_with(from + 1, StreamTails::default);
+        }
+        let tails = &mut self.stream_tails[from];
+        let before = tails.len();
+        let tail = tails.entry(stream_key(to, channel)).or_default();
+        let at = at.max(*tail);
+        *tail = at;
+        self.stream_tails_len += tails.len() - before;
+        if self.stream_tails_len >= self.stream_tail_prune_at {
+            for tails in &mut self.stream_tails {
+                tails.retain(|_, tail| *tail > now);
+            }
+            self.stream_tails_len = self.stream_tails.iter().map(HashMap::len).sum();
+            self.stream_tail_prune_at = (2 * self.stream_tails_len).max(STREAM_TAILS_KEPT);
+        }
+        at
     }
 
     /// Counts a stream message lost to a dropped connection.
@@ -313,11 +406,12 @@ impl Network {
     }
 }
 
-/// A stream's key in `stream_tail`: slots as `u32` (12 bytes, not 24: the map holds one entry
-/// per stream with a message in flight, hundreds of thousands during a mass join).
-fn stream_key(from: usize, to: usize, channel: Channel) -> (u32, u32, Channel) {
-    let slot = |slot: usize| u32::try_from(slot).expect("fewer than 2³² node slots");
-    (slot(from), slot(to), channel)
+/// A stream's key in its sender's tails: the receiver's slot as `u32` (8 bytes, not 16: the
+/// maps hold one entry per stream with a message in flight, hundreds of thousands during a
+/// mass join).
+fn stream_key(to: usize, channel: Channel) -> (u32, Channel) {
+    let slot = u32::try_from(to).expect("fewer than 2³² node slots");
+    (slot, channel)
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {
@@ -363,7 +457,9 @@ mod tests {
             let before = last.insert(from, at).unwrap_or(0);
             assert!(at >= before, "pair {from} overtook itself");
         }
-        assert!(net.stream_tail.len() < 2 * STREAM_TAILS_KEPT);
+        assert!(net.stream_tails_len < 2 * STREAM_TAILS_KEPT);
+        let counted: usize = net.stream_tails.iter().map(HashMap::len).sum();
+        assert_eq!(counted, net.stream_tails_len);
     }
 
     #[test]

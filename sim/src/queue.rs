@@ -16,8 +16,10 @@ pub(crate) struct Queued {
 }
 
 impl Queued {
-    fn key(&self) -> (u64, u64) {
-        (self.at, self.seq)
+    /// (time, sequence number) as one integer: compared in two instructions and no branch, so
+    /// picking the least of four children does not stall on mispredictions.
+    fn key(&self) -> u128 {
+        u128::from(self.at) << 64 | u128::from(self.seq)
     }
 }
 
@@ -40,9 +42,10 @@ impl EventQueue {
     pub fn push(&mut self, entry: Queued) {
         self.heap.push(entry);
         let mut hole = self.heap.len() - 1;
+        let key = entry.key();
         while hole > 0 {
             let parent = (hole - 1) / ARITY;
-            if self.heap[parent].key() < entry.key() {
+            if self.heap[parent].key() < key {
                 break;
             }
             self.heap[hole] = self.heap[parent];
@@ -59,17 +62,21 @@ impl EventQueue {
         };
         // The last entry fills the root's hole and sinks below every smaller child.
         let len = self.heap.len();
+        let last_key = last.key();
         let mut hole = 0;
         loop {
             let first = hole * ARITY + 1;
             if first >= len {
                 break;
             }
-            let children = first..(first + ARITY).min(len);
-            let least = children
-                .min_by_key(|&c| self.heap[c].key())
-                .unwrap_or(first);
-            if self.heap[least].key() > last.key() {
+            let (mut least, mut least_key) = (first, self.heap[first].key());
+            for child in first + 1..(first + ARITY).min(len) {
+                let key = self.heap[child].key();
+                if key < least_key {
+                    (least, least_key) = (child, key);
+                }
+            }
+            if least_key > last_key {
                 break;
             }
             self.heap[hole] = self.heap[least];

@@ -37,7 +37,7 @@ use crate::pubsub::{PubSubEvent, PubSubLayer};
 use crate::queue::{EventQueue, Queued};
 use crate::rpc::{RpcEvent, RpcLayer};
 use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
-use crate::trace::{Fnv64, Trace};
+use crate::trace::{push_decimal, push_stamp, write_stamp, Fnv64, Trace};
 use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord, WriteRequest};
 
 /// Datagrams a stalled node's socket buffer holds; later ones are dropped, as the kernel would
@@ -101,7 +101,9 @@ pub struct SimNode {
     addr: SocketAddr,
     id: NodeId,
     generation: u64,
-    core: Option<Core>,
+    /// Boxed: a core is kilobytes, and the slot's own fields (clock, id, life), read on every
+    /// event, then share a few cache lines instead of sitting at the far end of it.
+    core: Option<Box<Core>>,
     life: u64,
     stalled_until: Option<u64>,
     held: VecDeque<Pending>,
@@ -152,7 +154,7 @@ impl SimNode {
 
     /// Its core, unless it is down.
     pub fn core(&self) -> Option<&Core> {
-        self.core.as_ref()
+        self.core.as_deref()
     }
 
     /// What it sent and received.
@@ -351,7 +353,6 @@ pub enum AppRequest {
 pub struct World {
     now_us: u64,
     nodes: Vec<SimNode>,
-    by_addr: BTreeMap<SocketAddr, usize>,
     by_id: BTreeMap<NodeId, usize>,
     queue: EventQueue,
     pending: Vec<Option<Pending>>,
@@ -417,7 +418,6 @@ impl World {
         let mut world = World {
             now_us: 0,
             nodes: Vec::with_capacity(config.nodes),
-            by_addr: BTreeMap::new(),
             by_id: BTreeMap::new(),
             queue: EventQueue::default(),
             pending: Vec::new(),
@@ -524,7 +524,7 @@ impl World {
     ) -> Option<R> {
         let node = &mut self.nodes[slot];
         let local = node.clock.local(self.now_us);
-        let result = act(node.core.as_mut()?, local);
+        let result = act(node.core.as_deref_mut()?, local);
         self.drain(slot);
         Some(result)
     }
@@ -560,7 +560,8 @@ impl World {
         for slot in 0..self.nodes.len() {
             let seed = self.rng.gen::<u64>();
             if let Some(core) = self.nodes[slot].core.take() {
-                self.nodes[slot].core = Some(core.with_replication(config.clone(), seed));
+                let core = (*core).with_replication(config.clone(), seed);
+                self.nodes[slot].core = Some(Box::new(core));
                 self.take_up_disk(slot);
             }
         }
@@ -687,7 +688,7 @@ impl World {
     /// [`World::writes`]; a refused write is only counted ([`World::writes_refused`]).
     pub fn write(&mut self, slot: usize, request: WriteRequest) -> Option<u64> {
         let node = &self.nodes[slot];
-        node.core.as_ref()?;
+        node.core.as_deref()?;
         self.writes.issued += 1;
         let id = self.writes.issued;
         let value = (!request.delete).then(|| writes::value(id, request.value_size));
@@ -800,7 +801,7 @@ impl World {
         let now = self.now_us;
         let node = &mut self.nodes[slot];
         let (local, life) = (node.clock.local(now), node.life);
-        let Some(core) = node.core.as_mut() else {
+        let Some(core) = node.core.as_deref_mut() else {
             return;
         };
         let what = write
@@ -857,7 +858,7 @@ impl World {
     /// Completes the record of a write its core applied (what the writer reads back, what
     /// waits for acks and the disk) and keeps it.
     fn record_write(&mut self, mut record: WriteRecord, ticket: Option<AckTicket>) {
-        let Some(core) = self.nodes[record.slot].core.as_ref() else {
+        let Some(core) = self.nodes[record.slot].core.as_deref() else {
             return;
         };
         let applied = core.replication().keyspace(&record.keyspace);
@@ -923,7 +924,7 @@ impl World {
         };
         let holding: Vec<(usize, u64)> = (0..self.nodes.len())
             .filter(|&s| {
-                self.nodes[s].core.as_ref().is_some_and(|c| {
+                self.nodes[s].core.as_deref().is_some_and(|c| {
                     c.replication()
                         .keyspace(&envelope.keyspace)
                         .is_some_and(|k| k.has(&envelope))
@@ -949,7 +950,7 @@ impl World {
     #[cfg(test)]
     pub(crate) fn write_unrecorded(&mut self, slot: usize, write: Write) {
         let local = self.nodes[slot].clock.local(self.now_us);
-        if let Some(core) = self.nodes[slot].core.as_mut() {
+        if let Some(core) = self.nodes[slot].core.as_deref_mut() {
             let _ = core.write(local, write);
         }
         self.drain(slot);
@@ -990,10 +991,10 @@ impl World {
         };
         let local = node.clock.local(self.now_us);
         let core = Core::new(config, local).with_shared_metadata(self.shared_metadata.clone());
-        node.core = Some(match &self.replication {
+        node.core = Some(Box::new(match &self.replication {
             Some(replication) => core.with_replication(replication.clone(), seed.rotate_left(32)),
             None => core,
-        });
+        }));
         let (now, id) = (self.now_us, node.id.short());
         self.trace.line(format_args!(
             "{} n{slot} start {id} gen {generation}",
@@ -1009,7 +1010,7 @@ impl World {
     fn take_up_disk(&mut self, slot: usize) {
         let now = self.now_us;
         let node = &mut self.nodes[slot];
-        let (Some(disk), Some(core)) = (node.disk.as_mut(), node.core.as_mut()) else {
+        let (Some(disk), Some(core)) = (node.disk.as_mut(), node.core.as_deref_mut()) else {
             return;
         };
         let loaded = disk.load();
@@ -1065,7 +1066,7 @@ impl World {
         let (input, durable) = disk.complete(seq, written);
         self.trace
             .line(format_args!("{} n{slot} <- {input:?}", Stamp(now)));
-        if let Some(core) = node.core.as_mut() {
+        if let Some(core) = node.core.as_deref_mut() {
             core.handle(node.clock.local(now), input);
         }
         for index in durable {
@@ -1173,13 +1174,8 @@ impl World {
     }
 
     fn add_slot(&mut self, slot: usize) {
-        let n = slot as u32 + 1;
-        let addr = SocketAddr::from((
-            Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8),
-            SIM_PORT,
-        ));
+        let addr = slot_addr(slot);
         let id = self.fresh_id();
-        self.by_addr.insert(addr, slot);
         self.by_id.insert(id, slot);
         self.nodes.push(SimNode {
             addr,
@@ -1424,7 +1420,7 @@ impl World {
         };
         let node = &mut self.nodes[slot];
         let local = node.clock.local(self.now_us);
-        if let Some(core) = node.core.as_mut() {
+        if let Some(core) = node.core.as_deref_mut() {
             core.handle(local, input);
         }
         self.drain(slot);
@@ -1489,7 +1485,7 @@ impl World {
     fn app_write(&mut self, slot: usize, request: AppRequest) {
         let node = &mut self.nodes[slot];
         let local = node.clock.local(self.now_us);
-        let Some(core) = node.core.as_mut() else {
+        let Some(core) = node.core.as_deref_mut() else {
             return;
         };
         let result = match request {
@@ -1514,7 +1510,7 @@ impl World {
         let node = &mut self.nodes[slot];
         node.wakes.remove(&at);
         let local = node.clock.local(self.now_us);
-        let Some(core) = node.core.as_mut() else {
+        let Some(core) = node.core.as_deref_mut() else {
             return;
         };
         let words = [TRACE_WAKE, self.now_us, slot as u64];
@@ -1529,7 +1525,7 @@ impl World {
     /// Queues a wake-up for the core in `slot` at its next timer, unless one is queued then.
     fn schedule_wake(&mut self, slot: usize) {
         let node = &mut self.nodes[slot];
-        let Some(due) = node.core.as_ref().and_then(Core::poll_timeout) else {
+        let Some(due) = node.core.as_deref().and_then(Core::poll_timeout) else {
             return;
         };
         let at = node.clock.world_at(due, self.now_us);
@@ -1550,7 +1546,11 @@ impl World {
     /// Executes every effect the core in `slot` queued, in order, then queues its next wake-up.
     fn drain(&mut self, slot: usize) {
         loop {
-            let Some(effect) = self.nodes[slot].core.as_mut().and_then(Core::poll_effect) else {
+            let Some(effect) = self.nodes[slot]
+                .core
+                .as_deref_mut()
+                .and_then(Core::poll_effect)
+            else {
                 self.schedule_wake(slot);
                 return;
             };
@@ -1609,11 +1609,8 @@ impl World {
     fn send(&mut self, from: usize, to: NodeAddr, channel: Channel, payload: Bytes) {
         let len = payload.len();
         let hash = Fnv64::of(&payload) as u32;
-        let target = self
-            .by_addr
-            .get(&to.addr)
-            .copied()
-            .filter(|&t| self.nodes[t].id == to.id);
+        let target =
+            slot_of_addr(to.addr).filter(|&t| t < self.nodes.len() && self.nodes[t].id == to.id);
         // A target outside the cluster is known by its id's hash (the text shows its address).
         let target_word = target.map_or(Fnv64::of(&to.id.as_u128().to_le_bytes()), |t| t as u64);
         let words = [
@@ -1661,14 +1658,26 @@ impl World {
     fn route(&mut self, from: usize, to: usize, channel: Channel, payload: Bytes, hash: u32) {
         let from_id = self.nodes[from].id;
         if channel == Channel::Membership {
-            for at in self.network.datagram(&mut self.rng, from, to, self.now_us) {
+            let arrivals = self.network.datagram(&mut self.rng, from, to, self.now_us);
+            let copies = arrivals.len();
+            let mut payload = Some(payload);
+            for (copy, at) in arrivals.into_iter().enumerate() {
+                // The last copy takes the payload itself: cloning a `Bytes` made from a `Vec`
+                // allocates a shared header, and dropping the original frees it again.
+                let payload = if copy + 1 == copies {
+                    payload.take()
+                } else {
+                    payload.clone()
+                };
+                let Some(payload) = payload else { break };
+                let (to, from) = (slot32(to), slot32(from));
                 self.push(
                     at,
                     Pending::Datagram {
-                        to: slot32(to),
-                        from: slot32(from),
+                        to,
+                        from,
                         from_id,
-                        payload: payload.clone(),
+                        payload,
                         hash,
                     },
                 );
@@ -1704,13 +1713,29 @@ impl World {
             | MembershipEvent::Failed(v)
             | MembershipEvent::Left(v)
             | MembershipEvent::Removed(v) => {
-                let who = Who(self.by_id.get(&v.id).copied(), v.id);
+                // `{stamp} n{slot} -> event {kind} {who} gen {generation}`, written without
+                // `fmt`: a forming cluster emits one per node per member.
+                let who = self.by_id.get(&v.id).copied();
                 let kind = event_kind(&event);
-                self.trace.line(format_args!(
-                    "{} n{slot} -> event {kind} {who} gen {}",
-                    Stamp(now),
-                    v.generation
-                ));
+                self.trace.line_with(|text| {
+                    push_stamp(text, now);
+                    text.push_str(" n");
+                    push_decimal(text, slot as u64);
+                    text.push_str(" -> event ");
+                    text.push_str(kind);
+                    match who {
+                        Some(slot) => {
+                            text.push_str(" n");
+                            push_decimal(text, slot as u64);
+                        }
+                        None => {
+                            text.push(' ');
+                            text.push_str(&v.id.short());
+                        }
+                    }
+                    text.push_str(" gen ");
+                    push_decimal(text, v.generation);
+                });
             }
             MembershipEvent::Joined | MembershipEvent::Isolated => {
                 self.trace.line(format_args!(
@@ -1726,6 +1751,30 @@ impl World {
             event,
         });
     }
+}
+
+/// The address of the node in `slot`: `10.x.y.z`, where `x.y.z` is `slot + 1` in 24 bits.
+fn slot_addr(slot: usize) -> SocketAddr {
+    let n = slot as u32 + 1;
+    SocketAddr::from((
+        Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8),
+        SIM_PORT,
+    ))
+}
+
+/// The slot whose address `addr` is, if it is one [`slot_addr`] makes: read back from the
+/// address itself, not looked up (a send's target is found on every message).
+fn slot_of_addr(addr: SocketAddr) -> Option<usize> {
+    let SocketAddr::V4(v4) = addr else {
+        return None;
+    };
+    let [ten, x, y, z] = v4.ip().octets();
+    if ten != 10 || v4.port() != SIM_PORT {
+        return None;
+    }
+    let n = usize::from(x) << 16 | usize::from(y) << 8 | usize::from(z);
+    let slot = n.checked_sub(1)?;
+    (slot_addr(slot) == addr).then_some(slot)
 }
 
 /// The newest timestamp a core's keyspaces hold, tombstones included: no op it applied is newer.
@@ -1769,25 +1818,12 @@ impl std::fmt::Display for Shown {
     }
 }
 
-/// A member in a trace line: `n<slot>`, or its id's short form when no slot holds it (shown
-/// as it is written, with no string built per event).
-struct Who(Option<usize>, NodeId);
-
-impl std::fmt::Display for Who {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(slot) => write!(f, "n{slot}"),
-            None => f.write_str(&self.1.short()),
-        }
-    }
-}
-
 /// World microseconds printed as seconds with six decimals.
 struct Stamp(u64);
 
 impl std::fmt::Display for Stamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+        write_stamp(f, self.0)
     }
 }
 
