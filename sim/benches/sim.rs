@@ -160,11 +160,11 @@ fn one(nodes: usize, seconds: u64) {
     let traffic = &report.traffic;
     println!(
         "steady N={nodes} seed 1: {simulated:.0} simulated s in {wall:.2} s wall, {cpu:.2} s CPU = \
-         {:.0}x real time per CPU s ({:.0}x per wall s); peak RSS {:.0} MB; membership {:.0} B/s \
+         {}x real time per CPU s ({}x per wall s); peak RSS {:.0} MB; membership {:.0} B/s \
          per node from {} s ({:.0} SWIM datagrams, {:.0} streams); formed in {:?} s; passed {}; \
          trace #{} ({target})",
-        simulated / cpu.max(1e-9),
-        simulated / wall.max(1e-9),
+        ratio(simulated / cpu.max(1e-9)),
+        ratio(simulated / wall.max(1e-9)),
         peak_rss_mb(),
         traffic.membership_bytes_per_node_per_sec,
         STEADY_TRAFFIC_FROM_SECS.min(seconds / 2),
@@ -292,4 +292,13 @@ fn mass_join(nodes: usize) {
         "s",
         "≤ 30 s",
     );
+}
+
+/// A speed ratio: whole above 10, two decimals below (N=5000 runs at a few hundredths).
+fn ratio(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
 }
