@@ -10,6 +10,7 @@ mod closed_port;
 pub mod config;
 mod decoded;
 pub mod identity;
+mod introductions;
 mod lifeguard;
 pub mod metadata;
 mod swim;
@@ -122,6 +123,8 @@ pub struct Membership {
     digest_cache: Option<((u64, u64, MemberId), u64)>,
     /// Our metadata encoded for one member at a time ([`Membership::own_message`]).
     own_messages: Option<OwnMessages>,
+    /// Members learnt without their metadata, to introduce ourselves to unless it comes.
+    introductions: introductions::Introductions,
 }
 
 /// Our metadata as the two messages that carry it to one member: a `Metadata` answer and an
@@ -201,6 +204,7 @@ impl Membership {
             changes_total: 0,
             digest_cache: None,
             own_messages: None,
+            introductions: introductions::Introductions::default(),
         };
         machine.arm(
             now,
@@ -461,6 +465,7 @@ impl Membership {
                 self.reconcile_armed = false;
                 self.send_digest(out);
             }
+            MembershipTimer::Introduce => self.introduce_due(now, out),
             MembershipTimer::PushPull => {
                 self.send_digest(out);
                 let interval = self
@@ -862,15 +867,10 @@ impl Membership {
             self.eager_push_pull_after = now + self.config.probe_period;
             self.send_push_pull(member.node_addr(), true, out);
         } else if view.metadata.is_none() {
-            // Ask for its metadata with ours.
-            if let Some(message) = self.own_message(true) {
-                send(
-                    self.me,
-                    out,
-                    member.node_addr(),
-                    Channel::Coordination,
-                    message,
-                );
+            // Ask for its metadata with ours, unless a push-pull brings it first.
+            let due = now + self.config.probe_period;
+            if let Some(at) = self.introductions.defer(due, member.node) {
+                out.timer(at, effects::Timer::Membership(MembershipTimer::Introduce));
             }
         }
         // Recorded as changed by `on_notification`, its only caller.
@@ -1131,6 +1131,32 @@ impl Membership {
         self.metadata.insert(node, incoming);
         if let Some(view) = self.view.set_metadata(&node, metadata) {
             out.event(Event::Membership(MembershipEvent::Updated(view)));
+        }
+    }
+
+    /// Introduces us, asking for their metadata, to the members whose wait ended with their
+    /// metadata still missing and who are still alive.
+    fn introduce_due(&mut self, now: Instant, out: &mut Outbox) {
+        let (due, next) = self.introductions.due(now);
+        if let Some(at) = next {
+            out.timer(at, effects::Timer::Membership(MembershipTimer::Introduce));
+        }
+        for node in due {
+            let Some(member) = self.view.get(&node) else {
+                continue;
+            };
+            if member.state != MemberState::Alive || self.metadata.contains_key(&node) {
+                continue;
+            }
+            if let Some(message) = self.own_message(true) {
+                send(
+                    self.me,
+                    out,
+                    member.node_addr(),
+                    Channel::Coordination,
+                    message,
+                );
+            }
         }
     }
 
@@ -1907,6 +1933,59 @@ mod tests {
             }
         }
         sent
+    }
+
+    /// A member learnt without its metadata while our eager push-pull waits out its gap is
+    /// introduced to a probe period later, not at once, and only if its metadata did not come
+    /// meanwhile.
+    #[test]
+    fn introductions_wait_a_probe_period_for_the_metadata() {
+        let mut out = Outbox::default();
+        let (mut m, now) = machine_past_its_first_gossip(&mut out);
+        // The peers met at once were queued too: their introductions go out first.
+        m.handle_timer(now, now, MembershipTimer::Introduce, &mut out);
+        let _ = drain(&mut out);
+        learn_alive(&mut m, now, 5, &mut out); // the eager push-pull goes to it
+        learn_alive(&mut m, now, 6, &mut out);
+        learn_alive(&mut m, now, 7, &mut out);
+        let (sends, timers) = drain(&mut out);
+        let coordination = |sends: &[(NodeAddr, Channel)]| -> Vec<NodeId> {
+            sends
+                .iter()
+                .filter(|(_, c)| *c == Channel::Coordination)
+                .map(|(to, _)| to.id)
+                .collect()
+        };
+        assert_eq!(coordination(&sends), [], "nobody introduced at once");
+        assert_eq!(
+            timers
+                .iter()
+                .filter(|t| **t == MembershipTimer::Introduce)
+                .count(),
+            1,
+            "{timers:?}"
+        );
+        let metadata = Versioned {
+            version: 1,
+            metadata: std::sync::Arc::new(NodeMetadata::default()),
+        };
+        let node = member(7, 1).node;
+        m.handle_message(
+            now,
+            node,
+            MembershipMessage::Metadata { node, metadata },
+            &mut out,
+        );
+        let _ = drain(&mut out);
+
+        let due = now + m.config.probe_period;
+        m.handle_timer(due, due, MembershipTimer::Introduce, &mut out);
+        let (sends, _) = drain(&mut out);
+        assert_eq!(
+            coordination(&sends),
+            [member(6, 1).node],
+            "7's metadata came"
+        );
     }
 
     /// An `Introduce` is answered with our metadata as it is now: the encoded answer is kept

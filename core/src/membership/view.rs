@@ -24,6 +24,9 @@ pub enum MembershipTimer {
     /// Time to compare digests with a random member, a while after members came back or we
     /// renewed: whatever the push-pulls of the heal did not bring is exchanged then.
     Reconcile,
+    /// Time to introduce ourselves to the members learnt a probe period ago whose metadata
+    /// has not come since (`introductions`).
+    Introduce,
     /// Time to see whether a suspect we checked directly refuted (`checks`): the suspect and
     /// the incarnation it was suspected at.
     Check(MemberId, foca::Incarnation),
