@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use quinn::{Connection, SendStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{debug, warn};
@@ -27,6 +27,10 @@ use foundation_core::identity::{NodeAddr, NodeId};
 /// into one write is what makes a million small messages per second possible; the cap bounds the
 /// memory of one write and how long one batch can delay the next message.
 const WRITE_BATCH_MAX: usize = 1024;
+
+/// Messages at least this large are written as chunks of their own instead of being copied into
+/// the write's buffer.
+const WRITE_COPY_BELOW: usize = 4096;
 
 /// Longest a writer waits for its old stream to be acknowledged when it moves to another
 /// connection. Past it, the old stream's unacknowledged data may arrive after the new one's.
@@ -327,19 +331,11 @@ async fn write_stream(
             }
         }
         let taken = batch.len();
-        // Sized once: growing it by doubling copied the batch several times over.
-        let framed = batch.iter().map(|m| FRAME_PREFIX_LEN + m.len()).sum();
-        let mut out = BytesMut::with_capacity(framed);
-        let mut bytes = 0;
-        for message in &batch {
-            bytes += message.len() as u64;
-            // Sizes were checked when the message was queued, so this cannot fail.
-            let _ = encode_frame(&mut out, message, max);
-        }
+        let (chunks, bytes) = frame_chunks(&mut batch, max);
         if channel == Channel::Coordination {
             shared.urgent.mark(std::time::Instant::now());
         }
-        match write_batch(&mut stream, &live, channel, out).await {
+        match write_batch(&mut stream, &live, channel, chunks).await {
             Ok(()) => shared
                 .metrics
                 .traffic(channel, Direction::Sent, taken as u64, bytes),
@@ -354,11 +350,46 @@ async fn write_stream(
     }
 }
 
+/// Frames `batch` (emptying it) as the chunks of one stream write, and counts its bytes. Small
+/// messages are copied, behind their length prefixes, into one buffer; a large one (a pub/sub
+/// batch frame) follows its prefix as a chunk of its own, written without a copy.
+fn frame_chunks(batch: &mut Vec<Bytes>, max: usize) -> (Vec<Bytes>, u64) {
+    let copied = batch.iter().map(|m| FRAME_PREFIX_LEN + copy_len(m)).sum();
+    // Sized once: growing it by doubling copied the batch several times over.
+    let mut out = BytesMut::with_capacity(copied);
+    let mut chunks = Vec::new();
+    let mut bytes = 0;
+    for message in batch.drain(..) {
+        bytes += message.len() as u64;
+        if copy_len(&message) > 0 {
+            // Sizes were checked when the message was queued, so this cannot fail.
+            let _ = encode_frame(&mut out, &message, max);
+            continue;
+        }
+        out.put_u32(message.len() as u32);
+        chunks.push(out.split().freeze());
+        chunks.push(message);
+    }
+    if !out.is_empty() {
+        chunks.push(out.freeze());
+    }
+    (chunks, bytes)
+}
+
+/// Bytes of `message` copied into a write's buffer: all of a small one, none of a large one.
+fn copy_len(message: &Bytes) -> usize {
+    if message.len() < WRITE_COPY_BELOW {
+        message.len()
+    } else {
+        0
+    }
+}
+
 async fn write_batch(
     stream: &mut Option<(Connection, SendStream)>,
     live: &Live,
     channel: Channel,
-    frames: BytesMut,
+    mut chunks: Vec<Bytes>,
 ) -> Result<(), String> {
     let reusable = matches!(stream, Some((conn, _)) if live.same_connection(conn));
     if !reusable {
@@ -377,7 +408,7 @@ async fn write_batch(
     }
     match stream {
         Some((_, send)) => send
-            .write_chunk(frames.freeze())
+            .write_all_chunks(&mut chunks)
             .await
             .map_err(|e| e.to_string()),
         None => Err("no stream".into()),

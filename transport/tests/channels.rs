@@ -38,6 +38,26 @@ async fn messages_arrive_in_order_on_every_streamed_channel() {
     }
 }
 
+/// Small messages are copied into one write, large ones written as chunks of their own: mixed,
+/// they still arrive whole and in order.
+#[tokio::test]
+async fn small_and_large_messages_arrive_whole_and_in_order() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to_b = b.endpoint.local();
+    let sizes = [3, 5000, 10, 4095, 4096, 70_000, 1, 20_000];
+    let message = |i: usize| Bytes::from(vec![i as u8; sizes[i % sizes.len()]]);
+    for i in 0..64 {
+        a.endpoint
+            .send(to_b, Channel::Events, message(i), WAIT)
+            .await
+            .unwrap();
+    }
+    for i in 0..64 {
+        assert_eq!(next_message(&mut b.inbox.events).await.payload, message(i));
+    }
+}
+
 #[tokio::test]
 async fn datagrams_reach_the_membership_inbox() {
     let a = node("orders").await;

@@ -185,33 +185,42 @@ impl<'a> BatchV0<'a> {
     /// The messages in order; stops at the first that does not decode (an error) or once
     /// `count` have been read. Bytes left over after `count` messages are an error.
     pub fn messages(&self) -> impl Iterator<Item = Result<Published<'a>, WireError>> + 'a {
-        let mut rest = self.items.0;
-        let mut left = self.count;
-        let mut failed = false;
-        std::iter::from_fn(move || {
-            if failed {
-                return None;
-            }
-            if left == 0 {
-                if rest.is_empty() {
-                    return None;
-                }
-                failed = true;
-                return Some(Err(WireError::Trailing));
-            }
-            left -= 1;
-            match postcard::take_from_bytes::<PublishedV0<'a>>(rest) {
-                Ok((message, tail)) => {
-                    rest = tail;
-                    Some(Ok(message.into()))
-                }
-                Err(e) => {
-                    failed = true;
-                    Some(Err(e.into()))
-                }
-            }
+        counted(self.items.0, self.count, None, |rest| {
+            let (message, tail) = postcard::take_from_bytes::<PublishedV0<'a>>(rest)?;
+            *rest = tail;
+            Ok(message.into())
         })
     }
+}
+
+/// The messages of a batch of `count` packed back to back in `items`, each taken off the front
+/// of the bytes left by `one`: the count and trailing rules of every batch layout. Stops after
+/// the first error (`failed`, when given, is that error before any message is read); bytes left
+/// over after `count` messages are [`WireError::Trailing`].
+pub(crate) fn counted<'a>(
+    items: &'a [u8],
+    count: u32,
+    failed: Option<WireError>,
+    mut one: impl FnMut(&mut &'a [u8]) -> Result<Published<'a>, WireError> + 'a,
+) -> impl Iterator<Item = Result<Published<'a>, WireError>> + 'a {
+    let (mut rest, mut left, mut failed, mut done) = (items, count, failed, false);
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        if let Some(error) = failed.take() {
+            done = true;
+            return Some(Err(error));
+        }
+        if left == 0 {
+            done = true;
+            return (!rest.is_empty()).then_some(Err(WireError::Trailing));
+        }
+        left -= 1;
+        let message = one(&mut rest);
+        done = message.is_err();
+        Some(message)
+    })
 }
 
 /// Why an events-channel frame, or a message in it, was refused.

@@ -23,7 +23,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Append, Published, Raw, Sequenced, WireError};
+use super::{counted, Append, Published, Raw, Sequenced, WireError};
 use crate::services::trace::TraceContext;
 
 /// The packed layout's version, the byte after the variant.
@@ -64,82 +64,52 @@ impl<'a> Batch<'a> {
     /// `count` have been read. Bytes left over after `count` messages are an error, and so is
     /// every message of a batch in another version.
     pub fn messages(&self) -> impl Iterator<Item = Result<Published<'a>, WireError>> + 'a {
-        let mut reader = Reader {
-            rest: self.items.0,
-            left: self.count,
-            topic: None,
-            trace: None,
-            failed: self.check_version().err(),
-        };
-        std::iter::from_fn(move || reader.next())
+        let mut reader = Reader::default();
+        let failed = self.check_version().err();
+        counted(self.items.0, self.count, failed, move |rest| {
+            reader.message(rest)
+        })
     }
 }
 
 /// Reads a batch's items, remembering the previous message's topic and trace.
+#[derive(Default)]
 struct Reader<'a> {
-    rest: &'a [u8],
-    left: u32,
     topic: Option<&'a str>,
     trace: Option<TraceContext>,
-    /// Set once reading failed: returned once, then nothing more is read.
-    failed: Option<WireError>,
 }
 
 impl<'a> Reader<'a> {
-    fn next(&mut self) -> Option<Result<Published<'a>, WireError>> {
-        if let Some(error) = self.failed.take() {
-            self.left = 0;
-            self.rest = &[];
-            return Some(Err(error));
-        }
-        if self.left == 0 {
-            if self.rest.is_empty() {
-                return None;
-            }
-            self.rest = &[];
-            return Some(Err(WireError::Trailing));
-        }
-        self.left -= 1;
-        match self.message() {
-            Ok(message) => Some(Ok(message)),
-            Err(error) => {
-                self.left = 0;
-                self.rest = &[];
-                Some(Err(error))
-            }
-        }
-    }
-
-    fn message(&mut self) -> Result<Published<'a>, WireError> {
-        let (&flags, rest) = self
-            .rest
+    /// Takes one message off the front of `rest`.
+    fn message(&mut self, rest: &mut &'a [u8]) -> Result<Published<'a>, WireError> {
+        let (&flags, tail) = rest
             .split_first()
             .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
         if flags & !KNOWN != 0 || flags & (TRACE | SAME_TRACE) == TRACE | SAME_TRACE {
             return Err(WireError::Flags(flags));
         }
-        self.rest = rest;
+        *rest = tail;
         let topic = match flags & TOPIC != 0 {
-            true => self.take::<&str>()?,
+            true => take::<&str>(rest)?,
             false => self.topic.ok_or(WireError::NoTopic)?,
         };
         let trace = match flags & (TRACE | SAME_TRACE) {
-            TRACE => Some(self.take::<TraceContext>()?),
+            TRACE => Some(take::<TraceContext>(rest)?),
             SAME_TRACE => Some(self.trace.ok_or(WireError::NoTrace)?),
             _ => None,
         };
         let (reliable, oldest) = match flags & RELIABLE != 0 {
             true => {
-                let (place, oldest) = self.take::<(Sequenced, u64)>()?;
+                let (place, oldest) = take::<(Sequenced, u64)>(rest)?;
                 (Some(place), oldest)
             }
             false => (None, 0),
         };
         let origin = match flags & ORIGIN != 0 {
-            true => Some(self.take::<&str>()?),
+            true => Some(take::<&str>(rest)?),
             false => None,
         };
-        let payload = self.take::<Raw<'a>>()?;
+        let payload = take::<Raw<'a>>(rest)?;
         self.topic = Some(topic);
         self.trace = trace;
         Ok(Published {
@@ -151,12 +121,13 @@ impl<'a> Reader<'a> {
             origin,
         })
     }
+}
 
-    fn take<T: Deserialize<'a>>(&mut self) -> Result<T, WireError> {
-        let (value, rest) = postcard::take_from_bytes::<T>(self.rest)?;
-        self.rest = rest;
-        Ok(value)
-    }
+/// Takes one postcard value off the front of `rest`.
+fn take<'a, T: Deserialize<'a>>(rest: &mut &'a [u8]) -> Result<T, WireError> {
+    let (value, tail) = postcard::take_from_bytes::<T>(rest)?;
+    *rest = tail;
+    Ok(value)
 }
 
 /// Position of [`EventMessage::Batch`](super::EventMessage) among the variants: its first byte
@@ -285,14 +256,22 @@ impl BatchBuilder {
 
     /// The frame: variant, version, count and length in front of the messages.
     pub fn finish(self) -> Bytes {
-        let mut header = Vec::with_capacity(HEADER_ROOM);
-        write_varint(&mut header, u64::from(BATCH_VARIANT));
-        header.push(BATCH_VERSION);
-        write_varint(&mut header, u64::from(self.count));
-        write_varint(&mut header, self.len() as u64);
-        let start = HEADER_ROOM - header.len();
+        // Built on the stack, then copied into the room kept for it.
+        let mut header = [0u8; HEADER_ROOM];
+        let mut size = 0;
+        let fields = [
+            varint(u64::from(BATCH_VARIANT)),
+            ([BATCH_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1),
+            varint(u64::from(self.count)),
+            varint(self.len() as u64),
+        ];
+        for (bytes, used) in fields {
+            header[size..size + used].copy_from_slice(&bytes[..used]);
+            size += used;
+        }
+        let start = HEADER_ROOM - size;
         let mut buffer = self.buffer;
-        buffer[start..HEADER_ROOM].copy_from_slice(&header);
+        buffer[start..HEADER_ROOM].copy_from_slice(&header[..size]);
         if buffer.capacity() > 2 * buffer.len() {
             // A frame that left before filling the room reserved for it: queued frames
             // (thousands wait in the transport while a node is unreachable) hold only about
@@ -303,13 +282,22 @@ impl BatchBuilder {
     }
 }
 
-/// A postcard varint (LEB128).
-fn write_varint(out: &mut Vec<u8>, mut n: u64) {
+/// `n` as a postcard varint (LEB128): the bytes, and how many of them it takes.
+fn varint(mut n: u64) -> ([u8; 10], usize) {
+    let (mut out, mut used) = ([0u8; 10], 0);
     while n >= 0x80 {
-        out.push(n as u8 | 0x80);
+        out[used] = n as u8 | 0x80;
         n >>= 7;
+        used += 1;
     }
-    out.push(n as u8);
+    out[used] = n as u8;
+    (out, used + 1)
+}
+
+/// A postcard varint appended to `out`.
+fn write_varint(out: &mut Vec<u8>, n: u64) {
+    let (bytes, used) = varint(n);
+    out.extend_from_slice(&bytes[..used]);
 }
 
 /// Bytes as postcard encodes a byte string or `str`: length, then the bytes.

@@ -68,6 +68,9 @@ const INCOMING_STREAMS: usize = 4096;
 /// frame holds up to [`BATCH_BYTES`](foundation_core::services::outbox::BATCH_BYTES) of messages: subscribers on this runtime get to drain
 /// their queues between turns instead of finding them overflowed by one long turn).
 const FRAMES_PER_TURN: usize = 8;
+/// Room for a run's messages the receiving task keeps between frames (a 16 KiB frame holds about
+/// 250 messages of 64 bytes).
+const RUN_ROOM: usize = 1024;
 /// Topics whose routes are remembered; past it the cache starts over.
 const ROUTES_MAX: usize = 1024;
 /// Received payloads smaller than this are copied out of their batch frame (into one buffer per
@@ -387,8 +390,9 @@ impl PubSubState {
         Ok(route)
     }
 
-    /// Hands `messages` (of one topic, in order) to every queue of `queues`.
-    /// The last queue takes the messages themselves; the others get clones.
+    /// Hands `messages` (of one topic, in order) to every queue of `queues`, leaving it empty
+    /// (its room is kept for the next run). The last queue takes the messages themselves; the
+    /// others get clones.
     fn deliver(&self, queues: &[Arc<Queue>], messages: &mut Vec<Message>) {
         let Some((last, others)) = queues.split_last() else {
             messages.clear();
@@ -536,14 +540,18 @@ impl PubSubHandle {
             };
             self.state.deliver_one(&route.local, message);
         }
+        if route.remote.is_empty() {
+            return Ok(());
+        }
+        // One for every outbox: each encodes it, and only a reliable publish keeps a copy.
+        let message = Kept {
+            topic: route.topic.clone(),
+            payload,
+            trace,
+            origin,
+        };
         for outbox in &route.remote {
-            let message = Kept {
-                topic: route.topic.clone(),
-                payload: payload.clone(),
-                trace,
-                origin: origin.clone(),
-            };
-            self.enqueue(outbox, message, options).await?;
+            self.enqueue(outbox, &message, options).await?;
         }
         Ok(())
     }
@@ -595,7 +603,7 @@ impl PubSubHandle {
     async fn enqueue(
         &self,
         outbox: &Outbox,
-        message: Kept,
+        message: &Kept,
         options: PublishOptions,
     ) -> Result<(), PubSubError> {
         let mut deadline = None;
@@ -609,7 +617,7 @@ impl PubSubHandle {
                 }
                 if state.outbox.has_room() {
                     let (reliable, oldest) = if options.reliable {
-                        let (place, oldest) = self.keep(outbox.node.id, &message)?;
+                        let (place, oldest) = self.keep(outbox.node.id, message)?;
                         (Some(place), oldest)
                     } else {
                         (None, 0)
@@ -636,7 +644,7 @@ impl PubSubHandle {
             if tokio::time::timeout_at(until, room).await.is_err() {
                 // At-most-once: lost. Reliable: kept, and the resend timer sends it.
                 if options.reliable {
-                    self.keep(outbox.node.id, &message)?;
+                    self.keep(outbox.node.id, message)?;
                 }
                 self.state.metrics.drop_reason("send_failed");
                 return Ok(());
@@ -817,11 +825,11 @@ impl Drop for Subscription {
 /// A received message accepted for delivery, with its route.
 type Accepted<'a> = (Arc<Route>, Published<'a>);
 
-/// The messages of one run (consecutive messages of one frame with the same route), ready for
-/// its queues. Small payloads are copied into one buffer for the run — one allocation per run,
+/// Appends the messages of one run (consecutive messages of one frame with the same route) to
+/// `messages`, ready for its queues. Small payloads are copied into one buffer for the run — one allocation per run,
 /// not per message — so a kept message pins at most its run's payloads, which went to the same
 /// queues; large ones are sliced from the frame.
-fn run_messages(run: &[Accepted<'_>], received: &Received) -> Vec<Message> {
+fn run_messages(run: &[Accepted<'_>], received: &Received, messages: &mut Vec<Message>) {
     let small = |bytes: &&[u8]| bytes.len() < COPY_BELOW;
     let payloads = || run.iter().map(|(_, published)| published.payload.0);
     let mut copied = BytesMut::with_capacity(payloads().filter(small).map(<[u8]>::len).sum());
@@ -830,34 +838,32 @@ fn run_messages(run: &[Accepted<'_>], received: &Received) -> Vec<Message> {
         .for_each(|bytes| copied.extend_from_slice(bytes));
     let mut copied = copied.freeze();
     let mut rng = rand10::rng();
-    run.iter()
-        .map(|(route, published)| {
-            let bytes = published.payload.0;
-            let payload = if small(&bytes) {
-                copied.split_to(bytes.len())
-            } else {
-                received.payload.slice_ref(bytes)
-            };
-            Message {
-                topic: route.topic.clone(),
-                payload,
-                publisher: received.from,
-                // The publisher had none: a new trace starts here.
-                trace: published
-                    .trace
-                    .unwrap_or_else(|| TraceContext::new_root(&mut rng, true)),
-                origin: published.origin.map(Arc::from),
-            }
-        })
-        .collect()
+    messages.extend(run.iter().map(|(route, published)| {
+        let bytes = published.payload.0;
+        let payload = if small(&bytes) {
+            copied.split_to(bytes.len())
+        } else {
+            received.payload.slice_ref(bytes)
+        };
+        Message {
+            topic: route.topic.clone(),
+            payload,
+            publisher: received.from,
+            // The publisher had none: a new trace starts here.
+            trace: published
+                .trace
+                .unwrap_or_else(|| TraceContext::new_root(&mut rng, true)),
+            origin: published.origin.map(Arc::from),
+        }
+    }));
 }
 
 /// Receives event messages for this node until the endpoint closes, and resends unacknowledged
 /// reliable messages.
 pub(crate) async fn serve(handle: PubSubHandle, mut events: mpsc::Receiver<Received>) {
     let mut resend = tokio::time::interval(RESEND_TICK);
-    // Routes of received topics: only this task uses them.
-    let mut routes = Routes::default();
+    // Routes of received topics, and room for a run's messages: only this task uses them.
+    let (mut routes, mut messages) = (Routes::default(), Vec::new());
     loop {
         tokio::select! {
             first = events.recv() => {
@@ -867,11 +873,13 @@ pub(crate) async fn serve(handle: PubSubHandle, mut events: mpsc::Receiver<Recei
                     return;
                 };
                 let mut acks = BTreeMap::new();
-                handle.receive(first, &mut acks, &mut routes);
+                handle.receive(first, &mut acks, &mut routes, &mut messages);
                 for _ in 1..FRAMES_PER_TURN {
                     let Ok(next) = events.try_recv() else { break };
-                    handle.receive(next, &mut acks, &mut routes);
+                    handle.receive(next, &mut acks, &mut routes, &mut messages);
                 }
+                // A frame of many tiny messages leaves no large buffer behind.
+                messages.shrink_to(RUN_ROOM);
                 handle.send_acks(acks).await;
                 tokio::task::yield_now().await;
             }
@@ -887,18 +895,26 @@ pub(crate) async fn serve(handle: PubSubHandle, mut events: mpsc::Receiver<Recei
 impl PubSubHandle {
     /// Handles one event frame; collects the acknowledgements it calls for. Consecutive
     /// messages of one route are handed to its queues together: one lock and one wake-up per
-    /// queue for the run, not per message.
+    /// queue for the run, not per message. `messages` is room for a run's messages, kept from
+    /// frame to frame.
     fn receive(
         &self,
         received: Received,
         acks: &mut BTreeMap<(NodeId, u64), u64>,
         routes: &mut Routes,
+        messages: &mut Vec<Message>,
     ) {
         let message = match decode_event(&received.payload) {
             Ok(message) => message,
             Err(error) => return self.refuse(&received, &error),
         };
-        let mut accepted = Vec::new();
+        // Sized once (a message takes at least two bytes of the frame), not grown by doubling.
+        let count = match &message {
+            EventMessage::Batch(batch) => batch.count as usize,
+            EventMessage::BatchV0(batch) => batch.count as usize,
+            _ => 1,
+        };
+        let mut accepted = Vec::with_capacity(count.min(received.payload.len() / 2));
         let mut accept_all = |messages| {
             self.accept_all(&received, messages, acks, routes, &mut accepted);
         };
@@ -915,8 +931,8 @@ impl PubSubHandle {
             }
         }
         for run in accepted.chunk_by(|a, b| Arc::ptr_eq(&a.0, &b.0)) {
-            let mut messages = run_messages(run, &received);
-            self.state.deliver(&run[0].0.local, &mut messages);
+            run_messages(run, &received, messages);
+            self.state.deliver(&run[0].0.local, messages);
         }
     }
 
