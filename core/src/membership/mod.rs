@@ -856,7 +856,10 @@ impl Membership {
         // node of the other side, each in a renewed life — knows what its side learnt
         // meanwhile, which SWIM's gossip would trickle over at a dozen updates a datagram.
         let returning = before.is_some_and(|state| state != MemberState::Alive);
-        if returning {
+        // A new member may know others we do not (a joiner met through its seed, while a mass
+        // join spreads): the same check finds them in a couple of probe periods rather than
+        // at the next periodic push-pull.
+        if returning || new_member {
             self.arm_reconcile(now, out);
         }
         if (new_member || returning) && now >= self.eager_push_pull_after {
@@ -1303,7 +1306,7 @@ impl Membership {
     /// Arms one digest check a couple of probe periods from now, unless one is armed: after a
     /// heal, a node that missed a renewal (its gossip ran out while the node was renewing
     /// itself) learns it then, not at the next periodic push-pull. Each check that brings a
-    /// member back arms the next, so checks stop once views agree.
+    /// member back, or a new one, arms the next, so checks stop once views agree.
     fn arm_reconcile(&mut self, now: Instant, out: &mut Outbox) {
         if !self.reconcile_armed {
             self.reconcile_armed = true;
