@@ -400,15 +400,7 @@ impl Membership {
             MembershipMessage::Leaving(_) => self.stats.bad_datagrams += 1,
             MembershipMessage::Introduce { member, metadata } if member.node == from => {
                 self.merge_metadata(member.node, metadata, out);
-                if let Some(message) = self.own_message(false) {
-                    send(
-                        self.me,
-                        out,
-                        member.node_addr(),
-                        Channel::Coordination,
-                        message,
-                    );
-                }
+                self.send_own(member.node_addr(), false, out);
             }
             MembershipMessage::Introduce { .. } => self.stats.bad_datagrams += 1,
             MembershipMessage::Digest {
@@ -1151,15 +1143,14 @@ impl Membership {
             if member.state != MemberState::Alive || self.metadata.contains_key(&node) {
                 continue;
             }
-            if let Some(message) = self.own_message(true) {
-                send(
-                    self.me,
-                    out,
-                    member.node_addr(),
-                    Channel::Coordination,
-                    message,
-                );
-            }
+            self.send_own(member.node_addr(), true, out);
+        }
+    }
+
+    /// Sends `to` our metadata; with `introduce`, introducing us (asking for theirs).
+    fn send_own(&mut self, to: NodeAddr, introduce: bool, out: &mut Outbox) {
+        if let Some(message) = self.own_message(introduce) {
+            send(self.me, out, to, Channel::Coordination, message);
         }
     }
 
