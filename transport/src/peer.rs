@@ -309,6 +309,7 @@ async fn write_stream(
     mut queue: mpsc::Receiver<Bytes>,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH_MAX);
+    let mut chunks = Vec::new();
     let mut stream: Option<(Connection, SendStream)> = None;
     let max = shared.config.limits.of(channel);
     loop {
@@ -331,11 +332,11 @@ async fn write_stream(
             }
         }
         let taken = batch.len();
-        let (chunks, bytes) = frame_chunks(&mut batch, max);
+        let bytes = frame_chunks(&mut batch, max, &mut chunks);
         if channel == Channel::Coordination {
             shared.urgent.mark(std::time::Instant::now());
         }
-        match write_batch(&mut stream, &live, channel, chunks).await {
+        match write_batch(&mut stream, &live, channel, &mut chunks).await {
             Ok(()) => shared
                 .metrics
                 .traffic(channel, Direction::Sent, taken as u64, bytes),
@@ -350,14 +351,15 @@ async fn write_stream(
     }
 }
 
-/// Frames `batch` (emptying it) as the chunks of one stream write, and counts its bytes. Small
-/// messages are copied, behind their length prefixes, into one buffer; a large one (a pub/sub
-/// batch frame) follows its prefix as a chunk of its own, written without a copy.
-fn frame_chunks(batch: &mut Vec<Bytes>, max: usize) -> (Vec<Bytes>, u64) {
+/// Frames `batch` (emptying it) as the chunks of one stream write, into `chunks` (emptied
+/// first: one vector serves every write), and counts its bytes. Small messages are copied,
+/// behind their length prefixes, into one buffer; a large one (a pub/sub batch frame) follows
+/// its prefix as a chunk of its own, written without a copy.
+fn frame_chunks(batch: &mut Vec<Bytes>, max: usize, chunks: &mut Vec<Bytes>) -> u64 {
     let copied = batch.iter().map(|m| FRAME_PREFIX_LEN + copy_len(m)).sum();
     // Sized once: growing it by doubling copied the batch several times over.
     let mut out = BytesMut::with_capacity(copied);
-    let mut chunks = Vec::new();
+    chunks.clear();
     let mut bytes = 0;
     for message in batch.drain(..) {
         bytes += message.len() as u64;
@@ -373,7 +375,7 @@ fn frame_chunks(batch: &mut Vec<Bytes>, max: usize) -> (Vec<Bytes>, u64) {
     if !out.is_empty() {
         chunks.push(out.freeze());
     }
-    (chunks, bytes)
+    bytes
 }
 
 /// Bytes of `message` copied into a write's buffer: all of a small one, none of a large one.
@@ -389,7 +391,7 @@ async fn write_batch(
     stream: &mut Option<(Connection, SendStream)>,
     live: &Live,
     channel: Channel,
-    mut chunks: Vec<Bytes>,
+    chunks: &mut [Bytes],
 ) -> Result<(), String> {
     let reusable = matches!(stream, Some((conn, _)) if live.same_connection(conn));
     if !reusable {
@@ -408,7 +410,7 @@ async fn write_batch(
     }
     match stream {
         Some((_, send)) => send
-            .write_all_chunks(&mut chunks)
+            .write_all_chunks(chunks)
             .await
             .map_err(|e| e.to_string()),
         None => Err("no stream".into()),

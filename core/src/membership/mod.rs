@@ -1911,6 +1911,24 @@ mod tests {
         assert_eq!(m.swim.updates_backlog(), before + 1, "the sender alone");
     }
 
+    /// A member new to us arms one digest check, as a returning one does (whatever the
+    /// newcomer knows and we do not is found then), and a second newcomer arms no second.
+    #[test]
+    fn a_new_member_arms_one_digest_check() {
+        let mut out = Outbox::default();
+        let (mut m, now) = machine_past_its_first_gossip(&mut out);
+        m.handle_timer(now, now, MembershipTimer::Reconcile, &mut out); // the peers' own
+        let _ = drain(&mut out);
+        learn_alive(&mut m, now, 5, &mut out);
+        learn_alive(&mut m, now, 6, &mut out);
+        let (_, timers) = drain(&mut out);
+        let checks = timers
+            .iter()
+            .filter(|t| **t == MembershipTimer::Reconcile)
+            .count();
+        assert_eq!(checks, 1, "{timers:?}");
+    }
+
     /// The push-pulls `m` sent, decoded, with whom to.
     fn push_pulls_sent(out: &mut Outbox) -> Vec<(NodeId, MembershipMessage)> {
         let mut sent = Vec::new();

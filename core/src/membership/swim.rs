@@ -132,9 +132,10 @@ thread_local! {
 /// A map by node id for one push-pull's lookups ([`news`], [`Held`]).
 type IdMap<V> = std::collections::HashMap<crate::NodeId, V, IdHashing>;
 
-/// xxh3 under a seed drawn from std's random hash keys, per map: as unpredictable to a sender
-/// as std's SipHash, and far cheaper on a 16-byte id (SipHash was ≈ 3 % of an N=1000 mass
-/// join: a lookup or insert per member of every push-pull).
+/// xxh3 under a seed drawn from std's random hash keys, per map, as std's own maps are seeded:
+/// far cheaper than SipHash on a 16-byte id (≈ 3 % of an N=1000 mass join: a lookup or insert
+/// per member of every push-pull). xxh3 is not a keyed hash, so a sender choosing ids to
+/// collide has an easier time than against SipHash; senders are authenticated members.
 #[derive(Clone)]
 pub(crate) struct IdHashing(u64);
 

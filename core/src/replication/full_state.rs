@@ -5,7 +5,7 @@
 //! of the ≈ 53 bytes a small key and value take. A full state names few writers for many
 //! keys, and its writes are mostly recent, so here each distinct maker of a write (its node and,
 //! for a live value, the life that wrote it) is listed once and named by its index, and each
-//! wall time is an age below the newest one. 10k keys written by 32 nodes: 526 → ≈ 330 kB.
+//! wall time is an age below the newest one. 10k keys written by 32 nodes: 526 → ≈ 310 kB.
 //!
 //! Bytes: [`PACKED_STATE_VERSION`], then postcard. The version byte has its high bit set, so it
 //! never equals the canonical encoding's [`foundation_crdt::FORMAT_VERSION`]: a state from an
@@ -52,8 +52,8 @@ struct Entry<'a> {
     logical: u32,
     /// Index into [`Packed::makers`].
     maker: u32,
-    /// The value's bytes and seq; `None` for a tombstone.
-    #[serde(borrow)]
+    /// The value's bytes and seq; `None` for a tombstone. (Serde borrows only a `Cow` field
+    /// itself, so decoding copies these bytes out; the wire is the same either way.)
     value: Option<(Cow<'a, [u8]>, u64)>,
 }
 

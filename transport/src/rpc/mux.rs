@@ -38,6 +38,8 @@ use crate::wire::code;
 
 /// Largest chunk taken from the stream at once.
 const READ_CHUNK_MAX: usize = 64 << 10;
+/// Most request bytes read while a read's answers are held for one write.
+const HELD_READ_MAX: usize = 4 * READ_CHUNK_MAX;
 /// Payloads smaller than this are copied out of the read buffer, so a kept payload does not pin
 /// the whole chunk it came in.
 const COPY_BELOW: usize = 4096;
@@ -453,8 +455,10 @@ async fn read_requests(
     loop {
         let mut read = recv.read_chunk(READ_CHUNK_MAX, true).await;
         // Answers given while this wake's requests are taken (handlers that finish without
-        // waiting answer here) leave in one write after the last of them.
+        // waiting answer here) leave in one write after the last of them, or after
+        // `HELD_READ_MAX` bytes: callers that never pause must not hold every answer back.
         let _batch = server.outbox.hold();
+        let mut held = 0;
         loop {
             let chunk = match read {
                 Ok(Some(chunk)) => chunk.bytes,
@@ -464,9 +468,13 @@ async fn read_requests(
                 }
                 Err(error) => return Err(ReadError::Stream(error.to_string())),
             };
+            held += chunk.len();
             decoder.extend(&chunk);
             while let Some(body) = decoder.next_frame()? {
                 take_request(shared, from, server, body);
+            }
+            if held >= HELD_READ_MAX {
+                break;
             }
             match ready_now(recv.read_chunk(READ_CHUNK_MAX, true)) {
                 Some(next) => read = next,

@@ -908,13 +908,15 @@ impl PubSubHandle {
             Ok(message) => message,
             Err(error) => return self.refuse(&received, &error),
         };
-        // Sized once (a message takes at least two bytes of the frame), not grown by doubling.
+        // Sized once (a message takes at least two bytes of the frame; a count beyond a run's
+        // room, which no batch of ours reaches, grows only as its messages prove it).
         let count = match &message {
             EventMessage::Batch(batch) => batch.count as usize,
             EventMessage::BatchV0(batch) => batch.count as usize,
             _ => 1,
         };
-        let mut accepted = Vec::with_capacity(count.min(received.payload.len() / 2));
+        let presize = count.min(received.payload.len() / 2).min(RUN_ROOM);
+        let mut accepted = Vec::with_capacity(presize);
         let mut accept_all = |messages| {
             self.accept_all(&received, messages, acks, routes, &mut accepted);
         };
