@@ -134,6 +134,15 @@ fn corpus() -> &'static [(Channel, NodeId, Bytes)] {
         cluster.run(20, Duration::from_millis(100));
         cluster.join(2);
         cluster.run(60, Duration::from_millis(100));
+        // A metadata change goes out on the coordination channel (a newcomer's metadata rides
+        // in push-pulls, so joining alone sends nothing there).
+        let renamed = NodeMetadata {
+            name: Some("renamed".into()),
+            ..NodeMetadata::default()
+        };
+        let now = cluster.now;
+        cluster.cores[0].handle(now, Input::Command(Command::SetMetadata(renamed)));
+        cluster.run(10, Duration::from_millis(100));
         let channels: std::collections::BTreeSet<_> = cluster
             .sent
             .iter()
