@@ -1258,8 +1258,8 @@ fn cpu_wait(pid: &str) -> Option<Duration> {
 }
 
 /// Times the threads of process `pid` were put on a CPU (schedstat's run count).
-fn thread_runs(pid: &str) -> Option<Duration> {
-    schedstat(pid, 2).map(Duration::from_nanos)
+fn thread_runs(pid: &str) -> Option<u64> {
+    schedstat(pid, 2)
 }
 
 /// Field `field` of /proc/<pid>/task/*/schedstat, summed over the process's threads.
@@ -1309,15 +1309,16 @@ where
             .map(|pid| measure(pid))
             .sum::<Option<Duration>>()
     };
+    let runs = || pids.iter().map(|pid| thread_runs(pid)).sum::<Option<u64>>();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (cpu_before, wait_before, runs_before) = (sum(cpu_time), sum(cpu_wait), sum(thread_runs));
+    let (cpu_before, wait_before, runs_before) = (sum(cpu_time), sum(cpu_wait), runs());
     measuring.store(true, Ordering::Relaxed);
     let (start, base) = (Instant::now(), calls.load(Ordering::Relaxed));
     tokio::time::sleep(window).await;
     let done = calls.load(Ordering::Relaxed) - base;
     let elapsed = start.elapsed();
     measuring.store(false, Ordering::Relaxed);
-    let (cpu_after, wait_after, runs_after) = (sum(cpu_time), sum(cpu_wait), sum(thread_runs));
+    let (cpu_after, wait_after, runs_after) = (sum(cpu_time), sum(cpu_wait), runs());
     stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
     let mut calls_per_caller = (usize::MAX, 0);
@@ -1340,9 +1341,9 @@ where
         latency,
         cpu_per_call: per_call(cpu_after, cpu_before),
         cpu_wait_per_call: per_call(wait_after, wait_before),
-        // Counts carried as nanoseconds by `thread_runs`, to share `sum`.
-        thread_runs_per_call: cpu_spent(runs_before, runs_after)
-            .map(|runs| runs.as_nanos() as f64 / done.max(1) as f64),
+        thread_runs_per_call: runs_after
+            .zip(runs_before)
+            .map(|(after, before)| after.saturating_sub(before) as f64 / done.max(1) as f64),
         calls_per_caller,
     }
 }

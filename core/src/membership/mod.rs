@@ -1929,19 +1929,22 @@ mod tests {
         assert_eq!(checks, 1, "{timers:?}");
     }
 
-    /// The push-pulls `m` sent, decoded, with whom to.
-    fn push_pulls_sent(out: &mut Outbox) -> Vec<(NodeId, MembershipMessage)> {
+    /// The membership messages `m` sent on `channel`, decoded, with whom to (the outbox is
+    /// emptied).
+    fn sent_on(out: &mut Outbox, channel: Channel) -> Vec<(NodeAddr, MembershipMessage)> {
         let mut sent = Vec::new();
         while let Some(effect) = out.pop() {
             if let Effect::Send {
                 to,
-                channel: Channel::Replication,
+                channel: on,
                 payload,
-                ..
             } = effect
             {
-                let message = postcard::from_bytes(&payload[1..]).expect("a membership message");
-                sent.push((to.id, message));
+                if on == channel {
+                    let message =
+                        postcard::from_bytes(&payload[1..]).expect("a membership message");
+                    sent.push((to, message));
+                }
             }
         }
         sent
@@ -2017,21 +2020,11 @@ mod tests {
                 metadata,
             };
             m.handle_message(Instant::ZERO, peer.node, introduce, out);
-            let mut answers = Vec::new();
-            while let Some(effect) = out.pop() {
-                if let Effect::Send {
-                    to,
-                    channel: Channel::Coordination,
-                    payload,
-                } = effect
-                {
-                    assert_eq!(to, peer.node_addr());
-                    let message: MembershipMessage =
-                        postcard::from_bytes(&payload[1..]).expect("a membership message");
-                    answers.push(message);
-                }
-            }
-            answers
+            let sent = sent_on(out, Channel::Coordination);
+            assert!(sent.iter().all(|(to, _)| *to == peer.node_addr()));
+            sent.into_iter()
+                .map(|(_, message)| message)
+                .collect::<Vec<_>>()
         };
         let ours = |version: u64, name: Option<&str>| MembershipMessage::Metadata {
             node: member(1, 1).node,
@@ -2073,7 +2066,7 @@ mod tests {
             reply: true,
         };
         m.handle_message(later, sender.node, message, &mut out);
-        let sent = push_pulls_sent(&mut out);
+        let sent = sent_on(&mut out, Channel::Replication);
         // (the other push-pull is the eager one to 5, a member new to us)
         let is_answer = |message: &MembershipMessage| {
             matches!(message, MembershipMessage::PushPull { reply: false, .. })
@@ -2090,7 +2083,7 @@ mod tests {
         else {
             panic!("one answer: {sent:?}");
         };
-        assert_eq!(*to, sender.node);
+        assert_eq!(to.id, sender.node);
         let ids: BTreeSet<MemberId> = members.iter().map(|m| *m.id()).collect();
         assert_eq!(
             ids,

@@ -917,15 +917,18 @@ impl PubSubHandle {
         };
         let presize = count.min(received.payload.len() / 2).min(RUN_ROOM);
         let mut accepted = Vec::with_capacity(presize);
-        let mut accept_all = |messages| {
-            self.accept_all(&received, messages, acks, routes, &mut accepted);
-        };
+        let into = &mut accepted;
         match message {
             EventMessage::Publish(published) => {
-                accept_all(Box::new(std::iter::once(Ok(Published::from(published)))))
+                let one = std::iter::once(Ok(Published::from(published)));
+                self.accept_all(&received, one, acks, routes, into);
             }
-            EventMessage::Batch(batch) => accept_all(Box::new(batch.messages())),
-            EventMessage::BatchV0(batch) => accept_all(Box::new(batch.messages())),
+            EventMessage::Batch(batch) => {
+                self.accept_all(&received, batch.messages(), acks, routes, into)
+            }
+            EventMessage::BatchV0(batch) => {
+                self.accept_all(&received, batch.messages(), acks, routes, into)
+            }
             EventMessage::Ack { stream, seq } => {
                 if let Some(outgoing) = lock(&self.state.outgoing).get_mut(&received.from) {
                     outgoing.ack_stream(stream, seq);
@@ -943,7 +946,7 @@ impl PubSubHandle {
     fn accept_all<'a>(
         &self,
         received: &Received,
-        messages: Box<dyn Iterator<Item = Result<Published<'a>, WireError>> + 'a>,
+        messages: impl Iterator<Item = Result<Published<'a>, WireError>>,
         acks: &mut BTreeMap<(NodeId, u64), u64>,
         routes: &mut Routes,
         accepted: &mut Vec<Accepted<'a>>,
