@@ -867,10 +867,12 @@ const CALLERS: usize = 64;
 /// Where the responding node runs during an RPC measurement.
 #[derive(Clone, Copy, PartialEq)]
 enum Placement {
-    /// Both nodes and the callers on the benchmark's one runtime (two workers).
+    /// Both nodes and the callers (or publisher and subscriber) on the benchmark's one runtime
+    /// (two workers).
     Shared,
-    /// The responding node on a runtime of its own (two more threads), as nats-server runs in
-    /// a process of its own next to the benchmark's runtime: the like-for-like comparison.
+    /// The responding (or subscribing) node on a runtime of its own (two more threads), as
+    /// nats-server runs in a process of its own next to the benchmark's runtime: the
+    /// like-for-like comparison.
     OwnThreads,
 }
 
