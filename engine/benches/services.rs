@@ -383,8 +383,16 @@ async fn pubsub(plan: &Plan) {
         thousands(plan.burst as f64),
         load_average()
     );
-    let foundation = foundation_burst(plan).await;
-    foundation.print("Foundation");
+    println!(
+        "(Foundation: the subscribing node on threads of its own, as nats-server has; \
+         \"1 runtime\": both nodes share the benchmark's two workers)"
+    );
+    let mut ours = Vec::new();
+    for placement in [Placement::OwnThreads, Placement::Shared] {
+        let burst = foundation_burst(plan, placement).await;
+        burst.print(placement.label());
+        ours.push((placement, burst));
+    }
     if skip_peers() {
         return fanout::fanout(plan, None).await;
     }
@@ -408,20 +416,53 @@ async fn pubsub(plan: &Plan) {
         Ok(burst) => burst.print("distributed Erlang"),
         Err(e) => println!("distributed Erlang: skipped: {e}"),
     }
-    if let Some((_, nats)) = &nats {
+    for (placement, foundation) in ours.iter().filter(|_| nats.is_some()) {
+        let nats = &nats.as_ref().expect("filtered").1;
         let ratio = foundation.rate() / nats.rate().max(1e-9);
         println!(
-            "Foundation/NATS delivered rate: {ratio:.2}×  (target ≥ 1× with zero loss: {})",
+            "{}/NATS delivered rate: {ratio:.2}×  (target ≥ 1× with zero loss: {})",
+            placement.label(),
             verdict(ratio >= 1.0 && foundation.delivered == foundation.sent)
         );
     }
     fanout::fanout(plan, nats.as_ref().map(|(server, _)| server)).await;
 }
 
-async fn foundation_burst(plan: &Plan) -> Burst {
-    let nodes = cluster(2).await;
-    let (publisher, subscriber) = (&nodes[0], &nodes[1]);
-    let mut subscription = subscribe(subscriber).await;
+/// A runtime of two workers for one node, as a process of its own would have.
+fn own_runtime(name: &'static str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("a node's own runtime")
+}
+
+/// One publisher and one subscribing node, placed as `placement` says (with
+/// [`Placement::OwnThreads`], the subscribing node and the task counting what it delivers run
+/// on a runtime of their own).
+async fn foundation_burst(plan: &Plan, placement: Placement) -> Burst {
+    let own = (placement == Placement::OwnThreads).then(|| own_runtime("subscriber"));
+    let on_subscriber = own
+        .as_ref()
+        .map_or_else(tokio::runtime::Handle::current, |runtime| {
+            runtime.handle().clone()
+        });
+    let start_subscriber = async {
+        let node = Node::start(nodes::settings("services-bench", SECRET, vec![]))
+            .await
+            .expect("subscribing node starts");
+        let subscription = subscribe(&node).await;
+        (node, subscription)
+    };
+    let (subscriber, mut subscription) = on_subscriber
+        .spawn(start_subscriber)
+        .await
+        .expect("subscribing node");
+    let seeds = vec![subscriber.addr()];
+    let publisher = Node::start(nodes::settings("services-bench", SECRET, seeds))
+        .await
+        .expect("publishing node starts");
     let directory_has_interest = || !publisher.services().directory().interest().is_empty();
     assert!(
         wait_until(Duration::from_secs(10), directory_has_interest).await,
@@ -432,7 +473,7 @@ async fn foundation_burst(plan: &Plan) -> Burst {
     warm_up(&pubsub, &payload, std::slice::from_mut(&mut subscription)).await;
 
     let target = Arc::new(AtomicU64::new(u64::MAX));
-    let receiver = count_subscription(subscription, target.clone());
+    let receiver = count_subscription(&on_subscriber, subscription, target.clone());
     let cpu_before = cpu_time("self");
     let start = Instant::now();
     let sent = publish_burst(&pubsub, &payload, plan, start).await;
@@ -440,7 +481,13 @@ async fn foundation_burst(plan: &Plan) -> Burst {
     target.store(sent, Ordering::Release);
     let (delivered, last) = receiver.await.expect("receiver task");
     let cpu = cpu_spent(cpu_before, cpu_time("self"));
-    stop(&nodes).await;
+    publisher.abort().await;
+    let _ = on_subscriber
+        .spawn(async move { subscriber.abort().await })
+        .await;
+    if let Some(runtime) = own {
+        runtime.shutdown_background();
+    }
     Burst {
         sent,
         delivered,
@@ -486,10 +533,11 @@ async fn warm_up(pubsub: &PubSubHandle, payload: &Bytes, subscriptions: &mut [Su
 /// Takes what is queued in batches, as a real consumer would: one lock and one timer per
 /// batch, not per message.
 fn count_subscription(
+    on: &tokio::runtime::Handle,
     mut subscription: Subscription,
     target: Arc<AtomicU64>,
 ) -> tokio::task::JoinHandle<(u64, Instant)> {
-    tokio::spawn(async move {
+    on.spawn(async move {
         let mut n = 0u64;
         let mut last = Instant::now();
         let mut batch = Vec::with_capacity(4096);
@@ -819,10 +867,12 @@ const CALLERS: usize = 64;
 /// Where the responding node runs during an RPC measurement.
 #[derive(Clone, Copy, PartialEq)]
 enum Placement {
-    /// Both nodes and the callers on the benchmark's one runtime (two workers).
+    /// Both nodes and the callers (or publisher and subscriber) on the benchmark's one runtime
+    /// (two workers).
     Shared,
-    /// The responding node on a runtime of its own (two more threads), as nats-server runs in
-    /// a process of its own next to the benchmark's runtime: the like-for-like comparison.
+    /// The responding (or subscribing) node on a runtime of its own (two more threads), as
+    /// nats-server runs in a process of its own next to the benchmark's runtime: the
+    /// like-for-like comparison.
     OwnThreads,
 }
 

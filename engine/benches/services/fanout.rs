@@ -142,7 +142,7 @@ async fn foundation_fanout(plan: &Plan) -> FanOut {
     let target = Arc::new(AtomicU64::new(u64::MAX));
     let counters: Vec<_> = subscriptions
         .into_iter()
-        .map(|s| count_subscription(s, target.clone()))
+        .map(|s| count_subscription(&tokio::runtime::Handle::current(), s, target.clone()))
         .collect();
     let cpu_before = cpu_time("self");
     let start = Instant::now();
