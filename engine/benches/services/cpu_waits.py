@@ -7,11 +7,11 @@
     engine/benches/services/cpu_waits.py sched.data --window nats-server \
         --threads nats-server,tokio-rt-worker --processes services,nats-server
 
-`--window NAME`: the span from the first to the last switch of a thread called NAME (the
-responder's own runtime exists only during Foundation's phase, nats-server only during NATS's).
-`--threads`: the names of the threads followed, in the processes whose main thread's name starts
-with one of `--processes` (other engineers' benchmarks have tokio workers too). For each time one of them went onto a
-CPU after waiting runnable, the wait is counted as "preempted" (it was switched out runnable) or
+`--window NAME`: the span from the first to the last switch of a thread called NAME in any
+process (the responder's own runtime exists only during Foundation's phase, nats-server only
+during NATS's; record one benchmark at a time). `--threads`: the names of the threads followed,
+in the processes whose main thread's name starts with one of `--processes` (other programs have
+tokio workers too). For each time one of them went onto a CPU after waiting runnable, the wait is counted as "preempted" (it was switched out runnable) or
 "woken" (it slept and was woken), and every wait of 2 ms or more is attributed to what held the
 CPU: for a preempted thread, the thread that replaced it; for a woken one, the thread running on
 the CPU the kernel placed it on. A 64-caller stall (every caller waiting at once) needs only one
