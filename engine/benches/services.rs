@@ -416,14 +416,15 @@ async fn pubsub(plan: &Plan) {
         Ok(burst) => burst.print("distributed Erlang"),
         Err(e) => println!("distributed Erlang: skipped: {e}"),
     }
-    for (placement, foundation) in ours.iter().filter(|_| nats.is_some()) {
-        let nats = &nats.as_ref().expect("filtered").1;
-        let ratio = foundation.rate() / nats.rate().max(1e-9);
-        println!(
-            "{}/NATS delivered rate: {ratio:.2}×  (target ≥ 1× with zero loss: {})",
-            placement.label(),
-            verdict(ratio >= 1.0 && foundation.delivered == foundation.sent)
-        );
+    if let Some((_, nats)) = &nats {
+        for (placement, foundation) in &ours {
+            let ratio = foundation.rate() / nats.rate().max(1e-9);
+            println!(
+                "{}/NATS delivered rate: {ratio:.2}×  (target ≥ 1× with zero loss: {})",
+                placement.label(),
+                verdict(ratio >= 1.0 && foundation.delivered == foundation.sent)
+            );
+        }
     }
     fanout::fanout(plan, nats.as_ref().map(|(server, _)| server)).await;
 }
@@ -979,14 +980,7 @@ impl FoundationRpc {
 /// Two nodes placed as `placement` says, the responder serving `echo`; one caller's latency,
 /// [`CALLERS`] callers' rate and latency, and a same-node call's latency.
 async fn foundation_rpc(plan: &Plan, placement: Placement) -> FoundationRpc {
-    let own = (placement == Placement::OwnThreads).then(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("responder")
-            .enable_all()
-            .build()
-            .expect("responder runtime")
-    });
+    let own = (placement == Placement::OwnThreads).then(|| own_runtime("responder"));
     let start_callee = async {
         let callee = Node::start(nodes::settings("services-bench", SECRET, vec![]))
             .await
