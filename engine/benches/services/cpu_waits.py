@@ -13,8 +13,9 @@ during NATS's; record one benchmark at a time). `--threads`: the names of the th
 in the processes whose main thread's name starts with one of `--processes` (other programs have
 tokio workers too). For each time one of them went onto a CPU after waiting runnable, the wait is counted as "preempted" (it was switched out runnable) or
 "woken" (it slept and was woken), and every wait of 2 ms or more is attributed to what held the
-CPU: for a preempted thread, the thread that replaced it; for a woken one, the thread running on
-the CPU the kernel placed it on. A 64-caller stall (every caller waiting at once) needs only one
+CPU: for a preempted thread, the thread that replaced it; for a woken one, the thread it took
+the CPU from when it finally ran (`sched_waking` names the CPU a thread last ran on, not the one
+the kernel then places it on, so the waking event only marks when the wait began). A 64-caller stall (every caller waiting at once) needs only one
 such wait in the stage all calls pass through.
 """
 import argparse
@@ -29,10 +30,7 @@ SWITCH = re.compile(
     PREFIX + r"sched:sched_switch: prev_comm=(?P<prev_comm>.*?) prev_pid=(?P<prev>\d+) "
     r"prev_prio=\d+ prev_state=(?P<state>\S+) ==> next_comm=(?P<next_comm>.*?) next_pid=(?P<next>\d+)"
 )
-WAKING = re.compile(
-    PREFIX + r"sched:sched_waking: comm=(?P<comm>.*?) pid=(?P<woken>\d+) prio=\d+ "
-    r"target_cpu=(?P<target>\d+)"
-)
+WAKING = re.compile(PREFIX + r"sched:sched_waking: comm=(?P<comm>.*?) pid=(?P<woken>\d+) ")
 LONG = 2e-3
 
 
@@ -58,11 +56,11 @@ def events(path):
         yield Event(float(m["time"]), int(m["cpu"]), switch, waking)
 
 
-def followed(path, names, processes):
+def followed(evs, names, processes):
     """The threads called one of `names` in a process whose main thread is called one of
     `processes`."""
     process_of, comm_of = {}, {}
-    for m in (e.switch for e in events(path) if e.switch):
+    for m in (e.switch for e in evs if e.switch):
         process_of[int(m["tid"])] = int(m["pid"])
         comm_of[int(m["prev"])] = m["prev_comm"]
     return {
@@ -72,8 +70,8 @@ def followed(path, names, processes):
     }
 
 
-def window(path, name):
-    times = [e.time for e in events(path) if e.switch
+def window(evs, name):
+    times = [e.time for e in evs if e.switch
              and name in (e.switch["prev_comm"][:len(name)], e.switch["next_comm"][:len(name)])]
     return min(times), max(times)
 
@@ -82,23 +80,23 @@ def short(comm):
     return comm.split()[0] if comm else "?"
 
 
-def waits(path, ours, start, end):
-    state, since, holder, on_cpu = {}, {}, {}, {}
+def waits(evs, ours, start, end):
+    state, since, holder = {}, {}, {}
     counts, long_by = collections.Counter(), collections.Counter()
-    for e in events(path):
+    for e in evs:
         if m := e.waking:
             tid = int(m["woken"])
             if state.get(tid) == "sleeping":
                 state[tid], since[tid] = "woken", e.time
-                holder[tid] = "on its CPU: " + short(on_cpu.get(int(m["target"])))
             continue
         m = e.switch
         prev, nxt = int(m["prev"]), int(m["next"])
-        on_cpu[e.cpu] = m["next_comm"]
         if prev in ours:
             state[prev] = "preempted" if m["state"].startswith("R") else "sleeping"
             since[prev], holder[prev] = e.time, "replaced by: " + short(m["next_comm"])
         if nxt in ours:
+            if state.get(nxt) == "woken":
+                holder[nxt] = "took the CPU from: " + short(m["prev_comm"])
             if state.get(nxt) in ("preempted", "woken") and start <= e.time <= end:
                 waited = e.time - since[nxt]
                 counts[(state[nxt], waited >= LONG)] += 1
@@ -115,9 +113,10 @@ def main():
     parser.add_argument("--threads", required=True)
     parser.add_argument("--processes", required=True)
     args = parser.parse_args()
-    start, end = window(args.data, args.window)
-    ours = followed(args.data, args.threads.split(","), args.processes.split(","))
-    counts, long_by = waits(args.data, ours, start, end)
+    evs = list(events(args.data))
+    start, end = window(evs, args.window)
+    ours = followed(evs, args.threads.split(","), args.processes.split(","))
+    counts, long_by = waits(evs, ours, start, end)
     print(f"window {start:.3f}–{end:.3f} s ({end - start:.2f} s), {len(ours)} threads followed")
     for how in ("preempted", "woken"):
         print(f"  {how}: {counts[(how, False)]} waits under 2 ms, {counts[(how, True)]} of 2 ms or more")
