@@ -19,18 +19,13 @@ pub(super) struct Introductions {
 }
 
 impl Introductions {
-    /// Queues an introduction to `node` for `due` (a wait after `now`), no earlier than any
-    /// queued before. Returns when the caller must arm a timer: `due` when the queue was empty
-    /// (one is armed exactly while the queue holds something), or the queue's head when it is
-    /// overdue by more than a wait — its timer was refused (the core's timers are bounded), and
-    /// without a new one nobody would be introduced again.
-    pub(super) fn defer(&mut self, now: Instant, due: Instant, node: NodeId) -> Option<Instant> {
-        let arm = match self.waiting.front() {
-            None => Some(due),
-            Some(&(head, _)) => (head + due.saturating_since(now) < now).then_some(now),
-        };
+    /// Queues an introduction to `node` for `due`, no earlier than any queued before. Returns
+    /// `due` when the queue was empty: the caller arms a timer for it (one is armed exactly
+    /// while the queue holds something).
+    pub(super) fn defer(&mut self, due: Instant, node: NodeId) -> Option<Instant> {
+        let arm = self.waiting.is_empty();
         self.waiting.push_back((due, node));
-        arm
+        arm.then_some(due)
     }
 
     /// The introductions due at `now`, taken out of the queue, and when the next is due (the
@@ -60,29 +55,16 @@ mod tests {
         let at = |ms| Instant::ZERO + Duration::from_millis(ms);
         let node = NodeId::from_u128;
         let mut queue = Introductions::default();
-        assert_eq!(queue.defer(at(0), at(10), node(1)), Some(at(10)));
-        assert_eq!(queue.defer(at(2), at(12), node(2)), None);
-        assert_eq!(queue.defer(at(10), at(20), node(3)), None);
+        assert_eq!(queue.defer(at(10), node(1)), Some(at(10)));
+        assert_eq!(queue.defer(at(12), node(2)), None);
+        assert_eq!(queue.defer(at(20), node(3)), None);
         assert_eq!(queue.due(at(9)), (vec![], Some(at(10))));
         assert_eq!(queue.due(at(12)), (vec![node(1), node(2)], Some(at(20))));
         assert_eq!(queue.due(at(25)), (vec![node(3)], None));
         assert_eq!(
-            queue.defer(at(20), at(30), node(4)),
+            queue.defer(at(30), node(4)),
             Some(at(30)),
             "empty again: arm"
         );
-    }
-
-    /// A head overdue by more than a wait means its timer never fired: the next introduction
-    /// arms one for now, so the queue does not wait forever; a head merely due arms nothing.
-    #[test]
-    fn an_overdue_head_whose_timer_was_lost_is_armed_again() {
-        let at = |ms| Instant::ZERO + Duration::from_millis(ms);
-        let node = NodeId::from_u128;
-        let mut queue = Introductions::default();
-        assert_eq!(queue.defer(at(0), at(10), node(1)), Some(at(10)));
-        assert_eq!(queue.defer(at(15), at(25), node(2)), None, "head due, not lost");
-        assert_eq!(queue.defer(at(21), at(31), node(3)), Some(at(21)));
-        assert_eq!(queue.due(at(21)), (vec![node(1)], Some(at(25))));
     }
 }

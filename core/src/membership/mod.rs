@@ -864,7 +864,7 @@ impl Membership {
         } else if view.metadata.is_none() {
             // Ask for its metadata with ours, unless a push-pull brings it first.
             let due = now + self.config.probe_period;
-            if let Some(at) = self.introductions.defer(now, due, member.node) {
+            if let Some(at) = self.introductions.defer(due, member.node) {
                 out.timer(at, effects::Timer::Membership(MembershipTimer::Introduce));
             }
         }
