@@ -429,26 +429,53 @@ async fn pubsub(plan: &Plan) {
     fanout::fanout(plan, nats.as_ref().map(|(server, _)| server)).await;
 }
 
-/// A runtime of two workers for one node, as a process of its own would have.
-fn own_runtime(name: &'static str) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("a node's own runtime")
+/// Where a measured node runs: on a runtime of its own (two workers, as a process of its own
+/// would have) with [`Placement::OwnThreads`], else on the benchmark's.
+struct Home(Option<tokio::runtime::Runtime>);
+
+impl Home {
+    fn new(placement: Placement, name: &'static str) -> Self {
+        Self((placement == Placement::OwnThreads).then(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name(name)
+                .enable_all()
+                .build()
+                .expect("a node's own runtime")
+        }))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .map_or_else(tokio::runtime::Handle::current, |own| own.handle().clone())
+    }
+
+    /// Runs `work` here to its end.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        self.handle()
+            .spawn(work)
+            .await
+            .expect("work on a node's runtime")
+    }
+
+    /// Stops `node` here, then the runtime if it is the node's own.
+    async fn stop(self, node: Node) {
+        self.run(async move { node.abort().await }).await;
+        if let Some(own) = self.0 {
+            own.shutdown_background();
+        }
+    }
 }
 
 /// One publisher and one subscribing node, placed as `placement` says (with
 /// [`Placement::OwnThreads`], the subscribing node and the task counting what it delivers run
 /// on a runtime of their own).
 async fn foundation_burst(plan: &Plan, placement: Placement) -> Burst {
-    let own = (placement == Placement::OwnThreads).then(|| own_runtime("subscriber"));
-    let on_subscriber = own
-        .as_ref()
-        .map_or_else(tokio::runtime::Handle::current, |runtime| {
-            runtime.handle().clone()
-        });
+    let home = Home::new(placement, "subscriber");
     let start_subscriber = async {
         let node = Node::start(nodes::settings("services-bench", SECRET, vec![]))
             .await
@@ -456,10 +483,7 @@ async fn foundation_burst(plan: &Plan, placement: Placement) -> Burst {
         let subscription = subscribe(&node).await;
         (node, subscription)
     };
-    let (subscriber, mut subscription) = on_subscriber
-        .spawn(start_subscriber)
-        .await
-        .expect("subscribing node");
+    let (subscriber, mut subscription) = home.run(start_subscriber).await;
     let seeds = vec![subscriber.addr()];
     let publisher = Node::start(nodes::settings("services-bench", SECRET, seeds))
         .await
@@ -474,7 +498,7 @@ async fn foundation_burst(plan: &Plan, placement: Placement) -> Burst {
     warm_up(&pubsub, &payload, std::slice::from_mut(&mut subscription)).await;
 
     let target = Arc::new(AtomicU64::new(u64::MAX));
-    let receiver = count_subscription(&on_subscriber, subscription, target.clone());
+    let receiver = count_subscription(&home.handle(), subscription, target.clone());
     let cpu_before = cpu_time("self");
     let start = Instant::now();
     let sent = publish_burst(&pubsub, &payload, plan, start).await;
@@ -483,12 +507,7 @@ async fn foundation_burst(plan: &Plan, placement: Placement) -> Burst {
     let (delivered, last) = receiver.await.expect("receiver task");
     let cpu = cpu_spent(cpu_before, cpu_time("self"));
     publisher.abort().await;
-    let _ = on_subscriber
-        .spawn(async move { subscriber.abort().await })
-        .await;
-    if let Some(runtime) = own {
-        runtime.shutdown_background();
-    }
+    home.stop(subscriber).await;
     Burst {
         sent,
         delivered,
@@ -980,7 +999,7 @@ impl FoundationRpc {
 /// Two nodes placed as `placement` says, the responder serving `echo`; one caller's latency,
 /// [`CALLERS`] callers' rate and latency, and a same-node call's latency.
 async fn foundation_rpc(plan: &Plan, placement: Placement) -> FoundationRpc {
-    let own = (placement == Placement::OwnThreads).then(|| own_runtime("responder"));
+    let home = Home::new(placement, "responder");
     let start_callee = async {
         let callee = Node::start(nodes::settings("services-bench", SECRET, vec![]))
             .await
@@ -992,10 +1011,7 @@ async fn foundation_rpc(plan: &Plan, placement: Placement) -> FoundationRpc {
             .expect("register");
         callee
     };
-    let callee = match &own {
-        Some(runtime) => runtime.spawn(start_callee).await.expect("responder"),
-        None => start_callee.await,
-    };
+    let callee = home.run(start_callee).await;
     let caller = Node::start(nodes::settings(
         "services-bench",
         SECRET,
@@ -1019,13 +1035,7 @@ async fn foundation_rpc(plan: &Plan, placement: Placement) -> FoundationRpc {
     );
     let (remote, concurrent, local) = measure_rpc(plan, &caller).await;
     caller.abort().await;
-    match own {
-        Some(runtime) => {
-            let _ = runtime.spawn(async move { callee.abort().await }).await;
-            runtime.shutdown_background();
-        }
-        None => callee.abort().await,
-    }
+    home.stop(callee).await;
     FoundationRpc {
         placement,
         remote,
