@@ -11,13 +11,14 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
 use super::metadata::NodeMetadata;
+use super::swim::IdHashing;
 
 /// Distinct values remembered per thread; past it the table starts over (values repeat within
 /// a message and across a cluster's messages, so a small table catches nearly all).
@@ -92,28 +93,16 @@ impl Borrowed<'_> {
         }
     }
 
-    fn key(&self) -> u64 {
-        let mut hasher = hasher();
-        self.hash(&mut hasher);
-        hasher.finish()
+    fn key(&self, recent: &Recent) -> u64 {
+        recent.keys.hash_one(self)
     }
-}
-
-/// SipHash with fixed keys: the same on every run (only lookups depend on it anyway).
-#[allow(deprecated)]
-fn hasher() -> std::hash::SipHasher {
-    std::hash::SipHasher::new()
 }
 
 /// [`Borrowed::key`] of `value` encoded: its fields hashed in the same order, each as its
 /// borrowed twin hashes (a `String` as the `str` it holds).
-fn key_of(value: &NodeMetadata) -> u64 {
-    let mut hasher = hasher();
-    value.name.hash(&mut hasher);
-    value.tags.hash(&mut hasher);
-    value.version.hash(&mut hasher);
-    value.http.hash(&mut hasher);
-    hasher.finish()
+fn key_of(value: &NodeMetadata, recent: &Recent) -> u64 {
+    let fields = (&value.name, &value.tags, &value.version, &value.http);
+    recent.keys.hash_one(fields)
 }
 
 /// Values decoded on this thread equal to `value` are `value` itself from now on: the one
@@ -121,7 +110,8 @@ fn key_of(value: &NodeMetadata) -> u64 {
 /// allocation instead of comparing contents.
 pub(super) fn prefer(value: &Arc<NodeMetadata>) {
     RECENT.with_borrow_mut(|recent| {
-        if let Some(held) = recent.get_mut(&key_of(value)) {
+        let key = key_of(value, recent);
+        if let Some(held) = recent.values.get_mut(&key) {
             if **held == **value {
                 *held = value.clone();
             }
@@ -130,7 +120,16 @@ pub(super) fn prefer(value: &Arc<NodeMetadata>) {
 }
 
 thread_local! {
-    static RECENT: RefCell<HashMap<u64, Arc<NodeMetadata>>> = RefCell::default();
+    static RECENT: RefCell<Recent> = RefCell::default();
+}
+
+/// Values decoded lately on this thread, by a hash of their contents. Hashed by seeded xxh3,
+/// not SipHash: hashing every decoded entry twice (contents, then the key in the map) was
+/// a twentieth of a mass join's instructions (N=300). A key that collides only costs a miss.
+#[derive(Default)]
+struct Recent {
+    keys: IdHashing,
+    values: HashMap<u64, Arc<NodeMetadata>, IdHashing>,
 }
 
 /// Decodes a [`NodeMetadata`] exactly as its derived `Deserialize` does, sharing the value if
@@ -139,16 +138,16 @@ pub(super) fn shared<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Arc<NodeMetadata>, D::Error> {
     let borrowed = Borrowed::deserialize(deserializer)?;
-    let key = borrowed.key();
     RECENT.with_borrow_mut(|recent| {
-        if let Some(value) = recent.get(&key).filter(|v| borrowed.matches(v)) {
+        let key = borrowed.key(recent);
+        if let Some(value) = recent.values.get(&key).filter(|v| borrowed.matches(v)) {
             return Ok(value.clone());
         }
-        if recent.len() >= REMEMBERED_MAX {
-            recent.clear();
+        if recent.values.len() >= REMEMBERED_MAX {
+            recent.values.clear();
         }
         let value = Arc::new(borrowed.owned());
-        recent.insert(key, value.clone());
+        recent.values.insert(key, value.clone());
         Ok(value)
     })
 }
@@ -195,7 +194,7 @@ mod tests {
             assert!(Arc::ptr_eq(&once.metadata, &twice.metadata));
             let encoded = postcard::to_stdvec(value).expect("encodes");
             let borrowed: Borrowed = postcard::from_bytes(&encoded).expect("decodes");
-            assert_eq!(borrowed.key(), key_of(value));
+            RECENT.with_borrow(|recent| assert_eq!(borrowed.key(recent), key_of(value, recent)));
             let json = serde_json::to_string(&versioned).expect("encodes");
             let from_json: Versioned = serde_json::from_str(&json).expect("decodes");
             assert_eq!(from_json, versioned);

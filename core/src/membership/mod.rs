@@ -842,7 +842,8 @@ impl Membership {
         self.removed.remove(&member.node);
         let mut view = MemberView::new(&member, MemberState::Alive, now);
         view.metadata = self.metadata.get(&member.node).map(|v| v.metadata.clone());
-        let before = self.view.state(&member.node);
+        // Recorded as changed by `on_notification`, its only caller.
+        let before = self.view.put(member.node, &view);
         let new_member = before.is_none();
         // A member we held failed or departed that is back — after a partition heals, every
         // node of the other side, each in a renewed life — knows what its side learnt
@@ -868,8 +869,6 @@ impl Membership {
                 out.timer(at, effects::Timer::Membership(MembershipTimer::Introduce));
             }
         }
-        // Recorded as changed by `on_notification`, its only caller.
-        self.view.put(member.node, &view);
         if before != Some(MemberState::Alive) {
             self.alive_count += 1;
         }

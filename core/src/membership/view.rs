@@ -235,21 +235,17 @@ impl View {
         Some(before.view(node))
     }
 
-    /// The state of `node`, if it is in the table.
-    pub(crate) fn state(&self, node: &NodeId) -> Option<MemberState> {
-        self.entries.get(node).map(Entry::state)
-    }
-
     /// Every member's state, in node id order (without building its view).
     pub(crate) fn states(&self) -> impl Iterator<Item = (NodeId, MemberState)> + '_ {
         self.entries.iter().map(|(id, entry)| (*id, entry.state()))
     }
 
-    /// Sets the view of `node` (`view.id`), new or changed, where the one it replaces is not
-    /// wanted (building it costs a copy).
-    pub(crate) fn put(&mut self, node: NodeId, view: &MemberView) {
+    /// Sets the view of `node` (`view.id`), new or changed; the state of the one it replaced,
+    /// if any (building the whole view costs a copy, and a lookup before it a search).
+    pub(crate) fn put(&mut self, node: NodeId, view: &MemberView) -> Option<MemberState> {
         debug_assert_eq!(node, view.id);
-        self.entries.insert(node, Entry::of(view));
+        let before = self.entries.insert(node, Entry::of(view))?;
+        Some(before.state())
     }
 
     /// Gives `node`'s entry, if any, this metadata; its view then.
@@ -359,10 +355,13 @@ mod tests {
         );
         assert_eq!(table.get(&alive.id), Some(updated));
         assert_eq!(table.set_metadata(&v6.id, shared), None);
-        table.put(alive.id, &alive);
+        assert_eq!(table.put(alive.id, &alive), Some(MemberState::Alive));
         assert_eq!(table.get(&alive.id), Some(alive.clone()));
-        assert_eq!(table.state(&alive.id), Some(MemberState::Alive));
-        assert_eq!(table.state(&v6.id), None);
+        assert_eq!(
+            table.get(&alive.id).map(|v| v.state),
+            Some(MemberState::Alive)
+        );
+        assert_eq!(table.get(&v6.id), None);
         assert_eq!(
             table.states().collect::<Vec<_>>(),
             [(alive.id, MemberState::Alive)]

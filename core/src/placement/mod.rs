@@ -629,13 +629,10 @@ impl Placement {
         self.agree(self.me.node, self.me.generation);
         for (node, member) in changed {
             match member {
+                Some(m) if m.state == MemberState::Alive => self.agree_other(&m.candidate),
                 Some(m) => {
                     self.update_agreed(m);
-                    if m.state == MemberState::Alive {
-                        self.add_other(&m.candidate);
-                    } else {
-                        self.remove_other(*node);
-                    }
+                    self.remove_other(*node);
                 }
                 None => self.remove_other(*node),
             }
@@ -660,9 +657,22 @@ impl Placement {
         self.own = Some(me);
     }
 
+    /// `candidate` is alive in our view, and so in the agreed membership (it may have been
+    /// before).
+    fn agree_other(&mut self, candidate: &Candidate) {
+        let before = self.members.agree_alive(candidate.id, candidate.generation);
+        self.aged(candidate.id, candidate.generation, before);
+        self.tag(candidate);
+    }
+
     /// `candidate` is alive in our view (it may have been before).
     fn add_other(&mut self, candidate: &Candidate) {
         self.members.set_alive(candidate.id, candidate.generation);
+        self.tag(candidate);
+    }
+
+    /// `candidate`'s tags, as placement chooses by them.
+    fn tag(&mut self, candidate: &Candidate) {
         if candidate.tags.is_empty() {
             self.tagged.remove(&candidate.id);
         } else {
@@ -720,6 +730,11 @@ impl Placement {
     /// `node` is in the agreed membership, in life `generation`.
     fn agree(&mut self, node: NodeId, generation: u64) {
         let before = self.members.agree(node, generation);
+        self.aged(node, generation, before);
+    }
+
+    /// `node` was agreed at `before` and is now at `generation`: its place by age.
+    fn aged(&mut self, node: NodeId, generation: u64, before: Option<u64>) {
         if self.config.split_brain == SplitBrain::KeepOldest && before != Some(generation) {
             if let Some(before) = before {
                 self.by_age.remove(&(before, node));
