@@ -81,7 +81,11 @@ mod tests {
         let node = NodeId::from_u128;
         let mut queue = Introductions::default();
         assert_eq!(queue.defer(at(0), at(10), node(1)), Some(at(10)));
-        assert_eq!(queue.defer(at(15), at(25), node(2)), None, "head due, not lost");
+        assert_eq!(
+            queue.defer(at(15), at(25), node(2)),
+            None,
+            "head due, not lost"
+        );
         assert_eq!(queue.defer(at(21), at(31), node(3)), Some(at(21)));
         assert_eq!(queue.due(at(21)), (vec![node(1)], Some(at(25))));
     }
