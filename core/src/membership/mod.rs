@@ -125,6 +125,11 @@ pub struct Membership {
     own_messages: Option<OwnMessages>,
     /// Members learnt without their metadata, to introduce ourselves to unless it comes.
     introductions: introductions::Introductions,
+    /// Whether SWIM's announce-to-down timer is live (see [`swim::AnnounceDown`]).
+    announce_down: swim::AnnounceDown,
+    /// The next alive member after us and what it was found from (the view's write count and
+    /// our node): see `touch_successor`.
+    successor_cache: Option<((u64, NodeId), Option<crate::NodeAddr>)>,
 }
 
 /// Our metadata as the two messages that carry it to one member: a `Metadata` answer and an
@@ -205,6 +210,8 @@ impl Membership {
             digest_cache: None,
             own_messages: None,
             introductions: introductions::Introductions::default(),
+            announce_down: swim::AnnounceDown::default(),
+            successor_cache: None,
         };
         machine.arm(
             now,
@@ -436,6 +443,13 @@ impl Membership {
                 self.stats.refuted_suspicion_timers += 1;
             }
             MembershipTimer::Swim(timer) if self.last_call(now, &timer, out) => {}
+            MembershipTimer::Swim(foca::Timer::PeriodicAnnounceDown(token))
+                if self.announce_down.live(token) && self.nobody_down() =>
+            {
+                // All foca would do: re-arm it (see `swim::AnnounceDown`).
+                let timer = MembershipTimer::Swim(foca::Timer::PeriodicAnnounceDown(token));
+                self.arm(now, out, timer, self.config.probe_period);
+            }
             MembershipTimer::Swim(timer) => {
                 let probe = matches!(timer, foca::Timer::ProbeRandomMember(_));
                 self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
@@ -732,6 +746,7 @@ impl Membership {
             health: &self.health,
             suspicions: &mut self.suspicions,
             departures: &self.departures,
+            announce_down: &mut self.announce_down,
         };
         if call(&mut self.swim, io).is_err() {
             // foca refuses malformed, oversized, stale or self-addressed packets; none of them
@@ -1306,6 +1321,11 @@ impl Membership {
         }
     }
 
+    /// Whether SWIM holds no member down, in O(1): its list less its active members.
+    fn nobody_down(&self) -> bool {
+        self.swim.iter_membership_state().len() == self.swim.num_members()
+    }
+
     fn random_alive(&mut self) -> Option<NodeAddr> {
         // `alive_count` is how many `alive()` yields (the invariants check it): the same draw
         // as over a list of them, without building one on every digest.
@@ -1313,7 +1333,7 @@ impl Membership {
             return None;
         }
         let chosen = self.rng.random_range(0..self.alive_count);
-        self.alive().nth(chosen).map(|m| m.node_addr())
+        self.view.nth_alive(chosen).map(|m| m.node_addr())
     }
 
     fn observe_lateness(&mut self, now: Instant, scheduled: Instant, timer: &MembershipTimer) {
