@@ -24,26 +24,34 @@ pub(crate) struct SwimIo<'a> {
     /// Members that left lately ([`super::Membership::note_departure`]): their leave notice
     /// goes ahead of every SWIM packet, which may carry their departure as a bare "down".
     pub departures: &'a [super::Departure],
-    pub announce_down: &'a mut AnnounceDown,
+    pub periodic: &'a mut PeriodicTimers,
 }
 
-/// Which `PeriodicAnnounceDown` timer foca would take up, seen from outside: the token of the
-/// last one it armed, while it stays connected under that token. foca arms one on connecting
-/// and re-arms it from its handler only while connected under the same token; it changes
-/// token only when it stops being connected, which it reports (`Idle`, `Defunct`, or
-/// `Rejoin` after a renewal), and arms a new one when it connects again.
+/// Which of foca's periodic timers (`PeriodicAnnounceDown`, `PeriodicGossip`) foca would take
+/// up, seen from outside: the token of the last one of each it armed, while it stays connected
+/// under that token. foca arms both on connecting and re-arms each from its handler only while
+/// connected under the same token; it changes token only when it stops being connected, which
+/// it reports (`Idle`, `Defunct`, or `Rejoin` after a renewal), and arms new ones when it
+/// connects again.
 ///
-/// Why: with nobody down, foca's handler re-arms the timer and then walks its whole member
-/// list for down members to announce to, finding none — every probe period on every node, the
-/// largest single cost of a formed cluster at N=1000. Knowing the timer is live, the membership
-/// re-arms it itself, exactly as foca would, and skips the walk.
+/// Why: with nobody down, foca's announce-to-down handler re-arms the timer and then walks its
+/// whole member list for down members, finding none — every probe period on every node, the
+/// largest single cost of a formed cluster at N=1000; and with nothing to gossip, its gossip
+/// handler only re-arms, waking every node five times a second for nothing. Knowing a timer
+/// is live, the membership re-arms the first itself, exactly as foca would, and parks the
+/// second until there is something to gossip (`Membership::resume_gossip`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AnnounceDown(Option<TimerToken>);
+pub(crate) struct PeriodicTimers {
+    announce_down: Option<TimerToken>,
+    gossip: Option<TimerToken>,
+}
 
-impl AnnounceDown {
+impl PeriodicTimers {
     fn armed(&mut self, timer: &Timer<MemberId>) {
-        if let Timer::PeriodicAnnounceDown(token) = timer {
-            self.0 = Some(*token);
+        match timer {
+            Timer::PeriodicAnnounceDown(token) => self.announce_down = Some(*token),
+            Timer::PeriodicGossip(token) => self.gossip = Some(*token),
+            _ => {}
         }
     }
 
@@ -52,19 +60,23 @@ impl AnnounceDown {
             notification,
             Notification::Idle | Notification::Defunct | Notification::Rejoin(_)
         ) {
-            self.0 = None;
+            *self = Self::default();
         }
     }
 
-    /// Whether foca, handed the timer under `token`, would re-arm it.
-    pub(crate) fn live(&self, token: TimerToken) -> bool {
-        self.0 == Some(token)
+    /// Whether foca, handed `timer` (one of the two periodic kinds), would re-arm it.
+    pub(crate) fn live(&self, timer: &Timer<MemberId>) -> bool {
+        match timer {
+            Timer::PeriodicAnnounceDown(token) => self.announce_down == Some(*token),
+            Timer::PeriodicGossip(token) => self.gossip == Some(*token),
+            _ => false,
+        }
     }
 }
 
 impl foca::Runtime<MemberId> for SwimIo<'_> {
     fn notify(&mut self, notification: Notification<'_, MemberId>) {
-        self.announce_down.noticed(&notification);
+        self.periodic.noticed(&notification);
         self.notes.push(notification.to_owned());
     }
 
@@ -81,7 +93,7 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
     }
 
     fn submit_after(&mut self, timer: Timer<MemberId>, after: Duration) {
-        self.announce_down.armed(&timer);
+        self.periodic.armed(&timer);
         let at = match &timer {
             Timer::ChangeSuspectToDown { .. } if fault_on!(SuspicionNeverExpires) => return,
             Timer::ChangeSuspectToDown {
@@ -240,54 +252,59 @@ mod tests {
     type TestSwim = Foca<MemberId, PostcardCodec, StdRng, foca::NoCustomBroadcast>;
     type Step<'a> = dyn Fn(&mut TestSwim, &mut Tracked) + 'a;
 
-    /// A foca runtime that tracks the announce-to-down timer as `SwimIo` does.
+    /// A foca runtime that tracks the periodic timers as `SwimIo` does.
     #[derive(Default)]
     struct Tracked {
         io: AccumulatingRuntime<MemberId>,
-        announce_down: AnnounceDown,
+        periodic: PeriodicTimers,
     }
 
     impl foca::Runtime<MemberId> for Tracked {
         fn notify(&mut self, notification: Notification<'_, MemberId>) {
-            self.announce_down.noticed(&notification);
+            self.periodic.noticed(&notification);
             self.io.notify(notification);
         }
         fn send_to(&mut self, to: MemberId, data: &[u8]) {
             self.io.send_to(to, data);
         }
         fn submit_after(&mut self, timer: Timer<MemberId>, after: Duration) {
-            self.announce_down.armed(&timer);
+            self.periodic.armed(&timer);
             self.io.submit_after(timer, after);
         }
     }
 
-    /// Whether foca, handed the announce-to-down timer under `token`, re-arms it; the
-    /// tracker's guess is taken first, since foca's answer updates it.
-    fn guess_and_rearm(swim: &mut TestSwim, rt: &mut Tracked, token: TimerToken) -> (bool, bool) {
-        let guess = rt.announce_down.live(token);
+    /// Whether foca, handed `timer`, re-arms it; the tracker's guess is taken first, since
+    /// foca's answer updates it.
+    fn guess_and_rearm(
+        swim: &mut TestSwim,
+        rt: &mut Tracked,
+        timer: Timer<MemberId>,
+    ) -> (bool, bool) {
+        let guess = rt.periodic.live(&timer);
         while rt.io.backlog() > 0 {
             let _ = (rt.io.to_send(), rt.io.to_schedule(), rt.io.to_notify());
         }
-        swim.handle_timer(Timer::PeriodicAnnounceDown(token), &mut *rt)
-            .expect("a timer");
+        swim.handle_timer(timer.clone(), &mut *rt).expect("a timer");
         let mut rearmed = false;
-        while let Some((_, timer)) = rt.io.to_schedule() {
-            rearmed |= timer == Timer::PeriodicAnnounceDown(token);
+        while let Some((_, armed)) = rt.io.to_schedule() {
+            rearmed |= armed == timer;
         }
         (guess, rearmed)
     }
 
-    /// The tracker says the timer is live exactly when foca would re-arm it, through every
-    /// way foca stops and starts being connected: joining, losing its last member, rejoining
-    /// under a renewed identity after being declared down, and leaving.
+    /// The tracker says a periodic timer is live exactly when foca would re-arm it, through
+    /// every way foca stops and starts being connected: joining, losing its last member,
+    /// rejoining under a renewed identity after being declared down, and leaving.
     #[test]
-    fn announce_down_is_live_exactly_when_foca_rearms_it() {
+    fn periodic_timers_are_live_exactly_when_foca_rearms_them() {
         let me = id(1, 0);
         let mut config = foca::Config::simple();
-        config.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        let every_second = Some(foca::PeriodicParams {
             frequency: Duration::from_secs(1),
             num_members: std::num::NonZeroUsize::MIN,
         });
+        config.periodic_announce_to_down_members = every_second.clone();
+        config.periodic_gossip = every_second;
         let mut swim = Foca::new(me, config, StdRng::seed_from_u64(1), PostcardCodec);
         let mut rt = Tracked::default();
         let alive = |node| Member::new(id(node, 0), 0, State::Alive);
@@ -319,12 +336,17 @@ mod tests {
         for (i, step) in steps.iter().enumerate() {
             step(&mut swim, &mut rt);
             for token in 0..8 {
-                let (guess, rearmed) = guess_and_rearm(&mut swim, &mut rt, token);
-                assert_eq!(guess, rearmed, "step {i}, token {token}");
-                live_seen += usize::from(rearmed);
+                for timer in [
+                    Timer::PeriodicAnnounceDown(token),
+                    Timer::PeriodicGossip(token),
+                ] {
+                    let (guess, rearmed) = guess_and_rearm(&mut swim, &mut rt, timer.clone());
+                    assert_eq!(guess, rearmed, "step {i}, {timer:?}");
+                    live_seen += usize::from(rearmed);
+                }
             }
         }
-        assert!(live_seen >= 3, "each connected stretch had a live timer");
+        assert!(live_seen >= 6, "each connected stretch had live timers");
     }
 
     /// `news` keeps exactly the updates that change foca's state, for every pairing of a
