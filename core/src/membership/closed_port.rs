@@ -36,11 +36,26 @@ impl Membership {
     /// Sends the next alive member after us in node id order an empty datagram (see the
     /// module's docs).
     pub(super) fn touch_successor(&mut self, out: &mut Outbox) {
-        let Some(next) = self.view.alive_after(&self.me.node) else {
+        let Some(next) = self.successor() else {
             return;
         };
         let touch = Bytes::from_static(&[datagram_kind::TOUCH]);
-        send(self.me, out, next.node_addr(), Channel::Membership, touch);
+        send(self.me, out, next, Channel::Membership, touch);
+    }
+
+    /// The next alive member after us in node id order, looked up again only when the view
+    /// changed: in a formed cluster it stays the same for period after period, and each
+    /// lookup descends the view's trees afresh, missing the cache at every level at N=1000.
+    fn successor(&mut self) -> Option<crate::NodeAddr> {
+        let key = (self.view.writes(), self.me.node);
+        match self.successor_cache {
+            Some((cached, next)) if cached == key => next,
+            _ => {
+                let next = self.view.alive_after(&self.me.node).map(|m| m.node_addr());
+                self.successor_cache = Some((key, next));
+                next
+            }
+        }
     }
 
     /// The host at `node`'s address said nothing listens on its membership port. If we hold

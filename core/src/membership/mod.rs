@@ -125,6 +125,14 @@ pub struct Membership {
     own_messages: Option<OwnMessages>,
     /// Members learnt without their metadata, to introduce ourselves to unless it comes.
     introductions: introductions::Introductions,
+    /// Which of SWIM's periodic timers are live (see [`swim::PeriodicTimers`]).
+    periodic: swim::PeriodicTimers,
+    /// SWIM's gossip timer, held back while there is nothing to gossip, and when foca would
+    /// have had it fire next (see [`Membership::resume_gossip`]).
+    parked_gossip: Option<(foca::Timer<MemberId>, Instant)>,
+    /// The next alive member after us and what it was found from (the view's write count and
+    /// our node): see `touch_successor`.
+    successor_cache: Option<((u64, NodeId), Option<crate::NodeAddr>)>,
 }
 
 /// Our metadata as the two messages that carry it to one member: a `Metadata` answer and an
@@ -205,6 +213,9 @@ impl Membership {
             digest_cache: None,
             own_messages: None,
             introductions: introductions::Introductions::default(),
+            periodic: swim::PeriodicTimers::default(),
+            parked_gossip: None,
+            successor_cache: None,
         };
         machine.arm(
             now,
@@ -436,6 +447,18 @@ impl Membership {
                 self.stats.refuted_suspicion_timers += 1;
             }
             MembershipTimer::Swim(timer) if self.last_call(now, &timer, out) => {}
+            MembershipTimer::Swim(timer @ foca::Timer::PeriodicAnnounceDown(_))
+                if self.periodic.live(&timer) && self.nobody_down() =>
+            {
+                // All foca would do: re-arm it (see `swim::PeriodicTimers`).
+                let timer = MembershipTimer::Swim(timer);
+                self.arm(now, out, timer, self.config.probe_period);
+            }
+            MembershipTimer::Swim(timer @ foca::Timer::PeriodicGossip(_))
+                if self.periodic.live(&timer) && self.nothing_to_gossip() =>
+            {
+                self.parked_gossip = Some((timer, now + self.config.gossip_interval));
+            }
             MembershipTimer::Swim(timer) => {
                 let probe = matches!(timer, foca::Timer::ProbeRandomMember(_));
                 self.drive(now, out, |swim, io| swim.handle_timer(timer, io));
@@ -732,6 +755,7 @@ impl Membership {
             health: &self.health,
             suspicions: &mut self.suspicions,
             departures: &self.departures,
+            periodic: &mut self.periodic,
         };
         if call(&mut self.swim, io).is_err() {
             // foca refuses malformed, oversized, stale or self-addressed packets; none of them
@@ -742,6 +766,34 @@ impl Membership {
         for note in notes {
             self.on_notification(now, note, out);
         }
+        self.resume_gossip(now, out);
+    }
+
+    /// Re-arms SWIM's parked gossip timer once there is something to gossip, for the first
+    /// instant at or after now on the cadence foca kept it on: gossip leaves when it would
+    /// have, but a node with nothing to say is not woken every `gossip_interval` for it (foca
+    /// only re-arms then, taking nothing from its random source). Dropped if foca moved on to
+    /// another timer, or stopped being connected: it would have dropped this one too.
+    fn resume_gossip(&mut self, now: Instant, out: &mut Outbox) {
+        let Some((timer, next)) = &self.parked_gossip else {
+            return;
+        };
+        if self.nothing_to_gossip() {
+            return;
+        }
+        let (timer, next) = (timer.clone(), *next);
+        self.parked_gossip = None;
+        if self.periodic.live(&timer) {
+            let interval = self.config.gossip_interval.as_micros().max(1);
+            let periods = now.saturating_since(next).as_micros().div_ceil(interval);
+            let late = u64::try_from(periods.saturating_mul(interval)).unwrap_or(u64::MAX);
+            let at = next + std::time::Duration::from_micros(late);
+            out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
+        }
+    }
+
+    fn nothing_to_gossip(&self) -> bool {
+        self.swim.updates_backlog() == 0 && self.swim.custom_broadcast_backlog() == 0
     }
 
     fn on_notification(
@@ -1305,6 +1357,11 @@ impl Membership {
         }
     }
 
+    /// Whether SWIM holds no member down, in O(1): its list less its active members.
+    fn nobody_down(&self) -> bool {
+        self.swim.iter_membership_state().len() == self.swim.num_members()
+    }
+
     fn random_alive(&mut self) -> Option<NodeAddr> {
         // `alive_count` is how many `alive()` yields (the invariants check it): the same draw
         // as over a list of them, without building one on every digest.
@@ -1312,7 +1369,7 @@ impl Membership {
             return None;
         }
         let chosen = self.rng.random_range(0..self.alive_count);
-        self.alive().nth(chosen).map(|m| m.node_addr())
+        self.view.nth_alive(chosen).map(|m| m.node_addr())
     }
 
     fn observe_lateness(&mut self, now: Instant, scheduled: Instant, timer: &MembershipTimer) {
@@ -1789,6 +1846,55 @@ mod tests {
         m.handle_timer(earlier, earlier, MembershipTimer::Gossip, out);
         let _ = drain(out);
         (m, earlier + Duration::from_secs(1))
+    }
+
+    /// SWIM's gossip timers armed so far, with their instants (other effects are dropped).
+    fn gossip_timers(out: &mut Outbox) -> Vec<(Instant, foca::Timer<MemberId>)> {
+        while out.pop().is_some() {}
+        let (horizon, mark) = (
+            Instant::ZERO + Duration::from_secs(3600),
+            out.timers().armed(),
+        );
+        let mut timers = Vec::new();
+        while let Some((at, timer)) = out.timers().pop_due(horizon, mark) {
+            if let effects::Timer::Membership(MembershipTimer::Swim(
+                timer @ foca::Timer::PeriodicGossip(_),
+            )) = timer
+            {
+                timers.push((at, timer));
+            }
+        }
+        timers
+    }
+
+    /// With nothing to gossip, SWIM's gossip timer is not re-armed (the node is not woken
+    /// for nothing); news re-arms it for the next instant on its old cadence, where foca
+    /// gossips it and goes on re-arming.
+    #[test]
+    fn the_gossip_timer_waits_for_something_to_gossip() {
+        let mut out = Outbox::default();
+        let mut m = machine(MembershipConfig::development(), &mut out);
+        let peers = [2, 3, 4].map(|n| Member::alive(member(n, 1)));
+        m.drive(Instant::ZERO, &mut out, |swim, io| {
+            swim.apply_many(peers.into_iter(), false, io)
+        });
+        let at = |ms| Instant::ZERO + Duration::from_millis(ms);
+        let armed = gossip_timers(&mut out);
+        let [(first, timer)] = armed.as_slice() else {
+            panic!("one gossip timer on joining, not {armed:?}");
+        };
+        assert_eq!((*first, m.swim.updates_backlog()), (at(200), 0));
+        let fire = |m: &mut Membership, ms, out: &mut Outbox| {
+            let timer = MembershipTimer::Swim(timer.clone());
+            m.handle_timer(at(ms), at(ms), timer, out);
+        };
+        fire(&mut m, 200, &mut out);
+        assert_eq!(gossip_timers(&mut out), vec![], "nothing to gossip");
+        learn_alive(&mut m, at(450), 5, &mut out);
+        assert_eq!(gossip_timers(&mut out), vec![(at(600), timer.clone())]);
+        fire(&mut m, 600, &mut out);
+        assert!(m.swim.updates_backlog() > 0, "sent, not yet spent");
+        assert_eq!(gossip_timers(&mut out), vec![(at(800), timer.clone())]);
     }
 
     /// SWIM learns at `now` that `node` (generation 1) is alive.

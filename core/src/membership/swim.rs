@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::Channel;
-use foca::{Member, Notification, OwnedNotification, State, Timer};
+use foca::{Member, Notification, OwnedNotification, State, Timer, TimerToken};
 
 use super::identity::MemberId;
 use super::lifeguard::{LocalHealth, Suspicions};
@@ -24,10 +24,59 @@ pub(crate) struct SwimIo<'a> {
     /// Members that left lately ([`super::Membership::note_departure`]): their leave notice
     /// goes ahead of every SWIM packet, which may carry their departure as a bare "down".
     pub departures: &'a [super::Departure],
+    pub periodic: &'a mut PeriodicTimers,
+}
+
+/// Which of foca's periodic timers (`PeriodicAnnounceDown`, `PeriodicGossip`) foca would take
+/// up, seen from outside: the token of the last one of each it armed, while it stays connected
+/// under that token. foca arms both on connecting and re-arms each from its handler only while
+/// connected under the same token; it changes token only when it stops being connected, which
+/// it reports (`Idle`, `Defunct`, or `Rejoin` after a renewal), and arms new ones when it
+/// connects again.
+///
+/// Why: with nobody down, foca's announce-to-down handler re-arms the timer and then walks its
+/// whole member list for down members, finding none — every probe period on every node, the
+/// largest single cost of a formed cluster at N=1000; and with nothing to gossip, its gossip
+/// handler only re-arms, waking every node five times a second for nothing. Knowing a timer
+/// is live, the membership re-arms the first itself, exactly as foca would, and parks the
+/// second until there is something to gossip (`Membership::resume_gossip`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeriodicTimers {
+    announce_down: Option<TimerToken>,
+    gossip: Option<TimerToken>,
+}
+
+impl PeriodicTimers {
+    fn armed(&mut self, timer: &Timer<MemberId>) {
+        match timer {
+            Timer::PeriodicAnnounceDown(token) => self.announce_down = Some(*token),
+            Timer::PeriodicGossip(token) => self.gossip = Some(*token),
+            _ => {}
+        }
+    }
+
+    fn noticed(&mut self, notification: &Notification<'_, MemberId>) {
+        if matches!(
+            notification,
+            Notification::Idle | Notification::Defunct | Notification::Rejoin(_)
+        ) {
+            *self = Self::default();
+        }
+    }
+
+    /// Whether foca, handed `timer` (one of the two periodic kinds), would re-arm it.
+    pub(crate) fn live(&self, timer: &Timer<MemberId>) -> bool {
+        match timer {
+            Timer::PeriodicAnnounceDown(token) => self.announce_down == Some(*token),
+            Timer::PeriodicGossip(token) => self.gossip == Some(*token),
+            _ => false,
+        }
+    }
 }
 
 impl foca::Runtime<MemberId> for SwimIo<'_> {
     fn notify(&mut self, notification: Notification<'_, MemberId>) {
+        self.periodic.noticed(&notification);
         self.notes.push(notification.to_owned());
     }
 
@@ -44,6 +93,7 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
     }
 
     fn submit_after(&mut self, timer: Timer<MemberId>, after: Duration) {
+        self.periodic.armed(&timer);
         let at = match &timer {
             Timer::ChangeSuspectToDown { .. } if fault_on!(SuspicionNeverExpires) => return,
             Timer::ChangeSuspectToDown {
@@ -197,6 +247,106 @@ mod tests {
 
     fn member(generation: u64, incarnation: u16, state: State) -> Member<MemberId> {
         Member::new(id(2, generation), incarnation, state)
+    }
+
+    type TestSwim = Foca<MemberId, PostcardCodec, StdRng, foca::NoCustomBroadcast>;
+    type Step<'a> = dyn Fn(&mut TestSwim, &mut Tracked) + 'a;
+
+    /// A foca runtime that tracks the periodic timers as `SwimIo` does.
+    #[derive(Default)]
+    struct Tracked {
+        io: AccumulatingRuntime<MemberId>,
+        periodic: PeriodicTimers,
+    }
+
+    impl foca::Runtime<MemberId> for Tracked {
+        fn notify(&mut self, notification: Notification<'_, MemberId>) {
+            self.periodic.noticed(&notification);
+            self.io.notify(notification);
+        }
+        fn send_to(&mut self, to: MemberId, data: &[u8]) {
+            self.io.send_to(to, data);
+        }
+        fn submit_after(&mut self, timer: Timer<MemberId>, after: Duration) {
+            self.periodic.armed(&timer);
+            self.io.submit_after(timer, after);
+        }
+    }
+
+    /// Whether foca, handed `timer`, re-arms it; the tracker's guess is taken first, since
+    /// foca's answer updates it.
+    fn guess_and_rearm(
+        swim: &mut TestSwim,
+        rt: &mut Tracked,
+        timer: Timer<MemberId>,
+    ) -> (bool, bool) {
+        let guess = rt.periodic.live(&timer);
+        while rt.io.backlog() > 0 {
+            let _ = (rt.io.to_send(), rt.io.to_schedule(), rt.io.to_notify());
+        }
+        swim.handle_timer(timer.clone(), &mut *rt).expect("a timer");
+        let mut rearmed = false;
+        while let Some((_, armed)) = rt.io.to_schedule() {
+            rearmed |= armed == timer;
+        }
+        (guess, rearmed)
+    }
+
+    /// The tracker says a periodic timer is live exactly when foca would re-arm it, through
+    /// every way foca stops and starts being connected: joining, losing its last member,
+    /// rejoining under a renewed identity after being declared down, and leaving.
+    #[test]
+    fn periodic_timers_are_live_exactly_when_foca_rearms_them() {
+        let me = id(1, 0);
+        let mut config = foca::Config::simple();
+        let every_second = Some(foca::PeriodicParams {
+            frequency: Duration::from_secs(1),
+            num_members: std::num::NonZeroUsize::MIN,
+        });
+        config.periodic_announce_to_down_members = every_second.clone();
+        config.periodic_gossip = every_second;
+        let mut swim = Foca::new(me, config, StdRng::seed_from_u64(1), PostcardCodec);
+        let mut rt = Tracked::default();
+        let alive = |node| Member::new(id(node, 0), 0, State::Alive);
+        let down = |member: MemberId| Member::new(member, 0, State::Down);
+        let steps: [&Step<'_>; 6] = [
+            &|s, rt| {
+                s.apply_many([alive(2)].into_iter(), true, rt)
+                    .expect("join")
+            },
+            &|s, rt| {
+                s.apply_many([down(id(2, 0))].into_iter(), true, rt)
+                    .expect("alone")
+            },
+            &|s, rt| {
+                s.apply_many([alive(3)].into_iter(), true, rt)
+                    .expect("again")
+            },
+            &|s, rt| {
+                s.apply_many([down(me)].into_iter(), true, rt)
+                    .expect("renewed")
+            },
+            &|s, rt| {
+                s.apply_many([alive(4)].into_iter(), true, rt)
+                    .expect("back")
+            },
+            &|s, rt| s.leave_cluster(rt).expect("left"),
+        ];
+        let mut live_seen = 0;
+        for (i, step) in steps.iter().enumerate() {
+            step(&mut swim, &mut rt);
+            for token in 0..8 {
+                for timer in [
+                    Timer::PeriodicAnnounceDown(token),
+                    Timer::PeriodicGossip(token),
+                ] {
+                    let (guess, rearmed) = guess_and_rearm(&mut swim, &mut rt, timer.clone());
+                    assert_eq!(guess, rearmed, "step {i}, {timer:?}");
+                    live_seen += usize::from(rearmed);
+                }
+            }
+        }
+        assert!(live_seen >= 6, "each connected stretch had live timers");
     }
 
     /// `news` keeps exactly the updates that change foca's state, for every pairing of a

@@ -278,6 +278,17 @@ impl View {
         after.or_else(|| self.entries.iter().find_map(alive))
     }
 
+    /// The `n`th alive member in node id order (counting from 0), as `alive().nth(n)` over
+    /// views would find it, without building a view (and cloning its metadata) for each
+    /// member passed over.
+    pub(crate) fn nth_alive(&self, n: usize) -> Option<MemberView> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| entry.state() == MemberState::Alive)
+            .nth(n)
+            .map(|(id, entry)| entry.view(*id))
+    }
+
     /// How many calls so far could have changed the table (see [`PackedMap::writes`]).
     pub(crate) fn writes(&self) -> u64 {
         self.entries.writes()
