@@ -14,6 +14,7 @@ mod introductions;
 mod lifeguard;
 pub mod metadata;
 mod swim;
+mod swim_codec;
 pub mod view;
 pub mod wire;
 
@@ -21,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{Channel, NodeAddr, NodeId};
 use bytes::Bytes;
-use foca::{Foca, Member, NoCustomBroadcast, OwnedNotification, PostcardCodec, State};
+use foca::{Foca, Member, NoCustomBroadcast, OwnedNotification, State};
 use rand10::rngs::StdRng;
 use rand10::{RngExt, SeedableRng};
 
@@ -36,6 +37,7 @@ use crate::packed_map::PackedMap;
 use crate::time::Instant;
 use lifeguard::{LocalHealth, SuspicionPolicy, Suspicions};
 use swim::SwimIo;
+use swim_codec::SwimCodec;
 use wire::{datagram_kind, tagged, DigestDatagram};
 
 /// Most members or metadata entries accepted in one push-pull message.
@@ -50,7 +52,7 @@ const LATE_TIMER_FRACTION: u32 = 2;
 /// `gossip_interval`: news arriving closer together shares one round of datagrams.
 const EAGER_GOSSIP_PER_INTERVAL: u32 = 10;
 
-type Swim = Foca<MemberId, PostcardCodec, StdRng, NoCustomBroadcast>;
+type Swim = Foca<MemberId, SwimCodec, StdRng, NoCustomBroadcast>;
 
 /// Counters the node exports as metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -174,7 +176,7 @@ impl Membership {
             me,
             swim_config(&config),
             StdRng::seed_from_u64(seed),
-            PostcardCodec,
+            SwimCodec,
         );
         let policy = SuspicionPolicy {
             max: config.suspect_to_down_after,

@@ -233,8 +233,9 @@ fn would_change(known: &Member<MemberId>, update: &Member<MemberId>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::swim_codec::SwimCodec;
     use super::*;
-    use foca::{AccumulatingRuntime, Foca, PostcardCodec};
+    use foca::{AccumulatingRuntime, Foca};
     use rand10::{rngs::StdRng, SeedableRng};
 
     fn id(node: u128, generation: u64) -> MemberId {
@@ -249,7 +250,7 @@ mod tests {
         Member::new(id(2, generation), incarnation, state)
     }
 
-    type TestSwim = Foca<MemberId, PostcardCodec, StdRng, foca::NoCustomBroadcast>;
+    type TestSwim = Foca<MemberId, SwimCodec, StdRng, foca::NoCustomBroadcast>;
     type Step<'a> = dyn Fn(&mut TestSwim, &mut Tracked) + 'a;
 
     /// A foca runtime that tracks the periodic timers as `SwimIo` does.
@@ -305,7 +306,7 @@ mod tests {
         });
         config.periodic_announce_to_down_members = every_second.clone();
         config.periodic_gossip = every_second;
-        let mut swim = Foca::new(me, config, StdRng::seed_from_u64(1), PostcardCodec);
+        let mut swim = Foca::new(me, config, StdRng::seed_from_u64(1), SwimCodec);
         let mut rt = Tracked::default();
         let alive = |node| Member::new(id(node, 0), 0, State::Alive);
         let down = |member: MemberId| Member::new(member, 0, State::Down);
@@ -369,7 +370,7 @@ mod tests {
                     me,
                     foca::Config::simple(),
                     StdRng::seed_from_u64(1),
-                    PostcardCodec,
+                    SwimCodec,
                 );
                 let mut io = AccumulatingRuntime::default();
                 swim.apply_many([known.clone()].into_iter(), false, &mut io)

@@ -1,0 +1,358 @@
+//! The codec foca speaks: byte for byte what `foca::PostcardCodec` writes, without its cost.
+//!
+//! Postcard pushes a header into foca's `BufMut` one byte at a time, each push checking the
+//! limit; in the simulator that was a tenth of all instructions. Here a header or member is
+//! laid out in a stack buffer and written with one `put_slice`. The layout must stay postcard's
+//! (varint integers, fields in declaration order, enum variants as their varint index, `u8` and
+//! IP octets raw) because peers running older builds decode with postcard; the tests check it
+//! against postcard for every message kind. Decoding is rare next to encoding (a header is
+//! encoded per datagram sent and members are encoded once per broadcast), so it stays postcard's.
+
+use std::net::SocketAddr;
+
+use bytes::{Buf, BufMut};
+use foca::{Codec, Header, Member, Message, PostcardCodec, State};
+
+use super::MemberId;
+
+/// Longest postcard encoding of a [`MemberId`]: a 128-bit varint node id, an IPv6 socket
+/// address (variant, 16 octets, 16-bit varint port) and a 64-bit varint generation.
+const MEMBER_ID_MAX: usize = 19 + (1 + 16 + 3) + 10;
+/// Longest header: two identities, an incarnation, and the message carrying a third one.
+const HEADER_MAX: usize = MEMBER_ID_MAX + 3 + MEMBER_ID_MAX + (1 + MEMBER_ID_MAX + 1);
+/// Longest member: an identity, an incarnation and a state.
+const MEMBER_MAX: usize = MEMBER_ID_MAX + 3 + 1;
+
+/// Encodes as `foca::PostcardCodec` does, faster; decodes with it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SwimCodec;
+
+impl Codec<MemberId> for SwimCodec {
+    // Postcard's, so decoding can delegate and callers see one error type.
+    type Error = postcard::Error;
+
+    fn encode_header(
+        &mut self,
+        header: &Header<MemberId>,
+        buf: impl BufMut,
+    ) -> Result<(), Self::Error> {
+        let mut out = Scratch::<HEADER_MAX>::new();
+        out.member_id(&header.src);
+        out.varint(header.src_incarnation.into());
+        out.member_id(&header.dst);
+        out.message(&header.message);
+        out.write_to(buf)
+    }
+
+    fn decode_header(&mut self, buf: impl Buf) -> Result<Header<MemberId>, Self::Error> {
+        PostcardCodec.decode_header(buf)
+    }
+
+    fn encode_member(
+        &mut self,
+        member: &Member<MemberId>,
+        buf: impl BufMut,
+    ) -> Result<(), Self::Error> {
+        let mut out = Scratch::<MEMBER_MAX>::new();
+        out.member_id(member.id());
+        out.varint(member.incarnation().into());
+        out.variant(match member.state() {
+            State::Alive => 0,
+            State::Suspect => 1,
+            State::Down => 2,
+        });
+        out.write_to(buf)
+    }
+
+    fn decode_member(&mut self, buf: impl Buf) -> Result<Member<MemberId>, Self::Error> {
+        PostcardCodec.decode_member(buf)
+    }
+}
+
+/// A fixed buffer sized for the longest encoding, so writes into it cannot overflow.
+struct Scratch<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Scratch<N> {
+    fn new() -> Self {
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+
+    fn byte(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Postcard's unsigned varint: seven bits a byte, least significant first.
+    fn varint(&mut self, mut value: u128) {
+        while value >= 0x80 {
+            self.byte(value as u8 | 0x80);
+            value >>= 7;
+        }
+        self.byte(value as u8);
+    }
+
+    /// Enum variant indices are varint `u32`s; ours are all below 128, hence one byte.
+    fn variant(&mut self, index: u8) {
+        self.varint(index.into());
+    }
+
+    fn member_id(&mut self, id: &MemberId) {
+        self.varint(id.node.as_u128());
+        match id.addr {
+            // Serde's compact form keeps only ip and port: flow info and scope id are not sent.
+            SocketAddr::V4(addr) => {
+                self.variant(0);
+                self.raw(&addr.ip().octets());
+                self.varint(addr.port().into());
+            }
+            SocketAddr::V6(addr) => {
+                self.variant(1);
+                self.raw(&addr.ip().octets());
+                self.varint(addr.port().into());
+            }
+        }
+        self.varint(id.generation.into());
+    }
+
+    fn message(&mut self, message: &Message<MemberId>) {
+        match message {
+            Message::Ping(probe) => self.probe(0, None, *probe),
+            Message::Ack(probe) => self.probe(1, None, *probe),
+            Message::PingReq {
+                target,
+                probe_number,
+            } => self.probe(2, Some(target), *probe_number),
+            Message::IndirectPing {
+                origin,
+                probe_number,
+            } => self.probe(3, Some(origin), *probe_number),
+            Message::IndirectAck {
+                target,
+                probe_number,
+            } => self.probe(4, Some(target), *probe_number),
+            Message::ForwardedAck {
+                origin,
+                probe_number,
+            } => self.probe(5, Some(origin), *probe_number),
+            Message::Announce => self.variant(6),
+            Message::Feed => self.variant(7),
+            Message::Gossip => self.variant(8),
+            Message::Broadcast => self.variant(9),
+            Message::TurnUndead => self.variant(10),
+        }
+    }
+
+    /// A probe message: its variant, the identity it names if any, and the probe number
+    /// (a `u8`, which postcard writes raw).
+    fn probe(&mut self, index: u8, about: Option<&MemberId>, probe: foca::ProbeNumber) {
+        self.variant(index);
+        if let Some(id) = about {
+            self.member_id(id);
+        }
+        self.byte(probe);
+    }
+
+    /// One write, and none at all when it does not fit: foca's packet limit is the `BufMut`'s.
+    fn write_to(&self, mut buf: impl BufMut) -> Result<(), postcard::Error> {
+        if buf.remaining_mut() < self.len {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        buf.put_slice(&self.bytes[..self.len]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeId;
+    use bytes::BufMut;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+
+    /// Deterministic stream of test values (splitmix64).
+    struct Values(u64);
+
+    impl Values {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// Mostly values at varint length boundaries and extremes, sometimes any value.
+        fn number(&mut self, bits: u32) -> u128 {
+            let max = if bits == 128 {
+                u128::MAX
+            } else {
+                (1u128 << bits) - 1
+            };
+            let raw = (u128::from(self.next()) << 64) | u128::from(self.next());
+            match self.next() % 4 {
+                0 => raw & max,
+                1 => {
+                    let shift = (self.next() % u64::from(bits)) as u32;
+                    (1u128 << shift).wrapping_sub((self.next() % 2) as u128) & max
+                }
+                2 => max,
+                _ => raw & 0xff & max,
+            }
+        }
+
+        fn member_id(&mut self) -> MemberId {
+            let port = self.number(16) as u16;
+            let addr = if self.next().is_multiple_of(2) {
+                SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(self.number(32) as u32),
+                    port,
+                ))
+            } else {
+                // Flow info and scope id stay zero: postcard does not carry them.
+                SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(self.number(128)),
+                    port,
+                    0,
+                    0,
+                ))
+            };
+            MemberId {
+                node: NodeId::from_u128(self.number(128)),
+                addr,
+                generation: self.number(64) as u64,
+            }
+        }
+
+        fn message(&mut self, kind: u64) -> Message<MemberId> {
+            let probe_number = self.number(8) as u8;
+            let id = self.member_id();
+            match kind % 11 {
+                0 => Message::Ping(probe_number),
+                1 => Message::Ack(probe_number),
+                2 => Message::PingReq {
+                    target: id,
+                    probe_number,
+                },
+                3 => Message::IndirectPing {
+                    origin: id,
+                    probe_number,
+                },
+                4 => Message::IndirectAck {
+                    target: id,
+                    probe_number,
+                },
+                5 => Message::ForwardedAck {
+                    origin: id,
+                    probe_number,
+                },
+                6 => Message::Announce,
+                7 => Message::Feed,
+                8 => Message::Gossip,
+                9 => Message::Broadcast,
+                _ => Message::TurnUndead,
+            }
+        }
+
+        fn header(&mut self, kind: u64) -> Header<MemberId> {
+            Header {
+                src: self.member_id(),
+                src_incarnation: self.number(16) as u16,
+                dst: self.member_id(),
+                message: self.message(kind),
+            }
+        }
+
+        fn member(&mut self) -> Member<MemberId> {
+            let state = match self.next() % 3 {
+                0 => State::Alive,
+                1 => State::Suspect,
+                _ => State::Down,
+            };
+            Member::new(self.member_id(), self.number(16) as u16, state)
+        }
+    }
+
+    #[test]
+    fn headers_encode_as_postcard_does_and_decode_back() {
+        let mut values = Values(22);
+        for round in 0..20_000 {
+            let header = values.header(round);
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            SwimCodec.encode_header(&header, &mut ours).unwrap();
+            PostcardCodec.encode_header(&header, &mut theirs).unwrap();
+            assert_eq!(ours, theirs, "{header:?}");
+            let mut read = &ours[..];
+            assert_eq!(SwimCodec.decode_header(&mut read).unwrap(), header);
+            assert!(read.is_empty());
+        }
+    }
+
+    #[test]
+    fn members_encode_as_postcard_does_and_decode_back() {
+        let mut values = Values(7);
+        for _ in 0..20_000 {
+            let member = values.member();
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            SwimCodec.encode_member(&member, &mut ours).unwrap();
+            PostcardCodec.encode_member(&member, &mut theirs).unwrap();
+            assert_eq!(ours, theirs, "{member:?}");
+            let mut read = &ours[..];
+            assert_eq!(SwimCodec.decode_member(&mut read).unwrap(), member);
+            assert!(read.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_largest_encodings_fit_the_scratch_buffers() {
+        let widest = MemberId {
+            node: NodeId::from_u128(u128::MAX),
+            addr: SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(u128::MAX), u16::MAX, 0, 0)),
+            generation: u64::MAX,
+        };
+        let header = Header {
+            src: widest,
+            src_incarnation: u16::MAX,
+            dst: widest,
+            message: Message::PingReq {
+                target: widest,
+                probe_number: u8::MAX,
+            },
+        };
+        let mut bytes = Vec::new();
+        SwimCodec.encode_header(&header, &mut bytes).unwrap();
+        assert_eq!(bytes.len(), HEADER_MAX);
+        bytes.clear();
+        let member = Member::new(widest, u16::MAX, State::Down);
+        SwimCodec.encode_member(&member, &mut bytes).unwrap();
+        assert_eq!(bytes.len(), MEMBER_MAX);
+    }
+
+    #[test]
+    fn what_does_not_fit_is_refused_and_nothing_is_written() {
+        let mut values = Values(3);
+        let header = values.header(2);
+        let mut full = Vec::new();
+        SwimCodec.encode_header(&header, &mut full).unwrap();
+        let mut backing = vec![0xaa; full.len() - 1];
+        let mut short = &mut backing[..];
+        assert!(SwimCodec.encode_header(&header, &mut short).is_err());
+        assert_eq!(short.remaining_mut(), full.len() - 1);
+        assert!(backing.iter().all(|&b| b == 0xaa));
+
+        let member = values.member();
+        let mut limited = Vec::new().limit(3);
+        assert!(SwimCodec.encode_member(&member, &mut limited).is_err());
+        assert!(limited.get_ref().is_empty());
+    }
+}
