@@ -454,12 +454,12 @@ impl Membership {
             {
                 // All foca would do: re-arm it (see `swim::PeriodicTimers`).
                 let timer = MembershipTimer::Swim(timer);
-                self.arm(now, out, timer, self.config.probe_period);
+                self.arm(now, out, timer, announce_down_every(&self.config));
             }
             MembershipTimer::Swim(timer @ foca::Timer::PeriodicGossip(_))
                 if self.periodic.live(&timer) && self.nothing_to_gossip() =>
             {
-                self.parked_gossip = Some((timer, now + self.config.gossip_interval));
+                self.parked_gossip = Some((timer, now + gossip_every(&self.config)));
             }
             MembershipTimer::Swim(timer) => {
                 let probe = matches!(timer, foca::Timer::ProbeRandomMember(_));
@@ -786,7 +786,7 @@ impl Membership {
         let (timer, next) = (timer.clone(), *next);
         self.parked_gossip = None;
         if self.periodic.live(&timer) {
-            let interval = self.config.gossip_interval.as_micros().max(1);
+            let interval = gossip_every(&self.config).as_micros().max(1);
             let periods = now.saturating_since(next).as_micros().div_ceil(interval);
             let late = u64::try_from(periods.saturating_mul(interval)).unwrap_or(u64::MAX);
             let at = next + std::time::Duration::from_micros(late);
@@ -1450,15 +1450,26 @@ fn swim_config(config: &MembershipConfig) -> foca::Config {
         // sends nothing.
         periodic_announce_to_down_members: (!fault_on!(NoAnnounceToDownMembers)).then_some(
             foca::PeriodicParams {
-                frequency: config.probe_period,
+                frequency: announce_down_every(config),
                 num_members: NonZeroUsize::MIN,
             },
         ),
         periodic_gossip: Some(foca::PeriodicParams {
-            frequency: config.gossip_interval,
+            frequency: gossip_every(config),
             num_members: fanout,
         }),
     }
+}
+
+/// How often foca announces itself to a down member: set in foca's config, and where the
+/// membership re-arms that timer for foca (foca has no getter for its config).
+fn announce_down_every(config: &MembershipConfig) -> std::time::Duration {
+    config.probe_period
+}
+
+/// How often foca gossips: set in foca's config, and where a parked gossip timer resumes.
+fn gossip_every(config: &MembershipConfig) -> std::time::Duration {
+    config.gossip_interval
 }
 
 /// Encodes a membership message for a stream channel, in the core's envelope.
