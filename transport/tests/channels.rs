@@ -122,9 +122,8 @@ async fn requests_get_responses() {
     let to = b.endpoint.local();
     let server = tokio::spawn(async move {
         while let Some(request) = b.inbox.requests.recv().await {
-            let mut reply = request.payload.to_vec();
-            reply.reverse();
-            request.respond(reply.into()).await.unwrap();
+            let reply = reversed(&request.payload);
+            request.respond(reply).await.unwrap();
         }
     });
     for i in 0..20u8 {

@@ -29,9 +29,8 @@ async fn many_concurrent_calls_on_one_connection_each_get_their_own_answer() {
             held.push(within(Duration::from_secs(10), &mut b.inbox.requests).await);
         }
         while let Some(request) = held.pop() {
-            let mut reply = request.payload.to_vec();
-            reply.reverse();
-            request.respond(reply.into()).await.unwrap();
+            let reply = reversed(&request.payload);
+            request.respond(reply).await.unwrap();
         }
         b
     });
@@ -392,9 +391,8 @@ async fn a_request_handler_takes_requests_where_they_are_read_and_its_answers_le
     let mut b = node("orders").await;
     let to = b.endpoint.local();
     let handler: foundation_transport::RequestHandler = std::sync::Arc::new(|request| {
-        let mut reply = request.payload.to_vec();
-        reply.reverse();
-        let mut answer = Box::pin(request.respond(reply.into()));
+        let reply = reversed(&request.payload);
+        let mut answer = Box::pin(request.respond(reply));
         let mut now = std::task::Context::from_waker(std::task::Waker::noop());
         if answer.as_mut().poll(&mut now).is_pending() {
             tokio::spawn(answer);

@@ -180,3 +180,9 @@ impl Crashable {
         self.thread.join().unwrap();
     }
 }
+
+/// The answer the echoing test servers give: the request's payload reversed, so a caller that
+/// got another call's answer, or its own request back, would see it.
+pub fn reversed(payload: &[u8]) -> bytes::Bytes {
+    payload.iter().rev().copied().collect()
+}
