@@ -56,6 +56,12 @@ pub struct TransportConfig {
     /// get a stream of their own, at most 64 at once (or this limit if lower); a caller past
     /// that waits for a stream to end. Default 1024.
     pub max_concurrent_requests: u32,
+    /// Multiplexed streams per connection that a caller spreads its small requests over,
+    /// 1–16; each is opened once calls overlap enough to use it. Default 4. Each stream has its
+    /// own reader and writer task on both sides, so a worker thread descheduled while it runs
+    /// one of them delays that stream's calls only; the responder takes as many streams as
+    /// the caller opens.
+    pub rpc_streams: u8,
     /// Concurrent incoming bulk transfers per connection. Default 16.
     pub max_concurrent_transfers: u32,
     /// Receive and send buffer requested for the UDP socket, in bytes. Default 4 MiB. The
@@ -138,6 +144,7 @@ impl Default for TransportConfig {
             datagram_queue: 256,
             inbox_capacity: 65_536,
             max_concurrent_requests: 1024,
+            rpc_streams: 4,
             max_concurrent_transfers: 16,
             udp_buffer: 4 << 20,
             bulk_queue_target: Some(Duration::from_micros(250)),
@@ -226,6 +233,9 @@ impl TransportConfig {
                 );
             }
         }
+        if !(1..=16).contains(&self.rpc_streams) {
+            return fail("rpc_streams", "must be between 1 and 16");
+        }
         for (field, value) in [
             ("stream_queue", self.stream_queue),
             ("datagram_queue", self.datagram_queue),
@@ -277,5 +287,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(config.validate().unwrap_err().field, "bulk_max_udp_payload");
+        for rpc_streams in [0, 17] {
+            config = TransportConfig {
+                rpc_streams,
+                ..Default::default()
+            };
+            assert_eq!(config.validate().unwrap_err().field, "rpc_streams");
+        }
     }
 }

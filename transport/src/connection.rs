@@ -1,6 +1,7 @@
 //! A connection's life after the hello: the duplicate tie-break that installs it on its peer,
 //! the tasks that read what arrives on it, and the clean-up when it closes.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -54,7 +55,7 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
         conn: established.conn,
         initiator: established.initiator,
         instance: established.hello.instance,
-        rpc: Default::default(),
+        rpc: Arc::new(rpc::mux::MuxSlot::new(shared.config.rpc_streams.into())),
     };
     shared.metrics.connection_opened();
     spawn_readers(shared, peer, &new.conn);
@@ -195,8 +196,16 @@ async fn accept_uni(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
 }
 
 async fn accept_bi(shared: Arc<Shared>, from: NodeId, conn: Connection) {
+    // Calls in flight over all the connection's multiplexed RPC streams.
+    let mux_calls = Arc::new(AtomicUsize::new(0));
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(serve_bi(shared.clone(), from, send, recv));
+        tokio::spawn(serve_bi(
+            shared.clone(),
+            from,
+            send,
+            recv,
+            mux_calls.clone(),
+        ));
     }
 }
 
@@ -244,13 +253,19 @@ pub(crate) fn serve_bulk(shared: &Arc<Shared>, established: Established) {
     });
 }
 
-async fn serve_bi(shared: Arc<Shared>, from: NodeId, send: SendStream, mut recv: RecvStream) {
+async fn serve_bi(
+    shared: Arc<Shared>,
+    from: NodeId,
+    send: SendStream,
+    mut recv: RecvStream,
+    mux_calls: Arc<AtomicUsize>,
+) {
     let result = match read_header(&mut recv).await {
         Ok(header) if header.kind == StreamKind::Channel(Channel::Rpc) => {
             rpc::serve(&shared, from, send, &mut recv).await
         }
         Ok(header) if header.kind == StreamKind::RpcMux => {
-            rpc::mux::serve(&shared, from, send, &mut recv).await
+            rpc::mux::serve(&shared, from, (send, &mut recv), mux_calls).await
         }
         Ok(header) => Err(misplaced(header.kind)),
         Err(error) => Err(error),

@@ -615,6 +615,9 @@ fn endpoint_config(credentials: &Credentials, id: NodeId) -> quinn::EndpointConf
 
 /// Requests above the multiplexed stream's size limit in flight at once per connection, each way.
 const OWN_STREAM_REQUESTS: u32 = 64;
+/// Multiplexed RPC streams a peer may open: the most `TransportConfig::rpc_streams` allows,
+/// since the peer's setting is not known here.
+const MUX_STREAMS_MAX: u32 = 16;
 
 fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
@@ -624,12 +627,12 @@ fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
     transport.keep_alive_interval(keep_alive);
     // validate() bounds idle_timeout to 600 s, well inside QUIC's varint range.
     transport.max_idle_timeout(quinn::IdleTimeout::try_from(config.idle_timeout).ok());
-    // The hello, the multiplexed RPC stream, and requests too large for it, each on a stream of
+    // The hello, the multiplexed RPC streams, and requests too large for them, each on a stream of
     // its own. quinn keeps an entry per allowed stream in two hash maps of every connection
     // (≈ 80 KB per connection at 1025 streams, 2.3 MB per node in a 30-member mesh), so large
     // requests get far fewer streams than the mux gets calls; a caller past it waits for one.
     let own_stream_requests = config.max_concurrent_requests.min(OWN_STREAM_REQUESTS);
-    transport.max_concurrent_bidi_streams((own_stream_requests + 2).into());
+    transport.max_concurrent_bidi_streams((own_stream_requests + 1 + MUX_STREAMS_MAX).into());
     // The three long-lived channel streams, plus concurrent bulk transfers.
     transport.max_concurrent_uni_streams((config.max_concurrent_transfers + 3).into());
     // Windows sized for bulk throughput on fast links: a 16 MiB stream window covers the

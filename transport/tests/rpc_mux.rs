@@ -1,4 +1,4 @@
-//! Small requests multiplexed on one stream per connection: answers find their callers by id,
+//! Small requests multiplexed on a few streams per connection: answers find their callers by id,
 //! deadlines and cancellation reach the responder, the in-flight limit is enforced with a clear
 //! error, and answers nobody waits for are counted and dropped.
 
@@ -51,6 +51,65 @@ async fn many_concurrent_calls_on_one_connection_each_get_their_own_answer() {
         CALLS as u64
     );
     assert_eq!(a.endpoint.metrics().rpc_events(RpcEvent::LateReply), 0);
+}
+
+/// Calls that overlap are spread over the connection's multiplexed streams, the least loaded
+/// first, so no one stream's tasks carry every call; calls made one at a time all use the first
+/// stream, and the others are not opened for them.
+#[tokio::test]
+async fn overlapping_calls_spread_over_streams_and_calls_one_at_a_time_share_the_first() {
+    let a = node_with(
+        "orders",
+        &secret(SECRET),
+        TransportConfig {
+            rpc_streams: 2,
+            ..fast_config()
+        },
+    )
+    .await;
+    let raw = RawPeer::connect(&a).await;
+    let to = raw.addr;
+    let call = |payload: &'static [u8]| {
+        let endpoint = a.endpoint.clone();
+        tokio::spawn(async move {
+            endpoint
+                .request(to, Bytes::from_static(payload), Duration::from_secs(5))
+                .await
+        })
+    };
+    let first = call(b"first");
+    let mut one = raw.accept_mux().await;
+    let first_id = request_id(one.next().await, b"first");
+    let second = call(b"second");
+    let mut two = raw.accept_mux().await;
+    let second_id = request_id(two.next().await, b"second");
+    // Both streams carry one call: the tie goes to the first.
+    let third = call(b"third");
+    let third_id = request_id(one.next().await, b"third");
+    wire_answer(&mut two, second_id, Bytes::from_static(b"2")).await;
+    wire_answer(&mut one, third_id, Bytes::from_static(b"3")).await;
+    wire_answer(&mut one, first_id, Bytes::from_static(b"1")).await;
+    for (call, answer) in [(first, b"1"), (second, b"2"), (third, b"3")] {
+        assert_eq!(&call.await.unwrap().unwrap()[..], answer);
+    }
+    for payload in [&b"fourth"[..], b"fifth"] {
+        let answered = call(payload);
+        let id = request_id(one.next().await, payload);
+        let payload = Bytes::from_static(payload);
+        wire_answer(&mut one, id, payload.clone()).await;
+        assert_eq!(answered.await.unwrap().unwrap(), payload);
+    }
+}
+
+fn request_id(frame: MuxFrame, expected: &[u8]) -> u64 {
+    match frame {
+        MuxFrame::Request { id, payload, .. } if payload == expected => id,
+        other => panic!("expected the request {expected:?}, got {other:?}"),
+    }
+}
+
+async fn wire_answer(wire: &mut common::raw::MuxWire, id: u64, payload: Bytes) {
+    wire.write(&MuxFrame::Response { id, payload }).await;
 }
 
 /// Answers worth more than the stream's 16 MiB window, all queued at once: the responder's

@@ -1,8 +1,8 @@
 //! Request/response, with the caller's deadline carried to the responder.
 //!
-//! Requests of at most [`MUX_REQUEST_MAX`] bytes (64 KiB) share one long-lived bidirectional
-//! stream per connection, each with an id (`mux.rs`, frames in [`codec`]): no stream to open per
-//! call, and many calls' frames leave in one write. A caller that gives up sends a cancel frame,
+//! Requests of at most [`MUX_REQUEST_MAX`] bytes (64 KiB) share a few long-lived bidirectional
+//! streams per connection (`TransportConfig::rpc_streams`), each call with an id (`mux.rs`,
+//! frames in [`codec`]): no stream to open per call, and many calls' frames leave in one write. A caller that gives up sends a cancel frame,
 //! which the handler sees through [`Responder::cancelled`]. Responses may be as large as the rpc
 //! limit; a large one holds up the answers queued behind it on that stream.
 //!
@@ -13,7 +13,8 @@
 //! frame), which the caller reports as [`RequestError::NoResponse`].
 //!
 //! The multiplexed stream is new in this version: older nodes refuse it, so nodes of this
-//! version do not make small calls to older ones.
+//! version do not make small calls to older ones. A node that opens several of them is served
+//! by a node that opens one: each is served on its own.
 
 pub mod codec;
 pub(crate) mod mux;

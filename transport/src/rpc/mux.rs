@@ -1,7 +1,8 @@
-//! Small requests multiplexed on one long-lived bidirectional stream per connection.
+//! Small requests multiplexed on a few long-lived bidirectional streams per connection.
 //!
-//! The caller's side ([`MuxClient`]) opens the stream on the first small request over a
-//! connection, gives each call an id, and keeps a table of calls waiting for an answer. The
+//! The caller's side ([`MuxSlot`]) puts each call on the stream with the fewest calls waiting,
+//! opening a stream when it is first used; each stream ([`MuxClient`]) gives its calls ids and
+//! keeps a table of the calls waiting for an answer. The
 //! responder's side ([`serve`]) reads requests off the stream and hands them to the application
 //! with a [`MuxResponder`] that answers by id; when the application takes requests in this task
 //! ([`Endpoint::serve_requests`](crate::Endpoint::serve_requests)), the answers given while one
@@ -13,7 +14,7 @@
 //! arrives for a call nobody waits for any more is counted as a late reply and dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -51,15 +52,69 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 // ---------------------------------------------------------------------------------------------
 // The caller's side.
 
-/// The multiplexed stream of one connection, opened on first use and reopened if it fails.
-#[derive(Debug, Default)]
+/// The multiplexed streams of one connection, each opened on first use and reopened if it
+/// fails. Calls are spread over several streams so that no one task carries every call of the
+/// connection: each stream has its own reader and writer task on both sides, and a worker
+/// thread preempted while it runs one of them holds up only that stream's calls while the
+/// other worker takes the rest (with one stream, every call waited on that one thread).
+#[derive(Debug)]
 pub(crate) struct MuxSlot {
+    lanes: Box<[Lane]>,
+    /// Calls waiting for an answer over every lane: the connection's in-flight limit.
+    in_flight: AtomicUsize,
+}
+
+/// One of a connection's multiplexed streams.
+#[derive(Debug, Default)]
+struct Lane {
     current: Mutex<Option<Arc<MuxClient>>>,
     opening: tokio::sync::Mutex<()>,
+    /// Calls on this lane waiting for an answer.
+    load: AtomicUsize,
 }
 
 impl MuxSlot {
-    /// The connection's open multiplexed stream, opening one if there is none.
+    /// A slot spreading calls over at most `streams` streams (at least one).
+    pub(crate) fn new(streams: usize) -> MuxSlot {
+        MuxSlot {
+            lanes: (0..streams.max(1)).map(|_| Lane::default()).collect(),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// A place for one more call within `limit`, on the lane with the fewest calls in flight
+    /// (the first on a tie: calls made one at a time all use one stream, and the others are
+    /// opened only when calls overlap).
+    fn enter(&self, limit: usize) -> Option<Ticket<'_>> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let lane = self
+            .lanes
+            .iter()
+            .min_by_key(|lane| lane.load.load(Ordering::Acquire))
+            .unwrap_or(&self.lanes[0]);
+        lane.load.fetch_add(1, Ordering::AcqRel);
+        Some(Ticket { slot: self, lane })
+    }
+}
+
+/// A call's place on a lane, given back when the call ends however it ends.
+struct Ticket<'a> {
+    slot: &'a MuxSlot,
+    lane: &'a Lane,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.lane.load.fetch_sub(1, Ordering::AcqRel);
+        self.slot.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Lane {
+    /// The lane's open stream, opening one if there is none.
     async fn client(
         &self,
         shared: &Shared,
@@ -92,7 +147,6 @@ type Answer = oneshot::Sender<Result<Bytes, RequestError>>;
 pub(crate) struct MuxClient {
     outbox: Arc<Outbox>,
     calls: Mutex<Calls>,
-    limit: usize,
     metrics: Arc<TransportMetrics>,
 }
 
@@ -116,7 +170,6 @@ impl MuxClient {
         let client = Arc::new(MuxClient {
             outbox,
             calls: Mutex::new(Calls::default()),
-            limit: shared.config.max_concurrent_requests as usize,
             metrics: shared.metrics.clone(),
         });
         tokio::spawn(read_answers(
@@ -138,10 +191,6 @@ impl MuxClient {
             let mut calls = lock(&self.calls);
             if let Some(failed) = &calls.failed {
                 return Err(failed.clone());
-            }
-            if calls.waiting.len() >= self.limit {
-                self.metrics.rpc_event(RpcEvent::InFlightLimit);
-                return Err(RequestError::InFlightLimit { limit: self.limit });
             }
             calls.next_id = calls.next_id.wrapping_add(1);
             let id = calls.next_id;
@@ -280,7 +329,8 @@ fn small_copy(payload: Bytes) -> Bytes {
     }
 }
 
-/// Sends a request of at most [`MUX_REQUEST_MAX`] bytes on the connection's multiplexed stream.
+/// Sends a request of at most [`MUX_REQUEST_MAX`] bytes on one of the connection's
+/// multiplexed streams.
 pub(crate) async fn call(
     shared: &Shared,
     slot: &MuxSlot,
@@ -288,7 +338,12 @@ pub(crate) async fn call(
     payload: &[u8],
     remaining: Duration,
 ) -> Result<Bytes, RequestError> {
-    let client = slot.client(shared, conn).await?;
+    let limit = shared.config.max_concurrent_requests as usize;
+    let Some(ticket) = slot.enter(limit) else {
+        shared.metrics.rpc_event(RpcEvent::InFlightLimit);
+        return Err(RequestError::InFlightLimit { limit });
+    };
+    let client = ticket.lane.client(shared, conn).await?;
     client.call(payload, remaining).await
 }
 
@@ -300,6 +355,9 @@ pub(crate) async fn call(
 pub(crate) struct MuxServer {
     outbox: Arc<Outbox>,
     calls: Mutex<HashMap<u64, Arc<Cancel>>>,
+    /// Calls in flight over every multiplexed stream of the connection: the limit is the
+    /// connection's, however many streams the caller spreads its calls over.
+    in_flight: Arc<AtomicUsize>,
     max_response: usize,
     metrics: Arc<TransportMetrics>,
 }
@@ -411,30 +469,35 @@ impl Drop for MuxResponder {
 
 impl MuxServer {
     fn end(&self, id: u64) {
-        lock(&self.calls).remove(&id);
+        if lock(&self.calls).remove(&id).is_some() {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Fires every call's cancellation: the stream they came on is gone.
     fn cancel_all(&self) {
         let calls = std::mem::take(&mut *lock(&self.calls));
+        self.in_flight.fetch_sub(calls.len(), Ordering::AcqRel);
         for cancel in calls.values() {
             cancel.fire();
         }
     }
 }
 
-/// Serves a multiplexed RPC stream a peer opened (its header already read), until it ends.
+/// Serves a multiplexed RPC stream a peer opened (its header already read), until it ends;
+/// `in_flight` counts the calls of every such stream of the connection.
 pub(crate) async fn serve(
     shared: &Arc<Shared>,
     from: NodeId,
-    send: SendStream,
-    recv: &mut RecvStream,
+    (send, recv): (SendStream, &mut RecvStream),
+    in_flight: Arc<AtomicUsize>,
 ) -> Result<(), ReadError> {
     let _ = send.set_priority(priority(Channel::Rpc));
     let outbox = Outbox::start(send, &[], Writes::ByPusher);
     let server = Arc::new(MuxServer {
         outbox: outbox.clone(),
         calls: Mutex::new(HashMap::new()),
+        in_flight,
         max_response: shared.config.limits.rpc,
         metrics: shared.metrics.clone(),
     });
@@ -542,7 +605,9 @@ fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: By
                 .rejected(Some(Channel::Rpc), DropReason::Malformed);
             return refuse(id, code::MALFORMED);
         }
-        if calls.len() >= shared.config.max_concurrent_requests as usize {
+        let limit = shared.config.max_concurrent_requests as usize;
+        if server.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
+            server.in_flight.fetch_sub(1, Ordering::AcqRel);
             drop(calls);
             server.metrics.rpc_event(RpcEvent::InFlightLimit);
             return refuse(id, code::TOO_MANY_IN_FLIGHT);
