@@ -7,6 +7,12 @@
 //! 8 subscriber connections and one publisher connection to one server. Both report deliveries
 //! per second summed over the 8 subscribers (from the first publish to the last delivery
 //! anywhere), messages lost (8 × published − delivered), and CPU per delivered message.
+//!
+//! Foundation runs twice: the four subscribing nodes and the tasks counting their deliveries on
+//! two threads of their own (as nats-server has a process of its own next to the benchmark's
+//! runtime), then all five nodes on the benchmark's runtime. Under other work on the machine
+//! the rate is the CPU share a side's threads get over its CPU per message, so each burst also
+//! prints its threads' running and runnable-waiting shares.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
