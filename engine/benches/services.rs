@@ -32,6 +32,8 @@ mod erlang;
 mod fanout;
 #[path = "common/nodes.rs"]
 mod nodes;
+#[path = "services/threads.rs"]
+mod threads;
 #[path = "common/wait.rs"]
 mod wait;
 use wait::wait_until;
@@ -429,7 +431,7 @@ async fn pubsub(plan: &Plan) {
     fanout::fanout(plan, nats.as_ref().map(|(server, _)| server)).await;
 }
 
-/// Where a measured node runs: on a runtime of its own (two workers, as a process of its own
+/// Where measured nodes run: on a runtime of their own (two workers, as a process of its own
 /// would have) with [`Placement::OwnThreads`], else on the benchmark's.
 struct Home(Option<tokio::runtime::Runtime>);
 
@@ -464,7 +466,12 @@ impl Home {
 
     /// Stops `node` here, then the runtime if it is the node's own.
     async fn stop(self, node: Node) {
-        self.run(async move { node.abort().await }).await;
+        self.stop_all(vec![node]).await;
+    }
+
+    /// Stops `nodes` here, then the runtime if it is theirs.
+    async fn stop_all(self, nodes: Vec<Node>) {
+        self.run(async move { stop(&nodes).await }).await;
         if let Some(own) = self.0 {
             own.shutdown_background();
         }

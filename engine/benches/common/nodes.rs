@@ -31,6 +31,13 @@ pub async fn cluster(cluster: &str, secret: &str, n: usize) -> Vec<Node> {
         let settings = settings(cluster, secret, vec![seed.addr()]);
         nodes.push(Node::start(settings).await.expect("node starts"));
     }
+    all_alive(&nodes).await;
+    nodes
+}
+
+/// Waits until each of `nodes` sees all the others alive (panics after 30 s).
+pub async fn all_alive(nodes: &[Node]) {
+    let n = nodes.len();
     let started = Instant::now();
     loop {
         let all = nodes.iter().all(|node| {
@@ -41,7 +48,7 @@ pub async fn cluster(cluster: &str, secret: &str, n: usize) -> Vec<Node> {
                 == n - 1
         });
         if all {
-            break;
+            return;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -49,7 +56,6 @@ pub async fn cluster(cluster: &str, secret: &str, n: usize) -> Vec<Node> {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    nodes
 }
 
 /// The runtime the benchmarks run nodes on: two workers, as the development machine has two

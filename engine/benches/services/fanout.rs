@@ -7,6 +7,12 @@
 //! 8 subscriber connections and one publisher connection to one server. Both report deliveries
 //! per second summed over the 8 subscribers (from the first publish to the last delivery
 //! anywhere), messages lost (8 × published − delivered), and CPU per delivered message.
+//!
+//! Foundation runs twice: the four subscribing nodes and the tasks counting their deliveries on
+//! two threads of their own (as nats-server has a process of its own next to the benchmark's
+//! runtime), then all five nodes on the benchmark's runtime. Under other work on the machine
+//! the rate is the CPU share a side's threads get over its CPU per message, so each burst also
+//! prints its threads' running and runnable-waiting shares.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,12 +22,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use crate::threads::Threads;
 use crate::wait::wait_until;
 use crate::{
     count_nats_messages, count_subscription, cpu_spent, cpu_time, load_average, nats_connect,
-    nats_cpu, nats_publish_burst, nats_subscribe, publish_burst, stop, subscribe, thousands,
-    verdict, warm_up, NatsServer, Plan, SMALL,
+    nats_cpu, nats_publish_burst, nats_subscribe, nodes, publish_burst, subscribe, thousands,
+    verdict, warm_up, Home, NatsServer, Placement, Plan, SECRET, SMALL,
 };
+use foundation_engine::runtime::Node;
 
 /// Subscribers in all.
 const SUBSCRIBERS: usize = 8;
@@ -35,6 +43,8 @@ struct FanOut {
     cpu: Option<Duration>,
     /// From the first publish to the last delivery to any subscriber.
     elapsed: Duration,
+    /// The measured processes' threads when the burst started and when it ended.
+    threads: (Threads, Threads),
 }
 
 impl FanOut {
@@ -73,11 +83,13 @@ impl FanOut {
                 each * 1e6
             );
         }
+        let (before, after) = &self.threads;
+        after.print_since(before, self.elapsed);
     }
 }
 
-/// Runs the fan-out for Foundation and, when `nats` is given, for NATS; prints both and the
-/// ratios.
+/// Runs the fan-out for Foundation in both placements and, when `nats` is given, for NATS;
+/// prints each and the ratios.
 pub async fn fanout(plan: &Plan, nats: Option<&NatsServer>) {
     println!();
     println!(
@@ -85,14 +97,29 @@ pub async fn fanout(plan: &Plan, nats: Option<&NatsServer>) {
         thousands(plan.burst as f64),
         load_average()
     );
-    let foundation = foundation_fanout(plan).await;
-    foundation.print("Foundation");
+    println!(
+        "(Foundation: the {SUBSCRIBER_NODES} subscribing nodes on two threads of their own, as nats-server has its own; \
+         \"1 runtime\": all five nodes share the benchmark's two workers)"
+    );
+    let mut ours = Vec::new();
+    for placement in [Placement::OwnThreads, Placement::Shared] {
+        let burst = foundation_fanout(plan, placement).await;
+        burst.print(placement.label());
+        ours.push((placement, burst));
+    }
     let Some(server) = nats else { return };
     let nats = match nats_fanout(server, plan).await {
         Ok(nats) => nats,
         Err(e) => return println!("NATS fan-out: skipped: {e}"),
     };
     nats.print("NATS (8 connections)");
+    for (placement, foundation) in &ours {
+        compare(placement.label(), foundation, &nats);
+    }
+}
+
+/// Prints `foundation`'s rate and CPU per message against `nats`'s.
+fn compare(label: &str, foundation: &FanOut, nats: &FanOut) {
     let ratio = foundation.rate() / nats.rate().max(1e-9);
     let cpu_ratio = foundation
         .cpu_per_message()
@@ -101,7 +128,7 @@ pub async fn fanout(plan: &Plan, nats: Option<&NatsServer>) {
             format!("{:.2}×", f / n.max(1e-12))
         });
     println!(
-        "Foundation/NATS fan-out delivered rate: {ratio:.2}×, CPU per delivered message {cpu_ratio}  (target ≥ 1× with zero loss: {}); load average {}",
+        "{label}/NATS fan-out delivered rate: {ratio:.2}×, CPU per delivered message {cpu_ratio}  (target ≥ 1× with zero loss: {}); load average {}",
         verdict(ratio >= 1.0 && foundation.lost() == 0),
         load_average()
     );
@@ -119,13 +146,35 @@ pub async fn fanout_alone(plan: &Plan) {
     fanout(plan, server.as_ref()).await;
 }
 
-async fn foundation_fanout(plan: &Plan) -> FanOut {
-    let nodes = crate::cluster(1 + SUBSCRIBER_NODES).await;
-    let publisher = &nodes[0];
-    let mut subscriptions = Vec::with_capacity(SUBSCRIBERS);
-    for i in 0..SUBSCRIBERS {
-        subscriptions.push(subscribe(&nodes[1 + i % SUBSCRIBER_NODES]).await);
-    }
+/// The publisher's node on the benchmark's runtime, the subscribing nodes, their subscriptions
+/// and the tasks counting deliveries placed as `placement` says.
+async fn foundation_fanout(plan: &Plan, placement: Placement) -> FanOut {
+    let home = Home::new(placement, "subscribers");
+    let publisher = Node::start(nodes::settings("services-bench", SECRET, vec![]))
+        .await
+        .expect("publishing node starts");
+    let seeds = vec![publisher.addr()];
+    let start_subscribers = async move {
+        let mut nodes = Vec::with_capacity(SUBSCRIBER_NODES);
+        for _ in 0..SUBSCRIBER_NODES {
+            let settings = nodes::settings("services-bench", SECRET, seeds.clone());
+            nodes.push(
+                Node::start(settings)
+                    .await
+                    .expect("subscribing node starts"),
+            );
+        }
+        let mut subscriptions = Vec::with_capacity(SUBSCRIBERS);
+        for i in 0..SUBSCRIBERS {
+            subscriptions.push(subscribe(&nodes[i % SUBSCRIBER_NODES]).await);
+        }
+        (nodes, subscriptions)
+    };
+    let (subscribers, mut subscriptions) = home.run(start_subscribers).await;
+    let everyone: Vec<Node> = std::iter::once(publisher.clone())
+        .chain(subscribers.iter().cloned())
+        .collect();
+    nodes::all_alive(&everyone).await;
     let every_node_interested = || {
         let directory = publisher.services().directory();
         let nodes: BTreeSet<_> = directory.interest().iter().map(|i| i.node).collect();
@@ -142,20 +191,23 @@ async fn foundation_fanout(plan: &Plan) -> FanOut {
     let target = Arc::new(AtomicU64::new(u64::MAX));
     let counters: Vec<_> = subscriptions
         .into_iter()
-        .map(|s| count_subscription(&tokio::runtime::Handle::current(), s, target.clone()))
+        .map(|s| count_subscription(&home.handle(), s, target.clone()))
         .collect();
-    let cpu_before = cpu_time("self");
+    let (cpu_before, threads_before) = (cpu_time("self"), Threads::read(&["self"]));
     let start = Instant::now();
     let published = publish_burst(&pubsub, &payload, plan, start).await;
     target.store(published, Ordering::Release);
     let (delivered, last) = sum_counts(counters).await;
     let cpu = cpu_spent(cpu_before, cpu_time("self"));
-    stop(&nodes).await;
+    let threads = (threads_before, Threads::read(&["self"]));
+    publisher.abort().await;
+    home.stop_all(subscribers).await;
     FanOut {
         published,
         delivered,
         cpu,
         elapsed: last.unwrap_or(start).saturating_duration_since(start),
+        threads,
     }
 }
 
@@ -175,7 +227,8 @@ async fn nats_fanout(server: &NatsServer, plan: &Plan) -> Result<FanOut, String>
     }
     let mut publisher = nats_connect(server.addr).await.map_err(io)?;
     let server_pid = server.child.id().to_string();
-    let cpu_before = nats_cpu(&server_pid);
+    let measured = ["self", server_pid.as_str()];
+    let (cpu_before, threads_before) = (nats_cpu(&server_pid), Threads::read(&measured));
     let start = Instant::now();
     let published = nats_publish_burst(&mut publisher, plan, start)
         .await
@@ -183,6 +236,7 @@ async fn nats_fanout(server: &NatsServer, plan: &Plan) -> Result<FanOut, String>
     target.store(published, Ordering::Release);
     let (delivered, last) = sum_counts(counters).await;
     let cpu = cpu_spent(cpu_before, nats_cpu(&server_pid));
+    let threads = (threads_before, Threads::read(&measured));
     for error in errors.lock().unwrap().iter() {
         println!("  nats-server told a subscriber: {error}");
     }
@@ -191,6 +245,7 @@ async fn nats_fanout(server: &NatsServer, plan: &Plan) -> Result<FanOut, String>
         delivered,
         cpu,
         elapsed: last.unwrap_or(start).saturating_duration_since(start),
+        threads,
     })
 }
 
