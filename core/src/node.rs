@@ -348,10 +348,19 @@ impl Core {
     /// What follows every input and every timer: replication hears of members that came up,
     /// persists what changed, and writes as our current life.
     fn settle(&mut self, now: Instant, mark: usize) {
-        self.members_came_up(now, mark);
-        self.placement_view(now, mark);
-        self.adopt_declarations(now, mark);
-        self.adopt_cache_entries(now, mark);
+        // These four read only the events emitted since `mark`, and emit nothing when there
+        // are none: most inputs of a formed cluster (a probe, its answer) emit none, and four
+        // walks over their sends were a fifth of what settling cost.
+        if self
+            .outbox
+            .since(mark)
+            .any(|e| matches!(e, Effect::Event(_)))
+        {
+            self.members_came_up(now, mark);
+            self.placement_view(now, mark);
+            self.adopt_declarations(now, mark);
+            self.adopt_cache_entries(now, mark);
+        }
         self.replication.flush_persistence(&mut self.outbox);
         // Replication writes as our current life: see `Replication::renew`.
         let me = origin(&self.membership.me());

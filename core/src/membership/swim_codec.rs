@@ -94,7 +94,29 @@ impl<const N: usize> Scratch<N> {
     }
 
     /// Postcard's unsigned varint: seven bits a byte, least significant first.
-    fn varint(&mut self, mut value: u128) {
+    fn varint(&mut self, value: u128) {
+        // A random node id takes 19 bytes, and shifting a u128 a byte at a time made most of a
+        // header's encoding cost. Anything of 64 bits or more has at least ten bytes, so its
+        // low 63 bits are nine bytes that all carry the continuation bit: one u64 spreads them.
+        let mut rest = value;
+        while rest > u128::from(u64::MAX) {
+            self.group(rest as u64);
+            rest >>= 63;
+        }
+        self.varint64(rest as u64);
+    }
+
+    /// The low 63 bits of `low` as nine continued varint bytes, eight of them in one write.
+    fn group(&mut self, low: u64) {
+        let mut word = 0u64;
+        for byte in 0..8 {
+            word |= (low >> (7 * byte) & 0x7f) << (8 * byte);
+        }
+        self.raw(&(word | 0x8080_8080_8080_8080).to_le_bytes());
+        self.byte((low >> 56) as u8 | 0x80);
+    }
+
+    fn varint64(&mut self, mut value: u64) {
         while value >= 0x80 {
             self.byte(value as u8 | 0x80);
             value >>= 7;
