@@ -26,21 +26,21 @@ const REMEMBERED_MAX: usize = 4096;
 
 /// [`NodeMetadata`] as encoded, its strings borrowed where the format allows.
 #[derive(Deserialize, Hash)]
-struct Borrowed<'a> {
+pub(super) struct Borrowed<'a> {
     #[serde(borrow)]
-    name: Option<Str<'a>>,
+    pub name: Option<Str<'a>>,
     #[serde(borrow)]
-    tags: BTreeMap<Str<'a>, Str<'a>>,
+    pub tags: BTreeMap<Str<'a>, Str<'a>>,
     #[serde(borrow)]
-    version: Str<'a>,
-    http: Option<SocketAddr>,
+    pub version: Str<'a>,
+    pub http: Option<SocketAddr>,
 }
 
 /// A string borrowed from the input when the format hands one out (postcard does), copied
 /// otherwise (JSON with escapes). serde's own `Cow<str>` always copies inside an `Option` or a
 /// map.
 #[derive(Hash, PartialEq, Eq, PartialOrd, Ord)]
-struct Str<'a>(Cow<'a, str>);
+pub(super) struct Str<'a>(pub Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -159,18 +159,22 @@ impl Hasher for KeyIsHash {
 pub(super) fn shared<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Arc<NodeMetadata>, D::Error> {
-    let borrowed = Borrowed::deserialize(deserializer)?;
+    Borrowed::deserialize(deserializer).map(share)
+}
+
+/// `borrowed` as an owned value, shared if an equal one was decoded recently on this thread.
+pub(super) fn share(borrowed: Borrowed<'_>) -> Arc<NodeMetadata> {
     RECENT.with_borrow_mut(|recent| {
         let key = borrowed.key(recent);
         if let Some(value) = recent.values.get(&key).filter(|v| borrowed.matches(v)) {
-            return Ok(value.clone());
+            return value.clone();
         }
         if recent.values.len() >= REMEMBERED_MAX {
             recent.values.clear();
         }
         let value = Arc::new(borrowed.owned());
         recent.values.insert(key, value.clone());
-        Ok(value)
+        value
     })
 }
 
