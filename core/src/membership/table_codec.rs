@@ -16,13 +16,12 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use foca::{Codec, Member, State};
 use postcard::Error;
 
-use super::decoded::{self, Borrowed, Str};
+use super::decoded;
 use super::metadata::{NodeMetadata, Versioned};
 use super::swim_codec::SwimCodec;
 use super::wire::MembershipMessage;
@@ -243,30 +242,54 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn str(&mut self) -> Result<Str<'a>, Error> {
+    fn str(&mut self) -> Result<&'a str, Error> {
         let len = self.number(U64)?;
-        let text = std::str::from_utf8(self.take(len)?).map_err(|_| Error::DeserializeBadUtf8)?;
-        Ok(Str(text.into()))
+        std::str::from_utf8(self.take(len)?).map_err(|_| Error::DeserializeBadUtf8)
+    }
+
+    /// A string's bytes, unchecked: for [`Reader::skip_metadata`].
+    fn skip_str(&mut self) -> Result<(), Error> {
+        let len = self.number(U64)?;
+        self.take(len).map(drop)
     }
 
     fn versioned(&mut self) -> Result<Versioned, Error> {
         let version = self.number(U64)?;
-        let name = self.option(Self::str)?;
+        let start = self.0;
+        self.skip_metadata()?;
+        let encoded = &start[..start.len() - self.0.len()];
+        // Most entries are values decoded lately (every push-pull lists every node's): bytes
+        // equal to a value's encoding are that value, valid, and need no decoding.
+        let metadata = decoded::remembered(encoded, |_| true, || Reader(encoded).metadata())?;
+        Ok(Versioned { version, metadata })
+    }
+
+    /// Steps over a [`NodeMetadata`], reading only its lengths and tags.
+    fn skip_metadata(&mut self) -> Result<(), Error> {
+        self.option(Self::skip_str)?;
+        let tags: usize = self.number(U64)?;
+        for _ in 0..tags {
+            self.skip_str()?;
+            self.skip_str()?;
+        }
+        self.skip_str()?;
+        self.option(Self::socket_addr).map(drop)
+    }
+
+    fn metadata(&mut self) -> Result<NodeMetadata, Error> {
+        let name = self.option(Self::str)?.map(str::to_owned);
         let tags_len: usize = self.number(U64)?;
         let mut tags = BTreeMap::new();
         for _ in 0..tags_len {
             // A repeated key keeps its last value, as a map decoded by serde does.
-            tags.insert(self.str()?, self.str()?);
+            tags.insert(self.str()?.to_owned(), self.str()?.to_owned());
         }
-        let version_text = self.str()?;
-        let http = self.option(Self::socket_addr)?;
-        let metadata: Arc<NodeMetadata> = decoded::share(Borrowed {
+        Ok(NodeMetadata {
             name,
             tags,
-            version: version_text,
-            http,
-        });
-        Ok(Versioned { version, metadata })
+            version: self.str()?.to_owned(),
+            http: self.option(Self::socket_addr)?,
+        })
     }
 }
 
@@ -276,6 +299,7 @@ mod tests {
     use crate::node::CoreMessage;
     use rand10::rngs::StdRng;
     use rand10::{RngExt, SeedableRng};
+    use std::sync::Arc;
 
     /// A number mostly at a varint length boundary or an extreme, sometimes any value.
     fn number(rng: &mut StdRng, bits: u32) -> u128 {
