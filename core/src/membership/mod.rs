@@ -435,6 +435,7 @@ impl Membership {
                 }
             }
         }
+        self.metadata.settle();
     }
 
     /// One of our timers fired; `scheduled` is when it was due.
@@ -770,6 +771,7 @@ impl Membership {
         for note in notes {
             self.on_notification(now, note, out);
         }
+        self.view.settle();
         self.resume_gossip(now, out);
     }
 
@@ -1178,7 +1180,8 @@ impl Membership {
             incoming.metadata = value;
         }
         let metadata = incoming.metadata.clone();
-        self.metadata.insert(node, incoming);
+        // Settled by `handle_message`, this one's only way in.
+        self.metadata.insert_unsettled(node, incoming);
         if let Some(view) = self.view.set_metadata(&node, metadata) {
             out.event(Event::Membership(MembershipEvent::Updated(view)));
         }
