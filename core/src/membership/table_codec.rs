@@ -434,7 +434,7 @@ mod tests {
     #[test]
     fn leaves_other_messages_to_postcard() {
         let digest = super::super::encode(MembershipMessage::Digest {
-            from: member(&mut StdRng::seed_from_u64(1)).id().clone(),
+            from: *member(&mut StdRng::seed_from_u64(1)).id(),
             digest: 7,
         });
         assert!(decode_push_pull(&digest).is_none());
