@@ -25,13 +25,17 @@ pub const CACHE: u8 = 4;
 /// shrunk to fit when the slack is worth a reallocation.
 pub fn encode<T: Serialize>(tag: u8, message: &T) -> Bytes {
     postcard::to_extend(message, vec![tag])
-        .map(|mut bytes| {
-            if bytes.capacity() - bytes.len() >= SLACK_KEPT {
-                bytes.shrink_to_fit();
-            }
-            Bytes::from(bytes)
-        })
+        .map(finish)
         .unwrap_or_default()
+}
+
+/// An encoded message as it is sent, shrunk to fit when the slack is worth a reallocation
+/// (see [`encode`]); for machines that encode a message of theirs without serde.
+pub fn finish(mut bytes: Vec<u8>) -> Bytes {
+    if bytes.capacity() - bytes.len() >= SLACK_KEPT {
+        bytes.shrink_to_fit();
+    }
+    Bytes::from(bytes)
 }
 
 /// Unused capacity an encoded message may keep: below this, shrinking costs more than it saves.

@@ -3,16 +3,14 @@
 //! Every full push-pull carries every member's metadata, and nearly all of it is what the
 //! receiver holds already (at a mass join, N entries per exchange, N exchanges per probe
 //! period). Decoding each entry afresh allocated its strings, tag map and `Arc` only to drop
-//! them after the version test: a fifth of the simulator's time at N=1000. Here an entry is
-//! read borrowing its strings from the message, and a value equal to one decoded recently on
-//! this thread is shared instead of rebuilt. Equal values are indistinguishable, so what a
+//! them after the version test: a fifth of the simulator's time at N=1000. Here an entry's
+//! bytes are looked up among the encodings of values decoded recently on this thread, and an
+//! equal value is shared instead of rebuilt. Equal values are indistinguishable, so what a
 //! node does is unchanged; the table is only looked up, never iterated.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
@@ -24,113 +22,32 @@ use super::swim::IdHashing;
 /// a message and across a cluster's messages, so a small table catches nearly all).
 const REMEMBERED_MAX: usize = 4096;
 
-/// [`NodeMetadata`] as encoded, its strings borrowed where the format allows.
-#[derive(Deserialize, Hash)]
-struct Borrowed<'a> {
-    #[serde(borrow)]
-    name: Option<Str<'a>>,
-    #[serde(borrow)]
-    tags: BTreeMap<Str<'a>, Str<'a>>,
-    #[serde(borrow)]
-    version: Str<'a>,
-    http: Option<SocketAddr>,
-}
-
-/// A string borrowed from the input when the format hands one out (postcard does), copied
-/// otherwise (JSON with escapes). serde's own `Cow<str>` always copies inside an `Option` or a
-/// map.
-#[derive(Hash, PartialEq, Eq, PartialOrd, Ord)]
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
-            type Value = Str<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                s: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(s)))
-            }
-        }
-        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
-    }
-}
-
-impl Borrowed<'_> {
-    fn matches(&self, value: &NodeMetadata) -> bool {
-        self.name.as_ref().map(|s| &*s.0) == value.name.as_deref()
-            && self.version.0 == value.version
-            && self.http == value.http
-            && self.tags.len() == value.tags.len()
-            && self
-                .tags
-                .iter()
-                .zip(&value.tags)
-                .all(|((k, v), (vk, vv))| k.0 == **vk && v.0 == **vv)
-    }
-
-    fn owned(self) -> NodeMetadata {
-        NodeMetadata {
-            name: self.name.map(|s| s.0.into_owned()),
-            tags: self
-                .tags
-                .into_iter()
-                .map(|(k, v)| (k.0.into_owned(), v.0.into_owned()))
-                .collect(),
-            version: self.version.0.into_owned(),
-            http: self.http,
-        }
-    }
-
-    fn key(&self, recent: &Recent) -> u64 {
-        recent.keys.hash_one(self)
-    }
-}
-
-/// [`Borrowed::key`] of `value` encoded: its fields hashed in the same order, each as its
-/// borrowed twin hashes (a `String` as the `str` it holds).
-fn key_of(value: &NodeMetadata, recent: &Recent) -> u64 {
-    let fields = (&value.name, &value.tags, &value.version, &value.http);
-    recent.keys.hash_one(fields)
-}
-
-/// Values decoded on this thread equal to `value` are `value` itself from now on: the one
-/// shared process-wide ([`super::SharedMetadata`]), so that sharing them there finds the same
-/// allocation instead of comparing contents.
-pub(super) fn prefer(value: &Arc<NodeMetadata>) {
-    RECENT.with_borrow_mut(|recent| {
-        let key = key_of(value, recent);
-        if let Some(held) = recent.values.get_mut(&key) {
-            if **held == **value {
-                *held = value.clone();
-            }
-        }
-    })
-}
-
 thread_local! {
     static RECENT: RefCell<Recent> = RefCell::default();
 }
 
-/// Values decoded lately on this thread, by a hash of their contents. Hashed by seeded xxh3,
-/// not SipHash, and only once: hashing every decoded entry twice (contents, then the key in the
-/// map) was a twentieth of a mass join's instructions (N=300). A key that collides only costs a
-/// miss.
+/// Values decoded lately on this thread, by a seeded xxh3 hash of their postcard encoding,
+/// which is kept to compare: a push-pull's entry is then looked up by one hash of its bytes
+/// and one comparison of them, without decoding it (measured: hashing a value field by field,
+/// a hash call per field, cost more than reading it). A key that collides only costs a miss.
 #[derive(Default)]
 struct Recent {
     keys: IdHashing,
-    values: HashMap<u64, Arc<NodeMetadata>, BuildHasherDefault<KeyIsHash>>,
+    values: HashMap<u64, Remembered, BuildHasherDefault<KeyIsHash>>,
+}
+
+/// A value and its encoding.
+struct Remembered {
+    value: Arc<NodeMetadata>,
+    encoded: Box<[u8]>,
+}
+
+impl Recent {
+    fn key(&self, encoded: &[u8]) -> u64 {
+        let mut hasher = self.keys.build_hasher();
+        hasher.write(encoded);
+        hasher.finish()
+    }
 }
 
 /// The map's keys are seeded hashes already: each is its own hash.
@@ -154,24 +71,67 @@ impl Hasher for KeyIsHash {
     }
 }
 
-/// Decodes a [`NodeMetadata`] exactly as its derived `Deserialize` does, sharing the value if
-/// an equal one was decoded recently on this thread.
-pub(super) fn shared<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Arc<NodeMetadata>, D::Error> {
-    let borrowed = Borrowed::deserialize(deserializer)?;
+/// The value remembered for `encoded` if `accept` takes it, or else `decode`'s, remembered
+/// from now on. `decode` must not decode metadata itself (the table is borrowed meanwhile).
+pub(super) fn remembered<E>(
+    encoded: &[u8],
+    accept: impl FnOnce(&NodeMetadata) -> bool,
+    decode: impl FnOnce() -> Result<NodeMetadata, E>,
+) -> Result<Arc<NodeMetadata>, E> {
     RECENT.with_borrow_mut(|recent| {
-        let key = borrowed.key(recent);
-        if let Some(value) = recent.values.get(&key).filter(|v| borrowed.matches(v)) {
-            return Ok(value.clone());
+        let key = recent.key(encoded);
+        if let Some(held) = recent.values.get(&key) {
+            if *held.encoded == *encoded && accept(&held.value) {
+                return Ok(held.value.clone());
+            }
         }
+        let value = Arc::new(decode()?);
         if recent.values.len() >= REMEMBERED_MAX {
             recent.values.clear();
         }
-        let value = Arc::new(borrowed.owned());
-        recent.values.insert(key, value.clone());
+        let encoded = encoded.into();
+        let held = value.clone();
+        recent.values.insert(
+            key,
+            Remembered {
+                value: held,
+                encoded,
+            },
+        );
         Ok(value)
     })
+}
+
+/// Values decoded on this thread equal to `value` are `value` itself from now on: the one
+/// shared process-wide ([`super::SharedMetadata`]), so that sharing them there finds the same
+/// allocation instead of comparing contents.
+pub(super) fn prefer(value: &Arc<NodeMetadata>) {
+    let Ok(encoded) = postcard::to_stdvec(&**value) else {
+        return;
+    };
+    RECENT.with_borrow_mut(|recent| {
+        let key = recent.key(&encoded);
+        if let Some(held) = recent.values.get_mut(&key) {
+            if *held.encoded == *encoded && *held.value == **value {
+                held.value = value.clone();
+            }
+        }
+    })
+}
+
+/// Decodes a [`NodeMetadata`] exactly as its derived `Deserialize` does, sharing the value if
+/// an equal one was decoded recently on this thread. For messages other than push-pulls, whose
+/// entries `table_codec` looks up by their bytes before decoding them: here the value is
+/// decoded first (any format), then encoded to be looked up, and shared only if equal (an
+/// IPv6 scope, which postcard does not carry, may tell equal encodings apart).
+pub(super) fn shared<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Arc<NodeMetadata>, D::Error> {
+    let value = NodeMetadata::deserialize(deserializer)?;
+    let Ok(encoded) = postcard::to_stdvec(&value) else {
+        return Ok(Arc::new(value));
+    };
+    remembered(&encoded, |held| *held == value, || Ok(value.clone()))
 }
 
 #[cfg(test)]
@@ -214,9 +174,6 @@ mod tests {
             let twice: Versioned = postcard::from_bytes(&bytes).expect("decodes");
             assert_eq!(once, versioned);
             assert!(Arc::ptr_eq(&once.metadata, &twice.metadata));
-            let encoded = postcard::to_stdvec(value).expect("encodes");
-            let borrowed: Borrowed = postcard::from_bytes(&encoded).expect("decodes");
-            RECENT.with_borrow(|recent| assert_eq!(borrowed.key(recent), key_of(value, recent)));
             let json = serde_json::to_string(&versioned).expect("encodes");
             let from_json: Versioned = serde_json::from_str(&json).expect("decodes");
             assert_eq!(from_json, versioned);

@@ -15,6 +15,7 @@ mod lifeguard;
 pub mod metadata;
 mod swim;
 mod swim_codec;
+mod table_codec;
 pub mod view;
 pub mod wire;
 
@@ -29,6 +30,7 @@ use rand10::{RngExt, SeedableRng};
 pub use config::{MembershipConfig, MembershipConfigError};
 pub use identity::MemberId;
 pub use metadata::{NodeMetadata, SharedMetadata, Versioned};
+pub use table_codec::decode_push_pull;
 pub use view::{ForceLeaveError, MemberState, MemberView, MembershipEvent, MembershipTimer};
 pub use wire::{MembershipMessage, SuspectReport};
 
@@ -433,6 +435,7 @@ impl Membership {
                 }
             }
         }
+        self.metadata.settle();
     }
 
     /// One of our timers fired; `scheduled` is when it was due.
@@ -768,6 +771,7 @@ impl Membership {
         for note in notes {
             self.on_notification(now, note, out);
         }
+        self.view.settle();
         self.resume_gossip(now, out);
     }
 
@@ -1176,7 +1180,8 @@ impl Membership {
             incoming.metadata = value;
         }
         let metadata = incoming.metadata.clone();
-        self.metadata.insert(node, incoming);
+        // Settled by `handle_message`, this one's only way in.
+        self.metadata.insert_unsettled(node, incoming);
         if let Some(view) = self.view.set_metadata(&node, metadata) {
             out.event(Event::Membership(MembershipEvent::Updated(view)));
         }
@@ -1257,27 +1262,23 @@ impl Membership {
         reply: bool,
         out: &mut Outbox,
     ) {
-        let mut members: Vec<Member<MemberId>> = self
+        let own = Member::alive(self.me);
+        let members: Vec<&Member<MemberId>> = self
             .swim
             .iter_membership_state()
             .filter(|m| theirs.is_none_or(|theirs| theirs.lacks_member(m)))
-            .cloned()
+            .chain([&own])
             .collect();
-        members.push(Member::alive(self.me));
-        let metadata = self
+        let metadata: Vec<(NodeId, &Versioned)> = self
             .metadata
             .iter()
             .filter(|(node, v)| {
                 theirs.is_none_or(|theirs| theirs.lacks_metadata(**node, v.version))
             })
-            .map(|(node, v)| (*node, v.clone()))
+            .map(|(node, v)| (*node, v))
             .collect();
-        let message = MembershipMessage::PushPull {
-            members,
-            metadata,
-            reply,
-        };
-        send(self.me, out, to, Channel::Replication, encode(message));
+        let payload = table_codec::encode(&members, &metadata, reply);
+        send(self.me, out, to, Channel::Replication, payload);
     }
 
     /// A digest of what a push-pull would tell: every live member (ourselves included) with

@@ -244,8 +244,13 @@ impl View {
     /// if any (building the whole view costs a copy, and a lookup before it a search).
     pub(crate) fn put(&mut self, node: NodeId, view: &MemberView) -> Option<MemberState> {
         debug_assert_eq!(node, view.id);
-        let before = self.entries.insert(node, Entry::of(view))?;
+        let before = self.entries.insert_unsettled(node, Entry::of(view))?;
         Some(before.state())
+    }
+
+    /// Packs what [`View::put`] added since the last call (see [`PackedMap::settle`]).
+    pub(crate) fn settle(&mut self) {
+        self.entries.settle();
     }
 
     /// Gives `node`'s entry, if any, this metadata; its view then.

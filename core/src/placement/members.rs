@@ -43,16 +43,23 @@ impl Members {
     /// `node` is in the agreed membership, in life `generation`; the generation it was agreed
     /// at before, if it was.
     pub(super) fn agree(&mut self, node: NodeId, generation: u64) -> Option<u64> {
-        self.agree_and(node, generation, false)
+        let before = self.agree_and(node, generation, false);
+        self.entries.settle();
+        before
     }
 
     /// [`Self::agree`] and [`Self::set_alive`] at once: one lookup instead of two for each
-    /// member a mass join brings up.
+    /// member a mass join brings up. Many come up at once: [`Self::settle`] packs them after.
     pub(super) fn agree_alive(&mut self, node: NodeId, generation: u64) -> Option<u64> {
         self.agree_and(node, generation, true)
     }
 
-    /// [`Self::agree`], and with `alive` [`Self::set_alive`] too.
+    /// Packs the members [`Self::agree_alive`] added (see [`PackedMap::settle`]).
+    pub(super) fn settle(&mut self) {
+        self.entries.settle();
+    }
+
+    /// [`Self::agree`], and with `alive` [`Self::set_alive`] too; unsettled.
     fn agree_and(&mut self, node: NodeId, generation: u64, alive: bool) -> Option<u64> {
         if let Some(entry) = self.entries.get_mut(&node) {
             let before = entry.agreed.then_some(entry.generation);
@@ -65,7 +72,7 @@ impl Members {
             return before;
         }
         self.agreed += 1;
-        self.entries.insert(
+        self.entries.insert_unsettled(
             node,
             Entry {
                 generation,

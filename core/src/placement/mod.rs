@@ -637,6 +637,7 @@ impl Placement {
                 None => self.remove_other(*node),
             }
         }
+        self.members.settle();
         self.note_oldest(now);
         self.dirty = true;
         self.decide(now);

@@ -3,15 +3,17 @@
 //! digests and full states, variables, placement, agents). The first byte picks the channel
 //! and the sender; the rest is split into up to four messages at bytes the input chooses.
 //!
-//! Property: nothing panics (overflow checks are on), and the core still takes a local write.
+//! Properties: nothing panics (overflow checks are on), the core still takes a local write,
+//! and the membership's own push-pull decoder agrees with postcard's decoding of each message.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use foundation_core::membership::decode_push_pull;
 use foundation_core::membership::{MemberId, MembershipConfig, NodeMetadata};
 use foundation_core::replication::{ReplicationConfig, Write};
 use foundation_core::time::Instant;
-use foundation_core::{Channel, Core, CoreConfig, Input, NodeId};
+use foundation_core::{Channel, Core, CoreConfig, CoreMessage, Input, NodeId};
 
 const CHANNELS: [Channel; 6] = Channel::ALL;
 
@@ -46,6 +48,7 @@ pub(crate) fn feed(channel: Channel, from: NodeId, input: &[u8]) {
     let mut core = core();
     let mut now = Instant::ZERO;
     for message in input.split(|b| *b == 0xF5).take(4) {
+        decoders_agree(message);
         let payload = Bytes::copy_from_slice(message);
         core.handle(
             now,
@@ -60,6 +63,18 @@ pub(crate) fn feed(channel: Channel, from: NodeId, input: &[u8]) {
         while core.poll_effect().is_some() {}
     }
     assert_takes_a_write(&mut core, now, "a node fed garbage");
+}
+
+/// A stream payload the push-pull decoder takes decodes as postcard decodes it: the same
+/// message, or an error where postcard fails.
+fn decoders_agree(payload: &[u8]) {
+    let Some(ours) = decode_push_pull(payload) else {
+        return;
+    };
+    match (ours, postcard::from_bytes::<CoreMessage>(payload)) {
+        (Ok(ours), Ok(CoreMessage::Membership(theirs))) => assert_eq!(ours, theirs),
+        (ours, theirs) => assert_eq!(ours.is_ok(), theirs.is_ok(), "{payload:?}"),
+    }
 }
 
 /// The property every check that feeds a live core ends with: the node still takes a local
