@@ -891,13 +891,13 @@ async fn nats_publish_burst(
 
 const CALLERS: usize = 64;
 
-/// Where the responding node runs during an RPC measurement.
+/// Where the receiving side of an RPC, pub/sub 1 → 1 or fan-out measurement runs.
 #[derive(Clone, Copy, PartialEq)]
 enum Placement {
-    /// Both nodes and the callers (or publisher and subscriber) on the benchmark's one runtime
-    /// (two workers).
+    /// Every node and the callers (or publisher and subscribers) on the benchmark's one
+    /// runtime (two workers).
     Shared,
-    /// The responding (or subscribing) node on a runtime of its own (two more threads), as
+    /// The responding (or subscribing) nodes on a runtime of their own (two more threads), as
     /// nats-server runs in a process of its own next to the benchmark's runtime: the
     /// like-for-like comparison.
     OwnThreads,

@@ -84,7 +84,7 @@ impl FanOut {
             );
         }
         let (before, after) = &self.threads;
-        after.print_since(before, self.elapsed);
+        after.print_since(before);
     }
 }
 

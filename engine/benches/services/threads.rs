@@ -4,7 +4,7 @@
 //! Included by path from `services.rs`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::Instant;
 
 /// One thread's counters: its name, nanoseconds on a CPU, nanoseconds runnable but waiting for
 /// one, and times it was put on a CPU.
@@ -15,8 +15,9 @@ struct Counters {
     slices: u64,
 }
 
-/// The counters of every thread of some processes at one moment, by (pid, thread id).
-pub struct Threads(BTreeMap<(String, String), Counters>);
+/// The counters of every thread of some processes at one moment, by (pid, thread id), and
+/// when they were read.
+pub struct Threads(BTreeMap<(String, String), Counters>, Instant);
 
 impl Threads {
     /// Reads the threads of `pids` ("self" for this process); a process or thread that cannot
@@ -35,13 +36,15 @@ impl Threads {
                 threads.insert(((*pid).to_owned(), tid), counters);
             }
         }
-        Threads(threads)
+        Threads(threads, Instant::now())
     }
 
-    /// Prints, for the threads that ran at least 1 % of `elapsed` since `before`, the share of
-    /// `elapsed` each ran and waited runnable, and how often it was put on a CPU; then the sums.
-    pub fn print_since(&self, before: &Threads, elapsed: Duration) {
-        let nanos = elapsed.as_nanos().max(1) as f64;
+    /// Prints, for the threads that ran at least 1 % of the time since `before` was read, the
+    /// share of that time each ran and waited runnable, and how often it was put on a CPU; then
+    /// the sums. The time between the readings, not the burst's: a lossy burst's readings also
+    /// span the quiet wait after its last delivery, when the threads mostly sleep.
+    pub fn print_since(&self, before: &Threads) {
+        let nanos = self.1.duration_since(before.1).as_nanos().max(1) as f64;
         let share = |n: u64| 100.0 * n as f64 / nanos;
         let (mut run, mut wait) = (0, 0);
         let mut each = Vec::new();
