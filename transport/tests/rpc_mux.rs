@@ -101,6 +101,76 @@ async fn overlapping_calls_spread_over_streams_and_calls_one_at_a_time_share_the
     }
 }
 
+/// Large requests on streams of their own take every stream the peer allows (4 in flight: 21,
+/// the hello's among them) but the one multiplexed stream already open. Two overlapping small
+/// calls would spread over two streams, and the second cannot open: it goes on the open stream
+/// instead of waiting out its deadline for room.
+#[tokio::test]
+async fn a_call_does_not_wait_for_a_stream_the_peer_has_no_room_for() {
+    const HELD: usize = 19;
+    // Held requests send nothing, and with sealed membership nothing else keeps the
+    // connection from idling out.
+    let config = TransportConfig {
+        idle_timeout: Duration::from_secs(20),
+        ..fast_config()
+    };
+    let a = node_with("orders", &secret(SECRET), config.clone()).await;
+    let mut b = node_with(
+        "orders",
+        &secret(SECRET),
+        TransportConfig {
+            max_concurrent_requests: 4,
+            ..config
+        },
+    )
+    .await;
+    let to = b.endpoint.local();
+    let (all_held, held_now) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        let mut all_held = Some(all_held);
+        while let Some(request) = b.inbox.requests.recv().await {
+            if request.payload.len() <= foundation_transport::rpc::MUX_REQUEST_MAX {
+                let reply = request.payload.clone();
+                request.respond(reply).await.unwrap();
+                continue;
+            }
+            held.push(request);
+            if held.len() == HELD {
+                let _ = all_held.take().map(|tx| tx.send(()));
+            }
+        }
+    });
+    let call = |payload: Bytes, deadline| {
+        let endpoint = a.endpoint.clone();
+        tokio::spawn(async move { endpoint.request(to, payload, deadline).await })
+    };
+    let first = call(
+        Bytes::from_static(b"opens a stream"),
+        Duration::from_secs(5),
+    );
+    assert!(first.await.unwrap().is_ok());
+    let large: Vec<_> = (0..HELD)
+        .map(|_| call(vec![1u8; 80 << 10].into(), Duration::from_secs(30)))
+        .collect();
+    tokio::time::timeout(Duration::from_secs(10), held_now)
+        .await
+        .expect("the large requests arrive")
+        .unwrap();
+    let small: Vec<_> = (0..2u8)
+        .map(|i| call(Bytes::from(vec![i]), Duration::from_secs(2)))
+        .collect();
+    for (i, call) in small.into_iter().enumerate() {
+        assert_eq!(
+            call.await.unwrap(),
+            Ok(Bytes::from(vec![i as u8])),
+            "call {i}"
+        );
+    }
+    large.iter().for_each(|call| call.abort());
+    server.abort();
+}
+
 fn request_id(frame: MuxFrame, expected: &[u8]) -> u64 {
     match frame {
         MuxFrame::Request { id, payload, .. } if payload == expected => id,

@@ -1,7 +1,8 @@
 //! Small requests multiplexed on a few long-lived bidirectional streams per connection.
 //!
 //! The caller's side ([`MuxSlot`]) puts each call on the stream with the fewest calls waiting,
-//! opening a stream when it is first used; each stream ([`MuxClient`]) gives its calls ids and
+//! opening a stream when it is first used (or, if it cannot open at once while another is open,
+//! using the least-loaded open one); each stream ([`MuxClient`]) gives its calls ids and
 //! keeps a table of the calls waiting for an answer. The
 //! responder's side ([`serve`]) reads requests off the stream and hands them to the application
 //! with a [`MuxResponder`] that answers by id; when the application takes requests in this task
@@ -98,12 +99,46 @@ impl MuxSlot {
         lane.load.fetch_add(1, Ordering::AcqRel);
         Some(Ticket { slot: self, lane })
     }
+
+    fn least_loaded_live(&self) -> Option<(&Lane, Arc<MuxClient>)> {
+        self.lanes
+            .iter()
+            .filter_map(|lane| Some((lane, lane.live()?)))
+            .min_by_key(|(lane, _)| lane.load.load(Ordering::Acquire))
+    }
 }
 
 /// A call's place on a lane, given back when the call ends however it ends.
 struct Ticket<'a> {
     slot: &'a MuxSlot,
     lane: &'a Lane,
+}
+
+impl Ticket<'_> {
+    /// The stream for this call: its lane's, opened first if need be. While another lane has a
+    /// stream, opening must not wait: the peer may have no room for another stream (large
+    /// requests on streams of their own can take it all), and the call would wait out its
+    /// deadline beside a stream that could carry it; it goes on the least-loaded open stream
+    /// instead, and a later call tries the opening again.
+    async fn client(
+        &mut self,
+        shared: &Shared,
+        conn: &Connection,
+    ) -> Result<Arc<MuxClient>, RequestError> {
+        if let Some(client) = self.lane.live() {
+            return Ok(client);
+        }
+        let Some((lane, client)) = self.slot.least_loaded_live() else {
+            return self.lane.client(shared, conn).await;
+        };
+        if let Some(opened) = self.lane.open_now(shared, conn) {
+            return opened;
+        }
+        lane.load.fetch_add(1, Ordering::AcqRel);
+        self.lane.load.fetch_sub(1, Ordering::AcqRel);
+        self.lane = lane;
+        Ok(client)
+    }
 }
 
 impl Drop for Ticket<'_> {
@@ -127,7 +162,32 @@ impl Lane {
         if let Some(client) = self.live() {
             return Ok(client);
         }
-        let client = MuxClient::open(shared, conn).await?;
+        let streams = conn.open_bi().await;
+        self.install(shared, streams)
+    }
+
+    /// The lane's new stream if one opens without waiting; `None` if it would wait, or another
+    /// call is opening it.
+    fn open_now(
+        &self,
+        shared: &Shared,
+        conn: &Connection,
+    ) -> Option<Result<Arc<MuxClient>, RequestError>> {
+        let _opening = self.opening.try_lock().ok()?;
+        if let Some(client) = self.live() {
+            return Some(Ok(client));
+        }
+        let streams = ready_now(conn.open_bi())?;
+        Some(self.install(shared, streams))
+    }
+
+    fn install(
+        &self,
+        shared: &Shared,
+        streams: Result<(SendStream, RecvStream), quinn::ConnectionError>,
+    ) -> Result<Arc<MuxClient>, RequestError> {
+        let (send, recv) = streams.map_err(|e| RequestError::Unreachable(e.to_string()))?;
+        let client = MuxClient::start(shared, send, recv);
         *lock(&self.current) = Some(client.clone());
         Ok(client)
     }
@@ -159,11 +219,7 @@ struct Calls {
 }
 
 impl MuxClient {
-    async fn open(shared: &Shared, conn: &Connection) -> Result<Arc<MuxClient>, RequestError> {
-        let (send, recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| RequestError::Unreachable(e.to_string()))?;
+    fn start(shared: &Shared, send: SendStream, recv: RecvStream) -> Arc<MuxClient> {
         let _ = send.set_priority(priority(Channel::Rpc));
         // The header leaves with the first request.
         let outbox = Outbox::start(send, &StreamHeader::RPC_MUX.encode(), Writes::Coalesced);
@@ -177,7 +233,7 @@ impl MuxClient {
             recv,
             shared.config.limits.rpc + MUX_OVERHEAD,
         ));
-        Ok(client)
+        client
     }
 
     /// Sends one request and waits for its answer. Dropping the future cancels the call.
@@ -339,11 +395,11 @@ pub(crate) async fn call(
     remaining: Duration,
 ) -> Result<Bytes, RequestError> {
     let limit = shared.config.max_concurrent_requests as usize;
-    let Some(ticket) = slot.enter(limit) else {
+    let Some(mut ticket) = slot.enter(limit) else {
         shared.metrics.rpc_event(RpcEvent::InFlightLimit);
         return Err(RequestError::InFlightLimit { limit });
     };
-    let client = ticket.lane.client(shared, conn).await?;
+    let client = ticket.client(shared, conn).await?;
     client.call(payload, remaining).await
 }
 
