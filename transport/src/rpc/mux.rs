@@ -46,6 +46,17 @@ const HELD_READ_MAX: usize = 4 * READ_CHUNK_MAX;
 /// the whole chunk it came in.
 const COPY_BELOW: usize = 4096;
 
+/// Counts one more call in `count` if that stays within `limit`. Adding first and taking it
+/// back when over let a concurrent caller see a count one too high and refuse a call there was
+/// room for.
+fn count_within(count: &AtomicUsize, limit: usize) -> bool {
+    count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < limit).then_some(n + 1)
+        })
+        .is_ok()
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -87,8 +98,7 @@ impl MuxSlot {
     /// (the first on a tie: calls made one at a time all use one stream, and the others are
     /// opened only when calls overlap).
     fn enter(&self, limit: usize) -> Option<Ticket<'_>> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !count_within(&self.in_flight, limit) {
             return None;
         }
         let lane = self
@@ -662,8 +672,7 @@ fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: By
             return refuse(id, code::MALFORMED);
         }
         let limit = shared.config.max_concurrent_requests as usize;
-        if server.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
-            server.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !count_within(&server.in_flight, limit) {
             drop(calls);
             server.metrics.rpc_event(RpcEvent::InFlightLimit);
             return refuse(id, code::TOO_MANY_IN_FLIGHT);
