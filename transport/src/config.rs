@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use foundation_core::{Channel, ChannelLimits, MEMBERSHIP_DATAGRAM_MAX};
 
+/// Most multiplexed RPC streams a caller may spread its calls over
+/// ([`TransportConfig::rpc_streams`]); every node lets a peer open this many, whatever its own
+/// setting, so callers configured differently are all served.
+pub const RPC_STREAMS_MAX: u8 = 16;
+
 /// How the endpoint behaves. Build with [`TransportConfig::default`] and override fields;
 /// [`validate`](Self::validate) runs when the endpoint starts.
 #[derive(Clone, Debug)]
@@ -233,8 +238,11 @@ impl TransportConfig {
                 );
             }
         }
-        if !(1..=16).contains(&self.rpc_streams) {
-            return fail("rpc_streams", "must be between 1 and 16");
+        if !(1..=RPC_STREAMS_MAX).contains(&self.rpc_streams) {
+            return fail(
+                "rpc_streams",
+                &format!("must be between 1 and {RPC_STREAMS_MAX}"),
+            );
         }
         for (field, value) in [
             ("stream_queue", self.stream_queue),
