@@ -334,20 +334,14 @@ impl Endpoint {
                 max,
             });
         }
-        let started = tokio::time::Instant::now();
+        let ends = tokio::time::Instant::now() + deadline;
         let peer = self.shared.peer(to);
         timeout(deadline, async {
             let live = peer
                 .connected(&self.shared)
                 .await
                 .ok_or(RequestError::ShutDown)?;
-            rpc::call(
-                &self.shared,
-                &live,
-                &payload,
-                deadline.saturating_sub(started.elapsed()),
-            )
-            .await
+            rpc::call(&self.shared, &live, &payload, ends).await
         })
         .await
         .unwrap_or(Err(RequestError::DeadlineExceeded))

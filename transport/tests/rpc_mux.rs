@@ -101,64 +101,13 @@ async fn overlapping_calls_spread_over_streams_and_calls_one_at_a_time_share_the
     }
 }
 
-/// Large requests on streams of their own take every stream the peer allows (4 in flight: 21,
-/// the hello's among them) but the one multiplexed stream already open. Two overlapping small
-/// calls would spread over two streams, and the second cannot open: it goes on the open stream
-/// instead of waiting out its deadline for room.
+/// Two overlapping small calls would spread over two multiplexed streams, and the second cannot
+/// open: it goes on the open stream instead of waiting out its deadline for room.
 #[tokio::test]
 async fn a_call_does_not_wait_for_a_stream_the_peer_has_no_room_for() {
-    const HELD: usize = 19;
-    // Held requests send nothing, and with sealed membership nothing else keeps the
-    // connection from idling out.
-    let config = TransportConfig {
-        idle_timeout: Duration::from_secs(20),
-        ..fast_config()
-    };
-    let a = node_with("orders", &secret(SECRET), config.clone()).await;
-    let mut b = node_with(
-        "orders",
-        &secret(SECRET),
-        TransportConfig {
-            max_concurrent_requests: 4,
-            ..config
-        },
-    )
-    .await;
-    let to = b.endpoint.local();
-    let (all_held, held_now) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(async move {
-        let mut held = Vec::new();
-        let mut all_held = Some(all_held);
-        while let Some(request) = b.inbox.requests.recv().await {
-            if request.payload.len() <= foundation_transport::rpc::MUX_REQUEST_MAX {
-                let reply = request.payload.clone();
-                request.respond(reply).await.unwrap();
-                continue;
-            }
-            held.push(request);
-            if held.len() == HELD {
-                let _ = all_held.take().map(|tx| tx.send(()));
-            }
-        }
-    });
-    let call = |payload: Bytes, deadline| {
-        let endpoint = a.endpoint.clone();
-        tokio::spawn(async move { endpoint.request(to, payload, deadline).await })
-    };
-    let first = call(
-        Bytes::from_static(b"opens a stream"),
-        Duration::from_secs(5),
-    );
-    assert!(first.await.unwrap().is_ok());
-    let large: Vec<_> = (0..HELD)
-        .map(|_| call(vec![1u8; 80 << 10].into(), Duration::from_secs(30)))
-        .collect();
-    tokio::time::timeout(Duration::from_secs(10), held_now)
-        .await
-        .expect("the large requests arrive")
-        .unwrap();
+    let crowded = Crowded::new().await;
     let small: Vec<_> = (0..2u8)
-        .map(|i| call(Bytes::from(vec![i]), Duration::from_secs(2)))
+        .map(|i| crowded.call(Bytes::from(vec![i]), Duration::from_secs(2)))
         .collect();
     for (i, call) in small.into_iter().enumerate() {
         assert_eq!(
@@ -167,8 +116,113 @@ async fn a_call_does_not_wait_for_a_stream_the_peer_has_no_room_for() {
             "call {i}"
         );
     }
-    large.iter().for_each(|call| call.abort());
-    server.abort();
+}
+
+/// A large request that waited for a stream tells the responder the time left when it is
+/// written, not the time left when it was made.
+#[tokio::test]
+async fn a_request_that_waits_for_a_stream_carries_the_time_left_after_the_wait() {
+    let mut crowded = Crowded::new().await;
+    let waiting = crowded.call(vec![2u8; 80 << 10].into(), Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let request = crowded.answer_until_one_arrives().await;
+    assert_eq!(request.payload[0], 2);
+    let remaining = request
+        .deadline
+        .saturating_duration_since(tokio::time::Instant::now());
+    assert!(remaining <= Duration::from_millis(2100), "{remaining:?}");
+    request.respond(Bytes::from_static(b"ok")).await.unwrap();
+    assert_eq!(waiting.await.unwrap(), Ok(Bytes::from_static(b"ok")));
+}
+
+/// A caller, and a responder that allows 4 requests in flight and so 21 streams (the hello's
+/// among them): one multiplexed stream is open, and 19 large requests on streams of their own,
+/// held by the test, take every other. The responder echoes small requests and hands the large
+/// ones to the test.
+struct Crowded {
+    a: Node,
+    to: foundation_transport::NodeAddr,
+    held: Vec<foundation_transport::IncomingRequest>,
+    large: tokio::sync::mpsc::Receiver<foundation_transport::IncomingRequest>,
+}
+
+impl Crowded {
+    async fn new() -> Crowded {
+        // Held requests send nothing, and with sealed membership nothing else keeps the
+        // connection from idling out.
+        let config = TransportConfig {
+            idle_timeout: Duration::from_secs(20),
+            ..fast_config()
+        };
+        let a = node_with("orders", &secret(SECRET), config.clone()).await;
+        let b = node_with(
+            "orders",
+            &secret(SECRET),
+            TransportConfig {
+                max_concurrent_requests: 4,
+                ..config
+            },
+        )
+        .await;
+        let to = b.endpoint.local();
+        let (tx, large) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(echo_small(b, tx));
+        let mut crowded = Crowded {
+            a,
+            to,
+            held: Vec::new(),
+            large,
+        };
+        let first = crowded.call(
+            Bytes::from_static(b"opens a stream"),
+            Duration::from_secs(5),
+        );
+        assert!(first.await.unwrap().is_ok());
+        for _ in 0..19 {
+            crowded.call(vec![1u8; 80 << 10].into(), Duration::from_secs(30));
+        }
+        for _ in 0..19 {
+            let request = within(Duration::from_secs(10), &mut crowded.large).await;
+            crowded.held.push(request);
+        }
+        crowded
+    }
+
+    /// Answers held requests, freeing their streams, until another large request arrives.
+    /// (The first answered does not always free a stream for the caller at once.)
+    async fn answer_until_one_arrives(&mut self) -> foundation_transport::IncomingRequest {
+        while let Some(held) = self.held.pop() {
+            held.respond(Bytes::new()).await.unwrap();
+            let next = tokio::time::timeout(Duration::from_millis(200), self.large.recv()).await;
+            if let Ok(Some(request)) = next {
+                return request;
+            }
+        }
+        panic!("no large request arrived with every stream free");
+    }
+
+    fn call(
+        &self,
+        payload: Bytes,
+        deadline: Duration,
+    ) -> tokio::task::JoinHandle<Result<Bytes, RequestError>> {
+        let (endpoint, to) = (self.a.endpoint.clone(), self.to);
+        tokio::spawn(async move { endpoint.request(to, payload, deadline).await })
+    }
+}
+
+async fn echo_small(
+    mut b: Node,
+    large: tokio::sync::mpsc::Sender<foundation_transport::IncomingRequest>,
+) {
+    while let Some(request) = b.inbox.requests.recv().await {
+        if request.payload.len() > foundation_transport::rpc::MUX_REQUEST_MAX {
+            let _ = large.send(request).await;
+            continue;
+        }
+        let reply = request.payload.clone();
+        let _ = request.respond(reply).await;
+    }
 }
 
 fn request_id(frame: MuxFrame, expected: &[u8]) -> u64 {

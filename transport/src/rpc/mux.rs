@@ -22,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use foundation_core::identity::NodeId;
@@ -29,7 +30,7 @@ use foundation_core::Channel;
 
 use super::codec::{BadMuxFrame, MuxFrame, MUX_OVERHEAD, MUX_REQUEST_MAX};
 use super::outbox::{Outbox, Writes};
-use super::{IncomingRequest, Responder, ResponderInner};
+use super::{remaining_ms, IncomingRequest, Responder, ResponderInner};
 use crate::channel::priority;
 use crate::endpoint::Shared;
 use crate::error::{RequestError, SendError};
@@ -250,7 +251,7 @@ impl MuxClient {
     async fn call(
         self: &Arc<Self>,
         payload: &[u8],
-        remaining: Duration,
+        deadline: Instant,
     ) -> Result<Bytes, RequestError> {
         let (tx, rx) = oneshot::channel();
         let id = {
@@ -270,7 +271,7 @@ impl MuxClient {
         };
         let request = MuxFrame::Request {
             id,
-            deadline_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
+            deadline_ms: remaining_ms(deadline),
             payload: Bytes::copy_from_slice(payload),
         };
         if !self.outbox.push(&request) {
@@ -402,7 +403,7 @@ pub(crate) async fn call(
     slot: &MuxSlot,
     conn: &Connection,
     payload: &[u8],
-    remaining: Duration,
+    deadline: Instant,
 ) -> Result<Bytes, RequestError> {
     let limit = shared.config.max_concurrent_requests as usize;
     let Some(mut ticket) = slot.enter(limit) else {
@@ -410,7 +411,7 @@ pub(crate) async fn call(
         return Err(RequestError::InFlightLimit { limit });
     };
     let client = ticket.client(shared, conn).await?;
-    client.call(payload, remaining).await
+    client.call(payload, deadline).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -693,7 +694,7 @@ fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: By
     let request = IncomingRequest {
         from,
         payload: small_copy(payload),
-        deadline: tokio::time::Instant::now() + Duration::from_millis(deadline_ms.into()),
+        deadline: Instant::now() + Duration::from_millis(deadline_ms.into()),
         responder,
     };
     super::deliver(shared, request);
