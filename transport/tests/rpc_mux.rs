@@ -58,31 +58,10 @@ async fn many_concurrent_calls_on_one_connection_each_get_their_own_answer() {
 /// stream, and the others are not opened for them.
 #[tokio::test]
 async fn overlapping_calls_spread_over_streams_and_calls_one_at_a_time_share_the_first() {
-    let a = node_with(
-        "orders",
-        &secret(SECRET),
-        TransportConfig {
-            rpc_streams: 2,
-            ..fast_config()
-        },
-    )
-    .await;
-    let raw = RawPeer::connect(&a).await;
-    let to = raw.addr;
-    let call = |payload: &'static [u8]| {
-        let endpoint = a.endpoint.clone();
-        tokio::spawn(async move {
-            endpoint
-                .request(to, Bytes::from_static(payload), Duration::from_secs(5))
-                .await
-        })
-    };
-    let first = call(b"first");
-    let mut one = raw.accept_mux().await;
-    let first_id = request_id(one.next().await, b"first");
-    let second = call(b"second");
-    let mut two = raw.accept_mux().await;
-    let second_id = request_id(two.next().await, b"second");
+    let (a, raw) = caller_on_two_streams().await;
+    let call = |payload| spawn_call(&a, raw.addr, payload);
+    let [(first, first_id, mut one), (second, second_id, mut two)] =
+        a_call_on_each_stream(&raw, call).await;
     // Both streams carry one call: the tie goes to the first.
     let third = call(b"third");
     let third_id = request_id(one.next().await, b"third");
@@ -99,6 +78,32 @@ async fn overlapping_calls_spread_over_streams_and_calls_one_at_a_time_share_the
         wire_answer(&mut one, id, payload.clone()).await;
         assert_eq!(answered.await.unwrap().unwrap(), payload);
     }
+}
+
+/// A multiplexed stream the responder resets fails its own calls only: the other stream goes on
+/// serving, and calls that overlap again open a new stream in its place.
+#[tokio::test]
+async fn a_reset_stream_fails_only_its_calls_and_is_opened_again() {
+    let (a, raw) = caller_on_two_streams().await;
+    let call = |payload| spawn_call(&a, raw.addr, payload);
+    let [(first, first_id, mut one), (second, _, mut two)] =
+        a_call_on_each_stream(&raw, call).await;
+    two.send.reset(code::UNAVAILABLE.into()).unwrap();
+    assert_eq!(
+        second.await.unwrap(),
+        Err(RequestError::Refused(code::UNAVAILABLE.into()))
+    );
+    wire_answer(&mut one, first_id, Bytes::from_static(b"1")).await;
+    assert_eq!(&first.await.unwrap().unwrap()[..], b"1");
+    let third = call(b"third");
+    let third_id = request_id(one.next().await, b"third");
+    let fourth = call(b"fourth");
+    let mut reopened = raw.accept_mux().await;
+    let fourth_id = request_id(reopened.next().await, b"fourth");
+    wire_answer(&mut reopened, fourth_id, Bytes::from_static(b"4")).await;
+    wire_answer(&mut one, third_id, Bytes::from_static(b"3")).await;
+    assert_eq!(&fourth.await.unwrap().unwrap()[..], b"4");
+    assert_eq!(&third.await.unwrap().unwrap()[..], b"3");
 }
 
 /// Two overlapping small calls would spread over two multiplexed streams, and the second cannot
@@ -223,6 +228,47 @@ async fn echo_small(
         let reply = request.payload.clone();
         let _ = request.respond(reply).await;
     }
+}
+
+/// A node that spreads its calls over 2 streams, and a hand-driven peer for it to call.
+async fn caller_on_two_streams() -> (Node, RawPeer) {
+    let a = node_with(
+        "orders",
+        &secret(SECRET),
+        TransportConfig {
+            rpc_streams: 2,
+            ..fast_config()
+        },
+    )
+    .await;
+    let raw = RawPeer::connect(&a).await;
+    (a, raw)
+}
+
+type Call = tokio::task::JoinHandle<Result<Bytes, RequestError>>;
+
+/// Calls "first", which opens stream one, then "second", which overlaps it and so opens stream
+/// two: each call with its id and the stream it came on.
+async fn a_call_on_each_stream(
+    raw: &RawPeer,
+    call: impl Fn(&'static [u8]) -> Call,
+) -> [(Call, u64, common::raw::MuxWire); 2] {
+    let first = call(b"first");
+    let mut one = raw.accept_mux().await;
+    let first_id = request_id(one.next().await, b"first");
+    let second = call(b"second");
+    let mut two = raw.accept_mux().await;
+    let second_id = request_id(two.next().await, b"second");
+    [(first, first_id, one), (second, second_id, two)]
+}
+
+fn spawn_call(a: &Node, to: foundation_transport::NodeAddr, payload: &'static [u8]) -> Call {
+    let endpoint = a.endpoint.clone();
+    tokio::spawn(async move {
+        endpoint
+            .request(to, Bytes::from_static(payload), Duration::from_secs(5))
+            .await
+    })
 }
 
 fn request_id(frame: MuxFrame, expected: &[u8]) -> u64 {
