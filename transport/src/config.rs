@@ -10,6 +10,9 @@ use foundation_core::{Channel, ChannelLimits, MEMBERSHIP_DATAGRAM_MAX};
 /// setting, so callers configured differently are all served.
 pub const RPC_STREAMS_MAX: u8 = 16;
 
+/// Requests above the multiplexed stream's size limit in flight at once per connection, each way.
+const OWN_STREAM_REQUESTS: u32 = 64;
+
 /// How the endpoint behaves. Build with [`TransportConfig::default`] and override fields;
 /// [`validate`](Self::validate) runs when the endpoint starts.
 #[derive(Clone, Debug)]
@@ -176,6 +179,12 @@ pub struct ConfigError {
 }
 
 impl TransportConfig {
+    /// Requests too large for the multiplexed streams, each on a stream of its own, in flight at
+    /// once per connection: the most a caller sends, and the most a responder takes.
+    pub(crate) fn own_stream_requests(&self) -> u32 {
+        self.max_concurrent_requests.min(OWN_STREAM_REQUESTS)
+    }
+
     /// Checks the relationships between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |field, problem: &str| {

@@ -607,9 +607,6 @@ fn endpoint_config(credentials: &Credentials, id: NodeId) -> quinn::EndpointConf
     config
 }
 
-/// Requests above the multiplexed stream's size limit in flight at once per connection, each way.
-const OWN_STREAM_REQUESTS: u32 = 64;
-
 fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     // With sealed membership, liveness is membership's and the connection carries only what
@@ -624,7 +621,7 @@ fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
     // requests get far fewer streams than the mux gets calls; a caller past it waits for one.
     // Multiplexed streams: as many as any peer's `rpc_streams` may ask, since the peer's
     // setting is not known here.
-    let own_stream_requests = config.max_concurrent_requests.min(OWN_STREAM_REQUESTS);
+    let own_stream_requests = config.own_stream_requests();
     transport
         .max_concurrent_bidi_streams((own_stream_requests + 1 + u32::from(RPC_STREAMS_MAX)).into());
     // The three long-lived channel streams, plus concurrent bulk transfers.

@@ -123,6 +123,28 @@ async fn a_call_does_not_wait_for_a_stream_the_peer_has_no_room_for() {
     }
 }
 
+/// A caller limits its own large requests as a responder configured like it does (4 in flight),
+/// so 20 of them cannot take the 21 streams such a responder allows, and the first small call
+/// still opens a multiplexed stream at once.
+#[tokio::test]
+async fn large_requests_leave_a_like_configured_peer_room_for_the_multiplexed_streams() {
+    let mut pair = Crowded::pair(4).await;
+    let large: Vec<_> = (0..20)
+        .map(|_| pair.call(vec![3u8; 80 << 10].into(), Duration::from_secs(30)))
+        .collect();
+    for _ in 0..4 {
+        let request = within(Duration::from_secs(10), &mut pair.large).await;
+        pair.held.push(request);
+    }
+    let small = pair.call(Bytes::from_static(b"small"), Duration::from_secs(2));
+    assert_eq!(small.await.unwrap(), Ok(Bytes::from_static(b"small")));
+    assert!(
+        pair.large.try_recv().is_err(),
+        "a fifth large request went out"
+    );
+    large.iter().for_each(|call| call.abort());
+}
+
 /// A large request that waited for a stream tells the responder the time left when it is
 /// written, not the time left when it was made.
 #[tokio::test]
@@ -152,32 +174,33 @@ struct Crowded {
 }
 
 impl Crowded {
-    async fn new() -> Crowded {
+    /// The caller, with `caller_limit` requests in flight, and the responder, before any call.
+    async fn pair(caller_limit: u32) -> Crowded {
         // Held requests send nothing, and with sealed membership nothing else keeps the
         // connection from idling out.
         let config = TransportConfig {
             idle_timeout: Duration::from_secs(20),
             ..fast_config()
         };
-        let a = node_with("orders", &secret(SECRET), config.clone()).await;
-        let b = node_with(
-            "orders",
-            &secret(SECRET),
-            TransportConfig {
-                max_concurrent_requests: 4,
-                ..config
-            },
-        )
-        .await;
+        let with_limit = |max_concurrent_requests| TransportConfig {
+            max_concurrent_requests,
+            ..config.clone()
+        };
+        let a = node_with("orders", &secret(SECRET), with_limit(caller_limit)).await;
+        let b = node_with("orders", &secret(SECRET), with_limit(4)).await;
         let to = b.endpoint.local();
         let (tx, large) = tokio::sync::mpsc::channel(64);
         tokio::spawn(echo_small(b, tx));
-        let mut crowded = Crowded {
+        Crowded {
             a,
             to,
             held: Vec::new(),
             large,
-        };
+        }
+    }
+
+    async fn new() -> Crowded {
+        let mut crowded = Crowded::pair(TransportConfig::default().max_concurrent_requests).await;
         let first = crowded.call(
             Bytes::from_static(b"opens a stream"),
             Duration::from_secs(5),

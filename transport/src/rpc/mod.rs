@@ -163,6 +163,8 @@ async fn call_on_own_stream(
     deadline: Instant,
 ) -> Result<Bytes, RequestError> {
     let max = shared.config.limits.rpc;
+    // The semaphore is never closed; were it, the call would go ahead uncounted.
+    let _stream = live.own_streams.acquire().await;
     let (mut send, mut recv) = live
         .conn
         .open_bi()
