@@ -5,6 +5,14 @@ use std::time::Duration;
 
 use foundation_core::{Channel, ChannelLimits, MEMBERSHIP_DATAGRAM_MAX};
 
+/// Most multiplexed RPC streams a caller may spread its calls over
+/// ([`TransportConfig::rpc_streams`]); every node lets a peer open this many, whatever its own
+/// setting, so callers configured differently are all served.
+pub const RPC_STREAMS_MAX: u8 = 16;
+
+/// Requests above the multiplexed stream's size limit in flight at once per connection, each way.
+const OWN_STREAM_REQUESTS: u32 = 64;
+
 /// How the endpoint behaves. Build with [`TransportConfig::default`] and override fields;
 /// [`validate`](Self::validate) runs when the endpoint starts.
 #[derive(Clone, Debug)]
@@ -171,6 +179,12 @@ pub struct ConfigError {
 }
 
 impl TransportConfig {
+    /// Requests too large for the multiplexed streams, each on a stream of its own, in flight at
+    /// once per connection: the most a caller sends, and the most a responder takes.
+    pub(crate) fn own_stream_requests(&self) -> u32 {
+        self.max_concurrent_requests.min(OWN_STREAM_REQUESTS)
+    }
+
     /// Checks the relationships between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |field, problem: &str| {
@@ -233,8 +247,11 @@ impl TransportConfig {
                 );
             }
         }
-        if !(1..=16).contains(&self.rpc_streams) {
-            return fail("rpc_streams", "must be between 1 and 16");
+        if !(1..=RPC_STREAMS_MAX).contains(&self.rpc_streams) {
+            return fail(
+                "rpc_streams",
+                &format!("must be between 1 and {RPC_STREAMS_MAX}"),
+            );
         }
         for (field, value) in [
             ("stream_queue", self.stream_queue),

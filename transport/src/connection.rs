@@ -56,6 +56,9 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
         initiator: established.initiator,
         instance: established.hello.instance,
         rpc: Arc::new(rpc::mux::MuxSlot::new(shared.config.rpc_streams.into())),
+        own_streams: Arc::new(tokio::sync::Semaphore::new(
+            shared.config.own_stream_requests() as usize,
+        )),
     };
     shared.metrics.connection_opened();
     spawn_readers(shared, peer, &new.conn);

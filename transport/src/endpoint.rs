@@ -14,7 +14,7 @@ use tokio::time::timeout;
 use tracing::{debug, info};
 
 use crate::bulk_runtime::BulkThread;
-use crate::config::TransportConfig;
+use crate::config::{TransportConfig, RPC_STREAMS_MAX};
 use crate::congestion::{LedbatConfig, UrgentTraffic};
 use crate::error::{ConnectError, RequestError, SendError, StartError};
 use crate::frame::{encode_datagram, encode_message};
@@ -334,20 +334,14 @@ impl Endpoint {
                 max,
             });
         }
-        let started = tokio::time::Instant::now();
+        let ends = tokio::time::Instant::now() + deadline;
         let peer = self.shared.peer(to);
         timeout(deadline, async {
             let live = peer
                 .connected(&self.shared)
                 .await
                 .ok_or(RequestError::ShutDown)?;
-            rpc::call(
-                &self.shared,
-                &live,
-                &payload,
-                deadline.saturating_sub(started.elapsed()),
-            )
-            .await
+            rpc::call(&self.shared, &live, &payload, ends).await
         })
         .await
         .unwrap_or(Err(RequestError::DeadlineExceeded))
@@ -613,12 +607,6 @@ fn endpoint_config(credentials: &Credentials, id: NodeId) -> quinn::EndpointConf
     config
 }
 
-/// Requests above the multiplexed stream's size limit in flight at once per connection, each way.
-const OWN_STREAM_REQUESTS: u32 = 64;
-/// Multiplexed RPC streams a peer may open: the most `TransportConfig::rpc_streams` allows,
-/// since the peer's setting is not known here.
-const MUX_STREAMS_MAX: u32 = 16;
-
 fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     // With sealed membership, liveness is membership's and the connection carries only what
@@ -631,8 +619,11 @@ fn quic_transport(config: &TransportConfig) -> quinn::TransportConfig {
     // its own. quinn keeps an entry per allowed stream in two hash maps of every connection
     // (≈ 80 KB per connection at 1025 streams, 2.3 MB per node in a 30-member mesh), so large
     // requests get far fewer streams than the mux gets calls; a caller past it waits for one.
-    let own_stream_requests = config.max_concurrent_requests.min(OWN_STREAM_REQUESTS);
-    transport.max_concurrent_bidi_streams((own_stream_requests + 1 + MUX_STREAMS_MAX).into());
+    // Multiplexed streams: as many as any peer's `rpc_streams` may ask, since the peer's
+    // setting is not known here.
+    let own_stream_requests = config.own_stream_requests();
+    transport
+        .max_concurrent_bidi_streams((own_stream_requests + 1 + u32::from(RPC_STREAMS_MAX)).into());
     // The three long-lived channel streams, plus concurrent bulk transfers.
     transport.max_concurrent_uni_streams((config.max_concurrent_transfers + 3).into());
     // Windows sized for bulk throughput on fast links: a 16 MiB stream window covers the

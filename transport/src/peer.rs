@@ -46,6 +46,10 @@ pub(crate) struct Live {
     pub instance: u64,
     /// This connection's multiplexed RPC stream, opened by the first small request.
     pub rpc: Arc<crate::rpc::mux::MuxSlot>,
+    /// Streams this node's large requests may hold at once: no more than a peer configured like
+    /// this node takes, so they cannot fill the room it keeps for the hello and the
+    /// multiplexed streams (small calls would then wait for a stream to open).
+    pub own_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Live {

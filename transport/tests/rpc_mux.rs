@@ -58,31 +58,10 @@ async fn many_concurrent_calls_on_one_connection_each_get_their_own_answer() {
 /// stream, and the others are not opened for them.
 #[tokio::test]
 async fn overlapping_calls_spread_over_streams_and_calls_one_at_a_time_share_the_first() {
-    let a = node_with(
-        "orders",
-        &secret(SECRET),
-        TransportConfig {
-            rpc_streams: 2,
-            ..fast_config()
-        },
-    )
-    .await;
-    let raw = RawPeer::connect(&a).await;
-    let to = raw.addr;
-    let call = |payload: &'static [u8]| {
-        let endpoint = a.endpoint.clone();
-        tokio::spawn(async move {
-            endpoint
-                .request(to, Bytes::from_static(payload), Duration::from_secs(5))
-                .await
-        })
-    };
-    let first = call(b"first");
-    let mut one = raw.accept_mux().await;
-    let first_id = request_id(one.next().await, b"first");
-    let second = call(b"second");
-    let mut two = raw.accept_mux().await;
-    let second_id = request_id(two.next().await, b"second");
+    let (a, raw) = caller_on_two_streams().await;
+    let call = |payload| spawn_call(&a, raw.addr, payload);
+    let [(first, first_id, mut one), (second, second_id, mut two)] =
+        a_call_on_each_stream(&raw, call).await;
     // Both streams carry one call: the tie goes to the first.
     let third = call(b"third");
     let third_id = request_id(one.next().await, b"third");
@@ -99,6 +78,220 @@ async fn overlapping_calls_spread_over_streams_and_calls_one_at_a_time_share_the
         wire_answer(&mut one, id, payload.clone()).await;
         assert_eq!(answered.await.unwrap().unwrap(), payload);
     }
+}
+
+/// A multiplexed stream the responder resets fails its own calls only: the other stream goes on
+/// serving, and calls that overlap again open a new stream in its place.
+#[tokio::test]
+async fn a_reset_stream_fails_only_its_calls_and_is_opened_again() {
+    let (a, raw) = caller_on_two_streams().await;
+    let call = |payload| spawn_call(&a, raw.addr, payload);
+    let [(first, first_id, mut one), (second, _, mut two)] =
+        a_call_on_each_stream(&raw, call).await;
+    two.send.reset(code::UNAVAILABLE.into()).unwrap();
+    assert_eq!(
+        second.await.unwrap(),
+        Err(RequestError::Refused(code::UNAVAILABLE.into()))
+    );
+    wire_answer(&mut one, first_id, Bytes::from_static(b"1")).await;
+    assert_eq!(&first.await.unwrap().unwrap()[..], b"1");
+    let third = call(b"third");
+    let third_id = request_id(one.next().await, b"third");
+    let fourth = call(b"fourth");
+    let mut reopened = raw.accept_mux().await;
+    let fourth_id = request_id(reopened.next().await, b"fourth");
+    wire_answer(&mut reopened, fourth_id, Bytes::from_static(b"4")).await;
+    wire_answer(&mut one, third_id, Bytes::from_static(b"3")).await;
+    assert_eq!(&fourth.await.unwrap().unwrap()[..], b"4");
+    assert_eq!(&third.await.unwrap().unwrap()[..], b"3");
+}
+
+/// Two overlapping small calls would spread over two multiplexed streams, and the second cannot
+/// open: it goes on the open stream instead of waiting out its deadline for room.
+#[tokio::test]
+async fn a_call_does_not_wait_for_a_stream_the_peer_has_no_room_for() {
+    let crowded = Crowded::new().await;
+    let small: Vec<_> = (0..2u8)
+        .map(|i| crowded.call(Bytes::from(vec![i]), Duration::from_secs(2)))
+        .collect();
+    for (i, call) in small.into_iter().enumerate() {
+        assert_eq!(
+            call.await.unwrap(),
+            Ok(Bytes::from(vec![i as u8])),
+            "call {i}"
+        );
+    }
+}
+
+/// A caller limits its own large requests as a responder configured like it does (4 in flight),
+/// so 20 of them cannot take the 21 streams such a responder allows, and the first small call
+/// still opens a multiplexed stream at once.
+#[tokio::test]
+async fn large_requests_leave_a_like_configured_peer_room_for_the_multiplexed_streams() {
+    let mut pair = Crowded::pair(4).await;
+    let large: Vec<_> = (0..20)
+        .map(|_| pair.call(vec![3u8; 80 << 10].into(), Duration::from_secs(30)))
+        .collect();
+    for _ in 0..4 {
+        let request = within(Duration::from_secs(10), &mut pair.large).await;
+        pair.held.push(request);
+    }
+    let small = pair.call(Bytes::from_static(b"small"), Duration::from_secs(2));
+    assert_eq!(small.await.unwrap(), Ok(Bytes::from_static(b"small")));
+    assert!(
+        pair.large.try_recv().is_err(),
+        "a fifth large request went out"
+    );
+    large.iter().for_each(|call| call.abort());
+}
+
+/// A large request that waited for a stream tells the responder the time left when it is
+/// written, not the time left when it was made.
+#[tokio::test]
+async fn a_request_that_waits_for_a_stream_carries_the_time_left_after_the_wait() {
+    let mut crowded = Crowded::new().await;
+    let waiting = crowded.call(vec![2u8; 80 << 10].into(), Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let request = crowded.answer_until_one_arrives().await;
+    assert_eq!(request.payload[0], 2);
+    let remaining = request
+        .deadline
+        .saturating_duration_since(tokio::time::Instant::now());
+    assert!(remaining <= Duration::from_millis(2100), "{remaining:?}");
+    request.respond(Bytes::from_static(b"ok")).await.unwrap();
+    assert_eq!(waiting.await.unwrap(), Ok(Bytes::from_static(b"ok")));
+}
+
+/// A caller, and a responder that allows 4 requests in flight and so 21 streams (the hello's
+/// among them): one multiplexed stream is open, and 19 large requests on streams of their own,
+/// held by the test, take every other. The responder echoes small requests and hands the large
+/// ones to the test.
+struct Crowded {
+    a: Node,
+    to: foundation_transport::NodeAddr,
+    held: Vec<foundation_transport::IncomingRequest>,
+    large: tokio::sync::mpsc::Receiver<foundation_transport::IncomingRequest>,
+}
+
+impl Crowded {
+    /// The caller, with `caller_limit` requests in flight, and the responder, before any call.
+    async fn pair(caller_limit: u32) -> Crowded {
+        // Held requests send nothing, and with sealed membership nothing else keeps the
+        // connection from idling out.
+        let config = TransportConfig {
+            idle_timeout: Duration::from_secs(20),
+            ..fast_config()
+        };
+        let with_limit = |max_concurrent_requests| TransportConfig {
+            max_concurrent_requests,
+            ..config.clone()
+        };
+        let a = node_with("orders", &secret(SECRET), with_limit(caller_limit)).await;
+        let b = node_with("orders", &secret(SECRET), with_limit(4)).await;
+        let to = b.endpoint.local();
+        let (tx, large) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(echo_small(b, tx));
+        Crowded {
+            a,
+            to,
+            held: Vec::new(),
+            large,
+        }
+    }
+
+    async fn new() -> Crowded {
+        let mut crowded = Crowded::pair(TransportConfig::default().max_concurrent_requests).await;
+        let first = crowded.call(
+            Bytes::from_static(b"opens a stream"),
+            Duration::from_secs(5),
+        );
+        assert!(first.await.unwrap().is_ok());
+        for _ in 0..19 {
+            crowded.call(vec![1u8; 80 << 10].into(), Duration::from_secs(30));
+        }
+        for _ in 0..19 {
+            let request = within(Duration::from_secs(10), &mut crowded.large).await;
+            crowded.held.push(request);
+        }
+        crowded
+    }
+
+    /// Answers held requests, freeing their streams, until another large request arrives.
+    /// (The first answered does not always free a stream for the caller at once.)
+    async fn answer_until_one_arrives(&mut self) -> foundation_transport::IncomingRequest {
+        while let Some(held) = self.held.pop() {
+            held.respond(Bytes::new()).await.unwrap();
+            let next = tokio::time::timeout(Duration::from_millis(200), self.large.recv()).await;
+            if let Ok(Some(request)) = next {
+                return request;
+            }
+        }
+        panic!("no large request arrived with every stream free");
+    }
+
+    fn call(
+        &self,
+        payload: Bytes,
+        deadline: Duration,
+    ) -> tokio::task::JoinHandle<Result<Bytes, RequestError>> {
+        let (endpoint, to) = (self.a.endpoint.clone(), self.to);
+        tokio::spawn(async move { endpoint.request(to, payload, deadline).await })
+    }
+}
+
+async fn echo_small(
+    mut b: Node,
+    large: tokio::sync::mpsc::Sender<foundation_transport::IncomingRequest>,
+) {
+    while let Some(request) = b.inbox.requests.recv().await {
+        if request.payload.len() > foundation_transport::rpc::MUX_REQUEST_MAX {
+            let _ = large.send(request).await;
+            continue;
+        }
+        let reply = request.payload.clone();
+        let _ = request.respond(reply).await;
+    }
+}
+
+/// A node that spreads its calls over 2 streams, and a hand-driven peer for it to call.
+async fn caller_on_two_streams() -> (Node, RawPeer) {
+    let a = node_with(
+        "orders",
+        &secret(SECRET),
+        TransportConfig {
+            rpc_streams: 2,
+            ..fast_config()
+        },
+    )
+    .await;
+    let raw = RawPeer::connect(&a).await;
+    (a, raw)
+}
+
+type Call = tokio::task::JoinHandle<Result<Bytes, RequestError>>;
+
+/// Calls "first", which opens stream one, then "second", which overlaps it and so opens stream
+/// two: each call with its id and the stream it came on.
+async fn a_call_on_each_stream(
+    raw: &RawPeer,
+    call: impl Fn(&'static [u8]) -> Call,
+) -> [(Call, u64, common::raw::MuxWire); 2] {
+    let first = call(b"first");
+    let mut one = raw.accept_mux().await;
+    let first_id = request_id(one.next().await, b"first");
+    let second = call(b"second");
+    let mut two = raw.accept_mux().await;
+    let second_id = request_id(two.next().await, b"second");
+    [(first, first_id, one), (second, second_id, two)]
+}
+
+fn spawn_call(a: &Node, to: foundation_transport::NodeAddr, payload: &'static [u8]) -> Call {
+    let endpoint = a.endpoint.clone();
+    tokio::spawn(async move {
+        endpoint
+            .request(to, Bytes::from_static(payload), Duration::from_secs(5))
+            .await
+    })
 }
 
 fn request_id(frame: MuxFrame, expected: &[u8]) -> u64 {

@@ -135,17 +135,24 @@ impl Responder {
 }
 
 /// Sends `payload` to the peer on `live` and waits for its response; the caller bounds the time
-/// (dropping the future cancels the call).
+/// by `deadline` (dropping the future cancels the call).
 pub(crate) async fn call(
     shared: &Shared,
     live: &Live,
     payload: &[u8],
-    remaining: Duration,
+    deadline: Instant,
 ) -> Result<Bytes, RequestError> {
     if payload.len() <= MUX_REQUEST_MAX {
-        return mux::call(shared, &live.rpc, &live.conn, payload, remaining).await;
+        return mux::call(shared, &live.rpc, &live.conn, payload, deadline).await;
     }
-    call_on_own_stream(shared, live, payload, remaining).await
+    call_on_own_stream(shared, live, payload, deadline).await
+}
+
+/// The time left until `deadline`, for the responder, taken as the request is written: waiting
+/// for a stream must not leave the responder thinking it has longer than the caller waits.
+fn remaining_ms(deadline: Instant) -> u32 {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX)
 }
 
 /// Sends a large request on a stream of its own.
@@ -153,9 +160,11 @@ async fn call_on_own_stream(
     shared: &Shared,
     live: &Live,
     payload: &[u8],
-    remaining: Duration,
+    deadline: Instant,
 ) -> Result<Bytes, RequestError> {
     let max = shared.config.limits.rpc;
+    // The semaphore is never closed; were it, the call would go ahead uncounted.
+    let _stream = live.own_streams.acquire().await;
     let (mut send, mut recv) = live
         .conn
         .open_bi()
@@ -164,8 +173,7 @@ async fn call_on_own_stream(
     let _ = send.set_priority(priority(Channel::Rpc));
     let mut out = bytes::BytesMut::with_capacity(payload.len() + 16);
     out.extend_from_slice(&StreamHeader::for_channel(Channel::Rpc).encode());
-    let deadline_ms = u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&deadline_ms.to_be_bytes());
+    out.extend_from_slice(&remaining_ms(deadline).to_be_bytes());
     encode_frame(&mut out, payload, max).map_err(|_| RequestError::TooLarge {
         len: payload.len(),
         max,

@@ -1,7 +1,8 @@
 //! Small requests multiplexed on a few long-lived bidirectional streams per connection.
 //!
 //! The caller's side ([`MuxSlot`]) puts each call on the stream with the fewest calls waiting,
-//! opening a stream when it is first used; each stream ([`MuxClient`]) gives its calls ids and
+//! opening a stream when it is first used (or, if it cannot open at once while another is open,
+//! using the least-loaded open one); each stream ([`MuxClient`]) gives its calls ids and
 //! keeps a table of the calls waiting for an answer. The
 //! responder's side ([`serve`]) reads requests off the stream and hands them to the application
 //! with a [`MuxResponder`] that answers by id; when the application takes requests in this task
@@ -21,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use foundation_core::identity::NodeId;
@@ -28,7 +30,7 @@ use foundation_core::Channel;
 
 use super::codec::{BadMuxFrame, MuxFrame, MUX_OVERHEAD, MUX_REQUEST_MAX};
 use super::outbox::{Outbox, Writes};
-use super::{IncomingRequest, Responder, ResponderInner};
+use super::{remaining_ms, IncomingRequest, Responder, ResponderInner};
 use crate::channel::priority;
 use crate::endpoint::Shared;
 use crate::error::{RequestError, SendError};
@@ -44,6 +46,17 @@ const HELD_READ_MAX: usize = 4 * READ_CHUNK_MAX;
 /// Payloads smaller than this are copied out of the read buffer, so a kept payload does not pin
 /// the whole chunk it came in.
 const COPY_BELOW: usize = 4096;
+
+/// Counts one more call in `count` if that stays within `limit`. Adding first and taking it
+/// back when over let a concurrent caller see a count one too high and refuse a call there was
+/// room for.
+fn count_within(count: &AtomicUsize, limit: usize) -> bool {
+    count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < limit).then_some(n + 1)
+        })
+        .is_ok()
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -86,8 +99,7 @@ impl MuxSlot {
     /// (the first on a tie: calls made one at a time all use one stream, and the others are
     /// opened only when calls overlap).
     fn enter(&self, limit: usize) -> Option<Ticket<'_>> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !count_within(&self.in_flight, limit) {
             return None;
         }
         let lane = self
@@ -98,12 +110,46 @@ impl MuxSlot {
         lane.load.fetch_add(1, Ordering::AcqRel);
         Some(Ticket { slot: self, lane })
     }
+
+    fn least_loaded_live(&self) -> Option<(&Lane, Arc<MuxClient>)> {
+        self.lanes
+            .iter()
+            .filter_map(|lane| Some((lane, lane.live()?)))
+            .min_by_key(|(lane, _)| lane.load.load(Ordering::Acquire))
+    }
 }
 
 /// A call's place on a lane, given back when the call ends however it ends.
 struct Ticket<'a> {
     slot: &'a MuxSlot,
     lane: &'a Lane,
+}
+
+impl Ticket<'_> {
+    /// The stream for this call: its lane's, opened first if need be. While another lane has a
+    /// stream, opening must not wait: the peer may have no room for another stream (large
+    /// requests on streams of their own can take it all), and the call would wait out its
+    /// deadline beside a stream that could carry it; it goes on the least-loaded open stream
+    /// instead, and a later call tries the opening again.
+    async fn client(
+        &mut self,
+        shared: &Shared,
+        conn: &Connection,
+    ) -> Result<Arc<MuxClient>, RequestError> {
+        if let Some(client) = self.lane.live() {
+            return Ok(client);
+        }
+        let Some((lane, client)) = self.slot.least_loaded_live() else {
+            return self.lane.client(shared, conn).await;
+        };
+        if let Some(opened) = self.lane.open_now(shared, conn) {
+            return opened;
+        }
+        lane.load.fetch_add(1, Ordering::AcqRel);
+        self.lane.load.fetch_sub(1, Ordering::AcqRel);
+        self.lane = lane;
+        Ok(client)
+    }
 }
 
 impl Drop for Ticket<'_> {
@@ -127,7 +173,32 @@ impl Lane {
         if let Some(client) = self.live() {
             return Ok(client);
         }
-        let client = MuxClient::open(shared, conn).await?;
+        let streams = conn.open_bi().await;
+        self.install(shared, streams)
+    }
+
+    /// The lane's new stream if one opens without waiting; `None` if it would wait, or another
+    /// call is opening it.
+    fn open_now(
+        &self,
+        shared: &Shared,
+        conn: &Connection,
+    ) -> Option<Result<Arc<MuxClient>, RequestError>> {
+        let _opening = self.opening.try_lock().ok()?;
+        if let Some(client) = self.live() {
+            return Some(Ok(client));
+        }
+        let streams = ready_now(conn.open_bi())?;
+        Some(self.install(shared, streams))
+    }
+
+    fn install(
+        &self,
+        shared: &Shared,
+        streams: Result<(SendStream, RecvStream), quinn::ConnectionError>,
+    ) -> Result<Arc<MuxClient>, RequestError> {
+        let (send, recv) = streams.map_err(|e| RequestError::Unreachable(e.to_string()))?;
+        let client = MuxClient::start(shared, send, recv);
         *lock(&self.current) = Some(client.clone());
         Ok(client)
     }
@@ -159,11 +230,7 @@ struct Calls {
 }
 
 impl MuxClient {
-    async fn open(shared: &Shared, conn: &Connection) -> Result<Arc<MuxClient>, RequestError> {
-        let (send, recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| RequestError::Unreachable(e.to_string()))?;
+    fn start(shared: &Shared, send: SendStream, recv: RecvStream) -> Arc<MuxClient> {
         let _ = send.set_priority(priority(Channel::Rpc));
         // The header leaves with the first request.
         let outbox = Outbox::start(send, &StreamHeader::RPC_MUX.encode(), Writes::Coalesced);
@@ -177,14 +244,14 @@ impl MuxClient {
             recv,
             shared.config.limits.rpc + MUX_OVERHEAD,
         ));
-        Ok(client)
+        client
     }
 
     /// Sends one request and waits for its answer. Dropping the future cancels the call.
     async fn call(
         self: &Arc<Self>,
         payload: &[u8],
-        remaining: Duration,
+        deadline: Instant,
     ) -> Result<Bytes, RequestError> {
         let (tx, rx) = oneshot::channel();
         let id = {
@@ -204,7 +271,7 @@ impl MuxClient {
         };
         let request = MuxFrame::Request {
             id,
-            deadline_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
+            deadline_ms: remaining_ms(deadline),
             payload: Bytes::copy_from_slice(payload),
         };
         if !self.outbox.push(&request) {
@@ -336,15 +403,15 @@ pub(crate) async fn call(
     slot: &MuxSlot,
     conn: &Connection,
     payload: &[u8],
-    remaining: Duration,
+    deadline: Instant,
 ) -> Result<Bytes, RequestError> {
     let limit = shared.config.max_concurrent_requests as usize;
-    let Some(ticket) = slot.enter(limit) else {
+    let Some(mut ticket) = slot.enter(limit) else {
         shared.metrics.rpc_event(RpcEvent::InFlightLimit);
         return Err(RequestError::InFlightLimit { limit });
     };
-    let client = ticket.lane.client(shared, conn).await?;
-    client.call(payload, remaining).await
+    let client = ticket.client(shared, conn).await?;
+    client.call(payload, deadline).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,8 +673,7 @@ fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: By
             return refuse(id, code::MALFORMED);
         }
         let limit = shared.config.max_concurrent_requests as usize;
-        if server.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
-            server.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !count_within(&server.in_flight, limit) {
             drop(calls);
             server.metrics.rpc_event(RpcEvent::InFlightLimit);
             return refuse(id, code::TOO_MANY_IN_FLIGHT);
@@ -628,7 +694,7 @@ fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: By
     let request = IncomingRequest {
         from,
         payload: small_copy(payload),
-        deadline: tokio::time::Instant::now() + Duration::from_millis(deadline_ms.into()),
+        deadline: Instant::now() + Duration::from_millis(deadline_ms.into()),
         responder,
     };
     super::deliver(shared, request);
