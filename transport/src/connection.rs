@@ -268,7 +268,7 @@ async fn serve_bi(
             rpc::serve(&shared, from, send, &mut recv).await
         }
         Ok(header) if header.kind == StreamKind::RpcMux => {
-            rpc::mux::serve(&shared, from, (send, &mut recv), mux_calls).await
+            rpc::mux::serve(&shared, from, send, &mut recv, mux_calls).await
         }
         Ok(header) => Err(misplaced(header.kind)),
         Err(error) => Err(error),

@@ -15,9 +15,11 @@ use foca::{Codec, Header, Member, Message, PostcardCodec, State};
 
 use super::MemberId;
 
+/// The longest postcard varint of a `u128`: 19 bytes.
+const VARINT_MAX: usize = 19;
 /// Longest postcard encoding of a [`MemberId`]: a 128-bit varint node id, an IPv6 socket
 /// address (variant, 16 octets, 16-bit varint port) and a 64-bit varint generation.
-const MEMBER_ID_MAX: usize = 19 + (1 + 16 + 3) + 10;
+const MEMBER_ID_MAX: usize = VARINT_MAX + (1 + 16 + 3) + 10;
 /// Longest header: two identities, an incarnation, and the message carrying a third one.
 const HEADER_MAX: usize = MEMBER_ID_MAX + 3 + MEMBER_ID_MAX + (1 + MEMBER_ID_MAX + 1);
 /// Longest member: an identity, an incarnation and a state.
@@ -67,6 +69,14 @@ impl Codec<MemberId> for SwimCodec {
     fn decode_member(&mut self, buf: impl Buf) -> Result<Member<MemberId>, Self::Error> {
         PostcardCodec.decode_member(buf)
     }
+}
+
+/// Appends `value` as postcard's varint to `out`: for the push-pull table's codec, whose node
+/// ids are the same 19-byte varints as a header's.
+pub(super) fn put_varint(out: &mut Vec<u8>, value: u128) {
+    let mut scratch = Scratch::<VARINT_MAX>::new();
+    scratch.varint(value);
+    out.extend_from_slice(&scratch.bytes[..scratch.len]);
 }
 
 /// A fixed buffer sized for the longest encoding, so writes into it cannot overflow.

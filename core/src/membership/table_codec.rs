@@ -23,7 +23,7 @@ use postcard::Error;
 
 use super::decoded;
 use super::metadata::{NodeMetadata, Versioned};
-use super::swim_codec::SwimCodec;
+use super::swim_codec::{put_varint, SwimCodec};
 use super::wire::MembershipMessage;
 use super::MemberId;
 use crate::NodeId;
@@ -61,19 +61,6 @@ pub(super) fn encode(
     }
     out.push(u8::from(reply));
     crate::envelope::finish(out)
-}
-
-/// Postcard's unsigned varint: seven bits a byte, least significant first.
-fn put_varint(out: &mut Vec<u8>, value: u128) {
-    let mut rest = value;
-    loop {
-        let low = (rest & 0x7f) as u8;
-        rest >>= 7;
-        if rest == 0 {
-            return out.push(low);
-        }
-        out.push(low | 0x80);
-    }
 }
 
 fn put_str(out: &mut Vec<u8>, text: &str) {

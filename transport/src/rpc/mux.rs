@@ -556,7 +556,8 @@ impl MuxServer {
 pub(crate) async fn serve(
     shared: &Arc<Shared>,
     from: NodeId,
-    (send, recv): (SendStream, &mut RecvStream),
+    send: SendStream,
+    recv: &mut RecvStream,
     in_flight: Arc<AtomicUsize>,
 ) -> Result<(), ReadError> {
     let _ = send.set_priority(priority(Channel::Rpc));
