@@ -74,6 +74,10 @@ impl Codec<MemberId> for SwimCodec {
 /// Appends `value` as postcard's varint to `out`: for the push-pull table's codec, whose node
 /// ids are the same 19-byte varints as a header's.
 pub(super) fn put_varint(out: &mut Vec<u8>, value: u128) {
+    // Lengths, versions and ports: mostly one byte, not worth a scratch buffer.
+    if value < 0x80 {
+        return out.push(value as u8);
+    }
     let mut scratch = Scratch::<VARINT_MAX>::new();
     scratch.varint(value);
     out.extend_from_slice(&scratch.bytes[..scratch.len]);
