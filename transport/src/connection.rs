@@ -62,6 +62,9 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
     };
     shared.metrics.connection_opened();
     spawn_readers(shared, peer, &new.conn);
+    if shared.config.sealed_membership {
+        tokio::spawn(keep_open_while_calling(shared.clone(), new.clone()));
+    }
     let mut replaced = None;
     let mut first = false;
     let installed = peer.live.send_if_modified(|current| match current {
@@ -105,6 +108,24 @@ fn retire(shared: &Shared, conn: Connection) {
         tokio::time::sleep(DUPLICATE_GRACE).await;
         conn.close(code::DUPLICATE.into(), b"duplicate connection");
     });
+}
+
+/// With sealed membership a connection sends no QUIC keep-alives, and while a handler runs
+/// nothing else need cross it, so a call held past `idle_timeout` would lose its connection
+/// with both ends waiting. While this node waits on an answer, an empty datagram every
+/// `keep_alive` keeps the connection open (it asks for an ACK, so both ends' idle timers
+/// restart); a connection nobody waits on still idles out.
+async fn keep_open_while_calling(shared: Arc<Shared>, live: Live) {
+    let own_streams_max = shared.config.own_stream_requests() as usize;
+    loop {
+        tokio::select! {
+            _ = live.conn.closed() => return,
+            _ = tokio::time::sleep(shared.config.keep_alive) => {}
+        }
+        if live.awaits_answers(own_streams_max) {
+            let _ = live.conn.send_datagram(Bytes::new());
+        }
+    }
 }
 
 fn spawn_readers(shared: &Arc<Shared>, peer: &Arc<Peer>, conn: &Connection) {
@@ -164,6 +185,9 @@ async fn read_datagrams(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) 
     let max = shared.config.limits.membership;
     let from = peer.id;
     while let Ok(datagram) = conn.read_datagram().await {
+        if datagram.is_empty() {
+            continue; // a keep-alive (see `keep_open_while_calling`)
+        }
         let len = datagram.len() as u64;
         match decode_datagram(datagram, max) {
             Ok(payload) => {

@@ -56,6 +56,12 @@ impl Live {
     pub fn same_connection(&self, other: &Connection) -> bool {
         self.conn.stable_id() == other.stable_id()
     }
+
+    /// Whether this node waits on an answer over this connection: a multiplexed call, or a
+    /// large request holding one of the `own_streams_max` streams of its own.
+    pub fn awaits_answers(&self, own_streams_max: usize) -> bool {
+        self.rpc.in_flight() > 0 || self.own_streams.available_permits() < own_streams_max
+    }
 }
 
 pub(crate) struct Peer {

@@ -111,6 +111,11 @@ impl MuxSlot {
         Some(Ticket { slot: self, lane })
     }
 
+    /// Calls waiting for an answer over this connection's multiplexed streams.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
     fn least_loaded_live(&self) -> Option<(&Lane, Arc<MuxClient>)> {
         self.lanes
             .iter()
