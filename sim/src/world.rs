@@ -37,7 +37,7 @@ use crate::pubsub::{PubSubEvent, PubSubLayer};
 use crate::queue::{EventQueue, Queued};
 use crate::rpc::{RpcEvent, RpcLayer};
 use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
-use crate::trace::{push_decimal, push_stamp, write_stamp, Fnv64, Trace};
+use crate::trace::{write_stamp, Fnv64, Trace};
 use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord, WriteRequest};
 
 /// Datagrams a stalled node's socket buffer holds; later ones are dropped, as the kernel would
@@ -1718,23 +1718,23 @@ impl World {
                 let who = self.by_id.get(&v.id).copied();
                 let kind = event_kind(&event);
                 self.trace.line_with(|text| {
-                    push_stamp(text, now);
+                    text.push_stamp(now);
                     text.push_str(" n");
-                    push_decimal(text, slot as u64);
+                    text.push_decimal(slot as u64);
                     text.push_str(" -> event ");
                     text.push_str(kind);
                     match who {
                         Some(slot) => {
                             text.push_str(" n");
-                            push_decimal(text, slot as u64);
+                            text.push_decimal(slot as u64);
                         }
                         None => {
-                            text.push(' ');
+                            text.push_str(" ");
                             text.push_str(&v.id.short());
                         }
                     }
                     text.push_str(" gen ");
-                    push_decimal(text, v.generation);
+                    text.push_decimal(v.generation);
                 });
             }
             MembershipEvent::Joined | MembershipEvent::Isolated => {
