@@ -181,17 +181,18 @@ impl Trace {
     }
 
     /// Appends one line known by `words`: the hash takes the words, not the text, so the
-    /// hot paths (every send, receive and wake-up) format nothing unless lines are kept. Two
-    /// runs still hash alike exactly when their words do; `words` must say everything `args`
-    /// shows, and start with a tag that no other caller uses.
-    pub fn words(&mut self, words: &[u64], args: fmt::Arguments<'_>) {
+    /// hot paths (every send, receive and wake-up) format nothing unless lines are kept (nor
+    /// build the arguments: `text` is called only then). Two runs still hash alike exactly
+    /// when their words do; `words` must say everything `text` shows, and start with a tag
+    /// that no other caller uses.
+    pub fn words(&mut self, words: &[u64], text: impl FnOnce() -> String) {
         let mut line = Fnv64::OFFSET ^ (words.len() as u64) << 56;
         for &word in words {
             line = (line ^ word).wrapping_mul(Fnv64::PRIME);
         }
         self.push_line(line);
         if let Some(kept) = &mut self.kept {
-            kept.push(args.to_string());
+            kept.push(text());
         }
     }
 
@@ -272,12 +273,12 @@ mod tests {
         let mut kept = Trace::new(true);
         let mut bare = Trace::new(false);
         for trace in [&mut kept, &mut bare] {
-            trace.words(&[1, 2, 3], format_args!("one two three"));
+            trace.words(&[1, 2, 3], || "one two three".into());
         }
         assert_eq!(kept.hash(), bare.hash());
         assert_eq!(kept.take_lines().unwrap(), vec!["one two three"]);
         let mut other = Trace::new(false);
-        other.words(&[1, 2, 4], format_args!("one two three"));
+        other.words(&[1, 2, 4], || "one two three".into());
         assert_ne!(other.hash(), bare.hash());
     }
 }

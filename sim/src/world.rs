@@ -9,7 +9,7 @@
 //! it wants to stop, applies faults with [`World::apply`], and reads nodes and the membership
 //! events they emitted ([`World::take_observed`]) to check invariants.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -107,8 +107,9 @@ pub struct SimNode {
     life: u64,
     stalled_until: Option<u64>,
     held: VecDeque<Pending>,
-    /// World instants of the wake-ups queued for this life, so one deadline is queued once.
-    wakes: BTreeSet<u64>,
+    /// World instants of the wake-ups queued for this life, so one deadline is queued once: a
+    /// handful, looked up on every event, so a plain vector (a tree's search cost more).
+    wakes: Vec<u64>,
     clock: NodeClock,
     traffic: NodeTraffic,
     stalls: Vec<(u64, u64)>,
@@ -1185,7 +1186,7 @@ impl World {
             life: 0,
             stalled_until: None,
             held: VecDeque::new(),
-            wakes: BTreeSet::new(),
+            wakes: Vec::new(),
             clock: NodeClock::default(),
             traffic: NodeTraffic::default(),
             stalls: Vec::new(),
@@ -1466,13 +1467,12 @@ impl World {
             len as u64,
             u64::from(hash),
         ];
-        self.trace.words(
-            &words,
-            format_args!(
+        self.trace.words(&words, || {
+            format!(
                 "{} n{to} <- n{from} {channel:?} {len}B #{hash:08x}",
                 Stamp(self.now_us)
-            ),
-        );
+            )
+        });
         Input::Received {
             from: from_id,
             channel,
@@ -1508,16 +1508,16 @@ impl World {
     /// Fires the timers of the core in `slot` that are due.
     fn wake(&mut self, slot: usize, at: u64) {
         let node = &mut self.nodes[slot];
-        node.wakes.remove(&at);
+        if let Some(queued) = node.wakes.iter().position(|&w| w == at) {
+            node.wakes.swap_remove(queued);
+        }
         let local = node.clock.local(self.now_us);
         let Some(core) = node.core.as_deref_mut() else {
             return;
         };
         let words = [TRACE_WAKE, self.now_us, slot as u64];
-        self.trace.words(
-            &words,
-            format_args!("{} n{slot} <- wake", Stamp(self.now_us)),
-        );
+        self.trace
+            .words(&words, || format!("{} n{slot} <- wake", Stamp(self.now_us)));
         core.handle_timeout(local);
         self.drain(slot);
     }
@@ -1529,9 +1529,10 @@ impl World {
             return;
         };
         let at = node.clock.world_at(due, self.now_us);
-        if !node.wakes.insert(at) {
+        if node.wakes.contains(&at) {
             return;
         }
+        node.wakes.push(at);
         let life = node.life;
         self.push(
             at,
@@ -1622,14 +1623,13 @@ impl World {
             len as u64,
             u64::from(hash),
         ];
-        let shown = Shown(target, to);
-        self.trace.words(
-            &words,
-            format_args!(
+        self.trace.words(&words, || {
+            let shown = Shown(target, to);
+            format!(
                 "{} n{from} -> {shown} {channel:?} {len}B #{hash:08x}",
                 Stamp(self.now_us)
-            ),
-        );
+            )
+        });
         let envelope = if channel == Channel::Membership {
             DATAGRAM_ENVELOPE_BYTES
         } else {
