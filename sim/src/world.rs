@@ -500,6 +500,11 @@ impl World {
         std::mem::take(&mut self.trace)
     }
 
+    /// Whether membership events were emitted since the last [`Self::take_observed`].
+    pub fn has_observed(&self) -> bool {
+        !self.observed.is_empty()
+    }
+
     /// Membership events emitted since the last call.
     pub fn take_observed(&mut self) -> Vec<Observed> {
         std::mem::take(&mut self.observed)
