@@ -242,7 +242,7 @@ mod tests {
                 let delay = match x % 4 {
                     0 => 0,
                     1 => (x >> 20) % 8,
-                    _ => (x >> 8) >> (x >> 2) % 56,
+                    _ => (x >> 8) >> ((x >> 2) % 56),
                 };
                 now.saturating_add(delay)
             });
