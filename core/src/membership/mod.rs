@@ -771,9 +771,15 @@ impl Membership {
             // changed its state (foca's errors say so), so counting is all there is to do.
             self.stats.bad_datagrams += 1;
         }
-        let notes = std::mem::take(&mut self.notes);
-        for note in notes {
+        // Every datagram brings at least one notification: the vector is taken and handed
+        // back, not freed and grown again each time. A nested drive (from a notification's
+        // handling) takes and hands back the empty one meanwhile.
+        let mut notes = std::mem::take(&mut self.notes);
+        for note in notes.drain(..) {
             self.on_notification(now, note, out);
+        }
+        if self.notes.is_empty() {
+            self.notes = notes;
         }
         self.view.settle();
         self.resume_gossip(now, out);
