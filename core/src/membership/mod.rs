@@ -42,6 +42,9 @@ use swim::SwimIo;
 use swim_codec::SwimCodec;
 use wire::{datagram_kind, tagged, DigestDatagram};
 
+/// Capacity of foca's notification vector kept between calls: a datagram's few notifications.
+const NOTES_KEPT: usize = 8;
+
 /// Most members or metadata entries accepted in one push-pull message.
 const PUSH_PULL_ENTRIES_MAX: usize = 16_384;
 /// Member changes remembered for [`Membership::invariants_since`]; a checker that falls further
@@ -773,12 +776,14 @@ impl Membership {
         }
         // Every datagram brings at least one notification: the vector is taken and handed
         // back, not freed and grown again each time. A nested drive (from a notification's
-        // handling) takes and hands back the empty one meanwhile.
+        // handling) takes and hands back the empty one meanwhile. One grown by a burst (a
+        // push-pull's members coming up) is freed: kept on every node, bursts at N=1000 held
+        // 150 MB.
         let mut notes = std::mem::take(&mut self.notes);
         for note in notes.drain(..) {
             self.on_notification(now, note, out);
         }
-        if self.notes.is_empty() {
+        if self.notes.is_empty() && notes.capacity() <= NOTES_KEPT {
             self.notes = notes;
         }
         self.view.settle();
