@@ -39,24 +39,35 @@ impl NodeClock {
 }
 
 /// `us` at the rate `1 + drift_ppm / 10⁶`, rounded toward zero. Most clocks run at the world's
-/// rate, and this is on every event's path: they skip the 128-bit division (a library call),
-/// which gives the same value for them.
+/// rate, and this is on every event's path: they skip the arithmetic, and the others take it
+/// in 64 bits while it fits (any run shorter than about 100 days of world time), not through
+/// the 128-bit division's library call. Each shortcut gives what the 128-bit formula gives.
 fn scale(us: i128, drift_ppm: i64) -> i128 {
     if drift_ppm == 0 {
         return us;
     }
-    us * (PPM + i128::from(drift_ppm)) / PPM
+    let rate = PPM as i64 + drift_ppm;
+    match i64::try_from(us).ok().and_then(|us| us.checked_mul(rate)) {
+        Some(product) => i128::from(product / PPM as i64),
+        None => us * i128::from(rate) / PPM,
+    }
 }
 
 /// The world time at which a clock running at `1 + drift_ppm / 10⁶` has advanced by `us`,
 /// rounded up, so a timer never fires before its time on the node's clock (at the world's
-/// rate, `us` itself, without the division).
+/// rate, `us` itself; in 64 bits while they suffice, as in [`scale`]).
 fn unscale(us: i128, drift_ppm: i64) -> i128 {
     if drift_ppm == 0 {
         return us;
     }
-    let rate = PPM + i128::from(drift_ppm);
-    (us * PPM + rate - 1).div_euclid(rate)
+    let rate = PPM as i64 + drift_ppm;
+    let narrow = i64::try_from(us)
+        .ok()
+        .and_then(|us| us.checked_mul(PPM as i64)?.checked_add(rate - 1));
+    match narrow {
+        Some(numerator) => i128::from(numerator.div_euclid(rate)),
+        None => (us * PPM + i128::from(rate) - 1).div_euclid(i128::from(rate)),
+    }
 }
 
 #[cfg(test)]
@@ -70,6 +81,36 @@ mod tests {
         for us in [-3_000_001, -1, 0, 1, 999_999, 1_000_000, 123_456_789_012] {
             assert_eq!(scale(us, 0), us * PPM / PPM);
             assert_eq!(unscale(us, 0), (us * PPM + PPM - 1).div_euclid(PPM));
+        }
+    }
+
+    /// The 64-bit shortcut of skewed clocks gives what 128 bits give, near zero, at any
+    /// sign, and where 64 bits overflow.
+    #[test]
+    fn the_narrow_arithmetic_equals_the_wide() {
+        let wide_scale = |us: i128, ppm: i64| us * (PPM + i128::from(ppm)) / PPM;
+        let wide_unscale = |us: i128, ppm: i64| {
+            let rate = PPM + i128::from(ppm);
+            (us * PPM + rate - 1).div_euclid(rate)
+        };
+        let edges = [
+            i128::from(i64::MAX),
+            i128::from(i64::MIN),
+            i128::from(u64::MAX),
+        ];
+        let mut values: Vec<i128> = edges.iter().flat_map(|&e| [e, e / 2, e / PPM]).collect();
+        values.extend([
+            -3_000_001, -999_999, -1, 0, 1, 999_999, 1_000_000, 40_000_007,
+        ]);
+        for us in values {
+            for ppm in [-500_000, -1_000, -1, 1, 37, 1_000, 500_000] {
+                assert_eq!(scale(us, ppm), wide_scale(us, ppm), "scale {us} {ppm}");
+                assert_eq!(
+                    unscale(us, ppm),
+                    wide_unscale(us, ppm),
+                    "unscale {us} {ppm}"
+                );
+            }
         }
     }
 

@@ -97,9 +97,17 @@ impl LinkModel {
 
     fn delay(&self, rng: &mut StdRng) -> u64 {
         let tail = -(1.0 - rng.gen::<f64>()).ln();
-        let jitter = self.jitter.as_micros() as f64 * tail.min(JITTER_TAIL_MAX);
+        let jitter = micros_f64(self.jitter) * tail.min(JITTER_TAIL_MAX);
         self.latency.as_micros() as u64 + jitter as u64
     }
+}
+
+/// `duration` in microseconds, as `as_micros() as f64` gives it up to 2⁶⁴ µs (584,000 years;
+/// longer saturates there): converted from 64 bits, both conversions rounding to the nearest,
+/// without the 128-bit conversion's library call on every datagram. (Picking the 64-bit path
+/// when the value fits does not do: the compiler merges both paths into the 128-bit one.)
+fn micros_f64(duration: Duration) -> f64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX) as f64
 }
 
 /// A set of node slots, as a bitmap over slot indices.
@@ -422,6 +430,25 @@ fn pair(a: usize, b: usize) -> (usize, usize) {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn microseconds_convert_as_the_128_bit_conversion_does() {
+        let odd = [
+            1,
+            199,
+            200,
+            999_999,
+            (1 << 53) + 1,
+            u64::MAX / 1_000_000 + 7,
+            u64::MAX,
+        ];
+        let mut durations: Vec<Duration> = odd.into_iter().map(Duration::from_micros).collect();
+        durations.extend([Duration::ZERO, Duration::from_secs(u64::MAX / 2_000_000)]);
+        for duration in durations {
+            assert_eq!(micros_f64(duration), duration.as_micros() as f64);
+        }
+        assert_eq!(micros_f64(Duration::MAX), u64::MAX as f64);
+    }
 
     fn set(n: usize, members: &[usize]) -> SlotSet {
         (0..n).map(|i| members.contains(&i)).collect()

@@ -1,12 +1,23 @@
 //! The world's event queue: entries ordered by (time, sequence number), earliest first.
 //!
-//! A 4-ary min-heap instead of `std`'s binary one: while a large cluster forms the queue holds
-//! hundreds of thousands of entries, and each pop walks the heap from root to leaf. Four
-//! children a node halve the depth, and the four sit next to each other in memory, so a pop
-//! takes about half the cache misses. Keys are unique (the sequence number grows on every
-//! push), so any correct heap pops the same entries in the same order.
+//! A radix heap: the world's clock never goes back, so every entry later than the run due
+//! next is bucketed by the highest bit in which its time differs from `last`, the earliest
+//! time of that run. A pop takes the run's next entry; when the run is done, the lowest
+//! occupied bucket holds the earliest entries: a few become the next run, sorted, and of more,
+//! those of the earliest time do while the others spread over the buckets below. An entry
+//! moves down at most once per bit of its delay, in a linear pass: a pop and a push cost
+//! about 200 and 60 instructions at N=100, where the 4-ary heap before it took 340 and 50
+//! walking a path of comparisons from root to leaf.
+//!
+//! Keys are unique (the sequence number grows on every push), and every bucket stays in
+//! sequence order (entries are appended in push order, and a bucket is only spread while the
+//! ones below it are empty), so the entries of one time come out in sequence order: the same
+//! order as any correct priority queue's.
 
-/// A queue entry: the event itself waits in the world's slab at `slot`, so the heap moves 24
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// A queue entry: the event itself waits in the world's slab at `slot`, so the queue moves 24
 /// bytes, not a whole event, on every push and pop.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Queued {
@@ -16,98 +27,190 @@ pub(crate) struct Queued {
 }
 
 impl Queued {
-    /// (time, sequence number) as one integer: compared in two instructions and no branch, so
-    /// picking the least of four children does not stall on mispredictions.
-    fn key(&self) -> u128 {
-        u128::from(self.at) << 64 | u128::from(self.seq)
+    fn key(&self) -> (u64, u64) {
+        (self.at, self.seq)
     }
 }
 
-/// Children per heap node.
-const ARITY: usize = 4;
+/// A lowest bucket of at most this many entries becomes due at once, sorted.
+const SORTED_AT_ONCE: usize = 16;
+
+/// An entry ordered by its key alone, for the heap of late entries.
+#[derive(Clone, Copy, Debug)]
+struct ByKey(Queued);
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for ByKey {}
+
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key().cmp(&other.0.key())
+    }
+}
 
 /// Entries by (time, sequence number).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct EventQueue {
-    heap: Vec<Queued>,
+    /// The earliest time in `due` when it was filled; the others are bucketed against it.
+    last: u64,
+    /// The entries due next, from `head` on, by (time, sequence number): every entry in a
+    /// bucket is later than all of them.
+    due: Vec<Queued>,
+    head: usize,
+    /// The latest time in `due` (or `last`): a push not later goes into `due`.
+    due_until: u64,
+    /// `buckets[b]`: entries later than `last` whose time first differs from it at bit `b`.
+    buckets: [Vec<Queued>; 64],
+    /// Bit `b` set: `buckets[b]` holds entries.
+    occupied: u64,
+    /// Entries pushed for a time before `last` while others wait. The world never does (its
+    /// clock does not go back); they are served, earliest first, before everything else, as
+    /// any priority queue would.
+    late: BinaryHeap<Reverse<ByKey>>,
+}
+
+impl Default for EventQueue {
+    fn default() -> Self {
+        Self {
+            last: 0,
+            due: Vec::new(),
+            head: 0,
+            due_until: 0,
+            buckets: std::array::from_fn(|_| Vec::new()),
+            occupied: 0,
+            late: BinaryHeap::new(),
+        }
+    }
 }
 
 impl EventQueue {
     /// The earliest entry, if any.
-    pub fn peek(&self) -> Option<&Queued> {
-        self.heap.first()
+    pub fn peek(&self) -> Option<Queued> {
+        match self.late.peek() {
+            Some(Reverse(late)) => Some(late.0),
+            None => self.due.get(self.head).copied(),
+        }
     }
 
     /// Adds an entry.
     pub fn push(&mut self, entry: Queued) {
-        self.heap.push(entry);
-        let mut hole = self.heap.len() - 1;
-        let key = entry.key();
-        while hole > 0 {
-            let parent = (hole - 1) / ARITY;
-            if self.heap[parent].key() < key {
-                break;
-            }
-            self.heap[hole] = self.heap[parent];
-            hole = parent;
+        if self.is_empty() {
+            (self.last, self.due_until) = (entry.at, entry.at);
         }
-        self.heap[hole] = entry;
+        if entry.at < self.last {
+            self.late.push(Reverse(ByKey(entry)));
+        } else {
+            self.place(entry);
+        }
     }
 
     /// Takes the earliest entry out.
     pub fn pop(&mut self) -> Option<Queued> {
-        let last = self.heap.pop()?;
-        let Some(&earliest) = self.heap.first() else {
-            return Some(last);
+        // Late entries are rare: the heap is not called into when it is empty.
+        let late = if self.late.is_empty() {
+            None
+        } else {
+            self.late.pop()
         };
-        // The last entry fills the root's hole and sinks below every smaller child.
-        let len = self.heap.len();
-        let last_key = last.key();
-        let mut hole = 0;
-        loop {
-            let first = hole * ARITY + 1;
-            if first >= len {
-                break;
+        let earliest = match late {
+            Some(Reverse(late)) => late.0,
+            None => {
+                let next = *self.due.get(self.head)?;
+                self.head += 1;
+                next
             }
-            let (mut least, mut least_key) = (first, self.heap[first].key());
-            for child in first + 1..(first + ARITY).min(len) {
-                let key = self.heap[child].key();
-                if key < least_key {
-                    (least, least_key) = (child, key);
-                }
-            }
-            if least_key > last_key {
-                break;
-            }
-            self.heap[hole] = self.heap[least];
-            hole = least;
+        };
+        if self.is_empty() {
+            self.due.clear();
+            self.head = 0;
+            self.spread_lowest();
         }
-        self.heap[hole] = last;
         Some(earliest)
+    }
+
+    /// Whether nothing waits in `late` or `due`: then nothing waits in the buckets either
+    /// (`pop` refills `due` whenever they run out), so the queue is empty.
+    fn is_empty(&self) -> bool {
+        self.late.is_empty() && self.head == self.due.len()
+    }
+
+    /// Files an entry not earlier than `last`.
+    fn place(&mut self, entry: Queued) {
+        if entry.at < self.due_until {
+            // Within `due`'s span: after every entry of its time or earlier (its sequence
+            // number is the highest yet).
+            let at = self.head + self.due[self.head..].partition_point(|q| q.at <= entry.at);
+            self.due.insert(at, entry);
+        } else if entry.at == self.due_until {
+            self.due.push(entry);
+        } else {
+            let bucket = 63 - (entry.at ^ self.last).leading_zeros() as usize;
+            self.buckets[bucket].push(entry);
+            self.occupied |= 1 << bucket;
+        }
+    }
+
+    /// Moves on to the lowest occupied bucket, whose entries are the earliest. A few become
+    /// due at once, sorted by time (stably: the bucket is in sequence order); of more, those
+    /// of the earliest time become due and the others go to lower buckets (they differ from
+    /// the new `last` below the bucket's bit; the higher buckets' entries still differ from
+    /// it where they did). Sorting a few saves moving each down bucket by bucket.
+    fn spread_lowest(&mut self) {
+        if self.occupied == 0 {
+            return;
+        }
+        let bucket = self.occupied.trailing_zeros() as usize;
+        self.occupied &= !(1 << bucket);
+        let mut spread = std::mem::take(&mut self.buckets[bucket]);
+        if spread.len() <= SORTED_AT_ONCE {
+            spread.sort_by_key(|q| q.at);
+            self.last = spread.first().map_or(self.last, |q| q.at);
+            self.due_until = spread.last().map_or(self.last, |q| q.at);
+            self.due.append(&mut spread);
+        } else {
+            self.last = spread.iter().map(|q| q.at).min().unwrap_or(self.last);
+            self.due_until = self.last;
+            for entry in spread.drain(..) {
+                self.place(entry);
+            }
+        }
+        // Kept for its capacity: the bucket fills again.
+        self.buckets[bucket] = spread;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
 
-    /// Any mix of pushes and pops comes out as a sorted binary heap gives it.
-    #[test]
-    fn pops_in_time_then_sequence_order() {
+    /// Runs `steps` random pushes and pops against `std`'s binary heap: every peek and pop
+    /// agree. `spread(x, now)` picks a push's time from a random `x` and the last popped time.
+    fn agrees_with_a_binary_heap(seed: u64, steps: u64, spread: impl Fn(u64, u64) -> u64) {
         let mut queue = EventQueue::default();
         let mut reference = BinaryHeap::new();
-        let mut x: u64 = 11;
-        for seq in 0..50_000u64 {
+        let mut x = seed;
+        let mut now = 0;
+        for seq in 0..steps {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             if x >> 62 == 0 {
                 let popped = queue.pop().map(|q| (q.at, q.seq, q.slot));
                 assert_eq!(popped, reference.pop().map(|Reverse(e)| e));
+                now = popped.map_or(now, |(at, _, _)| at);
             } else {
-                let at = (x >> 40) % 500;
+                let at = spread(x, now);
                 let slot = (x % 1000) as usize;
                 queue.push(Queued { at, seq, slot });
                 reference.push(Reverse((at, seq, slot)));
@@ -121,5 +224,28 @@ mod tests {
             assert_eq!(queue.pop().map(|q| (q.at, q.seq, q.slot)), Some(expected));
         }
         assert!(queue.pop().is_none());
+        assert!(queue.peek().is_none());
+    }
+
+    /// Times anywhere, earlier than the last pop too: the late entries' path.
+    #[test]
+    fn pops_in_time_then_sequence_order() {
+        agrees_with_a_binary_heap(11, 50_000, |x, _| (x >> 40) % 500);
+    }
+
+    /// The world's pattern: never before the last pop, many at the same time, delays from
+    /// none to hours (every bucket).
+    #[test]
+    fn pops_in_order_when_time_only_moves_forward() {
+        for seed in [1, 2, 3] {
+            agrees_with_a_binary_heap(seed, 50_000, |x, now| {
+                let delay = match x % 4 {
+                    0 => 0,
+                    1 => (x >> 20) % 8,
+                    _ => (x >> 8) >> ((x >> 2) % 56),
+                };
+                now.saturating_add(delay)
+            });
+        }
     }
 }

@@ -44,41 +44,82 @@ impl Fnv64 {
     }
 }
 
-/// Appends `n` in decimal, as `{n}` would.
-pub fn push_decimal(text: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
-    text.push_str(decimal(n, &mut digits));
-}
+/// The text of a trace line being written by [`Trace::line_with`]: bytes rather than a
+/// `String`, so a number goes in without the UTF-8 check a `&str` of its digits would need.
+/// Only `&str`s and ASCII digits go in, so the bytes are always UTF-8.
+#[derive(Debug, Default)]
+pub struct LineText(Vec<u8>);
 
-/// Appends world microseconds as seconds with six decimals, as `{}.{:06}` of the seconds
-/// and the microseconds would (every trace line starts with one).
-pub fn push_stamp(text: &mut String, us: u64) {
-    // Writing into a String cannot fail.
-    let _ = write_stamp(text, us);
-}
+impl LineText {
+    /// Appends `text`.
+    pub fn push_str(&mut self, text: &str) {
+        self.0.extend_from_slice(text.as_bytes());
+    }
 
-/// Writes world microseconds as [`push_stamp`] appends them.
-pub fn write_stamp(out: &mut impl Write, us: u64) -> fmt::Result {
-    let mut digits = [0u8; 20];
-    out.write_str(decimal(us / 1_000_000, &mut digits))?;
-    let micros = decimal(us % 1_000_000, &mut digits);
-    out.write_str(&".000000"[..7 - micros.len()])?;
-    out.write_str(micros)
-}
+    /// Appends `n` in decimal, as `{n}` would.
+    pub fn push_decimal(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        self.0.extend_from_slice(decimal(n, &mut digits));
+    }
 
-/// `n` in decimal, written at the end of `digits`.
-fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+    /// Appends world microseconds as seconds with six decimals, as `{}.{:06}` of the seconds
+    /// and the microseconds would (every trace line starts with one).
+    pub fn push_stamp(&mut self, us: u64) {
+        self.push_decimal(us / 1_000_000);
+        let micros = us % 1_000_000;
+        let (high, low) = ((micros / 10_000) as usize, (micros / 100 % 100) as usize);
+        let last = (micros % 100) as usize;
+        let text = &mut self.0;
+        text.push(b'.');
+        for pair in [high, low, last] {
+            text.extend_from_slice(&PAIRS[pair * 2..pair * 2 + 2]);
         }
     }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&digits[at..]).unwrap_or_default()
+
+    /// The text (lossless: only `&str`s and ASCII digits went in).
+    fn as_str(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+/// Writes world microseconds as [`LineText::push_stamp`] appends them.
+pub fn write_stamp(out: &mut impl Write, us: u64) -> fmt::Result {
+    let (mut seconds, mut micros) = ([0u8; 20], [0u8; 20]);
+    out.write_str(ascii(decimal(us / 1_000_000, &mut seconds)))?;
+    out.write_char('.')?;
+    // A million added keeps the microseconds' leading zeros; its "1" is left out.
+    let micros = decimal(us % 1_000_000 + 1_000_000, &mut micros);
+    out.write_str(ascii(&micros[1..]))
+}
+
+/// Digits as a `&str`.
+fn ascii(digits: &[u8]) -> &str {
+    std::str::from_utf8(digits).unwrap_or_default()
+}
+
+/// "00" to "99": decimals are written two digits a step (half the divisions).
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    while n >= 10 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    // The first digit of an odd count, or the "0" of zero.
+    if n > 0 || at == digits.len() {
+        at -= 1;
+        digits[at] = b'0' + n as u8;
+    }
+    &digits[at..]
 }
 
 impl Default for Fnv64 {
@@ -94,6 +135,7 @@ pub struct Trace {
     lines: u64,
     kept: Option<Vec<String>>,
     buffer: String,
+    bytes: LineText,
 }
 
 impl Trace {
@@ -107,41 +149,50 @@ impl Trace {
 
     /// Appends one line (without the newline).
     pub fn line(&mut self, args: fmt::Arguments<'_>) {
-        // Writing into a String cannot fail.
-        self.line_with(|buffer| {
-            let _ = buffer.write_fmt(args);
-        });
-    }
-
-    /// Appends the line `write` puts into the (cleared) buffer it is handed: the frequent
-    /// lines push their text and numbers ([`push_decimal`]) without `fmt`'s machinery, and
-    /// hash exactly as [`Trace::line`] would the same text.
-    pub fn line_with(&mut self, write: impl FnOnce(&mut String)) {
         self.buffer.clear();
-        write(&mut self.buffer);
-        // Chained word-wise hashes of whole lines: order-sensitive, and eight times fewer
-        // multiplications than hashing byte by byte (the trace is on every event's path).
+        // Writing into a String cannot fail.
+        let _ = self.buffer.write_fmt(args);
         let line = Fnv64::of(self.buffer.as_bytes());
-        self.hash.write(&line.to_le_bytes());
-        self.lines += 1;
+        self.push_line(line);
         if let Some(kept) = &mut self.kept {
             kept.push(self.buffer.clone());
         }
     }
 
+    /// Appends the line `write` puts into the (cleared) text it is handed: the frequent
+    /// lines push their text and numbers without `fmt`'s machinery, and hash exactly as
+    /// [`Trace::line`] would the same text.
+    pub fn line_with(&mut self, write: impl FnOnce(&mut LineText)) {
+        self.bytes.0.clear();
+        write(&mut self.bytes);
+        let line = Fnv64::of(&self.bytes.0);
+        self.push_line(line);
+        if let Some(kept) = &mut self.kept {
+            kept.push(self.bytes.as_str());
+        }
+    }
+
+    /// Folds a line's hash into the trace's.
+    fn push_line(&mut self, line: u64) {
+        // Chained word-wise hashes of whole lines: order-sensitive, and eight times fewer
+        // multiplications than hashing byte by byte (the trace is on every event's path).
+        self.hash.write(&line.to_le_bytes());
+        self.lines += 1;
+    }
+
     /// Appends one line known by `words`: the hash takes the words, not the text, so the
-    /// hot paths (every send, receive and wake-up) format nothing unless lines are kept. Two
-    /// runs still hash alike exactly when their words do; `words` must say everything `args`
-    /// shows, and start with a tag that no other caller uses.
-    pub fn words(&mut self, words: &[u64], args: fmt::Arguments<'_>) {
+    /// hot paths (every send, receive and wake-up) format nothing unless lines are kept (nor
+    /// build the arguments: `text` is called only then). Two runs still hash alike exactly
+    /// when their words do; `words` must say everything `text` shows, and start with a tag
+    /// that no other caller uses.
+    pub fn words(&mut self, words: &[u64], text: impl FnOnce() -> String) {
         let mut line = Fnv64::OFFSET ^ (words.len() as u64) << 56;
         for &word in words {
             line = (line ^ word).wrapping_mul(Fnv64::PRIME);
         }
-        self.hash.write(&line.to_le_bytes());
-        self.lines += 1;
+        self.push_line(line);
         if let Some(kept) = &mut self.kept {
-            kept.push(args.to_string());
+            kept.push(text());
         }
     }
 
@@ -185,24 +236,36 @@ mod tests {
 
     #[test]
     fn numbers_and_stamps_are_written_as_fmt_writes_them() {
-        for n in [0, 7, 10, 99, 100, 123_456, 1_000_000, u64::MAX] {
-            let mut text = String::new();
-            push_decimal(&mut text, n);
-            assert_eq!(text, format!("{n}"));
-            text.clear();
-            push_stamp(&mut text, n);
-            assert_eq!(text, format!("{}.{:06}", n / 1_000_000, n % 1_000_000));
+        let mut numbers = vec![0, 7, 10, 99, 100, 123_456, 1_000_000, 40_000_001, u64::MAX];
+        numbers.extend((0..20).map(|digits| 10u64.pow(digits) - 1));
+        numbers.extend((0..20).map(|digits| 10u64.pow(digits)));
+        for n in numbers {
+            let mut text = LineText::default();
+            text.push_decimal(n);
+            assert_eq!(text.as_str(), format!("{n}"));
+            let mut text = LineText::default();
+            text.push_stamp(n);
+            let stamp = format!("{}.{:06}", n / 1_000_000, n % 1_000_000);
+            assert_eq!(text.as_str(), stamp);
+            let mut written = String::new();
+            write_stamp(&mut written, n).unwrap();
+            assert_eq!(written, stamp);
         }
         let mut a = Trace::new(false);
         a.line(format_args!("{} n{} up", 12, 3));
         let mut b = Trace::new(false);
-        b.line_with(|text| {
-            push_decimal(text, 12);
-            text.push_str(" n");
-            push_decimal(text, 3);
-            text.push_str(" up");
-        });
+        let mut c = Trace::new(true);
+        for trace in [&mut b, &mut c] {
+            trace.line_with(|text| {
+                text.push_decimal(12);
+                text.push_str(" n");
+                text.push_decimal(3);
+                text.push_str(" up");
+            });
+        }
         assert_eq!(a.hash(), b.hash());
+        assert_eq!(c.hash(), b.hash());
+        assert_eq!(c.take_lines().unwrap(), vec!["12 n3 up"]);
     }
 
     #[test]
@@ -210,12 +273,12 @@ mod tests {
         let mut kept = Trace::new(true);
         let mut bare = Trace::new(false);
         for trace in [&mut kept, &mut bare] {
-            trace.words(&[1, 2, 3], format_args!("one two three"));
+            trace.words(&[1, 2, 3], || "one two three".into());
         }
         assert_eq!(kept.hash(), bare.hash());
         assert_eq!(kept.take_lines().unwrap(), vec!["one two three"]);
         let mut other = Trace::new(false);
-        other.words(&[1, 2, 4], format_args!("one two three"));
+        other.words(&[1, 2, 4], || "one two three".into());
         assert_ne!(other.hash(), bare.hash());
     }
 }

@@ -9,7 +9,7 @@
 //! it wants to stop, applies faults with [`World::apply`], and reads nodes and the membership
 //! events they emitted ([`World::take_observed`]) to check invariants.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -37,7 +37,7 @@ use crate::pubsub::{PubSubEvent, PubSubLayer};
 use crate::queue::{EventQueue, Queued};
 use crate::rpc::{RpcEvent, RpcLayer};
 use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
-use crate::trace::{push_decimal, push_stamp, write_stamp, Fnv64, Trace};
+use crate::trace::{write_stamp, Fnv64, Trace};
 use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord, WriteRequest};
 
 /// Datagrams a stalled node's socket buffer holds; later ones are dropped, as the kernel would
@@ -107,8 +107,9 @@ pub struct SimNode {
     life: u64,
     stalled_until: Option<u64>,
     held: VecDeque<Pending>,
-    /// World instants of the wake-ups queued for this life, so one deadline is queued once.
-    wakes: BTreeSet<u64>,
+    /// World instants of the wake-ups queued for this life, so one deadline is queued once: a
+    /// handful, looked up on every event, so a plain vector (a tree's search cost more).
+    wakes: Vec<u64>,
     clock: NodeClock,
     traffic: NodeTraffic,
     stalls: Vec<(u64, u64)>,
@@ -497,6 +498,11 @@ impl World {
     /// The trace, to keep after the world is gone.
     pub fn take_trace(&mut self) -> Trace {
         std::mem::take(&mut self.trace)
+    }
+
+    /// Whether membership events were emitted since the last [`Self::take_observed`].
+    pub fn has_observed(&self) -> bool {
+        !self.observed.is_empty()
     }
 
     /// Membership events emitted since the last call.
@@ -1185,7 +1191,7 @@ impl World {
             life: 0,
             stalled_until: None,
             held: VecDeque::new(),
-            wakes: BTreeSet::new(),
+            wakes: Vec::new(),
             clock: NodeClock::default(),
             traffic: NodeTraffic::default(),
             stalls: Vec::new(),
@@ -1466,13 +1472,12 @@ impl World {
             len as u64,
             u64::from(hash),
         ];
-        self.trace.words(
-            &words,
-            format_args!(
+        self.trace.words(&words, || {
+            format!(
                 "{} n{to} <- n{from} {channel:?} {len}B #{hash:08x}",
                 Stamp(self.now_us)
-            ),
-        );
+            )
+        });
         Input::Received {
             from: from_id,
             channel,
@@ -1508,16 +1513,16 @@ impl World {
     /// Fires the timers of the core in `slot` that are due.
     fn wake(&mut self, slot: usize, at: u64) {
         let node = &mut self.nodes[slot];
-        node.wakes.remove(&at);
+        if let Some(queued) = node.wakes.iter().position(|&w| w == at) {
+            node.wakes.swap_remove(queued);
+        }
         let local = node.clock.local(self.now_us);
         let Some(core) = node.core.as_deref_mut() else {
             return;
         };
         let words = [TRACE_WAKE, self.now_us, slot as u64];
-        self.trace.words(
-            &words,
-            format_args!("{} n{slot} <- wake", Stamp(self.now_us)),
-        );
+        self.trace
+            .words(&words, || format!("{} n{slot} <- wake", Stamp(self.now_us)));
         core.handle_timeout(local);
         self.drain(slot);
     }
@@ -1529,9 +1534,10 @@ impl World {
             return;
         };
         let at = node.clock.world_at(due, self.now_us);
-        if !node.wakes.insert(at) {
+        if node.wakes.contains(&at) {
             return;
         }
+        node.wakes.push(at);
         let life = node.life;
         self.push(
             at,
@@ -1622,14 +1628,13 @@ impl World {
             len as u64,
             u64::from(hash),
         ];
-        let shown = Shown(target, to);
-        self.trace.words(
-            &words,
-            format_args!(
+        self.trace.words(&words, || {
+            let shown = Shown(target, to);
+            format!(
                 "{} n{from} -> {shown} {channel:?} {len}B #{hash:08x}",
                 Stamp(self.now_us)
-            ),
-        );
+            )
+        });
         let envelope = if channel == Channel::Membership {
             DATAGRAM_ENVELOPE_BYTES
         } else {
@@ -1718,23 +1723,23 @@ impl World {
                 let who = self.by_id.get(&v.id).copied();
                 let kind = event_kind(&event);
                 self.trace.line_with(|text| {
-                    push_stamp(text, now);
+                    text.push_stamp(now);
                     text.push_str(" n");
-                    push_decimal(text, slot as u64);
+                    text.push_decimal(slot as u64);
                     text.push_str(" -> event ");
                     text.push_str(kind);
                     match who {
                         Some(slot) => {
                             text.push_str(" n");
-                            push_decimal(text, slot as u64);
+                            text.push_decimal(slot as u64);
                         }
                         None => {
-                            text.push(' ');
+                            text.push_str(" ");
                             text.push_str(&v.id.short());
                         }
                     }
                     text.push_str(" gen ");
-                    push_decimal(text, v.generation);
+                    text.push_decimal(v.generation);
                 });
             }
             MembershipEvent::Joined | MembershipEvent::Isolated => {

@@ -42,6 +42,9 @@ use swim::SwimIo;
 use swim_codec::SwimCodec;
 use wire::{datagram_kind, tagged, DigestDatagram};
 
+/// Capacity of foca's notification vector kept between calls: a datagram's few notifications.
+const NOTES_KEPT: usize = 8;
+
 /// Most members or metadata entries accepted in one push-pull message.
 const PUSH_PULL_ENTRIES_MAX: usize = 16_384;
 /// Member changes remembered for [`Membership::invariants_since`]; a checker that falls further
@@ -626,24 +629,28 @@ impl Membership {
             // cache misses in every node's tables, once per step of the simulator).
             return self.counts_agree();
         }
-        let changed: BTreeSet<NodeId> = self.changes.range(skip..).copied().collect();
+        // A sorted vector, not a set: a step changes a handful of members, and building a
+        // tree for them cost more than the checks on them.
+        let mut changed: Vec<NodeId> = self.changes.range(skip..).copied().collect();
+        changed.sort_unstable();
+        changed.dedup();
         // Our own node can enter the view only as a recorded change.
-        if changed.contains(&self.me.node) && self.view.contains_key(&self.me.node) {
+        if changed.binary_search(&self.me.node).is_ok() && self.view.contains_key(&self.me.node) {
             return Err("our own node is in the member view".into());
         }
         // One pass over SWIM's members for all changed nodes (foca has no lookup by id).
-        let active: BTreeSet<NodeId> = self
-            .swim
-            .iter_members()
-            .map(|m| m.id().node)
-            .filter(|node| changed.contains(node))
-            .collect();
-        for node in &changed {
+        let mut active = vec![false; changed.len()];
+        for member in self.swim.iter_members() {
+            if let Ok(at) = changed.binary_search(&member.id().node) {
+                active[at] = true;
+            }
+        }
+        for (node, active) in changed.iter().zip(active) {
             if self.removed.contains_key(node) && self.view.contains_key(node) {
                 return Err(format!("{} is both removed and in the view", node.short()));
             }
             let alive = self.view.get(node).map(|m| m.state == MemberState::Alive);
-            if alive.unwrap_or(false) != active.contains(node) {
+            if alive.unwrap_or(false) != active {
                 return match self.view.get(node) {
                     Some(member) => Err(disagrees(&member)),
                     None => Err(format!(
@@ -767,9 +774,17 @@ impl Membership {
             // changed its state (foca's errors say so), so counting is all there is to do.
             self.stats.bad_datagrams += 1;
         }
-        let notes = std::mem::take(&mut self.notes);
-        for note in notes {
+        // Every datagram brings at least one notification: the vector is taken and handed
+        // back, not freed and grown again each time. A nested drive (from a notification's
+        // handling) takes and hands back the empty one meanwhile. One grown by a burst (a
+        // push-pull's members coming up) is freed: kept on every node, bursts at N=1000 held
+        // 150 MB.
+        let mut notes = std::mem::take(&mut self.notes);
+        for note in notes.drain(..) {
             self.on_notification(now, note, out);
+        }
+        if self.notes.is_empty() && notes.capacity() <= NOTES_KEPT {
+            self.notes = notes;
         }
         self.view.settle();
         self.resume_gossip(now, out);

@@ -83,6 +83,16 @@ pub(super) fn put_varint(out: &mut Vec<u8>, value: u128) {
     out.extend_from_slice(&scratch.bytes[..scratch.len]);
 }
 
+/// The low 56 bits of `value` seven to a byte, least significant first, each byte's top bit
+/// clear: three mask-and-shift steps (28-bit halves, 14-bit quarters, 7-bit eighths) instead
+/// of eight shifts and masks, one per byte.
+fn spread_sevens(value: u64) -> u64 {
+    let x = value & 0x00ff_ffff_ffff_ffff;
+    let x = (x & 0x0000_0000_0fff_ffff) | (x & 0x00ff_ffff_f000_0000) << 4;
+    let x = (x & 0x0000_3fff_0000_3fff) | (x & 0x0fff_c000_0fff_c000) << 2;
+    (x & 0x007f_007f_007f_007f) | (x & 0x3f80_3f80_3f80_3f80) << 1
+}
+
 /// A fixed buffer sized for the longest encoding, so writes into it cannot overflow.
 struct Scratch<const N: usize> {
     bytes: [u8; N],
@@ -122,11 +132,7 @@ impl<const N: usize> Scratch<N> {
 
     /// The low 63 bits of `low` as nine continued varint bytes, eight of them in one write.
     fn group(&mut self, low: u64) {
-        let mut word = 0u64;
-        for byte in 0..8 {
-            word |= (low >> (7 * byte) & 0x7f) << (8 * byte);
-        }
-        self.raw(&(word | 0x8080_8080_8080_8080).to_le_bytes());
+        self.raw(&(spread_sevens(low) | 0x8080_8080_8080_8080).to_le_bytes());
         self.byte((low >> 56) as u8 | 0x80);
     }
 
@@ -212,6 +218,29 @@ impl<const N: usize> Scratch<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The spread puts bit `7 × k + j` of the value at bit `8 × k + j`, for every bit below 56.
+    #[test]
+    fn spreading_sevens_moves_each_bit_where_the_byte_loop_did() {
+        for bit in 0..64 {
+            let expected = if bit < 56 {
+                1u64 << (8 * (bit / 7) + bit % 7)
+            } else {
+                0
+            };
+            assert_eq!(spread_sevens(1 << bit), expected, "bit {bit}");
+        }
+        let mut x: u64 = 7;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let looped = (0..8).fold(0, |word, byte| {
+                word | (x >> (7 * byte) & 0x7f) << (8 * byte)
+            });
+            assert_eq!(spread_sevens(x), looped);
+        }
+    }
     use crate::NodeId;
     use bytes::BufMut;
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};

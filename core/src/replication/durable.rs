@@ -178,6 +178,14 @@ impl Persistence {
         self.enabled && !self.volatile.contains(keyspace)
     }
 
+    /// Whether a flush with nothing dirty would do nothing: no rewrite due, no epoch to write
+    /// (`epoch` is the current one), no acks gathered by this input.
+    pub fn idle(&self, epoch: u32) -> bool {
+        let rewrite = self.rewrite_wanted && self.rewrite_due;
+        let writes_epoch = self.enabled && !self.rewrite_wanted && epoch != self.epoch_written;
+        !rewrite && !writes_epoch && self.fresh.is_empty()
+    }
+
     /// The batch a write made now waits for: none if every batch so far is durable.
     pub fn pending(&self) -> Option<u64> {
         (self.last > self.durable).then_some(self.last)

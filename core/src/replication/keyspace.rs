@@ -273,6 +273,11 @@ impl Keyspace {
         self.origins.get(origin).map(|log| log.contiguous)
     }
 
+    /// Whether changes are tracked and some are noted.
+    pub(super) fn is_dirty(&self) -> bool {
+        self.dirty.as_ref().is_some_and(|dirty| !dirty.is_empty())
+    }
+
     /// What changed since the last call (or since the keyspace was made).
     pub(super) fn take_dirty(&mut self) -> Dirty {
         self.dirty.as_mut().map(std::mem::take).unwrap_or_default()

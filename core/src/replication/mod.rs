@@ -563,6 +563,11 @@ impl Replication {
     /// longer wait. Call after every input. After a failed batch nothing is written until the
     /// next anti-entropy round, which writes everything again in one batch.
     pub fn flush_persistence(&mut self, out: &mut Outbox) {
+        // Most inputs of a formed cluster (a probe, its answer) leave nothing to write, number
+        // or acknowledge: then the rest would only take empty sets and build an empty batch.
+        if self.persistence.idle(self.epoch) && !self.keyspaces.values().any(|k| k.is_dirty()) {
+            return;
+        }
         let p = &mut self.persistence;
         let rewrite = p.rewrite_wanted && std::mem::take(&mut p.rewrite_due);
         let write = p.enabled && (rewrite || !p.rewrite_wanted);

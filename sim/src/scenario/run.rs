@@ -276,8 +276,11 @@ impl<'a> Runner<'a> {
         if let Some(slot) = self.world.step() {
             self.hook(|inv, world| inv.after_step(world, slot));
         }
-        for observed in self.world.take_observed() {
-            self.hook(|inv, world| inv.on_event(world, &observed));
+        // Most steps emit no membership event: their vector is not taken and dropped.
+        if self.world.has_observed() {
+            for observed in self.world.take_observed() {
+                self.hook(|inv, world| inv.on_event(world, &observed));
+            }
         }
         true
     }
