@@ -203,22 +203,19 @@ impl Ephemeral {
         Ok(())
     }
 
-    /// Whether the reconcile timer should run: we own something or hold others' entries.
+    /// Whether the reconcile timer should start: it is not armed yet (once armed it runs for
+    /// good), and we own something or hold others' entries.
     pub fn wants_ticking(&self, replication: &Replication) -> bool {
-        // Asked after every input: a node holding no keyspace at all (no replicated data yet)
-        // is answered without a lookup per configured name.
-        !self.owned.is_empty()
-            || (replication.keyspace_names().next().is_some()
-                && self
-                    .config
-                    .keyspaces
-                    .iter()
-                    .any(|k| replication.keyspace(k).is_some()))
-    }
-
-    /// Whether the timer was armed: it then runs for good.
-    pub fn is_ticking(&self) -> bool {
-        self.ticking
+        // Asked after every input: a node already ticking, or holding no keyspace at all (no
+        // replicated data yet), is answered without a lookup per configured name.
+        !self.ticking
+            && (!self.owned.is_empty()
+                || (replication.keyspace_names().next().is_some()
+                    && self
+                        .config
+                        .keyspaces
+                        .iter()
+                        .any(|k| replication.keyspace(k).is_some())))
     }
 
     /// Marks the timer armed; returns whether it was not already.

@@ -376,11 +376,7 @@ impl Core {
         if me != self.replication.me() {
             self.replication.renew(me);
         }
-        // Once armed the timer runs for good, so only a node not ticking yet asks.
-        if !self.ephemeral.is_ticking()
-            && self.ephemeral.wants_ticking(&self.replication)
-            && self.ephemeral.start_ticking()
-        {
+        if self.ephemeral.wants_ticking(&self.replication) && self.ephemeral.start_ticking() {
             self.arm_reconcile(now);
         }
     }

@@ -66,30 +66,41 @@ impl LineText {
     /// and the microseconds would (every trace line starts with one).
     pub fn push_stamp(&mut self, us: u64) {
         self.push_decimal(us / 1_000_000);
-        let micros = us % 1_000_000;
-        let (high, low) = ((micros / 10_000) as usize, (micros / 100 % 100) as usize);
-        let last = (micros % 100) as usize;
-        let text = &mut self.0;
-        text.push(b'.');
-        for pair in [high, low, last] {
-            text.extend_from_slice(&PAIRS[pair * 2..pair * 2 + 2]);
-        }
+        self.0.push(b'.');
+        self.0.extend_from_slice(&six_digits(us % 1_000_000));
     }
 
     /// The text (lossless: only `&str`s and ASCII digits went in).
-    fn as_str(&self) -> String {
+    fn to_text(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+/// For [`Trace::line`]'s `fmt` arguments.
+impl Write for LineText {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.push_str(text);
+        Ok(())
     }
 }
 
 /// Writes world microseconds as [`LineText::push_stamp`] appends them.
 pub fn write_stamp(out: &mut impl Write, us: u64) -> fmt::Result {
-    let (mut seconds, mut micros) = ([0u8; 20], [0u8; 20]);
+    let mut seconds = [0u8; 20];
     out.write_str(ascii(decimal(us / 1_000_000, &mut seconds)))?;
     out.write_char('.')?;
-    // A million added keeps the microseconds' leading zeros; its "1" is left out.
-    let micros = decimal(us % 1_000_000 + 1_000_000, &mut micros);
-    out.write_str(ascii(&micros[1..]))
+    out.write_str(ascii(&six_digits(us % 1_000_000)))
+}
+
+/// The microseconds of a second (below a million) as six digits, leading zeros kept.
+fn six_digits(micros: u64) -> [u8; 6] {
+    let mut digits = [0u8; 6];
+    let pairs = [micros / 10_000, micros / 100 % 100, micros % 100];
+    for (at, pair) in pairs.into_iter().enumerate() {
+        let pair = pair as usize * 2;
+        digits[at * 2..at * 2 + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    digits
 }
 
 /// Digits as a `&str`.
@@ -134,8 +145,7 @@ pub struct Trace {
     hash: Fnv64,
     lines: u64,
     kept: Option<Vec<String>>,
-    buffer: String,
-    bytes: LineText,
+    text: LineText,
 }
 
 impl Trace {
@@ -149,26 +159,22 @@ impl Trace {
 
     /// Appends one line (without the newline).
     pub fn line(&mut self, args: fmt::Arguments<'_>) {
-        self.buffer.clear();
-        // Writing into a String cannot fail.
-        let _ = self.buffer.write_fmt(args);
-        let line = Fnv64::of(self.buffer.as_bytes());
-        self.push_line(line);
-        if let Some(kept) = &mut self.kept {
-            kept.push(self.buffer.clone());
-        }
+        // Writing into a LineText cannot fail.
+        self.line_with(|text| {
+            let _ = text.write_fmt(args);
+        });
     }
 
     /// Appends the line `write` puts into the (cleared) text it is handed: the frequent
     /// lines push their text and numbers without `fmt`'s machinery, and hash exactly as
     /// [`Trace::line`] would the same text.
     pub fn line_with(&mut self, write: impl FnOnce(&mut LineText)) {
-        self.bytes.0.clear();
-        write(&mut self.bytes);
-        let line = Fnv64::of(&self.bytes.0);
+        self.text.0.clear();
+        write(&mut self.text);
+        let line = Fnv64::of(&self.text.0);
         self.push_line(line);
         if let Some(kept) = &mut self.kept {
-            kept.push(self.bytes.as_str());
+            kept.push(self.text.to_text());
         }
     }
 
@@ -242,11 +248,11 @@ mod tests {
         for n in numbers {
             let mut text = LineText::default();
             text.push_decimal(n);
-            assert_eq!(text.as_str(), format!("{n}"));
+            assert_eq!(text.to_text(), format!("{n}"));
             let mut text = LineText::default();
             text.push_stamp(n);
             let stamp = format!("{}.{:06}", n / 1_000_000, n % 1_000_000);
-            assert_eq!(text.as_str(), stamp);
+            assert_eq!(text.to_text(), stamp);
             let mut written = String::new();
             write_stamp(&mut written, n).unwrap();
             assert_eq!(written, stamp);
