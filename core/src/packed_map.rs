@@ -105,6 +105,16 @@ impl<K: Ord, V> PackedMap<K, V> {
         before
     }
 
+    /// [`PackedMap::insert_unsettled`] of a `key` the caller found in neither map (it looked
+    /// it up, or walked the map past it, since the last change): the packed map is not
+    /// searched again. At a mass join every member is new to three of a node's maps.
+    pub fn insert_absent_unsettled(&mut self, key: K, value: V) {
+        debug_assert!(!self.contains_key(&key));
+        self.writes += 1;
+        self.fresh.insert(key, value);
+        self.merge_past(self.packed.len() * 2);
+    }
+
     /// Merges the fresh entries into the packed map if they are a quarter of it or more.
     pub fn settle(&mut self) {
         self.merge_past(self.packed.len() / 4);

@@ -76,20 +76,31 @@ impl SharedMetadata {
 /// Largest encoded metadata accepted, so it always fits a push-pull exchange comfortably.
 pub const METADATA_MAX_BYTES: usize = 4096;
 
+/// What [`newer_than_known`] found held for an entry's node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tested {
+    /// Nothing: the entry is new, and stays so until merged.
+    Absent,
+    /// An older version, still older when the entry is merged.
+    Older,
+    /// The entry is out of order: to test again when merged.
+    Again,
+}
+
 /// The entries of a push-pull's `incoming` metadata newer than what `known` holds for their
 /// node, in their order: the others would be dropped by the version test anyway. A sender
 /// lists its table in node id order, so both are walked side by side — one sequential pass
 /// instead of a tree lookup per entry, which at a mass join is most of the table's cost. An
 /// entry out of order (another sender's doing) is looked up instead.
 ///
-/// Each entry comes with whether its test still holds when it is merged: true for an entry
-/// above every node before it in `incoming` — merging the entries before it, in order,
+/// Each entry comes with what its test found, which still holds when it is merged for an
+/// entry above every node before it in `incoming` — merging the entries before it, in order,
 /// changes only their own (lower) nodes — so the merge need not look it up again. An entry
 /// out of order may follow one for its node, and is tested again.
 pub(crate) fn newer_than_known(
     known: &crate::packed_map::PackedMap<crate::NodeId, Versioned>,
     incoming: Vec<(crate::NodeId, Versioned)>,
-) -> Vec<(crate::NodeId, Versioned, bool)> {
+) -> Vec<(crate::NodeId, Versioned, Tested)> {
     let mut walk = known.iter().peekable();
     // The walk has passed every node below the highest one seen so far.
     let mut highest: Option<crate::NodeId> = None;
@@ -103,8 +114,13 @@ pub(crate) fn newer_than_known(
         } else {
             known.get(&node)
         };
+        let tested = match held {
+            _ if !in_order => Tested::Again,
+            None => Tested::Absent,
+            Some(_) => Tested::Older,
+        };
         if held.is_none_or(|held| held.version < versioned.version) {
-            newer.push((node, versioned, in_order));
+            newer.push((node, versioned, tested));
         }
     }
     newer
@@ -158,14 +174,19 @@ mod tests {
         ];
         for incoming in inputs {
             // Kept where newer; tested at the merge again exactly where an entry does not
-            // exceed every node before it.
+            // exceed every node before it, and otherwise found absent or older.
             let expected: Vec<_> = incoming
                 .iter()
                 .enumerate()
                 .filter(|(_, (n, v))| known.get(n).is_none_or(|k| k.version < v.version))
                 .map(|(at, (n, v))| {
                     let in_order = incoming[..at].iter().all(|(before, _)| before < n);
-                    (*n, v.clone(), in_order)
+                    let tested = match known.get(n) {
+                        _ if !in_order => Tested::Again,
+                        None => Tested::Absent,
+                        Some(_) => Tested::Older,
+                    };
+                    (*n, v.clone(), tested)
                 })
                 .collect();
             assert_eq!(newer_than_known(&known, incoming), expected);

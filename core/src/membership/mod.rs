@@ -38,6 +38,7 @@ use crate::effects::{self, Event, Outbox};
 use crate::packed_map::PackedMap;
 use crate::time::Instant;
 use lifeguard::{LocalHealth, SuspicionPolicy, Suspicions};
+use metadata::Tested;
 use swim::SwimIo;
 use swim_codec::SwimCodec;
 use wire::{datagram_kind, tagged, DigestDatagram};
@@ -1139,10 +1140,10 @@ impl Membership {
         // of asking for it with a push-pull of its own — one per new member, which at a mass
         // join is N² full-state exchanges.
         for (node, versioned, tested) in metadata::newer_than_known(&self.metadata, metadata) {
-            if tested {
-                self.take_metadata(node, versioned, out);
-            } else {
-                self.merge_metadata(node, versioned, out);
+            match tested {
+                Tested::Absent => self.take_metadata(node, versioned, true, out),
+                Tested::Older => self.take_metadata(node, versioned, false, out),
+                Tested::Again => self.merge_metadata(node, versioned, out),
             }
         }
         // What a push-pull teaches us is already known to the sender's side of the cluster:
@@ -1168,19 +1169,22 @@ impl Membership {
     fn merge_metadata(&mut self, node: NodeId, incoming: Versioned, out: &mut Outbox) {
         // The version test first: it is cheap and rejects nearly every entry of a push-pull,
         // while the size test encodes the metadata.
-        if self
-            .metadata
-            .get(&node)
-            .is_some_and(|known| known.version >= incoming.version)
-        {
+        let known = self.metadata.get(&node).map(|known| known.version);
+        if known.is_some_and(|version| version >= incoming.version) {
             return;
         }
-        self.take_metadata(node, incoming, out);
+        self.take_metadata(node, incoming, known.is_none(), out);
     }
 
-    /// Takes up `incoming`, known to be newer than what we hold for `node`, unless it is about
-    /// us or too large.
-    fn take_metadata(&mut self, node: NodeId, mut incoming: Versioned, out: &mut Outbox) {
+    /// Takes up `incoming`, known to be newer than what we hold for `node` (nothing, if
+    /// `absent`), unless it is about us or too large.
+    fn take_metadata(
+        &mut self,
+        node: NodeId,
+        mut incoming: Versioned,
+        absent: bool,
+        out: &mut Outbox,
+    ) {
         if node == self.me.node {
             return;
         }
@@ -1196,7 +1200,11 @@ impl Membership {
         }
         let metadata = incoming.metadata.clone();
         // Settled by `handle_message`, this one's only way in.
-        self.metadata.insert_unsettled(node, incoming);
+        if absent {
+            self.metadata.insert_absent_unsettled(node, incoming);
+        } else {
+            self.metadata.insert_unsettled(node, incoming);
+        }
         if let Some(view) = self.view.set_metadata(&node, metadata) {
             out.event(Event::Membership(MembershipEvent::Updated(view)));
         }

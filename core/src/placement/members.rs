@@ -72,7 +72,7 @@ impl Members {
             return before;
         }
         self.agreed += 1;
-        self.entries.insert_unsettled(
+        self.entries.insert_absent_unsettled(
             node,
             Entry {
                 generation,
