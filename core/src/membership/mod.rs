@@ -1217,14 +1217,18 @@ impl Membership {
         if let Some(at) = next {
             out.timer(at, effects::Timer::Membership(MembershipTimer::Introduce));
         }
+        // The metadata first: nearly every due member's has come by now (see
+        // `introductions`), and the view's entry would be looked up and built for nothing.
         for node in due {
-            let Some(member) = self.view.get(&node) else {
-                continue;
-            };
-            if member.state != MemberState::Alive || self.metadata.contains_key(&node) {
+            if self.metadata.contains_key(&node) {
                 continue;
             }
-            self.send_own(member.node_addr(), true, out);
+            match self.view.get(&node) {
+                Some(member) if member.state == MemberState::Alive => {
+                    self.send_own(member.node_addr(), true, out)
+                }
+                _ => {}
+            }
         }
     }
 
