@@ -1,10 +1,12 @@
 //! What a node says about itself, disseminated with membership.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+
+use super::swim::IdHashing;
 
 /// A node's self-description.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,8 +41,10 @@ pub struct SharedMetadata {
     values: Arc<Mutex<Interned>>,
 }
 
-/// Each node's metadata by version.
-type Interned = BTreeMap<(crate::NodeId, u64), Arc<NodeMetadata>>;
+/// Each node's metadata by version: only looked up (every node takes up every member's
+/// metadata once, N² lookups at a mass join, where a tree of N entries cost a dozen cache
+/// misses each), never iterated, so hash order cannot leak into behaviour.
+type Interned = HashMap<(crate::NodeId, u64), Arc<NodeMetadata>, IdHashing>;
 
 impl SharedMetadata {
     /// `node`'s metadata at `version`, as an equal value already shared if there is one.
