@@ -378,6 +378,26 @@ mod tests {
         }
     }
 
+    /// Every length of varint, at both ends of its range and in between, as postcard writes it.
+    #[test]
+    fn varints_of_every_length_are_postcards() {
+        let mut values = Values(11);
+        for bits in 0..=128u32 {
+            let top = if bits == 128 {
+                u128::MAX
+            } else {
+                (1u128 << bits) - 1
+            };
+            let low = top >> 1;
+            let between = low | (u128::from(values.next()) << 64 | u128::from(values.next())) & top;
+            for value in [top, low, low + 1, between] {
+                let mut ours = Vec::new();
+                put_varint(&mut ours, value);
+                assert_eq!(ours, postcard::to_allocvec(&value).unwrap(), "{value:#x}");
+            }
+        }
+    }
+
     #[test]
     fn the_largest_encodings_fit_the_scratch_buffers() {
         let widest = MemberId {
