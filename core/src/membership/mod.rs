@@ -182,7 +182,7 @@ impl Membership {
             me,
             swim_config(&config),
             StdRng::seed_from_u64(seed),
-            SwimCodec,
+            SwimCodec::default(),
         );
         let policy = SuspicionPolicy {
             max: config.suspect_to_down_after,

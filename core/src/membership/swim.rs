@@ -306,7 +306,7 @@ mod tests {
         });
         config.periodic_announce_to_down_members = every_second.clone();
         config.periodic_gossip = every_second;
-        let mut swim = Foca::new(me, config, StdRng::seed_from_u64(1), SwimCodec);
+        let mut swim = Foca::new(me, config, StdRng::seed_from_u64(1), SwimCodec::default());
         let mut rt = Tracked::default();
         let alive = |node| Member::new(id(node, 0), 0, State::Alive);
         let down = |member: MemberId| Member::new(member, 0, State::Down);
@@ -370,7 +370,7 @@ mod tests {
                     me,
                     foca::Config::simple(),
                     StdRng::seed_from_u64(1),
-                    SwimCodec,
+                    SwimCodec::default(),
                 );
                 let mut io = AccumulatingRuntime::default();
                 swim.apply_many([known.clone()].into_iter(), false, &mut io)

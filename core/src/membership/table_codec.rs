@@ -51,7 +51,7 @@ pub(super) fn encode(
     put_varint(&mut out, members.len() as u128);
     for member in members {
         // Writing into a `Vec` cannot run out of room: the codec's only error.
-        let _ = SwimCodec.encode_member(member, &mut out);
+        let _ = SwimCodec::default().encode_member(member, &mut out);
     }
     put_varint(&mut out, metadata.len() as u128);
     for (node, versioned) in metadata {

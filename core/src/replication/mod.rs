@@ -561,12 +561,13 @@ impl Replication {
 
     /// Writes what changed since the last call as one batch, and sends the acks that no
     /// longer wait. Call after every input. After a failed batch nothing is written until the
-    /// next anti-entropy round, which writes everything again in one batch.
-    pub fn flush_persistence(&mut self, out: &mut Outbox) {
+    /// next anti-entropy round, which writes everything again in one batch. Returns false
+    /// when there was nothing to do and nothing changed (the core's checks rely on it).
+    pub fn flush_persistence(&mut self, out: &mut Outbox) -> bool {
         // Most inputs of a formed cluster (a probe, its answer) leave nothing to write, number
         // or acknowledge: then the rest would only take empty sets and build an empty batch.
         if self.persistence.idle(self.epoch) && !self.keyspaces.values().any(|k| k.is_dirty()) {
-            return;
+            return false;
         }
         let p = &mut self.persistence;
         let rewrite = p.rewrite_wanted && std::mem::take(&mut p.rewrite_due);
@@ -598,6 +599,7 @@ impl Replication {
             self.stats.batches_persisted += 1;
             out.persist(seq, batch);
         }
+        true
     }
 
     /// Every batch up to `upto` is durable: sends the acks that waited for them.

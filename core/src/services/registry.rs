@@ -22,6 +22,7 @@ impl Core {
         local: u64,
         health: Health,
     ) -> Result<bool, WriteError> {
+        self.touch();
         let Some(mut record) = self.instance_record(service, local) else {
             return Ok(false);
         };
@@ -38,27 +39,10 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::{MemberId, MembershipConfig, NodeMetadata};
-    use crate::node::CoreConfig;
-    use crate::NodeId;
-
-    fn core() -> Core {
-        let config = CoreConfig {
-            me: MemberId {
-                node: NodeId::from_u128(1),
-                addr: "127.0.0.1:7000".parse().expect("address"),
-                generation: 1,
-            },
-            membership: MembershipConfig::development(),
-            metadata: NodeMetadata::default(),
-            seed: 1,
-        };
-        Core::new(config, Instant::ZERO)
-    }
 
     #[test]
     fn health_changes_the_one_owned_record_and_the_keyspace_follows() {
-        let mut core = core();
+        let mut core = crate::node::lone_core();
         let name = entry_name("billing", 3);
         let record = InstanceRecord {
             version: "1.0".into(),

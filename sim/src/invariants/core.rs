@@ -6,11 +6,22 @@ use crate::world::World;
 /// Runs the core's own invariants after every step it takes. Membership's check is
 /// incremental: each core is checked in full on its first step, then only for the members that
 /// changed since the step before (`Core::invariants_since`), so a step costs what it changed,
-/// not O(N).
+/// not O(N). The other machines are checked again only when something may have changed them
+/// since a check that passed (`Core::touched`): a broken one is caught at the step that broke
+/// it, as when every step checked them all.
 #[derive(Default)]
 pub struct CoreInvariants {
-    /// Per slot: the life last checked and membership's change cursor after that check.
-    checked: Vec<Option<(u64, u64)>>,
+    checked: Vec<Option<Checked>>,
+}
+
+/// What one slot's last check saw.
+#[derive(Clone, Copy)]
+struct Checked {
+    life: u64,
+    /// Membership's change cursor.
+    cursor: u64,
+    /// `Core::touched`, if the check passed.
+    passed: Option<u64>,
 }
 
 impl Invariant for CoreInvariants {
@@ -27,10 +38,16 @@ impl Invariant for CoreInvariants {
             self.checked.resize(slot + 1, None);
         }
         let result = match self.checked[slot] {
-            Some((life, cursor)) if life == node.life() => core.invariants_since(cursor),
+            Some(last) if last.life == node.life() => {
+                core.invariants_since(last.cursor, last.passed)
+            }
             _ => core.invariants(),
         };
-        self.checked[slot] = Some((node.life(), core.membership().changes()));
+        self.checked[slot] = Some(Checked {
+            life: node.life(),
+            cursor: core.membership().changes(),
+            passed: result.is_ok().then(|| core.touched()),
+        });
         result.map_err(|e| format!("n{slot}: {e}"))
     }
 }
