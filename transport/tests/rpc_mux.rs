@@ -664,6 +664,51 @@ async fn a_request_handler_takes_requests_where_they_are_read_and_its_answers_le
     );
 }
 
+/// Closing lets go of the request handler and ends the inbox's queues: a handler holding a
+/// clone of its own endpoint (as one that calls other nodes does) would otherwise keep the
+/// endpoint, its tasks and its UDP socket alive after the close, and the application's
+/// readers of the queues would wait for ever.
+#[tokio::test]
+async fn closing_drops_the_request_handler_and_ends_the_queues() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let own = b.endpoint.clone();
+    let handler: foundation_transport::RequestHandler = std::sync::Arc::new(move |request| {
+        let reply = own.local().addr.to_string().into_bytes();
+        tokio::spawn(request.respond(reply.into()));
+    });
+    assert!(b.endpoint.serve_requests(handler));
+    let answer = a
+        .endpoint
+        .request(to, Bytes::from_static(b"where"), Duration::from_secs(5))
+        .await
+        .expect("answered");
+    assert_eq!(answer, to.addr.to_string().as_bytes());
+    let metrics = std::sync::Arc::downgrade(b.endpoint.metrics());
+    b.endpoint.close().await;
+    assert!(
+        !b.endpoint.serve_requests(std::sync::Arc::new(|_| {})),
+        "a closed endpoint takes no handler"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), b.inbox.events.recv()).await;
+    assert!(
+        matches!(ended, Ok(None)),
+        "the events queue ends at the close"
+    );
+    drop(b);
+    let start = tokio::time::Instant::now();
+    while metrics.strong_count() > 0 || std::net::UdpSocket::bind(to.addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the closed endpoint is still held ({} strong) or its port still bound",
+            metrics.strong_count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.endpoint.close().await;
+}
+
 fn numbered(i: usize) -> Vec<u8> {
     format!("call number {i}").into_bytes()
 }

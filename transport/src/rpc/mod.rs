@@ -251,12 +251,20 @@ pub(crate) async fn serve(
 /// Hands a received request to the application: to its handler in this task if it set one
 /// ([`Endpoint::serve_requests`](crate::Endpoint::serve_requests)), else to the queue.
 pub(crate) fn deliver(shared: &Shared, request: IncomingRequest) {
-    if let Some(handler) = shared.inbox.request_handler.get() {
+    if let Some(handler) = shared.inbox.handler() {
         return handler(request);
     }
-    if let Err(refused) = shared.inbox.requests.try_send(request) {
+    let refused = match shared.inbox.senders() {
+        Some(inbox) => inbox
+            .requests
+            .try_send(request)
+            .err()
+            .map(|e| e.into_inner()),
+        None => Some(request),
+    };
+    if let Some(refused) = refused {
         // The application is not keeping up or not listening: refuse rather than queue forever.
-        let (.., responder) = refused.into_inner().into_parts();
+        let (.., responder) = refused.into_parts();
         match responder.inner {
             ResponderInner::Stream { mut send, .. } => {
                 let _ = send.reset(code::UNAVAILABLE.into());

@@ -74,7 +74,12 @@ pub(crate) fn start(
     endpoint.serve_requests(Arc::new(move |request| taker.take(request)));
     tokio::spawn(rpc::serve_queued(calls, inbox.requests));
     tokio::spawn(pubsub::serve(pubsub.clone(), inbox.events));
-    tokio::spawn(follow_directory(directory, metrics, rpc.state.clone()));
+    let (state, endpoint) = (rpc.state.clone(), endpoint.clone());
+    let held = shared.clone();
+    tokio::spawn(async move {
+        follow_directory(directory, metrics, state).await;
+        release(&held, &endpoint).await;
+    });
     Ok(Services {
         registry: ServicesHandle {
             shared,
@@ -85,8 +90,16 @@ pub(crate) fn start(
     })
 }
 
+/// Once the driver has ended — the node left, was aborted, or its driver panicked — closes
+/// the endpoint (already closed unless the driver panicked) and lets go of the application's
+/// handlers, which may hold the node.
+async fn release(registry: &registry::Shared, endpoint: &Endpoint) {
+    endpoint.close().await;
+    registry.release();
+}
+
 /// Keeps the instance gauge in step with the directory, and forgets the routing state of
-/// instances that are gone.
+/// instances that are gone, until the driver (which publishes the directory) ends.
 async fn follow_directory(
     mut directory: watch::Receiver<Arc<Directory>>,
     metrics: ServicesMetrics,
