@@ -5,6 +5,8 @@
 mod common;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -707,6 +709,90 @@ async fn closing_drops_the_request_handler_and_ends_the_queues() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     a.endpoint.close().await;
+}
+
+/// A caller that never pauses must not have every answer held back: the responder writes the
+/// answers given during a read each time that read has taken `HELD_READ_MAX` (256 KiB) of
+/// requests, not only once the stream has nothing more ready — so an answer waits behind less
+/// than 256 KiB and one 64 KiB chunk of requests read after its own. Here 2.3 times the cap is
+/// waiting on one stream when the responder's first handler returns (it blocks for 1.5 s, for
+/// it all to arrive), so without the cap the reader takes it all in one read; the handler of
+/// the last request then blocks the reader until the caller has an answer, which only a
+/// write before the read's end can have brought (without the cap: 10 of 10 runs fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answers_leave_every_held_read_cap_while_requests_keep_coming() {
+    const SIZE: usize = 1000;
+    let config = TransportConfig {
+        rpc_streams: 1,
+        idle_timeout: Duration::from_secs(20),
+        ..fast_config()
+    };
+    let a = node_with("orders", &secret(SECRET), config.clone()).await;
+    let b = node_with("orders", &secret(SECRET), config).await;
+    let to = b.endpoint.local();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let answer_seen = Arc::new(AtomicBool::new(false));
+    let handler = first_blocks_last_waits(answered.clone(), answer_seen.clone());
+    assert!(b.endpoint.serve_requests(handler));
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..HELD_CALLS {
+        let (endpoint, answered) = (a.endpoint.clone(), answered.clone());
+        calls.spawn(async move {
+            let answer = endpoint.request(to, vec![7u8; SIZE].into(), Duration::from_secs(15));
+            answer.await.expect("answered");
+            answered.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap();
+    }
+    assert!(
+        answer_seen.load(Ordering::SeqCst),
+        "no answer left before the last of {HELD_CALLS} requests was taken"
+    );
+}
+
+/// Calls of the held-read test.
+const HELD_CALLS: usize = 600;
+
+/// Answers every request where it is read (so the answer joins the read's held ones); the
+/// first blocks 1.5 s, the last until an answer has reached the caller (`seen` says whether
+/// one did within 5 s).
+fn first_blocks_last_waits(
+    answered: Arc<AtomicUsize>,
+    seen: Arc<AtomicBool>,
+) -> foundation_transport::RequestHandler {
+    let taken = AtomicUsize::new(0);
+    Arc::new(move |request| {
+        // Blocking in place hands this worker's queued tasks (the connection's driver, woken
+        // by the reader's writes) to another thread, so they run meanwhile.
+        match taken.fetch_add(1, Ordering::SeqCst) + 1 {
+            1 => tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1500))),
+            HELD_CALLS => {
+                let got = tokio::task::block_in_place(|| waited_for(&answered));
+                seen.store(got, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+        let mut answer = Box::pin(request.respond(Bytes::from_static(b"ok")));
+        let mut now = std::task::Context::from_waker(std::task::Waker::noop());
+        if answer.as_mut().poll(&mut now).is_pending() {
+            tokio::spawn(answer);
+        }
+    })
+}
+
+/// Whether `answered` turns non-zero within 5 s, blocking this thread (the responder's reader)
+/// meanwhile.
+fn waited_for(answered: &AtomicUsize) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if answered.load(Ordering::SeqCst) > 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
 }
 
 fn numbered(i: usize) -> Vec<u8> {
