@@ -795,6 +795,90 @@ fn waited_for(answered: &AtomicUsize) -> bool {
     false
 }
 
+/// A peer lets a caller open as many streams as its own `max_concurrent_requests` sizes
+/// (large requests on streams of their own, plus the multiplexed ones and the hello), so a
+/// caller whose own limit is higher can fill them all with large requests. Its first small
+/// call must still find a multiplexed stream, not wait for one of the large requests to end:
+/// here 24 large requests are held by a peer allowing 2 at its own setting (19 streams in all)
+/// until the small call is answered, or 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_small_call_is_not_held_up_by_large_ones_filling_a_smaller_peers_streams() {
+    const LARGE: usize = 24;
+    let a = node("orders").await;
+    let lower = TransportConfig {
+        max_concurrent_requests: 2,
+        idle_timeout: Duration::from_secs(20),
+        ..fast_config()
+    };
+    let b = node_with("orders", &secret(SECRET), lower).await;
+    let to = b.endpoint.local();
+    let (release, held) = tokio::sync::watch::channel(false);
+    let taken = Arc::new(AtomicUsize::new(0));
+    assert!(b
+        .endpoint
+        .serve_requests(holding_large(held, taken.clone())));
+    let mut large = tokio::task::JoinSet::new();
+    for _ in 0..LARGE {
+        let endpoint = a.endpoint.clone();
+        let payload = vec![1u8; foundation_transport::rpc::MUX_REQUEST_MAX + 1];
+        large.spawn(async move {
+            let answer = endpoint.request(to, payload.into(), Duration::from_secs(20));
+            answer.await.map(|_| ())
+        });
+    }
+    let start = tokio::time::Instant::now();
+    while taken.load(Ordering::SeqCst) < 17 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "large requests arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let bound = tokio::spawn({
+        let release = release.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            release.send_replace(true);
+        }
+    });
+    let small = a
+        .endpoint
+        .request(to, Bytes::from_static(b"small"), Duration::from_secs(15))
+        .await;
+    let held_meanwhile = !release.send_replace(true);
+    bound.abort();
+    assert_eq!(small.expect("the small call is answered"), &b"small"[..]);
+    assert!(
+        held_meanwhile,
+        "the small call waited for the large ones to end (answered after they were let go)"
+    );
+    while let Some(done) = large.join_next().await {
+        done.unwrap().expect("every large request is answered");
+    }
+}
+
+/// Echoes small requests at once; holds large ones (counting them in `taken`) until `held`
+/// turns true.
+fn holding_large(
+    held: tokio::sync::watch::Receiver<bool>,
+    taken: Arc<AtomicUsize>,
+) -> foundation_transport::RequestHandler {
+    Arc::new(move |request| {
+        let large = request.payload.len() > foundation_transport::rpc::MUX_REQUEST_MAX;
+        if large {
+            taken.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut held = held.clone();
+        tokio::spawn(async move {
+            if large {
+                let _ = held.wait_for(|released| *released).await;
+            }
+            let payload = request.payload.clone();
+            let _ = request.respond(payload).await;
+        });
+    })
+}
+
 fn numbered(i: usize) -> Vec<u8> {
     format!("call number {i}").into_bytes()
 }

@@ -163,6 +163,7 @@ async fn call_on_own_stream(
     deadline: Instant,
 ) -> Result<Bytes, RequestError> {
     let max = shared.config.limits.rpc;
+    live.rpc.keep_one_open(shared, &live.conn).await?;
     // The semaphore is never closed; were it, the call would go ahead uncounted.
     let _stream = live.own_streams.acquire().await;
     let (mut send, mut recv) = live

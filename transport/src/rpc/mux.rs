@@ -116,6 +116,22 @@ impl MuxSlot {
         self.in_flight.load(Ordering::Acquire)
     }
 
+    /// Opens the first lane's stream unless some lane has one. A large request calls this
+    /// before it takes a stream of its own: the peer allows as many streams as its own
+    /// `max_concurrent_requests` sizes, so a peer set lower than this node lets our large
+    /// requests fill every stream, and a first small call would then wait for one of them to
+    /// end; with a multiplexed stream already open it queues there instead.
+    pub(crate) async fn keep_one_open(
+        &self,
+        shared: &Shared,
+        conn: &Connection,
+    ) -> Result<(), RequestError> {
+        if self.least_loaded_live().is_some() {
+            return Ok(());
+        }
+        self.lanes[0].client(shared, conn).await.map(drop)
+    }
+
     fn least_loaded_live(&self) -> Option<(&Lane, Arc<MuxClient>)> {
         self.lanes
             .iter()
