@@ -32,6 +32,7 @@ use crate::channel::priority;
 use crate::endpoint::Shared;
 use crate::error::{RequestError, SendError};
 use crate::frame::{decode_message, encode_frame, FrameDecoder, FrameError, StreamHeader};
+use crate::inbox::RequestHandler;
 use crate::metrics::{Direction, TransportMetrics};
 use crate::peer::Live;
 use crate::stream_io::{read_frame, read_u32, ReadError};
@@ -239,6 +240,7 @@ pub(crate) async fn serve(
     };
     deliver(
         shared,
+        &mut None,
         IncomingRequest {
             from,
             payload,
@@ -251,8 +253,19 @@ pub(crate) async fn serve(
 
 /// Hands a received request to the application: to its handler in this task if it set one
 /// ([`Endpoint::serve_requests`](crate::Endpoint::serve_requests)), else to the queue.
-pub(crate) fn deliver(shared: &Shared, request: IncomingRequest) {
-    if let Some(handler) = shared.inbox.handler() {
+/// `handler` is the reader's copy of the handler, taken on its first request after the handler
+/// was set: a stream's reader then takes no lock per request (every reader taking the same
+/// lock per request made its cache line travel between cores), and drops its copy when the
+/// stream ends, as the endpoint's close ends every stream.
+pub(crate) fn deliver(
+    shared: &Shared,
+    handler: &mut Option<RequestHandler>,
+    request: IncomingRequest,
+) {
+    if handler.is_none() {
+        *handler = shared.inbox.handler();
+    }
+    if let Some(handler) = handler {
         return handler(request);
     }
     let refused = match shared.inbox.senders() {
