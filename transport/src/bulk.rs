@@ -423,8 +423,11 @@ pub(crate) async fn receive(shared: &Shared, from: NodeId, mut recv: RecvStream)
         pending: VecDeque::new(),
         ended: None,
     };
-    if let Err(refused) = shared.inbox.transfers.try_send(transfer) {
-        drop(refused);
+    let taken = match shared.inbox.senders() {
+        Some(inbox) => inbox.transfers.try_send(transfer).is_ok(),
+        None => false,
+    };
+    if !taken {
         let _ = recv.stop(code::UNAVAILABLE.into());
         return;
     }

@@ -62,7 +62,9 @@ pub struct TransportConfig {
     /// [`RequestError::InFlightLimit`](crate::RequestError::InFlightLimit), a responder refuses
     /// the excess with `wire::code::TOO_MANY_IN_FLIGHT`). Requests too large for that stream
     /// get a stream of their own, at most 64 at once (or this limit if lower); a caller past
-    /// that waits for a stream to end. Default 1024.
+    /// that, or past what the peer's own setting takes, waits for a stream to end. Small calls
+    /// do not wait behind them: a large call first opens a multiplexed stream if none is open.
+    /// Default 1024.
     pub max_concurrent_requests: u32,
     /// Multiplexed streams per connection that a caller spreads its small requests over,
     /// 1–16; each is opened once calls overlap enough to use it. Default 4. Each stream has its

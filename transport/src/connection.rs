@@ -93,9 +93,11 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
     );
     if first {
         info!(peer = %peer.node_addr(), "peer connected");
-        let _ = shared.inbox.peers.try_send(PeerEvent::Connected {
-            peer: peer.node_addr(),
-        });
+        if let Some(inbox) = shared.inbox.senders() {
+            let _ = inbox.peers.try_send(PeerEvent::Connected {
+                peer: peer.node_addr(),
+            });
+        }
     }
 }
 
@@ -165,7 +167,9 @@ async fn watch_close(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
             addr: peer.addr(),
             reason: reason.to_string(),
         };
-        let _ = shared.inbox.peers.try_send(event);
+        if let Some(inbox) = shared.inbox.senders() {
+            let _ = inbox.peers.try_send(event);
+        }
         // Messages may be waiting for this peer: let the dialer decide whether to reconnect.
         peer.demand.notify_one();
     }
@@ -184,6 +188,9 @@ fn ended_by_peer(reason: &quinn::ConnectionError) -> bool {
 async fn read_datagrams(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
     let max = shared.config.limits.membership;
     let from = peer.id;
+    let Some(inbox) = shared.inbox.senders() else {
+        return;
+    };
     while let Ok(datagram) = conn.read_datagram().await {
         if datagram.is_empty() {
             continue; // a keep-alive (see `keep_open_while_calling`)
@@ -200,7 +207,7 @@ async fn read_datagrams(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) 
                     channel: Channel::Membership,
                     payload,
                 };
-                if shared.inbox.membership.try_send(message).is_err() {
+                if inbox.membership.try_send(message).is_err() {
                     shared
                         .metrics
                         .dropped(Channel::Membership, DropReason::InboxFull, 1);
@@ -325,8 +332,10 @@ async fn read_frames(
     recv: &mut RecvStream,
 ) -> Result<(), ReadError> {
     let from = peer.id;
-    let (Some(inbox), Some(order)) = (shared.inbox.streamed(channel), peer.read_order(channel))
-    else {
+    let Some(senders) = shared.inbox.senders() else {
+        return Ok(()); // closed: the connection goes with the endpoint
+    };
+    let (Some(inbox), Some(order)) = (senders.streamed(channel), peer.read_order(channel)) else {
         return Err(misplaced(StreamKind::Channel(channel)));
     };
     let _in_order = order.lock().await;

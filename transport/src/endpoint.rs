@@ -19,7 +19,7 @@ use crate::congestion::{LedbatConfig, UrgentTraffic};
 use crate::error::{ConnectError, RequestError, SendError, StartError};
 use crate::frame::{encode_datagram, encode_message};
 use crate::handshake::{self, Established};
-use crate::inbox::{inbox, streamed_index, Inbox, InboxSenders, RequestHandler};
+use crate::inbox::{inbox, streamed_index, Inbox, Inboxes, RequestHandler};
 use crate::intruders::IntruderLog;
 use crate::metrics::TransportMetrics;
 use crate::peer::{send_datagram_now, Peer};
@@ -71,7 +71,7 @@ pub(crate) struct Shared {
     /// Marked whenever coordination messages are written; bulk connections yield to it.
     pub urgent: Arc<UrgentTraffic>,
     pub metrics: Arc<TransportMetrics>,
-    pub inbox: InboxSenders,
+    pub inbox: Inboxes,
     pub shutdown: watch::Sender<bool>,
     /// Refused strangers, told at warn level.
     pub intruders: IntruderLog,
@@ -351,9 +351,10 @@ impl Endpoint {
     /// instead of queueing it on [`Inbox::requests`] (requests already queued stay there): no
     /// task to wake per batch of requests, and answers written during a batch leave together
     /// after it. `handler` must not block; work that waits belongs in a task of its own.
-    /// `false` if a handler was already set.
+    /// `false` if a handler was already set or the endpoint has closed. The endpoint holds
+    /// `handler` until it closes, then drops it with the inbox's queues.
     pub fn serve_requests(&self, handler: RequestHandler) -> bool {
-        self.shared.inbox.request_handler.set(handler).is_ok()
+        self.shared.inbox.serve(handler)
     }
 
     /// Sends `data` as one bulk transfer and waits until the peer has received all of it, or
@@ -398,10 +399,12 @@ impl Endpoint {
         bulk::close(&peer);
     }
 
-    /// Shuts down: closes every connection with a normal close, stops all tasks, and waits
-    /// briefly for peers to acknowledge.
+    /// Shuts down: closes every connection with a normal close, stops all tasks, ends the
+    /// [`Inbox`]'s queues, drops the request handler, and waits briefly for peers to
+    /// acknowledge. The socket is released once the last clone of the endpoint is dropped.
     pub async fn close(&self) {
         self.shared.shutdown.send_replace(true);
+        self.shared.inbox.close();
         self.shared.quic.close(code::NORMAL.into(), b"shutdown");
         let bulk = self.shared.bulk.as_ref().map(|bulk| {
             bulk.quic.close(code::NORMAL.into(), b"shutdown");

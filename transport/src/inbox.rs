@@ -2,7 +2,7 @@
 //! and peer events, each on its own bounded queue so one slow consumer never stalls another.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -89,18 +89,81 @@ pub(crate) struct InboxSenders {
     pub membership: mpsc::Sender<Message>,
     pub streamed: [mpsc::Sender<Message>; 3],
     pub requests: mpsc::Sender<IncomingRequest>,
-    /// Once set, requests go to it instead of `requests`.
-    pub request_handler: OnceLock<RequestHandler>,
     pub transfers: mpsc::Sender<IncomingTransfer>,
     pub peers: mpsc::Sender<PeerEvent>,
 }
 
-impl std::fmt::Debug for InboxSenders {
+/// The inbox queues' senders and the request handler, held until the endpoint closes.
+///
+/// Closing drops them: the application's readers see their queues end, and a handler that
+/// holds the application (commonly through a clone of the node, which holds this endpoint)
+/// is let go — held here for the endpoint's whole life, it would keep the endpoint, its
+/// socket and the readers' tasks alive in a cycle. Readers of long-lived streams take the
+/// senders once per stream, not per message, and end with their connections at the close.
+#[derive(Default)]
+pub(crate) struct Inboxes {
+    senders: RwLock<Option<Arc<InboxSenders>>>,
+    /// Once set, requests go to it instead of the `requests` queue.
+    handler: RwLock<Option<RequestHandler>>,
+}
+
+impl std::fmt::Debug for Inboxes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InboxSenders")
-            .field("request_handler", &self.request_handler.get().is_some())
-            .finish_non_exhaustive()
+        f.debug_struct("Inboxes")
+            .field("open", &self.senders().is_some())
+            .field("request_handler", &self.handler().is_some())
+            .finish()
     }
+}
+
+impl Inboxes {
+    fn open(senders: InboxSenders) -> Self {
+        Self {
+            senders: RwLock::new(Some(Arc::new(senders))),
+            handler: RwLock::default(),
+        }
+    }
+
+    /// The queues' senders; `None` once the endpoint has closed.
+    pub fn senders(&self) -> Option<Arc<InboxSenders>> {
+        read(&self.senders).clone()
+    }
+
+    /// The request handler, if one is set and the endpoint has not closed.
+    pub fn handler(&self) -> Option<RequestHandler> {
+        read(&self.handler).clone()
+    }
+
+    /// Sets the request handler; `false` if one is set already or the endpoint has closed.
+    pub fn serve(&self, handler: RequestHandler) -> bool {
+        let open = read(&self.senders).is_some();
+        let mut slot = self.handler.write().unwrap_or_else(PoisonError::into_inner);
+        if !open || slot.is_some() {
+            return false;
+        }
+        *slot = Some(handler);
+        true
+    }
+
+    /// Drops the senders and the handler (see the type's documentation).
+    pub fn close(&self) {
+        let senders = self
+            .senders
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let handler = self
+            .handler
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // Dropped outside the locks: a handler's drop may run the application's code.
+        drop((senders, handler));
+    }
+}
+
+fn read<T>(lock: &RwLock<Option<T>>) -> std::sync::RwLockReadGuard<'_, Option<T>> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl InboxSenders {
@@ -115,7 +178,7 @@ pub(crate) fn streamed_index(channel: Channel) -> Option<usize> {
     Channel::STREAMED.iter().position(|c| *c == channel)
 }
 
-pub(crate) fn inbox(config: &TransportConfig) -> (InboxSenders, Inbox) {
+pub(crate) fn inbox(config: &TransportConfig) -> (Inboxes, Inbox) {
     let cap = config.inbox_capacity;
     let (membership_tx, membership) = mpsc::channel(cap);
     let (coordination_tx, coordination) = mpsc::channel(cap);
@@ -128,7 +191,6 @@ pub(crate) fn inbox(config: &TransportConfig) -> (InboxSenders, Inbox) {
         membership: membership_tx,
         streamed: [coordination_tx, replication_tx, events_tx],
         requests: requests_tx,
-        request_handler: OnceLock::new(),
         transfers: transfers_tx,
         peers: peers_tx,
     };
@@ -141,5 +203,5 @@ pub(crate) fn inbox(config: &TransportConfig) -> (InboxSenders, Inbox) {
         transfers,
         peers,
     };
-    (senders, inbox)
+    (Inboxes::open(senders), inbox)
 }

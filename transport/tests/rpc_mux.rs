@@ -5,6 +5,8 @@
 mod common;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -662,6 +664,219 @@ async fn a_request_handler_takes_requests_where_they_are_read_and_its_answers_le
         b.inbox.requests.try_recv().is_err(),
         "a request reached the queue"
     );
+}
+
+/// Closing lets go of the request handler and ends the inbox's queues: a handler holding a
+/// clone of its own endpoint (as one that calls other nodes does) would otherwise keep the
+/// endpoint, its tasks and its UDP socket alive after the close, and the application's
+/// readers of the queues would wait for ever.
+#[tokio::test]
+async fn closing_drops_the_request_handler_and_ends_the_queues() {
+    let a = node("orders").await;
+    let mut b = node("orders").await;
+    let to = b.endpoint.local();
+    let own = b.endpoint.clone();
+    let handler: foundation_transport::RequestHandler = std::sync::Arc::new(move |request| {
+        let reply = own.local().addr.to_string().into_bytes();
+        tokio::spawn(request.respond(reply.into()));
+    });
+    assert!(b.endpoint.serve_requests(handler));
+    let answer = a
+        .endpoint
+        .request(to, Bytes::from_static(b"where"), Duration::from_secs(5))
+        .await
+        .expect("answered");
+    assert_eq!(answer, to.addr.to_string().as_bytes());
+    let metrics = std::sync::Arc::downgrade(b.endpoint.metrics());
+    b.endpoint.close().await;
+    assert!(
+        !b.endpoint.serve_requests(std::sync::Arc::new(|_| {})),
+        "a closed endpoint takes no handler"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), b.inbox.events.recv()).await;
+    assert!(
+        matches!(ended, Ok(None)),
+        "the events queue ends at the close"
+    );
+    drop(b);
+    let start = tokio::time::Instant::now();
+    while metrics.strong_count() > 0 || std::net::UdpSocket::bind(to.addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the closed endpoint is still held ({} strong) or its port still bound",
+            metrics.strong_count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.endpoint.close().await;
+}
+
+/// A caller that never pauses must not have every answer held back: the responder writes the
+/// answers given during a read each time that read has taken `HELD_READ_MAX` (256 KiB) of
+/// requests, not only once the stream has nothing more ready — so an answer waits behind less
+/// than 256 KiB and one 64 KiB chunk of requests read after its own. Here 2.3 times the cap is
+/// waiting on one stream when the responder's first handler returns (it blocks for 1.5 s, for
+/// it all to arrive), so without the cap the reader takes it all in one read; the handler of
+/// the last request then blocks the reader until the caller has an answer, which only a
+/// write before the read's end can have brought (without the cap: 10 of 10 runs fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answers_leave_every_held_read_cap_while_requests_keep_coming() {
+    const SIZE: usize = 1000;
+    let config = TransportConfig {
+        rpc_streams: 1,
+        idle_timeout: Duration::from_secs(20),
+        ..fast_config()
+    };
+    let a = node_with("orders", &secret(SECRET), config.clone()).await;
+    let b = node_with("orders", &secret(SECRET), config).await;
+    let to = b.endpoint.local();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let answer_seen = Arc::new(AtomicBool::new(false));
+    let handler = first_blocks_last_waits(answered.clone(), answer_seen.clone());
+    assert!(b.endpoint.serve_requests(handler));
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..HELD_CALLS {
+        let (endpoint, answered) = (a.endpoint.clone(), answered.clone());
+        calls.spawn(async move {
+            let answer = endpoint.request(to, vec![7u8; SIZE].into(), Duration::from_secs(15));
+            answer.await.expect("answered");
+            answered.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap();
+    }
+    assert!(
+        answer_seen.load(Ordering::SeqCst),
+        "no answer left before the last of {HELD_CALLS} requests was taken"
+    );
+}
+
+/// Calls of the held-read test.
+const HELD_CALLS: usize = 600;
+
+/// Answers every request where it is read (so the answer joins the read's held ones); the
+/// first blocks 1.5 s, the last until an answer has reached the caller (`seen` says whether
+/// one did within 5 s).
+fn first_blocks_last_waits(
+    answered: Arc<AtomicUsize>,
+    seen: Arc<AtomicBool>,
+) -> foundation_transport::RequestHandler {
+    let taken = AtomicUsize::new(0);
+    Arc::new(move |request| {
+        // Blocking in place hands this worker's queued tasks (the connection's driver, woken
+        // by the reader's writes) to another thread, so they run meanwhile.
+        match taken.fetch_add(1, Ordering::SeqCst) + 1 {
+            1 => tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1500))),
+            HELD_CALLS => {
+                let got = tokio::task::block_in_place(|| waited_for(&answered));
+                seen.store(got, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+        let mut answer = Box::pin(request.respond(Bytes::from_static(b"ok")));
+        let mut now = std::task::Context::from_waker(std::task::Waker::noop());
+        if answer.as_mut().poll(&mut now).is_pending() {
+            tokio::spawn(answer);
+        }
+    })
+}
+
+/// Whether `answered` turns non-zero within 5 s, blocking this thread (the responder's reader)
+/// meanwhile.
+fn waited_for(answered: &AtomicUsize) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if answered.load(Ordering::SeqCst) > 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// A peer lets a caller open as many streams as its own `max_concurrent_requests` sizes
+/// (large requests on streams of their own, plus the multiplexed ones and the hello), so a
+/// caller whose own limit is higher can fill them all with large requests. Its first small
+/// call must still find a multiplexed stream, not wait for one of the large requests to end:
+/// here 24 large requests are held by a peer allowing 2 at its own setting (19 streams in all)
+/// until the small call is answered, or 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_small_call_is_not_held_up_by_large_ones_filling_a_smaller_peers_streams() {
+    const LARGE: usize = 24;
+    let a = node("orders").await;
+    let lower = TransportConfig {
+        max_concurrent_requests: 2,
+        idle_timeout: Duration::from_secs(20),
+        ..fast_config()
+    };
+    let b = node_with("orders", &secret(SECRET), lower).await;
+    let to = b.endpoint.local();
+    let (release, held) = tokio::sync::watch::channel(false);
+    let taken = Arc::new(AtomicUsize::new(0));
+    assert!(b
+        .endpoint
+        .serve_requests(holding_large(held, taken.clone())));
+    let mut large = tokio::task::JoinSet::new();
+    for _ in 0..LARGE {
+        let endpoint = a.endpoint.clone();
+        let payload = vec![1u8; foundation_transport::rpc::MUX_REQUEST_MAX + 1];
+        large.spawn(async move {
+            let answer = endpoint.request(to, payload.into(), Duration::from_secs(20));
+            answer.await.map(|_| ())
+        });
+    }
+    let start = tokio::time::Instant::now();
+    while taken.load(Ordering::SeqCst) < 17 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "large requests arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let bound = tokio::spawn({
+        let release = release.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            release.send_replace(true);
+        }
+    });
+    let small = a
+        .endpoint
+        .request(to, Bytes::from_static(b"small"), Duration::from_secs(15))
+        .await;
+    let held_meanwhile = !release.send_replace(true);
+    bound.abort();
+    assert_eq!(small.expect("the small call is answered"), &b"small"[..]);
+    assert!(
+        held_meanwhile,
+        "the small call waited for the large ones to end (answered after they were let go)"
+    );
+    while let Some(done) = large.join_next().await {
+        done.unwrap().expect("every large request is answered");
+    }
+}
+
+/// Echoes small requests at once; holds large ones (counting them in `taken`) until `held`
+/// turns true.
+fn holding_large(
+    held: tokio::sync::watch::Receiver<bool>,
+    taken: Arc<AtomicUsize>,
+) -> foundation_transport::RequestHandler {
+    Arc::new(move |request| {
+        let large = request.payload.len() > foundation_transport::rpc::MUX_REQUEST_MAX;
+        if large {
+            taken.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut held = held.clone();
+        tokio::spawn(async move {
+            if large {
+                let _ = held.wait_for(|released| *released).await;
+            }
+            let payload = request.payload.clone();
+            let _ = request.respond(payload).await;
+        });
+    })
 }
 
 fn numbered(i: usize) -> Vec<u8> {

@@ -169,6 +169,11 @@ pub enum NodeError {
 }
 
 /// A running node. Cheap to clone.
+///
+/// It runs until [`leave`](Node::leave) or [`abort`](Node::abort) (or an operator's
+/// `POST /leave`), not until its handles are dropped. Once it has stopped it lets go of the
+/// application's handlers, health checks, agents and workloads, so those may hold clones of
+/// the node: after the last handle is dropped nothing of it is left, its ports included.
 #[derive(Clone)]
 pub struct Node {
     local: MemberId,

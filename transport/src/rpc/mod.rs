@@ -32,6 +32,7 @@ use crate::channel::priority;
 use crate::endpoint::Shared;
 use crate::error::{RequestError, SendError};
 use crate::frame::{decode_message, encode_frame, FrameDecoder, FrameError, StreamHeader};
+use crate::inbox::RequestHandler;
 use crate::metrics::{Direction, TransportMetrics};
 use crate::peer::Live;
 use crate::stream_io::{read_frame, read_u32, ReadError};
@@ -163,6 +164,7 @@ async fn call_on_own_stream(
     deadline: Instant,
 ) -> Result<Bytes, RequestError> {
     let max = shared.config.limits.rpc;
+    live.rpc.keep_one_open(shared, &live.conn).await?;
     // The semaphore is never closed; were it, the call would go ahead uncounted.
     let _stream = live.own_streams.acquire().await;
     let (mut send, mut recv) = live
@@ -238,6 +240,7 @@ pub(crate) async fn serve(
     };
     deliver(
         shared,
+        &mut None,
         IncomingRequest {
             from,
             payload,
@@ -250,13 +253,32 @@ pub(crate) async fn serve(
 
 /// Hands a received request to the application: to its handler in this task if it set one
 /// ([`Endpoint::serve_requests`](crate::Endpoint::serve_requests)), else to the queue.
-pub(crate) fn deliver(shared: &Shared, request: IncomingRequest) {
-    if let Some(handler) = shared.inbox.request_handler.get() {
+/// `handler` is the reader's copy of the handler, taken on its first request after the handler
+/// was set: a stream's reader then takes no lock per request (every reader taking the same
+/// lock per request made its cache line travel between cores), and drops its copy when the
+/// stream ends, as the endpoint's close ends every stream.
+pub(crate) fn deliver(
+    shared: &Shared,
+    handler: &mut Option<RequestHandler>,
+    request: IncomingRequest,
+) {
+    if handler.is_none() {
+        *handler = shared.inbox.handler();
+    }
+    if let Some(handler) = handler {
         return handler(request);
     }
-    if let Err(refused) = shared.inbox.requests.try_send(request) {
+    let refused = match shared.inbox.senders() {
+        Some(inbox) => inbox
+            .requests
+            .try_send(request)
+            .err()
+            .map(|e| e.into_inner()),
+        None => Some(request),
+    };
+    if let Some(refused) = refused {
         // The application is not keeping up or not listening: refuse rather than queue forever.
-        let (.., responder) = refused.into_inner().into_parts();
+        let (.., responder) = refused.into_parts();
         match responder.inner {
             ResponderInner::Stream { mut send, .. } => {
                 let _ = send.reset(code::UNAVAILABLE.into());

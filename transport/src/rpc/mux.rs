@@ -35,6 +35,7 @@ use crate::channel::priority;
 use crate::endpoint::Shared;
 use crate::error::{RequestError, SendError};
 use crate::frame::{FrameDecoder, StreamHeader};
+use crate::inbox::RequestHandler;
 use crate::metrics::{Direction, DropReason, RpcEvent, TransportMetrics};
 use crate::stream_io::ReadError;
 use crate::wire::code;
@@ -114,6 +115,22 @@ impl MuxSlot {
     /// Calls waiting for an answer over this connection's multiplexed streams.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Opens the first lane's stream unless some lane has one. A large request calls this
+    /// before it takes a stream of its own: the peer allows as many streams as its own
+    /// `max_concurrent_requests` sizes, so a peer set lower than this node lets our large
+    /// requests fill every stream, and a first small call would then wait for one of them to
+    /// end; with a multiplexed stream already open it queues there instead.
+    pub(crate) async fn keep_one_open(
+        &self,
+        shared: &Shared,
+        conn: &Connection,
+    ) -> Result<(), RequestError> {
+        if self.least_loaded_live().is_some() {
+            return Ok(());
+        }
+        self.lanes[0].client(shared, conn).await.map(drop)
     }
 
     fn least_loaded_live(&self) -> Option<(&Lane, Arc<MuxClient>)> {
@@ -588,6 +605,7 @@ async fn read_requests(
 ) -> Result<(), ReadError> {
     let max_request = shared.config.limits.rpc.min(MUX_REQUEST_MAX);
     let mut decoder = FrameDecoder::new(max_request + MUX_OVERHEAD);
+    let mut handler = None;
     loop {
         let mut read = recv.read_chunk(READ_CHUNK_MAX, true).await;
         // Answers given while this wake's requests are taken (handlers that finish without
@@ -607,7 +625,7 @@ async fn read_requests(
             held += chunk.len();
             decoder.extend(&chunk);
             while let Some(body) = decoder.next_frame()? {
-                take_request(shared, from, server, body);
+                take_request(shared, from, server, &mut handler, body);
             }
             if held >= HELD_READ_MAX {
                 break;
@@ -629,7 +647,13 @@ fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
     }
 }
 
-fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: Bytes) {
+fn take_request(
+    shared: &Shared,
+    from: NodeId,
+    server: &Arc<MuxServer>,
+    handler: &mut Option<RequestHandler>,
+    body: Bytes,
+) {
     let refuse = |id, code| {
         server.outbox.push(&MuxFrame::Refused { id, code });
     };
@@ -703,5 +727,5 @@ fn take_request(shared: &Shared, from: NodeId, server: &Arc<MuxServer>, body: By
         deadline: Instant::now() + Duration::from_millis(deadline_ms.into()),
         responder,
     };
-    super::deliver(shared, request);
+    super::deliver(shared, handler, request);
 }

@@ -374,7 +374,9 @@ fn closed_ports(shared: &Shared, side: &SealedSide) {
             peer: peer.id,
             addr,
         };
-        let _ = shared.inbox.peers.try_send(event);
+        if let Some(inbox) = shared.inbox.senders() {
+            let _ = inbox.peers.try_send(event);
+        }
     }
 }
 
@@ -432,7 +434,11 @@ fn deliver(shared: &Shared, from: NodeId, payload: Vec<u8>) {
         channel: Channel::Membership,
         payload: payload.into(),
     };
-    if shared.inbox.membership.try_send(message).is_err() {
+    let delivered = shared
+        .inbox
+        .senders()
+        .is_some_and(|inbox| inbox.membership.try_send(message).is_ok());
+    if !delivered {
         shared
             .metrics
             .dropped(Channel::Membership, DropReason::InboxFull, 1);

@@ -139,6 +139,29 @@ impl Shared {
             .map_err(ServiceError::from)
     }
 
+    /// Lets go of what the application handed in, once the node has stopped: handlers and
+    /// health checks often hold a clone of the node, which holds this registry, so kept
+    /// they would keep the node (and its endpoint and socket) alive for good. Also stops the
+    /// federation gateway, which holds this node's RPC.
+    pub fn release(&self) {
+        let handlers = std::mem::take(
+            &mut *self
+                .handlers
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let registrations = std::mem::take(&mut *lock(&self.registrations));
+        let gateway = lock(&self.federation).take();
+        // Dropped outside the locks: a handler's drop runs the application's code.
+        drop(handlers);
+        for check in registrations.into_values().filter_map(|local| local.check) {
+            check.abort();
+        }
+        if let Some(gateway) = gateway {
+            gateway.stop();
+        }
+    }
+
     /// Changes instance `id`'s health, if it is still registered and the health differs.
     pub async fn set_health(&self, id: u64, health: Health) -> Result<(), ServiceError> {
         let service = match lock(&self.registrations).get(&id) {
