@@ -1117,7 +1117,8 @@ impl Core {
     /// view holds them now: O(changes), where handing it the whole view each time made a
     /// cluster's formation O(N²) per node.
     fn placement_view(&mut self, now: Instant, mark: usize) {
-        let mut changed = BTreeSet::new();
+        // A sorted, deduplicated Vec gives the BTreeSet's order without its per-node allocations.
+        let mut ids = Vec::new();
         let mut any = false;
         for effect in self.outbox.since(mark) {
             if let Effect::Event(Event::Membership(event)) = effect {
@@ -1127,9 +1128,7 @@ impl Core {
                     | MembershipEvent::Updated(v)
                     | MembershipEvent::Failed(v)
                     | MembershipEvent::Left(v)
-                    | MembershipEvent::Removed(v) => {
-                        changed.insert(v.id);
-                    }
+                    | MembershipEvent::Removed(v) => ids.push(v.id),
                     MembershipEvent::Joined | MembershipEvent::Isolated => {}
                 }
             }
@@ -1137,7 +1136,9 @@ impl Core {
         if !any {
             return;
         }
-        let changed: Vec<(NodeId, Option<Member>)> = changed
+        ids.sort_unstable();
+        ids.dedup();
+        let changed: Vec<(NodeId, Option<Member>)> = ids
             .into_iter()
             .map(|node| {
                 (
