@@ -25,9 +25,18 @@ pub(crate) fn live_set(world: &World) -> BTreeSet<(NodeId, u64)> {
         .collect()
 }
 
+/// Nodes seen agreeing with `live`, each with the life and membership change count it agreed
+/// at: a node whose view has not changed since agrees still with the same live set, and
+/// skipping its comparison spares the O(N) pass over every agreeing node per check.
+#[derive(Default)]
+struct Agreed {
+    live: BTreeSet<(NodeId, u64)>,
+    at: Vec<Option<(u64, u64)>>,
+}
+
 /// The first node whose alive set differs from the live set (minus itself): its slot, and a
 /// description.
-fn disagreement(world: &World) -> Option<(usize, String)> {
+fn disagreement(world: &World, agreed: &mut Agreed) -> Option<(usize, String)> {
     let up = world.nodes().iter().filter(|n| n.is_up()).count();
     // Built only once a node passes the count test: while a cluster forms (when this runs
     // every tick) the first node checked usually fails it.
@@ -36,7 +45,7 @@ fn disagreement(world: &World) -> Option<(usize, String)> {
         let Some(core) = world.node(slot).core() else {
             continue;
         };
-        if agrees(world, slot, up, &mut live) {
+        if agrees(world, slot, up, &mut live, agreed) {
             continue;
         }
         let alive = core.membership().alive().count();
@@ -58,6 +67,7 @@ fn agrees(
     slot: usize,
     up: usize,
     live: &mut Option<BTreeSet<(NodeId, u64)>>,
+    agreed: &mut Agreed,
 ) -> bool {
     let node = world.node(slot);
     let Some(core) = node.core() else {
@@ -67,11 +77,30 @@ fn agrees(
     if core.membership().alive_count() + 1 != up {
         return false;
     }
+    let live = live.get_or_insert_with(|| {
+        let live = live_set(world);
+        if live != agreed.live {
+            agreed.live = live.clone();
+            agreed.at.clear();
+        }
+        live
+    });
+    // The membership records a change wherever its view changes.
+    let key = (node.life(), core.membership().changes());
+    if agreed.at.get(slot) == Some(&Some(key)) {
+        return true;
+    }
     // Both in node id order (ids of running nodes are unique): compared in one pass.
-    let live = live.get_or_insert_with(|| live_set(world));
     let me = (node.id(), node.generation());
     let seen = core.membership().alive().map(|m| (m.id, m.generation));
-    seen.eq(live.iter().copied().filter(|l| *l != me))
+    if !seen.eq(live.iter().copied().filter(|l| *l != me)) {
+        return false;
+    }
+    if agreed.at.len() <= slot {
+        agreed.at.resize(slot + 1, None);
+    }
+    agreed.at[slot] = Some(key);
+    true
 }
 
 /// After the cluster forms and after every disturbance, every live node agrees on the live set
@@ -88,6 +117,7 @@ pub struct Convergence {
     /// one node's check instead of every agreeing node's before it (the last laggards of a
     /// forming cluster made that O(N²) a tick).
     laggard: Option<usize>,
+    agreed: Agreed,
 }
 
 impl Convergence {
@@ -100,6 +130,7 @@ impl Convergence {
             deferred: None,
             records: Vec::new(),
             laggard: None,
+            agreed: Agreed::default(),
         }
     }
 
@@ -116,11 +147,11 @@ impl Convergence {
     }
 
     /// Whether the node in `slot` is up and disagrees.
-    fn lags(&self, world: &World, slot: usize) -> bool {
+    fn lags(&mut self, world: &World, slot: usize) -> bool {
         let up = world.nodes().iter().filter(|n| n.is_up()).count();
         slot < world.nodes().len()
             && world.node(slot).is_up()
-            && !agrees(world, slot, up, &mut None)
+            && !agrees(world, slot, up, &mut None, &mut self.agreed)
     }
 
     fn settle(&mut self, took_us: Option<u64>) {
@@ -178,7 +209,7 @@ impl Invariant for Convergence {
         if world.now_us() <= deadline && self.laggard.is_some_and(|slot| self.lags(world, slot)) {
             return Ok(());
         }
-        let found = disagreement(world);
+        let found = disagreement(world, &mut self.agreed);
         self.laggard = found.as_ref().map(|(slot, _)| *slot);
         match found.map(|(_, example)| example) {
             None => {
@@ -201,7 +232,7 @@ impl Invariant for Convergence {
         let Some((since, _, cause)) = self.armed.clone() else {
             return Ok(());
         };
-        match disagreement(world).map(|(_, example)| example) {
+        match disagreement(world, &mut self.agreed).map(|(_, example)| example) {
             None => {
                 self.settle(Some(world.now_us() - since));
                 Ok(())
