@@ -48,7 +48,15 @@ impl Fnv64 {
 /// `String`, so a number goes in without the UTF-8 check a `&str` of its digits would need.
 /// Only `&str`s and ASCII digits go in, so the bytes are always UTF-8.
 #[derive(Debug, Default)]
-pub struct LineText(Vec<u8>);
+pub struct LineText(Vec<u8>, Stamped);
+
+/// The last stamp written, and its text: the lines of one instant (a forming cluster's
+/// member events come in bursts) share it, and formatting it is most of a short line's cost.
+#[derive(Debug, Default)]
+struct Stamped {
+    us: Option<u64>,
+    text: Vec<u8>,
+}
 
 impl LineText {
     /// Appends `text`.
@@ -65,9 +73,18 @@ impl LineText {
     /// Appends world microseconds as seconds with six decimals, as `{}.{:06}` of the seconds
     /// and the microseconds would (every trace line starts with one).
     pub fn push_stamp(&mut self, us: u64) {
-        self.push_decimal(us / 1_000_000);
-        self.0.push(b'.');
-        self.0.extend_from_slice(&six_digits(us % 1_000_000));
+        let stamped = &mut self.1;
+        if stamped.us != Some(us) {
+            let mut digits = [0u8; 20];
+            stamped.text.clear();
+            stamped
+                .text
+                .extend_from_slice(decimal(us / 1_000_000, &mut digits));
+            stamped.text.push(b'.');
+            stamped.text.extend_from_slice(&six_digits(us % 1_000_000));
+            stamped.us = Some(us);
+        }
+        self.0.extend_from_slice(&stamped.text);
     }
 
     /// The text (lossless: only `&str`s and ASCII digits went in).
