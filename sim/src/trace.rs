@@ -48,15 +48,7 @@ impl Fnv64 {
 /// `String`, so a number goes in without the UTF-8 check a `&str` of its digits would need.
 /// Only `&str`s and ASCII digits go in, so the bytes are always UTF-8.
 #[derive(Debug, Default)]
-pub struct LineText(Vec<u8>, Stamped);
-
-/// The last stamp written, and its text: the lines of one instant (a forming cluster's
-/// member events come in bursts) share it, and formatting it is most of a short line's cost.
-#[derive(Debug, Default)]
-struct Stamped {
-    us: Option<u64>,
-    text: Vec<u8>,
-}
+pub struct LineText(Vec<u8>, Option<(u64, StampText)>);
 
 impl LineText {
     /// Appends `text`.
@@ -72,19 +64,14 @@ impl LineText {
 
     /// Appends world microseconds as seconds with six decimals, as `{}.{:06}` of the seconds
     /// and the microseconds would (every trace line starts with one).
+    /// The last stamp's text is kept: the lines of one instant (a forming cluster's member
+    /// events come in bursts) share it, and formatting it is most of a short line's cost.
     pub fn push_stamp(&mut self, us: u64) {
-        let stamped = &mut self.1;
-        if stamped.us != Some(us) {
-            let mut digits = [0u8; 20];
-            stamped.text.clear();
-            stamped
-                .text
-                .extend_from_slice(decimal(us / 1_000_000, &mut digits));
-            stamped.text.push(b'.');
-            stamped.text.extend_from_slice(&six_digits(us % 1_000_000));
-            stamped.us = Some(us);
-        }
-        self.0.extend_from_slice(&stamped.text);
+        let stamp = match self.1 {
+            Some((at, stamp)) if at == us => stamp,
+            _ => self.1.insert((us, StampText::of(us))).1,
+        };
+        self.0.extend_from_slice(stamp.as_bytes());
     }
 
     /// The text (lossless: only `&str`s and ASCII digits went in).
@@ -103,10 +90,36 @@ impl Write for LineText {
 
 /// Writes world microseconds as [`LineText::push_stamp`] appends them.
 pub fn write_stamp(out: &mut impl Write, us: u64) -> fmt::Result {
-    let mut seconds = [0u8; 20];
-    out.write_str(ascii(decimal(us / 1_000_000, &mut seconds)))?;
-    out.write_char('.')?;
-    out.write_str(ascii(&six_digits(us % 1_000_000)))
+    out.write_str(ascii(StampText::of(us).as_bytes()))
+}
+
+/// World microseconds as seconds with six decimals, as `{}.{:06}` of the seconds and the
+/// microseconds would write them: what both stamp writers put out.
+#[derive(Clone, Copy, Debug)]
+struct StampText {
+    /// Up to 20 digits of seconds, the point and six digits.
+    bytes: [u8; 27],
+    len: usize,
+}
+
+impl StampText {
+    fn of(us: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let seconds = decimal(us / 1_000_000, &mut digits);
+        let mut bytes = [0u8; 27];
+        let point = seconds.len();
+        bytes[..point].copy_from_slice(seconds);
+        bytes[point] = b'.';
+        bytes[point + 1..point + 7].copy_from_slice(&six_digits(us % 1_000_000));
+        Self {
+            bytes,
+            len: point + 7,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// The microseconds of a second (below a million) as six digits, leading zeros kept.
