@@ -29,9 +29,15 @@ pub enum FaultSwitch {
     /// Suspicion timers are never armed: a crashed member stays suspected, never failed
     /// (`membership::swim::SwimIo::submit_after`).
     SuspicionNeverExpires,
-    /// No last call: a suspicion that outlived a short partition becomes a declaration though
-    /// the suspect is reachable again (`Membership::last_call`).
-    NoLastCall,
+    /// Once a suspicion started, the suspecting node never tells the suspect again — no
+    /// reminder every probe period, no last call —, so a suspicion that outlived a short
+    /// partition becomes a declaration though the suspect is reachable again
+    /// (`Membership::retell`, `Membership::last_call`).
+    SuspectNeverToldAgain,
+    /// A suspect is told it is suspected only when the suspicion starts and at the last call,
+    /// not again every probe period while the suspicion runs: a suspicion made while cut off
+    /// reaches its last call untold (`Membership::retell`).
+    NoRetell,
     /// A closed port (an ICMP error, unauthenticated and possibly about an earlier life) is
     /// trusted at once: the member is declared failed without being asked to refute
     /// (`Membership::port_closed`).

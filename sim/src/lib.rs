@@ -43,7 +43,8 @@
 //! | `transport-limits` | `PacketSizeWithoutFraming`: foca's packets leave no room for our two framing bytes | `transport_limits_catch_…` (64 nodes) |
 //! | `convergence` | `NoAnnounceToDownMembers`: nobody re-contacts members it declared down | `convergence_catches_…` |
 //! | `crash-detection` | `SuspicionNeverExpires`: suspicion timers are dropped | `crash_detection_catches_…` |
-//! | `no-false-positives` | `NoLastCall`: a suspicion that outlived a short partition is declared without asking the suspect | `no_false_positives_catches_…` (`scenarios/short-partition.toml`, seed 2) |
+//! | `no-false-positives` | `SuspectNeverToldAgain`: a suspicion that outlived a short partition is declared without telling the suspect again (no reminders, no last call) | `no_false_positives_catches_a_suspect_never_told_again_…` (`scenarios/short-partition.toml`) |
+//! | `no-false-positives` (`stalls_survived`) | `NoRetell`: a suspect is not told again while the suspicion runs, so one made while cut off reaches its last call during a short stall | `no_false_positives_catches_a_suspicion_made_while_cut_off_…` (`scenarios/isolate-then-stall.toml`) |
 //! | `no-false-positives` | `ClosedPortTrusted`: a member named by an ICMP port unreachable (forged here) is declared without being asked to refute | `no_false_positives_catches_a_forged_closed_port_…` (`scenarios/detect-process-crash.toml`) |
 //! | `no-needless-renewal` | `RenewWhenSuspected`: a suspect renews its identity instead of refuting | `no_needless_renewal_catches_…` |
 //! | `no-panics` | `PanicOnRepeatedLeave`: the second of a member's two leave notices panics | `no_panics_catches_…` |

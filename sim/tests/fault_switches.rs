@@ -163,12 +163,24 @@ fn crash_detection_catches_suspicions_that_never_expire() {
 }
 
 #[test]
-fn no_false_positives_catches_a_declaration_without_a_last_call_after_a_short_partition() {
+fn no_false_positives_catches_a_suspect_never_told_again_after_a_short_partition() {
     // Since the direct checks tell a suspect at once, most suspicions across this short cut are
-    // refuted before any last call: only in a few seeds does the last call alone save the member.
+    // refuted before any reminder: only in a few seeds does telling it again save the member.
     caught_in_one_of(
-        FaultSwitch::NoLastCall,
+        FaultSwitch::SuspectNeverToldAgain,
         &short_partition(),
+        1..=24,
+        "no-false-positives",
+    );
+}
+
+#[test]
+fn no_false_positives_catches_a_suspicion_made_while_cut_off_that_nobody_retold() {
+    let text = include_str!("../scenarios/isolate-then-stall.toml");
+    let scenario = file::parse(text, "sim/scenarios/isolate-then-stall.toml").unwrap();
+    caught_in_one_of(
+        FaultSwitch::NoRetell,
+        &scenario,
         1..=24,
         "no-false-positives",
     );

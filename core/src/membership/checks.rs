@@ -12,6 +12,10 @@
 //! a confirmation like any other. A dead member collects its confirmations within one round
 //! trip; a live one refutes to every checker, and no confirmation is sent.
 //!
+//! For as long as our own suspicion runs, we tell the suspect again every probe period
+//! ([`Membership::retell`]): what we said when it started may all have been lost on links that
+//! were cut then and have healed since.
+//!
 //! A stalled member still has the whole shrunken timeout plus the last call
 //! ([`Membership::last_call`]) to wake up and refute, so the stall a profile tolerates is
 //! roughly `probe_period + suspect_to_down_min + probe_rtt`.
@@ -70,6 +74,30 @@ impl Membership {
                 payload,
             );
         }
+    }
+
+    /// Our suspicion of `suspect` at `incarnation` still runs: tell the suspect again, and
+    /// again a probe period later ([`super::lifeguard::Suspicions::retell`] says why).
+    pub(super) fn retell(
+        &mut self,
+        now: Instant,
+        suspect: MemberId,
+        incarnation: Incarnation,
+        out: &mut Outbox,
+    ) {
+        if !self.holds_alive_at(suspect, incarnation)
+            || fault_on!(NoRetell)
+            || fault_on!(SuspectNeverToldAgain)
+        {
+            return;
+        }
+        let Some(next) = self.suspicions.retell(now, suspect.node, incarnation) else {
+            return;
+        };
+        self.stats.suspects_retold += 1;
+        self.tell_suspect(suspect, incarnation, out);
+        let timer = MembershipTimer::Retell(suspect, incarnation);
+        out.timer(next, effects::Timer::Membership(timer));
     }
 
     /// How long a member told it is suspected has to refute: a probe round trip, stretched by

@@ -52,12 +52,14 @@ impl LocalHealth {
     }
 }
 
-/// Bounds of the suspicion timeout and how many confirmations reach the minimum.
+/// Bounds of the suspicion timeout, how many confirmations reach the minimum, and how often a
+/// suspect of ours is told again that it is suspected.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SuspicionPolicy {
     pub max: Duration,
     pub min: Duration,
     pub confirmations: usize,
+    pub retell_every: Duration,
 }
 
 impl SuspicionPolicy {
@@ -89,6 +91,8 @@ struct Armed {
     started: Instant,
     max: Duration,
     deadline: Instant,
+    /// When the suspect is due to be told again ([`Suspicions::retell`]).
+    retell_at: Instant,
 }
 
 /// Suspicions we know of, by member, with the reports that confirm them.
@@ -110,7 +114,8 @@ impl Suspicions {
     }
 
     /// foca suspects `member` and asked for its `ChangeSuspectToDown` timer after `max`
-    /// (already stretched by local health). Returns when the timer should fire.
+    /// (already stretched by local health). Returns when the timer should fire, and when to
+    /// tell the suspect again ([`Self::retell`]).
     pub fn arm(
         &mut self,
         now: Instant,
@@ -118,17 +123,19 @@ impl Suspicions {
         incarnation: Incarnation,
         timer: Timer<MemberId>,
         max: Duration,
-    ) -> Instant {
+    ) -> (Instant, Instant) {
         let policy = self.policy;
         let entry = self.entry(now, member.node, incarnation);
         let deadline = now + policy.timeout(max, entry.reporters.len());
+        let retell_at = now + policy.retell_every;
         entry.armed = Some(Armed {
             timer,
             started: now,
             max,
             deadline,
+            retell_at,
         });
-        deadline
+        (deadline, retell_at)
     }
 
     /// Another member's probe of `member` failed. Returns the timer to fire again, earlier, if
@@ -167,6 +174,32 @@ impl Suspicions {
         }
         armed.deadline = now + wait;
         Some(armed.deadline)
+    }
+
+    /// Lifeguard's buddy system for as long as our suspicion of `member` at `incarnation`
+    /// runs: the suspect is told again every `retell_every`. Our first report, and the news
+    /// gossiped after it, may all have been lost — sent while we were cut off, on links that
+    /// have healed since — and a suspect that is never told cannot refute; if it then stalls
+    /// briefly when our deadline comes, the last call finds it silent. Returns when to tell it
+    /// next, or `None` if it is not due: the suspicion ended, moved to another incarnation,
+    /// reached its last call, or was armed again (a later reminder is already waiting).
+    pub fn retell(
+        &mut self,
+        now: Instant,
+        member: NodeId,
+        incarnation: Incarnation,
+    ) -> Option<Instant> {
+        let every = self.policy.retell_every;
+        let suspicion = self.by_member.get_mut(&member)?;
+        if suspicion.called || suspicion.incarnation != incarnation {
+            return None;
+        }
+        let armed = suspicion.armed.as_mut()?;
+        if now < armed.retell_at {
+            return None;
+        }
+        armed.retell_at = now + every;
+        Some(armed.retell_at)
     }
 
     /// We are about to check `member` ourselves at `incarnation`; false if we did already.
@@ -228,6 +261,7 @@ mod tests {
             max: Duration::from_secs(4),
             min: Duration::from_secs(1),
             confirmations: 3,
+            retell_every: Duration::from_secs(1),
         }
     }
 
@@ -269,7 +303,9 @@ mod tests {
         };
         let start = Instant::ZERO;
         assert_eq!(
-            suspicions.arm(start, &member, 0, timer.clone(), Duration::from_secs(4)),
+            suspicions
+                .arm(start, &member, 0, timer.clone(), Duration::from_secs(4))
+                .0,
             start + Duration::from_secs(4)
         );
         let reporter = NodeId::from_u128(1);
@@ -298,7 +334,8 @@ mod tests {
             incarnation: 0,
             token: 0,
         };
-        let deadline = suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
+        let (deadline, _) =
+            suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
         assert_eq!(deadline, Instant::ZERO + Duration::from_secs(1));
     }
 
@@ -313,7 +350,7 @@ mod tests {
             incarnation: 0,
             token: 0,
         };
-        let due = suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
+        let (due, _) = suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
         assert_eq!(
             suspicions.last_call(due, member.node, wait),
             Some(due + wait)
@@ -323,5 +360,44 @@ mod tests {
             assert_eq!(suspicions.confirm(due, member.node, 0, reporter), None);
         }
         assert_eq!(suspicions.last_call(due + wait, member.node, wait), None);
+    }
+
+    #[test]
+    fn the_suspect_is_told_again_every_period_until_the_last_call() {
+        let mut suspicions = Suspicions::new(policy());
+        let member = member();
+        let second = Duration::from_secs(1);
+        assert_eq!(suspicions.retell(Instant::ZERO, member.node, 0), None);
+        let timer = Timer::ChangeSuspectToDown {
+            member_id: member,
+            incarnation: 0,
+            token: 0,
+        };
+        let (due, first) = suspicions.arm(Instant::ZERO, &member, 0, timer.clone(), 4 * second);
+        assert_eq!(first, Instant::ZERO + second);
+        assert_eq!(
+            suspicions.retell(first, member.node, 1),
+            None,
+            "another life"
+        );
+        assert_eq!(
+            suspicions.retell(first, member.node, 0),
+            Some(first + second)
+        );
+        assert_eq!(
+            suspicions.retell(first, member.node, 0),
+            None,
+            "a second reminder for the same moment (armed twice) is dropped"
+        );
+        suspicions.last_call(due, member.node, Duration::from_millis(400));
+        assert_eq!(suspicions.retell(due, member.node, 0), None, "called");
+        suspicions.clear(member.node);
+        suspicions.arm(due, &member, 0, timer, 4 * second);
+        suspicions.clear(member.node);
+        assert_eq!(
+            suspicions.retell(due + second, member.node, 0),
+            None,
+            "refuted"
+        );
     }
 }

@@ -79,6 +79,9 @@ pub struct MembershipStats {
     pub refuted_suspicion_timers: u64,
     /// Suspects we checked directly because we ranked among a suspicion's checkers.
     pub suspect_checks: u64,
+    /// Times we told a member we suspect, again, that it is suspected (once per probe period
+    /// while our suspicion runs, until its last call).
+    pub suspects_retold: u64,
     /// Of those, checks the suspect did not answer in time: each became our confirmation.
     pub suspect_checks_unanswered: u64,
     /// Members we checked because their host said their membership port was closed.
@@ -188,6 +191,7 @@ impl Membership {
             max: config.suspect_to_down_after,
             min: config.suspect_to_down_min,
             confirmations: config.suspicion_confirmations,
+            retell_every: config.probe_period,
         };
         let machine = Self {
             swim,
@@ -478,6 +482,9 @@ impl Membership {
             MembershipTimer::Check(suspect, incarnation) => {
                 self.check_expired(now, suspect, incarnation, out);
             }
+            MembershipTimer::Retell(suspect, incarnation) => {
+                self.retell(now, suspect, incarnation, out);
+            }
             MembershipTimer::ClosedPort(member, incarnation) => {
                 self.closed_check_expired(now, member, incarnation, out);
             }
@@ -715,7 +722,7 @@ impl Membership {
             return false;
         };
         let wait = self.refute_wait();
-        if fault_on!(NoLastCall) {
+        if fault_on!(SuspectNeverToldAgain) {
             return false;
         }
         let Some(at) = self.suspicions.last_call(now, member.node, wait) else {

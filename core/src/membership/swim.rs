@@ -102,8 +102,13 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
                 ..
             } => {
                 let max = self.health.scale(after);
-                self.suspicions
-                    .arm(self.now, member_id, *incarnation, timer.clone(), max)
+                let (deadline, retell_at) =
+                    self.suspicions
+                        .arm(self.now, member_id, *incarnation, timer.clone(), max);
+                let retell = MembershipTimer::Retell(*member_id, *incarnation);
+                self.out
+                    .timer(retell_at, effects::Timer::Membership(retell));
+                deadline
             }
             Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. } => {
                 self.now + self.health.scale(after)

@@ -30,6 +30,9 @@ pub enum MembershipTimer {
     /// Time to see whether a suspect we checked directly refuted (`checks`): the suspect and
     /// the incarnation it was suspected at.
     Check(MemberId, foca::Incarnation),
+    /// Time to tell a member we suspect, again, that it is suspected (`checks`): the suspect
+    /// and the incarnation our suspicion holds.
+    Retell(MemberId, foca::Incarnation),
     /// Time to see whether a member whose port was reported closed refuted
     /// (`closed_port`): the member and the incarnation it was checked at.
     ClosedPort(MemberId, foca::Incarnation),

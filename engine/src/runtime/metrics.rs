@@ -26,6 +26,7 @@ pub(crate) struct MembershipMetrics {
     suspect_reports: Counter,
     suspect_checks: Counter,
     suspect_checks_unanswered: Counter,
+    suspects_retold: Counter,
     closed_port_checks: Counter,
     closed_port_declarations: Counter,
     push_pulls: Counter,
@@ -62,6 +63,11 @@ impl MembershipMetrics {
             "suspect_checks_unanswered",
             "Direct checks the suspect did not answer in time (each confirmed the suspicion)",
             metrics.suspect_checks_unanswered.clone(),
+        );
+        registry.register(
+            "suspects_retold",
+            "Times this node told a member it suspects, again, that it is suspected (each probe period while the suspicion runs)",
+            metrics.suspects_retold.clone(),
         );
         registry.register(
             "closed_port_checks",
@@ -116,6 +122,7 @@ impl MembershipMetrics {
             &self.suspect_checks_unanswered,
             stats.suspect_checks_unanswered,
         );
+        advance(&self.suspects_retold, stats.suspects_retold);
         advance(&self.closed_port_checks, stats.closed_port_checks);
         advance(
             &self.closed_port_declarations,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use foundation_core::membership::{MemberView, MembershipConfig, MembershipEvent};
 use foundation_core::NodeId;
 
-use super::{Check, ConvergenceRecord, DetectionRecord, Invariant, Measurements};
+use super::{Bounds, Check, ConvergenceRecord, DetectionRecord, Invariant, Measurements};
 use crate::faults::{Fault, LEAVE_GRACE};
 use crate::network::BlockRule;
 use crate::world::{Observed, World};
@@ -477,6 +477,8 @@ pub struct NoFalsePositives {
     /// A probe round trip: the last call's wait, before the health multiplier.
     probe_rtt_us: u64,
     enforce: bool,
+    /// Whether a stalled node's declaration fails the run ([`Bounds::stalls_survived`]).
+    stalls_survived: bool,
     sides: BTreeMap<(usize, usize), Vec<bool>>,
     /// Each life's first declaration, by (node id, generation).
     first: BTreeMap<(NodeId, u64), FirstDeclaration>,
@@ -487,7 +489,8 @@ pub struct NoFalsePositives {
 #[derive(Clone, Copy, Debug)]
 enum Verdict {
     Correct,
-    Stalled,
+    /// The target's slot: it was stalled within the declaration's window.
+    Stalled(usize),
     AcrossPartition,
     /// The target's slot, and since when it had been reachable from the declaring side.
     False {
@@ -504,14 +507,16 @@ struct FirstDeclaration {
 }
 
 impl NoFalsePositives {
-    /// For cores running `config`; if `enforce` is false, false positives are only counted.
-    pub fn new(config: &MembershipConfig, enforce: bool) -> Self {
+    /// For cores running `config`, failing the run as `bounds` say (declarations are always
+    /// counted).
+    pub fn new(config: &MembershipConfig, bounds: &Bounds) -> Self {
         let base = config.probe_period * 2 + config.probe_rtt + DISSEMINATION_SLACK;
         Self {
             base_us: base.as_micros() as u64,
             suspicion_us: (config.suspect_to_down_after + config.probe_rtt).as_micros() as u64,
             probe_rtt_us: config.probe_rtt.as_micros() as u64,
-            enforce,
+            enforce: bounds.false_positives,
+            stalls_survived: bounds.stalls_survived,
             sides: BTreeMap::new(),
             first: BTreeMap::new(),
             counts: Measurements::default(),
@@ -544,7 +549,7 @@ impl NoFalsePositives {
         }
         let now = world.now_us();
         if node.stalls().iter().any(|&(a, b)| b >= from && a <= now) {
-            return Verdict::Stalled;
+            return Verdict::Stalled(target);
         }
         let since_us = self.last_call_start(world, observer);
         if !self.reachable_throughout(world, observer, target, since_us) {
@@ -634,9 +639,16 @@ impl Invariant for NoFalsePositives {
         };
         let (target, since_us) = match first.verdict {
             Verdict::Correct => return Ok(()),
-            Verdict::Stalled => {
+            Verdict::Stalled(target) => {
                 self.counts.failed_while_stalled += 1;
-                return Ok(());
+                if !self.stalls_survived || first.observer != observed.observer {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "n{} declared n{target} (gen {}) failed while it was stalled, and this \
+                     scenario's stalls are all shorter than the profile tolerates",
+                    observed.observer, view.generation
+                ));
             }
             Verdict::AcrossPartition => {
                 self.counts.failed_across_partition += 1;

@@ -128,6 +128,9 @@ pub struct Bounds {
     pub detection: Duration,
     /// Whether false positives fail the run.
     pub false_positives: bool,
+    /// Whether declaring a stalled node failed fails the run (for scenarios whose stalls are
+    /// all shorter than the profile tolerates); otherwise such declarations are only counted.
+    pub stalls_survived: bool,
     /// Whether each core's `invariants()` runs after every step (costs time at large N).
     pub core_invariants: bool,
     /// How often continuous checks run, in simulated time.
@@ -143,6 +146,7 @@ impl Default for Bounds {
             convergence: Duration::from_secs(30),
             detection: Duration::from_secs(10),
             false_positives: true,
+            stalls_survived: false,
             core_invariants: true,
             interval: Duration::from_millis(100),
             replication: Duration::from_secs(30),
@@ -169,10 +173,7 @@ pub fn defaults(
         Box::new(core::TransportLimits),
         Box::new(membership::Convergence::new(bounds.convergence)),
         Box::new(membership::Detection::new(bounds.detection)),
-        Box::new(membership::NoFalsePositives::new(
-            probe,
-            bounds.false_positives,
-        )),
+        Box::new(membership::NoFalsePositives::new(probe, bounds)),
         Box::new(membership::NoNeedlessRenewal::default()),
     ];
     if bounds.core_invariants {

@@ -147,6 +147,8 @@
 //! convergence = "30s"         # every live node agrees within this after each disturbance
 //! detection = "10s"           # every survivor sees a crash within this
 //! false_positives = true      # whether a false positive fails the run
+//! stalls_survived = true      # whether declaring a stalled node fails the run (stalls all
+//!                             # shorter than the profile tolerates)
 //! replication = "30s"         # replicas hold the same data within this (scenarios that write)
 //! ```
 
@@ -331,6 +333,7 @@ pub(crate) struct RawChecks {
     convergence: Option<String>,
     detection: Option<String>,
     false_positives: Option<bool>,
+    stalls_survived: Option<bool>,
     replication: Option<String>,
 }
 
@@ -925,6 +928,9 @@ fn checks(scenario: Scenario, raw: &RawChecks) -> Result<Scenario, String> {
     }
     if let Some(on) = raw.false_positives {
         scenario = scenario.check(Check::NoFalsePositives(on));
+    }
+    if let Some(on) = raw.stalls_survived {
+        scenario = scenario.check(Check::StallsSurvived(on));
     }
     if let Some(d) = &raw.replication {
         scenario = scenario.check(Check::ReplicasConvergeWithin(duration(d)?));

@@ -59,6 +59,9 @@ pub enum Check {
     DetectsWithin(Duration),
     /// Whether a false positive fails the run (always counted).
     NoFalsePositives(bool),
+    /// Whether declaring a stalled node failed fails the run (always counted): for scenarios
+    /// whose stalls are all shorter than the membership profile tolerates.
+    StallsSurvived(bool),
     /// Whether each core's `invariants()` runs after every step.
     CoreInvariants(bool),
     /// Every live node holds the same replicated data within this long after each disturbance
@@ -219,6 +222,7 @@ impl Scenario {
             Check::ConvergesWithin(d) => self.bounds.convergence = d,
             Check::DetectsWithin(d) => self.bounds.detection = d,
             Check::NoFalsePositives(on) => self.bounds.false_positives = on,
+            Check::StallsSurvived(on) => self.bounds.stalls_survived = on,
             Check::CoreInvariants(on) => self.bounds.core_invariants = on,
             Check::ReplicasConvergeWithin(d) => self.bounds.replication = d,
         }
