@@ -121,6 +121,9 @@ pub struct History {
     pub registrations: Vec<Registration>,
     /// (declaring host, when, declared id) from the monitors' `member failed` lines.
     pub declared_failed: Vec<(usize, Instant, String)>,
+    /// (host, when, line): every membership line the monitors printed, for the timeline a
+    /// failed run shows.
+    pub member_lines: Vec<(usize, Instant, String)>,
     /// Monitors that fell behind and missed events (their declarations may be missing).
     pub monitor_lags: usize,
     pub final_convergence: Option<Duration>,
@@ -228,6 +231,35 @@ impl History {
 
     /// One line per fault, in order, with what it did: the majority writes that did not
     /// succeed while it was held, and the failures declared then or just after.
+    /// The faults and the monitors' membership lines in the order they happened, each with its
+    /// time since the first fault began: what a failed run needs to be understood.
+    pub fn timeline(&self) -> Vec<String> {
+        let Some(start) = self.faults.iter().map(|f| f.from).min() else {
+            return Vec::new();
+        };
+        let since = |at: Instant| at.saturating_duration_since(start).as_secs_f64();
+        let mut events: Vec<(Instant, String)> = self
+            .faults
+            .iter()
+            .flat_map(|f| {
+                [
+                    (f.from, format!("{:9.3}s fault: {}", since(f.from), f.what)),
+                    (
+                        f.healed,
+                        format!("{:9.3}s healed: {}", since(f.healed), f.what),
+                    ),
+                ]
+            })
+            .collect();
+        events.extend(
+            self.member_lines
+                .iter()
+                .map(|(host, at, line)| (*at, format!("{:9.3}s h{host}: {line}", since(*at)))),
+        );
+        events.sort_by_key(|(at, _)| *at);
+        events.into_iter().map(|(_, line)| line).collect()
+    }
+
     pub fn fault_lines(&self) -> Vec<String> {
         let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         self.faults

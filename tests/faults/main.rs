@@ -120,6 +120,11 @@ fn five_nodes_under_real_faults_lose_no_acknowledged_majority_write_and_converge
     workload.stop();
     let lost = check_at_end(&cluster, &mut history);
     collect_declarations(&cluster, &mut history);
+    // Shown by the test harness only when the run fails.
+    println!("faults: timeline of faults and membership changes");
+    for line in history.timeline() {
+        println!("{line}");
+    }
     for line in history.fault_lines() {
         println!("{line}");
     }
@@ -257,6 +262,9 @@ fn collect_declarations(cluster: &Cluster, history: &mut History) {
         }
         if let Some(id) = history::failed_id(&line) {
             history.declared_failed.push((host, at, id.to_owned()));
+        }
+        if line.contains(" member ") {
+            history.member_lines.push((host, at, line));
         }
     }
 }
