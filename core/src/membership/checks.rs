@@ -85,10 +85,10 @@ impl Membership {
         incarnation: Incarnation,
         out: &mut Outbox,
     ) {
-        if !self.holds_alive_at(suspect, incarnation)
-            || fault_on!(NoRetell)
-            || fault_on!(SuspectNeverToldAgain)
-        {
+        if fault_on!(NoRetell) || !self.holds_alive_at(suspect, incarnation) {
+            return;
+        }
+        if fault_on!(SuspectNeverToldAgain) {
             return;
         }
         let Some(next) = self.suspicions.retell(now, suspect.node, incarnation) else {
