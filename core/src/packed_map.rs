@@ -1,4 +1,5 @@
-//! An ordered map that keeps its memory dense: a [`BTreeMap`] whose nodes stay nearly full.
+//! An ordered map that keeps its memory dense: sorted arrays, with a small `BTreeMap` beside
+//! them for new keys.
 //!
 //! Every node holds a few tables with one entry per member (its view, the members' metadata,
 //! placement's agreed membership and candidates): O(N²) entries in a simulation of N nodes.
@@ -6,24 +7,30 @@
 //! in node id order — leaves its leaves about half full (a full leaf splits into 6 + 5 and the
 //! left half is never filled again), so those tables took nearly twice their entries' size.
 //!
-//! A [`PackedMap`] holds a *packed* map, built in bulk (full leaves), and a small *fresh* map
-//! where new keys go. When the fresh map reaches a quarter of the packed one, the two are
-//! merged by [`BTreeMap::append`], which rebuilds in bulk: the cost is O(1) amortised per
-//! insert, and at most a fifth of the entries sit in the half-full fresh map. A key lives in
-//! exactly one of the two, so lookups try both and iteration merges them, in key order.
+//! A [`PackedMap`] holds its *packed* entries in two sorted arrays (keys, values), sized
+//! exactly when built, and a small *fresh* map where new keys go. When the fresh map reaches
+//! a quarter of the packed entries, the two are merged into new arrays by moving each entry
+//! once: the cost is O(1) amortised per insert, and at most a fifth of the entries sit in the
+//! half-full fresh map. A key lives in exactly one of the two, so lookups try both and
+//! iteration merges them, in key order. Arrays rather than a `BTreeMap` rebuilt in bulk
+//! (`BTreeMap::append`): that rebuild walked, freed and allocated every node of both trees,
+//! the join's largest cost of the three tables; a binary search finds a key as fast.
 
 use std::cmp::Ordering;
 use std::collections::btree_map;
 use std::collections::BTreeMap;
-use std::iter::Peekable;
+use std::iter::{Peekable, Zip};
+use std::slice;
 
 /// Fresh entries kept apart before a merge, whatever the packed map's size.
 const FRESH_MIN: usize = 16;
 
-/// An ordered map with nearly full nodes (see the module's documentation).
+/// An ordered map kept dense (see the module's documentation).
 #[derive(Clone, Debug)]
 pub struct PackedMap<K, V> {
-    packed: BTreeMap<K, V>,
+    /// The packed entries' keys, sorted; `values[i]` is `keys[i]`'s.
+    keys: Vec<K>,
+    values: Vec<V>,
     fresh: BTreeMap<K, V>,
     /// Calls that could change an entry so far (see [`PackedMap::writes`]).
     writes: u64,
@@ -32,7 +39,8 @@ pub struct PackedMap<K, V> {
 impl<K, V> Default for PackedMap<K, V> {
     fn default() -> Self {
         Self {
-            packed: BTreeMap::new(),
+            keys: Vec::new(),
+            values: Vec::new(),
             fresh: BTreeMap::new(),
             writes: 0,
         }
@@ -47,7 +55,7 @@ impl<K: Ord, V> PackedMap<K, V> {
 
     /// How many entries.
     pub fn len(&self) -> usize {
-        self.packed.len() + self.fresh.len()
+        self.keys.len() + self.fresh.len()
     }
 
     /// Whether there are none.
@@ -55,9 +63,17 @@ impl<K: Ord, V> PackedMap<K, V> {
         self.len() == 0
     }
 
+    /// Where `key` is among the packed entries.
+    fn packed_at(&self, key: &K) -> Option<usize> {
+        self.keys.binary_search(key).ok()
+    }
+
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.packed.get(key).or_else(|| self.fresh.get(key))
+        match self.packed_at(key) {
+            Some(at) => self.values.get(at),
+            None => self.fresh.get(key),
+        }
     }
 
     /// How many calls so far could have changed the map (inserts, removals, mutable access):
@@ -69,15 +85,15 @@ impl<K: Ord, V> PackedMap<K, V> {
     /// The value of `key`, if any, to change.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.writes += 1;
-        match self.packed.get_mut(key) {
-            Some(value) => Some(value),
+        match self.packed_at(key) {
+            Some(at) => self.values.get_mut(at),
             None => self.fresh.get_mut(key),
         }
     }
 
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: &K) -> bool {
-        self.packed.contains_key(key) || self.fresh.contains_key(key)
+        self.packed_at(key).is_some() || self.fresh.contains_key(key)
     }
 
     /// Sets `key` to `value`; the value it had, if any.
@@ -87,76 +103,116 @@ impl<K: Ord, V> PackedMap<K, V> {
         before
     }
 
-    /// Sets `key` to `value`, as [`PackedMap::insert`] does, but leaves the rebuild to a
+    /// Sets `key` to `value`, as [`PackedMap::insert`] does, but leaves the merge to a
     /// later [`PackedMap::settle`] until the fresh entries outnumber the packed ones twice: a
-    /// burst of new keys (the members one push-pull teaches) then pays a rebuild each time
+    /// burst of new keys (the members one push-pull teaches) then pays a merge each time
     /// the map triples, not each time it grows by a quarter — at a mass join, where each
-    /// table grows from nothing to every member in a few such bursts, those rebuilds moved
+    /// table grows from nothing to every member in a few such bursts, those merges moved
     /// every entry five times over. Measured at N=1000, no cap at all saved a little more but
     /// raised the peak RSS by 3 % (a burst's fresh entries at twice their size); this cap
     /// left it unchanged.
     pub fn insert_unsettled(&mut self, key: K, value: V) -> Option<V> {
         self.writes += 1;
-        if let Some(held) = self.packed.get_mut(&key) {
-            return Some(std::mem::replace(held, value));
+        if let Some(at) = self.packed_at(&key) {
+            return Some(std::mem::replace(&mut self.values[at], value));
         }
         let before = self.fresh.insert(key, value);
-        self.merge_past(self.packed.len() * 2);
+        self.merge_past(self.keys.len() * 2);
         before
     }
 
     /// [`PackedMap::insert_unsettled`] of a `key` the caller found in neither map (it looked
-    /// it up, or walked the map past it, since the last change): the packed map is not
+    /// it up, or walked the map past it, since the last change): the packed entries are not
     /// searched again. At a mass join every member is new to three of a node's maps.
     pub fn insert_absent_unsettled(&mut self, key: K, value: V) {
         debug_assert!(!self.contains_key(&key));
         self.writes += 1;
         self.fresh.insert(key, value);
-        self.merge_past(self.packed.len() * 2);
+        self.merge_past(self.keys.len() * 2);
     }
 
-    /// Merges the fresh entries into the packed map if they are a quarter of it or more.
+    /// Merges the fresh entries into the packed ones if they are a quarter of them or more.
     pub fn settle(&mut self) {
-        self.merge_past(self.packed.len() / 4);
+        self.merge_past(self.keys.len() / 4);
     }
 
-    /// Merges the fresh entries into the packed map if there are `most` of them or more.
+    /// Merges the fresh entries into the packed ones if there are `most` of them or more.
     fn merge_past(&mut self, most: usize) {
         if self.fresh.len() >= most.max(FRESH_MIN) {
-            // A bulk rebuild of both: full leaves again.
-            self.packed.append(&mut self.fresh);
+            self.merge();
         }
+    }
+
+    /// Moves every entry, packed and fresh, into new arrays of exactly their number, in key
+    /// order.
+    fn merge(&mut self) {
+        let total = self.len();
+        let mut keys = Vec::with_capacity(total);
+        let mut values = Vec::with_capacity(total);
+        let mut packed = std::mem::take(&mut self.keys)
+            .into_iter()
+            .zip(std::mem::take(&mut self.values))
+            .peekable();
+        let mut fresh = std::mem::take(&mut self.fresh).into_iter().peekable();
+        loop {
+            let packed_first = match (packed.peek(), fresh.peek()) {
+                (Some(a), Some(b)) => a.0 < b.0,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if packed_first {
+                packed.next()
+            } else {
+                fresh.next()
+            };
+            if let Some((key, value)) = next {
+                keys.push(key);
+                values.push(value);
+            }
+        }
+        self.keys = keys;
+        self.values = values;
     }
 
     /// Removes `key`; the value it had, if any.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         self.writes += 1;
-        self.packed.remove(key).or_else(|| self.fresh.remove(key))
+        match self.packed_at(key) {
+            Some(at) => {
+                self.keys.remove(at);
+                Some(self.values.remove(at))
+            }
+            None => self.fresh.remove(key),
+        }
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) {
         self.writes += 1;
-        self.packed.clear();
+        self.keys.clear();
+        self.values.clear();
         self.fresh.clear();
     }
 
     /// The entries in key order.
-    pub fn iter(&self) -> Merged<btree_map::Iter<'_, K, V>> {
-        Merged::new(self.packed.iter(), self.fresh.iter())
+    pub fn iter(&self) -> Merged<Packed<'_, K, V>, btree_map::Iter<'_, K, V>> {
+        Merged::new(self.keys.iter().zip(self.values.iter()), self.fresh.iter())
     }
 
     /// The entries with keys above `key`, in key order.
-    pub fn iter_after(&self, key: &K) -> Merged<btree_map::Range<'_, K, V>> {
+    pub fn iter_after(&self, key: &K) -> Merged<Packed<'_, K, V>, btree_map::Range<'_, K, V>> {
         use std::ops::Bound::{Excluded, Unbounded};
-        let after = (Excluded(key), Unbounded);
-        Merged::new(self.packed.range(after), self.fresh.range(after))
+        let from = self.keys.partition_point(|k| k <= key);
+        let packed = self.keys[from..].iter().zip(self.values[from..].iter());
+        Merged::new(packed, self.fresh.range((Excluded(key), Unbounded)))
     }
 
     /// The entries in key order, their values to change.
-    pub fn iter_mut(&mut self) -> Merged<btree_map::IterMut<'_, K, V>> {
+    pub fn iter_mut(&mut self) -> Merged<PackedMut<'_, K, V>, btree_map::IterMut<'_, K, V>> {
         self.writes += 1;
-        Merged::new(self.packed.iter_mut(), self.fresh.iter_mut())
+        let packed = self.keys.iter().zip(self.values.iter_mut());
+        Merged::new(packed, self.fresh.iter_mut())
     }
 
     /// The keys in order.
@@ -170,10 +226,20 @@ impl<K: Ord, V> PackedMap<K, V> {
     }
 }
 
+/// The packed entries in key order.
+pub type Packed<'a, K, V> = Zip<slice::Iter<'a, K>, slice::Iter<'a, V>>;
+
+/// The packed entries in key order, their values to change.
+pub type PackedMut<'a, K, V> = Zip<slice::Iter<'a, K>, slice::IterMut<'a, V>>;
+
 impl<K: Ord, V> FromIterator<(K, V)> for PackedMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        // Sorted, and each key once (the last value given), as a `BTreeMap` would hold them.
+        let sorted: BTreeMap<K, V> = entries.into_iter().collect();
+        let (keys, values) = sorted.into_iter().unzip();
         Self {
-            packed: entries.into_iter().collect(),
+            keys,
+            values,
             fresh: BTreeMap::new(),
             writes: 0,
         }
@@ -189,13 +255,13 @@ impl<K: Ord, V: PartialEq> PartialEq for PackedMap<K, V> {
 impl<K: Ord, V: Eq> Eq for PackedMap<K, V> {}
 
 /// Two iterators of entries in key order, with no key in both, merged in key order.
-pub struct Merged<I: Iterator> {
-    packed: Peekable<I>,
-    fresh: Peekable<I>,
+pub struct Merged<P: Iterator, F: Iterator> {
+    packed: Peekable<P>,
+    fresh: Peekable<F>,
 }
 
-impl<I: Iterator> Merged<I> {
-    fn new(packed: I, fresh: I) -> Self {
+impl<P: Iterator, F: Iterator> Merged<P, F> {
+    fn new(packed: P, fresh: F) -> Self {
         Self {
             packed: packed.peekable(),
             fresh: fresh.peekable(),
@@ -203,12 +269,13 @@ impl<I: Iterator> Merged<I> {
     }
 }
 
-impl<I> Iterator for Merged<I>
+impl<P, F> Iterator for Merged<P, F>
 where
-    I: Iterator,
-    I::Item: Entry,
+    P: Iterator,
+    P::Item: Entry,
+    F: Iterator<Item = P::Item>,
 {
-    type Item = I::Item;
+    type Item = P::Item;
 
     fn next(&mut self) -> Option<Self::Item> {
         let order = match (self.packed.peek(), self.fresh.peek()) {
@@ -280,6 +347,10 @@ mod tests {
             assert_eq!(packed.get(&key), plain.get(&key));
             assert_eq!(packed.contains_key(&key), plain.contains_key(&key));
             assert_eq!(packed.len(), plain.len());
+            if i % 97 == 0 {
+                let after = (std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded);
+                assert!(packed.iter_after(&key).eq(plain.range(after)));
+            }
         }
         assert!(packed.iter().eq(plain.iter()));
         assert!(packed.keys().eq(plain.keys()));
@@ -322,11 +393,11 @@ mod tests {
         for key in 0..1_000u32 {
             assert_eq!(map.insert_unsettled(key, key), plain.insert(key, key));
             assert_eq!(map.get(&key), Some(&key));
-            assert!(map.fresh.len() <= (map.packed.len() * 2).max(FRESH_MIN));
+            assert!(map.fresh.len() <= (map.keys.len() * 2).max(FRESH_MIN));
         }
         assert!(map.iter().eq(plain.iter()));
         map.settle();
-        assert!(map.fresh.len() * 4 < map.packed.len());
+        assert!(map.fresh.len() * 4 < map.keys.len());
         assert!(map.iter().eq(plain.iter()));
     }
 
@@ -337,10 +408,6 @@ mod tests {
         for key in 0..10_000u32 {
             map.insert(key, ());
         }
-        assert!(
-            map.fresh.len() * 4 <= map.packed.len(),
-            "{}",
-            map.fresh.len()
-        );
+        assert!(map.fresh.len() * 4 <= map.keys.len(), "{}", map.fresh.len());
     }
 }
