@@ -144,33 +144,23 @@ impl<K: Ord, V> PackedMap<K, V> {
     }
 
     /// Moves every entry, packed and fresh, into new arrays of exactly their number, in key
-    /// order.
+    /// order: before each fresh entry, the run of packed ones below it (found by a binary
+    /// search, moved as a block rather than compared one by one).
     fn merge(&mut self) {
         let total = self.len();
         let mut keys = Vec::with_capacity(total);
         let mut values = Vec::with_capacity(total);
-        let mut packed = std::mem::take(&mut self.keys)
-            .into_iter()
-            .zip(std::mem::take(&mut self.values))
-            .peekable();
-        let mut fresh = std::mem::take(&mut self.fresh).into_iter().peekable();
-        loop {
-            let packed_first = match (packed.peek(), fresh.peek()) {
-                (Some(a), Some(b)) => a.0 < b.0,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let next = if packed_first {
-                packed.next()
-            } else {
-                fresh.next()
-            };
-            if let Some((key, value)) = next {
-                keys.push(key);
-                values.push(value);
-            }
+        let mut old_keys = std::mem::take(&mut self.keys).into_iter();
+        let mut old_values = std::mem::take(&mut self.values).into_iter();
+        for (key, value) in std::mem::take(&mut self.fresh) {
+            let below = old_keys.as_slice().partition_point(|k| *k < key);
+            keys.extend(old_keys.by_ref().take(below));
+            values.extend(old_values.by_ref().take(below));
+            keys.push(key);
+            values.push(value);
         }
+        keys.extend(old_keys);
+        values.extend(old_values);
         self.keys = keys;
         self.values = values;
     }
