@@ -1,5 +1,4 @@
-//! An ordered map that keeps its memory dense: sorted arrays, with a small `BTreeMap` beside
-//! them for new keys.
+//! An ordered map that keeps its memory dense: sorted arrays.
 //!
 //! Every node holds a few tables with one entry per member (its view, the members' metadata,
 //! placement's agreed membership and candidates): O(N²) entries in a simulation of N nodes.
@@ -8,17 +7,17 @@
 //! left half is never filled again), so those tables took nearly twice their entries' size.
 //!
 //! A [`PackedMap`] holds its *packed* entries in two sorted arrays (keys, values), sized
-//! exactly when built, and a small *fresh* map where new keys go. When the fresh map reaches
-//! a quarter of the packed entries, the two are merged into new arrays by moving each entry
-//! once: the cost is O(1) amortised per insert, and at most a fifth of the entries sit in the
-//! half-full fresh map. A key lives in exactly one of the two, so lookups try both and
-//! iteration merges them, in key order. Arrays rather than a `BTreeMap` rebuilt in bulk
-//! (`BTreeMap::append`): that rebuild walked, freed and allocated every node of both trees,
-//! the join's largest cost of the three tables; a binary search finds a key as fast.
+//! exactly when built, and a small *fresh* pair of sorted arrays where new keys go. When the
+//! fresh entries reach a quarter of the packed ones, the two are merged into new arrays by
+//! moving each entry once: the cost is O(1) amortised per insert, and an insert among the
+//! fresh entries moves only those above it, a fifth of the map at most. A key lives in
+//! exactly one of the two, so lookups try both and iteration merges them, in key order.
+//! Arrays rather than `BTreeMap`s (a packed one rebuilt in bulk by `BTreeMap::append`, a
+//! fresh one beside it): the rebuild walked, freed and allocated every node of both trees,
+//! and the fresh tree allocated nodes as it grew — the join's largest costs of the three
+//! tables; a binary search finds a key as fast.
 
 use std::cmp::Ordering;
-use std::collections::btree_map;
-use std::collections::BTreeMap;
 use std::iter::{Peekable, Zip};
 use std::slice;
 
@@ -28,20 +27,76 @@ const FRESH_MIN: usize = 16;
 /// An ordered map kept dense (see the module's documentation).
 #[derive(Clone, Debug)]
 pub struct PackedMap<K, V> {
-    /// The packed entries' keys, sorted; `values[i]` is `keys[i]`'s.
-    keys: Vec<K>,
-    values: Vec<V>,
-    fresh: BTreeMap<K, V>,
+    packed: Sorted<K, V>,
+    fresh: Sorted<K, V>,
     /// Calls that could change an entry so far (see [`PackedMap::writes`]).
     writes: u64,
+}
+
+/// Entries in two arrays sorted by key: `values[i]` is `keys[i]`'s.
+#[derive(Clone, Debug)]
+struct Sorted<K, V> {
+    keys: Vec<K>,
+    values: Vec<V>,
+}
+
+impl<K, V> Default for Sorted<K, V> {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord, V> Sorted<K, V> {
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        let at = self.keys.binary_search(key).ok()?;
+        self.values.get(at)
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let at = self.keys.binary_search(key).ok()?;
+        self.values.get_mut(at)
+    }
+
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.keys.binary_search(&key) {
+            Ok(at) => Some(std::mem::replace(&mut self.values[at], value)),
+            Err(at) => {
+                self.keys.insert(at, key);
+                self.values.insert(at, value);
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K) -> Option<V> {
+        let at = self.keys.binary_search(key).ok()?;
+        self.keys.remove(at);
+        Some(self.values.remove(at))
+    }
+
+    /// The entries from the first key above `key` (or from the first, without one).
+    fn iter_after(&self, key: Option<&K>) -> Packed<'_, K, V> {
+        let from = key.map_or(0, |key| self.keys.partition_point(|k| k <= key));
+        self.keys[from..].iter().zip(self.values[from..].iter())
+    }
+
+    fn iter_mut(&mut self) -> PackedMut<'_, K, V> {
+        self.keys.iter().zip(self.values.iter_mut())
+    }
 }
 
 impl<K, V> Default for PackedMap<K, V> {
     fn default() -> Self {
         Self {
-            keys: Vec::new(),
-            values: Vec::new(),
-            fresh: BTreeMap::new(),
+            packed: Sorted::default(),
+            fresh: Sorted::default(),
             writes: 0,
         }
     }
@@ -55,7 +110,7 @@ impl<K: Ord, V> PackedMap<K, V> {
 
     /// How many entries.
     pub fn len(&self) -> usize {
-        self.keys.len() + self.fresh.len()
+        self.packed.len() + self.fresh.len()
     }
 
     /// Whether there are none.
@@ -63,17 +118,9 @@ impl<K: Ord, V> PackedMap<K, V> {
         self.len() == 0
     }
 
-    /// Where `key` is among the packed entries.
-    fn packed_at(&self, key: &K) -> Option<usize> {
-        self.keys.binary_search(key).ok()
-    }
-
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> Option<&V> {
-        match self.packed_at(key) {
-            Some(at) => self.values.get(at),
-            None => self.fresh.get(key),
-        }
+        self.packed.get(key).or_else(|| self.fresh.get(key))
     }
 
     /// How many calls so far could have changed the map (inserts, removals, mutable access):
@@ -85,15 +132,15 @@ impl<K: Ord, V> PackedMap<K, V> {
     /// The value of `key`, if any, to change.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.writes += 1;
-        match self.packed_at(key) {
-            Some(at) => self.values.get_mut(at),
-            None => self.fresh.get_mut(key),
+        match self.packed.keys.binary_search(key) {
+            Ok(at) => self.packed.values.get_mut(at),
+            Err(_) => self.fresh.get_mut(key),
         }
     }
 
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: &K) -> bool {
-        self.packed_at(key).is_some() || self.fresh.contains_key(key)
+        self.get(key).is_some()
     }
 
     /// Sets `key` to `value`; the value it had, if any.
@@ -108,16 +155,14 @@ impl<K: Ord, V> PackedMap<K, V> {
     /// burst of new keys (the members one push-pull teaches) then pays a merge each time
     /// the map triples, not each time it grows by a quarter — at a mass join, where each
     /// table grows from nothing to every member in a few such bursts, those merges moved
-    /// every entry five times over. Measured at N=1000, no cap at all saved a little more but
-    /// raised the peak RSS by 3 % (a burst's fresh entries at twice their size); this cap
-    /// left it unchanged.
+    /// every entry five times over.
     pub fn insert_unsettled(&mut self, key: K, value: V) -> Option<V> {
         self.writes += 1;
-        if let Some(at) = self.packed_at(&key) {
-            return Some(std::mem::replace(&mut self.values[at], value));
+        if let Some(held) = self.packed.get_mut(&key) {
+            return Some(std::mem::replace(held, value));
         }
         let before = self.fresh.insert(key, value);
-        self.merge_past(self.keys.len() * 2);
+        self.merge_past(self.packed.len() * 2);
         before
     }
 
@@ -128,12 +173,12 @@ impl<K: Ord, V> PackedMap<K, V> {
         debug_assert!(!self.contains_key(&key));
         self.writes += 1;
         self.fresh.insert(key, value);
-        self.merge_past(self.keys.len() * 2);
+        self.merge_past(self.packed.len() * 2);
     }
 
     /// Merges the fresh entries into the packed ones if they are a quarter of them or more.
     pub fn settle(&mut self) {
-        self.merge_past(self.keys.len() / 4);
+        self.merge_past(self.packed.len() / 4);
     }
 
     /// Merges the fresh entries into the packed ones if there are `most` of them or more.
@@ -145,14 +190,16 @@ impl<K: Ord, V> PackedMap<K, V> {
 
     /// Moves every entry, packed and fresh, into new arrays of exactly their number, in key
     /// order: before each fresh entry, the run of packed ones below it (found by a binary
-    /// search, moved as a block rather than compared one by one).
+    /// search, moved as a block rather than compared one by one). The fresh arrays are freed
+    /// too: kept, every map would hold room for its largest burst.
     fn merge(&mut self) {
         let total = self.len();
         let mut keys = Vec::with_capacity(total);
         let mut values = Vec::with_capacity(total);
-        let mut old_keys = std::mem::take(&mut self.keys).into_iter();
-        let mut old_values = std::mem::take(&mut self.values).into_iter();
-        for (key, value) in std::mem::take(&mut self.fresh) {
+        let packed = std::mem::take(&mut self.packed);
+        let (mut old_keys, mut old_values) = (packed.keys.into_iter(), packed.values.into_iter());
+        let fresh = std::mem::take(&mut self.fresh);
+        for (key, value) in fresh.keys.into_iter().zip(fresh.values) {
             let below = old_keys.as_slice().partition_point(|k| *k < key);
             keys.extend(old_keys.by_ref().take(below));
             values.extend(old_values.by_ref().take(below));
@@ -161,48 +208,37 @@ impl<K: Ord, V> PackedMap<K, V> {
         }
         keys.extend(old_keys);
         values.extend(old_values);
-        self.keys = keys;
-        self.values = values;
+        self.packed = Sorted { keys, values };
     }
 
     /// Removes `key`; the value it had, if any.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         self.writes += 1;
-        match self.packed_at(key) {
-            Some(at) => {
-                self.keys.remove(at);
-                Some(self.values.remove(at))
-            }
-            None => self.fresh.remove(key),
-        }
+        self.packed.remove(key).or_else(|| self.fresh.remove(key))
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) {
         self.writes += 1;
-        self.keys.clear();
-        self.values.clear();
-        self.fresh.clear();
+        self.packed = Sorted::default();
+        self.fresh = Sorted::default();
     }
 
     /// The entries in key order.
-    pub fn iter(&self) -> Merged<Packed<'_, K, V>, btree_map::Iter<'_, K, V>> {
-        Merged::new(self.keys.iter().zip(self.values.iter()), self.fresh.iter())
+    pub fn iter(&self) -> Merged<Packed<'_, K, V>, Packed<'_, K, V>> {
+        Merged::new(self.packed.iter_after(None), self.fresh.iter_after(None))
     }
 
     /// The entries with keys above `key`, in key order.
-    pub fn iter_after(&self, key: &K) -> Merged<Packed<'_, K, V>, btree_map::Range<'_, K, V>> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let from = self.keys.partition_point(|k| k <= key);
-        let packed = self.keys[from..].iter().zip(self.values[from..].iter());
-        Merged::new(packed, self.fresh.range((Excluded(key), Unbounded)))
+    pub fn iter_after(&self, key: &K) -> Merged<Packed<'_, K, V>, Packed<'_, K, V>> {
+        let after = Some(key);
+        Merged::new(self.packed.iter_after(after), self.fresh.iter_after(after))
     }
 
     /// The entries in key order, their values to change.
-    pub fn iter_mut(&mut self) -> Merged<PackedMut<'_, K, V>, btree_map::IterMut<'_, K, V>> {
+    pub fn iter_mut(&mut self) -> Merged<PackedMut<'_, K, V>, PackedMut<'_, K, V>> {
         self.writes += 1;
-        let packed = self.keys.iter().zip(self.values.iter_mut());
-        Merged::new(packed, self.fresh.iter_mut())
+        Merged::new(self.packed.iter_mut(), self.fresh.iter_mut())
     }
 
     /// The keys in order.
@@ -216,21 +252,20 @@ impl<K: Ord, V> PackedMap<K, V> {
     }
 }
 
-/// The packed entries in key order.
+/// Sorted entries in key order.
 pub type Packed<'a, K, V> = Zip<slice::Iter<'a, K>, slice::Iter<'a, V>>;
 
-/// The packed entries in key order, their values to change.
+/// Sorted entries in key order, their values to change.
 pub type PackedMut<'a, K, V> = Zip<slice::Iter<'a, K>, slice::IterMut<'a, V>>;
 
 impl<K: Ord, V> FromIterator<(K, V)> for PackedMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
         // Sorted, and each key once (the last value given), as a `BTreeMap` would hold them.
-        let sorted: BTreeMap<K, V> = entries.into_iter().collect();
+        let sorted: std::collections::BTreeMap<K, V> = entries.into_iter().collect();
         let (keys, values) = sorted.into_iter().unzip();
         Self {
-            keys,
-            values,
-            fresh: BTreeMap::new(),
+            packed: Sorted { keys, values },
+            fresh: Sorted::default(),
             writes: 0,
         }
     }
@@ -311,6 +346,7 @@ impl<K: Ord, V> Entry for (&K, &mut V) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// Whatever the mix of inserts, replacements and removals, the map holds what a
     /// `BTreeMap` given the same operations holds, in the same order.
@@ -383,11 +419,11 @@ mod tests {
         for key in 0..1_000u32 {
             assert_eq!(map.insert_unsettled(key, key), plain.insert(key, key));
             assert_eq!(map.get(&key), Some(&key));
-            assert!(map.fresh.len() <= (map.keys.len() * 2).max(FRESH_MIN));
+            assert!(map.fresh.len() <= (map.packed.len() * 2).max(FRESH_MIN));
         }
         assert!(map.iter().eq(plain.iter()));
         map.settle();
-        assert!(map.fresh.len() * 4 < map.keys.len());
+        assert!(map.fresh.len() * 4 < map.packed.len());
         assert!(map.iter().eq(plain.iter()));
     }
 
@@ -398,6 +434,10 @@ mod tests {
         for key in 0..10_000u32 {
             map.insert(key, ());
         }
-        assert!(map.fresh.len() * 4 <= map.keys.len(), "{}", map.fresh.len());
+        assert!(
+            map.fresh.len() * 4 <= map.packed.len(),
+            "{}",
+            map.fresh.len()
+        );
     }
 }
