@@ -68,6 +68,12 @@ impl<K: Ord, V> Sorted<K, V> {
         match self.keys.binary_search(&key) {
             Ok(at) => Some(std::mem::replace(&mut self.values[at], value)),
             Err(at) => {
+                // Room for the fewest entries a merge takes at once: growing from nothing
+                // copied them three times over before every merge.
+                if self.keys.capacity() == 0 {
+                    self.keys.reserve_exact(FRESH_MIN);
+                    self.values.reserve_exact(FRESH_MIN);
+                }
                 self.keys.insert(at, key);
                 self.values.insert(at, value);
                 None
