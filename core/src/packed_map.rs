@@ -1,4 +1,4 @@
-//! An ordered map that keeps its memory dense: a [`BTreeMap`] whose nodes stay nearly full.
+//! An ordered map that keeps its memory dense: sorted arrays.
 //!
 //! Every node holds a few tables with one entry per member (its view, the members' metadata,
 //! placement's agreed membership and candidates): O(N²) entries in a simulation of N nodes.
@@ -6,34 +6,104 @@
 //! in node id order — leaves its leaves about half full (a full leaf splits into 6 + 5 and the
 //! left half is never filled again), so those tables took nearly twice their entries' size.
 //!
-//! A [`PackedMap`] holds a *packed* map, built in bulk (full leaves), and a small *fresh* map
-//! where new keys go. When the fresh map reaches a quarter of the packed one, the two are
-//! merged by [`BTreeMap::append`], which rebuilds in bulk: the cost is O(1) amortised per
-//! insert, and at most a fifth of the entries sit in the half-full fresh map. A key lives in
+//! A [`PackedMap`] holds its *packed* entries in two sorted arrays (keys, values), sized
+//! exactly when built, and a small *fresh* pair of sorted arrays where new keys go. When the
+//! fresh entries reach a quarter of the packed ones, the two are merged into new arrays by
+//! moving each entry once: the cost is O(1) amortised per insert, and an insert among the
+//! fresh entries moves only those above it, a fifth of the map at most. A key lives in
 //! exactly one of the two, so lookups try both and iteration merges them, in key order.
+//! Arrays rather than `BTreeMap`s (a packed one rebuilt in bulk by `BTreeMap::append`, a
+//! fresh one beside it): the rebuild walked, freed and allocated every node of both trees,
+//! and the fresh tree allocated nodes as it grew — the join's largest costs of the three
+//! tables; a binary search finds a key as fast.
 
 use std::cmp::Ordering;
-use std::collections::btree_map;
-use std::collections::BTreeMap;
-use std::iter::Peekable;
+use std::iter::{Peekable, Zip};
+use std::slice;
 
-/// Fresh entries kept apart before a merge, whatever the packed map's size.
-const FRESH_MIN: usize = 16;
+/// Fresh entries kept apart before a merge, whatever the packed map's size: with 16, a
+/// join's small maps were merged twice as often, for 1 M more instructions at N=100.
+const FRESH_MIN: usize = 32;
 
-/// An ordered map with nearly full nodes (see the module's documentation).
+/// An ordered map kept dense (see the module's documentation).
 #[derive(Clone, Debug)]
 pub struct PackedMap<K, V> {
-    packed: BTreeMap<K, V>,
-    fresh: BTreeMap<K, V>,
+    packed: Sorted<K, V>,
+    fresh: Sorted<K, V>,
     /// Calls that could change an entry so far (see [`PackedMap::writes`]).
     writes: u64,
+}
+
+/// Entries in two arrays sorted by key: `values[i]` is `keys[i]`'s.
+#[derive(Clone, Debug)]
+struct Sorted<K, V> {
+    keys: Vec<K>,
+    values: Vec<V>,
+}
+
+impl<K, V> Default for Sorted<K, V> {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord, V> Sorted<K, V> {
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        let at = self.keys.binary_search(key).ok()?;
+        self.values.get(at)
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let at = self.keys.binary_search(key).ok()?;
+        self.values.get_mut(at)
+    }
+
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.keys.binary_search(&key) {
+            Ok(at) => Some(std::mem::replace(&mut self.values[at], value)),
+            Err(at) => {
+                // Room for the fewest entries a merge takes at once: growing from nothing
+                // copied them three times over before every merge.
+                if self.keys.capacity() == 0 {
+                    self.keys.reserve_exact(FRESH_MIN);
+                    self.values.reserve_exact(FRESH_MIN);
+                }
+                self.keys.insert(at, key);
+                self.values.insert(at, value);
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K) -> Option<V> {
+        let at = self.keys.binary_search(key).ok()?;
+        self.keys.remove(at);
+        Some(self.values.remove(at))
+    }
+
+    /// The entries from the first key above `key` (or from the first, without one).
+    fn iter_after(&self, key: Option<&K>) -> Packed<'_, K, V> {
+        let from = key.map_or(0, |key| self.keys.partition_point(|k| k <= key));
+        self.keys[from..].iter().zip(self.values[from..].iter())
+    }
+
+    fn iter_mut(&mut self) -> PackedMut<'_, K, V> {
+        self.keys.iter().zip(self.values.iter_mut())
+    }
 }
 
 impl<K, V> Default for PackedMap<K, V> {
     fn default() -> Self {
         Self {
-            packed: BTreeMap::new(),
-            fresh: BTreeMap::new(),
+            packed: Sorted::default(),
+            fresh: Sorted::default(),
             writes: 0,
         }
     }
@@ -69,15 +139,15 @@ impl<K: Ord, V> PackedMap<K, V> {
     /// The value of `key`, if any, to change.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.writes += 1;
-        match self.packed.get_mut(key) {
-            Some(value) => Some(value),
-            None => self.fresh.get_mut(key),
+        match self.packed.keys.binary_search(key) {
+            Ok(at) => self.packed.values.get_mut(at),
+            Err(_) => self.fresh.get_mut(key),
         }
     }
 
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: &K) -> bool {
-        self.packed.contains_key(key) || self.fresh.contains_key(key)
+        self.get(key).is_some()
     }
 
     /// Sets `key` to `value`; the value it had, if any.
@@ -87,14 +157,12 @@ impl<K: Ord, V> PackedMap<K, V> {
         before
     }
 
-    /// Sets `key` to `value`, as [`PackedMap::insert`] does, but leaves the rebuild to a
+    /// Sets `key` to `value`, as [`PackedMap::insert`] does, but leaves the merge to a
     /// later [`PackedMap::settle`] until the fresh entries outnumber the packed ones twice: a
-    /// burst of new keys (the members one push-pull teaches) then pays a rebuild each time
+    /// burst of new keys (the members one push-pull teaches) then pays a merge each time
     /// the map triples, not each time it grows by a quarter — at a mass join, where each
-    /// table grows from nothing to every member in a few such bursts, those rebuilds moved
-    /// every entry five times over. Measured at N=1000, no cap at all saved a little more but
-    /// raised the peak RSS by 3 % (a burst's fresh entries at twice their size); this cap
-    /// left it unchanged.
+    /// table grows from nothing to every member in a few such bursts, those merges moved
+    /// every entry five times over.
     pub fn insert_unsettled(&mut self, key: K, value: V) -> Option<V> {
         self.writes += 1;
         if let Some(held) = self.packed.get_mut(&key) {
@@ -106,7 +174,7 @@ impl<K: Ord, V> PackedMap<K, V> {
     }
 
     /// [`PackedMap::insert_unsettled`] of a `key` the caller found in neither map (it looked
-    /// it up, or walked the map past it, since the last change): the packed map is not
+    /// it up, or walked the map past it, since the last change): the packed entries are not
     /// searched again. At a mass join every member is new to three of a node's maps.
     pub fn insert_absent_unsettled(&mut self, key: K, value: V) {
         debug_assert!(!self.contains_key(&key));
@@ -115,17 +183,39 @@ impl<K: Ord, V> PackedMap<K, V> {
         self.merge_past(self.packed.len() * 2);
     }
 
-    /// Merges the fresh entries into the packed map if they are a quarter of it or more.
+    /// Merges the fresh entries into the packed ones if they are a quarter of them or more.
     pub fn settle(&mut self) {
         self.merge_past(self.packed.len() / 4);
     }
 
-    /// Merges the fresh entries into the packed map if there are `most` of them or more.
+    /// Merges the fresh entries into the packed ones if there are `most` of them or more.
     fn merge_past(&mut self, most: usize) {
         if self.fresh.len() >= most.max(FRESH_MIN) {
-            // A bulk rebuild of both: full leaves again.
-            self.packed.append(&mut self.fresh);
+            self.merge();
         }
+    }
+
+    /// Moves every entry, packed and fresh, into new arrays of exactly their number, in key
+    /// order: before each fresh entry, the run of packed ones below it (found by a binary
+    /// search, moved as a block rather than compared one by one). The fresh arrays are freed
+    /// too: kept, every map would hold room for its largest burst.
+    fn merge(&mut self) {
+        let total = self.len();
+        let mut keys = Vec::with_capacity(total);
+        let mut values = Vec::with_capacity(total);
+        let packed = std::mem::take(&mut self.packed);
+        let (mut old_keys, mut old_values) = (packed.keys.into_iter(), packed.values.into_iter());
+        let fresh = std::mem::take(&mut self.fresh);
+        for (key, value) in fresh.keys.into_iter().zip(fresh.values) {
+            let below = old_keys.as_slice().partition_point(|k| *k < key);
+            keys.extend(old_keys.by_ref().take(below));
+            values.extend(old_values.by_ref().take(below));
+            keys.push(key);
+            values.push(value);
+        }
+        keys.extend(old_keys);
+        values.extend(old_values);
+        self.packed = Sorted { keys, values };
     }
 
     /// Removes `key`; the value it had, if any.
@@ -137,24 +227,23 @@ impl<K: Ord, V> PackedMap<K, V> {
     /// Removes every entry.
     pub fn clear(&mut self) {
         self.writes += 1;
-        self.packed.clear();
-        self.fresh.clear();
+        self.packed = Sorted::default();
+        self.fresh = Sorted::default();
     }
 
     /// The entries in key order.
-    pub fn iter(&self) -> Merged<btree_map::Iter<'_, K, V>> {
-        Merged::new(self.packed.iter(), self.fresh.iter())
+    pub fn iter(&self) -> Merged<Packed<'_, K, V>, Packed<'_, K, V>> {
+        Merged::new(self.packed.iter_after(None), self.fresh.iter_after(None))
     }
 
     /// The entries with keys above `key`, in key order.
-    pub fn iter_after(&self, key: &K) -> Merged<btree_map::Range<'_, K, V>> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let after = (Excluded(key), Unbounded);
-        Merged::new(self.packed.range(after), self.fresh.range(after))
+    pub fn iter_after(&self, key: &K) -> Merged<Packed<'_, K, V>, Packed<'_, K, V>> {
+        let after = Some(key);
+        Merged::new(self.packed.iter_after(after), self.fresh.iter_after(after))
     }
 
     /// The entries in key order, their values to change.
-    pub fn iter_mut(&mut self) -> Merged<btree_map::IterMut<'_, K, V>> {
+    pub fn iter_mut(&mut self) -> Merged<PackedMut<'_, K, V>, PackedMut<'_, K, V>> {
         self.writes += 1;
         Merged::new(self.packed.iter_mut(), self.fresh.iter_mut())
     }
@@ -170,11 +259,20 @@ impl<K: Ord, V> PackedMap<K, V> {
     }
 }
 
+/// Sorted entries in key order.
+pub type Packed<'a, K, V> = Zip<slice::Iter<'a, K>, slice::Iter<'a, V>>;
+
+/// Sorted entries in key order, their values to change.
+pub type PackedMut<'a, K, V> = Zip<slice::Iter<'a, K>, slice::IterMut<'a, V>>;
+
 impl<K: Ord, V> FromIterator<(K, V)> for PackedMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        // Sorted, and each key once (the last value given), as a `BTreeMap` would hold them.
+        let sorted: std::collections::BTreeMap<K, V> = entries.into_iter().collect();
+        let (keys, values) = sorted.into_iter().unzip();
         Self {
-            packed: entries.into_iter().collect(),
-            fresh: BTreeMap::new(),
+            packed: Sorted { keys, values },
+            fresh: Sorted::default(),
             writes: 0,
         }
     }
@@ -189,13 +287,13 @@ impl<K: Ord, V: PartialEq> PartialEq for PackedMap<K, V> {
 impl<K: Ord, V: Eq> Eq for PackedMap<K, V> {}
 
 /// Two iterators of entries in key order, with no key in both, merged in key order.
-pub struct Merged<I: Iterator> {
-    packed: Peekable<I>,
-    fresh: Peekable<I>,
+pub struct Merged<P: Iterator, F: Iterator> {
+    packed: Peekable<P>,
+    fresh: Peekable<F>,
 }
 
-impl<I: Iterator> Merged<I> {
-    fn new(packed: I, fresh: I) -> Self {
+impl<P: Iterator, F: Iterator> Merged<P, F> {
+    fn new(packed: P, fresh: F) -> Self {
         Self {
             packed: packed.peekable(),
             fresh: fresh.peekable(),
@@ -203,12 +301,13 @@ impl<I: Iterator> Merged<I> {
     }
 }
 
-impl<I> Iterator for Merged<I>
+impl<P, F> Iterator for Merged<P, F>
 where
-    I: Iterator,
-    I::Item: Entry,
+    P: Iterator,
+    P::Item: Entry,
+    F: Iterator<Item = P::Item>,
 {
-    type Item = I::Item;
+    type Item = P::Item;
 
     fn next(&mut self) -> Option<Self::Item> {
         let order = match (self.packed.peek(), self.fresh.peek()) {
@@ -254,6 +353,7 @@ impl<K: Ord, V> Entry for (&K, &mut V) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// Whatever the mix of inserts, replacements and removals, the map holds what a
     /// `BTreeMap` given the same operations holds, in the same order.
@@ -280,6 +380,10 @@ mod tests {
             assert_eq!(packed.get(&key), plain.get(&key));
             assert_eq!(packed.contains_key(&key), plain.contains_key(&key));
             assert_eq!(packed.len(), plain.len());
+            if i % 97 == 0 {
+                let after = (std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded);
+                assert!(packed.iter_after(&key).eq(plain.range(after)));
+            }
         }
         assert!(packed.iter().eq(plain.iter()));
         assert!(packed.keys().eq(plain.keys()));

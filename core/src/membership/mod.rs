@@ -577,7 +577,7 @@ impl Membership {
 
     /// Takes a member that is not alive out of the table, and says so.
     fn remove(&mut self, node: NodeId, out: &mut Outbox) -> Option<MemberView> {
-        if self.view.get(&node)?.state == MemberState::Alive {
+        if self.view.state(&node)? == MemberState::Alive {
             return None;
         }
         let view = self.view.remove(&node)?;
@@ -657,7 +657,7 @@ impl Membership {
             if self.removed.contains_key(node) && self.view.contains_key(node) {
                 return Err(format!("{} is both removed and in the view", node.short()));
             }
-            let alive = self.view.get(node).map(|m| m.state == MemberState::Alive);
+            let alive = self.view.state(node).map(|s| s == MemberState::Alive);
             if alive.unwrap_or(false) != active {
                 return match self.view.get(node) {
                     Some(member) => Err(disagrees(&member)),

@@ -226,6 +226,12 @@ impl View {
         self.entries.contains_key(node)
     }
 
+    /// The state of `node`, if it is in the table: without building its view (an address,
+    /// the metadata's count), for the checks that read only that, after every step.
+    pub(crate) fn state(&self, node: &NodeId) -> Option<MemberState> {
+        self.entries.get(node).map(Entry::state)
+    }
+
     /// The view of `node`, if it is in the table.
     pub(crate) fn get(&self, node: &NodeId) -> Option<MemberView> {
         self.entries.get(node).map(|entry| entry.view(*node))
