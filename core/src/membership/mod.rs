@@ -79,11 +79,11 @@ pub struct MembershipStats {
     pub refuted_suspicion_timers: u64,
     /// Suspects we checked directly because we ranked among a suspicion's checkers.
     pub suspect_checks: u64,
+    /// Of those, checks the suspect did not answer in time: each became our confirmation.
+    pub suspect_checks_unanswered: u64,
     /// Times we told a member we suspect, again, that it is suspected (once per probe period
     /// while our suspicion runs, until its last call).
     pub suspects_retold: u64,
-    /// Of those, checks the suspect did not answer in time: each became our confirmation.
-    pub suspect_checks_unanswered: u64,
     /// Members we checked because their host said their membership port was closed.
     pub closed_port_checks: u64,
     /// Of those, members that did not refute in time and were declared failed.
