@@ -136,8 +136,10 @@ impl Inboxes {
 
     /// Sets the request handler; `false` if one is set already or the endpoint has closed.
     pub fn serve(&self, handler: RequestHandler) -> bool {
+        // The slot is held while openness is read: `close` empties the senders before the
+        // slot, so a handler set here is either refused or taken by that close.
+        let mut slot = write(&self.handler);
         let open = read(&self.senders).is_some();
-        let mut slot = self.handler.write().unwrap_or_else(PoisonError::into_inner);
         if !open || slot.is_some() {
             return false;
         }
@@ -147,16 +149,8 @@ impl Inboxes {
 
     /// Drops the senders and the handler (see the type's documentation).
     pub fn close(&self) {
-        let senders = self
-            .senders
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let handler = self
-            .handler
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let senders = write(&self.senders).take();
+        let handler = write(&self.handler).take();
         // Dropped outside the locks: a handler's drop may run the application's code.
         drop((senders, handler));
     }
@@ -164,6 +158,10 @@ impl Inboxes {
 
 fn read<T>(lock: &RwLock<Option<T>>) -> std::sync::RwLockReadGuard<'_, Option<T>> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<Option<T>>) -> std::sync::RwLockWriteGuard<'_, Option<T>> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl InboxSenders {
