@@ -86,7 +86,7 @@ pub struct Outbox {
     events: [u64; KINDS],
 }
 
-/// Which events [`Outbox::events_since`] asks about.
+/// Which events [`Outbox::events_since`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Every event.
@@ -165,10 +165,11 @@ impl Outbox {
         }
     }
 
-    /// Whether an event of `kind` was queued after `mark` (taken with nothing popped since):
-    /// whether [`Self::since`] would show one, in O(1).
-    pub fn events_since(&self, mark: &Mark, kind: Kind) -> bool {
-        self.events[kind as usize] != mark.events[kind as usize]
+    /// How many events of `kind` were queued after `mark` (taken with nothing popped since):
+    /// what [`Self::since`] would show, counted in O(1).
+    pub fn events_since(&self, mark: &Mark, kind: Kind) -> usize {
+        let queued = self.events[kind as usize] - mark.events[kind as usize];
+        usize::try_from(queued).unwrap_or(usize::MAX)
     }
 
     /// Queues a storage batch.
@@ -223,11 +224,12 @@ mod tests {
         };
         out.send(to, Channel::Membership, Bytes::from_static(b"probe"));
         let kinds = [Kind::Any, Kind::Membership, Kind::Replication];
-        assert!(kinds.iter().all(|&k| !out.events_since(&mark, k)));
+        assert!(kinds.iter().all(|&k| out.events_since(&mark, k) == 0));
         out.event(Event::Membership(MembershipEvent::Isolated));
-        assert!(out.events_since(&mark, Kind::Any));
-        assert!(out.events_since(&mark, Kind::Membership));
-        assert!(!out.events_since(&mark, Kind::Replication));
-        assert_eq!(out.since(mark.queued()).count(), 2);
+        out.event(Event::Membership(MembershipEvent::Joined));
+        assert_eq!(out.events_since(&mark, Kind::Any), 2);
+        assert_eq!(out.events_since(&mark, Kind::Membership), 2);
+        assert_eq!(out.events_since(&mark, Kind::Replication), 0);
+        assert_eq!(out.since(mark.queued()).count(), 3);
     }
 }

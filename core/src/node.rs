@@ -392,6 +392,7 @@ impl Core {
     }
 
     /// Any timer the outbox dropped: SWIM's arm timers too, so this is checked after every step.
+    #[inline]
     fn timer_bound(&self) -> Result<(), String> {
         match self.outbox.timers_dropped() {
             0 => Ok(()),
@@ -406,7 +407,7 @@ impl Core {
     fn settle(&mut self, now: Instant, mark: Mark, swim: bool) -> bool {
         // These four read only the events emitted since `mark`, and emit nothing when there
         // are none: most inputs of a formed cluster (a probe, its answer) emit none.
-        if !self.outbox.events_since(&mark, Kind::Any) {
+        if self.outbox.events_since(&mark, Kind::Any) == 0 {
             let me = origin(&self.membership.me());
             // Nothing but SWIM changed since settling last found the rest idle: it still is,
             // and asking replication and the ephemeral entries again was half of this.
@@ -492,10 +493,12 @@ impl Core {
     /// Tells replication of members that came up while handling the last input, and whether
     /// we had seen them failed or gone (replication pulls from those: see its docs).
     fn members_came_up(&mut self, now: Instant, mark: &Mark) {
-        if !self.outbox.events_since(mark, Kind::Membership) {
+        let events = self.outbox.events_since(mark, Kind::Membership);
+        if events == 0 {
             return;
         }
-        let mut up = Vec::new();
+        // Sized for every event: a join's pushes grew it from nothing, a copy per doubling.
+        let mut up = Vec::with_capacity(events);
         let mut vars_changed = false;
         for effect in self.outbox.since(mark.queued()) {
             match effect {
@@ -698,15 +701,23 @@ impl Core {
     /// `passed`: the [`Core::touched`] of the checker's last check, if it passed; when nothing
     /// touched the other machines since, their checks would pass again and are skipped (a
     /// formed cluster's steps are nearly all SWIM's, and those checks were half of checking).
+    #[inline]
     pub fn invariants_since(
         &self,
         membership_cursor: u64,
         passed: Option<u64>,
     ) -> Result<(), String> {
+        // Inline where the simulator checks after every step: nearly every step of a formed
+        // cluster takes the first two returns, and the calls cost more than the checks.
         self.membership.invariants_since(membership_cursor)?;
         if passed == Some(self.touched) {
             return self.timer_bound();
         }
+        self.others_invariants()
+    }
+
+    /// The machines' invariants but the membership's.
+    fn others_invariants(&self) -> Result<(), String> {
         self.quick_invariants()?;
         self.replication.invariants()
     }
@@ -932,7 +943,7 @@ impl Core {
     /// Takes up declarations of variables, `lww` writes and counter states that arrived while
     /// handling the last input.
     fn adopt_declarations(&mut self, now: Instant, mark: &Mark) {
-        if !self.outbox.events_since(mark, Kind::Replication) {
+        if self.outbox.events_since(mark, Kind::Replication) == 0 {
             return;
         }
         let changed: Vec<(String, String, Option<Vec<u8>>)> = self
@@ -1139,11 +1150,12 @@ impl Core {
     /// view holds them now: O(changes), where handing it the whole view each time made a
     /// cluster's formation O(N²) per node.
     fn placement_view(&mut self, now: Instant, mark: &Mark) {
-        if !self.outbox.events_since(mark, Kind::Membership) {
+        let events = self.outbox.events_since(mark, Kind::Membership);
+        if events == 0 {
             return;
         }
         // A sorted, deduplicated Vec gives the BTreeSet's order without its per-node allocations.
-        let mut ids = Vec::new();
+        let mut ids = Vec::with_capacity(events);
         for effect in self.outbox.since(mark.queued()) {
             if let Effect::Event(Event::Membership(event)) = effect {
                 match event {
@@ -1376,7 +1388,7 @@ impl Core {
 
     /// Takes up replicated caches' entries that changed while handling the last input.
     fn adopt_cache_entries(&mut self, now: Instant, mark: &Mark) {
-        if !self.outbox.events_since(mark, Kind::Replication) {
+        if self.outbox.events_since(mark, Kind::Replication) == 0 {
             return;
         }
         let changed: Vec<(String, String, Option<Vec<u8>>)> = self
