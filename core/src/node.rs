@@ -532,6 +532,7 @@ impl Core {
     }
 
     /// The next effect to execute, in order.
+    #[inline]
     pub fn poll_effect(&mut self) -> Option<Effect> {
         self.outbox.pop()
     }
