@@ -81,6 +81,36 @@ pub struct Outbox {
     effects: VecDeque<Effect>,
     timers: Timers<Timer>,
     timers_dropped: u64,
+    /// Events queued so far, by [`Kind`]: whether a kind came since a [`Mark`] without a walk
+    /// over the sends queued beside them (a probe and its answer queue sends and no event).
+    events: [u64; KINDS],
+}
+
+/// Which events [`Outbox::events_since`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Every event.
+    Any,
+    /// [`Event::Membership`].
+    Membership,
+    /// [`Event::Replication`].
+    Replication,
+}
+
+const KINDS: usize = 3;
+
+/// Where an [`Outbox`] stood: what it held and how many events it had queued.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    len: usize,
+    events: [u64; KINDS],
+}
+
+impl Mark {
+    /// How many effects were queued then ([`Outbox::since`] takes it).
+    pub fn queued(&self) -> usize {
+        self.len
+    }
 }
 
 impl Outbox {
@@ -118,7 +148,28 @@ impl Outbox {
 
     /// Queues an event.
     pub fn event(&mut self, event: Event) {
+        self.events[Kind::Any as usize] += 1;
+        match event {
+            Event::Membership(_) => self.events[Kind::Membership as usize] += 1,
+            Event::Replication(_) => self.events[Kind::Replication as usize] += 1,
+            _ => {}
+        }
         self.effects.push_back(Effect::Event(event));
+    }
+
+    /// Where the outbox stands now, for [`Self::events_since`] and [`Self::since`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            len: self.effects.len(),
+            events: self.events,
+        }
+    }
+
+    /// How many events of `kind` were queued after `mark` (taken with nothing popped since):
+    /// what [`Self::since`] would show, counted in O(1).
+    pub fn events_since(&self, mark: &Mark, kind: Kind) -> usize {
+        let queued = self.events[kind as usize] - mark.events[kind as usize];
+        usize::try_from(queued).unwrap_or(usize::MAX)
     }
 
     /// Queues a storage batch.
@@ -128,7 +179,9 @@ impl Outbox {
 
     /// The oldest queued effect. Once the queue is empty, a queue grown large (a push-pull
     /// that brought a whole cluster queues an event per member) gives its memory back: kept,
-    /// it would hold O(N) slots on every node for good.
+    /// it would hold O(N) slots on every node for good. Inlined: the driver calls it once per
+    /// effect and once more per input, and the call moved each effect once more.
+    #[inline]
     pub fn pop(&mut self) -> Option<Effect> {
         let effect = self.effects.pop_front();
         if effect.is_none() && self.effects.capacity() > EFFECTS_KEPT {
@@ -151,5 +204,34 @@ impl Outbox {
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.effects.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::view::MembershipEvent;
+    use crate::NodeId;
+
+    /// Each kind of event queued after a mark shows, and only that kind; sends show none.
+    #[test]
+    fn events_since_a_mark_by_kind() {
+        let mut out = Outbox::default();
+        out.event(Event::Membership(MembershipEvent::Joined));
+        let mark = out.mark();
+        assert_eq!(mark.queued(), 1);
+        let to = NodeAddr {
+            id: NodeId::from_u128(2),
+            addr: "127.0.0.1:7000".parse().expect("address"),
+        };
+        out.send(to, Channel::Membership, Bytes::from_static(b"probe"));
+        let kinds = [Kind::Any, Kind::Membership, Kind::Replication];
+        assert!(kinds.iter().all(|&k| out.events_since(&mark, k) == 0));
+        out.event(Event::Membership(MembershipEvent::Isolated));
+        out.event(Event::Membership(MembershipEvent::Joined));
+        assert_eq!(out.events_since(&mark, Kind::Any), 2);
+        assert_eq!(out.events_since(&mark, Kind::Membership), 2);
+        assert_eq!(out.events_since(&mark, Kind::Replication), 0);
+        assert_eq!(out.since(mark.queued()).count(), 3);
     }
 }
