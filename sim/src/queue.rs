@@ -1,4 +1,4 @@
-//! The world's event queue: entries ordered by (time, sequence number), earliest first.
+//! The world's event queue: entries ordered by time, then by push order, earliest first.
 //!
 //! A radix heap: the world's clock never goes back, so every entry later than the run due
 //! next is bucketed by the highest bit in which its time differs from `last`, the earliest
@@ -9,75 +9,45 @@
 //! about 200 and 60 instructions at N=100, where the 4-ary heap before it took 340 and 50
 //! walking a path of comparisons from root to leaf.
 //!
-//! Keys are unique (the sequence number grows on every push), and every bucket stays in
-//! sequence order (entries are appended in push order, and a bucket is only spread while the
-//! ones below it are empty), so the entries of one time come out in sequence order: the same
-//! order as any correct priority queue's.
+//! Every bucket stays in push order (entries are appended as pushed, and a bucket is only
+//! spread while the ones below it are empty), sorts are stable, and an entry goes into the
+//! due run after every entry of its time, so the entries of one time come out in push order:
+//! the same order as any correct priority queue's by (time, a number counting pushes), with
+//! no such number kept.
+//!
+//! An entry earlier than the due run's end is inserted into the run, in order, wherever it
+//! falls: even before `last`. The world pushes such entries all the time (a pop that ends a
+//! run already files the next one, earlier than what the popped event then sends: one push
+//! in ten at N=100), so they take the run's path, not a heap of their own (a ring for the
+//! run, to insert near its front without moving the rest, cost more than it saved).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
-/// A queue entry: the event itself waits in the world's slab at `slot`, so the queue moves 24
+/// A queue entry: the event itself waits in the world's slab at `slot`, so the queue moves 16
 /// bytes, not a whole event, on every push and pop.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Queued {
     pub at: u64,
-    pub seq: u64,
     pub slot: usize,
-}
-
-impl Queued {
-    fn key(&self) -> (u64, u64) {
-        (self.at, self.seq)
-    }
 }
 
 /// A lowest bucket of at most this many entries becomes due at once, sorted.
 const SORTED_AT_ONCE: usize = 16;
 
-/// An entry ordered by its key alone, for the heap of late entries.
-#[derive(Clone, Copy, Debug)]
-struct ByKey(Queued);
-
-impl PartialEq for ByKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key() == other.0.key()
-    }
-}
-
-impl Eq for ByKey {}
-
-impl PartialOrd for ByKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for ByKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.key().cmp(&other.0.key())
-    }
-}
-
-/// Entries by (time, sequence number).
+/// Entries by time, then push order.
 #[derive(Debug)]
 pub(crate) struct EventQueue {
     /// The earliest time in `due` when it was filled; the others are bucketed against it.
     last: u64,
-    /// The entries due next, from `head` on, by (time, sequence number): every entry in a
+    /// The entries due next, from `head` on, by time then push order: every entry in a
     /// bucket is later than all of them.
     due: Vec<Queued>,
     head: usize,
     /// The latest time in `due` (or `last`): a push not later goes into `due`.
     due_until: u64,
-    /// `buckets[b]`: entries later than `last` whose time first differs from it at bit `b`.
+    /// `buckets[b]`: entries later than `due_until` whose time first differs from `last` at
+    /// bit `b`.
     buckets: [Vec<Queued>; 64],
     /// Bit `b` set: `buckets[b]` holds entries.
     occupied: u64,
-    /// Entries pushed for a time before `last` while others wait. The world never does (its
-    /// clock does not go back); they are served, earliest first, before everything else, as
-    /// any priority queue would.
-    late: BinaryHeap<Reverse<ByKey>>,
 }
 
 impl Default for EventQueue {
@@ -89,7 +59,6 @@ impl Default for EventQueue {
             due_until: 0,
             buckets: std::array::from_fn(|_| Vec::new()),
             occupied: 0,
-            late: BinaryHeap::new(),
         }
     }
 }
@@ -97,10 +66,7 @@ impl Default for EventQueue {
 impl EventQueue {
     /// The earliest entry, if any.
     pub fn peek(&self) -> Option<Queued> {
-        match self.late.peek() {
-            Some(Reverse(late)) => Some(late.0),
-            None => self.due.get(self.head).copied(),
-        }
+        self.due.get(self.head).copied()
     }
 
     /// Adds an entry.
@@ -108,29 +74,13 @@ impl EventQueue {
         if self.is_empty() {
             (self.last, self.due_until) = (entry.at, entry.at);
         }
-        if entry.at < self.last {
-            self.late.push(Reverse(ByKey(entry)));
-        } else {
-            self.place(entry);
-        }
+        self.place(entry);
     }
 
     /// Takes the earliest entry out.
     pub fn pop(&mut self) -> Option<Queued> {
-        // Late entries are rare: the heap is not called into when it is empty.
-        let late = if self.late.is_empty() {
-            None
-        } else {
-            self.late.pop()
-        };
-        let earliest = match late {
-            Some(Reverse(late)) => late.0,
-            None => {
-                let next = *self.due.get(self.head)?;
-                self.head += 1;
-                next
-            }
-        };
+        let earliest = *self.due.get(self.head)?;
+        self.head += 1;
         if self.is_empty() {
             self.due.clear();
             self.head = 0;
@@ -139,17 +89,17 @@ impl EventQueue {
         Some(earliest)
     }
 
-    /// Whether nothing waits in `late` or `due`: then nothing waits in the buckets either
-    /// (`pop` refills `due` whenever they run out), so the queue is empty.
+    /// Whether nothing waits in `due`: then nothing waits in the buckets either (`pop`
+    /// refills `due` whenever it runs out), so the queue is empty.
     fn is_empty(&self) -> bool {
-        self.late.is_empty() && self.head == self.due.len()
+        self.head == self.due.len()
     }
 
-    /// Files an entry not earlier than `last`.
+    /// Files an entry.
     fn place(&mut self, entry: Queued) {
         if entry.at < self.due_until {
-            // Within `due`'s span: after every entry of its time or earlier (its sequence
-            // number is the highest yet).
+            // Within `due`'s span: after every entry of its time or earlier (pushed before
+            // it).
             let at = self.head + self.due[self.head..].partition_point(|q| q.at <= entry.at);
             self.due.insert(at, entry);
         } else if entry.at == self.due_until {
@@ -162,10 +112,12 @@ impl EventQueue {
     }
 
     /// Moves on to the lowest occupied bucket, whose entries are the earliest. A few become
-    /// due at once, sorted by time (stably: the bucket is in sequence order); of more, those
+    /// due at once, sorted by time (stably: the bucket is in push order); of more, those
     /// of the earliest time become due and the others go to lower buckets (they differ from
     /// the new `last` below the bucket's bit; the higher buckets' entries still differ from
-    /// it where they did). Sorting a few saves moving each down bucket by bucket.
+    /// it where they did). Sorting a few saves moving each down bucket by bucket. Not inlined:
+    /// one pop in five comes here, and the others need not save what it uses.
+    #[inline(never)]
     fn spread_lowest(&mut self) {
         if self.occupied == 0 {
             return;
@@ -193,6 +145,8 @@ impl EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
 
     /// Runs `steps` random pushes and pops against `std`'s binary heap: every peek and pop
     /// agree. `spread(x, now)` picks a push's time from a random `x` and the last popped time.
@@ -206,22 +160,23 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             if x >> 62 == 0 {
-                let popped = queue.pop().map(|q| (q.at, q.seq, q.slot));
+                let popped = queue.pop().map(|q| (q.at, q.slot));
                 assert_eq!(popped, reference.pop().map(|Reverse(e)| e));
-                now = popped.map_or(now, |(at, _, _)| at);
+                now = popped.map_or(now, |(at, _)| at);
             } else {
                 let at = spread(x, now);
-                let slot = (x % 1000) as usize;
-                queue.push(Queued { at, seq, slot });
-                reference.push(Reverse((at, seq, slot)));
+                // The reference orders by push count: the slot says which push it was.
+                let slot = seq as usize;
+                queue.push(Queued { at, slot });
+                reference.push(Reverse((at, slot)));
             }
             assert_eq!(
-                queue.peek().map(|q| (q.at, q.seq, q.slot)),
+                queue.peek().map(|q| (q.at, q.slot)),
                 reference.peek().map(|Reverse(e)| *e)
             );
         }
         while let Some(Reverse(expected)) = reference.pop() {
-            assert_eq!(queue.pop().map(|q| (q.at, q.seq, q.slot)), Some(expected));
+            assert_eq!(queue.pop().map(|q| (q.at, q.slot)), Some(expected));
         }
         assert!(queue.pop().is_none());
         assert!(queue.peek().is_none());

@@ -2,8 +2,8 @@
 //! one thread.
 //!
 //! Everything random comes from the world's seed: node ids, generations, each core's seed, and
-//! every network draw. Events are ordered by (time, sequence number), so two events due at the
-//! same microsecond run in the order they were queued — the same order on every run.
+//! every network draw. Events are ordered by time, then by the order they were queued, so two
+//! events due at the same microsecond run in that order — the same order on every run.
 //!
 //! A driver (the scenario runner) calls [`World::step`] until [`World::next_time`] passes where
 //! it wants to stop, applies faults with [`World::apply`], and reads nodes and the membership
@@ -358,7 +358,6 @@ pub struct World {
     queue: EventQueue,
     pending: Vec<Option<Pending>>,
     free: Vec<usize>,
-    seq: u64,
     rng: StdRng,
     network: Network,
     membership: MembershipConfig,
@@ -423,7 +422,6 @@ impl World {
             queue: EventQueue::default(),
             pending: Vec::new(),
             free: Vec::new(),
-            seq: 0,
             rng: StdRng::seed_from_u64(config.seed),
             network: Network::new(config.network),
             membership: config.membership,
@@ -1212,7 +1210,6 @@ impl World {
     }
 
     fn push(&mut self, at: u64, what: Pending) {
-        self.seq += 1;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.pending[slot] = Some(what);
@@ -1223,11 +1220,7 @@ impl World {
                 self.pending.len() - 1
             }
         };
-        self.queue.push(Queued {
-            at,
-            seq: self.seq,
-            slot,
-        });
+        self.queue.push(Queued { at, slot });
     }
 
     // ---- delivering events ----
@@ -1615,8 +1608,7 @@ impl World {
     fn send(&mut self, from: usize, to: NodeAddr, channel: Channel, payload: Bytes) {
         let len = payload.len();
         let hash = Fnv64::of(&payload) as u32;
-        let target =
-            slot_of_addr(to.addr).filter(|&t| t < self.nodes.len() && self.nodes[t].id == to.id);
+        let target = self.listening(to);
         // A target outside the cluster is known by its id's hash (the text shows its address).
         let target_word = target.map_or(Fnv64::of(&to.id.as_u128().to_le_bytes()), |t| t as u64);
         let words = [
@@ -1710,6 +1702,11 @@ impl World {
         }
     }
 
+    /// The slot where the node `to` names listens, if one does (found from the address).
+    fn listening(&self, to: NodeAddr) -> Option<usize> {
+        slot_of_addr(to.addr).filter(|&t| t < self.nodes.len() && self.nodes[t].id == to.id)
+    }
+
     fn observe(&mut self, slot: usize, event: MembershipEvent) {
         let now = self.now_us;
         match &event {
@@ -1720,7 +1717,9 @@ impl World {
             | MembershipEvent::Removed(v) => {
                 // `{stamp} n{slot} -> event {kind} {who} gen {generation}`, written without
                 // `fmt`: a forming cluster emits one per node per member.
-                let who = self.by_id.get(&v.id).copied();
+                // A member's own slot, from its address, or else the slot its id had.
+                let who =
+                    (self.listening(v.node_addr())).or_else(|| self.by_id.get(&v.id).copied());
                 let kind = event_kind(&event);
                 self.trace.line_with(|text| {
                     text.push_stamp(now);
