@@ -96,19 +96,33 @@ impl EventQueue {
     }
 
     /// Files an entry.
+    #[inline]
     fn place(&mut self, entry: Queued) {
-        if entry.at < self.due_until {
-            // Within `due`'s span: after every entry of its time or earlier (pushed before
-            // it).
-            let at = self.head + self.due[self.head..].partition_point(|q| q.at <= entry.at);
-            self.due.insert(at, entry);
+        if entry.at > self.due_until {
+            self.bucket(entry);
         } else if entry.at == self.due_until {
             self.due.push(entry);
         } else {
-            let bucket = 63 - (entry.at ^ self.last).leading_zeros() as usize;
-            self.buckets[bucket].push(entry);
-            self.occupied |= 1 << bucket;
+            self.insert_due(entry);
         }
+    }
+
+    /// Files an entry later than `due_until` in the bucket of the highest bit where its time
+    /// differs from `last`.
+    #[inline]
+    fn bucket(&mut self, entry: Queued) {
+        let bucket = 63 - (entry.at ^ self.last).leading_zeros() as usize;
+        self.buckets[bucket].push(entry);
+        self.occupied |= 1 << bucket;
+    }
+
+    /// Inserts an entry within `due`'s span (or before it) after every entry of its time or
+    /// earlier (pushed before it). Out of line: the other paths are the frequent ones, and
+    /// short.
+    #[inline(never)]
+    fn insert_due(&mut self, entry: Queued) {
+        let at = self.head + self.due[self.head..].partition_point(|q| q.at <= entry.at);
+        self.due.insert(at, entry);
     }
 
     /// Moves on to the lowest occupied bucket, whose entries are the earliest. A few become
@@ -133,8 +147,13 @@ impl EventQueue {
         } else {
             self.last = spread.iter().map(|q| q.at).min().unwrap_or(self.last);
             self.due_until = self.last;
+            // `due` is empty: the earliest time's entries are due, in order, the rest later.
             for entry in spread.drain(..) {
-                self.place(entry);
+                if entry.at == self.last {
+                    self.due.push(entry);
+                } else {
+                    self.bucket(entry);
+                }
             }
         }
         // Kept for its capacity: the bucket fills again.
