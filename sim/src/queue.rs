@@ -2,12 +2,13 @@
 //!
 //! A radix heap: the world's clock never goes back, so every entry later than the run due
 //! next is bucketed by the highest bit in which its time differs from `last`, the earliest
-//! time of that run. A pop takes the run's next entry; when the run is done, the lowest
-//! occupied bucket holds the earliest entries: a few become the next run, sorted, and of more,
-//! those of the earliest time do while the others spread over the buckets below. An entry
+//! time of that run. A pop takes the run's next entry; when the run is done, the next pop
+//! finds the earliest entries in the lowest occupied bucket: a few become the next run,
+//! sorted, and of more, those of the earliest time do while the others spread over the
+//! buckets below (each bucket's earliest time is kept, for a peek between runs). An entry
 //! moves down at most once per bit of its delay, in a linear pass: a pop and a push cost
-//! about 200 and 60 instructions at N=100, where the 4-ary heap before it took 340 and 50
-//! walking a path of comparisons from root to leaf.
+//! about 130 and 45 instructions at N=100 (a run's sort or spread counted in the pops), where
+//! the 4-ary heap before it took 340 and 50 walking a path of comparisons from root to leaf.
 //!
 //! Every bucket stays in push order (entries are appended as pushed, and a bucket is only
 //! spread while the ones below it are empty), sorts are stable, and an entry goes into the
@@ -16,10 +17,12 @@
 //! no such number kept.
 //!
 //! An entry earlier than the due run's end is inserted into the run, in order, wherever it
-//! falls: even before `last`. The world pushes such entries all the time (a pop that ends a
-//! run already files the next one, earlier than what the popped event then sends: one push
-//! in ten at N=100), so they take the run's path, not a heap of their own (a ring for the
-//! run, to insert near its front without moving the rest, cost more than it saved).
+//! falls, even before `last` (the world never pushes one before its last pop). A run is
+//! formed by the pop that needs it, and a push into an empty queue is bucketed against the
+//! last run like any other: a run formed early, or of the first entry pushed into an empty
+//! queue, would begin after what the world pushes next, which would all go in before it
+//! (at N=100, the first wake-up pushed ahead of the mass join's datagrams made the run a
+//! sorted array of thousands, each datagram an insert into it).
 
 /// A queue entry: the event itself waits in the world's slab at `slot`, so the queue moves 16
 /// bytes, not a whole event, on every push and pop.
@@ -48,6 +51,8 @@ pub(crate) struct EventQueue {
     buckets: [Vec<Queued>; 64],
     /// Bit `b` set: `buckets[b]` holds entries.
     occupied: u64,
+    /// `earliest[b]`: the earliest time in `buckets[b]` while it holds entries.
+    earliest: [u64; 64],
 }
 
 impl Default for EventQueue {
@@ -59,45 +64,36 @@ impl Default for EventQueue {
             due_until: 0,
             buckets: std::array::from_fn(|_| Vec::new()),
             occupied: 0,
+            earliest: [u64::MAX; 64],
         }
     }
 }
 
 impl EventQueue {
-    /// The earliest entry, if any.
-    pub fn peek(&self) -> Option<Queued> {
-        self.due.get(self.head).copied()
-    }
-
-    /// Adds an entry.
-    pub fn push(&mut self, entry: Queued) {
-        if self.is_empty() {
-            (self.last, self.due_until) = (entry.at, entry.at);
+    /// The earliest entry's time, if any.
+    pub fn peek_at(&self) -> Option<u64> {
+        match self.due.get(self.head) {
+            Some(next) => Some(next.at),
+            None if self.occupied == 0 => None,
+            None => Some(self.earliest[self.occupied.trailing_zeros() as usize]),
         }
-        self.place(entry);
     }
 
     /// Takes the earliest entry out.
     pub fn pop(&mut self) -> Option<Queued> {
-        let earliest = *self.due.get(self.head)?;
-        self.head += 1;
-        if self.is_empty() {
+        if self.head == self.due.len() {
             self.due.clear();
             self.head = 0;
             self.spread_lowest();
         }
+        let earliest = *self.due.get(self.head)?;
+        self.head += 1;
         Some(earliest)
     }
 
-    /// Whether nothing waits in `due`: then nothing waits in the buckets either (`pop`
-    /// refills `due` whenever it runs out), so the queue is empty.
-    fn is_empty(&self) -> bool {
-        self.head == self.due.len()
-    }
-
-    /// Files an entry.
+    /// Adds an entry.
     #[inline]
-    fn place(&mut self, entry: Queued) {
+    pub fn push(&mut self, entry: Queued) {
         if entry.at > self.due_until {
             self.bucket(entry);
         } else if entry.at == self.due_until {
@@ -114,6 +110,7 @@ impl EventQueue {
         let bucket = 63 - (entry.at ^ self.last).leading_zeros() as usize;
         self.buckets[bucket].push(entry);
         self.occupied |= 1 << bucket;
+        self.earliest[bucket] = self.earliest[bucket].min(entry.at);
     }
 
     /// Inserts an entry within `due`'s span (or before it) after every entry of its time or
@@ -138,14 +135,13 @@ impl EventQueue {
         }
         let bucket = self.occupied.trailing_zeros() as usize;
         self.occupied &= !(1 << bucket);
+        self.last = std::mem::replace(&mut self.earliest[bucket], u64::MAX);
         let mut spread = std::mem::take(&mut self.buckets[bucket]);
         if spread.len() <= SORTED_AT_ONCE {
             spread.sort_by_key(|q| q.at);
-            self.last = spread.first().map_or(self.last, |q| q.at);
             self.due_until = spread.last().map_or(self.last, |q| q.at);
             self.due.append(&mut spread);
         } else {
-            self.last = spread.iter().map(|q| q.at).min().unwrap_or(self.last);
             self.due_until = self.last;
             // `due` is empty: the earliest time's entries are due, in order, the rest later.
             for entry in spread.drain(..) {
@@ -190,15 +186,15 @@ mod tests {
                 reference.push(Reverse((at, slot)));
             }
             assert_eq!(
-                queue.peek().map(|q| (q.at, q.slot)),
-                reference.peek().map(|Reverse(e)| *e)
+                queue.peek_at(),
+                reference.peek().map(|Reverse((at, _))| *at)
             );
         }
         while let Some(Reverse(expected)) = reference.pop() {
             assert_eq!(queue.pop().map(|q| (q.at, q.slot)), Some(expected));
         }
         assert!(queue.pop().is_none());
-        assert!(queue.peek().is_none());
+        assert!(queue.peek_at().is_none());
     }
 
     /// Times anywhere, earlier than the last pop too: the late entries' path.

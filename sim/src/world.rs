@@ -541,7 +541,7 @@ impl World {
 
     /// When the next event is due, if any.
     pub fn next_time(&self) -> Option<u64> {
-        self.queue.peek().map(|q| q.at)
+        self.queue.peek_at()
     }
 
     /// Moves the clock forward to `us` (never back) without running anything.
