@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use bytes::Bytes;
 use foundation_core::effects::{Effect, Event};
 use foundation_core::membership::{
-    MemberId, MembershipConfig, MembershipEvent, NodeMetadata, SharedMetadata,
+    MemberId, MemberView, MembershipConfig, MembershipEvent, NodeMetadata, SharedMetadata,
 };
 use foundation_core::node::{Command, Core, CoreConfig, Input};
 use foundation_core::replication::{
@@ -367,6 +367,8 @@ pub struct World {
     limits: ChannelLimits,
     trace: Trace,
     observed: Vec<Observed>,
+    /// Member-event lines' tails, by the member's slot.
+    member_texts: MemberTexts,
     /// Variables events, with the slot that emitted them, since the last take.
     vars_events: Vec<(usize, VarsEvent)>,
     /// Cache events since the last take: (world µs, slot, event).
@@ -429,6 +431,7 @@ impl World {
             limits: ChannelLimits::default(),
             trace: Trace::new(config.keep_trace),
             observed: Vec::new(),
+            member_texts: MemberTexts::default(),
             vars_events: Vec::new(),
             cache_events: Vec::new(),
             topology: vec![(0, Vec::new())],
@@ -1714,33 +1717,7 @@ impl World {
             | MembershipEvent::Updated(v)
             | MembershipEvent::Failed(v)
             | MembershipEvent::Left(v)
-            | MembershipEvent::Removed(v) => {
-                // `{stamp} n{slot} -> event {kind} {who} gen {generation}`, written without
-                // `fmt`: a forming cluster emits one per node per member.
-                // A member's own slot, from its address, or else the slot its id had.
-                let who =
-                    (self.listening(v.node_addr())).or_else(|| self.by_id.get(&v.id).copied());
-                let kind = event_kind(&event);
-                self.trace.line_with(|text| {
-                    text.push_stamp(now);
-                    text.push_str(" n");
-                    text.push_decimal(slot as u64);
-                    text.push_str(" -> event ");
-                    text.push_str(kind);
-                    match who {
-                        Some(slot) => {
-                            text.push_str(" n");
-                            text.push_decimal(slot as u64);
-                        }
-                        None => {
-                            text.push_str(" ");
-                            text.push_str(&v.id.short());
-                        }
-                    }
-                    text.push_str(" gen ");
-                    text.push_decimal(v.generation);
-                });
-            }
+            | MembershipEvent::Removed(v) => self.trace_member_event(slot, event_kind(&event), v),
             MembershipEvent::Joined | MembershipEvent::Isolated => {
                 self.trace.line(format_args!(
                     "{} n{slot} -> event {}",
@@ -1754,6 +1731,50 @@ impl World {
             observer: slot,
             event,
         });
+    }
+
+    /// Traces `{stamp} n{slot} -> event {kind} {who} gen {generation}`, written without
+    /// `fmt`: a forming cluster emits one per node per member.
+    fn trace_member_event(&mut self, slot: usize, kind: &str, v: &MemberView) {
+        let now = self.now_us;
+        // A member's own slot, from its address, or else the slot its id had.
+        let who = (self.listening(v.node_addr())).or_else(|| self.by_id.get(&v.id).copied());
+        let tail = who.map(|who| self.member_texts.of(who, v.generation));
+        self.trace.line_with(|text| {
+            text.push_stamp(now);
+            text.push_str(" n");
+            text.push_decimal(slot as u64);
+            text.push_str(" -> event ");
+            text.push_str(kind);
+            match tail {
+                Some(tail) => text.push_str(tail),
+                None => {
+                    text.push_str(" ");
+                    text.push_str(&v.id.short());
+                    text.push_str(" gen ");
+                    text.push_decimal(v.generation);
+                }
+            }
+        });
+    }
+}
+
+/// The tail of a member-event trace line, ` n{who} gen {generation}`, kept per slot for its
+/// generation: a forming cluster writes each member's once per node, and its two numbers
+/// (a generation has up to 20 digits) were most of the line's cost.
+#[derive(Default)]
+struct MemberTexts(Vec<Option<(u64, String)>>);
+
+impl MemberTexts {
+    fn of(&mut self, who: usize, generation: u64) -> &str {
+        if self.0.len() <= who {
+            self.0.resize(who + 1, None);
+        }
+        let kept = &mut self.0[who];
+        if !matches!(kept, Some((g, _)) if *g == generation) {
+            *kept = Some((generation, format!(" n{who} gen {generation}")));
+        }
+        kept.as_ref().map_or("", |(_, text)| text)
     }
 }
 
