@@ -32,8 +32,17 @@ impl NodeClock {
 
     /// The earliest world time, not before `now_us`, at which the node's clock reads `local`.
     pub fn world_at(&self, local: Instant, now_us: u64) -> u64 {
-        let local_us = i128::from(local.elapsed().as_micros() as u64);
-        let world = unscale(local_us - i128::from(self.offset_us), self.drift_ppm);
+        // An `Instant` is whole microseconds: its seconds and sub-second microseconds give
+        // them back without `as_micros`'s 128-bit arithmetic (this runs on every event).
+        let elapsed = local.elapsed();
+        let local_us = elapsed.as_secs() * 1_000_000 + u64::from(elapsed.subsec_micros());
+        if self.offset_us == 0 && self.drift_ppm == 0 {
+            return local_us.max(now_us);
+        }
+        let world = unscale(
+            i128::from(local_us) - i128::from(self.offset_us),
+            self.drift_ppm,
+        );
         world.clamp(i128::from(now_us), i128::from(u64::MAX)) as u64
     }
 }
@@ -111,6 +120,17 @@ mod tests {
                     "unscale {us} {ppm}"
                 );
             }
+        }
+    }
+
+    /// A clock at the world's time and rate maps a deadline to itself, never before now.
+    #[test]
+    fn an_unskewed_clock_maps_timers_to_themselves() {
+        let clock = NodeClock::default();
+        for us in [0, 1, 999_999, 1_000_001, 123_456_789_012, u64::MAX / 2] {
+            let due = Instant::from_elapsed(Duration::from_micros(us));
+            assert_eq!(clock.world_at(due, 7), us.max(7));
+            assert_eq!(clock.world_at(due, us + 1), us + 1);
         }
     }
 

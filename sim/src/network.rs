@@ -96,9 +96,39 @@ impl LinkModel {
     }
 
     fn delay(&self, rng: &mut StdRng) -> u64 {
+        Draws::of(self).delay(rng)
+    }
+}
+
+/// What a link's draws read of its model, in the units they use: taken once per model, not
+/// per datagram, with the model's own conversions.
+#[derive(Clone, Copy, Debug)]
+struct Draws {
+    latency_us: u64,
+    jitter_us: f64,
+    loss: f64,
+    duplicate: f64,
+    reorder: f64,
+    reorder_delay_us: u64,
+}
+
+impl Draws {
+    fn of(model: &LinkModel) -> Self {
+        Self {
+            latency_us: model.latency.as_micros() as u64,
+            jitter_us: micros_f64(model.jitter),
+            loss: model.loss,
+            duplicate: model.duplicate,
+            reorder: model.reorder,
+            reorder_delay_us: model.reorder_delay.as_micros() as u64,
+        }
+    }
+
+    /// `latency` plus the exponential tail.
+    fn delay(&self, rng: &mut StdRng) -> u64 {
         let tail = -(1.0 - rng.gen::<f64>()).ln();
-        let jitter = micros_f64(self.jitter) * tail.min(JITTER_TAIL_MAX);
-        self.latency.as_micros() as u64 + jitter as u64
+        let jitter = self.jitter_us * tail.min(JITTER_TAIL_MAX);
+        self.latency_us + jitter as u64
     }
 }
 
@@ -134,6 +164,7 @@ struct LinkOverride {
     from: SlotSet,
     to: SlotSet,
     model: LinkModel,
+    draws: Draws,
 }
 
 /// Counters of what the network did.
@@ -242,6 +273,8 @@ const STREAM_TAILS_KEPT: usize = 4096;
 #[derive(Debug)]
 pub struct Network {
     default: LinkModel,
+    /// `default`'s draws.
+    default_draws: Draws,
     overrides: Vec<LinkOverride>,
     rules: Vec<BlockRule>,
     /// Connection generation per unordered slot pair; bumped when a partition drops it.
@@ -266,6 +299,7 @@ impl Network {
     /// A network where every link behaves like `model`.
     pub fn new(model: LinkModel) -> Self {
         Self {
+            default_draws: Draws::of(&model),
             default: model,
             overrides: Vec::new(),
             rules: Vec::new(),
@@ -294,12 +328,19 @@ impl Network {
 
     /// Replaces the model of every link without an override.
     pub fn set_default(&mut self, model: LinkModel) {
+        self.default_draws = Draws::of(&model);
         self.default = model;
     }
 
     /// Links from `from` to `to` behave like `model` from now on (the latest override wins).
     pub fn set_link(&mut self, from: SlotSet, to: SlotSet, model: LinkModel) {
-        self.overrides.push(LinkOverride { from, to, model });
+        let draws = Draws::of(&model);
+        self.overrides.push(LinkOverride {
+            from,
+            to,
+            model,
+            draws,
+        });
     }
 
     /// Blocks traffic from `from` to `to`, dropping every connection that crosses the cut.
@@ -329,15 +370,15 @@ impl Network {
             self.stats.datagrams_blocked += 1;
             return arrivals;
         }
-        let model = self.model(from, to).clone();
-        if rng.gen::<f64>() < model.loss {
+        let draws = self.link(from, to).map_or(self.default_draws, |o| o.draws);
+        if rng.gen::<f64>() < draws.loss {
             self.stats.datagrams_lost += 1;
             return arrivals;
         }
-        arrivals.push(now + self.datagram_delay(rng, &model));
-        if rng.gen::<f64>() < model.duplicate {
+        arrivals.push(now + self.datagram_delay(rng, &draws));
+        if rng.gen::<f64>() < draws.duplicate {
             self.stats.datagrams_duplicated += 1;
-            arrivals.push(now + self.datagram_delay(rng, &model));
+            arrivals.push(now + self.datagram_delay(rng, &draws));
         }
         arrivals
     }
@@ -397,20 +438,24 @@ impl Network {
         self.stats.stream_messages_dropped += 1;
     }
 
-    fn datagram_delay(&mut self, rng: &mut StdRng, model: &LinkModel) -> u64 {
-        let mut delay = model.delay(rng);
-        if rng.gen::<f64>() < model.reorder {
+    fn datagram_delay(&mut self, rng: &mut StdRng, draws: &Draws) -> u64 {
+        let mut delay = draws.delay(rng);
+        if rng.gen::<f64>() < draws.reorder {
             self.stats.datagrams_reordered += 1;
-            delay += rng.gen_range(0..=model.reorder_delay.as_micros() as u64);
+            delay += rng.gen_range(0..=draws.reorder_delay_us);
         }
         delay
     }
 
     fn model(&self, from: usize, to: usize) -> &LinkModel {
-        let found = self.overrides.iter().rev().find(|o| {
+        self.link(from, to).map_or(&self.default, |o| &o.model)
+    }
+
+    /// The override of the link from `from` to `to`, if any (the latest wins).
+    fn link(&self, from: usize, to: usize) -> Option<&LinkOverride> {
+        self.overrides.iter().rev().find(|o| {
             o.from.get(from).copied().unwrap_or(false) && o.to.get(to).copied().unwrap_or(false)
-        });
-        found.map_or(&self.default, |o| &o.model)
+        })
     }
 }
 

@@ -1,83 +1,60 @@
-//! The world's event queue: entries ordered by (time, sequence number), earliest first.
+//! The world's event queue: entries ordered by time, then by push order, earliest first.
 //!
 //! A radix heap: the world's clock never goes back, so every entry later than the run due
 //! next is bucketed by the highest bit in which its time differs from `last`, the earliest
-//! time of that run. A pop takes the run's next entry; when the run is done, the lowest
-//! occupied bucket holds the earliest entries: a few become the next run, sorted, and of more,
-//! those of the earliest time do while the others spread over the buckets below. An entry
+//! time of that run. A pop takes the run's next entry; when the run is done, the next pop
+//! finds the earliest entries in the lowest occupied bucket: a few become the next run,
+//! sorted, and of more, those of the earliest time do while the others spread over the
+//! buckets below (each bucket's earliest time is kept, for a peek between runs). An entry
 //! moves down at most once per bit of its delay, in a linear pass: a pop and a push cost
-//! about 200 and 60 instructions at N=100, where the 4-ary heap before it took 340 and 50
-//! walking a path of comparisons from root to leaf.
+//! about 100 and 45 instructions at N=100 (a run's sort or spread counted in the pops), where
+//! the 4-ary heap before it took 340 and 50 walking a path of comparisons from root to leaf.
 //!
-//! Keys are unique (the sequence number grows on every push), and every bucket stays in
-//! sequence order (entries are appended in push order, and a bucket is only spread while the
-//! ones below it are empty), so the entries of one time come out in sequence order: the same
-//! order as any correct priority queue's.
+//! Every bucket stays in push order (entries are appended as pushed, and a bucket is only
+//! spread while the ones below it are empty), sorts are stable, and an entry goes into the
+//! due run after every entry of its time, so the entries of one time come out in push order:
+//! the same order as any correct priority queue's by (time, a number counting pushes), with
+//! no such number kept.
+//!
+//! An entry earlier than the due run's end is inserted into the run, in order, wherever it
+//! falls, even before `last` (the world never pushes one before its last pop). A run is
+//! formed by the pop that needs it, and a push into an empty queue is bucketed against the
+//! last run like any other: a run formed early, or of the first entry pushed into an empty
+//! queue, would begin after what the world pushes next, which would all go in before it
+//! (at N=100, the first wake-up pushed ahead of the mass join's datagrams made the run a
+//! sorted array of thousands, each datagram an insert into it).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
-/// A queue entry: the event itself waits in the world's slab at `slot`, so the queue moves 24
+/// A queue entry: the event itself waits in the world's slab at `slot`, so the queue moves 16
 /// bytes, not a whole event, on every push and pop.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Queued {
     pub at: u64,
-    pub seq: u64,
     pub slot: usize,
 }
 
-impl Queued {
-    fn key(&self) -> (u64, u64) {
-        (self.at, self.seq)
-    }
-}
+/// A lowest bucket of at most this many entries becomes due at once, sorted (at `one 100
+/// 40`, 16, 32, 64 and 128 cost 330.0, 329.3, 328.9 and 329.4 M instructions in all: sorting
+/// more saves spreads, but makes longer runs to insert into).
+const SORTED_AT_ONCE: usize = 64;
 
-/// A lowest bucket of at most this many entries becomes due at once, sorted.
-const SORTED_AT_ONCE: usize = 16;
-
-/// An entry ordered by its key alone, for the heap of late entries.
-#[derive(Clone, Copy, Debug)]
-struct ByKey(Queued);
-
-impl PartialEq for ByKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key() == other.0.key()
-    }
-}
-
-impl Eq for ByKey {}
-
-impl PartialOrd for ByKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for ByKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.key().cmp(&other.0.key())
-    }
-}
-
-/// Entries by (time, sequence number).
+/// Entries by time, then push order.
 #[derive(Debug)]
 pub(crate) struct EventQueue {
     /// The earliest time in `due` when it was filled; the others are bucketed against it.
     last: u64,
-    /// The entries due next, from `head` on, by (time, sequence number): every entry in a
+    /// The entries due next, from `head` on, by time then push order: every entry in a
     /// bucket is later than all of them.
     due: Vec<Queued>,
     head: usize,
     /// The latest time in `due` (or `last`): a push not later goes into `due`.
     due_until: u64,
-    /// `buckets[b]`: entries later than `last` whose time first differs from it at bit `b`.
+    /// `buckets[b]`: entries later than `due_until` whose time first differs from `last` at
+    /// bit `b`.
     buckets: [Vec<Queued>; 64],
     /// Bit `b` set: `buckets[b]` holds entries.
     occupied: u64,
-    /// Entries pushed for a time before `last` while others wait. The world never does (its
-    /// clock does not go back); they are served, earliest first, before everything else, as
-    /// any priority queue would.
-    late: BinaryHeap<Reverse<ByKey>>,
+    /// `earliest[b]`: the earliest time in `buckets[b]` while it holds entries.
+    earliest: [u64; 64],
 }
 
 impl Default for EventQueue {
@@ -89,100 +66,92 @@ impl Default for EventQueue {
             due_until: 0,
             buckets: std::array::from_fn(|_| Vec::new()),
             occupied: 0,
-            late: BinaryHeap::new(),
+            earliest: [u64::MAX; 64],
         }
     }
 }
 
 impl EventQueue {
-    /// The earliest entry, if any.
-    pub fn peek(&self) -> Option<Queued> {
-        match self.late.peek() {
-            Some(Reverse(late)) => Some(late.0),
-            None => self.due.get(self.head).copied(),
-        }
-    }
-
-    /// Adds an entry.
-    pub fn push(&mut self, entry: Queued) {
-        if self.is_empty() {
-            (self.last, self.due_until) = (entry.at, entry.at);
-        }
-        if entry.at < self.last {
-            self.late.push(Reverse(ByKey(entry)));
-        } else {
-            self.place(entry);
+    /// The earliest entry's time, if any.
+    pub fn peek_at(&self) -> Option<u64> {
+        match self.due.get(self.head) {
+            Some(next) => Some(next.at),
+            None if self.occupied == 0 => None,
+            None => Some(self.earliest[self.occupied.trailing_zeros() as usize]),
         }
     }
 
     /// Takes the earliest entry out.
     pub fn pop(&mut self) -> Option<Queued> {
-        // Late entries are rare: the heap is not called into when it is empty.
-        let late = if self.late.is_empty() {
-            None
-        } else {
-            self.late.pop()
-        };
-        let earliest = match late {
-            Some(Reverse(late)) => late.0,
-            None => {
-                let next = *self.due.get(self.head)?;
-                self.head += 1;
-                next
-            }
-        };
-        if self.is_empty() {
+        if self.head == self.due.len() {
             self.due.clear();
             self.head = 0;
             self.spread_lowest();
         }
+        let earliest = *self.due.get(self.head)?;
+        self.head += 1;
         Some(earliest)
     }
 
-    /// Whether nothing waits in `late` or `due`: then nothing waits in the buckets either
-    /// (`pop` refills `due` whenever they run out), so the queue is empty.
-    fn is_empty(&self) -> bool {
-        self.late.is_empty() && self.head == self.due.len()
-    }
-
-    /// Files an entry not earlier than `last`.
-    fn place(&mut self, entry: Queued) {
-        if entry.at < self.due_until {
-            // Within `due`'s span: after every entry of its time or earlier (its sequence
-            // number is the highest yet).
-            let at = self.head + self.due[self.head..].partition_point(|q| q.at <= entry.at);
-            self.due.insert(at, entry);
+    /// Adds an entry.
+    #[inline]
+    pub fn push(&mut self, entry: Queued) {
+        if entry.at > self.due_until {
+            self.bucket(entry);
         } else if entry.at == self.due_until {
             self.due.push(entry);
         } else {
-            let bucket = 63 - (entry.at ^ self.last).leading_zeros() as usize;
-            self.buckets[bucket].push(entry);
-            self.occupied |= 1 << bucket;
+            self.insert_due(entry);
         }
     }
 
+    /// Files an entry later than `due_until` in the bucket of the highest bit where its time
+    /// differs from `last`.
+    #[inline]
+    fn bucket(&mut self, entry: Queued) {
+        let bucket = 63 - (entry.at ^ self.last).leading_zeros() as usize;
+        self.buckets[bucket].push(entry);
+        self.occupied |= 1 << bucket;
+        self.earliest[bucket] = self.earliest[bucket].min(entry.at);
+    }
+
+    /// Inserts an entry within `due`'s span (or before it) after every entry of its time or
+    /// earlier (pushed before it). Out of line: the other paths are the frequent ones, and
+    /// short.
+    #[inline(never)]
+    fn insert_due(&mut self, entry: Queued) {
+        let at = self.head + self.due[self.head..].partition_point(|q| q.at <= entry.at);
+        self.due.insert(at, entry);
+    }
+
     /// Moves on to the lowest occupied bucket, whose entries are the earliest. A few become
-    /// due at once, sorted by time (stably: the bucket is in sequence order); of more, those
+    /// due at once, sorted by time (stably: the bucket is in push order); of more, those
     /// of the earliest time become due and the others go to lower buckets (they differ from
     /// the new `last` below the bucket's bit; the higher buckets' entries still differ from
-    /// it where they did). Sorting a few saves moving each down bucket by bucket.
+    /// it where they did). Sorting a few saves moving each down bucket by bucket. Not inlined:
+    /// one pop in five comes here, and the others need not save what it uses.
+    #[inline(never)]
     fn spread_lowest(&mut self) {
         if self.occupied == 0 {
             return;
         }
         let bucket = self.occupied.trailing_zeros() as usize;
         self.occupied &= !(1 << bucket);
+        self.last = std::mem::replace(&mut self.earliest[bucket], u64::MAX);
         let mut spread = std::mem::take(&mut self.buckets[bucket]);
         if spread.len() <= SORTED_AT_ONCE {
             spread.sort_by_key(|q| q.at);
-            self.last = spread.first().map_or(self.last, |q| q.at);
             self.due_until = spread.last().map_or(self.last, |q| q.at);
             self.due.append(&mut spread);
         } else {
-            self.last = spread.iter().map(|q| q.at).min().unwrap_or(self.last);
             self.due_until = self.last;
+            // `due` is empty: the earliest time's entries are due, in order, the rest later.
             for entry in spread.drain(..) {
-                self.place(entry);
+                if entry.at == self.last {
+                    self.due.push(entry);
+                } else {
+                    self.bucket(entry);
+                }
             }
         }
         // Kept for its capacity: the bucket fills again.
@@ -193,6 +162,8 @@ impl EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
 
     /// Runs `steps` random pushes and pops against `std`'s binary heap: every peek and pop
     /// agree. `spread(x, now)` picks a push's time from a random `x` and the last popped time.
@@ -206,25 +177,26 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             if x >> 62 == 0 {
-                let popped = queue.pop().map(|q| (q.at, q.seq, q.slot));
+                let popped = queue.pop().map(|q| (q.at, q.slot));
                 assert_eq!(popped, reference.pop().map(|Reverse(e)| e));
-                now = popped.map_or(now, |(at, _, _)| at);
+                now = popped.map_or(now, |(at, _)| at);
             } else {
                 let at = spread(x, now);
-                let slot = (x % 1000) as usize;
-                queue.push(Queued { at, seq, slot });
-                reference.push(Reverse((at, seq, slot)));
+                // The reference orders by push count: the slot says which push it was.
+                let slot = seq as usize;
+                queue.push(Queued { at, slot });
+                reference.push(Reverse((at, slot)));
             }
             assert_eq!(
-                queue.peek().map(|q| (q.at, q.seq, q.slot)),
-                reference.peek().map(|Reverse(e)| *e)
+                queue.peek_at(),
+                reference.peek().map(|Reverse((at, _))| *at)
             );
         }
         while let Some(Reverse(expected)) = reference.pop() {
-            assert_eq!(queue.pop().map(|q| (q.at, q.seq, q.slot)), Some(expected));
+            assert_eq!(queue.pop().map(|q| (q.at, q.slot)), Some(expected));
         }
         assert!(queue.pop().is_none());
-        assert!(queue.peek().is_none());
+        assert!(queue.peek_at().is_none());
     }
 
     /// Times anywhere, earlier than the last pop too: the late entries' path.

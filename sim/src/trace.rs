@@ -220,9 +220,10 @@ impl Trace {
     /// hot paths (every send, receive and wake-up) format nothing unless lines are kept (nor
     /// build the arguments: `text` is called only then). Two runs still hash alike exactly
     /// when their words do; `words` must say everything `text` shows, and start with a tag
-    /// that no other caller uses.
-    pub fn words(&mut self, words: &[u64], text: impl FnOnce() -> String) {
-        let mut line = Fnv64::OFFSET ^ (words.len() as u64) << 56;
+    /// that no other caller uses. Inlined with the count known, the fold runs unrolled.
+    #[inline]
+    pub fn words<const N: usize>(&mut self, words: &[u64; N], text: impl FnOnce() -> String) {
+        let mut line = Fnv64::OFFSET ^ (N as u64) << 56;
         for &word in words {
             line = (line ^ word).wrapping_mul(Fnv64::PRIME);
         }

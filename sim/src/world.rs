@@ -2,8 +2,8 @@
 //! one thread.
 //!
 //! Everything random comes from the world's seed: node ids, generations, each core's seed, and
-//! every network draw. Events are ordered by (time, sequence number), so two events due at the
-//! same microsecond run in the order they were queued — the same order on every run.
+//! every network draw. Events are ordered by time, then by the order they were queued, so two
+//! events due at the same microsecond run in that order — the same order on every run.
 //!
 //! A driver (the scenario runner) calls [`World::step`] until [`World::next_time`] passes where
 //! it wants to stop, applies faults with [`World::apply`], and reads nodes and the membership
@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use bytes::Bytes;
 use foundation_core::effects::{Effect, Event};
 use foundation_core::membership::{
-    MemberId, MembershipConfig, MembershipEvent, NodeMetadata, SharedMetadata,
+    MemberId, MemberView, MembershipConfig, MembershipEvent, NodeMetadata, SharedMetadata,
 };
 use foundation_core::node::{Command, Core, CoreConfig, Input};
 use foundation_core::replication::{
@@ -358,7 +358,6 @@ pub struct World {
     queue: EventQueue,
     pending: Vec<Option<Pending>>,
     free: Vec<usize>,
-    seq: u64,
     rng: StdRng,
     network: Network,
     membership: MembershipConfig,
@@ -368,6 +367,8 @@ pub struct World {
     limits: ChannelLimits,
     trace: Trace,
     observed: Vec<Observed>,
+    /// Member-event lines' tails, by the member's slot.
+    member_texts: MemberTexts,
     /// Variables events, with the slot that emitted them, since the last take.
     vars_events: Vec<(usize, VarsEvent)>,
     /// Cache events since the last take: (world µs, slot, event).
@@ -423,7 +424,6 @@ impl World {
             queue: EventQueue::default(),
             pending: Vec::new(),
             free: Vec::new(),
-            seq: 0,
             rng: StdRng::seed_from_u64(config.seed),
             network: Network::new(config.network),
             membership: config.membership,
@@ -431,6 +431,7 @@ impl World {
             limits: ChannelLimits::default(),
             trace: Trace::new(config.keep_trace),
             observed: Vec::new(),
+            member_texts: MemberTexts::default(),
             vars_events: Vec::new(),
             cache_events: Vec::new(),
             topology: vec![(0, Vec::new())],
@@ -543,7 +544,7 @@ impl World {
 
     /// When the next event is due, if any.
     pub fn next_time(&self) -> Option<u64> {
-        self.queue.peek().map(|q| q.at)
+        self.queue.peek_at()
     }
 
     /// Moves the clock forward to `us` (never back) without running anything.
@@ -1212,7 +1213,6 @@ impl World {
     }
 
     fn push(&mut self, at: u64, what: Pending) {
-        self.seq += 1;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.pending[slot] = Some(what);
@@ -1223,11 +1223,7 @@ impl World {
                 self.pending.len() - 1
             }
         };
-        self.queue.push(Queued {
-            at,
-            seq: self.seq,
-            slot,
-        });
+        self.queue.push(Queued { at, slot });
     }
 
     // ---- delivering events ----
@@ -1615,8 +1611,7 @@ impl World {
     fn send(&mut self, from: usize, to: NodeAddr, channel: Channel, payload: Bytes) {
         let len = payload.len();
         let hash = Fnv64::of(&payload) as u32;
-        let target =
-            slot_of_addr(to.addr).filter(|&t| t < self.nodes.len() && self.nodes[t].id == to.id);
+        let target = self.listening(to);
         // A target outside the cluster is known by its id's hash (the text shows its address).
         let target_word = target.map_or(Fnv64::of(&to.id.as_u128().to_le_bytes()), |t| t as u64);
         let words = [
@@ -1710,6 +1705,11 @@ impl World {
         }
     }
 
+    /// The slot where the node `to` names listens, if one does (found from the address).
+    fn listening(&self, to: NodeAddr) -> Option<usize> {
+        slot_of_addr(to.addr).filter(|&t| t < self.nodes.len() && self.nodes[t].id == to.id)
+    }
+
     fn observe(&mut self, slot: usize, event: MembershipEvent) {
         let now = self.now_us;
         match &event {
@@ -1717,31 +1717,7 @@ impl World {
             | MembershipEvent::Updated(v)
             | MembershipEvent::Failed(v)
             | MembershipEvent::Left(v)
-            | MembershipEvent::Removed(v) => {
-                // `{stamp} n{slot} -> event {kind} {who} gen {generation}`, written without
-                // `fmt`: a forming cluster emits one per node per member.
-                let who = self.by_id.get(&v.id).copied();
-                let kind = event_kind(&event);
-                self.trace.line_with(|text| {
-                    text.push_stamp(now);
-                    text.push_str(" n");
-                    text.push_decimal(slot as u64);
-                    text.push_str(" -> event ");
-                    text.push_str(kind);
-                    match who {
-                        Some(slot) => {
-                            text.push_str(" n");
-                            text.push_decimal(slot as u64);
-                        }
-                        None => {
-                            text.push_str(" ");
-                            text.push_str(&v.id.short());
-                        }
-                    }
-                    text.push_str(" gen ");
-                    text.push_decimal(v.generation);
-                });
-            }
+            | MembershipEvent::Removed(v) => self.trace_member_event(slot, event_kind(&event), v),
             MembershipEvent::Joined | MembershipEvent::Isolated => {
                 self.trace.line(format_args!(
                     "{} n{slot} -> event {}",
@@ -1756,6 +1732,50 @@ impl World {
             event,
         });
     }
+
+    /// Traces `{stamp} n{slot} -> event {kind} {who} gen {generation}`, written without
+    /// `fmt`: a forming cluster emits one per node per member.
+    fn trace_member_event(&mut self, slot: usize, kind: &str, v: &MemberView) {
+        let now = self.now_us;
+        // A member's own slot, from its address, or else the slot its id had.
+        let who = (self.listening(v.node_addr())).or_else(|| self.by_id.get(&v.id).copied());
+        let tail = who.map(|who| self.member_texts.of(who, v.generation));
+        self.trace.line_with(|text| {
+            text.push_stamp(now);
+            text.push_str(" n");
+            text.push_decimal(slot as u64);
+            text.push_str(" -> event ");
+            text.push_str(kind);
+            match tail {
+                Some(tail) => text.push_str(tail),
+                None => {
+                    text.push_str(" ");
+                    text.push_str(&v.id.short());
+                    text.push_str(" gen ");
+                    text.push_decimal(v.generation);
+                }
+            }
+        });
+    }
+}
+
+/// The tail of a member-event trace line, ` n{who} gen {generation}`, kept per slot for its
+/// generation: a forming cluster writes each member's once per node, and its two numbers
+/// (a generation has up to 20 digits) were most of the line's cost.
+#[derive(Default)]
+struct MemberTexts(Vec<Option<(u64, String)>>);
+
+impl MemberTexts {
+    fn of(&mut self, who: usize, generation: u64) -> &str {
+        if self.0.len() <= who {
+            self.0.resize(who + 1, None);
+        }
+        let kept = &mut self.0[who];
+        if !matches!(kept, Some((g, _)) if *g == generation) {
+            *kept = Some((generation, format!(" n{who} gen {generation}")));
+        }
+        kept.as_ref().map_or("", |(_, text)| text)
+    }
 }
 
 /// The address of the node in `slot`: `10.x.y.z`, where `x.y.z` is `slot + 1` in 24 bits.
@@ -1768,7 +1788,9 @@ fn slot_addr(slot: usize) -> SocketAddr {
 }
 
 /// The slot whose address `addr` is, if it is one [`slot_addr`] makes: read back from the
-/// address itself, not looked up (a send's target is found on every message).
+/// address itself, not looked up (a send's target is found on every message). Any `10.x.y.z`
+/// but `10.0.0.0` on the port is one (`slot + 1` fills 24 bits exactly), so the slot's
+/// address need not be built again to compare.
 fn slot_of_addr(addr: SocketAddr) -> Option<usize> {
     let SocketAddr::V4(v4) = addr else {
         return None;
@@ -1778,8 +1800,7 @@ fn slot_of_addr(addr: SocketAddr) -> Option<usize> {
         return None;
     }
     let n = usize::from(x) << 16 | usize::from(y) << 8 | usize::from(z);
-    let slot = n.checked_sub(1)?;
-    (slot_addr(slot) == addr).then_some(slot)
+    n.checked_sub(1)
 }
 
 /// The newest timestamp a core's keyspaces hold, tombstones included: no op it applied is newer.
@@ -1835,6 +1856,23 @@ impl std::fmt::Display for Stamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every slot's address reads back as the slot; no other address does.
+    #[test]
+    fn slot_addresses_read_back() {
+        for slot in [0, 1, 255, 256, 65_535, 65_536, (1 << 24) - 2] {
+            assert_eq!(slot_of_addr(slot_addr(slot)), Some(slot));
+        }
+        let foreign = [
+            SocketAddr::from(([10, 0, 0, 0], SIM_PORT)),
+            SocketAddr::from(([11, 0, 0, 1], SIM_PORT)),
+            SocketAddr::from(([10, 0, 0, 1], SIM_PORT + 1)),
+            SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], SIM_PORT)),
+        ];
+        for addr in foreign {
+            assert_eq!(slot_of_addr(addr), None, "{addr}");
+        }
+    }
 
     /// The queue's slab holds one `Option<Pending>` per queued event: hundreds of thousands
     /// while a large cluster forms. A new kind that grows it should be boxed.
