@@ -195,8 +195,8 @@ impl Outbox {
         self.effects.len()
     }
 
-    /// Effects queued after the first `mark` (a [`Self::len`] taken earlier, with nothing
-    /// popped since).
+    /// Effects queued after the first `mark` (a [`Mark::queued`] or [`Self::len`] taken
+    /// earlier, with nothing popped since).
     pub fn since(&self, mark: usize) -> impl Iterator<Item = &Effect> {
         self.effects.range(mark.min(self.effects.len())..)
     }
