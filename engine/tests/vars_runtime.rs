@@ -578,3 +578,23 @@ async fn a_crashed_nodes_counter_rights_beyond_its_allowance_go_to_one_heir() {
         node.abort().await;
     }
 }
+
+/// A declaration shows in this node's reads as soon as `declare` returns: `PUT /variables/…`
+/// reads it back at once to answer (it once answered 404 now and then for a declaration that
+/// had succeeded, when it read before the driver handled the declaration's event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declaration_shows_here_as_soon_as_declare_returns() {
+    let nodes = cluster(1).await;
+    let vars = nodes[0].vars();
+    for n in 0..300 {
+        let name = format!("mode-{n}");
+        let spec = VarSpec {
+            ty: VarType::Int { min: 0, max: 10 },
+            policy: Policy::Lww,
+            initial: VarValue::Int(1),
+            acceptors: Default::default(),
+        };
+        vars.declare(&name, spec).await.unwrap();
+        assert!(vars.all().contains_key(&name), "{name} not shown yet");
+    }
+}

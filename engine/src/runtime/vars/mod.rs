@@ -333,7 +333,11 @@ impl VarsRuntime {
     pub(crate) fn request(&mut self, core: &mut Core, now: Instant, request: VarsRequest) {
         match request {
             VarsRequest::Declare { name, spec, done } => {
-                let _ = done.send(core.declare_var(now, &name, spec));
+                let result = core.declare_var(now, &name, spec);
+                // Shown here before the caller hears it is done, as a write is: `PUT
+                // /variables/…` reads it back at once (its event is handled after this).
+                publish(&self.view, core, &name);
+                let _ = done.send(result);
             }
             VarsRequest::Propose {
                 name,
