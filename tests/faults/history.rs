@@ -229,8 +229,6 @@ impl History {
         )
     }
 
-    /// One line per fault, in order, with what it did: the majority writes that did not
-    /// succeed while it was held, and the failures declared then or just after.
     /// The faults and the monitors' membership lines in the order they happened, each with its
     /// time since the first fault began: what a failed run needs to be understood.
     pub fn timeline(&self) -> Vec<String> {
@@ -260,6 +258,8 @@ impl History {
         events.into_iter().map(|(_, line)| line).collect()
     }
 
+    /// One line per fault, in order, with what it did: the majority writes that did not
+    /// succeed while it was held, and the failures declared then or just after.
     pub fn fault_lines(&self) -> Vec<String> {
         let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         self.faults
