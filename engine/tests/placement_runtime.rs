@@ -513,3 +513,25 @@ async fn replicated_runs_on_every_member_and_local_on_its_node() {
         node.abort().await;
     }
 }
+
+/// A declared workload is in the node's view once the declaration returns: `owner_of` and
+/// `GET /placement` read it back at once (a declaration answered before the view was
+/// published read as `Unknown` now and then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declaration_shows_here_as_soon_as_it_returns() {
+    let node = foundation_engine::runtime::Node::start(settings(vec![]))
+        .await
+        .expect("started");
+    let placement = node.placement();
+    for n in 0..300 {
+        let name = format!("shards-{n}");
+        placement
+            .sharded(&name, 4, |_| std::future::pending::<()>())
+            .await
+            .expect("declared");
+        let read = placement.owner_of(&name, b"key");
+        assert!(read.is_ok(), "{name} not shown yet: {read:?}");
+        assert_eq!(placement.all()[&name].instances.len(), 4);
+    }
+    node.abort().await;
+}

@@ -426,8 +426,11 @@ impl PlacementRuntime {
     pub(crate) fn request(&mut self, core: &mut Core, now: Instant, request: PlacementRequest) {
         match request {
             PlacementRequest::Declare { name, spec, done } => {
-                let _ = done.send(core.declare_placement(now, &name, spec));
+                let result = core.declare_placement(now, &name, spec);
+                // Shown here before the caller hears it is done: `owner_of` right after the
+                // declaration reads this view.
                 self.publish(core);
+                let _ = done.send(result);
             }
             PlacementRequest::Route {
                 workload,
