@@ -535,3 +535,30 @@ async fn a_declaration_shows_here_as_soon_as_it_returns() {
     }
     node.abort().await;
 }
+
+/// Setting this node's tags is done once `set_metadata` returns: a replicated workload that
+/// requires them runs here (and shows so) at once, and stops once they are gone again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_tags_place_here_as_soon_as_set_metadata_returns() {
+    use foundation_engine::membership::NodeMetadata;
+    let node = foundation_engine::runtime::Node::start(settings(vec![]))
+        .await
+        .expect("started");
+    let placement = node.placement();
+    for n in 0..50 {
+        let (name, zone) = (format!("edge-{n}"), format!("zone-{n}"));
+        let require = BTreeMap::from([("zone".to_owned(), zone.clone())]);
+        placement
+            .replicated(&name, require, std::future::pending::<()>)
+            .await
+            .expect("declared");
+        assert!(!placement.running_here(&name, 0), "{name} runs untagged");
+        let mut tagged = NodeMetadata::default();
+        tagged.tags.insert("zone".to_owned(), zone);
+        node.set_metadata(tagged).await;
+        assert!(placement.running_here(&name, 0), "{name} not placed yet");
+        node.set_metadata(NodeMetadata::default()).await;
+        assert!(!placement.running_here(&name, 0), "{name} still placed");
+    }
+    node.abort().await;
+}

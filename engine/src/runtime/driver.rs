@@ -169,6 +169,11 @@ impl Driver {
                         let _ = done.send(self.core.snapshot(self.now()));
                     }
                     Some(Request::Restore(snapshot, done)) => self.restore(*snapshot, done).await,
+                    Some(Request::SetMetadata(metadata, done)) => {
+                        self.core.handle(self.now(), Input::Command(Command::SetMetadata(metadata)));
+                        self.carry_out_effects().await;
+                        let _ = done.send(());
+                    }
                     Some(Request::ForceLeave(node, done)) => {
                         let result = self.core.force_leave(self.now(), node);
                         self.carry_out_effects().await;
