@@ -455,3 +455,30 @@ async fn a_put_is_read_back_at_once_where_a_near_copy_was_held() {
         node.abort().await;
     }
 }
+
+/// Declarations of one cache made at once from several tasks all hand back the store this
+/// node's machine writes: a put through any of them is held in every one (a declaration that
+/// lost the race once handed back a store of its own, which the machine never wrote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_declarations_of_a_cache_share_the_store_the_node_writes() {
+    let node = one_node().await;
+    for n in 0..200 {
+        let name = format!("shared-{n}");
+        let declarations: Vec<_> = (0..4)
+            .map(|_| {
+                let (node, settings) = (node.clone(), CacheSettings::new(&name, Mode::Local));
+                tokio::spawn(async move { node.declare_cache(settings).await })
+            })
+            .collect();
+        let mut handles = Vec::new();
+        for declaration in declarations {
+            handles.push(declaration.await.expect("joins").expect("declares"));
+        }
+        handles[0].put("k", &b"v"[..], None).await.expect("puts");
+        for handle in &handles {
+            assert!(handle.holds("k"), "{name}: a handle on another store");
+        }
+        assert!(node.cache(&name).expect("declared").holds("k"));
+    }
+    node.abort().await;
+}
