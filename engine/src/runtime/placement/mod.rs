@@ -464,10 +464,7 @@ impl PlacementRuntime {
         if let PlacementEvent::Start { instance, waited } = &event {
             self.metrics.without_owner(&instance.workload, *waited);
         }
-        if let Some(notice) = events::notice_of(&event) {
-            // Nobody listening is fine: the stream is for whoever subscribed.
-            let _ = self.notices.send(notice);
-        }
+        let notice = events::notice_of(&event);
         let decision = match event {
             PlacementEvent::Start { instance, .. } => Decision::Start(instance),
             PlacementEvent::Stop { instance, .. } => Decision::Stop(instance),
@@ -486,11 +483,20 @@ impl PlacementRuntime {
             }
             PlacementEvent::Duplicate { .. } => {
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                return;
+                return self.notify(notice);
             }
         };
         let _ = self.decisions.send(decision);
         self.publish(core);
+        // Told once the view shows it: a subscriber reads `running_here` on the news.
+        self.notify(notice);
+    }
+
+    fn notify(&self, notice: Option<PlacementNotice>) {
+        if let Some(notice) = notice {
+            // Nobody listening is fine: the stream is for whoever subscribed.
+            let _ = self.notices.send(notice);
+        }
     }
 
     /// Brings the `foundation_placement_*` metrics up to date.
