@@ -1425,7 +1425,12 @@ impl Core {
                 self.deliver_placement(now);
             }
             Command::SetMetadata(metadata) => {
-                self.membership.set_metadata(metadata, &mut self.outbox)
+                self.membership.set_metadata(metadata, &mut self.outbox);
+                // Placement reads our tags on a view change only, and ours changes no view
+                // here; peers place by the new tags as soon as they hear them.
+                let own = self.own_candidate();
+                self.placement.view_changed(now, own, &[]);
+                self.deliver_placement(now);
             }
         }
     }
@@ -1529,6 +1534,31 @@ mod tests {
             crate::vars::encode(&step).as_ref(),
             whole(CoreMessage::Vars(step)).as_slice()
         );
+    }
+
+    /// Our own tags count for placement as soon as we set them, not at the next membership
+    /// change (in a quiet cluster there may be none for a long while, and peers already
+    /// place by the new tags).
+    #[test]
+    fn new_own_tags_place_here_at_once() {
+        let mut core = lone_core();
+        let now = Instant::ZERO;
+        let spec = WorkloadSpec {
+            require: [("zone".to_owned(), "eu".to_owned())].into(),
+            ..WorkloadSpec::replicated()
+        };
+        core.declare_placement(now, "edge", spec).expect("declared");
+        let instance = crate::placement::Instance::new("edge", 0);
+        assert!(!core.placement().runs_here(&instance), "untagged");
+        let mut metadata = NodeMetadata::default();
+        metadata.tags.insert("zone".to_owned(), "eu".to_owned());
+        core.handle(now, Input::Command(Command::SetMetadata(metadata)));
+        assert!(core.placement().runs_here(&instance), "tagged now");
+        core.handle(
+            now,
+            Input::Command(Command::SetMetadata(NodeMetadata::default())),
+        );
+        assert!(!core.placement().runs_here(&instance), "untagged again");
     }
 
     /// A SWIM datagram that foca refuses: it reaches the membership alone and emits no event.

@@ -564,3 +564,42 @@ async fn agents_are_listed_over_http() {
     assert_eq!(there["health_reason"], "doubling only");
     stop(&nodes).await;
 }
+
+/// A state event is sent once this node's directory shows the state: a subscriber that looks
+/// an agent up when told it runs finds it running (it once found nothing, the event having
+/// gone out before the directory write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_is_in_the_directory_when_its_running_event_arrives() {
+    const AGENTS: usize = 100;
+    let nodes = cluster(1).await;
+    let agents = nodes[0].agents();
+    let mut events = agents.events();
+    let looker = agents.clone();
+    let checker = tokio::spawn(async move {
+        let (mut seen, mut stale) = (0, Vec::new());
+        while seen < AGENTS {
+            let event = events.recv().await.expect("no event lost");
+            if let AgentEvent::State {
+                name,
+                state: AgentState::Running,
+            } = event
+            {
+                seen += 1;
+                let shown = looker.lookup(&name).map(|a| a.record.state);
+                if shown != Some(AgentState::Running) {
+                    stale.push(name);
+                }
+            }
+        }
+        stale
+    });
+    for n in 0..AGENTS {
+        agents
+            .spawn(doubler(&format!("d-{n}")))
+            .await
+            .expect("spawns");
+    }
+    let stale = checker.await.expect("joins");
+    assert!(stale.is_empty(), "told running before shown: {stale:?}");
+    stop(&nodes).await;
+}

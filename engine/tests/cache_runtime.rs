@@ -414,3 +414,71 @@ async fn a_joining_node_takes_over_its_keys_and_both_sides_count_it() {
     first.abort().await;
     second.abort().await;
 }
+
+/// A put at a node that is not the key's owner is read back at that node as soon as the put
+/// returns, even where the node held a near copy of the value before (that copy once answered
+/// until the owner's invalidation came back, a round trip later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_is_read_back_at_once_where_a_near_copy_was_held() {
+    let nodes = common::cluster(2, settings).await;
+    let mut caches = Vec::new();
+    for node in &nodes {
+        let settings = CacheSettings::new("profiles", Mode::Partitioned);
+        caches.push(node.declare_cache(settings).await.expect("declares"));
+    }
+    let reader = &caches[0];
+    let mut remote = 0;
+    for n in 0..200 {
+        let key = format!("profile:{n}");
+        reader.put(&key, &b"old"[..], None).await.expect("puts");
+        if reader.holds(&key) {
+            continue; // owned here: no near copy to go stale
+        }
+        // Read from the owner, which leaves a near copy here.
+        let mut near = None;
+        for _ in 0..100 {
+            near = reader.get(&key, WITHIN).await.expect("reads");
+            if reader.holds(&key) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(near.as_deref(), Some(&b"old"[..]));
+        assert!(reader.holds(&key), "no near copy of {key}");
+        reader.put(&key, &b"new"[..], None).await.expect("puts");
+        let read = reader.get(&key, WITHIN).await.expect("reads");
+        assert_eq!(read.as_deref(), Some(&b"new"[..]), "{key} read stale");
+        remote += 1;
+    }
+    assert!(remote > 20, "only {remote} keys owned by the other node");
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+/// Declarations of one cache made at once from several tasks all hand back the store this
+/// node's machine writes: a put through any of them is held in every one (a declaration that
+/// lost the race once handed back a store of its own, which the machine never wrote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_declarations_of_a_cache_share_the_store_the_node_writes() {
+    let node = one_node().await;
+    for n in 0..200 {
+        let name = format!("shared-{n}");
+        let declarations: Vec<_> = (0..4)
+            .map(|_| {
+                let (node, settings) = (node.clone(), CacheSettings::new(&name, Mode::Local));
+                tokio::spawn(async move { node.declare_cache(settings).await })
+            })
+            .collect();
+        let mut handles = Vec::new();
+        for declaration in declarations {
+            handles.push(declaration.await.expect("joins").expect("declares"));
+        }
+        handles[0].put("k", &b"v"[..], None).await.expect("puts");
+        for handle in &handles {
+            assert!(handle.holds("k"), "{name}: a handle on another store");
+        }
+        assert!(node.cache(&name).expect("declared").holds("k"));
+    }
+    node.abort().await;
+}

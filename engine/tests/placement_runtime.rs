@@ -513,3 +513,99 @@ async fn replicated_runs_on_every_member_and_local_on_its_node() {
         node.abort().await;
     }
 }
+
+/// A declared workload is in the node's view once the declaration returns: `owner_of` and
+/// `GET /placement` read it back at once (a declaration answered before the view was
+/// published read as `Unknown` now and then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declaration_shows_here_as_soon_as_it_returns() {
+    let node = foundation_engine::runtime::Node::start(settings(vec![]))
+        .await
+        .expect("started");
+    let placement = node.placement();
+    for n in 0..300 {
+        let name = format!("shards-{n}");
+        placement
+            .sharded(&name, 4, |_| std::future::pending::<()>())
+            .await
+            .expect("declared");
+        let read = placement.owner_of(&name, b"key");
+        assert!(read.is_ok(), "{name} not shown yet: {read:?}");
+        assert_eq!(placement.all()[&name].instances.len(), 4);
+    }
+    node.abort().await;
+}
+
+/// Setting this node's tags is done once `set_metadata` returns: a replicated workload that
+/// requires them runs here (and shows so) at once, and stops once they are gone again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_tags_place_here_as_soon_as_set_metadata_returns() {
+    use foundation_engine::membership::NodeMetadata;
+    let node = foundation_engine::runtime::Node::start(settings(vec![]))
+        .await
+        .expect("started");
+    let placement = node.placement();
+    for n in 0..50 {
+        let (name, zone) = (format!("edge-{n}"), format!("zone-{n}"));
+        let require = BTreeMap::from([("zone".to_owned(), zone.clone())]);
+        placement
+            .replicated(&name, require, std::future::pending::<()>)
+            .await
+            .expect("declared");
+        assert!(!placement.running_here(&name, 0), "{name} runs untagged");
+        let mut tagged = NodeMetadata::default();
+        tagged.tags.insert("zone".to_owned(), zone);
+        node.set_metadata(tagged).await;
+        assert!(placement.running_here(&name, 0), "{name} not placed yet");
+        node.set_metadata(NodeMetadata::default()).await;
+        assert!(!placement.running_here(&name, 0), "{name} still placed");
+    }
+    node.abort().await;
+}
+
+/// A start or stop notice goes out once the node's view shows it: a subscriber that reads
+/// `running_here` on the news reads what it says. The subscriber's verdict on each notice is
+/// awaited before the next change, so it reads the state the notice is about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_and_stopped_notices_agree_with_running_here() {
+    use foundation_engine::membership::NodeMetadata;
+    let node = foundation_engine::runtime::Node::start(settings(vec![]))
+        .await
+        .expect("started");
+    let placement = node.placement();
+    let mut notices = placement.events();
+    let reader = placement.clone();
+    let (verdicts, mut verdict) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(notice) = notices.recv().await {
+            let (instance, started) = match notice {
+                PlacementNotice::Started { instance, .. } => (instance, true),
+                PlacementNotice::Stopped { instance, .. } => (instance, false),
+                _ => continue,
+            };
+            let shown = reader.running_here(&instance.workload, instance.shard);
+            let _ = verdicts.send((instance.workload, started, shown));
+        }
+    });
+    let mut disagreed = Vec::new();
+    for n in 0..50 {
+        let (name, zone) = (format!("edge-{n}"), format!("zone-{n}"));
+        let require = BTreeMap::from([("zone".to_owned(), zone.clone())]);
+        placement
+            .replicated(&name, require, std::future::pending::<()>)
+            .await
+            .expect("declared");
+        let mut tagged = NodeMetadata::default();
+        tagged.tags.insert("zone".to_owned(), zone);
+        for metadata in [tagged, NodeMetadata::default()] {
+            node.set_metadata(metadata).await;
+            let (workload, told, shown) = verdict.recv().await.expect("a notice");
+            assert_eq!(workload, name);
+            if told != shown {
+                disagreed.push((workload, told));
+            }
+        }
+    }
+    assert!(disagreed.is_empty(), "told before shown: {disagreed:?}");
+    node.abort().await;
+}

@@ -872,6 +872,12 @@ impl Caches {
             });
         }
         let owner = self.owner(cache.settings.mode, name, key);
+        if owner != self.me.node {
+            // Our near copy is older than this put, and the owner's invalidation is a round
+            // trip away: a read here right after the put asks the owner instead, behind the
+            // put on the same ordered channel.
+            cache.store.remove(key);
+        }
         let message = CacheMessage::Put {
             cache: name.to_owned(),
             key: key.to_vec(),

@@ -339,6 +339,33 @@ fn an_owner_change_of_value_invalidates_near_copies() {
 }
 
 #[test]
+fn a_put_away_from_the_owner_drops_the_near_copy_so_a_read_there_gets_the_put() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
+        .expect("puts");
+    let read = pending(net.node(1).get(now, "p", &key, SEC));
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), read),
+        Some(Ok(Some(Bytes::from_static(b"v1"))))
+    );
+    net.node(1)
+        .put(now, "p", &key, Bytes::from_static(b"v2"), None)
+        .expect("puts");
+    // Nothing delivered yet: the owner's invalidation has not come back.
+    let read = pending(net.node(1).get(now, "p", &key, SEC));
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), read),
+        Some(Ok(Some(Bytes::from_static(b"v2"))))
+    );
+}
+
+#[test]
 fn an_answer_older_than_an_invalidation_that_reached_the_reader_is_not_served() {
     let settings = CacheSettings::new("p", Mode::Partitioned);
     let mut net = Net::new(2, &settings);

@@ -38,10 +38,11 @@ type Reply = oneshot::Sender<Result<Option<Bytes>, CacheError>>;
 
 /// What a cache handle asks of the driver.
 pub(crate) enum CacheRequest {
+    /// Declare the cache `handle` is for, with its store: answered with the handle whose
+    /// store the machine writes (the first declaration's).
     Declare {
-        settings: CacheSettings,
-        store: Arc<dyn Store>,
-        done: oneshot::Sender<Result<(), CacheError>>,
+        handle: CacheHandle,
+        done: oneshot::Sender<Result<CacheHandle, CacheError>>,
     },
     Get {
         name: String,
@@ -533,31 +534,26 @@ impl CachesHandle {
             };
         }
         let counters = self.metrics.of(&settings.name);
-        let store = MokaStore::new(&settings, Some(counters.evictions.clone()));
-        let (done, answer) = oneshot::channel();
-        let request = CacheRequest::Declare {
-            settings: settings.clone(),
-            store: Arc::new(store.clone()),
-            done,
-        };
-        self.requests
-            .send(Request::Cache(request))
-            .await
-            .map_err(|_| CacheError::Stopped)?;
-        answer.await.map_err(|_| CacheError::Stopped)??;
         let handle = CacheHandle {
+            store: MokaStore::new(&settings, Some(counters.evictions.clone())),
             settings: Arc::new(settings),
-            store,
             requests: self.requests.clone(),
             epoch: self.epoch,
             counters,
         };
+        let (done, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Cache(CacheRequest::Declare { handle, done }))
+            .await
+            .map_err(|_| CacheError::Stopped)?;
+        answer.await.map_err(|_| CacheError::Stopped)?
+    }
+
+    /// The handle of `handle`'s cache: the one held, or `handle` itself if it is the first.
+    fn hold(&self, handle: CacheHandle) -> CacheHandle {
         let mut declared = self.lock();
-        let handle = declared
-            .entry(handle.settings.name.clone())
-            .or_insert(handle)
-            .clone();
-        Ok(handle)
+        let name = handle.settings.name.clone();
+        declared.entry(name).or_insert(handle).clone()
     }
 
     /// A declared cache.
@@ -619,12 +615,13 @@ impl CachesRuntime {
 
     pub fn request(&mut self, core: &mut Core, now: Instant, request: CacheRequest) {
         match request {
-            CacheRequest::Declare {
-                settings,
-                store,
-                done,
-            } => {
-                let _ = done.send(core.declare_cache(now, settings, store));
+            CacheRequest::Declare { handle, done } => {
+                let settings = (*handle.settings).clone();
+                let store = Arc::new(handle.store.clone());
+                // Held here, in the order the machine takes declarations, so that the handle
+                // every caller gets has the store the machine keeps: the first one's.
+                let declared = core.declare_cache(now, settings, store);
+                let _ = done.send(declared.map(|()| self.handle.hold(handle)));
             }
             CacheRequest::Get {
                 name,

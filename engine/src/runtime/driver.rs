@@ -169,6 +169,9 @@ impl Driver {
                         let _ = done.send(self.core.snapshot(self.now()));
                     }
                     Some(Request::Restore(snapshot, done)) => self.restore(*snapshot, done).await,
+                    Some(Request::SetMetadata(metadata, done)) => {
+                        self.set_metadata(metadata, done).await
+                    }
                     Some(Request::ForceLeave(node, done)) => {
                         let result = self.core.force_leave(self.now(), node);
                         self.carry_out_effects().await;
@@ -285,6 +288,19 @@ impl Driver {
             self.directory
                 .send_replace(Arc::new(self.directory_now.clone()));
         }
+    }
+
+    /// Replaces our metadata and answers once its effects (placement by the new tags) are
+    /// carried out, so a read of this node's placement right after sees them.
+    async fn set_metadata(
+        &mut self,
+        metadata: foundation_core::membership::NodeMetadata,
+        done: oneshot::Sender<()>,
+    ) {
+        let command = Input::Command(Command::SetMetadata(metadata));
+        self.core.handle(self.now(), command);
+        self.carry_out_effects().await;
+        let _ = done.send(());
     }
 
     /// Applies a local write and answers only after its effects (the mirror update included)

@@ -68,7 +68,7 @@ use driver::Driver;
 use foundation_core::membership::{
     MemberId, MemberView, MembershipConfig, MembershipConfigError, MembershipEvent, NodeMetadata,
 };
-use foundation_core::node::{Command, Core, CoreConfig};
+use foundation_core::node::{Core, CoreConfig};
 use foundation_core::replication::ReplicationConfig;
 use foundation_core::services::Directory;
 use foundation_core::time::Instant;
@@ -551,12 +551,10 @@ impl Node {
             .await;
     }
 
-    /// Replaces this node's metadata; every member learns it.
+    /// Replaces this node's metadata; every member learns it. Returns once it holds here:
+    /// placement by the new tags included (a stopped node ignores it).
     pub async fn set_metadata(&self, metadata: NodeMetadata) {
-        let _ = self
-            .requests
-            .send(Request::Core(Command::SetMetadata(metadata)))
-            .await;
+        let _ = request::ask(&self.requests, |done| Request::SetMetadata(metadata, done)).await;
     }
 
     /// The node's metrics registry (transport, membership), for `/metrics`.

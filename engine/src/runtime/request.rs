@@ -51,6 +51,12 @@ pub(crate) enum Request {
     ),
     /// Declare or compare-and-set a variable.
     Vars(VarsRequest),
+    /// Replace this node's metadata, answered once applied here and its effects (placement
+    /// by the new tags) carried out.
+    SetMetadata(
+        foundation_core::membership::NodeMetadata,
+        oneshot::Sender<()>,
+    ),
     /// Remove a failed or departed member from every table now (`force-leave`).
     ForceLeave(
         foundation_core::NodeId,

@@ -299,11 +299,12 @@ impl Shared {
             }
         };
         self.count_states();
+        self.publish(name, Some(record)).await;
+        // Told once the directory here shows it: a subscriber looks the agent up on the news.
         let _ = self.events.send(AgentEvent::State {
             name: name.to_owned(),
             state,
         });
-        self.publish(name, Some(record)).await;
     }
 
     /// Records agent `name`'s health report, and if it changed writes it to the directory.

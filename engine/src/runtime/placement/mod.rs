@@ -426,8 +426,11 @@ impl PlacementRuntime {
     pub(crate) fn request(&mut self, core: &mut Core, now: Instant, request: PlacementRequest) {
         match request {
             PlacementRequest::Declare { name, spec, done } => {
-                let _ = done.send(core.declare_placement(now, &name, spec));
+                let result = core.declare_placement(now, &name, spec);
+                // Shown here before the caller hears it is done: `owner_of` right after the
+                // declaration reads this view.
                 self.publish(core);
+                let _ = done.send(result);
             }
             PlacementRequest::Route {
                 workload,
@@ -461,10 +464,7 @@ impl PlacementRuntime {
         if let PlacementEvent::Start { instance, waited } = &event {
             self.metrics.without_owner(&instance.workload, *waited);
         }
-        if let Some(notice) = events::notice_of(&event) {
-            // Nobody listening is fine: the stream is for whoever subscribed.
-            let _ = self.notices.send(notice);
-        }
+        let notice = events::notice_of(&event);
         let decision = match event {
             PlacementEvent::Start { instance, .. } => Decision::Start(instance),
             PlacementEvent::Stop { instance, .. } => Decision::Stop(instance),
@@ -483,11 +483,20 @@ impl PlacementRuntime {
             }
             PlacementEvent::Duplicate { .. } => {
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                return;
+                return self.notify(notice);
             }
         };
         let _ = self.decisions.send(decision);
         self.publish(core);
+        // Told once the view shows it: a subscriber reads `running_here` on the news.
+        self.notify(notice);
+    }
+
+    fn notify(&self, notice: Option<PlacementNotice>) {
+        if let Some(notice) = notice {
+            // Nobody listening is fine: the stream is for whoever subscribed.
+            let _ = self.notices.send(notice);
+        }
     }
 
     /// Brings the `foundation_placement_*` metrics up to date.
