@@ -9,6 +9,7 @@
 pub mod config_files;
 pub mod core_input;
 pub mod crdt_canonical;
+pub mod federation_wire;
 pub mod frame_decoder;
 pub mod membership_datagram;
 pub mod replicated_records;
@@ -25,6 +26,7 @@ pub const TARGETS: &[Target] = &[
     ("config_files", config_files::check),
     ("core_input", core_input::check),
     ("crdt_canonical", crdt_canonical::check),
+    ("federation_wire", federation_wire::check),
     ("frame_decoder", frame_decoder::check),
     ("membership_datagram", membership_datagram::check),
     ("replicated_records", replicated_records::check),

@@ -32,6 +32,7 @@ pub fn all(root: &Path) -> Vec<(&'static str, Seeds)> {
         ("storage_records", storage()),
         ("membership_datagram", membership(root)),
         ("sealed_datagram", sealed()),
+        ("federation_wire", federation()),
     ]
 }
 
@@ -399,4 +400,102 @@ fn sealed() -> Seeds {
             run(&[&genuine[3][..20]]),
         ],
     )
+}
+
+/// A gateway's requests and replies as a linked cluster's gateway sends them, and the relay
+/// service's, carrying directories with entries for the receiver, its hub and a third cluster.
+fn federation() -> Seeds {
+    use std::collections::BTreeMap;
+
+    use foundation_core::federation::wire::{
+        FederationReply, FederationRequest, ForwardedCall, RelayError, RelayReply, RelayRequest,
+        RemoteCallError,
+    };
+    use foundation_core::federation::{
+        BridgeReceipt, BridgedMessage, ExportedService, FederationError, GlobalDirectory,
+    };
+    use foundation_core::ClusterName;
+    let mut directory = GlobalDirectory::default();
+    for (i, cluster) in ["hub", "edge", "home", "far"].into_iter().enumerate() {
+        let services = BTreeMap::from([
+            ("orders".to_owned(), ExportedService { healthy: 3 }),
+            (format!("svc-{i}"), ExportedService { healthy: 0 }),
+        ]);
+        let cluster = ClusterName::new(cluster).unwrap();
+        let writer = foundation_core::NodeId::from_u128(i as u128 + 7);
+        directory.write_local(&cluster, writer, services);
+    }
+    let trace = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .expect("a traceparent");
+    let call = ForwardedCall {
+        service: "orders".into(),
+        body: b"request".to_vec(),
+        deadline_micros: 2_000_000,
+        trace,
+    };
+    let requests = [
+        FederationRequest::Probe {
+            directory: directory.clone(),
+        },
+        FederationRequest::Push {
+            directory: directory.clone(),
+        },
+        FederationRequest::Call {
+            service: call.service.clone(),
+            body: call.body.clone(),
+            deadline_micros: call.deadline_micros,
+            trace,
+        },
+        FederationRequest::Bridge(vec![BridgedMessage {
+            topic: "orders.created".into(),
+            payload: b"{}".to_vec(),
+            trace,
+        }]),
+        FederationRequest::Transit {
+            target: "edge".into(),
+            call: call.clone(),
+        },
+        FederationRequest::Via {
+            origin: "far".into(),
+            call,
+        },
+    ];
+    let replies = [
+        FederationReply::Probe { directory },
+        FederationReply::Call(Ok(b"answer".to_vec())),
+        FederationReply::Call(Err(RemoteCallError::Federation(
+            FederationError::UnknownCluster("nowhere".into()),
+        ))),
+        FederationReply::Pushed,
+        FederationReply::Refused("not linked".into()),
+        FederationReply::Bridged(BridgeReceipt {
+            accepted: 1,
+            refused: 2,
+            overloaded: 3,
+        }),
+    ];
+    let relays = [
+        RelayRequest::Call {
+            cluster: "hub".into(),
+            service: "orders".into(),
+            body: vec![1, 2],
+        },
+        RelayRequest::Lookup {
+            cluster: "edge".into(),
+            service: "orders".into(),
+        },
+    ];
+    let relay_replies: [RelayReply; 2] = [
+        Ok(b"body".to_vec()),
+        Err(RelayError::Remote(RemoteCallError::DeadlineExceeded)),
+    ];
+    let lookup = Some(ExportedService { healthy: 5 });
+    let encode = |v: &dyn erased::Encode| v.bytes();
+    let mut items: Vec<Vec<u8>> = Vec::new();
+    items.extend(requests.iter().map(|r| encode(r)));
+    items.extend(replies.iter().map(|r| encode(r)));
+    items.extend(relays.iter().map(|r| encode(r)));
+    items.extend(relay_replies.iter().map(|r| encode(r)));
+    items.push(encode(&lookup));
+    named("federation", items)
 }
