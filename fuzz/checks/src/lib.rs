@@ -6,6 +6,7 @@
 //! A check panics when its property fails, which is how libFuzzer and the test harness both
 //! learn of a finding.
 
+pub mod agent_sessions;
 pub mod config_files;
 pub mod core_input;
 pub mod crdt_canonical;
@@ -23,6 +24,7 @@ pub type Target = (&'static str, fn(&[u8]));
 
 /// Every fuzz target whose check lives here.
 pub const TARGETS: &[Target] = &[
+    ("agent_sessions", agent_sessions::check),
     ("config_files", config_files::check),
     ("core_input", core_input::check),
     ("crdt_canonical", crdt_canonical::check),
