@@ -19,8 +19,8 @@ pub const MAX_CLUSTERS: usize = 256;
 pub const MAX_SERVICES: usize = 4096;
 /// Longest service name accepted from a peer.
 pub const MAX_SERVICE_NAME: usize = 256;
-/// Highest entry version accepted from a peer: far above what one raise per change reaches,
-/// and far enough below `u64::MAX` that this gateway can always write its own entry above it.
+/// Highest entry version accepted from a peer, and written: far above what one raise per
+/// change reaches, so only a forged entry meets it.
 pub const MAX_VERSION: u64 = u64::MAX / 2;
 
 /// What a cluster says about one exported service.
@@ -178,8 +178,9 @@ impl GlobalDirectory {
     ) -> bool {
         let version = match self.clusters.get(local) {
             Some(current) if current.services == services => return false,
-            // Entries from peers stop at MAX_VERSION, so this never saturates in practice.
-            Some(current) => current.version.saturating_add(1),
+            // Capped so what this gateway sends stays acceptable to its peers: only a peer
+            // that forged this cluster's entry at the cap can hold it there.
+            Some(current) => current.version.saturating_add(1).min(MAX_VERSION),
             None => 1,
         };
         let exports = ClusterExports {
@@ -219,7 +220,8 @@ mod tests {
     }
 
     /// Found by the `federation_wire` fuzz target: a peer's copy of this gateway's own entry
-    /// at `u64::MAX` made the gateway's next write of it overflow.
+    /// at `u64::MAX` made the gateway's next write of it overflow, and one at the cap made it
+    /// write a version its peers refuse.
     #[test]
     fn an_entry_version_no_gateway_reaches_is_refused() {
         let home = cluster("home");
@@ -238,7 +240,12 @@ mod tests {
         let mut ours = written(&[]);
         ours.merge(&theirs);
         assert!(ours.write_local(&home, NodeId::from_u128(1), services(&[("b", 1)])));
-        assert_eq!(ours.cluster(&home).unwrap().version, MAX_VERSION + 1);
+        assert_eq!(ours.cluster(&home).unwrap().version, MAX_VERSION);
+        assert_eq!(
+            ours.validate(),
+            Ok(()),
+            "what it sends its peers stays acceptable"
+        );
     }
 
     proptest! {
