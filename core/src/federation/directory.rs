@@ -19,6 +19,9 @@ pub const MAX_CLUSTERS: usize = 256;
 pub const MAX_SERVICES: usize = 4096;
 /// Longest service name accepted from a peer.
 pub const MAX_SERVICE_NAME: usize = 256;
+/// Highest entry version accepted from a peer, and written: far above what one raise per
+/// change reaches, so only a forged entry meets it.
+pub const MAX_VERSION: u64 = u64::MAX / 2;
 
 /// What a cluster says about one exported service.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -39,6 +42,30 @@ pub struct ClusterExports {
 }
 
 impl ClusterExports {
+    /// Checks `cluster`'s entry from a peer against the limits.
+    fn validate(&self, cluster: &ClusterName) -> Result<(), DirectoryError> {
+        if self.version > MAX_VERSION {
+            return Err(DirectoryError::BadVersion {
+                cluster: cluster.as_str().to_owned(),
+                version: self.version,
+            });
+        }
+        if self.services.len() > MAX_SERVICES {
+            return Err(DirectoryError::TooManyServices {
+                cluster: cluster.as_str().to_owned(),
+                count: self.services.len(),
+            });
+        }
+        let bad = self
+            .services
+            .keys()
+            .find(|name| name.is_empty() || name.len() > MAX_SERVICE_NAME);
+        match bad {
+            Some(name) => Err(DirectoryError::BadService(name.len())),
+            None => Ok(()),
+        }
+    }
+
     fn order(&self) -> (u64, NodeId, &BTreeMap<String, ExportedService>) {
         (self.version, self.writer, &self.services)
     }
@@ -64,6 +91,14 @@ pub enum DirectoryError {
     /// An empty or overlong service name.
     #[error("invalid service name in directory (length {0})")]
     BadService(usize),
+    /// An entry's version above [`MAX_VERSION`], which no gateway reaches by its changes.
+    #[error("cluster {cluster}'s entry has version {version}, at most {MAX_VERSION} accepted")]
+    BadVersion {
+        /// The cluster.
+        cluster: String,
+        /// The version it claimed.
+        version: u64,
+    },
 }
 
 /// The global directory of exported services, by cluster.
@@ -93,19 +128,7 @@ impl GlobalDirectory {
             if ClusterName::new(cluster.as_str()).is_err() {
                 return Err(DirectoryError::BadCluster(cluster.as_str().to_owned()));
             }
-            if exports.services.len() > MAX_SERVICES {
-                return Err(DirectoryError::TooManyServices {
-                    cluster: cluster.as_str().to_owned(),
-                    count: exports.services.len(),
-                });
-            }
-            let bad = exports
-                .services
-                .keys()
-                .find(|name| name.is_empty() || name.len() > MAX_SERVICE_NAME);
-            if let Some(name) = bad {
-                return Err(DirectoryError::BadService(name.len()));
-            }
+            exports.validate(cluster)?;
         }
         Ok(())
     }
@@ -155,7 +178,9 @@ impl GlobalDirectory {
     ) -> bool {
         let version = match self.clusters.get(local) {
             Some(current) if current.services == services => return false,
-            Some(current) => current.version + 1,
+            // Capped so what this gateway sends stays acceptable to its peers: only a peer
+            // that forged this cluster's entry at the cap can hold it there.
+            Some(current) => current.version.saturating_add(1).min(MAX_VERSION),
             None => 1,
         };
         let exports = ClusterExports {
@@ -192,6 +217,35 @@ mod tests {
             directory.write_local(&name, NodeId::from_u128(u128::from(*w % 2)), list);
         }
         directory
+    }
+
+    /// Found by the `federation_wire` fuzz target: a peer's copy of this gateway's own entry
+    /// at `u64::MAX` made the gateway's next write of it overflow, and one at the cap made it
+    /// write a version its peers refuse.
+    #[test]
+    fn an_entry_version_no_gateway_reaches_is_refused() {
+        let home = cluster("home");
+        let mut theirs = written(&[]);
+        theirs.write_local(&home, NodeId::from_u128(2), services(&[("a", 1)]));
+        theirs.clusters.get_mut(&home).unwrap().version = u64::MAX;
+        assert!(matches!(
+            theirs.validate(),
+            Err(DirectoryError::BadVersion {
+                version: u64::MAX,
+                ..
+            })
+        ));
+        theirs.clusters.get_mut(&home).unwrap().version = MAX_VERSION;
+        assert_eq!(theirs.validate(), Ok(()));
+        let mut ours = written(&[]);
+        ours.merge(&theirs);
+        assert!(ours.write_local(&home, NodeId::from_u128(1), services(&[("b", 1)])));
+        assert_eq!(ours.cluster(&home).unwrap().version, MAX_VERSION);
+        assert_eq!(
+            ours.validate(),
+            Ok(()),
+            "what it sends its peers stays acceptable"
+        );
     }
 
     proptest! {

@@ -42,7 +42,7 @@ pub use bridge::{
 };
 pub use directory::{
     ClusterExports, DirectoryError, ExportedService, GlobalDirectory, MAX_CLUSTERS, MAX_SERVICES,
-    MAX_SERVICE_NAME,
+    MAX_SERVICE_NAME, MAX_VERSION,
 };
 pub use error::{FederationConfigError, FederationError};
 pub use exports::exported;

@@ -149,7 +149,9 @@ impl<'a> From<PublishedV0<'a>> for Published<'a> {
             payload: v0.payload,
             trace: Some(v0.trace),
             reliable: v0.reliable,
-            oldest: v0.oldest,
+            // Only a stream has an oldest place; the packed layout cannot carry one without
+            // it, so a value here would not survive the batch it is relayed in.
+            oldest: v0.reliable.map_or(0, |_| v0.oldest),
             origin: v0.origin,
         }
     }
@@ -288,4 +290,27 @@ pub struct Sequenced {
     pub stream: u64,
     /// Position in the stream, from 1 without gaps.
     pub seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `services_wire` fuzz target: an earlier release's message with an oldest
+    /// place but no stream read back with it, and packed again it read back without.
+    #[test]
+    fn an_oldest_place_without_a_stream_is_read_as_none() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut message = PublishedV0 {
+            topic: "orders",
+            payload: Raw(b"x"),
+            trace: crate::services::trace::parse_traceparent(traceparent).expect("a trace"),
+            reliable: None,
+            oldest: 240,
+            origin: None,
+        };
+        assert_eq!(Published::from(message).oldest, 0);
+        message.reliable = Some(Sequenced { stream: 3, seq: 9 });
+        assert_eq!(Published::from(message).oldest, 240, "a stream keeps it");
+    }
 }

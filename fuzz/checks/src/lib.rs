@@ -6,9 +6,11 @@
 //! A check panics when its property fails, which is how libFuzzer and the test harness both
 //! learn of a finding.
 
+pub mod agent_sessions;
 pub mod config_files;
 pub mod core_input;
 pub mod crdt_canonical;
+pub mod federation_wire;
 pub mod frame_decoder;
 pub mod membership_datagram;
 pub mod replicated_records;
@@ -22,9 +24,11 @@ pub type Target = (&'static str, fn(&[u8]));
 
 /// Every fuzz target whose check lives here.
 pub const TARGETS: &[Target] = &[
+    ("agent_sessions", agent_sessions::check),
     ("config_files", config_files::check),
     ("core_input", core_input::check),
     ("crdt_canonical", crdt_canonical::check),
+    ("federation_wire", federation_wire::check),
     ("frame_decoder", frame_decoder::check),
     ("membership_datagram", membership_datagram::check),
     ("replicated_records", replicated_records::check),

@@ -32,6 +32,8 @@ pub fn all(root: &Path) -> Vec<(&'static str, Seeds)> {
         ("storage_records", storage()),
         ("membership_datagram", membership(root)),
         ("sealed_datagram", sealed()),
+        ("federation_wire", federation()),
+        ("agent_sessions", sessions()),
     ]
 }
 
@@ -399,4 +401,279 @@ fn sealed() -> Seeds {
             run(&[&genuine[3][..20]]),
         ],
     )
+}
+
+/// A gateway's requests and replies as a linked cluster's gateway sends them, and the relay
+/// service's, carrying directories with entries for the receiver, its hub and a third cluster.
+fn federation() -> Seeds {
+    use std::collections::BTreeMap;
+
+    use foundation_core::federation::wire::{
+        FederationReply, FederationRequest, ForwardedCall, RelayError, RelayReply, RelayRequest,
+        RemoteCallError,
+    };
+    use foundation_core::federation::{
+        BridgeReceipt, BridgedMessage, ExportedService, FederationError, GlobalDirectory,
+    };
+    use foundation_core::ClusterName;
+    let mut directory = GlobalDirectory::default();
+    for (i, cluster) in ["hub", "edge", "home", "far"].into_iter().enumerate() {
+        let services = BTreeMap::from([
+            ("orders".to_owned(), ExportedService { healthy: 3 }),
+            (format!("svc-{i}"), ExportedService { healthy: 0 }),
+        ]);
+        let cluster = ClusterName::new(cluster).unwrap();
+        let writer = foundation_core::NodeId::from_u128(i as u128 + 7);
+        directory.write_local(&cluster, writer, services);
+    }
+    let trace = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .expect("a traceparent");
+    let call = ForwardedCall {
+        service: "orders".into(),
+        body: b"request".to_vec(),
+        deadline_micros: 2_000_000,
+        trace,
+    };
+    let requests = [
+        FederationRequest::Probe {
+            directory: directory.clone(),
+        },
+        FederationRequest::Push {
+            directory: directory.clone(),
+        },
+        FederationRequest::Call {
+            service: call.service.clone(),
+            body: call.body.clone(),
+            deadline_micros: call.deadline_micros,
+            trace,
+        },
+        FederationRequest::Bridge(vec![BridgedMessage {
+            topic: "orders.created".into(),
+            payload: b"{}".to_vec(),
+            trace,
+        }]),
+        FederationRequest::Transit {
+            target: "edge".into(),
+            call: call.clone(),
+        },
+        FederationRequest::Via {
+            origin: "far".into(),
+            call,
+        },
+    ];
+    let replies = [
+        FederationReply::Probe { directory },
+        FederationReply::Call(Ok(b"answer".to_vec())),
+        FederationReply::Call(Err(RemoteCallError::Federation(
+            FederationError::UnknownCluster("nowhere".into()),
+        ))),
+        FederationReply::Pushed,
+        FederationReply::Refused("not linked".into()),
+        FederationReply::Bridged(BridgeReceipt {
+            accepted: 1,
+            refused: 2,
+            overloaded: 3,
+        }),
+    ];
+    let relays = [
+        RelayRequest::Call {
+            cluster: "hub".into(),
+            service: "orders".into(),
+            body: vec![1, 2],
+        },
+        RelayRequest::Lookup {
+            cluster: "edge".into(),
+            service: "orders".into(),
+        },
+    ];
+    let relay_replies: [RelayReply; 2] = [
+        Ok(b"body".to_vec()),
+        Err(RelayError::Remote(RemoteCallError::DeadlineExceeded)),
+    ];
+    let lookup = Some(ExportedService { healthy: 5 });
+    let encode = |v: &dyn erased::Encode| v.bytes();
+    let mut items: Vec<Vec<u8>> = Vec::new();
+    items.extend(requests.iter().map(|r| encode(r)));
+    items.extend(replies.iter().map(|r| encode(r)));
+    items.extend(relays.iter().map(|r| encode(r)));
+    items.extend(relay_replies.iter().map(|r| encode(r)));
+    items.push(encode(&lookup));
+    named("federation", items)
+}
+
+/// One session per mechanism: a participant count byte, the mechanism, then answers of the
+/// kind it asks for, one per ask in the order the driver asks them.
+fn sessions() -> Seeds {
+    use foundation_agents::auction::sealed::Pricing;
+    use foundation_agents::auction::vcg::BundleBid;
+    use foundation_agents::market::double::{ClearingRule, Side};
+    use foundation_agents::negotiation::strategy::Role;
+    use foundation_agents::voting::{Ballot, Method};
+    use foundation_agents::Money;
+    use foundation_core::agents::sessions::{Answer, Mechanism, SessionAnswer};
+    use foundation_core::vars::SessionId;
+    let text = String::from;
+    let cases: Vec<(u8, Mechanism, Vec<Answer>)> = vec![
+        (
+            3,
+            Mechanism::SealedBid {
+                item: text("slot"),
+                pricing: Pricing::SecondPrice,
+                reserve: Money(10),
+            },
+            vec![
+                Answer::Bid(Money(50)),
+                Answer::Bid(Money(80)),
+                Answer::Decline,
+                Answer::Bid(Money(5)),
+            ],
+        ),
+        (
+            2,
+            Mechanism::Vote {
+                question: text("mode"),
+                candidates: vec![text("a"), text("b"), text("c")],
+                method: Method::Schulze,
+                quorum: 0.5,
+            },
+            vec![
+                Answer::Ballot(Ballot::Ranking(vec![2, 0, 1])),
+                Answer::Ballot(Ballot::Ranking(vec![0, 2])),
+                Answer::Ballot(Ballot::Approval(vec![1])),
+            ],
+        ),
+        (
+            1,
+            Mechanism::English {
+                item: text("slot"),
+                start: Money(10),
+                increment: Money(5),
+            },
+            vec![Answer::Accept; 6],
+        ),
+        (
+            2,
+            Mechanism::Dutch {
+                item: text("slot"),
+                start: Money(100),
+                decrement: Money(10),
+                floor: Money(20),
+            },
+            vec![
+                Answer::Decline,
+                Answer::Decline,
+                Answer::Decline,
+                Answer::Accept,
+            ],
+        ),
+        (
+            2,
+            Mechanism::ContractNet {
+                task: text("build"),
+                max_cost: Some(Money(500)),
+            },
+            vec![
+                Answer::Bid(Money(300)),
+                Answer::Bid(Money(200)),
+                Answer::Decline,
+            ],
+        ),
+        (
+            1,
+            Mechanism::Combinatorial {
+                name: text("spectrum"),
+                items: vec![text("a"), text("b")],
+            },
+            vec![
+                Answer::Bundles(vec![
+                    BundleBid {
+                        bundle: 0b01,
+                        value: Money(10),
+                    },
+                    BundleBid {
+                        bundle: 0b11,
+                        value: Money(25),
+                    },
+                ]),
+                Answer::Bundles(vec![BundleBid {
+                    bundle: 0b10,
+                    value: Money(12),
+                }]),
+            ],
+        ),
+        (
+            1,
+            Mechanism::Negotiation {
+                subject: text("price"),
+                buyer: text("agent-0"),
+                seller: text("agent-1"),
+                first_mover: Role::Buyer,
+                rounds_max: 4,
+            },
+            vec![
+                Answer::Offer(10.0),
+                Answer::Offer(30.0),
+                Answer::Offer(20.0),
+                Answer::Accept,
+            ],
+        ),
+        (
+            3,
+            Mechanism::Market {
+                name: text("power"),
+                rule: ClearingRule::McAfee,
+            },
+            vec![
+                Answer::Order {
+                    side: Side::Buy,
+                    quantity: 5,
+                    limit: 12.5,
+                },
+                Answer::Order {
+                    side: Side::Sell,
+                    quantity: 3,
+                    limit: 10.0,
+                },
+                Answer::Order {
+                    side: Side::Buy,
+                    quantity: 1,
+                    limit: f64::NAN,
+                },
+                Answer::Order {
+                    side: Side::Sell,
+                    quantity: u64::MAX,
+                    limit: 1.0,
+                },
+            ],
+        ),
+        (
+            1,
+            Mechanism::Tatonnement {
+                market: text("grain"),
+                supply: vec![10.0, 4.0],
+                step: 0.1,
+                tolerance: 0.01,
+                rounds_max: 8,
+            },
+            (0..8)
+                .map(|i| Answer::Excess(vec![1.0 / f64::from(i + 1), -0.5]))
+                .collect(),
+        ),
+    ];
+    let items = cases
+        .into_iter()
+        .map(|(participants, mechanism, answers)| {
+            let mut bytes = vec![participants];
+            bytes.extend(postcard::to_stdvec(&mechanism).expect("a mechanism encodes"));
+            for answer in answers {
+                let answer = SessionAnswer {
+                    session: SessionId(7),
+                    answer,
+                };
+                bytes.extend(postcard::to_stdvec(&answer).expect("an answer encodes"));
+            }
+            bytes
+        })
+        .collect();
+    named("session", items)
 }
