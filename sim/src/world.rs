@@ -1738,7 +1738,9 @@ impl World {
     fn trace_member_event(&mut self, slot: usize, kind: &str, v: &MemberView) {
         let now = self.now_us;
         // A member's own slot, from its address, or else the slot its id had.
-        let who = self.listening(v.node_addr()).or_else(|| self.by_id.get(&v.id).copied());
+        let who = self
+            .listening(v.node_addr())
+            .or_else(|| self.by_id.get(&v.id).copied());
         let tail = who.map(|who| self.member_texts.of(who, v.generation));
         self.trace.line_with(|text| {
             text.push_stamp(now);
