@@ -458,3 +458,38 @@ fn silence_is_never_reported_as_convergence() {
         Err(ConfigError::Empty { .. })
     ));
 }
+
+#[test]
+fn answers_too_large_to_aggregate_leave_prices_and_residual_finite() {
+    // Each answer is finite, but their sum overflows, and one alone moves a price past f64's
+    // range: the round cannot measure the market, so it repeats its prices as an incomplete
+    // round does, instead of ending on infinite or NaN prices.
+    let config = TatonnementConfig {
+        rounds_max: 3,
+        ..TatonnementConfig::default()
+    };
+    let agents = [AgentId(1), AgentId(2)];
+    let mut a = Auctioneer::new(vec![1.0, 1e-300], agents, config, Time(0)).expect("valid");
+    let before = a.prices().to_vec();
+    let mut outcome = None;
+    for round in 0..3usize {
+        let at = Time(1 + 2 * round as u64);
+        a.submit(at, AgentId(1), round, vec![f64::MAX, f64::MAX])
+            .expect("finite");
+        a.submit(at, AgentId(2), round, vec![f64::MAX, -1.0])
+            .expect("finite");
+        outcome = a.end_round(Time(2 + 2 * round as u64));
+        assert_eq!(a.prices(), &before[..], "round {round}");
+        a.invariants()
+            .expect("prices stay a normalised positive vector");
+    }
+    match outcome {
+        Some(TatonnementOutcome::NotConverged {
+            residual, prices, ..
+        }) => {
+            assert!(residual.is_none_or(f64::is_finite), "{residual:?}");
+            assert!(prices.iter().all(|p| p.is_finite()), "{prices:?}");
+        }
+        other => panic!("out of rounds, not converged: {other:?}"),
+    }
+}

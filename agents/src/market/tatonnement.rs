@@ -155,7 +155,8 @@ pub enum TatonnementOutcome {
         /// Rounds used.
         rounds: usize,
         /// Largest |excess demand| / supply at `prices`; `None` when someone was silent in the last
-        /// round, so the market's excess demand is unknown.
+        /// round, or its answers added up beyond f64's range, so the market's excess demand is
+        /// unknown.
         residual: Option<f64>,
         /// Participants that answered the last round.
         answered: usize,
@@ -365,8 +366,12 @@ impl Auctioneer {
         let participants = self.participants.len();
         self.absent_last_round = participants - answered;
         self.answers.clear();
-        // Only a round everyone answered measures the market.
-        let residual = (answered == participants).then(|| residual(&total, &self.supply));
+        // Only a round everyone answered measures the market, and only if its answers add up
+        // within f64's range: each is finite, their sum need not be.
+        let measured = answered == participants && total.iter().all(|t| t.is_finite());
+        let residual = measured
+            .then(|| residual(&total, &self.supply))
+            .filter(|r| r.is_finite());
         let (prices, rounds) = (self.prices.clone(), self.round + 1);
         match residual {
             Some(residual) if residual <= self.config.tolerance => {
@@ -397,7 +402,12 @@ impl Auctioneer {
     /// Moves prices on a complete round (an incomplete one repeats its prices) and announces.
     fn next_round(&mut self, now: Time, complete: bool, total: &[f64]) {
         if complete {
-            self.prices = adjust(&self.prices, total, &self.supply, self.config.step);
+            let next = adjust(&self.prices, total, &self.supply, self.config.step);
+            // A step past f64's range (a huge excess over a tiny supply) cannot be normalised:
+            // the round repeats its prices, as one that did not measure the market does.
+            if next.iter().all(|p| p.is_finite() && *p > 0.0) {
+                self.prices = next;
+            }
         }
         self.round += 1;
         // Never before the previous deadline, even if the driver's clock stepped back.
@@ -480,7 +490,7 @@ impl Auctioneer {
             }) => {
                 *rounds >= self.config.rounds_max
                     && residual.is_none_or(|r| r > self.config.tolerance)
-                    && residual.is_some() == (answered == participants)
+                    && (residual.is_none() || answered == participants)
                     && *participants == self.participants.len()
                     && *prices == self.prices
             }
