@@ -306,12 +306,10 @@ fn partitioned_callers_elsewhere_wait_for_the_one_computation_at_the_owner() {
     );
 }
 
-#[test]
-fn an_owner_change_of_value_invalidates_near_copies() {
-    let settings = CacheSettings::new("p", Mode::Partitioned);
-    let mut net = Net::new(2, &settings);
-    let now = Instant::ZERO;
-    let key = key_owned_by(&mut net, "p", 2);
+/// A key of partitioned cache "p" owned by node 2, put there as "v1" and read from node 1,
+/// which keeps a near copy of it.
+fn near_copy_on_node_1(net: &mut Net, now: Instant) -> Vec<u8> {
+    let key = key_owned_by(net, "p", 2);
     net.node(2)
         .put(now, "p", &key, Bytes::from_static(b"v1"), None)
         .expect("puts");
@@ -321,6 +319,15 @@ fn an_owner_change_of_value_invalidates_near_copies() {
         done(&net.take_events(1), read),
         Some(Ok(Some(Bytes::from_static(b"v1"))))
     );
+    key
+}
+
+#[test]
+fn an_owner_change_of_value_invalidates_near_copies() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = near_copy_on_node_1(&mut net, now);
     assert_eq!(
         net.node(1).get(now, "p", &key, SEC),
         Ok(Started::Ready(Some(Bytes::from_static(b"v1")))),
@@ -343,16 +350,7 @@ fn a_put_away_from_the_owner_drops_the_near_copy_so_a_read_there_gets_the_put() 
     let settings = CacheSettings::new("p", Mode::Partitioned);
     let mut net = Net::new(2, &settings);
     let now = Instant::ZERO;
-    let key = key_owned_by(&mut net, "p", 2);
-    net.node(2)
-        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
-        .expect("puts");
-    let read = pending(net.node(1).get(now, "p", &key, SEC));
-    net.settle(now);
-    assert_eq!(
-        done(&net.take_events(1), read),
-        Some(Ok(Some(Bytes::from_static(b"v1"))))
-    );
+    let key = near_copy_on_node_1(&mut net, now);
     net.node(1)
         .put(now, "p", &key, Bytes::from_static(b"v2"), None)
         .expect("puts");
