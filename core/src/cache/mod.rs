@@ -482,6 +482,9 @@ struct Pending {
     until: Instant,
     /// The highest version an invalidation told us of while waiting.
     floor: u64,
+    /// A put of ours to this key went out after the request: the answer may be from before
+    /// it, so it is served (it was asked first) but not kept as a near copy.
+    overtaken: bool,
 }
 
 /// Every cache declared on one node.
@@ -811,6 +814,7 @@ impl Caches {
                 asked: owner,
                 until: now + within,
                 floor: 0,
+                overtaken: false,
             },
         );
         self.ask(now, req);
@@ -875,8 +879,13 @@ impl Caches {
         if owner != self.me.node {
             // Our near copy is older than this put, and the owner's invalidation is a round
             // trip away: a read here right after the put asks the owner instead, behind the
-            // put on the same ordered channel.
+            // put on the same ordered channel. Reads already asked may bring back a value from
+            // before the put: none of them leaves a near copy.
             cache.store.remove(key);
+            self.pending
+                .values_mut()
+                .filter(|p| p.cache == name && p.key == key)
+                .for_each(|p| p.overtaken = true);
         }
         let message = CacheMessage::Put {
             cache: name.to_owned(),
@@ -1349,7 +1358,8 @@ impl Caches {
             let ttl = found
                 .ttl_ms
                 .map_or(near_ttl, |ms| Duration::from_millis(ms).min(near_ttl));
-            if found.owner.node != self.me.node && Some(found.owner) == self.life_of(p.asked) {
+            let keep = !p.overtaken && found.owner.node != self.me.node;
+            if keep && Some(found.owner) == self.life_of(p.asked) {
                 let entry = Entry {
                     value: value.clone(),
                     version: found.version,

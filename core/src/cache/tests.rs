@@ -398,6 +398,47 @@ fn an_answer_older_than_an_invalidation_that_reached_the_reader_is_not_served() 
     );
 }
 
+/// A read in flight when this node puts the key may be answered with the value from before
+/// the put: the caller gets it (it asked first), but it is not kept as a near copy, which
+/// would serve it after the put until the owner's invalidation came back.
+#[test]
+fn an_answer_overtaken_by_our_own_put_is_not_kept_as_a_near_copy() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
+        .expect("puts");
+    let first = pending(net.node(1).get(now, "p", &key, SEC));
+    // The owner answers v1, and the answer is held back ...
+    net.hold_to = Some(NodeId::from_u128(1));
+    net.settle(now);
+    let (from, _, answer) = net.held.pop().expect("the answer");
+    // ... while node 1 puts v2 (the owner's invalidation of it is held back too).
+    net.node(1)
+        .put(now, "p", &key, Bytes::from_static(b"v2"), None)
+        .expect("puts");
+    net.settle(now);
+    net.node(1).received(now, from, answer);
+    net.hold_to = None;
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), first),
+        Some(Ok(Some(Bytes::from_static(b"v1")))),
+        "the read asked before the put"
+    );
+    let second = net.node(1).get(now, "p", &key, SEC);
+    let Ok(Started::Pending(second)) = second else {
+        panic!("a read after the put asks the owner, not a near copy from before it: {second:?}");
+    };
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), second),
+        Some(Ok(Some(Bytes::from_static(b"v2"))))
+    );
+}
+
 #[test]
 fn when_the_owner_leaves_waiters_ask_the_new_owner_and_near_copies_go() {
     let settings = CacheSettings::new("p", Mode::Partitioned);
