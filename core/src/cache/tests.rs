@@ -363,20 +363,28 @@ fn a_put_away_from_the_owner_drops_the_near_copy_so_a_read_there_gets_the_put() 
     );
 }
 
+/// A key of partitioned cache "p" owned by node 2 and put there as "v1"; node 1's read of
+/// it (the request number), and the owner's answer, held back with whatever else is sent to
+/// node 1 until `hold_to` is cleared.
+fn answer_of_v1_held_back(net: &mut Net, now: Instant) -> (Vec<u8>, u64, (NodeId, CacheMessage)) {
+    let key = key_owned_by(net, "p", 2);
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
+        .expect("puts");
+    let read = pending(net.node(1).get(now, "p", &key, SEC));
+    net.hold_to = Some(NodeId::from_u128(1));
+    net.settle(now);
+    let (from, _, answer) = net.held.pop().expect("the answer");
+    (key, read, (from, answer))
+}
+
 #[test]
 fn an_answer_older_than_an_invalidation_that_reached_the_reader_is_not_served() {
     let settings = CacheSettings::new("p", Mode::Partitioned);
     let mut net = Net::new(2, &settings);
     let now = Instant::ZERO;
-    let key = key_owned_by(&mut net, "p", 2);
-    net.node(2)
-        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
-        .expect("puts");
-    let read = pending(net.node(1).get(now, "p", &key, SEC));
     // The owner answers v1, but the answer is held back ...
-    net.hold_to = Some(NodeId::from_u128(1));
-    net.settle(now);
-    let (from, _, answer) = net.held.pop().expect("the answer");
+    let (key, read, (from, answer)) = answer_of_v1_held_back(&mut net, now);
     net.hold_to = None;
     // ... while the owner takes v2 and its invalidation reaches node 1 first.
     net.node(2)
@@ -406,15 +414,8 @@ fn an_answer_overtaken_by_our_own_put_is_not_kept_as_a_near_copy() {
     let settings = CacheSettings::new("p", Mode::Partitioned);
     let mut net = Net::new(2, &settings);
     let now = Instant::ZERO;
-    let key = key_owned_by(&mut net, "p", 2);
-    net.node(2)
-        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
-        .expect("puts");
-    let first = pending(net.node(1).get(now, "p", &key, SEC));
     // The owner answers v1, and the answer is held back ...
-    net.hold_to = Some(NodeId::from_u128(1));
-    net.settle(now);
-    let (from, _, answer) = net.held.pop().expect("the answer");
+    let (key, first, (from, answer)) = answer_of_v1_held_back(&mut net, now);
     // ... while node 1 puts v2 (the owner's invalidation of it is held back too).
     net.node(1)
         .put(now, "p", &key, Bytes::from_static(b"v2"), None)
