@@ -8,9 +8,9 @@
 //! valid, and taking it in again changes nothing (the directory is a CRDT).
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
 use std::time::Duration;
 
+use crate::round_trip;
 use foundation_core::federation::wire::{
     FederationReply, FederationRequest, RelayReply, RelayRequest,
 };
@@ -19,7 +19,6 @@ use foundation_core::federation::{
 };
 use foundation_core::time::Instant;
 use foundation_core::{ClusterName, NodeId};
-use serde::{de::DeserializeOwned, Serialize};
 
 /// Checks the properties above on one input; panics if one fails.
 pub fn check(data: &[u8]) {
@@ -33,14 +32,6 @@ pub fn check(data: &[u8]) {
     }
     if let Ok(FederationReply::Probe { directory }) = postcard::from_bytes(data) {
         take_in(&directory);
-    }
-}
-
-fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8]) {
-    if let Ok(value) = postcard::from_bytes::<T>(data) {
-        let bytes = postcard::to_stdvec(&value).expect("a decoded value encodes");
-        let again = postcard::from_bytes::<T>(&bytes).expect("an encoding decodes");
-        assert_eq!(again, value, "decode(encode(v)) != v");
     }
 }
 

@@ -6,6 +6,10 @@
 //! A check panics when its property fails, which is how libFuzzer and the test harness both
 //! learn of a finding.
 
+use std::fmt::Debug;
+
+use serde::{de::DeserializeOwned, Serialize};
+
 pub mod agent_sessions;
 pub mod config_files;
 pub mod core_input;
@@ -37,3 +41,13 @@ pub const TARGETS: &[Target] = &[
     ("snapshot_file", snapshot_file::check),
     ("storage_records", storage_records::check),
 ];
+
+/// If `data` decodes as a `T` (postcard, as every wire message is), checks that the value
+/// encodes to bytes that decode to the same value.
+pub(crate) fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8]) {
+    if let Ok(value) = postcard::from_bytes::<T>(data) {
+        let bytes = postcard::to_stdvec(&value).expect("a decoded value encodes");
+        let again = postcard::from_bytes::<T>(&bytes).expect("an encoding decodes");
+        assert_eq!(again, value, "decode(encode(v)) != v");
+    }
+}

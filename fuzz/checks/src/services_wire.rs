@@ -8,13 +8,11 @@
 //! value; a batch never yields more messages than its count; the messages read from a packed
 //! batch, packed again, read back the same.
 
-use std::fmt::Debug;
-
+use crate::round_trip;
 use foundation_core::agents::wire::{AgentReply, AgentRequest};
 use foundation_core::services::wire::{
     decode_event, BatchBuilder, EventMessage, Published, RpcReply, RpcRequest, WireError,
 };
-use serde::{de::DeserializeOwned, Serialize};
 
 /// Checks the properties above on one input; panics if one fails.
 pub fn check(data: &[u8]) {
@@ -27,14 +25,6 @@ pub fn check(data: &[u8]) {
     }
     if let Ok(event) = decode_event(data) {
         event_round_trip(&event);
-    }
-}
-
-fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8]) {
-    if let Ok(value) = postcard::from_bytes::<T>(data) {
-        let bytes = postcard::to_stdvec(&value).expect("a decoded value encodes");
-        let again = postcard::from_bytes::<T>(&bytes).expect("an encoding decodes");
-        assert_eq!(again, value, "decode(encode(v)) != v");
     }
 }
 
