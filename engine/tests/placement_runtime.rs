@@ -100,6 +100,30 @@ fn drain(events: &mut broadcast::Receiver<PlacementNotice>) -> Vec<PlacementNoti
     got
 }
 
+/// A node alone in its cluster.
+async fn lone_node() -> foundation_engine::runtime::Node {
+    foundation_engine::runtime::Node::start(settings(vec![]))
+        .await
+        .expect("started")
+}
+
+/// Declares replicated workload `edge-{n}`, which runs only where tag `zone` is `zone-{n}`;
+/// its name, and the metadata that carries that tag.
+async fn zoned_workload(
+    placement: &foundation_engine::runtime::placement::PlacementHandle,
+    n: usize,
+) -> (String, foundation_engine::membership::NodeMetadata) {
+    let (name, zone) = (format!("edge-{n}"), format!("zone-{n}"));
+    let require = BTreeMap::from([("zone".to_owned(), zone.clone())]);
+    placement
+        .replicated(&name, require, std::future::pending::<()>)
+        .await
+        .expect("declared");
+    let mut tagged = foundation_engine::membership::NodeMetadata::default();
+    tagged.tags.insert("zone".to_owned(), zone);
+    (name, tagged)
+}
+
 /// A majority of three must be seen before anything starts, so nodes that have not joined yet
 /// never each start one.
 fn majority() -> WorkloadSpec {
@@ -519,9 +543,7 @@ async fn replicated_runs_on_every_member_and_local_on_its_node() {
 /// published read as `Unknown` now and then).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declaration_shows_here_as_soon_as_it_returns() {
-    let node = foundation_engine::runtime::Node::start(settings(vec![]))
-        .await
-        .expect("started");
+    let node = lone_node().await;
     let placement = node.placement();
     for n in 0..300 {
         let name = format!("shards-{n}");
@@ -541,20 +563,11 @@ async fn a_declaration_shows_here_as_soon_as_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_tags_place_here_as_soon_as_set_metadata_returns() {
     use foundation_engine::membership::NodeMetadata;
-    let node = foundation_engine::runtime::Node::start(settings(vec![]))
-        .await
-        .expect("started");
+    let node = lone_node().await;
     let placement = node.placement();
     for n in 0..50 {
-        let (name, zone) = (format!("edge-{n}"), format!("zone-{n}"));
-        let require = BTreeMap::from([("zone".to_owned(), zone.clone())]);
-        placement
-            .replicated(&name, require, std::future::pending::<()>)
-            .await
-            .expect("declared");
+        let (name, tagged) = zoned_workload(&placement, n).await;
         assert!(!placement.running_here(&name, 0), "{name} runs untagged");
-        let mut tagged = NodeMetadata::default();
-        tagged.tags.insert("zone".to_owned(), zone);
         node.set_metadata(tagged).await;
         assert!(placement.running_here(&name, 0), "{name} not placed yet");
         node.set_metadata(NodeMetadata::default()).await;
@@ -569,9 +582,7 @@ async fn new_tags_place_here_as_soon_as_set_metadata_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn started_and_stopped_notices_agree_with_running_here() {
     use foundation_engine::membership::NodeMetadata;
-    let node = foundation_engine::runtime::Node::start(settings(vec![]))
-        .await
-        .expect("started");
+    let node = lone_node().await;
     let placement = node.placement();
     let mut notices = placement.events();
     let reader = placement.clone();
@@ -589,14 +600,7 @@ async fn started_and_stopped_notices_agree_with_running_here() {
     });
     let mut disagreed = Vec::new();
     for n in 0..50 {
-        let (name, zone) = (format!("edge-{n}"), format!("zone-{n}"));
-        let require = BTreeMap::from([("zone".to_owned(), zone.clone())]);
-        placement
-            .replicated(&name, require, std::future::pending::<()>)
-            .await
-            .expect("declared");
-        let mut tagged = NodeMetadata::default();
-        tagged.tags.insert("zone".to_owned(), zone);
+        let (name, tagged) = zoned_workload(&placement, n).await;
         for metadata in [tagged, NodeMetadata::default()] {
             node.set_metadata(metadata).await;
             let (workload, told, shown) = verdict.recv().await.expect("a notice");
