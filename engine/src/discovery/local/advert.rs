@@ -164,7 +164,9 @@ fn read_peer(path: &Path, stem: &str, cluster: &str) -> Option<(Peer, u32)> {
 fn read_valid(path: &Path, stem: &str, cluster: &str) -> Option<(Advert, Peer)> {
     let advert = read_advert(path)?;
     let id: NodeId = advert.id.parse().ok()?;
-    let valid = advert.id == stem
+    // Other spellings parse to the same id: one node must have one file, and ours must be ours.
+    let valid = advert.id == id.to_string()
+        && advert.id == stem
         && advert.cluster == cluster
         && advert.pid != 0
         && advert.addr.port() != 0
@@ -226,6 +228,30 @@ mod tests {
         assert_eq!(advert_stem(Path::new("/d/.ab12.json.tmp")), None);
         assert_eq!(advert_stem(Path::new("/d/.ab12.json")), None);
         assert_eq!(advert_stem(Path::new("/d/ab12.txt")), None);
+    }
+
+    /// One node, one file: an id spelled otherwise (upper case, a sign, fewer digits) parses to
+    /// the same node, so its file would list the node twice, or a node its own file again.
+    #[test]
+    fn only_the_canonical_spelling_of_an_id_is_taken_up() {
+        let dir = std::env::temp_dir().join(format!("foundation-adverts-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let canonical = "0123456789abcdef0123456789abcdef";
+        for id in [
+            canonical,
+            "0123456789ABCDEF0123456789ABCDEF",
+            "+123456789abcdef0123456789abcdef",
+        ] {
+            let json = format!(
+                r#"{{"cluster":"c","id":"{id}","addr":"127.0.0.1:7000","pid":{},"started":1}}"#,
+                std::process::id()
+            );
+            fs::write(dir.join(format!("{id}.json")), json).unwrap();
+        }
+        let nodes = running(&dir, "c").unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        let ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
+        assert_eq!(ids, [canonical]);
     }
 
     #[test]
