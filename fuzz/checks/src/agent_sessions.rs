@@ -28,7 +28,7 @@ pub fn check(data: &[u8]) {
 }
 
 /// What driving the session `data` describes gave, if it decided.
-fn run(data: &[u8]) -> Option<Drove> {
+pub fn run(data: &[u8]) -> Option<Drove> {
     let (&first, rest) = data.split_first()?;
     let names: Vec<String> = (0..=first % 5).map(|i| format!("agent-{i}")).collect();
     let (mechanism, answers) = postcard::take_from_bytes::<Mechanism>(rest).ok()?;
@@ -41,7 +41,12 @@ fn run(data: &[u8]) -> Option<Drove> {
     }
 }
 
-fn drive(mut driver: SessionDriver, mut answers: &[u8], participants: usize) -> Option<Drove> {
+/// Drives `driver` with answers taken from `answers` in turn (see the module's input).
+pub(crate) fn drive(
+    mut driver: SessionDriver,
+    mut answers: &[u8],
+    participants: usize,
+) -> Option<Drove> {
     let mut now = 0;
     for _ in 0..STEPS {
         for ask in driver.take_asks() {

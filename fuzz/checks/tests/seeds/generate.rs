@@ -34,6 +34,8 @@ pub fn all(root: &Path) -> Vec<(&'static str, Seeds)> {
         ("sealed_datagram", sealed()),
         ("federation_wire", federation()),
         ("agent_sessions", sessions()),
+        ("local_adverts", adverts()),
+        ("session_wire", session_wire()),
     ]
 }
 
@@ -504,16 +506,44 @@ fn federation() -> Seeds {
 /// One session per mechanism: a participant count byte, the mechanism, then answers of the
 /// kind it asks for, one per ask in the order the driver asks them.
 fn sessions() -> Seeds {
+    use foundation_core::agents::sessions::SessionAnswer;
+    use foundation_core::vars::SessionId;
+    let items = session_cases()
+        .into_iter()
+        .map(|(participants, mechanism, answers)| {
+            let mut bytes = vec![participants];
+            bytes.extend(postcard::to_stdvec(&mechanism).expect("a mechanism encodes"));
+            for answer in answers {
+                let answer = SessionAnswer {
+                    session: SessionId(7),
+                    answer,
+                };
+                bytes.extend(postcard::to_stdvec(&answer).expect("an answer encodes"));
+            }
+            bytes
+        })
+        .collect();
+    named("session", items)
+}
+
+/// A participant count (less one), a mechanism, and answers of the kind it asks for.
+type SessionCase = (
+    u8,
+    foundation_core::agents::sessions::Mechanism,
+    Vec<foundation_core::agents::sessions::Answer>,
+);
+
+/// One case per mechanism, each deciding on its answers.
+fn session_cases() -> Vec<SessionCase> {
     use foundation_agents::auction::sealed::Pricing;
     use foundation_agents::auction::vcg::BundleBid;
     use foundation_agents::market::double::{ClearingRule, Side};
     use foundation_agents::negotiation::strategy::Role;
     use foundation_agents::voting::{Ballot, Method};
     use foundation_agents::Money;
-    use foundation_core::agents::sessions::{Answer, Mechanism, SessionAnswer};
-    use foundation_core::vars::SessionId;
+    use foundation_core::agents::sessions::{Answer, Mechanism};
     let text = String::from;
-    let cases: Vec<(u8, Mechanism, Vec<Answer>)> = vec![
+    let cases: Vec<SessionCase> = vec![
         (
             3,
             Mechanism::SealedBid {
@@ -660,20 +690,120 @@ fn sessions() -> Seeds {
                 .collect(),
         ),
     ];
-    let items = cases
-        .into_iter()
-        .map(|(participants, mechanism, answers)| {
-            let mut bytes = vec![participants];
-            bytes.extend(postcard::to_stdvec(&mechanism).expect("a mechanism encodes"));
-            for answer in answers {
-                let answer = SessionAnswer {
-                    session: SessionId(7),
-                    answer,
-                };
-                bytes.extend(postcard::to_stdvec(&answer).expect("an answer encodes"));
-            }
-            bytes
-        })
-        .collect();
-    named("session", items)
+    cases
+}
+
+/// Advertisement files as a node of cluster `fuzz` writes them (serde's field order, compact),
+/// of a live process (pid 1) so they are taken up, with and without an HTTP address; then the
+/// ones a reader must pass over: another cluster, an unspecified address, a dead pid, an id
+/// spelled in upper case (once taken up: the same node under a second file).
+fn adverts() -> Seeds {
+    let canonical = "0123456789abcdef0123456789abcdef";
+    let file = |cluster: &str, addr: &str, pid: u32, http: &str| {
+        advert(canonical, cluster, addr, pid, http)
+    };
+    let items = vec![
+        file("fuzz", "127.0.0.1:7946", 1, r#","http":"127.0.0.1:8080""#),
+        file("fuzz", "[::1]:7946", 1, ""),
+        file("fuzz", "10.0.0.7:40001", 1, r#","http":"[fe80::1]:9100""#),
+        file("other", "127.0.0.1:7946", 1, ""),
+        file("fuzz", "0.0.0.0:7946", 1, ""),
+        file("fuzz", "127.0.0.1:7946", u32::MAX, ""),
+        advert(&canonical.to_uppercase(), "fuzz", "127.0.0.1:7946", 1, ""),
+    ];
+    named("advert", items)
+}
+
+/// An advertisement file's bytes.
+fn advert(id: &str, cluster: &str, addr: &str, pid: u32, http: &str) -> Vec<u8> {
+    format!(
+        r#"{{"cluster":"{cluster}","id":"{id}","addr":"{addr}","pid":{pid},"started":1764979200{http}}}"#
+    )
+    .into_bytes()
+}
+
+/// What the engine's sessions send around the mechanism: a session placed on a coordinator
+/// (each case's mechanism with a ledger commit where it commits, then its answers), the
+/// coordinator's reports of those sessions and a refusal, and a participant's invitation and
+/// notice.
+fn session_wire() -> Seeds {
+    use foundation_core::agents::sessions::{Ask, CommitState, SessionAnswer};
+    use foundation_core::vars::SessionId;
+    use foundation_engine::runtime::agents::sessions::{
+        Coordinator, Session, SessionMessage, SessionReport,
+    };
+    use std::time::Duration;
+    let mut items = Vec::new();
+    for (_, mechanism, answers) in session_cases() {
+        let commit = mechanism.commits().then(ledger_commit);
+        let session = Session {
+            id: SessionId(7),
+            mechanism,
+            capability: "bidder".into(),
+            answer_within: Duration::from_millis(250),
+            commit,
+            coordinator: Coordinator::Rendezvous,
+        };
+        let mut bytes = postcard::to_stdvec(&session).expect("a session encodes");
+        for answer in answers {
+            let answer = SessionAnswer {
+                session: SessionId(7),
+                answer,
+            };
+            bytes.extend(postcard::to_stdvec(&answer).expect("an answer encodes"));
+        }
+        items.push(bytes);
+    }
+    for (_, seed) in sessions() {
+        let Some(drove) = foundation_fuzz_checks::agent_sessions::run(&seed) else {
+            continue;
+        };
+        let report: Result<SessionReport, String> = Ok(SessionReport {
+            session: SessionId(7),
+            participants: (0..=seed[0] % 5).map(|i| format!("agent-{i}")).collect(),
+            answered: drove.answered,
+            rejected: drove.rejected,
+            rounds: drove.rounds,
+            decision: drove.decision,
+            commit: CommitState::Committed { version: 3 },
+        });
+        items.push(postcard::to_stdvec(&report).expect("a report encodes"));
+    }
+    let refused: Result<SessionReport, String> = Err("no agent has capability \"gpu\"".into());
+    items.push(postcard::to_stdvec(&refused).expect("a refusal encodes"));
+    let invite = SessionMessage::Invite {
+        session: SessionId(7),
+        ask: Ask::Bid {
+            item: "slot".into(),
+            reserve: foundation_agents::Money(10),
+        },
+        within_ms: 250,
+        ledger: Some("slots".into()),
+        commit_ms: 2_000,
+    };
+    let notice = SessionMessage::Notice {
+        session: SessionId(7),
+        decided: "agent-1 wins slot at 50".into(),
+        committed: Some(3),
+    };
+    for message in [invite, notice] {
+        items.push(postcard::to_stdvec(&message).expect("a message encodes"));
+    }
+    named("session-wire", items)
+}
+
+/// A ledger commit naming every field a decision can write, and a vote's extra writes.
+fn ledger_commit() -> foundation_core::agents::sessions::Commit {
+    use foundation_agents::variable::VarValue;
+    use std::collections::BTreeMap;
+    let temperature = BTreeMap::from([("temperature".to_owned(), VarValue::Float(0.5))]);
+    foundation_core::agents::sessions::Commit {
+        ledger: "slots".into(),
+        winner_field: "winner".into(),
+        price_field: Some("price".into()),
+        budget_field: Some("budget".into()),
+        counter: Some("escrow".into()),
+        elected_writes: BTreeMap::from([("a".to_owned(), temperature)]),
+        timeout: std::time::Duration::from_secs(2),
+    }
 }
