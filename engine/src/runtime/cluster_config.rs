@@ -208,12 +208,7 @@ impl ConfigHandle {
         let Some(bytes) = self.get_raw(key) else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| ConfigError::Decode {
-                key: key.to_owned(),
-                source,
-            })
+        decode(key, &bytes).map(Some)
     }
 
     /// The local value of `key` as JSON bytes.
@@ -227,7 +222,7 @@ impl ConfigHandle {
             return BTreeMap::new();
         };
         all.iter()
-            .filter_map(|(k, v)| Some((k.clone(), serde_json::from_slice(v).ok()?)))
+            .filter_map(|(k, v)| Some((k.clone(), decode(k, v).ok()?)))
             .collect()
     }
 
@@ -238,6 +233,15 @@ impl ConfigHandle {
             prefix: prefix.into(),
         }
     }
+}
+
+/// `bytes`, the value of `key` as this node's replica holds it, decoded as `T`: how every read
+/// of the config decodes. A replica holds what any node wrote, so anything may arrive here.
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ConfigError> {
+    serde_json::from_slice(bytes).map_err(|source| ConfigError::Decode {
+        key: key.to_owned(),
+        source,
+    })
 }
 
 /// A stream of config changes under a prefix; see [`ConfigHandle::watch`].
@@ -276,12 +280,9 @@ impl ConfigWatch {
         if keyspace != CONFIG_KEYSPACE || !key.starts_with(&self.prefix) {
             return None;
         }
-        let json = |v: Option<Vec<u8>>| v.and_then(|v| serde_json::from_slice(&v).ok());
-        Some(ConfigChange {
-            key,
-            old: json(old),
-            new: json(new),
-        })
+        let json = |v: Option<Vec<u8>>| v.and_then(|v| decode(&key, &v).ok());
+        let (old, new) = (json(old), json(new));
+        Some(ConfigChange { key, old, new })
     }
 }
 

@@ -30,7 +30,10 @@ mod status;
 mod storage;
 mod vars;
 
-pub use cluster_config::{ConfigChange, ConfigError, ConfigHandle, ConfigWatch, CONFIG_KEYSPACE};
+pub use cluster_config::{
+    decode as decode_config_value, ConfigChange, ConfigError, ConfigHandle, ConfigWatch,
+    CONFIG_KEYSPACE,
+};
 pub use from_config::StartNodeError;
 pub use storage::StorageSettings;
 
