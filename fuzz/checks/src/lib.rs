@@ -24,6 +24,7 @@ pub mod services_wire;
 pub mod session_wire;
 pub mod snapshot_file;
 pub mod storage_records;
+pub mod typed_values;
 
 /// A fuzz target's name (also its binary in `fuzz/` and its seed directory) and its check.
 pub type Target = (&'static str, fn(&[u8]));
@@ -44,6 +45,7 @@ pub const TARGETS: &[Target] = &[
     ("session_wire", session_wire::check),
     ("snapshot_file", snapshot_file::check),
     ("storage_records", storage_records::check),
+    ("typed_values", typed_values::check),
 ];
 
 /// If `data` decodes as a `T` (postcard, as every wire message is), checks that the value

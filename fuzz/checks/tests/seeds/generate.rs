@@ -36,6 +36,7 @@ pub fn all(root: &Path) -> Vec<(&'static str, Seeds)> {
         ("agent_sessions", sessions()),
         ("local_adverts", adverts()),
         ("session_wire", session_wire()),
+        ("typed_values", typed_values()),
     ]
 }
 
@@ -806,4 +807,32 @@ fn ledger_commit() -> foundation_core::agents::sessions::Commit {
         elected_writes: BTreeMap::from([("a".to_owned(), temperature)]),
         timeout: std::time::Duration::from_secs(2),
     }
+}
+
+/// Config values as `ConfigHandle::set` writes them (JSON of a flag, a count, a ratio, a name,
+/// a list, an object), and message payloads as the transport's senders encode them.
+fn typed_values() -> Seeds {
+    use foundation_core::services::wire::{RemoteError, RpcReply};
+    use serde_json::json;
+    let config = [
+        json!(true),
+        json!(-42),
+        json!(0.125),
+        json!("eu-west"),
+        json!([1, "two", null, {"three": 3.5}]),
+        json!({"limit": 100, "burst": {"max": 250, "ratio": 1e-3}, "tags": ["a", "b"]}),
+    ];
+    let mut items: Vec<Vec<u8>> = config
+        .iter()
+        .map(|v| serde_json::to_vec(v).expect("JSON encodes"))
+        .collect();
+    let payloads = [
+        postcard::to_stdvec(&u64::MAX),
+        postcard::to_stdvec("orders.created"),
+        postcard::to_stdvec(&("key".to_owned(), vec![1u8, 2, 3])),
+        postcard::to_stdvec(&RpcReply::Ok(b"done".to_vec())),
+        postcard::to_stdvec(&RpcReply::Err(RemoteError::Handler("no stock".into()))),
+    ];
+    items.extend(payloads.into_iter().map(|p| p.expect("a payload encodes")));
+    named("typed", items)
 }
