@@ -29,40 +29,28 @@ pub fn check(data: &[u8]) {
     round_trip_bytes::<Result<SessionReport, String>>(data);
     round_trip_bytes::<SessionMessage>(data);
     if let Ok((session, answers)) = postcard::take_from_bytes::<Session>(data) {
-        coordinate(&session, answers);
+        let _ = coordinate(&session, answers);
     }
 }
 
-/// What a coordinator does with `session` that is decided here and not by the network.
-fn coordinate(session: &Session, answers: &[u8]) {
+/// What a coordinator does with `session` that is decided here and not by the network; the
+/// ledger outcome it writes, if any.
+fn coordinate(session: &Session, answers: &[u8]) -> Option<Outcome> {
     let names: Vec<String> = PARTICIPANTS.map(String::from).to_vec();
     let within = millis(session.answer_within);
     let driver = match open(session.id, &session.mechanism, &names, within) {
         Ok(driver) => driver,
-        Err(why) => return assert!(!why.is_empty(), "a refused mechanism says why"),
-    };
-    let Some(drove) = crate::agent_sessions::drive(driver, answers, names.len()) else {
-        return;
-    };
-    if let Some(commit) = &session.commit {
-        let outcome = ledger_outcome(
-            session.id,
-            &session.mechanism,
-            commit,
-            &names,
-            &drove.decision,
-        );
-        if let Some((outcome, paid)) = outcome {
-            written(
-                session,
-                commit,
-                &names,
-                &drove.decision,
-                &outcome,
-                paid.minor(),
-            );
+        Err(why) => {
+            assert!(!why.is_empty(), "a refused mechanism says why");
+            return None;
         }
-    }
+    };
+    let drove = crate::agent_sessions::drive(driver, answers, names.len())?;
+    let commit = session.commit.as_ref()?;
+    let decision = &drove.decision;
+    let (outcome, paid) = ledger_outcome(session.id, &session.mechanism, commit, &names, decision)?;
+    written(session, commit, &names, decision, &outcome, paid.minor());
+    Some(outcome)
 }
 
 fn written(
@@ -97,4 +85,59 @@ fn is_vote(decision: &Decision) -> bool {
 /// The coordinator's milliseconds: a longer time than fits is as good as forever.
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use foundation_agents::auction::sealed::Pricing;
+    use foundation_agents::variable::VarValue;
+    use foundation_agents::Money;
+    use foundation_core::agents::sessions::{Answer, Mechanism, SessionAnswer};
+    use foundation_core::vars::SessionId;
+    use foundation_engine::runtime::agents::sessions::Coordinator;
+
+    use super::*;
+
+    /// A sealed-bid session's answers reach its ledger outcome, so the check exercises the
+    /// commit and not only the decoding.
+    #[test]
+    fn a_placed_sealed_bid_writes_its_winner_and_price() {
+        let session = Session {
+            id: SessionId(7),
+            mechanism: Mechanism::SealedBid {
+                item: "slot".into(),
+                pricing: Pricing::FirstPrice,
+                reserve: Money(1),
+            },
+            capability: "bidder".into(),
+            answer_within: Duration::from_millis(100),
+            commit: Some(Commit {
+                ledger: "slots".into(),
+                winner_field: "winner".into(),
+                price_field: Some("price".into()),
+                budget_field: None,
+                counter: None,
+                elected_writes: Default::default(),
+                timeout: Duration::from_secs(1),
+            }),
+            coordinator: Coordinator::Rendezvous,
+        };
+        let mut data = postcard::to_stdvec(&session).unwrap();
+        for answer in [
+            Answer::Bid(Money(5)),
+            Answer::Bid(Money(9)),
+            Answer::Decline,
+        ] {
+            let answer = SessionAnswer {
+                session: SessionId(7),
+                answer,
+            };
+            data.extend(postcard::to_stdvec(&answer).unwrap());
+        }
+        check(&data);
+        let (session, answers) = postcard::take_from_bytes::<Session>(&data).unwrap();
+        let outcome = coordinate(&session, answers).expect("an outcome");
+        assert_eq!(outcome.writes["price"], VarValue::Int(9));
+        assert_eq!(outcome.writes["winner"], VarValue::Choice("agent-1".into()));
+    }
 }
