@@ -101,6 +101,10 @@ fn length(bytes: &[u8]) -> Option<(usize, usize)> {
 /// UTCTime (0x17, `YYMMDDHHMMSSZ`) or GeneralizedTime (0x18, `YYYYMMDDHHMMSSZ`).
 fn parse_time(tag: u8, text: &str) -> Option<SystemTime> {
     let digits = text.strip_suffix('Z')?;
+    // Fixed-width fields: anything but ASCII digits would be cut mid-character or read as a sign.
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let (year, rest) = match (tag, digits.len()) {
         (0x17, 12) => {
             let yy: i64 = digits[..2].parse().ok()?;
@@ -155,6 +159,16 @@ mod tests {
         let expected =
             UNIX_EPOCH + Duration::from_secs(days_from_civil(2031, 6, 15).unwrap() as u64 * 86_400);
         assert_eq!(not_after(&pem), Ok(expected));
+    }
+
+    /// A time is ASCII digits: a character of several bytes where a digit belongs made the
+    /// fixed-width slicing cut inside it (a panic), and a sign is no digit either.
+    #[test]
+    fn a_time_that_is_not_all_digits_is_unreadable() {
+        assert_eq!(parse_time(0x17, "0\u{20ac}00000000Z"), None);
+        assert_eq!(parse_time(0x18, "000\u{20ac}00000000Z"), None);
+        assert_eq!(parse_time(0x17, "31+615000000Z"), None);
+        assert!(parse_time(0x17, "310615000000Z").is_some());
     }
 
     #[test]
