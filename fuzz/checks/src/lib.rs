@@ -11,6 +11,7 @@ use std::fmt::Debug;
 use serde::{de::DeserializeOwned, Serialize};
 
 pub mod agent_sessions;
+pub mod cli_inputs;
 pub mod config_files;
 pub mod core_input;
 pub mod crdt_canonical;
@@ -32,6 +33,7 @@ pub type Target = (&'static str, fn(&[u8]));
 /// Every fuzz target whose check lives here.
 pub const TARGETS: &[Target] = &[
     ("agent_sessions", agent_sessions::check),
+    ("cli_inputs", cli_inputs::check),
     ("config_files", config_files::check),
     ("core_input", core_input::check),
     ("crdt_canonical", crdt_canonical::check),

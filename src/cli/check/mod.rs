@@ -5,6 +5,10 @@
 mod certificate;
 mod host;
 
+/// Public for the fuzz target `cli_inputs`, which hands it certificate files.
+#[doc(hidden)]
+pub use certificate::not_after;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
