@@ -47,12 +47,13 @@ pub(crate) fn drive(
     mut answers: &[u8],
     participants: usize,
 ) -> Option<Drove> {
-    let mut now = 0;
+    let mut now: u64 = 0;
     for _ in 0..STEPS {
         for ask in driver.take_asks() {
             let (heard, tail) = next_answer(answers);
             answers = tail;
-            driver.hear(now + 1, ask.id, heard);
+            // An answer time too long for milliseconds wakes the driver at the end of time.
+            driver.hear(now.saturating_add(1), ask.id, heard);
         }
         if driver.finished() {
             break;
