@@ -1,7 +1,7 @@
 //! Arbitrary bytes as what the `foundation` CLI reads besides its arguments: a certificate file
-//! (`foundation check` reads when it expires, with its own small DER walker), and a node's HTTP
-//! answers as the commands turn them into lines: a refusal's body, a message's payload JSON, and
-//! a config value as typed.
+//! (`foundation check` reads when it expires, with its own small DER walker; the bytes are tried
+//! as the file's text and as its DER), and a node's HTTP answers as the commands turn them into
+//! lines: a refusal's body, a message's payload JSON, and a config value as typed.
 //!
 //! Properties: nothing panics; a certificate is read or refused with a reason; a refusal's line
 //! carries the status and the node's `error` text when the body is JSON holding one, else the
@@ -15,6 +15,10 @@ use serde_json::Value;
 
 /// Checks the properties above on one input; panics if one fails.
 pub fn check(data: &[u8]) {
+    // The bytes as a certificate's DER too: mutations of base64 text seldom reach the walker.
+    if let Err(why) = not_after(&pem(data)) {
+        assert!(!why.is_empty(), "a certificate refused without a reason");
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return; // each reader takes text; a file that is not UTF-8 is refused before them
     };
@@ -36,6 +40,25 @@ pub fn check(data: &[u8]) {
         typed,
         json.unwrap_or_else(|| Value::String(text.to_owned()))
     );
+}
+
+/// `der` as a PEM certificate block.
+pub fn pem(der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::new();
+    for chunk in der.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            let c = if i <= chunk.len() {
+                ALPHABET[(n >> (18 - 6 * i) & 63) as usize]
+            } else {
+                b'='
+            };
+            text.push(char::from(c));
+        }
+    }
+    format!("-----BEGIN CERTIFICATE-----\n{text}\n-----END CERTIFICATE-----\n")
 }
 
 fn refused(body: &str, json: Option<&Value>) {

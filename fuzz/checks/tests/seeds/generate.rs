@@ -839,8 +839,9 @@ fn typed_values() -> Seeds {
 }
 
 /// A certificate as `rcgen` writes it (what `foundation check` reads), and the same with its
-/// notAfter's second to fourth digits replaced by a character of three bytes (which once panicked the
-/// reader); a node's refusals and payloads as its HTTP API answers them.
+/// notAfter's second to fourth digits replaced by a character of three bytes (which once
+/// panicked the reader), each as PEM text and as DER; a node's refusals and payloads as its
+/// HTTP API answers them.
 fn cli_inputs() -> Seeds {
     let mut params = rcgen::CertificateParams::new(vec!["x.foundation".into()]).expect("params");
     params.not_after = rcgen::date_time_ymd(2031, 6, 15);
@@ -854,31 +855,14 @@ fn cli_inputs() -> Seeds {
     der[at..at + 13].copy_from_slice("3\u{20ac}15000000Z".as_bytes());
     let texts = [
         certificate.pem(),
-        pem(&der),
+        foundation_fuzz_checks::cli_inputs::pem(&der),
         r#"{"error":"no key: use /config/{key}"}"#.to_owned(),
         "majority_ms must be between 1 and 60000".to_owned(),
         r#"{"topic":"orders.created","data":"order 7"}"#.to_owned(),
         r#"{"topic":"blobs","data_hex":"00ff10"}"#.to_owned(),
         r#"{"limit":100,"tags":["a"]}"#.to_owned(),
     ];
-    named("cli", texts.map(String::into_bytes).to_vec())
-}
-
-/// `der` as a PEM certificate block.
-fn pem(der: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut text = String::new();
-    for chunk in der.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            let c = if i <= chunk.len() {
-                ALPHABET[(n >> (18 - 6 * i) & 63) as usize]
-            } else {
-                b'='
-            };
-            text.push(char::from(c));
-        }
-    }
-    format!("-----BEGIN CERTIFICATE-----\n{text}\n-----END CERTIFICATE-----\n")
+    let mut items = texts.map(String::into_bytes).to_vec();
+    items.extend([certificate.der().to_vec(), der]);
+    named("cli", items)
 }
