@@ -124,6 +124,35 @@ fn members_without_flags_finds_the_local_node_of_the_cluster() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A member's name is whatever that member set: `foundation members` shows an escape sequence
+/// and a newline in one escaped, on that member's own row, instead of writing them to the
+/// operator's terminal.
+#[test]
+fn a_name_with_control_characters_is_shown_escaped() {
+    let dir = scratch_dir("op-escape");
+    let cluster = format!("escape-{}", std::process::id());
+    let a = start(&dir, &cluster, "a", None);
+    let odd = start(&dir, &cluster, "odd\u{1b}[2J\nname", None);
+    eventually(PATIENCE, "a sees the odd one alive", || {
+        state_of(&a, &odd.id).as_deref() == Some("alive")
+    });
+
+    let listed = foundation(&dir, None, &["members", "--node", &a.http.to_string()]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let table = stdout(&listed);
+    assert!(
+        !table.contains('\u{1b}'),
+        "a raw escape reached the terminal:\n{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.contains(&odd.id))
+        .expect("its row");
+    assert!(row.ends_with(r"odd\u{1b}[2J\nname"), "{row}");
+    drop((a, odd));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn without_a_node_or_with_a_bad_address_the_error_says_how_to_fix_it() {
     let dir = scratch_dir("op-none");

@@ -2,6 +2,7 @@
 //! HTTP API (`GET /agents`); `foundation agents sessions`: the coordination sessions it
 //! coordinated (`GET /agents/sessions`).
 
+use crate::cli::say;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -73,7 +74,7 @@ pub async fn run(args: AgentsArgs) -> Result<(), Box<dyn std::error::Error>> {
         let reason = agent["health_reason"]
             .as_str()
             .map_or_else(String::new, |r| format!(" — {r}"));
-        println!(
+        say!(
             "{:<24} {:<10} {:<22} {:<10} {:<10} {}{local}{reason}",
             agent["name"].as_str().unwrap_or_default(),
             node.get(..8).unwrap_or(node),
@@ -120,7 +121,7 @@ async fn sessions(
         let commit = s["commit"]
             .as_str()
             .map_or_else(String::new, |c| format!(" [{c}]"));
-        println!(
+        say!(
             "{:<10} {:<13} {:<26} {:<18} {:<10} {:<7} {}{commit}",
             number("session"),
             text("mechanism"),

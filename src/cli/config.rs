@@ -1,6 +1,7 @@
 //! `foundation config get|set|delete|watch`: the cluster-wide config of a running node, over
 //! its HTTP API (`GET /config`, `PUT` and `DELETE /config/{key}`).
 
+use crate::cli::say;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -132,7 +133,7 @@ async fn watch(
         ticks.tick().await;
         let now = snapshot(node).await?;
         for line in changes(&before, &now, prefix) {
-            println!("{line}");
+            say!("{line}");
         }
         before = now;
     }

@@ -3,6 +3,7 @@
 //! refused, and the global directory of exported services, over its HTTP API
 //! (`GET /federation`).
 
+use crate::cli::say;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -56,7 +57,7 @@ fn print_links(answer: &Value) {
         let rtt = link["rtt_ms"]
             .as_f64()
             .map_or("-".to_owned(), |ms| format!("{ms:.1}"));
-        println!(
+        say!(
             "{:<20} {:<11} {:<22} {:>9} {:>7} {:>7} {:>10} {:>10}",
             link["cluster"].as_str().unwrap_or_default(),
             link["state"].as_str().unwrap_or_default(),
@@ -86,7 +87,7 @@ fn print_routing(answer: &Value) {
             list.join(", ")
         }
     };
-    println!("hubs: {}   transit: {}", names("hubs"), names("transit"));
+    say!("hubs: {}   transit: {}", names("hubs"), names("transit"));
     let served: Vec<String> = answer["served_by_origin"]
         .as_object()
         .into_iter()
@@ -94,7 +95,7 @@ fn print_routing(answer: &Value) {
         .map(|(origin, calls)| format!("{origin}={}", calls.as_u64().unwrap_or_default()))
         .collect();
     if !served.is_empty() {
-        println!("calls served, by origin cluster: {}", served.join(" "));
+        say!("calls served, by origin cluster: {}", served.join(" "));
     }
 }
 
@@ -114,7 +115,7 @@ fn print_bridges(answer: &Value) {
             .map(|(reason, n)| format!("{reason}={n}"))
             .collect();
         let count = |field: &str| bridged[field].as_u64().unwrap_or_default();
-        println!(
+        say!(
             "{:<20} {:>10} {:>12} {:>10} {:>12}  {}",
             link["cluster"].as_str().unwrap_or_default(),
             count("messages_out"),
@@ -137,11 +138,11 @@ fn print_directory(answer: &Value) {
     for (cluster, entry) in clusters {
         let services = entry["services"].as_object().unwrap_or(&empty);
         if services.is_empty() {
-            println!("{cluster:<20} (nothing exported)");
+            say!("{cluster:<20} (nothing exported)");
         }
         for (name, service) in services {
             let healthy = service["healthy"].as_u64().unwrap_or_default();
-            println!("{cluster:<20} {name:<32} {healthy}");
+            say!("{cluster:<20} {name:<32} {healthy}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `foundation force-leave ID`: remove a failed (or departed) member from the members table of
 //! every live node now, instead of after the reap interval (`POST /force-leave/{id}`).
 
+use crate::cli::say;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,7 +37,7 @@ pub async fn run(args: ForceLeaveArgs) -> Result<(), Box<dyn std::error::Error>>
     let path = format!("/force-leave/{}", percent_encode(args.id.trim()));
     let answer = ask(node, Method::POST, &path, Bytes::new(), TIMEOUT).await?;
     let removed = &answer["removed"];
-    println!(
+    say!(
         "removed {} ({}, {}) from the members table; live members were told",
         removed["id"].as_str().unwrap_or(&args.id),
         removed["state"].as_str().unwrap_or("?"),

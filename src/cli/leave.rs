@@ -1,6 +1,7 @@
 //! `foundation leave`: make a running node leave the cluster gracefully (`POST /leave`), as
 //! SIGTERM would: its peers record it as left, not failed, and the node process exits.
 
+use crate::cli::say;
 use std::time::Duration;
 
 use foundation_engine::http::{send_json, Method};
@@ -34,6 +35,6 @@ pub async fn run(args: LeaveArgs) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("node at {node}: {e}"))?;
     let id = answer["node"]["id"].as_str().unwrap_or("(unknown id)");
-    println!("node {id} at {node} left the cluster");
+    say!("node {id} at {node} left the cluster");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `foundation members`: the members table of a running node, over its HTTP API.
 
+use crate::cli::say;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -44,7 +45,7 @@ fn print_table(answer: &Value) {
     };
     let me = &answer["self"];
     println!("{:<34} {:<22} {:<7} NAME", "NODE", "ADDRESS", "STATE");
-    println!(
+    say!(
         "{:<34} {:<22} {:<7} (this node)",
         text(&me["id"]),
         text(&me["addr"]),
@@ -53,7 +54,7 @@ fn print_table(answer: &Value) {
     let members = answer["members"].as_array().cloned().unwrap_or_default();
     for member in &members {
         let name = member["metadata"]["name"].as_str().unwrap_or("");
-        println!(
+        say!(
             "{:<34} {:<22} {:<7} {}",
             text(&member["id"]),
             text(&member["addr"]),

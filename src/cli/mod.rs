@@ -22,3 +22,46 @@ pub mod snapshot;
 pub mod suggest;
 pub mod target;
 pub mod vars;
+
+use std::borrow::Cow;
+
+/// `text` with its control characters escaped (`\u{1b}`, `\n`), the rest as it is. Names, keys,
+/// ids, topics and reasons in a node's answers come from any member of the cluster; written raw,
+/// an escape sequence among them would rewrite the operator's terminal and a newline would
+/// split one line of a table or a stream into two.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
+}
+
+/// `println!` for a line built from what a node reports: shown through [`printable`].
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::cli::printable(&format!($($arg)*)))
+    };
+}
+pub(crate) use say;
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(printable("api-1 ünïcode"), "api-1 ünïcode");
+        assert_eq!(printable("a\u{1b}[2Jb"), r"a\u{1b}[2Jb");
+        assert_eq!(printable("two\nlines\t"), r"two\nlines\t");
+        // C1 controls too: U+009B starts a sequence on terminals that take 8-bit controls.
+        assert_eq!(printable("\u{9b}31m"), r"\u{9b}31m");
+    }
+}

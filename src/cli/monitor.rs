@@ -1,6 +1,7 @@
 //! `foundation monitor`: a node's events as they happen — members, config changes, service
 //! instances — from the stream `GET /monitor`, like `serf monitor`.
 
+use crate::cli::say;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,7 @@ pub async fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
             if args.json {
                 println!("{event}");
             } else {
-                println!("{} {}", timestamp(), describe(&event));
+                say!("{} {}", timestamp(), describe(&event));
             }
             true
         })

@@ -1,6 +1,7 @@
 //! `foundation placement`: the singletons and shards a running node has declared, who its view
 //! says owns each, and what runs on it, over its HTTP API (`GET /placement`).
 
+use crate::cli::say;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -41,7 +42,7 @@ pub async fn run(args: PlacementArgs) -> Result<(), Box<dyn std::error::Error>> 
     for (name, workload) in workloads {
         let kind = workload["kind"].as_str().unwrap_or_default();
         for instance in workload["instances"].as_array().into_iter().flatten() {
-            println!(
+            say!(
                 "{:<24} {:<10} {:>5}  {:<10} {}",
                 name,
                 kind,

@@ -1,6 +1,7 @@
 //! `foundation publish TOPIC MESSAGE` and `foundation subscribe PATTERN`: pub/sub through a
 //! running node (`POST /publish/{topic}`, and the stream `GET /subscribe/{pattern}`).
 
+use crate::cli::say;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,7 +75,7 @@ pub async fn subscribe(args: SubscribeArgs) -> Result<(), Box<dyn std::error::Er
         }
         Some("message") => {
             let topic = line["topic"].as_str().unwrap_or("?");
-            println!("{} {topic} {}", timestamp(), payload_text(&line));
+            say!("{} {topic} {}", timestamp(), payload_text(&line));
             left = left.map(|n| n.saturating_sub(1));
             left != Some(0)
         }

@@ -2,6 +2,7 @@
 //! that lives outside Foundation (a database, a legacy HTTP service) in the cluster's registry,
 //! through a running node (`PUT`/`DELETE /services/{name}`).
 
+use crate::cli::say;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -72,9 +73,11 @@ pub async fn register(args: RegisterArgs) -> Result<(), Box<dyn std::error::Erro
     let path = format!("/services/{}", percent_encode(&args.service));
     let body = Bytes::from(spec.to_string());
     let answer = ask(node, Method::PUT, &path, body, TIMEOUT).await?;
-    println!(
+    say!(
         "registered {} at {} (id {}, held by the node at {node})",
-        args.service, args.addr, answer["id"]
+        args.service,
+        args.addr,
+        answer["id"]
     );
     Ok(())
 }
@@ -87,6 +90,6 @@ pub async fn deregister(args: DeregisterArgs) -> Result<(), Box<dyn std::error::
         path.push_str(&format!("?id={id}"));
     }
     let answer = ask(node, Method::DELETE, &path, Bytes::new(), TIMEOUT).await?;
-    println!("deregistered {} {}", args.service, answer["deregistered"]);
+    say!("deregistered {} {}", args.service, answer["deregistered"]);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `foundation services`: the service instances a running node sees, over its HTTP API.
 
+use crate::cli::say;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -56,7 +57,7 @@ fn print_table(services: &serde_json::Map<String, Value>) {
                 .flatten()
                 .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
                 .collect();
-            println!(
+            say!(
                 "{:<24} {:<28} {:<22} {:<10} {:<8} {:<6} {}",
                 name,
                 instance["id"].as_str().unwrap_or_default(),

@@ -8,6 +8,7 @@
 //! every keyspace's state) and sends nothing when it is damaged; the node checks it again and
 //! merges every keyspace as a CRDT merge, so values newer on the cluster are kept.
 
+use crate::cli::say;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,7 +83,7 @@ async fn save(node: SocketAddr, file: &Path) -> Result<(), Box<dyn std::error::E
     let snapshot = Snapshot::decode(&bytes)
         .map_err(|e| format!("node at {node} sent a snapshot that does not check: {e}"))?;
     write_atomically(file, &bytes).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    println!(
+    say!(
         "saved {} ({} bytes) from node {} at {node}: {}",
         file.display(),
         bytes.len(),
@@ -119,7 +120,7 @@ async fn restore(
         .await
         .map_err(|e| format!("node at {node}: {e}"))?;
     let taken_ms = answer["snapshot"]["taken_ms"].as_u64().unwrap_or(0);
-    println!(
+    say!(
         "restored {} (taken by node {}, {}) into node {} at {node}; replication spreads it to the cluster",
         file.display(),
         answer["snapshot"]["node"].as_str().unwrap_or("?"),
@@ -127,7 +128,7 @@ async fn restore(
         answer["node"]["id"].as_str().unwrap_or("?"),
     );
     for keyspace in answer["restored"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "  {:<24} {:>7} keys in the snapshot, {:>7} changed here, {:>7} now",
             keyspace["name"].as_str().unwrap_or("?"),
             keyspace["keys"],

@@ -2,6 +2,7 @@
 //! through a running node's HTTP API (`GET /variables[/{name}]`, `PUT` and `POST
 //! /variables/{name}`), and `watch` follows `GET /watch/variables/{name}` (or `?prefix=`).
 
+use crate::cli::say;
 use std::time::Duration;
 
 use foundation_engine::http::{
@@ -197,7 +198,7 @@ async fn watch(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut printed = 0;
     let followed = stream_lines(node, path, REQUEST_TIMEOUT, |line| {
-        println!("{}", watch_line(&line));
+        say!("{}", watch_line(&line));
         printed += 1;
         count.is_none_or(|c| printed < c)
     })
