@@ -511,6 +511,13 @@ impl World {
         std::mem::take(&mut self.observed)
     }
 
+    /// [`Self::take_observed`] into `into` (emptied), whose memory the next events reuse: a
+    /// mass join emits one per member learnt, and a new vector each step grew to them again.
+    pub fn swap_observed(&mut self, into: &mut Vec<Observed>) {
+        into.clear();
+        std::mem::swap(&mut self.observed, into);
+    }
+
     /// Variables events emitted since the last call, with the slot of the node that emitted
     /// each.
     pub fn take_vars_events(&mut self) -> Vec<(usize, VarsEvent)> {

@@ -1189,6 +1189,11 @@ impl Membership {
         // others met it only when it probed or gossiped to them itself (measured: up to a
         // second after the seed). The sender's side may not know it either (a renewed life).
         let (own, others): (Vec<_>, Vec<_>) = news.into_iter().partition(|m| m.id().node == from);
+        // Each member new to us brings a notification and an event: room for them at once
+        // rather than by doubling, which copied a mass join's every note and event again.
+        let learnt = own.len() + others.len();
+        self.notes.reserve(learnt);
+        out.reserve(learnt);
         self.drive(now, out, |swim, mut io| {
             swim.apply_many(own.into_iter(), true, &mut io)?;
             swim.apply_many(others.into_iter(), false, io)
