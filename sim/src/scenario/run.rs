@@ -279,7 +279,7 @@ impl<'a> Runner<'a> {
         if let Some(slot) = self.world.step() {
             self.hook(|inv, world| inv.after_step(world, slot));
         }
-        // Most steps emit no membership event: their vector is not taken and dropped.
+        // Most steps emit no membership event: nothing to swap for them.
         if self.world.has_observed() {
             let mut observed = std::mem::take(&mut self.observed);
             self.world.swap_observed(&mut observed);
