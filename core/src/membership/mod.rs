@@ -595,11 +595,15 @@ impl Membership {
         if let Some(node) = self.removed.keys().find(|n| self.view.contains_key(n)) {
             return Err(format!("{} is both removed and in the view", node.short()));
         }
-        let active: BTreeSet<NodeId> = self.swim.iter_members().map(|m| m.id().node).collect();
+        // A sorted vector, not a set: this full check follows every step that changed more
+        // members than `changes` keeps (a mass join's push-pulls), and a tree of the whole
+        // cluster was built, node by node, for each.
+        let mut active: Vec<NodeId> = self.swim.iter_members().map(|m| m.id().node).collect();
+        active.sort_unstable();
         let mut counted = 0;
         for (node, state) in self.view.states() {
             let alive = state == MemberState::Alive;
-            if alive != active.contains(&node) {
+            if alive != active.binary_search(&node).is_ok() {
                 return Err(self
                     .view
                     .get(&node)
