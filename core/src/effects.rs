@@ -190,6 +190,13 @@ impl Outbox {
         effect
     }
 
+    /// Makes room for `additional` more effects at once: a push-pull that brings a whole
+    /// cluster queues an event per member, and the queue, shrunk after every drain, otherwise
+    /// grew to it by doubling, copying each effect again at every step.
+    pub fn reserve(&mut self, additional: usize) {
+        self.effects.reserve(additional);
+    }
+
     /// Queued effects.
     pub fn len(&self) -> usize {
         self.effects.len()

@@ -595,11 +595,15 @@ impl Membership {
         if let Some(node) = self.removed.keys().find(|n| self.view.contains_key(n)) {
             return Err(format!("{} is both removed and in the view", node.short()));
         }
-        let active: BTreeSet<NodeId> = self.swim.iter_members().map(|m| m.id().node).collect();
+        // A sorted vector, not a set: this full check follows every step that changed more
+        // members than `changes` keeps (a mass join's push-pulls), and a tree of the whole
+        // cluster was built, node by node, for each.
+        let mut active: Vec<NodeId> = self.swim.iter_members().map(|m| m.id().node).collect();
+        active.sort_unstable();
         let mut counted = 0;
         for (node, state) in self.view.states() {
             let alive = state == MemberState::Alive;
-            if alive != active.contains(&node) {
+            if alive != active.binary_search(&node).is_ok() {
                 return Err(self
                     .view
                     .get(&node)
@@ -1189,6 +1193,11 @@ impl Membership {
         // others met it only when it probed or gossiped to them itself (measured: up to a
         // second after the seed). The sender's side may not know it either (a renewed life).
         let (own, others): (Vec<_>, Vec<_>) = news.into_iter().partition(|m| m.id().node == from);
+        // Each member new to us brings a notification and an event: room for them at once
+        // rather than by doubling, which copied a mass join's every note and event again.
+        let learnt = own.len() + others.len();
+        self.notes.reserve(learnt);
+        out.reserve(learnt);
         self.drive(now, out, |swim, mut io| {
             swim.apply_many(own.into_iter(), true, &mut io)?;
             swim.apply_many(others.into_iter(), false, io)

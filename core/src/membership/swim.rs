@@ -152,13 +152,19 @@ pub(crate) struct Held {
 }
 
 impl Held {
+    /// Built in the maps the last one handed back ([`HELD`]), if any.
     pub(crate) fn of(
         members: &[Member<MemberId>],
         metadata: &[(crate::NodeId, super::Versioned)],
     ) -> Self {
+        let (mut held_members, mut versions) = HELD
+            .try_with(|maps| maps.take().unwrap_or_default())
+            .unwrap_or_default();
+        held_members.extend(members.iter().map(|m| (m.id().node, m.clone())));
+        versions.extend(metadata.iter().map(|(n, v)| (*n, v.version)));
         Self {
-            members: members.iter().map(|m| (m.id().node, m.clone())).collect(),
-            versions: metadata.iter().map(|(n, v)| (*n, v.version)).collect(),
+            members: held_members,
+            versions,
         }
     }
 
@@ -177,7 +183,26 @@ impl Held {
     }
 }
 
+impl Drop for Held {
+    /// Hands the maps back, emptied, for the next push-pull answered on this thread.
+    fn drop(&mut self) {
+        self.members.clear();
+        self.versions.clear();
+        let maps = (
+            std::mem::take(&mut self.members),
+            std::mem::take(&mut self.versions),
+        );
+        // Gone at the thread's end: the maps are then freed here instead.
+        let _ = HELD.try_with(|held| held.set(Some(maps)));
+    }
+}
+
 thread_local! {
+    /// [`Held`]'s maps, reused as [`KNOWN`] is: at a mass join every answered push-pull built
+    /// two of them from nothing, allocating and faulting in room for the whole cluster each
+    /// time. Looked up only, never iterated.
+    static HELD: std::cell::Cell<Option<HeldMaps>> = const { std::cell::Cell::new(None) };
+
     /// [`news`]'s index of foca's members by node, reused between calls: built afresh for
     /// each push-pull, its allocation would cost more than the lookups it saves. Looked up
     /// only, never iterated, so its order cannot leak into behaviour.
@@ -186,6 +211,9 @@ thread_local! {
 
 /// A map by node id for one push-pull's lookups ([`news`], [`Held`]).
 type IdMap<V> = std::collections::HashMap<crate::NodeId, V, IdHashing>;
+
+/// [`Held`]'s maps, kept empty between push-pulls.
+type HeldMaps = (IdMap<Member<MemberId>>, IdMap<u64>);
 
 /// xxh3 under a seed drawn from std's random hash keys, per map, as std's own maps are seeded:
 /// far cheaper than SipHash on a 16-byte id (≈ 3 % of an N=1000 mass join: a lookup or insert

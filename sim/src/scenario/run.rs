@@ -16,7 +16,7 @@ use crate::report::{
     Violation,
 };
 use crate::views::ViewRecorder;
-use crate::world::{World, WorldConfig};
+use crate::world::{Observed, World, WorldConfig};
 
 /// Violations kept per invariant (the count keeps going).
 const VIOLATIONS_KEPT: usize = 10;
@@ -87,6 +87,8 @@ pub(crate) struct Runner<'a> {
     views: Option<ViewRecorder>,
     /// The scenario's cache workload, whose checks are outcomes in `watched`.
     cache: Option<CacheDriver>,
+    /// The last step's membership events, its memory kept for the next ones.
+    observed: Vec<Observed>,
 }
 
 impl<'a> Runner<'a> {
@@ -182,6 +184,7 @@ impl<'a> Runner<'a> {
                 .record_views
                 .then(|| ViewRecorder::new(scenario.duration.as_micros() as u64, scenario.nodes)),
             cache,
+            observed: Vec::new(),
         }
     }
 
@@ -276,11 +279,14 @@ impl<'a> Runner<'a> {
         if let Some(slot) = self.world.step() {
             self.hook(|inv, world| inv.after_step(world, slot));
         }
-        // Most steps emit no membership event: their vector is not taken and dropped.
+        // Most steps emit no membership event: nothing to swap for them.
         if self.world.has_observed() {
-            for observed in self.world.take_observed() {
-                self.hook(|inv, world| inv.on_event(world, &observed));
+            let mut observed = std::mem::take(&mut self.observed);
+            self.world.swap_observed(&mut observed);
+            for event in &observed {
+                self.hook(|inv, world| inv.on_event(world, event));
             }
+            self.observed = observed;
         }
         true
     }
