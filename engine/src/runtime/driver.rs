@@ -84,6 +84,8 @@ pub(crate) struct Driver {
     pub placement: super::placement::PlacementRuntime,
     /// Caches: replies owed and compute functions waiting for their grant.
     pub caches: super::caches::CachesRuntime,
+    /// Where this node's own metadata is published for what it shows operators.
+    pub own_metadata: watch::Sender<Arc<foundation_core::membership::NodeMetadata>>,
 }
 
 /// An answer to a local write, owed once the write is durable here.
@@ -124,6 +126,7 @@ impl DurableReply {
 impl Driver {
     pub async fn run(mut self) {
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        self.publish_own_metadata();
         for seed in self.seeds.clone() {
             self.consider(Candidate {
                 addr: seed,
@@ -299,8 +302,17 @@ impl Driver {
     ) {
         let command = Input::Command(Command::SetMetadata(metadata));
         self.core.handle(self.now(), command);
+        self.publish_own_metadata();
         self.carry_out_effects().await;
         let _ = done.send(());
+    }
+
+    /// Publishes our metadata as the core holds it (the one copy operators' pages read).
+    fn publish_own_metadata(&self) {
+        let me = self.core.membership().me().node;
+        if let Some(metadata) = self.core.membership().metadata_of(me) {
+            self.own_metadata.send_replace(Arc::new(metadata.clone()));
+        }
     }
 
     /// Applies a local write and answers only after its effects (the mirror update included)

@@ -20,6 +20,7 @@ pub mod federation;
 mod from_config;
 mod http;
 mod http_advertise;
+mod identity;
 mod metrics;
 mod operator;
 pub mod placement;
@@ -291,7 +292,8 @@ impl Node {
             events: broadcast::channel(EVENT_BUFFER).0,
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let identity = identity_json(&local, &cluster, &metadata);
+        let (identity, own_metadata) =
+            identity::Identity::new(local, cluster.clone(), metadata.clone());
         let operator = operator::OperatorApi {
             requests: requests_tx.clone(),
             services: services.registry.clone(),
@@ -390,6 +392,7 @@ impl Node {
             durable_replies: BTreeMap::new(),
             placement: placement_runtime,
             caches: caches::CachesRuntime::new(caches.clone()),
+            own_metadata,
         };
         tokio::spawn(driver.run());
         let http = Arc::new(std::sync::Mutex::new(http));
@@ -685,18 +688,4 @@ fn start_discovery(
         .into_iter()
         .map(|strategy| strategy.start(me.clone(), found.clone()))
         .collect()
-}
-
-fn identity_json(
-    local: &MemberId,
-    cluster: &ClusterName,
-    metadata: &NodeMetadata,
-) -> serde_json::Value {
-    serde_json::json!({
-        "id": local.node.to_string(),
-        "addr": local.addr.to_string(),
-        "cluster": cluster.as_str(),
-        "generation": local.generation,
-        "name": metadata.name,
-    })
 }
