@@ -234,6 +234,8 @@ impl Driver {
 
     async fn carry_out_effects(&mut self) {
         let mut directory_changes = DirectoryChanges::default();
+        // Told once the directory follows them: a subscriber looks services up on the news.
+        let mut told = Vec::new();
         while let Some(effect) = self.core.poll_effect() {
             if let Effect::Event(event) = &effect {
                 directory_changes.note(event);
@@ -250,7 +252,8 @@ impl Driver {
                 Effect::Event(Event::Membership(event)) => {
                     self.placement.publish(&self.core);
                     self.drop_connection_of_failed(&event);
-                    self.publish(event);
+                    self.publish(&event);
+                    told.push(event);
                 }
                 Effect::Persist { seq, batch } => match &self.storage {
                     Some(storage) => storage.submit(seq, batch),
@@ -290,6 +293,10 @@ impl Driver {
             self.directory_now.update(&self.core, &directory_changes);
             self.directory
                 .send_replace(Arc::new(self.directory_now.clone()));
+        }
+        for event in told {
+            // No subscriber is fine; a lagging one loses the oldest events (tokio broadcast).
+            let _ = self.events.send(event);
         }
     }
 
@@ -470,13 +477,12 @@ impl Driver {
         }
     }
 
-    fn publish(&mut self, event: MembershipEvent) {
-        log_event(&event);
+    /// Publishes the member table `event` changed; the event itself goes out later.
+    fn publish(&mut self, event: &MembershipEvent) {
+        log_event(event);
         self.view.send_replace(self.core.members().collect());
         self.publish_suspects();
         self.metrics.sync(&self.core);
-        // No subscriber is fine; a lagging one loses the oldest events (tokio broadcast).
-        let _ = self.events.send(event);
     }
 
     /// Closes the connection to a member declared failed, a moment later, unless by then a
