@@ -211,3 +211,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn nash_bargaining_near_f64s_limits_finds_the_solution_of_the_scaled_problem() {
+    // Gains and Nash products here overflow f64 unscaled: the symmetric problem was solved at
+    // an endpoint, and a problem with a positive-gain midpoint ended in disagreement.
+    let m = f64::MAX;
+    let symmetric = nash_bargaining(&[(m, 1.0), (1.0, m)], (0.0, 0.0)).expect("valid");
+    let NashOutcome::Agreement { utilities, .. } = symmetric else {
+        panic!("agreement: {symmetric:?}");
+    };
+    let half = m / 2.0;
+    assert!((utilities.0 / half - 1.0).abs() < 1e-9, "{utilities:?}");
+    assert!((utilities.1 / half - 1.0).abs() < 1e-9, "{utilities:?}");
+    let crossing = nash_bargaining(&[(m, -m), (-m, m)], (-m, -m)).expect("valid");
+    let NashOutcome::Agreement { utilities, .. } = crossing else {
+        panic!("agreement: {crossing:?}");
+    };
+    assert!(
+        utilities.0.abs() < 1e-9 * m && utilities.1.abs() < 1e-9 * m,
+        "{utilities:?}"
+    );
+}
