@@ -233,3 +233,30 @@ fn nash_bargaining_near_f64s_limits_finds_the_solution_of_the_scaled_problem() {
         "{utilities:?}"
     );
 }
+
+#[test]
+fn shapley_values_beyond_f64s_range_are_refused_not_reported() {
+    // Every worth is finite. Exact: player 0 adds MAX - (-MAX) to {1}, an infinite value.
+    // Sampled: player 0 adds 1e200 or 3e200, whose squares overflowed, and the spread came
+    // out as a standard error of exactly 0.
+    let m = f64::MAX;
+    let extreme = FnGame {
+        players: 2,
+        worth: |c: u64| [0.0, m, -m, m][c as usize],
+    };
+    assert_eq!(
+        shapley::exact(&extreme),
+        Err(shapley::ShapleyError::OutOfRange)
+    );
+    let spread = FnGame {
+        players: 2,
+        worth: |c: u64| [0.0, 1e200, 0.0, 3e200][c as usize],
+    };
+    let mut rng = StdRng::seed_from_u64(7);
+    let sampled = shapley::sampled(&spread, 64, &mut rng);
+    assert_eq!(
+        sampled,
+        Err(shapley::ShapleyError::OutOfRange),
+        "{sampled:?}"
+    );
+}
