@@ -212,3 +212,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn utilities_near_f64s_limits_are_bargained_at_unit_scale() {
+    // The product's coefficients overflowed: the symmetric problem was solved at an endpoint.
+    let m = f64::MAX;
+    let points = [vec![m, 1.0], vec![1.0, m]];
+    let outcome = nash_bargaining_n(&points, &[0.0, 0.0], Feasible::ConvexHull).expect("valid");
+    let NashNOutcome::Agreement { utilities, mix } = outcome else {
+        panic!("agreement: {outcome:?}");
+    };
+    assert!(
+        close(&utilities, &[m / 2.0, m / 2.0], 1e-9),
+        "{utilities:?} {mix:?}"
+    );
+}

@@ -93,9 +93,16 @@ pub fn nash_bargaining_n(
     feasible: Feasible,
 ) -> Result<NashNOutcome, NashNError> {
     validate(points, d, feasible)?;
+    // The solution does not change when a player's utilities are scaled; at unit scale gains
+    // and the product's coefficients stay within f64's range, where near its limits they
+    // overflowed into wrong answers.
+    let scale: Vec<f64> = (0..d.len()).map(|l| largest(points, d, l)).collect();
     let gains: Vec<Vec<f64>> = points
         .iter()
-        .map(|p| p.iter().zip(d).map(|(u, di)| u - di).collect())
+        .map(|p| {
+            let unit = p.iter().zip(d).zip(&scale);
+            unit.map(|((u, di), s)| u / s - di / s).collect()
+        })
         .collect();
     let mut best = Best::default();
     for (i, g) in gains.iter().enumerate() {
@@ -107,7 +114,18 @@ pub fn nash_bargaining_n(
             search_triangles(&gains, &mut best);
         }
     }
-    Ok(best.into_outcome(d))
+    Ok(best.into_outcome(points))
+}
+
+/// The largest magnitude of player `l`'s utilities among `points` and `d`; 1 if all are 0.
+fn largest(points: &[Vec<f64>], d: &[f64], l: usize) -> f64 {
+    let magnitudes = points.iter().map(|p| p[l].abs());
+    let s = magnitudes.chain([d[l].abs()]).fold(0.0, f64::max);
+    if s > 0.0 {
+        s
+    } else {
+        1.0
+    }
 }
 
 fn validate(points: &[Vec<f64>], d: &[f64], feasible: Feasible) -> Result<(), NashNError> {
@@ -165,12 +183,15 @@ impl Best {
         }
     }
 
-    fn into_outcome(self, d: &[f64]) -> NashNOutcome {
+    /// The outcome: utilities are the lottery's over `points` as given (gains are scaled).
+    fn into_outcome(self, points: &[Vec<f64>]) -> NashNOutcome {
         if self.mix.is_empty() {
             return NashNOutcome::Disagreement;
         }
-        let utilities = self.gains.iter().zip(d).map(|(g, di)| g + di).collect();
-        let mix = self.mix.into_iter().filter(|(_, w)| *w > 0.0).collect();
+        let mix: Vec<(usize, f64)> = self.mix.into_iter().filter(|(_, w)| *w > 0.0).collect();
+        let utilities = (0..self.gains.len())
+            .map(|l| mix.iter().map(|&(k, w)| w * points[k][l]).sum())
+            .collect();
         NashNOutcome::Agreement { utilities, mix }
     }
 }
