@@ -148,3 +148,33 @@ async fn a_node_shows_its_new_name_and_tags_once_set_metadata_returns() {
         node.abort().await;
     }
 }
+
+/// `set_metadata` without an HTTP address keeps the one the node advertises: the other
+/// members still reach its `/keyspaces` for the status page. It once went out as none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_metadata_keeps_the_advertised_http_address() {
+    use foundation_engine::membership::NodeMetadata;
+    let nodes = common::cluster(2, settings).await;
+    let renamed = NodeMetadata {
+        name: Some("renamed".into()),
+        ..Default::default()
+    };
+    nodes[0].set_metadata(renamed).await;
+    let (id, http) = (nodes[0].id(), nodes[0].http_addr());
+    let seen = |node: &foundation_engine::runtime::Node| {
+        let members = node.members();
+        let row = members.into_iter().find(|m| m.id == id);
+        row.and_then(|m| m.metadata)
+            .map(|d| (d.name.clone(), d.http))
+    };
+    common::eventually(SOON, "the new name reaches node 1", || {
+        seen(&nodes[1]).is_some_and(|(name, _)| name.as_deref() == Some("renamed"))
+    })
+    .await;
+    let (_, advertised) = seen(&nodes[1]).expect("node 0 known");
+    assert_eq!(advertised.map(|a| a.port()), http.map(|a| a.port()));
+    assert!(advertised.is_some(), "HTTP address dropped");
+    for node in &nodes {
+        node.abort().await;
+    }
+}

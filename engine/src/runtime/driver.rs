@@ -304,9 +304,15 @@ impl Driver {
     /// carried out, so a read of this node's placement right after sees them.
     async fn set_metadata(
         &mut self,
-        metadata: foundation_core::membership::NodeMetadata,
+        mut metadata: foundation_core::membership::NodeMetadata,
         done: oneshot::Sender<()>,
     ) {
+        // The application rarely knows the address the node advertises for HTTP; without it,
+        // the other members could no longer reach this node's pages.
+        if metadata.http.is_none() {
+            let me = self.core.membership().me().node;
+            metadata.http = self.core.membership().metadata_of(me).and_then(|m| m.http);
+        }
         let command = Input::Command(Command::SetMetadata(metadata));
         self.core.handle(self.now(), command);
         self.publish_own_metadata();

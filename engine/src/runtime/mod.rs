@@ -555,7 +555,8 @@ impl Node {
     }
 
     /// Replaces this node's metadata; every member learns it. Returns once it holds here:
-    /// placement by the new tags included (a stopped node ignores it).
+    /// placement by the new tags and what the node's HTTP pages show about it included (a
+    /// stopped node ignores it). Without an `http` address it keeps the one it advertises.
     pub async fn set_metadata(&self, metadata: NodeMetadata) {
         let _ = request::ask(&self.requests, |done| Request::SetMetadata(metadata, done)).await;
     }
