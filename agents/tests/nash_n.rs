@@ -227,3 +227,16 @@ fn utilities_near_f64s_limits_are_bargained_at_unit_scale() {
         "{utilities:?} {mix:?}"
     );
 }
+
+#[test]
+fn many_players_small_gains_still_agree() {
+    // 1,100 gains of half the largest magnitude: their product is below the smallest f64 and
+    // was taken for none.
+    let n = 1_100;
+    let points = [vec![0.5; n], vec![-1.0; n]];
+    let outcome = nash_bargaining_n(&points, &vec![0.0; n], Feasible::Finite).expect("valid");
+    let NashNOutcome::Agreement { utilities, mix } = outcome else {
+        panic!("agreement: {outcome:?}");
+    };
+    assert_eq!((utilities, mix), (vec![0.5; n], vec![(0, 1.0)]));
+}

@@ -161,11 +161,24 @@ fn validate(points: &[Vec<f64>], d: &[f64], feasible: Feasible) -> Result<(), Na
 
 /// The best candidate so far; a later candidate must be strictly better, so ties keep the first
 /// found in the fixed search order (vertices, edges, triangles, each by ascending indices).
-#[derive(Default)]
 struct Best {
-    product: f64,
+    /// The Nash product's logarithm: over many players the product itself under- or
+    /// overflows (1,100 gains of 0.5 made 0, and no agreement was found).
+    log_product: f64,
     gains: Vec<f64>,
     mix: Vec<(usize, f64)>,
+}
+
+impl Default for Best {
+    fn default() -> Self {
+        let (gains, mix) = (Vec::new(), Vec::new());
+        let log_product = f64::NEG_INFINITY;
+        Best {
+            log_product,
+            gains,
+            mix,
+        }
+    }
 }
 
 impl Best {
@@ -173,10 +186,10 @@ impl Best {
         if gains.iter().any(|g| *g <= 0.0) {
             return;
         }
-        let product: f64 = gains.iter().product();
-        if product > self.product {
+        let log_product: f64 = gains.iter().map(|g| g.ln()).sum();
+        if log_product > self.log_product {
             *self = Best {
-                product,
+                log_product,
                 gains,
                 mix,
             };
