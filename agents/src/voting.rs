@@ -401,5 +401,19 @@ fn validate(config: &ElectionConfig) -> Result<(), ConfigError> {
             why: "must be finite and > 0",
         });
     }
+    // Scores add weights up (Borda's times up to n − 1 points): past f64's range two counts
+    // would both be infinite and tie, and the lower index would win.
+    let total: f64 = config.voters.values().sum();
+    let points = match config.method {
+        Method::Borda => config.candidates.len().saturating_sub(1).max(1) as f64,
+        _ => 1.0,
+    };
+    if !(total * points).is_finite() {
+        return Err(ConfigError::Parameter {
+            name: "weight",
+            value: total,
+            why: "the weights add up beyond f64's range",
+        });
+    }
     Ok(())
 }

@@ -211,3 +211,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn nash_bargaining_near_f64s_limits_finds_the_solution_of_the_scaled_problem() {
+    // Gains and Nash products here overflow f64 unscaled: the symmetric problem was solved at
+    // an endpoint, and a problem with a positive-gain midpoint ended in disagreement.
+    let m = f64::MAX;
+    let symmetric = nash_bargaining(&[(m, 1.0), (1.0, m)], (0.0, 0.0)).expect("valid");
+    let NashOutcome::Agreement { utilities, .. } = symmetric else {
+        panic!("agreement: {symmetric:?}");
+    };
+    let half = m / 2.0;
+    assert!((utilities.0 / half - 1.0).abs() < 1e-9, "{utilities:?}");
+    assert!((utilities.1 / half - 1.0).abs() < 1e-9, "{utilities:?}");
+    let crossing = nash_bargaining(&[(m, -m), (-m, m)], (-m, -m)).expect("valid");
+    let NashOutcome::Agreement { utilities, .. } = crossing else {
+        panic!("agreement: {crossing:?}");
+    };
+    assert!(
+        utilities.0.abs() < 1e-9 * m && utilities.1.abs() < 1e-9 * m,
+        "{utilities:?}"
+    );
+}
+
+#[test]
+fn shapley_values_beyond_f64s_range_are_refused_not_reported() {
+    // Every worth is finite. Exact: player 0 adds MAX - (-MAX) to {1}, an infinite value.
+    // Sampled: player 0 adds 1e200 or 3e200, whose squares overflowed, and the spread came
+    // out as a standard error of exactly 0.
+    let m = f64::MAX;
+    let extreme = FnGame {
+        players: 2,
+        worth: |c: u64| [0.0, m, -m, m][c as usize],
+    };
+    assert_eq!(
+        shapley::exact(&extreme),
+        Err(shapley::ShapleyError::OutOfRange)
+    );
+    let spread = FnGame {
+        players: 2,
+        worth: |c: u64| [0.0, 1e200, 0.0, 3e200][c as usize],
+    };
+    let mut rng = StdRng::seed_from_u64(7);
+    let sampled = shapley::sampled(&spread, 64, &mut rng);
+    assert_eq!(
+        sampled,
+        Err(shapley::ShapleyError::OutOfRange),
+        "{sampled:?}"
+    );
+}

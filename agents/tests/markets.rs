@@ -493,3 +493,26 @@ fn answers_too_large_to_aggregate_leave_prices_and_residual_finite() {
         other => panic!("out of rounds, not converged: {other:?}"),
     }
 }
+
+#[test]
+fn limits_whose_surplus_would_leave_f64s_range_are_refused() {
+    // A McAfee trade reduction at buyers' f64::MAX and a seller's 0 over two units once
+    // reported an infinite surplus; limits are bounded so the surplus of any clearing is finite.
+    let mut m = CallMarket::new("cpu", ClearingRule::McAfee, Time(100), Time(0));
+    let refused = m.submit(Time(1), AgentId(9), Side::Buy, 1, f64::MAX);
+    assert!(
+        matches!(refused, Err(Rejection::Overflow(_))),
+        "{refused:?}"
+    );
+    let limit = foundation_agents::market::double::LIMIT_MAX;
+    for buyer in 1..=3 {
+        m.submit(Time(1), AgentId(buyer), Side::Buy, 1, limit)
+            .expect("at the bound");
+    }
+    m.submit(Time(1), AgentId(4), Side::Sell, 3, 0.0)
+        .expect("valid");
+    let out = m.close(Time(100));
+    assert_eq!(out.traded_quantity, 2, "{out:?}");
+    assert!(out.surplus.is_finite(), "{out:?}");
+    assert_eq!(out.surplus, limit * 2.0);
+}

@@ -212,3 +212,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn utilities_near_f64s_limits_are_bargained_at_unit_scale() {
+    // The product's coefficients overflowed: the symmetric problem was solved at an endpoint.
+    let m = f64::MAX;
+    let points = [vec![m, 1.0], vec![1.0, m]];
+    let outcome = nash_bargaining_n(&points, &[0.0, 0.0], Feasible::ConvexHull).expect("valid");
+    let NashNOutcome::Agreement { utilities, mix } = outcome else {
+        panic!("agreement: {outcome:?}");
+    };
+    assert!(
+        close(&utilities, &[m / 2.0, m / 2.0], 1e-9),
+        "{utilities:?} {mix:?}"
+    );
+}
+
+#[test]
+fn many_players_small_gains_still_agree() {
+    // 1,100 gains of half the largest magnitude: their product is below the smallest f64 and
+    // was taken for none.
+    let n = 1_100;
+    let points = [vec![0.5; n], vec![-1.0; n]];
+    let outcome = nash_bargaining_n(&points, &vec![0.0; n], Feasible::Finite).expect("valid");
+    let NashNOutcome::Agreement { utilities, mix } = outcome else {
+        panic!("agreement: {outcome:?}");
+    };
+    assert_eq!((utilities, mix), (vec![0.5; n], vec![(0, 1.0)]));
+}

@@ -176,3 +176,30 @@ proptest! {
         prop_assert_eq!(run(&forward), run(&shuffled));
     }
 }
+
+#[test]
+fn weights_that_add_up_beyond_f64s_range_are_refused_at_configuration() {
+    // Each weight is finite, but three of them for one candidate and two for another both
+    // add up to infinity: counted, the two would tie and the lower index would win. Borda
+    // multiplies weights by points, so it is refused with the weights plurality could count.
+    let config = |method, voters: &[f64]| ElectionConfig {
+        question: "temperature".into(),
+        candidates: vec!["0.2".into(), "0.7".into(), "1.0".into()],
+        voters: (0..).map(AgentId).zip(voters.iter().copied()).collect(),
+        method,
+        quorum: 0.0,
+        deadline: Time(100),
+    };
+    let huge = [f64::MAX; 5];
+    let refused = Election::new(config(Method::Plurality, &huge), Time(0));
+    assert!(
+        matches!(
+            refused,
+            Err(foundation_agents::error::ConfigError::Parameter { name: "weight", .. })
+        ),
+        "{refused:?}"
+    );
+    let borda = [f64::MAX / 3.0, f64::MAX / 3.0];
+    assert!(Election::new(config(Method::Plurality, &borda), Time(0)).is_ok());
+    assert!(Election::new(config(Method::Borda, &borda), Time(0)).is_err());
+}

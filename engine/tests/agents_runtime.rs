@@ -603,3 +603,60 @@ async fn an_agent_is_in_the_directory_when_its_running_event_arrives() {
     assert!(stale.is_empty(), "told running before shown: {stale:?}");
     stop(&nodes).await;
 }
+
+/// Reports Healthy and Degraded in turn, so every health report changes its directory entry.
+struct Flipper(std::sync::atomic::AtomicBool);
+
+impl Agent for Flipper {
+    async fn handle(&mut self, _: &Context, _: Message) -> Result<Bytes, HandlerError> {
+        Ok(Bytes::new())
+    }
+
+    fn health(&self) -> Health {
+        if self.0.fetch_xor(true, std::sync::atomic::Ordering::Relaxed) {
+            Health::Degraded("flipping".into())
+        } else {
+            Health::Healthy
+        }
+    }
+}
+
+/// A stopped agent stays out of the directory: a health report read before it stopped is
+/// not written back after its entry was deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_agent_is_not_brought_back_by_a_health_report() {
+    const AGENTS: usize = 30;
+    const ROUNDS: usize = 20;
+    let nodes = common::cluster(1, |seeds| NodeSettings {
+        agents: AgentsConfig {
+            health_interval: Duration::from_millis(1),
+            ..AgentsConfig::default()
+        },
+        ..common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await;
+    let agents = nodes[0].agents();
+    let mut back = Vec::new();
+    for round in 0..ROUNDS {
+        let names: Vec<String> = (0..AGENTS).map(|n| format!("f-{round}-{n}")).collect();
+        for name in &names {
+            let flipper = || Flipper(std::sync::atomic::AtomicBool::new(false));
+            agents.spawn(AgentSpec::new(name, flipper)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for name in &names {
+            agents.stop(name).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        back.extend(
+            names
+                .iter()
+                .filter_map(|n| agents.lookup(n).map(|a| (n.clone(), a.record))),
+        );
+    }
+    assert!(
+        back.is_empty(),
+        "back in the directory after stopping: {back:?}"
+    );
+    stop(&nodes).await;
+}

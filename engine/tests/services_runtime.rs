@@ -706,3 +706,64 @@ async fn routes_follow_subscriptions_made_and_dropped_after_publishing_began() {
     assert_eq!(again.recv().await.unwrap().payload[0], 4);
     stop(&nodes).await;
 }
+
+/// A membership event goes out once the services directory follows it: a subscriber that
+/// looks a service up when told a member failed no longer finds that member's instance (it
+/// once could, the event having gone out before the directory was republished). Members
+/// crash (one that leaves withdraws its instances before it goes); the subscriber is a thread
+/// of its own, woken at once, as an application's may be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_members_instances_are_gone_when_its_event_arrives() {
+    use foundation_engine::membership::MembershipEvent;
+    const ROUNDS: usize = 3;
+    const CRASHING: usize = 4;
+    let mut stale = Vec::new();
+    for _ in 0..ROUNDS {
+        let nodes = cluster(CRASHING + 1, RpcConfig::default()).await;
+        for node in &nodes[1..] {
+            let options = ServiceOptions::default();
+            node.services()
+                .register("double", doubler(), options)
+                .await
+                .unwrap();
+        }
+        eventually(SOON, "node 0 sees every instance", || {
+            nodes[0].services().lookup("double").len() == CRASHING
+        })
+        .await;
+        let mut events = nodes[0].membership_events();
+        let looker = nodes[0].clone();
+        let checker = std::thread::spawn(move || {
+            let mut shown_failed = Vec::new();
+            for _ in 0..CRASHING {
+                let failed = loop {
+                    match events.blocking_recv().expect("no event lost") {
+                        MembershipEvent::Failed(view) => break view.id,
+                        _ => continue,
+                    }
+                };
+                let instances = looker.services().lookup("double");
+                shown_failed.extend(
+                    instances
+                        .iter()
+                        .filter(|i| i.id.node == failed)
+                        .map(|_| failed),
+                );
+            }
+            shown_failed
+        });
+        stop(&nodes[1..]).await;
+        let checked = tokio::task::spawn_blocking(move || checker.join());
+        let shown_failed = tokio::time::timeout(SOON, checked)
+            .await
+            .expect("told within SOON")
+            .expect("joins")
+            .expect("checker ran");
+        stale.extend(shown_failed);
+        nodes[0].abort().await;
+    }
+    assert!(
+        stale.is_empty(),
+        "told failed before the directory showed it: {stale:?}"
+    );
+}

@@ -504,3 +504,33 @@ async fn a_session_placed_by_rendezvous_runs_there_and_is_aborted_once_when_that
         node.abort().await;
     }
 }
+
+/// A session its mechanism refuses as it opens (here a vote's quorum above 1) ends in the
+/// session log as refused, with the reason; it once stayed `running` there for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_refused_as_it_opens_shows_refused_with_its_reason() {
+    let nodes = cluster(1).await;
+    let agents = nodes[0].agents();
+    let honest = Style::Honest { bid: 10, choice: 0 };
+    agents.spawn(bidder("ann", honest)).await.unwrap();
+    let mut session = auction(11);
+    session.commit = None;
+    session.mechanism = Mechanism::Vote {
+        question: "temperature".into(),
+        candidates: vec!["0.2".into(), "0.7".into()],
+        method: Method::Plurality,
+        quorum: 2.0,
+    };
+    let refused = agents.run(session).await;
+    assert!(
+        matches!(&refused, Err(SessionError::Config(why)) if why.contains("quorum")),
+        "{refused:?}"
+    );
+    let rows = agents.sessions();
+    let row = rows.iter().find(|r| r.session == 11).expect("logged");
+    assert_eq!(row.state, "refused", "{row:?}");
+    let why = row.outcome.as_deref().unwrap_or_default();
+    assert!(why.contains("quorum"), "{row:?}");
+    assert!(row.duration_ms.is_some(), "{row:?}");
+    nodes[0].abort().await;
+}

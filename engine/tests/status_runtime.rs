@@ -106,3 +106,75 @@ async fn the_status_document_has_traffic_keyspaces_with_convergence_and_placemen
         node.abort().await;
     }
 }
+
+/// What a node shows operators about itself follows `set_metadata`: its name and tags in
+/// `/members`' self row, `/health` and `/status.json` (its own member row included) once
+/// `set_metadata` returns. They once showed the name it started with, for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shows_its_new_name_and_tags_once_set_metadata_returns() {
+    use foundation_engine::membership::NodeMetadata;
+    // Two members: a lone node's /health answers 503.
+    let nodes = common::cluster(2, settings).await;
+    let http = nodes[0].http_addr().expect("serving HTTP");
+    let get = |path: &'static str| async move {
+        foundation_engine::http::get_json(http, path, Duration::from_secs(2))
+            .await
+            .expect(path)
+    };
+    for n in 0..3 {
+        let name = format!("renamed-{n}");
+        let zone = format!("zone-{n}");
+        let mut metadata = NodeMetadata {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        metadata.tags.insert("zone".into(), zone.clone());
+        nodes[0].set_metadata(metadata).await;
+        let members = get("/members").await;
+        let health = get("/health").await;
+        let document = status(http).await;
+        let shown = [
+            ("/members self", &members["self"]),
+            ("/health node", &health["details"]["node"]),
+            ("/status.json node", &document["node"]),
+            ("/status.json own row", &document["members"][0]["metadata"]),
+        ];
+        for (place, me) in shown {
+            assert_eq!(me["name"], name.as_str(), "{place}: {me}");
+            assert_eq!(me["tags"]["zone"], zone.as_str(), "{place}: {me}");
+        }
+    }
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+/// `set_metadata` without an HTTP address keeps the one the node advertises: the other
+/// members still reach its `/keyspaces` for the status page. It once went out as none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_metadata_keeps_the_advertised_http_address() {
+    use foundation_engine::membership::NodeMetadata;
+    let nodes = common::cluster(2, settings).await;
+    let renamed = NodeMetadata {
+        name: Some("renamed".into()),
+        ..Default::default()
+    };
+    nodes[0].set_metadata(renamed).await;
+    let (id, http) = (nodes[0].id(), nodes[0].http_addr());
+    let seen = |node: &foundation_engine::runtime::Node| {
+        let members = node.members();
+        let row = members.into_iter().find(|m| m.id == id);
+        row.and_then(|m| m.metadata)
+            .map(|d| (d.name.clone(), d.http))
+    };
+    common::eventually(SOON, "the new name reaches node 1", || {
+        seen(&nodes[1]).is_some_and(|(name, _)| name.as_deref() == Some("renamed"))
+    })
+    .await;
+    let (_, advertised) = seen(&nodes[1]).expect("node 0 known");
+    assert_eq!(advertised.map(|a| a.port()), http.map(|a| a.port()));
+    assert!(advertised.is_some(), "HTTP address dropped");
+    for node in &nodes {
+        node.abort().await;
+    }
+}

@@ -56,10 +56,13 @@ pub fn nash_bargaining(points: &[Utilities], d: Utilities) -> Result<NashOutcome
     if !finite(d) || !points.iter().all(|&p| finite(p)) {
         return Err(NashError::NotFinite);
     }
+    // The solution does not change when an axis is scaled; at unit scale gains and products
+    // stay within f64's range, where near its limits they overflowed into wrong answers.
+    let (unit, d_unit) = unit_scaled(points, d);
     let mut best: Option<(f64, NashOutcome)> = None;
     for i in 0..points.len() {
         for j in i..points.len() {
-            let (weight, product) = best_on_segment(points[i], points[j], d);
+            let (weight, product) = best_on_segment(unit[i], unit[j], d_unit);
             if product > 0.0 && best.as_ref().is_none_or(|(b, _)| product > *b) {
                 let (a, b) = (points[i], points[j]);
                 let utilities = (
@@ -79,6 +82,25 @@ pub fn nash_bargaining(points: &[Utilities], d: Utilities) -> Result<NashOutcome
         }
     }
     Ok(best.map_or(NashOutcome::Disagreement, |(_, outcome)| outcome))
+}
+
+/// `points` and `d` with each axis divided by its largest magnitude among them.
+fn unit_scaled(points: &[Utilities], d: Utilities) -> (Vec<Utilities>, Utilities) {
+    let largest = |axis: fn(&Utilities) -> f64| {
+        let s = points
+            .iter()
+            .chain([&d])
+            .map(|p| axis(p).abs())
+            .fold(0.0, f64::max);
+        if s > 0.0 {
+            s
+        } else {
+            1.0
+        }
+    };
+    let (sx, sy) = (largest(|p| p.0), largest(|p| p.1));
+    let scale = |p: &Utilities| (p.0 / sx, p.1 / sy);
+    (points.iter().map(scale).collect(), scale(&d))
 }
 
 /// Best weight `w` on `a` (rest on `b`) for the Nash product, and the product; `0` if nowhere positive.

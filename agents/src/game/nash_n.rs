@@ -93,9 +93,16 @@ pub fn nash_bargaining_n(
     feasible: Feasible,
 ) -> Result<NashNOutcome, NashNError> {
     validate(points, d, feasible)?;
+    // The solution does not change when a player's utilities are scaled; at unit scale gains
+    // and the product's coefficients stay within f64's range, where near its limits they
+    // overflowed into wrong answers.
+    let scale: Vec<f64> = (0..d.len()).map(|l| largest(points, d, l)).collect();
     let gains: Vec<Vec<f64>> = points
         .iter()
-        .map(|p| p.iter().zip(d).map(|(u, di)| u - di).collect())
+        .map(|p| {
+            let unit = p.iter().zip(d).zip(&scale);
+            unit.map(|((u, di), s)| u / s - di / s).collect()
+        })
         .collect();
     let mut best = Best::default();
     for (i, g) in gains.iter().enumerate() {
@@ -107,7 +114,18 @@ pub fn nash_bargaining_n(
             search_triangles(&gains, &mut best);
         }
     }
-    Ok(best.into_outcome(d))
+    Ok(best.into_outcome(points))
+}
+
+/// The largest magnitude of player `l`'s utilities among `points` and `d`; 1 if all are 0.
+fn largest(points: &[Vec<f64>], d: &[f64], l: usize) -> f64 {
+    let magnitudes = points.iter().map(|p| p[l].abs());
+    let s = magnitudes.chain([d[l].abs()]).fold(0.0, f64::max);
+    if s > 0.0 {
+        s
+    } else {
+        1.0
+    }
 }
 
 fn validate(points: &[Vec<f64>], d: &[f64], feasible: Feasible) -> Result<(), NashNError> {
@@ -143,11 +161,24 @@ fn validate(points: &[Vec<f64>], d: &[f64], feasible: Feasible) -> Result<(), Na
 
 /// The best candidate so far; a later candidate must be strictly better, so ties keep the first
 /// found in the fixed search order (vertices, edges, triangles, each by ascending indices).
-#[derive(Default)]
 struct Best {
-    product: f64,
+    /// The Nash product's logarithm: over many players the product itself under- or
+    /// overflows (1,100 gains of 0.5 made 0, and no agreement was found).
+    log_product: f64,
     gains: Vec<f64>,
     mix: Vec<(usize, f64)>,
+}
+
+impl Default for Best {
+    fn default() -> Self {
+        let (gains, mix) = (Vec::new(), Vec::new());
+        let log_product = f64::NEG_INFINITY;
+        Best {
+            log_product,
+            gains,
+            mix,
+        }
+    }
 }
 
 impl Best {
@@ -155,22 +186,25 @@ impl Best {
         if gains.iter().any(|g| *g <= 0.0) {
             return;
         }
-        let product: f64 = gains.iter().product();
-        if product > self.product {
+        let log_product: f64 = gains.iter().map(|g| g.ln()).sum();
+        if log_product > self.log_product {
             *self = Best {
-                product,
+                log_product,
                 gains,
                 mix,
             };
         }
     }
 
-    fn into_outcome(self, d: &[f64]) -> NashNOutcome {
+    /// The outcome: utilities are the lottery's over `points` as given (gains are scaled).
+    fn into_outcome(self, points: &[Vec<f64>]) -> NashNOutcome {
         if self.mix.is_empty() {
             return NashNOutcome::Disagreement;
         }
-        let utilities = self.gains.iter().zip(d).map(|(g, di)| g + di).collect();
-        let mix = self.mix.into_iter().filter(|(_, w)| *w > 0.0).collect();
+        let mix: Vec<(usize, f64)> = self.mix.into_iter().filter(|(_, w)| *w > 0.0).collect();
+        let utilities = (0..self.gains.len())
+            .map(|l| mix.iter().map(|&(k, w)| w * points[k][l]).sum())
+            .collect();
         NashNOutcome::Agreement { utilities, mix }
     }
 }

@@ -41,6 +41,10 @@ pub enum ShapleyError {
     /// Sampling needs at least one permutation.
     #[error("at least one sample is required")]
     NoSamples,
+    /// Every worth is finite, but a value (or, sampled, a marginal contribution's square) is
+    /// beyond f64's range; rescale the game.
+    #[error("the values or their spread leave f64's range; rescale the game")]
+    OutOfRange,
 }
 
 /// Shapley values, with the standard error of each when estimated by sampling.
@@ -92,6 +96,10 @@ pub fn exact(game: &dyn Game) -> Result<ShapleyValues, ShapleyError> {
             }
         }
     }
+    // Marginals of worths near f64's limits overflow, and infinities of both signs add to NaN.
+    if !values.iter().all(|v| v.is_finite()) {
+        return Err(ShapleyError::OutOfRange);
+    }
     Ok(ShapleyValues {
         standard_errors: vec![0.0; n],
         values,
@@ -132,10 +140,18 @@ pub fn sampled(
     }
     let m = samples as f64;
     let values: Vec<f64> = sum.iter().map(|s| s / m).collect();
-    let standard_errors = values
+    let variances: Vec<f64> = values
         .iter()
         .zip(&sum_sq)
-        .map(|(mean, sq)| ((sq / m - mean * mean).max(0.0) / m).sqrt())
+        .map(|(mean, sq)| sq / m - mean * mean)
+        .collect();
+    // An overflowed square made the variance NaN, which `max(0.0)` turned into a claimed zero.
+    if !values.iter().chain(&variances).all(|x| x.is_finite()) {
+        return Err(ShapleyError::OutOfRange);
+    }
+    let standard_errors = variances
+        .iter()
+        .map(|variance| (variance.max(0.0) / m).sqrt())
         .collect();
     Ok(ShapleyValues {
         values,

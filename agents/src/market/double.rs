@@ -18,10 +18,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Rejection;
 use crate::telemetry::{Telemetry, TelemetryEvent};
-use crate::types::{validate_amount, AgentId, Outgoing, Time};
+use crate::types::{validate_amount, AgentId, Outgoing, Overflow, Time};
 
 /// Largest quantity one order may carry, so cumulative sums cannot overflow.
 pub const ORDER_QUANTITY_MAX: u64 = 1 << 40;
+
+/// Largest limit an order may name: a clearing's surplus (a price difference times at most
+/// `u64::MAX` units) then stays within f64's range.
+pub const LIMIT_MAX: f64 = f64::MAX / 18_446_744_073_709_551_616.0;
 
 /// Which side of the market an order is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -391,6 +395,10 @@ impl CallMarket {
             return Err(Rejection::NotParticipant { agent });
         }
         validate_amount(limit)?;
+        if limit > LIMIT_MAX {
+            let what = format!("limit {limit} above {LIMIT_MAX}: the surplus could leave f64");
+            return Err(Rejection::Overflow(Overflow { what }));
+        }
         if qty == 0 || qty > ORDER_QUANTITY_MAX {
             let what = format!("quantity {qty}, allowed 1..={ORDER_QUANTITY_MAX}");
             return Err(Rejection::InvalidQuantity { what });

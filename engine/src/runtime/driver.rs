@@ -84,6 +84,8 @@ pub(crate) struct Driver {
     pub placement: super::placement::PlacementRuntime,
     /// Caches: replies owed and compute functions waiting for their grant.
     pub caches: super::caches::CachesRuntime,
+    /// Where this node's own metadata is published for what it shows operators.
+    pub own_metadata: watch::Sender<Arc<foundation_core::membership::NodeMetadata>>,
 }
 
 /// An answer to a local write, owed once the write is durable here.
@@ -124,6 +126,7 @@ impl DurableReply {
 impl Driver {
     pub async fn run(mut self) {
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        self.publish_own_metadata();
         for seed in self.seeds.clone() {
             self.consider(Candidate {
                 addr: seed,
@@ -231,6 +234,8 @@ impl Driver {
 
     async fn carry_out_effects(&mut self) {
         let mut directory_changes = DirectoryChanges::default();
+        // Told once the directory follows them: a subscriber looks services up on the news.
+        let mut told = Vec::new();
         while let Some(effect) = self.core.poll_effect() {
             if let Effect::Event(event) = &effect {
                 directory_changes.note(event);
@@ -247,7 +252,8 @@ impl Driver {
                 Effect::Event(Event::Membership(event)) => {
                     self.placement.publish(&self.core);
                     self.drop_connection_of_failed(&event);
-                    self.publish(event);
+                    self.publish(&event);
+                    told.push(event);
                 }
                 Effect::Persist { seq, batch } => match &self.storage {
                     Some(storage) => storage.submit(seq, batch),
@@ -288,19 +294,38 @@ impl Driver {
             self.directory
                 .send_replace(Arc::new(self.directory_now.clone()));
         }
+        for event in told {
+            // No subscriber is fine; a lagging one loses the oldest events (tokio broadcast).
+            let _ = self.events.send(event);
+        }
     }
 
     /// Replaces our metadata and answers once its effects (placement by the new tags) are
     /// carried out, so a read of this node's placement right after sees them.
     async fn set_metadata(
         &mut self,
-        metadata: foundation_core::membership::NodeMetadata,
+        mut metadata: foundation_core::membership::NodeMetadata,
         done: oneshot::Sender<()>,
     ) {
+        // The application rarely knows the address the node advertises for HTTP; without it,
+        // the other members could no longer reach this node's pages.
+        if metadata.http.is_none() {
+            let me = self.core.membership().me().node;
+            metadata.http = self.core.membership().metadata_of(me).and_then(|m| m.http);
+        }
         let command = Input::Command(Command::SetMetadata(metadata));
         self.core.handle(self.now(), command);
+        self.publish_own_metadata();
         self.carry_out_effects().await;
         let _ = done.send(());
+    }
+
+    /// Publishes our metadata as the core holds it (the one copy operators' pages read).
+    fn publish_own_metadata(&self) {
+        let me = self.core.membership().me().node;
+        if let Some(metadata) = self.core.membership().metadata_of(me) {
+            self.own_metadata.send_replace(Arc::new(metadata.clone()));
+        }
     }
 
     /// Applies a local write and answers only after its effects (the mirror update included)
@@ -458,13 +483,12 @@ impl Driver {
         }
     }
 
-    fn publish(&mut self, event: MembershipEvent) {
-        log_event(&event);
+    /// Publishes the member table `event` changed; the event itself goes out later.
+    fn publish(&mut self, event: &MembershipEvent) {
+        log_event(event);
         self.view.send_replace(self.core.members().collect());
         self.publish_suspects();
         self.metrics.sync(&self.core);
-        // No subscriber is fine; a lagging one loses the oldest events (tokio broadcast).
-        let _ = self.events.send(event);
     }
 
     /// Closes the connection to a member declared failed, a moment later, unless by then a

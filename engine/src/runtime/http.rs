@@ -15,6 +15,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::identity::Identity;
 use super::request::Request;
 use super::services::ServicesHandle;
 use super::status::{self, Demand, KeyspaceSummary, PeerDigests};
@@ -39,7 +40,7 @@ pub(crate) struct Api {
     pub caches: super::caches::CachesHandle,
     pub agents: super::agents::AgentsHandle,
     /// This node, as `/members` and `/health` name it.
-    pub identity: serde_json::Value,
+    pub identity: Identity,
     pub requests: mpsc::Sender<Request>,
     /// What the operator's actions go through (`operator.rs`).
     pub operator: super::operator::OperatorApi,
@@ -99,10 +100,10 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
     let server = super::snapshot::routes(server, requests.clone(), identity.clone());
     super::vars::routes(server, vars)
         .metrics(registry)
-        .health(move || health(&health_view.borrow(), &health_identity))
+        .health(move || health(&health_view.borrow(), &health_identity.json()))
         .status(move || status.json())
         .json("/members", move || {
-            members(&view.borrow(), &suspects.borrow(), &identity)
+            members(&view.borrow(), &suspects.borrow(), &identity.json())
         })
         .json("/config", {
             let config = config.clone();
@@ -120,7 +121,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
         })
         .json("/keyspaces", move || {
             digests_wanted.ask();
-            status::keyspaces_json(&keyspaces.borrow(), &keyspaces_identity)
+            status::keyspaces_json(&keyspaces.borrow(), &keyspaces_identity.json())
         })
         .json("/services", move || services_json(&services.directory()))
         .json("/agents/sessions", {
@@ -151,7 +152,7 @@ fn config_value(config: &ConfigHandle, key: &str) -> (StatusCode, serde_json::Va
 /// up until the application notices ([`Node::stopped`](super::Node::stopped)) and finishes.
 async fn leave(
     requests: mpsc::Sender<Request>,
-    identity: serde_json::Value,
+    identity: Identity,
     request: crate::http::WriteRequest,
 ) -> (StatusCode, serde_json::Value) {
     if !request.rest.is_empty() {
@@ -165,12 +166,12 @@ async fn leave(
     if requests.send(Request::Stop(done)).await.is_err() || stopped.await.is_err() {
         return (
             StatusCode::CONFLICT,
-            serde_json::json!({ "error": "the node has already stopped", "node": identity }),
+            serde_json::json!({ "error": "the node has already stopped", "node": identity.json() }),
         );
     }
     (
         StatusCode::OK,
-        serde_json::json!({ "left": true, "node": identity }),
+        serde_json::json!({ "left": true, "node": identity.json() }),
     )
 }
 
@@ -217,7 +218,7 @@ fn member_rows(view: &[MemberView], suspects: &BTreeSet<NodeId>) -> Vec<serde_js
 struct StatusSources {
     view: watch::Receiver<Vec<MemberView>>,
     suspects: watch::Receiver<BTreeSet<NodeId>>,
-    identity: serde_json::Value,
+    identity: Identity,
     services: ServicesHandle,
     vars: super::vars::VarsHandle,
     agents: super::agents::AgentsHandle,
@@ -236,11 +237,12 @@ impl StatusSources {
         self.digests_wanted.ask();
         self.peers.watched.ask();
         let view = self.view.borrow().clone();
-        let mut rows = vec![self.own_row()];
+        let me = self.identity.json();
+        let mut rows = vec![self.own_row(&me)];
         rows.extend(member_rows(&view, &self.suspects.borrow()));
-        let health = serde_json::to_value(health(&view, &self.identity)).unwrap_or_default();
+        let health = serde_json::to_value(health(&view, &me)).unwrap_or_default();
         serde_json::json!({
-            "node": self.identity,
+            "node": me,
             "health": health,
             "members": rows,
             "traffic": status::traffic_json(&self.transport),
@@ -254,12 +256,11 @@ impl StatusSources {
     }
 
     /// This node as a member row: alive, by definition, while it serves the page.
-    fn own_row(&self) -> serde_json::Value {
-        let me = &self.identity;
+    fn own_row(&self, me: &serde_json::Value) -> serde_json::Value {
         serde_json::json!({
             "id": me["id"], "addr": me["addr"], "generation": me["generation"],
             "state": "alive", "suspect": false, "self": true,
-            "metadata": { "name": me["name"] },
+            "metadata": self.identity.metadata_json(),
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod federation;
 mod from_config;
 mod http;
 mod http_advertise;
+mod identity;
 mod metrics;
 mod operator;
 pub mod placement;
@@ -294,7 +295,8 @@ impl Node {
             events: broadcast::channel(EVENT_BUFFER).0,
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let identity = identity_json(&local, &cluster, &metadata);
+        let (identity, own_metadata) =
+            identity::Identity::new(local, cluster.clone(), metadata.clone());
         let operator = operator::OperatorApi {
             requests: requests_tx.clone(),
             services: services.registry.clone(),
@@ -393,6 +395,7 @@ impl Node {
             durable_replies: BTreeMap::new(),
             placement: placement_runtime,
             caches: caches::CachesRuntime::new(caches.clone()),
+            own_metadata,
         };
         tokio::spawn(driver.run());
         let http = Arc::new(std::sync::Mutex::new(http));
@@ -555,7 +558,8 @@ impl Node {
     }
 
     /// Replaces this node's metadata; every member learns it. Returns once it holds here:
-    /// placement by the new tags included (a stopped node ignores it).
+    /// placement by the new tags and what the node's HTTP pages show about it included (a
+    /// stopped node ignores it). Without an `http` address it keeps the one it advertises.
     pub async fn set_metadata(&self, metadata: NodeMetadata) {
         let _ = request::ask(&self.requests, |done| Request::SetMetadata(metadata, done)).await;
     }
@@ -688,18 +692,4 @@ fn start_discovery(
         .into_iter()
         .map(|strategy| strategy.start(me.clone(), found.clone()))
         .collect()
-}
-
-fn identity_json(
-    local: &MemberId,
-    cluster: &ClusterName,
-    metadata: &NodeMetadata,
-) -> serde_json::Value {
-    serde_json::json!({
-        "id": local.node.to_string(),
-        "addr": local.addr.to_string(),
-        "cluster": cluster.as_str(),
-        "generation": local.generation,
-        "name": metadata.name,
-    })
 }

@@ -40,7 +40,7 @@ pub(crate) struct OperatorApi {
     pub events: broadcast::Sender<MembershipEvent>,
     pub directory: watch::Receiver<Arc<Directory>>,
     /// This node, for the first line of a monitor stream.
-    pub identity: Value,
+    pub identity: super::identity::Identity,
 }
 
 /// Outside endpoints registered over HTTP, by service and local id: the node keeps them
@@ -357,7 +357,7 @@ struct Watched {
     events: broadcast::Receiver<MembershipEvent>,
     config: ConfigHandle,
     directory: watch::Receiver<Arc<Directory>>,
-    identity: Value,
+    identity: super::identity::Identity,
 }
 
 /// `GET /monitor`: a line `{"kind": "monitoring"}`, then one per membership change, config
@@ -379,7 +379,7 @@ fn monitor(watched: Watched, request: StreamRequest) -> StreamAnswer {
 async fn forward_events(mut watched: Watched, lines: LineSender) {
     let mut config = watched.config.watch("");
     let mut instances = instance_set(&watched.directory.borrow_and_update());
-    let hello = json!({ "kind": "monitoring", "node": watched.identity });
+    let hello = json!({ "kind": "monitoring", "node": watched.identity.json() });
     if !lines.send(&hello).await {
         return;
     }

@@ -55,7 +55,7 @@ pub(crate) async fn restore(
 pub(crate) fn routes(
     server: HttpServerBuilder,
     requests: mpsc::Sender<Request>,
-    identity: Value,
+    identity: super::identity::Identity,
 ) -> HttpServerBuilder {
     let taking = Arc::new(Semaphore::new(1));
     let body = BodyLimit {
@@ -96,7 +96,7 @@ fn save(requests: mpsc::Sender<Request>, taking: Arc<Semaphore>) -> DownloadAnsw
 /// `POST /snapshot`: the body is a snapshot file; its keyspaces are merged here.
 async fn restore_route(
     requests: mpsc::Sender<Request>,
-    identity: Value,
+    identity: super::identity::Identity,
     request: WriteRequest,
 ) -> (StatusCode, Value) {
     if !request.rest.is_empty() {
@@ -119,7 +119,7 @@ async fn restore_route(
             json!({
                 "restored": restored,
                 "snapshot": { "node": from, "taken_ms": taken_ms },
-                "node": identity,
+                "node": identity.json(),
             }),
         ),
         Err(error @ SnapshotFailed::Refused(RestoreError::NotDurable { .. })) => {

@@ -170,6 +170,10 @@ pub(crate) struct Shared {
     events: broadcast::Sender<AgentEvent>,
     /// The sessions this node coordinated.
     sessions: sessions::SessionLog,
+    /// Held from reading an agent's entry to writing it to the directory, so directory writes
+    /// land in the order of what they show: a health report read just before a stop once
+    /// landed after the stop's delete and brought the agent back for good.
+    writing: tokio::sync::Mutex<()>,
 }
 
 /// Events buffered per subscriber before the oldest are dropped.
@@ -200,6 +204,7 @@ pub(crate) fn start(
         metrics: AgentsMetrics::register(registry),
         events: broadcast::channel(EVENT_BUFFER).0,
         sessions: sessions::SessionLog::default(),
+        writing: tokio::sync::Mutex::default(),
     });
     tokio::spawn(supervisor::Task::new(shared.clone(), commands_rx).run());
     let handle = AgentsHandle { shared };
@@ -282,6 +287,7 @@ impl Shared {
     /// Records agent `name`'s state, and if it changed tells the directory, the metrics and
     /// the event subscribers.
     async fn set_state(&self, name: &str, state: AgentState) {
+        let _writing = self.writing.lock().await;
         let record = {
             let mut local = self.write();
             let Some(agent) = local.get_mut(name) else {
@@ -310,6 +316,7 @@ impl Shared {
     /// Records agent `name`'s health report, and if it changed writes it to the directory.
     async fn set_health(&self, name: &str, health: Health) {
         let health = health.bounded();
+        let _writing = self.writing.lock().await;
         let record = {
             let mut local = self.write();
             let Some(agent) = local.get_mut(name) else {
@@ -330,6 +337,7 @@ impl Shared {
 
     /// Forgets agent `name`: its mailbox closes and its directory entry is deleted.
     async fn release(&self, name: &str) {
+        let _writing = self.writing.lock().await;
         self.write().remove(name);
         self.count_states();
         self.publish(name, None).await;

@@ -1,7 +1,8 @@
 //! The sessions this node coordinated — running ones and the last [`KEPT`] that ended — for
-//! `GET /agents/sessions`, the status page and `foundation agents sessions`. A session that
-//! ends without a report (its task was cancelled, the node stopped) stays `running` here;
-//! nothing else is claimed about it.
+//! `GET /agents/sessions`, the status page and `foundation agents sessions`. A session its
+//! mechanism refuses as it opens ends `refused`, with the reason. A session that ends without
+//! a report (its task was cancelled, the node stopped) stays `running` here; nothing else is
+//! claimed about it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -23,8 +24,9 @@ pub struct SessionRow {
     pub mechanism: &'static str,
     /// What it decides about: the item, question, task or market.
     pub subject: String,
-    /// `running`, else how its outcome ended: `committed`, `already_committed`,
-    /// `not_committed` or `decided` (nothing to commit).
+    /// `running`, `refused` (it never ran: the reason is the outcome), else how its outcome
+    /// ended: `committed`, `already_committed`, `not_committed` or `decided` (nothing to
+    /// commit).
     pub state: &'static str,
     /// Participants invited.
     pub participants: usize,
@@ -113,6 +115,17 @@ impl SessionLog {
             CommitState::NotCommitted(why) => Some(why.clone()),
             CommitState::NotRequested => None,
         };
+        row.duration_ms = Some(millis(took));
+    }
+
+    /// Records that the session of `entry` was refused as it opened, and why.
+    pub(crate) fn refused(&self, entry: Entry, why: &str, took: Duration) {
+        let mut log = self.lock();
+        let Some(row) = log.rows.get_mut(&entry.0) else {
+            return; // Forgotten meanwhile: more than KEPT sessions opened since.
+        };
+        row.state = "refused";
+        row.outcome = Some(why.to_owned());
         row.duration_ms = Some(millis(took));
     }
 

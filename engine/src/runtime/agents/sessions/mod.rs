@@ -205,7 +205,17 @@ impl AgentsHandle {
             &session,
             format!("opened with {} participants", names.len()),
         );
-        let drove = drive::drive(self, &session, &names).await?;
+        let drove = match drive::drive(self, &session, &names).await {
+            Ok(drove) => drove,
+            Err(error) => {
+                self.session_event(&session, format!("refused: {error}"));
+                let took = opened.elapsed();
+                self.shared
+                    .sessions
+                    .refused(entry, &error.to_string(), took);
+                return Err(error);
+            }
+        };
         let commit = self.commit(&session, &names, &drove.decision).await;
         self.notify(&session, &names, &drove.decision, &commit)
             .await;
