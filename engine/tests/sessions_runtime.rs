@@ -534,3 +534,21 @@ async fn a_session_refused_as_it_opens_shows_refused_with_its_reason() {
     assert!(row.duration_ms.is_some(), "{row:?}");
     nodes[0].abort().await;
 }
+
+/// A caller that stops waiting on a session drops it: its row ends `abandoned` rather than
+/// showing `running` for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_its_caller_gave_up_on_shows_abandoned() {
+    let nodes = cluster(1).await;
+    let agents = nodes[0].agents();
+    agents.spawn(bidder("slow", Style::Late)).await.unwrap();
+    let mut session = auction(12);
+    session.commit = None;
+    session.answer_within = Duration::from_secs(60);
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), agents.run(session)).await;
+    assert!(gave_up.is_err(), "the late bidder answers after a minute");
+    let rows = agents.sessions();
+    let row = rows.iter().find(|r| r.session == 12).expect("logged");
+    assert_eq!(row.state, "abandoned", "{row:?}");
+    nodes[0].abort().await;
+}

@@ -1,8 +1,8 @@
 //! The sessions this node coordinated — running ones and the last [`KEPT`] that ended — for
 //! `GET /agents/sessions`, the status page and `foundation agents sessions`. A session its
-//! mechanism refuses as it opens ends `refused`, with the reason. A session that ends without
-//! a report (its task was cancelled, the node stopped) stays `running` here; nothing else is
-//! claimed about it.
+//! mechanism refuses as it opens ends `refused`, with the reason. A session whose future is
+//! dropped before it ends (its caller gave up waiting on it, the node stopped) ends
+//! `abandoned`; nothing is claimed about what it would have decided.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -24,9 +24,10 @@ pub struct SessionRow {
     pub mechanism: &'static str,
     /// What it decides about: the item, question, task or market.
     pub subject: String,
-    /// `running`, `refused` (it never ran: the reason is the outcome), else how its outcome
-    /// ended: `committed`, `already_committed`, `not_committed` or `decided` (nothing to
-    /// commit).
+    /// `running`, `refused` (it never ran: the reason is the outcome), `abandoned` (its future
+    /// was dropped before it ended: its caller gave up on it or the node stopped), else how its
+    /// outcome ended: `committed`, `already_committed`, `not_committed` or `decided` (nothing
+    /// to commit).
     pub state: &'static str,
     /// Participants invited.
     pub participants: usize,
@@ -56,8 +57,31 @@ struct Log {
     rows: BTreeMap<u64, SessionRow>,
 }
 
-/// Which row a running session writes its end to.
-pub(crate) struct Entry(u64);
+/// Which row a running session writes its end to; dropped before it is written, it marks the
+/// row `abandoned`, so a cancelled session does not show `running` for ever.
+pub(crate) struct Entry<'log> {
+    log: &'log SessionLog,
+    row: u64,
+    open: bool,
+}
+
+impl Entry<'_> {
+    /// The row, which the caller now ends.
+    fn close(mut self) -> u64 {
+        self.open = false;
+        self.row
+    }
+}
+
+impl Drop for Entry<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            if let Some(row) = self.log.lock().rows.get_mut(&self.row) {
+                row.state = "abandoned";
+            }
+        }
+    }
+}
 
 impl SessionLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
@@ -67,7 +91,7 @@ impl SessionLog {
     }
 
     /// Records `session` as running with `participants`.
-    pub(crate) fn opened(&self, session: &Session, participants: usize) -> Entry {
+    pub(crate) fn opened(&self, session: &Session, participants: usize) -> Entry<'_> {
         let mut log = self.lock();
         let entry = log.next;
         log.next += 1;
@@ -88,7 +112,11 @@ impl SessionLog {
         while log.rows.len() > KEPT {
             log.rows.pop_first();
         }
-        Entry(entry)
+        Entry {
+            log: self,
+            row: entry,
+            open: true,
+        }
     }
 
     /// Records how the session of `entry` ended.
@@ -99,8 +127,9 @@ impl SessionLog {
         outcome: String,
         took: Duration,
     ) {
+        let entry = entry.close();
         let mut log = self.lock();
-        let Some(row) = log.rows.get_mut(&entry.0) else {
+        let Some(row) = log.rows.get_mut(&entry) else {
             return; // Forgotten meanwhile: more than KEPT sessions opened since.
         };
         row.state = report.commit.label();
@@ -120,8 +149,9 @@ impl SessionLog {
 
     /// Records that the session of `entry` was refused as it opened, and why.
     pub(crate) fn refused(&self, entry: Entry, why: &str, took: Duration) {
+        let entry = entry.close();
         let mut log = self.lock();
-        let Some(row) = log.rows.get_mut(&entry.0) else {
+        let Some(row) = log.rows.get_mut(&entry) else {
             return; // Forgotten meanwhile: more than KEPT sessions opened since.
         };
         row.state = "refused";
@@ -154,6 +184,17 @@ mod tests {
             commit: None,
             coordinator: Coordinator::Caller,
         }
+    }
+
+    #[test]
+    fn a_row_whose_entry_is_dropped_unended_is_abandoned_and_an_ended_one_stays() {
+        let log = SessionLog::default();
+        let entry = log.opened(&session(1), 2);
+        assert_eq!(log.rows()[0].state, "running");
+        drop(entry);
+        assert_eq!(log.rows()[0].state, "abandoned");
+        log.refused(log.opened(&session(2), 1), "no quorum", Duration::ZERO);
+        assert_eq!(log.rows()[1].state, "refused");
     }
 
     #[test]
