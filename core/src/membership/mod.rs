@@ -811,9 +811,9 @@ impl Membership {
             // changed its state (foca's errors say so), so counting is all there is to do.
             self.stats.bad_datagrams += 1;
         }
-        // Every datagram brings at least one notification: the vector is taken and handed
-        // back, not freed and grown again each time. A nested drive (from a notification's
-        // handling) takes and hands back the empty one meanwhile. One grown by a burst (a
+        // Acks and learnt members bring notifications: the vector is taken and handed back,
+        // not freed and grown again each time. A nested drive (from a notification's handling)
+        // takes and hands back the empty one meanwhile. One grown by a burst (a
         // push-pull's members coming up) is freed: kept on every node, bursts at N=1000 held
         // 150 MB.
         let mut notes = std::mem::take(&mut self.notes);

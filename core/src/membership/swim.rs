@@ -74,10 +74,28 @@ impl PeriodicTimers {
     }
 }
 
+/// Whether the membership does anything with `notification` (`Membership::on_notification`).
+/// foca reports every datagram sent and received; of those only a received ack counts (local
+/// health). Copying the others' headers into the notes, to be dropped after, was ≈ 8 % of a
+/// formed N=1000 cluster's time: a cold write per datagram. Whether an ack was addressed to
+/// this life stays for `on_notification` to decide, after the notes before it (a rejoin) ran.
+fn acted_on(notification: &Notification<'_, MemberId>) -> bool {
+    match notification {
+        Notification::DataSent(_) => false,
+        Notification::DataReceived(header) => matches!(
+            header.message,
+            foca::Message::Ack(_) | foca::Message::ForwardedAck { .. }
+        ),
+        _ => true,
+    }
+}
+
 impl foca::Runtime<MemberId> for SwimIo<'_> {
     fn notify(&mut self, notification: Notification<'_, MemberId>) {
         self.periodic.noticed(&notification);
-        self.notes.push(notification.to_owned());
+        if acted_on(&notification) {
+            self.notes.push(notification.to_owned());
+        }
     }
 
     fn send_to(&mut self, to: MemberId, data: &[u8]) {
