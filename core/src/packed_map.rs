@@ -231,6 +231,14 @@ impl<K: Ord, V> PackedMap<K, V> {
         self.fresh = Sorted::default();
     }
 
+    /// The `n`th entry in key order: an index while nothing is fresh, else a walk.
+    pub fn nth(&self, n: usize) -> Option<(&K, &V)> {
+        if self.fresh.len() == 0 {
+            return self.packed.keys.get(n).zip(self.packed.values.get(n));
+        }
+        self.iter().nth(n)
+    }
+
     /// The entries in key order.
     pub fn iter(&self) -> Merged<Packed<'_, K, V>, Packed<'_, K, V>> {
         Merged::new(self.packed.iter_after(None), self.fresh.iter_after(None))
@@ -383,6 +391,8 @@ mod tests {
             if i % 97 == 0 {
                 let after = (std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded);
                 assert!(packed.iter_after(&key).eq(plain.range(after)));
+                let n = (x as usize) % (plain.len() + 2);
+                assert_eq!(packed.nth(n), plain.iter().nth(n));
             }
         }
         assert!(packed.iter().eq(plain.iter()));
@@ -431,6 +441,9 @@ mod tests {
         assert!(map.iter().eq(plain.iter()));
         map.settle();
         assert!(map.fresh.len() * 4 < map.packed.len());
+        for n in [0, 1, 499, 999, 1000] {
+            assert_eq!(map.nth(n), plain.iter().nth(n));
+        }
         assert!(map.iter().eq(plain.iter()));
     }
 

@@ -1440,7 +1440,10 @@ impl Membership {
             return None;
         }
         let chosen = self.rng.random_range(0..self.alive_count);
-        self.view.nth_alive(chosen).map(|m| m.node_addr())
+        let all_alive = self.alive_count == self.view.len();
+        self.view
+            .nth_alive(chosen, all_alive)
+            .map(|m| m.node_addr())
     }
 
     fn observe_lateness(&mut self, now: Instant, scheduled: Instant, timer: &MembershipTimer) {
