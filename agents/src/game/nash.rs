@@ -86,18 +86,8 @@ pub fn nash_bargaining(points: &[Utilities], d: Utilities) -> Result<NashOutcome
 
 /// `points` and `d` with each axis divided by its largest magnitude among them.
 fn unit_scaled(points: &[Utilities], d: Utilities) -> (Vec<Utilities>, Utilities) {
-    let largest = |axis: fn(&Utilities) -> f64| {
-        let s = points
-            .iter()
-            .chain([&d])
-            .map(|p| axis(p).abs())
-            .fold(0.0, f64::max);
-        if s > 0.0 {
-            s
-        } else {
-            1.0
-        }
-    };
+    let all = || points.iter().chain([&d]);
+    let largest = |axis: fn(&Utilities) -> f64| super::unit_scale(all().map(axis));
     let (sx, sy) = (largest(|p| p.0), largest(|p| p.1));
     let scale = |p: &Utilities| (p.0 / sx, p.1 / sy);
     (points.iter().map(scale).collect(), scale(&d))

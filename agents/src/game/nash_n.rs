@@ -119,13 +119,7 @@ pub fn nash_bargaining_n(
 
 /// The largest magnitude of player `l`'s utilities among `points` and `d`; 1 if all are 0.
 fn largest(points: &[Vec<f64>], d: &[f64], l: usize) -> f64 {
-    let magnitudes = points.iter().map(|p| p[l].abs());
-    let s = magnitudes.chain([d[l].abs()]).fold(0.0, f64::max);
-    if s > 0.0 {
-        s
-    } else {
-        1.0
-    }
+    super::unit_scale(points.iter().map(|p| p[l]).chain([d[l]]))
 }
 
 fn validate(points: &[Vec<f64>], d: &[f64], feasible: Feasible) -> Result<(), NashNError> {
