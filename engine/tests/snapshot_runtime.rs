@@ -235,3 +235,45 @@ async fn a_restore_is_durable_on_the_node_that_took_it() {
     node.leave().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A config key with a control character is refused for writes, yet a member of an older build
+/// or a snapshot can still bring one in. Once held, it must be deletable like any other key, or
+/// nothing could ever remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_config_key_with_a_control_character_can_be_deleted() {
+    let (a, a_http) = nodes("snap-ctl", 1).await;
+    a[0].config().set("limits", 1).await.unwrap();
+    let mut snapshot = Snapshot::decode(&save(a_http).await).unwrap();
+    let config = snapshot
+        .keyspaces
+        .iter_mut()
+        .find(|k| k.name == "config")
+        .expect("the config keyspace is in the snapshot");
+    let renamed = config
+        .map
+        .entries()
+        .map(|(key, entry)| (key.replace("limits", "lim\u{1b}its"), entry.clone()));
+    config.map = foundation_engine::replication::Map::from_sorted_entries(
+        config.map.horizon(),
+        renamed.collect::<Vec<_>>(),
+    )
+    .unwrap();
+
+    let (b, b_http) = nodes("snap-ctl-b", 1).await;
+    restore(b_http, Bytes::from(snapshot.encode().unwrap()))
+        .await
+        .expect("the snapshot is restored");
+    let odd = "lim\u{1b}its";
+    assert!(b[0].config().get_raw(odd).is_some(), "the odd key is held");
+    assert!(
+        b[0].config().set(odd, 2).await.is_err(),
+        "writes of such a key are still refused"
+    );
+    b[0].config()
+        .delete(odd)
+        .await
+        .expect("a held key is deleted");
+    assert_eq!(b[0].config().get_raw(odd), None);
+    a[0].leave().await;
+    b[0].leave().await;
+}

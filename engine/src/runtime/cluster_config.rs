@@ -183,10 +183,18 @@ impl ConfigHandle {
         }
     }
 
-    /// Deletes `key` cluster-wide.
+    /// Deletes `key` cluster-wide. A key this node holds is deleted however it is spelled: one
+    /// that writes refuse ([`ConfigError::BadKey`]) can still arrive from a member of an older
+    /// build or in a restored snapshot, and nothing else could remove it.
     pub async fn delete(&self, key: &str) -> Result<(), ConfigError> {
-        check_key(key)?;
+        if !self.holds(key) {
+            check_key(key)?;
+        }
         self.write(key, None).await
+    }
+
+    fn holds(&self, key: &str) -> bool {
+        self.mirror.read().is_ok_and(|all| all.contains_key(key))
     }
 
     async fn write(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), ConfigError> {
