@@ -138,7 +138,9 @@ pub(super) fn running(dir: &Path, cluster: &str) -> io::Result<Vec<super::Runnin
             nodes.push(super::RunningNode {
                 id: peer.id,
                 addr: peer.addr,
-                http: advert.http,
+                // An address no tool can reach is no HTTP address: `foundation` says the node
+                // serves none instead of trying port 0.
+                http: advert.http.filter(|http| reachable(*http)),
                 pid: advert.pid,
                 started: advert.started,
             });
@@ -169,14 +171,19 @@ fn read_valid(path: &Path, stem: &str, cluster: &str) -> Option<(Advert, Peer)> 
         && advert.id == stem
         && advert.cluster == cluster
         && advert.pid != 0
-        && advert.addr.port() != 0
-        && !advert.addr.ip().is_unspecified();
+        && reachable(advert.addr);
     if !valid {
         tracing::debug!(file = %path.display(), "local discovery: skipping invalid advertisement");
         return None;
     }
     let addr = advert.addr;
     Some((advert, Peer { id, addr }))
+}
+
+/// Whether another process could connect to `addr`: port 0 and the unspecified address are
+/// what a node binds to, never where it is found.
+fn reachable(addr: SocketAddr) -> bool {
+    addr.port() != 0 && !addr.ip().is_unspecified()
 }
 
 fn read_advert(path: &Path) -> Option<Advert> {
@@ -252,6 +259,29 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
         let ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
         assert_eq!(ids, [canonical]);
+    }
+
+    /// A file may name an HTTP address its node bound rather than one it can be reached at.
+    #[test]
+    fn an_unreachable_http_address_is_taken_as_none() {
+        let dir = std::env::temp_dir().join(format!("foundation-http-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let ids = [
+            "0000000000000000000000000000000a",
+            "0000000000000000000000000000000b",
+        ];
+        let https = ["127.0.0.1:0", "0.0.0.0:8080"];
+        for (id, http) in ids.iter().zip(https) {
+            let json = format!(
+                r#"{{"cluster":"c","id":"{id}","addr":"127.0.0.1:7000","pid":{},"started":1,"http":"{http}"}}"#,
+                std::process::id()
+            );
+            fs::write(dir.join(format!("{id}.json")), json).unwrap();
+        }
+        let nodes = running(&dir, "c").unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert!(nodes.iter().all(|n| n.http.is_none()), "{nodes:?}");
     }
 
     #[test]
