@@ -5,7 +5,8 @@
 //! it is up, and again at every start, as an application spawns its agents at startup) under
 //! the core's own supervisor machine ([`Supervisor`]) — the one `node.agents()` runs. Each
 //! agent's lifecycle state goes into the `agents` ephemeral keyspace as the runtime writes it
-//! ([`directory_state`]), so every node's [`AgentDirectory`] is built by the core's code.
+//! ([`directory_state`]), so every node's agent directory is kept by the core's code, brought
+//! up to date from its changes as the runtime's is.
 //!
 //! Agents fail deterministically from the seed: a share of the messages they handle make them
 //! panic ([`AgentGroup::failure`]), and an instance may also fail on its own after a seeded
@@ -29,7 +30,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use foundation_core::agents::directory::AgentDirectory;
 use foundation_core::agents::record::{check_agent_name, check_capabilities, AgentRecord};
 use foundation_core::agents::requests::{Outstanding, Taken};
 use foundation_core::agents::route::{self, Target};
@@ -858,11 +858,12 @@ impl World {
         request: bool,
         deadline: Duration,
     ) -> Option<u64> {
-        let core = self.node(slot).core()?;
-        let directory = AgentDirectory::build(core);
+        // The directory kept up to date from the core's changes, as the runtime keeps it (in
+        // debug builds each read is checked against one built from scratch).
+        let (directory, _) = self.directory(slot)?;
         let local = self.local_agent_state(slot, agent);
         // Where it goes, by the core's rule; the remote node as a slot.
-        let target = route::resolve(agent, local, &directory).map(|target| match target {
+        let target = route::resolve(agent, local, directory.agents()).map(|target| match target {
             Target::Local => Some(slot),
             Target::Remote(entry) => self.slot_of(entry.node.id),
         });

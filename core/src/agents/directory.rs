@@ -3,10 +3,12 @@
 //! runtime rebuilds it with the services directory whenever an ephemeral keyspace or
 //! membership changes, so a dead node's agents drop out the moment membership says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::record::AgentRecord;
 use crate::ephemeral::{self, Owner, AGENTS_KEYSPACE};
+use crate::membership::Membership;
 use crate::node::Core;
 use crate::services::directory::{addr_of, visible_entries};
 use crate::{NodeAddr, NodeId};
@@ -43,11 +45,16 @@ fn every_entry(core: &Core) -> impl Iterator<Item = (Owner, &str, &[u8])> {
 pub type RawEntry<'a> = (NodeAddr, u64, &'a str, &'a [u8]);
 
 /// Every visible agent, as one node sees it.
+///
+/// Entries are shared (`Arc`), so bringing a published directory up to date after one agent
+/// changed copies pointers, not every entry: spawning thousands of agents one after another
+/// would otherwise cost a whole copy, or a whole rebuild, per spawn.
 #[derive(Clone, Debug, Default)]
 pub struct AgentDirectory {
     /// In name order, then this node first, then node id order: the first of a name is the
-    /// one a message by name goes to.
-    entries: Vec<AgentEntry>,
+    /// one a message by name goes to. One entry per name and node: only a node's visible
+    /// life shows.
+    entries: Vec<Arc<AgentEntry>>,
     /// Positions in `entries` by capability.
     by_capability: BTreeMap<String, Vec<usize>>,
 }
@@ -62,57 +69,86 @@ impl AgentDirectory {
             } else {
                 Box::new(visible_entries(core, AGENTS_KEYSPACE))
             };
-        let entries = shown.filter_map(|(owner, name, value)| {
-            let addr = addr_of(owner, membership)?;
-            let node = NodeAddr {
-                id: owner.node,
-                addr,
-            };
-            Some((node, owner.generation, name, value))
-        });
+        let entries =
+            shown.filter_map(|(owner, name, value)| raw_entry(membership, owner, name, value));
         Self::from_entries(membership.me().node, entries)
     }
 
     /// The directory of `entries` as node `me` sees them; entries whose name or bytes are not
     /// valid are left out (they were not written by a Foundation node).
     pub fn from_entries<'a>(me: NodeId, entries: impl IntoIterator<Item = RawEntry<'a>>) -> Self {
-        let mut entries: Vec<AgentEntry> = entries
+        let mut entries: Vec<Arc<AgentEntry>> = entries
             .into_iter()
-            .filter_map(|(node, generation, name, value)| {
-                super::record::check_agent_name(name).ok()?;
-                Some(AgentEntry {
-                    name: name.to_owned(),
-                    node,
-                    generation,
-                    record: AgentRecord::decode(value)?,
-                    local: node.id == me,
-                })
-            })
+            .filter_map(|raw| entry_of(me, raw))
+            .map(Arc::new)
             .collect();
-        entries.sort_by(|a, b| (&a.name, !a.local, a.node.id).cmp(&(&b.name, !b.local, b.node.id)));
-        let mut by_capability: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, entry) in entries.iter().enumerate() {
-            for capability in &entry.record.capabilities {
-                by_capability.entry(capability.clone()).or_default().push(i);
+        entries.sort_by(|a, b| order(a).cmp(&order(b)));
+        let mut directory = Self {
+            entries,
+            by_capability: BTreeMap::new(),
+        };
+        directory.index_capabilities();
+        directory
+    }
+
+    /// Brings the directory up to date after some entries changed: drops every entry of
+    /// `nodes` and the entries `named` (name and node), and takes `fresh`, the raw entries that
+    /// now stand where they stood (those still visible). The result is what
+    /// [`from_entries`](Self::from_entries) would give for the entries kept plus `fresh`.
+    pub fn refresh<'a>(
+        &mut self,
+        me: NodeId,
+        nodes: &BTreeSet<NodeId>,
+        named: &BTreeSet<(NodeId, &str)>,
+        fresh: impl IntoIterator<Item = RawEntry<'a>>,
+    ) {
+        if !nodes.is_empty() {
+            self.entries.retain(|entry| !nodes.contains(&entry.node.id));
+        }
+        for &(node, name) in named {
+            let start = self.entries.partition_point(|e| e.name.as_str() < name);
+            let mut of_name = self.entries[start..].iter().take_while(|e| e.name == name);
+            if let Some(at) = of_name.position(|e| e.node.id == node) {
+                self.entries.remove(start + at);
             }
         }
-        Self {
-            entries,
-            by_capability,
+        for entry in fresh.into_iter().filter_map(|raw| entry_of(me, raw)) {
+            let at = self
+                .entries
+                .binary_search_by(|e| order(e).cmp(&order(&entry)));
+            match at {
+                Ok(at) => self.entries[at] = Arc::new(entry),
+                Err(at) => self.entries.insert(at, Arc::new(entry)),
+            }
+        }
+        self.index_capabilities();
+    }
+
+    fn index_capabilities(&mut self) {
+        self.by_capability.clear();
+        for (i, entry) in self.entries.iter().enumerate() {
+            for capability in &entry.record.capabilities {
+                match self.by_capability.get_mut(capability) {
+                    Some(positions) => positions.push(i),
+                    None => {
+                        self.by_capability.insert(capability.clone(), vec![i]);
+                    }
+                }
+            }
         }
     }
 
     /// The agent a message to `name` goes to: this node's if it has one, else the one on the
     /// node with the smallest id (names are unique per node, not cluster-wide).
     pub fn get(&self, name: &str) -> Option<&AgentEntry> {
-        self.named(name).first()
+        self.named(name).next()
     }
 
     /// Every agent called `name`, in the order of [`get`](Self::get)'s preference.
-    pub fn named(&self, name: &str) -> &[AgentEntry] {
+    pub fn named(&self, name: &str) -> impl Iterator<Item = &AgentEntry> {
         let start = self.entries.partition_point(|e| e.name.as_str() < name);
         let end = start + self.entries[start..].partition_point(|e| e.name == name);
-        &self.entries[start..end]
+        self.entries[start..end].iter().map(|e| &**e)
     }
 
     /// Agents that declared `capability`, in name order.
@@ -121,24 +157,56 @@ impl AgentDirectory {
             .get(capability)
             .into_iter()
             .flatten()
-            .map(|&i| &self.entries[i])
+            .map(|&i| &*self.entries[i])
             .collect()
     }
 
     /// Agents running in `node`, in name order.
     pub fn on_node(&self, node: NodeId) -> Vec<&AgentEntry> {
-        self.entries.iter().filter(|e| e.node.id == node).collect()
+        self.all().filter(|e| e.node.id == node).collect()
     }
 
     /// Every visible agent, in name order.
-    pub fn all(&self) -> &[AgentEntry] {
-        &self.entries
+    pub fn all(&self) -> impl ExactSizeIterator<Item = &AgentEntry> {
+        self.entries.iter().map(|e| &**e)
     }
 
     /// Every capability some visible agent declared, in order.
     pub fn capabilities(&self) -> impl Iterator<Item = &str> {
         self.by_capability.keys().map(String::as_str)
     }
+}
+
+/// Where an entry sorts: by name, this node's first, then by node id.
+fn order(entry: &AgentEntry) -> (&str, bool, NodeId) {
+    (&entry.name, !entry.local, entry.node.id)
+}
+
+/// The raw entry `owner` wrote as `name`, if membership knows where `owner` listens.
+pub fn raw_entry<'a>(
+    membership: &Membership,
+    owner: Owner,
+    name: &'a str,
+    value: &'a [u8],
+) -> Option<RawEntry<'a>> {
+    let addr = addr_of(owner, membership)?;
+    let node = NodeAddr {
+        id: owner.node,
+        addr,
+    };
+    Some((node, owner.generation, name, value))
+}
+
+/// The entry a raw one stands for, if its name and bytes are valid.
+fn entry_of(me: NodeId, (node, generation, name, value): RawEntry<'_>) -> Option<AgentEntry> {
+    super::record::check_agent_name(name).ok()?;
+    Some(AgentEntry {
+        name: name.to_owned(),
+        node,
+        generation,
+        record: AgentRecord::decode(value)?,
+        local: node.id == me,
+    })
 }
 
 #[cfg(test)]
@@ -218,7 +286,7 @@ mod tests {
         ];
         let remote = directory(9, &entries);
         assert_eq!(remote.get("worker").unwrap().node, node(2));
-        assert_eq!(remote.named("worker").len(), 3);
+        assert_eq!(remote.named("worker").count(), 3);
         let local = directory(5, &entries);
         assert_eq!(local.get("worker").unwrap().node, node(5));
         assert!(local.get("worker").unwrap().local);
@@ -234,9 +302,94 @@ mod tests {
                 (2, "good", record(&["x"], AgentState::Failed)),
             ],
         );
-        let names: Vec<&str> = dir.all().iter().map(|e| e.name.as_str()).collect();
+        let names: Vec<&str> = dir.all().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["good"]);
         assert_eq!(dir.get("good").unwrap().record.state, AgentState::Failed);
+    }
+
+    /// What a step does to the raw entries: write or delete one, or replace a node's whole set
+    /// (a membership change: the node's visible life is read again).
+    #[derive(Clone, Debug)]
+    enum Step {
+        Write(u128, usize, Vec<usize>),
+        Delete(u128, usize),
+        Node(u128, Vec<(usize, Vec<usize>)>),
+    }
+
+    const NAMES: [&str; 5] = ["a", "b", "bad/name", "c", "d"];
+    const CAPABILITIES: [&str; 3] = ["x", "y", "z"];
+
+    fn bytes_of(capabilities: &[usize]) -> Vec<u8> {
+        let names: Vec<&str> = capabilities.iter().map(|&c| CAPABILITIES[c]).collect();
+        match capabilities.first() {
+            // Now and then bytes no Foundation node wrote.
+            Some(2) if capabilities.len() == 3 => vec![0xff; 3],
+            _ => record(&names, AgentState::Running),
+        }
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        let capabilities = proptest::collection::vec(0..3usize, 0..4);
+        prop_oneof![
+            (1..5u128, 0..5usize, capabilities.clone()).prop_map(|(n, k, c)| Step::Write(n, k, c)),
+            (1..5u128, 0..5usize).prop_map(|(n, k)| Step::Delete(n, k)),
+            (
+                1..5u128,
+                proptest::collection::vec((0..5usize, capabilities), 0..4)
+            )
+                .prop_map(|(n, e)| Step::Node(n, e)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Refreshing what changed gives, after every step, the directory built from scratch.
+        #[test]
+        fn a_refreshed_directory_is_the_one_built_from_scratch(
+            steps in proptest::collection::vec(step(), 1..40)
+        ) {
+            let me = NodeId::from_u128(1);
+            let mut held: BTreeMap<(u128, usize), Vec<u8>> = BTreeMap::new();
+            let mut kept = AgentDirectory::default();
+            for step in steps {
+                let touched: Vec<(u128, Option<usize>)> = match &step {
+                    Step::Write(n, k, c) => {
+                        held.insert((*n, *k), bytes_of(c));
+                        vec![(*n, Some(*k))]
+                    }
+                    Step::Delete(n, k) => {
+                        held.remove(&(*n, *k));
+                        vec![(*n, Some(*k))]
+                    }
+                    Step::Node(n, entries) => {
+                        held.retain(|(node, _), _| node != n);
+                        for (k, c) in entries {
+                            held.insert((*n, *k), bytes_of(c));
+                        }
+                        vec![(*n, None)]
+                    }
+                };
+                let nodes: BTreeSet<NodeId> = touched
+                    .iter()
+                    .filter(|(_, k)| k.is_none())
+                    .map(|(n, _)| NodeId::from_u128(*n))
+                    .collect();
+                let named: BTreeSet<(NodeId, &str)> = touched
+                    .iter()
+                    .filter_map(|(n, k)| Some((NodeId::from_u128(*n), NAMES[(*k)?])))
+                    .collect();
+                let fresh = held.iter().filter(|((n, k), _)| {
+                    touched.iter().any(|(tn, tk)| tn == n && tk.is_none_or(|tk| tk == *k))
+                });
+                kept.refresh(me, &nodes, &named, fresh.map(|((n, k), b)| (node(*n), 1, NAMES[*k], b.as_slice())));
+                let built = AgentDirectory::from_entries(
+                    me,
+                    held.iter().map(|((n, k), b)| (node(*n), 1, NAMES[*k], b.as_slice())),
+                );
+                proptest::prop_assert!(kept.all().eq(built.all()), "{step:?}");
+                proptest::prop_assert_eq!(&kept.by_capability, &built.by_capability);
+            }
+        }
     }
 
     #[test]
@@ -269,6 +422,6 @@ mod tests {
         assert_eq!(built.agents().with_capability("bidder").len(), 1);
         core.set_ephemeral(Instant::ZERO, AGENTS_KEYSPACE, "bidder", None)
             .unwrap();
-        assert!(AgentDirectory::build(&core).all().is_empty());
+        assert_eq!(AgentDirectory::build(&core).all().len(), 0);
     }
 }

@@ -216,7 +216,10 @@ impl Keyspace {
 
     /// Live keys starting with `prefix` and their values, in key order: a range read, not a
     /// walk of the whole keyspace.
-    pub fn prefixed<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+    pub fn prefixed<'a, 'p>(
+        &'a self,
+        prefix: &'p str,
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a, 'p> {
         self.map
             .range(prefix.to_owned()..)
             .map(|(k, v)| (k.as_str(), v.bytes.as_slice()))

@@ -269,7 +269,6 @@ impl StatusSources {
 fn agents_json(directory: &foundation_core::agents::AgentDirectory) -> serde_json::Value {
     let agents: Vec<serde_json::Value> = directory
         .all()
-        .iter()
         .map(|agent| {
             serde_json::json!({
                 "name": agent.name,

@@ -332,7 +332,6 @@ impl Invariant for SupervisorIntensity {
                 for agent in &record.agents {
                     let shown = directory
                         .named(agent)
-                        .iter()
                         .find(|e| e.local)
                         .map(|e| e.record.state);
                     // Absent for a moment is allowed: after a generation renewal the core

@@ -7,15 +7,17 @@
 //!   entry that node owns may have appeared or vanished, so its entries are read again — a
 //!   range read of the keys under its prefix, not a walk of the keyspaces.
 //!
-//! The agents' part is rebuilt whole when the agents keyspace or membership changed (it is
-//! small and has its own owner, [`AgentDirectory`]). [`DirectoryChanges::everything`] reads
-//! every node again: that is how [`Directory::build`] starts from nothing, so the full and the
-//! incremental paths are one code path.
+//! The agents' part ([`AgentDirectory`]) follows the same two kinds of change: an agent entry
+//! written is read again, a node whose membership changed has its agents read again. It is
+//! rebuilt whole only when this node joins or is isolated. [`DirectoryChanges::everything`]
+//! reads every node again: that is how [`Directory::build`] starts from nothing, so the full
+//! and the incremental paths are one code path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::{addr_of, Directory, Instance, InstanceId, Interest};
+use crate::agents::directory::raw_entry;
 use crate::agents::AgentDirectory;
 use crate::effects::Event;
 use crate::ephemeral::{self, Owner, AGENTS_KEYSPACE, PUBSUB_KEYSPACE, SERVICES_KEYSPACE};
@@ -38,8 +40,10 @@ pub struct DirectoryChanges {
     services: BTreeSet<String>,
     /// Interest entries written, by replicated key.
     interest: BTreeSet<String>,
-    /// The agents' part is stale.
-    agents: bool,
+    /// Agent entries written, by replicated key.
+    agents: BTreeSet<String>,
+    /// The agents' part must be rebuilt whole.
+    agents_all: bool,
 }
 
 impl DirectoryChanges {
@@ -47,7 +51,7 @@ impl DirectoryChanges {
     pub fn everything() -> Self {
         Self {
             all: true,
-            agents: true,
+            agents_all: true,
             ..Self::default()
         }
     }
@@ -56,22 +60,21 @@ impl DirectoryChanges {
     pub fn note(&mut self, event: &Event) -> bool {
         match event {
             Event::Membership(event) => {
-                if let Some(view) = member_of(event) {
-                    self.nodes.insert(view);
+                match member_of(event) {
+                    Some(node) => {
+                        self.nodes.insert(node);
+                    }
+                    // `Joined` and `Isolated` are about this node: `update` notices a new life
+                    // of ours by itself; the agents' part is read again whole, as it is rare.
+                    None => self.agents_all = true,
                 }
-                // `Joined` and `Isolated` are about this node: `update` notices a new life
-                // of ours by itself, and the agents' part follows membership.
-                self.agents = true;
                 true
             }
             Event::Replication(ReplicationEvent::KeyChanged { keyspace, key, .. }) => {
                 match keyspace.as_str() {
                     SERVICES_KEYSPACE => self.services.insert(key.clone()),
                     PUBSUB_KEYSPACE => self.interest.insert(key.clone()),
-                    AGENTS_KEYSPACE => {
-                        self.agents = true;
-                        true
-                    }
+                    AGENTS_KEYSPACE => self.agents.insert(key.clone()),
                     _ => return false,
                 };
                 true
@@ -141,9 +144,45 @@ impl Directory {
             }
         }
         edits.apply(&mut self.services);
-        if changes.agents {
+        if changes.all || changes.agents_all || fault_on!(AgentDirectoryShowsDeadLives) {
             self.agents = Arc::new(AgentDirectory::build(core));
+        } else if !nodes.is_empty() || !changes.agents.is_empty() {
+            self.refresh_agents(core, &nodes, &changes.agents);
         }
+    }
+
+    /// Reads again the agents of `nodes` and the agent entries `keys` of other nodes.
+    fn refresh_agents(&mut self, core: &Core, nodes: &BTreeSet<NodeId>, keys: &BTreeSet<String>) {
+        let membership = core.membership();
+        let replication = core.replication();
+        // An entry is one per name and node: whichever life wrote the key, the node's visible
+        // life's entry of that name is what stands there now.
+        let changed: BTreeSet<(NodeId, &str)> = keys
+            .iter()
+            .filter_map(|key| ephemeral::parse(key))
+            .filter(|(owner, _)| !nodes.contains(&owner.node))
+            .map(|(owner, name)| (owner.node, name))
+            .collect();
+        let mut fresh = Vec::new();
+        for &node in nodes {
+            let Some(owner) = visible_owner(core, node) else {
+                continue;
+            };
+            let prefix = ephemeral::key(owner, "");
+            let space = replication.keyspace(AGENTS_KEYSPACE).into_iter();
+            for (key, value) in space.flat_map(|space| space.prefixed(&prefix)) {
+                let name = &key[prefix.len()..];
+                fresh.extend(raw_entry(membership, owner, name, value));
+            }
+        }
+        for &(node, name) in &changed {
+            let Some(owner) = visible_owner(core, node) else {
+                continue;
+            };
+            let value = replication.get(AGENTS_KEYSPACE, &ephemeral::key(owner, name));
+            fresh.extend(value.and_then(|value| raw_entry(membership, owner, name, value)));
+        }
+        Arc::make_mut(&mut self.agents).refresh(membership.me().node, nodes, &changed, fresh);
     }
 
     /// Every node that owns an entry of the services or pub/sub keyspace, and every member.
@@ -315,7 +354,7 @@ impl Directory {
                 self.members, other.members
             ));
         }
-        (self.agents.all() != other.agents.all()).then(|| "agents differ".to_owned())
+        (!self.agents.all().eq(other.agents.all())).then(|| "agents differ".to_owned())
     }
 }
 

@@ -123,7 +123,7 @@ impl AgentsHandle {
         &self,
         message: &T,
     ) -> Result<Vec<Delivered>, DeliveryError> {
-        let agents = self.directory().all().to_vec();
+        let agents = self.directory().all().cloned().collect();
         Ok(self.send_each(agents, encode(message)?).await)
     }
 
