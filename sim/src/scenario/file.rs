@@ -143,6 +143,23 @@
 //! ttl = "700ms"               # (see `crate::cache`)
 //! quorum = false              # optional: the cache's quorum rule, checked by `cache-one-compute`
 //!
+//! [[ledger]]                  # a ledger for coordination sessions' outcomes, declared at
+//! name = "gpu"                # `time` on node `on` (default 0); kind "auction" (holder,
+//! kind = "auction"            # price, budget) or "vote" (elected, with candidates = [...])
+//! budget = 3000
+//! time = "3s"
+//!
+//! [[session]]                 # count coordination sessions, every apart, ids from id up,
+//! time = "5s"                 # callers drawn from the selection; between the agents of the
+//! id = 100                    # capability (an `agents` entry gives it); mechanism
+//! count = 20                  # "sealed_bid", "vote" or "tatonnement" with its parameters,
+//! every = "750ms"             # placed by rendezvous for a share: see `scenario::sessions`
+//! caller = "all"
+//! mechanism = "sealed_bid"
+//! capability = "bidder"
+//! commit = "gpu"
+//! placed = 0.5
+//!
 //! [checks]
 //! convergence = "30s"         # every live node agrees within this after each disturbance
 //! detection = "10s"           # every survivor sees a crash within this

@@ -1,38 +1,5 @@
-//! The `[[ledger]]` and `[[session]]` tables of a scenario file ([`super::sessions`]).
-//!
-//! ```toml
-//! [[ledger]]                  # a coordinated ledger variable, declared at `time` on `on`
-//! name = "gpu"
-//! kind = "auction"            # fields holder, price, budget (and session)
-//! budget = 3000               # minor units the prices are debited from
-//! time = "3s"
-//! on = 0                      # optional, default 0
-//!
-//! [[ledger]]
-//! name = "mode"
-//! kind = "vote"               # fields elected (and session)
-//! candidates = ["fast", "careful"]
-//! time = "3s"
-//!
-//! [[session]]                 # count sessions, every apart, ids id, id+1, …
-//! time = "5s"
-//! id = 100
-//! count = 20                  # optional, default 1
-//! every = "1s"                # needed when count > 1
-//! caller = "all"              # a node selection: each session's caller is drawn from it
-//! mechanism = "sealed_bid"    # or "vote", "tatonnement"
-//! capability = "bidder"       # the agents taking part (an [[at]] agents entry gives it)
-//! answer_within = "200ms"     # optional, default 200ms
-//! commit = "gpu"              # optional ledger (a tatonnement's prices are only reported)
-//! commit_timeout = "1s"       # optional, default 1s
-//! placed = 0.5                # optional: true, false or the share placed by rendezvous
-//!                             # (else coordinated by the caller); default false
-//! item = "gpu-slot"           # sealed_bid: item, pricing ("first" | "second"), reserve
-//! pricing = "second"
-//! reserve = 20
-//! # vote: candidates = [...], method ("plurality" | "approval"), quorum (0..1), question
-//! # tatonnement: supply = [15.0, 15.0], step (0.5), tolerance (0.01), rounds_max (40), market
-//! ```
+//! The `[[ledger]]` and `[[session]]` tables of a scenario file; their reference is in
+//! [`super::sessions`].
 
 use std::time::Duration;
 

@@ -5,6 +5,49 @@
 //! A ledger's record has fixed fields, so that the checks know where to look: an auction
 //! ledger has `holder` (an agent, or `nobody`), `price` and `budget` (the prices are debited
 //! from it); a vote ledger has `elected` (a candidate, or `nobody`); both have `session`.
+//!
+//! In a scenario file:
+//!
+//! ```toml
+//! [[ledger]]                  # a coordinated ledger variable, declared at `time` on `on`
+//! name = "gpu"
+//! kind = "auction"            # fields holder, price, budget (and session)
+//! budget = 3000               # minor units the prices are debited from
+//! time = "3s"
+//! on = 0                      # optional, default 0
+//!
+//! [[ledger]]
+//! name = "mode"
+//! kind = "vote"               # fields elected (and session)
+//! candidates = ["fast", "careful"]
+//! time = "3s"
+//!
+//! [[session]]                 # count sessions, every apart, ids id, id+1, …
+//! time = "5s"
+//! id = 100
+//! count = 20                  # optional, default 1
+//! every = "1s"                # needed when count > 1
+//! caller = "all"              # a node selection: each session's caller is drawn from it
+//! mechanism = "sealed_bid"    # or "vote", "tatonnement"
+//! capability = "bidder"       # the agents taking part (an [[at]] agents entry gives it)
+//! answer_within = "200ms"     # optional, default 200ms
+//! commit = "gpu"              # optional ledger (a tatonnement's prices are only reported)
+//! commit_timeout = "1s"       # optional, default 1s
+//! placed = 0.5                # optional: true, false or the share placed by rendezvous
+//!                             # (else coordinated by the caller); default false
+//! item = "gpu-slot"           # sealed_bid: item, pricing ("first" | "second"), reserve
+//! pricing = "second"
+//! reserve = 20
+//! # vote: candidates = [...], method ("plurality" | "approval"), quorum (0..1), question
+//! # tatonnement: supply = [15.0, 15.0], step (0.5), tolerance (0.01), rounds_max (40), market
+//! ```
+//!
+//! Every run of such a scenario is checked at its end by `one-outcome-per-session` (each
+//! ledger), `within-budget` and `matches-machine` (auction ledgers; `matches-machine` for vote
+//! ledgers too), `silence-is-not-convergence`, `no-minority-commit` (a side of a `partition`
+//! that reaches no majority is a minority from a second after it to the next heal) and, as
+//! versions are learned, `ledger-versions-agree` (every node learns the same value for a
+//! version).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
