@@ -56,8 +56,10 @@ fn sessions_from_a_file_hold_through_a_partition_a_heal_and_a_crash() {
 }
 
 #[test]
-fn the_summary_and_the_json_carry_the_session_tallies() {
+fn the_summary_the_json_and_the_html_carry_the_session_tallies() {
     let report = run(&scenario(), 1, &RunOptions::default());
+    let page = foundation_sim::html::page(std::slice::from_ref(&report), None);
+    assert!(page.contains("<p id=\"sessions\">sessions: "), "{page}");
     let summary = SimReport::of(vec![report.clone(), report]);
     let mut text = Vec::new();
     print_summary(&summary, &mut text).expect("prints");
