@@ -423,7 +423,7 @@ fn minority_windows(scenario: &Scenario) -> Vec<Minority> {
     let (n, groups) = (scenario.nodes, &scenario.groups);
     let mut schedule: Vec<_> = scenario.schedule.iter().collect();
     schedule.sort_by_key(|s| s.at);
-    let end = scenario.duration.as_micros() as u64;
+    let end = micros(scenario.duration);
     let mut windows = Vec::new();
     for (i, s) in schedule.iter().enumerate() {
         let Fault::Partition(a, b) = &s.fault else {
@@ -435,8 +435,8 @@ fn minority_windows(scenario: &Scenario) -> Vec<Minority> {
         let heal = schedule[i..]
             .iter()
             .find(|h| matches!(h.fault, Fault::Heal));
-        let to = heal.map_or(end, |h| h.at.as_micros() as u64);
-        let from = (s.at + MINORITY_GRACE).as_micros() as u64;
+        let to = heal.map_or(end, |h| micros(h.at));
+        let from = micros(s.at.saturating_add(MINORITY_GRACE));
         let (a, b): (BTreeSet<usize>, BTreeSet<usize>) =
             (a.into_iter().collect(), b.into_iter().collect());
         for (side, other) in [(a.clone(), &b), (b.clone(), &a)] {
@@ -479,12 +479,12 @@ impl SessionRun {
         let holders = holders(scenario);
         let mut due: Vec<(u64, Due)> = Vec::new();
         for (i, l) in workload.ledgers.iter().enumerate() {
-            due.push((l.at.as_micros() as u64, Due::Declare(i)));
+            due.push((micros(l.at), Due::Declare(i)));
         }
         for (i, s) in workload.sessions.iter().enumerate() {
             for k in 0..s.count {
-                let at = s.at + s.every.saturating_mul(k as u32);
-                due.push((at.as_micros() as u64, Due::Open(i, s.id + k)));
+                let at = s.at.saturating_add(s.every.saturating_mul(k as u32));
+                due.push((micros(at), Due::Open(i, s.id.saturating_add(k))));
             }
         }
         // Stable, ledgers first: a ledger declared at a session's time exists when it opens.
@@ -638,6 +638,11 @@ impl SessionRun {
     }
 }
 
+/// `d` in world µs; past the last one, the last one (never reached, so never due).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Where a session of `ledger`'s kind writes its outcome.
 fn commit(ledger: &LedgerDecl, timeout: Duration) -> Commit {
     let auction = matches!(ledger.kind, LedgerKind::Auction { .. });
@@ -682,5 +687,42 @@ fn spec(kind: &LedgerKind, holders: &BTreeSet<String>, acceptors: BTreeSet<Life>
         policy: Policy::Coordinated,
         initial: VarValue::Record(values),
         acceptors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::file::parse;
+
+    const FILE: &str = r#"
+nodes = 3
+
+[[at]]
+time = "0s"
+agents = "all"
+agent = "voter"
+
+[[session]]
+time = "999999999s"
+id = 1
+count = 100000
+every = "999999999s"
+caller = "all"
+mechanism = "vote"
+capability = "voter"
+candidates = ["a", "b"]
+"#;
+
+    /// A file may schedule sessions as far out as its durations allow: their times saturate
+    /// (they never open) instead of wrapping round to early ones.
+    #[test]
+    fn sessions_far_past_the_end_are_scheduled_without_overflow() {
+        let scenario = parse(FILE, "far.toml").expect("parses");
+        let workload = scenario.sessions.clone().expect("sessions");
+        let run = SessionRun::new(&scenario, workload);
+        assert_eq!(run.due.len(), 100_000);
+        let first = 999_999_999_000_000;
+        assert!(run.due.iter().all(|(at, _)| *at >= first), "a time wrapped");
     }
 }
