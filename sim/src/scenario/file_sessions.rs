@@ -403,6 +403,13 @@ placed = true
         let e = parse(&reported, "s.toml").unwrap_err();
         assert!(e.problem.contains("drop `commit`"), "{e}");
         assert_eq!(e.line, second, "{e}");
+        // An auction ledger's holder is a choice among its bidders, and a choice is bounded.
+        let crowd = SESSIONS
+            .replacen("nodes = 4", "nodes = 9", 1)
+            .replacen("agent = \"bidder\"", "agent = \"bidder\"\ncount = 32", 1);
+        let e = parse(&crowd, "s.toml").unwrap_err();
+        assert!(e.problem.contains("ledger \"gpu\"") && e.problem.contains("256"), "{e}");
+        assert_eq!(e.line, gpu + 1, "{e}");
         let unknown = SESSIONS.replacen("placed = true", "placed = true\nbids = 3", 1);
         let e = parse(&unknown, "s.toml").unwrap_err();
         assert!(e.problem.contains("unknown field"), "{e}");

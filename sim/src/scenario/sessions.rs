@@ -243,6 +243,29 @@ impl SessionWorkload {
         self.ledgers.is_empty() && self.sessions.is_empty()
     }
 
+    /// Who can hold ledger `name`'s item: the agents of the capabilities whose auctions commit
+    /// to it (a `Choice` is bounded, so not every agent of the scenario).
+    fn holders(&self, scenario: &Scenario, name: &str) -> BTreeSet<String> {
+        let bidding = self.sessions.iter().filter(|s| {
+            s.commit.as_deref() == Some(name) && matches!(s.mechanism, Mechanism::SealedBid { .. })
+        });
+        let capabilities: BTreeSet<&str> = bidding.map(|s| s.capability.as_str()).collect();
+        let mut names = BTreeSet::from([NOBODY.to_owned()]);
+        for s in &scenario.schedule {
+            let Fault::Agents(group) = &s.fault else {
+                continue;
+            };
+            if !capabilities.contains(group.capability.as_str()) {
+                continue;
+            }
+            let slots = group.nodes.resolve(scenario.nodes, &scenario.groups);
+            for slot in slots.unwrap_or_default() {
+                names.extend((0..group.agents).map(|i| group.agent_name(slot, i)));
+            }
+        }
+        names
+    }
+
     fn ledger(&self, name: &str) -> Option<&LedgerDecl> {
         self.ledgers.iter().find(|l| l.name == name)
     }
@@ -257,6 +280,10 @@ impl SessionWorkload {
                 return Err(at(format!("a second [[ledger]] named {:?}", l.name)));
             }
             validate_ledger(l, scenario.nodes).map_err(&at)?;
+            let ty = spec(&l.kind, &self.holders(scenario, &l.name), BTreeSet::new()).ty;
+            let refused =
+                |e: foundation_agents::variable::VarError| format!("ledger {:?}: {e}", l.name);
+            ty.validate().map_err(refused).map_err(&at)?;
         }
         let capabilities = capabilities(scenario);
         let mut ids: BTreeMap<u64, Option<usize>> = BTreeMap::new();
@@ -402,21 +429,6 @@ fn capabilities(scenario: &Scenario) -> BTreeSet<String> {
     groups.collect()
 }
 
-/// Every agent name the scenario's groups can give: an auction ledger's possible holders.
-fn holders(scenario: &Scenario) -> BTreeSet<String> {
-    let mut names = BTreeSet::from([NOBODY.to_owned()]);
-    for s in &scenario.schedule {
-        let Fault::Agents(group) = &s.fault else {
-            continue;
-        };
-        let slots = group.nodes.resolve(scenario.nodes, &scenario.groups);
-        for slot in slots.unwrap_or_default() {
-            names.extend((0..group.agents).map(|i| group.agent_name(slot, i)));
-        }
-    }
-    names
-}
-
 /// The partitions' minority sides: from a grace after each partition to the next heal (or the
 /// end). A side is a minority when the nodes it can still reach are not a majority.
 fn minority_windows(scenario: &Scenario) -> Vec<Minority> {
@@ -461,7 +473,8 @@ enum Due {
 /// as the nodes learned them.
 pub(crate) struct SessionRun {
     workload: SessionWorkload,
-    holders: BTreeSet<String>,
+    /// Each ledger's spec but its acceptors (the lives when it is declared).
+    specs: Vec<VarSpec>,
     callers: Vec<Vec<usize>>,
     carrier: Sessions,
     due: Vec<(u64, Due)>,
@@ -476,7 +489,17 @@ pub(crate) type Found = (&'static str, String);
 
 impl SessionRun {
     pub(crate) fn new(scenario: &Scenario, workload: SessionWorkload) -> Self {
-        let holders = holders(scenario);
+        let specs: Vec<VarSpec> = workload
+            .ledgers
+            .iter()
+            .map(|l| {
+                spec(
+                    &l.kind,
+                    &workload.holders(scenario, &l.name),
+                    BTreeSet::new(),
+                )
+            })
+            .collect();
         let mut due: Vec<(u64, Due)> = Vec::new();
         for (i, l) in workload.ledgers.iter().enumerate() {
             due.push((micros(l.at), Due::Declare(i)));
@@ -492,7 +515,8 @@ impl SessionRun {
         let ledgers = workload
             .ledgers
             .iter()
-            .map(|l| Ledger::new(&l.name, spec(&l.kind, &holders, BTreeSet::new()).initial))
+            .zip(&specs)
+            .map(|(l, spec)| Ledger::new(&l.name, spec.initial.clone()))
             .collect();
         let callers = workload
             .sessions
@@ -502,7 +526,7 @@ impl SessionRun {
             .collect();
         Self {
             workload,
-            holders,
+            specs,
             callers,
             carrier: Sessions::default(),
             due,
@@ -558,7 +582,10 @@ impl SessionRun {
                 generation: world.node(slot).generation(),
             })
             .collect();
-        let spec = spec(&l.kind, &self.holders, acceptors);
+        let spec = VarSpec {
+            acceptors,
+            ..self.specs[i].clone()
+        };
         let (name, on) = (l.name.clone(), l.on);
         let declared = world.with_core(on, |core, now| core.declare_var(now, &name, spec));
         let problem = match declared {
