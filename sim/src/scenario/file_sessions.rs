@@ -403,12 +403,27 @@ placed = true
         let e = parse(&reported, "s.toml").unwrap_err();
         assert!(e.problem.contains("drop `commit`"), "{e}");
         assert_eq!(e.line, second, "{e}");
+        // Another auction on the same ledger: ids 1, 2 and 3 open at 3, 4 and 5 s.
+        let auction = |at: &str, id: u64| {
+            format!("{SESSIONS}\n[[session]]\ntime = \"{at}\"\nid = {id}\ncaller = 0\nmechanism = \"sealed_bid\"\ncapability = \"bidder\"\ncommit = \"gpu\"\n")
+        };
+        assert!(parse(&auction("6s", 4), "s.toml").is_ok());
+        // Id 3 at 5 s would come after id 5 at 4 s.
+        let text = auction("4s", 5);
+        let e = parse(&text, "s.toml").unwrap_err();
+        assert!(e.problem.contains("increasing id order"), "{e}");
+        assert_eq!(e.line, header_line(&text, "[[session]]", 0), "{e}");
         // An auction ledger's holder is a choice among its bidders, and a choice is bounded.
-        let crowd = SESSIONS
-            .replacen("nodes = 4", "nodes = 9", 1)
-            .replacen("agent = \"bidder\"", "agent = \"bidder\"\ncount = 32", 1);
+        let crowd = SESSIONS.replacen("nodes = 4", "nodes = 9", 1).replacen(
+            "agent = \"bidder\"",
+            "agent = \"bidder\"\ncount = 32",
+            1,
+        );
         let e = parse(&crowd, "s.toml").unwrap_err();
-        assert!(e.problem.contains("ledger \"gpu\"") && e.problem.contains("256"), "{e}");
+        assert!(
+            e.problem.contains("ledger \"gpu\"") && e.problem.contains("256"),
+            "{e}"
+        );
         assert_eq!(e.line, gpu + 1, "{e}");
         let unknown = SESSIONS.replacen("placed = true", "placed = true\nbids = 3", 1);
         let e = parse(&unknown, "s.toml").unwrap_err();

@@ -306,6 +306,32 @@ impl SessionWorkload {
             }
             ids.extend((s.id..=last).map(|id| (id, s.line)));
         }
+        self.validate_id_order()
+    }
+
+    /// Sessions commit to a ledger in increasing id order, so one opened after a higher id on
+    /// its ledger could never commit: refused, as a mistake in the file.
+    fn validate_id_order(&self) -> Result<(), String> {
+        let mut opens: BTreeMap<&str, Vec<(Duration, u64, Option<usize>)>> = BTreeMap::new();
+        for s in &self.sessions {
+            let Some(ledger) = s.commit.as_deref() else {
+                continue;
+            };
+            let times = (0..s.count).map(|k| s.at.saturating_add(s.every.saturating_mul(k as u32)));
+            let ids = times.zip(s.id..).map(|(at, id)| (at, id, s.line));
+            opens.entry(ledger).or_default().extend(ids);
+        }
+        for (ledger, mut opens) in opens {
+            opens.sort_unstable();
+            let late = opens.windows(2).find(|w| w[1].1 < w[0].1);
+            if let Some([(t0, before, _), (t, id, line)]) = late {
+                return Err(placed_at(*line)(format!(
+                    "session {id} opens at {t:?}, after session {before} at {t0:?} on ledger \
+                     {ledger:?}: sessions commit to a ledger in increasing id order, so it never \
+                     could (give later sessions higher ids)"
+                )));
+            }
+        }
         Ok(())
     }
 
