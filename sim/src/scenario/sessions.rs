@@ -312,7 +312,7 @@ impl SessionWorkload {
     /// Sessions commit to a ledger in increasing id order, so one opened after a higher id on
     /// its ledger could never commit: refused, as a mistake in the file.
     fn validate_id_order(&self) -> Result<(), String> {
-        let mut opens: BTreeMap<&str, Vec<(Duration, u64, Option<usize>)>> = BTreeMap::new();
+        let mut opens: BTreeMap<&str, Vec<Open>> = BTreeMap::new();
         for s in &self.sessions {
             let Some(ledger) = s.commit.as_deref() else {
                 continue;
@@ -509,6 +509,9 @@ pub(crate) struct SessionRun {
     minority: Vec<Minority>,
     caller_down: u64,
 }
+
+/// A session's opening: when, its id, and the file line of its table.
+type Open = (Duration, u64, Option<usize>);
 
 /// A violation of a named check (or of the scenario itself).
 pub(crate) type Found = (&'static str, String);
