@@ -145,6 +145,19 @@ pub struct SessionDecl {
     pub line: Option<usize>,
 }
 
+impl SessionDecl {
+    /// When each of its sessions opens, and with which id (times saturate, and ids too, for
+    /// the declarations validation has not refused yet).
+    fn opens(&self) -> impl Iterator<Item = (Duration, u64)> + '_ {
+        (0..self.count).map(|k| {
+            let after = self
+                .every
+                .saturating_mul(u32::try_from(k).unwrap_or(u32::MAX));
+            (self.at.saturating_add(after), self.id.saturating_add(k))
+        })
+    }
+}
+
 /// A scenario's ledgers and sessions.
 #[derive(Clone, Debug, Default)]
 pub struct SessionWorkload {
@@ -270,8 +283,8 @@ impl SessionWorkload {
         self.ledgers.iter().find(|l| l.name == name)
     }
 
-    /// Checks the ledgers and sessions against a cluster of `n` nodes and the scenario's
-    /// agents; the error names the scenario file line when there is one.
+    /// Checks the ledgers and sessions against the scenario's cluster and agents; the error
+    /// names the scenario file line when there is one.
     pub fn validate(&self, scenario: &Scenario) -> Result<(), String> {
         let mut names = BTreeSet::new();
         for l in &self.ledgers {
@@ -317,9 +330,8 @@ impl SessionWorkload {
             let Some(ledger) = s.commit.as_deref() else {
                 continue;
             };
-            let times = (0..s.count).map(|k| s.at.saturating_add(s.every.saturating_mul(k as u32)));
-            let ids = times.zip(s.id..).map(|(at, id)| (at, id, s.line));
-            opens.entry(ledger).or_default().extend(ids);
+            let each = s.opens().map(|(at, id)| (at, id, s.line));
+            opens.entry(ledger).or_default().extend(each);
         }
         for (ledger, mut opens) in opens {
             opens.sort_unstable();
@@ -534,10 +546,7 @@ impl SessionRun {
             due.push((micros(l.at), Due::Declare(i)));
         }
         for (i, s) in workload.sessions.iter().enumerate() {
-            for k in 0..s.count {
-                let at = s.at.saturating_add(s.every.saturating_mul(k as u32));
-                due.push((micros(at), Due::Open(i, s.id.saturating_add(k))));
-            }
+            due.extend(s.opens().map(|(at, id)| (micros(at), Due::Open(i, id))));
         }
         // Stable, ledgers first: a ledger declared at a session's time exists when it opens.
         due.sort_by_key(|(at, what)| (*at, matches!(what, Due::Open(..))));
