@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::invariants::registry::RegistryKind;
 use crate::invariants::{Measurements, ReplicationEpisode};
 use crate::network::NetStats;
+use crate::scenario::sessions::SessionCounts;
 use crate::storage::DiskTotals;
 use crate::world::World;
 use crate::writes::ReplicationTotals;
@@ -299,6 +300,8 @@ pub struct SimReport {
     pub replication_convergence: Stats,
     /// What cache workloads did, over all runs (scenarios with one).
     pub cache: Option<crate::cache::CacheCounts>,
+    /// What coordination sessions did, over all runs (scenarios with sessions).
+    pub sessions: Option<SessionCounts>,
     /// Calls by how they ended, over all runs (scenarios that call; cross-cluster calls of a
     /// federation as `cross-cluster <ending>`).
     pub calls: std::collections::BTreeMap<String, u64>,
@@ -340,14 +343,8 @@ impl SimReport {
             )
         };
         let failed_seeds: Vec<u64> = runs.iter().filter(|r| !r.passed).map(|r| r.seed).collect();
-        let cache = runs
-            .iter()
-            .filter_map(|r| r.measurements.cache.as_ref())
-            .fold(None, |sum: Option<crate::cache::CacheCounts>, c| {
-                let mut sum = sum.unwrap_or_default();
-                sum.add(c);
-                Some(sum)
-            });
+        let cache = summed(&runs, |m| m.cache.as_ref(), crate::cache::CacheCounts::add);
+        let sessions = summed(&runs, |m| m.sessions.as_ref(), SessionCounts::add);
         Self {
             scenario,
             nodes,
@@ -373,6 +370,7 @@ impl SimReport {
             membership_bytes_per_node_per_sec: Stats::of(bytes.collect()),
             replication_convergence: Stats::of(replication.collect()),
             cache,
+            sessions,
             calls: runs.iter().flat_map(|r| &r.measurements.calls).fold(
                 Default::default(),
                 |mut sum, (what, n)| {
@@ -398,6 +396,19 @@ impl SimReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
+}
+
+/// The sum over `runs` of the counts `of` picks, `None` when no run has them.
+pub(crate) fn summed<T: Default>(
+    runs: &[RunReport],
+    of: impl Fn(&Measurements) -> Option<&T>,
+    add: impl Fn(&mut T, &T),
+) -> Option<T> {
+    let mut counts = runs.iter().filter_map(|r| of(&r.measurements)).peekable();
+    counts.peek()?;
+    let mut sum = T::default();
+    counts.for_each(|c| add(&mut sum, c));
+    Some(sum)
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -451,6 +462,9 @@ pub fn print_summary(report: &SimReport, out: &mut dyn Write) -> io::Result<()> 
     )?;
     if let Some(cache) = &report.cache {
         writeln!(out, "  {cache}")?;
+    }
+    if let Some(sessions) = &report.sessions {
+        writeln!(out, "  {sessions}")?;
     }
     if !report.calls.is_empty() {
         let calls: Vec<String> = report
@@ -544,6 +558,9 @@ fn print_run(run: &RunReport, out: &mut dyn Write) -> io::Result<()> {
     print_agents(m, out)?;
     if let Some(cache) = &m.cache {
         writeln!(out, "\n{cache}")?;
+    }
+    if let Some(sessions) = &m.sessions {
+        writeln!(out, "\n{sessions}")?;
     }
     let t = &run.traffic;
     writeln!(out, "\ntraffic per node: {:.1} msg/s · {:.0} B/s datagrams · {:.0} B/s streams · {:.0} B/s membership total", t.messages_per_node_per_sec, t.datagram_bytes_per_node_per_sec, t.stream_bytes_per_node_per_sec, t.membership_bytes_per_node_per_sec)?;

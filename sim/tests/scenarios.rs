@@ -378,6 +378,19 @@ fn the_same_seed_gives_the_same_trace_with_disks() {
 }
 
 #[test]
+fn the_same_seed_gives_the_same_sessions() {
+    let scenario = scenario_file("sessions-partition");
+    let a = run(&scenario, 42, &RunOptions::default());
+    let b = run(&scenario, 42, &RunOptions::default());
+    assert_eq!(a.trace_hash, b.trace_hash, "same seed, different trace");
+    let sessions = |r: &RunReport| r.measurements.sessions.clone().expect("session counts");
+    assert_eq!(sessions(&a), sessions(&b));
+    assert!(sessions(&a).opened > 0);
+    let c = run(&scenario, 43, &RunOptions::default());
+    assert_ne!(a.trace_hash, c.trace_hash, "the seed changes nothing");
+}
+
+#[test]
 fn registry_partition_holds() {
     let mut reports = check_all_pass_at("registry-partition", 16, 1..3);
     reports.extend(check_all_pass_at("registry-partition", 8, 3..5));

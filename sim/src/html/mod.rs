@@ -21,6 +21,7 @@ mod timeline;
 use std::fmt::Write;
 
 use crate::report::RunReport;
+use crate::scenario::sessions::SessionCounts;
 use svg::esc;
 
 const STYLE: &str = "
@@ -95,6 +96,10 @@ fn summary(out: &mut String, runs: &[RunReport]) {
         failed.len(),
         first.simulated_secs
     );
+    let sessions = crate::report::summed(runs, |m| m.sessions.as_ref(), SessionCounts::add);
+    if let Some(sessions) = sessions {
+        let _ = write!(out, "<p id=\"sessions\">{}</p>", esc(&sessions.to_string()));
+    }
     if !failed.is_empty() {
         out.push_str("<ul class=\"failed\">");
         for run in failed.iter().take(20) {

@@ -238,6 +238,8 @@ pub struct DetectionRecord {
 pub struct Measurements {
     /// What a cache workload did (scenarios with one).
     pub cache: Option<crate::cache::CacheCounts>,
+    /// What a scenario's coordination sessions did (scenarios with some).
+    pub sessions: Option<crate::scenario::sessions::SessionCounts>,
     /// Convergence episodes.
     pub convergence: Vec<ConvergenceRecord>,
     /// Crash detections.

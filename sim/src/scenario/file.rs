@@ -143,6 +143,23 @@
 //! ttl = "700ms"               # (see `crate::cache`)
 //! quorum = false              # optional: the cache's quorum rule, checked by `cache-one-compute`
 //!
+//! [[ledger]]                  # a ledger for coordination sessions' outcomes, declared at
+//! name = "gpu"                # `time` on node `on` (default 0); kind "auction" (holder,
+//! kind = "auction"            # price, budget) or "vote" (elected, with candidates = [...])
+//! budget = 3000
+//! time = "3s"
+//!
+//! [[session]]                 # count coordination sessions, every apart, ids from id up,
+//! time = "5s"                 # callers drawn from the selection; between the agents of the
+//! id = 100                    # capability (an `agents` entry gives it); mechanism
+//! count = 20                  # "sealed_bid", "vote" or "tatonnement" with its parameters,
+//! every = "750ms"             # placed by rendezvous for a share: see `scenario::sessions`
+//! caller = "all"
+//! mechanism = "sealed_bid"
+//! capability = "bidder"
+//! commit = "gpu"
+//! placed = 0.5
+//!
 //! [checks]
 //! convergence = "30s"         # every live node agrees within this after each disturbance
 //! detection = "10s"           # every survivor sees a crash within this
@@ -162,6 +179,8 @@ use foundation_core::services::record::check_service_name;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::file_sessions::{self, RawLedger, RawSession};
+use super::sessions::SessionWorkload;
 use super::{Check, Scenario, Scheduled};
 use crate::agents::{AgentGroup, AgentMessages};
 use crate::cache::CacheWorkload;
@@ -203,6 +222,10 @@ pub(crate) struct RawScenario {
     replication: Option<Spanned<RawReplication>>,
     storage: Option<Spanned<RawStorage>>,
     cache: Option<Spanned<RawCache>>,
+    #[serde(default)]
+    ledger: Vec<Spanned<RawLedger>>,
+    #[serde(default)]
+    session: Vec<Spanned<RawSession>>,
 }
 
 #[derive(Deserialize)]
@@ -242,10 +265,10 @@ enum RawKeys {
     Range(String),
 }
 
-/// `acked = true` on a write, `acked = 0.2` (a share) on a workload.
+/// `acked = true` on a write, `acked = 0.2` (a share) on a workload; `placed` on a session.
 #[derive(Deserialize, Clone, Copy)]
 #[serde(untagged)]
-enum RawAcked {
+pub(crate) enum RawShare {
     Flag(bool),
     Share(f64),
 }
@@ -296,7 +319,7 @@ pub(crate) struct RawAt {
     workload: Option<RawNodes>,
     keyspace: Option<String>,
     keys: Option<RawKeys>,
-    acked: Option<RawAcked>,
+    acked: Option<RawShare>,
     rate: Option<f64>,
     deletes: Option<f64>,
     value_size: Option<usize>,
@@ -438,10 +461,31 @@ pub(crate) fn build(
     if let Some(c) = &raw.checks {
         scenario = checks(scenario, c.get_ref()).map_err(at(c.span()))?;
     }
+    scenario.sessions = sessions(raw, text)?;
     scenario
         .validate()
         .map_err(|problem| split_line(&problem))?;
     Ok(scenario)
+}
+
+/// The `[[ledger]]` and `[[session]]` tables, if there are any.
+fn sessions(raw: &RawScenario, text: &str) -> Result<Option<SessionWorkload>, ScenarioError> {
+    let mut workload = SessionWorkload::default();
+    let placed = |span: std::ops::Range<usize>| {
+        let line = line_of(text, span.start);
+        (line, move |problem| ScenarioError { line, problem })
+    };
+    for entry in &raw.ledger {
+        let (line, at) = placed(entry.span());
+        let ledger = file_sessions::ledger(entry.get_ref(), line).map_err(at)?;
+        workload.ledgers.push(ledger);
+    }
+    for entry in &raw.session {
+        let (line, at) = placed(entry.span());
+        let session = file_sessions::session(entry.get_ref(), line).map_err(at)?;
+        workload.sessions.push(session);
+    }
+    Ok((!workload.is_empty()).then_some(workload))
 }
 
 /// `validate` puts "line N: " in front of problems it can place; keep the number.
@@ -718,9 +762,9 @@ fn writes(raw: &RawAt, nodes: &RawNodes, what: &str) -> Result<Writes, String> {
         Some(RawKeys::Range(text)) => key_range(text)?,
     };
     let acked = match raw.acked {
-        None | Some(RawAcked::Flag(false)) => false,
-        Some(RawAcked::Flag(true)) => true,
-        Some(RawAcked::Share(share)) => {
+        None | Some(RawShare::Flag(false)) => false,
+        Some(RawShare::Flag(true)) => true,
+        Some(RawShare::Share(share)) => {
             return Err(format!(
                 "acked on a {what} is true or false, not {share} (a share is for a workload)"
             ))
@@ -771,8 +815,8 @@ fn workload(raw: &RawAt, nodes: &RawNodes) -> Result<Workload, String> {
         .ok_or("workload needs `for = \"<duration>\"`")?;
     let acked = match raw.acked {
         None => 0.0,
-        Some(RawAcked::Flag(flag)) => f64::from(u8::from(flag)),
-        Some(RawAcked::Share(share)) => share,
+        Some(RawShare::Flag(flag)) => f64::from(u8::from(flag)),
+        Some(RawShare::Share(share)) => share,
     };
     let mut w = Workload::new(selection(nodes)?, rate, keys, duration(d)?)
         .deletes(raw.deletes.unwrap_or(0.0))
@@ -964,7 +1008,7 @@ fn link(raw: &RawLink, base: LinkModel) -> Result<LinkModel, String> {
 }
 
 /// A node selection: `3`, `[1, 2]`, `"all"`, `"n3"`, `"0..10"`, `"0%..40%"`, or a group name.
-fn selection(raw: &RawNodes) -> Result<Nodes, String> {
+pub(crate) fn selection(raw: &RawNodes) -> Result<Nodes, String> {
     match raw {
         RawNodes::One(i) => Ok(Nodes::One(*i)),
         RawNodes::List(list) => Ok(Nodes::List(list.clone())),

@@ -20,7 +20,9 @@
 //! node 0. Faults follow at their times; checks run throughout.
 
 pub mod file;
+mod file_sessions;
 mod run;
+pub mod sessions;
 pub mod standard;
 
 use std::collections::BTreeMap;
@@ -35,6 +37,7 @@ use crate::faults::{Fault, Nodes};
 use crate::invariants::{Bounds, Invariant, InvariantFactory};
 use crate::network::LinkModel;
 use crate::storage::StorageConfig;
+use sessions::SessionWorkload;
 
 pub(crate) use run::{panic_message, Runner};
 pub use run::{run, RunOptions};
@@ -106,6 +109,8 @@ pub struct Scenario {
     /// unreachable, as after a `kill -9` ([`World::set_hosts_survive_crashes`]). Default
     /// false: the host goes with it and only silence follows.
     pub hosts_survive_crashes: bool,
+    /// Ledgers and coordination sessions, carried and checked ([`sessions`]); `None`: none.
+    pub sessions: Option<SessionWorkload>,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -119,6 +124,7 @@ impl std::fmt::Debug for Scenario {
             .field("schedule", &self.schedule)
             .field("bounds", &self.bounds)
             .field("extra", &self.extra.len())
+            .field("sessions", &self.sessions)
             .finish()
     }
 }
@@ -143,6 +149,7 @@ impl Scenario {
             traffic_from: Duration::ZERO,
             cache: None,
             hosts_survive_crashes: false,
+            sessions: None,
         }
     }
 
@@ -262,7 +269,10 @@ impl Scenario {
                 return Err(at("disk_full needs storage (a [storage] table)".into()));
             }
         }
-        Ok(())
+        match &self.sessions {
+            Some(sessions) => sessions.validate(self),
+            None => Ok(()),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
+use super::sessions::{Found, SessionRun, CHECKS as SESSION_CHECKS};
 use super::{Scenario, Scheduled};
 use crate::cache::CacheDriver;
 use crate::faults::{Fault, Nodes};
@@ -87,6 +88,8 @@ pub(crate) struct Runner<'a> {
     views: Option<ViewRecorder>,
     /// The scenario's cache workload, whose checks are outcomes in `watched`.
     cache: Option<CacheDriver>,
+    /// The scenario's ledgers and sessions, whose checks are outcomes in `watched`.
+    sessions: Option<SessionRun>,
     /// The last step's membership events, its memory kept for the next ones.
     observed: Vec<Observed>,
 }
@@ -166,6 +169,18 @@ impl<'a> Runner<'a> {
                 },
             }));
         }
+        let sessions = scenario.sessions.clone().filter(|w| !w.is_empty());
+        let sessions = sessions.map(|w| SessionRun::new(scenario, w));
+        if sessions.is_some() {
+            watched.extend(SESSION_CHECKS.iter().map(|name| Watched {
+                invariant: Box::new(Nothing),
+                outcome: InvariantOutcome {
+                    name: (*name).into(),
+                    violations: 0,
+                    first: Vec::new(),
+                },
+            }));
+        }
         let mut schedule = scenario.schedule.clone();
         // Stable: faults at the same time apply in the order the scenario lists them.
         schedule.sort_by_key(|s| s.at);
@@ -184,6 +199,7 @@ impl<'a> Runner<'a> {
                 .record_views
                 .then(|| ViewRecorder::new(scenario.duration.as_micros() as u64, scenario.nodes)),
             cache,
+            sessions,
             observed: Vec::new(),
         }
     }
@@ -221,10 +237,24 @@ impl<'a> Runner<'a> {
                 .get(self.next_fault)
                 .map_or(u64::MAX, |s| s.at.as_micros() as u64);
             let cache = self.cache.as_ref().map_or(u64::MAX, CacheDriver::next_us);
-            if event.min(fault).min(self.next_tick).min(cache) > until_us {
+            let sessions = self
+                .sessions
+                .as_ref()
+                .map_or(u64::MAX, |s| s.next_us(&self.world));
+            if event
+                .min(fault)
+                .min(self.next_tick)
+                .min(cache)
+                .min(sessions)
+                > until_us
+            {
                 break;
             }
-            if cache < event && cache < fault && cache < self.next_tick {
+            let beside = event.min(fault).min(self.next_tick);
+            if sessions < beside && sessions <= cache {
+                self.world.advance_to(sessions);
+                self.drive_sessions(|s, world| s.act(world));
+            } else if cache < event && cache < fault && cache < self.next_tick {
                 self.world.advance_to(cache);
                 self.drive_cache();
             } else if fault <= event && fault <= self.next_tick {
@@ -260,6 +290,11 @@ impl<'a> Runner<'a> {
     pub(crate) fn end(mut self) -> RunReport {
         self.world.advance_to(self.end_us());
         self.hook(|inv, world| inv.at_end(world));
+        self.drive_sessions(|s, world| {
+            let mut found = s.poll(world);
+            found.extend(s.at_end());
+            found
+        });
         self.finish()
     }
 
@@ -279,6 +314,8 @@ impl<'a> Runner<'a> {
         if let Some(slot) = self.world.step() {
             self.hook(|inv, world| inv.after_step(world, slot));
         }
+        // The carrier learns what the step did (answers, commits, crashes) at once.
+        self.drive_sessions(|s, world| s.poll(world));
         // Most steps emit no membership event: nothing to swap for them.
         if self.world.has_observed() {
             let mut observed = std::mem::take(&mut self.observed);
@@ -312,15 +349,32 @@ impl<'a> Runner<'a> {
         let Some(driver) = &mut self.cache else {
             return;
         };
-        let at_secs = self.world.now_us() as f64 / 1e6;
         for (name, message) in driver.act(&mut self.world) {
-            let watched = self.watched.iter_mut().find(|w| w.outcome.name == name);
-            if let Some(w) = watched {
-                w.outcome.violations += 1;
-                if w.outcome.first.len() < VIOLATIONS_KEPT {
-                    w.outcome.first.push(Violation { at_secs, message });
-                }
-            }
+            self.violated(name, message);
+        }
+    }
+
+    /// Runs `call` on the scenario's sessions, if it has any; its violations go to their
+    /// outcomes.
+    fn drive_sessions(&mut self, call: impl FnOnce(&mut SessionRun, &mut World) -> Vec<Found>) {
+        let Some(sessions) = &mut self.sessions else {
+            return;
+        };
+        for (name, message) in call(sessions, &mut self.world) {
+            self.violated(name, message);
+        }
+    }
+
+    /// A violation of the driver-fed check `name` now (a new outcome when nothing watches it).
+    fn violated(&mut self, name: &str, message: String) {
+        let at_secs = self.world.now_us() as f64 / 1e6;
+        let watched = self.watched.iter_mut().find(|w| w.outcome.name == name);
+        let Some(w) = watched else {
+            return self.record(name, message);
+        };
+        w.outcome.violations += 1;
+        if w.outcome.first.len() < VIOLATIONS_KEPT {
+            w.outcome.first.push(Violation { at_secs, message });
         }
     }
 
@@ -369,6 +423,7 @@ impl<'a> Runner<'a> {
             w.invariant.measure(&mut measurements);
         }
         measurements.cache = self.cache.as_ref().map(|d| d.counts().clone());
+        measurements.sessions = self.sessions.as_ref().map(SessionRun::counts);
         let replication = self
             .scenario
             .has_writes()
