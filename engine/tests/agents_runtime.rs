@@ -171,6 +171,11 @@ async fn a_panicking_handler_is_reported_and_the_agent_restarted() {
         metrics.contains("foundation_agents{state=\"running\"} 1"),
         "{metrics}"
     );
+    // Counted as states change: the agent went through `restarting` twice and is there no more.
+    assert!(
+        metrics.contains("foundation_agents{state=\"restarting\"} 0"),
+        "{metrics}"
+    );
     stop(&nodes).await;
 }
 

@@ -165,6 +165,9 @@ pub(crate) struct Shared {
     members: watch::Receiver<Vec<MemberView>>,
     endpoint: Endpoint,
     local: RwLock<BTreeMap<String, LocalAgent>>,
+    /// How many local agents are in each state, changed with the table: the gauges are set
+    /// from it rather than from a count over every local agent at each change.
+    states: std::sync::Mutex<BTreeMap<AgentState, usize>>,
     commands: mpsc::Sender<Command>,
     metrics: AgentsMetrics,
     events: broadcast::Sender<AgentEvent>,
@@ -200,6 +203,7 @@ pub(crate) fn start(
         members,
         endpoint,
         local: RwLock::default(),
+        states: std::sync::Mutex::default(),
         commands,
         metrics: AgentsMetrics::register(registry),
         events: broadcast::channel(EVENT_BUFFER).0,
@@ -267,6 +271,7 @@ impl Shared {
                 published: false,
             };
             local.insert(agent.name.clone(), entry);
+            self.count_state(None, Some(AgentState::Restarting));
         }
         Ok(())
     }
@@ -296,6 +301,7 @@ impl Shared {
             if agent.published && agent.state == state {
                 return;
             }
+            self.count_state(Some(agent.state), Some(state));
             agent.state = state;
             agent.published = true;
             AgentRecord {
@@ -304,7 +310,6 @@ impl Shared {
                 health: agent.health.clone(),
             }
         };
-        self.count_states();
         self.publish(name, Some(record)).await;
         // Told once the directory here shows it: a subscriber looks the agent up on the news.
         let _ = self.events.send(AgentEvent::State {
@@ -338,8 +343,9 @@ impl Shared {
     /// Forgets agent `name`: its mailbox closes and its directory entry is deleted.
     async fn release(&self, name: &str) {
         let _writing = self.writing.lock().await;
-        self.write().remove(name);
-        self.count_states();
+        if let Some(gone) = self.write().remove(name) {
+            self.count_state(Some(gone.state), None);
+        }
         self.publish(name, None).await;
     }
 
@@ -351,11 +357,22 @@ impl Shared {
         }
     }
 
-    fn count_states(&self) {
-        let local = self.read();
-        for state in AgentState::ALL {
-            let count = local.values().filter(|a| a.state == state).count();
-            self.metrics.set_agents(state, count);
+    /// Moves one local agent from state `from` to `to` in the per-state gauges (`None`: it
+    /// arrives or leaves). Called under the table's write lock, so counts follow the table.
+    fn count_state(&self, from: Option<AgentState>, to: Option<AgentState>) {
+        let mut states = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(from) = from {
+            let count = states.entry(from).or_default();
+            *count = count.saturating_sub(1);
+            self.metrics.set_agents(from, *count);
+        }
+        if let Some(to) = to {
+            let count = states.entry(to).or_default();
+            *count += 1;
+            self.metrics.set_agents(to, *count);
         }
     }
 }

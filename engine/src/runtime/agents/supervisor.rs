@@ -70,6 +70,12 @@ pub(super) struct Task {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     groups: BTreeMap<u64, Group>,
+    /// Group ids by name: a spawn, stop or added agent finds its group without a walk of all.
+    by_name: BTreeMap<String, u64>,
+    /// The next timeout of each group whose machine has one (a child waiting out its backoff),
+    /// kept after every step of that group's machine: the loop arms the earliest without
+    /// asking every group, which made each command cost as much as the node has agents.
+    deadlines: BTreeMap<u64, Time>,
     next_group: u64,
     epoch: TokioInstant,
     shutdown: Option<oneshot::Sender<()>>,
@@ -83,6 +89,8 @@ impl Task {
             shared,
             commands,
             groups: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+            deadlines: BTreeMap::new(),
             next_group: 1,
             epoch: TokioInstant::now(),
             shutdown: None,
@@ -139,19 +147,34 @@ impl Task {
     }
 
     fn next_deadline(&self) -> Option<TokioInstant> {
-        let at = self
-            .groups
-            .values()
-            .filter_map(|g| g.machine.poll_timeout())
-            .min()?;
+        debug_assert!(
+            self.groups
+                .iter()
+                .all(|(id, g)| g.machine.poll_timeout() == self.deadlines.get(id).copied()),
+            "a group's timeout changed without its deadline being noted"
+        );
+        let at = self.deadlines.values().min()?;
         Some(self.epoch + std::time::Duration::from_millis(at.0))
+    }
+
+    /// Notes group `id`'s next timeout after a step of its machine.
+    fn note_deadline(&mut self, id: u64) {
+        match self.groups.get(&id).and_then(|g| g.machine.poll_timeout()) {
+            Some(at) => self.deadlines.insert(id, at),
+            None => self.deadlines.remove(&id),
+        };
+    }
+
+    /// The id of the group called `name`.
+    fn named(&self, name: &str) -> Option<u64> {
+        self.by_name.get(name).copied()
     }
 
     async fn spawn(&mut self, spec: GroupSpec) -> Result<(), AgentsError> {
         if self.shutdown.is_some() {
             return Err(AgentsError::Stopped);
         }
-        if self.groups.values().any(|g| g.name == spec.name) {
+        if self.by_name.contains_key(&spec.name) {
             return Err(AgentsError::NameTaken(spec.name));
         }
         let machine = spec.machine()?;
@@ -172,6 +195,7 @@ impl Task {
             stop_requested: false,
         };
         let actions = group.machine.start(self.now());
+        self.by_name.insert(group.name.clone(), id);
         self.groups.insert(id, group);
         self.apply(id, actions);
         self.sync(id).await;
@@ -180,7 +204,10 @@ impl Task {
 
     async fn add_child(&mut self, name: &str, agent: AgentSpec) -> Result<(), AgentsError> {
         let now = self.now();
-        let Some((&id, group)) = self.groups.iter_mut().find(|(_, g)| g.name == name) else {
+        let Some((id, group)) = self
+            .named(name)
+            .and_then(|id| Some((id, self.groups.get_mut(&id)?)))
+        else {
             return Err(AgentsError::UnknownGroup(name.to_owned()));
         };
         agent.check()?;
@@ -208,7 +235,10 @@ impl Task {
     }
 
     async fn stop(&mut self, name: &str, done: oneshot::Sender<Result<(), AgentsError>>) {
-        let Some((&id, group)) = self.groups.iter_mut().find(|(_, g)| g.name == name) else {
+        let Some((id, group)) = self
+            .named(name)
+            .and_then(|id| Some((id, self.groups.get_mut(&id)?)))
+        else {
             let _ = done.send(Err(AgentsError::UnknownGroup(name.to_owned())));
             return;
         };
@@ -243,9 +273,9 @@ impl Task {
     async fn timeouts(&mut self) {
         let now = self.now();
         let due: Vec<u64> = self
-            .groups
+            .deadlines
             .iter()
-            .filter(|(_, g)| g.machine.poll_timeout().is_some_and(|t| t <= now))
+            .filter(|(_, &at)| at <= now)
             .map(|(&id, _)| id)
             .collect();
         for id in due {
@@ -270,6 +300,7 @@ impl Task {
                 Action::GaveUp { reason } => self.gave_up(id, reason),
             }
         }
+        self.note_deadline(id);
         self.next_stop(id);
     }
 
@@ -367,6 +398,8 @@ impl Task {
         let Some(group) = self.groups.remove(&id) else {
             return;
         };
+        self.by_name.remove(&group.name);
+        self.deadlines.remove(&id);
         for agent in &group.spec.agents {
             self.shared.release(&agent.name).await;
         }
