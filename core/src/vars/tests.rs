@@ -182,6 +182,7 @@ fn a_value_out_of_range_from_a_misbehaving_node_is_refused_and_never_visible() {
         writer: life(3),
         request: 9,
         value: VarValue::Int(1_000),
+        acceptors: None,
     };
     let decided = VarsMessage::Cas {
         name: "x".into(),
@@ -190,6 +191,7 @@ fn a_value_out_of_range_from_a_misbehaving_node_is_refused_and_never_visible() {
         message: CasMessage::Decided {
             slot: 1,
             proposal: bogus.clone(),
+            next: spec(3).acceptors,
         },
     };
     let accept = VarsMessage::Cas {
