@@ -679,7 +679,11 @@ where
         if slot == 0 {
             return;
         }
-        self.configs.insert(slot + 1, next);
+        // Only a change is recorded, so the first version of the set in force moves only
+        // when the set does.
+        if !self.set_of(slot + 1).eq(next.iter()) {
+            self.configs.insert(slot + 1, next);
+        }
         // A second, different decision for a slot can only come from a member that breaks the
         // protocol: the first one stays.
         self.decided.entry(slot).or_insert(proposal);

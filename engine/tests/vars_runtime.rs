@@ -562,7 +562,7 @@ async fn a_crashed_nodes_counter_rights_beyond_its_allowance_go_to_one_heir() {
     // Dropping the dead holder from the holders is not built: a typed error says so.
     let alive = survivors[0].vars().alive_lives();
     assert!(matches!(
-        survivors[0].vars().change_acceptors("pool", &alive),
+        survivors[0].vars().change_acceptors("pool", alive, SOON).await,
         Err(VarsCallError::Refused(VarsError::Reconfiguration { .. }))
     ));
     let heir = survivors
