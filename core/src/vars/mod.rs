@@ -57,6 +57,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foundation_agents::cas::{CasMessage, CasOutcome, CasRegister, Proposal};
+
+/// A register's messages to send.
+type Sends = foundation_agents::cas::Sends<Life, VarValue>;
 use foundation_agents::variable::{Policy, VarError, VarType, VarValue, NAME_BYTES_MAX};
 use foundation_agents::Time;
 use foundation_crdt::Timestamp;
@@ -641,13 +644,36 @@ impl Vars {
             return Err(variable.wrong_policy(name, why));
         }
         variable.spec.ty.check(&value)?;
-        let Kind::Register { register, request } = &mut variable.kind else {
+        if !matches!(variable.kind, Kind::Register { .. }) {
             return Err(variable.wrong_policy(name, why));
+        }
+        self.start_step(now, name, timeout, out, |register, now, deadline| {
+            register.compare_and_set(now, expected, value, deadline)
+        })
+    }
+
+    /// Starts a majority-decided step of `name`'s register (`start` gets the time and the
+    /// deadline `timeout` from now): the request number its [`VarsEvent::CasDone`] will carry.
+    fn start_step(
+        &mut self,
+        now: Instant,
+        name: &str,
+        timeout: Duration,
+        out: &mut Outgoing,
+        start: impl FnOnce(
+            &mut CasRegister<Life, VarValue>,
+            Time,
+            Time,
+        ) -> Result<Sends, CasOutcome<Life>>,
+    ) -> Result<u64, VarsError> {
+        let variable = self
+            .variables
+            .get_mut(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        let Kind::Register { register, request } = &mut variable.kind else {
+            return Err(VarsError::Unknown(name.to_owned()));
         };
-        let deadline = time(now + timeout);
-        let sends = register
-            .compare_and_set(time(now), expected, value, deadline)
-            .map_err(refusal)?;
+        let sends = start(register, time(now), time(now + timeout)).map_err(refusal)?;
         let number = self.next_request;
         self.next_request += 1;
         *request = Some(number);

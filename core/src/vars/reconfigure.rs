@@ -46,7 +46,7 @@ use foundation_agents::cas::{CasRegister, Proposal};
 use foundation_agents::variable::{Policy, VarValue};
 use serde::{Deserialize, Serialize};
 
-use super::{push_sends, time, Kind, Life, Outgoing, VarSpec, Vars, VarsError, VARS_KEYSPACE};
+use super::{Kind, Life, Outgoing, VarSpec, Vars, VarsError, VARS_KEYSPACE};
 use crate::replication::Write;
 use crate::time::Instant;
 
@@ -58,7 +58,10 @@ pub struct Seat {
     pub version: u64,
     /// Its proposal (value and writer).
     pub decided: Proposal<Life, VarValue>,
-    /// The first version the acceptors below decide.
+    /// The first version the acceptors below decide, as the writer of the seat knew it (one
+    /// that learnt of them by jumping over versions knows a later one). A later `from` never
+    /// names older acceptors: a node knows the set in force at its `from`, so of two seats the
+    /// one with the later `from` is at least as current.
     pub from: u64,
     /// The acceptors of every version from `from` on (as far as the writer of the seat knew).
     pub acceptors: BTreeSet<Life>,
@@ -122,33 +125,24 @@ impl Vars {
     ) -> Result<u64, VarsError> {
         let variable = self
             .variables
-            .get_mut(name)
+            .get(name)
             .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
-        let current = self_acceptors(&variable.kind).unwrap_or_default().1;
+        let current = acceptors_of(&variable.kind).unwrap_or_default().1;
         check_acceptor_change(name, &variable.spec, &current, &acceptors)?;
-        let Kind::Register { register, request } = &mut variable.kind else {
-            return Err(VarsError::Unknown(name.to_owned()));
-        };
-        let (expected, _) = register.current();
-        let deadline = time(now + timeout);
-        let sends = register
-            .reconfigure(time(now), expected, acceptors, deadline)
-            .map_err(super::refusal)?;
-        let number = self.next_request;
-        self.next_request += 1;
-        *request = Some(number);
-        push_sends(out, name, variable.fingerprint, self.me, sends);
-        Ok(number)
+        self.start_step(now, name, timeout, out, |register, now, deadline| {
+            let (expected, _) = register.current();
+            register.reconfigure(now, expected, acceptors, deadline)
+        })
     }
 
     /// The acceptors of the next version of `cas` or `coordinated` variable `name` as this node
     /// knows them, and the first version they decide.
     pub fn acceptors(&self, name: &str) -> Option<(u64, BTreeSet<Life>)> {
-        self_acceptors(&self.variables.get(name)?.kind)
+        acceptors_of(&self.variables.get(name)?.kind)
     }
 
-    /// After a step of `name`'s register: if it learnt of acceptors newer than the declaration
-    /// it last saw carries, rewrites the declaration with a seat, so added lives take it up.
+    /// After a step of `name`'s register, or a declaration read: if this node knows acceptors
+    /// newer than the declaration carries, rewrites it with a seat, so added lives take it up.
     pub(super) fn publish_seat(&mut self, name: &str) {
         let Some(variable) = self.variables.get_mut(name) else {
             return;
@@ -187,13 +181,10 @@ impl Vars {
                 self.stats.conflicting_declarations += 1;
                 return;
             }
-            variable.seat = variable.seat.max(seat.from);
-            let stale = self_acceptors(&variable.kind).is_some_and(|(from, _)| from > seat.from);
-            if stale {
-                variable.seat = 0;
-                self.publish_seat(name);
-            }
-            return;
+            // What the declaration holds now; one older than what this node knows is written
+            // again (a later `from` never names older acceptors: see `Seat`).
+            variable.seat = seat.from;
+            return self.publish_seat(name);
         }
         let registered = matches!(spec.policy, Policy::Cas | Policy::Coordinated);
         if !registered || !seat.acceptors.contains(&self.me) {
@@ -216,7 +207,7 @@ impl Vars {
     }
 }
 
-fn self_acceptors(kind: &Kind) -> Option<(u64, BTreeSet<Life>)> {
+fn acceptors_of(kind: &Kind) -> Option<(u64, BTreeSet<Life>)> {
     match kind {
         Kind::Register { register, .. } => Some(register.acceptors()),
         _ => None,
