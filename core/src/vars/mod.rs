@@ -322,8 +322,8 @@ pub struct VarsStats {
     /// Messages for a variable we do not hold, under another spec, or whose sender is not who
     /// the transport says.
     pub foreign_messages: u64,
-    /// Proposals or `lww` writes carrying a value outside the variable's constraints, and
-    /// counter states showing an actor overdrawn.
+    /// Proposals or `lww` writes carrying a value outside the variable's constraints (or a
+    /// change to no acceptors), and counter states showing an actor overdrawn.
     pub invalid_values: u64,
     /// Declarations of a name already declared here with another spec, or that did not
     /// decode.
@@ -1285,18 +1285,26 @@ fn check_counter(spec: &VarSpec) -> Result<(), VarsError> {
     Ok(())
 }
 
-/// Whether every value a message carries fits `ty`.
+/// Whether every value a message carries fits `ty`, and every set of acceptors it names
+/// could decide.
 fn values_fit(ty: &VarType, message: &CasMessage<Life, VarValue>) -> bool {
-    let value = match message {
+    let proposal = match message {
         CasMessage::Promise {
             accepted: Some((_, proposal)),
             ..
         }
-        | CasMessage::Accept { proposal, .. }
-        | CasMessage::Decided { proposal, .. } => &proposal.value,
+        | CasMessage::Accept { proposal, .. } => proposal,
+        // Nobody could decide after a decision naming no acceptors.
+        CasMessage::Decided { next, .. } if next.is_empty() => return false,
+        CasMessage::Decided { proposal, .. } => proposal,
         _ => return true,
     };
-    ty.check(value).is_ok()
+    // A change to no acceptors would leave the variable unwritable for good.
+    let decidable = proposal
+        .acceptors
+        .as_ref()
+        .is_none_or(|set| !set.is_empty());
+    decidable && ty.check(&proposal.value).is_ok()
 }
 
 fn refusal(outcome: CasOutcome<Life>) -> VarsError {

@@ -182,3 +182,37 @@ fn a_change_refused_or_lost_changes_nothing() {
     let wrote = net.value(1).1 == VarValue::Int(8);
     assert!(changed != wrote, "exactly one of them landed");
 }
+
+#[test]
+fn a_proposal_naming_no_acceptors_from_a_misbehaving_node_is_refused() {
+    let mut net = Net::new(3);
+    let fingerprint = net.nodes[&id(1)].variables["x"].fingerprint;
+    let nobody = Proposal {
+        writer: life(3),
+        request: 1,
+        value: VarValue::Int(0),
+        acceptors: Some(BTreeSet::new()),
+    };
+    let ballot = foundation_agents::cas::Ballot {
+        round: 1,
+        proposer: life(3),
+    };
+    let accept = VarsMessage::Cas {
+        name: "x".into(),
+        spec: fingerprint,
+        from: life(3),
+        message: CasMessage::Accept {
+            slot: 1,
+            ballot,
+            proposal: nobody,
+        },
+    };
+    let mut out = Outgoing::new();
+    let node = net.nodes.get_mut(&id(1)).expect("node");
+    node.received(Instant::ZERO, id(3), accept, &mut out);
+    assert!(
+        out.is_empty(),
+        "no answer to a proposal that would end the variable"
+    );
+    assert_eq!(node.stats().invalid_values, 1);
+}
