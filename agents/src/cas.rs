@@ -502,13 +502,16 @@ where
     /// The acceptor's state for `slot`, unless it is decided here (then the decision) or too
     /// far ahead.
     fn slot_state(&mut self, slot: u64) -> Result<&mut SlotState<P, V>, Option<CasMessage<P, V>>> {
-        if let Some(proposal) = self.decided.get(&slot) {
+        // The acceptors after a slot older than the last change are no longer kept here, and
+        // a decision is told only with them.
+        let next_known = self.configs.keys().next().is_some_and(|&f| f <= slot + 1);
+        if let Some(proposal) = self.decided.get(&slot).filter(|_| next_known) {
             return Err(Some(self.decided_message(slot, proposal.clone())));
         }
         if slot <= self.version {
-            // Decided, and forgotten here (older than the window): the latest decision
-            // instead, so a writer that far behind jumps ahead rather than deciding the slot
-            // a second time.
+            // Decided, and forgotten here (older than the window or the last change): the
+            // latest decision instead, so a writer that far behind jumps ahead rather than
+            // deciding the slot a second time.
             let proposal = self.decided[&self.version].clone();
             return Err(Some(self.decided_message(self.version, proposal)));
         }

@@ -438,6 +438,27 @@ fn a_learner_that_jumps_over_a_change_knows_the_new_acceptors() {
     assert_eq!(cluster.nodes[1].acceptors(), (3, [2, 3, 4].into()));
 }
 
+/// A writer left behind before a change asks about a slot the acceptors still remember but
+/// whose following acceptors they no longer keep: they answer with the latest decision, so
+/// the writer learns the current acceptors, not an empty set.
+#[test]
+fn a_writer_behind_a_change_learns_the_current_acceptors_from_an_old_slot() {
+    let mut cluster = Cluster::with(4, [0, 1, 2].into());
+    let up = [0, 1, 3];
+    cluster.cas(0, 0, 5);
+    cluster.deliver_among(&up);
+    cluster.reconfigure(0, 1, &up);
+    cluster.deliver_among(&up);
+    cluster.cas(0, 2, 6);
+    cluster.deliver_among(&up);
+    assert_eq!(cluster.nodes[2].current(), (0, &0));
+    cluster.cas(2, 0, 9);
+    cluster.deliver_among(&[0, 1, 2, 3]);
+    assert_eq!(cluster.nodes[2].current(), (3, &6));
+    assert_eq!(cluster.nodes[2].acceptors(), (4, [0, 1, 3].into()));
+    cluster.agreement().expect("agreement");
+}
+
 #[test]
 fn an_empty_set_of_acceptors_is_refused() {
     let mut cluster = Cluster::new(3);
