@@ -102,7 +102,7 @@ fn a_variable_moved_to_a_restarted_life_keeps_its_history_and_is_written_without
 }
 
 #[test]
-fn after_a_move_a_majority_of_the_old_lives_decides_nothing_and_the_new_one_writes() {
+fn after_a_move_the_old_majority_decides_nothing_and_a_removed_life_writes_through_the_new_one() {
     // Lives 1, 2 and 3 move the variable to 2, 4 and 5 (two nodes that did not hold it).
     let mut net = Net::new(3);
     net.cas(1, 0, 5).expect("starts");
@@ -123,17 +123,30 @@ fn after_a_move_a_majority_of_the_old_lives_decides_nothing_and_the_new_one_writ
     net.cas(5, 2, 7).expect("starts");
     net.run();
     net.advance(SECOND);
-    let outcome = |n: u128| {
-        net.done
-            .iter()
-            .rev()
-            .find(|d| d.0 == id(n))
-            .map(|d| d.2.clone())
-    };
-    assert_eq!(outcome(1), Some(CasOutcome::NoMajority));
-    assert_eq!(outcome(5), Some(CasOutcome::Won { version: 3 }));
+    assert_eq!(outcome_of(&net, 1), Some(CasOutcome::NoMajority));
+    assert_eq!(outcome_of(&net, 5), Some(CasOutcome::Won { version: 3 }));
     assert_eq!(net.value(3), (2, VarValue::Int(5)));
     assert_eq!(net.value(4), (3, VarValue::Int(7)));
+
+    // Healed: node 1, no longer an acceptor, still writes — it learns version 3 from the
+    // acceptors it asks, then wins version 4 with the new majority.
+    net.cut.clear();
+    net.cas(1, 2, 8).expect("starts");
+    net.run();
+    let lost = CasOutcome::Lost {
+        version: 3,
+        winner: life(5),
+    };
+    assert_eq!(outcome_of(&net, 1), Some(lost));
+    net.cas(1, 3, 8).expect("starts");
+    net.run();
+    assert_eq!(outcome_of(&net, 1), Some(CasOutcome::Won { version: 4 }));
+    assert_eq!(net.value(1), (4, VarValue::Int(8)));
+}
+
+fn outcome_of(net: &Net, n: u128) -> Option<CasOutcome<Life>> {
+    let last = net.done.iter().rev().find(|d| d.0 == id(n));
+    last.map(|d| d.2.clone())
 }
 
 #[test]
