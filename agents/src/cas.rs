@@ -1,10 +1,10 @@
-//! Compare-and-set on a versioned value, agreed by a majority of a fixed set of nodes: of any
+//! Compare-and-set on a versioned value, agreed by a majority of a set of nodes: of any
 //! writers that expect the same version, exactly one wins it, cluster-wide.
 //!
-//! Each version is one instance of single-decree Paxos among the register's `members` (the
+//! Each version is one instance of single-decree Paxos among the register's acceptors (the
 //! cluster's configured or last agreed membership, never "whoever one side of a partition
 //! still sees"): a writer expecting version `v` proposes its value for slot `v + 1`; a
-//! majority of members promising (phase 1) and then accepting (phase 2) decides it, and the
+//! majority of acceptors promising (phase 1) and then accepting (phase 2) decides it, and the
 //! decision is told to everyone (commit). A minority side of a partition never gathers a
 //! majority, so its writes fail with [`CasOutcome::NoMajority`] at their deadline instead of
 //! forking the value.
@@ -13,6 +13,33 @@
 //! writes. The driver carries [`CasMessage`]s between nodes (to itself too), feeds the time, and
 //! calls [`CasRegister::handle_timeout`] at [`CasRegister::poll_timeout`]. Deterministic: no
 //! clock, no randomness, ordered maps only.
+//!
+//! # Changing the acceptors
+//!
+//! The acceptors may change, and the change is itself a decided version: a proposal made by
+//! [`CasRegister::reconfigure`] for slot `v + 1` keeps the value of version `v` and names the
+//! acceptors of every slot from `v + 2` on (Lamport's reconfigurable Paxos with a pipeline of
+//! one; a "Vertical Paxos" step). The acceptor set of a slot is therefore a function of the
+//! decisions before it, and the argument that it is safe is short:
+//!
+//! - A writer proposes for slot `s` only when it knows decision `s - 1` (its version), and
+//!   every way of learning a decision carries the acceptor set that follows it (a
+//!   [`CasMessage::Decided`] names it; a writer that decides a slot computes it), so every
+//!   writer of slot `s` uses the same set, the one the decided chain gives.
+//! - A writer counts promises and acceptances for slot `s` only from that set, and a majority
+//!   of it is needed: two majorities of one set intersect, which is all single-decree Paxos
+//!   needs. No slot is ever decided by majorities of two different sets.
+//! - The old set decides slot `v + 1`, the step that names the new set, so there is no joint
+//!   phase: nothing is decided in slot `v + 2` before `v + 1` is, and nobody proposes there
+//!   without having learnt who the acceptors are.
+//!
+//! An acceptor answers prepares and accepts from any writer (Paxos does not need the writer
+//! to be anyone in particular: ballots are unique per writer), unless it knows it is not an
+//! acceptor of that slot; it cannot know for a slot beyond its version plus one, and then it
+//! answers, since only the writer's count makes an answer matter (a slot it knows decided is
+//! answered with the decision, whoever asks, which is how a writer left behind catches up). A register that joins the
+//! acceptors later starts from a decided version ([`CasRegister::starting_at`]) and never
+//! promised anything for the slots it joins.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -42,6 +69,10 @@ pub struct Ballot<P> {
 /// A value proposed for a version, named by who proposed it and their request number, so two
 /// writers of equal payloads are still told apart.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "P: Serialize, V: Serialize",
+    deserialize = "P: Deserialize<'de> + Ord, V: Deserialize<'de>"
+))]
 pub struct Proposal<P, V> {
     /// The writer.
     pub writer: P,
@@ -49,10 +80,16 @@ pub struct Proposal<P, V> {
     pub request: u64,
     /// The value.
     pub value: V,
+    /// For a change of acceptors (see the module docs): who decides every later version.
+    pub acceptors: Option<BTreeSet<P>>,
 }
 
 /// What registers say to each other about slot `slot` (the version being decided).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "P: Serialize, V: Serialize",
+    deserialize = "P: Deserialize<'de> + Ord, V: Deserialize<'de>"
+))]
 pub enum CasMessage<P, V> {
     /// Phase 1: promise to ignore lower ballots for `slot`.
     Prepare {
@@ -101,6 +138,9 @@ pub enum CasMessage<P, V> {
         slot: u64,
         /// The winning proposal.
         proposal: Proposal<P, V>,
+        /// The acceptors of the slots after it, so a learner that jumps over versions it
+        /// never heard of still knows who decides the next one.
+        next: BTreeSet<P>,
     },
 }
 
@@ -176,7 +216,9 @@ struct SlotState<P, V> {
 #[derive(Clone, Debug)]
 pub struct CasRegister<P, V> {
     me: P,
-    members: BTreeSet<P>,
+    /// The acceptors by the first slot they decide: those of a slot are the entry at or below
+    /// it. Entries wholly below the next slot are dropped.
+    configs: BTreeMap<u64, BTreeSet<P>>,
     /// The decided versions we know, by version (version 0 is the initial value).
     decided: BTreeMap<u64, Proposal<P, V>>,
     /// The highest version decided contiguously from 0: the current value.
@@ -196,23 +238,57 @@ where
     P: Copy + Ord + Debug,
     V: Clone + PartialEq + Debug,
 {
-    /// A register at version 0 holding `initial`, decided among `members` (`me` among them).
+    /// A register at version 0 holding `initial`, decided among `members` (a register not
+    /// among them only learns and writes, until a change of acceptors names it).
     pub fn new(me: P, members: BTreeSet<P>, initial: V) -> Self {
         let genesis = Proposal {
             writer: me,
             request: 0,
             value: initial,
+            acceptors: None,
         };
+        Self::starting_at(me, 0, genesis, members)
+    }
+
+    /// A register that takes up a variable at decided `version` (its proposal `decided`),
+    /// whose later versions are decided among `acceptors`: how a life added to the acceptors
+    /// joins. Safe because it never promised anything for those slots.
+    pub fn starting_at(
+        me: P,
+        version: u64,
+        decided: Proposal<P, V>,
+        acceptors: BTreeSet<P>,
+    ) -> Self {
         Self {
             me,
-            members,
-            decided: BTreeMap::from([(0, genesis)]),
-            version: 0,
+            configs: BTreeMap::from([(version + 1, acceptors)]),
+            decided: BTreeMap::from([(version, decided)]),
+            version,
             slots: BTreeMap::new(),
             proposing: None,
             round: 0,
             next_request: 1,
         }
+    }
+
+    /// Who decides the next version, as far as this node knows (exactly, since it knows the
+    /// current one), and the first version they decide.
+    pub fn acceptors(&self) -> (u64, BTreeSet<P>) {
+        let next = self.version + 1;
+        let config = self.configs.range(..=next).next_back();
+        config.map_or((next, BTreeSet::new()), |(&first, set)| {
+            (first, set.clone())
+        })
+    }
+
+    /// The acceptors of `slot` as this node knows them: exactly up to its version plus one.
+    fn set_of(&self, slot: u64) -> impl Iterator<Item = &P> {
+        let config = self.configs.range(..=slot).next_back();
+        config.into_iter().flat_map(|(_, set)| set.iter())
+    }
+
+    fn is_acceptor(&self, who: P, slot: u64) -> bool {
+        self.set_of(slot).any(|m| *m == who)
     }
 
     /// The current version and value here.
@@ -231,6 +307,36 @@ where
         value: V,
         deadline: Time,
     ) -> Result<Sends<P, V>, CasOutcome<P>> {
+        self.propose(now, expected, (value, None), deadline)
+    }
+
+    /// Proposes, as version `expected + 1`, the value of version `expected` unchanged and that
+    /// `acceptors` decide every later version (see the module docs). It ends like a
+    /// compare-and-set: won, lost to another write of that version (nothing changed), or no
+    /// majority of the current acceptors by `deadline` (then it may still be decided later,
+    /// carried by another writer's proposal). An empty set is refused as
+    /// [`CasOutcome::NoMajority`]: nobody could ever decide again.
+    pub fn reconfigure(
+        &mut self,
+        now: Time,
+        expected: u64,
+        acceptors: BTreeSet<P>,
+        deadline: Time,
+    ) -> Result<Sends<P, V>, CasOutcome<P>> {
+        if acceptors.is_empty() {
+            return Err(CasOutcome::NoMajority);
+        }
+        let value = self.current().1.clone();
+        self.propose(now, expected, (value, Some(acceptors)), deadline)
+    }
+
+    fn propose(
+        &mut self,
+        now: Time,
+        expected: u64,
+        (value, acceptors): (V, Option<BTreeSet<P>>),
+        deadline: Time,
+    ) -> Result<Sends<P, V>, CasOutcome<P>> {
         if self.proposing.is_some() {
             return Err(CasOutcome::Busy);
         }
@@ -243,6 +349,7 @@ where
             writer: self.me,
             request: self.next_request,
             value,
+            acceptors,
         };
         self.next_request += 1;
         let slot = expected + 1;
@@ -259,7 +366,7 @@ where
             retry_at: None,
             attempts: 0,
         });
-        Ok(self.to_all(CasMessage::Prepare { slot, ballot }))
+        Ok(self.to_all(slot, CasMessage::Prepare { slot, ballot }))
     }
 
     /// Handles a message from `from` at `now`: the messages to send, and the outcome of our
@@ -270,8 +377,8 @@ where
         from: P,
         message: CasMessage<P, V>,
     ) -> (Sends<P, V>, Option<CasOutcome<P>>) {
-        if !self.members.contains(&from) {
-            return (Vec::new(), None); // not one of the register's members: ignored
+        if !self.takes(from, &message) {
+            return (Vec::new(), None);
         }
         match message {
             CasMessage::Prepare { slot, ballot } => (self.on_prepare(from, slot, ballot), None),
@@ -280,8 +387,16 @@ where
                 ballot,
                 proposal,
             } => (self.on_accept(from, slot, ballot, proposal), None),
-            CasMessage::Decided { slot, proposal } => {
-                self.learn(slot, proposal);
+            CasMessage::Decided {
+                slot,
+                proposal,
+                next,
+            } => {
+                let next = match fault_ignores_next() {
+                    true => self.set_of(slot + 1).copied().collect(),
+                    false => next,
+                };
+                self.learn(slot, proposal, next);
                 (Vec::new(), self.resolve())
             }
             CasMessage::Promise {
@@ -324,7 +439,10 @@ where
         if let Some(p) = self.proposing.as_mut() {
             p.retry_at = None;
         }
-        (self.to_all(CasMessage::Prepare { slot, ballot }), None)
+        (
+            self.to_all(slot, CasMessage::Prepare { slot, ballot }),
+            None,
+        )
     }
 
     /// The decided proposal of `version`, if known here.
@@ -332,8 +450,28 @@ where
         self.decided.get(&version)
     }
 
-    fn majority(&self) -> usize {
-        self.members.len() / 2 + 1
+    /// Whether a message from `from` is one this register takes. Answers to a writer count
+    /// only from the slot's acceptors (the safety rule: the writer knows that set exactly); a
+    /// decision only from a slot's acceptor or one of the set it names next; a prepare or
+    /// accept from anyone, unless this node knows it is not an acceptor of the slot (it knows
+    /// for the next one; an older slot is answered with its decision, a later one with a
+    /// promise that counts only if the writer, who knows, counts it).
+    fn takes(&self, from: P, message: &CasMessage<P, V>) -> bool {
+        match message {
+            CasMessage::Prepare { slot, .. } | CasMessage::Accept { slot, .. } => {
+                *slot != self.version + 1 || self.is_acceptor(self.me, *slot)
+            }
+            CasMessage::Promise { slot, .. }
+            | CasMessage::Accepted { slot, .. }
+            | CasMessage::Rejected { slot, .. } => self.is_acceptor(from, *slot),
+            CasMessage::Decided { slot, next, .. } => {
+                self.is_acceptor(from, *slot) || next.contains(&from)
+            }
+        }
+    }
+
+    fn majority(&self, slot: u64) -> usize {
+        self.set_of(slot).count() / 2 + 1
     }
 
     fn next_ballot(&mut self) -> Ballot<P> {
@@ -344,28 +482,38 @@ where
         }
     }
 
-    fn to_all(&self, message: CasMessage<P, V>) -> Sends<P, V> {
-        self.members.iter().map(|&m| (m, message.clone())).collect()
+    fn to_all(&self, slot: u64, message: CasMessage<P, V>) -> Sends<P, V> {
+        self.set_of(slot).map(|&m| (m, message.clone())).collect()
+    }
+
+    /// The decision of `slot` as a message, with the acceptors that follow it.
+    fn decided_message(&self, slot: u64, proposal: Proposal<P, V>) -> CasMessage<P, V> {
+        let next = match &proposal.acceptors {
+            Some(set) => set.clone(),
+            None => self.set_of(slot + 1).copied().collect(),
+        };
+        CasMessage::Decided {
+            slot,
+            proposal,
+            next,
+        }
     }
 
     /// The acceptor's state for `slot`, unless it is decided here (then the decision) or too
     /// far ahead.
     fn slot_state(&mut self, slot: u64) -> Result<&mut SlotState<P, V>, Option<CasMessage<P, V>>> {
-        if let Some(proposal) = self.decided.get(&slot) {
-            return Err(Some(CasMessage::Decided {
-                slot,
-                proposal: proposal.clone(),
-            }));
+        // The acceptors after a slot older than the last change are no longer kept here, and
+        // a decision is told only with them.
+        let next_known = self.configs.keys().next().is_some_and(|&f| f <= slot + 1);
+        if let Some(proposal) = self.decided.get(&slot).filter(|_| next_known) {
+            return Err(Some(self.decided_message(slot, proposal.clone())));
         }
         if slot <= self.version {
-            // Decided, and forgotten here (older than the window): the latest decision
-            // instead, so a writer that far behind jumps ahead rather than deciding the slot
-            // a second time.
+            // Decided, and forgotten here (older than the window or the last change): the
+            // latest decision instead, so a writer that far behind jumps ahead rather than
+            // deciding the slot a second time.
             let proposal = self.decided[&self.version].clone();
-            return Err(Some(CasMessage::Decided {
-                slot: self.version,
-                proposal,
-            }));
+            return Err(Some(self.decided_message(self.version, proposal)));
         }
         if slot > self.version + SLOT_WINDOW {
             return Err(None);
@@ -442,7 +590,7 @@ where
         ballot: Ballot<P>,
         accepted: Option<(Ballot<P>, Proposal<P, V>)>,
     ) -> (Sends<P, V>, Option<CasOutcome<P>>) {
-        let majority = self.majority();
+        let majority = self.majority(slot);
         let Some(p) = self.proposing_in(slot, ballot) else {
             return (Vec::new(), None);
         };
@@ -473,7 +621,7 @@ where
             ballot,
             proposal,
         };
-        (self.to_all(message), None)
+        (self.to_all(slot, message), None)
     }
 
     fn on_accepted(
@@ -482,7 +630,7 @@ where
         slot: u64,
         ballot: Ballot<P>,
     ) -> (Sends<P, V>, Option<CasOutcome<P>>) {
-        let majority = self.majority();
+        let majority = self.majority(slot);
         let Some(p) = self.proposing_in(slot, ballot) else {
             return (Vec::new(), None);
         };
@@ -494,8 +642,15 @@ where
             return (Vec::new(), None);
         }
         let proposal = proposal.clone();
-        self.learn(slot, proposal.clone());
-        let sends = self.to_all(CasMessage::Decided { slot, proposal });
+        let message = self.decided_message(slot, proposal);
+        // The acceptors of the next slot hear it too: after a change of acceptors, the new
+        // ones learn at once who they are.
+        let mut to: BTreeSet<P> = self.set_of(slot).copied().collect();
+        if let CasMessage::Decided { proposal, next, .. } = &message {
+            to.extend(next.iter().copied());
+            self.learn(slot, proposal.clone(), next.clone());
+        }
+        let sends = to.into_iter().map(|m| (m, message.clone())).collect();
         (sends, self.resolve())
     }
 
@@ -507,7 +662,7 @@ where
         if self.proposing_in(slot, ballot).is_none() {
             return;
         }
-        let rank = self.members.iter().position(|m| *m == self.me).unwrap_or(0) as u64;
+        let rank = self.set_of(slot).position(|m| *m == self.me).unwrap_or(0) as u64;
         let fresh = self.next_ballot();
         if let Some(p) = self.proposing.as_mut() {
             let delay = (RETRY_MS * (1 + rank)) << p.attempts.min(4);
@@ -521,11 +676,16 @@ where
         }
     }
 
-    /// Records that `slot` decided `proposal`, and moves the current version over every
-    /// contiguous decision.
-    fn learn(&mut self, slot: u64, proposal: Proposal<P, V>) {
+    /// Records that `slot` decided `proposal`, after which `next` decide, and moves the
+    /// current version over every contiguous decision.
+    fn learn(&mut self, slot: u64, proposal: Proposal<P, V>, next: BTreeSet<P>) {
         if slot == 0 {
             return;
+        }
+        // Only a change is recorded, so the first version of the set in force moves only
+        // when the set does.
+        if !self.set_of(slot + 1).eq(next.iter()) {
+            self.configs.insert(slot + 1, next);
         }
         // A second, different decision for a slot can only come from a member that breaks the
         // protocol: the first one stays.
@@ -536,6 +696,14 @@ where
         self.version = self.version.max(slot);
         let version = self.version;
         self.slots.retain(|&s, _| s > version);
+        // The set in force at the next slot stays, and every later one.
+        let keep = self
+            .configs
+            .range(..=version + 1)
+            .next_back()
+            .map(|(&f, _)| f);
+        self.configs
+            .retain(|&first, _| keep.is_none_or(|k| first >= k));
         // Older decisions are kept for one window, to answer stale requests with them.
         self.decided
             .retain(|&v, _| v + SLOT_WINDOW >= version || v == version);
@@ -564,6 +732,16 @@ where
         self.proposing = None;
         Some(outcome)
     }
+}
+
+/// A test-only breakage of the safety rule, to show the tests catch it (see `tests`).
+#[cfg(test)]
+fn fault_ignores_next() -> bool {
+    tests::FAULT.with(|f| f.get() == tests::Fault::IgnoreNext)
+}
+#[cfg(not(test))]
+fn fault_ignores_next() -> bool {
+    false
 }
 
 #[cfg(test)]

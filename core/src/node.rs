@@ -922,7 +922,9 @@ impl Core {
         self.touch();
         let bytes = spec.encode();
         let replicated = self.replication.get(VARS_KEYSPACE, name);
-        if replicated.is_some_and(|held| held != bytes.as_slice()) {
+        // After a change of acceptors the declaration carries a seat after the spec: only the
+        // spec has to be the same.
+        if replicated.is_some_and(|held| VarSpec::decode(held).as_ref() != Some(&spec)) {
             return Err(VarsError::Conflict(name.to_owned()));
         }
         let first = replicated.is_none();
@@ -998,6 +1000,24 @@ impl Core {
         self.touch();
         self.with_vars(now, |vars, out| {
             vars.compare_and_set(now, name, expected, value, timeout, out)
+        })
+    }
+
+    /// Moves `cas` or `coordinated` variable `name` to `acceptors`, decided by a majority of its
+    /// current acceptors within `timeout` (see [`crate::vars::reconfigure`]); how it ended comes
+    /// as [`VarsEvent::CasDone`] with the returned request number.
+    ///
+    /// [`VarsEvent::CasDone`]: crate::vars::VarsEvent::CasDone
+    pub fn change_acceptors(
+        &mut self,
+        now: Instant,
+        name: &str,
+        acceptors: BTreeSet<Life>,
+        timeout: Duration,
+    ) -> Result<u64, VarsError> {
+        self.touch();
+        self.with_vars(now, |vars, out| {
+            vars.change_acceptors(now, name, acceptors, timeout, out)
         })
     }
 

@@ -210,12 +210,17 @@ async fn variables_are_listed_and_written_over_http_with_typed_answers() {
     )
     .await;
     assert_eq!(status(missing), 404);
+    // Moving to the lives alive now, which are its acceptors already, changes nothing; a
+    // target other than "alive" is refused.
+    assert_eq!(status(post(json!({ "move_to": "alive" })).await), 400);
+    assert_eq!(status(post(json!({ "move_to": "mars" })).await), 400);
 
     let all = get_json(http, "/variables", limit).await.unwrap();
     assert_eq!(all["slots"]["version"], 1);
     assert_eq!(all["slots"]["value"], 7);
     assert_eq!(all["slots"]["type"], json!({ "int": [0, 100] }));
     assert_eq!(all["slots"]["acceptors"].as_array().map(Vec::len), Some(3));
+    assert_eq!(all["slots"]["acceptors_from"], 1);
     assert_eq!(status(get_json(http, "/variables/nope", limit).await), 404);
     let metrics = common::metrics_text(http).await;
     for line in [
@@ -562,7 +567,10 @@ async fn a_crashed_nodes_counter_rights_beyond_its_allowance_go_to_one_heir() {
     // Dropping the dead holder from the holders is not built: a typed error says so.
     let alive = survivors[0].vars().alive_lives();
     assert!(matches!(
-        survivors[0].vars().change_acceptors("pool", &alive),
+        survivors[0]
+            .vars()
+            .change_acceptors("pool", alive, SOON)
+            .await,
         Err(VarsCallError::Refused(VarsError::Reconfiguration { .. }))
     ));
     let heir = survivors
@@ -597,4 +605,56 @@ async fn a_declaration_shows_here_as_soon_as_declare_returns() {
         vars.declare(&name, spec).await.unwrap();
         assert!(vars.all().contains_key(&name), "{name} not shown yet");
     }
+}
+
+/// A rolling restart's step: node 2 restarts (same id, a new life), the variable is moved to
+/// the lives alive now, the new life takes it up, and it is written with node 1 gone too —
+/// which, without the move, would leave one of the three declared lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_variable_moves_to_the_new_lives_and_is_written_without_the_old() {
+    let nodes = cluster(3).await;
+    declare(&nodes).await;
+    let write = |node: &Node, expected, value| {
+        let vars = node.vars();
+        async move {
+            vars.compare_and_set("slots", expected, VarValue::Int(value), SOON)
+                .await
+        }
+    };
+    assert_eq!(
+        write(&nodes[0], 0, 7).await.ok(),
+        Some(CasOutcome::Won { version: 1 })
+    );
+    let old = nodes[2].vars().me();
+    nodes[2].abort().await;
+    let mut settings = common::settings("vars-test", SECRET, vec![nodes[0].addr()]);
+    settings.identity.id = old.node;
+    let restarted = Node::start(settings).await.unwrap();
+    let new = restarted.vars().me();
+    assert!(new.generation > old.generation, "a new life");
+    let moved_to = [nodes[0].vars().me(), nodes[1].vars().me(), new];
+    common::eventually(SOON, "the new life is seen alive", || {
+        nodes[0].vars().alive_lives() == moved_to.into()
+    })
+    .await;
+    let alive = nodes[0].vars().alive_lives();
+    let moved = nodes[0].vars().change_acceptors("slots", alive, SOON).await;
+    assert_eq!(moved.ok(), Some(CasOutcome::Won { version: 2 }));
+    common::eventually(SOON, "the new life takes the variable up", || {
+        restarted.vars().get("slots") == Some((2, VarValue::Int(7)))
+    })
+    .await;
+    let held = restarted.vars().all().get("slots").cloned().expect("held");
+    assert_eq!(held.acceptors, Some((3, moved_to.into())));
+    nodes[1].abort().await;
+    assert_eq!(
+        write(&restarted, 2, 8).await.ok(),
+        Some(CasOutcome::Won { version: 3 })
+    );
+    common::eventually(SOON, "node 0 learns version 3", || {
+        nodes[0].vars().get("slots") == Some((3, VarValue::Int(8)))
+    })
+    .await;
+    restarted.abort().await;
+    nodes[0].abort().await;
 }

@@ -1,4 +1,4 @@
-//! `foundation vars get|declare|set|draw|refill|watch`: variables agents coordinate on,
+//! `foundation vars get|declare|set|move|draw|refill|watch`: variables agents coordinate on,
 //! through a running node's HTTP API (`GET /variables[/{name}]`, `PUT` and `POST
 //! /variables/{name}`), and `watch` follows `GET /watch/variables/{name}` (or `?prefix=`).
 
@@ -26,6 +26,7 @@ Examples:
   foundation vars declare gpu.slots --type '{\"int\": [0, 8]}' --initial 8
   foundation vars declare mode --type '{\"choice\": [\"fast\", \"safe\"]}' --initial '\"safe\"'
   foundation vars set gpu.slots 7 --expected 0           wins only if still at version 0
+  foundation vars move gpu.slots --to alive              after restarts: the lives alive now decide it
   foundation vars declare temperature --policy lww --type '{\"float\": [0, 2]}' --initial 0.7
   foundation vars set temperature 0.9                    last writer wins
   foundation vars declare budget --policy counter --initial 1000
@@ -36,7 +37,8 @@ Examples:
 
 Policies: `cas` (default) is decided by a majority of its acceptors (this node and every member
 alive when it was declared): `set --expected` replaces the version it expects, or says who got
-there first. `lww`: the last writer by hybrid logical clock wins. `coordinated`: only a
+there first. Acceptors are node lives: after a restart (a new life), `move` hands the variable
+to the lives alive now, decided by a majority of its current ones. `lww`: the last writer by hybrid logical clock wins. `coordinated`: only a
 coordination protocol's outcome changes it. `counter`: units every node draws from its own
 rights without asking; a draw beyond them is refused (and more are asked for): retry.")]
 pub struct VarsArgs {
@@ -81,6 +83,18 @@ pub enum VarsCommand {
         /// The version to replace (see `get`); `cas` variables only.
         #[arg(long)]
         expected: Option<u64>,
+        /// Longest wait for a majority, in milliseconds.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        timeout_ms: u64,
+    },
+    /// Move a `cas` or `coordinated` variable to other acceptors, decided by a majority of
+    /// its current ones (how it outlives restarts: each restart makes a new life).
+    Move {
+        /// The variable.
+        name: String,
+        /// The new acceptors: `alive` is this node and every member alive now.
+        #[arg(long, value_parser = ["alive"])]
+        to: String,
         /// Longest wait for a majority, in milliseconds.
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         timeout_ms: u64,
@@ -158,6 +172,15 @@ pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
             timeout_ms,
         } => {
             let body = json!({ "expected": expected, "value": parse_value(&value), "timeout_ms": timeout_ms });
+            let timeout = REQUEST_TIMEOUT + Duration::from_millis(timeout_ms);
+            (Method::POST, path(&name), Some(body), timeout)
+        }
+        VarsCommand::Move {
+            name,
+            to,
+            timeout_ms,
+        } => {
+            let body = json!({ "move_to": to, "timeout_ms": timeout_ms });
             let timeout = REQUEST_TIMEOUT + Duration::from_millis(timeout_ms);
             (Method::POST, path(&name), Some(body), timeout)
         }
@@ -244,6 +267,31 @@ fn path(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        vars: VarsArgs,
+    }
+
+    #[test]
+    fn move_takes_alive_as_its_target_and_refuses_anything_else() {
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("vars").chain(args.iter().copied());
+            Cli::try_parse_from(argv).map(|c| c.vars.command)
+        };
+        assert_eq!(
+            parse(&["move", "slots", "--to", "alive"]).ok(),
+            Some(VarsCommand::Move {
+                name: "slots".into(),
+                to: "alive".into(),
+                timeout_ms: 2000,
+            })
+        );
+        assert!(parse(&["move", "slots", "--to", "mars"]).is_err());
+        assert!(parse(&["move", "slots"]).is_err());
+    }
 
     #[test]
     fn watch_lines_show_the_value_what_it_was_and_who_changed_it() {

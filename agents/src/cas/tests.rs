@@ -1,3 +1,4 @@
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest, TestCaseError};
@@ -5,6 +6,19 @@ use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest, TestCaseErro
 use super::*;
 
 type Register = CasRegister<u8, u32>;
+
+/// A breakage of the register's safety rule a test may switch on, to show it catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fault {
+    None,
+    /// A decision heard from another node does not teach who decides next: a learner keeps
+    /// the acceptors it knew.
+    IgnoreNext,
+}
+
+thread_local! {
+    pub(super) static FAULT: Cell<Fault> = const { Cell::new(Fault::None) };
+}
 /// Acceptors that accepted one ballot's proposal, and the proposal.
 type Votes = (usize, Proposal<u8, u32>);
 
@@ -16,15 +30,22 @@ struct Cluster {
     outcomes: Vec<(u8, CasOutcome<u8>)>,
     /// The value a majority of acceptors accepted first in each slot: chosen, whoever learns it.
     chosen: BTreeMap<u64, Proposal<u8, u32>>,
+    /// The first acceptors.
+    initial: BTreeSet<u8>,
 }
 
 impl Cluster {
     fn new(n: u8) -> Self {
-        let members: BTreeSet<u8> = (0..n).collect();
+        Self::with(n, (0..n).collect())
+    }
+
+    /// `n` registers of which `members` are the first acceptors.
+    fn with(n: u8, members: BTreeSet<u8>) -> Self {
         let nodes = (0..n)
             .map(|i| CasRegister::new(i, members.clone(), 0))
             .collect();
         Self {
+            initial: members,
             now: Time(0),
             nodes,
             wire: Vec::new(),
@@ -41,6 +62,35 @@ impl Cluster {
                 None
             }
             Err(outcome) => Some(outcome),
+        }
+    }
+
+    fn reconfigure(&mut self, node: u8, expected: u64, to: &[u8]) -> Option<CasOutcome<u8>> {
+        let deadline = self.now.plus_ms(1_000);
+        let set = to.iter().copied().collect();
+        match self.nodes[node as usize].reconfigure(self.now, expected, set, deadline) {
+            Ok(sends) => {
+                self.queue(node, sends);
+                None
+            }
+            Err(outcome) => Some(outcome),
+        }
+    }
+
+    /// Delivers, in order, every message between nodes of `up`, dropping the rest, and fires
+    /// deadlines, until no write is under way.
+    fn deliver_among(&mut self, up: &[u8]) {
+        loop {
+            while !self.wire.is_empty() {
+                let (from, to, _) = self.wire[0];
+                match up.contains(&from) && up.contains(&to) {
+                    true => self.deliver(0),
+                    false => drop(self.wire.remove(0)),
+                }
+            }
+            if !self.tick() {
+                return;
+            }
         }
     }
 
@@ -90,7 +140,6 @@ impl Cluster {
     /// Records what a majority of acceptors has accepted in one ballot (chosen, in Paxos's
     /// sense), and fails if a slot ever has two chosen values.
     fn note_chosen(&mut self) -> Result<(), String> {
-        let majority = self.nodes.len() / 2 + 1;
         let mut votes: BTreeMap<(u64, Ballot<u8>), Votes> = BTreeMap::new();
         for node in &self.nodes {
             for (&slot, state) in &node.slots {
@@ -102,8 +151,21 @@ impl Cluster {
                 }
             }
         }
-        for ((slot, _), (count, proposal)) in votes {
-            if count < majority {
+        let mut voters: BTreeMap<(u64, Ballot<u8>), BTreeSet<u8>> = BTreeMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for (&slot, state) in &node.slots {
+                if let Some((ballot, _)) = &state.accepted {
+                    voters.entry((slot, *ballot)).or_default().insert(i as u8);
+                }
+            }
+        }
+        for ((slot, ballot), (_, proposal)) in votes {
+            // In slot order, so the set a slot's acceptors come from is known when it counts.
+            let Some(acceptors) = self.acceptors_of(slot) else {
+                continue;
+            };
+            let count = voters[&(slot, ballot)].intersection(&acceptors).count();
+            if count < acceptors.len() / 2 + 1 {
                 continue;
             }
             match self.chosen.get(&slot) {
@@ -116,6 +178,18 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// The acceptors of `slot` by the chosen decisions before it (the truth, whatever the
+    /// registers believe), if every one of them is known.
+    fn acceptors_of(&self, slot: u64) -> Option<BTreeSet<u8>> {
+        let mut set = self.initial.clone();
+        for s in 1..slot {
+            if let Some(next) = &self.chosen.get(&s)?.acceptors {
+                set = next.clone();
+            }
+        }
+        Some(set)
     }
 
     /// Every version decided anywhere was decided the same everywhere it is known, and is the
@@ -290,11 +364,178 @@ fn messages_from_outside_the_members_are_ignored() {
             writer: 9,
             request: 1,
             value: 666,
+            acceptors: None,
         },
+        next: [0, 1, 2].into(),
     };
     let (sends, outcome) = register.handle(Time(0), 9, forged);
     assert!(sends.is_empty() && outcome.is_none());
     assert_eq!(register.current(), (0, &0));
+}
+
+#[test]
+fn after_a_change_of_acceptors_only_the_new_majority_decides() {
+    let mut cluster = Cluster::with(5, [0, 1, 2].into());
+    cluster.cas(1, 0, 7);
+    cluster.deliver_all();
+    // Nodes 3 and 4 are not acceptors yet: the decision is not sent to them.
+    assert_eq!(cluster.nodes[3].current(), (0, &0));
+    assert_eq!(cluster.reconfigure(0, 1, &[0, 3, 4]), None);
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.outcomes.last(),
+        Some(&(0, CasOutcome::Won { version: 2 }))
+    );
+    for node in &cluster.nodes {
+        assert_eq!(node.current(), (2, &7), "the change keeps the value");
+        assert_eq!(node.acceptors(), (3, [0, 3, 4].into()));
+    }
+    // 1 and 2, a majority of the old acceptors, are gone: the new majority writes alone.
+    cluster.cas(3, 2, 8);
+    cluster.deliver_among(&[0, 3, 4]);
+    assert_eq!(
+        cluster.outcomes.last(),
+        Some(&(3, CasOutcome::Won { version: 3 }))
+    );
+    // The old acceptors 1 and 2 alone no longer decide anything...
+    cluster.cas(1, 2, 9);
+    cluster.deliver_among(&[1, 2]);
+    assert_eq!(cluster.outcomes.last(), Some(&(1, CasOutcome::NoMajority)));
+    // ...and with 0 of the new set they learn what was decided instead of forking it.
+    cluster.cas(1, 2, 9);
+    cluster.deliver_among(&[0, 1, 2]);
+    let lost = CasOutcome::Lost {
+        version: 3,
+        winner: 3,
+    };
+    assert_eq!(cluster.outcomes.last(), Some(&(1, lost)));
+    assert_eq!(cluster.nodes[1].current(), (3, &8));
+    cluster.agreement().expect("agreement");
+}
+
+#[test]
+fn a_learner_that_jumps_over_a_change_knows_the_new_acceptors() {
+    let mut cluster = Cluster::with(5, [0, 1, 2].into());
+    cluster.reconfigure(0, 0, &[2, 3, 4]);
+    cluster.deliver_among(&[0, 2, 3, 4]);
+    assert_eq!(cluster.nodes[1].acceptors(), (1, [0, 1, 2].into()));
+    cluster.cas(3, 1, 5);
+    cluster.deliver_among(&[2, 3, 4]);
+    // Node 1 missed both; the decision of version 2 it now hears names who decides next.
+    let decided = cluster.nodes[3].decided(2).cloned().expect("decided");
+    let next = [2, 3, 4].into();
+    let (sends, _) = cluster.nodes[1].handle(
+        cluster.now,
+        3,
+        CasMessage::Decided {
+            slot: 2,
+            proposal: decided,
+            next,
+        },
+    );
+    assert!(sends.is_empty());
+    assert_eq!(cluster.nodes[1].current(), (2, &5));
+    assert_eq!(cluster.nodes[1].acceptors(), (3, [2, 3, 4].into()));
+}
+
+/// A writer left behind before a change asks about a slot the acceptors still remember but
+/// whose following acceptors they no longer keep: they answer with the latest decision, so
+/// the writer learns the current acceptors, not an empty set.
+#[test]
+fn a_writer_behind_a_change_learns_the_current_acceptors_from_an_old_slot() {
+    let mut cluster = Cluster::with(4, [0, 1, 2].into());
+    let up = [0, 1, 3];
+    cluster.cas(0, 0, 5);
+    cluster.deliver_among(&up);
+    cluster.reconfigure(0, 1, &up);
+    cluster.deliver_among(&up);
+    cluster.cas(0, 2, 6);
+    cluster.deliver_among(&up);
+    assert_eq!(cluster.nodes[2].current(), (0, &0));
+    cluster.cas(2, 0, 9);
+    cluster.deliver_among(&[0, 1, 2, 3]);
+    assert_eq!(cluster.nodes[2].current(), (3, &6));
+    assert_eq!(cluster.nodes[2].acceptors(), (4, [0, 1, 3].into()));
+    cluster.agreement().expect("agreement");
+}
+
+#[test]
+fn an_empty_set_of_acceptors_is_refused() {
+    let mut cluster = Cluster::new(3);
+    assert_eq!(cluster.reconfigure(0, 0, &[]), Some(CasOutcome::NoMajority));
+    assert!(cluster.wire.is_empty());
+}
+
+/// Writers and changes of acceptors on six nodes (three acceptors at first), with the
+/// network delivering in any order, dropping and duplicating: no slot is ever chosen twice
+/// (counted against the acceptors the chosen chain gives that slot), nodes never learn
+/// different values for a version, and at most one writer wins each.
+fn race_writes_and_changes(steps: Vec<(u8, u16, u8)>) -> Result<(), TestCaseError> {
+    let mut cluster = Cluster::with(6, [0, 1, 2].into());
+    let mut value = 0;
+    for (kind, pick, node) in steps {
+        let node = node % 6;
+        let expected = cluster.nodes[node as usize].current().0;
+        match kind {
+            0 => {
+                value += 1;
+                cluster.cas(node, expected, value);
+            }
+            1 => {
+                // A set of one to six of the nodes, from the pick's bits.
+                let set: Vec<u8> = (0..6).filter(|i| pick & (1 << i) != 0).collect();
+                let set = if set.is_empty() { vec![node] } else { set };
+                cluster.reconfigure(node, expected, &set);
+            }
+            2 if !cluster.wire.is_empty() => {
+                let i = pick as usize % cluster.wire.len();
+                cluster.wire.remove(i); // lost
+            }
+            3 if !cluster.wire.is_empty() => {
+                let i = pick as usize % cluster.wire.len();
+                let copy = cluster.wire[i].clone();
+                cluster.wire.push(copy); // duplicated
+            }
+            4..=29 if !cluster.wire.is_empty() => {
+                let i = pick as usize % cluster.wire.len();
+                cluster.deliver(i);
+            }
+            _ => {
+                // Time passes without jumping to deadlines: retries fire, writes go on.
+                cluster.now = cluster.now.plus_ms(u64::from(pick % 256));
+                for i in 0..cluster.nodes.len() {
+                    let (sends, outcome) = cluster.nodes[i].handle_timeout(cluster.now);
+                    cluster.queue(i as u8, sends);
+                    cluster.outcomes.extend(outcome.map(|o| (i as u8, o)));
+                }
+            }
+        }
+        cluster.agreement().map_err(TestCaseError::fail)?;
+    }
+    cluster.deliver_all();
+    let decided = cluster.agreement().map_err(TestCaseError::fail)?;
+    let mut winners: BTreeMap<u64, u8> = BTreeMap::new();
+    for (node, outcome) in &cluster.outcomes {
+        if let CasOutcome::Won { version } = outcome {
+            prop_assert!(
+                winners.insert(*version, *node).is_none(),
+                "two winners of {}",
+                version
+            );
+            prop_assert_eq!(decided.get(version).map(|p| p.writer), Some(*node));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+    #[test]
+    fn writes_racing_changes_of_acceptors_decide_one_value_per_version(
+        steps in proptest::collection::vec((0..32u8, any::<u16>(), 0..6u8), 1..400),
+    ) {
+        race_writes_and_changes(steps)?;
+    }
 }
 
 proptest! {
@@ -345,4 +586,41 @@ proptest! {
             }
         }
     }
+}
+
+/// Random schedules from a seed, for the fault tests below (no proptest shrinking needed).
+fn schedule(seed: u64) -> Vec<(u8, u16, u8)> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..400)
+        .map(|_| {
+            let r = next();
+            ((r % 32) as u8, (r >> 8) as u16, ((r >> 24) % 6) as u8)
+        })
+        .collect()
+}
+
+/// How many of `seeds` random schedules break agreement with `fault` switched on.
+fn broken_schedules(fault: Fault, seeds: u64) -> usize {
+    FAULT.with(|f| f.set(fault));
+    let broken = (0..seeds)
+        .filter(|&seed| {
+            let run = std::panic::catch_unwind(|| race_writes_and_changes(schedule(seed)));
+            !matches!(run, Ok(Ok(())))
+        })
+        .count();
+    FAULT.with(|f| f.set(Fault::None));
+    broken
+}
+
+#[test]
+fn the_race_check_passes_the_rule_and_catches_it_broken() {
+    assert_eq!(broken_schedules(Fault::None, 200), 0);
+    assert!(broken_schedules(Fault::IgnoreNext, 300) > 0);
+    assert!(broken_schedules(Fault::IgnoreNext, 200) > 0);
 }

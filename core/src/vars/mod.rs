@@ -2,10 +2,12 @@
 //! concurrent changes are resolved by an enforced policy, one per variable:
 //!
 //! - `cas`: each variable is a [`CasRegister`] (single-decree Paxos per version,
-//!   `foundation_agents::cas`) among a fixed set of acceptors named in its [`VarSpec`]. Of any
-//!   writers that expect the same version exactly one wins, and only with a majority of those
-//!   acceptors: a majority of the *declared* set, never of whoever one side of a partition still
-//!   sees, so a minority side's writes end with [`CasOutcome::NoMajority`].
+//!   `foundation_agents::cas`) among a set of acceptor lives, first those named in its
+//!   [`VarSpec`]. Of any writers that expect the same version exactly one wins, and only with a
+//!   majority of that version's acceptors: a majority of a *decided* set, never of whoever one
+//!   side of a partition still sees, so a minority side's writes end with
+//!   [`CasOutcome::NoMajority`]. The set changes only by a decided version
+//!   ([`Vars::change_acceptors`], see [`reconfigure`]).
 //! - `coordinated`: the same register, but written only through [`Vars::commit`], the path a
 //!   coordination protocol's outcome takes (issue 14); a direct write is
 //!   [`VarsError::WrongPolicy`]. A `coordinated` record can be a *ledger* that takes a
@@ -30,9 +32,19 @@
 //! node refuses messages for a spec other than its own, so nodes that disagree on a variable
 //! never decide together: if two nodes declare one name with different specs at the same
 //! moment, each node keeps the first it saw and counts the other
-//! ([`VarsStats::conflicting_declarations`]) — declare from one place. The acceptor set does
-//! not change once declared (asking is a typed error, see [`reconfigure`]); a variable whose
-//! majority of acceptors is gone for good can no longer be written (reads still answer).
+//! ([`VarsStats::conflicting_declarations`]) — declare from one place.
+//!
+//! # Changing the acceptors
+//!
+//! Acceptors are node *lives* (a restart is a new life that never stands in for the old one),
+//! so a rolling restart of a majority of a variable's acceptors would leave it unwritable.
+//! [`Vars::change_acceptors`] moves a `cas` or `coordinated` variable to other lives: the
+//! current majority decides a version that keeps the value and names the new set, which
+//! decides every later version; the declaration is rewritten with a seat from which added
+//! lives take the variable up; the spec and its fingerprint stay those declared. Counters
+//! (escrowed rights on their holders) and `lww` variables are refused. Nothing moves a
+//! variable on its own: while a majority of its current acceptors is gone, it cannot be
+//! written or moved (reads still answer). See [`reconfigure`] for why it is safe.
 //!
 //! # History and statistics
 //!
@@ -45,6 +57,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foundation_agents::cas::{CasMessage, CasOutcome, CasRegister, Proposal};
+
+/// A register's messages to send.
+type Sends = foundation_agents::cas::Sends<Life, VarValue>;
 use foundation_agents::variable::{Policy, VarError, VarType, VarValue, NAME_BYTES_MAX};
 use foundation_agents::Time;
 use foundation_crdt::Timestamp;
@@ -307,8 +322,8 @@ pub struct VarsStats {
     /// Messages for a variable we do not hold, under another spec, or whose sender is not who
     /// the transport says.
     pub foreign_messages: u64,
-    /// Proposals or `lww` writes carrying a value outside the variable's constraints, and
-    /// counter states showing an actor overdrawn.
+    /// Proposals or `lww` writes carrying a value outside the variable's constraints (or a
+    /// change to no acceptors), and counter states showing an actor overdrawn.
     pub invalid_values: u64,
     /// Declarations of a name already declared here with another spec, or that did not
     /// decode.
@@ -333,6 +348,9 @@ struct Variable {
     kind: Kind,
     /// The version last reported as changed.
     reported: u64,
+    /// The first version of the newest acceptors a declaration this node saw or wrote names
+    /// (see [`reconfigure`]); 1 for the declared ones.
+    seat: u64,
     history: History,
     statistics: VarStatistics,
 }
@@ -415,16 +433,6 @@ impl Vars {
     pub fn declare(&mut self, name: &str, spec: VarSpec) -> Result<(), VarsError> {
         check_name(name)?;
         check_spec(self.me, &spec)?;
-        let fingerprint = spec.fingerprint();
-        if let Some(existing) = self.variables.get(name) {
-            return match existing.fingerprint == fingerprint {
-                true => Ok(()),
-                false => Err(VarsError::Conflict(name.to_owned())),
-            };
-        }
-        if self.variables.len() >= VARIABLES_MAX {
-            return Err(VarsError::Full);
-        }
         let kind = match (spec.policy, &spec.initial) {
             (Policy::Lww, _) => Kind::Lww(LwwVar::new(spec.initial.clone())),
             (Policy::Counter, VarValue::Int(units)) => {
@@ -440,11 +448,29 @@ impl Vars {
                 request: None,
             },
         };
+        self.hold(name, spec, kind, 1)
+    }
+
+    /// Holds `name` as `kind` under `spec` (checked), unless held already; `seat` as in
+    /// [`Variable`].
+    fn hold(&mut self, name: &str, spec: VarSpec, kind: Kind, seat: u64) -> Result<(), VarsError> {
+        check_name(name)?;
+        let fingerprint = spec.fingerprint();
+        if let Some(existing) = self.variables.get(name) {
+            return match existing.fingerprint == fingerprint {
+                true => Ok(()),
+                false => Err(VarsError::Conflict(name.to_owned())),
+            };
+        }
+        if self.variables.len() >= VARIABLES_MAX {
+            return Err(VarsError::Full);
+        }
         let variable = Variable {
             spec,
             fingerprint,
             kind,
             reported: 0,
+            seat,
             history: History::default(),
             statistics: VarStatistics::default(),
         };
@@ -458,10 +484,13 @@ impl Vars {
     /// Takes up another node's replicated declaration of `name`: every node holds `lww`
     /// variables and counters; `cas` and `coordinated` ones only their acceptors.
     pub fn adopt(&mut self, name: &str, bytes: &[u8]) {
-        let Some(spec) = VarSpec::decode(bytes) else {
+        let Some((spec, seat)) = reconfigure::decode_declaration(bytes) else {
             self.stats.conflicting_declarations += 1;
             return;
         };
+        if let Some(seat) = seat {
+            return self.adopt_seat(name, spec, seat);
+        }
         let everywhere = matches!(spec.policy, Policy::Lww | Policy::Counter);
         if !everywhere && !spec.acceptors.contains(&self.me) {
             return;
@@ -615,13 +644,36 @@ impl Vars {
             return Err(variable.wrong_policy(name, why));
         }
         variable.spec.ty.check(&value)?;
-        let Kind::Register { register, request } = &mut variable.kind else {
+        if !matches!(variable.kind, Kind::Register { .. }) {
             return Err(variable.wrong_policy(name, why));
+        }
+        self.start_step(now, name, timeout, out, |register, now, deadline| {
+            register.compare_and_set(now, expected, value, deadline)
+        })
+    }
+
+    /// Starts a majority-decided step of `name`'s register (`start` gets the time and the
+    /// deadline `timeout` from now): the request number its [`VarsEvent::CasDone`] will carry.
+    fn start_step(
+        &mut self,
+        now: Instant,
+        name: &str,
+        timeout: Duration,
+        out: &mut Outgoing,
+        start: impl FnOnce(
+            &mut CasRegister<Life, VarValue>,
+            Time,
+            Time,
+        ) -> Result<Sends, CasOutcome<Life>>,
+    ) -> Result<u64, VarsError> {
+        let variable = self
+            .variables
+            .get_mut(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        let Kind::Register { register, request } = &mut variable.kind else {
+            return Err(VarsError::Unknown(name.to_owned()));
         };
-        let deadline = time(now + timeout);
-        let sends = register
-            .compare_and_set(time(now), expected, value, deadline)
-            .map_err(refusal)?;
+        let sends = start(register, time(now), time(now + timeout)).map_err(refusal)?;
         let number = self.next_request;
         self.next_request += 1;
         *request = Some(number);
@@ -970,6 +1022,7 @@ impl Vars {
         let (sends, outcome) = register.handle(time(now), life, message);
         push_sends(out, &name, fingerprint, self.me, sends);
         self.settle(now, &name, outcome);
+        self.publish_seat(&name);
     }
 
     /// Another life asked for rights of a counter: hands it what it wanted, or what this node
@@ -1064,6 +1117,7 @@ impl Vars {
             let (sends, outcome) = register.handle_timeout(time(now));
             push_sends(out, &name, variable.fingerprint, self.me, sends);
             self.settle(now, &name, outcome);
+            self.publish_seat(&name);
         }
     }
 
@@ -1231,18 +1285,26 @@ fn check_counter(spec: &VarSpec) -> Result<(), VarsError> {
     Ok(())
 }
 
-/// Whether every value a message carries fits `ty`.
+/// Whether every value a message carries fits `ty`, and every set of acceptors it names
+/// could decide.
 fn values_fit(ty: &VarType, message: &CasMessage<Life, VarValue>) -> bool {
-    let value = match message {
+    let proposal = match message {
         CasMessage::Promise {
             accepted: Some((_, proposal)),
             ..
         }
-        | CasMessage::Accept { proposal, .. }
-        | CasMessage::Decided { proposal, .. } => &proposal.value,
+        | CasMessage::Accept { proposal, .. } => proposal,
+        // Nobody could decide after a decision naming no acceptors.
+        CasMessage::Decided { next, .. } if next.is_empty() => return false,
+        CasMessage::Decided { proposal, .. } => proposal,
         _ => return true,
     };
-    ty.check(value).is_ok()
+    // A change to no acceptors would leave the variable unwritable for good.
+    let decidable = proposal
+        .acceptors
+        .as_ref()
+        .is_none_or(|set| !set.is_empty());
+    decidable && ty.check(&proposal.value).is_ok()
 }
 
 fn refusal(outcome: CasOutcome<Life>) -> VarsError {
@@ -1283,5 +1345,7 @@ fn instant(at: Time) -> Instant {
 mod escrow_tests;
 #[cfg(test)]
 mod outcome_tests;
+#[cfg(test)]
+mod reconfigure_tests;
 #[cfg(test)]
 mod tests;

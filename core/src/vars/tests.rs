@@ -60,7 +60,7 @@ impl Net {
         }
     }
 
-    fn cas(&mut self, who: u128, expected: u64, value: i64) -> Result<u64, VarsError> {
+    pub(super) fn cas(&mut self, who: u128, expected: u64, value: i64) -> Result<u64, VarsError> {
         let mut out = Outgoing::new();
         let node = self.nodes.get_mut(&id(who)).expect("node");
         let result = node.compare_and_set(
@@ -126,7 +126,7 @@ impl Net {
         }
     }
 
-    fn value(&self, node: u128) -> (u64, VarValue) {
+    pub(super) fn value(&self, node: u128) -> (u64, VarValue) {
         let (version, value) = self.nodes[&id(node)].get("x").expect("declared");
         (version, value.clone())
     }
@@ -182,6 +182,7 @@ fn a_value_out_of_range_from_a_misbehaving_node_is_refused_and_never_visible() {
         writer: life(3),
         request: 9,
         value: VarValue::Int(1_000),
+        acceptors: None,
     };
     let decided = VarsMessage::Cas {
         name: "x".into(),
@@ -190,6 +191,7 @@ fn a_value_out_of_range_from_a_misbehaving_node_is_refused_and_never_visible() {
         message: CasMessage::Decided {
             slot: 1,
             proposal: bogus.clone(),
+            next: spec(3).acceptors,
         },
     };
     let accept = VarsMessage::Cas {

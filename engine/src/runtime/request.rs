@@ -133,6 +133,8 @@ pub(crate) enum VarWrite {
     Cas { expected: u64, value: VarValue },
     /// Apply a session's outcome to a ledger's current record.
     Outcome(foundation_core::vars::Outcome),
+    /// Move the variable to these acceptors from its next version on.
+    Move(std::collections::BTreeSet<Life>),
 }
 
 /// What a `VarsHandle` asks of the driver.

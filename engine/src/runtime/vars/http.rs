@@ -6,8 +6,9 @@
 //! `PUT /variables/{name}` (declare: `cas` by default, with this
 //! node and every member alive as the acceptors; `"policy": "lww"`, `"coordinated"` or
 //! `"counter"`) and `POST /variables/{name}` (a compare-and-set, an `lww` write, or a
-//! counter's draw or refill, by the variable's policy); writes from this machine only, like
-//! every write of the API.
+//! counter's draw or refill, by the variable's policy; `{"move_to": "alive"}` moves a `cas` or
+//! `coordinated` variable to the lives alive now); writes from this machine only, like every
+//! write of the API.
 
 use std::time::Duration;
 
@@ -144,12 +145,19 @@ async fn forward_changes(mut watch: VarWatch, lines: LineSender) {
 
 fn state_json(state: &VarState) -> Value {
     let s = &state.statistics;
+    let acceptors = state
+        .acceptors
+        .as_ref()
+        .map_or(&state.spec.acceptors, |(_, set)| set);
     json!({
         "version": state.version,
         "value": value_to_json(&state.value),
         "type": type_to_json(&state.spec.ty),
         "policy": format!("{:?}", state.spec.policy).to_lowercase(),
-        "acceptors": state.spec.acceptors.iter().map(life_json).collect::<Vec<_>>(),
+        // Who decides now (a change of acceptors moves them from those declared), and from
+        // which version.
+        "acceptors": acceptors.iter().map(life_json).collect::<Vec<_>>(),
+        "acceptors_from": state.acceptors.as_ref().map(|(from, _)| from),
         "history": state.history.iter().map(change_json).collect::<Vec<_>>(),
         "statistics": {
             "changes": s.changes,
@@ -265,7 +273,40 @@ async fn write(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
     match state.spec.policy {
         Policy::Lww => set(vars, &name, &state, &body).await,
         Policy::Counter => draw_or_refill(vars, &name, &body).await,
+        Policy::Cas | Policy::Coordinated if body.get("move_to").is_some() => {
+            move_to(vars, name, body).await
+        }
         Policy::Cas | Policy::Coordinated => compare_and_set(vars, name, state, body).await,
+    }
+}
+
+/// `{"move_to": "alive", "timeout_ms": 2000}`: moves the variable to this node's life and
+/// every member alive now (a restarted node is a new life), decided by a majority of its
+/// current acceptors.
+async fn move_to(vars: VarsHandle, name: String, body: Value) -> (StatusCode, Value) {
+    if body.get("move_to").and_then(Value::as_str) != Some("alive") {
+        return bad_request("\"move_to\" takes \"alive\": this node and every member alive now");
+    }
+    let timeout = match timeout_of(&body) {
+        Ok(timeout) => timeout,
+        Err(refused) => return refused,
+    };
+    let alive = vars.alive_lives();
+    match vars.change_acceptors(&name, alive, timeout).await {
+        Ok(outcome) => outcome_json(outcome),
+        Err(VarsCallError::Refused(refused)) => refusal_json(refused),
+        Err(VarsCallError::Stopped) => stopped(),
+    }
+}
+
+/// A majority-decided write's `"timeout_ms"`, [`DEFAULT_TIMEOUT_MS`] when absent.
+fn timeout_of(body: &Value) -> Result<Duration, (StatusCode, Value)> {
+    match body.get("timeout_ms").map(Value::as_u64) {
+        None => Ok(Duration::from_millis(DEFAULT_TIMEOUT_MS)),
+        Some(Some(ms)) if (1..=TIMEOUT_MS_MAX).contains(&ms) => Ok(Duration::from_millis(ms)),
+        Some(_) => Err(bad_request(format!(
+            "\"timeout_ms\" must be 1 to {TIMEOUT_MS_MAX}"
+        ))),
     }
 }
 
@@ -312,17 +353,15 @@ async fn compare_and_set(
     let Some(expected) = body.get("expected").and_then(Value::as_u64) else {
         return bad_request("\"expected\" (the version to replace) is missing or not a number");
     };
-    let timeout_ms = match body.get("timeout_ms").map(Value::as_u64) {
-        None => DEFAULT_TIMEOUT_MS,
-        Some(Some(ms)) if (1..=TIMEOUT_MS_MAX).contains(&ms) => ms,
-        Some(_) => return bad_request(format!("\"timeout_ms\" must be 1 to {TIMEOUT_MS_MAX}")),
+    let timeout = match timeout_of(&body) {
+        Ok(timeout) => timeout,
+        Err(refused) => return refused,
     };
     let json_value = body.get("value").unwrap_or(&Value::Null);
     let value = match value_from_json(&state.spec.ty, json_value) {
         Ok(value) => value,
         Err(e) => return bad_request(format!("\"value\": {e}")),
     };
-    let timeout = Duration::from_millis(timeout_ms);
     match vars.compare_and_set(&name, expected, value, timeout).await {
         Ok(outcome) => outcome_json(outcome),
         Err(VarsCallError::Refused(refused)) => refusal_json(refused),

@@ -1,6 +1,6 @@
 //! `node.vars()`: variables agents coordinate on, decided across the cluster (see
-//! `foundation_core::vars` for the protocol and what is not built yet), and their HTTP
-//! endpoints.
+//! `foundation_core::vars` for the protocol and what is not built yet), moving them to other
+//! acceptors, and their HTTP endpoints.
 
 mod http;
 pub mod json;
@@ -18,9 +18,7 @@ use std::time::Duration;
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
 use foundation_core::membership::{MemberState, MemberView};
-use foundation_core::vars::{
-    reconfigure, Change, Life, Outcome, VarSpec, VarStatistics, VarsError, VarsEvent,
-};
+use foundation_core::vars::{Change, Life, Outcome, VarSpec, VarStatistics, VarsError, VarsEvent};
 use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -61,6 +59,10 @@ pub struct VarState {
     pub statistics: VarStatistics,
     /// For a counter, the units this node may draw without asking.
     pub rights: Option<u64>,
+    /// For a `cas` or `coordinated` variable, who decides its next version as this node
+    /// knows it, and the first version they decide (the spec names those it was declared
+    /// with; a change of acceptors moves these).
+    pub acceptors: Option<(u64, std::collections::BTreeSet<Life>)>,
 }
 
 /// Every variable this node holds, by name: what the driver publishes after each change.
@@ -201,20 +203,22 @@ impl VarsHandle {
         counter(&self.requests, name, amount, refill).await
     }
 
-    /// Moves `name` to other acceptors. Only keeping the same set is accepted: changing a
-    /// declared variable's acceptors is not built and is [`VarsError::Reconfiguration`]
-    /// (see `foundation_core::vars::reconfigure` for why and what to do instead).
-    pub fn change_acceptors(
+    /// Moves `cas` or `coordinated` variable `name` to `acceptors` (lives, like a spec's) from
+    /// its next version on, decided by a majority of its current acceptors within `timeout`
+    /// (see `foundation_core::vars::reconfigure`): how a variable outlives restarts of its
+    /// acceptors, each of which makes a new life. `Won` means the new set decides every later
+    /// version; `Lost` that a write took the version first (nothing changed: ask again);
+    /// `NoMajority` that the current acceptors did not answer in time (nothing changed yet,
+    /// but like a write the change may still land: read [`VarState::acceptors`]). Lives added
+    /// take the variable up as the rewritten declaration reaches them. `lww` variables,
+    /// counters, an empty set and the current set are refused.
+    pub async fn change_acceptors(
         &self,
         name: &str,
-        acceptors: &std::collections::BTreeSet<Life>,
-    ) -> Result<(), VarsCallError> {
-        let held = self.held.borrow();
-        let variable = held
-            .get(name)
-            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
-        reconfigure::check_acceptor_change(name, &variable.spec, acceptors)?;
-        Ok(())
+        acceptors: std::collections::BTreeSet<Life>,
+        timeout: Duration,
+    ) -> Result<CasOutcome<Life>, VarsCallError> {
+        propose(&self.requests, name, VarWrite::Move(acceptors), timeout).await
     }
 
     /// The last changes of `name` this node saw, oldest first.
@@ -408,6 +412,7 @@ fn propose_on(
             core.compare_and_set(now, name, expected, value, timeout)
         }
         VarWrite::Outcome(outcome) => core.commit_outcome(now, name, &outcome, timeout),
+        VarWrite::Move(acceptors) => core.change_acceptors(now, name, acceptors, timeout),
     }
 }
 
@@ -424,6 +429,7 @@ fn publish(view: &watch::Sender<Arc<VarsView>>, core: &Core, name: &str) {
         history: vars.history(name).into_iter().flatten().cloned().collect(),
         statistics: vars.statistics(name).cloned().unwrap_or_default(),
         rights: vars.rights(name),
+        acceptors: vars.acceptors(name),
     };
     view.send_modify(|held| {
         Arc::make_mut(held).insert(name.to_owned(), state);

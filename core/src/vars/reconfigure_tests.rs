@@ -1,0 +1,231 @@
+//! A variable moved to other acceptors after a restart made one of them a new life.
+
+use std::collections::BTreeSet;
+
+use super::tests::{id, life, Net, SECOND};
+use super::*;
+
+/// Node 3's next life: what a restart of the third acceptor makes.
+fn restarted() -> Life {
+    Life {
+        node: id(3),
+        generation: 2,
+    }
+}
+
+fn moved_to() -> BTreeSet<Life> {
+    [life(1), life(2), restarted()].into()
+}
+
+/// Three acceptors hold "x" at version 1; node 3 restarts as a new life that holds nothing.
+fn written_then_restarted() -> Net {
+    let mut net = Net::new(3);
+    net.cas(1, 0, 5).expect("starts");
+    net.run();
+    net.nodes.insert(id(3), Vars::new(restarted()));
+    net
+}
+
+fn change(net: &mut Net, who: u128, to: BTreeSet<Life>) -> Result<u64, VarsError> {
+    let mut out = Outgoing::new();
+    let node = net.nodes.get_mut(&id(who)).expect("node");
+    let result = node.change_acceptors(net.now, "x", to, SECOND, &mut out);
+    net.queue(id(who), out);
+    result
+}
+
+/// The declaration node `who` wrote last (the seat that lets added lives take the variable up).
+fn declaration(net: &mut Net, who: u128) -> Vec<u8> {
+    let writes = net
+        .nodes
+        .get_mut(&id(who))
+        .expect("node")
+        .take_publications();
+    let write = writes
+        .into_iter()
+        .rev()
+        .find(|w| w.keyspace == VARS_KEYSPACE);
+    write
+        .and_then(|w| w.value)
+        .expect("a declaration with a seat")
+}
+
+#[test]
+fn a_variable_moved_to_a_restarted_life_keeps_its_history_and_is_written_without_the_old_life() {
+    let mut net = written_then_restarted();
+    // Without a move, losing node 2 as well leaves one of three old lives: nothing decides.
+    net.cut.insert(id(2));
+    net.cas(1, 1, 6).expect("starts");
+    net.run();
+    net.advance(SECOND);
+    assert_eq!(net.done.last().map(|d| &d.2), Some(&CasOutcome::NoMajority));
+    net.cut.clear();
+
+    let request = change(&mut net, 1, moved_to()).expect("starts");
+    net.run();
+    assert_eq!(
+        net.done.last(),
+        Some(&(id(1), request, CasOutcome::Won { version: 2 }))
+    );
+    assert_eq!(
+        net.value(1),
+        (2, VarValue::Int(5)),
+        "the change keeps the value"
+    );
+    assert_eq!(net.nodes[&id(2)].acceptors("x"), Some((3, moved_to())));
+    // The new life takes the variable up from the declaration the mover rewrote.
+    let bytes = declaration(&mut net, 1);
+    net.nodes.get_mut(&id(3)).expect("node").adopt("x", &bytes);
+    assert_eq!(net.value(3), (2, VarValue::Int(5)));
+
+    // Node 2 gone too: the new life and node 1 are a majority of the new set.
+    net.cut.insert(id(2));
+    net.cas(3, 2, 7).expect("starts");
+    net.run();
+    assert!(matches!(
+        net.done.last(),
+        Some((node, _, CasOutcome::Won { version: 3 })) if *node == id(3)
+    ));
+    assert_eq!(net.value(1), (3, VarValue::Int(7)));
+    let history: Vec<(u64, VarValue, Life)> = net.nodes[&id(1)]
+        .history("x")
+        .expect("held")
+        .map(|c| (c.version, c.value.clone(), c.writer))
+        .collect();
+    let expected = vec![
+        (1, VarValue::Int(5), life(1)),
+        (2, VarValue::Int(5), life(1)),
+        (3, VarValue::Int(7), restarted()),
+    ];
+    assert_eq!(history, expected);
+    assert!(net.nodes.values().all(|n| n.invariants().is_ok()));
+}
+
+#[test]
+fn after_a_move_the_old_majority_decides_nothing_and_a_removed_life_writes_through_the_new_one() {
+    // Lives 1, 2 and 3 move the variable to 2, 4 and 5 (two nodes that did not hold it).
+    let mut net = Net::new(3);
+    net.cas(1, 0, 5).expect("starts");
+    net.run();
+    for n in [4, 5] {
+        net.nodes.insert(id(n), Vars::new(life(n)));
+    }
+    let to: BTreeSet<Life> = [life(2), life(4), life(5)].into();
+    change(&mut net, 1, to.clone()).expect("starts");
+    net.run();
+    let bytes = declaration(&mut net, 1);
+    for n in [4, 5] {
+        net.nodes.get_mut(&id(n)).expect("node").adopt("x", &bytes);
+    }
+    // 1 and 3, a majority of the old set, are cut off from the new one.
+    net.cut.extend([id(1), id(3)]);
+    net.cas(1, 2, 6).expect("starts");
+    net.cas(5, 2, 7).expect("starts");
+    net.run();
+    net.advance(SECOND);
+    assert_eq!(outcome_of(&net, 1), Some(CasOutcome::NoMajority));
+    assert_eq!(outcome_of(&net, 5), Some(CasOutcome::Won { version: 3 }));
+    assert_eq!(net.value(3), (2, VarValue::Int(5)));
+    assert_eq!(net.value(4), (3, VarValue::Int(7)));
+
+    // Healed: node 1, no longer an acceptor, still writes — it learns version 3 from the
+    // acceptors it asks, then wins version 4 with the new majority.
+    net.cut.clear();
+    net.cas(1, 2, 8).expect("starts");
+    net.run();
+    let lost = CasOutcome::Lost {
+        version: 3,
+        winner: life(5),
+    };
+    assert_eq!(outcome_of(&net, 1), Some(lost));
+    net.cas(1, 3, 8).expect("starts");
+    net.run();
+    assert_eq!(outcome_of(&net, 1), Some(CasOutcome::Won { version: 4 }));
+    assert_eq!(net.value(1), (4, VarValue::Int(8)));
+}
+
+fn outcome_of(net: &Net, n: u128) -> Option<CasOutcome<Life>> {
+    let last = net.done.iter().rev().find(|d| d.0 == id(n));
+    last.map(|d| d.2.clone())
+}
+
+#[test]
+fn a_seat_not_naming_this_life_or_holding_a_value_outside_the_type_is_not_taken_up() {
+    let mut net = written_then_restarted();
+    change(&mut net, 1, moved_to()).expect("starts");
+    net.run();
+    let bytes = declaration(&mut net, 1);
+    let mut stranger = Vars::new(life(9));
+    stranger.adopt("x", &bytes);
+    assert_eq!(stranger.get("x"), None);
+    let (spec, seat) = reconfigure::decode_declaration(&bytes).expect("decodes");
+    let mut seat = seat.expect("a seat");
+    seat.decided.value = VarValue::Int(1_000);
+    let mut new_life = Vars::new(restarted());
+    new_life.adopt("x", &reconfigure::encode_declaration(&spec, &seat));
+    assert_eq!(new_life.get("x"), None);
+    assert_eq!(new_life.stats().invalid_values, 1);
+}
+
+#[test]
+fn a_change_refused_or_lost_changes_nothing() {
+    let mut net = written_then_restarted();
+    assert!(matches!(
+        change(&mut net, 1, BTreeSet::new()),
+        Err(VarsError::Reconfiguration { .. })
+    ));
+    assert!(matches!(
+        change(&mut net, 1, [life(1), life(2), life(3)].into()),
+        Err(VarsError::Reconfiguration { .. })
+    ));
+    // A write of version 2 and the change race: one wins, and the loser is told.
+    net.cas(2, 1, 8).expect("starts");
+    change(&mut net, 1, moved_to()).expect("starts");
+    for _ in 0..50 {
+        net.run();
+        net.advance(Duration::from_millis(5));
+    }
+    let won = net
+        .done
+        .iter()
+        .filter(|d| matches!(d.2, CasOutcome::Won { version: 2 }))
+        .count();
+    assert_eq!(won, 1, "{:?}", net.done);
+    let changed = net.nodes[&id(1)].acceptors("x").expect("held").1 == moved_to();
+    let wrote = net.value(1).1 == VarValue::Int(8);
+    assert!(changed != wrote, "exactly one of them landed");
+}
+
+#[test]
+fn a_proposal_naming_no_acceptors_from_a_misbehaving_node_is_refused() {
+    let mut net = Net::new(3);
+    let fingerprint = net.nodes[&id(1)].variables["x"].fingerprint;
+    let nobody = Proposal {
+        writer: life(3),
+        request: 1,
+        value: VarValue::Int(0),
+        acceptors: Some(BTreeSet::new()),
+    };
+    let ballot = foundation_agents::cas::Ballot {
+        round: 1,
+        proposer: life(3),
+    };
+    let accept = VarsMessage::Cas {
+        name: "x".into(),
+        spec: fingerprint,
+        from: life(3),
+        message: CasMessage::Accept {
+            slot: 1,
+            ballot,
+            proposal: nobody,
+        },
+    };
+    let mut out = Outgoing::new();
+    let node = net.nodes.get_mut(&id(1)).expect("node");
+    node.received(Instant::ZERO, id(3), accept, &mut out);
+    assert!(
+        out.is_empty(),
+        "no answer to a proposal that would end the variable"
+    );
+    assert_eq!(node.stats().invalid_values, 1);
+}
