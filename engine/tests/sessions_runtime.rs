@@ -552,3 +552,57 @@ async fn a_session_its_caller_gave_up_on_shows_abandoned() {
     assert_eq!(row.state, "abandoned", "{row:?}");
     nodes[0].abort().await;
 }
+
+/// Sessions of one coordinator that decide at the same moment commit to their ledger one after
+/// another: a commit waits for this node's write under way on the ledger instead of being
+/// refused by it. Only the ledger's own rule (a later session committed first) may turn one
+/// away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_deciding_together_on_one_coordinator_all_reach_the_ledger() {
+    let nodes = cluster(3).await;
+    declare_everywhere(
+        &nodes,
+        "gpu",
+        gpu_ledger(&nodes[0], &["nobody", "ann", "bob"]),
+    )
+    .await;
+    let honest = |bid, choice| Style::Honest { bid, choice };
+    nodes[1]
+        .agents()
+        .spawn(bidder("ann", honest(30, 0)))
+        .await
+        .unwrap();
+    nodes[2]
+        .agents()
+        .spawn(bidder("bob", honest(45, 1)))
+        .await
+        .unwrap();
+    eventually(SOON, "both bidders are visible from node 0", || {
+        nodes[0].agents().with_capability(BIDDERS).len() == 2
+    })
+    .await;
+    let mut running = tokio::task::JoinSet::new();
+    for id in 20..26 {
+        let mut session = auction(id);
+        if let Some(commit) = session.commit.as_mut() {
+            // No budget to run out: every outcome could land.
+            commit.price_field = None;
+            commit.budget_field = None;
+        }
+        let agents = nodes[0].agents();
+        running.spawn(async move { agents.run(session).await });
+    }
+    let mut committed = 0;
+    while let Some(report) = running.join_next().await {
+        let report = report.unwrap().unwrap();
+        match &report.commit {
+            CommitState::Committed { .. } => committed += 1,
+            CommitState::NotCommitted(why) if why.contains("later session") => {}
+            other => panic!("session {:?} ended {other:?}", report.session),
+        }
+    }
+    assert!(committed >= 1, "at least the last session to commit lands");
+    for node in &nodes {
+        node.abort().await;
+    }
+}

@@ -44,6 +44,9 @@ use crate::world::World;
 const ROUNDS_AWAITED: u32 = 20;
 /// How soon a proposal that lost the ledger's version to another outcome is made again.
 const RETRY_US: u64 = 5_000;
+/// How soon a proposal refused behind this node's own write on the ledger is made again, as
+/// the engine's coordinator does.
+const OWN_WRITE_POLL_US: u64 = 2_000;
 /// How long past its timeout a proposal may go unanswered before its fate is unknown.
 const PROPOSAL_GRACE_US: u64 = 1_000_000;
 /// One session in this many is settled by a participant that missed its notice.
@@ -104,6 +107,9 @@ struct Land {
     request: Option<(u64, u64)>,
     /// When to propose (again), world µs.
     propose_at: u64,
+    /// Until when a proposal refused behind this node's own write on the ledger is made again
+    /// (world µs): the commit's timeout from the first proposal.
+    wait_until: u64,
     settle: bool,
 }
 
@@ -328,6 +334,7 @@ impl Sessions {
             attempts: 0,
             request: None,
             propose_at: world.now_us(),
+            wait_until: world.now_us() + commit.timeout.as_micros() as u64,
             settle: false,
         });
     }
@@ -367,6 +374,10 @@ impl Sessions {
     fn landed<P>(&mut self, world: &mut World, i: usize, proposed: Proposed<P>) {
         let land = &mut self.lands[i];
         land.request = None;
+        if proposed.behind_own_write() && world.now_us() < land.wait_until {
+            land.propose_at = world.now_us() + OWN_WRITE_POLL_US;
+            return;
+        }
         let landing = match Landing::of(proposed) {
             Some(landing) => landing,
             None if land.attempts + 1 >= COMMIT_ATTEMPTS => Landing::outrun(),
@@ -492,6 +503,7 @@ impl Sessions {
             attempts: 0,
             request: None,
             propose_at: world.now_us(),
+            wait_until: world.now_us() + commit.timeout.as_micros() as u64,
             settle: true,
         });
     }

@@ -131,6 +131,18 @@ pub enum Proposed<P> {
     Unanswered(String),
 }
 
+impl<P> Proposed<P> {
+    /// Whether the ledger refused it only because another write of this node on the ledger
+    /// is under way (another session's commit, or a settle): no outcome won the version, so
+    /// the carrier proposes the same outcome again once that write ends — within the commit's
+    /// timeout, and without counting it as one of the [`COMMIT_ATTEMPTS`]. Sessions a node
+    /// coordinates decide together often enough (answers arrive together); refusing them
+    /// would lose outcomes nobody outbid.
+    pub fn behind_own_write(&self) -> bool {
+        matches!(self, Proposed::Refused(VarsError::Busy))
+    }
+}
+
 impl Landing {
     /// What a proposal's end means for the session; `None`: another outcome won the version it
     /// aimed at, so propose again on the newest record (at most [`COMMIT_ATTEMPTS`] times).
