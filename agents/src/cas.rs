@@ -25,7 +25,11 @@
 //! - A writer proposes for slot `s` only when it knows decision `s - 1` (its version), and
 //!   every way of learning a decision carries the acceptor set that follows it (a
 //!   [`CasMessage::Decided`] names it; a writer that decides a slot computes it), so every
-//!   writer of slot `s` uses the same set, the one the decided chain gives.
+//!   writer of slot `s` uses the same set, the one the decided chain gives. Only decisions at
+//!   or after the node's version teach it anything: an older one arriving late (after a jump
+//!   over versions it never heard of) is dropped, since the acceptors may have moved away and
+//!   back in between and its set says nothing about the slot after the node's version
+//!   (a review found a writer sending that slot to the wrong set; tested).
 //! - A writer counts promises and acceptances for slot `s` only from that set, and a majority
 //!   of it is needed: two majorities of one set intersect, which is all single-decree Paxos
 //!   needs. No slot is ever decided by majorities of two different sets.
@@ -40,6 +44,13 @@
 //! answered with the decision, whoever asks, which is how a writer left behind catches up). A register that joins the
 //! acceptors later starts from a decided version ([`CasRegister::starting_at`]) and never
 //! promised anything for the slots it joins.
+//!
+//! Faults assumed: crashes, loss, delay, duplication and reordering, not lying members. A
+//! decision is taken from a slot's acceptor, from a member of the set it says comes next (a
+//! node left behind a change cannot check that set yet), or from a writer whose proposal this
+//! node accepted in that writer's ballot (a life moved out of the set still writes); a member
+//! that forged decisions could make nodes learn values nobody decided. A slot past
+//! [`SLOT_MAX`] is refused from anyone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -56,6 +67,10 @@ pub const RETRY_MS: u64 = 2;
 /// Slots ahead of the committed version an acceptor keeps state for; further ones are refused
 /// until it learns the versions in between, so a peer cannot make it hold unbounded state.
 pub const SLOT_WINDOW: u64 = 16;
+
+/// The highest version a message may name: past it the arithmetic on the next versions would
+/// overflow. No register gets there one write at a time; a message naming more is refused.
+pub const SLOT_MAX: u64 = u64::MAX - 4 * SLOT_WINDOW;
 
 /// A proposal number: higher rounds win, ties broken by proposer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -457,6 +472,9 @@ where
     /// for the next one; an older slot is answered with its decision, a later one with a
     /// promise that counts only if the writer, who knows, counts it).
     fn takes(&self, from: P, message: &CasMessage<P, V>) -> bool {
+        if slot_of(message) > SLOT_MAX {
+            return false; // No version could follow it: refused before any arithmetic.
+        }
         match message {
             CasMessage::Prepare { slot, .. } | CasMessage::Accept { slot, .. } => {
                 *slot != self.version + 1 || self.is_acceptor(self.me, *slot)
@@ -464,10 +482,24 @@ where
             CasMessage::Promise { slot, .. }
             | CasMessage::Accepted { slot, .. }
             | CasMessage::Rejected { slot, .. } => self.is_acceptor(from, *slot),
-            CasMessage::Decided { slot, next, .. } => {
-                self.is_acceptor(from, *slot) || next.contains(&from)
+            CasMessage::Decided {
+                slot,
+                next,
+                proposal,
+            } => {
+                self.is_acceptor(from, *slot)
+                    || next.contains(&from)
+                    || self.accepted_from(from, *slot, proposal)
             }
         }
+    }
+
+    /// Whether this node accepted `proposal` for `slot` in a ballot of `writer`: then the
+    /// writer ran phase 2 with it, and its word that the slot is decided can be taken even if
+    /// it is not an acceptor itself (a life moved out of the set still writes).
+    fn accepted_from(&self, writer: P, slot: u64, proposal: &Proposal<P, V>) -> bool {
+        let accepted = self.slots.get(&slot).and_then(|s| s.accepted.as_ref());
+        accepted.is_some_and(|(ballot, ours)| ballot.proposer == writer && ours == proposal)
     }
 
     fn majority(&self, slot: u64) -> usize {
@@ -679,7 +711,10 @@ where
     /// Records that `slot` decided `proposal`, after which `next` decide, and moves the
     /// current version over every contiguous decision.
     fn learn(&mut self, slot: u64, proposal: Proposal<P, V>, next: BTreeSet<P>) {
-        if slot == 0 {
+        // A decision older than the current version teaches nothing, and its `next` would be
+        // wrong here: after a jump, the acceptors may have moved away and back in the versions
+        // this node never heard of, and the set recorded for the next version is exact.
+        if slot == 0 || slot < self.version {
             return;
         }
         // Only a change is recorded, so the first version of the set in force moves only
@@ -731,6 +766,18 @@ where
         };
         self.proposing = None;
         Some(outcome)
+    }
+}
+
+/// The slot a message is about.
+fn slot_of<P, V>(message: &CasMessage<P, V>) -> u64 {
+    match message {
+        CasMessage::Prepare { slot, .. }
+        | CasMessage::Promise { slot, .. }
+        | CasMessage::Accept { slot, .. }
+        | CasMessage::Accepted { slot, .. }
+        | CasMessage::Rejected { slot, .. }
+        | CasMessage::Decided { slot, .. } => *slot,
     }
 }
 

@@ -624,3 +624,77 @@ fn the_race_check_passes_the_rule_and_catches_it_broken() {
     assert!(broken_schedules(Fault::IgnoreNext, 300) > 0);
     assert!(broken_schedules(Fault::IgnoreNext, 200) > 0);
 }
+
+/// A decision older than the version a node jumped to says nothing about the acceptors after
+/// that version: the acceptors may have moved away (5 → B) and back (8 → A) in between. Taken
+/// up, it made a writer send slot 11 to B, which decided it while A could decide it too.
+#[test]
+fn an_old_decision_arriving_after_a_jump_changes_nothing() {
+    let a: BTreeSet<u8> = [0, 1, 2].into();
+    let b: BTreeSet<u8> = [3, 4, 5].into();
+    let mut register: Register = CasRegister::new(9, a.clone(), 0);
+    let decision =
+        |slot, writer, acceptors: Option<BTreeSet<u8>>, next: &BTreeSet<u8>| CasMessage::Decided {
+            slot,
+            proposal: Proposal {
+                writer,
+                request: slot,
+                value: slot as u32,
+                acceptors,
+            },
+            next: next.clone(),
+        };
+    register.handle(Time(0), 0, decision(10, 0, None, &a));
+    assert_eq!(register.current(), (10, &10));
+    register.handle(Time(0), 1, decision(5, 1, Some(b.clone()), &b));
+    assert_eq!(register.current(), (10, &10));
+    assert_eq!(register.acceptors().1, a, "slot 11 is still A's");
+    let sends = register
+        .compare_and_set(Time(0), 10, 99, Time(100))
+        .unwrap();
+    assert!(sends.iter().all(|(to, _)| a.contains(to)), "{sends:?}");
+}
+
+/// A slot at the end of the counter's range, from anyone, is refused before any arithmetic
+/// on it: the next version would not exist.
+#[test]
+fn a_slot_at_the_end_of_the_range_is_refused_without_a_panic() {
+    let mut register: Register = CasRegister::new(0, [0, 1, 2].into(), 0);
+    let ballot = Ballot {
+        round: 1,
+        proposer: 1,
+    };
+    let prepare = CasMessage::Prepare {
+        slot: u64::MAX,
+        ballot,
+    };
+    assert!(register.handle(Time(0), 1, prepare).0.is_empty());
+    let decided = CasMessage::Decided {
+        slot: u64::MAX,
+        proposal: Proposal {
+            writer: 1,
+            request: 1,
+            value: 1,
+            acceptors: None,
+        },
+        next: [0, 1, 2].into(),
+    };
+    register.handle(Time(0), 1, decided);
+    assert_eq!(register.current(), (0, &0));
+}
+
+/// A writer that is not an acceptor (a life moved out of the set still writes) tells the
+/// acceptors its decision, and they take it: each accepted its proposal in its ballot.
+#[test]
+fn a_decision_by_a_writer_outside_the_set_is_learnt_by_the_acceptors() {
+    let mut cluster = Cluster::with(4, [0, 1, 2].into());
+    cluster.cas(3, 0, 7);
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.outcomes.last(),
+        Some(&(3, CasOutcome::Won { version: 1 }))
+    );
+    for node in &cluster.nodes {
+        assert_eq!(node.current(), (1, &7));
+    }
+}

@@ -42,7 +42,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use foundation_agents::cas::{CasRegister, Proposal};
+use foundation_agents::cas::{CasRegister, Proposal, SLOT_MAX};
 use foundation_agents::variable::{Policy, VarValue};
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +176,11 @@ impl Vars {
     /// that does not hold the variable starts its register at the seat; a holder notes it, and
     /// writes a newer seat back if this one is older than what it knows.
     pub(super) fn adopt_seat(&mut self, name: &str, spec: VarSpec, seat: Seat) {
+        if seat.version > SLOT_MAX || seat.from > SLOT_MAX {
+            // No register gets there; the versions after it would not exist.
+            self.stats.invalid_values += 1;
+            return;
+        }
         if let Some(variable) = self.variables.get_mut(name) {
             if variable.fingerprint != spec.fingerprint() {
                 self.stats.conflicting_declarations += 1;

@@ -165,6 +165,12 @@ fn a_seat_not_naming_this_life_or_holding_a_value_outside_the_type_is_not_taken_
     new_life.adopt("x", &reconfigure::encode_declaration(&spec, &seat));
     assert_eq!(new_life.get("x"), None);
     assert_eq!(new_life.stats().invalid_values, 1);
+    // A seat at the end of the version range: no version could follow it.
+    seat.decided.value = VarValue::Int(1);
+    seat.version = u64::MAX;
+    new_life.adopt("x", &reconfigure::encode_declaration(&spec, &seat));
+    assert_eq!(new_life.get("x"), None);
+    assert_eq!(new_life.stats().invalid_values, 2);
 }
 
 #[test]
