@@ -77,6 +77,7 @@ pub mod lww;
 pub mod outcome;
 mod reclaim;
 pub mod reconfigure;
+pub mod reseat;
 
 use counter::{CounterRecord, CounterVar};
 use history::History;
@@ -340,6 +341,8 @@ pub struct VarsStats {
     pub rights_handed: u64,
     /// Counter units this node took, as heir, from lives fenced dead.
     pub rights_reclaimed: u64,
+    /// Moves to other acceptors this node made on its own, off gone lives, that won.
+    pub reseated: u64,
 }
 
 struct Variable {
@@ -411,6 +414,7 @@ pub struct Vars {
     /// The highest generation membership reported down, by node: its lives up to that
     /// generation are over (see [`escrow`]).
     down: BTreeMap<NodeId, u64>,
+    reseating: reseat::Reseating,
     stats: VarsStats,
 }
 
@@ -425,6 +429,10 @@ impl Vars {
             publications: Vec::new(),
             pending: Outgoing::new(),
             down: BTreeMap::new(),
+            reseating: reseat::Reseating {
+                config: Some(reseat::ReseatConfig::default()),
+                ..Default::default()
+            },
             stats: VarsStats::default(),
         }
     }
@@ -1081,7 +1089,8 @@ impl Vars {
             Kind::Counter(c) => c.escrow.due(),
             _ => None,
         });
-        registers.chain(counters).chain(escrows).min()
+        let reseat = self.reseat_due();
+        registers.chain(counters).chain(escrows).chain(reseat).min()
     }
 
     /// Retries and deadlines of our writes, and counter states to write, that are due at
@@ -1176,6 +1185,7 @@ impl Vars {
         let (Some(outcome), Some(request)) = (outcome, request) else {
             return;
         };
+        self.reseat_ended(request, matches!(outcome, CasOutcome::Won { .. }));
         match outcome {
             CasOutcome::Won { .. } => self.stats.cas_won += 1,
             CasOutcome::NoMajority => self.stats.cas_no_majority += 1,
@@ -1347,5 +1357,7 @@ mod escrow_tests;
 mod outcome_tests;
 #[cfg(test)]
 mod reconfigure_tests;
+#[cfg(test)]
+mod reseat_tests;
 #[cfg(test)]
 mod tests;
