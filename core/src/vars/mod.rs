@@ -185,6 +185,25 @@ pub enum VarsMessage {
         /// The step.
         step: escrow::Step,
     },
+    /// The sender's life, to the acceptors of a variable that name an earlier life of its
+    /// node: proof that life is over (see [`reseat`]); membership's generations are not, as a
+    /// node declared failed renews its membership identity but keeps its variables' life.
+    Hello {
+        /// The sending life (its id must be the one the transport authenticated).
+        from: Life,
+    },
+}
+
+impl VarsMessage {
+    /// The life that says it sent this.
+    pub fn sender(&self) -> Life {
+        match self {
+            Self::Cas { from, .. }
+            | Self::Rights { from, .. }
+            | Self::Escrow { from, .. }
+            | Self::Hello { from } => *from,
+        }
+    }
 }
 
 /// Encodes a variables message in the core's envelope.
@@ -496,6 +515,8 @@ impl Vars {
             self.stats.conflicting_declarations += 1;
             return;
         };
+        let named = seat.as_ref().map_or(&spec.acceptors, |s| &s.acceptors);
+        self.announce(name, named);
         if let Some(seat) = seat {
             return self.adopt_seat(name, spec, seat);
         }
@@ -979,6 +1000,7 @@ impl Vars {
         message: VarsMessage,
         out: &mut Outgoing,
     ) {
+        self.heard(from, &message);
         match message {
             VarsMessage::Cas {
                 name,
@@ -998,6 +1020,7 @@ impl Vars {
                 from: life,
                 step,
             } => self.escrow_step(now, from, (name, spec, life), step, out),
+            VarsMessage::Hello { from: life } => self.hello(from, life),
         }
     }
 
@@ -1077,7 +1100,7 @@ impl Vars {
     pub fn poll_timeout(&self) -> Option<Instant> {
         // Asked after every input (the core's checks ask too): most nodes hold no variable.
         if self.variables.is_empty() {
-            return None;
+            return self.reseat_due();
         }
         let registers = self
             .variables

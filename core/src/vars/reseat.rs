@@ -4,13 +4,24 @@
 //!
 //! # The rule ([`reseat_to`])
 //!
-//! A life of the current set is *gone* when membership shows a later life of its node, shows
-//! it left, or shows it failed for at least the grace period; a later life is proof the old
-//! one is over, so it does not wait. Each gone life is replaced by the later life of its node
-//! if that one is alive, else by an alive member that has no life in the set (lowest id
-//! first), else it stays: the set keeps its size, so one failure never leaves a smaller set
-//! that the next restart can no longer decide. Only the lowest live acceptor proposes, and
-//! only while a majority of the current set is alive (it could not decide otherwise).
+//! A life of the current set is *gone* when a later life of its node said hello (below), or
+//! membership shows its node left, or failed for at least the grace period; a later life is
+//! proof the old one is over, so it does not wait. Each gone life is replaced by the later
+//! life of its node if that node is alive, else by an alive member that has no life in the
+//! set and whose life this node heard from (lowest id first), else it stays: the set keeps
+//! its size, so one failure never leaves a smaller set that the next restart can no longer
+//! decide. Only the lowest live acceptor proposes, and only while a majority of the current
+//! set is alive (it could not decide otherwise).
+//!
+//! # Lives come from the variables machines, not from membership
+//!
+//! Membership's generation of a node is not its variables' life: a node declared failed
+//! renews its membership identity (a higher generation) and keeps running, with its promises,
+//! as the same life. Taking that generation for a new life would move the variable to a life
+//! nobody answers for. So a node's life is what its variables machine says: every message it
+//! sends carries it, and a new life that finds a declaration naming an earlier life of its
+//! node says hello to that variable's acceptors (again every check, until it holds the
+//! variable). Membership tells only whether a node is alive, failed since when, or left.
 //!
 //! # Why it does not churn
 //!
@@ -24,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::{Kind, Life, Outgoing, Vars};
+use super::{encode, Kind, Life, Outgoing, Vars, VarsMessage};
 use crate::membership::{MemberState, MemberView};
 use crate::time::Instant;
 use crate::NodeId;
@@ -53,18 +64,20 @@ impl Default for ReseatConfig {
     }
 }
 
-/// What membership shows of one node, as the rule reads it.
+/// What this node knows of another, as the rule reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seen {
-    /// Its latest life membership knows.
+    /// Membership's generation of it (at least that of its variables' life).
     pub generation: u64,
-    /// That life's state.
+    /// Membership's state of that generation.
     pub state: MemberState,
     /// Since when, on the driver's clock.
     pub since: Instant,
+    /// The latest generation of its variables' life this node heard from it, if any.
+    pub life: Option<u64>,
 }
 
-/// Membership's view by node, for [`reseat_to`].
+/// Membership's view by node (without lives: [`Vars::reseat`] adds those it heard).
 pub fn seen(members: impl Iterator<Item = MemberView>) -> BTreeMap<NodeId, Seen> {
     members
         .map(|m| {
@@ -72,6 +85,7 @@ pub fn seen(members: impl Iterator<Item = MemberView>) -> BTreeMap<NodeId, Seen>
                 generation: m.generation,
                 state: m.state,
                 since: m.since,
+                life: None,
             };
             (m.id, seen)
         })
@@ -103,13 +117,15 @@ fn standing(
     let Some(seen) = members.get(&life.node) else {
         return Standing::Waiting;
     };
-    if seen.generation > life.generation {
+    if let Some(generation) = seen.life.filter(|g| *g > life.generation) {
         let later = Life {
             node: life.node,
-            generation: seen.generation,
+            generation,
         };
         return Standing::Gone((seen.state == MemberState::Alive).then_some(later));
     }
+    // Alive at a later generation without a hello: a renewal of this life, or a restart not
+    // heard of yet (counted alive, the move waits for the hello).
     match seen.state {
         _ if seen.generation < life.generation => Standing::Waiting,
         MemberState::Alive => Standing::Alive,
@@ -145,9 +161,12 @@ pub fn reseat_to(
     let mut spares = members
         .iter()
         .filter(|(node, seen)| seen.state == MemberState::Alive && !taken.contains(node))
-        .map(|(node, seen)| Life {
-            node: *node,
-            generation: seen.generation,
+        .filter_map(|(node, seen)| {
+            let generation = seen.life?;
+            Some(Life {
+                node: *node,
+                generation,
+            })
         });
     let next: BTreeSet<Life> = standings
         .into_iter()
@@ -169,6 +188,11 @@ pub(super) struct Reseating {
     pub next: Option<Instant>,
     /// Our moves under way, by request number.
     pub moves: BTreeSet<u64>,
+    /// The latest generation of each node's variables' life heard from it.
+    pub lives: BTreeMap<NodeId, u64>,
+    /// Variables not held here whose acceptors name an earlier life of this node: who to say
+    /// hello to, by name.
+    pub hellos: BTreeMap<String, BTreeSet<Life>>,
 }
 
 impl Vars {
@@ -182,7 +206,8 @@ impl Vars {
     pub(super) fn reseat_due(&self) -> Option<Instant> {
         self.reseating.config?;
         let registers = self.variables.values().any(|v| v.register().is_some());
-        registers.then(|| self.reseating.next.unwrap_or(Instant::ZERO))
+        let hellos = !self.reseating.hellos.is_empty();
+        (registers || hellos).then(|| self.reseating.next.unwrap_or(Instant::ZERO))
     }
 
     /// Whether [`Self::reseat`] has something to check at `now` (the caller builds the
@@ -199,6 +224,8 @@ impl Vars {
             return;
         };
         self.reseating.next = Some(now + config.every);
+        self.say_hello(out);
+        let members = self.with_lives(members);
         let moves: Vec<(String, BTreeSet<Life>)> = self
             .variables
             .iter()
@@ -207,7 +234,7 @@ impl Vars {
                     return None;
                 };
                 let current = register.acceptors().1;
-                let to = reseat_to(self.me, &current, members, now, config.grace);
+                let to = reseat_to(self.me, &current, &members, now, config.grace);
                 to.filter(|_| request.is_none())
                     .map(|to| (name.clone(), to))
             })
@@ -225,4 +252,70 @@ impl Vars {
             self.stats.reseated += 1;
         }
     }
+}
+
+impl Vars {
+    /// `members` with the lives heard from each.
+    fn with_lives(&self, members: &BTreeMap<NodeId, Seen>) -> BTreeMap<NodeId, Seen> {
+        let mut members = members.clone();
+        for (node, seen) in &mut members {
+            seen.life = self.reseating.lives.get(node).copied();
+        }
+        members
+    }
+
+    /// Notes the life a message from `node` says it comes from, if it is that node's.
+    pub(super) fn heard(&mut self, node: NodeId, message: &VarsMessage) {
+        let life = message.sender();
+        if life.node != node {
+            return;
+        }
+        let heard = self.reseating.lives.entry(node).or_default();
+        *heard = (*heard).max(life.generation);
+    }
+
+    /// A hello from `life` (on node `from`): counted foreign if it names another node.
+    pub(super) fn hello(&mut self, from: NodeId, life: Life) {
+        if life.node != from {
+            self.stats.foreign_messages += 1;
+        }
+    }
+
+    /// Variable `name`'s declaration names `acceptors`: if this life does not hold it and
+    /// they include an earlier life of this node, says hello to them now and at every check.
+    pub(super) fn announce(&mut self, name: &str, acceptors: &BTreeSet<Life>) {
+        let me = self.me;
+        let earlier = acceptors
+            .iter()
+            .any(|l| l.node == me.node && l.generation < me.generation);
+        if !earlier || self.variables.contains_key(name) || self.reseating.config.is_none() {
+            self.reseating.hellos.remove(name);
+            return;
+        }
+        self.pending.extend(hellos(me, acceptors));
+        self.reseating
+            .hellos
+            .insert(name.to_owned(), acceptors.clone());
+    }
+
+    /// Says hello again for every variable still not held here.
+    fn say_hello(&mut self, out: &mut Outgoing) {
+        let variables = &self.variables;
+        self.reseating
+            .hellos
+            .retain(|name, _| !variables.contains_key(name));
+        let to: BTreeSet<Life> = self.reseating.hellos.values().flatten().copied().collect();
+        out.extend(hellos(self.me, &to));
+    }
+}
+
+/// Hellos from `me` to the other nodes of `to`.
+fn hellos(me: Life, to: &BTreeSet<Life>) -> Outgoing {
+    let hello = encode(&VarsMessage::Hello { from: me });
+    let nodes: BTreeSet<NodeId> = to
+        .iter()
+        .map(|l| l.node)
+        .filter(|n| *n != me.node)
+        .collect();
+    nodes.into_iter().map(|n| (n, hello.clone())).collect()
 }

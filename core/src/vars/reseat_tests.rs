@@ -25,7 +25,8 @@ fn set(lives: &[Life]) -> BTreeSet<Life> {
     lives.iter().copied().collect()
 }
 
-/// Membership's view: `(node, generation, state, since in seconds)`.
+/// Membership's view: `(node, generation, state, since in seconds)`, each node's life heard
+/// at that generation.
 fn view(rows: &[(u128, u64, MemberState, u64)]) -> BTreeMap<NodeId, Seen> {
     rows.iter()
         .map(|(n, generation, state, since)| {
@@ -33,10 +34,23 @@ fn view(rows: &[(u128, u64, MemberState, u64)]) -> BTreeMap<NodeId, Seen> {
                 generation: *generation,
                 state: *state,
                 since: at(*since),
+                life: Some(*generation),
             };
             (id(*n), seen)
         })
         .collect()
+}
+
+/// `members` with node `n`'s life heard at `life` instead.
+fn heard(
+    mut members: BTreeMap<NodeId, Seen>,
+    n: u128,
+    life: Option<u64>,
+) -> BTreeMap<NodeId, Seen> {
+    if let Some(seen) = members.get_mut(&id(n)) {
+        seen.life = life;
+    }
+    members
 }
 
 use MemberState::{Alive, Failed, Left};
@@ -111,6 +125,22 @@ fn nothing_moves_without_a_majority_alive_without_a_gone_life_or_without_a_repla
 }
 
 #[test]
+fn a_renewed_membership_generation_is_not_a_new_life_and_a_spare_never_heard_from_is_not_chosen() {
+    let current = set(&[life(1), life(2), life(3)]);
+    // Node 3 was declared failed and renewed its membership identity: same process, same life.
+    let renewed = heard(view(&[(2, 1, Alive, 0), (3, 2, Alive, 5)]), 3, Some(1));
+    assert_eq!(reseat_to(life(1), &current, &renewed, at(5), GRACE), None);
+    // Restarted but not heard from yet: counted alive, nothing moves until its hello.
+    let silent = heard(view(&[(2, 1, Alive, 0), (3, 2, Alive, 5)]), 3, None);
+    assert_eq!(reseat_to(life(1), &current, &silent, at(5), GRACE), None);
+    let failed = view(&[(2, 1, Alive, 0), (3, 1, Failed, 0), (4, 1, Alive, 0)]);
+    assert_eq!(
+        reseat_to(life(1), &current, &heard(failed, 4, None), at(100), GRACE),
+        None
+    );
+}
+
+#[test]
 fn a_node_that_restarted_replaces_its_own_earlier_life() {
     // Node 1 restarted: its later life knows its earlier one is over, but is no acceptor,
     // so node 2, the lowest live acceptor, proposes it in its place.
@@ -133,14 +163,39 @@ fn check(net: &mut Net, members: &BTreeMap<NodeId, Seen>) {
     net.run();
 }
 
+/// Node 3 restarts as a later life that holds nothing; membership shows it alive.
+fn restarted_and_seen(net: &mut Net) -> BTreeMap<NodeId, Seen> {
+    net.nodes.insert(id(3), Vars::new(later(3)));
+    view(&[(2, 1, Alive, 0), (3, 2, Alive, 0)])
+}
+
+/// The new life of node 3 reads the declaration of "x" (as replication brings it) and says
+/// hello to its acceptors.
+fn hello_from_3(net: &mut Net) {
+    let declaration = net.nodes[&id(1)].spec("x").expect("held").encode();
+    let node = net.nodes.get_mut(&id(3)).expect("node");
+    node.adopt("x", &declaration);
+    let hellos = node.take_messages();
+    assert_eq!(hellos.len(), 2, "to nodes 1 and 2");
+    net.queue(id(3), hellos);
+    net.run();
+}
+
 #[test]
-fn the_machine_moves_a_variable_off_a_restarted_life_once_and_counts_it() {
+fn the_machine_moves_a_variable_off_a_restarted_life_after_its_hello_once_and_counts_it() {
     let mut net = Net::new(3);
     net.cas(1, 0, 5).expect("starts");
     net.run();
-    net.nodes.insert(id(3), Vars::new(later(3)));
-    let members = view(&[(2, 1, Alive, 0), (3, 2, Alive, 0)]);
+    let members = restarted_and_seen(&mut net);
     assert!(net.nodes[&id(1)].reseat_now(net.now));
+    check(&mut net, &members);
+    assert_eq!(
+        net.nodes[&id(2)].acceptors("x").map(|a| a.0),
+        Some(1),
+        "membership's later generation alone moves nothing"
+    );
+    hello_from_3(&mut net);
+    net.advance(2 * SECOND);
     check(&mut net, &members);
     let moved = set(&[life(1), life(2), later(3)]);
     assert_eq!(net.nodes[&id(2)].acceptors("x"), Some((3, moved)));
@@ -160,9 +215,10 @@ fn the_machine_moves_a_variable_off_a_restarted_life_once_and_counts_it() {
 #[test]
 fn re_seating_off_moves_nothing() {
     let mut net = Net::new(3);
-    net.nodes.insert(id(3), Vars::new(later(3)));
     net.nodes.get_mut(&id(1)).expect("node").set_reseat(None);
+    let members = restarted_and_seen(&mut net);
+    hello_from_3(&mut net);
     assert!(!net.nodes[&id(1)].reseat_now(net.now));
-    check(&mut net, &view(&[(2, 1, Alive, 0), (3, 2, Alive, 0)]));
+    check(&mut net, &members);
     assert_eq!(net.nodes[&id(2)].acceptors("x").map(|a| a.0), Some(1));
 }
