@@ -529,6 +529,11 @@ impl Vars {
         }
     }
 
+    /// This node's life, as acceptors are named.
+    pub fn me(&self) -> Life {
+        self.me
+    }
+
     /// The version and value of `name` here.
     pub fn get(&self, name: &str) -> Option<(u64, &VarValue)> {
         self.variables.get(name).map(Variable::current)
