@@ -485,6 +485,10 @@ impl Core {
                 self.vars_timer = None;
                 let mut out = Outgoing::new();
                 self.vars.handle_timeout(now, &mut out);
+                if self.vars.reseat_now(now) {
+                    let members = crate::vars::reseat::seen(self.membership.members());
+                    self.vars.reseat(now, &members, &mut out);
+                }
                 self.deliver_vars(now, out);
             }
         }
@@ -1108,6 +1112,12 @@ impl Core {
     /// The variables machine, for queries.
     pub fn vars(&self) -> &Vars {
         &self.vars
+    }
+
+    /// Turns automatic re-seating of variables off gone acceptor lives on with `config`, or
+    /// off with `None` (see [`crate::vars::reseat`]; on with its defaults unless set).
+    pub fn set_vars_reseat(&mut self, config: Option<crate::vars::reseat::ReseatConfig>) {
+        self.vars.set_reseat(config);
     }
 
     /// The placement machine, for queries (who owns what, what runs here).

@@ -998,3 +998,31 @@ async fn a_configured_gateway_starts_with_the_node() {
     node.stop_gateway();
     node.abort().await;
 }
+
+#[test]
+fn vars_re_seating_is_on_by_default_and_set_off_or_to_another_grace_in_toml_or_env() {
+    let default = NodeConfig::builder().build().expect("valid");
+    let grace = |c: &NodeConfig| c.vars_reseat.map(|r| r.grace);
+    assert_eq!(grace(&default), Some(Duration::from_secs(10)));
+    let path = config_file("reseat", "vars_reseat_after = \"off\"\n");
+    let off = NodeConfig::builder().file(&path).build().expect("valid");
+    assert_eq!(off.vars_reseat, None);
+    let env_wins = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[("FOUNDATION_VARS_RESEAT_AFTER", "30s")]))
+        .build()
+        .expect("valid");
+    assert_eq!(grace(&env_wins), Some(Duration::from_secs(30)));
+    let bad = config_file(
+        "bad-reseat",
+        "cluster = \"x\"\nvars_reseat_after = \"soon\"\n",
+    );
+    let message = error_of(NodeConfig::builder().file(&bad).build());
+    assert!(message.contains("line 2"), "{message}");
+    assert!(message.contains("vars_reseat_after"), "{message}");
+    let message = error_of(build_env(&[("FOUNDATION_VARS_RESEAT_AFTER", "10")]));
+    assert!(
+        message.starts_with("FOUNDATION_VARS_RESEAT_AFTER:"),
+        "{message}"
+    );
+}

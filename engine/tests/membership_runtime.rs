@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::eventually;
+use common::{eventually, metric};
 
 use foundation_engine::membership::{MemberState, MembershipEvent, NodeMetadata};
 use foundation_engine::runtime::{Node, NodeSettings};
@@ -123,16 +123,6 @@ async fn five_nodes_form_a_cluster_from_one_seed_and_see_leave_failure_and_metad
             2
         );
     }
-}
-
-fn metric(node: &Node, name: &str) -> f64 {
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, node.registry()).unwrap();
-    text.lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

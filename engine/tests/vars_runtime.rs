@@ -9,13 +9,22 @@ use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_engine::membership::MemberState;
 use foundation_engine::runtime::{Node, NodeSettings, VarsCallError};
-use foundation_engine::vars::{VarSpec, VarsError};
+use foundation_engine::vars::reseat::ReseatConfig;
+use foundation_engine::vars::{Life, VarSpec, VarsError};
 
 const SECRET: &str = "vars test secret";
 const SOON: Duration = Duration::from_secs(10);
 
 async fn cluster(n: usize) -> Vec<Node> {
-    let settings = |seeds| common::settings("vars-test", SECRET, seeds);
+    cluster_reseating(n, Some(ReseatConfig::default())).await
+}
+
+/// `n` nodes that move variables off gone acceptor lives with `reseat` (`None`: only by hand).
+async fn cluster_reseating(n: usize, reseat: Option<ReseatConfig>) -> Vec<Node> {
+    let settings = |seeds| NodeSettings {
+        vars_reseat: reseat,
+        ..common::settings("vars-test", SECRET, seeds)
+    };
     let seed = Node::start(settings(vec![])).await.unwrap();
     let mut nodes = vec![seed.clone()];
     for _ in 1..n {
@@ -612,7 +621,8 @@ async fn a_declaration_shows_here_as_soon_as_declare_returns() {
 /// which, without the move, would leave one of the three declared lives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_the_variable_moves_to_the_new_lives_and_is_written_without_the_old() {
-    let nodes = cluster(3).await;
+    // Moved by hand: re-seating off, or it would move the variable first.
+    let nodes = cluster_reseating(3, None).await;
     declare(&nodes).await;
     let write = |node: &Node, expected, value| {
         let vars = node.vars();
@@ -625,13 +635,8 @@ async fn after_a_restart_the_variable_moves_to_the_new_lives_and_is_written_with
         write(&nodes[0], 0, 7).await.ok(),
         Some(CasOutcome::Won { version: 1 })
     );
-    let old = nodes[2].vars().me();
-    nodes[2].abort().await;
-    let mut settings = common::settings("vars-test", SECRET, vec![nodes[0].addr()]);
-    settings.identity.id = old.node;
-    let restarted = Node::start(settings).await.unwrap();
+    let restarted = restart(&nodes[2], &nodes[0], None).await;
     let new = restarted.vars().me();
-    assert!(new.generation > old.generation, "a new life");
     let moved_to = [nodes[0].vars().me(), nodes[1].vars().me(), new];
     common::eventually(SOON, "the new life is seen alive", || {
         nodes[0].vars().alive_lives() == moved_to.into()
@@ -657,4 +662,127 @@ async fn after_a_restart_the_variable_moves_to_the_new_lives_and_is_written_with
     .await;
     restarted.abort().await;
     nodes[0].abort().await;
+}
+
+/// Stops `node` and starts it again (same id, so a new life of it) with `reseat`, joining
+/// through `seed`.
+async fn restart(node: &Node, seed: &Node, reseat: Option<ReseatConfig>) -> Node {
+    let old = node.vars().me();
+    node.abort().await;
+    let mut settings = common::settings("vars-test", SECRET, vec![seed.addr()]);
+    settings.identity.id = old.node;
+    settings.vars_reseat = reseat;
+    let restarted = Node::start(settings).await.unwrap();
+    assert!(
+        restarted.vars().me().generation > old.generation,
+        "a new life"
+    );
+    restarted
+}
+
+/// Re-seating that checks often, so a test sees a move soon after a restart.
+fn quick_reseat() -> Option<ReseatConfig> {
+    Some(ReseatConfig {
+        every: Duration::from_millis(100),
+        ..ReseatConfig::default()
+    })
+}
+
+/// A rolling deploy of three acceptor nodes, in id order: nodes 2 then 1 restart one after the
+/// other, each started once the previous one is seen alive and `settled` says so; node 0, the
+/// lowest, stays (so it proposes every move). Returns the nodes standing after it (node 0,
+/// then the new lives of 2 and 1), the variable written once.
+async fn rolling_deploy<F>(reseat: Option<ReseatConfig>, settled: impl Fn(Node) -> F) -> Vec<Node>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let mut nodes = cluster_reseating(3, reseat).await;
+    nodes.sort_by_key(|n| n.vars().me());
+    declare(&nodes).await;
+    let wrote = nodes[0]
+        .vars()
+        .compare_and_set("slots", 0, VarValue::Int(7), SOON)
+        .await;
+    assert_eq!(wrote.ok(), Some(CasOutcome::Won { version: 1 }));
+    let mut standing = vec![nodes[0].clone()];
+    for old in [&nodes[2], &nodes[1]] {
+        let restarted = restart(old, &nodes[0], reseat).await;
+        let new = restarted.vars().me();
+        common::eventually(SOON, "the new life is seen alive", || {
+            nodes[0].vars().alive_lives().contains(&new)
+        })
+        .await;
+        settled(restarted.clone()).await;
+        standing.push(restarted);
+    }
+    standing
+}
+
+/// The lives of `nodes`.
+fn lives(nodes: &[Node]) -> std::collections::BTreeSet<Life> {
+    nodes.iter().map(|n| n.vars().me()).collect()
+}
+
+/// Nothing but restarts: each new life is re-seated in its earlier life's place, takes the
+/// variable up, and after two of three acceptor nodes restarted it is still written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_two_of_three_acceptor_nodes_moves_the_variable_on_its_own() {
+    let standing = rolling_deploy(quick_reseat(), |restarted| async move {
+        common::eventually(SOON, "the new life takes the variable up", || {
+            restarted.vars().get("slots").is_some()
+        })
+        .await;
+    })
+    .await;
+    let (version, _) = standing[0].vars().get("slots").expect("held");
+    let held = standing[0]
+        .vars()
+        .all()
+        .get("slots")
+        .cloned()
+        .expect("held");
+    assert_eq!(held.acceptors.map(|a| a.1), Some(lives(&standing)));
+    let wrote = standing[2]
+        .vars()
+        .compare_and_set("slots", version, VarValue::Int(8), SOON)
+        .await;
+    assert_eq!(
+        wrote.ok(),
+        Some(CasOutcome::Won {
+            version: version + 1
+        })
+    );
+    let moves = |n: &Node| common::metric(n, "foundation_vars_reseated_total");
+    common::eventually(SOON, "the lowest acceptor counts both moves", || {
+        moves(&standing[0]) == 2.0
+    })
+    .await;
+    assert_eq!(
+        moves(&standing[1]) + moves(&standing[2]),
+        0.0,
+        "one proposer"
+    );
+    for node in standing {
+        node.abort().await;
+    }
+}
+
+/// The same deploy with re-seating off: the variable stays with the old lives, one of which is
+/// left, and no write is decided any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_re_seating_the_same_rolling_restart_leaves_the_variable_unwritable() {
+    let standing = rolling_deploy(None, |_| async {
+        // A deploy's pause between nodes, ten times what re-seating above needs to move.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await;
+    assert_eq!(standing[1].vars().get("slots"), None, "never taken up");
+    let wrote = standing[0]
+        .vars()
+        .compare_and_set("slots", 1, VarValue::Int(8), Duration::from_secs(1))
+        .await;
+    assert_eq!(wrote.ok(), Some(CasOutcome::NoMajority));
+    for node in standing {
+        node.abort().await;
+    }
 }

@@ -77,6 +77,7 @@ pub mod lww;
 pub mod outcome;
 mod reclaim;
 pub mod reconfigure;
+pub mod reseat;
 
 use counter::{CounterRecord, CounterVar};
 use history::History;
@@ -184,6 +185,25 @@ pub enum VarsMessage {
         /// The step.
         step: escrow::Step,
     },
+    /// The sender's life, to the acceptors of a variable that name an earlier life of its
+    /// node: proof that life is over (see [`reseat`]); membership's generations are not, as a
+    /// node declared failed renews its membership identity but keeps its variables' life.
+    Hello {
+        /// The sending life (its id must be the one the transport authenticated).
+        from: Life,
+    },
+}
+
+impl VarsMessage {
+    /// The life that says it sent this.
+    pub fn sender(&self) -> Life {
+        match self {
+            Self::Cas { from, .. }
+            | Self::Rights { from, .. }
+            | Self::Escrow { from, .. }
+            | Self::Hello { from } => *from,
+        }
+    }
 }
 
 /// Encodes a variables message in the core's envelope.
@@ -340,6 +360,8 @@ pub struct VarsStats {
     pub rights_handed: u64,
     /// Counter units this node took, as heir, from lives fenced dead.
     pub rights_reclaimed: u64,
+    /// Moves to other acceptors this node made on its own, off gone lives, that won.
+    pub reseated: u64,
 }
 
 struct Variable {
@@ -411,6 +433,7 @@ pub struct Vars {
     /// The highest generation membership reported down, by node: its lives up to that
     /// generation are over (see [`escrow`]).
     down: BTreeMap<NodeId, u64>,
+    reseating: reseat::Reseating,
     stats: VarsStats,
 }
 
@@ -425,6 +448,10 @@ impl Vars {
             publications: Vec::new(),
             pending: Outgoing::new(),
             down: BTreeMap::new(),
+            reseating: reseat::Reseating {
+                config: Some(reseat::ReseatConfig::default()),
+                ..Default::default()
+            },
             stats: VarsStats::default(),
         }
     }
@@ -488,6 +515,8 @@ impl Vars {
             self.stats.conflicting_declarations += 1;
             return;
         };
+        let named = seat.as_ref().map_or(&spec.acceptors, |s| &s.acceptors);
+        self.announce(name, named);
         if let Some(seat) = seat {
             return self.adopt_seat(name, spec, seat);
         }
@@ -498,6 +527,11 @@ impl Vars {
         if let Err(VarsError::Conflict(_)) = self.declare(name, spec) {
             self.stats.conflicting_declarations += 1;
         }
+    }
+
+    /// This node's life, as acceptors are named.
+    pub fn me(&self) -> Life {
+        self.me
     }
 
     /// The version and value of `name` here.
@@ -971,6 +1005,7 @@ impl Vars {
         message: VarsMessage,
         out: &mut Outgoing,
     ) {
+        self.heard(from, &message);
         match message {
             VarsMessage::Cas {
                 name,
@@ -990,6 +1025,7 @@ impl Vars {
                 from: life,
                 step,
             } => self.escrow_step(now, from, (name, spec, life), step, out),
+            VarsMessage::Hello { from: life } => self.hello(from, life),
         }
     }
 
@@ -1069,7 +1105,7 @@ impl Vars {
     pub fn poll_timeout(&self) -> Option<Instant> {
         // Asked after every input (the core's checks ask too): most nodes hold no variable.
         if self.variables.is_empty() {
-            return None;
+            return self.reseat_due();
         }
         let registers = self
             .variables
@@ -1081,7 +1117,8 @@ impl Vars {
             Kind::Counter(c) => c.escrow.due(),
             _ => None,
         });
-        registers.chain(counters).chain(escrows).min()
+        let reseat = self.reseat_due();
+        registers.chain(counters).chain(escrows).chain(reseat).min()
     }
 
     /// Retries and deadlines of our writes, and counter states to write, that are due at
@@ -1176,6 +1213,7 @@ impl Vars {
         let (Some(outcome), Some(request)) = (outcome, request) else {
             return;
         };
+        self.reseat_ended(request, matches!(outcome, CasOutcome::Won { .. }));
         match outcome {
             CasOutcome::Won { .. } => self.stats.cas_won += 1,
             CasOutcome::NoMajority => self.stats.cas_no_majority += 1,
@@ -1347,5 +1385,7 @@ mod escrow_tests;
 mod outcome_tests;
 #[cfg(test)]
 mod reconfigure_tests;
+#[cfg(test)]
+mod reseat_tests;
 #[cfg(test)]
 mod tests;

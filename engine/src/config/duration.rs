@@ -14,6 +14,20 @@ use serde::{Deserialize, Serializer};
 )]
 pub struct ParseDurationError(String);
 
+/// `vars_reseat_after`: a grace duration, or `"off"`, as re-seating settings.
+pub fn parse_reseat(
+    text: &str,
+) -> Result<Option<foundation_core::vars::reseat::ReseatConfig>, ParseDurationError> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    let grace = parse_duration(text)?;
+    Ok(Some(foundation_core::vars::reseat::ReseatConfig {
+        grace,
+        ..Default::default()
+    }))
+}
+
 /// Parses `"<whole number><unit>"` with unit `us`, `ms`, `s`, `m` or `h`; spaces around and
 /// between the parts are allowed. A unit is required, because a bare number is ambiguous.
 pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use foundation_transport::{ClusterName, NodeId};
 
 use super::discovery::{check_seed, parse_dns_server, DiscoveryChoice, DiscoveryKind};
-use super::duration::parse_duration;
+use super::duration::{parse_duration, parse_reseat};
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
 use super::port_setting::PortSetting;
@@ -16,6 +16,7 @@ use super::security::Security;
 use super::storage::sync_policy;
 use super::toml_file::parse_http;
 use super::{NodeConfig, Profile, StorageMode, SyncPolicy};
+use foundation_core::vars::reseat::ReseatConfig;
 
 /// Every variable this module reads; any other `FOUNDATION_*` variable is reported as unknown
 /// (a typo would otherwise be silently ignored).
@@ -49,6 +50,7 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_STORAGE",
     "FOUNDATION_SYNC",
     "FOUNDATION_SYNC_INTERVAL",
+    "FOUNDATION_VARS_RESEAT_AFTER",
 ];
 
 /// Other programs' variables in the same namespace (the CLI's log filter), not typos.
@@ -86,6 +88,7 @@ pub(crate) struct EnvLayer {
     data_dir: Option<PathBuf>,
     storage: Option<StorageMode>,
     sync: Option<(SyncPolicy, &'static str)>,
+    vars_reseat: Option<Option<ReseatConfig>>,
     kubernetes: bool,
     /// Unrecognised `FOUNDATION_*` variables.
     pub unknown: Vec<String>,
@@ -107,6 +110,7 @@ impl EnvLayer {
         layer.security = parse_security(&get)?;
         layer.parse_discovery(&get)?;
         layer.parse_storage(&get)?;
+        layer.vars_reseat = parsed(&get, "FOUNDATION_VARS_RESEAT_AFTER", parse_reseat)?;
         layer.name = get("FOUNDATION_NAME").map(str::to_owned);
         if let Some(tags) = get("FOUNDATION_TAGS") {
             layer.tags = parse_tags(tags).map_err(|e| ConfigError::env("FOUNDATION_TAGS", e))?;
@@ -217,6 +221,15 @@ impl EnvLayer {
         }
         if let Some((policy, var)) = self.sync {
             origins.put(&mut config.sync, policy, "sync", &Origin::Env(var));
+        }
+        if let Some(reseat) = self.vars_reseat {
+            let origin = Origin::Env("FOUNDATION_VARS_RESEAT_AFTER");
+            origins.put(
+                &mut config.vars_reseat,
+                reseat,
+                "vars_reseat_after",
+                &origin,
+            );
         }
     }
 

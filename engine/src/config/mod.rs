@@ -137,6 +137,11 @@ pub struct NodeConfig {
     /// clusters and the services exported to them. Default: none. TOML `[federation]` (see
     /// `config/federation.rs` for the keys).
     pub federation: Option<crate::runtime::federation::FederationSettings>,
+    /// Moving `cas` and `coordinated` variables off acceptor lives that are gone, on their
+    /// own (see `foundation_core::vars::reseat`): on by default, a failed life replaced after
+    /// 10s. TOML `vars_reseat_after` (a duration, or `"off"`), env
+    /// `FOUNDATION_VARS_RESEAT_AFTER`.
+    pub vars_reseat: Option<foundation_core::vars::reseat::ReseatConfig>,
 }
 
 /// The transport settings a node configuration controls; the rest keep the transport's
@@ -230,6 +235,7 @@ impl NodeConfig {
             storage: StorageMode::Memory,
             sync: SyncPolicy::Always,
             federation: None,
+            vars_reseat: Some(Default::default()),
         }
     }
 

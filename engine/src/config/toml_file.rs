@@ -41,6 +41,7 @@ struct FileConfig {
     sync: Option<Spanned<String>>,
     sync_interval: Option<Spanned<TextDuration>>,
     federation: Option<Spanned<super::federation::FileFederation>>,
+    vars_reseat_after: Option<Spanned<String>>,
 }
 
 /// `[security]`: a secret, or the three certificate files, or `development_secret = true`.
@@ -169,7 +170,28 @@ impl FileLayer {
         self.apply_transport(config, origins)?;
         self.apply_metadata(config, origins);
         self.apply_storage(config, origins)?;
+        self.apply_vars(config, origins)?;
         self.apply_federation(config, origins)
+    }
+
+    fn apply_vars(
+        &self,
+        config: &mut NodeConfig,
+        origins: &mut Origins,
+    ) -> Result<(), ConfigError> {
+        let Some(after) = &self.config.vars_reseat_after else {
+            return Ok(());
+        };
+        let origin = self.origin(after.span());
+        let parsed = super::duration::parse_reseat(after.get_ref())
+            .map_err(|e| ConfigError::invalid(origin.clone(), "vars_reseat_after", e))?;
+        origins.put(
+            &mut config.vars_reseat,
+            parsed,
+            "vars_reseat_after",
+            &origin,
+        );
+        Ok(())
     }
 
     fn apply_federation(

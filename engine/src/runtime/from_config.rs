@@ -82,6 +82,7 @@ impl NodeSettings {
                 _ => None,
             },
             agents: Default::default(),
+            vars_reseat: config.vars_reseat,
         })
     }
 }

@@ -76,6 +76,7 @@ use foundation_core::node::{Core, CoreConfig};
 use foundation_core::replication::ReplicationConfig;
 use foundation_core::services::Directory;
 use foundation_core::time::Instant;
+use foundation_core::vars::reseat::ReseatConfig;
 use foundation_core::vars::Life;
 use metrics::{MembershipMetrics, ReplicationMetrics};
 use request::Request;
@@ -120,6 +121,9 @@ pub struct NodeSettings {
     pub storage: Option<StorageSettings>,
     /// Agents' supervision defaults, mailboxes and message limits.
     pub agents: AgentsConfig,
+    /// Moving `cas` and `coordinated` variables off acceptor lives that are gone, on their
+    /// own (see `foundation_core::vars::reseat`); `None`: only by hand.
+    pub vars_reseat: Option<ReseatConfig>,
 }
 
 impl NodeSettings {
@@ -142,6 +146,7 @@ impl NodeSettings {
             replication: ReplicationConfig::default(),
             storage: None,
             agents: AgentsConfig::default(),
+            vars_reseat: Some(ReseatConfig::default()),
         }
     }
 }
@@ -222,6 +227,7 @@ impl Node {
             replication,
             storage,
             agents,
+            vars_reseat,
         } = settings;
         // The sender lives in the store; without one it is dropped and the branch stays idle.
         let (outcomes, batch_outcomes) = mpsc::unbounded_channel();
@@ -356,6 +362,7 @@ impl Node {
         };
         let mut core =
             Core::new(core_config, Instant::ZERO).with_replication(replication, rand::random());
+        core.set_vars_reseat(vars_reseat);
         let storage = opened.map(|opened| {
             let skipped = core.start_persisting(Instant::ZERO, &opened.loaded);
             if skipped > 0 {

@@ -23,6 +23,17 @@ pub fn settings(cluster: &str, secret: &str, seeds: Vec<SocketAddr>) -> NodeSett
     }
 }
 
+/// The value of the first sample of metric `name` on `node` (0 when absent).
+pub fn metric(node: &foundation_engine::runtime::Node, name: &str) -> f64 {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, node.registry()).unwrap();
+    text.lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Polls `condition` until it holds, failing the test after `limit`.
 pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let start = tokio::time::Instant::now();

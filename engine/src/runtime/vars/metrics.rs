@@ -25,6 +25,7 @@ pub(crate) struct VarsMetrics {
     draws_insufficient: Counter,
     rights_handed: Counter,
     rights_reclaimed: Counter,
+    reseated: Counter,
     refused: Family<ReasonLabels, Counter>,
 }
 
@@ -75,6 +76,11 @@ impl VarsMetrics {
             metrics.rights_reclaimed.clone(),
         );
         r.register(
+            "reseated",
+            "Moves of variables off gone acceptor lives that this node made on its own and won",
+            metrics.reseated.clone(),
+        );
+        r.register(
             "refused",
             "What the variables machine refused: values outside their type, messages for another spec or sender, conflicting declarations",
             Declared(metrics.refused.clone()),
@@ -98,6 +104,7 @@ impl VarsMetrics {
         advance(&self.draws_insufficient, s.insufficient);
         advance(&self.rights_handed, s.rights_handed);
         advance(&self.rights_reclaimed, s.rights_reclaimed);
+        advance(&self.reseated, s.reseated);
         let counts = [
             s.invalid_values,
             s.foreign_messages,
