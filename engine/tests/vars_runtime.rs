@@ -152,6 +152,40 @@ async fn bad_writes_are_typed_errors_and_a_minority_cannot_write() {
     nodes[0].abort().await;
 }
 
+/// Writers on one node race as writers on different nodes do: a second write of the node waits
+/// for the one under way, then wins or loses the version, instead of being refused as busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_on_one_node_expecting_one_version_race_like_any_others() {
+    let nodes = cluster(3).await;
+    declare(&nodes).await;
+    let writes = (1..=4).map(|i| {
+        let vars = nodes[0].vars();
+        async move {
+            vars.compare_and_set("slots", 0, VarValue::Int(i), Duration::from_secs(5))
+                .await
+        }
+    });
+    let outcomes = futures_join(writes).await;
+    let won = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(CasOutcome::Won { version: 1 })))
+        .count();
+    assert_eq!(won, 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        let raced = matches!(
+            outcome,
+            Ok(CasOutcome::Won { .. } | CasOutcome::Lost { .. })
+                | Err(VarsCallError::Refused(VarsError::VersionMismatch {
+                    current: 1
+                }))
+        );
+        assert!(raced, "{outcomes:?}");
+    }
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
 /// Runs the futures concurrently on the test's runtime.
 async fn futures_join<F: std::future::Future + Send + 'static>(
     futures: impl Iterator<Item = F>,

@@ -128,6 +128,7 @@ pub(crate) async fn set_health(
 }
 
 /// What a majority-decided write proposes.
+#[derive(Clone)]
 pub(crate) enum VarWrite {
     /// Replace version `expected` with `value`.
     Cas { expected: u64, value: VarValue },

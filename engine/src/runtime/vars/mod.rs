@@ -31,6 +31,10 @@ pub const ALLOWANCE_WAIT: Duration = Duration::from_millis(500);
 /// How often a draw waiting for its allowance tries again.
 const ALLOWANCE_POLL: Duration = Duration::from_millis(2);
 
+/// How often a write waiting behind this node's own write on the variable looks again: that
+/// write is one round trip to the acceptors, so a few milliseconds.
+const OWN_WRITE_POLL: Duration = Duration::from_millis(2);
+
 /// Compare-and-sets of this node under way, by variable and request number.
 type CasWaits = BTreeMap<(String, u64), oneshot::Sender<Result<CasOutcome<Life>, VarsError>>>;
 
@@ -280,6 +284,27 @@ pub(crate) async fn counter(
 
 /// Asks the driver for a majority-decided write and waits for how it ended.
 pub(crate) async fn propose(
+    requests: &mpsc::Sender<Request>,
+    name: &str,
+    write: VarWrite,
+    timeout: Duration,
+) -> Result<CasOutcome<Life>, VarsCallError> {
+    let wait_until = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = wait_until.saturating_duration_since(tokio::time::Instant::now());
+        let outcome = propose_once(requests, name, write.clone(), left).await;
+        // The core proposes one write of this node per variable at a time. Another under way
+        // is waited for: then this one wins or loses the version as a write from another
+        // node would, instead of failing for a reason no other writer has.
+        let busy = matches!(outcome, Err(VarsCallError::Refused(VarsError::Busy)));
+        if !busy || tokio::time::Instant::now() >= wait_until {
+            return outcome;
+        }
+        tokio::time::sleep(OWN_WRITE_POLL).await;
+    }
+}
+
+async fn propose_once(
     requests: &mpsc::Sender<Request>,
     name: &str,
     write: VarWrite,

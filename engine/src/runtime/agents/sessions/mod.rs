@@ -59,10 +59,6 @@ use super::AgentsHandle;
 use crate::runtime::request::VarWrite;
 use crate::runtime::vars::{counter, propose, VarsCallError};
 
-/// How often a commit waiting behind this node's own write on the ledger looks again: that
-/// write is one round trip to the acceptors, so a few milliseconds.
-const OWN_WRITE_POLL: Duration = Duration::from_millis(2);
-
 /// One session to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Session {
@@ -299,25 +295,20 @@ impl AgentsHandle {
 
     /// Commits `outcome` to `ledger`, applying it again to the newest record while other
     /// sessions win the versions it aimed at, until it lands or its session is found settled.
+    /// A proposal refused only because this node's own write on the ledger is under way
+    /// waits for that write inside `propose`.
     async fn land(&self, ledger: &str, outcome: &Outcome, timeout: Duration) -> Landing {
-        let wait_until = Instant::now() + timeout;
-        let mut attempts = 0;
-        while attempts < COMMIT_ATTEMPTS {
+        for _ in 0..COMMIT_ATTEMPTS {
             let write = VarWrite::Outcome(outcome.clone());
             let proposed = match propose(&self.shared.requests, ledger, write, timeout).await {
                 Ok(cas) => Proposed::Cas(cas),
                 Err(VarsCallError::Refused(e)) => Proposed::Refused(e),
                 Err(e) => Proposed::Unanswered(e.to_string()),
             };
-            if proposed.behind_own_write() && Instant::now() < wait_until {
-                tokio::time::sleep(OWN_WRITE_POLL).await;
-                continue;
-            }
             match Landing::of(proposed) {
                 Some(landing) => return landing,
                 None => tokio::time::sleep(Duration::from_millis(5)).await,
             }
-            attempts += 1;
         }
         Landing::outrun()
     }
