@@ -100,10 +100,7 @@ fn run(seed: u64) -> Result<(usize, usize), String> {
         t += 50_000 + world.random_below(400_000);
         run_to(&mut world, t)?;
         // The disturbances, each once, at the first step past its time.
-        while faults.first().is_some_and(|(at, _)| *at <= t) {
-            let (_, fault) = faults.remove(0);
-            world.apply(&fault, &BTreeMap::new())?;
-        }
+        apply_due(&mut world, &mut faults, t)?;
         let slot = world.random_below(NODES as u64) as usize;
         let value = VarValue::Int(world.random_below(101) as i64);
         world.with_core(slot, |core, now| {
@@ -204,8 +201,7 @@ fn cas_versions_are_linear_and_won_once_across_partitions_loss_and_crashes() {
 #[test]
 #[ignore]
 fn cas_sweep_over_many_seeds() {
-    let only: Option<u64> = std::env::var("VARS_SEED").ok().and_then(|s| s.parse().ok());
-    for seed in (1..=300).filter(|s| only.is_none_or(|o| o == *s)) {
+    for seed in sweep_seeds(300) {
         run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     }
 }
@@ -220,22 +216,7 @@ fn cas_sweep_over_many_seeds() {
 /// same version and value. Returns (the version the move decided, writes won after it).
 fn run_move(seed: u64) -> Result<(u64, usize), String> {
     let mut world = joined(seed)?;
-    let first = (0..3)
-        .map(|slot| Life {
-            node: world.node(slot).id(),
-            generation: world.node(slot).generation(),
-        })
-        .collect();
-    let spec = VarSpec {
-        ty: TYPE,
-        policy: Policy::Cas,
-        initial: VarValue::Int(0),
-        acceptors: first,
-    };
-    world
-        .with_core(0, |core, now| core.declare_var(now, "x", spec))
-        .ok_or("node 0 is down")?
-        .map_err(|e| e.to_string())?;
+    declare_x_on_the_first_three(&mut world)?;
     let partition = match seed % 2 {
         1 => Fault::Partition(Nodes::One(0), Nodes::List(vec![1, 2, 3, 4])),
         _ => Fault::Partition(Nodes::List(vec![0, 1, 3]), Nodes::List(vec![2, 4])),
@@ -253,10 +234,7 @@ fn run_move(seed: u64) -> Result<(u64, usize), String> {
     while t < secs(28) {
         t += 50_000 + world.random_below(400_000);
         run_to(&mut world, t)?;
-        while faults.first().is_some_and(|(at, _)| *at <= t) {
-            let (_, fault) = faults.remove(0);
-            world.apply(&fault, &BTreeMap::new())?;
-        }
+        apply_due(&mut world, &mut faults, t)?;
         // Asked again only until one node knows it landed: a node that missed it must learn
         // it from the decisions, not by deciding a move of its own.
         if t >= secs(9) && !moved_somewhere(&world, target.as_ref()) {
@@ -373,8 +351,7 @@ fn a_move_of_the_acceptors_through_a_restart_a_partition_and_a_crash_decides_eac
 #[test]
 #[ignore]
 fn move_sweep_over_many_seeds() {
-    let only: Option<u64> = std::env::var("VARS_SEED").ok().and_then(|s| s.parse().ok());
-    for seed in (1..=200).filter(|s| only.is_none_or(|o| o == *s)) {
+    for seed in sweep_seeds(200) {
         run_move(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     }
 }
@@ -383,6 +360,41 @@ fn move_sweep_over_many_seeds() {
 const LWW_TYPE: VarType = VarType::Int { min: 0, max: 100 };
 /// The node that writes out-of-range values by hand, bypassing its own checks.
 const LIAR: usize = 3;
+
+/// Applies each disturbance of `faults` (in time order) whose time `t` has reached, once.
+fn apply_due(world: &mut World, faults: &mut Vec<(u64, Fault)>, t: u64) -> Result<(), String> {
+    while faults.first().is_some_and(|(at, _)| *at <= t) {
+        let (_, fault) = faults.remove(0);
+        world.apply(&fault, &BTreeMap::new())?;
+    }
+    Ok(())
+}
+
+/// Seeds 1 to `n` for a sweep, or only `VARS_SEED` when it is set.
+fn sweep_seeds(n: u64) -> impl Iterator<Item = u64> {
+    let only: Option<u64> = std::env::var("VARS_SEED").ok().and_then(|s| s.parse().ok());
+    (1..=n).filter(move |s| only.is_none_or(|o| o == *s))
+}
+
+/// Declares `cas` variable "x" on node 0, decided by the lives of nodes 0 to 2.
+fn declare_x_on_the_first_three(world: &mut World) -> Result<(), String> {
+    let first = (0..3)
+        .map(|slot| Life {
+            node: world.node(slot).id(),
+            generation: world.node(slot).generation(),
+        })
+        .collect();
+    let spec = VarSpec {
+        ty: TYPE,
+        policy: Policy::Cas,
+        initial: VarValue::Int(0),
+        acceptors: first,
+    };
+    world
+        .with_core(0, |core, now| core.declare_var(now, "x", spec))
+        .ok_or("node 0 is down")?
+        .map_err(|e| e.to_string())
+}
 
 /// A world of `NODES` joined nodes at 3 s.
 fn joined(seed: u64) -> Result<World, String> {
@@ -534,10 +546,7 @@ fn run_lww(seed: u64) -> Result<(u64, u64), String> {
     while t < END {
         t += 50_000 + world.random_below(300_000);
         run_to(&mut world, t)?;
-        while faults.first().is_some_and(|(at, _)| *at <= t) {
-            let (_, fault) = faults.remove(0);
-            world.apply(&fault, &BTreeMap::new())?;
-        }
+        apply_due(&mut world, &mut faults, t)?;
         while checks.first().is_some_and(|at| *at <= t) {
             checks.remove(0);
             converged(&world, "t", &format!("{:.1}s", t as f64 / 1e6))?;
@@ -649,10 +658,7 @@ fn run_counter(seed: u64) -> Result<Ledger, String> {
     while t < END {
         t += 20_000 + world.random_below(150_000);
         run_to(&mut world, t)?;
-        while faults.first().is_some_and(|(at, _)| *at <= t) {
-            let (_, fault) = faults.remove(0);
-            world.apply(&fault, &BTreeMap::new())?;
-        }
+        apply_due(&mut world, &mut faults, t)?;
         while checks.first().is_some_and(|at| *at <= t) {
             checks.remove(0);
             converged(&world, "pool", &format!("{:.1}s", t as f64 / 1e6))?;
@@ -718,9 +724,8 @@ fn counters_never_go_negative_nor_spend_more_than_they_hold_through_disturbances
 #[test]
 #[ignore]
 fn replicated_sweep_over_many_seeds() {
-    let only: Option<u64> = std::env::var("VARS_SEED").ok().and_then(|s| s.parse().ok());
     let (mut writes, mut lies, mut ledger) = (0, 0, Ledger::default());
-    for seed in (1..=200).filter(|s| only.is_none_or(|o| o == *s)) {
+    for seed in sweep_seeds(200) {
         let (w, l) = run_lww(seed).unwrap_or_else(|e| panic!("lww seed {seed}: {e}"));
         let c = run_counter(seed).unwrap_or_else(|e| panic!("counter seed {seed}: {e}"));
         writes += w;
@@ -804,22 +809,7 @@ mod can_fail {
 /// renewed membership generation is not a new life, and it came back within the grace).
 fn run_reseat(seed: u64) -> Result<(), String> {
     let mut world = joined(seed)?;
-    let first: std::collections::BTreeSet<Life> = (0..3)
-        .map(|slot| Life {
-            node: world.node(slot).id(),
-            generation: world.node(slot).generation(),
-        })
-        .collect();
-    let spec = VarSpec {
-        ty: TYPE,
-        policy: Policy::Cas,
-        initial: VarValue::Int(0),
-        acceptors: first,
-    };
-    world
-        .with_core(0, |core, now| core.declare_var(now, "x", spec))
-        .ok_or("node 0 is down")?
-        .map_err(|e| e.to_string())?;
+    declare_x_on_the_first_three(&mut world)?;
     let mut faults = vec![
         (secs(6), Fault::Crash(Nodes::One(2))),
         (secs(7), Fault::Restart(Nodes::One(2), Identity::Same)),
@@ -836,10 +826,7 @@ fn run_reseat(seed: u64) -> Result<(), String> {
     while t < secs(30) {
         t += 50_000 + world.random_below(400_000);
         run_to(&mut world, t)?;
-        while faults.first().is_some_and(|(at, _)| *at <= t) {
-            let (_, fault) = faults.remove(0);
-            world.apply(&fault, &BTreeMap::new())?;
-        }
+        apply_due(&mut world, &mut faults, t)?;
         write_x(&mut world);
         events.extend(world.take_vars_events());
     }
@@ -878,8 +865,7 @@ fn a_rolling_restart_alone_re_seats_the_variable_and_a_short_partition_moves_not
 #[test]
 #[ignore]
 fn reseat_sweep_over_many_seeds() {
-    let only: Option<u64> = std::env::var("VARS_SEED").ok().and_then(|s| s.parse().ok());
-    for seed in (1..=200).filter(|s| only.is_none_or(|o| o == *s)) {
+    for seed in sweep_seeds(200) {
         run_reseat(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     }
 }
