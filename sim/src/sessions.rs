@@ -23,9 +23,10 @@
 //! Everything is recorded ([`SessionRecord`]) for the checks of
 //! [`crate::invariants::sessions`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_agents::voting::{Ballot, Method};
 use foundation_agents::Money;
 use foundation_core::agents::directory::AgentDirectory;
@@ -35,7 +36,7 @@ use foundation_core::agents::sessions::{
 };
 use foundation_core::membership::MemberState;
 use foundation_core::time::Instant;
-use foundation_core::vars::{Outcome, SessionId, VarsEvent};
+use foundation_core::vars::{Life, Outcome, SessionId, VarSpec, VarsEvent};
 
 use crate::world::World;
 
@@ -601,6 +602,30 @@ fn fitting(world: &mut World, plan: &SessionPlan, agent: &str, asked: &Ask) -> A
             }
         }
         _ => Answer::Decline,
+    }
+}
+
+/// A ledger: a `coordinated` record of `fields` (name, type, first value) plus the `session`
+/// field the settle rule keeps (the last session committed), decided by `acceptors`.
+pub fn ledger_spec<'a>(
+    fields: impl IntoIterator<Item = (&'a str, VarType, VarValue)>,
+    acceptors: BTreeSet<Life>,
+) -> VarSpec {
+    let whole = VarType::Int {
+        min: 0,
+        max: i64::MAX,
+    };
+    let session = ("session", whole, VarValue::Int(0));
+    let (types, values): (BTreeMap<_, _>, BTreeMap<_, _>) = fields
+        .into_iter()
+        .chain([session])
+        .map(|(k, t, v)| ((k.to_owned(), t), (k.to_owned(), v)))
+        .unzip();
+    VarSpec {
+        ty: VarType::Record(types),
+        policy: Policy::Coordinated,
+        initial: VarValue::Record(values),
+        acceptors,
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use foundation_agents::auction::sealed::Pricing;
 use foundation_agents::market::tatonnement::TatonnementOutcome;
-use foundation_agents::variable::{Policy, VarType, VarValue};
+use foundation_agents::variable::{VarType, VarValue};
 use foundation_agents::voting::Method;
 use foundation_agents::Money;
 use foundation_core::agents::sessions::{Commit, CommitState, Decision, Mechanism, Settled};
@@ -28,7 +28,7 @@ use foundation_sim::invariants::sessions::{
     within_budget, Ledger, Minority,
 };
 use foundation_sim::network::LinkModel;
-use foundation_sim::sessions::{SessionPlan, SessionRecord, Sessions};
+use foundation_sim::sessions::{ledger_spec, SessionPlan, SessionRecord, Sessions};
 use foundation_sim::world::{World, WorldConfig};
 
 const NODES: usize = 5;
@@ -51,24 +51,7 @@ fn bidders() -> BTreeSet<String> {
 }
 
 fn record(fields: &[(&str, VarType, VarValue)], acceptors: BTreeSet<Life>) -> VarSpec {
-    let session = (
-        "session",
-        VarType::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-        VarValue::Int(0),
-    );
-    let all = fields.iter().cloned().chain([session.clone()]);
-    let (types, values): (BTreeMap<_, _>, BTreeMap<_, _>) = all
-        .map(|(k, t, v)| ((k.to_owned(), t), (k.to_owned(), v)))
-        .unzip();
-    VarSpec {
-        ty: VarType::Record(types),
-        policy: Policy::Coordinated,
-        initial: VarValue::Record(values),
-        acceptors,
-    }
+    ledger_spec(fields.iter().cloned(), acceptors)
 }
 
 /// The auctions' ledger: the slot's holder, the price paid, the budget it came from.

@@ -53,7 +53,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use foundation_agents::market::tatonnement::TatonnementOutcome;
-use foundation_agents::variable::{Policy, VarType, VarValue};
+use foundation_agents::variable::{VarType, VarValue};
 use foundation_core::agents::sessions::{open, Commit, CommitState, Decision, Mechanism, Settled};
 use foundation_core::vars::{Life, SessionId, VarSpec};
 use serde::Serialize;
@@ -64,7 +64,7 @@ use crate::invariants::sessions::{
     matches_machine, no_minority_commit, one_outcome_per_session, silence_is_not_convergence,
     within_budget, Ledger, Minority,
 };
-use crate::sessions::{SessionPlan, SessionRecord, Sessions};
+use crate::sessions::{ledger_spec, SessionPlan, SessionRecord, Sessions};
 use crate::world::World;
 
 /// Who holds an auctioned item nobody won, and who is elected when nobody is.
@@ -730,29 +730,19 @@ fn spec(kind: &LedgerKind, holders: &BTreeSet<String>, acceptors: BTreeSet<Life>
         max: i64::MAX,
     };
     let nobody = || VarValue::Choice(NOBODY.into());
-    let mut fields = vec![("session", whole.clone(), VarValue::Int(0))];
-    match kind {
-        LedgerKind::Auction { budget } => fields.extend([
+    let fields = match kind {
+        LedgerKind::Auction { budget } => vec![
             ("holder", VarType::Choice(holders.clone()), nobody()),
             ("price", whole.clone(), VarValue::Int(0)),
             ("budget", whole, VarValue::Int(*budget)),
-        ]),
+        ],
         LedgerKind::Vote { candidates } => {
             let mut labels: BTreeSet<String> = candidates.iter().cloned().collect();
             labels.insert(NOBODY.into());
-            fields.push(("elected", VarType::Choice(labels), nobody()));
+            vec![("elected", VarType::Choice(labels), nobody())]
         }
-    }
-    let (types, values): (BTreeMap<_, _>, BTreeMap<_, _>) = fields
-        .into_iter()
-        .map(|(k, t, v)| ((k.to_owned(), t), (k.to_owned(), v)))
-        .unzip();
-    VarSpec {
-        ty: VarType::Record(types),
-        policy: Policy::Coordinated,
-        initial: VarValue::Record(values),
-        acceptors,
-    }
+    };
+    ledger_spec(fields, acceptors)
 }
 
 #[cfg(test)]
