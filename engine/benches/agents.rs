@@ -51,11 +51,15 @@ fn main() {
         }
     }));
     let quick = std::env::args().any(|a| a == "quick");
-    let (requests, restarts, idle_agents) = if quick {
+    let (requests, restarts, mut idle_agents) = if quick {
         (500, 50, 500)
     } else {
         (5_000, 300, 2_000)
     };
+    // `agents=N` spawns N idle agents instead, to see how spawning scales.
+    if let Some(n) = std::env::args().find_map(|a| a.strip_prefix("agents=")?.parse().ok()) {
+        idle_agents = n;
+    }
     let runtime = nodes::runtime();
     runtime.block_on(async {
         let nodes = nodes::cluster("agents-bench", SECRET, 2).await;
@@ -156,11 +160,16 @@ async fn memory_per_agent(node: &Node, n: usize) {
     let agents = node.agents();
     let before = host::memory_kib("VmRSS:");
     let start = Instant::now();
+    let mut n = n;
     for i in 0..n {
-        agents
+        let spawned = agents
             .spawn(AgentSpec::new(format!("idle-{i}"), || Echo).capability("idle"))
-            .await
-            .expect("spawn");
+            .await;
+        if let Err(refused) = spawned {
+            println!("spawn      refused after {i} idle agents: {refused}");
+            n = i;
+            break;
+        }
     }
     let spawned = start.elapsed();
     let after = host::memory_kib("VmRSS:");
@@ -173,5 +182,9 @@ async fn memory_per_agent(node: &Node, n: usize) {
         "spawn      {n} agents one after another: {:?} ({:.0} per second)",
         spawned,
         n as f64 / spawned.as_secs_f64()
+    );
+    println!(
+        "directory  {n} idle agents spawned: {} in this node's directory",
+        agents.with_capability("idle").len()
     );
 }

@@ -665,3 +665,51 @@ async fn a_stopped_agent_is_not_brought_back_by_a_health_report() {
     );
     stop(&nodes).await;
 }
+
+/// A spawn the directory has no room for is refused before the agent runs: an agent nobody can
+/// find would take messages from this node only, and stay for good. The agents keyspace takes
+/// three entries here; spawns, groups and added agents past them are refused and leave nothing
+/// behind, and room freed by a stop is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_the_directory_has_no_room_for_is_refused_and_runs_nothing() {
+    let nodes = common::cluster(1, |seeds| {
+        let mut settings = common::settings("agents-test", "agents test secret", seeds);
+        settings.replication.keyspace_keys_max = 3;
+        settings
+    })
+    .await;
+    let agents = nodes[0].agents();
+    for name in ["a", "b"] {
+        agents.spawn(doubler(name)).await.unwrap();
+    }
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let pair = vec![recorder("c", &log), recorder("d", &log)];
+    let group = agents
+        .spawn_group("pair", SupervisorConfig::default(), pair)
+        .await;
+    assert!(matches!(group, Err(AgentsError::Refused(_))), "{group:?}");
+    agents.spawn(doubler("c")).await.unwrap();
+    let full = agents.spawn(doubler("e")).await;
+    assert!(matches!(full, Err(AgentsError::Refused(_))), "{full:?}");
+    let added = agents.start_child("a", doubler("f")).await;
+    assert!(matches!(added, Err(AgentsError::Refused(_))), "{added:?}");
+    for refused in ["d", "e", "f"] {
+        assert_eq!(agents.state(refused), None, "{refused} runs unlisted");
+        let sent = agents.send(refused, &2u64).await;
+        assert!(sent.is_err(), "{refused} takes messages: {sent:?}");
+    }
+    assert_eq!(agents.local_names(), ["a", "b", "c"]);
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "a refused agent ran: {log:?}"
+    );
+    agents.stop("b").await.unwrap();
+    eventually(SOON, "the stopped agent's entry is gone", || {
+        agents.lookup("b").is_none()
+    })
+    .await;
+    agents.spawn(doubler("e")).await.unwrap();
+    let ten: u64 = agents.request("e", &5u64, DEADLINE).await.unwrap();
+    assert_eq!(ten, 10);
+    stop(&nodes).await;
+}

@@ -289,17 +289,36 @@ impl Shared {
         }
     }
 
+    /// Enters agents `names`, just claimed, in the directory as running before their
+    /// instances start. If the directory has no room for one (its keyspace's limits), none of
+    /// them runs: the entries written are deleted, the names freed, and the refusal returned —
+    /// rather than an agent that runs where no other node can find it.
+    async fn list(&self, names: &[&str]) -> Result<(), AgentsError> {
+        for (listed, name) in names.iter().enumerate() {
+            if let Err(refused) = self.set_state(name, AgentState::Running).await {
+                for name in &names[..listed] {
+                    self.release(name).await;
+                }
+                for name in &names[listed..] {
+                    self.unclaim(name);
+                }
+                return Err(refused.into());
+            }
+        }
+        Ok(())
+    }
+
     /// Records agent `name`'s state, and if it changed tells the directory, the metrics and
-    /// the event subscribers.
-    async fn set_state(&self, name: &str, state: AgentState) {
+    /// the event subscribers. A refused directory write is returned (the event is not sent).
+    async fn set_state(&self, name: &str, state: AgentState) -> Result<(), WriteError> {
         let _writing = self.writing.lock().await;
         let record = {
             let mut local = self.write();
             let Some(agent) = local.get_mut(name) else {
-                return;
+                return Ok(());
             };
             if agent.published && agent.state == state {
-                return;
+                return Ok(());
             }
             self.count_state(Some(agent.state), Some(state));
             agent.state = state;
@@ -310,12 +329,13 @@ impl Shared {
                 health: agent.health.clone(),
             }
         };
-        self.publish(name, Some(record)).await;
+        self.publish(name, Some(record)).await?;
         // Told once the directory here shows it: a subscriber looks the agent up on the news.
         let _ = self.events.send(AgentEvent::State {
             name: name.to_owned(),
             state,
         });
+        Ok(())
     }
 
     /// Records agent `name`'s health report, and if it changed writes it to the directory.
@@ -337,24 +357,29 @@ impl Shared {
                 health,
             }
         };
-        self.publish(name, Some(record)).await;
+        warn_unwritten(name, self.publish(name, Some(record)).await);
     }
 
     /// Forgets agent `name`: its mailbox closes and its directory entry is deleted.
     async fn release(&self, name: &str) {
         let _writing = self.writing.lock().await;
+        self.unclaim(name);
+        warn_unwritten(name, self.publish(name, None).await);
+    }
+
+    /// Forgets agent `name` here (its mailbox closes); its directory entry, if any, stays.
+    fn unclaim(&self, name: &str) {
         if let Some(gone) = self.write().remove(name) {
             self.count_state(Some(gone.state), None);
         }
-        self.publish(name, None).await;
     }
 
-    async fn publish(&self, name: &str, record: Option<AgentRecord>) {
+    /// Writes agent `name`'s directory entry (`None` deletes it). A stopped node refuses
+    /// nothing: there is nobody left to tell.
+    async fn publish(&self, name: &str, record: Option<AgentRecord>) -> Result<(), WriteError> {
         let value = record.as_ref().map(AgentRecord::encode);
         let result = set_ephemeral(&self.requests, AGENTS_KEYSPACE, name.to_owned(), value).await;
-        if let Ok(Err(e)) = result {
-            tracing::warn!(agent = %name, error = %e, "agent directory entry not written");
-        }
+        result.unwrap_or(Ok(()))
     }
 
     /// Moves one local agent from state `from` to `to` in the per-state gauges (`None`: it
@@ -374,6 +399,13 @@ impl Shared {
             *count += 1;
             self.metrics.set_agents(to, *count);
         }
+    }
+}
+
+/// Logs a directory write of agent `name` that was refused where nobody waits for it.
+fn warn_unwritten(name: &str, written: Result<(), WriteError>) {
+    if let Err(e) = written {
+        tracing::warn!(agent = %name, error = %e, "agent directory entry not written");
     }
 }
 

@@ -179,6 +179,8 @@ impl Task {
         }
         let machine = spec.machine()?;
         self.shared.claim_names(&spec.agents)?;
+        let names: Vec<&str> = spec.agents.iter().map(|a| a.name.as_str()).collect();
+        self.shared.list(&names).await?;
         let id = self.next_group;
         self.next_group += 1;
         let children = spec.agents.len();
@@ -215,6 +217,7 @@ impl Task {
             return Err(SupervisorError::NotRunning.into());
         }
         self.shared.claim_names(std::slice::from_ref(&agent))?;
+        self.shared.list(&[agent.name.as_str()]).await?;
         let child = ChildSpec {
             name: agent.name.clone(),
             restart: agent.restart,
@@ -374,7 +377,8 @@ impl Task {
             })
             .collect();
         for (name, state) in states {
-            self.shared.set_state(&name, state).await;
+            let written = self.shared.set_state(&name, state).await;
+            super::warn_unwritten(&name, written);
         }
         let Some(group) = self.groups.get_mut(&id) else {
             return;
