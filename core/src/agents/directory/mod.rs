@@ -6,6 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+mod chunks;
+
+use chunks::Chunks;
+
 use super::record::AgentRecord;
 use crate::ephemeral::{self, Owner, AGENTS_KEYSPACE};
 use crate::membership::Membership;
@@ -46,17 +50,18 @@ pub type RawEntry<'a> = (NodeAddr, u64, &'a str, &'a [u8]);
 
 /// Every visible agent, as one node sees it.
 ///
-/// Entries are shared (`Arc`), so bringing a published directory up to date after one agent
-/// changed copies pointers, not every entry: spawning thousands of agents one after another
-/// would otherwise cost a whole copy, or a whole rebuild, per spawn.
+/// Entries are shared (`Arc`) and kept in chunks that copies share ([`chunks`]), so bringing a
+/// published directory up to date after one agent changed copies one chunk of pointers per
+/// index it is in, not every entry: spawning thousands of agents one after another would
+/// otherwise cost a whole copy, or a whole rebuild, per spawn.
 #[derive(Clone, Debug, Default)]
 pub struct AgentDirectory {
     /// In name order, then this node first, then node id order: the first of a name is the
     /// one a message by name goes to. One entry per name and node: only a node's visible
     /// life shows.
-    entries: Vec<Arc<AgentEntry>>,
-    /// Positions in `entries` by capability.
-    by_capability: BTreeMap<String, Vec<usize>>,
+    entries: Chunks,
+    /// The entries of each capability, in the same order; no capability without entries.
+    by_capability: BTreeMap<String, Chunks>,
 }
 
 impl AgentDirectory {
@@ -84,7 +89,7 @@ impl AgentDirectory {
             .collect();
         entries.sort_by(|a, b| order(a).cmp(&order(b)));
         let mut directory = Self {
-            entries,
+            entries: Chunks::from_sorted(entries),
             by_capability: BTreeMap::new(),
         };
         directory.index_capabilities();
@@ -104,61 +109,79 @@ impl AgentDirectory {
     ) {
         if !nodes.is_empty() {
             self.entries.retain(|entry| !nodes.contains(&entry.node.id));
+            self.index_capabilities();
         }
         for &(node, name) in named {
-            let start = self.entries.partition_point(|e| e.name.as_str() < name);
-            let mut of_name = self.entries[start..].iter().take_while(|e| e.name == name);
-            if let Some(at) = of_name.position(|e| e.node.id == node) {
-                self.entries.remove(start + at);
+            if let Some(gone) = self.entries.remove((name, node != me, node)) {
+                self.unindex(&gone);
             }
         }
         for entry in fresh.into_iter().filter_map(|raw| entry_of(me, raw)) {
-            let at = self
-                .entries
-                .binary_search_by(|e| order(e).cmp(&order(&entry)));
-            match at {
-                Ok(at) => self.entries[at] = Arc::new(entry),
-                Err(at) => self.entries.insert(at, Arc::new(entry)),
+            let entry = Arc::new(entry);
+            if let Some(old) = self.entries.upsert(entry.clone()) {
+                self.unindex(&old);
+            }
+            for capability in &entry.record.capabilities {
+                let of = self.by_capability.entry(capability.clone()).or_default();
+                of.upsert(entry.clone());
             }
         }
-        self.index_capabilities();
+    }
+
+    /// Takes `entry`, just removed from the entries, out of its capabilities' lists.
+    fn unindex(&mut self, entry: &AgentEntry) {
+        for capability in &entry.record.capabilities {
+            let Some(of) = self.by_capability.get_mut(capability) else {
+                continue;
+            };
+            of.remove(order(entry));
+            if of.is_empty() {
+                self.by_capability.remove(capability);
+            }
+        }
     }
 
     fn index_capabilities(&mut self) {
-        self.by_capability.clear();
-        for (i, entry) in self.entries.iter().enumerate() {
+        let mut by_capability: BTreeMap<&str, Vec<Arc<AgentEntry>>> = BTreeMap::new();
+        for entry in self.entries.iter() {
             for capability in &entry.record.capabilities {
-                match self.by_capability.get_mut(capability) {
-                    Some(positions) => positions.push(i),
-                    None => {
-                        self.by_capability.insert(capability.clone(), vec![i]);
-                    }
-                }
+                by_capability
+                    .entry(capability)
+                    .or_default()
+                    .push(entry.clone());
             }
         }
+        self.by_capability = by_capability
+            .into_iter()
+            .map(|(capability, of)| (capability.to_owned(), Chunks::from_sorted(of)))
+            .collect();
     }
 
     /// The agent a message to `name` goes to: this node's if it has one, else the one on the
     /// node with the smallest id (names are unique per node, not cluster-wide).
     pub fn get(&self, name: &str) -> Option<&AgentEntry> {
-        self.named(name).next()
+        let first = self.entries.starting_at_name(name).next()?;
+        (first.name == name).then_some(&**first)
     }
 
     /// Every agent called `name`, in the order of [`get`](Self::get)'s preference.
     pub fn named(&self, name: &str) -> impl Iterator<Item = &AgentEntry> {
-        let start = self.entries.partition_point(|e| e.name.as_str() < name);
-        let end = start + self.entries[start..].partition_point(|e| e.name == name);
-        self.entries[start..end].iter().map(|e| &**e)
+        // Counted first, so the iterator does not hold on to `name`.
+        let count = self
+            .entries
+            .starting_at_name(name)
+            .take_while(|e| e.name == name)
+            .count();
+        self.entries
+            .starting_at_name(name)
+            .take(count)
+            .map(|e| &**e)
     }
 
     /// Agents that declared `capability`, in name order.
     pub fn with_capability(&self, capability: &str) -> Vec<&AgentEntry> {
-        self.by_capability
-            .get(capability)
-            .into_iter()
-            .flatten()
-            .map(|&i| &*self.entries[i])
-            .collect()
+        let of = self.by_capability.get(capability).into_iter();
+        of.flat_map(Chunks::iter).map(|e| &**e).collect()
     }
 
     /// Agents running in `node`, in name order.
@@ -387,7 +410,13 @@ mod tests {
                     held.iter().map(|((n, k), b)| (node(*n), 1, NAMES[*k], b.as_slice())),
                 );
                 proptest::prop_assert!(kept.all().eq(built.all()), "{step:?}");
-                proptest::prop_assert_eq!(&kept.by_capability, &built.by_capability);
+                proptest::prop_assert!(kept.capabilities().eq(built.capabilities()));
+                for capability in built.capabilities() {
+                    let (of_kept, of_built) = (&kept.by_capability[capability], &built.by_capability[capability]);
+                    proptest::prop_assert!(of_kept.iter().eq(of_built.iter()), "{capability}");
+                    proptest::prop_assert_eq!(of_kept.check(), Ok(()));
+                }
+                proptest::prop_assert_eq!(kept.entries.check(), Ok(()));
             }
         }
     }
