@@ -1,5 +1,6 @@
 //! `foundation demo`: five nodes in this process form a cluster through zero-config local
-//! discovery, then one leaves gracefully and one crashes — watched from the others.
+//! discovery, serve, publish, share config and run an auction between agents, then one leaves
+//! gracefully and one crashes — watched from the others, who go on serving and auctioning.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,11 +9,11 @@ use foundation_engine::config::{DiscoveryChoice, NodeConfig, Profile};
 use foundation_engine::membership::MemberState;
 use foundation_engine::runtime::{Node, NodeSettings};
 
-use super::services;
+use super::{agents, services};
 
 pub(crate) type Error = Box<dyn std::error::Error>;
 
-const NODES: usize = 5;
+pub(crate) const NODES: usize = 5;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs the demo, printing each step and how long it took.
@@ -39,6 +40,8 @@ async fn run(dir: &Path) -> Result<(), Error> {
     .await?;
     print_table(&nodes[0]);
     demonstrate_services(&nodes).await?;
+    agents::start_bidders(&nodes).await?;
+    agents::auction(1, &nodes[0], &nodes[1]).await?;
 
     let leaver = nodes.pop().ok_or("no node to stop")?;
     println!("\n{} leaves gracefully", name(&leaver));
@@ -63,6 +66,10 @@ async fn run(dir: &Path) -> Result<(), Error> {
     })
     .await?;
     services::call_greeters(&nodes[0], 1).await?;
+    println!(
+        "\nagents: the two gone nodes' bidders drop out; the three left are a majority of the ledger's acceptors"
+    );
+    agents::auction(2, &nodes[0], &nodes[2]).await?;
     print_table(&nodes[0]);
     for node in &nodes {
         node.leave().await;

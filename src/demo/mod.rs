@@ -1,5 +1,6 @@
 //! Demonstrations behind `foundation demo` and `foundation transport-demo`.
 
+mod agents;
 mod cluster;
 mod services;
 mod transport;
