@@ -73,6 +73,7 @@ use crate::NodeId;
 pub mod counter;
 pub mod escrow;
 mod history;
+pub mod lives;
 pub mod lww;
 pub mod outcome;
 mod reclaim;
@@ -192,6 +193,14 @@ pub enum VarsMessage {
         /// The sending life (its id must be the one the transport authenticated).
         from: Life,
     },
+    /// The sender's life goes by membership generation `identity`: membership renewed its
+    /// identity and the life stayed (see [`lives`]).
+    Renewed {
+        /// The sending life (its id must be the one the transport authenticated).
+        from: Life,
+        /// Its membership generation now.
+        identity: u64,
+    },
 }
 
 impl VarsMessage {
@@ -201,7 +210,8 @@ impl VarsMessage {
             Self::Cas { from, .. }
             | Self::Rights { from, .. }
             | Self::Escrow { from, .. }
-            | Self::Hello { from } => *from,
+            | Self::Hello { from }
+            | Self::Renewed { from, .. } => *from,
         }
     }
 }
@@ -434,6 +444,10 @@ pub struct Vars {
     /// generation are over (see [`escrow`]).
     down: BTreeMap<NodeId, u64>,
     reseating: reseat::Reseating,
+    /// Membership's generation of this node, which a renewal moves past `me`'s.
+    identity: u64,
+    /// Which life answers for each member's generation (see [`lives`]).
+    lives: lives::Lives,
     stats: VarsStats,
 }
 
@@ -452,6 +466,8 @@ impl Vars {
                 config: Some(reseat::ReseatConfig::default()),
                 ..Default::default()
             },
+            identity: me.generation,
+            lives: lives::Lives::default(),
             stats: VarsStats::default(),
         }
     }
@@ -1026,6 +1042,10 @@ impl Vars {
                 step,
             } => self.escrow_step(now, from, (name, spec, life), step, out),
             VarsMessage::Hello { from: life } => self.hello(from, life),
+            VarsMessage::Renewed {
+                from: life,
+                identity,
+            } => self.heard_renewal(from, life, identity),
         }
     }
 
