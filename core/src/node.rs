@@ -987,7 +987,7 @@ impl Core {
         for (keyspace, key, new) in changed {
             match (keyspace.as_str(), new) {
                 (VARS_KEYSPACE, Some(bytes)) => {
-                    self.vars.adopt(&key, &bytes);
+                    self.vars.adopt(now, &key, &bytes);
                     self.feed_var_entries(now, &key);
                 }
                 (VARS_KEYSPACE, None) => {}

@@ -380,9 +380,10 @@ struct Variable {
     kind: Kind,
     /// The version last reported as changed.
     reported: u64,
-    /// The first version of the newest acceptors a declaration this node saw or wrote names
-    /// (see [`reconfigure`]); 1 for the declared ones.
-    seat: u64,
+    /// The decided version of the newest seat a declaration this node saw or wrote carries,
+    /// and the acceptors after it (see [`reconfigure`]); 0 and the spec's for the declared
+    /// ones.
+    seat: (u64, BTreeSet<Life>),
     history: History,
     statistics: VarStatistics,
 }
@@ -491,12 +492,19 @@ impl Vars {
                 request: None,
             },
         };
-        self.hold(name, spec, kind, 1)
+        let seat = (0, spec.acceptors.clone());
+        self.hold(name, spec, kind, seat)
     }
 
     /// Holds `name` as `kind` under `spec` (checked), unless held already; `seat` as in
     /// [`Variable`].
-    fn hold(&mut self, name: &str, spec: VarSpec, kind: Kind, seat: u64) -> Result<(), VarsError> {
+    fn hold(
+        &mut self,
+        name: &str,
+        spec: VarSpec,
+        kind: Kind,
+        seat: (u64, BTreeSet<Life>),
+    ) -> Result<(), VarsError> {
         check_name(name)?;
         let fingerprint = spec.fingerprint();
         if let Some(existing) = self.variables.get(name) {
@@ -526,7 +534,7 @@ impl Vars {
 
     /// Takes up another node's replicated declaration of `name`: every node holds `lww`
     /// variables and counters; `cas` and `coordinated` ones only their acceptors.
-    pub fn adopt(&mut self, name: &str, bytes: &[u8]) {
+    pub fn adopt(&mut self, now: Instant, name: &str, bytes: &[u8]) {
         let Some((spec, seat)) = reconfigure::decode_declaration(bytes) else {
             self.stats.conflicting_declarations += 1;
             return;
@@ -534,7 +542,7 @@ impl Vars {
         let named = seat.as_ref().map_or(&spec.acceptors, |s| &s.acceptors);
         self.announce(name, named);
         if let Some(seat) = seat {
-            return self.adopt_seat(name, spec, seat);
+            return self.adopt_seat(now, name, spec, seat);
         }
         let everywhere = matches!(spec.policy, Policy::Lww | Policy::Counter);
         if !everywhere && !spec.acceptors.contains(&self.me) {

@@ -30,7 +30,9 @@
 //! anything for the versions it joins (it did not hold the variable), which is what makes
 //! starting from a decided version safe. Lives removed from the set keep the variable: they
 //! stop answering for versions they are not acceptors of, still learn when they write, and
-//! their writes are decided by the new acceptors.
+//! their writes are decided by the new acceptors. A holder behind the seat learns it as the
+//! decision it is (`CasRegister::learn_decided`), so one cut off during a move whose old
+//! lives are all gone by the time it is back still finds the new acceptors.
 //!
 //! # Refused
 //!
@@ -59,9 +61,9 @@ pub struct Seat {
     /// Its proposal (value and writer).
     pub decided: Proposal<Life, VarValue>,
     /// The first version the acceptors below decide, as the writer of the seat knew it (one
-    /// that learnt of them by jumping over versions knows a later one). A later `from` never
-    /// names older acceptors: a node knows the set in force at its `from`, so of two seats the
-    /// one with the later `from` is at least as current.
+    /// that learnt of them by jumping over versions knows a later one, and one that jumped
+    /// over a move away and back an earlier one): informative only, seats are ordered by
+    /// `version` (see [`Vars::adopt_seat`]).
     pub from: u64,
     /// The acceptors of every version from `from` on (as far as the writer of the seat knew).
     pub acceptors: BTreeSet<Life>,
@@ -141,8 +143,10 @@ impl Vars {
         acceptors_of(&self.variables.get(name)?.kind)
     }
 
-    /// After a step of `name`'s register, or a declaration read: if this node knows acceptors
-    /// newer than the declaration carries, rewrites it with a seat, so added lives take it up.
+    /// After a step of `name`'s register, or a declaration read: if this node knows a later
+    /// version than the declaration's seat and other acceptors after it, rewrites the
+    /// declaration with a seat, so added lives take it up. Equal acceptors need no rewrite:
+    /// an older seat naming the set in force is still a decided version and the set after it.
     pub(super) fn publish_seat(&mut self, name: &str) {
         let Some(variable) = self.variables.get_mut(name) else {
             return;
@@ -150,15 +154,15 @@ impl Vars {
         let Kind::Register { register, .. } = &variable.kind else {
             return;
         };
+        let (version, _) = register.current();
         let (from, acceptors) = register.acceptors();
-        if from <= variable.seat {
+        if version <= variable.seat.0 || acceptors == variable.seat.1 {
             return;
         }
-        let (version, _) = register.current();
         let Some(decided) = register.decided(version).cloned() else {
             return;
         };
-        variable.seat = from;
+        variable.seat = (version, acceptors.clone());
         let seat = Seat {
             version,
             decided,
@@ -173,32 +177,40 @@ impl Vars {
     }
 
     /// Takes up a declaration's `seat` for `name`, declared `spec` here or not: a life it names
-    /// that does not hold the variable starts its register at the seat; a holder notes it, and
-    /// writes a newer seat back if this one is older than what it knows.
-    pub(super) fn adopt_seat(&mut self, name: &str, spec: VarSpec, seat: Seat) {
+    /// that does not hold the variable starts its register at the seat; a holder behind it
+    /// learns it as the decision it is (a node cut off during a move whose old lives are all
+    /// gone has nobody else to learn it from), and writes a newer seat back if this one is
+    /// older than what it knows.
+    ///
+    /// Seats are ordered by their decided `version`: a later decided version is later
+    /// knowledge, and the acceptors a seat names are exactly those of the version after it,
+    /// so of two seats the later version's names the set in force at least as late (two of
+    /// one version carry one decision). Not by `from`: a node that jumped over a move away
+    /// and back records the set's first version from before the moves, so a later seat can
+    /// have an earlier `from`.
+    pub(super) fn adopt_seat(&mut self, now: Instant, name: &str, spec: VarSpec, seat: Seat) {
         if seat.version > SLOT_MAX || seat.from > SLOT_MAX {
             // No register gets there; the versions after it would not exist.
             self.stats.invalid_values += 1;
             return;
         }
+        let fits = spec.ty.validate().is_ok() && spec.ty.check(&seat.decided.value).is_ok();
         if let Some(variable) = self.variables.get_mut(name) {
             if variable.fingerprint != spec.fingerprint() {
                 self.stats.conflicting_declarations += 1;
                 return;
             }
-            // What the declaration holds now; one older than what this node knows is written
-            // again (a later `from` never names older acceptors: see `Seat`).
-            variable.seat = seat.from;
-            return self.publish_seat(name);
+            return self.learn_seat(now, name, seat, fits);
         }
         let registered = matches!(spec.policy, Policy::Cas | Policy::Coordinated);
         if !registered || !seat.acceptors.contains(&self.me) {
             return;
         }
-        if spec.ty.validate().is_err() || spec.ty.check(&seat.decided.value).is_err() {
+        if !fits {
             self.stats.invalid_values += 1;
             return;
         }
+        let known = (seat.version, seat.acceptors.clone());
         let register =
             CasRegister::starting_at(self.me, seat.version, seat.decided, seat.acceptors);
         let kind = Kind::Register {
@@ -206,9 +218,32 @@ impl Vars {
             request: None,
         };
         // Cannot conflict (not held here); a full node counts it like a refused declaration.
-        if self.hold(name, spec, kind, seat.from).is_err() {
+        if self.hold(name, spec, kind, known).is_err() {
             self.stats.conflicting_declarations += 1;
         }
+    }
+
+    /// A holder of `name` reads `seat` in its declaration: learns it if newer than its
+    /// register (an older one teaches nothing), notes it as what the declaration holds, and
+    /// writes a newer seat back if it knows one.
+    fn learn_seat(&mut self, now: Instant, name: &str, seat: Seat, fits: bool) {
+        let Some(variable) = self.variables.get_mut(name) else {
+            return;
+        };
+        let Kind::Register { register, .. } = &mut variable.kind else {
+            return;
+        };
+        if !fits {
+            self.stats.invalid_values += 1;
+            variable.statistics.refused += 1;
+            return;
+        }
+        if seat.version > variable.seat.0 {
+            variable.seat = (seat.version, seat.acceptors.clone());
+        }
+        let outcome = register.learn_decided(seat.version, seat.decided, seat.acceptors);
+        self.settle(now, name, outcome);
+        self.publish_seat(name);
     }
 }
 
