@@ -1017,7 +1017,8 @@ impl Core {
 
     /// Moves `cas` or `coordinated` variable `name` to `acceptors`, decided by a majority of its
     /// current acceptors within `timeout` (see [`crate::vars::reconfigure`]); how it ended comes
-    /// as [`VarsEvent::CasDone`] with the returned request number.
+    /// as [`VarsEvent::CasDone`] with the returned request number. Refused unless a majority
+    /// of `acceptors` are among [`Self::alive_lives`] ([`VarsError::NotAlive`]).
     ///
     /// [`VarsEvent::CasDone`]: crate::vars::VarsEvent::CasDone
     pub fn change_acceptors(
@@ -1028,8 +1029,9 @@ impl Core {
         timeout: Duration,
     ) -> Result<u64, VarsError> {
         self.touch();
+        let alive = self.alive_lives();
         self.with_vars(now, |vars, out| {
-            vars.change_acceptors(now, name, acceptors, timeout, out)
+            vars.change_acceptors(now, name, (acceptors, &alive), timeout, out)
         })
     }
 

@@ -320,6 +320,19 @@ pub enum VarsError {
         /// What is not built, and what to do instead.
         why: &'static str,
     },
+    /// A move to acceptors of which fewer than a majority are lives this node knows alive:
+    /// the variable could be left where no majority ever answers.
+    #[error("variable {name:?}: {known} of the {named} acceptors named are lives this node knows alive, a majority is {needed}; name the lives of alive members (alive_lives)")]
+    NotAlive {
+        /// The variable.
+        name: String,
+        /// How many acceptors were named.
+        named: usize,
+        /// How many of them this node knows alive.
+        known: usize,
+        /// A majority of those named.
+        needed: usize,
+    },
     /// A counter's total would overflow.
     #[error("counter: {0}")]
     Counter(String),

@@ -39,7 +39,16 @@
 //! `lww` variables have no acceptors ([`VarsError::WrongPolicy`]); counters' holders carry
 //! escrowed rights that a change of holders would have to hand over, which is not built
 //! ([`VarsError::Reconfiguration`]); an empty set could never decide again; the set a variable
-//! already has changes nothing.
+//! already has changes nothing; a set of which fewer than a majority are lives this node knows
+//! alive ([`VarsError::NotAlive`]: its own life and, for each member membership shows alive,
+//! the life that answers for it, see [`lives`](super::lives)) could leave the variable where no
+//! majority ever answers. Re-seating is not asked this: it moves only to lives it heard from
+//! and only while it sees a majority of the current set (see [`reseat`](super::reseat)).
+//!
+//! Not refused: a move to a node that already holds [`VARIABLES_MAX`](super::VARIABLES_MAX)
+//! variables. The mover does not know how many another node holds (nothing carries that); the
+//! full node refuses to take the seat up (counted as a conflicting declaration), and the
+//! variable has one acceptor fewer in effect.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -115,9 +124,47 @@ pub fn check_acceptor_change(
 
 impl Vars {
     /// Moves `cas` or `coordinated` variable `name` to `acceptors`, decided by a majority of
-    /// its current acceptors within `timeout` (see the module docs). Returns the request number
-    /// its [`VarsEvent::CasDone`](super::VarsEvent) will carry.
+    /// its current acceptors within `timeout` (see the module docs), if a majority of
+    /// `acceptors` are lives this node knows `alive` (the node's `alive_lives`): otherwise
+    /// [`VarsError::NotAlive`], since the variable could be left where no majority answers.
+    /// Returns the request number its [`VarsEvent::CasDone`](super::VarsEvent) will carry.
     pub fn change_acceptors(
+        &mut self,
+        now: Instant,
+        name: &str,
+        (acceptors, alive): (BTreeSet<Life>, &BTreeSet<Life>),
+        timeout: Duration,
+        out: &mut Outgoing,
+    ) -> Result<u64, VarsError> {
+        self.movable(name, &acceptors)?;
+        let named = acceptors.len();
+        let known = acceptors.intersection(alive).count();
+        let needed = named / 2 + 1;
+        if known < needed {
+            let name = name.to_owned();
+            return Err(VarsError::NotAlive {
+                name,
+                named,
+                known,
+                needed,
+            });
+        }
+        self.move_acceptors(now, name, acceptors, timeout, out)
+    }
+
+    /// Whether `name` may be moved to `acceptors` at all (see [`check_acceptor_change`]).
+    fn movable(&self, name: &str, acceptors: &BTreeSet<Life>) -> Result<(), VarsError> {
+        let variable = self
+            .variables
+            .get(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        let current = acceptors_of(&variable.kind).unwrap_or_default().1;
+        check_acceptor_change(name, &variable.spec, &current, acceptors)
+    }
+
+    /// [`Self::change_acceptors`] without asking that the lives be known alive: re-seating
+    /// moves to lives it chose by its own rule (see [`reseat`](super::reseat)).
+    pub(super) fn move_acceptors(
         &mut self,
         now: Instant,
         name: &str,
@@ -125,12 +172,7 @@ impl Vars {
         timeout: Duration,
         out: &mut Outgoing,
     ) -> Result<u64, VarsError> {
-        let variable = self
-            .variables
-            .get(name)
-            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
-        let current = acceptors_of(&variable.kind).unwrap_or_default().1;
-        check_acceptor_change(name, &variable.spec, &current, &acceptors)?;
+        self.movable(name, &acceptors)?;
         self.start_step(now, name, timeout, out, |register, now, deadline| {
             let (expected, _) = register.current();
             register.reconfigure(now, expected, acceptors, deadline)

@@ -28,8 +28,9 @@ fn written_then_restarted() -> Net {
 
 fn change(net: &mut Net, who: u128, to: BTreeSet<Life>) -> Result<u64, VarsError> {
     let mut out = Outgoing::new();
+    let alive: BTreeSet<Life> = net.nodes.values().map(Vars::me).collect();
     let node = net.nodes.get_mut(&id(who)).expect("node");
-    let result = node.change_acceptors(net.now, "x", to, SECOND, &mut out);
+    let result = node.change_acceptors(net.now, "x", (to, &alive), SECOND, &mut out);
     net.queue(id(who), out);
     result
 }
@@ -364,4 +365,22 @@ fn after_a_move_away_and_back_a_node_that_jumped_writes_the_later_seat_over_an_o
         .find_map(|(_, seat)| seat);
     let seat = seat.expect("the later seat written back");
     assert_eq!((seat.version, seat.acceptors), (3, lives(&[1, 2, 3], 1)));
+}
+
+/// A move to lives this node does not know alive (here, of nodes that are not members) is
+/// refused before anything is proposed: it could leave the variable where no majority ever
+/// answers. A majority of known lives is enough.
+#[test]
+fn a_move_to_a_set_without_a_majority_of_lives_known_alive_is_refused() {
+    let mut net = Net::new(3);
+    let strangers = [life(1), life(7), life(8)].into();
+    let refused = VarsError::NotAlive {
+        name: "x".into(),
+        named: 3,
+        known: 1,
+        needed: 2,
+    };
+    assert_eq!(change(&mut net, 1, strangers), Err(refused));
+    assert!(net.wire.is_empty());
+    assert!(change(&mut net, 1, [life(1), life(2), life(7)].into()).is_ok());
 }

@@ -216,7 +216,8 @@ impl VarsHandle {
     /// `NoMajority` that the current acceptors did not answer in time (nothing changed yet,
     /// but like a write the change may still land: read [`VarState::acceptors`]). Lives added
     /// take the variable up as the rewritten declaration reaches them. `lww` variables,
-    /// counters, an empty set and the current set are refused.
+    /// counters, an empty set, the current set and a set of which fewer than a majority are
+    /// among [`Self::alive_lives`] are refused.
     pub async fn change_acceptors(
         &self,
         name: &str,
