@@ -393,9 +393,9 @@ struct Variable {
     kind: Kind,
     /// The version last reported as changed.
     reported: u64,
-    /// The decided version of the newest seat a declaration this node saw or wrote carries,
-    /// and the acceptors after it (see [`reconfigure`]); 0 and the spec's for the declared
-    /// ones.
+    /// The decided version of the seat the declaration carries as this node last read or
+    /// wrote it, and the acceptors after it (see [`reconfigure`]); 0 and the spec's for the
+    /// declared ones.
     seat: (u64, BTreeSet<Life>),
     history: History,
     statistics: VarStatistics,

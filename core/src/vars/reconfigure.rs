@@ -122,6 +122,26 @@ pub fn check_acceptor_change(
     }
 }
 
+/// Whether a majority of `acceptors` are among the lives known `alive`.
+fn check_known_alive(
+    name: &str,
+    acceptors: &BTreeSet<Life>,
+    alive: &BTreeSet<Life>,
+) -> Result<(), VarsError> {
+    let named = acceptors.len();
+    let known = acceptors.intersection(alive).count();
+    let needed = named / 2 + 1;
+    if known >= needed {
+        return Ok(());
+    }
+    Err(VarsError::NotAlive {
+        name: name.to_owned(),
+        named,
+        known,
+        needed,
+    })
+}
+
 impl Vars {
     /// Moves `cas` or `coordinated` variable `name` to `acceptors`, decided by a majority of
     /// its current acceptors within `timeout` (see the module docs), if a majority of
@@ -137,18 +157,7 @@ impl Vars {
         out: &mut Outgoing,
     ) -> Result<u64, VarsError> {
         self.movable(name, &acceptors)?;
-        let named = acceptors.len();
-        let known = acceptors.intersection(alive).count();
-        let needed = named / 2 + 1;
-        if known < needed {
-            let name = name.to_owned();
-            return Err(VarsError::NotAlive {
-                name,
-                named,
-                known,
-                needed,
-            });
-        }
+        check_known_alive(name, &acceptors, alive)?;
         self.move_acceptors(now, name, acceptors, timeout, out)
     }
 
@@ -265,9 +274,9 @@ impl Vars {
         }
     }
 
-    /// A holder of `name` reads `seat` in its declaration: learns it if newer than its
-    /// register (an older one teaches nothing), notes it as what the declaration holds, and
-    /// writes a newer seat back if it knows one.
+    /// A holder of `name` reads `seat` in its declaration: notes it as what the declaration
+    /// holds now (an older seat may have won a race of writes), learns it if newer than its
+    /// register (an older one teaches nothing), and writes a newer seat back if it knows one.
     fn learn_seat(&mut self, now: Instant, name: &str, seat: Seat, fits: bool) {
         let Some(variable) = self.variables.get_mut(name) else {
             return;
@@ -280,9 +289,7 @@ impl Vars {
             variable.statistics.refused += 1;
             return;
         }
-        if seat.version > variable.seat.0 {
-            variable.seat = (seat.version, seat.acceptors.clone());
-        }
+        variable.seat = (seat.version, seat.acceptors.clone());
         let outcome = register.learn_decided(seat.version, seat.decided, seat.acceptors);
         self.settle(now, name, outcome);
         self.publish_seat(name);
