@@ -374,7 +374,7 @@ fn written_seat(writes: &[crate::replication::Write]) -> Option<(u64, BTreeSet<L
     let declarations = writes
         .iter()
         .filter_map(|w| reconfigure::decode_declaration(w.value.as_deref()?));
-    let seat = declarations.filter_map(|(_, seat)| seat).last()?;
+    let seat = declarations.filter_map(|(_, seat)| seat).next_back()?;
     Some((seat.version, seat.acceptors))
 }
 
