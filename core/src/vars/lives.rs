@@ -96,3 +96,60 @@ impl Vars {
         self.lives.version += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vars::tests::{id, life};
+
+    fn at(generation: u64) -> Life {
+        Life {
+            node: id(2),
+            generation,
+        }
+    }
+
+    /// Life 2@1 renewed to generation 3: generations 1 to 3 are that life; a later one (a
+    /// restart, or a renewal not told yet) is its own; an older message, or one naming another
+    /// node or a generation below its life, changes nothing.
+    #[test]
+    fn a_told_renewal_covers_the_generations_up_to_it_and_nothing_else() {
+        let mut vars = Vars::new(life(1));
+        assert_eq!(vars.life_of(id(2), 3), at(3));
+        vars.heard_renewal(id(2), at(1), 3);
+        assert_eq!(vars.life_of(id(2), 3), at(1));
+        assert_eq!(vars.life_of(id(2), 1), at(1));
+        assert_eq!(vars.life_of(id(2), 4), at(4));
+        let version = vars.lives_version();
+        vars.heard_renewal(id(2), at(1), 2);
+        vars.heard_renewal(id(3), at(1), 5);
+        vars.heard_renewal(id(2), at(6), 5);
+        assert_eq!(vars.life_of(id(2), 3), at(1));
+        assert_eq!(vars.lives_version(), version);
+        assert_eq!(vars.stats().foreign_messages, 2);
+    }
+
+    /// A renewed node tells the members alive at once, and each member that comes up later;
+    /// one never renewed tells nobody.
+    #[test]
+    fn only_a_renewed_node_tells_and_it_tells_each_member_that_comes_up() {
+        let mut vars = Vars::new(life(1));
+        vars.member_up(id(2), 1);
+        assert!(vars.take_messages().is_empty());
+        vars.renewed(2, [id(2), id(3)]);
+        let told = vars.take_messages();
+        assert_eq!(
+            told.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [id(2), id(3)]
+        );
+        let message = postcard::from_bytes(&told[0].1);
+        let renewed = VarsMessage::Renewed {
+            from: life(1),
+            identity: 2,
+        };
+        assert!(matches!(message, Ok(crate::CoreMessage::Vars(m)) if m == renewed));
+        vars.member_up(id(4), 1);
+        assert_eq!(vars.take_messages().len(), 1);
+        assert_eq!(vars.identity(), 2);
+    }
+}
