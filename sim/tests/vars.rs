@@ -2,7 +2,9 @@
 //! a minority side, lossy links and a crash mid-write; over many seeds, every version is decided
 //! the same on every node that learns it, each version is won by at most one writer (and the
 //! one that won is the one decided), and no value outside the type is ever seen. The same
-//! holds while a variable is moved to other acceptors after a restart ([`run_move`]).
+//! holds while a variable is moved to other acceptors after a restart ([`run_move`]). A
+//! member declared failed that renewed its identity is named by its variables life in
+//! `alive_lives()`, and answers for it ([`run_renewed_alive_lives`]).
 //!
 //! Then `lww` variables and resource counters through a partition, its heal, a crash and a
 //! restart: no value outside the type is ever shown though one node writes out-of-range
