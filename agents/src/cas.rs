@@ -45,12 +45,21 @@
 //! acceptors later starts from a decided version ([`CasRegister::starting_at`]) and never
 //! promised anything for the slots it joins.
 //!
+//! A decision may also be told outside the messages ([`CasRegister::learn_decided`]: a
+//! variable's declaration carries the latest decision its writer knew and the set after it,
+//! so a node cut off during a change whose old acceptors are all gone still learns it). It is
+//! the same statement a [`CasMessage::Decided`] makes — a decided version and the set that
+//! follows it — and is learnt by the same rule, so the argument above covers it: it may move
+//! a node forward to a decided version and the exact set after it, and, older than the
+//! node's version, it teaches nothing.
+//!
 //! Faults assumed: crashes, loss, delay, duplication and reordering, not lying members. A
 //! decision is taken from a slot's acceptor, from a member of the set it says comes next (a
-//! node left behind a change cannot check that set yet), or from a writer whose proposal this
-//! node accepted in that writer's ballot (a life moved out of the set still writes); a member
-//! that forged decisions could make nodes learn values nobody decided. A slot past
-//! [`SLOT_MAX`] is refused from anyone.
+//! node left behind a change cannot check that set yet), from a writer whose proposal this
+//! node accepted in that writer's ballot (a life moved out of the set still writes), or from
+//! whoever wrote it down for [`CasRegister::learn_decided`]; a member that forged decisions
+//! could make nodes learn values nobody decided. A slot past [`SLOT_MAX`] is refused from
+//! anyone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -460,6 +469,27 @@ where
         )
     }
 
+    /// Learns that `version` decided `decided`, after which `next` decide, told by other means
+    /// than a message: the seat of a variable's declaration, written by a node that learnt
+    /// that decision (see the module docs). Like a decision message, one older than the
+    /// current version teaches nothing. Returns the outcome of our write if this ended it.
+    pub fn learn_decided(
+        &mut self,
+        version: u64,
+        decided: Proposal<P, V>,
+        next: BTreeSet<P>,
+    ) -> Option<CasOutcome<P>> {
+        if version > SLOT_MAX || next.is_empty() {
+            return None; // No version could follow either.
+        }
+        let version = match fault_old_seats_teach() {
+            true => version.max(self.version),
+            false => version,
+        };
+        self.learn(version, decided, next);
+        self.resolve()
+    }
+
     /// The decided proposal of `version`, if known here.
     pub fn decided(&self, version: u64) -> Option<&Proposal<P, V>> {
         self.decided.get(&version)
@@ -788,6 +818,17 @@ fn fault_ignores_next() -> bool {
 }
 #[cfg(not(test))]
 fn fault_ignores_next() -> bool {
+    false
+}
+
+/// A test-only breakage: a decision told outside the messages that is older than the current
+/// version is taken as naming the acceptors after it.
+#[cfg(test)]
+fn fault_old_seats_teach() -> bool {
+    tests::FAULT.with(|f| f.get() == tests::Fault::OldSeatsTeach)
+}
+#[cfg(not(test))]
+fn fault_old_seats_teach() -> bool {
     false
 }
 

@@ -434,6 +434,14 @@ impl Core {
             quiet = false;
             self.replication.renew(me);
         }
+        // The variables life stays through a renewal: members are told which one it is.
+        let identity = self.membership.me().generation;
+        if identity != self.vars.identity() {
+            quiet = false;
+            let alive: Vec<NodeId> = self.membership.alive().map(|m| m.id).collect();
+            self.vars.renewed(identity, alive);
+            self.deliver_vars(now, Outgoing::new());
+        }
         if self.ephemeral.wants_ticking(&self.replication) && self.ephemeral.start_ticking() {
             quiet = false;
             self.arm_reconcile(now);
@@ -520,7 +528,7 @@ impl Core {
                 _ => {}
             }
         }
-        if vars_changed {
+        if vars_changed || self.vars.has_messages() {
             self.deliver_vars(now, Outgoing::new());
         }
         for peer in up {
@@ -979,7 +987,7 @@ impl Core {
         for (keyspace, key, new) in changed {
             match (keyspace.as_str(), new) {
                 (VARS_KEYSPACE, Some(bytes)) => {
-                    self.vars.adopt(&key, &bytes);
+                    self.vars.adopt(now, &key, &bytes);
                     self.feed_var_entries(now, &key);
                 }
                 (VARS_KEYSPACE, None) => {}
@@ -1009,7 +1017,8 @@ impl Core {
 
     /// Moves `cas` or `coordinated` variable `name` to `acceptors`, decided by a majority of its
     /// current acceptors within `timeout` (see [`crate::vars::reconfigure`]); how it ended comes
-    /// as [`VarsEvent::CasDone`] with the returned request number.
+    /// as [`VarsEvent::CasDone`] with the returned request number. Refused unless a majority
+    /// of `acceptors` are among [`Self::alive_lives`] ([`VarsError::NotAlive`]).
     ///
     /// [`VarsEvent::CasDone`]: crate::vars::VarsEvent::CasDone
     pub fn change_acceptors(
@@ -1020,8 +1029,9 @@ impl Core {
         timeout: Duration,
     ) -> Result<u64, VarsError> {
         self.touch();
+        let alive = self.alive_lives();
         self.with_vars(now, |vars, out| {
-            vars.change_acceptors(now, name, acceptors, timeout, out)
+            vars.change_acceptors(now, name, (acceptors, &alive), timeout, out)
         })
     }
 
@@ -1112,6 +1122,14 @@ impl Core {
     /// The variables machine, for queries.
     pub fn vars(&self) -> &Vars {
         &self.vars
+    }
+
+    /// This node's variables life and that of every member it sees alive: the acceptors a
+    /// `cas` variable declared now would have.
+    pub fn alive_lives(&self) -> BTreeSet<Life> {
+        let alive = self.membership.alive();
+        let lives = alive.map(|m| self.vars.life_of(m.id, m.generation));
+        lives.chain([self.vars.me()]).collect()
     }
 
     /// Turns automatic re-seating of variables off gone acceptor lives on with `config`, or

@@ -2,7 +2,9 @@
 //! a minority side, lossy links and a crash mid-write; over many seeds, every version is decided
 //! the same on every node that learns it, each version is won by at most one writer (and the
 //! one that won is the one decided), and no value outside the type is ever seen. The same
-//! holds while a variable is moved to other acceptors after a restart ([`run_move`]).
+//! holds while a variable is moved to other acceptors after a restart ([`run_move`]). A
+//! member declared failed that renewed its identity is named by its variables life in
+//! `alive_lives()`, and answers for it ([`run_renewed_alive_lives`]).
 //!
 //! Then `lww` variables and resource counters through a partition, its heal, a crash and a
 //! restart: no value outside the type is ever shown though one node writes out-of-range
@@ -867,5 +869,65 @@ fn a_rolling_restart_alone_re_seats_the_variable_and_a_short_partition_moves_not
 fn reseat_sweep_over_many_seeds() {
     for seed in sweep_seeds(200) {
         run_reseat(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+}
+
+/// Node 0 is cut off for 3 s, long enough to be declared failed and renew its membership
+/// identity; it keeps its variables life. Node 1 then declares "y" with its `alive_lives()`,
+/// nodes 3 and 4 crash, and node 1 writes: it wins only if node 0 answers as the life the
+/// set names, since nodes 1 and 2 alone are two of five.
+fn run_renewed_alive_lives(seed: u64) -> Result<(), String> {
+    let mut world = joined(seed)?;
+    world.apply(
+        &Fault::Partition(Nodes::One(0), Nodes::List(vec![1, 2, 3, 4])),
+        &BTreeMap::new(),
+    )?;
+    run_to(&mut world, secs(6))?;
+    world.apply(&Fault::Heal, &BTreeMap::new())?;
+    run_to(&mut world, secs(9))?;
+    let renewed = world.node(0).core().ok_or("node 0 is down")?;
+    let life = renewed.vars().me();
+    if renewed.membership().me().generation == life.generation {
+        return Err("node 0 never renewed its membership identity".into());
+    }
+    let alive = world.node(1).core().ok_or("node 1 is down")?.alive_lives();
+    if !alive.contains(&life) || alive.len() != NODES {
+        return Err(format!("node 1's alive lives {alive:?} lack {life:?}"));
+    }
+    let spec = VarSpec {
+        ty: TYPE,
+        policy: Policy::Cas,
+        initial: VarValue::Int(0),
+        acceptors: alive,
+    };
+    world
+        .with_core(1, |core, now| core.declare_var(now, "y", spec))
+        .ok_or("node 1 is down")?
+        .map_err(|e| e.to_string())?;
+    let at = world.now_us() + secs(1);
+    run_to(&mut world, at)?;
+    world.apply(&Fault::Crash(Nodes::List(vec![3, 4])), &BTreeMap::new())?;
+    world.with_core(1, |core, now| {
+        core.compare_and_set(now, "y", 0, VarValue::Int(5), Duration::from_secs(1))
+    });
+    let at = world.now_us() + secs(2);
+    run_to(&mut world, at)?;
+    let outcome = world
+        .take_vars_events()
+        .into_iter()
+        .find_map(|(slot, e)| match e {
+            VarsEvent::CasDone { outcome, .. } if slot == 1 => Some(outcome),
+            _ => None,
+        });
+    match outcome {
+        Some(CasOutcome::Won { version: 1 }) => Ok(()),
+        other => Err(format!("node 1's write ended {other:?}")),
+    }
+}
+
+#[test]
+fn a_renewed_member_is_named_by_its_variables_life_and_answers_for_it() {
+    for seed in 1..=3 {
+        run_renewed_alive_lives(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     }
 }

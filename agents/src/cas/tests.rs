@@ -14,6 +14,9 @@ pub(super) enum Fault {
     /// A decision heard from another node does not teach who decides next: a learner keeps
     /// the acceptors it knew.
     IgnoreNext,
+    /// A decision told outside the messages (a seat) older than the learner's version still
+    /// teaches who decides after the learner's version.
+    OldSeatsTeach,
 }
 
 thread_local! {
@@ -32,6 +35,9 @@ struct Cluster {
     chosen: BTreeMap<u64, Proposal<u8, u32>>,
     /// The first acceptors.
     initial: BTreeSet<u8>,
+    /// Every seat written so far (a decided version, its proposal, the acceptors after it),
+    /// as a variable's declaration carries them: read later, an old one arrives late.
+    seats: Vec<(u64, Proposal<u8, u32>, BTreeSet<u8>)>,
 }
 
 impl Cluster {
@@ -51,6 +57,7 @@ impl Cluster {
             wire: Vec::new(),
             outcomes: Vec::new(),
             chosen: BTreeMap::new(),
+            seats: Vec::new(),
         }
     }
 
@@ -75,6 +82,20 @@ impl Cluster {
             }
             Err(outcome) => Some(outcome),
         }
+    }
+
+    /// Node `writer` writes down its latest decision as a seat, and node `reader` reads the
+    /// seat `pick` chooses among all those written (the newest, or an older one late).
+    fn seat(&mut self, writer: u8, reader: u8, pick: usize) {
+        let register = &self.nodes[writer as usize];
+        let (version, _) = register.current();
+        if let Some(decided) = register.decided(version) {
+            let seat = (version, decided.clone(), register.acceptors().1);
+            self.seats.push(seat);
+        }
+        let (version, decided, next) = self.seats[pick % self.seats.len()].clone();
+        let outcome = self.nodes[reader as usize].learn_decided(version, decided, next);
+        self.outcomes.extend(outcome.map(|o| (reader, o)));
     }
 
     /// Delivers, in order, every message between nodes of `up`, dropping the rest, and fires
@@ -467,7 +488,8 @@ fn an_empty_set_of_acceptors_is_refused() {
 }
 
 /// Writers and changes of acceptors on six nodes (three acceptors at first), with the
-/// network delivering in any order, dropping and duplicating: no slot is ever chosen twice
+/// network delivering in any order, dropping and duplicating, and nodes reading seats (the
+/// latest decision a node wrote down, newest or late): no slot is ever chosen twice
 /// (counted against the acceptors the chosen chain gives that slot), nodes never learn
 /// different values for a version, and at most one writer wins each.
 fn race_writes_and_changes(steps: Vec<(u8, u16, u8)>) -> Result<(), TestCaseError> {
@@ -496,10 +518,11 @@ fn race_writes_and_changes(steps: Vec<(u8, u16, u8)>) -> Result<(), TestCaseErro
                 let copy = cluster.wire[i].clone();
                 cluster.wire.push(copy); // duplicated
             }
-            4..=29 if !cluster.wire.is_empty() => {
+            4..=28 if !cluster.wire.is_empty() => {
                 let i = pick as usize % cluster.wire.len();
                 cluster.deliver(i);
             }
+            29 => cluster.seat((pick % 6) as u8, node, usize::from(pick >> 3)),
             _ => {
                 // Time passes without jumping to deadlines: retries fire, writes go on.
                 cluster.now = cluster.now.plus_ms(u64::from(pick % 256));
@@ -623,6 +646,7 @@ fn the_race_check_passes_the_rule_and_catches_it_broken() {
     assert_eq!(broken_schedules(Fault::None, 200), 0);
     assert!(broken_schedules(Fault::IgnoreNext, 300) > 0);
     assert!(broken_schedules(Fault::IgnoreNext, 200) > 0);
+    assert!(broken_schedules(Fault::OldSeatsTeach, 300) > 0);
 }
 
 /// A decision older than the version a node jumped to says nothing about the acceptors after

@@ -73,6 +73,7 @@ use crate::NodeId;
 pub mod counter;
 pub mod escrow;
 mod history;
+pub mod lives;
 pub mod lww;
 pub mod outcome;
 mod reclaim;
@@ -192,6 +193,14 @@ pub enum VarsMessage {
         /// The sending life (its id must be the one the transport authenticated).
         from: Life,
     },
+    /// The sender's life goes by membership generation `identity`: membership renewed its
+    /// identity and the life stayed (see [`lives`]).
+    Renewed {
+        /// The sending life (its id must be the one the transport authenticated).
+        from: Life,
+        /// Its membership generation now.
+        identity: u64,
+    },
 }
 
 impl VarsMessage {
@@ -201,7 +210,8 @@ impl VarsMessage {
             Self::Cas { from, .. }
             | Self::Rights { from, .. }
             | Self::Escrow { from, .. }
-            | Self::Hello { from } => *from,
+            | Self::Hello { from }
+            | Self::Renewed { from, .. } => *from,
         }
     }
 }
@@ -310,6 +320,19 @@ pub enum VarsError {
         /// What is not built, and what to do instead.
         why: &'static str,
     },
+    /// A move to acceptors of which fewer than a majority are lives this node knows alive:
+    /// the variable could be left where no majority ever answers.
+    #[error("variable {name:?}: {known} of the {named} acceptors named are lives this node knows alive, a majority is {needed}; name the lives of alive members (alive_lives)")]
+    NotAlive {
+        /// The variable.
+        name: String,
+        /// How many acceptors were named.
+        named: usize,
+        /// How many of them this node knows alive.
+        known: usize,
+        /// A majority of those named.
+        needed: usize,
+    },
     /// A counter's total would overflow.
     #[error("counter: {0}")]
     Counter(String),
@@ -370,9 +393,10 @@ struct Variable {
     kind: Kind,
     /// The version last reported as changed.
     reported: u64,
-    /// The first version of the newest acceptors a declaration this node saw or wrote names
-    /// (see [`reconfigure`]); 1 for the declared ones.
-    seat: u64,
+    /// The decided version of the seat the declaration carries as this node last read or
+    /// wrote it, and the acceptors after it (see [`reconfigure`]); 0 and the spec's for the
+    /// declared ones.
+    seat: (u64, BTreeSet<Life>),
     history: History,
     statistics: VarStatistics,
 }
@@ -434,6 +458,10 @@ pub struct Vars {
     /// generation are over (see [`escrow`]).
     down: BTreeMap<NodeId, u64>,
     reseating: reseat::Reseating,
+    /// Membership's generation of this node, which a renewal moves past `me`'s.
+    identity: u64,
+    /// Which life answers for each member's generation (see [`lives`]).
+    lives: lives::Lives,
     stats: VarsStats,
 }
 
@@ -452,6 +480,8 @@ impl Vars {
                 config: Some(reseat::ReseatConfig::default()),
                 ..Default::default()
             },
+            identity: me.generation,
+            lives: lives::Lives::default(),
             stats: VarsStats::default(),
         }
     }
@@ -475,12 +505,19 @@ impl Vars {
                 request: None,
             },
         };
-        self.hold(name, spec, kind, 1)
+        let seat = (0, spec.acceptors.clone());
+        self.hold(name, spec, kind, seat)
     }
 
     /// Holds `name` as `kind` under `spec` (checked), unless held already; `seat` as in
     /// [`Variable`].
-    fn hold(&mut self, name: &str, spec: VarSpec, kind: Kind, seat: u64) -> Result<(), VarsError> {
+    fn hold(
+        &mut self,
+        name: &str,
+        spec: VarSpec,
+        kind: Kind,
+        seat: (u64, BTreeSet<Life>),
+    ) -> Result<(), VarsError> {
         check_name(name)?;
         let fingerprint = spec.fingerprint();
         if let Some(existing) = self.variables.get(name) {
@@ -510,7 +547,7 @@ impl Vars {
 
     /// Takes up another node's replicated declaration of `name`: every node holds `lww`
     /// variables and counters; `cas` and `coordinated` ones only their acceptors.
-    pub fn adopt(&mut self, name: &str, bytes: &[u8]) {
+    pub fn adopt(&mut self, now: Instant, name: &str, bytes: &[u8]) {
         let Some((spec, seat)) = reconfigure::decode_declaration(bytes) else {
             self.stats.conflicting_declarations += 1;
             return;
@@ -518,7 +555,7 @@ impl Vars {
         let named = seat.as_ref().map_or(&spec.acceptors, |s| &s.acceptors);
         self.announce(name, named);
         if let Some(seat) = seat {
-            return self.adopt_seat(name, spec, seat);
+            return self.adopt_seat(now, name, spec, seat);
         }
         let everywhere = matches!(spec.policy, Policy::Lww | Policy::Counter);
         if !everywhere && !spec.acceptors.contains(&self.me) {
@@ -1026,6 +1063,10 @@ impl Vars {
                 step,
             } => self.escrow_step(now, from, (name, spec, life), step, out),
             VarsMessage::Hello { from: life } => self.hello(from, life),
+            VarsMessage::Renewed {
+                from: life,
+                identity,
+            } => self.heard_renewal(from, life, identity),
         }
     }
 

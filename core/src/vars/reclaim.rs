@@ -49,6 +49,11 @@ impl Vars {
         std::mem::take(&mut self.pending)
     }
 
+    /// Whether [`Self::take_messages`] has any.
+    pub fn has_messages(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Membership reports `node` failed or gone at `generation`: its lives up to that
     /// generation are over, and this life starts fencing those that held counter rights if it
     /// is their heir (see [`escrow`]).
@@ -95,8 +100,10 @@ impl Vars {
     }
 
     /// Membership reports `node` alive at `generation`: a life of it reported down at that
-    /// generation was not over after all (a refuted suspicion), so stop fencing it.
+    /// generation was not over after all (a refuted suspicion), so stop fencing it; and if
+    /// this node's identity was renewed, `node` is told which life goes by it.
     pub fn member_up(&mut self, node: NodeId, generation: u64) {
+        self.tell_renewal(node);
         if self.down.get(&node) != Some(&generation) {
             return;
         }

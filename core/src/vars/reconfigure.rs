@@ -30,14 +30,25 @@
 //! anything for the versions it joins (it did not hold the variable), which is what makes
 //! starting from a decided version safe. Lives removed from the set keep the variable: they
 //! stop answering for versions they are not acceptors of, still learn when they write, and
-//! their writes are decided by the new acceptors.
+//! their writes are decided by the new acceptors. A holder behind the seat learns it as the
+//! decision it is (`CasRegister::learn_decided`), so one cut off during a move whose old
+//! lives are all gone by the time it is back still finds the new acceptors.
 //!
 //! # Refused
 //!
 //! `lww` variables have no acceptors ([`VarsError::WrongPolicy`]); counters' holders carry
 //! escrowed rights that a change of holders would have to hand over, which is not built
 //! ([`VarsError::Reconfiguration`]); an empty set could never decide again; the set a variable
-//! already has changes nothing.
+//! already has changes nothing; a set of which fewer than a majority are lives this node knows
+//! alive ([`VarsError::NotAlive`]: its own life and, for each member membership shows alive,
+//! the life that answers for it, see [`lives`](super::lives)) could leave the variable where no
+//! majority ever answers. Re-seating is not asked this: it moves only to lives it heard from
+//! and only while it sees a majority of the current set (see [`reseat`](super::reseat)).
+//!
+//! Not refused: a move to a node that already holds [`VARIABLES_MAX`](super::VARIABLES_MAX)
+//! variables. The mover does not know how many another node holds (nothing carries that); the
+//! full node refuses to take the seat up (counted as a conflicting declaration), and the
+//! variable has one acceptor fewer in effect.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -59,9 +70,9 @@ pub struct Seat {
     /// Its proposal (value and writer).
     pub decided: Proposal<Life, VarValue>,
     /// The first version the acceptors below decide, as the writer of the seat knew it (one
-    /// that learnt of them by jumping over versions knows a later one). A later `from` never
-    /// names older acceptors: a node knows the set in force at its `from`, so of two seats the
-    /// one with the later `from` is at least as current.
+    /// that learnt of them by jumping over versions knows a later one, and one that jumped
+    /// over a move away and back an earlier one): informative only, seats are ordered by
+    /// `version` (see [`Vars::adopt_seat`]).
     pub from: u64,
     /// The acceptors of every version from `from` on (as far as the writer of the seat knew).
     pub acceptors: BTreeSet<Life>,
@@ -111,11 +122,58 @@ pub fn check_acceptor_change(
     }
 }
 
+/// Whether a majority of `acceptors` are among the lives known `alive`.
+fn check_known_alive(
+    name: &str,
+    acceptors: &BTreeSet<Life>,
+    alive: &BTreeSet<Life>,
+) -> Result<(), VarsError> {
+    let named = acceptors.len();
+    let known = acceptors.intersection(alive).count();
+    let needed = named / 2 + 1;
+    if known >= needed {
+        return Ok(());
+    }
+    Err(VarsError::NotAlive {
+        name: name.to_owned(),
+        named,
+        known,
+        needed,
+    })
+}
+
 impl Vars {
     /// Moves `cas` or `coordinated` variable `name` to `acceptors`, decided by a majority of
-    /// its current acceptors within `timeout` (see the module docs). Returns the request number
-    /// its [`VarsEvent::CasDone`](super::VarsEvent) will carry.
+    /// its current acceptors within `timeout` (see the module docs), if a majority of
+    /// `acceptors` are lives this node knows `alive` (the node's `alive_lives`): otherwise
+    /// [`VarsError::NotAlive`], since the variable could be left where no majority answers.
+    /// Returns the request number its [`VarsEvent::CasDone`](super::VarsEvent) will carry.
     pub fn change_acceptors(
+        &mut self,
+        now: Instant,
+        name: &str,
+        (acceptors, alive): (BTreeSet<Life>, &BTreeSet<Life>),
+        timeout: Duration,
+        out: &mut Outgoing,
+    ) -> Result<u64, VarsError> {
+        self.movable(name, &acceptors)?;
+        check_known_alive(name, &acceptors, alive)?;
+        self.move_acceptors(now, name, acceptors, timeout, out)
+    }
+
+    /// Whether `name` may be moved to `acceptors` at all (see [`check_acceptor_change`]).
+    fn movable(&self, name: &str, acceptors: &BTreeSet<Life>) -> Result<(), VarsError> {
+        let variable = self
+            .variables
+            .get(name)
+            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
+        let current = acceptors_of(&variable.kind).unwrap_or_default().1;
+        check_acceptor_change(name, &variable.spec, &current, acceptors)
+    }
+
+    /// [`Self::change_acceptors`] without asking that the lives be known alive: re-seating
+    /// moves to lives it chose by its own rule (see [`reseat`](super::reseat)).
+    pub(super) fn move_acceptors(
         &mut self,
         now: Instant,
         name: &str,
@@ -123,12 +181,7 @@ impl Vars {
         timeout: Duration,
         out: &mut Outgoing,
     ) -> Result<u64, VarsError> {
-        let variable = self
-            .variables
-            .get(name)
-            .ok_or_else(|| VarsError::Unknown(name.to_owned()))?;
-        let current = acceptors_of(&variable.kind).unwrap_or_default().1;
-        check_acceptor_change(name, &variable.spec, &current, &acceptors)?;
+        self.movable(name, &acceptors)?;
         self.start_step(now, name, timeout, out, |register, now, deadline| {
             let (expected, _) = register.current();
             register.reconfigure(now, expected, acceptors, deadline)
@@ -141,8 +194,10 @@ impl Vars {
         acceptors_of(&self.variables.get(name)?.kind)
     }
 
-    /// After a step of `name`'s register, or a declaration read: if this node knows acceptors
-    /// newer than the declaration carries, rewrites it with a seat, so added lives take it up.
+    /// After a step of `name`'s register, or a declaration read: if this node knows a later
+    /// version than the declaration's seat and other acceptors after it, rewrites the
+    /// declaration with a seat, so added lives take it up. Equal acceptors need no rewrite:
+    /// an older seat naming the set in force is still a decided version and the set after it.
     pub(super) fn publish_seat(&mut self, name: &str) {
         let Some(variable) = self.variables.get_mut(name) else {
             return;
@@ -150,15 +205,15 @@ impl Vars {
         let Kind::Register { register, .. } = &variable.kind else {
             return;
         };
+        let (version, _) = register.current();
         let (from, acceptors) = register.acceptors();
-        if from <= variable.seat {
+        if version <= variable.seat.0 || acceptors == variable.seat.1 {
             return;
         }
-        let (version, _) = register.current();
         let Some(decided) = register.decided(version).cloned() else {
             return;
         };
-        variable.seat = from;
+        variable.seat = (version, acceptors.clone());
         let seat = Seat {
             version,
             decided,
@@ -173,32 +228,40 @@ impl Vars {
     }
 
     /// Takes up a declaration's `seat` for `name`, declared `spec` here or not: a life it names
-    /// that does not hold the variable starts its register at the seat; a holder notes it, and
-    /// writes a newer seat back if this one is older than what it knows.
-    pub(super) fn adopt_seat(&mut self, name: &str, spec: VarSpec, seat: Seat) {
+    /// that does not hold the variable starts its register at the seat; a holder behind it
+    /// learns it as the decision it is (a node cut off during a move whose old lives are all
+    /// gone has nobody else to learn it from), and writes a newer seat back if this one is
+    /// older than what it knows.
+    ///
+    /// Seats are ordered by their decided `version`: a later decided version is later
+    /// knowledge, and the acceptors a seat names are exactly those of the version after it,
+    /// so of two seats the later version's names the set in force at least as late (two of
+    /// one version carry one decision). Not by `from`: a node that jumped over a move away
+    /// and back records the set's first version from before the moves, so a later seat can
+    /// have an earlier `from`.
+    pub(super) fn adopt_seat(&mut self, now: Instant, name: &str, spec: VarSpec, seat: Seat) {
         if seat.version > SLOT_MAX || seat.from > SLOT_MAX {
             // No register gets there; the versions after it would not exist.
             self.stats.invalid_values += 1;
             return;
         }
+        let fits = spec.ty.validate().is_ok() && spec.ty.check(&seat.decided.value).is_ok();
         if let Some(variable) = self.variables.get_mut(name) {
             if variable.fingerprint != spec.fingerprint() {
                 self.stats.conflicting_declarations += 1;
                 return;
             }
-            // What the declaration holds now; one older than what this node knows is written
-            // again (a later `from` never names older acceptors: see `Seat`).
-            variable.seat = seat.from;
-            return self.publish_seat(name);
+            return self.learn_seat(now, name, seat, fits);
         }
         let registered = matches!(spec.policy, Policy::Cas | Policy::Coordinated);
         if !registered || !seat.acceptors.contains(&self.me) {
             return;
         }
-        if spec.ty.validate().is_err() || spec.ty.check(&seat.decided.value).is_err() {
+        if !fits {
             self.stats.invalid_values += 1;
             return;
         }
+        let known = (seat.version, seat.acceptors.clone());
         let register =
             CasRegister::starting_at(self.me, seat.version, seat.decided, seat.acceptors);
         let kind = Kind::Register {
@@ -206,9 +269,30 @@ impl Vars {
             request: None,
         };
         // Cannot conflict (not held here); a full node counts it like a refused declaration.
-        if self.hold(name, spec, kind, seat.from).is_err() {
+        if self.hold(name, spec, kind, known).is_err() {
             self.stats.conflicting_declarations += 1;
         }
+    }
+
+    /// A holder of `name` reads `seat` in its declaration: notes it as what the declaration
+    /// holds now (an older seat may have won a race of writes), learns it if newer than its
+    /// register (an older one teaches nothing), and writes a newer seat back if it knows one.
+    fn learn_seat(&mut self, now: Instant, name: &str, seat: Seat, fits: bool) {
+        let Some(variable) = self.variables.get_mut(name) else {
+            return;
+        };
+        let Kind::Register { register, .. } = &mut variable.kind else {
+            return;
+        };
+        if !fits {
+            self.stats.invalid_values += 1;
+            variable.statistics.refused += 1;
+            return;
+        }
+        variable.seat = (seat.version, seat.acceptors.clone());
+        let outcome = register.learn_decided(seat.version, seat.decided, seat.acceptors);
+        self.settle(now, name, outcome);
+        self.publish_seat(name);
     }
 }
 

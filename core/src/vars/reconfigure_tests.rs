@@ -28,8 +28,9 @@ fn written_then_restarted() -> Net {
 
 fn change(net: &mut Net, who: u128, to: BTreeSet<Life>) -> Result<u64, VarsError> {
     let mut out = Outgoing::new();
+    let alive: BTreeSet<Life> = net.nodes.values().map(Vars::me).collect();
     let node = net.nodes.get_mut(&id(who)).expect("node");
-    let result = node.change_acceptors(net.now, "x", to, SECOND, &mut out);
+    let result = node.change_acceptors(net.now, "x", (to, &alive), SECOND, &mut out);
     net.queue(id(who), out);
     result
 }
@@ -75,7 +76,10 @@ fn a_variable_moved_to_a_restarted_life_keeps_its_history_and_is_written_without
     assert_eq!(net.nodes[&id(2)].acceptors("x"), Some((3, moved_to())));
     // The new life takes the variable up from the declaration the mover rewrote.
     let bytes = declaration(&mut net, 1);
-    net.nodes.get_mut(&id(3)).expect("node").adopt("x", &bytes);
+    net.nodes
+        .get_mut(&id(3))
+        .expect("node")
+        .adopt(Instant::ZERO, "x", &bytes);
     assert_eq!(net.value(3), (2, VarValue::Int(5)));
 
     // Node 2 gone too: the new life and node 1 are a majority of the new set.
@@ -115,7 +119,10 @@ fn after_a_move_the_old_majority_decides_nothing_and_a_removed_life_writes_throu
     net.run();
     let bytes = declaration(&mut net, 1);
     for n in [4, 5] {
-        net.nodes.get_mut(&id(n)).expect("node").adopt("x", &bytes);
+        net.nodes
+            .get_mut(&id(n))
+            .expect("node")
+            .adopt(Instant::ZERO, "x", &bytes);
     }
     // 1 and 3, a majority of the old set, are cut off from the new one.
     net.cut.extend([id(1), id(3)]);
@@ -156,19 +163,27 @@ fn a_seat_not_naming_this_life_or_holding_a_value_outside_the_type_is_not_taken_
     net.run();
     let bytes = declaration(&mut net, 1);
     let mut stranger = Vars::new(life(9));
-    stranger.adopt("x", &bytes);
+    stranger.adopt(Instant::ZERO, "x", &bytes);
     assert_eq!(stranger.get("x"), None);
     let (spec, seat) = reconfigure::decode_declaration(&bytes).expect("decodes");
     let mut seat = seat.expect("a seat");
     seat.decided.value = VarValue::Int(1_000);
     let mut new_life = Vars::new(restarted());
-    new_life.adopt("x", &reconfigure::encode_declaration(&spec, &seat));
+    new_life.adopt(
+        Instant::ZERO,
+        "x",
+        &reconfigure::encode_declaration(&spec, &seat),
+    );
     assert_eq!(new_life.get("x"), None);
     assert_eq!(new_life.stats().invalid_values, 1);
     // A seat at the end of the version range: no version could follow it.
     seat.decided.value = VarValue::Int(1);
     seat.version = u64::MAX;
-    new_life.adopt("x", &reconfigure::encode_declaration(&spec, &seat));
+    new_life.adopt(
+        Instant::ZERO,
+        "x",
+        &reconfigure::encode_declaration(&spec, &seat),
+    );
     assert_eq!(new_life.get("x"), None);
     assert_eq!(new_life.stats().invalid_values, 2);
 }
@@ -234,4 +249,149 @@ fn a_proposal_naming_no_acceptors_from_a_misbehaving_node_is_refused() {
         "no answer to a proposal that would end the variable"
     );
     assert_eq!(node.stats().invalid_values, 1);
+}
+
+fn lives(n: &[u128], generation: u64) -> BTreeSet<Life> {
+    n.iter()
+        .map(|n| Life {
+            node: id(*n),
+            generation,
+        })
+        .collect()
+}
+
+/// Node 3 is cut off while lives 1 and 2 move "x" to 4, 5 and 6 and write version 3 there;
+/// then nodes 1 and 2 restart (new lives holding nothing), so no old life can tell node 3.
+/// The declaration's seat is what it learns the move from: it jumps to the seat's version and
+/// acceptors and writes through the new set. An older seat read afterwards teaches nothing.
+#[test]
+fn a_holder_cut_off_during_a_move_whose_old_lives_restarted_learns_it_from_the_seat() {
+    let mut net = Net::new(3);
+    net.cas(1, 0, 5).expect("starts");
+    net.run();
+    for n in [4, 5, 6] {
+        net.nodes.insert(id(n), Vars::new(life(n)));
+    }
+    net.cut.insert(id(3));
+    let new = lives(&[4, 5, 6], 1);
+    change(&mut net, 1, new.clone()).expect("starts");
+    net.run();
+    let moved = declaration(&mut net, 1);
+    for n in [4, 5, 6] {
+        let node = net.nodes.get_mut(&id(n)).expect("node");
+        node.adopt(net.now, "x", &moved);
+    }
+    net.cas(4, 2, 6).expect("starts");
+    net.run();
+    assert_eq!(net.value(4), (3, VarValue::Int(6)));
+    for n in [1, 2] {
+        let restarted = Life {
+            node: id(n),
+            generation: 2,
+        };
+        net.nodes.insert(id(n), Vars::new(restarted));
+    }
+    net.cut.clear();
+    let holder = net.nodes.get_mut(&id(3)).expect("node");
+    holder.adopt(net.now, "x", &moved);
+    assert_eq!(holder.acceptors("x"), Some((3, new.clone())));
+    assert_eq!(net.value(3), (2, VarValue::Int(5)));
+    net.cas(3, 2, 7).expect("starts");
+    net.run();
+    let lost = CasOutcome::Lost {
+        version: 3,
+        winner: life(4),
+    };
+    assert_eq!(outcome_of(&net, 3), Some(lost), "{:?}", net.done);
+    net.cas(3, 3, 7).expect("starts");
+    net.run();
+    assert_eq!(outcome_of(&net, 3), Some(CasOutcome::Won { version: 4 }));
+
+    // The declaration as first written, read late: node 3 is past it and keeps its set.
+    let spec = net.nodes[&id(3)].variables["x"].spec.clone();
+    let stale = reconfigure::Seat {
+        version: 1,
+        decided: net.nodes[&id(3)].variables["x"]
+            .register()
+            .and_then(|r| r.decided(1))
+            .cloned()
+            .expect("decided"),
+        from: 2,
+        acceptors: lives(&[1, 2, 3], 1),
+    };
+    let holder = net.nodes.get_mut(&id(3)).expect("node");
+    holder.adopt(
+        net.now,
+        "x",
+        &reconfigure::encode_declaration(&spec, &stale),
+    );
+    assert_eq!(holder.acceptors("x"), Some((3, new)));
+    assert_eq!(net.value(3), (4, VarValue::Int(7)));
+}
+
+/// Node 3 is cut off while "x" moves from 1, 2, 3 to 1, 2, 4 and back; it learns version 3 by
+/// a jump, which leaves the first version it records for the set it keeps at 1. Reading the
+/// declaration the first move wrote (delayed), it writes back the later seat: seats are
+/// ordered by decided version, and by `from` this one looked newer than what it knew.
+#[test]
+fn after_a_move_away_and_back_a_node_that_jumped_writes_the_later_seat_over_an_older_one() {
+    let mut net = Net::new(3);
+    net.cas(1, 0, 5).expect("starts");
+    net.run();
+    net.nodes.insert(id(4), Vars::new(life(4)));
+    net.cut.insert(id(3));
+    let away = lives(&[1, 2, 4], 1);
+    change(&mut net, 1, away.clone()).expect("starts");
+    net.run();
+    let first = declaration(&mut net, 1);
+    net.nodes
+        .get_mut(&id(4))
+        .expect("node")
+        .adopt(net.now, "x", &first);
+    change(&mut net, 1, lives(&[1, 2, 3], 1)).expect("starts");
+    net.run();
+    net.cut.clear();
+    // A write expecting version 1 is answered with the latest decision: node 3 jumps to 3.
+    net.cas(3, 1, 9).expect("starts");
+    net.run();
+    assert_eq!(net.value(3), (3, VarValue::Int(5)));
+    let node = net.nodes.get_mut(&id(3)).expect("node");
+    node.take_publications();
+    node.adopt(net.now, "x", &first);
+    let written = node.take_publications();
+    assert_eq!(written_seat(&written), Some((3, lives(&[1, 2, 3], 1))));
+    // The mover wrote that seat itself; the first one winning a race of writes to the
+    // declaration afterwards is written over again.
+    let mover = net.nodes.get_mut(&id(1)).expect("node");
+    mover.take_publications();
+    mover.adopt(net.now, "x", &first);
+    let written = mover.take_publications();
+    assert_eq!(written_seat(&written), Some((3, lives(&[1, 2, 3], 1))));
+}
+
+/// The version and acceptors of the last seat written among `writes`, if any.
+fn written_seat(writes: &[crate::replication::Write]) -> Option<(u64, BTreeSet<Life>)> {
+    let declarations = writes
+        .iter()
+        .filter_map(|w| reconfigure::decode_declaration(w.value.as_deref()?));
+    let seat = declarations.filter_map(|(_, seat)| seat).next_back()?;
+    Some((seat.version, seat.acceptors))
+}
+
+/// A move to lives this node does not know alive (here, of nodes that are not members) is
+/// refused before anything is proposed: it could leave the variable where no majority ever
+/// answers. A majority of known lives is enough.
+#[test]
+fn a_move_to_a_set_without_a_majority_of_lives_known_alive_is_refused() {
+    let mut net = Net::new(3);
+    let strangers = [life(1), life(7), life(8)].into();
+    let refused = VarsError::NotAlive {
+        name: "x".into(),
+        named: 3,
+        known: 1,
+        needed: 2,
+    };
+    assert_eq!(change(&mut net, 1, strangers), Err(refused));
+    assert!(net.wire.is_empty());
+    assert!(change(&mut net, 1, [life(1), life(2), life(7)].into()).is_ok());
 }

@@ -240,7 +240,7 @@ impl Vars {
             })
             .collect();
         for (name, to) in moves {
-            if let Ok(request) = self.change_acceptors(now, &name, to, config.timeout, out) {
+            if let Ok(request) = self.move_acceptors(now, &name, to, config.timeout, out) {
                 self.reseating.moves.insert(request);
             }
         }

@@ -174,7 +174,7 @@ fn restarted_and_seen(net: &mut Net) -> BTreeMap<NodeId, Seen> {
 fn hello_from_3(net: &mut Net) {
     let declaration = net.nodes[&id(1)].spec("x").expect("held").encode();
     let node = net.nodes.get_mut(&id(3)).expect("node");
-    node.adopt("x", &declaration);
+    node.adopt(Instant::ZERO, "x", &declaration);
     let hellos = node.take_messages();
     assert_eq!(hellos.len(), 2, "to nodes 1 and 2");
     net.queue(id(3), hellos);

@@ -358,24 +358,24 @@ proptest! {
 #[test]
 fn a_replicated_declaration_is_taken_up_by_acceptors_only_and_a_conflict_is_counted() {
     let mut acceptor = Vars::new(life(2));
-    acceptor.adopt("x", &spec(3).encode());
+    acceptor.adopt(Instant::ZERO, "x", &spec(3).encode());
     assert_eq!(acceptor.get("x"), Some((0, &VarValue::Int(0))));
     assert_eq!(
         acceptor.take_events(),
         vec![VarsEvent::Declared { name: "x".into() }]
     );
-    acceptor.adopt("x", &spec(3).encode());
+    acceptor.adopt(Instant::ZERO, "x", &spec(3).encode());
     assert_eq!(
         acceptor.stats().conflicting_declarations,
         0,
         "the same spec again"
     );
-    acceptor.adopt("x", &spec(2).encode());
-    acceptor.adopt("y", b"not a spec");
+    acceptor.adopt(Instant::ZERO, "x", &spec(2).encode());
+    acceptor.adopt(Instant::ZERO, "y", b"not a spec");
     assert_eq!(acceptor.stats().conflicting_declarations, 2);
     assert_eq!(acceptor.spec("x"), Some(&spec(3)), "the first spec stays");
     let mut outsider = Vars::new(life(9));
-    outsider.adopt("x", &spec(3).encode());
+    outsider.adopt(Instant::ZERO, "x", &spec(3).encode());
     assert_eq!(outsider.get("x"), None);
     assert_eq!(outsider.stats().conflicting_declarations, 0);
 }

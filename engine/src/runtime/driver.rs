@@ -294,6 +294,7 @@ impl Driver {
             self.directory
                 .send_replace(Arc::new(self.directory_now.clone()));
         }
+        self.vars.publish_alive(&self.core, !told.is_empty());
         for event in told {
             // No subscriber is fine; a lagging one loses the oldest events (tokio broadcast).
             let _ = self.events.send(event);

@@ -277,6 +277,7 @@ impl Node {
             &mut registry,
         )?;
         let (vars_view, held) = watch::channel(Arc::default());
+        let (alive_lives, alive) = watch::channel(Arc::default());
         let vars = VarsHandle {
             me: Life {
                 node: local.node,
@@ -284,10 +285,10 @@ impl Node {
             },
             requests: requests_tx.clone(),
             events: broadcast::channel(EVENT_BUFFER).0,
-            members: view.clone(),
+            alive,
             held,
         };
-        let vars_runtime = VarsRuntime::new(&vars, vars_view, &mut registry);
+        let vars_runtime = VarsRuntime::new(&vars, (vars_view, alive_lives), &mut registry);
         let (placement, placement_runtime) =
             placement::start(requests_tx.clone(), local.node, &mut registry);
         let cache_metrics = caches::CacheMetrics::register(&mut registry);

@@ -11,13 +11,12 @@ pub use watching::{VarChange, VarWatch, WatchError, Watched};
 
 pub(crate) use http::{all_json, routes};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
-use foundation_core::membership::{MemberState, MemberView};
 use foundation_core::vars::{Change, Life, Outcome, VarSpec, VarStatistics, VarsError, VarsEvent};
 use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -43,6 +42,10 @@ type CasWaits = BTreeMap<(String, u64), oneshot::Sender<Result<CasOutcome<Life>,
 pub(crate) struct VarsRuntime {
     cas_waits: CasWaits,
     view: watch::Sender<Arc<VarsView>>,
+    alive: watch::Sender<Arc<BTreeSet<Life>>>,
+    /// The core's lives version last published: a renewal a member told changes the lives
+    /// without a membership event.
+    lives_version: u64,
     events: broadcast::Sender<VarsEvent>,
     metrics: metrics::VarsMetrics,
 }
@@ -90,7 +93,9 @@ pub struct VarsHandle {
     pub(crate) me: Life,
     pub(crate) requests: mpsc::Sender<Request>,
     pub(crate) events: broadcast::Sender<VarsEvent>,
-    pub(crate) members: watch::Receiver<Vec<MemberView>>,
+    /// What [`Self::alive_lives`] answers, published by the driver (see
+    /// [`VarsRuntime::publish_alive`]).
+    pub(crate) alive: watch::Receiver<Arc<BTreeSet<Life>>>,
     pub(crate) held: watch::Receiver<Arc<VarsView>>,
 }
 
@@ -100,18 +105,14 @@ impl VarsHandle {
         self.me
     }
 
-    /// This node and every member it sees alive: the acceptors a `cas` variable declared now
-    /// would have. Every acceptor must declare the variable with the same spec.
-    pub fn alive_lives(&self) -> std::collections::BTreeSet<Life> {
-        let view = self.members.borrow();
-        let alive = view.iter().filter(|m| m.state == MemberState::Alive);
+    /// This node and every member it sees alive, each as the life its variables machine
+    /// answers for (a member declared failed and renewed keeps its first life: see
+    /// `foundation_core::vars::lives`): the acceptors a `cas` variable declared now would
+    /// have. Every acceptor must declare the variable with the same spec.
+    pub fn alive_lives(&self) -> BTreeSet<Life> {
+        let mut alive = (**self.alive.borrow()).clone();
+        alive.insert(self.me);
         alive
-            .map(|m| Life {
-                node: m.id,
-                generation: m.generation,
-            })
-            .chain([self.me])
-            .collect()
     }
 
     /// Declares `name` with `spec` cluster-wide: here at once, and on every other acceptor as
@@ -215,7 +216,8 @@ impl VarsHandle {
     /// `NoMajority` that the current acceptors did not answer in time (nothing changed yet,
     /// but like a write the change may still land: read [`VarState::acceptors`]). Lives added
     /// take the variable up as the rewritten declaration reaches them. `lww` variables,
-    /// counters, an empty set and the current set are refused.
+    /// counters, an empty set, the current set and a set of which fewer than a majority are
+    /// among [`Self::alive_lives`] are refused.
     pub async fn change_acceptors(
         &self,
         name: &str,
@@ -331,12 +333,17 @@ impl VarsRuntime {
     /// `registry`.
     pub(crate) fn new(
         handle: &VarsHandle,
-        view: watch::Sender<Arc<VarsView>>,
+        (view, alive): (
+            watch::Sender<Arc<VarsView>>,
+            watch::Sender<Arc<BTreeSet<Life>>>,
+        ),
         registry: &mut prometheus_client::registry::Registry,
     ) -> Self {
         Self {
             cas_waits: BTreeMap::new(),
             view,
+            alive,
+            lives_version: 0,
             events: handle.events.clone(),
             metrics: metrics::VarsMetrics::register(registry),
         }
@@ -356,6 +363,22 @@ impl VarsRuntime {
         for name in stale {
             publish(&self.view, core, &name);
         }
+    }
+
+    /// Publishes the lives [`VarsHandle::alive_lives`] answers, after a membership event
+    /// (`membership`) or when a member told a renewal.
+    pub(crate) fn publish_alive(&mut self, core: &Core, membership: bool) {
+        let version = core.vars().lives_version();
+        if !membership && version == self.lives_version {
+            return;
+        }
+        self.lives_version = version;
+        let alive = core.alive_lives();
+        self.alive.send_if_modified(|held| {
+            let changed = **held != alive;
+            *held = Arc::new(alive);
+            changed
+        });
     }
 
     /// Carries out a handle's request on the core.
