@@ -173,3 +173,36 @@ async fn a_node_with_the_wrong_secret_never_becomes_a_member_and_garbage_is_coun
     .await;
     assert!(member.members().is_empty());
 }
+
+/// A node restarted under its kept id starts its metadata's version again; its peers must take
+/// the new life's metadata (here its name; in production its HTTP address too) rather than keep
+/// the old life's for as long as the new one has changed it fewer times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_its_id_is_seen_with_its_new_metadata() {
+    let seed = Node::start(settings(vec![], "seed")).await.unwrap();
+    let first = settings(vec![seed.addr()], "before");
+    let id = first.identity.id;
+    let node = Node::start(first).await.unwrap();
+    let name_of = |observer: &Node| {
+        let member = observer.members().into_iter().find(|m| m.id == id)?;
+        (member.state == MemberState::Alive).then(|| member.metadata?.name.clone())?
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the seed sees the first life",
+        || name_of(&seed).as_deref() == Some("before"),
+    )
+    .await;
+    node.abort().await;
+    let mut again = settings(vec![seed.addr()], "after");
+    again.identity.id = id;
+    let node = Node::start(again).await.unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the seed sees the new life's name",
+        || name_of(&seed).as_deref() == Some("after"),
+    )
+    .await;
+    node.abort().await;
+    seed.abort().await;
+}

@@ -21,6 +21,16 @@ pub struct NodeMetadata {
     pub http: Option<SocketAddr>,
 }
 
+/// The version a life of a node gives its first metadata. Peers keep the highest version
+/// they have seen of a node, whatever its life, so a node restarted under its kept id must
+/// start above every version its earlier lives reached: its generation (its start time in
+/// milliseconds, and later than every earlier life's) makes the high bits, and up to 2^16
+/// changes a life fit below. Starting at 1 again, a restarted node's new name, tags and HTTP
+/// address stayed unseen until it had changed them more times than its previous life had.
+pub fn first_version(generation: u64) -> u64 {
+    generation.saturating_mul(1 << 16).max(1)
+}
+
 /// Metadata with the version its owner gave it; the higher version wins everywhere.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versioned {

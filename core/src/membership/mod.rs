@@ -204,7 +204,7 @@ impl Membership {
             metadata: PackedMap::from_iter([(
                 me.node,
                 Versioned {
-                    version: 1,
+                    version: metadata::first_version(me.generation),
                     metadata: std::sync::Arc::new(metadata),
                 },
             )]),
@@ -351,7 +351,9 @@ impl Membership {
         let version = self
             .metadata
             .get(&self.me.node)
-            .map_or(1, |v| v.version + 1);
+            .map_or(metadata::first_version(self.me.generation), |v| {
+                v.version.saturating_add(1)
+            });
         let mut metadata = std::sync::Arc::new(metadata);
         if let Some(shared) = &self.shared {
             metadata = shared.intern(self.me.node, version, metadata);
@@ -2226,15 +2228,16 @@ mod tests {
                 }),
             },
         };
-        assert_eq!(answer(&mut m, &mut out), [ours(1, None)]);
-        assert_eq!(answer(&mut m, &mut out), [ours(1, None)]);
+        let first = metadata::first_version(member(1, 1).generation);
+        assert_eq!(answer(&mut m, &mut out), [ours(first, None)]);
+        assert_eq!(answer(&mut m, &mut out), [ours(first, None)]);
         let renamed = NodeMetadata {
             name: Some("renamed".into()),
             ..NodeMetadata::default()
         };
         m.set_metadata(renamed, &mut out);
         drain(&mut out);
-        assert_eq!(answer(&mut m, &mut out), [ours(2, Some("renamed"))]);
+        assert_eq!(answer(&mut m, &mut out), [ours(first + 1, Some("renamed"))]);
     }
 
     /// A push-pull is answered with what its sender lacks (and the answerer's own entry), not
