@@ -557,6 +557,15 @@ impl Vars {
         if let Some(seat) = seat {
             return self.adopt_seat(now, name, spec, seat);
         }
+        if let Some(variable) = self.variables.get_mut(name) {
+            if variable.fingerprint == spec.fingerprint() {
+                // The declaration holds no seat now: one written without it (a late first
+                // `declare` where it had not arrived) won over a seat. Lives a move added may
+                // not hold the variable yet, so a holder that knows a move writes it back.
+                variable.seat = (0, spec.acceptors.clone());
+                return self.publish_seat(name);
+            }
+        }
         let everywhere = matches!(spec.policy, Policy::Lww | Policy::Counter);
         if !everywhere && !spec.acceptors.contains(&self.me) {
             return;

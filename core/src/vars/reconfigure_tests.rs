@@ -395,3 +395,39 @@ fn a_move_to_a_set_without_a_majority_of_lives_known_alive_is_refused() {
     assert!(net.wire.is_empty());
     assert!(change(&mut net, 1, [life(1), life(2), life(7)].into()).is_ok());
 }
+
+/// A declaration written without a seat (a late `declare` by a node the declaration had not
+/// reached) can win the race of writes over one with a seat: a life added by the move could
+/// then never take the variable up. The holders who read it write the seat they know back.
+#[test]
+fn a_declaration_without_a_seat_winning_over_one_is_written_over_by_a_holder() {
+    let mut net = Net::new(3);
+    net.cas(1, 0, 5).expect("starts");
+    net.run();
+    net.nodes.insert(id(4), Vars::new(life(4)));
+    let moved = lives(&[1, 2, 4], 1);
+    change(&mut net, 1, moved.clone()).expect("starts");
+    net.run();
+    let _seat = declaration(&mut net, 1);
+    let spec_only = net.nodes[&id(1)].spec("x").expect("held").encode();
+    // The seat-less declaration wins the race of writes; every node reads it.
+    let mut rewritten = Vec::new();
+    for n in [1, 2, 3] {
+        let node = net.nodes.get_mut(&id(n)).expect("node");
+        node.take_publications();
+        node.adopt(net.now, "x", &spec_only);
+        rewritten.extend(node.take_publications());
+    }
+    let added = net.nodes.get_mut(&id(4)).expect("node");
+    added.adopt(net.now, "x", &spec_only);
+    assert_eq!(
+        added.get("x"),
+        None,
+        "life 4 cannot take it up from the spec alone"
+    );
+    assert_eq!(
+        written_seat(&rewritten).map(|(_, set)| set),
+        Some(moved),
+        "no holder wrote the seat back"
+    );
+}
