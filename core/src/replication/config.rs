@@ -76,28 +76,27 @@ impl ReplicationConfig {
     /// first setting out of range.
     pub fn validate(&self) -> Result<(), ReplicationConfigError> {
         let fail = |field, problem: String| Err(ReplicationConfigError { field, problem });
-        if self.fanout == 0 {
-            return fail("fanout", "must be at least 1".into());
-        }
         if self.anti_entropy_interval.is_zero() {
             return fail("anti_entropy_interval", "must be non-zero".into());
         }
-        if self.op_log_max == 0 {
-            return fail("op_log_max", "must be at least 1".into());
+        // Named one by one: an operator reads the name in an error pointing at their file.
+        for (field, value) in [
+            ("fanout", self.fanout),
+            ("op_log_max", self.op_log_max),
+            ("keyspaces_max", self.keyspaces_max),
+            ("keyspace_keys_max", self.keyspace_keys_max),
+            ("key_size_max", self.key_size_max),
+            ("value_size_max", self.value_size_max),
+        ] {
+            if value == 0 {
+                return fail(field, "must be at least 1".into());
+            }
         }
-        if self.keyspaces_max == 0 || self.keyspace_keys_max == 0 {
-            return fail(
-                "keyspaces_max",
-                "keyspaces_max and keyspace_keys_max must be at least 1".into(),
-            );
-        }
-        if self.key_size_max == 0 || self.value_size_max == 0 {
-            return fail(
-                "value_size_max",
-                "key_size_max and value_size_max must be at least 1".into(),
-            );
-        }
-        let op = ENVELOPE_OVERHEAD + KEYSPACE_NAME_MAX + self.key_size_max + self.value_size_max;
+        // Saturating: the sizes come from an operator's file, and a sum past usize must fail the
+        // check, not wrap under it.
+        let op = (ENVELOPE_OVERHEAD + KEYSPACE_NAME_MAX)
+            .saturating_add(self.key_size_max)
+            .saturating_add(self.value_size_max);
         if op > OPS_MESSAGE_BYTES_MAX {
             return fail(
                 "value_size_max",
@@ -197,6 +196,20 @@ mod tests {
                 "tombstone_ttl",
                 ReplicationConfig {
                     tombstone_ttl: Duration::from_millis(10),
+                    ..Default::default()
+                },
+            ),
+            (
+                "keyspace_keys_max",
+                ReplicationConfig {
+                    keyspace_keys_max: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "key_size_max",
+                ReplicationConfig {
+                    key_size_max: 0,
                     ..Default::default()
                 },
             ),
