@@ -1133,10 +1133,10 @@ fn bad_replication_settings_name_the_key_and_the_line() {
             "[replication]\nanti_entropy_interval = \"5s\"\ntombstone_ttl = \"1s\"\n",
             "config.toml line 4: replication.tombstone_ttl: must be at least anti_entropy_interval",
         ),
-        // The rule names a key the file left at its default: the table's line is given.
+        // The rule names a key the file left at its default: the line of the other is given.
         (
             "[replication]\nanti_entropy_interval = \"20m\"\n",
-            "config.toml line 2: replication.tombstone_ttl: must be at least anti_entropy_interval",
+            "config.toml line 3: replication.tombstone_ttl: must be at least anti_entropy_interval",
         ),
         (
             "[replication]\nkeyspace_bytes_max = 300000000\n",
@@ -1151,6 +1151,41 @@ fn bad_replication_settings_name_the_key_and_the_line() {
         let message = error_of(NodeConfig::builder().file(&path).build());
         assert!(message.contains(expected), "{text:?}: {message}");
     }
+}
+
+#[test]
+fn the_keyspace_limits_come_from_the_environment_above_the_file() {
+    let path = config_file(
+        "replication-env",
+        "[replication]\nkeyspace_keys_max = 20000\nfanout = 4\n",
+    );
+    let config = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[
+            ("FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX", "30000"),
+            ("FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX", "4194304"),
+        ]))
+        .build()
+        .expect("valid");
+    assert_eq!(config.replication.keyspace_keys_max, 30_000);
+    assert_eq!(config.replication.keyspace_bytes_max, 4 << 20);
+    assert_eq!(config.replication.fanout, 4);
+    let message = error_of(build_env(&[(
+        "FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX",
+        "lots",
+    )]));
+    assert_eq!(
+        message,
+        "FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX: \"lots\" is not a whole number"
+    );
+    let message = error_of(build_env(&[(
+        "FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX",
+        "0",
+    )]));
+    assert_eq!(
+        message,
+        "FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX: replication.value_size_max: must be at most keyspace_bytes_max"
+    );
 }
 
 /// A node started from a file with `keyspace_keys_max = 3` refuses the fourth agent: the agent

@@ -34,7 +34,7 @@ struct FileConfig {
     security: Option<Spanned<FileSecurity>>,
     discovery: Option<Spanned<Vec<Spanned<FileDiscovery>>>>,
     membership: Option<FileMembership>,
-    replication: Option<Spanned<FileReplication>>,
+    replication: Option<FileReplication>,
     transport: Option<FileTransport>,
     metadata: Option<FileMetadata>,
     data_dir: Option<Spanned<PathBuf>>,
@@ -412,13 +412,10 @@ impl FileLayer {
     }
 
     fn apply_replication(&self, config: &mut NodeConfig, origins: &mut Origins) {
-        let Some(section) = &self.config.replication else {
+        let Some(file) = &self.config.replication else {
             return;
         };
-        // A rule between two settings names one of them, which may have kept its default: the
-        // table's line is then the nearest place to point at.
-        origins.set("replication", &self.origin(section.span()));
-        put_fields!(self, origins, section.get_ref(), config.replication, "replication":
+        put_fields!(self, origins, file, config.replication, "replication":
             fanout,
             push_all_max,
             anti_entropy_interval,

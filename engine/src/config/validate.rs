@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use super::discovery::DiscoveryChoice;
-use super::error::ConfigError;
+use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
 use super::security::PRODUCTION_NEEDS_SECURITY;
 use super::{NodeConfig, Profile};
@@ -41,9 +41,17 @@ fn membership(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError>
     e.map_err(|e| in_section(origins, "membership", e.field, e.problem))
 }
 
+/// A broken rule between two settings is reported where the operator set one: the named
+/// setting's origin, or its partner's when the named one kept its default.
 fn replication(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
-    let e = config.replication.validate();
-    e.map_err(|e| in_section(origins, "replication", e.field, e.problem))
+    config.replication.validate().map_err(|e| {
+        let field = format!("replication.{}", e.field);
+        let mut origin = origins.of(&field);
+        if let (Origin::Default, Some(related)) = (&origin, e.related) {
+            origin = origins.of(&format!("replication.{related}"));
+        }
+        ConfigError::invalid(origin, field, e.problem)
+    })
 }
 
 fn transport(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
