@@ -119,8 +119,9 @@ pub struct NodeConfig {
     /// Replicated keyspaces' limits and timers: the agent directory, the service registry and
     /// config are each one keyspace, so `keyspace_keys_max` (default 10,000) bounds the agents
     /// a cluster holds. Default: [`ReplicationConfig::default`]. TOML `[replication]`, every
-    /// field but `wall_ms_at_zero` (the runtime's) overridable; give every node the same values,
-    /// since each checks its own writes against them.
+    /// field but `wall_ms_at_zero` (the runtime's) overridable; env
+    /// `FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX`, `FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX`.
+    /// Give every node the same values, since each checks its own writes against them.
     pub replication: ReplicationConfig,
     /// QUIC connection liveness. TOML `[transport]`.
     pub transport: TransportSettings,
