@@ -51,6 +51,21 @@ remember_down_for = "60s"
 reap_after = "15m"
 max_packet_size = 1200
 
+[replication]
+fanout = 4
+push_all_max = 32
+anti_entropy_interval = "2s"
+op_log_max = 2048
+value_size_max = 65536
+key_size_max = 1024
+keyspace_keys_max = 20000
+keyspace_bytes_max = 4194304
+keyspaces_max = 64
+max_drift_ms = 60000
+tombstone_ttl = "30m"
+departed_after = "1h"
+bulk_threshold = 65536
+
 [transport]
 keep_alive = "2s"
 idle_timeout = "10s"
@@ -140,6 +155,7 @@ fn the_full_file_is_accepted() {
     let config = load(&path).expect("the full file is valid");
     assert_eq!(config.cluster.as_str(), "payments");
     assert_eq!(config.membership.probe_rtt.as_millis(), 400);
+    assert_eq!(config.replication.keyspace_keys_max, 20_000);
 }
 
 proptest! {

@@ -11,6 +11,8 @@ use foundation_engine::config::{
     SyncPolicy, DEFAULT_BULK_PORT, DEFAULT_SEALED_PORT,
 };
 use foundation_engine::membership::MembershipConfig;
+use foundation_engine::replication::ReplicationConfig;
+use foundation_engine::runtime::NodeSettings;
 use foundation_transport::security::RemoteRoot;
 use foundation_transport::{ClusterName, Trust};
 
@@ -1025,4 +1027,209 @@ fn vars_re_seating_is_on_by_default_and_set_off_or_to_another_grace_in_toml_or_e
         message.starts_with("FOUNDATION_VARS_RESEAT_AFTER:"),
         "{message}"
     );
+}
+
+/// Every key a `[replication]` table may set, each away from its default.
+const REPLICATION_TABLE: &str = "[replication]
+fanout = 5
+push_all_max = 10
+anti_entropy_interval = \"2s\"
+op_log_max = 300
+value_size_max = 32768
+key_size_max = 512
+keyspace_keys_max = 20000
+keyspace_bytes_max = 3000000
+keyspaces_max = 100
+max_drift_ms = 5000
+tombstone_ttl = \"30m\"
+departed_after = \"1h\"
+bulk_threshold = 100000
+";
+
+#[test]
+fn every_replication_key_in_the_file_reaches_the_node_settings() {
+    let default = NodeConfig::builder().build().expect("valid");
+    assert_eq!(default.replication, ReplicationConfig::default());
+    let path = config_file("replication-all", REPLICATION_TABLE);
+    let config = NodeConfig::builder()
+        .file(&path)
+        .discovery([])
+        .http(None)
+        .build()
+        .expect("valid");
+    let settings = NodeSettings::from_config(&config).expect("settings");
+    let expected = ReplicationConfig {
+        fanout: 5,
+        push_all_max: 10,
+        anti_entropy_interval: Duration::from_secs(2),
+        op_log_max: 300,
+        value_size_max: 32768,
+        key_size_max: 512,
+        keyspace_keys_max: 20_000,
+        keyspace_bytes_max: 3_000_000,
+        keyspaces_max: 100,
+        max_drift_ms: 5000,
+        wall_ms_at_zero: 0,
+        tombstone_ttl: Duration::from_secs(30 * 60),
+        departed_after: Duration::from_secs(60 * 60),
+        bulk_threshold: 100_000,
+    };
+    assert_eq!(settings.replication, expected);
+}
+
+#[test]
+fn replication_keys_override_the_defaults_one_by_one_and_the_builder_replaces_them() {
+    let path = config_file(
+        "replication-one",
+        "[replication]\nkeyspace_keys_max = 50000\n",
+    );
+    let config = NodeConfig::builder().file(&path).build().expect("valid");
+    let expected = ReplicationConfig {
+        keyspace_keys_max: 50_000,
+        ..ReplicationConfig::default()
+    };
+    assert_eq!(config.replication, expected);
+    let chosen = ReplicationConfig {
+        fanout: 7,
+        ..ReplicationConfig::default()
+    };
+    let builder_wins = NodeConfig::builder()
+        .file(&path)
+        .replication(chosen.clone())
+        .build()
+        .expect("valid");
+    assert_eq!(builder_wins.replication, chosen);
+}
+
+#[test]
+fn bad_replication_settings_name_the_key_and_the_line() {
+    // (file text after a first line, what the message must say)
+    let cases = [
+        (
+            "[replication]\ntombstone_ttl = \"soon\"\n",
+            "config.toml line 3: replication.tombstone_ttl: invalid duration",
+        ),
+        (
+            "[replication]\nkeyspace_keys_max = \"many\"\n",
+            "config.toml line 3: replication.keyspace_keys_max:",
+        ),
+        (
+            "[replication]\nkeyspace_keys_max = -1\n",
+            "config.toml line 3: replication.keyspace_keys_max:",
+        ),
+        (
+            "[replication]\nkeyspace_key_max = 3\n",
+            "config.toml line 3: replication.keyspace_key_max: unknown field `keyspace_key_max`",
+        ),
+        (
+            "[replication]\nkeyspace_keys_max = 0\n",
+            "config.toml line 3: replication.keyspace_keys_max: must be at least 1",
+        ),
+        (
+            "[replication]\nvalue_size_max = 9223372036854775807\nkey_size_max = 9223372036854775807\n",
+            "config.toml line 3: replication.value_size_max: an op of the largest key and value",
+        ),
+        (
+            "[replication]\nanti_entropy_interval = \"5s\"\ntombstone_ttl = \"1s\"\n",
+            "config.toml line 4: replication.tombstone_ttl: must be at least anti_entropy_interval",
+        ),
+        // The rule names a key the file left at its default: the line of the other is given.
+        (
+            "[replication]\nanti_entropy_interval = \"20m\"\n",
+            "config.toml line 3: replication.tombstone_ttl: must be at least anti_entropy_interval",
+        ),
+        (
+            "[replication]\nkeyspace_bytes_max = 300000000\n",
+            "config.toml line 3: replication.keyspace_bytes_max: a full keyspace",
+        ),
+    ];
+    for (i, (text, expected)) in cases.into_iter().enumerate() {
+        let path = config_file(
+            &format!("replication-bad-{i}"),
+            &format!("cluster = \"x\"\n{text}"),
+        );
+        let message = error_of(NodeConfig::builder().file(&path).build());
+        assert!(message.contains(expected), "{text:?}: {message}");
+    }
+}
+
+#[test]
+fn the_keyspace_limits_come_from_the_environment_above_the_file() {
+    let path = config_file(
+        "replication-env",
+        "[replication]\nkeyspace_keys_max = 20000\nfanout = 4\n",
+    );
+    let config = NodeConfig::builder()
+        .file(&path)
+        .env(env(&[
+            ("FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX", "30000"),
+            ("FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX", "4194304"),
+        ]))
+        .build()
+        .expect("valid");
+    assert_eq!(config.replication.keyspace_keys_max, 30_000);
+    assert_eq!(config.replication.keyspace_bytes_max, 4 << 20);
+    assert_eq!(config.replication.fanout, 4);
+    let message = error_of(build_env(&[(
+        "FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX",
+        "lots",
+    )]));
+    assert_eq!(
+        message,
+        "FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX: \"lots\" is not a whole number"
+    );
+    let message = error_of(build_env(&[(
+        "FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX",
+        "0",
+    )]));
+    assert_eq!(
+        message,
+        "FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX: replication.value_size_max: must be at most keyspace_bytes_max"
+    );
+}
+
+/// A node started from a file with `keyspace_keys_max = 3` refuses the fourth agent: the agent
+/// directory is one replicated keyspace, and the file's limit is the one the node enforces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_from_a_file_enforces_its_replication_limits() {
+    use foundation_engine::runtime::agents::{
+        answer, Agent, AgentSpec, AgentsError, Context, HandlerError, Message,
+    };
+
+    struct Echo;
+    impl Agent for Echo {
+        async fn handle(
+            &mut self,
+            _: &Context,
+            message: Message,
+        ) -> Result<bytes::Bytes, HandlerError> {
+            answer(&message.decode::<u64>()?)
+        }
+    }
+    let path = config_file(
+        "replication-start",
+        "[replication]\nkeyspace_keys_max = 3\n",
+    );
+    let config = NodeConfig::builder()
+        .file(&path)
+        .discovery([])
+        .http(None)
+        .build()
+        .unwrap();
+    let node = foundation_engine::runtime::Node::start_configured(&config)
+        .await
+        .unwrap();
+    let agents = node.agents();
+    for name in ["a", "b", "c"] {
+        agents.spawn(AgentSpec::new(name, || Echo)).await.unwrap();
+    }
+    let fourth = agents.spawn(AgentSpec::new("d", || Echo)).await;
+    let Err(AgentsError::Refused(error)) = fourth else {
+        panic!("the fourth agent was not refused: {fourth:?}");
+    };
+    assert_eq!(
+        error.to_string(),
+        "keyspace \"agents\" is full: 3 keys (keyspace_keys_max)"
+    );
+    node.abort().await;
 }

@@ -75,63 +75,88 @@ impl ReplicationConfig {
     /// Checks each setting's range and the rules that tie them together; the error names the
     /// first setting out of range.
     pub fn validate(&self) -> Result<(), ReplicationConfigError> {
-        let fail = |field, problem: String| Err(ReplicationConfigError { field, problem });
-        if self.fanout == 0 {
-            return fail("fanout", "must be at least 1".into());
-        }
+        self.check_ranges()?;
+        self.check_rules()
+    }
+
+    fn check_ranges(&self) -> Result<(), ReplicationConfigError> {
+        let fail = |field, problem: &str| {
+            Err(ReplicationConfigError {
+                field,
+                related: None,
+                problem: problem.to_owned(),
+            })
+        };
         if self.anti_entropy_interval.is_zero() {
-            return fail("anti_entropy_interval", "must be non-zero".into());
+            return fail("anti_entropy_interval", "must be non-zero");
         }
-        if self.op_log_max == 0 {
-            return fail("op_log_max", "must be at least 1".into());
+        // Named one by one: an operator reads the name in an error pointing at their file.
+        for (field, value) in [
+            ("fanout", self.fanout),
+            ("op_log_max", self.op_log_max),
+            ("keyspaces_max", self.keyspaces_max),
+            ("keyspace_keys_max", self.keyspace_keys_max),
+            ("key_size_max", self.key_size_max),
+            ("value_size_max", self.value_size_max),
+        ] {
+            if value == 0 {
+                return fail(field, "must be at least 1");
+            }
         }
-        if self.keyspaces_max == 0 || self.keyspace_keys_max == 0 {
-            return fail(
-                "keyspaces_max",
-                "keyspaces_max and keyspace_keys_max must be at least 1".into(),
-            );
-        }
-        if self.key_size_max == 0 || self.value_size_max == 0 {
-            return fail(
-                "value_size_max",
-                "key_size_max and value_size_max must be at least 1".into(),
-            );
-        }
-        let op = ENVELOPE_OVERHEAD + KEYSPACE_NAME_MAX + self.key_size_max + self.value_size_max;
-        if op > OPS_MESSAGE_BYTES_MAX {
-            return fail(
-                "value_size_max",
-                format!("an op of the largest key and value ({op} bytes) must fit one message of {OPS_MESSAGE_BYTES_MAX} bytes"),
-            );
-        }
+        Ok(())
+    }
+
+    /// Each rule ties two settings: the error names the one to change and the other, since the
+    /// operator may have set either.
+    fn check_rules(&self) -> Result<(), ReplicationConfigError> {
+        // Saturating: the sizes come from an operator's file, and a sum past usize must fail the
+        // check, not wrap under it.
+        let op = (ENVELOPE_OVERHEAD + KEYSPACE_NAME_MAX)
+            .saturating_add(self.key_size_max)
+            .saturating_add(self.value_size_max);
         let state = self
             .keyspace_bytes_max
             .saturating_add(self.keyspace_keys_max.saturating_mul(STATE_ENTRY_OVERHEAD));
-        if state > FULL_STATE_BYTES_MAX {
-            return fail(
-                "keyspace_bytes_max",
-                format!("a full keyspace ({state} bytes with per-entry overhead) must fit a full state of {FULL_STATE_BYTES_MAX} bytes"),
-            );
-        }
-        if self.value_size_max > self.keyspace_bytes_max {
-            return fail(
+        let rules = [
+            (
+                op <= OPS_MESSAGE_BYTES_MAX,
                 "value_size_max",
+                "key_size_max",
+                format!("an op of the largest key and value ({op} bytes) must fit one message of {OPS_MESSAGE_BYTES_MAX} bytes"),
+            ),
+            (
+                state <= FULL_STATE_BYTES_MAX,
+                "keyspace_bytes_max",
+                "keyspace_keys_max",
+                format!("a full keyspace ({state} bytes with per-entry overhead) must fit a full state of {FULL_STATE_BYTES_MAX} bytes"),
+            ),
+            (
+                self.value_size_max <= self.keyspace_bytes_max,
+                "value_size_max",
+                "keyspace_bytes_max",
                 "must be at most keyspace_bytes_max".into(),
-            );
-        }
-        if self.tombstone_ttl < self.anti_entropy_interval {
-            return fail(
+            ),
+            (
+                self.tombstone_ttl >= self.anti_entropy_interval,
                 "tombstone_ttl",
+                "anti_entropy_interval",
                 "must be at least anti_entropy_interval".into(),
-            );
-        }
-        if self.departed_after < self.tombstone_ttl {
-            return fail(
+            ),
+            (
+                self.departed_after >= self.tombstone_ttl,
                 "departed_after",
+                "tombstone_ttl",
                 "must be at least tombstone_ttl (see the GC rule in the replication docs)".into(),
-            );
+            ),
+        ];
+        match rules.into_iter().find(|(holds, ..)| !holds) {
+            Some((_, field, related, problem)) => Err(ReplicationConfigError {
+                field,
+                related: Some(related),
+                problem,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The clock settings these imply.
@@ -148,6 +173,8 @@ impl ReplicationConfig {
 pub struct ReplicationConfigError {
     /// The setting.
     pub field: &'static str,
+    /// The other setting of the rule `field` breaks, if it breaks one between two.
+    pub related: Option<&'static str>,
     /// What is wrong with it.
     pub problem: String,
 }
@@ -200,10 +227,39 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            (
+                "keyspace_keys_max",
+                ReplicationConfig {
+                    keyspace_keys_max: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "key_size_max",
+                ReplicationConfig {
+                    key_size_max: 0,
+                    ..Default::default()
+                },
+            ),
         ];
         for (field, config) in cases {
             let error = config.validate().expect_err(field);
             assert_eq!(error.field, field, "{error}");
         }
+    }
+
+    #[test]
+    fn a_broken_rule_names_its_other_setting_too() {
+        let short_ttl = ReplicationConfig {
+            tombstone_ttl: Duration::from_millis(10),
+            ..Default::default()
+        };
+        let error = short_ttl.validate().expect_err("ttl under the interval");
+        assert_eq!(error.related, Some("anti_entropy_interval"));
+        let no_fanout = ReplicationConfig {
+            fanout: 0,
+            ..Default::default()
+        };
+        assert_eq!(no_fanout.validate().expect_err("zero").related, None);
     }
 }

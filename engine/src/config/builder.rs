@@ -17,6 +17,7 @@ use super::security::Security;
 use super::toml_file::FileLayer;
 use super::{resolve, validate, NodeConfig, Profile, StorageMode, SyncPolicy};
 use foundation_core::membership::MembershipConfig;
+use foundation_core::replication::ReplicationConfig;
 
 /// Collects configuration sources; [`build`](Self::build) merges them as
 /// profile defaults < file < environment < the setters here, and validates the result.
@@ -155,6 +156,12 @@ impl ConfigBuilder {
     /// The whole membership configuration, replacing the profile's preset and the file's values.
     pub fn membership(mut self, membership: MembershipConfig) -> Self {
         self.overrides.membership = Some(membership);
+        self
+    }
+
+    /// The whole replication configuration, replacing the defaults and the file's values.
+    pub fn replication(mut self, replication: ReplicationConfig) -> Self {
+        self.overrides.replication = Some(replication);
         self
     }
 

@@ -51,6 +51,8 @@ pub const VARIABLES: &[&str] = &[
     "FOUNDATION_SYNC",
     "FOUNDATION_SYNC_INTERVAL",
     "FOUNDATION_VARS_RESEAT_AFTER",
+    "FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX",
+    "FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX",
 ];
 
 /// Other programs' variables in the same namespace (the CLI's log filter), not typos.
@@ -89,6 +91,8 @@ pub(crate) struct EnvLayer {
     storage: Option<StorageMode>,
     sync: Option<(SyncPolicy, &'static str)>,
     vars_reseat: Option<Option<ReseatConfig>>,
+    keyspace_keys_max: Option<usize>,
+    keyspace_bytes_max: Option<usize>,
     kubernetes: bool,
     /// Unrecognised `FOUNDATION_*` variables.
     pub unknown: Vec<String>,
@@ -111,6 +115,7 @@ impl EnvLayer {
         layer.parse_discovery(&get)?;
         layer.parse_storage(&get)?;
         layer.vars_reseat = parsed(&get, "FOUNDATION_VARS_RESEAT_AFTER", parse_reseat)?;
+        layer.parse_replication(&get)?;
         layer.name = get("FOUNDATION_NAME").map(str::to_owned);
         if let Some(tags) = get("FOUNDATION_TAGS") {
             layer.tags = parse_tags(tags).map_err(|e| ConfigError::env("FOUNDATION_TAGS", e))?;
@@ -184,6 +189,22 @@ impl EnvLayer {
         Ok(())
     }
 
+    /// The two replication limits a growing cluster runs into (the agent directory and the
+    /// service registry are one keyspace each); the other replication settings are TOML only,
+    /// as membership's are.
+    fn parse_replication<'a>(
+        &mut self,
+        get: &impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<(), ConfigError> {
+        let count = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{v:?} is not a whole number"))
+        };
+        self.keyspace_keys_max = parsed(get, "FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX", count)?;
+        self.keyspace_bytes_max = parsed(get, "FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX", count)?;
+        Ok(())
+    }
+
     /// Applies every variable that is set on top of `config`.
     pub(crate) fn apply(
         &self,
@@ -208,6 +229,30 @@ impl EnvLayer {
         self.apply_discovery(config, origins, hints);
         self.apply_metadata(config, origins);
         self.apply_storage(config, origins);
+        self.apply_replication(config, origins);
+    }
+
+    fn apply_replication(&self, config: &mut NodeConfig, origins: &mut Origins) {
+        let replication = &mut config.replication;
+        let limits = [
+            (
+                &mut replication.keyspace_keys_max,
+                self.keyspace_keys_max,
+                "replication.keyspace_keys_max",
+                "FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX",
+            ),
+            (
+                &mut replication.keyspace_bytes_max,
+                self.keyspace_bytes_max,
+                "replication.keyspace_bytes_max",
+                "FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX",
+            ),
+        ];
+        for (slot, value, field, var) in limits {
+            if let Some(value) = value {
+                origins.put(slot, value, field, &Origin::Env(var));
+            }
+        }
     }
 
     fn apply_storage(&self, config: &mut NodeConfig, origins: &mut Origins) {

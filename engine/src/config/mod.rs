@@ -47,6 +47,7 @@ use foundation_transport::{ClusterName, NodeId, TransportConfig};
 use crate::http::Access;
 
 use foundation_core::membership::MembershipConfig;
+use foundation_core::replication::ReplicationConfig;
 
 pub use builder::ConfigBuilder;
 pub use discovery::{parse_dns_server, DiscoveryChoice, DEFAULT_DNS_INTERVAL, DEFAULT_PORT};
@@ -115,6 +116,13 @@ pub struct NodeConfig {
     /// ([`MembershipConfig::development`] or [`MembershipConfig::production`]). TOML
     /// `[membership]`, every field overridable.
     pub membership: MembershipConfig,
+    /// Replicated keyspaces' limits and timers: the agent directory, the service registry and
+    /// config are each one keyspace, so `keyspace_keys_max` (default 10,000) bounds the agents
+    /// a cluster holds. Default: [`ReplicationConfig::default`]. TOML `[replication]`, every
+    /// field but `wall_ms_at_zero` (the runtime's) overridable; env
+    /// `FOUNDATION_REPLICATION_KEYSPACE_KEYS_MAX`, `FOUNDATION_REPLICATION_KEYSPACE_BYTES_MAX`.
+    /// Give every node the same values, since each checks its own writes against them.
+    pub replication: ReplicationConfig,
     /// QUIC connection liveness. TOML `[transport]`.
     pub transport: TransportSettings,
     /// What this node tells the cluster about itself. TOML `[metadata]`, env `FOUNDATION_NAME`,
@@ -222,6 +230,7 @@ impl NodeConfig {
             } else {
                 MembershipConfig::development()
             },
+            replication: ReplicationConfig::default(),
             transport: TransportSettings {
                 bulk_port: production_or_auto(production, DEFAULT_BULK_PORT),
                 sealed_port: production_or_auto(production, DEFAULT_SEALED_PORT),

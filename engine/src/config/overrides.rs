@@ -14,6 +14,7 @@ use super::port_setting::PortSetting;
 use super::security::Security;
 use super::{NodeConfig, Profile, StorageMode, SyncPolicy};
 use foundation_core::membership::MembershipConfig;
+use foundation_core::replication::ReplicationConfig;
 
 /// Each field is `None` (or empty) unless its setter was called.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +33,7 @@ pub(crate) struct Overrides {
     pub tags: BTreeMap<String, String>,
     pub name: Option<String>,
     pub membership: Option<MembershipConfig>,
+    pub replication: Option<ReplicationConfig>,
     pub keep_alive: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub bulk_port: Option<PortSetting>,
@@ -91,6 +93,12 @@ impl Overrides {
             &mut config.membership,
             self.membership.clone(),
             "membership",
+            origins,
+        );
+        set(
+            &mut config.replication,
+            self.replication.clone(),
+            "replication",
             origins,
         );
         set(

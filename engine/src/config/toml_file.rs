@@ -34,6 +34,7 @@ struct FileConfig {
     security: Option<Spanned<FileSecurity>>,
     discovery: Option<Spanned<Vec<Spanned<FileDiscovery>>>>,
     membership: Option<FileMembership>,
+    replication: Option<FileReplication>,
     transport: Option<FileTransport>,
     metadata: Option<FileMetadata>,
     data_dir: Option<Spanned<PathBuf>>,
@@ -88,6 +89,26 @@ struct FileMembership {
     max_packet_size: Option<Spanned<usize>>,
 }
 
+/// `[replication]`: every field of [`foundation_core::replication::ReplicationConfig`] but
+/// `wall_ms_at_zero`, which the runtime sets from its clock; each optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReplication {
+    fanout: Option<Spanned<usize>>,
+    push_all_max: Option<Spanned<usize>>,
+    anti_entropy_interval: Option<Spanned<TextDuration>>,
+    op_log_max: Option<Spanned<usize>>,
+    value_size_max: Option<Spanned<usize>>,
+    key_size_max: Option<Spanned<usize>>,
+    keyspace_keys_max: Option<Spanned<usize>>,
+    keyspace_bytes_max: Option<Spanned<usize>>,
+    keyspaces_max: Option<Spanned<usize>>,
+    max_drift_ms: Option<Spanned<u64>>,
+    tombstone_ttl: Option<Spanned<TextDuration>>,
+    departed_after: Option<Spanned<TextDuration>>,
+    bulk_threshold: Option<Spanned<usize>>,
+}
+
 /// `[transport]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +128,22 @@ struct FileMetadata {
     name: Option<Spanned<String>>,
     version: Option<Spanned<String>>,
     tags: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+/// Puts each `field` the file's `section` table sets into `target`, recording the line it came
+/// from as `section.field`, so validation can point at it.
+macro_rules! put_fields {
+    ($layer:expr, $origins:expr, $file:expr, $target:expr, $section:literal: $($field:ident),* $(,)?) => {$(
+        if let Some(value) = &$file.$field {
+            let origin = $layer.origin(value.span());
+            $origins.put(
+                &mut $target.$field,
+                value.get_ref().clone().into(),
+                concat!($section, ".", stringify!($field)),
+                &origin,
+            );
+        }
+    )*};
 }
 
 /// A parsed configuration file, with its text kept to turn spans into line numbers.
@@ -167,6 +204,7 @@ impl FileLayer {
         self.apply_security(config, origins)?;
         self.apply_discovery(config, origins)?;
         self.apply_membership(config, origins);
+        self.apply_replication(config, origins);
         self.apply_transport(config, origins)?;
         self.apply_metadata(config, origins);
         self.apply_storage(config, origins)?;
@@ -356,16 +394,7 @@ impl FileLayer {
         let Some(file) = &self.config.membership else {
             return;
         };
-        let target = &mut config.membership;
-        macro_rules! fields {
-            ($($field:ident),* $(,)?) => {$(
-                if let Some(value) = &file.$field {
-                    let origin = self.origin(value.span());
-                    origins.put(&mut target.$field, value.get_ref().clone().into(), concat!("membership.", stringify!($field)), &origin);
-                }
-            )*};
-        }
-        fields!(
+        put_fields!(self, origins, file, config.membership, "membership":
             probe_period,
             probe_rtt,
             indirect_probes,
@@ -379,6 +408,27 @@ impl FileLayer {
             remember_down_for,
             reap_after,
             max_packet_size,
+        );
+    }
+
+    fn apply_replication(&self, config: &mut NodeConfig, origins: &mut Origins) {
+        let Some(file) = &self.config.replication else {
+            return;
+        };
+        put_fields!(self, origins, file, config.replication, "replication":
+            fanout,
+            push_all_max,
+            anti_entropy_interval,
+            op_log_max,
+            value_size_max,
+            key_size_max,
+            keyspace_keys_max,
+            keyspace_bytes_max,
+            keyspaces_max,
+            max_drift_ms,
+            tombstone_ttl,
+            departed_after,
+            bulk_threshold,
         );
     }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use super::discovery::DiscoveryChoice;
-use super::error::ConfigError;
+use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
 use super::security::PRODUCTION_NEEDS_SECURITY;
 use super::{NodeConfig, Profile};
@@ -24,6 +24,7 @@ pub(crate) fn all(
     hints: &DiscoveryHints,
 ) -> Result<(), ConfigError> {
     membership(config, origins)?;
+    replication(config, origins)?;
     transport(config, origins)?;
     federation_port(config, origins)?;
     advertise(config, origins)?;
@@ -36,17 +37,33 @@ pub(crate) fn all(
 }
 
 fn membership(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
-    config.membership.validate().map_err(|e| {
-        let field = format!("membership.{}", e.field);
-        ConfigError::invalid(origins.of(&field), field, e.problem)
+    let e = config.membership.validate();
+    e.map_err(|e| in_section(origins, "membership", e.field, e.problem))
+}
+
+/// A broken rule between two settings is reported where the operator set one: the named
+/// setting's origin, or its partner's when the named one kept its default.
+fn replication(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
+    config.replication.validate().map_err(|e| {
+        let field = format!("replication.{}", e.field);
+        let mut origin = origins.of(&field);
+        if let (Origin::Default, Some(related)) = (&origin, e.related) {
+            origin = origins.of(&format!("replication.{related}"));
+        }
+        ConfigError::invalid(origin, field, e.problem)
     })
 }
 
 fn transport(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
-    config.transport_config().validate().map_err(|e| {
-        let field = format!("transport.{}", e.field);
-        ConfigError::invalid(origins.of(&field), field, e.problem)
-    })
+    let e = config.transport_config().validate();
+    e.map_err(|e| in_section(origins, "transport", e.field, e.problem))
+}
+
+/// A section's own check failed on `field`: named as its dotted TOML key, at the place its
+/// value came from.
+fn in_section(origins: &Origins, section: &str, field: &str, problem: String) -> ConfigError {
+    let field = format!("{section}.{field}");
+    ConfigError::invalid(origins.of(&field), field, problem)
 }
 
 /// A gateway's port must not be one of the node's own UDP ports: the second bind would fail at

@@ -73,7 +73,7 @@ impl NodeSettings {
             http_access: config.http_access.clone(),
             registry,
             rpc: Default::default(),
-            replication: Default::default(),
+            replication: config.replication.clone(),
             storage: match (&config.data_dir, config.storage) {
                 (Some(dir), StorageMode::Disk) => Some(StorageSettings {
                     data_dir: dir.clone(),
