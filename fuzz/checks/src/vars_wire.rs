@@ -239,6 +239,11 @@ impl Script<'_> {
         life(node, generation)
     }
 
+    /// A node other than node 1, as the transport names a sender.
+    fn peer(&mut self) -> NodeId {
+        NodeId::from_u128(u128::from(self.byte() % 4) + 2)
+    }
+
     fn lives(&mut self) -> BTreeSet<Life> {
         (0..self.byte() % 4).map(|_| self.life()).collect()
     }
@@ -328,11 +333,14 @@ impl<'a> Run<'a> {
     }
 
     /// Delivers `message` on the coordination channel as sent by its life's node, or (rarely)
-    /// by another node than the one it names.
+    /// by another peer than the one it names; never as sent by node 1 itself, since the
+    /// transport authenticates its peers and none holds node 1's identity.
     fn receive(&mut self, message: VarsMessage) {
+        let named = message.sender().node;
         let sender = match self.input.byte() % 8 {
-            0 => NodeId::from_u128(u128::from(self.input.byte() % 5) + 1),
-            _ => message.sender().node,
+            0 => self.input.peer(),
+            _ if named == NodeId::from_u128(1) => self.input.peer(),
+            _ => named,
         };
         self.deliver(sender, foundation_core::vars::encode(&message));
     }
@@ -551,7 +559,7 @@ impl<'a> Run<'a> {
     fn garbage(&mut self) {
         let mut payload = vec![envelope::VARS];
         payload.extend(self.input.bytes());
-        let from = NodeId::from_u128(u128::from(self.input.byte() % 5) + 1);
+        let from = self.input.peer();
         self.deliver(from, payload.into());
     }
 
