@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use foundation_agents::cas::{Ballot, CasMessage, CasOutcome, Proposal, SLOT_MAX};
+use foundation_agents::cas::{Ballot, CasMessage, CasOutcome, Proposal, SLOT_MAX, SLOT_WINDOW};
 use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_core::replication::{Envelope, Op, Origin, ReplicationMessage};
 use foundation_core::time::Instant;
@@ -607,12 +607,13 @@ impl<'a> Run<'a> {
         self.core.vars().acceptors(name).map(|(_, set)| set) == Some(alone)
     }
 
-    /// A compare-and-set of `name` at its current version wins within three tries while this
-    /// node alone decides it: a try may instead finish a proposal a peer had this node accept
-    /// for that version (Paxos's rule), which may even move the variable to other acceptors.
+    /// A compare-and-set of `name` at its current version wins while this node alone decides
+    /// it: a try may instead finish a proposal a peer had this node accept for that version
+    /// (Paxos's rule), which may even move the variable to other acceptors; an acceptor keeps
+    /// state for at most `SLOT_WINDOW` versions ahead, so after that many such tries ours wins.
     fn assert_writes(&mut self, name: &str) {
         let mut outcomes = Vec::new();
-        while self.decides_alone(name) && outcomes.len() < 3 {
+        while self.decides_alone(name) && outcomes.len() <= SLOT_WINDOW as usize {
             let expected = self.version(name);
             let timeout = Duration::from_secs(1);
             let asked =
