@@ -601,10 +601,13 @@ impl<'a> Run<'a> {
         assert_takes_a_write(&mut self.core, self.now, "a node fed variables messages");
     }
 
-    /// Whether this node's life alone decides the next version of `name`.
+    /// Whether this node's life alone decides the next version of `name`, and there is one: a
+    /// peer's forged decision (lying members are not in the fault model) can take a register to
+    /// `SLOT_MAX`, after which no version follows.
     fn decides_alone(&self, name: &str) -> bool {
         let alone = BTreeSet::from([self.core.vars().me()]);
-        self.core.vars().acceptors(name).map(|(_, set)| set) == Some(alone)
+        let next = self.core.vars().acceptors(name);
+        next.is_some_and(|(_, set)| set == alone) && self.version(name) < SLOT_MAX
     }
 
     /// A compare-and-set of `name` at its current version wins while this node alone decides
