@@ -389,6 +389,126 @@ fn a_mistyped_command_gets_a_suggestion_and_help_shows_examples() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Nodes of `cluster` that never move a variable on their own (re-seating off), so only the
+/// operator's `foundation vars move` does.
+fn start_unseated(dir: &Path, cluster: &str, name: &str) -> NodeProcess {
+    let off = [("FOUNDATION_VARS_RESEAT_AFTER", "off")];
+    common::start_with(dir, cluster, name, None, &[], &off)
+}
+
+/// The node ids of the acceptors `node` shows for variable `name`.
+fn acceptor_ids(node: &NodeProcess, name: &str) -> Vec<String> {
+    let state = get(node.http, &format!("/variables/{name}")).unwrap_or_default();
+    let acceptors = state["acceptors"].as_array().cloned().unwrap_or_default();
+    let ids = acceptors.iter().filter_map(|l| l["node"].as_str());
+    ids.map(str::to_owned).collect()
+}
+
+/// `foundation vars move NAME --to alive`: a `cas` variable declared on three nodes is moved
+/// by hand, after one of them is killed for good and a new node joins, to the lives alive now.
+/// Then a second original node is killed: a write of the moved variable still wins (this node
+/// and the new one are a majority of its acceptors), while one declared alongside it and left
+/// on the old lives has no majority. A counter, an `lww` variable and an unknown name are
+/// refused with one line saying why.
+#[test]
+fn vars_move_hands_a_variable_to_the_alive_lives_from_the_command_line() {
+    let dir = scratch_dir("op-vars-move");
+    let cluster = format!("vars-move-{}", std::process::id());
+    let a = start_unseated(&dir, &cluster, "a");
+    let mut b = start_unseated(&dir, &cluster, "b");
+    let mut c = start_unseated(&dir, &cluster, "c");
+    for (observer, other) in [(&a, &b), (&a, &c), (&b, &c)] {
+        eventually(PATIENCE, "the three nodes see each other", || {
+            state_of(observer, &other.id).as_deref() == Some("alive")
+                && state_of(other, &observer.id).as_deref() == Some("alive")
+        });
+    }
+    let node = format!("{}", a.http);
+    let vars = |args: &[&str]| {
+        let mut all = vec!["vars", "--node", node.as_str()];
+        all.extend_from_slice(args);
+        foundation(&dir, Some(&cluster), &all)
+    };
+    for name in ["seats", "stay"] {
+        let declared = vars(&[
+            "declare",
+            name,
+            "--type",
+            r#"{"int": [0, 8]}"#,
+            "--initial",
+            "0",
+        ]);
+        assert!(declared.status.success(), "{}", stderr(&declared));
+    }
+    eventually(PATIENCE, "the declarations reach b and c", || {
+        [&b, &c].iter().all(|n| acceptor_ids(n, "stay").len() == 3)
+    });
+
+    c.kill();
+    let d = start_unseated(&dir, &cluster, "d");
+    eventually(PATIENCE, "a sees c gone and d alive", || {
+        state_of(&a, &c.id).as_deref() != Some("alive")
+            && state_of(&a, &d.id).as_deref() == Some("alive")
+    });
+    let moved = vars(&["move", "seats", "--to", "alive"]);
+    assert!(moved.status.success(), "{}", stderr(&moved));
+    assert!(
+        stdout(&moved).contains("\"won\": true"),
+        "{}",
+        stdout(&moved)
+    );
+    let mut expected = vec![a.id.clone(), b.id.clone(), d.id.clone()];
+    expected.sort();
+    let mut now = acceptor_ids(&a, "seats");
+    now.sort();
+    assert_eq!(now, expected, "seats moved to a, b and d");
+    eventually(PATIENCE, "d takes the moved variable up", || {
+        acceptor_ids(&d, "seats").contains(&d.id)
+    });
+
+    b.kill();
+    let won = vars(&["set", "seats", "5", "--expected", "1"]);
+    assert!(won.status.success(), "{}", stderr(&won));
+    assert!(stdout(&won).contains("\"won\": true"), "{}", stdout(&won));
+    let stuck = vars(&["set", "stay", "5", "--expected", "0"]);
+    assert!(!stuck.status.success());
+    assert!(stderr(&stuck).contains("no majority"), "{}", stderr(&stuck));
+
+    let counter = vars(&["declare", "pool", "--policy", "counter", "--initial", "3"]);
+    assert!(counter.status.success(), "{}", stderr(&counter));
+    let lww = [
+        "declare",
+        "mode",
+        "--policy",
+        "lww",
+        "--type",
+        r#"{"int": [0, 9]}"#,
+    ];
+    let lww = vars(&[&lww[..], &["--initial", "1"]].concat());
+    assert!(lww.status.success(), "{}", stderr(&lww));
+    for (name, why) in [
+        ("pool", "a counter's holders carry escrowed rights"),
+        ("mode", "an lww variable has no acceptors"),
+        ("nope", "no variable \"nope\""),
+    ] {
+        let refused = vars(&["move", name, "--to", "alive"]);
+        assert!(!refused.status.success(), "{}", stdout(&refused));
+        let line = stderr(&refused);
+        assert!(
+            line.contains(why) && line.trim().lines().count() == 1,
+            "{line}"
+        );
+    }
+
+    let help = foundation(&dir, None, &["vars", "move", "--help"]);
+    assert!(help.status.success(), "{}", stderr(&help));
+    for part in ["--to <TO>", "alive", "majority", "--timeout-ms"] {
+        assert!(stdout(&help).contains(part), "{part}: {}", stdout(&help));
+    }
+    drop((a, d));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `foundation vars`: declare a variable through one node of three, see every node take the
 /// declaration up, win a compare-and-set, lose the next one that expects the old version, and
 /// get typed refusals for a bad value and an unknown variable.

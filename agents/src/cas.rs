@@ -81,6 +81,12 @@ pub const SLOT_WINDOW: u64 = 16;
 /// overflow. No register gets there one write at a time; a message naming more is refused.
 pub const SLOT_MAX: u64 = u64::MAX - 4 * SLOT_WINDOW;
 
+/// The highest round a message may name: a register's next round is one above the highest it
+/// saw, so a peer's round near `u64::MAX` would overflow it (and a wrapped round could reuse an
+/// earlier ballot). No register gets there one attempt at a time; a message naming more is
+/// refused.
+pub const ROUND_MAX: u64 = u64::MAX / 2;
+
 /// A proposal number: higher rounds win, ties broken by proposer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Ballot<P> {
@@ -502,8 +508,8 @@ where
     /// for the next one; an older slot is answered with its decision, a later one with a
     /// promise that counts only if the writer, who knows, counts it).
     fn takes(&self, from: P, message: &CasMessage<P, V>) -> bool {
-        if slot_of(message) > SLOT_MAX {
-            return false; // No version could follow it: refused before any arithmetic.
+        if slot_of(message) > SLOT_MAX || highest_round(message) > ROUND_MAX {
+            return false; // No version or round could follow it: refused before any arithmetic.
         }
         match message {
             CasMessage::Prepare { slot, .. } | CasMessage::Accept { slot, .. } => {
@@ -808,6 +814,24 @@ fn slot_of<P, V>(message: &CasMessage<P, V>) -> u64 {
         | CasMessage::Accepted { slot, .. }
         | CasMessage::Rejected { slot, .. }
         | CasMessage::Decided { slot, .. } => *slot,
+    }
+}
+
+/// The highest round any ballot of `message` names.
+fn highest_round<P, V>(message: &CasMessage<P, V>) -> u64 {
+    match message {
+        CasMessage::Prepare { ballot, .. }
+        | CasMessage::Accept { ballot, .. }
+        | CasMessage::Accepted { ballot, .. } => ballot.round,
+        CasMessage::Promise {
+            ballot, accepted, ..
+        } => ballot
+            .round
+            .max(accepted.as_ref().map_or(0, |(b, _)| b.round)),
+        CasMessage::Rejected {
+            ballot, promised, ..
+        } => ballot.round.max(promised.round),
+        CasMessage::Decided { .. } => 0,
     }
 }
 

@@ -19,9 +19,11 @@
 //! in which each actor's rights were non-negative, and a join keeps them non-negative (the
 //! state that holds an actor's latest spending also holds what funded it). That makes
 //! "some actor overdrawn" proof that a state did not come from honest replicas:
-//! [`BoundedCounter::merge`] refuses it, and nothing of it is taken. The state grows with the
-//! number of actors that hand rights to each other, at most its square: a counter is meant for
-//! a cluster's nodes, not for every client.
+//! [`BoundedCounter::merge`] refuses it, and nothing of it is taken. So it does a state valid
+//! alone whose merge overdraws an actor: honest states agree on each actor's history (one
+//! holds a prefix of what the other holds), and a dishonest one need not. The state grows
+//! with the number of actors that hand rights to each other, at most its square: a counter is
+//! meant for a cluster's nodes, not for every client.
 
 use std::collections::BTreeMap;
 
@@ -133,14 +135,15 @@ impl BoundedCounter {
         Ok(())
     }
 
-    /// Merges another replica's state (each total's maximum), unless it shows an actor
-    /// overdrawn — which no honest replica's state can — in which case nothing of it is taken.
+    /// Merges another replica's state (each total's maximum), unless it, or the merge, shows an
+    /// actor overdrawn — which no honest replica's state can — in which case nothing of it is
+    /// taken.
     /// Returns whether the counter changed.
     pub fn merge(&mut self, other: &BoundedCounter) -> Result<bool, InvariantError> {
         other.invariants()?;
-        let before = self.clone();
+        let mut merged = self.clone();
         for (&actor, theirs) in &other.accounts {
-            let mine = self.accounts.entry(actor).or_default();
+            let mine = merged.accounts.entry(actor).or_default();
             mine.added = mine.added.max(theirs.added);
             mine.drawn = mine.drawn.max(theirs.drawn);
             for (&to, &total) in &theirs.handed {
@@ -148,8 +151,12 @@ impl BoundedCounter {
                 *handed = (*handed).max(total);
             }
         }
-        debug_assert!(self.invariants().is_ok(), "{:?}", self.invariants());
-        Ok(*self != before)
+        // A state valid alone can still overdraw an actor here, if it disagrees with ours on
+        // that actor's history (honest states never do: see the module docs).
+        merged.invariants()?;
+        let changed = merged != *self;
+        *self = merged;
+        Ok(changed)
     }
 
     /// Checks that no actor is overdrawn and the state is in normal form.

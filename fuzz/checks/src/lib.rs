@@ -26,6 +26,7 @@ pub mod session_wire;
 pub mod snapshot_file;
 pub mod storage_records;
 pub mod typed_values;
+pub mod vars_wire;
 
 /// A fuzz target's name (also its binary in `fuzz/` and its seed directory) and its check.
 pub type Target = (&'static str, fn(&[u8]));
@@ -48,6 +49,7 @@ pub const TARGETS: &[Target] = &[
     ("snapshot_file", snapshot_file::check),
     ("storage_records", storage_records::check),
     ("typed_values", typed_values::check),
+    ("vars_wire", vars_wire::check),
 ];
 
 /// If `data` decodes as a `T` (postcard, as every wire message is), checks that the value

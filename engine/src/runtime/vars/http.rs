@@ -270,12 +270,14 @@ async fn write(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
         Ok(body) => body,
         Err(e) => return bad_request(format!("the body is not JSON: {e}")),
     };
+    // A move of any policy goes to the variables machine, whose refusal of a counter or an
+    // `lww` variable says why; read as a write, it would be refused for a missing value.
+    if body.get("move_to").is_some() {
+        return move_to(vars, name, body).await;
+    }
     match state.spec.policy {
         Policy::Lww => set(vars, &name, &state, &body).await,
         Policy::Counter => draw_or_refill(vars, &name, &body).await,
-        Policy::Cas | Policy::Coordinated if body.get("move_to").is_some() => {
-            move_to(vars, name, body).await
-        }
         Policy::Cas | Policy::Coordinated => compare_and_set(vars, name, state, body).await,
     }
 }

@@ -38,6 +38,7 @@ pub fn all(root: &Path) -> Vec<(&'static str, Seeds)> {
         ("session_wire", session_wire()),
         ("typed_values", typed_values()),
         ("cli_inputs", cli_inputs()),
+        ("vars_wire", vars_wire()),
     ]
 }
 
@@ -45,6 +46,14 @@ fn named(prefix: &str, items: Vec<Vec<u8>>) -> Seeds {
     let items = items.into_iter().enumerate();
     items
         .map(|(i, b)| (format!("{prefix}-{i:02}"), b))
+        .collect()
+}
+
+/// Scripts of the check's own format (see `vars_wire::seeds`).
+fn vars_wire() -> Seeds {
+    let seeds = foundation_fuzz_checks::vars_wire::seeds().into_iter();
+    seeds
+        .map(|(name, bytes)| (name.to_owned(), bytes))
         .collect()
 }
 
