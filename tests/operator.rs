@@ -392,9 +392,11 @@ fn a_mistyped_command_gets_a_suggestion_and_help_shows_examples() {
 /// Nodes of `cluster` that never move a variable on their own (re-seating off), so only the
 /// operator's `foundation vars move` does.
 fn start_unseated(dir: &Path, cluster: &str, name: &str) -> NodeProcess {
-    let off = [("FOUNDATION_VARS_RESEAT_AFTER", "off")];
-    common::start_with(dir, cluster, name, None, &[], &off)
+    common::start_with(dir, cluster, name, None, &[], &RESEAT_OFF)
 }
+
+/// Automatic re-seating off, so only a move by hand changes a variable's acceptors.
+const RESEAT_OFF: [(&str, &str); 1] = [("FOUNDATION_VARS_RESEAT_AFTER", "off")];
 
 /// The node ids of the acceptors `node` shows for variable `name`.
 fn acceptor_ids(node: &NodeProcess, name: &str) -> Vec<String> {
@@ -414,15 +416,7 @@ fn acceptor_ids(node: &NodeProcess, name: &str) -> Vec<String> {
 fn vars_move_hands_a_variable_to_the_alive_lives_from_the_command_line() {
     let dir = scratch_dir("op-vars-move");
     let cluster = format!("vars-move-{}", std::process::id());
-    let a = start_unseated(&dir, &cluster, "a");
-    let mut b = start_unseated(&dir, &cluster, "b");
-    let mut c = start_unseated(&dir, &cluster, "c");
-    for (observer, other) in [(&a, &b), (&a, &c), (&b, &c)] {
-        eventually(PATIENCE, "the three nodes see each other", || {
-            state_of(observer, &other.id).as_deref() == Some("alive")
-                && state_of(other, &observer.id).as_deref() == Some("alive")
-        });
-    }
+    let [a, mut b, mut c] = three_nodes_with(&dir, &cluster, &[], &RESEAT_OFF);
     let node = format!("{}", a.http);
     let vars = |args: &[&str]| {
         let mut all = vec!["vars", "--node", node.as_str()];
@@ -516,15 +510,7 @@ fn vars_move_hands_a_variable_to_the_alive_lives_from_the_command_line() {
 fn vars_are_declared_set_and_refused_from_the_command_line() {
     let dir = scratch_dir("op-vars");
     let cluster = format!("vars-{}", std::process::id());
-    let a = start(&dir, &cluster, "a", None);
-    let b = start(&dir, &cluster, "b", None);
-    let c = start(&dir, &cluster, "c", None);
-    for (observer, other) in [(&a, &b), (&a, &c), (&b, &c)] {
-        eventually(PATIENCE, "the three nodes see each other", || {
-            state_of(observer, &other.id).as_deref() == Some("alive")
-                && state_of(other, &observer.id).as_deref() == Some("alive")
-        });
-    }
+    let [a, b, c] = three_nodes(&dir, &cluster, &[]);
     let node = format!("{}", a.http);
     let vars = |args: &[&str]| {
         let mut all = vec!["vars", "--node", node.as_str()];
@@ -658,7 +644,17 @@ fn a_node_on_a_data_directory_keeps_its_id_across_restarts() {
 
 /// Three nodes that see each other alive.
 fn three_nodes(dir: &Path, cluster: &str, args: &[&std::ffi::OsStr]) -> [NodeProcess; 3] {
-    let nodes = ["a", "b", "c"].map(|name| common::start_with(dir, cluster, name, None, args, &[]));
+    three_nodes_with(dir, cluster, args, &[])
+}
+
+/// [`three_nodes`] with `FOUNDATION_*` variables.
+fn three_nodes_with(
+    dir: &Path,
+    cluster: &str,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> [NodeProcess; 3] {
+    let nodes = ["a", "b", "c"].map(|name| common::start_with(dir, cluster, name, None, args, env));
     for observer in &nodes {
         for other in &nodes {
             if observer.id != other.id {

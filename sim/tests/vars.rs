@@ -65,17 +65,11 @@ fn run(seed: u64) -> Result<(usize, usize), String> {
     });
     world.apply(&Fault::Join(Nodes::All, 0), &BTreeMap::new())?;
     run_to(&mut world, secs(3))?;
-    let acceptors = (0..NODES)
-        .map(|slot| Life {
-            node: world.node(slot).id(),
-            generation: world.node(slot).generation(),
-        })
-        .collect();
     let spec = VarSpec {
         ty: TYPE,
         policy: Policy::Cas,
         initial: VarValue::Int(0),
-        acceptors,
+        acceptors: lives(&world),
     };
     // Declared on one node; the others take the replicated declaration up.
     world
@@ -380,17 +374,11 @@ fn sweep_seeds(n: u64) -> impl Iterator<Item = u64> {
 
 /// Declares `cas` variable "x" on node 0, decided by the lives of nodes 0 to 2.
 fn declare_x_on_the_first_three(world: &mut World) -> Result<(), String> {
-    let first = (0..3)
-        .map(|slot| Life {
-            node: world.node(slot).id(),
-            generation: world.node(slot).generation(),
-        })
-        .collect();
     let spec = VarSpec {
         ty: TYPE,
         policy: Policy::Cas,
         initial: VarValue::Int(0),
-        acceptors: first,
+        acceptors: lives_of(world, 0..3),
     };
     world
         .with_core(0, |core, now| core.declare_var(now, "x", spec))
@@ -413,7 +401,12 @@ fn joined(seed: u64) -> Result<World, String> {
 }
 
 fn lives(world: &World) -> std::collections::BTreeSet<Life> {
-    (0..NODES)
+    lives_of(world, 0..NODES)
+}
+
+/// The lives of the nodes in `slots`, as they run now.
+fn lives_of(world: &World, slots: std::ops::Range<usize>) -> std::collections::BTreeSet<Life> {
+    slots
         .map(|slot| Life {
             node: world.node(slot).id(),
             generation: world.node(slot).generation(),
