@@ -398,15 +398,7 @@ fn outcome_json(outcome: CasOutcome<Life>) -> (StatusCode, Value) {
 }
 
 fn refusal_json(refused: VarsError) -> (StatusCode, Value) {
-    let status = match refused {
-        VarsError::Unknown(_) => StatusCode::NOT_FOUND,
-        VarsError::VersionMismatch { .. }
-        | VarsError::Busy
-        | VarsError::Conflict(_)
-        | VarsError::Insufficient { .. }
-        | VarsError::Allowance { .. } => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
-    };
+    let status = refusal_status(&refused);
     let current = match refused {
         VarsError::VersionMismatch { current } => Some(current),
         _ => None,
@@ -415,4 +407,58 @@ fn refusal_json(refused: VarsError) -> (StatusCode, Value) {
         status,
         json!({ "won": false, "error": refused.to_string(), "current": current }),
     )
+}
+
+/// Every refusal by name, so a new one gets a status chosen for it: a client's mistake is
+/// 400, the cluster's state 409 (the same request may pass later), a limit of this node or
+/// of the replicated keyspaces 507, and what is not built 501.
+fn refusal_status(refused: &VarsError) -> StatusCode {
+    match refused {
+        VarsError::Unknown(_) => StatusCode::NOT_FOUND,
+        VarsError::VersionMismatch { .. }
+        | VarsError::Busy
+        | VarsError::Conflict(_)
+        | VarsError::Insufficient { .. }
+        | VarsError::Allowance { .. }
+        | VarsError::NotAlive { .. }
+        | VarsError::SessionDecided { .. }
+        | VarsError::SessionStale { .. } => StatusCode::CONFLICT,
+        VarsError::Full | VarsError::NotReplicated(_) => StatusCode::INSUFFICIENT_STORAGE,
+        VarsError::Reconfiguration { .. } => StatusCode::NOT_IMPLEMENTED,
+        VarsError::BadName(_)
+        | VarsError::BadSpec(_)
+        | VarsError::Invalid(_)
+        | VarsError::WrongPolicy { .. }
+        | VarsError::Counter(_)
+        | VarsError::Outcome(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_told_apart_by_status() {
+        let not_alive = VarsError::NotAlive {
+            name: "slots".into(),
+            named: 3,
+            known: 1,
+            needed: 2,
+        };
+        let cases = [
+            (VarsError::Unknown("x".into()), 404),
+            (VarsError::BadSpec("no type".into()), 400),
+            (VarsError::Busy, 409),
+            (not_alive, 409),
+            (VarsError::Full, 507),
+            (VarsError::NotReplicated("keyspace full".into()), 507),
+        ];
+        for (refused, status) in cases {
+            let shown = refused.to_string();
+            let (got, body) = refusal_json(refused);
+            assert_eq!(got.as_u16(), status, "{shown}");
+            assert_eq!(body["error"], shown);
+        }
+    }
 }
