@@ -9,6 +9,12 @@ use super::{
     STATE_ENTRY_OVERHEAD,
 };
 
+/// The shortest anti-entropy interval [`ReplicationConfig::validate`] accepts.
+const ANTI_ENTROPY_INTERVAL_MIN: Duration = Duration::from_millis(10);
+
+/// The longest op log [`ReplicationConfig::validate`] accepts.
+const OP_LOG_MAX_LIMIT: usize = 1 << 20;
+
 /// Replication's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicationConfig {
@@ -87,8 +93,14 @@ impl ReplicationConfig {
                 problem: problem.to_owned(),
             })
         };
-        if self.anti_entropy_interval.is_zero() {
-            return fail("anti_entropy_interval", "must be non-zero");
+        // Below this a node would do little but exchange digests; a typo's "1us" is the case.
+        if self.anti_entropy_interval < ANTI_ENTROPY_INTERVAL_MIN {
+            return fail("anti_entropy_interval", "must be at least 10ms");
+        }
+        // Past this a log keeps more than a full state would carry, in memory that grows with
+        // every write: a full state then serves a peer this far behind better.
+        if self.op_log_max > OP_LOG_MAX_LIMIT {
+            return fail("op_log_max", &format!("must be at most {OP_LOG_MAX_LIMIT}"));
         }
         // Named one by one: an operator reads the name in an error pointing at their file.
         for (field, value) in [
@@ -238,6 +250,20 @@ mod tests {
                 "key_size_max",
                 ReplicationConfig {
                     key_size_max: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "anti_entropy_interval",
+                ReplicationConfig {
+                    anti_entropy_interval: Duration::from_micros(1),
+                    ..Default::default()
+                },
+            ),
+            (
+                "op_log_max",
+                ReplicationConfig {
+                    op_log_max: OP_LOG_MAX_LIMIT + 1,
                     ..Default::default()
                 },
             ),
