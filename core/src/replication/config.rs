@@ -36,7 +36,8 @@ pub struct ReplicationConfig {
     pub keyspace_keys_max: usize,
     /// Most bytes (keys plus values) in one keyspace; keeps a full state within one message.
     pub keyspace_bytes_max: usize,
-    /// Most keyspaces.
+    /// Most keyspaces this node creates by its own writes; it still takes those its peers
+    /// created (two nodes one short of it may each create one at once).
     pub keyspaces_max: usize,
     /// How far ahead of our wall clock a remote timestamp may be (see [`HlcConfig`]).
     pub max_drift_ms: u64,

@@ -1031,11 +1031,10 @@ impl Replication {
             self.stats.malformed += 1;
             return Outcome::Refused;
         }
-        let room = self.keyspaces.contains_key(&envelope.keyspace)
-            || self.keyspaces.len() < self.config.keyspaces_max;
         // Another epoch's ops may come from a node that has not dropped a departed origin yet;
-        // the sender's next digest gets it full states instead.
-        if envelope.epoch != self.epoch || !room {
+        // the sender's next digest gets it full states instead. A keyspace new here is taken
+        // past `keyspaces_max` (see `merge_full_state`).
+        if envelope.epoch != self.epoch {
             self.stats.dropped += 1;
             return Outcome::Refused;
         }
@@ -1242,12 +1241,10 @@ impl Replication {
         theirs: &Coverage<'_>,
         out: &mut Outbox,
     ) {
-        let room =
-            self.keyspaces.contains_key(name) || self.keyspaces.len() < self.config.keyspaces_max;
-        if !room {
-            self.stats.dropped += 1;
-            return;
-        }
+        // No room check: `keyspaces_max` bounds the keyspaces this node creates, as the other
+        // limits bound its own writes. Two nodes one short of it can each create a different
+        // one at once; refusing the other's here kept them apart for good, each re-offering
+        // its keyspace at every exchange.
         let state = match full_state::decode(bytes) {
             Ok(state) if names_its_writes(&state) => state,
             _ => {

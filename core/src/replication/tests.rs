@@ -1677,3 +1677,42 @@ mod stored_bytes {
         assert_eq!(machine.get("ks", "k1"), None);
     }
 }
+
+/// Two nodes at `keyspaces_max` less one each create a different keyspace at once: the limit
+/// is a node's own, checked on its writes, so each must still take the other's keyspace, as
+/// it takes keys past `keyspace_keys_max` from its peers; refusing it left the two apart for
+/// good, re-offered every exchange.
+#[test]
+fn keyspaces_created_at_once_at_the_limit_reach_every_node() {
+    let config = ReplicationConfig {
+        keyspaces_max: 2,
+        ..ReplicationConfig::default()
+    };
+    let mut net = Net::new(2, config);
+    net.share_keys(1);
+    for (i, keyspace) in [(0, "left"), (1, "right")] {
+        let write = Write {
+            keyspace: keyspace.into(),
+            key: "k".into(),
+            value: Some(b"v".to_vec()),
+        };
+        let p = &mut net.peers[i];
+        p.machine
+            .write(net.now, write, &[], &mut p.out)
+            .expect("room for one more here");
+        net.collect(i);
+    }
+    for _ in 0..3 {
+        net.exchange(0, 1);
+        net.exchange(1, 0);
+    }
+    net.assert_converged();
+    let sent = net.peers[0].machine.stats().bytes_sent;
+    net.exchange(0, 1);
+    net.exchange(1, 0);
+    let again = net.peers[0].machine.stats().bytes_sent - sent;
+    assert!(
+        again < 200,
+        "{again} bytes for an exchange between equal nodes"
+    );
+}
