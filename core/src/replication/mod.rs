@@ -293,7 +293,7 @@ pub struct ReplicationStats {
     pub duplicate_ops: u64,
     /// Remote ops or states refused: timestamp too far ahead of our clock.
     pub drift_rejected: u64,
-    /// Remote ops or states of an older epoch, or for a keyspace we have no room for.
+    /// Remote ops of another epoch.
     pub dropped: u64,
     /// Remote ops that contradict themselves (seq 0, or a timestamp of another node than the
     /// origin's): refused.
