@@ -1497,7 +1497,7 @@ enum Outcome {
     Applied,
     /// Applied before.
     Duplicate,
-    /// Not applied (malformed, another epoch, no room, clock drift); a well-formed one will be
+    /// Not applied (malformed, another epoch, clock drift); a well-formed one will be
     /// offered again.
     Refused,
 }

@@ -194,7 +194,7 @@ impl ReplicationMetrics {
             ("duplicate_ops", "Remote ops already held", &m.duplicate_ops),
             (
                 "rejected",
-                "Remote ops and states refused: clock drift, another epoch, no room, undecodable",
+                "Remote ops and states refused: clock drift, another epoch, undecodable",
                 &m.rejected,
             ),
             ("digests_sent", "Anti-entropy digests sent", &m.digests_sent),
