@@ -216,6 +216,17 @@ impl VarsMessage {
     }
 }
 
+/// Where a declaration was made. [`VARIABLES_MAX`] bounds the variables declared here; one
+/// declared on another node is held past it, as the replicated keyspaces take their peers'
+/// writes past their own limits: two nodes one short of it that each declared a different
+/// variable at once would otherwise each lack the other's for good — an `lww` variable or a
+/// counter readable on some nodes only, or a `cas` variable missing acceptors it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Here,
+    Replicated,
+}
+
 /// Encodes a variables message in the core's envelope.
 pub fn encode(message: &VarsMessage) -> Bytes {
     envelope::encode(envelope::VARS, message)
@@ -488,6 +499,11 @@ impl Vars {
 
     /// Declares `name` with `spec`; declaring it again with the same spec does nothing.
     pub fn declare(&mut self, name: &str, spec: VarSpec) -> Result<(), VarsError> {
+        self.declare_from(name, spec, Source::Here)
+    }
+
+    /// [`Self::declare`], of a declaration made `source`.
+    fn declare_from(&mut self, name: &str, spec: VarSpec, source: Source) -> Result<(), VarsError> {
         check_name(name)?;
         check_spec(self.me, &spec)?;
         let kind = match (spec.policy, &spec.initial) {
@@ -506,7 +522,7 @@ impl Vars {
             },
         };
         let seat = (0, spec.acceptors.clone());
-        self.hold(name, spec, kind, seat)
+        self.hold(name, spec, kind, seat, source)
     }
 
     /// Holds `name` as `kind` under `spec` (checked), unless held already; `seat` as in
@@ -517,6 +533,7 @@ impl Vars {
         spec: VarSpec,
         kind: Kind,
         seat: (u64, BTreeSet<Life>),
+        source: Source,
     ) -> Result<(), VarsError> {
         check_name(name)?;
         let fingerprint = spec.fingerprint();
@@ -526,7 +543,7 @@ impl Vars {
                 false => Err(VarsError::Conflict(name.to_owned())),
             };
         }
-        if self.variables.len() >= VARIABLES_MAX {
+        if source == Source::Here && self.variables.len() >= VARIABLES_MAX {
             return Err(VarsError::Full);
         }
         let variable = Variable {
@@ -570,7 +587,7 @@ impl Vars {
         if !everywhere && !spec.acceptors.contains(&self.me) {
             return;
         }
-        if let Err(VarsError::Conflict(_)) = self.declare(name, spec) {
+        if let Err(VarsError::Conflict(_)) = self.declare_from(name, spec, Source::Replicated) {
             self.stats.conflicting_declarations += 1;
         }
     }

@@ -45,10 +45,10 @@
 //! majority ever answers. Re-seating is not asked this: it moves only to lives it heard from
 //! and only while it sees a majority of the current set (see [`reseat`](super::reseat)).
 //!
-//! Not refused: a move to a node that already holds [`VARIABLES_MAX`](super::VARIABLES_MAX)
-//! variables. The mover does not know how many another node holds (nothing carries that); the
-//! full node refuses to take the seat up (counted as a conflicting declaration), and the
-//! variable has one acceptor fewer in effect.
+//! A node that already holds [`VARIABLES_MAX`](super::VARIABLES_MAX) variables takes a seat up
+//! all the same: the limit bounds the variables declared on a node, not those other nodes
+//! name it for (the mover cannot know how many it holds; refusing left the variable an
+//! acceptor short for good).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -57,7 +57,7 @@ use foundation_agents::cas::{CasRegister, Proposal, SLOT_MAX};
 use foundation_agents::variable::{Policy, VarValue};
 use serde::{Deserialize, Serialize};
 
-use super::{Kind, Life, Outgoing, VarSpec, Vars, VarsError, VARS_KEYSPACE};
+use super::{Kind, Life, Outgoing, Source, VarSpec, Vars, VarsError, VARS_KEYSPACE};
 use crate::replication::Write;
 use crate::time::Instant;
 
@@ -268,8 +268,11 @@ impl Vars {
             register: Box::new(register),
             request: None,
         };
-        // Cannot conflict (not held here); a full node counts it like a refused declaration.
-        if self.hold(name, spec, kind, known).is_err() {
+        // Cannot conflict (not held here), nor be refused for room (another node's).
+        if self
+            .hold(name, spec, kind, known, Source::Replicated)
+            .is_err()
+        {
             self.stats.conflicting_declarations += 1;
         }
     }

@@ -731,3 +731,23 @@ fn a_burst_of_draws_is_written_once_when_the_batching_interval_ends() {
     assert_eq!(record.map(|r| r.state.value()), Some(6));
     assert_eq!(vars.poll_timeout(), None, "nothing left to write");
 }
+
+/// A node holding `VARIABLES_MAX` variables refuses one more declared here, but holds those
+/// other nodes declare: an `lww` variable readable everywhere, and a `cas` variable naming it
+/// among the acceptors (which answers for it). Refused, the node lacked them for good.
+#[test]
+fn a_full_node_refuses_its_own_declarations_but_holds_its_peers() {
+    let mut full = Vars::new(life(1));
+    for i in 0..VARIABLES_MAX {
+        full.declare(&format!("v{i}"), lww_spec()).expect("room");
+    }
+    assert_eq!(full.declare("mine", lww_spec()), Err(VarsError::Full));
+    full.adopt(Instant::ZERO, "theirs", &lww_spec().encode());
+    assert_eq!(full.get("theirs"), Some((0, &VarValue::Int(0))));
+    full.adopt(Instant::ZERO, "shared", &spec(3).encode());
+    assert!(
+        full.spec("shared").is_some(),
+        "an acceptor named holds its variable"
+    );
+    assert_eq!(full.stats().conflicting_declarations, 0);
+}
