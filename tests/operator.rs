@@ -407,10 +407,11 @@ fn acceptor_ids(node: &NodeProcess, name: &str) -> Vec<String> {
 }
 
 /// `foundation vars move NAME --to alive`: a `cas` variable declared on three nodes is moved
-/// by hand, after one of them is killed for good and a new node joins, to the lives alive now.
-/// Then a second original node is killed: a write of the moved variable still wins (this node
-/// and the new one are a majority of its acceptors), while one declared alongside it and left
-/// on the old lives has no majority. A counter, an `lww` variable and an unknown name are
+/// by hand, after one of them is killed for good and a new node joins, to the lives alive now;
+/// another to the same lives named in a list (`--to a,<start of b's id>,d`), and a list naming
+/// the killed node is refused. Then a second original node is killed: a write of each moved
+/// variable still wins (this node and the new one are a majority of its acceptors), while one
+/// declared alongside them and left on the old lives has no majority. A counter, an `lww` variable and an unknown name are
 /// refused with one line saying why.
 #[test]
 fn vars_move_hands_a_variable_to_the_alive_lives_from_the_command_line() {
@@ -423,7 +424,7 @@ fn vars_move_hands_a_variable_to_the_alive_lives_from_the_command_line() {
         all.extend_from_slice(args);
         foundation(&dir, Some(&cluster), &all)
     };
-    for name in ["seats", "stay"] {
+    for name in ["seats", "stay", "named"] {
         let declared = vars(&[
             "declare",
             name,
@@ -435,7 +436,8 @@ fn vars_move_hands_a_variable_to_the_alive_lives_from_the_command_line() {
         assert!(declared.status.success(), "{}", stderr(&declared));
     }
     eventually(PATIENCE, "the declarations reach b and c", || {
-        [&b, &c].iter().all(|n| acceptor_ids(n, "stay").len() == 3)
+        let held = |n: &&NodeProcess| ["seats", "stay", "named"].map(|v| acceptor_ids(n, v).len());
+        [&b, &c].iter().all(|n| held(n) == [3; 3])
     });
 
     c.kill();
@@ -459,11 +461,31 @@ fn vars_move_hands_a_variable_to_the_alive_lives_from_the_command_line() {
     eventually(PATIENCE, "d takes the moved variable up", || {
         acceptor_ids(&d, "seats").contains(&d.id)
     });
+    // The same by a list: a and d by name, b by the start of its id.
+    let listed = format!("a,{},d", &b.id[..8]);
+    let moved = vars(&["move", "named", "--to", &listed]);
+    assert!(
+        stdout(&moved).contains("\"won\": true"),
+        "{}",
+        stderr(&moved)
+    );
+    let mut now = acceptor_ids(&a, "named");
+    now.sort();
+    assert_eq!(now, expected, "named moved to a, b and d");
+    let refused = vars(&["move", "named", "--to", "a,c"]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains("\"c\" is not the name or id of a member alive here"),
+        "{}",
+        stderr(&refused)
+    );
 
     b.kill();
-    let won = vars(&["set", "seats", "5", "--expected", "1"]);
-    assert!(won.status.success(), "{}", stderr(&won));
-    assert!(stdout(&won).contains("\"won\": true"), "{}", stdout(&won));
+    for name in ["seats", "named"] {
+        let won = vars(&["set", name, "5", "--expected", "1"]);
+        assert!(won.status.success(), "{}", stderr(&won));
+        assert!(stdout(&won).contains("\"won\": true"), "{}", stdout(&won));
+    }
     let stuck = vars(&["set", "stay", "5", "--expected", "0"]);
     assert!(!stuck.status.success());
     assert!(stderr(&stuck).contains("no majority"), "{}", stderr(&stuck));

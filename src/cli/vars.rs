@@ -27,6 +27,7 @@ Examples:
   foundation vars declare mode --type '{\"choice\": [\"fast\", \"safe\"]}' --initial '\"safe\"'
   foundation vars set gpu.slots 7 --expected 0           wins only if still at version 0
   foundation vars move gpu.slots --to alive              after restarts: the lives alive now decide it
+  foundation vars move gpu.slots --to api-1,api-2,4f2a09c1   to these members (names or ids)
   foundation vars declare temperature --policy lww --type '{\"float\": [0, 2]}' --initial 0.7
   foundation vars set temperature 0.9                    last writer wins
   foundation vars declare budget --policy counter --initial 1000
@@ -92,8 +93,10 @@ pub enum VarsCommand {
     Move {
         /// The variable.
         name: String,
-        /// The new acceptors: `alive` is this node and every member alive now.
-        #[arg(long, value_parser = ["alive"])]
+        /// The new acceptors: `alive` is this node and every member alive now; or members
+        /// alive now, comma-separated, each by name or id (or the start of an id, as
+        /// `foundation members` shows it).
+        #[arg(long, value_parser = parse_move_target)]
         to: String,
         /// Longest wait for a majority, in milliseconds.
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -180,7 +183,7 @@ pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
             to,
             timeout_ms,
         } => {
-            let body = json!({ "move_to": to, "timeout_ms": timeout_ms });
+            let body = json!({ "move_to": move_target_json(&to), "timeout_ms": timeout_ms });
             let timeout = REQUEST_TIMEOUT + Duration::from_millis(timeout_ms);
             (Method::POST, path(&name), Some(body), timeout)
         }
@@ -264,6 +267,22 @@ fn path(name: &str) -> String {
     format!("/variables/{}", percent_encode(name))
 }
 
+/// `--to` of `vars move`: `alive`, or members separated by commas, none empty.
+fn parse_move_target(to: &str) -> Result<String, String> {
+    match to.split(',').any(|member| member.trim().is_empty()) {
+        true => Err("`alive`, or members alive now separated by commas (names or ids)".into()),
+        false => Ok(to.to_owned()),
+    }
+}
+
+/// `--to` as the HTTP API's `"move_to"`: `"alive"` or a list of members.
+fn move_target_json(to: &str) -> Value {
+    match to {
+        "alive" => json!("alive"),
+        members => json!(members.split(',').map(str::trim).collect::<Vec<_>>()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn move_takes_alive_as_its_target_and_refuses_anything_else() {
+    fn move_takes_alive_or_a_list_of_members_as_its_target() {
         let parse = |args: &[&str]| {
             let argv = std::iter::once("vars").chain(args.iter().copied());
             Cli::try_parse_from(argv).map(|c| c.vars.command)
@@ -289,8 +308,14 @@ mod tests {
                 timeout_ms: 2000,
             })
         );
-        assert!(parse(&["move", "slots", "--to", "mars"]).is_err());
+        assert!(parse(&["move", "slots", "--to", "a,,b"]).is_err());
+        assert!(parse(&["move", "slots", "--to", ""]).is_err());
         assert!(parse(&["move", "slots"]).is_err());
+        assert_eq!(move_target_json("alive"), json!("alive"));
+        assert_eq!(
+            move_target_json("api-1, 4f2a09c1"),
+            json!(["api-1", "4f2a09c1"])
+        );
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! node and every member alive as the acceptors; `"policy": "lww"`, `"coordinated"` or
 //! `"counter"`) and `POST /variables/{name}` (a compare-and-set, an `lww` write, or a
 //! counter's draw or refill, by the variable's policy; `{"move_to": "alive"}` moves a `cas` or
-//! `coordinated` variable to the lives alive now); writes from this machine only, like every
+//! `coordinated` variable to the lives alive now, `{"move_to": ["api-1", "4f2a09c1"]}` to
+//! those of the alive members named); writes from this machine only, like every
 //! write of the API.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use foundation_agents::cas::CasOutcome;
@@ -284,20 +286,40 @@ async fn write(vars: VarsHandle, request: WriteRequest) -> (StatusCode, Value) {
 
 /// `{"move_to": "alive", "timeout_ms": 2000}`: moves the variable to this node's life and
 /// every member alive now (a restarted node is a new life), decided by a majority of its
-/// current acceptors.
+/// current acceptors; `{"move_to": ["api-1", "4f2a09c1", …]}` to the lives of the members
+/// alive now that the list names (by name, id or the start of an id).
 async fn move_to(vars: VarsHandle, name: String, body: Value) -> (StatusCode, Value) {
-    if body.get("move_to").and_then(Value::as_str) != Some("alive") {
-        return bad_request("\"move_to\" takes \"alive\": this node and every member alive now");
-    }
+    let lives = match acceptors_named(&vars, &body["move_to"]) {
+        Ok(lives) => lives,
+        Err(why) => return bad_request(format!("\"move_to\": {why}")),
+    };
     let timeout = match timeout_of(&body) {
         Ok(timeout) => timeout,
         Err(refused) => return refused,
     };
-    let alive = vars.alive_lives();
-    match vars.change_acceptors(&name, alive, timeout).await {
+    match vars.change_acceptors(&name, lives, timeout).await {
         Ok(outcome) => outcome_json(outcome),
         Err(VarsCallError::Refused(refused)) => refusal_json(refused),
         Err(VarsCallError::Stopped) => stopped(),
+    }
+}
+
+/// The lives a `"move_to"` names: `"alive"`, or a list of alive members.
+fn acceptors_named(vars: &VarsHandle, to: &Value) -> Result<BTreeSet<Life>, String> {
+    const TAKES: &str = "takes \"alive\" (this node and every member alive now) or a list of members alive now, by name or id";
+    if to.as_str() == Some("alive") {
+        return Ok(vars.alive_lives());
+    }
+    let Some(members) = to.as_array() else {
+        return Err(TAKES.to_owned());
+    };
+    let members: Option<Vec<String>> = members
+        .iter()
+        .map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    match members {
+        Some(members) if !members.is_empty() => vars.lives_named(&members),
+        _ => Err(TAKES.to_owned()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! `foundation_core::vars` for the protocol and what is not built yet), moving them to other
 //! acceptors, and their HTTP endpoints.
 
+pub(crate) mod alive;
 mod http;
 pub mod json;
 mod metrics;
@@ -22,6 +23,7 @@ use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::request::{Request, VarWrite, VarsRequest};
+use alive::AliveLives;
 use foundation_core::time::Instant;
 
 /// How long [`VarsHandle::draw`] waits for a counter's holders to allow this node more.
@@ -42,7 +44,7 @@ type CasWaits = BTreeMap<(String, u64), oneshot::Sender<Result<CasOutcome<Life>,
 pub(crate) struct VarsRuntime {
     cas_waits: CasWaits,
     view: watch::Sender<Arc<VarsView>>,
-    alive: watch::Sender<Arc<BTreeSet<Life>>>,
+    alive: watch::Sender<Arc<AliveLives>>,
     /// The core's lives version last published: a renewal a member told changes the lives
     /// without a membership event.
     lives_version: u64,
@@ -95,7 +97,7 @@ pub struct VarsHandle {
     pub(crate) events: broadcast::Sender<VarsEvent>,
     /// What [`Self::alive_lives`] answers, published by the driver (see
     /// [`VarsRuntime::publish_alive`]).
-    pub(crate) alive: watch::Receiver<Arc<BTreeSet<Life>>>,
+    pub(crate) alive: watch::Receiver<Arc<AliveLives>>,
     pub(crate) held: watch::Receiver<Arc<VarsView>>,
 }
 
@@ -110,9 +112,17 @@ impl VarsHandle {
     /// `foundation_core::vars::lives`): the acceptors a `cas` variable declared now would
     /// have. Every acceptor must declare the variable with the same spec.
     pub fn alive_lives(&self) -> BTreeSet<Life> {
-        let mut alive = (**self.alive.borrow()).clone();
+        let mut alive = self.alive.borrow().lives.clone();
         alive.insert(self.me);
         alive
+    }
+
+    /// The lives of the members alive now that `members` name, each by its name, its id or
+    /// the start of its id (as `foundation members` shows them): the acceptors for
+    /// [`Self::change_acceptors`] an operator names. An entry that names no member alive here,
+    /// or more than one, is refused with the reason.
+    pub fn lives_named(&self, members: &[String]) -> Result<BTreeSet<Life>, String> {
+        self.alive.borrow().all_named(members)
     }
 
     /// Declares `name` with `spec` cluster-wide: here at once, and on every other acceptor as
@@ -333,10 +343,7 @@ impl VarsRuntime {
     /// `registry`.
     pub(crate) fn new(
         handle: &VarsHandle,
-        (view, alive): (
-            watch::Sender<Arc<VarsView>>,
-            watch::Sender<Arc<BTreeSet<Life>>>,
-        ),
+        (view, alive): (watch::Sender<Arc<VarsView>>, watch::Sender<Arc<AliveLives>>),
         registry: &mut prometheus_client::registry::Registry,
     ) -> Self {
         Self {
@@ -373,7 +380,7 @@ impl VarsRuntime {
             return;
         }
         self.lives_version = version;
-        let alive = core.alive_lives();
+        let alive = AliveLives::of(core);
         self.alive.send_if_modified(|held| {
             let changed = **held != alive;
             *held = Arc::new(alive);
