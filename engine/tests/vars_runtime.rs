@@ -360,16 +360,18 @@ async fn variables_are_listed_and_written_over_http_with_typed_answers() {
     }
 }
 
+/// Waits until every node sees the others alive, in its members and in the lives its
+/// variables name (published a moment after the members, in the same step of the driver).
 async fn wait_alive(nodes: &[Node]) {
     for node in nodes {
         let deadline = tokio::time::Instant::now() + SOON;
-        while node
-            .members()
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .count()
-            < nodes.len() - 1
-        {
+        let alive = |node: &Node| {
+            node.members()
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .count()
+        };
+        while alive(node) < nodes.len() - 1 || node.vars().alive_lives().len() < nodes.len() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the cluster never formed"

@@ -432,8 +432,9 @@ fn refusal_json(refused: VarsError) -> (StatusCode, Value) {
 }
 
 /// Every refusal by name, so a new one gets a status chosen for it: a client's mistake is
-/// 400, the cluster's state 409 (the same request may pass later), a limit of this node or
-/// of the replicated keyspaces 507, and what is not built 501.
+/// 400 (a move this machine refuses too: to the same or an empty set, or of a counter's
+/// holders), the cluster's state 409 (the same request may pass later), a limit of this node
+/// or of the replicated keyspaces 507.
 fn refusal_status(refused: &VarsError) -> StatusCode {
     match refused {
         VarsError::Unknown(_) => StatusCode::NOT_FOUND,
@@ -446,8 +447,8 @@ fn refusal_status(refused: &VarsError) -> StatusCode {
         | VarsError::SessionDecided { .. }
         | VarsError::SessionStale { .. } => StatusCode::CONFLICT,
         VarsError::Full | VarsError::NotReplicated(_) => StatusCode::INSUFFICIENT_STORAGE,
-        VarsError::Reconfiguration { .. } => StatusCode::NOT_IMPLEMENTED,
-        VarsError::BadName(_)
+        VarsError::Reconfiguration { .. }
+        | VarsError::BadName(_)
         | VarsError::BadSpec(_)
         | VarsError::Invalid(_)
         | VarsError::WrongPolicy { .. }
