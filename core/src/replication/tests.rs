@@ -1677,3 +1677,35 @@ mod stored_bytes {
         assert_eq!(machine.get("ks", "k1"), None);
     }
 }
+
+/// A store that lost records from its middle is reported partial once, then repaired (fjall
+/// moves the damaged store aside and writes what it read into a fresh one: every seen-set, some
+/// entries). The node must not leave those seen-sets on disk for its next life: a clean load
+/// would trust them, and the lost write would count as one it saw and removed — missing here
+/// for good (digests agree, so nobody sends it) and dropped from any replica that takes this
+/// node's full state.
+#[test]
+fn seen_sets_distrusted_after_a_partial_load_are_not_trusted_again_at_the_next_start() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    net.persist(1, &[]);
+    for k in 0..6 {
+        net.durable_write(0, &format!("k{k}"), "v");
+    }
+    net.deliver_flushing();
+    net.sync(1);
+    // The repair: k3's record is gone from the store, its seen-set is not.
+    let disk = net.peers[1].disk.as_mut().expect("disk");
+    let mut lost = Batch::new();
+    lost.remove_entry("ks", b"k3");
+    disk.write(&lost).expect("write");
+    disk.sync().expect("sync");
+    net.restart_with(1, 2, |loaded| loaded.report.partial = true);
+    // Its first input writes what it holds; the next start finds the store clean.
+    net.flush(1);
+    net.sync(1);
+    net.restart(1, 3);
+    net.exchange(1, 0);
+    net.exchange(0, 1);
+    assert_eq!(net.value(1, "k3").as_deref(), Some("v"), "k3 came back");
+    net.assert_converged();
+}
