@@ -1709,3 +1709,41 @@ fn seen_sets_distrusted_after_a_partial_load_are_not_trusted_again_at_the_next_s
     assert_eq!(net.value(1, "k3").as_deref(), Some("v"), "k3 came back");
     net.assert_converged();
 }
+
+/// A node whose clock a peer's pushed ahead (within the drift bound) writes, pushes the write,
+/// and crashes before syncing it; it restarts before its wall clock has caught up, and its
+/// clock restarts from what its disk holds. Its next write — durable here and acknowledged by
+/// a majority — is stamped below the lost one, which never returned: that older write comes
+/// back from the peer and wins everywhere.
+#[test]
+#[ignore = "known gap, not fixed: the clock is restored from the stored entries only, and a \
+            write pushed before its batch synced may carry a later stamp; closing it needs a \
+            restarted node to take its peers' clocks before it stamps a write (or a stored \
+            clock bound that every pushed write stays under)"]
+fn a_majority_write_after_a_restart_loses_to_an_unsynced_write_of_the_previous_life() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    net.persist(0, &[]);
+    net.persist(1, &[]);
+    let behind = net.now;
+    net.advance(Duration::from_secs(30));
+    net.write(1, "other", Some("x"), true);
+    net.now = behind;
+    net.deliver_flushing();
+    // Node 0's clock now reads node 1's; its write reaches node 1, its own sync never comes.
+    net.durable_write(0, "k", "old");
+    net.deliver_flushing();
+    net.sync(1);
+    net.restart(0, 2);
+    let ticket = net.write_acked_among(0, "k", &[1], 2).expect("taken");
+    net.flush(0);
+    net.sync(0);
+    net.deliver_flushing();
+    net.sync(1);
+    net.deliver_flushing();
+    assert_eq!(net.acks(0), vec![(2, 2)], "held by both: {ticket:?}");
+    net.exchange(0, 1);
+    net.exchange(1, 0);
+    for i in 0..2 {
+        assert_eq!(net.value(i, "k").as_deref(), Some("v"), "node {i}");
+    }
+}
