@@ -154,3 +154,32 @@ fn counting_the_visible_members_confirms_a_lone_write() {
     run_to(&mut world, until);
     assert_eq!(majority_write(&mut world, 0, "alone"), Some(true));
 }
+
+/// A member that restarts while cut off from the others meets nobody, and placement's agreed
+/// membership — kept in memory only — starts again with the members a life has met: itself.
+/// Its majority write is then confirmed by its own copy, in a cluster of three; losing that one
+/// disk loses a write `set_majority` reported held by a majority.
+#[test]
+#[ignore = "known gap, not fixed: the agreed membership is not persisted, so a node restarted \
+            on a minority side counts its majority among the members it met since (here itself \
+            alone, 1 of 1); a fix persists the agreed membership with the keyspaces and seeds \
+            placement's table from it at start"]
+fn a_member_restarted_alone_does_not_confirm_a_majority_write_by_itself() {
+    for seed in 1..=3 {
+        let mut world = three_nodes(seed);
+        assert_eq!(majority_write(&mut world, 0, "before"), Some(true));
+        apply(
+            &mut world,
+            Fault::Partition(Nodes::One(0), Nodes::List(vec![1, 2])),
+        );
+        apply(&mut world, Fault::Crash(Nodes::One(0)));
+        apply(&mut world, Fault::Restart(Nodes::One(0), Identity::Same));
+        let until = world.now_us() + secs(8);
+        run_to(&mut world, until);
+        assert_ne!(
+            majority_write(&mut world, 0, "alone"),
+            Some(true),
+            "seed {seed}: confirmed by a majority with one copy of three"
+        );
+    }
+}

@@ -516,8 +516,9 @@ impl Replication {
     /// stored write, so ours order after them, and the first member to come up is asked for
     /// what we missed. `whole`: storage kept every record of what it was given (a prefix of
     /// the batches; see [`crate::storage::LoadReport::partial`]); if not, no keyspace's record
-    /// of which writes it includes is trusted (see `durable::read`). Returns how many records
-    /// did not decode (left out: peers refill them).
+    /// of which writes it includes is trusted (see `durable::read`), and the first batch,
+    /// handed out at once, writes such keyspaces again as held. Returns how many records did
+    /// not decode (left out: peers refill them).
     pub fn restore(
         &mut self,
         now: Instant,
@@ -532,6 +533,11 @@ impl Replication {
             }
             let (mut keyspace, bad) = durable::read(stored, whole);
             keyspace.track_changes();
+            if !whole || bad > 0 {
+                // The seen-sets left on disk claim writes whose entries are gone, and the next
+                // start may find the store clean (repaired) and trust them: replace them first.
+                keyspace.mark_all_dirty();
+            }
             skipped += bad;
             if let Some(newest) = keyspace.map().entries().map(|(_, e)| e.ts).max() {
                 let wall = self.wall_ms(now).max(newest.wall_ms);
@@ -556,6 +562,7 @@ impl Replication {
             self.pull_first = true;
             self.start_ticking(now, out);
         }
+        self.flush_persistence(out);
         skipped
     }
 

@@ -1715,4 +1715,73 @@ fn keyspaces_created_at_once_at_the_limit_reach_every_node() {
         again < 200,
         "{again} bytes for an exchange between equal nodes"
     );
+
+/// A store that lost records from its middle is reported partial once, then repaired (fjall
+/// moves the damaged store aside and writes what it read into a fresh one: every seen-set, some
+/// entries). The node must not leave those seen-sets on disk for its next life: a clean load
+/// would trust them, and the lost write would count as one it saw and removed — missing here
+/// for good (digests agree, so nobody sends it) and dropped from any replica that takes this
+/// node's full state.
+#[test]
+fn seen_sets_distrusted_after_a_partial_load_are_not_trusted_again_at_the_next_start() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    net.persist(1, &[]);
+    for k in 0..6 {
+        net.durable_write(0, &format!("k{k}"), "v");
+    }
+    net.deliver_flushing();
+    net.sync(1);
+    // The repair: k3's record is gone from the store, its seen-set is not.
+    let disk = net.peers[1].disk.as_mut().expect("disk");
+    let mut lost = Batch::new();
+    lost.remove_entry("ks", b"k3");
+    disk.write(&lost).expect("write");
+    disk.sync().expect("sync");
+    net.restart_with(1, 2, |loaded| loaded.report.partial = true);
+    // Its first input writes what it holds; the next start finds the store clean.
+    net.flush(1);
+    net.sync(1);
+    net.restart(1, 3);
+    net.exchange(1, 0);
+    net.exchange(0, 1);
+    assert_eq!(net.value(1, "k3").as_deref(), Some("v"), "k3 came back");
+    net.assert_converged();
+}
+
+/// A node whose clock a peer's pushed ahead (within the drift bound) writes, pushes the write,
+/// and crashes before syncing it; it restarts before its wall clock has caught up, and its
+/// clock restarts from what its disk holds. Its next write — durable here and acknowledged by
+/// a majority — is stamped below the lost one, which never returned: that older write comes
+/// back from the peer and wins everywhere.
+#[test]
+#[ignore = "known gap, not fixed: the clock is restored from the stored entries only, and a \
+            write pushed before its batch synced may carry a later stamp; closing it needs a \
+            restarted node to take its peers' clocks before it stamps a write (or a stored \
+            clock bound that every pushed write stays under)"]
+fn a_majority_write_after_a_restart_loses_to_an_unsynced_write_of_the_previous_life() {
+    let mut net = Net::new(2, ReplicationConfig::default());
+    net.persist(0, &[]);
+    net.persist(1, &[]);
+    let behind = net.now;
+    net.advance(Duration::from_secs(30));
+    net.write(1, "other", Some("x"), true);
+    net.now = behind;
+    net.deliver_flushing();
+    // Node 0's clock now reads node 1's; its write reaches node 1, its own sync never comes.
+    net.durable_write(0, "k", "old");
+    net.deliver_flushing();
+    net.sync(1);
+    net.restart(0, 2);
+    let ticket = net.write_acked_among(0, "k", &[1], 2).expect("taken");
+    net.flush(0);
+    net.sync(0);
+    net.deliver_flushing();
+    net.sync(1);
+    net.deliver_flushing();
+    assert_eq!(net.acks(0), vec![(2, 2)], "held by both: {ticket:?}");
+    net.exchange(0, 1);
+    net.exchange(1, 0);
+    for i in 0..2 {
+        assert_eq!(net.value(i, "k").as_deref(), Some("v"), "node {i}");
+    }
 }

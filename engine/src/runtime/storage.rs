@@ -16,6 +16,11 @@ use crate::storage::{Batch, DataDir, FjallDisk, Loaded, StorageError, Store, Syn
 /// Node metadata blob: the generation (node life) of the last start, so the next one is later
 /// even if the wall clock went back.
 const GENERATION: &str = "node.generation";
+/// Generations left to a life's renewals: membership renews a life in memory (+1 each time the
+/// cluster declared it failed) and writes as each renewed one, so a start whose wall clock is
+/// behind goes at least this far past the last stored start. A renewal waits for a failure
+/// detection (seconds), so no life reaches 2^20 of them.
+const RENEWALS_MAX: u64 = 1 << 20;
 
 /// Where and how a node keeps its durable keyspaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +48,8 @@ pub(crate) struct Opened {
     pub storage: NodeStorage,
     /// What the previous lives stored, and what loading it had to drop.
     pub loaded: Loaded,
-    /// This life's generation: at least `wanted`, and after every earlier life's.
+    /// This life's generation: at least `wanted`, and after every earlier life's (renewals
+    /// included).
     pub generation: u64,
 }
 
@@ -69,7 +75,7 @@ pub(crate) async fn open(
         .get(GENERATION)
         .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
         .map(u64::from_be_bytes);
-    let generation = previous.map_or(wanted, |p| wanted.max(p + 1));
+    let generation = previous.map_or(wanted, |p| wanted.max(p.saturating_add(RENEWALS_MAX)));
     let mut batch = Batch::new();
     batch.put_node_meta(GENERATION, &generation.to_be_bytes());
     store.submit(batch)?.await?;
@@ -93,5 +99,36 @@ impl NodeStorage {
             };
             let _ = outcomes.send(BatchOutcome { seq, result });
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A life renews its generation in memory (+1 each time membership declares it failed),
+    /// writing as each new one; only its start generation is stored. A restart with the wall
+    /// clock behind must still pick a generation none of those renewals took, or the new life
+    /// writes seqs 1, 2, … again under a name the old one already used for other writes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_restart_with_the_clock_behind_skips_every_generation_a_renewal_may_have_taken() {
+        let dir =
+            std::env::temp_dir().join(format!("foundation-generation-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = StorageSettings {
+            data_dir: dir.clone(),
+            sync: SyncPolicy::Always,
+        };
+        let first = open(&settings, 1_000, mpsc::unbounded_channel().0)
+            .await
+            .expect("open");
+        assert_eq!(first.generation, 1_000);
+        drop(first);
+        // The first life renewed twice (1_001, 1_002); the clock then went back.
+        let second = open(&settings, 500, mpsc::unbounded_channel().0)
+            .await
+            .expect("reopen");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(second.generation > 1_002, "reused {}", second.generation);
     }
 }
