@@ -1715,6 +1715,7 @@ fn keyspaces_created_at_once_at_the_limit_reach_every_node() {
         again < 200,
         "{again} bytes for an exchange between equal nodes"
     );
+}
 
 /// A store that lost records from its middle is reported partial once, then repaired (fjall
 /// moves the damaged store aside and writes what it read into a fresh one: every seen-set, some
