@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench -p foundation-engine --bench agents            # full run
 //! cargo bench -p foundation-engine --bench agents -- quick   # smaller counts
+//! cargo bench -p foundation-engine --bench agents -- agents=5000 subscriptions=5000   # spawns beside pub/sub interest
 //! ```
 //!
 //! Prints numbers; never fails on timing (timing is not a pass/fail test).
@@ -60,11 +61,17 @@ fn main() {
     if let Some(n) = std::env::args().find_map(|a| a.strip_prefix("agents=")?.parse().ok()) {
         idle_agents = n;
     }
+    // `subscriptions=M`: M topic patterns subscribed first, so the directory that every spawn
+    // updates holds that much pub/sub interest too.
+    let subscriptions = std::env::args()
+        .find_map(|a| a.strip_prefix("subscriptions=")?.parse().ok())
+        .unwrap_or(0);
     let runtime = nodes::runtime();
     runtime.block_on(async {
         let nodes = nodes::cluster("agents-bench", SECRET, 2).await;
         round_trips(&nodes, requests).await;
         restart_time(&nodes[0], restarts).await;
+        let _interest = subscribe(&nodes[0], subscriptions).await;
         memory_per_agent(&nodes[1], idle_agents).await;
         for node in &nodes {
             node.abort().await;
@@ -151,6 +158,24 @@ async fn restart_time(node: &Node, n: usize) {
         "restart    panic -> restarted agent answers (no backoff)",
         samples,
     );
+}
+
+/// Subscribes `n` patterns on `node`; the subscriptions last as long as what is returned.
+async fn subscribe(node: &Node, n: usize) -> Vec<impl Sized> {
+    let pubsub = node.pubsub();
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        held.push(
+            pubsub
+                .subscribe(&format!("bench.topic{i}.>"))
+                .await
+                .expect("subscribe"),
+        );
+    }
+    if n > 0 {
+        println!("interest   {n} patterns subscribed on the other node first");
+    }
+    held
 }
 
 /// Resident memory grown by spawning `n` idle agents (each with its task, mailbox, supervisor

@@ -89,20 +89,31 @@ pub struct Interest {
 }
 
 /// Everything the registry and pub/sub route by, as one node sees it.
+///
+/// A driver publishes a copy after every change, so each part is shared with the copies
+/// and copied only when an update changes it (`Arc::make_mut`): an agent spawned, or an
+/// instance registered, copied every pattern subscribed in the cluster and every member.
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
     /// The node life it was last brought up to date for.
     me: Option<MemberId>,
     /// Each service's instances, in instance id order.
-    services: BTreeMap<String, Arc<[Instance]>>,
-    /// In node then pattern order.
-    interest: Vec<Interest>,
-    /// Which nodes have a subscriber for which patterns.
-    subscribers: Subscriptions<NodeAddr>,
+    services: Arc<BTreeMap<String, Arc<[Instance]>>>,
+    /// Every node's subscription patterns.
+    interest: Arc<PubSubInterest>,
     /// Live members and this node, by id.
-    members: BTreeMap<NodeId, NodeAddr>,
+    members: Arc<BTreeMap<NodeId, NodeAddr>>,
     /// The agents, built from the same replicated state and membership at the same moment.
     agents: Arc<AgentDirectory>,
+}
+
+/// Every node's subscription patterns, listed and indexed for matching.
+#[derive(Clone, Debug, Default)]
+struct PubSubInterest {
+    /// In node then pattern order.
+    list: Vec<Interest>,
+    /// Which nodes have a subscriber for which patterns (those of `list` that parse).
+    subscribers: Subscriptions<NodeAddr>,
 }
 
 impl Directory {
@@ -116,10 +127,12 @@ impl Directory {
                 .push(instance);
         }
         Self {
-            services: services
-                .into_iter()
-                .map(|(name, list)| (name, list.into()))
-                .collect(),
+            services: Arc::new(
+                services
+                    .into_iter()
+                    .map(|(name, list)| (name, list.into()))
+                    .collect(),
+            ),
             ..Self::default()
         }
     }
@@ -139,7 +152,7 @@ impl Directory {
     /// Nodes with a subscriber whose pattern matches `topic`, each once, in id order.
     pub fn subscribers(&self, topic: &Topic) -> impl Iterator<Item = NodeAddr> + '_ {
         let nodes: std::collections::BTreeSet<NodeAddr> =
-            self.subscribers.matching(topic).copied().collect();
+            self.interest.subscribers.matching(topic).copied().collect();
         nodes.into_iter()
     }
 
@@ -183,7 +196,7 @@ impl Directory {
 
     /// Every node's subscription patterns, in node then pattern order.
     pub fn interest(&self) -> &[Interest] {
-        &self.interest
+        &self.interest.list
     }
 
     fn filtered(&self, keep: impl Fn(&Instance) -> bool) -> Vec<Instance> {
