@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use foundation_core::federation::{FederationError, Route};
+use foundation_core::federation::{FederationError, ForwardedAttempt, Route};
+use foundation_core::services::router::AttemptEnd;
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::Serialize;
@@ -390,7 +391,13 @@ impl Harness<'_> {
             RemoteOutcome::DeadlineExceeded => CallEnd::DeadlineExceeded,
             RemoteOutcome::Handshake => {
                 let name = &self.scenario.clusters[cluster].name;
-                if machine.call_failed(name, remote, attempts) {
+                let attempt = ForwardedAttempt {
+                    number: attempts,
+                    idempotent: false,
+                    until: super::instant(record.deadline_us),
+                };
+                let end = AttemptEnd::NotDelivered("handshake failed".into());
+                if machine.call_ended(super::instant(self.now_us), name, remote, &attempt, &end) {
                     self.forward(id, to);
                     return;
                 }
