@@ -401,8 +401,9 @@ impl Federation {
     /// ([`retryable`]: always when the remote handler certainly did not run, and after a
     /// lost connection or a timeout only for an idempotent call), while attempts
     /// ([`MAX_CALL_ATTEMPTS`] in all) and the deadline remain. A gateway that did not carry
-    /// the attempt (no handshake, connection lost, no answer) is skipped: the link moves on to
-    /// the remote's next gateway, as after a missed probe, without counting a miss.
+    /// the attempt is skipped: the link moves on to the remote's next gateway, as after a
+    /// missed probe, without counting a miss; after no answer (lost connection, timeout) only
+    /// to a gateway that has missed no more probes.
     pub fn call_ended(
         &mut self,
         now: Instant,
@@ -411,10 +412,10 @@ impl Federation {
         call: &ForwardedAttempt,
         end: &AttemptEnd,
     ) -> bool {
-        if matches!(end, AttemptEnd::NotDelivered(_) | AttemptEnd::Lost(_)) {
-            if let Some(link) = self.links.get_mut(cluster) {
-                link.skip(gateway);
-            }
+        match (self.links.get_mut(cluster), end) {
+            (Some(link), AttemptEnd::NotDelivered(_)) => link.skip(gateway),
+            (Some(link), AttemptEnd::Lost(_)) => link.skip_unanswered(gateway),
+            _ => {}
         }
         retryable(end, call.idempotent) && call.number < MAX_CALL_ATTEMPTS && now < call.until
     }
@@ -664,6 +665,34 @@ mod tests {
         let overloaded = AttemptEnd::Reply(RpcReply::Err(RemoteError::Overloaded));
         assert!(a.call_ended(at(100), &b, second, &attempt(2, true, 1000), &overloaded));
         assert_eq!(a.links()[0].gateway, second);
+    }
+
+    #[test]
+    fn an_unanswered_call_does_not_move_the_link_to_a_gateway_that_missed_more_probes() {
+        let b = name("b");
+        let (mut a, first, second) = two_remote_gateways();
+        let round = |a: &mut Federation, t: u64| a.poll(at(t));
+        // The first round goes to both: the first answers, the second's probe is lost.
+        let probes = round(&mut a, 0);
+        a.probe_answered(at(10), &b, probes[0].id, &GlobalDirectory::default())
+            .unwrap();
+        a.probe_failed(&b, probes[1].id);
+        // Then the first misses twice: probes move to the second, which has missed less, as
+        // during a cut.
+        for t in [5_000, 10_000] {
+            let probe = round(&mut a, t).remove(0);
+            a.probe_failed(&b, probe.id);
+        }
+        let status = &a.links()[0];
+        assert_eq!((status.gateway, status.state), (second, LinkState::Up));
+        // A call's attempt there got no answer: the first is no better, the probes stay.
+        let lost = AttemptEnd::Lost("timed out".into());
+        assert!(a.call_ended(at(10_100), &b, second, &attempt(1, true, 11_000), &lost));
+        assert_eq!(a.links()[0].gateway, second);
+        // A failed handshake is certain: the link moves on.
+        let refused = AttemptEnd::NotDelivered("no handshake".into());
+        assert!(a.call_ended(at(10_200), &b, second, &attempt(2, true, 11_000), &refused));
+        assert_eq!(a.links()[0].gateway, first);
     }
 
     #[test]
