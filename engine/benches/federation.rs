@@ -36,7 +36,7 @@ use bytes::Bytes;
 use foundation_engine::federation::{BridgeConfig, Routing, WanTimers};
 use foundation_engine::runtime::federation::{FederationSettings, LinkSettings};
 use foundation_engine::runtime::services::{
-    Call, ServiceOptions, SlowPolicy, SubscribeOptions, Subscription,
+    Call, CallOptions, ServiceOptions, SlowPolicy, SubscribeOptions, Subscription,
 };
 use foundation_engine::runtime::Node;
 use foundation_transport::security::RemoteRoot;
@@ -258,7 +258,7 @@ async fn call(node: &Node) {
     let body = Bytes::from(vec![0x42; SMALL]);
     let reply = node
         .rpc()
-        .call_in_bytes("a", "echo", body, DEADLINE)
+        .call_in_bytes("a", "echo", body, DEADLINE, &CallOptions::default())
         .await
         .expect("call");
     assert_eq!(reply.len(), SMALL);

@@ -19,7 +19,9 @@ use foundation_engine::federation::{ExportedService, FederationError, LinkState,
 use foundation_engine::runtime::federation::{
     CrossClusterError, FederationSettings, GatewayStartError, LinkSettings,
 };
-use foundation_engine::runtime::services::{typed, with_trace, Call, HandlerError, ServiceOptions};
+use foundation_engine::runtime::services::{
+    typed, with_trace, Call, CallOptions, HandlerError, ServiceOptions,
+};
 use foundation_engine::runtime::{Node, NodeSettings};
 use foundation_engine::services::trace::TraceContext;
 use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError};
@@ -401,6 +403,7 @@ async fn a_gateway_refuses_what_is_not_exported_and_garbage_and_reports_on_http(
         body: postcard::to_stdvec(&3u64).unwrap(),
         deadline_micros: 2_000_000,
         trace: TraceContext::new_root(&mut rand10::rng(), false),
+        idempotent: false,
     };
     let send = |request: Vec<u8>| liar.request(&a_name, a_gw, request.into(), DEADLINE);
     let reply = send(postcard::to_stdvec(&ask("ledger")).unwrap())
@@ -442,34 +445,55 @@ async fn a_gateway_refuses_what_is_not_exported_and_garbage_and_reports_on_http(
 }
 
 /// Cluster a (2 nodes, `billing` on the second) with a gateway on each node, and cluster b
-/// (1 node) whose gateway links to both of a's, with `timers` if given.
+/// (1 node, or `b_nodes`) whose gateway (on its first node) links to both of a's, with
+/// `timers` if given. A gateway of a also exports `held`.
 struct TwoGatewaysOfA {
     a: Vec<Node>,
     b: Vec<Node>,
     a_gateways: [SocketAddr; 2],
+    b_gateway: SocketAddr,
 }
 
 impl TwoGatewaysOfA {
     async fn start(timers: Option<WanTimers>) -> Self {
-        let (a, b) = (cluster("a", 2).await, cluster("b", 1).await);
-        let (a0_gw, a1_gw, b_gw) = (free_addr(), free_addr(), free_addr());
+        Self::start_with(timers, 1).await
+    }
+
+    async fn start_with(timers: Option<WanTimers>, b_nodes: usize) -> Self {
+        let (a, b) = (cluster("a", 2).await, cluster("b", b_nodes).await);
+        let (a_gateways, b_gw) = ([free_addr(), free_addr()], free_addr());
         a[1].services()
             .register("billing", doubler(), ServiceOptions::default())
             .await
             .unwrap();
-        start_gateway(&a[0], gateway(a0_gw, &["billing"], &[("b", b_gw)])).await;
-        start_gateway(&a[1], gateway(a1_gw, &["billing"], &[("b", b_gw)])).await;
-        let mut b_settings = gateway(b_gw, &[], &[("a", a0_gw)]);
-        b_settings.links[0].gateways.push(a1_gw);
+        let setup = Self {
+            a,
+            b,
+            a_gateways,
+            b_gateway: b_gw,
+        };
+        for node in &setup.a {
+            start_gateway(node, setup.a_settings(node)).await;
+        }
+        let mut b_settings = gateway(b_gw, &[], &[("a", a_gateways[0])]);
+        b_settings.links[0].gateways.push(a_gateways[1]);
         if let Some(timers) = timers {
             b_settings.timers = timers;
         }
-        start_gateway(&b[0], b_settings).await;
-        Self {
-            a,
-            b,
-            a_gateways: [a0_gw, a1_gw],
-        }
+        start_gateway(&setup.b[0], b_settings).await;
+        setup
+    }
+
+    /// The gateway settings of `node`, one of a's.
+    fn a_settings(&self, node: &Node) -> FederationSettings {
+        let index = usize::from(node.id() == self.a[1].id());
+        let exports = ["billing", "held"];
+        gateway(self.a_gateways[index], &exports, &[("b", self.b_gateway)])
+    }
+
+    /// The node of a whose gateway does not run.
+    fn stopped_gateway(&self) -> &Node {
+        self.a.iter().find(|n| n.federation().is_none()).unwrap()
     }
 
     /// The gateway of a that b's link uses now: the node that runs it, and the other address.
@@ -543,8 +567,8 @@ async fn a_call_that_cannot_reach_one_gateway_is_retried_on_the_next() {
     let (stopped, other) = setup.in_use();
     stopped.stop_gateway();
     // Its close reaches b within a loopback round trip. A call made before that would find the
-    // connection open and send its request, and a sent request is never retried (the gateway
-    // may have served it): not the case under test.
+    // connection open and send its request, and a sent request of a call that is not
+    // idempotent is never retried (the gateway may have served it): not the case under test.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let doubled: u64 = b[0]
         .rpc()
@@ -678,6 +702,7 @@ async fn a_spoke_calls_a_third_cluster_through_its_hub() {
             body: postcard::to_stdvec(&3u64).unwrap(),
             deadline_micros: 2_000_000,
             trace: root,
+            idempotent: false,
         },
     };
     let reply: FederationReply = postcard::from_bytes(&ask(&transit).await.unwrap()).unwrap();
@@ -690,4 +715,93 @@ async fn a_spoke_calls_a_third_cluster_through_its_hub() {
         FederationReply::Call(Err(RemoteCallError::Federation(refused)))
     );
     stop(&[&a, &h, &c]).await;
+}
+
+/// A service that holds the next call it is told to (until its budget runs out) and answers the
+/// others at once, counting every run.
+#[derive(Clone, Default)]
+struct Holding {
+    hold_next: Arc<std::sync::atomic::AtomicBool>,
+    holding: Arc<tokio::sync::Notify>,
+    runs: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Holding {
+    fn handler(&self) -> impl foundation_engine::runtime::services::Handler {
+        let this = self.clone();
+        typed(move |n: u64| {
+            let this = this.clone();
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                this.runs.fetch_add(1, SeqCst);
+                if this.hold_next.swap(false, SeqCst) {
+                    this.holding.notify_one();
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok::<_, HandlerError>(n * 2)
+            }
+        })
+    }
+
+    fn runs(&self) -> u32 {
+        self.runs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes the call `call` from another task, and once the handler holds it (the request
+    /// has crossed), stops the gateway of a that b's link sends it through; returns the answer.
+    async fn lose_gateway_under<T: Send + 'static>(
+        &self,
+        setup: &TwoGatewaysOfA,
+        call: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        self.hold_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let call = tokio::spawn(call);
+        self.holding.notified().await;
+        setup.in_use().0.stop_gateway();
+        call.await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_call_whose_gateway_stops_is_retried_on_the_next_only_when_idempotent() {
+    let setup = TwoGatewaysOfA::start_with(None, 2).await;
+    let held = Holding::default();
+    let a = &setup.a;
+    a[1].services()
+        .register("held", held.handler(), ServiceOptions::default())
+        .await
+        .unwrap();
+    // b's second node calls through b's gateway (relayed): the options cross both hops.
+    let b1 = setup.b[1].clone();
+    found(&b1, "a", "held").await;
+    let (rpc, deadline) = (b1.rpc(), Duration::from_secs(6));
+    let idempotent = CallOptions::default().idempotent();
+    let call = async move {
+        rpc.call_in_with::<_, u64>("a", "held", &5u64, deadline, &idempotent)
+            .await
+    };
+    let answer = held.lose_gateway_under(&setup, call).await;
+    assert_eq!(answer.unwrap(), 10, "answered through a's other gateway");
+    assert_eq!(held.runs(), 2);
+
+    // The stopped gateway comes back; the call that is not idempotent loses the other one.
+    let stopped = setup.stopped_gateway();
+    start_gateway(stopped, setup.a_settings(stopped)).await;
+    eventually(SOON, "the returned gateway exports held", || {
+        let a_name = ClusterName::new("a").unwrap();
+        let directory = stopped.federation().unwrap().directory();
+        directory
+            .cluster(&a_name)
+            .is_some_and(|e| e.services.contains_key("held"))
+    })
+    .await;
+    let rpc = b1.rpc();
+    let call = async move { rpc.call_in::<_, u64>("a", "held", &7u64, deadline).await };
+    let started = tokio::time::Instant::now();
+    let answer = held.lose_gateway_under(&setup, call).await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(held.runs(), 3, "not run a second time");
+    assert!(started.elapsed() < deadline, "ended when the gateway went");
+    stop(&[&setup.a, &setup.b]).await;
 }

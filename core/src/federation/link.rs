@@ -260,8 +260,26 @@ impl Link {
     /// Moves to another gateway if `gateway` is the current one (a call could not reach it).
     /// Not a probe miss: the probes decide whether the link is down.
     pub fn skip(&mut self, gateway: SocketAddr) {
-        if self.gateway() == gateway && self.gateways.len() > 1 {
-            self.current = self.least_missed_after(self.gateways.len() - 1);
+        self.move_from(gateway, |_, _| true);
+    }
+
+    /// As [`skip`](Link::skip) for a call that reached `gateway` but got no answer, unless
+    /// every other gateway has missed more probes. A cut loses every call's attempt too, and
+    /// moving the probes back to a gateway that has missed its rounds already would keep the
+    /// link up (and calls waiting out their deadlines) for rounds more.
+    pub fn skip_unanswered(&mut self, gateway: SocketAddr) {
+        self.move_from(gateway, |next, current| next <= current);
+    }
+
+    /// Moves from `gateway`, if it is the current one, to the next with the fewest misses when
+    /// `allowed(its misses, the current one's)`.
+    fn move_from(&mut self, gateway: SocketAddr, allowed: impl Fn(u32, u32) -> bool) {
+        if self.gateway() != gateway || self.gateways.len() < 2 {
+            return;
+        }
+        let next = self.least_missed_after(self.gateways.len() - 1);
+        if allowed(self.misses[next], self.misses[self.current]) {
+            self.current = next;
         }
     }
 

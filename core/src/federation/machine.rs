@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::directory::{ExportedService, GlobalDirectory};
 use super::error::{FederationConfigError, FederationError};
@@ -10,10 +11,35 @@ use super::link::{Link, LinkState, LinkStatus, WanTimers};
 use super::push::Pusher;
 use super::routing::{Route, Routing};
 use crate::identity::{ClusterName, NodeId};
+use crate::services::router::{attempt_share, retryable, AttemptEnd};
 use crate::time::Instant;
 
-/// Attempts of one forwarded call, the first included (see [`Federation::call_failed`]).
+/// Attempts of one forwarded call, the first included (see [`Federation::call_ended`]).
 pub const MAX_CALL_ATTEMPTS: u32 = 3;
+
+/// One attempt of a forwarded call, as [`Federation::call_ended`] judges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardedAttempt {
+    /// Which attempt this is, from 1.
+    pub number: u32,
+    /// Whether running the call twice is harmless (the caller's
+    /// [`CallOptions::idempotent`](crate::services::router::CallOptions::idempotent)).
+    pub idempotent: bool,
+    /// When the call's deadline passes.
+    pub until: Instant,
+}
+
+impl ForwardedAttempt {
+    /// How long this attempt may take, sent at `now`: what is left of the deadline, shared
+    /// with the attempts after it when the call is idempotent (the services router's rule,
+    /// [`attempt_share`]).
+    pub fn budget(&self, now: Instant) -> Duration {
+        let remaining = MAX_CALL_ATTEMPTS
+            .saturating_sub(self.number)
+            .saturating_add(1);
+        attempt_share(self.until.saturating_since(now), self.idempotent, remaining)
+    }
+}
 
 /// One configured link.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -370,21 +396,28 @@ impl Federation {
         self.timers
     }
 
-    /// Takes in a forwarded call whose `attempts`-th attempt could not reach `gateway` of
-    /// `cluster` (no handshake, so the request never left): the link moves on to the remote's
-    /// next gateway, as after a missed probe, without counting a miss. Returns whether to try
-    /// again there: only a request that never left may go twice, and at most
-    /// [`MAX_CALL_ATTEMPTS`] times in all.
-    pub fn call_failed(
+    /// Takes in how attempt `call.number` of a forwarded call to `gateway` of `cluster` ended,
+    /// at `now`, and returns whether to try again: by the services router's rule
+    /// ([`retryable`]: always when the remote handler certainly did not run, and after a
+    /// lost connection or a timeout only for an idempotent call), while attempts
+    /// ([`MAX_CALL_ATTEMPTS`] in all) and the deadline remain. A gateway that did not carry
+    /// the attempt is skipped: the link moves on to the remote's next gateway, as after a
+    /// missed probe, without counting a miss; after no answer (lost connection, timeout) only
+    /// to a gateway that has missed no more probes.
+    pub fn call_ended(
         &mut self,
+        now: Instant,
         cluster: &ClusterName,
         gateway: SocketAddr,
-        attempts: u32,
+        call: &ForwardedAttempt,
+        end: &AttemptEnd,
     ) -> bool {
-        if let Some(link) = self.links.get_mut(cluster) {
-            link.skip(gateway);
+        match (self.links.get_mut(cluster), end) {
+            (Some(link), AttemptEnd::NotDelivered(_)) => link.skip(gateway),
+            (Some(link), AttemptEnd::Lost(_)) => link.skip_unanswered(gateway),
+            _ => {}
         }
-        attempts < MAX_CALL_ATTEMPTS
+        retryable(end, call.idempotent) && call.number < MAX_CALL_ATTEMPTS && now < call.until
     }
 
     /// Every link's status, in cluster order.
@@ -562,6 +595,128 @@ mod tests {
             from.probe_answered(now, &probe.cluster, probe.id, &reply)
                 .unwrap();
         }
+    }
+
+    /// A gateway of `a` linked to `b`'s two gateways, and the one its link uses first.
+    fn two_remote_gateways() -> (Federation, SocketAddr, SocketAddr) {
+        let (first, second) = (
+            "127.0.0.1:9".parse().unwrap(),
+            "127.0.0.1:10".parse().unwrap(),
+        );
+        let config = FederationConfig {
+            local: name("a"),
+            me: NodeId::from_u128(1),
+            links: vec![LinkConfig {
+                cluster: name("b"),
+                gateways: vec![first, second],
+            }],
+            timers: WanTimers::default(),
+        };
+        (Federation::new(config, at(0)).unwrap(), first, second)
+    }
+
+    fn attempt(number: u32, idempotent: bool, until_ms: u64) -> ForwardedAttempt {
+        ForwardedAttempt {
+            number,
+            idempotent,
+            until: at(until_ms),
+        }
+    }
+
+    #[test]
+    fn a_sent_call_goes_to_the_next_gateway_only_if_idempotent_or_certainly_not_run() {
+        use crate::services::wire::{RemoteError, RpcReply};
+        let lost = AttemptEnd::Lost("connection lost".into());
+        let ends_and_retries = [
+            (AttemptEnd::NotDelivered("no handshake".into()), true, true),
+            (lost.clone(), false, true),
+            (
+                AttemptEnd::Reply(RpcReply::Err(RemoteError::Overloaded)),
+                true,
+                true,
+            ),
+            (
+                AttemptEnd::Reply(RpcReply::Err(RemoteError::DeadlineExceeded)),
+                false,
+                true,
+            ),
+            (AttemptEnd::Reply(RpcReply::Ok(vec![1])), false, false),
+            (
+                AttemptEnd::Reply(RpcReply::Err(RemoteError::Handler("no".into()))),
+                false,
+                false,
+            ),
+            (AttemptEnd::TooLarge("big".into()), false, false),
+        ];
+        let b = name("b");
+        for (end, plain, idempotent) in ends_and_retries {
+            for (is_idempotent, expected) in [(false, plain), (true, idempotent)] {
+                let (mut a, first, _) = two_remote_gateways();
+                let call = attempt(1, is_idempotent, 1000);
+                let retried = a.call_ended(at(100), &b, first, &call, &end);
+                assert_eq!(retried, expected, "{end:?}, idempotent: {is_idempotent}");
+            }
+        }
+        // A gateway that lost or never took the request is skipped: a retry goes to the next.
+        let (mut a, first, second) = two_remote_gateways();
+        assert!(a.call_ended(at(100), &b, first, &attempt(1, true, 1000), &lost));
+        assert_eq!(a.links()[0].gateway, second);
+        // One that answered is still the link's gateway.
+        let overloaded = AttemptEnd::Reply(RpcReply::Err(RemoteError::Overloaded));
+        assert!(a.call_ended(at(100), &b, second, &attempt(2, true, 1000), &overloaded));
+        assert_eq!(a.links()[0].gateway, second);
+    }
+
+    #[test]
+    fn an_unanswered_call_does_not_move_the_link_to_a_gateway_that_missed_more_probes() {
+        let b = name("b");
+        let (mut a, first, second) = two_remote_gateways();
+        let round = |a: &mut Federation, t: u64| a.poll(at(t));
+        // The first round goes to both: the first answers, the second's probe is lost.
+        let probes = round(&mut a, 0);
+        a.probe_answered(at(10), &b, probes[0].id, &GlobalDirectory::default())
+            .unwrap();
+        a.probe_failed(&b, probes[1].id);
+        // Then the first misses twice: probes move to the second, which has missed less, as
+        // during a cut.
+        for t in [5_000, 10_000] {
+            let probe = round(&mut a, t).remove(0);
+            a.probe_failed(&b, probe.id);
+        }
+        let status = &a.links()[0];
+        assert_eq!((status.gateway, status.state), (second, LinkState::Up));
+        // A call's attempt there got no answer: the first is no better, the probes stay.
+        let lost = AttemptEnd::Lost("timed out".into());
+        assert!(a.call_ended(at(10_100), &b, second, &attempt(1, true, 11_000), &lost));
+        assert_eq!(a.links()[0].gateway, second);
+        // A failed handshake is certain: the link moves on.
+        let refused = AttemptEnd::NotDelivered("no handshake".into());
+        assert!(a.call_ended(at(10_200), &b, second, &attempt(2, true, 11_000), &refused));
+        assert_eq!(a.links()[0].gateway, first);
+    }
+
+    #[test]
+    fn a_forwarded_call_is_not_retried_past_its_attempts_or_its_deadline() {
+        let lost = AttemptEnd::Lost("timed out".into());
+        let b = name("b");
+        let (mut a, first, second) = two_remote_gateways();
+        assert!(a.call_ended(at(100), &b, first, &attempt(2, true, 1000), &lost));
+        let last = attempt(MAX_CALL_ATTEMPTS, true, 1000);
+        assert!(!a.call_ended(at(200), &b, second, &last, &lost));
+        let (mut a, first, _) = two_remote_gateways();
+        assert!(!a.call_ended(at(1000), &b, first, &attempt(1, true, 1000), &lost));
+        let refused = AttemptEnd::NotDelivered("no handshake".into());
+        assert!(!a.call_ended(at(1000), &b, first, &attempt(1, false, 1000), &refused));
+    }
+
+    #[test]
+    fn an_idempotent_forwarded_call_keeps_time_for_its_later_attempts() {
+        let ms = Duration::from_millis;
+        assert_eq!(attempt(1, true, 900).budget(at(0)), ms(300));
+        assert_eq!(attempt(2, true, 900).budget(at(300)), ms(300));
+        assert_eq!(attempt(3, true, 900).budget(at(700)), ms(200));
+        assert_eq!(attempt(1, false, 900).budget(at(0)), ms(900));
+        assert_eq!(attempt(2, true, 900).budget(at(950)), Duration::ZERO);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub use error::{FederationConfigError, FederationError};
 pub use exports::exported;
 pub use link::{LinkState, LinkStatus, ProbeOut, WanTimers};
 pub use machine::{
-    Federation, FederationConfig, LinkChange, LinkConfig, ProbeToSend, PushToSend,
-    MAX_CALL_ATTEMPTS,
+    Federation, FederationConfig, ForwardedAttempt, LinkChange, LinkConfig, ProbeToSend,
+    PushToSend, MAX_CALL_ATTEMPTS,
 };
 pub use routing::{Route, Routing, DEFAULT_PUSH_SPACING};

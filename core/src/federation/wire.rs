@@ -30,6 +30,9 @@ pub enum FederationRequest {
         deadline_micros: u64,
         /// The caller's trace, continued by the call inside the receiver's cluster.
         trace: TraceContext,
+        /// Whether the caller marked the call idempotent: the receiver's cluster retries it
+        /// between instances after a timeout or a lost connection too.
+        idempotent: bool,
     },
     /// Messages published in the sender's cluster on topics it exports to the receiver's.
     Bridge(Vec<BridgedMessage>),
@@ -67,6 +70,8 @@ pub struct ForwardedCall {
     pub deadline_micros: u64,
     /// The caller's trace.
     pub trace: TraceContext,
+    /// Whether the caller marked the call idempotent.
+    pub idempotent: bool,
 }
 
 /// The answer to a [`FederationRequest`].
@@ -120,6 +125,9 @@ pub enum RelayRequest {
         service: String,
         /// The request body.
         body: Vec<u8>,
+        /// Whether the caller marked the call idempotent: the gateway retries it on the
+        /// remote's next gateway after a timeout or a lost connection too.
+        idempotent: bool,
     },
     /// A look-up in the gateway's global directory; the reply's body is the postcard
     /// encoding of an `Option<ExportedService>`.

@@ -148,6 +148,19 @@ pub enum AttemptEnd {
     Lost(String),
 }
 
+impl AttemptEnd {
+    /// Why the attempt gave no answer, as an error's last reason.
+    fn reason(self) -> String {
+        match self {
+            AttemptEnd::Reply(RpcReply::Ok(_)) => "answered".to_owned(),
+            AttemptEnd::Reply(RpcReply::Err(e)) => e.to_string(),
+            AttemptEnd::NotDelivered(reason)
+            | AttemptEnd::TooLarge(reason)
+            | AttemptEnd::Lost(reason) => reason,
+        }
+    }
+}
+
 /// One attempt to carry out: call `instance` and give up after `budget`.
 #[derive(Debug)]
 pub struct Attempt {
@@ -418,17 +431,27 @@ fn attempt_budget(now: Instant, call: &CallPlan<'_>) -> Duration {
     if fault_on!(BudgetIgnoresDeadline) {
         return call.deadline;
     }
-    let left = call.until.saturating_since(now);
-    if !call.options.idempotent {
-        return left;
-    }
     let remaining_attempts = call
         .options
         .max_attempts
         .saturating_sub(call.attempts)
-        .saturating_add(1)
-        .max(1);
-    left / remaining_attempts
+        .saturating_add(1);
+    attempt_share(
+        call.until.saturating_since(now),
+        call.options.idempotent,
+        remaining_attempts,
+    )
+}
+
+/// The share of `left` one attempt may take when `remaining_attempts` may still be made (this
+/// one included): all of it for a call that is not idempotent (it is never retried after a
+/// timeout, so nothing is kept back), else an equal share, so a hung attempt leaves time for
+/// the later ones. Cross-cluster calls share their deadline between gateways by this rule.
+pub fn attempt_share(left: Duration, idempotent: bool, remaining_attempts: u32) -> Duration {
+    if !idempotent {
+        return left;
+    }
+    left / remaining_attempts.max(1)
 }
 
 enum Verdict {
@@ -436,38 +459,50 @@ enum Verdict {
     Retry(String),
 }
 
+/// Whether a call may be tried again elsewhere after an attempt ended as `end`: always when
+/// the handler certainly did not run, and for an idempotent call also when it may have run
+/// but gave no answer (a timeout, a lost connection). Cross-cluster calls are retried between
+/// gateways by this rule too.
+pub fn retryable(end: &AttemptEnd, idempotent: bool) -> bool {
+    match end {
+        AttemptEnd::Reply(RpcReply::Ok(_))
+        | AttemptEnd::Reply(RpcReply::Err(RemoteError::Handler(_)))
+        | AttemptEnd::TooLarge(_) => false,
+        AttemptEnd::Reply(RpcReply::Err(e)) => e.not_executed() || idempotent,
+        AttemptEnd::NotDelivered(_) => true,
+        AttemptEnd::Lost(_) => idempotent,
+    }
+}
+
 /// What an attempt's end means: whether the instance worked (for its breaker), and whether
 /// the call has its answer or may move on.
 fn judge(service: &str, end: AttemptEnd, idempotent: bool) -> (bool, Verdict) {
-    let unavailable = |last: String| {
-        Verdict::Answer(Err(RpcError::Unavailable {
+    // A handler's own error is an answer and a rate limit a refusal: the instance works.
+    let healthy = matches!(
+        end,
+        AttemptEnd::Reply(RpcReply::Ok(_))
+            | AttemptEnd::Reply(RpcReply::Err(
+                RemoteError::Handler(_) | RemoteError::RateLimited { .. }
+            ))
+            | AttemptEnd::TooLarge(_)
+    );
+    if retryable(&end, idempotent) {
+        return (healthy, Verdict::Retry(end.reason()));
+    }
+    let answer = match end {
+        AttemptEnd::Reply(RpcReply::Ok(body)) => Ok(body),
+        AttemptEnd::Reply(RpcReply::Err(RemoteError::Handler(message))) => Err(RpcError::Handler {
+            service: service.to_owned(),
+            message,
+        }),
+        AttemptEnd::TooLarge(reason) => Err(RpcError::Codec(reason)),
+        other => Err(RpcError::Unavailable {
             service: service.to_owned(),
             attempts: 1,
-            last,
-        }))
+            last: other.reason(),
+        }),
     };
-    match end {
-        AttemptEnd::Reply(RpcReply::Ok(body)) => (true, Verdict::Answer(Ok(body))),
-        // A handler's own error is an answer: the instance works.
-        AttemptEnd::Reply(RpcReply::Err(RemoteError::Handler(message))) => (
-            true,
-            Verdict::Answer(Err(RpcError::Handler {
-                service: service.to_owned(),
-                message,
-            })),
-        ),
-        AttemptEnd::Reply(RpcReply::Err(e @ RemoteError::RateLimited { .. })) => {
-            (true, Verdict::Retry(e.to_string()))
-        }
-        AttemptEnd::Reply(RpcReply::Err(e)) if e.not_executed() || idempotent => {
-            (false, Verdict::Retry(e.to_string()))
-        }
-        AttemptEnd::Reply(RpcReply::Err(e)) => (false, unavailable(e.to_string())),
-        AttemptEnd::NotDelivered(reason) => (false, Verdict::Retry(reason)),
-        AttemptEnd::TooLarge(reason) => (true, Verdict::Answer(Err(RpcError::Codec(reason)))),
-        AttemptEnd::Lost(reason) if idempotent => (false, Verdict::Retry(reason)),
-        AttemptEnd::Lost(reason) => (false, unavailable(reason)),
-    }
+    (healthy, Verdict::Answer(answer))
 }
 
 #[cfg(test)]

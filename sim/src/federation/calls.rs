@@ -6,12 +6,17 @@
 //!    hop of the cluster's network), or to its own machine when it is a gateway;
 //! 2. that gateway's machine routes it (`Federation::route`: the link's current remote gateway,
 //!    or `LinkDown`, `NotExported`, `NotLinked`, `UnknownCluster`);
-//! 3. the call crosses the WAN with what is left of its deadline; the remote gateway refuses
-//!    what its cluster does not export (`Federation::exports`), refuses a call whose budget ran
-//!    out, and otherwise has an instance answer (a round trip of its cluster's network);
-//! 4. a remote gateway that does not run fails the handshake: the forwarding gateway tells its
-//!    machine (`call_failed`: the link moves to the remote's next gateway, and it says whether
-//!    to try again, `MAX_CALL_ATTEMPTS` in all), as the engine does;
+//! 3. the call crosses the WAN with its attempt's share of what is left of the deadline (all
+//!    of it unless the call is idempotent); the remote gateway refuses what its cluster does
+//!    not export (`Federation::exports`), refuses a call whose budget ran out, and otherwise
+//!    has an instance answer (a round trip of its cluster's network);
+//! 4. an attempt that brings no answer tells the forwarding gateway's machine how it ended
+//!    (`call_ended`, as the engine does): no handshake (no process at the remote address), no
+//!    answer within its budget (the request or the answer lost), the connection closed under
+//!    it (the remote gateway went down after taking it, seen when its answer would have
+//!    arrived), or the remote's deadline passed; the machine moves the link on and says
+//!    whether to try again on the remote's next gateway (`MAX_CALL_ATTEMPTS` in all; after a
+//!    request may have run, only for an idempotent call);
 //! 5. the reply comes back the same way; the caller gives up at its deadline.
 //!
 //! The machine's decisions are the core's; the carriage is modelled here: the relay's choice
@@ -23,12 +28,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use foundation_core::federation::{FederationError, Route};
+use foundation_core::federation::{FederationError, ForwardedAttempt, Route};
+use foundation_core::services::router::AttemptEnd;
+use foundation_core::services::wire::{RemoteError, RpcReply};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::Serialize;
 
-use super::wan::{RemoteOutcome, WanMessage};
+use super::wan::{CallLeg, RemoteOutcome, WanMessage};
 use super::{listening_at, Harness};
 
 /// A stream of calls from one cluster to a service of another.
@@ -48,6 +55,9 @@ pub struct CallSpec {
     pub rate: f64,
     /// Each call's deadline.
     pub deadline: Duration,
+    /// Whether the calls are idempotent (`CallOptions::idempotent`): retried on the remote's
+    /// next gateway after a lost attempt too.
+    pub idempotent: bool,
 }
 
 /// How a call ended, as its caller saw it.
@@ -67,6 +77,9 @@ pub enum CallEnd {
     NoGateway,
     /// Every attempt found no process on the remote gateway.
     Unreachable,
+    /// The remote gateway went down under an attempt (a crash closed its connection), and
+    /// the call was not retried: it is not idempotent, or its attempts or time ran out.
+    Lost,
     /// The deadline passed (in the remote cluster, or while waiting).
     DeadlineExceeded,
     /// The calling node went down before the call ended (nobody to tell).
@@ -84,6 +97,7 @@ impl CallEnd {
             CallEnd::UnknownCluster => "unknown-cluster",
             CallEnd::NoGateway => "no-gateway",
             CallEnd::Unreachable => "unreachable",
+            CallEnd::Lost => "lost",
             CallEnd::DeadlineExceeded => "deadline-exceeded",
             CallEnd::CallerGone => "caller-gone",
         }
@@ -125,8 +139,12 @@ pub struct CallRecord {
     pub deadline_us: u64,
     /// Whether the called cluster's gateway exported the service when the call was issued.
     pub exported_at_issue: bool,
+    /// Whether the call is idempotent.
+    pub idempotent: bool,
     /// Attempts across the WAN.
     pub attempts: u32,
+    /// The attempt the forwarding gateway waits on, if any.
+    pub awaiting: Option<u32>,
     /// When an instance answered it, if one did.
     pub served_us: Option<u64>,
     /// When and how it ended.
@@ -144,6 +162,8 @@ enum Step {
     Back { call: usize, end: CallEnd },
     /// The caller's deadline.
     Timeout(usize),
+    /// An attempt's budget ran out at the gateway that forwarded it.
+    AttemptTimeout(CallLeg),
 }
 
 /// The calls of a run: their schedule and records.
@@ -204,6 +224,7 @@ impl Harness<'_> {
                 Step::AtGateway { call, gateway } => self.forward(call, gateway),
                 Step::Back { call, end } => self.end_call(call, end),
                 Step::Timeout(call) => self.end_call(call, CallEnd::DeadlineExceeded),
+                Step::AttemptTimeout(leg) => self.attempt_ended(leg, RemoteOutcome::Lost),
             }
         }
     }
@@ -243,7 +264,9 @@ impl Harness<'_> {
             issued_us: self.now_us,
             deadline_us,
             exported_at_issue: self.ground.exported(spec.to, &spec.service),
+            idempotent: spec.idempotent,
             attempts: 0,
+            awaiting: None,
             served_us: None,
             end: None,
         };
@@ -313,36 +336,52 @@ impl Harness<'_> {
             ),
             Ok(Route::Direct {
                 gateway: address, ..
-            }) => {
-                self.calls.records[id].attempts += 1;
-                let message = WanMessage::Call {
-                    call: id as u64,
-                    from: gateway,
-                    life,
-                    to: address,
-                    service,
-                    deadline_us: self.calls.records[id].deadline_us,
-                };
-                self.wan.send(self.now_us, from, to, message);
-            }
+            }) => self.send_attempt(id, gateway, life, address, service),
         }
     }
 
-    /// A forwarded call reached the address `to`: its gateway refuses or serves it and
-    /// answers; nothing listening fails the handshake.
-    pub(super) fn call_arrived(
+    /// Gateway `gateway` (in its life `life`) sends the next attempt of call `id` to the remote
+    /// gateway at `remote` with its share of the deadline, and gives up on it when that runs
+    /// out, as the engine's request does.
+    fn send_attempt(
         &mut self,
         id: usize,
-        from: usize,
+        gateway: usize,
         life: u64,
-        to: SocketAddr,
-        service: &str,
-        deadline_us: u64,
+        remote: SocketAddr,
+        service: String,
     ) {
+        let record = &mut self.calls.records[id];
+        record.attempts += 1;
+        record.awaiting = Some(record.attempts);
+        let budget = forwarded(record).budget(super::instant(self.now_us));
+        let deadline_us = self.now_us + budget.as_micros() as u64;
+        let leg = CallLeg {
+            call: id as u64,
+            attempt: record.attempts,
+            from: gateway,
+            life,
+            remote,
+        };
+        let (from, to) = (record.from, record.to);
+        let message = WanMessage::Call {
+            leg,
+            service,
+            deadline_us,
+        };
+        self.wan.send(self.now_us, from, to, message);
+        self.calls.push(deadline_us, Step::AttemptTimeout(leg));
+    }
+
+    /// A forwarded call reached the address `leg.remote`: its gateway refuses or serves it and
+    /// answers; nothing listening fails the handshake.
+    pub(super) fn call_arrived(&mut self, leg: CallLeg, service: &str, deadline_us: u64) {
+        let id = leg.call as usize;
         let (caller_cluster, remote_cluster) =
-            (self.gateways[from].cluster, self.calls.records[id].to);
-        let machine =
-            listening_at(&self.gateways, to).and_then(|i| self.gateways[i].machine.as_ref());
+            (self.gateways[leg.from].cluster, self.calls.records[id].to);
+        let taken_by = listening_at(&self.gateways, leg.remote)
+            .filter(|&i| self.gateways[i].machine.is_some());
+        let machine = taken_by.and_then(|i| self.gateways[i].machine.as_ref());
         let round_trip = 2 * self.hop_us(remote_cluster);
         let (outcome, at) = match machine {
             None => (RemoteOutcome::Handshake, self.now_us),
@@ -358,45 +397,63 @@ impl Harness<'_> {
             }
         };
         let reply = WanMessage::CallReply {
-            call: id as u64,
-            to: from,
-            life,
-            gateway: to,
+            leg,
             outcome,
+            taken_by: taken_by.map(|i| (i, self.gateways[i].life)),
         };
         self.wan.send(at, remote_cluster, caller_cluster, reply);
     }
 
-    /// The answer to call `id` reached the gateway that forwarded it.
+    /// The answer to an attempt reached the gateway that forwarded it. A remote gateway that
+    /// went down since it took the call closed the connection: no answer came. (The engine
+    /// learns that when the crash's close arrives; here a round trip later at most.)
     pub(super) fn reply_arrived(
         &mut self,
-        id: usize,
-        to: usize,
-        life: u64,
-        remote: SocketAddr,
+        leg: CallLeg,
         outcome: RemoteOutcome,
+        taken_by: Option<(usize, u64)>,
     ) {
-        let record = &self.calls.records[id];
-        let (from, cluster, attempts) = (record.from, record.to, record.attempts);
-        let gateway = &mut self.gateways[to];
+        let gone = |(i, life): (usize, u64)| {
+            let gateway = &self.gateways[i];
+            gateway.life != life || gateway.machine.is_none()
+        };
+        let outcome = match taken_by {
+            Some(remote) if gone(remote) => RemoteOutcome::Lost,
+            _ => outcome,
+        };
+        self.attempt_ended(leg, outcome);
+    }
+
+    /// Attempt `leg` ended with `outcome` at the gateway that forwarded it, unless that gateway
+    /// stopped waiting (it went down, the call ended, or the attempt was given up on): its
+    /// machine decides whether the call goes to the remote's next gateway (`call_ended`, as
+    /// the engine asks it), else the outcome goes back to the caller.
+    fn attempt_ended(&mut self, leg: CallLeg, outcome: RemoteOutcome) {
+        let id = leg.call as usize;
+        let record = &mut self.calls.records[id];
+        let gateway = &mut self.gateways[leg.from];
         let machine = match gateway.machine.as_mut() {
-            Some(machine) if gateway.life == life && record.end.is_none() => machine,
-            // The forwarding gateway went down, or the caller gave up: nobody waits for it.
+            Some(machine)
+                if gateway.life == leg.life
+                    && record.end.is_none()
+                    && record.awaiting == Some(leg.attempt) =>
+            {
+                machine
+            }
             _ => return,
         };
-        let end = match outcome {
-            RemoteOutcome::Served => CallEnd::Ok,
-            RemoteOutcome::NotExported => CallEnd::NotExported,
-            RemoteOutcome::DeadlineExceeded => CallEnd::DeadlineExceeded,
-            RemoteOutcome::Handshake => {
-                let name = &self.scenario.clusters[cluster].name;
-                if machine.call_failed(name, remote, attempts) {
-                    self.forward(id, to);
-                    return;
-                }
-                CallEnd::Unreachable
-            }
-        };
+        record.awaiting = None;
+        let (attempt_end, end) = judged(outcome);
+        let cluster = &self.scenario.clusters[record.to].name;
+        let attempt = forwarded(record);
+        let now = super::instant(self.now_us);
+        let retry =
+            attempt_end.is_some_and(|e| machine.call_ended(now, cluster, leg.remote, &attempt, &e));
+        if retry {
+            self.forward(id, leg.from);
+            return;
+        }
+        let from = record.from;
         let back = self.now_us + self.hop_us(from);
         self.calls.push(back, Step::Back { call: id, end });
     }
@@ -413,5 +470,34 @@ impl Harness<'_> {
         let gone = !node.is_up() || node.life() != life;
         let end = if gone { CallEnd::CallerGone } else { end };
         self.calls.records[id].end = Some((self.now_us, end));
+    }
+}
+
+/// Call `record`'s latest attempt, as the machine judges it.
+fn forwarded(record: &CallRecord) -> ForwardedAttempt {
+    ForwardedAttempt {
+        number: record.attempts,
+        idempotent: record.idempotent,
+        until: super::instant(record.deadline_us),
+    }
+}
+
+/// What an attempt's outcome is in the services router's terms when it brought no answer
+/// (the engine's `attempt_end`), and how the call ends if it is not tried again.
+fn judged(outcome: RemoteOutcome) -> (Option<AttemptEnd>, CallEnd) {
+    match outcome {
+        RemoteOutcome::Served => (None, CallEnd::Ok),
+        RemoteOutcome::NotExported => (None, CallEnd::NotExported),
+        RemoteOutcome::DeadlineExceeded => (
+            Some(AttemptEnd::Reply(RpcReply::Err(
+                RemoteError::DeadlineExceeded,
+            ))),
+            CallEnd::DeadlineExceeded,
+        ),
+        RemoteOutcome::Handshake => (
+            Some(AttemptEnd::NotDelivered("handshake failed".into())),
+            CallEnd::Unreachable,
+        ),
+        RemoteOutcome::Lost => (Some(AttemptEnd::Lost("no answer".into())), CallEnd::Lost),
     }
 }

@@ -45,6 +45,7 @@
 //! service = "billing"
 //! rate = 20.0                # calls per second
 //! deadline = "500ms"         # optional, default 500ms
+//! idempotent = true          # optional, default false: retried after a lost attempt too
 //! ```
 
 use std::collections::BTreeMap;
@@ -140,6 +141,8 @@ struct RawCalls {
     service: String,
     rate: f64,
     deadline: Option<String>,
+    #[serde(default)]
+    idempotent: bool,
 }
 
 /// Parses a federation scenario file. `source` names it in the replay command.
@@ -335,5 +338,6 @@ fn call_spec(raw: &RawCalls, names: &[String]) -> Result<CallSpec, String> {
         stop: start.saturating_add(duration(&raw.lasting)?),
         rate: raw.rate,
         deadline,
+        idempotent: raw.idempotent,
     })
 }

@@ -313,20 +313,15 @@ impl<'a> Harness<'a> {
                     }
                 }
                 WanMessage::Call {
-                    call,
-                    from,
-                    life,
-                    to,
+                    leg,
                     service,
                     deadline_us,
-                } => self.call_arrived(call as usize, from, life, to, &service, deadline_us),
+                } => self.call_arrived(leg, &service, deadline_us),
                 WanMessage::CallReply {
-                    call,
-                    to,
-                    life,
-                    gateway,
+                    leg,
                     outcome,
-                } => self.reply_arrived(call as usize, to, life, gateway, outcome),
+                    taken_by,
+                } => self.reply_arrived(leg, outcome, taken_by),
             }
         }
     }

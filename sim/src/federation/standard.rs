@@ -33,6 +33,7 @@ fn calls(from: usize, to: usize, service: &str) -> CallSpec {
         stop: secs(44),
         rate: 20.0,
         deadline: millis(500),
+        idempotent: false,
     }
 }
 

@@ -95,35 +95,42 @@ pub enum WanMessage {
         /// The sender's directory, as offered to the receiver.
         directory: GlobalDirectory,
     },
-    /// A forwarded application call ([`super::calls`]), from gateway `from` to the remote
-    /// gateway listening on `to`.
+    /// A forwarded application call ([`super::calls`]), from gateway `leg.from` to the remote
+    /// gateway listening on `leg.remote`.
     Call {
-        /// The call's id.
-        call: u64,
-        /// The forwarding gateway's index.
-        from: usize,
-        /// Its life when it forwarded.
-        life: u64,
-        /// The remote gateway's address.
-        to: SocketAddr,
+        /// Which attempt of which call, between which gateways.
+        leg: CallLeg,
         /// The service called.
         service: String,
-        /// The deadline budget: the call must not be served after this (simulated µs).
+        /// The attempt's budget: the call must not be served after this (simulated µs).
         deadline_us: u64,
     },
-    /// What became of a forwarded call, back to gateway `to`.
+    /// What became of a forwarded call, back to gateway `leg.from`.
     CallReply {
-        /// The call's id.
-        call: u64,
-        /// The forwarding gateway's index.
-        to: usize,
-        /// Its life when it forwarded.
-        life: u64,
-        /// The remote gateway the call went to.
-        gateway: SocketAddr,
+        /// The attempt answered.
+        leg: CallLeg,
         /// The remote's answer.
         outcome: RemoteOutcome,
+        /// The remote gateway that took the call (index and life), if one listened: a reply
+        /// reaching the forwarding gateway after that life ended stands for the connection
+        /// the crash closed under the call.
+        taken_by: Option<(usize, u64)>,
     },
+}
+
+/// One attempt of a forwarded call on the WAN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallLeg {
+    /// The call's id.
+    pub call: u64,
+    /// Which attempt of the call this is, from 1.
+    pub attempt: u32,
+    /// The forwarding gateway's index.
+    pub from: usize,
+    /// Its life when it forwarded (an answer to an older life is dropped).
+    pub life: u64,
+    /// The remote gateway's address.
+    pub remote: SocketAddr,
 }
 
 /// A remote gateway's answer to a forwarded call.
@@ -137,13 +144,16 @@ pub enum RemoteOutcome {
     DeadlineExceeded,
     /// No process listens on the address: the connection's handshake failed.
     Handshake,
+    /// No answer: the remote gateway went down under the call, or the attempt's time ran out
+    /// (the request or its answer lost); the handler may have run.
+    Lost,
 }
 
 impl WanMessage {
     /// The application call this message carries, if it carries one.
     fn call(&self) -> Option<u64> {
         match self {
-            WanMessage::Call { call, .. } | WanMessage::CallReply { call, .. } => Some(*call),
+            WanMessage::Call { leg, .. } | WanMessage::CallReply { leg, .. } => Some(leg.call),
             _ => None,
         }
     }

@@ -30,10 +30,12 @@ use foundation_core::federation::wire::{
 };
 use foundation_core::federation::{
     BridgeConfig, BridgeConfigError, ExportedService, Federation, FederationConfig,
-    FederationConfigError, FederationError, GlobalDirectory, LinkConfig, LinkStatus, Route,
-    Routing, TopicBridges, WanTimers,
+    FederationConfigError, FederationError, ForwardedAttempt, GlobalDirectory, LinkConfig,
+    LinkStatus, Route, Routing, TopicBridges, WanTimers,
 };
+use foundation_core::services::router::AttemptEnd;
 use foundation_core::services::trace::TraceContext;
+use foundation_core::services::wire::{RemoteError, RpcReply};
 use foundation_core::time::Instant;
 use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError, LinkBytes};
 use foundation_transport::security::RemoteRoot;
@@ -41,7 +43,7 @@ use foundation_transport::{ClusterName, NodeId, Trust};
 use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
-use super::services::{PubSubHandle, RpcHandle, ServicesHandle};
+use super::services::{CallOptions, PubSubHandle, RpcHandle, ServicesHandle};
 
 /// How long `lookup_in` on a node that is not a gateway waits for its cluster's gateway.
 pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(2);
@@ -210,9 +212,7 @@ impl FederationHandle {
         &self,
         cluster: &str,
         service: &str,
-        body: Bytes,
-        deadline: Duration,
-        trace: TraceContext,
+        call: Outgoing,
     ) -> Result<Bytes, CrossClusterError> {
         let choose = |machine: &Federation| -> Result<_, FederationError> {
             let route = machine.route(cluster, service)?;
@@ -222,7 +222,7 @@ impl FederationHandle {
             };
             Ok((route.link().clone(), route.gateway(), leg))
         };
-        self.send(choose, service, body, deadline, trace).await
+        self.send(choose, service, call).await
     }
 
     /// As a hub: passes a call from `from` on to `target` over the direct link, naming `from`
@@ -239,62 +239,101 @@ impl FederationHandle {
                 .map_err(|_| FederationError::UnknownCluster(target.to_owned()))?;
             Ok((name, gateway, Leg::Via(from.to_string())))
         };
-        let deadline = Duration::from_micros(call.deadline_micros);
-        let body = Bytes::from(call.body);
-        self.send(choose, &call.service, body, deadline, call.trace)
-            .await
+        let outgoing = Outgoing {
+            body: Bytes::from(call.body),
+            deadline: Duration::from_micros(call.deadline_micros),
+            trace: call.trace,
+            idempotent: call.idempotent,
+        };
+        self.send(choose, &call.service, outgoing).await
     }
 
-    /// Sends a call to the gateway `choose` names (on a link, as a leg), with what is left of
-    /// `deadline`; retried on the link's next gateway while the handshake fails.
+    /// Sends a call to the gateway `choose` names (on a link, as a leg), each attempt with its
+    /// share of what is left of the deadline; the machine decides whether an attempt that
+    /// ended without an answer goes to the link's next gateway (`Federation::call_ended`).
     async fn send(
         &self,
         choose: impl Fn(&Federation) -> Result<(ClusterName, SocketAddr, Leg), FederationError>,
         service: &str,
-        body: Bytes,
-        deadline: Duration,
-        trace: TraceContext,
+        call: Outgoing,
     ) -> Result<Bytes, CrossClusterError> {
-        let started = TokioInstant::now();
-        let mut attempts = 0;
-        let reply = loop {
-            attempts += 1;
+        let mut attempt = ForwardedAttempt {
+            number: 0,
+            idempotent: call.idempotent,
+            until: self.inner.now() + call.deadline,
+        };
+        loop {
+            attempt.number += 1;
             let (link, gateway, leg) = choose(&self.inner.machine())?;
-            let left = deadline.saturating_sub(started.elapsed());
-            let call = ForwardedCall {
+            let budget = attempt.budget(self.inner.now());
+            let forwarded = ForwardedCall {
                 service: service.to_owned(),
-                body: body.to_vec(),
-                deadline_micros: u64::try_from(left.as_micros()).unwrap_or(u64::MAX),
-                trace,
+                body: call.body.to_vec(),
+                deadline_micros: u64::try_from(budget.as_micros()).unwrap_or(u64::MAX),
+                trace: call.trace,
+                idempotent: call.idempotent,
             };
-            let payload = postcard::to_stdvec(&leg.request(call))
+            let payload = postcard::to_stdvec(&leg.request(forwarded))
                 .map_err(|e| CrossClusterError::Codec(e.to_string()))?;
             let sent = self
                 .inner
                 .endpoint
-                .request(&link, gateway, payload.into(), left);
-            match sent.await {
-                // No handshake, no request: the remote's next gateway may take it.
-                Err(GatewayError::Handshake { .. })
-                    if self.inner.machine().call_failed(&link, gateway, attempts) => {}
-                other => break other?,
+                .request(&link, gateway, payload.into(), budget)
+                .await;
+            let outcome = sent.map(|reply| call_reply(&reply));
+            let retry = attempt_end(&outcome).is_some_and(|end| {
+                let now = self.inner.now();
+                let mut machine = self.inner.machine();
+                machine.call_ended(now, &link, gateway, &attempt, &end)
+            });
+            if !retry {
+                return outcome?;
             }
-        };
-        match postcard::from_bytes(&reply) {
-            Ok(FederationReply::Call(Ok(body))) => Ok(body.into()),
-            // The hub's own refusal reads as this gateway's would.
-            Ok(FederationReply::Call(Err(RemoteCallError::Federation(e)))) => {
-                Err(CrossClusterError::Federation(e))
-            }
-            Ok(FederationReply::Call(Err(e))) => Err(CrossClusterError::Remote(e)),
-            Ok(FederationReply::Refused(why)) => Err(CrossClusterError::Refused(why)),
-            Ok(
-                FederationReply::Probe { .. }
-                | FederationReply::Pushed
-                | FederationReply::Bridged(_),
-            ) => Err(CrossClusterError::Codec("not a call reply".into())),
-            Err(e) => Err(CrossClusterError::Codec(format!("reply: {e}"))),
         }
+    }
+}
+
+/// A call as the gateway sends it on: body, what is left of its deadline, trace, options.
+struct Outgoing {
+    body: Bytes,
+    deadline: Duration,
+    trace: TraceContext,
+    idempotent: bool,
+}
+
+/// The answer a remote gateway's reply carries.
+fn call_reply(reply: &[u8]) -> Result<Bytes, CrossClusterError> {
+    match postcard::from_bytes(reply) {
+        Ok(FederationReply::Call(Ok(body))) => Ok(body.into()),
+        // The hub's own refusal reads as this gateway's would.
+        Ok(FederationReply::Call(Err(RemoteCallError::Federation(e)))) => {
+            Err(CrossClusterError::Federation(e))
+        }
+        Ok(FederationReply::Call(Err(e))) => Err(CrossClusterError::Remote(e)),
+        Ok(FederationReply::Refused(why)) => Err(CrossClusterError::Refused(why)),
+        Ok(
+            FederationReply::Probe { .. } | FederationReply::Pushed | FederationReply::Bridged(_),
+        ) => Err(CrossClusterError::Codec("not a call reply".into())),
+        Err(e) => Err(CrossClusterError::Codec(format!("reply: {e}"))),
+    }
+}
+
+/// How a forwarded attempt ended, in the services router's terms, when it ended without an
+/// answer: no handshake (the request never left), no answer (it may have run), or the remote
+/// cluster's deadline passed (its handler may have run). `None` for an answer, a refusal or a
+/// request that cannot be sent: those end the call.
+fn attempt_end(
+    outcome: &Result<Result<Bytes, CrossClusterError>, GatewayError>,
+) -> Option<AttemptEnd> {
+    match outcome {
+        Err(e @ GatewayError::Handshake { .. }) => Some(AttemptEnd::NotDelivered(e.to_string())),
+        Err(e @ (GatewayError::Unreachable { .. } | GatewayError::DeadlineExceeded)) => {
+            Some(AttemptEnd::Lost(e.to_string()))
+        }
+        Ok(Err(CrossClusterError::Remote(RemoteCallError::DeadlineExceeded))) => Some(
+            AttemptEnd::Reply(RpcReply::Err(RemoteError::DeadlineExceeded)),
+        ),
+        Err(_) | Ok(_) => None,
     }
 }
 
@@ -316,6 +355,7 @@ impl Leg {
                 body: call.body,
                 deadline_micros: call.deadline_micros,
                 trace: call.trace,
+                idempotent: call.idempotent,
             },
             Leg::Transit(target) => FederationRequest::Transit { target, call },
             Leg::Via(origin) => FederationRequest::Via { origin, call },
@@ -409,9 +449,10 @@ impl ServicesHandle {
 }
 
 impl RpcHandle {
-    /// Calls `service` of `cluster` with a typed request: through a gateway for another
-    /// cluster (this node, or else one of its cluster's gateways), with the remaining deadline
-    /// and this call's trace; as [`call`](Self::call) for this node's own cluster.
+    /// Calls `service` of `cluster` with a typed request and default options: through a
+    /// gateway for another cluster (this node, or else one of its cluster's gateways), with the
+    /// remaining deadline and this call's trace; as [`call`](Self::call) for this node's own
+    /// cluster.
     pub async fn call_in<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         cluster: &str,
@@ -419,32 +460,52 @@ impl RpcHandle {
         request: &Req,
         deadline: Duration,
     ) -> Result<Resp, CrossClusterError> {
+        self.call_in_with(cluster, service, request, deadline, &CallOptions::default())
+            .await
+    }
+
+    /// [`call_in`](Self::call_in) with explicit options. An idempotent call is retried as
+    /// inside a cluster: on the remote's next gateway after a timeout or a lost connection
+    /// (each attempt keeping time for the later ones), and between instances in the remote
+    /// cluster; any call is retried where it certainly did not run. The routing strategy
+    /// applies to a call to this node's own cluster only.
+    pub async fn call_in_with<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        cluster: &str,
+        service: &str,
+        request: &Req,
+        deadline: Duration,
+        options: &CallOptions,
+    ) -> Result<Resp, CrossClusterError> {
         let body =
             postcard::to_stdvec(request).map_err(|e| CrossClusterError::Codec(e.to_string()))?;
         let reply = self
-            .call_in_bytes(cluster, service, body.into(), deadline)
+            .call_in_bytes(cluster, service, body.into(), deadline, options)
             .await?;
         postcard::from_bytes(&reply).map_err(|e| CrossClusterError::Codec(format!("response: {e}")))
     }
 
-    /// [`call_in`](Self::call_in) with raw bytes.
+    /// [`call_in_with`](Self::call_in_with) with raw bytes.
     pub async fn call_in_bytes(
         &self,
         cluster: &str,
         service: &str,
         body: Bytes,
         deadline: Duration,
+        options: &CallOptions,
     ) -> Result<Bytes, CrossClusterError> {
         if cluster == self.endpoint.cluster().as_str() {
-            let options = super::services::CallOptions::default();
-            return Ok(self.call_bytes(service, body, deadline, &options).await?);
+            return Ok(self.call_bytes(service, body, deadline, options).await?);
         }
         let Some(gateway) = self.shared.gateway() else {
-            return relay::call(self, cluster, service, body, deadline).await;
+            return relay::call(self, cluster, service, body, deadline, options).await;
         };
-        let trace = self.state.new_trace();
-        gateway
-            .forward(cluster, service, body, deadline, trace)
-            .await
+        let call = Outgoing {
+            body,
+            deadline,
+            trace: self.state.new_trace(),
+            idempotent: options.idempotent,
+        };
+        gateway.forward(cluster, service, call).await
     }
 }

@@ -9,7 +9,7 @@ use foundation_core::federation::wire::{RelayError, RelayReply, RelayRequest, RE
 use foundation_core::federation::ExportedService;
 use std::time::Duration;
 
-use super::{CrossClusterError, FederationHandle};
+use super::{CrossClusterError, FederationHandle, Outgoing};
 use crate::runtime::services::{
     Call, CallOptions, Handler, HandlerError, Registration, RpcError, RpcHandle, ServiceOptions,
     ServicesHandle,
@@ -47,13 +47,17 @@ fn handler(handle: FederationHandle) -> impl Handler {
                     cluster,
                     service,
                     body,
+                    idempotent,
                 } => {
-                    let remaining = call
-                        .deadline
-                        .saturating_duration_since(tokio::time::Instant::now());
-                    let forwarded = handle
-                        .forward(&cluster, &service, body.into(), remaining, call.trace)
-                        .await;
+                    let outgoing = Outgoing {
+                        body: body.into(),
+                        deadline: call
+                            .deadline
+                            .saturating_duration_since(tokio::time::Instant::now()),
+                        trace: call.trace,
+                        idempotent,
+                    };
+                    let forwarded = handle.forward(&cluster, &service, outgoing).await;
                     forwarded.map(|b| b.to_vec()).map_err(relay_error)
                 }
                 RelayRequest::Lookup { cluster, service } => {
@@ -81,18 +85,24 @@ fn relay_error(error: CrossClusterError) -> RelayError {
     }
 }
 
-/// `call_in` from a node that is not a gateway: through a gateway of its own cluster.
+/// `call_in` from a node that is not a gateway: through a gateway of its own cluster, which
+/// applies `options` across the WAN. The hop to that gateway is routed as a call that is not
+/// idempotent, so it keeps the whole deadline for the gateway's own attempts (halving it here
+/// as well would leave each WAN attempt a ninth); it moves to another gateway only when the
+/// first certainly did not take it.
 pub(super) async fn call(
     rpc: &RpcHandle,
     cluster: &str,
     service: &str,
     body: Bytes,
     deadline: Duration,
+    options: &CallOptions,
 ) -> Result<Bytes, CrossClusterError> {
     let request = RelayRequest::Call {
         cluster: cluster.to_owned(),
         service: service.to_owned(),
         body: body.to_vec(),
+        idempotent: options.idempotent,
     };
     ask(rpc, &request, deadline).await.map(Bytes::from)
 }

@@ -183,12 +183,14 @@ fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
             body,
             deadline_micros,
             trace,
+            idempotent,
         }) => {
             let call = ForwardedCall {
                 service,
                 body,
                 deadline_micros,
                 trace,
+                idempotent,
             };
             return serve_call(handle, rpc, request, None, call);
         }
@@ -244,7 +246,10 @@ fn serve_call(
     let rpc = rpc.clone();
     let deadline = Duration::from_micros(call.deadline_micros);
     tokio::spawn(async move {
-        let options = CallOptions::default();
+        let options = CallOptions {
+            idempotent: call.idempotent,
+            ..CallOptions::default()
+        };
         let body = Bytes::from(call.body);
         let served = rpc.call_bytes_from(Some(started_in), &call.service, body, deadline, &options);
         let result = with_trace(call.trace, served).await;

@@ -446,6 +446,7 @@ fn federation() -> Seeds {
         body: b"request".to_vec(),
         deadline_micros: 2_000_000,
         trace,
+        idempotent: true,
     };
     let requests = [
         FederationRequest::Probe {
@@ -459,6 +460,7 @@ fn federation() -> Seeds {
             body: call.body.clone(),
             deadline_micros: call.deadline_micros,
             trace,
+            idempotent: false,
         },
         FederationRequest::Bridge(vec![BridgedMessage {
             topic: "orders.created".into(),
@@ -493,6 +495,7 @@ fn federation() -> Seeds {
             cluster: "hub".into(),
             service: "orders".into(),
             body: vec![1, 2],
+            idempotent: true,
         },
         RelayRequest::Lookup {
             cluster: "edge".into(),
