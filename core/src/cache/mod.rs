@@ -541,7 +541,7 @@ impl Caches {
 
     /// Declares a cache here with its store, at `now`. Declaring it again with the same
     /// settings keeps the first store; with other settings it is a conflict. Handoffs that
-    /// arrived for it before are taken now (see [`handoff`]).
+    /// arrived for it before are taken now (see `cache/handoff.rs`).
     pub fn declare(
         &mut self,
         now: Instant,

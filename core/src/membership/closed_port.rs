@@ -60,7 +60,7 @@ impl Membership {
 
     /// The host at `node`'s address said nothing listens on its membership port. If we hold
     /// the member alive, ask it to refute and look again after a probe round trip
-    /// ([`Self::closed_check_expired`]); a member already being checked is left to that check.
+    /// (`closed_check_expired`); a member already being checked is left to that check.
     pub fn port_closed(&mut self, now: Instant, node: NodeId, out: &mut Outbox) {
         let Some((member, incarnation)) = self.alive_life_of(node) else {
             return;

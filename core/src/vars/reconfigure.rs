@@ -72,7 +72,7 @@ pub struct Seat {
     /// The first version the acceptors below decide, as the writer of the seat knew it (one
     /// that learnt of them by jumping over versions knows a later one, and one that jumped
     /// over a move away and back an earlier one): informative only, seats are ordered by
-    /// `version` (see [`Vars::adopt_seat`]).
+    /// `version` (see `Vars::adopt_seat`).
     pub from: u64,
     /// The acceptors of every version from `from` on (as far as the writer of the seat knew).
     pub acceptors: BTreeSet<Life>,

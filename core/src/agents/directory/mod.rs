@@ -50,7 +50,7 @@ pub type RawEntry<'a> = (NodeAddr, u64, &'a str, &'a [u8]);
 
 /// Every visible agent, as one node sees it.
 ///
-/// Entries are shared (`Arc`) and kept in chunks that copies share ([`chunks`]), so bringing a
+/// Entries are shared (`Arc`) and kept in chunks that copies share (`directory/chunks.rs`), so bringing a
 /// published directory up to date after one agent changed copies one chunk of pointers per
 /// index it is in, not every entry: spawning thousands of agents one after another would
 /// otherwise cost a whole copy, or a whole rebuild, per spawn.

@@ -1,12 +1,12 @@
 //! Snapshots: every replicated keyspace that is not ephemeral, as one versioned, checksummed
-//! file ([`format`]), and restoring one as a CRDT merge.
+//! file ([`format`](mod@format)), and restoring one as a CRDT merge.
 //!
 //! A snapshot holds each keyspace's full state with what a full state on the wire carries
 //! besides: which writes it includes (`seen`, `retired`). Restoring merges each keyspace's state
 //! into ours exactly as a peer's full state is merged, so nothing newer here is lost: a value
 //! newer than the snapshot's stays, and a value the snapshot saw removed (a delete newer than
 //! it, here or in the snapshot) stays removed — a restore never rolls anything back. The
-//! snapshot's writers are taken up as *records* (see [`Keyspace::retired`]), never as origins to
+//! snapshot's writers are taken up as *records* (see `Keyspace::retired`), never as origins to
 //! track: they are usually lives of another cluster, which no member will ever retire. The
 //! merged keyspaces then spread as usual; the restoring node also sends them at once to the
 //! live members (to `fanout` of them above `push_all_max`).
@@ -61,7 +61,7 @@ pub struct KeyspaceSnapshot {
 }
 
 impl Snapshot {
-    /// The file's bytes; see [`format`].
+    /// The file's bytes; see [`format`](mod@format).
     pub fn encode(&self) -> Result<Vec<u8>, SnapshotError> {
         format::encode(self)
     }

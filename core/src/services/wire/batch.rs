@@ -36,7 +36,7 @@ const RELIABLE: u8 = 0x08;
 const ORIGIN: u8 = 0x10;
 const KNOWN: u8 = TOPIC | TRACE | SAME_TRACE | RELIABLE | ORIGIN;
 
-/// `count` packed messages (see the [module](self) documentation).
+/// `count` packed messages (see this module's documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch<'a> {
     /// The layout of `items`: [`BATCH_VERSION`].
