@@ -61,7 +61,7 @@ fn drive(data: &[u8]) -> Run<'_> {
     run
 }
 
-/// Scripts for the seed corpus, in the input's format (see [`Run::step`]); each reaches
+/// Scripts for the seed corpus, in the input's format (see `Run::step`); each reaches
 /// state that random bytes reach rarely.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![

@@ -20,7 +20,7 @@
 //!
 //! Nodes call services of other clusters ([`calls`]) through their gateways' machines, over the
 //! same WAN; [`call_checks`] checks every call against what really happened. A scenario comes
-//! from code ([`standard`]) or a file ([`file`]), and `foundation sim` reports a run as any run
+//! from code ([`standard`]) or a file ([`file`](mod@file)), and `foundation sim` reports a run as any run
 //! ([`report`]).
 
 pub mod call_checks;

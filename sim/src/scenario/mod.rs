@@ -106,7 +106,7 @@ pub struct Scenario {
     /// A cache workload and its checks ([`crate::cache`]); `None`: no caches.
     pub cache: Option<CacheWorkload>,
     /// A crash kills only the node's process: its host answers datagrams to it with ICMP port
-    /// unreachable, as after a `kill -9` ([`World::set_hosts_survive_crashes`]). Default
+    /// unreachable, as after a `kill -9` ([`crate::world::World::set_hosts_survive_crashes`]). Default
     /// false: the host goes with it and only silence follows.
     pub hosts_survive_crashes: bool,
     /// Ledgers and coordination sessions, carried and checked ([`sessions`]); `None`: none.

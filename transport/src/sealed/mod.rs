@@ -13,7 +13,7 @@
 //!   quinn's own socket I/O (GRO batches, GSO), for one byte of saving; a socket of its own is
 //!   simpler and cannot disturb QUIC.
 //! - **Keys.** Both ends of every established connection export the same material from its TLS
-//!   session ([`keys::PairKeys::export`]): a key and a 32-bit id per direction. A datagram that
+//!   session (`keys::PairKeys::export`): a key and a 32-bit id per direction. A datagram that
 //!   opens under a key was sealed by the node authenticated in that handshake, which is what a
 //!   QUIC datagram on that connection proves too. The receiver finds the key by the id in the
 //!   header, refuses counters already taken (a 64-wide replay window per key), and keeps each
