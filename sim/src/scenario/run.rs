@@ -38,6 +38,7 @@ pub struct RunOptions {
 /// the `no-panics` invariant.
 pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
     let started = std::time::Instant::now();
+    let scenario = &*scenario.for_seed(seed);
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         Runner::new(scenario, seed, options).run()
     }));
