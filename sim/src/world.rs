@@ -45,6 +45,9 @@ use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord,
 pub const STALL_DATAGRAMS_MAX: usize = 256;
 /// The port every simulated node listens on (addresses are never opened as sockets).
 pub const SIM_PORT: u16 = 7946;
+/// How long the runtime's driver waits before trying its seeds again while its node knows no
+/// live member (`JOIN_RETRY_MIN` in `engine/src/runtime/driver.rs`).
+const JOIN_RETRY_US: u64 = 3_000_000;
 /// The transport adds one version byte to every membership datagram.
 const DATAGRAM_ENVELOPE_BYTES: usize = 1;
 
@@ -341,6 +344,9 @@ pub enum AppRequest {
         /// Its value.
         value: Option<Vec<u8>>,
     },
+    /// The runtime's join retry (see [`World::join_at_start`]): join through a seed if the core
+    /// knows no live member, and look again later.
+    JoinWhileAlone,
     /// The state of a placed instance being handed over (see [`crate::placement`]).
     HandOff {
         /// The instance.
@@ -648,6 +654,53 @@ impl World {
                 request: Box::new(request),
             },
         );
+    }
+
+    /// Has a (re)started `slot` join the cluster. Every node's seed list is the whole cluster,
+    /// and the first one up and responsive answers: a running node on `slot`'s side of every
+    /// partition. With none there (a cut leaves `slot` alone), the runtime's driver tries its
+    /// seeds again every `JOIN_RETRY` while its core knows no live member; joining across the
+    /// cut once, as the simulator did, stranded the node past the heal, since nobody knows its
+    /// new life (`--scenario chaos` seed 18, `scenarios/restart-inside-partition.toml`). With
+    /// no node running at all, the others will join this one.
+    pub(crate) fn join_at_start(&mut self, slot: usize) {
+        if let Some(seed) = self.reachable_seed(slot) {
+            self.join_through(slot, seed);
+        } else if (0..self.nodes.len()).any(|s| s != slot && self.running(s)) {
+            self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
+        }
+    }
+
+    fn join_through(&mut self, slot: usize, seed: usize) {
+        let seed = self.node_addr(seed);
+        self.command_after(slot, 0, Command::Join(seed));
+    }
+
+    fn running(&self, slot: usize) -> bool {
+        self.nodes[slot].status() == NodeStatus::Running
+    }
+
+    /// The first running node other than `slot` with the links both ways open.
+    fn reachable_seed(&self, slot: usize) -> Option<usize> {
+        let open = |s: &usize| !self.network.blocked(slot, *s) && !self.network.blocked(*s, slot);
+        (0..self.nodes.len())
+            .filter(|&s| s != slot && self.running(s))
+            .find(open)
+    }
+
+    /// The driver's retry of [`Self::join_at_start`]: while `slot`'s core knows no live member.
+    fn join_while_alone(&mut self, slot: usize) {
+        let alone = self.nodes[slot]
+            .core
+            .as_deref()
+            .is_some_and(|c| c.membership().alive().next().is_none());
+        if !alone {
+            return;
+        }
+        if let Some(seed) = self.reachable_seed(slot) {
+            self.join_through(slot, seed);
+        }
+        self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
     }
 
     /// The local time of the node in `slot` now.
@@ -1427,6 +1480,7 @@ impl World {
                     AppRequest::HandOff { instance, state } => {
                         return self.hand_off(node, &instance, state)
                     }
+                    AppRequest::JoinWhileAlone => return self.join_while_alone(node),
                     other => return self.app_write(node, other),
                 }
             }
@@ -1511,7 +1565,9 @@ impl World {
                 name,
                 value,
             } => core.set_ephemeral(local, &keyspace, &name, value),
-            AppRequest::Command(_) | AppRequest::HandOff { .. } => Ok(()),
+            AppRequest::Command(_) | AppRequest::HandOff { .. } | AppRequest::JoinWhileAlone => {
+                Ok(())
+            }
         };
         if let Err(e) = result {
             self.writes.refused += 1;
