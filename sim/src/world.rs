@@ -390,6 +390,8 @@ pub struct World {
     /// Whether a crash leaves the node's host up, answering datagrams to it with ICMP port
     /// unreachable (a killed process) rather than silence (the host lost with it).
     hosts_survive_crashes: bool,
+    /// Whether a restarted node keeps the runtime's seed retry for its whole life.
+    join_retry: bool,
     writes: WriteLog,
     /// What each slot's application registers in the service registry.
     pub(crate) registrations: crate::services::Registrations,
@@ -450,6 +452,7 @@ impl World {
             replication: None,
             storage: None,
             hosts_survive_crashes: false,
+            join_retry: false,
             writes: WriteLog::default(),
             registrations: Default::default(),
             placements: Default::default(),
@@ -491,6 +494,13 @@ impl World {
     /// The slot a node id lives (or lived) in.
     pub fn slot_of(&self, id: NodeId) -> Option<usize> {
         self.by_id.get(&id).copied()
+    }
+
+    /// The slot whose current node has `id`: not one that ran it in an earlier life. The
+    /// transport dials an address and checks the node id of the peer that answers (mutual TLS),
+    /// so a message for a replaced node never reaches the node that now has its address.
+    pub fn slot_hosting(&self, id: NodeId) -> Option<usize> {
+        self.slot_of(id).filter(|&slot| self.nodes[slot].id() == id)
     }
 
     /// The network.
@@ -594,6 +604,15 @@ impl World {
         self.replication = Some(config);
     }
 
+    /// A restarted node does what the runtime's driver does all its life: every `JOIN_RETRY`,
+    /// if its core knows no live member, join through a seed. Off by default: the reference
+    /// traces predate it, and only a node restarted into a cut with nobody on its side ever
+    /// needed it; the `chaos` scenario turns it on (a node that joined through the one node on
+    /// its side of a one-way cut, which then crashed, was left alone after the heal).
+    pub fn set_join_retry(&mut self, on: bool) {
+        self.join_retry = on;
+    }
+
     /// Crashes from now on kill only the node's process: its host answers datagrams to it with
     /// ICMP port unreachable, which reaches the sender's core as [`Input::PortClosed`].
     pub fn set_hosts_survive_crashes(&mut self, on: bool) {
@@ -664,9 +683,12 @@ impl World {
     /// new life (`--scenario chaos` seed 18, `scenarios/restart-inside-partition.toml`). With
     /// no node running at all, the others will join this one.
     pub(crate) fn join_at_start(&mut self, slot: usize) {
-        if let Some(seed) = self.reachable_seed(slot) {
+        let seed = self.reachable_seed(slot);
+        if let Some(seed) = seed {
             self.join_through(slot, seed);
-        } else if (0..self.nodes.len()).any(|s| s != slot && self.running(s)) {
+        }
+        let others = (0..self.nodes.len()).any(|s| s != slot && self.running(s));
+        if self.join_retry || (seed.is_none() && others) {
             self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
         }
     }
@@ -694,13 +716,14 @@ impl World {
             .core
             .as_deref()
             .is_some_and(|c| c.membership().alive().next().is_none());
-        if !alone {
-            return;
+        if alone {
+            if let Some(seed) = self.reachable_seed(slot) {
+                self.join_through(slot, seed);
+            }
         }
-        if let Some(seed) = self.reachable_seed(slot) {
-            self.join_through(slot, seed);
+        if alone || self.join_retry {
+            self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
         }
-        self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
     }
 
     /// The local time of the node in `slot` now.

@@ -57,6 +57,9 @@ pub fn scenario(nodes: usize) -> Scenario {
         .nodes(nodes)
         .duration(DISTURBED_START + secs(60) + quiet());
     scenario.draw = Some(draw);
+    // Restarts land anywhere in the partitions drawn; the runtime's seed retry gets a node
+    // alone on its side back in after the heal.
+    scenario.join_retry = true;
     scenario
 }
 

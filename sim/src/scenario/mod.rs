@@ -111,6 +111,9 @@ pub struct Scenario {
     /// unreachable, as after a `kill -9` ([`World::set_hosts_survive_crashes`]). Default
     /// false: the host goes with it and only silence follows.
     pub hosts_survive_crashes: bool,
+    /// Restarted nodes retry their seeds all their lives while they know no live member, as
+    /// the runtime does ([`World::set_join_retry`]). Default false.
+    pub join_retry: bool,
     /// Ledgers and coordination sessions, carried and checked ([`sessions`]); `None`: none.
     pub sessions: Option<SessionWorkload>,
     /// Draws the schedule from each run's seed (the `chaos` scenario): a run with seed `s` runs
@@ -157,6 +160,7 @@ impl Scenario {
             traffic_from: Duration::ZERO,
             cache: None,
             hosts_survive_crashes: false,
+            join_retry: false,
             sessions: None,
             draw: None,
         }

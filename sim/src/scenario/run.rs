@@ -111,6 +111,7 @@ impl<'a> Runner<'a> {
             world.set_storage(storage.clone());
         }
         world.set_hosts_survive_crashes(scenario.hosts_survive_crashes);
+        world.set_join_retry(scenario.join_retry);
         let mut all = invariants::defaults(&scenario.bounds, &scenario.membership);
         if scenario.has_writes() {
             all.extend(invariants::replication_defaults(&scenario.bounds));
