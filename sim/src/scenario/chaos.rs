@@ -37,7 +37,7 @@ use crate::pubsub::Publishes;
 use crate::writes::{Workload, Writes};
 
 /// Mixed into the run's seed to give the schedule its own stream ("chaos").
-const STREAM: u64 = 0x6368_616f_73;
+const STREAM: u64 = 0x0063_6861_6f73;
 /// When the load starts: the cluster has formed.
 const LOAD_START: Duration = Duration::from_secs(3);
 /// When the disturbed phase starts.
