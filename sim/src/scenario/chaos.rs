@@ -102,6 +102,8 @@ struct Drawing<'r> {
     cut_not_before: Duration,
     /// Whether the network is something else than a LAN.
     disturbed_network: bool,
+    /// When each slot's last stall ends.
+    stalled_until: Vec<Duration>,
 }
 
 /// One kind of fault the disturbed phase draws from.
@@ -148,6 +150,7 @@ impl<'r> Drawing<'r> {
             cuts: 0,
             cut_not_before: Duration::ZERO,
             disturbed_network: false,
+            stalled_until: vec![Duration::ZERO; n],
         }
     }
 
@@ -234,7 +237,7 @@ impl<'r> Drawing<'r> {
         match m {
             Move::Cut => self.cuts < 2 && self.at >= self.cut_not_before && self.n >= 2,
             Move::Heal => self.cuts > 0,
-            Move::Stop if self.cuts > 0 => false,
+            Move::Stop if self.cuts > 0 || self.all_stalled() => false,
             Move::Crash | Move::Stop => self.down.len() < self.down_max(),
             Move::Restart => !self.down.is_empty(),
             Move::Join => self.up().len() >= 2,
@@ -245,6 +248,10 @@ impl<'r> Drawing<'r> {
     /// At most a quarter of the cluster down at once, and at least one node may be.
     fn down_max(&self) -> usize {
         (self.n / 4).max(1).min(self.n - 1)
+    }
+
+    fn all_stalled(&self) -> bool {
+        self.up().iter().all(|&s| self.stalled_until[s] >= self.at)
     }
 
     fn up(&self) -> Vec<usize> {
@@ -305,9 +312,16 @@ impl<'r> Drawing<'r> {
         picked
     }
 
+    /// A running node, not stalled, leaves: a stalled node would shut down before it could say
+    /// goodbye (`--nodes 5 --seed 237` stopped one mid-stall), which is a crash, not a stop.
     fn stop(&mut self) -> Fault {
         self.cut_not_before = self.at + LEAVE_GRACE + AFTER_STOP;
-        let up = self.up();
+        let at = self.at;
+        let up: Vec<usize> = self
+            .up()
+            .into_iter()
+            .filter(|&s| self.stalled_until[s] < at)
+            .collect();
         let picked = self.some(&up, 1);
         self.down.extend(&picked);
         Fault::Stop(Nodes::List(picked))
@@ -333,6 +347,7 @@ impl<'r> Drawing<'r> {
         let up = self.up();
         let picked = self.some(&up, 1);
         let ms = self.rng.gen_range(200..=STALL_MAX.as_millis() as u64);
+        self.stalled_until[picked[0]] = self.at + millis(ms);
         Fault::Stall(Nodes::List(picked), millis(ms))
     }
 
