@@ -16,7 +16,7 @@ use crate::agents::{AgentGroup, AgentMessages};
 use crate::network::{BlockRule, LinkModel, SlotSet};
 use crate::pubsub::Publishes;
 use crate::rpc::Calls;
-use crate::world::{NodeStatus, World};
+use crate::world::World;
 use crate::writes::{self, Workload, WriteRequest, Writes};
 
 /// A selection of node slots, resolved against the cluster size when the fault is applied, so
@@ -479,13 +479,7 @@ impl World {
             }
         };
         self.start(slot, generation);
-        // Every node's seed list is the whole cluster: the first one up and responsive answers.
-        let seed = (0..self.nodes().len())
-            .find(|&s| s != slot && self.node(s).status() == NodeStatus::Running);
-        if let Some(seed) = seed {
-            let seed = self.node_addr(seed);
-            self.command_after(slot, 0, Command::Join(seed));
-        }
+        self.join_at_start(slot);
         self.register_at_start(slot);
         self.subscribe_at_start(slot);
         self.spawn_agents_at_start(slot);

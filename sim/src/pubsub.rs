@@ -338,9 +338,13 @@ impl World {
     ) -> Option<u64> {
         let parsed = Topic::parse(topic).ok()?;
         let (directory, _) = self.directory(slot)?;
+        // Only slots that still run the subscriber: a directory may list a replaced node's
+        // subscription next to its successor's at the same address, and routing both to the
+        // slot handed the successor each publication twice (`--scenario chaos --nodes 16
+        // --seed 184`).
         let route: Vec<usize> = directory
             .subscribers(&parsed)
-            .filter_map(|addr| self.slot_of(addr.id))
+            .filter_map(|addr| self.slot_hosting(addr.id))
             .collect();
         let id = self.pubsub.publications.len() as u64;
         let life = self.node(slot).life();

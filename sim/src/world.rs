@@ -45,6 +45,9 @@ use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord,
 pub const STALL_DATAGRAMS_MAX: usize = 256;
 /// The port every simulated node listens on (addresses are never opened as sockets).
 pub const SIM_PORT: u16 = 7946;
+/// How long the runtime's driver waits before trying its seeds again while its node knows no
+/// live member (`JOIN_RETRY_MIN` in `engine/src/runtime/driver.rs`).
+const JOIN_RETRY_US: u64 = 3_000_000;
 /// The transport adds one version byte to every membership datagram.
 const DATAGRAM_ENVELOPE_BYTES: usize = 1;
 
@@ -341,6 +344,9 @@ pub enum AppRequest {
         /// Its value.
         value: Option<Vec<u8>>,
     },
+    /// The runtime's join retry (see [`World::join_at_start`]): join through a seed if the core
+    /// knows no live member, and look again later.
+    JoinWhileAlone,
     /// The state of a placed instance being handed over (see [`crate::placement`]).
     HandOff {
         /// The instance.
@@ -384,6 +390,8 @@ pub struct World {
     /// Whether a crash leaves the node's host up, answering datagrams to it with ICMP port
     /// unreachable (a killed process) rather than silence (the host lost with it).
     hosts_survive_crashes: bool,
+    /// Whether a restarted node keeps the runtime's seed retry for its whole life.
+    join_retry: bool,
     writes: WriteLog,
     /// What each slot's application registers in the service registry.
     pub(crate) registrations: crate::services::Registrations,
@@ -444,6 +452,7 @@ impl World {
             replication: None,
             storage: None,
             hosts_survive_crashes: false,
+            join_retry: false,
             writes: WriteLog::default(),
             registrations: Default::default(),
             placements: Default::default(),
@@ -485,6 +494,13 @@ impl World {
     /// The slot a node id lives (or lived) in.
     pub fn slot_of(&self, id: NodeId) -> Option<usize> {
         self.by_id.get(&id).copied()
+    }
+
+    /// The slot whose current node has `id`: not one that ran it in an earlier life. The
+    /// transport dials an address and checks the node id of the peer that answers (mutual TLS),
+    /// so a message for a replaced node never reaches the node that now has its address.
+    pub fn slot_hosting(&self, id: NodeId) -> Option<usize> {
+        self.slot_of(id).filter(|&slot| self.nodes[slot].id() == id)
     }
 
     /// The network.
@@ -588,6 +604,15 @@ impl World {
         self.replication = Some(config);
     }
 
+    /// A restarted node does what the runtime's driver does all its life: every `JOIN_RETRY`,
+    /// if its core knows no live member, join through a seed. Off by default: the reference
+    /// traces predate it, and only a node restarted into a cut with nobody on its side ever
+    /// needed it; the `chaos` scenario turns it on (a node that joined through the one node on
+    /// its side of a one-way cut, which then crashed, was left alone after the heal).
+    pub fn set_join_retry(&mut self, on: bool) {
+        self.join_retry = on;
+    }
+
     /// Crashes from now on kill only the node's process: its host answers datagrams to it with
     /// ICMP port unreachable, which reaches the sender's core as [`Input::PortClosed`].
     pub fn set_hosts_survive_crashes(&mut self, on: bool) {
@@ -648,6 +673,57 @@ impl World {
                 request: Box::new(request),
             },
         );
+    }
+
+    /// Has a (re)started `slot` join the cluster. Every node's seed list is the whole cluster,
+    /// and the first one up and responsive answers: a running node on `slot`'s side of every
+    /// partition. With none there (a cut leaves `slot` alone), the runtime's driver tries its
+    /// seeds again every `JOIN_RETRY` while its core knows no live member; joining across the
+    /// cut once, as the simulator did, stranded the node past the heal, since nobody knows its
+    /// new life (`--scenario chaos` seed 18, `scenarios/restart-inside-partition.toml`). With
+    /// no node running at all, the others will join this one.
+    pub(crate) fn join_at_start(&mut self, slot: usize) {
+        let seed = self.reachable_seed(slot);
+        if let Some(seed) = seed {
+            self.join_through(slot, seed);
+        }
+        let others = (0..self.nodes.len()).any(|s| s != slot && self.running(s));
+        if self.join_retry || (seed.is_none() && others) {
+            self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
+        }
+    }
+
+    fn join_through(&mut self, slot: usize, seed: usize) {
+        let seed = self.node_addr(seed);
+        self.command_after(slot, 0, Command::Join(seed));
+    }
+
+    fn running(&self, slot: usize) -> bool {
+        self.nodes[slot].status() == NodeStatus::Running
+    }
+
+    /// The first running node other than `slot` with the links both ways open.
+    fn reachable_seed(&self, slot: usize) -> Option<usize> {
+        let open = |s: &usize| !self.network.blocked(slot, *s) && !self.network.blocked(*s, slot);
+        (0..self.nodes.len())
+            .filter(|&s| s != slot && self.running(s))
+            .find(open)
+    }
+
+    /// The driver's retry of [`Self::join_at_start`]: while `slot`'s core knows no live member.
+    fn join_while_alone(&mut self, slot: usize) {
+        let alone = self.nodes[slot]
+            .core
+            .as_deref()
+            .is_some_and(|c| c.membership().alive().next().is_none());
+        if alone {
+            if let Some(seed) = self.reachable_seed(slot) {
+                self.join_through(slot, seed);
+            }
+        }
+        if alone || self.join_retry {
+            self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
+        }
     }
 
     /// The local time of the node in `slot` now.
@@ -1427,6 +1503,7 @@ impl World {
                     AppRequest::HandOff { instance, state } => {
                         return self.hand_off(node, &instance, state)
                     }
+                    AppRequest::JoinWhileAlone => return self.join_while_alone(node),
                     other => return self.app_write(node, other),
                 }
             }
@@ -1511,7 +1588,9 @@ impl World {
                 name,
                 value,
             } => core.set_ephemeral(local, &keyspace, &name, value),
-            AppRequest::Command(_) | AppRequest::HandOff { .. } => Ok(()),
+            AppRequest::Command(_) | AppRequest::HandOff { .. } | AppRequest::JoinWhileAlone => {
+                Ok(())
+            }
         };
         if let Err(e) = result {
             self.writes.refused += 1;

@@ -533,3 +533,14 @@ fn the_same_seed_gives_the_same_trace_for_every_standard_scenario() {
         );
     }
 }
+
+/// `sim/scenarios/restart-inside-partition.toml` (found by `--scenario chaos`): nodes restarted
+/// while cut off from node 0, one from everyone, join through a node on their side, or retry
+/// until the heal, as the runtime does; they stayed alone past the heal before.
+#[test]
+fn nodes_restarted_inside_a_partition_join_after_the_heal() {
+    let reports = sweep(&scenario_file("restart-inside-partition"), 1..4, 0, false);
+    for r in &reports {
+        assert!(r.passed, "seed {}: {:?}", r.seed, r.invariants);
+    }
+}

@@ -12,7 +12,8 @@ pub struct SimCommand {
     /// mass-join, rolling-restart, registry-partition, registry-churn; services: rpc-partition,
     /// pubsub-partition; with replicated writes: split-writes, replicated-chaos,
     /// lagging-replica, compaction, skewed-writes; agents: agents-partition, agents-crash;
-    /// caches: cache-churn; several federated clusters: federation-cut-failover.
+    /// caches: cache-churn; a fault schedule drawn from the seed: chaos; several federated
+    /// clusters: federation-cut-failover.
     #[arg(long)]
     pub scenario: Option<String>,
     /// A scenario file (TOML), one cluster or (with `[[cluster]]` tables) a federation; see

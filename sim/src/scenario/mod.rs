@@ -19,12 +19,14 @@
 //! Every run starts the same way: all cores start at time zero and every node joins through
 //! node 0. Faults follow at their times; checks run throughout.
 
+pub mod chaos;
 pub mod file;
 mod file_sessions;
 mod run;
 pub mod sessions;
 pub mod standard;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -109,9 +111,18 @@ pub struct Scenario {
     /// unreachable, as after a `kill -9` ([`crate::world::World::set_hosts_survive_crashes`]). Default
     /// false: the host goes with it and only silence follows.
     pub hosts_survive_crashes: bool,
+    /// Restarted nodes retry their seeds all their lives while they know no live member, as
+    /// the runtime does ([`World::set_join_retry`]). Default false.
+    pub join_retry: bool,
     /// Ledgers and coordination sessions, carried and checked ([`sessions`]); `None`: none.
     pub sessions: Option<SessionWorkload>,
+    /// Draws the schedule from each run's seed (the `chaos` scenario): a run with seed `s` runs
+    /// `draw(self, s)`. `None`: the schedule is fixed and the seed varies only the world.
+    pub draw: Option<Draw>,
 }
+
+/// Makes the scenario a run with this seed runs out of a template (see [`Scenario::draw`]).
+pub type Draw = fn(&Scenario, u64) -> Scenario;
 
 impl std::fmt::Debug for Scenario {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,7 +160,17 @@ impl Scenario {
             traffic_from: Duration::ZERO,
             cache: None,
             hosts_survive_crashes: false,
+            join_retry: false,
             sessions: None,
+            draw: None,
+        }
+    }
+
+    /// The scenario the run with `seed` runs: this one, or what its draw makes of it.
+    pub fn for_seed(&self, seed: u64) -> Cow<'_, Scenario> {
+        match self.draw {
+            Some(draw) => Cow::Owned(draw(self, seed)),
+            None => Cow::Borrowed(self),
         }
     }
 

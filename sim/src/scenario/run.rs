@@ -38,6 +38,7 @@ pub struct RunOptions {
 /// the `no-panics` invariant.
 pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
     let started = std::time::Instant::now();
+    let scenario = &*scenario.for_seed(seed);
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         Runner::new(scenario, seed, options).run()
     }));
@@ -110,6 +111,7 @@ impl<'a> Runner<'a> {
             world.set_storage(storage.clone());
         }
         world.set_hosts_survive_crashes(scenario.hosts_survive_crashes);
+        world.set_join_retry(scenario.join_retry);
         let mut all = invariants::defaults(&scenario.bounds, &scenario.membership);
         if scenario.has_writes() {
             all.extend(invariants::replication_defaults(&scenario.bounds));

@@ -16,7 +16,7 @@ use crate::rpc::Calls;
 use crate::writes::{Workload, Writes};
 
 /// Names of the standard scenarios.
-pub const NAMES: [&str; 20] = [
+pub const NAMES: [&str; 21] = [
     "steady",
     "partition-heal",
     "flaky-network",
@@ -37,6 +37,7 @@ pub const NAMES: [&str; 20] = [
     "agents-partition",
     "agents-crash",
     "cache-churn",
+    "chaos",
 ];
 
 /// The standard scenario `name` with `nodes` nodes.
@@ -66,6 +67,7 @@ pub fn by_name(name: &str, nodes: usize) -> Option<Scenario> {
         "skewed-writes" => skewed_writes(),
         "agents-partition" => agents_partition(),
         "agents-crash" => agents_crash(),
+        "chaos" => return Some(super::chaos::scenario(nodes)),
         _ => return None,
     };
     Some(scenario.nodes(nodes))
