@@ -446,6 +446,7 @@ impl World {
             Fault::Join(_, via) => {
                 let seed = self.node_addr(*via);
                 self.command_after(slot, 0, Command::Join(seed));
+                self.keep_joining_while_alone(slot);
             }
             Fault::Register {
                 service, instances, ..

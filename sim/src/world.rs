@@ -604,11 +604,14 @@ impl World {
         self.replication = Some(config);
     }
 
-    /// A restarted node does what the runtime's driver does all its life: every `JOIN_RETRY`,
-    /// if its core knows no live member, join through a seed. Off by default: the reference
-    /// traces predate it, and only a node restarted into a cut with nobody on its side ever
-    /// needed it; the `chaos` scenario turns it on (a node that joined through the one node on
-    /// its side of a one-way cut, which then crashed, was left alone after the heal).
+    /// Every node does what the runtime's driver does all its life: every `JOIN_RETRY`, if its
+    /// core knows no live member, join through a seed. Off by default: the reference traces
+    /// predate it, and only a node restarted into a cut with nobody on its side ever needed it
+    /// there; the `chaos` scenario turns it on (a node that joined through the one node on its
+    /// side of a one-way cut, which then crashed, was left alone after the heal; and two nodes
+    /// that never restarted, each left alone by a cut, stayed alone after the heal — foca stops
+    /// announcing to members it holds down once it has no live member, so only the driver's
+    /// seeds bring such a node back: seed 41 at 5 nodes).
     pub fn set_join_retry(&mut self, on: bool) {
         self.join_retry = on;
     }
@@ -708,6 +711,14 @@ impl World {
         (0..self.nodes.len())
             .filter(|&s| s != slot && self.running(s))
             .find(open)
+    }
+
+    /// With [`Self::set_join_retry`] on, has `slot` (joining now) retry its seeds all its life
+    /// while it knows no live member, as the driver does.
+    pub(crate) fn keep_joining_while_alone(&mut self, slot: usize) {
+        if self.join_retry {
+            self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
+        }
     }
 
     /// The driver's retry of [`Self::join_at_start`]: while `slot`'s core knows no live member.
