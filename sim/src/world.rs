@@ -9,7 +9,7 @@
 //! it wants to stop, applies faults with [`World::apply`], and reads nodes and the membership
 //! events they emitted ([`World::take_observed`]) to check invariants.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -48,6 +48,9 @@ pub const SIM_PORT: u16 = 7946;
 /// How long the runtime's driver waits before trying its seeds again while its node knows no
 /// live member (`JOIN_RETRY_MIN` in `engine/src/runtime/driver.rs`).
 const JOIN_RETRY_US: u64 = 3_000_000;
+/// How often the runtime's static seeds are reported again (`StaticSeeds::DEFAULT_INTERVAL`);
+/// the driver joins through each one it does not see alive.
+const SEED_ROUND_US: u64 = 30_000_000;
 /// The transport adds one version byte to every membership datagram.
 const DATAGRAM_ENVELOPE_BYTES: usize = 1;
 
@@ -347,6 +350,8 @@ pub enum AppRequest {
     /// The runtime's join retry (see [`World::join_at_start`]): join through a seed if the core
     /// knows no live member, and look again later.
     JoinWhileAlone,
+    /// The runtime's static seeds reported again (see [`World::seed_round`]).
+    SeedRound,
     /// The state of a placed instance being handed over (see [`crate::placement`]).
     HandOff {
         /// The instance.
@@ -691,7 +696,9 @@ impl World {
             self.join_through(slot, seed);
         }
         let others = (0..self.nodes.len()).any(|s| s != slot && self.running(s));
-        if self.join_retry || (seed.is_none() && others) {
+        if self.join_retry {
+            self.keep_joining_while_alone(slot);
+        } else if seed.is_none() && others {
             self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
         }
     }
@@ -718,7 +725,29 @@ impl World {
     pub(crate) fn keep_joining_while_alone(&mut self, slot: usize) {
         if self.join_retry {
             self.request_after(slot, JOIN_RETRY_US, AppRequest::JoinWhileAlone);
+            self.request_after(slot, SEED_ROUND_US, AppRequest::SeedRound);
         }
+    }
+
+    /// The static seeds' round, every `SEED_ROUND_US` (with [`Self::set_join_retry`]): `slot`
+    /// joins through every reachable node it does not see alive at that address, as the
+    /// driver's `consider` does with each seed reported. Without it, a cluster split by a
+    /// cut in which nodes restarted as new identities stayed two clusters after the heal:
+    /// neither side knew the other's lives, and nobody was alone (chaos seed 98 at 16 nodes).
+    fn seed_round(&mut self, slot: usize) {
+        let Some(core) = self.nodes[slot].core.as_deref() else {
+            return;
+        };
+        let alive: BTreeSet<SocketAddr> = core.membership().alive().map(|m| m.addr).collect();
+        let open = |s: usize| !self.network.blocked(slot, s) && !self.network.blocked(s, slot);
+        let unseen: Vec<usize> = (0..self.nodes.len())
+            .filter(|&s| s != slot && self.running(s) && open(s))
+            .filter(|&s| !alive.contains(&self.nodes[s].addr))
+            .collect();
+        for seed in unseen {
+            self.join_through(slot, seed);
+        }
+        self.request_after(slot, SEED_ROUND_US, AppRequest::SeedRound);
     }
 
     /// The driver's retry of [`Self::join_at_start`]: while `slot`'s core knows no live member.
@@ -1515,6 +1544,7 @@ impl World {
                         return self.hand_off(node, &instance, state)
                     }
                     AppRequest::JoinWhileAlone => return self.join_while_alone(node),
+                    AppRequest::SeedRound => return self.seed_round(node),
                     other => return self.app_write(node, other),
                 }
             }
@@ -1599,9 +1629,10 @@ impl World {
                 name,
                 value,
             } => core.set_ephemeral(local, &keyspace, &name, value),
-            AppRequest::Command(_) | AppRequest::HandOff { .. } | AppRequest::JoinWhileAlone => {
-                Ok(())
-            }
+            AppRequest::Command(_)
+            | AppRequest::HandOff { .. }
+            | AppRequest::JoinWhileAlone
+            | AppRequest::SeedRound => Ok(()),
         };
         if let Err(e) = result {
             self.writes.refused += 1;
