@@ -347,10 +347,10 @@ pub enum AppRequest {
         /// Its value.
         value: Option<Vec<u8>>,
     },
-    /// The runtime's join retry (see [`World::join_at_start`]): join through a seed if the core
+    /// The runtime's join retry (see `World::join_at_start`): join through a seed if the core
     /// knows no live member, and look again later.
     JoinWhileAlone,
-    /// The runtime's static seeds reported again (see [`World::seed_round`]).
+    /// The runtime's static seeds reported again (see `World::seed_round`).
     SeedRound,
     /// The state of a placed instance being handed over (see [`crate::placement`]).
     HandOff {

@@ -9,7 +9,7 @@
 //! the network a LAN again, some of the down nodes restarted) and a quiet phase lasts past
 //! every convergence bound, so every check must hold at the end.
 //!
-//! The schedule comes from its own random stream (the seed mixed with [`STREAM`]), not the
+//! The schedule comes from its own random stream (the seed mixed with `STREAM`), not the
 //! world's: the same seed draws the same schedule and runs the same trace. The report's
 //! timeline lists the faults a seed drew, and `--scenario chaos --seed N` replays it.
 //!
@@ -18,7 +18,7 @@
 //!   departure must reach everyone to be recorded as "left" (a node that left across a cut is
 //!   rightly seen failed);
 //! - at most a quarter of the cluster is down at once (at least one node may be);
-//! - stalls last at most [`STALL_MAX`], and clock steps and drift stay far inside the
+//! - stalls last at most `STALL_MAX`, and clock steps and drift stay far inside the
 //!   replication's allowed drift.
 
 use std::time::Duration;

@@ -112,7 +112,7 @@ pub struct Scenario {
     /// false: the host goes with it and only silence follows.
     pub hosts_survive_crashes: bool,
     /// Restarted nodes retry their seeds all their lives while they know no live member, as
-    /// the runtime does ([`World::set_join_retry`]). Default false.
+    /// the runtime does ([`crate::world::World::set_join_retry`]). Default false.
     pub join_retry: bool,
     /// Ledgers and coordination sessions, carried and checked ([`sessions`]); `None`: none.
     pub sessions: Option<SessionWorkload>,
