@@ -1042,20 +1042,8 @@ mod tests {
 
     #[test]
     fn a_push_goes_to_every_gateway_of_the_remote_not_only_the_probed_one() {
-        let gateways: Vec<SocketAddr> = vec![
-            "127.0.0.1:9".parse().unwrap(),
-            "127.0.0.1:10".parse().unwrap(),
-        ];
-        let config = FederationConfig {
-            local: name("a"),
-            me: NodeId::from_u128(1),
-            links: vec![LinkConfig {
-                cluster: name("b"),
-                gateways: gateways.clone(),
-            }],
-            timers: WanTimers::default(),
-        };
-        let mut a = Federation::new(config, at(0)).unwrap();
+        let (mut a, first, second) = two_remote_gateways();
+        let gateways = vec![first, second];
         a.set_exports(export(&["billing"]));
         let pushes = a.pushes(at(0));
         let to: Vec<SocketAddr> = pushes.iter().map(|p| p.gateway).collect();
