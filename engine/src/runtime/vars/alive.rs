@@ -31,21 +31,28 @@ impl AliveLives {
     }
 
     /// The life of the alive member `member` names: its name, its id, or the start of its id
-    /// (`foundation members` shows the first 8 digits). A name that two members share, or a
-    /// start of two ids, names neither.
+    /// (`foundation members` shows the first 8 digits). A name is read as a name first, so a
+    /// member called `d` is not confused with an id that starts with `d`; only a string no
+    /// member is called is read as an id. A name that two members share, or a start of two
+    /// ids, names neither.
     pub fn named(&self, member: &str) -> Result<Life, String> {
         let by_name = self
             .lives
             .iter()
             .filter(|life| self.names.get(&life.node).is_some_and(|n| n == member));
-        let by_id = self.lives.iter().filter(|life| {
-            !member.is_empty()
-                && life
-                    .node
-                    .to_string()
-                    .starts_with(&member.to_ascii_lowercase())
-        });
-        let found: BTreeSet<Life> = by_name.chain(by_id).copied().collect();
+        let by_name: BTreeSet<Life> = by_name.copied().collect();
+        if !by_name.is_empty() {
+            return Self::the_one(member, by_name);
+        }
+        let id = member.to_ascii_lowercase();
+        let by_id = self
+            .lives
+            .iter()
+            .filter(|life| !id.is_empty() && life.node.to_string().starts_with(&id));
+        Self::the_one(member, by_id.copied().collect())
+    }
+
+    fn the_one(member: &str, found: BTreeSet<Life>) -> Result<Life, String> {
         let mut found = found.into_iter();
         match (found.next(), found.next()) {
             (Some(life), None) => Ok(life),
@@ -95,6 +102,22 @@ mod tests {
                 .map(|l| l.generation),
             Ok(7)
         );
+    }
+
+    /// Node ids are hex, so a one-letter name like `d` is also the start of about one id in
+    /// sixteen: the operator test failed in CI when one of the four ids began with `d`.
+    #[test]
+    fn a_name_wins_over_an_id_that_starts_with_it() {
+        let mut alive = alive();
+        let other = NodeId::from_u128(0xab << 96);
+        let start = other.short();
+        alive.names.insert(NodeId::from_u128(1), start.clone());
+        assert_eq!(
+            alive.named(&start).map(|l| l.node),
+            Ok(NodeId::from_u128(1)),
+            "the member called {start}, not the one whose id starts so"
+        );
+        assert_eq!(alive.named(&other.to_string()).map(|l| l.node), Ok(other));
     }
 
     #[test]
