@@ -94,7 +94,7 @@ pub enum VarsCommand {
         /// The variable.
         name: String,
         /// The new acceptors: `alive` is this node and every member alive now; or members
-        /// alive now, comma-separated, each by name or id (or the start of an id, as
+        /// alive now, comma-separated, each by name or id (or at least 4 digits of an id, as
         /// `foundation members` shows it).
         #[arg(long, value_parser = parse_move_target)]
         to: String,

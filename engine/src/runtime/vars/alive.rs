@@ -7,6 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use foundation_core::vars::Life;
 use foundation_core::{Core, NodeId};
 
+/// The fewest hex digits read as the start of an id: node ids are hex, so a one-letter name
+/// like `c` would otherwise also be the start of one id in sixteen.
+pub(crate) const ID_START_MIN: usize = 4;
+
 /// This node and every member it sees alive, each as the life its variables machine answers
 /// for, and the names their metadata gives.
 #[derive(Debug, Default, PartialEq)]
@@ -31,10 +35,10 @@ impl AliveLives {
     }
 
     /// The life of the alive member `member` names: its name, its id, or the start of its id
-    /// (`foundation members` shows the first 8 digits). A name is read as a name first, so a
-    /// member called `d` is not confused with an id that starts with `d`; only a string no
-    /// member is called is read as an id. A name that two members share, or a start of two
-    /// ids, names neither.
+    /// (`foundation members` shows the first 8 digits; at least [`ID_START_MIN`] are needed).
+    /// A name is read as a name first, so a member called `dead` is not confused with an id
+    /// that starts with `dead`; only a string no member is called is read as an id. A name
+    /// that two members share, or a start of two ids, names neither.
     pub fn named(&self, member: &str) -> Result<Life, String> {
         let by_name = self
             .lives
@@ -48,7 +52,7 @@ impl AliveLives {
         let by_id = self
             .lives
             .iter()
-            .filter(|life| !id.is_empty() && life.node.to_string().starts_with(&id));
+            .filter(|life| id.len() >= ID_START_MIN && life.node.to_string().starts_with(&id));
         Self::the_one(member, by_id.copied().collect())
     }
 
@@ -127,7 +131,7 @@ mod tests {
         assert!(shared.contains("more than one"), "{shared}");
         let prefix = alive.named("0000").expect_err("the start of three ids");
         assert!(prefix.contains("more than one"), "{prefix}");
-        for unknown in ["api-9", ""] {
+        for unknown in ["api-9", "", "0", "000"] {
             let refused = alive.named(unknown).expect_err(unknown);
             assert!(refused.contains("not the name or id"), "{refused}");
         }
