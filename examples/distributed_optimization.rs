@@ -29,7 +29,7 @@
 
 mod common;
 
-use common::{start, wait_until, Error, PATIENCE};
+use common::{cluster, wait_until, Error, PATIENCE};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -42,7 +42,6 @@ use foundation::agents::auction::sealed::Pricing;
 use foundation::agents::variable::{Policy, VarType, VarValue};
 use foundation::agents::voting::{Ballot, Method};
 use foundation::agents::Money;
-use foundation::engine::membership::MemberState;
 use foundation::engine::runtime::agents::sessions::{
     Answer, Ask, Commit, CommitState, Coordinator, Decision, Mechanism, Session, SessionAnswer,
     SessionError, SessionMessage, SessionReport,
@@ -70,21 +69,9 @@ async fn main() -> Result<(), Error> {
 
 async fn run(dir: &Path) -> Result<(), Error> {
     let started = Instant::now();
-    let optimizer = start(dir, "optimize", "optimizer").await?;
-    let mut evaluators = Vec::new();
-    for name in ["eval-a", "eval-b", "eval-c"] {
-        evaluators.push(start(dir, "optimize", name).await?);
-    }
-    wait_until("the four nodes see each other", || {
-        [&optimizer].into_iter().chain(&evaluators).all(|n| {
-            n.members()
-                .iter()
-                .filter(|m| m.state == MemberState::Alive)
-                .count()
-                == 3
-        })
-    })
-    .await?;
+    let names = ["optimizer", "eval-a", "eval-b", "eval-c"];
+    let mut evaluators = cluster(dir, "optimize", &names).await?;
+    let optimizer = evaluators.remove(0);
     let workers = spawn_workers(&evaluators).await?;
     wait_until("every evaluator is visible from the optimizer", || {
         optimizer.agents().with_capability(EVALUATORS).len() == workers.len()

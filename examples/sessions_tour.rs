@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{start, wait_until, Error};
+use common::{cluster, wait_until, Error};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,7 +27,6 @@ use foundation::agents::negotiation::strategy::Role;
 use foundation::agents::variable::{Policy, VarType, VarValue};
 use foundation::agents::voting::{Ballot, Method};
 use foundation::agents::Money;
-use foundation::engine::membership::MemberState;
 use foundation::engine::runtime::agents::sessions::{
     Answer, Ask, Commit, Coordinator, Decision, Mechanism, Session, SessionAnswer, SessionMessage,
 };
@@ -128,20 +127,7 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn run(dir: &Path) -> Result<(), Error> {
-    let mut nodes = Vec::new();
-    for name in ["n1", "n2", "n3"] {
-        nodes.push(start(dir, "tour", name).await?);
-    }
-    wait_until("the three nodes see each other", || {
-        nodes.iter().all(|n| {
-            n.members()
-                .iter()
-                .filter(|m| m.state == MemberState::Alive)
-                .count()
-                == 2
-        })
-    })
-    .await?;
+    let nodes = cluster(dir, "tour", &["n1", "n2", "n3"]).await?;
     let traders = [
         Trader {
             value: 30,

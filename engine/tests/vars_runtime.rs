@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::{Policy, VarType, VarValue};
-use foundation_engine::membership::MemberState;
 use foundation_engine::runtime::{Node, NodeSettings, VarsCallError};
 use foundation_engine::vars::reseat::ReseatConfig;
 use foundation_engine::vars::{Life, VarSpec, VarsError};
@@ -25,13 +24,7 @@ async fn cluster_reseating(n: usize, reseat: Option<ReseatConfig>) -> Vec<Node> 
         vars_reseat: reseat,
         ..common::settings("vars-test", SECRET, seeds)
     };
-    let seed = Node::start(settings(vec![])).await.unwrap();
-    let mut nodes = vec![seed.clone()];
-    for _ in 1..n {
-        nodes.push(Node::start(settings(vec![seed.addr()])).await.unwrap());
-    }
-    wait_alive(&nodes).await;
-    nodes
+    common::cluster(n, settings).await
 }
 
 /// Declares "slots" (an integer in 0..=100) from the first node, with every node's life an
@@ -206,18 +199,12 @@ async fn variables_are_listed_and_written_over_http_with_typed_answers() {
     use foundation_engine::http::{get_json, send_json, HttpError, Method};
     use serde_json::json;
 
-    let seed = Node::start(NodeSettings {
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        ..common::settings("vars-test", SECRET, vec![])
+    let nodes = common::cluster(3, |seeds: Vec<_>| NodeSettings {
+        http: seeds.is_empty().then(|| "127.0.0.1:0".parse().unwrap()),
+        ..common::settings("vars-test", SECRET, seeds)
     })
-    .await
-    .unwrap();
-    let mut nodes = vec![seed.clone()];
-    for _ in 0..2 {
-        let settings = common::settings("vars-test", SECRET, vec![seed.addr()]);
-        nodes.push(Node::start(settings).await.unwrap());
-    }
-    wait_alive(&nodes).await;
+    .await;
+    let seed = nodes[0].clone();
     declare(&nodes).await;
     let http = seed.http_addr().expect("serves HTTP");
     let limit = Duration::from_secs(5);
@@ -357,27 +344,6 @@ async fn variables_are_listed_and_written_over_http_with_typed_answers() {
     assert_eq!(status(short), 409);
     for node in &nodes {
         node.abort().await;
-    }
-}
-
-/// Waits until every node sees the others alive, in its members and in the lives its
-/// variables name (published a moment after the members, in the same step of the driver).
-async fn wait_alive(nodes: &[Node]) {
-    for node in nodes {
-        let deadline = tokio::time::Instant::now() + SOON;
-        let alive = |node: &Node| {
-            node.members()
-                .iter()
-                .filter(|m| m.state == MemberState::Alive)
-                .count()
-        };
-        while alive(node) < nodes.len() - 1 || node.vars().alive_lives().len() < nodes.len() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the cluster never formed"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 }
 

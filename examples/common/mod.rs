@@ -37,7 +37,8 @@ pub async fn start(dir: &Path, cluster: &str, name: &str) -> Result<Node, Error>
 }
 
 /// Development nodes of `cluster`, one per name, started in `dir`; returns once each sees all
-/// the others alive.
+/// the others alive, in its members and in the lives its variables name (published a moment
+/// after the members: a variable declared in between would name fewer acceptors).
 #[allow(dead_code)] // not every example starts its nodes this way
 pub async fn cluster(dir: &Path, cluster: &str, names: &[&str]) -> Result<Vec<Node>, Error> {
     let mut nodes = Vec::new();
@@ -52,6 +53,7 @@ pub async fn cluster(dir: &Path, cluster: &str, names: &[&str]) -> Result<Vec<No
                 .filter(|m| m.state == MemberState::Alive)
                 .count()
                 == peers
+                && n.vars().alive_lives().len() == names.len()
         })
     })
     .await?;

@@ -43,8 +43,10 @@ pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut()
     }
 }
 
-/// `n` started nodes that all see each other alive; `settings` makes each node's settings
-/// from its seeds (none for the first, the first's address for the others).
+/// `n` started nodes that all see each other alive, in their members and in the lives their
+/// variables name (published a moment after the members: a spec declared in between names
+/// fewer acceptors); `settings` makes each node's settings from its seeds (none for the first,
+/// the first's address for the others).
 pub async fn cluster(
     n: usize,
     settings: impl Fn(Vec<SocketAddr>) -> NodeSettings,
@@ -62,6 +64,7 @@ pub async fn cluster(
                 .filter(|m| m.state == foundation_engine::membership::MemberState::Alive)
                 .count()
                 == n - 1
+                && node.vars().alive_lives().len() == n
         })
         .await;
     }
