@@ -439,7 +439,7 @@ impl Core {
         if identity != self.vars.identity() {
             quiet = false;
             let alive: Vec<NodeId> = self.membership.alive().map(|m| m.id).collect();
-            self.vars.renewed(identity, alive);
+            self.vars.renewed(now, identity, alive);
             self.deliver_vars(now, Outgoing::new());
         }
         if self.ephemeral.wants_ticking(&self.replication) && self.ephemeral.start_ticking() {

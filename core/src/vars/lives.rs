@@ -18,11 +18,25 @@
 //! is left: from the moment a node sees a member's renewed identity until that member's
 //! message arrives (a round trip at most after the member sees the node again), it names
 //! the renewed generation.
+//!
+//! A renewal follows a partition, just when connections drop and one-way cuts heal late, so
+//! one message may well be lost: and a member that missed it would name the renewed
+//! generation for good. So the members told are told again [`RETELLS`] times, at gaps that
+//! double from [`RETELL_FIRST`] (1, 2, 4, 8 and 16 s: the last word goes 31 s after the
+//! renewal), a few bytes to each. A member that comes up afterwards is told at once, and
+//! again with the rest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use super::{encode, Life, Vars, VarsMessage};
+use crate::time::Instant;
 use crate::NodeId;
+
+/// How long after a renewal its members are told again the first time.
+pub const RETELL_FIRST: Duration = Duration::from_secs(1);
+/// How many times the members told of a renewal are told again, each gap twice the last.
+pub const RETELLS: u32 = 5;
 
 /// What members said of their renewals.
 #[derive(Debug, Default)]
@@ -31,6 +45,17 @@ pub(super) struct Lives {
     renewed: BTreeMap<NodeId, (u64, u64)>,
     /// Bumped when `renewed` changes, so a driver republishes only then.
     version: u64,
+    /// This node's own renewal, told again (see the module docs).
+    retell: Retell,
+}
+
+/// The members told of this node's renewal, and when they are told again.
+#[derive(Debug, Default)]
+struct Retell {
+    told: BTreeSet<NodeId>,
+    next: Option<Instant>,
+    /// Words left after `next`.
+    left: u32,
 }
 
 impl Vars {
@@ -51,14 +76,44 @@ impl Vars {
         self.lives.version
     }
 
-    /// Membership renewed this node's identity to generation `identity`: tells the members
-    /// `alive` that this life goes by it.
-    pub fn renewed(&mut self, identity: u64, alive: impl IntoIterator<Item = NodeId>) {
+    /// Membership renewed this node's identity to generation `identity` at `now`: tells the
+    /// members `alive` that this life goes by it, now and again later.
+    pub fn renewed(
+        &mut self,
+        now: Instant,
+        identity: u64,
+        alive: impl IntoIterator<Item = NodeId>,
+    ) {
         if identity <= self.identity {
             return;
         }
         self.identity = identity;
+        self.lives.retell = Retell {
+            next: Some(now + RETELL_FIRST),
+            left: RETELLS - 1,
+            ..Retell::default()
+        };
         for node in alive {
+            self.tell_renewal(node);
+        }
+    }
+
+    /// When the members told of this node's renewal are next told again.
+    pub(super) fn retell_due(&self) -> Option<Instant> {
+        self.lives.retell.next
+    }
+
+    /// Tells the renewal again if that is due at `now`.
+    pub(super) fn retell(&mut self, now: Instant) {
+        let retell = &mut self.lives.retell;
+        if retell.next.is_none_or(|at| at > now) {
+            return;
+        }
+        let gap = RETELL_FIRST * 2u32.pow(RETELLS - retell.left);
+        retell.next = (retell.left > 0).then(|| now + gap);
+        retell.left = retell.left.saturating_sub(1);
+        let told: Vec<NodeId> = retell.told.iter().copied().collect();
+        for node in told {
             self.tell_renewal(node);
         }
     }
@@ -79,6 +134,7 @@ impl Vars {
             identity: self.identity,
         };
         self.pending.push((node, encode(&message)));
+        self.lives.retell.told.insert(node);
     }
 
     /// `life` (on node `from`) says it goes by membership generation `identity`. Counted
@@ -136,7 +192,7 @@ mod tests {
         let mut vars = Vars::new(life(1));
         vars.member_up(id(2), 1);
         assert!(vars.take_messages().is_empty());
-        vars.renewed(2, [id(2), id(3)]);
+        vars.renewed(Instant::ZERO, 2, [id(2), id(3)]);
         let told = vars.take_messages();
         assert_eq!(
             told.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
@@ -151,5 +207,28 @@ mod tests {
         vars.member_up(id(4), 1);
         assert_eq!(vars.take_messages().len(), 1);
         assert_eq!(vars.identity(), 2);
+    }
+
+    /// The members told, at the renewal and as they came up, are told again 1, 3, 7, 15 and
+    /// 31 s after it, and then no more; a later renewal starts again.
+    #[test]
+    fn a_renewal_is_told_again_at_doubling_gaps_then_no_more() {
+        let mut vars = Vars::new(life(1));
+        let start = Instant::ZERO + Duration::from_secs(10);
+        vars.renewed(start, 2, [id(2)]);
+        vars.member_up(id(3), 1);
+        assert_eq!(vars.take_messages().len(), 2);
+        let mut told = Vec::new();
+        while let Some(at) = vars.poll_timeout() {
+            vars.handle_timeout(at, &mut crate::vars::Outgoing::new());
+            told.push(((at - start).as_secs(), vars.take_messages().len()));
+        }
+        assert_eq!(told, [(1, 2), (3, 2), (7, 2), (15, 2), (31, 2)]);
+        vars.renewed(start + Duration::from_secs(60), 3, []);
+        assert_eq!(
+            vars.poll_timeout(),
+            Some(start + Duration::from_secs(61)),
+            "a later renewal has words of its own"
+        );
     }
 }

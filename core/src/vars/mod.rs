@@ -1172,7 +1172,7 @@ impl Vars {
     pub fn poll_timeout(&self) -> Option<Instant> {
         // Asked after every input (the core's checks ask too): most nodes hold no variable.
         if self.variables.is_empty() {
-            return self.reseat_due();
+            return self.reseat_due().into_iter().chain(self.retell_due()).min();
         }
         let registers = self
             .variables
@@ -1184,13 +1184,14 @@ impl Vars {
             Kind::Counter(c) => c.escrow.due(),
             _ => None,
         });
-        let reseat = self.reseat_due();
+        let reseat = self.reseat_due().into_iter().chain(self.retell_due());
         registers.chain(counters).chain(escrows).chain(reseat).min()
     }
 
     /// Retries and deadlines of our writes, and counter states to write, that are due at
     /// `now`.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Outgoing) {
+        self.retell(now);
         let publish: Vec<String> = self
             .variables
             .iter()
