@@ -45,6 +45,11 @@
 //! ([`ReplicationError::MinoritySide`]), so a node cut off on a minority side never confirms
 //! one with too few copies.
 //!
+//! A node with storage lets its stamps out (pushes, asks, anti-entropy answers) only below a
+//! clock ceiling stored on its disk, and a restart starts its clock there, so a write of a past
+//! life that a peer holds never wins over a later write of the next life: see `clock_bound`
+//! for the rule, what it costs (no sync per write), and why not wait for peers' clocks instead.
+//!
 //! # Which writes a replica holds, and removing what it saw removed
 //!
 //! Every live value keeps the name of the write that made it: its origin (the timestamp's node,
@@ -121,6 +126,7 @@
 //! RNG, live members from the caller.
 
 mod acks;
+mod clock_bound;
 mod config;
 mod durable;
 pub mod events;
@@ -152,6 +158,7 @@ use crate::envelope;
 use crate::storage::{Batch, StoredState};
 use crate::time::Instant;
 use acks::{PendingAck, PENDING_ACKS_MAX};
+use clock_bound::{ClockBound, Held};
 use durable::{HeldAck, Persistence};
 use horizon::PeerDigests;
 use keyspace::Coverage;
@@ -418,6 +425,8 @@ pub struct Replication {
     pull_first: bool,
     /// What is written to storage, and the acks that wait for it.
     persistence: Persistence,
+    /// The stored ceiling our stamps stay under, and the sends that wait for it.
+    bound: ClockBound,
     stats: ReplicationStats,
 }
 
@@ -442,6 +451,7 @@ impl Replication {
             last_pull: None,
             pull_first: false,
             persistence: Persistence::default(),
+            bound: ClockBound::default(),
             stats: ReplicationStats::default(),
         }
     }
@@ -504,6 +514,7 @@ impl Replication {
     pub fn enable_persistence(&mut self, volatile: BTreeSet<String>) {
         self.persistence.enabled = true;
         self.persistence.volatile = volatile;
+        self.bound.enable();
     }
 
     /// Whether writes to `keyspace` persist.
@@ -512,9 +523,10 @@ impl Replication {
     }
 
     /// Takes up what a previous life of this node stored (persistence enabled first): its
-    /// keyspaces, with the writes each includes, and its epoch. The clock moves past every
-    /// stored write, so ours order after them, and the first member to come up is asked for
-    /// what we missed. `whole`: storage kept every record of what it was given (a prefix of
+    /// keyspaces, with the writes each includes, its epoch and its clock ceiling. The clock
+    /// moves past every stored write and to the ceiling, so ours order after every write of
+    /// that life any peer holds (see `clock_bound`), and the first member to come up is asked
+    /// for what we missed. `whole`: storage kept every record of what it was given (a prefix of
     /// the batches; see [`crate::storage::LoadReport::partial`]); if not, no keyspace's record
     /// of which writes it includes is trusted (see `durable::read`), and the first batch,
     /// handed out at once, writes such keyspaces again as held. Returns how many records did
@@ -557,6 +569,7 @@ impl Replication {
             Some(Err(_)) => skipped += 1,
             None => {}
         }
+        skipped += self.restore_clock(now, stored);
         self.stats.restore_skipped += skipped as u64;
         if !self.keyspaces.is_empty() {
             self.pull_first = true;
@@ -566,6 +579,21 @@ impl Replication {
         skipped
     }
 
+    /// Moves the clock to the stored ceiling and wants a new one written in the first batch;
+    /// returns 1 if the record did not decode (then it counts as absent).
+    fn restore_clock(&mut self, now: Instant, stored: &StoredState) -> usize {
+        let record = stored.node.get(clock_bound::CLOCK_CEILING);
+        let restored = self.bound.restore(record.map(Vec::as_slice));
+        if let Ok(Some(ceiling)) = restored {
+            // Past every stamp that life let out; the drift rule is for peers, not our disk.
+            let wall = self.wall_ms(now).max(ceiling);
+            let _ = self.hlc.update(Timestamp::at_wall(ceiling), wall);
+        }
+        let start = self.hlc.last().wall_ms.max(self.wall_ms(now));
+        self.bound.started(start);
+        usize::from(restored.is_err())
+    }
+
     /// Writes what changed since the last call as one batch, and sends the acks that no
     /// longer wait. Call after every input. After a failed batch nothing is written until the
     /// next anti-entropy round, which writes everything again in one batch. Returns false
@@ -573,7 +601,9 @@ impl Replication {
     pub fn flush_persistence(&mut self, out: &mut Outbox) -> bool {
         // Most inputs of a formed cluster (a probe, its answer) leave nothing to write, number
         // or acknowledge: then the rest would only take empty sets and build an empty batch.
-        if self.persistence.idle(self.epoch) && !self.keyspaces.values().any(|k| k.is_dirty()) {
+        let p = &self.persistence;
+        let ceiling_due = self.bound.wants_write() && (!p.rewrite_wanted || p.rewrite_due);
+        if p.idle(self.epoch) && !ceiling_due && !self.keyspaces.values().any(|k| k.is_dirty()) {
             return false;
         }
         let p = &mut self.persistence;
@@ -595,6 +625,11 @@ impl Replication {
             }
             self.persistence.epoch_written = self.epoch;
         }
+        let ceiling = if write {
+            self.bound.write(&mut batch)
+        } else {
+            None
+        };
         if rewrite {
             batch.mark_rewrite();
         }
@@ -603,16 +638,35 @@ impl Replication {
             self.send_ack(ack, out);
         }
         if let Some(seq) = seq {
+            if let Some(ceiling) = ceiling {
+                self.bound.numbered(seq, ceiling);
+            }
             self.stats.batches_persisted += 1;
             out.persist(seq, batch);
         }
         true
     }
 
-    /// Every batch up to `upto` is durable: sends the acks that waited for them.
+    /// Every batch up to `upto` is durable: sends the acks that waited for them, and our ops
+    /// whose stamps waited for a durable ceiling.
     pub fn persisted(&mut self, upto: u64, out: &mut Outbox) {
         for ack in self.persistence.persisted(upto) {
             self.send_ack(ack, out);
+        }
+        for held in self.bound.persisted(upto) {
+            self.release(held, out);
+        }
+    }
+
+    fn release(&mut self, held: Held, out: &mut Outbox) {
+        match held {
+            Held::Push { envelope, targets } => self.send_push(envelope, targets, out),
+            Held::Ask(key) => {
+                if let Some(pending) = self.pending.remove(&key) {
+                    self.request_acks(&pending, out);
+                    self.pending.insert(key, pending);
+                }
+            }
         }
     }
 
@@ -621,6 +675,7 @@ impl Replication {
     pub fn persist_failed(&mut self, seq: u64) {
         self.stats.persist_failures += 1;
         self.persistence.failed(seq);
+        self.bound.failed(seq);
     }
 
     /// When a local write to `keyspace` made just now is durable here.
@@ -700,8 +755,11 @@ impl Replication {
             members: pending.members(),
         };
         if !peers.is_empty() {
-            self.request_acks(&pending, out);
             let key = (ticket.keyspace.clone(), ticket.origin, ticket.seq);
+            match self.bound.backs(ticket.ts) {
+                true => self.request_acks(&pending, out),
+                false => self.bound.hold(ticket.ts, Held::Ask(key.clone())),
+            }
             self.pending.insert(key, pending);
         }
         Ok(ticket)
@@ -985,6 +1043,7 @@ impl Replication {
             return Err(error);
         }
         let ts = self.hlc.now(self.wall_ms(now));
+        self.bound.stamped(ts);
         let keyspace = open(&mut self.keyspaces, &self.persistence, &write.keyspace);
         let envelope = Envelope {
             seq: keyspace.next_seq(self.me),
@@ -1130,7 +1189,12 @@ impl Replication {
         }));
     }
 
+    /// Asks the members that have not answered; not while the write's stamp is above the
+    /// durable ceiling (its first ask waits for it, retries come every round).
     fn request_acks(&mut self, pending: &PendingAck, out: &mut Outbox) {
+        if !self.bound.backs(pending.envelope.op.entry.ts) {
+            return;
+        }
         let mut envelope = pending.envelope.clone();
         envelope.epoch = self.epoch;
         let payload = encode(ReplicationMessage::AckRequest(vec![envelope]));
@@ -1206,6 +1270,10 @@ impl Replication {
             } else {
                 ops.extend(missing.ops);
             }
+        }
+        if !self.bound.backs_all() {
+            let me = self.me.node;
+            ops.retain(|e| !self.bound.withholds(me, e.op.entry.ts));
         }
         self.send_ops(to, ops, out);
         for name in full {
@@ -1327,6 +1395,14 @@ impl Replication {
         if targets.is_empty() {
             return;
         }
+        let ts = envelope.op.entry.ts;
+        match self.bound.backs(ts) {
+            true => self.send_push(envelope, targets, out),
+            false => self.bound.hold(ts, Held::Push { envelope, targets }),
+        }
+    }
+
+    fn send_push(&mut self, envelope: Envelope, targets: Vec<NodeAddr>, out: &mut Outbox) {
         let payload = encode(ReplicationMessage::Ops(vec![envelope]));
         for to in targets {
             self.stats.ops_sent += 1;
@@ -1374,6 +1450,9 @@ impl Replication {
         let Some(keyspace) = self.keyspaces.get(name) else {
             return;
         };
+        if self.withholds_state(keyspace) {
+            return;
+        }
         let state = match full_state::encode(keyspace.map()) {
             Ok(state) if state.len() <= FULL_STATE_BYTES_MAX => state,
             _ => {
@@ -1396,6 +1475,18 @@ impl Replication {
         };
         self.stats.full_states_sent += 1;
         self.send(to, channel, encode(message), out);
+    }
+
+    /// Whether `keyspace` holds a write of ours stamped above the durable ceiling: its state
+    /// waits (the peer asks again next round), since leaving the entry out while the seen-set
+    /// claims it would have the peer take it for one we removed.
+    fn withholds_state(&self, keyspace: &Keyspace) -> bool {
+        let me = self.me.node;
+        !self.bound.backs_all()
+            && keyspace
+                .map()
+                .entries()
+                .any(|(_, e)| self.bound.withholds(me, e.ts))
     }
 
     /// Sends our digest to every live member but this round's `partner` (to `fanout` random
