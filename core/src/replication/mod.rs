@@ -660,7 +660,15 @@ impl Replication {
 
     fn release(&mut self, held: Held, out: &mut Outbox) {
         match held {
-            Held::Push { envelope, targets } => self.send_push(envelope, targets, out),
+            Held::Push {
+                mut envelope,
+                targets,
+            } => {
+                // A compaction while it waited changed the epoch: peers would refuse the old
+                // one, and the op would wait for anti-entropy (asks are re-stamped alike).
+                envelope.epoch = self.epoch;
+                self.send_push(envelope, targets, out);
+            }
             Held::Ask(key) => {
                 if let Some(pending) = self.pending.remove(&key) {
                     self.request_acks(&pending, out);
