@@ -511,6 +511,18 @@ impl Replication {
         self.persistence.durable(keyspace)
     }
 
+    /// Whether this node persists anything (it has storage).
+    pub fn persisting(&self) -> bool {
+        self.persistence.enabled
+    }
+
+    /// Keeps a node-level record for another machine (placement's agreed membership): written
+    /// in the next batch, whole, and again whenever everything is written again, so it is as
+    /// durable as the keyspaces' batches around it. Nothing without persistence.
+    pub fn keep_node_record(&mut self, name: &str, value: Vec<u8>) {
+        self.persistence.keep_node_record(name, value);
+    }
+
     /// Takes up what a previous life of this node stored (persistence enabled first): its
     /// keyspaces, with the writes each includes, and its epoch. The clock moves past every
     /// stored write, so ours order after them, and the first member to come up is asked for
@@ -595,6 +607,8 @@ impl Replication {
             }
             self.persistence.epoch_written = self.epoch;
         }
+        self.persistence
+            .write_node_records(write, rewrite, &mut batch);
         if rewrite {
             batch.mark_rewrite();
         }
