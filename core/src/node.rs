@@ -24,7 +24,7 @@
 //! variant to [`CoreMessage`], [`Timer`] and [`Event`] — never touching the drivers. The core
 //! keeps its own timers, so a driver holds one deadline, not a timer wheel.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,8 +39,8 @@ use crate::membership::{
     MembershipEvent, MembershipMessage, MembershipStats, NodeMetadata,
 };
 use crate::placement::{
-    Candidate, Instance, Member, Placement, PlacementConfig, PlacementError, PlacementMessage,
-    RouteId, WorkloadSpec,
+    self, Candidate, Instance, Member, Placement, PlacementConfig, PlacementError,
+    PlacementMessage, RouteId, WorkloadSpec,
 };
 use crate::replication::{
     AckTicket, Origin, Replication, ReplicationConfig, ReplicationError, ReplicationEvent,
@@ -245,7 +245,8 @@ impl Core {
     }
 
     /// Replaces the placement settings, if they are valid, before any workload is declared
-    /// (the machine starts afresh: what it ran and registered is forgotten).
+    /// (the machine starts afresh: what it ran and registered is forgotten; the agreed
+    /// membership is kept).
     pub fn set_placement(
         &mut self,
         now: Instant,
@@ -263,7 +264,16 @@ impl Core {
             node: me.node,
             generation: me.generation,
         };
+        // The agreed membership is not a setting: members agreed to (stored ones among them)
+        // and no longer in the view would be forgotten, and a restarted node counted alone.
+        let agreed: Vec<(NodeId, u64)> = self
+            .placement
+            .agreed()
+            .iter()
+            .map(|(id, generation)| (*id, generation))
+            .collect();
         self.placement = Placement::new(life, config, now);
+        self.placement.seed_agreed(now, &agreed);
         // Membership may have changed already: the new machine takes up the current view.
         self.placement_view_now(now);
         Ok(())
@@ -294,16 +304,49 @@ impl Core {
     }
 
     /// Starts persisting replicated keyspaces (all but the ephemeral ones, whose entries belong
-    /// to live nodes) and takes up what a previous life of this node stored. Call right after
-    /// [`Core::new`] and its `with_*` settings, before any input, with what storage loaded.
-    /// Returns how many stored records did not decode.
+    /// to live nodes) and placement's agreed membership, and takes up what a previous life of
+    /// this node stored: the agreed membership before any majority is counted (see
+    /// [`crate::placement::stored`]). Call right after [`Core::new`] and its `with_*`
+    /// settings, before any input, with what storage loaded. Returns how many stored records
+    /// did not decode.
     pub fn start_persisting(&mut self, now: Instant, loaded: &Loaded) -> usize {
         self.touch();
         let volatile = self.ephemeral.config().keyspaces.clone();
         self.replication.enable_persistence(volatile);
+        let bad_agreed = self.restore_agreed(now, &loaded.state.node);
         let whole = !loaded.report.partial;
-        self.replication
-            .restore(now, &loaded.state, whole, &mut self.outbox)
+        let skipped = self
+            .replication
+            .restore(now, &loaded.state, whole, &mut self.outbox);
+        skipped + usize::from(bad_agreed)
+    }
+
+    /// Seeds placement's agreed membership from its stored record; true if the record is
+    /// there but does not decode (left out: this node then starts alone, as without one).
+    fn restore_agreed(&mut self, now: Instant, node: &BTreeMap<String, Vec<u8>>) -> bool {
+        let Some(bytes) = node.get(placement::stored::AGREED_RECORD) else {
+            return false;
+        };
+        match placement::stored::decode(bytes) {
+            Ok(members) => {
+                self.placement.seed_agreed(now, &members);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// Hands storage placement's agreed membership when it changed, in the batch this input
+    /// flushes, so a restart counts majorities among the same members.
+    fn keep_agreed(&mut self) {
+        if !self.placement.take_agreed_changed() || !self.replication.persisting() {
+            return;
+        }
+        let me = self.membership.me().node;
+        if let Some(record) = placement::stored::encode(self.placement.agreed(), me) {
+            self.replication
+                .keep_node_record(placement::stored::AGREED_RECORD, record);
+        }
     }
 
     /// Feeds one input.
@@ -427,6 +470,7 @@ impl Core {
     /// Persists what changed, renews replication's writer and starts the reconcile timer, as
     /// needed; returns whether none was, and notes it for [`Self::settle`].
     fn settle_rest(&mut self, now: Instant) -> bool {
+        self.keep_agreed();
         let mut quiet = !self.replication.flush_persistence(&mut self.outbox);
         // Replication writes as our current life: see `Replication::renew`.
         let me = origin(&self.membership.me());
@@ -624,6 +668,8 @@ impl Core {
         let removed = self.membership.force_leave(node, &mut self.outbox)?;
         self.placement.forget_member(now, node);
         self.deliver_placement(now);
+        self.keep_agreed();
+        self.replication.flush_persistence(&mut self.outbox);
         Ok(removed)
     }
 

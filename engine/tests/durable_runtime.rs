@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{eventually, settings};
-use foundation_engine::runtime::{Node, NodeSettings, StorageSettings};
+use foundation_engine::replication::ReplicationError;
+use foundation_engine::runtime::{ConfigError, Node, NodeSettings, StorageSettings};
 use foundation_engine::storage::SyncPolicy;
 use foundation_transport::NodeId;
 
@@ -104,6 +105,53 @@ async fn a_node_restarted_with_its_data_gets_what_it_missed_from_its_peers() {
     .await;
     b.leave().await;
     a.leave().await;
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
+}
+
+/// The agreed membership is stored with the keyspaces: a member restarted with no way to reach
+/// the other still counts it, and refuses a majority write it alone would hold (it used to
+/// count 1 of 1 and confirm it with its own copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restarted_alone_still_counts_the_agreed_membership() {
+    let (dir_a, dir_b) = (data_dir("agreed-a"), data_dir("agreed-b"));
+    let a = Node::start(durable(NodeId::random(), &dir_a, vec![]))
+        .await
+        .expect("a starts");
+    let b_id = NodeId::random();
+    let b = Node::start(durable(b_id, &dir_b, vec![a.addr()]))
+        .await
+        .expect("b starts");
+    eventually(Duration::from_secs(10), "b joins a", || {
+        a.members().len() == 1
+    })
+    .await;
+    b.config()
+        .set_majority("both", 1, Duration::from_secs(5))
+        .await
+        .expect("held by both");
+    b.abort().await;
+    a.abort().await;
+
+    let b = Node::start(durable(b_id, &dir_b, vec![]))
+        .await
+        .expect("b starts again, without seeds");
+    let refused = b
+        .config()
+        .set_majority("alone", 1, Duration::from_secs(2))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ConfigError::Refused(ReplicationError::MinoritySide {
+                visible: 1,
+                agreed: 2,
+                ..
+            }))
+        ),
+        "{refused:?}"
+    );
+    b.leave().await;
     let _ = std::fs::remove_dir_all(&dir_a);
     let _ = std::fs::remove_dir_all(&dir_b);
 }

@@ -22,7 +22,8 @@
 //! or one member's grant: [`SplitBrain::KeepReferee`] (a named node) and
 //! [`SplitBrain::KeepOldest`] (the oldest agreed member; a registrar grants only while it is the
 //! oldest it knows of, from a lease after it became so). One registrar holds one claimant per
-//! instance, so those are unique too.
+//! instance, so those are unique too. On a node with storage the agreed membership outlives a
+//! restart ([`stored`]): a node restarted alone still counts the members it had agreed to.
 //!
 //! Singletons and shards are unique; [`Kind::Replicated`] and [`Kind::Local`] workloads run one
 //! instance per node without leases (`per_node`). Messages are routed by key to the owner
@@ -48,6 +49,7 @@ mod per_node;
 pub mod registrar;
 pub mod rendezvous;
 pub mod routing;
+pub mod stored;
 pub mod wire;
 
 #[cfg(test)]
@@ -487,6 +489,10 @@ pub struct Placement {
     leaving: bool,
     /// Whether `wanted` must be computed again (the view or the workloads changed).
     dirty: bool,
+    /// Whether another member joined or left the agreed membership, or was agreed at another
+    /// generation, since [`Placement::take_agreed_changed`] last asked: the stored record
+    /// must follow ([`stored`]).
+    agreed_changed: bool,
     registrar: Registrar,
     routing: Routing,
     handoffs: Handoffs,
@@ -526,6 +532,7 @@ impl Placement {
             round_due: None,
             leaving: false,
             dirty: true,
+            agreed_changed: false,
             registrar,
             routing: Routing::default(),
             handoffs: Handoffs::default(),
@@ -734,8 +741,13 @@ impl Placement {
         self.aged(node, generation, before);
     }
 
-    /// `node` was agreed at `before` and is now at `generation`: its place by age.
+    /// `node` was agreed at `before` and is now at `generation`: its place by age, and the
+    /// stored record follows. Our own entry is not stored: it changes with every life, and a
+    /// node always counts itself.
     fn aged(&mut self, node: NodeId, generation: u64, before: Option<u64>) {
+        if before != Some(generation) && node != self.me.node {
+            self.agreed_changed = true;
+        }
         if self.config.split_brain == SplitBrain::KeepOldest && before != Some(generation) {
             if let Some(before) = before {
                 self.by_age.remove(&(before, node));
@@ -747,6 +759,7 @@ impl Placement {
     /// `node` is out of the agreed membership.
     fn disagree(&mut self, node: NodeId) {
         if let Some(before) = self.members.disagree(node) {
+            self.agreed_changed |= node != self.me.node;
             self.by_age.remove(&(before, node));
         }
     }
@@ -771,6 +784,29 @@ impl Placement {
         self.note_oldest(now);
         self.dirty = true;
         self.decide(now);
+    }
+
+    /// Takes up members agreed before this machine was made: what a previous life of this node
+    /// stored ([`stored`]), or the machine this one replaces. Each counts from now on as if it
+    /// had been seen alive at that generation; a member agreed here already keeps the
+    /// generation seen in this life (newer), and our own entry stays this life's. Not a change
+    /// to store: it is what is stored.
+    pub fn seed_agreed(&mut self, now: Instant, members: &[(NodeId, u64)]) {
+        let changed = self.agreed_changed;
+        for &(node, generation) in members {
+            if node != self.me.node && !self.members.agreed().contains_key(&node) {
+                self.agree(node, generation);
+            }
+        }
+        self.agreed_changed = changed;
+        self.note_oldest(now);
+        self.dirty = true;
+    }
+
+    /// Whether the agreed membership changed (a member of it other than us) since the last
+    /// call: the core then hands storage the new record ([`stored::encode`]).
+    pub fn take_agreed_changed(&mut self) -> bool {
+        std::mem::take(&mut self.agreed_changed)
     }
 
     /// The oldest member of the agreed membership: lowest generation, then node id.

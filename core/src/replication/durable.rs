@@ -158,6 +158,11 @@ pub(super) struct Persistence {
     pub durable: u64,
     /// The epoch as last written.
     pub epoch_written: u32,
+    /// Node-level records other machines keep here (placement's agreed membership), by
+    /// name, as last given: written when given, and again in every rewrite.
+    pub node_records: BTreeMap<String, Vec<u8>>,
+    /// Records given since the last batch.
+    pub node_records_due: BTreeSet<String>,
     /// A batch failed: what is stored may lack some of what later batches would claim, so
     /// nothing more is written until everything is written again in one batch.
     pub rewrite_wanted: bool,
@@ -178,12 +183,34 @@ impl Persistence {
         self.enabled && !self.volatile.contains(keyspace)
     }
 
-    /// Whether a flush with nothing dirty would do nothing: no rewrite due, no epoch to write
-    /// (`epoch` is the current one), no acks gathered by this input.
+    /// Whether a flush with nothing dirty would do nothing: no rewrite due, no epoch or node
+    /// record to write (`epoch` is the current one), no acks gathered by this input.
     pub fn idle(&self, epoch: u32) -> bool {
         let rewrite = self.rewrite_wanted && self.rewrite_due;
         let writes_epoch = self.enabled && !self.rewrite_wanted && epoch != self.epoch_written;
-        !rewrite && !writes_epoch && self.fresh.is_empty()
+        !rewrite && !writes_epoch && self.fresh.is_empty() && self.node_records_due.is_empty()
+    }
+
+    /// Keeps the node-level record `name` (persistence enabled): written in the next batch.
+    pub fn keep_node_record(&mut self, name: &str, value: Vec<u8>) {
+        if self.enabled {
+            self.node_records.insert(name.to_owned(), value);
+            self.node_records_due.insert(name.to_owned());
+        }
+    }
+
+    /// Adds the node records due to `batch` (all of them when it `rewrite`s everything, none
+    /// while a rewrite is awaited: that rewrite will hold them).
+    pub fn write_node_records(&mut self, write: bool, rewrite: bool, batch: &mut Batch) {
+        let due = std::mem::take(&mut self.node_records_due);
+        if !write {
+            return;
+        }
+        for (name, value) in &self.node_records {
+            if rewrite || due.contains(name) {
+                batch.put_node_meta(name, value);
+            }
+        }
     }
 
     /// The batch a write made now waits for: none if every batch so far is durable.

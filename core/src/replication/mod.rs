@@ -522,6 +522,18 @@ impl Replication {
         self.persistence.durable(keyspace)
     }
 
+    /// Whether this node persists anything (it has storage).
+    pub fn persisting(&self) -> bool {
+        self.persistence.enabled
+    }
+
+    /// Keeps a node-level record for another machine (placement's agreed membership): written
+    /// in the next batch, whole, and again whenever everything is written again, so it is as
+    /// durable as the keyspaces' batches around it. Nothing without persistence.
+    pub fn keep_node_record(&mut self, name: &str, value: Vec<u8>) {
+        self.persistence.keep_node_record(name, value);
+    }
+
     /// Takes up what a previous life of this node stored (persistence enabled first): its
     /// keyspaces, with the writes each includes, its epoch and its clock ceiling. The clock
     /// moves past every stored write and to the ceiling, so ours order after every write of
@@ -630,6 +642,8 @@ impl Replication {
         } else {
             None
         };
+        self.persistence
+            .write_node_records(write, rewrite, &mut batch);
         if rewrite {
             batch.mark_rewrite();
         }

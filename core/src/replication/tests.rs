@@ -1525,6 +1525,45 @@ fn after_a_failed_batch_nothing_is_written_until_everything_is_written_again() {
     }
 }
 
+/// A node record another machine keeps here (placement's agreed membership) is written in the
+/// next batch, and again in the rewrite after a failed batch, so the value a failed batch held
+/// is not lost, and a later one is not skipped.
+#[test]
+fn a_kept_node_record_is_written_again_after_a_failed_batch() {
+    let mut net = Net::new(1, ReplicationConfig::default());
+    net.persist(0, &[]);
+    let stored = |net: &mut Net| {
+        let disk = net.peers[0].disk.as_mut().expect("disk");
+        disk.load()
+            .expect("loads")
+            .state
+            .node
+            .get("agreed")
+            .cloned()
+    };
+    net.peers[0]
+        .machine
+        .keep_node_record("agreed", b"1".to_vec());
+    net.flush(0);
+    net.sync(0);
+    assert_eq!(stored(&mut net).as_deref(), Some(&b"1"[..]));
+    net.peers[0].disk.as_mut().expect("disk").fill();
+    net.peers[0]
+        .machine
+        .keep_node_record("agreed", b"2".to_vec());
+    net.flush(0);
+    assert_eq!(net.peers[0].machine.durability("ks"), Durability::Failing);
+    assert_eq!(stored(&mut net).as_deref(), Some(&b"1"[..]), "refused");
+    net.peers[0].disk.as_mut().expect("disk").set_capacity(None);
+    let p = &mut net.peers[0];
+    p.machine
+        .handle_timer(net.now, ReplicationTimer::AntiEntropy, &[], &[], &mut p.out);
+    net.flush(0);
+    assert!(net.peers[0].batches.last().expect("a rewrite").is_rewrite());
+    net.sync(0);
+    assert_eq!(stored(&mut net).as_deref(), Some(&b"2"[..]));
+}
+
 #[test]
 fn a_record_lost_from_the_middle_of_a_store_comes_back_from_peers_and_is_dropped_nowhere() {
     let mut net = Net::new(2, ReplicationConfig::default());
