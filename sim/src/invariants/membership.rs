@@ -594,7 +594,6 @@ impl NoFalsePositives {
             .now_us()
             .saturating_sub(self.base_us + self.suspicion_us * health)
     }
-
 }
 
 impl Invariant for NoFalsePositives {
