@@ -129,9 +129,12 @@ impl Invariant for AgentsVanish {
                 };
                 listing[i] = true;
                 let overdue = |from_us: u64| now > from_us.max(stall_end) + self.bound_us;
-                let in_reach =
-                    |sides: &mut Sides| sides.reachable_since(world, slot, death.slot, death.at_us);
-                if late.is_none() && overdue(death.at_us) && in_reach(sides).is_some_and(overdue) {
+                if late.is_none()
+                    && overdue(death.at_us)
+                    && sides
+                        .reachable_since(world, slot, death.slot, death.at_us)
+                        .is_some_and(overdue)
+                {
                     late = Some(format!(
                         "n{slot} lists agent {agent} of n{}'s ended life (gen {}) {:.2} s after it ended (bound {:.1} s)",
                         death.slot,
