@@ -544,3 +544,25 @@ fn nodes_restarted_inside_a_partition_join_after_the_heal() {
         assert!(r.passed, "seed {}: {:?}", r.seed, r.invariants);
     }
 }
+
+/// `sim/scenarios/cut-off-observer-crash.toml` (found by `--scenario chaos`): a node that
+/// cannot send hears nothing either and finds a crash by its own probes, one member per probe
+/// period; its detection clock starts at the heal. Seeds 1 and 3 failed `crash-detection`
+/// before (n31 still saw n5 alive 10 s after the crash, in the partition).
+#[test]
+fn a_survivor_cut_off_from_a_crashed_node_has_until_the_heal() {
+    let reports = sweep(&scenario_file("cut-off-observer-crash"), 1..4, 0, false);
+    for r in &reports {
+        assert!(r.passed, "seed {}: {:?}", r.seed, r.invariants);
+        // Not excused into silence: every survivor, n31 included, declared the crash, and
+        // in some seed n31 did so more than 10 s after it (what failed before).
+        let crash = &r.measurements.detections[0];
+        assert_eq!(crash.observers, 31, "seed {}", r.seed);
+        assert!(crash.all_secs.is_some(), "seed {}: {crash:?}", r.seed);
+    }
+    let slowest = reports
+        .iter()
+        .filter_map(|r| r.measurements.detections[0].all_secs)
+        .fold(0.0, f64::max);
+    assert!(slowest > 10.0, "{slowest}");
+}

@@ -3,7 +3,9 @@
 //! - [`AgentsVanish`] (`agents-vanish`): once a node life has ended (a crash, a stop, a
 //!   restart), no live node's agent directory lists any of that life's agents after the
 //!   failure-detection bound ([`Bounds::detection`]) plus [`DELIVERY_SLACK`] — counted, for a
-//!   node that was stalled meanwhile, from the end of its stall — and never again after that.
+//!   node that was stalled meanwhile, from the end of its stall, and for a node cut off from the
+//!   dead one, from when it is in reach again (as [`super::membership::Detection`] counts) —
+//!   and never again after that.
 //! - [`AgentRequests`] (`agent-requests`): a message (send or request) is answered at most once,
 //!   and ends no later than its deadline on its sender's clock (unless the sender was stalled
 //!   meanwhile: a stopped process ends nothing on time); one whose sender still runs has ended
@@ -23,6 +25,7 @@ use foundation_core::agents::directory::AgentDirectory;
 use foundation_core::agents::AgentState;
 use foundation_core::NodeId;
 
+use super::reach::Sides;
 use super::registry::DELIVERY_SLACK;
 use super::{stalled_during, Bounds, Check, Invariant, Measurements};
 use crate::agents::MessageRecord;
@@ -50,6 +53,7 @@ pub struct AgentsVanish {
     deaths: Vec<Death>,
     /// Death → gone from every live directory, in seconds.
     took: Vec<f64>,
+    sides: Sides,
 }
 
 impl AgentsVanish {
@@ -60,6 +64,7 @@ impl AgentsVanish {
             seen: Vec::new(),
             deaths: Vec::new(),
             took: Vec::new(),
+            sides: Sides::default(),
         }
     }
 
@@ -110,6 +115,7 @@ impl Invariant for AgentsVanish {
         let now = world.now_us();
         let mut listing = vec![false; self.deaths.len()];
         let mut late = None;
+        let sides = &mut self.sides;
         for (slot, node) in world.nodes().iter().enumerate() {
             let Some(core) = node.core() else { continue };
             if node.leaving_us().is_some() {
@@ -122,8 +128,13 @@ impl Invariant for AgentsVanish {
                     continue;
                 };
                 listing[i] = true;
-                let due = death.at_us.max(stall_end) + self.bound_us;
-                if now > due && late.is_none() {
+                let overdue = |from_us: u64| now > from_us.max(stall_end) + self.bound_us;
+                if late.is_none()
+                    && overdue(death.at_us)
+                    && sides
+                        .reachable_since(world, slot, death.slot, death.at_us)
+                        .is_some_and(overdue)
+                {
                     late = Some(format!(
                         "n{slot} lists agent {agent} of n{}'s ended life (gen {}) {:.2} s after it ended (bound {:.1} s)",
                         death.slot,

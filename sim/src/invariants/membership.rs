@@ -6,9 +6,9 @@ use std::time::Duration;
 use foundation_core::membership::{MemberView, MembershipConfig, MembershipEvent};
 use foundation_core::NodeId;
 
+use super::reach::Sides;
 use super::{Bounds, Check, ConvergenceRecord, DetectionRecord, Invariant, Measurements};
 use crate::faults::{Fault, LEAVE_GRACE};
-use crate::network::BlockRule;
 use crate::world::{Observed, World};
 
 fn secs(us: u64) -> f64 {
@@ -267,10 +267,20 @@ struct Down {
 /// Every survivor that saw a node alive when it crashed (or stopped) marks it failed (or left)
 /// within `bound`. A node that restarts before that closes its case: the survivors then learn
 /// the new life instead, which [`Convergence`] checks.
+///
+/// The bound is a promise of gossip: the first survivor whose probe finds the crash tells the
+/// rest. A survivor cut off from the crashed node (it is not reachable from the survivor's
+/// side, as [`super::reach`] defines it) cannot tell the crash from the cut, and nobody who
+/// knows can tell it either; left to its own probes, SWIM visits its members one per probe
+/// period in a shuffled round, so at 32 nodes its turn can come 15 s or more after the crash
+/// (`--scenario chaos --nodes 16 --seed 289`: n10, cut off by a one-way partition, declared
+/// n7 failed 10.6 s after the crash, as the 14th of its 15 members). For that survivor the
+/// clock starts when the node is in reach again: at the heal, when the news can reach it.
 pub struct Detection {
     bound: Duration,
     open: Vec<Down>,
     records: Vec<DetectionRecord>,
+    sides: Sides,
 }
 
 impl Detection {
@@ -280,7 +290,30 @@ impl Detection {
             bound,
             open: Vec::new(),
             records: Vec::new(),
+            sides: Sides::default(),
         }
+    }
+
+    /// The survivors of `down` that still see it alive past their bound, or `None` if none
+    /// is late yet.
+    fn late(&mut self, world: &World, down: usize) -> Option<Vec<usize>> {
+        let now = world.now_us();
+        let bound = self.bound.as_micros() as u64;
+        let down = &self.open[down];
+        if now <= down.at_us + bound {
+            return None;
+        }
+        let late: Vec<usize> = down
+            .waiting
+            .iter()
+            .copied()
+            .filter(|&o| {
+                self.sides
+                    .reachable_since(world, o, down.slot, down.at_us)
+                    .is_some_and(|since| now > since + bound)
+            })
+            .collect();
+        (!late.is_empty()).then_some(late)
     }
 
     fn went_down(&mut self, world: &World, slot: usize, graceful: bool) {
@@ -375,8 +408,6 @@ impl Invariant for Detection {
     }
 
     fn on_tick(&mut self, world: &World) -> Check {
-        let now = world.now_us();
-        let bound = self.bound.as_micros() as u64;
         if let Some(i) = self.open.iter().position(|d| d.waiting.is_empty()) {
             let down = &self.open[i];
             let wrong: Vec<String> = down
@@ -397,24 +428,20 @@ impl Invariant for Detection {
                 return Err(message);
             }
         }
-        let Some(i) = self.open.iter().position(|d| now > d.at_us + bound) else {
+        let Some((i, late)) = (0..self.open.len()).find_map(|i| Some((i, self.late(world, i)?)))
+        else {
             return Ok(());
         };
         let down = &self.open[i];
-        let late: Vec<String> = down
-            .waiting
-            .iter()
-            .take(8)
-            .map(|o| format!("n{o}"))
-            .collect();
+        let names: Vec<String> = late.iter().take(8).map(|o| format!("n{o}")).collect();
         let message = format!(
-            "n{} went down at {:.3}s; {} of {} survivors still see it alive after {:?} (e.g. {})",
+            "n{} went down at {:.3}s; {} of {} survivors still see it alive {:?} after it went down or, if they were cut off from it, after it was in reach again (e.g. {})",
             down.slot,
             secs(down.at_us),
-            down.waiting.len(),
+            late.len(),
             down.observers,
             self.bound,
-            late.join(", ")
+            names.join(", ")
         );
         self.close(i);
         Err(message)
@@ -479,7 +506,7 @@ pub struct NoFalsePositives {
     enforce: bool,
     /// Whether a stalled node's declaration fails the run ([`Bounds::stalls_survived`]).
     stalls_survived: bool,
-    sides: BTreeMap<(usize, usize), Vec<bool>>,
+    sides: Sides,
     /// Each life's first declaration, by (node id, generation).
     first: BTreeMap<(NodeId, u64), FirstDeclaration>,
     counts: Measurements,
@@ -517,7 +544,7 @@ impl NoFalsePositives {
             probe_rtt_us: config.probe_rtt.as_micros() as u64,
             enforce: bounds.false_positives,
             stalls_survived: bounds.stalls_survived,
-            sides: BTreeMap::new(),
+            sides: Sides::default(),
             first: BTreeMap::new(),
             counts: Measurements::default(),
         }
@@ -552,7 +579,10 @@ impl NoFalsePositives {
             return Verdict::Stalled(target);
         }
         let since_us = self.last_call_start(world, observer);
-        if !self.reachable_throughout(world, observer, target, since_us) {
+        if !self
+            .sides
+            .reachable_throughout(world, observer, target, since_us)
+        {
             return Verdict::AcrossPartition;
         }
         Verdict::False { target, since_us }
@@ -564,54 +594,6 @@ impl NoFalsePositives {
             .now_us()
             .saturating_sub(self.base_us + self.suspicion_us * health)
     }
-
-    /// Whether `target` was reachable from `observer`'s side under every partition layout in
-    /// force since `from_us`.
-    fn reachable_throughout(
-        &mut self,
-        world: &World,
-        observer: usize,
-        target: usize,
-        from_us: u64,
-    ) -> bool {
-        let history = world.topology_history();
-        let first = history
-            .iter()
-            .rposition(|(start, _)| *start <= from_us)
-            .unwrap_or(0);
-        (first..history.len()).all(|layout| {
-            let rules = &history[layout].1;
-            if rules.is_empty() {
-                return true;
-            }
-            let side = self
-                .sides
-                .entry((layout, observer))
-                .or_insert_with(|| side_of(world, rules, observer));
-            let blocked = |a: usize, b: usize| rules.iter().any(|r| r.blocks(a, b));
-            (0..side.len())
-                .filter(|&m| side[m] && m != target && world.node(m).is_up())
-                .all(|m| !blocked(m, target) && !blocked(target, m))
-        })
-    }
-}
-
-/// Every slot with a directed path of open links to `observer` (itself included).
-fn side_of(world: &World, rules: &[BlockRule], observer: usize) -> Vec<bool> {
-    let n = world.nodes().len();
-    let blocked = |a: usize, b: usize| rules.iter().any(|r| r.blocks(a, b));
-    let mut side = vec![false; n];
-    side[observer] = true;
-    let mut frontier = vec![observer];
-    while let Some(reached) = frontier.pop() {
-        for (m, in_side) in side.iter_mut().enumerate() {
-            if !*in_side && !blocked(m, reached) {
-                *in_side = true;
-                frontier.push(m);
-            }
-        }
-    }
-    side
 }
 
 impl Invariant for NoFalsePositives {

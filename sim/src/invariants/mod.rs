@@ -66,6 +66,7 @@ pub mod causality;
 pub mod core;
 pub mod membership;
 pub mod pubsub;
+mod reach;
 pub mod registry;
 pub mod replication;
 pub mod rpc;

@@ -8,7 +8,8 @@
 //! **(a) Dead lives vanish, and stay gone.**
 //! - Once a life has ended, no live node lists any of its instances after the *death bound*:
 //!   the crash-detection bound ([`Bounds::detection`]) plus one anti-entropy round plus
-//!   [`DELIVERY_SLACK`]. For a generation renewal, which is not a crash and which the rest of
+//!   [`DELIVERY_SLACK`], counted for a node cut off from the dead one from when it is in reach
+//!   again (as [`super::membership::Detection`] counts). For a generation renewal, which is not a crash and which the rest of
 //!   the cluster learns through membership convergence, the bound is the *settle bound* below,
 //!   counted from the renewal or from the heal if a partition was in force.
 //! - Once every other running node has marked a life failed or left (or knows a newer life of
@@ -51,6 +52,7 @@ use foundation_core::services::directory::Directory;
 use foundation_core::services::record::InstanceRecord;
 use serde::Serialize;
 
+use super::reach::Sides;
 use super::{Bounds, Check, Invariant, Measurements};
 use crate::faults::{Fault, LEAVE_GRACE};
 use crate::world::{Observed, World};
@@ -177,6 +179,7 @@ pub struct RegistryConsistent {
     /// The life each slot runs (or last ran), as last seen.
     current: Vec<Option<Owner>>,
     lives: BTreeMap<Owner, Life>,
+    sides: Sides,
     episode: Option<Episode>,
     /// Disturbances while a partition was in force, to arm at the heal.
     deferred: Option<String>,
@@ -205,6 +208,7 @@ impl RegistryConsistent {
             reap_us: micros(ephemeral.reap_after + ephemeral.reconcile_interval + settle),
             current: Vec::new(),
             lives: BTreeMap::new(),
+            sides: Sides::default(),
             episode: None,
             deferred: None,
             pending: Vec::new(),
@@ -365,7 +369,20 @@ impl RegistryConsistent {
                     end.vanished_us = None;
                 }
                 let late = end.deadline.is_some_and(|d| now > d);
-                if late && !listers.is_empty() && !end.late_reported && first_error.is_none() {
+                let late_listers: Vec<usize> = match end.how {
+                    _ if !late => Vec::new(),
+                    Ending::Renewed => listers.clone(),
+                    _ => listers
+                        .iter()
+                        .copied()
+                        .filter(|&l| {
+                            self.sides
+                                .reachable_since(world, l, life.slot, end.at_us)
+                                .is_some_and(|since| now > since + self.death_us)
+                        })
+                        .collect(),
+                };
+                if !late_listers.is_empty() && !end.late_reported && first_error.is_none() {
                     end.late_reported = true;
                     first_error = Some(format!(
                         "{who} {} at {:.3}s; {:.3}s later (bound {:?}) {} list its instances (e.g. {})",
@@ -373,8 +390,8 @@ impl RegistryConsistent {
                         secs(end.at_us),
                         secs(now - end.at_us),
                         Duration::from_micros(end.deadline.unwrap_or(now) - end.at_us),
-                        slots(&listers),
-                        example_of(listings, listers[0], *owner),
+                        slots(&late_listers),
+                        example_of(listings, late_listers[0], *owner),
                     ));
                 }
             }
