@@ -284,9 +284,9 @@ fn acknowledged_writes_present_catches_acks_before_durable_across_a_whole_cluste
     // With the switch, replicas acknowledge and writers answer before their batch synced: the
     // crash of every node loses writes that had returned. Without it, what returned was synced
     // on some disk the cluster comes back with.
-    // Only writes acknowledged shortly before the crash are owed: some seeds have none. Since
-    // the clock ceiling, a writer idle for a lease asks for acks only once its ceiling is
-    // synced, so fewer seeds owe such writes: 17 of seeds 1..=60, the first 11 (none of 1..=8).
+    // Only writes acknowledged shortly before the crash are owed: some seeds have none. The
+    // clock ceiling and the stored agreed membership together moved which seeds those are:
+    // 17 of seeds 1..=60 catch it, the first 11 (none of 1..=8, the range before).
     caught_in_one_of(
         FaultSwitch::AckBeforeDurable,
         &whole_cluster_crash(),
