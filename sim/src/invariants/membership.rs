@@ -270,7 +270,7 @@ struct Down {
 ///
 /// The bound is a promise of gossip: the first survivor whose probe finds the crash tells the
 /// rest. A survivor cut off from the crashed node (it is not reachable from the survivor's
-/// side, as [`super::reach`] defines it) cannot tell the crash from the cut, and nobody who
+/// side, as `invariants::reach` defines it) cannot tell the crash from the cut, and nobody who
 /// knows can tell it either; left to its own probes, SWIM visits its members one per probe
 /// period in a shuffled round, so at 32 nodes its turn can come 15 s or more after the crash
 /// (`--scenario chaos --nodes 16 --seed 289`: n10, cut off by a one-way partition, declared
