@@ -68,20 +68,27 @@ async fn a_restarted_node_reads_what_it_wrote_deletes_included_before_it_meets_a
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_restarted_with_its_data_gets_what_it_missed_from_its_peers() {
-    let (dir_a, dir_b) = (data_dir("catch-up-a"), data_dir("catch-up-b"));
-    let a = Node::start(durable(NodeId::random(), &dir_a, vec![]))
+/// Node a on `dir_a`, and node b on `dir_b` joined through it; returns b's id too, to start
+/// it again under it.
+async fn two_joined(dir_a: &Path, dir_b: &Path) -> (Node, Node, NodeId) {
+    let a = Node::start(durable(NodeId::random(), dir_a, vec![]))
         .await
         .expect("a starts");
     let b_id = NodeId::random();
-    let b = Node::start(durable(b_id, &dir_b, vec![a.addr()]))
+    let b = Node::start(durable(b_id, dir_b, vec![a.addr()]))
         .await
         .expect("b starts");
     eventually(Duration::from_secs(10), "b joins a", || {
         a.members().len() == 1
     })
     .await;
+    (a, b, b_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_with_its_data_gets_what_it_missed_from_its_peers() {
+    let (dir_a, dir_b) = (data_dir("catch-up-a"), data_dir("catch-up-b"));
+    let (a, b, b_id) = two_joined(&dir_a, &dir_b).await;
     a.config().set("before", 1).await.expect("set");
     let b_config = b.config();
     eventually(Duration::from_secs(10), "b has the first write", || {
@@ -115,17 +122,7 @@ async fn a_node_restarted_with_its_data_gets_what_it_missed_from_its_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_restarted_alone_still_counts_the_agreed_membership() {
     let (dir_a, dir_b) = (data_dir("agreed-a"), data_dir("agreed-b"));
-    let a = Node::start(durable(NodeId::random(), &dir_a, vec![]))
-        .await
-        .expect("a starts");
-    let b_id = NodeId::random();
-    let b = Node::start(durable(b_id, &dir_b, vec![a.addr()]))
-        .await
-        .expect("b starts");
-    eventually(Duration::from_secs(10), "b joins a", || {
-        a.members().len() == 1
-    })
-    .await;
+    let (a, b, b_id) = two_joined(&dir_a, &dir_b).await;
     b.config()
         .set_majority("both", 1, Duration::from_secs(5))
         .await

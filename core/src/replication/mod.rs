@@ -778,10 +778,11 @@ impl Replication {
         };
         if !peers.is_empty() {
             let key = (ticket.keyspace.clone(), ticket.origin, ticket.seq);
-            match self.bound.backs(ticket.ts) {
-                true => self.request_acks(&pending, out),
-                false => self.bound.hold(ticket.ts, Held::Ask(key.clone())),
+            // `request_acks` asks nothing above the durable ceiling: the first ask then waits.
+            if !self.bound.backs(ticket.ts) {
+                self.bound.hold(ticket.ts, Held::Ask(key.clone()));
             }
+            self.request_acks(&pending, out);
             self.pending.insert(key, pending);
         }
         Ok(ticket)
