@@ -79,8 +79,6 @@ struct Suspicion {
     reporters: BTreeSet<NodeId>,
     first_seen: Instant,
     armed: Option<Armed>,
-    /// Whether the suspect was told directly before being declared ([`Suspicions::last_call`]).
-    called: bool,
     /// Whether we checked the suspect ourselves when the suspicion started (`super::checks`).
     checked: bool,
 }
@@ -93,6 +91,12 @@ struct Armed {
     deadline: Instant,
     /// When the suspect is due to be told again ([`Suspicions::retell`]).
     retell_at: Instant,
+    /// Whether the suspect was told directly before this timer declares it
+    /// ([`Suspicions::last_call`]). It belongs to the timer, not to the suspicion: foca arms a
+    /// new timer when its identity changes (a renewal voids every timer it set before), and a
+    /// call made for a voided timer — often while we were cut off, so never heard — must not
+    /// leave the live one to declare without a call of its own.
+    called: bool,
 }
 
 /// Suspicions we know of, by member, with the reports that confirm them.
@@ -128,12 +132,19 @@ impl Suspicions {
         let entry = self.entry(now, member.node, incarnation);
         let deadline = now + policy.timeout(max, entry.reporters.len());
         let retell_at = now + policy.retell_every;
+        // foca arms the same timer again each time a probe of a suspect fails: the call made
+        // for it stands.
+        let called = entry
+            .armed
+            .as_ref()
+            .is_some_and(|armed| armed.called && armed.timer == timer);
         entry.armed = Some(Armed {
             timer,
             started: now,
             max,
             deadline,
             retell_at,
+            called,
         });
         (deadline, retell_at)
     }
@@ -149,11 +160,14 @@ impl Suspicions {
     ) -> Option<(Instant, Timer<MemberId>)> {
         let policy = self.policy;
         let entry = self.entry(now, member, incarnation);
-        // After the last call, only the suspect's answer (or its silence) decides.
-        if !entry.reporters.insert(reporter) || entry.called {
+        if !entry.reporters.insert(reporter) {
             return None;
         }
         let armed = entry.armed.as_mut()?;
+        // After the last call, only the suspect's answer (or its silence) decides.
+        if armed.called {
+            return None;
+        }
         let deadline = armed.started + policy.timeout(armed.max, entry.reporters.len());
         if deadline >= armed.deadline {
             return None;
@@ -163,13 +177,20 @@ impl Suspicions {
     }
 
     /// Lifeguard's buddy system, at the last moment: before our suspicion of `member` becomes a
-    /// declaration, the suspect is told directly, once, and given `wait` to refute. Returns when
-    /// to fire the suspicion timer again, or `None` if the call was made already (declare now)
-    /// or no suspicion of ours is armed.
-    pub fn last_call(&mut self, now: Instant, member: NodeId, wait: Duration) -> Option<Instant> {
-        let suspicion = self.by_member.get_mut(&member)?;
-        let armed = suspicion.armed.as_mut()?;
-        if std::mem::replace(&mut suspicion.called, true) {
+    /// declaration by `timer`, the suspect is told directly, once, and given `wait` to refute.
+    /// Returns when to fire the suspicion timer again, or `None` to hand `timer` to foca now:
+    /// the call was made already, no suspicion of ours is armed, or `timer` is not the one
+    /// armed (foca voided it when its identity changed, and ignores it) — such a timer spends
+    /// nothing.
+    pub fn last_call(
+        &mut self,
+        now: Instant,
+        member: NodeId,
+        timer: &Timer<MemberId>,
+        wait: Duration,
+    ) -> Option<Instant> {
+        let armed = self.by_member.get_mut(&member)?.armed.as_mut()?;
+        if armed.timer != *timer || std::mem::replace(&mut armed.called, true) {
             return None;
         }
         armed.deadline = now + wait;
@@ -191,11 +212,11 @@ impl Suspicions {
     ) -> Option<Instant> {
         let every = self.policy.retell_every;
         let suspicion = self.by_member.get_mut(&member)?;
-        if suspicion.called || suspicion.incarnation != incarnation {
+        if suspicion.incarnation != incarnation {
             return None;
         }
         let armed = suspicion.armed.as_mut()?;
-        if now < armed.retell_at {
+        if armed.called || now < armed.retell_at {
             return None;
         }
         armed.retell_at = now + every;
@@ -221,26 +242,27 @@ impl Suspicions {
     }
 
     fn entry(&mut self, now: Instant, member: NodeId, incarnation: Incarnation) -> &mut Suspicion {
-        let entry = self.by_member.entry(member).or_insert_with(|| Suspicion {
+        let entry = self
+            .by_member
+            .entry(member)
+            .or_insert_with(|| Suspicion::new(incarnation, now));
+        if incarnation > entry.incarnation {
+            // A newer incarnation refuted everything said about the older one.
+            *entry = Suspicion::new(incarnation, now);
+        }
+        entry
+    }
+}
+
+impl Suspicion {
+    fn new(incarnation: Incarnation, now: Instant) -> Self {
+        Self {
             incarnation,
             reporters: BTreeSet::new(),
             first_seen: now,
             armed: None,
-            called: false,
             checked: false,
-        });
-        if incarnation > entry.incarnation {
-            // A newer incarnation refuted everything said about the older one.
-            *entry = Suspicion {
-                incarnation,
-                reporters: BTreeSet::new(),
-                first_seen: now,
-                armed: None,
-                called: false,
-                checked: false,
-            };
         }
-        entry
     }
 }
 
@@ -253,6 +275,17 @@ mod tests {
             node: NodeId::from_u128(9),
             addr: "127.0.0.1:1".parse().unwrap(),
             generation: 0,
+        }
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// foca's timer for a suspicion of `member` at incarnation 0, armed under `token`.
+    fn suspicion_timer(member: MemberId, token: foca::TimerToken) -> Timer<MemberId> {
+        Timer::ChangeSuspectToDown {
+            member_id: member,
+            incarnation: 0,
+            token,
         }
     }
 
@@ -296,11 +329,7 @@ mod tests {
     fn a_confirmation_fires_the_suspicion_timer_earlier_once_per_reporter() {
         let mut suspicions = Suspicions::new(policy());
         let member = member();
-        let timer = Timer::ChangeSuspectToDown {
-            member_id: member,
-            incarnation: 0,
-            token: 0,
-        };
+        let timer = suspicion_timer(member, 0);
         let start = Instant::ZERO;
         assert_eq!(
             suspicions
@@ -329,11 +358,7 @@ mod tests {
                 None
             );
         }
-        let timer = Timer::ChangeSuspectToDown {
-            member_id: member,
-            incarnation: 0,
-            token: 0,
-        };
+        let timer = suspicion_timer(member, 0);
         let (deadline, _) =
             suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
         assert_eq!(deadline, Instant::ZERO + Duration::from_secs(1));
@@ -344,35 +369,63 @@ mod tests {
         let mut suspicions = Suspicions::new(policy());
         let member = member();
         let wait = Duration::from_millis(200);
-        assert_eq!(suspicions.last_call(Instant::ZERO, member.node, wait), None);
-        let timer = Timer::ChangeSuspectToDown {
-            member_id: member,
-            incarnation: 0,
-            token: 0,
-        };
-        let (due, _) = suspicions.arm(Instant::ZERO, &member, 0, timer, Duration::from_secs(4));
+        let timer = suspicion_timer(member, 0);
+        let start = Instant::ZERO;
+        assert_eq!(suspicions.last_call(start, member.node, &timer, wait), None);
+        let (due, _) = suspicions.arm(start, &member, 0, timer.clone(), 4 * SECOND);
         assert_eq!(
-            suspicions.last_call(due, member.node, wait),
+            suspicions.last_call(due, member.node, &timer, wait),
             Some(due + wait)
         );
         for reporter in 1..=3 {
             let reporter = NodeId::from_u128(reporter);
             assert_eq!(suspicions.confirm(due, member.node, 0, reporter), None);
         }
-        assert_eq!(suspicions.last_call(due + wait, member.node, wait), None);
+        let later = due + wait;
+        assert_eq!(suspicions.last_call(later, member.node, &timer, wait), None);
+    }
+
+    /// Chaos, 5 nodes, seed 117: a node cut off one way suspected a member, was declared failed
+    /// and renewed its identity, which voided foca's timer; a failed probe armed a new one.
+    /// The voided timer still fired here and took the last call (lost on the cut link) and
+    /// stopped the reminders, so after the heal the live timer declared the member without a
+    /// word to it: a false positive every other node repeated.
+    #[test]
+    fn a_timer_foca_voided_spends_neither_the_last_call_nor_the_reminders() {
+        let mut suspicions = Suspicions::new(policy());
+        let member = member();
+        let wait = Duration::from_millis(200);
+        let voided = suspicion_timer(member, 0);
+        let live = suspicion_timer(member, 1);
+        let start = Instant::ZERO;
+        suspicions.arm(start, &member, 0, voided.clone(), 4 * SECOND);
+        let (due, first) = suspicions.arm(start + SECOND, &member, 0, live.clone(), 4 * SECOND);
+        let voided_due = start + 4 * SECOND;
+        assert_eq!(
+            suspicions.last_call(voided_due, member.node, &voided, wait),
+            None,
+            "handed to foca, which ignores it"
+        );
+        assert!(suspicions.retell(first, member.node, 0).is_some());
+        assert_eq!(
+            suspicions.last_call(due, member.node, &live, wait),
+            Some(due + wait)
+        );
+        let again = suspicions.arm(due, &member, 0, live.clone(), 4 * SECOND).0;
+        assert_eq!(
+            suspicions.last_call(again, member.node, &live, wait),
+            None,
+            "the same timer armed again by another failed probe keeps its call"
+        );
     }
 
     #[test]
     fn the_suspect_is_told_again_every_period_until_the_last_call() {
         let mut suspicions = Suspicions::new(policy());
         let member = member();
-        let second = Duration::from_secs(1);
+        let second = SECOND;
         assert_eq!(suspicions.retell(Instant::ZERO, member.node, 0), None);
-        let timer = Timer::ChangeSuspectToDown {
-            member_id: member,
-            incarnation: 0,
-            token: 0,
-        };
+        let timer = suspicion_timer(member, 0);
         let (due, first) = suspicions.arm(Instant::ZERO, &member, 0, timer.clone(), 4 * second);
         assert_eq!(first, Instant::ZERO + second);
         assert_eq!(
@@ -389,7 +442,7 @@ mod tests {
             None,
             "a second reminder for the same moment (armed twice) is dropped"
         );
-        suspicions.last_call(due, member.node, Duration::from_millis(400));
+        suspicions.last_call(due, member.node, &timer, Duration::from_millis(400));
         assert_eq!(suspicions.retell(due, member.node, 0), None, "called");
         suspicions.clear(member.node);
         suspicions.arm(due, &member, 0, timer, 4 * second);

@@ -756,7 +756,7 @@ impl Membership {
         if fault_on!(SuspectNeverToldAgain) {
             return false;
         }
-        let Some(at) = self.suspicions.last_call(now, member.node, wait) else {
+        let Some(at) = self.suspicions.last_call(now, member.node, timer, wait) else {
             return false;
         };
         self.tell_suspect(member, incarnation, out);
