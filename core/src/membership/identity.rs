@@ -30,10 +30,11 @@ impl MemberId {
         }
     }
 
-    /// Whether `other` is another node listed at this one's address. This node holds the
-    /// address, so `other` cannot be there: it is a previous life of whoever held it before.
-    pub fn holds_address_of(&self, other: NodeAddr) -> bool {
-        other.addr == self.addr && other.id != self.node
+    /// Whether `other` names a life that cannot answer: one of ours (our node id — SWIM keeps
+    /// our previous life, renewed or restarted, as a down member and announces to it), or
+    /// another node listed at our address, which we hold: a previous life of whoever held it.
+    pub fn is_past_life(&self, other: NodeAddr) -> bool {
+        other.id == self.node || other.addr == self.addr
     }
 }
 

@@ -1557,12 +1557,14 @@ fn encoded_len(value: &Versioned) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// Sends `payload` to `to`, unless `to` is another node at our own address: a previous life of
-/// whoever held the address (ours, after a restart under a new id), which cannot be there any
-/// more. Sending would dial ourselves, fail, and count a handshake failure each time, until
-/// that life is reaped; foca takes the silence as any other failed probe.
+/// Sends `payload` to `to`, unless `to` is a past life ([`MemberId::is_past_life`]): another
+/// node at our own address (ours, after a restart under a new id) or our own node id. Sending
+/// would reach ourselves — a dial that fails and counts a handshake failure, or a datagram
+/// foca drops as its own — each time, until that life is reaped, and an announce to our own
+/// down life takes the turn of a member across a partition. foca takes the silence as any
+/// other failed probe.
 fn send(me: MemberId, out: &mut Outbox, to: NodeAddr, channel: Channel, payload: Bytes) {
-    if me.holds_address_of(to) {
+    if me.is_past_life(to) {
         return;
     }
     out.send(to, channel, payload);
@@ -1639,19 +1641,24 @@ mod tests {
         m.retain_removed(|_| true);
     }
 
-    /// A restarted node under a new id at its old address never sends to its previous life
-    /// there (that would dial itself), over SWIM or push-pull; another member is sent to.
+    /// A node never sends to a previous life: another id at its own address (a restart under
+    /// a new id; that would dial itself) or its own id elsewhere (an old address); over SWIM or
+    /// push-pull; another member is sent to.
     #[test]
-    fn nothing_is_sent_to_a_previous_life_at_our_own_address() {
+    fn nothing_is_sent_to_a_previous_life() {
         let mut out = Outbox::default();
         let mut m = machine(MembershipConfig::development(), &mut out);
-        let previous = NodeAddr {
+        let at_our_address = NodeAddr {
             id: NodeId::from_u128(2),
             addr: m.me().addr,
         };
+        let our_id_elsewhere = NodeAddr {
+            id: m.me().node,
+            addr: member(4, 1).addr,
+        };
         let other = member(3, 1).node_addr();
         while out.pop().is_some() {}
-        for seed in [previous, other] {
+        for seed in [at_our_address, our_id_elsewhere, other] {
             m.join(Instant::ZERO, seed, &mut out);
         }
         let mut sent_to = Vec::new();
@@ -1660,8 +1667,46 @@ mod tests {
                 sent_to.push(to);
             }
         }
-        assert!(!sent_to.contains(&previous), "{sent_to:?}");
+        assert!(!sent_to.contains(&at_our_address), "{sent_to:?}");
+        assert!(!sent_to.contains(&our_id_elsewhere), "{sent_to:?}");
         assert!(sent_to.contains(&other), "{sent_to:?}");
+    }
+
+    /// SWIM keeps our previous life (our id, an older generation) as a down member, and its
+    /// periodic announce to down members picked it: every such turn sent a datagram to
+    /// ourselves, which foca dropped, instead of to a member across a partition.
+    #[test]
+    fn our_previous_life_is_never_announced_to() {
+        let mut out = Outbox::default();
+        let mut m = machine(MembershipConfig::development(), &mut out);
+        let previous = MemberId {
+            generation: 0,
+            ..m.me()
+        };
+        let peer = member(3, 1);
+        let now = Instant::ZERO;
+        let table = vec![Member::alive(peer), Member::alive(previous)];
+        m.handle_push_pull(now, peer.node, table, Vec::new(), false, &mut out);
+        assert!(!m.nobody_down(), "the previous life is held down");
+        let mut sent_to = Vec::new();
+        let later = now + std::time::Duration::from_secs(10);
+        let mut at = now;
+        while at < later {
+            at = at + std::time::Duration::from_millis(100);
+            let mark = out.timers().armed();
+            while let Some((due, timer)) = out.timers().pop_due(at, mark) {
+                if let effects::Timer::Membership(timer) = timer {
+                    m.handle_timer(at, due, timer, &mut out);
+                }
+            }
+            while let Some(effect) = out.pop() {
+                if let Effect::Send { to, .. } = effect {
+                    sent_to.push(to.id);
+                }
+            }
+        }
+        assert!(sent_to.contains(&peer.node), "{sent_to:?}");
+        assert!(!sent_to.contains(&m.me().node), "{sent_to:?}");
     }
 
     /// force-leave removes a failed member at once and tells live members, who remove it too

@@ -99,8 +99,8 @@ impl foca::Runtime<MemberId> for SwimIo<'_> {
     }
 
     fn send_to(&mut self, to: MemberId, data: &[u8]) {
-        if self.me.holds_address_of(to.node_addr()) {
-            return; // a previous life at our own address: see `membership::send`
+        if self.me.is_past_life(to.node_addr()) {
+            return; // see `membership::send`
         }
         for left in self.departures.iter().filter(|d| d.member.node != to.node) {
             let notice = left.notice.clone();
