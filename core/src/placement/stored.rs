@@ -28,9 +28,30 @@
 //! left gracefully while this node was down leaves this node's table when its `Left` notice
 //! reaches it (members keep a departed member's notice until they reap it); one reaped
 //! everywhere before this node returns keeps counting here until an operator's `force-leave`
-//! here. That costs availability only when the live members are no majority of the larger
-//! group, and it is the side that a lost notice should err on. After a normal restart with
-//! everybody reachable, every stored member is seen alive again, and the count is what it was.
+//! here ([`crate::Core::force_leave`]), which removes a member only the agreed membership
+//! counts though no members table lists it any more, and tells the live members (a member
+//! reaped as failed stays agreed on every node, so it may count there too). That costs
+//! availability only when the live members are no majority of the larger group — two of three
+//! members replaced while this node was down leave it counting 2 of 4, refused every majority
+//! write — and it is the side that a lost notice should err on. It reaches beyond this node
+//! too: a registrar's grant carries its count, and a claimant needs a majority of the largest
+//! it hears of. After a normal restart with everybody reachable, every stored member is seen
+//! alive again, and the count is what it was.
+//!
+//! **Why the cluster does not tell it by itself.** Placement exchanges counts, never sets, and
+//! no node keeps a departure: a `Left` notice lives until it is reaped, a force-leave's message
+//! is sent once. Inferring one from the others' sets — drop X once a majority of the stored
+//! group answered without it — would be unsound, for a member's set lacks X also when it never
+//! agreed to X in its present life (a node without storage, or with a store older than this
+//! record, counts only the members it met since it started), not only when X left or was
+//! forced out. Taking such an absence here lowers this node's count for a member that merely
+//! failed or is alive beyond a partition: with {R, A, B} | {X, Y} and A and B restarted
+//! without storage, R would drop X and Y and count 3 of 3; should B then cross over, {R, A}
+//! holds 2 of 3 here while {B, X, Y} holds 3 of 5 there, two majorities. A sound version needs
+//! positive evidence: departures by decision (a leave or a force-leave, with the generation)
+//! kept beside this record for as long as a member may stay down, and handed to a restarted
+//! member that asks, so that a node without them says nothing rather than "absent". That is
+//! not built; the operator's `force-leave` on the restarted node is the remedy.
 //!
 //! **Old and damaged stores.** A store without the record (written before it existed, or by
 //! a node without storage) loads as before: this node alone, growing as members are met — the
