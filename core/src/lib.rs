@@ -47,4 +47,4 @@ pub mod vars;
 pub use channel::{Channel, ChannelLimits, MEMBERSHIP_DATAGRAM_MAX};
 pub use effects::{Effect, Event, Timer};
 pub use identity::{ClusterName, NodeAddr, NodeId, ParseNodeIdError};
-pub use node::{Command, Core, CoreConfig, CoreMessage, Input, WriteError};
+pub use node::{Command, Core, CoreConfig, CoreMessage, ForceLeft, Input, WriteError};

@@ -122,6 +122,32 @@ pub enum WriteError {
     Ephemeral(#[from] EphemeralError),
 }
 
+/// What an operator's `force-leave` removed ([`Core::force_leave`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForceLeft {
+    /// A failed or departed member of the members table; it stops counting in the agreed
+    /// membership too.
+    Member(MemberView),
+    /// A member that only the agreed membership still counted, at `generation`: the table
+    /// reaped it, in this life or while this node was down (see [`placement::stored`]).
+    Agreed {
+        /// The member's node.
+        id: NodeId,
+        /// The generation it was agreed at.
+        generation: u64,
+    },
+}
+
+impl ForceLeft {
+    /// The node removed.
+    pub fn id(&self) -> NodeId {
+        match self {
+            ForceLeft::Member(view) => view.id,
+            ForceLeft::Agreed { id, .. } => *id,
+        }
+    }
+}
+
 /// The top-level message carried on the coordination and replication channels. Machines
 /// encode their own variant (`membership::encode`, `replication::encode`, by their tag in
 /// [`crate::envelope`]); the core decodes the whole. Variant order is the tags' order.
@@ -659,18 +685,46 @@ impl Core {
     /// Removes a failed or departed member from the table now, here and on every live member
     /// (an operator's `force-leave`); see [`Membership::force_leave`].
     /// It stops counting in the agreed membership (placement's quorum and majority writes).
+    /// A member the table no longer holds but the agreed membership still counts is removed
+    /// from the latter: reaping leaves it there, and nothing else ever would.
     pub fn force_leave(
         &mut self,
         now: Instant,
         node: NodeId,
-    ) -> Result<MemberView, ForceLeaveError> {
+    ) -> Result<ForceLeft, ForceLeaveError> {
         self.touch();
-        let removed = self.membership.force_leave(node, &mut self.outbox)?;
+        let removed = match self.membership.force_leave(node, &mut self.outbox) {
+            Ok(view) => ForceLeft::Member(view),
+            Err(ForceLeaveError::Unknown(_)) => self.force_leave_agreed(node)?,
+            Err(refused) => return Err(refused),
+        };
         self.placement.forget_member(now, node);
         self.deliver_placement(now);
         self.keep_agreed();
         self.replication.flush_persistence(&mut self.outbox);
         Ok(removed)
+    }
+
+    /// The force-leave of a member only the agreed membership counts; live members are told
+    /// too, as for one in the table, since they may still count it as well (a member reaped
+    /// as failed stays agreed everywhere). Its address is not known any more.
+    fn force_leave_agreed(&mut self, node: NodeId) -> Result<ForceLeft, ForceLeaveError> {
+        let generation = self
+            .placement
+            .agreed()
+            .get(&node)
+            .ok_or(ForceLeaveError::Unknown(node))?;
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let member = MemberId {
+            node,
+            addr,
+            generation,
+        };
+        self.membership.tell_forget(member, &mut self.outbox);
+        Ok(ForceLeft::Agreed {
+            id: node,
+            generation,
+        })
     }
 
     /// Owns (or stops owning) an ephemeral entry and starts spreading it.

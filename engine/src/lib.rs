@@ -13,5 +13,5 @@ pub mod storage;
 // The protocols this node drives, under the paths an embedding application already uses.
 pub use foundation_core::{
     effects, ephemeral, federation, membership, node, placement, replication, services, time, vars,
-    Command, Core, CoreConfig, CoreMessage, Effect, Event, Input, Timer, WriteError,
+    Command, Core, CoreConfig, CoreMessage, Effect, Event, ForceLeft, Input, Timer, WriteError,
 };

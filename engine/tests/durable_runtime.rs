@@ -10,6 +10,7 @@ use common::{eventually, settings};
 use foundation_engine::replication::ReplicationError;
 use foundation_engine::runtime::{ConfigError, Node, NodeSettings, StorageSettings};
 use foundation_engine::storage::SyncPolicy;
+use foundation_engine::ForceLeft;
 use foundation_transport::NodeId;
 
 fn data_dir(test: &str) -> PathBuf {
@@ -118,11 +119,13 @@ async fn a_node_restarted_with_its_data_gets_what_it_missed_from_its_peers() {
 
 /// The agreed membership is stored with the keyspaces: a member restarted with no way to reach
 /// the other still counts it, and refuses a majority write it alone would hold (it used to
-/// count 1 of 1 and confirm it with its own copy).
+/// count 1 of 1 and confirm it with its own copy). An operator's force-leave of the other
+/// there, though its members table never listed it in this life, lets it write alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_restarted_alone_still_counts_the_agreed_membership() {
     let (dir_a, dir_b) = (data_dir("agreed-a"), data_dir("agreed-b"));
     let (a, b, b_id) = two_joined(&dir_a, &dir_b).await;
+    let a_id = a.id();
     b.config()
         .set_majority("both", 1, Duration::from_secs(5))
         .await
@@ -148,6 +151,15 @@ async fn a_member_restarted_alone_still_counts_the_agreed_membership() {
         ),
         "{refused:?}"
     );
+    let left = b.force_leave(a_id).await.expect("agreed: removed");
+    assert!(
+        matches!(left, ForceLeft::Agreed { id, .. } if id == a_id),
+        "{left:?}"
+    );
+    b.config()
+        .set_majority("alone", 1, Duration::from_secs(2))
+        .await
+        .expect("1 of 1");
     b.leave().await;
     let _ = std::fs::remove_dir_all(&dir_a);
     let _ = std::fs::remove_dir_all(&dir_b);

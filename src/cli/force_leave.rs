@@ -22,7 +22,11 @@ Examples:
 Only a member the node holds failed or left can be removed; an alive one is refused (make it
 leave with `foundation leave --node` on it). Without force-leave every node removes such a
 member by itself after [membership] reap_after (default 15 min). A removed node that comes back
-is listed again, as the same member when it kept its id.")]
+is listed again, as the same member when it kept its id.
+
+A member that failed still counts in the agreed membership majorities are counted in after it
+was reaped, and a node restarted from its storage counts the members it stored, though others
+let them go while it was down: force-leave removes such a member too (no table lists it).")]
 pub struct ForceLeaveArgs {
     /// The member's node id (32 hex digits).
     pub id: String,
@@ -36,6 +40,16 @@ pub async fn run(args: ForceLeaveArgs) -> Result<(), Box<dyn std::error::Error>>
     let node = args.target.resolve().await?;
     let path = format!("/force-leave/{}", percent_encode(args.id.trim()));
     let answer = ask(node, Method::POST, &path, Bytes::new(), TIMEOUT).await?;
+    let agreed = &answer["removed_agreed"];
+    if !agreed.is_null() {
+        say!(
+            "removed {} (generation {}) from the agreed membership majorities are counted in \
+             (the members table had reaped it already); live members were told",
+            agreed["id"].as_str().unwrap_or(&args.id),
+            agreed["generation"],
+        );
+        return Ok(());
+    }
     let removed = &answer["removed"];
     say!(
         "removed {} ({}, {}) from the members table; live members were told",

@@ -535,17 +535,25 @@ impl Membership {
         if view.state == MemberState::Alive {
             return Err(ForceLeaveError::Alive(node));
         }
-        let forget = encode(MembershipMessage::Forget(view.member_id()));
-        for member in self.alive() {
+        self.tell_forget(view.member_id(), out);
+        self.remove(node, out).ok_or(ForceLeaveError::Unknown(node))
+    }
+
+    /// Tells every live member to remove `member` (a force-leave's message). Receivers match
+    /// on its node and generation only, so a caller that no longer knows its address (the
+    /// core, for a member only placement's agreed membership still counts) may leave it
+    /// unspecified.
+    pub fn tell_forget(&self, member: MemberId, out: &mut Outbox) {
+        let forget = encode(MembershipMessage::Forget(member));
+        for alive in self.alive() {
             send(
                 self.me,
                 out,
-                member.node_addr(),
+                alive.node_addr(),
                 Channel::Coordination,
                 forget.clone(),
             );
         }
-        self.remove(node, out).ok_or(ForceLeaveError::Unknown(node))
     }
 
     /// Nodes removed from the table (reaped or forced out) whose writes replication may still

@@ -726,7 +726,8 @@ impl Placement {
     /// sides of a healed partition each end up with a majority of their own (the simulator's
     /// sweep found it: both sides dropped the other after the heal, while one member saw
     /// everyone alive). A member that never comes back keeps counting against the quorum until
-    /// it is removed on purpose, which is not built yet.
+    /// an operator removes it on purpose ([`Placement::forget_member`]), also once membership
+    /// has reaped it.
     fn update_agreed(&mut self, m: &Member) {
         match m.state {
             MemberState::Alive => self.agree(m.candidate.id, m.candidate.generation),

@@ -28,9 +28,30 @@
 //! left gracefully while this node was down leaves this node's table when its `Left` notice
 //! reaches it (members keep a departed member's notice until they reap it); one reaped
 //! everywhere before this node returns keeps counting here until an operator's `force-leave`
-//! here. That costs availability only when the live members are no majority of the larger
-//! group, and it is the side that a lost notice should err on. After a normal restart with
-//! everybody reachable, every stored member is seen alive again, and the count is what it was.
+//! here ([`crate::Core::force_leave`]), which removes a member only the agreed membership
+//! counts though no members table lists it any more, and tells the live members (a member
+//! reaped as failed stays agreed on every node, so it may count there too). That costs
+//! availability only when the live members are no majority of the larger group — two of three
+//! members replaced while this node was down leave it counting 2 of 4, refused every majority
+//! write — and it is the side that a lost notice should err on. It reaches beyond this node
+//! too: a registrar's grant carries its count, and a claimant needs a majority of the largest
+//! it hears of. After a normal restart with everybody reachable, every stored member is seen
+//! alive again, and the count is what it was.
+//!
+//! **Why the cluster does not tell it by itself.** Placement exchanges counts, never sets, and
+//! no node keeps a departure: a `Left` notice lives until it is reaped, a force-leave's message
+//! is sent once. Inferring one from the others' sets — drop X once a majority of the stored
+//! group answered without it — would be unsound, for a member's set lacks X also when it never
+//! agreed to X in its present life (a node without storage, or with a store older than this
+//! record, counts only the members it met since it started), not only when X left or was
+//! forced out. Taking such an absence here lowers this node's count for a member that merely
+//! failed or is alive beyond a partition: with {R, A, B} | {X, Y} and A and B restarted
+//! without storage, R would drop X and Y and count 3 of 3; should B then cross over, {R, A}
+//! holds 2 of 3 here while {B, X, Y} holds 3 of 5 there, two majorities. A sound version needs
+//! positive evidence: departures by decision (a leave or a force-leave, with the generation)
+//! kept beside this record for as long as a member may stay down, and handed to a restarted
+//! member that asks, so that a node without them says nothing rather than "absent". That is
+//! not built; the operator's `force-leave` on the restarted node is the remedy.
 //!
 //! **Old and damaged stores.** A store without the record (written before it existed, or by
 //! a node without storage) loads as before: this node alone, growing as members are met — the
@@ -72,8 +93,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::membership::{MemberId, MemberState, MembershipConfig, NodeMetadata};
-    use crate::node::{Command, Core, CoreConfig, Input};
+    use crate::membership::{
+        ForceLeaveError, MemberId, MemberState, MembershipConfig, NodeMetadata,
+    };
+    use crate::node::{Command, Core, CoreConfig, ForceLeft, Input};
     use crate::replication::{ReplicationError, Write};
     use crate::storage::{Disk, Loaded, SimDisk};
     use crate::time::Instant;
@@ -253,6 +276,23 @@ mod tests {
                 .collect()
         }
 
+        /// A majority write of one key on `slot`, given a second to complete.
+        fn write(
+            &mut self,
+            slot: usize,
+        ) -> Result<crate::replication::AckTicket, ReplicationError> {
+            let now = self.at();
+            let write = Write {
+                keyspace: "config".into(),
+                key: "k".into(),
+                value: Some(vec![1]),
+            };
+            let until = now + Duration::from_secs(1);
+            let result = self.core(slot).write_acked(now, write, until);
+            self.drain(slot);
+            result
+        }
+
         /// Until `slot` sees `node` in `state` (at most 30 s).
         fn run_until_seen(&mut self, slot: usize, node: NodeId, state: MemberState) {
             for _ in 0..300 {
@@ -284,15 +324,7 @@ mod tests {
             Some(2),
             "our own entry is this life's"
         );
-        let now = c.at();
-        let write = Write {
-            keyspace: "config".into(),
-            key: "k".into(),
-            value: Some(vec![1]),
-        };
-        let refused = c
-            .core(0)
-            .write_acked(now, write, now + Duration::from_secs(1));
+        let refused = c.write(0);
         assert!(
             matches!(
                 refused,
@@ -318,6 +350,92 @@ mod tests {
         assert_eq!(c.agreed(0), ids(&[0, 1]), "in memory");
         c.restart_alone(0);
         assert_eq!(c.agreed(0), ids(&[0, 1]), "after the restart");
+    }
+
+    /// Two of four members are replaced while node 0 is down: it comes back counting them
+    /// (2 of 4 alive: majority writes refused), and no table of its membership knows them any
+    /// more. An operator's force-leave there removes them, and the stored record follows.
+    #[test]
+    fn force_leave_removes_a_stored_member_nobody_knows_any_more() {
+        let mut c = Cluster::formed(4, 5_000);
+        c.cores[0] = None;
+        c.cores[2] = None;
+        c.cores[3] = None;
+        for gone in [2, 3] {
+            c.run_until_seen(1, id(gone).node, MemberState::Failed);
+            let now = c.at();
+            c.core(1)
+                .force_leave(now, id(gone).node)
+                .expect("failed: removed");
+            c.drain(1);
+        }
+        assert_eq!(
+            c.agreed(1),
+            ids(&[0, 1]),
+            "the rest of the cluster let them go"
+        );
+        c.start(0);
+        c.input(0, Input::Command(Command::Join(id(1).node_addr())));
+        c.run_until_seen(0, id(1).node, MemberState::Alive);
+        assert_eq!(
+            c.agreed(0),
+            ids(&[0, 1, 2, 3]),
+            "the stored record still counts them"
+        );
+        assert!(
+            matches!(
+                c.write(0),
+                Err(ReplicationError::MinoritySide { agreed: 4, .. })
+            ),
+            "2 of 4"
+        );
+        for gone in [2, 3] {
+            assert!(c.core(0).membership().member(id(gone).node).is_none());
+            let now = c.at();
+            let left = c.core(0).force_leave(now, id(gone).node);
+            let agreed = ForceLeft::Agreed {
+                id: id(gone).node,
+                generation: 1,
+            };
+            assert_eq!(left, Ok(agreed), "n{gone}");
+            c.drain(0);
+        }
+        assert_eq!(c.agreed(0), ids(&[0, 1]), "in memory");
+        let now = c.at();
+        let again = c.core(0).force_leave(now, id(2).node);
+        assert_eq!(
+            again,
+            Err(ForceLeaveError::Unknown(id(2).node)),
+            "in neither"
+        );
+        assert!(c.write(0).is_ok(), "2 of 2");
+        c.restart_alone(0);
+        assert_eq!(c.agreed(0), ids(&[0, 1]), "after the next restart");
+    }
+
+    /// The force-leave of a member only the agreed membership counts reaches the live members
+    /// too: one that still holds it failed removes it from its table and its agreed
+    /// membership, though the message names no address.
+    #[test]
+    fn force_leave_of_an_agreed_member_tells_the_live_ones() {
+        let mut c = Cluster::formed(3, 5_000);
+        c.cores[0] = None;
+        c.cores[2] = None;
+        c.run_until_seen(1, id(2).node, MemberState::Failed);
+        c.start(0);
+        c.input(0, Input::Command(Command::Join(id(1).node_addr())));
+        c.run_until_seen(0, id(1).node, MemberState::Alive);
+        assert!(c.core(0).membership().member(id(2).node).is_none());
+        let now = c.at();
+        let left = c
+            .core(0)
+            .force_leave(now, id(2).node)
+            .expect("agreed: removed");
+        assert_eq!(left.id(), id(2).node);
+        c.drain(0);
+        c.run(10);
+        assert!(c.core(1).membership().member(id(2).node).is_none(), "told");
+        assert_eq!(c.agreed(1), ids(&[0, 1]));
     }
 
     /// A store without the record (an older version's) starts as before: this node alone; one

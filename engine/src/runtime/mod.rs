@@ -611,9 +611,14 @@ impl Node {
     }
 
     /// Removes a failed or departed member from the members table now, on this node and on
-    /// every live member (otherwise it goes after `reap_after`). An alive member, an unknown
-    /// one and this node are refused.
-    pub async fn force_leave(&self, node: NodeId) -> Result<MemberView, ForceLeaveFailed> {
+    /// every live member (otherwise it goes after `reap_after`), and from the agreed
+    /// membership majorities are counted in; also one that only the agreed membership still
+    /// counts (reaped from the table, here or while this node was down). An alive member, an
+    /// unknown one and this node are refused.
+    pub async fn force_leave(
+        &self,
+        node: NodeId,
+    ) -> Result<foundation_core::ForceLeft, ForceLeaveFailed> {
         match operator::force_leave(&self.requests, node).await {
             Ok(result) => result.map_err(ForceLeaveFailed::Refused),
             Err(_) => Err(ForceLeaveFailed::Stopped),

@@ -21,9 +21,9 @@ use super::services::{
 };
 use super::ConfigHandle;
 use crate::http::{HttpServerBuilder, LineSender, StreamAnswer, StreamRequest, WriteRequest};
-use foundation_core::membership::{ForceLeaveError, MemberView, MembershipEvent};
+use foundation_core::membership::{ForceLeaveError, MembershipEvent};
 use foundation_core::services::{Directory, Instance, Target};
-use foundation_core::NodeId;
+use foundation_core::{ForceLeft, NodeId};
 
 /// An RPC's deadline when the caller names none.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,7 +95,7 @@ pub(crate) fn routes(server: HttpServerBuilder, api: OperatorApi) -> HttpServerB
 pub(crate) async fn force_leave(
     requests: &mpsc::Sender<Request>,
     node: NodeId,
-) -> Result<Result<MemberView, ForceLeaveError>, super::request::Stopped> {
+) -> Result<Result<ForceLeft, ForceLeaveError>, super::request::Stopped> {
     let (done, answer) = oneshot::channel();
     let request = Request::ForceLeave(node, done);
     requests
@@ -105,7 +105,8 @@ pub(crate) async fn force_leave(
     answer.await.map_err(|_| super::request::Stopped)
 }
 
-/// `POST /force-leave/{id}`.
+/// `POST /force-leave/{id}`: `removed` names a member of the table, `removed_agreed` one that
+/// only the agreed membership still counted (no address or state is known of it any more).
 async fn force_leave_route(
     requests: mpsc::Sender<Request>,
     request: WriteRequest,
@@ -118,7 +119,11 @@ async fn force_leave_route(
         return refuse(StatusCode::BAD_REQUEST, why);
     };
     match force_leave(&requests, node).await {
-        Ok(Ok(member)) => (StatusCode::OK, json!({ "removed": member })),
+        Ok(Ok(ForceLeft::Member(member))) => (StatusCode::OK, json!({ "removed": member })),
+        Ok(Ok(ForceLeft::Agreed { id, generation })) => {
+            let agreed = json!({ "id": id.to_string(), "generation": generation });
+            (StatusCode::OK, json!({ "removed_agreed": agreed }))
+        }
         Ok(Err(error @ ForceLeaveError::Unknown(_))) => refuse(StatusCode::NOT_FOUND, error),
         Ok(Err(error)) => refuse(StatusCode::CONFLICT, error),
         Err(_) => refuse(StatusCode::CONFLICT, "the node has stopped"),

@@ -6,8 +6,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::VarValue;
-use foundation_core::membership::{ForceLeaveError, MemberView};
-use foundation_core::node::{Command, Input};
+use foundation_core::membership::ForceLeaveError;
+use foundation_core::node::{Command, ForceLeft, Input};
 use foundation_core::placement::{PlacementError, WorkloadSpec};
 use foundation_core::replication::{RestoreError, RestoredKeyspace, Snapshot, Write};
 use foundation_core::vars::{Life, VarSpec, VarsError};
@@ -60,7 +60,7 @@ pub(crate) enum Request {
     /// Remove a failed or departed member from every table now (`force-leave`).
     ForceLeave(
         foundation_core::NodeId,
-        oneshot::Sender<Result<MemberView, ForceLeaveError>>,
+        oneshot::Sender<Result<ForceLeft, ForceLeaveError>>,
     ),
     /// Declare a placed workload.
     Placement(PlacementRequest),
