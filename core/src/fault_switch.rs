@@ -50,6 +50,9 @@ pub enum FaultSwitch {
     /// The service registry's reaper never deletes a dead life's entries
     /// (`ephemeral::Ephemeral::reconcile`).
     ReaperNeverDeletes,
+    /// The directory shows the entries of a node life membership holds failed or left, as long
+    /// as membership still knows the node (`services::directory::update::visible_owner`).
+    DirectoryShowsFailedLives,
     /// A digest is answered from one op past what the peer has seen, so a peer missing exactly
     /// one op never gets it (`replication::Keyspace::missing_for`).
     DigestAnswerOffByOne,

@@ -48,7 +48,8 @@
 //! | `no-false-positives` | `ClosedPortTrusted`: a member named by an ICMP port unreachable (forged here) is declared without being asked to refute | `no_false_positives_catches_a_forged_closed_port_…` (`scenarios/detect-process-crash.toml`) |
 //! | `no-needless-renewal` | `RenewWhenSuspected`: a suspect renews its identity instead of refuting | `no_needless_renewal_catches_…` |
 //! | `no-panics` | `PanicOnRepeatedLeave`: the second of a member's two leave notices panics | `no_panics_catches_…` |
-//! | `registry-consistent` | `ReaperNeverDeletes`: dead lives' registry entries stay | `registry_consistent_catches_…` (`registry-partition`) |
+//! | `registry-consistent` | `ReaperNeverDeletes`: dead lives' registry entries stay | `registry_consistent_catches_a_reaper_…` (`registry-partition`) |
+//! | `registry-consistent` (never again) | `DirectoryShowsFailedLives`: the directory lists a life membership holds failed | `registry_consistent_catches_a_directory_…` (`scenarios/restart-through-declared-failed.toml`) |
 //! | `replicas-converge` | `DigestAnswerOffByOne`: a digest is answered from one op too far | `replicas_converge_catches_…` (a gap only the op path repairs) |
 //! | `acknowledged-writes-present` | `AckWithoutApplying`: an ack request is acknowledged, not applied | `acknowledged_writes_present_catches_…` |
 //! | `acknowledged-writes-present` (storage) | `AckBeforeDurable`: replicas acknowledge, and writers answer, before the batch is synced | `acknowledged_writes_present_catches_acks_before_durable_…` (`whole-cluster-crash`) |

@@ -230,6 +230,23 @@ fn registry_consistent_catches_a_reaper_that_never_deletes() {
 }
 
 #[test]
+fn registry_consistent_catches_a_directory_that_lists_lives_held_failed() {
+    // Switched off, this run is in `a_node_that_joined_through_a_life_held_failed_drops_it_…`
+    // (tests/scenarios.rs, seed 1), where a node that never had the news of a death is excused:
+    // the nodes that had it must still never list the life again.
+    let text = include_str!("../scenarios/restart-through-declared-failed.toml");
+    let scenario = file::parse(text, "sim/scenarios/restart-through-declared-failed.toml")
+        .expect("the file parses");
+    let first = caught_with_switch_on(
+        FaultSwitch::DirectoryShowsFailedLives,
+        &scenario,
+        1,
+        "registry-consistent",
+    );
+    assert!(first.contains("list its instances again"), "{first}");
+}
+
+#[test]
 fn replicas_converge_catches_a_digest_answered_from_one_op_too_far() {
     // n5 writes one key while cut off for 0.6 s (too short for anyone to be declared failed,
     // so no full state follows): only the op path can repair the gap.

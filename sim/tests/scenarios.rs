@@ -566,3 +566,33 @@ fn a_survivor_cut_off_from_a_crashed_node_has_until_the_heal() {
         .fold(0.0, f64::max);
     assert!(slowest > 10.0, "{slowest}");
 }
+
+/// `sim/scenarios/restart-through-declared-failed.toml` (found by `--scenario chaos --nodes 16`,
+/// seeds 71 and 256): n3 restarts behind a one-way cut and joins through n2, a life everyone
+/// else holds failed, and lists it until it learns that n2 crashed. Every seed failed
+/// `registry-consistent` before: n3 was flagged as listing the life "again" the instant n2
+/// crashed, though it never had the news.
+#[test]
+fn a_node_that_joined_through_a_life_held_failed_drops_it_within_the_death_bound() {
+    let reports = sweep(
+        &scenario_file("restart-through-declared-failed"),
+        1..4,
+        0,
+        false,
+    );
+    for r in &reports {
+        assert!(r.passed, "seed {}: {:?}", r.seed, r.invariants);
+        // Not excused into silence: n3 listed n2's crashed life, and dropped it a detection
+        // later (no other node listed it, the majority having declared n2 failed long before).
+        let death = r
+            .measurements
+            .registry
+            .iter()
+            .find(|m| m.kind == RegistryKind::Death && m.what.starts_with("n2 "))
+            .unwrap_or_else(|| panic!("seed {}: {:?}", r.seed, r.measurements.registry));
+        let took = death
+            .took_secs
+            .unwrap_or_else(|| panic!("seed {}: {death:?}", r.seed));
+        assert!(took > 1.0, "seed {}: {death:?}", r.seed);
+    }
+}

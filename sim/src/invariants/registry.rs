@@ -13,8 +13,11 @@
 //!   the cluster learns through membership convergence, the bound is the *settle bound* below,
 //!   counted from the renewal or from the heal if a partition was in force.
 //! - Once every other running node has marked a life failed or left (or knows a newer life of
-//!   its node), no node may ever list that life's instances again: a node that comes back does
-//!   so as a new life, under new keys. Checked from that moment on, without a bound.
+//!   its node), no node that has had that news may ever list the life's instances again: a
+//!   node that comes back does so as a new life, under new keys. Checked from that moment on,
+//!   without a bound. A node started since that never had the news (it joined through the
+//!   owner itself, alive behind a one-way cut) is held to the death bound above once the life
+//!   ends, like any node that saw it alive.
 //!
 //! **(c) Dead lives' entries are reaped.** Hiding is not enough: the keyspace must not keep
 //! them forever. Within the *reap bound* after the death bound — the reaper's patience
@@ -150,8 +153,22 @@ struct Life {
     held: bool,
     /// When every other running node had marked it failed or left.
     dead_everywhere_us: Option<u64>,
+    /// From then on, the observer lives that have had the news (marked it failed or left, or
+    /// know a newer life of its node): (a)'s "never again" binds them.
+    told: BTreeSet<Owner>,
     resurrection_reported: bool,
     recorded: bool,
+}
+
+impl Life {
+    /// The `listers` whose current life has had the news of this one's death.
+    fn told_among(&self, world: &World, listers: &[usize]) -> Vec<usize> {
+        listers
+            .iter()
+            .copied()
+            .filter(|&s| owner_of(world, s).is_some_and(|o| self.told.contains(&o)))
+            .collect()
+    }
 }
 
 struct Episode {
@@ -263,6 +280,7 @@ impl RegistryConsistent {
                 listed: false,
                 held: false,
                 dead_everywhere_us: None,
+                told: BTreeSet::new(),
                 resurrection_reported: false,
                 recorded: false,
             });
@@ -361,6 +379,9 @@ impl RegistryConsistent {
             if life.dead_everywhere_us.is_none() && marked_dead_everywhere(world, *owner) {
                 life.dead_everywhere_us = Some(now);
             }
+            if life.dead_everywhere_us.is_some() {
+                life.told.extend(told(world, *owner));
+            }
             let who = describe_life(*owner, life);
             if let Some(end) = &mut life.end {
                 if listers.is_empty() {
@@ -396,7 +417,7 @@ impl RegistryConsistent {
                 }
             }
             if let Some(dead_us) = life.dead_everywhere_us {
-                let again = resurrecting(world, *owner, dead_us, &listers);
+                let again = life.told_among(world, &listers);
                 if !again.is_empty() && !life.resurrection_reported && first_error.is_none() {
                     life.resurrection_reported = true;
                     first_error = Some(format!(
@@ -406,7 +427,8 @@ impl RegistryConsistent {
                         example_of(listings, again[0], *owner),
                     ));
                 }
-                if let (Some(end), false) = (&life.end, life.recorded) {
+                let vanished = life.end.as_ref().is_some_and(|e| e.vanished_us.is_some());
+                if let (Some(end), false, true) = (&life.end, life.recorded, vanished) {
                     if life.listed {
                         self.records.push(RegistryRecord {
                             kind: RegistryKind::Death,
@@ -636,45 +658,49 @@ fn lists_life(listing: &Listing, owner: Owner) -> bool {
         .is_some_and(|((o, _, _), _)| *o == owner)
 }
 
-/// Whether every running node other than the life itself has marked `owner` failed or left, or
-/// knows a newer life of its node. `false` when there is no such node and the life still runs.
-/// The listers of `owner`'s instances that break (a)'s "never again" once every other
-/// running node marked the life dead at `dead_us`. While the life still runs (declared failed
-/// but alive, cut off one way), only the nodes that ran then: a node started since may have
-/// joined through the owner itself, which rightly tells it that it is alive (`--scenario chaos
-/// --nodes 16 --seed 95`: n15 restarted and joined through n8, alive behind a one-way cut that
-/// had everyone else declare it failed).
-fn resurrecting(world: &World, owner: Owner, dead_us: u64, listers: &[usize]) -> Vec<usize> {
-    let owner_runs = world
+/// Whether `core`'s node has had the news that `owner` is dead: it marked the life failed or
+/// left, or knows a newer life of its node (or is one).
+fn knows_dead(core: &Core, owner: Owner) -> bool {
+    let me = Owner::from(core.membership().me());
+    if me.node == owner.node {
+        return me.generation > owner.generation;
+    }
+    core.membership().member(owner.node).is_some_and(|m| {
+        m.generation > owner.generation
+            || (m.generation == owner.generation && m.state != MemberState::Alive)
+    })
+}
+
+/// The running node lives, other than `owner` itself, that have had the news of its death.
+///
+/// Only they break (a)'s "never again" by listing it. A node started since every other had the
+/// news may have joined through the owner itself, alive behind a one-way cut that had everyone
+/// else declare it failed, which rightly tells it the life is alive; when that life then ends,
+/// such a node learns of it like any survivor of a death, within the death bound (`--scenario
+/// chaos --nodes 16`: seed 95, n15 joined through n8; seeds 71 and 256, n0 and n3 joined
+/// through n7 and n2, which crashed and renewed later;
+/// `sim/scenarios/restart-through-declared-failed.toml`).
+fn told(world: &World, owner: Owner) -> Vec<Owner> {
+    world
         .nodes()
         .iter()
         .filter_map(|n| n.core())
-        .any(|c| Owner::from(c.membership().me()) == owner);
-    listers
-        .iter()
-        .copied()
-        .filter(|&s| !owner_runs || world.node(s).started_us() <= dead_us)
+        .filter(|c| Owner::from(c.membership().me()) != owner && knows_dead(c, owner))
+        .map(|c| Owner::from(c.membership().me()))
         .collect()
 }
 
+/// Whether every running node other than the life itself has marked `owner` failed or left, or
+/// knows a newer life of its node. `false` when there is no such node and the life still runs.
 fn marked_dead_everywhere(world: &World, owner: Owner) -> bool {
     let mut viewers = 0;
     for node in world.nodes() {
         let Some(core) = node.core() else { continue };
-        let me = Owner::from(core.membership().me());
-        if me == owner {
+        if Owner::from(core.membership().me()) == owner {
             continue;
         }
         viewers += 1;
-        let dead = if me.node == owner.node {
-            me.generation > owner.generation
-        } else {
-            core.membership().member(owner.node).is_some_and(|m| {
-                m.generation > owner.generation
-                    || (m.generation == owner.generation && m.state != MemberState::Alive)
-            })
-        };
-        if !dead {
+        if !knows_dead(core, owner) {
             return false;
         }
     }

@@ -385,7 +385,8 @@ fn visible_owner(core: &Core, node: NodeId) -> Option<Owner> {
         return Some(Owner::from(me));
     }
     let member = membership.member(node)?;
-    (member.state == MemberState::Alive).then_some(Owner {
+    let shown = member.state == MemberState::Alive || fault_on!(DirectoryShowsFailedLives);
+    shown.then_some(Owner {
         node,
         generation: member.generation,
     })
