@@ -110,6 +110,7 @@ pub mod rpc;
 pub mod scenario;
 pub mod services;
 pub mod sessions;
+pub mod stamps;
 pub mod storage;
 pub mod sweep;
 pub mod trace;
