@@ -54,6 +54,7 @@
 //! | `acknowledged-writes-present` (storage) | `AckBeforeDurable`: replicas acknowledge, and writers answer, before the batch is synced | `acknowledged_writes_present_catches_acks_before_durable_…` (`whole-cluster-crash`) |
 //! | `seen-backed-by-data` | `SeenWithoutApplying`: a full state's progress is taken, its data not merged | `seen_backed_by_data_catches_…` |
 //! | `causal-order` | `HlcIgnoresReceive`: the clock does not move past received timestamps | `causal_order_catches_…` (`skewed-writes`) |
+//! | `stamps-follow-lives` | `RestartIgnoresClockCeiling`: a restarted node starts its clock from its stored entries, not from its stored clock ceiling | `stamps_follow_lives_catches_…` (`scenarios/clock-ahead-restarts.toml`) |
 //! | `departed-origins-retired` | `NeverRetire`: departed writers are never retired | `departed_origins_retired_catches_…` (`compaction`) |
 //! | `one-owner` (placement) | `PlacementGrantsHeld`: a registrar grants an instance another node holds | `tests/placement.rs`: `one_owner_catches_…` |
 //! | `no-minority-owner` (placement) | `PlacementQuorumOfOne`: a claimant takes a lease from its own grant alone | `tests/placement.rs`: `no_minority_owner_catches_…` |
