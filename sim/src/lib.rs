@@ -11,6 +11,8 @@
 //!   ([`writes`]).
 //! - [`scenario::Scenario`]: the builder, the TOML file format and the standard scenarios.
 //! - [`invariants`]: what is checked, and the trait to add a check.
+//! - [`stamps`]: the stamps of their own writes the nodes send, read off the wire for the
+//!   invariants.
 //! - [`services`]: what each node's application registers in the service registry.
 //! - [`agents`]: supervised agents on every node (the core's supervisor machine), the agent
 //!   directory, and `send`/`request` between agents over the simulated network.
