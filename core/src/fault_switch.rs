@@ -70,6 +70,11 @@ pub enum FaultSwitch {
     /// `replication::Replication::durability` says `Now`, so the writer's own reply does not
     /// wait for its disk either.
     AckBeforeDurable,
+    /// A restarted node ignores its stored clock ceiling and starts its clock from the stamps
+    /// of its stored entries, as before the ceiling existed: a write it pushed and lost in the
+    /// crash, stamped ahead by a peer's clock, is above its next writes
+    /// (`replication::Replication::restore_clock`).
+    RestartIgnoresClockCeiling,
     /// Departed origins are never retired (`core::Core::retire_departed`).
     NeverRetire,
     /// A placement registrar grants an instance another node holds

@@ -11,6 +11,8 @@
 //!   ([`writes`]).
 //! - [`scenario::Scenario`]: the builder, the TOML file format and the standard scenarios.
 //! - [`invariants`]: what is checked, and the trait to add a check.
+//! - [`stamps`]: the stamps of their own writes the nodes send, read off the wire for the
+//!   invariants.
 //! - [`services`]: what each node's application registers in the service registry.
 //! - [`agents`]: supervised agents on every node (the core's supervisor machine), the agent
 //!   directory, and `send`/`request` between agents over the simulated network.
@@ -55,6 +57,7 @@
 //! | `acknowledged-writes-present` (storage) | `AckBeforeDurable`: replicas acknowledge, and writers answer, before the batch is synced | `acknowledged_writes_present_catches_acks_before_durable_…` (`whole-cluster-crash`) |
 //! | `seen-backed-by-data` | `SeenWithoutApplying`: a full state's progress is taken, its data not merged | `seen_backed_by_data_catches_…` |
 //! | `causal-order` | `HlcIgnoresReceive`: the clock does not move past received timestamps | `causal_order_catches_…` (`skewed-writes`) |
+//! | `stamps-follow-lives` | `RestartIgnoresClockCeiling`: a restarted node starts its clock from its stored entries, not from its stored clock ceiling | `stamps_follow_lives_catches_…` (`scenarios/clock-ahead-restarts.toml`) |
 //! | `departed-origins-retired` | `NeverRetire`: departed writers are never retired | `departed_origins_retired_catches_…` (`compaction`) |
 //! | `one-owner` (placement) | `PlacementGrantsHeld`: a registrar grants an instance another node holds | `tests/placement.rs`: `one_owner_catches_…` |
 //! | `no-minority-owner` (placement) | `PlacementQuorumOfOne`: a claimant takes a lease from its own grant alone | `tests/placement.rs`: `no_minority_owner_catches_…` |
@@ -111,6 +114,7 @@ pub mod rpc;
 pub mod scenario;
 pub mod services;
 pub mod sessions;
+pub mod stamps;
 pub mod storage;
 pub mod sweep;
 pub mod trace;

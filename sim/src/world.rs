@@ -36,6 +36,7 @@ use crate::network::{BlockRule, LinkModel, Network};
 use crate::pubsub::{PubSubEvent, PubSubLayer};
 use crate::queue::{EventQueue, Queued};
 use crate::rpc::{RpcEvent, RpcLayer};
+use crate::stamps::{self, LetOut};
 use crate::storage::{DiskTotals, NodeDisk, StorageConfig};
 use crate::trace::{write_stamp, Fnv64, Trace};
 use crate::writes::{self, AckProgress, ReplicationTotals, Workload, WriteRecord, WriteRequest};
@@ -389,6 +390,12 @@ pub struct World {
     vars_events: Vec<(usize, VarsEvent)>,
     /// Cache events since the last take: (world µs, slot, event).
     cache_events: Vec<(u64, usize, foundation_core::cache::CacheEvent)>,
+    /// Ops of their running lives the nodes sent since the last take, kept only for a driver
+    /// that takes them ([`World::keep_let_out`]).
+    let_out: Option<Vec<LetOut>>,
+    /// The sender, hash and length of the last payload read for `let_out`: a push goes to
+    /// every member as one payload, read once.
+    let_out_last: (usize, u32, usize),
     topology: Vec<(u64, Vec<BlockRule>)>,
     replication: Option<ReplicationConfig>,
     storage: Option<StorageConfig>,
@@ -453,6 +460,8 @@ impl World {
             member_texts: MemberTexts::default(),
             vars_events: Vec::new(),
             cache_events: Vec::new(),
+            let_out: None,
+            let_out_last: (usize::MAX, 0, 0),
             topology: vec![(0, Vec::new())],
             replication: None,
             storage: None,
@@ -543,6 +552,26 @@ impl World {
     pub fn swap_observed(&mut self, into: &mut Vec<Observed>) {
         into.clear();
         std::mem::swap(&mut self.observed, into);
+    }
+
+    /// Keeps the ops of their running lives that nodes send from now on, for
+    /// [`Self::swap_let_out`]: a driver that never takes them would keep them all.
+    pub fn keep_let_out(&mut self) {
+        self.let_out.get_or_insert_with(Vec::new);
+    }
+
+    /// Whether nodes sent ops of their running lives since the last [`Self::swap_let_out`].
+    pub fn has_let_out(&self) -> bool {
+        self.let_out.as_ref().is_some_and(|l| !l.is_empty())
+    }
+
+    /// The ops of their running lives nodes sent since the last call (into `into`, emptied,
+    /// whose memory the next ones reuse), in the order they were sent.
+    pub fn swap_let_out(&mut self, into: &mut Vec<LetOut>) {
+        into.clear();
+        if let Some(kept) = &mut self.let_out {
+            std::mem::swap(kept, into);
+        }
     }
 
     /// Variables events emitted since the last call, with the slot of the node that emitted
@@ -1783,12 +1812,41 @@ impl World {
             traffic.stream_messages_sent += 1;
             traffic.stream_bytes_sent += len as u64;
         }
+        let replicated = matches!(channel, Channel::Replication | Channel::Bulk);
+        if self.let_out.is_some() && replicated && self.let_out_last != (from, hash, len) {
+            self.let_out_last = (from, hash, len);
+            self.note_let_out(from, &payload);
+        }
         // Mutual TLS refuses a peer whose id is not the one we dialled: nothing is delivered.
         let Some(target) = target else {
             self.nodes[from].traffic.misaddressed += 1;
             return;
         };
         self.route(from, target, channel, payload, hash);
+    }
+
+    /// Keeps the ops of `from`'s running life that `payload` carries, for the invariants.
+    fn note_let_out(&mut self, from: usize, payload: &[u8]) {
+        let node = &self.nodes[from];
+        let origin = Origin {
+            node: foundation_crdt::NodeId::from_u128(node.id.as_u128()),
+            generation: node.generation,
+        };
+        let (at_us, life) = (self.now_us, node.life);
+        let ops = stamps::own_ops(payload, origin);
+        let Some(kept) = &mut self.let_out else {
+            return;
+        };
+        kept.extend(ops.into_iter().map(|(keyspace, seq, ts, how)| LetOut {
+            at_us,
+            slot: from,
+            life,
+            origin,
+            keyspace,
+            seq,
+            ts,
+            how,
+        }));
     }
 
     fn route(&mut self, from: usize, to: usize, channel: Channel, payload: Bytes, hash: u32) {

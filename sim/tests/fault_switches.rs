@@ -342,6 +342,54 @@ fn acknowledged_writes_present_catches_a_majority_ack_lost_with_the_whole_cluste
     assert!(first.contains("acked by a majority"), "{first}");
 }
 
+/// `sim/scenarios/clock-ahead-restarts.toml`.
+fn clock_ahead_restarts() -> Scenario {
+    let text = include_str!("../scenarios/clock-ahead-restarts.toml");
+    file::parse(text, "sim/scenarios/clock-ahead-restarts.toml").expect("the file parses")
+}
+
+/// The first violation of `invariant` in `report`, if it failed.
+fn first_violation(report: &RunReport, invariant: &str) -> Option<String> {
+    let outcome = report.invariants.iter().find(|i| i.name == invariant)?;
+    let first = outcome.first.first()?;
+    Some(format!("at {:.3}s: {}", first.at_secs, first.message))
+}
+
+#[test]
+fn stamps_follow_lives_catches_a_restart_that_ignores_its_clock_ceiling() {
+    // n0's clock runs 5 s ahead, so every node stamps by it. A node whose disk refuses its
+    // writes for half a second before it crashes has pushed writes its disk never kept; it
+    // restarts cut off from its peers. With the switch, its clock starts from its disk's
+    // entries, and the writes it makes alone, sent once the cut heals, are stamped below the
+    // ones it lost. The off runs show the ceiling keeping every life above the last.
+    let scenario = clock_ahead_restarts();
+    let seeds = 1..=10u64;
+    let caught: Vec<u64> = seeds
+        .clone()
+        .filter(|&seed| {
+            let report = broken(FaultSwitch::RestartIgnoresClockCeiling, &scenario, seed);
+            let first = first_violation(&report, "stamps-follow-lives");
+            if let Some(first) = &first {
+                eprintln!("RestartIgnoresClockCeiling, seed {seed}: {first}");
+            }
+            first.is_some()
+        })
+        .collect();
+    for seed in seeds.clone() {
+        let sound = run(&scenario, seed, &RunOptions::default());
+        assert!(
+            sound.passed,
+            "switch off: {} seed {seed} failed: {:?} {:?}",
+            scenario.name, sound.invariants, sound.panic
+        );
+        assert!(sound.measurements.stamps_checked > 1_000, "seed {seed}");
+    }
+    assert!(
+        caught.len() * 3 >= seeds.count() * 2,
+        "stamps-follow-lives caught the switch only in seeds {caught:?}"
+    );
+}
+
 #[test]
 fn seen_backed_by_data_catches_a_full_state_marked_seen_but_not_merged() {
     // n4 comes back empty and pulls: its answer is a full state (cheaper than 25 ops).

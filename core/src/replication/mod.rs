@@ -596,7 +596,8 @@ impl Replication {
     fn restore_clock(&mut self, now: Instant, stored: &StoredState) -> usize {
         let record = stored.node.get(clock_bound::CLOCK_CEILING);
         let restored = self.bound.restore(record.map(Vec::as_slice));
-        if let Ok(Some(ceiling)) = restored {
+        let ceiling = restored.as_ref().ok().copied().flatten();
+        if let Some(ceiling) = ceiling.filter(|_| !fault_on!(RestartIgnoresClockCeiling)) {
             // Past every stamp that life let out; the drift rule is for peers, not our disk.
             let wall = self.wall_ms(now).max(ceiling);
             let _ = self.hlc.update(Timestamp::at_wall(ceiling), wall);

@@ -49,6 +49,8 @@
 //!   superseded by a later write or delete.
 //! - [`causality::CausalOrder`]: no write loses to a write its writer had applied before it (read
 //!   your writes; the clock moves past every receive).
+//! - [`stamps::StampsFollowLives`]: every stamp a node sends is above every stamp its earlier
+//!   lives sent (when it runs on their disk), and within a life its stamps rise with its seqs.
 //!
 //! [`replication::OriginsRetired`] (departed writers' bookkeeping is compacted away) is added by
 //! the scenarios that set a short `departed_after`.
@@ -73,6 +75,7 @@ pub mod rpc;
 pub mod seen;
 pub mod separations;
 pub mod sessions;
+pub mod stamps;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +83,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::faults::Fault;
+use crate::stamps::LetOut;
 use crate::world::{Observed, World};
 
 /// A violation's description; the runner adds the invariant's name and the time.
@@ -97,6 +101,13 @@ pub trait Invariant: Send {
 
     /// After a node emitted a membership event.
     fn on_event(&mut self, _world: &World, _event: &Observed) -> Check {
+        Ok(())
+    }
+
+    /// For each op of its running life a node sent (a push, an ask for acknowledgements, an
+    /// anti-entropy answer), in the order they were sent; handed over after the step that sent
+    /// it, or after the next one for sends between steps (`op.at_us` is the send's time).
+    fn on_let_out(&mut self, _world: &World, _op: &LetOut) -> Check {
         Ok(())
     }
 
@@ -190,6 +201,7 @@ pub fn replication_defaults(bounds: &Bounds) -> Vec<Box<dyn Invariant>> {
         Box::new(replication::AcknowledgedWritesPresent::new()),
         Box::new(seen::SeenBackedByData::new()),
         Box::new(causality::CausalOrder::new()),
+        Box::new(stamps::StampsFollowLives::new()),
     ]
 }
 
@@ -265,6 +277,8 @@ pub struct Measurements {
     pub claims_checked: u64,
     /// Writes checked against what their writer had applied before them.
     pub causal_writes_checked: u64,
+    /// Ops of their running lives the nodes sent, checked against their past lives' stamps.
+    pub stamps_checked: u64,
     /// The service registry: registration → listed everywhere, death → gone everywhere, and
     /// convergence episodes (empty unless the scenario registers something).
     pub registry: Vec<registry::RegistryRecord>,

@@ -16,6 +16,7 @@ use crate::report::{
     InvariantOutcome, ReplicationReport, RunReport, TimelineEntry, Traffic, TrafficTotals,
     Violation,
 };
+use crate::stamps::LetOut;
 use crate::views::ViewRecorder;
 use crate::world::{Observed, World, WorldConfig};
 
@@ -93,6 +94,8 @@ pub(crate) struct Runner<'a> {
     sessions: Option<SessionRun>,
     /// The last step's membership events, its memory kept for the next ones.
     observed: Vec<Observed>,
+    /// The ops nodes sent since the last step, its memory kept likewise.
+    let_out: Vec<LetOut>,
 }
 
 impl<'a> Runner<'a> {
@@ -115,6 +118,7 @@ impl<'a> Runner<'a> {
         let mut all = invariants::defaults(&scenario.bounds, &scenario.membership);
         if scenario.has_writes() {
             all.extend(invariants::replication_defaults(&scenario.bounds));
+            world.keep_let_out();
         }
         let registers = scenario
             .schedule
@@ -203,6 +207,7 @@ impl<'a> Runner<'a> {
             cache,
             sessions,
             observed: Vec::new(),
+            let_out: Vec::new(),
         }
     }
 
@@ -291,6 +296,7 @@ impl<'a> Runner<'a> {
     /// Runs the end-of-run checks and writes the report.
     pub(crate) fn end(mut self) -> RunReport {
         self.world.advance_to(self.end_us());
+        self.hand_let_out();
         self.hook(|inv, world| inv.at_end(world));
         self.drive_sessions(|s, world| {
             let mut found = s.poll(world);
@@ -327,7 +333,22 @@ impl<'a> Runner<'a> {
             }
             self.observed = observed;
         }
+        self.hand_let_out();
         true
+    }
+
+    /// Hands the invariants the ops nodes sent since the last call: in steps, and in what
+    /// ran between them (a restart's first batch, a workload's writes).
+    fn hand_let_out(&mut self) {
+        if !self.world.has_let_out() {
+            return;
+        }
+        let mut let_out = std::mem::take(&mut self.let_out);
+        self.world.swap_let_out(&mut let_out);
+        for op in &let_out {
+            self.hook(|inv, world| inv.on_let_out(world, op));
+        }
+        self.let_out = let_out;
     }
 
     fn apply(&mut self, fault: &Fault) {
