@@ -1825,12 +1825,13 @@ impl World {
         self.route(from, target, channel, payload, hash);
     }
 
-    /// Keeps the ops of `from`'s running life that `payload` carries, for the invariants.
+    /// Keeps the ops of `from`'s running life that `payload` carries, for the invariants. The
+    /// origin is replication's own: a renewal within the life (the node declared failed)
+    /// renews it, and the node's generation as the world started it would then match no op.
     fn note_let_out(&mut self, from: usize, payload: &[u8]) {
         let node = &self.nodes[from];
-        let origin = Origin {
-            node: foundation_crdt::NodeId::from_u128(node.id.as_u128()),
-            generation: node.generation,
+        let Some(origin) = node.core().map(|core| core.replication().me()) else {
+            return;
         };
         let (at_us, life) = (self.now_us, node.life);
         let ops = stamps::own_ops(payload, origin);

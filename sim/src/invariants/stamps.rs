@@ -40,8 +40,9 @@ struct Writer {
     /// The op with the highest stamp an earlier life let out, if the running life took up its
     /// disk.
     before: Option<LetOut>,
-    /// Per keyspace, the highest seq the running life let out and its stamp.
-    seqs: BTreeMap<String, (u64, Timestamp)>,
+    /// Per origin generation and keyspace, the highest seq the running life let out and its
+    /// stamp (a renewal within the life starts a new origin, whose seqs start again at 1).
+    seqs: BTreeMap<(u64, String), (u64, Timestamp)>,
 }
 
 impl StampsFollowLives {
@@ -94,8 +95,9 @@ impl Writer {
     /// A higher seq than any let out carries a higher stamp; a lower or equal one, a stamp no
     /// higher (equal for the same seq).
     fn in_seq_order(&mut self, op: &LetOut) -> Check {
-        let Some(&(seq, ts)) = self.seqs.get(&op.keyspace) else {
-            self.seqs.insert(op.keyspace.clone(), (op.seq, op.ts));
+        let key = (op.origin.generation, op.keyspace.clone());
+        let Some(&(seq, ts)) = self.seqs.get(&key) else {
+            self.seqs.insert(key, (op.seq, op.ts));
             return Ok(());
         };
         let ordered = match op.seq.cmp(&seq) {
@@ -104,7 +106,7 @@ impl Writer {
             std::cmp::Ordering::Less => op.ts < ts,
         };
         if op.seq > seq {
-            self.seqs.insert(op.keyspace.clone(), (op.seq, op.ts));
+            self.seqs.insert(key, (op.seq, op.ts));
         }
         match ordered {
             true => Ok(()),
@@ -160,5 +162,45 @@ impl Invariant for StampsFollowLives {
 
     fn measure(&self, out: &mut Measurements) {
         out.stamps_checked += self.checked;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foundation_core::replication::Origin;
+
+    fn op(generation: u64, seq: u64, wall_ms: u64) -> LetOut {
+        LetOut {
+            at_us: wall_ms * 1000,
+            slot: 1,
+            life: 1,
+            origin: Origin {
+                node: NodeId::from_u128(1),
+                generation,
+            },
+            keyspace: "kv".into(),
+            seq,
+            ts: Timestamp {
+                wall_ms,
+                logical: 0,
+                node: NodeId::from_u128(1),
+            },
+            how: "push",
+        }
+    }
+
+    /// A node declared failed renews its origin within the same life, and the new origin's
+    /// seqs start at 1 again: that is not a write out of order.
+    #[test]
+    fn a_renewed_origin_starts_its_own_seq_order() {
+        let mut writer = Writer::new(&op(7, 1, 100));
+        for (generation, seq, wall_ms) in [(7, 1, 100), (7, 2, 200), (7, 3, 300), (8, 1, 400)] {
+            assert_eq!(writer.check(&op(generation, seq, wall_ms)), Ok(()));
+        }
+        assert!(
+            writer.check(&op(8, 2, 350)).is_err(),
+            "a higher seq of the renewed origin stamped lower"
+        );
     }
 }
