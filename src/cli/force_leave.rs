@@ -26,7 +26,9 @@ is listed again, as the same member when it kept its id.
 
 A member that failed still counts in the agreed membership majorities are counted in after it
 was reaped, and a node restarted from its storage counts the members it stored, though others
-let them go while it was down: force-leave removes such a member too (no table lists it).")]
+let them go while it was down: force-leave removes such a member too (no table lists it). Only
+for members gone for good: a live member removed so (one across a partition, or one a node
+restarted alone has not met yet) lets each side count a majority of its own.")]
 pub struct ForceLeaveArgs {
     /// The member's node id (32 hex digits).
     pub id: String,
@@ -44,7 +46,7 @@ pub async fn run(args: ForceLeaveArgs) -> Result<(), Box<dyn std::error::Error>>
     if !agreed.is_null() {
         say!(
             "removed {} (generation {}) from the agreed membership majorities are counted in \
-             (the members table had reaped it already); live members were told",
+             (the members table did not list it); live members were told",
             agreed["id"].as_str().unwrap_or(&args.id),
             agreed["generation"],
         );

@@ -181,7 +181,9 @@ impl Suspicions {
     /// Returns when to fire the suspicion timer again, or `None` to hand `timer` to foca now:
     /// the call was made already, no suspicion of ours is armed, or `timer` is not the one
     /// armed (foca voided it when its identity changed, and ignores it) — such a timer spends
-    /// nothing.
+    /// nothing. A voided timer that is still the one armed (no probe failed since the change)
+    /// makes the call and ends the reminders; the next failed probe arms a live timer, with a
+    /// call and reminders of its own.
     pub fn last_call(
         &mut self,
         now: Instant,

@@ -1568,9 +1568,9 @@ fn encoded_len(value: &Versioned) -> usize {
 /// Sends `payload` to `to`, unless `to` is a past life ([`MemberId::is_past_life`]): another
 /// node at our own address (ours, after a restart under a new id) or our own node id. Sending
 /// would reach ourselves — a dial that fails and counts a handshake failure, or a datagram
-/// foca drops as its own — each time, until that life is reaped, and an announce to our own
-/// down life takes the turn of a member across a partition. foca takes the silence as any
-/// other failed probe.
+/// foca drops as its own — each time, until that life is reaped (foca's announce to down
+/// members picks our own down life as any other; the turn is spent, but nothing is sent).
+/// foca takes the silence as any other failed probe.
 fn send(me: MemberId, out: &mut Outbox, to: NodeAddr, channel: Channel, payload: Bytes) {
     if me.is_past_life(to) {
         return;
@@ -1682,7 +1682,7 @@ mod tests {
 
     /// SWIM keeps our previous life (our id, an older generation) as a down member, and its
     /// periodic announce to down members picked it: every such turn sent a datagram to
-    /// ourselves, which foca dropped, instead of to a member across a partition.
+    /// ourselves, which foca dropped.
     #[test]
     fn our_previous_life_is_never_announced_to() {
         let mut out = Outbox::default();
