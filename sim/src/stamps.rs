@@ -9,7 +9,7 @@
 
 use foundation_core::envelope;
 use foundation_core::replication::{full_state, Envelope, Origin, ReplicationMessage};
-use foundation_crdt::Timestamp;
+use foundation_crdt::{NodeId, Timestamp};
 
 /// One op of a node's running life in a message it sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +32,30 @@ pub struct LetOut {
     pub how: &'static str,
 }
 
+/// The origins one life of a node writes under: the generation it started with and, if it was
+/// declared failed and renewed, each one after it up to its current one. A restart under the
+/// same id starts above every generation of the life before (`faults::restart`), so no other
+/// life's origin falls in the range.
+#[derive(Clone, Copy, Debug)]
+pub struct LifeOrigins {
+    /// The node.
+    pub node: NodeId,
+    /// The generation the life started with.
+    pub first: u64,
+    /// Its current one.
+    pub last: u64,
+}
+
+impl LifeOrigins {
+    fn holds(&self, origin: Origin) -> bool {
+        origin.node == self.node && (self.first..=self.last).contains(&origin.generation)
+    }
+}
+
+/// One op of the running life in a sent payload: its origin, keyspace, seq, stamp, and the
+/// kind of message that carried it.
+pub type OwnOp = (Origin, String, u64, Timestamp, &'static str);
+
 /// Postcard's variant indexes of [`ReplicationMessage`] (one byte each below 128): peeked so
 /// that digests and acks, most of the traffic and never an op, are not decoded.
 const OPS: u8 = 0;
@@ -39,10 +63,10 @@ const FULL_STATE: u8 = 2;
 const ACK_REQUEST: u8 = 3;
 const REPAIR: u8 = 5;
 
-/// The ops of `origin` (the sender's running life) in a replication payload it sent, as
-/// `(keyspace, seq, stamp, message kind)`. Anything that does not decode yields nothing: the
-/// receiver refuses it too. A full state's tombstones carry no origin, so they are left out.
-pub fn own_ops(payload: &[u8], origin: Origin) -> Vec<(String, u64, Timestamp, &'static str)> {
+/// The ops of `life` (the sender's running life) in a replication payload it sent. Anything
+/// that does not decode yields nothing: the receiver refuses it too. A full state's tombstones
+/// carry no origin, so they are left out.
+pub fn own_ops(payload: &[u8], life: LifeOrigins) -> Vec<OwnOp> {
     let (Some(&envelope::REPLICATION), Some(&kind)) = (payload.first(), payload.get(1)) else {
         return Vec::new();
     };
@@ -50,40 +74,36 @@ pub fn own_ops(payload: &[u8], origin: Origin) -> Vec<(String, u64, Timestamp, &
         return Vec::new();
     }
     match postcard::from_bytes::<ReplicationMessage>(&payload[1..]) {
-        Ok(ReplicationMessage::Ops(ops)) => envelopes(ops, origin, "push"),
-        Ok(ReplicationMessage::AckRequest(ops)) => envelopes(ops, origin, "ack request"),
-        Ok(ReplicationMessage::Repair(ops)) => envelopes(ops, origin, "repair"),
+        Ok(ReplicationMessage::Ops(ops)) => envelopes(ops, life, "push"),
+        Ok(ReplicationMessage::AckRequest(ops)) => envelopes(ops, life, "ack request"),
+        Ok(ReplicationMessage::Repair(ops)) => envelopes(ops, life, "repair"),
         Ok(ReplicationMessage::FullState {
             keyspace, state, ..
-        }) => state_entries(keyspace, &state, origin),
+        }) => state_entries(keyspace, &state, life),
         _ => Vec::new(),
     }
 }
 
-fn envelopes(
-    ops: Vec<Envelope>,
-    origin: Origin,
-    how: &'static str,
-) -> Vec<(String, u64, Timestamp, &'static str)> {
+fn envelopes(ops: Vec<Envelope>, life: LifeOrigins, how: &'static str) -> Vec<OwnOp> {
     ops.into_iter()
-        .filter(|e| e.origin == origin)
-        .map(|e| (e.keyspace, e.seq, e.op.entry.ts, how))
+        .filter(|e| life.holds(e.origin))
+        .map(|e| (e.origin, e.keyspace, e.seq, e.op.entry.ts, how))
         .collect()
 }
 
-fn state_entries(
-    keyspace: String,
-    state: &[u8],
-    origin: Origin,
-) -> Vec<(String, u64, Timestamp, &'static str)> {
+fn state_entries(keyspace: String, state: &[u8], life: LifeOrigins) -> Vec<OwnOp> {
     let Ok(map) = full_state::decode(state) else {
         return Vec::new();
     };
     map.entries()
         .filter_map(|(_, entry)| {
             let value = entry.value.as_ref()?;
-            let ours = entry.ts.node == origin.node && value.generation == origin.generation;
-            ours.then(|| (keyspace.clone(), value.seq, entry.ts, "full state"))
+            let origin = Origin {
+                node: entry.ts.node,
+                generation: value.generation,
+            };
+            let ours = life.holds(origin);
+            ours.then(|| (origin, keyspace.clone(), value.seq, entry.ts, "full state"))
         })
         .collect()
 }
@@ -92,7 +112,7 @@ fn state_entries(
 mod tests {
     use super::*;
     use foundation_core::replication::{encode, Op};
-    use foundation_crdt::{LwwEntry, NodeId};
+    use foundation_crdt::LwwEntry;
 
     fn op(origin: Origin, seq: u64, wall_ms: u64) -> Envelope {
         let ts = Timestamp {
@@ -115,29 +135,32 @@ mod tests {
         }
     }
 
+    /// The running life started at generation 2 and renewed to 3: its ops under both are its
+    /// own; the life before's (1) and another node's are not.
     #[test]
     fn only_the_running_lifes_ops_are_its_own() {
         let node = NodeId::from_u128(7);
-        let now = Origin {
-            node,
-            generation: 2,
-        };
-        let past = Origin {
-            node,
-            generation: 1,
-        };
+        let origin = |generation| Origin { node, generation };
         let other = Origin {
             node: NodeId::from_u128(8),
             generation: 2,
         };
-        let message =
-            ReplicationMessage::Repair(vec![op(past, 1, 10), op(now, 3, 20), op(other, 4, 30)]);
-        let found = own_ops(&encode(message), now);
-        assert_eq!(found.len(), 1);
-        assert_eq!(
-            (found[0].1, found[0].2.wall_ms, found[0].3),
-            (3, 20, "repair")
-        );
+        let message = ReplicationMessage::Repair(vec![
+            op(origin(1), 1, 10),
+            op(origin(2), 3, 20),
+            op(origin(3), 1, 25),
+            op(other, 4, 30),
+        ]);
+        let life = LifeOrigins {
+            node,
+            first: 2,
+            last: 3,
+        };
+        let found: Vec<_> = own_ops(&encode(message), life)
+            .into_iter()
+            .map(|(origin, _, seq, ts, how)| (origin.generation, seq, ts.wall_ms, how))
+            .collect();
+        assert_eq!(found, [(2, 3, 20, "repair"), (3, 1, 25, "repair")]);
     }
 
     #[test]
@@ -151,8 +174,13 @@ mod tests {
             origin,
             seq: 1,
         };
-        assert!(own_ops(&encode(ack), origin).is_empty());
-        assert!(own_ops(&[envelope::REPLICATION, OPS, 0xff, 0xff], origin).is_empty());
-        assert!(own_ops(&[], origin).is_empty());
+        let life = LifeOrigins {
+            node: origin.node,
+            first: 1,
+            last: 1,
+        };
+        assert!(own_ops(&encode(ack), life).is_empty());
+        assert!(own_ops(&[envelope::REPLICATION, OPS, 0xff, 0xff], life).is_empty());
+        assert!(own_ops(&[], life).is_empty());
     }
 }

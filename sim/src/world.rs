@@ -1825,29 +1825,37 @@ impl World {
         self.route(from, target, channel, payload, hash);
     }
 
-    /// Keeps the ops of `from`'s running life that `payload` carries, for the invariants. The
-    /// origin is replication's own: a renewal within the life (the node declared failed)
-    /// renews it, and the node's generation as the world started it would then match no op.
+    /// Keeps the ops of `from`'s running life that `payload` carries, for the invariants: under
+    /// the generation the life started with, and under each renewal of it since (the node
+    /// declared failed), up to replication's current origin.
     fn note_let_out(&mut self, from: usize, payload: &[u8]) {
         let node = &self.nodes[from];
-        let Some(origin) = node.core().map(|core| core.replication().me()) else {
+        let Some(current) = node.core().map(|core| core.replication().me()) else {
             return;
         };
+        let origins = stamps::LifeOrigins {
+            node: current.node,
+            first: node.generation,
+            last: current.generation,
+        };
         let (at_us, life) = (self.now_us, node.life);
-        let ops = stamps::own_ops(payload, origin);
+        let ops = stamps::own_ops(payload, origins);
         let Some(kept) = &mut self.let_out else {
             return;
         };
-        kept.extend(ops.into_iter().map(|(keyspace, seq, ts, how)| LetOut {
-            at_us,
-            slot: from,
-            life,
-            origin,
-            keyspace,
-            seq,
-            ts,
-            how,
-        }));
+        kept.extend(
+            ops.into_iter()
+                .map(|(origin, keyspace, seq, ts, how)| LetOut {
+                    at_us,
+                    slot: from,
+                    life,
+                    origin,
+                    keyspace,
+                    seq,
+                    ts,
+                    how,
+                }),
+        );
     }
 
     fn route(&mut self, from: usize, to: usize, channel: Channel, payload: Bytes, hash: u32) {
