@@ -130,21 +130,25 @@ impl Suspicions {
     ) -> (Instant, Instant) {
         let policy = self.policy;
         let entry = self.entry(now, member.node, incarnation);
-        let deadline = now + policy.timeout(max, entry.reporters.len());
-        let retell_at = now + policy.retell_every;
-        // foca arms the same timer again each time a probe of a suspect fails: the call made
-        // for it stands.
-        let called = entry
+        // foca arms the same timer again each time a probe of a suspect fails: once its last
+        // call is made, that call and its deadline stand (a later deadline would only delay
+        // the declaration of a member that did not answer).
+        if let Some(armed) = entry
             .armed
             .as_ref()
-            .is_some_and(|armed| armed.called && armed.timer == timer);
+            .filter(|a| a.called && a.timer == timer)
+        {
+            return (armed.deadline, armed.retell_at);
+        }
+        let deadline = now + policy.timeout(max, entry.reporters.len());
+        let retell_at = now + policy.retell_every;
         entry.armed = Some(Armed {
             timer,
             started: now,
             max,
             deadline,
             retell_at,
-            called,
+            called: false,
         });
         (deadline, retell_at)
     }
@@ -178,8 +182,9 @@ impl Suspicions {
 
     /// Lifeguard's buddy system, at the last moment: before our suspicion of `member` becomes a
     /// declaration by `timer`, the suspect is told directly, once, and given `wait` to refute.
-    /// Returns when to fire the suspicion timer again, or `None` to hand `timer` to foca now:
-    /// the call was made already, no suspicion of ours is armed, or `timer` is not the one
+    /// Returns when to fire the suspicion timer again (for a copy of the timer that fires while
+    /// the call's wait runs, the end of that wait), or `None` to hand `timer` to foca now: the
+    /// call was made and its wait is over, no suspicion of ours is armed, or `timer` is not the one
     /// armed (foca voided it when its identity changed, and ignores it) — such a timer spends
     /// nothing. A voided timer that is still the one armed (no probe failed since the change)
     /// makes the call and ends the reminders; the next failed probe arms a live timer, with a
@@ -192,8 +197,13 @@ impl Suspicions {
         wait: Duration,
     ) -> Option<Instant> {
         let armed = self.by_member.get_mut(&member)?.armed.as_mut()?;
-        if armed.timer != *timer || std::mem::replace(&mut armed.called, true) {
+        if armed.timer != *timer {
             return None;
+        }
+        // foca queued one timer per failed probe of the suspect, all equal: one that fires
+        // before the call's wait is over (all of them at once after we stalled) waits for it.
+        if std::mem::replace(&mut armed.called, true) {
+            return (now < armed.deadline).then_some(armed.deadline);
         }
         armed.deadline = now + wait;
         Some(armed.deadline)
@@ -385,6 +395,34 @@ mod tests {
         }
         let later = due + wait;
         assert_eq!(suspicions.last_call(later, member.node, &timer, wait), None);
+    }
+
+    /// Chaos, 5 nodes, seed 798: a node stalled past its suspicion's deadline wakes with every
+    /// copy of the timer foca queued (one per failed probe) due at once. The first made the
+    /// last call; the second found it made and declared at the same instant, giving the
+    /// suspect no time to refute: a false positive the other nodes repeated.
+    #[test]
+    fn copies_of_the_timer_due_together_wait_for_the_last_calls_answer() {
+        let mut suspicions = Suspicions::new(policy());
+        let member = member();
+        let wait = Duration::from_millis(200);
+        let timer = suspicion_timer(member, 0);
+        let start = Instant::ZERO;
+        suspicions.arm(start, &member, 0, timer.clone(), 4 * SECOND);
+        suspicions.arm(start + SECOND, &member, 0, timer.clone(), 4 * SECOND);
+        let woke = start + 7 * SECOND;
+        let answer_by = woke + wait;
+        let call = suspicions.last_call(woke, member.node, &timer, wait);
+        assert_eq!(call, Some(answer_by));
+        let copy = suspicions.last_call(woke, member.node, &timer, wait);
+        assert_eq!(copy, Some(answer_by), "the copy waits for the answer");
+        let (again, _) = suspicions.arm(woke, &member, 0, timer.clone(), 4 * SECOND);
+        assert_eq!(
+            again, answer_by,
+            "a failed probe after the call keeps its deadline"
+        );
+        let declared = suspicions.last_call(answer_by, member.node, &timer, wait);
+        assert_eq!(declared, None, "no answer: declared");
     }
 
     /// Chaos, 5 nodes, seed 117: a node cut off one way suspected a member, was declared failed
