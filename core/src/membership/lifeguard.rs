@@ -301,6 +301,15 @@ mod tests {
         }
     }
 
+    /// No suspicion yet, the member to suspect, and the wait a last call gives it.
+    fn fresh() -> (Suspicions, MemberId, Duration) {
+        (
+            Suspicions::new(policy()),
+            member(),
+            Duration::from_millis(200),
+        )
+    }
+
     fn policy() -> SuspicionPolicy {
         SuspicionPolicy {
             max: Duration::from_secs(4),
@@ -378,9 +387,7 @@ mod tests {
 
     #[test]
     fn the_last_call_defers_the_declaration_once_and_confirmations_cannot_undercut_it() {
-        let mut suspicions = Suspicions::new(policy());
-        let member = member();
-        let wait = Duration::from_millis(200);
+        let (mut suspicions, member, wait) = fresh();
         let timer = suspicion_timer(member, 0);
         let start = Instant::ZERO;
         assert_eq!(suspicions.last_call(start, member.node, &timer, wait), None);
@@ -403,9 +410,7 @@ mod tests {
     /// suspect no time to refute: a false positive the other nodes repeated.
     #[test]
     fn copies_of_the_timer_due_together_wait_for_the_last_calls_answer() {
-        let mut suspicions = Suspicions::new(policy());
-        let member = member();
-        let wait = Duration::from_millis(200);
+        let (mut suspicions, member, wait) = fresh();
         let timer = suspicion_timer(member, 0);
         let start = Instant::ZERO;
         suspicions.arm(start, &member, 0, timer.clone(), 4 * SECOND);
@@ -432,9 +437,7 @@ mod tests {
     /// word to it: a false positive every other node repeated.
     #[test]
     fn a_timer_foca_voided_spends_neither_the_last_call_nor_the_reminders() {
-        let mut suspicions = Suspicions::new(policy());
-        let member = member();
-        let wait = Duration::from_millis(200);
+        let (mut suspicions, member, wait) = fresh();
         let voided = suspicion_timer(member, 0);
         let live = suspicion_timer(member, 1);
         let start = Instant::ZERO;

@@ -260,6 +260,12 @@ mod tests {
             }
         }
 
+        /// `slot` joins through `seed` and waits until it sees `seed` alive.
+        fn rejoin(&mut self, slot: usize, seed: usize) {
+            self.input(slot, Input::Command(Command::Join(id(seed).node_addr())));
+            self.run_until_seen(slot, id(seed).node, MemberState::Alive);
+        }
+
         /// `slot` crashes and comes back cut off from everyone.
         fn restart_alone(&mut self, slot: usize) -> usize {
             self.cores[slot] = None;
@@ -375,8 +381,7 @@ mod tests {
             "the rest of the cluster let them go"
         );
         c.start(0);
-        c.input(0, Input::Command(Command::Join(id(1).node_addr())));
-        c.run_until_seen(0, id(1).node, MemberState::Alive);
+        c.rejoin(0, 1);
         assert_eq!(
             c.agreed(0),
             ids(&[0, 1, 2, 3]),
@@ -423,8 +428,7 @@ mod tests {
         c.cores[2] = None;
         c.run_until_seen(1, id(2).node, MemberState::Failed);
         c.start(0);
-        c.input(0, Input::Command(Command::Join(id(1).node_addr())));
-        c.run_until_seen(0, id(1).node, MemberState::Alive);
+        c.rejoin(0, 1);
         assert!(c.core(0).membership().member(id(2).node).is_none());
         let now = c.at();
         let left = c
