@@ -698,7 +698,11 @@ impl Core {
             Err(ForceLeaveError::Unknown(_)) => self.force_leave_agreed(node)?,
             Err(refused) => return Err(refused),
         };
-        self.placement.forget_member(now, node);
+        let generation = match &removed {
+            ForceLeft::Member(view) => view.generation,
+            ForceLeft::Agreed { generation, .. } => *generation,
+        };
+        self.placement.forget_member(now, node, generation);
         self.deliver_placement(now);
         self.keep_agreed();
         self.replication.flush_persistence(&mut self.outbox);
@@ -894,15 +898,16 @@ impl Core {
         match decode(payload) {
             Ok(CoreMessage::Membership(message)) => {
                 let forgotten = match &message {
-                    MembershipMessage::Forget(member) => Some(member.node),
+                    MembershipMessage::Forget(member) => Some((member.node, member.generation)),
                     _ => None,
                 };
                 self.membership
                     .handle_message(now, from, message, &mut self.outbox);
                 // Another node's force-leave: once the member is out of our table too, it
                 // stops counting in the agreed membership here as well.
-                if let Some(node) = forgotten.filter(|n| self.membership.member(*n).is_none()) {
-                    self.placement.forget_member(now, node);
+                let forgotten = forgotten.filter(|(n, _)| self.membership.member(*n).is_none());
+                if let Some((node, generation)) = forgotten {
+                    self.placement.forget_member(now, node, generation);
                     self.deliver_placement(now);
                 }
             }

@@ -774,11 +774,14 @@ impl Placement {
         }
     }
 
-    /// An operator removed `node` from the cluster on purpose (`force-leave`): it no longer
-    /// counts in the agreed membership. Only for a member known to be gone for good: one
-    /// alive on the other side of a partition would let both sides reach a majority.
-    pub fn forget_member(&mut self, now: Instant, node: NodeId) {
-        if node == self.me.node {
+    /// An operator removed `node`'s life `generation` from the cluster on purpose
+    /// (`force-leave`): it no longer counts in the agreed membership. Only for a member known
+    /// to be gone for good: one alive on the other side of a partition would let both sides
+    /// reach a majority. A later life agreed here stays (the notice is about an earlier one,
+    /// and may arrive late).
+    pub fn forget_member(&mut self, now: Instant, node: NodeId, generation: u64) {
+        let later_life = self.agreed().get(&node).is_some_and(|g| g > generation);
+        if node == self.me.node || later_life {
             return;
         }
         self.disagree(node);

@@ -383,6 +383,21 @@ fn an_isolated_node_never_owns() {
     assert_eq!(c.running_total(&singleton()), 1);
 }
 
+/// A force-leave notice about an earlier life of a node (late, or sent before the node came
+/// back) leaves its later life in the agreed membership; one about that life removes it.
+#[test]
+fn forgetting_an_earlier_life_keeps_the_later_one_agreed() {
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config());
+    c.all_see(&[0, 1, 2]);
+    let zero = c.machines[0].as_mut().expect("up");
+    let agreed_life = candidate(2).generation;
+    zero.forget_member(at(10), node(2), agreed_life - 1);
+    assert_eq!(zero.agreed().get(&node(2)), Some(agreed_life));
+    zero.forget_member(at(10), node(2), agreed_life);
+    assert_eq!(zero.agreed().get(&node(2)), None);
+    assert_eq!(zero.agreed().len(), 2);
+}
+
 #[test]
 fn static_quorum_counts_registrars_not_the_membership() {
     let config = PlacementConfig {
