@@ -5,8 +5,8 @@
 //!   patterns it *exports* there (published in this cluster, sent over the link) and the ones
 //!   it *imports* from there (published there, delivered here). A message crosses only when
 //!   the sender exports and the receiver imports a pattern matching its topic; the sender does
-//!   not know the receiver's imports, so what the receiver does not import is dropped there
-//!   (and counted).
+//!   learns what the receiver would deliver from the interest it sends back (`interest.rs`);
+//!   until it has heard some, what the receiver does not import is dropped there (and counted).
 //! - One hop, no loops. A bridged message carries its origin cluster into the receiving
 //!   cluster's pub/sub; a gateway forwards only messages published in its own cluster (no
 //!   origin), so nothing goes back where it came from nor onward to a third cluster, whatever
@@ -131,6 +131,11 @@ impl TopicBridges {
         self.imports
             .get(from)
             .is_some_and(|patterns| patterns.iter().any(|p| p.matches(topic)))
+    }
+
+    /// The patterns this cluster imports from `from`.
+    pub fn import_patterns(&self, from: &ClusterName) -> &[Pattern] {
+        self.imports.get(from).map_or(&[], Vec::as_slice)
     }
 
     /// The clusters with a bridge, in order.

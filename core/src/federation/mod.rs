@@ -22,7 +22,8 @@
 //!   alone while a link is cut.
 //!
 //! - Pub/sub is bridged for chosen topic patterns, one hop between linked clusters, with the
-//!   publisher's trace; the rules are [`TopicBridges`]'.
+//!   publisher's trace; the rules are [`TopicBridges`]'. Each side sends back its interest (what
+//!   it would deliver), and a message crosses only when it matches it ([`HeardInterest`]).
 //!
 //! [`Federation`] is the sans-IO machine of one gateway: time comes in as an argument, probes go
 //! out as values for the driver to send.
@@ -31,6 +32,7 @@ mod bridge;
 mod directory;
 mod error;
 mod exports;
+mod interest;
 mod link;
 mod machine;
 mod push;
@@ -46,6 +48,10 @@ pub use directory::{
 };
 pub use error::{FederationConfigError, FederationError};
 pub use exports::exported;
+pub use interest::{
+    covers, intersect, BridgeInterest, HeardInterest, InterestError, InterestSender, InterestSent,
+    InterestTimers, InterestToSend, MAX_HEARD_PATTERNS, MAX_SENT_PATTERNS,
+};
 pub use link::{LinkState, LinkStatus, ProbeOut, WanTimers};
 pub use machine::{
     Federation, FederationConfig, ForwardedAttempt, LinkChange, LinkConfig, ProbeToSend,

@@ -57,6 +57,11 @@ pub enum FederationRequest {
         /// The call.
         call: ForwardedCall,
     },
+    /// The topic patterns of the receiver's cluster that the sender's cluster would deliver
+    /// (see `BridgeInterest`), answered with `Pushed`. Last of the kinds, so the others keep
+    /// their tags; a gateway of an older release does not decode it and answers `Refused`,
+    /// which leaves the link as it was.
+    Interest(Vec<String>),
 }
 
 /// A call carried through a hub.
@@ -84,7 +89,7 @@ pub enum FederationReply {
     },
     /// The outcome of a forwarded call.
     Call(Result<Vec<u8>, RemoteCallError>),
-    /// A push was taken in.
+    /// A push or an interest was taken in.
     Pushed,
     /// The request was refused (malformed, or from a cluster that is not linked).
     Refused(String),

@@ -428,7 +428,7 @@ impl<T: Ord> Subscriptions<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -571,11 +571,13 @@ mod tests {
         assert!(serde_json::from_str::<Pattern>("\"orders.>.x\"").is_err());
     }
 
-    fn topic_strategy() -> impl Strategy<Value = Topic> {
+    /// Short topics over a small alphabet, so that random patterns often match them.
+    pub(crate) fn topic_strategy() -> impl Strategy<Value = Topic> {
         prop::collection::vec("[abc]", 1..6).prop_map(|segs| t(&segs.join(".")))
     }
 
-    fn pattern_strategy() -> impl Strategy<Value = Pattern> {
+    /// Patterns over the topics of [`topic_strategy`], with `*` and a trailing `>`.
+    pub(crate) fn pattern_strategy() -> impl Strategy<Value = Pattern> {
         (
             prop::collection::vec(prop_oneof!["[abc]", Just("*".to_owned())], 0..6),
             any::<bool>(),
