@@ -86,7 +86,16 @@ pub struct Interest {
     pub node: NodeAddr,
     /// Its pattern, as subscribed.
     pub pattern: String,
+    /// Every subscriber of the node on the pattern is a federation gateway's subscription to a
+    /// pattern it exports: it sends messages out of the cluster and delivers none here, so
+    /// the interest a gateway sends back to linked clusters leaves it out.
+    pub bridge: bool,
 }
+
+/// The value of a pub/sub interest entry whose subscribers are all a gateway's bridge (see
+/// [`Interest::bridge`]); any other value, the empty one of older releases included, is a
+/// subscription that delivers here.
+pub const BRIDGE_INTEREST: &[u8] = b"bridge";
 
 /// Everything the registry and pub/sub route by, as one node sees it.
 ///

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{addr_of, Directory, Instance, InstanceId, Interest};
+use super::{addr_of, Directory, Instance, InstanceId, Interest, BRIDGE_INTEREST};
 use crate::agents::directory::raw_entry;
 use crate::agents::AgentDirectory;
 use crate::effects::Event;
@@ -230,8 +230,8 @@ impl Directory {
             }
         }
         if let Some(space) = replication.keyspace(PUBSUB_KEYSPACE) {
-            for (key, _) in space.prefixed(&prefix) {
-                self.add_interest(core, owner, &key[prefix.len()..]);
+            for (key, value) in space.prefixed(&prefix) {
+                self.add_interest(core, owner, &key[prefix.len()..], value);
             }
         }
     }
@@ -321,12 +321,12 @@ impl Directory {
             return;
         };
         let key = ephemeral::key(owner, pattern);
-        if core.replication().get(PUBSUB_KEYSPACE, &key).is_some() {
-            self.add_interest(core, owner, pattern);
+        if let Some(value) = core.replication().get(PUBSUB_KEYSPACE, &key) {
+            self.add_interest(core, owner, pattern, value);
         }
     }
 
-    fn add_interest(&mut self, core: &Core, owner: Owner, pattern: &str) {
+    fn add_interest(&mut self, core: &Core, owner: Owner, pattern: &str, value: &[u8]) {
         let Some(addr) = addr_of(owner, core.membership()) else {
             return;
         };
@@ -336,6 +336,7 @@ impl Directory {
                 addr,
             },
             pattern: pattern.to_owned(),
+            bridge: value == BRIDGE_INTEREST,
         };
         let held = Arc::make_mut(&mut self.interest);
         // Entries that are not valid patterns were not written by a Foundation node.
@@ -477,5 +478,24 @@ mod tests {
             (2, 1)
         );
         assert_eq!(directory.difference(&Directory::build(&core)), None);
+    }
+
+    /// A gateway's bridge subscription is marked as such, and a value rewritten (a user
+    /// subscription joins it on the same node) is read again: updated as built from scratch.
+    #[test]
+    fn interest_held_only_by_a_gateway_bridge_is_marked_and_follows_its_value() {
+        let mut core = crate::node::lone_core();
+        let mut directory = Directory::default();
+        let bridged = |d: &Directory| d.interest().iter().map(|i| i.bridge).collect::<Vec<_>>();
+        for (value, marked) in [
+            (BRIDGE_INTEREST, true),
+            (b"", false),
+            (BRIDGE_INTEREST, true),
+        ] {
+            let changes = write(&mut core, PUBSUB_KEYSPACE, "news.>", value);
+            directory.update(&core, &changes);
+            assert_eq!(bridged(&directory), [marked]);
+            assert_eq!(directory.difference(&Directory::build(&core)), None);
+        }
     }
 }

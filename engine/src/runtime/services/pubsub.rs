@@ -44,6 +44,7 @@ use super::registry::{lock, Shared};
 use super::rpc::current_trace;
 use crate::runtime::request::set_ephemeral;
 use foundation_core::ephemeral::PUBSUB_KEYSPACE;
+use foundation_core::services::directory::BRIDGE_INTEREST;
 use foundation_core::services::outbox::EventOutbox;
 use foundation_core::services::reliable::{Backlogged, Incoming, Outgoing, Verdict};
 use foundation_core::services::topic::{Pattern, Subscriptions, Topic, TopicError};
@@ -222,8 +223,47 @@ struct Pushed {
 struct Local {
     index: Subscriptions<u64>,
     queues: BTreeMap<u64, Arc<Queue>>,
-    /// Subscribers per pattern, to record interest on the first and withdraw it after the last.
-    per_pattern: BTreeMap<String, usize>,
+    /// Subscribers per pattern, to record interest on the first, mark it as a gateway's bridge
+    /// alone or not, and withdraw it after the last.
+    per_pattern: BTreeMap<String, Subscribers>,
+}
+
+/// A pattern's local subscribers: all of them, and those that are a gateway's bridge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Subscribers {
+    all: usize,
+    bridge: usize,
+}
+
+impl Local {
+    /// The interest entry `pattern`'s subscribers call for: none without any, the bridge's
+    /// mark when the bridge alone subscribes, else the plain entry.
+    fn interest_value(&self, pattern: &str) -> Option<Vec<u8>> {
+        let count = self.per_pattern.get(pattern)?;
+        Some(if count.all == count.bridge {
+            BRIDGE_INTEREST.to_vec()
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// Counts a subscriber of `pattern` in (`joined`) or out; true when the interest entry it
+    /// calls for changed.
+    fn count(&mut self, pattern: &str, bridge: bool, joined: bool) -> bool {
+        let before = self.interest_value(pattern);
+        let count = self.per_pattern.entry(pattern.to_owned()).or_default();
+        let step = |n: &mut usize| {
+            *n = if joined { *n + 1 } else { n.saturating_sub(1) };
+        };
+        step(&mut count.all);
+        if bridge {
+            step(&mut count.bridge);
+        }
+        if count.all == 0 {
+            self.per_pattern.remove(pattern);
+        }
+        before != self.interest_value(pattern)
+    }
 }
 
 /// Where messages of one topic go: the local subscribers' queues and, for a publish, the
@@ -459,6 +499,25 @@ impl PubSubHandle {
         pattern: &str,
         options: SubscribeOptions,
     ) -> Result<Subscription, PubSubError> {
+        self.subscribe_as(pattern, options, false).await
+    }
+
+    /// A federation gateway's subscription to a pattern it exports: its interest entry says
+    /// so while no other subscriber of this node shares the pattern.
+    pub(crate) async fn subscribe_bridge(
+        &self,
+        pattern: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, PubSubError> {
+        self.subscribe_as(pattern, options, true).await
+    }
+
+    async fn subscribe_as(
+        &self,
+        pattern: &str,
+        options: SubscribeOptions,
+        bridge: bool,
+    ) -> Result<Subscription, PubSubError> {
         let parsed = Pattern::parse(pattern)?;
         let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
         let queue = Arc::new(Queue {
@@ -467,14 +526,12 @@ impl PubSubHandle {
             capacity: options.capacity.max(1),
             policy: options.policy,
         });
-        let first = {
+        let changed = {
             let mut local = lock(&self.state.local);
             local.index.insert(&parsed, id);
             local.queues.insert(id, queue.clone());
             self.state.subscriptions_changed();
-            let count = local.per_pattern.entry(pattern.to_owned()).or_default();
-            *count += 1;
-            *count == 1
+            local.count(pattern, bridge, true)
         };
         self.state.metrics.subscriptions.inc();
         let subscription = Subscription {
@@ -482,8 +539,9 @@ impl PubSubHandle {
             pattern: parsed,
             queue,
             handle: self.clone(),
+            bridge,
         };
-        if first {
+        if changed {
             self.sync_interest(pattern).await?;
         }
         Ok(subscription)
@@ -494,8 +552,8 @@ impl PubSubHandle {
     /// at once leave the interest as the final count says.
     async fn sync_interest(&self, pattern: &str) -> Result<(), PubSubError> {
         let _serial = self.state.interest.lock().await;
-        let wanted = lock(&self.state.local).per_pattern.contains_key(pattern);
-        set_interest(&self.shared, pattern, wanted).await
+        let value = lock(&self.state.local).interest_value(pattern);
+        set_interest(&self.shared, pattern, value).await
     }
 
     /// Publishes `payload` on `topic`, at most once to each matching subscriber.
@@ -717,9 +775,12 @@ async fn send_batches(handle: PubSubHandle, outbox: Arc<Outbox>) {
     }
 }
 
-/// Records or withdraws this node's interest in `pattern`.
-async fn set_interest(shared: &Shared, pattern: &str, on: bool) -> Result<(), PubSubError> {
-    let value = on.then(Vec::new);
+/// Records (`Some`, with its value) or withdraws this node's interest in `pattern`.
+async fn set_interest(
+    shared: &Shared,
+    pattern: &str,
+    value: Option<Vec<u8>>,
+) -> Result<(), PubSubError> {
     set_ephemeral(&shared.requests, PUBSUB_KEYSPACE, pattern.to_owned(), value)
         .await
         .map_err(|_| PubSubError::Stopped)?
@@ -732,6 +793,8 @@ pub struct Subscription {
     pattern: Pattern,
     queue: Arc<Queue>,
     handle: PubSubHandle,
+    /// A gateway's bridge subscription (see [`PubSubHandle::subscribe_bridge`]).
+    bridge: bool,
 }
 
 impl Subscription {
@@ -792,26 +855,18 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.queue.close();
         let state = &self.handle.state;
-        let last = {
+        let changed = {
             let mut local = lock(&state.local);
             local.index.remove(&self.pattern, &self.id);
             local.queues.remove(&self.id);
             state.subscriptions_changed();
-            let pattern = self.pattern.as_str();
-            let count = local.per_pattern.get_mut(pattern).map(|c| {
-                *c -= 1;
-                *c
-            });
-            if count == Some(0) {
-                local.per_pattern.remove(pattern);
-            }
-            count == Some(0)
+            local.count(self.pattern.as_str(), self.bridge, false)
         };
         state.metrics.subscriptions.dec();
-        if last {
+        if changed {
             let handle = self.handle.clone();
             let pattern = self.pattern.as_str().to_owned();
-            // Withdrawing interest is a write through the driver; if the runtime is gone, so
+            // Changing interest is a write through the driver; if the runtime is gone, so
             // is the interest.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
