@@ -2,7 +2,9 @@
 //! gateways and a publisher, cluster `b` a gateway and a subscriber, none of the publishers or
 //! subscribers a gateway. What both sides agree on crosses once, with its trace and origin;
 //! what one side does not bridge stays home; nothing echoes back although both sides bridge
-//! `news.>` both ways; a cut link drops (counted) and every node goes on.
+//! `news.>` both ways; a cut link drops (counted) and every node goes on. And the receiving
+//! cluster's interest travels back: what it imports but nobody there subscribes to stays home
+//! until a subscriber appears.
 
 mod common;
 
@@ -147,6 +149,22 @@ fn counter(node: &Node, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until gateway `node` holds `wanted` as the interest of the other cluster.
+async fn heard_from(node: &Node, wanted: &serde_json::Value) {
+    let gateway = node.federation().expect("a gateway");
+    let cluster = gateway.links()[0].cluster.clone();
+    eventually(
+        SOON,
+        "the gateway hears the other cluster's interest",
+        || {
+            gateway
+                .interest_heard(&cluster)
+                .is_some_and(|heard| serde_json::json!(heard) == *wanted)
+        },
+    )
+    .await;
+}
+
 async fn federation_json(node: &Node) -> serde_json::Value {
     let status = common::raw_http::get(node.http_addr().unwrap(), "/federation").await;
     serde_json::from_str(&status.body).unwrap()
@@ -204,7 +222,12 @@ async fn bridged_topics_cross_once_with_their_trace_and_nothing_else_crosses() {
         assert_eq!(message.origin.as_deref(), Some("a"));
     }
 
-    // Exported but not imported, imported but not exported: neither arrives.
+    // Exported but not imported, imported but not exported: neither arrives. Once a's
+    // gateways heard b's interest, a keeps sports home.
+    let b_wants = serde_json::json!(["news.>", "weather.>"]);
+    for gateway in &a[..2] {
+        heard_from(gateway, &b_wants).await;
+    }
     publisher
         .pubsub()
         .publish("sports.final", b"x".to_vec())
@@ -215,11 +238,10 @@ async fn bridged_topics_cross_once_with_their_trace_and_nothing_else_crosses() {
         .publish("weather.rain", b"x".to_vec())
         .await
         .unwrap();
-    eventually(SOON, "b refuses sports", || {
-        counter(
-            &b[0],
-            r#"foundation_federation_bridge_dropped_total{cluster="a",reason="not_imported"}"#,
-        ) >= 1
+    let unwanted =
+        r#"foundation_federation_bridge_dropped_total{cluster="b",reason="no_interest"}"#;
+    eventually(SOON, "a keeps sports home", || {
+        counter(&a[0], unwanted) + counter(&a[1], unwanted) >= 1
     })
     .await;
     let leaked = drain(&mut everything_in_b).await;
@@ -250,7 +272,8 @@ async fn bridged_topics_cross_once_with_their_trace_and_nothing_else_crosses() {
     assert!(link["messages_in"].as_u64().unwrap() >= 21, "{status}");
     assert_eq!(link["messages_out"], 1, "{status}");
     assert!(link["bytes_in"].as_u64().unwrap() >= 20);
-    assert!(link["dropped"]["not_imported"].as_u64().unwrap() >= 1);
+    assert_eq!(link["dropped"]["not_imported"], 0, "{status}");
+    assert_eq!(status["links"][0]["interest"]["told"], b_wants, "{status}");
 
     // Cut: b's gateway stops. a's forwarder counts what it cannot send; a goes on.
     b[0].stop_gateway();
@@ -282,6 +305,60 @@ async fn bridged_topics_cross_once_with_their_trace_and_nothing_else_crosses() {
         status["gateway"], true,
         "the gateway still answers: {status}"
     );
+
+    for node in a.iter().chain(&b) {
+        node.stop_gateway();
+        node.abort().await;
+    }
+}
+
+/// b imports `news.>` but subscribes only to `news.weather` (its gateway's own subscription to
+/// `news.>`, for export, does not count): a sends only that, counts what it keeps home, and
+/// sends `news.sport` once a subscriber for it appears in b.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_what_the_receiving_cluster_subscribes_to_crosses() {
+    let (a, b) = (start_cluster("a", 2).await, start_cluster("b", 2).await);
+    let (a_gw, b_gw) = (unused_port(), unused_port());
+    open_gateway(&a[0], bridged(a_gw, "b", vec![b_gw], &["news.>"], &[])).await;
+    // b's gateway exports `news.>` too, so it subscribes to it in b: that subscription sends
+    // b's news out and delivers nothing in b, so it is no interest of b's.
+    let b_settings = bridged(b_gw, "a", vec![a_gw], &["news.>"], &["news.>"]);
+    open_gateway(&b[0], b_settings).await;
+    let (publisher, subscriber) = (&a[1], &b[1]);
+    let mut weather = subscriber.pubsub().subscribe("news.weather").await.unwrap();
+    heard_from(&a[0], &serde_json::json!(["news.weather"])).await;
+
+    for i in 0..5u8 {
+        for topic in ["news.sport", "news.weather"] {
+            publisher
+                .pubsub()
+                .publish(topic, vec![i; 100])
+                .await
+                .unwrap();
+        }
+    }
+    let arrived: Vec<Message> = drain(&mut weather).await;
+    assert_eq!(arrived.len(), 5, "{arrived:?}");
+    let unwanted =
+        r#"foundation_federation_bridge_dropped_total{cluster="b",reason="no_interest"}"#;
+    assert_eq!(
+        counter(&a[0], unwanted),
+        5,
+        "a kept every sport message home"
+    );
+    let unsent = r#"foundation_federation_bridge_unwanted_bytes_total{cluster="b"}"#;
+    assert_eq!(counter(&a[0], unsent), 500);
+    let b_link = federation_json(&b[0]).await["links"][0]["bridged"].clone();
+    assert_eq!(
+        b_link["messages_in"], 5,
+        "only the weather came in: {b_link}"
+    );
+    assert_eq!(b_link["dropped"]["not_imported"], 0, "{b_link}");
+
+    let mut sport = subscriber.pubsub().subscribe("news.sport").await.unwrap();
+    heard_from(&a[0], &serde_json::json!(["news.sport", "news.weather"])).await;
+    publish_until_seen(publisher, "news.sport", &mut sport).await;
+    assert_eq!(counter(&a[0], unwanted), 5, "nothing more kept home");
 
     for node in a.iter().chain(&b) {
         node.stop_gateway();

@@ -15,7 +15,8 @@ use foundation_core::federation::wire::{
     FederationReply, FederationRequest, RelayReply, RelayRequest,
 };
 use foundation_core::federation::{
-    ExportedService, Federation, FederationConfig, GlobalDirectory, LinkConfig, Routing, WanTimers,
+    ExportedService, Federation, FederationConfig, GlobalDirectory, HeardInterest, InterestTimers,
+    LinkConfig, Routing, WanTimers,
 };
 use foundation_core::time::Instant;
 use foundation_core::{ClusterName, NodeId};
@@ -52,6 +53,24 @@ fn serve(request: &FederationRequest) {
             let _ = machine.transit(&peer(), target, &call.service);
         }
         FederationRequest::Bridge(_) => {}
+        FederationRequest::Interest(patterns) => hear(patterns),
+    }
+}
+
+/// An interest taken in holds exactly the topics its patterns match; one refused holds none
+/// (everything crosses).
+fn hear(patterns: &[String]) {
+    let timers = InterestTimers::from_wan(&WanTimers::default());
+    let mut heard = HeardInterest::new(timers);
+    let now = Instant::ZERO;
+    match heard.heard(now, &peer(), patterns) {
+        Ok(()) => {
+            let held = heard
+                .current(now, &peer())
+                .expect("an interest taken in holds");
+            assert!(held.patterns().len() <= patterns.len());
+        }
+        Err(_) => assert!(heard.current(now, &peer()).is_none()),
     }
 }
 

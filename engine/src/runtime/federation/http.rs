@@ -1,5 +1,5 @@
 //! `GET /federation`: whether this node is a gateway, its links (state, gateway, RTT, probes,
-//! bytes), the handshakes it refused, its hubs and transit clusters, the calls it served by the
+//! bytes, bridged pub/sub and the interest heard and told), the handshakes it refused, its hubs and transit clusters, the calls it served by the
 //! cluster they started in, and the global directory as it holds it.
 
 use serde_json::{json, Value};
@@ -18,6 +18,7 @@ pub(crate) fn routes(server: HttpServerBuilder, services: ServicesHandle) -> Htt
 
 impl FederationHandle {
     fn json(&self) -> Value {
+        let now = self.inner.now();
         let links: Vec<Value> = self
             .links()
             .iter()
@@ -33,6 +34,7 @@ impl FederationHandle {
                     "bytes_sent": bytes.sent,
                     "bytes_received": bytes.received,
                     "bridged": self.inner.bridge.metrics.json(&link.cluster),
+                    "interest": self.inner.bridge.interest_json(now, &link.cluster),
                 })
             })
             .collect();

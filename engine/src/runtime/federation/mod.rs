@@ -177,6 +177,13 @@ impl FederationHandle {
         self.inner.machine().directory().clone()
     }
 
+    /// The topic patterns `cluster` said it would deliver from this cluster, while that holds
+    /// (`None`: nothing heard, or too long ago, or its link went down since; everything
+    /// exported there is sent).
+    pub fn interest_heard(&self, cluster: &ClusterName) -> Option<Vec<String>> {
+        self.inner.bridge.interest_heard(self.inner.now(), cluster)
+    }
+
     /// Handshakes this gateway refused (nodes of unlinked clusters, untrusted certificates).
     pub fn refused(&self) -> u64 {
         self.inner.endpoint.refused()
@@ -407,7 +414,7 @@ pub(super) fn start(
         endpoint,
         epoch,
         stop: watch::channel(false).0,
-        bridge: bridge::Bridge::new(bridges, me, metrics.bridge.clone()),
+        bridge: bridge::Bridge::new(bridges, me, metrics.bridge.clone(), &settings),
     });
     let handle = FederationHandle { inner };
     metrics.restart();

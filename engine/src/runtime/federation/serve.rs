@@ -48,10 +48,12 @@ impl Task {
                 .set_exports(exported(&services, &self.exports));
             send_probes(handle);
             send_pushes(handle);
+            super::bridge::tell_interest(handle, &services);
             self.refresh_metrics();
             let wake = {
                 let machine = handle.inner.machine();
-                [machine.next_deadline(), machine.next_push()]
+                let interest = handle.inner.bridge.next_interest();
+                [machine.next_deadline(), machine.next_push(), interest]
                     .into_iter()
                     .flatten()
                     .min()
@@ -208,6 +210,17 @@ fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
         }
         Ok(FederationRequest::Bridge(messages)) => {
             FederationReply::Bridged(handle.inner.bridge.incoming(&request.from, messages))
+        }
+        Ok(FederationRequest::Interest(patterns)) => {
+            let now = handle.inner.now();
+            match handle
+                .inner
+                .bridge
+                .heard_interest(now, &request.from, &patterns)
+            {
+                Ok(()) => FederationReply::Pushed,
+                Err(e) => FederationReply::Refused(e.to_string()),
+            }
         }
     };
     respond(request, reply);

@@ -475,6 +475,7 @@ fn federation() -> Seeds {
             origin: "far".into(),
             call,
         },
+        FederationRequest::Interest(vec!["news.weather".into(), "prices.*".into()]),
     ];
     let replies = [
         FederationReply::Probe { directory },

@@ -29,6 +29,13 @@ pub(crate) struct BridgeMetrics {
     messages: Family<Direction, Counter>,
     bytes: Family<Direction, Counter>,
     dropped: Family<Reason, Counter>,
+    /// Payload bytes not sent because the linked cluster's interest left them out.
+    unwanted_bytes: Family<Link, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Link {
+    cluster: String,
 }
 
 impl BridgeMetrics {
@@ -49,6 +56,27 @@ impl BridgeMetrics {
             "Bridged pub/sub messages dropped, by link and reason",
             Declared(self.dropped.clone()),
         );
+        registry.register(
+            "bridge_unwanted_bytes",
+            "Payload bytes of the bridged pub/sub messages not sent because the linked cluster's interest left them out",
+            Declared(self.unwanted_bytes.clone()),
+        );
+    }
+
+    /// Every series of `cluster`'s link at zero, so that a drop reason never seen still shows.
+    pub fn declare(&self, cluster: &ClusterName) {
+        for reason in Dropped::ALL {
+            let _ = self.dropped.get_or_create(&reason_label(cluster, reason));
+        }
+        let _ = self.unwanted_bytes.get_or_create(&link_label(cluster));
+    }
+
+    /// A message of `bytes` payload exported to `cluster` was not sent: no interest there.
+    pub fn unwanted(&self, cluster: &ClusterName, bytes: u64) {
+        self.dropped(cluster, Dropped::NoInterest, 1);
+        self.unwanted_bytes
+            .get_or_create(&link_label(cluster))
+            .inc_by(bytes);
     }
 
     /// `messages` of `bytes` payload crossed `cluster`'s link in `direction` (`in` or `out`).
@@ -72,11 +100,9 @@ impl BridgeMetrics {
         if n == 0 {
             return;
         }
-        let label = Reason {
-            cluster: cluster.as_str().to_owned(),
-            reason: reason.label(),
-        };
-        self.dropped.get_or_create(&label).inc_by(n);
+        self.dropped
+            .get_or_create(&reason_label(cluster, reason))
+            .inc_by(n);
     }
 
     /// The link's figures as `GET /federation` shows them.
@@ -92,10 +118,7 @@ impl BridgeMetrics {
         let dropped: serde_json::Map<String, Value> = Dropped::ALL
             .iter()
             .map(|reason| {
-                let label = Reason {
-                    cluster: name.clone(),
-                    reason: reason.label(),
-                };
+                let label = reason_label(cluster, *reason);
                 (
                     reason.label().to_owned(),
                     json!(self.dropped.get_or_create(&label).get()),
@@ -108,6 +131,20 @@ impl BridgeMetrics {
             "messages_in": carried(&self.messages, "in"),
             "bytes_in": carried(&self.bytes, "in"),
             "dropped": dropped,
+            "unwanted_bytes": self.unwanted_bytes.get_or_create(&link_label(cluster)).get(),
         })
+    }
+}
+
+fn reason_label(cluster: &ClusterName, reason: Dropped) -> Reason {
+    Reason {
+        cluster: cluster.as_str().to_owned(),
+        reason: reason.label(),
+    }
+}
+
+fn link_label(cluster: &ClusterName) -> Link {
+    Link {
+        cluster: cluster.as_str().to_owned(),
     }
 }

@@ -8,8 +8,13 @@
 //! In: a batch from a linked gateway is checked against this cluster's imports and published
 //! here with the sender's cluster as origin and the publisher's trace.
 //!
-//! At most once across the WAN, counted: a message is dropped when its link is down, its
-//! queue is full (the oldest goes), the send fails, or the receiver does not import it.
+//! Interest back (`interest.rs`): this cluster's forwarder tells every gateway of each linked
+//! cluster what this cluster would deliver from there; the forwarder of the other side sends
+//! only that (with nothing heard, everything exported).
+//!
+//! At most once across the WAN, counted: a message is dropped when the receiving cluster's
+//! interest leaves it out, its link is down, its queue is full (the oldest goes), the send
+//! fails, or the receiver does not import it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,15 +22,20 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use foundation_core::federation::wire::{FederationReply, FederationRequest, RELAY_SERVICE};
 use foundation_core::federation::{
-    is_forwarder, BridgeReceipt, BridgedMessage, LinkState, TopicBridges,
+    is_forwarder, BridgeReceipt, BridgedMessage, HeardInterest, InterestSender, InterestTimers,
+    LinkState, TopicBridges,
 };
 use foundation_core::services::topic::{Pattern, Topic};
+use foundation_core::services::Directory;
 use foundation_transport::{ClusterName, NodeId};
 use tokio::sync::{mpsc, Notify};
 
+mod interest;
 mod metrics;
 
-use super::FederationHandle;
+pub(super) use interest::tell_interest;
+
+use super::{FederationHandle, FederationSettings};
 use crate::runtime::services::{
     lock, Message, PubSubHandle, PublishOptions, SlowPolicy, SubscribeOptions,
 };
@@ -45,6 +55,8 @@ const SUBSCRIPTION_QUEUE: usize = 8192;
 /// Why a bridged message was dropped (the `reason` label of its counter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dropped {
+    /// The linked cluster's interest left it out: it would deliver it to nobody.
+    NoInterest,
     /// The link's queue was full: the oldest message went.
     QueueFull,
     /// The link was down.
@@ -60,7 +72,8 @@ pub(crate) enum Dropped {
 }
 
 impl Dropped {
-    pub(crate) const ALL: [Dropped; 6] = [
+    pub(crate) const ALL: [Dropped; 7] = [
+        Dropped::NoInterest,
         Dropped::QueueFull,
         Dropped::LinkDown,
         Dropped::SendFailed,
@@ -71,6 +84,7 @@ impl Dropped {
 
     pub(crate) fn label(self) -> &'static str {
         match self {
+            Dropped::NoInterest => "no_interest",
             Dropped::QueueFull => "queue_full",
             Dropped::LinkDown => "link_down",
             Dropped::SendFailed => "send_failed",
@@ -98,22 +112,41 @@ pub(super) struct Bridge {
     queues: BTreeMap<ClusterName, LinkQueue>,
     inbound: mpsc::Sender<Inbound>,
     inbound_rx: Mutex<Option<mpsc::Receiver<Inbound>>>,
+    /// What this cluster tells each linked cluster's gateways it would deliver.
+    telling: Mutex<interest::Telling>,
+    /// What each linked cluster said it would deliver.
+    heard: Mutex<HeardInterest>,
     pub(super) metrics: BridgeMetrics,
 }
 
 impl Bridge {
-    pub(super) fn new(rules: TopicBridges, me: NodeId, metrics: BridgeMetrics) -> Self {
+    pub(super) fn new(
+        rules: TopicBridges,
+        me: NodeId,
+        metrics: BridgeMetrics,
+        settings: &FederationSettings,
+    ) -> Self {
         let queues = rules
             .clusters()
             .map(|c| (c.clone(), LinkQueue::default()))
             .collect();
+        for cluster in rules.clusters() {
+            metrics.declare(cluster);
+        }
         let (inbound, rx) = mpsc::channel(INBOUND_BATCHES);
+        let timers = InterestTimers::from_wan(&settings.timers);
+        let targets = settings.links.iter().flat_map(|link| {
+            let cluster = &link.cluster;
+            link.gateways.iter().map(move |gw| (cluster.clone(), *gw))
+        });
         Self {
             rules,
             me,
             queues,
             inbound,
             inbound_rx: Mutex::new(Some(rx)),
+            telling: Mutex::new(interest::Telling::new(InterestSender::new(timers, targets))),
+            heard: Mutex::new(HeardInterest::new(timers)),
             metrics,
         }
     }
@@ -226,7 +259,7 @@ async fn forward_pattern(handle: FederationHandle, pubsub: PubSubHandle, pattern
         capacity: SUBSCRIPTION_QUEUE,
         policy: SlowPolicy::DropOldest,
     };
-    let mut subscription = match pubsub.subscribe_with(pattern.as_str(), options).await {
+    let mut subscription = match pubsub.subscribe_bridge(pattern.as_str(), options).await {
         Ok(subscription) => subscription,
         Err(error) => {
             tracing::warn!(%pattern, %error, "the topic bridge could not subscribe: nothing on it is exported");
@@ -240,7 +273,8 @@ async fn forward_pattern(handle: FederationHandle, pubsub: PubSubHandle, pattern
             n = subscription.recv_many(&mut received, BATCH_MESSAGES) => if n == 0 { return },
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        if forwarder(&handle, &pubsub) {
+        let directory = pubsub.shared.directory.borrow().clone();
+        if forwarder(handle.inner.bridge.me, &directory) {
             for message in received.drain(..) {
                 route(&handle, &pattern, message);
             }
@@ -249,16 +283,16 @@ async fn forward_pattern(handle: FederationHandle, pubsub: PubSubHandle, pattern
     }
 }
 
-/// True while this gateway is the one of its cluster that forwards.
-fn forwarder(handle: &FederationHandle, pubsub: &PubSubHandle) -> bool {
-    let directory = pubsub.shared.directory.borrow().clone();
+/// True while gateway `me` is the one of its cluster that forwards (and tells linked clusters
+/// its cluster's interest).
+fn forwarder(me: NodeId, directory: &Directory) -> bool {
     let gateways = directory
         .instances(RELAY_SERVICE)
         .iter()
         .filter(|i| i.record.routable())
         .map(|i| i.id.node)
         .collect::<Vec<_>>();
-    is_forwarder(handle.inner.bridge.me, gateways)
+    is_forwarder(me, gateways)
 }
 
 /// Queues one message received through the subscription to `via` for its links.
@@ -268,7 +302,13 @@ fn route(handle: &FederationHandle, via: &Pattern, message: Message) {
         return;
     };
     let targets = bridge.rules.forward(via, &topic, message.origin.as_deref());
+    let now = handle.inner.now();
     for cluster in targets {
+        if !lock(&bridge.heard).wants(now, &cluster, &topic) {
+            let bytes = message.payload.len() as u64;
+            bridge.metrics.unwanted(&cluster, bytes);
+            continue;
+        }
         let bridged = BridgedMessage {
             topic: message.topic.to_string(),
             payload: message.payload.to_vec(),
