@@ -19,7 +19,10 @@
 //! 3. Bridged pub/sub, 64-byte messages published on `a1`: to a subscriber on `b1` (bridged:
 //!    `a1` → `a0` → QUIC link → `b0` → `b1`) and, in the same run, to one on `a0` inside `a`;
 //!    one message at a time (publish to receipt, p50/p99) and a burst published flat out
-//!    (delivered per second, and how many were lost: delivery is at most once).
+//!    (delivered per second, and how many were lost: delivery is at most once). Then a burst
+//!    on a topic `b` imports but nobody there subscribes to (`b1` subscribes to `bridged.x`
+//!    only): how many messages and payload bytes `a0` kept home on `b`'s interest, and the
+//!    bytes the link carried meanwhile.
 //!
 //! Prints numbers; never fails on a figure (timing is not a pass/fail test).
 
@@ -405,6 +408,8 @@ fn print_propagation(label: &str, p: &Percentiles) {
 
 /// The pattern a bridges to b.
 const BRIDGED: &str = "bridged.>";
+/// The one bridged topic b subscribes to: b's interest.
+const WATCHED: &str = "bridged.x";
 
 async fn pubsub(plan: &Plan, clusters: &Clusters) {
     println!();
@@ -423,11 +428,11 @@ async fn pubsub(plan: &Plan, clusters: &Clusters) {
         }
     };
     let mut inside = subscribe(&clusters.a[0], "inside.>").await;
-    let mut bridged = subscribe(&clusters.b[1], BRIDGED).await;
+    let mut bridged = subscribe(&clusters.b[1], WATCHED).await;
     let publisher = &clusters.a[1];
     let paths: [(&str, &str, &mut Subscription); 2] = [
         ("intra-cluster, a1 -> a0", "inside.x", &mut inside),
-        ("bridged, a1 -> a0 -> b0 -> b1", "bridged.x", &mut bridged),
+        ("bridged, a1 -> a0 -> b0 -> b1", WATCHED, &mut bridged),
     ];
     let mut figures = Vec::new();
     for (label, topic, subscription) in paths {
@@ -447,6 +452,56 @@ async fn pubsub(plan: &Plan, clusters: &Clusters) {
         ratio(across.p99, intra.p99),
         across_rate / intra_rate
     );
+    kept_home(plan, clusters).await;
+}
+
+/// A burst on a topic b imports but does not subscribe to: a's forwarder keeps it home once
+/// it heard b's interest.
+async fn kept_home(plan: &Plan, clusters: &Clusters) {
+    let gateway = clusters.a[0].federation().expect("a0 is a gateway");
+    let b = ClusterName::new("b").expect("a cluster name");
+    let heard = clusters
+        .until(Duration::from_secs(30), |_| {
+            let (gateway, b) = (&gateway, &b);
+            async move { gateway.interest_heard(b) == Some(vec![WATCHED.to_owned()]) }
+        })
+        .await;
+    assert!(heard.is_some(), "a0 never heard b's interest");
+    let kept = r#"foundation_federation_bridge_dropped_total{cluster="b",reason="no_interest"}"#;
+    let unsent = r#"foundation_federation_bridge_unwanted_bytes_total{cluster="b"}"#;
+    let before = (
+        counter(&clusters.a[0], kept),
+        counter(&clusters.a[0], unsent),
+    );
+    let link_before = gateway.bytes(&b).sent;
+    let pubsub = clusters.a[1].pubsub();
+    for _ in 0..plan.burst {
+        let published = pubsub.publish("bridged.unwatched", vec![0; SMALL]);
+        published.await.expect("publish");
+    }
+    let _ = clusters
+        .until(Duration::from_secs(30), |c| {
+            let done = counter(&c.a[0], kept) >= before.0 + plan.burst as u64;
+            async move { done }
+        })
+        .await;
+    println!(
+        "burst of {} on bridged.unwatched (b imports it, nobody there subscribes): {} kept home by a0, {} payload bytes not sent; the link carried {} bytes a -> b meanwhile",
+        plan.burst,
+        counter(&clusters.a[0], kept) - before.0,
+        counter(&clusters.a[0], unsent) - before.1,
+        gateway.bytes(&b).sent - link_before
+    );
+}
+
+/// A counter's value in `node`'s metrics, 0 when absent.
+fn counter(node: &Node, series: &str) -> u64 {
+    let mut text = String::new();
+    let encoded = prometheus_client::encoding::text::encode(&mut text, node.registry());
+    encoded.expect("metrics encode");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Publishes until the subscription sees a message (interest and the bridge take a moment),
