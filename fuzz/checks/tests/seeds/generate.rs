@@ -475,7 +475,6 @@ fn federation() -> Seeds {
             origin: "far".into(),
             call,
         },
-        FederationRequest::Interest(vec!["news.weather".into(), "prices.*".into()]),
     ];
     let replies = [
         FederationReply::Probe { directory },
@@ -515,6 +514,9 @@ fn federation() -> Seeds {
     items.extend(relays.iter().map(|r| encode(r)));
     items.extend(relay_replies.iter().map(|r| encode(r)));
     items.push(encode(&lookup));
+    // After the others, so that their seeds keep their names.
+    let interest = FederationRequest::Interest(vec!["news.weather".into(), "prices.*".into()]);
+    items.push(encode(&interest));
     named("federation", items)
 }
 
