@@ -15,7 +15,9 @@
 //!   the linked cluster, so whichever of them forwards holds it ([`InterestSender`]). It is
 //!   sent when it changed since the target took it in, when the link comes up, and again every
 //!   [`InterestTimers::resend`] so a lost one heals; one request in flight per target keeps
-//!   them in order.
+//!   them in order (also across a reset: the link's fall, or our no longer telling). A gateway
+//!   that stops telling over a link still up tells [`BridgeInterest::everything`] once: the
+//!   linked cluster keeps the last interest it heard from any of our gateways.
 //! - What the sender of messages does with it ([`HeardInterest`]): a message crosses when it
 //!   matches an export to that cluster and the latest interest heard from it. With no interest
 //!   heard, or the last one older than [`InterestTimers::expire`], or the link down since,
@@ -36,8 +38,14 @@ use crate::identity::ClusterName;
 use crate::services::topic::{Pattern, Topic, TopicError};
 use crate::time::Instant;
 
-/// Most patterns in an interest a gateway sends; past it, the import patterns stand in.
+/// Most patterns of a narrowed interest a gateway sends; past it, the import patterns that
+/// meet a subscription stand in (as many as the bridge configuration names).
 pub const MAX_SENT_PATTERNS: usize = 256;
+/// Most intersections of imports and subscriptions pruned to [`MAX_SENT_PATTERNS`]: pruning
+/// compares every pair, so past this the import patterns stand in at once (a cluster with ten
+/// thousand per-agent subscriptions under one import would otherwise cost 10⁸ comparisons on
+/// every change of its directory).
+const MAX_PRUNED_PATTERNS: usize = 4 * MAX_SENT_PATTERNS;
 /// Most patterns in an interest a gateway takes in; a larger one is refused (and everything
 /// crosses, as with no interest).
 pub const MAX_HEARD_PATTERNS: usize = 4096;
@@ -56,6 +64,12 @@ impl BridgeInterest {
             .cloned()
             .collect();
         Self(kept)
+    }
+
+    /// The interest in every topic: what a gateway that stops telling leaves behind, so that
+    /// nothing it said narrows the link until it expires.
+    pub fn everything() -> Self {
+        Self(vec![Pattern::parse(">").expect("`>` is a pattern")])
     }
 
     /// The patterns, sorted.
@@ -121,9 +135,9 @@ pub fn intersect(first: &Pattern, second: &Pattern) -> Option<Pattern> {
 
 /// True when every topic `narrow` matches is matched by `wide`.
 pub fn covers(wide: &Pattern, narrow: &Pattern) -> bool {
-    let (w, n): (Vec<&str>, Vec<&str>) = (wide.segments().collect(), narrow.segments().collect());
-    for i in 0.. {
-        match (w.get(i).copied(), n.get(i).copied()) {
+    let (mut w, mut n) = (wide.segments(), narrow.segments());
+    loop {
+        match (w.next(), n.next()) {
             (None, None) => return true,
             (Some(">"), Some(_)) => return true,
             (Some(_), Some(">")) | (None, Some(_)) | (Some(_), None) => return false,
@@ -132,7 +146,6 @@ pub fn covers(wide: &Pattern, narrow: &Pattern) -> bool {
             _ => return false,
         }
     }
-    false
 }
 
 impl TopicBridges {
@@ -145,13 +158,16 @@ impl TopicBridges {
     ) -> BridgeInterest {
         let imports = self.import_patterns(from);
         let subscribed: BTreeSet<&Pattern> = subscribed.into_iter().collect();
-        let narrowed = BridgeInterest::of(
-            imports
-                .iter()
-                .flat_map(|i| subscribed.iter().filter_map(|s| intersect(i, s))),
-        );
-        if narrowed.0.len() <= MAX_SENT_PATTERNS {
-            return narrowed;
+        let met: BTreeSet<Pattern> = imports
+            .iter()
+            .flat_map(|i| subscribed.iter().filter_map(|s| intersect(i, s)))
+            .take(MAX_PRUNED_PATTERNS + 1)
+            .collect();
+        if met.len() <= MAX_PRUNED_PATTERNS {
+            let narrowed = BridgeInterest::of(met);
+            if narrowed.0.len() <= MAX_SENT_PATTERNS {
+                return narrowed;
+            }
         }
         BridgeInterest::of(
             imports
@@ -195,6 +211,8 @@ pub struct InterestToSend {
     pub gateway: SocketAddr,
     /// What to tell it.
     pub interest: BridgeInterest,
+    /// The target's tenure the send belongs to ([`Target::tenure`]).
+    tenure: u64,
 }
 
 /// How a send of interest ended.
@@ -212,13 +230,48 @@ pub enum InterestSent {
 /// What one gateway of a linked cluster was told.
 #[derive(Clone, Debug, Default)]
 struct Target {
+    /// Whether we tell it now: its link is up and this gateway is the one that tells. Only
+    /// then does a send fall due by time.
+    active: bool,
     told: Option<BridgeInterest>,
     not_before: Instant,
     refresh_at: Instant,
+    /// A send is out. It outlives a reset, so that no second send overtakes it: the target
+    /// keeps whichever arrives last.
     in_flight: bool,
+    /// We stopped telling it over a link still up after it was told (or while a send was
+    /// out): it is owed [`BridgeInterest::everything`], sent once no send is out.
+    owes_everything: bool,
+    /// Counts resets: the answer to a send from before one says nothing of what the target
+    /// holds now (its link went down meanwhile, or we stopped telling).
+    tenure: u64,
 }
 
 impl Target {
+    /// Forgets what it was told, so it is told at once when it is ours to tell again; a send
+    /// still out stays counted.
+    fn reset(&mut self) {
+        *self = Self {
+            in_flight: self.in_flight,
+            owes_everything: self.owes_everything,
+            tenure: self.tenure + 1,
+            ..Self::default()
+        };
+    }
+
+    /// The target is not ours to tell now (`link_up` or not): forgets what it was told, and
+    /// returns the withdrawal it is owed, if it can go now.
+    fn stop(&mut self, link_up: bool) -> Option<BridgeInterest> {
+        let spoke = self.active && (self.told.is_some() || self.in_flight);
+        self.owes_everything = link_up && (self.owes_everything || spoke);
+        self.reset();
+        if !self.owes_everything || self.in_flight {
+            return None;
+        }
+        self.owes_everything = false;
+        Some(BridgeInterest::everything())
+    }
+
     fn due(&self, now: Instant, wanted: &BridgeInterest) -> bool {
         !self.in_flight
             && now >= self.not_before
@@ -249,7 +302,10 @@ impl InterestSender {
     /// The sends due at `now`, given the links that are `up` and the interest `wanted` per
     /// linked cluster (empty while this gateway is not the one that tells). A target whose link
     /// is down or that is not to be told forgets what it was told, so it is told at once when
-    /// that changes.
+    /// that changes. One that was told something and is no longer ours to tell, over a link
+    /// still up, is told [`BridgeInterest::everything`] once: what we said would otherwise
+    /// narrow the link until it expires there, though the gateway now telling (after a
+    /// restart, one that saw too little of the cluster yet) may never correct it.
     pub fn poll(
         &mut self,
         now: Instant,
@@ -258,16 +314,22 @@ impl InterestSender {
     ) -> Vec<InterestToSend> {
         let mut sends = Vec::new();
         for ((cluster, gateway), target) in &mut self.targets {
-            let Some(interest) = wanted.get(cluster).filter(|_| up.contains(cluster)) else {
-                *target = Target::default();
-                continue;
+            let link_up = up.contains(cluster);
+            let interest = match wanted.get(cluster).filter(|_| link_up) {
+                Some(interest) => {
+                    target.active = true;
+                    target.owes_everything = false;
+                    Some(interest.clone()).filter(|i| target.due(now, i))
+                }
+                None => target.stop(link_up),
             };
-            if target.due(now, interest) {
+            if let Some(interest) = interest {
                 target.in_flight = true;
                 sends.push(InterestToSend {
                     cluster: cluster.clone(),
                     gateway: *gateway,
-                    interest: interest.clone(),
+                    interest,
+                    tenure: target.tenure,
                 });
             }
         }
@@ -281,6 +343,9 @@ impl InterestSender {
             return;
         };
         target.in_flight = false;
+        if !target.active || target.tenure != send.tenure {
+            return; // reset since (or a withdrawal): nothing it holds is ours to keep up
+        }
         match outcome {
             InterestSent::Taken => {
                 target.told = Some(send.interest.clone());
@@ -301,7 +366,7 @@ impl InterestSender {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.targets
             .values()
-            .filter(|t| !t.in_flight)
+            .filter(|t| t.active && !t.in_flight)
             .map(|t| match t.told {
                 Some(_) => t.refresh_at.max(t.not_before),
                 None => t.not_before,
@@ -380,7 +445,9 @@ fn parse(patterns: &[String]) -> Result<BridgeInterest, InterestError> {
             source,
         })
     });
-    Ok(BridgeInterest::of(parsed.collect::<Result<Vec<_>, _>>()?))
+    // Not pruned: that compares every pair, and any linked gateway could make us do it.
+    let patterns: BTreeSet<Pattern> = parsed.collect::<Result<_, _>>()?;
+    Ok(BridgeInterest(patterns.into_iter().collect()))
 }
 
 #[cfg(test)]
@@ -479,6 +546,15 @@ mod tests {
             bridges.interest(&name("a"), fewer).patterns().len(),
             MAX_SENT_PATTERNS
         );
+    }
+
+    /// Ten thousand per-agent subscriptions under one import are not pruned pair by pair: the
+    /// import stands in (wider, never narrower).
+    #[test]
+    fn far_past_the_limit_the_imports_stand_in_without_pruning() {
+        let bridges = importing(&[p("agent.>")]);
+        let many: Vec<Pattern> = (0..10_000).map(|i| p(&format!("agent.{i}.>"))).collect();
+        assert_eq!(strs(&bridges.interest(&name("a"), &many)), ["agent.>"]);
     }
 
     proptest! {
@@ -581,15 +657,75 @@ mod tests {
             "up again"
         );
         let none = BTreeMap::new();
+        let withdrawn = s.poll(at(6_060), &up(), &none);
+        let everything = BridgeInterest::everything();
         assert!(
-            round(&mut s, 6_060, &up(), &none, taken).is_empty(),
-            "not ours to tell"
+            withdrawn.iter().all(|send| send.interest == everything) && withdrawn.len() == 2,
+            "no longer ours to tell: everything, once: {withdrawn:?}"
         );
+        assert_eq!(s.next_deadline(), None, "nothing falls due while not ours");
+        for send in &withdrawn {
+            s.answered(at(6_061), send, taken);
+        }
+        assert!(round(&mut s, 6_062, &up(), &none, taken).is_empty(), "once");
+        assert_eq!(s.told(&name("a")), None);
+        assert_eq!(s.next_deadline(), None);
         assert_eq!(
             round(&mut s, 6_070, &up(), &more, taken),
             [1, 2],
             "ours again"
         );
+    }
+
+    /// A gateway that does not tell (not the forwarder, or its links down) has nothing that
+    /// falls due: its task is not woken for it.
+    #[test]
+    fn nothing_falls_due_for_targets_that_are_not_ours() {
+        let mut s = sender();
+        let news = wanting(&["news.>"]);
+        assert!(s.poll(at(0), &up(), &BTreeMap::new()).is_empty());
+        assert_eq!(s.next_deadline(), None, "not the one that tells");
+        assert!(s.poll(at(0), &BTreeSet::new(), &news).is_empty());
+        assert_eq!(s.next_deadline(), None, "links down");
+        assert_eq!(round(&mut s, 10, &up(), &news, InterestSent::Taken), [1, 2]);
+        assert_eq!(s.next_deadline(), Some(at(6_010)), "the resend");
+    }
+
+    /// A send still out when the link goes down and up again is not overtaken by a second
+    /// one; and when we stop telling while it is out, the withdrawal follows its answer.
+    #[test]
+    fn a_send_still_out_is_never_overtaken() {
+        let (mut s, news) = (sender(), wanting(&["news.weather"]));
+        let first = s.poll(at(0), &up(), &news);
+        assert_eq!(first.len(), 2);
+        assert!(s.poll(at(10), &BTreeSet::new(), &news).is_empty(), "down");
+        assert!(
+            s.poll(at(20), &up(), &news).is_empty(),
+            "up, the first still out"
+        );
+        for send in &first {
+            s.answered(at(30), send, InterestSent::Taken);
+        }
+        assert_eq!(
+            s.told(&name("a")),
+            None,
+            "taken before the reset: not counted"
+        );
+        let again = s.poll(at(40), &up(), &news);
+        assert_eq!(again.len(), 2, "told again once nothing is out");
+
+        assert!(
+            s.poll(at(50), &up(), &BTreeMap::new()).is_empty(),
+            "still out"
+        );
+        for send in &again {
+            s.answered(at(60), send, InterestSent::Taken);
+        }
+        let withdrawn = s.poll(at(70), &up(), &BTreeMap::new());
+        assert_eq!(withdrawn.len(), 2);
+        assert!(withdrawn
+            .iter()
+            .all(|send| send.interest == BridgeInterest::everything()));
     }
 
     #[test]

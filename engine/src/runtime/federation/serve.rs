@@ -65,6 +65,7 @@ impl Task {
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 changed = directory.changed() => if changed.is_err() { return },
+                _ = handle.inner.bridge.interest_answered.notified() => {}
                 request = requests.recv() => match request {
                     Some(request) => answer(handle, &self.rpc, request),
                     None => return,

@@ -127,6 +127,7 @@ async fn tell_one(handle: FederationHandle, send: InterestToSend) {
     let now = handle.inner.now();
     let bridge = &handle.inner.bridge;
     lock(&bridge.telling).sender.answered(now, &send, outcome);
+    bridge.interest_answered.notify_one();
 }
 
 impl Bridge {

@@ -116,6 +116,9 @@ pub(super) struct Bridge {
     telling: Mutex<interest::Telling>,
     /// What each linked cluster said it would deliver.
     heard: Mutex<HeardInterest>,
+    /// A send of interest ended: the gateway's task looks again at once, since a change made
+    /// while it was out (or a withdrawal it held back) may be due now.
+    pub(super) interest_answered: Notify,
     pub(super) metrics: BridgeMetrics,
 }
 
@@ -147,6 +150,7 @@ impl Bridge {
             inbound_rx: Mutex::new(Some(rx)),
             telling: Mutex::new(interest::Telling::new(InterestSender::new(timers, targets))),
             heard: Mutex::new(HeardInterest::new(timers)),
+            interest_answered: Notify::new(),
             metrics,
         }
     }
