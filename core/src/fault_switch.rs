@@ -47,6 +47,9 @@ pub enum FaultSwitch {
     RenewWhenSuspected,
     /// A second leave notice of a member that already left panics (`Membership::member_leaving`).
     PanicOnRepeatedLeave,
+    /// A leave notice that lands after SWIM's gossip of the departure (a recorded failure of
+    /// that life) leaves the failure standing (`Membership::member_leaving`).
+    LeaveNeverCorrectsFailure,
     /// The service registry's reaper never deletes a dead life's entries
     /// (`ephemeral::Ephemeral::reconcile`).
     ReaperNeverDeletes,

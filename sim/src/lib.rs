@@ -44,7 +44,8 @@
 //! | `core-invariants` | `ViewKeepsDownMembers`: the member table keeps a member SWIM declared down | `core_invariants_catch_…` |
 //! | `transport-limits` | `PacketSizeWithoutFraming`: foca's packets leave no room for our two framing bytes | `transport_limits_catch_…` (64 nodes) |
 //! | `convergence` | `NoAnnounceToDownMembers`: nobody re-contacts members it declared down | `convergence_catches_…` |
-//! | `crash-detection` | `SuspicionNeverExpires`: suspicion timers are dropped | `crash_detection_catches_…` |
+//! | `crash-detection` | `SuspicionNeverExpires`: suspicion timers are dropped | `crash_detection_catches_…` (also `scenarios/stalled-observer-crash.toml`) |
+//! | `crash-detection` (left, not failed) | `LeaveNeverCorrectsFailure`: a leave notice overtaken by SWIM's gossip of the departure leaves the failure standing | `crash_detection_catches_a_leave_…` (`scenarios/leave-notice-overtaken.toml`) |
 //! | `no-false-positives` | `SuspectNeverToldAgain`: a suspicion that outlived a short partition is declared without telling the suspect again (no reminders, no last call) | `no_false_positives_catches_a_suspect_never_told_again_…` (`scenarios/short-partition.toml`) |
 //! | `no-false-positives` (`stalls_survived`) | `NoRetell`: a suspect is not told again while the suspicion runs, so one made while cut off reaches its last call during a short stall | `no_false_positives_catches_a_suspicion_made_while_cut_off_…` (`scenarios/isolate-then-stall.toml`) |
 //! | `no-false-positives` | `ClosedPortTrusted`: a member named by an ICMP port unreachable (forged here) is declared without being asked to refute | `no_false_positives_catches_a_forged_closed_port_…` (`scenarios/detect-process-crash.toml`) |

@@ -163,6 +163,34 @@ fn crash_detection_catches_suspicions_that_never_expire() {
 }
 
 #[test]
+fn crash_detection_catches_suspicions_that_never_expire_on_a_stalled_survivor() {
+    // The survivor's stalls stop its clock, not forever: alone with the crashed node, it must
+    // still declare it by its own suspicion.
+    let text = include_str!("../scenarios/stalled-observer-crash.toml");
+    let scenario = file::parse(text, "sim/scenarios/stalled-observer-crash.toml").unwrap();
+    caught(
+        FaultSwitch::SuspicionNeverExpires,
+        &scenario,
+        1,
+        "crash-detection",
+    );
+}
+
+#[test]
+fn crash_detection_catches_a_leave_recorded_as_a_failure_and_never_corrected() {
+    // A survivor's word on a leaver waits for the notice: one that never corrects a failure
+    // recorded first still fails, in the seeds where SWIM's packet overtakes the notice.
+    let text = include_str!("../scenarios/leave-notice-overtaken.toml");
+    let scenario = file::parse(text, "sim/scenarios/leave-notice-overtaken.toml").unwrap();
+    caught_in_one_of(
+        FaultSwitch::LeaveNeverCorrectsFailure,
+        &scenario,
+        1..=8,
+        "crash-detection",
+    );
+}
+
+#[test]
 fn no_false_positives_catches_a_suspect_never_told_again_after_a_short_partition() {
     // Since the direct checks tell a suspect at once, most suspicions across this short cut are
     // refuted before any reminder: only in a few seeds does telling it again save the member.

@@ -567,6 +567,41 @@ fn a_survivor_cut_off_from_a_crashed_node_has_until_the_heal() {
     assert!(slowest > 10.0, "{slowest}");
 }
 
+/// `sim/scenarios/stalled-observer-crash.toml` (found by `--scenario chaos --nodes 16`, seed
+/// 497): a survivor alone with a crashed node finds the crash by its own probes, and is
+/// stalled for 9 s of the bound; its clock stops while it is stalled. Every seed failed
+/// `crash-detection` before (n0 declared n1 11.1 s after the crash).
+#[test]
+fn a_stalled_survivors_detection_clock_stops_while_it_is_stalled() {
+    let reports = sweep(&scenario_file("stalled-observer-crash"), 1..4, 0, false);
+    for r in &reports {
+        assert!(r.passed, "seed {}: {:?}", r.seed, r.invariants);
+        // Not excused into silence: n0 declared the crash, more than 10 s after it.
+        let crash = &r.measurements.detections[0];
+        assert_eq!(crash.observers, 1, "seed {}", r.seed);
+        let all = crash.all_secs.expect("n0 declared the crash");
+        assert!(all > 10.0 && all < 19.0, "seed {}: {crash:?}", r.seed);
+    }
+}
+
+/// `sim/scenarios/leave-notice-overtaken.toml` (found by `--scenario chaos`, 5 nodes, seed
+/// 505): a survivor that records a leaver failed, its SWIM packet having overtaken the leave
+/// notice, and "left" a millisecond later, has left it. 44 of 59 seeds failed
+/// `crash-detection` before, judged on a tick in between.
+#[test]
+fn a_leave_recorded_as_a_failure_and_corrected_is_a_leave() {
+    let reports = sweep(&scenario_file("leave-notice-overtaken"), 1..5, 0, false);
+    for r in &reports {
+        assert!(r.passed, "seed {}: {:?}", r.seed, r.invariants);
+        let leaves = &r.measurements.detections;
+        assert_eq!(leaves.len(), 12, "seed {}", r.seed);
+        assert!(
+            leaves.iter().all(|d| d.graceful && d.all_secs.is_some()),
+            "{leaves:?}"
+        );
+    }
+}
+
 /// `sim/scenarios/restart-through-declared-failed.toml` (found by `--scenario chaos --nodes 16`,
 /// seeds 71 and 256): n3 restarts behind a one-way cut and joins through n2, a life everyone
 /// else holds failed, and lists it until it learns that n2 crashed. Every seed failed

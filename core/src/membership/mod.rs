@@ -1060,7 +1060,8 @@ impl Membership {
             if repeated {
                 return;
             }
-            if view.state == MemberState::Failed && view.generation == member.generation {
+            let failed = view.state == MemberState::Failed && view.generation == member.generation;
+            if failed && !fault_on!(LeaveNeverCorrectsFailure) {
                 view.state = MemberState::Left;
                 view.since = now;
                 self.view.insert(member.node, view.clone());
