@@ -98,6 +98,8 @@ pub struct Membership {
     rng: StdRng,
     health: LocalHealth,
     suspicions: Suspicions,
+    /// We left on purpose ([`Self::leave`]): from then on we only gossip our departure.
+    left: bool,
     // One entry per member on every node (O(N²) in a simulation): packed maps keep them dense.
     view: view::View,
     metadata: PackedMap<NodeId, Versioned>,
@@ -198,6 +200,7 @@ impl Membership {
             me,
             health: LocalHealth::new(config.local_health_max),
             suspicions: Suspicions::new(policy),
+            left: false,
             rng: StdRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15),
             config,
             view: view::View::default(),
@@ -303,7 +306,7 @@ impl Membership {
 
     /// Asks the node at `seed` to let us in, and exchanges full state with it.
     pub fn join(&mut self, now: Instant, seed: NodeAddr, out: &mut Outbox) {
-        if seed.id == self.me.node {
+        if seed.id == self.me.node || self.left {
             return;
         }
         let dst = MemberId {
@@ -344,6 +347,11 @@ impl Membership {
             }
         }
         self.drive(now, out, |swim, io| swim.leave_cluster(io));
+        // A node that left stays left for the rest of its run (the runtime's stop grace): any
+        // news of our departure — a push-pull's answer, SWIM gossip, a suspicion to refute —
+        // would make SWIM renew our identity and rejoin as a new life, which then stops
+        // without a word and is recorded as failed.
+        self.left = true;
     }
 
     /// Changes our metadata and tells every live member.
@@ -377,6 +385,9 @@ impl Membership {
 
     /// A membership datagram arrived.
     pub fn handle_datagram(&mut self, now: Instant, payload: &[u8], out: &mut Outbox) {
+        if self.left {
+            return;
+        }
         match payload.split_first() {
             Some((&datagram_kind::SWIM, packet)) => {
                 self.drive(now, out, |swim, io| swim.handle_data(packet, io));
@@ -410,6 +421,9 @@ impl Membership {
         message: MembershipMessage,
         out: &mut Outbox,
     ) {
+        if self.left {
+            return;
+        }
         match message {
             MembershipMessage::PushPull {
                 members,
@@ -457,6 +471,9 @@ impl Membership {
         out: &mut Outbox,
     ) {
         self.observe_lateness(now, scheduled, &timer);
+        if self.left && timer != MembershipTimer::Gossip {
+            return;
+        }
         match timer {
             MembershipTimer::Swim(timer) if self.refuted(&timer) => {
                 self.stats.refuted_suspicion_timers += 1;
@@ -2427,5 +2444,30 @@ mod tests {
         assert_eq!(view.state, MemberState::Alive);
         let held = m.swim_entry(suspect).map(|s| (s.incarnation(), s.state()));
         assert_eq!(held, Some((1, State::Alive)));
+    }
+
+    /// A node that left hears the others' news of its departure — a push-pull's answer that
+    /// lists it down, a suspicion — and stays left: before, SWIM renewed its identity and it
+    /// rejoined as a new life during the runtime's stop grace, then stopped without a word.
+    #[test]
+    fn a_node_that_left_stays_left_whatever_it_hears() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let me = m.me();
+        m.leave(Instant::ZERO, &mut out);
+        let _ = drain(&mut out);
+        let now = Instant::ZERO + Duration::from_millis(10);
+        let answer = MembershipMessage::PushPull {
+            members: vec![Member::down(me), Member::alive(member(2, 1))],
+            metadata: Vec::new(),
+            reply: true,
+        };
+        m.handle_message(now, NodeId::from_u128(2), answer, &mut out);
+        m.handle_datagram(now, &report_at(2, me, 0), &mut out);
+        m.join(now, member(3, 1).node_addr(), &mut out);
+        let push_pull = MembershipTimer::PushPull;
+        m.handle_timer(now, now, push_pull, &mut out);
+        assert_eq!(m.me(), me, "no renewal");
+        assert_eq!(drain(&mut out).0, vec![], "nothing sent");
     }
 }
