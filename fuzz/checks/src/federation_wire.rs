@@ -15,9 +15,10 @@ use foundation_core::federation::wire::{
     FederationReply, FederationRequest, RelayReply, RelayRequest,
 };
 use foundation_core::federation::{
-    ExportedService, Federation, FederationConfig, GlobalDirectory, HeardInterest, InterestTimers,
-    LinkConfig, Routing, WanTimers,
+    covers, ExportedService, Federation, FederationConfig, GlobalDirectory, HeardInterest,
+    InterestTimers, LinkConfig, Routing, WanTimers,
 };
+use foundation_core::services::topic::Pattern;
 use foundation_core::time::Instant;
 use foundation_core::{ClusterName, NodeId};
 
@@ -69,6 +70,13 @@ fn hear(patterns: &[String]) {
                 .current(now, &peer())
                 .expect("an interest taken in holds");
             assert!(held.patterns().len() <= patterns.len());
+            for pattern in patterns {
+                let pattern = Pattern::parse(pattern).expect("an interest taken in parses");
+                assert!(
+                    held.patterns().iter().any(|h| covers(h, &pattern)),
+                    "{pattern:?} was sent but nothing held covers it"
+                );
+            }
         }
         Err(_) => assert!(heard.current(now, &peer()).is_none()),
     }

@@ -1,6 +1,7 @@
 //! `GET /federation`: whether this node is a gateway, its links (state, gateway, RTT, probes,
-//! bytes, bridged pub/sub and the interest heard and told), the handshakes it refused, its hubs and transit clusters, the calls it served by the
-//! cluster they started in, and the global directory as it holds it.
+//! bytes, bridged pub/sub and the interest heard and told), the handshakes it refused, its hubs
+//! and transit clusters, the calls it served by the cluster they started in, and the global
+//! directory as it holds it.
 
 use serde_json::{json, Value};
 
