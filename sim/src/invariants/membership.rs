@@ -276,7 +276,7 @@ struct Down {
 /// (`--scenario chaos --nodes 16 --seed 289`: n10, cut off by a one-way partition, declared
 /// n7 failed 10.6 s after the crash, as the 14th of its 15 members). For that survivor the
 /// clock starts when the node is in reach again: at the heal, when the news can reach it.
-/// A survivor's clock stops while it is stalled (see [`deadline`]).
+/// A survivor's clock stops while it is stalled (see `deadline`).
 ///
 /// A graceful stop must end as "left" on every survivor, but not necessarily at once: the
 /// leaver's own SWIM packet announcing its departure can overtake its leave notice (separate
