@@ -100,10 +100,16 @@ fn one_crash(nodes: usize, duration_secs: u64) -> Scenario {
         .at(secs(3), Fault::Crash(Nodes::One(nodes - 1)))
 }
 
+/// The scenario file `name` of `sim/scenarios/`.
+fn shipped(name: &str) -> Scenario {
+    let path = format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("a shipped scenario file");
+    file::parse(&text, &path).expect("the file parses")
+}
+
 /// The 1 s partition of issue 21, item 6 (`sim/scenarios/short-partition.toml`).
 fn short_partition() -> Scenario {
-    let text = include_str!("../scenarios/short-partition.toml");
-    file::parse(text, "sim/scenarios/short-partition.toml").expect("the file parses")
+    shipped("short-partition")
 }
 
 #[test]
@@ -166,8 +172,7 @@ fn crash_detection_catches_suspicions_that_never_expire() {
 fn crash_detection_catches_suspicions_that_never_expire_on_a_stalled_survivor() {
     // The survivor's stalls stop its clock, not forever: alone with the crashed node, it must
     // still declare it by its own suspicion.
-    let text = include_str!("../scenarios/stalled-observer-crash.toml");
-    let scenario = file::parse(text, "sim/scenarios/stalled-observer-crash.toml").unwrap();
+    let scenario = shipped("stalled-observer-crash");
     caught(
         FaultSwitch::SuspicionNeverExpires,
         &scenario,
@@ -180,8 +185,7 @@ fn crash_detection_catches_suspicions_that_never_expire_on_a_stalled_survivor() 
 fn crash_detection_catches_a_leave_recorded_as_a_failure_and_never_corrected() {
     // A survivor's word on a leaver waits for the notice: one that never corrects a failure
     // recorded first still fails, in the seeds where SWIM's packet overtakes the notice.
-    let text = include_str!("../scenarios/leave-notice-overtaken.toml");
-    let scenario = file::parse(text, "sim/scenarios/leave-notice-overtaken.toml").unwrap();
+    let scenario = shipped("leave-notice-overtaken");
     caught_in_one_of(
         FaultSwitch::LeaveNeverCorrectsFailure,
         &scenario,
@@ -204,8 +208,7 @@ fn no_false_positives_catches_a_suspect_never_told_again_after_a_short_partition
 
 #[test]
 fn no_false_positives_catches_a_suspicion_made_while_cut_off_that_nobody_retold() {
-    let text = include_str!("../scenarios/isolate-then-stall.toml");
-    let scenario = file::parse(text, "sim/scenarios/isolate-then-stall.toml").unwrap();
+    let scenario = shipped("isolate-then-stall");
     caught_in_one_of(
         FaultSwitch::NoRetell,
         &scenario,
@@ -216,8 +219,7 @@ fn no_false_positives_catches_a_suspicion_made_while_cut_off_that_nobody_retold(
 
 #[test]
 fn no_false_positives_catches_a_forged_closed_port_taken_at_its_word() {
-    let text = include_str!("../scenarios/detect-process-crash.toml");
-    let scenario = file::parse(text, "sim/scenarios/detect-process-crash.toml").unwrap();
+    let scenario = shipped("detect-process-crash");
     caught(
         FaultSwitch::ClosedPortTrusted,
         &scenario,
@@ -262,9 +264,7 @@ fn registry_consistent_catches_a_directory_that_lists_lives_held_failed() {
     // Switched off, this run is in `a_node_that_joined_through_a_life_held_failed_drops_it_…`
     // (tests/scenarios.rs, seed 1), where a node that never had the news of a death is excused:
     // the nodes that had it must still never list the life again.
-    let text = include_str!("../scenarios/restart-through-declared-failed.toml");
-    let scenario = file::parse(text, "sim/scenarios/restart-through-declared-failed.toml")
-        .expect("the file parses");
+    let scenario = shipped("restart-through-declared-failed");
     let first = caught_with_switch_on(
         FaultSwitch::DirectoryShowsFailedLives,
         &scenario,
@@ -320,8 +320,7 @@ fn acknowledged_writes_present_catches_acks_without_applying() {
 /// `sim/scenarios/whole-cluster-crash.toml`: nodes on disks, a stream of writes (a third of
 /// them acked), and every node crashing at once, then restarting from its disk.
 fn whole_cluster_crash() -> Scenario {
-    let text = include_str!("../scenarios/whole-cluster-crash.toml");
-    file::parse(text, "sim/scenarios/whole-cluster-crash.toml").expect("the file parses")
+    shipped("whole-cluster-crash")
 }
 
 #[test]
@@ -372,8 +371,7 @@ fn acknowledged_writes_present_catches_a_majority_ack_lost_with_the_whole_cluste
 
 /// `sim/scenarios/clock-ahead-restarts.toml`.
 fn clock_ahead_restarts() -> Scenario {
-    let text = include_str!("../scenarios/clock-ahead-restarts.toml");
-    file::parse(text, "sim/scenarios/clock-ahead-restarts.toml").expect("the file parses")
+    shipped("clock-ahead-restarts")
 }
 
 /// The first violation of `invariant` in `report`, if it failed.
