@@ -1167,6 +1167,7 @@ impl Membership {
         if report.reporter == self.me.node || report.member.node == self.me.node {
             return;
         }
+        self.learn_refutation(now, &report, out);
         if let Some((at, timer)) =
             self.suspicions
                 .confirm(now, report.member.node, report.incarnation, report.reporter)
@@ -1174,6 +1175,25 @@ impl Membership {
             out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
         }
         self.check_if_chosen(now, &report, out);
+    }
+
+    /// A report about `report.member` at a higher incarnation than SWIM holds proves the member
+    /// refuted a suspicion we never heard of. Our record of the suspicion moves to the report's
+    /// incarnation, so a timer we armed for the older one would otherwise declare the member
+    /// with no last call — and a declaration wins over any incarnation. SWIM learns the
+    /// refutation (not gossiped: it is the member's news to spread), which voids that timer.
+    fn learn_refutation(&mut self, now: Instant, report: &SuspectReport, out: &mut Outbox) {
+        let held = self
+            .swim_entry(report.member)
+            .filter(|m| m.state() != State::Down)
+            .map(Member::incarnation);
+        if held.is_none_or(|held| held >= report.incarnation) {
+            return;
+        }
+        let refuted = Member::new(report.member, report.incarnation, State::Alive);
+        self.drive(now, out, |swim, io| {
+            swim.apply_many(std::iter::once(refuted), false, io)
+        });
     }
 
     fn handle_push_pull(
@@ -2013,6 +2033,15 @@ mod tests {
 
     /// SWIM's gossip timers armed so far, with their instants (other effects are dropped).
     fn gossip_timers(out: &mut Outbox) -> Vec<(Instant, foca::Timer<MemberId>)> {
+        swim_timers(out, |timer| matches!(timer, foca::Timer::PeriodicGossip(_)))
+    }
+
+    /// SWIM's timers armed so far that `wanted` picks, with their instants (other effects are
+    /// dropped).
+    fn swim_timers(
+        out: &mut Outbox,
+        wanted: impl Fn(&foca::Timer<MemberId>) -> bool,
+    ) -> Vec<(Instant, foca::Timer<MemberId>)> {
         while out.pop().is_some() {}
         let (horizon, mark) = (
             Instant::ZERO + Duration::from_secs(3600),
@@ -2020,11 +2049,11 @@ mod tests {
         );
         let mut timers = Vec::new();
         while let Some((at, timer)) = out.timers().pop_due(horizon, mark) {
-            if let effects::Timer::Membership(MembershipTimer::Swim(
-                timer @ foca::Timer::PeriodicGossip(_),
-            )) = timer
-            {
-                timers.push((at, timer));
+            match timer {
+                effects::Timer::Membership(MembershipTimer::Swim(timer)) if wanted(&timer) => {
+                    timers.push((at, timer))
+                }
+                _ => {}
             }
         }
         timers
@@ -2376,6 +2405,45 @@ mod tests {
         let (sends, _) = drain(&mut out);
         assert_eq!(sends, vec![]);
         assert_eq!(m.stats().suspect_checks_unanswered, 0);
+    }
+
+    /// Our SWIM suspects member 4 at incarnation 0 when a report says someone suspects it at 1:
+    /// it refuted our suspicion and we missed that. The timer our SWIM armed for incarnation 0
+    /// declares nothing then (the report had reset our record of the suspicion, so that timer
+    /// declared the member with no last call, and a declaration wins over any incarnation).
+    #[test]
+    fn a_report_at_a_higher_incarnation_voids_our_older_suspicion() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (now, suspect) = (Instant::ZERO, member(4, 1));
+        // Where a failed probe of it leaves our SWIM: it holds the member suspect and asks
+        // for the timer that declares it.
+        m.drive(now, &mut out, |swim, mut io| {
+            let suspected = Member::new(suspect, 0, State::Suspect);
+            swim.apply_many(std::iter::once(suspected), true, &mut io)?;
+            let timer = foca::Timer::ChangeSuspectToDown {
+                member_id: suspect,
+                incarnation: 0,
+                token: foca::TimerToken::default(),
+            };
+            foca::Runtime::submit_after(&mut io, timer, Duration::from_secs(4));
+            Ok(())
+        });
+        let ours = swim_timers(&mut out, |timer| {
+            matches!(timer, foca::Timer::ChangeSuspectToDown { .. })
+        });
+        let [(at, timer)] = ours.as_slice() else {
+            panic!("one suspicion timer armed: {ours:?}");
+        };
+
+        m.handle_datagram(now, &report_at(2, suspect, 1), &mut out);
+        let _ = drain(&mut out);
+        m.handle_timer(*at, *at, MembershipTimer::Swim(timer.clone()), &mut out);
+        let _ = drain(&mut out);
+        let view = m.member(suspect.node).expect("known");
+        assert_eq!(view.state, MemberState::Alive);
+        let held = m.swim_entry(suspect).map(|s| (s.incarnation(), s.state()));
+        assert_eq!(held, Some((1, State::Alive)));
     }
 
     /// A node that left hears the others' news of its departure — a push-pull's answer that
