@@ -47,7 +47,7 @@ impl Membership {
         }
         if !self
             .suspicions
-            .begin_check(now, suspect.node, report.incarnation)
+            .begin_check(now, &suspect, report.incarnation)
         {
             return;
         }
@@ -91,7 +91,7 @@ impl Membership {
         if fault_on!(SuspectNeverToldAgain) {
             return;
         }
-        let Some(next) = self.suspicions.retell(now, suspect.node, incarnation) else {
+        let Some(next) = self.suspicions.retell(now, &suspect, incarnation) else {
             return;
         };
         self.stats.suspects_retold += 1;
@@ -120,9 +120,9 @@ impl Membership {
         }
         self.stats.suspect_checks_unanswered += 1;
         self.report_to_everyone(suspect, incarnation, out);
-        if let Some((at, timer)) =
-            self.suspicions
-                .confirm(now, suspect.node, incarnation, self.me.node)
+        if let Some((at, timer)) = self
+            .suspicions
+            .confirm(now, &suspect, incarnation, self.me.node)
         {
             out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
         }

@@ -75,6 +75,8 @@ impl SuspicionPolicy {
 
 #[derive(Debug)]
 struct Suspicion {
+    /// The life suspected: a report about another life of the node says nothing of it.
+    generation: u64,
     incarnation: Incarnation,
     reporters: BTreeSet<NodeId>,
     first_seen: Instant,
@@ -129,7 +131,7 @@ impl Suspicions {
         max: Duration,
     ) -> (Instant, Instant) {
         let policy = self.policy;
-        let entry = self.entry(now, member.node, incarnation);
+        let entry = self.entry(now, member, incarnation);
         // foca arms the same timer again each time a probe of a suspect fails: once its last
         // call is made, that call and its deadline stand (a later deadline would only delay
         // the declaration of a member that did not answer).
@@ -154,16 +156,22 @@ impl Suspicions {
     }
 
     /// Another member's probe of `member` failed. Returns the timer to fire again, earlier, if
-    /// this confirmation moved our deadline forward.
+    /// this confirmation moved our deadline forward. Only a report about the suspected life at
+    /// the suspected incarnation confirms (Lifeguard's rule): a late one about an incarnation
+    /// the member has since refuted, or about another life of the node — natural just after a
+    /// restart, from members still holding the old life — says nothing of this suspicion.
     pub fn confirm(
         &mut self,
         now: Instant,
-        member: NodeId,
+        member: &MemberId,
         incarnation: Incarnation,
         reporter: NodeId,
     ) -> Option<(Instant, Timer<MemberId>)> {
         let policy = self.policy;
         let entry = self.entry(now, member, incarnation);
+        if !entry.is_about(member, incarnation) {
+            return None;
+        }
         if !entry.reporters.insert(reporter) {
             return None;
         }
@@ -219,14 +227,14 @@ impl Suspicions {
     pub fn retell(
         &mut self,
         now: Instant,
-        member: NodeId,
+        member: &MemberId,
         incarnation: Incarnation,
     ) -> Option<Instant> {
         let every = self.policy.retell_every;
-        let suspicion = self.by_member.get_mut(&member)?;
-        if suspicion.incarnation != incarnation {
-            return None;
-        }
+        let suspicion = self
+            .by_member
+            .get_mut(&member.node)
+            .filter(|s| s.is_about(member, incarnation))?;
         let armed = suspicion.armed.as_mut()?;
         if armed.called || now < armed.retell_at {
             return None;
@@ -235,10 +243,46 @@ impl Suspicions {
         Some(armed.retell_at)
     }
 
-    /// We are about to check `member` ourselves at `incarnation`; false if we did already.
-    pub fn begin_check(&mut self, now: Instant, member: NodeId, incarnation: Incarnation) -> bool {
+    /// We are about to check `member` ourselves at `incarnation`; false if we did already, or
+    /// if the report is about an older life or incarnation than the suspicion we know of.
+    pub fn begin_check(
+        &mut self,
+        now: Instant,
+        member: &MemberId,
+        incarnation: Incarnation,
+    ) -> bool {
         let entry = self.entry(now, member, incarnation);
-        entry.incarnation == incarnation && !std::mem::replace(&mut entry.checked, true)
+        entry.is_about(member, incarnation) && !std::mem::replace(&mut entry.checked, true)
+    }
+
+    /// The timer our own suspicion of `member` runs on, moved to `incarnation` (a newer one the
+    /// member refuted to, which we missed), and how long it had left. foca declares by
+    /// incarnation, so the old timer would declare nothing once SWIM holds the newer one; the
+    /// suspicion it stood for still runs (someone's probe at the newer incarnation failed).
+    pub fn carried_to(
+        &self,
+        now: Instant,
+        member: &MemberId,
+        incarnation: Incarnation,
+    ) -> Option<(Timer<MemberId>, Duration)> {
+        let armed = self.by_member.get(&member.node)?.armed.as_ref()?;
+        let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation: older,
+            token,
+        } = &armed.timer
+        else {
+            return None;
+        };
+        if member_id != member || *older >= incarnation {
+            return None;
+        }
+        let timer = Timer::ChangeSuspectToDown {
+            member_id: *member_id,
+            incarnation,
+            token: *token,
+        };
+        Some((timer, armed.deadline.saturating_since(now)))
     }
 
     /// The member refuted, failed or left: its suspicion is over.
@@ -253,28 +297,36 @@ impl Suspicions {
             .retain(|_, s| s.armed.is_some() || now.saturating_since(s.first_seen) < horizon);
     }
 
-    fn entry(&mut self, now: Instant, member: NodeId, incarnation: Incarnation) -> &mut Suspicion {
-        let entry = self
-            .by_member
-            .entry(member)
-            .or_insert_with(|| Suspicion::new(incarnation, now));
-        if incarnation > entry.incarnation {
-            // A newer incarnation refuted everything said about the older one.
-            *entry = Suspicion::new(incarnation, now);
+    fn entry(
+        &mut self,
+        now: Instant,
+        member: &MemberId,
+        incarnation: Incarnation,
+    ) -> &mut Suspicion {
+        let fresh = || Suspicion::new(member.generation, incarnation, now);
+        let entry = self.by_member.entry(member.node).or_insert_with(fresh);
+        if (member.generation, incarnation) > (entry.generation, entry.incarnation) {
+            // A newer life, or a newer incarnation, refuted everything said about the older.
+            *entry = fresh();
         }
         entry
     }
 }
 
 impl Suspicion {
-    fn new(incarnation: Incarnation, now: Instant) -> Self {
+    fn new(generation: u64, incarnation: Incarnation, now: Instant) -> Self {
         Self {
+            generation,
             incarnation,
             reporters: BTreeSet::new(),
             first_seen: now,
             armed: None,
             checked: false,
         }
+    }
+
+    fn is_about(&self, member: &MemberId, incarnation: Incarnation) -> bool {
+        (self.generation, self.incarnation) == (member.generation, incarnation)
     }
 }
 
@@ -359,11 +411,11 @@ mod tests {
             start + Duration::from_secs(4)
         );
         let reporter = NodeId::from_u128(1);
-        let (earlier, again) = suspicions.confirm(start, member.node, 0, reporter).unwrap();
+        let (earlier, again) = suspicions.confirm(start, &member, 0, reporter).unwrap();
         assert!(earlier < start + Duration::from_secs(4));
         assert_eq!(again, timer);
         assert_eq!(
-            suspicions.confirm(start, member.node, 0, reporter),
+            suspicions.confirm(start, &member, 0, reporter),
             None,
             "duplicates do not count"
         );
@@ -375,7 +427,7 @@ mod tests {
         let member = member();
         for reporter in 1..=3 {
             assert_eq!(
-                suspicions.confirm(Instant::ZERO, member.node, 0, NodeId::from_u128(reporter)),
+                suspicions.confirm(Instant::ZERO, &member, 0, NodeId::from_u128(reporter)),
                 None
             );
         }
@@ -398,10 +450,45 @@ mod tests {
         );
         for reporter in 1..=3 {
             let reporter = NodeId::from_u128(reporter);
-            assert_eq!(suspicions.confirm(due, member.node, 0, reporter), None);
+            assert_eq!(suspicions.confirm(due, &member, 0, reporter), None);
         }
         let later = due + wait;
         assert_eq!(suspicions.last_call(later, member.node, &timer, wait), None);
+    }
+
+    /// Lifeguard counts confirmations of one incarnation: a late report about an incarnation
+    /// the member has since refuted (or about an earlier life of the node) shortened the
+    /// suspicion of the current one.
+    #[test]
+    fn only_a_report_about_the_suspected_incarnation_and_life_confirms() {
+        let (mut suspicions, earlier_life, _) = fresh();
+        let member = MemberId {
+            generation: earlier_life.generation + 1,
+            ..earlier_life
+        };
+        let timer = Timer::ChangeSuspectToDown {
+            member_id: member,
+            incarnation: 1,
+            token: foca::TimerToken::default(),
+        };
+        let (deadline, _) = suspicions.arm(Instant::ZERO, &member, 1, timer, 4 * SECOND);
+        let reporter = NodeId::from_u128(1);
+        assert_eq!(
+            suspicions.confirm(Instant::ZERO, &member, 0, reporter),
+            None
+        );
+        assert_eq!(
+            suspicions.confirm(Instant::ZERO, &earlier_life, 2, reporter),
+            None
+        );
+        assert!(!suspicions.begin_check(Instant::ZERO, &earlier_life, 2));
+        let (earlier, _) = suspicions
+            .confirm(Instant::ZERO, &member, 1, reporter)
+            .unwrap();
+        assert!(
+            earlier < deadline,
+            "a report at the suspected incarnation still confirms"
+        );
     }
 
     /// Chaos, 5 nodes, seed 798: a node stalled past its suspicion's deadline wakes with every
@@ -449,7 +536,7 @@ mod tests {
             None,
             "handed to foca, which ignores it"
         );
-        assert!(suspicions.retell(first, member.node, 0).is_some());
+        assert!(suspicions.retell(first, &member, 0).is_some());
         assert_eq!(
             suspicions.last_call(due, member.node, &live, wait),
             Some(due + wait)
@@ -467,33 +554,22 @@ mod tests {
         let mut suspicions = Suspicions::new(policy());
         let member = member();
         let second = SECOND;
-        assert_eq!(suspicions.retell(Instant::ZERO, member.node, 0), None);
+        assert_eq!(suspicions.retell(Instant::ZERO, &member, 0), None);
         let timer = suspicion_timer(member, 0);
         let (due, first) = suspicions.arm(Instant::ZERO, &member, 0, timer.clone(), 4 * second);
         assert_eq!(first, Instant::ZERO + second);
+        assert_eq!(suspicions.retell(first, &member, 1), None, "another life");
+        assert_eq!(suspicions.retell(first, &member, 0), Some(first + second));
         assert_eq!(
-            suspicions.retell(first, member.node, 1),
-            None,
-            "another life"
-        );
-        assert_eq!(
-            suspicions.retell(first, member.node, 0),
-            Some(first + second)
-        );
-        assert_eq!(
-            suspicions.retell(first, member.node, 0),
+            suspicions.retell(first, &member, 0),
             None,
             "a second reminder for the same moment (armed twice) is dropped"
         );
         suspicions.last_call(due, member.node, &timer, Duration::from_millis(400));
-        assert_eq!(suspicions.retell(due, member.node, 0), None, "called");
+        assert_eq!(suspicions.retell(due, &member, 0), None, "called");
         suspicions.clear(member.node);
         suspicions.arm(due, &member, 0, timer, 4 * second);
         suspicions.clear(member.node);
-        assert_eq!(
-            suspicions.retell(due + second, member.node, 0),
-            None,
-            "refuted"
-        );
+        assert_eq!(suspicions.retell(due + second, &member, 0), None, "refuted");
     }
 }

@@ -1170,7 +1170,7 @@ impl Membership {
         self.learn_refutation(now, &report, out);
         if let Some((at, timer)) =
             self.suspicions
-                .confirm(now, report.member.node, report.incarnation, report.reporter)
+                .confirm(now, &report.member, report.incarnation, report.reporter)
         {
             out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
         }
@@ -1178,10 +1178,12 @@ impl Membership {
     }
 
     /// A report about `report.member` at a higher incarnation than SWIM holds proves the member
-    /// refuted a suspicion we never heard of. Our record of the suspicion moves to the report's
-    /// incarnation, so a timer we armed for the older one would otherwise declare the member
-    /// with no last call — and a declaration wins over any incarnation. SWIM learns the
-    /// refutation (not gossiped: it is the member's news to spread), which voids that timer.
+    /// refuted a suspicion we never heard of, and is suspected again. Our record of the
+    /// suspicion moves to the report's incarnation, so a timer we armed for the older one would
+    /// otherwise declare the member with no last call — and a declaration wins over any
+    /// incarnation. SWIM learns what the report says (not gossiped: the reporter spreads it),
+    /// which voids that timer, and our suspicion goes on at the new incarnation on a timer with
+    /// the old one's time left, so a member that crashed after refuting is still declared by us.
     fn learn_refutation(&mut self, now: Instant, report: &SuspectReport, out: &mut Outbox) {
         let held = self
             .swim_entry(report.member)
@@ -1190,9 +1192,16 @@ impl Membership {
         if held.is_none_or(|held| held >= report.incarnation) {
             return;
         }
-        let refuted = Member::new(report.member, report.incarnation, State::Alive);
-        self.drive(now, out, |swim, io| {
-            swim.apply_many(std::iter::once(refuted), false, io)
+        let carried = self
+            .suspicions
+            .carried_to(now, &report.member, report.incarnation);
+        let suspected = Member::new(report.member, report.incarnation, State::Suspect);
+        self.drive(now, out, |swim, mut io| {
+            swim.apply_many(std::iter::once(suspected), false, &mut io)?;
+            if let Some((timer, left)) = carried {
+                foca::Runtime::submit_after(&mut io, timer, left);
+            }
+            Ok(())
         });
     }
 
@@ -2410,15 +2419,86 @@ mod tests {
     /// Our SWIM suspects member 4 at incarnation 0 when a report says someone suspects it at 1:
     /// it refuted our suspicion and we missed that. The timer our SWIM armed for incarnation 0
     /// declares nothing then (the report had reset our record of the suspicion, so that timer
-    /// declared the member with no last call, and a declaration wins over any incarnation).
+    /// declared the member with no last call, and a declaration wins over any incarnation); our
+    /// suspicion goes on at incarnation 1, with a last call before it declares.
     #[test]
-    fn a_report_at_a_higher_incarnation_voids_our_older_suspicion() {
+    fn a_report_at_a_higher_incarnation_moves_our_suspicion_to_it() {
         let mut out = Outbox::default();
         let mut m = machine_with_three_peers(&mut out);
         let (now, suspect) = (Instant::ZERO, member(4, 1));
-        // Where a failed probe of it leaves our SWIM: it holds the member suspect and asks
-        // for the timer that declares it.
-        m.drive(now, &mut out, |swim, mut io| {
+        let (at, timer) = suspected_by_our_probe(&mut m, &mut out, suspect);
+
+        m.handle_datagram(now, &report_at(2, suspect, 1), &mut out);
+        let carried = swim_timers(&mut out, |timer| {
+            matches!(
+                timer,
+                foca::Timer::ChangeSuspectToDown { incarnation: 1, .. }
+            )
+        });
+        // Armed with the old timer's time left, then earlier on the reporter's confirmation.
+        let Some((due, live)) = carried.first() else {
+            panic!("our suspicion moved to incarnation 1");
+        };
+        assert!(carried.iter().all(|(_, t)| t == live), "{carried:?}");
+        assert!(*due <= at, "no later than the old timer's deadline");
+        m.handle_timer(at, at, MembershipTimer::Swim(timer), &mut out);
+        let _ = drain(&mut out);
+        let held = m.swim_entry(suspect).map(|s| (s.incarnation(), s.state()));
+        assert_eq!(
+            held,
+            Some((1, State::Suspect)),
+            "the old timer declared nothing"
+        );
+
+        let fire = |m: &mut Membership, out: &mut Outbox, at: Instant| {
+            m.handle_timer(at, at, MembershipTimer::Swim(live.clone()), out);
+            drain(out).0
+        };
+        let call = fire(&mut m, &mut out, at);
+        assert!(call.contains(&(suspect.node_addr(), Channel::Membership)));
+        assert_eq!(
+            m.member(suspect.node).expect("known").state,
+            MemberState::Alive
+        );
+        let _ = fire(&mut m, &mut out, at + Duration::from_secs(60));
+        assert_eq!(
+            m.member(suspect.node).expect("known").state,
+            MemberState::Failed
+        );
+    }
+
+    /// A report about an earlier life of a suspect (still held, at a higher incarnation, by a
+    /// member that has not heard of the restart) leaves our suspicion of the current life as it
+    /// was: it made our timer declare with no last call.
+    #[test]
+    fn a_report_about_an_earlier_life_leaves_our_suspicion_alone() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (now, suspect) = (Instant::ZERO, member(4, 1));
+        let (at, timer) = suspected_by_our_probe(&mut m, &mut out, suspect);
+
+        m.handle_datagram(now, &report_at(2, member(4, 0), 1), &mut out);
+        let _ = drain(&mut out);
+        m.handle_timer(at, at, MembershipTimer::Swim(timer), &mut out);
+        let (sends, _) = drain(&mut out);
+        assert!(
+            sends.contains(&(suspect.node_addr(), Channel::Membership)),
+            "{sends:?}"
+        );
+        assert_eq!(
+            m.member(suspect.node).expect("known").state,
+            MemberState::Alive
+        );
+    }
+
+    /// Where a failed probe of `suspect` leaves our SWIM: it holds the member suspect at
+    /// incarnation 0 and asks for the timer that declares it (returned, with when it fires).
+    fn suspected_by_our_probe(
+        m: &mut Membership,
+        out: &mut Outbox,
+        suspect: MemberId,
+    ) -> (Instant, foca::Timer<MemberId>) {
+        m.drive(Instant::ZERO, out, |swim, mut io| {
             let suspected = Member::new(suspect, 0, State::Suspect);
             swim.apply_many(std::iter::once(suspected), true, &mut io)?;
             let timer = foca::Timer::ChangeSuspectToDown {
@@ -2429,21 +2509,13 @@ mod tests {
             foca::Runtime::submit_after(&mut io, timer, Duration::from_secs(4));
             Ok(())
         });
-        let ours = swim_timers(&mut out, |timer| {
+        let ours = swim_timers(out, |timer| {
             matches!(timer, foca::Timer::ChangeSuspectToDown { .. })
         });
         let [(at, timer)] = ours.as_slice() else {
             panic!("one suspicion timer armed: {ours:?}");
         };
-
-        m.handle_datagram(now, &report_at(2, suspect, 1), &mut out);
-        let _ = drain(&mut out);
-        m.handle_timer(*at, *at, MembershipTimer::Swim(timer.clone()), &mut out);
-        let _ = drain(&mut out);
-        let view = m.member(suspect.node).expect("known");
-        assert_eq!(view.state, MemberState::Alive);
-        let held = m.swim_entry(suspect).map(|s| (s.incarnation(), s.state()));
-        assert_eq!(held, Some((1, State::Alive)));
+        (*at, timer.clone())
     }
 
     /// A node that left hears the others' news of its departure — a push-pull's answer that
