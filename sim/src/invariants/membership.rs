@@ -494,18 +494,39 @@ impl Invariant for Detection {
 /// later, plus every stall of the survivor that began before that. A stalled node handles
 /// nothing — no probe, no timer, no gossip — so its clock stops while it is stalled
 /// (`--scenario chaos --nodes 16 --seed 497`: n2, alone on its side with the crashed n9 and
-/// stalled 2.3 s and 3.0 s within the bound, declared n9 12.6 s after the crash).
+/// stalled 2.3 s and 3.0 s within the bound, declared n9 12.6 s after the crash). A stall
+/// begun while another ran is recorded from its own start, so time two stalls share counts
+/// once.
 fn deadline(stalls: &[(u64, u64)], since: u64, bound: Duration) -> u64 {
     let mut deadline = since + bound.as_micros() as u64;
+    let mut counted_to = since;
     for &(start, end) in stalls {
         if start >= deadline {
             break;
         }
-        if end > since {
-            deadline += end - start.max(since);
+        let from = start.max(counted_to);
+        if end > from {
+            deadline += end - from;
+            counted_to = end;
         }
     }
     deadline
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review: a survivor stalled 0–3 s and again from 1 s (chaos draws stalls of nodes that
+    /// are stalled already, recorded as 1–3 s) was allowed 5 s of stall instead of 3.
+    #[test]
+    fn overlapping_stalls_stop_the_clock_once() {
+        let s = 1_000_000;
+        let bound = Duration::from_secs(10);
+        assert_eq!(deadline(&[(0, 3 * s), (s, 3 * s)], 0, bound), 13 * s);
+        assert_eq!(deadline(&[(0, 3 * s), (s, 4 * s)], 0, bound), 14 * s);
+        assert_eq!(deadline(&[(0, 2 * s), (5 * s, 6 * s)], s, bound), 13 * s);
+    }
 }
 
 /// Extra time allowed, beyond the detector's own timeouts, for a declaration to travel by
