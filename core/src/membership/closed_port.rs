@@ -62,6 +62,9 @@ impl Membership {
     /// the member alive, ask it to refute and look again after a probe round trip
     /// (`closed_check_expired`); a member already being checked is left to that check.
     pub fn port_closed(&mut self, now: Instant, node: NodeId, out: &mut Outbox) {
+        if self.left {
+            return; // we judge nobody after leaving (and run no timer to look again)
+        }
         let Some((member, incarnation)) = self.alive_life_of(node) else {
             return;
         };

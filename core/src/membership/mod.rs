@@ -98,7 +98,9 @@ pub struct Membership {
     rng: StdRng,
     health: LocalHealth,
     suspicions: Suspicions,
-    /// We left on purpose ([`Self::leave`]): from then on we only gossip our departure.
+    /// We left on purpose ([`Self::leave`]): from then on we take in nothing and run no timer
+    /// but the gossip of our departure (what the runtime still asks of us — new metadata, a
+    /// force-leave — is still sent).
     left: bool,
     // One entry per member on every node (O(N²) in a simulation): packed maps keep them dense.
     view: view::View,
