@@ -132,6 +132,13 @@ impl Suspicions {
     ) -> (Instant, Instant) {
         let policy = self.policy;
         let entry = self.entry(now, member, incarnation);
+        // A timer about an older incarnation (foca's probe started before the member refuted
+        // and failed after our suspicion moved on) declares nothing — foca holds the newer
+        // one — and must not displace the timer of the suspicion we hold, which would then
+        // find itself not armed and declare with no last call.
+        if !entry.is_about(member, incarnation) && entry.holds_own_timer() {
+            return (now + max, now + policy.retell_every);
+        }
         // foca arms the same timer again each time a probe of a suspect fails: once its last
         // call is made, that call and its deadline stand (a later deadline would only delay
         // the declaration of a member that did not answer).
@@ -256,15 +263,14 @@ impl Suspicions {
     }
 
     /// The timer our own suspicion of `member` runs on, moved to `incarnation` (a newer one the
-    /// member refuted to, which we missed), and how long it had left. foca declares by
-    /// incarnation, so the old timer would declare nothing once SWIM holds the newer one; the
-    /// suspicion it stood for still runs (someone's probe at the newer incarnation failed).
+    /// member refuted to, which we missed). foca declares by incarnation, so the old timer
+    /// declares nothing once SWIM holds the newer one; a suspicion still runs (someone's probe
+    /// at the newer incarnation failed), but it is a new one: the member proved itself alive.
     pub fn carried_to(
         &self,
-        now: Instant,
         member: &MemberId,
         incarnation: Incarnation,
-    ) -> Option<(Timer<MemberId>, Duration)> {
+    ) -> Option<Timer<MemberId>> {
         let armed = self.by_member.get(&member.node)?.armed.as_ref()?;
         let Timer::ChangeSuspectToDown {
             member_id,
@@ -277,12 +283,11 @@ impl Suspicions {
         if member_id != member || *older >= incarnation {
             return None;
         }
-        let timer = Timer::ChangeSuspectToDown {
+        Some(Timer::ChangeSuspectToDown {
             member_id: *member_id,
             incarnation,
             token: *token,
-        };
-        Some((timer, armed.deadline.saturating_since(now)))
+        })
     }
 
     /// The member refuted, failed or left: its suspicion is over.
@@ -327,6 +332,14 @@ impl Suspicion {
 
     fn is_about(&self, member: &MemberId, incarnation: Incarnation) -> bool {
         (self.generation, self.incarnation) == (member.generation, incarnation)
+    }
+
+    /// Whether the timer armed is one for this suspicion's life and incarnation.
+    fn holds_own_timer(&self) -> bool {
+        self.armed.as_ref().is_some_and(|armed| {
+            matches!(&armed.timer, Timer::ChangeSuspectToDown { member_id, incarnation, .. }
+                if self.is_about(member_id, *incarnation))
+        })
     }
 }
 

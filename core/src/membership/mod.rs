@@ -1184,8 +1184,10 @@ impl Membership {
     /// suspicion moves to the report's incarnation, so a timer we armed for the older one would
     /// otherwise declare the member with no last call — and a declaration wins over any
     /// incarnation. SWIM learns what the report says (not gossiped: the reporter spreads it),
-    /// which voids that timer, and our suspicion goes on at the new incarnation on a timer with
-    /// the old one's time left, so a member that crashed after refuting is still declared by us.
+    /// which voids that timer, and if we ran one, a timer of ours starts for the new
+    /// incarnation: a member that crashed after refuting is still declared by us, not only by
+    /// the reporter. It runs the full timeout, as after a failed probe of our own: the member
+    /// proved itself alive since, and a shorter one would take a brief stall for a crash.
     fn learn_refutation(&mut self, now: Instant, report: &SuspectReport, out: &mut Outbox) {
         let held = self
             .swim_entry(report.member)
@@ -1196,12 +1198,13 @@ impl Membership {
         }
         let carried = self
             .suspicions
-            .carried_to(now, &report.member, report.incarnation);
+            .carried_to(&report.member, report.incarnation);
+        let timeout = self.config.suspect_to_down_after;
         let suspected = Member::new(report.member, report.incarnation, State::Suspect);
         self.drive(now, out, |swim, mut io| {
             swim.apply_many(std::iter::once(suspected), false, &mut io)?;
-            if let Some((timer, left)) = carried {
-                foca::Runtime::submit_after(&mut io, timer, left);
+            if let Some(timer) = carried {
+                foca::Runtime::submit_after(&mut io, timer, timeout);
             }
             Ok(())
         });
@@ -2437,12 +2440,12 @@ mod tests {
                 foca::Timer::ChangeSuspectToDown { incarnation: 1, .. }
             )
         });
-        // Armed with the old timer's time left, then earlier on the reporter's confirmation.
+        // Armed for a full timeout, then earlier on the reporter's confirmation.
         let Some((due, live)) = carried.first() else {
             panic!("our suspicion moved to incarnation 1");
         };
         assert!(carried.iter().all(|(_, t)| t == live), "{carried:?}");
-        assert!(*due <= at, "no later than the old timer's deadline");
+        assert!(*due < at, "the report confirms the new suspicion");
         m.handle_timer(at, at, MembershipTimer::Swim(timer), &mut out);
         let _ = drain(&mut out);
         let held = m.swim_entry(suspect).map(|s| (s.incarnation(), s.state()));
@@ -2466,6 +2469,43 @@ mod tests {
         assert_eq!(
             m.member(suspect.node).expect("known").state,
             MemberState::Failed
+        );
+    }
+
+    /// After our suspicion moved to incarnation 1, foca's probe of the member that started at
+    /// incarnation 0 fails and foca arms a timer for 0 (it does when the member refuted while
+    /// the probe ran). That timer declares nothing, and it no longer displaces the moved one,
+    /// which found itself not armed and declared with no last call (review).
+    #[test]
+    fn a_stale_probe_timer_leaves_the_moved_suspicion_armed() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (now, suspect) = (Instant::ZERO, member(4, 1));
+        let (at, stale) = suspected_by_our_probe(&mut m, &mut out, suspect);
+        m.handle_datagram(now, &report_at(2, suspect, 1), &mut out);
+        let moved = swim_timers(&mut out, |timer| {
+            matches!(
+                timer,
+                foca::Timer::ChangeSuspectToDown { incarnation: 1, .. }
+            )
+        });
+        let (_, live) = moved.first().expect("our suspicion moved to incarnation 1");
+
+        let later = now + Duration::from_millis(100);
+        m.drive(later, &mut out, |_, mut io| {
+            foca::Runtime::submit_after(&mut io, stale.clone(), Duration::from_secs(4));
+            Ok(())
+        });
+        let _ = drain(&mut out);
+        m.handle_timer(at, at, MembershipTimer::Swim(live.clone()), &mut out);
+        let (sends, _) = drain(&mut out);
+        assert!(
+            sends.contains(&(suspect.node_addr(), Channel::Membership)),
+            "{sends:?}"
+        );
+        assert_eq!(
+            m.member(suspect.node).expect("known").state,
+            MemberState::Alive
         );
     }
 
