@@ -504,6 +504,9 @@ impl Membership {
             MembershipTimer::Retell(suspect, incarnation) => {
                 self.retell(now, suspect, incarnation, out);
             }
+            MembershipTimer::Heard(suspect, incarnation) => {
+                self.heard_due(now, suspect, incarnation, out);
+            }
             MembershipTimer::ClosedPort(member, incarnation) => {
                 self.closed_check_expired(now, member, incarnation, out);
             }
@@ -1174,6 +1177,7 @@ impl Membership {
         {
             out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
         }
+        self.hear_suspicion(now, report.member, report.incarnation, out);
         self.check_if_chosen(now, &report, out);
     }
 
@@ -1989,6 +1993,91 @@ mod tests {
             &postcard::to_stdvec(&report).unwrap(),
         )
         .to_vec()
+    }
+
+    /// Fires, in order, every timer armed up to `until` that a suspicion runs on (probes,
+    /// gossip and exchanges are dropped: no peer would answer here), the ones they arm too.
+    fn run_suspicion_timers(m: &mut Membership, out: &mut Outbox, until: Instant) {
+        use foca::Timer as T;
+        loop {
+            let mark = out.timers().armed();
+            let mut fired = false;
+            while let Some((at, timer)) = out.timers().pop_due(until, mark) {
+                fired = true;
+                let effects::Timer::Membership(timer) = timer else {
+                    continue;
+                };
+                let idle = matches!(
+                    timer,
+                    MembershipTimer::Swim(
+                        T::ProbeRandomMember(_)
+                            | T::SendIndirectProbe { .. }
+                            | T::PeriodicAnnounce(_)
+                            | T::PeriodicAnnounceDown(_)
+                            | T::PeriodicGossip(_)
+                            | T::RemoveDown(_)
+                    ) | MembershipTimer::PushPull
+                        | MembershipTimer::Gossip
+                        | MembershipTimer::Reconcile
+                        | MembershipTimer::Introduce
+                        | MembershipTimer::Prune
+                );
+                if !idle {
+                    m.handle_timer(at, at, timer, out);
+                }
+            }
+            if !fired {
+                return;
+            }
+        }
+    }
+
+    /// Chaos, 32 nodes, seed 81: a member that only heard of a suspicion (reports, and no
+    /// failed probe of its own) ran no timer for it and waited for the declaration's gossip,
+    /// which its side spent on crashed members and members across a cut: it learnt of the crash
+    /// by its own probe, 11.8 s after it. Hearing of it is now enough to declare it, after the
+    /// whole suspicion timeout and a last call.
+    #[test]
+    fn a_suspicion_heard_of_is_declared_when_its_declaration_never_comes() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (start, suspect) = (Instant::ZERO + Duration::from_secs(1), member(4, 1));
+        m.handle_datagram(start, &report_datagram(2, suspect), &mut out);
+        m.handle_datagram(start, &report_datagram(3, suspect), &mut out);
+        let bound = start + m.config.suspect_to_down_after * 2;
+        run_suspicion_timers(&mut m, &mut out, bound);
+        let state = m.member(suspect.node).map(|v| v.state);
+        assert_eq!(
+            state,
+            Some(MemberState::Failed),
+            "declared within {bound:?}"
+        );
+    }
+
+    /// The fallback costs nothing when the declaration's gossip comes first, as it does unless
+    /// it is lost: no last call to the suspect, no declaration of our own.
+    #[test]
+    fn a_suspicion_heard_of_spends_nothing_once_its_declaration_comes() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (start, suspect) = (Instant::ZERO + Duration::from_secs(1), member(4, 1));
+        m.handle_datagram(start, &report_datagram(2, suspect), &mut out);
+        m.handle_datagram(start, &report_datagram(3, suspect), &mut out);
+        let declared = start + m.config.suspect_to_down_min;
+        let down = Member::new(suspect, 0, State::Down);
+        m.drive(declared, &mut out, |swim, io| {
+            swim.apply_many(std::iter::once(down), true, io)
+        });
+        while out.pop().is_some() {}
+        let bound = start + m.config.suspect_to_down_after * 2;
+        run_suspicion_timers(&mut m, &mut out, bound);
+        let mut to_suspect = 0;
+        while let Some(effect) = out.pop() {
+            if matches!(effect, Effect::Send { to, .. } if to == suspect.node_addr()) {
+                to_suspect += 1;
+            }
+        }
+        assert_eq!(to_suspect, 0, "nothing more for the suspect");
     }
 
     /// With three confirmations wanted and three candidates, we are a checker: the first report
