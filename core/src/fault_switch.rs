@@ -27,7 +27,8 @@ pub enum FaultSwitch {
     /// merge (`swim_config`).
     NoAnnounceToDownMembers,
     /// Suspicion timers are never armed: a crashed member stays suspected, never failed
-    /// (`membership::swim::SwimIo::submit_after`).
+    /// (`membership::swim::SwimIo::submit_after`, and `Membership::hear_suspicion` for those of
+    /// members that only heard of the suspicion).
     SuspicionNeverExpires,
     /// Once a suspicion started, the suspecting node never tells the suspect again — no
     /// reminder every probe period, no last call —, so a suspicion that outlived a short
