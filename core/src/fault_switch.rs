@@ -27,8 +27,7 @@ pub enum FaultSwitch {
     /// merge (`swim_config`).
     NoAnnounceToDownMembers,
     /// Suspicion timers are never armed: a crashed member stays suspected, never failed
-    /// (`membership::swim::SwimIo::submit_after`, and `Membership::hear_suspicion` for those of
-    /// members that only heard of the suspicion).
+    /// (`membership::swim::SwimIo::submit_after`).
     SuspicionNeverExpires,
     /// Once a suspicion started, the suspecting node never tells the suspect again — no
     /// reminder every probe period, no last call —, so a suspicion that outlived a short

@@ -120,62 +120,12 @@ impl Membership {
         }
         self.stats.suspect_checks_unanswered += 1;
         self.report_to_everyone(suspect, incarnation, out);
-        self.hear_suspicion(now, suspect, incarnation, out);
         if let Some((at, timer)) =
             self.suspicions
                 .confirm(now, suspect.node, incarnation, self.me.node)
         {
             out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
         }
-    }
-
-    /// We know `suspect` is suspected at `incarnation` (a report, or our own unanswered check)
-    /// while no probe of ours failed: SWIM would wait for the declaration's gossip, which can
-    /// run out on members that cannot hear before it reaches us. We time the suspicion out
-    /// ourselves, as a fallback ([`super::lifeguard::Suspicions::hear`]).
-    pub(super) fn hear_suspicion(
-        &mut self,
-        now: Instant,
-        suspect: MemberId,
-        incarnation: Incarnation,
-        out: &mut Outbox,
-    ) {
-        // The switch breaks every suspicion timer, this one too.
-        if fault_on!(SuspicionNeverExpires) || !self.holds_alive_at(suspect, incarnation) {
-            return;
-        }
-        let Some(token) = self.periodic.token() else {
-            return;
-        };
-        let timer = foca::Timer::ChangeSuspectToDown {
-            member_id: suspect,
-            incarnation,
-            token,
-        };
-        let max = self.health.scale(self.config.suspect_to_down_after);
-        if let Some(at) = self.suspicions.hear(now, &suspect, incarnation, timer, max) {
-            let due = MembershipTimer::Heard(suspect, incarnation);
-            out.timer(at, effects::Timer::Membership(due));
-        }
-    }
-
-    /// A suspicion we only heard of is due: unless it ended meanwhile (declared, refuted, or
-    /// taken over by a failed probe of ours), it ends as ours do, with a last call first.
-    pub(super) fn heard_due(
-        &mut self,
-        now: Instant,
-        suspect: MemberId,
-        incarnation: Incarnation,
-        out: &mut Outbox,
-    ) {
-        if !self.holds_alive_at(suspect, incarnation) {
-            return;
-        }
-        let Some(timer) = self.suspicions.heard_timer(suspect.node, incarnation) else {
-            return;
-        };
-        let timer = MembershipTimer::Swim(timer);
-        self.handle_timer(now, now, timer, out);
     }
 
     /// Whether SWIM holds `member` alive or suspect at exactly `incarnation`: the suspicion is

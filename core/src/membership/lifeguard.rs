@@ -97,10 +97,6 @@ struct Armed {
     /// call made for a voided timer — often while we were cut off, so never heard — must not
     /// leave the live one to declare without a call of its own.
     called: bool,
-    /// Armed by us on hearing of the suspicion ([`Suspicions::hear`]), not by foca on a failed
-    /// probe of ours: a fallback for the declaration's gossip, so confirmations do not shorten
-    /// it and the suspect is not told again before its last call.
-    heard: bool,
 }
 
 /// Suspicions we know of, by member, with the reports that confirm them.
@@ -144,11 +140,7 @@ impl Suspicions {
         {
             return (armed.deadline, armed.retell_at);
         }
-        let mut deadline = now + policy.timeout(max, entry.reporters.len());
-        // A failed probe of ours takes over a timer armed on hearsay, never later than it.
-        if let Some(heard) = entry.armed.as_ref().filter(|a| a.heard && !a.called) {
-            deadline = deadline.min(heard.deadline);
-        }
+        let deadline = now + policy.timeout(max, entry.reporters.len());
         let retell_at = now + policy.retell_every;
         entry.armed = Some(Armed {
             timer,
@@ -157,49 +149,8 @@ impl Suspicions {
             deadline,
             retell_at,
             called: false,
-            heard: false,
         });
         (deadline, retell_at)
-    }
-
-    /// We heard that `member` is suspected at `incarnation` (a report), and no probe of ours
-    /// failed: SWIM leaves the declaration to the members that suspect it, and its gossip can be
-    /// spent on members that cannot hear it (crashed, or across a cut) before it reaches us. As
-    /// in SWIM's own design (every member that hears a suspicion times it out), we arm `timer`
-    /// (foca's kind, under its current token) to fire after the whole `max`, unless a timer is
-    /// armed already: the declaration's gossip normally comes first, and then it spends nothing.
-    /// Returns when it fires.
-    pub fn hear(
-        &mut self,
-        now: Instant,
-        member: &MemberId,
-        incarnation: Incarnation,
-        timer: Timer<MemberId>,
-        max: Duration,
-    ) -> Option<Instant> {
-        let entry = self.entry(now, member.node, incarnation);
-        if entry.incarnation != incarnation || entry.armed.is_some() {
-            return None;
-        }
-        let deadline = now + max;
-        entry.armed = Some(Armed {
-            timer,
-            started: now,
-            max,
-            deadline,
-            retell_at: deadline,
-            called: false,
-            heard: true,
-        });
-        Some(deadline)
-    }
-
-    /// The timer [`Self::hear`] armed for `member` at `incarnation`, if it is still the one
-    /// armed (a failed probe of ours arms foca's own in its place).
-    pub fn heard_timer(&self, member: NodeId, incarnation: Incarnation) -> Option<Timer<MemberId>> {
-        let suspicion = self.by_member.get(&member)?;
-        let armed = suspicion.armed.as_ref()?;
-        (suspicion.incarnation == incarnation && armed.heard).then(|| armed.timer.clone())
     }
 
     /// Another member's probe of `member` failed. Returns the timer to fire again, earlier, if
@@ -218,7 +169,7 @@ impl Suspicions {
         }
         let armed = entry.armed.as_mut()?;
         // After the last call, only the suspect's answer (or its silence) decides.
-        if armed.called || armed.heard {
+        if armed.called {
             return None;
         }
         let deadline = armed.started + policy.timeout(armed.max, entry.reporters.len());
@@ -277,7 +228,7 @@ impl Suspicions {
             return None;
         }
         let armed = suspicion.armed.as_mut()?;
-        if armed.called || armed.heard || now < armed.retell_at {
+        if armed.called || now < armed.retell_at {
             return None;
         }
         armed.retell_at = now + every;

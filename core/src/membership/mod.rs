@@ -504,9 +504,6 @@ impl Membership {
             MembershipTimer::Retell(suspect, incarnation) => {
                 self.retell(now, suspect, incarnation, out);
             }
-            MembershipTimer::Heard(suspect, incarnation) => {
-                self.heard_due(now, suspect, incarnation, out);
-            }
             MembershipTimer::ClosedPort(member, incarnation) => {
                 self.closed_check_expired(now, member, incarnation, out);
             }
@@ -1177,7 +1174,6 @@ impl Membership {
         {
             out.timer(at, effects::Timer::Membership(MembershipTimer::Swim(timer)));
         }
-        self.hear_suspicion(now, report.member, report.incarnation, out);
         self.check_if_chosen(now, &report, out);
     }
 
@@ -2033,11 +2029,13 @@ mod tests {
     }
 
     /// Chaos, 32 nodes, seed 81: a member that only heard of a suspicion (reports, and no
-    /// failed probe of its own) ran no timer for it and waited for the declaration's gossip,
-    /// which its side spent on crashed members and members across a cut: it learnt of the crash
-    /// by its own probe, 11.8 s after it. Hearing of it is now enough to declare it, after the
-    /// whole suspicion timeout and a last call.
+    /// failed probe of its own) runs no timer for it (foca arms one only on a failed probe) and
+    /// waits for the declaration's gossip, which its side spent on crashed members and members
+    /// across a cut: it learnt of the crash by its own probe, 11.8 s after it.
     #[test]
+    #[ignore = "open: a fallback timer at every member that hears of a suspicion (53376da) \
+                fixes this but gave a false positive (chaos 32 nodes seed 96: one more last \
+                call whose answer was lost); see the README's Simulator row"]
     fn a_suspicion_heard_of_is_declared_when_its_declaration_never_comes() {
         let mut out = Outbox::default();
         let mut m = machine_with_three_peers(&mut out);
@@ -2052,32 +2050,6 @@ mod tests {
             Some(MemberState::Failed),
             "declared within {bound:?}"
         );
-    }
-
-    /// The fallback costs nothing when the declaration's gossip comes first, as it does unless
-    /// it is lost: no last call to the suspect, no declaration of our own.
-    #[test]
-    fn a_suspicion_heard_of_spends_nothing_once_its_declaration_comes() {
-        let mut out = Outbox::default();
-        let mut m = machine_with_three_peers(&mut out);
-        let (start, suspect) = (Instant::ZERO + Duration::from_secs(1), member(4, 1));
-        m.handle_datagram(start, &report_datagram(2, suspect), &mut out);
-        m.handle_datagram(start, &report_datagram(3, suspect), &mut out);
-        let declared = start + m.config.suspect_to_down_min;
-        let down = Member::new(suspect, 0, State::Down);
-        m.drive(declared, &mut out, |swim, io| {
-            swim.apply_many(std::iter::once(down), true, io)
-        });
-        while out.pop().is_some() {}
-        let bound = start + m.config.suspect_to_down_after * 2;
-        run_suspicion_timers(&mut m, &mut out, bound);
-        let mut to_suspect = 0;
-        while let Some(effect) = out.pop() {
-            if matches!(effect, Effect::Send { to, .. } if to == suspect.node_addr()) {
-                to_suspect += 1;
-            }
-        }
-        assert_eq!(to_suspect, 0, "nothing more for the suspect");
     }
 
     /// With three confirmations wanted and three candidates, we are a checker: the first report

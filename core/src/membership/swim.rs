@@ -44,10 +44,6 @@ pub(crate) struct SwimIo<'a> {
 pub(crate) struct PeriodicTimers {
     announce_down: Option<TimerToken>,
     gossip: Option<TimerToken>,
-    /// The token of the last timer foca armed: the one its timers carry while it stays
-    /// connected, which a suspicion timer of ours needs for foca to act on it
-    /// ([`super::Membership::hear_suspicion`]).
-    token: Option<TimerToken>,
 }
 
 impl PeriodicTimers {
@@ -57,20 +53,6 @@ impl PeriodicTimers {
             Timer::PeriodicGossip(token) => self.gossip = Some(*token),
             _ => {}
         }
-        if let Timer::ProbeRandomMember(token)
-        | Timer::SendIndirectProbe { token, .. }
-        | Timer::ChangeSuspectToDown { token, .. }
-        | Timer::PeriodicAnnounce(token)
-        | Timer::PeriodicAnnounceDown(token)
-        | Timer::PeriodicGossip(token) = timer
-        {
-            self.token = Some(*token);
-        }
-    }
-
-    /// The token foca's timers carry now, if it is connected.
-    pub(crate) fn token(&self) -> Option<TimerToken> {
-        self.token
     }
 
     fn noticed(&mut self, notification: &Notification<'_, MemberId>) {

@@ -33,9 +33,6 @@ pub enum MembershipTimer {
     /// Time to tell a member we suspect, again, that it is suspected (`checks`): the suspect
     /// and the incarnation our suspicion holds.
     Retell(MemberId, foca::Incarnation),
-    /// Time to conclude a suspicion we only heard of, unless its declaration came (`checks`):
-    /// the suspect and the incarnation it was suspected at.
-    Heard(MemberId, foca::Incarnation),
     /// Time to see whether a member whose port was reported closed refuted
     /// (`closed_port`): the member and the incarnation it was checked at.
     ClosedPort(MemberId, foca::Incarnation),
