@@ -2494,13 +2494,7 @@ mod tests {
         let (now, suspect) = (Instant::ZERO, member(4, 1));
         let (at, timer) = suspected_by_our_probe(&mut m, &mut out, suspect);
 
-        m.handle_datagram(now, &report_at(2, suspect, 1), &mut out);
-        let carried = swim_timers(&mut out, |timer| {
-            matches!(
-                timer,
-                foca::Timer::ChangeSuspectToDown { incarnation: 1, .. }
-            )
-        });
+        let carried = reported_at_incarnation_one(&mut m, &mut out, now, suspect);
         // Armed for a full timeout, then earlier on the reporter's confirmation.
         let Some((due, live)) = carried.first() else {
             panic!("our suspicion moved to incarnation 1");
@@ -2516,17 +2510,10 @@ mod tests {
             "the old timer declared nothing"
         );
 
-        let fire = |m: &mut Membership, out: &mut Outbox, at: Instant| {
-            m.handle_timer(at, at, MembershipTimer::Swim(live.clone()), out);
-            drain(out).0
-        };
-        let call = fire(&mut m, &mut out, at);
-        assert!(call.contains(&(suspect.node_addr(), Channel::Membership)));
-        assert_eq!(
-            m.member(suspect.node).expect("known").state,
-            MemberState::Alive
-        );
-        let _ = fire(&mut m, &mut out, at + Duration::from_secs(60));
+        calls_before_declaring(&mut m, &mut out, at, live.clone(), suspect);
+        let later = at + Duration::from_secs(60);
+        m.handle_timer(later, later, MembershipTimer::Swim(live.clone()), &mut out);
+        let _ = drain(&mut out);
         assert_eq!(
             m.member(suspect.node).expect("known").state,
             MemberState::Failed
@@ -2543,13 +2530,7 @@ mod tests {
         let mut m = machine_with_three_peers(&mut out);
         let (now, suspect) = (Instant::ZERO, member(4, 1));
         let (at, stale) = suspected_by_our_probe(&mut m, &mut out, suspect);
-        m.handle_datagram(now, &report_at(2, suspect, 1), &mut out);
-        let moved = swim_timers(&mut out, |timer| {
-            matches!(
-                timer,
-                foca::Timer::ChangeSuspectToDown { incarnation: 1, .. }
-            )
-        });
+        let moved = reported_at_incarnation_one(&mut m, &mut out, now, suspect);
         let (_, live) = moved.first().expect("our suspicion moved to incarnation 1");
 
         let later = now + Duration::from_millis(100);
@@ -2558,16 +2539,7 @@ mod tests {
             Ok(())
         });
         let _ = drain(&mut out);
-        m.handle_timer(at, at, MembershipTimer::Swim(live.clone()), &mut out);
-        let (sends, _) = drain(&mut out);
-        assert!(
-            sends.contains(&(suspect.node_addr(), Channel::Membership)),
-            "{sends:?}"
-        );
-        assert_eq!(
-            m.member(suspect.node).expect("known").state,
-            MemberState::Alive
-        );
+        calls_before_declaring(&mut m, &mut out, at, live.clone(), suspect);
     }
 
     /// A report about an earlier life of a suspect (still held, at a higher incarnation, by a
@@ -2582,8 +2554,35 @@ mod tests {
 
         m.handle_datagram(now, &report_at(2, member(4, 0), 1), &mut out);
         let _ = drain(&mut out);
-        m.handle_timer(at, at, MembershipTimer::Swim(timer), &mut out);
-        let (sends, _) = drain(&mut out);
+        calls_before_declaring(&mut m, &mut out, at, timer, suspect);
+    }
+
+    /// Member 2 reports `suspect` at incarnation 1: the suspicion timers armed then, for it.
+    fn reported_at_incarnation_one(
+        m: &mut Membership,
+        out: &mut Outbox,
+        now: Instant,
+        suspect: MemberId,
+    ) -> Vec<(Instant, foca::Timer<MemberId>)> {
+        m.handle_datagram(now, &report_at(2, suspect, 1), out);
+        swim_timers(out, |timer| {
+            matches!(
+                timer,
+                foca::Timer::ChangeSuspectToDown { incarnation: 1, .. }
+            )
+        })
+    }
+
+    /// `timer` fires at `at`: the suspect is told directly (the last call), not declared.
+    fn calls_before_declaring(
+        m: &mut Membership,
+        out: &mut Outbox,
+        at: Instant,
+        timer: foca::Timer<MemberId>,
+        suspect: MemberId,
+    ) {
+        m.handle_timer(at, at, MembershipTimer::Swim(timer), out);
+        let (sends, _) = drain(out);
         assert!(
             sends.contains(&(suspect.node_addr(), Channel::Membership)),
             "{sends:?}"
