@@ -10,6 +10,7 @@ use foundation_core::membership::MembershipConfig;
 use foundation_core::replication::ReplicationConfig;
 use foundation_sim::cli::{self, SimArgs, SimError};
 use foundation_sim::faults::{Fault, Nodes};
+use foundation_sim::invariants::pubsub::Delivery;
 use foundation_sim::invariants::registry::RegistryConsistent;
 use foundation_sim::invariants::{Bounds, Check, Invariant};
 use foundation_sim::network::LinkModel;
@@ -346,4 +347,39 @@ fn the_registry_invariant_catches_entries_left_unreaped() {
         "{unreaped:?}"
     );
     assert!(unreaped.message.starts_with("n6 gen"), "{unreaped:?}");
+}
+
+/// A plain publication is sent at most once: a publisher that stops with it still in its
+/// outbox takes it along, and `pubsub-delivery` owes it to nobody (`--scenario chaos --nodes
+/// 32 --seed 160`: the publisher crashed 0.8 ms after publishing). The same publication from
+/// a publisher that runs on reaches the subscriber.
+#[test]
+fn a_plain_publication_its_publisher_took_down_unsent_is_owed_to_nobody() {
+    let publish_then = |crash: bool| {
+        let mut world = World::new(WorldConfig {
+            seed: 5,
+            nodes: 3,
+            membership: MembershipConfig::development(),
+            network: LinkModel::lan(),
+            keep_trace: false,
+        });
+        let mut delivery = Delivery::new();
+        apply(&mut world, &mut delivery, Fault::Join(Nodes::All, 0));
+        let subscribe = Fault::Subscribe {
+            nodes: Nodes::One(2),
+            pattern: "orders.*".into(),
+        };
+        apply(&mut world, &mut delivery, subscribe);
+        drive(&mut world, &mut delivery, 8_000_000);
+        let id = world.publish(0, "orders.created", false).expect("n0 runs");
+        assert_eq!(world.publications()[id as usize].route, vec![2]);
+        if crash {
+            apply(&mut world, &mut delivery, Fault::Crash(Nodes::One(0)));
+        }
+        drive(&mut world, &mut delivery, 20_000_000);
+        let delivered = !world.publications()[id as usize].deliveries.is_empty();
+        (delivered, delivery.at_end(&world))
+    };
+    assert_eq!(publish_then(false), (true, Ok(())), "the publisher ran on");
+    assert_eq!(publish_then(true), (false, Ok(())), "the publisher crashed");
 }

@@ -11,7 +11,9 @@
 //!   network has been whole for [`RESEND_BOUND`] before it: resends repair lost connections.
 //! - **Plain means delivered on a quiet network.** A plain publication made once the network
 //!   had been whole for [`RESEND_BOUND`], to a receiver whose life runs from then to the end,
-//!   and that did not give up waiting for room in a full outbox, arrives.
+//!   from a publisher whose life ran [`RESEND_BOUND`] past it, and that did not give up waiting
+//!   for room in a full outbox, arrives. A publisher that stops sooner takes with it what still
+//!   waits in its outbox or travels on its streams: at most once, as in the runtime.
 //! - **Bounded.** No message joined an outbox already at its byte bound, and no frame of
 //!   several messages exceeded the frame bound (see [`crate::pubsub::sending`]).
 //!
@@ -109,7 +111,9 @@ impl Delivery {
         };
         let bound = RESEND_BOUND.as_micros() as u64;
         let end = world.now_us();
-        let publisher_runs = world.node(p.slot).is_up() && world.node(p.slot).life() == p.life;
+        let publisher = world.node(p.slot);
+        let publisher_runs = publisher.is_up_in(p.life);
+        let publisher_ran_past = |us: u64| publisher.life_ended_us(p.life).is_none_or(|e| e >= us);
         for &to in p.route.iter().filter(|&&to| to != p.slot) {
             if p.deliveries.iter().any(|&(slot, ..)| slot == to) || p.gave_up.contains(&to) {
                 continue;
@@ -119,6 +123,7 @@ impl Delivery {
                 publisher_runs && receiver.is_up() && end >= whole_since + bound
             } else {
                 p.published_us >= whole_since + bound
+                    && publisher_ran_past(p.published_us + bound)
                     && receiver.is_up()
                     && receiver.started_us() <= p.published_us
                     && end >= p.published_us + bound
