@@ -115,6 +115,10 @@ pub enum FaultSwitch {
     /// A pub/sub outbox always has room, so what waits for a slow or cut-off node grows without
     /// bound (`services::outbox::EventOutbox::has_room`).
     OutboxIgnoresBound,
+    /// A plain (not reliable) message that joins a frame already waiting in a pub/sub outbox
+    /// is taken but not written into it, so it is never sent
+    /// (`services::outbox::EventOutbox::append`).
+    OutboxDropsBatchedPlainMessages,
     /// An `lww` write another node replicated is shown without checking it against the
     /// variable's type (`vars::Vars::lww_entry`).
     VarsTakeOutOfRange,

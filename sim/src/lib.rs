@@ -70,6 +70,7 @@
 //! | `pubsub-delivery` (reliable) | `ReliableNeverResends`: unacknowledged messages are never sent again | `pubsub_delivery_catches_reliable_…` (`pubsub-partition`) |
 //! | `pubsub-delivery` (order) | `ReliableAcceptsGaps`: a receiver takes a message past a gap as the next | `pubsub_delivery_catches_a_receiver_that_skips_gaps` (`pubsub-partition`) |
 //! | `pubsub-delivery` (bounds) | `OutboxIgnoresBound`: a publisher's outbox for a node always has room | `pubsub_delivery_catches_an_outbox_without_a_bound` (`pubsub-burst`) |
+//! | `pubsub-delivery` (plain) | `OutboxDropsBatchedPlainMessages`: a plain message that joins a waiting frame is left out of it | `pubsub_delivery_catches_an_outbox_that_drops_batched_plain_messages` (`pubsub-burst`) |
 //! | `rpc-calls` (deadline) | `BudgetIgnoresDeadline`: every attempt gets the call's whole deadline | `rpc_calls_catch_attempts_that_overrun_…` (`rpc-partition`) |
 //! | variables: no value outside its type shown | `VarsTakeOutOfRange`: a replicated `lww` write is shown unchecked | `tests/vars.rs`, `can_fail::an_unchecked_remote_lww_value_is_seen` |
 //! | variables: `lww` replicas converge | `VarsIgnorePeersLww`: other nodes' `lww` writes are not taken up | `tests/vars.rs`, `can_fail::replicas_that_ignore_…` |

@@ -513,6 +513,20 @@ fn pubsub_delivery_catches_an_outbox_without_a_bound() {
 }
 
 #[test]
+fn pubsub_delivery_catches_an_outbox_that_drops_batched_plain_messages() {
+    // Switched off, this run is `pubsub_burst_holds` (8 nodes, seed 1); caught: plain
+    // publications lost on a quiet network from a publisher that ran on.
+    let scenario = standard::by_name("pubsub-burst", 8).expect("a standard scenario");
+    let first = caught_with_switch_on(
+        FaultSwitch::OutboxDropsBatchedPlainMessages,
+        &scenario,
+        1,
+        "pubsub-delivery",
+    );
+    assert!(first.contains("reliable=false"), "{first}");
+}
+
+#[test]
 fn supervisor_intensity_catches_a_supervisor_that_never_gives_up() {
     // Switched off, this run is `agents_partition_holds` in tests/agents.rs (8 nodes, seed 1).
     let scenario = standard::by_name("agents-partition", 8).expect("a standard scenario");

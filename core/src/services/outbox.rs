@@ -58,6 +58,10 @@ impl EventOutbox {
         let batch_bytes = self.batch_bytes;
         if let Some(batch) = self.batches.back_mut() {
             let before = batch.len();
+            let plain = message.reliable.is_none();
+            if fault_on!(OutboxDropsBatchedPlainMessages) && plain && before < batch_bytes {
+                return Ok(());
+            }
             if before < batch_bytes && batch.push_within(message, batch_bytes)? {
                 self.bytes += batch.len() - before;
                 return Ok(());
