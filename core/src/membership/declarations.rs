@@ -73,6 +73,9 @@ impl Membership {
         notice: DeclaredNotice,
         out: &mut Outbox,
     ) {
+        if !self.from_alive(&notice) {
+            return;
+        }
         if notice.member == self.me {
             // What SWIM does with gossip of our own failure: renew our identity and rejoin.
             let down = Member::new(self.me, notice.incarnation, State::Down);
@@ -80,7 +83,7 @@ impl Membership {
                 swim.apply_many(std::iter::once(down), true, io)
             });
         }
-        if !self.teaches_us(&notice) {
+        if !self.holds_active_at_or_before(&notice) {
             return;
         }
         self.stats.declarations_heard += 1;
@@ -91,21 +94,22 @@ impl Membership {
         });
     }
 
-    /// Whether `notice` comes from a member we hold alive and declares a life we hold active,
-    /// at the incarnation we hold or a later one.
-    fn teaches_us(&self, notice: &DeclaredNotice) -> bool {
+    /// Whether the declarer is another member, which we hold alive in the life it sends from.
+    fn from_alive(&self, notice: &DeclaredNotice) -> bool {
         let declarer = notice.declarer;
-        let from_alive = declarer.node != notice.member.node
+        declarer.node != notice.member.node
             && declarer.node != self.me.node
             && self.view.get(&declarer.node).is_some_and(|v| {
                 v.state == MemberState::Alive && v.generation == declarer.generation
-            });
-        // foca holds no life of ours active: a notice about an earlier one teaches nothing.
-        let held_at_or_before = self
-            .swim_entry(notice.member)
+            })
+    }
+
+    /// Whether we hold the declared life active, at the notice's incarnation or an earlier one
+    /// (foca holds no life of ours active: a notice about an earlier one teaches nothing).
+    fn holds_active_at_or_before(&self, notice: &DeclaredNotice) -> bool {
+        self.swim_entry(notice.member)
             .filter(|m| is_active(m))
-            .is_some_and(|m| m.incarnation() <= notice.incarnation);
-        from_alive && held_at_or_before
+            .is_some_and(|m| m.incarnation() <= notice.incarnation)
     }
 }
 
@@ -211,8 +215,8 @@ mod tests {
 
     /// A notice is read more strictly than SWIM's gossip, where a Down wins over any
     /// incarnation: about an incarnation the member has refuted since, about a life we do not
-    /// hold, from a declarer we do not hold alive in that life, or from the declared member
-    /// itself, it teaches nothing; a cut one is counted as bad.
+    /// hold, from a declarer we do not hold alive in that life (even about us), or from the
+    /// declared member itself, it teaches nothing; a cut one is counted as bad.
     #[test]
     fn a_notice_about_a_refuted_or_other_life_or_from_a_stranger_teaches_nothing() {
         let mut out = Outbox::default();
@@ -226,11 +230,13 @@ mod tests {
             notice(member(2, 0), suspect, 1),
             notice(member(9, 1), suspect, 1),
             notice(suspect, suspect, 1),
+            notice(member(9, 1), m.me(), 0),
             declared_at_one[..declared_at_one.len() - 2].to_vec(),
         ] {
             m.handle_datagram(now, &datagram, &mut out);
         }
         assert_eq!(state_of(&m, suspect), Some(MemberState::Alive));
+        assert_eq!(m.me(), member(1, 1), "a stranger's word does not renew us");
         assert_eq!(m.stats().declarations_heard, 0);
         assert_eq!(m.stats().bad_datagrams, 1, "the cut notice");
 
