@@ -73,7 +73,7 @@ impl Membership {
         notice: DeclaredNotice,
         out: &mut Outbox,
     ) {
-        if !self.from_alive(&notice) {
+        if !self.declarer_alive(&notice) {
             return;
         }
         if notice.member == self.me {
@@ -95,7 +95,7 @@ impl Membership {
     }
 
     /// Whether the declarer is another member, which we hold alive in the life it sends from.
-    fn from_alive(&self, notice: &DeclaredNotice) -> bool {
+    fn declarer_alive(&self, notice: &DeclaredNotice) -> bool {
         let declarer = notice.declarer;
         declarer.node != notice.member.node
             && declarer.node != self.me.node
