@@ -106,7 +106,7 @@ impl Membership {
     ) {
         self.stats.closed_port_declarations += 1;
         let down = Member::new(member, incarnation, State::Down);
-        self.drive(now, out, |swim, io| {
+        self.declaring(now, member, out, |swim, io| {
             swim.apply_many(std::iter::once(down), true, io)
         });
     }

@@ -22,6 +22,9 @@ pub(crate) mod datagram_kind {
     /// Nothing: sent to the next alive member each probe period, so that a crashed member's
     /// host is asked to answer with ICMP every period (see `closed_port`).
     pub const TOUCH: u8 = 4;
+    /// A [`super::DeclaredNotice`]. A node from before this kind counts it as a bad datagram
+    /// and learns the declaration from SWIM's gossip, as it did.
+    pub const DECLARED: u8 = 5;
 }
 
 /// The periodic digest check as a datagram: what [`MembershipMessage::Digest`] says on a
@@ -43,6 +46,18 @@ pub struct SuspectReport {
     /// Who is suspected.
     pub member: MemberId,
     /// At which incarnation.
+    pub incarnation: Incarnation,
+}
+
+/// "My suspicion timer declared `member` failed at `incarnation`": sent once to every live
+/// member, so the declaration reaches those its gossip misses (see `super::declarations`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredNotice {
+    /// Who declared it.
+    pub declarer: MemberId,
+    /// The life declared failed.
+    pub member: MemberId,
+    /// The incarnation it was suspected at.
     pub incarnation: Incarnation,
 }
 
@@ -93,7 +108,7 @@ pub enum MembershipMessage {
 
 /// Whether the membership datagram `payload` is one its receiver never answers: SWIM's acks,
 /// gossip, feeds and broadcasts, a ping request (answered only if its target answers the
-/// helper), suspect reports, leave notices, digest checks and touches. A transport that takes a peer's silence after a
+/// helper), suspect reports, declaration notices, leave notices, digest checks and touches. A transport that takes a peer's silence after a
 /// datagram as a sign it stopped listening must not count these. Anything it cannot read is
 /// taken to expect an answer.
 pub fn expects_no_answer(payload: &[u8]) -> bool {
@@ -112,7 +127,8 @@ pub fn expects_no_answer(payload: &[u8]) -> bool {
             &datagram_kind::SUSPECT_REPORT
             | &datagram_kind::LEAVING
             | &datagram_kind::DIGEST
-            | &datagram_kind::TOUCH,
+            | &datagram_kind::TOUCH
+            | &datagram_kind::DECLARED,
             _,
         )) => true,
         _ => false,
@@ -187,6 +203,7 @@ mod tests {
         // A touch is never answered: counted as expecting one, a member's touches would move
         // its successor's membership off the sealed socket.
         assert!(expects_no_answer(&[datagram_kind::TOUCH]));
+        assert!(expects_no_answer(&[datagram_kind::DECLARED, 1, 2]));
     }
 
     #[test]

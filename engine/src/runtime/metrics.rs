@@ -29,6 +29,8 @@ pub(crate) struct MembershipMetrics {
     suspects_retold: Counter,
     closed_port_checks: Counter,
     closed_port_declarations: Counter,
+    declarations_told: Counter,
+    declarations_heard: Counter,
     push_pulls: Counter,
     bad_inputs: Counter,
     late_timers: Counter,
@@ -80,6 +82,16 @@ impl MembershipMetrics {
             metrics.closed_port_declarations.clone(),
         );
         registry.register(
+            "declarations_told",
+            "Declarations of this node's (a member failed) told directly to every live member",
+            metrics.declarations_told.clone(),
+        );
+        registry.register(
+            "declarations_heard",
+            "Failures this node learnt from a member's direct notice before SWIM's gossip",
+            metrics.declarations_heard.clone(),
+        );
+        registry.register(
             "push_pulls",
             "Full-state exchanges received",
             metrics.push_pulls.clone(),
@@ -128,6 +140,8 @@ impl MembershipMetrics {
             &self.closed_port_declarations,
             stats.closed_port_declarations,
         );
+        advance(&self.declarations_told, stats.declarations_told);
+        advance(&self.declarations_heard, stats.declarations_heard);
         advance(&self.push_pulls, stats.push_pulls);
         advance(&self.late_timers, stats.late_timers);
         advance(

@@ -379,8 +379,30 @@ fn membership(root: &Path) -> Seeds {
             (name, std::fs::read(&p).expect("a seed"))
         })
         .collect();
+    seeds.extend(declared());
     seeds.sort();
     seeds
+}
+
+/// Declaration notices (first byte: sent by node 2): one naming the receiver's own life (node
+/// 1), then one about a member it does not know, from one it does not know.
+fn declared() -> Seeds {
+    use foundation_core::membership::{DeclaredNotice, MemberId};
+    let member = |n: u16| MemberId {
+        node: foundation_core::NodeId::from_u128(u128::from(n)),
+        addr: ([127, 0, 0, 1], 7000 + n).into(),
+        generation: 1,
+    };
+    let notice = |declarer: u16, declared: u16| {
+        let notice = DeclaredNotice {
+            declarer: member(declarer),
+            member: member(declared),
+            incarnation: 0,
+        };
+        [&[5][..], &postcard::to_stdvec(&notice).expect("a notice")].concat()
+    };
+    let run = [&[0][..], &notice(2, 1), &[0xF5], &notice(3, 4)].concat();
+    vec![("declared-00".to_owned(), run)]
 }
 
 /// Runs of packets, each after its 2-byte length, for the key of the check: genuine ones in
