@@ -17,11 +17,13 @@
 //! it holds (the member refuted since), about a life it does not hold active, or from a
 //! declarer it does not hold alive teaches it nothing.
 //!
-//! Cost: N − 1 datagrams of about 80 bytes per declarer, as a suspect report. Only a member
+//! Cost: one datagram per declarer to each of the other live members (the declared one left
+//! out), as a suspect report (64 bytes before sealing, against a report's 52). Only a member
 //! whose timer fires while it still holds the suspect active declares; the first notice
 //! reaches the others' SWIM within a round trip, and their timers then find the member down
-//! and send nothing. So a crash costs one or two rounds of notices per side of a cut, not one
-//! per member running a timer.
+//! and send nothing. Counted in `foundation sim --scenario chaos --nodes 32 --seeds 1..150`:
+//! 12,105 rounds of notices for 1,329 crashes, members declared while cut off or stalled
+//! included.
 
 use foca::{Incarnation, Member, State};
 
@@ -61,9 +63,10 @@ impl Membership {
         let Ok(body) = postcard::to_stdvec(&notice) else {
             return;
         };
-        self.stats.declarations_told += 1;
         let payload = tagged(datagram_kind::DECLARED, &body);
-        self.send_to_alive_but(member.node, &payload, out);
+        if self.send_to_alive_but(member.node, &payload, out) > 0 {
+            self.stats.declarations_told += 1;
+        }
     }
 
     /// A member told us it declared `notice.member` failed.
@@ -105,7 +108,8 @@ impl Membership {
     }
 
     /// Whether we hold the declared life active, at the notice's incarnation or an earlier one
-    /// (foca holds no life of ours active: a notice about an earlier one teaches nothing).
+    /// (foca keeps only the newest life of a node, so a notice about an earlier life finds no
+    /// active entry and teaches nothing).
     fn holds_active_at_or_before(&self, notice: &DeclaredNotice) -> bool {
         self.swim_entry(notice.member)
             .filter(|m| is_active(m))
@@ -261,5 +265,79 @@ mod tests {
             assert_eq!(state_of(&m, member(peer, 1)), Some(MemberState::Alive));
         }
         assert_eq!(notices(&mut out), vec![]);
+    }
+
+    /// A closed port's check declares too, and tells every live member once: a second closed
+    /// port reported for the member already down tells nobody again.
+    #[test]
+    fn a_closed_port_declaration_is_told_once() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let (now, crashed) = (Instant::ZERO, member(4, 1));
+        m.port_closed(now, crashed.node, &mut out);
+        let _ = drain(&mut out);
+        let later = now + m.config.probe_rtt;
+        let check = MembershipTimer::ClosedPort(crashed, 0);
+        m.handle_timer(later, later, check.clone(), &mut out);
+        assert_eq!(notices(&mut out).len(), 2, "members 2 and 3");
+        m.port_closed(later, crashed.node, &mut out);
+        m.handle_timer(later, later, check, &mut out);
+        assert_eq!(notices(&mut out), vec![]);
+        assert_eq!(m.stats().declarations_told, 1);
+    }
+
+    /// With no other live member, a declaration tells nobody and is not counted as told.
+    #[test]
+    fn a_declaration_told_to_nobody_is_not_counted() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        for n in [2, 3] {
+            swim_learns(&mut m, Instant::ZERO, Member::down(member(n, 1)), &mut out);
+        }
+        let _ = drain(&mut out);
+        let crashed = member(4, 1);
+        m.port_closed(Instant::ZERO, crashed.node, &mut out);
+        let _ = drain(&mut out);
+        let later = Instant::ZERO + m.config.probe_rtt;
+        let check = MembershipTimer::ClosedPort(crashed, 0);
+        m.handle_timer(later, later, check, &mut out);
+        assert_eq!(state_of(&m, crashed), Some(MemberState::Failed));
+        assert_eq!(notices(&mut out), vec![]);
+        assert_eq!(m.stats().declarations_told, 0, "told nobody");
+    }
+
+    /// A notice about a later incarnation than we hold declares (the member refuted a
+    /// suspicion we never heard of, and was suspected and declared again); a second
+    /// declarer's copy changes and counts nothing more.
+    #[test]
+    fn a_notice_about_a_later_incarnation_declares_once() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let suspect = member(4, 1);
+        m.handle_datagram(Instant::ZERO, &notice(member(2, 1), suspect, 3), &mut out);
+        assert_eq!(state_of(&m, suspect), Some(MemberState::Failed));
+        m.handle_datagram(Instant::ZERO, &notice(member(3, 1), suspect, 3), &mut out);
+        assert_eq!(m.stats().declarations_heard, 1);
+    }
+
+    /// A notice during our own last call ends our suspicion: the copy of our timer that would
+    /// have declared, and the reminder, send nothing.
+    #[test]
+    fn a_notice_during_our_last_call_ends_our_suspicion_quietly() {
+        let mut out = Outbox::default();
+        let mut m = machine_with_three_peers(&mut out);
+        let suspect = member(4, 1);
+        let (at, timer) = suspected_by_our_probe(&mut m, &mut out, suspect);
+        m.handle_timer(at, at, MembershipTimer::Swim(timer.clone()), &mut out);
+        let _ = drain(&mut out);
+        m.handle_datagram(at, &notice(member(2, 1), suspect, 0), &mut out);
+        assert_eq!(state_of(&m, suspect), Some(MemberState::Failed));
+        let _ = drain(&mut out);
+        let answer_by = at + m.refute_wait();
+        m.handle_timer(answer_by, answer_by, MembershipTimer::Swim(timer), &mut out);
+        let retell = MembershipTimer::Retell(suspect, 0);
+        m.handle_timer(answer_by, answer_by, retell, &mut out);
+        assert_eq!(notices(&mut out), vec![]);
+        assert_eq!(m.stats().declarations_told, 0);
     }
 }

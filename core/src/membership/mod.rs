@@ -1154,8 +1154,10 @@ impl Membership {
         self.send_to_alive_but(member.node, &payload, out);
     }
 
-    /// Sends the membership datagram `payload` to every live member but `except`.
-    fn send_to_alive_but(&self, except: NodeId, payload: &Bytes, out: &mut Outbox) {
+    /// Sends the membership datagram `payload` to every live member but `except`; returns to
+    /// how many.
+    fn send_to_alive_but(&self, except: NodeId, payload: &Bytes, out: &mut Outbox) -> usize {
+        let mut sent = 0;
         for peer in self
             .view
             .values()
@@ -1168,7 +1170,9 @@ impl Membership {
                 Channel::Membership,
                 payload.clone(),
             );
+            sent += 1;
         }
+        sent
     }
 
     /// "Our probe of `member` at `incarnation` failed", as a datagram.

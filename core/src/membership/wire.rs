@@ -49,15 +49,16 @@ pub struct SuspectReport {
     pub incarnation: Incarnation,
 }
 
-/// "My suspicion timer declared `member` failed at `incarnation`": sent once to every live
-/// member, so the declaration reaches those its gossip misses (see `super::declarations`).
+/// "I declared `member` failed at `incarnation`" (by my suspicion timer or a closed port's
+/// check): sent once to every live member, so the declaration reaches those its gossip misses
+/// (see `super::declarations`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeclaredNotice {
     /// Who declared it.
     pub declarer: MemberId,
     /// The life declared failed.
     pub member: MemberId,
-    /// The incarnation it was suspected at.
+    /// The incarnation it was declared at.
     pub incarnation: Incarnation,
 }
 
@@ -108,8 +109,9 @@ pub enum MembershipMessage {
 
 /// Whether the membership datagram `payload` is one its receiver never answers: SWIM's acks,
 /// gossip, feeds and broadcasts, a ping request (answered only if its target answers the
-/// helper), suspect reports, declaration notices, leave notices, digest checks and touches. A transport that takes a peer's silence after a
-/// datagram as a sign it stopped listening must not count these. Anything it cannot read is
+/// helper), suspect reports, declaration notices, leave notices, digest checks and touches. A
+/// transport that takes a peer's silence after a datagram as a sign it stopped listening must
+/// not count these. Anything it cannot read is
 /// taken to expect an answer.
 pub fn expects_no_answer(payload: &[u8]) -> bool {
     use foca::Message;

@@ -83,7 +83,7 @@ impl MembershipMetrics {
         );
         registry.register(
             "declarations_told",
-            "Declarations of this node's (a member failed) told directly to every live member",
+            "Members this node declared failed and told every live member of directly",
             metrics.declarations_told.clone(),
         );
         registry.register(
