@@ -194,6 +194,17 @@ fn drive(world: &mut World, invariant: &mut dyn Invariant, until_us: u64) -> Vec
     violations
 }
 
+/// `nodes` nodes with the development membership profile on a LAN, from `seed`.
+fn lan_world(seed: u64, nodes: usize) -> World {
+    World::new(WorldConfig {
+        seed,
+        nodes,
+        membership: MembershipConfig::development(),
+        network: LinkModel::lan(),
+        keep_trace: false,
+    })
+}
+
 fn apply(world: &mut World, invariant: &mut dyn Invariant, fault: Fault) {
     let slots = world
         .apply(&fault, &BTreeMap::new())
@@ -206,13 +217,7 @@ fn apply(world: &mut World, invariant: &mut dyn Invariant, fault: Fault) {
 /// once the settle bound has passed — not before, and not for the registered ones.
 #[test]
 fn the_registry_invariant_catches_an_instance_nobody_registered() {
-    let mut world = World::new(WorldConfig {
-        seed: 3,
-        nodes: 8,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    });
+    let mut world = lan_world(3, 8);
     let mut registry = RegistryConsistent::for_simulator(&Bounds::default());
     let (_, settle) = registry.bounds();
     apply(&mut world, &mut registry, Fault::Join(Nodes::All, 0));
@@ -356,13 +361,7 @@ fn the_registry_invariant_catches_entries_left_unreaped() {
 #[test]
 fn a_plain_publication_its_publisher_took_down_unsent_is_owed_to_nobody() {
     let publish_then = |crash: bool| {
-        let mut world = World::new(WorldConfig {
-            seed: 5,
-            nodes: 3,
-            membership: MembershipConfig::development(),
-            network: LinkModel::lan(),
-            keep_trace: false,
-        });
+        let mut world = lan_world(5, 3);
         let mut delivery = Delivery::new();
         apply(&mut world, &mut delivery, Fault::Join(Nodes::All, 0));
         let subscribe = Fault::Subscribe {

@@ -165,15 +165,37 @@ mod tests {
         m.member(node.node).map(|v| v.state)
     }
 
+    /// A machine with three peers, its probe of member 4 failed and its timer for it fired
+    /// once (the last call made): the machine, the suspect, the timer and when it fired.
+    fn at_our_last_call(
+        out: &mut Outbox,
+    ) -> (Membership, MemberId, foca::Timer<MemberId>, Instant) {
+        let mut m = machine_with_three_peers(out);
+        let suspect = member(4, 1);
+        let (at, timer) = suspected_by_our_probe(&mut m, out, suspect);
+        m.handle_timer(at, at, MembershipTimer::Swim(timer.clone()), out);
+        (m, suspect, timer, at)
+    }
+
+    /// Member 4's port reported closed at time zero (what that sent is drained): the member,
+    /// when its check ends, and the check's timer.
+    fn closed_port_check(
+        m: &mut Membership,
+        out: &mut Outbox,
+    ) -> (MemberId, Instant, MembershipTimer) {
+        let crashed = member(4, 1);
+        m.port_closed(Instant::ZERO, crashed.node, out);
+        let _ = drain(out);
+        let check = MembershipTimer::ClosedPort(crashed, 0);
+        (crashed, Instant::ZERO + m.config.probe_rtt, check)
+    }
+
     /// Our timer declares the suspect after its last call: every live member but the suspect
     /// is told, once; a copy of the timer (armed by another failed probe) tells nobody again.
     #[test]
     fn our_declaration_is_told_to_every_live_member_but_the_declared_one() {
         let mut out = Outbox::default();
-        let mut m = machine_with_three_peers(&mut out);
-        let suspect = member(4, 1);
-        let (at, timer) = suspected_by_our_probe(&mut m, &mut out, suspect);
-        m.handle_timer(at, at, MembershipTimer::Swim(timer.clone()), &mut out);
+        let (mut m, suspect, timer, at) = at_our_last_call(&mut out);
         assert_eq!(notices(&mut out), vec![], "the last call declares nothing");
 
         let answer_by = at + m.refute_wait();
@@ -273,11 +295,7 @@ mod tests {
     fn a_closed_port_declaration_is_told_once() {
         let mut out = Outbox::default();
         let mut m = machine_with_three_peers(&mut out);
-        let (now, crashed) = (Instant::ZERO, member(4, 1));
-        m.port_closed(now, crashed.node, &mut out);
-        let _ = drain(&mut out);
-        let later = now + m.config.probe_rtt;
-        let check = MembershipTimer::ClosedPort(crashed, 0);
+        let (crashed, later, check) = closed_port_check(&mut m, &mut out);
         m.handle_timer(later, later, check.clone(), &mut out);
         assert_eq!(notices(&mut out).len(), 2, "members 2 and 3");
         m.port_closed(later, crashed.node, &mut out);
@@ -295,11 +313,7 @@ mod tests {
             swim_learns(&mut m, Instant::ZERO, Member::down(member(n, 1)), &mut out);
         }
         let _ = drain(&mut out);
-        let crashed = member(4, 1);
-        m.port_closed(Instant::ZERO, crashed.node, &mut out);
-        let _ = drain(&mut out);
-        let later = Instant::ZERO + m.config.probe_rtt;
-        let check = MembershipTimer::ClosedPort(crashed, 0);
+        let (crashed, later, check) = closed_port_check(&mut m, &mut out);
         m.handle_timer(later, later, check, &mut out);
         assert_eq!(state_of(&m, crashed), Some(MemberState::Failed));
         assert_eq!(notices(&mut out), vec![]);
@@ -325,10 +339,7 @@ mod tests {
     #[test]
     fn a_notice_during_our_last_call_ends_our_suspicion_quietly() {
         let mut out = Outbox::default();
-        let mut m = machine_with_three_peers(&mut out);
-        let suspect = member(4, 1);
-        let (at, timer) = suspected_by_our_probe(&mut m, &mut out, suspect);
-        m.handle_timer(at, at, MembershipTimer::Swim(timer.clone()), &mut out);
+        let (mut m, suspect, timer, at) = at_our_last_call(&mut out);
         let _ = drain(&mut out);
         m.handle_datagram(at, &notice(member(2, 1), suspect, 0), &mut out);
         assert_eq!(state_of(&m, suspect), Some(MemberState::Failed));
