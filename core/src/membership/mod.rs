@@ -93,6 +93,8 @@ pub struct MembershipStats {
     pub declarations_told: u64,
     /// Declarations we learnt from such a notice before SWIM's gossip brought them.
     pub declarations_heard: u64,
+    /// Our declarations told a second time, a probe period after the first (`declarations`).
+    pub declarations_retold: u64,
 }
 
 /// One node's membership machine.
@@ -524,6 +526,9 @@ impl Membership {
             }
             MembershipTimer::ClosedPort(member, incarnation) => {
                 self.closed_check_expired(now, member, incarnation, out);
+            }
+            MembershipTimer::RetellDeclared(member, incarnation) => {
+                self.retell_declared(member, incarnation, out);
             }
             MembershipTimer::Gossip => {
                 self.gossip_armed = false;

@@ -36,6 +36,9 @@ pub enum MembershipTimer {
     /// Time to see whether a member whose port was reported closed refuted
     /// (`closed_port`): the member and the incarnation it was checked at.
     ClosedPort(MemberId, foca::Incarnation),
+    /// Time to tell our declaration of a member a second time (`declarations`): the member
+    /// and the incarnation it was declared at.
+    RetellDeclared(MemberId, foca::Incarnation),
 }
 
 /// What we believe about a member.

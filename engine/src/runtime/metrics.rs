@@ -31,6 +31,7 @@ pub(crate) struct MembershipMetrics {
     closed_port_declarations: Counter,
     declarations_told: Counter,
     declarations_heard: Counter,
+    declarations_retold: Counter,
     push_pulls: Counter,
     bad_inputs: Counter,
     late_timers: Counter,
@@ -92,6 +93,11 @@ impl MembershipMetrics {
             metrics.declarations_heard.clone(),
         );
         registry.register(
+            "declarations_retold",
+            "Declarations of this node's told a second time, a probe period after the first",
+            metrics.declarations_retold.clone(),
+        );
+        registry.register(
             "push_pulls",
             "Full-state exchanges received",
             metrics.push_pulls.clone(),
@@ -142,6 +148,7 @@ impl MembershipMetrics {
         );
         advance(&self.declarations_told, stats.declarations_told);
         advance(&self.declarations_heard, stats.declarations_heard);
+        advance(&self.declarations_retold, stats.declarations_retold);
         advance(&self.push_pulls, stats.push_pulls);
         advance(&self.late_timers, stats.late_timers);
         advance(
