@@ -26,12 +26,11 @@
 //!
 //! Cost: per telling, one datagram per declarer to each of the other live members (the
 //! declared one left out), as a suspect report (64 bytes before sealing, against a report's
-//! 52). Only a member
-//! whose timer fires while it still holds the suspect active declares; the first notice
-//! reaches the others' SWIM within a round trip, and their timers then find the member down
-//! and send nothing. Counted in `foundation sim --scenario chaos --nodes 32 --seeds 1..150`:
-//! 12,105 declarations told (before the second telling) for 1,329 crashes, members declared while cut off or stalled
-//! included.
+//! 52). Only a member whose timer fires while it still holds the suspect active declares; the
+//! first notice reaches the others' SWIM within a round trip, and their timers then find the
+//! member down and send nothing. Counted in `foundation sim --scenario chaos --nodes 32 --seeds
+//! 1..150`: 12,105 declarations told (before the second telling) for 1,329 crashes, members
+//! declared while cut off or stalled included.
 
 use foca::{Incarnation, Member, State};
 
