@@ -406,13 +406,14 @@ fn no_minority_owner_catches_a_lease_without_a_quorum() {
 /// The run-time detector reports duplicates when registrars grant what another node holds,
 /// and only after the simulator's `one-owner` check saw two owners (it is sound: what it
 /// reports happened). It is not complete: overlaps across a partition, or shorter than a
-/// round trip, go unseen, so few seeds with overlaps report any (2 of seeds 1–40 once; which
-/// ones moves with any change to membership's timing). So seeds are run until one reports,
-/// each checked on the way.
+/// round trip, go unseen, so few seeds with overlaps report any (2 of seeds 1–40 once; 6 of
+/// seeds 1–400, the first 181, since declarations are told twice; which ones moves with any
+/// change to membership's timing). So seeds are run until one reports, each checked on the
+/// way.
 #[test]
 fn the_run_time_detector_reports_duplicates_the_one_owner_check_confirms() {
     let _on = fault_switch::engage(FaultSwitch::PlacementGrantsHeld);
-    for seed in 1..=120 {
+    for seed in 1..=400 {
         let outcome = run(Plan::OwnerInMinority, seed);
         let first_overlap = outcome
             .check
