@@ -94,7 +94,7 @@ impl MembershipMetrics {
         );
         registry.register(
             "declarations_retold",
-            "Declarations of this node's told a second time, a probe period after the first",
+            "Members this node declared failed and told every live member of a second time, a probe period later",
             metrics.declarations_retold.clone(),
         );
         registry.register(
