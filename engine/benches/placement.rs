@@ -18,11 +18,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant as WallInstant;
 
-use foundation_core::membership::{MemberState, MembershipConfig, MembershipEvent};
+use foundation_core::membership::{MemberState, MembershipEvent};
 use foundation_core::placement::rendezvous::{owner, Candidate, Rule};
 use foundation_core::placement::{Instance, PlacementEvent, WorkloadSpec};
 use foundation_sim::faults::{Fault, Nodes};
-use foundation_sim::network::LinkModel;
 use foundation_sim::world::{World, WorldConfig};
 
 const NODES: usize = 100;
@@ -78,13 +77,7 @@ fn naive_runners(world: &World, instance: &Instance) -> Vec<usize> {
 
 /// N nodes with development timers on LAN links, none joined yet.
 fn world(seed: u64) -> World {
-    World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    })
+    World::new(WorldConfig::lan(seed, NODES))
 }
 
 fn run(plan: Plan, seed: u64) -> Figures {

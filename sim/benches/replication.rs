@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use foundation_core::membership::{MemberState, MembershipConfig};
+use foundation_core::membership::MemberState;
 use foundation_core::node::Core;
 use foundation_core::replication::{
     encode, full_state, Envelope, Keyspace, Map, Origin, ReplicationConfig, ReplicationMessage,
@@ -35,7 +35,6 @@ use foundation_core::replication::{
 };
 use foundation_crdt::{LwwEntry, LwwOp, NodeId as CrdtNodeId, Timestamp};
 use foundation_sim::faults::{Fault, Identity, Nodes};
-use foundation_sim::network::LinkModel;
 use foundation_sim::world::{AppRequest, World, WorldConfig};
 
 // ---- a counting allocator, for memory per entry ----
@@ -166,13 +165,7 @@ struct Sim {
 
 impl Sim {
     fn new(seed: u64, config: ReplicationConfig) -> Sim {
-        let mut world = World::new(WorldConfig {
-            seed,
-            nodes: N,
-            membership: MembershipConfig::development(),
-            network: LinkModel::lan(),
-            keep_trace: false,
-        });
+        let mut world = World::new(WorldConfig::lan(seed, N));
         world.set_replication(config);
         let mut sim = Sim {
             world,

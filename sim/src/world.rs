@@ -70,6 +70,20 @@ pub struct WorldConfig {
     pub keep_trace: bool,
 }
 
+impl WorldConfig {
+    /// `nodes` nodes from `seed` with the development membership profile on LAN links,
+    /// keeping only the trace's hash: the world most tests start from.
+    pub fn lan(seed: u64, nodes: usize) -> Self {
+        Self {
+            seed,
+            nodes,
+            membership: MembershipConfig::development(),
+            network: LinkModel::lan(),
+            keep_trace: false,
+        }
+    }
+}
+
 /// Where a node slot is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

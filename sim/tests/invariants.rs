@@ -13,7 +13,6 @@ use foundation_sim::faults::{Fault, Nodes};
 use foundation_sim::invariants::pubsub::Delivery;
 use foundation_sim::invariants::registry::RegistryConsistent;
 use foundation_sim::invariants::{Bounds, Check, Invariant};
-use foundation_sim::network::LinkModel;
 use foundation_sim::scenario::{run, standard, RunOptions, Scenario};
 use foundation_sim::services::record_for;
 use foundation_sim::sweep::sweep;
@@ -196,13 +195,7 @@ fn drive(world: &mut World, invariant: &mut dyn Invariant, until_us: u64) -> Vec
 
 /// `nodes` nodes with the development membership profile on a LAN, from `seed`.
 fn lan_world(seed: u64, nodes: usize) -> World {
-    World::new(WorldConfig {
-        seed,
-        nodes,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    })
+    World::new(WorldConfig::lan(seed, nodes))
 }
 
 fn apply(world: &mut World, invariant: &mut dyn Invariant, fault: Fault) {

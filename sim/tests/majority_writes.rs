@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use foundation_core::fault_switch::{self, FaultSwitch};
-use foundation_core::membership::{MemberState, MembershipConfig};
+use foundation_core::membership::MemberState;
 use foundation_sim::faults::{Fault, Identity, Nodes};
-use foundation_sim::network::LinkModel;
 use foundation_sim::storage::StorageConfig;
 use foundation_sim::world::{World, WorldConfig};
 use foundation_sim::writes::WriteRequest;
@@ -33,13 +32,7 @@ fn three_nodes_with_disks(seed: u64) -> World {
 }
 
 fn unjoined(seed: u64) -> World {
-    World::new(WorldConfig {
-        seed,
-        nodes: 3,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    })
+    World::new(WorldConfig::lan(seed, 3))
 }
 
 /// `world` once its nodes joined and saw each other.

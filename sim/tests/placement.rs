@@ -14,7 +14,6 @@ use foundation_core::placement::{
     Instance, PlacementConfig, PlacementEvent, SplitBrain, WorkloadSpec,
 };
 use foundation_sim::faults::{Fault, Identity, Nodes};
-use foundation_sim::network::LinkModel;
 use foundation_sim::placement::PlacementCheck;
 use foundation_sim::world::{World, WorldConfig};
 
@@ -109,13 +108,7 @@ fn run_to(world: &mut World, check: &mut PlacementCheck, us: u64) {
 
 /// The world of these tests: five nodes with development timers on LAN links.
 fn five_nodes(seed: u64) -> World {
-    World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    })
+    World::new(WorldConfig::lan(seed, NODES))
 }
 
 fn singleton_owner(world: &World) -> Option<usize> {

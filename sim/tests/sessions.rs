@@ -17,11 +17,9 @@ use foundation_agents::auction::AuctionOutcome;
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::{Policy, VarType, VarValue};
 use foundation_agents::{AgentId, Money, Time};
-use foundation_core::membership::MembershipConfig;
 use foundation_core::vars::{outcome, Life, Outcome, SessionId, VarSpec, VarsEvent};
 use foundation_sim::faults::{Fault, Nodes};
 use foundation_sim::invariants::sessions::Ledger;
-use foundation_sim::network::LinkModel;
 use foundation_sim::world::{World, WorldConfig};
 
 const NODES: usize = 5;
@@ -99,13 +97,7 @@ fn auction(session: u64, bids: &[u64]) -> (AuctionOutcome, Option<Outcome>) {
 
 /// One seeded run; returns (versions decided, minority wins seen) or the first violation.
 fn run(seed: u64) -> Result<usize, String> {
-    let mut world = World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    });
+    let mut world = World::new(WorldConfig::lan(seed, NODES));
     world.apply(&Fault::Join(Nodes::All, 0), &BTreeMap::new())?;
     run_to(&mut world, secs(3))?;
     let lives = (0..NODES)

@@ -19,7 +19,6 @@ use foundation_agents::variable::{VarType, VarValue};
 use foundation_agents::voting::Method;
 use foundation_agents::Money;
 use foundation_core::agents::sessions::{Commit, CommitState, Decision, Mechanism, Settled};
-use foundation_core::membership::MembershipConfig;
 use foundation_core::vars::{Life, SessionId, VarSpec};
 use foundation_sim::agents::AgentGroup;
 use foundation_sim::faults::{Fault, Nodes};
@@ -199,11 +198,8 @@ fn lossy_lan() -> LinkModel {
 /// One seeded run of sessions through a partition, its heal and a crash.
 fn run(seed: u64) -> Result<Run, String> {
     let mut world = World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: MembershipConfig::development(),
         network: lossy_lan(),
-        keep_trace: false,
+        ..WorldConfig::lan(seed, NODES)
     });
     let none = BTreeMap::new();
     world.apply(&Fault::Join(Nodes::All, 0), &none)?;

@@ -17,13 +17,11 @@ use std::time::Duration;
 
 use foundation_agents::cas::CasOutcome;
 use foundation_agents::variable::{Policy, VarType, VarValue};
-use foundation_core::membership::MembershipConfig;
 use foundation_core::replication::Write;
 use foundation_core::vars::{
     lww, Life, VarSpec, VarsError, VarsEvent, COUNTERS_KEYSPACE, LWW_KEYSPACE,
 };
 use foundation_sim::faults::{Fault, Identity, Nodes};
-use foundation_sim::network::LinkModel;
 use foundation_sim::world::{World, WorldConfig};
 
 const NODES: usize = 5;
@@ -57,11 +55,8 @@ fn run_to(world: &mut World, us: u64) -> Result<(), String> {
 /// One seeded run; returns a description of the first violation.
 fn run(seed: u64) -> Result<(usize, usize), String> {
     let mut world = World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
         keep_trace: std::env::var("VARS_TRACE").is_ok(),
+        ..WorldConfig::lan(seed, NODES)
     });
     world.apply(&Fault::Join(Nodes::All, 0), &BTreeMap::new())?;
     run_to(&mut world, secs(3))?;
@@ -388,13 +383,7 @@ fn declare_x_on_the_first_three(world: &mut World) -> Result<(), String> {
 
 /// A world of `NODES` joined nodes at 3 s.
 fn joined(seed: u64) -> Result<World, String> {
-    let mut world = World::new(WorldConfig {
-        seed,
-        nodes: NODES,
-        membership: MembershipConfig::development(),
-        network: LinkModel::lan(),
-        keep_trace: false,
-    });
+    let mut world = World::new(WorldConfig::lan(seed, NODES));
     world.apply(&Fault::Join(Nodes::All, 0), &BTreeMap::new())?;
     run_to(&mut world, secs(3))?;
     Ok(world)

@@ -586,12 +586,10 @@ impl Invariant for OriginsRetired {
 mod tests {
     use std::collections::BTreeMap;
 
-    use foundation_core::membership::MembershipConfig;
     use foundation_core::replication::Write;
 
     use super::*;
     use crate::faults::{Identity, Nodes};
-    use crate::network::LinkModel;
     use crate::storage::StorageConfig;
     use crate::world::WorldConfig;
     use crate::writes::{WriteRequest, DEFAULT_KEYSPACE};
@@ -603,13 +601,7 @@ mod tests {
 
     /// As [`world`], the nodes keeping their keyspaces on disks as `storage` says.
     fn world_with(storage: Option<StorageConfig>) -> World {
-        let mut world = World::new(WorldConfig {
-            seed: 5,
-            nodes: 3,
-            membership: MembershipConfig::development(),
-            network: LinkModel::lan(),
-            keep_trace: false,
-        });
+        let mut world = World::new(WorldConfig::lan(5, 3));
         if let Some(storage) = storage {
             world.set_storage(storage);
         }
