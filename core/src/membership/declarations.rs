@@ -52,11 +52,7 @@ impl Membership {
     ) {
         let was_active = self.swim_entry(member).is_some_and(is_active);
         self.drive(now, out, call);
-        let declared = self
-            .swim_entry(member)
-            .filter(|m| m.state() == State::Down)
-            .map(Member::incarnation);
-        if let Some(incarnation) = declared.filter(|_| was_active) {
+        if let Some(incarnation) = self.down_at(member).filter(|_| was_active) {
             self.tell_declared(now, member, incarnation, out);
         }
     }
@@ -84,9 +80,7 @@ impl Membership {
         incarnation: Incarnation,
         out: &mut Outbox,
     ) {
-        let still_down = self
-            .swim_entry(member)
-            .is_some_and(|m| m.state() == State::Down && m.incarnation() == incarnation);
+        let still_down = self.down_at(member) == Some(incarnation);
         if still_down && self.send_declared(member, incarnation, out) {
             self.stats.declarations_retold += 1;
         }
@@ -115,6 +109,7 @@ impl Membership {
         out: &mut Outbox,
     ) {
         if !self.declarer_alive(&notice) {
+            self.stats.declarations_refused += 1;
             return;
         }
         if notice.member == self.me {
@@ -125,6 +120,7 @@ impl Membership {
             });
         }
         if !self.holds_active_at_or_before(&notice) {
+            self.stats.declarations_stale += 1;
             return;
         }
         self.stats.declarations_heard += 1;
@@ -133,6 +129,13 @@ impl Membership {
         self.drive(now, out, |swim, io| {
             swim.apply_many(std::iter::once(down), true, io)
         });
+    }
+
+    /// The incarnation at which SWIM holds `member`'s life down, if it does.
+    fn down_at(&self, member: MemberId) -> Option<Incarnation> {
+        self.swim_entry(member)
+            .filter(|m| m.state() == State::Down)
+            .map(Member::incarnation)
     }
 
     /// Whether the declarer is another member, which we hold alive in the life it sends from.
@@ -335,6 +338,16 @@ mod tests {
         assert_eq!(state_of(&m, suspect), Some(MemberState::Alive));
         assert_eq!(m.me(), member(1, 1), "a stranger's word does not renew us");
         assert_eq!(m.stats().declarations_heard, 0);
+        assert_eq!(
+            m.stats().declarations_stale,
+            2,
+            "a refuted incarnation, a life not held"
+        );
+        assert_eq!(
+            m.stats().declarations_refused,
+            4,
+            "declarers not alive here, or itself"
+        );
         assert_eq!(m.stats().bad_datagrams, 1, "the cut notice");
 
         m.handle_datagram(now, &declared_at_one, &mut out);
@@ -403,6 +416,11 @@ mod tests {
         assert_eq!(state_of(&m, suspect), Some(MemberState::Failed));
         m.handle_datagram(Instant::ZERO, &notice(member(3, 1), suspect, 3), &mut out);
         assert_eq!(m.stats().declarations_heard, 1);
+        assert_eq!(
+            m.stats().declarations_stale,
+            1,
+            "the second declarer's copy"
+        );
     }
 
     /// A notice during our own last call ends our suspicion: the copy of our timer that would

@@ -95,6 +95,12 @@ pub struct MembershipStats {
     pub declarations_heard: u64,
     /// Our declarations told a second time, a probe period after the first (`declarations`).
     pub declarations_retold: u64,
+    /// Declaration notices that taught us nothing: we held the life down already, the member
+    /// had refuted the declared incarnation since, or we did not hold that life.
+    pub declarations_stale: u64,
+    /// Declaration notices refused: the declarer was not a member we hold alive in the life it
+    /// sent from (or was us, or the declared member itself).
+    pub declarations_refused: u64,
 }
 
 /// One node's membership machine.

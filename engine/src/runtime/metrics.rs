@@ -32,6 +32,8 @@ pub(crate) struct MembershipMetrics {
     declarations_told: Counter,
     declarations_heard: Counter,
     declarations_retold: Counter,
+    declarations_stale: Counter,
+    declarations_refused: Counter,
     push_pulls: Counter,
     bad_inputs: Counter,
     late_timers: Counter,
@@ -98,6 +100,16 @@ impl MembershipMetrics {
             metrics.declarations_retold.clone(),
         );
         registry.register(
+            "declarations_stale",
+            "Members' direct failure notices that taught this node nothing: the failure known already, refuted since, or of a life it did not hold",
+            metrics.declarations_stale.clone(),
+        );
+        registry.register(
+            "declarations_refused",
+            "Direct failure notices refused because their sender is not a member this node holds alive",
+            metrics.declarations_refused.clone(),
+        );
+        registry.register(
             "push_pulls",
             "Full-state exchanges received",
             metrics.push_pulls.clone(),
@@ -149,6 +161,8 @@ impl MembershipMetrics {
         advance(&self.declarations_told, stats.declarations_told);
         advance(&self.declarations_heard, stats.declarations_heard);
         advance(&self.declarations_retold, stats.declarations_retold);
+        advance(&self.declarations_stale, stats.declarations_stale);
+        advance(&self.declarations_refused, stats.declarations_refused);
         advance(&self.push_pulls, stats.push_pulls);
         advance(&self.late_timers, stats.late_timers);
         advance(
