@@ -1,5 +1,6 @@
-//! Compare-and-set variables in the simulator: writers on every node, a partition that leaves
-//! a minority side, lossy links and a crash mid-write; over many seeds, every version is decided
+//! Compare-and-set variables in the simulator: writers on every node, one to three at the same
+//! instant (so writes race for one version), a partition that leaves a minority side, lossy
+//! links and a crash mid-write; over many seeds, every version is decided
 //! the same on every node that learns it, each version is won by at most one writer (and the
 //! one that won is the one decided), and no value outside the type is ever seen. The same
 //! holds while a variable is moved to other acceptors after a restart ([`run_move`]). A
@@ -92,12 +93,10 @@ fn run(seed: u64) -> Result<(usize, usize), String> {
         run_to(&mut world, t)?;
         // The disturbances, each once, at the first step past its time.
         apply_due(&mut world, &mut faults, t)?;
-        let slot = world.random_below(NODES as u64) as usize;
-        let value = VarValue::Int(world.random_below(101) as i64);
-        world.with_core(slot, |core, now| {
-            let expected = core.vars().get("x").map_or(0, |(v, _)| v);
-            core.compare_and_set(now, "x", expected, value, Duration::from_secs(1))
-        });
+        // One to three writers at the same instant, each expecting the version it holds.
+        for _ in 0..=world.random_below(3) {
+            write_x(&mut world);
+        }
         events.extend(world.take_vars_events());
     }
     run_to(&mut world, secs(30))?;
@@ -746,6 +745,13 @@ mod can_fail {
         let text = panic.downcast_ref::<String>().cloned();
         text.or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_default()
+    }
+
+    /// Acceptors that forget what they promised let two writers of one version both win.
+    #[test]
+    fn acceptors_that_forget_their_promises_decide_a_version_twice() {
+        let caught = first_failing(FaultSwitch::AcceptorForgetsPromises, |s| run(s).map(drop));
+        assert!(caught.contains("version"), "{caught}");
     }
 
     #[test]
