@@ -1,8 +1,9 @@
 //! Compare-and-set variables in the simulator: writers on every node, one to three at the same
 //! instant (so writes race for one version), a partition that leaves a minority side, lossy
-//! links and a crash mid-write; over many seeds, every version is decided
-//! the same on every node that learns it, each version is won by at most one writer (and the
-//! one that won is the one decided), and no value outside the type is ever seen. The same
+//! links and a crash mid-write; over many seeds, every version is decided the same on every
+//! node that learns it (as each node learnt it, not only the last 16 versions the registers
+//! keep), each version is won by at most one writer (and the one that won is the one decided),
+//! and no value outside the type is ever seen. The same
 //! holds while a variable is moved to other acceptors after a restart ([`run_move`]). A
 //! member declared failed that renewed its identity is named by its variables life in
 //! `alive_lives()`, and answers for it ([`run_renewed_alive_lives`]).
@@ -137,6 +138,15 @@ fn check_holders(
             }
         }
     }
+    let learnt = learnt_versions(events)?;
+    for (version, decision) in &decided {
+        if learnt.get(version).is_some_and(|l| l != decision) {
+            return Err(format!(
+                "version {version}: decided {decision:?}, learnt {:?}",
+                learnt[version]
+            ));
+        }
+    }
     let mut won = BTreeMap::new();
     for (slot, event) in events {
         match event {
@@ -154,9 +164,8 @@ fn check_holders(
                         "version {version} won by {previous:?} and {writer:?}"
                     ));
                 }
-                if decided
-                    .get(version)
-                    .is_some_and(|(w, _): &(Life, _)| w.node != writer)
+                let other = |(w, _): &(Life, _)| w.node != writer;
+                if decided.get(version).is_some_and(other) || learnt.get(version).is_some_and(other)
                 {
                     return Err(format!(
                         "version {version} won by {writer:?} but decided otherwise"
@@ -167,6 +176,38 @@ fn check_holders(
         }
     }
     Ok((decided.len().saturating_sub(1), won.len()))
+}
+
+/// Every version of "x" as the nodes learnt it, from each `Changed` event whenever it came:
+/// every node that learns a version learns the same writer and value. The registers keep
+/// only their last 16 decisions, so what they hold at the end cannot show a version two
+/// nodes learnt differently early on.
+fn learnt_versions(
+    events: &[(usize, VarsEvent)],
+) -> Result<BTreeMap<u64, (Life, VarValue)>, String> {
+    let mut learnt = BTreeMap::new();
+    for (slot, event) in events {
+        let VarsEvent::Changed {
+            name,
+            version,
+            value,
+            writer,
+        } = event
+        else {
+            continue;
+        };
+        if name != "x" {
+            continue;
+        }
+        let learning = (*writer, value.clone());
+        let seen = learnt.entry(*version).or_insert_with(|| learning.clone());
+        if *seen != learning {
+            return Err(format!(
+                "version {version}: n{slot} learnt {learning:?}, another node {seen:?}"
+            ));
+        }
+    }
+    Ok(learnt)
 }
 
 #[test]
