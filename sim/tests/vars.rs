@@ -94,10 +94,7 @@ fn run(seed: u64) -> Result<(usize, usize), String> {
         run_to(&mut world, t)?;
         // The disturbances, each once, at the first step past its time.
         apply_due(&mut world, &mut faults, t)?;
-        // One to three writers at the same instant, each expecting the version it holds.
-        for _ in 0..=world.random_below(3) {
-            write_x(&mut world);
-        }
+        racing_writes(&mut world);
         events.extend(world.take_vars_events());
     }
     run_to(&mut world, secs(30))?;
@@ -275,7 +272,7 @@ fn run_move(seed: u64) -> Result<(u64, usize), String> {
                 core.change_acceptors(now, "x", to, Duration::from_secs(1))
             });
         }
-        write_x(&mut world);
+        racing_writes(&mut world);
         events.extend(world.take_vars_events());
     }
     run_to(&mut world, secs(32))?;
@@ -323,6 +320,14 @@ fn moved_somewhere(world: &World, target: Option<&std::collections::BTreeSet<Lif
         Some(Some(&acceptors) == target)
     };
     (0..NODES).any(|slot| decides(slot) == Some(true))
+}
+
+/// One to three compare-and-sets of "x" at the same instant, each from a random node
+/// expecting the version it holds, so writes race for one version.
+fn racing_writes(world: &mut World) {
+    for _ in 0..=world.random_below(3) {
+        write_x(world);
+    }
 }
 
 /// A compare-and-set of "x" from a random node holding it, expecting its version there.
@@ -857,7 +862,7 @@ fn run_reseat(seed: u64) -> Result<(), String> {
         t += 50_000 + world.random_below(400_000);
         run_to(&mut world, t)?;
         apply_due(&mut world, &mut faults, t)?;
-        write_x(&mut world);
+        racing_writes(&mut world);
         events.extend(world.take_vars_events());
     }
     run_to(&mut world, secs(34))?;
