@@ -496,6 +496,13 @@ where
         self.resolve()
     }
 
+    /// Forgets every promise and acceptance this node made as an acceptor: the planted bug of
+    /// `foundation-core`'s `AcceptorForgetsPromises` fault switch, for its tests only.
+    #[cfg(feature = "fault-injection")]
+    pub fn forget_promises(&mut self) {
+        self.slots.clear();
+    }
+
     /// The decided proposal of `version`, if known here.
     pub fn decided(&self, version: u64) -> Option<&Proposal<P, V>> {
         self.decided.get(&version)

@@ -132,6 +132,10 @@ pub enum FaultSwitch {
     /// sees them, at once, without a majority fencing the dead life first, so a life that was
     /// only cut off keeps spending the same rights (`vars::Vars::member_down`).
     CounterReclaimUnfenced,
+    /// A `cas` acceptor forgets what it promised and accepted before each message, so it
+    /// answers every prepare and accept as if it had promised nothing — as a life restarted
+    /// under the same identity from an old or lost disk would (`vars::Vars::cas_step`).
+    AcceptorForgetsPromises,
     /// An agent supervisor never counts a restart as one too many, so a failing agent is
     /// restarted forever (`agents::supervisor::Supervisor::too_many_restarts`).
     SupervisorNeverGivesUp,

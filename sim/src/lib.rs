@@ -72,6 +72,7 @@
 //! | `pubsub-delivery` (bounds) | `OutboxIgnoresBound`: a publisher's outbox for a node always has room | `pubsub_delivery_catches_an_outbox_without_a_bound` (`pubsub-burst`) |
 //! | `pubsub-delivery` (plain) | `OutboxDropsBatchedPlainMessages`: a plain message that joins a waiting frame is left out of it | `pubsub_delivery_catches_an_outbox_that_drops_batched_plain_messages` (`pubsub-burst`) |
 //! | `rpc-calls` (deadline) | `BudgetIgnoresDeadline`: every attempt gets the call's whole deadline | `rpc_calls_catch_attempts_that_overrun_…` (`rpc-partition`) |
+//! | variables: `cas` versions decided once, the same on every node that learns them | `AcceptorForgetsPromises`: an acceptor answers every prepare and accept as if it had promised nothing | `tests/vars.rs`, `can_fail::acceptors_that_forget_…` |
 //! | variables: no value outside its type shown | `VarsTakeOutOfRange`: a replicated `lww` write is shown unchecked | `tests/vars.rs`, `can_fail::an_unchecked_remote_lww_value_is_seen` |
 //! | variables: `lww` replicas converge | `VarsIgnorePeersLww`: other nodes' `lww` writes are not taken up | `tests/vars.rs`, `can_fail::replicas_that_ignore_…` |
 //! | variables: counters spend at most initial + refills | `CounterDrawsUnbacked`: a draw beyond the rights held reports success | `tests/vars.rs`, `can_fail::draws_beyond_…` |

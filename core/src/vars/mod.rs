@@ -1122,6 +1122,10 @@ impl Vars {
             variable.statistics.refused += 1;
             return;
         }
+        #[cfg(feature = "fault-injection")]
+        if fault_on!(AcceptorForgetsPromises) {
+            register.forget_promises();
+        }
         let (sends, outcome) = register.handle(time(now), life, message);
         push_sends(out, &name, fingerprint, self.me, sends);
         self.settle(now, &name, outcome);

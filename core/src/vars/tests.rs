@@ -174,6 +174,47 @@ fn a_minority_side_fails_with_no_majority_and_the_majority_side_commits() {
     assert_eq!(net.nodes[&id(4)].stats().cas_no_majority, 1);
 }
 
+/// The compare-and-set step a wire message carries.
+fn step(payload: &Bytes) -> CasMessage<Life, VarValue> {
+    match postcard::from_bytes(payload) {
+        Ok(crate::CoreMessage::Vars(VarsMessage::Cas { message, .. })) => message,
+        other => panic!("a compare-and-set step, not {other:?}"),
+    }
+}
+
+/// A write that ended without a majority is not a write that lost: one acceptor (its own
+/// node) accepted it, and the next writer of that version, hearing of it in a promise, must
+/// decide it — so the writer told `NoMajority` finds its value at the version it expected.
+#[test]
+fn a_write_that_ended_without_a_majority_can_still_be_the_one_decided() {
+    let mut net = Net::new(3);
+    net.cas(1, 0, 10).expect("starts");
+    // Its prepare reaches nodes 1 and 2, who promise; its accept reaches only node 1.
+    while let Some((_, to, message)) = net.wire.first() {
+        let accept = matches!(step(message), CasMessage::Accept { .. });
+        match *to == id(3) || (accept && *to != id(1)) {
+            true => drop(net.wire.remove(0)),
+            false => net.deliver(0),
+        }
+    }
+    net.advance(SECOND);
+    assert_eq!(net.done, [(id(1), 1, CasOutcome::NoMajority)]);
+    // Node 3 writes the same version; node 2 is cut off.
+    net.cut = [id(2)].into();
+    net.cas(3, 0, 30).expect("starts");
+    net.run();
+    assert_eq!(net.value(3), (1, VarValue::Int(10)));
+    assert_eq!(
+        net.nodes[&id(3)].decided("x", 1).map(|(w, _)| w),
+        Some(life(1))
+    );
+    assert_eq!(
+        net.value(1),
+        (1, VarValue::Int(10)),
+        "node 1's write landed"
+    );
+}
+
 #[test]
 fn a_value_out_of_range_from_a_misbehaving_node_is_refused_and_never_visible() {
     let mut net = Net::new(3);

@@ -75,7 +75,7 @@ pub(crate) async fn open(
         .get(GENERATION)
         .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
         .map(u64::from_be_bytes);
-    let generation = previous.map_or(wanted, |p| wanted.max(p.saturating_add(RENEWALS_MAX)));
+    let generation = previous.map_or(wanted, |p| after(p, wanted));
     let mut batch = Batch::new();
     batch.put_node_meta(GENERATION, &generation.to_be_bytes());
     store.submit(batch)?.await?;
@@ -85,6 +85,20 @@ pub(crate) async fn open(
         loaded,
         generation,
     })
+}
+
+/// The generation of a start at wall-clock `wanted` after a life stored as `previous`: the
+/// clock's, unless that is not past every generation the previous life's renewals may have
+/// taken. Then the floor past them, offset by the clock: a disk rolled back (restored from a
+/// snapshot or backup, a volume that reverted) shows the same `previous` to two starts, and
+/// the floor alone gave both one generation — one variables life, whose promises the second
+/// start does not hold, answering for both (a `cas` acceptor must never be two processes).
+fn after(previous: u64, wanted: u64) -> u64 {
+    let floor = previous.saturating_add(RENEWALS_MAX);
+    match wanted > floor {
+        true => wanted,
+        false => floor.saturating_add(wanted % RENEWALS_MAX),
+    }
 }
 
 impl NodeStorage {
@@ -130,5 +144,21 @@ mod tests {
             .expect("reopen");
         let _ = std::fs::remove_dir_all(&dir);
         assert!(second.generation > 1_002, "reused {}", second.generation);
+    }
+
+    /// Two starts from one rolled-back disk (the same stored generation) at different times
+    /// within the renewals' margin take different generations: one life per process.
+    #[test]
+    fn two_starts_from_the_same_rolled_back_disk_take_different_generations() {
+        let stored = 1_000;
+        let (first, second) = (after(stored, 2_000), after(stored, 3_000));
+        assert_ne!(first, second, "both starts are generation {first}");
+        for generation in [first, second] {
+            assert!(generation >= stored + RENEWALS_MAX);
+        }
+        assert_eq!(
+            after(stored, stored + RENEWALS_MAX + 1),
+            stored + RENEWALS_MAX + 1
+        );
     }
 }

@@ -404,9 +404,11 @@ fn outcome_json(outcome: CasOutcome<Life>) -> (StatusCode, Value) {
             StatusCode::CONFLICT,
             json!({ "won": false, "error": "version mismatch", "current": current }),
         ),
+        // Undecided, not lost: an acceptor may hold the write, and the next writer of the
+        // version would then decide it.
         CasOutcome::NoMajority => (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "won": false, "error": "no majority of the acceptors answered in time" }),
+            json!({ "won": null, "error": "no majority of the acceptors answered in time; the write may still land: read the variable to see" }),
         ),
         CasOutcome::Busy => (
             StatusCode::CONFLICT,
@@ -460,6 +462,27 @@ fn refusal_status(refused: &VarsError) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that ended without a majority may still be decided (an acceptor may hold it,
+    /// and the next writer of that version must then decide it: `foundation_core`'s
+    /// `a_write_that_ended_without_a_majority_can_still_be_the_one_decided`), so it is not
+    /// reported lost; a lost write is.
+    #[test]
+    fn a_write_without_a_majority_is_reported_undecided_not_lost() {
+        let (status, body) = outcome_json(CasOutcome::NoMajority);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["won"], Value::Null, "{body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("no majority"), "{error}");
+        let lost = CasOutcome::Lost {
+            version: 1,
+            winner: Life {
+                node: foundation_core::NodeId::from_u128(1),
+                generation: 1,
+            },
+        };
+        assert_eq!(outcome_json(lost).1["won"], false);
+    }
 
     #[test]
     fn refusals_are_told_apart_by_status() {
