@@ -1788,6 +1788,49 @@ fn seen_sets_distrusted_after_a_partial_load_are_not_trusted_again_at_the_next_s
     net.assert_converged();
 }
 
+/// A store that lost records from its middle is restored as a replica that has seen nothing,
+/// so every op a peer sends it counts as new — including a set older than a delete whose
+/// tombstone this node collected before the crash. Its stored GC horizon said "a write older
+/// than me to an absent key was deleted", and that no longer holds once the seen-sets behind
+/// it are gone: ops are applied in the order the peer lists them (by origin), the delete
+/// first, found nothing to beat, and the older set took the key. The peer's digest then
+/// matched ours, so nothing ever sent the state that would have dropped it again.
+#[test]
+fn a_set_older_than_a_collected_delete_stays_deleted_after_a_partial_load() {
+    let config = ReplicationConfig {
+        tombstone_ttl: Duration::from_secs(1),
+        ..ReplicationConfig::default()
+    };
+    let mut net = Net::new(3, config);
+    net.persist(1, &[]);
+    // Node 2 sets `k`, then node 0 deletes it; node 0's ops come first in any answer.
+    net.durable_write(2, "k", "deleted");
+    net.deliver_flushing();
+    net.write(0, "k", None, true);
+    net.deliver_flushing();
+    net.agree(&[0, 1, 2]);
+    net.advance(Duration::from_secs(5));
+    net.tick(1, &[0, 2]);
+    net.flush(1);
+    assert_eq!(net.tombstones(1), 0, "node 1 collected the delete");
+    net.sync(1);
+    net.restart_with(1, 2, |loaded| loaded.report.partial = true);
+    // Its new life writes a value larger than the ops it lacks, so a peer answers with ops.
+    net.durable_write(1, "big", &"x".repeat(4096));
+    net.sync(1);
+    net.deliver_flushing();
+    let before = net.peers[0].machine.stats().full_states_sent;
+    net.exchange(1, 0);
+    assert_eq!(
+        net.peers[0].machine.stats().full_states_sent,
+        before,
+        "answered with ops"
+    );
+    assert_eq!(net.value(1, "k"), None, "the deleted value came back");
+    net.exchange(1, 2);
+    net.assert_converged();
+}
+
 /// A node whose clock a peer's pushed ahead (within the drift bound) writes and crashes before
 /// syncing the write; it restarts before its wall clock has caught up. Its next write — durable
 /// here and acknowledged by a majority — must win: the old write's stamp was past the stored
