@@ -1838,6 +1838,64 @@ fn a_set_older_than_a_collected_delete_stays_deleted_after_a_partial_load() {
     }
 }
 
+/// A snapshot's GC horizon is another replica set's: its own members had passed it, ours need
+/// not have. Here a member away for moments (not departed: it holds GC back) set `k` before
+/// node 0 deleted it; a snapshot of another cluster, with a horizon past the delete, is
+/// restored on node 0. Taking its horizon dropped the delete's tombstone our own GC rule still
+/// kept, and the away member's older set then came back as a write new to node 0 — and through
+/// node 0's state to everyone: the newer delete was lost.
+#[test]
+fn a_restored_snapshot_does_not_lift_the_gc_horizon_past_a_delete_a_member_lacks() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    net.write(2, "k", Some("older"), false);
+    net.write(0, "k", None, true);
+    net.wire.retain(|(_, to, _)| *to != 2);
+    net.deliver_all();
+    let wall = net.now.elapsed().as_millis() as u64;
+    let foreign = CrdtId::from_u128(99);
+    let mut map = Map::default();
+    map.apply(&foundation_crdt::LwwOp {
+        key: "restored".into(),
+        entry: LwwEntry {
+            ts: Timestamp {
+                wall_ms: wall,
+                logical: 0,
+                node: foreign,
+            },
+            value: Some(Value {
+                bytes: b"v".to_vec(),
+                generation: 1,
+                seq: 1,
+            }),
+        },
+    });
+    map.gc_tombstones(Timestamp::at_wall(wall + 1));
+    let snapshot = Snapshot {
+        node: foreign,
+        taken_ms: wall,
+        keyspaces: vec![snapshot::KeyspaceSnapshot {
+            name: "ks".into(),
+            map,
+            seen: Seen::new(),
+            retired: [(Origin { node: foreign, generation: 1 }, 1)].into(),
+        }],
+    };
+    let p = &mut net.peers[0];
+    p.machine
+        .restore_snapshot(net.now, &snapshot, &BTreeSet::new(), &[], &mut p.out)
+        .expect("restored");
+    net.collect(0);
+    // Node 2 is back.
+    net.exchange(2, 0);
+    net.exchange(0, 2);
+    net.exchange(1, 0);
+    net.exchange(0, 1);
+    for i in 0..3 {
+        assert_eq!(net.value(i, "k"), None, "node {i}: the newer delete was lost");
+        assert_eq!(net.value(i, "restored").as_deref(), Some("v"), "node {i}");
+    }
+}
+
 /// A node whose clock a peer's pushed ahead (within the drift bound) writes and crashes before
 /// syncing the write; it restarts before its wall clock has caught up. Its next write — durable
 /// here and acknowledged by a majority — must win: the old write's stamp was past the stored
