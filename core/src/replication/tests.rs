@@ -1831,7 +1831,10 @@ fn a_set_older_than_a_collected_delete_stays_deleted_after_a_partial_load() {
     net.exchange(1, 2);
     let live = |i: usize| -> Vec<(String, Vec<u8>)> {
         let keyspace = net.peers[i].machine.keyspace("ks").expect("ks");
-        keyspace.iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect()
+        keyspace
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_vec()))
+            .collect()
     };
     for i in [0, 2] {
         assert_eq!(live(1), live(i), "node {i}");
@@ -1877,7 +1880,14 @@ fn a_restored_snapshot_does_not_lift_the_gc_horizon_past_a_delete_a_member_lacks
             name: "ks".into(),
             map,
             seen: Seen::new(),
-            retired: [(Origin { node: foreign, generation: 1 }, 1)].into(),
+            retired: [(
+                Origin {
+                    node: foreign,
+                    generation: 1,
+                },
+                1,
+            )]
+            .into(),
         }],
     };
     let p = &mut net.peers[0];
@@ -1891,7 +1901,11 @@ fn a_restored_snapshot_does_not_lift_the_gc_horizon_past_a_delete_a_member_lacks
     net.exchange(1, 0);
     net.exchange(0, 1);
     for i in 0..3 {
-        assert_eq!(net.value(i, "k"), None, "node {i}: the newer delete was lost");
+        assert_eq!(
+            net.value(i, "k"),
+            None,
+            "node {i}: the newer delete was lost"
+        );
         assert_eq!(net.value(i, "restored").as_deref(), Some("v"), "node {i}");
     }
 }

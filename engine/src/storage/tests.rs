@@ -558,9 +558,15 @@ fn after_a_batch_refused_for_a_full_queue_only_a_rewrite_lands() {
         }
         refused
     });
-    assert!(matches!(refused, StorageError::Overloaded { .. }), "{refused}");
+    assert!(
+        matches!(refused, StorageError::Overloaded { .. }),
+        "{refused}"
+    );
     let later = store.submit(entry(b"later")).and_then(Receipt::wait);
-    assert!(later.is_err(), "an ordinary batch landed after a refused one");
+    assert!(
+        later.is_err(),
+        "an ordinary batch landed after a refused one"
+    );
     let mut rewrite = entry(b"everything");
     rewrite.mark_rewrite();
     store.submit(rewrite).unwrap().wait().unwrap();

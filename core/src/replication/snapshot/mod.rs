@@ -233,7 +233,10 @@ impl Replication {
             // The snapshot's GC horizon is its own replicas' agreement, not ours: a member of
             // ours may still lack a delete below it, and taking it would drop that delete's
             // tombstone here (and, through our state, everywhere). Merged under our horizon.
-            let map = part.map.clone().with_horizon_at_most(keyspace.map().horizon());
+            let map = part
+                .map
+                .clone()
+                .with_horizon_at_most(keyspace.map().horizon());
             // Never tracked: the snapshot's writers get records (see the module docs).
             let merged = keyspace.merge_full(&map, &coverage, false);
             self.stats.full_states_merged += 1;
