@@ -228,6 +228,14 @@ impl<K: Ord + Clone, V: Ord + Clone> LwwMap<K, V> {
         dropped
     }
 
+    /// The same entries under a horizon no later than `horizon`: nothing is dropped. For merging
+    /// a state whose horizon replicas other than ours agreed on (a snapshot, perhaps of another
+    /// cluster): merged as it is, it would drop tombstones our replicas still need.
+    pub fn with_horizon_at_most(mut self, horizon: Timestamp) -> Self {
+        self.horizon = self.horizon.min(horizon);
+        self
+    }
+
     /// Drops tombstones older than `horizon` and ignores older writes to absent keys from now on.
     /// Returns how many tombstones were dropped. Read the module docs for when this is safe.
     pub fn gc_tombstones(&mut self, horizon: Timestamp) -> usize {

@@ -82,7 +82,8 @@ fn write_all(name: &str, keyspace: &Keyspace, batch: &mut Batch) {
 /// writes whose entries are gone, and a merge would take a peer's copy of such a write for one
 /// we saw removed, and drop it — here and then everywhere. Without them the keyspace is a
 /// replica that has seen nothing: its values are judged by what peers have seen, and peers
-/// send it everything.
+/// send it everything. Its GC horizon goes with them: it is only safe beside seen-sets that
+/// tell an old write we applied and removed from one new here.
 pub(super) fn read(stored: &StoredKeyspace, whole: bool) -> (Keyspace, usize) {
     let mut skipped = 0;
     let mut entries = Vec::with_capacity(stored.entries.len());
@@ -115,6 +116,11 @@ pub(super) fn read(stored: &StoredKeyspace, whole: bool) -> (Keyspace, usize) {
     if !whole || skipped + meta_skipped > 0 {
         seen.clear();
         retired.clear();
+        // Every op now counts as new here, and a new set older than the horizon takes an
+        // absent key: a delete this store collected, arriving after it, would find nothing
+        // to beat. Below a horizon of zero such a delete leaves its tombstone, whatever the
+        // order; peers' states bring their horizons back.
+        horizon = Timestamp::ZERO;
     }
     let keyspace = Keyspace::restore(entries, horizon, &seen, retired);
     (keyspace, skipped + meta_skipped)

@@ -1788,6 +1788,128 @@ fn seen_sets_distrusted_after_a_partial_load_are_not_trusted_again_at_the_next_s
     net.assert_converged();
 }
 
+/// A store that lost records from its middle is restored as a replica that has seen nothing,
+/// so every op a peer sends it counts as new — including a set older than a delete whose
+/// tombstone this node collected before the crash. Its stored GC horizon said "a write older
+/// than me to an absent key was deleted", and that no longer holds once the seen-sets behind
+/// it are gone: ops are applied in the order the peer lists them (by origin), the delete
+/// first, found nothing to beat, and the older set took the key. The peer's digest then
+/// matched ours, so nothing ever sent the state that would have dropped it again.
+#[test]
+fn a_set_older_than_a_collected_delete_stays_deleted_after_a_partial_load() {
+    let config = ReplicationConfig {
+        tombstone_ttl: Duration::from_secs(1),
+        ..ReplicationConfig::default()
+    };
+    let mut net = Net::new(3, config);
+    net.persist(1, &[]);
+    // Node 2 sets `k`, then node 0 deletes it; node 0's ops come first in any answer.
+    net.durable_write(2, "k", "deleted");
+    net.deliver_flushing();
+    net.write(0, "k", None, true);
+    net.deliver_flushing();
+    net.agree(&[0, 1, 2]);
+    net.advance(Duration::from_secs(5));
+    net.tick(1, &[0, 2]);
+    net.flush(1);
+    assert_eq!(net.tombstones(1), 0, "node 1 collected the delete");
+    net.sync(1);
+    net.restart_with(1, 2, |loaded| loaded.report.partial = true);
+    // Its new life writes a value larger than the ops it lacks, so a peer answers with ops.
+    net.durable_write(1, "big", &"x".repeat(4096));
+    net.sync(1);
+    net.deliver_flushing();
+    let before = net.peers[0].machine.stats().full_states_sent;
+    net.exchange(1, 0);
+    assert_eq!(
+        net.peers[0].machine.stats().full_states_sent,
+        before,
+        "answered with ops"
+    );
+    assert_eq!(net.value(1, "k"), None, "the deleted value came back");
+    // Node 1 keeps the tombstone until it collects it itself; the live values agree.
+    net.exchange(1, 2);
+    let live = |i: usize| -> Vec<(String, Vec<u8>)> {
+        let keyspace = net.peers[i].machine.keyspace("ks").expect("ks");
+        keyspace
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_vec()))
+            .collect()
+    };
+    for i in [0, 2] {
+        assert_eq!(live(1), live(i), "node {i}");
+    }
+}
+
+/// A snapshot's GC horizon is another replica set's: its own members had passed it, ours need
+/// not have. Here a member away for moments (not departed: it holds GC back) set `k` before
+/// node 0 deleted it; a snapshot of another cluster, with a horizon past the delete, is
+/// restored on node 0. Taking its horizon dropped the delete's tombstone our own GC rule still
+/// kept, and the away member's older set then came back as a write new to node 0 — and through
+/// node 0's state to everyone: the newer delete was lost.
+#[test]
+fn a_restored_snapshot_does_not_lift_the_gc_horizon_past_a_delete_a_member_lacks() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    net.write(2, "k", Some("older"), false);
+    net.write(0, "k", None, true);
+    net.wire.retain(|(_, to, _)| *to != 2);
+    net.deliver_all();
+    let wall = net.now.elapsed().as_millis() as u64;
+    let foreign = CrdtId::from_u128(99);
+    let mut map = Map::default();
+    map.apply(&foundation_crdt::LwwOp {
+        key: "restored".into(),
+        entry: LwwEntry {
+            ts: Timestamp {
+                wall_ms: wall,
+                logical: 0,
+                node: foreign,
+            },
+            value: Some(Value {
+                bytes: b"v".to_vec(),
+                generation: 1,
+                seq: 1,
+            }),
+        },
+    });
+    map.gc_tombstones(Timestamp::at_wall(wall + 1));
+    let snapshot = Snapshot {
+        node: foreign,
+        taken_ms: wall,
+        keyspaces: vec![snapshot::KeyspaceSnapshot {
+            name: "ks".into(),
+            map,
+            seen: Seen::new(),
+            retired: [(
+                Origin {
+                    node: foreign,
+                    generation: 1,
+                },
+                1,
+            )]
+            .into(),
+        }],
+    };
+    let p = &mut net.peers[0];
+    p.machine
+        .restore_snapshot(net.now, &snapshot, &BTreeSet::new(), &[], &mut p.out)
+        .expect("restored");
+    net.collect(0);
+    // Node 2 is back.
+    net.exchange(2, 0);
+    net.exchange(0, 2);
+    net.exchange(1, 0);
+    net.exchange(0, 1);
+    for i in 0..3 {
+        assert_eq!(
+            net.value(i, "k"),
+            None,
+            "node {i}: the newer delete was lost"
+        );
+        assert_eq!(net.value(i, "restored").as_deref(), Some("v"), "node {i}");
+    }
+}
+
 /// A node whose clock a peer's pushed ahead (within the drift bound) writes and crashes before
 /// syncing the write; it restarts before its wall clock has caught up. Its next write — durable
 /// here and acknowledged by a majority — must win: the old write's stamp was past the stored

@@ -90,6 +90,45 @@ enum Job {
 struct Submitter {
     next_seq: u64,
     tx: SyncSender<Job>,
+    /// A batch was refused here (the queue was full), so the committer never saw it fail:
+    /// ordinary batches are refused with this error until a rewrite is queued, as the
+    /// committer refuses them after a failed write.
+    refused: Option<StorageError>,
+}
+
+impl Submitter {
+    fn enqueue(
+        &mut self,
+        job: impl FnOnce(u64, oneshot::Sender<Result<Persisted, StorageError>>) -> Job,
+    ) -> Result<Receipt, StorageError> {
+        let (reply, rx) = oneshot::channel();
+        let seq = self.next_seq;
+        match self.tx.try_send(job(seq, reply)) {
+            Ok(()) => {
+                self.next_seq += 1;
+                Ok(Receipt { seq, rx })
+            }
+            Err(TrySendError::Full(_)) => Err(StorageError::Overloaded {
+                pending: QUEUE_BATCHES_MAX,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(StorageError::Closed),
+        }
+    }
+
+    /// Queues a batch, unless an earlier one was refused and this is not the rewrite.
+    fn write(&mut self, batch: Batch) -> Result<Receipt, StorageError> {
+        let rewrite = batch.is_rewrite();
+        if let Some(error) = self.refused.as_ref().filter(|_| !rewrite) {
+            return Err(error.clone());
+        }
+        let queued = self.enqueue(|seq, reply| Job::Write { seq, batch, reply });
+        match &queued {
+            Ok(_) if rewrite => self.refused = None,
+            Ok(_) => {}
+            Err(error) => self.refused = Some(error.clone()),
+        }
+        queued
+    }
 }
 
 /// A durable store for one node: see the module documentation.
@@ -128,7 +167,11 @@ impl<D: Disk> Store<D> {
             })?;
         Ok(Self {
             disk,
-            submitter: Mutex::new(Some(Submitter { next_seq: 1, tx })),
+            submitter: Mutex::new(Some(Submitter {
+                next_seq: 1,
+                tx,
+                refused: None,
+            })),
             committer: Some(handle),
             policy,
         })
@@ -140,35 +183,19 @@ impl<D: Disk> Store<D> {
     }
 
     /// Queues `batch`; the receipt completes when it is done under the policy. Never blocks:
-    /// a full queue is an error.
+    /// a full queue is an error, and so is every later batch until a rewrite of the whole
+    /// state ([`Batch::is_rewrite`]) is queued, as after a failed write.
     pub fn submit(&self, batch: Batch) -> Result<Receipt, StorageError> {
-        self.enqueue(|seq, reply| Job::Write { seq, batch, reply })
+        let mut guard = lock(&self.submitter);
+        guard.as_mut().ok_or(StorageError::Closed)?.write(batch)
     }
 
     /// Syncs everything submitted so far, whatever the policy (before a clean shutdown, or
     /// where a caller needs one write durable under `interval` or `never`).
     pub fn sync(&self) -> Result<Receipt, StorageError> {
-        self.enqueue(|seq, reply| Job::Sync { seq, reply })
-    }
-
-    fn enqueue(
-        &self,
-        job: impl FnOnce(u64, oneshot::Sender<Result<Persisted, StorageError>>) -> Job,
-    ) -> Result<Receipt, StorageError> {
-        let (reply, rx) = oneshot::channel();
         let mut guard = lock(&self.submitter);
         let submitter = guard.as_mut().ok_or(StorageError::Closed)?;
-        let seq = submitter.next_seq;
-        match submitter.tx.try_send(job(seq, reply)) {
-            Ok(()) => {
-                submitter.next_seq += 1;
-                Ok(Receipt { seq, rx })
-            }
-            Err(TrySendError::Full(_)) => Err(StorageError::Overloaded {
-                pending: QUEUE_BATCHES_MAX,
-            }),
-            Err(TrySendError::Disconnected(_)) => Err(StorageError::Closed),
-        }
+        submitter.enqueue(|seq, reply| Job::Sync { seq, reply })
     }
 
     /// Reads everything stored, as of the batches written so far. Works while writes are

@@ -521,6 +521,62 @@ fn a_full_disk_fails_receipts_keeps_loads_and_recovers() {
         .expect("ordinary batches resume");
 }
 
+/// A batch refused at submit (the queue full behind a stalled disk) never reaches the disk. A
+/// later ordinary batch that landed would claim, in its bookkeeping, writes only the refused
+/// one held: a store that is no prefix of what it was given, which a load reports whole. As
+/// after a failed write, only a rewrite of the whole state lands after a refusal.
+#[test]
+fn after_a_batch_refused_for_a_full_queue_only_a_rewrite_lands() {
+    let store = Store::new(SimDisk::new(), SyncPolicy::Always).unwrap();
+    let entry = |key: &[u8]| {
+        let mut batch = Batch::new();
+        batch.put_entry("ks", key, b"v");
+        batch
+    };
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let refused = std::thread::scope(|scope| {
+        let store = &store;
+        scope.spawn(move || {
+            store.with_disk(|_| {
+                locked_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+        });
+        locked_rx.recv().unwrap();
+        // The committer waits for the disk; the queue fills behind it.
+        let mut receipts = Vec::new();
+        let refused = loop {
+            match store.submit(entry(b"queued")) {
+                Ok(receipt) => receipts.push(receipt),
+                Err(error) => break error,
+            }
+        };
+        release_tx.send(()).unwrap();
+        for receipt in receipts {
+            receipt.wait().unwrap();
+        }
+        refused
+    });
+    assert!(
+        matches!(refused, StorageError::Overloaded { .. }),
+        "{refused}"
+    );
+    let later = store.submit(entry(b"later")).and_then(Receipt::wait);
+    assert!(
+        later.is_err(),
+        "an ordinary batch landed after a refused one"
+    );
+    let mut rewrite = entry(b"everything");
+    rewrite.mark_rewrite();
+    store.submit(rewrite).unwrap().wait().unwrap();
+    store
+        .submit(entry(b"later"))
+        .unwrap()
+        .wait()
+        .expect("ordinary batches resume after the rewrite");
+}
+
 #[test]
 fn interval_and_never_complete_before_the_sync_and_sync_forces_one() {
     let every = Duration::from_millis(10);

@@ -3,7 +3,8 @@
 //!
 //! A snapshot holds each keyspace's full state with what a full state on the wire carries
 //! besides: which writes it includes (`seen`, `retired`). Restoring merges each keyspace's state
-//! into ours exactly as a peer's full state is merged, so nothing newer here is lost: a value
+//! into ours as a peer's full state is merged, under our GC horizon rather than the
+//! snapshot's (which replicas other than ours agreed on), so nothing newer here is lost: a value
 //! newer than the snapshot's stays, and a value the snapshot saw removed (a delete newer than
 //! it, here or in the snapshot) stays removed — a restore never rolls anything back. The
 //! snapshot's writers are taken up as *records* (see `Keyspace::retired`), never as origins to
@@ -229,8 +230,15 @@ impl Replication {
                 seen: &part.seen,
                 retired: &part.retired,
             };
+            // The snapshot's GC horizon is its own replicas' agreement, not ours: a member of
+            // ours may still lack a delete below it, and taking it would drop that delete's
+            // tombstone here (and, through our state, everywhere). Merged under our horizon.
+            let map = part
+                .map
+                .clone()
+                .with_horizon_at_most(keyspace.map().horizon());
             // Never tracked: the snapshot's writers get records (see the module docs).
-            let merged = keyspace.merge_full(&part.map, &coverage, false);
+            let merged = keyspace.merge_full(&map, &coverage, false);
             self.stats.full_states_merged += 1;
             restored.push(RestoredKeyspace {
                 name: part.name.clone(),
