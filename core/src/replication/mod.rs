@@ -9,10 +9,12 @@
 //! of a few anti-entropy intervals; above the threshold the writer's own send cost wins, and
 //! anti-entropy spreads the op. Anti-entropy repairs the rest:
 //! every [`ReplicationConfig::anti_entropy_interval`] a node sends its [`Digest`] (highest
-//! contiguous seq per origin per keyspace) to a random live member, which answers with exactly
+//! contiguous seq per origin per keyspace) to a live member, which answers with exactly
 //! the ops the sender lacks from its op log — or, when the sender is behind the log's horizon
 //! (the log was truncated), with the keyspace's full state — and, if it lacks something itself,
-//! with its own digest so the sender fills it in turn.
+//! with its own digest so the sender fills it in turn. The member is the live one we sent to
+//! longest ago (`partners`), so every member hears from every other within N−1 intervals
+//! (tombstone GC waits for that), and a member back from a partition is among the first.
 //!
 //! Two things make anti-entropy faster than one exchange per interval where it matters:
 //!
@@ -133,6 +135,7 @@ pub mod events;
 pub mod full_state;
 mod horizon;
 mod keyspace;
+mod partners;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -162,6 +165,7 @@ use clock_bound::{ClockBound, Held};
 use durable::{HeldAck, Persistence};
 use horizon::PeerDigests;
 use keyspace::Coverage;
+use partners::Partners;
 
 /// Largest batch of ops in one message, in (estimated) bytes: well under the replication
 /// channel's 4 MiB frame limit.
@@ -409,6 +413,8 @@ pub struct Replication {
     peer_digests: PeerDigests,
     /// When tombstone GC runs next.
     next_gc: Instant,
+    /// Whom each anti-entropy round's digest goes to.
+    partners: Partners,
     /// The peer and epoch we last adopted, so every keyspace it sends in that epoch is pruned.
     adopted_from: Option<(NodeId, u32)>,
     /// Whether the anti-entropy timer is armed. It starts with the first state, so a node (or a
@@ -444,6 +450,7 @@ impl Replication {
             pending: BTreeMap::new(),
             peer_digests: PeerDigests::default(),
             next_gc: Instant::ZERO,
+            partners: Partners::default(),
             adopted_from: None,
             ticking: false,
             chained: 0,
@@ -869,7 +876,7 @@ impl Replication {
                 self.persistence.rewrite_due = self.persistence.rewrite_wanted;
                 self.arm_anti_entropy(now, out);
                 self.retry_acks(now, out);
-                let partner = self.choose(peers, 1).first().copied();
+                let partner = self.partners.next(peers, &mut self.rng);
                 if now >= self.next_gc {
                     self.next_gc = now + self.config.tombstone_ttl / GC_ROUNDS_PER_TTL;
                     self.collect_tombstones(now, members);
@@ -1515,8 +1522,7 @@ impl Replication {
 
     /// Sends our digest to every live member but this round's `partner` (to `fanout` random
     /// ones above `push_all_max`), asking no reply, once per GC round: GC needs a recent digest
-    /// from every member, and one random exchange per interval takes about N·ln N intervals
-    /// to bring them all.
+    /// from every member, and anti-entropy alone takes N−1 intervals to bring them all.
     fn announce_digest(
         &mut self,
         now: Instant,

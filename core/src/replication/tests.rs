@@ -850,6 +850,40 @@ fn a_renewed_node_writes_as_its_new_life_and_still_counts_acks_of_the_old_one() 
     assert_eq!(net.value(1, "b").as_deref(), Some("v"));
 }
 
+/// Above `push_all_max` members a node hears digests from its anti-entropy partners and a few
+/// GC announces, and GC waits for every member's. With partners drawn at random each interval,
+/// the last member's came after about N·ln N intervals, and tombstones outlived their ttl by
+/// that much (at 100 members, ttl 160 s: about 400 s); the partner is now the member sent to
+/// longest ago, so each member's digest arrives within N−1 intervals.
+#[test]
+fn above_push_all_max_every_tombstone_goes_within_the_ttl_and_one_cycle_of_members() {
+    const N: usize = 100;
+    let config = ReplicationConfig {
+        tombstone_ttl: Duration::from_secs(160),
+        ..ReplicationConfig::default()
+    };
+    assert!(N > config.push_all_max);
+    let interval = config.anti_entropy_interval;
+    let bound = config.tombstone_ttl + interval * N as u32 + config.tombstone_ttl / 8;
+    let mut net = Net::new(N, config);
+    net.write(0, "a", Some("1"), true);
+    net.write(0, "a", None, true);
+    net.deliver_all();
+    let deleted = net.now;
+    while (0..N).any(|i| net.tombstones(i) > 0) {
+        let held = net.now.saturating_since(deleted);
+        assert!(
+            held <= bound,
+            "a tombstone still held {held:?} after the delete"
+        );
+        net.advance(interval);
+        for i in 0..N {
+            let live: Vec<usize> = (0..N).filter(|&j| j != i).collect();
+            net.tick(i, &live);
+        }
+    }
+}
+
 #[test]
 fn a_tombstone_younger_than_the_ttl_is_kept() {
     let mut net = Net::new(2, gc_config());
