@@ -47,7 +47,11 @@ where
 {
     if let Ok(value) = wire::decode::<T>(data) {
         let frame = wire::encode(&value).expect("a decoded frame encodes");
-        assert_eq!(wire::decode::<T>(&frame), Ok(value), "decode(encode(v)) != v");
+        assert_eq!(
+            wire::decode::<T>(&frame),
+            Ok(value),
+            "decode(encode(v)) != v"
+        );
     }
 }
 
