@@ -220,6 +220,39 @@ mod tests {
         ));
     }
 
+    /// `FederationRequest` of the release before `Call` carried `idempotent`.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Earlier {
+        Probe {
+            directory: GlobalDirectory,
+        },
+        Call {
+            service: String,
+            body: Vec<u8>,
+            deadline_micros: u64,
+            trace: TraceContext,
+        },
+    }
+
+    /// Across that change calls go one way only: its gateways read ours past the flag (and
+    /// serve them as not idempotent, the safe reading), ours refuse theirs.
+    #[test]
+    fn calls_of_the_release_before_idempotent_are_refused_and_ours_read_there() {
+        let earlier = Earlier::Call {
+            service: "billing".into(),
+            body: vec![1, 2, 3],
+            deadline_micros: 200_000,
+            trace: trace(),
+        };
+        let theirs = postcard::to_stdvec(&earlier).unwrap();
+        assert!(matches!(
+            decode::<FederationRequest>(&theirs),
+            Err(WireError::Malformed(_))
+        ));
+        let ours = encode(&call()).unwrap();
+        assert_eq!(postcard::from_bytes::<Earlier>(&ours), Ok(earlier));
+    }
+
     #[test]
     fn garbage_and_truncations_are_refused_without_panic() {
         let body = postcard::to_stdvec(&call()).unwrap();
