@@ -128,9 +128,10 @@ pub fn intersect(first: &Pattern, second: &Pattern) -> Option<Pattern> {
             _ => return None,
         }
     }
-    // The segments came from two valid patterns and are no longer than the longer one, so
-    // this parses; were it ever not to, nothing is dropped: `a` alone is the wider answer.
-    Some(Pattern::parse(&out.join(".")).unwrap_or_else(|_| first.clone()))
+    // Each segment is a valid pattern's, so only the length can fail, when the two take their
+    // literals from different places: a topic is at least as long as a pattern it matches, so
+    // none that long is valid, and no topic is matched by both.
+    Pattern::parse(&out.join(".")).ok()
 }
 
 /// True when every topic `narrow` matches is matched by `wide`.
@@ -555,6 +556,20 @@ mod tests {
         let bridges = importing(&[p("agent.>")]);
         let many: Vec<Pattern> = (0..10_000).map(|i| p(&format!("agent.{i}.>"))).collect();
         assert_eq!(strs(&bridges.interest(&name("a"), &many)), ["agent.>"]);
+    }
+
+    /// The property below meets only short patterns. Two long ones whose literals lie apart
+    /// meet in a pattern past the length limit, which no valid topic matches: the answer was
+    /// `first` (wider than both, `x….z` crossed though `*.y…` wanted none of it).
+    #[test]
+    fn patterns_meeting_past_the_length_limit_have_no_intersection() {
+        let (x, y) = ("x".repeat(200), "y".repeat(200));
+        let first = p(&format!("{x}.*"));
+        let second = p(&format!("*.{y}"));
+        assert_eq!(intersect(&first, &second), None);
+        assert_eq!(intersect(&second, &first), None);
+        let first_only = t(&format!("{x}.z"));
+        assert!(first.matches(&first_only) && !second.matches(&first_only));
     }
 
     proptest! {

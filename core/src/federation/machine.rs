@@ -10,6 +10,7 @@ use super::error::{FederationConfigError, FederationError};
 use super::link::{Link, LinkState, LinkStatus, WanTimers};
 use super::push::Pusher;
 use super::routing::{Route, Routing};
+use super::wire::RELAY_SERVICE;
 use crate::identity::{ClusterName, NodeId};
 use crate::services::router::{attempt_share, retryable, AttemptEnd};
 use crate::time::Instant;
@@ -286,7 +287,10 @@ impl Federation {
 
     /// Sets what this cluster exports (the export list filtered by what runs in the cluster).
     /// Returns whether the directory changed; a change is pushed to the links.
-    pub fn set_exports(&mut self, exports: BTreeMap<String, ExportedService>) -> bool {
+    pub fn set_exports(&mut self, mut exports: BTreeMap<String, ExportedService>) -> bool {
+        // The relay is this cluster's own way out: exported, it would carry any linked
+        // cluster's calls on to our other links as ours, outside the transit rules.
+        exports.remove(RELAY_SERVICE);
         self.exports = exports;
         let changed = self
             .directory
@@ -717,6 +721,22 @@ mod tests {
         assert_eq!(attempt(3, true, 900).budget(at(700)), ms(200));
         assert_eq!(attempt(1, false, 900).budget(at(0)), ms(900));
         assert_eq!(attempt(2, true, 900).budget(at(950)), Duration::ZERO);
+    }
+
+    /// Named in the export list, the gateways' relay would let any linked cluster have this
+    /// gateway call a third cluster's services as its own calls: transit no `transit` allows,
+    /// which the third cluster cannot tell from ours.
+    #[test]
+    fn the_relay_is_never_exported() {
+        let (mut a, mut b) = (gateway("a", 1, &["b"]), gateway("b", 2, &["a"]));
+        a.set_exports(export(&[RELAY_SERVICE, "billing"]));
+        exchange(&mut b, &mut a, at(0));
+        assert_eq!(b.lookup("a", RELAY_SERVICE), Ok(None));
+        assert!(matches!(
+            a.admit(&name("b"), None, RELAY_SERVICE),
+            Err(FederationError::NotExported { .. })
+        ));
+        assert!(a.admit(&name("b"), None, "billing").is_ok());
     }
 
     #[test]

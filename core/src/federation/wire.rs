@@ -1,6 +1,7 @@
 //! What gateways of two linked clusters say to each other, one request and one reply per QUIC
 //! stream: a probe carrying the sender's whole global directory (answered with the receiver's),
-//! or a call forwarded to a service the receiver's cluster exports.
+//! or a call forwarded to a service the receiver's cluster exports. Every frame is written and
+//! read with [`encode`] and [`decode`], which carry the wire version.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +9,10 @@ use super::bridge::{BridgeReceipt, BridgedMessage};
 use super::directory::GlobalDirectory;
 use super::error::FederationError;
 use crate::services::trace::TraceContext;
+
+mod version;
+
+pub use version::{decode, encode, WireError, WIRE_VERSION};
 
 /// Largest request or reply a gateway reads: a directory at its limits stays well under it.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;

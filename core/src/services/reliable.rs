@@ -159,6 +159,9 @@ impl Incoming {
         self.used.insert(key, self.clock);
         let expected = self.expected.entry(key).or_insert(1);
         match place.seq.cmp(expected) {
+            // The last number leaves no next one to expect: no publisher reaches it, so it is
+            // a forgery off the network, never delivered.
+            std::cmp::Ordering::Equal if *expected == u64::MAX => Verdict::Gap,
             std::cmp::Ordering::Equal => {
                 *expected += 1;
                 Verdict::Deliver
@@ -276,6 +279,21 @@ mod tests {
         assert!(out.push(T0, 'c').is_ok());
         assert!(out.due(T0, RTO).is_empty(), "nothing overdue yet");
         assert_eq!(out.due(T0 + RTO, RTO).len(), 2);
+    }
+
+    /// Numbers start at 1 and grow by one, so no publisher reaches the last; one that came
+    /// off the network anyway must not overflow the next expected number (a panic in a debug
+    /// build; in a release build it wrapped to 0 and the stream was stuck on gaps).
+    #[test]
+    fn the_last_number_is_refused_not_overflowed() {
+        let mut incoming = Incoming::new(4);
+        let last = Sequenced {
+            stream: 1,
+            seq: u64::MAX,
+        };
+        assert_eq!(incoming.accept(node(), last, u64::MAX), Verdict::Gap);
+        assert_eq!(incoming.accept(node(), last, u64::MAX), Verdict::Gap);
+        assert_eq!(incoming.acked(node(), 1), Some(u64::MAX - 1));
     }
 
     #[test]

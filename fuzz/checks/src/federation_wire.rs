@@ -4,7 +4,7 @@
 //! or push's directory goes into a live federation machine, as the gateway's server does.
 //!
 //! Properties: nothing panics; whatever decodes encodes back to bytes that decode to the same
-//! value; a directory is taken in exactly when it validates, leaves the machine's directory
+//! value, with postcard alone and with the gateways' versioned frames ([`wire::decode`]); a directory is taken in exactly when it validates, leaves the machine's directory
 //! valid, and taking it in again changes nothing (the directory is a CRDT).
 
 use std::collections::BTreeSet;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::round_trip;
 use foundation_core::federation::wire::{
-    FederationReply, FederationRequest, RelayReply, RelayRequest,
+    self, FederationReply, FederationRequest, RelayReply, RelayRequest,
 };
 use foundation_core::federation::{
     covers, ExportedService, Federation, FederationConfig, GlobalDirectory, HeardInterest,
@@ -29,11 +29,29 @@ pub fn check(data: &[u8]) {
     round_trip::<RelayRequest>(data);
     round_trip::<RelayReply>(data);
     round_trip::<Option<ExportedService>>(data);
+    versioned_round_trip::<FederationRequest>(data);
+    versioned_round_trip::<FederationReply>(data);
     if let Ok(request) = postcard::from_bytes::<FederationRequest>(data) {
         serve(&request);
     }
     if let Ok(FederationReply::Probe { directory }) = postcard::from_bytes(data) {
         take_in(&directory);
+    }
+}
+
+/// If `data` reads as a gateway's frame of a `T`, this release writes it back as a frame that
+/// reads as the same value.
+fn versioned_round_trip<T>(data: &[u8])
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    if let Ok(value) = wire::decode::<T>(data) {
+        let frame = wire::encode(&value).expect("a decoded frame encodes");
+        assert_eq!(
+            wire::decode::<T>(&frame),
+            Ok(value),
+            "decode(encode(v)) != v"
+        );
     }
 }
 

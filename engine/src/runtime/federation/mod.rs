@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foundation_core::federation::wire::{
-    FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
+    self, FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
 };
 use foundation_core::federation::{
     BridgeConfig, BridgeConfigError, ExportedService, Federation, FederationConfig,
@@ -78,7 +78,7 @@ impl FederationSettings {
             links: Vec::new(),
             exports: Vec::new(),
             timers: WanTimers::default(),
-            max_frame: foundation_core::federation::wire::MAX_FRAME,
+            max_frame: wire::MAX_FRAME,
             routing: Routing::default(),
             bridges: Vec::new(),
         }
@@ -280,7 +280,7 @@ impl FederationHandle {
                 trace: call.trace,
                 idempotent: call.idempotent,
             };
-            let payload = postcard::to_stdvec(&leg.request(forwarded))
+            let payload = wire::encode(&leg.request(forwarded))
                 .map_err(|e| CrossClusterError::Codec(e.to_string()))?;
             let sent = self
                 .inner
@@ -310,7 +310,7 @@ struct Outgoing {
 
 /// The answer a remote gateway's reply carries.
 fn call_reply(reply: &[u8]) -> Result<Bytes, CrossClusterError> {
-    match postcard::from_bytes(reply) {
+    match wire::decode(reply) {
         Ok(FederationReply::Call(Ok(body))) => Ok(body.into()),
         // The hub's own refusal reads as this gateway's would.
         Ok(FederationReply::Call(Err(RemoteCallError::Federation(e)))) => {

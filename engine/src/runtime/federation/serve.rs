@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foundation_core::federation::wire::{
-    FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
+    self, FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
 };
 use foundation_core::federation::FederationError;
 use foundation_core::federation::{exported, GlobalDirectory, ProbeToSend, PushToSend};
@@ -107,7 +107,7 @@ async fn push_one(handle: FederationHandle, push: PushToSend) {
         directory: push.directory,
     };
     let timeout = handle.inner.machine().timers().probe_timeout;
-    let Ok(payload) = postcard::to_stdvec(&request) else {
+    let Ok(payload) = wire::encode(&request) else {
         return;
     };
     let sent = handle
@@ -124,7 +124,7 @@ async fn probe_one(handle: FederationHandle, probe: ProbeToSend) {
         directory: probe.directory,
     };
     let timeout = handle.inner.machine().timers().probe_timeout;
-    let answer = match postcard::to_stdvec(&request) {
+    let answer = match wire::encode(&request) {
         Ok(payload) => handle
             .inner
             .endpoint
@@ -152,19 +152,19 @@ async fn probe_one(handle: FederationHandle, probe: ProbeToSend) {
 }
 
 fn remote_directory(reply: &[u8]) -> Result<GlobalDirectory, String> {
-    match postcard::from_bytes(reply) {
+    match wire::decode(reply) {
         Ok(FederationReply::Probe { directory }) => Ok(directory),
         Ok(FederationReply::Refused(why)) => Err(format!("refused: {why}")),
         Ok(_) => Err("not a probe reply".into()),
-        Err(e) => Err(format!("reply does not decode: {e}")),
+        Err(e) => Err(format!("reply: {e}")),
     }
 }
 
 /// Answers one request from a linked gateway; calls run in their own task.
 fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
-    let decoded = postcard::from_bytes::<FederationRequest>(&request.payload);
+    let decoded = wire::decode::<FederationRequest>(&request.payload);
     let reply = match decoded {
-        Err(e) => FederationReply::Refused(format!("request does not decode: {e}")),
+        Err(e) => FederationReply::Refused(format!("request: {e}")),
         Ok(FederationRequest::Probe { directory }) => {
             let now = handle.inner.now();
             let mut machine = handle.inner.machine();
@@ -284,7 +284,7 @@ fn transit_error(error: CrossClusterError) -> RemoteCallError {
 }
 
 fn respond(request: GatewayRequest, reply: FederationReply) {
-    match postcard::to_stdvec(&reply) {
+    match wire::encode(&reply) {
         Ok(bytes) => request.respond(bytes.into()),
         Err(error) => tracing::warn!(%error, "federation reply does not encode"),
     }

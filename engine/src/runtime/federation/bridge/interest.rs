@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use foundation_core::federation::wire::{FederationReply, FederationRequest};
+use foundation_core::federation::wire::{self, FederationReply, FederationRequest};
 use foundation_core::federation::{
     BridgeInterest, InterestError, InterestSender, InterestSent, InterestToSend, LinkState,
 };
@@ -109,11 +109,11 @@ pub(in crate::runtime::federation) fn tell_interest(
 async fn tell_one(handle: FederationHandle, send: InterestToSend) {
     let request = FederationRequest::Interest(send.interest.to_wire());
     let timeout = handle.inner.machine().timers().probe_timeout;
-    let outcome = match postcard::to_stdvec(&request) {
+    let outcome = match wire::encode(&request) {
         Ok(payload) => {
             let endpoint = &handle.inner.endpoint;
             let reply = endpoint.request(&send.cluster, send.gateway, payload.into(), timeout);
-            match reply.await.as_deref().map(postcard::from_bytes) {
+            match reply.await.as_deref().map(wire::decode) {
                 Ok(Ok(FederationReply::Pushed)) => InterestSent::Taken,
                 Ok(answer) => {
                     tracing::debug!(cluster = %send.cluster, ?answer, "interest not taken");

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use foundation_core::federation::wire::{FederationReply, FederationRequest, RELAY_SERVICE};
+use foundation_core::federation::wire::{self, FederationReply, FederationRequest, RELAY_SERVICE};
 use foundation_core::federation::{
     is_forwarder, BridgeReceipt, BridgedMessage, HeardInterest, InterestSender, InterestTimers,
     LinkState, TopicBridges,
@@ -352,7 +352,7 @@ async fn send_batch(handle: &FederationHandle, cluster: &ClusterName, batch: Vec
     };
     let timeout = handle.inner.machine().timers().probe_timeout;
     let request = FederationRequest::Bridge(batch);
-    let Ok(payload) = postcard::to_stdvec(&request) else {
+    let Ok(payload) = wire::encode(&request) else {
         metrics.dropped(cluster, Dropped::SendFailed, messages);
         return;
     };
@@ -361,7 +361,7 @@ async fn send_batch(handle: &FederationHandle, cluster: &ClusterName, batch: Vec
         .endpoint
         .request(cluster, link.gateway, payload.into(), timeout)
         .await;
-    match sent.as_deref().map(postcard::from_bytes::<FederationReply>) {
+    match sent.as_deref().map(wire::decode::<FederationReply>) {
         Ok(Ok(FederationReply::Bridged(receipt))) => {
             metrics.carried(cluster, "out", messages, bytes);
             let refused = u64::from(receipt.refused) + u64::from(receipt.overloaded);
