@@ -949,3 +949,63 @@ fn keep_oldest_gives_ownership_to_the_oldest_members_side() {
     assert_eq!(c.running_total(&singleton()), 1);
     assert!(c.runners(&singleton())[0] != 0);
 }
+
+/// `slot` takes a new life (it had been declared failed): the same view, its own generation
+/// one higher.
+fn renew(c: &mut Cluster, slot: usize, alive: &[usize]) {
+    let members: Vec<Member> = alive
+        .iter()
+        .filter(|i| **i != slot)
+        .map(|i| Member {
+            candidate: candidate(*i as u8),
+            state: MemberState::Alive,
+            since: at(0),
+        })
+        .collect();
+    let me = Candidate {
+        generation: candidate(slot as u8).generation + 1,
+        ..candidate(slot as u8)
+    };
+    let now = c.local(slot);
+    c.machines[slot]
+        .as_mut()
+        .expect("up")
+        .update_view(now, me, &members);
+    c.collect(slot);
+}
+
+/// A key of "w" whose shard another node than `slot` owns in `slot`'s view.
+fn key_owned_elsewhere(c: &Cluster, slot: usize) -> String {
+    let p = c.machines[slot].as_ref().expect("up");
+    (0..)
+        .map(|k| format!("key-{k}"))
+        .find(|k| {
+            let (_, owner) = p.owner_of_key("w", k.as_bytes()).expect("declared");
+            owner.is_some_and(|o| o != node(slot as u8))
+        })
+        .expect("some key is owned elsewhere")
+}
+
+/// A routed message's outcome names it as `route` did, even when its origin took a new life
+/// while the message was out: the caller waits for that id (the runtime's `route` has no other
+/// deadline), and the owner's answer, sent to that id, is the outcome.
+#[test]
+fn a_routed_message_keeps_its_id_across_a_new_life_of_its_origin() {
+    let spec = WorkloadSpec {
+        min_members: 2,
+        ..WorkloadSpec::sharded(8)
+    };
+    let mut c = Cluster::new(3, spec, config());
+    c.all_see(&[0, 1, 2]);
+    c.run_to(3000);
+    // One message with the owner, one not sent yet: no owner while only slot 0 is seen.
+    let key = key_owned_elsewhere(&c, 0);
+    let out = c.route(0, &key, "out", 500);
+    c.view(0, &[0], 0);
+    let due = c.route(0, &key, "due", 500);
+    renew(&mut c, 0, &[0, 1, 2]);
+    c.run_to(3600);
+    assert_eq!(c.outcome(out).map(|(_, o)| o), Some(Ok(())));
+    assert_eq!(c.outcome(due).map(|(_, o)| o), Some(Ok(())));
+    assert_eq!(c.deliveries().len(), 2, "each once: {:?}", c.deliveries());
+}
