@@ -989,6 +989,7 @@ impl Placement {
         if std::mem::take(&mut self.dirty) {
             self.wanted = self.compute_wanted();
             self.decide_per_node();
+            self.retarget_handoffs();
             let (wanted, running) = (&self.wanted, &self.running);
             self.wanted_since
                 .retain(|i, _| wanted.contains(i) && !running.contains_key(i));

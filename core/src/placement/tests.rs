@@ -1009,3 +1009,51 @@ fn a_routed_message_keeps_its_id_across_a_new_life_of_its_origin() {
     assert_eq!(c.outcome(due).map(|(_, o)| o), Some(Ok(())));
     assert_eq!(c.deliveries().len(), 2, "each once: {:?}", c.deliveries());
 }
+
+/// Three members own 16 shards with handoff; a fourth joins, and while the application has
+/// not yet given the states of the shards that move to it, a fifth joins and becomes the next
+/// owner of some of them. Every shard that moved starts on its new owner with its state: a
+/// state given after the fifth joined goes to the owner the view names then, not to the one
+/// it named when the handoff began (which would take it, let the old owner stop, and keep it
+/// while the fifth started afresh).
+#[test]
+fn a_handoff_follows_the_next_owner_when_it_changes_before_the_state_is_given() {
+    let mut c = Cluster::new(5, handoff_shards(16), config());
+    c.all_see(&[0, 1, 2]);
+    c.view(3, &[3], 0);
+    c.view(4, &[4], 0);
+    c.run_to(2000);
+    c.answer_handoffs = false;
+    c.events.clear();
+    for slot in 0..4 {
+        c.view(slot, &[0, 1, 2, 3], 0);
+    }
+    c.run_to(2100);
+    let begun: Vec<Instance> = c
+        .events
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            PlacementEvent::BeginHandoff { instance, .. } => Some(instance.clone()),
+            _ => None,
+        })
+        .collect();
+    c.all_see(&[0, 1, 2, 3, 4]);
+    c.answer_handoffs = true;
+    c.run_to(5000);
+    let retargeted: Vec<&Instance> = begun.iter().filter(|i| c.runners(i) == vec![4]).collect();
+    assert!(
+        !retargeted.is_empty(),
+        "the fifth took none of the shards handed to the fourth: {begun:?}"
+    );
+    for instance in begun {
+        let [owner] = c.runners(&instance)[..] else {
+            panic!("{instance} runs on {:?}", c.runners(&instance));
+        };
+        let resumed = c.events.iter().any(|(_, s, e)| {
+            *s == owner
+                && matches!(e, PlacementEvent::EndHandoff { instance: i, state, .. }
+                    if *i == instance && state.as_ref() == state_of(i).as_slice())
+        });
+        assert!(resumed, "{instance} started on n{owner} without its state");
+    }
+}
