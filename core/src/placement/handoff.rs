@@ -198,11 +198,13 @@ impl Placement {
     /// The view changed: a handoff whose next owner is now another member goes to that one
     /// instead (with its state, if given already), so the state reaches the member that will
     /// run the instance rather than one that would take it, let us stop, and never start it.
+    /// One our view gives back to us goes on as it was (it ends by its deadline).
     pub(super) fn retarget_handoffs(&mut self) {
         let changed: Vec<(Instance, NodeId)> = self
             .handoffs
             .outgoing
             .iter()
+            .filter(|(instance, _)| !self.wanted.contains(*instance))
             .filter_map(|(instance, o)| {
                 let to = self.successor(instance)?;
                 (to != o.to).then(|| (instance.clone(), to))
