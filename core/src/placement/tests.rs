@@ -1057,3 +1057,51 @@ fn a_handoff_follows_the_next_owner_when_it_changes_before_the_state_is_given() 
         assert!(resumed, "{instance} started on n{owner} without its state");
     }
 }
+
+/// Gives `slot` a view with each of `members` in its state, at world ms `since`.
+fn view_of(c: &mut Cluster, slot: usize, members: &[(usize, MemberState)], since: u64) {
+    let members: Vec<Member> = members
+        .iter()
+        .map(|&(i, state)| Member {
+            candidate: candidate(i as u8),
+            state,
+            since: at(since),
+        })
+        .collect();
+    let now = c.local(slot);
+    c.machines[slot]
+        .as_mut()
+        .expect("up")
+        .update_view(now, candidate(slot as u8), &members);
+    c.collect(slot);
+}
+
+/// keep-oldest: the oldest member (slot 0) leaves gracefully while a partition cuts slot 1 off
+/// from the others. Slot 1 hears of the leave, is the oldest then, and grants itself a lease
+/// later; slot 2 has not heard of it and still takes slot 0 for the oldest. An oldest that
+/// left grants nothing any more: were slot 0 to keep answering claims while it finishes
+/// stopping, its grant would let slot 2 run the singleton while slot 1 runs it on its own.
+#[test]
+fn an_oldest_member_that_left_grants_nothing() {
+    let config = PlacementConfig {
+        split_brain: SplitBrain::KeepOldest,
+        ..config()
+    };
+    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config);
+    c.all_see(&[0, 1, 2]);
+    c.run_to(3000);
+    c.partition(&[1], &[0, 2]);
+    let now = c.local(0);
+    c.machines[0].as_mut().expect("up").leave(now);
+    c.collect(0);
+    use MemberState::{Failed, Left};
+    view_of(&mut c, 1, &[(0, Left), (2, Failed)], 3000);
+    // Slot 2 lost slot 0 and slot 1 in its view (it can still reach slot 0).
+    view_of(&mut c, 2, &[(0, Failed), (1, Failed)], 3000);
+    c.run_to(8000);
+    assert_eq!(
+        c.runners(&singleton()),
+        vec![1],
+        "the side that heard of the leave"
+    );
+}
