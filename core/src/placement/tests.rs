@@ -88,23 +88,42 @@ impl Cluster {
     /// Gives `slot` a view in which exactly the slots in `alive` are alive and the others
     /// failed since `failed_since` (ms, world).
     fn view(&mut self, slot: usize, alive: &[usize], failed_since: u64) {
-        let n = self.machines.len();
-        let since = at(failed_since);
-        let members: Vec<Member> = (0..n)
+        let members: Vec<(usize, MemberState)> = (0..self.machines.len())
             .filter(|i| *i != slot)
-            .map(|i| Member {
+            .map(|i| {
+                let alive = alive.contains(&i);
+                (
+                    i,
+                    if alive {
+                        MemberState::Alive
+                    } else {
+                        MemberState::Failed
+                    },
+                )
+            })
+            .collect();
+        self.view_as(slot, candidate(slot as u8), &members, failed_since);
+    }
+
+    /// Gives `slot`, as `me`, a view of each of `members` in its state since world ms `since`.
+    fn view_as(
+        &mut self,
+        slot: usize,
+        me: Candidate,
+        members: &[(usize, MemberState)],
+        since: u64,
+    ) {
+        let members: Vec<Member> = members
+            .iter()
+            .map(|&(i, state)| Member {
                 candidate: candidate(i as u8),
-                state: if alive.contains(&i) {
-                    MemberState::Alive
-                } else {
-                    MemberState::Failed
-                },
-                since,
+                state,
+                since: at(since),
             })
             .collect();
         let now = self.local(slot);
         if let Some(p) = self.machines[slot].as_mut() {
-            p.update_view(now, candidate(slot as u8), &members);
+            p.update_view(now, me, &members);
         }
         self.collect(slot);
     }
@@ -897,10 +916,8 @@ fn keep_referee_gives_ownership_to_the_referees_side() {
     assert_eq!(c.running_total(&singleton()), 1);
 }
 
-/// keep-oldest: the side with the oldest member (slot 0, the lowest generation) owns, even
-/// alone against two; once it leaves gracefully the next oldest decides, a lease later.
-#[test]
-fn keep_oldest_gives_ownership_to_the_oldest_members_side() {
+/// Three members under keep-oldest, with the singleton running after 3 s.
+fn keep_oldest_singleton() -> Cluster {
     let config = PlacementConfig {
         split_brain: SplitBrain::KeepOldest,
         ..config()
@@ -908,6 +925,14 @@ fn keep_oldest_gives_ownership_to_the_oldest_members_side() {
     let mut c = Cluster::new(3, WorkloadSpec::singleton(), config);
     c.all_see(&[0, 1, 2]);
     c.run_to(3000);
+    c
+}
+
+/// keep-oldest: the side with the oldest member (slot 0, the lowest generation) owns, even
+/// alone against two; once it leaves gracefully the next oldest decides, a lease later.
+#[test]
+fn keep_oldest_gives_ownership_to_the_oldest_members_side() {
+    let mut c = keep_oldest_singleton();
     assert_eq!(c.running_total(&singleton()), 1);
     c.partition(&[0], &[1, 2]);
     c.run_to(3500);
@@ -925,24 +950,8 @@ fn keep_oldest_gives_ownership_to_the_oldest_members_side() {
     c.machines[0].as_mut().expect("up").leave(now);
     c.collect(0);
     for slot in [1, 2] {
-        let members = vec![
-            Member {
-                candidate: candidate(0),
-                state: MemberState::Left,
-                since: at(7000),
-            },
-            Member {
-                candidate: candidate(3 - slot as u8),
-                state: MemberState::Alive,
-                since: at(0),
-            },
-        ];
-        let now = c.local(slot);
-        c.machines[slot]
-            .as_mut()
-            .expect("up")
-            .update_view(now, candidate(slot as u8), &members);
-        c.collect(slot);
+        let members = [(0, MemberState::Left), (3 - slot, MemberState::Alive)];
+        c.view_as(slot, candidate(slot as u8), &members, 7000);
     }
     c.cut.clear();
     c.run_to(12_000);
@@ -953,25 +962,16 @@ fn keep_oldest_gives_ownership_to_the_oldest_members_side() {
 /// `slot` takes a new life (it had been declared failed): the same view, its own generation
 /// one higher.
 fn renew(c: &mut Cluster, slot: usize, alive: &[usize]) {
-    let members: Vec<Member> = alive
+    let members: Vec<(usize, MemberState)> = alive
         .iter()
         .filter(|i| **i != slot)
-        .map(|i| Member {
-            candidate: candidate(*i as u8),
-            state: MemberState::Alive,
-            since: at(0),
-        })
+        .map(|i| (*i, MemberState::Alive))
         .collect();
     let me = Candidate {
         generation: candidate(slot as u8).generation + 1,
         ..candidate(slot as u8)
     };
-    let now = c.local(slot);
-    c.machines[slot]
-        .as_mut()
-        .expect("up")
-        .update_view(now, me, &members);
-    c.collect(slot);
+    c.view_as(slot, me, &members, 0);
 }
 
 /// A key of "w" whose shard another node than `slot` owns in `slot`'s view.
@@ -1058,24 +1058,6 @@ fn a_handoff_follows_the_next_owner_when_it_changes_before_the_state_is_given() 
     }
 }
 
-/// Gives `slot` a view with each of `members` in its state, at world ms `since`.
-fn view_of(c: &mut Cluster, slot: usize, members: &[(usize, MemberState)], since: u64) {
-    let members: Vec<Member> = members
-        .iter()
-        .map(|&(i, state)| Member {
-            candidate: candidate(i as u8),
-            state,
-            since: at(since),
-        })
-        .collect();
-    let now = c.local(slot);
-    c.machines[slot]
-        .as_mut()
-        .expect("up")
-        .update_view(now, candidate(slot as u8), &members);
-    c.collect(slot);
-}
-
 /// keep-oldest: the oldest member (slot 0) leaves gracefully while a partition cuts slot 1 off
 /// from the others. Slot 1 hears of the leave, is the oldest then, and grants itself a lease
 /// later; slot 2 has not heard of it and still takes slot 0 for the oldest. An oldest that
@@ -1083,21 +1065,15 @@ fn view_of(c: &mut Cluster, slot: usize, members: &[(usize, MemberState)], since
 /// stopping, its grant would let slot 2 run the singleton while slot 1 runs it on its own.
 #[test]
 fn an_oldest_member_that_left_grants_nothing() {
-    let config = PlacementConfig {
-        split_brain: SplitBrain::KeepOldest,
-        ..config()
-    };
-    let mut c = Cluster::new(3, WorkloadSpec::singleton(), config);
-    c.all_see(&[0, 1, 2]);
-    c.run_to(3000);
+    let mut c = keep_oldest_singleton();
     c.partition(&[1], &[0, 2]);
     let now = c.local(0);
     c.machines[0].as_mut().expect("up").leave(now);
     c.collect(0);
     use MemberState::{Failed, Left};
-    view_of(&mut c, 1, &[(0, Left), (2, Failed)], 3000);
+    c.view_as(1, candidate(1), &[(0, Left), (2, Failed)], 3000);
     // Slot 2 lost slot 0 and slot 1 in its view (it can still reach slot 0).
-    view_of(&mut c, 2, &[(0, Failed), (1, Failed)], 3000);
+    c.view_as(2, candidate(2), &[(0, Failed), (1, Failed)], 3000);
     c.run_to(8000);
     assert_eq!(
         c.runners(&singleton()),
