@@ -6,9 +6,10 @@
 //! state ([`Placement::hand_off`]), which goes to the next owner on the bulk channel. The next
 //! owner keeps it and answers; only then does the old owner stop and release the instance, so
 //! the next owner holds the state before it can win the lease, and gets it as
-//! [`PlacementEvent::EndHandoff`] just before its `Start`. A handoff that does not finish
-//! within `handoff_timeout` (no state given, no answer) stops the instance without one, as a
-//! crash would. Messages routed to an instance being handed over are not delivered by the old
+//! [`PlacementEvent::EndHandoff`] just before its `Start`. If the view names another next owner
+//! before the handoff finishes (another join), the handoff and its state go to that one. A
+//! handoff that does not finish within `handoff_timeout` (no state given, no answer) stops the
+//! instance without one, as a crash would. Messages routed to an instance being handed over are not delivered by the old
 //! owner: they wait at the next one (see [`super::routing`]).
 
 use std::collections::BTreeMap;
@@ -30,8 +31,9 @@ struct Outgoing {
     to: NodeId,
     reason: StopReason,
     deadline: Instant,
-    /// Whether its state was sent (we wait for the next owner's answer).
-    sent: bool,
+    /// The state's message, once sent (we wait for the next owner's answer): kept to send
+    /// again if the next owner changes before it answers.
+    sent: Option<Bytes>,
 }
 
 /// A state handed to us, kept until the instance starts here.
@@ -106,7 +108,7 @@ impl Placement {
                 to,
                 reason,
                 deadline,
-                sent: false,
+                sent: None,
             },
         );
         self.events
@@ -134,13 +136,13 @@ impl Placement {
                 max,
             });
         }
-        o.sent = true;
-        let message = PlacementMessage::HandoffState {
+        let message = super::wire::encode(&PlacementMessage::HandoffState {
             instance: instance.clone(),
             life: self.me,
             state,
-        };
-        self.bulk_out.push((o.to, super::wire::encode(&message)));
+        });
+        o.sent = Some(message.clone());
+        self.bulk_out.push((o.to, message));
         self.decide(now);
         Ok(())
     }
@@ -182,7 +184,7 @@ impl Placement {
             .handoffs
             .outgoing
             .get(instance)
-            .is_some_and(|o| o.to == from && o.sent);
+            .is_some_and(|o| o.to == from && o.sent.is_some());
         if !done {
             return;
         }
@@ -191,6 +193,31 @@ impl Placement {
             self.stop(instance, o.reason);
         }
         self.decide(now);
+    }
+
+    /// The view changed: a handoff whose next owner is now another member goes to that one
+    /// instead (with its state, if given already), so the state reaches the member that will
+    /// run the instance rather than one that would take it, let us stop, and never start it.
+    /// One our view gives back to us goes on as it was (it ends by its deadline).
+    pub(super) fn retarget_handoffs(&mut self) {
+        let changed: Vec<(Instance, NodeId)> = self
+            .handoffs
+            .outgoing
+            .iter()
+            .filter(|(instance, _)| !self.wanted.contains(*instance))
+            .filter_map(|(instance, o)| {
+                let to = self.successor(instance)?;
+                (to != o.to).then(|| (instance.clone(), to))
+            })
+            .collect();
+        for (instance, to) in changed {
+            if let Some(o) = self.handoffs.outgoing.get_mut(&instance) {
+                o.to = to;
+                if let Some(message) = &o.sent {
+                    self.bulk_out.push((to, message.clone()));
+                }
+            }
+        }
     }
 
     /// Ends handoffs past their deadline (stopping the instance without one) and forgets kept

@@ -181,7 +181,8 @@ pub enum SplitBrain {
     StaticQuorum(u32),
     /// The side with the oldest member of the agreed membership (lowest generation): a lease
     /// needs that member's grant, and a registrar grants only while it is the oldest it knows
-    /// of (and a lease after it became so, so the previous oldest's grants have run out). If
+    /// of and has not left (and a lease after it became so, so the previous oldest's grants
+    /// have run out). If
     /// the oldest crashes, nothing is owned until it comes back (a younger life: the next
     /// oldest then decides) or leaves.
     KeepOldest,
@@ -820,13 +821,20 @@ impl Placement {
         self.by_age.first().map(|(_, id)| *id)
     }
 
-    /// Whether our registrar may grant now: under keep-oldest only while we are the oldest,
-    /// from a lease after we became it.
+    /// Whether our registrar may grant now: under keep-oldest only while we are the oldest
+    /// and a member, from a lease after we became the oldest.
     fn may_grant(&self, now: Instant) -> bool {
         match self.config.split_brain {
-            SplitBrain::KeepOldest => self
-                .oldest_since
-                .is_some_and(|since| now >= since + self.config.lease),
+            // Once we left (the membership hears of it when our handoffs are done), the next
+            // oldest decides a lease after it heard, and a member that has not heard yet
+            // would still take our grant alone for a lease: so we grant nothing any more.
+            SplitBrain::KeepOldest => {
+                let left = self.leaving && !self.is_handing_off();
+                !left
+                    && self
+                        .oldest_since
+                        .is_some_and(|since| now >= since + self.config.lease)
+            }
             _ => true,
         }
     }
@@ -989,6 +997,7 @@ impl Placement {
         if std::mem::take(&mut self.dirty) {
             self.wanted = self.compute_wanted();
             self.decide_per_node();
+            self.retarget_handoffs();
             let (wanted, running) = (&self.wanted, &self.running);
             self.wanted_since
                 .retain(|i, _| wanted.contains(i) && !running.contains_key(i));

@@ -86,6 +86,9 @@ enum Attempt {
 
 #[derive(Debug)]
 struct Outgoing {
+    /// The life that routed it: its id keeps naming that life after this node takes a new
+    /// one, since the caller waits for that id and the node that has it answers to it.
+    origin: Life,
     instance: Instance,
     payload: Vec<u8>,
     deadline: Instant,
@@ -168,6 +171,7 @@ impl Placement {
         let seq = self.routing.next_seq;
         self.routing.stats.routed += 1;
         let outgoing = Outgoing {
+            origin: self.me,
             instance,
             payload,
             deadline: now + ttl,
@@ -189,7 +193,7 @@ impl Placement {
         };
         let owner = self.owner(&o.instance).ok().flatten();
         let id = RouteId {
-            origin: self.me,
+            origin: o.origin,
             seq,
         };
         match owner {
@@ -294,14 +298,11 @@ impl Placement {
         id: RouteId,
         answer: RouteAnswer,
     ) {
-        if id.origin != self.me {
-            return;
-        }
         let retry = self.route_retry();
         let Some(o) = self.routing.outgoing.get_mut(&id.seq) else {
             return;
         };
-        if o.attempt != Attempt::With(from) {
+        if o.origin != id.origin || o.attempt != Attempt::With(from) {
             // Not the node that has it now: a stale or forged answer.
             return;
         }
@@ -316,15 +317,15 @@ impl Placement {
     }
 
     fn route_outcome(&mut self, seq: u64, outcome: Result<(), RouteError>) {
-        if self.routing.outgoing.remove(&seq).is_none() {
+        let Some(o) = self.routing.outgoing.remove(&seq) else {
             return;
-        }
+        };
         match outcome {
             Ok(()) => self.routing.stats.delivered += 1,
             Err(_) => self.routing.stats.failed += 1,
         }
         let id = RouteId {
-            origin: self.me,
+            origin: o.origin,
             seq,
         };
         self.events.push(PlacementEvent::Routed { id, outcome });
