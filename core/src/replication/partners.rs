@@ -10,7 +10,7 @@
 //! among the first picked: news crosses a heal at once. The first round's order is random and
 //! differs from node to node, so no two nodes exchange in lockstep.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::NodeAddr;
 use crate::NodeId;
@@ -44,7 +44,7 @@ impl Partners {
     /// within twice the membership. A member dropped and seen again counts as never sent to.
     fn forget_gone(&mut self, peers: &[NodeAddr]) {
         if self.last_sent.len() > 2 * peers.len() {
-            let live: std::collections::BTreeSet<NodeId> = peers.iter().map(|p| p.id).collect();
+            let live: BTreeSet<NodeId> = peers.iter().map(|p| p.id).collect();
             self.last_sent.retain(|id, _| live.contains(id));
         }
     }
@@ -54,7 +54,6 @@ impl Partners {
 mod tests {
     use super::*;
     use rand10::SeedableRng;
-    use std::collections::BTreeSet;
     use std::net::SocketAddr;
 
     fn peer(n: u128) -> NodeAddr {
