@@ -9,8 +9,8 @@
 //! [`PlacementEvent::EndHandoff`] just before its `Start`. If the view names another next owner
 //! before the handoff finishes (another join), the handoff and its state go to that one. A
 //! handoff that does not finish within `handoff_timeout` (no state given, no answer) stops the
-//! instance without one, as a crash would. Messages routed to an instance being handed over are not delivered by the old
-//! owner: they wait at the next one (see [`super::routing`]).
+//! instance without one, as a crash would. Messages routed to an instance being handed over
+//! are not delivered by the old owner: they wait at the next one (see [`super::routing`]).
 
 use std::collections::BTreeMap;
 

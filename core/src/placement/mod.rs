@@ -182,9 +182,8 @@ pub enum SplitBrain {
     /// The side with the oldest member of the agreed membership (lowest generation): a lease
     /// needs that member's grant, and a registrar grants only while it is the oldest it knows
     /// of and has not left (and a lease after it became so, so the previous oldest's grants
-    /// have run out). If
-    /// the oldest crashes, nothing is owned until it comes back (a younger life: the next
-    /// oldest then decides) or leaves.
+    /// have run out). If the oldest crashes, nothing is owned until it comes back (a younger
+    /// life: the next oldest then decides) or leaves.
     KeepOldest,
     /// The side with this node: a lease needs its grant. While it is down nothing is owned.
     KeepReferee(NodeId),
