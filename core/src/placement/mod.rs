@@ -392,6 +392,17 @@ pub struct PlacementStats {
     pub waited_micros: u64,
 }
 
+impl PlacementStats {
+    /// Counts one instance stopped here.
+    fn count_stop(&mut self, reason: StopReason) {
+        match reason {
+            StopReason::LostQuorum => self.lost_quorum += 1,
+            _ => self.moved += 1,
+        }
+        self.stops_by_reason[reason.index()] += 1;
+    }
+}
+
 impl StopReason {
     /// Its index in [`PlacementStats::stops_by_reason`].
     pub fn index(self) -> usize {
@@ -1179,11 +1190,7 @@ impl Placement {
         }
         self.duplicates.stopped(instance);
         self.leases.remove(instance);
-        match reason {
-            StopReason::LostQuorum => self.stats.lost_quorum += 1,
-            _ => self.stats.moved += 1,
-        }
-        self.stats.stops_by_reason[reason.index()] += 1;
+        self.stats.count_stop(reason);
         self.events.push(PlacementEvent::Stop {
             instance: instance.clone(),
             reason,

@@ -73,8 +73,7 @@ impl Placement {
             } else {
                 StopReason::Moved
             };
-            self.stats.moved += 1;
-            self.stats.stops_by_reason[reason.index()] += 1;
+            self.stats.count_stop(reason);
             self.events.push(PlacementEvent::Stop { instance, reason });
         }
         let new: Vec<Instance> = should.difference(&self.per_node).cloned().collect();
@@ -91,6 +90,7 @@ impl Placement {
     /// Stops every per-node instance (a new life of this node starts them again).
     pub(super) fn stop_per_node(&mut self, reason: StopReason) {
         for instance in std::mem::take(&mut self.per_node) {
+            self.stats.count_stop(reason);
             self.events.push(PlacementEvent::Stop { instance, reason });
         }
     }

@@ -891,6 +891,40 @@ fn replicated_runs_on_every_eligible_member_and_local_runs_here() {
     assert_eq!(starts_and_stops(&mut p), vec!["stop cache/0 Leaving"]);
 }
 
+/// A new life stops the old life's per-node instances and counts those stops as it counts every
+/// other, so started minus stopped is what runs here.
+#[test]
+fn a_new_life_counts_the_per_node_instances_it_stops() {
+    let mut p = Placement::new(
+        Life {
+            node: node(0),
+            generation: 10,
+        },
+        config(),
+        at(0),
+    );
+    p.declare(at(0), "cache", WorkloadSpec::local())
+        .expect("declared");
+    p.update_view(at(1), candidate(0), &[]);
+    let renewed = Candidate {
+        generation: 11,
+        ..candidate(0)
+    };
+    p.update_view(at(2), renewed, &[]);
+    assert_eq!(
+        starts_and_stops(&mut p),
+        vec!["start cache/0", "stop cache/0 Renewed", "start cache/0"]
+    );
+    let stats = p.stats();
+    assert_eq!(stats.started, 2);
+    assert_eq!(stats.stops_by_reason[StopReason::Renewed.index()], 1);
+    assert_eq!(stats.stops_by_reason.iter().sum::<u64>(), 1);
+    assert_eq!(
+        stats.moved, 1,
+        "a renewal is counted with the moves, as for leased instances"
+    );
+}
+
 /// keep-referee: the side with the referee owns, even when it is the smaller one; the other
 /// side never runs it again once its lease is out (`run_to` checks uniqueness throughout).
 #[test]
