@@ -473,6 +473,36 @@ fn placement_sweep_over_many_seeds() {
     }
 }
 
+/// Routed runs (handoffs under leaves, restarts and a crash) over many seeds; release builds
+/// (`PLACEMENT_SEEDS`, default 50).
+#[test]
+#[ignore]
+fn routed_runs_over_many_seeds() {
+    let seeds: u64 = std::env::var("PLACEMENT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    for crash in [false, true] {
+        let (mut routed, mut delivered, mut handed_over) = (0, 0, 0);
+        for seed in 1..=seeds {
+            let outcome = routed_run(seed, crash);
+            assert!(
+                outcome.check.violations.is_empty(),
+                "seed {seed} crash {crash}: {:?}",
+                outcome.check.violations.first()
+            );
+            assert_eq!(outcome.duplicates, 0, "seed {seed} crash {crash}");
+            routed += outcome.routed;
+            delivered += outcome.delivered;
+            handed_over += outcome.handed_over;
+        }
+        eprintln!(
+            "crash {crash}: {seeds} seeds clean; {routed} routed, {delivered} confirmed delivered, \
+             {handed_over} handoffs"
+        );
+    }
+}
+
 /// A run of messages routed by key to a sharded workload with handoff, while members leave and
 /// come back (and, with `crash`, one crashes): the `routed-delivery` check on every step and at
 /// the end, `owned-after-heal`, and without a crash `handoff-state`.

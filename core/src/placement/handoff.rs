@@ -7,8 +7,10 @@
 //! owner keeps it and answers; only then does the old owner stop and release the instance, so
 //! the next owner holds the state before it can win the lease, and gets it as
 //! [`PlacementEvent::EndHandoff`] just before its `Start`. If the view names another next owner
-//! before the handoff finishes (another join), the handoff and its state go to that one. A
-//! handoff that does not finish within `handoff_timeout` (no state given, no answer) stops the
+//! before the handoff finishes (another join), the handoff and its state go to that one; if it
+//! names us again (the next owner crashed or left the view), the instance stops and starts
+//! again here at once with the state it gave, as it would have on another node. A handoff
+//! that does not finish within `handoff_timeout` (no state given, no answer) stops the
 //! instance without one, as a crash would. Messages routed to an instance being handed over
 //! are not delivered by the old owner: they wait at the next one (see [`super::routing`]).
 
@@ -31,9 +33,10 @@ struct Outgoing {
     to: NodeId,
     reason: StopReason,
     deadline: Instant,
-    /// The state's message, once sent (we wait for the next owner's answer): kept to send
-    /// again if the next owner changes before it answers.
-    sent: Option<Bytes>,
+    /// The state the application gave, once it did (we wait for the next owner's answer):
+    /// kept to send again if the next owner changes before it answers, or to start from here
+    /// if our view gives the instance back to us.
+    state: Option<Bytes>,
 }
 
 /// A state handed to us, kept until the instance starts here.
@@ -57,6 +60,9 @@ pub struct HandoffStats {
     pub too_large: u64,
     /// States received and started with.
     pub resumed: u64,
+    /// Handoffs our view gave back to us once the state was given: the instance started
+    /// again here with it.
+    pub taken_back: u64,
 }
 
 /// Both sides of handoffs on one node.
@@ -108,7 +114,7 @@ impl Placement {
                 to,
                 reason,
                 deadline,
-                sent: None,
+                state: None,
             },
         );
         self.events
@@ -136,15 +142,31 @@ impl Placement {
                 max,
             });
         }
+        o.state = Some(Bytes::from(state));
+        // One our view gives back to us is not sent: `decide` starts it here again.
+        if !self.wanted.contains(instance) {
+            self.send_state(instance);
+        }
+        self.decide(now);
+        Ok(())
+    }
+
+    /// Sends the state given for `instance` to its next owner.
+    fn send_state(&mut self, instance: &Instance) {
+        let Some(Outgoing {
+            to,
+            state: Some(state),
+            ..
+        }) = self.handoffs.outgoing.get(instance)
+        else {
+            return;
+        };
         let message = super::wire::encode(&PlacementMessage::HandoffState {
             instance: instance.clone(),
             life: self.me,
-            state,
+            state: state.to_vec(),
         });
-        o.sent = Some(message.clone());
-        self.bulk_out.push((o.to, message));
-        self.decide(now);
-        Ok(())
+        self.bulk_out.push((*to, message));
     }
 
     /// A previous owner's state for `instance`: kept for when it starts here, and answered.
@@ -184,7 +206,7 @@ impl Placement {
             .handoffs
             .outgoing
             .get(instance)
-            .is_some_and(|o| o.to == from && o.sent.is_some());
+            .is_some_and(|o| o.to == from && o.state.is_some());
         if !done {
             return;
         }
@@ -198,7 +220,7 @@ impl Placement {
     /// The view changed: a handoff whose next owner is now another member goes to that one
     /// instead (with its state, if given already), so the state reaches the member that will
     /// run the instance rather than one that would take it, let us stop, and never start it.
-    /// One our view gives back to us goes on as it was (it ends by its deadline).
+    /// One our view gives back to us is left to [`Self::take_back_handoffs`].
     pub(super) fn retarget_handoffs(&mut self) {
         let changed: Vec<(Instance, NodeId)> = self
             .handoffs
@@ -213,9 +235,44 @@ impl Placement {
         for (instance, to) in changed {
             if let Some(o) = self.handoffs.outgoing.get_mut(&instance) {
                 o.to = to;
-                if let Some(message) = &o.sent {
-                    self.bulk_out.push((to, message.clone()));
-                }
+                self.send_state(&instance);
+            }
+        }
+    }
+
+    /// Ends the handoffs our view gives back to us whose state was given: the instance stops
+    /// and starts again here, under the lease we kept claiming, with that state (as
+    /// [`PlacementEvent::EndHandoff`] from us), rather than wait for an answer from a next
+    /// owner that crashed or left and then restart here without it at the deadline. Until the
+    /// state is given the handoff goes on: the application is stopping its work.
+    pub(super) fn take_back_handoffs(&mut self, now: Instant) {
+        let back: Vec<Instance> = self
+            .handoffs
+            .outgoing
+            .iter()
+            .filter(|(instance, o)| o.state.is_some() && self.wanted.contains(*instance))
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        for instance in back {
+            let Some(Outgoing {
+                reason,
+                state: Some(state),
+                ..
+            }) = self.handoffs.outgoing.remove(&instance)
+            else {
+                continue;
+            };
+            self.handoffs.stats.taken_back += 1;
+            let received = Received {
+                from: self.me.node,
+                state,
+                until: now + self.config.lease * 4,
+            };
+            self.handoffs.received.insert(instance.clone(), received);
+            let lease = self.leases.get(&instance).copied();
+            self.stop(&instance, reason);
+            if let Some(until) = lease {
+                self.leases.insert(instance, until);
             }
         }
     }

@@ -1031,6 +1031,7 @@ impl Placement {
         for instance in expired {
             self.stop(&instance, StopReason::LostQuorum);
         }
+        self.take_back_handoffs(now);
         self.expire_handoffs(now);
         let moved: Vec<Instance> = self
             .running

@@ -1092,6 +1092,58 @@ fn a_handoff_follows_the_next_owner_when_it_changes_before_the_state_is_given() 
     }
 }
 
+/// A fourth member joins and crashes before it takes the states handed to it; once the view
+/// drops it, each old owner owns its shard again and restarts it at once from the state its
+/// application gave, instead of waiting out `handoff_timeout` (2 s) and restarting without it.
+#[test]
+fn a_handoff_our_view_gives_back_restarts_here_with_its_own_state() {
+    let mut c = Cluster::new(4, handoff_shards(16), config());
+    c.all_see(&[0, 1, 2]);
+    c.view(3, &[3], 0);
+    c.run_to(2000);
+    c.events.clear();
+    c.machines[3] = None;
+    for slot in 0..3 {
+        c.view(slot, &[0, 1, 2, 3], 0);
+    }
+    c.run_to(2200);
+    let begun: Vec<(usize, Instance)> = c
+        .events
+        .iter()
+        .filter_map(|(_, slot, e)| match e {
+            PlacementEvent::BeginHandoff { instance, .. } => Some((*slot, instance.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(!begun.is_empty(), "the join moved nothing");
+    c.all_see(&[0, 1, 2]);
+    c.run_to(2400);
+    for (owner, instance) in &begun {
+        assert_eq!(c.runners(instance), vec![*owner], "{instance} is not back");
+        let resumed = c.events.iter().any(|(at, s, e)| {
+            *at >= 2200
+                && s == owner
+                && matches!(e, PlacementEvent::EndHandoff { instance: i, state, from }
+                    if i == instance && *from == node(*owner as u8)
+                        && state.as_ref() == state_of(i).as_slice())
+        });
+        assert!(
+            resumed,
+            "{instance} restarted on n{owner} without its state"
+        );
+    }
+    let timed_out: u64 = (0..3)
+        .map(|s| {
+            c.machines[s]
+                .as_ref()
+                .expect("up")
+                .handoff_stats()
+                .timed_out
+        })
+        .sum();
+    assert_eq!(timed_out, 0);
+}
+
 /// keep-oldest: the oldest member (slot 0) leaves gracefully while a partition cuts slot 1 off
 /// from the others. Slot 1 hears of the leave, is the oldest then, and grants itself a lease
 /// later; slot 2 has not heard of it and still takes slot 0 for the oldest. An oldest that

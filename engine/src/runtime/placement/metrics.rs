@@ -54,7 +54,14 @@ pub(crate) struct PlacementMetrics {
 }
 
 /// Handoff outcomes, as the `outcome` label says them.
-const HANDOFF_OUTCOMES: [&str; 5] = ["begun", "completed", "timed_out", "too_large", "resumed"];
+const HANDOFF_OUTCOMES: [&str; 6] = [
+    "begun",
+    "completed",
+    "timed_out",
+    "too_large",
+    "resumed",
+    "taken_back",
+];
 /// Routed-message outcomes of this node's messages.
 const ROUTE_OUTCOMES: [&str; 2] = ["delivered", "failed"];
 
@@ -85,7 +92,7 @@ impl PlacementMetrics {
         );
         r.register(
             "handoffs",
-            "Handoffs from here (begun, completed, timed_out, too_large) and states resumed here",
+            "Handoffs from here (begun, completed, timed_out, too_large, taken_back) and states resumed here",
             Declared(m.handoffs.clone()),
         );
         r.register(
@@ -147,7 +154,14 @@ impl PlacementMetrics {
             );
         }
         let h = p.handoff_stats();
-        let handoffs = [h.begun, h.completed, h.timed_out, h.too_large, h.resumed];
+        let handoffs = [
+            h.begun,
+            h.completed,
+            h.timed_out,
+            h.too_large,
+            h.resumed,
+            h.taken_back,
+        ];
         for (outcome, total) in HANDOFF_OUTCOMES.into_iter().zip(handoffs) {
             advance(
                 &self.handoffs.get_or_create(&OutcomeLabels { outcome }),
