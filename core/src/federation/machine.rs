@@ -12,6 +12,7 @@ use super::push::Pusher;
 use super::routing::{Route, Routing};
 use super::wire::RELAY_SERVICE;
 use crate::identity::{ClusterName, NodeId};
+use crate::services::admission::MAX_CALL_DEADLINE;
 use crate::services::router::{attempt_share, retryable, AttemptEnd};
 use crate::time::Instant;
 
@@ -111,6 +112,8 @@ pub struct Federation {
     pusher: Pusher,
     /// Calls served for other clusters, by the cluster they started in.
     served: BTreeMap<ClusterName, u64>,
+    /// The longest a call from another cluster runs here, as a hub or served.
+    max_call_deadline: Duration,
     directory: GlobalDirectory,
     exports: BTreeMap<String, ExportedService>,
     next_id: u64,
@@ -159,6 +162,7 @@ impl Federation {
             routing,
             carried: BTreeMap::new(),
             served: BTreeMap::new(),
+            max_call_deadline: MAX_CALL_DEADLINE,
             directory,
             exports: BTreeMap::new(),
             next_id: 0,
@@ -388,6 +392,22 @@ impl Federation {
     /// Calls admitted for other clusters, by the cluster each started in.
     pub fn served(&self) -> &BTreeMap<ClusterName, u64> {
         &self.served
+    }
+
+    /// The same machine, running a call from another cluster for at most `max` (default
+    /// [`MAX_CALL_DEADLINE`], as a peer's call inside the cluster).
+    pub fn with_max_call_deadline(self, max: Duration) -> Self {
+        Self {
+            max_call_deadline: max,
+            ..self
+        }
+    }
+
+    /// How long a call from another cluster that asked for `requested` runs here, served or
+    /// carried on as a hub: the deadline is the caller's to name, but a linked cluster that
+    /// names years would hold a task, and a handler's slot, that long.
+    pub fn call_deadline(&self, requested: Duration) -> Duration {
+        requested.min(self.max_call_deadline)
     }
 
     /// The topology this gateway was configured with.

@@ -33,6 +33,7 @@ use foundation_core::federation::{
     FederationConfigError, FederationError, ForwardedAttempt, GlobalDirectory, LinkConfig,
     LinkStatus, Route, Routing, TopicBridges, WanTimers,
 };
+use foundation_core::services::admission::MAX_CALL_DEADLINE;
 use foundation_core::services::router::AttemptEnd;
 use foundation_core::services::trace::TraceContext;
 use foundation_core::services::wire::{RemoteError, RpcReply};
@@ -68,6 +69,10 @@ pub struct FederationSettings {
     /// Pub/sub bridged per linked cluster: the topic patterns exported there and imported
     /// from there (a topic crosses only when the other side's gateway agrees).
     pub bridges: Vec<BridgeConfig>,
+    /// Longest a call from a linked cluster runs here, served or carried as a hub, whatever
+    /// deadline it asked for (it runs with the smaller). Default: as a peer's call inside the
+    /// cluster, [`MAX_CALL_DEADLINE`].
+    pub max_call_deadline: Duration,
 }
 
 impl FederationSettings {
@@ -81,6 +86,7 @@ impl FederationSettings {
             max_frame: wire::MAX_FRAME,
             routing: Routing::default(),
             bridges: Vec::new(),
+            max_call_deadline: MAX_CALL_DEADLINE,
         }
     }
 }
@@ -246,9 +252,10 @@ impl FederationHandle {
                 .map_err(|_| FederationError::UnknownCluster(target.to_owned()))?;
             Ok((name, gateway, Leg::Via(from.to_string())))
         };
+        let requested = Duration::from_micros(call.deadline_micros);
         let outgoing = Outgoing {
             body: Bytes::from(call.body),
-            deadline: Duration::from_micros(call.deadline_micros),
+            deadline: self.inner.machine().call_deadline(requested),
             trace: call.trace,
             idempotent: call.idempotent,
         };
@@ -395,7 +402,8 @@ pub(super) fn start(
         links,
         timers: settings.timers,
     };
-    let machine = Federation::with_routing(config, settings.routing.clone(), Instant::ZERO)?;
+    let machine = Federation::with_routing(config, settings.routing.clone(), Instant::ZERO)?
+        .with_max_call_deadline(settings.max_call_deadline);
     let bridges = TopicBridges::new(&machine.linked(), &settings.bridges)?;
     let roots: Vec<_> = settings
         .links
