@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::eventually;
 use foundation_engine::federation::wire::{
-    self, FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
+    self, FederationReply, FederationRequest, ForwardedCall, RelayReply, RelayRequest,
+    RemoteCallError, RELAY_SERVICE,
 };
 use foundation_engine::federation::{ExportedService, FederationError, LinkState, WanTimers};
 use foundation_engine::runtime::federation::{
@@ -505,9 +506,46 @@ async fn a_linked_clusters_deadline_is_capped_by_the_gateway() {
         panic!("the call failed: {reply:?}");
     };
     let given: u64 = postcard::from_bytes(&body).unwrap();
-    assert!(given <= 2_000, "the handler was given {given} ms, over the cap");
+    assert!(
+        given <= 2_000,
+        "the handler was given {given} ms, over the cap"
+    );
     a[0].stop_gateway();
     a[0].abort().await;
+}
+
+/// A node and its cluster's gateway speak the federation wire's versioned frames: a relay
+/// request of a newer release is refused, saying so, and one of a release before the version
+/// is still served, its reply readable there. Before, the gateway read a newer request by its
+/// own schema (and served it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_request_of_a_newer_wire_version_is_refused() {
+    let a = cluster("a", 2).await;
+    start_gateway(&a[0], gateway(free_addr(), &[], &[("b", free_addr())])).await;
+    eventually(SOON, "the relay registered", || {
+        a[1].services().healthy(RELAY_SERVICE).len() == 1
+    })
+    .await;
+    let lookup = RelayRequest::Lookup {
+        cluster: "b".into(),
+        service: "billing".into(),
+    };
+    let (rpc, options) = (a[1].rpc(), CallOptions::default());
+    let older = postcard::to_stdvec(&lookup).unwrap();
+    let reply = rpc.call_bytes(RELAY_SERVICE, older.into(), DEADLINE, &options);
+    let reply = reply.await.expect("an older node's request is served");
+    let read_there: RelayReply = postcard::from_bytes(&reply).unwrap();
+    assert!(read_there.is_ok(), "{read_there:?}");
+    let mut newer = wire::encode(&lookup).unwrap();
+    let at = newer.len() - 2;
+    newer[at..].copy_from_slice(&(wire::WIRE_VERSION + 1).to_be_bytes());
+    let refused = rpc.call_bytes(RELAY_SERVICE, newer.into(), DEADLINE, &options);
+    let refused = refused.await.expect_err("a newer request was served");
+    assert!(
+        refused.to_string().contains("newer than this gateway's"),
+        "{refused}"
+    );
+    stop(&[&a]).await;
 }
 
 /// Cluster a (2 nodes, `billing` on the second) with a gateway on each node, and cluster b
