@@ -40,7 +40,8 @@ mod routing;
 pub mod wire;
 
 pub use bridge::{
-    is_forwarder, BridgeConfig, BridgeConfigError, BridgeReceipt, BridgedMessage, TopicBridges,
+    is_forwarder, BatchLimits, BatchTooLarge, BridgeConfig, BridgeConfigError, BridgeReceipt,
+    BridgedMessage, TopicBridges,
 };
 pub use directory::{
     ClusterExports, DirectoryError, ExportedService, GlobalDirectory, MAX_CLUSTERS, MAX_SERVICES,

@@ -29,7 +29,7 @@ use foundation_core::federation::wire::{
     self, FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
 };
 use foundation_core::federation::{
-    BridgeConfig, BridgeConfigError, ExportedService, Federation, FederationConfig,
+    BatchLimits, BridgeConfig, BridgeConfigError, ExportedService, Federation, FederationConfig,
     FederationConfigError, FederationError, ForwardedAttempt, GlobalDirectory, LinkConfig,
     LinkStatus, Route, Routing, TopicBridges, WanTimers,
 };
@@ -73,6 +73,9 @@ pub struct FederationSettings {
     /// deadline it asked for (it runs with the smaller). Default: as a peer's call inside the
     /// cluster, [`MAX_CALL_DEADLINE`].
     pub max_call_deadline: Duration,
+    /// The most a batch of bridged pub/sub messages holds, sent to a linked gateway or taken
+    /// from one (a larger one is refused whole, counted `oversized`).
+    pub bridge_batch: BatchLimits,
 }
 
 impl FederationSettings {
@@ -87,6 +90,7 @@ impl FederationSettings {
             routing: Routing::default(),
             bridges: Vec::new(),
             max_call_deadline: MAX_CALL_DEADLINE,
+            bridge_batch: BatchLimits::default(),
         }
     }
 }

@@ -210,7 +210,10 @@ fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
             return;
         }
         Ok(FederationRequest::Bridge(messages)) => {
-            FederationReply::Bridged(handle.inner.bridge.incoming(&request.from, messages))
+            match handle.inner.bridge.incoming(&request.from, messages) {
+                Ok(receipt) => FederationReply::Bridged(receipt),
+                Err(oversized) => FederationReply::Refused(oversized.to_string()),
+            }
         }
         Ok(FederationRequest::Interest(patterns)) => {
             let now = handle.inner.now();
