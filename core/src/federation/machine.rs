@@ -10,6 +10,7 @@ use super::error::{FederationConfigError, FederationError};
 use super::link::{Link, LinkState, LinkStatus, WanTimers};
 use super::push::Pusher;
 use super::routing::{Route, Routing};
+use super::served::ServedCalls;
 use super::wire::RELAY_SERVICE;
 use crate::identity::{ClusterName, NodeId};
 use crate::services::admission::MAX_CALL_DEADLINE;
@@ -111,7 +112,7 @@ pub struct Federation {
     carried: BTreeMap<ClusterName, BTreeSet<ClusterName>>,
     pusher: Pusher,
     /// Calls served for other clusters, by the cluster they started in.
-    served: BTreeMap<ClusterName, u64>,
+    served: ServedCalls,
     /// The longest a call from another cluster runs here, as a hub or served.
     max_call_deadline: Duration,
     directory: GlobalDirectory,
@@ -161,7 +162,7 @@ impl Federation {
             pusher: Pusher::new(routing.push_spacing),
             routing,
             carried: BTreeMap::new(),
-            served: BTreeMap::new(),
+            served: ServedCalls::default(),
             max_call_deadline: MAX_CALL_DEADLINE,
             directory,
             exports: BTreeMap::new(),
@@ -385,12 +386,14 @@ impl Federation {
                 service: service.to_owned(),
             });
         }
-        *self.served.entry(origin.clone()).or_default() += 1;
+        let linked = self.links.contains_key(&origin);
+        self.served.count(&origin, linked);
         Ok(origin)
     }
 
-    /// Calls admitted for other clusters, by the cluster each started in.
-    pub fn served(&self) -> &BTreeMap<ClusterName, u64> {
+    /// Calls admitted for other clusters, by the cluster each started in (bounded: see
+    /// [`ServedCalls`]).
+    pub fn served(&self) -> &ServedCalls {
         &self.served
     }
 
@@ -901,12 +904,32 @@ mod tests {
         // The hub carries a's call on its direct link to c, and c admits it as a's.
         assert_eq!(hub.transit(&name("a"), "c", "search"), Ok(via));
         assert_eq!(c.admit(&name("hub"), Some("a"), "search"), Ok(name("a")));
-        assert_eq!(c.served().get(&name("a")), Some(&1));
+        assert_eq!(c.served().by_origin().get(&name("a")), Some(&1));
         // b is not among the clusters the hub carries: it is offered nothing of c.
         assert_eq!(
             b.lookup("c", "search"),
             Err(FederationError::UnknownCluster("c".into()))
         );
+    }
+
+    /// A hub names the origin of each call it carries, and nothing checks the name: before
+    /// the bound, every name made up stayed in `served` for good.
+    #[test]
+    fn origins_a_hub_names_are_bounded_in_served() {
+        use crate::federation::HUB_NAMED_ORIGINS_MAX;
+        let (_, _, _, mut c) = star();
+        c.set_exports(export(&["search"]));
+        for i in 0..HUB_NAMED_ORIGINS_MAX + 10 {
+            let origin = format!("made-up-{i}");
+            assert!(c.admit(&name("hub"), Some(&origin), "search").is_ok());
+        }
+        assert_eq!(c.admit(&name("hub"), None, "search"), Ok(name("hub")));
+        assert!(c.admit(&name("hub"), Some("made-up-0"), "search").is_ok());
+        let served = c.served();
+        assert_eq!(served.by_origin().get(&name("made-up-0")), Some(&2), "kept");
+        assert_eq!(served.by_origin().len(), HUB_NAMED_ORIGINS_MAX + 1);
+        assert_eq!(served.by_origin().get(&name("hub")), Some(&1), "its link");
+        assert_eq!(served.unlisted(), 10);
     }
 
     #[test]
@@ -942,7 +965,7 @@ mod tests {
             Err(refused("a", "c"))
         );
         assert_eq!(mesh.admit(&name("b"), None, "search"), Ok(name("b")));
-        assert!(mesh.served().get(&name("a")).is_none());
+        assert!(mesh.served().by_origin().get(&name("a")).is_none());
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod link;
 mod machine;
 mod push;
 mod routing;
+mod served;
 pub mod wire;
 
 pub use bridge::{
@@ -59,3 +60,4 @@ pub use machine::{
     PushToSend, MAX_CALL_ATTEMPTS,
 };
 pub use routing::{Route, Routing, DEFAULT_PUSH_SPACING};
+pub use served::{ServedCalls, HUB_NAMED_ORIGINS_MAX};

@@ -31,7 +31,7 @@ use foundation_core::federation::wire::{
 use foundation_core::federation::{
     BatchLimits, BridgeConfig, BridgeConfigError, ExportedService, Federation, FederationConfig,
     FederationConfigError, FederationError, ForwardedAttempt, GlobalDirectory, LinkConfig,
-    LinkStatus, Route, Routing, TopicBridges, WanTimers,
+    LinkStatus, Route, Routing, ServedCalls, TopicBridges, WanTimers,
 };
 use foundation_core::services::admission::MAX_CALL_DEADLINE;
 use foundation_core::services::router::AttemptEnd;
@@ -210,8 +210,10 @@ impl FederationHandle {
     }
 
     /// Calls this gateway admitted from other clusters, by the cluster each started in (a
-    /// call through a hub counts for its origin, not for the hub).
-    pub fn served(&self) -> std::collections::BTreeMap<ClusterName, u64> {
+    /// call through a hub counts for its origin, not for the hub; past
+    /// [`HUB_NAMED_ORIGINS_MAX`](foundation_core::federation::HUB_NAMED_ORIGINS_MAX) origins
+    /// named by hubs, together as `unlisted`).
+    pub fn served(&self) -> ServedCalls {
         self.inner.machine().served().clone()
     }
 
