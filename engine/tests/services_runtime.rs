@@ -429,11 +429,17 @@ async fn a_peers_deadline_is_capped_by_the_serving_node() {
     let hour = Duration::from_secs(3600);
     let reply = rpc.call_bytes("time-left", Bytes::new(), hour, &options);
     let given: u64 = postcard::from_bytes(&reply.await.unwrap()).unwrap();
-    assert!(given <= 2_000, "the handler was given {given} ms, over the cap");
+    assert!(
+        given <= 2_000,
+        "the handler was given {given} ms, over the cap"
+    );
     let second = Duration::from_secs(1);
     let reply = rpc.call_bytes("time-left", Bytes::new(), second, &options);
     let given: u64 = postcard::from_bytes(&reply.await.unwrap()).unwrap();
-    assert!(given <= 1_000, "a deadline under the cap is the caller's: {given} ms");
+    assert!(
+        given <= 1_000,
+        "a deadline under the cap is the caller's: {given} ms"
+    );
     stop(&nodes).await;
 }
 
