@@ -893,6 +893,7 @@ probe_interval = "2s"
 down_after = 5
 transit = ["eu-west", "ap-south"]
 push_spacing = "80ms"
+max_call_deadline = "30s"
 
 [[federation.links]]
 cluster = "eu-west"
@@ -944,6 +945,7 @@ import = ["prices.*", "fx.eur"]
     );
     assert_eq!(names(&routing.transit), ["ap-south", "eu-west"]);
     assert_eq!(routing.push_spacing, Some(Duration::from_millis(80)));
+    assert_eq!(federation.max_call_deadline, Duration::from_secs(30));
     assert!(
         matches!(&federation.links[1].root, RemoteRoot::CaFile(p) if p.ends_with("ap-south-ca.pem"))
     );
@@ -962,6 +964,7 @@ fn bad_federation_sections_are_refused_naming_the_file() {
         ("bad-address", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"somewhere\"]\nsecret = \"sixteen bytes at least\"\n", "not an ip:port"),
         ("weak-secret", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"short\"\n", "too short"),
         ("bridge-unlinked", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"sixteen bytes at least\"\n[[federation.bridges]]\ncluster = \"c\"\nexport = [\"a.>\"]\n", "cluster \"c\", which is not linked"),
+        ("zero-deadline", "max_call_deadline = \"0s\"\n", "max_call_deadline must be above zero"),
         ("bridge-pattern", "[[federation.links]]\ncluster = \"b\"\ngateways = [\"127.0.0.1:1\"]\nsecret = \"sixteen bytes at least\"\n[[federation.bridges]]\ncluster = \"b\"\nimport = [\"a.>.c\"]\n", "import pattern \"a.>.c\""),
     ];
     for (name, links, expected) in cases {

@@ -12,15 +12,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::eventually;
-use foundation_engine::federation::wire::RELAY_SERVICE;
-use foundation_engine::federation::{BridgeConfig, LinkState, WanTimers};
+use foundation_engine::federation::wire::{
+    self, FederationReply, FederationRequest, RELAY_SERVICE,
+};
+use foundation_engine::federation::{
+    BatchLimits, BridgeConfig, BridgedMessage, LinkState, WanTimers,
+};
 use foundation_engine::runtime::federation::{FederationSettings, GatewayStartError, LinkSettings};
 use foundation_engine::runtime::services::{with_trace, Message, Subscription};
 use foundation_engine::runtime::{Node, NodeSettings};
 use foundation_engine::services::trace::TraceContext;
-use foundation_transport::gateway::GatewayError;
+use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError, GatewayRequest};
 use foundation_transport::security::RemoteRoot;
-use foundation_transport::{ClusterName, ClusterSecret};
+use foundation_transport::{ClusterName, ClusterSecret, Trust};
 
 const SOON: Duration = Duration::from_secs(10);
 /// How long to listen for a message that must not come.
@@ -364,4 +368,75 @@ async fn only_what_the_receiving_cluster_subscribes_to_crosses() {
         node.stop_gateway();
         node.abort().await;
     }
+}
+
+/// A gateway of `b` that a's gateways accept, sending what the test writes.
+fn gateway_of_b() -> (GatewayEndpoint, tokio::sync::mpsc::Receiver<GatewayRequest>) {
+    let trust = Trust::Secret(ClusterSecret::new(secret_of("b")).unwrap());
+    let root = RemoteRoot::Secret(ClusterSecret::new(secret_of("a")).unwrap());
+    let config = GatewayConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        keep_alive: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(5),
+        max_frame: wire::MAX_FRAME,
+    };
+    let links = [(ClusterName::new("a").unwrap(), root)];
+    let b = ClusterName::new("b").unwrap();
+    GatewayEndpoint::start(&config, &trust, &b, &links).unwrap()
+}
+
+/// The batch limit holds on receipt too: a gateway that ignores it (here a batch of 3 MiB,
+/// which a 4 MiB frame carries) is refused, saying why, and counted; a batch at the limit is
+/// taken. Before, the receiver took any batch a frame could carry, so one linked gateway
+/// could pin 64 of 4 MiB in the inbound queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_limit_is_refused_on_receipt() {
+    let a = start_cluster("a", 1).await;
+    let a_gw = unused_port();
+    open_gateway(
+        &a[0],
+        bridged(a_gw, "b", vec![unused_port()], &[], &["news.>"]),
+    )
+    .await;
+    let (b, _inbox) = gateway_of_b();
+    let a_name = ClusterName::new("a").unwrap();
+    let limits = BatchLimits::default();
+    let batch = |n: usize, payload: usize| {
+        let trace = TraceContext::new_root(&mut rand10::rng(), false);
+        let message = BridgedMessage {
+            topic: "news.sport".into(),
+            payload: vec![7; payload],
+            trace,
+        };
+        wire::encode(&FederationRequest::Bridge(vec![message; n])).unwrap()
+    };
+    let send = |frame: Vec<u8>| b.request(&a_name, a_gw, frame.into(), SOON);
+    let per_message = limits.payload_bytes / limits.messages;
+    let at_limit = send(batch(limits.messages, per_message)).await.unwrap();
+    let Ok(FederationReply::Bridged(receipt)) = wire::decode(&at_limit) else {
+        panic!("a batch at the limit was not taken: {at_limit:?}");
+    };
+    assert_eq!(receipt.accepted as usize, limits.messages);
+    let oversized = send(batch(3, 1024 * 1024 - 64)).await.unwrap();
+    let reply = wire::decode(&oversized);
+    let Ok(FederationReply::Refused(why)) = reply else {
+        panic!("an oversized batch was not refused: {reply:?}");
+    };
+    assert!(why.contains("over this gateway's limit"), "{why}");
+    let too_many = send(batch(limits.messages + 1, 1)).await.unwrap();
+    let reply = wire::decode(&too_many);
+    assert!(
+        matches!(reply, Ok(FederationReply::Refused(_))),
+        "{reply:?}"
+    );
+    let series = r#"foundation_federation_bridge_dropped_total{cluster="b",reason="oversized"}"#;
+    assert_eq!(counter(&a[0], series), 3 + limits.messages as u64 + 1);
+    let link = &federation_json(&a[0]).await["links"][0]["bridged"];
+    assert_eq!(
+        link["dropped"]["oversized"],
+        3 + limits.messages + 1,
+        "{link}"
+    );
+    a[0].stop_gateway();
+    a[0].abort().await;
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::eventually;
 use foundation_engine::federation::wire::{
-    self, FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
+    self, FederationReply, FederationRequest, ForwardedCall, RelayReply, RelayRequest,
+    RemoteCallError, RELAY_SERVICE,
 };
 use foundation_engine::federation::{ExportedService, FederationError, LinkState, WanTimers};
 use foundation_engine::runtime::federation::{
@@ -24,7 +25,7 @@ use foundation_engine::runtime::services::{
 };
 use foundation_engine::runtime::{Node, NodeSettings};
 use foundation_engine::services::trace::TraceContext;
-use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError};
+use foundation_transport::gateway::{GatewayConfig, GatewayEndpoint, GatewayError, GatewayRequest};
 use foundation_transport::security::RemoteRoot;
 use foundation_transport::{ClusterName, ClusterSecret, Trust};
 
@@ -362,6 +363,36 @@ async fn clusters_find_and_call_exported_services_and_survive_a_cut() {
     stop(&[&a, &b, &c]).await;
 }
 
+/// A gateway endpoint of cluster `local` that `linked`'s gateways accept, sending what a test
+/// writes.
+fn gateway_of(
+    local: &str,
+    linked: &str,
+) -> (GatewayEndpoint, tokio::sync::mpsc::Receiver<GatewayRequest>) {
+    let trust = Trust::Secret(ClusterSecret::new(secret(local)).unwrap());
+    let root = RemoteRoot::Secret(ClusterSecret::new(secret(linked)).unwrap());
+    let config = GatewayConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        keep_alive: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(5),
+        max_frame: 1 << 20,
+    };
+    let links = [(ClusterName::new(linked).unwrap(), root)];
+    let name = ClusterName::new(local).unwrap();
+    GatewayEndpoint::start(&config, &trust, &name, &links).unwrap()
+}
+
+/// A call of `service` with 3 as its body, asking for `deadline_micros`.
+fn call_of(service: &str, deadline_micros: u64) -> FederationRequest {
+    FederationRequest::Call {
+        service: service.into(),
+        body: postcard::to_stdvec(&3u64).unwrap(),
+        deadline_micros,
+        trace: TraceContext::new_root(&mut rand10::rng(), false),
+        idempotent: false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_refuses_what_is_not_exported_and_garbage_and_reports_on_http() {
     // A gateway of b that lies: it asks a's gateway directly for a service a does not export.
@@ -385,26 +416,9 @@ async fn a_gateway_refuses_what_is_not_exported_and_garbage_and_reports_on_http(
         .await
         .unwrap();
     start_gateway(&a[0], gateway(a_gw, &["billing"], &[("b", free_addr())])).await;
-    let b_secret = ClusterSecret::new(secret("b")).unwrap();
-    let a_root = RemoteRoot::Secret(ClusterSecret::new(secret("a")).unwrap());
-    let config = GatewayConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        keep_alive: Duration::from_millis(500),
-        idle_timeout: Duration::from_secs(5),
-        max_frame: 1 << 20,
-    };
     let a_name = ClusterName::new("a").unwrap();
-    let links = [(a_name.clone(), a_root)];
-    let b_name = ClusterName::new("b").unwrap();
-    let (liar, _inbox) =
-        GatewayEndpoint::start(&config, &Trust::Secret(b_secret), &b_name, &links).unwrap();
-    let ask = |service: &str| FederationRequest::Call {
-        service: service.into(),
-        body: postcard::to_stdvec(&3u64).unwrap(),
-        deadline_micros: 2_000_000,
-        trace: TraceContext::new_root(&mut rand10::rng(), false),
-        idempotent: false,
-    };
+    let (liar, _inbox) = gateway_of("b", "a");
+    let ask = |service: &str| call_of(service, 2_000_000);
     let send = |request: Vec<u8>| liar.request(&a_name, a_gw, request.into(), DEADLINE);
     let reply = send(postcard::to_stdvec(&ask("ledger")).unwrap())
         .await
@@ -452,6 +466,86 @@ async fn a_gateway_refuses_what_is_not_exported_and_garbage_and_reports_on_http(
     assert!(status["directory"]["a"]["services"].get("ledger").is_none());
     a[0].stop_gateway();
     a[0].abort().await;
+}
+
+/// A linked cluster names its call's deadline, but not past the gateway's cap: a call asking
+/// for u64::MAX µs (585,000 years) runs two seconds. Before the cap its handler was given all
+/// of it, holding a task and a handler's slot as long as it ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_clusters_deadline_is_capped_by_the_gateway() {
+    let a = cluster("a", 1).await;
+    let time_left = |call: Call| {
+        let left = call.deadline - tokio::time::Instant::now();
+        let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        async move { Ok(Bytes::from(postcard::to_stdvec(&millis).unwrap())) }
+    };
+    a[0].services()
+        .register("time-left", time_left, ServiceOptions::default())
+        .await
+        .unwrap();
+    let a_gw = free_addr();
+    let settings = FederationSettings {
+        max_call_deadline: Duration::from_secs(2),
+        ..gateway(a_gw, &["time-left"], &[("b", free_addr())])
+    };
+    start_gateway(&a[0], settings).await;
+    let a_name = ClusterName::new("a").unwrap();
+    eventually(SOON, "time-left exported", || {
+        a[0].federation()
+            .unwrap()
+            .directory()
+            .cluster(&a_name)
+            .is_some_and(|e| e.services.contains_key("time-left"))
+    })
+    .await;
+    let (b, _inbox) = gateway_of("b", "a");
+    let request = wire::encode(&call_of("time-left", u64::MAX)).unwrap();
+    let reply = b.request(&a_name, a_gw, request.into(), DEADLINE).await;
+    let reply = wire::decode(&reply.unwrap());
+    let Ok(FederationReply::Call(Ok(body))) = reply else {
+        panic!("the call failed: {reply:?}");
+    };
+    let given: u64 = postcard::from_bytes(&body).unwrap();
+    assert!(
+        given <= 2_000,
+        "the handler was given {given} ms, over the cap"
+    );
+    a[0].stop_gateway();
+    a[0].abort().await;
+}
+
+/// A node and its cluster's gateway speak the federation wire's versioned frames: a relay
+/// request of a newer release is refused, saying so, and one of a release before the version
+/// is still served, its reply readable there. Before, the gateway read a newer request by its
+/// own schema (and served it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_request_of_a_newer_wire_version_is_refused() {
+    let a = cluster("a", 2).await;
+    start_gateway(&a[0], gateway(free_addr(), &[], &[("b", free_addr())])).await;
+    eventually(SOON, "the relay registered", || {
+        a[1].services().healthy(RELAY_SERVICE).len() == 1
+    })
+    .await;
+    let lookup = RelayRequest::Lookup {
+        cluster: "b".into(),
+        service: "billing".into(),
+    };
+    let (rpc, options) = (a[1].rpc(), CallOptions::default());
+    let older = postcard::to_stdvec(&lookup).unwrap();
+    let reply = rpc.call_bytes(RELAY_SERVICE, older.into(), DEADLINE, &options);
+    let reply = reply.await.expect("an older node's request is served");
+    let read_there: RelayReply = postcard::from_bytes(&reply).unwrap();
+    assert!(read_there.is_ok(), "{read_there:?}");
+    let mut newer = wire::encode(&lookup).unwrap();
+    let at = newer.len() - 2;
+    newer[at..].copy_from_slice(&(wire::WIRE_VERSION + 1).to_be_bytes());
+    let refused = rpc.call_bytes(RELAY_SERVICE, newer.into(), DEADLINE, &options);
+    let refused = refused.await.expect_err("a newer request was served");
+    assert!(
+        refused.to_string().contains("newer than this gateway's"),
+        "{refused}"
+    );
+    stop(&[&a]).await;
 }
 
 /// Cluster a (2 nodes, `billing` on the second) with a gateway on each node, and cluster b
@@ -659,8 +753,13 @@ async fn a_spoke_calls_a_third_cluster_through_its_hub() {
     assert_eq!(origin, None, "a call from c's own member");
     // c's gateway admitted it as a's call, not h's: the origin is visible on the callee side.
     let served = c[0].federation().unwrap().served();
-    assert!(served[&ClusterName::new("a").unwrap()] >= 1, "{served:?}");
-    assert!(!served.contains_key(&ClusterName::new("h").unwrap()));
+    let by_origin = served.by_origin();
+    assert!(
+        by_origin[&ClusterName::new("a").unwrap()] >= 1,
+        "{served:?}"
+    );
+    assert!(!by_origin.contains_key(&ClusterName::new("h").unwrap()));
+    assert_eq!(served.unlisted(), 0);
     // The same typed answers as over a direct link.
     let ledger = a[1].services().lookup_in("c", "ledger").await;
     assert!(matches!(ledger, Ok(None)), "{ledger:?}");
@@ -680,18 +779,9 @@ async fn a_spoke_calls_a_third_cluster_through_its_hub() {
 
     // b is linked to h but not among the clusters h carries: h offers it nothing of c, and a
     // call b asks h to carry to c is refused, typed.
-    let config = GatewayConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        keep_alive: Duration::from_millis(500),
-        idle_timeout: Duration::from_secs(5),
-        max_frame: 1 << 20,
-    };
     let h_name = ClusterName::new("h").unwrap();
-    let h_root = RemoteRoot::Secret(ClusterSecret::new(secret("h")).unwrap());
-    let b_trust = Trust::Secret(ClusterSecret::new(secret("b")).unwrap());
     let b_name = ClusterName::new("b").unwrap();
-    let links = [(h_name.clone(), h_root)];
-    let (b, _inbox) = GatewayEndpoint::start(&config, &b_trust, &b_name, &links).unwrap();
+    let (b, _inbox) = gateway_of("b", "h");
     let ask = |request: &FederationRequest| {
         let payload = postcard::to_stdvec(request).unwrap();
         b.request(&h_name, h_gw, payload.into(), DEADLINE)

@@ -397,6 +397,52 @@ async fn a_caller_over_its_rate_limit_is_refused() {
     stop(&nodes).await;
 }
 
+/// A handler that answers how long it was given, in milliseconds.
+fn time_left() -> impl foundation_engine::runtime::services::Handler {
+    move |call: Call| {
+        let left = call.deadline - tokio::time::Instant::now();
+        let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        async move { Ok(Bytes::from(postcard::to_stdvec(&millis).unwrap())) }
+    }
+}
+
+/// A peer names its call's deadline, but not past what the serving node allows: an hour asked
+/// for runs two seconds (before the cap, the handler was given the whole hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_deadline_is_capped_by_the_serving_node() {
+    let cap = Duration::from_secs(2);
+    let rpc = RpcConfig {
+        max_call_deadline: cap,
+        ..RpcConfig::default()
+    };
+    let nodes = cluster(2, rpc).await;
+    nodes[0]
+        .services()
+        .register("time-left", time_left(), ServiceOptions::default())
+        .await
+        .unwrap();
+    eventually(SOON, "visible", || {
+        nodes[1].services().lookup("time-left").len() == 1
+    })
+    .await;
+    let (rpc, options) = (nodes[1].rpc(), CallOptions::default());
+    let hour = Duration::from_secs(3600);
+    let reply = rpc.call_bytes("time-left", Bytes::new(), hour, &options);
+    let given: u64 = postcard::from_bytes(&reply.await.unwrap()).unwrap();
+    assert!(
+        given <= 2_000,
+        "the handler was given {given} ms, over the cap"
+    );
+    let second = Duration::from_secs(1);
+    let reply = rpc.call_bytes("time-left", Bytes::new(), second, &options);
+    let given: u64 = postcard::from_bytes(&reply.await.unwrap()).unwrap();
+    assert!(
+        given <= 1_000,
+        "a deadline under the cap is the caller's: {given} ms"
+    );
+    stop(&nodes).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trace_travels_with_the_call() {
     let nodes = cluster(2, RpcConfig::default()).await;

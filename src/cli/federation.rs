@@ -88,12 +88,18 @@ fn print_routing(answer: &Value) {
         }
     };
     say!("hubs: {}   transit: {}", names("hubs"), names("transit"));
-    let served: Vec<String> = answer["served_by_origin"]
+    let mut served: Vec<String> = answer["served_by_origin"]
         .as_object()
         .into_iter()
         .flatten()
         .map(|(origin, calls)| format!("{origin}={}", calls.as_u64().unwrap_or_default()))
         .collect();
+    // Calls of the origins past the gateway's bound on names hubs give (older gateways do
+    // not say).
+    let unlisted = answer["served_unlisted_origins"].as_u64().unwrap_or(0);
+    if unlisted > 0 {
+        served.push(format!("others={unlisted}"));
+    }
     if !served.is_empty() {
         say!("calls served, by origin cluster: {}", served.join(" "));
     }

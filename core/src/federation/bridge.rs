@@ -182,6 +182,69 @@ pub struct BridgedMessage {
     pub trace: TraceContext,
 }
 
+/// The most one batch of [`BridgedMessage`]s holds: what a forwarding gateway puts in one
+/// request, and what a receiving gateway takes. The receiver checks too, since its inbound
+/// queue holds a number of batches: a batch as large as a frame allows, from a gateway that
+/// ignores the limit, would pin four times what the limit says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most messages in a batch.
+    pub messages: usize,
+    /// Most payload bytes in a batch, all messages together (a single larger message goes
+    /// alone, and is refused by the receiver).
+    pub payload_bytes: usize,
+}
+
+impl Default for BatchLimits {
+    /// 512 messages, 1 MiB of payload: well under the gateways' 4 MiB frame.
+    fn default() -> Self {
+        Self {
+            messages: 512,
+            payload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl BatchLimits {
+    /// Whether a batch of `messages` messages and `payload_bytes` bytes may take one more
+    /// message of `next_payload` bytes (a sender's rule; an empty batch takes any message).
+    pub fn has_room(&self, messages: usize, payload_bytes: usize, next_payload: usize) -> bool {
+        messages == 0
+            || (messages < self.messages
+                && payload_bytes.saturating_add(next_payload) <= self.payload_bytes)
+    }
+
+    /// Refuses a received batch over the limits.
+    pub fn check(&self, batch: &[BridgedMessage]) -> Result<(), BatchTooLarge> {
+        let payload_bytes = batch.iter().map(|m| m.payload.len()).sum();
+        if batch.len() <= self.messages && payload_bytes <= self.payload_bytes {
+            return Ok(());
+        }
+        Err(BatchTooLarge {
+            messages: batch.len(),
+            payload_bytes,
+            limits: *self,
+        })
+    }
+}
+
+/// A received batch over the receiver's [`BatchLimits`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bridged batch of {messages} messages and {payload_bytes} payload bytes refused: over this \
+     gateway's limit of {} messages and {} bytes",
+    limits.messages,
+    limits.payload_bytes
+)]
+pub struct BatchTooLarge {
+    /// Messages in the batch.
+    pub messages: usize,
+    /// Their payload bytes.
+    pub payload_bytes: usize,
+    /// The receiver's limits.
+    pub limits: BatchLimits,
+}
+
 /// What the receiving gateway did with a batch of [`BridgedMessage`]s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BridgeReceipt {
@@ -219,6 +282,40 @@ mod tests {
 
     fn pattern(s: &str) -> Pattern {
         Pattern::parse(s).unwrap()
+    }
+
+    fn message(payload: usize) -> BridgedMessage {
+        use rand10::SeedableRng;
+        BridgedMessage {
+            topic: "news.sport".into(),
+            payload: vec![0; payload],
+            trace: TraceContext::new_root(&mut rand10::rngs::StdRng::seed_from_u64(1), true),
+        }
+    }
+
+    #[test]
+    fn a_batch_over_either_limit_is_refused_and_a_sender_stays_within_them() {
+        let limits = BatchLimits {
+            messages: 3,
+            payload_bytes: 100,
+        };
+        let at_limit = vec![message(50), message(30), message(20)];
+        assert_eq!(limits.check(&at_limit), Ok(()));
+        let too_many = vec![message(1); 4];
+        let refused = limits.check(&too_many).unwrap_err();
+        assert_eq!((refused.messages, refused.payload_bytes), (4, 4));
+        assert!(refused
+            .to_string()
+            .contains("limit of 3 messages and 100 bytes"));
+        let too_big = vec![message(60), message(41)];
+        assert_eq!(limits.check(&too_big).unwrap_err().payload_bytes, 101);
+        assert!(
+            limits.has_room(0, 0, 1_000),
+            "an empty batch takes any message"
+        );
+        assert!(limits.has_room(2, 80, 20));
+        assert!(!limits.has_room(2, 80, 21));
+        assert!(!limits.has_room(3, 0, 0));
     }
 
     #[test]

@@ -10,8 +10,10 @@ use super::error::{FederationConfigError, FederationError};
 use super::link::{Link, LinkState, LinkStatus, WanTimers};
 use super::push::Pusher;
 use super::routing::{Route, Routing};
+use super::served::ServedCalls;
 use super::wire::RELAY_SERVICE;
 use crate::identity::{ClusterName, NodeId};
+use crate::services::admission::MAX_CALL_DEADLINE;
 use crate::services::router::{attempt_share, retryable, AttemptEnd};
 use crate::time::Instant;
 
@@ -110,7 +112,9 @@ pub struct Federation {
     carried: BTreeMap<ClusterName, BTreeSet<ClusterName>>,
     pusher: Pusher,
     /// Calls served for other clusters, by the cluster they started in.
-    served: BTreeMap<ClusterName, u64>,
+    served: ServedCalls,
+    /// The longest a call from another cluster runs here, as a hub or served.
+    max_call_deadline: Duration,
     directory: GlobalDirectory,
     exports: BTreeMap<String, ExportedService>,
     next_id: u64,
@@ -158,7 +162,8 @@ impl Federation {
             pusher: Pusher::new(routing.push_spacing),
             routing,
             carried: BTreeMap::new(),
-            served: BTreeMap::new(),
+            served: ServedCalls::default(),
+            max_call_deadline: MAX_CALL_DEADLINE,
             directory,
             exports: BTreeMap::new(),
             next_id: 0,
@@ -381,13 +386,31 @@ impl Federation {
                 service: service.to_owned(),
             });
         }
-        *self.served.entry(origin.clone()).or_default() += 1;
+        let linked = self.links.contains_key(&origin);
+        self.served.count(&origin, linked);
         Ok(origin)
     }
 
-    /// Calls admitted for other clusters, by the cluster each started in.
-    pub fn served(&self) -> &BTreeMap<ClusterName, u64> {
+    /// Calls admitted for other clusters, by the cluster each started in (bounded: see
+    /// [`ServedCalls`]).
+    pub fn served(&self) -> &ServedCalls {
         &self.served
+    }
+
+    /// The same machine, running a call from another cluster for at most `max` (default
+    /// [`MAX_CALL_DEADLINE`], as a peer's call inside the cluster).
+    pub fn with_max_call_deadline(self, max: Duration) -> Self {
+        Self {
+            max_call_deadline: max,
+            ..self
+        }
+    }
+
+    /// How long a call from another cluster that asked for `requested` runs here, served or
+    /// carried on as a hub: the deadline is the caller's to name, but a linked cluster that
+    /// names years would hold a task, and a handler's slot, that long.
+    pub fn call_deadline(&self, requested: Duration) -> Duration {
+        requested.min(self.max_call_deadline)
     }
 
     /// The topology this gateway was configured with.
@@ -881,12 +904,32 @@ mod tests {
         // The hub carries a's call on its direct link to c, and c admits it as a's.
         assert_eq!(hub.transit(&name("a"), "c", "search"), Ok(via));
         assert_eq!(c.admit(&name("hub"), Some("a"), "search"), Ok(name("a")));
-        assert_eq!(c.served().get(&name("a")), Some(&1));
+        assert_eq!(c.served().by_origin().get(&name("a")), Some(&1));
         // b is not among the clusters the hub carries: it is offered nothing of c.
         assert_eq!(
             b.lookup("c", "search"),
             Err(FederationError::UnknownCluster("c".into()))
         );
+    }
+
+    /// A hub names the origin of each call it carries, and nothing checks the name: before
+    /// the bound, every name made up stayed in `served` for good.
+    #[test]
+    fn origins_a_hub_names_are_bounded_in_served() {
+        use crate::federation::HUB_NAMED_ORIGINS_MAX;
+        let (_, _, _, mut c) = star();
+        c.set_exports(export(&["search"]));
+        for i in 0..HUB_NAMED_ORIGINS_MAX + 10 {
+            let origin = format!("made-up-{i}");
+            assert!(c.admit(&name("hub"), Some(&origin), "search").is_ok());
+        }
+        assert_eq!(c.admit(&name("hub"), None, "search"), Ok(name("hub")));
+        assert!(c.admit(&name("hub"), Some("made-up-0"), "search").is_ok());
+        let served = c.served();
+        assert_eq!(served.by_origin().get(&name("made-up-0")), Some(&2), "kept");
+        assert_eq!(served.by_origin().len(), HUB_NAMED_ORIGINS_MAX + 1);
+        assert_eq!(served.by_origin().get(&name("hub")), Some(&1), "its link");
+        assert_eq!(served.unlisted(), 10);
     }
 
     #[test]
@@ -922,7 +965,7 @@ mod tests {
             Err(refused("a", "c"))
         );
         assert_eq!(mesh.admit(&name("b"), None, "search"), Ok(name("b")));
-        assert!(mesh.served().get(&name("a")).is_none());
+        assert!(mesh.served().by_origin().get(&name("a")).is_none());
     }
 
     #[test]

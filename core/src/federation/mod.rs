@@ -37,10 +37,12 @@ mod link;
 mod machine;
 mod push;
 mod routing;
+mod served;
 pub mod wire;
 
 pub use bridge::{
-    is_forwarder, BridgeConfig, BridgeConfigError, BridgeReceipt, BridgedMessage, TopicBridges,
+    is_forwarder, BatchLimits, BatchTooLarge, BridgeConfig, BridgeConfigError, BridgeReceipt,
+    BridgedMessage, TopicBridges,
 };
 pub use directory::{
     ClusterExports, DirectoryError, ExportedService, GlobalDirectory, MAX_CLUSTERS, MAX_SERVICES,
@@ -58,3 +60,4 @@ pub use machine::{
     PushToSend, MAX_CALL_ATTEMPTS,
 };
 pub use routing::{Route, Routing, DEFAULT_PUSH_SPACING};
+pub use served::{ServedCalls, HUB_NAMED_ORIGINS_MAX};

@@ -124,7 +124,8 @@ pub enum RemoteCallError {
 /// call services of linked clusters (intra-cluster RPC balances and fails over between gateways).
 pub const RELAY_SERVICE: &str = "foundation.federation";
 
-/// What a node hands to a gateway of its own cluster ([`RELAY_SERVICE`]'s request).
+/// What a node hands to a gateway of its own cluster ([`RELAY_SERVICE`]'s request), written
+/// and read with [`encode`] and [`decode`] as the frames between gateways are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RelayRequest {
     /// A call to an exported service of a linked cluster.

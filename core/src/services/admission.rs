@@ -4,6 +4,11 @@
 //! limit, when the node already runs as many calls as it allows, or when it does not decode.
 //! Each refusal is one of the [`RemoteError`]s that tell the caller the handler did not run, so
 //! it may try another instance. The runtime and the simulator both serve through this gate.
+//!
+//! A call let in runs at most [`Admission::max_deadline`]: the deadline is the caller's to
+//! name, but a peer that names weeks would hold a handler and its slot that long.
+
+use std::time::Duration;
 
 use super::rate_limit::{RateLimit, RateLimits};
 use super::wire::{RemoteError, RpcRequest};
@@ -13,23 +18,43 @@ use crate::NodeId;
 /// Calling nodes whose rate-limit buckets a node keeps; callers beyond share one bucket.
 pub const RATE_LIMITED_CALLERS_MAX: usize = 10_000;
 
+/// The longest a call from elsewhere runs on a node by default (a peer's RPC, a linked
+/// cluster's call): the operator's HTTP calls are held to the same five minutes.
+pub const MAX_CALL_DEADLINE: Duration = Duration::from_secs(300);
+
 /// The gate of one serving node.
 #[derive(Debug)]
 pub struct Admission {
     limits: Option<RateLimits<NodeId>>,
     running: usize,
     running_max: usize,
+    deadline_max: Duration,
 }
 
 impl Admission {
-    /// A gate that limits each caller to `rate_limit` (if any) and runs at most `running_max`
-    /// calls at once.
+    /// A gate that limits each caller to `rate_limit` (if any), runs at most `running_max`
+    /// calls at once, each for at most [`MAX_CALL_DEADLINE`].
     pub fn new(rate_limit: Option<RateLimit>, running_max: usize) -> Self {
         Self {
             limits: rate_limit.map(|limit| RateLimits::new(limit, RATE_LIMITED_CALLERS_MAX)),
             running: 0,
             running_max,
+            deadline_max: MAX_CALL_DEADLINE,
         }
+    }
+
+    /// The same gate, running each call for at most `deadline_max`.
+    pub fn with_max_deadline(self, deadline_max: Duration) -> Self {
+        Self {
+            deadline_max,
+            ..self
+        }
+    }
+
+    /// The longest an admitted call runs, whatever deadline its caller sent: its handler is
+    /// given `min(requested, max_deadline)`.
+    pub fn max_deadline(&self) -> Duration {
+        self.deadline_max
     }
 
     /// Lets the call `payload` from `from` in (it then counts as running until

@@ -9,6 +9,7 @@
 //! down_after = 3
 //! transit = ["eu-west", "us-east"]   # optional: as a hub, carry calls between these links
 //! push_spacing = "50ms"             # optional: least time between pushes of export changes
+//! max_call_deadline = "5m"          # optional: longest a linked cluster's call runs here
 //!
 //! [[federation.links]]
 //! cluster = "eu-west"
@@ -46,6 +47,7 @@ pub(super) struct FileFederation {
     #[serde(default)]
     transit: Vec<String>,
     push_spacing: Option<TextDuration>,
+    max_call_deadline: Option<TextDuration>,
     #[serde(default)]
     links: Vec<FileLink>,
     #[serde(default)]
@@ -120,13 +122,22 @@ impl FileFederation {
             .collect();
         let linked = links.iter().map(|l| l.cluster.clone()).collect();
         TopicBridges::new(&linked, &bridges).map_err(|e| e.to_string())?;
+        let defaults = FederationSettings::new(bind);
+        let max_call_deadline = self
+            .max_call_deadline
+            .as_ref()
+            .map_or(defaults.max_call_deadline, |d| d.0);
+        if max_call_deadline.is_zero() {
+            return Err("max_call_deadline must be above zero".into());
+        }
         Ok(FederationSettings {
             links,
             bridges,
             exports: self.exports.clone(),
             timers,
             routing,
-            ..FederationSettings::new(bind)
+            max_call_deadline,
+            ..defaults
         })
     }
 }

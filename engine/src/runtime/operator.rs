@@ -27,8 +27,9 @@ use foundation_core::{ForceLeft, NodeId};
 
 /// An RPC's deadline when the caller names none.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest deadline accepted: a call is an operator's probe, not a batch job.
-const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest deadline accepted: a call is an operator's probe, not a batch job. The same
+/// as the longest a peer's call runs by default.
+const MAX_CALL_TIMEOUT: Duration = foundation_core::services::admission::MAX_CALL_DEADLINE;
 
 /// The handles the operator's routes act through.
 pub(crate) struct OperatorApi {

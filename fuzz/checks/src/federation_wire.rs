@@ -4,8 +4,9 @@
 //! or push's directory goes into a live federation machine, as the gateway's server does.
 //!
 //! Properties: nothing panics; whatever decodes encodes back to bytes that decode to the same
-//! value, with postcard alone and with the gateways' versioned frames ([`wire::decode`]); a directory is taken in exactly when it validates, leaves the machine's directory
-//! valid, and taking it in again changes nothing (the directory is a CRDT).
+//! value, with postcard alone and with the versioned frames of gateways and relays
+//! ([`wire::decode`]); a directory is taken in exactly when it validates, leaves the machine's
+//! directory valid, and taking it in again changes nothing (the directory is a CRDT).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub fn check(data: &[u8]) {
     round_trip::<Option<ExportedService>>(data);
     versioned_round_trip::<FederationRequest>(data);
     versioned_round_trip::<FederationReply>(data);
+    versioned_round_trip::<RelayRequest>(data);
+    versioned_round_trip::<RelayReply>(data);
     if let Ok(request) = postcard::from_bytes::<FederationRequest>(data) {
         serve(&request);
     }

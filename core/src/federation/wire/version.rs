@@ -1,5 +1,6 @@
-//! How every frame between gateways of two clusters is encoded: postcard, followed by a
-//! four-byte trailer naming the wire version.
+//! How every frame between gateways of two clusters, and between a node and its cluster's
+//! gateway relaying for it, is encoded: postcard, followed by a four-byte trailer naming the
+//! wire version.
 //!
 //! Why a trailer and not a header: the releases before it decode with `postcard::from_bytes`,
 //! which reads a frame from its first byte and ignores whatever follows, so they still read
@@ -33,7 +34,8 @@ pub enum WireError {
     /// The frame was written by a release with a newer wire format.
     #[error(
         "a federation frame of wire version {version}, newer than this gateway's {WIRE_VERSION}: \
-         run the gateways of a link on releases that share a wire version"
+         run the gateways of a link, and the nodes relaying through them, on releases that share \
+         a wire version"
     )]
     Newer {
         /// The frame's version.

@@ -56,7 +56,8 @@ impl FederationHandle {
         let names = |set: &std::collections::BTreeSet<_>| -> Vec<String> {
             set.iter().map(|c: &ClusterName| c.to_string()).collect()
         };
-        let served: serde_json::Map<String, Value> = (self.served().into_iter())
+        let served = self.served();
+        let by_origin: serde_json::Map<String, Value> = (served.by_origin().iter())
             .map(|(origin, calls)| (origin.to_string(), json!(calls)))
             .collect();
         json!({
@@ -66,7 +67,8 @@ impl FederationHandle {
             "links": links,
             "hubs": names(&routing.hubs),
             "transit": names(&routing.transit),
-            "served_by_origin": served,
+            "served_by_origin": by_origin,
+            "served_unlisted_origins": served.unlisted(),
             "directory": clusters,
         })
     }

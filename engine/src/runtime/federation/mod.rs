@@ -29,10 +29,11 @@ use foundation_core::federation::wire::{
     self, FederationReply, FederationRequest, ForwardedCall, RemoteCallError,
 };
 use foundation_core::federation::{
-    BridgeConfig, BridgeConfigError, ExportedService, Federation, FederationConfig,
+    BatchLimits, BridgeConfig, BridgeConfigError, ExportedService, Federation, FederationConfig,
     FederationConfigError, FederationError, ForwardedAttempt, GlobalDirectory, LinkConfig,
-    LinkStatus, Route, Routing, TopicBridges, WanTimers,
+    LinkStatus, Route, Routing, ServedCalls, TopicBridges, WanTimers,
 };
+use foundation_core::services::admission::MAX_CALL_DEADLINE;
 use foundation_core::services::router::AttemptEnd;
 use foundation_core::services::trace::TraceContext;
 use foundation_core::services::wire::{RemoteError, RpcReply};
@@ -68,6 +69,13 @@ pub struct FederationSettings {
     /// Pub/sub bridged per linked cluster: the topic patterns exported there and imported
     /// from there (a topic crosses only when the other side's gateway agrees).
     pub bridges: Vec<BridgeConfig>,
+    /// Longest a call from a linked cluster runs here, served or carried as a hub, whatever
+    /// deadline it asked for (it runs with the smaller). Default: as a peer's call inside the
+    /// cluster, [`MAX_CALL_DEADLINE`].
+    pub max_call_deadline: Duration,
+    /// The most a batch of bridged pub/sub messages holds, sent to a linked gateway or taken
+    /// from one (a larger one is refused whole, counted `oversized`).
+    pub bridge_batch: BatchLimits,
 }
 
 impl FederationSettings {
@@ -81,6 +89,8 @@ impl FederationSettings {
             max_frame: wire::MAX_FRAME,
             routing: Routing::default(),
             bridges: Vec::new(),
+            max_call_deadline: MAX_CALL_DEADLINE,
+            bridge_batch: BatchLimits::default(),
         }
     }
 }
@@ -200,8 +210,10 @@ impl FederationHandle {
     }
 
     /// Calls this gateway admitted from other clusters, by the cluster each started in (a
-    /// call through a hub counts for its origin, not for the hub).
-    pub fn served(&self) -> std::collections::BTreeMap<ClusterName, u64> {
+    /// call through a hub counts for its origin, not for the hub; past
+    /// [`HUB_NAMED_ORIGINS_MAX`](foundation_core::federation::HUB_NAMED_ORIGINS_MAX) origins
+    /// named by hubs, together as `unlisted`).
+    pub fn served(&self) -> ServedCalls {
         self.inner.machine().served().clone()
     }
 
@@ -246,9 +258,10 @@ impl FederationHandle {
                 .map_err(|_| FederationError::UnknownCluster(target.to_owned()))?;
             Ok((name, gateway, Leg::Via(from.to_string())))
         };
+        let requested = Duration::from_micros(call.deadline_micros);
         let outgoing = Outgoing {
             body: Bytes::from(call.body),
-            deadline: Duration::from_micros(call.deadline_micros),
+            deadline: self.inner.machine().call_deadline(requested),
             trace: call.trace,
             idempotent: call.idempotent,
         };
@@ -395,7 +408,8 @@ pub(super) fn start(
         links,
         timers: settings.timers,
     };
-    let machine = Federation::with_routing(config, settings.routing.clone(), Instant::ZERO)?;
+    let machine = Federation::with_routing(config, settings.routing.clone(), Instant::ZERO)?
+        .with_max_call_deadline(settings.max_call_deadline);
     let bridges = TopicBridges::new(&machine.linked(), &settings.bridges)?;
     let roots: Vec<_> = settings
         .links

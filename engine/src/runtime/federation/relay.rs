@@ -3,9 +3,15 @@
 //! ordinary RPC (its deadline, retries, breakers and trace), so the cluster's gateways share
 //! and fail over that traffic like any service's instances. `lookup_in` on such a node asks
 //! the same service to read a gateway's global directory.
+//!
+//! Requests and replies go through the federation wire's codec (`wire::encode`/`decode`), so
+//! during a rolling upgrade a gateway refuses a newer node's request, saying so, instead of
+//! reading it by its own schema.
 
 use bytes::Bytes;
-use foundation_core::federation::wire::{RelayError, RelayReply, RelayRequest, RELAY_SERVICE};
+use foundation_core::federation::wire::{
+    self, RelayError, RelayReply, RelayRequest, RELAY_SERVICE,
+};
 use foundation_core::federation::ExportedService;
 use std::time::Duration;
 
@@ -41,7 +47,8 @@ fn handler(handle: FederationHandle) -> impl Handler {
     move |call: Call| {
         let handle = handle.clone();
         async move {
-            let request: RelayRequest = call.decode()?;
+            let request: RelayRequest = wire::decode(&call.body)
+                .map_err(|e| HandlerError::new(format!("relay request: {e}")))?;
             let reply: RelayReply = match request {
                 RelayRequest::Call {
                     cluster,
@@ -64,9 +71,9 @@ fn handler(handle: FederationHandle) -> impl Handler {
                     answer_lookup(&handle, &cluster, &service)
                 }
             };
-            postcard::to_stdvec(&reply)
+            wire::encode(&reply)
                 .map(Bytes::from)
-                .map_err(|e| HandlerError::new(format!("relay reply does not encode: {e}")))
+                .map_err(|e| HandlerError::new(format!("relay reply: {e}")))
         }
     }
 }
@@ -129,8 +136,7 @@ async fn ask(
     request: &RelayRequest,
     deadline: Duration,
 ) -> Result<Vec<u8>, CrossClusterError> {
-    let payload =
-        postcard::to_stdvec(request).map_err(|e| CrossClusterError::Codec(e.to_string()))?;
+    let payload = wire::encode(request).map_err(|e| CrossClusterError::Codec(e.to_string()))?;
     let options = CallOptions::default();
     let reply = match rpc
         .call_bytes(RELAY_SERVICE, payload.into(), deadline, &options)
@@ -140,7 +146,7 @@ async fn ask(
         Err(RpcError::NoInstances { .. }) => return Err(CrossClusterError::NoGateway),
         Err(e) => return Err(CrossClusterError::Local(e)),
     };
-    match postcard::from_bytes::<RelayReply>(&reply) {
+    match wire::decode::<RelayReply>(&reply) {
         Ok(Ok(body)) => Ok(body),
         Ok(Err(RelayError::Federation(e))) => Err(CrossClusterError::Federation(e)),
         Ok(Err(RelayError::Remote(e))) => Err(CrossClusterError::Remote(e)),

@@ -210,7 +210,10 @@ fn answer(handle: &FederationHandle, rpc: &RpcHandle, request: GatewayRequest) {
             return;
         }
         Ok(FederationRequest::Bridge(messages)) => {
-            FederationReply::Bridged(handle.inner.bridge.incoming(&request.from, messages))
+            match handle.inner.bridge.incoming(&request.from, messages) {
+                Ok(receipt) => FederationReply::Bridged(receipt),
+                Err(oversized) => FederationReply::Refused(oversized.to_string()),
+            }
         }
         Ok(FederationRequest::Interest(patterns)) => {
             let now = handle.inner.now();
@@ -237,10 +240,12 @@ fn serve_call(
     origin: Option<String>,
     call: ForwardedCall,
 ) {
-    let admitted = handle
-        .inner
-        .machine()
-        .admit(&request.from, origin.as_deref(), &call.service);
+    let requested = Duration::from_micros(call.deadline_micros);
+    let (admitted, deadline) = {
+        let mut machine = handle.inner.machine();
+        let admitted = machine.admit(&request.from, origin.as_deref(), &call.service);
+        (admitted, machine.call_deadline(requested))
+    };
     let started_in = match admitted {
         Ok(started_in) => started_in,
         Err(FederationError::NotExported { .. }) => {
@@ -258,7 +263,6 @@ fn serve_call(
     };
     tracing::debug!(from = %request.from, %started_in, service = %call.service, "federated call");
     let rpc = rpc.clone();
-    let deadline = Duration::from_micros(call.deadline_micros);
     tokio::spawn(async move {
         let options = CallOptions {
             idempotent: call.idempotent,

@@ -29,7 +29,7 @@ use super::handler::{Call, Handler};
 use super::metrics::{Outcome, Service, ServicesMetrics, State};
 use super::registry::{lock, Shared};
 use crate::runtime::agents::AgentRequests;
-use foundation_core::services::admission::Admission;
+use foundation_core::services::admission::{Admission, MAX_CALL_DEADLINE};
 use foundation_core::services::breaker::{
     BreakerConfig, BreakerConfigError, State as BreakerState,
 };
@@ -71,6 +71,9 @@ pub struct RpcConfig {
     pub rate_limit: Option<RateLimit>,
     /// Most calls this node's handlers run at once; more are refused as overloaded.
     pub max_concurrent_calls: usize,
+    /// Longest a call from a peer runs here, whatever deadline it sent (it runs with the
+    /// smaller of the two): a peer cannot hold a handler and its slot for weeks.
+    pub max_call_deadline: Duration,
 }
 
 impl Default for RpcConfig {
@@ -79,6 +82,7 @@ impl Default for RpcConfig {
             breaker: BreakerConfig::default(),
             rate_limit: None,
             max_concurrent_calls: 4096,
+            max_call_deadline: MAX_CALL_DEADLINE,
         }
     }
 }
@@ -405,7 +409,8 @@ impl CallServer {
         metrics: ServicesMetrics,
         agents: AgentRequests,
     ) -> Self {
-        let gate = Admission::new(config.rate_limit, config.max_concurrent_calls);
+        let gate = Admission::new(config.rate_limit, config.max_concurrent_calls)
+            .with_max_deadline(config.max_call_deadline);
         Self {
             shared,
             metrics,
@@ -458,7 +463,12 @@ async fn serve_one(
     request: IncomingRequest,
 ) {
     let (from, payload, deadline, responder) = request.into_parts();
-    let admitted = lock(&gate).admit(now, from, &payload);
+    let (admitted, longest) = {
+        let mut gate = lock(&gate);
+        (gate.admit(now, from, &payload), gate.max_deadline())
+    };
+    let capped = TokioInstant::now().checked_add(longest);
+    let deadline = capped.map_or(deadline, |capped| deadline.min(capped));
     let service = admitted.as_ref().ok().map(|r| r.service.clone());
     let work = async {
         match admitted {

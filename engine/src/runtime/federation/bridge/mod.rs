@@ -5,8 +5,10 @@
 //! published by any node of the cluster reaches it by ordinary pub/sub. The cluster's
 //! forwarding gateway puts each message on a bounded queue per link it is exported to; a task
 //! per link sends the queue in batches, one request and receipt at a time (in order per link).
-//! In: a batch from a linked gateway is checked against this cluster's imports and published
-//! here with the sender's cluster as origin and the publisher's trace.
+//! In: a batch from a linked gateway over the batch limits is refused whole (the sender keeps
+//! to them, so only a gateway that ignores them meets this); the rest is checked against this
+//! cluster's imports and published here with the sender's cluster as origin and the
+//! publisher's trace.
 //!
 //! Interest back (`interest.rs`): this cluster's forwarder tells every gateway of each linked
 //! cluster what this cluster would deliver from there; the forwarder of the other side sends
@@ -22,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use foundation_core::federation::wire::{self, FederationReply, FederationRequest, RELAY_SERVICE};
 use foundation_core::federation::{
-    is_forwarder, BridgeReceipt, BridgedMessage, HeardInterest, InterestSender, InterestTimers,
-    LinkState, TopicBridges,
+    is_forwarder, BatchLimits, BatchTooLarge, BridgeReceipt, BridgedMessage, HeardInterest,
+    InterestSender, InterestTimers, LinkState, TopicBridges,
 };
 use foundation_core::services::topic::{Pattern, Topic};
 use foundation_core::services::Directory;
@@ -43,10 +45,8 @@ pub(crate) use metrics::BridgeMetrics;
 
 /// Messages waiting per link; past it the oldest is dropped.
 pub const LINK_QUEUE: usize = 8192;
-/// Most messages in one request to a linked gateway.
-const BATCH_MESSAGES: usize = 512;
-/// Most payload bytes in one request (well under the gateways' frame limit).
-const BATCH_BYTES: usize = 1024 * 1024;
+/// Messages the gateway takes from one of its subscriptions at a time.
+const RECEIVED_AT_ONCE: usize = 512;
 /// Incoming batches waiting to be published in this cluster; past it a batch is refused.
 const INBOUND_BATCHES: usize = 64;
 /// The gateway's own subscriptions to exported patterns.
@@ -69,10 +69,12 @@ pub(crate) enum Dropped {
     NotImported,
     /// Coming in: this gateway's inbound queue was full.
     InboundFull,
+    /// Coming in: the batch was over this gateway's batch limits, and refused whole.
+    Oversized,
 }
 
 impl Dropped {
-    pub(crate) const ALL: [Dropped; 7] = [
+    pub(crate) const ALL: [Dropped; 8] = [
         Dropped::NoInterest,
         Dropped::QueueFull,
         Dropped::LinkDown,
@@ -80,6 +82,7 @@ impl Dropped {
         Dropped::RemoteRefused,
         Dropped::NotImported,
         Dropped::InboundFull,
+        Dropped::Oversized,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -91,6 +94,7 @@ impl Dropped {
             Dropped::RemoteRefused => "remote_refused",
             Dropped::NotImported => "not_imported",
             Dropped::InboundFull => "inbound_full",
+            Dropped::Oversized => "oversized",
         }
     }
 }
@@ -109,6 +113,8 @@ type Inbound = (ClusterName, Vec<BridgedMessage>);
 pub(super) struct Bridge {
     rules: TopicBridges,
     me: NodeId,
+    /// The most a batch holds, sent or received.
+    batch: BatchLimits,
     queues: BTreeMap<ClusterName, LinkQueue>,
     inbound: mpsc::Sender<Inbound>,
     inbound_rx: Mutex<Option<mpsc::Receiver<Inbound>>>,
@@ -145,6 +151,7 @@ impl Bridge {
         Self {
             rules,
             me,
+            batch: settings.bridge_batch,
             queues,
             inbound,
             inbound_rx: Mutex::new(Some(rx)),
@@ -156,12 +163,18 @@ impl Bridge {
     }
 
     /// Takes in a batch from `from`'s gateway: what this cluster imports is queued for
-    /// publishing here, the rest is refused; the receipt says which.
+    /// publishing here, the rest is refused; the receipt says which. A batch over the limits
+    /// is refused whole.
     pub(super) fn incoming(
         &self,
         from: &ClusterName,
         messages: Vec<BridgedMessage>,
-    ) -> BridgeReceipt {
+    ) -> Result<BridgeReceipt, BatchTooLarge> {
+        if let Err(oversized) = self.batch.check(&messages) {
+            let n = messages.len() as u64;
+            self.metrics.dropped(from, Dropped::Oversized, n);
+            return Err(oversized);
+        }
         let total = messages.len();
         let accepted: Vec<BridgedMessage> = messages
             .into_iter()
@@ -183,7 +196,7 @@ impl Bridge {
                 receipt.overloaded = count(queued);
             }
         }
-        receipt
+        Ok(receipt)
     }
 
     /// Queues `message` for `cluster`'s link, dropping the oldest when the queue is full.
@@ -215,8 +228,7 @@ impl Bridge {
         let mut batch = Vec::new();
         let mut bytes = 0;
         while let Some(next) = pending.front() {
-            let full = batch.len() >= BATCH_MESSAGES || bytes + next.payload.len() > BATCH_BYTES;
-            if full && !batch.is_empty() {
+            if !self.batch.has_room(batch.len(), bytes, next.payload.len()) {
                 break;
             }
             bytes += next.payload.len();
@@ -274,7 +286,7 @@ async fn forward_pattern(handle: FederationHandle, pubsub: PubSubHandle, pattern
     let mut received = Vec::new();
     loop {
         tokio::select! {
-            n = subscription.recv_many(&mut received, BATCH_MESSAGES) => if n == 0 { return },
+            n = subscription.recv_many(&mut received, RECEIVED_AT_ONCE) => if n == 0 { return },
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
         let directory = pubsub.shared.directory.borrow().clone();
