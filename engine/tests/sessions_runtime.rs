@@ -606,3 +606,36 @@ async fn sessions_deciding_together_on_one_coordinator_all_reach_the_ledger() {
         node.abort().await;
     }
 }
+
+/// Bids too large for the ledger's price field win the auction, and the commit the caller
+/// asked for is refused with its reason: the session does not say nothing was asked of the
+/// ledger (it once reported `NotRequested`, "decided", as if no ledger were named).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_the_ledger_cannot_hold_is_not_committed_and_says_why() {
+    let nodes = cluster(1).await;
+    declare_everywhere(
+        &nodes,
+        "gpu",
+        gpu_ledger(&nodes[0], &["nobody", "ann", "bob"]),
+    )
+    .await;
+    let bids = [("ann", u64::MAX), ("bob", u64::MAX - 1)];
+    for (name, bid) in bids {
+        let spec = bidder(name, Style::Honest { bid, choice: 0 });
+        nodes[0].agents().spawn(spec).await.unwrap();
+    }
+    let report = nodes[0].agents().run(auction(1)).await.unwrap();
+    let Decision::Auction(outcome) = &report.decision else {
+        panic!("an auction: {report:?}");
+    };
+    assert_eq!(
+        outcome.award.as_ref().map(|a| a.price),
+        Some(Money(u64::MAX - 1))
+    );
+    match &report.commit {
+        CommitState::NotCommitted(why) => assert!(why.contains("price"), "{why}"),
+        other => panic!("refused with its reason: {other:?}"),
+    }
+    assert_eq!(nodes[0].vars().get("gpu").map(|(v, _)| v), Some(0));
+    nodes[0].abort().await;
+}

@@ -317,12 +317,17 @@ impl Sessions {
         let plan = record.plan.clone();
         let decision = drove.map(|dr| dr.decision);
         let commit = plan.commit.as_ref().zip(decision.as_ref());
-        let outcome = commit.and_then(|(commit, decision)| {
+        let outcome = commit.map(|(commit, decision)| {
             let names = &record.participants;
             ledger_outcome(plan.id, &plan.mechanism, commit, names, decision)
         });
-        let (Some(commit), Some((outcome, _paid))) = (&plan.commit, outcome) else {
-            record.commit = Some((CommitState::NotRequested, world.now_us()));
+        let (Some(commit), Some(Ok(Some((outcome, _paid))))) = (&plan.commit, outcome.clone())
+        else {
+            let state = match outcome {
+                Some(Err(why)) => CommitState::NotCommitted(why),
+                _ => CommitState::NotRequested,
+            };
+            record.commit = Some((state, world.now_us()));
             return self.reported(world, d.record);
         };
         self.lands.push(Land {

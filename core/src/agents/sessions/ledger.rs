@@ -301,8 +301,36 @@ pub fn abort(session: SessionId) -> Outcome {
 }
 
 /// The ledger writes and debit session `session`'s decision makes (participants by name,
-/// agent `i` being `names[i]`), and the price paid, if it decided anything to commit.
+/// agent `i` being `names[i]`), and the price paid: `Ok(None)` when it decided nothing to
+/// commit, `Err` (why) when what it decided cannot be written — a price beyond the ledger's
+/// `Int` fields, which bids of that size make: refused, not passed off as nothing to commit.
 pub fn ledger_outcome(
+    session: SessionId,
+    mechanism: &Mechanism,
+    commit: &Commit,
+    names: &[String],
+    decision: &Decision,
+) -> Result<Option<(Outcome, Money)>, String> {
+    let Some((mut outcome, paid)) = decided_writes(session, mechanism, commit, names, decision)
+    else {
+        return Ok(None);
+    };
+    if !matches!(decision, Decision::Vote(_)) {
+        if let Some(field) = &commit.price_field {
+            let price = i64::try_from(paid.minor())
+                .map_err(|_| format!("a price of {paid} does not fit ledger field {field:?}"))?;
+            outcome.writes.insert(field.clone(), VarValue::Int(price));
+        }
+        if let Some(field) = &commit.budget_field {
+            outcome.debits.insert(field.clone(), paid.minor());
+        }
+    }
+    Ok(Some((outcome, paid)))
+}
+
+/// The writes of what `decision` awarded (its winners, a vote's configuration) and the price
+/// paid, if it decided anything to commit.
+fn decided_writes(
     session: SessionId,
     mechanism: &Mechanism,
     commit: &Commit,
@@ -359,15 +387,6 @@ pub fn ledger_outcome(
         outcome
             .writes
             .insert(commit.winner_field.clone(), VarValue::Choice(winner));
-    }
-    if !matches!(decision, Decision::Vote(_)) {
-        if let Some(field) = &commit.price_field {
-            let price = i64::try_from(paid.minor()).ok()?;
-            outcome.writes.insert(field.clone(), VarValue::Int(price));
-        }
-        if let Some(field) = &commit.budget_field {
-            outcome.debits.insert(field.clone(), paid.minor());
-        }
     }
     Some((outcome, paid))
 }

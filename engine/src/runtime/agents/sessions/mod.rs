@@ -268,11 +268,12 @@ impl AgentsHandle {
         let Some(commit) = &session.commit else {
             return CommitState::NotRequested;
         };
-        let Some((outcome, paid)) =
-            ledger_outcome(session.id, &session.mechanism, commit, names, decision)
-        else {
-            return CommitState::NotRequested;
-        };
+        let (outcome, paid) =
+            match ledger_outcome(session.id, &session.mechanism, commit, names, decision) {
+                Ok(Some(writes)) => writes,
+                Ok(None) => return CommitState::NotRequested,
+                Err(why) => return CommitState::NotCommitted(why),
+            };
         let escrow = commit.counter.as_deref().filter(|_| paid > Money::ZERO);
         if let Some(name) = escrow {
             let drawn = counter(&self.shared.requests, name, paid.minor(), false).await;
