@@ -317,18 +317,21 @@ impl Sessions {
         let plan = record.plan.clone();
         let decision = drove.map(|dr| dr.decision);
         let commit = plan.commit.as_ref().zip(decision.as_ref());
-        let outcome = commit.map(|(commit, decision)| {
+        let writes = commit.map(|(commit, decision)| {
             let names = &record.participants;
-            ledger_outcome(plan.id, &plan.mechanism, commit, names, decision)
+            let writes = ledger_outcome(plan.id, &plan.mechanism, commit, names, decision);
+            (commit, writes)
         });
-        let (Some(commit), Some(Ok(Some((outcome, _paid))))) = (&plan.commit, outcome.clone())
-        else {
-            let state = match outcome {
-                Some(Err(why)) => CommitState::NotCommitted(why),
-                _ => CommitState::NotRequested,
-            };
-            record.commit = Some((state, world.now_us()));
-            return self.reported(world, d.record);
+        let (commit, outcome) = match writes {
+            Some((commit, Ok(Some((outcome, _paid))))) => (commit, outcome),
+            other => {
+                let state = match other {
+                    Some((_, Err(why))) => CommitState::NotCommitted(why),
+                    _ => CommitState::NotRequested,
+                };
+                record.commit = Some((state, world.now_us()));
+                return self.reported(world, d.record);
+            }
         };
         self.lands.push(Land {
             record: d.record,
