@@ -713,3 +713,20 @@ async fn a_spawn_the_directory_has_no_room_for_is_refused_and_runs_nothing() {
     assert_eq!(ten, 10);
     stop(&nodes).await;
 }
+
+/// A request's deadline is the caller's to give, and `Duration::MAX` is one: here and on
+/// another node, the request is answered as any other. Its deadline once overflowed the clock
+/// and panicked in the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_practical_deadline_is_answered() {
+    let nodes = cluster(2).await;
+    nodes[1].agents().spawn(doubler("doubler")).await.unwrap();
+    let (near, far) = (nodes[1].agents(), nodes[0].agents());
+    eventually(SOON, "doubler visible", || far.lookup("doubler").is_some()).await;
+    for agents in [near, far] {
+        let request = agents.request::<_, u64>("doubler", &21u64, Duration::MAX);
+        let answer = tokio::time::timeout(SOON, request).await;
+        assert_eq!(answer.ok().map(Result::ok), Some(Some(42)));
+    }
+    stop(&nodes).await;
+}

@@ -606,3 +606,77 @@ async fn sessions_deciding_together_on_one_coordinator_all_reach_the_ledger() {
         node.abort().await;
     }
 }
+
+/// Durations nobody means to wait out (`Duration::MAX` to answer and to commit, a session
+/// placed on another node, whose caller waits for rounds of it) are the caller's to give: the
+/// session runs as any other. Each deadline computed from them once overflowed the clock and
+/// panicked — the caller's wait for its placed coordinator, and the coordinator's commit, on
+/// the node that took the session from the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_durations_nobody_waits_out_is_placed_and_commits() {
+    let nodes = cluster(2).await;
+    declare_everywhere(
+        &nodes,
+        "gpu",
+        gpu_ledger(&nodes[0], &["nobody", "ann", "bob"]),
+    )
+    .await;
+    let spawns = [
+        (0, bidder("ann", Style::Honest { bid: 30, choice: 0 })),
+        (1, bidder("bob", Style::Honest { bid: 45, choice: 0 })),
+    ];
+    for (node, spec) in spawns {
+        nodes[node].agents().spawn(spec).await.unwrap();
+    }
+    eventually(SOON, "every bidder is visible from node 0", || {
+        nodes[0].agents().with_capability(BIDDERS).len() == 2
+    })
+    .await;
+    let mut session = auction(placed_on(&nodes, 1, 0));
+    session.coordinator = Coordinator::Rendezvous;
+    session.answer_within = Duration::MAX;
+    if let Some(commit) = &mut session.commit {
+        commit.timeout = Duration::MAX;
+    }
+    let report = tokio::time::timeout(SOON, nodes[0].agents().run(session))
+        .await
+        .expect("everyone answered: the session ends at once")
+        .unwrap();
+    assert_eq!(report.commit, CommitState::Committed { version: 1 });
+    for node in &nodes {
+        node.abort().await;
+    }
+}
+
+/// Bids too large for the ledger's price field win the auction, and the commit the caller
+/// asked for is refused with its reason: the session does not say nothing was asked of the
+/// ledger (it once reported `NotRequested`, "decided", as if no ledger were named).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_the_ledger_cannot_hold_is_not_committed_and_says_why() {
+    let nodes = cluster(1).await;
+    declare_everywhere(
+        &nodes,
+        "gpu",
+        gpu_ledger(&nodes[0], &["nobody", "ann", "bob"]),
+    )
+    .await;
+    let bids = [("ann", u64::MAX), ("bob", u64::MAX - 1)];
+    for (name, bid) in bids {
+        let spec = bidder(name, Style::Honest { bid, choice: 0 });
+        nodes[0].agents().spawn(spec).await.unwrap();
+    }
+    let report = nodes[0].agents().run(auction(1)).await.unwrap();
+    let Decision::Auction(outcome) = &report.decision else {
+        panic!("an auction: {report:?}");
+    };
+    assert_eq!(
+        outcome.award.as_ref().map(|a| a.price),
+        Some(Money(u64::MAX - 1))
+    );
+    match &report.commit {
+        CommitState::NotCommitted(why) => assert!(why.contains("price"), "{why}"),
+        other => panic!("refused with its reason: {other:?}"),
+    }
+    assert_eq!(nodes[0].vars().get("gpu").map(|(v, _)| v), Some(0));
+    nodes[0].abort().await;
+}

@@ -14,7 +14,7 @@
 //! its excess demand at a tatonnement's prices (a Cobb-Douglas trader whose tastes and
 //! endowment follow from its name, [`excess_demand`]), and now and then a replay of an older session's answer or an answer of the wrong kind
 //! (refused by the driver). Once decided, the coordinator commits the outcome by the core's
-//! settle rule ([`Landing`]); a caller whose coordinator is lost (it stops seeing it alive, or
+//! settle rule ([`Attempts`]); a caller whose coordinator is lost (it stops seeing it alive, or
 //! no report came within the budget) settles the session by committing its abort, as the
 //! engine's caller does; and for a seeded share of sessions a participant's node settles it
 //! after the commit time, as a participant that missed the session's notice would (notices
@@ -31,8 +31,8 @@ use foundation_agents::voting::{Ballot, Method};
 use foundation_agents::Money;
 use foundation_core::agents::directory::AgentDirectory;
 use foundation_core::agents::sessions::{
-    abort, ledger_outcome, open, place, Answer, Ask, Commit, CommitState, Drove, Heard, Landing,
-    Mechanism, Proposed, SessionAnswer, SessionDriver, Settled, COMMIT_ATTEMPTS,
+    abort, ledger_outcome, open, place, Answer, Ask, Attempts, Commit, CommitState, Drove, Heard,
+    Mechanism, Proposed, SessionAnswer, SessionDriver, Settled,
 };
 use foundation_core::membership::MemberState;
 use foundation_core::time::Instant;
@@ -103,7 +103,7 @@ struct Land {
     ledger: String,
     outcome: Outcome,
     timeout: Duration,
-    attempts: usize,
+    attempts: Attempts,
     /// The core's request and when its fate becomes unknown (world µs), once proposed.
     request: Option<(u64, u64)>,
     /// When to propose (again), world µs.
@@ -317,13 +317,21 @@ impl Sessions {
         let plan = record.plan.clone();
         let decision = drove.map(|dr| dr.decision);
         let commit = plan.commit.as_ref().zip(decision.as_ref());
-        let outcome = commit.and_then(|(commit, decision)| {
+        let writes = commit.map(|(commit, decision)| {
             let names = &record.participants;
-            ledger_outcome(plan.id, &plan.mechanism, commit, names, decision)
+            let writes = ledger_outcome(plan.id, &plan.mechanism, commit, names, decision);
+            (commit, writes)
         });
-        let (Some(commit), Some((outcome, _paid))) = (&plan.commit, outcome) else {
-            record.commit = Some((CommitState::NotRequested, world.now_us()));
-            return self.reported(world, d.record);
+        let (commit, outcome) = match writes {
+            Some((commit, Ok(Some((outcome, _paid))))) => (commit, outcome),
+            other => {
+                let state = match other {
+                    Some((_, Err(why))) => CommitState::NotCommitted(why),
+                    _ => CommitState::NotRequested,
+                };
+                record.commit = Some((state, world.now_us()));
+                return self.reported(world, d.record);
+            }
         };
         self.lands.push(Land {
             record: d.record,
@@ -332,7 +340,7 @@ impl Sessions {
             ledger: commit.ledger.clone(),
             outcome,
             timeout: commit.timeout,
-            attempts: 0,
+            attempts: Attempts::default(),
             request: None,
             propose_at: world.now_us(),
             wait_until: world.now_us() + commit.timeout.as_micros() as u64,
@@ -379,14 +387,9 @@ impl Sessions {
             land.propose_at = world.now_us() + OWN_WRITE_POLL_US;
             return;
         }
-        let landing = match Landing::of(proposed) {
-            Some(landing) => landing,
-            None if land.attempts + 1 >= COMMIT_ATTEMPTS => Landing::outrun(),
-            None => {
-                land.attempts += 1;
-                land.propose_at = world.now_us() + RETRY_US;
-                return;
-            }
+        let Some(landing) = land.attempts.after(proposed) else {
+            land.propose_at = world.now_us() + RETRY_US;
+            return;
         };
         let land = self.lands.remove(i);
         let now = world.now_us();
@@ -501,7 +504,7 @@ impl Sessions {
             ledger: commit.ledger,
             outcome: abort(session),
             timeout: commit.timeout,
-            attempts: 0,
+            attempts: Attempts::default(),
             request: None,
             propose_at: world.now_us(),
             wait_until: world.now_us() + commit.timeout.as_micros() as u64,

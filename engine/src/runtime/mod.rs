@@ -30,6 +30,7 @@ pub mod snapshot;
 mod status;
 mod storage;
 mod vars;
+mod wait;
 
 pub use cluster_config::{
     decode as decode_config_value, ConfigChange, ConfigError, ConfigHandle, ConfigWatch,

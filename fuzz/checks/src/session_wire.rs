@@ -48,7 +48,8 @@ fn coordinate(session: &Session, answers: &[u8]) -> Option<Outcome> {
     let drove = crate::agent_sessions::drive(driver, answers, names.len())?;
     let commit = session.commit.as_ref()?;
     let decision = &drove.decision;
-    let (outcome, paid) = ledger_outcome(session.id, &session.mechanism, commit, &names, decision)?;
+    let writes = ledger_outcome(session.id, &session.mechanism, commit, &names, decision);
+    let (outcome, paid) = writes.ok().flatten()?;
     written(session, commit, &names, decision, &outcome, paid.minor());
     Some(outcome)
 }

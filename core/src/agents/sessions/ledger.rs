@@ -110,9 +110,21 @@ pub enum Landing {
     /// This outcome wrote the version.
     Won(u64),
     /// The session had already written the version.
-    Decided(u64),
+    Decided {
+        /// The version.
+        version: u64,
+        /// Perhaps with this very outcome: an earlier proposal of it ended without this node
+        /// learning whether it won (see [`Attempts`]).
+        perhaps_ours: bool,
+    },
     /// A later session committed first: this session can no longer commit.
-    Closed(u64),
+    Closed {
+        /// The ledger's last session.
+        last: u64,
+        /// This outcome may have landed before it: an earlier proposal of it ended without
+        /// this node learning whether it won (see [`Attempts`]).
+        perhaps_ours: bool,
+    },
     /// Nothing landed, and nothing will: why.
     Failed(String),
     /// Nothing landed yet, but a proposal that reached some acceptor may still be decided.
@@ -154,9 +166,15 @@ impl Landing {
             )),
             Proposed::Cas(_) => None,
             Proposed::Refused(VarsError::SessionDecided { version, .. }) => {
-                Some(Landing::Decided(version))
+                Some(Landing::Decided {
+                    version,
+                    perhaps_ours: false,
+                })
             }
-            Proposed::Refused(VarsError::SessionStale { last, .. }) => Some(Landing::Closed(last)),
+            Proposed::Refused(VarsError::SessionStale { last, .. }) => Some(Landing::Closed {
+                last,
+                perhaps_ours: false,
+            }),
             Proposed::Refused(e) => Some(Landing::Failed(e.to_string())),
             Proposed::Unanswered(why) => Some(Landing::Uncertain(why)),
         }
@@ -170,7 +188,13 @@ impl Landing {
     /// Whether units drawn from an escrow counter for this outcome go back: only when it
     /// certainly did not land (an uncertain one may still be decided, so they stay drawn).
     pub fn refunds(&self) -> bool {
-        !matches!(self, Landing::Won(_) | Landing::Uncertain(_))
+        match self {
+            Landing::Won(_) | Landing::Uncertain(_) => false,
+            Landing::Decided { perhaps_ours, .. } | Landing::Closed { perhaps_ours, .. } => {
+                !perhaps_ours
+            }
+            Landing::Failed(_) => true,
+        }
     }
 
     /// What the coordinator reports; `escrow` names the counter and amount drawn, if any.
@@ -180,9 +204,13 @@ impl Landing {
             Landing::Uncertain(_) if fault_on!(SessionUncertainAsCommitted) => {
                 CommitState::Committed { version: 0 }
             }
-            Landing::Decided(version) => CommitState::AlreadyCommitted { version },
-            Landing::Closed(last) => {
-                CommitState::NotCommitted(format!("a later session, {last}, committed first"))
+            Landing::Decided { version, .. } => CommitState::AlreadyCommitted { version },
+            Landing::Closed { last, perhaps_ours } => {
+                let mut why = format!("a later session, {last}, committed first");
+                if perhaps_ours {
+                    why.push_str("; an earlier proposal of this outcome may have landed before it");
+                }
+                CommitState::NotCommitted(why)
             }
             Landing::Failed(why) => CommitState::NotCommitted(why),
             Landing::Uncertain(why) => CommitState::NotCommitted(match escrow {
@@ -198,9 +226,66 @@ impl Landing {
     pub fn settled(self) -> Settled {
         match self {
             Landing::Won(version) => Settled::Aborted { version },
-            Landing::Decided(version) => Settled::Decided { version },
-            Landing::Closed(last) => Settled::Closed { last },
+            Landing::Decided { version, .. } => Settled::Decided { version },
+            Landing::Closed { last, .. } => Settled::Closed { last },
             Landing::Failed(why) | Landing::Uncertain(why) => Settled::Unknown(why),
+        }
+    }
+}
+
+/// The proposals of one outcome (a session's commit, or a settle's abort) until it lands: the
+/// settle rule across them, which both carriers follow.
+///
+/// Why more than [`Landing::of`] each time: a proposal can end without this node learning
+/// whether it won its version (`CasOutcome::Superseded`: the register moved past it unseen).
+/// It is proposed again on the newest record, and what that finds may be this outcome's own
+/// doing — the session decided (by it), or a later session after it — so from then on
+/// nothing but a win says the outcome certainly did not land, and units drawn for it stay
+/// drawn. Counted as lost, it once had them refilled while the ledger took its debit.
+#[derive(Clone, Debug, Default)]
+pub struct Attempts {
+    /// Proposals that lost their version to another outcome (or to an unseen fate).
+    lost: usize,
+    /// An earlier proposal's fate went unlearned: it may be the one decided.
+    unseen: bool,
+}
+
+impl Attempts {
+    /// How the latest proposal ended; `None`: propose again on the newest record (at most
+    /// [`COMMIT_ATTEMPTS`] proposals in all).
+    pub fn after<P>(&mut self, proposed: Proposed<P>) -> Option<Landing> {
+        let unseen = matches!(proposed, Proposed::Cas(CasOutcome::Superseded { .. }));
+        self.unseen |= unseen;
+        let landing = match Landing::of(proposed) {
+            Some(landing) => landing,
+            None if self.lost + 1 >= COMMIT_ATTEMPTS => Landing::outrun(),
+            None => {
+                self.lost += 1;
+                return None;
+            }
+        };
+        Some(if self.unseen {
+            Self::perhaps_ours(landing)
+        } else {
+            landing
+        })
+    }
+
+    /// `landing`, found after a proposal of the outcome whose fate went unlearned.
+    fn perhaps_ours(landing: Landing) -> Landing {
+        match landing {
+            Landing::Decided { version, .. } => Landing::Decided {
+                version,
+                perhaps_ours: true,
+            },
+            Landing::Closed { last, .. } => Landing::Closed {
+                last,
+                perhaps_ours: true,
+            },
+            Landing::Failed(why) => Landing::Uncertain(format!(
+                "{why}; an earlier proposal of this outcome may have landed"
+            )),
+            sure => sure,
         }
     }
 }
@@ -216,8 +301,36 @@ pub fn abort(session: SessionId) -> Outcome {
 }
 
 /// The ledger writes and debit session `session`'s decision makes (participants by name,
-/// agent `i` being `names[i]`), and the price paid, if it decided anything to commit.
+/// agent `i` being `names[i]`), and the price paid: `Ok(None)` when it decided nothing to
+/// commit, `Err` (why) when what it decided cannot be written — a price beyond the ledger's
+/// `Int` fields, which bids of that size make: refused, not passed off as nothing to commit.
 pub fn ledger_outcome(
+    session: SessionId,
+    mechanism: &Mechanism,
+    commit: &Commit,
+    names: &[String],
+    decision: &Decision,
+) -> Result<Option<(Outcome, Money)>, String> {
+    let Some((mut outcome, paid)) = decided_writes(session, mechanism, commit, names, decision)
+    else {
+        return Ok(None);
+    };
+    if !matches!(decision, Decision::Vote(_)) {
+        if let Some(field) = &commit.price_field {
+            let price = i64::try_from(paid.minor())
+                .map_err(|_| format!("a price of {paid} does not fit ledger field {field:?}"))?;
+            outcome.writes.insert(field.clone(), VarValue::Int(price));
+        }
+        if let Some(field) = &commit.budget_field {
+            outcome.debits.insert(field.clone(), paid.minor());
+        }
+    }
+    Ok(Some((outcome, paid)))
+}
+
+/// The writes of what `decision` awarded (its winners, a vote's configuration) and the price
+/// paid, if it decided anything to commit.
+fn decided_writes(
     session: SessionId,
     mechanism: &Mechanism,
     commit: &Commit,
@@ -274,15 +387,6 @@ pub fn ledger_outcome(
         outcome
             .writes
             .insert(commit.winner_field.clone(), VarValue::Choice(winner));
-    }
-    if !matches!(decision, Decision::Vote(_)) {
-        if let Some(field) = &commit.price_field {
-            let price = i64::try_from(paid.minor()).ok()?;
-            outcome.writes.insert(field.clone(), VarValue::Int(price));
-        }
-        if let Some(field) = &commit.budget_field {
-            outcome.debits.insert(field.clone(), paid.minor());
-        }
     }
     Some((outcome, paid))
 }

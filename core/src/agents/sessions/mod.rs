@@ -34,7 +34,8 @@ mod tests;
 
 pub use driver::{Acked, AskOut, Drove, Heard, SessionDriver, LATE_GRACE_MS};
 pub use ledger::{
-    abort, ledger_outcome, Commit, CommitState, Landing, Proposed, Settled, COMMIT_ATTEMPTS,
+    abort, ledger_outcome, Attempts, Commit, CommitState, Landing, Proposed, Settled,
+    COMMIT_ATTEMPTS,
 };
 pub use mechanic::open;
 pub use mechanism::{Answer, Ask, Decision, Mechanism, SessionAnswer};

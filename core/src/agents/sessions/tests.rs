@@ -169,3 +169,60 @@ fn a_proposal_lost_to_another_outcome_is_made_again_and_a_decided_session_is_fou
         CommitState::NotCommitted(_)
     ));
 }
+
+/// A proposal whose fate this node never learned (the register moved past its version
+/// unseen) may be the one decided: what the next proposal finds — the session decided, or a
+/// later session first — no longer says the outcome certainly did not land, so units drawn
+/// for it stay drawn. They were refilled while the ledger took the debit.
+#[test]
+fn after_a_proposal_whose_fate_went_unlearned_nothing_but_a_win_refills_the_escrow() {
+    let unseen = || Proposed::<()>::Cas(CasOutcome::Superseded { current: 9 });
+    let decided = Proposed::<()>::Refused(VarsError::SessionDecided {
+        session: SESSION,
+        version: 8,
+    });
+    let mut attempts = Attempts::default();
+    assert_eq!(attempts.after(unseen()), None, "proposed again");
+    let found = attempts.after(decided).expect("settled");
+    assert!(!found.refunds(), "the decided outcome may be this one");
+    assert_eq!(
+        found.clone().commit_state(None),
+        CommitState::AlreadyCommitted { version: 8 }
+    );
+    assert_eq!(found.settled(), Settled::Decided { version: 8 });
+
+    let stale = Proposed::<()>::Refused(VarsError::SessionStale {
+        session: SESSION,
+        last: 12,
+    });
+    let mut attempts = Attempts::default();
+    assert_eq!(attempts.after(unseen()), None);
+    let closed = attempts.after(stale).expect("settled");
+    assert!(!closed.refunds(), "it may have landed before session 12");
+    assert_eq!(closed.settled(), Settled::Closed { last: 12 });
+
+    let mut attempts = Attempts::default();
+    let outrun = (0..COMMIT_ATTEMPTS).find_map(|_| attempts.after(unseen()));
+    assert!(matches!(outrun, Some(Landing::Uncertain(_))), "{outrun:?}");
+}
+
+#[test]
+fn proposals_lost_to_other_outcomes_are_made_again_at_most_commit_attempts_times() {
+    let lost = || {
+        Proposed::Cas(CasOutcome::Lost {
+            version: 3,
+            winner: (),
+        })
+    };
+    let mut attempts = Attempts::default();
+    let proposals = (1..=COMMIT_ATTEMPTS).find(|_| attempts.after(lost()).is_some());
+    assert_eq!(proposals, Some(COMMIT_ATTEMPTS));
+    let decided = Proposed::<()>::Refused(VarsError::SessionDecided {
+        session: SESSION,
+        version: 4,
+    });
+    let mut attempts = Attempts::default();
+    assert_eq!(attempts.after(lost()), None);
+    let landing = attempts.after(decided).expect("settled");
+    assert!(landing.refunds(), "a loss is certain: another outcome won");
+}

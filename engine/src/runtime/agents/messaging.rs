@@ -17,6 +17,7 @@ use tokio::time::Instant as TokioInstant;
 use super::agent::Message;
 use super::instance::{Envelope, Mailbox};
 use super::{remote, AgentEntry, AgentState, AgentsHandle, DeliveryError};
+use crate::runtime::wait::bounded;
 
 /// Where a message goes.
 enum Target {
@@ -97,7 +98,8 @@ impl AgentsHandle {
         let started = TokioInstant::now();
         let result = match self.resolve(name) {
             Ok(target) => {
-                self.deliver(target, name, Delivery::Request, body, started + deadline)
+                let until = started + bounded(deadline);
+                self.deliver(target, name, Delivery::Request, body, until)
                     .await
             }
             Err(e) => Err(e),

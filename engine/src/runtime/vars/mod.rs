@@ -23,6 +23,7 @@ use foundation_core::Core;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::request::{Request, VarWrite, VarsRequest};
+use super::wait::bounded;
 use alive::AliveLives;
 use foundation_core::time::Instant;
 
@@ -301,7 +302,7 @@ pub(crate) async fn propose(
     write: VarWrite,
     timeout: Duration,
 ) -> Result<CasOutcome<Life>, VarsCallError> {
-    let wait_until = tokio::time::Instant::now() + timeout;
+    let wait_until = tokio::time::Instant::now() + bounded(timeout);
     loop {
         let left = wait_until.saturating_duration_since(tokio::time::Instant::now());
         let outcome = propose_once(requests, name, write.clone(), left).await;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::{millis, Session, SessionError, SessionMessage};
 use crate::runtime::agents::{AgentsHandle, DeliveryError};
+use crate::runtime::wait::bounded;
 
 /// What came back for one ask: its id and what was heard.
 type Reply = (u64, Heard);
@@ -38,7 +39,9 @@ pub(super) async fn drive(
         let wake = driver.poll_timeout();
         let sleep = async {
             match wake {
-                Some(ms) => tokio::time::sleep_until(opened + Duration::from_millis(ms)).await,
+                Some(ms) => {
+                    tokio::time::sleep_until(opened + bounded(Duration::from_millis(ms))).await
+                }
                 None => std::future::pending().await,
             }
         };

@@ -45,9 +45,7 @@ pub use log::SessionRow;
 pub(crate) use placement::COORDINATOR;
 
 use foundation_agents::Money;
-use foundation_core::agents::sessions::{
-    abort, ledger_outcome, Landing, Proposed, COMMIT_ATTEMPTS,
-};
+use foundation_core::agents::sessions::{abort, ledger_outcome, Attempts, Landing, Proposed};
 pub use foundation_core::agents::sessions::{
     Answer, Ask, Commit, CommitState, Decision, Mechanism, SessionAnswer, Settled,
 };
@@ -270,11 +268,12 @@ impl AgentsHandle {
         let Some(commit) = &session.commit else {
             return CommitState::NotRequested;
         };
-        let Some((outcome, paid)) =
-            ledger_outcome(session.id, &session.mechanism, commit, names, decision)
-        else {
-            return CommitState::NotRequested;
-        };
+        let (outcome, paid) =
+            match ledger_outcome(session.id, &session.mechanism, commit, names, decision) {
+                Ok(Some(writes)) => writes,
+                Ok(None) => return CommitState::NotRequested,
+                Err(why) => return CommitState::NotCommitted(why),
+            };
         let escrow = commit.counter.as_deref().filter(|_| paid > Money::ZERO);
         if let Some(name) = escrow {
             let drawn = counter(&self.shared.requests, name, paid.minor(), false).await;
@@ -298,19 +297,19 @@ impl AgentsHandle {
     /// A proposal refused only because this node's own write on the ledger is under way
     /// waits for that write inside `propose`.
     async fn land(&self, ledger: &str, outcome: &Outcome, timeout: Duration) -> Landing {
-        for _ in 0..COMMIT_ATTEMPTS {
+        let mut attempts = Attempts::default();
+        loop {
             let write = VarWrite::Outcome(outcome.clone());
             let proposed = match propose(&self.shared.requests, ledger, write, timeout).await {
                 Ok(cas) => Proposed::Cas(cas),
                 Err(VarsCallError::Refused(e)) => Proposed::Refused(e),
                 Err(e) => Proposed::Unanswered(e.to_string()),
             };
-            match Landing::of(proposed) {
+            match attempts.after(proposed) {
                 Some(landing) => return landing,
                 None => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         }
-        Landing::outrun()
     }
 
     /// Settles session `session` on ledger `ledger` when its coordinator went silent: commits
