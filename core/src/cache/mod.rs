@@ -23,11 +23,12 @@
 mod handoff;
 mod purge;
 pub mod quorum;
+mod readers;
 pub mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,6 +144,14 @@ impl CacheSettings {
         self.max_key_bytes = max_key_bytes;
         self.max_value_bytes = max_value_bytes;
         self
+    }
+
+    /// How long a reader keeps a near copy of an answer with `ttl_ms` left: that, at most
+    /// `near_ttl`.
+    fn near_copy_life(&self, ttl_ms: Option<u64>) -> Duration {
+        ttl_ms.map_or(self.near_ttl, |ms| {
+            Duration::from_millis(ms).min(self.near_ttl)
+        })
     }
 
     /// Checks the settings.
@@ -445,7 +454,7 @@ struct Cache {
     /// Keys being computed (as owner).
     flights: BTreeMap<Bytes, Flight>,
     /// Who holds near copies of our keys (as owner).
-    readers: BTreeMap<Bytes, BTreeSet<NodeId>>,
+    readers: readers::Readers,
     next_version: u64,
     stats: CacheStats,
     /// Keyspace keys with an expiry, to delete once expired (replicated mode).
@@ -563,7 +572,7 @@ impl Caches {
                 settings,
                 store,
                 flights: BTreeMap::new(),
-                readers: BTreeMap::new(),
+                readers: readers::Readers::default(),
                 next_version: 1,
                 stats: CacheStats::default(),
                 purge: purge::Purge::default(),
@@ -602,6 +611,11 @@ impl Caches {
     /// Keys this node computes for (as owner) now, per cache.
     pub fn flights(&self, name: &str) -> usize {
         self.caches.get(name).map_or(0, |c| c.flights.len())
+    }
+
+    /// Keys whose readers this node remembers (as owner), per cache.
+    pub fn readers(&self, name: &str) -> usize {
+        self.caches.get(name).map_or(0, |c| c.readers.len())
     }
 
     /// Requests waiting here for an answer.
@@ -1082,8 +1096,8 @@ impl Caches {
                 },
             ),
             Ok(found) => {
-                if found.is_some() && from != self.me.node {
-                    self.add_reader(&name, &key, from);
+                if let Some(found) = &found {
+                    self.add_reader(now, &name, &key, from, found.ttl_ms);
                 }
                 self.send(
                     from,
@@ -1098,16 +1112,29 @@ impl Caches {
         }
     }
 
-    fn add_reader(&mut self, name: &str, key: &[u8], reader: NodeId) {
-        if let Some(cache) = self.caches.get_mut(name) {
-            if cache.settings.mode == Mode::Partitioned {
-                let readers = cache
-                    .readers
-                    .entry(Bytes::copy_from_slice(key))
-                    .or_default();
-                readers.insert(reader);
-            }
+    /// Remembers that `reader` (if another node) may keep a near copy of our answer for `key`,
+    /// which had `ttl_ms` left, so that a new value invalidates it.
+    fn add_reader(
+        &mut self,
+        now: Instant,
+        name: &str,
+        key: &[u8],
+        reader: NodeId,
+        ttl_ms: Option<u64>,
+    ) {
+        if reader == self.me.node {
+            return;
         }
+        let Some(cache) = self.caches.get_mut(name) else {
+            return;
+        };
+        let settings = &cache.settings;
+        if settings.mode != Mode::Partitioned {
+            return;
+        }
+        // As long as the reader keeps it, plus its travel time.
+        let until = now + settings.near_copy_life(ttl_ms) + settings.lease_margin;
+        cache.readers.add(now, key, reader, until);
     }
 
     fn owner_compute(
@@ -1131,9 +1158,7 @@ impl Caches {
                 )
             }
             Ok(Some(found)) => {
-                if from != self.me.node {
-                    self.add_reader(&name, &key, from);
-                }
+                self.add_reader(now, &name, &key, from, found.ttl_ms);
                 let found = Some(found);
                 return self.send(
                     from,
@@ -1278,7 +1303,7 @@ impl Caches {
             expires,
         };
         cache.store.insert(key.clone(), entry, now);
-        let readers = cache.readers.remove(&key).unwrap_or_default();
+        let readers = cache.readers.take(&key);
         cache.stats.invalidations_sent += readers.len() as u64;
         let finished = cache.flights.get(&key).is_some_and(|f| f.token == token);
         let waiters: Vec<Waiter> = match cache.flights.get_mut(&key) {
@@ -1308,9 +1333,7 @@ impl Caches {
             ttl_ms: ttl.map(millis),
         };
         for w in waiters.into_iter().filter(|w| w.until > now) {
-            if w.node != me.node {
-                self.add_reader(&name, &key, w.node);
-            }
+            self.add_reader(now, &name, &key, w.node, found.ttl_ms);
             self.send(
                 w.node,
                 CacheMessage::Value {
@@ -1354,10 +1377,7 @@ impl Caches {
         };
         let value = Bytes::from(found.value);
         if let Some(cache) = self.caches.get(&p.cache) {
-            let near_ttl = cache.settings.near_ttl;
-            let ttl = found
-                .ttl_ms
-                .map_or(near_ttl, |ms| Duration::from_millis(ms).min(near_ttl));
+            let ttl = cache.settings.near_copy_life(found.ttl_ms);
             let keep = !p.overtaken && found.owner.node != self.me.node;
             if keep && Some(found.owner) == self.life_of(p.asked) {
                 let entry = Entry {

@@ -363,6 +363,69 @@ fn a_put_away_from_the_owner_drops_the_near_copy_so_a_read_there_gets_the_put() 
     );
 }
 
+/// The owner remembers who read a key so that a new value invalidates their near copies. A key
+/// read once and then evicted or expired would be remembered as long as the node lives; it is
+/// forgotten once no near copy of it can be left.
+#[test]
+fn an_owner_forgets_the_readers_of_keys_no_near_copy_is_left_of() {
+    let mut settings = CacheSettings::new("p", Mode::Partitioned).bounds(16, 1 << 20);
+    settings.near_ttl = SEC;
+    let mut net = Net::new(2, &settings);
+    let mut now = Instant::ZERO;
+    let owner = net.node(1).owner_of("p", b"x");
+    let keys: Vec<Vec<u8>> = (0u32..)
+        .map(|i| format!("key-{i}").into_bytes())
+        .filter(|k| net.node(1).owner_of("p", k) == owner)
+        .take(1000)
+        .collect();
+    let (owner_n, reader_n) = if owner == Some(NodeId::from_u128(1)) {
+        (1, 2)
+    } else {
+        (2, 1)
+    };
+    for key in keys {
+        net.node(owner_n)
+            .put(now, "p", &key, Bytes::from_static(b"v"), None)
+            .expect("puts");
+        let read = pending(net.node(reader_n).get(now, "p", &key, SEC));
+        net.settle(now);
+        assert!(done(&net.take_events(reader_n), read).is_some());
+        now = now + Duration::from_millis(100);
+    }
+    // A near copy lives 1 s, plus the 1 s lease margin for its travel: about 20 of the 1,000
+    // keys read may still have one.
+    let remembered = net.node(owner_n).readers("p");
+    assert!(remembered < 100, "{remembered} keys' readers remembered");
+}
+
+/// Forgetting readers must not forget one whose near copy may be live: the owner's own entry
+/// leaving its store (evicted) is no sign that the reader's has.
+#[test]
+fn a_reader_of_an_entry_the_owner_evicted_is_still_invalidated_by_a_new_value() {
+    let settings = CacheSettings::new("p", Mode::Partitioned).bounds(1, 1 << 20);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = near_copy_on_node_1(&mut net, now);
+    let other = key_owned_by_other(&mut net, "p", &key);
+    net.node(2)
+        .put(now, "p", &other, Bytes::from_static(b"x"), None)
+        .expect("puts");
+    net.settle(now);
+    assert_eq!(
+        net.node(2).get(now, "p", &key, SEC),
+        Ok(Started::Ready(None))
+    );
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v2"), None)
+        .expect("puts");
+    net.settle(now);
+    let read = net.node(1).get(now, "p", &key, SEC);
+    assert!(
+        matches!(read, Ok(Started::Pending(_))),
+        "the near copy of v1 was invalidated: {read:?}"
+    );
+}
+
 /// A key of partitioned cache "p" owned by node 2 and put there as "v1"; node 1's read of
 /// it (the request number), and the owner's answer, held back with whatever else is sent to
 /// node 1 until `hold_to` is cleared.
