@@ -154,6 +154,11 @@ impl CacheSettings {
         })
     }
 
+    /// Whether a key and value of these lengths are within the limits.
+    fn fits(&self, key: &[u8], value: &[u8]) -> bool {
+        key.len() <= self.max_key_bytes && value.len() <= self.max_value_bytes
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), CacheError> {
         let bad = |why: &str| Err(CacheError::Invalid(format!("cache {:?}: {why}", self.name)));
@@ -349,6 +354,19 @@ pub enum CacheMessage {
         key: Vec<u8>,
         /// The asker's request.
         req: u64,
+    },
+    /// A plain write that reached a node which does not own its key, passed on to the owner in
+    /// that node's view (once: the receiver takes it or drops it). Last of the variants, so
+    /// the others keep their place on the wire.
+    Forward {
+        /// The cache.
+        cache: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+        /// Its TTL, if not the cache's.
+        ttl_ms: Option<u64>,
     },
 }
 
@@ -1008,7 +1026,18 @@ impl Caches {
                 token,
                 value,
                 ttl_ms,
-            } => self.owner_put(now, cache, key, token, value, ttl_ms),
+            } => {
+                if token == 0 && self.moved_away(&cache, &key, &value) {
+                    return self.pass_on(cache, key, value, ttl_ms);
+                }
+                self.owner_put(now, cache, key, token, value, ttl_ms)
+            }
+            CacheMessage::Forward {
+                cache,
+                key,
+                value,
+                ttl_ms,
+            } => self.owner_put(now, cache, key, 0, value, ttl_ms),
             CacheMessage::Abandon { cache, key, token } => {
                 let key = Bytes::from(key);
                 let held = self
@@ -1256,15 +1285,16 @@ impl Caches {
             return self.early.forget(&name, &key);
         };
         let settings = &cache.settings;
-        if key.len() > settings.max_key_bytes || value.len() > settings.max_value_bytes {
+        if !settings.fits(&key, &value) {
             return;
         }
         let mode = settings.mode;
         let ttl = ttl_ms.map(Duration::from_millis).or(settings.ttl);
         let key = Bytes::from(key);
         if self.owner(mode, &name, &key) != me.node {
-            // Ownership moved while the value travelled: its new owner computes afresh. The
-            // runner's flight here is over.
+            // Ownership moved while a computation's value travelled (plain puts are passed on
+            // before this, see `handoff.rs`): its new owner computes afresh. The runner's
+            // flight here is over.
             let finished = self
                 .caches
                 .get(&name)

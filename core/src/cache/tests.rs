@@ -692,6 +692,82 @@ fn a_handoff_does_not_replace_the_new_owners_own_value() {
     assert_eq!(net.node(2).stats("p").map(|s| s.taken_over), Some(0));
 }
 
+/// A put sent by a node that has not seen a join yet reaches the key's previous owner after
+/// that owner handed its older value to the joiner: it must not leave the joiner serving the
+/// value from before the put.
+#[test]
+fn a_put_that_reaches_the_previous_owner_after_its_handoff_is_not_lost_to_the_older_value() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(3, &settings);
+    let now = Instant::ZERO;
+    let all = vec![candidate(1), candidate(2), candidate(3)];
+    let before = vec![candidate(1), candidate(2)];
+    let me = NodeId::from_u128(1);
+    let key = (0u32..)
+        .map(|i| format!("key-{i}").into_bytes())
+        .find(|k| {
+            owner_among("p", k, &before, me) == NodeId::from_u128(1)
+                && owner_among("p", k, &all, me) == NodeId::from_u128(3)
+        })
+        .expect("a key that moves from node 1 to node 3");
+    for n in 1..=3 {
+        net.node(n).update_view(now, before.clone());
+    }
+    net.node(1)
+        .put(now, "p", &key, Bytes::from_static(b"old"), None)
+        .expect("puts");
+    net.settle(now);
+    // Node 1 sees node 3 join and hands the key over; node 2 has not seen the join yet ...
+    net.node(1).update_view(now, all.clone());
+    net.settle(now);
+    assert_eq!(net.node(3).stats("p").map(|s| s.taken_over), Some(1));
+    // ... and puts a newer value at node 1, which owned the key in its view.
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"new"), None)
+        .expect("puts");
+    net.settle(now);
+    net.node(2).update_view(now, all);
+    net.settle(now);
+    for n in 1..=3 {
+        let read = net.node(n).get(now, "p", &key, SEC);
+        let value = match read {
+            Ok(Started::Ready(value)) => value,
+            Ok(Started::Pending(req)) => {
+                net.settle(now);
+                done(&net.take_events(n), req)
+                    .and_then(Result::ok)
+                    .flatten()
+            }
+            Err(e) => panic!("node {n}: {e}"),
+        };
+        assert_eq!(value, Some(Bytes::from_static(b"new")), "read on node {n}");
+    }
+}
+
+/// A put passed on by a node that does not own its key is passed on once: where views
+/// disagree it is dropped rather than sent round in a circle.
+#[test]
+fn a_put_passed_on_is_not_passed_on_again() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    // Node 2 thinks node 1 owns the key (node 2 alone would not, with both in view).
+    let forward = CacheMessage::Forward {
+        cache: "p".into(),
+        key: key.clone(),
+        value: b"v".to_vec(),
+        ttl_ms: None,
+    };
+    net.node(1).received(now, NodeId::from_u128(2), forward);
+    assert_eq!(net.node(1).take_messages(), Vec::new(), "not passed on");
+    assert_eq!(
+        net.node(1).store("p").map(|s| s.len()),
+        Some(0),
+        "not taken"
+    );
+}
+
 #[test]
 fn a_handoff_that_arrives_before_the_cache_is_declared_is_taken_on_declare() {
     let settings = CacheSettings::new("p", Mode::Partitioned);
