@@ -300,6 +300,9 @@ pub enum CacheMessage {
         key: Vec<u8>,
         /// The grant, or 0.
         token: u64,
+        /// Who granted it (`None` for a plain write): a token names a grant only within the
+        /// owner's life that made it.
+        granted_by: Option<Life>,
         /// The value.
         value: Vec<u8>,
         /// Its TTL, if not the cache's.
@@ -313,6 +316,8 @@ pub enum CacheMessage {
         key: Vec<u8>,
         /// The grant.
         token: u64,
+        /// Who granted it.
+        granted_by: Life,
     },
     /// The owner's value for a key changed: drop near copies older than `version`.
     Invalidate {
@@ -923,6 +928,7 @@ impl Caches {
             cache: name.to_owned(),
             key: key.to_vec(),
             token: 0,
+            granted_by: None,
             value: value.to_vec(),
             ttl_ms: ttl.map(millis),
         };
@@ -967,6 +973,7 @@ impl Caches {
                 cache: p.cache.clone(),
                 key: p.key.to_vec(),
                 token,
+                granted_by: Some(granted_by),
                 value: value.to_vec(),
                 ttl_ms: ttl.map(millis),
             },
@@ -974,6 +981,7 @@ impl Caches {
                 cache: p.cache.clone(),
                 key: p.key.to_vec(),
                 token,
+                granted_by,
             },
         };
         self.send(granted_by.node, message);
@@ -1024,12 +1032,14 @@ impl Caches {
                 cache,
                 key,
                 token,
+                granted_by,
                 value,
                 ttl_ms,
             } => {
-                if token == 0 && self.moved_away(&cache, &key, &value) {
+                if granted_by.is_none() && self.moved_away(&cache, &key, &value) {
                     return self.pass_on(cache, key, value, ttl_ms);
                 }
+                let token = self.own_token(token, granted_by);
                 self.owner_put(now, cache, key, token, value, ttl_ms)
             }
             CacheMessage::Forward {
@@ -1037,14 +1047,20 @@ impl Caches {
                 key,
                 value,
                 ttl_ms,
-            } => self.owner_put(now, cache, key, 0, value, ttl_ms),
-            CacheMessage::Abandon { cache, key, token } => {
+            } => self.owner_put(now, cache, key, Some(0), value, ttl_ms),
+            CacheMessage::Abandon {
+                cache,
+                key,
+                token,
+                granted_by,
+            } => {
                 let key = Bytes::from(key);
+                let token = self.own_token(token, Some(granted_by));
                 let held = self
                     .caches
                     .get(&cache)
                     .and_then(|c| c.flights.get(&key))
-                    .is_some_and(|f| f.token == token);
+                    .is_some_and(|f| Some(f.token) == token);
                 if held {
                     self.grant_next(now, &cache, &key);
                 }
@@ -1091,6 +1107,17 @@ impl Caches {
                     self.events.push(CacheEvent::Done { req, result });
                 }
             }
+        }
+    }
+
+    /// The token of a flight here that a runner's message may end: its grant's, if this life
+    /// made it (a restarted owner numbers its grants from 1 again, so a grant of its previous
+    /// life may bear the number of one of its own); 0 for a plain write, which ends a flight
+    /// the quorum rule holds (its waiters have their value).
+    fn own_token(&self, token: u64, granted_by: Option<Life>) -> Option<u64> {
+        match granted_by {
+            None => Some(0),
+            Some(life) => (life == self.me).then_some(token),
         }
     }
 
@@ -1276,7 +1303,7 @@ impl Caches {
         now: Instant,
         name: String,
         key: Vec<u8>,
-        token: u64,
+        token: Option<u64>,
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) {
@@ -1299,7 +1326,7 @@ impl Caches {
                 .caches
                 .get(&name)
                 .and_then(|c| c.flights.get(&key))
-                .is_some_and(|f| f.token == token);
+                .is_some_and(|f| Some(f.token) == token);
             if finished {
                 self.grant_next(now, &name, &key);
             }
@@ -1335,7 +1362,10 @@ impl Caches {
         cache.store.insert(key.clone(), entry, now);
         let readers = cache.readers.take(&key);
         cache.stats.invalidations_sent += readers.len() as u64;
-        let finished = cache.flights.get(&key).is_some_and(|f| f.token == token);
+        let finished = cache
+            .flights
+            .get(&key)
+            .is_some_and(|f| Some(f.token) == token);
         let waiters: Vec<Waiter> = match cache.flights.get_mut(&key) {
             Some(flight) if finished => {
                 let w = flight.waiters.drain(..).collect();
@@ -1449,7 +1479,13 @@ impl Caches {
             .is_some_and(|p| matches!(p.kind, Kind::Compute));
         if !waiting {
             // Given up already: hand the grant back at once.
-            return self.send(owner.node, CacheMessage::Abandon { cache, key, token });
+            let message = CacheMessage::Abandon {
+                cache,
+                key,
+                token,
+                granted_by: owner,
+            };
+            return self.send(owner.node, message);
         }
         let Some(p) = self.pending.get_mut(&req) else {
             return;
@@ -1580,6 +1616,7 @@ impl Caches {
                         cache: p.cache.clone(),
                         key: p.key.to_vec(),
                         token,
+                        granted_by,
                     },
                 );
                 self.events.push(CacheEvent::RunEnded {

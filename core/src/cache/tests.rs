@@ -306,6 +306,54 @@ fn partitioned_callers_elsewhere_wait_for_the_one_computation_at_the_owner() {
     );
 }
 
+/// A grant outlives its owner's life: a restarted owner numbers its grants from 1 again, so
+/// the previous life's runner giving its grant back must not end the new life's grant of the
+/// same number, which would let a second computation of the key start beside it.
+#[test]
+fn a_grant_of_the_owners_previous_life_given_back_does_not_end_the_new_lifes() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    let old = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(1)), vec![old]);
+    // Node 2 restarts (generation 2) while node 1 runs the old life's grant.
+    let new_life = Life {
+        node: NodeId::from_u128(2),
+        generation: 2,
+    };
+    let mut restarted = Caches::new(new_life, 0);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
+    restarted
+        .declare(now, settings.clone(), store)
+        .expect("declares");
+    let view = vec![
+        candidate(1),
+        Candidate {
+            generation: 2,
+            ..candidate(2)
+        },
+    ];
+    restarted.update_view(now, view);
+    net.nodes.insert(NodeId::from_u128(2), restarted);
+    // The new life grants the key to a second caller, and holds a third.
+    let second = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(1)), vec![second]);
+    let third = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    net.settle(now);
+    assert!(runs(&net.take_events(1)).is_empty());
+    // The old life's runner fails and gives its grant back to the node.
+    net.node(1)
+        .computed(now, old, Err(CacheError::ComputeFailed("failed".into())));
+    net.settle(now);
+    assert!(
+        !runs(&net.take_events(1)).contains(&third),
+        "a second computation of the key while the new life's grant runs"
+    );
+}
+
 /// A key of partitioned cache "p" owned by node 2, put there as "v1" and read from node 1,
 /// which keeps a near copy of it.
 fn near_copy_on_node_1(net: &mut Net, now: Instant) -> Vec<u8> {
@@ -833,6 +881,7 @@ fn early_handoffs_are_bounded_expire_and_give_way_to_a_newer_write() {
         cache: "p".into(),
         key: b"k1".to_vec(),
         token: 0,
+        granted_by: None,
         value: b"newer".to_vec(),
         ttl_ms: None,
     };
