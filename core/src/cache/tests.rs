@@ -800,7 +800,8 @@ fn a_put_passed_on_is_not_passed_on_again() {
     let mut net = Net::new(2, &settings);
     let now = Instant::ZERO;
     let key = key_owned_by(&mut net, "p", 2);
-    // Node 2 thinks node 1 owns the key (node 2 alone would not, with both in view).
+    // Node 2, whose view gave the key to node 1, passed a put on: node 1's view gives it to
+    // node 2.
     let forward = CacheMessage::Forward {
         cache: "p".into(),
         key: key.clone(),
