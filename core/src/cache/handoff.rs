@@ -15,6 +15,13 @@
 //! rules as on arrival. The receiver keeps them rather than asking the previous owners on
 //! declare because those forget the moved entries at the view change that sent them: there is
 //! nothing left to ask for by the time the new owner declares.
+//!
+//! A put from a node whose view still names the previous owner reaches that owner after it
+//! handed its (older) value over. Dropped there, it would leave the new owner serving the
+//! value from before the put to everyone, the putter included. So a node passes a plain put
+//! for a key it does not own on to the key's owner in its view, behind the handoff on the
+//! same ordered channel, and the newer value wins there. Once only: views that disagree could
+//! otherwise pass it round in a circle; a passed-on put its receiver does not own is dropped.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -175,8 +182,7 @@ impl Caches {
         };
         let settings = &cache.settings;
         if settings.mode != Mode::Partitioned
-            || key.len() > settings.max_key_bytes
-            || value.len() > settings.max_value_bytes
+            || !settings.fits(&key, &value)
             || self.owner(Mode::Partitioned, &name, &key) != me.node
         {
             return;
@@ -198,6 +204,35 @@ impl Caches {
             expires: ttl_ms.map(|ms| now + Duration::from_millis(ms)),
         };
         cache.store.insert(Bytes::from(key), entry, now);
+    }
+
+    /// Whether this node's view gives `key` of declared partitioned cache `name` to another
+    /// node. (A put over the cache's limits is not worth passing on: its owner drops it.)
+    pub(super) fn moved_away(&self, name: &str, key: &[u8], value: &[u8]) -> bool {
+        self.caches.get(name).is_some_and(|c| {
+            c.settings.mode == Mode::Partitioned
+                && c.settings.fits(key, value)
+                && self.owner(Mode::Partitioned, name, key) != self.me.node
+        })
+    }
+
+    /// Passes a plain put for a key this node does not own on to its owner here (see the
+    /// module's notes).
+    pub(super) fn pass_on(
+        &mut self,
+        name: String,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) {
+        let to = self.owner(Mode::Partitioned, &name, &key);
+        let message = CacheMessage::Forward {
+            cache: name,
+            key,
+            value,
+            ttl_ms,
+        };
+        self.send(to, message);
     }
 
     /// Takes the handoffs kept for cache `name`, just declared (see [`Early`]).

@@ -23,11 +23,12 @@
 mod handoff;
 mod purge;
 pub mod quorum;
+mod readers;
 pub mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,6 +144,19 @@ impl CacheSettings {
         self.max_key_bytes = max_key_bytes;
         self.max_value_bytes = max_value_bytes;
         self
+    }
+
+    /// How long a reader keeps a near copy of an answer with `ttl_ms` left: that, at most
+    /// `near_ttl`.
+    fn near_copy_life(&self, ttl_ms: Option<u64>) -> Duration {
+        ttl_ms.map_or(self.near_ttl, |ms| {
+            Duration::from_millis(ms).min(self.near_ttl)
+        })
+    }
+
+    /// Whether a key and value of these lengths are within the limits.
+    fn fits(&self, key: &[u8], value: &[u8]) -> bool {
+        key.len() <= self.max_key_bytes && value.len() <= self.max_value_bytes
     }
 
     /// Checks the settings.
@@ -286,6 +300,9 @@ pub enum CacheMessage {
         key: Vec<u8>,
         /// The grant, or 0.
         token: u64,
+        /// Who granted it (`None` for a plain write): a token names a grant only within the
+        /// owner's life that made it.
+        granted_by: Option<Life>,
         /// The value.
         value: Vec<u8>,
         /// Its TTL, if not the cache's.
@@ -299,6 +316,8 @@ pub enum CacheMessage {
         key: Vec<u8>,
         /// The grant.
         token: u64,
+        /// Who granted it.
+        granted_by: Life,
     },
     /// The owner's value for a key changed: drop near copies older than `version`.
     Invalidate {
@@ -340,6 +359,19 @@ pub enum CacheMessage {
         key: Vec<u8>,
         /// The asker's request.
         req: u64,
+    },
+    /// A plain write that reached a node which does not own its key, passed on to the owner in
+    /// that node's view (once: the receiver takes it or drops it). Last of the variants, so
+    /// the others keep their place on the wire.
+    Forward {
+        /// The cache.
+        cache: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+        /// Its TTL, if not the cache's.
+        ttl_ms: Option<u64>,
     },
 }
 
@@ -445,7 +477,7 @@ struct Cache {
     /// Keys being computed (as owner).
     flights: BTreeMap<Bytes, Flight>,
     /// Who holds near copies of our keys (as owner).
-    readers: BTreeMap<Bytes, BTreeSet<NodeId>>,
+    readers: readers::Readers,
     next_version: u64,
     stats: CacheStats,
     /// Keyspace keys with an expiry, to delete once expired (replicated mode).
@@ -563,7 +595,7 @@ impl Caches {
                 settings,
                 store,
                 flights: BTreeMap::new(),
-                readers: BTreeMap::new(),
+                readers: readers::Readers::default(),
                 next_version: 1,
                 stats: CacheStats::default(),
                 purge: purge::Purge::default(),
@@ -602,6 +634,11 @@ impl Caches {
     /// Keys this node computes for (as owner) now, per cache.
     pub fn flights(&self, name: &str) -> usize {
         self.caches.get(name).map_or(0, |c| c.flights.len())
+    }
+
+    /// Keys whose readers this node remembers (as owner), per cache.
+    pub fn readers(&self, name: &str) -> usize {
+        self.caches.get(name).map_or(0, |c| c.readers.len())
     }
 
     /// Requests waiting here for an answer.
@@ -891,6 +928,7 @@ impl Caches {
             cache: name.to_owned(),
             key: key.to_vec(),
             token: 0,
+            granted_by: None,
             value: value.to_vec(),
             ttl_ms: ttl.map(millis),
         };
@@ -935,6 +973,7 @@ impl Caches {
                 cache: p.cache.clone(),
                 key: p.key.to_vec(),
                 token,
+                granted_by: Some(granted_by),
                 value: value.to_vec(),
                 ttl_ms: ttl.map(millis),
             },
@@ -942,6 +981,7 @@ impl Caches {
                 cache: p.cache.clone(),
                 key: p.key.to_vec(),
                 token,
+                granted_by,
             },
         };
         self.send(granted_by.node, message);
@@ -992,16 +1032,35 @@ impl Caches {
                 cache,
                 key,
                 token,
+                granted_by,
                 value,
                 ttl_ms,
-            } => self.owner_put(now, cache, key, token, value, ttl_ms),
-            CacheMessage::Abandon { cache, key, token } => {
+            } => {
+                if granted_by.is_none() && self.moved_away(&cache, &key, &value) {
+                    return self.pass_on(cache, key, value, ttl_ms);
+                }
+                let token = self.own_token(token, granted_by);
+                self.owner_put(now, cache, key, token, value, ttl_ms)
+            }
+            CacheMessage::Forward {
+                cache,
+                key,
+                value,
+                ttl_ms,
+            } => self.owner_put(now, cache, key, Some(0), value, ttl_ms),
+            CacheMessage::Abandon {
+                cache,
+                key,
+                token,
+                granted_by,
+            } => {
                 let key = Bytes::from(key);
+                let token = self.own_token(token, Some(granted_by));
                 let held = self
                     .caches
                     .get(&cache)
                     .and_then(|c| c.flights.get(&key))
-                    .is_some_and(|f| f.token == token);
+                    .is_some_and(|f| Some(f.token) == token);
                 if held {
                     self.grant_next(now, &cache, &key);
                 }
@@ -1051,6 +1110,17 @@ impl Caches {
         }
     }
 
+    /// The token of a flight here that a runner's message may end: its grant's, if this life
+    /// made it (a restarted owner numbers its grants from 1 again, so a grant of its previous
+    /// life may bear the number of one of its own); 0 for a plain write, which ends a flight
+    /// the quorum rule holds (its waiters have their value).
+    fn own_token(&self, token: u64, granted_by: Option<Life>) -> Option<u64> {
+        match granted_by {
+            None => Some(0),
+            Some(life) => (life == self.me).then_some(token),
+        }
+    }
+
     /// Our entry for `key` as the owner would send it, if we own it and hold a fresh one.
     fn owned(&self, now: Instant, name: &str, key: &[u8]) -> Result<Option<Found>, ()> {
         let Some(cache) = self.caches.get(name) else {
@@ -1082,8 +1152,8 @@ impl Caches {
                 },
             ),
             Ok(found) => {
-                if found.is_some() && from != self.me.node {
-                    self.add_reader(&name, &key, from);
+                if let Some(found) = &found {
+                    self.add_reader(now, &name, &key, from, found.ttl_ms);
                 }
                 self.send(
                     from,
@@ -1098,16 +1168,29 @@ impl Caches {
         }
     }
 
-    fn add_reader(&mut self, name: &str, key: &[u8], reader: NodeId) {
-        if let Some(cache) = self.caches.get_mut(name) {
-            if cache.settings.mode == Mode::Partitioned {
-                let readers = cache
-                    .readers
-                    .entry(Bytes::copy_from_slice(key))
-                    .or_default();
-                readers.insert(reader);
-            }
+    /// Remembers that `reader` (if another node) may keep a near copy of our answer for `key`,
+    /// which had `ttl_ms` left, so that a new value invalidates it.
+    fn add_reader(
+        &mut self,
+        now: Instant,
+        name: &str,
+        key: &[u8],
+        reader: NodeId,
+        ttl_ms: Option<u64>,
+    ) {
+        if reader == self.me.node {
+            return;
         }
+        let Some(cache) = self.caches.get_mut(name) else {
+            return;
+        };
+        let settings = &cache.settings;
+        if settings.mode != Mode::Partitioned {
+            return;
+        }
+        // As long as the reader keeps it, plus its travel time.
+        let until = now + settings.near_copy_life(ttl_ms) + settings.lease_margin;
+        cache.readers.add(now, key, reader, until);
     }
 
     fn owner_compute(
@@ -1131,9 +1214,7 @@ impl Caches {
                 )
             }
             Ok(Some(found)) => {
-                if from != self.me.node {
-                    self.add_reader(&name, &key, from);
-                }
+                self.add_reader(now, &name, &key, from, found.ttl_ms);
                 let found = Some(found);
                 return self.send(
                     from,
@@ -1222,7 +1303,7 @@ impl Caches {
         now: Instant,
         name: String,
         key: Vec<u8>,
-        token: u64,
+        token: Option<u64>,
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) {
@@ -1231,20 +1312,21 @@ impl Caches {
             return self.early.forget(&name, &key);
         };
         let settings = &cache.settings;
-        if key.len() > settings.max_key_bytes || value.len() > settings.max_value_bytes {
+        if !settings.fits(&key, &value) {
             return;
         }
         let mode = settings.mode;
         let ttl = ttl_ms.map(Duration::from_millis).or(settings.ttl);
         let key = Bytes::from(key);
         if self.owner(mode, &name, &key) != me.node {
-            // Ownership moved while the value travelled: its new owner computes afresh. The
-            // runner's flight here is over.
+            // Ownership moved while a computation's value travelled (plain puts are passed on
+            // before this, see `handoff.rs`): its new owner computes afresh. The runner's
+            // flight here is over.
             let finished = self
                 .caches
                 .get(&name)
                 .and_then(|c| c.flights.get(&key))
-                .is_some_and(|f| f.token == token);
+                .is_some_and(|f| Some(f.token) == token);
             if finished {
                 self.grant_next(now, &name, &key);
             }
@@ -1278,9 +1360,12 @@ impl Caches {
             expires,
         };
         cache.store.insert(key.clone(), entry, now);
-        let readers = cache.readers.remove(&key).unwrap_or_default();
+        let readers = cache.readers.take(&key);
         cache.stats.invalidations_sent += readers.len() as u64;
-        let finished = cache.flights.get(&key).is_some_and(|f| f.token == token);
+        let finished = cache
+            .flights
+            .get(&key)
+            .is_some_and(|f| Some(f.token) == token);
         let waiters: Vec<Waiter> = match cache.flights.get_mut(&key) {
             Some(flight) if finished => {
                 let w = flight.waiters.drain(..).collect();
@@ -1308,9 +1393,7 @@ impl Caches {
             ttl_ms: ttl.map(millis),
         };
         for w in waiters.into_iter().filter(|w| w.until > now) {
-            if w.node != me.node {
-                self.add_reader(&name, &key, w.node);
-            }
+            self.add_reader(now, &name, &key, w.node, found.ttl_ms);
             self.send(
                 w.node,
                 CacheMessage::Value {
@@ -1354,10 +1437,7 @@ impl Caches {
         };
         let value = Bytes::from(found.value);
         if let Some(cache) = self.caches.get(&p.cache) {
-            let near_ttl = cache.settings.near_ttl;
-            let ttl = found
-                .ttl_ms
-                .map_or(near_ttl, |ms| Duration::from_millis(ms).min(near_ttl));
+            let ttl = cache.settings.near_copy_life(found.ttl_ms);
             let keep = !p.overtaken && found.owner.node != self.me.node;
             if keep && Some(found.owner) == self.life_of(p.asked) {
                 let entry = Entry {
@@ -1399,7 +1479,13 @@ impl Caches {
             .is_some_and(|p| matches!(p.kind, Kind::Compute));
         if !waiting {
             // Given up already: hand the grant back at once.
-            return self.send(owner.node, CacheMessage::Abandon { cache, key, token });
+            let message = CacheMessage::Abandon {
+                cache,
+                key,
+                token,
+                granted_by: owner,
+            };
+            return self.send(owner.node, message);
         }
         let Some(p) = self.pending.get_mut(&req) else {
             return;
@@ -1530,6 +1616,7 @@ impl Caches {
                         cache: p.cache.clone(),
                         key: p.key.to_vec(),
                         token,
+                        granted_by,
                     },
                 );
                 self.events.push(CacheEvent::RunEnded {

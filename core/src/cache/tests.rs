@@ -306,6 +306,54 @@ fn partitioned_callers_elsewhere_wait_for_the_one_computation_at_the_owner() {
     );
 }
 
+/// A grant outlives its owner's life: a restarted owner numbers its grants from 1 again, so
+/// the previous life's runner giving its grant back must not end the new life's grant of the
+/// same number, which would let a second computation of the key start beside it.
+#[test]
+fn a_grant_of_the_owners_previous_life_given_back_does_not_end_the_new_lifes() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    let old = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(1)), vec![old]);
+    // Node 2 restarts (generation 2) while node 1 runs the old life's grant.
+    let new_life = Life {
+        node: NodeId::from_u128(2),
+        generation: 2,
+    };
+    let mut restarted = Caches::new(new_life, 0);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
+    restarted
+        .declare(now, settings.clone(), store)
+        .expect("declares");
+    let view = vec![
+        candidate(1),
+        Candidate {
+            generation: 2,
+            ..candidate(2)
+        },
+    ];
+    restarted.update_view(now, view);
+    net.nodes.insert(NodeId::from_u128(2), restarted);
+    // The new life grants the key to a second caller, and holds a third.
+    let second = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(1)), vec![second]);
+    let third = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    net.settle(now);
+    assert!(runs(&net.take_events(1)).is_empty());
+    // The old life's runner fails and gives its grant back to the node.
+    net.node(1)
+        .computed(now, old, Err(CacheError::ComputeFailed("failed".into())));
+    net.settle(now);
+    assert!(
+        !runs(&net.take_events(1)).contains(&third),
+        "a second computation of the key while the new life's grant runs"
+    );
+}
+
 /// A key of partitioned cache "p" owned by node 2, put there as "v1" and read from node 1,
 /// which keeps a near copy of it.
 fn near_copy_on_node_1(net: &mut Net, now: Instant) -> Vec<u8> {
@@ -360,6 +408,69 @@ fn a_put_away_from_the_owner_drops_the_near_copy_so_a_read_there_gets_the_put() 
     assert_eq!(
         done(&net.take_events(1), read),
         Some(Ok(Some(Bytes::from_static(b"v2"))))
+    );
+}
+
+/// The owner remembers who read a key so that a new value invalidates their near copies. A key
+/// read once and then evicted or expired would be remembered as long as the node lives; it is
+/// forgotten once no near copy of it can be left.
+#[test]
+fn an_owner_forgets_the_readers_of_keys_no_near_copy_is_left_of() {
+    let mut settings = CacheSettings::new("p", Mode::Partitioned).bounds(16, 1 << 20);
+    settings.near_ttl = SEC;
+    let mut net = Net::new(2, &settings);
+    let mut now = Instant::ZERO;
+    let owner = net.node(1).owner_of("p", b"x");
+    let keys: Vec<Vec<u8>> = (0u32..)
+        .map(|i| format!("key-{i}").into_bytes())
+        .filter(|k| net.node(1).owner_of("p", k) == owner)
+        .take(1000)
+        .collect();
+    let (owner_n, reader_n) = if owner == Some(NodeId::from_u128(1)) {
+        (1, 2)
+    } else {
+        (2, 1)
+    };
+    for key in keys {
+        net.node(owner_n)
+            .put(now, "p", &key, Bytes::from_static(b"v"), None)
+            .expect("puts");
+        let read = pending(net.node(reader_n).get(now, "p", &key, SEC));
+        net.settle(now);
+        assert!(done(&net.take_events(reader_n), read).is_some());
+        now = now + Duration::from_millis(100);
+    }
+    // A near copy lives 1 s, plus the 1 s lease margin for its travel: about 20 of the 1,000
+    // keys read may still have one.
+    let remembered = net.node(owner_n).readers("p");
+    assert!(remembered < 100, "{remembered} keys' readers remembered");
+}
+
+/// Forgetting readers must not forget one whose near copy may be live: the owner's own entry
+/// leaving its store (evicted) is no sign that the reader's has.
+#[test]
+fn a_reader_of_an_entry_the_owner_evicted_is_still_invalidated_by_a_new_value() {
+    let settings = CacheSettings::new("p", Mode::Partitioned).bounds(1, 1 << 20);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = near_copy_on_node_1(&mut net, now);
+    let other = key_owned_by_other(&mut net, "p", &key);
+    net.node(2)
+        .put(now, "p", &other, Bytes::from_static(b"x"), None)
+        .expect("puts");
+    net.settle(now);
+    assert_eq!(
+        net.node(2).get(now, "p", &key, SEC),
+        Ok(Started::Ready(None))
+    );
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v2"), None)
+        .expect("puts");
+    net.settle(now);
+    let read = net.node(1).get(now, "p", &key, SEC);
+    assert!(
+        matches!(read, Ok(Started::Pending(_))),
+        "the near copy of v1 was invalidated: {read:?}"
     );
 }
 
@@ -629,6 +740,83 @@ fn a_handoff_does_not_replace_the_new_owners_own_value() {
     assert_eq!(net.node(2).stats("p").map(|s| s.taken_over), Some(0));
 }
 
+/// A put sent by a node that has not seen a join yet reaches the key's previous owner after
+/// that owner handed its older value to the joiner: it must not leave the joiner serving the
+/// value from before the put.
+#[test]
+fn a_put_that_reaches_the_previous_owner_after_its_handoff_is_not_lost_to_the_older_value() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(3, &settings);
+    let now = Instant::ZERO;
+    let all = vec![candidate(1), candidate(2), candidate(3)];
+    let before = vec![candidate(1), candidate(2)];
+    let me = NodeId::from_u128(1);
+    let key = (0u32..)
+        .map(|i| format!("key-{i}").into_bytes())
+        .find(|k| {
+            owner_among("p", k, &before, me) == NodeId::from_u128(1)
+                && owner_among("p", k, &all, me) == NodeId::from_u128(3)
+        })
+        .expect("a key that moves from node 1 to node 3");
+    for n in 1..=3 {
+        net.node(n).update_view(now, before.clone());
+    }
+    net.node(1)
+        .put(now, "p", &key, Bytes::from_static(b"old"), None)
+        .expect("puts");
+    net.settle(now);
+    // Node 1 sees node 3 join and hands the key over; node 2 has not seen the join yet ...
+    net.node(1).update_view(now, all.clone());
+    net.settle(now);
+    assert_eq!(net.node(3).stats("p").map(|s| s.taken_over), Some(1));
+    // ... and puts a newer value at node 1, which owned the key in its view.
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"new"), None)
+        .expect("puts");
+    net.settle(now);
+    net.node(2).update_view(now, all);
+    net.settle(now);
+    for n in 1..=3 {
+        let read = net.node(n).get(now, "p", &key, SEC);
+        let value = match read {
+            Ok(Started::Ready(value)) => value,
+            Ok(Started::Pending(req)) => {
+                net.settle(now);
+                done(&net.take_events(n), req)
+                    .and_then(Result::ok)
+                    .flatten()
+            }
+            Err(e) => panic!("node {n}: {e}"),
+        };
+        assert_eq!(value, Some(Bytes::from_static(b"new")), "read on node {n}");
+    }
+}
+
+/// A put passed on by a node that does not own its key is passed on once: where views
+/// disagree it is dropped rather than sent round in a circle.
+#[test]
+fn a_put_passed_on_is_not_passed_on_again() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    // Node 2, whose view gave the key to node 1, passed a put on: node 1's view gives it to
+    // node 2.
+    let forward = CacheMessage::Forward {
+        cache: "p".into(),
+        key: key.clone(),
+        value: b"v".to_vec(),
+        ttl_ms: None,
+    };
+    net.node(1).received(now, NodeId::from_u128(2), forward);
+    assert_eq!(net.node(1).take_messages(), Vec::new(), "not passed on");
+    assert_eq!(
+        net.node(1).store("p").map(|s| s.len()),
+        Some(0),
+        "not taken"
+    );
+}
+
 #[test]
 fn a_handoff_that_arrives_before_the_cache_is_declared_is_taken_on_declare() {
     let settings = CacheSettings::new("p", Mode::Partitioned);
@@ -694,6 +882,7 @@ fn early_handoffs_are_bounded_expire_and_give_way_to_a_newer_write() {
         cache: "p".into(),
         key: b"k1".to_vec(),
         token: 0,
+        granted_by: None,
         value: b"newer".to_vec(),
         ttl_ms: None,
     };
