@@ -334,6 +334,9 @@ impl Endpoint {
                 max,
             });
         }
+        // The wire carries the deadline in u32 milliseconds (≈ 49 days); a longer one, up to
+        // `Duration::MAX` for "none", would also overflow the clock.
+        let deadline = deadline.min(Duration::from_millis(u32::MAX.into()));
         let ends = tokio::time::Instant::now() + deadline;
         let peer = self.shared.peer(to);
         timeout(deadline, async {

@@ -60,3 +60,26 @@ async fn a_call_held_past_the_idle_timeout_keeps_its_connection_and_gets_its_ans
         "{closed:?}"
     );
 }
+
+/// `Duration::MAX` as a request's deadline ("no deadline") is answered (it overflowed the
+/// clock: a panic in the caller).
+#[tokio::test]
+async fn a_request_without_a_practical_deadline_is_answered() {
+    let a = node_with("orders", &secret(SECRET), config()).await;
+    let mut b = node_with("orders", &secret(SECRET), config()).await;
+    let to = b.endpoint.local();
+    tokio::spawn(async move {
+        while let Some(request) = b.inbox.requests.recv().await {
+            let reply = request.payload.clone();
+            let _ = request.respond(reply).await;
+        }
+    });
+    let request = a
+        .endpoint
+        .request(to, Bytes::from_static(b"x"), Duration::MAX);
+    let answer = tokio::time::timeout(HELD, request).await;
+    assert_eq!(
+        answer.ok().map(Result::ok),
+        Some(Some(Bytes::from_static(b"x")))
+    );
+}
