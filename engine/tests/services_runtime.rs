@@ -443,6 +443,29 @@ async fn a_peers_deadline_is_capped_by_the_serving_node() {
     stop(&nodes).await;
 }
 
+/// `Duration::MAX` as a call's deadline ("no deadline") is answered, on the node serving the
+/// instance and from another one (it overflowed the clock: a panic in the caller).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_a_practical_deadline_is_answered() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    nodes[0]
+        .services()
+        .register("double", doubler(), ServiceOptions::default())
+        .await
+        .unwrap();
+    eventually(SOON, "visible", || {
+        nodes[1].services().lookup("double").len() == 1
+    })
+    .await;
+    for node in &nodes {
+        let rpc = node.rpc();
+        let call = rpc.call::<u64, u64>("double", &21, Duration::MAX);
+        let answer = tokio::time::timeout(SOON, call).await;
+        assert_eq!(answer.ok().map(Result::ok), Some(Some(42)));
+    }
+    stop(&nodes).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trace_travels_with_the_call() {
     let nodes = cluster(2, RpcConfig::default()).await;
