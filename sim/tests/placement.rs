@@ -435,17 +435,17 @@ fn owned_after_heal_catches_registrations_that_never_expire() {
     );
 }
 
+/// The number in the environment variable `name`, if it holds one.
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
+
 /// Many seeds of every plan; release builds (`PLACEMENT_SEEDS`, default 200).
 #[test]
 #[ignore]
 fn placement_sweep_over_many_seeds() {
-    let seeds: u64 = std::env::var("PLACEMENT_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
-    let only: Option<u64> = std::env::var("PLACEMENT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok());
+    let seeds = env_number("PLACEMENT_SEEDS").unwrap_or(200);
+    let only = env_number("PLACEMENT_SEED");
     for plan in [
         Plan::Crash,
         Plan::OwnerInMinority,
@@ -478,10 +478,7 @@ fn placement_sweep_over_many_seeds() {
 #[test]
 #[ignore]
 fn routed_runs_over_many_seeds() {
-    let seeds: u64 = std::env::var("PLACEMENT_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
+    let seeds = env_number("PLACEMENT_SEEDS").unwrap_or(50);
     for crash in [false, true] {
         let (mut routed, mut delivered, mut handed_over) = (0, 0, 0);
         for seed in 1..=seeds {
