@@ -202,6 +202,7 @@ impl Caches {
             version,
             owner: me,
             expires: ttl_ms.map(|ms| now + Duration::from_millis(ms)),
+            handed_over: true,
         };
         cache.store.insert(Bytes::from(key), entry, now);
     }

@@ -541,6 +541,17 @@ pub struct Caches {
     history: quorum::History,
 }
 
+/// Where a value reaching its owner comes from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// Straight from its writer, with the token of the flight it may end: 0 for a plain put,
+    /// `None` for a grant this life did not make.
+    Writer(Option<u64>),
+    /// Passed on by the key's previous owner (`Forward`): it replaces only a value that also
+    /// came from another owner, since one its writer put here since then is newer.
+    PassedOn,
+}
+
 impl Caches {
     /// No caches yet, for node life `me`.
     pub fn new(me: Life, wall_ms_at_zero: u64) -> Self {
@@ -1039,15 +1050,15 @@ impl Caches {
                 if granted_by.is_none() && self.moved_away(&cache, &key, &value) {
                     return self.pass_on(cache, key, value, ttl_ms);
                 }
-                let token = self.own_token(token, granted_by);
-                self.owner_put(now, cache, key, token, value, ttl_ms)
+                let source = Source::Writer(self.own_token(token, granted_by));
+                self.owner_put(now, cache, key, source, value, ttl_ms)
             }
             CacheMessage::Forward {
                 cache,
                 key,
                 value,
                 ttl_ms,
-            } => self.owner_put(now, cache, key, Some(0), value, ttl_ms),
+            } => self.owner_put(now, cache, key, Source::PassedOn, value, ttl_ms),
             CacheMessage::Abandon {
                 cache,
                 key,
@@ -1303,11 +1314,15 @@ impl Caches {
         now: Instant,
         name: String,
         key: Vec<u8>,
-        token: Option<u64>,
+        source: Source,
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) {
         let me = self.me;
+        let token = match source {
+            Source::Writer(token) => token,
+            Source::PassedOn => Some(0),
+        };
         let Some(cache) = self.caches.get_mut(&name) else {
             return self.early.forget(&name, &key);
         };
@@ -1335,6 +1350,12 @@ impl Caches {
         let Some(cache) = self.caches.get_mut(&name) else {
             return;
         };
+        let passed_on = matches!(source, Source::PassedOn);
+        let from_writer = |e: &Entry| e.owner == me && !e.handed_over;
+        if passed_on && cache.store.get(&key, now).is_some_and(|e| from_writer(&e)) {
+            // Took two hops: the value its writer put here since is newer.
+            return;
+        }
         let version = cache.next_version;
         cache.next_version += 1;
         let expires = ttl.map(|ttl| now + ttl);
@@ -1358,6 +1379,7 @@ impl Caches {
             version,
             owner: me,
             expires,
+            handed_over: passed_on,
         };
         cache.store.insert(key.clone(), entry, now);
         let readers = cache.readers.take(&key);
@@ -1445,6 +1467,7 @@ impl Caches {
                     version: found.version,
                     owner: found.owner,
                     expires: Some(now + ttl),
+                    handed_over: false,
                 };
                 cache.store.insert(p.key.clone(), entry, now);
             }
@@ -1571,6 +1594,7 @@ impl Caches {
                     version,
                     owner: me,
                     expires,
+                    handed_over: false,
                 };
                 if entry.fresh(now) {
                     cache.store.insert(raw_key, entry, now);

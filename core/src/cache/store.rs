@@ -22,6 +22,9 @@ pub struct Entry {
     pub owner: Life,
     /// When it stops being served.
     pub expires: Option<Instant>,
+    /// Whether an owner's value came from another owner (a handoff, or a put the previous
+    /// owner passed on) rather than straight from its writer; `false` for near copies.
+    pub handed_over: bool,
 }
 
 impl Entry {

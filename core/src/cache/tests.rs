@@ -792,6 +792,29 @@ fn a_put_that_reaches_the_previous_owner_after_its_handoff_is_not_lost_to_the_ol
     }
 }
 
+/// A put passed on by a key's previous owner took two hops; a put its writer sent straight to
+/// the owner since then may arrive first, and the one passed on must not replace it.
+#[test]
+fn a_put_passed_on_does_not_replace_one_its_writer_put_since() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    net.node(1)
+        .put(now, "p", &key, Bytes::from_static(b"newer"), None)
+        .expect("puts");
+    net.settle(now);
+    let older = CacheMessage::Forward {
+        cache: "p".into(),
+        key: key.clone(),
+        value: b"older".to_vec(),
+        ttl_ms: None,
+    };
+    net.node(2).received(now, NodeId::from_u128(1), older);
+    let held = net.node(2).get(now, "p", &key, SEC);
+    assert_eq!(held, Ok(Started::Ready(Some(Bytes::from_static(b"newer")))));
+}
+
 /// A put passed on by a node that does not own its key is passed on once: where views
 /// disagree it is dropped rather than sent round in a circle.
 #[test]
