@@ -58,7 +58,7 @@ pub struct HandoffStats {
     pub timed_out: u64,
     /// States refused as too large.
     pub too_large: u64,
-    /// States received and started with.
+    /// States started with: received from a previous owner, or taken back.
     pub resumed: u64,
     /// Handoffs our view gave back to us once the state was given: the instance started
     /// again here with it.
@@ -188,12 +188,10 @@ impl Placement {
             self.stats.refused += 1;
             return;
         }
-        // Kept for a while: the next owner may need a membership round or two to win it.
-        let until = now + self.config.lease * 4;
         let received = Received {
             from,
             state: Bytes::from(state),
-            until,
+            until: self.keep_state_until(now),
         };
         self.handoffs.received.insert(instance.clone(), received);
         let answer = PlacementMessage::HandoffTaken { instance };
@@ -266,7 +264,7 @@ impl Placement {
             let received = Received {
                 from: self.me.node,
                 state,
-                until: now + self.config.lease * 4,
+                until: self.keep_state_until(now),
             };
             self.handoffs.received.insert(instance.clone(), received);
             let lease = self.leases.get(&instance).copied();
@@ -293,6 +291,12 @@ impl Placement {
             self.stop(&instance, reason);
         }
         self.handoffs.received.retain(|_, r| r.until > now);
+    }
+
+    /// Until when a state for an instance not started yet is kept: a while, since the next
+    /// owner may need a membership round or two to win it.
+    fn keep_state_until(&self, now: Instant) -> Instant {
+        now + self.config.lease * 4
     }
 
     /// Before `instance` starts here: the state handed over for it, as an event.

@@ -324,11 +324,11 @@ pub enum PlacementEvent {
         to: NodeId,
     },
     /// `end_handoff`: the state the previous owner handed over, just before this instance's
-    /// `Start` here.
+    /// `Start` here (or this node's own, from a handoff our view gave back to us).
     EndHandoff {
         /// The instance.
         instance: Instance,
-        /// The previous owner.
+        /// The previous owner (this node, for a handoff taken back).
         from: NodeId,
         /// Its state.
         state: Bytes,

@@ -1132,16 +1132,12 @@ fn a_handoff_our_view_gives_back_restarts_here_with_its_own_state() {
             "{instance} restarted on n{owner} without its state"
         );
     }
-    let timed_out: u64 = (0..3)
-        .map(|s| {
-            c.machines[s]
-                .as_ref()
-                .expect("up")
-                .handoff_stats()
-                .timed_out
-        })
-        .sum();
-    assert_eq!(timed_out, 0);
+    let stats: Vec<&HandoffStats> = (0..3)
+        .map(|s| c.machines[s].as_ref().expect("up").handoff_stats())
+        .collect();
+    assert_eq!(stats.iter().map(|s| s.timed_out).sum::<u64>(), 0);
+    let taken_back: u64 = stats.iter().map(|s| s.taken_back).sum();
+    assert_eq!(taken_back, begun.len() as u64);
 }
 
 /// keep-oldest: the oldest member (slot 0) leaves gracefully while a partition cuts slot 1 off

@@ -239,9 +239,10 @@ impl Landing {
 /// Why more than [`Landing::of`] each time: a proposal can end without this node learning
 /// whether it won its version (`CasOutcome::Superseded`: the register moved past it unseen).
 /// It is proposed again on the newest record, and what that finds may be this outcome's own
-/// doing — the session decided (by it), or a later session after it — so from then on
-/// nothing but a win says the outcome certainly did not land, and units drawn for it stay
-/// drawn. Counted as lost, it once had them refilled while the ledger took its debit.
+/// doing — the session decided (by it), or a later session after it — so from then on no
+/// landing says the outcome certainly did not land, and units drawn for it stay drawn (a win
+/// spent them; anything else may be its own doing). Counted as lost, it once had them
+/// refilled while the ledger took its debit.
 #[derive(Clone, Debug, Default)]
 pub struct Attempts {
     /// Proposals that lost their version to another outcome (or to an unseen fate).

@@ -175,7 +175,7 @@ fn a_proposal_lost_to_another_outcome_is_made_again_and_a_decided_session_is_fou
 /// later session first — no longer says the outcome certainly did not land, so units drawn
 /// for it stay drawn. They were refilled while the ledger took the debit.
 #[test]
-fn after_a_proposal_whose_fate_went_unlearned_nothing_but_a_win_refills_the_escrow() {
+fn after_a_proposal_whose_fate_went_unlearned_nothing_refills_the_escrow() {
     let unseen = || Proposed::<()>::Cas(CasOutcome::Superseded { current: 9 });
     let decided = Proposed::<()>::Refused(VarsError::SessionDecided {
         session: SESSION,

@@ -50,12 +50,12 @@ pub enum PlacementNotice {
         /// Its next owner.
         to: NodeId,
     },
-    /// The state of the instance arrived here from its previous owner (`end_handoff`); it
-    /// starts here next.
+    /// The state of the instance arrived here from its previous owner (`end_handoff`), or is
+    /// this node's own from a handoff its view gave back to it; it starts here next.
     HandoffEnded {
         /// The instance.
         instance: Instance,
-        /// The previous owner.
+        /// The previous owner (this node, for a handoff taken back).
         from: NodeId,
         /// The state's size.
         bytes: usize,
