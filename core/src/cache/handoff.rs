@@ -30,6 +30,7 @@ use bytes::Bytes;
 
 use super::{millis, CacheMessage, Caches, Entry, Mode};
 use crate::time::Instant;
+use crate::NodeId;
 
 /// At most this many entries handed off per cache on one view change.
 pub const MAX_PER_VIEW: usize = 1024;
@@ -207,26 +208,16 @@ impl Caches {
         cache.store.insert(Bytes::from(key), entry, now);
     }
 
-    /// Whether this node's view gives `key` of declared partitioned cache `name` to another
-    /// node. (A put over the cache's limits is not worth passing on: its owner drops it.)
-    pub(super) fn moved_away(&self, name: &str, key: &[u8], value: &[u8]) -> bool {
-        self.caches.get(name).is_some_and(|c| {
-            c.settings.mode == Mode::Partitioned
-                && c.settings.fits(key, value)
-                && self.owner(Mode::Partitioned, name, key) != self.me.node
-        })
-    }
-
-    /// Passes a plain put for a key this node does not own on to its owner here (see the
-    /// module's notes).
+    /// Passes a plain put for a key this node does not own on to `to`, its owner here (see
+    /// the module's notes).
     pub(super) fn pass_on(
         &mut self,
+        to: NodeId,
         name: String,
         key: Vec<u8>,
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) {
-        let to = self.owner(Mode::Partitioned, &name, &key);
         let message = CacheMessage::Forward {
             cache: name,
             key,

@@ -544,9 +544,11 @@ pub struct Caches {
 /// Where a value reaching its owner comes from.
 #[derive(Clone, Copy, Debug)]
 enum Source {
-    /// Straight from its writer, with the token of the flight it may end: 0 for a plain put,
-    /// `None` for a grant this life did not make.
-    Writer(Option<u64>),
+    /// A writer's plain put: it ends a flight the quorum rule holds (its waiters have their
+    /// value), and a node that does not own the key passes it on.
+    Plain,
+    /// A runner's computed value, with the token of its grant if this life made it.
+    Granted(Option<u64>),
     /// Passed on by the key's previous owner (`Forward`): it replaces only a value that also
     /// came from another owner, since one its writer put here since then is newer.
     PassedOn,
@@ -1047,10 +1049,10 @@ impl Caches {
                 value,
                 ttl_ms,
             } => {
-                if granted_by.is_none() && self.moved_away(&cache, &key, &value) {
-                    return self.pass_on(cache, key, value, ttl_ms);
-                }
-                let source = Source::Writer(self.own_token(token, granted_by));
+                let source = match granted_by {
+                    None => Source::Plain,
+                    Some(life) => Source::Granted(self.own_token(token, life)),
+                };
                 self.owner_put(now, cache, key, source, value, ttl_ms)
             }
             CacheMessage::Forward {
@@ -1066,7 +1068,7 @@ impl Caches {
                 granted_by,
             } => {
                 let key = Bytes::from(key);
-                let token = self.own_token(token, Some(granted_by));
+                let token = self.own_token(token, granted_by);
                 let held = self
                     .caches
                     .get(&cache)
@@ -1123,13 +1125,9 @@ impl Caches {
 
     /// The token of a flight here that a runner's message may end: its grant's, if this life
     /// made it (a restarted owner numbers its grants from 1 again, so a grant of its previous
-    /// life may bear the number of one of its own); 0 for a plain write, which ends a flight
-    /// the quorum rule holds (its waiters have their value).
-    fn own_token(&self, token: u64, granted_by: Option<Life>) -> Option<u64> {
-        match granted_by {
-            None => Some(0),
-            Some(life) => (life == self.me).then_some(token),
-        }
+    /// life may bear the number of one of its own).
+    fn own_token(&self, token: u64, granted_by: Life) -> Option<u64> {
+        (granted_by == self.me).then_some(token)
     }
 
     /// Our entry for `key` as the owner would send it, if we own it and hold a fresh one.
@@ -1320,8 +1318,8 @@ impl Caches {
     ) {
         let me = self.me;
         let token = match source {
-            Source::Writer(token) => token,
-            Source::PassedOn => Some(0),
+            Source::Plain | Source::PassedOn => Some(0),
+            Source::Granted(token) => token,
         };
         let Some(cache) = self.caches.get_mut(&name) else {
             return self.early.forget(&name, &key);
@@ -1332,11 +1330,14 @@ impl Caches {
         }
         let mode = settings.mode;
         let ttl = ttl_ms.map(Duration::from_millis).or(settings.ttl);
+        let owner = self.owner(mode, &name, &key);
+        if owner != me.node && matches!(source, Source::Plain) {
+            return self.pass_on(owner, name, key, value, ttl_ms);
+        }
         let key = Bytes::from(key);
-        if self.owner(mode, &name, &key) != me.node {
-            // Ownership moved while a computation's value travelled (plain puts are passed on
-            // before this, see `handoff.rs`): its new owner computes afresh. The runner's
-            // flight here is over.
+        if owner != me.node {
+            // Ownership moved while a computation's value travelled: its new owner computes
+            // afresh. The runner's flight here is over.
             let finished = self
                 .caches
                 .get(&name)

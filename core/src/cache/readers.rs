@@ -39,13 +39,17 @@ impl Readers {
             self.by_key.retain(|_, held| held.until > now);
             self.sweep_at = 2 * self.by_key.len();
         }
-        let held = self
-            .by_key
-            .entry(Bytes::copy_from_slice(key))
-            .or_insert(Held {
-                nodes: BTreeSet::new(),
-                until,
-            });
+        // Looked up by slice first: a key read again is not copied again.
+        let held = match self.by_key.get_mut(key) {
+            Some(held) => held,
+            None => self
+                .by_key
+                .entry(Bytes::copy_from_slice(key))
+                .or_insert(Held {
+                    nodes: BTreeSet::new(),
+                    until,
+                }),
+        };
         held.nodes.insert(node);
         held.until = held.until.max(until);
     }

@@ -18,7 +18,6 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::agent::Message;
 use super::{AgentsHandle, DeliveryError};
-use crate::runtime::wait::bounded;
 
 /// Agent messages queued for the agents' server.
 const AGENT_QUEUE: usize = 1024;
@@ -62,7 +61,7 @@ pub(super) async fn call(
     budget: Duration,
 ) -> Result<AgentReply, DeliveryError> {
     let reply = endpoint
-        .request(node, request.encode().into(), bounded(budget))
+        .request(node, request.encode().into(), budget)
         .await
         .map_err(|e| match e {
             RequestError::DeadlineExceeded => DeliveryError::DeadlineExceeded,
