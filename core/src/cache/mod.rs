@@ -509,8 +509,8 @@ struct Pending {
     cache: String,
     key: Bytes,
     kind: Kind,
-    /// Whom we asked.
-    asked: NodeId,
+    /// Whom we asked: the owner's life, since a request to a life that ended is lost with it.
+    asked: Life,
     until: Instant,
     /// The highest version an invalidation told us of while waiting.
     floor: u64,
@@ -672,6 +672,19 @@ impl Caches {
         }
     }
 
+    /// The life of `key`'s owner in this node's view.
+    fn owner_life(&self, mode: Mode, name: &str, key: &[u8]) -> Life {
+        let node = self.owner(mode, name, key);
+        if node == self.me.node {
+            return self.me;
+        }
+        // Owners are picked among the candidates, so their life is known.
+        self.life_of(node).unwrap_or(Life {
+            node,
+            generation: 0,
+        })
+    }
+
     fn life_of(&self, node: NodeId) -> Option<Life> {
         self.candidates.iter().find(|c| c.id == node).map(|c| Life {
             node,
@@ -708,7 +721,8 @@ impl Caches {
 
     /// Takes up the members that may own keys: this node and every alive member. Near copies
     /// of keys whose owner changed are dropped (nobody would invalidate them), requests asked
-    /// of a node that no longer owns their key are asked again, and flights of keys this node
+    /// of an owner's life that no longer owns their key (or that ended: a restarted owner
+    /// lost them) are asked again, and flights of keys this node
     /// no longer owns send their waiters on.
     pub fn update_view(&mut self, now: Instant, mut candidates: Vec<Candidate>) {
         if !candidates.iter().any(|c| c.id == self.me.node) {
@@ -778,14 +792,14 @@ impl Caches {
                 }
             }
         }
-        // Requests waiting on a node that no longer owns their key: ask the new owner.
+        // Requests waiting on a life that no longer owns their key: ask the new owner.
         let moved: Vec<u64> = self
             .pending
             .iter()
             .filter(|(_, p)| !matches!(p.kind, Kind::Running { .. }))
             .filter(|(_, p)| {
                 let mode = self.caches.get(&p.cache).map(|c| c.settings.mode);
-                mode.is_some_and(|m| self.owner(m, &p.cache, &p.key) != p.asked)
+                mode.is_some_and(|m| self.owner_life(m, &p.cache, &p.key) != p.asked)
             })
             .map(|(req, _)| *req)
             .collect();
@@ -831,7 +845,7 @@ impl Caches {
     ) -> Result<Started, CacheError> {
         let cache = self.check_key(name, key)?;
         let mode = cache.settings.mode;
-        let owner = self.owner(mode, name, key);
+        let owner = self.owner_life(mode, name, key);
         if let Some(entry) = cache.store.get(key, now) {
             let near = entry.owner.node != self.me.node;
             let event = CacheEvent::Served {
@@ -850,7 +864,7 @@ impl Caches {
         if let Some(cache) = self.caches.get_mut(name) {
             cache.stats.misses += 1;
         }
-        if !compute && owner == self.me.node {
+        if !compute && owner == self.me {
             return Ok(Started::Ready(None));
         }
         let req = self.next_req;
@@ -887,7 +901,7 @@ impl Caches {
             },
             Kind::Running { .. } => return,
         };
-        let to = p.asked;
+        let to = p.asked.node;
         self.send(to, message);
     }
 
@@ -898,7 +912,7 @@ impl Caches {
         let Some(mode) = self.caches.get(&p.cache).map(|c| c.settings.mode) else {
             return;
         };
-        let owner = self.owner(mode, &p.cache, &p.key);
+        let owner = self.owner_life(mode, &p.cache, &p.key);
         if let Some(p) = self.pending.get_mut(&req) {
             if p.asked != owner {
                 p.floor = 0;
@@ -1451,7 +1465,7 @@ impl Caches {
                 result: Ok(None),
             });
         };
-        if found.version < p.floor && found.owner.node == p.asked {
+        if found.version < p.floor && found.owner == p.asked {
             // An answer older than an invalidation that already reached us: ask again.
             return self.ask_again(now, req);
         }
@@ -1462,7 +1476,7 @@ impl Caches {
         if let Some(cache) = self.caches.get(&p.cache) {
             let ttl = cache.settings.near_copy_life(found.ttl_ms);
             let keep = !p.overtaken && found.owner.node != self.me.node;
-            if keep && Some(found.owner) == self.life_of(p.asked) {
+            if keep && found.owner == p.asked {
                 let entry = Entry {
                     value: value.clone(),
                     version: found.version,
@@ -1541,7 +1555,7 @@ impl Caches {
             version,
         });
         for p in self.pending.values_mut() {
-            if p.cache == name && p.key == key && p.asked == owner.node {
+            if p.cache == name && p.key == key && p.asked == owner {
                 p.floor = p.floor.max(version);
             }
         }

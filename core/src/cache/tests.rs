@@ -319,6 +319,27 @@ fn a_grant_of_the_owners_previous_life_given_back_does_not_end_the_new_lifes() {
     net.settle(now);
     assert_eq!(runs(&net.take_events(1)), vec![old]);
     // Node 2 restarts (generation 2) while node 1 runs the old life's grant.
+    restart_node_2(&mut net, &settings, now);
+    // The new life grants the key to a second caller, and holds a third.
+    let second = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(1)), vec![second]);
+    let third = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    net.settle(now);
+    assert!(runs(&net.take_events(1)).is_empty());
+    // The old life's runner fails and gives its grant back to the node.
+    net.node(1)
+        .computed(now, old, Err(CacheError::ComputeFailed("failed".into())));
+    net.settle(now);
+    assert!(
+        !runs(&net.take_events(1)).contains(&third),
+        "a second computation of the key while the new life's grant runs"
+    );
+}
+
+/// Node 2 of a two-node net starts again as generation 2, seeing node 1 and itself; the view
+/// after it, with node 2's new life, for node 1 to take up.
+fn restart_node_2(net: &mut Net, settings: &CacheSettings, now: Instant) -> Vec<Candidate> {
     let new_life = Life {
         node: NodeId::from_u128(2),
         generation: 2,
@@ -335,22 +356,43 @@ fn a_grant_of_the_owners_previous_life_given_back_does_not_end_the_new_lifes() {
             ..candidate(2)
         },
     ];
-    restarted.update_view(now, view);
+    restarted.update_view(now, view.clone());
     net.nodes.insert(NodeId::from_u128(2), restarted);
-    // The new life grants the key to a second caller, and holds a third.
-    let second = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    view
+}
+
+#[test]
+fn a_request_to_an_owner_that_restarted_is_asked_again_of_its_new_life() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
+        .expect("puts");
     net.settle(now);
-    assert_eq!(runs(&net.take_events(1)), vec![second]);
-    let third = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
+    // Node 1 asks node 2, which ends before it answers: the request is lost with its life.
+    net.hold_to = Some(NodeId::from_u128(2));
+    let read = pending(net.node(1).get(now, "p", &key, 10 * SEC));
+    let compute = pending(net.node(1).get_or_compute(now, "p", &key, 10 * SEC));
     net.settle(now);
-    assert!(runs(&net.take_events(1)).is_empty());
-    // The old life's runner fails and gives its grant back to the node.
-    net.node(1)
-        .computed(now, old, Err(CacheError::ComputeFailed("failed".into())));
-    net.settle(now);
-    assert!(
-        !runs(&net.take_events(1)).contains(&third),
-        "a second computation of the key while the new life's grant runs"
+    net.hold_to = None;
+    net.held.clear();
+    // Node 2 comes back empty, and node 1's view swaps its lives at once.
+    let view = restart_node_2(&mut net, &settings, now);
+    let later = now + SEC;
+    net.node(1).update_view(later, view);
+    net.settle(later);
+    let events = net.take_events(1);
+    assert_eq!(
+        done(&events, read),
+        Some(Ok(None)),
+        "the read waited out its deadline"
+    );
+    assert_eq!(
+        runs(&events),
+        vec![compute],
+        "the computation was not granted"
     );
 }
 
