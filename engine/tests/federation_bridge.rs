@@ -440,3 +440,88 @@ async fn a_batch_over_the_limit_is_refused_on_receipt() {
     a[0].stop_gateway();
     a[0].abort().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_a_batch_is_dropped_by_the_sender_not_refused_by_the_receiver() {
+    let (a, b) = (start_cluster("a", 1).await, start_cluster("b", 1).await);
+    let (a_gw, b_gw) = (unused_port(), unused_port());
+    let small_batches = BatchLimits {
+        messages: 512,
+        payload_bytes: 1024,
+    };
+    let a_settings = FederationSettings {
+        bridge_batch: small_batches,
+        ..bridged(a_gw, "b", vec![b_gw], &["news.>"], &[])
+    };
+    let b_settings = FederationSettings {
+        bridge_batch: small_batches,
+        ..bridged(b_gw, "a", vec![a_gw], &[], &["news.>"])
+    };
+    open_gateway(&a[0], a_settings).await;
+    open_gateway(&b[0], b_settings).await;
+    let mut news_in_b = b[0].pubsub().subscribe("news.>").await.unwrap();
+    publish_until_seen(&a[0], "news.ready", &mut news_in_b).await;
+
+    let pubsub = a[0].pubsub();
+    pubsub.publish("news.big", vec![1; 2048]).await.unwrap();
+    pubsub.publish("news.small", vec![2; 16]).await.unwrap();
+    let arrived = next(&mut news_in_b).await;
+    assert_eq!(
+        &*arrived.topic, "news.small",
+        "only the small message crosses"
+    );
+    let dropped = |node: &Node, reason: &str| {
+        let cluster = if std::ptr::eq(node, &a[0]) { "b" } else { "a" };
+        let series = format!(
+            r#"foundation_federation_bridge_dropped_total{{cluster="{cluster}",reason="{reason}"}}"#
+        );
+        counter(node, &series)
+    };
+    assert_eq!(dropped(&a[0], "too_large"), 1, "the sender counts it");
+    assert_eq!(
+        dropped(&a[0], "send_failed"),
+        0,
+        "nothing was sent to be refused"
+    );
+    assert_eq!(dropped(&b[0], "oversized"), 0, "the receiver never saw it");
+    for node in [&a[0], &b[0]] {
+        node.stop_gateway();
+    }
+    a[0].abort().await;
+    b[0].abort().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_that_would_refuse_everything_do_not_start_a_gateway() {
+    let a = start_cluster("a", 1).await;
+    let base = bridged(unused_port(), "b", vec![unused_port()], &["news.>"], &[]);
+    let refusing = [
+        FederationSettings {
+            bridge_batch: BatchLimits {
+                messages: 0,
+                ..BatchLimits::default()
+            },
+            ..base.clone()
+        },
+        FederationSettings {
+            bridge_batch: BatchLimits {
+                payload_bytes: 0,
+                ..BatchLimits::default()
+            },
+            ..base.clone()
+        },
+        FederationSettings {
+            max_call_deadline: Duration::ZERO,
+            ..base.clone()
+        },
+    ];
+    for settings in refusing {
+        let why = match a[0].start_gateway(settings) {
+            Err(GatewayStartError::Config(why)) => why,
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("a gateway started with limits that refuse everything"),
+        };
+        assert!(why.to_string().starts_with("invalid limit"), "{why}");
+    }
+    a[0].abort().await;
+}

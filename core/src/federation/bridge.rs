@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::FederationConfigError;
 use crate::identity::{ClusterName, NodeId};
 use crate::services::topic::{Pattern, Topic, TopicError};
 use crate::services::trace::TraceContext;
@@ -190,8 +191,8 @@ pub struct BridgedMessage {
 pub struct BatchLimits {
     /// Most messages in a batch.
     pub messages: usize,
-    /// Most payload bytes in a batch, all messages together (a single larger message goes
-    /// alone, and is refused by the receiver).
+    /// Most payload bytes in a batch, all messages together (a single larger message is not
+    /// sent: [`BatchLimits::fits_alone`]).
     pub payload_bytes: usize,
 }
 
@@ -212,6 +213,22 @@ impl BatchLimits {
         messages == 0
             || (messages < self.messages
                 && payload_bytes.saturating_add(next_payload) <= self.payload_bytes)
+    }
+
+    /// Refuses limits of zero, under which no batch could be taken.
+    pub fn validate(&self) -> Result<(), FederationConfigError> {
+        if self.messages == 0 || self.payload_bytes == 0 {
+            return Err(FederationConfigError::Limit(
+                "a bridged batch must hold at least one message and one byte",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a message of `payload` bytes fits a batch alone: one that does not would be
+    /// refused by a receiver with the same limits, so a sender drops it instead.
+    pub fn fits_alone(&self, payload: usize) -> bool {
+        payload <= self.payload_bytes
     }
 
     /// Refuses a received batch over the limits.

@@ -25,6 +25,9 @@ pub enum FederationConfigError {
     /// A transit cluster that is not one of the links (or this cluster).
     #[error("transit cluster {0} is not linked")]
     TransitNotLinked(ClusterName),
+    /// A limit that would refuse everything it bounds.
+    #[error("invalid limit: {0}")]
+    Limit(&'static str),
 }
 
 /// Why a lookup, a call or a remote's input was refused.

@@ -74,7 +74,8 @@ pub struct FederationSettings {
     /// cluster, [`MAX_CALL_DEADLINE`].
     pub max_call_deadline: Duration,
     /// The most a batch of bridged pub/sub messages holds, sent to a linked gateway or taken
-    /// from one (a larger one is refused whole, counted `oversized`).
+    /// from one (a larger one is refused whole, counted `oversized`; a single message larger
+    /// than a batch may be is not sent, counted `too_large`). Zero limits are refused.
     pub bridge_batch: BatchLimits,
 }
 
@@ -408,6 +409,11 @@ pub(super) fn start(
         links,
         timers: settings.timers,
     };
+    settings.bridge_batch.validate()?;
+    if settings.max_call_deadline.is_zero() {
+        let why = "max_call_deadline must be above zero";
+        return Err(FederationConfigError::Limit(why).into());
+    }
     let machine = Federation::with_routing(config, settings.routing.clone(), Instant::ZERO)?
         .with_max_call_deadline(settings.max_call_deadline);
     let bridges = TopicBridges::new(&machine.linked(), &settings.bridges)?;

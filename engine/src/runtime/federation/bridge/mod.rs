@@ -71,10 +71,13 @@ pub(crate) enum Dropped {
     InboundFull,
     /// Coming in: the batch was over this gateway's batch limits, and refused whole.
     Oversized,
+    /// Going out: a message larger than a whole batch may be, which the linked gateway
+    /// would refuse (with limits as ours).
+    TooLarge,
 }
 
 impl Dropped {
-    pub(crate) const ALL: [Dropped; 8] = [
+    pub(crate) const ALL: [Dropped; 9] = [
         Dropped::NoInterest,
         Dropped::QueueFull,
         Dropped::LinkDown,
@@ -83,6 +86,7 @@ impl Dropped {
         Dropped::NotImported,
         Dropped::InboundFull,
         Dropped::Oversized,
+        Dropped::TooLarge,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -95,6 +99,7 @@ impl Dropped {
             Dropped::NotImported => "not_imported",
             Dropped::InboundFull => "inbound_full",
             Dropped::Oversized => "oversized",
+            Dropped::TooLarge => "too_large",
         }
     }
 }
@@ -319,10 +324,15 @@ fn route(handle: &FederationHandle, via: &Pattern, message: Message) {
     };
     let targets = bridge.rules.forward(via, &topic, message.origin.as_deref());
     let now = handle.inner.now();
+    let fits = bridge.batch.fits_alone(message.payload.len());
     for cluster in targets {
         if !lock(&bridge.heard).wants(now, &cluster, &topic) {
             let bytes = message.payload.len() as u64;
             bridge.metrics.unwanted(&cluster, bytes);
+            continue;
+        }
+        if !fits {
+            bridge.metrics.dropped(&cluster, Dropped::TooLarge, 1);
             continue;
         }
         let bridged = BridgedMessage {
