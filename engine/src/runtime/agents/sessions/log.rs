@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{millis, CommitState, Session, SessionReport};
 
-/// Sessions remembered; the oldest is forgotten first.
+/// Sessions remembered; the oldest that ended is forgotten first.
 pub const KEPT: usize = 256;
 
 /// One session as the log shows it.
@@ -73,6 +73,18 @@ impl Entry<'_> {
     }
 }
 
+impl Log {
+    /// Forgets the oldest session that ended, so a long one still shows while it runs; the
+    /// oldest running one only when more than [`KEPT`] run at once.
+    fn forget_oldest(&mut self) {
+        let ended = self.rows.iter().find(|(_, r)| r.state != "running");
+        let oldest = ended.or_else(|| self.rows.first_key_value());
+        if let Some(row) = oldest.map(|(row, _)| *row) {
+            self.rows.remove(&row);
+        }
+    }
+}
+
 impl Drop for Entry<'_> {
     fn drop(&mut self) {
         if self.open {
@@ -110,7 +122,7 @@ impl SessionLog {
         };
         log.rows.insert(entry, row);
         while log.rows.len() > KEPT {
-            log.rows.pop_first();
+            log.forget_oldest();
         }
         Entry {
             log: self,
@@ -130,7 +142,7 @@ impl SessionLog {
         let entry = entry.close();
         let mut log = self.lock();
         let Some(row) = log.rows.get_mut(&entry) else {
-            return; // Forgotten meanwhile: more than KEPT sessions opened since.
+            return; // Forgotten meanwhile: more than KEPT sessions ran at once.
         };
         row.state = report.commit.label();
         row.answered = Some(report.answered);
@@ -152,7 +164,7 @@ impl SessionLog {
         let entry = entry.close();
         let mut log = self.lock();
         let Some(row) = log.rows.get_mut(&entry) else {
-            return; // Forgotten meanwhile: more than KEPT sessions opened since.
+            return; // Forgotten meanwhile: more than KEPT sessions ran at once.
         };
         row.state = "refused";
         row.outcome = Some(why.to_owned());
@@ -237,5 +249,20 @@ mod tests {
         let rows = log.rows();
         assert_eq!(rows.len(), KEPT);
         assert_eq!(rows[0].session, 2, "session 1 was the oldest");
+    }
+
+    #[test]
+    fn a_running_session_stays_while_the_ended_ones_around_it_are_forgotten() {
+        let log = SessionLog::default();
+        let long = log.opened(&session(1), 1);
+        for id in 2..=(KEPT as u64 + 10) {
+            log.opened(&session(id), 1);
+        }
+        let rows = log.rows();
+        assert_eq!(rows.len(), KEPT);
+        assert_eq!((rows[0].session, rows[0].state), (1, "running"));
+        assert_eq!(rows[1].session, 12, "the oldest ended ones went");
+        log.refused(long, "no quorum", Duration::ZERO);
+        assert_eq!(log.rows()[0].state, "refused", "its end is written");
     }
 }
