@@ -511,7 +511,9 @@ struct Pending {
     cache: String,
     key: Bytes,
     kind: Kind,
-    /// Whom we asked: the owner's life, since a request to a life that ended is lost with it.
+    /// Whom we asked: the owner's life in our view, since a request to a life that ended is
+    /// lost with it. (Answers and invalidations name the owner's cache life, which a renewed
+    /// membership generation does not change: they are matched by node.)
     asked: Life,
     until: Instant,
     /// The highest version an invalidation told us of while waiting.
@@ -1493,7 +1495,7 @@ impl Caches {
                 result: Ok(None),
             });
         };
-        if found.version < p.floor && found.owner == p.asked {
+        if found.version < p.floor && found.owner.node == p.asked.node {
             // An answer older than an invalidation that already reached us: ask again.
             return self.ask_again(now, req);
         }
@@ -1504,7 +1506,7 @@ impl Caches {
         if let Some(cache) = self.caches.get(&p.cache) {
             let ttl = cache.settings.near_copy_life(found.ttl_ms);
             let keep = !p.overtaken && found.owner.node != self.me.node;
-            if keep && found.owner == p.asked {
+            if keep && Some(found.owner) == self.life_of(p.asked.node) {
                 let entry = Entry {
                     value: value.clone(),
                     version: found.version,
@@ -1583,7 +1585,7 @@ impl Caches {
             version,
         });
         for p in self.pending.values_mut() {
-            if p.cache == name && p.key == key && p.asked == owner {
+            if p.cache == name && p.key == key && p.asked.node == owner.node {
                 p.floor = p.floor.max(version);
             }
         }
