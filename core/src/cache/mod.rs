@@ -486,8 +486,6 @@ struct Cache {
 
 struct Flight {
     token: u64,
-    /// The node its grant went to, while granted.
-    runner: Option<NodeId>,
     lease_until: Instant,
     waiters: VecDeque<Waiter>,
 }
@@ -726,9 +724,8 @@ impl Caches {
     /// Takes up the members that may own keys: this node and every alive member. Near copies
     /// of keys whose owner changed are dropped (nobody would invalidate them), requests asked
     /// of an owner's life that no longer owns their key (or that ended: a restarted owner
-    /// lost them) are asked again, flights of keys this node no longer owns send their
-    /// waiters on, and grants held by nodes that left pass on (see
-    /// [`Caches::end_runs_of_departed`]).
+    /// lost them) are asked again, and flights of keys this node no longer owns send their
+    /// waiters on.
     pub fn update_view(&mut self, now: Instant, mut candidates: Vec<Candidate>) {
         if !candidates.iter().any(|c| c.id == self.me.node) {
             candidates.push(Candidate {
@@ -794,8 +791,6 @@ impl Caches {
                     );
                 }
             }
-            // After the moved keys' waiters went on: a moved key's flight then just ends.
-            self.end_runs_of_departed(now, &name);
         }
         // Requests waiting on a life that no longer owns their key: ask the new owner.
         let moved: Vec<u64> = self
@@ -813,28 +808,6 @@ impl Caches {
         }
         self.refuse_without_quorum(now);
         self.pump(now);
-    }
-
-    /// Ends the grants held by nodes that left the view, so their keys' waiters need not wait
-    /// out a dead runner's deadline. Not under the quorum rule, whose bound on computations
-    /// at once counts a runner cut off by a partition as running until its lease ends.
-    fn end_runs_of_departed(&mut self, now: Instant, name: &str) {
-        let Some(cache) = self.caches.get(name) else {
-            return;
-        };
-        if cache.settings.quorum.is_some() {
-            return;
-        }
-        let in_view = |node: NodeId| self.candidates.iter().any(|c| c.id == node);
-        let ended: Vec<Bytes> = cache
-            .flights
-            .iter()
-            .filter(|(_, f)| f.runner.is_some_and(|node| !in_view(node)))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in ended {
-            self.grant_next(now, name, &key);
-        }
     }
 
     /// Reads `key`: from this node's store (owned, local, replicated or a near copy), else in
@@ -1292,7 +1265,6 @@ impl Caches {
             _ => {
                 let flight = Flight {
                     token: 0,
-                    runner: None,
                     lease_until: now,
                     waiters: VecDeque::from([waiter]),
                 };
@@ -1321,7 +1293,6 @@ impl Caches {
         };
         if let quorum::Verdict::WaitUntil(at) = verdict {
             flight.token = 0;
-            flight.runner = None;
             flight.lease_until = at;
             return;
         }
@@ -1331,7 +1302,6 @@ impl Caches {
             }
             self.next_token += 1;
             flight.token = token;
-            flight.runner = Some(next.node);
             let within = next.until.saturating_since(now);
             let within = max_run.map_or(within, |max| within.min(max));
             flight.lease_until = now + within + margin;

@@ -621,36 +621,6 @@ fn when_the_owner_leaves_waiters_ask_the_new_owner_and_near_copies_go() {
 }
 
 #[test]
-fn a_grant_held_by_a_node_that_left_passes_to_the_next_waiter() {
-    let settings = CacheSettings::new("p", Mode::Partitioned);
-    let mut net = Net::new(3, &settings);
-    let now = Instant::ZERO;
-    let key = key_owned_by(&mut net, "p", 2);
-    let long = pending(net.node(1).get_or_compute(now, "p", &key, 60 * SEC));
-    net.settle(now);
-    assert_eq!(runs(&net.take_events(1)), vec![long]);
-    let waiting = pending(net.node(3).get_or_compute(now, "p", &key, 5 * SEC));
-    net.settle(now);
-    assert!(
-        runs(&net.take_events(3)).is_empty(),
-        "one computation at a time"
-    );
-    // Node 1 crashes with its grant: the owner's view drops it.
-    net.nodes.remove(&NodeId::from_u128(1));
-    let later = now + SEC;
-    for n in [2, 3] {
-        net.node(n)
-            .update_view(later, vec![candidate(2), candidate(3)]);
-    }
-    net.settle(later);
-    assert_eq!(
-        runs(&net.take_events(3)),
-        vec![waiting],
-        "the waiter waits out the dead runner's 60 s"
-    );
-}
-
-#[test]
 fn replicated_entries_travel_through_the_keyspace_with_their_expiry() {
     let settings = CacheSettings::new("r", Mode::Replicated).ttl(SEC);
     let mut a = Caches::new(life(1), 1_000_000);
