@@ -58,7 +58,10 @@ fn without_the_quorum_rule_one_owner_still_grants_a_key_once_at_a_time_across_pa
             .iter()
             .find(|i| i.name == "cache-single-flight")
             .expect("checked");
-        assert_eq!(single_flight.violations, 0, "seed {seed}: {single_flight:?}");
+        assert_eq!(
+            single_flight.violations, 0,
+            "seed {seed}: {single_flight:?}"
+        );
         assert!(report.passed(), "seed {seed}");
     }
 }

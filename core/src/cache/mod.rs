@@ -490,6 +490,22 @@ struct Flight {
     waiters: VecDeque<Waiter>,
 }
 
+impl Flight {
+    /// Queues `waiter`, once: a caller asking again (its view renewed our generation) only
+    /// moves its deadline, or a grant would go to it again after its run ended, a round trip
+    /// for nothing while the callers behind wait.
+    fn wait(&mut self, waiter: Waiter) {
+        let queued = self
+            .waiters
+            .iter_mut()
+            .find(|w| (w.node, w.req) == (waiter.node, waiter.req));
+        match queued {
+            Some(queued) => queued.until = waiter.until,
+            None => self.waiters.push_back(waiter),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Waiter {
     node: NodeId,
@@ -510,12 +526,13 @@ struct Pending {
     key: Bytes,
     kind: Kind,
     /// Whom we asked: the owner's life in our view, since a request to a life that ended is
-    /// lost with it. (Answers and invalidations name the owner's cache life, which a renewed
-    /// membership generation does not change: they are matched by node.)
+    /// lost with it.
     asked: Life,
     until: Instant,
-    /// The highest version an invalidation told us of while waiting.
-    floor: u64,
+    /// The highest version an invalidation from the node asked told us of while waiting, with
+    /// the owner life it numbers (its cache's, which a renewed membership generation keeps:
+    /// an answer of another life is not compared with it).
+    floor: Option<(Life, u64)>,
     /// A put of ours to this key went out after the request: the answer may be from before
     /// it, so it is served (it was asked first) but not kept as a near copy.
     overtaken: bool,
@@ -756,6 +773,10 @@ impl Caches {
             let store = cache.store.clone();
             store.retain(&mut |key, entry| {
                 let owner = self.owner(Mode::Partitioned, &name, key);
+                if owner == self.me.node {
+                    // Ours carry our cache's life, which a renewed generation in the view keeps.
+                    return entry.owner == self.me;
+                }
                 self.life_of(owner) == Some(entry.owner)
             });
             let moved: Vec<Bytes> = cache
@@ -877,7 +898,7 @@ impl Caches {
                 kind: if compute { Kind::Compute } else { Kind::Get },
                 asked: owner,
                 until: now + within,
-                floor: 0,
+                floor: None,
                 overtaken: false,
             },
         );
@@ -914,9 +935,6 @@ impl Caches {
         };
         let owner = self.owner_life(mode, &p.cache, &p.key);
         if let Some(p) = self.pending.get_mut(&req) {
-            if p.asked != owner {
-                p.floor = 0;
-            }
             p.asked = owner;
         }
         self.ask(now, req);
@@ -1261,7 +1279,7 @@ impl Caches {
             return;
         };
         match cache.flights.get_mut(&key) {
-            Some(flight) if !fault_on!(CacheFlightAdmitsAll) => flight.waiters.push_back(waiter),
+            Some(flight) if !fault_on!(CacheFlightAdmitsAll) => flight.wait(waiter),
             _ => {
                 let flight = Flight {
                     token: 0,
@@ -1465,7 +1483,10 @@ impl Caches {
                 result: Ok(None),
             });
         };
-        if found.version < p.floor && found.owner.node == p.asked.node {
+        let below_floor = p
+            .floor
+            .is_some_and(|(life, v)| found.owner == life && found.version < v);
+        if below_floor {
             // An answer older than an invalidation that already reached us: ask again.
             return self.ask_again(now, req);
         }
@@ -1556,7 +1577,10 @@ impl Caches {
         });
         for p in self.pending.values_mut() {
             if p.cache == name && p.key == key && p.asked.node == owner.node {
-                p.floor = p.floor.max(version);
+                p.floor = match p.floor {
+                    Some((life, v)) if life == owner => Some((life, v.max(version))),
+                    _ => Some((owner, version)),
+                };
             }
         }
         if fault_on!(CacheNearIgnoresInvalidation) {

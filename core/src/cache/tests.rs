@@ -349,13 +349,7 @@ fn restart_node_2(net: &mut Net, settings: &CacheSettings, now: Instant) -> Vec<
     restarted
         .declare(now, settings.clone(), store)
         .expect("declares");
-    let view = vec![
-        candidate(1),
-        Candidate {
-            generation: 2,
-            ..candidate(2)
-        },
-    ];
+    let view = vec![candidate(1), renewed(2)];
     restarted.update_view(now, view.clone());
     net.nodes.insert(NodeId::from_u128(2), restarted);
     view
@@ -556,6 +550,96 @@ fn an_answer_older_than_an_invalidation_that_reached_the_reader_is_not_served() 
         done(&net.take_events(1), read),
         Some(Ok(Some(Bytes::from_static(b"v2")))),
         "the stale answer was dropped and the owner asked again"
+    );
+}
+
+/// Node `n` at generation 2: restarted, or the same process whose membership generation
+/// renewed (its cache keeps its life).
+fn renewed(n: u128) -> Candidate {
+    Candidate {
+        generation: 2,
+        ..candidate(n)
+    }
+}
+
+#[test]
+fn an_invalidation_still_counts_after_the_owners_generation_renewed() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let (key, read, (from, answer)) = answer_of_v1_held_back(&mut net, now);
+    net.hold_to = None;
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v2"), None)
+        .expect("puts");
+    let invalidation = CacheMessage::Invalidate {
+        cache: "p".into(),
+        key: key.clone(),
+        owner: life(2),
+        version: 2,
+    };
+    net.node(1).received(now, from, invalidation);
+    // The read is asked again of the renewed owner, and the held answer of v1 arrives first.
+    net.node(1).update_view(now, vec![candidate(1), renewed(2)]);
+    net.node(1).received(now, from, answer);
+    net.settle(now);
+    assert_eq!(
+        done(&net.take_events(1), read),
+        Some(Ok(Some(Bytes::from_static(b"v2")))),
+        "v1 was served after v2's invalidation had arrived"
+    );
+}
+
+#[test]
+fn a_caller_that_asks_again_is_queued_once() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(3, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    let first = pending(net.node(3).get_or_compute(now, "p", &key, 60 * SEC));
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(3)), vec![first]);
+    let waiting = pending(net.node(1).get_or_compute(now, "p", &key, 60 * SEC));
+    net.settle(now);
+    // Node 1's view renews the owner's generation: it asks again.
+    net.node(1)
+        .update_view(now, vec![candidate(1), renewed(2), candidate(3)]);
+    net.settle(now);
+    let failed = || Err(CacheError::ComputeFailed("failed".into()));
+    net.node(3).computed(now, first, failed());
+    net.settle(now);
+    assert_eq!(runs(&net.take_events(1)), vec![waiting]);
+    net.node(1).computed(now, waiting, failed());
+    net.hold_to = Some(NodeId::from_u128(1));
+    net.settle(now);
+    let grants = net
+        .held
+        .iter()
+        .filter(|(_, _, m)| matches!(m, CacheMessage::Grant { .. }))
+        .count();
+    assert_eq!(
+        grants, 0,
+        "the caller was granted again after its run ended"
+    );
+    assert_eq!(net.node(2).flights("p"), 0);
+}
+
+#[test]
+fn an_owner_whose_generation_renewed_keeps_its_own_entries() {
+    let settings = CacheSettings::new("p", Mode::Partitioned);
+    let mut net = Net::new(2, &settings);
+    let now = Instant::ZERO;
+    let key = key_owned_by(&mut net, "p", 2);
+    net.node(2)
+        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
+        .expect("puts");
+    net.settle(now);
+    // Membership renewed node 2's generation; its cache keeps its life.
+    net.node(2).update_view(now, vec![candidate(1), renewed(2)]);
+    assert_eq!(
+        net.node(2).get(now, "p", &key, SEC),
+        Ok(Started::Ready(Some(Bytes::from_static(b"v1")))),
+        "the owner dropped its own entry"
     );
 }
 
