@@ -492,7 +492,7 @@ async fn a_message_larger_than_a_batch_is_dropped_by_the_sender_not_refused_by_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_that_would_refuse_everything_do_not_start_a_gateway() {
+async fn limits_that_would_refuse_every_batch_or_call_do_not_start_a_gateway() {
     let a = start_cluster("a", 1).await;
     let base = bridged(unused_port(), "b", vec![unused_port()], &["news.>"], &[]);
     let refusing = [
@@ -512,6 +512,10 @@ async fn limits_that_would_refuse_everything_do_not_start_a_gateway() {
         },
         FederationSettings {
             max_call_deadline: Duration::ZERO,
+            ..base.clone()
+        },
+        FederationSettings {
+            max_frame: BatchLimits::default().payload_bytes,
             ..base.clone()
         },
     ];

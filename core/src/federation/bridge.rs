@@ -208,18 +208,25 @@ impl Default for BatchLimits {
 
 impl BatchLimits {
     /// Whether a batch of `messages` messages and `payload_bytes` bytes may take one more
-    /// message of `next_payload` bytes (a sender's rule; an empty batch takes any message).
+    /// message of `next_payload` bytes (a sender's rule; an empty batch takes any message,
+    /// since a sender drops one that does not fit alone first: [`BatchLimits::fits_alone`]).
     pub fn has_room(&self, messages: usize, payload_bytes: usize, next_payload: usize) -> bool {
         messages == 0
             || (messages < self.messages
                 && payload_bytes.saturating_add(next_payload) <= self.payload_bytes)
     }
 
-    /// Refuses limits of zero, under which no batch could be taken.
-    pub fn validate(&self) -> Result<(), FederationConfigError> {
+    /// Refuses limits under which no batch could be taken: zero, or a payload as large as the
+    /// gateways' largest frame (`max_frame`), which a full batch and its topics would not fit.
+    pub fn validate(&self, max_frame: usize) -> Result<(), FederationConfigError> {
         if self.messages == 0 || self.payload_bytes == 0 {
             return Err(FederationConfigError::Limit(
                 "a bridged batch must hold at least one message and one byte",
+            ));
+        }
+        if self.payload_bytes >= max_frame {
+            return Err(FederationConfigError::Limit(
+                "a bridged batch's payload must be smaller than the gateways' max_frame",
             ));
         }
         Ok(())

@@ -409,7 +409,7 @@ pub(super) fn start(
         links,
         timers: settings.timers,
     };
-    settings.bridge_batch.validate()?;
+    settings.bridge_batch.validate(settings.max_frame)?;
     if settings.max_call_deadline.is_zero() {
         let why = "max_call_deadline must be above zero";
         return Err(FederationConfigError::Limit(why).into());

@@ -1,4 +1,5 @@
-//! The sessions this node coordinated — running ones and the last [`KEPT`] that ended — for
+//! The sessions this node coordinated — at most [`KEPT`], running or ended, the oldest that
+//! ended forgotten first — for
 //! `GET /agents/sessions`, the status page and `foundation agents sessions`. A session its
 //! mechanism refuses as it opens ends `refused`, with the reason. A session whose future is
 //! dropped before it ends (its caller gave up waiting on it, the node stopped) ends
@@ -14,6 +15,9 @@ use super::{millis, CommitState, Session, SessionReport};
 
 /// Sessions remembered; the oldest that ended is forgotten first.
 pub const KEPT: usize = 256;
+
+/// The state of a session's row until it ends.
+const RUNNING: &str = "running";
 
 /// One session as the log shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -77,7 +81,7 @@ impl Log {
     /// Forgets the oldest session that ended, so a long one still shows while it runs; the
     /// oldest running one only when more than [`KEPT`] run at once.
     fn forget_oldest(&mut self) {
-        let ended = self.rows.iter().find(|(_, r)| r.state != "running");
+        let ended = self.rows.iter().find(|(_, r)| r.state != RUNNING);
         let oldest = ended.or_else(|| self.rows.first_key_value());
         if let Some(row) = oldest.map(|(row, _)| *row) {
             self.rows.remove(&row);
@@ -111,7 +115,7 @@ impl SessionLog {
             session: session.id.0,
             mechanism: session.mechanism.name(),
             subject: session.mechanism.subject().to_owned(),
-            state: "running",
+            state: RUNNING,
             participants,
             answered: None,
             refused: None,
@@ -264,5 +268,18 @@ mod tests {
         assert_eq!(rows[1].session, 12, "the oldest ended ones went");
         log.refused(long, "no quorum", Duration::ZERO);
         assert_eq!(log.rows()[0].state, "refused", "its end is written");
+    }
+
+    #[test]
+    fn past_the_bound_of_running_sessions_the_oldest_running_one_goes() {
+        let log = SessionLog::default();
+        let running: Vec<Entry> = (1..=(KEPT as u64 + 1))
+            .map(|id| log.opened(&session(id), 1))
+            .collect();
+        let rows = log.rows();
+        assert_eq!(rows.len(), KEPT);
+        assert_eq!(rows[0].session, 2, "session 1 was the oldest running");
+        assert!(rows.iter().all(|r| r.state == RUNNING));
+        drop(running);
     }
 }
