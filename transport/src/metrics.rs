@@ -73,15 +73,19 @@ pub enum RpcEvent {
     InFlightLimit,
     /// A frame of a multiplexed stream did not parse and was refused.
     Malformed,
+    /// A responder stopped reading a caller's requests until the caller takes the answers
+    /// already queued for it (see `rpc::mux::ANSWERS_QUEUED_MAX`).
+    AnswersBackedUp,
 }
 
 impl RpcEvent {
-    const ALL: [RpcEvent; 5] = [
+    const ALL: [RpcEvent; 6] = [
         RpcEvent::LateReply,
         RpcEvent::CancelSent,
         RpcEvent::CancelReceived,
         RpcEvent::InFlightLimit,
         RpcEvent::Malformed,
+        RpcEvent::AnswersBackedUp,
     ];
 
     fn name(self) -> &'static str {
@@ -91,6 +95,7 @@ impl RpcEvent {
             RpcEvent::CancelReceived => "cancel_received",
             RpcEvent::InFlightLimit => "in_flight_limit",
             RpcEvent::Malformed => "malformed",
+            RpcEvent::AnswersBackedUp => "answers_backed_up",
         }
     }
 }
@@ -188,7 +193,7 @@ pub struct TransportMetrics {
     /// Incoming handshakes turned away: [asked to retry, refused].
     turned_away: [Counter; 2],
     /// In [`RpcEvent::ALL`] order.
-    rpc_events: [Counter; 5],
+    rpc_events: [Counter; 6],
     /// Sealed membership datagrams: [sent, received].
     sealed_datagrams: [Counter; 2],
     sealed_refused: Family<ReasonLabels, Counter>,

@@ -47,6 +47,10 @@ const HELD_READ_MAX: usize = 4 * READ_CHUNK_MAX;
 /// Payloads smaller than this are copied out of the read buffer, so a kept payload does not pin
 /// the whole chunk it came in.
 const COPY_BELOW: usize = 4096;
+/// Most answer bytes a responder keeps queued for one stream before it stops reading requests
+/// from it: past this the caller is not taking its answers (QUIC flow control holds them), and
+/// every request read would queue one more (a refusal at least) without end.
+pub(crate) const ANSWERS_QUEUED_MAX: usize = 1 << 20;
 
 /// Counts one more call in `count` if that stays within `limit`. Adding first and taking it
 /// back when over let a concurrent caller see a count one too high and refuse a call there was
@@ -607,6 +611,10 @@ async fn read_requests(
     let mut decoder = FrameDecoder::new(max_request + MUX_OVERHEAD);
     let mut handler = None;
     loop {
+        if server.outbox.backed_up(ANSWERS_QUEUED_MAX) {
+            server.metrics.rpc_event(RpcEvent::AnswersBackedUp);
+            server.outbox.room(ANSWERS_QUEUED_MAX).await;
+        }
         let mut read = recv.read_chunk(READ_CHUNK_MAX, true).await;
         // Answers given while this wake's requests are taken (handlers that finish without
         // waiting answer here) leave in one write after the last of them, or after
