@@ -23,9 +23,10 @@ use foundation_core::identity::ClusterName;
 /// Requests waiting for the engine before a gateway stops reading more.
 const REQUEST_QUEUE: usize = 256;
 
-/// Handshakes a gateway lets run at once (see [`Admission`]). A gateway is open to anyone who
-/// can reach it, and a cluster links to a few others, each with a few gateways: this is far
-/// more than they need, and bounds what strangers starting handshakes can hold.
+/// Handshakes a gateway lets run at once; once half of them run, a sender must first prove it
+/// receives at its address (a QUIC Retry). A gateway is open to anyone who can reach it, and a
+/// cluster links to a few others, each with a few gateways: this is far more than they need,
+/// and bounds what strangers starting handshakes can hold.
 pub const GATEWAY_HANDSHAKES_MAX: usize = 64;
 
 /// Settings of a gateway endpoint.

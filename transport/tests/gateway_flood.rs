@@ -10,7 +10,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::flood::{initial, rss, wait_until};
+use common::flood::{assert_grown_at_most, initial, rss, wait_until};
 use foundation_transport::gateway::{
     GatewayConfig, GatewayEndpoint, GatewayRequest, GATEWAY_HANDSHAKES_MAX,
 };
@@ -89,14 +89,7 @@ async fn a_flood_of_unfinished_handshakes_at_a_gateway_is_bounded_and_links_keep
         most_in_progress <= GATEWAY_HANDSHAKES_MAX,
         "{most_in_progress} handshakes in progress, limit {GATEWAY_HANDSHAKES_MAX}"
     );
-    if let (Some(before), Some(after)) = (before, rss()) {
-        let growth = after.saturating_sub(before);
-        assert!(
-            growth <= RSS_GROWTH_MAX,
-            "the flood grew the process by {} MiB",
-            growth >> 20
-        );
-    }
+    assert_grown_at_most(before, RSS_GROWTH_MAX);
 
     // The linked gateway still gets through while the flood's handshakes hold their permits:
     // it answers the Retry.

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::flood::{initial, rss, wait_until};
+use common::flood::{assert_grown_at_most, initial, rss, wait_until};
 use common::*;
 use foundation_transport::security::raw_quic_configs;
 use foundation_transport::{Channel, ClusterName, SendMode, TransportConfig, TransportMetrics};
@@ -69,14 +69,7 @@ async fn a_flood_of_unfinished_handshakes_is_bounded_and_members_keep_talking() 
     let newcomer = node("orders").await;
     let found = newcomer.endpoint.connect(seed_addr.addr).await.unwrap();
     assert_eq!(found.id, seed_addr.id);
-    if let (Some(before), Some(after)) = (before, rss()) {
-        let growth = after.saturating_sub(before);
-        assert!(
-            growth <= RSS_GROWTH_MAX,
-            "the flood grew the process by {} MiB",
-            growth >> 20
-        );
-    }
+    assert_grown_at_most(before, RSS_GROWTH_MAX);
 
     // The flood's handshakes time out and give their slots (and memory) back.
     wait_until("the flood's handshakes time out", || {

@@ -33,6 +33,19 @@ pub fn rss() -> Option<u64> {
     Some(kib << 10)
 }
 
+/// Fails if this process grew by more than `max` bytes since its RSS was `before` (when RSS
+/// can be read at all).
+pub fn assert_grown_at_most(before: Option<u64>, max: u64) {
+    if let (Some(before), Some(after)) = (before, rss()) {
+        let growth = after.saturating_sub(before);
+        assert!(
+            growth <= max,
+            "the flood grew the process by {} MiB",
+            growth >> 20
+        );
+    }
+}
+
 pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !done() {
