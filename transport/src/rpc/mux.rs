@@ -243,8 +243,19 @@ type Answer = oneshot::Sender<Result<Bytes, RequestError>>;
 #[derive(Debug)]
 pub(crate) struct MuxClient {
     outbox: Arc<Outbox>,
+    /// More bytes queued than every call in flight could queue (see [`requests_queued_max`]).
+    queued_max: usize,
     calls: Mutex<Calls>,
     metrics: Arc<TransportMetrics>,
+}
+
+/// The most request bytes a caller's calls in flight can queue on one stream. A call that ends
+/// (its deadline, or its future dropped) frees its place in flight but not its request, which
+/// stays queued until the stream takes it; so past this much, the queue holds the requests of
+/// calls that already ended, and the responder has stopped reading.
+fn requests_queued_max(in_flight: u32) -> usize {
+    let frame = crate::frame::FRAME_PREFIX_LEN + MUX_OVERHEAD + MUX_REQUEST_MAX;
+    in_flight as usize * frame
 }
 
 #[derive(Debug, Default)]
@@ -262,6 +273,7 @@ impl MuxClient {
         let outbox = Outbox::start(send, &StreamHeader::RPC_MUX.encode(), Writes::Coalesced);
         let client = Arc::new(MuxClient {
             outbox,
+            queued_max: requests_queued_max(shared.config.max_concurrent_requests),
             calls: Mutex::new(Calls::default()),
             metrics: shared.metrics.clone(),
         });
@@ -284,6 +296,11 @@ impl MuxClient {
             let mut calls = lock(&self.calls);
             if let Some(failed) = &calls.failed {
                 return Err(failed.clone());
+            }
+            if self.outbox.backed_up(self.queued_max) {
+                self.metrics.rpc_event(RpcEvent::RequestsBackedUp);
+                let error = "the peer has stopped reading its rpc stream: request not sent";
+                return Err(RequestError::Unreachable(error.into()));
             }
             calls.next_id = calls.next_id.wrapping_add(1);
             let id = calls.next_id;
