@@ -9,10 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use quinn_proto::HashedConnectionIdGenerator;
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::time::timeout;
 use tracing::{debug, info};
 
+use crate::admission::{Admission, TurnedAway};
 use crate::bulk_runtime::BulkThread;
 use crate::config::{TransportConfig, RPC_STREAMS_MAX};
 use crate::congestion::{LedbatConfig, UrgentTraffic};
@@ -498,29 +499,23 @@ impl Shared {
     }
 }
 
-/// Accepts incoming connections, at most `max_pending_handshakes` handshaking at once.
-///
-/// Every decision here is stateless for the sender: a Retry or a refusal costs one small packet
-/// (smaller than the sender's padded Initial, so it reflects less than it receives) and no
-/// memory. Only a handshake holding a permit keeps state, until it completes or times out.
+/// Accepts incoming connections, at most `max_pending_handshakes` handshaking at once (see
+/// [`Admission`]).
 ///
 /// The bulk endpoint runs its own loop, with its own limit, and serves bulk connections only.
 async fn accept_connections(shared: Arc<Shared>, quic: quinn::Endpoint, bulk_only: bool) {
-    let limit = shared.config.max_pending_handshakes;
-    let permits = Arc::new(Semaphore::new(limit));
+    let admission = Admission::new(shared.config.max_pending_handshakes);
     while let Some(incoming) = quic.accept().await {
-        let pending = limit - permits.available_permits();
-        if pending >= limit / 2 && !incoming.remote_address_validated() && incoming.may_retry() {
-            // Under load: a sender that cannot receive at its address never comes back.
-            shared.metrics.retried_incoming();
-            let _ = incoming.retry();
-            continue;
-        }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            debug!(remote = %incoming.remote_address(), limit, "refusing handshake: too many in progress");
-            shared.metrics.refused_incoming();
-            incoming.refuse();
-            continue;
+        let (incoming, permit) = match admission.admit(incoming) {
+            Ok(admitted) => admitted,
+            Err(TurnedAway::Retried) => {
+                shared.metrics.retried_incoming();
+                continue;
+            }
+            Err(TurnedAway::Refused) => {
+                shared.metrics.refused_incoming();
+                continue;
+            }
         };
         shared.metrics.handshake_started();
         let shared = shared.clone();

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
+use crate::admission::Admission;
 use crate::error::HandshakeFailure;
 use crate::handshake::classify;
 use crate::security::{cluster_of, federation_tls, RemoteRoot, SecurityError, Trust};
@@ -21,6 +22,12 @@ use foundation_core::identity::ClusterName;
 
 /// Requests waiting for the engine before a gateway stops reading more.
 const REQUEST_QUEUE: usize = 256;
+
+/// Handshakes a gateway lets run at once; once half of them run, a sender must first prove it
+/// receives at its address (a QUIC Retry). A gateway is open to anyone who can reach it, and a
+/// cluster links to a few others, each with a few gateways: this is far more than they need,
+/// and bounds what strangers starting handshakes can hold.
+pub const GATEWAY_HANDSHAKES_MAX: usize = 64;
 
 /// Settings of a gateway endpoint.
 #[derive(Clone, Debug)]
@@ -116,6 +123,9 @@ struct Shared {
     connections: Mutex<BTreeMap<LinkKey, quinn::Connection>>,
     bytes: Mutex<BTreeMap<ClusterName, LinkBytes>>,
     refused: AtomicU64,
+    admission: Admission,
+    /// Incoming connections asked to retry or refused before their handshake began.
+    turned_away: AtomicU64,
     max_frame: usize,
 }
 
@@ -171,6 +181,8 @@ impl GatewayEndpoint {
             connections: Mutex::new(BTreeMap::new()),
             bytes: Mutex::new(BTreeMap::new()),
             refused: AtomicU64::new(0),
+            admission: Admission::new(GATEWAY_HANDSHAKES_MAX),
+            turned_away: AtomicU64::new(0),
             max_frame: config.max_frame,
         });
         let (requests, inbox) = mpsc::channel(REQUEST_QUEUE);
@@ -187,6 +199,18 @@ impl GatewayEndpoint {
     /// Handshakes refused so far: gateways of unlinked clusters, untrusted certificates.
     pub fn refused(&self) -> u64 {
         self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Incoming connections turned away before their handshake began, so far: asked to prove
+    /// their address while many handshakes ran, or refused while [`GATEWAY_HANDSHAKES_MAX`]
+    /// did.
+    pub fn turned_away(&self) -> u64 {
+        self.shared.turned_away.load(Ordering::Relaxed)
+    }
+
+    /// Handshakes in progress now, at most [`GATEWAY_HANDSHAKES_MAX`].
+    pub fn handshakes_in_progress(&self) -> usize {
+        self.shared.admission.in_progress()
     }
 
     /// Bytes carried on the link to `cluster` so far.
@@ -301,10 +325,16 @@ async fn accept(
     linked: Arc<Vec<ClusterName>>,
 ) {
     while let Some(incoming) = shared.quic.accept().await {
+        let Ok((incoming, permit)) = shared.admission.admit(incoming) else {
+            shared.turned_away.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
         let (shared, requests, linked) = (shared.clone(), requests.clone(), linked.clone());
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            match incoming.await {
+            let handshake = incoming.await;
+            drop(permit);
+            match handshake {
                 Ok(connection) => serve(shared, connection, requests, &linked).await,
                 Err(error) => {
                     shared.refused.fetch_add(1, Ordering::Relaxed);

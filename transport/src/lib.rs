@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+mod admission;
 pub mod advertise;
 pub mod bulk;
 mod bulk_runtime;

@@ -73,15 +73,23 @@ pub enum RpcEvent {
     InFlightLimit,
     /// A frame of a multiplexed stream did not parse and was refused.
     Malformed,
+    /// A responder stopped reading a caller's requests until the caller takes the answers
+    /// already queued for it (see `rpc::mux::ANSWERS_QUEUED_MAX`).
+    AnswersBackedUp,
+    /// A call was refused, not sent, because its stream already queued more than all calls in
+    /// flight could: the responder has stopped reading it.
+    RequestsBackedUp,
 }
 
 impl RpcEvent {
-    const ALL: [RpcEvent; 5] = [
+    const ALL: [RpcEvent; 7] = [
         RpcEvent::LateReply,
         RpcEvent::CancelSent,
         RpcEvent::CancelReceived,
         RpcEvent::InFlightLimit,
         RpcEvent::Malformed,
+        RpcEvent::AnswersBackedUp,
+        RpcEvent::RequestsBackedUp,
     ];
 
     fn name(self) -> &'static str {
@@ -91,6 +99,8 @@ impl RpcEvent {
             RpcEvent::CancelReceived => "cancel_received",
             RpcEvent::InFlightLimit => "in_flight_limit",
             RpcEvent::Malformed => "malformed",
+            RpcEvent::AnswersBackedUp => "answers_backed_up",
+            RpcEvent::RequestsBackedUp => "requests_backed_up",
         }
     }
 }
@@ -188,7 +198,7 @@ pub struct TransportMetrics {
     /// Incoming handshakes turned away: [asked to retry, refused].
     turned_away: [Counter; 2],
     /// In [`RpcEvent::ALL`] order.
-    rpc_events: [Counter; 5],
+    rpc_events: [Counter; 7],
     /// Sealed membership datagrams: [sent, received].
     sealed_datagrams: [Counter; 2],
     sealed_refused: Family<ReasonLabels, Counter>,

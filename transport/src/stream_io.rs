@@ -45,14 +45,30 @@ pub(crate) async fn read_u64(recv: &mut RecvStream) -> Result<u64, ReadError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// Reads one length-prefixed frame of at most `max` bytes.
+/// Reads one length-prefixed frame of at most `max` bytes. The frame's buffer grows with the
+/// bytes that arrive, never ahead of them: a peer that announces `max` and sends nothing more
+/// holds no more than it sent (sized by the announcement, a few bytes on each of a connection's
+/// streams held the limit each).
 pub(crate) async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Bytes, ReadError> {
     let len = read_u32(recv).await? as usize;
     if len > max {
         return Err(FrameError::Oversized { len, max }.into());
     }
-    let mut body = BytesMut::zeroed(len);
-    recv.read_exact(&mut body).await?;
+    let mut body = BytesMut::new();
+    while body.len() < len {
+        let chunk = recv
+            .read_chunk(len - body.len(), true)
+            .await
+            .map_err(|e| ReadError::Stream(e.to_string()))?;
+        let Some(chunk) = chunk else {
+            let buffered = body.len();
+            return Err(FrameError::Truncated { buffered }.into());
+        };
+        if chunk.bytes.len() == len {
+            return Ok(chunk.bytes); // the whole frame in one piece: no copy
+        }
+        body.extend_from_slice(&chunk.bytes);
+    }
     Ok(body.freeze())
 }
 

@@ -241,3 +241,51 @@ async fn a_request_id_already_in_flight_is_refused_and_the_first_call_stands() {
         }
     );
 }
+
+/// A caller that sends requests and never reads the answers: the responder queues answers only
+/// up to a bound, then stops reading that stream, so QUIC flow control stops the caller (before,
+/// every request read queued one more answer, without end). Once the caller reads, every answer
+/// comes, in order, and the stream goes on.
+#[tokio::test]
+async fn a_caller_that_never_reads_its_answers_is_stopped_by_flow_control() {
+    // Each frame names a request of an unknown kind, which the node refuses by id: 13 bytes in,
+    // 17 out. 400,000 of them (5.2 MB) fit the node's 16 MiB stream window, so they all arrive
+    // without the node reading any; their refusals (6.8 MB) do not fit the raw peer's window
+    // (quinn's default, 1.25 MB), so past it they wait at the node.
+    const FRAMES: u64 = 400_000;
+    let member = node("orders").await;
+    let metrics = member.endpoint.metrics().clone();
+    let raw = RawPeer::connect(&member).await;
+    let mut wire = raw.open_mux().await;
+    let mut out = BytesMut::new();
+    for id in 0..FRAMES {
+        out.put_u32(9);
+        out.put_u8(42);
+        out.put_u64(id);
+    }
+    wire.send.write_all(&out).await.unwrap();
+
+    let paused = || metrics.rpc_events(RpcEvent::AnswersBackedUp) > 0;
+    let read = || metrics.rpc_events(RpcEvent::Malformed);
+    eventually(Duration::from_secs(20), "the node stops reading", || {
+        paused() || read() == FRAMES
+    })
+    .await;
+    // Stopped, it reads no more until the answers are taken.
+    let read_when_stopped = read();
+    assert!(
+        paused() && read_when_stopped < FRAMES / 2,
+        "the node read {read_when_stopped} of {FRAMES} requests while no answer was taken"
+    );
+
+    for id in 0..FRAMES {
+        assert_eq!(
+            wire.next().await,
+            MuxFrame::Refused {
+                id,
+                code: code::MALFORMED
+            }
+        );
+    }
+    assert_eq!(metrics.rpc_events(RpcEvent::Malformed), FRAMES);
+}

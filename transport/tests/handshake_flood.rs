@@ -6,10 +6,10 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use common::flood::{assert_grown_at_most, initial, rss, wait_until};
 use common::*;
 use foundation_transport::security::raw_quic_configs;
 use foundation_transport::{Channel, ClusterName, SendMode, TransportConfig, TransportMetrics};
@@ -21,42 +21,6 @@ const LIMIT: usize = 16;
 /// How much the process may grow during the flood. Without the limit every start would hold
 /// its handshake state (≈ 100 KB) until the handshake timeout: ≈ 200 MB for this flood.
 const RSS_GROWTH_MAX: u64 = 48 << 20;
-
-/// The first datagram of a fresh client connection (an Initial packet carrying a TLS
-/// ClientHello, padded to 1200 bytes), built with quinn's protocol state machine and thrown away:
-/// the flood never reads an answer, so it never finishes a handshake and keeps no state.
-fn initial(client: &quinn::ClientConfig, to: SocketAddr) -> Vec<u8> {
-    let mut endpoint = quinn_proto::Endpoint::new(
-        Arc::new(quinn_proto::EndpointConfig::default()),
-        None,
-        false,
-        None,
-    );
-    let now = Instant::now();
-    let (_, mut conn) = endpoint
-        .connect(now, client.clone(), to, "orders.foundation")
-        .expect("client connection");
-    let mut buf = Vec::new();
-    let transmit = conn.poll_transmit(now, 1, &mut buf).expect("an Initial");
-    buf.truncate(transmit.size);
-    buf
-}
-
-/// Resident memory of this process, in bytes (Linux); `None` elsewhere.
-fn rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib << 10)
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unfinished_handshakes_is_bounded_and_members_keep_talking() {
@@ -105,14 +69,7 @@ async fn a_flood_of_unfinished_handshakes_is_bounded_and_members_keep_talking() 
     let newcomer = node("orders").await;
     let found = newcomer.endpoint.connect(seed_addr.addr).await.unwrap();
     assert_eq!(found.id, seed_addr.id);
-    if let (Some(before), Some(after)) = (before, rss()) {
-        let growth = after.saturating_sub(before);
-        assert!(
-            growth <= RSS_GROWTH_MAX,
-            "the flood grew the process by {} MiB",
-            growth >> 20
-        );
-    }
+    assert_grown_at_most(before, RSS_GROWTH_MAX);
 
     // The flood's handshakes time out and give their slots (and memory) back.
     wait_until("the flood's handshakes time out", || {

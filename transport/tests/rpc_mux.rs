@@ -907,3 +907,56 @@ async fn calls_answered_reversed(
         done.unwrap();
     }
 }
+
+/// A responder that stops reading its multiplexed stream (its reader stuck, the connection
+/// still up): each call times out and frees its place in flight, but its request stays queued
+/// at the caller. Once the queue holds more than every call in flight could, the caller refuses
+/// new calls on that stream at once, as not delivered, instead of queueing them without end.
+#[tokio::test]
+async fn calls_to_a_responder_that_stopped_reading_are_refused_once_their_queue_is_full() {
+    // At most 8 calls of 64 KiB in flight: 512 KiB queued at most while the responder reads.
+    // The raw peer takes 1.25 MB (quinn's default window) before it stops the node's writes.
+    const CALLS: usize = 60;
+    let caller = node_with(
+        "orders",
+        &secret(SECRET),
+        TransportConfig {
+            max_concurrent_requests: 8,
+            ..fast_config()
+        },
+    )
+    .await;
+    let raw = RawPeer::connect(&caller).await;
+    let payload = Bytes::from(vec![5u8; 64 << 10]);
+    let first = caller
+        .endpoint
+        .request(raw.addr, payload.clone(), Duration::from_millis(20));
+    let (accepted, first) = tokio::join!(raw.accept_mux(), first);
+    assert_eq!(first, Err(RequestError::DeadlineExceeded));
+    let _wire = accepted; // never read past its header
+
+    let mut timed_out = 1;
+    let mut refused = 0;
+    for _ in 1..CALLS {
+        let call = caller
+            .endpoint
+            .request(raw.addr, payload.clone(), Duration::from_millis(20));
+        match call.await {
+            Err(RequestError::DeadlineExceeded) => timed_out += 1,
+            Err(RequestError::Unreachable(_)) => refused += 1,
+            other => panic!("unexpected end of a call: {other:?}"),
+        }
+    }
+    // 1.25 MB taken by the peer and 512 KiB queued: about 28 calls.
+    assert!(
+        timed_out < CALLS / 2 && refused == CALLS - timed_out,
+        "{timed_out} calls queued and timed out, {refused} refused"
+    );
+    assert_eq!(
+        caller
+            .endpoint
+            .metrics()
+            .rpc_events(RpcEvent::RequestsBackedUp),
+        refused as u64
+    );
+}

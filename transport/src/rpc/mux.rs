@@ -47,6 +47,10 @@ const HELD_READ_MAX: usize = 4 * READ_CHUNK_MAX;
 /// Payloads smaller than this are copied out of the read buffer, so a kept payload does not pin
 /// the whole chunk it came in.
 const COPY_BELOW: usize = 4096;
+/// Most answer bytes a responder keeps queued for one stream before it stops reading requests
+/// from it: past this the caller is not taking its answers (QUIC flow control holds them), and
+/// every request read would queue one more (a refusal at least) without end.
+pub(crate) const ANSWERS_QUEUED_MAX: usize = 1 << 20;
 
 /// Counts one more call in `count` if that stays within `limit`. Adding first and taking it
 /// back when over let a concurrent caller see a count one too high and refuse a call there was
@@ -239,8 +243,19 @@ type Answer = oneshot::Sender<Result<Bytes, RequestError>>;
 #[derive(Debug)]
 pub(crate) struct MuxClient {
     outbox: Arc<Outbox>,
+    /// More bytes queued than every call in flight could queue (see [`requests_queued_max`]).
+    queued_max: usize,
     calls: Mutex<Calls>,
     metrics: Arc<TransportMetrics>,
+}
+
+/// The most request bytes a caller's calls in flight can queue on one stream. A call that ends
+/// (its deadline, or its future dropped) frees its place in flight but not its request, which
+/// stays queued until the stream takes it; so past this much, the queue holds the requests of
+/// calls that already ended, and the responder has stopped reading.
+fn requests_queued_max(in_flight: u32) -> usize {
+    let frame = crate::frame::FRAME_PREFIX_LEN + MUX_OVERHEAD + MUX_REQUEST_MAX;
+    in_flight as usize * frame
 }
 
 #[derive(Debug, Default)]
@@ -258,6 +273,7 @@ impl MuxClient {
         let outbox = Outbox::start(send, &StreamHeader::RPC_MUX.encode(), Writes::Coalesced);
         let client = Arc::new(MuxClient {
             outbox,
+            queued_max: requests_queued_max(shared.config.max_concurrent_requests),
             calls: Mutex::new(Calls::default()),
             metrics: shared.metrics.clone(),
         });
@@ -280,6 +296,11 @@ impl MuxClient {
             let mut calls = lock(&self.calls);
             if let Some(failed) = &calls.failed {
                 return Err(failed.clone());
+            }
+            if self.outbox.backed_up(self.queued_max) {
+                self.metrics.rpc_event(RpcEvent::RequestsBackedUp);
+                let error = "the peer has stopped reading its rpc stream: request not sent";
+                return Err(RequestError::Unreachable(error.into()));
             }
             calls.next_id = calls.next_id.wrapping_add(1);
             let id = calls.next_id;
@@ -607,6 +628,10 @@ async fn read_requests(
     let mut decoder = FrameDecoder::new(max_request + MUX_OVERHEAD);
     let mut handler = None;
     loop {
+        if server.outbox.backed_up(ANSWERS_QUEUED_MAX) {
+            server.metrics.rpc_event(RpcEvent::AnswersBackedUp);
+            server.outbox.room(ANSWERS_QUEUED_MAX).await;
+        }
         let mut read = recv.read_chunk(READ_CHUNK_MAX, true).await;
         // Answers given while this wake's requests are taken (handlers that finish without
         // waiting answer here) leave in one write after the last of them, or after

@@ -37,6 +37,8 @@ pub(crate) struct Outbox {
     send: Mutex<SendStream>,
     /// Wakes the writer task: a write blocked, or the outbox closed.
     wake_writer: Notify,
+    /// Wakes whoever waits in [`Outbox::room`]: queued bytes were written, or the outbox closed.
+    written: Notify,
 }
 
 /// Who writes queued frames.
@@ -58,6 +60,8 @@ struct State {
     flush_pending: bool,
     /// A batch is being answered: frames wait for its end ([`Outbox::hold`], `ByPusher`).
     held: bool,
+    /// Bytes the writer task took from `buffer` and is still writing.
+    writing: usize,
 }
 
 /// What one attempt to write a batch without waiting came to.
@@ -80,6 +84,7 @@ impl Outbox {
             }),
             send: Mutex::new(send),
             wake_writer: Notify::new(),
+            written: Notify::new(),
         });
         tokio::spawn(outbox.clone().writer());
         outbox
@@ -119,6 +124,29 @@ impl Outbox {
     pub(crate) fn close(&self) {
         lock(&self.state).closed = true;
         self.wake_writer.notify_one();
+        self.written.notify_waiters();
+    }
+
+    /// Whether `limit` bytes or more are queued and not yet taken by the stream. Frames are
+    /// queued whatever the stream's flow control says, so a reader that answers a peer waits for
+    /// [`room`](Self::room) before reading more from it while this holds: a peer that sends
+    /// requests and never reads the answers then meets flow control itself, instead of growing
+    /// this queue without end.
+    pub(crate) fn backed_up(&self, limit: usize) -> bool {
+        let state = lock(&self.state);
+        !state.closed && state.buffer.len() + state.writing >= limit
+    }
+
+    /// Waits until the outbox is no longer [`backed_up`](Self::backed_up) past `limit`.
+    pub(crate) async fn room(&self, limit: usize) {
+        loop {
+            let mut written = pin!(self.written.notified());
+            written.as_mut().enable();
+            if !self.backed_up(limit) {
+                return;
+            }
+            written.await;
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -134,7 +162,7 @@ impl Outbox {
             };
             while let Some(batch) = self.take_batch() {
                 match write_now(&mut send, batch) {
-                    Attempt::Done => {}
+                    Attempt::Done => self.written.notify_waiters(),
                     Attempt::Blocked(rest) => return self.hand_off(rest),
                     Attempt::Failed(error) => {
                         debug!(%error, "rpc stream write failed");
@@ -210,9 +238,14 @@ impl Outbox {
                     state.handed_off = state.closed;
                     return true;
                 }
-                state.buffer.split().freeze()
+                let batch = state.buffer.split().freeze();
+                state.writing = batch.len();
+                batch
             };
-            if let Err(error) = self.write_all(batch).await {
+            let written = self.write_all(batch).await;
+            lock(&self.state).writing = 0;
+            self.written.notify_waiters();
+            if let Err(error) = written {
                 debug!(%error, "rpc stream write failed");
                 return false;
             }

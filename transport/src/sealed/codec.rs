@@ -170,6 +170,11 @@ impl SealingKey {
     pub fn seal(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
         let counter = self.next;
         self.next = counter.checked_add(1)?;
+        self.seal_at(counter, payload)
+    }
+
+    /// Seals `payload` under `counter`, whatever the key's own counter says.
+    fn seal_at(&self, counter: u64, payload: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(OVERHEAD + payload.len());
         out.push(SEALED_TYPE);
         out.extend_from_slice(&self.id.to_be_bytes());
@@ -250,8 +255,13 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
-    /// Whether `counter` may still be taken.
+    /// Whether `counter` may still be taken. Never `u64::MAX`: no sealer uses it (its counter
+    /// would have nowhere to go after it), and taking it would overflow `top`, so only a peer
+    /// sealing by hand sends it.
     pub fn fresh(&self, counter: u64) -> bool {
+        if counter == u64::MAX {
+            return false;
+        }
         if counter >= self.top {
             return true;
         }
@@ -269,7 +279,7 @@ impl ReplayWindow {
                 self.seen << shift
             };
             self.seen |= 1;
-            self.top = counter.saturating_add(1);
+            self.top = counter + 1; // `fresh` refused u64::MAX
         } else {
             self.seen |= 1 << (self.top - 1 - counter);
         }
@@ -331,6 +341,22 @@ mod tests {
         // 99 - 35 = 64 behind: outside the window.
         assert_eq!(open(&mut open_key, &packets[35]), Err(SealedError::Replay));
         assert!(open(&mut open_key, &packets[36]).is_ok());
+    }
+
+    /// A peer holding the key can seal at any counter by hand. At `u64::MAX`, taking it
+    /// overflowed the window's top: a panic in a debug build, and in release a window whose
+    /// top stopped at `u64::MAX`, so that packet opened again on every replay.
+    #[test]
+    fn the_last_counter_is_refused_and_the_window_goes_on() {
+        let (mut seal, mut open_key) = pair();
+        let last = seal.seal_at(u64::MAX, b"last").unwrap();
+        assert_eq!(open(&mut open_key, &last), Err(SealedError::Replay));
+        assert!(open(&mut open_key, &seal.seal(b"first").unwrap()).is_ok());
+        assert_eq!(open(&mut open_key, &last), Err(SealedError::Replay));
+        assert!(open(&mut open_key, &seal.seal(b"next").unwrap()).is_ok());
+        let below = seal.seal_at(u64::MAX - 1, b"below").unwrap();
+        assert!(open(&mut open_key, &below).is_ok());
+        assert_eq!(open(&mut open_key, &below), Err(SealedError::Replay));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use foundation_transport::{
 };
 use tokio::sync::mpsc;
 
+pub mod flood;
 pub mod raw;
 
 pub const SECRET: &str = "test secret of sufficient length";
