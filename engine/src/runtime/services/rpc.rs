@@ -463,19 +463,46 @@ async fn serve_one(
     request: IncomingRequest,
 ) {
     let (from, payload, deadline, responder) = request.into_parts();
+    let served = admit_and_run(
+        &shared,
+        &metrics,
+        &gate,
+        now,
+        (from, &payload, deadline),
+        responder.cancelled(),
+    );
+    let Some(reply) = served.await else {
+        return;
+    };
+    let bytes = postcard::to_stdvec(&reply).unwrap_or_default();
+    // The caller may have given up; nothing to do about a failed response.
+    let _ = responder.respond(bytes.into()).await;
+}
+
+/// Admits the call `payload` from `from` and runs its handler until `deadline`, unless
+/// `cancelled` (the caller giving up: its deadline, or it dropped the call) resolves first,
+/// since its answer would be dropped anyway. The reply, or `None` if the caller gave up.
+async fn admit_and_run(
+    shared: &Shared,
+    metrics: &ServicesMetrics,
+    gate: &Arc<Mutex<Admission>>,
+    now: Instant,
+    (from, payload, deadline): (NodeId, &[u8], TokioInstant),
+    cancelled: impl Future<Output = ()>,
+) -> Option<RpcReply> {
     let (admitted, longest) = {
-        let mut gate = lock(&gate);
-        (gate.admit(now, from, &payload), gate.max_deadline())
+        let mut gate = lock(gate);
+        (gate.admit(now, from, payload), gate.max_deadline())
     };
     let capped = TokioInstant::now().checked_add(longest);
     let deadline = capped.map_or(deadline, |capped| deadline.min(capped));
     let service = admitted.as_ref().ok().map(|r| r.service.clone());
+    // Held from admission on, not from the handler's first poll: the race below may end
+    // before the handler's future is ever polled, and the slot must be freed all the same.
+    let _running = admitted.is_ok().then(|| Running(gate.clone()));
     let work = async {
         match admitted {
-            Ok(request) => {
-                let _running = Running(gate);
-                answer(&shared, from, request, deadline).await
-            }
+            Ok(request) => answer(shared, from, request, deadline).await,
             Err(refused) => {
                 if matches!(refused, RemoteError::RateLimited { .. }) {
                     metrics.rate_limited.inc();
@@ -484,19 +511,15 @@ async fn serve_one(
             }
         }
     };
-    // A caller that gives up (its deadline, or it dropped the call) stops the handler: its
-    // answer would be dropped anyway.
     let reply = tokio::select! {
         reply = work => reply,
-        () = responder.cancelled() => {
-            count_outcome(&metrics, service, "cancelled");
-            return;
+        () = cancelled => {
+            count_outcome(metrics, service, "cancelled");
+            return None;
         }
     };
-    count_served(&metrics, service, &reply);
-    let bytes = postcard::to_stdvec(&reply).unwrap_or_default();
-    // The caller may have given up; nothing to do about a failed response.
-    let _ = responder.respond(bytes.into()).await;
+    count_served(metrics, service, &reply);
+    Some(reply)
 }
 
 /// An admitted call, counted as running until dropped (also when its task is cancelled).
@@ -551,4 +574,41 @@ fn count_outcome(metrics: &ServicesMetrics, service: Option<String>, outcome: &'
         .served
         .get_or_create(&Outcome { service, outcome })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand10::rngs::StdRng;
+    use tokio::sync::watch;
+
+    /// A caller can have given up before its call is served (a request queued behind others,
+    /// a large one whose caller stopped reading while it arrived): the race is then lost by
+    /// the handler before it starts, and the slot the gate counted the call in must still be
+    /// freed. Counted only once the handler's future first ran, it leaked whenever the race
+    /// looked at the caller first, until the node refused every call as overloaded.
+    #[tokio::test]
+    async fn a_call_given_up_before_it_runs_frees_its_slot() {
+        let (_, directory) = watch::channel(Arc::new(Directory::default()));
+        let shared = Shared::new(mpsc::channel(1).0, directory);
+        let metrics =
+            ServicesMetrics::register(&mut prometheus_client::registry::Registry::default());
+        let gate = Arc::new(Mutex::new(Admission::new(None, 1)));
+        let request = RpcRequest {
+            service: "gone".into(),
+            instance: 1,
+            trace: TraceContext::new_root(&mut StdRng::seed_from_u64(1), true),
+            origin: None,
+            body: Vec::new(),
+        };
+        let payload = postcard::to_stdvec(&request).expect("encodes");
+        let deadline = TokioInstant::now() + Duration::from_secs(1);
+        // The race picks its first branch at random: enough rounds that both orders come up.
+        for round in 0..64 {
+            let call = (NodeId::random(), payload.as_slice(), deadline);
+            let given_up = std::future::ready(());
+            let _ = admit_and_run(&shared, &metrics, &gate, Instant::ZERO, call, given_up).await;
+            assert_eq!(lock(&gate).running(), 0, "slot leaked in round {round}");
+        }
+    }
 }
