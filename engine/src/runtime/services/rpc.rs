@@ -153,6 +153,14 @@ impl RpcState {
         answer
     }
 
+    /// Gives back an attempt whose call was dropped before it ended.
+    fn abandon(&self, attempt: Attempt) {
+        let now = self.now();
+        let router = &mut lock(&self.routing).router;
+        router.abandon(now, attempt);
+        self.count_transitions(router);
+    }
+
     fn count_transitions(&self, router: &mut Router) {
         for (instance, transition) in router.take_transitions() {
             let state = match transition.to {
@@ -165,6 +173,45 @@ impl RpcState {
                 .breaker_transitions
                 .get_or_create(&State { state })
                 .inc();
+        }
+    }
+}
+
+/// An attempt being carried. Dropped before it ends — its call dropped by a caller who gave
+/// up on it (a timeout around the call, a `select!`) — it is abandoned to the router, so it
+/// no longer counts as outstanding (least outstanding would shun its instance) nor holds a
+/// half-open trial.
+struct Underway<'a> {
+    state: &'a RpcState,
+    attempt: Option<Attempt>,
+}
+
+impl Underway<'_> {
+    /// Takes in how the attempt ended: the call's answer, or `None` to go on.
+    fn end(
+        mut self,
+        call: &mut CallPlan<'_>,
+        end: AttemptEnd,
+    ) -> Option<Result<Vec<u8>, RpcError>> {
+        let attempt = self.attempt.take()?;
+        self.state.finish(call, attempt, end)
+    }
+}
+
+impl std::ops::Deref for Underway<'_> {
+    type Target = Attempt;
+
+    fn deref(&self) -> &Attempt {
+        self.attempt
+            .as_ref()
+            .expect("only `end` takes the attempt, and it consumes the guard")
+    }
+}
+
+impl Drop for Underway<'_> {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            self.state.abandon(attempt);
         }
     }
 }
@@ -265,8 +312,12 @@ impl RpcHandle {
                     })
                     .inc();
             }
+            let attempt = Underway {
+                state: &self.state,
+                attempt: Some(attempt),
+            };
             let end = self.carry(&attempt, &body, sender).await;
-            if let Some(answer) = self.state.finish(&mut call, attempt, end) {
+            if let Some(answer) = attempt.end(&mut call, end) {
                 return answer.map(Bytes::from);
             }
         }
@@ -579,6 +630,8 @@ fn count_outcome(metrics: &ServicesMetrics, service: Option<String>, outcome: &'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foundation_core::services::record::InstanceRecord;
+    use foundation_core::services::InstanceId;
     use rand10::rngs::StdRng;
     use tokio::sync::watch;
 
@@ -610,5 +663,53 @@ mod tests {
             let _ = admit_and_run(&shared, &metrics, &gate, Instant::ZERO, call, given_up).await;
             assert_eq!(lock(&gate).running(), 0, "slot leaked in round {round}");
         }
+    }
+
+    /// A caller that drops its call while an attempt runs (a timeout around the call, a
+    /// `select!`) ends no attempt; the attempt must not stay counted as outstanding on its
+    /// instance, which least outstanding would then shun for as long as it is listed.
+    #[tokio::test]
+    async fn a_call_dropped_during_its_attempt_leaves_nothing_outstanding() {
+        let (endpoint, services, directory) = crate::runtime::services::tests::started().await;
+        let instance = Instance {
+            service: "hangs".into(),
+            id: InstanceId {
+                node: endpoint.local().id,
+                generation: 1,
+                local: 1,
+            },
+            addr: endpoint.local().addr,
+            record: InstanceRecord::default(),
+            local: true,
+        };
+        let never = |_: Call| async {
+            std::future::pending::<()>().await;
+            Ok(Bytes::new())
+        };
+        let handlers = &services.registry.shared.handlers;
+        let key = ("hangs".to_owned(), 1);
+        handlers
+            .write()
+            .expect("not poisoned")
+            .insert(key, Arc::new(never));
+        let listed = Directory::of_instances([instance.clone()]);
+        directory
+            .send(Arc::new(listed))
+            .expect("the services layer listens");
+        let rpc = &services.rpc;
+        let outstanding = || lock(&rpc.state.routing).router.outstanding(&instance.id);
+
+        let options = CallOptions::default();
+        let deadline = Duration::from_secs(60);
+        let mut call = Box::pin(rpc.call_bytes("hangs", Bytes::new(), deadline, &options));
+        let polled = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(polled.is_pending(), "the handler never answers");
+        assert_eq!(outstanding(), 1, "the attempt is under way");
+        drop(call);
+        assert_eq!(
+            outstanding(),
+            0,
+            "the dropped call's attempt was given back"
+        );
     }
 }
