@@ -438,6 +438,9 @@ impl Router {
             self.breakers.remove(id);
         }
         self.outstanding.retain(|id, _| visible.contains(id));
+        let listed: BTreeSet<&str> = directory.service_names().collect();
+        self.balancer
+            .retain(|service| listed.contains(service.as_str()));
     }
 
     /// Instances with a breaker (each called at least once and still visible).

@@ -244,8 +244,23 @@ fn routing_state_of_vanished_instances_is_forgotten() {
     f.router
         .finish(at(1), &mut plan, attempt, AttemptEnd::Lost("x".into()));
     assert_eq!(f.router.breakers().len(), 1);
+    assert_eq!(
+        f.router.balancer.len(),
+        1,
+        "the service's round-robin cursor"
+    );
+    f.router.forget_missing(&directory(2));
+    assert_eq!(
+        f.router.balancer.len(),
+        1,
+        "a listed service keeps its cursor"
+    );
     f.router.forget_missing(&directory(0));
     assert!(f.router.breakers().is_empty());
+    assert!(
+        f.router.balancer.is_empty(),
+        "an unlisted service's cursor is dropped"
+    );
 }
 
 fn end_strategy() -> impl proptest::strategy::Strategy<Value = AttemptEnd> {
