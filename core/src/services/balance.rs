@@ -247,6 +247,21 @@ impl<S: Ord> Balancer<S> {
         self.cursors.remove(service);
     }
 
+    /// Keeps the round-robin cursors of the services `keep` selects and drops the others.
+    pub fn retain(&mut self, mut keep: impl FnMut(&S) -> bool) {
+        self.cursors.retain(|service, _| keep(service));
+    }
+
+    /// Services with a round-robin cursor.
+    pub fn len(&self) -> usize {
+        self.cursors.len()
+    }
+
+    /// True if no service has a cursor.
+    pub fn is_empty(&self) -> bool {
+        self.cursors.is_empty()
+    }
+
     /// Applies `strategy` to the non-empty `eligible` subset of `candidates`.
     fn choose<Q, K, R>(
         &mut self,

@@ -5,7 +5,7 @@
 //!
 //! Streams survive lost connections (the resend repairs them) and receiver restarts: a receiver
 //! that does not know a stream starts it at the publisher's oldest unacknowledged message,
-//! which every message carries.
+//! which every message carries, and one that expects less than that catches up to it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -153,11 +153,13 @@ impl Incoming {
         let key = (from, place.stream);
         if !self.expected.contains_key(&key) {
             self.make_room();
-            self.expected.insert(key, oldest.max(1));
         }
         self.clock += 1;
         self.used.insert(key, self.clock);
         let expected = self.expected.entry(key).or_insert(1);
+        // Nothing below the publisher's oldest unacknowledged number is ever sent again, so
+        // expecting less (a new stream, or one learnt again from a late copy) waits for ever.
+        *expected = (*expected).max(oldest);
         match place.seq.cmp(expected) {
             // The last number leaves no next one to expect: no publisher reaches it, so it is
             // a forgery off the network, never delivered.
@@ -267,6 +269,30 @@ mod tests {
         );
         assert_eq!(incoming.accept(node(), place, 8), Verdict::Deliver);
         assert_eq!(incoming.acked(node(), 1), Some(9));
+    }
+
+    /// Everything below a publisher's oldest unacknowledged number is acknowledged and never
+    /// sent again. A receiver that knows the stream but expects less — it forgot the stream
+    /// and learnt it again from a late copy, or its previous life's acknowledgement reached
+    /// the publisher after this life learnt it — waited for those numbers for ever, every
+    /// message and resend after them a gap.
+    #[test]
+    fn a_stream_learnt_again_from_a_late_copy_catches_up_with_the_publisher() {
+        let mut out = Outgoing::new(1, 16);
+        let mut incoming = Incoming::new(1);
+        let first: Vec<_> = (0..3).map(|m| out.push(T0, m).unwrap()).collect();
+        for &(place, oldest) in &first {
+            assert_eq!(incoming.accept(node(), place, oldest), Verdict::Deliver);
+        }
+        out.ack(incoming.acked(node(), 1).unwrap());
+        // Another stream takes the only place: this one is forgotten.
+        incoming.accept(node(), Sequenced { stream: 2, seq: 1 }, 1);
+        // A late duplicate of the second message teaches the stream again, from its oldest.
+        let (late, late_oldest) = first[1];
+        assert_eq!(incoming.accept(node(), late, late_oldest), Verdict::Gap);
+        let (place, oldest) = out.push(T0, 3).unwrap();
+        assert_eq!(incoming.accept(node(), place, oldest), Verdict::Deliver);
+        assert_eq!(incoming.acked(node(), 1), Some(place.seq));
     }
 
     #[test]

@@ -357,7 +357,7 @@ impl Router {
             .map(|i| Candidate {
                 id: i.id,
                 weight: i.record.weight,
-                outstanding: self.outstanding.get(&i.id).copied().unwrap_or(0),
+                outstanding: self.outstanding(&i.id),
                 is_local: i.local,
             })
             .collect()
@@ -373,12 +373,7 @@ impl Router {
         end: AttemptEnd,
     ) -> Option<Result<Vec<u8>, RpcError>> {
         let id = attempt.instance.id;
-        if let Some(n) = self.outstanding.get_mut(&id) {
-            *n -= 1;
-            if *n == 0 {
-                self.outstanding.remove(&id);
-            }
-        }
+        self.ended(&id);
         let idempotent = call.options.idempotent || fault_on!(RetryEveryLostCall);
         let (healthy, verdict) = judge(&call.service, end, idempotent);
         let outcome = if healthy {
@@ -394,6 +389,32 @@ impl Router {
             Verdict::Retry(reason) => {
                 call.last = Some(reason);
                 None
+            }
+        }
+    }
+
+    /// The call was dropped while `attempt` ran (its caller gave up on it): the attempt no
+    /// longer counts as outstanding, and a half-open trial it held is given back at once
+    /// rather than presumed lost when the round times out. Its breaker learns nothing.
+    pub fn abandon(&mut self, now: Instant, attempt: Attempt) {
+        let id = attempt.instance.id;
+        self.ended(&id);
+        let cancelled = BreakerOutcome::Cancelled;
+        if let Some(transition) = self.breakers.record(now, &id, attempt.permit, cancelled) {
+            self.transitions.push((id, transition));
+        }
+    }
+
+    /// Attempts on `instance` this node has under way.
+    pub fn outstanding(&self, instance: &InstanceId) -> u32 {
+        self.outstanding.get(instance).copied().unwrap_or(0)
+    }
+
+    fn ended(&mut self, id: &InstanceId) {
+        if let Some(n) = self.outstanding.get_mut(id) {
+            *n -= 1;
+            if *n == 0 {
+                self.outstanding.remove(id);
             }
         }
     }
@@ -417,6 +438,9 @@ impl Router {
             self.breakers.remove(id);
         }
         self.outstanding.retain(|id, _| visible.contains(id));
+        let listed: BTreeSet<&str> = directory.service_names().collect();
+        self.balancer
+            .retain(|service| listed.contains(service.as_str()));
     }
 
     /// Instances with a breaker (each called at least once and still visible).

@@ -164,6 +164,38 @@ fn no_routable_instance_is_reported_as_such() {
     ));
 }
 
+/// A call dropped by its caller while an attempt ran (a timeout around it, a `select!`)
+/// ends no attempt; the driver abandons it. It must stop counting as outstanding (least
+/// outstanding would shun the instance for as long as it stays listed) and give back the
+/// half-open trial it held.
+#[test]
+fn an_abandoned_attempt_is_no_longer_outstanding_and_gives_back_its_trial() {
+    let breaker = BreakerConfig {
+        consecutive_failures: Some(1),
+        half_open_trials: 1,
+        successes_to_close: 1,
+        ..BreakerConfig::default()
+    };
+    let mut f = Fixture::new(1);
+    f.router = Router::new(breaker).unwrap();
+    let mut plan = call(CallOptions::default());
+    let attempt = f.attempt(at(1), &mut plan);
+    let end = AttemptEnd::Reply(RpcReply::Err(RemoteError::DeadlineExceeded));
+    f.router.finish(at(2), &mut plan, attempt, end);
+    let reopened = at(2) + breaker.open_for;
+    let mut plan = call(CallOptions::default());
+    plan.until = reopened + Duration::from_secs(1);
+    let trial = f.attempt(reopened, &mut plan);
+    assert_eq!(f.router.outstanding(&trial.instance.id), 1);
+    let id = trial.instance.id;
+    f.router.abandon(reopened, trial);
+    assert_eq!(f.router.outstanding(&id), 0);
+    let mut plan = call(CallOptions::default());
+    plan.until = reopened + Duration::from_secs(1);
+    let next = f.attempt(reopened, &mut plan);
+    assert_eq!(next.instance.id, id, "the trial slot is free again");
+}
+
 #[test]
 fn a_call_past_its_deadline_makes_no_attempt() {
     let mut f = Fixture::new(2);
@@ -212,8 +244,23 @@ fn routing_state_of_vanished_instances_is_forgotten() {
     f.router
         .finish(at(1), &mut plan, attempt, AttemptEnd::Lost("x".into()));
     assert_eq!(f.router.breakers().len(), 1);
+    assert_eq!(
+        f.router.balancer.len(),
+        1,
+        "the service's round-robin cursor"
+    );
+    f.router.forget_missing(&directory(2));
+    assert_eq!(
+        f.router.balancer.len(),
+        1,
+        "a listed service keeps its cursor"
+    );
     f.router.forget_missing(&directory(0));
     assert!(f.router.breakers().is_empty());
+    assert!(
+        f.router.balancer.is_empty(),
+        "an unlisted service's cursor is dropped"
+    );
 }
 
 fn end_strategy() -> impl proptest::strategy::Strategy<Value = AttemptEnd> {

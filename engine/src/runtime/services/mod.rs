@@ -161,7 +161,7 @@ mod tests {
 
     /// An endpoint on loopback and the services layer on it, with no driver: the returned
     /// sender stands for the driver's end of the directory.
-    async fn started() -> (Endpoint, Services, watch::Sender<Arc<Directory>>) {
+    pub(super) async fn started() -> (Endpoint, Services, watch::Sender<Arc<Directory>>) {
         let identity = LocalIdentity {
             id: NodeId::random(),
             cluster: ClusterName::new("services-test").unwrap(),

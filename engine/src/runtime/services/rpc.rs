@@ -153,6 +153,14 @@ impl RpcState {
         answer
     }
 
+    /// Gives back an attempt whose call was dropped before it ended.
+    fn abandon(&self, attempt: Attempt) {
+        let now = self.now();
+        let router = &mut lock(&self.routing).router;
+        router.abandon(now, attempt);
+        self.count_transitions(router);
+    }
+
     fn count_transitions(&self, router: &mut Router) {
         for (instance, transition) in router.take_transitions() {
             let state = match transition.to {
@@ -165,6 +173,45 @@ impl RpcState {
                 .breaker_transitions
                 .get_or_create(&State { state })
                 .inc();
+        }
+    }
+}
+
+/// An attempt being carried. Dropped before it ends — its call dropped by a caller who gave
+/// up on it (a timeout around the call, a `select!`) — it is abandoned to the router, so it
+/// no longer counts as outstanding (least outstanding would shun its instance) nor holds a
+/// half-open trial.
+struct Underway<'a> {
+    state: &'a RpcState,
+    attempt: Option<Attempt>,
+}
+
+impl Underway<'_> {
+    /// Takes in how the attempt ended: the call's answer, or `None` to go on.
+    fn end(
+        mut self,
+        call: &mut CallPlan<'_>,
+        end: AttemptEnd,
+    ) -> Option<Result<Vec<u8>, RpcError>> {
+        let attempt = self.attempt.take()?;
+        self.state.finish(call, attempt, end)
+    }
+}
+
+impl std::ops::Deref for Underway<'_> {
+    type Target = Attempt;
+
+    fn deref(&self) -> &Attempt {
+        self.attempt
+            .as_ref()
+            .expect("only `end` takes the attempt, and it consumes the guard")
+    }
+}
+
+impl Drop for Underway<'_> {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            self.state.abandon(attempt);
         }
     }
 }
@@ -265,8 +312,12 @@ impl RpcHandle {
                     })
                     .inc();
             }
+            let attempt = Underway {
+                state: &self.state,
+                attempt: Some(attempt),
+            };
             let end = self.carry(&attempt, &body, sender).await;
-            if let Some(answer) = self.state.finish(&mut call, attempt, end) {
+            if let Some(answer) = attempt.end(&mut call, end) {
                 return answer.map(Bytes::from);
             }
         }
@@ -463,19 +514,46 @@ async fn serve_one(
     request: IncomingRequest,
 ) {
     let (from, payload, deadline, responder) = request.into_parts();
+    let served = admit_and_run(
+        &shared,
+        &metrics,
+        &gate,
+        now,
+        (from, &payload, deadline),
+        responder.cancelled(),
+    );
+    let Some(reply) = served.await else {
+        return;
+    };
+    let bytes = postcard::to_stdvec(&reply).unwrap_or_default();
+    // The caller may have given up; nothing to do about a failed response.
+    let _ = responder.respond(bytes.into()).await;
+}
+
+/// Admits the call `payload` from `from` and runs its handler until `deadline`, unless
+/// `cancelled` (the caller giving up: its deadline, or it dropped the call) resolves first,
+/// since its answer would be dropped anyway. The reply, or `None` if the caller gave up.
+async fn admit_and_run(
+    shared: &Shared,
+    metrics: &ServicesMetrics,
+    gate: &Arc<Mutex<Admission>>,
+    now: Instant,
+    (from, payload, deadline): (NodeId, &[u8], TokioInstant),
+    cancelled: impl Future<Output = ()>,
+) -> Option<RpcReply> {
     let (admitted, longest) = {
-        let mut gate = lock(&gate);
-        (gate.admit(now, from, &payload), gate.max_deadline())
+        let mut gate = lock(gate);
+        (gate.admit(now, from, payload), gate.max_deadline())
     };
     let capped = TokioInstant::now().checked_add(longest);
     let deadline = capped.map_or(deadline, |capped| deadline.min(capped));
     let service = admitted.as_ref().ok().map(|r| r.service.clone());
+    // Held from admission on, not from the handler's first poll: the race below may end
+    // before the handler's future is ever polled, and the slot must be freed all the same.
+    let _running = admitted.is_ok().then(|| Running(gate.clone()));
     let work = async {
         match admitted {
-            Ok(request) => {
-                let _running = Running(gate);
-                answer(&shared, from, request, deadline).await
-            }
+            Ok(request) => answer(shared, from, request, deadline).await,
             Err(refused) => {
                 if matches!(refused, RemoteError::RateLimited { .. }) {
                     metrics.rate_limited.inc();
@@ -484,19 +562,15 @@ async fn serve_one(
             }
         }
     };
-    // A caller that gives up (its deadline, or it dropped the call) stops the handler: its
-    // answer would be dropped anyway.
     let reply = tokio::select! {
         reply = work => reply,
-        () = responder.cancelled() => {
-            count_outcome(&metrics, service, "cancelled");
-            return;
+        () = cancelled => {
+            count_outcome(metrics, service, "cancelled");
+            return None;
         }
     };
-    count_served(&metrics, service, &reply);
-    let bytes = postcard::to_stdvec(&reply).unwrap_or_default();
-    // The caller may have given up; nothing to do about a failed response.
-    let _ = responder.respond(bytes.into()).await;
+    count_served(metrics, service, &reply);
+    Some(reply)
 }
 
 /// An admitted call, counted as running until dropped (also when its task is cancelled).
@@ -551,4 +625,91 @@ fn count_outcome(metrics: &ServicesMetrics, service: Option<String>, outcome: &'
         .served
         .get_or_create(&Outcome { service, outcome })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foundation_core::services::record::InstanceRecord;
+    use foundation_core::services::InstanceId;
+    use rand10::rngs::StdRng;
+    use tokio::sync::watch;
+
+    /// A caller can have given up before its call is served (a request queued behind others,
+    /// a large one whose caller stopped reading while it arrived): the race is then lost by
+    /// the handler before it starts, and the slot the gate counted the call in must still be
+    /// freed. Counted only once the handler's future first ran, it leaked whenever the race
+    /// looked at the caller first, until the node refused every call as overloaded.
+    #[tokio::test]
+    async fn a_call_given_up_before_it_runs_frees_its_slot() {
+        let (_, directory) = watch::channel(Arc::new(Directory::default()));
+        let shared = Shared::new(mpsc::channel(1).0, directory);
+        let metrics =
+            ServicesMetrics::register(&mut prometheus_client::registry::Registry::default());
+        let gate = Arc::new(Mutex::new(Admission::new(None, 1)));
+        let request = RpcRequest {
+            service: "gone".into(),
+            instance: 1,
+            trace: TraceContext::new_root(&mut StdRng::seed_from_u64(1), true),
+            origin: None,
+            body: Vec::new(),
+        };
+        let payload = postcard::to_stdvec(&request).expect("encodes");
+        let deadline = TokioInstant::now() + Duration::from_secs(1);
+        // The race picks its first branch at random: enough rounds that both orders come up.
+        for round in 0..64 {
+            let call = (NodeId::random(), payload.as_slice(), deadline);
+            let given_up = std::future::ready(());
+            let _ = admit_and_run(&shared, &metrics, &gate, Instant::ZERO, call, given_up).await;
+            assert_eq!(lock(&gate).running(), 0, "slot leaked in round {round}");
+        }
+    }
+
+    /// A caller that drops its call while an attempt runs (a timeout around the call, a
+    /// `select!`) ends no attempt; the attempt must not stay counted as outstanding on its
+    /// instance, which least outstanding would then shun for as long as it is listed.
+    #[tokio::test]
+    async fn a_call_dropped_during_its_attempt_leaves_nothing_outstanding() {
+        let (endpoint, services, directory) = crate::runtime::services::tests::started().await;
+        let instance = Instance {
+            service: "hangs".into(),
+            id: InstanceId {
+                node: endpoint.local().id,
+                generation: 1,
+                local: 1,
+            },
+            addr: endpoint.local().addr,
+            record: InstanceRecord::default(),
+            local: true,
+        };
+        let never = |_: Call| async {
+            std::future::pending::<()>().await;
+            Ok(Bytes::new())
+        };
+        let handlers = &services.registry.shared.handlers;
+        let key = ("hangs".to_owned(), 1);
+        handlers
+            .write()
+            .expect("not poisoned")
+            .insert(key, Arc::new(never));
+        let listed = Directory::of_instances([instance.clone()]);
+        directory
+            .send(Arc::new(listed))
+            .expect("the services layer listens");
+        let rpc = &services.rpc;
+        let outstanding = || lock(&rpc.state.routing).router.outstanding(&instance.id);
+
+        let options = CallOptions::default();
+        let deadline = Duration::from_secs(60);
+        let mut call = Box::pin(rpc.call_bytes("hangs", Bytes::new(), deadline, &options));
+        let polled = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(polled.is_pending(), "the handler never answers");
+        assert_eq!(outstanding(), 1, "the attempt is under way");
+        drop(call);
+        assert_eq!(
+            outstanding(),
+            0,
+            "the dropped call's attempt was given back"
+        );
+    }
 }
