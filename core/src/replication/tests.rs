@@ -464,6 +464,76 @@ fn ops_stamped_too_far_in_the_future_are_refused() {
     assert_eq!(net.peers[1].machine.stats().drift_rejected, 1);
 }
 
+/// A full state from node `from` holding one old value of its own and collected below a
+/// horizon at `horizon_ms`: what a node whose clock runs ahead of ours sends.
+fn state_collected_at(from: usize, horizon_ms: u64) -> ReplicationMessage {
+    let maker = origin(from, 1);
+    let mut map = Map::new();
+    let ts = Timestamp {
+        wall_ms: 1_000,
+        logical: 0,
+        node: maker.node,
+    };
+    let value = Value {
+        bytes: b"old".to_vec(),
+        generation: maker.generation,
+        seq: 1,
+    };
+    map.set("old".into(), value, ts);
+    map.gc_tombstones(Timestamp::at_wall(horizon_ms));
+    ReplicationMessage::FullState {
+        keyspace: "ks".into(),
+        epoch: 0,
+        state: full_state::encode(&map).expect("encodes"),
+        seen: [(maker, 1)].into(),
+        retired: Seen::new(),
+    }
+}
+
+/// A horizon far ahead of our clock would drop every tombstone at once and leave every later
+/// delete without one, so an older set arriving after it wins: refused like a stamp that far
+/// ahead, and counted.
+#[test]
+fn a_full_state_collected_past_the_drift_bound_is_refused() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    let far = 10_000 + DEFAULT_MAX_DRIFT_MS + 60_000;
+    net.deliver((2, 0, encode(state_collected_at(2, far))));
+    assert_eq!(net.peers[0].machine.stats().drift_rejected, 1);
+    assert_eq!(net.value(0, "old"), None);
+}
+
+/// A horizon taken from a peer (within the drift bound, but ahead of our clock) moves our clock
+/// past it: a node stamping below a horizon it holds leaves its deletes no tombstone, and a set
+/// of the same key delivered after its delete was then taken for new on one replica and not on
+/// the other, with equal seen-sets: apart for good.
+#[test]
+fn writes_after_taking_a_peers_horizon_are_stamped_past_it() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    let horizon_ms = 10_000 + 20_000;
+    for to in [0, 1] {
+        net.deliver((2, to, encode(state_collected_at(2, horizon_ms))));
+    }
+    net.write(0, "k", Some("v"), true);
+    net.write(0, "k", None, true);
+    net.wire.retain(|(_, to, _)| *to == 1);
+    net.wire.reverse();
+    net.deliver_all();
+    net.exchange(0, 1);
+    net.exchange(1, 0);
+    assert_eq!(net.value(0, "k"), None);
+    assert_eq!(
+        net.value(1, "k"),
+        None,
+        "the delete beats the set on every replica"
+    );
+    let ts = net.peers[0]
+        .machine
+        .keyspace("ks")
+        .and_then(|k| k.entry("k"))
+        .map(|e| e.ts);
+    assert!(ts > Some(Timestamp::at_wall(horizon_ms)), "{ts:?}");
+}
+
 #[test]
 fn limits_refuse_writes_with_typed_errors() {
     let config = ReplicationConfig {
@@ -1467,6 +1537,26 @@ fn a_restarted_node_writes_after_everything_it_stored() {
     net.sync(0);
     net.restart(0, 3);
     assert_eq!(net.value(0, "k").as_deref(), Some("new"));
+}
+
+/// A horizon stored from a peer's state is one the clock passes on restart too (the GC rule's
+/// condition 2): the node may have issued no stamp past it, so no ceiling covers it.
+#[test]
+fn a_restarted_node_writes_after_the_horizon_it_stored() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    net.persist(0, &[]);
+    let horizon_ms = 10_000 + 20_000;
+    net.deliver((2, 0, encode(state_collected_at(2, horizon_ms))));
+    net.flush(0);
+    net.sync(0);
+    net.restart(0, 2);
+    net.durable_write(0, "k", "new");
+    let ts = net.peers[0]
+        .machine
+        .keyspace("ks")
+        .and_then(|k| k.entry("k"))
+        .map(|e| e.ts);
+    assert!(ts > Some(Timestamp::at_wall(horizon_ms)), "{ts:?}");
 }
 
 #[test]
