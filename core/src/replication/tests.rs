@@ -604,6 +604,27 @@ fn garbage_full_state_is_refused_without_panicking() {
     assert!(net.peers[1].machine.keyspace("ks").is_none());
 }
 
+/// Seqs are a peer's word: the largest one a state can claim is taken without an overflow.
+#[test]
+fn a_full_state_claiming_the_last_seq_is_merged_without_overflow() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    let ReplicationMessage::FullState { state, .. } = state_collected_at(2, 1_000) else {
+        unreachable!("a full state");
+    };
+    let message = ReplicationMessage::FullState {
+        keyspace: "ks".into(),
+        epoch: 0,
+        state,
+        seen: [(origin(2, 1), u64::MAX)].into(),
+        retired: Seen::new(),
+    };
+    net.deliver((2, 0, encode(message)));
+    assert_eq!(net.value(0, "old").as_deref(), Some("old"));
+    let keyspace = net.peers[0].machine.keyspace("ks").expect("ks");
+    assert_eq!(keyspace.contiguous(&origin(2, 1)), Some(u64::MAX));
+    keyspace.invariants().expect("invariants");
+}
+
 #[test]
 fn a_small_write_costs_under_a_hundred_bytes_per_peer() {
     let mut net = Net::new(4, ReplicationConfig::default());
