@@ -2257,3 +2257,146 @@ fn a_ceiling_that_does_not_decode_is_counted_and_taken_for_absent() {
     assert_eq!(machine.bound.durable(), 0, "and not trusted");
     assert_eq!(machine.get("ks", "k"), Some(&b"old"[..]));
 }
+
+mod random_delivery {
+    //! The machine's laws under any delivery: writes and deletes on three nodes, messages
+    //! delivered in any order, duplicated or lost, anti-entropy rounds, tombstone GC and full
+    //! states (the op log is tiny) in between. Once everything heals, every replica holds, for
+    //! each key, the write with the greatest timestamp (absent for a delete).
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NODES: usize = 3;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Node writes key (a delete when `None`), pushing to everyone.
+        Write(usize, u8, Option<u8>),
+        /// The message at this index of the wire arrives; `copy` leaves it on the wire too.
+        Deliver(usize, bool),
+        /// The message at this index of the wire is lost.
+        Lose(usize),
+        /// The node's anti-entropy timer fires; what it sends waits on the wire.
+        Tick(usize),
+        /// Time passes (in ms).
+        Advance(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..NODES, 0u8..4, proptest::option::weighted(0.7, 0u8..3))
+                .prop_map(|(n, k, v)| Step::Write(n, k, v)),
+            6 => (any::<usize>(), proptest::bool::weighted(0.2)).prop_map(|(i, c)| Step::Deliver(i, c)),
+            1 => any::<usize>().prop_map(Step::Lose),
+            2 => (0..NODES).prop_map(Step::Tick),
+            2 => (0u64..700).prop_map(Step::Advance),
+        ]
+    }
+
+    fn all_but(i: usize) -> Vec<usize> {
+        (0..NODES).filter(|&j| j != i).collect()
+    }
+
+    impl Net {
+        /// Node `i`'s anti-entropy timer fires with `live` its live members and everyone a
+        /// member; nothing is delivered yet.
+        fn tick_only(&mut self, i: usize, live: &[usize]) {
+            let members = ids(&all_but(i));
+            let live: Vec<NodeAddr> = live.iter().map(|&j| addr(j)).collect();
+            let p = &mut self.peers[i];
+            let timer = ReplicationTimer::AntiEntropy;
+            p.machine
+                .handle_timer(self.now, timer, &live, &members, &mut p.out);
+            self.collect(i);
+        }
+
+        /// Every node exchanges with every other, everything delivered, time passing.
+        fn heal(&mut self) {
+            for i in 0..NODES {
+                for j in all_but(i) {
+                    self.tick_only(i, &[j]);
+                    self.deliver_all();
+                }
+            }
+            self.advance(Duration::from_millis(300));
+        }
+    }
+
+    /// Runs `steps`; returns the net and, per key, the last writer's value by timestamp.
+    fn run(steps: &[Step]) -> (Net, BTreeMap<String, Option<String>>) {
+        let config = ReplicationConfig {
+            tombstone_ttl: Duration::from_secs(1),
+            op_log_max: 2,
+            ..ReplicationConfig::default()
+        };
+        let mut net = Net::new(NODES, config);
+        let mut last: BTreeMap<String, (Timestamp, Option<String>)> = BTreeMap::new();
+        for step in steps {
+            match *step {
+                Step::Write(i, k, v) => {
+                    let (key, value) = (format!("k{k}"), v.map(|v| format!("v{v}")));
+                    net.write(i, &key, value.as_deref(), true);
+                    let keyspace = net.peers[i].machine.keyspace("ks").expect("ks");
+                    let ts = keyspace.entry(&key).map_or(Timestamp::ZERO, |e| e.ts);
+                    if last.get(&key).is_none_or(|(t, _)| *t < ts) {
+                        last.insert(key, (ts, value));
+                    }
+                }
+                Step::Deliver(at, copy) if !net.wire.is_empty() => {
+                    let at = at % net.wire.len();
+                    let message = match copy {
+                        true => net.wire[at].clone(),
+                        false => net.wire.remove(at),
+                    };
+                    net.deliver(message);
+                }
+                Step::Lose(at) if !net.wire.is_empty() => {
+                    let at = at % net.wire.len();
+                    net.wire.remove(at);
+                }
+                Step::Tick(i) => net.tick_only(i, &all_but(i)),
+                Step::Advance(ms) => net.advance(Duration::from_millis(ms)),
+                Step::Deliver(..) | Step::Lose(_) => {}
+            }
+        }
+        let expected = last.into_iter().map(|(k, (_, v))| (k, v)).collect();
+        (net, expected)
+    }
+
+    fn live(net: &Net, i: usize) -> BTreeMap<String, Option<String>> {
+        (0..4)
+            .map(|k| format!("k{k}"))
+            .map(|key| {
+                let value = net.value(i, &key);
+                (key, value)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_replica_ends_with_the_last_write_of_each_key(
+            steps in proptest::collection::vec(step(), 0..80),
+        ) {
+            let (mut net, expected) = run(&steps);
+            net.deliver_all();
+            for _ in 0..3 {
+                net.heal();
+            }
+            let mut expected_live: BTreeMap<String, Option<String>> =
+                (0..4).map(|k| (format!("k{k}"), None)).collect();
+            expected_live.extend(expected);
+            for i in 0..NODES {
+                prop_assert_eq!(&live(&net, i), &expected_live, "node {}", i);
+                prop_assert_eq!(net.peers[i].machine.digest(), net.peers[0].machine.digest());
+                net.peers[i].machine.invariants().map_err(TestCaseError::fail)?;
+            }
+        }
+    }
+}
