@@ -16,7 +16,8 @@
 //!    horizon is at most the minimum, over live nodes, of the HLC time up to which each has
 //!    acknowledged all origins' ops), and
 //! 2. no node will issue a timestamp below the horizon again (HLCs are monotonic, and a node
-//!    restarting from old state must first `update` its clock past the horizon).
+//!    restarting from old state, or taking a horizon from another replica's state, must first
+//!    `update` its clock past the horizon).
 //!
 //! Under those conditions an absent key below the horizon is indistinguishable from a collected
 //! tombstone on every replica, and merge stays commutative, associative and idempotent (the

@@ -87,8 +87,12 @@ impl OriginLog {
     fn advance(&mut self) {
         let floor = self.contiguous;
         self.ahead.retain(|&s| s > floor);
-        while self.ahead.remove(&(self.contiguous + 1)) {
-            self.contiguous += 1;
+        // Checked: a peer's state may claim the last seq there is.
+        while let Some(next) = self.contiguous.checked_add(1) {
+            if !self.ahead.remove(&next) {
+                break;
+            }
+            self.contiguous = next;
         }
     }
 
@@ -530,7 +534,11 @@ impl Keyspace {
             return Err(format!("size {} but counted {}", bytes, self.bytes));
         }
         for (origin, log) in &self.origins {
-            if log.ahead.iter().any(|&s| s <= log.contiguous + 1) {
+            if log
+                .ahead
+                .iter()
+                .any(|&s| s <= log.contiguous.saturating_add(1))
+            {
                 return Err(format!("{origin:?}: out-of-order set not normalised"));
             }
             if self.retired.contains_key(origin) {

@@ -543,9 +543,9 @@ impl Replication {
 
     /// Takes up what a previous life of this node stored (persistence enabled first): its
     /// keyspaces, with the writes each includes, its epoch and its clock ceiling. The clock
-    /// moves past every stored write and to the ceiling, so ours order after every write of
-    /// that life any peer holds (see `clock_bound`), and the first member to come up is asked
-    /// for what we missed. `whole`: storage kept every record of what it was given (a prefix of
+    /// moves past every stored write and GC horizon and to the ceiling, so ours order after
+    /// every write of that life any peer holds (see `clock_bound`) and below no horizon, and the
+    /// first member to come up is asked for what we missed. `whole`: storage kept every record of what it was given (a prefix of
     /// the batches; see [`crate::storage::LoadReport::partial`]); if not, no keyspace's record
     /// of which writes it includes is trusted (see `durable::read`), and the first batch,
     /// handed out at once, writes such keyspaces again as held. Returns how many records did
@@ -570,7 +570,7 @@ impl Replication {
                 keyspace.mark_all_dirty();
             }
             skipped += bad;
-            if let Some(newest) = keyspace.map().entries().map(|(_, e)| e.ts).max() {
+            if let Some(newest) = newest_stamp(keyspace.map()) {
                 let wall = self.wall_ms(now).max(newest.wall_ms);
                 let _ = self.hlc.update(newest, wall);
             }
@@ -1413,9 +1413,7 @@ impl Replication {
 
     /// Passes the newest timestamp of a state through the HLC (the same drift rule as ops).
     fn accept_timestamps(&mut self, now: Instant, state: &Map) -> bool {
-        // Tombstones count: a delete taken from a state orders our later writes after it too.
-        let newest = state.entries().map(|(_, e)| e.ts).max();
-        match newest {
+        match newest_stamp(state) {
             Some(ts) => self.hlc.update(ts, self.wall_ms(now)).is_ok(),
             None => true,
         }
@@ -1690,6 +1688,16 @@ fn emit(keyspace: &str, change: Change, out: &mut Outbox) {
 fn state_size(keyspace: &Keyspace) -> usize {
     let map = keyspace.map();
     keyspace.bytes() + (map.len() + map.tombstones()) * STATE_ENTRY_OVERHEAD
+}
+
+/// The newest stamp a state holds, for the clock to move past: its entries' (tombstones count: a
+/// delete taken from a state orders our later writes after it too) and its GC horizon. A write
+/// stamped below a horizon its replicas hold breaks the GC rule: a delete leaves no tombstone
+/// there, so a set of the key that arrives after it is taken for new on one replica and not on
+/// another, and nothing in their seen-sets shows it.
+fn newest_stamp(state: &Map) -> Option<Timestamp> {
+    let horizon = Some(state.horizon()).filter(|h| *h > Timestamp::ZERO);
+    state.entries().map(|(_, e)| e.ts).chain(horizon).max()
 }
 
 /// Whether every live value of a state names a write (seqs start at 1): a value that names

@@ -464,6 +464,76 @@ fn ops_stamped_too_far_in_the_future_are_refused() {
     assert_eq!(net.peers[1].machine.stats().drift_rejected, 1);
 }
 
+/// A full state from node `from` holding one old value of its own and collected below a
+/// horizon at `horizon_ms`: what a node whose clock runs ahead of ours sends.
+fn state_collected_at(from: usize, horizon_ms: u64) -> ReplicationMessage {
+    let maker = origin(from, 1);
+    let mut map = Map::new();
+    let ts = Timestamp {
+        wall_ms: 1_000,
+        logical: 0,
+        node: maker.node,
+    };
+    let value = Value {
+        bytes: b"old".to_vec(),
+        generation: maker.generation,
+        seq: 1,
+    };
+    map.set("old".into(), value, ts);
+    map.gc_tombstones(Timestamp::at_wall(horizon_ms));
+    ReplicationMessage::FullState {
+        keyspace: "ks".into(),
+        epoch: 0,
+        state: full_state::encode(&map).expect("encodes"),
+        seen: [(maker, 1)].into(),
+        retired: Seen::new(),
+    }
+}
+
+/// A horizon far ahead of our clock would drop every tombstone at once and leave every later
+/// delete without one, so an older set arriving after it wins: refused like a stamp that far
+/// ahead, and counted.
+#[test]
+fn a_full_state_collected_past_the_drift_bound_is_refused() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    let far = 10_000 + DEFAULT_MAX_DRIFT_MS + 60_000;
+    net.deliver((2, 0, encode(state_collected_at(2, far))));
+    assert_eq!(net.peers[0].machine.stats().drift_rejected, 1);
+    assert_eq!(net.value(0, "old"), None);
+}
+
+/// A horizon taken from a peer (within the drift bound, but ahead of our clock) moves our clock
+/// past it: a node stamping below a horizon it holds leaves its deletes no tombstone, and a set
+/// of the same key delivered after its delete was then taken for new on one replica and not on
+/// the other, with equal seen-sets: apart for good.
+#[test]
+fn writes_after_taking_a_peers_horizon_are_stamped_past_it() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    let horizon_ms = 10_000 + 20_000;
+    for to in [0, 1] {
+        net.deliver((2, to, encode(state_collected_at(2, horizon_ms))));
+    }
+    net.write(0, "k", Some("v"), true);
+    net.write(0, "k", None, true);
+    net.wire.retain(|(_, to, _)| *to == 1);
+    net.wire.reverse();
+    net.deliver_all();
+    net.exchange(0, 1);
+    net.exchange(1, 0);
+    assert_eq!(net.value(0, "k"), None);
+    assert_eq!(
+        net.value(1, "k"),
+        None,
+        "the delete beats the set on every replica"
+    );
+    let ts = net.peers[0]
+        .machine
+        .keyspace("ks")
+        .and_then(|k| k.entry("k"))
+        .map(|e| e.ts);
+    assert!(ts > Some(Timestamp::at_wall(horizon_ms)), "{ts:?}");
+}
+
 #[test]
 fn limits_refuse_writes_with_typed_errors() {
     let config = ReplicationConfig {
@@ -532,6 +602,27 @@ fn garbage_full_state_is_refused_without_panicking() {
     net.deliver((0, 1, encode(message)));
     assert_eq!(net.peers[1].machine.stats().bad_states, 1);
     assert!(net.peers[1].machine.keyspace("ks").is_none());
+}
+
+/// Seqs are a peer's word: the largest one a state can claim is taken without an overflow.
+#[test]
+fn a_full_state_claiming_the_last_seq_is_merged_without_overflow() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    let ReplicationMessage::FullState { state, .. } = state_collected_at(2, 1_000) else {
+        unreachable!("a full state");
+    };
+    let message = ReplicationMessage::FullState {
+        keyspace: "ks".into(),
+        epoch: 0,
+        state,
+        seen: [(origin(2, 1), u64::MAX)].into(),
+        retired: Seen::new(),
+    };
+    net.deliver((2, 0, encode(message)));
+    assert_eq!(net.value(0, "old").as_deref(), Some("old"));
+    let keyspace = net.peers[0].machine.keyspace("ks").expect("ks");
+    assert_eq!(keyspace.contiguous(&origin(2, 1)), Some(u64::MAX));
+    keyspace.invariants().expect("invariants");
 }
 
 #[test]
@@ -1469,6 +1560,26 @@ fn a_restarted_node_writes_after_everything_it_stored() {
     assert_eq!(net.value(0, "k").as_deref(), Some("new"));
 }
 
+/// A horizon stored from a peer's state is one the clock passes on restart too (the GC rule's
+/// condition 2): the node may have issued no stamp past it, so no ceiling covers it.
+#[test]
+fn a_restarted_node_writes_after_the_horizon_it_stored() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    net.persist(0, &[]);
+    let horizon_ms = 10_000 + 20_000;
+    net.deliver((2, 0, encode(state_collected_at(2, horizon_ms))));
+    net.flush(0);
+    net.sync(0);
+    net.restart(0, 2);
+    net.durable_write(0, "k", "new");
+    let ts = net.peers[0]
+        .machine
+        .keyspace("ks")
+        .and_then(|k| k.entry("k"))
+        .map(|e| e.ts);
+    assert!(ts > Some(Timestamp::at_wall(horizon_ms)), "{ts:?}");
+}
+
 #[test]
 fn what_was_not_synced_is_gone_after_a_crash_and_peers_refill_it() {
     let mut net = Net::new(2, ReplicationConfig::default());
@@ -2145,4 +2256,147 @@ fn a_ceiling_that_does_not_decode_is_counted_and_taken_for_absent() {
     assert_eq!(skipped, 1, "the record is reported");
     assert_eq!(machine.bound.durable(), 0, "and not trusted");
     assert_eq!(machine.get("ks", "k"), Some(&b"old"[..]));
+}
+
+mod random_delivery {
+    //! The machine's laws under any delivery: writes and deletes on three nodes, messages
+    //! delivered in any order, duplicated or lost, anti-entropy rounds, tombstone GC and full
+    //! states (the op log is tiny) in between. Once everything heals, every replica holds, for
+    //! each key, the write with the greatest timestamp (absent for a delete).
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NODES: usize = 3;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Node writes key (a delete when `None`), pushing to everyone.
+        Write(usize, u8, Option<u8>),
+        /// The message at this index of the wire arrives; `copy` leaves it on the wire too.
+        Deliver(usize, bool),
+        /// The message at this index of the wire is lost.
+        Lose(usize),
+        /// The node's anti-entropy timer fires; what it sends waits on the wire.
+        Tick(usize),
+        /// Time passes (in ms).
+        Advance(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..NODES, 0u8..4, proptest::option::weighted(0.7, 0u8..3))
+                .prop_map(|(n, k, v)| Step::Write(n, k, v)),
+            6 => (any::<usize>(), proptest::bool::weighted(0.2)).prop_map(|(i, c)| Step::Deliver(i, c)),
+            1 => any::<usize>().prop_map(Step::Lose),
+            2 => (0..NODES).prop_map(Step::Tick),
+            2 => (0u64..700).prop_map(Step::Advance),
+        ]
+    }
+
+    fn all_but(i: usize) -> Vec<usize> {
+        (0..NODES).filter(|&j| j != i).collect()
+    }
+
+    impl Net {
+        /// Node `i`'s anti-entropy timer fires with `live` its live members and everyone a
+        /// member; nothing is delivered yet.
+        fn tick_only(&mut self, i: usize, live: &[usize]) {
+            let members = ids(&all_but(i));
+            let live: Vec<NodeAddr> = live.iter().map(|&j| addr(j)).collect();
+            let p = &mut self.peers[i];
+            let timer = ReplicationTimer::AntiEntropy;
+            p.machine
+                .handle_timer(self.now, timer, &live, &members, &mut p.out);
+            self.collect(i);
+        }
+
+        /// Every node exchanges with every other, everything delivered, time passing.
+        fn heal(&mut self) {
+            for i in 0..NODES {
+                for j in all_but(i) {
+                    self.tick_only(i, &[j]);
+                    self.deliver_all();
+                }
+            }
+            self.advance(Duration::from_millis(300));
+        }
+    }
+
+    /// Runs `steps`; returns the net and, per key, the last writer's value by timestamp.
+    fn run(steps: &[Step]) -> (Net, BTreeMap<String, Option<String>>) {
+        let config = ReplicationConfig {
+            tombstone_ttl: Duration::from_secs(1),
+            op_log_max: 2,
+            ..ReplicationConfig::default()
+        };
+        let mut net = Net::new(NODES, config);
+        let mut last: BTreeMap<String, (Timestamp, Option<String>)> = BTreeMap::new();
+        for step in steps {
+            match *step {
+                Step::Write(i, k, v) => {
+                    let (key, value) = (format!("k{k}"), v.map(|v| format!("v{v}")));
+                    net.write(i, &key, value.as_deref(), true);
+                    let keyspace = net.peers[i].machine.keyspace("ks").expect("ks");
+                    let ts = keyspace.entry(&key).map_or(Timestamp::ZERO, |e| e.ts);
+                    if last.get(&key).is_none_or(|(t, _)| *t < ts) {
+                        last.insert(key, (ts, value));
+                    }
+                }
+                Step::Deliver(at, copy) if !net.wire.is_empty() => {
+                    let at = at % net.wire.len();
+                    let message = match copy {
+                        true => net.wire[at].clone(),
+                        false => net.wire.remove(at),
+                    };
+                    net.deliver(message);
+                }
+                Step::Lose(at) if !net.wire.is_empty() => {
+                    let at = at % net.wire.len();
+                    net.wire.remove(at);
+                }
+                Step::Tick(i) => net.tick_only(i, &all_but(i)),
+                Step::Advance(ms) => net.advance(Duration::from_millis(ms)),
+                Step::Deliver(..) | Step::Lose(_) => {}
+            }
+        }
+        let expected = last.into_iter().map(|(k, (_, v))| (k, v)).collect();
+        (net, expected)
+    }
+
+    fn live(net: &Net, i: usize) -> BTreeMap<String, Option<String>> {
+        (0..4)
+            .map(|k| format!("k{k}"))
+            .map(|key| {
+                let value = net.value(i, &key);
+                (key, value)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_replica_ends_with_the_last_write_of_each_key(
+            steps in proptest::collection::vec(step(), 0..80),
+        ) {
+            let (mut net, expected) = run(&steps);
+            net.deliver_all();
+            for _ in 0..3 {
+                net.heal();
+            }
+            let mut expected_live: BTreeMap<String, Option<String>> =
+                (0..4).map(|k| (format!("k{k}"), None)).collect();
+            expected_live.extend(expected);
+            for i in 0..NODES {
+                prop_assert_eq!(&live(&net, i), &expected_live, "node {}", i);
+                prop_assert_eq!(net.peers[i].machine.digest(), net.peers[0].machine.digest());
+                net.peers[i].machine.invariants().map_err(TestCaseError::fail)?;
+            }
+        }
+    }
 }
