@@ -76,19 +76,23 @@ pub enum RpcEvent {
     /// A responder stopped reading a caller's requests until the caller takes the answers
     /// already queued for it (see `rpc::mux::ANSWERS_QUEUED_MAX`).
     AnswersBackedUp,
+    /// A responder ended a stream whose caller took none of its answers for
+    /// `rpc::mux::ANSWERS_WAIT_MAX`.
+    AnswersAbandoned,
     /// A call was refused, not sent, because its stream already queued more than all calls in
     /// flight could: the responder has stopped reading it.
     RequestsBackedUp,
 }
 
 impl RpcEvent {
-    const ALL: [RpcEvent; 7] = [
+    const ALL: [RpcEvent; 8] = [
         RpcEvent::LateReply,
         RpcEvent::CancelSent,
         RpcEvent::CancelReceived,
         RpcEvent::InFlightLimit,
         RpcEvent::Malformed,
         RpcEvent::AnswersBackedUp,
+        RpcEvent::AnswersAbandoned,
         RpcEvent::RequestsBackedUp,
     ];
 
@@ -100,6 +104,7 @@ impl RpcEvent {
             RpcEvent::InFlightLimit => "in_flight_limit",
             RpcEvent::Malformed => "malformed",
             RpcEvent::AnswersBackedUp => "answers_backed_up",
+            RpcEvent::AnswersAbandoned => "answers_abandoned",
             RpcEvent::RequestsBackedUp => "requests_backed_up",
         }
     }
@@ -198,7 +203,7 @@ pub struct TransportMetrics {
     /// Incoming handshakes turned away: [asked to retry, refused].
     turned_away: [Counter; 2],
     /// In [`RpcEvent::ALL`] order.
-    rpc_events: [Counter; 7],
+    rpc_events: [Counter; 8],
     /// Sealed membership datagrams: [sent, received].
     sealed_datagrams: [Counter; 2],
     sealed_refused: Family<ReasonLabels, Counter>,

@@ -11,6 +11,7 @@ use common::*;
 use foundation_transport::frame::{encode_frame, StreamHeader, STREAM_MAGIC, WIRE_VERSION};
 use foundation_transport::metrics::{DropReason, RpcEvent};
 use foundation_transport::rpc::codec::MuxFrame;
+use foundation_transport::rpc::ANSWERS_WAIT_MAX;
 use foundation_transport::wire::code;
 use foundation_transport::{Channel, SendMode};
 
@@ -288,4 +289,32 @@ async fn a_caller_that_never_reads_its_answers_is_stopped_by_flow_control() {
         );
     }
     assert_eq!(metrics.rpc_events(RpcEvent::Malformed), FRAMES);
+}
+
+/// Paused streams hold the connection's window: a responder that waited for ever would let two
+/// nodes calling each other under load stop each other's answers for good. Past
+/// `ANSWERS_WAIT_MAX` the stream ends, which gives the window back.
+#[tokio::test]
+async fn a_caller_that_takes_no_answers_for_too_long_has_its_stream_ended() {
+    const FRAMES: u64 = 400_000;
+    let member = node("orders").await;
+    let metrics = member.endpoint.metrics().clone();
+    let raw = RawPeer::connect_pinging(&member, Some(Duration::from_millis(300))).await;
+    let mut wire = raw.open_mux().await;
+    let mut out = BytesMut::new();
+    for id in 0..FRAMES {
+        out.put_u32(9);
+        out.put_u8(42);
+        out.put_u64(id);
+    }
+    wire.send.write_all(&out).await.unwrap();
+    let ended = tokio::time::timeout(ANSWERS_WAIT_MAX * 3, wire.send.stopped())
+        .await
+        .expect("the node ended the stream");
+    assert_eq!(
+        ended.clone().ok().flatten().map(|code| code.into_inner()),
+        Some(u64::from(code::UNAVAILABLE)),
+        "{ended:?}"
+    );
+    assert_eq!(metrics.rpc_events(RpcEvent::AnswersAbandoned), 1);
 }

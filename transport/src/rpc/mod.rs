@@ -39,6 +39,7 @@ use crate::stream_io::{read_frame, read_u32, ReadError};
 use crate::wire::code;
 pub use codec::MUX_REQUEST_MAX;
 use foundation_core::identity::NodeId;
+pub use mux::ANSWERS_WAIT_MAX;
 
 /// A request from a peer, waiting for [`respond`](IncomingRequest::respond).
 #[derive(Debug)]

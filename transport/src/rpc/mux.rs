@@ -51,6 +51,9 @@ const COPY_BELOW: usize = 4096;
 /// from it: past this the caller is not taking its answers (QUIC flow control holds them), and
 /// every request read would queue one more (a refusal at least) without end.
 pub(crate) const ANSWERS_QUEUED_MAX: usize = 1 << 20;
+/// Longest a responder waits, not reading, for a caller to take its answers before it ends the
+/// stream (see [`read_requests`]).
+pub const ANSWERS_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// Counts one more call in `count` if that stays within `limit`. Adding first and taking it
 /// back when over let a concurrent caller see a count one too high and refuse a call there was
@@ -630,7 +633,18 @@ async fn read_requests(
     loop {
         if server.outbox.backed_up(ANSWERS_QUEUED_MAX) {
             server.metrics.rpc_event(RpcEvent::AnswersBackedUp);
-            server.outbox.room(ANSWERS_QUEUED_MAX).await;
+            let room = server.outbox.room(ANSWERS_QUEUED_MAX);
+            if tokio::time::timeout(ANSWERS_WAIT_MAX, room).await.is_err() {
+                // The caller is stuck or hostile, or held by its connection's window, which
+                // streams paused both ways can use up (two nodes calling each other under
+                // load would wait for ever): ending the stream gives back the window its
+                // unread requests hold and drops the answers; the caller's calls on it fail,
+                // and its next call opens another stream.
+                server.metrics.rpc_event(RpcEvent::AnswersAbandoned);
+                server.outbox.reset(code::UNAVAILABLE);
+                let _ = recv.stop(VarInt::from_u32(code::UNAVAILABLE));
+                return Ok(());
+            }
         }
         let mut read = recv.read_chunk(READ_CHUNK_MAX, true).await;
         // Answers given while this wake's requests are taken (handlers that finish without

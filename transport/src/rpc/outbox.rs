@@ -121,6 +121,13 @@ impl Outbox {
     }
 
     /// No more frames: the writer task sends what is queued and finishes the stream.
+    /// Drops what is queued and resets the stream with `code`: its peer takes nothing more.
+    pub(crate) fn reset(&self, code: u32) {
+        lock(&self.state).buffer.clear();
+        let _ = lock(&self.send).reset(quinn::VarInt::from_u32(code));
+        self.close();
+    }
+
     pub(crate) fn close(&self) {
         lock(&self.state).closed = true;
         self.wake_writer.notify_one();

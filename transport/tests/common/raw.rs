@@ -20,8 +20,19 @@ pub struct RawPeer {
 
 impl RawPeer {
     pub async fn connect(to: &Node) -> RawPeer {
+        Self::connect_pinging(to, None).await
+    }
+
+    /// Connects, sending QUIC keep-alives every `ping` if given: a connection whose peers both
+    /// wait on flow control is otherwise idle, and times out.
+    pub async fn connect_pinging(to: &Node, ping: Option<Duration>) -> RawPeer {
         let cluster = ClusterName::new("orders").unwrap();
-        let (_, client) = raw_quic_configs(&secret(SECRET), &cluster).unwrap();
+        let (_, mut client) = raw_quic_configs(&secret(SECRET), &cluster).unwrap();
+        if let Some(ping) = ping {
+            let mut transport = quinn::TransportConfig::default();
+            transport.keep_alive_interval(Some(ping));
+            client.transport_config(std::sync::Arc::new(transport));
+        }
         let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         let conn = endpoint
             .connect_with(
