@@ -28,6 +28,10 @@ const REQUEST_QUEUE: usize = 256;
 /// cluster links to a few others, each with a few gateways: this is far more than they need,
 /// and bounds what strangers starting handshakes can hold.
 pub const GATEWAY_HANDSHAKES_MAX: usize = 64;
+/// Longest a handshake may hold one of the [`GATEWAY_HANDSHAKES_MAX`] places: a stranger who
+/// answers the Retry and goes quiet would otherwise hold it until the idle timeout (three
+/// probe intervals), and a few packets a second would shut linked gateways out.
+pub const GATEWAY_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings of a gateway endpoint.
 #[derive(Clone, Debug)]
@@ -332,13 +336,17 @@ async fn accept(
         let (shared, requests, linked) = (shared.clone(), requests.clone(), linked.clone());
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            let handshake = incoming.await;
+            let handshake = tokio::time::timeout(GATEWAY_HANDSHAKE_TIMEOUT, incoming).await;
             drop(permit);
             match handshake {
-                Ok(connection) => serve(shared, connection, requests, &linked).await,
-                Err(error) => {
+                Ok(Ok(connection)) => serve(shared, connection, requests, &linked).await,
+                Ok(Err(error)) => {
                     shared.refused.fetch_add(1, Ordering::Relaxed);
                     warn!(%remote, failure = %classify(&error), "gateway refused a connection");
+                }
+                Err(_) => {
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
+                    warn!(%remote, "gateway refused a connection: its handshake took too long");
                 }
             }
         });
