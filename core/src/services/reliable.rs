@@ -159,7 +159,8 @@ impl Incoming {
         let expected = self.expected.entry(key).or_insert(1);
         // Nothing below the publisher's oldest unacknowledged number is ever sent again, so
         // expecting less (a new stream, or one learnt again from a late copy) waits for ever.
-        *expected = (*expected).max(oldest);
+        // An oldest above the message's own number is no publisher's: not taken past it.
+        *expected = (*expected).max(oldest.min(place.seq));
         match place.seq.cmp(expected) {
             // The last number leaves no next one to expect: no publisher reaches it, so it is
             // a forgery off the network, never delivered.
@@ -293,6 +294,17 @@ mod tests {
         let (place, oldest) = out.push(T0, 3).unwrap();
         assert_eq!(incoming.accept(node(), place, oldest), Verdict::Deliver);
         assert_eq!(incoming.acked(node(), 1), Some(place.seq));
+    }
+
+    /// A publisher's oldest unacknowledged number is never above the message it comes with;
+    /// one that is (a corrupt or foreign message) does not move the stream past that message.
+    #[test]
+    fn an_oldest_above_the_messages_own_number_skips_nothing() {
+        let mut incoming = Incoming::new(4);
+        let first = Sequenced { stream: 1, seq: 1 };
+        assert_eq!(incoming.accept(node(), first, 100), Verdict::Deliver);
+        let second = Sequenced { stream: 1, seq: 2 };
+        assert_eq!(incoming.accept(node(), second, 2), Verdict::Deliver);
     }
 
     #[test]
