@@ -344,8 +344,9 @@ mod tests {
     }
 
     /// A peer holding the key can seal at any counter by hand. At `u64::MAX`, taking it
-    /// overflowed the window's top: a panic in a debug build, and in release a window whose
-    /// top stopped at `u64::MAX`, so that packet opened again on every replay.
+    /// overflowed the window's arithmetic (the shift to it): a panic in a debug build, and in
+    /// release a window whose top stopped at `u64::MAX`, so that packet opened again on every
+    /// replay.
     #[test]
     fn the_last_counter_is_refused_and_the_window_goes_on() {
         let (mut seal, mut open_key) = pair();
