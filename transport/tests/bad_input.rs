@@ -243,6 +243,18 @@ async fn a_request_id_already_in_flight_is_refused_and_the_first_call_stands() {
     );
 }
 
+/// `frames` requests of an unknown kind, with ids from 0: each refused by id, 13 bytes in and
+/// 17 out.
+fn unknown_kinds(frames: u64) -> BytesMut {
+    let mut out = BytesMut::new();
+    for id in 0..frames {
+        out.put_u32(9);
+        out.put_u8(42);
+        out.put_u64(id);
+    }
+    out
+}
+
 /// A caller that sends requests and never reads the answers: the responder queues answers only
 /// up to a bound, then stops reading that stream, so QUIC flow control stops the caller (before,
 /// every request read queued one more answer, without end). Once the caller reads, every answer
@@ -258,13 +270,7 @@ async fn a_caller_that_never_reads_its_answers_is_stopped_by_flow_control() {
     let metrics = member.endpoint.metrics().clone();
     let raw = RawPeer::connect(&member).await;
     let mut wire = raw.open_mux().await;
-    let mut out = BytesMut::new();
-    for id in 0..FRAMES {
-        out.put_u32(9);
-        out.put_u8(42);
-        out.put_u64(id);
-    }
-    wire.send.write_all(&out).await.unwrap();
+    wire.send.write_all(&unknown_kinds(FRAMES)).await.unwrap();
 
     let paused = || metrics.rpc_events(RpcEvent::AnswersBackedUp) > 0;
     let read = || metrics.rpc_events(RpcEvent::Malformed);
@@ -301,13 +307,7 @@ async fn a_caller_that_takes_no_answers_for_too_long_has_its_stream_ended() {
     let metrics = member.endpoint.metrics().clone();
     let raw = RawPeer::connect_pinging(&member, Some(Duration::from_millis(300))).await;
     let mut wire = raw.open_mux().await;
-    let mut out = BytesMut::new();
-    for id in 0..FRAMES {
-        out.put_u32(9);
-        out.put_u8(42);
-        out.put_u64(id);
-    }
-    wire.send.write_all(&out).await.unwrap();
+    wire.send.write_all(&unknown_kinds(FRAMES)).await.unwrap();
     let ended = tokio::time::timeout(ANSWERS_WAIT_MAX * 3, wire.send.stopped())
         .await
         .expect("the node ended the stream");

@@ -355,16 +355,22 @@ fn restart_node_2(net: &mut Net, settings: &CacheSettings, now: Instant) -> Vec<
     view
 }
 
-#[test]
-fn a_request_to_an_owner_that_restarted_is_asked_again_of_its_new_life() {
+/// Two nodes of partitioned cache "p", and a key node 2 owns, put there as "v1".
+fn v1_put_at_node_2() -> (Net, CacheSettings, Vec<u8>) {
     let settings = CacheSettings::new("p", Mode::Partitioned);
     let mut net = Net::new(2, &settings);
-    let now = Instant::ZERO;
     let key = key_owned_by(&mut net, "p", 2);
     net.node(2)
-        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
+        .put(Instant::ZERO, "p", &key, Bytes::from_static(b"v1"), None)
         .expect("puts");
-    net.settle(now);
+    net.settle(Instant::ZERO);
+    (net, settings, key)
+}
+
+#[test]
+fn a_request_to_an_owner_that_restarted_is_asked_again_of_its_new_life() {
+    let (mut net, settings, key) = v1_put_at_node_2();
+    let now = Instant::ZERO;
     // Node 1 asks node 2, which ends before it answers: the request is lost with its life.
     net.hold_to = Some(NodeId::from_u128(2));
     let read = pending(net.node(1).get(now, "p", &key, 10 * SEC));
@@ -525,15 +531,17 @@ fn answer_of_v1_held_back(net: &mut Net, now: Instant) -> (Vec<u8>, u64, (NodeId
     (key, read, (from, answer))
 }
 
-#[test]
-fn an_answer_older_than_an_invalidation_that_reached_the_reader_is_not_served() {
+/// Node 1's read of a key node 2 owns, answered v1 and held back while node 2 takes v2 and its
+/// invalidation reaches node 1 first; `between` runs before the held answer arrives. What the
+/// read ended with.
+fn read_answered_behind_an_invalidation(
+    between: impl FnOnce(&mut Net, Instant),
+) -> Option<Result<Option<Bytes>, CacheError>> {
     let settings = CacheSettings::new("p", Mode::Partitioned);
     let mut net = Net::new(2, &settings);
     let now = Instant::ZERO;
-    // The owner answers v1, but the answer is held back ...
     let (key, read, (from, answer)) = answer_of_v1_held_back(&mut net, now);
     net.hold_to = None;
-    // ... while the owner takes v2 and its invalidation reaches node 1 first.
     net.node(2)
         .put(now, "p", &key, Bytes::from_static(b"v2"), None)
         .expect("puts");
@@ -544,10 +552,16 @@ fn an_answer_older_than_an_invalidation_that_reached_the_reader_is_not_served() 
         version: 2,
     };
     net.node(1).received(now, from, invalidation);
+    between(&mut net, now);
     net.node(1).received(now, from, answer);
     net.settle(now);
+    done(&net.take_events(1), read)
+}
+
+#[test]
+fn an_answer_older_than_an_invalidation_that_reached_the_reader_is_not_served() {
     assert_eq!(
-        done(&net.take_events(1), read),
+        read_answered_behind_an_invalidation(|_, _| {}),
         Some(Ok(Some(Bytes::from_static(b"v2")))),
         "the stale answer was dropped and the owner asked again"
     );
@@ -564,27 +578,12 @@ fn renewed(n: u128) -> Candidate {
 
 #[test]
 fn an_invalidation_still_counts_after_the_owners_generation_renewed() {
-    let settings = CacheSettings::new("p", Mode::Partitioned);
-    let mut net = Net::new(2, &settings);
-    let now = Instant::ZERO;
-    let (key, read, (from, answer)) = answer_of_v1_held_back(&mut net, now);
-    net.hold_to = None;
-    net.node(2)
-        .put(now, "p", &key, Bytes::from_static(b"v2"), None)
-        .expect("puts");
-    let invalidation = CacheMessage::Invalidate {
-        cache: "p".into(),
-        key: key.clone(),
-        owner: life(2),
-        version: 2,
-    };
-    net.node(1).received(now, from, invalidation);
     // The read is asked again of the renewed owner, and the held answer of v1 arrives first.
-    net.node(1).update_view(now, vec![candidate(1), renewed(2)]);
-    net.node(1).received(now, from, answer);
-    net.settle(now);
+    let renewed_view = |net: &mut Net, now| {
+        net.node(1).update_view(now, vec![candidate(1), renewed(2)]);
+    };
     assert_eq!(
-        done(&net.take_events(1), read),
+        read_answered_behind_an_invalidation(renewed_view),
         Some(Ok(Some(Bytes::from_static(b"v2")))),
         "v1 was served after v2's invalidation had arrived"
     );
@@ -626,14 +625,8 @@ fn a_caller_that_asks_again_is_queued_once() {
 
 #[test]
 fn an_owner_whose_generation_renewed_keeps_its_own_entries() {
-    let settings = CacheSettings::new("p", Mode::Partitioned);
-    let mut net = Net::new(2, &settings);
+    let (mut net, _, key) = v1_put_at_node_2();
     let now = Instant::ZERO;
-    let key = key_owned_by(&mut net, "p", 2);
-    net.node(2)
-        .put(now, "p", &key, Bytes::from_static(b"v1"), None)
-        .expect("puts");
-    net.settle(now);
     // Membership renewed node 2's generation; its cache keeps its life.
     net.node(2).update_view(now, vec![candidate(1), renewed(2)]);
     assert_eq!(

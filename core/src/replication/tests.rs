@@ -493,6 +493,16 @@ fn state_collected_at(from: usize, horizon_ms: u64) -> ReplicationMessage {
 /// A horizon far ahead of our clock would drop every tombstone at once and leave every later
 /// delete without one, so an older set arriving after it wins: refused like a stamp that far
 /// ahead, and counted.
+/// Node 0's entry for `k` is stamped past the horizon taken at `horizon_ms`.
+fn assert_stamped_past(net: &Net, horizon_ms: u64) {
+    let ts = net.peers[0]
+        .machine
+        .keyspace("ks")
+        .and_then(|k| k.entry("k"))
+        .map(|e| e.ts);
+    assert!(ts > Some(Timestamp::at_wall(horizon_ms)), "{ts:?}");
+}
+
 #[test]
 fn a_full_state_collected_past_the_drift_bound_is_refused() {
     let mut net = Net::new(3, ReplicationConfig::default());
@@ -526,12 +536,7 @@ fn writes_after_taking_a_peers_horizon_are_stamped_past_it() {
         None,
         "the delete beats the set on every replica"
     );
-    let ts = net.peers[0]
-        .machine
-        .keyspace("ks")
-        .and_then(|k| k.entry("k"))
-        .map(|e| e.ts);
-    assert!(ts > Some(Timestamp::at_wall(horizon_ms)), "{ts:?}");
+    assert_stamped_past(&net, horizon_ms);
 }
 
 #[test]
@@ -643,6 +648,12 @@ impl Net {
 
     /// Like [`Self::tick`], with `members` the members not departed (`live` and the failed).
     fn tick_with(&mut self, i: usize, live: &[usize], members: &[usize]) {
+        self.fire_anti_entropy(i, live, members);
+        self.deliver_all();
+    }
+
+    /// Node `i`'s anti-entropy timer fires; what it sends is collected, not delivered.
+    fn fire_anti_entropy(&mut self, i: usize, live: &[usize], members: &[usize]) {
         let members = ids(members);
         let live: Vec<NodeAddr> = live.iter().map(|&j| addr(j)).collect();
         let p = &mut self.peers[i];
@@ -650,7 +661,6 @@ impl Net {
         p.machine
             .handle_timer(self.now, timer, &live, &members, &mut p.out);
         self.collect(i);
-        self.deliver_all();
     }
 
     /// Node `i` writes `key` asking `targets` for acks, until `until` from now.
@@ -1572,12 +1582,7 @@ fn a_restarted_node_writes_after_the_horizon_it_stored() {
     net.sync(0);
     net.restart(0, 2);
     net.durable_write(0, "k", "new");
-    let ts = net.peers[0]
-        .machine
-        .keyspace("ks")
-        .and_then(|k| k.entry("k"))
-        .map(|e| e.ts);
-    assert!(ts > Some(Timestamp::at_wall(horizon_ms)), "{ts:?}");
+    assert_stamped_past(&net, horizon_ms);
 }
 
 #[test]
@@ -2305,13 +2310,7 @@ mod random_delivery {
         /// Node `i`'s anti-entropy timer fires with `live` its live members and everyone a
         /// member; nothing is delivered yet.
         fn tick_only(&mut self, i: usize, live: &[usize]) {
-            let members = ids(&all_but(i));
-            let live: Vec<NodeAddr> = live.iter().map(|&j| addr(j)).collect();
-            let p = &mut self.peers[i];
-            let timer = ReplicationTimer::AntiEntropy;
-            p.machine
-                .handle_timer(self.now, timer, &live, &members, &mut p.out);
-            self.collect(i);
+            self.fire_anti_entropy(i, live, &all_but(i));
         }
 
         /// Every node exchanges with every other, everything delivered, time passing.
