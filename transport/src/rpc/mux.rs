@@ -52,7 +52,8 @@ const COPY_BELOW: usize = 4096;
 /// every request read would queue one more (a refusal at least) without end.
 pub(crate) const ANSWERS_QUEUED_MAX: usize = 1 << 20;
 /// Longest a responder waits, not reading, for a caller to take its answers before it ends the
-/// stream (see [`read_requests`]).
+/// stream: paused streams hold the connection's receive window, which two nodes calling each
+/// other under load could otherwise use up both ways for good.
 pub const ANSWERS_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// Counts one more call in `count` if that stays within `limit`. Adding first and taking it
