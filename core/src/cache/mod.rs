@@ -771,13 +771,10 @@ impl Caches {
                 continue;
             };
             let store = cache.store.clone();
+            // Ours carry our cache's life, which a renewed generation in the view keeps: the
+            // owner's life is ours then, not the view's.
             store.retain(&mut |key, entry| {
-                let owner = self.owner(Mode::Partitioned, &name, key);
-                if owner == self.me.node {
-                    // Ours carry our cache's life, which a renewed generation in the view keeps.
-                    return entry.owner == self.me;
-                }
-                self.life_of(owner) == Some(entry.owner)
+                self.owner_life(Mode::Partitioned, &name, key) == entry.owner
             });
             let moved: Vec<Bytes> = cache
                 .flights
@@ -866,7 +863,6 @@ impl Caches {
     ) -> Result<Started, CacheError> {
         let cache = self.check_key(name, key)?;
         let mode = cache.settings.mode;
-        let owner = self.owner_life(mode, name, key);
         if let Some(entry) = cache.store.get(key, now) {
             let near = entry.owner.node != self.me.node;
             let event = CacheEvent::Served {
@@ -885,6 +881,8 @@ impl Caches {
         if let Some(cache) = self.caches.get_mut(name) {
             cache.stats.misses += 1;
         }
+        // Only a miss needs the owner: a hit leaves without hashing the key's shard.
+        let owner = self.owner_life(mode, name, key);
         if !compute && owner == self.me {
             return Ok(Started::Ready(None));
         }
