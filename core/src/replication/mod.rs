@@ -545,8 +545,9 @@ impl Replication {
     /// keyspaces, with the writes each includes, its epoch and its clock ceiling. The clock
     /// moves past every stored write and GC horizon and to the ceiling, so ours order after
     /// every write of that life any peer holds (see `clock_bound`) and below no horizon, and the
-    /// first member to come up is asked for what we missed. `whole`: storage kept every record of what it was given (a prefix of
-    /// the batches; see [`crate::storage::LoadReport::partial`]); if not, no keyspace's record
+    /// first member to come up is asked for what we missed. `whole`: storage kept every record
+    /// of what it was given (a prefix of the batches; see
+    /// [`crate::storage::LoadReport::partial`]); if not, no keyspace's record
     /// of which writes it includes is trusted (see `durable::read`), and the first batch,
     /// handed out at once, writes such keyspaces again as held. Returns how many records did
     /// not decode (left out: peers refill them).
