@@ -452,8 +452,8 @@ fn push_window(counts: &mut Counts, rate: FailureRate, failed: bool) -> bool {
 /// One breaker per instance, all with the same configuration.
 ///
 /// An instance without an entry behaves as a fresh closed breaker; entries are created when the
-/// first outcome is recorded and live until [`Breakers::remove`] (call it when an instance leaves
-/// the registry).
+/// first outcome other than a cancel is recorded and live until [`Breakers::remove`] (call it when
+/// an instance leaves the registry).
 #[derive(Debug, Clone)]
 pub struct Breakers<K> {
     config: BreakerConfig,
@@ -501,6 +501,9 @@ impl<K: Ord> Breakers<K> {
     {
         let breaker = match self.breakers.get_mut(instance) {
             Some(breaker) => breaker,
+            // A fresh breaker learns nothing from a cancel; an entry made for one would bring
+            // back an instance the caller has just forgotten (its call ended after the removal).
+            None if outcome == Outcome::Cancelled => return None,
             None => self
                 .breakers
                 .entry(instance.to_owned())
@@ -783,6 +786,20 @@ mod tests {
         assert!(all.remove("a"));
         assert_eq!(all.state("a"), State::Closed);
         assert_eq!(all.len(), 1);
+    }
+
+    #[test]
+    fn a_cancel_for_a_forgotten_instance_makes_no_breaker() {
+        let mut all = Breakers::<String>::new(streak(1)).unwrap();
+        let done = all.allow(at(0), "a").unwrap();
+        let dropped = all.allow(at(0), "a").unwrap();
+        assert_eq!(all.record(at(0), "a", done, Outcome::Success), None);
+        assert!(all.remove("a"));
+        assert_eq!(all.record(at(1), "a", dropped, Outcome::Cancelled), None);
+        assert!(
+            all.is_empty(),
+            "the cancel re-created the forgotten instance's breaker"
+        );
     }
 
     #[derive(Debug, Clone)]
