@@ -679,7 +679,9 @@ fn memory(origins: usize) -> Memory {
         let envelope = Envelope {
             keyspace: KEYSPACE.into(),
             origin,
-            seq: keyspace.next_seq(origin),
+            seq: keyspace
+                .next_seq(origin)
+                .expect("a fresh origin has seqs left"),
             epoch: 0,
             op: LwwOp {
                 key: key(i),

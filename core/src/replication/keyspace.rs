@@ -307,9 +307,12 @@ impl Keyspace {
         }
     }
 
-    /// The next seq `origin` would use here.
-    pub fn next_seq(&self, origin: Origin) -> u64 {
-        self.origins.get(&origin).map_or(0, |l| l.contiguous) + 1
+    /// The next seq `origin` would use here; `None` once a state claimed it used the last one.
+    pub fn next_seq(&self, origin: Origin) -> Option<u64> {
+        self.origins
+            .get(&origin)
+            .map_or(0, |l| l.contiguous)
+            .checked_add(1)
     }
 
     /// Whether the op in `envelope` was applied here already.

@@ -242,6 +242,13 @@ pub enum ReplicationError {
         /// The limit.
         max: usize,
     },
+    /// This life of the node has used the last sequence number in the keyspace (a peer's full
+    /// state claimed it had); a restart, which starts a new life, writes again. Nothing changed.
+    #[error("this node's life has no sequence number left in keyspace {keyspace:?}; restart it to write there; nothing was written")]
+    SeqExhausted {
+        /// The keyspace.
+        keyspace: String,
+    },
     /// Too many acknowledged writes are waiting for answers; retry later.
     #[error("{max} acknowledged writes are already waiting for answers")]
     TooManyPendingAcks {
@@ -1063,6 +1070,18 @@ impl Replication {
         Ok(())
     }
 
+    /// The seq this life's next write to `keyspace` takes. Only a peer's claim can have used up
+    /// the last one (we adopt what peers say we wrote, so a disk that lost our tail never reuses
+    /// a seq); refusing beats wrapping to a seq every peer already holds.
+    fn next_own_seq(&self, keyspace: &str) -> Result<u64, ReplicationError> {
+        self.keyspaces
+            .get(keyspace)
+            .map_or(Some(1), |k| k.next_seq(self.me))
+            .ok_or_else(|| ReplicationError::SeqExhausted {
+                keyspace: keyspace.to_owned(),
+            })
+    }
+
     /// Checks and applies a local write; returns its envelope, ready to push.
     fn apply_local(
         &mut self,
@@ -1070,15 +1089,21 @@ impl Replication {
         write: Write,
         out: &mut Outbox,
     ) -> Result<Envelope, ReplicationError> {
-        if let Err(error) = self.check(&write) {
-            self.stats.refused_writes += 1;
-            return Err(error);
-        }
+        let seq = match self
+            .check(&write)
+            .and_then(|()| self.next_own_seq(&write.keyspace))
+        {
+            Ok(seq) => seq,
+            Err(error) => {
+                self.stats.refused_writes += 1;
+                return Err(error);
+            }
+        };
         let ts = self.hlc.now(self.wall_ms(now));
         self.bound.stamped(ts);
         let keyspace = open(&mut self.keyspaces, &self.persistence, &write.keyspace);
         let envelope = Envelope {
-            seq: keyspace.next_seq(self.me),
+            seq,
             keyspace: write.keyspace,
             origin: self.me,
             epoch: self.epoch,

@@ -630,6 +630,30 @@ fn a_full_state_claiming_the_last_seq_is_merged_without_overflow() {
     keyspace.invariants().expect("invariants");
 }
 
+/// A peer's state claiming our own last seq leaves no seq for our next write: it is refused,
+/// not stamped with a wrapped seq every peer takes for one it holds.
+#[test]
+fn a_write_after_a_state_claimed_our_last_seq_is_refused() {
+    let mut net = Net::new(3, ReplicationConfig::default());
+    let ReplicationMessage::FullState { state, .. } = state_collected_at(2, 1_000) else {
+        unreachable!("a full state");
+    };
+    let message = ReplicationMessage::FullState {
+        keyspace: "ks".into(),
+        epoch: 0,
+        state,
+        seen: [(origin(0, 1), u64::MAX)].into(),
+        retired: Seen::new(),
+    };
+    net.deliver((2, 0, encode(message)));
+    let refused = net.write_acked_among(0, "k", &[1], 2);
+    assert!(
+        matches!(&refused, Err(ReplicationError::SeqExhausted { keyspace }) if keyspace == "ks"),
+        "{refused:?}"
+    );
+    assert_eq!(net.value(0, "k"), None, "a refused write changed nothing");
+}
+
 #[test]
 fn a_small_write_costs_under_a_hundred_bytes_per_peer() {
     let mut net = Net::new(4, ReplicationConfig::default());
