@@ -730,3 +730,28 @@ async fn a_request_without_a_practical_deadline_is_answered() {
     }
     stop(&nodes).await;
 }
+
+/// A request from another node waits there at most `max_request_deadline` for its agent,
+/// whatever deadline it carried: a caller cannot hold the receiver's task for years.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_request_waits_at_most_the_receivers_cap() {
+    let nodes = common::cluster(2, |seeds| NodeSettings {
+        agents: AgentsConfig {
+            max_request_deadline: Duration::from_millis(500),
+            ..AgentsConfig::default()
+        },
+        ..common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await;
+    nodes[1].agents().spawn(doubler("doubler")).await.unwrap();
+    let far = nodes[0].agents();
+    eventually(SOON, "doubler visible", || far.lookup("doubler").is_some()).await;
+    // 1 keeps the handler three seconds, past the receiver's cap of half a second.
+    let request = far.request::<_, u64>("doubler", &1u64, Duration::MAX);
+    let answer = tokio::time::timeout(SOON, request).await;
+    assert!(
+        matches!(answer, Ok(Err(DeliveryError::DeadlineExceeded))),
+        "{answer:?}"
+    );
+    stop(&nodes).await;
+}

@@ -48,6 +48,7 @@ use foundation_core::agents::BadAgent;
 use foundation_core::ephemeral::AGENTS_KEYSPACE;
 use foundation_core::membership::MemberView;
 use foundation_core::node::WriteError;
+use foundation_core::services::admission::MAX_CALL_DEADLINE;
 use foundation_core::services::Directory;
 use foundation_transport::{Endpoint, IncomingRequest, NodeId};
 use prometheus_client::registry::Registry;
@@ -70,6 +71,10 @@ pub struct AgentsConfig {
     pub max_message_bytes: usize,
     /// How long a `send` to another node waits for the message to be queued there.
     pub send_timeout: Duration,
+    /// Longest a request from another node waits here for its agent's answer, whatever
+    /// deadline it carried (it waits the smaller of the two): a peer cannot hold a task here
+    /// for years behind an agent that never answers.
+    pub max_request_deadline: Duration,
     /// How long a stopped instance may take to finish its message and `terminate` before it
     /// is aborted.
     pub stop_grace: Duration,
@@ -85,6 +90,7 @@ impl Default for AgentsConfig {
             mailbox: 1024,
             max_message_bytes: 1 << 20,
             send_timeout: Duration::from_secs(5),
+            max_request_deadline: MAX_CALL_DEADLINE,
             stop_grace: Duration::from_secs(5),
             health_interval: Duration::from_secs(1),
         }

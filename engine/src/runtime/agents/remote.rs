@@ -79,6 +79,7 @@ pub(super) async fn serve(handle: AgentsHandle, mut requests: mpsc::Receiver<Inc
         tokio::spawn(async move {
             let (from, payload, deadline, responder) = request.into_parts();
             let started = tokio::time::Instant::now();
+            let deadline = deadline.min(started + handle.shared.config.max_request_deadline);
             let result = receive(&handle, from, &payload, deadline).await;
             handle.shared.metrics.message("received", started, &result);
             let reply = match result {
