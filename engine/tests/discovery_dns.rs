@@ -252,3 +252,26 @@ fn an_empty_or_invalid_name_is_a_clear_error() {
         assert!(error.to_string().starts_with("dns discovery:"), "{error}");
     }
 }
+
+/// A node that leaves stops its strategies first: a lookup waiting on a name server that never
+/// answers (2 s per try here, with retries) must not hold the stop up. The stop abandons the
+/// lookup, so its failure is never counted; a stop that waited for it would count it.
+#[tokio::test]
+async fn stop_does_not_wait_for_a_lookup_the_server_never_answers() {
+    let silent = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let metrics = DiscoveryMetrics::default();
+    let strategy = DnsDiscovery::new("silent.test.", 7300, false, metrics.clone())
+        .expect("dns")
+        .with_nameserver(silent.local_addr().expect("addr"))
+        .with_interval(Duration::from_millis(10));
+    let (tx, _rx) = mpsc::channel(64);
+    let handle = Box::new(strategy).start(me(), tx).expect("start");
+    let mut query = [0u8; 512];
+    silent.recv_from(&mut query).await.expect("the lookup asks");
+    handle.stop().await;
+    assert_eq!(
+        metrics.errors("dns"),
+        0,
+        "stop waited for the unanswered lookup to fail"
+    );
+}
