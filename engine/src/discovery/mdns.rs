@@ -169,10 +169,13 @@ impl Running {
                 _ = ticker.tick() => self.report_all(),
                 event = events.recv_async() => match event {
                     Ok(event) => self.on_event(event),
-                    Err(_) => {
-                        events = self.browse_again().await;
-                        Ok(())
-                    }
+                    Err(_) => match self.browse_again(&mut stop).await {
+                        Some(fresh) => {
+                            events = fresh;
+                            Ok(())
+                        }
+                        None => break,
+                    },
                 },
             };
             if outcome.is_err() {
@@ -216,21 +219,17 @@ impl Running {
         Ok(())
     }
 
-    /// The event channel closed (we fell behind, or the daemon failed): browse afresh.
-    async fn browse_again(&self) -> Receiver<ServiceEvent> {
+    /// The event channel closed (we fell behind, or the daemon failed): browse afresh. `None`
+    /// when stop was asked before a browse succeeded.
+    async fn browse_again(&self, stop: &mut StopSignal) -> Option<Receiver<ServiceEvent>> {
         self.reporter.error();
         tracing::warn!("mdns discovery: event channel closed; browsing again");
         let _ = self.daemon.stop_browse(MDNS_SERVICE_TYPE);
-        loop {
-            match self.daemon.browse(MDNS_SERVICE_TYPE) {
-                Ok(events) => return events,
-                Err(error) => {
-                    self.reporter.error();
-                    tracing::warn!(%error, "mdns discovery: cannot browse; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
+        let failed = |error: &mdns_sd::Error| {
+            self.reporter.error();
+            tracing::warn!(%error, "mdns discovery: cannot browse; retrying");
+        };
+        until_ok(stop, || self.daemon.browse(MDNS_SERVICE_TYPE), failed).await
     }
 
     /// Unregisters our service (peers see it go) and shuts the daemon down.
@@ -241,6 +240,34 @@ impl Running {
         if let Ok(status) = self.daemon.shutdown() {
             let _ = tokio::time::timeout(STOP_TIMEOUT, status.recv_async()).await;
         }
+    }
+}
+
+/// The first wait before trying a failed browse again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest wait between two tries of a failed browse.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Calls `attempt` until it succeeds, backing off after each failure; `None` once stop is
+/// asked. A daemon whose thread has ended refuses every command for good, and the node must
+/// still be able to stop (it waits for its strategies when it leaves).
+async fn until_ok<T>(
+    stop: &mut StopSignal,
+    mut attempt: impl FnMut() -> Result<T, mdns_sd::Error>,
+    failed: impl Fn(&mdns_sd::Error),
+) -> Option<T> {
+    let mut wait = RETRY_FIRST;
+    loop {
+        match attempt() {
+            Ok(done) => return Some(done),
+            Err(error) => failed(&error),
+        }
+        tokio::select! {
+            _ = stop.stopped() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RETRY_MAX);
     }
 }
 
@@ -268,5 +295,31 @@ fn socket_addr(ip: &ScopedIp, port: u16) -> SocketAddr {
             SocketAddr::V6(SocketAddrV6::new(*v6.addr(), port, 0, v6.scope_id().index))
         }
         other => SocketAddr::new(other.to_ip_addr(), port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon's thread can end (its own panic, a socket it cannot poll); every browse then
+    /// fails. The strategy retries, and a stop still ends it: the node's leave waits for it.
+    #[tokio::test(start_paused = true)]
+    async fn a_browse_that_keeps_failing_still_lets_the_strategy_stop() {
+        let (tried, mut tries) = mpsc::unbounded_channel();
+        let handle = DiscoveryHandle::spawn(NAME, |mut stop| async move {
+            let attempt = || {
+                let _ = tried.send(());
+                Err::<(), _>(mdns_sd::Error::DaemonShutdown)
+            };
+            assert!(until_ok(&mut stop, attempt, |_| {}).await.is_none());
+        });
+        for _ in 0..3 {
+            tries.recv().await.expect("it tries again");
+        }
+        // Virtual time: an hour of retries passes at once if the stop is not heard.
+        tokio::time::timeout(Duration::from_secs(3600), handle.stop())
+            .await
+            .expect("the stop ended the retries");
     }
 }
