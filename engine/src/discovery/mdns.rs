@@ -130,7 +130,7 @@ impl Discovery for MdnsDiscovery {
         let running = Running {
             daemon,
             fullname,
-            peers: BTreeMap::new(),
+            peers: Peers::default(),
             reporter,
         };
         Ok(DiscoveryHandle::spawn(NAME, move |stop| {
@@ -146,12 +146,41 @@ struct Peer {
     addrs: Vec<SocketAddr>,
 }
 
+/// The most peers kept for re-reporting. Anyone on the link who reads a cluster's name off an
+/// advert can announce instances of it under random names and a TTL that never runs out; past
+/// the bound a new instance is still reported when it resolves, but not kept.
+const MAX_PEERS: usize = 512;
+
+/// The most addresses kept (and reported) per peer; a node has a few.
+const MAX_ADDRS: usize = 8;
+
+/// Known same-cluster peers by instance full name, bounded by [`MAX_PEERS`].
+#[derive(Debug, Default)]
+struct Peers(BTreeMap<String, Peer>);
+
+impl Peers {
+    /// Keeps `peer` under `fullname` (replacing what that name said), unless the table is full.
+    fn insert(&mut self, fullname: &str, peer: Peer) {
+        if self.0.len() < MAX_PEERS || self.0.contains_key(fullname) {
+            self.0.insert(fullname.to_owned(), peer);
+        }
+    }
+
+    fn remove(&mut self, fullname: &str) {
+        self.0.remove(fullname);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Peer> {
+        self.0.values()
+    }
+}
+
 /// The strategy's task state.
 struct Running {
     daemon: ServiceDaemon,
     fullname: String,
-    /// Known same-cluster peers, by instance full name.
-    peers: BTreeMap<String, Peer>,
+    /// Known same-cluster peers, re-reported every interval.
+    peers: Peers,
     reporter: Reporter,
 }
 
@@ -206,12 +235,12 @@ impl Running {
         for addr in &peer.addrs {
             self.reporter.report(*addr, Some(peer.id))?;
         }
-        self.peers.insert(service.fullname.clone(), peer);
+        self.peers.insert(&service.fullname, peer);
         Ok(())
     }
 
     fn report_all(&self) -> Result<(), Closed> {
-        for peer in self.peers.values() {
+        for peer in self.peers.iter() {
             for addr in &peer.addrs {
                 self.reporter.report(*addr, Some(peer.id))?;
             }
@@ -285,6 +314,8 @@ fn parse_peer(service: &ResolvedService, cluster: &str) -> Option<Peer> {
         .filter(|a| !a.ip().is_unspecified())
         .collect();
     addrs.sort();
+    addrs.dedup();
+    addrs.truncate(MAX_ADDRS);
     (!addrs.is_empty()).then_some(Peer { id, addrs })
 }
 
@@ -301,6 +332,27 @@ fn socket_addr(ip: &ScopedIp, port: u16) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer(n: u128) -> Peer {
+        Peer {
+            id: NodeId::from_u128(n),
+            addrs: vec![SocketAddr::from(([127, 0, 0, 1], 7000))],
+        }
+    }
+
+    /// A flood of instances under fresh names fills the table to its bound and no further;
+    /// a name already known is still updated.
+    #[test]
+    fn the_peer_table_is_bounded_under_a_flood_of_names() {
+        let mut peers = Peers::default();
+        for n in 0..(MAX_PEERS as u128 + 100) {
+            peers.insert(&format!("flood-{n}._foundation._udp.local."), peer(n));
+        }
+        assert_eq!(peers.iter().count(), MAX_PEERS);
+        peers.insert("flood-0._foundation._udp.local.", peer(u128::MAX));
+        assert!(peers.iter().any(|p| p.id == NodeId::from_u128(u128::MAX)));
+        assert_eq!(peers.iter().count(), MAX_PEERS);
+    }
 
     /// The daemon's thread can end (its own panic, a socket it cannot poll); every browse then
     /// fails. The strategy retries, and a stop still ends it: the node's leave waits for it.
