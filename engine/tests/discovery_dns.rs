@@ -275,3 +275,35 @@ async fn stop_does_not_wait_for_a_lookup_the_server_never_answers() {
         "stop waited for the unanswered lookup to fail"
     );
 }
+
+/// `FOUNDATION_DISCOVERY=dns` with a name and no port: the A records are dialled at the port
+/// this node advertises, as under `auto` in Kubernetes and as `DiscoverySpec::Dns` documents
+/// for port 0, not at a fixed 7400 a node bound elsewhere would never be reached at.
+#[tokio::test]
+async fn a_dns_strategy_configured_without_a_port_dials_our_own() {
+    let zone = Zone::default();
+    set(
+        &zone,
+        "peers.test.",
+        RecordType::A,
+        vec![a([127, 0, 0, 30])],
+    );
+    let server = dns_server(zone).await.to_string();
+    let config = foundation_engine::config::NodeConfig::builder()
+        .env([
+            ("FOUNDATION_DISCOVERY", "dns"),
+            ("FOUNDATION_DNS_NAME", "peers.test."),
+            ("FOUNDATION_DNS_SERVER", server.as_str()),
+        ])
+        .build()
+        .expect("config");
+    let metrics = DiscoveryMetrics::default();
+    let mut strategies =
+        foundation_engine::discovery::build(&config.discovery[0], &Default::default(), &metrics)
+            .expect("build");
+    let (tx, mut rx) = mpsc::channel(64);
+    let handle = strategies.remove(0).start(me(), tx).expect("start");
+    let first = rx.recv().await.expect("a candidate");
+    assert_eq!(first.addr, addr([127, 0, 0, 30], me().addr.port()));
+    handle.stop().await;
+}
