@@ -252,3 +252,58 @@ fn an_empty_or_invalid_name_is_a_clear_error() {
         assert!(error.to_string().starts_with("dns discovery:"), "{error}");
     }
 }
+
+/// A node that leaves stops its strategies first: a lookup waiting on a name server that never
+/// answers (2 s per try here, with retries) must not hold the stop up. The stop abandons the
+/// lookup, so its failure is never counted; a stop that waited for it would count it.
+#[tokio::test]
+async fn stop_does_not_wait_for_a_lookup_the_server_never_answers() {
+    let silent = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let metrics = DiscoveryMetrics::default();
+    let strategy = DnsDiscovery::new("silent.test.", 7300, false, metrics.clone())
+        .expect("dns")
+        .with_nameserver(silent.local_addr().expect("addr"))
+        .with_interval(Duration::from_millis(10));
+    let (tx, _rx) = mpsc::channel(64);
+    let handle = Box::new(strategy).start(me(), tx).expect("start");
+    let mut query = [0u8; 512];
+    silent.recv_from(&mut query).await.expect("the lookup asks");
+    handle.stop().await;
+    assert_eq!(
+        metrics.errors("dns"),
+        0,
+        "stop waited for the unanswered lookup to fail"
+    );
+}
+
+/// `FOUNDATION_DISCOVERY=dns` with a name and no port: the A records are dialled at the port
+/// this node advertises, as under `auto` in Kubernetes and as `DiscoverySpec::Dns` documents
+/// for port 0, not at a fixed 7400 a node bound elsewhere would never be reached at.
+#[tokio::test]
+async fn a_dns_strategy_configured_without_a_port_dials_our_own() {
+    let zone = Zone::default();
+    set(
+        &zone,
+        "peers.test.",
+        RecordType::A,
+        vec![a([127, 0, 0, 30])],
+    );
+    let server = dns_server(zone).await.to_string();
+    let config = foundation_engine::config::NodeConfig::builder()
+        .env([
+            ("FOUNDATION_DISCOVERY", "dns"),
+            ("FOUNDATION_DNS_NAME", "peers.test."),
+            ("FOUNDATION_DNS_SERVER", server.as_str()),
+        ])
+        .build()
+        .expect("config");
+    let metrics = DiscoveryMetrics::default();
+    let mut strategies =
+        foundation_engine::discovery::build(&config.discovery[0], &Default::default(), &metrics)
+            .expect("build");
+    let (tx, mut rx) = mpsc::channel(64);
+    let handle = strategies.remove(0).start(me(), tx).expect("start");
+    let first = rx.recv().await.expect("a candidate");
+    assert_eq!(first.addr, addr([127, 0, 0, 30], me().addr.port()));
+    handle.stop().await;
+}

@@ -135,7 +135,22 @@ fn child() {
         "refusing to multicast outside an isolated namespace"
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    ip(&["link", "set", "lo", "down"]);
+    runtime.block_on(start_without_network());
+    ip(&["link", "set", "lo", "up"]);
     runtime.block_on(discover());
+}
+
+/// A laptop with no network: no interface is up. mDNS on every interface (what `auto` runs)
+/// still starts, so the node does, and stops.
+async fn start_without_network() {
+    let (tx, _rx) = mpsc::channel(16);
+    let strategy = MdnsDiscovery::new(Vec::new(), DiscoveryMetrics::default());
+    let handle = Box::new(strategy)
+        .start(node("alpha", 0xd, 7004), tx)
+        .expect("mdns starts with no interface up");
+    handle.stop().await;
+    println!("mDNS: started and stopped with no interface up");
 }
 
 fn node(cluster: &str, id: u128, port: u16) -> LocalNode {

@@ -6,7 +6,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Default UDP port peers listen on in production, used for DNS A/AAAA answers.
+/// Default UDP port peers listen on in production.
 pub const DEFAULT_PORT: u16 = 7400;
 
 /// How often DNS names are re-resolved by default: often enough to notice a rescheduled pod
@@ -67,11 +67,12 @@ impl DiscoveryChoice {
         }
     }
 
-    /// A DNS A/AAAA strategy for `name` with the default port and interval.
+    /// A DNS A/AAAA strategy for `name` with the default interval; the answers are dialled at
+    /// the port this node advertises (port 0), as `auto` does in Kubernetes.
     pub fn dns(name: impl Into<String>) -> Self {
         DiscoveryChoice::Dns {
             name: name.into(),
-            port: DEFAULT_PORT,
+            port: 0,
             srv: false,
             interval: DEFAULT_DNS_INTERVAL,
             server: None,

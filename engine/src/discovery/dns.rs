@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::handle::StopSignal;
 use super::report::{Closed, Reporter};
+use super::rounds;
 use super::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, DiscoveryMetrics, LocalNode};
 
 const NAME: &str = "dns";
@@ -136,18 +137,8 @@ struct Query {
     resolver: TokioResolver,
 }
 
-async fn run(dns: Query, interval: Duration, reporter: Reporter, mut stop: StopSignal) {
-    let mut ticker = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = stop.stopped() => return,
-            _ = ticker.tick() => {
-                if round(&dns, &reporter).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
+async fn run(dns: Query, interval: Duration, reporter: Reporter, stop: StopSignal) {
+    rounds::every(interval, stop, || round(&dns, &reporter)).await;
 }
 
 /// One resolution; a failure is logged and counted, and retried next round.

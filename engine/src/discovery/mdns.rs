@@ -130,7 +130,7 @@ impl Discovery for MdnsDiscovery {
         let running = Running {
             daemon,
             fullname,
-            peers: BTreeMap::new(),
+            peers: Peers::default(),
             reporter,
         };
         Ok(DiscoveryHandle::spawn(NAME, move |stop| {
@@ -146,12 +146,41 @@ struct Peer {
     addrs: Vec<SocketAddr>,
 }
 
+/// The most peers kept for re-reporting. Anyone on the link who reads a cluster's name off an
+/// advert can announce instances of it under random names and a TTL that never runs out; past
+/// the bound a new instance is still reported when it resolves, but not kept.
+const MAX_PEERS: usize = 512;
+
+/// The most addresses kept (and reported) per peer; a node has a few.
+const MAX_ADDRS: usize = 8;
+
+/// Known same-cluster peers by instance full name, bounded by [`MAX_PEERS`].
+#[derive(Debug, Default)]
+struct Peers(BTreeMap<String, Peer>);
+
+impl Peers {
+    /// Keeps `peer` under `fullname` (replacing what that name said), unless the table is full.
+    fn insert(&mut self, fullname: &str, peer: Peer) {
+        if self.0.len() < MAX_PEERS || self.0.contains_key(fullname) {
+            self.0.insert(fullname.to_owned(), peer);
+        }
+    }
+
+    fn remove(&mut self, fullname: &str) {
+        self.0.remove(fullname);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Peer> {
+        self.0.values()
+    }
+}
+
 /// The strategy's task state.
 struct Running {
     daemon: ServiceDaemon,
     fullname: String,
-    /// Known same-cluster peers, by instance full name.
-    peers: BTreeMap<String, Peer>,
+    /// Known same-cluster peers, re-reported every interval.
+    peers: Peers,
     reporter: Reporter,
 }
 
@@ -169,10 +198,13 @@ impl Running {
                 _ = ticker.tick() => self.report_all(),
                 event = events.recv_async() => match event {
                     Ok(event) => self.on_event(event),
-                    Err(_) => {
-                        events = self.browse_again().await;
-                        Ok(())
-                    }
+                    Err(_) => match self.browse_again(&mut stop).await {
+                        Some(fresh) => {
+                            events = fresh;
+                            Ok(())
+                        }
+                        None => break,
+                    },
                 },
             };
             if outcome.is_err() {
@@ -203,12 +235,12 @@ impl Running {
         for addr in &peer.addrs {
             self.reporter.report(*addr, Some(peer.id))?;
         }
-        self.peers.insert(service.fullname.clone(), peer);
+        self.peers.insert(&service.fullname, peer);
         Ok(())
     }
 
     fn report_all(&self) -> Result<(), Closed> {
-        for peer in self.peers.values() {
+        for peer in self.peers.iter() {
             for addr in &peer.addrs {
                 self.reporter.report(*addr, Some(peer.id))?;
             }
@@ -216,21 +248,17 @@ impl Running {
         Ok(())
     }
 
-    /// The event channel closed (we fell behind, or the daemon failed): browse afresh.
-    async fn browse_again(&self) -> Receiver<ServiceEvent> {
+    /// The event channel closed (we fell behind, or the daemon failed): browse afresh. `None`
+    /// when stop was asked before a browse succeeded.
+    async fn browse_again(&self, stop: &mut StopSignal) -> Option<Receiver<ServiceEvent>> {
         self.reporter.error();
         tracing::warn!("mdns discovery: event channel closed; browsing again");
         let _ = self.daemon.stop_browse(MDNS_SERVICE_TYPE);
-        loop {
-            match self.daemon.browse(MDNS_SERVICE_TYPE) {
-                Ok(events) => return events,
-                Err(error) => {
-                    self.reporter.error();
-                    tracing::warn!(%error, "mdns discovery: cannot browse; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
+        let failed = |error: &mdns_sd::Error| {
+            self.reporter.error();
+            tracing::warn!(%error, "mdns discovery: cannot browse; retrying");
+        };
+        until_ok(stop, || self.daemon.browse(MDNS_SERVICE_TYPE), failed).await
     }
 
     /// Unregisters our service (peers see it go) and shuts the daemon down.
@@ -241,6 +269,34 @@ impl Running {
         if let Ok(status) = self.daemon.shutdown() {
             let _ = tokio::time::timeout(STOP_TIMEOUT, status.recv_async()).await;
         }
+    }
+}
+
+/// The first wait before trying a failed browse again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest wait between two tries of a failed browse.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Calls `attempt` until it succeeds, backing off after each failure; `None` once stop is
+/// asked. A daemon whose thread has ended refuses every command for good, and the node must
+/// still be able to stop (it waits for its strategies when it leaves).
+async fn until_ok<T>(
+    stop: &mut StopSignal,
+    mut attempt: impl FnMut() -> Result<T, mdns_sd::Error>,
+    failed: impl Fn(&mdns_sd::Error),
+) -> Option<T> {
+    let mut wait = RETRY_FIRST;
+    loop {
+        match attempt() {
+            Ok(done) => return Some(done),
+            Err(error) => failed(&error),
+        }
+        tokio::select! {
+            _ = stop.stopped() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RETRY_MAX);
     }
 }
 
@@ -258,6 +314,8 @@ fn parse_peer(service: &ResolvedService, cluster: &str) -> Option<Peer> {
         .filter(|a| !a.ip().is_unspecified())
         .collect();
     addrs.sort();
+    addrs.dedup();
+    addrs.truncate(MAX_ADDRS);
     (!addrs.is_empty()).then_some(Peer { id, addrs })
 }
 
@@ -268,5 +326,52 @@ fn socket_addr(ip: &ScopedIp, port: u16) -> SocketAddr {
             SocketAddr::V6(SocketAddrV6::new(*v6.addr(), port, 0, v6.scope_id().index))
         }
         other => SocketAddr::new(other.to_ip_addr(), port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(n: u128) -> Peer {
+        Peer {
+            id: NodeId::from_u128(n),
+            addrs: vec![SocketAddr::from(([127, 0, 0, 1], 7000))],
+        }
+    }
+
+    /// A flood of instances under fresh names fills the table to its bound and no further;
+    /// a name already known is still updated.
+    #[test]
+    fn the_peer_table_is_bounded_under_a_flood_of_names() {
+        let mut peers = Peers::default();
+        for n in 0..(MAX_PEERS as u128 + 100) {
+            peers.insert(&format!("flood-{n}._foundation._udp.local."), peer(n));
+        }
+        assert_eq!(peers.iter().count(), MAX_PEERS);
+        peers.insert("flood-0._foundation._udp.local.", peer(u128::MAX));
+        assert!(peers.iter().any(|p| p.id == NodeId::from_u128(u128::MAX)));
+        assert_eq!(peers.iter().count(), MAX_PEERS);
+    }
+
+    /// The daemon's thread can end (its own panic, a socket it cannot poll); every browse then
+    /// fails. The strategy retries, and a stop still ends it: the node's leave waits for it.
+    #[tokio::test(start_paused = true)]
+    async fn a_browse_that_keeps_failing_still_lets_the_strategy_stop() {
+        let (tried, mut tries) = mpsc::unbounded_channel();
+        let handle = DiscoveryHandle::spawn(NAME, |mut stop| async move {
+            let attempt = || {
+                let _ = tried.send(());
+                Err::<(), _>(mdns_sd::Error::DaemonShutdown)
+            };
+            assert!(until_ok(&mut stop, attempt, |_| {}).await.is_none());
+        });
+        for _ in 0..3 {
+            tries.recv().await.expect("it tries again");
+        }
+        // Virtual time: an hour of retries passes at once if the stop is not heard.
+        tokio::time::timeout(Duration::from_secs(3600), handle.stop())
+            .await
+            .expect("the stop ended the retries");
     }
 }

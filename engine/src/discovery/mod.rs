@@ -18,6 +18,7 @@ mod local;
 mod mdns;
 mod metrics;
 mod report;
+mod rounds;
 mod spec;
 mod static_seeds;
 

@@ -44,12 +44,12 @@ impl Reporter {
         self.metrics.error(self.strategy);
     }
 
-    /// Reports `addr` (with `id` when known) unless it is this node.
+    /// Reports `addr` (with `id` when known) unless it is this node or no peer can be there.
     ///
     /// Uses `try_send`: a strategy must never stall on a slow consumer (mDNS would lose its
     /// event channel), and everything is re-reported on the next round anyway.
     pub(crate) fn report(&self, addr: SocketAddr, id: Option<NodeId>) -> Result<(), Closed> {
-        if id == Some(self.me.id) || addr == self.me.addr {
+        if id == Some(self.me.id) || addr == self.me.addr || !dialable(addr) {
             return Ok(());
         }
         let candidate = Candidate {
@@ -68,5 +68,51 @@ impl Reporter {
             }
             Err(TrySendError::Closed(_)) => Err(Closed),
         }
+    }
+}
+
+/// Whether a peer could be at `addr`. Addresses come from DNS answers, mDNS records and files:
+/// an unspecified one or port 0 cannot be dialled, and a multicast or broadcast one would have
+/// every node send its handshakes to a whole link at the word of whoever wrote the record.
+fn dialable(addr: SocketAddr) -> bool {
+    let ip = addr.ip();
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}
+
+#[cfg(test)]
+mod tests {
+    use foundation_transport::ClusterName;
+
+    use super::*;
+
+    #[test]
+    fn addresses_no_peer_can_be_at_are_not_reported() {
+        let me = LocalNode {
+            cluster: ClusterName::new("c").expect("cluster"),
+            id: NodeId::from_u128(1),
+            addr: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            http: None,
+        };
+        let (found, mut reported) = mpsc::channel(16);
+        let reporter = Reporter::new("dns", me, found, DiscoveryMetrics::default());
+        for addr in [
+            "0.0.0.0:7000",
+            "[::]:7000",
+            "127.0.0.2:0",
+            "224.0.0.251:7000",
+            "255.255.255.255:7000",
+            "[ff02::fb]:7000",
+            "127.0.0.2:7000",
+        ] {
+            reporter
+                .report(addr.parse().expect("addr"), None)
+                .expect("open");
+        }
+        let mut got = Vec::new();
+        while let Ok(candidate) = reported.try_recv() {
+            got.push(candidate.addr.to_string());
+        }
+        assert_eq!(got, ["127.0.0.2:7000"]);
     }
 }

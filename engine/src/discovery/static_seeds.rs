@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use super::handle::StopSignal;
 use super::report::{Closed, Reporter};
+use super::rounds;
 use super::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, DiscoveryMetrics, LocalNode};
 
 const NAME: &str = "static";
@@ -99,18 +100,11 @@ impl Discovery for StaticSeeds {
     }
 }
 
-async fn run(seeds: StaticSeeds, reporter: Reporter, mut stop: StopSignal) {
-    let mut ticker = tokio::time::interval(seeds.interval);
-    loop {
-        tokio::select! {
-            _ = stop.stopped() => return,
-            _ = ticker.tick() => {
-                if resolve_all(&seeds.seeds, &reporter).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
+async fn run(seeds: StaticSeeds, reporter: Reporter, stop: StopSignal) {
+    rounds::every(seeds.interval, stop, || {
+        resolve_all(&seeds.seeds, &reporter)
+    })
+    .await;
 }
 
 /// Resolves each seed and reports its addresses; a failing seed is logged and counted, and
