@@ -855,6 +855,34 @@ fn a_dns_server_comes_from_the_discovery_entry_or_the_environment() {
     assert_eq!(server_of(&config), None);
 }
 
+/// `FOUNDATION_DNS_PORT` reaches the `dns` strategy that `FOUNDATION_DNS_NAME` makes: it was
+/// read only by `auto` in Kubernetes, which a set name replaces, so it went unheard.
+#[test]
+fn the_dns_port_variable_reaches_the_dns_strategy() {
+    let port_of = |config: &NodeConfig| match &config.discovery[..] {
+        [DiscoveryChoice::Dns { port, .. }] => *port,
+        other => panic!("expected one dns strategy, got {other:?}"),
+    };
+    let named = ("FOUNDATION_DNS_NAME", "peers.test");
+    let config = build_env(&[named, ("FOUNDATION_DNS_PORT", "7500")]).expect("valid");
+    assert_eq!(port_of(&config), 7500);
+    let config = build_env(&[named]).expect("valid");
+    assert_eq!(port_of(&config), 0, "unset: the node's own port");
+    let text = "[[discovery]]\nkind = \"dns\"\nname = \"peers.test\"\nport = 7600\n";
+    let config = NodeConfig::builder()
+        .file(config_file("dns-port", text))
+        .env(env(&[("FOUNDATION_DNS_PORT", "7500")]))
+        .build()
+        .expect("valid");
+    assert_eq!(
+        port_of(&config),
+        7500,
+        "the environment ranks above the file"
+    );
+    let message = error_of(build_env(&[named, ("FOUNDATION_DNS_PORT", "http")]));
+    assert!(message.starts_with("FOUNDATION_DNS_PORT: "), "{message}");
+}
+
 #[test]
 fn a_bad_dns_server_is_a_config_error_naming_the_key() {
     for bad in ["ns1.example", "10.0.0.2:99999", "0.0.0.0", "10.0.0.2:0", ""] {

@@ -34,17 +34,43 @@ pub(crate) fn discovery(
         origins.set("discovery.name", origin);
     }
     if let Some((addr, origin)) = &hints.dns_server {
-        let list_origin = origins.of("discovery");
-        for choice in &mut config.discovery {
-            if let DiscoveryChoice::Dns { server, .. } = choice {
-                if origin.rank() >= list_origin.rank() || server.is_none() {
-                    *server = Some(*addr);
-                    origins.set("discovery.server", origin);
-                }
+        set_dns(config, origins, origin, "discovery.server", |choice| {
+            let DiscoveryChoice::Dns { server, .. } = choice else {
+                return None;
+            };
+            Some((server.is_none(), move || *server = Some(*addr)))
+        });
+    }
+    if let Some((wanted, origin)) = &hints.dns_port {
+        set_dns(config, origins, origin, "discovery.port", |choice| {
+            let DiscoveryChoice::Dns { port, .. } = choice else {
+                return None;
+            };
+            Some((*port == 0, move || *port = *wanted))
+        });
+    }
+    check(&config.discovery, origins)
+}
+
+/// Sets one setting of every `dns` strategy from a source given on its own, where that source
+/// ranks at least as high as the discovery list's or the strategy left the setting unset.
+/// `field` picks the setting: whether it is unset, and how to set it.
+fn set_dns<'c, F: FnOnce()>(
+    config: &'c mut NodeConfig,
+    origins: &mut Origins,
+    origin: &Origin,
+    key: &str,
+    field: impl Fn(&'c mut DiscoveryChoice) -> Option<(bool, F)>,
+) {
+    let outranks = origin.rank() >= origins.of("discovery").rank();
+    for choice in &mut config.discovery {
+        if let Some((unset, set)) = field(choice) {
+            if outranks || unset {
+                set();
+                origins.set(key, origin);
             }
         }
     }
-    check(&config.discovery, origins)
 }
 
 /// Puts `hint`'s seeds or name into the strategy of the same kind, or adds the strategy.
