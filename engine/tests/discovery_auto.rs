@@ -41,7 +41,6 @@ fn kubernetes_uses_the_configured_dns_name_and_port() {
     let env = Environment {
         dns_name: Some("peers.shop.svc.cluster.local".into()),
         dns_port: Some("7400".into()),
-        seeds: vec!["10.0.0.9:7000".into()],
         ..kubernetes()
     };
     let choice = choose_auto(&env);
@@ -56,10 +55,22 @@ fn kubernetes_uses_the_configured_dns_name_and_port() {
         "{}",
         choice.reason
     );
-    assert!(
-        choice.reason.contains("seeds are not used"),
-        "{}",
-        choice.reason
+}
+
+/// Seeds someone set win over a Kubernetes environment detected, as they do in the node's
+/// configuration (`FOUNDATION_SEEDS` takes `auto`'s place there); `auto` chose `dns` before.
+#[test]
+fn configured_seeds_win_over_kubernetes() {
+    let env = Environment {
+        seeds: vec!["10.0.0.9:7000".into()],
+        ..kubernetes()
+    };
+    let choice = choose_auto(&env);
+    assert_eq!(
+        choice.specs,
+        [DiscoverySpec::Static {
+            seeds: env.seeds.clone()
+        }]
     );
 }
 

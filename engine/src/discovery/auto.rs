@@ -16,14 +16,12 @@ pub struct AutoChoice {
 }
 
 /// Chooses discovery from the environment, first match wins:
-/// 1. Kubernetes (`KUBERNETES_SERVICE_HOST` set) → `dns` on the headless service
+/// 1. configured seeds → `static` (what is set beats what is detected, as in the node's
+///    configuration, where `FOUNDATION_SEEDS` takes `auto`'s place before it is chosen);
+/// 2. Kubernetes (`KUBERNETES_SERVICE_HOST` set) → `dns` on the headless service
 ///    (`FOUNDATION_DNS_NAME`, else [`DEFAULT_DNS_SERVICE`] in the pod's namespace);
-/// 2. configured seeds → `static`;
 /// 3. otherwise → `local` + `mdns` (zero config on a laptop).
 pub fn choose_auto(env: &Environment) -> AutoChoice {
-    if let Some(host) = &env.kubernetes_service_host {
-        return kubernetes(env, host);
-    }
     if !env.seeds.is_empty() {
         return AutoChoice {
             specs: vec![DiscoverySpec::Static {
@@ -35,6 +33,9 @@ pub fn choose_auto(env: &Environment) -> AutoChoice {
                 env.seeds.join(", ")
             ),
         };
+    }
+    if let Some(host) = &env.kubernetes_service_host {
+        return kubernetes(env, host);
     }
     AutoChoice {
         specs: vec![DiscoverySpec::Local { dir: None }, DiscoverySpec::Mdns],
@@ -54,10 +55,6 @@ fn kubernetes(env: &Environment, host: &str) -> AutoChoice {
         }
     };
     let (port, port_text) = dns_port(env);
-    let ignored = match env.seeds.is_empty() {
-        true => String::new(),
-        false => "; configured seeds are not used under auto in Kubernetes".to_owned(),
-    };
     AutoChoice {
         specs: vec![DiscoverySpec::Dns {
             name: name.clone(),
@@ -68,7 +65,7 @@ fn kubernetes(env: &Environment, host: &str) -> AutoChoice {
         }],
         reason: format!(
             "auto discovery chose dns: Kubernetes detected (KUBERNETES_SERVICE_HOST={host}); \
-             resolving {name} ({from}) with {port_text}{ignored}"
+             resolving {name} ({from}) with {port_text}"
         ),
     }
 }
