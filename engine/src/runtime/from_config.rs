@@ -4,11 +4,11 @@
 
 use foundation_transport::{LocalIdentity, NodeId};
 use prometheus_client::registry::Registry;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::{Node, NodeError, NodeSettings, StorageSettings};
-use crate::config::{ConfigBuilder, ConfigError, DiscoveryChoice, NodeConfig, StorageMode};
-use crate::discovery::{self, choose_auto, DiscoveryMetrics, Environment};
+use crate::config::{ConfigBuilder, ConfigError, NodeConfig, StorageMode};
+use crate::discovery::{self, DiscoveryMetrics, Environment};
 use crate::storage::DataDir;
 
 /// Why a node could not be started from configuration.
@@ -47,9 +47,7 @@ impl NodeSettings {
         let environment = Environment::from_process();
         let mut strategies = Vec::new();
         for spec in &config.discovery {
-            if *spec == DiscoveryChoice::Auto {
-                info!(reason = %choose_auto(&environment).reason, "discovery: auto");
-            }
+            // Building `auto` logs what it chose and why.
             let built = discovery::build(spec, &environment, &discovery_metrics)
                 .map_err(NodeError::from)?;
             strategies.extend(built);
