@@ -57,6 +57,12 @@ pub struct TransportConfig {
     /// Received messages buffered per channel before readers stop reading (which pushes back on
     /// the sender through QUIC flow control). Default 65 536.
     pub inbox_capacity: usize,
+    /// Payload bytes each streamed channel's inbox (coordination, replication, events) may
+    /// hold before its readers stop reading, as `inbox_capacity` does in messages. A payload
+    /// counts until the application drops its last handle on it. Default 64 MiB: sixteen of
+    /// the largest replication frames. Must be at least every streamed channel's frame limit
+    /// (a frame larger than the budget could never be taken).
+    pub inbox_bytes: usize,
     /// Requests in flight per connection, each way: the calls a multiplexed RPC stream carries
     /// at once (a caller past it gets
     /// [`RequestError::InFlightLimit`](crate::RequestError::InFlightLimit), a responder refuses
@@ -153,6 +159,7 @@ impl Default for TransportConfig {
             stream_queue: 8192,
             datagram_queue: 256,
             inbox_capacity: 65_536,
+            inbox_bytes: 64 << 20,
             max_concurrent_requests: 1024,
             rpc_streams: 4,
             max_concurrent_transfers: 16,
@@ -185,6 +192,18 @@ impl TransportConfig {
     /// once per connection: the most a caller sends, and the most a responder takes.
     pub(crate) fn own_stream_requests(&self) -> u32 {
         self.max_concurrent_requests.min(OWN_STREAM_REQUESTS)
+    }
+
+    /// What is wrong with `inbox_bytes`, if anything.
+    fn inbox_bytes_problem(&self) -> Option<String> {
+        let largest = Channel::STREAMED.map(|c| self.limits.of(c)).into_iter().max()?;
+        if self.inbox_bytes < largest {
+            return Some(format!(
+                "must be at least the largest streamed channel's frame limit ({largest} bytes)"
+            ));
+        }
+        let most = tokio::sync::Semaphore::MAX_PERMITS;
+        (self.inbox_bytes > most).then(|| format!("must be at most {most} bytes"))
     }
 
     /// Checks the relationships between fields.
@@ -249,6 +268,9 @@ impl TransportConfig {
                 );
             }
         }
+        if let Some(problem) = self.inbox_bytes_problem() {
+            return fail("inbox_bytes", &problem);
+        }
         if !(1..=RPC_STREAMS_MAX).contains(&self.rpc_streams) {
             return fail(
                 "rpc_streams",
@@ -306,6 +328,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(config.validate().unwrap_err().field, "bulk_max_udp_payload");
+        config = TransportConfig {
+            inbox_bytes: (4 << 20) - 1,
+            ..Default::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "inbox_bytes");
         for rpc_streams in [0, 17] {
             config = TransportConfig {
                 rpc_streams,

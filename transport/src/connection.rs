@@ -320,8 +320,8 @@ fn misplaced(kind: StreamKind) -> ReadError {
 
 /// Reads frames off a long-lived stream into the channel's inbox until the stream ends.
 ///
-/// Waiting for inbox space stops reading, which QUIC flow control turns into backpressure on
-/// the sender: memory stays bounded without dropping anything. Only one stream per peer and
+/// Waiting for inbox space (in messages or in bytes) stops reading, which QUIC flow control
+/// turns into backpressure on the sender: memory stays bounded without dropping anything. Only one stream per peer and
 /// channel is read at a time, so when the sender moves to a new stream (a reconnect, or the
 /// winner of a duplicate tie-break) the new stream waits until the old one has been read to
 /// its end, and the channel stays in order.
@@ -356,26 +356,17 @@ async fn read_frames(
             shared
                 .metrics
                 .traffic(channel, Direction::Received, 1, payload.len() as u64);
-            if deliver(
-                inbox,
-                Message {
-                    from,
-                    channel,
-                    payload,
-                },
-            )
-            .await
-            .is_err()
-            {
+            let message = Message {
+                from,
+                channel,
+                payload,
+            };
+            if inbox.deliver(message, &shared.metrics).await.is_err() {
                 let _ = recv.stop(code::UNAVAILABLE.into());
                 return Ok(());
             }
         }
     }
-}
-
-async fn deliver(inbox: &tokio::sync::mpsc::Sender<Message>, message: Message) -> Result<(), ()> {
-    inbox.send(message).await.map_err(|_| ())
 }
 
 /// A stream that ends because its connection closed is not an error of the peer's.

@@ -22,6 +22,7 @@
 
 mod admission;
 pub mod advertise;
+mod budget;
 pub mod bulk;
 mod bulk_runtime;
 mod channel;

@@ -60,6 +60,24 @@ impl DropReason {
     }
 }
 
+/// What a full inbox of a streamed channel was full of when a reader had to wait for room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InboxBound {
+    /// Messages: [`TransportConfig::inbox_capacity`](crate::TransportConfig::inbox_capacity).
+    Messages,
+    /// Payload bytes: [`TransportConfig::inbox_bytes`](crate::TransportConfig::inbox_bytes).
+    Bytes,
+}
+
+impl InboxBound {
+    fn name(self) -> &'static str {
+        match self {
+            InboxBound::Messages => "messages",
+            InboxBound::Bytes => "bytes",
+        }
+    }
+}
+
 /// Events of multiplexed RPC calls that are not ordinary calls and answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RpcEvent {
@@ -169,6 +187,21 @@ struct SideLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InboxLabels {
+    channel: &'static str,
+    bound: &'static str,
+}
+
+impl InboxLabels {
+    fn of(channel: Channel, bound: InboxBound) -> Self {
+        Self {
+            channel: channel.name(),
+            bound: bound.name(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -192,6 +225,8 @@ pub struct TransportMetrics {
     bytes: [[Counter; 2]; 6],
     messages: [[Counter; 2]; 6],
     drops: Family<DropLabels, Counter>,
+    /// Waits for room in a streamed channel's inbox, by channel and bound.
+    inbox_waits: Family<InboxLabels, Counter>,
     handshake_failures: Family<ReasonLabels, Counter>,
     duplicate_connections: Counter,
     connections: Gauge,
@@ -229,6 +264,7 @@ impl TransportMetrics {
             bytes: per_channel_and_direction(&bytes),
             messages: per_channel_and_direction(&messages),
             drops: Family::default(),
+            inbox_waits: Family::default(),
             handshake_failures: Family::default(),
             duplicate_connections: Counter::default(),
             connections: Gauge::default(),
@@ -280,6 +316,12 @@ impl TransportMetrics {
             "handshake_failures",
             "Refused or failed handshakes, by reason",
             metrics.handshake_failures.clone(),
+        );
+        registry.register(
+            "inbox_waits",
+            "Times a stream's reader stopped reading because its channel's inbox was full, by \
+             channel and bound (messages or bytes): backpressure on the sender, nothing dropped",
+            metrics.inbox_waits.clone(),
         );
         registry.register(
             "duplicate_connections",
@@ -383,6 +425,19 @@ impl TransportMetrics {
             reason: reason.name(),
         };
         self.drops.get_or_create(&labels).inc_by(count);
+    }
+
+    pub(crate) fn inbox_waited(&self, channel: Channel, bound: InboxBound) {
+        self.inbox_waits
+            .get_or_create(&InboxLabels::of(channel, bound))
+            .inc();
+    }
+
+    /// Times a reader waited for room in `channel`'s inbox because of `bound`.
+    pub fn inbox_waits(&self, channel: Channel, bound: InboxBound) -> u64 {
+        self.inbox_waits
+            .get_or_create(&InboxLabels::of(channel, bound))
+            .get()
     }
 
     /// A rejected stream; `None` when the stream did not even name a valid channel.
