@@ -266,9 +266,16 @@ async fn serve_uni(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream) {
 /// its closing is not a disconnect.
 pub(crate) fn serve_bulk(shared: &Arc<Shared>, established: Established) {
     let (shared, from, conn) = (shared.clone(), established.hello.node, established.conn);
+    let Some(place) = shared.bulk_quota.take(from) else {
+        debug!(peer = %from.short(), "bulk connection refused: quota held");
+        shared.metrics.bulk_connection_refused();
+        let reason: &[u8] = b"too many bulk connections";
+        return conn.close(code::TOO_MANY_CONNECTIONS.into(), reason);
+    };
     debug!(peer = %from.short(), "bulk connection accepted");
     shared.metrics.bulk_connection_opened(false);
     tokio::spawn(async move {
+        let _place = place; // held while the connection is served
         while let Ok(mut recv) = conn.accept_uni().await {
             let shared = shared.clone();
             tokio::spawn(async move {

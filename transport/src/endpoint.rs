@@ -14,6 +14,7 @@ use tokio::time::timeout;
 use tracing::{debug, info};
 
 use crate::admission::{Admission, TurnedAway};
+use crate::bulk_quota::BulkQuota;
 use crate::bulk_runtime::BulkThread;
 use crate::config::{TransportConfig, RPC_STREAMS_MAX};
 use crate::congestion::{LedbatConfig, UrgentTraffic};
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Refused strangers, told at warn level.
     pub intruders: IntruderLog,
+    /// Accepted bulk-only connections per peer.
+    pub bulk_quota: Arc<BulkQuota>,
     peers: Mutex<BTreeMap<NodeId, Arc<Peer>>>,
 }
 
@@ -165,6 +168,7 @@ impl Endpoint {
             inbox: senders,
             shutdown: watch::channel(false).0,
             intruders: IntruderLog::default(),
+            bulk_quota: Arc::default(),
             peers: Mutex::new(BTreeMap::new()),
         });
         tokio::spawn(accept_connections(

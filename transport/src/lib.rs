@@ -24,6 +24,7 @@ mod admission;
 pub mod advertise;
 mod budget;
 pub mod bulk;
+mod bulk_quota;
 mod bulk_runtime;
 mod channel;
 pub mod config;

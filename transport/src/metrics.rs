@@ -234,6 +234,8 @@ pub struct TransportMetrics {
     /// Bulk-only connections: [dialled, accepted].
     bulk_connections: [Counter; 2],
     bulk_fallbacks: Counter,
+    /// Bulk-only connections refused because their peer held its quota.
+    bulk_refused: Counter,
     handshakes_in_progress: Gauge,
     /// Incoming handshakes turned away: [asked to retry, refused].
     turned_away: [Counter; 2],
@@ -275,6 +277,7 @@ impl TransportMetrics {
             bulk_connections: ["dialled", "accepted"]
                 .map(|side| bulk_connections.get_or_create(&SideLabels { side }).clone()),
             bulk_fallbacks: Counter::default(),
+            bulk_refused: Counter::default(),
             handshakes_in_progress: Gauge::default(),
             turned_away: ["retry", "refused"]
                 .map(|action| turned_away.get_or_create(&ActionLabels { action }).clone()),
@@ -369,6 +372,12 @@ impl TransportMetrics {
             "handshakes_in_progress",
             "Incoming handshakes in progress",
             metrics.handshakes_in_progress.clone(),
+        );
+        registry.register(
+            "bulk_connections_refused",
+            "Bulk-only connections closed at once because their peer already held its quota of \
+             them (4)",
+            metrics.bulk_refused.clone(),
         );
         registry.register(
             "incoming_turned_away",
@@ -475,6 +484,10 @@ impl TransportMetrics {
         self.bulk_connections[usize::from(!dialled)].inc();
     }
 
+    pub(crate) fn bulk_connection_refused(&self) {
+        self.bulk_refused.inc();
+    }
+
     pub(crate) fn bulk_fallback(&self) {
         self.bulk_fallbacks.inc();
     }
@@ -566,6 +579,11 @@ impl TransportMetrics {
     /// Bulk-only connections opened so far: dialled by us (`true`) or accepted (`false`).
     pub fn bulk_connections(&self, dialled: bool) -> u64 {
         self.bulk_connections[usize::from(!dialled)].get()
+    }
+
+    /// Bulk-only connections refused because their peer held its quota.
+    pub fn bulk_connections_refused(&self) -> u64 {
+        self.bulk_refused.get()
     }
 
     /// Bulk transfers sent on the regular connection for want of a bulk connection.
