@@ -63,6 +63,11 @@ pub struct TransportConfig {
     /// the largest replication frames. Must be at least every streamed channel's frame limit
     /// (a frame larger than the budget could never be taken).
     pub inbox_bytes: usize,
+    /// How long a peer's record is kept once it has no connection and has been neither sent to
+    /// nor heard from (see [`crate::forget`]). Default 10 min: far longer than membership takes
+    /// to declare a member failed and stop probing it. A forgotten peer is dialled afresh on
+    /// the next send. Must be non-zero.
+    pub forget_peers_after: Duration,
     /// Requests in flight per connection, each way: the calls a multiplexed RPC stream carries
     /// at once (a caller past it gets
     /// [`RequestError::InFlightLimit`](crate::RequestError::InFlightLimit), a responder refuses
@@ -160,6 +165,7 @@ impl Default for TransportConfig {
             datagram_queue: 256,
             inbox_capacity: 65_536,
             inbox_bytes: 64 << 20,
+            forget_peers_after: Duration::from_secs(600),
             max_concurrent_requests: 1024,
             rpc_streams: 4,
             max_concurrent_transfers: 16,
@@ -225,6 +231,9 @@ impl TransportConfig {
         }
         if self.handshake_timeout.is_zero() {
             return fail("handshake_timeout", "must be non-zero");
+        }
+        if self.forget_peers_after.is_zero() {
+            return fail("forget_peers_after", "must be non-zero");
         }
         for (field, target) in [
             ("bulk_queue_target", self.bulk_queue_target),

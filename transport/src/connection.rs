@@ -157,6 +157,7 @@ async fn watch_close(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
         _ => false,
     });
     if cleared {
+        peer.touch(); // a record is forgotten only once unused since its last connection
         if ended_by_peer(&reason) {
             // The peer closed or (a new life) reset it: our sealing key may be one it lost.
             peer.set_sealed(None);

@@ -33,6 +33,7 @@ mod connection;
 pub mod declared;
 mod endpoint;
 pub mod error;
+mod forget;
 pub mod frame;
 pub mod gateway;
 mod handshake;

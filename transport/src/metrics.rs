@@ -236,6 +236,8 @@ pub struct TransportMetrics {
     bulk_fallbacks: Counter,
     /// Bulk-only connections refused because their peer held its quota.
     bulk_refused: Counter,
+    /// Peer records forgotten (see [`crate::forget`]).
+    peers_forgotten: Counter,
     handshakes_in_progress: Gauge,
     /// Incoming handshakes turned away: [asked to retry, refused].
     turned_away: [Counter; 2],
@@ -278,6 +280,7 @@ impl TransportMetrics {
                 .map(|side| bulk_connections.get_or_create(&SideLabels { side }).clone()),
             bulk_fallbacks: Counter::default(),
             bulk_refused: Counter::default(),
+            peers_forgotten: Counter::default(),
             handshakes_in_progress: Gauge::default(),
             turned_away: ["retry", "refused"]
                 .map(|action| turned_away.get_or_create(&ActionLabels { action }).clone()),
@@ -316,15 +319,15 @@ impl TransportMetrics {
             metrics.drops.clone(),
         );
         registry.register(
-            "handshake_failures",
-            "Refused or failed handshakes, by reason",
-            metrics.handshake_failures.clone(),
-        );
-        registry.register(
             "inbox_waits",
             "Times a stream's reader stopped reading because its channel's inbox was full, by \
              channel and bound (messages or bytes): backpressure on the sender, nothing dropped",
             metrics.inbox_waits.clone(),
+        );
+        registry.register(
+            "handshake_failures",
+            "Refused or failed handshakes, by reason",
+            metrics.handshake_failures.clone(),
         );
         registry.register(
             "duplicate_connections",
@@ -369,15 +372,21 @@ impl TransportMetrics {
             metrics.bulk_fallbacks.clone(),
         );
         registry.register(
-            "handshakes_in_progress",
-            "Incoming handshakes in progress",
-            metrics.handshakes_in_progress.clone(),
-        );
-        registry.register(
             "bulk_connections_refused",
             "Bulk-only connections closed at once because their peer already held its quota of \
              them (4)",
             metrics.bulk_refused.clone(),
+        );
+        registry.register(
+            "peers_forgotten",
+            "Peer records let go: unused and unconnected for forget_peers_after, or forgotten on \
+             the application's word",
+            metrics.peers_forgotten.clone(),
+        );
+        registry.register(
+            "handshakes_in_progress",
+            "Incoming handshakes in progress",
+            metrics.handshakes_in_progress.clone(),
         );
         registry.register(
             "incoming_turned_away",
@@ -486,6 +495,15 @@ impl TransportMetrics {
 
     pub(crate) fn bulk_connection_refused(&self) {
         self.bulk_refused.inc();
+    }
+
+    pub(crate) fn peer_forgotten(&self) {
+        self.peers_forgotten.inc();
+    }
+
+    /// Peer records forgotten so far.
+    pub fn peers_forgotten(&self) -> u64 {
+        self.peers_forgotten.get()
     }
 
     pub(crate) fn bulk_fallback(&self) {
