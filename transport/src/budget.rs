@@ -117,6 +117,10 @@ mod tests {
         assert!(!waiting.is_finished());
         drop(held);
         assert_eq!(&waiting.await.unwrap()[..], b"ef");
-        assert_eq!(budget.charged(4), 0, "the second payload was dropped with the task");
+        assert_eq!(
+            budget.charged(4),
+            0,
+            "the second payload was dropped with the task"
+        );
     }
 }

@@ -202,7 +202,10 @@ impl TransportConfig {
 
     /// What is wrong with `inbox_bytes`, if anything.
     fn inbox_bytes_problem(&self) -> Option<String> {
-        let largest = Channel::STREAMED.map(|c| self.limits.of(c)).into_iter().max()?;
+        let largest = Channel::STREAMED
+            .map(|c| self.limits.of(c))
+            .into_iter()
+            .max()?;
         if self.inbox_bytes < largest {
             return Some(format!(
                 "must be at least the largest streamed channel's frame limit ({largest} bytes)"

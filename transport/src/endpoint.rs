@@ -420,12 +420,19 @@ impl Endpoint {
 
     /// Peer records held: connected peers, and others not yet forgotten.
     pub fn peer_records(&self) -> usize {
-        self.shared.peers.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.shared
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Peers this node holds sealed membership receive keys of.
     pub fn sealed_peers(&self) -> usize {
-        self.shared.sealed.as_ref().map_or(0, SealedSide::peers_keyed)
+        self.shared
+            .sealed
+            .as_ref()
+            .map_or(0, SealedSide::peers_keyed)
     }
 
     /// Shuts down: closes every connection with a normal close, stops all tasks, ends the

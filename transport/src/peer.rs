@@ -384,7 +384,9 @@ async fn write_stream(
         // Only one message leaves the queue before a connection is up, so the queue's
         // capacity is what bounds memory (and what senders wait on) while disconnected.
         let Some(live) = peer.connected(&shared).await else {
-            shared.metrics.dropped(channel, DropReason::ConnectionLost, 1);
+            shared
+                .metrics
+                .dropped(channel, DropReason::ConnectionLost, 1);
             return count_left_behind(&shared, channel, &queue);
         };
         batch.push(first);
@@ -419,7 +421,9 @@ async fn write_stream(
 fn count_left_behind(shared: &Shared, channel: Channel, queue: &mpsc::Receiver<Bytes>) {
     let left = queue.len() as u64;
     if left > 0 {
-        shared.metrics.dropped(channel, DropReason::ConnectionLost, left);
+        shared
+            .metrics
+            .dropped(channel, DropReason::ConnectionLost, left);
     }
 }
 

@@ -43,7 +43,10 @@ async fn bulk_connections_past_a_peers_quota_are_refused_and_counted() {
     assert!(held.iter().all(|peer| peer.conn.close_reason().is_none()));
 
     let other = RawPeer::connect_bulk(&b, NodeId::random()).await;
-    eventually(Duration::from_secs(5), "another id is served", || accepted() == 5).await;
+    eventually(Duration::from_secs(5), "another id is served", || {
+        accepted() == 5
+    })
+    .await;
     held.remove(0).conn.close(0u32.into(), b"done");
     // The close reaches b a moment later: try until the place is back.
     let mut again = None;
@@ -57,6 +60,9 @@ async fn bulk_connections_past_a_peers_quota_are_refused_and_counted() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(again.is_some(), "a place came back once a connection closed");
+    assert!(
+        again.is_some(),
+        "a place came back once a connection closed"
+    );
     assert!(other.conn.close_reason().is_none());
 }

@@ -38,7 +38,10 @@ async fn reaches(a: &Node, b: &mut Node, text: &'static str) {
         .send(to_b, Channel::Coordination, payload.clone(), WAIT)
         .await
         .unwrap();
-    assert_eq!(next_message(&mut b.inbox.coordination).await.payload, payload);
+    assert_eq!(
+        next_message(&mut b.inbox.coordination).await.payload,
+        payload
+    );
 }
 
 /// Sends membership datagrams from `a` to `b` until one arrives sealed.
@@ -46,7 +49,9 @@ async fn sealed_again(a: &Node, to_b: NodeAddr) {
     let sealed = || a.endpoint.metrics().sealed_datagrams(Direction::Sent);
     let before = sealed();
     for _ in 0..200 {
-        a.endpoint.send_datagram(to_b, Bytes::from_static(TOUCH)).unwrap();
+        a.endpoint
+            .send_datagram(to_b, Bytes::from_static(TOUCH))
+            .unwrap();
         if sealed() > before {
             return;
         }
@@ -62,7 +67,10 @@ async fn a_peer_unused_and_unconnected_is_forgotten_and_reached_afresh_later() {
     let to_b = b.endpoint.local();
     reaches(&a, &mut b, "one").await;
     sealed_again(&a, to_b).await;
-    assert_eq!((a.endpoint.peer_records(), a.endpoint.sealed_peers()), (1, 1));
+    assert_eq!(
+        (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
+        (1, 1)
+    );
 
     a.endpoint.disconnect(to_b.id);
     let ends = [&a, &b].map(|n| n.endpoint.clone());
@@ -75,7 +83,10 @@ async fn a_peer_unused_and_unconnected_is_forgotten_and_reached_afresh_later() {
 
     reaches(&a, &mut b, "two").await;
     sealed_again(&a, to_b).await;
-    assert_eq!((a.endpoint.peer_records(), a.endpoint.sealed_peers()), (1, 1));
+    assert_eq!(
+        (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
+        (1, 1)
+    );
 }
 
 /// A peer still spoken to keeps its record and keys with no connection: sealed membership
@@ -94,14 +105,22 @@ async fn a_peer_still_spoken_to_is_not_forgotten_without_a_connection() {
     // Four times the forgetting delay, a datagram every 50 ms.
     let heard = b.endpoint.metrics().sealed_datagrams(Direction::Received);
     for _ in 0..24 {
-        a.endpoint.send_datagram(to_b, Bytes::from_static(TOUCH)).unwrap();
+        a.endpoint
+            .send_datagram(to_b, Bytes::from_static(TOUCH))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let b_heard = b.endpoint.metrics().sealed_datagrams(Direction::Received) - heard;
     assert!(b_heard >= 20, "b heard {b_heard} of 24 sealed");
-    assert_eq!((a.endpoint.peer_records(), a.endpoint.sealed_peers()), (1, 1));
+    assert_eq!(
+        (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
+        (1, 1)
+    );
     assert_eq!(a.endpoint.metrics().peers_forgotten(), 0);
-    assert!(a.endpoint.connected_peers().is_empty(), "sealed, not over QUIC");
+    assert!(
+        a.endpoint.connected_peers().is_empty(),
+        "sealed, not over QUIC"
+    );
 }
 
 /// The caller's word forgets a connected peer at once, and the peer is told.
@@ -116,11 +135,20 @@ async fn a_peer_the_caller_forgets_is_let_go_at_once() {
     let to_b = b.endpoint.local();
     reaches(&a, &mut b, "one").await;
     sealed_again(&a, to_b).await;
-    assert!(matches!(next_peer_event(&mut b.inbox).await, PeerEvent::Connected { .. }));
+    assert!(matches!(
+        next_peer_event(&mut b.inbox).await,
+        PeerEvent::Connected { .. }
+    ));
 
     a.endpoint.forget(to_b.id);
-    assert_eq!((a.endpoint.peer_records(), a.endpoint.sealed_peers()), (0, 0));
-    assert!(matches!(next_peer_event(&mut b.inbox).await, PeerEvent::Disconnected { .. }));
+    assert_eq!(
+        (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
+        (0, 0)
+    );
+    assert!(matches!(
+        next_peer_event(&mut b.inbox).await,
+        PeerEvent::Disconnected { .. }
+    ));
 
     reaches(&a, &mut b, "two").await;
     sealed_again(&a, to_b).await;

@@ -34,7 +34,9 @@ async fn a_full_byte_budget_pushes_back_without_dropping_and_spares_other_channe
     let to_b = b.endpoint.local();
     const SENT: u32 = 40;
     for i in 0..SENT {
-        let sent = a.endpoint.send(to_b, Channel::Replication, numbered(i), WAIT);
+        let sent = a
+            .endpoint
+            .send(to_b, Channel::Replication, numbered(i), WAIT);
         sent.await.unwrap();
     }
     let metrics = b.endpoint.metrics().clone();
@@ -44,22 +46,38 @@ async fn a_full_byte_budget_pushes_back_without_dropping_and_spares_other_channe
         || metrics.inbox_waits(Channel::Replication, InboxBound::Bytes) > 0,
     )
     .await;
-    assert_eq!(b.inbox.replication.len(), 8, "8 MiB hold eight 1 MiB messages");
+    assert_eq!(
+        b.inbox.replication.len(),
+        8,
+        "8 MiB hold eight 1 MiB messages"
+    );
 
     let urgent = Bytes::from_static(b"urgent");
     a.endpoint
         .send(to_b, Channel::Coordination, urgent.clone(), WAIT)
         .await
         .unwrap();
-    assert_eq!(next_message(&mut b.inbox.coordination).await.payload, urgent);
-    a.endpoint.send_datagram(to_b, Bytes::from_static(b"probe")).unwrap();
+    assert_eq!(
+        next_message(&mut b.inbox.coordination).await.payload,
+        urgent
+    );
+    a.endpoint
+        .send_datagram(to_b, Bytes::from_static(b"probe"))
+        .unwrap();
     let probe = next_message(&mut b.inbox.membership).await;
     assert_eq!(&probe.payload[..], b"probe");
-    assert_eq!(b.inbox.replication.len(), 8, "still eight: nobody read them");
+    assert_eq!(
+        b.inbox.replication.len(),
+        8,
+        "still eight: nobody read them"
+    );
 
     for i in 0..SENT {
         let message = next_message(&mut b.inbox.replication).await;
-        assert!(message.payload == numbered(i), "message {i} arrived whole, in order");
+        assert!(
+            message.payload == numbered(i),
+            "message {i} arrived whole, in order"
+        );
     }
     assert_eq!(
         metrics.inbox_waits(Channel::Replication, InboxBound::Messages),

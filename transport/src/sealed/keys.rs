@@ -174,7 +174,11 @@ mod tests {
         assert_eq!(opened(&mut table, &from_b.seal(b"x").unwrap()), Ok(b));
         assert!(opened(&mut table, &from_a.seal(b"x").unwrap()).is_err());
         table.forget(a);
-        assert_eq!((table.keys_held(), table.peers()), (1, 1), "b's key alone is left");
+        assert_eq!(
+            (table.keys_held(), table.peers()),
+            (1, 1),
+            "b's key alone is left"
+        );
         assert_eq!(opened(&mut table, &from_b.seal(b"x").unwrap()), Ok(b));
         table.forget(b);
         assert_eq!((table.keys_held(), table.peers()), (0, 0));
