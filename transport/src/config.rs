@@ -63,10 +63,11 @@ pub struct TransportConfig {
     /// the largest replication frames. Must be at least every streamed channel's frame limit
     /// (a frame larger than the budget could never be taken).
     pub inbox_bytes: usize,
-    /// How long a peer's record is kept once it has no connection and has been neither sent to
-    /// nor heard from (see [`crate::forget`]). Default 10 min: far longer than membership takes
-    /// to declare a member failed and stop probing it. A forgotten peer is dialled afresh on
-    /// the next send. Must be non-zero.
+    /// How long a peer's record (its queues, tasks and sealed keys) is kept once it has no
+    /// connection and has been neither sent to nor heard from; the application can forget one
+    /// at once with [`Endpoint::forget`](crate::Endpoint::forget). Default 10 min: far longer
+    /// than membership takes to declare a member failed and stop probing it. A forgotten peer
+    /// is dialled afresh on the next send. Must be non-zero.
     pub forget_peers_after: Duration,
     /// Requests in flight per connection, each way: the calls a multiplexed RPC stream carries
     /// at once (a caller past it gets
@@ -345,6 +346,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(config.validate().unwrap_err().field, "inbox_bytes");
+        config = TransportConfig {
+            forget_peers_after: Duration::ZERO,
+            ..Default::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "forget_peers_after");
         for rpc_streams in [0, 17] {
             config = TransportConfig {
                 rpc_streams,
