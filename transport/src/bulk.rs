@@ -343,6 +343,17 @@ async fn bulk_link(
     Ok(link)
 }
 
+/// Whether a transfer to `peer` is under way, or a bulk connection to it being dialled.
+pub(crate) fn busy(peer: &Peer) -> bool {
+    match peer.bulk.try_lock() {
+        Ok(state) => state
+            .link
+            .as_ref()
+            .is_some_and(|link| link.usage.active.load(Ordering::SeqCst) > 0),
+        Err(_) => true,
+    }
+}
+
 /// Closes our bulk connection to `peer`, if there is one and no dial is under way.
 pub(crate) fn close(peer: &Peer) {
     if let Ok(mut state) = peer.bulk.try_lock() {

@@ -57,6 +57,18 @@ pub struct TransportConfig {
     /// Received messages buffered per channel before readers stop reading (which pushes back on
     /// the sender through QUIC flow control). Default 65 536.
     pub inbox_capacity: usize,
+    /// Payload bytes each streamed channel's inbox (coordination, replication, events) may
+    /// hold before its readers stop reading, as `inbox_capacity` does in messages. A payload
+    /// counts until the application drops its last handle on it. Default 64 MiB: sixteen of
+    /// the largest replication frames. Must be at least every streamed channel's frame limit
+    /// (a frame larger than the budget could never be taken).
+    pub inbox_bytes: usize,
+    /// How long a peer's record (its queues, tasks and sealed keys) is kept once it has no
+    /// connection and has been neither sent to nor heard from; the application can forget one
+    /// at once with [`Endpoint::forget`](crate::Endpoint::forget). Default 10 min: far longer
+    /// than membership takes to declare a member failed and stop probing it. A forgotten peer
+    /// is dialled afresh on the next send. Must be non-zero.
+    pub forget_peers_after: Duration,
     /// Requests in flight per connection, each way: the calls a multiplexed RPC stream carries
     /// at once (a caller past it gets
     /// [`RequestError::InFlightLimit`](crate::RequestError::InFlightLimit), a responder refuses
@@ -153,6 +165,8 @@ impl Default for TransportConfig {
             stream_queue: 8192,
             datagram_queue: 256,
             inbox_capacity: 65_536,
+            inbox_bytes: 64 << 20,
+            forget_peers_after: Duration::from_secs(600),
             max_concurrent_requests: 1024,
             rpc_streams: 4,
             max_concurrent_transfers: 16,
@@ -187,6 +201,21 @@ impl TransportConfig {
         self.max_concurrent_requests.min(OWN_STREAM_REQUESTS)
     }
 
+    /// What is wrong with `inbox_bytes`, if anything.
+    fn inbox_bytes_problem(&self) -> Option<String> {
+        let largest = Channel::STREAMED
+            .map(|c| self.limits.of(c))
+            .into_iter()
+            .max()?;
+        if self.inbox_bytes < largest {
+            return Some(format!(
+                "must be at least the largest streamed channel's frame limit ({largest} bytes)"
+            ));
+        }
+        let most = tokio::sync::Semaphore::MAX_PERMITS;
+        (self.inbox_bytes > most).then(|| format!("must be at most {most} bytes"))
+    }
+
     /// Checks the relationships between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |field, problem: &str| {
@@ -206,6 +235,9 @@ impl TransportConfig {
         }
         if self.handshake_timeout.is_zero() {
             return fail("handshake_timeout", "must be non-zero");
+        }
+        if self.forget_peers_after.is_zero() {
+            return fail("forget_peers_after", "must be non-zero");
         }
         for (field, target) in [
             ("bulk_queue_target", self.bulk_queue_target),
@@ -248,6 +280,9 @@ impl TransportConfig {
                     "every channel limit must be between 1 byte and 4 GiB",
                 );
             }
+        }
+        if let Some(problem) = self.inbox_bytes_problem() {
+            return fail("inbox_bytes", &problem);
         }
         if !(1..=RPC_STREAMS_MAX).contains(&self.rpc_streams) {
             return fail(
@@ -306,6 +341,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(config.validate().unwrap_err().field, "bulk_max_udp_payload");
+        config = TransportConfig {
+            inbox_bytes: (4 << 20) - 1,
+            ..Default::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "inbox_bytes");
+        config = TransportConfig {
+            forget_peers_after: Duration::ZERO,
+            ..Default::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "forget_peers_after");
         for rpc_streams in [0, 17] {
             config = TransportConfig {
                 rpc_streams,

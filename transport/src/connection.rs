@@ -157,6 +157,7 @@ async fn watch_close(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
         _ => false,
     });
     if cleared {
+        peer.touch(); // a record is forgotten only once unused since its last connection
         if ended_by_peer(&reason) {
             // The peer closed or (a new life) reset it: our sealing key may be one it lost.
             peer.set_sealed(None);
@@ -266,9 +267,16 @@ async fn serve_uni(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream) {
 /// its closing is not a disconnect.
 pub(crate) fn serve_bulk(shared: &Arc<Shared>, established: Established) {
     let (shared, from, conn) = (shared.clone(), established.hello.node, established.conn);
+    let Some(place) = shared.bulk_quota.take(from) else {
+        debug!(peer = %from.short(), "bulk connection refused: quota held");
+        shared.metrics.bulk_connection_refused();
+        let reason: &[u8] = b"too many bulk connections";
+        return conn.close(code::TOO_MANY_CONNECTIONS.into(), reason);
+    };
     debug!(peer = %from.short(), "bulk connection accepted");
     shared.metrics.bulk_connection_opened(false);
     tokio::spawn(async move {
+        let _place = place; // held while the connection is served
         while let Ok(mut recv) = conn.accept_uni().await {
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -320,8 +328,8 @@ fn misplaced(kind: StreamKind) -> ReadError {
 
 /// Reads frames off a long-lived stream into the channel's inbox until the stream ends.
 ///
-/// Waiting for inbox space stops reading, which QUIC flow control turns into backpressure on
-/// the sender: memory stays bounded without dropping anything. Only one stream per peer and
+/// Waiting for inbox space (in messages or in bytes) stops reading, which QUIC flow control
+/// turns into backpressure on the sender: memory stays bounded without dropping anything. Only one stream per peer and
 /// channel is read at a time, so when the sender moves to a new stream (a reconnect, or the
 /// winner of a duplicate tie-break) the new stream waits until the old one has been read to
 /// its end, and the channel stays in order.
@@ -356,26 +364,17 @@ async fn read_frames(
             shared
                 .metrics
                 .traffic(channel, Direction::Received, 1, payload.len() as u64);
-            if deliver(
-                inbox,
-                Message {
-                    from,
-                    channel,
-                    payload,
-                },
-            )
-            .await
-            .is_err()
-            {
+            let message = Message {
+                from,
+                channel,
+                payload,
+            };
+            if inbox.deliver(message, &shared.metrics).await.is_err() {
                 let _ = recv.stop(code::UNAVAILABLE.into());
                 return Ok(());
             }
         }
     }
-}
-
-async fn deliver(inbox: &tokio::sync::mpsc::Sender<Message>, message: Message) -> Result<(), ()> {
-    inbox.send(message).await.map_err(|_| ())
 }
 
 /// A stream that ends because its connection closed is not an error of the peer's.

@@ -14,6 +14,7 @@ use tokio::time::timeout;
 use tracing::{debug, info};
 
 use crate::admission::{Admission, TurnedAway};
+use crate::bulk_quota::BulkQuota;
 use crate::bulk_runtime::BulkThread;
 use crate::config::{TransportConfig, RPC_STREAMS_MAX};
 use crate::congestion::{LedbatConfig, UrgentTraffic};
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Refused strangers, told at warn level.
     pub intruders: IntruderLog,
+    /// Accepted bulk-only connections per peer.
+    pub bulk_quota: Arc<BulkQuota>,
     peers: Mutex<BTreeMap<NodeId, Arc<Peer>>>,
 }
 
@@ -165,6 +168,7 @@ impl Endpoint {
             inbox: senders,
             shutdown: watch::channel(false).0,
             intruders: IntruderLog::default(),
+            bulk_quota: Arc::default(),
             peers: Mutex::new(BTreeMap::new()),
         });
         tokio::spawn(accept_connections(
@@ -175,6 +179,7 @@ impl Endpoint {
         if shared.sealed.is_some() {
             tokio::spawn(crate::sealed::receive(shared.clone()));
         }
+        tokio::spawn(crate::forget::sweep(shared.clone()));
         if let Some(bulk) = &shared.bulk {
             bulk.thread
                 .spawn(accept_connections(shared.clone(), bulk.quic.clone(), true));
@@ -403,6 +408,33 @@ impl Endpoint {
         bulk::close(&peer);
     }
 
+    /// Forgets `peer`: closes its connections, drops what is queued for it (counted as lost
+    /// with the connection), its sealed keys and its record. Call it once the peer is gone for
+    /// good (membership removed it); a later send dials it afresh. Records nobody uses are
+    /// forgotten anyway after [`TransportConfig::forget_peers_after`].
+    pub fn forget(&self, peer: NodeId) {
+        if let Some(peer) = self.shared.take_peer(peer) {
+            crate::forget::let_go(&self.shared, &peer);
+        }
+    }
+
+    /// Peer records held: connected peers, and others not yet forgotten.
+    pub fn peer_records(&self) -> usize {
+        self.shared
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Peers this node holds sealed membership receive keys of.
+    pub fn sealed_peers(&self) -> usize {
+        self.shared
+            .sealed
+            .as_ref()
+            .map_or(0, SealedSide::peers_keyed)
+    }
+
     /// Shuts down: closes every connection with a normal close, stops all tasks, ends the
     /// [`Inbox`]'s queues, drops the request handler, and waits briefly for peers to
     /// acknowledge. The socket is released once the last clone of the endpoint is dropped.
@@ -435,6 +467,7 @@ impl Shared {
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         match peers.get(&to.id) {
             Some(peer) => {
+                peer.touch();
                 if peer.addr() != to.addr {
                     peer.set_addr(to.addr);
                 }
@@ -446,6 +479,26 @@ impl Shared {
                 peer
             }
         }
+    }
+
+    /// Takes `id`'s record out of the table.
+    pub(crate) fn take_peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id)
+    }
+
+    /// Takes the records `forget` picks out of the table. Decided under the table's lock,
+    /// which [`peer`](Self::peer) takes to hand a record out and mark it used.
+    pub(crate) fn take_peers(&self, forget: impl Fn(&Peer) -> bool) -> Vec<Arc<Peer>> {
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let gone: Vec<NodeId> = peers
+            .values()
+            .filter(|peer| forget(peer))
+            .map(|peer| peer.id)
+            .collect();
+        gone.iter().filter_map(|id| peers.remove(id)).collect()
     }
 
     pub(crate) fn existing_peer(&self, id: NodeId) -> Option<Arc<Peer>> {

@@ -7,9 +7,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::budget::ByteBudget;
 use crate::bulk::IncomingTransfer;
 use crate::config::TransportConfig;
 use crate::frame::{decode_message, FrameError};
+use crate::metrics::{InboxBound, TransportMetrics};
 use crate::rpc::IncomingRequest;
 use foundation_core::identity::{NodeAddr, NodeId};
 use foundation_core::Channel;
@@ -61,6 +63,11 @@ pub enum PeerEvent {
 
 /// The receiving side of an endpoint. Each field is an independent bounded queue; a queue the
 /// application drops is treated as "not accepting" and the peer is told so.
+///
+/// The coordination, replication and events queues are bounded in bytes as well as in
+/// messages ([`TransportConfig::inbox_bytes`]): a received payload holds its share of the
+/// budget until the application drops its last handle on it, so a consumer that keeps
+/// payloads (or slices of them) slows its channel down as one that does not read does.
 #[derive(Debug)]
 pub struct Inbox {
     /// Membership datagrams.
@@ -87,7 +94,7 @@ pub type RequestHandler = Arc<dyn Fn(IncomingRequest) + Send + Sync>;
 /// The endpoint's ends of the inbox queues.
 pub(crate) struct InboxSenders {
     pub membership: mpsc::Sender<Message>,
-    pub streamed: [mpsc::Sender<Message>; 3],
+    pub streamed: [StreamedInbox; 3],
     pub requests: mpsc::Sender<IncomingRequest>,
     pub transfers: mpsc::Sender<IncomingTransfer>,
     pub peers: mpsc::Sender<PeerEvent>,
@@ -166,8 +173,49 @@ fn write<T>(lock: &RwLock<Option<T>>) -> std::sync::RwLockWriteGuard<'_, Option<
 
 impl InboxSenders {
     /// The queue of a streamed channel, `None` for channels that are not streamed.
-    pub fn streamed(&self, channel: Channel) -> Option<&mpsc::Sender<Message>> {
+    pub fn streamed(&self, channel: Channel) -> Option<&StreamedInbox> {
         streamed_index(channel).map(|i| &self.streamed[i])
+    }
+}
+
+/// A streamed channel's queue, bounded in messages, and its byte budget.
+pub(crate) struct StreamedInbox {
+    queue: mpsc::Sender<Message>,
+    bytes: ByteBudget,
+}
+
+/// The application dropped the channel's queue.
+pub(crate) struct InboxClosed;
+
+impl StreamedInbox {
+    /// Queues `message` once there is room for it, in bytes and in messages, counting each
+    /// wait for room. Waiting is the backpressure: the caller reads no more of its stream.
+    pub async fn deliver(
+        &self,
+        mut message: Message,
+        metrics: &TransportMetrics,
+    ) -> Result<(), InboxClosed> {
+        message.payload = match self.bytes.try_charge(message.payload) {
+            Ok(charged) => charged,
+            Err(payload) => {
+                metrics.inbox_waited(message.channel, InboxBound::Bytes);
+                tokio::select! {
+                    charged = self.bytes.charge(payload) => charged,
+                    // Budget held by a consumer that is gone may never come back.
+                    _ = self.queue.closed() => return Err(InboxClosed),
+                }
+            }
+        };
+        let room = match self.queue.try_reserve() {
+            Ok(room) => room,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(InboxClosed),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                metrics.inbox_waited(message.channel, InboxBound::Messages);
+                self.queue.reserve().await.map_err(|_| InboxClosed)?
+            }
+        };
+        room.send(message);
+        Ok(())
     }
 }
 
@@ -178,10 +226,14 @@ pub(crate) fn streamed_index(channel: Channel) -> Option<usize> {
 
 pub(crate) fn inbox(config: &TransportConfig) -> (Inboxes, Inbox) {
     let cap = config.inbox_capacity;
+    let streamed = |_| {
+        let (queue, receiver) = mpsc::channel(cap);
+        let bytes = ByteBudget::new(config.inbox_bytes);
+        (StreamedInbox { queue, bytes }, receiver)
+    };
     let (membership_tx, membership) = mpsc::channel(cap);
-    let (coordination_tx, coordination) = mpsc::channel(cap);
-    let (replication_tx, replication) = mpsc::channel(cap);
-    let (events_tx, events) = mpsc::channel(cap);
+    let [(coordination_tx, coordination), (replication_tx, replication), (events_tx, events)] =
+        [(); 3].map(streamed);
     let (requests_tx, requests) = mpsc::channel(cap);
     let (transfers_tx, transfers) = mpsc::channel(config.max_concurrent_transfers as usize);
     let (peers_tx, peers) = mpsc::channel(cap);

@@ -22,7 +22,9 @@
 
 mod admission;
 pub mod advertise;
+mod budget;
 pub mod bulk;
+mod bulk_quota;
 mod bulk_runtime;
 mod channel;
 pub mod config;
@@ -31,6 +33,7 @@ mod connection;
 pub mod declared;
 mod endpoint;
 pub mod error;
+mod forget;
 pub mod frame;
 pub mod gateway;
 mod handshake;

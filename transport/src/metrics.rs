@@ -60,6 +60,24 @@ impl DropReason {
     }
 }
 
+/// What a full inbox of a streamed channel was full of when a reader had to wait for room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InboxBound {
+    /// Messages: [`TransportConfig::inbox_capacity`](crate::TransportConfig::inbox_capacity).
+    Messages,
+    /// Payload bytes: [`TransportConfig::inbox_bytes`](crate::TransportConfig::inbox_bytes).
+    Bytes,
+}
+
+impl InboxBound {
+    fn name(self) -> &'static str {
+        match self {
+            InboxBound::Messages => "messages",
+            InboxBound::Bytes => "bytes",
+        }
+    }
+}
+
 /// Events of multiplexed RPC calls that are not ordinary calls and answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RpcEvent {
@@ -169,6 +187,21 @@ struct SideLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InboxLabels {
+    channel: &'static str,
+    bound: &'static str,
+}
+
+impl InboxLabels {
+    fn of(channel: Channel, bound: InboxBound) -> Self {
+        Self {
+            channel: channel.name(),
+            bound: bound.name(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -192,6 +225,8 @@ pub struct TransportMetrics {
     bytes: [[Counter; 2]; 6],
     messages: [[Counter; 2]; 6],
     drops: Family<DropLabels, Counter>,
+    /// Waits for room in a streamed channel's inbox, by channel and bound.
+    inbox_waits: Family<InboxLabels, Counter>,
     handshake_failures: Family<ReasonLabels, Counter>,
     duplicate_connections: Counter,
     connections: Gauge,
@@ -199,6 +234,10 @@ pub struct TransportMetrics {
     /// Bulk-only connections: [dialled, accepted].
     bulk_connections: [Counter; 2],
     bulk_fallbacks: Counter,
+    /// Bulk-only connections refused because their peer held its quota.
+    bulk_refused: Counter,
+    /// Peer records forgotten (see [`crate::forget`]).
+    peers_forgotten: Counter,
     handshakes_in_progress: Gauge,
     /// Incoming handshakes turned away: [asked to retry, refused].
     turned_away: [Counter; 2],
@@ -229,6 +268,7 @@ impl TransportMetrics {
             bytes: per_channel_and_direction(&bytes),
             messages: per_channel_and_direction(&messages),
             drops: Family::default(),
+            inbox_waits: Family::default(),
             handshake_failures: Family::default(),
             duplicate_connections: Counter::default(),
             connections: Gauge::default(),
@@ -239,6 +279,8 @@ impl TransportMetrics {
             bulk_connections: ["dialled", "accepted"]
                 .map(|side| bulk_connections.get_or_create(&SideLabels { side }).clone()),
             bulk_fallbacks: Counter::default(),
+            bulk_refused: Counter::default(),
+            peers_forgotten: Counter::default(),
             handshakes_in_progress: Gauge::default(),
             turned_away: ["retry", "refused"]
                 .map(|action| turned_away.get_or_create(&ActionLabels { action }).clone()),
@@ -275,6 +317,12 @@ impl TransportMetrics {
             "dropped",
             "Messages dropped or rejected, by channel and reason",
             metrics.drops.clone(),
+        );
+        registry.register(
+            "inbox_waits",
+            "Times a stream's reader stopped reading because its channel's inbox was full, by \
+             channel and bound (messages or bytes): backpressure on the sender, nothing dropped",
+            metrics.inbox_waits.clone(),
         );
         registry.register(
             "handshake_failures",
@@ -322,6 +370,18 @@ impl TransportMetrics {
             "bulk_fallbacks",
             "Bulk transfers sent on the regular connection because no bulk connection could be had",
             metrics.bulk_fallbacks.clone(),
+        );
+        registry.register(
+            "bulk_connections_refused",
+            "Bulk-only connections closed at once because their peer already held its quota of \
+             them (4)",
+            metrics.bulk_refused.clone(),
+        );
+        registry.register(
+            "peers_forgotten",
+            "Peer records let go: unused and unconnected for forget_peers_after, or forgotten on \
+             the application's word",
+            metrics.peers_forgotten.clone(),
         );
         registry.register(
             "handshakes_in_progress",
@@ -385,6 +445,19 @@ impl TransportMetrics {
         self.drops.get_or_create(&labels).inc_by(count);
     }
 
+    pub(crate) fn inbox_waited(&self, channel: Channel, bound: InboxBound) {
+        self.inbox_waits
+            .get_or_create(&InboxLabels::of(channel, bound))
+            .inc();
+    }
+
+    /// Times a reader waited for room in `channel`'s inbox because of `bound`.
+    pub fn inbox_waits(&self, channel: Channel, bound: InboxBound) -> u64 {
+        self.inbox_waits
+            .get_or_create(&InboxLabels::of(channel, bound))
+            .get()
+    }
+
     /// A rejected stream; `None` when the stream did not even name a valid channel.
     pub(crate) fn rejected(&self, channel: Option<Channel>, reason: DropReason) {
         let channel = channel.map_or("unknown", Channel::name);
@@ -418,6 +491,19 @@ impl TransportMetrics {
 
     pub(crate) fn bulk_connection_opened(&self, dialled: bool) {
         self.bulk_connections[usize::from(!dialled)].inc();
+    }
+
+    pub(crate) fn bulk_connection_refused(&self) {
+        self.bulk_refused.inc();
+    }
+
+    pub(crate) fn peer_forgotten(&self) {
+        self.peers_forgotten.inc();
+    }
+
+    /// Peer records forgotten so far.
+    pub fn peers_forgotten(&self) -> u64 {
+        self.peers_forgotten.get()
     }
 
     pub(crate) fn bulk_fallback(&self) {
@@ -511,6 +597,11 @@ impl TransportMetrics {
     /// Bulk-only connections opened so far: dialled by us (`true`) or accepted (`false`).
     pub fn bulk_connections(&self, dialled: bool) -> u64 {
         self.bulk_connections[usize::from(!dialled)].get()
+    }
+
+    /// Bulk-only connections refused because their peer held its quota.
+    pub fn bulk_connections_refused(&self) -> u64 {
+        self.bulk_refused.get()
     }
 
     /// Bulk transfers sent on the regular connection for want of a bulk connection.

@@ -6,9 +6,9 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use quinn::{Connection, SendStream};
@@ -90,6 +90,13 @@ pub(crate) struct Peer {
     /// Where the last keys had us seal to; kept when a key is dropped, so an ICMP error about
     /// a datagram already sent still names this peer.
     sealed_to: Mutex<Option<SocketAddr>>,
+    /// When the record was made; `last_used` counts from it.
+    born: Instant,
+    /// Milliseconds from `born` to the last time the peer was sent to, heard from, or
+    /// connected (see [`crate::forget`]).
+    last_used: AtomicU64,
+    /// Set once the record is forgotten: its tasks end, as at shutdown.
+    retired: watch::Sender<bool>,
 }
 
 impl Peer {
@@ -116,6 +123,9 @@ impl Peer {
             bulk: tokio::sync::Mutex::new(Default::default()),
             sealed: Mutex::new(None),
             sealed_to: Mutex::new(None),
+            born: Instant::now(),
+            last_used: AtomicU64::new(0),
+            retired: watch::channel(false).0,
         });
         for (channel, rx) in Channel::STREAMED.into_iter().zip(receivers) {
             tokio::spawn(write_stream(this.clone(), shared.clone(), channel, rx));
@@ -123,6 +133,49 @@ impl Peer {
         tokio::spawn(flush_datagrams(this.clone(), shared.clone()));
         tokio::spawn(dial_on_demand(this.clone(), shared.clone()));
         this
+    }
+
+    /// Notes that the peer is in use now: sent to, heard from, or connected.
+    pub fn touch(&self) {
+        let since_born = self.born.elapsed().as_millis();
+        let since_born = u64::try_from(since_born).unwrap_or(u64::MAX);
+        self.last_used.fetch_max(since_born, Ordering::Relaxed);
+    }
+
+    /// How long the peer has not been used, as of `now`.
+    pub fn unused_for(&self, now: Instant) -> Duration {
+        let last = Duration::from_millis(self.last_used.load(Ordering::Relaxed));
+        now.saturating_duration_since(self.born + last)
+    }
+
+    /// Ends the record's tasks (see [`crate::forget`]).
+    pub fn retire(&self) {
+        self.retired.send_replace(true);
+    }
+
+    /// Completes when the endpoint shuts down or the record is forgotten.
+    pub async fn ended(&self, shared: &Shared) {
+        let mut retired = self.retired.subscribe();
+        tokio::select! {
+            _ = shared.stopped() => {}
+            _ = retired.wait_for(|retired| *retired) => {}
+        }
+    }
+
+    fn is_ended(&self, shared: &Shared) -> bool {
+        shared.is_shut_down() || *self.retired.borrow()
+    }
+
+    /// Whether anything waits on this record: a task waiting for a connection, or messages or
+    /// datagrams queued for the peer.
+    pub fn has_work(&self) -> bool {
+        let queued = self.queues.iter().any(|q| q.capacity() < q.max_capacity());
+        let datagrams = !self
+            .datagrams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty();
+        self.waiting.load(Ordering::SeqCst) > 0 || queued || datagrams
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -197,12 +250,11 @@ impl Peer {
             return Some(live);
         }
         let mut live = self.live.subscribe();
-        let mut shutdown = shared.shutdown.subscribe();
         self.waiting.fetch_add(1, Ordering::SeqCst);
         self.demand.notify_one();
         let result = tokio::select! {
             found = live.wait_for(Option::is_some) => found.ok().and_then(|l| l.clone()),
-            _ = shutdown.wait_for(|down| *down) => None,
+            _ = self.ended(shared) => None,
         };
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         result
@@ -266,11 +318,10 @@ pub(crate) fn send_datagram_now(shared: &Shared, conn: &Connection, datagram: By
 }
 
 async fn flush_datagrams(peer: Arc<Peer>, shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.subscribe();
     loop {
         tokio::select! {
             _ = peer.datagrams_queued.notified() => {}
-            _ = shutdown.wait_for(|down| *down) => return,
+            _ = peer.ended(&shared) => return,
         }
         let Some(live) = peer.connected(&shared).await else {
             return;
@@ -283,21 +334,20 @@ async fn flush_datagrams(peer: Arc<Peer>, shared: Arc<Shared>) {
 
 /// Dials whenever someone waits for a connection, backing off exponentially between failures.
 async fn dial_on_demand(peer: Arc<Peer>, shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.subscribe();
     let mut backoff = shared.config.reconnect_min;
     loop {
         tokio::select! {
             _ = peer.demand.notified() => {}
-            _ = shutdown.wait_for(|down| *down) => return,
+            _ = peer.ended(&shared) => return,
         }
-        while peer.wants_connection() && !*shutdown.borrow() {
+        while peer.wants_connection() && !peer.is_ended(&shared) {
             match shared.dial_peer(&peer).await {
                 Ok(()) => backoff = shared.config.reconnect_min,
                 Err(error) => {
                     debug!(peer = %peer.node_addr(), %error, ?backoff, "dial failed");
                     tokio::select! {
                         _ = tokio::time::sleep(jittered(backoff)) => {}
-                        _ = shutdown.wait_for(|down| *down) => return,
+                        _ = peer.ended(&shared) => return,
                     }
                     backoff = (backoff * 2).min(shared.config.reconnect_max);
                 }
@@ -326,13 +376,18 @@ async fn write_stream(
         batch.clear();
         let first = tokio::select! {
             first = queue.recv() => first,
-            _ = shared.stopped() => None,
+            _ = peer.ended(&shared) => None,
         };
-        let Some(first) = first else { return };
+        let Some(first) = first else {
+            return count_left_behind(&shared, channel, &queue);
+        };
         // Only one message leaves the queue before a connection is up, so the queue's
         // capacity is what bounds memory (and what senders wait on) while disconnected.
         let Some(live) = peer.connected(&shared).await else {
-            return;
+            shared
+                .metrics
+                .dropped(channel, DropReason::ConnectionLost, 1);
+            return count_left_behind(&shared, channel, &queue);
         };
         batch.push(first);
         while batch.len() < WRITE_BATCH_MAX {
@@ -358,6 +413,17 @@ async fn write_stream(
                     .dropped(channel, DropReason::ConnectionLost, taken as u64);
             }
         }
+    }
+}
+
+/// Counts the messages still queued for a peer whose record was forgotten (or at shutdown)
+/// as lost with their connection: nothing will send them.
+fn count_left_behind(shared: &Shared, channel: Channel, queue: &mpsc::Receiver<Bytes>) {
+    let left = queue.len() as u64;
+    if left > 0 {
+        shared
+            .metrics
+            .dropped(channel, DropReason::ConnectionLost, left);
     }
 }
 

@@ -47,4 +47,6 @@ pub mod code {
     pub const UNAVAILABLE: u32 = 5;
     /// The peer already has its limit of our requests in flight on this connection.
     pub const TOO_MANY_IN_FLIGHT: u32 = 6;
+    /// The peer already holds its quota of bulk-only connections to this node.
+    pub const TOO_MANY_CONNECTIONS: u32 = 7;
 }

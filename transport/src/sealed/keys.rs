@@ -80,6 +80,7 @@ impl KeyTable {
         }
     }
 
+    /// Removes `peer`'s key of id `id` (its oldest, when called from `insert`).
     fn remove_oldest(&mut self, id: u32, peer: NodeId) {
         let Some(entries) = self.by_id.get_mut(&id) else {
             return;
@@ -90,6 +91,18 @@ impl KeyTable {
         if entries.is_empty() {
             self.by_id.remove(&id);
         }
+    }
+
+    /// Drops every receive key of `peer`.
+    pub fn forget(&mut self, peer: NodeId) {
+        for id in self.by_peer.remove(&peer).unwrap_or_default() {
+            self.remove_oldest(id, peer);
+        }
+    }
+
+    /// Peers we hold receive keys of.
+    pub fn peers(&self) -> usize {
+        self.by_peer.len()
     }
 
     /// Opens a sealed packet with the keys of its id: the sender and the payload.
@@ -160,5 +173,15 @@ mod tests {
         assert_eq!(table.keys_held(), 5, "a keeps its 4 newest, b its one");
         assert_eq!(opened(&mut table, &from_b.seal(b"x").unwrap()), Ok(b));
         assert!(opened(&mut table, &from_a.seal(b"x").unwrap()).is_err());
+        table.forget(a);
+        assert_eq!(
+            (table.keys_held(), table.peers()),
+            (1, 1),
+            "b's key alone is left"
+        );
+        assert_eq!(opened(&mut table, &from_b.seal(b"x").unwrap()), Ok(b));
+        table.forget(b);
+        assert_eq!((table.keys_held(), table.peers()), (0, 0));
+        assert!(table.by_id.is_empty(), "no empty lists are left behind");
     }
 }

@@ -180,6 +180,16 @@ impl SealedSide {
         self.socket.local_addr().ok().map(|a| a.port())
     }
 
+    /// Drops `peer`'s receive keys: it is forgotten (see [`crate::forget`]).
+    pub(crate) fn forget(&self, peer: NodeId) {
+        self.keys().forget(peer);
+    }
+
+    /// Peers we hold receive keys of.
+    pub fn peers_keyed(&self) -> usize {
+        self.keys().peers()
+    }
+
     fn keys(&self) -> std::sync::MutexGuard<'_, KeyTable> {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -279,6 +289,7 @@ impl Peer {
 
     /// The peer sent us a membership datagram: it is listening.
     pub(crate) fn answered(&self) {
+        self.touch();
         if let Some(send) = self.sealed_slot().as_mut() {
             send.heard(Instant::now());
         }

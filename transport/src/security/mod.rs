@@ -98,6 +98,17 @@ pub fn raw_quic_configs(
     quic_configs(Credentials::load(trust, cluster)?, cluster)
 }
 
+/// The client configuration this node dials bulk-only connections with (ALPN [`BULK_ALPN`]),
+/// for tests that drive a bulk connection by hand.
+#[doc(hidden)]
+pub fn raw_bulk_client_config(
+    trust: &Trust,
+    cluster: &ClusterName,
+) -> Result<quinn::ClientConfig, SecurityError> {
+    let (_, _, bulk) = quic_configs_with_bulk(Credentials::load(trust, cluster)?, cluster)?;
+    Ok(bulk)
+}
+
 /// Builds the quinn server and client configurations for `cluster` from `credentials`.
 pub(crate) fn quic_configs(
     credentials: Credentials,

@@ -1,11 +1,12 @@
 //! A hand-driven peer: real TLS and hello, then whatever bytes the test wants.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use foundation_transport::frame::{encode_frame, encode_message, FrameDecoder, StreamHeader};
 use foundation_transport::rpc::codec::MuxFrame;
-use foundation_transport::security::raw_quic_configs;
+use foundation_transport::security::{raw_bulk_client_config, raw_quic_configs};
 use foundation_transport::wire::Hello;
 use foundation_transport::{ClusterName, NodeAddr, NodeId};
 
@@ -33,18 +34,28 @@ impl RawPeer {
             transport.keep_alive_interval(Some(ping));
             client.transport_config(std::sync::Arc::new(transport));
         }
+        Self::connect_as(client, to.endpoint.local().addr, NodeId::random()).await
+    }
+
+    /// Dials a bulk-only connection to `to`'s bulk endpoint, saying it is node `id`.
+    pub async fn connect_bulk(to: &Node, id: NodeId) -> RawPeer {
+        let cluster = ClusterName::new("orders").unwrap();
+        let client = raw_bulk_client_config(&secret(SECRET), &cluster).unwrap();
+        let bulk_addr = to.endpoint.bulk_addr().expect("a bulk endpoint");
+        Self::connect_as(client, bulk_addr, id).await
+    }
+
+    /// Dials `to` with `client` and exchanges hellos as node `id`.
+    async fn connect_as(client: quinn::ClientConfig, to: SocketAddr, id: NodeId) -> RawPeer {
+        let cluster = ClusterName::new("orders").unwrap();
         let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         let conn = endpoint
-            .connect_with(
-                client,
-                to.endpoint.local().addr,
-                &cluster.certificate_dns_name(),
-            )
+            .connect_with(client, to, &cluster.certificate_dns_name())
             .unwrap()
             .await
             .unwrap();
         let addr = NodeAddr {
-            id: NodeId::random(),
+            id,
             addr: endpoint.local_addr().unwrap(),
         };
         let hello = Hello {
@@ -59,8 +70,10 @@ impl RawPeer {
         let mut out = BytesMut::from(&StreamHeader::HELLO.encode()[..]);
         encode_frame(&mut out, &encode_message(&hello).unwrap(), 512).unwrap();
         send.write_all(&out).await.unwrap();
+        // The node's hello; a connection it refuses right after may end before it is read,
+        // which the test then finds on `conn`.
         let mut reply = [0u8; 64];
-        let _ = recv.read(&mut reply).await.unwrap();
+        let _ = recv.read(&mut reply).await;
         RawPeer {
             conn,
             addr,

@@ -1,0 +1,155 @@
+//! Peer records and sealed keys of peers that are gone are forgotten, and a forgotten peer is
+//! reached again, re-keyed, on the next send.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use foundation_transport::metrics::Direction;
+use foundation_transport::{Channel, NodeAddr, PeerEvent, SendMode, TransportConfig};
+
+const WAIT: SendMode = SendMode::Wait(Duration::from_secs(2));
+const LONG: Duration = Duration::from_secs(10);
+/// A membership touch (core's `datagram_kind::TOUCH`): never answered, so a stream of them
+/// does not make the sender take the peer's silence for a dead socket and go back to QUIC.
+const TOUCH: &[u8] = &[4];
+
+fn forgetful() -> TransportConfig {
+    TransportConfig {
+        forget_peers_after: Duration::from_millis(300),
+        idle_timeout: LONG,
+        ..fast_config()
+    }
+}
+
+async fn nodes() -> (Node, Node) {
+    let a = node_with("orders", &secret(SECRET), forgetful()).await;
+    let b = node_with("orders", &secret(SECRET), forgetful()).await;
+    (a, b)
+}
+
+/// `a` sends `text` to `b` on coordination, and `b` gets it.
+async fn reaches(a: &Node, b: &mut Node, text: &'static str) {
+    let to_b = b.endpoint.local();
+    let payload = Bytes::from_static(text.as_bytes());
+    a.endpoint
+        .send(to_b, Channel::Coordination, payload.clone(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut b.inbox.coordination).await.payload,
+        payload
+    );
+}
+
+/// Sends membership datagrams from `a` to `b` until one arrives sealed.
+async fn sealed_again(a: &Node, to_b: NodeAddr) {
+    let sealed = || a.endpoint.metrics().sealed_datagrams(Direction::Sent);
+    let before = sealed();
+    for _ in 0..200 {
+        a.endpoint
+            .send_datagram(to_b, Bytes::from_static(TOUCH))
+            .unwrap();
+        if sealed() > before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("membership to the peer was never sealed again");
+}
+
+/// Before, both records and both sides' keys stayed until the endpoints closed.
+#[tokio::test]
+async fn a_peer_unused_and_unconnected_is_forgotten_and_reached_afresh_later() {
+    let (a, mut b) = nodes().await;
+    let to_b = b.endpoint.local();
+    reaches(&a, &mut b, "one").await;
+    sealed_again(&a, to_b).await;
+    assert_eq!(
+        (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
+        (1, 1)
+    );
+
+    a.endpoint.disconnect(to_b.id);
+    let ends = [&a, &b].map(|n| n.endpoint.clone());
+    eventually(LONG, "both forget the other", || {
+        ends.iter()
+            .all(|e| e.peer_records() == 0 && e.sealed_peers() == 0)
+    })
+    .await;
+    assert!(ends.iter().all(|e| e.metrics().peers_forgotten() == 1));
+
+    reaches(&a, &mut b, "two").await;
+    sealed_again(&a, to_b).await;
+    assert_eq!(
+        (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
+        (1, 1)
+    );
+}
+
+/// A peer still spoken to keeps its record and keys with no connection: sealed membership
+/// datagrams need none.
+#[tokio::test]
+async fn a_peer_still_spoken_to_is_not_forgotten_without_a_connection() {
+    let (a, mut b) = nodes().await;
+    let to_b = b.endpoint.local();
+    reaches(&a, &mut b, "one").await;
+    sealed_again(&a, to_b).await;
+    a.endpoint.disconnect(to_b.id);
+    eventually(LONG, "the connection is gone", || {
+        a.endpoint.connected_peers().is_empty()
+    })
+    .await;
+    // Four times the forgetting delay, a datagram every 50 ms.
+    let heard = b.endpoint.metrics().sealed_datagrams(Direction::Received);
+    for _ in 0..24 {
+        a.endpoint
+            .send_datagram(to_b, Bytes::from_static(TOUCH))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b_heard = b.endpoint.metrics().sealed_datagrams(Direction::Received) - heard;
+    assert!(b_heard >= 20, "b heard {b_heard} of 24 sealed");
+    assert_eq!(
+        (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
+        (1, 1)
+    );
+    assert_eq!(a.endpoint.metrics().peers_forgotten(), 0);
+    assert!(
+        a.endpoint.connected_peers().is_empty(),
+        "sealed, not over QUIC"
+    );
+}
+
+/// The caller's word forgets a connected peer at once, and the peer is told.
+#[tokio::test]
+async fn a_peer_the_caller_forgets_is_let_go_at_once() {
+    let config = TransportConfig {
+        idle_timeout: LONG,
+        ..fast_config()
+    };
+    let a = node_with("orders", &secret(SECRET), config.clone()).await;
+    let mut b = node_with("orders", &secret(SECRET), config).await;
+    let to_b = b.endpoint.local();
+    reaches(&a, &mut b, "one").await;
+    sealed_again(&a, to_b).await;
+    assert!(matches!(
+        next_peer_event(&mut b.inbox).await,
+        PeerEvent::Connected { .. }
+    ));
+
+    a.endpoint.forget(to_b.id);
+    assert_eq!(
+        (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
+        (0, 0)
+    );
+    assert!(matches!(
+        next_peer_event(&mut b.inbox).await,
+        PeerEvent::Disconnected { .. }
+    ));
+
+    reaches(&a, &mut b, "two").await;
+    sealed_again(&a, to_b).await;
+}
