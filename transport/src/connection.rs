@@ -203,11 +203,7 @@ async fn read_datagrams(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) 
                 shared
                     .metrics
                     .traffic(Channel::Membership, Direction::Received, 1, len);
-                let message = Message {
-                    from,
-                    channel: Channel::Membership,
-                    payload,
-                };
+                let message = Message::new(from, Channel::Membership, payload);
                 if inbox.membership.try_send(message).is_err() {
                     shared
                         .metrics
@@ -364,11 +360,7 @@ async fn read_frames(
             shared
                 .metrics
                 .traffic(channel, Direction::Received, 1, payload.len() as u64);
-            let message = Message {
-                from,
-                channel,
-                payload,
-            };
+            let message = Message::new(from, channel, payload);
             if inbox.deliver(message, &shared.metrics).await.is_err() {
                 let _ = recv.stop(code::UNAVAILABLE.into());
                 return Ok(());

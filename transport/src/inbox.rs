@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::budget::ByteBudget;
+use crate::budget::{ByteBudget, Charge};
 use crate::bulk::IncomingTransfer;
 use crate::config::TransportConfig;
 use crate::frame::{decode_message, FrameError};
@@ -17,6 +17,10 @@ use foundation_core::identity::{NodeAddr, NodeId};
 use foundation_core::Channel;
 
 /// A message received on the membership, coordination, replication or events channel.
+///
+/// One taken from a streamed channel's inbox holds its share of that channel's byte budget
+/// ([`TransportConfig::inbox_bytes`]) until it is dropped: consume it and drop it, keeping the
+/// payload (or a slice of it) if need be, which holds no budget.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// The sender.
@@ -25,9 +29,21 @@ pub struct Message {
     pub channel: Channel,
     /// The payload, as sent.
     pub payload: Bytes,
+    charge: Charge,
 }
 
 impl Message {
+    /// A message from `from` on `channel` holding no budget (the transport charges the ones it
+    /// queues).
+    pub fn new(from: NodeId, channel: Channel, payload: Bytes) -> Self {
+        Self {
+            from,
+            channel,
+            payload,
+            charge: Charge::default(),
+        }
+    }
+
     /// Decodes the payload as a typed message.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, FrameError> {
         decode_message(&self.payload)
@@ -65,9 +81,9 @@ pub enum PeerEvent {
 /// application drops is treated as "not accepting" and the peer is told so.
 ///
 /// The coordination, replication and events queues are bounded in bytes as well as in
-/// messages ([`TransportConfig::inbox_bytes`]): a received payload holds its share of the
-/// budget until the application drops its last handle on it, so a consumer that keeps
-/// payloads (or slices of them) slows its channel down as one that does not read does.
+/// messages ([`TransportConfig::inbox_bytes`]): a received [`Message`] holds its share of the
+/// budget until the application drops it, so a consumer that holds on to messages slows its
+/// channel down as one that does not read does (the payloads it keeps hold nothing).
 #[derive(Debug)]
 pub struct Inbox {
     /// Membership datagrams.
@@ -195,12 +211,13 @@ impl StreamedInbox {
         mut message: Message,
         metrics: &TransportMetrics,
     ) -> Result<(), InboxClosed> {
-        message.payload = match self.bytes.try_charge(message.payload) {
-            Ok(charged) => charged,
-            Err(payload) => {
+        let len = message.payload.len();
+        message.charge = match self.bytes.try_charge(len) {
+            Some(charge) => charge,
+            None => {
                 metrics.inbox_waited(message.channel, InboxBound::Bytes);
                 tokio::select! {
-                    charged = self.bytes.charge(payload) => charged,
+                    charge = self.bytes.charge(len) => charge,
                     // Budget held by a consumer that is gone may never come back.
                     _ = self.queue.closed() => return Err(InboxClosed),
                 }

@@ -85,3 +85,36 @@ async fn a_full_byte_budget_pushes_back_without_dropping_and_spares_other_channe
         "the byte budget, not the count, held them back"
     );
 }
+
+/// A consumer that keeps the payloads it read (a subscriber keeping the last value of each
+/// topic) holds none of the budget: forty 1 MiB messages all arrive through an 8 MiB inbox.
+/// When the payloads carried the charge, the channel stopped after eight, for every peer, until
+/// the consumer let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_the_consumer_keeps_hold_no_budget() {
+    let config = TransportConfig {
+        inbox_bytes: 8 * MIB,
+        ..TransportConfig::default()
+    };
+    let a = node_with("orders", &secret(SECRET), config.clone()).await;
+    let mut b = node_with("orders", &secret(SECRET), config).await;
+    let to_b = b.endpoint.local();
+    const SENT: u32 = 40;
+    let sender = tokio::spawn(async move {
+        for i in 0..SENT {
+            let sent = a
+                .endpoint
+                .send(to_b, Channel::Replication, numbered(i), WAIT);
+            sent.await.unwrap();
+        }
+        a
+    });
+    let mut kept = Vec::new();
+    for i in 0..SENT {
+        let message = next_message(&mut b.inbox.replication).await;
+        assert!(message.payload == numbered(i), "message {i} in order");
+        kept.push(message.payload.slice(..4));
+    }
+    assert_eq!(kept.len(), SENT as usize);
+    drop(sender.await.unwrap());
+}

@@ -25,11 +25,11 @@ const KEY: &str = "checkout.limits";
 /// Checks the properties above on one input; panics if one fails.
 pub fn check(data: &[u8]) {
     config_value(data);
-    let message = Message {
-        from: NodeId::from_u128(2),
-        channel: Channel::Coordination,
-        payload: Bytes::copy_from_slice(data),
-    };
+    let message = Message::new(
+        NodeId::from_u128(2),
+        Channel::Coordination,
+        Bytes::copy_from_slice(data),
+    );
     payload::<u64>(&message);
     payload::<String>(&message);
     payload::<(String, Vec<u8>)>(&message);

@@ -440,11 +440,7 @@ fn deliver(shared: &Shared, from: NodeId, payload: Vec<u8>) {
         1,
         payload.len() as u64,
     );
-    let message = Message {
-        from,
-        channel: Channel::Membership,
-        payload: payload.into(),
-    };
+    let message = Message::new(from, Channel::Membership, payload.into());
     let delivered = shared
         .inbox
         .senders()
