@@ -755,3 +755,23 @@ async fn a_peers_request_waits_at_most_the_receivers_cap() {
     );
     stop(&nodes).await;
 }
+
+/// `Duration::MAX` as the cap means none: a peer's request is answered (it overflowed the clock
+/// and panicked the serving task, so the caller heard nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_of_duration_max_means_none() {
+    let nodes = common::cluster(2, |seeds| NodeSettings {
+        agents: AgentsConfig {
+            max_request_deadline: Duration::MAX,
+            ..AgentsConfig::default()
+        },
+        ..common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await;
+    nodes[1].agents().spawn(doubler("doubler")).await.unwrap();
+    let far = nodes[0].agents();
+    eventually(SOON, "doubler visible", || far.lookup("doubler").is_some()).await;
+    let answer = far.request::<_, u64>("doubler", &21u64, DEADLINE).await;
+    assert_eq!(answer.ok(), Some(42));
+    stop(&nodes).await;
+}

@@ -73,7 +73,10 @@ pub struct AgentsConfig {
     pub send_timeout: Duration,
     /// Longest a request from another node waits here for its agent's answer, whatever
     /// deadline it carried (it waits the smaller of the two): a peer cannot hold a task here
-    /// for years behind an agent that never answers.
+    /// for weeks behind an agent that never answers. A caller on another node therefore gets
+    /// `DeadlineExceeded` past it, where a caller here waits its own deadline. `Duration::MAX`
+    /// means no cap. Sessions a peer places here (`Coordinator::Rendezvous`) are bounded by
+    /// their own `answer_within` and commit timeout instead.
     pub max_request_deadline: Duration,
     /// How long a stopped instance may take to finish its message and `terminate` before it
     /// is aborted.

@@ -18,6 +18,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::agent::Message;
 use super::{AgentsHandle, DeliveryError};
+use crate::runtime::wait::bounded;
 
 /// Agent messages queued for the agents' server.
 const AGENT_QUEUE: usize = 1024;
@@ -79,7 +80,8 @@ pub(super) async fn serve(handle: AgentsHandle, mut requests: mpsc::Receiver<Inc
         tokio::spawn(async move {
             let (from, payload, deadline, responder) = request.into_parts();
             let started = tokio::time::Instant::now();
-            let deadline = deadline.min(started + handle.shared.config.max_request_deadline);
+            let cap = bounded(handle.shared.config.max_request_deadline);
+            let deadline = deadline.min(started + cap);
             let result = receive(&handle, from, &payload, deadline).await;
             handle.shared.metrics.message("received", started, &result);
             let reply = match result {
