@@ -373,7 +373,6 @@ impl Router {
         end: AttemptEnd,
     ) -> Option<Result<Vec<u8>, RpcError>> {
         let id = attempt.instance.id;
-        self.ended(&id);
         let idempotent = call.options.idempotent || fault_on!(RetryEveryLostCall);
         let (healthy, verdict) = judge(&call.service, end, idempotent);
         let outcome = if healthy {
@@ -381,9 +380,7 @@ impl Router {
         } else {
             BreakerOutcome::Failure
         };
-        if let Some(transition) = self.breakers.record(now, &id, attempt.permit, outcome) {
-            self.transitions.push((id, transition));
-        }
+        self.record_end(now, id, attempt.permit, outcome);
         match verdict {
             Verdict::Answer(answer) => Some(answer),
             Verdict::Retry(reason) => {
@@ -397,10 +394,24 @@ impl Router {
     /// longer counts as outstanding, and a half-open trial it held is given back at once
     /// rather than presumed lost when the round times out. Its breaker learns nothing.
     pub fn abandon(&mut self, now: Instant, attempt: Attempt) {
-        let id = attempt.instance.id;
-        self.ended(&id);
         let cancelled = BreakerOutcome::Cancelled;
-        if let Some(transition) = self.breakers.record(now, &id, attempt.permit, cancelled) {
+        self.record_end(now, attempt.instance.id, attempt.permit, cancelled);
+    }
+
+    /// An attempt on `id` ended with `outcome`. An instance forgotten while the attempt ran
+    /// (its count went with it) learns nothing: a breaker made for it now would outlive it
+    /// until the next [`Router::forget_missing`].
+    fn record_end(
+        &mut self,
+        now: Instant,
+        id: InstanceId,
+        permit: Permit,
+        outcome: BreakerOutcome,
+    ) {
+        if !self.ended(&id) {
+            return;
+        }
+        if let Some(transition) = self.breakers.record(now, &id, permit, outcome) {
             self.transitions.push((id, transition));
         }
     }
@@ -410,13 +421,16 @@ impl Router {
         self.outstanding.get(instance).copied().unwrap_or(0)
     }
 
-    fn ended(&mut self, id: &InstanceId) {
-        if let Some(n) = self.outstanding.get_mut(id) {
-            *n -= 1;
-            if *n == 0 {
-                self.outstanding.remove(id);
-            }
+    /// One attempt on `id` ended; false if none was counted (the instance was forgotten).
+    fn ended(&mut self, id: &InstanceId) -> bool {
+        let Some(n) = self.outstanding.get_mut(id) else {
+            return false;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.outstanding.remove(id);
         }
+        true
     }
 
     /// Breaker state changes since the last call, for metrics and logs.

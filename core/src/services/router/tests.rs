@@ -236,6 +236,22 @@ fn open_breakers_turn_calls_away_without_an_attempt() {
     ));
 }
 
+/// An attempt that ends after its instance was forgotten (it left the directory while the call
+/// ran: the usual end is a failure) makes no breaker for it.
+#[test]
+fn an_attempt_ending_after_its_instance_was_forgotten_makes_no_breaker() {
+    let mut f = Fixture::new(1);
+    let mut plan = call(CallOptions::default());
+    let attempt = f.attempt(at(0), &mut plan);
+    f.router.forget_missing(&directory(0));
+    f.router
+        .finish(at(1), &mut plan, attempt, AttemptEnd::Lost("gone".into()));
+    assert!(
+        f.router.breakers().is_empty(),
+        "a breaker for a forgotten instance"
+    );
+}
+
 #[test]
 fn routing_state_of_vanished_instances_is_forgotten() {
     let mut f = Fixture::new(2);
