@@ -74,8 +74,10 @@ impl Reporter {
 /// Whether a peer could be at `addr`. Addresses come from DNS answers, mDNS records and files:
 /// an unspecified one or port 0 cannot be dialled, and a multicast or broadcast one would have
 /// every node send its handshakes to a whole link at the word of whoever wrote the record.
-fn dialable(addr: SocketAddr) -> bool {
-    let ip = addr.ip();
+/// An IPv4 address written as IPv6 (`::ffff:a.b.c.d`) is judged as the IPv4 one: a dual-stack
+/// socket sends to it.
+pub(crate) fn dialable(addr: SocketAddr) -> bool {
+    let ip = addr.ip().to_canonical();
     let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
     addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
 }
@@ -103,6 +105,9 @@ mod tests {
             "224.0.0.251:7000",
             "255.255.255.255:7000",
             "[ff02::fb]:7000",
+            "[::ffff:224.0.0.251]:7000",
+            "[::ffff:255.255.255.255]:7000",
+            "[::ffff:0.0.0.0]:7000",
             "127.0.0.2:7000",
         ] {
             reporter
