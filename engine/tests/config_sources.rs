@@ -322,6 +322,8 @@ fn bad_environment_values_name_the_variable() {
         ("FOUNDATION_CLUSTER", "Not_A_Label"),
         ("FOUNDATION_NODE_ID", "xyz"),
         ("FOUNDATION_SEEDS", "10.0.0.1"),
+        ("FOUNDATION_SEEDS", "0.0.0.0:7400"),
+        ("FOUNDATION_SEEDS", "10.0.0.1:7400,224.0.0.1:7400"),
         ("FOUNDATION_DISCOVERY", "static,carrier-pigeon"),
         ("FOUNDATION_TAGS", "zone=a,oops"),
         ("FOUNDATION_HTTP_ADVERTISE", "10.0.0.1"),

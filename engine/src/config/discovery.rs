@@ -13,6 +13,7 @@ pub const DEFAULT_PORT: u16 = 7400;
 /// within a probe or two of a failure detector's patience, rarely enough not to load the resolver.
 pub const DEFAULT_DNS_INTERVAL: Duration = Duration::from_secs(30);
 
+use crate::discovery::undialable;
 /// One way of finding the first peers; the same type the discovery module builds strategies from.
 pub use crate::discovery::DiscoverySpec as DiscoveryChoice;
 
@@ -108,6 +109,9 @@ pub fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {
 /// first dial. Names are resolved later by discovery.
 pub(crate) fn check_seed(seed: &str) -> Result<(), String> {
     let bad = || format!("seed {seed:?} is not host:port (for example \"10.0.0.1:7400\")");
+    if let Some(reason) = seed.trim().parse().ok().and_then(undialable) {
+        return Err(format!("seed {seed:?}: {reason}"));
+    }
     let (host, port) = seed.rsplit_once(':').ok_or_else(bad)?;
     if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad());

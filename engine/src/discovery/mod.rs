@@ -36,6 +36,7 @@ pub use local::{default_base_dir, running_nodes, LocalDiscovery, RunningNode};
 pub use mdns::{MdnsDiscovery, MDNS_SERVICE_TYPE};
 pub use metrics::DiscoveryMetrics;
 pub use spec::{build, DiscoverySpec};
+pub(crate) use static_seeds::undialable;
 pub use static_seeds::StaticSeeds;
 
 /// The node that is discovering: what strategies advertise, and what they must never report.

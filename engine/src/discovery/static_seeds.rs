@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::handle::StopSignal;
-use super::report::{Closed, Reporter};
+use super::report::{dialable, Closed, Reporter};
 use super::rounds;
 use super::{Candidate, Discovery, DiscoveryError, DiscoveryHandle, DiscoveryMetrics, LocalNode};
 
@@ -48,6 +48,18 @@ impl StaticSeeds {
 }
 
 /// Checks the shape of a seed without resolving it (resolution can fail transiently).
+/// Why no peer can be at a seed written as an address, if none can (reported candidates at
+/// such addresses are dropped, so a seed there would join nothing, silently).
+pub(crate) fn undialable(addr: SocketAddr) -> Option<&'static str> {
+    match addr.port() {
+        0 => Some("port 0 cannot be dialled"),
+        _ if !dialable(addr) => Some(
+            "no peer is at an unspecified, multicast or broadcast address (this machine is 127.0.0.1)",
+        ),
+        _ => None,
+    }
+}
+
 fn validate_seed(seed: &str) -> Result<(), DiscoveryError> {
     let bad = |reason| DiscoveryError::BadSeed {
         seed: seed.to_owned(),
@@ -55,10 +67,7 @@ fn validate_seed(seed: &str) -> Result<(), DiscoveryError> {
     };
     let seed = seed.trim();
     if let Ok(addr) = seed.parse::<SocketAddr>() {
-        return match addr.port() {
-            0 => Err(bad("port 0 cannot be dialled")),
-            _ => Ok(()),
-        };
+        return undialable(addr).map_or(Ok(()), |reason| Err(bad(reason)));
     }
     let (host, port) = seed.rsplit_once(':').ok_or_else(|| bad("no port"))?;
     match port.parse::<u16>() {
@@ -154,6 +163,10 @@ mod tests {
             "::1:7000",
             "a b:1",
             "h:x",
+            "0.0.0.0:7400",
+            "[::]:7400",
+            "224.0.0.1:7400",
+            "255.255.255.255:7400",
         ] {
             let error = validate_seed(seed).expect_err(seed).to_string();
             assert!(error.starts_with("static discovery: bad seed"), "{error}");
