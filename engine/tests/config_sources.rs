@@ -883,6 +883,10 @@ fn the_dns_port_variable_reaches_the_dns_strategy() {
     );
     let message = error_of(build_env(&[named, ("FOUNDATION_DNS_PORT", "http")]));
     assert!(message.starts_with("FOUNDATION_DNS_PORT: "), "{message}");
+    // Where no dns strategy takes it (Kubernetes sets it for a Service of that name), a value
+    // that is no port stops nothing.
+    let seeded = ("FOUNDATION_SEEDS", "10.0.0.1:7400");
+    build_env(&[seeded, ("FOUNDATION_DNS_PORT", "tcp://10.96.0.9:7400")]).expect("valid");
 }
 
 #[test]

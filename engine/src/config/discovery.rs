@@ -105,6 +105,16 @@ pub fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {
     Ok(addr)
 }
 
+/// The peers' QUIC port for a `dns` strategy's A/AAAA answers; 0 is this node's own port.
+pub(crate) fn parse_dns_port(text: &str) -> Result<u16, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not a port: expected 0 (this node's own) to 65535 (in Kubernetes, a \
+             Service named foundation-dns sets FOUNDATION_DNS_PORT=tcp://... in every pod)"
+        )
+    })
+}
+
 /// Checks that `seed` looks like `host:port`, so a typo fails at start-up rather than at the
 /// first dial. Names are resolved later by discovery.
 pub(crate) fn check_seed(seed: &str) -> Result<(), String> {

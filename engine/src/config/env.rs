@@ -85,7 +85,7 @@ pub(crate) struct EnvLayer {
     discovery: Option<Vec<DiscoveryKind>>,
     dns_name: Option<String>,
     dns_server: Option<SocketAddr>,
-    dns_port: Option<u16>,
+    dns_port: Option<String>,
     name: Option<String>,
     tags: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
@@ -168,7 +168,8 @@ impl EnvLayer {
         })?;
         self.dns_name = get("FOUNDATION_DNS_NAME").map(str::to_owned);
         self.dns_server = parsed(get, "FOUNDATION_DNS_SERVER", parse_dns_server)?;
-        self.dns_port = parsed(get, "FOUNDATION_DNS_PORT", parse_dns_port)?;
+        // Checked once it is known whether a dns strategy takes it (resolve.rs).
+        self.dns_port = get("FOUNDATION_DNS_PORT").map(str::to_owned);
         Ok(())
     }
 
@@ -379,8 +380,8 @@ impl EnvLayer {
         if let Some(server) = self.dns_server {
             hints.dns_server = Some((server, Origin::Env("FOUNDATION_DNS_SERVER")));
         }
-        if let Some(port) = self.dns_port {
-            hints.dns_port = Some((port, Origin::Env("FOUNDATION_DNS_PORT")));
+        if let Some(port) = &self.dns_port {
+            hints.dns_port = Some((port.clone(), Origin::Env("FOUNDATION_DNS_PORT")));
         }
         hints.kubernetes |= self.kubernetes;
     }
@@ -412,13 +413,6 @@ fn parsed<'a, T, E: std::fmt::Display>(
         return Ok(None);
     };
     parse(value).map(Some).map_err(|e| ConfigError::env(var, e))
-}
-
-/// The peers' QUIC port for a `dns` strategy's A/AAAA answers; 0 is this node's own port.
-fn parse_dns_port(text: &str) -> Result<u16, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a port: expected 0 (this node's own) to 65535"))
 }
 
 /// A secret, or all three certificate files; a partial set of files is an error naming the

@@ -63,8 +63,8 @@ pub(crate) struct DiscoveryHints {
     pub dns_name: Option<(String, Origin)>,
     /// A name server for the `dns` strategies and where it came from.
     pub dns_server: Option<(std::net::SocketAddr, Origin)>,
-    /// The port for the `dns` strategies' A/AAAA answers and where it came from.
-    pub dns_port: Option<(u16, Origin)>,
+    /// The port for the `dns` strategies' A/AAAA answers, unparsed, and where it came from.
+    pub dns_port: Option<(String, Origin)>,
     /// Whether the environment is a Kubernetes pod, where `auto` finds peers through DNS.
     pub kubernetes: bool,
 }

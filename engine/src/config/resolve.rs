@@ -1,7 +1,7 @@
 //! Fills seeds and DNS names given on their own into the discovery strategies, and checks that
 //! every `static` and `dns` strategy ended up with what it needs.
 
-use super::discovery::{check_seed, DiscoveryChoice};
+use super::discovery::{check_seed, parse_dns_port, DiscoveryChoice};
 use super::error::{ConfigError, Origin};
 use super::origins::{DiscoveryHints, Origins};
 use super::NodeConfig;
@@ -41,12 +41,20 @@ pub(crate) fn discovery(
             Some((server.is_none(), move || *server = Some(*addr)))
         });
     }
-    if let Some((wanted, origin)) = &hints.dns_port {
+    let runs_dns = |c: &DiscoveryChoice| matches!(c, DiscoveryChoice::Dns { .. });
+    // Judged only where a dns strategy takes it: `auto` notes a bad one and goes on.
+    let dns_port = hints
+        .dns_port
+        .as_ref()
+        .filter(|_| config.discovery.iter().any(runs_dns));
+    if let Some((text, origin)) = dns_port {
+        let wanted = parse_dns_port(text)
+            .map_err(|e| ConfigError::invalid(origin.clone(), "discovery.port", e))?;
         set_dns(config, origins, origin, "discovery.port", |choice| {
             let DiscoveryChoice::Dns { port, .. } = choice else {
                 return None;
             };
-            Some((*port == 0, move || *port = *wanted))
+            Some((*port == 0, move || *port = wanted))
         });
     }
     check(&config.discovery, origins)
