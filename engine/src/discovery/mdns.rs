@@ -148,30 +148,55 @@ struct Peer {
 
 /// The most peers kept for re-reporting. Anyone on the link who reads a cluster's name off an
 /// advert can announce instances of it under random names and a TTL that never runs out; past
-/// the bound a new instance is still reported when it resolves, but not kept.
+/// the bound the instance resolved longest ago makes room, so a peer that announces itself gets
+/// in whatever the flood holds.
 const MAX_PEERS: usize = 512;
 
 /// The most addresses kept (and reported) per peer; a node has a few.
 const MAX_ADDRS: usize = 8;
 
+/// The most peers re-reported per interval, from where the last round stopped: a full table's
+/// 4,096 addresses would overrun the candidate channel every round, always past the same
+/// names, so those would never be reported again.
+const PEERS_PER_ROUND: usize = 64;
+
 /// Known same-cluster peers by instance full name, bounded by [`MAX_PEERS`].
 #[derive(Debug, Default)]
-struct Peers(BTreeMap<String, Peer>);
+struct Peers {
+    /// Each peer with when it last resolved, in resolutions counted by `resolved`.
+    by_name: BTreeMap<String, (Peer, u64)>,
+    resolved: u64,
+    /// Where the next round of re-reports starts.
+    cursor: usize,
+}
 
 impl Peers {
-    /// Keeps `peer` under `fullname` (replacing what that name said), unless the table is full.
+    /// Keeps `peer` under `fullname` (replacing what that name said); in a full table, in place
+    /// of the peer resolved longest ago.
     fn insert(&mut self, fullname: &str, peer: Peer) {
-        if self.0.len() < MAX_PEERS || self.0.contains_key(fullname) {
-            self.0.insert(fullname.to_owned(), peer);
+        if self.by_name.len() >= MAX_PEERS && !self.by_name.contains_key(fullname) {
+            let oldest = self.by_name.iter().min_by_key(|(_, (_, at))| *at);
+            if let Some(name) = oldest.map(|(name, _)| name.clone()) {
+                self.by_name.remove(&name);
+            }
         }
+        self.resolved += 1;
+        self.by_name
+            .insert(fullname.to_owned(), (peer, self.resolved));
     }
 
     fn remove(&mut self, fullname: &str) {
-        self.0.remove(fullname);
+        self.by_name.remove(fullname);
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Peer> {
-        self.0.values()
+    /// The next [`PEERS_PER_ROUND`] peers, going round the table.
+    fn next_round(&mut self) -> Vec<&Peer> {
+        let len = self.by_name.len();
+        let start = if self.cursor < len { self.cursor } else { 0 };
+        let count = len.min(PEERS_PER_ROUND);
+        self.cursor = start + count;
+        let peers = self.by_name.values().map(|(peer, _)| peer);
+        peers.cycle().skip(start).take(count).collect()
     }
 }
 
@@ -195,7 +220,7 @@ impl Running {
         loop {
             let outcome = tokio::select! {
                 _ = stop.stopped() => break,
-                _ = ticker.tick() => self.report_all(),
+                _ = ticker.tick() => self.report_round(),
                 event = events.recv_async() => match event {
                     Ok(event) => self.on_event(event),
                     Err(_) => match self.browse_again(&mut stop).await {
@@ -239,8 +264,8 @@ impl Running {
         Ok(())
     }
 
-    fn report_all(&self) -> Result<(), Closed> {
-        for peer in self.peers.iter() {
+    fn report_round(&mut self) -> Result<(), Closed> {
+        for peer in self.peers.next_round() {
             for addr in &peer.addrs {
                 self.reporter.report(*addr, Some(peer.id))?;
             }
@@ -348,10 +373,55 @@ mod tests {
         for n in 0..(MAX_PEERS as u128 + 100) {
             peers.insert(&format!("flood-{n}._foundation._udp.local."), peer(n));
         }
-        assert_eq!(peers.iter().count(), MAX_PEERS);
+        assert_eq!(peers.by_name.len(), MAX_PEERS);
         peers.insert("flood-0._foundation._udp.local.", peer(u128::MAX));
-        assert!(peers.iter().any(|p| p.id == NodeId::from_u128(u128::MAX)));
-        assert_eq!(peers.iter().count(), MAX_PEERS);
+        assert!(ids(&peers).contains(&u128::MAX));
+        assert_eq!(peers.by_name.len(), MAX_PEERS);
+    }
+
+    fn ids(peers: &Peers) -> Vec<u128> {
+        let all = peers.by_name.values();
+        all.map(|(peer, _)| peer.id.as_u128()).collect()
+    }
+
+    /// A flood that fills the table first does not keep a real peer out: its resolution takes
+    /// the place of the entry resolved longest ago (it was refused before).
+    #[test]
+    fn a_peer_resolved_into_a_full_table_is_kept_in_place_of_the_oldest() {
+        let mut peers = Peers::default();
+        for n in 0..MAX_PEERS as u128 {
+            peers.insert(&format!("flood-{n}._foundation._udp.local."), peer(n));
+        }
+        peers.insert("flood-0._foundation._udp.local.", peer(0)); // refreshed
+        peers.insert("real._foundation._udp.local.", peer(u128::MAX));
+        let kept = ids(&peers);
+        assert_eq!(kept.len(), MAX_PEERS);
+        assert!(kept.contains(&u128::MAX), "the real peer is kept");
+        assert!(kept.contains(&0), "a refreshed entry stays");
+        assert!(!kept.contains(&1), "the one resolved longest ago made room");
+    }
+
+    /// Re-reports go round the table a bounded number at a time, so every peer of a full table
+    /// is reported within a few rounds (the same first names were reported every round before,
+    /// and the rest overran the candidate channel).
+    #[test]
+    fn rounds_of_re_reports_go_round_the_whole_table() {
+        let mut peers = Peers::default();
+        for n in 0..MAX_PEERS as u128 {
+            peers.insert(&format!("flood-{n}._foundation._udp.local."), peer(n));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..MAX_PEERS.div_ceil(PEERS_PER_ROUND) {
+            let round = peers.next_round();
+            assert_eq!(round.len(), PEERS_PER_ROUND);
+            seen.extend(round.iter().map(|p| p.id.as_u128()));
+        }
+        assert_eq!(seen.len(), MAX_PEERS);
+        let mut few = Peers::default();
+        few.insert("a._foundation._udp.local.", peer(1));
+        few.insert("b._foundation._udp.local.", peer(2));
+        assert_eq!(few.next_round().len(), 2, "a small table is reported whole");
+        assert_eq!(few.next_round().len(), 2);
     }
 
     /// The daemon's thread can end (its own panic, a socket it cannot poll); every browse then
