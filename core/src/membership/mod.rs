@@ -499,7 +499,7 @@ impl Membership {
             MembershipTimer::Swim(timer) if self.refuted(&timer) => {
                 self.stats.refuted_suspicion_timers += 1;
             }
-            MembershipTimer::Swim(timer) if self.last_call(now, &timer, out) => {}
+            MembershipTimer::Swim(timer) if self.last_call(now, scheduled, &timer, out) => {}
             MembershipTimer::Swim(timer @ foca::Timer::PeriodicAnnounceDown(_))
                 if self.periodic.live(&timer) && self.nobody_down() =>
             {
@@ -801,8 +801,16 @@ impl Membership {
     /// links that were cut, so nobody tells the suspect, which cannot refute. Declared anyway, a
     /// member that was reachable again (and never cut off from its own side) would be taken for
     /// failed by everyone who hears the news, and would have to renew its identity. A member
-    /// that is really gone costs one round trip more to declare.
-    fn last_call(&mut self, now: Instant, timer: &foca::Timer<MemberId>, out: &mut Outbox) -> bool {
+    /// that is really gone costs one round trip more to declare. A timer that fires late (see
+    /// [`is_late`]) finds us back from a stall through which the suspect's answer could not be
+    /// heard: the call is made again.
+    fn last_call(
+        &mut self,
+        now: Instant,
+        scheduled: Instant,
+        timer: &foca::Timer<MemberId>,
+        out: &mut Outbox,
+    ) -> bool {
         let Some((member, incarnation)) = suspect_of(timer) else {
             return false;
         };
@@ -810,7 +818,11 @@ impl Membership {
         if fault_on!(SuspectNeverToldAgain) {
             return false;
         }
-        let Some(at) = self.suspicions.last_call(now, member.node, timer, wait) else {
+        let late = is_late(now, scheduled, self.config.probe_rtt);
+        let Some(at) = self
+            .suspicions
+            .last_call(now, member.node, timer, wait, late)
+        else {
             return false;
         };
         self.tell_suspect(member, incarnation, out);
@@ -1551,7 +1563,7 @@ impl Membership {
         ) {
             return;
         }
-        if now.saturating_since(scheduled) > self.config.probe_rtt / LATE_TIMER_FRACTION {
+        if is_late(now, scheduled, self.config.probe_rtt) {
             self.stats.late_timers += 1;
             self.health.probe_failed();
         }
@@ -1566,6 +1578,12 @@ impl Membership {
     ) {
         out.timer(now + after, effects::Timer::Membership(timer));
     }
+}
+
+/// Whether a timer due at `scheduled` fired so long after (`now`) that this node was stalled
+/// or starved meanwhile, judged against a probe's round trip.
+fn is_late(now: Instant, scheduled: Instant, probe_rtt: std::time::Duration) -> bool {
+    now.saturating_since(scheduled) > probe_rtt / LATE_TIMER_FRACTION
 }
 
 fn disagrees(member: &MemberView) -> String {
