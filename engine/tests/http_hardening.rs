@@ -325,3 +325,55 @@ async fn a_large_body_route_has_its_own_limit_and_one_large_body_is_read_at_a_ti
     assert!(file.body.ends_with("bytes"));
     handle.shutdown().await;
 }
+
+/// Clients that ask for an answer larger than the sockets hold and never read it, kept open
+/// well past the connection age: each still gives way to a newcomer when the table is full, so
+/// together they hold no more than the table's connections. Before, a connection closing
+/// gracefully for its age waited for good on the unread answer and no longer heeded giving way:
+/// taken from the table for a newcomer, it kept its socket and task, uncounted, one per client.
+#[tokio::test]
+async fn unread_answers_past_the_connection_age_still_give_way() {
+    const TABLE: usize = 2;
+    const CLIENTS: usize = 8;
+    let limits = Limits {
+        max_connections: TABLE,
+        max_connection_age: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    // More than the server's send buffer (4 MiB at most here) and the client's receive buffer.
+    let answer = bytes::Bytes::from(vec![b'x'; 8 << 20]);
+    let handle = HttpServer::builder(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .limits(limits)
+        .download("/big", move || {
+            let answer = answer.clone();
+            Box::pin(async move { Ok(answer) })
+        })
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let before = tasks();
+    let mut unread = Vec::new();
+    for _ in 0..CLIENTS {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("buffer size");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        let request = format!("GET /big HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        unread.push(stream);
+        // Past the connection's age, so it is closing gracefully when the next one comes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tasks() > before + TABLE && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let open = tasks() - before;
+    assert!(
+        open <= TABLE,
+        "{open} connections of {CLIENTS} unread clients are still served; the table holds {TABLE}"
+    );
+    assert_eq!(get(addr, "/health").await.status, 200);
+    drop(unread);
+    handle.shutdown().await;
+}

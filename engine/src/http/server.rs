@@ -636,7 +636,7 @@ fn until_shutdown<Held: Send + 'static>(
 async fn serve(
     stream: TcpStream,
     connection: Connection,
-    mut signal: watch::Receiver<bool>,
+    signal: watch::Receiver<bool>,
     give_way: oneshot::Receiver<()>,
 ) {
     let limits = connection.shared.limits;
@@ -653,30 +653,71 @@ async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF));
     let http = builder.serve_connection(TokioIo::new(stream), service);
+    let ending = Ending {
+        signal,
+        give_way,
+        activity,
+        grace: limits.shutdown_grace,
+    };
     tokio::pin!(http);
-    let finished = tokio::select! {
-        result = http.as_mut() => Some(result),
-        _ = signal.changed() => None,
-        _ = tokio::time::sleep(limits.max_connection_age) => None,
-        Ok(()) = give_way => {
-            // Chosen while idle, and requests only start while `http` is polled, which it is
-            // not now: closing loses at most a head still being sent.
-            if activity.is_idle() {
-                return;
-            }
-            None
-        }
-    };
-    let result = match finished {
-        Some(result) => result,
-        None => {
-            http.as_mut().graceful_shutdown();
-            http.await
-        }
-    };
-    if let Err(error) = result {
+    let age = limits.max_connection_age;
+    let ended = ending.run(http, age, |http| http.graceful_shutdown()).await;
+    if let Err(error) = ended {
         // Bad requests and timeouts are the client's problem, not the node's.
         tracing::debug!(%error, "HTTP connection ended with an error");
+    }
+}
+
+/// How a connection ends: on its own, or closed gracefully (too old, shutdown, chosen to give
+/// way while busy), or dropped (chosen to give way while idle).
+struct Ending {
+    signal: watch::Receiver<bool>,
+    give_way: oneshot::Receiver<()>,
+    activity: Arc<Activity>,
+    grace: Duration,
+}
+
+impl Ending {
+    /// Drives `http` to its end. Giving way is heeded while the connection closes gracefully
+    /// too: a response the client does not read never finishes, and a connection that stayed
+    /// open after its table entry was taken for a newcomer would hold its socket and task for
+    /// good, uncounted. Once taken, it is dropped as soon as it is idle.
+    async fn run<F: std::future::Future<Output = hyper::Result<()>>>(
+        mut self,
+        mut http: std::pin::Pin<&mut F>,
+        age: Duration,
+        close: impl Fn(std::pin::Pin<&mut F>),
+    ) -> hyper::Result<()> {
+        let too_old = tokio::time::sleep(age);
+        tokio::pin!(too_old);
+        let (mut closing, mut listening, mut taken) = (false, true, false);
+        loop {
+            tokio::select! {
+                result = http.as_mut() => return result,
+                _ = self.signal.changed(), if !closing => {}
+                _ = &mut too_old, if !closing => {}
+                given = &mut self.give_way, if listening => {
+                    listening = false;
+                    // An error: the table is gone (the server is stopping), nobody asks.
+                    taken = given.is_ok();
+                    // Requests only start while `http` is polled, which it is not now: closing
+                    // an idle connection loses at most a head still being sent, or an answer
+                    // the client is not taking.
+                    if taken && self.activity.is_idle() {
+                        return Ok(());
+                    }
+                }
+                _ = tokio::time::sleep(self.grace), if taken => {
+                    if self.activity.is_idle() {
+                        return Ok(());
+                    }
+                }
+            }
+            if !closing {
+                closing = true;
+                close(http.as_mut());
+            }
+        }
     }
 }
 
