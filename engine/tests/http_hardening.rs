@@ -377,3 +377,58 @@ async fn unread_answers_past_the_connection_age_still_give_way() {
     drop(unread);
     handle.shutdown().await;
 }
+
+/// A client that opens a stream and stops reading it: once the buffers between are full and a
+/// line waits untaken past the stall timeout, the stream ends and its slot serves another
+/// client. Before, it held the slot until the node stopped (`max_streams` such clients shut
+/// every stream out).
+#[tokio::test]
+async fn a_stream_whose_client_stops_reading_frees_its_slot() {
+    let limits = Limits {
+        max_streams: 1,
+        stream_stall_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let handle = HttpServer::builder(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .limits(limits)
+        .stream("/flood", |_| {
+            Box::pin(async {
+                let (lines, chunks) = LineSender::channel();
+                let line = json!("x".repeat(64 << 10));
+                tokio::spawn(async move { while lines.send(&line).await {} });
+                Ok(chunks)
+            })
+        })
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer size");
+    let mut stalled = socket.connect(addr).await.expect("connect");
+    let request = format!("GET /flood HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stalled.write_all(request.as_bytes()).await.expect("send");
+    let mut head = [0u8; 64];
+    let n = stalled.read(&mut head).await.expect("the stream's head");
+    assert!(String::from_utf8_lossy(&head[..n]).contains(" 200 "));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut statuses = Vec::new();
+    loop {
+        let mut other = TcpStream::connect(addr).await.expect("connect");
+        other.write_all(request.as_bytes()).await.expect("send");
+        let mut head = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), other.read(&mut head))
+            .await
+            .expect("an answer")
+            .expect("read");
+        let status = String::from_utf8_lossy(&head[..n]).split(' ').nth(1).map(str::to_owned);
+        statuses.push(status.unwrap_or_default());
+        if statuses.last().is_some_and(|s| s == "200") || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(statuses.last().map(String::as_str), Some("200"), "{statuses:?}");
+    assert_eq!(statuses[0], "503", "the stalled stream held the slot at first");
+    drop(stalled);
+    handle.shutdown().await;
+}

@@ -56,6 +56,10 @@ pub struct Limits {
     pub max_writes: usize,
     /// Streams open at once; more are answered 503. Default 32.
     pub max_streams: usize,
+    /// Longest a stream's client may leave a line untaken once the buffers between are full;
+    /// the stream is then ended, so clients that stop reading cannot hold the streams for good.
+    /// Default 30 s.
+    pub stream_stall_timeout: Duration,
     /// A connection is closed (gracefully) after this long, so idle keep-alive clients cannot
     /// hold slots forever. Default 60 s.
     pub max_connection_age: Duration,
@@ -72,6 +76,7 @@ impl Default for Limits {
             max_header_bytes: 16 << 10,
             max_writes: 16,
             max_streams: 32,
+            stream_stall_timeout: Duration::from_secs(30),
             max_connection_age: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(2),
         }
@@ -479,7 +484,8 @@ impl Connection {
         match route(StreamRequest { rest, query }).await {
             Ok(chunks) => {
                 let held = (permit, self.activity.begin());
-                let chunks = until_shutdown(chunks, shutdown, held);
+                let stall = self.shared.limits.stream_stall_timeout;
+                let chunks = until_shutdown(chunks, shutdown, stall, held);
                 let mut response = hyper::Response::new(Either::Right(ChannelBody(chunks)));
                 typed_fresh(response.headers_mut(), "application/x-ndjson");
                 response
@@ -605,13 +611,15 @@ fn busy(why: &str) -> hyper::Response<Full<Bytes>> {
     response
 }
 
-/// The chunks of `chunks` until the server shuts down: a stream never finishes by itself, and
-/// a graceful shutdown waits for responses in flight, so without this every open stream would
-/// hold the shutdown for its whole grace period. `held` (the stream's permit and its
-/// connection's busy mark) lasts as long as the stream.
+/// The chunks of `chunks` until the server shuts down or the client stops taking them for
+/// `stall`: a stream never finishes by itself, and a graceful shutdown waits for responses in
+/// flight, so without this every open stream would hold the shutdown for its whole grace
+/// period, and a client that stops reading would hold its stream until the node stops. `held`
+/// (the stream's permit and its connection's busy mark) lasts as long as the stream.
 fn until_shutdown<Held: Send + 'static>(
     mut chunks: mpsc::Receiver<Bytes>,
     mut shutdown: watch::Receiver<bool>,
+    stall: Duration,
     held: Held,
 ) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(1);
@@ -623,8 +631,13 @@ fn until_shutdown<Held: Send + 'static>(
                 _ = shutdown.wait_for(|stop| *stop) => None,
             };
             let Some(chunk) = chunk else { return };
-            if tx.send(chunk).await.is_err() {
-                return;
+            match tokio::time::timeout(stall, tx.send(chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!(?stall, "HTTP stream ended: its client stopped reading");
+                    return;
+                }
             }
         }
     });
