@@ -351,7 +351,11 @@ async fn unread_answers_past_the_connection_age_still_give_way() {
         .start()
         .expect("start");
     let addr = handle.local_addr();
-    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
     let before = tasks();
     let mut unread = Vec::new();
     for _ in 0..CLIENTS {
@@ -420,15 +424,25 @@ async fn a_stream_whose_client_stops_reading_frees_its_slot() {
             .await
             .expect("an answer")
             .expect("read");
-        let status = String::from_utf8_lossy(&head[..n]).split(' ').nth(1).map(str::to_owned);
+        let status = String::from_utf8_lossy(&head[..n])
+            .split(' ')
+            .nth(1)
+            .map(str::to_owned);
         statuses.push(status.unwrap_or_default());
         if statuses.last().is_some_and(|s| s == "200") || tokio::time::Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(statuses.last().map(String::as_str), Some("200"), "{statuses:?}");
-    assert_eq!(statuses[0], "503", "the stalled stream held the slot at first");
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("200"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses[0], "503",
+        "the stalled stream held the slot at first"
+    );
     drop(stalled);
     handle.shutdown().await;
 }
