@@ -334,3 +334,34 @@ async fn a_refused_stream_whose_body_never_ends_is_reported_within_the_timeout()
     );
     server.abort();
 }
+
+/// Label values come from peers and users (service names, topics): quotes, backslashes,
+/// newlines and what marks an exemplar (` # `) come out escaped and whole in both formats, and
+/// promtool accepts the classic text.
+#[tokio::test]
+async fn hostile_label_values_are_escaped_and_the_text_still_parses() {
+    use prometheus_client::metrics::family::Family;
+    let mut registry = Registry::default();
+    let calls = Family::<Vec<(String, String)>, Counter>::default();
+    registry.register("foundation_test_calls", "Calls by service", calls.clone());
+    let hostile = "a # b \"q\" \\ c\nd} # {e";
+    calls
+        .get_or_create(&vec![("service".to_owned(), hostile.to_owned())])
+        .inc();
+    let handle = HttpServer::builder(loopback())
+        .metrics(Arc::new(registry))
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let escaped = r#"service="a # b \"q\" \\ c\nd} # {e""#;
+    let classic = get(addr, "/metrics").await.body;
+    let sample = format!("foundation_test_calls_total{{{escaped}}} 1\n");
+    assert!(classic.contains(&sample), "{classic}");
+    common::promtool::promtool_accepts(&classic);
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text\r\nConnection: close\r\n\r\n"
+    );
+    let open = send_raw(addr, request.as_bytes()).await.body;
+    assert!(open.contains(&sample), "{open}");
+    handle.shutdown().await;
+}
