@@ -341,13 +341,10 @@ async fn unread_answers_past_the_connection_age_still_give_way() {
         ..Limits::default()
     };
     // More than the server's send buffer (4 MiB at most here) and the client's receive buffer.
-    let answer = bytes::Bytes::from(vec![b'x'; 8 << 20]);
+    let answer = "x".repeat(8 << 20);
     let handle = HttpServer::builder(SocketAddr::from(([127, 0, 0, 1], 0)))
         .limits(limits)
-        .download("/big", move || {
-            let answer = answer.clone();
-            Box::pin(async move { Ok(answer) })
-        })
+        .json("/big", move || json!(answer))
         .start()
         .expect("start");
     let addr = handle.local_addr();
@@ -444,5 +441,74 @@ async fn a_stream_whose_client_stops_reading_frees_its_slot() {
         "the stalled stream held the slot at first"
     );
     drop(stalled);
+    handle.shutdown().await;
+}
+
+/// Bytes whose live copies are counted, so a test sees what the server still holds.
+struct Counted(Vec<u8>, Arc<AtomicUsize>);
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.1.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Clients that ask for a download (a snapshot, in a node) and never read it: the server holds
+/// one download's bytes at a time, whoever does not take them, and ends a download whose
+/// client stalls. Before, each such client pinned its own whole copy in the connection's write
+/// buffer (a snapshot is up to 256 MiB; 256 connections) until the table needed its slot.
+#[tokio::test]
+async fn downloads_nobody_reads_hold_one_copy_and_end_when_stalled() {
+    const CLIENTS: usize = 6;
+    const SIZE: usize = 8 << 20;
+    let limits = Limits {
+        stream_stall_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let live = Arc::new(AtomicUsize::new(0));
+    let copies = live.clone();
+    let handle = HttpServer::builder(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .limits(limits)
+        .download("/big", move || {
+            copies.fetch_add(1, Ordering::SeqCst);
+            let bytes = bytes::Bytes::from_owner(Counted(vec![b'x'; SIZE], copies.clone()));
+            Box::pin(async move { Ok(bytes) })
+        })
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let request = format!("GET /big HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut unread = Vec::new();
+    for _ in 0..CLIENTS {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("buffer size");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        unread.push(stream);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = live.load(Ordering::SeqCst);
+    assert!(
+        held <= 1,
+        "{held} copies held for {CLIENTS} clients that read nothing"
+    );
+    // The stalled download ends, and a client that reads gets the whole answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let whole = loop {
+        let answer = get(addr, "/big").await;
+        if answer.status == 200 || tokio::time::Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    assert_eq!(whole.body.len(), SIZE);
+    drop(unread);
     handle.shutdown().await;
 }

@@ -29,7 +29,7 @@ use super::routes::{
     json, method_not_allowed, BodyLimit, DownloadAnswer, DownloadRoute, MetricsSource, Routes,
     StreamAnswer, StreamRequest, WriteAnswer, WriteEntry, WriteMatch, WriteRequest,
 };
-use super::stream::ChannelBody;
+use super::stream::{forward, pieces, ChannelBody};
 
 /// A response: whole, or streamed from a channel.
 type Answer = hyper::Response<Either<Full<Bytes>, ChannelBody>>;
@@ -56,8 +56,9 @@ pub struct Limits {
     pub max_writes: usize,
     /// Streams open at once; more are answered 503. Default 32.
     pub max_streams: usize,
-    /// Longest a stream's client may leave a line untaken once the buffers between are full;
-    /// the stream is then ended, so clients that stop reading cannot hold the streams for good.
+    /// Longest the client of a stream or a download may leave a chunk untaken once the buffers
+    /// between are full; the answer is then cut (a download cut short fails, never looks
+    /// whole), so clients that stop reading cannot hold streams or downloads for good.
     /// Default 30 s.
     pub stream_stall_timeout: Duration,
     /// A connection is closed (gracefully) after this long, so idle keep-alive clients cannot
@@ -137,6 +138,7 @@ impl HttpServer {
             bound: local_addr,
             writes: Arc::new(Semaphore::new(self.limits.max_writes.max(1))),
             large_bodies: Arc::new(Semaphore::new(1)),
+            downloads: Arc::new(Semaphore::new(1)),
             streams: Arc::new(Semaphore::new(self.limits.max_streams.max(1))),
             routes: self.routes,
             limits: self.limits,
@@ -335,6 +337,8 @@ struct Shared {
     writes: Arc<Semaphore>,
     /// The one permit for a body over the default limit.
     large_bodies: Arc<Semaphore>,
+    /// The one permit for a download being sent.
+    downloads: Arc<Semaphore>,
     /// Permits for open streams.
     streams: Arc<Semaphore>,
 }
@@ -431,7 +435,7 @@ impl Connection {
                 .await;
         }
         if let Some(route) = routes.download_route(&method, &path) {
-            return download(route).await.map(Either::Left);
+            return self.download(route, shutdown).await;
         }
         let answer = match write {
             WriteMatch::None => {
@@ -483,15 +487,49 @@ impl Connection {
         let query = query.unwrap_or_default().to_owned();
         match route(StreamRequest { rest, query }).await {
             Ok(chunks) => {
-                let held = (permit, self.activity.begin());
-                let stall = self.shared.limits.stream_stall_timeout;
-                let chunks = until_shutdown(chunks, shutdown, stall, held);
-                let mut response = hyper::Response::new(Either::Right(ChannelBody(chunks)));
+                let body = self.fed(chunks, shutdown, permit);
+                let mut response = hyper::Response::new(Either::Right(body));
                 typed_fresh(response.headers_mut(), "application/x-ndjson");
                 response
             }
             Err((status, value)) => json(status, &value).map(Either::Left),
         }
+    }
+
+    /// A download route's bytes, or its error. One download is sent at a time across the
+    /// server (503 meanwhile), in pieces, until the client has taken it or stalls: the bytes
+    /// of an answer nobody reads are not held for each client that asked.
+    async fn download(&self, route: DownloadRoute, shutdown: watch::Receiver<bool>) -> Answer {
+        let Ok(permit) = self.shared.downloads.clone().try_acquire_owned() else {
+            return busy("another download is being sent by this node").map(Either::Left);
+        };
+        match route().await {
+            Ok(bytes) => {
+                let length = HeaderValue::from(bytes.len());
+                let body = self.fed(pieces(bytes), shutdown, permit);
+                let mut response = hyper::Response::new(Either::Right(body));
+                typed_fresh(response.headers_mut(), "application/octet-stream");
+                response.headers_mut().insert(CONTENT_LENGTH, length);
+                response
+            }
+            Err((status, value)) => json(status, &value).map(Either::Left),
+        }
+    }
+
+    /// A body fed from `chunks`, holding `permit` and marking the connection busy while fed.
+    fn fed(
+        &self,
+        chunks: mpsc::Receiver<Bytes>,
+        shutdown: watch::Receiver<bool>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> ChannelBody {
+        let held = (permit, self.activity.begin());
+        forward(
+            chunks,
+            shutdown,
+            self.shared.limits.stream_stall_timeout,
+            held,
+        )
     }
 
     /// A write route's answer: the body read within its deadline and size, then the route.
@@ -580,18 +618,6 @@ fn typed_fresh(headers: &mut hyper::HeaderMap, content_type: &'static str) {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-/// A download route's bytes, or its error.
-async fn download(route: DownloadRoute) -> hyper::Response<Full<Bytes>> {
-    match route().await {
-        Ok(bytes) => {
-            let mut response = hyper::Response::new(Full::new(bytes));
-            typed_fresh(response.headers_mut(), "application/octet-stream");
-            response
-        }
-        Err((status, value)) => json(status, &value),
-    }
-}
-
 fn bad_request(why: &str) -> hyper::Response<Full<Bytes>> {
     json(
         hyper::StatusCode::BAD_REQUEST,
@@ -609,39 +635,6 @@ fn busy(why: &str) -> hyper::Response<Full<Bytes>> {
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
-}
-
-/// The chunks of `chunks` until the server shuts down or the client stops taking them for
-/// `stall`: a stream never finishes by itself, and a graceful shutdown waits for responses in
-/// flight, so without this every open stream would hold the shutdown for its whole grace
-/// period, and a client that stops reading would hold its stream until the node stops. `held`
-/// (the stream's permit and its connection's busy mark) lasts as long as the stream.
-fn until_shutdown<Held: Send + 'static>(
-    mut chunks: mpsc::Receiver<Bytes>,
-    mut shutdown: watch::Receiver<bool>,
-    stall: Duration,
-    held: Held,
-) -> mpsc::Receiver<Bytes> {
-    let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
-        let _held = held;
-        loop {
-            let chunk = tokio::select! {
-                chunk = chunks.recv() => chunk,
-                _ = shutdown.wait_for(|stop| *stop) => None,
-            };
-            let Some(chunk) = chunk else { return };
-            match tokio::time::timeout(stall, tx.send(chunk)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    tracing::debug!(?stall, "HTTP stream ended: its client stopped reading");
-                    return;
-                }
-            }
-        }
-    });
-    rx
 }
 
 /// Serves one connection until the client closes it, it errs, it gets too old, it must give
