@@ -325,3 +325,190 @@ async fn a_large_body_route_has_its_own_limit_and_one_large_body_is_read_at_a_ti
     assert!(file.body.ends_with("bytes"));
     handle.shutdown().await;
 }
+
+/// Clients that ask for an answer larger than the sockets hold and never read it, kept open
+/// well past the connection age: each still gives way to a newcomer when the table is full, so
+/// together they hold no more than the table's connections. Before, a connection closing
+/// gracefully for its age waited for good on the unread answer and no longer heeded giving way:
+/// taken from the table for a newcomer, it kept its socket and task, uncounted, one per client.
+#[tokio::test]
+async fn unread_answers_past_the_connection_age_still_give_way() {
+    const TABLE: usize = 2;
+    const CLIENTS: usize = 8;
+    let limits = Limits {
+        max_connections: TABLE,
+        max_connection_age: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    // More than the server's send buffer (4 MiB at most here) and the client's receive buffer.
+    let answer = "x".repeat(8 << 20);
+    let handle = HttpServer::builder(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .limits(limits)
+        .json("/big", move || json!(answer))
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    let mut unread = Vec::new();
+    for _ in 0..CLIENTS {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("buffer size");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        let request = format!("GET /big HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        unread.push(stream);
+        // Past the connection's age, so it is closing gracefully when the next one comes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tasks() > before + TABLE && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let open = tasks() - before;
+    assert!(
+        open <= TABLE,
+        "{open} connections of {CLIENTS} unread clients are still served; the table holds {TABLE}"
+    );
+    assert_eq!(get(addr, "/health").await.status, 200);
+    drop(unread);
+    handle.shutdown().await;
+}
+
+/// A client that opens a stream and stops reading it: once the buffers between are full and a
+/// line waits untaken past the stall timeout, the stream ends and its slot serves another
+/// client. Before, it held the slot until the node stopped (`max_streams` such clients shut
+/// every stream out).
+#[tokio::test]
+async fn a_stream_whose_client_stops_reading_frees_its_slot() {
+    let limits = Limits {
+        max_streams: 1,
+        stream_stall_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let handle = HttpServer::builder(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .limits(limits)
+        .stream("/flood", |_| {
+            Box::pin(async {
+                let (lines, chunks) = LineSender::channel();
+                let line = json!("x".repeat(64 << 10));
+                tokio::spawn(async move { while lines.send(&line).await {} });
+                Ok(chunks)
+            })
+        })
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer size");
+    let mut stalled = socket.connect(addr).await.expect("connect");
+    let request = format!("GET /flood HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stalled.write_all(request.as_bytes()).await.expect("send");
+    let mut head = [0u8; 64];
+    let n = stalled.read(&mut head).await.expect("the stream's head");
+    assert!(String::from_utf8_lossy(&head[..n]).contains(" 200 "));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut statuses = Vec::new();
+    loop {
+        let mut other = TcpStream::connect(addr).await.expect("connect");
+        other.write_all(request.as_bytes()).await.expect("send");
+        let mut head = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), other.read(&mut head))
+            .await
+            .expect("an answer")
+            .expect("read");
+        let status = String::from_utf8_lossy(&head[..n])
+            .split(' ')
+            .nth(1)
+            .map(str::to_owned);
+        statuses.push(status.unwrap_or_default());
+        if statuses.last().is_some_and(|s| s == "200") || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("200"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses[0], "503",
+        "the stalled stream held the slot at first"
+    );
+    drop(stalled);
+    handle.shutdown().await;
+}
+
+/// Bytes whose live copies are counted, so a test sees what the server still holds.
+struct Counted(Vec<u8>, Arc<AtomicUsize>);
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.1.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Clients that ask for a download (a snapshot, in a node) and never read it: the server holds
+/// one download's bytes at a time, whoever does not take them, and ends a download whose
+/// client stalls. Before, each such client pinned its own whole copy in the connection's write
+/// buffer (a snapshot is up to 256 MiB; 256 connections) until the table needed its slot.
+#[tokio::test]
+async fn downloads_nobody_reads_hold_one_copy_and_end_when_stalled() {
+    const CLIENTS: usize = 6;
+    const SIZE: usize = 8 << 20;
+    let limits = Limits {
+        stream_stall_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let live = Arc::new(AtomicUsize::new(0));
+    let copies = live.clone();
+    let handle = HttpServer::builder(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .limits(limits)
+        .download("/big", move || {
+            copies.fetch_add(1, Ordering::SeqCst);
+            let bytes = bytes::Bytes::from_owner(Counted(vec![b'x'; SIZE], copies.clone()));
+            Box::pin(async move { Ok(bytes) })
+        })
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let request = format!("GET /big HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut unread = Vec::new();
+    for _ in 0..CLIENTS {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("buffer size");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        unread.push(stream);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = live.load(Ordering::SeqCst);
+    assert!(
+        held <= 1,
+        "{held} copies held for {CLIENTS} clients that read nothing"
+    );
+    // The stalled download ends, and a client that reads gets the whole answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let whole = loop {
+        let answer = get(addr, "/big").await;
+        if answer.status == 200 || tokio::time::Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    assert_eq!(whole.body.len(), SIZE);
+    drop(unread);
+    handle.shutdown().await;
+}

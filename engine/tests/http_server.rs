@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foundation_engine::http::{
-    get_json, Health, HttpError, HttpHandle, HttpServer, Limits, CLASSIC_CONTENT_TYPE,
-    OPENMETRICS_CONTENT_TYPE,
+    get_json, stream_lines, Health, HttpError, HttpHandle, HttpServer, Limits,
+    CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -307,4 +307,61 @@ fn starting_outside_a_runtime_is_an_error() {
         .start()
         .expect_err("no runtime");
     assert!(matches!(error, HttpError::NoRuntime));
+}
+
+/// A server that refuses a stream and then never finishes saying why: the client reports the
+/// refusal once its timeout has passed instead of waiting for the body for good.
+#[tokio::test]
+async fn a_refused_stream_whose_body_never_ends_is_reported_within_the_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind(loopback())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let head = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100\r\n\r\n{\"err";
+        socket.write_all(head).await.expect("answer");
+        std::future::pending::<()>().await;
+    });
+    let streamed = stream_lines(addr, "/monitor", Duration::from_millis(300), |_| true);
+    let result = tokio::time::timeout(Duration::from_secs(10), streamed)
+        .await
+        .expect("the client gave up on the refusal's body");
+    assert!(
+        matches!(result, Err(HttpError::Status { status: 503, .. })),
+        "{result:?}"
+    );
+    server.abort();
+}
+
+/// Label values come from peers and users (service names, topics): quotes, backslashes,
+/// newlines and what marks an exemplar (` # `) come out escaped and whole in both formats, and
+/// promtool accepts the classic text.
+#[tokio::test]
+async fn hostile_label_values_are_escaped_and_the_text_still_parses() {
+    use prometheus_client::metrics::family::Family;
+    let mut registry = Registry::default();
+    let calls = Family::<Vec<(String, String)>, Counter>::default();
+    registry.register("foundation_test_calls", "Calls by service", calls.clone());
+    let hostile = "a # b \"q\" \\ c\nd} # {e";
+    calls
+        .get_or_create(&vec![("service".to_owned(), hostile.to_owned())])
+        .inc();
+    let handle = HttpServer::builder(loopback())
+        .metrics(Arc::new(registry))
+        .start()
+        .expect("start");
+    let addr = handle.local_addr();
+    let escaped = r#"service="a # b \"q\" \\ c\nd} # {e""#;
+    let classic = get(addr, "/metrics").await.body;
+    let sample = format!("foundation_test_calls_total{{{escaped}}} 1\n");
+    assert!(classic.contains(&sample), "{classic}");
+    common::promtool::promtool_accepts(&classic);
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text\r\nConnection: close\r\n\r\n"
+    );
+    let open = send_raw(addr, request.as_bytes()).await.body;
+    assert!(open.contains(&sample), "{open}");
+    handle.shutdown().await;
 }

@@ -2,13 +2,12 @@
 //! traffic (so dashboards and alerts can be built on a fresh node), in both text formats, and
 //! clean by `promtool check metrics` where promtool is installed.
 
-use std::process::{Command, Stdio};
-
 use foundation_engine::http::{CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 use foundation_engine::runtime::{Node, NodeSettings};
 
 mod common;
 
+use common::promtool::promtool_accepts;
 use common::raw_http::{get, send_raw};
 
 /// Families that only get samples once something happens (a call, a drop, a restart).
@@ -59,33 +58,4 @@ async fn every_family_is_listed_before_use_in_both_formats() {
     assert!(open.body.contains("# TYPE foundation_rpc_calls counter"));
     promtool_accepts(&classic.body);
     node.abort().await;
-}
-
-/// `promtool check metrics` on the classic text, when promtool is installed (`.ci/run` installs
-/// it); its lint findings (missing HELP, counters without `_total`, bad names) fail the test.
-fn promtool_accepts(text: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        eprintln!("promtool is not installed: the lint of /metrics is skipped");
-        return;
-    };
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let output = child.wait_with_output().expect("promtool ran");
-    assert!(
-        output.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

@@ -166,11 +166,12 @@ pub async fn stream_lines(
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {
-        let bytes = Limited::new(body, MAX_BODY_BYTES)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        // A refusal's body is read within the same time as the head: only a stream may last.
+        let refusal = Limited::new(body, MAX_BODY_BYTES).collect();
+        let bytes = match tokio::time::timeout(timeout, refusal).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            _ => Bytes::new(),
+        };
         return Err(status_error(addr, path, status.as_u16(), &bytes));
     }
     let mut pending = Vec::new();

@@ -67,11 +67,37 @@ fn classic_family(name: &str, kind: &str) -> (String, &'static str) {
 }
 
 /// A sample line without its exemplar (` # {labels} value`), which the classic format lacks.
+/// The exemplar is looked for only after the label set: a label value (a service name, say)
+/// may hold ` # ` itself.
 fn without_exemplar(line: &str) -> &str {
-    match line.find(" # ") {
-        Some(at) => &line[..at],
+    let labels_end = label_set_end(line);
+    match line[labels_end..].find(" # ") {
+        Some(at) => &line[..labels_end + at],
         None => line,
     }
+}
+
+/// Where a sample line's label set ends (just past its `}`), or where its name ends when it
+/// has none. Quoted values are skipped with their escapes (`\"`, `\\`), so a `}` or `"` in a
+/// value does not end the set.
+fn label_set_end(line: &str) -> usize {
+    let Some(open) = line.find(['{', ' ']) else {
+        return line.len();
+    };
+    if !line[open..].starts_with('{') {
+        return open;
+    }
+    let (mut quoted, mut escaped) = (false, false);
+    for (at, byte) in line.bytes().enumerate().skip(open + 1) {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'}' if !quoted => return at + 1,
+            _ => {}
+        }
+    }
+    line.len()
 }
 
 #[cfg(test)]
@@ -115,6 +141,19 @@ foundation_rtt_seconds_count 2
 # TYPE foundation_members gauge
 ";
         assert_eq!(classic, expected);
+    }
+
+    /// A label value may hold what marks an exemplar (` # `), braces and escaped quotes: the
+    /// sample keeps its whole label set and value, and only a real exemplar is dropped.
+    #[test]
+    fn a_label_value_holding_an_exemplar_mark_is_kept_whole() {
+        let sample = r#"foundation_rpc_calls_total{service="a # b} \" # {c}",outcome="ok"} 3"#;
+        let openmetrics = format!(
+            "# HELP foundation_rpc_calls Calls.\n# TYPE foundation_rpc_calls counter\n{sample}\n{sample} # {{trace=\"x\"}} 1\n# EOF\n"
+        );
+        let classic = to_classic(&openmetrics);
+        let samples: Vec<&str> = classic.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples, [sample, sample], "{classic}");
     }
 
     #[test]

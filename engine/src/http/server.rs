@@ -29,7 +29,7 @@ use super::routes::{
     json, method_not_allowed, BodyLimit, DownloadAnswer, DownloadRoute, MetricsSource, Routes,
     StreamAnswer, StreamRequest, WriteAnswer, WriteEntry, WriteMatch, WriteRequest,
 };
-use super::stream::ChannelBody;
+use super::stream::{forward, pieces, ChannelBody};
 
 /// A response: whole, or streamed from a channel.
 type Answer = hyper::Response<Either<Full<Bytes>, ChannelBody>>;
@@ -56,6 +56,11 @@ pub struct Limits {
     pub max_writes: usize,
     /// Streams open at once; more are answered 503. Default 32.
     pub max_streams: usize,
+    /// Longest the client of a stream or a download may leave a chunk untaken once the buffers
+    /// between are full; the answer is then cut (a download cut short fails, never looks
+    /// whole), so clients that stop reading cannot hold streams or downloads for good.
+    /// Default 30 s.
+    pub stream_stall_timeout: Duration,
     /// A connection is closed (gracefully) after this long, so idle keep-alive clients cannot
     /// hold slots forever. Default 60 s.
     pub max_connection_age: Duration,
@@ -72,6 +77,7 @@ impl Default for Limits {
             max_header_bytes: 16 << 10,
             max_writes: 16,
             max_streams: 32,
+            stream_stall_timeout: Duration::from_secs(30),
             max_connection_age: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(2),
         }
@@ -132,6 +138,7 @@ impl HttpServer {
             bound: local_addr,
             writes: Arc::new(Semaphore::new(self.limits.max_writes.max(1))),
             large_bodies: Arc::new(Semaphore::new(1)),
+            downloads: Arc::new(Semaphore::new(1)),
             streams: Arc::new(Semaphore::new(self.limits.max_streams.max(1))),
             routes: self.routes,
             limits: self.limits,
@@ -330,6 +337,8 @@ struct Shared {
     writes: Arc<Semaphore>,
     /// The one permit for a body over the default limit.
     large_bodies: Arc<Semaphore>,
+    /// The one permit for a download being sent.
+    downloads: Arc<Semaphore>,
     /// Permits for open streams.
     streams: Arc<Semaphore>,
 }
@@ -426,7 +435,7 @@ impl Connection {
                 .await;
         }
         if let Some(route) = routes.download_route(&method, &path) {
-            return download(route).await.map(Either::Left);
+            return self.download(route, shutdown).await;
         }
         let answer = match write {
             WriteMatch::None => {
@@ -478,14 +487,49 @@ impl Connection {
         let query = query.unwrap_or_default().to_owned();
         match route(StreamRequest { rest, query }).await {
             Ok(chunks) => {
-                let held = (permit, self.activity.begin());
-                let chunks = until_shutdown(chunks, shutdown, held);
-                let mut response = hyper::Response::new(Either::Right(ChannelBody(chunks)));
+                let body = self.fed(chunks, shutdown, permit);
+                let mut response = hyper::Response::new(Either::Right(body));
                 typed_fresh(response.headers_mut(), "application/x-ndjson");
                 response
             }
             Err((status, value)) => json(status, &value).map(Either::Left),
         }
+    }
+
+    /// A download route's bytes, or its error. One download is sent at a time across the
+    /// server (503 meanwhile), in pieces, until the client has taken it or stalls: the bytes
+    /// of an answer nobody reads are not held for each client that asked.
+    async fn download(&self, route: DownloadRoute, shutdown: watch::Receiver<bool>) -> Answer {
+        let Ok(permit) = self.shared.downloads.clone().try_acquire_owned() else {
+            return busy("another download is being sent by this node").map(Either::Left);
+        };
+        match route().await {
+            Ok(bytes) => {
+                let length = HeaderValue::from(bytes.len());
+                let body = self.fed(pieces(bytes), shutdown, permit);
+                let mut response = hyper::Response::new(Either::Right(body));
+                typed_fresh(response.headers_mut(), "application/octet-stream");
+                response.headers_mut().insert(CONTENT_LENGTH, length);
+                response
+            }
+            Err((status, value)) => json(status, &value).map(Either::Left),
+        }
+    }
+
+    /// A body fed from `chunks`, holding `permit` and marking the connection busy while fed.
+    fn fed(
+        &self,
+        chunks: mpsc::Receiver<Bytes>,
+        shutdown: watch::Receiver<bool>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> ChannelBody {
+        let held = (permit, self.activity.begin());
+        forward(
+            chunks,
+            shutdown,
+            self.shared.limits.stream_stall_timeout,
+            held,
+        )
     }
 
     /// A write route's answer: the body read within its deadline and size, then the route.
@@ -574,18 +618,6 @@ fn typed_fresh(headers: &mut hyper::HeaderMap, content_type: &'static str) {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-/// A download route's bytes, or its error.
-async fn download(route: DownloadRoute) -> hyper::Response<Full<Bytes>> {
-    match route().await {
-        Ok(bytes) => {
-            let mut response = hyper::Response::new(Full::new(bytes));
-            typed_fresh(response.headers_mut(), "application/octet-stream");
-            response
-        }
-        Err((status, value)) => json(status, &value),
-    }
-}
-
 fn bad_request(why: &str) -> hyper::Response<Full<Bytes>> {
     json(
         hyper::StatusCode::BAD_REQUEST,
@@ -605,38 +637,12 @@ fn busy(why: &str) -> hyper::Response<Full<Bytes>> {
     response
 }
 
-/// The chunks of `chunks` until the server shuts down: a stream never finishes by itself, and
-/// a graceful shutdown waits for responses in flight, so without this every open stream would
-/// hold the shutdown for its whole grace period. `held` (the stream's permit and its
-/// connection's busy mark) lasts as long as the stream.
-fn until_shutdown<Held: Send + 'static>(
-    mut chunks: mpsc::Receiver<Bytes>,
-    mut shutdown: watch::Receiver<bool>,
-    held: Held,
-) -> mpsc::Receiver<Bytes> {
-    let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
-        let _held = held;
-        loop {
-            let chunk = tokio::select! {
-                chunk = chunks.recv() => chunk,
-                _ = shutdown.wait_for(|stop| *stop) => None,
-            };
-            let Some(chunk) = chunk else { return };
-            if tx.send(chunk).await.is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
 /// Serves one connection until the client closes it, it errs, it gets too old, it must give
 /// way to a newer connection, or shutdown.
 async fn serve(
     stream: TcpStream,
     connection: Connection,
-    mut signal: watch::Receiver<bool>,
+    signal: watch::Receiver<bool>,
     give_way: oneshot::Receiver<()>,
 ) {
     let limits = connection.shared.limits;
@@ -653,30 +659,71 @@ async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF));
     let http = builder.serve_connection(TokioIo::new(stream), service);
+    let ending = Ending {
+        signal,
+        give_way,
+        activity,
+        grace: limits.shutdown_grace,
+    };
     tokio::pin!(http);
-    let finished = tokio::select! {
-        result = http.as_mut() => Some(result),
-        _ = signal.changed() => None,
-        _ = tokio::time::sleep(limits.max_connection_age) => None,
-        Ok(()) = give_way => {
-            // Chosen while idle, and requests only start while `http` is polled, which it is
-            // not now: closing loses at most a head still being sent.
-            if activity.is_idle() {
-                return;
-            }
-            None
-        }
-    };
-    let result = match finished {
-        Some(result) => result,
-        None => {
-            http.as_mut().graceful_shutdown();
-            http.await
-        }
-    };
-    if let Err(error) = result {
+    let age = limits.max_connection_age;
+    let ended = ending.run(http, age, |http| http.graceful_shutdown()).await;
+    if let Err(error) = ended {
         // Bad requests and timeouts are the client's problem, not the node's.
         tracing::debug!(%error, "HTTP connection ended with an error");
+    }
+}
+
+/// How a connection ends: on its own, or closed gracefully (too old, shutdown, chosen to give
+/// way while busy), or dropped (chosen to give way while idle).
+struct Ending {
+    signal: watch::Receiver<bool>,
+    give_way: oneshot::Receiver<()>,
+    activity: Arc<Activity>,
+    grace: Duration,
+}
+
+impl Ending {
+    /// Drives `http` to its end. Giving way is heeded while the connection closes gracefully
+    /// too: a response the client does not read never finishes, and a connection that stayed
+    /// open after its table entry was taken for a newcomer would hold its socket and task for
+    /// good, uncounted. Once taken, it is dropped as soon as it is idle.
+    async fn run<F: std::future::Future<Output = hyper::Result<()>>>(
+        mut self,
+        mut http: std::pin::Pin<&mut F>,
+        age: Duration,
+        close: impl Fn(std::pin::Pin<&mut F>),
+    ) -> hyper::Result<()> {
+        let too_old = tokio::time::sleep(age);
+        tokio::pin!(too_old);
+        let (mut closing, mut listening, mut taken) = (false, true, false);
+        loop {
+            tokio::select! {
+                result = http.as_mut() => return result,
+                _ = self.signal.changed(), if !closing => {}
+                _ = &mut too_old, if !closing => {}
+                given = &mut self.give_way, if listening => {
+                    listening = false;
+                    // An error: the table is gone (the server is stopping), nobody asks.
+                    taken = given.is_ok();
+                    // Requests only start while `http` is polled, which it is not now: closing
+                    // an idle connection loses at most a head still being sent, or an answer
+                    // the client is not taking.
+                    if taken && self.activity.is_idle() {
+                        return Ok(());
+                    }
+                }
+                _ = tokio::time::sleep(self.grace), if taken => {
+                    if self.activity.is_idle() {
+                        return Ok(());
+                    }
+                }
+            }
+            if !closing {
+                closing = true;
+                close(http.as_mut());
+            }
+        }
     }
 }
 

@@ -3,33 +3,102 @@
 //! convention). The client going away drops the receiver, so the producer's next send fails
 //! and it stops.
 
-use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Chunks queued for a slow client before the producer waits.
 pub const STREAM_BUFFER: usize = 256;
 
-/// A response body fed by a channel; it ends when every sender is gone.
-pub(crate) struct ChannelBody(pub(crate) mpsc::Receiver<Bytes>);
+/// The size of the pieces a download is sent in: the connection holds a few of them, never a
+/// copy of the whole.
+const PIECE_BYTES: usize = 64 << 10;
+
+/// A response body fed by [`forward`]. It ends when the producer ends (its sender is gone, or
+/// the server shuts down), and fails when the client stopped taking it, so that the client
+/// sees a broken answer rather than a whole-looking short one.
+pub(crate) struct ChannelBody {
+    chunks: mpsc::Receiver<Bytes>,
+    cut: Arc<AtomicBool>,
+}
+
+/// Why a body was cut short: its client stopped reading.
+#[derive(Debug, thiserror::Error)]
+#[error("the client stopped reading the answer")]
+pub(crate) struct Stalled;
 
 impl Body for ChannelBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = Stalled;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    ) -> Poll<Option<Result<Frame<Bytes>, Stalled>>> {
+        self.chunks.poll_recv(cx).map(|chunk| match chunk {
+            Some(bytes) => Some(Ok(Frame::data(bytes))),
+            None if self.cut.load(Ordering::SeqCst) => Some(Err(Stalled)),
+            None => None,
+        })
     }
+}
+
+/// A body of the chunks of `source` until the source ends, the server shuts down, or the
+/// client leaves a chunk untaken for `stall`. Without the first two bounds every open stream
+/// would hold a graceful shutdown for its whole grace period; without the last, a client that
+/// stops reading would hold its stream (and `held`: a permit, its connection's busy mark)
+/// until the node stops. `held` lasts as long as the body is fed.
+pub(crate) fn forward<Held: Send + 'static>(
+    mut source: mpsc::Receiver<Bytes>,
+    mut shutdown: watch::Receiver<bool>,
+    stall: Duration,
+    held: Held,
+) -> ChannelBody {
+    let (tx, chunks) = mpsc::channel(1);
+    let cut = Arc::new(AtomicBool::new(false));
+    let cutting = cut.clone();
+    tokio::spawn(async move {
+        let _held = held;
+        loop {
+            let chunk = tokio::select! {
+                chunk = source.recv() => chunk,
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            let Some(chunk) = chunk else { return };
+            match tokio::time::timeout(stall, tx.send(chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!(?stall, "HTTP answer cut: its client stopped reading");
+                    cutting.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+    });
+    ChannelBody { chunks, cut }
+}
+
+/// `bytes` as a source for [`forward`], in pieces copied out one at a time, so that the whole
+/// is dropped once its last piece is taken (a piece that shared the whole's buffer would keep
+/// it alive in the connection) or the body is dropped.
+pub(crate) fn pieces(bytes: Bytes) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        for piece in bytes.chunks(PIECE_BYTES) {
+            if tx.send(Bytes::copy_from_slice(piece)).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// The sending side of a stream route's answer: one JSON document per line.
@@ -61,14 +130,58 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
+    /// A body fed from `source`, and the server's shutdown switch, which must outlive it.
+    fn forwarded(source: mpsc::Receiver<Bytes>) -> (ChannelBody, watch::Sender<bool>) {
+        let (stop, shutdown) = watch::channel(false);
+        (forward(source, shutdown, Duration::from_secs(5), ()), stop)
+    }
+
     #[tokio::test]
     async fn lines_arrive_as_chunks_and_the_body_ends_with_the_senders() {
         let (sender, receiver) = LineSender::channel();
-        let body = ChannelBody(receiver);
+        let (body, _stop) = forwarded(receiver);
         assert!(sender.send(&serde_json::json!({"a": 1})).await);
         drop(sender);
-        let collected = body.collect().await.expect("infallible").to_bytes();
+        let collected = body.collect().await.expect("whole").to_bytes();
         assert_eq!(&collected[..], b"{\"a\":1}\n");
+    }
+
+    #[tokio::test]
+    async fn bytes_sent_in_pieces_arrive_whole() {
+        let whole = Bytes::from(
+            (0..PIECE_BYTES * 2 + 7)
+                .map(|i| i as u8)
+                .collect::<Vec<_>>(),
+        );
+        let (body, _stop) = forwarded(pieces(whole.clone()));
+        let arrived = body.collect().await.expect("whole").to_bytes();
+        assert!(
+            arrived == whole,
+            "{} bytes of {}",
+            arrived.len(),
+            whole.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_its_client_stops_taking_fails() {
+        let (_stop, shutdown) = watch::channel(false);
+        let mut body = forward(
+            pieces(Bytes::from(vec![0; PIECE_BYTES * 4])),
+            shutdown,
+            Duration::from_millis(50),
+            (),
+        );
+        // Take nothing until the stall has passed, then read on: the rest is cut.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let failed = loop {
+            match body.frame().await {
+                Some(Ok(_)) => continue,
+                Some(Err(_)) => break true,
+                None => break false,
+            }
+        };
+        assert!(failed, "the body ended as if whole");
     }
 
     #[tokio::test]

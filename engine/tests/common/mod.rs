@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod ledgers;
+pub mod promtool;
 pub mod raw_http;
 
 use std::net::SocketAddr;
