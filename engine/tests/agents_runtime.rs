@@ -735,14 +735,7 @@ async fn a_request_without_a_practical_deadline_is_answered() {
 /// whatever deadline it carried: a caller cannot hold the receiver's task for years.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peers_request_waits_at_most_the_receivers_cap() {
-    let nodes = common::cluster(2, |seeds| NodeSettings {
-        agents: AgentsConfig {
-            max_request_deadline: Duration::from_millis(500),
-            ..AgentsConfig::default()
-        },
-        ..common::settings("agents-test", "agents test secret", seeds)
-    })
-    .await;
+    let nodes = two_nodes_capping_requests_at(Duration::from_millis(500)).await;
     nodes[1].agents().spawn(doubler("doubler")).await.unwrap();
     let far = nodes[0].agents();
     eventually(SOON, "doubler visible", || far.lookup("doubler").is_some()).await;
@@ -760,18 +753,23 @@ async fn a_peers_request_waits_at_most_the_receivers_cap() {
 /// and panicked the serving task, so the caller heard nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cap_of_duration_max_means_none() {
-    let nodes = common::cluster(2, |seeds| NodeSettings {
-        agents: AgentsConfig {
-            max_request_deadline: Duration::MAX,
-            ..AgentsConfig::default()
-        },
-        ..common::settings("agents-test", "agents test secret", seeds)
-    })
-    .await;
+    let nodes = two_nodes_capping_requests_at(Duration::MAX).await;
     nodes[1].agents().spawn(doubler("doubler")).await.unwrap();
     let far = nodes[0].agents();
     eventually(SOON, "doubler visible", || far.lookup("doubler").is_some()).await;
     let answer = far.request::<_, u64>("doubler", &21u64, DEADLINE).await;
     assert_eq!(answer.ok(), Some(42));
     stop(&nodes).await;
+}
+
+/// Two nodes whose agents wait at most `cap` for a peer's request.
+async fn two_nodes_capping_requests_at(cap: Duration) -> Vec<Node> {
+    common::cluster(2, |seeds| NodeSettings {
+        agents: AgentsConfig {
+            max_request_deadline: cap,
+            ..AgentsConfig::default()
+        },
+        ..common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await
 }

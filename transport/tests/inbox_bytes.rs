@@ -19,18 +19,24 @@ fn numbered(i: u32) -> Bytes {
     payload.into()
 }
 
+/// Two nodes of one cluster whose streamed channels' inboxes hold 8 MiB each.
+async fn pair_with_8_mib_inboxes() -> (Node, Node) {
+    let config = TransportConfig {
+        inbox_bytes: 8 * MIB,
+        ..TransportConfig::default()
+    };
+    let a = node_with("orders", &secret(SECRET), config.clone()).await;
+    let b = node_with("orders", &secret(SECRET), config).await;
+    (a, b)
+}
+
 /// Forty 1 MiB replication messages to a node that reads none, with 8 MiB of inbox: the
 /// reader stops after eight (before, all forty were queued, and 65,536 could have been), the
 /// rest wait in the sender and QUIC flow control, coordination and membership still get
 /// through, and once the application reads, every message arrives in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_byte_budget_pushes_back_without_dropping_and_spares_other_channels() {
-    let config = TransportConfig {
-        inbox_bytes: 8 * MIB,
-        ..TransportConfig::default()
-    };
-    let a = node_with("orders", &secret(SECRET), config.clone()).await;
-    let mut b = node_with("orders", &secret(SECRET), config).await;
+    let (a, mut b) = pair_with_8_mib_inboxes().await;
     let to_b = b.endpoint.local();
     const SENT: u32 = 40;
     for i in 0..SENT {
@@ -92,12 +98,7 @@ async fn a_full_byte_budget_pushes_back_without_dropping_and_spares_other_channe
 /// the consumer let go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_the_consumer_keeps_hold_no_budget() {
-    let config = TransportConfig {
-        inbox_bytes: 8 * MIB,
-        ..TransportConfig::default()
-    };
-    let a = node_with("orders", &secret(SECRET), config.clone()).await;
-    let mut b = node_with("orders", &secret(SECRET), config).await;
+    let (a, mut b) = pair_with_8_mib_inboxes().await;
     let to_b = b.endpoint.local();
     const SENT: u32 = 40;
     let sender = tokio::spawn(async move {

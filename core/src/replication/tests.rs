@@ -609,21 +609,25 @@ fn garbage_full_state_is_refused_without_panicking() {
     assert!(net.peers[1].machine.keyspace("ks").is_none());
 }
 
+/// Node 2's full state, claiming that it has seen `claimed`'s every seq up to the last.
+fn state_claiming_the_last_seq_of(claimed: Origin) -> Bytes {
+    let ReplicationMessage::FullState { state, .. } = state_collected_at(2, 1_000) else {
+        unreachable!("a full state");
+    };
+    encode(ReplicationMessage::FullState {
+        keyspace: "ks".into(),
+        epoch: 0,
+        state,
+        seen: [(claimed, u64::MAX)].into(),
+        retired: Seen::new(),
+    })
+}
+
 /// Seqs are a peer's word: the largest one a state can claim is taken without an overflow.
 #[test]
 fn a_full_state_claiming_the_last_seq_is_merged_without_overflow() {
     let mut net = Net::new(3, ReplicationConfig::default());
-    let ReplicationMessage::FullState { state, .. } = state_collected_at(2, 1_000) else {
-        unreachable!("a full state");
-    };
-    let message = ReplicationMessage::FullState {
-        keyspace: "ks".into(),
-        epoch: 0,
-        state,
-        seen: [(origin(2, 1), u64::MAX)].into(),
-        retired: Seen::new(),
-    };
-    net.deliver((2, 0, encode(message)));
+    net.deliver((2, 0, state_claiming_the_last_seq_of(origin(2, 1))));
     assert_eq!(net.value(0, "old").as_deref(), Some("old"));
     let keyspace = net.peers[0].machine.keyspace("ks").expect("ks");
     assert_eq!(keyspace.contiguous(&origin(2, 1)), Some(u64::MAX));
@@ -635,17 +639,7 @@ fn a_full_state_claiming_the_last_seq_is_merged_without_overflow() {
 #[test]
 fn a_write_after_a_state_claimed_our_last_seq_is_refused() {
     let mut net = Net::new(3, ReplicationConfig::default());
-    let ReplicationMessage::FullState { state, .. } = state_collected_at(2, 1_000) else {
-        unreachable!("a full state");
-    };
-    let message = ReplicationMessage::FullState {
-        keyspace: "ks".into(),
-        epoch: 0,
-        state,
-        seen: [(origin(0, 1), u64::MAX)].into(),
-        retired: Seen::new(),
-    };
-    net.deliver((2, 0, encode(message)));
+    net.deliver((2, 0, state_claiming_the_last_seq_of(origin(0, 1))));
     let refused = net.write_acked_among(0, "k", &[1], 2);
     assert!(
         matches!(&refused, Err(ReplicationError::SeqExhausted { keyspace }) if keyspace == "ks"),
