@@ -99,6 +99,10 @@ struct Armed {
     /// call made for a voided timer — often while we were cut off, so never heard — must not
     /// leave the live one to declare without a call of its own.
     called: bool,
+    /// Whether the call was made again because we came to its wait late
+    /// ([`Suspicions::last_call`]); once is enough for a stall, and a node whose timers are
+    /// always late must still declare.
+    called_again: bool,
 }
 
 /// Suspicions we know of, by member, with the reports that confirm them.
@@ -158,6 +162,7 @@ impl Suspicions {
             deadline,
             retell_at,
             called: false,
+            called_again: false,
         });
         (deadline, retell_at)
     }
@@ -205,7 +210,7 @@ impl Suspicions {
     /// makes the call and ends the reminders; the next failed probe arms a live timer, with a
     /// call and reminders of its own. A timer that comes `late` (we were stalled or starved
     /// when it was due, so we may have slept through the whole wait) takes no silence for an
-    /// answer: the call is made again.
+    /// answer: the call is made again, once.
     pub fn last_call(
         &mut self,
         now: Instant,
@@ -221,9 +226,11 @@ impl Suspicions {
         // foca queued one timer per failed probe of the suspect, all equal: one that fires
         // before the call's wait is over (all of them at once after we stalled) waits for it.
         let called = std::mem::replace(&mut armed.called, true);
-        if called && !(late && now >= armed.deadline) {
+        let slept_through = late && now >= armed.deadline && !armed.called_again;
+        if called && !slept_through {
             return (now < armed.deadline).then_some(armed.deadline);
         }
+        armed.called_again = called;
         armed.deadline = now + wait;
         Some(armed.deadline)
     }
@@ -565,6 +572,26 @@ mod tests {
         assert_eq!(
             on_time, None,
             "silent through a wait we were awake for: declared"
+        );
+    }
+
+    /// A node whose timers are always late (starved for CPU) calls again once, then declares:
+    /// its lateness must not keep a crashed member undeclared for good (review).
+    #[test]
+    fn a_call_is_made_again_only_once() {
+        let (mut suspicions, member, wait) = fresh();
+        let timer = suspicion_timer(member, 0);
+        let (due, _) = suspicions.arm(Instant::ZERO, &member, 0, timer.clone(), 4 * SECOND);
+        let mut at = due;
+        let call = suspicions.last_call(at, member.node, &timer, wait, true);
+        assert_eq!(call, Some(at + wait));
+        at = at + 2 * wait;
+        let again = suspicions.last_call(at, member.node, &timer, wait, true);
+        assert_eq!(again, Some(at + wait));
+        at = at + 2 * wait;
+        assert_eq!(
+            suspicions.last_call(at, member.node, &timer, wait, true),
+            None
         );
     }
 
