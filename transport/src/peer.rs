@@ -250,14 +250,15 @@ impl Peer {
             return Some(live);
         }
         let mut live = self.live.subscribe();
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+        // Counted until this wait ends or is dropped (a caller's deadline drops it): a count
+        // left behind kept the dialer redialling a dead peer for good and the record from
+        // ever being forgotten.
+        let _waiting = Waiting::count(&self.waiting);
         self.demand.notify_one();
-        let result = tokio::select! {
+        tokio::select! {
             found = live.wait_for(Option::is_some) => found.ok().and_then(|l| l.clone()),
             _ = self.ended(shared) => None,
-        };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        result
+        }
     }
 
     fn wants_connection(&self) -> bool {
@@ -490,5 +491,21 @@ async fn write_batch(
             .await
             .map_err(|e| e.to_string()),
         None => Err("no stream".into()),
+    }
+}
+
+/// One task counted as waiting for a connection while this lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

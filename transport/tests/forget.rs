@@ -153,3 +153,31 @@ async fn a_peer_the_caller_forgets_is_let_go_at_once() {
     reaches(&a, &mut b, "two").await;
     sealed_again(&a, to_b).await;
 }
+
+/// A request to a peer that never answers gives up at its deadline, and the peer's record is
+/// then forgotten like any unused one. The wait for a connection stayed counted when the
+/// deadline dropped it, so the record was kept, and redialled, for good.
+#[tokio::test]
+async fn a_request_given_up_on_leaves_nothing_that_keeps_the_record() {
+    let a = node_with("orders", &secret(SECRET), forgetful()).await;
+    let nowhere = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+    let dead = NodeAddr {
+        id: foundation_transport::NodeId::from_u128(0xdead),
+        addr: nowhere.local_addr().expect("its address"),
+    };
+    drop(nowhere);
+    let given_up = a
+        .endpoint
+        .request(
+            dead,
+            Bytes::from_static(b"anyone?"),
+            Duration::from_millis(200),
+        )
+        .await;
+    assert!(given_up.is_err(), "{given_up:?}");
+    let endpoint = a.endpoint.clone();
+    eventually(LONG, "the dead peer's record is forgotten", || {
+        endpoint.peer_records() == 0
+    })
+    .await;
+}
