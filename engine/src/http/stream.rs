@@ -70,6 +70,9 @@ pub(crate) fn forward<Held: Send + 'static>(
             let chunk = tokio::select! {
                 chunk = source.recv() => chunk,
                 _ = shutdown.wait_for(|stop| *stop) => None,
+                // A client that leaves a quiet stream is heard of at once, not at the next
+                // event: its stream's permit comes back.
+                () = tx.closed() => None,
             };
             let Some(chunk) = chunk else { return };
             match tokio::time::timeout(stall, tx.send(chunk)).await {
@@ -182,6 +185,19 @@ mod tests {
             }
         };
         assert!(failed, "the body ended as if whole");
+    }
+
+    /// A client that leaves a stream with nothing to send gives back what the stream held at
+    /// once; it was held until the next event, or the node's stop (review).
+    #[tokio::test]
+    async fn a_client_that_leaves_a_quiet_stream_frees_it_at_once() {
+        let (_stop, shutdown) = watch::channel(false);
+        let (_quiet, source) = mpsc::channel::<Bytes>(1);
+        let (held, released) = tokio::sync::oneshot::channel::<()>();
+        let body = forward(source, shutdown, Duration::from_secs(5), held);
+        drop(body);
+        let freed = tokio::time::timeout(Duration::from_secs(5), released).await;
+        assert!(freed.is_ok(), "the stream still held its permit");
     }
 
     #[tokio::test]
