@@ -377,8 +377,8 @@ mod tests {
         }
     }
 
-    /// A timer that fired when it was due.
-    const LATE: bool = false;
+    /// `late` for a timer that fired when it was due.
+    const ON_TIME: bool = false;
 
     /// No suspicion yet, the member to suspect, and the wait a last call gives it.
     fn fresh() -> (Suspicions, MemberId, Duration) {
@@ -470,12 +470,12 @@ mod tests {
         let timer = suspicion_timer(member, 0);
         let start = Instant::ZERO;
         assert_eq!(
-            suspicions.last_call(start, member.node, &timer, wait, LATE),
+            suspicions.last_call(start, member.node, &timer, wait, ON_TIME),
             None
         );
         let (due, _) = suspicions.arm(start, &member, 0, timer.clone(), 4 * SECOND);
         assert_eq!(
-            suspicions.last_call(due, member.node, &timer, wait, LATE),
+            suspicions.last_call(due, member.node, &timer, wait, ON_TIME),
             Some(due + wait)
         );
         for reporter in 1..=3 {
@@ -484,7 +484,7 @@ mod tests {
         }
         let later = due + wait;
         assert_eq!(
-            suspicions.last_call(later, member.node, &timer, wait, LATE),
+            suspicions.last_call(later, member.node, &timer, wait, ON_TIME),
             None
         );
     }
@@ -537,16 +537,16 @@ mod tests {
         suspicions.arm(start + SECOND, &member, 0, timer.clone(), 4 * SECOND);
         let woke = start + 7 * SECOND;
         let answer_by = woke + wait;
-        let call = suspicions.last_call(woke, member.node, &timer, wait, LATE);
+        let call = suspicions.last_call(woke, member.node, &timer, wait, ON_TIME);
         assert_eq!(call, Some(answer_by));
-        let copy = suspicions.last_call(woke, member.node, &timer, wait, LATE);
+        let copy = suspicions.last_call(woke, member.node, &timer, wait, ON_TIME);
         assert_eq!(copy, Some(answer_by), "the copy waits for the answer");
         let (again, _) = suspicions.arm(woke, &member, 0, timer.clone(), 4 * SECOND);
         assert_eq!(
             again, answer_by,
             "a failed probe after the call keeps its deadline"
         );
-        let declared = suspicions.last_call(answer_by, member.node, &timer, wait, LATE);
+        let declared = suspicions.last_call(answer_by, member.node, &timer, wait, ON_TIME);
         assert_eq!(declared, None, "no answer: declared");
     }
 
@@ -561,14 +561,14 @@ mod tests {
         let timer = suspicion_timer(member, 0);
         let (due, _) = suspicions.arm(Instant::ZERO, &member, 0, timer.clone(), 4 * SECOND);
         let answer_by = due + wait;
-        let call = suspicions.last_call(due, member.node, &timer, wait, LATE);
+        let call = suspicions.last_call(due, member.node, &timer, wait, ON_TIME);
         assert_eq!(call, Some(answer_by));
         let woke = answer_by + 2 * SECOND;
         let again = suspicions.last_call(woke, member.node, &timer, wait, true);
         assert_eq!(again, Some(woke + wait), "called again, not declared");
         let copy = suspicions.last_call(woke, member.node, &timer, wait, true);
         assert_eq!(copy, Some(woke + wait), "a late copy due with it waits");
-        let on_time = suspicions.last_call(woke + wait, member.node, &timer, wait, LATE);
+        let on_time = suspicions.last_call(woke + wait, member.node, &timer, wait, ON_TIME);
         assert_eq!(
             on_time, None,
             "silent through a wait we were awake for: declared"
@@ -610,18 +610,18 @@ mod tests {
         let (due, first) = suspicions.arm(start + SECOND, &member, 0, live.clone(), 4 * SECOND);
         let voided_due = start + 4 * SECOND;
         assert_eq!(
-            suspicions.last_call(voided_due, member.node, &voided, wait, LATE),
+            suspicions.last_call(voided_due, member.node, &voided, wait, ON_TIME),
             None,
             "handed to foca, which ignores it"
         );
         assert!(suspicions.retell(first, &member, 0).is_some());
         assert_eq!(
-            suspicions.last_call(due, member.node, &live, wait, LATE),
+            suspicions.last_call(due, member.node, &live, wait, ON_TIME),
             Some(due + wait)
         );
         let again = suspicions.arm(due, &member, 0, live.clone(), 4 * SECOND).0;
         assert_eq!(
-            suspicions.last_call(again, member.node, &live, wait, LATE),
+            suspicions.last_call(again, member.node, &live, wait, ON_TIME),
             None,
             "the same timer armed again by another failed probe keeps its call"
         );
@@ -643,7 +643,13 @@ mod tests {
             None,
             "a second reminder for the same moment (armed twice) is dropped"
         );
-        suspicions.last_call(due, member.node, &timer, Duration::from_millis(400), LATE);
+        suspicions.last_call(
+            due,
+            member.node,
+            &timer,
+            Duration::from_millis(400),
+            ON_TIME,
+        );
         assert_eq!(suspicions.retell(due, &member, 0), None, "called");
         suspicions.clear(member.node);
         suspicions.arm(due, &member, 0, timer, 4 * second);

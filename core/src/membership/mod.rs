@@ -803,7 +803,7 @@ impl Membership {
     /// failed by everyone who hears the news, and would have to renew its identity. A member
     /// that is really gone costs one round trip more to declare. A timer that fires late (see
     /// [`is_late`]) finds us back from a stall through which the suspect's answer could not be
-    /// heard: the call is made again.
+    /// heard: the call is made again, once per suspicion.
     fn last_call(
         &mut self,
         now: Instant,
