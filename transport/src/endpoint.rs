@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -79,6 +80,9 @@ pub(crate) struct Shared {
     pub intruders: IntruderLog,
     /// Accepted bulk-only connections per peer.
     pub bulk_quota: Arc<BulkQuota>,
+    /// Rounds of the forgetting sweep so far: the clock peer records note their last use on
+    /// (a counter read per send, where a clock read would be one per send).
+    pub sweeps: Arc<AtomicU64>,
     peers: Mutex<BTreeMap<NodeId, Arc<Peer>>>,
 }
 
@@ -169,6 +173,7 @@ impl Endpoint {
             shutdown: watch::channel(false).0,
             intruders: IntruderLog::default(),
             bulk_quota: Arc::default(),
+            sweeps: Arc::default(),
             peers: Mutex::new(BTreeMap::new()),
         });
         tokio::spawn(accept_connections(

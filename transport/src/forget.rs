@@ -10,8 +10,9 @@
 //!
 //! [`TransportConfig::forget_peers_after`]: crate::TransportConfig::forget_peers_after
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::debug;
 
@@ -22,29 +23,33 @@ use crate::wire::code;
 /// Shortest time between two sweeps, however short `forget_peers_after` is.
 const SWEEP_MIN: Duration = Duration::from_millis(10);
 
+/// Sweeps a record must go unused for before it is forgotten. Rounds are at least a quarter of
+/// `forget_peers_after` apart, and a use noted during one round counts from its start: four
+/// whole rounds after it, the record has been unused for at least `forget_peers_after`.
+const ROUNDS_UNUSED: u64 = 5;
+
 /// Forgets unused records every quarter of `forget_peers_after`, until the endpoint stops.
 pub(crate) async fn sweep(shared: Arc<Shared>) {
-    let after = shared.config.forget_peers_after;
-    let every = (after / 4).max(SWEEP_MIN);
+    let every = (shared.config.forget_peers_after / 4).max(SWEEP_MIN);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shared.stopped() => return,
         }
-        let now = Instant::now();
-        for peer in shared.take_peers(|peer| unused(peer, now, after)) {
+        let round = shared.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
+        for peer in shared.take_peers(|peer| unused(peer, round)) {
             debug!(peer = %peer.node_addr(), "forgetting an unused peer");
             let_go(&shared, &peer);
         }
     }
 }
 
-/// Whether `peer` can be forgotten: no connection, no work, unused for `after`.
-fn unused(peer: &Peer, now: Instant, after: Duration) -> bool {
+/// Whether `peer` can be forgotten at sweep `round`: no connection, no work, long unused.
+fn unused(peer: &Peer, round: u64) -> bool {
     peer.current().is_none()
         && !peer.has_work()
         && !crate::bulk::busy(peer)
-        && peer.unused_for(now) >= after
+        && peer.unused_rounds(round) >= ROUNDS_UNUSED
 }
 
 /// Lets go of a record already taken out of the peer table: closes its connections, ends its

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use quinn::{Connection, SendStream};
@@ -90,10 +90,10 @@ pub(crate) struct Peer {
     /// Where the last keys had us seal to; kept when a key is dropped, so an ICMP error about
     /// a datagram already sent still names this peer.
     sealed_to: Mutex<Option<SocketAddr>>,
-    /// When the record was made; `last_used` counts from it.
-    born: Instant,
-    /// Milliseconds from `born` to the last time the peer was sent to, heard from, or
-    /// connected (see [`crate::forget`]).
+    /// The endpoint's count of forgetting sweeps ([`Shared::sweeps`]).
+    sweeps: Arc<AtomicU64>,
+    /// The sweep round in which the peer was last sent to, heard from, or connected (see
+    /// [`crate::forget`]); the round the record was made in to begin with.
     last_used: AtomicU64,
     /// Set once the record is forgotten: its tasks end, as at shutdown.
     retired: watch::Sender<bool>,
@@ -123,8 +123,8 @@ impl Peer {
             bulk: tokio::sync::Mutex::new(Default::default()),
             sealed: Mutex::new(None),
             sealed_to: Mutex::new(None),
-            born: Instant::now(),
-            last_used: AtomicU64::new(0),
+            sweeps: shared.sweeps.clone(),
+            last_used: AtomicU64::new(shared.sweeps.load(Ordering::Relaxed)),
             retired: watch::channel(false).0,
         });
         for (channel, rx) in Channel::STREAMED.into_iter().zip(receivers) {
@@ -137,15 +137,13 @@ impl Peer {
 
     /// Notes that the peer is in use now: sent to, heard from, or connected.
     pub fn touch(&self) {
-        let since_born = self.born.elapsed().as_millis();
-        let since_born = u64::try_from(since_born).unwrap_or(u64::MAX);
-        self.last_used.fetch_max(since_born, Ordering::Relaxed);
+        let round = self.sweeps.load(Ordering::Relaxed);
+        self.last_used.fetch_max(round, Ordering::Relaxed);
     }
 
-    /// How long the peer has not been used, as of `now`.
-    pub fn unused_for(&self, now: Instant) -> Duration {
-        let last = Duration::from_millis(self.last_used.load(Ordering::Relaxed));
-        now.saturating_duration_since(self.born + last)
+    /// Whole sweep rounds since the peer was last used, as of round `now`.
+    pub fn unused_rounds(&self, now: u64) -> u64 {
+        now.saturating_sub(self.last_used.load(Ordering::Relaxed))
     }
 
     /// Ends the record's tasks (see [`crate::forget`]).
