@@ -49,7 +49,14 @@ fn new_wins(current: &Live, new: &Live) -> bool {
 /// Every established connection is read until it closes, even one that loses: the peer may
 /// have written on it before it learned the outcome. The loser is closed after a grace period
 /// instead of at once, so nothing already in flight on it is lost.
+///
+/// A dial outlives the record it was made for when the record is forgotten meanwhile: its
+/// connection is closed then, and nothing of it kept.
 pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Established) {
+    if peer.is_retired() {
+        established.conn.close(code::NORMAL.into(), b"forgotten");
+        return;
+    }
     let established_conn = established.conn.clone();
     let new = Live {
         conn: established.conn,
@@ -91,6 +98,12 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
         installed,
         established.hello.sealed_port,
     );
+    if peer.is_retired() {
+        // Forgotten while this ran: whatever `release` saw, the connection and keys taken
+        // here are let go now.
+        crate::forget::release(shared, peer);
+        return;
+    }
     if first {
         info!(peer = %peer.node_addr(), "peer connected");
         if let Some(inbox) = shared.inbox.senders() {

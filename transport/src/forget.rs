@@ -55,14 +55,21 @@ fn unused(peer: &Peer, round: u64) -> bool {
 /// Lets go of a record already taken out of the peer table: closes its connections, ends its
 /// tasks (which count what was still queued as lost) and drops its sealed keys.
 pub(crate) fn let_go(shared: &Shared, peer: &Peer) {
+    release(shared, peer);
+    shared.metrics.peer_forgotten();
+}
+
+/// Lets go of what a forgotten record holds. Retired first: a dial under way when the record
+/// was forgotten installs its connection and keys after this, and then sees the record retired
+/// and releases them itself (see [`crate::connection::install`]).
+pub(crate) fn release(shared: &Shared, peer: &Peer) {
+    peer.retire();
     if let Some(live) = peer.current() {
         live.conn.close(code::NORMAL.into(), b"forgotten");
     }
     crate::bulk::close(peer);
-    peer.retire();
     peer.set_sealed(None);
     if let Some(sealed) = &shared.sealed {
         sealed.forget(peer.id);
     }
-    shared.metrics.peer_forgotten();
 }

@@ -161,7 +161,12 @@ impl Peer {
     }
 
     fn is_ended(&self, shared: &Shared) -> bool {
-        shared.is_shut_down() || *self.retired.borrow()
+        shared.is_shut_down() || self.is_retired()
+    }
+
+    /// Whether the record has been forgotten.
+    pub fn is_retired(&self) -> bool {
+        *self.retired.borrow()
     }
 
     /// Whether anything waits on this record: a task waiting for a connection, or messages or

@@ -181,3 +181,50 @@ async fn a_request_given_up_on_leaves_nothing_that_keeps_the_record() {
     })
     .await;
 }
+
+/// A peer forgotten while a dial to it is under way: the dial's connection, when it comes up,
+/// is closed, and no key of it is kept. It was installed on the forgotten record, so it stayed
+/// open (the peer saw us connected) and its keys stayed in the table, for a record no one held.
+#[tokio::test]
+async fn a_dial_that_ends_after_its_peer_is_forgotten_keeps_nothing() {
+    let config = TransportConfig {
+        idle_timeout: LONG,
+        ..fast_config()
+    };
+    let a = node_with("orders", &secret(SECRET), config.clone()).await;
+    let mut b = node_with("orders", &secret(SECRET), config).await;
+    let relay = Relay::start(b.endpoint.local().addr).await;
+    relay.cut();
+    let to_b = NodeAddr {
+        id: b.endpoint.local().id,
+        addr: relay.addr,
+    };
+    a.endpoint
+        .send(
+            to_b,
+            Channel::Coordination,
+            Bytes::from_static(b"x"),
+            SendMode::NoWait,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.endpoint.forget(to_b.id);
+    relay.heal();
+
+    assert!(matches!(
+        next_peer_event(&mut b.inbox).await,
+        PeerEvent::Connected { .. }
+    ));
+    assert!(
+        matches!(
+            within(LONG, &mut b.inbox.peers).await,
+            PeerEvent::Disconnected { .. }
+        ),
+        "the forgotten record's connection is closed"
+    );
+    assert_eq!(
+        (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
+        (0, 0)
+    );
+}

@@ -107,6 +107,12 @@ impl Relay {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    pub fn heal(&self) {
+        self.faults
+            .cut
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn lose_every(&self, n: u32) {
         self.faults
             .lose_every
