@@ -786,6 +786,13 @@ fn failed_members_are_reaped_from_every_table_and_come_back_as_the_same_member()
     eventually(PATIENCE, "a and b list c failed, then remove it", || {
         [&a, &b].iter().all(|n| !member_ids(n).contains(&c_id))
     });
+    // The transport lets go of c's record with it, not forget_peers_after (10 min) later.
+    let forgotten = "foundation_transport_peers_forgotten_total";
+    eventually(PATIENCE, "a and b forget c's peer record", || {
+        [&a, &b]
+            .iter()
+            .all(|n| common::metric(n.http, forgotten) == Some(1.0))
+    });
     let d = common::start_with(&dir, &cluster, "d", None, &args, &[]);
     eventually(PATIENCE, "d joins and sees a and b", || {
         state_of(&d, &a.id).as_deref() == Some("alive")

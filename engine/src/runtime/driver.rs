@@ -252,6 +252,7 @@ impl Driver {
                 Effect::Event(Event::Membership(event)) => {
                     self.placement.publish(&self.core);
                     self.drop_connection_of_failed(&event);
+                    self.forget_removed(&event);
                     self.publish(&event);
                     told.push(event);
                 }
@@ -512,6 +513,15 @@ impl Driver {
                 endpoint.disconnect(node);
             }
         });
+    }
+
+    /// Lets the transport forget a member removed from the table (reaped after `reap_after`,
+    /// or forced out): its record, queues and sealed keys go now, not after
+    /// `forget_peers_after` unused. Should it come back, the next send dials it afresh.
+    fn forget_removed(&self, event: &MembershipEvent) {
+        if let MembershipEvent::Removed(gone) = event {
+            self.endpoint.forget(gone.id);
+        }
     }
 
     /// Joins `candidate` unless it is already a live member or was tried moments ago.
