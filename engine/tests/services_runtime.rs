@@ -836,3 +836,59 @@ async fn a_failed_members_instances_are_gone_when_its_event_arrives() {
         "told failed before the directory showed it: {stale:?}"
     );
 }
+
+/// Panics on "boom" as it is called (before making its future), on "bang" when first polled,
+/// and echoes anything else.
+fn fragile() -> impl foundation_engine::runtime::services::Handler {
+    |call: Call| {
+        assert_ne!(&call.body[..], b"boom", "a handler's bug");
+        async move {
+            assert_ne!(&call.body[..], b"bang", "a handler's bug");
+            Ok(call.body)
+        }
+    }
+}
+
+/// A handler that panics fails its own call with a clear error and nothing else: before, the
+/// panic unwound through the transport's task serving the stream, so the calls read with it
+/// were never answered, and a local call's panic reached the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_fails_its_own_call_only() {
+    let nodes = cluster(2, RpcConfig::default()).await;
+    nodes[0]
+        .services()
+        .register("fragile", fragile(), ServiceOptions::default())
+        .await
+        .unwrap();
+    eventually(SOON, "visible", || {
+        nodes[1].services().lookup("fragile").len() == 1
+    })
+    .await;
+    let once = CallOptions {
+        max_attempts: 1,
+        ..CallOptions::default()
+    };
+    for caller in [&nodes[1], &nodes[0]] {
+        let rpc = caller.rpc();
+        let call = |body: &'static str| {
+            rpc.call_bytes(
+                "fragile",
+                Bytes::from_static(body.as_bytes()),
+                Duration::from_secs(3),
+                &once,
+            )
+        };
+        let (a, boom, b, bang, c) =
+            tokio::join!(call("a"), call("boom"), call("b"), call("bang"), call("c"));
+        for (answer, body) in [(a, "a"), (b, "b"), (c, "c")] {
+            assert_eq!(answer.as_deref().ok(), Some(body.as_bytes()), "{answer:?}");
+        }
+        for failed in [boom, bang] {
+            assert!(
+                matches!(&failed, Err(RpcError::Handler { message, .. }) if message.contains("panicked")),
+                "{failed:?}"
+            );
+        }
+    }
+    stop(&nodes).await;
+}

@@ -2,7 +2,9 @@
 //! bytes or a [`HandlerError`].
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::Bytes;
 use foundation_transport::{ClusterName, NodeId};
@@ -61,6 +63,28 @@ impl HandlerError {
 
 /// What a handler answers.
 pub type HandlerResult = Result<Bytes, HandlerError>;
+
+/// Runs `handler` on `call`; a panic of the handler's, as it is called or as its future is
+/// polled, fails this call with a [`HandlerError`]. A handler runs in the transport's task that
+/// reads its connection's requests (in the caller's own task, for a call to this node), and a
+/// bug in it must not end that task and the calls read with this one.
+pub(crate) async fn handle_guarded(handler: &dyn Handler, call: Call) -> HandlerResult {
+    let panicked = || {
+        // Within the caller's `rpc.handle` span, which names the service.
+        tracing::warn!("a handler panicked; its call fails");
+        Err(HandlerError::new("the handler panicked"))
+    };
+    let Ok(mut answer) = catch_unwind(AssertUnwindSafe(|| handler.handle(call))) else {
+        return panicked();
+    };
+    std::future::poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| answer.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => Poll::Ready(panicked()),
+        },
+    )
+    .await
+}
 
 /// A service's request handler. Any `Fn(Call) -> impl Future<Output = HandlerResult>` is one;
 /// [`typed`] adapts a function of typed requests and responses.

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant as TokioInstant;
 use tracing::Instrument;
 
-use super::handler::{Call, Handler};
+use super::handler::{handle_guarded, Call, Handler};
 use super::metrics::{Outcome, Service, ServicesMetrics, State};
 use super::registry::{lock, Shared};
 use crate::runtime::agents::AgentRequests;
@@ -427,7 +427,7 @@ async fn run_handler(shared: &Shared, id: u64, call: Call) -> RpcReply {
     let (deadline, trace) = (call.deadline, call.trace);
     let span =
         tracing::debug_span!("rpc.handle", service = %call.service, trace_id = %trace.trace_id);
-    let run = with_trace(trace, handler.handle(call)).instrument(span);
+    let run = with_trace(trace, handle_guarded(&*handler, call)).instrument(span);
     match tokio::time::timeout_at(deadline, run).await {
         Ok(Ok(body)) => RpcReply::Ok(body.to_vec()),
         Ok(Err(e)) => RpcReply::Err(RemoteError::Handler(e.message)),
