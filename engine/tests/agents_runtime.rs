@@ -483,6 +483,41 @@ async fn leaving_stops_agents_in_reverse_order_and_removes_them_everywhere() {
     stop(&nodes[1..]).await;
 }
 
+/// A leave asked over HTTP (`POST /leave`, as `foundation leave` sends) stops the agents as
+/// `Node::leave` does, before the node leaves; before, it stopped the node under them, and
+/// they ran on, terminated only if the application called `leave` afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_over_http_stops_agents_first_as_leave_does() {
+    use foundation_engine::http::{send_json, Method};
+    let nodes = common::cluster(2, |seeds| NodeSettings {
+        http: seeds.is_empty().then(|| "127.0.0.1:0".parse().unwrap()),
+        ..common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let group = vec![recorder("first", &log), recorder("second", &log)];
+    nodes[0]
+        .agents()
+        .spawn_group("pipeline", SupervisorConfig::default(), group)
+        .await
+        .unwrap();
+    let http = nodes[0].http_addr().expect("serves HTTP");
+    let left = send_json(http, Method::POST, "/leave", None, SOON).await;
+    assert_eq!(left.map(|a| a["left"].clone()).ok(), Some(true.into()));
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["terminate:second", "terminate:first"],
+        "stopped by the time the leave is answered"
+    );
+    let other = nodes[1].agents();
+    eventually(SOON, "left node's agents gone", || {
+        other.with_capability("recorder").is_empty()
+    })
+    .await;
+    nodes[0].leave().await;
+    stop(&nodes[1..]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_mailbox_refuses_messages_instead_of_waiting() {
     let nodes = common::cluster(1, |seeds| NodeSettings {

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::identity::Identity;
 use super::request::Request;
@@ -78,6 +78,7 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
     let health_view = view.clone();
     let health_identity = identity.clone();
     let leave_identity = identity.clone();
+    let leave_agents = agents.clone();
     let status = StatusSources {
         view: view.clone(),
         suspects: suspects.clone(),
@@ -117,7 +118,12 @@ pub(crate) fn serve(addr: SocketAddr, api: Api) -> Result<HttpHandle, HttpError>
             Box::pin(super::cluster_config::http_write(config.clone(), request))
         })
         .write("/leave", &[Method::POST], move |request| {
-            Box::pin(leave(requests.clone(), leave_identity.clone(), request))
+            Box::pin(leave(
+                leave_agents.clone(),
+                requests.clone(),
+                leave_identity.clone(),
+                request,
+            ))
         })
         .json("/keyspaces", move || {
             digests_wanted.ask();
@@ -151,6 +157,7 @@ fn config_value(config: &ConfigHandle, key: &str) -> (StatusCode, serde_json::Va
 /// and answers once the node has left (peers record it as left). The HTTP server itself stays
 /// up until the application notices ([`Node::stopped`](super::Node::stopped)) and finishes.
 async fn leave(
+    agents: super::agents::AgentsHandle,
     requests: mpsc::Sender<Request>,
     identity: Identity,
     request: crate::http::WriteRequest,
@@ -162,8 +169,7 @@ async fn leave(
         );
     }
     tracing::warn!("leaving the cluster: asked over HTTP (POST /leave)");
-    let (done, stopped) = oneshot::channel();
-    if requests.send(Request::Stop(done)).await.is_err() || stopped.await.is_err() {
+    if !super::leave_gracefully(&agents, &requests).await {
         return (
             StatusCode::CONFLICT,
             serde_json::json!({ "error": "the node has already stopped", "node": identity.json() }),

@@ -649,13 +649,21 @@ impl Node {
     /// Its agents are stopped first (the last spawned first), so they leave the directory
     /// while the node is still a member and can still tell its peers.
     pub async fn leave(&self) {
-        self.agents.shutdown().await;
-        let (done, stopped) = oneshot::channel();
-        if self.requests.send(Request::Stop(done)).await.is_ok() {
-            let _ = stopped.await;
-        }
+        leave_gracefully(&self.agents, &self.requests).await;
         self.shutdown_http().await;
     }
+}
+
+/// Leaves the cluster: the agents stop first, leaving the directory while the node is still a
+/// member, then the node. `false` if the node had already stopped. What `Node::leave` and an
+/// operator's `POST /leave` both do.
+pub(crate) async fn leave_gracefully(
+    agents: &AgentsHandle,
+    requests: &mpsc::Sender<Request>,
+) -> bool {
+    agents.shutdown().await;
+    let (done, stopped) = oneshot::channel();
+    requests.send(Request::Stop(done)).await.is_ok() && stopped.await.is_ok()
 }
 
 /// Puts the restored config's live values into the mirror config reads use.
