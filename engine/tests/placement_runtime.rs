@@ -613,3 +613,52 @@ async fn started_and_stopped_notices_agree_with_running_here() {
     assert!(disagreed.is_empty(), "told before shown: {disagreed:?}");
     node.abort().await;
 }
+
+/// Two leaves asked at once while the node hands its instance over (an operator's
+/// `POST /leave` and the application's `leave`) are both answered once it has left: the second
+/// took the first's place, whose caller was told the node had already stopped (409).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_leaves_during_a_handoff_are_both_answered() {
+    use foundation_engine::http::{send_json, Method};
+    let nodes = common::cluster(2, settings).await;
+    for node in &nodes {
+        let spec = WorkloadSpec {
+            min_members: 1,
+            handoff: true,
+            ..WorkloadSpec::singleton()
+        };
+        node.placement()
+            .place(
+                "slow-handoff",
+                spec,
+                |mut context: InstanceContext| async move {
+                    while let Some(item) = context.recv().await {
+                        if let Inbox::HandOff(reply) = item {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            let _ = reply.hand_over(b"state".to_vec()).await;
+                        }
+                    }
+                },
+            )
+            .await
+            .expect("declared");
+    }
+    common::eventually(SOON, "the singleton runs", || {
+        nodes
+            .iter()
+            .any(|n| n.placement().running_here("slow-handoff", 0))
+    })
+    .await;
+    let leaver = &nodes[usize::from(!nodes[0].placement().running_here("slow-handoff", 0))];
+    let http = leaver.http_addr().expect("serves HTTP");
+    let asked = send_json(http, Method::POST, "/leave", None, SOON);
+    let also = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        leaver.leave().await;
+    };
+    let (asked, ()) = tokio::join!(asked, also);
+    assert_eq!(asked.map(|a| a["left"].clone()).ok(), Some(true.into()));
+    for node in &nodes {
+        node.abort().await;
+    }
+}

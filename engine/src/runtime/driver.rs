@@ -136,10 +136,11 @@ impl Driver {
         }
         loop {
             self.carry_out_effects().await;
-            if !self.core.placement().is_handing_off() {
-                if let Some(done) = self.placement.stop_after_handoffs.take() {
-                    return self.stop(done).await;
-                }
+            if !self.core.placement().is_handing_off()
+                && !self.placement.stop_after_handoffs.is_empty()
+            {
+                let waiting = std::mem::take(&mut self.placement.stop_after_handoffs);
+                return self.stop(waiting).await;
             }
             let next_timer = self.core.poll_timeout().map(|at| self.epoch + at.elapsed());
             let sleep = tokio::time::sleep_until(
@@ -189,10 +190,12 @@ impl Driver {
                         self.caches.request(&mut self.core, now, request);
                     }
                     Some(Request::Stop(done)) => {
-                        self.leave().await;
+                        if self.placement.stop_after_handoffs.is_empty() {
+                            self.leave().await;
+                        }
                         // Instances being handed over finish first (within the handoff
                         // timeout): the loop goes on until they are done.
-                        self.placement.stop_after_handoffs = Some(done);
+                        self.placement.stop_after_handoffs.push(done);
                     }
                     Some(Request::Abort(done)) => return self.abort(done).await,
                     None => return,
@@ -603,13 +606,15 @@ impl Driver {
         self.core.handle(self.now(), Input::Command(Command::Leave));
     }
 
-    async fn stop(mut self, done: oneshot::Sender<()>) {
+    async fn stop(mut self, waiting: Vec<oneshot::Sender<()>>) {
         self.carry_out_effects().await;
         // QUIC's close abandons unsent stream data: give the "leaving" notices a moment to go
         // out, so peers record "left" rather than waiting to declare us failed.
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.endpoint.close().await;
-        let _ = done.send(());
+        for done in waiting {
+            let _ = done.send(());
+        }
     }
 }
 

@@ -379,8 +379,9 @@ pub(crate) struct PlacementRuntime {
     counters: Arc<SupervisorCounters>,
     /// Callers of `route` waiting for their message's outcome.
     routes: BTreeMap<RouteId, oneshot::Sender<Result<(), PlacementCallError>>>,
-    /// A stop waiting for this node's handoffs to finish before it closes the endpoint.
-    pub(crate) stop_after_handoffs: Option<oneshot::Sender<()>>,
+    /// Stops waiting for this node's handoffs to finish before it closes the endpoint: every
+    /// leave asked meanwhile, each answered once the node has left.
+    pub(crate) stop_after_handoffs: Vec<oneshot::Sender<()>>,
     metrics: metrics::PlacementMetrics,
 }
 
@@ -415,7 +416,7 @@ pub(crate) fn start(
         notices,
         counters,
         routes: BTreeMap::new(),
-        stop_after_handoffs: None,
+        stop_after_handoffs: Vec::new(),
         metrics: metrics::PlacementMetrics::register(registry),
     };
     (handle, runtime)
