@@ -163,3 +163,30 @@ async fn a_new_node_starts_on_the_port_of_one_that_left() {
     restarted.abort().await;
     client.abort().await;
 }
+
+/// A start that fails after the node's parts began (its HTTP port is taken) leaves nothing
+/// running: the agents' tasks held the endpoint, so its UDP port stayed bound and its tasks
+/// ran on, for each failed start, until the process ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_leaves_nothing_running() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    let tasks_before = runtime.metrics().num_alive_tasks();
+    let mut refused = settings(vec![]);
+    refused.http = Some(taken.local_addr().unwrap());
+    refused.transport.bind = udp;
+    let failed = Node::start(refused).await;
+    assert!(failed.is_err(), "the HTTP port is taken");
+    eventually(SOON, "the failed node's UDP port is free", || {
+        UdpSocket::bind(udp).is_ok()
+    })
+    .await;
+    eventually(SOON, "the failed node's tasks have ended", || {
+        runtime.metrics().num_alive_tasks() <= tasks_before
+    })
+    .await;
+}

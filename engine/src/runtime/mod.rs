@@ -268,6 +268,7 @@ impl Node {
             agent_requests,
             &mut registry,
         );
+        let unwind = UnwindFailedStart::new(&agents, &endpoint);
         let directory_watch = directory.clone();
         let services = services::start(
             requests_tx.clone(),
@@ -407,6 +408,7 @@ impl Node {
             own_metadata,
         };
         tokio::spawn(driver.run());
+        unwind.started();
         let http = Arc::new(std::sync::Mutex::new(http));
         Ok(Node {
             local,
@@ -664,6 +666,37 @@ pub(crate) async fn leave_gracefully(
     agents.shutdown().await;
     let (done, stopped) = oneshot::channel();
     requests.send(Request::Stop(done)).await.is_ok() && stopped.await.is_ok()
+}
+
+/// Ends what a start began once it fails past the agents' start (the services, the HTTP server
+/// or discovery refused): the agents' tasks and the endpoint hold each other, so they ran on,
+/// with the UDP port bound, until the process ended.
+struct UnwindFailedStart {
+    begun: Option<(AgentsHandle, Endpoint)>,
+}
+
+impl UnwindFailedStart {
+    fn new(agents: &AgentsHandle, endpoint: &Endpoint) -> Self {
+        Self {
+            begun: Some((agents.clone(), endpoint.clone())),
+        }
+    }
+
+    /// The node started: its stop ends them now.
+    fn started(mut self) {
+        self.begun = None;
+    }
+}
+
+impl Drop for UnwindFailedStart {
+    fn drop(&mut self) {
+        if let Some((agents, endpoint)) = self.begun.take() {
+            tokio::spawn(async move {
+                agents.abort().await;
+                endpoint.close().await;
+            });
+        }
+    }
 }
 
 /// Puts the restored config's live values into the mirror config reads use.
