@@ -69,6 +69,20 @@ async fn a_restarted_node_reads_what_it_wrote_deletes_included_before_it_meets_a
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A node with a data directory starts on a current-thread runtime too (a plain
+/// `#[tokio::test]`, or `flavor = "current_thread"`): opening the store panicked there.
+#[tokio::test]
+async fn a_durable_node_starts_on_a_current_thread_runtime() {
+    let dir = data_dir("current-thread");
+    let node = Node::start(durable(NodeId::random(), &dir, vec![]))
+        .await
+        .expect("starts");
+    node.config().set("kept", 1).await.expect("set");
+    assert_eq!(node.config().get::<u32>("kept").expect("decodes"), Some(1));
+    node.abort().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Node a on `dir_a`, and node b on `dir_b` joined through it; returns b's id too, to start
 /// it again under it.
 async fn two_joined(dir_a: &Path, dir_b: &Path) -> (Node, Node, NodeId) {

@@ -53,6 +53,17 @@ pub(crate) struct Opened {
     pub generation: u64,
 }
 
+/// Runs `work`, which blocks on the disk, telling a multi-threaded runtime to move its other
+/// tasks off this thread meanwhile. A current-thread runtime has no other thread: the work
+/// runs in place there (`block_in_place` panics on one).
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::current().runtime_flavor() {
+        RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Opens the store in `settings.data_dir`, loads it, and records this life's generation
 /// (durably, before the node says anything to anyone). Batch outcomes go to `outcomes`.
 pub(crate) async fn open(
@@ -61,9 +72,9 @@ pub(crate) async fn open(
     outcomes: mpsc::UnboundedSender<BatchOutcome>,
 ) -> Result<Opened, StorageError> {
     let dir = DataDir::create(&settings.data_dir)?;
-    let disk = tokio::task::block_in_place(|| dir.open_disk())?;
+    let disk = blocking(|| dir.open_disk())?;
     let store = Store::new(disk, settings.sync)?;
-    let loaded = tokio::task::block_in_place(|| store.load())?;
+    let loaded = blocking(|| store.load())?;
     if loaded.report.is_clean() {
         info!(dir = %dir.root().display(), report = %loaded.report, "storage opened");
     } else {
