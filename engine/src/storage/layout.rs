@@ -45,9 +45,8 @@ impl DataDir {
         self.root.join("node-id")
     }
 
-    /// The node's stable id: the one in `node-id`, or a new random one written there (through
-    /// a temporary file and a rename, so a crash leaves the old file or the new one, never half
-    /// of one). A file that does not hold an id is an error, never overwritten.
+    /// The node's stable id: the one in `node-id`, or a new random one written there. A file
+    /// that does not hold an id is an error, never overwritten.
     pub fn stable_node_id(&self) -> Result<NodeId, StorageError> {
         let path = self.node_id();
         match std::fs::read_to_string(&path) {
@@ -59,17 +58,30 @@ impl DataDir {
                         detail: e.to_string(),
                     })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let id = NodeId::random();
-                let fresh = self.root.join("node-id.new");
-                std::fs::write(&fresh, format!("{id}\n"))
-                    .and_then(|()| std::fs::File::open(&fresh)?.sync_all())
-                    .map_err(|e| StorageError::io("write", &fresh, &e))?;
-                std::fs::rename(&fresh, &path)
-                    .map_err(|e| StorageError::io("rename", &path, &e))?;
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.new_node_id(),
+            Err(e) => Err(StorageError::io("read", &path, &e)),
+        }
+    }
+
+    /// Writes a new random id to `node-id`, unless another process starting on this directory
+    /// wrote one first: then that one is the id. Written whole to a file of this process's own
+    /// and linked into place, which fails if `node-id` exists, so a crash leaves no half of an
+    /// id, and of two starts at once one id wins and both read it.
+    fn new_node_id(&self) -> Result<NodeId, StorageError> {
+        let (path, id) = (self.node_id(), NodeId::random());
+        let fresh = self.root.join(format!("node-id.{id}.new"));
+        std::fs::write(&fresh, format!("{id}\n"))
+            .and_then(|()| std::fs::File::open(&fresh)?.sync_all())
+            .map_err(|e| StorageError::io("write", &fresh, &e))?;
+        let linked = std::fs::hard_link(&fresh, &path);
+        let _ = std::fs::remove_file(&fresh);
+        match linked {
+            Ok(()) => {
+                sync_dir(&self.root)?;
                 Ok(id)
             }
-            Err(e) => Err(StorageError::io("read", &path, &e)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.stable_node_id(),
+            Err(e) => Err(StorageError::io("link", &path, &e)),
         }
     }
 
@@ -82,4 +94,12 @@ impl DataDir {
     pub fn open_disk(&self) -> Result<FjallDisk, StorageError> {
         FjallDisk::open(&self.store(), &self.quarantine())
     }
+}
+
+/// Makes a directory's entries durable: a file linked in survives a power cut only once its
+/// directory is synced.
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io("sync", dir, &e))
 }

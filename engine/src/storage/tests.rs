@@ -716,6 +716,29 @@ fn the_data_directory_keeps_the_node_id_and_refuses_a_damaged_one() {
     );
 }
 
+/// Two first starts at once on one new directory agree on the id the file keeps: each wrote
+/// its own id through the same temporary file and renamed it in place, so one process could run
+/// under an id the other then wrote over, and come back as another member at its next start.
+#[test]
+fn two_first_starts_at_once_take_the_same_node_id() {
+    for round in 0..50 {
+        let dir = TempDir::new(&format!("node-id-race-{round}"));
+        let start = std::sync::Barrier::new(2);
+        let (a, b) = std::thread::scope(|s| {
+            let take = || {
+                let data = dir.data_dir();
+                start.wait();
+                data.stable_node_id()
+            };
+            let a = s.spawn(take);
+            let b = s.spawn(take);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let kept = dir.data_dir().stable_node_id().unwrap();
+        assert_eq!((a.unwrap(), b.unwrap()), (kept, kept), "round {round}");
+    }
+}
+
 /// A rewrite after a failed batch clears a keyspace and puts its entries back in one batch:
 /// fjall gives every item of a batch one seqno, so the put must still win over the clear's
 /// delete of the same key — in memory, after a reopen (journal replay) and from the tables.
