@@ -391,6 +391,7 @@ fn http_can_be_switched_off() {
 fn strategies_by_name_take_seeds_and_dns_names_from_their_variables() {
     let config = build_env(&[
         ("FOUNDATION_DISCOVERY", "static, mdns, dns"),
+        ("FOUNDATION_BIND", "127.0.0.1:7400"),
         ("FOUNDATION_SEEDS", "10.0.0.1:7400"),
         (
             "FOUNDATION_DNS_NAME",
@@ -410,6 +411,26 @@ fn strategies_by_name_take_seeds_and_dns_names_from_their_variables() {
     );
     let message = error_of(build_env(&[("FOUNDATION_DISCOVERY", "static")]));
     assert!(message.contains("FOUNDATION_SEEDS"), "{message}");
+}
+
+/// A `dns` strategy without a port dials peers at this node's own port: with the development
+/// profile's bind port 0 that port is random, and the node silently found no one.
+#[test]
+fn a_dns_strategy_without_a_port_needs_a_fixed_port_of_its_own() {
+    let named = ("FOUNDATION_DNS_NAME", "peers.test");
+    let message = error_of(build_env(&[named]));
+    assert!(
+        message.contains("discovery.port") && message.contains("FOUNDATION_DNS_PORT"),
+        "{message}"
+    );
+    build_env(&[named, ("FOUNDATION_DNS_PORT", "7400")]).expect("the peers' port given");
+    build_env(&[named, ("FOUNDATION_BIND", "127.0.0.1:7400")]).expect("a fixed port of its own");
+    let srv = "[[discovery]]\nkind = \"dns\"\nname = \"peers.test\"\nsrv = true\n";
+    NodeConfig::builder()
+        .env(env(&[]))
+        .file(config_file("dns-srv-port-0", srv))
+        .build()
+        .expect("SRV records carry the port");
 }
 
 #[test]
@@ -825,7 +846,7 @@ fn an_unspecified_http_advertise_is_refused_with_its_key() {
 
 #[test]
 fn a_dns_server_comes_from_the_discovery_entry_or_the_environment() {
-    let text = "[[discovery]]\nkind = \"dns\"\nname = \"peers.test\"\nserver = \"10.0.0.2\"\n";
+    let text = "bind = \"127.0.0.1:7400\"\n[[discovery]]\nkind = \"dns\"\nname = \"peers.test\"\nserver = \"10.0.0.2\"\n";
     let config = NodeConfig::builder()
         .file(config_file("dns-server", text))
         .build()
@@ -843,6 +864,7 @@ fn a_dns_server_comes_from_the_discovery_entry_or_the_environment() {
     assert_eq!(server_of(&config), Some(addr("[fd00::2]:5353")));
     let config = build_env(&[
         ("FOUNDATION_DISCOVERY", "dns"),
+        ("FOUNDATION_BIND", "127.0.0.1:7400"),
         ("FOUNDATION_DNS_NAME", "peers.test"),
         ("FOUNDATION_DNS_SERVER", "fd00::2"),
     ])
@@ -851,6 +873,7 @@ fn a_dns_server_comes_from_the_discovery_entry_or_the_environment() {
     // Without a server: the system's resolver.
     let config = build_env(&[
         ("FOUNDATION_DISCOVERY", "dns"),
+        ("FOUNDATION_BIND", "127.0.0.1:7400"),
         ("FOUNDATION_DNS_NAME", "peers.test"),
     ])
     .expect("valid");
@@ -868,7 +891,7 @@ fn the_dns_port_variable_reaches_the_dns_strategy() {
     let named = ("FOUNDATION_DNS_NAME", "peers.test");
     let config = build_env(&[named, ("FOUNDATION_DNS_PORT", "7500")]).expect("valid");
     assert_eq!(port_of(&config), 7500);
-    let config = build_env(&[named]).expect("valid");
+    let config = build_env(&[named, ("FOUNDATION_BIND", "127.0.0.1:7400")]).expect("valid");
     assert_eq!(port_of(&config), 0, "unset: the node's own port");
     let text = "[[discovery]]\nkind = \"dns\"\nname = \"peers.test\"\nport = 7600\n";
     let config = NodeConfig::builder()

@@ -28,6 +28,7 @@ pub(crate) fn all(
     transport(config, origins)?;
     federation_port(config, origins)?;
     advertise(config, origins)?;
+    dns_port(config, origins)?;
     config.security.check(&origins.of("security"))?;
     metadata(config, origins)?;
     if config.profile == Profile::Production {
@@ -106,6 +107,38 @@ fn advertise(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> 
         }
     }
     Ok(())
+}
+
+/// A `dns` strategy without a port dials every peer at this node's own port, which is no
+/// port at all when the node binds port 0 (the development profile's default: each node's
+/// port is chosen at random), so it would find no one.
+fn dns_port(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
+    let own_port = config.advertise.unwrap_or(config.bind).port();
+    let portless = |choice: &DiscoveryChoice| {
+        matches!(
+            choice,
+            DiscoveryChoice::Dns {
+                port: 0,
+                srv: false,
+                ..
+            }
+        )
+    };
+    if own_port != 0 || !config.discovery.iter().any(portless) {
+        return Ok(());
+    }
+    let origin = ["discovery.port", "discovery.name", "discovery"]
+        .map(|field| origins.of(field))
+        .into_iter()
+        .find(|origin| *origin != Origin::Default)
+        .unwrap_or(Origin::Default);
+    Err(ConfigError::invalid(
+        origin,
+        "discovery.port",
+        "a dns strategy without a port dials peers at this node's own port, and this node binds \
+         port 0 (a random one): set the peers' port (FOUNDATION_DNS_PORT, TOML: port in the \
+         [[discovery]] entry) or a fixed bind port (FOUNDATION_BIND)",
+    ))
 }
 
 fn dialable(addr: SocketAddr) -> bool {
