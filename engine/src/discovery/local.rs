@@ -9,6 +9,7 @@
 mod advert;
 mod dir;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +23,7 @@ use super::report::Reporter;
 use super::{
     Candidate, Discovery, DiscoveryError, DiscoveryHandle, DiscoveryMetrics, Environment, LocalNode,
 };
-use advert::{Advert, Scan};
+use advert::{Advert, FileStamp, Scan};
 
 const NAME: &str = "local";
 
@@ -126,11 +127,12 @@ async fn run(
     mut stop: StopSignal,
 ) {
     let mut ticker = tokio::time::interval(interval);
+    let mut malformed = BTreeSet::new();
     loop {
         tokio::select! {
             _ = stop.stopped() => break,
             _ = ticker.tick() => {
-                if !round(&dir, &advert, &reporter).await {
+                if !round(&dir, &advert, &reporter, &mut malformed).await {
                     break;
                 }
             }
@@ -140,7 +142,12 @@ async fn run(
 }
 
 /// One scan of the directory; false when the consumer is gone.
-async fn round(dir: &Path, advert: &Advert, reporter: &Reporter) -> bool {
+async fn round(
+    dir: &Path,
+    advert: &Advert,
+    reporter: &Reporter,
+    malformed: &mut BTreeSet<FileStamp>,
+) -> bool {
     let (dir_owned, advert_owned) = (dir.to_owned(), advert.clone());
     let scan = tokio::task::spawn_blocking(move || {
         // Something (a tmp cleaner, an operator) may have removed our file: put it back.
@@ -156,13 +163,20 @@ async fn round(dir: &Path, advert: &Advert, reporter: &Reporter) -> bool {
         reporter.error();
         tracing::warn!(%error, "local discovery: cannot rewrite own advertisement");
     }
-    report_scan(scan, reporter)
+    report_scan(scan, reporter, malformed)
 }
 
-fn report_scan(scan: Scan, reporter: &Reporter) -> bool {
-    for _ in 0..scan.malformed {
+/// Reports the peers found, and counts as errors an unreadable directory and each malformed
+/// file not `known` from earlier rounds (which then become the ones this scan found).
+fn report_scan(scan: Scan, reporter: &Reporter, known: &mut BTreeSet<FileStamp>) -> bool {
+    if scan.unreadable {
         reporter.error();
     }
+    let found: BTreeSet<FileStamp> = scan.malformed.into_iter().collect();
+    for _ in found.difference(known) {
+        reporter.error();
+    }
+    *known = found;
     scan.peers
         .into_iter()
         .all(|peer| reporter.report(peer.addr, Some(peer.id)).is_ok())

@@ -40,8 +40,21 @@ pub(super) struct Peer {
 #[derive(Debug, Default)]
 pub(super) struct Scan {
     pub(super) peers: Vec<Peer>,
-    /// Files that were not valid advertisements (skipped).
-    pub(super) malformed: usize,
+    /// Files that were not valid advertisements (skipped), each as it was when read.
+    pub(super) malformed: Vec<FileStamp>,
+    /// The directory could not be listed.
+    pub(super) unreadable: bool,
+}
+
+/// A file as a scan found it: its name, size and last change. A malformed file is counted
+/// when first seen, and again only once it has been written again.
+pub(super) type FileStamp = (std::ffi::OsString, u64, Option<SystemTime>);
+
+fn stamp(path: &Path) -> FileStamp {
+    let meta = fs::symlink_metadata(path).ok();
+    let name = path.file_name().unwrap_or_default().to_owned();
+    let len = meta.as_ref().map_or(0, fs::Metadata::len);
+    (name, len, meta.and_then(|m| m.modified().ok()))
 }
 
 impl Advert {
@@ -96,7 +109,7 @@ impl Advert {
 pub(super) fn scan(dir: &Path, me: &Advert) -> Scan {
     let mut scan = Scan::default();
     let Ok(entries) = fs::read_dir(dir) else {
-        scan.malformed += 1;
+        scan.unreadable = true;
         return scan;
     };
     for entry in entries.flatten() {
@@ -110,7 +123,7 @@ pub(super) fn scan(dir: &Path, me: &Advert) -> Scan {
         match read_peer(&path, &stem, &me.cluster) {
             Some((peer, pid)) if pid_alive(pid) => scan.peers.push(peer),
             Some(_) => remove_stale(&path),
-            None => scan.malformed += 1,
+            None => scan.malformed.push(stamp(&path)),
         }
     }
     scan
