@@ -292,6 +292,8 @@ async fn a_dns_strategy_configured_without_a_port_dials_our_own() {
     let config = foundation_engine::config::NodeConfig::builder()
         .env([
             ("FOUNDATION_DISCOVERY", "dns"),
+            // A fixed port: without one there is no port of ours to dial (a config error).
+            ("FOUNDATION_BIND", "127.0.0.1:7000"),
             ("FOUNDATION_DNS_NAME", "peers.test."),
             ("FOUNDATION_DNS_SERVER", server.as_str()),
         ])

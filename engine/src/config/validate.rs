@@ -137,7 +137,8 @@ fn dns_port(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
         "discovery.port",
         "a dns strategy without a port dials peers at this node's own port, and this node binds \
          port 0 (a random one): set the peers' port (FOUNDATION_DNS_PORT, TOML: port in the \
-         [[discovery]] entry) or a fixed bind port (FOUNDATION_BIND)",
+         [[discovery]] entry, or srv = true to take it from SRV records), or a fixed port of \
+         this node's (FOUNDATION_BIND, or an advertise address with a port)",
     ))
 }
 
