@@ -518,6 +518,50 @@ async fn leaving_over_http_stops_agents_first_as_leave_does() {
     stop(&nodes[1..]).await;
 }
 
+/// An agent that takes a second to stop.
+struct SlowToStop;
+
+impl Agent for SlowToStop {
+    async fn handle(&mut self, _: &Context, _: Message) -> Result<Bytes, HandlerError> {
+        Ok(Bytes::new())
+    }
+
+    async fn terminate(&mut self, _: &Context, _: StopReason) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A leave asked over HTTP goes through when the client gives up while the agents stop: the
+/// handler that stopped them was dropped with the request, so the node was left a member
+/// with no agents, never leaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_over_http_goes_through_when_its_client_gives_up() {
+    use foundation_engine::http::{send_json, Method};
+    let nodes = common::cluster(1, |seeds| NodeSettings {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..common::settings("agents-test", "agents test secret", seeds)
+    })
+    .await;
+    nodes[0]
+        .agents()
+        .spawn(AgentSpec::new("slow", || SlowToStop))
+        .await
+        .unwrap();
+    let http = nodes[0].http_addr().expect("serves HTTP");
+    let impatient = send_json(
+        http,
+        Method::POST,
+        "/leave",
+        None,
+        Duration::from_millis(200),
+    )
+    .await;
+    assert!(impatient.is_err(), "{impatient:?}");
+    let left = tokio::time::timeout(SOON, nodes[0].stopped()).await;
+    assert!(left.is_ok(), "the node never left");
+    nodes[0].leave().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_mailbox_refuses_messages_instead_of_waiting() {
     let nodes = common::cluster(1, |seeds| NodeSettings {

@@ -169,7 +169,10 @@ async fn leave(
         );
     }
     tracing::warn!("leaving the cluster: asked over HTTP (POST /leave)");
-    if !super::leave_gracefully(&agents, &requests).await {
+    // Its own task: a client that goes away (or gives up while slow agents stop) drops this
+    // handler, and the leave must not stop half-way, agents gone and the node still a member.
+    let leaving = tokio::spawn(async move { super::leave_gracefully(&agents, &requests).await });
+    if !leaving.await.unwrap_or(false) {
         return (
             StatusCode::CONFLICT,
             serde_json::json!({ "error": "the node has already stopped", "node": identity.json() }),
