@@ -716,6 +716,26 @@ fn the_data_directory_keeps_the_node_id_and_refuses_a_damaged_one() {
     );
 }
 
+/// A `node-id` that exists but reads as missing (a dangling link) is an error: the id's
+/// placing took it for another start's, read it back as missing, and tried again for good.
+#[cfg(unix)]
+#[test]
+fn a_node_id_that_is_a_dangling_link_is_an_error() {
+    let dir = TempDir::new("node-id-dangling");
+    let data = dir.data_dir();
+    std::os::unix::fs::symlink(data.root().join("nowhere"), data.node_id()).unwrap();
+    let refused = data.stable_node_id();
+    assert!(
+        matches!(&refused, Err(StorageError::Io { .. })),
+        "{refused:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(data.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["node-id"], "no temporary file left behind");
+}
+
 /// Two first starts at once on one new directory agree on the id the file keeps: each wrote
 /// its own id through the same temporary file and renamed it in place, so one process could run
 /// under an id the other then wrote over, and come back as another member at its next start.
