@@ -90,7 +90,7 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
         peer.set_addr(established.hello.advertise);
         peer.set_bulk_port(established.hello.bulk_port);
     }
-    crate::sealed::take_keys(
+    let receive_key = crate::sealed::take_keys(
         shared,
         peer,
         &established_conn,
@@ -99,9 +99,8 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, established: Estab
         established.hello.sealed_port,
     );
     if peer.is_retired() {
-        // Forgotten while this ran: whatever `release` saw, the connection and keys taken
-        // here are let go now.
-        crate::forget::release(shared, peer);
+        // Forgotten while this ran: whatever `release` saw, this connection and its key go.
+        crate::forget::release_late(shared, peer, &established_conn, receive_key);
         return;
     }
     if first {

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quinn::Connection;
 use tracing::debug;
 
 use crate::endpoint::Shared;
@@ -61,8 +62,8 @@ pub(crate) fn let_go(shared: &Shared, peer: &Peer) {
 
 /// Lets go of what a forgotten record holds. Retired first: a dial under way when the record
 /// was forgotten installs its connection and keys after this, and then sees the record retired
-/// and releases them itself (see [`crate::connection::install`]).
-pub(crate) fn release(shared: &Shared, peer: &Peer) {
+/// and releases them itself ([`release_late`]).
+fn release(shared: &Shared, peer: &Peer) {
     peer.retire();
     if let Some(live) = peer.current() {
         live.conn.close(code::NORMAL.into(), b"forgotten");
@@ -71,5 +72,26 @@ pub(crate) fn release(shared: &Shared, peer: &Peer) {
     peer.set_sealed(None);
     if let Some(sealed) = &shared.sealed {
         sealed.forget(peer.id);
+    }
+}
+
+/// Lets go of what a connection installed on `peer` took after the record was forgotten: the
+/// connection, out of the record first (its close then tells no one of a disconnection of a
+/// connection never announced), and the one receive key it took — not all of the peer's, as
+/// [`release`] drops them: a new record of the same peer may have keyed meanwhile.
+pub(crate) fn release_late(
+    shared: &Shared,
+    peer: &Peer,
+    conn: &Connection,
+    receive_key: Option<u32>,
+) {
+    peer.live.send_if_modified(|current| match current {
+        Some(live) if live.same_connection(conn) => current.take().is_some(),
+        _ => false,
+    });
+    conn.close(code::NORMAL.into(), b"forgotten");
+    peer.set_sealed(None);
+    if let (Some(sealed), Some(key)) = (&shared.sealed, receive_key) {
+        sealed.forget_receive_key(peer.id, key);
     }
 }

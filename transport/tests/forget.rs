@@ -216,9 +216,10 @@ async fn a_dial_that_ends_after_its_peer_is_forgotten_keeps_nothing() {
         next_peer_event(&mut b.inbox).await,
         PeerEvent::Connected { .. }
     ));
+    // At once with the fix; before it, only b's idle timeout (LONG) would have closed it.
     assert!(
         matches!(
-            within(LONG, &mut b.inbox.peers).await,
+            within(Duration::from_secs(3), &mut b.inbox.peers).await,
             PeerEvent::Disconnected { .. }
         ),
         "the forgotten record's connection is closed"
@@ -226,5 +227,37 @@ async fn a_dial_that_ends_after_its_peer_is_forgotten_keeps_nothing() {
     assert_eq!(
         (a.endpoint.peer_records(), a.endpoint.sealed_peers()),
         (0, 0)
+    );
+}
+
+/// A request waiting for a connection to a peer that is then forgotten ends as unreachable —
+/// nothing was sent, so a caller may try elsewhere — not as the endpoint shutting down.
+#[tokio::test]
+async fn a_request_waiting_on_a_forgotten_peer_is_told_it_is_unreachable() {
+    let a = node_with("orders", &secret(SECRET), forgetful()).await;
+    let nowhere = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+    let dead = NodeAddr {
+        id: foundation_transport::NodeId::from_u128(0xdead),
+        addr: nowhere.local_addr().expect("its address"),
+    };
+    drop(nowhere);
+    let endpoint = a.endpoint.clone();
+    let asked = tokio::spawn(async move {
+        endpoint
+            .request(dead, Bytes::from_static(b"anyone?"), LONG)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.endpoint.forget(dead.id);
+    let answer = tokio::time::timeout(Duration::from_secs(3), asked)
+        .await
+        .expect("ends when forgotten")
+        .expect("joins");
+    assert!(
+        matches!(
+            answer,
+            Err(foundation_transport::RequestError::Unreachable(_))
+        ),
+        "{answer:?}"
     );
 }

@@ -93,6 +93,21 @@ impl KeyTable {
         }
     }
 
+    /// Drops `peer`'s receive key of id `id`, leaving its others.
+    pub fn remove(&mut self, peer: NodeId, id: u32) {
+        let Some(ids) = self.by_peer.get_mut(&peer) else {
+            return;
+        };
+        let Some(at) = ids.iter().position(|&held| held == id) else {
+            return;
+        };
+        ids.remove(at);
+        if ids.is_empty() {
+            self.by_peer.remove(&peer);
+        }
+        self.remove_oldest(id, peer);
+    }
+
     /// Drops every receive key of `peer`.
     pub fn forget(&mut self, peer: NodeId) {
         for id in self.by_peer.remove(&peer).unwrap_or_default() {
@@ -183,5 +198,28 @@ mod tests {
         table.forget(b);
         assert_eq!((table.keys_held(), table.peers()), (0, 0));
         assert!(table.by_id.is_empty(), "no empty lists are left behind");
+    }
+
+    /// One key removed leaves the peer's others, and another peer's key of the same id.
+    #[test]
+    fn removing_one_key_leaves_the_others() {
+        let (a, b) = (NodeId::from_u128(1), NodeId::from_u128(2));
+        let mut table = KeyTable::default();
+        table.insert(a, 5, OpeningKey::new(&[1; KEY_LEN]));
+        table.insert(a, 6, OpeningKey::new(&[3; KEY_LEN]));
+        table.insert(b, 5, OpeningKey::new(&[2; KEY_LEN]));
+        table.remove(a, 5);
+        let mut from_b = SealingKey::new(5, &[2; KEY_LEN]);
+        assert_eq!(opened(&mut table, &from_b.seal(b"x").unwrap()), Ok(b));
+        let mut from_a = SealingKey::new(6, &[3; KEY_LEN]);
+        assert_eq!(opened(&mut table, &from_a.seal(b"x").unwrap()), Ok(a));
+        assert_eq!((table.keys_held(), table.peers()), (2, 2));
+        table.remove(a, 6);
+        table.remove(a, 6);
+        assert_eq!(
+            (table.keys_held(), table.peers()),
+            (1, 1),
+            "a has none left"
+        );
     }
 }

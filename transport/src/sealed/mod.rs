@@ -185,6 +185,11 @@ impl SealedSide {
         self.keys().forget(peer);
     }
 
+    /// Drops one receive key of `peer`, the one a connection took (see [`take_keys`]).
+    pub(crate) fn forget_receive_key(&self, peer: NodeId, id: u32) {
+        self.keys().remove(peer, id);
+    }
+
     /// Peers we hold receive keys of.
     pub fn peers_keyed(&self) -> usize {
         self.keys().peers()
@@ -197,7 +202,7 @@ impl SealedSide {
 
 /// Takes the keys of an established connection to `peer`: its receive key always (the peer may
 /// seal with it while it keeps this connection), its send key only if this connection is the
-/// one installed, and only if the peer announced a sealed port.
+/// one installed, and only if the peer announced a sealed port. Returns the receive key's id.
 pub(crate) fn take_keys(
     shared: &Shared,
     peer: &Peer,
@@ -205,13 +210,13 @@ pub(crate) fn take_keys(
     we_dialled: bool,
     installed: bool,
     peer_port: Option<u16>,
-) {
+) -> Option<u32> {
     let (Some(side), Some(port)) = (&shared.sealed, peer_port) else {
-        return;
+        return None;
     };
     let Some(keys) = PairKeys::export(conn, we_dialled) else {
         debug!(peer = %peer.node_addr(), "no keying material: membership stays on QUIC");
-        return;
+        return None;
     };
     let PairKeys {
         send,
@@ -225,6 +230,7 @@ pub(crate) fn take_keys(
         peer.set_sealed(Some(SendKey::new(send, to, Instant::now() + settle)));
         shared.metrics.sealed_event(SealedEvent::Keyed);
     }
+    Some(receive_id)
 }
 
 /// Sends one packet. With ICMP errors queued on the socket (`IP_RECVERR`), Linux fails the next
