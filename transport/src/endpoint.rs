@@ -351,14 +351,25 @@ impl Endpoint {
         let ends = tokio::time::Instant::now() + deadline;
         let peer = self.shared.peer(to);
         timeout(deadline, async {
-            let live = peer
-                .connected(&self.shared)
-                .await
-                .ok_or(RequestError::ShutDown)?;
+            let Some(live) = peer.connected(&self.shared).await else {
+                return Err(self.no_connection());
+            };
             rpc::call(&self.shared, &live, &payload, ends).await
         })
         .await
         .unwrap_or(Err(RequestError::DeadlineExceeded))
+    }
+
+    /// Why a wait for a connection ended without one: the endpoint shut down, or the peer was
+    /// forgotten — then nothing was sent, and the caller may try another.
+    fn no_connection(&self) -> RequestError {
+        if self.shared.is_shut_down() {
+            RequestError::ShutDown
+        } else {
+            RequestError::Unreachable(
+                "the peer was forgotten while waiting for a connection".into(),
+            )
+        }
     }
 
     /// From now on hands each request to `handler` in the task that read it off the stream,
@@ -400,6 +411,13 @@ impl Endpoint {
             .filter(|p| p.current().is_some())
             .map(|p| p.node_addr())
             .collect()
+    }
+
+    /// Whether a connection to `peer` is up.
+    pub fn is_connected(&self, peer: NodeId) -> bool {
+        self.shared
+            .existing_peer(peer)
+            .is_some_and(|p| p.current().is_some())
     }
 
     /// Closes the connection to `peer`, if any, telling it why.

@@ -520,10 +520,14 @@ impl Driver {
 
     /// Lets the transport forget a member removed from the table (reaped after `reap_after`,
     /// or forced out): its record, queues and sealed keys go now, not after
-    /// `forget_peers_after` unused. Should it come back, the next send dials it afresh.
+    /// `forget_peers_after` unused. Should it come back, the next send dials it afresh. Not
+    /// while connected: a new life restarted under the node's id may have connected before
+    /// its join made it a member again (the sweep forgets the record once it is unused).
     fn forget_removed(&self, event: &MembershipEvent) {
         if let MembershipEvent::Removed(gone) = event {
-            self.endpoint.forget(gone.id);
+            if !self.endpoint.is_connected(gone.id) {
+                self.endpoint.forget(gone.id);
+            }
         }
     }
 
