@@ -127,12 +127,12 @@ async fn run(
     mut stop: StopSignal,
 ) {
     let mut ticker = tokio::time::interval(interval);
-    let mut malformed = BTreeSet::new();
+    let mut known = Known::default();
     loop {
         tokio::select! {
             _ = stop.stopped() => break,
             _ = ticker.tick() => {
-                if !round(&dir, &advert, &reporter, &mut malformed).await {
+                if !round(&dir, &advert, &reporter, &mut known).await {
                     break;
                 }
             }
@@ -142,12 +142,7 @@ async fn run(
 }
 
 /// One scan of the directory; false when the consumer is gone.
-async fn round(
-    dir: &Path,
-    advert: &Advert,
-    reporter: &Reporter,
-    malformed: &mut BTreeSet<FileStamp>,
-) -> bool {
+async fn round(dir: &Path, advert: &Advert, reporter: &Reporter, known: &mut Known) -> bool {
     let (dir_owned, advert_owned) = (dir.to_owned(), advert.clone());
     let scan = tokio::task::spawn_blocking(move || {
         // Something (a tmp cleaner, an operator) may have removed our file: put it back.
@@ -163,20 +158,28 @@ async fn round(
         reporter.error();
         tracing::warn!(%error, "local discovery: cannot rewrite own advertisement");
     }
-    report_scan(scan, reporter, malformed)
+    report_scan(scan, reporter, known)
 }
 
-/// Reports the peers found, and counts as errors an unreadable directory and each malformed
-/// file not `known` from earlier rounds (which then become the ones this scan found).
-fn report_scan(scan: Scan, reporter: &Reporter, known: &mut BTreeSet<FileStamp>) -> bool {
-    if scan.unreadable {
+/// What earlier rounds found wrong, so that each problem counts once, when it appears.
+#[derive(Default)]
+struct Known {
+    malformed: BTreeSet<FileStamp>,
+    unreadable: bool,
+}
+
+/// Reports the peers found, and counts as errors the directory turning unreadable and each
+/// malformed file not `known` from earlier rounds (which then become the ones this scan found).
+fn report_scan(scan: Scan, reporter: &Reporter, known: &mut Known) -> bool {
+    if scan.unreadable && !known.unreadable {
         reporter.error();
     }
+    known.unreadable = scan.unreadable;
     let found: BTreeSet<FileStamp> = scan.malformed.into_iter().collect();
-    for _ in found.difference(known) {
+    for _ in found.difference(&known.malformed) {
         reporter.error();
     }
-    *known = found;
+    known.malformed = found;
     scan.peers
         .into_iter()
         .all(|peer| reporter.report(peer.addr, Some(peer.id)).is_ok())

@@ -380,7 +380,8 @@ pub(crate) struct PlacementRuntime {
     /// Callers of `route` waiting for their message's outcome.
     routes: BTreeMap<RouteId, oneshot::Sender<Result<(), PlacementCallError>>>,
     /// Stops waiting for this node's handoffs to finish before it closes the endpoint: every
-    /// leave asked meanwhile, each answered once the node has left.
+    /// leave asked meanwhile, each answered once the node has left (or dropped unanswered if
+    /// the node is aborted first: its callers hear it stopped).
     pub(crate) stop_after_handoffs: Vec<oneshot::Sender<()>>,
     metrics: metrics::PlacementMetrics,
 }
