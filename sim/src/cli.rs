@@ -129,7 +129,7 @@ pub fn run(args: SimArgs) -> Result<SimReport, SimError> {
         ScenarioFile::Cluster(scenario) => *scenario,
         ScenarioFile::Federation(federation) => return run_federation(&args, &federation),
     };
-    let seeds = seeds(&args);
+    let seeds = seeds(&args)?;
     let runs = if seeds.end - seeds.start == 1 {
         let options = RunOptions {
             keep_trace: args.trace,
@@ -142,22 +142,44 @@ pub fn run(args: SimArgs) -> Result<SimReport, SimError> {
     if let Some(path) = &args.html {
         write_html(&scenario, &runs, path)?;
     }
+    verdict(runs)
+}
+
+/// The seeds `args` ask for: `--seeds`, else `--seed`, else 1. Never empty: a sweep of no seed
+/// would pass without having run anything.
+fn seeds(args: &SimArgs) -> Result<Range<u64>, SimError> {
+    let range = match (&args.seeds, args.seed) {
+        (Some(range), _) => range.0.clone(),
+        (None, seed) => {
+            let seed = seed.unwrap_or(1);
+            let end = seed.checked_add(1).ok_or_else(|| {
+                SimError::Args(format!(
+                    "--seed {seed}: the largest seed is {}",
+                    u64::MAX - 1
+                ))
+            })?;
+            seed..end
+        }
+    };
+    if range.is_empty() {
+        return Err(SimError::Args(format!(
+            "seeds {}..{}: the range is empty",
+            range.start, range.end
+        )));
+    }
+    Ok(range)
+}
+
+/// Passed only when runs were made and every one passed.
+fn verdict(runs: Vec<RunReport>) -> Result<SimReport, SimError> {
+    if runs.is_empty() {
+        return Err(SimError::Args("no seed was run".into()));
+    }
     let report = SimReport::of(runs);
     if report.passed() {
         Ok(report)
     } else {
         Err(SimError::InvariantFailed(Box::new(report)))
-    }
-}
-
-/// The seeds `args` ask for: `--seeds`, else `--seed`, else 1.
-fn seeds(args: &SimArgs) -> Range<u64> {
-    match (&args.seeds, args.seed) {
-        (Some(range), _) => range.0.clone(),
-        (None, seed) => {
-            let seed = seed.unwrap_or(1);
-            seed..seed.saturating_add(1)
-        }
     }
 }
 
@@ -169,13 +191,7 @@ fn run_federation(args: &SimArgs, scenario: &FederationScenario) -> Result<SimRe
         ));
     }
     let run_one = |seed| crate::federation::report::run_report(scenario, seed);
-    let runs = sweep_with(seeds(args), args.threads.unwrap_or(0), run_one);
-    let report = SimReport::of(runs);
-    if report.passed() {
-        Ok(report)
-    } else {
-        Err(SimError::InvariantFailed(Box::new(report)))
-    }
+    verdict(sweep_with(seeds(args)?, args.threads.unwrap_or(0), run_one))
 }
 
 /// Writes the pictures of `runs` to `path`. The pictured run is the single run, or for a sweep
@@ -247,4 +263,52 @@ fn sized(mut scenario: Scenario, args: &SimArgs) -> Result<Scenario, SimError> {
     }
     scenario.validate().map_err(SimError::Args)?;
     Ok(scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(scenario: &str) -> SimArgs {
+        SimArgs {
+            scenario: Some(scenario.into()),
+            nodes: Some(3),
+            ..SimArgs::default()
+        }
+    }
+
+    fn refusal(args: SimArgs) -> String {
+        match run(args) {
+            Err(SimError::Args(message)) => message,
+            other => panic!("expected an argument error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_last_seed_is_refused_rather_than_run_as_no_seed() {
+        let message = refusal(SimArgs {
+            seed: Some(u64::MAX),
+            ..args("steady")
+        });
+        assert!(message.contains("--seed 18446744073709551615"), "{message}");
+        let federation = SimArgs {
+            seed: Some(u64::MAX),
+            ..SimArgs::default()
+        };
+        let message = refusal(SimArgs {
+            scenario: Some("federation-cut-failover".into()),
+            ..federation
+        });
+        assert!(message.contains("largest seed"), "{message}");
+    }
+
+    #[test]
+    fn an_empty_range_of_seeds_never_passes() {
+        let message = refusal(SimArgs {
+            seeds: Some(SeedRange(5..5)),
+            ..args("steady")
+        });
+        assert!(message.contains("empty"), "{message}");
+    }
+
 }
