@@ -38,6 +38,12 @@ pub struct SimArgs {
     pub html: Option<PathBuf>,
 }
 
+/// The most nodes a simulated cluster may have. Every node holds every member, so memory grows
+/// with the square of the size: 1,000 nodes take about 250 MB (README, *Simulator speed*; 5,000
+/// is the largest size measured), 10,000 would take about 25 GB. A larger number is a typo,
+/// and would only exhaust memory before the first simulated second.
+pub const MAX_NODES: usize = 10_000;
+
 /// A half-open range of seeds, written `start..end`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedRange(pub Range<u64>);
@@ -215,6 +221,9 @@ fn write_html(scenario: &Scenario, runs: &[RunReport], path: &Path) -> Result<()
 
 /// The scenario `args` name, sized by `--nodes`: one cluster, or a federation of several.
 pub fn load(args: &SimArgs) -> Result<ScenarioFile, SimError> {
+    if let Some(nodes) = args.nodes {
+        within_bound(nodes, "--nodes")?;
+    }
     let loaded = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| SimError::File {
@@ -242,7 +251,12 @@ pub fn load(args: &SimArgs) -> Result<ScenarioFile, SimError> {
         ScenarioFile::Cluster(scenario) => {
             sized(*scenario, args).map(|s| ScenarioFile::Cluster(Box::new(s)))
         }
-        federation => Ok(federation),
+        ScenarioFile::Federation(federation) => {
+            let sizes = federation.clusters.iter().map(|c| c.scenario.nodes);
+            let nodes = sizes.fold(0, usize::saturating_add);
+            within_bound(nodes, &federation.name)?;
+            Ok(ScenarioFile::Federation(federation))
+        }
     }
 }
 
@@ -261,8 +275,20 @@ fn sized(mut scenario: Scenario, args: &SimArgs) -> Result<Scenario, SimError> {
     if let Some(nodes) = args.nodes {
         scenario.nodes = nodes;
     }
+    within_bound(scenario.nodes, &scenario.name)?;
     scenario.validate().map_err(SimError::Args)?;
     Ok(scenario)
+}
+
+/// Refuses a cluster larger than [`MAX_NODES`]; `what` names where the size came from.
+fn within_bound(nodes: usize, what: &str) -> Result<(), SimError> {
+    if nodes > MAX_NODES {
+        return Err(SimError::Args(format!(
+            "{what}: {nodes} nodes; the simulator runs at most {MAX_NODES} (every node holds \
+             every member: 1,000 nodes take about 250 MB, and memory grows with the square)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -309,6 +335,21 @@ mod tests {
             ..args("steady")
         });
         assert!(message.contains("empty"), "{message}");
+    }
+
+    #[test]
+    fn a_cluster_too_large_to_hold_is_refused_before_it_is_built() {
+        // rolling-restart computes its schedule from the size: usize::MAX overflowed there.
+        for (scenario, nodes) in [("rolling-restart", usize::MAX), ("steady", 100_000_000)] {
+            let message = refusal(SimArgs {
+                nodes: Some(nodes),
+                ..args(scenario)
+            });
+            assert!(
+                message.contains(&format!("at most {MAX_NODES}")),
+                "{message}"
+            );
+        }
     }
 
 }
