@@ -191,10 +191,23 @@ fn verdict(runs: Vec<RunReport>) -> Result<SimReport, SimError> {
 
 /// Runs a federation scenario on the seeds `args` ask for ([`crate::federation::report`]).
 fn run_federation(args: &SimArgs, scenario: &FederationScenario) -> Result<SimReport, SimError> {
-    if args.nodes.is_some() || args.html.is_some() {
-        return Err(SimError::Args(
-            "--nodes and --html do not apply to a federation scenario (each [[cluster]] has its own size)".into(),
-        ));
+    let given = [
+        ("--nodes", args.nodes.is_some()),
+        ("--html", args.html.is_some()),
+        ("--trace", args.trace),
+    ];
+    let given: Vec<&str> = given
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(flag, _)| *flag)
+        .collect();
+    if !given.is_empty() {
+        return Err(SimError::Args(format!(
+            "{} not for federation scenario {}: each [[cluster]] has its own size, and a \
+             federation run records neither a trace nor views to picture",
+            given.join(", "),
+            scenario.name
+        )));
     }
     let run_one = |seed| crate::federation::report::run_report(scenario, seed);
     verdict(sweep_with(seeds(args)?, args.threads.unwrap_or(0), run_one))
@@ -352,4 +365,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_federation_refuses_the_flags_it_cannot_honour() {
+        let federation = SimArgs {
+            scenario: Some("federation-cut-failover".into()),
+            trace: true,
+            ..SimArgs::default()
+        };
+        let message = refusal(federation);
+        assert!(
+            message.starts_with("--trace not for federation"),
+            "{message}"
+        );
+    }
 }
