@@ -8,6 +8,7 @@ use foundation_engine::config::parse_duration;
 use foundation_engine::http::{percent_encode, Method};
 
 use super::act::{ask, payload_text};
+use super::out;
 use super::target::NodeTarget;
 
 /// Time the HTTP exchange may take beyond the call's own deadline.
@@ -55,6 +56,6 @@ pub async fn run(args: CallArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     let body = Bytes::from(args.body.into_bytes());
     let answer = ask(node, Method::POST, &path, body, args.timeout + SLACK).await?;
-    println!("{}", payload_text(&answer));
+    out!("{}", payload_text(&answer));
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `foundation publish TOPIC MESSAGE` and `foundation subscribe PATTERN`: pub/sub through a
 //! running node (`POST /publish/{topic}`, and the stream `GET /subscribe/{pattern}`).
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,7 +59,7 @@ pub async fn publish(args: PublishArgs) -> Result<(), Box<dyn std::error::Error>
     let path = format!("/publish/{}", percent_encode(&args.topic));
     let body = Bytes::from(args.message.into_bytes());
     let answer = ask(node, Method::POST, &path, body, TIMEOUT).await?;
-    println!("published {} bytes to {}", answer["bytes"], args.topic);
+    out!("published {} bytes to {}", answer["bytes"], args.topic);
     Ok(())
 }
 

@@ -63,11 +63,24 @@ pub fn run(command: SimCommand) -> i32 {
         eprintln!("pictures written to {}", path.display());
     }
     match outcome {
-        Ok(report) => print(&report, json).map_or(2, |()| 0),
-        Err(SimError::InvariantFailed(report)) => print(&report, json).map_or(2, |()| 1),
+        Ok(report) => printed(&report, json, 0),
+        Err(SimError::InvariantFailed(report)) => printed(&report, json, 1),
         Err(error) => {
             eprintln!("foundation sim: {error}");
             error.exit_code()
+        }
+    }
+}
+
+/// Prints the report and returns `verdict`, the exit code of the run. A reader that stopped
+/// reading does not change the verdict; output that could not be written otherwise is an error.
+fn printed(report: &SimReport, json: bool, verdict: i32) -> i32 {
+    match print(report, json) {
+        Ok(()) => verdict,
+        Err(error) if super::stdout_closed(&error) => verdict,
+        Err(error) => {
+            eprintln!("foundation sim: cannot write to stdout: {error}");
+            2
         }
     }
 }
