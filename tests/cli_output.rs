@@ -86,3 +86,18 @@ fn a_closed_stdout_ends_the_command_quietly() {
         assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+/// A node's refusal carries text any member may have written: it reaches the operator's
+/// terminal escaped, not as an escape sequence that clears the screen.
+#[test]
+fn a_refusal_is_shown_escaped() {
+    let node = fake_node(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+         content-length: 21\r\nconnection: close\r\n\r\n{\"error\":\"\\u001b[2J\"}",
+    );
+    let refused = foundation(node, &["call", "greeter", "world"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = stderr(&refused);
+    assert!(!stderr.contains('\u{1b}'), "raw: {stderr:?}");
+    assert!(stderr.contains(r"refused (400): \u{1b}[2J"), "{stderr}");
+}

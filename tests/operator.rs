@@ -149,6 +149,16 @@ fn a_name_with_control_characters_is_shown_escaped() {
         .find(|l| l.contains(&odd.id))
         .expect("its row");
     assert!(row.ends_with(r"odd\u{1b}[2J\nname"), "{row}");
+
+    // `foundation node` prints its peers' events under their names too.
+    let mut event = None;
+    eventually(PATIENCE, "a prints the odd one's event", || {
+        let lines = a.output.lock().unwrap();
+        event = lines.try_iter().find(|l| l.contains("odd"));
+        event.is_some()
+    });
+    let event = event.unwrap();
+    assert!(event.ends_with(r"odd\u{1b}[2J\nname"), "{event:?}");
     drop((a, odd));
     let _ = std::fs::remove_dir_all(&dir);
 }
