@@ -101,3 +101,24 @@ fn a_refusal_is_shown_escaped() {
     assert!(!stderr.contains('\u{1b}'), "raw: {stderr:?}");
     assert!(stderr.contains(r"refused (400): \u{1b}[2J"), "{stderr}");
 }
+
+/// `--count N` promises N messages: a stream the node ends after fewer is an error a script can
+/// see, and `--count 0` (which printed one message) is refused.
+#[test]
+fn a_subscription_that_ends_before_its_count_fails() {
+    let node = fake_node(STREAM);
+    let short = foundation(node, &["subscribe", "orders.>", "--count", "2"]);
+    assert_eq!(short.status.code(), Some(1), "{}", stderr(&short));
+    assert!(String::from_utf8_lossy(&short.stdout).contains("orders.one first"));
+    assert!(
+        stderr(&short).contains("ended the subscription after 1 of 2 messages"),
+        "{}",
+        stderr(&short)
+    );
+    let enough = foundation(node, &["subscribe", "orders.>", "--count", "1"]);
+    assert!(enough.status.success(), "{}", stderr(&enough));
+
+    let zero = foundation(node, &["subscribe", "orders.>", "--count", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "a usage error");
+    assert!(stderr(&zero).contains("--count"), "{}", stderr(&zero));
+}
