@@ -149,6 +149,16 @@ fn a_name_with_control_characters_is_shown_escaped() {
         .find(|l| l.contains(&odd.id))
         .expect("its row");
     assert!(row.ends_with(r"odd\u{1b}[2J\nname"), "{row}");
+
+    // `foundation node` prints its peers' events under their names too.
+    let mut event = None;
+    eventually(PATIENCE, "a prints the odd one's event", || {
+        let lines = a.output.lock().unwrap();
+        event = lines.try_iter().find(|l| l.contains("odd"));
+        event.is_some()
+    });
+    let event = event.unwrap();
+    assert!(event.ends_with(r"odd\u{1b}[2J\nname"), "{event:?}");
     drop((a, odd));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -181,6 +191,41 @@ fn without_a_node_or_with_a_bad_address_the_error_says_how_to_fix_it() {
     );
     assert!(!https.status.success());
     assert!(stderr(&https).contains("plain HTTP"), "{}", stderr(&https));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A configuration file names the cluster: when it cannot be read or parsed the command fails
+/// and names it, rather than reaching the node of the cluster it would guess without it (here
+/// the one FOUNDATION_CLUSTER names). A file that parses but would not start a node (production
+/// without a secret, which an operator's shell need not hold) still names the cluster.
+#[test]
+fn a_config_file_that_cannot_be_read_is_an_error_not_another_clusters_node() {
+    let dir = scratch_dir("op-config");
+    let cluster = format!("config-{}", std::process::id());
+    let a = start(&dir, &cluster, "a", None);
+    let missing = dir.join("missing.toml");
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, format!("clustr = \"{cluster}\"\n")).unwrap();
+    for file in [&missing, &typo] {
+        let file = file.to_str().unwrap();
+        let run = foundation(&dir, Some(&cluster), &["members", "--config", file]);
+        assert!(
+            !run.status.success(),
+            "{file}: reached a node:\n{}",
+            stdout(&run)
+        );
+        assert!(stderr(&run).contains(file), "{}", stderr(&run));
+    }
+
+    let production = dir.join("production.toml");
+    let text = format!("cluster = \"{cluster}\"\nprofile = \"production\"\n");
+    std::fs::write(&production, text).unwrap();
+    let production = production.to_str().unwrap();
+    let found = foundation(&dir, None, &["members", "--json", "--config", production]);
+    assert!(found.status.success(), "{}", stderr(&found));
+    let json: serde_json::Value = serde_json::from_slice(&found.stdout).expect("JSON");
+    assert_eq!(json["self"]["id"], a.id.as_str());
+    drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

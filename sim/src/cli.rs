@@ -38,6 +38,12 @@ pub struct SimArgs {
     pub html: Option<PathBuf>,
 }
 
+/// The most nodes a simulated cluster may have. Every node holds every member, so memory grows
+/// with the square of the size: 1,000 nodes take about 250 MB (README, *Simulator speed*; 5,000
+/// is the largest size measured), 10,000 would take about 25 GB. A larger number is a typo,
+/// and would only exhaust memory before the first simulated second.
+pub const MAX_NODES: usize = 10_000;
+
 /// A half-open range of seeds, written `start..end`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedRange(pub Range<u64>);
@@ -129,7 +135,7 @@ pub fn run(args: SimArgs) -> Result<SimReport, SimError> {
         ScenarioFile::Cluster(scenario) => *scenario,
         ScenarioFile::Federation(federation) => return run_federation(&args, &federation),
     };
-    let seeds = seeds(&args);
+    let seeds = seeds(&args)?;
     let runs = if seeds.end - seeds.start == 1 {
         let options = RunOptions {
             keep_trace: args.trace,
@@ -142,40 +148,69 @@ pub fn run(args: SimArgs) -> Result<SimReport, SimError> {
     if let Some(path) = &args.html {
         write_html(&scenario, &runs, path)?;
     }
+    verdict(runs)
+}
+
+/// The seeds `args` ask for: `--seeds`, else `--seed`, else 1. Never empty: a sweep of no seed
+/// would pass without having run anything.
+fn seeds(args: &SimArgs) -> Result<Range<u64>, SimError> {
+    let range = match (&args.seeds, args.seed) {
+        (Some(range), _) => range.0.clone(),
+        (None, seed) => {
+            let seed = seed.unwrap_or(1);
+            let end = seed.checked_add(1).ok_or_else(|| {
+                SimError::Args(format!(
+                    "--seed {seed}: the largest seed is {}",
+                    u64::MAX - 1
+                ))
+            })?;
+            seed..end
+        }
+    };
+    if range.is_empty() {
+        return Err(SimError::Args(format!(
+            "seeds {}..{}: the range is empty",
+            range.start, range.end
+        )));
+    }
+    Ok(range)
+}
+
+/// Passed only when runs were made and every one passed.
+fn verdict(runs: Vec<RunReport>) -> Result<SimReport, SimError> {
+    if runs.is_empty() {
+        return Err(SimError::Args("no seed was run".into()));
+    }
     let report = SimReport::of(runs);
     if report.passed() {
         Ok(report)
     } else {
         Err(SimError::InvariantFailed(Box::new(report)))
-    }
-}
-
-/// The seeds `args` ask for: `--seeds`, else `--seed`, else 1.
-fn seeds(args: &SimArgs) -> Range<u64> {
-    match (&args.seeds, args.seed) {
-        (Some(range), _) => range.0.clone(),
-        (None, seed) => {
-            let seed = seed.unwrap_or(1);
-            seed..seed.saturating_add(1)
-        }
     }
 }
 
 /// Runs a federation scenario on the seeds `args` ask for ([`crate::federation::report`]).
 fn run_federation(args: &SimArgs, scenario: &FederationScenario) -> Result<SimReport, SimError> {
-    if args.nodes.is_some() || args.html.is_some() {
-        return Err(SimError::Args(
-            "--nodes and --html do not apply to a federation scenario (each [[cluster]] has its own size)".into(),
-        ));
+    let given = [
+        ("--nodes", args.nodes.is_some()),
+        ("--html", args.html.is_some()),
+        ("--trace", args.trace),
+    ];
+    let given: Vec<&str> = given
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(flag, _)| *flag)
+        .collect();
+    if !given.is_empty() {
+        return Err(SimError::Args(format!(
+            "{} not for federation scenario {}: each [[cluster]] has its own size, and a \
+             federation run records neither a trace nor views to picture",
+            given.join(", "),
+            scenario.name
+        )));
     }
     let run_one = |seed| crate::federation::report::run_report(scenario, seed);
-    let runs = sweep_with(seeds(args), args.threads.unwrap_or(0), run_one);
-    let report = SimReport::of(runs);
-    if report.passed() {
-        Ok(report)
-    } else {
-        Err(SimError::InvariantFailed(Box::new(report)))
-    }
+    verdict(sweep_with(seeds(args)?, args.threads.unwrap_or(0), run_one))
 }
 
 /// Writes the pictures of `runs` to `path`. The pictured run is the single run, or for a sweep
@@ -199,6 +234,9 @@ fn write_html(scenario: &Scenario, runs: &[RunReport], path: &Path) -> Result<()
 
 /// The scenario `args` name, sized by `--nodes`: one cluster, or a federation of several.
 pub fn load(args: &SimArgs) -> Result<ScenarioFile, SimError> {
+    if let Some(nodes) = args.nodes {
+        within_bound(nodes, "--nodes")?;
+    }
     let loaded = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| SimError::File {
@@ -226,7 +264,12 @@ pub fn load(args: &SimArgs) -> Result<ScenarioFile, SimError> {
         ScenarioFile::Cluster(scenario) => {
             sized(*scenario, args).map(|s| ScenarioFile::Cluster(Box::new(s)))
         }
-        federation => Ok(federation),
+        ScenarioFile::Federation(federation) => {
+            let sizes = federation.clusters.iter().map(|c| c.scenario.nodes);
+            let nodes = sizes.fold(0, usize::saturating_add);
+            within_bound(nodes, &federation.name)?;
+            Ok(ScenarioFile::Federation(federation))
+        }
     }
 }
 
@@ -245,6 +288,94 @@ fn sized(mut scenario: Scenario, args: &SimArgs) -> Result<Scenario, SimError> {
     if let Some(nodes) = args.nodes {
         scenario.nodes = nodes;
     }
+    within_bound(scenario.nodes, &scenario.name)?;
     scenario.validate().map_err(SimError::Args)?;
     Ok(scenario)
+}
+
+/// Refuses a cluster larger than [`MAX_NODES`]; `what` names where the size came from.
+fn within_bound(nodes: usize, what: &str) -> Result<(), SimError> {
+    if nodes > MAX_NODES {
+        return Err(SimError::Args(format!(
+            "{what}: {nodes} nodes; the simulator runs at most {MAX_NODES} (every node holds \
+             every member: 1,000 nodes take about 250 MB, and memory grows with the square)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(scenario: &str) -> SimArgs {
+        SimArgs {
+            scenario: Some(scenario.into()),
+            nodes: Some(3),
+            ..SimArgs::default()
+        }
+    }
+
+    fn refusal(args: SimArgs) -> String {
+        match run(args) {
+            Err(SimError::Args(message)) => message,
+            other => panic!("expected an argument error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_last_seed_is_refused_rather_than_run_as_no_seed() {
+        let message = refusal(SimArgs {
+            seed: Some(u64::MAX),
+            ..args("steady")
+        });
+        assert!(message.contains("--seed 18446744073709551615"), "{message}");
+        let federation = SimArgs {
+            seed: Some(u64::MAX),
+            ..SimArgs::default()
+        };
+        let message = refusal(SimArgs {
+            scenario: Some("federation-cut-failover".into()),
+            ..federation
+        });
+        assert!(message.contains("largest seed"), "{message}");
+    }
+
+    #[test]
+    fn an_empty_range_of_seeds_never_passes() {
+        let message = refusal(SimArgs {
+            seeds: Some(SeedRange(5..5)),
+            ..args("steady")
+        });
+        assert!(message.contains("empty"), "{message}");
+    }
+
+    #[test]
+    fn a_cluster_too_large_to_hold_is_refused_before_it_is_built() {
+        // rolling-restart computes its schedule from the size: usize::MAX overflowed there.
+        for (scenario, nodes) in [("rolling-restart", usize::MAX), ("steady", 100_000_000)] {
+            let message = refusal(SimArgs {
+                nodes: Some(nodes),
+                ..args(scenario)
+            });
+            assert!(
+                message.contains(&format!("at most {MAX_NODES}")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_federation_refuses_the_flags_it_cannot_honour() {
+        let federation = SimArgs {
+            scenario: Some("federation-cut-failover".into()),
+            trace: true,
+            ..SimArgs::default()
+        };
+        let message = refusal(federation);
+        assert!(
+            message.starts_with("--trace not for federation"),
+            "{message}"
+        );
+    }
 }

@@ -167,7 +167,11 @@ fn colour_on_stderr() -> bool {
     !no_color && std::io::stderr().is_terminal()
 }
 
+/// Ends the command with `message` on stderr and status 1. The message may carry a node's text
+/// (a refusal's reason, a name): shown escaped, it cannot rewrite the operator's terminal.
 fn fail(message: &str) -> ! {
-    eprintln!("foundation: {message}");
+    use std::io::Write;
+    let message = foundation::cli::printable(message);
+    let _ = writeln!(std::io::stderr(), "foundation: {message}");
     std::process::exit(1);
 }

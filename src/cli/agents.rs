@@ -2,7 +2,7 @@
 //! HTTP API (`GET /agents`); `foundation agents sessions`: the coordination sessions it
 //! coordinated (`GET /agents/sessions`).
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -56,12 +56,16 @@ pub async fn run(args: AgentsArgs) -> Result<(), Box<dyn std::error::Error>> {
         agents.retain(|a| has_capability(a, capability));
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&agents)?);
+        out!("{}", serde_json::to_string_pretty(&agents)?);
         return Ok(());
     }
-    println!(
+    out!(
         "{:<24} {:<10} {:<22} {:<10} {:<10} CAPABILITIES",
-        "AGENT", "NODE", "ADDRESS", "STATE", "HEALTH"
+        "AGENT",
+        "NODE",
+        "ADDRESS",
+        "STATE",
+        "HEALTH"
     );
     for agent in &agents {
         let node = agent["node"].as_str().unwrap_or_default();
@@ -85,7 +89,7 @@ pub async fn run(args: AgentsArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if agents.is_empty() {
-        println!("(no agents)");
+        out!("(no agents)");
     }
     Ok(())
 }
@@ -104,12 +108,17 @@ async fn sessions(
     let answer = fetch(node, "/agents/sessions").await?;
     let sessions = answer["sessions"].as_array().cloned().unwrap_or_default();
     if json {
-        println!("{}", serde_json::to_string_pretty(&sessions)?);
+        out!("{}", serde_json::to_string_pretty(&sessions)?);
         return Ok(());
     }
-    println!(
+    out!(
         "{:<10} {:<13} {:<26} {:<18} {:<10} {:<7} OUTCOME",
-        "SESSION", "MECHANISM", "SUBJECT", "STATE", "ANSWERED", "ROUNDS"
+        "SESSION",
+        "MECHANISM",
+        "SUBJECT",
+        "STATE",
+        "ANSWERED",
+        "ROUNDS"
     );
     for s in &sessions {
         let text = |key: &str| s[key].as_str().unwrap_or_default().to_owned();
@@ -133,7 +142,7 @@ async fn sessions(
         );
     }
     if sessions.is_empty() {
-        println!("(no sessions coordinated by this node)");
+        out!("(no sessions coordinated by this node)");
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `foundation call SERVICE BODY`: one RPC through a running node (`POST /call/{service}`),
 //! routed, retried and load-balanced as the node's own calls are.
 
+use std::borrow::Cow;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +11,7 @@ use foundation_engine::http::{percent_encode, Method};
 
 use super::act::{ask, payload_text};
 use super::target::NodeTarget;
+use super::{out, printable};
 
 /// Time the HTTP exchange may take beyond the call's own deadline.
 const SLACK: Duration = Duration::from_secs(2);
@@ -21,9 +24,10 @@ Examples:
   foundation call billing '{\"cents\": 250}' --timeout 500ms
 
 BODY is sent to the service as it is (text); the service's answer is printed as text, or as
-hex when it is not. Only services served by a handler in a node can be called; an outside
-endpoint (`foundation register`) is listed but not called. A failed call prints why (no
-instance, deadline, circuit open, the handler's error) and exits non-zero.")]
+hex when it is not; on a terminal its control characters are shown escaped (\\u{1b}), into a
+pipe or a file it is written as it is. Only services served by a handler in a node can be
+called; an outside endpoint (`foundation register`) is listed but not called. A failed call
+prints why (no instance, deadline, circuit open, the handler's error) and exits non-zero.")]
 pub struct CallArgs {
     /// The service.
     pub service: String,
@@ -55,6 +59,32 @@ pub async fn run(args: CallArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     let body = Bytes::from(args.body.into_bytes());
     let answer = ask(node, Method::POST, &path, body, args.timeout + SLACK).await?;
-    println!("{}", payload_text(&answer));
+    out!(
+        "{}",
+        shown(&payload_text(&answer), std::io::stdout().is_terminal())
+    );
     Ok(())
+}
+
+/// The answer is the service's payload: into a pipe or a file it goes as it is, for the
+/// program that reads it; on a terminal its control characters are escaped, since any service
+/// instance (on any member) wrote it and an escape sequence would rewrite the screen.
+fn shown(answer: &str, terminal: bool) -> Cow<'_, str> {
+    if terminal {
+        printable(answer)
+    } else {
+        Cow::Borrowed(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn an_answer_is_escaped_on_a_terminal_and_kept_for_a_program() {
+        let answer = "two\nlines \u{1b}[2J";
+        assert_eq!(shown(answer, true), r"two\nlines \u{1b}[2J");
+        assert_eq!(shown(answer, false), answer);
+    }
 }

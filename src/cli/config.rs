@@ -1,7 +1,7 @@
 //! `foundation config get|set|delete|watch`: the cluster-wide config of a running node, over
 //! its HTTP API (`GET /config`, `PUT` and `DELETE /config/{key}`).
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -80,11 +80,11 @@ pub async fn run(args: ConfigArgs) -> Result<(), Box<dyn std::error::Error>> {
     match args.command {
         ConfigCommand::Get { key: None } => {
             let all = snapshot(node).await.map_err(unreachable)?;
-            println!("{}", serde_json::to_string_pretty(&all)?);
+            out!("{}", serde_json::to_string_pretty(&all)?);
         }
         ConfigCommand::Get { key: Some(key) } => {
             match get_json(node, &key_path(&key), REQUEST_TIMEOUT).await {
-                Ok(value) => println!("{value}"),
+                Ok(value) => out!("{value}"),
                 Err(HttpError::Status { status: 404, .. }) => {
                     return Err(format!("no key {key:?}").into())
                 }

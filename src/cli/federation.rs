@@ -3,7 +3,7 @@
 //! refused, and the global directory of exported services, over its HTTP API
 //! (`GET /federation`).
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -32,11 +32,11 @@ pub async fn run(args: FederationArgs) -> Result<(), Box<dyn std::error::Error>>
         .await
         .map_err(|e| format!("cannot reach the node at {node}: {e}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        out!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }
     if answer["gateway"] != true {
-        println!("(this node is not a federation gateway: see [federation] in the node's TOML)");
+        out!("(this node is not a federation gateway: see [federation] in the node's TOML)");
         return Ok(());
     }
     print_links(&answer);
@@ -44,14 +44,21 @@ pub async fn run(args: FederationArgs) -> Result<(), Box<dyn std::error::Error>>
     print_bridges(&answer);
     print_directory(&answer);
     let refused = answer["refused_handshakes"].as_u64().unwrap_or_default();
-    println!("refused handshakes: {refused}");
+    out!("refused handshakes: {refused}");
     Ok(())
 }
 
 fn print_links(answer: &Value) {
-    println!(
+    out!(
         "{:<20} {:<11} {:<22} {:>9} {:>7} {:>7} {:>10} {:>10}",
-        "LINK", "STATE", "GATEWAY", "RTT_MS", "PROBES", "MISSED", "SENT", "RECEIVED"
+        "LINK",
+        "STATE",
+        "GATEWAY",
+        "RTT_MS",
+        "PROBES",
+        "MISSED",
+        "SENT",
+        "RECEIVED"
     );
     for link in answer["links"].as_array().into_iter().flatten() {
         let rtt = link["rtt_ms"]
@@ -107,9 +114,13 @@ fn print_routing(answer: &Value) {
 
 /// Bridged pub/sub per link: messages and payload bytes each way, and drops by reason.
 fn print_bridges(answer: &Value) {
-    println!(
+    out!(
         "{:<20} {:>10} {:>12} {:>10} {:>12}  DROPPED",
-        "BRIDGE", "MSGS_OUT", "BYTES_OUT", "MSGS_IN", "BYTES_IN"
+        "BRIDGE",
+        "MSGS_OUT",
+        "BYTES_OUT",
+        "MSGS_IN",
+        "BYTES_IN"
     );
     for link in answer["links"].as_array().into_iter().flatten() {
         let bridged = &link["bridged"];
@@ -140,7 +151,7 @@ fn print_bridges(answer: &Value) {
 fn print_directory(answer: &Value) {
     let empty = serde_json::Map::new();
     let clusters = answer["directory"].as_object().unwrap_or(&empty);
-    println!("{:<20} {:<32} HEALTHY", "CLUSTER", "EXPORTED SERVICE");
+    out!("{:<20} {:<32} HEALTHY", "CLUSTER", "EXPORTED SERVICE");
     for (cluster, entry) in clusters {
         let services = entry["services"].as_object().unwrap_or(&empty);
         if services.is_empty() {

@@ -1,6 +1,6 @@
 //! `foundation members`: the members table of a running node, over its HTTP API.
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -30,7 +30,7 @@ pub async fn run(args: MembersArgs) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot reach the node at {node}: {e}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        out!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }
     print_table(&answer);
@@ -44,7 +44,7 @@ fn print_table(answer: &Value) {
             .unwrap_or_else(|| v.to_string())
     };
     let me = &answer["self"];
-    println!("{:<34} {:<22} {:<7} NAME", "NODE", "ADDRESS", "STATE");
+    out!("{:<34} {:<22} {:<7} NAME", "NODE", "ADDRESS", "STATE");
     say!(
         "{:<34} {:<22} {:<7} (this node)",
         text(&me["id"]),

@@ -44,10 +44,45 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
-/// `println!` for a line built from what a node reports: shown through [`printable`].
+/// Writes `line` and a newline to stdout, never panicking as `println!` does when stdout is
+/// closed. A reader that went away (`foundation members | head -1`) got what it wanted: the
+/// command ends quietly with success, as it would have had the output been shorter (a
+/// conventional 141 would fail such a pipeline under `set -o pipefail` for no fault of
+/// anyone's). Any other failure (a full disk) ends it with the reason and status 1.
+pub fn write_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(error) if stdout_closed(&error) => std::process::exit(0),
+        Err(error) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "foundation: cannot write to stdout: {error}"
+            );
+            std::process::exit(1)
+        }
+    }
+}
+
+/// Whether writing failed because nobody reads stdout any more.
+pub fn stdout_closed(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// `println!` through [`write_line`], for what this program says itself.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(&format!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+/// `println!` for a line built from what a node reports: shown through [`printable`], written
+/// by [`write_line`].
 macro_rules! say {
     ($($arg:tt)*) => {
-        println!("{}", $crate::cli::printable(&format!($($arg)*)))
+        $crate::cli::write_line(&$crate::cli::printable(&format!($($arg)*)))
     };
 }
 pub(crate) use say;

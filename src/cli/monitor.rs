@@ -1,7 +1,7 @@
 //! `foundation monitor`: a node's events as they happen — members, config changes, service
 //! instances — from the stream `GET /monitor`, like `serf monitor`.
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ pub async fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
     loop {
         let ended = follow(node, "/monitor", |event| {
             if args.json {
-                println!("{event}");
+                out!("{event}");
             } else {
                 say!("{} {}", timestamp(), describe(&event));
             }

@@ -274,7 +274,8 @@ fn print_event(event: &MembershipEvent) {
             .as_ref()
             .and_then(|d| d.name.clone())
             .unwrap_or_default();
-        format!("{} {} {}", m.id.short(), m.addr, name)
+        // A peer names itself: its name must not rewrite the terminal or split the line.
+        format!("{} {} {}", m.id.short(), m.addr, super::printable(&name))
     };
     let now = timestamp();
     match event {

@@ -1,7 +1,7 @@
 //! `foundation placement`: the singletons and shards a running node has declared, who its view
 //! says owns each, and what runs on it, over its HTTP API (`GET /placement`).
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -30,14 +30,17 @@ pub async fn run(args: PlacementArgs) -> Result<(), Box<dyn std::error::Error>> 
         .await
         .map_err(|e| format!("cannot reach the node at {node}: {e}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        out!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }
     let empty = serde_json::Map::new();
     let workloads = answer["workloads"].as_object().unwrap_or(&empty);
-    println!(
+    out!(
         "{:<24} {:<10} {:>5}  {:<10} HERE",
-        "WORKLOAD", "KIND", "SHARD", "OWNER"
+        "WORKLOAD",
+        "KIND",
+        "SHARD",
+        "OWNER"
     );
     for (name, workload) in workloads {
         let kind = workload["kind"].as_str().unwrap_or_default();
@@ -57,10 +60,10 @@ pub async fn run(args: PlacementArgs) -> Result<(), Box<dyn std::error::Error>> 
         }
     }
     if workloads.is_empty() {
-        println!("(no workloads declared on this node)");
+        out!("(no workloads declared on this node)");
     }
     if let Some(duplicates) = answer["duplicates_detected"].as_u64() {
-        println!("duplicates detected here: {duplicates} (should stay 0)");
+        out!("duplicates detected here: {duplicates} (should stay 0)");
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `foundation publish TOPIC MESSAGE` and `foundation subscribe PATTERN`: pub/sub through a
 //! running node (`POST /publish/{topic}`, and the stream `GET /subscribe/{pattern}`).
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,12 +41,12 @@ Examples:
   foundation subscribe 'alerts.>' --count 1   exit after the first message
 
 Prints one line per message: UTC time, topic, message (hex when it is not text). Runs until
-Ctrl-C, --count messages, or the node stops.")]
+Ctrl-C, --count messages, or the node stops (with --count, an error when it stops first).")]
 pub struct SubscribeArgs {
     /// The topic pattern: segments, `*` for one segment, `>` for the rest.
     pub pattern: String,
-    /// Exit after this many messages.
-    #[arg(long)]
+    /// Exit after this many messages (at least 1); fail if the node ends the stream before.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Which node holds the subscription.
     #[command(flatten)]
@@ -59,7 +59,7 @@ pub async fn publish(args: PublishArgs) -> Result<(), Box<dyn std::error::Error>
     let path = format!("/publish/{}", percent_encode(&args.topic));
     let body = Bytes::from(args.message.into_bytes());
     let answer = ask(node, Method::POST, &path, body, TIMEOUT).await?;
-    println!("published {} bytes to {}", answer["bytes"], args.topic);
+    out!("published {} bytes to {}", answer["bytes"], args.topic);
     Ok(())
 }
 
@@ -82,5 +82,13 @@ pub async fn subscribe(args: SubscribeArgs) -> Result<(), Box<dyn std::error::Er
         _ => true,
     })
     .await?;
-    Ok(())
+    match (args.count, left) {
+        // A script waiting for N messages must be able to tell that fewer came.
+        (Some(count), Some(missing)) if missing > 0 => Err(format!(
+            "the node at {node} ended the subscription after {} of {count} messages",
+            count - missing
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }

@@ -1,6 +1,6 @@
 //! `foundation services`: the service instances a running node sees, over its HTTP API.
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -36,7 +36,7 @@ pub async fn run(args: ServicesArgs) -> Result<(), Box<dyn std::error::Error>> {
         services.retain(|name, _| name == only);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&services)?);
+        out!("{}", serde_json::to_string_pretty(&services)?);
         return Ok(());
     }
     print_table(&services);
@@ -44,9 +44,14 @@ pub async fn run(args: ServicesArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn print_table(services: &serde_json::Map<String, Value>) {
-    println!(
+    out!(
         "{:<24} {:<28} {:<22} {:<10} {:<8} {:<6} TAGS",
-        "SERVICE", "INSTANCE", "ADDRESS", "HEALTH", "VERSION", "WEIGHT"
+        "SERVICE",
+        "INSTANCE",
+        "ADDRESS",
+        "HEALTH",
+        "VERSION",
+        "WEIGHT"
     );
     for (name, instances) in services {
         for instance in instances.as_array().into_iter().flatten() {
@@ -74,6 +79,6 @@ fn print_table(services: &serde_json::Map<String, Value>) {
         }
     }
     if services.is_empty() {
-        println!("(no services registered)");
+        out!("(no services registered)");
     }
 }

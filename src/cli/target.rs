@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use foundation_engine::config::{NodeConfig, DEFAULT_CLUSTER};
+use foundation_engine::config::{ConfigBuilder, ConfigError, NodeConfig, Profile, DEFAULT_CLUSTER};
 use foundation_engine::discovery::{
     choose_auto, default_base_dir, running_nodes, DiscoverySpec, Environment, RunningNode,
 };
@@ -216,8 +216,21 @@ impl NodeTarget {
         Err(not_found(&view, &found, &with_http, &unlisted))
     }
 
+    /// Where to look, as `foundation node` would decide it from the same sources. A file that
+    /// cannot be read or parsed is an error: guessing the cluster without it could reach another
+    /// cluster's node, and act on it.
     fn local_view(&self) -> Result<LocalView, String> {
         let env = Environment::from_process();
+        match self.config_builder().build() {
+            Ok(config) => Ok(LocalView::of(config, &env, None)),
+            Err(error @ (ConfigError::Read { .. } | ConfigError::File { .. })) => {
+                Err(error.to_string())
+            }
+            Err(error) => self.lenient_view(&env, error.to_string()),
+        }
+    }
+
+    fn config_builder(&self) -> ConfigBuilder {
         let mut builder = NodeConfig::builder().process_env();
         if let Some(path) = &self.config_file {
             builder = builder.file(path);
@@ -225,30 +238,56 @@ impl NodeTarget {
         if let Some(cluster) = &self.cluster {
             builder = builder.cluster(cluster.clone());
         }
-        match builder.build() {
-            Ok(config) => Ok(LocalView {
-                bases: local_bases(&config.discovery, &env),
-                cluster: config.cluster,
-                fixed_http: config.http.filter(|a| a.port() != 0).map(reachable_form),
-                config_error: None,
-            }),
-            // The configuration is for starting a node: a client can still look for one when,
-            // say, production settings lack a secret it does not need. A bad cluster name or
-            // file stays an error.
-            Err(error) => {
-                let name = self
-                    .cluster
-                    .clone()
-                    .or_else(|| std::env::var("FOUNDATION_CLUSTER").ok())
-                    .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned());
-                let cluster = ClusterName::new(&name).map_err(|e| format!("--cluster: {e}"))?;
-                Ok(LocalView {
-                    cluster,
-                    bases: vec![default_base_dir(&env)],
-                    fixed_http: None,
-                    config_error: Some(error.to_string()),
-                })
+        builder
+    }
+
+    /// The configuration is for starting a node: a client can still look for one when, say,
+    /// production settings lack a secret it does not need. Read again under development's
+    /// rules, the same sources still name the cluster and its discovery directories (the
+    /// production default HTTP address, 127.0.0.1:7401, is not assumed). Failing that too, the
+    /// cluster is what `--cluster` or `FOUNDATION_CLUSTER` says, else the default — unless a
+    /// file names it: that file's cluster cannot be told, and another's must not be guessed.
+    fn lenient_view(&self, env: &Environment, error: String) -> Result<LocalView, String> {
+        let lenient = self.config_builder().profile(Profile::Development).build();
+        if let Ok(config) = lenient {
+            return Ok(LocalView::of(config, env, Some(error)));
+        }
+        let named = self
+            .cluster
+            .clone()
+            .or_else(|| std::env::var("FOUNDATION_CLUSTER").ok());
+        let file = self
+            .config_file
+            .clone()
+            .or_else(|| std::env::var_os("FOUNDATION_CONFIG").map(PathBuf::from));
+        let name = match (named, file) {
+            (Some(name), _) => name,
+            (None, Some(file)) => {
+                return Err(format!(
+                    "cannot tell the cluster from {}: {error}; name it with --cluster, or pass \
+                     --node HOST:PORT",
+                    file.display()
+                ))
             }
+            (None, None) => DEFAULT_CLUSTER.to_owned(),
+        };
+        let cluster = ClusterName::new(&name).map_err(|e| format!("--cluster: {e}"))?;
+        Ok(LocalView {
+            cluster,
+            bases: vec![default_base_dir(env)],
+            fixed_http: None,
+            config_error: Some(error),
+        })
+    }
+}
+
+impl LocalView {
+    fn of(config: NodeConfig, env: &Environment, config_error: Option<String>) -> Self {
+        Self {
+            bases: local_bases(&config.discovery, env),
+            cluster: config.cluster,
+            fixed_http: config.http.filter(|a| a.port() != 0).map(reachable_form),
+            config_error,
         }
     }
 }

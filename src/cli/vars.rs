@@ -2,7 +2,7 @@
 //! through a running node's HTTP API (`GET /variables[/{name}]`, `PUT` and `POST
 //! /variables/{name}`), and `watch` follows `GET /watch/variables/{name}` (or `?prefix=`).
 
-use crate::cli::say;
+use crate::cli::{out, say};
 use std::time::Duration;
 
 use foundation_engine::http::{
@@ -207,7 +207,7 @@ pub async fn run(args: VarsArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     match answer {
         Ok(value) => {
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            out!("{}", serde_json::to_string_pretty(&value)?);
             Ok(())
         }
         Err(HttpError::Status { status, body, .. }) => Err(refusal(status, &body).into()),

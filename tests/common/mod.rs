@@ -21,6 +21,8 @@ pub struct NodeProcess {
     pub child: Child,
     pub http: SocketAddr,
     pub id: String,
+    /// The lines the node prints on stdout after its HTTP address.
+    pub output: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
 }
 
 impl NodeProcess {
@@ -101,6 +103,7 @@ pub fn start_with(
         child,
         http: http.expect("node printed its HTTP address"),
         id: id.expect("node printed its id"),
+        output: std::sync::Mutex::new(rx),
     }
 }
 

@@ -16,6 +16,7 @@ use foundation_engine::config::{NodeConfig, Profile, Security};
 use foundation_engine::discovery::DiscoverySpec;
 
 use super::node::NodeArgs;
+use crate::cli::out;
 
 /// Options of `foundation check`: the same as `foundation node`, so the node that would start
 /// is the one checked.
@@ -110,11 +111,11 @@ pub async fn run(args: CheckArgs) -> Result<(), Box<dyn std::error::Error>> {
         )],
     };
     for finding in &findings {
-        println!("{}", finding.line());
+        out!("{}", finding.line());
     }
     let failed = findings.iter().filter(|f| f.level == Level::Fail).count();
     let warned = findings.iter().filter(|f| f.level == Level::Warn).count();
-    println!(
+    out!(
         "{} checks: {failed} failed, {warned} warnings",
         findings.len()
     );
