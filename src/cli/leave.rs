@@ -8,8 +8,10 @@ use foundation_engine::http::{send_json, Method};
 
 use super::target::NodeTarget;
 
-/// Long enough for the leave to reach the peers and the node's transport to close.
-const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Long enough for the node's agents to stop (each is given `stop_grace`, 5 s by default, one
+/// after another), its handoffs to finish, the leave to reach the peers and the node's
+/// transport to close. The node goes on leaving if this runs out first.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Options of `foundation leave`.
 #[derive(clap::Args, Debug)]
