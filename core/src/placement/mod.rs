@@ -918,9 +918,13 @@ impl Placement {
                 generation,
                 running,
             } => {
-                if generation == self.me.generation {
-                    self.check_duplicates(now, from, round, running);
+                // A reply to a round of an earlier life of ours: a restarted process numbers
+                // its rounds from 1 again, and that life's grants promise this one nothing.
+                if generation != self.me.generation {
+                    self.stats.refused += 1;
+                    return;
                 }
+                self.check_duplicates(now, from, round, running);
                 let members = usize::try_from(members).unwrap_or(usize::MAX);
                 self.granted(now, from, round, granted, members);
                 self.decide(now);

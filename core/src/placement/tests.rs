@@ -1163,3 +1163,59 @@ fn an_oldest_member_that_left_grants_nothing() {
         "the side that heard of the leave"
     );
 }
+
+/// A registrar's answer to a round of an earlier life of the claimant grants nothing to the
+/// present one. A restarted process numbers its rounds from 1 again, so a late answer to the
+/// old life's round n would count for the new life's round n: a lease no registrar promised
+/// this life, and counted from this life's round, sent after the one the registrar answered —
+/// so it outlasts the registrar's promise, after which the registrar grants another claimant.
+#[test]
+fn a_grant_to_an_earlier_life_of_the_claimant_counts_nothing_for_the_present_one() {
+    let candidates: Vec<Candidate> = (0..3).map(candidate).collect();
+    let owner = rendezvous::owner(Rule::Rendezvous, "w", 0, &candidates).expect("owner");
+    let slot = (0..3).find(|i| node(*i) == owner).expect("a slot owns it");
+    let before = candidate(slot);
+    let restarted = Candidate {
+        generation: before.generation + 100,
+        ..before.clone()
+    };
+    let mut p = Placement::new(
+        Life {
+            node: owner,
+            generation: restarted.generation,
+        },
+        config(),
+        at(0),
+    );
+    p.declare(at(0), "w", WorkloadSpec::singleton())
+        .expect("declared");
+    let others: Vec<Member> = (0..3)
+        .filter(|i| *i != slot)
+        .map(|i| Member {
+            candidate: candidate(i),
+            state: MemberState::Alive,
+            since: at(0),
+        })
+        .collect();
+    p.update_view(at(0), restarted.clone(), &others);
+    assert!(!p.take_messages().is_empty(), "round 1 of the new life");
+    let answer = |generation| PlacementMessage::Granted {
+        round: 1,
+        granted: vec![singleton()],
+        members: 3,
+        generation,
+        running: Vec::new(),
+    };
+    for m in &others {
+        p.received(at(10), m.candidate.id, answer(before.generation));
+    }
+    assert!(
+        !p.is_running(&singleton(), at(10)),
+        "started on grants made to its previous life"
+    );
+    // The same answers to this life's round are a quorum.
+    for m in &others {
+        p.received(at(20), m.candidate.id, answer(restarted.generation));
+    }
+    assert!(p.is_running(&singleton(), at(20)));
+}

@@ -119,6 +119,17 @@ impl Shared {
         }
     }
 
+    /// Whether an instance of `service` runs on this node (has its handler here).
+    pub fn serves(&self, service: &str) -> bool {
+        let first = (service.to_owned(), 0);
+        let handlers = self
+            .handlers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = handlers.range(&first..).next();
+        next.is_some_and(|((name, _), _)| name == service)
+    }
+
     /// This node's running federation gateway, if any.
     pub fn gateway(&self) -> Option<crate::runtime::federation::FederationHandle> {
         lock(&self.federation).clone()

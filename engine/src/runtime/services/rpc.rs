@@ -547,7 +547,14 @@ async fn admit_and_run(
     };
     let capped = TokioInstant::now().checked_add(longest);
     let deadline = capped.map_or(deadline, |capped| deadline.min(capped));
-    let service = admitted.as_ref().ok().map(|r| r.service.clone());
+    // The metrics name a service only when it runs here: a peer names whatever it likes, and
+    // a label set per made-up name would grow the node's metrics for as long as it lives.
+    let service = admitted
+        .as_ref()
+        .ok()
+        .map(|r| r.service.as_str())
+        .filter(|service| shared.serves(service))
+        .map(str::to_owned);
     // Held from admission on, not from the handler's first poll: the race below may end
     // before the handler's future is ever polled, and the slot must be freed all the same.
     let _running = admitted.is_ok().then(|| Running(gate.clone()));
@@ -663,6 +670,55 @@ mod tests {
             let _ = admit_and_run(&shared, &metrics, &gate, Instant::ZERO, call, given_up).await;
             assert_eq!(lock(&gate).running(), 0, "slot leaked in round {round}");
         }
+    }
+
+    /// A peer names whatever service it likes: calls to services with no instance here are
+    /// counted under the empty service label, as refusals before decoding are, not a series
+    /// per name, which a buggy or hostile peer would grow without bound (a label set per
+    /// made-up name, kept for the node's life). A service that runs here keeps its own.
+    #[tokio::test]
+    async fn calls_to_services_not_served_here_add_no_metric_series() {
+        let (_, directory) = watch::channel(Arc::new(Directory::default()));
+        let shared = Shared::new(mpsc::channel(1).0, directory);
+        let echo = |call: Call| async move { Ok(call.body) };
+        let handlers = [(("echo".to_owned(), 1), Arc::new(echo) as Arc<dyn Handler>)];
+        *shared.handlers.write().expect("not poisoned") = handlers.into_iter().collect();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = ServicesMetrics::register(&mut registry);
+        let gate = Arc::new(Mutex::new(Admission::new(None, 1)));
+        let names = (0..50)
+            .map(|n| format!("made-up-{n}"))
+            .chain(["echo".into()]);
+        for service in names {
+            let request = RpcRequest {
+                service,
+                instance: 1,
+                trace: TraceContext::new_root(&mut StdRng::seed_from_u64(1), true),
+                origin: None,
+                body: Vec::new(),
+            };
+            let payload = postcard::to_stdvec(&request).expect("encodes");
+            let call = (
+                NodeId::random(),
+                payload.as_slice(),
+                TokioInstant::now() + Duration::from_secs(1),
+            );
+            let never = std::future::pending::<()>();
+            let _ = admit_and_run(&shared, &metrics, &gate, Instant::ZERO, call, never).await;
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let served: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("foundation_rpc_served_total{"))
+            .collect();
+        assert_eq!(served.len(), 2, "{served:#?}");
+        assert!(served
+            .iter()
+            .any(|l| l.contains(r#"service="echo",outcome="ok""#)));
+        assert!(served
+            .iter()
+            .any(|l| l.contains(r#"service="",outcome="no_such_instance"} 50"#)));
     }
 
     /// A caller that drops its call while an attempt runs (a timeout around the call, a
