@@ -350,6 +350,28 @@ fn a_renewed_life_up_under_its_new_generation_is_not_fenced_for_it() {
     assert_eq!(pool.wire.len(), 3, "a restart: the heir fences life 1");
 }
 
+/// A life asks for rights and dies before the ask arrives: the holder, which heard it is
+/// down (and whose heir already reclaimed from it), hands it nothing, since units handed to a
+/// life that is over are never reclaimed.
+#[test]
+fn a_late_ask_for_rights_from_a_life_that_is_over_gets_nothing() {
+    let mut pool = Pool::new(3, &counter_spec(30, 3));
+    assert!(matches!(
+        pool.draw(3, 11),
+        Err(VarsError::Insufficient { holds: 10, .. })
+    ));
+    let late = std::mem::take(&mut pool.wire);
+    assert_eq!(late.len(), 1, "its ask to the richest holder, node 1");
+    pool.cut.insert(id(3));
+    pool.down(3, &[1, 2]);
+    pool.run();
+    assert_eq!(pool.node(1).rights("pool"), Some(15), "5 of node 3's reclaimed");
+    pool.wire.extend(late);
+    pool.run();
+    assert_eq!(pool.node(1).rights("pool"), Some(15), "nothing handed");
+    assert_eq!(pool.nodes[&id(1)].stats().rights_handed, 0);
+}
+
 #[test]
 fn a_life_cut_off_and_fenced_cannot_spend_what_its_heir_reclaimed() {
     let mut pool = Pool::new(3, &counter_spec(30, 3));

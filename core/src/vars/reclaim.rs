@@ -39,7 +39,7 @@ fn wrap(name: &str, spec: u64, from: Life, steps: Steps) -> Outgoing {
 }
 
 /// Whether membership reported `life` over: its node down at its generation or a later one.
-fn ended(down: &BTreeMap<NodeId, u64>, life: Life) -> bool {
+pub(super) fn ended(down: &BTreeMap<NodeId, u64>, life: Life) -> bool {
     down.get(&life.node).is_some_and(|g| life.generation <= *g)
 }
 
