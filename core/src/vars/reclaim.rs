@@ -1,6 +1,6 @@
 //! The variables machine's side of [`escrow`](super::escrow): raising this life's allowance,
 //! answering other lives' raises and fences, and reclaiming a dead life's rights as its heir
-//! when membership reports it down.
+//! when membership reports it down, or a later life of its node up.
 
 use std::collections::BTreeMap;
 
@@ -141,7 +141,15 @@ impl Vars {
             _ => false,
         });
         let over = life.generation.saturating_sub(1);
-        if known && !ended(&self.down, Life { generation: over, ..life }) {
+        if known
+            && !ended(
+                &self.down,
+                Life {
+                    generation: over,
+                    ..life
+                },
+            )
+        {
             self.member_down(now, life.node, over);
         }
     }
