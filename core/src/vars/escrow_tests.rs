@@ -365,7 +365,11 @@ fn a_late_ask_for_rights_from_a_life_that_is_over_gets_nothing() {
     pool.cut.insert(id(3));
     pool.down(3, &[1, 2]);
     pool.run();
-    assert_eq!(pool.node(1).rights("pool"), Some(15), "5 of node 3's reclaimed");
+    assert_eq!(
+        pool.node(1).rights("pool"),
+        Some(15),
+        "5 of node 3's reclaimed"
+    );
     pool.wire.extend(late);
     pool.run();
     assert_eq!(pool.node(1).rights("pool"), Some(15), "nothing handed");
