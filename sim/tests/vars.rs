@@ -748,6 +748,45 @@ fn counters_never_go_negative_nor_spend_more_than_they_hold_through_disturbances
     );
 }
 
+/// Node 4 crashes and its next life starts 200 ms later, well before failure detection:
+/// membership renames the member and never reports its first life down. Returns the units
+/// heirs reclaimed.
+fn run_quick_restart(seed: u64) -> Result<u64, String> {
+    let mut world = joined(seed)?;
+    let spec = VarSpec {
+        ty: VarType::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        policy: Policy::Counter,
+        initial: VarValue::Int(POOL as i64),
+        acceptors: lives(&world),
+    };
+    declare_everywhere(&mut world, "pool", spec)?;
+    let crash = world.now_us();
+    world.apply(&Fault::Crash(Nodes::One(4)), &BTreeMap::new())?;
+    run_to(&mut world, crash + 200_000)?;
+    world.apply(
+        &Fault::Restart(Nodes::One(4), Identity::Same),
+        &BTreeMap::new(),
+    )?;
+    run_to(&mut world, crash + secs(15))?;
+    Ok((0..NODES)
+        .filter_map(|slot| world.node(slot).core())
+        .map(|core| core.vars().stats().rights_reclaimed)
+        .sum())
+}
+
+/// The first life's rights beyond its allowance go to one heir, as after a crash membership
+/// saw: its share of 8 units, 4 of them allowed from the start.
+#[test]
+fn a_node_restarted_before_it_was_seen_failed_has_its_first_lifes_rights_reclaimed() {
+    for seed in 1..=3 {
+        let reclaimed = run_quick_restart(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(reclaimed, 4, "seed {seed}");
+    }
+}
+
 /// Both replicated scenarios over many more seeds; release builds only (`cargo test --release
 /// -p foundation-sim --test vars -- --ignored replicated`; `VARS_SEED=N` runs one seed).
 #[test]

@@ -18,8 +18,10 @@
 //!    answers [`Step::Allowed`]), so draws rarely wait; a draw beyond the allowance is
 //!    refused with [`VarsError::Allowance`](super::VarsError::Allowance) and succeeds once the
 //!    raise is allowed. At declaration every genesis holder is allowed half its share.
-//! 2. **Fence.** When membership reports a life dead, the holder lowest in order that sees it
-//!    dead becomes its would-be *heir* and asks every holder to fence it ([`Step::Fence`]).
+//! 2. **Fence.** When membership reports a life dead (or a later life of its node up: a node
+//!    restarted quicker than failure detection is never reported down), the holder lowest in
+//!    order that sees it dead becomes its would-be *heir* and asks every holder to fence it
+//!    ([`Step::Fence`]).
 //!    A holder that also sees it dead records the first heir it is asked for — for ever — and
 //!    answers with that heir and the highest ceiling it allowed the dead life
 //!    ([`Step::Fenced`]). A fenced life is never allowed more.

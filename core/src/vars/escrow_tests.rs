@@ -159,6 +159,15 @@ impl Pool {
         }
     }
 
+    /// Nodes `on` hear that node `node` is up at membership generation `generation`.
+    fn up(&mut self, node: u128, generation: u64, on: &[u128]) {
+        for n in on {
+            let now = self.now;
+            self.node(*n).member_up(now, id(node), generation);
+            self.queue(id(*n), Outgoing::new());
+        }
+    }
+
     fn value(&self, n: u128) -> u64 {
         match self.nodes[&id(n)].get("pool") {
             Some((_, VarValue::Int(v))) => *v as u64,
@@ -300,6 +309,71 @@ fn a_crashed_lifes_rights_beyond_its_allowance_go_to_one_heir() {
     for vars in pool.nodes.values() {
         vars.invariants().expect("nobody overdrawn");
     }
+}
+
+/// A node restarted quicker than failure detection: membership never reports its first life
+/// failed, only its second one up (foca renames the member), and the first life's rights
+/// beyond its allowance still go to one heir rather than staying with a life that is gone.
+#[test]
+fn a_life_restarted_before_it_was_seen_down_has_its_rights_reclaimed() {
+    let mut pool = Pool::new(3, &counter_spec(30, 3));
+    pool.draw(3, 3).expect("within its allowance");
+    pool.wire.clear(); // It restarts before its raise leaves.
+    pool.flush(3);
+    pool.cut.insert(id(3)); // The first life's process is gone.
+    pool.up(3, 2, &[1, 2]);
+    pool.run();
+    assert_eq!(pool.nodes[&id(1)].stats().rights_reclaimed, 5);
+    assert_eq!(pool.node(1).rights("pool"), Some(15));
+    // The second life coming up again, or the first reported down late, reclaims no more.
+    pool.up(3, 2, &[1, 2]);
+    pool.down(3, &[1, 2]);
+    pool.run();
+    assert_eq!(pool.reclaimed(), 5);
+    pool.flush_all();
+    for n in [1, 2] {
+        assert_eq!(pool.value(n), 27, "reclaiming changes no total");
+        pool.nodes[&id(n)].invariants().expect("nobody overdrawn");
+    }
+}
+
+/// A node renewed its membership identity, keeping its life (it was declared failed): its
+/// life up at the renewed generation is not an earlier life over, so nobody fences it for
+/// that — while a later life of it, a restart, ends it.
+#[test]
+fn a_renewed_life_up_under_its_new_generation_is_not_fenced_for_it() {
+    let mut pool = Pool::new(3, &counter_spec(30, 3));
+    pool.node(1).heard_renewal(id(3), life(3), 2);
+    pool.up(3, 2, &[1]);
+    assert!(pool.wire.is_empty(), "no fence: {:?}", pool.wire);
+    pool.up(3, 3, &[1]);
+    assert_eq!(pool.wire.len(), 3, "a restart: the heir fences life 1");
+}
+
+/// A life asks for rights and dies before the ask arrives: the holder, which heard it is
+/// down (and whose heir already reclaimed from it), hands it nothing, since units handed to a
+/// life that is over are never reclaimed.
+#[test]
+fn a_late_ask_for_rights_from_a_life_that_is_over_gets_nothing() {
+    let mut pool = Pool::new(3, &counter_spec(30, 3));
+    assert!(matches!(
+        pool.draw(3, 11),
+        Err(VarsError::Insufficient { holds: 10, .. })
+    ));
+    let late = std::mem::take(&mut pool.wire);
+    assert_eq!(late.len(), 1, "its ask to the richest holder, node 1");
+    pool.cut.insert(id(3));
+    pool.down(3, &[1, 2]);
+    pool.run();
+    assert_eq!(
+        pool.node(1).rights("pool"),
+        Some(15),
+        "5 of node 3's reclaimed"
+    );
+    pool.wire.extend(late);
+    pool.run();
+    assert_eq!(pool.node(1).rights("pool"), Some(15), "nothing handed");
+    assert_eq!(pool.nodes[&id(1)].stats().rights_handed, 0);
 }
 
 #[test]

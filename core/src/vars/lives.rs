@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn only_a_renewed_node_tells_and_it_tells_each_member_that_comes_up() {
         let mut vars = Vars::new(life(1));
-        vars.member_up(id(2), 1);
+        vars.member_up(Instant::ZERO, id(2), 1);
         assert!(vars.take_messages().is_empty());
         vars.renewed(Instant::ZERO, 2, [id(2), id(3)]);
         let told = vars.take_messages();
@@ -204,7 +204,7 @@ mod tests {
             identity: 2,
         };
         assert!(matches!(message, Ok(crate::CoreMessage::Vars(m)) if m == renewed));
-        vars.member_up(id(4), 1);
+        vars.member_up(Instant::ZERO, id(4), 1);
         assert_eq!(vars.take_messages().len(), 1);
         assert_eq!(vars.identity(), 2);
     }
@@ -216,7 +216,7 @@ mod tests {
         let mut vars = Vars::new(life(1));
         let start = Instant::ZERO + Duration::from_secs(10);
         vars.renewed(start, 2, [id(2)]);
-        vars.member_up(id(3), 1);
+        vars.member_up(Instant::ZERO, id(3), 1);
         assert_eq!(vars.take_messages().len(), 2);
         let mut told = Vec::new();
         while let Some(at) = vars.poll_timeout() {

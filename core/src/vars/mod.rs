@@ -1142,12 +1142,18 @@ impl Vars {
         wanted: u64,
     ) {
         let me = self.me;
+        let over = reclaim::ended(&self.down, life);
         let Ok((fingerprint, counter)) = self.counter_mut(&name) else {
             self.stats.foreign_messages += 1;
             return;
         };
         if fingerprint != spec || life.node != from || life == me {
             self.stats.foreign_messages += 1;
+            return;
+        }
+        // An ask that outlived its life: what it were handed, no heir would take back (the
+        // life's fence may be over already).
+        if over {
             return;
         }
         counter.lives.insert(counter::actor(life), life);

@@ -1,6 +1,6 @@
 //! The variables machine's side of [`escrow`](super::escrow): raising this life's allowance,
 //! answering other lives' raises and fences, and reclaiming a dead life's rights as its heir
-//! when membership reports it down.
+//! when membership reports it down, or a later life of its node up.
 
 use std::collections::BTreeMap;
 
@@ -39,7 +39,7 @@ fn wrap(name: &str, spec: u64, from: Life, steps: Steps) -> Outgoing {
 }
 
 /// Whether membership reported `life` over: its node down at its generation or a later one.
-fn ended(down: &BTreeMap<NodeId, u64>, life: Life) -> bool {
+pub(super) fn ended(down: &BTreeMap<NodeId, u64>, life: Life) -> bool {
     down.get(&life.node).is_some_and(|g| life.generation <= *g)
 }
 
@@ -100,26 +100,57 @@ impl Vars {
     }
 
     /// Membership reports `node` alive at `generation`: a life of it reported down at that
-    /// generation was not over after all (a refuted suspicion), so stop fencing it; and if
-    /// this node's identity was renewed, `node` is told which life goes by it.
-    pub fn member_up(&mut self, node: NodeId, generation: u64) {
+    /// generation was not over after all (a refuted suspicion), so stop fencing it; the
+    /// node's earlier lives are over; and if this node's identity was renewed, `node` is told
+    /// which life goes by it.
+    pub fn member_up(&mut self, now: Instant, node: NodeId, generation: u64) {
         self.tell_renewal(node);
-        if self.down.get(&node) != Some(&generation) {
-            return;
+        let life = self.life_of(node, generation);
+        if self.down.get(&node) == Some(&generation) {
+            self.down.remove(&node);
+            self.stop_fencing(life);
         }
-        self.down.remove(&node);
+        self.earlier_lives_over(now, life);
+    }
+
+    /// `life` is alive: stops fencing it and the node's later lives.
+    fn stop_fencing(&mut self, life: Life) {
         for variable in self.variables.values_mut() {
             if let Kind::Counter(counter) = &mut variable.kind {
                 let back: Vec<Life> = counter
                     .lives
                     .values()
                     .copied()
-                    .filter(|l| l.node == node)
+                    .filter(|l| l.node == life.node && l.generation >= life.generation)
                     .collect();
                 for life in back {
                     counter.escrow.cancel_fence(life);
                 }
             }
+        }
+    }
+
+    /// `life` is up, so the earlier lives of its node are over: they are taken down as if
+    /// membership had said so, which it never does for a node restarted quicker than failure
+    /// detection (SWIM only renames the member) — their rights would stay with them for good.
+    /// Only lives a counter here knows are looked for, so a join costs nothing more.
+    fn earlier_lives_over(&mut self, now: Instant, life: Life) {
+        let earlier = |l: &Life| l.node == life.node && l.generation < life.generation;
+        let known = self.variables.values().any(|v| match &v.kind {
+            Kind::Counter(counter) => counter.lives.values().any(earlier),
+            _ => false,
+        });
+        let over = life.generation.saturating_sub(1);
+        if known
+            && !ended(
+                &self.down,
+                Life {
+                    generation: over,
+                    ..life
+                },
+            )
+        {
+            self.member_down(now, life.node, over);
         }
     }
 

@@ -3,7 +3,7 @@
 //! `cas` variable and a `coordinated` one decided by lives {1, 2, 3}, a counter held by the
 //! same lives, and a `cas` variable node 1 decides alone. The input is read as a script of
 //! steps: well-formed variables messages of every kind (compare-and-set steps, rights, escrow
-//! steps, hellos) whose fields it chooses (versions and rounds near 0, near the current
+//! steps, hellos, renewals) whose fields it chooses (versions and rounds near 0, near the current
 //! version, near `SLOT_MAX` and `u64::MAX`; lives known and unknown; values in and out of the
 //! type), replicated declarations (with seats), counter states and `lww` writes arriving from
 //! node 2, raw garbage, local requests, and time passing.
@@ -308,14 +308,15 @@ impl<'a> Run<'a> {
     }
 
     fn step(&mut self) {
-        match self.input.byte() % 8 {
+        match self.input.byte() % 9 {
             0 | 1 => self.cas_step(),
             2 => self.counter_step(),
             3 => self.hello(),
             4 => self.declaration(),
             5 => self.replicated_entry(),
             6 => self.local_request(),
-            _ => self.time_passes(),
+            7 => self.time_passes(),
+            _ => self.renewed(),
         }
     }
 
@@ -444,6 +445,14 @@ impl<'a> Run<'a> {
     fn hello(&mut self) {
         let from = self.input.life();
         self.receive(VarsMessage::Hello { from });
+    }
+
+    /// A life says which membership generation it goes by since a renewal: any, below its
+    /// own included.
+    fn renewed(&mut self) {
+        let from = self.input.life();
+        let identity = self.input.number(from.generation);
+        self.receive(VarsMessage::Renewed { from, identity });
     }
 
     /// A declaration replicated from node 2: the spec alone (as declared, or with other
