@@ -664,12 +664,8 @@ struct Ledger {
     reclaimed: u64,
 }
 
-/// The counter scenario: nodes draw and refill at random through the disturbances, asking
-/// each other for rights when short. At every step no node shows the counter below zero or
-/// anyone overdrawn (the core's invariants), and the units drawn never exceed the initial
-/// units plus the refills; replicas converge at the end of every quiet window.
-fn run_counter(seed: u64) -> Result<Ledger, String> {
-    let mut world = joined(seed)?;
+/// Declares the counter `pool` of `POOL` units on every node, every life an acceptor.
+fn declare_pool(world: &mut World) -> Result<(), String> {
     let spec = VarSpec {
         ty: VarType::Int {
             min: 0,
@@ -677,9 +673,18 @@ fn run_counter(seed: u64) -> Result<Ledger, String> {
         },
         policy: Policy::Counter,
         initial: VarValue::Int(POOL as i64),
-        acceptors: lives(&world),
+        acceptors: lives(world),
     };
-    declare_everywhere(&mut world, "pool", spec)?;
+    declare_everywhere(world, "pool", spec)
+}
+
+/// The counter scenario: nodes draw and refill at random through the disturbances, asking
+/// each other for rights when short. At every step no node shows the counter below zero or
+/// anyone overdrawn (the core's invariants), and the units drawn never exceed the initial
+/// units plus the refills; replicas converge at the end of every quiet window.
+fn run_counter(seed: u64) -> Result<Ledger, String> {
+    let mut world = joined(seed)?;
+    declare_pool(&mut world)?;
     let mut ledger = Ledger::default();
     let mut faults = disturbances();
     let mut checks: Vec<u64> = QUIET.iter().map(|(_, to)| secs(*to)).collect();
@@ -753,16 +758,7 @@ fn counters_never_go_negative_nor_spend_more_than_they_hold_through_disturbances
 /// heirs reclaimed.
 fn run_quick_restart(seed: u64) -> Result<u64, String> {
     let mut world = joined(seed)?;
-    let spec = VarSpec {
-        ty: VarType::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-        policy: Policy::Counter,
-        initial: VarValue::Int(POOL as i64),
-        acceptors: lives(&world),
-    };
-    declare_everywhere(&mut world, "pool", spec)?;
+    declare_pool(&mut world)?;
     let crash = world.now_us();
     world.apply(&Fault::Crash(Nodes::One(4)), &BTreeMap::new())?;
     run_to(&mut world, crash + 200_000)?;

@@ -60,6 +60,15 @@ async fn sealed_again(a: &Node, to_b: NodeAddr) {
     panic!("membership to the peer was never sealed again");
 }
 
+/// A peer at a loopback port nothing listens on: it never answers.
+fn dead_peer() -> NodeAddr {
+    let nowhere = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+    NodeAddr {
+        id: foundation_transport::NodeId::from_u128(0xdead),
+        addr: nowhere.local_addr().expect("its address"),
+    }
+}
+
 /// Before, both records and both sides' keys stayed until the endpoints closed.
 #[tokio::test]
 async fn a_peer_unused_and_unconnected_is_forgotten_and_reached_afresh_later() {
@@ -160,12 +169,7 @@ async fn a_peer_the_caller_forgets_is_let_go_at_once() {
 #[tokio::test]
 async fn a_request_given_up_on_leaves_nothing_that_keeps_the_record() {
     let a = node_with("orders", &secret(SECRET), forgetful()).await;
-    let nowhere = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
-    let dead = NodeAddr {
-        id: foundation_transport::NodeId::from_u128(0xdead),
-        addr: nowhere.local_addr().expect("its address"),
-    };
-    drop(nowhere);
+    let dead = dead_peer();
     let given_up = a
         .endpoint
         .request(
@@ -235,12 +239,7 @@ async fn a_dial_that_ends_after_its_peer_is_forgotten_keeps_nothing() {
 #[tokio::test]
 async fn a_request_waiting_on_a_forgotten_peer_is_told_it_is_unreachable() {
     let a = node_with("orders", &secret(SECRET), forgetful()).await;
-    let nowhere = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
-    let dead = NodeAddr {
-        id: foundation_transport::NodeId::from_u128(0xdead),
-        addr: nowhere.local_addr().expect("its address"),
-    };
-    drop(nowhere);
+    let dead = dead_peer();
     let endpoint = a.endpoint.clone();
     let asked = tokio::spawn(async move {
         endpoint
