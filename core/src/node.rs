@@ -586,7 +586,7 @@ impl Core {
             match effect {
                 Effect::Event(Event::Membership(MembershipEvent::Up(view))) => {
                     up.push(view.node_addr());
-                    self.vars.member_up(now, view.id, view.generation);
+                    vars_changed |= self.vars.member_up(now, view.id, view.generation);
                 }
                 Effect::Event(Event::Membership(
                     MembershipEvent::Failed(view) | MembershipEvent::Left(view),

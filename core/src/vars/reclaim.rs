@@ -102,15 +102,16 @@ impl Vars {
     /// Membership reports `node` alive at `generation`: a life of it reported down at that
     /// generation was not over after all (a refuted suspicion), so stop fencing it; the
     /// node's earlier lives are over; and if this node's identity was renewed, `node` is told
-    /// which life goes by it.
-    pub fn member_up(&mut self, now: Instant, node: NodeId, generation: u64) {
+    /// which life goes by it. True when earlier lives were taken down: fences may have begun,
+    /// whose deadlines the caller must arm (as after [`member_down`](Self::member_down)).
+    pub fn member_up(&mut self, now: Instant, node: NodeId, generation: u64) -> bool {
         self.tell_renewal(node);
         let life = self.life_of(node, generation);
         if self.down.get(&node) == Some(&generation) {
             self.down.remove(&node);
             self.stop_fencing(life);
         }
-        self.earlier_lives_over(now, life);
+        self.earlier_lives_over(now, life)
     }
 
     /// `life` is alive: stops fencing it and the node's later lives.
@@ -133,25 +134,27 @@ impl Vars {
     /// `life` is up, so the earlier lives of its node are over: they are taken down as if
     /// membership had said so, which it never does for a node restarted quicker than failure
     /// detection (SWIM only renames the member) — their rights would stay with them for good.
-    /// Only lives a counter here knows are looked for, so a join costs nothing more.
-    fn earlier_lives_over(&mut self, now: Instant, life: Life) {
+    /// Only lives a counter here knows are looked for, so a join costs nothing more. True when
+    /// it took them down.
+    fn earlier_lives_over(&mut self, now: Instant, life: Life) -> bool {
         let earlier = |l: &Life| l.node == life.node && l.generation < life.generation;
         let known = self.variables.values().any(|v| match &v.kind {
             Kind::Counter(counter) => counter.lives.values().any(earlier),
             _ => false,
         });
         let over = life.generation.saturating_sub(1);
-        if known
+        let taken_down = known
             && !ended(
                 &self.down,
                 Life {
                     generation: over,
                     ..life
                 },
-            )
-        {
+            );
+        if taken_down {
             self.member_down(now, life.node, over);
         }
+        taken_down
     }
 
     /// A step of counter `name`'s allowances from life `life` (on node `from`).
